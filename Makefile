@@ -1,0 +1,66 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv on first use.
+# On a host with no package registry, point PYTHON at a prepared interpreter: `make run PYTHON=python3`
+# (nothing is installed then; the package is imported from this checkout).
+SHELL := /bin/bash
+CONFIG ?= configs/default.yaml
+VENV ?= .venv
+PYTHON ?=
+ARGS ?=
+# GPU extra picked from the driver's CUDA version (nvidia-smi), none without a GPU.
+GPU_EXTRA ?= $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/cu\1/p' | head -1)
+EXTRAS ?= dev$(if $(GPU_EXTRA),$(comma)$(GPU_EXTRA))
+comma := ,
+
+ifeq ($(strip $(PYTHON)),)
+PY := $(VENV)/bin/python
+ENV := $(VENV)/.installed
+else
+PY := $(PYTHON)
+ENV :=
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+endif
+
+.PHONY: run data verify plan info test test-gpu lint bench bench-seed env clean
+
+run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
+	$(PY) -m pipeline run $(CONFIG) $(ARGS)
+
+data: $(ENV)  ## create the input a config describes
+	$(PY) -m pipeline generate $(CONFIG) $(ARGS)
+
+verify: $(ENV)  ## recompute sampled chunks with NumPy and compare with the output
+	$(PY) -m pipeline verify $(CONFIG) $(ARGS)
+
+plan: $(ENV)  ## print what a run would do, without computing
+	$(PY) -m pipeline plan $(CONFIG) $(ARGS)
+
+info: $(ENV)
+	$(PY) -m pipeline info
+
+test: $(ENV)  ## the test suite (GPU tests are skipped, visibly, without a GPU)
+	$(PY) -m pytest $(ARGS)
+
+test-gpu: $(ENV)  ## only the tests that need a GPU
+	$(PY) -m pytest -m gpu $(ARGS)
+
+lint: $(ENV)
+	$(PY) -m ruff check pipeline tests scripts
+	$(PY) -m ruff format --check pipeline tests scripts
+	$(PY) -m mypy pipeline
+
+bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_ARGS=--quick on a CPU
+	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
+	$(PY) scripts/bench_seed.py $(BENCH_ARGS)
+
+env: $(ENV)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) data results .pytest_cache .mypy_cache .ruff_cache

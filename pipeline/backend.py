@@ -1,0 +1,245 @@
+"""The NumPy/CuPy choice, made in one place: what a backend does to chunks on its device.
+
+A backend turns the frames of one stored unit into a flat chunk-major array on its device and
+back, runs the fused stage chain, and counts non-finite values. ``get(name)`` returns the
+process-wide instance; CuPy is imported only by the GPU backend (:mod:`pipeline.gpu`), so a
+CPU-only install never touches it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+import numpy as np
+
+from pipeline import layout, stages
+from pipeline.layout import EMPTY, Frames
+from pipeline.storage import FrameCodec
+
+
+class Backend(Protocol):
+    """What both backends provide. Arrays are NumPy on the CPU and CuPy on the GPU."""
+
+    name: str
+    xp: Any
+    """the array module: numpy or cupy"""
+
+    def meta(self, dtype: np.dtype, ndim: int) -> Any:
+        """An empty array of the backend's chunk type, for Dask's ``meta=``."""
+
+    def prepare(self) -> None:
+        """Make this thread ready (on the GPU: its own stream becomes current)."""
+
+    def host_buffer(self, nbytes: int, slot: str) -> memoryview:
+        """A reusable host buffer of this thread (page-locked on the GPU backend)."""
+
+    def decode_frames(
+        self,
+        raw: memoryview,
+        frames: Frames,
+        codec: FrameCodec,
+        chunk_nbytes: int,
+        dtype: np.dtype,
+        fill: Any,
+    ) -> Any:
+        """Decode a unit's frames into one flat chunk-major array on the device."""
+
+    def encode_frames(
+        self,
+        flat: Any,
+        n_chunks: int,
+        present: np.ndarray,
+        codec: FrameCodec,
+        level: int,
+        checksum: bool,
+    ) -> tuple[list[Any], np.ndarray]:
+        """Encode a flat chunk-major array; (host byte parts of the frames in order, sizes)."""
+
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
+        """Run the fused chain over one block."""
+
+    def count_nonfinite(self, y: Any) -> tuple[int, int, int]:
+        """(NaN, +inf, -inf) counts of a block."""
+
+    def from_host(self, x: np.ndarray) -> Any:
+        """A host array on the device."""
+
+    def to_host(self, x: Any) -> np.ndarray:
+        """A device array back on the host."""
+
+    def synchronize(self) -> None:
+        """Wait for this thread's device work."""
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class CpuBackend:
+    """NumPy chunks; zstd through numcodecs; the chain in cache-sized pieces."""
+
+    name = "cpu"
+    xp = np
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def meta(self, dtype: np.dtype, ndim: int) -> np.ndarray:
+        return np.empty((0,) * ndim, dtype=dtype)
+
+    def prepare(self) -> None:
+        pass
+
+    def host_buffer(self, nbytes: int, slot: str) -> memoryview:
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        buf = bufs.get(slot)
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(max(nbytes, 1), np.uint8)
+            bufs[slot] = buf
+        return buf.data[:nbytes]
+
+    def decode_frames(
+        self,
+        raw: memoryview,
+        frames: Frames,
+        codec: FrameCodec,
+        chunk_nbytes: int,
+        dtype: np.dtype,
+        fill: Any,
+    ) -> np.ndarray:
+        n = len(frames.sizes)
+        flat = np.empty(n * chunk_nbytes, np.uint8)
+        z = _zstd(0, False) if codec == "zstd" else None
+        for i in range(n):
+            dst = flat[i * chunk_nbytes : (i + 1) * chunk_nbytes]
+            off, size = int(frames.offsets[i]), int(frames.sizes[i])
+            if size == EMPTY:
+                dst.view(dtype)[:] = fill
+            elif z is None:
+                dst[:] = np.frombuffer(raw[off : off + size], np.uint8)
+            else:
+                z.decode(raw[off : off + size], out=dst)
+        return flat.view(dtype)
+
+    def encode_frames(
+        self,
+        flat: np.ndarray,
+        n_chunks: int,
+        present: np.ndarray,
+        codec: FrameCodec,
+        level: int,
+        checksum: bool,
+    ) -> tuple[list[Any], np.ndarray]:
+        raw = np.ascontiguousarray(flat).view(np.uint8)
+        step = raw.nbytes // n_chunks
+        sizes = np.full(n_chunks, EMPTY, dtype=np.uint64)
+        parts: list[Any] = []
+        z = _zstd(level, checksum) if codec == "zstd" else None
+        for i in np.flatnonzero(present):
+            piece = raw[i * step : (i + 1) * step]
+            data = z.encode(piece) if z is not None else piece
+            parts.append(data)
+            sizes[i] = len(data)
+        return parts, sizes
+
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, dtype=chain[-1].out_dtype)
+        stages.apply_chain_blocked(chain, np.ascontiguousarray(x), out)
+        return out
+
+    def count_nonfinite(self, y: np.ndarray) -> tuple[int, int, int]:
+        if y.dtype.kind != "f" or y.size == 0:
+            return 0, 0, 0
+        finite = int(np.count_nonzero(np.isfinite(y)))
+        if finite == y.size:
+            return 0, 0, 0
+        nan = int(np.count_nonzero(np.isnan(y)))
+        pos = int(np.count_nonzero(np.isposinf(y)))
+        return nan, pos, y.size - finite - nan - pos
+
+    def from_host(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def to_host(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def synchronize(self) -> None:
+        pass
+
+
+@functools.lru_cache(maxsize=64)
+def _zstd(level: int, checksum: bool) -> Any:
+    import numcodecs
+
+    return numcodecs.Zstd(level=level, checksum=checksum)
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing a backend.
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_status() -> tuple[bool, str]:
+    """(usable, reason): whether the GPU backend can run here, and why not when it cannot."""
+    if os.environ.get("PIPELINE_DISABLE_GPU"):
+        return False, "PIPELINE_DISABLE_GPU is set"
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install
+        return (
+            False,
+            f"CuPy is not installed ({type(e).__name__}); pip install '.[cu12]' or '.[cu13]'",
+        )
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return False, f"no usable CUDA device ({type(e).__name__}: {e})"
+    if n == 0:
+        return False, "no CUDA device is visible"
+    try:
+        import nvidia.nvcomp  # noqa: F401
+    except Exception:
+        return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)"
+    return True, f"{n} CUDA device(s) visible"
+
+
+_INSTANCES: dict[str, Backend] = {}
+_LOCK = threading.Lock()
+
+
+def get(name: str) -> Backend:
+    """The process-wide backend called ``name`` ('cpu' or 'gpu')."""
+    with _LOCK:
+        inst: Backend | None = _INSTANCES.get(name)
+        if inst is None:
+            if name == "gpu":
+                from pipeline.gpu import GpuBackend
+
+                inst = cast(Backend, GpuBackend())
+            else:
+                inst = cast(Backend, CpuBackend())
+            _INSTANCES[name] = inst
+    return inst
+
+
+def frames_of(
+    raw: memoryview | None,
+    info_sharded: bool,
+    index_at_end: bool,
+    n_chunks: int,
+    chunk_nbytes: int,
+    codec: FrameCodec,
+) -> Frames:
+    """Where each chunk's frame lies in a unit's bytes (``raw`` None: the unit is absent)."""
+    if raw is None:
+        empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
+        return Frames(empty, empty.copy())
+    if not info_sharded:
+        return Frames(np.zeros(1, np.uint64), np.array([len(raw)], np.uint64))
+    k = layout.index_nbytes(n_chunks)
+    idx = raw[len(raw) - k :] if index_at_end else raw[:k]
+    offsets, sizes = layout.decode_index(idx, n_chunks)
+    return Frames(offsets, sizes)

@@ -1,0 +1,257 @@
+"""What one task does to one block: read it, run the stages, write it.
+
+These are the functions the Dask graph calls (see :mod:`pipeline.graph`). Each takes a small
+frozen spec and a block index, so a task pickles to a few hundred bytes; Dask fuses the three
+into one task per block, so a block goes from file to file on one worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline import backend as backends
+from pipeline import layout, stages
+from pipeline.layout import EMPTY, Shape
+from pipeline.ledger import Ledger
+from pipeline.storage import ArrayInfo
+
+#: Fields of the per-block statistics a write returns, in order (times in microseconds of
+#: task time, summed over the block's phases on its worker thread).
+STATS = (
+    "elements",
+    "bytes_read",
+    "bytes_written",
+    "nan",
+    "posinf",
+    "neginf",
+    "us_read",
+    "us_decode",
+    "us_stages",
+    "us_encode",
+    "us_write",
+)
+
+_CLOCK = threading.local()
+
+
+@contextlib.contextmanager
+def _timed(phase: str) -> Iterator[None]:
+    """Add the time spent in ``phase`` to this thread's tally (read back by write_block)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        tally = _CLOCK.__dict__.setdefault("tally", {})
+        tally[phase] = tally.get(phase, 0.0) + time.perf_counter() - t0
+
+
+def _take_tally() -> dict[str, float]:
+    tally = _CLOCK.__dict__.get("tally", {})
+    _CLOCK.tally = {}
+    return tally
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to read the input's blocks."""
+
+    info: ArrayInfo
+    block: Shape
+    """Dask chunk shape"""
+    backend: str
+    """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
+    direct: bool
+    """True: frames are decoded by the backend; False: Zarr reads the region (on the CPU)"""
+
+
+@dataclass(frozen=True)
+class Sink:
+    """How to write the output's blocks."""
+
+    info: ArrayInfo
+    block: Shape
+    backend: str
+    """where blocks are encoded: 'cpu' or 'gpu'"""
+    level: int
+    checksum: bool
+    ledger: Ledger | None
+
+
+def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
+    return layout.unit_slices(index, block, shape)
+
+
+def _units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Shape]:
+    """Grid indices of the units inside a block (the plan aligns blocks to units)."""
+    region = layout.unit_slices(index, block, shape)
+    ranges = [
+        range(r.start // u, layout.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
+    ]
+    return [tuple(u) for u in itertools.product(*ranges)]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading.
+
+
+@functools.lru_cache(maxsize=16)
+def _zarr_array(info: ArrayInfo) -> Any:
+    from pipeline.storage import open_zarr_array
+
+    return open_zarr_array(info.location, info.path)
+
+
+def read_unit(be: backends.Backend, info: ArrayInfo, unit_index: Shape) -> Any:
+    """One stored unit, decoded, as an array of the unit's full shape (edge units padded)."""
+    with _timed("read"):
+        raw = info.location.read_into(info.key(unit_index), lambda n: be.host_buffer(n, "read"))
+    tally = _CLOCK.__dict__.setdefault("tally", {})
+    tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
+    with _timed("decode"):
+        n_chunks = math.prod(info.chunks_per_unit)
+        frames = backends.frames_of(
+            raw, info.sharded, info.index_at_end, n_chunks, info.chunk_nbytes, info.codec or "none"
+        )
+        flat = be.decode_frames(
+            raw if raw is not None else memoryview(b""),
+            frames,
+            info.codec or "none",
+            info.chunk_nbytes,
+            info.dtype,
+            info.fill_value,
+        )
+        return layout.frames_to_unit(flat, info.unit, info.chunk)
+
+
+def read_block(src: Source, block_index: Shape) -> Any:
+    """The input's block ``block_index`` as a NumPy or CuPy array (the backend's type)."""
+    info = src.info
+    slices = _block_slices(block_index, src.block, info.shape)
+    be = backends.get(src.backend)
+    be.prepare()
+    if not src.direct:
+        with _timed("read"):
+            host = np.asarray(_zarr_array(info)[slices])
+        return be.from_host(host)
+    xp = be.xp
+    units = _units_in(block_index, src.block, info.unit, info.shape)
+    if len(units) == 1:
+        unit = read_unit(be, info, units[0])
+        valid = tuple(slice(0, s.stop - s.start) for s in slices)
+        out = unit[valid]
+    else:
+        out = xp.empty(layout.region_shape(slices), dtype=info.dtype)
+        for u in units:
+            us = layout.unit_slices(u, info.unit, info.shape)
+            dst = tuple(
+                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
+            )
+            src_valid = tuple(slice(0, a.stop - a.start) for a in us)
+            out[dst] = read_unit(be, info, u)[src_valid]
+    be.synchronize()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The stages, and moving blocks between devices.
+
+
+def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> Any:
+    """The fused chain over one block."""
+    be = backends.get(backend)
+    be.prepare()
+    with _timed("stages"):
+        return be.apply_chain(chain, x)
+
+
+def to_device(x: np.ndarray) -> Any:
+    be = backends.get("gpu")
+    be.prepare()
+    return be.from_host(x)
+
+
+def to_host(x: Any) -> np.ndarray:
+    be = backends.get("gpu")
+    be.prepare()
+    return be.to_host(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing.
+
+
+def present_mask(unit_index: Shape, unit: Shape, chunk: Shape, shape: Shape) -> np.ndarray:
+    """Which inner chunks of a unit hold array elements (C order over the unit's chunks)."""
+    per_axis = []
+    for ui, u, c, s in zip(unit_index, unit, chunk, shape, strict=True):
+        ii = np.arange(u // c)
+        per_axis.append(ui * u + ii * c < s)
+    mask = per_axis[0]
+    for m in per_axis[1:]:
+        mask = np.logical_and.outer(mask, m)
+    return np.asarray(mask).reshape(-1)
+
+
+def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
+    """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
+    info = sink.info
+    flat = layout.unit_to_frames(data, info.chunk)
+    n = math.prod(info.chunks_per_unit)
+    present = present_mask(unit_index, info.unit, info.chunk, info.shape)
+    with _timed("encode"):
+        parts, sizes = be.encode_frames(
+            flat, n, present, info.codec or "none", sink.level, sink.checksum
+        )
+        if info.sharded:
+            offsets = np.full(n, EMPTY, dtype=np.uint64)
+            real = sizes != EMPTY
+            offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
+            parts = [*parts, layout.encode_index(offsets, sizes)]
+    with _timed("write"):
+        return info.location.write(info.key(unit_index), parts)
+
+
+def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+    """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
+    info = sink.info
+    block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
+    be = backends.get(sink.backend)
+    be.prepare()
+    slices = _block_slices(block_index, sink.block, info.shape)
+    with _timed("stages"):
+        nan, pos, neg = be.count_nonfinite(y)
+    written = 0
+    xp = be.xp
+    for u in _units_in(block_index, sink.block, info.unit, info.shape):
+        us = layout.unit_slices(u, info.unit, info.shape)
+        part = y[
+            tuple(
+                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
+            )
+        ]
+        if part.shape == tuple(info.unit):
+            data = part
+        else:  # an edge unit: pad to the stored shape (the padding is never read)
+            data = xp.zeros(info.unit, dtype=info.dtype)
+            data[tuple(slice(0, e) for e in part.shape)] = part
+        written += write_unit(be, sink, u, data)
+    be.synchronize()
+    if sink.ledger is not None:
+        with _timed("write"):
+            sink.ledger.mark(block_index)
+    t = _take_tally()
+    micros = [int(t.get(k, 0.0) * 1e6) for k in ("read", "decode", "stages", "encode", "write")]
+    stats = np.array(
+        [y.size, int(t.get("bytes_read", 0)), written, nan, pos, neg, *micros], dtype=np.int64
+    )
+    return stats.reshape((1,) * len(block_index) + (len(STATS),))

@@ -1,0 +1,222 @@
+"""The command line: ``python -m pipeline {run,generate,verify,plan,info,schema}``.
+
+Every known failure prints one line (``error: ...``) and exits 1; ``--debug`` shows the
+traceback. Ctrl-C stops the run, closes the cluster, leaves the output resumable, exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Push Zarr arrays through a chain of stages on every GPU (or CPU) with Dask.",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("config", help="the run's YAML config file")
+        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
+        sp.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
+        return sp
+
+    r = with_config("run", "run the pipeline a config describes")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run, skipping blocks already written",
+    )
+    r.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    r.add_argument("--report", metavar="FILE.html", help="save Dask's performance report")
+    r.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
+    r.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="progress display (auto: a bar on a terminal, plain lines otherwise)",
+    )
+    r.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between plain progress lines",
+    )
+    g = with_config("generate", "create the input a config describes (input.generate)")
+    g.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
+    v = with_config("verify", "recompute blocks with NumPy and compare with the output")
+    v.add_argument("--all", action="store_true", help="check every block")
+    v.add_argument("--samples", type=int, default=8, help="random blocks to check (default 8)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the block sample")
+    with_config("plan", "print what a run would do, without computing")
+    sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
+    sub.add_parser("schema", help="print the config reference (Markdown)")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from pipeline.config import load_config
+
+    overrides = {}
+    if getattr(args, "scheduler", None):
+        overrides["cluster.scheduler"] = args.scheduler
+    return load_config(args.config, overrides)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = (
+        logging.WARNING if args.quiet else (logging.INFO if args.verbose == 0 else logging.DEBUG)
+    )
+    if args.quiet:
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level if not args.verbose else logging.DEBUG)
+    log.propagate = False
+    # workers' and the scheduler's own chatter stays quiet unless asked for (-vv)
+    dask_level = logging.DEBUG if args.verbose >= 2 else logging.ERROR
+    logging.getLogger("distributed").setLevel(dask_level)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(dask_level).lower())
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args)
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return _dispatch(args)
+    except PipelineError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the cluster is closed; `run --resume` finishes the output",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as e:
+        from pipeline.runner import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(
+                "interrupted: the cluster is closed; `run --resume` finishes the output",
+                file=sys.stderr,
+            )
+            return 130
+        if args.debug:
+            raise
+        print(
+            f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
+        )
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from pipeline import report
+
+    if args.command == "info":
+        from pipeline.info import rows
+
+        report.print_rows(rows(), "pipeline info")
+        return 0
+    if args.command == "schema":
+        from pipeline.config import schema_markdown
+
+        print(schema_markdown())
+        return 0
+    config = _load(args)
+    if args.command == "plan" or (args.command == "run" and args.dry_run):
+        from pipeline.plan import describe
+        from pipeline.runner import plan_run
+
+        if config.cluster.scheduler != "local":
+            from pipeline import cluster
+            from pipeline.hardware import facts_from_workers, worker_facts
+            from pipeline.plan import make_plan
+
+            client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
+            try:
+                workers = client.scheduler_info()["workers"]
+                p = make_plan(
+                    config,
+                    facts_from_workers(list(client.run(worker_facts).values())),
+                    len(workers),
+                    min(w["nthreads"] for w in workers.values()),
+                )
+            finally:
+                client.close()
+        else:
+            p = plan_run(config)
+        report.print_rows(describe(p), f"plan of {args.config} (nothing computed)")
+        return 0
+    if args.command == "generate":
+        from pipeline.runner import generate_input
+
+        info = generate_input(config, progress=args.progress)
+        report.print_rows(
+            [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
+        )
+        return 0
+    if args.command == "verify":
+        from pipeline.verify import verify
+
+        res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+        table = [
+            ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
+            (
+                "mismatched",
+                str(len(res.mismatched))
+                + (f" (first: {list(res.mismatched[0])})" if res.mismatched else ""),
+            ),
+            ("output status", res.status),
+        ]
+        report.print_rows(table, "verify")
+        if res.status != "complete":
+            print(
+                f"error: the output is {res.status}: it was not finished; "
+                "`run --resume` finishes it",
+                file=sys.stderr,
+            )
+            return 1
+        return 0 if res.ok else 1
+    from pipeline.runner import RunOptions, run
+
+    opts = RunOptions(
+        overwrite=args.overwrite,
+        resume=args.resume,
+        report=args.report,
+        summary_json=args.summary_json,
+        progress=args.progress,
+        interval=args.progress_interval,
+    )
+    summary = run(config, opts)
+    report.print_rows(summary.rows(), "run summary")
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            f.write(summary.to_json())
+    return 0

@@ -1,0 +1,197 @@
+"""The cluster a run uses: one it starts (and always closes), or one it joins by address.
+
+``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster``, one worker per GPU;
+with the CPU backend a ``LocalCluster`` of processes. An address joins an existing scheduler
+whose workers were started with ``dask worker`` or ``dask cuda worker``. Each worker gets the
+:class:`PipelineSetup` plugin: the device budget as the GPU memory pool's limit, and a sampler
+of peak memory that the run summary reads back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from distributed import Client, WorkerPlugin
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
+
+
+class PipelineSetup(WorkerPlugin):
+    """Per-worker set-up: GPU pool limit, nvCOMP allocator, and the memory sampler."""
+
+    name = "pipeline-setup"
+    idempotent = False
+
+    def __init__(self, backend: str, device_budget: int | None, interval: float = 0.05):
+        self.backend = backend
+        self.device_budget = device_budget
+        self.interval = interval
+
+    def setup(self, worker: Any) -> None:
+        if self.backend == "gpu":
+            from pipeline import gpu
+
+            gpu.setup(self.device_budget)
+        sampler = MemorySampler(self.backend, self.interval)
+        sampler.start()
+        worker._pipeline_sampler = sampler
+
+    def teardown(self, worker: Any) -> None:
+        sampler = getattr(worker, "_pipeline_sampler", None)
+        if sampler is not None:
+            sampler.stop()
+
+
+class MemorySampler:
+    """Samples the worker's RSS and its GPU pool's reserved bytes; keeps the peaks."""
+
+    def __init__(self, backend: str, interval: float) -> None:
+        import psutil
+
+        self.backend = backend
+        self.interval = interval
+        self.proc = psutil.Process()
+        self.peak_rss = 0
+        self.peak_device = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pipeline-memory", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+        if self.backend == "gpu":
+            from pipeline import gpu
+
+            self.peak_device = max(self.peak_device, gpu.memory_in_use()[1])
+
+    def reset(self) -> None:
+        self.peak_rss = 0
+        self.peak_device = 0
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.sample()
+
+
+def _reset_peaks(dask_worker: Any) -> None:
+    s = getattr(dask_worker, "_pipeline_sampler", None)
+    if s is not None:
+        s.reset()
+
+
+def _read_peaks(dask_worker: Any) -> dict[str, int]:
+    s = getattr(dask_worker, "_pipeline_sampler", None)
+    if s is None:
+        return {}
+    s.sample()
+    return {"rss": s.peak_rss, "device": s.peak_device}
+
+
+def reset_peaks(client: Client) -> None:
+    client.run(_reset_peaks)
+
+
+def read_peaks(client: Client) -> dict[str, dict[str, int]]:
+    """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
+    return client.run(_read_peaks)
+
+
+@contextlib.contextmanager
+def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
+    """Start or join the cluster the plan describes; always close what was started."""
+    level = logging.ERROR if quiet else logging.WARNING
+    cluster = None
+    client = None
+    try:
+        if plan_cluster.scheduler == "local":
+            cluster = _start_local(plan_cluster, level)
+            client = Client(cluster)
+            want = plan_cluster.workers
+            client.wait_for_workers(want, timeout=120)
+        else:
+            client = join(plan_cluster.scheduler, plan_cluster.timeout)
+        client.register_plugin(PipelineSetup(plan_cluster.backend, plan_cluster.device_budget))
+        yield client
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=20)
+
+
+def join(address: str, timeout: float) -> Client:
+    """A client of the scheduler at ``address``, or a one-line error within ``timeout``."""
+    try:
+        client = Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError) as e:
+        raise PipelineError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({e}); start "
+            "it with `dask scheduler`, check the address, or raise cluster.timeout"
+        ) from None
+    if not client.scheduler_info()["workers"]:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout and not client.scheduler_info()["workers"]:
+            time.sleep(0.2)
+        if not client.scheduler_info()["workers"]:
+            client.close()
+            raise PipelineError(
+                f"the scheduler at {address} has no workers; start some with "
+                f"`dask worker {address}` or `dask cuda worker {address}`"
+            )
+    return client
+
+
+def _start_local(p: Any, level: int) -> Any:
+    local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
+    dashboard = p.dashboard or None
+    if p.backend == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        kwargs: dict[str, Any] = {}
+        if p.memory_pool == "rmm":
+            kwargs.update(
+                rmm_pool_size=int(p.device_budget * 0.9) if p.device_budget else None,
+                rmm_allocator_external_lib_list="cupy",
+            )
+        return LocalCUDACluster(
+            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
+            n_workers=len(p.gpus) or None,
+            threads_per_worker=p.threads_per_worker,
+            # blocks never rest in worker memory (tasks are fused), so nothing to spill
+            device_memory_limit=0,
+            memory_limit=p.host_budget or "auto",
+            protocol=None if p.protocol == "tcp" else p.protocol,
+            dashboard_address=dashboard,
+            silence_logs=level,
+            local_directory=local_dir,
+            **kwargs,
+        )
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=p.workers,
+        threads_per_worker=p.threads_per_worker,
+        processes=p.protocol != "inproc",
+        memory_limit=p.host_budget or "auto",
+        dashboard_address=dashboard,
+        silence_logs=level,
+        local_directory=local_dir,
+    )

@@ -1,0 +1,429 @@
+"""The run's configuration: one YAML file parsed once into frozen, validated objects.
+
+Nothing deeper in the code reads raw dicts. Every problem (malformed YAML, an unknown key, a
+wrong type or value, an unknown stage) becomes one :class:`PipelineError` line that names the
+file, the line and the key, and the fix where one is known.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.errors import PipelineError
+from pipeline.stages import REGISTRY, StageParams, known_stages
+
+
+def _parse_bytes(v: Any) -> Any:
+    """Accept 1_000_000, '500MB', '16 GiB'; leave other values for the type check."""
+    if isinstance(v, str) and v.strip().lower() not in ("auto", ""):
+        from dask.utils import parse_bytes
+
+        try:
+            return parse_bytes(v)
+        except ValueError:
+            raise ValueError(f"not a size: {v!r} (write e.g. '16GiB' or '500MB')") from None
+    return v
+
+
+Bytes: TypeAlias = Annotated[int, BeforeValidator(_parse_bytes), Field(gt=0)]
+AutoBytes: TypeAlias = Annotated[Literal["auto"] | int, BeforeValidator(_parse_bytes)]
+Shape: TypeAlias = tuple[PositiveInt, ...]
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class CodecConfig(Model):
+    """How chunks are compressed."""
+
+    name: Literal["zstd", "none"] = Field("zstd", description="chunk compressor: zstd or none")
+    level: int = Field(
+        1, ge=-7, le=22, description="zstd level (CPU encoder; the GPU encoder has its own)"
+    )
+    checksum: bool = Field(False, description="zstd frame checksum")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class GenerateConfig(Model):
+    """How ``pipeline generate`` creates the input (deterministic from the seed)."""
+
+    shape: Shape = Field(description="array shape, e.g. [4096, 4096, 64]")
+    dtype: str = Field("float32", description="NumPy dtype name of the generated array")
+    chunks: Shape | Literal["auto"] = Field(
+        "auto", description="chunk shape (one zstd frame each); auto: about 128 KiB slabs"
+    )
+    shards: Shape | Literal["auto", "none"] = Field(
+        "auto", description="shard shape (Zarr v3); auto: about 256 MiB slabs; none: unsharded"
+    )
+    codec: CodecConfig = Field(
+        default_factory=lambda: CodecConfig(), description="compressor of the input"
+    )
+    distribution: Literal["normal", "uniform", "ramp"] = Field(
+        "normal",
+        description="normal/uniform: random; ramp: a repeating arithmetic sequence that "
+        "compresses well (for datasets larger than the disk)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the generator; same seed, same data")
+    zarr_format: Literal[2, 3] = Field(3, description="Zarr format of the generated store")
+    when_missing: bool = Field(
+        False, description="`run` generates the input first when it does not exist"
+    )
+
+
+class InputConfig(Model):
+    """Where the input array is."""
+
+    store: str = Field(description="path or fsspec URL (file://, s3://, memory://) of the store")
+    array: str = Field("", description="path of the array inside the store; '' if the root")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options, e.g. endpoint_url, key, secret"
+    )
+    generate: GenerateConfig | None = Field(
+        None, description="how to create this input (`pipeline generate`)"
+    )
+
+
+class OutputConfig(Model):
+    """Where and how the result is written (always Zarr v3)."""
+
+    store: str = Field(description="path or fsspec URL of the output store")
+    array: str = Field("", description="path of the array inside the store; '' if the root")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+    codec: CodecConfig = Field(
+        default_factory=lambda: CodecConfig(), description="compressor of the output"
+    )
+    chunks: Shape | Literal["auto"] = Field(
+        "auto",
+        description="chunk shape (one zstd frame each); auto: the input's chunks when they are "
+        "small (<= 1 MiB), else about 128 KiB slabs",
+    )
+    shards: Shape | Literal["auto", "none"] = Field(
+        "auto",
+        description="shard shape (one file each, Zarr v3 sharding); auto: one shard per Dask "
+        "chunk; none: one file per chunk",
+    )
+    overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+
+
+class ChunkingConfig(Model):
+    """How the array is cut into Dask tasks."""
+
+    block: Shape | Literal["auto"] = Field(
+        "auto",
+        description="Dask chunk shape, a whole multiple of the written shards (or chunks) on "
+        "every axis; auto: the largest that fits target_bytes and the memory budget",
+    )
+    target_bytes: Bytes = Field(256 * 2**20, description="auto block size target (input bytes)")
+
+
+class ClusterConfig(Model):
+    """Which cluster runs the tasks."""
+
+    scheduler: str = Field(
+        "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
+    )
+    gpus: tuple[int, ...] | None = Field(
+        None, description="GPU ids for local GPU workers; omitted, every visible GPU"
+    )
+    workers: PositiveInt | None = Field(
+        None, description="local CPU workers; omitted, cores / threads_per_worker"
+    )
+    threads_per_worker: PositiveInt | None = Field(
+        None, description="tasks in flight per worker; omitted, 8 per GPU or 1 per CPU worker"
+    )
+    device_memory_limit: AutoBytes | float = Field(
+        "auto",
+        description="device memory budget per GPU: bytes, a fraction of the GPU, or auto (0.8)",
+    )
+    host_memory_limit: AutoBytes | float = Field(
+        "auto",
+        description="host memory budget per worker: bytes, a fraction of RAM, or auto",
+    )
+    memory_pool: Literal["cupy", "rmm", "none"] = Field(
+        "cupy", description="GPU allocator: CuPy's pool, an RMM pool, or plain cudaMalloc"
+    )
+    protocol: Literal["tcp", "ucx", "inproc"] = Field("tcp", description="worker protocol")
+    timeout: float = Field(10.0, gt=0, description="seconds to wait for a scheduler")
+    dashboard: str = Field(":0", description="dashboard address of a local cluster; '' for none")
+
+    @field_validator("device_memory_limit", "host_memory_limit")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("a fraction must be in (0, 1]; write a size such as '40GiB' instead")
+        return v
+
+
+def _stage_models() -> Any:
+    """One model per registered stage, ``op`` naming it; a discriminated union of them."""
+    models = []
+    for name, d in REGISTRY.items():
+        m = create_model(
+            f"Stage_{name}",
+            __base__=d.params,
+            op=(Literal[name], Field(description=d.doc)),  # type: ignore[valid-type,arg-type]
+        )
+        models.append(m)
+    return Annotated[Union[tuple(models)], Field(discriminator="op")]  # noqa: UP007
+
+
+StageConfig = _stage_models()
+
+
+class Config(Model):
+    """A whole run."""
+
+    input: InputConfig = Field(description="the input array")
+    output: OutputConfig = Field(description="the output array")
+    stages: tuple[StageConfig, ...] = Field(  # type: ignore[valid-type]
+        min_length=1, description="the elementwise stages, applied in order"
+    )
+    backend: Literal["auto", "gpu", "cpu"] = Field(
+        "auto", description="auto: GPU when one is visible, else CPU (and says so)"
+    )
+    integer_overflow: Literal["promote", "error"] = Field(
+        "promote",
+        description="integer chains that can overflow: promote widens, error refuses",
+    )
+    chunking: ChunkingConfig = Field(
+        default_factory=lambda: ChunkingConfig(), description="task size"
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=lambda: ClusterConfig(), description="the cluster"
+    )
+
+    def stage_specs(self) -> tuple[tuple[str, StageParams], ...]:
+        """(name, params) for each stage, for :func:`pipeline.stages.plan_chain`."""
+        out = []
+        for s in self.stages:
+            op: str = s.op  # type: ignore[attr-defined]  # every stage model has the tag
+            params_cls = REGISTRY[op].params
+            fields = {k: getattr(s, k) for k in params_cls.model_fields}
+            out.append((op, params_cls(**fields)))
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading with file/line/key messages.
+
+
+class _Located(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and sequence item."""
+
+
+def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark
+            _positions(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[path + (i,)] = v.start_mark
+            _positions(v, path + (i,), out)
+    return out
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (outside ``stages``)."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        f = model.model_fields.get(part) if model else None
+        if f is None:
+            return None
+        ann = f.annotation
+        args = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        model = next((a for a in args if issubclass(a, BaseModel)), None)
+    return model
+
+
+def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
+    """The part of a pydantic error location that indexes the user's data.
+
+    Pydantic adds union-branch and validator labels (``float``, ``function-before[...]``) and
+    stage tags; keep only the keys and indices that exist in the data, plus a final missing or
+    unknown key.
+    """
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            out.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
+            out.append(part)  # a missing key: not in the data, still the one to name
+    return tuple(out)
+
+
+def _message(err: Mapping[str, Any], data: Any) -> str:
+    loc = _data_loc(err["loc"], data)
+    kind = err["type"]
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "extra_forbidden":
+        owner = _stage_owner(loc, data) if loc[:1] == ("stages",) else _model_at(loc)
+        names = [n for n in owner.model_fields] if owner else []
+        if loc[:1] == ("stages",):
+            names.append("op")
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
+        return f"unknown key {key!r} ({hint})"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
+    if kind == "union_tag_not_found":
+        return f"{key}: each stage needs 'op:' naming it; known stages: {known_stages()}"
+    if kind in ("model_attributes_type", "dict_type") and len(loc) == 2 and loc[0] == "stages":
+        return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
+    if kind == "missing":
+        return f"missing key {key!r}"
+    got = err.get("input")
+    got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {msg}{got_s}"
+
+
+def _stage_owner(loc: Sequence[Any], data: Any) -> type[BaseModel] | None:
+    try:
+        return REGISTRY[data["stages"][loc[1]]["op"]].params
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """Unknown keys first (they explain the rest), then the first error per location."""
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    return extra[0] if extra else errors[0]
+
+
+def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
+    """Validate a mapping into a :class:`Config`; errors name ``source``, the line and the key."""
+    if not isinstance(data, dict):
+        raise PipelineError(f"{source}: the config must be a mapping of keys (input, output, ...)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        err = _first_error(errors)
+        where = source
+        if positions:
+            loc = _data_loc(err["loc"], data)
+            while loc and loc not in positions:
+                loc = loc[:-1]
+            mark = positions.get(loc)
+            if mark is not None:
+                where = f"{source}:{mark.line + 1}"
+        locs = {_data_loc(x["loc"], data) for x in errors}
+        more = f" (and {len(locs) - 1} more problem(s))" if len(locs) > 1 else ""
+        raise PipelineError(f"{where}: {_message(err, data)}{more}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config file.
+
+    ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
+    as the command line's flags do.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise PipelineError(f"config file not found: {p} (see configs/ for examples)") from None
+    except OSError as e:
+        raise PipelineError(f"cannot read config {p}: {e.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=_Located)
+        data = yaml.load(text, Loader=_Located)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise PipelineError(f"{where}: malformed YAML: {problem}") from None
+    positions = _positions(node) if node is not None else {}
+    data = data if data is not None else {}
+    for dotted, value in (overrides or {}).items():
+        target = data
+        *parents, last = dotted.split(".")
+        for k in parents:
+            target = target.setdefault(k, {})
+        target[last] = value
+    return parse_config(data, str(p), positions)
+
+
+# --------------------------------------------------------------------------------------------
+# Documentation generated from the schema (the README's reference is this text).
+
+
+def _type_name(ann: Any) -> str:
+    s = getattr(ann, "__name__", None) if isinstance(ann, type) else None
+    s = s or str(ann)
+    for a, b in (("typing.", ""), ("Annotated[", ""), ("pipeline.config.", "")):
+        s = s.replace(a, b)
+    return s
+
+
+def schema_markdown() -> str:
+    """The config reference as Markdown tables, one per section."""
+    lines: list[str] = []
+
+    def table(title: str, model: type[BaseModel]) -> None:
+        lines.append(f"**{title}** — {(model.__doc__ or '').strip().splitlines()[0]}")
+        lines.append("")
+        lines.append("| key | default | description |")
+        lines.append("| --- | --- | --- |")
+        for name, f in model.model_fields.items():
+            if f.is_required():
+                default = "*required*"
+            elif f.default_factory is dict:
+                default = "`{}`"
+            elif f.default_factory is not None:
+                default = "see below"
+            else:
+                default = f"`{f.default!r}`" if f.default is not None else "—"
+            lines.append(f"| `{name}` | {default} | {f.description or ''} |")
+        lines.append("")
+
+    table("top level", Config)
+    table("input", InputConfig)
+    table("input.generate", GenerateConfig)
+    table("output", OutputConfig)
+    table("output.codec / input.generate.codec", CodecConfig)
+    table("chunking", ChunkingConfig)
+    table("cluster", ClusterConfig)
+    lines.append("**stages** — a list; each item names its stage with `op:`")
+    lines.append("")
+    lines.append("| op | what it does | parameters |")
+    lines.append("| --- | --- | --- |")
+    for name, d in REGISTRY.items():
+        params = (
+            "; ".join(f"`{k}`: {f.description}" for k, f in d.params.model_fields.items()) or "none"
+        )
+        lines.append(f"| `{name}` | {d.doc} | {params} |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""Synthetic inputs: the array a config's ``input.generate`` describes, made deterministically.
+
+Every stored unit is generated on its own from ``(seed, unit index)``, so the data does not
+depend on the number of workers or the order of tasks. ``normal`` and ``uniform`` draw from
+NumPy's PCG64 on the CPU or CuPy's generator on a GPU (each deterministic, but the two devices
+draw different numbers; the attributes record which); ``ramp`` is arithmetic, identical on both,
+and compresses well (for datasets larger than the disk).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline import backend as backends
+from pipeline import layout
+from pipeline.blocks import Sink, write_unit
+from pipeline.config import Config, GenerateConfig
+from pipeline.errors import PipelineError
+from pipeline.layout import Shape
+from pipeline.plan import _grow, auto_chunk
+from pipeline.storage import ArrayInfo, Location
+
+UNIT_TARGET = 128 << 20
+UNSHARDED_TARGET = 64 << 20
+RAMP_PERIOD = 1024
+
+
+@dataclass(frozen=True)
+class GenSpec:
+    """What a generation task needs."""
+
+    sink: Sink
+    distribution: str
+    seed: int
+
+
+def resolve_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
+    """(chunk, unit) of the array to generate."""
+    dtype = np.dtype(g.dtype)
+    shape = tuple(g.shape)
+    sharded = g.shards != "none" and g.zarr_format == 3
+    if g.shards != "none" and g.zarr_format == 2 and isinstance(g.shards, tuple):
+        raise PipelineError("input.generate.shards needs zarr_format: 3 (Zarr v2 has no shards)")
+    if not sharded:
+        chunk = (
+            g.chunks
+            if isinstance(g.chunks, tuple)
+            else _slab(shape, dtype.itemsize, UNSHARDED_TARGET)
+        )
+        return tuple(chunk), tuple(chunk)
+    if isinstance(g.shards, tuple):
+        unit = g.shards
+    elif isinstance(g.chunks, tuple):
+        unit = _grow(g.chunks, shape, dtype.itemsize, UNIT_TARGET)
+    else:
+        unit = _slab(shape, dtype.itemsize, UNIT_TARGET)
+    chunk = g.chunks if isinstance(g.chunks, tuple) else auto_chunk(unit, dtype.itemsize)
+    if not layout.is_multiple(unit, chunk):
+        raise PipelineError(
+            f"input.generate.shards {list(unit)} is not a whole multiple of chunks {list(chunk)}"
+        )
+    return tuple(chunk), tuple(unit)
+
+
+def _slab(shape: Shape, itemsize: int, target: int) -> Shape:
+    """About ``target`` bytes of C-order slab (any size; edges may be partial)."""
+    for k in range(len(shape)):
+        tail = math.prod(shape[k + 1 :]) * itemsize
+        if tail <= target:
+            return (1,) * k + (max(1, min(shape[k], target // tail)),) + tuple(shape[k + 1 :])
+    return tuple(shape)
+
+
+def create_input(config: Config, backend: str) -> GenSpec:
+    """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
+    g = config.input.generate
+    if g is None:
+        raise PipelineError(
+            "the config has no input.generate section: add one (shape, dtype, ...) or point "
+            "input.store at existing data"
+        )
+    from pipeline.stages import check_dtype
+
+    dtype = np.dtype(g.dtype)
+    check_dtype(dtype)
+    chunk, unit = resolve_layout(g)
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    encode_on = backend if layout.nbytes(chunk, dtype) <= (4 << 20) else "cpu"
+    attrs: dict[str, Any] = {
+        "pipeline_generated": {
+            "distribution": g.distribution,
+            "seed": g.seed,
+            "generator": ("numpy-pcg64" if encode_on == "cpu" else "cupy-default_rng")
+            if g.distribution != "ramp"
+            else "arithmetic",
+        }
+    }
+    if g.zarr_format == 3:
+        comp = (
+            ZstdCodec(level=g.codec.level, checksum=g.codec.checksum)
+            if g.codec.name == "zstd"
+            else None
+        )
+        shards = unit if unit != chunk else None
+        zarr.create_array(
+            store=loc.zarr_store(read_only=False),
+            name=path or None,
+            shape=g.shape,
+            dtype=dtype,
+            chunks=chunk,
+            shards=shards,
+            compressors=comp,
+            fill_value=0,
+            attributes=attrs,
+            overwrite=True,
+            zarr_format=3,
+        )
+    else:
+        import numcodecs
+
+        comp2 = (
+            numcodecs.Zstd(level=g.codec.level, checksum=g.codec.checksum)
+            if g.codec.name == "zstd"
+            else None
+        )
+        zarr.create_array(
+            store=loc.zarr_store(read_only=False),
+            name=path or None,
+            shape=g.shape,
+            dtype=dtype.newbyteorder("<"),
+            chunks=chunk,
+            compressors=comp2,
+            fill_value=0,
+            attributes=attrs,
+            overwrite=True,
+            zarr_format=2,
+        )
+    from pipeline.storage import describe_array
+
+    info = describe_array(loc, path)
+    sink = Sink(
+        info=info,
+        block=info.unit,
+        backend=encode_on,
+        level=g.codec.level,
+        checksum=g.codec.checksum,
+        ledger=None,
+    )
+    return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)
+
+
+def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
+    """The values of one unit at its full (padded) shape, with array module ``xp``."""
+    info: ArrayInfo = spec.sink.info
+    shape, dtype = tuple(info.unit), info.dtype
+    if spec.distribution == "ramp":
+        # global C-order index of each element, modulo the period: exact in every dtype
+        lin = xp.zeros(shape, dtype=np.int64)
+        stride = 1
+        for a in reversed(range(len(shape))):
+            coord = xp.arange(shape[a], dtype=np.int64) + unit_index[a] * info.unit[a]
+            lin += coord.reshape((-1,) + (1,) * (len(shape) - a - 1)) * stride
+            stride *= info.shape[a]
+        period = RAMP_PERIOD
+        if dtype.kind in "iu":
+            period = min(period, int(np.iinfo(dtype).max) + 1)
+        v = lin % period
+        return (v * 0.5).astype(dtype) if dtype.kind == "f" else v.astype(dtype)
+    seed = int(np.random.SeedSequence([spec.seed, *unit_index]).generate_state(1)[0])
+    rng = xp.random.default_rng(seed)
+    if dtype.kind == "f":
+        work = np.float32 if dtype.itemsize <= 4 else np.float64
+        if spec.distribution == "normal":
+            return rng.standard_normal(shape, dtype=work).astype(dtype)
+        return rng.random(shape, dtype=work).astype(dtype)
+    info_i = np.iinfo(dtype)
+    if spec.distribution == "normal":  # integers around 0 with a spread of 1000
+        v = rng.standard_normal(shape, dtype=np.float64) * 1000.0
+        return xp.clip(xp.rint(v), info_i.min, info_i.max).astype(dtype)
+    return rng.integers(int(info_i.min), int(info_i.max), size=shape, dtype=dtype, endpoint=True)
+
+
+def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
+    """Generate and store one unit; bytes written."""
+    be = backends.get(spec.sink.backend)
+    be.prepare()
+    data = unit_values(spec, unit_index, be.xp)
+    written = write_unit(be, spec.sink, tuple(unit_index), data)
+    be.synchronize()
+    return written

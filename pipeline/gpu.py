@@ -1,0 +1,373 @@
+"""The GPU backend: CuPy chunks, zstd through nvCOMP, one fused kernel per stage chain.
+
+Each Dask worker thread gets its own non-blocking CUDA stream, nvCOMP codec and page-locked
+staging buffers (thread-local, reused across tasks), so several chunks are in flight per GPU:
+while one thread's chunk decodes, another's encodes and a third's bytes cross PCIe. Work that
+returns an array to Dask is synchronised first, so arrays are always ready when they leave.
+
+All device memory comes from CuPy's pool (nvCOMP's scratch too), whose limit is the run's device
+budget; its high-water mark is the peak the run summary reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import cupy as cp
+import numpy as np
+from nvidia import nvcomp
+
+from pipeline import stages
+from pipeline.layout import EMPTY, Frames
+from pipeline.storage import FrameCodec
+
+_SETUP_LOCK = threading.Lock()
+_SETUP_DONE = False
+
+
+def setup(device_budget: int | None = None) -> None:
+    """Once per process: route nvCOMP's allocations through CuPy's pool; cap the pool."""
+    global _SETUP_DONE
+    with _SETUP_LOCK:
+        if not _SETUP_DONE:
+            nvcomp.set_device_allocator(lambda nbytes, stream: cp.cuda.alloc(nbytes))
+            _SETUP_DONE = True
+        if device_budget:
+            cp.get_default_memory_pool().set_limit(size=int(device_budget))
+
+
+class _ThreadContext:
+    """One worker thread's stream, codec and staging buffers."""
+
+    def __init__(self) -> None:
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.stream.use()  # this thread's CuPy work goes to its own stream from now on
+        self.codec = nvcomp.Codec(
+            algorithm="Zstd",
+            bitstream_kind=nvcomp.BitstreamKind.RAW,
+            device_id=cp.cuda.Device().id,
+            cuda_stream=self.stream.ptr,
+        )
+        self.pinned: dict[str, tuple[Any, np.ndarray]] = {}
+        self.decode_configs: dict[tuple[int, int], Any] = {}
+
+    def __del__(self) -> None:
+        # nvCOMP's codec must not outlive the stream it was given
+        self.decode_configs.clear()
+        self.codec = None
+
+    def pinned_buffer(self, nbytes: int, slot: str) -> np.ndarray:
+        held = self.pinned.get(slot)
+        if held is None or held[1].nbytes < nbytes:
+            size = max(1 << 20, int(nbytes * 1.25))
+            mem = cp.cuda.alloc_pinned_memory(size)
+            held = (mem, np.frombuffer(mem, np.uint8, size))
+            self.pinned[slot] = held
+        return held[1][:nbytes]
+
+    def decode_config(self, n: int, chunk_nbytes: int) -> Any:
+        key = (n, chunk_nbytes)
+        dc = self.decode_configs.get(key)
+        if dc is None:
+            dc = self.codec.decompression_config(self.codec.compression_config([chunk_nbytes] * n))
+            if len(self.decode_configs) > 64:
+                self.decode_configs.clear()
+            self.decode_configs[key] = dc
+        return dc
+
+
+_LOCAL = threading.local()
+
+
+def context() -> _ThreadContext:
+    ctx = getattr(_LOCAL, "ctx", None)
+    if ctx is None:
+        setup()
+        ctx = _LOCAL.ctx = _ThreadContext()
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels.
+
+_COPY_SEGMENTS = r"""
+extern "C" __global__ void copy_segments(const unsigned char* __restrict__ src,
+        const long long* __restrict__ src_off, const long long* __restrict__ dst_off,
+        const long long* __restrict__ sizes, unsigned char* __restrict__ dst) {
+    const int f = blockIdx.x;
+    const unsigned char* s = src + src_off[f];
+    unsigned char* d = dst + dst_off[f];
+    const long long n = sizes[f];
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) d[i] = s[i];
+}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _copy_segments_kernel() -> Any:
+    return cp.RawKernel(_COPY_SEGMENTS, "copy_segments")
+
+
+def copy_segments(
+    src: Any, src_off: np.ndarray, dst: Any, dst_off: np.ndarray, sizes: np.ndarray
+) -> None:
+    """dst[dst_off[i]:+sizes[i]] = src[src_off[i]:+sizes[i]] for every i, in one launch."""
+    if len(sizes) == 0:
+        return
+    args = cp.asarray(np.stack([src_off, dst_off, sizes]).astype(np.int64))
+    _copy_segments_kernel()((len(sizes),), (256,), (src, args[0], args[1], args[2], dst))
+
+
+_VECTOR_TEMPLATE = r"""
+struct __align__(%(vin)d) vin_t { %(tin)s v[%(V)d]; };
+struct __align__(%(vout)d) vout_t { %(tout)s v[%(V)d]; };
+extern "C" __global__ void %(name)s(const %(tin)s* __restrict__ xs, %(tout)s* __restrict__ ys,
+                                    long long n%(params)s) {
+    const long long nv = n / %(V)d;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (long long i = first; i < nv; i += stride) {
+        const vin_t a = reinterpret_cast<const vin_t*>(xs)[i];
+        vout_t b;
+        #pragma unroll
+        for (int k = 0; k < %(V)d; ++k) {
+            const %(tin)s x = a.v[k];
+            %(tout)s y;
+            %(body)s
+            b.v[k] = y;
+        }
+        reinterpret_cast<vout_t*>(ys)[i] = b;
+    }
+    for (long long j = nv * %(V)d + first; j < n; j += stride) {
+        const %(tin)s x = xs[j];
+        %(tout)s y;
+        %(body)s
+        ys[j] = y;
+    }
+}
+"""
+
+
+class _ChainKernel:
+    """One compiled kernel for a chain: vectorised 16-byte loads and stores, no FMA contraction
+    (so results match NumPy's separately rounded multiply and add to the bit)."""
+
+    def __init__(self, chain: Sequence[stages.BoundStage]) -> None:
+        src = stages.cuda_source(chain)
+        self.scalars = src.scalars
+        tin, tout = chain[0].in_dtype, chain[-1].out_dtype
+        uses_half = any(s.out_dtype == np.float16 or s.in_dtype == np.float16 for s in chain)
+        self.elementwise: Any = None
+        self.raw: Any = None
+        if uses_half:  # CuPy's float16 type lives in ElementwiseKernel's preamble
+            self.elementwise = cp.ElementwiseKernel(
+                src.in_params, src.out_params, src.body, src.name, options=("-fmad=false",)
+            )
+            return
+        size = max(tin.itemsize, tout.itemsize)
+        self.V = max(1, 16 // size)
+        ctin, ctout = stages._CTYPES[tin.name], stages._CTYPES[tout.name]
+        params = "".join(
+            f", const {stages._CTYPES[v.dtype.name]} {p.split()[1]}"
+            for p, v in zip(src.in_params.split(", ")[1:], self.scalars, strict=True)
+        )
+        code = _VECTOR_TEMPLATE % dict(
+            vin=self.V * tin.itemsize,
+            vout=self.V * tout.itemsize,
+            tin=ctin,
+            tout=ctout,
+            V=self.V,
+            name=src.name,
+            params=params,
+            body=src.body.replace("\n", "\n            "),
+        )
+        self.raw = cp.RawKernel(code, src.name, options=("-fmad=false", "--std=c++17"))
+        self.align = max(self.V * tin.itemsize, self.V * tout.itemsize)
+
+    def __call__(self, x: Any, out_dtype: np.dtype) -> Any:
+        x = cp.ascontiguousarray(x)
+        if self.elementwise is not None:
+            return self.elementwise(x, *self.scalars)
+        y = cp.empty(x.shape, dtype=out_dtype)
+        n = x.size
+        if n == 0:
+            return y
+        threads = 256
+        blocks = int(min(max(1, -(-n // (self.V * threads))), 132 * 64))
+        self.raw((blocks,), (threads,), (x, y, np.int64(n), *self.scalars))
+        return y
+
+
+_KERNELS: dict[str, _ChainKernel] = {}
+_KERNEL_LOCK = threading.Lock()
+
+
+def chain_kernel(chain: Sequence[stages.BoundStage]) -> _ChainKernel:
+    key = repr([(s.name, s.params, s.in_dtype.str, s.out_dtype.str) for s in chain])
+    with _KERNEL_LOCK:
+        k = _KERNELS.get(key)
+        if k is None:
+            k = _KERNELS[key] = _ChainKernel(chain)
+    return k
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class GpuBackend:
+    """CuPy chunks on the worker's GPU."""
+
+    name = "gpu"
+    xp = cp
+
+    def meta(self, dtype: np.dtype, ndim: int) -> Any:
+        return cp.empty((0,) * ndim, dtype=dtype)
+
+    def prepare(self) -> None:
+        context()
+
+    def host_buffer(self, nbytes: int, slot: str) -> memoryview:
+        return context().pinned_buffer(nbytes, slot).data
+
+    def decode_frames(
+        self,
+        raw: memoryview,
+        frames: Frames,
+        codec: FrameCodec,
+        chunk_nbytes: int,
+        dtype: np.dtype,
+        fill: Any,
+    ) -> Any:
+        ctx = context()
+        n = len(frames.sizes)
+        present = frames.sizes != EMPTY
+        with ctx.stream:
+            out = cp.empty(n * chunk_nbytes, cp.uint8)
+            if not present.all():
+                out.view(dtype).fill(fill if fill is not None else 0)
+            k = int(present.sum())
+            if k:
+                host = np.frombuffer(raw, np.uint8)
+                dev = cp.empty(host.nbytes, cp.uint8)
+                dev.set(host, stream=ctx.stream)
+                idx = np.flatnonzero(present)
+                offs = frames.offsets[present].astype(np.int64)
+                sizes = frames.sizes[present].astype(np.int64)
+                if codec == "zstd":
+                    src = nvcomp.as_arrays(dev, offs.tolist(), sizes.tolist())
+                    dst = nvcomp.as_arrays(out, (idx * chunk_nbytes).tolist(), [chunk_nbytes] * k)
+                    ctx.codec.decode(
+                        src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
+                    )
+                else:
+                    copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
+            ctx.stream.synchronize()
+        return out.view(dtype)
+
+    def encode_frames(
+        self,
+        flat: Any,
+        n_chunks: int,
+        present: np.ndarray,
+        codec: FrameCodec,
+        level: int,
+        checksum: bool,
+    ) -> tuple[list[Any], np.ndarray]:
+        ctx = context()
+        with ctx.stream:
+            raw = cp.ascontiguousarray(flat).view(cp.uint8).reshape(-1)
+            step = raw.nbytes // n_chunks
+            idx = np.flatnonzero(present).astype(np.int64)
+            k = len(idx)
+            sizes_full = np.full(n_chunks, EMPTY, dtype=np.uint64)
+            if k == 0:
+                return [], sizes_full
+            if codec == "zstd":
+                slot = _slot_size(ctx, step)
+                cbuf = cp.empty(slot * k, cp.uint8)
+                slots = np.arange(k, dtype=np.int64) * slot
+                res = ctx.codec.encode(
+                    nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
+                    out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
+                )
+                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)  # waits for the encode
+                src, src_off = cbuf, slots
+            else:
+                sizes = np.full(k, step, dtype=np.int64)
+                src, src_off = raw, idx * step
+            dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            total = int(sizes.sum())
+            if codec == "none" and k == n_chunks:
+                body = raw
+            else:
+                body = cp.empty(total, cp.uint8)
+                copy_segments(src, src_off, body, dst_off, sizes)
+            host = ctx.pinned_buffer(total, "encoded")
+            body.get(out=host, stream=ctx.stream)
+            ctx.stream.synchronize()
+        sizes_full[idx] = sizes
+        return [host.data], sizes_full
+
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
+        ctx = context()
+        with ctx.stream:
+            y = chain_kernel(chain)(x, chain[-1].out_dtype)
+            ctx.stream.synchronize()
+        return y
+
+    def count_nonfinite(self, y: Any) -> tuple[int, int, int]:
+        if y.dtype.kind != "f" or y.size == 0:
+            return 0, 0, 0
+        ctx = context()
+        with ctx.stream:
+            bad = int(cp.count_nonzero(~cp.isfinite(y)))
+            if bad == 0:
+                return 0, 0, 0
+            nan = int(cp.count_nonzero(cp.isnan(y)))
+            pos = int(cp.count_nonzero(cp.isposinf(y)))
+        return nan, pos, bad - nan - pos
+
+    def from_host(self, x: np.ndarray) -> Any:
+        ctx = context()
+        x = np.ascontiguousarray(x)
+        with ctx.stream:
+            staging = ctx.pinned_buffer(x.nbytes, "to_device")
+            np.copyto(staging, x.reshape(-1).view(np.uint8))
+            y = cp.empty(x.shape, x.dtype)
+            y.view(cp.uint8).reshape(-1).set(staging, stream=ctx.stream)
+            ctx.stream.synchronize()
+        return y
+
+    def to_host(self, x: Any) -> np.ndarray:
+        ctx = context()
+        with ctx.stream:
+            x = cp.ascontiguousarray(x)
+            staging = ctx.pinned_buffer(x.nbytes, "to_host")
+            x.view(cp.uint8).reshape(-1).get(out=staging, stream=ctx.stream)
+            ctx.stream.synchronize()
+        out = np.empty(x.shape, x.dtype)
+        np.copyto(out.reshape(-1).view(np.uint8), staging)
+        return out
+
+    def synchronize(self) -> None:
+        context().stream.synchronize()
+
+
+def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:
+    cache = ctx.__dict__.setdefault("slots", {})
+    slot = cache.get(chunk_nbytes)
+    if slot is None:
+        probe = cp.empty(chunk_nbytes, cp.uint8)
+        slot = cache[chunk_nbytes] = (
+            (ctx.codec.get_max_comp_buffer_size(nvcomp.as_array(probe)) + 15) // 16 * 16
+        )
+    return slot
+
+
+def memory_in_use() -> tuple[int, int]:
+    """(bytes held by CuPy's pool now, bytes the pool has reserved: its high-water mark)."""
+    pool = cp.get_default_memory_pool()
+    return pool.used_bytes(), pool.total_bytes()

@@ -1,0 +1,127 @@
+"""What the machine (or the cluster's workers) has: GPUs, their memory, host memory, cores."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from pipeline import backend
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The resources a plan is sized against."""
+
+    gpu_usable: bool
+    gpu_reason: str
+    gpus: tuple[GpuInfo, ...] = ()
+    host_total_bytes: int = 0
+    host_available_bytes: int = 0
+    cpu_count: int = 1
+    hostname: str = field(default_factory=platform.node)
+    driver: str = ""
+
+    @classmethod
+    def local(cls, want_gpu: bool = True) -> Facts:
+        """Facts of this process's machine (GPUs listed only when ``want_gpu``)."""
+        vm = psutil.virtual_memory()
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        usable, reason = backend.gpu_status() if want_gpu else (False, "not asked for")
+        gpus: tuple[GpuInfo, ...] = ()
+        driver = ""
+        if usable:
+            gpus, driver = _list_gpus()
+        return cls(
+            gpu_usable=usable,
+            gpu_reason=reason,
+            gpus=gpus,
+            host_total_bytes=vm.total,
+            host_available_bytes=vm.available,
+            cpu_count=cpus or 1,
+            driver=driver,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "cpus": self.cpu_count,
+            "host_memory_bytes": self.host_total_bytes,
+            "gpus": [g.__dict__ for g in self.gpus],
+            "gpu_usable": self.gpu_usable,
+            "gpu_reason": self.gpu_reason,
+            "driver": self.driver,
+        }
+
+
+def _list_gpus() -> tuple[tuple[GpuInfo, ...], str]:
+    import cupy
+
+    out = []
+    for i in range(cupy.cuda.runtime.getDeviceCount()):
+        with cupy.cuda.Device(i):
+            free, total = cupy.cuda.runtime.memGetInfo()
+            name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
+        out.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else str(name), total, free))
+    v = cupy.cuda.runtime.driverGetVersion()
+    return tuple(out), f"CUDA driver {v // 1000}.{(v % 1000) // 10}"
+
+
+def worker_facts() -> dict[str, Any]:
+    """Run on a worker: its facts as a plain dict (for a cluster joined by address)."""
+    f = Facts.local()
+    d = f.as_dict()
+    d["host_available_bytes"] = f.host_available_bytes
+    return d
+
+
+def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
+    """The facts a plan should assume on an existing cluster: the weakest worker's."""
+    if not infos:
+        return Facts(gpu_usable=False, gpu_reason="the cluster has no workers")
+    usable = all(i["gpu_usable"] for i in infos)
+    reasons = {i["gpu_reason"] for i in infos}
+    gpus = []
+    if usable:
+        g = min((g for i in infos for g in i["gpus"]), key=lambda g: g["free_bytes"])
+        gpus = [GpuInfo(**g)]
+    return Facts(
+        gpu_usable=usable,
+        gpu_reason="; ".join(sorted(reasons)),
+        gpus=tuple(gpus),
+        host_total_bytes=min(i["host_memory_bytes"] for i in infos),
+        host_available_bytes=min(i["host_available_bytes"] for i in infos),
+        cpu_count=min(i["cpus"] for i in infos),
+        hostname=",".join(sorted({i["hostname"] for i in infos})),
+        driver=next(iter({i["driver"] for i in infos})),
+    )
+
+
+def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[int, ...]:
+    """GPU ids a local cluster uses: the config's list, else every visible GPU.
+
+    Ids are those of ``CUDA_VISIBLE_DEVICES`` when it is set (0..n-1 as CUDA numbers them).
+    """
+    ids = tuple(range(len(facts.gpus)))
+    if configured is None:
+        return ids
+    bad = [g for g in configured if g not in ids]
+    if bad:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(
+            f"cluster.gpus names GPU(s) {bad}, but only {list(ids)} are visible; "
+            "fix cluster.gpus or CUDA_VISIBLE_DEVICES"
+        )
+    return tuple(configured)

@@ -1,0 +1,235 @@
+"""What the user sees while a run works and when it ends: progress, and the run summary.
+
+On a terminal the progress is a live bar (blocks done of total, GB/s, ETA); otherwise (CI, a log
+file) one plain line every ``interval`` seconds. The summary is a table on the terminal and the
+same facts as JSON for scripts (``--summary-json``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from dask.utils import format_bytes, format_time
+
+
+def gbps(nbytes: float, seconds: float) -> float:
+    return nbytes / seconds / 1e9 if seconds > 0 else 0.0
+
+
+class Progress:
+    """Blocks done of total, with throughput of input bytes and an ETA."""
+
+    def __init__(
+        self,
+        total: int,
+        bytes_per_block: float,
+        mode: str = "auto",
+        interval: float = 5.0,
+        stream: TextIO | None = None,
+        label: str = "run",
+    ):
+        self.total = total
+        self.bytes_per_block = bytes_per_block
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "plain"
+        self.mode = mode
+        self.interval = interval
+        self.label = label
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self._last = self.t0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.mode == "bar":
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("blocks  {task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elif self.mode == "plain" and exc[0] is None and self.done:
+            self._line()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rate=self.rate_text())
+        elif self.mode == "plain" and now - self._last >= self.interval:
+            self._line()
+            self._last = now
+
+    def rate_text(self) -> str:
+        elapsed = time.perf_counter() - self.t0
+        return f"{gbps(self.done * self.bytes_per_block, elapsed):.2f} GB/s"
+
+    def _line(self) -> None:
+        elapsed = time.perf_counter() - self.t0
+        rate = self.done / elapsed if elapsed > 0 else 0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        eta_s = (
+            ""
+            if self.done >= self.total
+            else (f", eta {format_time(eta)}" if eta == eta else ", eta ?")
+        )
+        print(
+            f"[{self.label}] {self.done}/{self.total} blocks ({pct:.0f}%), "
+            f"{self.rate_text()}, elapsed {format_time(elapsed)}{eta_s}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+@dataclass
+class Summary:
+    """The run's facts, as printed at the end and saved by ``--summary-json``."""
+
+    status: str
+    backend: str
+    backend_reason: str
+    input: str
+    output: str
+    workers: int
+    threads_per_worker: int
+    gpus: list[int]
+    blocks_total: int
+    blocks_done: int
+    blocks_skipped: int
+    bytes_in: int
+    bytes_out: int
+    stored_bytes_read: int
+    stored_bytes_written: int
+    seconds: dict[str, float]
+    gbps_in: float
+    peak_device_bytes: int | None
+    device_budget: int | None
+    peak_host_bytes: int
+    host_budget: int | None
+    nan: int
+    posinf: int
+    neginf: int
+    task_time: dict[str, float]
+    bound_by: str
+    dashboard: str | None
+    stages: list[str]
+    versions: dict[str, str] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+    def rows(self) -> list[tuple[str, str]]:
+        s = self.seconds
+        peak_dev = (
+            "—"
+            if self.peak_device_bytes is None
+            else (
+                f"{format_bytes(self.peak_device_bytes)} per GPU (budget "
+                f"{format_bytes(self.device_budget) if self.device_budget else 'none'})"
+            )
+        )
+        rows = [
+            ("status", self.status),
+            ("backend", f"{self.backend} ({self.backend_reason})"),
+            (
+                "workers",
+                f"{self.workers} x {self.threads_per_worker} threads"
+                + (f" on GPUs {self.gpus}" if self.gpus else ""),
+            ),
+            (
+                "blocks",
+                f"{self.blocks_done} written"
+                + (f", {self.blocks_skipped} already done (skipped)" if self.blocks_skipped else "")
+                + f", of {self.blocks_total}",
+            ),
+            (
+                "bytes",
+                f"in {format_bytes(self.bytes_in)} ({format_bytes(self.stored_bytes_read)}"
+                f" stored), out {format_bytes(self.bytes_out)} "
+                f"({format_bytes(self.stored_bytes_written)} stored)",
+            ),
+            (
+                "time",
+                f"{s.get('total', 0):.2f} s total: plan {s.get('plan', 0):.2f}, cluster "
+                f"{s.get('cluster', 0):.2f}, compute {s.get('compute', 0):.2f}, finish "
+                f"{s.get('finish', 0):.2f}",
+            ),
+            ("throughput", f"{self.gbps_in:.2f} GB/s of input (compute phase)"),
+            (
+                "task time",
+                ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
+                + (f" — {self.bound_by}" if self.bound_by else ""),
+            ),
+            ("peak device memory", peak_dev),
+            (
+                "peak host memory",
+                f"{format_bytes(self.peak_host_bytes)} per worker (budget "
+                f"{format_bytes(self.host_budget) if self.host_budget else 'none'})",
+            ),
+            ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
+            ("output", self.output),
+        ]
+        if self.dashboard:
+            rows.append(("dashboard", self.dashboard))
+        rows += [("note", n) for n in self.notes]
+        return rows
+
+
+def print_rows(rows: list[tuple[str, str]], title: str, stream: TextIO | None = None) -> None:
+    """A two-column table: rich on a terminal, aligned plain text elsewhere."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title, show_header=False, title_justify="left")
+        t.add_column(style="bold")
+        t.add_column()
+        for k, v in rows:
+            t.add_row(k, v)
+        Console(file=stream).print(t)
+        return
+    width = max(len(k) for k, _ in rows)
+    print(title, file=stream)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}", file=stream)
+    stream.flush()
+
+
+def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
+    """Fractions of task time per phase, and which resource bounds the run."""
+    total = sum(us.values())
+    if total <= 0:
+        return {}, ""
+    frac = {k: v / total for k, v in us.items()}
+    io = frac.get("read", 0) + frac.get("write", 0)
+    codec = frac.get("decode", 0) + frac.get("encode", 0)
+    if io >= 0.6:
+        bound = "storage-bound: most task time is reading and writing the stores"
+    elif codec >= 0.6:
+        bound = "codec-bound: most task time is decoding and encoding chunks"
+    else:
+        bound = ""
+    return frac, bound

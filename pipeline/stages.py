@@ -1,0 +1,383 @@
+"""Elementwise stages: a registry of small pure functions, and the fused chain built from them.
+
+A stage is one function ``fn(x, params) -> array`` written with ordinary operators. The same
+function is evaluated three ways, so adding a stage touches this file alone:
+
+* on NumPy or CuPy arrays, to compute (the CPU path, and the NumPy reference);
+* on :class:`Expr`, a symbol that records CUDA source, to build one fused GPU kernel per chain;
+* on :class:`Interval`, the worst-case value range, to plan integer dtypes before any data moves.
+
+Dtype policy (decided before the run, recorded in the output's attributes):
+each stage's result dtype is NumPy's own (NumPy 2, NEP 50: ``int16 * 5`` stays ``int16``,
+``int16 * 5.5`` becomes ``float64``). Floating-point results follow IEEE arithmetic (overflow
+gives inf, NaN propagates). Integer results that could overflow are handled by
+``integer_overflow``: ``promote`` (default) widens each stage to the smallest integer dtype of
+the same signedness that holds its worst case, and refuses a chain that even 64 bits cannot hold;
+``error`` refuses any chain whose worst case leaves the input dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.errors import PipelineError
+
+OverflowPolicy: TypeAlias = Literal["promote", "error"]
+
+#: dtypes a chain accepts: real numbers only.
+SUPPORTED_KINDS = "iuf"
+
+
+class StageParams(BaseModel):
+    """Base of every stage's parameters: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One registered stage."""
+
+    name: str
+    """Name used in the config's ``op:`` field."""
+    fn: Callable[[Any, Any], Any]
+    """The elementwise function, written with ``+``, ``*`` and Python scalars."""
+    params: type[StageParams]
+    """Pydantic model of the stage's parameters."""
+    doc: str
+    """One line for the README and ``pipeline plan``."""
+
+
+REGISTRY: dict[str, StageDef] = {}
+
+
+def stage(name: str, params: type[StageParams] = StageParams) -> Callable[[Callable], Callable]:
+    """Register ``fn`` as the stage ``name``; its docstring's first line documents it."""
+
+    def register(fn: Callable) -> Callable:
+        if name in REGISTRY:
+            raise ValueError(f"stage {name!r} is registered twice")
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        REGISTRY[name] = StageDef(name=name, fn=fn, params=params, doc=doc)
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------------------------
+# The stages. Each is one small function; params are validated by its model.
+
+
+class MultiplyParams(StageParams):
+    factor: float | int = Field(description="the scalar every element is multiplied by")
+
+
+@stage("multiply", MultiplyParams)
+def multiply(x, p: MultiplyParams):
+    """Multiply every element by a scalar: ``x * factor``."""
+    return x * p.factor
+
+
+@stage("square")
+def square(x, p: StageParams):
+    """Square every element: ``x * x``."""
+    return x * x
+
+
+class AddParams(StageParams):
+    value: float | int | None = Field(
+        default=None, description="scalar to add; omitted, the array is added to itself"
+    )
+
+
+@stage("add", AddParams)
+def add(x, p: AddParams):
+    """Add the array to itself (``x + x``), or a scalar (``x + value``)."""
+    return x + x if p.value is None else x + p.value
+
+
+# --------------------------------------------------------------------------------------------
+# Planning: result dtypes and integer ranges.
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Closed range of values an array may hold, for worst-case integer planning."""
+
+    lo: int | float
+    hi: int | float
+    """bounds; Python ints while exact (integer dtypes), so 64-bit limits compare exactly"""
+
+    @classmethod
+    def of(cls, dtype: np.dtype) -> Interval:
+        info = np.iinfo(dtype)
+        return cls(int(info.min), int(info.max))
+
+    def _combine(self, other: Interval | float, op: Callable[[float, float], float]) -> Interval:
+        o = other if isinstance(other, Interval) else Interval(other, other)
+        if self is o:  # x * x and x + x: the same element on both sides
+            vals = [op(self.lo, self.lo), op(self.hi, self.hi)]
+            if op is _mul and self.lo <= 0 <= self.hi:
+                vals.append(0)
+        else:
+            vals = [op(a, b) for a in (self.lo, self.hi) for b in (o.lo, o.hi)]
+        return Interval(min(vals), max(vals))
+
+    def __mul__(self, other: Interval | float) -> Interval:
+        return self._combine(other, _mul)
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Interval | float) -> Interval:
+        return self._combine(other, _add)
+
+    __radd__ = __add__
+
+
+def _mul(a: int | float, b: int | float) -> int | float:
+    return a * b
+
+
+def _add(a: int | float, b: int | float) -> int | float:
+    return a + b
+
+
+def _smallest_int(kind: str, rng: Interval) -> np.dtype | None:
+    for bits in (8, 16, 32, 64):
+        dt = np.dtype(f"{kind}{bits // 8}")
+        info = np.iinfo(dt)
+        if info.min <= rng.lo and rng.hi <= info.max:
+            return dt
+    return None
+
+
+@dataclass(frozen=True)
+class BoundStage:
+    """A stage with its parameters and its planned input and result dtypes."""
+
+    definition: StageDef
+    params: StageParams
+    in_dtype: np.dtype
+    out_dtype: np.dtype
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.params.model_dump().items() if v is not None)
+        return f"{self.name}({args}) {self.in_dtype} -> {self.out_dtype}"
+
+
+def check_dtype(dtype: np.dtype) -> None:
+    """Refuse dtypes the stages cannot compute on (bool, complex, strings, objects)."""
+    if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
+        raise PipelineError(
+            f"unsupported dtype {dtype}: the stages compute on integer and floating-point "
+            "arrays (int8-64, uint8-64, float16/32/64); convert the input first"
+        )
+
+
+def plan_chain(
+    specs: Sequence[tuple[str, StageParams]],
+    dtype: np.dtype,
+    policy: OverflowPolicy = "promote",
+) -> tuple[BoundStage, ...]:
+    """Decide every stage's result dtype before the run.
+
+    ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
+    Raises :class:`PipelineError` for a dtype the stages cannot compute on, a scalar that does
+    not fit, or an integer chain that would overflow under ``policy``.
+    """
+    dtype = np.dtype(dtype)
+    check_dtype(dtype)
+    bound: list[BoundStage] = []
+    rng = Interval.of(dtype) if dtype.kind in "iu" else None
+    current = dtype
+    for name, params in specs:
+        d = REGISTRY[name]
+        try:
+            out = d.fn(np.ones(1, dtype=current), params).dtype
+        except OverflowError as e:
+            raise PipelineError(
+                f"stage {name!r}: {e}; use a parameter that fits {current} or convert the input"
+            ) from None
+        if rng is not None and out.kind in "iu":
+            worst = d.fn(rng, params)
+            if policy == "promote":
+                wider = _smallest_int(out.kind, worst)
+                if wider is None:
+                    raise PipelineError(
+                        f"stage {name!r} can overflow even 64-bit integers (values up to "
+                        f"{max(abs(worst.lo), abs(worst.hi)):.3g}); convert the input to float64"
+                    )
+                out = np.promote_types(out, wider)
+                if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
+                    raise PipelineError(
+                        f"stage {name!r} needs a wider integer than {current} offers; "
+                        "convert the input to float64"
+                    )
+            elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
+                raise PipelineError(
+                    f"stage {name!r} can overflow {out} (values up to "
+                    f"{max(abs(worst.lo), abs(worst.hi)):.3g}); set integer_overflow: promote "
+                    "or convert the input to float64"
+                )
+            rng = worst
+        elif out.kind == "f":
+            rng = None
+        bound.append(BoundStage(definition=d, params=params, in_dtype=current, out_dtype=out))
+        current = out
+    return tuple(bound)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation on arrays (NumPy or CuPy: whichever the array is).
+
+
+def apply_chain(chain: Sequence[BoundStage], x: Any) -> Any:
+    """Apply the chain to one array, stage by stage, casting to each planned dtype.
+
+    Works for NumPy and CuPy arrays alike; this is the reference semantics both backends match.
+    Floating-point overflow and invalid operations give inf and NaN as IEEE arithmetic says,
+    without warnings (the run summary counts them).
+    """
+    with np.errstate(all="ignore"):
+        for s in chain:
+            x = s.definition.fn(x.astype(s.out_dtype, copy=False), s.params)
+            if x.dtype != s.out_dtype:  # pragma: no cover - plan_chain guarantees this
+                x = x.astype(s.out_dtype)
+    return x
+
+
+def apply_chain_blocked(
+    chain: Sequence[BoundStage], x: np.ndarray, out: np.ndarray, block: int = 1 << 18
+) -> None:
+    """CPU fused evaluation: run the whole chain over cache-sized pieces of ``x`` into ``out``.
+
+    Same arithmetic as :func:`apply_chain`, but each piece stays in cache through every stage,
+    so memory sees one read and one write per element instead of one of each per stage.
+    """
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for start in range(0, xf.size, block):
+        stop = min(start + block, xf.size)
+        of[start:stop] = apply_chain(chain, xf[start:stop])
+
+
+# --------------------------------------------------------------------------------------------
+# Code generation for one fused CUDA kernel.
+
+_CTYPES = {
+    "int8": "signed char",
+    "int16": "short",
+    "int32": "int",
+    "int64": "long long",
+    "uint8": "unsigned char",
+    "uint16": "unsigned short",
+    "uint32": "unsigned int",
+    "uint64": "unsigned long long",
+    "float16": "float16",
+    "float32": "float",
+    "float64": "double",
+}
+
+
+@dataclass
+class _Builder:
+    """Collects the scalar arguments one stage of a generated kernel needs."""
+
+    dtype: np.dtype
+    prefix: str
+    scalars: list[tuple[str, np.generic]] = field(default_factory=list)
+
+    def scalar(self, value: float | int) -> Expr:
+        name = f"{self.prefix}{len(self.scalars)}"
+        self.scalars.append((name, np.asarray(value, dtype=self.dtype)[()]))  # type: ignore[arg-type]
+        return Expr(name, self)
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A CUDA expression of the builder's dtype; its operators build source text."""
+
+    code: str
+    builder: _Builder
+
+    def _bin(self, other: Expr | float | int, op: str) -> Expr:
+        # every operation is cast back to the stage's type, as NumPy rounds (or wraps) each one
+        o = other if isinstance(other, Expr) else self.builder.scalar(other)
+        ct = _CTYPES[self.builder.dtype.name]
+        return Expr(f"(({ct})({self.code} {op} {o.code}))", self.builder)
+
+    def __mul__(self, other: Expr | float | int) -> Expr:
+        return self._bin(other, "*")
+
+    def __add__(self, other: Expr | float | int) -> Expr:
+        return self._bin(other, "+")
+
+    def __rmul__(self, other: float | int) -> Expr:
+        return self.builder.scalar(other)._bin(self, "*")
+
+    def __radd__(self, other: float | int) -> Expr:
+        return self.builder.scalar(other)._bin(self, "+")
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Everything ``cupy.ElementwiseKernel`` needs for one fused chain."""
+
+    in_params: str
+    out_params: str
+    body: str
+    name: str
+    scalars: tuple[np.generic, ...]
+
+
+def cuda_source(chain: Sequence[BoundStage]) -> KernelSource:
+    """Generate one elementwise kernel that runs the whole chain: one read, one write.
+
+    Each stage's result is cast to its planned dtype, as :func:`apply_chain` does, and scalars
+    travel as kernel arguments already converted by NumPy, so both backends see the same bits.
+    """
+    if not chain:
+        raise ValueError("empty chain")
+    lines: list[str] = []
+    scalars: list[tuple[str, np.generic]] = []
+    var = "x"
+    for i, s in enumerate(chain):
+        ct = _CTYPES[s.out_dtype.name]
+        b = _Builder(s.out_dtype, prefix=f"s{i}_")
+        arg = Expr(f"t{i}_in", b)
+        lines.append(f"{ct} t{i}_in = ({ct}){var};")
+        lines.append(f"{ct} t{i} = {s.definition.fn(arg, s.params).code};")
+        scalars.extend(b.scalars)
+        var = f"t{i}"
+    lines.append(f"y = {var};")
+    params = [f"{chain[0].in_dtype.name} x"] + [f"{v.dtype.name} {n}" for n, v in scalars]
+    return KernelSource(
+        in_params=", ".join(params),
+        out_params=f"{chain[-1].out_dtype.name} y",
+        body="\n".join(lines),
+        name="pipeline_" + "_".join(s.name for s in chain)[:50],
+        scalars=tuple(v for _, v in scalars),
+    )
+
+
+def known_stages() -> str:
+    """Comma-separated list of stage names, for error messages."""
+    return ", ".join(sorted(REGISTRY))
+
+
+def describe_registry() -> list[tuple[str, str, dict[str, str]]]:
+    """(name, doc, {param: description}) for each stage, for docs."""
+    out = []
+    for d in REGISTRY.values():
+        fields = {k: (f.description or "") for k, f in d.params.model_fields.items()}
+        out.append((d.name, d.doc, fields))
+    return out

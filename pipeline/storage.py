@@ -1,0 +1,457 @@
+"""Zarr stores: where arrays live, what their layout is, and raw bytes in and out.
+
+Zarr itself reads and writes the metadata (``zarr.json``/``.zarray``), so every output is a store
+that Zarr made; chunk bytes go straight through the file system (local files, or fsspec for
+URLs), because the pipeline encodes and decodes chunks itself, on the device that holds them.
+
+All objects here are small and picklable: tasks carry them to the workers, which open file
+systems lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline import layout
+from pipeline.errors import PipelineError
+from pipeline.layout import Shape
+
+FrameCodec = Literal["zstd", "none"]
+
+_FS_CACHE: dict[str, Any] = {}
+_FS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store: a local path or an fsspec URL, with its options."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, url: str, storage_options: dict[str, Any] | None = None) -> Location:
+        if url.startswith("file://"):
+            url = url[len("file://") :]
+        if "://" not in url:
+            url = os.path.abspath(os.path.expanduser(url))
+        return cls(url, dict(storage_options or {}))
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url
+
+    def __str__(self) -> str:
+        return self.url
+
+    def join(self, *parts: str) -> str:
+        tail = "/".join(p.strip("/") for p in parts if p)
+        if not tail:
+            return self.url
+        return os.path.join(self.url, tail) if self.is_local else f"{self.url.rstrip('/')}/{tail}"
+
+    # -- file system -----------------------------------------------------------------------
+
+    def fs(self) -> Any:
+        """The fsspec file system of a URL (cached per process)."""
+        import fsspec
+
+        key = json.dumps(
+            [self.url.split("://")[0], self.storage_options], sort_keys=True, default=str
+        )
+        with _FS_LOCK:
+            fs = _FS_CACHE.get(key)
+            if fs is None:
+                fs, _ = fsspec.url_to_fs(self.url, **self.storage_options)
+                _FS_CACHE[key] = fs
+        return fs
+
+    def zarr_store(self, read_only: bool) -> Any:
+        """A Zarr store object for this location."""
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.is_local:
+            return LocalStore(self.url, read_only=read_only)
+        return FsspecStore.from_url(
+            self.url, storage_options=self.storage_options, read_only=read_only
+        )
+
+    # -- raw bytes -------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or None when there are none."""
+        path = self.join(key)
+        if self.is_local:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        fs = self.fs()
+        try:
+            return fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def read_into(self, key: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
+        """Read ``key`` into a buffer that ``alloc(size)`` returns (e.g. page-locked memory,
+        reused across calls); the filled view, or None when the key is absent."""
+        path = self.join(key)
+        if self.is_local:
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    size = os.fstat(f.fileno()).st_size
+                    view = alloc(size)[:size]
+                    got = 0
+                    while got < size:
+                        n = f.readinto(view[got:])
+                        if not n:
+                            raise OSError(errno.EIO, f"{path}: short read")
+                        got += n
+                    return view
+            except FileNotFoundError:
+                return None
+        data = self.read(key)
+        if data is None:
+            return None
+        view = alloc(len(data))[: len(data)]
+        view[:] = data
+        return view
+
+    def size(self, key: str) -> int | None:
+        path = self.join(key)
+        try:
+            return os.path.getsize(path) if self.is_local else int(self.fs().size(path))
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, parts: Sequence[Any]) -> int:
+        """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written."""
+        path = self.join(key)
+        total = sum(memoryview(p).nbytes for p in parts)
+        try:
+            if self.is_local:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb", buffering=0) as f:
+                    for p in parts:
+                        mv = memoryview(p).cast("B")
+                        done = 0
+                        while done < mv.nbytes:
+                            done += f.write(mv[done:])
+            else:
+                data = b"".join(bytes(memoryview(p)) for p in parts)
+                self.fs().pipe_file(path, data)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise PipelineError(
+                    f"no space left writing {path}: free space, then `run --resume` finishes "
+                    "the output"
+                ) from None
+            raise
+        return total
+
+    def exists(self, key: str = "") -> bool:
+        path = self.join(key)
+        return os.path.exists(path) if self.is_local else bool(self.fs().exists(path))
+
+    def delete(self, key: str, recursive: bool = False) -> None:
+        path = self.join(key)
+        if self.is_local:
+            if os.path.isdir(path):
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.remove(path)
+            return
+        fs = self.fs()
+        if fs.exists(path):
+            fs.rm(path, recursive=recursive)
+
+    def list(self, key: str) -> list[str]:
+        """Names directly under ``key`` (empty when it does not exist)."""
+        path = self.join(key)
+        if self.is_local:
+            try:
+                return sorted(os.listdir(path))
+            except FileNotFoundError:
+                return []
+        fs = self.fs()
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist; False when it already did."""
+        path = self.join(key)
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        fs = self.fs()
+        if fs.exists(path):  # object stores: best effort (no atomic create-if-absent here)
+            return False
+        fs.pipe_file(path, data)
+        return True
+
+    def writable_probe(self) -> None:
+        """Raise PipelineError when nothing can be written here."""
+        probe = ".pipeline-write-probe"
+        try:
+            self.write(probe, [b"ok"])
+            self.delete(probe)
+        except PipelineError:
+            raise
+        except Exception as e:
+            raise PipelineError(
+                f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a writable "
+                "output.store"
+            ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# What an array is, and how its chunks are keyed and encoded.
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """A stored array's layout, enough to read or write its units without Zarr."""
+
+    location: Location
+    path: str
+    """path of the array inside the store ('' at the root)"""
+    shape: Shape
+    dtype: np.dtype
+    zarr_format: int
+    chunk: Shape
+    """inner chunk shape (what one frame holds)"""
+    unit: Shape
+    """shape one storage key holds: the shard, or the chunk when unsharded"""
+    sharded: bool
+    index_at_end: bool
+    codec: FrameCodec | None
+    """frame codec for direct decoding; None: only Zarr can decode it (generic path)"""
+    key_prefix: str
+    key_sep: str
+    fill_value: Any
+
+    @property
+    def grid(self) -> Shape:
+        return layout.grid_shape(self.shape, self.unit)
+
+    @property
+    def n_units(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
+    def chunks_per_unit(self) -> Shape:
+        return layout.chunks_per_unit(self.unit, self.chunk)
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return layout.nbytes(self.chunk, self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return layout.nbytes(self.shape, self.dtype)
+
+    def key(self, index: Shape) -> str:
+        """The store key of the unit at grid ``index`` (relative to the store root)."""
+        k = self.key_prefix + self.key_sep.join(str(i) for i in index)
+        return f"{self.path}/{k}" if self.path else k
+
+    def describe(self) -> str:
+        shard = f" in shards {list(self.unit)}" if self.sharded else ""
+        codec = self.codec or "other codecs (decoded by Zarr on the CPU)"
+        return (
+            f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, {codec}, "
+            f"Zarr v{self.zarr_format}"
+        )
+
+
+def _endian_ok(codec: Any, dtype: np.dtype) -> bool:
+    endian = getattr(codec, "endian", None)
+    value = getattr(endian, "value", endian)
+    return dtype.itemsize == 1 or value in (None, "little")
+
+
+def _frame_codec(codecs: Sequence[Any], dtype: np.dtype) -> FrameCodec | None:
+    """'zstd'/'none' when the codec chain is bytes(little)[+zstd], else None."""
+    names = [type(c).__name__ for c in codecs]
+    if not names or names[0] != "BytesCodec" or not _endian_ok(codecs[0], dtype):
+        return None
+    if names == ["BytesCodec"]:
+        return "none"
+    if names == ["BytesCodec", "ZstdCodec"]:
+        return "zstd"
+    return None
+
+
+def _describe_v3(meta: Any, dtype: np.dtype) -> dict[str, Any]:
+    codecs = list(meta.codecs)
+    outer = tuple(meta.chunk_grid.chunk_shape)
+    enc = meta.chunk_key_encoding
+    sep = getattr(enc, "separator", "/")
+    prefix = "c" + sep if getattr(enc, "name", "default") == "default" else ""
+    base = dict(
+        key_prefix=prefix, key_sep=sep, unit=outer, chunk=outer, sharded=False, index_at_end=True
+    )
+    if len(codecs) == 1 and type(codecs[0]).__name__ == "ShardingCodec":
+        sc = codecs[0]
+        index_codecs = [type(c).__name__ for c in sc.index_codecs]
+        loc = getattr(sc.index_location, "value", sc.index_location)
+        ok_index = index_codecs == ["BytesCodec", "Crc32cCodec"] and _endian_ok(
+            sc.index_codecs[0], np.dtype("<u8")
+        )
+        base.update(chunk=tuple(sc.chunk_shape), sharded=True, index_at_end=(loc == "end"))
+        base["codec"] = _frame_codec(list(sc.codecs), dtype) if ok_index else None
+        return base
+    base["codec"] = _frame_codec(codecs, dtype)
+    return base
+
+
+def _describe_v2(meta: Any, dtype: np.dtype) -> dict[str, Any]:
+    comp = meta.compressor
+    name = None if comp is None else getattr(comp, "codec_id", type(comp).__name__.lower())
+    ok = (
+        (not meta.filters)
+        and meta.order == "C"
+        and (dtype.itemsize == 1 or dtype.byteorder in ("<", "=", "|"))
+    )
+    codec: FrameCodec | None = None
+    if ok and name is None:
+        codec = "none"
+    elif ok and name == "zstd":
+        codec = "zstd"
+    chunks = tuple(meta.chunks)
+    return dict(
+        key_prefix="",
+        key_sep=meta.dimension_separator or ".",
+        unit=chunks,
+        chunk=chunks,
+        sharded=False,
+        index_at_end=True,
+        codec=codec,
+    )
+
+
+def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
+    """Open an array with Zarr, turning the usual mistakes into one-line errors."""
+    import zarr
+
+    if not location.exists():
+        raise PipelineError(
+            f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
+            "or fix input.store"
+        )
+    try:
+        node = zarr.open(
+            store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
+        )
+    except FileNotFoundError:
+        raise PipelineError(
+            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
+        ) from None
+    except Exception as e:  # zarr raises several types for unreadable metadata
+        raise PipelineError(f"cannot open {location}/{path}: {type(e).__name__}: {e}") from None
+    if isinstance(node, zarr.Group):
+        members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
+        hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
+        raise PipelineError(
+            f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
+            f"path{hint}"
+        )
+    return node
+
+
+def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:
+    """Inspect a stored array (opened read-only) into an :class:`ArrayInfo`."""
+    arr = arr if arr is not None else open_zarr_array(location, path)
+    dtype = np.dtype(arr.dtype)
+    meta: Any = arr.metadata
+    if arr.ndim == 0:
+        raise PipelineError(f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1")
+    parts = _describe_v3(meta, dtype) if meta.zarr_format == 3 else _describe_v2(meta, dtype)
+    fill = arr.fill_value
+    return ArrayInfo(
+        location=location,
+        path=path.strip("/"),
+        shape=tuple(arr.shape),
+        dtype=dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype,
+        zarr_format=meta.zarr_format,
+        fill_value=None if fill is None else fill.item() if hasattr(fill, "item") else fill,
+        **parts,
+    )
+
+
+def create_output(
+    location: Location,
+    path: str,
+    shape: Shape,
+    dtype: np.dtype,
+    chunk: Shape,
+    shard: Shape | None,
+    codec: FrameCodec,
+    level: int,
+    checksum: bool,
+    attributes: dict[str, Any],
+    overwrite: bool,
+) -> ArrayInfo:
+    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    compressors = ZstdCodec(level=level, checksum=checksum) if codec == "zstd" else None
+    arr = zarr.create_array(
+        store=location.zarr_store(read_only=False),
+        name=path or None,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunk,
+        shards=shard,
+        compressors=compressors,
+        fill_value=0,
+        attributes=attributes,
+        overwrite=overwrite,
+        zarr_format=3,
+    )
+    info = describe_array(location, path, arr)
+    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
+        raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
+    return info
+
+
+def clear_array(location: Location, path: str, keep: str) -> None:
+    """Delete everything stored under ``path`` except the entry named ``keep``."""
+    for name in location.list(path):
+        if name != keep:
+            location.delete(f"{path}/{name}" if path else name, recursive=True)
+
+
+def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
+    """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document)."""
+    import zarr
+
+    arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
+    arr.update_attributes(attrs)
+
+
+def read_attributes(location: Location, path: str) -> dict[str, Any]:
+    import zarr
+
+    arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
+    return dict(arr.attrs)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the wheel set the offline GPU host needs (Python 3.12, CUDA 13) into .whl/.
+# The GPU host has no package registry: its image already holds NumPy, CuPy (cupy-cuda13x),
+# cloudpickle, toolz, fsspec, PyYAML, rich, psutil, pandas, pytest, ...; this fetches the rest,
+# one pinned version each (two versions of one package stop the whole install there).
+# Usage: scripts/build-gpu-wheels.sh [DEST]   (default: .whl, ignored by git)
+set -euo pipefail
+dest=${1:-.whl}
+mkdir -p "$dest"
+pkgs=(
+  # scheduler: dask-cuda 26.10 pins dask/distributed 2026.7.1 through rapids-dask-dependency
+  dask==2026.7.1 distributed==2026.7.1 dask-cuda==26.10.0 rapids-dask-dependency==26.10.0
+  zict==3.0.0 tblib==3.2.2 partd==1.4.2 locket==1.0.0 tornado==6.6.1 sortedcontainers==2.4.0
+  # storage
+  zarr==3.4.2 numcodecs==0.17.1 donfig==0.8.1.post1 google-crc32c==1.9.0 msgspec==0.22.0
+  # config
+  pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5
+  typing-extensions==4.16.0
+  # GPU: zstd through nvCOMP, RMM pools
+  nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12
+  rmm-cu13==26.10.0 librmm-cu13==26.10.0 rapids-logger==0.3.0
+  nvidia-ml-py==13.615.71
+)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+  --platform manylinux_2_5_x86_64 --platform any -d "$dest" "${pkgs[@]}"
+
+du -sh "$dest"
