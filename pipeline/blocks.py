@@ -82,8 +82,7 @@ class Sink:
     block: Shape
     backend: str
     """where blocks are encoded: 'cpu' or 'gpu'"""
-    level: int
-    checksum: bool
+    encoding: backends.Encoding
     ledger: Ledger | None
 
 
@@ -209,9 +208,7 @@ def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -
     n = math.prod(info.chunks_per_unit)
     present = present_mask(unit_index, info.unit, info.chunk, info.shape)
     with _timed("encode"):
-        parts, sizes = be.encode_frames(
-            flat, n, present, info.codec or "none", sink.level, sink.checksum
-        )
+        parts, sizes = be.encode_frames(flat, n, present, sink.encoding)
         if info.sharded:
             offsets = np.full(n, EMPTY, dtype=np.uint64)
             real = sizes != EMPTY

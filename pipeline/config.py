@@ -162,6 +162,11 @@ class ClusterConfig(Model):
         "auto",
         description="host memory budget per worker: bytes, a fraction of RAM, or auto",
     )
+    host_encode_share: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        "auto",
+        description="GPU backend: share of each block's zstd frames that CPU threads encode "
+        "while the GPU encodes the rest; auto: 0.25 with 8+ cores per GPU, else 0",
+    )
     memory_pool: Literal["cupy", "rmm", "none"] = Field(
         "cupy", description="GPU allocator: CuPy's pool, an RMM pool, or plain cudaMalloc"
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline import backend as backends
 from pipeline import layout
+from pipeline.backend import Encoding
 from pipeline.blocks import Sink, write_unit
 from pipeline.config import Config, GenerateConfig
 from pipeline.errors import PipelineError
@@ -150,8 +151,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
         info=info,
         block=info.unit,
         backend=encode_on,
-        level=g.codec.level,
-        checksum=g.codec.checksum,
+        encoding=Encoding(codec=g.codec.name, level=g.codec.level, checksum=g.codec.checksum),
         ledger=None,
     )
     return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)

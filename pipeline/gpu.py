@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cupy as cp
@@ -21,6 +22,7 @@ import numpy as np
 from nvidia import nvcomp
 
 from pipeline import stages
+from pipeline.backend import Encoding, encode_on_host
 from pipeline.layout import EMPTY, Frames
 from pipeline.storage import FrameCodec
 
@@ -268,24 +270,33 @@ class GpuBackend:
         return out.view(dtype)
 
     def encode_frames(
-        self,
-        flat: Any,
-        n_chunks: int,
-        present: np.ndarray,
-        codec: FrameCodec,
-        level: int,
-        checksum: bool,
+        self, flat: Any, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
+        """Encode on the GPU, with CPU threads taking the last ``enc.host_share`` of the frames
+        meanwhile; frames keep their order (GPU part first, then the CPU part)."""
         ctx = context()
+        codec = enc.codec
         with ctx.stream:
             raw = cp.ascontiguousarray(flat).view(cp.uint8).reshape(-1)
             step = raw.nbytes // n_chunks
             idx = np.flatnonzero(present).astype(np.int64)
-            k = len(idx)
             sizes_full = np.full(n_chunks, EMPTY, dtype=np.uint64)
-            if k == 0:
+            if len(idx) == 0:
                 return [], sizes_full
-            if codec == "zstd":
+            k_host = int(len(idx) * enc.host_share) if codec == "zstd" and enc.host_threads else 0
+            host_idx, idx = idx[len(idx) - k_host :], idx[: len(idx) - k_host]
+            host_job = None
+            staging: Any = None
+            copied: Any = None
+            lo = 0
+            if k_host:  # copy those frames' raw bytes to the host first; the GPU then encodes
+                lo, hi = int(host_idx[0]), int(host_idx[-1]) + 1
+                staging = ctx.pinned_buffer((hi - lo) * step, "host_encode")
+                raw[lo * step : hi * step].get(out=staging, stream=ctx.stream)
+                copied = cp.cuda.Event(block=True, disable_timing=True)
+                copied.record(ctx.stream)
+            k = len(idx)
+            if codec == "zstd" and k:
                 slot = _slot_size(ctx, step)
                 cbuf = cp.empty(slot * k, cp.uint8)
                 slots = np.arange(k, dtype=np.int64) * slot
@@ -293,8 +304,21 @@ class GpuBackend:
                     nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
                     out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
                 )
-                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)  # waits for the encode
+                if k_host:
+                    copied.synchronize()  # the GIL is free while we wait
+                    host_job = host_pool(enc.host_threads).submit(
+                        encode_on_host, staging, step, host_idx, enc, lo
+                    )
+                ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
                 src, src_off = cbuf, slots
+            elif codec == "zstd":
+                copied.synchronize()
+                host_job = host_pool(enc.host_threads).submit(
+                    encode_on_host, staging, step, host_idx, enc, lo
+                )
+                sizes = np.zeros(0, dtype=np.int64)
+                src, src_off = raw, np.zeros(0, dtype=np.int64)
             else:
                 sizes = np.full(k, step, dtype=np.int64)
                 src, src_off = raw, idx * step
@@ -309,7 +333,12 @@ class GpuBackend:
             body.get(out=host, stream=ctx.stream)
             ctx.stream.synchronize()
         sizes_full[idx] = sizes
-        return [host.data], sizes_full
+        parts: list[Any] = [host.data] if total else []
+        if host_job is not None:
+            host_parts, host_sizes = host_job.result()
+            sizes_full[host_idx] = host_sizes
+            parts += host_parts
+        return parts, sizes_full
 
     def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
         ctx = context()
@@ -354,6 +383,18 @@ class GpuBackend:
 
     def synchronize(self) -> None:
         context().stream.synchronize()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def host_pool(threads: int) -> ThreadPoolExecutor:
+    """The worker's CPU threads that encode a share of each block's frames."""
+    global _POOL
+    with _SETUP_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pipeline-encode")
+    return _POOL
 
 
 def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import layout, stages
+from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -32,7 +33,9 @@ GPU_FRAME_LIMIT = 4 << 20
 AUTO_CHUNK_BYTES = 128 << 10
 #: Device bytes per task, in multiples of the block's bytes, beyond the arrays themselves:
 #: nvCOMP's batch-encode scratch (measured on an H100 at 64-256 KiB frames).
-NVCOMP_ENCODE_SCRATCH = 6.5
+NVCOMP_ENCODE_SCRATCH = 7.0
+#: Share of frames CPU threads encode beside the GPU when a worker has 8+ cores of its own.
+AUTO_HOST_SHARE = 0.25
 #: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
 WORKER_BASELINE = 400 << 20
 
@@ -114,6 +117,7 @@ class Plan:
             "chunk": list(self.output.chunk),
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
+            "host_share": self.sink.encoding.host_share,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -304,6 +308,9 @@ def make_plan(
         device_budget = _resolve_budget(
             config.cluster.device_memory_limit, min(g.free_bytes for g in facts.gpus), 0.8
         )
+        # workers sharing one GPU share its budget
+        ids = config.cluster.gpus or ()
+        device_budget //= max((ids.count(i) for i in set(ids)), default=1)
     workers = _workers(config, be, facts, threads, scheduler_workers)
     host_budget = _resolve_budget(
         config.cluster.host_memory_limit, facts.host_total_bytes // max(workers, 1), 0.8
@@ -415,12 +422,18 @@ def make_plan(
         fill_value=0,
     )
     source = Source(info=info_in, block=block, backend=decode_on, direct=direct)
+    share, host_threads = _host_encode(config, facts, encode_on, workers)
     sink = Sink(
         info=info_out,
         block=block,
         backend=encode_on,
-        level=config.output.codec.level,
-        checksum=config.output.codec.checksum,
+        encoding=Encoding(
+            codec=config.output.codec.name,
+            level=config.output.codec.level,
+            checksum=config.output.codec.checksum,
+            host_share=share,
+            host_threads=host_threads,
+        ),
         ledger=Ledger(loc_out, info_out.path),
     )
     cluster = ClusterPlan(
@@ -453,6 +466,17 @@ def make_plan(
         encode_on=encode_on,
         notes=tuple(notes),
     )
+
+
+def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> tuple[float, int]:
+    """(share of frames CPU threads encode beside the GPU, threads per worker for it)."""
+    if encode_on != "gpu" or config.output.codec.name != "zstd":
+        return 0.0, 0
+    per_worker = max(1, facts.cpu_count // max(1, workers))
+    share = config.cluster.host_encode_share
+    if share == "auto":
+        share = AUTO_HOST_SHARE if per_worker >= 8 else 0.0
+    return float(share), per_worker
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:

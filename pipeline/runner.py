@@ -113,7 +113,7 @@ def decide_start(plan: Plan, options: RunOptions) -> str:
     where = plan.output.location.join(plan.output.path)
     if state == "absent":
         return "fresh"
-    if options.overwrite:
+    if options.overwrite or plan.config.output.overwrite:
         return "fresh"
     if options.resume:
         if state == "complete":
@@ -309,8 +309,8 @@ def _create_output(plan: Plan) -> None:
         o.chunk,
         o.unit if o.sharded else None,
         o.codec or "none",
-        plan.sink.level,
-        plan.sink.checksum,
+        plan.sink.encoding.level,
+        plan.sink.encoding.checksum,
         _attrs(plan, "incomplete", {"started": _now()}),
         overwrite=False,
     )
