@@ -215,6 +215,11 @@ class Config(Model):
         default_factory=lambda: ClusterConfig(), description="the cluster"
     )
 
+    def public_dict(self) -> dict[str, Any]:
+        """The config as plain JSON data with credentials in ``storage_options`` masked, for
+        summaries and logs."""
+        return _masked(self.model_dump(mode="json"))
+
     def stage_specs(self) -> tuple[tuple[str, StageParams], ...]:
         """(name, params) for each stage, for :func:`pipeline.stages.plan_chain`."""
         out = []
@@ -224,6 +229,26 @@ class Config(Model):
             fields = {k: getattr(s, k) for k in params_cls.model_fields}
             out.append((op, params_cls(**fields)))
         return tuple(out)
+
+
+#: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs
+#: account_key/sas_token/client_secret, ...): their values are never written out.
+_SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
+
+
+def _masked(data: Any, in_options: bool = False) -> Any:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            secret = in_options and any(p in str(k).lower() for p in _SECRET_PARTS)
+            if secret and isinstance(v, str) and v:
+                out[k] = "***"
+            else:
+                out[k] = _masked(v, in_options or k == "storage_options")
+        return out
+    if isinstance(data, list):
+        return [_masked(v, in_options) for v in data]
+    return data
 
 
 # --------------------------------------------------------------------------------------------

@@ -267,6 +267,7 @@ def make_plan(
         be, why = "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
     # -- input -------------------------------------------------------------------------------
+    check_stores_reachable(config)
     loc_in = Location.of(config.input.store, config.input.storage_options)
     info_in = describe_array(loc_in, config.input.array)
     chain = stages.plan_chain(config.stage_specs(), info_in.dtype, config.integer_overflow)
@@ -453,6 +454,19 @@ def make_plan(
         encode_on=encode_on,
         notes=tuple(notes),
     )
+
+
+def check_stores_reachable(config: Config) -> None:
+    """Refuse a ``memory://`` store that the workers could not see: it lives inside one
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it."""
+    in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
+    for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
+        if url.startswith("memory://") and not in_process:
+            raise PipelineError(
+                f"{key} {url} lives in this process's memory, which the workers' processes "
+                "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
+                "a store every worker can reach (a path, s3://...)"
+            )
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:

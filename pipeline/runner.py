@@ -434,7 +434,7 @@ def _summary(
         dashboard=dashboard,
         stages=[s.describe() for s in plan.chain],
         versions=versions(),
-        config=plan.config.model_dump(mode="json"),
+        config=plan.config.public_dict(),
         notes=list(plan.notes),
     )
 
@@ -460,13 +460,14 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     from distributed import as_completed
 
     from pipeline.generate import create_input, generate_unit
-    from pipeline.plan import _threads, _workers
+    from pipeline.plan import _threads, _workers, check_stores_reachable
 
     if config.input.generate is None:
         raise PipelineError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data"
         )
+    check_stores_reachable(config)
     facts = Facts.local(want_gpu=config.backend != "cpu")
     if config.backend == "gpu" and not facts.gpu_usable:
         raise PipelineError(f"backend: gpu, but {facts.gpu_reason}; set backend: cpu")
