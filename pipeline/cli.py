@@ -172,7 +172,17 @@ def _dispatch(args: argparse.Namespace) -> int:
                 client.close()
         else:
             p = plan_run(config)
-        report.print_rows(describe(p), f"plan of {args.config} (nothing computed)")
+        from pipeline.runner import output_state
+
+        now = {
+            "absent": "absent: `run` creates it",
+            "complete": "complete: `run --overwrite` replaces it",
+            "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
+            "foreign": "something else is there: `run --overwrite` replaces it",
+        }[output_state(p)]
+        plan_rows = describe(p)
+        plan_rows.insert(2, ("output now", now))
+        report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
         return 0
     if args.command == "generate":
         from pipeline.runner import generate_input
