@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -23,8 +22,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="pipeline",
         description="Push Zarr arrays through a chain of stages on every GPU (or CPU) with Dask.",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output: -v the plan and debug lines, -vv also Dask's own logs",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors and the summary (no progress)"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -35,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
+        # -v and -q also after the command (`pipeline run CONFIG -q`)
+        sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -82,20 +92,20 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = (
-        logging.WARNING if args.quiet else (logging.INFO if args.verbose == 0 else logging.DEBUG)
-    )
-    if args.quiet:
-        level = logging.ERROR
+    """The pipeline's lines on stderr: info by default, debug with -v, errors only with -q.
+    Dask's own (scheduler, workers) stay at errors unless -vv."""
+    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
-    log.setLevel(level if not args.verbose else logging.DEBUG)
+    log.setLevel(level)
     log.propagate = False
-    # workers' and the scheduler's own chatter stays quiet unless asked for (-vv)
-    dask_level = logging.DEBUG if args.verbose >= 2 else logging.ERROR
+    dask_level = logging.INFO if args.verbose >= 2 else logging.ERROR
     logging.getLogger("distributed").setLevel(dask_level)
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(dask_level).lower())
+    if args.verbose >= 2:
+        from pipeline import cluster
+
+        cluster.DASK_LOG_LEVEL = dask_level
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -221,7 +231,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         resume=args.resume,
         report=args.report,
         summary_json=args.summary_json,
-        progress=args.progress,
+        progress="none" if args.quiet and args.progress == "auto" else args.progress,
         interval=args.progress_interval,
     )
     summary = run(config, opts)
