@@ -113,7 +113,7 @@ def decide_start(plan: Plan, options: RunOptions) -> str:
     where = plan.output.location.join(plan.output.path)
     if state == "absent":
         return "fresh"
-    if options.overwrite:
+    if options.overwrite or plan.config.output.overwrite:
         return "fresh"
     if options.resume:
         if state == "complete":

@@ -208,3 +208,11 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
     assert "plan: stages: multiply(factor=5) float32 -> float32" in err
     rc, out, err = cli("run", tmp_path / "missing.yaml", "-q")
     assert rc == 1 and err.startswith("error: config file not found") and out == ""
+
+
+def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
+    """`make run` twice: configs/default.yaml says output.overwrite: true."""
+    cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})
+    assert cli("run", cfg)[0] == 0
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
