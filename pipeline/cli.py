@@ -43,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
         # -v and -q also after the command (`pipeline run CONFIG -q`)
-        sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
-        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+        sp.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+        )
+        sp.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="less output"
+        )
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -78,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seed of the block sample")
     with_config("plan", "print what a run would do, without computing")
     sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
-    sub.add_parser("schema", help="print the config reference (Markdown)")
+    sch = sub.add_parser("schema", help="print the config reference (Markdown)")
+    sch.add_argument(
+        "--update",
+        metavar="FILE",
+        help="instead, rewrite the reference between the schema markers in FILE (README.md)",
+    )
     return p
 
 
@@ -155,9 +164,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         report.print_rows(rows(), "pipeline info")
         return 0
     if args.command == "schema":
-        from pipeline.config import schema_markdown
+        from pathlib import Path
 
-        print(schema_markdown())
+        from pipeline.config import schema_markdown, with_reference
+
+        if args.update:
+            path = Path(args.update)
+            path.write_text(with_reference(path.read_text()))
+            return 0
+        print(schema_markdown(), end="")
         return 0
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
