@@ -241,6 +241,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if res.ok else 1
     from pipeline.runner import RunOptions, run
 
+    if args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
+            raise PipelineError("--report needs bokeh, which draws the report: pip install bokeh")
     opts = RunOptions(
         overwrite=args.overwrite,
         resume=args.resume,

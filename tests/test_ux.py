@@ -71,6 +71,7 @@ def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
 
 
 def test_report_and_summary_json(tmp_path, cli, small) -> None:
+    pytest.importorskip("bokeh")  # a dependency; absent only in hand-made environments
     x, cfg = small
     report, summary_path = tmp_path / "report.html", tmp_path / "summary.json"
     rc, _, err = cli("run", cfg, "--report", report, "--summary-json", summary_path)
