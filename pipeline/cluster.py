@@ -24,6 +24,10 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
 
+#: Level of Dask's own log lines (scheduler, nanny, workers) in clusters this process starts:
+#: errors only, so a run's output is the pipeline's; the command line lowers it with ``-vv``.
+DASK_LOG_LEVEL = logging.ERROR
+
 
 class PipelineSetup(WorkerPlugin):
     """Per-worker set-up: GPU pool limit, nvCOMP allocator, and the memory sampler."""
@@ -113,9 +117,12 @@ def read_peaks(client: Client) -> dict[str, dict[str, int]]:
 
 
 @contextlib.contextmanager
-def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
-    """Start or join the cluster the plan describes; always close what was started."""
-    level = logging.ERROR if quiet else logging.WARNING
+def connect(plan_cluster: Any, quiet: bool | None = None) -> Iterator[Client]:
+    """Start or join the cluster the plan describes; always close what was started.
+
+    ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
+    """
+    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
     cluster = None
     client = None
     try:

@@ -76,6 +76,34 @@ def _slab(shape: Shape, itemsize: int, target: int) -> Shape:
     return tuple(shape)
 
 
+def planned_info(config: Config) -> ArrayInfo:
+    """The layout :func:`create_input` gives the input, without creating anything (plans)."""
+    g = config.input.generate
+    if g is None:
+        raise PipelineError("the config has no input.generate section")
+    from pipeline.stages import check_dtype
+
+    dtype = np.dtype(g.dtype)
+    check_dtype(dtype)
+    chunk, unit = resolve_layout(g)
+    v3 = g.zarr_format == 3
+    return ArrayInfo(
+        location=Location.of(config.input.store, config.input.storage_options),
+        path=config.input.array.strip("/"),
+        shape=tuple(g.shape),
+        dtype=dtype,
+        zarr_format=g.zarr_format,
+        chunk=chunk,
+        unit=unit,
+        sharded=unit != chunk,
+        index_at_end=True,
+        codec=g.codec.name,
+        key_prefix="c/" if v3 else "",
+        key_sep="/" if v3 else ".",
+        fill_value=0,
+    )
+
+
 def create_input(config: Config, backend: str) -> GenSpec:
     """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
     g = config.input.generate

@@ -92,6 +92,8 @@ class Plan:
     decode_on: str
     encode_on: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    facts: Facts | None = None
+    """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
 
     @property
     def input(self) -> ArrayInfo:
@@ -271,8 +273,9 @@ def make_plan(
         be, why = "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
     # -- input -------------------------------------------------------------------------------
+    check_stores_reachable(config)
     loc_in = Location.of(config.input.store, config.input.storage_options)
-    info_in = describe_array(loc_in, config.input.array)
+    info_in = _input_info(config, loc_in, notes)
     chain = stages.plan_chain(config.stage_specs(), info_in.dtype, config.integer_overflow)
     out_dtype = chain[-1].out_dtype
     ndim = len(info_in.shape)
@@ -465,6 +468,7 @@ def make_plan(
         decode_on=decode_on,
         encode_on=encode_on,
         notes=tuple(notes),
+        facts=facts,
     )
 
 
@@ -477,6 +481,34 @@ def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> 
     if share == "auto":
         share = AUTO_HOST_SHARE if per_worker >= 8 else 0.0
     return float(share), per_worker
+
+
+def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
+    """The input's layout; for an input that ``run`` will generate first (``input.generate``
+    with ``when_missing``) and that does not exist yet, the layout it will be given."""
+    gen = config.input.generate
+    if gen is not None and gen.when_missing:
+        path = config.input.array.strip("/")
+        keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
+        if not any(loc.exists(k) for k in keys):
+            from pipeline.generate import planned_info
+
+            notes.append("the input does not exist yet: `run` generates it first")
+            return planned_info(config)
+    return describe_array(loc, config.input.array)
+
+
+def check_stores_reachable(config: Config) -> None:
+    """Refuse a ``memory://`` store that the workers could not see: it lives inside one
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it."""
+    in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
+    for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
+        if url.startswith("memory://") and not in_process:
+            raise PipelineError(
+                f"{key} {url} lives in this process's memory, which the workers' processes "
+                "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
+                "a store every worker can reach (a path, s3://...)"
+            )
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:
@@ -538,33 +570,49 @@ def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: 
 
 
 def describe(plan: Plan) -> list[tuple[str, str]]:
-    """The plan as (label, text) rows, for `pipeline plan` and the run's header."""
+    """The plan as (label, text) rows, for `pipeline plan`, `run --dry-run` and ``-v``."""
     c = plan.cluster
     m = plan.memory
+    block_bytes = math.prod(plan.block) * plan.input.dtype.itemsize
+    where = "local cluster" if c.scheduler == "local" else f"the cluster at {c.scheduler}"
     rows = [
         ("input", f"{plan.input.location.join(plan.input.path)}: {plan.input.describe()}"),
         ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
         (
-            "blocks",
-            f"{plan.n_blocks} tasks of {list(plan.block)} "
-            f"({_fmt(math.prod(plan.block) * plan.input.dtype.itemsize)} in)",
+            "workers",
+            f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
+            + (f" on GPUs {list(c.gpus)}" if c.gpus else ""),
+        ),
+        (
+            "chunking",
+            f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "
+            f"({_fmt(block_bytes)} of input each)",
         ),
         ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
-        (
-            "cluster",
-            (
-                f"{c.scheduler}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
-                + (f", GPUs {list(c.gpus)}" if c.gpus else "")
-            ),
-        ),
-        ("memory per task", f"device {_fmt(m.device_per_task)}, host {_fmt(m.host_per_task)}"),
-        (
-            "memory per worker",
-            f"device {_fmt(m.device_per_worker)} of {_fmt(m.device_budget)}, "
-            f"host {_fmt(m.host_per_worker)} of {_fmt(m.host_budget)}",
-        ),
     ]
+    threads = c.threads_per_worker
+    if plan.backend == "gpu":
+        rows.append(
+            (
+                "device memory",
+                f"{_fmt(m.device_per_task)} per task; {threads} in flight (+10%) need "
+                f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per GPU"
+                + _fits(m.device_per_worker, m.device_budget),
+            )
+        )
+    rows.append(
+        (
+            "host memory",
+            f"{_fmt(m.host_per_task)} per task; {threads} in flight + {_fmt(WORKER_BASELINE)} "
+            f"for the worker need {_fmt(m.host_per_worker)} of the {_fmt(m.host_budget)} "
+            "budget per worker" + _fits(m.host_per_worker, m.host_budget),
+        )
+    )
     rows += [("note", n) for n in plan.notes]
     return rows
+
+
+def _fits(need: int, budget: int | None) -> str:
+    return "" if budget is None else (" (fits)" if need <= budget else " (does not fit)")

@@ -24,7 +24,7 @@ from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
-from pipeline.plan import ClusterPlan, Plan, make_plan
+from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 
 log = logging.getLogger("pipeline")
@@ -211,13 +211,15 @@ def run(config: Config, options: RunOptions | None = None) -> Summary:
         key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
         if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
             log.info("input %s is missing: generating it (input.generate)", loc.url)
-            generate_input(config)
+            generate_input(config, options.progress)
     with _cluster_and_plan(config) as (client, plan, t_cluster):
         t_plan = time.perf_counter() - t_start - t_cluster
         start = decide_start(plan, options)
         dashboard = _dashboard(client, plan)
         if dashboard:
-            log.warning("dashboard: %s", dashboard)
+            log.info("dashboard: %s", dashboard)
+        for label, text in describe(plan):
+            log.debug("plan: %s: %s", label, text)
         for note in plan.notes:
             log.warning("note: %s", note)
         if start == "done":
@@ -434,7 +436,8 @@ def _summary(
         dashboard=dashboard,
         stages=[s.describe() for s in plan.chain],
         versions=versions(),
-        config=plan.config.model_dump(mode="json"),
+        hardware=plan.facts.as_dict() if plan.facts else {},
+        config=plan.config.public_dict(),
         notes=list(plan.notes),
     )
 
@@ -460,13 +463,14 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     from distributed import as_completed
 
     from pipeline.generate import create_input, generate_unit
-    from pipeline.plan import _threads, _workers
+    from pipeline.plan import _threads, _workers, check_stores_reachable
 
     if config.input.generate is None:
         raise PipelineError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data"
         )
+    check_stores_reachable(config)
     facts = Facts.local(want_gpu=config.backend != "cpu")
     if config.backend == "gpu" and not facts.gpu_usable:
         raise PipelineError(f"backend: gpu, but {facts.gpu_reason}; set backend: cpu")

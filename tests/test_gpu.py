@@ -13,12 +13,16 @@ pytestmark = pytest.mark.gpu
 GPU = {"backend": "gpu", "cluster": {"threads_per_worker": 4, "dashboard": ""}}
 
 
-@pytest.mark.parametrize(("dtype", "shape", "chunks", "shards"), [
-    ("float32", (100_003,), (1_000,), (9_000,)),
-    ("float64", (100_003,), (1_000,), (9_000,)),
-    ("float32", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
-    ("float64", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
-], ids=["f32-1d", "f64-1d", "f32-3d", "f64-3d"])
+@pytest.mark.parametrize(
+    ("dtype", "shape", "chunks", "shards"),
+    [
+        ("float32", (100_003,), (1_000,), (9_000,)),
+        ("float64", (100_003,), (1_000,), (9_000,)),
+        ("float32", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
+        ("float64", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
+    ],
+    ids=["f32-1d", "f64-1d", "f32-3d", "f64-3d"],
+)
 def test_gpu_run_matches_numpy(tmp_path, cli, dtype, shape, chunks, shards) -> None:
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     x.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
@@ -74,8 +78,9 @@ def test_cpu_and_gpu_give_the_same_output(tmp_path, cli) -> None:
     outs = {}
     for be in ("cpu", "gpu"):
         extra = GPU if be == "gpu" else {}
-        cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / f"{be}.zarr",
-                           name=f"{be}.yaml", **extra)
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / f"{be}.zarr", name=f"{be}.yaml", **extra
+        )
         rc, _, err = cli("run", cfg)
         assert rc == 0, err
         outs[be] = read_array(tmp_path / f"{be}.zarr")
@@ -85,10 +90,19 @@ def test_cpu_and_gpu_give_the_same_output(tmp_path, cli) -> None:
 
 def test_gpu_generate_and_verify(tmp_path, cli) -> None:
     cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU,
-        input={"store": str(tmp_path / "in.zarr"),
-               "generate": {"shape": [64, 256, 256], "dtype": "float32", "seed": 3,
-                            "shards": [16, 256, 256]}},
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        **GPU,
+        input={
+            "store": str(tmp_path / "in.zarr"),
+            "generate": {
+                "shape": [64, 256, 256],
+                "dtype": "float32",
+                "seed": 3,
+                "shards": [16, 256, 256],
+            },
+        },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
     assert rc == 0, err
@@ -99,7 +113,10 @@ def test_gpu_generate_and_verify(tmp_path, cli) -> None:
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, err + out
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
-    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["encoded_on"] == "gpu"
+    assert (
+        zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["encoded_on"]
+        == "gpu"
+    )
 
 
 def test_gpu_workers_share_one_gpu(tmp_path, cli) -> None:
@@ -117,15 +134,43 @@ def test_gpu_workers_share_one_gpu(tmp_path, cli) -> None:
         port = s.getsockname()[1]
     addr = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port",
-                               str(port), "--no-dashboard"], env=env)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            env=env,
+        )
+    ]
     try:
         time.sleep(2)
         for _ in range(3):
-            procs.append(subprocess.Popen([sys.executable, "-m", "dask_cuda.cli", addr,
-                                           "--nthreads", "2", "--no-dashboard"], env=env))
-        cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", backend="gpu",
-                           cluster={"scheduler": addr, "timeout": 60})
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dask_cuda.cli",
+                        addr,
+                        "--nthreads",
+                        "2",
+                        "--no-dashboard",
+                    ],
+                    env=env,
+                )
+            )
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            backend="gpu",
+            cluster={"scheduler": addr, "timeout": 60},
+        )
         from distributed import Client
 
         with Client(addr, timeout=60) as c:
