@@ -153,12 +153,17 @@ class CpuBackend:
     def count_nonfinite(self, y: np.ndarray) -> tuple[int, int, int]:
         if y.dtype.kind != "f" or y.size == 0:
             return 0, 0, 0
-        finite = int(np.count_nonzero(np.isfinite(y)))
-        if finite == y.size:
-            return 0, 0, 0
-        nan = int(np.count_nonzero(np.isnan(y)))
-        pos = int(np.count_nonzero(np.isposinf(y)))
-        return nan, pos, y.size - finite - nan - pos
+        flat = np.ascontiguousarray(y).reshape(-1)
+        step = max(1, stages.PIECE_BYTES // y.dtype.itemsize)  # no large temporaries
+        nan = pos = neg = 0
+        for i in range(0, flat.size, step):
+            piece = flat[i : i + step]
+            if np.isfinite(piece).all():
+                continue
+            nan += int(np.count_nonzero(np.isnan(piece)))
+            pos += int(np.count_nonzero(np.isposinf(piece)))
+            neg += int(np.count_nonzero(np.isneginf(piece)))
+        return nan, pos, neg
 
     def from_host(self, x: np.ndarray) -> np.ndarray:
         return x

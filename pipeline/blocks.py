@@ -185,6 +185,20 @@ def to_host(x: Any) -> np.ndarray:
     return be.to_host(x)
 
 
+def to_host_pinned(x: Any) -> np.ndarray:
+    """A device block back in page-locked host memory (for results kept in memory)."""
+    from pipeline import gpu
+
+    return gpu.GpuBackend().to_host(x, pinned=True)
+
+
+def to_pinned(x: np.ndarray) -> np.ndarray:
+    """A host block copied into page-locked memory (input held in memory for the GPU)."""
+    from pipeline import gpu
+
+    return gpu.pinned_copy(x)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing.
 

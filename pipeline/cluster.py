@@ -35,16 +35,28 @@ class PipelineSetup(WorkerPlugin):
     name = "pipeline-setup"
     idempotent = False
 
-    def __init__(self, backend: str, device_budget: int | None, interval: float = 0.05):
+    def __init__(
+        self,
+        backend: str,
+        device_budget: int | None,
+        interval: float = 0.05,
+        chain: Any = None,
+        staging_bytes: int = 0,
+    ):
         self.backend = backend
         self.device_budget = device_budget
         self.interval = interval
+        self.chain = chain
+        self.staging_bytes = staging_bytes
 
     def setup(self, worker: Any) -> None:
         if self.backend == "gpu":
             from pipeline import gpu
 
             gpu.setup(self.device_budget)
+            if self.staging_bytes:
+                # read and encoded staging for every thread, and the chain's kernel
+                gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler
@@ -117,7 +129,9 @@ def read_peaks(client: Client) -> dict[str, dict[str, int]]:
 
 
 @contextlib.contextmanager
-def connect(plan_cluster: Any, quiet: bool | None = None) -> Iterator[Client]:
+def connect(
+    plan_cluster: Any, quiet: bool | None = None, plugin: WorkerPlugin | None = None
+) -> Iterator[Client]:
     """Start or join the cluster the plan describes; always close what was started.
 
     ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
@@ -133,7 +147,9 @@ def connect(plan_cluster: Any, quiet: bool | None = None) -> Iterator[Client]:
             client.wait_for_workers(want, timeout=120)
         else:
             client = join(plan_cluster.scheduler, plan_cluster.timeout)
-        client.register_plugin(PipelineSetup(plan_cluster.backend, plan_cluster.device_budget))
+        client.register_plugin(
+            plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
+        )
         yield client
     finally:
         if client is not None:

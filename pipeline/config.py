@@ -211,6 +211,8 @@ def _stage_models() -> Any:
             __base__=d.params,
             op=(Literal[name], Field(description=d.doc)),  # type: ignore[valid-type,arg-type]
         )
+        m.__module__ = __name__
+        globals()[m.__name__] = m  # so configs pickle by reference, like any model
         models.append(m)
     return Annotated[Union[tuple(models)], Field(discriminator="op")]  # noqa: UP007
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cupy as cp
+import cupyx
 import numpy as np
 from nvidia import nvcomp
 
@@ -64,10 +65,9 @@ class _ThreadContext:
     def pinned_buffer(self, nbytes: int, slot: str) -> np.ndarray:
         held = self.pinned.get(slot)
         if held is None or held[1].nbytes < nbytes:
-            size = max(1 << 20, int(nbytes * 1.25))
-            mem = cp.cuda.alloc_pinned_memory(size)
-            held = (mem, np.frombuffer(mem, np.uint8, size))
-            self.pinned[slot] = held
+            if held is not None:
+                _PINNED.give(held)
+            held = self.pinned[slot] = _PINNED.take(nbytes)
         return held[1][:nbytes]
 
     def decode_config(self, n: int, chunk_nbytes: int) -> Any:
@@ -81,7 +81,48 @@ class _ThreadContext:
         return dc
 
 
+class _PinnedPool:
+    """Page-locked host buffers shared by a worker's threads. Pinning memory is slow (the
+    driver maps every page), so buffers are made once, ideally before the first task
+    (:func:`warm`), and reused for the life of the worker."""
+
+    def __init__(self) -> None:
+        self._free: list[tuple[Any, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> tuple[Any, np.ndarray]:
+        with self._lock:
+            fits = [b for b in self._free if b[1].nbytes >= nbytes]
+            if fits:
+                best = min(fits, key=lambda b: b[1].nbytes)
+                self._free.remove(best)
+                return best
+        size = max(1 << 20, int(nbytes * 1.25))
+        mem = cp.cuda.alloc_pinned_memory(size)
+        return mem, np.frombuffer(mem, np.uint8, size)
+
+    def give(self, held: tuple[Any, np.ndarray]) -> None:
+        with self._lock:
+            self._free.append(held)
+
+
+_PINNED = _PinnedPool()
 _LOCAL = threading.local()
+
+
+def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -> None:
+    """Before the first task: make the page-locked buffers the threads will use, and compile
+    (or load from CuPy's cache) the kernels, so the first blocks do not all wait for that."""
+    setup()
+    held = [_PINNED.take(nbytes) for _ in range(buffers)]
+    for h in held:
+        _PINNED.give(h)
+    if chain:
+        x = cp.ones(64, dtype=chain[0].in_dtype)
+        chain_kernel(chain)(x, chain[-1].out_dtype)
+    z = cp.zeros(16, cp.uint8)
+    copy_segments(z, np.zeros(1, np.int64), z, np.ones(1, np.int64), np.ones(1, np.int64))
+    cp.cuda.Device().synchronize()
 
 
 def context() -> _ThreadContext:
@@ -362,6 +403,12 @@ class GpuBackend:
     def from_host(self, x: np.ndarray) -> Any:
         ctx = context()
         x = np.ascontiguousarray(x)
+        if is_pinned(x):  # page-locked already: the copy engine reads it directly
+            with ctx.stream:
+                y = cp.empty(x.shape, x.dtype)
+                y.set(x, stream=ctx.stream)
+                ctx.stream.synchronize()
+            return y
         with ctx.stream:
             staging = ctx.pinned_buffer(x.nbytes, "to_device")
             np.copyto(staging, x.reshape(-1).view(np.uint8))
@@ -370,8 +417,16 @@ class GpuBackend:
             ctx.stream.synchronize()
         return y
 
-    def to_host(self, x: Any) -> np.ndarray:
+    def to_host(self, x: Any, pinned: bool = False) -> np.ndarray:
+        """``x`` in host memory; ``pinned``: page-locked memory from CuPy's pinned pool (so the
+        copy engine writes it directly, and a later copy to the GPU is direct too)."""
         ctx = context()
+        if pinned:
+            with ctx.stream:
+                out = cupyx.empty_pinned(x.shape, x.dtype)
+                cp.ascontiguousarray(x).get(out=out, stream=ctx.stream)
+                ctx.stream.synchronize()
+            return out
         with ctx.stream:
             x = cp.ascontiguousarray(x)
             staging = ctx.pinned_buffer(x.nbytes, "to_host")
@@ -406,6 +461,22 @@ def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:
             (ctx.codec.get_max_comp_buffer_size(nvcomp.as_array(probe)) + 15) // 16 * 16
         )
     return slot
+
+
+def is_pinned(x: np.ndarray) -> bool:
+    """Whether ``x`` lives in page-locked (CUDA-registered) host memory."""
+    try:
+        attrs = cp.cuda.runtime.pointerGetAttributes(x.ctypes.data)
+    except Exception:
+        return False
+    return bool(attrs.type == cp.cuda.runtime.memoryTypeHost)
+
+
+def pinned_copy(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` in page-locked memory (from CuPy's pinned pool)."""
+    out = cupyx.empty_pinned(x.shape, x.dtype)
+    np.copyto(out, x)
+    return out
 
 
 def memory_in_use() -> tuple[int, int]:

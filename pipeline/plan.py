@@ -360,7 +360,9 @@ def make_plan(
         return unit_out, chunk_out, sharded, decode_on, encode_on, mem
 
     if config.chunking.block == "auto":
-        target = config.chunking.target_bytes
+        # at most target_bytes, and small enough that every thread gets about two blocks
+        per_thread = info_in.nbytes // max(1, 2 * workers * threads)
+        target = max(1, min(config.chunking.target_bytes, per_thread))
         while True:
             block = _grow(base, info_in.shape, info_in.dtype.itemsize, target)
             decided = decide(block)

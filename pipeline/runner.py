@@ -153,15 +153,41 @@ def plan_run(config: Config) -> Plan:
     return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
 
 
+def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
+    """The per-worker set-up for this plan: budget, and (GPU) staging buffers and kernels
+    made before the first task."""
+    block_bytes = int(np.prod(plan.block)) * max(
+        plan.input.dtype.itemsize, plan.output.dtype.itemsize
+    )
+    return cluster.PipelineSetup(
+        plan.backend,
+        plan.cluster.device_budget,
+        chain=plan.chain,
+        staging_bytes=int(block_bytes * 1.05) + (1 << 20),
+    )
+
+
 @contextlib.contextmanager
-def _cluster_and_plan(config: Config) -> Iterator[tuple[Any, Plan, float]]:
-    """Plan, then start (or join) the cluster; yields (client, plan, seconds to start it)."""
+def _cluster_and_plan(config: Config, client: Any = None) -> Iterator[tuple[Any, Plan, float]]:
+    """Plan, then start (or join) the cluster; yields (client, plan, seconds to start it).
+
+    A ``client`` given by the caller (e.g. a benchmark reusing warm workers) is used as is and
+    left open.
+    """
+    if client is not None:
+        plan = plan_run(config)
+        check_not_overlapping(plan)
+        check_writable(plan.output.location)
+        t0 = time.perf_counter()
+        client.register_plugin(setup_plugin(plan))
+        yield client, plan, time.perf_counter() - t0
+        return
     if config.cluster.scheduler == "local":
         plan = plan_run(config)
         check_not_overlapping(plan)
         check_writable(plan.output.location)
         t0 = time.perf_counter()
-        with cluster.connect(plan.cluster) as client:
+        with cluster.connect(plan.cluster, plugin=setup_plugin(plan)) as client:
             yield client, plan, time.perf_counter() - t0
         return
     t0 = time.perf_counter()
@@ -174,7 +200,7 @@ def _cluster_and_plan(config: Config) -> Iterator[tuple[Any, Plan, float]]:
         plan = make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
         check_not_overlapping(plan)
         check_writable(plan.output.location)
-        client.register_plugin(cluster.PipelineSetup(plan.backend, plan.cluster.device_budget))
+        client.register_plugin(setup_plugin(plan))
         yield client, plan, time.perf_counter() - t0
     finally:
         with contextlib.suppress(Exception):
@@ -201,8 +227,11 @@ def _attrs(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> dict
     return {"pipeline": doc}
 
 
-def run(config: Config, options: RunOptions | None = None) -> Summary:
-    """Run the pipeline the config describes; the run's :class:`Summary`."""
+def run(config: Config, options: RunOptions | None = None, client: Any = None) -> Summary:
+    """Run the pipeline the config describes; the run's :class:`Summary`.
+
+    ``client``: an existing Dask client to run on (left open), instead of the config's cluster.
+    """
     options = options or RunOptions()
     t_start = time.perf_counter()
     gen = config.input.generate
@@ -212,7 +241,7 @@ def run(config: Config, options: RunOptions | None = None) -> Summary:
         if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
             log.info("input %s is missing: generating it (input.generate)", loc.url)
             generate_input(config, options.progress)
-    with _cluster_and_plan(config) as (client, plan, t_cluster):
+    with _cluster_and_plan(config, client) as (client, plan, t_cluster):
         t_plan = time.perf_counter() - t_start - t_cluster
         start = decide_start(plan, options)
         dashboard = _dashboard(client, plan)
