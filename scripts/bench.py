@@ -1,0 +1,1079 @@
+"""`make bench`: the pipeline against the ceilings of its data path and against its peers.
+
+Everything is measured in one run, on the same data: the ceilings (device copy, PCIe, files,
+disk, CPU and GPU zstd), the pipeline in four settings (Zarr on a memory-backed filesystem,
+Zarr on local disk, input and result in host memory, data already on the GPU), the pipeline's
+CPU path, and the peers a user would write from the Dask/Zarr/dask-cuda docs (the naive
+dask-cuda pipeline and the CPU Dask pipeline). Device work is timed after synchronising;
+warm-up runs are excluded; timed figures are medians of several repetitions, with min and max.
+
+Writes ``bench.json``, ``bench.md`` and ``bench.png`` under ``--out`` and prints the table last.
+``--quick`` is a CPU-only version that finishes in seconds (the tests run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STAGES = [{"op": "multiply", "factor": 5}, {"op": "square"}, {"op": "add"}]
+_STREAMS: list[Any] = []
+
+
+# --------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclass
+class Figure:
+    """One measured throughput (GB/s), with its repetitions."""
+
+    name: str
+    group: str
+    """ceiling | pipeline | peer"""
+    gbps: list[float]
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.gbps) if self.gbps else float("nan")
+
+    def row(self) -> str:
+        spread = f"{min(self.gbps):.2f}-{max(self.gbps):.2f}" if len(self.gbps) > 1 else "1 run"
+        return f"| {self.group} | {self.name} | {self.median:.2f} | {spread} | {self.note} |"
+
+
+class Results:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.figures: list[Figure] = []
+        self.meta: dict[str, Any] = {}
+        self.targets: list[dict[str, Any]] = []
+
+    def add(self, fig: Figure) -> Figure:
+        self.figures.append(fig)
+        print(f"  {fig.group:8s} {fig.name:48s} {fig.median:8.2f} GB/s  {fig.note}", flush=True)
+        self.save()
+        return fig
+
+    def get(self, name: str) -> Figure | None:
+        return next((f for f in self.figures if f.name == name), None)
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "meta": self.meta,
+            "figures": [asdict(f) | {"median": f.median} for f in self.figures],
+            "targets": self.targets,
+        }
+        (self.out / "bench.json").write_text(json.dumps(doc, indent=1, default=str))
+
+
+def timed_reps(
+    fn: Callable[[], float | None], reps: int, nbytes: float, warmup: int = 1
+) -> list[float]:
+    """GB/s of ``nbytes`` over ``reps`` calls of ``fn`` after ``warmup`` calls.
+
+    ``fn`` may return its own measured seconds (device events); else the wall time counts.
+    """
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        own = fn()
+        sec = own if own is not None else time.perf_counter() - t
+        out.append(nbytes / sec / 1e9)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Ceilings.
+
+
+def gpu_ceilings(res: Results, reps: int, shard_file: Path | None, chunk_bytes: int) -> None:
+    """Device copy and fused kernel, PCIe, nvCOMP zstd; memory freed between them."""
+    import cupy as cp
+
+    for fn in (device_ceilings, pcie_ceilings):
+        fn(res, reps)
+        cp.get_default_memory_pool().free_all_blocks()
+    nvcomp_ceilings(res, reps, shard_file, chunk_bytes)
+    cp.get_default_memory_pool().free_all_blocks()
+
+
+def device_ceilings(res: Results, reps: int) -> None:
+    """Device-to-device copy, and the fused stage chain on data already on the GPU."""
+    import cupy as cp
+
+    from pipeline import gpu, stages
+    from pipeline.config import parse_config
+
+    n = 1 << 30  # 4 GiB of float32
+    a = cp.random.standard_normal(n, dtype=cp.float32)
+    b = cp.empty_like(a)
+
+    def ev(fn: Callable[[], Any]) -> float:
+        e0, e1 = cp.cuda.Event(), cp.cuda.Event()
+        e0.record()
+        fn()
+        e1.record()
+        e1.synchronize()
+        return cp.cuda.get_elapsed_time(e0, e1) / 1e3
+
+    res.add(
+        Figure(
+            "device copy (read+write bytes)",
+            "ceiling",
+            timed_reps(lambda: ev(lambda: cp.copyto(b, a)), reps * 3, 2 * a.nbytes, 2),
+            "cupy.copyto, 4 GiB",
+        )
+    )
+    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
+    chain = stages.plan_chain(cfg.stage_specs(), np.dtype("float32"))
+    kern = gpu.chain_kernel(chain)
+    f = res.add(
+        Figure(
+            "fused stage chain, data on GPU (read+write bytes)",
+            "pipeline",
+            timed_reps(lambda: ev(lambda: kern(a, np.dtype("float32"))), reps * 3, 2 * a.nbytes, 2),
+            "one kernel, 4 GiB float32",
+        )
+    )
+    ref = ((a[:4096] * 5) ** 2) * 2
+    f.extra["exact"] = bool((kern(a[:4096], np.dtype("float32")) == ref).all())
+
+
+def pcie_ceilings(res: Results, reps: int) -> None:
+    """Host<->device copies: page-locked, pageable, and both directions at once."""
+    import cupy as cp
+
+    size = 2 << 30
+    d = cp.empty(size, cp.uint8)
+    mem = cp.cuda.alloc_pinned_memory(size)
+    h = np.frombuffer(mem, np.uint8, size)
+    h[:] = 1
+    page = np.ones(size, np.uint8)
+    s = cp.cuda.Stream(non_blocking=True)
+
+    def sync_wall(fn: Callable[[], Any]) -> Callable[[], float]:
+        def run() -> float:
+            s.synchronize()
+            t = time.perf_counter()
+            fn()
+            s.synchronize()
+            cp.cuda.Device().synchronize()
+            return time.perf_counter() - t
+
+        return run
+
+    for name, fn in (
+        ("PCIe host->device, pinned", lambda: d.set(h, stream=s)),
+        ("PCIe device->host, pinned", lambda: d.get(out=h, stream=s)),
+        ("PCIe host->device, pageable", lambda: d.set(page)),
+        ("PCIe device->host, pageable", lambda: d.get(out=page)),
+    ):
+        res.add(Figure(name, "ceiling", timed_reps(sync_wall(fn), reps, size), "2 GiB"))
+    half = size // 2
+    s2 = cp.cuda.Stream(non_blocking=True)
+
+    def both() -> float:
+        cp.cuda.Device().synchronize()
+        t = time.perf_counter()
+        d[:half].set(h[:half], stream=s)
+        d[half:].get(out=h[half:], stream=s2)
+        s.synchronize()
+        s2.synchronize()
+        return time.perf_counter() - t
+
+    res.add(
+        Figure(
+            "PCIe pinned, both directions at once (each way)",
+            "ceiling",
+            timed_reps(both, reps, half),
+            "1 GiB each way",
+        )
+    )
+
+
+def nvcomp_ceilings(res: Results, reps: int, shard_file: Path | None, chunk_bytes: int) -> None:
+    """nvCOMP zstd on the benchmark's own data (one shard's frames), alone and round trip."""
+    import threading
+
+    import cupy as cp
+    from nvidia import nvcomp
+
+    from pipeline import gpu
+
+    gpu.setup()
+    raw = np.load(shard_file) if shard_file else None
+    nbytes = 256 << 20
+    x = (
+        cp.asarray(raw)
+        if raw is not None
+        else cp.random.standard_normal(nbytes // 4, dtype=cp.float32).view(cp.uint8)
+    )
+    nbytes = x.nbytes
+    n = nbytes // chunk_bytes
+
+    def make() -> tuple[Any, ...]:
+        st = cp.cuda.Stream(non_blocking=True)
+        _STREAMS.append(st)  # nvCOMP codecs must not outlive their streams: keep them all
+        codec = nvcomp.Codec(
+            algorithm="Zstd",
+            bitstream_kind=nvcomp.BitstreamKind.RAW,
+            device_id=0,
+            cuda_stream=st.ptr,
+        )
+        offs = [i * chunk_bytes for i in range(n)]
+        slot = (codec.get_max_comp_buffer_size(nvcomp.as_array(x[:chunk_bytes])) + 15) // 16 * 16
+        cbuf = cp.empty(slot * n, cp.uint8)
+        so = [i * slot for i in range(n)]
+        out = cp.empty_like(x)
+        dc = codec.decompression_config(codec.compression_config([chunk_bytes] * n))
+        return st, codec, offs, slot, cbuf, so, out, dc
+
+    st, codec, offs, slot, cbuf, so, out, dc = make()
+    src = nvcomp.as_arrays(x, offs, [chunk_bytes] * n)
+    cout = nvcomp.as_arrays(cbuf, so, [slot] * n)
+    sizes: list[int] = []
+
+    def enc() -> float:
+        st.synchronize()
+        t = time.perf_counter()
+        r = codec.encode(src, out=cout)
+        st.synchronize()
+        sizes[:] = r.buffer_sizes
+        return time.perf_counter() - t
+
+    def dec() -> float:
+        cin = nvcomp.as_arrays(cbuf, so, list(sizes))
+        ob = nvcomp.as_arrays(out, offs, [chunk_bytes] * n)
+        st.synchronize()
+        t = time.perf_counter()
+        codec.decode(cin, out=ob, decompression_config=dc)
+        st.synchronize()
+        return time.perf_counter() - t
+
+    e = res.add(
+        Figure(
+            "GPU zstd encode (nvCOMP)",
+            "ceiling",
+            timed_reps(enc, reps, nbytes),
+            f"{chunk_bytes >> 10} KiB frames, benchmark data",
+        )
+    )
+    e.extra["ratio"] = nbytes / sum(sizes)
+    dfig = res.add(
+        Figure(
+            "GPU zstd decode (nvCOMP)",
+            "ceiling",
+            timed_reps(dec, reps, nbytes),
+            f"{chunk_bytes >> 10} KiB frames",
+        )
+    )
+    dfig.extra["exact"] = bool((out == x).all())
+    res.add(
+        Figure(
+            "GPU zstd decode+encode, one GPU",
+            "ceiling",
+            timed_reps(lambda: dec() + enc(), reps, nbytes),
+            "the codec work one pipeline byte needs",
+        )
+    )
+
+    def worker(k: int, times: list[float], barrier: threading.Barrier) -> None:
+        st2, c2, offs2, slot2, cbuf2, so2, out2, dc2 = make()
+        with st2:
+            s2 = nvcomp.as_arrays(x, offs2, [chunk_bytes] * n)
+            o2 = nvcomp.as_arrays(cbuf2, so2, [slot2] * n)
+            barrier.wait()
+            t = time.perf_counter()
+            for _ in range(k):
+                r = c2.encode(s2, out=o2)
+                st2.synchronize()
+                sz = r.buffer_sizes
+                c2.decode(
+                    nvcomp.as_arrays(cbuf2, so2, list(sz)),
+                    out=nvcomp.as_arrays(out2, offs2, [chunk_bytes] * n),
+                    decompression_config=dc2,
+                )
+                st2.synchronize()
+            times.append(time.perf_counter() - t)
+
+    threads = 4
+    gbps = []
+    for _ in range(reps):
+        times: list[float] = []
+        barrier = threading.Barrier(threads)
+        ts = [threading.Thread(target=worker, args=(2, times, barrier)) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        gbps.append(threads * 2 * nbytes / max(times) / 1e9)
+    res.add(Figure("GPU zstd decode+encode, 4 streams", "ceiling", gbps, "concurrent round trips"))
+    cp.get_default_memory_pool().free_all_blocks()
+
+
+def cpu_zstd_ceiling(res: Results, reps: int, threads: int, chunk_bytes: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numcodecs
+
+    x = np.random.default_rng(0).standard_normal((128 << 20) // 4).astype(np.float32)
+    raw = x.view(np.uint8)
+    frames = [raw[o : o + chunk_bytes] for o in range(0, raw.nbytes, chunk_bytes)]
+    z = numcodecs.Zstd(level=1)
+    enc = [z.encode(f) for f in frames]
+    with ThreadPoolExecutor(threads) as ex:
+        res.add(
+            Figure(
+                f"CPU zstd encode (numcodecs, {threads} threads)",
+                "ceiling",
+                timed_reps(lambda: list(ex.map(z.encode, frames)) and None, reps, raw.nbytes),
+                f"level 1, {chunk_bytes >> 10} KiB frames",
+            )
+        )
+        res.add(
+            Figure(
+                f"CPU zstd decode (numcodecs, {threads} threads)",
+                "ceiling",
+                timed_reps(lambda: list(ex.map(z.decode, enc)) and None, reps, raw.nbytes),
+                f"{chunk_bytes >> 10} KiB frames",
+            )
+        )
+
+
+def file_ceilings(
+    res: Results,
+    root: Path,
+    label: str,
+    threads: int,
+    reps: int,
+    file_bytes: int = 256 << 20,
+    files: int = 16,
+) -> None:
+    """Reading files into reused buffers and writing new files, ``threads`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(1).integers(0, 255, file_bytes, dtype=np.uint8)
+    bufs = [np.empty(file_bytes, np.uint8) for _ in range(threads)]
+    for b in bufs:
+        b[:] = 1
+
+    def write(i: int) -> None:
+        with open(root / f"f{i}", "wb", buffering=0) as f:
+            f.write(memoryview(data))
+
+    def read(i: int) -> None:
+        with open(root / f"f{i}", "rb", buffering=0) as f:
+            f.readinto(memoryview(bufs[i % threads]))
+
+    with ThreadPoolExecutor(threads) as ex:
+
+        def w() -> None:
+            for p in root.glob("f*"):
+                p.unlink()
+            t = time.perf_counter()
+            list(ex.map(write, range(files)))
+            return time.perf_counter() - t  # type: ignore[return-value]
+
+        res.add(
+            Figure(
+                f"{label} write, new files ({threads} threads)",
+                "ceiling",
+                timed_reps(w, reps, files * file_bytes),
+                f"{file_bytes >> 20} MiB files",
+            )
+        )
+        res.add(
+            Figure(
+                f"{label} read ({threads} threads)",
+                "ceiling",
+                timed_reps(
+                    lambda: list(ex.map(read, range(files))) and None, reps, files * file_bytes
+                ),
+                "page cache, reused buffers",
+            )
+        )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only) so reads come from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def disk_ceiling(res: Results, root: Path, gb: int) -> float | None:
+    """The disk's own read, write, and read+write-at-once rates (dd, direct I/O)."""
+    root.mkdir(parents=True, exist_ok=True)
+    count = max(1, gb * 1024 // 64)
+    a, b = root / "dd_a", root / "dd_b"
+
+    def dd(args: str) -> float:
+        t = time.perf_counter()
+        subprocess.run(f"dd {args} bs=64M count={count} status=none", shell=True, check=True)
+        return time.perf_counter() - t
+
+    nbytes = count * (64 << 20)
+    t_w = dd(f"if=/dev/zero of={a} oflag=direct")
+    res.add(Figure("disk write (dd, direct)", "ceiling", [nbytes / t_w / 1e9], "64 MiB blocks"))
+    drop_caches()
+    t_r = dd(f"if={a} of=/dev/null iflag=direct")
+    res.add(Figure("disk read (dd, direct)", "ceiling", [nbytes / t_r / 1e9], "64 MiB blocks"))
+    drop_caches()
+    t = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            f"dd if={a} of=/dev/null iflag=direct bs=64M count={count} status=none", shell=True
+        ),
+        subprocess.Popen(
+            f"dd if=/dev/zero of={b} oflag=direct bs=64M count={count} status=none", shell=True
+        ),
+    ]
+    for p in procs:
+        p.wait()
+    both = 2 * nbytes / (time.perf_counter() - t) / 1e9
+    res.add(
+        Figure(
+            "disk read+write at once (bytes read + written)",
+            "ceiling",
+            [both],
+            "dd read and dd write together",
+        )
+    )
+    shutil.rmtree(root, ignore_errors=True)
+    return both
+
+
+# --------------------------------------------------------------------------------------------
+# Data and configs.
+
+
+def config(input_store: Path, output_store: Path, backend: str, **extra: Any) -> Any:
+    from pipeline.config import parse_config
+
+    doc: dict[str, Any] = {
+        "input": {"store": str(input_store)},
+        "output": {"store": str(output_store), "overwrite": True},
+        "stages": STAGES,
+        "backend": backend,
+    }
+    for k, v in extra.items():
+        doc[k] = {**doc.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_config(doc)
+
+
+def generate(
+    path: Path, shape: list[int], shards: list[int], chunks: list[int], backend: str
+) -> None:
+    from pipeline.config import parse_config
+    from pipeline.runner import generate_input
+
+    cfg = parse_config(
+        {
+            "input": {
+                "store": str(path),
+                "generate": {
+                    "shape": shape,
+                    "dtype": "float32",
+                    "seed": 0,
+                    "shards": shards,
+                    "chunks": chunks,
+                },
+            },
+            "output": {"store": str(path) + ".unused"},
+            "stages": STAGES,
+            "backend": backend,
+        }
+    )
+    generate_input(cfg, progress="none")
+
+
+@contextlib.contextmanager
+def local_cluster(backend: str, threads: int, workers: int = 1) -> Iterator[Any]:
+    from distributed import Client
+
+    if backend == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(
+            threads_per_worker=threads,
+            device_memory_limit=0,
+            memory_limit=0,
+            dashboard_address=None,
+            silence_logs=50,
+        )
+    else:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=threads, dashboard_address=None, silence_logs=50
+        )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def pipeline_runs(
+    client: Any, cfg: Any, reps: int, warmup: int = 1, before: Callable[[], Any] | None = None
+) -> tuple[list[float], Any]:
+    """GB/s of input over ``reps`` runs on a warm client (the summary's compute phase)."""
+    from pipeline.runner import RunOptions, run
+
+    out = []
+    last = None
+    for i in range(warmup + reps):
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        last = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        if before is not None:  # disk: the output must be on the disk, not in its cache
+            os.sync()
+        wall = time.perf_counter() - t
+        if i >= warmup:
+            sec = last.seconds["compute"] + (wall - last.seconds["total"] if before else 0.0)
+            out.append(last.bytes_in / max(sec, 1e-9) / 1e9)
+    return out, last
+
+
+# --------------------------------------------------------------------------------------------
+# Peers: the pipelines a user writes from the docs.
+
+
+def naive_store_peer(client: Any, src: Path, dst: Path, gpu: bool, subset: tuple | None) -> float:
+    """da.from_zarr -> [cupy] -> *5, a*a, a+a -> [numpy] -> to_zarr (zstd), as the docs show."""
+    import dask.array as da
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    x = da.from_zarr(str(src))
+    if subset is not None:
+        x = x[subset]
+    if gpu:
+        import cupy as cp
+
+        x = x.map_blocks(cp.asarray)
+    x = x * 5
+    x = x * x
+    x = x + x
+    if gpu:
+        import cupy as cp
+
+        x = x.map_blocks(cp.asnumpy)
+    shutil.rmtree(dst, ignore_errors=True)
+    z = zarr.create_array(
+        str(dst), shape=x.shape, chunks=x.chunksize, dtype=x.dtype, compressors=ZstdCodec(level=1)
+    )
+    t = time.perf_counter()
+    da.store(x, z, lock=False, compute=True)
+    sec = time.perf_counter() - t
+    return x.nbytes / sec / 1e9
+
+
+def naive_memory_peer(client: Any, src: Path, reps: int) -> list[float]:
+    """Input persisted in host memory (NumPy), cupy.asarray -> ops -> cupy.asnumpy -> persist."""
+    import cupy as cp
+    import dask.array as da
+    from distributed import wait
+
+    x = client.persist(da.from_zarr(str(src)))
+    wait(x)
+    out = []
+    for i in range(reps + 1):
+        y = x.map_blocks(cp.asarray)
+        y = y * 5
+        y = y * y
+        y = y + y
+        y = y.map_blocks(cp.asnumpy)
+        t = time.perf_counter()
+        y = client.persist(y)
+        wait(y)
+        sec = time.perf_counter() - t
+        del y
+        if i:
+            out.append(x.nbytes / sec / 1e9)
+    del x
+    return out
+
+
+def from_zarr(src: Path) -> Any:
+    """The input as a Dask array in blocks of its shards (not its small inner chunks)."""
+    import dask.array as da
+    import zarr
+
+    z = zarr.open_array(str(src), mode="r")
+    return da.from_zarr(z, chunks=z.shards or z.chunks)
+
+
+def pipeline_memory(client: Any, src: Path, reps: int, pinned: bool) -> list[float]:
+    """Input already in host memory (page-locked or not), result back in host memory."""
+    from distributed import wait
+
+    from pipeline import graph, stages
+    from pipeline.config import parse_config
+
+    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
+    x = from_zarr(src)
+    chain = stages.plan_chain(cfg.stage_specs(), np.dtype(x.dtype))
+    x = client.persist(graph.pin(x) if pinned else x)
+    wait(x)
+    out = []
+    for i in range(reps + 1):
+        t = time.perf_counter()
+        y = client.persist(graph.process(x, chain, "gpu"))
+        wait(y)
+        sec = time.perf_counter() - t
+        if i == reps:  # check the last result against NumPy on one block
+            blk = tuple(slice(0, c[0]) for c in x.chunks)
+            ref = ((np.asarray(x[blk].compute()) * 5) ** 2) * 2
+            assert np.array_equal(np.asarray(y[blk].compute()), ref)
+        del y
+        if i:
+            out.append(x.nbytes / sec / 1e9)
+    del x
+    return out
+
+
+def pipeline_device(client: Any, src: Path, reps: int) -> list[float]:
+    """Data already on the GPU (CuPy chunks persisted), the fused chain through Dask."""
+    from distributed import wait
+
+    from pipeline import graph, stages
+    from pipeline.config import parse_config
+
+    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
+    x = from_zarr(src)
+    chain = stages.plan_chain(cfg.stage_specs(), np.dtype(x.dtype))
+    xd = client.persist(graph.to_device(x))
+    wait(xd)
+    out = []
+    for i in range(reps + 1):
+        t = time.perf_counter()
+        y = client.persist(graph.apply_stages(xd, chain, "gpu"))
+        wait(y)
+        sec = time.perf_counter() - t
+        del y
+        if i:
+            out.append(2 * x.nbytes / sec / 1e9)
+    del xd
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+
+
+def machine() -> dict[str, Any]:
+    from pipeline.info import versions
+
+    doc: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "versions": versions(),
+    }
+    with contextlib.suppress(Exception):
+        doc["gpu"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    return doc
+
+
+def evaluate(res: Results) -> None:
+    """The issue's targets, as ratios of figures measured in this run."""
+
+    def med(name: str) -> float | None:
+        f = res.get(name)
+        return f.median if f else None
+
+    def target(label: str, value: float | None, floor: float, unit: str) -> None:
+        ok = value is not None and value >= floor
+        res.targets.append(
+            {"target": label, "value": value, "floor": floor, "unit": unit, "met": ok}
+        )
+
+    shm = med("pipeline, Zarr on /dev/shm (GPU)")
+    cpu_peer = max(filter(None, [med("peer: CPU Dask, Zarr on /dev/shm")]), default=None)
+    naive = med("peer: naive dask-cuda, Zarr on /dev/shm")
+    codec = [
+        med("GPU zstd encode (nvCOMP)"),
+        med("GPU zstd decode+encode, one GPU"),
+        med("PCIe host->device, pinned"),
+        med("PCIe device->host, pinned"),
+    ]
+    lowest = min((c for c in codec if c), default=None)
+    if shm is not None:
+        target("/dev/shm vs CPU Dask peer", shm / cpu_peer if cpu_peer else None, 8, "x")
+        target("/dev/shm vs naive dask-cuda", shm / naive if naive else None, 30, "x")
+        target(
+            "/dev/shm vs lowest data-path ceiling",
+            shm / lowest if lowest else None,
+            0.7,
+            "of ceiling",
+        )
+    disk = res.get("pipeline, Zarr on local disk (GPU)")
+    both = med("disk read+write at once (bytes read + written)")
+    if disk is not None and both:
+        moved = disk.extra.get("disk_gbps_moved", disk.median)
+        target("local disk vs disk read+write ceiling", moved / both, 0.85, "of ceiling")
+    mem = med("pipeline, input and result in host memory (pinned)")
+    if mem is not None:
+        target("host memory in and out", mem, 35, "GB/s")
+    dev = med("fused stage chain, data on GPU (read+write bytes)")
+    copy = med("device copy (read+write bytes)")
+    if dev and copy:
+        target("data on GPU vs device copy", dev / copy, 0.9, "of copy")
+
+
+def report(res: Results) -> str:
+    lines = [
+        f"Measured {res.meta.get('date', '?')} on {res.meta.get('gpu', 'no GPU')}, "
+        f"{res.meta.get('cpus')} CPUs; input {res.meta.get('size_gb')} GB float32 random "
+        "normal, zstd. GB/s of input bytes unless the name says otherwise; median of the "
+        "repetitions, range in the next column.",
+        "",
+        "| | measurement | GB/s | range | notes |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [f.row() for f in res.figures]
+    if res.targets:
+        lines += ["", "| target | measured | floor | met |", "| --- | --- | --- | --- |"]
+        for t in res.targets:
+            v = "n/a" if t["value"] is None else f"{t['value']:.2f} {t['unit']}"
+            lines.append(
+                f"| {t['target']} | {v} | {t['floor']} {t['unit']} | "
+                f"{'yes' if t['met'] else 'NO'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def chart(res: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = [f for f in res.figures if "read+write bytes" not in f.name]
+    colors = {"ceiling": "#9e9e9e", "pipeline": "#2e7d32", "peer": "#c62828"}
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(figs) + 1.5))
+    ys = range(len(figs))
+    ax.barh(list(ys), [f.median for f in figs], color=[colors[f.group] for f in figs])
+    ax.set_yticks(list(ys), [f.name for f in figs], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("GB/s (log scale)")
+    ax.set_title(f"pipeline vs ceilings and peers — {res.meta.get('gpu', 'CPU only')}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CPU only, seconds (what tests run)")
+    p.add_argument("--out", type=Path, default=Path("results/bench"))
+    p.add_argument("--size-gb", type=float, default=16.0, help="input size (GB)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-bench"))
+    p.add_argument("--disk", type=Path, default=Path("/var/tmp/pipeline-bench"))
+    p.add_argument("--skip", default="", help="comma list: disk,peers,memory,device,cpu")
+    p.add_argument(
+        "--peer-gb",
+        type=float,
+        default=4.0,
+        help="the naive dask-cuda peer runs on the first PEER_GB of the input",
+    )
+    args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    res = Results(args.out)
+    res.meta = machine() | {"size_gb": args.size_gb, "quick": args.quick}
+    if args.quick:
+        return quick(res, args)
+    try:
+        return full(res, args, skip)
+    finally:  # a partial run still leaves its table and chart
+        if not (res.out / "bench.md").exists():
+            finish(res)
+
+
+def layout_for(size_gb: float) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(shape, shards, chunks, plain chunks) of a float32 array of about ``size_gb``."""
+    planes = max(64, round(size_gb * 1e9 / (4 << 20) / 64) * 64)  # 4 MiB planes
+    return [planes, 1024, 1024], [64, 1024, 1024], [1, 32, 1024], [64, 1024, 1024]
+
+
+def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
+    shm, disk = args.shm, args.disk
+    shutil.rmtree(shm, ignore_errors=True)
+    shape, shards, chunks, plain_chunks = layout_for(args.size_gb)
+    res.meta["shape"] = shape
+    src = shm / "input.zarr"
+    print(f"generating {shape} float32 in {src}", flush=True)
+    generate(src, shape, shards, chunks, "gpu")
+    one_shard = shm / "shard.npy"
+    import zarr
+
+    np.save(
+        one_shard,
+        np.ascontiguousarray(zarr.open_array(str(src), mode="r")[:64]).view(np.uint8).reshape(-1),
+    )
+    print("ceilings", flush=True)
+    gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
+    one_shard.unlink()
+    cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
+    file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
+
+    print("pipeline on /dev/shm", flush=True)
+    with local_cluster("gpu", 8) as client:
+        cfg = config(src, shm / "out.zarr", "gpu", cluster={"threads_per_worker": 8})
+        gbps, last = pipeline_runs(client, cfg, args.reps)
+        f = res.add(
+            Figure(
+                "pipeline, Zarr on /dev/shm (GPU)",
+                "pipeline",
+                gbps,
+                f"{last.task_time and max(last.task_time, key=last.task_time.get)}"
+                " is the largest share of task time",
+            )
+        )
+        f.extra.update(
+            task_time=last.task_time,
+            peak_device=last.peak_device_bytes,
+            peak_rss=last.peak_host_bytes,
+            blocks=last.blocks_total,
+        )
+        verify_output(src, shm / "out.zarr")
+        shutil.rmtree(shm / "out.zarr", ignore_errors=True)
+        if "memory" not in skip:
+            print("pipeline with data in host memory", flush=True)
+            res.add(
+                Figure(
+                    "pipeline, input and result in host memory (pinned)",
+                    "pipeline",
+                    pipeline_memory(client, src, args.reps, pinned=True),
+                    "page-locked chunks persisted in the worker",
+                )
+            )
+            res.add(
+                Figure(
+                    "pipeline, input and result in host memory (pageable input)",
+                    "pipeline",
+                    pipeline_memory(client, src, args.reps, pinned=False),
+                    "NumPy chunks persisted; result page-locked",
+                )
+            )
+        if "device" not in skip:
+            res.add(
+                Figure(
+                    "pipeline, data already on GPU, through Dask (read+write bytes)",
+                    "pipeline",
+                    pipeline_device(client, src, args.reps),
+                    "CuPy chunks persisted on the GPU",
+                )
+            )
+    if "peers" not in skip:
+        print("peers", flush=True)
+        plain = shm / "plain.zarr"
+        convert_plain(src, plain, plain_chunks)
+        with local_cluster("cpu", 4, workers=4) as client:
+            res.add(
+                Figure(
+                    "peer: CPU Dask, Zarr on /dev/shm",
+                    "peer",
+                    [naive_store_peer(client, plain, shm / "peer_cpu.zarr", False, None)],
+                    "LocalCluster 4x4, NumPy chunks, 64 Mi-element zstd chunks",
+                )
+            )
+        shutil.rmtree(shm / "peer_cpu.zarr", ignore_errors=True)
+        rows = max(64, int(args.peer_gb * 1e9 / (4 << 20)) // 64 * 64)
+        with local_cluster("gpu", 1) as client:
+            res.add(
+                Figure(
+                    "peer: naive dask-cuda, Zarr on /dev/shm",
+                    "peer",
+                    [
+                        naive_store_peer(
+                            client, plain, shm / "peer_gpu.zarr", True, (slice(0, rows),)
+                        )
+                    ],
+                    f"LocalCUDACluster defaults, first {rows * 4 / 1024:.0f} GiB",
+                )
+            )
+            res.add(
+                Figure(
+                    "peer: naive dask-cuda, input and result in host memory",
+                    "peer",
+                    naive_memory_peer(client, plain, 1),
+                    "persisted NumPy chunks, cupy.asarray/asnumpy",
+                )
+            )
+        shutil.rmtree(shm / "peer_gpu.zarr", ignore_errors=True)
+        shutil.rmtree(plain, ignore_errors=True)
+    if "cpu" not in skip:
+        print("pipeline, CPU backend", flush=True)
+        n = os.cpu_count() or 1
+        with local_cluster("cpu", 1, workers=n) as client:
+            cfg = config(
+                src, shm / "out_cpu.zarr", "cpu", cluster={"threads_per_worker": 1, "workers": n}
+            )
+            gbps, last = pipeline_runs(client, cfg, 1, warmup=0)
+            res.add(
+                Figure(
+                    "pipeline, CPU backend, Zarr on /dev/shm",
+                    "pipeline",
+                    gbps,
+                    f"LocalCluster {n}x1, NumPy chunks",
+                )
+            )
+        shutil.rmtree(shm / "out_cpu.zarr", ignore_errors=True)
+    if "disk" not in skip:
+        print("local disk", flush=True)
+        both = disk_ceiling(res, disk / "dd", 8)
+        disk_src = disk / "input.zarr"
+        shutil.rmtree(disk, ignore_errors=True)
+        disk.mkdir(parents=True)
+        shutil.copytree(src, disk_src)
+        with local_cluster("gpu", 8) as client:
+            cfg = config(disk_src, disk / "out.zarr", "gpu", cluster={"threads_per_worker": 8})
+            gbps, last = pipeline_runs(client, cfg, 1, warmup=0, before=drop_caches)
+            moved = (last.stored_bytes_read + last.stored_bytes_written) / last.bytes_in
+            f = res.add(
+                Figure(
+                    "pipeline, Zarr on local disk (GPU)",
+                    "pipeline",
+                    gbps,
+                    f"caches dropped first, output synced; {last.bound_by}",
+                )
+            )
+            f.extra["disk_gbps_moved"] = gbps[0] * moved
+            f.extra["task_time"] = last.task_time
+            if both:
+                f.extra["of_disk_ceiling"] = gbps[0] * moved / both
+        shutil.rmtree(disk, ignore_errors=True)
+    shutil.rmtree(shm, ignore_errors=True)
+    return finish(res)
+
+
+def convert_plain(src: Path, dst: Path, chunks: list[int]) -> None:
+    """The same values in the layout of the guide's peers: 64 Mi-element zstd chunks, unsharded
+    (made by the pipeline itself with a `multiply: 1` stage, which is exact)."""
+    from pipeline.config import parse_config
+    from pipeline.runner import RunOptions, run
+
+    cfg = parse_config(
+        {
+            "input": {"store": str(src)},
+            "output": {"store": str(dst), "overwrite": True, "shards": "none", "chunks": chunks},
+            "stages": [{"op": "multiply", "factor": 1}],
+            "backend": "cpu",
+            "cluster": {"workers": max(1, (os.cpu_count() or 1)), "dashboard": ""},
+            "chunking": {"block": chunks},
+        }
+    )
+    run(cfg, RunOptions(progress="none"))
+
+
+def verify_output(src: Path, dst: Path, blocks: int = 2) -> None:
+    """Check two blocks of the output against NumPy (the benchmark must be computing truth)."""
+    import zarr
+
+    a = zarr.open_array(str(src), mode="r")
+    b = zarr.open_array(str(dst), mode="r")
+    for lo in (0, max(0, a.shape[0] - 64)):
+        x = a[lo : lo + 64]
+        assert np.array_equal(b[lo : lo + 64], ((x * 5) ** 2) * 2), "output differs from NumPy"
+
+
+def finish(res: Results) -> int:
+    evaluate(res)
+    res.save()
+    md = report(res)
+    (res.out / "bench.md").write_text(md)
+    chart(res, res.out / "bench.png")
+    print()
+    print(md)
+    return 0
+
+
+def quick(res: Results, args: argparse.Namespace) -> int:
+    """CPU only, a few seconds: the same flow at toy size (for tests, and laptops)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    try:
+        shape, shards, chunks = [64, 256, 256], [16, 256, 256], [1, 32, 256]
+        res.meta["shape"] = shape
+        res.meta["size_gb"] = round(np.prod(shape) * 4 / 1e9, 3)
+        src = root / "input.zarr"
+        generate(src, shape, shards, chunks, "cpu")
+        cpu_zstd_ceiling(res, 1, 2, 128 << 10)
+        file_ceilings(res, root / "files", "tmp", 2, 1, file_bytes=8 << 20, files=4)
+        with local_cluster("cpu", 1, workers=2) as client:
+            cfg = config(
+                src, root / "out.zarr", "cpu", cluster={"threads_per_worker": 1, "workers": 2}
+            )
+            gbps, last = pipeline_runs(client, cfg, 1)
+            res.add(
+                Figure(
+                    "pipeline, CPU backend, Zarr on tmp",
+                    "pipeline",
+                    gbps,
+                    f"LocalCluster 2x1 ({last.blocks_total} blocks)",
+                )
+            )
+            verify_output(src, root / "out.zarr")
+            plain = root / "plain.zarr"
+            convert_plain(src, plain, [16, 256, 256])
+            res.add(
+                Figure(
+                    "peer: CPU Dask, Zarr on tmp",
+                    "peer",
+                    [naive_store_peer(client, plain, root / "peer.zarr", False, None)],
+                    "LocalCluster 2x1, NumPy chunks",
+                )
+            )
+            peer = np.asarray(__import__("zarr").open_array(str(root / "peer.zarr"))[...])
+            x = np.asarray(__import__("zarr").open_array(str(src))[...])
+            assert np.array_equal(peer, ((x * 5) ** 2) * 2)
+        return finish(res)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
