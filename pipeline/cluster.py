@@ -162,6 +162,9 @@ def join(address: str, timeout: float) -> Client:
 def _start_local(p: Any, level: int) -> Any:
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     dashboard = p.dashboard or None
+    # No dashboard still starts the scheduler's HTTP server (health, metrics), on 8787 unless
+    # told otherwise: a free port, so two runs on one host do not collide (or warn).
+    no_dashboard = {} if dashboard else {"scheduler_kwargs": {"dashboard_address": ":0"}}
     if p.backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
@@ -182,6 +185,7 @@ def _start_local(p: Any, level: int) -> Any:
             dashboard_address=dashboard,
             silence_logs=level,
             local_directory=local_dir,
+            **no_dashboard,
             **kwargs,
         )
     from distributed import LocalCluster
@@ -194,4 +198,5 @@ def _start_local(p: Any, level: int) -> Any:
         dashboard_address=dashboard,
         silence_logs=level,
         local_directory=local_dir,
+        **no_dashboard,
     )
