@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -31,12 +32,22 @@ class PipelineSetup(WorkerPlugin):
     name = "pipeline-setup"
     idempotent = False
 
-    def __init__(self, backend: str, device_budget: int | None, interval: float = 0.05):
+    def __init__(
+        self,
+        backend: str,
+        device_budget: int | None,
+        interval: float = 0.05,
+        ignore_sigint: bool = False,
+    ):
         self.backend = backend
         self.device_budget = device_budget
         self.interval = interval
+        self.ignore_sigint = ignore_sigint
 
     def setup(self, worker: Any) -> None:
+        if self.ignore_sigint and threading.current_thread() is threading.main_thread():
+            # a worker the nanny restarted (after a crash) did not inherit the ignored SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
             from pipeline import gpu
 
@@ -119,14 +130,18 @@ def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
     cluster = None
     client = None
     try:
-        if plan_cluster.scheduler == "local":
-            cluster = _start_local(plan_cluster, level)
+        local = plan_cluster.scheduler == "local"
+        if local:
+            with _children_ignore_sigint():
+                cluster = _start_local(plan_cluster, level)
             client = Client(cluster)
             want = plan_cluster.workers
             client.wait_for_workers(want, timeout=120)
         else:
             client = join(plan_cluster.scheduler, plan_cluster.timeout)
-        client.register_plugin(PipelineSetup(plan_cluster.backend, plan_cluster.device_budget))
+        client.register_plugin(
+            PipelineSetup(plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=local)
+        )
         yield client
     finally:
         if client is not None:
@@ -135,6 +150,22 @@ def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=20)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start the local workers with SIGINT ignored, which they inherit (Python leaves an
+    inherited ignored SIGINT alone). Ctrl-C at a terminal signals the whole process group;
+    this way it reaches only the run, which cancels the work and closes the cluster, instead of
+    also killing every worker with a traceback. A Ctrl-C while the workers start is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def join(address: str, timeout: float) -> Client:
