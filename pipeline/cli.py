@@ -92,10 +92,16 @@ def _setup_logging(args: argparse.Namespace) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level if not args.verbose else logging.DEBUG)
     log.propagate = False
-    # workers' and the scheduler's own chatter stays quiet unless asked for (-vv)
-    dask_level = logging.DEBUG if args.verbose >= 2 else logging.ERROR
-    logging.getLogger("distributed").setLevel(dask_level)
+    # workers' and the scheduler's own chatter (tracebacks included, e.g. when the scheduler
+    # is lost) stays quiet unless asked for (-vv): the run reports failures in one line
+    dask_level = logging.DEBUG if args.verbose >= 2 else logging.CRITICAL
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(dask_level).lower())
+    if args.command in ("run", "generate", "plan", "verify"):
+        import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
+
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(dask_level)
 
 
 def _sigterm(signum: int, frame: Any) -> None:

@@ -348,11 +348,32 @@ def _compute(client: Any, plan: Plan, pending: list, options: RunOptions) -> dic
                         totals[k] += int(v)
                     bar.advance()
         except BaseException as e:
-            client.cancel(futures)
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                client.cancel(futures)
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted() from None
+            if _lost_scheduler(e):
+                raise PipelineError(
+                    f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "
+                    f"({type(e).__name__}); the output stays incomplete: `run --resume` "
+                    "finishes it"
+                ) from None
             raise
     return totals
+
+
+def _lost_scheduler(e: BaseException) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CancelledError, CommClosedError))
+
+
+def _scheduler_name(plan: Plan) -> str:
+    s = plan.cluster.scheduler
+    return "the local cluster's" if s == "local" else s
 
 
 def _result(fut: Any) -> np.ndarray:
