@@ -9,6 +9,7 @@ the numbers and a block size that would fit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -102,19 +103,26 @@ class Plan:
     def block_grid(self) -> Shape:
         return layout.grid_shape(self.input.shape, self.block)
 
-    def fingerprint(self) -> str:
-        """What must not change between a run and its resume: input, output, stages, layout,
-        and where frames are encoded (the GPU and CPU encoders write different bytes)."""
+    @functools.cached_property
+    def identity(self) -> dict[str, Any]:
+        """What must not change between a run and its resume: input (where, and its metadata
+        and files), output (where, codec), stages, layout, and where frames are encoded (the
+        GPU and CPU encoders write different bytes). Paths are resolved, so the same store
+        spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
-        doc = {
-            "input": [c.input.store, c.input.array, _input_identity(self.input)],
-            "output": [c.output.store, c.output.array, c.output.codec.model_dump()],
+        return {
+            "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
+            "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
             "stages": [s.describe() for s in self.chain],
             "block": list(self.block),
             "chunk": list(self.output.chunk),
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
         }
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`identity`."""
+        doc = self.identity
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
