@@ -416,10 +416,28 @@ def _compute_and_finish(
         dashboard,
         "complete",
     )
+    # the whole output's counts: this run's blocks, and those an interrupted run wrote
+    whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
+    skipped = [b for b in all_blocks if b in done]
+    if skipped:
+        before = ledger.counts(skipped)
+        if before is None:
+            log.warning(
+                "the run record of the skipped blocks has no counts: the NaN/inf counts "
+                "cover only the %d blocks this run wrote",
+                len(pending),
+            )
+        else:
+            whole = {k: v + before.get(k, 0) for k, v in whole.items()}
+    summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
     storage.update_attributes(
         plan.output.location,
         plan.output.path,
-        _attrs(plan, "complete", {"finished": _now(), "summary": _attr_summary(summary)}),
+        _attrs(
+            plan,
+            "complete",
+            {"finished": _now(), "summary": _attr_summary(plan, whole, summary)},
+        ),
     )
     ledger.clear()
     summary.seconds["finish"] = time.perf_counter() - t0
@@ -623,14 +641,20 @@ def _summary(
     )
 
 
-def _attr_summary(s: Summary) -> dict[str, Any]:
+NONFINITE = ("nan", "posinf", "neginf")
+
+
+def _attr_summary(plan: Plan, whole: dict[str, int], s: Summary) -> dict[str, Any]:
+    """What the output's attributes say about it: the whole array, however many runs wrote
+    it (the compute seconds are the last run's)."""
+    elements = whole.get("elements", 0)
     return {
         "blocks": s.blocks_total,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "nan": s.nan,
-        "posinf": s.posinf,
-        "neginf": s.neginf,
+        "bytes_in": elements * plan.input.dtype.itemsize,
+        "bytes_out": elements * plan.output.dtype.itemsize,
+        "nan": whole.get("nan", 0),
+        "posinf": whole.get("posinf", 0),
+        "neginf": whole.get("neginf", 0),
         "seconds": round(s.seconds.get("compute", 0.0), 3),
     }
 
