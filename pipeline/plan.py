@@ -504,19 +504,28 @@ def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: 
             mem.host_budget or 0,
             mem.host_per_task,
         )
+    base = WORKER_BASELINE if kind == "host" else 0
+    base_text = f"{_fmt(base)} for the worker process + " if base else ""
+    sums = (
+        f"{base_text}{threads} task(s) in flight x {_fmt(per)} per block of {list(block)} "
+        f"= {_fmt(need)} > {_fmt(budget)}"
+    )
+    if budget <= base:
+        return (
+            f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
+            f"hold a worker process: raise cluster.{kind}_memory_limit above {_fmt(need)}"
+        )
     # a block that would fit: scale the first axis down by the overshoot
-    spare = budget - (WORKER_BASELINE if kind == "host" else 0)
-    ratio = max(spare, 0) / max(need - (WORKER_BASELINE if kind == "host" else 0), 1)
+    ratio = (budget - base) / max(need - base, 1)
     fit = list(block)
     fit[0] = max(1, int(block[0] * ratio))
     hint = (
         f"a block of {fit} would fit (set chunking.block, and output shards that divide it)"
-        if fit[0] >= 1 and ratio > 0
-        else "raise the budget"
+        if block[0] * ratio >= 1
+        else "smaller blocks would not fit either"
     )
     return (
-        f"the plan does not fit the {kind} memory budget: {threads} task(s) in flight x "
-        f"{_fmt(per)} per block of {list(block)} = {_fmt(need)} > {_fmt(budget)}; {hint}, "
+        f"the plan does not fit the {kind} memory budget: {sums}; {hint}, "
         f"lower cluster.threads_per_worker, or raise cluster.{kind}_memory_limit"
     )
 
