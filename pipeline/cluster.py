@@ -133,7 +133,13 @@ def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
         local = plan_cluster.scheduler == "local"
         if local:
             with _children_ignore_sigint():
-                cluster = _start_local(plan_cluster, level)
+                try:
+                    cluster = _start_local(plan_cluster, level)
+                except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+                    raise PipelineError(
+                        f"the local Dask cluster did not start ({e}); check the config's "
+                        "cluster section (dashboard address, workers, memory limits)"
+                    ) from None
             client = Client(cluster)
             want = plan_cluster.workers
             client.wait_for_workers(want, timeout=120)
