@@ -206,6 +206,19 @@ def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None
         copy_store(saved, work.input)  # keeps modification times: the same input again
 
 
+def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Work, cli) -> None:
+    """``chunking.block: auto`` depends on the cluster's memory; on resume the recorded block
+    is used (here auto alone would pick one block for the whole array, and be refused)."""
+    work.restore_killed()
+    doc = yaml.safe_load(work.config.read_text())
+    cfg = work.config_with("auto.yaml", chunking={"block": "auto"})
+    assert doc["chunking"]["block"] == [1, COLS]
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert "resuming:" in err
+    assert_same_stores(work.output, work.ref)
+
+
 def test_resume_of_a_complete_output_does_nothing(work: Work, cli, tmp_path: Path) -> None:
     work.restore_killed()
     rc, _, err = cli("run", work.config, "--resume")
