@@ -663,6 +663,29 @@ def _attr_summary(plan: Plan, whole: dict[str, int], s: Summary) -> dict[str, An
 # Generating inputs.
 
 
+def check_generate_target(loc: storage.Location, array: str) -> None:
+    """Refuse to generate over data that ``generate`` did not create: it replaces what is at
+    the input's path, and an input is someone's data."""
+    path = array.strip("/")
+    where = loc.join(path)
+    for meta in ("zarr.json", ".zarray", ".zgroup"):
+        if loc.exists(f"{path}/{meta}" if path else meta):
+            try:
+                attrs = storage.read_attributes(loc, path)
+            except Exception:
+                attrs = {}
+            if "pipeline_generated" in attrs:
+                return  # ours: generating again gives the same data
+            break
+    else:
+        if not loc.list(path):
+            return
+    raise PipelineError(
+        f"{where} already holds data that `pipeline generate` did not create; generate never "
+        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself"
+    )
+
+
 def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend."""
     from distributed import as_completed
@@ -681,6 +704,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     be = "gpu" if facts.gpu_usable and config.backend != "cpu" else "cpu"
     loc = storage.Location.of(config.input.store, config.input.storage_options)
     check_writable(loc)
+    check_generate_target(loc, config.input.array)
     threads = _threads(config, be, None)
     cp = ClusterPlan(
         scheduler=config.cluster.scheduler,

@@ -186,6 +186,23 @@ def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> N
     assert file_states(results) == before
 
 
+def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
+    """`generate` writes an input; pointed at existing data by mistake, it must refuse."""
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "in.zarr"), "generate": {"shape": [10, 10]}},
+    )
+    before = file_states(tmp_path / "in.zarr")
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 1
+    assert "did not create; generate never replaces it" in one_line_error(err)
+    assert file_states(tmp_path / "in.zarr") == before
+
+
 # --------------------------------------------------------------------------------------------
 # 4. The input is read-only.
 
