@@ -171,7 +171,8 @@ def _children_ignore_sigint() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # None: a handler not set from Python; Python's own is the best stand-in
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 def join(address: str, timeout: float) -> Client:
