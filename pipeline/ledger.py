@@ -58,7 +58,7 @@ class Ledger:
         the block's ``counts`` (elements, NaN, ...), so a resumed run can report the whole
         output's counts without reading the blocks it skips."""
         body = json.dumps(counts or {}, separators=(",", ":")).encode()
-        self.location.write(self._key("done", self._name(block)), [body])
+        self.location.write(self._key("done", self._name(block)), [body], atomic=True)
 
     def done(self) -> set[Shape]:
         """Blocks recorded as finished."""
@@ -93,7 +93,8 @@ class Ledger:
     # -- the run's identity, for refusing a resume with another config or input ------------
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        self.location.write(self._key("run.json"), [json.dumps(manifest, indent=1).encode()])
+        body = json.dumps(manifest, indent=1).encode()
+        self.location.write(self._key("run.json"), [body], atomic=True)
 
     def read_manifest(self) -> dict[str, Any] | None:
         raw = self.location.read(self._key("run.json"))

@@ -297,6 +297,12 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         assert "no space left" in line and "`run --resume`" in line, line
         assert status(out) == "incomplete"
         assert 0 <= markers(out) < 16
+        # no partial file is left: every marker holds its block's counts, every shard is whole
+        for m in (out / ".pipeline" / "done").glob("*"):
+            assert json.loads(m.read_text())["elements"] == 4 * 32768, m
+        sizes = {p.stat().st_size for p in (out / "c").rglob("*") if p.is_file()}
+        assert len(sizes) <= 1, f"partial shard files: sizes {sorted(sizes)}"
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
         rc, _, err = cli("run", cfg)
         assert rc == 1 and "is incomplete" in one_line_error(err)
         # more room, then the resume finishes it
@@ -304,8 +310,10 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         assert r.returncode == 0, r.stderr
         rc, _, err = cli("run", cfg, "--resume")
         assert rc == 0, err
+        assert "resuming:" in err and "no counts" not in err
         assert status(out) == "complete"
         assert np.array_equal(read_array(out), expected(x))
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".pipeline"]
 
 
 def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
