@@ -20,7 +20,7 @@ ENV :=
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 endif
 
-.PHONY: run data verify plan info test test-gpu lint bench bench-seed env clean
+.PHONY: run data verify plan info test test-gpu lint docs bench bench-seed env clean
 
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
 	$(PY) -m pipeline run $(CONFIG) $(ARGS)
@@ -43,10 +43,13 @@ test: $(ENV)  ## the test suite (GPU tests are skipped, visibly, without a GPU)
 test-gpu: $(ENV)  ## only the tests that need a GPU
 	$(PY) -m pytest -m gpu $(ARGS)
 
-lint: $(ENV)
+lint: $(ENV)  ## ruff (lint and format) and mypy, as CI runs them
 	$(PY) -m ruff check pipeline tests scripts
 	$(PY) -m ruff format --check pipeline tests scripts
 	$(PY) -m mypy pipeline
+
+docs: $(ENV)  ## regenerate README's config reference from the schema (tests/test_docs.py checks it)
+	$(PY) -m pipeline schema --update README.md
 
 bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_ARGS=--quick on a CPU
 	$(PY) scripts/bench.py $(BENCH_ARGS)

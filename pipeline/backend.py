@@ -12,6 +12,7 @@ import functools
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -19,6 +20,21 @@ import numpy as np
 from pipeline import layout, stages
 from pipeline.layout import EMPTY, Frames
 from pipeline.storage import FrameCodec
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a block's frames are encoded."""
+
+    codec: FrameCodec
+    level: int = 1
+    """zstd level of the CPU encoder (nvCOMP has no levels)"""
+    checksum: bool = False
+    host_share: float = 0.0
+    """GPU backend: fraction of each unit's frames that CPU threads encode while the GPU
+    encodes the rest (the GPU's zstd encoder is the slowest step of the GPU data path)"""
+    host_threads: int = 0
+    """CPU threads per worker process for that share"""
 
 
 class Backend(Protocol):
@@ -49,13 +65,7 @@ class Backend(Protocol):
         """Decode a unit's frames into one flat chunk-major array on the device."""
 
     def encode_frames(
-        self,
-        flat: Any,
-        n_chunks: int,
-        present: np.ndarray,
-        codec: FrameCodec,
-        level: int,
-        checksum: bool,
+        self, flat: Any, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
         """Encode a flat chunk-major array; (host byte parts of the frames in order, sizes)."""
 
@@ -125,25 +135,15 @@ class CpuBackend:
         return flat.view(dtype)
 
     def encode_frames(
-        self,
-        flat: np.ndarray,
-        n_chunks: int,
-        present: np.ndarray,
-        codec: FrameCodec,
-        level: int,
-        checksum: bool,
+        self, flat: np.ndarray, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
-        raw = np.ascontiguousarray(flat).view(np.uint8)
+        raw = np.ascontiguousarray(flat).view(np.uint8).reshape(-1)
         step = raw.nbytes // n_chunks
-        sizes = np.full(n_chunks, EMPTY, dtype=np.uint64)
-        parts: list[Any] = []
-        z = _zstd(level, checksum) if codec == "zstd" else None
-        for i in np.flatnonzero(present):
-            piece = raw[i * step : (i + 1) * step]
-            data = z.encode(piece) if z is not None else piece
-            parts.append(data)
-            sizes[i] = len(data)
-        return parts, sizes
+        idx = np.flatnonzero(present)
+        parts, sizes = encode_on_host(raw, step, idx, enc)
+        full = np.full(n_chunks, EMPTY, dtype=np.uint64)
+        full[idx] = sizes
+        return parts, full
 
     def apply_chain(self, chain: Sequence[stages.BoundStage], x: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, dtype=chain[-1].out_dtype)
@@ -153,12 +153,17 @@ class CpuBackend:
     def count_nonfinite(self, y: np.ndarray) -> tuple[int, int, int]:
         if y.dtype.kind != "f" or y.size == 0:
             return 0, 0, 0
-        finite = int(np.count_nonzero(np.isfinite(y)))
-        if finite == y.size:
-            return 0, 0, 0
-        nan = int(np.count_nonzero(np.isnan(y)))
-        pos = int(np.count_nonzero(np.isposinf(y)))
-        return nan, pos, y.size - finite - nan - pos
+        flat = np.ascontiguousarray(y).reshape(-1)
+        step = max(1, stages.PIECE_BYTES // y.dtype.itemsize)  # no large temporaries
+        nan = pos = neg = 0
+        for i in range(0, flat.size, step):
+            piece = flat[i : i + step]
+            if np.isfinite(piece).all():
+                continue
+            nan += int(np.count_nonzero(np.isnan(piece)))
+            pos += int(np.count_nonzero(np.isposinf(piece)))
+            neg += int(np.count_nonzero(np.isneginf(piece)))
+        return nan, pos, neg
 
     def from_host(self, x: np.ndarray) -> np.ndarray:
         return x
@@ -168,6 +173,24 @@ class CpuBackend:
 
     def synchronize(self) -> None:
         pass
+
+
+def encode_on_host(
+    raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding, first: int = 0
+) -> tuple[list[Any], np.ndarray]:
+    """Encode frames ``idx`` of a flat byte buffer on the CPU; (frames in order, their sizes).
+
+    ``raw`` holds frame ``idx[j]`` at ``(idx[j] - first) * step`` (a sub-range of a unit).
+    """
+    z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
+    parts: list[Any] = []
+    sizes = np.empty(len(idx), dtype=np.uint64)
+    for j, i in enumerate(idx):
+        piece = raw[(i - first) * step : (i - first + 1) * step]
+        data = z.encode(piece) if z is not None else piece
+        parts.append(data)
+        sizes[j] = len(data)
+    return parts, sizes
 
 
 @functools.lru_cache(maxsize=64)

@@ -82,8 +82,7 @@ class Sink:
     block: Shape
     backend: str
     """where blocks are encoded: 'cpu' or 'gpu'"""
-    level: int
-    checksum: bool
+    encoding: backends.Encoding
     ledger: Ledger | None
 
 
@@ -186,6 +185,20 @@ def to_host(x: Any) -> np.ndarray:
     return be.to_host(x)
 
 
+def to_host_pinned(x: Any) -> np.ndarray:
+    """A device block back in page-locked host memory (for results kept in memory)."""
+    from pipeline import gpu
+
+    return gpu.GpuBackend().to_host(x, pinned=True)
+
+
+def to_pinned(x: np.ndarray) -> np.ndarray:
+    """A host block copied into page-locked memory (input held in memory for the GPU)."""
+    from pipeline import gpu
+
+    return gpu.pinned_copy(x)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing.
 
@@ -209,9 +222,7 @@ def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -
     n = math.prod(info.chunks_per_unit)
     present = present_mask(unit_index, info.unit, info.chunk, info.shape)
     with _timed("encode"):
-        parts, sizes = be.encode_frames(
-            flat, n, present, info.codec or "none", sink.level, sink.checksum
-        )
+        parts, sizes = be.encode_frames(flat, n, present, sink.encoding)
         if info.sharded:
             offsets = np.full(n, EMPTY, dtype=np.uint64)
             real = sizes != EMPTY

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -23,8 +22,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="pipeline",
         description="Push Zarr arrays through a chain of stages on every GPU (or CPU) with Dask.",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output: -v the plan and debug lines, -vv also Dask's own logs",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors and the summary (no progress)"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -34,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
         sp.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
+        # -v and -q also after the command (`pipeline run CONFIG -q`)
+        sp.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+        )
+        sp.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="less output"
         )
         return sp
 
@@ -68,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seed of the block sample")
     with_config("plan", "print what a run would do, without computing")
     sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
-    sub.add_parser("schema", help="print the config reference (Markdown)")
+    sch = sub.add_parser("schema", help="print the config reference (Markdown)")
+    sch.add_argument(
+        "--update",
+        metavar="FILE",
+        help="instead, rewrite the reference between the schema markers in FILE (README.md)",
+    )
     return p
 
 
@@ -82,26 +101,30 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = (
-        logging.WARNING if args.quiet else (logging.INFO if args.verbose == 0 else logging.DEBUG)
-    )
-    if args.quiet:
-        level = logging.ERROR
+    """The pipeline's lines on stderr: info by default, debug with -v, errors only with -q.
+    Dask's own (scheduler, workers) stay at errors unless -vv."""
+    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
-    log.setLevel(level if not args.verbose else logging.DEBUG)
+    log.setLevel(level)
     log.propagate = False
-    # workers' and the scheduler's own chatter (tracebacks included, e.g. when the scheduler
-    # is lost) stays quiet unless asked for (-vv): the run reports failures in one line
-    dask_level = logging.DEBUG if args.verbose >= 2 else logging.CRITICAL
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(dask_level).lower())
+    dask_level = logging.INFO if args.verbose >= 2 else logging.ERROR
+    if args.verbose >= 2:
+        from pipeline import cluster
+
+        cluster.DASK_LOG_LEVEL = dask_level
+    # In this process, distributed's loggers (distributed.client has a level of its own in
+    # Dask's logging config) report a lost scheduler with tracebacks; the run says it in one
+    # line. Quiet unless -vv.
+    driver_level = dask_level if args.verbose >= 2 else logging.CRITICAL
+    logging.getLogger("distributed").setLevel(driver_level)
     if args.command in ("run", "generate", "plan", "verify"):
         import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
 
         for name in list(logging.root.manager.loggerDict):
             if name == "distributed" or name.startswith("distributed."):
-                logging.getLogger(name).setLevel(dask_level)
+                logging.getLogger(name).setLevel(driver_level)
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -151,9 +174,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         report.print_rows(rows(), "pipeline info")
         return 0
     if args.command == "schema":
-        from pipeline.config import schema_markdown
+        from pathlib import Path
 
-        print(schema_markdown())
+        from pipeline.config import schema_markdown, with_reference
+
+        if args.update:
+            path = Path(args.update)
+            path.write_text(with_reference(path.read_text()))
+            return 0
+        print(schema_markdown(), end="")
         return 0
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
@@ -178,7 +207,19 @@ def _dispatch(args: argparse.Namespace) -> int:
                 client.close()
         else:
             p = plan_run(config)
-        report.print_rows(describe(p), f"plan of {args.config} (nothing computed)")
+        from pipeline.runner import output_state
+
+        now = {
+            "absent": "absent: `run` creates it",
+            "complete": "complete: `run --overwrite` replaces it",
+            "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
+            "foreign": "something else is there: `run --overwrite` replaces it",
+            "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
+            "not-zarr": "a directory of other files, which `run` never deletes: choose another",
+        }[output_state(p)]
+        plan_rows = describe(p)
+        plan_rows.insert(2, ("output now", now))
+        report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
         return 0
     if args.command == "generate":
         from pipeline.runner import generate_input
@@ -212,12 +253,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if res.ok else 1
     from pipeline.runner import RunOptions, run
 
+    if args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
+            raise PipelineError("--report needs bokeh, which draws the report: pip install bokeh")
     opts = RunOptions(
         overwrite=args.overwrite,
         resume=args.resume,
         report=args.report,
         summary_json=args.summary_json,
-        progress=args.progress,
+        progress="none" if args.quiet and args.progress == "auto" else args.progress,
         interval=args.progress_interval,
     )
     summary = run(config, opts)

@@ -25,6 +25,10 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
 
+#: Level of Dask's own log lines (scheduler, nanny, workers) in clusters this process starts:
+#: errors only, so a run's output is the pipeline's; the command line lowers it with ``-vv``.
+DASK_LOG_LEVEL = logging.ERROR
+
 
 class PipelineSetup(WorkerPlugin):
     """Per-worker set-up: GPU pool limit, nvCOMP allocator, and the memory sampler."""
@@ -37,11 +41,15 @@ class PipelineSetup(WorkerPlugin):
         backend: str,
         device_budget: int | None,
         interval: float = 0.05,
+        chain: Any = None,
+        staging_bytes: int = 0,
         ignore_sigint: bool = False,
     ):
         self.backend = backend
         self.device_budget = device_budget
         self.interval = interval
+        self.chain = chain
+        self.staging_bytes = staging_bytes
         self.ignore_sigint = ignore_sigint
 
     def setup(self, worker: Any) -> None:
@@ -52,6 +60,9 @@ class PipelineSetup(WorkerPlugin):
             from pipeline import gpu
 
             gpu.setup(self.device_budget)
+            if self.staging_bytes:
+                # read and encoded staging for every thread, and the chain's kernel
+                gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler
@@ -124,9 +135,14 @@ def read_peaks(client: Client) -> dict[str, dict[str, int]]:
 
 
 @contextlib.contextmanager
-def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
-    """Start or join the cluster the plan describes; always close what was started."""
-    level = logging.ERROR if quiet else logging.WARNING
+def connect(
+    plan_cluster: Any, quiet: bool | None = None, plugin: WorkerPlugin | None = None
+) -> Iterator[Client]:
+    """Start or join the cluster the plan describes; always close what was started.
+
+    ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
+    """
+    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
     cluster = None
     client = None
     try:
@@ -146,7 +162,8 @@ def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
         else:
             client = join(plan_cluster.scheduler, plan_cluster.timeout)
         client.register_plugin(
-            PipelineSetup(plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=local)
+            _with_sigint(plugin, local)
+            or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=local)
         )
         yield client
     finally:
@@ -156,6 +173,13 @@ def connect(plan_cluster: Any, quiet: bool = True) -> Iterator[Client]:
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=20)
+
+
+def _with_sigint(plugin: WorkerPlugin | None, ignore: bool) -> WorkerPlugin | None:
+    """``plugin``, set to ignore SIGINT in restarted workers of a cluster this process owns."""
+    if isinstance(plugin, PipelineSetup):
+        plugin.ignore_sigint = ignore
+    return plugin
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    WithJsonSchema,
     create_model,
     field_validator,
     model_validator,
@@ -41,8 +42,14 @@ def _parse_bytes(v: Any) -> Any:
     return v
 
 
-Bytes: TypeAlias = Annotated[int, BeforeValidator(_parse_bytes), Field(gt=0)]
-AutoBytes: TypeAlias = Annotated[Literal["auto"] | int, BeforeValidator(_parse_bytes)]
+# "format": "bytes" tells the generated reference that a size such as '16GiB' is accepted too
+_SIZE = {"type": "integer", "format": "bytes"}
+Bytes: TypeAlias = Annotated[int, BeforeValidator(_parse_bytes), Field(gt=0), WithJsonSchema(_SIZE)]
+AutoBytes: TypeAlias = Annotated[
+    Literal["auto"] | int,
+    BeforeValidator(_parse_bytes),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, _SIZE]}),
+]
 Shape: TypeAlias = tuple[PositiveInt, ...]
 
 
@@ -96,10 +103,15 @@ class GenerateConfig(Model):
 class InputConfig(Model):
     """Where the input array is."""
 
-    store: str = Field(description="path or fsspec URL (file://, s3://, memory://) of the store")
+    store: str = Field(
+        description="path or fsspec URL (file://, s3://, memory://) of the store; a relative "
+        "path is from where the command runs"
+    )
     array: str = Field("", description="path of the array inside the store; '' if the root")
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options, e.g. endpoint_url, key, secret"
+        default_factory=dict,
+        description="fsspec options, e.g. endpoint_url, key, secret for s3:// (credentials "
+        "are masked in summaries)",
     )
     generate: GenerateConfig | None = Field(
         None, description="how to create this input (`pipeline generate`)"
@@ -111,7 +123,9 @@ class OutputConfig(Model):
 
     store: str = Field(description="path or fsspec URL of the output store")
     array: str = Field("", description="path of the array inside the store; '' if the root")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options, as input.storage_options"
+    )
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the output"
     )
@@ -162,11 +176,22 @@ class ClusterConfig(Model):
         "auto",
         description="host memory budget per worker: bytes, a fraction of RAM, or auto",
     )
+    host_encode_share: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        "auto",
+        description="GPU backend: share of each block's zstd frames that CPU threads encode "
+        "while the GPU encodes the rest; auto: 0.25 with 8+ cores per GPU, else 0",
+    )
     memory_pool: Literal["cupy", "rmm", "none"] = Field(
         "cupy", description="GPU allocator: CuPy's pool, an RMM pool, or plain cudaMalloc"
     )
-    protocol: Literal["tcp", "ucx", "inproc"] = Field("tcp", description="worker protocol")
-    timeout: float = Field(10.0, gt=0, description="seconds to wait for a scheduler")
+    protocol: Literal["tcp", "ucx", "inproc"] = Field(
+        "tcp",
+        description="how a local cluster's workers talk: tcp; ucx (NVLink, InfiniBand; needs "
+        "UCX); inproc: threads in this process (what memory:// stores need)",
+    )
+    timeout: float = Field(
+        10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
+    )
     dashboard: str = Field(":0", description="dashboard address of a local cluster; '' for none")
 
     @field_validator("device_memory_limit", "host_memory_limit")
@@ -186,6 +211,8 @@ def _stage_models() -> Any:
             __base__=d.params,
             op=(Literal[name], Field(description=d.doc)),  # type: ignore[valid-type,arg-type]
         )
+        m.__module__ = __name__
+        globals()[m.__name__] = m  # so configs pickle by reference, like any model
         models.append(m)
     return Annotated[Union[tuple(models)], Field(discriminator="op")]  # noqa: UP007
 
@@ -215,6 +242,11 @@ class Config(Model):
         default_factory=lambda: ClusterConfig(), description="the cluster"
     )
 
+    def public_dict(self) -> dict[str, Any]:
+        """The config as plain JSON data with credentials in ``storage_options`` masked, for
+        summaries and logs."""
+        return _masked(self.model_dump(mode="json"))
+
     def stage_specs(self) -> tuple[tuple[str, StageParams], ...]:
         """(name, params) for each stage, for :func:`pipeline.stages.plan_chain`."""
         out = []
@@ -224,6 +256,26 @@ class Config(Model):
             fields = {k: getattr(s, k) for k in params_cls.model_fields}
             out.append((op, params_cls(**fields)))
         return tuple(out)
+
+
+#: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs
+#: account_key/sas_token/client_secret, ...): their values are never written out.
+_SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
+
+
+def _masked(data: Any, in_options: bool = False) -> Any:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            secret = in_options and any(p in str(k).lower() for p in _SECRET_PARTS)
+            if secret and isinstance(v, str) and v:
+                out[k] = "***"
+            else:
+                out[k] = _masked(v, in_options or k == "storage_options")
+        return out
+    if isinstance(data, list):
+        return [_masked(v, in_options) for v in data]
+    return data
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,23 +432,58 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
 # Documentation generated from the schema (the README's reference is this text).
 
 
-def _type_name(ann: Any) -> str:
-    s = getattr(ann, "__name__", None) if isinstance(ann, type) else None
-    s = s or str(ann)
-    for a, b in (("typing.", ""), ("Annotated[", ""), ("pipeline.config.", "")):
-        s = s.replace(a, b)
-    return s
+def _kind(p: dict[str, Any]) -> str:
+    """A JSON schema node in words: 'list of integers or `auto`'."""
+    if "anyOf" in p or "oneOf" in p:
+        parts = [_kind(q) for q in p.get("anyOf", p.get("oneOf", [])) if q.get("type") != "null"]
+        return " or ".join(dict.fromkeys(parts))
+    if "const" in p:
+        return f"`{p['const']}`"
+    if "enum" in p:
+        return " / ".join(f"`{e}`" for e in p["enum"])
+    if "$ref" in p:
+        return "mapping"
+    t = p.get("type")
+    if t == "array":
+        item = _kind(p.get("items", {}))
+        plural = item in ("integer", "number", "string", "mapping")
+        return f"list of {item}s" if plural else f"list of {item}"
+    if t == "integer" and p.get("format") == "bytes":
+        return "size (bytes, or e.g. `16GiB`)"
+    if t == "object":
+        return "mapping"
+    return {"boolean": "true / false"}.get(str(t), str(t))
+
+
+def _yaml_value(v: Any, p: dict[str, Any]) -> str:
+    """A default as it would be written in the YAML file."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return f"`{str(v).lower()}`"
+    if isinstance(v, str):
+        return f"`{v}`" if v else "`''`"
+    if isinstance(v, int) and p.get("format") == "bytes":
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if v and v % (1 << shift) == 0:
+                return f"`{v >> shift}{unit}`"
+    return f"`{list(v) if isinstance(v, tuple) else v}`"
 
 
 def schema_markdown() -> str:
-    """The config reference as Markdown tables, one per section."""
+    """The config reference as Markdown tables, one per section (README's copy of it is
+    regenerated by ``make docs``; a test keeps the two equal)."""
     lines: list[str] = []
 
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
     def table(title: str, model: type[BaseModel]) -> None:
+        props = model.model_json_schema()["properties"]
         lines.append(f"**{title}** — {(model.__doc__ or '').strip().splitlines()[0]}")
         lines.append("")
-        lines.append("| key | default | description |")
-        lines.append("| --- | --- | --- |")
+        lines.append("| key | type | default | description |")
+        lines.append("| --- | --- | --- | --- |")
         for name, f in model.model_fields.items():
             if f.is_required():
                 default = "*required*"
@@ -405,8 +492,9 @@ def schema_markdown() -> str:
             elif f.default_factory is not None:
                 default = "see below"
             else:
-                default = f"`{f.default!r}`" if f.default is not None else "—"
-            lines.append(f"| `{name}` | {default} | {f.description or ''} |")
+                default = _yaml_value(f.default, props[name])
+            kind = cell(_kind(props[name]))
+            lines.append(f"| `{name}` | {kind} | {default} | {cell(f.description or '')} |")
         lines.append("")
 
     table("top level", Config)
@@ -424,6 +512,24 @@ def schema_markdown() -> str:
         params = (
             "; ".join(f"`{k}`: {f.description}" for k, f in d.params.model_fields.items()) or "none"
         )
-        lines.append(f"| `{name}` | {d.doc} | {params} |")
+        lines.append(f"| `{name}` | {cell(d.doc)} | {cell(params)} |")
     lines.append("")
     return "\n".join(lines)
+
+
+#: Markers around the generated reference in README.md.
+REFERENCE_BEGIN = "<!-- schema:begin (generated by `make docs` from pipeline/config.py) -->"
+REFERENCE_END = "<!-- schema:end -->"
+
+
+def with_reference(text: str) -> str:
+    """``text`` (a README) with the part between the reference markers regenerated."""
+    try:
+        head, rest = text.split(REFERENCE_BEGIN, 1)
+        _, tail = rest.split(REFERENCE_END, 1)
+    except ValueError:
+        raise PipelineError(
+            f"no config reference markers in the text: add a line {REFERENCE_BEGIN} and a "
+            f"line {REFERENCE_END} where the reference goes"
+        ) from None
+    return f"{head}{REFERENCE_BEGIN}\n{schema_markdown()}{REFERENCE_END}{tail}"

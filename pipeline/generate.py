@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline import backend as backends
 from pipeline import layout
+from pipeline.backend import Encoding
 from pipeline.blocks import Sink, write_unit
 from pipeline.config import Config, GenerateConfig
 from pipeline.errors import PipelineError
@@ -73,6 +74,34 @@ def _slab(shape: Shape, itemsize: int, target: int) -> Shape:
         if tail <= target:
             return (1,) * k + (max(1, min(shape[k], target // tail)),) + tuple(shape[k + 1 :])
     return tuple(shape)
+
+
+def planned_info(config: Config) -> ArrayInfo:
+    """The layout :func:`create_input` gives the input, without creating anything (plans)."""
+    g = config.input.generate
+    if g is None:
+        raise PipelineError("the config has no input.generate section")
+    from pipeline.stages import check_dtype
+
+    dtype = np.dtype(g.dtype)
+    check_dtype(dtype)
+    chunk, unit = resolve_layout(g)
+    v3 = g.zarr_format == 3
+    return ArrayInfo(
+        location=Location.of(config.input.store, config.input.storage_options),
+        path=config.input.array.strip("/"),
+        shape=tuple(g.shape),
+        dtype=dtype,
+        zarr_format=g.zarr_format,
+        chunk=chunk,
+        unit=unit,
+        sharded=unit != chunk,
+        index_at_end=True,
+        codec=g.codec.name,
+        key_prefix="c/" if v3 else "",
+        key_sep="/" if v3 else ".",
+        fill_value=0,
+    )
 
 
 def create_input(config: Config, backend: str) -> GenSpec:
@@ -150,8 +179,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
         info=info,
         block=info.unit,
         backend=encode_on,
-        level=g.codec.level,
-        checksum=g.codec.checksum,
+        encoding=Encoding(codec=g.codec.name, level=g.codec.level, checksum=g.codec.checksum),
         ledger=None,
     )
     return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)

@@ -14,13 +14,16 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cupy as cp
+import cupyx
 import numpy as np
 from nvidia import nvcomp
 
 from pipeline import stages
+from pipeline.backend import Encoding, encode_on_host
 from pipeline.layout import EMPTY, Frames
 from pipeline.storage import FrameCodec
 
@@ -62,10 +65,9 @@ class _ThreadContext:
     def pinned_buffer(self, nbytes: int, slot: str) -> np.ndarray:
         held = self.pinned.get(slot)
         if held is None or held[1].nbytes < nbytes:
-            size = max(1 << 20, int(nbytes * 1.25))
-            mem = cp.cuda.alloc_pinned_memory(size)
-            held = (mem, np.frombuffer(mem, np.uint8, size))
-            self.pinned[slot] = held
+            if held is not None:
+                _PINNED.give(held)
+            held = self.pinned[slot] = _PINNED.take(nbytes)
         return held[1][:nbytes]
 
     def decode_config(self, n: int, chunk_nbytes: int) -> Any:
@@ -79,7 +81,48 @@ class _ThreadContext:
         return dc
 
 
+class _PinnedPool:
+    """Page-locked host buffers shared by a worker's threads. Pinning memory is slow (the
+    driver maps every page), so buffers are made once, ideally before the first task
+    (:func:`warm`), and reused for the life of the worker."""
+
+    def __init__(self) -> None:
+        self._free: list[tuple[Any, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> tuple[Any, np.ndarray]:
+        with self._lock:
+            fits = [b for b in self._free if b[1].nbytes >= nbytes]
+            if fits:
+                best = min(fits, key=lambda b: b[1].nbytes)
+                self._free.remove(best)
+                return best
+        size = max(1 << 20, int(nbytes * 1.25))
+        mem = cp.cuda.alloc_pinned_memory(size)
+        return mem, np.frombuffer(mem, np.uint8, size)
+
+    def give(self, held: tuple[Any, np.ndarray]) -> None:
+        with self._lock:
+            self._free.append(held)
+
+
+_PINNED = _PinnedPool()
 _LOCAL = threading.local()
+
+
+def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -> None:
+    """Before the first task: make the page-locked buffers the threads will use, and compile
+    (or load from CuPy's cache) the kernels, so the first blocks do not all wait for that."""
+    setup()
+    held = [_PINNED.take(nbytes) for _ in range(buffers)]
+    for h in held:
+        _PINNED.give(h)
+    if chain:
+        x = cp.ones(64, dtype=chain[0].in_dtype)
+        chain_kernel(chain)(x, chain[-1].out_dtype)
+    z = cp.zeros(16, cp.uint8)
+    copy_segments(z, np.zeros(1, np.int64), z, np.ones(1, np.int64), np.ones(1, np.int64))
+    cp.cuda.Device().synchronize()
 
 
 def context() -> _ThreadContext:
@@ -268,24 +311,33 @@ class GpuBackend:
         return out.view(dtype)
 
     def encode_frames(
-        self,
-        flat: Any,
-        n_chunks: int,
-        present: np.ndarray,
-        codec: FrameCodec,
-        level: int,
-        checksum: bool,
+        self, flat: Any, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
+        """Encode on the GPU, with CPU threads taking the last ``enc.host_share`` of the frames
+        meanwhile; frames keep their order (GPU part first, then the CPU part)."""
         ctx = context()
+        codec = enc.codec
         with ctx.stream:
             raw = cp.ascontiguousarray(flat).view(cp.uint8).reshape(-1)
             step = raw.nbytes // n_chunks
             idx = np.flatnonzero(present).astype(np.int64)
-            k = len(idx)
             sizes_full = np.full(n_chunks, EMPTY, dtype=np.uint64)
-            if k == 0:
+            if len(idx) == 0:
                 return [], sizes_full
-            if codec == "zstd":
+            k_host = int(len(idx) * enc.host_share) if codec == "zstd" and enc.host_threads else 0
+            host_idx, idx = idx[len(idx) - k_host :], idx[: len(idx) - k_host]
+            host_job = None
+            staging: Any = None
+            copied: Any = None
+            lo = 0
+            if k_host:  # copy those frames' raw bytes to the host first; the GPU then encodes
+                lo, hi = int(host_idx[0]), int(host_idx[-1]) + 1
+                staging = ctx.pinned_buffer((hi - lo) * step, "host_encode")
+                raw[lo * step : hi * step].get(out=staging, stream=ctx.stream)
+                copied = cp.cuda.Event(block=True, disable_timing=True)
+                copied.record(ctx.stream)
+            k = len(idx)
+            if codec == "zstd" and k:
                 slot = _slot_size(ctx, step)
                 cbuf = cp.empty(slot * k, cp.uint8)
                 slots = np.arange(k, dtype=np.int64) * slot
@@ -293,8 +345,21 @@ class GpuBackend:
                     nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
                     out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
                 )
-                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)  # waits for the encode
+                if k_host:
+                    copied.synchronize()  # the GIL is free while we wait
+                    host_job = host_pool(enc.host_threads).submit(
+                        encode_on_host, staging, step, host_idx, enc, lo
+                    )
+                ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
                 src, src_off = cbuf, slots
+            elif codec == "zstd":
+                copied.synchronize()
+                host_job = host_pool(enc.host_threads).submit(
+                    encode_on_host, staging, step, host_idx, enc, lo
+                )
+                sizes = np.zeros(0, dtype=np.int64)
+                src, src_off = raw, np.zeros(0, dtype=np.int64)
             else:
                 sizes = np.full(k, step, dtype=np.int64)
                 src, src_off = raw, idx * step
@@ -309,7 +374,12 @@ class GpuBackend:
             body.get(out=host, stream=ctx.stream)
             ctx.stream.synchronize()
         sizes_full[idx] = sizes
-        return [host.data], sizes_full
+        parts: list[Any] = [host.data] if total else []
+        if host_job is not None:
+            host_parts, host_sizes = host_job.result()
+            sizes_full[host_idx] = host_sizes
+            parts += host_parts
+        return parts, sizes_full
 
     def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
         ctx = context()
@@ -333,6 +403,12 @@ class GpuBackend:
     def from_host(self, x: np.ndarray) -> Any:
         ctx = context()
         x = np.ascontiguousarray(x)
+        if is_pinned(x):  # page-locked already: the copy engine reads it directly
+            with ctx.stream:
+                y = cp.empty(x.shape, x.dtype)
+                y.set(x, stream=ctx.stream)
+                ctx.stream.synchronize()
+            return y
         with ctx.stream:
             staging = ctx.pinned_buffer(x.nbytes, "to_device")
             np.copyto(staging, x.reshape(-1).view(np.uint8))
@@ -341,8 +417,16 @@ class GpuBackend:
             ctx.stream.synchronize()
         return y
 
-    def to_host(self, x: Any) -> np.ndarray:
+    def to_host(self, x: Any, pinned: bool = False) -> np.ndarray:
+        """``x`` in host memory; ``pinned``: page-locked memory from CuPy's pinned pool (so the
+        copy engine writes it directly, and a later copy to the GPU is direct too)."""
         ctx = context()
+        if pinned:
+            with ctx.stream:
+                out = cupyx.empty_pinned(x.shape, x.dtype)
+                cp.ascontiguousarray(x).get(out=out, stream=ctx.stream)
+                ctx.stream.synchronize()
+            return out
         with ctx.stream:
             x = cp.ascontiguousarray(x)
             staging = ctx.pinned_buffer(x.nbytes, "to_host")
@@ -356,6 +440,18 @@ class GpuBackend:
         context().stream.synchronize()
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def host_pool(threads: int) -> ThreadPoolExecutor:
+    """The worker's CPU threads that encode a share of each block's frames."""
+    global _POOL
+    with _SETUP_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pipeline-encode")
+    return _POOL
+
+
 def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:
     cache = ctx.__dict__.setdefault("slots", {})
     slot = cache.get(chunk_nbytes)
@@ -365,6 +461,22 @@ def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:
             (ctx.codec.get_max_comp_buffer_size(nvcomp.as_array(probe)) + 15) // 16 * 16
         )
     return slot
+
+
+def is_pinned(x: np.ndarray) -> bool:
+    """Whether ``x`` lives in page-locked (CUDA-registered) host memory."""
+    try:
+        attrs = cp.cuda.runtime.pointerGetAttributes(x.ctypes.data)
+    except Exception:
+        return False
+    return bool(attrs.type == cp.cuda.runtime.memoryTypeHost)
+
+
+def pinned_copy(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` in page-locked memory (from CuPy's pinned pool)."""
+    out = cupyx.empty_pinned(x.shape, x.dtype)
+    np.copyto(out, x)
+    return out
 
 
 def memory_in_use() -> tuple[int, int]:

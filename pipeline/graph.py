@@ -62,6 +62,26 @@ def to_host(x: da.Array) -> da.Array:
     return da.map_blocks(blocks.to_host, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
 
 
+def pin(x: da.Array) -> da.Array:
+    """Host chunks copied into page-locked memory (persist it: then GPUs read it directly)."""
+    return da.map_blocks(blocks.to_pinned, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+
+
+def process(x: da.Array, chain: tuple, backend: str) -> da.Array:
+    """The stage chain over an array already in memory; the result in host memory.
+
+    NumPy chunks in, NumPy chunks out. On the GPU backend each block crosses to the device,
+    runs the fused kernel, and returns into page-locked memory (so persisted results can go
+    back to a GPU without a staging copy).
+    """
+    if backend == "cpu":
+        return apply_stages(x, chain, "cpu")
+    y = apply_stages(to_device(x), chain, "gpu")
+    return da.map_blocks(
+        blocks.to_host_pinned, y, meta=np.empty((0,) * y.ndim, dtype=chain[-1].out_dtype)
+    )
+
+
 def on(x: da.Array, backend: str) -> da.Array:
     """``x`` with chunks on ``backend``'s device, moving them only when they are elsewhere."""
     is_gpu = type(x._meta).__module__.startswith("cupy")

@@ -116,6 +116,13 @@ def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[i
     ids = tuple(range(len(facts.gpus)))
     if configured is None:
         return ids
+    if len(set(configured)) != len(configured):
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(
+            f"cluster.gpus {list(configured)} lists a GPU twice; for several workers on one GPU "
+            "start them with `dask cuda worker` and join with --scheduler"
+        )
     bad = [g for g in configured if g not in ids]
     if bad:
         from pipeline.errors import PipelineError

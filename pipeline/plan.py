@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import layout, stages
+from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -33,7 +34,9 @@ GPU_FRAME_LIMIT = 4 << 20
 AUTO_CHUNK_BYTES = 128 << 10
 #: Device bytes per task, in multiples of the block's bytes, beyond the arrays themselves:
 #: nvCOMP's batch-encode scratch (measured on an H100 at 64-256 KiB frames).
-NVCOMP_ENCODE_SCRATCH = 6.5
+NVCOMP_ENCODE_SCRATCH = 7.0
+#: Share of frames CPU threads encode beside the GPU when a worker has 8+ cores of its own.
+AUTO_HOST_SHARE = 0.25
 #: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
 WORKER_BASELINE = 400 << 20
 
@@ -90,6 +93,8 @@ class Plan:
     decode_on: str
     encode_on: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    facts: Facts | None = None
+    """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
 
     @property
     def input(self) -> ArrayInfo:
@@ -118,6 +123,7 @@ class Plan:
             "chunk": list(self.output.chunk),
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
+            "host_share": self.sink.encoding.host_share,
         }
 
     def fingerprint(self) -> str:
@@ -275,8 +281,9 @@ def make_plan(
         be, why = "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
     # -- input -------------------------------------------------------------------------------
+    check_stores_reachable(config)
     loc_in = Location.of(config.input.store, config.input.storage_options)
-    info_in = describe_array(loc_in, config.input.array)
+    info_in = _input_info(config, loc_in, notes)
     chain = stages.plan_chain(config.stage_specs(), info_in.dtype, config.integer_overflow)
     out_dtype = chain[-1].out_dtype
     ndim = len(info_in.shape)
@@ -312,6 +319,9 @@ def make_plan(
         device_budget = _resolve_budget(
             config.cluster.device_memory_limit, min(g.free_bytes for g in facts.gpus), 0.8
         )
+        # workers sharing one GPU share its budget
+        ids = config.cluster.gpus or ()
+        device_budget //= max((ids.count(i) for i in set(ids)), default=1)
     workers = _workers(config, be, facts, threads, scheduler_workers)
     host_budget = _resolve_budget(
         config.cluster.host_memory_limit, facts.host_total_bytes // max(workers, 1), 0.8
@@ -358,7 +368,9 @@ def make_plan(
         return unit_out, chunk_out, sharded, decode_on, encode_on, mem
 
     if config.chunking.block == "auto":
-        target = config.chunking.target_bytes
+        # at most target_bytes, and small enough that every thread gets about two blocks
+        per_thread = info_in.nbytes // max(1, 2 * workers * threads)
+        target = max(1, min(config.chunking.target_bytes, per_thread))
         while True:
             block = _grow(base, info_in.shape, info_in.dtype.itemsize, target)
             decided = decide(block)
@@ -423,12 +435,18 @@ def make_plan(
         fill_value=0,
     )
     source = Source(info=info_in, block=block, backend=decode_on, direct=direct)
+    share, host_threads = _host_encode(config, facts, encode_on, workers)
     sink = Sink(
         info=info_out,
         block=block,
         backend=encode_on,
-        level=config.output.codec.level,
-        checksum=config.output.codec.checksum,
+        encoding=Encoding(
+            codec=config.output.codec.name,
+            level=config.output.codec.level,
+            checksum=config.output.codec.checksum,
+            host_share=share,
+            host_threads=host_threads,
+        ),
         ledger=Ledger(loc_out, info_out.path),
     )
     cluster = ClusterPlan(
@@ -460,7 +478,47 @@ def make_plan(
         decode_on=decode_on,
         encode_on=encode_on,
         notes=tuple(notes),
+        facts=facts,
     )
+
+
+def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> tuple[float, int]:
+    """(share of frames CPU threads encode beside the GPU, threads per worker for it)."""
+    if encode_on != "gpu" or config.output.codec.name != "zstd":
+        return 0.0, 0
+    per_worker = max(1, facts.cpu_count // max(1, workers))
+    share = config.cluster.host_encode_share
+    if share == "auto":
+        share = AUTO_HOST_SHARE if per_worker >= 8 else 0.0
+    return float(share), per_worker
+
+
+def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
+    """The input's layout; for an input that ``run`` will generate first (``input.generate``
+    with ``when_missing``) and that does not exist yet, the layout it will be given."""
+    gen = config.input.generate
+    if gen is not None and gen.when_missing:
+        path = config.input.array.strip("/")
+        keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
+        if not any(loc.exists(k) for k in keys):
+            from pipeline.generate import planned_info
+
+            notes.append("the input does not exist yet: `run` generates it first")
+            return planned_info(config)
+    return describe_array(loc, config.input.array)
+
+
+def check_stores_reachable(config: Config) -> None:
+    """Refuse a ``memory://`` store that the workers could not see: it lives inside one
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it."""
+    in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
+    for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
+        if url.startswith("memory://") and not in_process:
+            raise PipelineError(
+                f"{key} {url} lives in this process's memory, which the workers' processes "
+                "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
+                "a store every worker can reach (a path, s3://...)"
+            )
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:
@@ -531,33 +589,49 @@ def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: 
 
 
 def describe(plan: Plan) -> list[tuple[str, str]]:
-    """The plan as (label, text) rows, for `pipeline plan` and the run's header."""
+    """The plan as (label, text) rows, for `pipeline plan`, `run --dry-run` and ``-v``."""
     c = plan.cluster
     m = plan.memory
+    block_bytes = math.prod(plan.block) * plan.input.dtype.itemsize
+    where = "local cluster" if c.scheduler == "local" else f"the cluster at {c.scheduler}"
     rows = [
         ("input", f"{plan.input.location.join(plan.input.path)}: {plan.input.describe()}"),
         ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
         (
-            "blocks",
-            f"{plan.n_blocks} tasks of {list(plan.block)} "
-            f"({_fmt(math.prod(plan.block) * plan.input.dtype.itemsize)} in)",
+            "workers",
+            f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
+            + (f" on GPUs {list(c.gpus)}" if c.gpus else ""),
+        ),
+        (
+            "chunking",
+            f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "
+            f"({_fmt(block_bytes)} of input each)",
         ),
         ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
-        (
-            "cluster",
-            (
-                f"{c.scheduler}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
-                + (f", GPUs {list(c.gpus)}" if c.gpus else "")
-            ),
-        ),
-        ("memory per task", f"device {_fmt(m.device_per_task)}, host {_fmt(m.host_per_task)}"),
-        (
-            "memory per worker",
-            f"device {_fmt(m.device_per_worker)} of {_fmt(m.device_budget)}, "
-            f"host {_fmt(m.host_per_worker)} of {_fmt(m.host_budget)}",
-        ),
     ]
+    threads = c.threads_per_worker
+    if plan.backend == "gpu":
+        rows.append(
+            (
+                "device memory",
+                f"{_fmt(m.device_per_task)} per task; {threads} in flight (+10%) need "
+                f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per GPU"
+                + _fits(m.device_per_worker, m.device_budget),
+            )
+        )
+    rows.append(
+        (
+            "host memory",
+            f"{_fmt(m.host_per_task)} per task; {threads} in flight + {_fmt(WORKER_BASELINE)} "
+            f"for the worker need {_fmt(m.host_per_worker)} of the {_fmt(m.host_budget)} "
+            "budget per worker" + _fits(m.host_per_worker, m.host_budget),
+        )
+    )
     rows += [("note", n) for n in plan.notes]
     return rows
+
+
+def _fits(need: int, budget: int | None) -> str:
+    return "" if budget is None else (" (fits)" if need <= budget else " (does not fit)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
@@ -21,7 +22,12 @@ def gbps(nbytes: float, seconds: float) -> float:
 
 
 class Progress:
-    """Blocks done of total, with throughput of input bytes and an ETA."""
+    """Blocks done of total, with throughput of input bytes and an ETA.
+
+    ``mode``: ``bar`` (rich, live), ``plain`` (one line every ``interval`` seconds, from a
+    timer thread so that lines keep coming while slow blocks run, and a last line at the end),
+    ``none``, or ``auto`` (a bar on a terminal, plain lines otherwise).
+    """
 
     def __init__(
         self,
@@ -42,13 +48,22 @@ class Progress:
         self.label = label
         self.done = 0
         self.t0 = time.perf_counter()
-        self._last = self.t0
         self._bar: Any = None
         self._task: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> Progress:
+        self.t0 = time.perf_counter()
         if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
@@ -56,45 +71,55 @@ class Progress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("blocks  {task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
                 TimeRemainingColumn(),
+                console=Console(file=self.stream),
                 transient=False,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        elif self.mode == "plain" and self.interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self._bar is not None:
             self._bar.__exit__(*exc)
-        elif self.mode == "plain" and exc[0] is None and self.done:
-            self._line()
+        elif self.mode == "plain" and exc[0] is None:
+            self.line()
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        now = time.perf_counter()
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, rate=self.rate_text())
-        elif self.mode == "plain" and now - self._last >= self.interval:
-            self._line()
-            self._last = now
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.line()
 
     def rate_text(self) -> str:
         elapsed = time.perf_counter() - self.t0
         return f"{gbps(self.done * self.bytes_per_block, elapsed):.2f} GB/s"
 
-    def _line(self) -> None:
-        elapsed = time.perf_counter() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        eta_s = (
-            ""
-            if self.done >= self.total
-            else (f", eta {format_time(eta)}" if eta == eta else ", eta ?")
-        )
+    def line(self) -> None:
+        """Print the plain progress line now."""
+        done, elapsed = self.done, time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0
+        pct = 100.0 * done / self.total if self.total else 100.0
+        if done >= self.total:
+            eta = ""
+        elif rate > 0:
+            eta = f", eta {format_time((self.total - done) / rate)}"
+        else:
+            eta = ", eta ?"
         print(
-            f"[{self.label}] {self.done}/{self.total} blocks ({pct:.0f}%), "
-            f"{self.rate_text()}, elapsed {format_time(elapsed)}{eta_s}",
+            f"[{self.label}] {done}/{self.total} blocks ({pct:.0f}%), "
+            f"{self.rate_text()}, elapsed {format_time(elapsed)}{eta}",
             file=self.stream,
             flush=True,
         )

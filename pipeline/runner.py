@@ -27,7 +27,7 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.ledger import RECORD
-from pipeline.plan import ClusterPlan, Plan, make_plan
+from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 
 log = logging.getLogger("pipeline")
@@ -224,17 +224,43 @@ def plan_run(config: Config) -> Plan:
     return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
 
 
+def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
+    """The per-worker set-up for this plan: budget, and (GPU) staging buffers and kernels
+    made before the first task."""
+    block_bytes = int(np.prod(plan.block)) * max(
+        plan.input.dtype.itemsize, plan.output.dtype.itemsize
+    )
+    return cluster.PipelineSetup(
+        plan.backend,
+        plan.cluster.device_budget,
+        chain=plan.chain,
+        staging_bytes=int(block_bytes * 1.05) + (1 << 20),
+    )
+
+
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
 @contextlib.contextmanager
-def _planned(config: Config) -> Iterator[tuple[Plan, Connect]]:
+def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect]]:
     """The plan, and how to get the cluster's client: a local cluster is started only when
     ``connect()`` is entered (after every check); an address is joined first, since the plan
-    needs its workers."""
+    needs its workers. A ``client`` given by the caller (e.g. a benchmark reusing warm
+    workers) is used as is and left open."""
+    if client is not None:
+        given = client
+        plan = plan_run(config)
+
+        @contextlib.contextmanager
+        def as_given() -> Iterator[Any]:
+            given.register_plugin(setup_plugin(plan))
+            yield given
+
+        yield plan, as_given
+        return
     if config.cluster.scheduler == "local":
         plan = plan_run(config)
-        yield plan, lambda: cluster.connect(plan.cluster)
+        yield plan, lambda: cluster.connect(plan.cluster, plugin=setup_plugin(plan))
         return
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
@@ -246,7 +272,7 @@ def _planned(config: Config) -> Iterator[tuple[Plan, Connect]]:
 
         @contextlib.contextmanager
         def joined() -> Iterator[Any]:
-            client.register_plugin(cluster.PipelineSetup(plan.backend, plan.cluster.device_budget))
+            client.register_plugin(setup_plugin(plan))
             yield client
 
         yield plan, joined
@@ -295,8 +321,10 @@ def _recorded_block(config: Config, options: RunOptions) -> Config:
     return config.model_copy(update={"chunking": chunking})
 
 
-def run(config: Config, options: RunOptions | None = None) -> Summary:
+def run(config: Config, options: RunOptions | None = None, client: Any = None) -> Summary:
     """Run the pipeline the config describes; the run's :class:`Summary`.
+
+    ``client``: an existing Dask client to run on (left open), instead of the config's cluster.
 
     Order: plan and check (nothing written), decide how to start from what the output holds,
     take the output's lock, start the cluster, create (or keep, on resume) the output marked
@@ -312,13 +340,15 @@ def run(config: Config, options: RunOptions | None = None) -> Summary:
         key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
         if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
             log.info("input %s is missing: generating it (input.generate)", loc.url)
-            generate_input(config)
+            generate_input(config, options.progress)
     config = _recorded_block(config, options)
-    with _planned(config) as (plan, connect):
+    with _planned(config, client) as (plan, connect):
         t_plan = time.perf_counter() - t_start
         check_not_overlapping(plan)
         check_writable(plan.output.location)
         start = decide_start(plan, options)
+        for label, text in describe(plan):
+            log.debug("plan: %s: %s", label, text)
         for note in plan.notes:
             log.warning("note: %s", note)
         if start == "done":
@@ -347,7 +377,7 @@ def run(config: Config, options: RunOptions | None = None) -> Summary:
                 t_cluster = time.perf_counter() - t0
                 dashboard = _dashboard(client, plan)
                 if dashboard:
-                    log.warning("dashboard: %s", dashboard)
+                    log.info("dashboard: %s", dashboard)
                 if start == "fresh":
                     exists = True
                     _create_output(plan)
@@ -490,8 +520,8 @@ def _create_output(plan: Plan) -> None:
         o.chunk,
         o.unit if o.sharded else None,
         o.codec or "none",
-        plan.sink.level,
-        plan.sink.checksum,
+        plan.sink.encoding.level,
+        plan.sink.encoding.checksum,
         _attrs(plan, "incomplete", {"started": _now()}),
         overwrite=False,
     )
@@ -636,7 +666,8 @@ def _summary(
         dashboard=dashboard,
         stages=[s.describe() for s in plan.chain],
         versions=versions(),
-        config=plan.config.model_dump(mode="json"),
+        hardware=plan.facts.as_dict() if plan.facts else {},
+        config=plan.config.public_dict(),
         notes=list(plan.notes),
     )
 
@@ -691,13 +722,14 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     from distributed import as_completed
 
     from pipeline.generate import create_input, generate_unit
-    from pipeline.plan import _threads, _workers
+    from pipeline.plan import _threads, _workers, check_stores_reachable
 
     if config.input.generate is None:
         raise PipelineError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data"
         )
+    check_stores_reachable(config)
     facts = Facts.local(want_gpu=config.backend != "cpu")
     if config.backend == "gpu" and not facts.gpu_usable:
         raise PipelineError(f"backend: gpu, but {facts.gpu_reason}; set backend: cpu")

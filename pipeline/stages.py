@@ -255,8 +255,14 @@ def apply_chain(chain: Sequence[BoundStage], x: Any) -> Any:
     return x
 
 
+#: Bytes of one piece in the CPU's fused evaluation: its temporaries stay in cache and below
+#: glibc's mmap threshold (128 KiB), which at 1 MiB pieces made every temporary a fresh mmap
+#: and the chain 6x slower (measured: 9.8 GB/s at 120 KiB pieces, 1.6 GB/s at 256 KiB).
+PIECE_BYTES = 120 << 10
+
+
 def apply_chain_blocked(
-    chain: Sequence[BoundStage], x: np.ndarray, out: np.ndarray, block: int = 1 << 18
+    chain: Sequence[BoundStage], x: np.ndarray, out: np.ndarray, block: int | None = None
 ) -> None:
     """CPU fused evaluation: run the whole chain over cache-sized pieces of ``x`` into ``out``.
 
@@ -265,6 +271,9 @@ def apply_chain_blocked(
     """
     xf = x.reshape(-1)
     of = out.reshape(-1)
+    if block is None:
+        widest = max(max(s.in_dtype.itemsize, s.out_dtype.itemsize) for s in chain)
+        block = max(1, PIECE_BYTES // widest)
     for start in range(0, xf.size, block):
         stop = min(start + block, xf.size)
         of[start:stop] = apply_chain(chain, xf[start:stop])

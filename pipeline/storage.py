@@ -40,11 +40,19 @@ class Location:
 
     @classmethod
     def of(cls, url: str, storage_options: dict[str, Any] | None = None) -> Location:
+        """``url``: a path, ``file://`` URL (both read as local files), or any fsspec URL;
+        ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
+        """
         if url.startswith("file://"):
             url = url[len("file://") :]
         if "://" not in url:
             url = os.path.abspath(os.path.expanduser(url))
         return cls(url, dict(storage_options or {}))
+
+    @property
+    def protocol(self) -> str:
+        """'file' for local paths, else the URL's scheme ('s3', 'memory', ...)."""
+        return "file" if self.is_local else self.url.split("://", 1)[0]
 
     @property
     def is_local(self) -> bool:
@@ -62,16 +70,19 @@ class Location:
     # -- file system -----------------------------------------------------------------------
 
     def fs(self) -> Any:
-        """The fsspec file system of a URL (cached per process)."""
+        """The fsspec file system of a URL (cached per process).
+
+        Listings are not cached: workers in other processes write the chunks and the run
+        record's markers, and a listing cached here would not show them.
+        """
         import fsspec
 
-        key = json.dumps(
-            [self.url.split("://")[0], self.storage_options], sort_keys=True, default=str
-        )
+        key = json.dumps([self.protocol, self.storage_options], sort_keys=True, default=str)
         with _FS_LOCK:
             fs = _FS_CACHE.get(key)
             if fs is None:
-                fs, _ = fsspec.url_to_fs(self.url, **self.storage_options)
+                opts = {"use_listings_cache": False, **self.storage_options}
+                fs, _ = fsspec.url_to_fs(self.url, **opts)
                 _FS_CACHE[key] = fs
         return fs
 
@@ -220,10 +231,10 @@ class Location:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             return True
-        fs = self.fs()
-        if fs.exists(path):  # object stores: best effort (no atomic create-if-absent here)
+        try:  # atomic where the store supports it (S3: a conditional PUT, If-None-Match: *)
+            self.fs().pipe_file(path, data, mode="create")
+        except FileExistsError:
             return False
-        fs.pipe_file(path, data)
         return True
 
     def writable_probe(self) -> None:

@@ -44,8 +44,20 @@ def env():
     p = cp.cuda.runtime.getDeviceProperties(0)
     rec("gpu", p["name"].decode())
     rec("mem_free_total", cp.cuda.runtime.memGetInfo())
-    for m in ("dask", "distributed", "dask_cuda", "zarr", "numcodecs", "rmm", "pydantic", "pynvml",
-              "cuda.core", "bokeh", "rich", "fsspec"):
+    for m in (
+        "dask",
+        "distributed",
+        "dask_cuda",
+        "zarr",
+        "numcodecs",
+        "rmm",
+        "pydantic",
+        "pynvml",
+        "cuda.core",
+        "bokeh",
+        "rich",
+        "fsspec",
+    ):
         try:
             mod = __import__(m, fromlist=["x"])
             rec("ver." + m, getattr(mod, "__version__", "?"))
@@ -82,14 +94,18 @@ def device():
     b = cp.empty_like(a)
     t = events_time(lambda: cp.copyto(b, a))
     rec("d2d_copy_TBps(rw)", round(2 * a.nbytes / t[0] / 1e12, 3))
-    k = cp.ElementwiseKernel("float32 x, float32 f", "float32 y",
-                             "float t = x * f; t = t * t; y = t + t;", "fused3",
-                             options=("-fmad=false",))
+    k = cp.ElementwiseKernel(
+        "float32 x, float32 f",
+        "float32 y",
+        "float t = x * f; t = t * t; y = t + t;",
+        "fused3",
+        options=("-fmad=false",),
+    )
     t = events_time(lambda: k(a, np.float32(5), b))
     rec("fused_kernel_TBps(rw)", round(2 * a.nbytes / t[0] / 1e12, 3))
     ref = ((a[:1000] * 5) ** 2) * 2
     rec("fused_kernel_exact", bool((b[:1000] == ref).all()))
-    del a, b
+    a = b = None  # free the GPU memory (not `del`: the lambdas above name them)
     cp.get_default_memory_pool().free_all_blocks()
 
 
@@ -109,16 +125,19 @@ def pcie():
             ("d2h_pinned", lambda: d.get(out=h, stream=s)),
         ]:
             ts = []
-            for i in range(4):
+            for _ in range(4):
                 s.synchronize()
                 t0 = time.perf_counter()
                 fn()
                 s.synchronize()
                 ts.append(time.perf_counter() - t0)
             rec(name + "_GBps", round(n / med(ts[1:]) / 1e9, 2))
-        for name, fn in [("h2d_pageable", lambda: d.set(page)), ("d2h_pageable", lambda: d.get(out=page))]:
+        for name, fn in [
+            ("h2d_pageable", lambda: d.set(page)),
+            ("d2h_pageable", lambda: d.get(out=page)),
+        ]:
             ts = []
-            for i in range(3):
+            for _ in range(3):
                 cp.cuda.Device().synchronize()
                 t0 = time.perf_counter()
                 fn()
@@ -130,7 +149,7 @@ def pcie():
     d2 = cp.empty(half, cp.uint8)
     s1, s2 = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
     ts = []
-    for i in range(4):
+    for _ in range(4):
         cp.cuda.Device().synchronize()
         t0 = time.perf_counter()
         d[:half].set(h[:half], stream=s1)
@@ -144,17 +163,19 @@ def pcie():
         src = page[: n // 2]
         dst = h[: n // 2]
         parts = np.array_split(np.arange(src.size // (1 << 20)), th)
-        def cp_part(p):
+
+        def cp_part(p, dst=dst, src=src):
             lo, hi = p[0] << 20, (p[-1] + 1) << 20
             np.copyto(dst[lo:hi], src[lo:hi])
+
         with ThreadPoolExecutor(th) as ex:
             ts = []
-            for i in range(3):
+            for _ in range(3):
                 t0 = time.perf_counter()
                 list(ex.map(cp_part, parts))
                 ts.append(time.perf_counter() - t0)
         rec(f"host_memcpy_{th}t_GBps", round(src.size / med(ts[1:]) / 1e9, 2))
-    del d, d2
+    d = d2 = None  # free the GPU memory
     cp.get_default_memory_pool().free_all_blocks()
 
 
@@ -167,8 +188,9 @@ def nvcomp_zstd():
     n = 256 << 20
     x = cp.random.standard_normal(n // 4, dtype=cp.float32).view(cp.uint8)
     s = cp.cuda.Stream(non_blocking=True)
-    codec = nvcomp.Codec(algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW, device_id=0,
-                         cuda_stream=s.ptr)
+    codec = nvcomp.Codec(
+        algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW, device_id=0, cuda_stream=s.ptr
+    )
     for ch in (32 << 10, 64 << 10, 128 << 10, 256 << 10):
         offs = list(range(0, n, ch))
         sz = [ch] * len(offs)
@@ -177,13 +199,12 @@ def nvcomp_zstd():
         cout = nvcomp.as_arrays(cbuf, [i * slot for i in range(len(offs))], [slot] * len(offs))
         src = nvcomp.as_arrays(x, offs, sz)
         s.synchronize()
-        used0 = pool.used_bytes()
         te, td = [], []
         out = cp.empty_like(x)
         ob = nvcomp.as_arrays(out, offs, sz)
         dc = codec.decompression_config(codec.compression_config(sz))
         peak = 0
-        for i in range(4):
+        for _ in range(4):
             s.synchronize()
             t0 = time.perf_counter()
             r = codec.encode(src, out=cout)
@@ -199,26 +220,40 @@ def nvcomp_zstd():
             td.append(time.perf_counter() - t0)
         ok = bool((out == x).all())
         ratio = n / sum(sizes)
-        rec(f"nvcomp_{ch >> 10}K", dict(enc_GBps=round(n / med(te[1:]) / 1e9, 2),
-                                         dec_GBps=round(n / med(td[1:]) / 1e9, 2),
-                                         ratio=round(ratio, 4), ok=ok, slot=slot,
-                                         pool_total_GB=round(peak / 1e9, 2)))
+        rec(
+            f"nvcomp_{ch >> 10}K",
+            dict(
+                enc_GBps=round(n / med(te[1:]) / 1e9, 2),
+                dec_GBps=round(n / med(td[1:]) / 1e9, 2),
+                ratio=round(ratio, 4),
+                ok=ok,
+                slot=slot,
+                pool_total_GB=round(peak / 1e9, 2),
+            ),
+        )
     del codec
     # threads: each its own codec+stream, 128K frames
     ch = 128 << 10
+
     def worker(nrep, res):
         st = cp.cuda.Stream(non_blocking=True)
         with st:
-            c = nvcomp.Codec(algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW, device_id=0,
-                             cuda_stream=st.ptr)
+            c = nvcomp.Codec(
+                algorithm="Zstd",
+                bitstream_kind=nvcomp.BitstreamKind.RAW,
+                device_id=0,
+                cuda_stream=st.ptr,
+            )
             xx = cp.random.standard_normal(n // 4, dtype=cp.float32).view(cp.uint8)
-            offs = list(range(0, n, ch)); sz = [ch] * len(offs)
+            offs = list(range(0, n, ch))
+            sz = [ch] * len(offs)
             slot = (c.get_max_comp_buffer_size(nvcomp.as_array(xx[:ch])) + 15) // 16 * 16
             cbuf = cp.empty(slot * len(offs), cp.uint8)
             so = [i * slot for i in range(len(offs))]
             cout = nvcomp.as_arrays(cbuf, so, [slot] * len(offs))
             src = nvcomp.as_arrays(xx, offs, sz)
-            out = cp.empty_like(xx); ob = nvcomp.as_arrays(out, offs, sz)
+            out = cp.empty_like(xx)
+            ob = nvcomp.as_arrays(out, offs, sz)
             dc = c.decompression_config(c.compression_config(sz))
             st.synchronize()
             barrier.wait()
@@ -230,6 +265,7 @@ def nvcomp_zstd():
                 st.synchronize()
             res.append(time.perf_counter() - t0)
             del c
+
     for th in (1, 2, 4, 8):
         barrier = threading.Barrier(th)
         res = []
@@ -246,20 +282,35 @@ def cpu_zstd():
     z = numcodecs.Zstd(level=1)
     x = np.random.default_rng(0).standard_normal(512 << 18, dtype=np.float32)  # 512 MiB
     ch = 128 << 10
-    parts = [x.view(np.uint8)[o:o + ch] for o in range(0, x.nbytes, ch)]
-    enc = [z.encode(p) for p in parts[:64]]
+    parts = [x.view(np.uint8)[o : o + ch] for o in range(0, x.nbytes, ch)]
     for th in (1, 8, 16):
         with ThreadPoolExecutor(th) as ex:
-            t0 = time.perf_counter(); e = list(ex.map(z.encode, parts)); te = time.perf_counter() - t0
-            t0 = time.perf_counter(); list(ex.map(z.decode, e)); td = time.perf_counter() - t0
-        rec(f"cpu_zstd1_128K_{th}t", dict(enc_GBps=round(x.nbytes / te / 1e9, 2),
-                                          dec_GBps=round(x.nbytes / td / 1e9, 2),
-                                          ratio=round(x.nbytes / sum(map(len, e)), 4)))
-    big = [x.view(np.uint8)[o:o + (64 << 20)] for o in range(0, x.nbytes, 64 << 20)]
+            t0 = time.perf_counter()
+            e = list(ex.map(z.encode, parts))
+            te = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            list(ex.map(z.decode, e))
+            td = time.perf_counter() - t0
+        rec(
+            f"cpu_zstd1_128K_{th}t",
+            dict(
+                enc_GBps=round(x.nbytes / te / 1e9, 2),
+                dec_GBps=round(x.nbytes / td / 1e9, 2),
+                ratio=round(x.nbytes / sum(map(len, e)), 4),
+            ),
+        )
+    big = [x.view(np.uint8)[o : o + (64 << 20)] for o in range(0, x.nbytes, 64 << 20)]
     with ThreadPoolExecutor(8) as ex:
-        t0 = time.perf_counter(); e = list(ex.map(z.encode, big)); te = time.perf_counter() - t0
-        t0 = time.perf_counter(); list(ex.map(z.decode, e)); td = time.perf_counter() - t0
-    rec("cpu_zstd1_64M_8t", dict(enc_GBps=round(x.nbytes / te / 1e9, 2), dec_GBps=round(x.nbytes / td / 1e9, 2)))
+        t0 = time.perf_counter()
+        e = list(ex.map(z.encode, big))
+        te = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        list(ex.map(z.decode, e))
+        td = time.perf_counter() - t0
+    rec(
+        "cpu_zstd1_64M_8t",
+        dict(enc_GBps=round(x.nbytes / te / 1e9, 2), dec_GBps=round(x.nbytes / td / 1e9, 2)),
+    )
 
 
 def files():
@@ -270,23 +321,39 @@ def files():
     for root in ("/dev/shm/probe", "/tmp/probe"):
         os.makedirs(root, exist_ok=True)
         for th in (1, 8):
-            def w(i):
+
+            def w(i, root=root):
                 with open(f"{root}/f{i}", "wb") as f:
                     f.write(data)
-            def r(i):
+
+            def r(i, root=root):
                 buf = bytearray(len(data))
                 with open(f"{root}/f{i}", "rb") as f:
                     f.readinto(buf)
+
             with ThreadPoolExecutor(th) as ex:
-                t0 = time.perf_counter(); list(ex.map(w, range(32))); tw = time.perf_counter() - t0
-                t0 = time.perf_counter(); list(ex.map(r, range(32))); tr = time.perf_counter() - t0
-            rec(f"files_{root.split('/')[1]}_{th}t", dict(write_GBps=round(32 * len(data) / tw / 1e9, 2),
-                                                          read_cached_GBps=round(32 * len(data) / tr / 1e9, 2)))
+                t0 = time.perf_counter()
+                list(ex.map(w, range(32)))
+                tw = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                list(ex.map(r, range(32)))
+                tr = time.perf_counter() - t0
+            rec(
+                f"files_{root.split('/')[1]}_{th}t",
+                dict(
+                    write_GBps=round(32 * len(data) / tw / 1e9, 2),
+                    read_cached_GBps=round(32 * len(data) / tr / 1e9, 2),
+                ),
+            )
         shutil.rmtree(root)
-    out = subprocess.run("df -h /tmp /dev/shm; cat /proc/meminfo | head -3; lsblk 2>/dev/null | head; "
-                         "dd if=/dev/zero of=/tmp/ddtest bs=64M count=48 oflag=direct 2>&1 | tail -1; "
-                         "dd if=/tmp/ddtest of=/dev/null bs=64M iflag=direct 2>&1 | tail -1; rm -f /tmp/ddtest",
-                         shell=True, capture_output=True, text=True)
+    out = subprocess.run(
+        "df -h /tmp /dev/shm; cat /proc/meminfo | head -3; lsblk 2>/dev/null | head; "
+        "dd if=/dev/zero of=/tmp/ddtest bs=64M count=48 oflag=direct 2>&1 | tail -1; "
+        "dd if=/tmp/ddtest of=/dev/null bs=64M iflag=direct 2>&1 | tail -1; rm -f /tmp/ddtest",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
     rec("disk", out.stdout + out.stderr)
 
 
@@ -300,6 +367,7 @@ def cluster():
         rec("cluster_start_s", round(time.perf_counter() - t0, 2))
         rec("cluster_workers", n)
         import cupy as cp
+
         rec("worker_cupy_sum", cl.submit(lambda: float(cp.arange(10).sum())).result())
 
 

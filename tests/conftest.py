@@ -46,9 +46,16 @@ def xp(request: Any) -> Any:
     return cupy
 
 
-def make_array(path: Path | str, data: np.ndarray, chunks: tuple, zarr_format: int = 3,
-               shards: tuple | None = None, compressor: Any = "zstd", name: str | None = None,
-               **kw: Any) -> Any:
+def make_array(
+    path: Path | str,
+    data: np.ndarray,
+    chunks: tuple,
+    zarr_format: int = 3,
+    shards: tuple | None = None,
+    compressor: Any = "zstd",
+    name: str | None = None,
+    **kw: Any,
+) -> Any:
     """Write ``data`` as a Zarr array with Zarr itself (not the pipeline's writer)."""
     import numcodecs
     import zarr
@@ -58,9 +65,18 @@ def make_array(path: Path | str, data: np.ndarray, chunks: tuple, zarr_format: i
         comp = {"zstd": ZstdCodec(level=1), "blosc": BloscCodec(), None: None}[compressor]
     else:
         comp = {"zstd": numcodecs.Zstd(level=1), "blosc": numcodecs.Blosc(), None: None}[compressor]
-    arr = zarr.create_array(store=str(path), name=name, shape=data.shape, dtype=data.dtype,
-                            chunks=chunks, shards=shards, compressors=comp, zarr_format=zarr_format,
-                            overwrite=True, **kw)
+    arr = zarr.create_array(
+        store=str(path),
+        name=name,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks,
+        shards=shards,
+        compressors=comp,
+        zarr_format=zarr_format,
+        overwrite=True,
+        **kw,
+    )
     arr[...] = data
     return arr
 
@@ -71,8 +87,13 @@ def read_array(path: Path | str, name: str | None = None) -> np.ndarray:
     return zarr.open_array(store=str(path), path=name or "", mode="r")[...]
 
 
-def write_config(tmp: Path, input_store: Path | str, output_store: Path | str,
-                 name: str = "run.yaml", **sections: Any) -> Path:
+def write_config(
+    tmp: Path,
+    input_store: Path | str,
+    output_store: Path | str,
+    name: str = "run.yaml",
+    **sections: Any,
+) -> Path:
     """A config file for a small CPU run on a 2-worker LocalCluster (override any section)."""
     cfg: dict[str, Any] = {
         "input": {"store": str(input_store)},

@@ -19,13 +19,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("dtype", "shape", "chunks"), CASES,
-                         ids=[f"{d}-{len(s)}d" for d, s, _ in CASES])
+@pytest.mark.parametrize(
+    ("dtype", "shape", "chunks"), CASES, ids=[f"{d}-{len(s)}d" for d, s, _ in CASES]
+)
 def test_run_matches_numpy(tmp_path, cli, dtype, shape, chunks) -> None:
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     make_array(tmp_path / "in.zarr", x, chunks)
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr",
-                       chunking={"target_bytes": 100_000})
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", chunking={"target_bytes": 100_000}
+    )
     rc, out, err = cli("run", cfg, "--progress", "plain")
     assert rc == 0, err
     y = read_array(tmp_path / "out.zarr")
@@ -83,9 +85,13 @@ def test_array_inside_a_group(tmp_path, cli) -> None:
     x = np.arange(1000, dtype=np.float64).reshape(10, 100)
     g = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
     g.create_array("fields/temp", shape=x.shape, chunks=(3, 100), dtype=x.dtype)[...] = x
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr",
-                       input={"store": str(tmp_path / "in.zarr"), "array": "fields/temp"},
-                       output={"store": str(tmp_path / "out.zarr"), "array": "result"})
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "in.zarr"), "array": "fields/temp"},
+        output={"store": str(tmp_path / "out.zarr"), "array": "result"},
+    )
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     assert np.array_equal(read_array(tmp_path / "out.zarr", "result"), reference(x))
@@ -93,10 +99,19 @@ def test_array_inside_a_group(tmp_path, cli) -> None:
 
 def test_generate_then_run_then_verify(tmp_path, cli) -> None:
     cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr",
-        input={"store": str(tmp_path / "in.zarr"),
-               "generate": {"shape": [30, 20, 11], "dtype": "float32", "seed": 7,
-                            "shards": [8, 20, 11], "chunks": [2, 20, 11]}},
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={
+            "store": str(tmp_path / "in.zarr"),
+            "generate": {
+                "shape": [30, 20, 11],
+                "dtype": "float32",
+                "seed": 7,
+                "shards": [8, 20, 11],
+                "chunks": [2, 20, 11],
+            },
+        },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
     assert rc == 0, err

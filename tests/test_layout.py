@@ -9,8 +9,9 @@ from pipeline import layout
 from pipeline.blocks import present_mask
 
 
-@pytest.mark.parametrize(("unit", "chunk"), [((4, 6, 8), (2, 3, 4)), ((8,), (2,)),
-                                             ((6, 10), (1, 10)), ((6, 10), (3, 5))])
+@pytest.mark.parametrize(
+    ("unit", "chunk"), [((4, 6, 8), (2, 3, 4)), ((8,), (2,)), ((6, 10), (1, 10)), ((6, 10), (3, 5))]
+)
 def test_frames_round_trip(xp, unit, chunk) -> None:
     b = xp.arange(int(np.prod(unit))).reshape(unit)
     flat = layout.unit_to_frames(b, chunk)

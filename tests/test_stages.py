@@ -9,8 +9,11 @@ from pipeline import stages
 from pipeline.errors import PipelineError
 from tests.conftest import reference
 
-SEED = [("multiply", stages.MultiplyParams(factor=5)), ("square", stages.StageParams()),
-        ("add", stages.AddParams())]
+SEED = [
+    ("multiply", stages.MultiplyParams(factor=5)),
+    ("square", stages.StageParams()),
+    ("add", stages.AddParams()),
+]
 
 
 def test_registry_has_the_seed_stages() -> None:
@@ -45,11 +48,14 @@ def test_nan_and_inf_flow_through_as_ieee_says() -> None:
     assert np.isnan(out[0]) and out[1] == np.inf and out[2] == np.inf and out[3] == np.inf
 
 
-@pytest.mark.parametrize(("dtype", "expect"), [
-    ("int8", ["int16", "int32", "int32"]),
-    ("uint8", ["uint16", "uint32", "uint32"]),
-    ("int16", ["int32", "int64", "int64"]),
-])
+@pytest.mark.parametrize(
+    ("dtype", "expect"),
+    [
+        ("int8", ["int16", "int32", "int32"]),
+        ("uint8", ["uint16", "uint32", "uint32"]),
+        ("int16", ["int32", "int64", "int64"]),
+    ],
+)
 def test_promote_policy_widens_to_hold_the_worst_case(dtype: str, expect: list[str]) -> None:
     chain = stages.plan_chain(SEED, np.dtype(dtype), "promote")
     assert [s.out_dtype.name for s in chain] == expect
@@ -69,14 +75,16 @@ def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
     with pytest.raises(PipelineError, match="can overflow int8"):
         stages.plan_chain(SEED, np.dtype("int8"), "error")
     # a chain that cannot overflow passes under the same policy
-    chain = stages.plan_chain([("multiply", stages.MultiplyParams(factor=1))], np.dtype("int64"),
-                              "error")
+    chain = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=1))], np.dtype("int64"), "error"
+    )
     assert chain[0].out_dtype == np.dtype("int64")
     # adding any non-zero scalar to a full-range integer can overflow it
     with pytest.raises(PipelineError, match="can overflow int16"):
         stages.plan_chain([("add", stages.AddParams(value=1))], np.dtype("int16"), "error")
-    assert stages.plan_chain([("add", stages.AddParams(value=1))], np.dtype("int16"),
-                             "promote")[0].out_dtype == np.dtype("int32")
+    assert stages.plan_chain([("add", stages.AddParams(value=1))], np.dtype("int16"), "promote")[
+        0
+    ].out_dtype == np.dtype("int32")
 
 
 def test_float_scalar_on_integers_follows_numpy() -> None:
@@ -129,4 +137,5 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
         ref = stages.apply_chain(chain, x)
     assert y.dtype == ref.dtype
     assert np.array_equal(y.view(np.uint8), ref.view(np.uint8)) or np.array_equal(
-        y, ref, equal_nan=True)
+        y, ref, equal_nan=True
+    )

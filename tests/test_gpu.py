@@ -1,0 +1,198 @@
+"""The GPU path on the GPU host (``pytest -m gpu``): same results as NumPy, to the bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.conftest import make_array, read_array, reference, write_config
+
+pytestmark = pytest.mark.gpu
+
+GPU = {"backend": "gpu", "cluster": {"threads_per_worker": 4, "dashboard": ""}}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "chunks", "shards"),
+    [
+        ("float32", (100_003,), (1_000,), (9_000,)),
+        ("float64", (100_003,), (1_000,), (9_000,)),
+        ("float32", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
+        ("float64", (37, 41, 29), (2, 16, 29), (8, 32, 29)),
+    ],
+    ids=["f32-1d", "f64-1d", "f32-3d", "f64-3d"],
+)
+def test_gpu_run_matches_numpy(tmp_path, cli, dtype, shape, chunks, shards) -> None:
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    x.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    make_array(tmp_path / "in.zarr", x, chunks, shards=shards)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert "backend gpu" in out.replace("  ", " ").replace("backend  ", "backend ") or "gpu" in out
+    y = read_array(tmp_path / "out.zarr")
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = reference(x)
+    assert np.array_equal(y, ref, equal_nan=True)
+    import json
+
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["backend"] == "gpu" and s["nan"] == 1 and s["posinf"] == 2
+    assert 0 < s["peak_device_bytes"] <= s["device_budget"]
+
+
+@pytest.mark.parametrize("layout", ["unsharded-small", "unsharded-big", "v2", "blosc"])
+def test_gpu_decode_paths(tmp_path, cli, layout) -> None:
+    """Small frames decode on the GPU; big frames and other codecs on the CPU, then move."""
+    x = np.random.default_rng(1).standard_normal((64, 4096)).astype(np.float32)
+    if layout == "unsharded-small":
+        make_array(tmp_path / "in.zarr", x, (8, 4096))
+    elif layout == "unsharded-big":  # 8 MiB chunks: too large for nvCOMP, CPU decodes
+        x = np.random.default_rng(1).standard_normal((1024, 4096)).astype(np.float32)
+        make_array(tmp_path / "in.zarr", x, (512, 4096))
+    elif layout == "v2":
+        make_array(tmp_path / "in.zarr", x, (8, 4096), zarr_format=2)
+    else:
+        make_array(tmp_path / "in.zarr", x, (8, 4096), compressor="blosc")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_gpu_integer_promotion(tmp_path, cli) -> None:
+    x = np.random.default_rng(2).integers(-128, 127, (300, 70), dtype=np.int8)
+    make_array(tmp_path / "in.zarr", x, (10, 70))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    y = read_array(tmp_path / "out.zarr")
+    assert y.dtype == np.int32
+    assert np.array_equal(y, reference(x.astype(np.int32)))
+
+
+def test_cpu_and_gpu_give_the_same_output(tmp_path, cli) -> None:
+    x = np.random.default_rng(3).standard_normal((50, 33, 17)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 33, 17), shards=(20, 33, 17))
+    outs = {}
+    for be in ("cpu", "gpu"):
+        extra = GPU if be == "gpu" else {}
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / f"{be}.zarr", name=f"{be}.yaml", **extra
+        )
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        outs[be] = read_array(tmp_path / f"{be}.zarr")
+    assert np.array_equal(outs["cpu"], outs["gpu"])
+    assert np.array_equal(outs["gpu"], reference(x))
+
+
+def test_gpu_generate_and_verify(tmp_path, cli) -> None:
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        **GPU,
+        input={
+            "store": str(tmp_path / "in.zarr"),
+            "generate": {
+                "shape": [64, 256, 256],
+                "dtype": "float32",
+                "seed": 3,
+                "shards": [16, 256, 256],
+            },
+        },
+    )
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    x = read_array(tmp_path / "in.zarr")
+    assert abs(float(x.std()) - 1.0) < 0.01
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, err + out
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert (
+        zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["encoded_on"]
+        == "gpu"
+    )
+
+
+def test_gpu_workers_share_one_gpu(tmp_path, cli) -> None:
+    """Three `dask cuda worker` processes on one GPU, joined by address: the N-worker path."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    x = np.random.default_rng(4).standard_normal((96, 1000)).astype(np.float64)
+    make_array(tmp_path / "in.zarr", x, (4, 1000), shards=(8, 1000))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            env=env,
+        )
+    ]
+    try:
+        time.sleep(2)
+        for _ in range(3):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dask_cuda.cli",
+                        addr,
+                        "--nthreads",
+                        "2",
+                        "--no-dashboard",
+                    ],
+                    env=env,
+                )
+            )
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            backend="gpu",
+            cluster={"scheduler": addr, "timeout": 60},
+        )
+        from distributed import Client
+
+        with Client(addr, timeout=60) as c:
+            c.wait_for_workers(3, timeout=90)
+        rc, out, err = cli("run", cfg)
+        assert rc == 0, err
+        assert "3 x 2 threads" in out
+        assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_cuda_visible_devices_subset(tmp_path, cli, monkeypatch) -> None:
+    """The local GPU cluster honours CUDA_VISIBLE_DEVICES (here: the first GPU only)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    x = np.random.default_rng(5).standard_normal((40, 100)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 100))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, out, err = cli("run", cfg)
+    assert rc == 0, err
+    assert "on GPUs [0]" in out
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

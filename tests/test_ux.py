@@ -1,0 +1,219 @@
+"""What Dask and Zarr users expect around a run: progress, dashboard, reports, plans, logging."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.report import Progress
+from tests.conftest import make_array, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[np.ndarray, Path]:
+    """A 12-block float32 input and a config that runs it on 2 local worker processes."""
+    x = np.random.default_rng(0).standard_normal((48, 64, 16)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 64, 16))
+    return x, _config(tmp_path)
+
+
+def _config(tmp_path: Path, **sections: Any) -> Path:
+    """The config of the ``small`` input: blocks of one stored chunk (16 KiB) each."""
+    sections.setdefault("chunking", {"target_bytes": 16 << 10})
+    return write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **sections)
+
+
+def test_plain_progress_prints_at_a_steady_interval() -> None:
+    out = io.StringIO()
+    with Progress(4, 2e6, mode="plain", interval=0.02, stream=out) as p:
+        time.sleep(0.15)  # no block finishes, yet lines keep coming
+        p.advance(3)
+        time.sleep(0.05)
+        p.advance()
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 5, lines
+    assert lines[0].startswith("[run] 0/4 blocks (0%), 0.00 GB/s") and "eta ?" in lines[0]
+    assert re.fullmatch(r"\[run\] 4/4 blocks \(100%\), \d+\.\d\d GB/s, elapsed .*", lines[-1])
+    assert any(line.startswith("[run] 3/4 blocks (75%)") and "eta" in line for line in lines)
+
+
+def test_bar_mode_draws_blocks_and_rate() -> None:
+    out = io.StringIO()
+    with Progress(3, 1e9, mode="bar", stream=out) as p:
+        for _ in range(3):
+            p.advance()
+    assert re.search(r"3/3 blocks\s+\d+\.\d\d GB/s", out.getvalue()), out.getvalue()
+
+
+def test_run_prints_dashboard_then_plain_progress(tmp_path, cli, small) -> None:
+    assert small  # the input exists
+    cfg = _config(tmp_path, cluster={"dashboard": ":0"})
+    rc, out, err = cli("run", cfg, "--progress", "plain", "--progress-interval", "0.01")
+    assert rc == 0, err
+    lines = err.splitlines()
+    assert re.fullmatch(r"dashboard: http://\S+:\d+/status", lines[0]), err
+    progress = [line for line in lines if line.startswith("[run] ")]
+    assert progress and progress[-1].startswith("[run] 12/12 blocks (100%)"), err
+    assert all("GB/s" in line and "blocks" in line for line in progress)
+    assert "dashboard" in out  # and in the summary
+
+
+def test_report_and_summary_json(tmp_path, cli, small) -> None:
+    pytest.importorskip("bokeh")  # a dependency; absent only in hand-made environments
+    x, cfg = small
+    report, summary_path = tmp_path / "report.html", tmp_path / "summary.json"
+    rc, _, err = cli("run", cfg, "--report", report, "--summary-json", summary_path)
+    assert rc == 0, err
+    html = report.read_text()
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "Dask Performance Report" in html
+    assert "bokeh" in html.lower()
+    s = json.loads(summary_path.read_text())
+    assert s["status"] == "complete"
+    assert s["config"]["stages"][0] == {"op": "multiply", "factor": 5}
+    assert s["config"]["input"]["store"] == str(tmp_path / "in.zarr")
+    assert {"python", "pipeline", "dask", "distributed", "zarr", "numpy"} <= set(s["versions"])
+    hw = s["hardware"]
+    assert hw["cpus"] >= 1 and hw["host_memory_bytes"] > 0 and hw["hostname"]
+    assert {"plan", "cluster", "compute", "finish", "total"} <= set(s["seconds"])
+    assert all(v >= 0 for v in s["seconds"].values())
+    assert s["seconds"]["total"] >= s["seconds"]["compute"] > 0
+    assert s["bytes_in"] == s["bytes_out"] == x.nbytes
+    assert s["stored_bytes_read"] > 0 and s["stored_bytes_written"] > 0
+    assert s["gbps_in"] > 0
+    assert s["peak_host_bytes"] > 0 and s["peak_device_bytes"] is None
+    assert s["blocks_done"] == s["blocks_total"] == 12
+    assert s["backend"] == "cpu" and s["workers"] == 2
+
+
+PLAN_ITEMS = ("input", "output", "output now", "stages", "backend", "workers", "chunking")
+
+
+@pytest.mark.parametrize("how", ["plan", "dry-run"])
+def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={
+            "store": str(tmp_path / "in.zarr"),
+            "generate": {
+                "shape": [40, 30],
+                "chunks": [5, 30],
+                "shards": [10, 30],
+                "when_missing": True,
+            },
+        },
+    )
+    args = ("plan", cfg) if how == "plan" else ("run", cfg, "--dry-run")
+    t0 = time.perf_counter()
+    rc, out, err = cli(*args)
+    assert rc == 0, err
+    assert time.perf_counter() - t0 < 5  # no cluster is started
+    assert not (tmp_path / "in.zarr").exists() and not (tmp_path / "out.zarr").exists()
+    assert "nothing computed" in out
+    rows = dict(re.findall(r"^  (\S+(?: \S+)?)\s{2,}(.*)$", out, re.M))
+    assert set(PLAN_ITEMS) <= set(rows), out
+    assert rows["input"].startswith(f"{tmp_path / 'in.zarr'}: [40, 30] float32, chunks [5, 30]")
+    assert rows["output"].startswith(str(tmp_path / "out.zarr"))
+    assert rows["output now"].startswith("absent")
+    assert rows["stages"] == (
+        "multiply(factor=5) float32 -> float32; square() float32 -> float32; "
+        "add() float32 -> float32"
+    )
+    assert rows["backend"].startswith("cpu")
+    assert rows["workers"] == "local cluster: 2 worker(s) x 1 thread(s)"
+    assert re.match(r"\d+ task\(s\), one per block of \[\d+, 30\]", rows["chunking"])
+    assert re.match(
+        r".* per task; 1 in flight .* of the .* budget per worker \(fits\)", rows["host memory"]
+    )
+    assert "does not exist yet" in out  # the note: `run` would generate it
+
+
+def test_plan_of_a_generated_input_matches_the_generated_layout(tmp_path, cli) -> None:
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={
+            "store": str(tmp_path / "in.zarr"),
+            "generate": {
+                "shape": [30, 20, 7],
+                "shards": [10, 20, 7],
+                "chunks": [2, 20, 7],
+                "when_missing": True,
+            },
+        },
+    )
+    from pipeline import plan
+    from pipeline.config import load_config
+
+    before = plan(load_config(cfg))
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    after = plan(load_config(cfg))
+    assert before.input == after.input and before.block == after.block
+    assert before.notes != after.notes  # only the "does not exist yet" note differs
+
+
+def test_plan_says_what_run_would_do_with_an_existing_output(tmp_path, cli, small) -> None:
+    _, cfg = small
+    assert cli("run", cfg)[0] == 0
+    rc, out, _ = cli("plan", cfg)
+    assert rc == 0 and re.search(r"output now\s+complete: `run --overwrite` replaces it", out)
+
+
+def _pipeline(*args: str | Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+#: What Dask's scheduler, nanny and worker processes say at INFO level.
+CHATTER = re.compile(r"distributed\.|Start worker|Register worker|Scheduler at|Nanny|Listening")
+
+
+def test_default_output_has_no_dask_chatter_and_quiet_has_no_info(tmp_path, small) -> None:
+    cfg = _config(tmp_path, cluster={"dashboard": ":0"})
+    r = _pipeline("run", cfg, "--progress-interval", "0.01")  # not a terminal: plain lines
+    assert r.returncode == 0, r.stderr
+    assert not CHATTER.search(r.stderr), r.stderr
+    assert "dashboard: http" in r.stderr and "[run] 12/12 blocks" in r.stderr
+    assert "run summary" in r.stdout
+    r = _pipeline("run", cfg, "--overwrite", "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # no info lines, no progress
+    assert "run summary" in r.stdout and "complete" in r.stdout
+
+
+def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, small) -> None:
+    _, cfg = small
+    rc, _, err = cli("-v", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert "plan: stages: multiply(factor=5) float32 -> float32" in err
+    rc, out, err = cli("run", tmp_path / "missing.yaml", "-q")
+    assert rc == 1 and err.startswith("error: config file not found") and out == ""
+
+
+def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
+    """`make run` twice: configs/default.yaml says output.overwrite: true."""
+    cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})
+    assert cli("run", cfg)[0] == 0
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
