@@ -258,8 +258,10 @@ def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
         written += write_unit(be, sink, u, data)
     be.synchronize()
     if sink.ledger is not None:
+        counts = {"elements": int(y.size), "bytes_written": int(written)}
+        counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
         with _timed("write"):
-            sink.ledger.mark(block_index)
+            sink.ledger.mark(block_index, counts)
     t = _take_tally()
     micros = [int(t.get(k, 0.0) * 1e6) for k in ("read", "decode", "stages", "encode", "write")]
     stats = np.array(

@@ -110,11 +110,21 @@ def _setup_logging(args: argparse.Namespace) -> None:
     log.setLevel(level)
     log.propagate = False
     dask_level = logging.INFO if args.verbose >= 2 else logging.ERROR
-    logging.getLogger("distributed").setLevel(dask_level)
     if args.verbose >= 2:
         from pipeline import cluster
 
         cluster.DASK_LOG_LEVEL = dask_level
+    # In this process, distributed's loggers (distributed.client has a level of its own in
+    # Dask's logging config) report a lost scheduler with tracebacks; the run says it in one
+    # line. Quiet unless -vv.
+    driver_level = dask_level if args.verbose >= 2 else logging.CRITICAL
+    logging.getLogger("distributed").setLevel(driver_level)
+    if args.command in ("run", "generate", "plan", "verify"):
+        import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
+
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(driver_level)
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -204,6 +214,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             "complete": "complete: `run --overwrite` replaces it",
             "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
             "foreign": "something else is there: `run --overwrite` replaces it",
+            "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
+            "not-zarr": "a directory of other files, which `run` never deletes: choose another",
         }[output_state(p)]
         plan_rows = describe(p)
         plan_rows.insert(2, ("output now", now))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -42,14 +43,19 @@ class PipelineSetup(WorkerPlugin):
         interval: float = 0.05,
         chain: Any = None,
         staging_bytes: int = 0,
+        ignore_sigint: bool = False,
     ):
         self.backend = backend
         self.device_budget = device_budget
         self.interval = interval
         self.chain = chain
         self.staging_bytes = staging_bytes
+        self.ignore_sigint = ignore_sigint
 
     def setup(self, worker: Any) -> None:
+        if self.ignore_sigint and threading.current_thread() is threading.main_thread():
+            # a worker the nanny restarted (after a crash) did not inherit the ignored SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
             from pipeline import gpu
 
@@ -140,15 +146,24 @@ def connect(
     cluster = None
     client = None
     try:
-        if plan_cluster.scheduler == "local":
-            cluster = _start_local(plan_cluster, level)
+        local = plan_cluster.scheduler == "local"
+        if local:
+            with _children_ignore_sigint():
+                try:
+                    cluster = _start_local(plan_cluster, level)
+                except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+                    raise PipelineError(
+                        f"the local Dask cluster did not start ({e}); check the config's "
+                        "cluster section (dashboard address, workers, memory limits)"
+                    ) from None
             client = Client(cluster)
             want = plan_cluster.workers
             client.wait_for_workers(want, timeout=120)
         else:
             client = join(plan_cluster.scheduler, plan_cluster.timeout)
         client.register_plugin(
-            plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
+            _with_sigint(plugin, local)
+            or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=local)
         )
         yield client
     finally:
@@ -158,6 +173,30 @@ def connect(
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=20)
+
+
+def _with_sigint(plugin: WorkerPlugin | None, ignore: bool) -> WorkerPlugin | None:
+    """``plugin``, set to ignore SIGINT in restarted workers of a cluster this process owns."""
+    if isinstance(plugin, PipelineSetup):
+        plugin.ignore_sigint = ignore
+    return plugin
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start the local workers with SIGINT ignored, which they inherit (Python leaves an
+    inherited ignored SIGINT alone). Ctrl-C at a terminal signals the whole process group;
+    this way it reaches only the run, which cancels the work and closes the cluster, instead of
+    also killing every worker with a traceback. A Ctrl-C while the workers start is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python; Python's own is the best stand-in
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 def join(address: str, timeout: float) -> Client:
@@ -185,6 +224,9 @@ def join(address: str, timeout: float) -> Client:
 def _start_local(p: Any, level: int) -> Any:
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     dashboard = p.dashboard or None
+    # No dashboard still starts the scheduler's HTTP server (health, metrics), on 8787 unless
+    # told otherwise: a free port, so two runs on one host do not collide (or warn).
+    no_dashboard = {} if dashboard else {"scheduler_kwargs": {"dashboard_address": ":0"}}
     if p.backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
@@ -205,6 +247,7 @@ def _start_local(p: Any, level: int) -> Any:
             dashboard_address=dashboard,
             silence_logs=level,
             local_directory=local_dir,
+            **no_dashboard,
             **kwargs,
         )
     from distributed import LocalCluster
@@ -217,4 +260,5 @@ def _start_local(p: Any, level: int) -> Any:
         dashboard_address=dashboard,
         silence_logs=level,
         local_directory=local_dir,
+        **no_dashboard,
     )

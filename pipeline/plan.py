@@ -9,6 +9,7 @@ the numbers and a block size that would fit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -107,13 +108,16 @@ class Plan:
     def block_grid(self) -> Shape:
         return layout.grid_shape(self.input.shape, self.block)
 
-    def fingerprint(self) -> str:
-        """What must not change between a run and its resume: input, output, stages, layout,
-        and where frames are encoded (the GPU and CPU encoders write different bytes)."""
+    @functools.cached_property
+    def identity(self) -> dict[str, Any]:
+        """What must not change between a run and its resume: input (where, and its metadata
+        and files), output (where, codec), stages, layout, and where frames are encoded (the
+        GPU and CPU encoders write different bytes). Paths are resolved, so the same store
+        spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
-        doc = {
-            "input": [c.input.store, c.input.array, _input_identity(self.input)],
-            "output": [c.output.store, c.output.array, c.output.codec.model_dump()],
+        return {
+            "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
+            "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
             "stages": [s.describe() for s in self.chain],
             "block": list(self.block),
             "chunk": list(self.output.chunk),
@@ -121,6 +125,10 @@ class Plan:
             "encode_on": self.encode_on,
             "host_share": self.sink.encoding.host_share,
         }
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`identity`."""
+        doc = self.identity
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -554,19 +562,28 @@ def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: 
             mem.host_budget or 0,
             mem.host_per_task,
         )
+    base = WORKER_BASELINE if kind == "host" else 0
+    base_text = f"{_fmt(base)} for the worker process + " if base else ""
+    sums = (
+        f"{base_text}{threads} task(s) in flight x {_fmt(per)} per block of {list(block)} "
+        f"= {_fmt(need)} > {_fmt(budget)}"
+    )
+    if budget <= base:
+        return (
+            f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
+            f"hold a worker process: raise cluster.{kind}_memory_limit above {_fmt(need)}"
+        )
     # a block that would fit: scale the first axis down by the overshoot
-    spare = budget - (WORKER_BASELINE if kind == "host" else 0)
-    ratio = max(spare, 0) / max(need - (WORKER_BASELINE if kind == "host" else 0), 1)
+    ratio = (budget - base) / max(need - base, 1)
     fit = list(block)
     fit[0] = max(1, int(block[0] * ratio))
     hint = (
         f"a block of {fit} would fit (set chunking.block, and output shards that divide it)"
-        if fit[0] >= 1 and ratio > 0
-        else "raise the budget"
+        if block[0] * ratio >= 1
+        else "smaller blocks would not fit either"
     )
     return (
-        f"the plan does not fit the {kind} memory budget: {threads} task(s) in flight x "
-        f"{_fmt(per)} per block of {list(block)} = {_fmt(need)} > {_fmt(budget)}; {hint}, "
+        f"the plan does not fit the {kind} memory budget: {sums}; {hint}, "
         f"lower cluster.threads_per_worker, or raise cluster.{kind}_memory_limit"
     )
 

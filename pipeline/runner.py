@@ -9,11 +9,13 @@ interrupted run leaves a record that ``--resume`` continues from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import errno
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
+from pipeline.ledger import RECORD
 from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 
@@ -92,13 +95,26 @@ def check_writable(loc: storage.Location) -> None:
 
 
 def output_state(plan: Plan) -> str:
-    """'absent', 'complete', 'incomplete' (ours, interrupted) or 'foreign' (something else)."""
+    """What is at the output now:
+
+    * 'absent': nothing, or only this pipeline's run record (a run that stopped before it
+      created the array: nothing to keep);
+    * 'complete' / 'incomplete': an array this pipeline wrote, finished or interrupted;
+    * 'remains': files of an output this pipeline was replacing when it stopped (no array);
+    * 'foreign': a Zarr array or group written by something else;
+    * 'not-zarr': a directory with other files in it, which the pipeline never deletes.
+    """
     info = plan.output
     meta_key = f"{info.path}/zarr.json" if info.path else "zarr.json"
     if not info.location.exists(meta_key):
-        if info.location.exists(info.path) and info.location.list(info.path):
-            return "foreign"
-        return "absent"
+        names = info.location.list(info.path)
+        others = [n for n in names if n != RECORD]
+        if not others:
+            return "absent"
+        if RECORD in names:
+            return "remains"
+        zarr_names = {".zarray", ".zgroup", ".zattrs", "zarr.json"}
+        return "foreign" if zarr_names & set(others) else "not-zarr"
     try:
         attrs = storage.read_attributes(info.location, info.path)
     except Exception:
@@ -108,12 +124,26 @@ def output_state(plan: Plan) -> str:
 
 
 def decide_start(plan: Plan, options: RunOptions) -> str:
-    """'fresh' (create the output), 'resume' or 'done'; or a PipelineError saying why not."""
-    state = output_state(plan)
+    """'fresh' (create the output), 'resume' or 'done'; or a PipelineError saying why not.
+
+    Reads only: nothing is written before this has decided (and the lock is taken)."""
     where = plan.output.location.join(plan.output.path)
+    ledger = plan.sink.ledger
+    if ledger is not None:
+        holder = ledger.holder()
+        if holder is not None:
+            raise PipelineError(ledger.busy_message(holder))
+    state = output_state(plan)
     if state == "absent":
         return "fresh"
-    if options.overwrite or plan.config.output.overwrite:
+    if state == "not-zarr":
+        some = ", ".join(n for n in plan.output.location.list(plan.output.path)[:3])
+        raise PipelineError(
+            f"{where} is a directory that holds other files ({some}, ...), not a Zarr array; "
+            "the pipeline never deletes it, even with --overwrite: choose another output.store "
+            "or remove it yourself"
+        )
+    if options.overwrite:
         return "fresh"
     if options.resume:
         if state == "complete":
@@ -123,14 +153,19 @@ def decide_start(plan: Plan, options: RunOptions) -> str:
                 f"{where} exists but was not written by this pipeline; nothing to resume "
                 "(use --overwrite to replace it)"
             )
-        manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
+        if state == "remains":
+            raise PipelineError(
+                f"{where} holds the remains of an output that a stopped run was replacing; "
+                "nothing to resume: `run --overwrite` starts over"
+            )
+        manifest = ledger.read_manifest() if ledger else None
         if manifest is None:
             raise PipelineError(f"{where} has no run record to resume from; use --overwrite")
         if manifest.get("fingerprint") != plan.fingerprint():
             raise PipelineError(
-                f"the config or the input changed since the interrupted run that wrote {where} "
-                "(its record does not match); resume with the same config and input, or use "
-                "--overwrite to start over"
+                f"cannot resume {where}: {_what_changed(manifest.get('identity'), plan.identity)}"
+                " since the interrupted run; resume with the same config and input, or "
+                "`run --overwrite` to start over"
             )
         return "resume"
     if state == "incomplete":
@@ -138,11 +173,47 @@ def decide_start(plan: Plan, options: RunOptions) -> str:
             f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over"
         )
+    if state == "remains":
+        raise PipelineError(
+            f"{where} holds the remains of an output that a stopped run was replacing: "
+            "`run --overwrite` starts over"
+        )
     if state == "complete":
         raise PipelineError(f"{where} already exists; pass --overwrite to replace it")
     raise PipelineError(
         f"{where} already exists (not written by this pipeline); pass --overwrite to replace it"
     )
+
+
+def _what_changed(old: Any, new: dict[str, Any]) -> str:
+    """What differs between the interrupted run's identity and this one, in a few words."""
+    if not isinstance(old, dict):
+        return "the config or the input changed (the run record does not match)"
+    said = []
+    if old.get("input") != new["input"]:
+        if (old.get("input") or [None])[0] != new["input"][0]:
+            said.append(f"the input moved (was {(old.get('input') or ['?'])[0]})")
+        else:
+            said.append("the input's data changed (its files were rewritten)")
+    if old.get("stages") != new["stages"]:
+        said.append(
+            f"the stages changed (were {'; '.join(old.get('stages') or [])}, now "
+            f"{'; '.join(new['stages'])})"
+        )
+    if old.get("output") != new["output"]:
+        said.append("the output's location or codec changed")
+    layout_keys = ("block", "chunk", "unit")
+    if any(old.get(k) != new[k] for k in layout_keys):
+        said.append(
+            "the layout changed (block/chunks/shards were "
+            f"{[old.get(k) for k in layout_keys]}, now {[new[k] for k in layout_keys]})"
+        )
+    if old.get("encode_on") != new["encode_on"]:
+        said.append(
+            f"frames would be encoded on the {new['encode_on']}, not the {old.get('encode_on')} "
+            "(the bytes would differ)"
+        )
+    return ", and ".join(said) or "the config or the input changed (the run record differs)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,30 +238,30 @@ def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
     )
 
 
-@contextlib.contextmanager
-def _cluster_and_plan(config: Config, client: Any = None) -> Iterator[tuple[Any, Plan, float]]:
-    """Plan, then start (or join) the cluster; yields (client, plan, seconds to start it).
+Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 
-    A ``client`` given by the caller (e.g. a benchmark reusing warm workers) is used as is and
-    left open.
-    """
+
+@contextlib.contextmanager
+def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect]]:
+    """The plan, and how to get the cluster's client: a local cluster is started only when
+    ``connect()`` is entered (after every check); an address is joined first, since the plan
+    needs its workers. A ``client`` given by the caller (e.g. a benchmark reusing warm
+    workers) is used as is and left open."""
     if client is not None:
+        given = client
         plan = plan_run(config)
-        check_not_overlapping(plan)
-        check_writable(plan.output.location)
-        t0 = time.perf_counter()
-        client.register_plugin(setup_plugin(plan))
-        yield client, plan, time.perf_counter() - t0
+
+        @contextlib.contextmanager
+        def as_given() -> Iterator[Any]:
+            given.register_plugin(setup_plugin(plan))
+            yield given
+
+        yield plan, as_given
         return
     if config.cluster.scheduler == "local":
         plan = plan_run(config)
-        check_not_overlapping(plan)
-        check_writable(plan.output.location)
-        t0 = time.perf_counter()
-        with cluster.connect(plan.cluster, plugin=setup_plugin(plan)) as client:
-            yield client, plan, time.perf_counter() - t0
+        yield plan, lambda: cluster.connect(plan.cluster, plugin=setup_plugin(plan))
         return
-    t0 = time.perf_counter()
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
         infos = list(client.run(worker_facts).values())
@@ -198,10 +269,13 @@ def _cluster_and_plan(config: Config, client: Any = None) -> Iterator[tuple[Any,
         workers = client.scheduler_info()["workers"]
         threads = min(w["nthreads"] for w in workers.values())
         plan = make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
-        check_not_overlapping(plan)
-        check_writable(plan.output.location)
-        client.register_plugin(setup_plugin(plan))
-        yield client, plan, time.perf_counter() - t0
+
+        @contextlib.contextmanager
+        def joined() -> Iterator[Any]:
+            client.register_plugin(setup_plugin(plan))
+            yield client
+
+        yield plan, joined
     finally:
         with contextlib.suppress(Exception):
             client.close(timeout=10)
@@ -227,12 +301,38 @@ def _attrs(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> dict
     return {"pipeline": doc}
 
 
+def _recorded_block(config: Config, options: RunOptions) -> Config:
+    """On ``--resume`` with an automatic block shape, the interrupted run's block: the
+    automatic choice depends on the cluster's memory, and a resume on another cluster must
+    write the same blocks."""
+    if not options.resume or config.chunking.block != "auto":
+        return config
+    from pipeline.ledger import Ledger
+
+    loc = storage.Location.of(config.output.store, config.output.storage_options)
+    try:
+        manifest = Ledger(loc, config.output.array.strip("/")).read_manifest()
+    except Exception:
+        return config
+    block = ((manifest or {}).get("identity") or {}).get("block")
+    if not (isinstance(block, list) and block and all(isinstance(b, int) for b in block)):
+        return config
+    chunking = config.chunking.model_copy(update={"block": tuple(block)})
+    return config.model_copy(update={"chunking": chunking})
+
+
 def run(config: Config, options: RunOptions | None = None, client: Any = None) -> Summary:
     """Run the pipeline the config describes; the run's :class:`Summary`.
 
     ``client``: an existing Dask client to run on (left open), instead of the config's cluster.
-    """
+
+    Order: plan and check (nothing written), decide how to start from what the output holds,
+    take the output's lock, start the cluster, create (or keep, on resume) the output marked
+    incomplete, compute the missing blocks, check every block is recorded, mark the output
+    complete, drop the record. Any failure before the output was created leaves no trace."""
     options = options or RunOptions()
+    if config.output.overwrite and not options.overwrite and not options.resume:
+        options = dataclasses.replace(options, overwrite=True)  # the config asks for it
     t_start = time.perf_counter()
     gen = config.input.generate
     if gen is not None and gen.when_missing:
@@ -241,12 +341,12 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
         if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
             log.info("input %s is missing: generating it (input.generate)", loc.url)
             generate_input(config, options.progress)
-    with _cluster_and_plan(config, client) as (client, plan, t_cluster):
-        t_plan = time.perf_counter() - t_start - t_cluster
+    config = _recorded_block(config, options)
+    with _planned(config, client) as (plan, connect):
+        t_plan = time.perf_counter() - t_start
+        check_not_overlapping(plan)
+        check_writable(plan.output.location)
         start = decide_start(plan, options)
-        dashboard = _dashboard(client, plan)
-        if dashboard:
-            log.info("dashboard: %s", dashboard)
         for label, text in describe(plan):
             log.debug("plan: %s: %s", label, text)
         for note in plan.notes:
@@ -257,69 +357,134 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             )
             return _summary(
                 plan,
-                client,
+                None,
                 {},
                 0,
                 plan.n_blocks,
                 t_start,
                 {"plan": t_plan},
-                dashboard,
+                None,
                 "complete (nothing to do)",
             )
         ledger = plan.sink.ledger
         assert ledger is not None
         ledger.acquire()  # before anything is written: a second run stops here
-        released = False
+        exists = start == "resume"
+        finished = False
         try:
-            if start == "fresh":
-                _create_output(plan)
-            done = ledger.done() if start == "resume" else set()
-            all_blocks = list(layout.iter_indices(plan.block_grid))
-            pending = [b for b in all_blocks if b not in done]
-            if start == "resume":
-                log.warning(
-                    "resuming: %d of %d blocks already written, %d to go",
-                    len(all_blocks) - len(pending),
-                    len(all_blocks),
-                    len(pending),
+            t0 = time.perf_counter()
+            with connect() as client:
+                t_cluster = time.perf_counter() - t0
+                dashboard = _dashboard(client, plan)
+                if dashboard:
+                    log.info("dashboard: %s", dashboard)
+                if start == "fresh":
+                    exists = True
+                    _create_output(plan)
+                summary = _compute_and_finish(
+                    client, plan, start, options, t_start, t_plan, t_cluster, dashboard
                 )
-            cluster.reset_peaks(client)
-            t0 = time.perf_counter()
-            totals = _compute(client, plan, pending, options)
-            t_compute = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            recorded = ledger.done()
-            missing = [b for b in all_blocks if b not in recorded]
-            if missing:
+                finished = True
+                return summary
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise PipelineError(
-                    f"{len(missing)} block(s) have no record of being written (first: "
-                    f"{missing[0]}); the output stays incomplete: `run --resume` retries them"
-                )
-            summary = _summary(
-                plan,
-                client,
-                totals,
-                len(pending),
-                len(all_blocks) - len(pending),
-                t_start,
-                {"plan": t_plan, "cluster": t_cluster, "compute": t_compute},
-                dashboard,
-                "complete",
-            )
-            storage.update_attributes(
-                plan.output.location,
-                plan.output.path,
-                _attrs(plan, "complete", {"finished": _now(), "summary": _attr_summary(summary)}),
-            )
-            ledger.clear()
-            released = True
-            summary.seconds["finish"] = time.perf_counter() - t0
-            summary.seconds["total"] = time.perf_counter() - t_start
-            return summary
+                    f"no space left on the output's device ({e.strerror}): free space, then "
+                    "`run --resume` finishes the output"
+                ) from None
+            raise
         finally:
-            if not released:
+            if not finished:
                 with contextlib.suppress(Exception):
                     ledger.release()
+                if not exists:
+                    _remove_if_empty(plan)
+
+
+def _compute_and_finish(
+    client: Any,
+    plan: Plan,
+    start: str,
+    options: RunOptions,
+    t_start: float,
+    t_plan: float,
+    t_cluster: float,
+    dashboard: str | None,
+) -> Summary:
+    ledger = plan.sink.ledger
+    assert ledger is not None
+    done = ledger.done() if start == "resume" else set()
+    all_blocks = list(layout.iter_indices(plan.block_grid))
+    pending = [b for b in all_blocks if b not in done]
+    if start == "resume":
+        log.warning(
+            "resuming: %d of %d blocks already written (skipped), %d to go",
+            len(all_blocks) - len(pending),
+            len(all_blocks),
+            len(pending),
+        )
+    cluster.reset_peaks(client)
+    t0 = time.perf_counter()
+    totals = _compute(client, plan, pending, options)
+    t_compute = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recorded = ledger.done()
+    missing = [b for b in all_blocks if b not in recorded]
+    if missing:
+        raise PipelineError(
+            f"{len(missing)} block(s) have no record of being written (first: "
+            f"{missing[0]}); the output stays incomplete: `run --resume` retries them"
+        )
+    summary = _summary(
+        plan,
+        client,
+        totals,
+        len(pending),
+        len(all_blocks) - len(pending),
+        t_start,
+        {"plan": t_plan, "cluster": t_cluster, "compute": t_compute},
+        dashboard,
+        "complete",
+    )
+    # the whole output's counts: this run's blocks, and those an interrupted run wrote
+    whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
+    skipped = [b for b in all_blocks if b in done]
+    if skipped:
+        before = ledger.counts(skipped)
+        if before is None:
+            log.warning(
+                "the run record of the skipped blocks has no counts: the NaN/inf counts "
+                "cover only the %d blocks this run wrote",
+                len(pending),
+            )
+        else:
+            whole = {k: v + before.get(k, 0) for k, v in whole.items()}
+    summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
+    storage.update_attributes(
+        plan.output.location,
+        plan.output.path,
+        _attrs(
+            plan,
+            "complete",
+            {"finished": _now(), "summary": _attr_summary(plan, whole, summary)},
+        ),
+    )
+    ledger.clear()
+    summary.seconds["finish"] = time.perf_counter() - t0
+    summary.seconds["total"] = time.perf_counter() - t_start
+    return summary
+
+
+def _remove_if_empty(plan: Plan) -> None:
+    """After a run that failed before creating its output: remove the record directory and the
+    output directory when nothing else is in them (what the lock created)."""
+    o = plan.output
+    if not o.location.is_local:
+        return
+    root = o.location.join(o.path)
+    for d in (os.path.join(root, RECORD), root):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def _now() -> str:
@@ -327,11 +492,26 @@ def _now() -> str:
 
 
 def _create_output(plan: Plan) -> None:
-    """Create the output, replacing what was there except the run record (which holds the
-    lock this run has taken)."""
+    """Create the output, replacing what was there except the run record (which holds the lock
+    this run has taken). The old metadata goes first, so a replacement cut short never leaves
+    an array that claims to be complete; the new one is created marked incomplete, after the
+    record of what this run computes."""
     o = plan.output
-    storage.clear_array(o.location, o.path, keep=".pipeline")
-    o.location.delete(f"{o.path}/.pipeline/done" if o.path else ".pipeline/done", recursive=True)
+    ledger = plan.sink.ledger
+    assert ledger is not None
+    for meta in ("zarr.json", ".zarray", ".zattrs"):
+        o.location.delete(f"{o.path}/{meta}" if o.path else meta)
+    ledger.clear_done()
+    ledger.delete_manifest()
+    storage.clear_array(o.location, o.path, keep=RECORD)
+    ledger.write_manifest(
+        {
+            "fingerprint": plan.fingerprint(),
+            "identity": plan.identity,
+            "version": __version__,
+            "started": _now(),
+        }
+    )
     storage.create_output(
         o.location,
         o.path,
@@ -379,11 +559,32 @@ def _compute(client: Any, plan: Plan, pending: list, options: RunOptions) -> dic
                         totals[k] += int(v)
                     bar.advance()
         except BaseException as e:
-            client.cancel(futures)
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                client.cancel(futures)
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted() from None
+            if _lost_scheduler(e):
+                raise PipelineError(
+                    f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "
+                    f"({type(e).__name__}); the output stays incomplete: `run --resume` "
+                    "finishes it"
+                ) from None
             raise
     return totals
+
+
+def _lost_scheduler(e: BaseException) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CancelledError, CommClosedError))
+
+
+def _scheduler_name(plan: Plan) -> str:
+    s = plan.cluster.scheduler
+    return "the local cluster's" if s == "local" else s
 
 
 def _result(fut: Any) -> np.ndarray:
@@ -471,20 +672,49 @@ def _summary(
     )
 
 
-def _attr_summary(s: Summary) -> dict[str, Any]:
+NONFINITE = ("nan", "posinf", "neginf")
+
+
+def _attr_summary(plan: Plan, whole: dict[str, int], s: Summary) -> dict[str, Any]:
+    """What the output's attributes say about it: the whole array, however many runs wrote
+    it (the compute seconds are the last run's)."""
+    elements = whole.get("elements", 0)
     return {
         "blocks": s.blocks_total,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "nan": s.nan,
-        "posinf": s.posinf,
-        "neginf": s.neginf,
+        "bytes_in": elements * plan.input.dtype.itemsize,
+        "bytes_out": elements * plan.output.dtype.itemsize,
+        "nan": whole.get("nan", 0),
+        "posinf": whole.get("posinf", 0),
+        "neginf": whole.get("neginf", 0),
         "seconds": round(s.seconds.get("compute", 0.0), 3),
     }
 
 
 # --------------------------------------------------------------------------------------------
 # Generating inputs.
+
+
+def check_generate_target(loc: storage.Location, array: str) -> None:
+    """Refuse to generate over data that ``generate`` did not create: it replaces what is at
+    the input's path, and an input is someone's data."""
+    path = array.strip("/")
+    where = loc.join(path)
+    for meta in ("zarr.json", ".zarray", ".zgroup"):
+        if loc.exists(f"{path}/{meta}" if path else meta):
+            try:
+                attrs = storage.read_attributes(loc, path)
+            except Exception:
+                attrs = {}
+            if "pipeline_generated" in attrs:
+                return  # ours: generating again gives the same data
+            break
+    else:
+        if not loc.list(path):
+            return
+    raise PipelineError(
+        f"{where} already holds data that `pipeline generate` did not create; generate never "
+        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself"
+    )
 
 
 def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
@@ -506,6 +736,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     be = "gpu" if facts.gpu_usable and config.backend != "cpu" else "cpu"
     loc = storage.Location.of(config.input.store, config.input.storage_options)
     check_writable(loc)
+    check_generate_target(loc, config.input.array)
     threads = _threads(config, be, None)
     cp = ClusterPlan(
         scheduler=config.cluster.scheduler,

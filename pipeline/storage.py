@@ -10,6 +10,7 @@ systems lazily, once per process.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -144,19 +145,36 @@ class Location:
         except FileNotFoundError:
             return None
 
-    def write(self, key: str, parts: Sequence[Any]) -> int:
-        """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written."""
+    def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
+        """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written.
+
+        A write that fails leaves no partial file. ``atomic``: the key appears only once all
+        its bytes are there (local files: written under a hidden name, then renamed; objects
+        in a store appear whole anyway)."""
         path = self.join(key)
         total = sum(memoryview(p).nbytes for p in parts)
+        target = path
         try:
             if self.is_local:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb", buffering=0) as f:
-                    for p in parts:
-                        mv = memoryview(p).cast("B")
-                        done = 0
-                        while done < mv.nbytes:
-                            done += f.write(mv[done:])
+                if atomic:
+                    head, tail = os.path.split(path)
+                    target = os.path.join(
+                        head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}"
+                    )
+                try:
+                    with open(target, "wb", buffering=0) as f:
+                        for p in parts:
+                            mv = memoryview(p).cast("B")
+                            done = 0
+                            while done < mv.nbytes:
+                                done += f.write(mv[done:])
+                    if atomic:
+                        os.replace(target, path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.remove(target)
+                    raise
             else:
                 data = b"".join(bytes(memoryview(p)) for p in parts)
                 self.fs().pipe_file(path, data)

@@ -1,0 +1,347 @@
+"""Helpers of the fault tests: real processes, real signals, and byte-for-byte store comparisons.
+
+Nothing here fakes a failure: the CLI runs as ``python -m pipeline`` in its own process group,
+is stopped with real signals once the output's run record shows some (not all) blocks written,
+and external Dask schedulers and workers are real ``dask`` processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import zarr
+from zarr.codecs import ZstdCodec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env() -> dict[str, str]:
+    """The environment of a child process: this checkout importable, same interpreter setup."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), e.get("PYTHONPATH", "")) if p)
+    e.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
+    return e
+
+
+def many_blocks_input(path: Path, rows: int, cols: int = 4096, seed: int = 0) -> np.ndarray:
+    """A float32 input of ``rows`` stored chunks of one row each (one block per row when
+    ``chunking.block`` is ``[1, cols]``), written by Zarr itself. Some values are NaN, +-inf,
+    or large enough that the stages overflow them to inf, so counts are worth checking."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    flat = x.reshape(-1)
+    special = rng.choice(flat.size, size=4 * rows, replace=False).reshape(4, rows)
+    flat[special[0]] = np.nan
+    flat[special[1]] = np.inf
+    flat[special[2]] = -np.inf
+    flat[special[3]] = 1e30  # (5e30)**2 overflows float32
+    arr = zarr.create_array(
+        store=str(path),
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(1, cols),
+        compressors=ZstdCodec(level=1),
+        overwrite=True,
+    )
+    arr[...] = x
+    return x
+
+
+def cli_process(config: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """``python -m pipeline run CONFIG ARGS`` in a new process group (killed with it later)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(config), "--progress", "none", *args],
+        env=env(),
+        cwd=str(cwd or ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def markers(output: Path) -> int:
+    """Blocks the run record of ``output`` marks as written."""
+    try:
+        return len(os.listdir(output / ".pipeline" / "done"))
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_markers(
+    proc: subprocess.Popen | None, output: Path, at_least: int, timeout: float = 60.0
+) -> int:
+    """Poll until ``output`` has ``at_least`` block markers; the count, or -1 when ``proc``
+    ended first (the run was too quick to interrupt)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = markers(output)
+        if n >= at_least:
+            return n
+        if proc is not None and proc.poll() is not None:
+            return -1
+        time.sleep(0.002)
+    raise AssertionError(f"no {at_least} block markers in {output} after {timeout} s")
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float = 20.0) -> list[psutil.Process]:
+    """The processes of ``procs`` still running after ``timeout`` seconds (zombies count as
+    gone)."""
+    deadline = time.monotonic() + timeout
+    alive = procs
+    while time.monotonic() < deadline:
+        alive = [p for p in procs if _running(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL what is left of a process group this test started (cleanup)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.communicate(timeout=10)
+
+
+@dataclass
+class Stopped:
+    """A run stopped by a signal: exit status, output, and the processes it had started."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    markers_at_signal: int
+    children: list[psutil.Process]
+
+
+def run_and_signal(
+    config: Path,
+    output: Path,
+    sig: int,
+    *,
+    at_least: int = 3,
+    group: bool = False,
+    cwd: Path | None = None,
+    args: tuple[str, ...] = (),
+) -> Stopped | None:
+    """Start the CLI, send ``sig`` (to its process group when ``group``: what Ctrl-C at a
+    terminal does) once ``at_least`` blocks are marked, and wait for it to end. None when the
+    run finished before it could be signalled (make the input larger)."""
+    proc = cli_process(config, *args, cwd=cwd)
+    try:
+        n = wait_for_markers(proc, output, at_least)
+        if n < 0:
+            proc.communicate(timeout=60)
+            return None
+        children = descendants(proc.pid)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+        return Stopped(proc.returncode, out, err, n, children)
+    finally:
+        if proc.returncode is None:
+            kill_group(proc)
+
+
+def kill_procs(procs: list[psutil.Process]) -> None:
+    """SIGKILL those of ``procs`` still running (cleanup of processes a test started)."""
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            if _running(p):
+                p.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing stores.
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    """The NumPy reference ``((x*5)**2)*2``, overflowing to inf silently as IEEE says."""
+    from tests.conftest import reference
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        return reference(x)
+
+
+TIMING_ATTRS = ("started", "finished")
+
+
+def stored_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def file_states(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under ``root``: (mtime in ns, inode, bytes)."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[str((Path(dirpath) / d).relative_to(root)) + "/"] = (0, 0, b"")
+        for f in files:
+            p = Path(dirpath) / f
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_mtime_ns, st.st_ino, p.read_bytes())
+    return out
+
+
+def _metadata_without_timing(raw: bytes) -> Any:
+    doc = json.loads(raw)
+    meta = doc.get("attributes", {}).get("pipeline", {})
+    for k in TIMING_ATTRS:
+        meta.pop(k, None)
+    summary = meta.get("summary")
+    if isinstance(summary, dict):
+        summary.pop("seconds", None)
+    return doc
+
+
+def assert_same_stores(a: Path, b: Path) -> None:
+    """The same files with the same bytes; the array metadata may differ only in the run's
+    timing attributes (when it started and finished, how long it computed)."""
+    fa, fb = stored_files(a), stored_files(b)
+    assert sorted(fa) == sorted(fb), (sorted(set(fa) ^ set(fb)))[:10]
+    differ = []
+    for name, data in fa.items():
+        if name.endswith("zarr.json"):
+            if _metadata_without_timing(data) != _metadata_without_timing(fb[name]):
+                differ.append(name)
+        elif data != fb[name]:
+            differ.append(name)
+    assert not differ, f"{len(differ)} stored files differ, e.g. {differ[:5]}"
+    ya = zarr.open_array(str(a), mode="r")[...]
+    yb = zarr.open_array(str(b), mode="r")[...]
+    assert ya.dtype == yb.dtype
+    assert np.array_equal(ya.view(np.uint8), yb.view(np.uint8))
+
+
+def status(output: Path, array: str = "") -> str | None:
+    arr = zarr.open_array(str(output), path=array, mode="r")
+    return dict(arr.attrs).get("pipeline", {}).get("status")
+
+
+def copy_store(src: Path, dst: Path) -> None:
+    """Replace ``dst`` with a copy of ``src`` that keeps modification times (copy2)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+
+
+# --------------------------------------------------------------------------------------------
+# An external Dask cluster: `dask scheduler` and `dask worker` processes.
+
+
+@dataclass
+class External:
+    address: str
+    scheduler: subprocess.Popen
+    workers: subprocess.Popen
+
+
+@contextlib.contextmanager
+def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
+    """A scheduler and ``nworkers`` single-thread workers (nanny processes), each a real
+    process started with Dask's own command line; all killed at the end."""
+    sched_file = tmp / "scheduler.json"
+    log_s = open(tmp / "scheduler.log", "w")  # noqa: SIM115
+    log_w = open(tmp / "workers.log", "w")  # noqa: SIM115
+    common: dict[str, Any] = dict(env=env(), start_new_session=True, stdin=subprocess.DEVNULL)
+    sched = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--scheduler-file",
+            str(sched_file),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+        ],
+        stdout=log_s,
+        stderr=subprocess.STDOUT,
+        **common,
+    )
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        address = None
+        while time.monotonic() < deadline and address is None:
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                address = json.loads(sched_file.read_text())["address"]
+            time.sleep(0.05)
+        assert address, (tmp / "scheduler.log").read_text()
+        workers = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                str(sched_file),
+                "--nworkers",
+                str(nworkers),
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+            ],
+            stdout=log_w,
+            stderr=subprocess.STDOUT,
+            **common,
+        )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(nworkers, timeout=60)
+        yield External(address, sched, workers)
+    finally:
+        for p in (workers, sched):
+            if p is not None:
+                kill_group(p)
+        log_s.close()
+        log_w.close()
+
+
+def one_line_error(err: str) -> str:
+    """The single stderr line of a refused run (asserted to be exactly one, no traceback)."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]

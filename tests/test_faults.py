@@ -1,0 +1,387 @@
+"""Faults while a run works, and what it must never do: lose a worker and still finish right,
+let two runs write one output, overwrite without being asked, touch its input, or leave a
+full disk's output looking complete.
+
+Everything is real: worker processes killed with SIGKILL, concurrent CLI processes, read-only
+and size-limited file systems mounted for the test (skipped, saying why, where mounting is not
+permitted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import zarr
+
+from tests.conftest import STAGES, make_array, read_array, write_config
+from tests.faultkit import (
+    cli_process,
+    expected,
+    external_cluster,
+    file_states,
+    kill_group,
+    many_blocks_input,
+    markers,
+    one_line_error,
+    status,
+    wait_for_markers,
+)
+
+COLS = 4096
+
+
+def _blocks_config(tmp: Path, name: str = "run.yaml", workers: int = 2, **sections) -> Path:
+    return write_config(
+        tmp,
+        tmp / "in.zarr",
+        tmp / "out.zarr",
+        name=name,
+        chunking={"block": [1, COLS]},
+        cluster={"workers": workers, "threads_per_worker": 1, "dashboard": ""},
+        **sections,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Lost workers.
+
+
+def _worker_pids(address: str) -> dict[str, int]:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as c:
+        return c.run(os.getpid)
+
+
+def test_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> None:
+    """SIGKILL each of the two workers of an external cluster mid-run: Dask reruns their tasks
+    elsewhere (the nannies restart them), and the output equals NumPy's."""
+    rows = 400
+    for _ in range(3):
+        x = many_blocks_input(tmp_path / "in.zarr", rows, cols=COLS)
+        cfg = _blocks_config(tmp_path)
+        shutil.rmtree(tmp_path / "out.zarr", ignore_errors=True)
+        with external_cluster(tmp_path, nworkers=2) as ext:
+            pids = _worker_pids(ext.address)
+            assert len(pids) == 2
+            proc = cli_process(cfg, "--scheduler", ext.address, cwd=tmp_path)
+            try:
+                killed_at = []
+                for i, pid in enumerate(sorted(pids.values())):
+                    n = wait_for_markers(proc, tmp_path / "out.zarr", 3 + i * rows // 4)
+                    if n < 0:
+                        break
+                    os.kill(pid, signal.SIGKILL)
+                    killed_at.append(n)
+                _, err = proc.communicate(timeout=120)
+            finally:
+                kill_group(proc)
+            after = _worker_pids(ext.address)
+        if len(killed_at) == 2 and max(killed_at) < rows:
+            break
+        rows *= 4  # the run outpaced the kills: a longer one
+    else:
+        pytest.fail("every run finished before its workers could be killed")
+    assert proc.returncode == 0, err
+    # both workers were replaced by new processes, and the run did not notice but finished
+    assert not set(after.values()) & set(pids.values())
+    assert status(tmp_path / "out.zarr") == "complete"
+    y = read_array(tmp_path / "out.zarr")
+    assert np.array_equal(y, expected(x), equal_nan=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. One writer at a time, and no silent overwrite.
+
+
+def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
+    rows = 800
+    for _ in range(3):
+        x = many_blocks_input(tmp_path / "in.zarr", rows, cols=COLS)
+        cfg = _blocks_config(tmp_path, workers=1)
+        out = tmp_path / "out.zarr"
+        shutil.rmtree(out, ignore_errors=True)
+        first = cli_process(cfg, cwd=tmp_path)
+        try:
+            if wait_for_markers(first, out, 1) < 0:
+                rows *= 4
+                continue
+            results = {
+                flag: cli("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
+            }
+            still_running = first.poll() is None
+            _, err_first = first.communicate(timeout=120)
+        finally:
+            kill_group(first)
+        if still_running:
+            break
+        rows *= 4
+    else:
+        pytest.fail("the first run always finished before the second could start")
+    host = socket.gethostname()
+    for flag, (rc, _, err) in results.items():
+        assert rc == 1, (flag, err)
+        line = one_line_error(err)
+        assert f"another run is writing {out}" in line, line
+        assert f"pid {first.pid} on {host}" in line, line
+    # the first run was not disturbed
+    assert first.returncode == 0, err_first
+    assert status(out) == "complete"
+    assert not (out / ".pipeline").exists()
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
+    x = np.random.default_rng(3).standard_normal((40, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (10, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    before = file_states(out)
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "already exists" in line and "--overwrite" in line
+    assert file_states(out) == before
+    # another chain over the same output, replacing it as asked
+    stages = [{"op": "multiply", "factor": 3}, {"op": "add", "value": 1}]
+    cfg2 = write_config(tmp_path, tmp_path / "in.zarr", out, name="b.yaml", stages=stages)
+    rc, _, err = cli("run", cfg2, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), x * 3 + 1)
+    # `output.overwrite: true` in the config asks for the same
+    cfg3 = write_config(
+        tmp_path, tmp_path / "in.zarr", out, name="c.yaml", output={"overwrite": True}
+    )
+    rc, _, err = cli("run", cfg3)
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), expected(x))
+
+
+def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> None:
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "thesis.tex").write_text("years of work")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", results)
+    before = file_states(results)
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 1
+    line = one_line_error(err)
+    assert "not a Zarr array" in line and "never deletes" in line
+    assert file_states(results) == before
+
+
+def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
+    """`generate` writes an input; pointed at existing data by mistake, it must refuse."""
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "in.zarr"), "generate": {"shape": [10, 10]}},
+    )
+    before = file_states(tmp_path / "in.zarr")
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 1
+    assert "did not create; generate never replaces it" in one_line_error(err)
+    assert file_states(tmp_path / "in.zarr") == before
+
+
+# --------------------------------------------------------------------------------------------
+# 4. The input is read-only.
+
+
+def _input_and_config(tmp_path: Path) -> tuple[np.ndarray, Path]:
+    x = np.random.default_rng(4).standard_normal((64, 50)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 50), shards=(16, 50))
+    return x, write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+
+
+def test_the_input_is_untouched(tmp_path: Path, cli) -> None:
+    x, cfg = _input_and_config(tmp_path)
+    before = file_states(tmp_path / "in.zarr")
+    time.sleep(0.01)  # a write would show in the modification times
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert file_states(tmp_path / "in.zarr") == before  # names, mtimes, inodes, bytes
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x))
+
+
+@contextlib.contextmanager
+def _mounted(args: list[str], target: Path) -> Iterator[None]:
+    """``mount ARGS TARGET`` for the test, or a skip that says why it cannot be done here."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    r = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount here (needs root): {r.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def test_the_input_on_a_read_only_file_system_is_enough(tmp_path: Path, cli) -> None:
+    """The input is opened read-only: a run succeeds when any write to it would fail
+    (a read-only bind mount refuses writes even to root)."""
+    x, cfg = _input_and_config(tmp_path)
+    src = tmp_path / "in.zarr"
+    with _mounted(["--bind", str(src)], src):
+        r = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(src)], capture_output=True, text=True
+        )
+        if r.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {r.stderr.strip()}")
+        with pytest.raises(OSError):
+            (src / "probe").write_text("x")  # it really is read-only
+        rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x))
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "containing"])
+def test_an_output_overlapping_the_input_is_refused(tmp_path: Path, cli, where: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(data / "in.zarr", x, (5, 30))
+    out = {"equal": data / "in.zarr", "inside": data / "in.zarr" / "out", "containing": data}
+    cfg = write_config(tmp_path, data / "in.zarr", out[where])
+    before = file_states(data)
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 1
+    line = one_line_error(err)
+    rel = {"equal": "is the input", "inside": "is inside the input", "containing": "contains"}
+    assert rel[where] in line and "the input is never modified" in line, line
+    assert file_states(data) == before  # nothing written, nothing created
+
+
+# --------------------------------------------------------------------------------------------
+# 7 (end). A full disk, and NaN/inf.
+
+
+def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -> None:
+    """The output on a 3 MiB file system, for an output of 8 MiB that does not compress."""
+    x = np.random.default_rng(5).random((64, 32768), dtype=np.float32)
+    make_array(tmp_path / "in.zarr", x, (1, 32768), compressor=None)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={"store": str(out), "codec": "none"},
+        chunking={"block": [4, 32768]},
+    )
+    with _mounted(["-t", "tmpfs", "-o", "size=3m", "tmpfs"], disk):
+        rc, _, err = cli("run", cfg, "--progress", "none")
+        assert rc == 1
+        line = one_line_error(err)
+        assert "no space left" in line and "`run --resume`" in line, line
+        assert status(out) == "incomplete"
+        assert 0 <= markers(out) < 16
+        # no partial file is left: every marker holds its block's counts, every shard is whole
+        for m in (out / ".pipeline" / "done").glob("*"):
+            assert json.loads(m.read_text())["elements"] == 4 * 32768, m
+        sizes = {p.stat().st_size for p in (out / "c").rglob("*") if p.is_file()}
+        assert len(sizes) <= 1, f"partial shard files: sizes {sorted(sizes)}"
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+        rc, _, err = cli("run", cfg)
+        assert rc == 1 and "is incomplete" in one_line_error(err)
+        # more room, then the resume finishes it
+        r = subprocess.run(["mount", "-o", "remount,size=32m", str(disk)], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        rc, _, err = cli("run", cfg, "--resume")
+        assert rc == 0, err
+        assert "resuming:" in err and "no counts" not in err
+        assert status(out) == "complete"
+        assert np.array_equal(read_array(out), expected(x))
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".pipeline"]
+
+
+def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
+    x = np.array([1.0, np.nan, np.inf, -np.inf, 1e30, -1e30, -0.0, 3.0] * 25, np.float32)
+    make_array(tmp_path / "in.zarr", x, (40,))
+    runs = {
+        # the seed's chain: squares make every infinity positive; 1e30 overflows to +inf
+        "seed": STAGES,
+        # no square: infinities flip sign, and +-1e30 * -1e10 overflows float32 to -+inf
+        "negate": [{"op": "multiply", "factor": -1e10}, {"op": "add", "value": 1}],
+    }
+    for name, stages in runs.items():
+        out = tmp_path / f"{name}.zarr"
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", out, name=f"{name}.yaml", stages=stages)
+        rc, _, err = cli("run", cfg, "--summary-json", tmp_path / f"{name}.json")
+        assert rc == 0, err
+        y = read_array(out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ref = expected(x) if name == "seed" else x * np.float32(-1e10) + np.float32(1)
+        assert y.dtype == ref.dtype == np.float32
+        assert np.array_equal(y, ref, equal_nan=True)
+        s = json.loads((tmp_path / f"{name}.json").read_text())
+        assert (s["nan"], s["posinf"], s["neginf"]) == (
+            int(np.isnan(ref).sum()),
+            int(np.isposinf(ref).sum()),
+            int(np.isneginf(ref).sum()),
+        )
+        attrs = zarr.open_array(str(out), mode="r").attrs["pipeline"]["summary"]
+        assert (attrs["nan"], attrs["posinf"], attrs["neginf"]) == (
+            s["nan"],
+            s["posinf"],
+            s["neginf"],
+        )
+    seed = json.loads((tmp_path / "seed.json").read_text())
+    assert seed["nan"] == 25 and seed["posinf"] == 100 and seed["neginf"] == 0
+    negate = json.loads((tmp_path / "negate.json").read_text())
+    assert negate["nan"] == 25 and negate["posinf"] == 50 and negate["neginf"] == 50
+
+
+# --------------------------------------------------------------------------------------------
+# 8. On the GPU host (skipped elsewhere).
+
+
+@pytest.mark.gpu
+def test_gpu_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> None:
+    """LocalCUDACluster: SIGKILL the GPU worker process mid-run; its nanny restarts it, the
+    tasks rerun, the output equals NumPy's."""
+    rows, cols = 400, 16384
+    x = many_blocks_input(tmp_path / "in.zarr", rows, cols=cols)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        backend="gpu",
+        chunking={"block": [1, cols]},
+        cluster={"gpus": [0], "threads_per_worker": 2, "dashboard": ""},
+    )
+    proc = cli_process(cfg, cwd=tmp_path)
+    try:
+        n = wait_for_markers(proc, tmp_path / "out.zarr", 3)
+        assert n > 0, "the run finished before its worker could be killed: enlarge the input"
+        cmdlines = {p: " ".join(p.cmdline()) for p in psutil.Process(proc.pid).children(True)}
+        workers = [p for p, c in cmdlines.items() if "spawn_main" in c]
+        assert workers, "no worker process found"
+        workers[0].kill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, err
+    assert status(tmp_path / "out.zarr") == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)

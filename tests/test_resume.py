@@ -1,0 +1,322 @@
+"""Resuming: a run stopped any way (SIGKILL, Ctrl-C, SIGTERM, its scheduler lost) is finished by
+``run --resume`` without recomputing the blocks it had written, and the result is the same bytes
+as a run that was never stopped. A resume with another config or input is refused.
+
+The runs are real: the CLI in its own process with a LocalCluster of worker processes, stopped
+with real signals once some (never all) blocks are marked in the output's run record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from pipeline.cli import main
+from tests.conftest import STAGES, read_array
+from tests.faultkit import (
+    assert_same_stores,
+    copy_store,
+    expected,
+    external_cluster,
+    file_states,
+    kill_procs,
+    many_blocks_input,
+    markers,
+    one_line_error,
+    run_and_signal,
+    status,
+    wait_for_markers,
+    wait_gone,
+)
+
+COLS = 4096
+
+
+@dataclass
+class Work:
+    """A module's shared set-up: an input of many blocks, a config, the output of a run that
+    was never stopped (``ref``), and a snapshot of the output of a run killed with SIGKILL."""
+
+    dir: Path
+    config: Path
+    input: Path
+    output: Path
+    ref: Path
+    killed: Path
+    x: np.ndarray
+    rows: int
+
+    def restore_killed(self) -> None:
+        copy_store(self.killed, self.output)
+
+    def config_with(self, name: str, **changes: object) -> Path:
+        doc = yaml.safe_load(self.config.read_text())
+        doc.update(changes)
+        p = self.dir / name
+        p.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return p
+
+
+def _config(d: Path, cols: int = COLS) -> Path:
+    cfg = {
+        "input": {"store": str(d / "in.zarr")},
+        "output": {"store": str(d / "out.zarr"), "chunks": [1, cols // 4]},
+        "stages": STAGES,
+        "backend": "cpu",
+        "chunking": {"block": [1, cols]},
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+    }
+    p = d / "run.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
+    d = tmp_path_factory.mktemp("resume")
+    cfg = _config(d)
+    out = d / "out.zarr"
+    rows = 400
+    for _ in range(3):  # a machine fast enough to finish before the kill gets a larger input
+        shutil.rmtree(out, ignore_errors=True)
+        x = many_blocks_input(d / "in.zarr", rows)
+        # the uninterrupted run, written at the same path (same fingerprint), then set aside
+        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
+        shutil.rmtree(d / "ref.zarr", ignore_errors=True)
+        out.rename(d / "ref.zarr")
+        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
+        if stopped is None:
+            rows *= 4
+            continue
+        assert stopped.returncode == -signal.SIGKILL
+        # the killed run's workers end with it: none is left writing
+        left = wait_gone(stopped.children, timeout=30)
+        kill_procs(left)
+        assert not left, f"worker processes outlived the killed run: {left}"
+        if 0 < markers(out) < rows:
+            break
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    copy_store(out, d / "killed.snapshot")
+    return Work(d, cfg, d / "in.zarr", out, d / "ref.zarr", d / "killed.snapshot", x, rows)
+
+
+def _chunk_files_of_done_blocks(output: Path) -> dict[str, tuple[int, int, bytes]]:
+    """(mtime, inode, bytes) of the shard file of every block marked as written."""
+    states = file_states(output)
+    keys = ["c/" + m.name.replace(".", "/") for m in (output / ".pipeline" / "done").iterdir()]
+    return {k: states[k] for k in keys}
+
+
+def test_killed_run_is_marked_incomplete_and_resumable(work: Work) -> None:
+    work.restore_killed()
+    assert status(work.output) == "incomplete"
+    record = work.output / ".pipeline"
+    assert (record / "run.json").exists()
+    assert 0 < markers(work.output) < work.rows
+    manifest = json.loads((record / "run.json").read_text())
+    assert (
+        manifest["fingerprint"]
+        == zarr.open_array(str(work.output)).attrs["pipeline"]["fingerprint"]
+    )
+
+
+def test_resume_after_sigkill_skips_written_blocks_and_matches_uninterrupted_run(
+    work: Work, cli
+) -> None:
+    work.restore_killed()
+    skipped = markers(work.output)
+    before = _chunk_files_of_done_blocks(work.output)
+    assert len(before) == skipped
+    rc, out, err = cli("run", work.config, "--resume", "--summary-json", work.dir / "s.json")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written (skipped)" in err
+    summary = json.loads((work.dir / "s.json").read_text())
+    assert summary["blocks_skipped"] == skipped
+    assert summary["blocks_done"] == work.rows - skipped
+    assert summary["blocks_total"] == work.rows
+    # the counts cover the whole output, the blocks written before the kill included
+    y = expected(work.x)
+    assert summary["nan"] == np.isnan(y).sum() > 0
+    assert summary["posinf"] == np.isposinf(y).sum() > 0
+    assert summary["neginf"] == np.isneginf(y).sum() == 0
+    assert re.search(rf"{skipped} already done \(skipped\)", out), out
+    # the blocks already written were not written again: same inode, time and bytes
+    after = file_states(work.output)
+    assert {k: after[k] for k in before} == before
+    assert status(work.output) == "complete"
+    assert not (work.output / ".pipeline").exists()
+    assert_same_stores(work.output, work.ref)
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+def test_new_run_and_verify_say_the_output_is_incomplete(work: Work, cli) -> None:
+    work.restore_killed()
+    snapshot = file_states(work.output)
+    rc, _, err = cli("run", work.config)
+    line = one_line_error(err)
+    assert rc == 1
+    assert "is incomplete" in line and "--resume" in line and "--overwrite" in line
+    rc, out, err = cli("verify", work.config)
+    assert rc == 1
+    assert re.search(r"output status\s+incomplete", out), out
+    line = one_line_error(err)
+    assert "incomplete" in line and "--resume" in line
+    assert file_states(work.output) == snapshot  # neither wrote anything
+
+
+def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> None:
+    work.restore_killed()
+    snapshot = file_states(work.output)
+    stages = [{"op": "multiply", "factor": 6}, {"op": "square"}, {"op": "add"}]
+    cfg = work.config_with("changed.yaml", stages=stages)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 1
+    line = one_line_error(err)
+    assert "cannot resume" in line and "the stages changed" in line, line
+    assert "factor=5" in line and "factor=6" in line, line
+    assert "--overwrite" in line
+    assert file_states(work.output) == snapshot
+
+
+def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None:
+    work.restore_killed()
+    saved = work.dir / "in.saved"
+    copy_store(work.input, saved)
+    try:
+        snapshot = file_states(work.output)
+        # same shape, dtype and layout; other values, written after the interruption
+        many_blocks_input(work.input, work.rows, seed=1)
+        rc, _, err = cli("run", work.config, "--resume")
+        assert rc == 1
+        line = one_line_error(err)
+        assert "the input's data changed" in line, line
+        assert file_states(work.output) == snapshot
+    finally:
+        copy_store(saved, work.input)  # keeps modification times: the same input again
+
+
+def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Work, cli) -> None:
+    """``chunking.block: auto`` depends on the cluster's memory; on resume the recorded block
+    is used (here auto alone would pick one block for the whole array, and be refused)."""
+    work.restore_killed()
+    doc = yaml.safe_load(work.config.read_text())
+    cfg = work.config_with("auto.yaml", chunking={"block": "auto"})
+    assert doc["chunking"]["block"] == [1, COLS]
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert "resuming:" in err
+    assert_same_stores(work.output, work.ref)
+
+
+def test_resume_of_a_complete_output_does_nothing(work: Work, cli, tmp_path: Path) -> None:
+    work.restore_killed()
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    snapshot = file_states(work.output)
+    rc, _, err = cli("run", work.config, "--resume", "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert "already complete; nothing to do" in err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["blocks_done"] == 0 and summary["blocks_skipped"] == work.rows
+    assert file_states(work.output) == snapshot
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sigint", "ctrl-c-at-a-terminal", "sigterm"],
+)
+def test_interrupt_closes_the_cluster_and_resume_completes(
+    work: Work, cli, sig: int, group: bool
+) -> None:
+    """Ctrl-C at a terminal signals the whole process group (the workers too)."""
+    shutil.rmtree(work.output, ignore_errors=True)
+    stopped = run_and_signal(work.config, work.output, sig, group=group, cwd=work.dir)
+    assert stopped is not None, "the run finished before it was interrupted"
+    assert stopped.returncode == 130, stopped.stderr
+    lines = [ln for ln in stopped.stderr.splitlines() if ln.strip()]
+    assert lines == ["interrupted: the cluster is closed; `run --resume` finishes the output"], (
+        stopped.stderr
+    )
+    # the cluster is closed: none of the processes the run started is left
+    assert len(stopped.children) >= 2  # the two workers (at least)
+    left = wait_gone(stopped.children, timeout=10)
+    kill_procs(left)
+    assert not left, f"left running after the interrupt: {left}"
+    # resumable: marked incomplete, record kept, lock released
+    assert status(work.output) == "incomplete"
+    assert not (work.output / ".pipeline" / "lock").exists()
+    n = markers(work.output)
+    assert 0 < n < work.rows
+    rc, _, err = cli("run", work.config, "--resume", "--summary-json", work.dir / "s.json")
+    assert rc == 0, err
+    assert json.loads((work.dir / "s.json").read_text())["blocks_skipped"] == n
+    assert_same_stores(work.output, work.ref)
+
+
+def test_resume_after_the_scheduler_is_lost(work: Work, cli) -> None:
+    """A run on an external cluster whose scheduler dies: one clear error, the output stays
+    incomplete, and a resume (here on a local cluster) finishes it."""
+    shutil.rmtree(work.output, ignore_errors=True)
+    from tests.faultkit import cli_process, kill_group
+
+    with external_cluster(work.dir) as ext:
+        proc = cli_process(work.config, "--scheduler", ext.address, cwd=work.dir)
+        try:
+            n = wait_for_markers(proc, work.output, 3)
+            assert n > 0, "the run finished before its scheduler could be killed"
+            kill_group(ext.scheduler)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: lost the Dask scheduler"), err
+    assert "--resume" in last
+    assert status(work.output) == "incomplete"
+    assert not (work.output / ".pipeline" / "lock").exists()
+    n = markers(work.output)
+    assert 0 < n < work.rows
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert_same_stores(work.output, work.ref)
+
+
+# --------------------------------------------------------------------------------------------
+# On the GPU host (skipped elsewhere).
+
+
+@pytest.mark.gpu
+def test_gpu_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, cli) -> None:
+    x = many_blocks_input(tmp_path / "in.zarr", 400, cols=16384)
+    cfg = _config(tmp_path, cols=16384)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["backend"] = "gpu"
+    doc["cluster"] = {"threads_per_worker": 2, "dashboard": "", "gpus": [0]}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out.zarr"
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out.rename(tmp_path / "ref.zarr")
+    stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=tmp_path)
+    assert stopped is not None, "the run finished before the kill: enlarge the input"
+    kill_procs(wait_gone(stopped.children, timeout=30))
+    n = markers(out)
+    assert 0 < n < 400
+    rc, _, err = cli("run", cfg, "--resume", "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "s.json").read_text())["blocks_skipped"] == n
+    assert_same_stores(out, tmp_path / "ref.zarr")
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
