@@ -521,14 +521,24 @@ def article_gpu(gpu: Gpu, shape: tuple[int, ...], reps: int) -> dict[str, Any]:
     names = ["ones", "x *= 5", "three stages"] + (["fused three stages"] if gpu.fused else [])
     times = {name: DeviceTimes() for name in names}
     cold: dict[str, dict[str, float]] = {}
-    box: dict[str, Any] = {}
+    box: dict[str, Any] = {}  # x, and the fused kernel's output y
     fused = gpu.fused
-    steps: dict[str, Callable[[], Any]] = {
-        "ones": lambda: box.__setitem__("x", cp.ones(shape)),
-        "x *= 5": lambda: box["x"].__imul__(5),
-        "fused three stages": lambda: box.__setitem__("y", fused(box["x"]) if fused else None),
-        "three stages": lambda: three_stages(box["x"]),
-    }
+
+    def ones() -> None:
+        box["x"] = cp.ones(shape)
+
+    def times_five() -> None:
+        box["x"] *= 5
+
+    def fused_three() -> None:
+        assert fused is not None
+        box["y"] = fused(box["x"])
+
+    def three() -> None:
+        three_stages(box["x"])
+
+    steps = {"ones": ones, "x *= 5": times_five, "fused three stages": fused_three}
+    steps["three stages"] = three
     order = [n for n in ("ones", "x *= 5", "fused three stages", "three stages") if n in names]
     for i in range(1 + reps):
         box.clear()
@@ -1022,11 +1032,12 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
     ns = [r["elements"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     labels = {"numpy": "NumPy (1 core)", "cupy": "CuPy, 3 ops", "fused": "fused kernel"}
+    colors = {"numpy": "tab:blue", "cupy": "tab:orange", "fused": "tab:green"}
     plotted = False
     for key in ("cupy", "fused"):
         pts = [(n, r["speedup"][key]) for n, r in zip(ns, rows, strict=True) if r["speedup"][key]]
         if pts:
-            left.plot(*zip(*pts, strict=True), "o-", label=labels[key])
+            left.plot(*zip(*pts, strict=True), "o-", label=labels[key], color=colors[key])
             plotted = True
     left.axhline(1.0, color="grey", lw=1, ls="--", label="NumPy parity")
     if not plotted:
@@ -1038,7 +1049,7 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
         pts = [(n, r["achieved_GBps"][key]) for n, r in zip(ns, rows, strict=True)]
         pts = [(n, v) for n, v in pts if v]
         if pts:
-            right.plot(*zip(*pts, strict=True), "o-", label=labels[key])
+            right.plot(*zip(*pts, strict=True), "o-", label=labels[key], color=colors[key])
     copy = (result.get("copy") or {}).get("GBps")
     if copy:
         right.axhline(copy, color="black", lw=1, ls=":", label="device copy ceiling")
