@@ -824,7 +824,8 @@ METHOD = {
     "cupy_enqueue": "perf_counter around the call without synchronising: what the article "
     "measured, the time to enqueue the kernels",
     "cupy_sync": "perf_counter from before the call to after cudaDeviceSynchronize (the "
-    "device idle before the call); used for every speedup",
+    "device idle before the call; the span also holds one event record, a few µs); used for "
+    "every speedup",
     "cupy_events": "CUDA events recorded around the call on the current stream",
     "warmup": "GPU: first 2 runs per size (compilation, allocation) untimed, the article "
     "section's cold first iteration reported apart; NumPy: 1 run below 1e8 elements",
