@@ -1,0 +1,125 @@
+"""scripts/bench_seed.py: the quick mode runs anywhere and writes JSON, Markdown and a chart.
+
+These tests check what the script writes and that it checks results; never how fast anything ran.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bench_seed.py"
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    """The script as a module, for its helpers."""
+    spec = importlib.util.spec_from_file_location("bench_seed", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_seed"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``--quick`` run into a temporary directory: (output directory, its JSON)."""
+    out = tmp_path_factory.mktemp("seed") / "out"
+    proc = run_script("--quick", "--out", str(out), cwd=out.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "correctness: OK" in proc.stdout
+    return out, json.loads((out / "bench_seed.json").read_text())
+
+
+def test_quick_writes_json_markdown_and_png(quick: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = quick
+    assert (out / "bench_seed.md").read_text().startswith("# The seed article")
+    assert (out / "bench_seed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_json_has_every_size_and_the_environment(quick: tuple[Path, dict[str, Any]]) -> None:
+    _, result = quick
+    assert result["schema"] == "bench_seed/1"
+    assert result["mode"] == "quick"
+    assert result["complete"] is True
+    assert result["gpu_measured"] is False
+    env = result["environment"]
+    assert env["numpy"] == np.__version__
+    assert env["cpu"]["cpu_count"] == os.cpu_count()
+    assert [r["elements"] for r in result["sizes"]] == [10**4, 10**5, 10**6]
+    for row in result["sizes"]:
+        stats = row["numpy"]
+        assert stats["reps"] >= 1 and len(stats["samples_s"]) == stats["reps"]
+        assert stats["min_s"] <= stats["median_s"] <= stats["max_s"]
+        assert "cupy" not in row and "fused" not in row  # the GPU columns were not measured
+        assert row["speedup"] == {"cupy": None, "fused": None}
+        assert row["ok"] is True
+    article = result["article"]
+    assert set(article["numpy"]["steps"]) == {"ones", "x *= 5", "three stages"}
+    assert "cupy" not in article
+
+
+def test_quick_checked_numpy_against_the_references(quick: tuple[Path, dict[str, Any]]) -> None:
+    _, result = quick
+    c = result["correctness"]
+    assert c["ok"] is True and c["numpy_checked"] is True and c["gpu_checked"] is False
+    assert c["failures"] == []
+    for row in result["sizes"]:
+        whats = [check["what"] for check in row["checks"]]
+        assert any("closed form" in w for w in whats)
+        assert any("apply_chain" in w for w in whats)
+        assert all(check["equal"] for check in row["checks"])
+        assert row["checked_elements_host"] == row["elements"]  # in full at these sizes
+
+
+def test_quick_markdown_says_the_gpu_was_not_measured(quick: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = quick
+    md = (out / "bench_seed.md").read_text()
+    assert "not measured" in md
+    assert "bit-identical" in md
+    assert "714x" in md  # the article's claim sits beside the measurements
+
+
+def test_compare_catches_one_ulp_and_unwritten_nan(script: ModuleType) -> None:
+    want = np.linspace(-2.0, 2.0, 101)
+    got = want.copy()
+    got[7] = np.nextafter(got[7], np.inf)
+    c = script.compare("one ulp", got, want)
+    assert c["equal"] is False and c["mismatches"] == 1
+    assert c["first_mismatch"]["index"] == 7
+    poisoned = np.full_like(want, np.nan)
+    assert script.compare("poison", poisoned, poisoned.copy())["equal"] is False
+    assert script.compare("same", want.copy(), want)["equal"] is True
+
+
+def test_full_mode_without_a_gpu_says_to_use_quick(script: ModuleType, tmp_path: Path) -> None:
+    usable, _ = script.gpu_available()
+    if usable:
+        pytest.skip("a GPU is here: the full mode would run")
+    proc = run_script("--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--quick" in proc.stdout
+    assert not (tmp_path / "out").exists()
