@@ -35,8 +35,6 @@ AUTO_CHUNK_BYTES = 128 << 10
 #: Device bytes per task, in multiples of the block's bytes, beyond the arrays themselves:
 #: nvCOMP's batch-encode scratch (measured on an H100 at 64-256 KiB frames).
 NVCOMP_ENCODE_SCRATCH = 7.0
-#: Share of frames CPU threads encode beside the GPU when a worker has 8+ cores of its own.
-AUTO_HOST_SHARE = 0.25
 #: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
 WORKER_BASELINE = 400 << 20
 
@@ -487,10 +485,7 @@ def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> 
     if encode_on != "gpu" or config.output.codec.name != "zstd":
         return 0.0, 0
     per_worker = max(1, facts.cpu_count // max(1, workers))
-    share = config.cluster.host_encode_share
-    if share == "auto":
-        share = AUTO_HOST_SHARE if per_worker >= 8 else 0.0
-    return float(share), per_worker
+    return float(config.cluster.host_encode_share), per_worker
 
 
 def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:

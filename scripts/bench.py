@@ -538,9 +538,11 @@ def local_cluster(backend: str, threads: int, workers: int = 1) -> Iterator[Any]
     client = Client(cluster)
     try:
         yield client
-    finally:
-        client.close()
-        cluster.close()
+    finally:  # workers holding tens of GB of page-locked memory can be slow to exit
+        with contextlib.suppress(Exception):
+            client.close(timeout=60)
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=120)
 
 
 def pipeline_runs(

@@ -196,3 +196,20 @@ def test_cuda_visible_devices_subset(tmp_path, cli, monkeypatch) -> None:
     assert rc == 0, err
     assert "on GPUs [0]" in out
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_gpu_nonfinite_counts_match_numpy(dtype) -> None:
+    import cupy as cp
+
+    from pipeline import backend
+
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal(1_000_003).astype(dtype)
+    for value, k in ((np.nan, 7), (np.inf, 5), (-np.inf, 3)):
+        y[rng.choice(y.size, k, replace=False)] = value
+    be = backend.get("gpu")
+    be.prepare()
+    got = be.count_nonfinite(cp.asarray(y))
+    assert got == (int(np.isnan(y).sum()), int(np.isposinf(y).sum()), int(np.isneginf(y).sum()))
+    assert be.count_nonfinite(cp.asarray(np.ones(10, dtype))) == (0, 0, 0)
