@@ -814,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-bench"))
     p.add_argument("--disk", type=Path, default=Path("/var/tmp/pipeline-bench"))
     p.add_argument("--skip", default="", help="comma list: disk,peers,memory,device,cpu")
+    p.add_argument("--from-json", type=Path, help="re-render tables and chart from a bench.json")
     p.add_argument(
         "--peer-gb",
         type=float,
@@ -823,6 +824,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     res = Results(args.out)
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text())
+        res.meta = doc["meta"]
+        res.figures = [
+            Figure(f["name"], f["group"], f["gbps"], f["note"], f["extra"]) for f in doc["figures"]
+        ]
+        return finish(res)
     res.meta = machine() | {"size_gb": args.size_gb, "quick": args.quick}
     if args.quick:
         return quick(res, args)
@@ -837,6 +845,13 @@ def layout_for(size_gb: float) -> tuple[list[int], list[int], list[int], list[in
     """(shape, shards, chunks, plain chunks) of a float32 array of about ``size_gb``."""
     planes = max(64, round(size_gb * 1e9 / (4 << 20) / 64) * 64)  # 4 MiB planes
     return [planes, 1024, 1024], [64, 1024, 1024], [1, 32, 1024], [64, 1024, 1024]
+
+
+_T0 = time.perf_counter()
+
+
+def stamp(label: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.0f} s] {label}", flush=True)
 
 
 def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
@@ -854,13 +869,13 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         one_shard,
         np.ascontiguousarray(zarr.open_array(str(src), mode="r")[:64]).view(np.uint8).reshape(-1),
     )
-    print("ceilings", flush=True)
+    stamp("ceilings")
     gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
     one_shard.unlink()
     cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
     file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
 
-    print("pipeline on /dev/shm", flush=True)
+    stamp("pipeline on /dev/shm")
     with local_cluster("gpu", 8) as client:
         cfg = config(src, shm / "out.zarr", "gpu", cluster={"threads_per_worker": 8})
         gbps, last = pipeline_runs(client, cfg, args.reps)
@@ -881,24 +896,6 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         )
         verify_output(src, shm / "out.zarr")
         shutil.rmtree(shm / "out.zarr", ignore_errors=True)
-        if "memory" not in skip:
-            print("pipeline with data in host memory", flush=True)
-            res.add(
-                Figure(
-                    "pipeline, input and result in host memory (pinned)",
-                    "pipeline",
-                    pipeline_memory(client, src, args.reps, pinned=True),
-                    "page-locked chunks persisted in the worker",
-                )
-            )
-            res.add(
-                Figure(
-                    "pipeline, input and result in host memory (pageable input)",
-                    "pipeline",
-                    pipeline_memory(client, src, args.reps, pinned=False),
-                    "NumPy chunks persisted; result page-locked",
-                )
-            )
         if "device" not in skip:
             res.add(
                 Figure(
@@ -909,7 +906,7 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
                 )
             )
     if "peers" not in skip:
-        print("peers", flush=True)
+        stamp("peers")
         plain = shm / "plain.zarr"
         convert_plain(src, plain, plain_chunks)
         with local_cluster("cpu", 4, workers=4) as client:
@@ -947,7 +944,7 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         shutil.rmtree(shm / "peer_gpu.zarr", ignore_errors=True)
         shutil.rmtree(plain, ignore_errors=True)
     if "cpu" not in skip:
-        print("pipeline, CPU backend", flush=True)
+        stamp("pipeline, CPU backend")
         n = os.cpu_count() or 1
         with local_cluster("cpu", 1, workers=n) as client:
             cfg = config(
@@ -964,8 +961,8 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
             )
         shutil.rmtree(shm / "out_cpu.zarr", ignore_errors=True)
     if "disk" not in skip:
-        print("local disk", flush=True)
-        both = disk_ceiling(res, disk / "dd", 8)
+        stamp("local disk")
+        both = disk_ceiling(res, disk / "dd", 4)
         disk_src = disk / "input.zarr"
         shutil.rmtree(disk, ignore_errors=True)
         disk.mkdir(parents=True)
@@ -987,6 +984,17 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
             if both:
                 f.extra["of_disk_ceiling"] = gbps[0] * moved / both
         shutil.rmtree(disk, ignore_errors=True)
+    if "memory" not in skip:
+        stamp("pipeline with data in host memory")
+        with local_cluster("gpu", 8) as client:
+            res.add(
+                Figure(
+                    "pipeline, input and result in host memory (pinned)",
+                    "pipeline",
+                    pipeline_memory(client, src, args.reps, pinned=True),
+                    "page-locked chunks persisted in the worker",
+                )
+            )
     shutil.rmtree(shm, ignore_errors=True)
     return finish(res)
 
