@@ -31,7 +31,7 @@ def test_cpu_run_stays_within_a_small_host_budget(tmp_path, cli) -> None:
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
     assert rc == 0, err
-    rc, out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    rc, _out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
     assert rc == 0, err
     s = json.loads((tmp_path / "s.json").read_text())
     budget = s["host_budget"]
