@@ -32,9 +32,11 @@ from pipeline.storage import ArrayInfo, Location, describe_array
 GPU_FRAME_LIMIT = 4 << 20
 #: Target size of an automatic output chunk (one zstd frame).
 AUTO_CHUNK_BYTES = 128 << 10
-#: Device bytes per task, in multiples of the block's bytes, beyond the arrays themselves:
-#: nvCOMP's batch-encode scratch (measured on an H100 at 64-256 KiB frames).
-NVCOMP_ENCODE_SCRATCH = 7.0
+#: nvCOMP's batch-encode scratch per call: a fixed part and a part per frame. Measured on an
+#: H100 (nvCOMP 6.0, 128 KiB frames): 1.24 GB asked for one 64 MiB block (512 frames), and
+#: about 1.7 GB for 256 MiB blocks (2048 frames).
+NVCOMP_SCRATCH_FIXED = 1100 << 20
+NVCOMP_SCRATCH_PER_FRAME = 400 << 10
 #: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
 WORKER_BASELINE = 400 << 20
 
@@ -219,6 +221,7 @@ def project_memory(
     threads: int,
     device_budget: int | None,
     host_budget: int | None,
+    frames_out: int = 1,
 ) -> Memory:
     """Upper bounds of the memory one task needs, from the block's bytes.
 
@@ -232,8 +235,8 @@ def project_memory(
     bout = math.prod(block) * np.dtype(out_dtype).itemsize
     if backend == "gpu":
         dev = bin_ * (2 + (0 if slab_in else 1)) + bout * (2 + (0 if slab_out else 1))
-        if encode_on == "gpu":
-            dev += int(bout * (1.05 + NVCOMP_ENCODE_SCRATCH))
+        if encode_on == "gpu":  # slots, the compacted frames, and nvCOMP's scratch
+            dev += int(bout * 2.05) + NVCOMP_SCRATCH_FIXED + NVCOMP_SCRATCH_PER_FRAME * frames_out
         host = int(1.05 * bin_) + int(1.05 * bout)
         if decode_on == "cpu":
             host += 2 * bin_
@@ -362,6 +365,7 @@ def make_plan(
             threads,
             device_budget,
             host_budget,
+            frames_out=math.prod(block) // math.prod(chunk_out),
         )
         return unit_out, chunk_out, sharded, decode_on, encode_on, mem
 
