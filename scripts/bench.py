@@ -813,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-bench"))
     p.add_argument("--disk", type=Path, default=Path("/var/tmp/pipeline-bench"))
-    p.add_argument("--skip", default="", help="comma list: disk,peers,memory,device,cpu")
+    p.add_argument("--skip", default="", help="comma list: ceilings,peers,memory,device,cpu,disk")
+    p.add_argument("--threads", type=int, default=8, help="threads per GPU worker")
     p.add_argument("--from-json", type=Path, help="re-render tables and chart from a bench.json")
     p.add_argument(
         "--peer-gb",
@@ -869,15 +870,16 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         one_shard,
         np.ascontiguousarray(zarr.open_array(str(src), mode="r")[:64]).view(np.uint8).reshape(-1),
     )
-    stamp("ceilings")
-    gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
+    if "ceilings" not in skip:
+        stamp("ceilings")
+        gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
+        cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
+        file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
     one_shard.unlink()
-    cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
-    file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
 
     stamp("pipeline on /dev/shm")
-    with local_cluster("gpu", 8) as client:
-        cfg = config(src, shm / "out.zarr", "gpu", cluster={"threads_per_worker": 8})
+    with local_cluster("gpu", args.threads) as client:
+        cfg = config(src, shm / "out.zarr", "gpu", cluster={"threads_per_worker": args.threads})
         gbps, last = pipeline_runs(client, cfg, args.reps)
         f = res.add(
             Figure(
