@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import errno
 import logging
 import os
 import time
@@ -24,7 +23,7 @@ import numpy as np
 from pipeline import __version__, cluster, graph, layout, storage
 from pipeline.blocks import STATS
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, disk_full
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.ledger import RECORD
 from pipeline.plan import ClusterPlan, Plan, describe, make_plan
@@ -389,11 +388,9 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
                 finished = True
                 return summary
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise PipelineError(
-                    f"no space left on the output's device ({e.strerror}): free space, then "
-                    "`run --resume` finishes the output"
-                ) from None
+            full = disk_full(e, "the output")
+            if full is not None:
+                raise full from None
             raise
         finally:
             if not finished:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline import layout
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, disk_full
 from pipeline.layout import Shape
 
 FrameCodec = Literal["zstd", "none"]
@@ -179,11 +179,9 @@ class Location:
                 data = b"".join(bytes(memoryview(p)) for p in parts)
                 self.fs().pipe_file(path, data)
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise PipelineError(
-                    f"no space left writing {path}: free space, then `run --resume` finishes "
-                    "the output"
-                ) from None
+            full = disk_full(e, path)
+            if full is not None:
+                raise full from None
             raise
         return total
 

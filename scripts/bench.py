@@ -636,58 +636,69 @@ def from_zarr(src: Path) -> Any:
     return da.from_zarr(z, chunks=z.shards or z.chunks)
 
 
+def _chain(dtype: np.dtype) -> tuple:
+    from pipeline import stages
+    from pipeline.config import parse_config
+
+    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
+    return stages.plan_chain(cfg.stage_specs(), np.dtype(dtype))
+
+
+def _persisted(
+    client: Any,
+    build: Callable[[], Any],
+    reps: int,
+    nbytes: float,
+    check: Callable[[Any], None] | None = None,
+) -> list[float]:
+    """GB/s of ``nbytes`` for persisting ``build()`` on the cluster, ``reps`` times after one
+    warm-up; ``check`` sees the last result."""
+    from distributed import wait
+
+    out = []
+    for i in range(reps + 1):
+        t = time.perf_counter()
+        y = client.persist(build())
+        wait(y)
+        sec = time.perf_counter() - t
+        if i == reps and check is not None:
+            check(y)
+        del y
+        if i:
+            out.append(nbytes / sec / 1e9)
+    return out
+
+
 def pipeline_memory(client: Any, src: Path, reps: int, pinned: bool) -> list[float]:
     """Input already in host memory (page-locked or not), result back in host memory."""
     from distributed import wait
 
-    from pipeline import graph, stages
-    from pipeline.config import parse_config
+    from pipeline import graph
 
-    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
     x = from_zarr(src)
-    chain = stages.plan_chain(cfg.stage_specs(), np.dtype(x.dtype))
+    chain = _chain(x.dtype)
     x = client.persist(graph.pin(x) if pinned else x)
     wait(x)
-    out = []
-    for i in range(reps + 1):
-        t = time.perf_counter()
-        y = client.persist(graph.process(x, chain, "gpu"))
-        wait(y)
-        sec = time.perf_counter() - t
-        if i == reps:  # check the last result against NumPy on one block
-            blk = tuple(slice(0, c[0]) for c in x.chunks)
-            ref = ((np.asarray(x[blk].compute()) * 5) ** 2) * 2
-            assert np.array_equal(np.asarray(y[blk].compute()), ref)
-        del y
-        if i:
-            out.append(x.nbytes / sec / 1e9)
-    del x
-    return out
+
+    def check(y: Any) -> None:  # one block against NumPy
+        blk = tuple(slice(0, c[0]) for c in x.chunks)
+        ref = ((np.asarray(x[blk].compute()) * 5) ** 2) * 2
+        assert np.array_equal(np.asarray(y[blk].compute()), ref)
+
+    return _persisted(client, lambda: graph.process(x, chain, "gpu"), reps, x.nbytes, check)
 
 
 def pipeline_device(client: Any, src: Path, reps: int) -> list[float]:
     """Data already on the GPU (CuPy chunks persisted), the fused chain through Dask."""
     from distributed import wait
 
-    from pipeline import graph, stages
-    from pipeline.config import parse_config
+    from pipeline import graph
 
-    cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
     x = from_zarr(src)
-    chain = stages.plan_chain(cfg.stage_specs(), np.dtype(x.dtype))
+    chain = _chain(x.dtype)
     xd = client.persist(graph.to_device(x))
     wait(xd)
-    out = []
-    for i in range(reps + 1):
-        t = time.perf_counter()
-        y = client.persist(graph.apply_stages(xd, chain, "gpu"))
-        wait(y)
-        sec = time.perf_counter() - t
-        del y
-        if i:
-            out.append(2 * x.nbytes / sec / 1e9)
-    del xd
-    return out
+    return _persisted(client, lambda: graph.apply_stages(xd, chain, "gpu"), reps, 2 * x.nbytes)
 
 
 # --------------------------------------------------------------------------------------------
