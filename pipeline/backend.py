@@ -248,19 +248,12 @@ def get(name: str) -> Backend:
     return inst
 
 
-def frames_of(
-    raw: memoryview | None,
-    info_sharded: bool,
-    index_at_end: bool,
-    n_chunks: int,
-    chunk_nbytes: int,
-    codec: FrameCodec,
-) -> Frames:
+def frames_of(raw: memoryview | None, sharded: bool, index_at_end: bool, n_chunks: int) -> Frames:
     """Where each chunk's frame lies in a unit's bytes (``raw`` None: the unit is absent)."""
     if raw is None:
         empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
         return Frames(empty, empty.copy())
-    if not info_sharded:
+    if not sharded:
         return Frames(np.zeros(1, np.uint64), np.array([len(raw)], np.uint64))
     k = layout.index_nbytes(n_chunks)
     idx = raw[len(raw) - k :] if index_at_end else raw[:k]

@@ -118,9 +118,7 @@ def read_unit(be: backends.Backend, info: ArrayInfo, unit_index: Shape) -> Any:
     tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
-        frames = backends.frames_of(
-            raw, info.sharded, info.index_at_end, n_chunks, info.chunk_nbytes, info.codec or "none"
-        )
+        frames = backends.frames_of(raw, info.sharded, info.index_at_end, n_chunks)
         flat = be.decode_frames(
             raw if raw is not None else memoryview(b""),
             frames,

@@ -63,14 +63,6 @@ def nbytes(shape: Shape, dtype: np.dtype) -> int:
     return math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def chunk_present(unit_index: Shape, inner: Shape, unit: Shape, chunk: Shape, shape: Shape) -> bool:
-    """Whether inner chunk ``inner`` of unit ``unit_index`` holds any element of the array."""
-    return all(
-        ui * u + ii * c < s
-        for ui, ii, u, c, s in zip(unit_index, inner, unit, chunk, shape, strict=True)
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Chunk-major <-> C order. Both take and return arrays of the same module (NumPy or CuPy).
 
@@ -151,7 +143,3 @@ class Frames:
     """byte offset of each chunk's frame in the unit (``EMPTY`` when absent)"""
     sizes: np.ndarray
     """byte length of each frame (``EMPTY`` when absent)"""
-
-    @property
-    def present(self) -> np.ndarray:
-        return self.sizes != EMPTY

@@ -381,12 +381,3 @@ def cuda_source(chain: Sequence[BoundStage]) -> KernelSource:
 def known_stages() -> str:
     """Comma-separated list of stage names, for error messages."""
     return ", ".join(sorted(REGISTRY))
-
-
-def describe_registry() -> list[tuple[str, str, dict[str, str]]]:
-    """(name, doc, {param: description}) for each stage, for docs."""
-    out = []
-    for d in REGISTRY.values():
-        fields = {k: (f.description or "") for k, f in d.params.model_fields.items()}
-        out.append((d.name, d.doc, fields))
-    return out
