@@ -112,6 +112,17 @@ def write_config(
     return p
 
 
+def generated_config(tmp: Path, generate: dict[str, Any], **sections: Any) -> Path:
+    """A config (see :func:`write_config`) whose input ``tmp/in.zarr`` is described by an
+    ``input.generate`` section, and whose output is ``tmp/out.zarr``."""
+    sections["input"] = {
+        "store": str(tmp / "in.zarr"),
+        "generate": generate,
+        **sections.get("input", {}),
+    }
+    return write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", **sections)
+
+
 @pytest.fixture
 def cli(capsys: Any) -> Any:
     """Run ``python -m pipeline ARGS`` in this process: (exit status, stdout, stderr)."""

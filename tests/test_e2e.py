@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 
 CASES = [
     ("float32", (100_003,), (9_000,)),
@@ -98,19 +98,14 @@ def test_array_inside_a_group(tmp_path, cli) -> None:
 
 
 def test_generate_then_run_then_verify(tmp_path, cli) -> None:
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {
-                "shape": [30, 20, 11],
-                "dtype": "float32",
-                "seed": 7,
-                "shards": [8, 20, 11],
-                "chunks": [2, 20, 11],
-            },
+        {
+            "shape": [30, 20, 11],
+            "dtype": "float32",
+            "seed": 7,
+            "shards": [8, 20, 11],
+            "chunks": [2, 20, 11],
         },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")

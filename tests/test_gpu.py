@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 
 pytestmark = pytest.mark.gpu
 
@@ -89,20 +89,10 @@ def test_cpu_and_gpu_give_the_same_output(tmp_path, cli) -> None:
 
 
 def test_gpu_generate_and_verify(tmp_path, cli) -> None:
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
+        {"shape": [64, 256, 256], "dtype": "float32", "seed": 3, "shards": [16, 256, 256]},
         **GPU,
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {
-                "shape": [64, 256, 256],
-                "dtype": "float32",
-                "seed": 3,
-                "shards": [16, 256, 256],
-            },
-        },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
     assert rc == 0, err

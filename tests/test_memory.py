@@ -7,21 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import read_array, reference, write_config
+from tests.conftest import generated_config, read_array, reference
 
 RAMP = {"dtype": "float32", "distribution": "ramp", "chunks": [1, 32, 1024]}
 
 
 def test_cpu_run_stays_within_a_small_host_budget(tmp_path, cli) -> None:
     """1.07 GB through two workers of 600 MiB each: the peak RSS per worker stays below."""
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {**RAMP, "shape": [256, 1024, 1024], "shards": [8, 1024, 1024]},
-        },
+        {**RAMP, "shape": [256, 1024, 1024], "shards": [8, 1024, 1024]},
         cluster={
             "workers": 2,
             "threads_per_worker": 1,
@@ -45,15 +40,10 @@ def test_cpu_run_stays_within_a_small_host_budget(tmp_path, cli) -> None:
 @pytest.mark.gpu
 def test_gpu_run_stays_within_a_small_device_budget(tmp_path, cli) -> None:
     """17 GB through a GPU with a 4 GiB device budget: the pool's peak stays below it."""
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
+        {**RAMP, "shape": [4096, 1024, 1024], "shards": [16, 1024, 1024]},
         backend="gpu",
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {**RAMP, "shape": [4096, 1024, 1024], "shards": [16, 1024, 1024]},
-        },
         cluster={"threads_per_worker": 2, "device_memory_limit": "4GiB", "dashboard": ""},
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pipeline.report import Progress
-from tests.conftest import make_array, write_config
+from tests.conftest import generated_config, make_array, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,19 +103,9 @@ PLAN_ITEMS = ("input", "output", "output now", "stages", "backend", "workers", "
 
 @pytest.mark.parametrize("how", ["plan", "dry-run"])
 def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {
-                "shape": [40, 30],
-                "chunks": [5, 30],
-                "shards": [10, 30],
-                "when_missing": True,
-            },
-        },
+        {"shape": [40, 30], "chunks": [5, 30], "shards": [10, 30], "when_missing": True},
     )
     args = ("plan", cfg) if how == "plan" else ("run", cfg, "--dry-run")
     before = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -144,19 +134,9 @@ def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
 
 
 def test_plan_of_a_generated_input_matches_the_generated_layout(tmp_path, cli) -> None:
-    cfg = write_config(
+    cfg = generated_config(
         tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        input={
-            "store": str(tmp_path / "in.zarr"),
-            "generate": {
-                "shape": [30, 20, 7],
-                "shards": [10, 20, 7],
-                "chunks": [2, 20, 7],
-                "when_missing": True,
-            },
-        },
+        {"shape": [30, 20, 7], "chunks": [2, 20, 7], "shards": [10, 20, 7], "when_missing": True},
     )
     from pipeline import plan
     from pipeline.config import load_config
