@@ -20,7 +20,7 @@ ENV :=
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 endif
 
-.PHONY: run data verify plan info test test-gpu lint docs bench bench-seed env clean
+.PHONY: run data verify plan info test test-gpu lint docs bench bench-seed bench-scaling env clean
 
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
 	$(PY) -m pipeline run $(CONFIG) $(ARGS)
@@ -56,6 +56,9 @@ bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
 	$(PY) scripts/bench_seed.py $(BENCH_ARGS)
+
+bench-scaling: $(ENV)  ## strong and weak scaling over the host's GPUs (1, 2, 4, 8)
+	$(PY) scripts/bench_scaling.py $(BENCH_ARGS)
 
 env: $(ENV)
 

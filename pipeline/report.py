@@ -161,6 +161,8 @@ class Summary:
     hardware: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    blocks_per_worker: dict[str, int] = field(default_factory=dict)
+    """{worker address: blocks it computed in this run}"""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
@@ -188,6 +190,11 @@ class Summary:
                 f"{self.blocks_done} written"
                 + (f", {self.blocks_skipped} already done (skipped)" if self.blocks_skipped else "")
                 + f", of {self.blocks_total}",
+            ),
+            *(
+                [("blocks per worker", ", ".join(map(str, self.blocks_per_worker.values())))]
+                if len(self.blocks_per_worker) > 1
+                else []
             ),
             (
                 "bytes",

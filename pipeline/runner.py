@@ -424,7 +424,7 @@ def _compute_and_finish(
         )
     cluster.reset_peaks(client)
     t0 = time.perf_counter()
-    totals = _compute(client, plan, pending, options)
+    totals, per_worker = _compute(client, plan, pending, options)
     t_compute = time.perf_counter() - t0
     t0 = time.perf_counter()
     recorded = ledger.done()
@@ -445,6 +445,7 @@ def _compute_and_finish(
         dashboard,
         "complete",
     )
+    summary.blocks_per_worker = per_worker
     # the whole output's counts: this run's blocks, and those an interrupted run wrote
     whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
     skipped = [b for b in all_blocks if b in done]
@@ -535,13 +536,16 @@ def _dashboard(client: Any, plan: Plan) -> str | None:
         return None
 
 
-def _compute(client: Any, plan: Plan, pending: list, options: RunOptions) -> dict[str, int]:
-    """Submit the pending blocks, follow them, and sum their statistics."""
+def _compute(
+    client: Any, plan: Plan, pending: list, options: RunOptions
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Submit the pending blocks, follow them, and sum their statistics; also how many blocks
+    each worker computed (where each block's small result was made, before it is released)."""
     from distributed import as_completed, performance_report
 
     totals = dict.fromkeys(STATS, 0)
     if not pending:
-        return totals
+        return totals, {}
     stats = graph.build(plan.source, plan.sink, plan.chain, plan.backend)
     dsk, keys = graph.block_keys(stats, pending)
     report = (
@@ -557,6 +561,7 @@ def _compute(client: Any, plan: Plan, pending: list, options: RunOptions) -> dic
                     for k, v in zip(STATS, values.reshape(-1, len(STATS)).sum(axis=0), strict=True):
                         totals[k] += int(v)
                     bar.advance()
+            per_worker = _blocks_per_worker(client, futures)
         except BaseException as e:
             with contextlib.suppress(Exception):  # the scheduler may be gone
                 client.cancel(futures)
@@ -569,7 +574,17 @@ def _compute(client: Any, plan: Plan, pending: list, options: RunOptions) -> dic
                     "finishes it"
                 ) from None
             raise
-    return totals
+    return totals, per_worker
+
+
+def _blocks_per_worker(client: Any, futures: list) -> dict[str, int]:
+    """{worker address: blocks it computed}, from where the blocks' results are held."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(Exception):  # a statistic: never fail a finished run over it
+        for holders in client.who_has(futures).values():
+            if holders:
+                counts[holders[0]] = counts.get(holders[0], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _lost_scheduler(e: BaseException) -> bool:

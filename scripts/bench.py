@@ -516,13 +516,18 @@ def generate(
 
 
 @contextlib.contextmanager
-def local_cluster(backend: str, threads: int, workers: int = 1) -> Iterator[Any]:
+def local_cluster(
+    backend: str, threads: int, workers: int = 1, gpus: int | None = None
+) -> Iterator[Any]:
+    """A cluster as a user starts one. GPU: one worker per visible GPU, or per each of the
+    first ``gpus``; CPU: ``workers`` processes."""
     from distributed import Client
 
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
         cluster = LocalCUDACluster(
+            CUDA_VISIBLE_DEVICES=None if gpus is None else ",".join(map(str, range(gpus))),
             threads_per_worker=threads,
             device_memory_limit=0,
             memory_limit=0,
@@ -669,7 +674,9 @@ def _persisted(
     return out
 
 
-def pipeline_memory(client: Any, src: Path, reps: int, pinned: bool) -> list[float]:
+def pipeline_memory(
+    client: Any, src: Path, reps: int, pinned: bool, backend: str = "gpu"
+) -> list[float]:
     """Input already in host memory (page-locked or not), result back in host memory."""
     from distributed import wait
 
@@ -685,7 +692,7 @@ def pipeline_memory(client: Any, src: Path, reps: int, pinned: bool) -> list[flo
         ref = ((np.asarray(x[blk].compute()) * 5) ** 2) * 2
         assert np.array_equal(np.asarray(y[blk].compute()), ref)
 
-    return _persisted(client, lambda: graph.process(x, chain, "gpu"), reps, x.nbytes, check)
+    return _persisted(client, lambda: graph.process(x, chain, backend), reps, x.nbytes, check)
 
 
 def pipeline_device(client: Any, src: Path, reps: int) -> list[float]:

@@ -31,3 +31,32 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path) -> None:
     md = (out / "bench.md").read_text()
     assert "| pipeline | pipeline, CPU backend" in md
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_scaling_runs_every_workload_and_device_count(tmp_path) -> None:
+    """`bench_scaling.py --quick`: CPU workers stand in for GPUs; every point is measured,
+    outputs are checked against NumPy inside the script, and both workers take part."""
+    out = tmp_path / "scaling"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_scaling.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((out / "scaling.json").read_text())
+    seen = {(p["workload"], p["scaling"], p["devices"]) for p in doc["points"]}
+    for workload in ("Zarr on /dev/shm", "host memory in and out"):
+        for scaling in ("strong", "weak"):
+            assert {(workload, scaling, 1), (workload, scaling, 2)} <= seen
+    assert ("Zarr on /dev/shm", "joined", 2) in seen
+    for p in doc["points"]:
+        assert p["gbps"] and all(g > 0 for g in p["gbps"]), p
+        if p["workload"] == "Zarr on /dev/shm":  # every worker computed blocks
+            assert len(p["blocks_per_worker"]) == p["devices"], p
+            assert all(b > 0 for b in p["blocks_per_worker"]), p
+        if p["devices"] == 1:
+            assert p["efficiency"] == 1.0
+    md = (out / "scaling.md").read_text()
+    assert "| Zarr on /dev/shm | joined | 2 |" in md

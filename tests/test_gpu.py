@@ -176,6 +176,31 @@ def test_gpu_workers_share_one_gpu(tmp_path, cli) -> None:
             p.wait(timeout=30)
 
 
+def _gpu_count() -> int:
+    import cupy
+
+    return int(cupy.cuda.runtime.getDeviceCount())
+
+
+def test_every_gpu_takes_part(tmp_path, cli) -> None:
+    """LocalCUDACluster over every visible GPU: one worker each, and each computes blocks."""
+    n = _gpu_count()
+    if n < 2:
+        pytest.skip("needs 2 or more GPUs")
+    x = np.random.default_rng(6).standard_normal((64 * n, 512)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 512), shards=(4, 512))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    import json
+
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["workers"] == n and f"{n} x 4 threads" in out
+    assert len(s["blocks_per_worker"]) == n and all(v > 0 for v in s["blocks_per_worker"].values())
+    assert sum(s["blocks_per_worker"].values()) == s["blocks_total"]
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 def test_cuda_visible_devices_subset(tmp_path, cli, monkeypatch) -> None:
     """The local GPU cluster honours CUDA_VISIBLE_DEVICES (here: the first GPU only)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
