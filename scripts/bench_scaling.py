@@ -55,6 +55,7 @@ class Point:
     blocks_per_worker: list[int] = field(default_factory=list)
     note: str = ""
     efficiency: float | None = None
+    timeline: dict[str, float] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -82,6 +83,8 @@ class Scaling:
             p.efficiency = p.median / (p.devices * base.median)
         self.points.append(p)
         eff = "" if p.efficiency is None else f"  efficiency {p.efficiency:.0%}"
+        if p.timeline:
+            eff += "  " + ", ".join(f"{k} {v:.3f}" for k, v in p.timeline.items())
         print(
             f"  {p.workload:22s} {p.scaling:6s} x{p.devices}  {p.input_gb:6.1f} GB "
             f"{p.median:7.2f} GB/s{eff}  blocks/worker {p.blocks_per_worker}",
@@ -157,14 +160,98 @@ def shm_runs(
     return gbps, list(last.blocks_per_worker.values())
 
 
+def timeline(client: Any, src: Path, out: Path, backend: str, threads: int) -> dict[str, float]:
+    """One more run, with Dask's task stream recorded: where the compute phase's time went.
+
+    ``span``: first task start to last task end; ``outside``: compute phase minus span (graph
+    submission, results back); ``occupancy``: task time / (threads x span); ``ramp``: until every
+    thread has started a task; ``tail``: from the first thread running out of work to the end."""
+    from distributed import get_task_stream
+
+    from pipeline.runner import RunOptions, run
+
+    cfg = bench.config(src, out, backend, cluster={"threads_per_worker": threads})
+    with get_task_stream(client) as ts:
+        summary = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+    shutil.rmtree(out, ignore_errors=True)
+    spans = [
+        (d["worker"], ss["start"], ss["stop"])
+        for d in ts.data
+        for ss in d["startstops"]
+        if ss["action"] == "compute"
+    ]
+    if not spans:
+        return {}
+    start = min(a for _, a, _ in spans)
+    stop = max(b for _, _, b in spans)
+    slots = threads * len({w for w, _, _ in spans})
+    firsts = sorted(a for _, a, _ in spans)[:slots]
+    lasts = sorted(b for _, _, b in spans)[-slots:]
+    return {
+        "compute_s": summary.seconds["compute"],
+        "span_s": stop - start,
+        "outside_s": summary.seconds["compute"] - (stop - start),
+        "occupancy": sum(b - a for _, a, b in spans) / (slots * (stop - start)),
+        "ramp_s": firsts[-1] - start,
+        "tail_s": stop - lasts[0],
+        "mean_task_s": sum(b - a for _, a, b in spans) / len(spans),
+    }
+
+
 def memory_runs(client: Any, src: Path, backend: str, reps: int) -> tuple[list[float], list[int]]:
     gbps = bench.pipeline_memory(client, src, reps, pinned=backend == "gpu", backend=backend)
     return gbps, []
 
 
+def copies_at_once(n: int, reps: int, size: int = 1 << 30) -> list[float]:
+    """GB/s into the GPUs (each way) while each of the first ``n`` GPUs copies ``size`` bytes
+    in and ``size`` bytes out of page-locked host memory at once: the shared host side's
+    ceiling (PCIe root, host memory) for the memory workload."""
+    import cupy as cp
+    import numpy as np
+
+    bufs = []
+    for i in range(n):
+        with cp.cuda.Device(i):
+            h_in = np.frombuffer(cp.cuda.alloc_pinned_memory(size), np.uint8, size)
+            h_out = np.frombuffer(cp.cuda.alloc_pinned_memory(size), np.uint8, size)
+            h_in[:] = 1
+            h_out[:] = 1
+            streams = (cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True))
+            bufs.append(
+                (i, cp.empty(size, cp.uint8), cp.empty(size, cp.uint8), h_in, h_out, streams)
+            )
+
+    def once() -> float:
+        for i, *_ in bufs:
+            cp.cuda.Device(i).synchronize()
+        t = time.perf_counter()
+        for i, d_in, d_out, h_in, h_out, (s1, s2) in bufs:
+            with cp.cuda.Device(i):
+                d_in.set(h_in, stream=s1)
+                d_out.get(out=h_out, stream=s2)
+        for i, *_ in bufs:
+            cp.cuda.Device(i).synchronize()
+        return time.perf_counter() - t
+
+    return bench.timed_reps(once, reps, n * size)
+
+
 def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str) -> None:
     for n in args.devices:
         bench.stamp(f"{n} {'GPU' if backend == 'gpu' else 'CPU worker'}(s)")
+        if backend == "gpu" and "ceilings" in args.workloads:
+            res.add(
+                Point(
+                    "pinned copies in and out at once (ceiling)",
+                    "weak",
+                    n,
+                    2 * n * (1 << 30) / 1e9,
+                    copies_at_once(n, args.reps),
+                    note="ceiling: each GPU copies 1 GiB in and 1 GiB out of page-locked host "
+                    "memory at once; GB/s each way, all GPUs together",
+                )
+            )
         ctx = (
             bench.local_cluster("gpu", args.threads, gpus=n)
             if backend == "gpu"
@@ -177,7 +264,11 @@ def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str
                     gbps, per_worker = shm_runs(
                         client, src, args.shm / "out.zarr", backend, args.threads, n, args.reps
                     )
-                    res.add(Point("Zarr on /dev/shm", scaling, n, actual, gbps, per_worker))
+                    point = Point("Zarr on /dev/shm", scaling, n, actual, gbps, per_worker)
+                    point.timeline = timeline(
+                        client, src, args.shm / "out.zarr", backend, args.threads
+                    )
+                    res.add(point)
                 if "memory" in args.workloads:
                     gbps, _ = memory_runs(client, src, backend, args.reps)
                     res.add(Point("host memory in and out", scaling, n, actual, gbps))
@@ -319,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
-    p.add_argument("--workloads", default="shm,memory,joined", help="comma list")
+    p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
     args = p.parse_args(argv)
     backend = "cpu" if args.quick else "gpu"
     if args.quick:

@@ -201,15 +201,26 @@ def test_every_gpu_takes_part(tmp_path, cli) -> None:
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
-def test_cuda_visible_devices_subset(tmp_path, cli, monkeypatch) -> None:
-    """The local GPU cluster honours CUDA_VISIBLE_DEVICES (here: the first GPU only)."""
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+def test_cuda_visible_devices_subset(tmp_path) -> None:
+    """The local GPU cluster honours CUDA_VISIBLE_DEVICES set when the command starts (here
+    the last GPU alone; CUDA then numbers it 0)."""
+    import os
+    import subprocess
+    import sys
+
     x = np.random.default_rng(5).standard_normal((40, 100)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (4, 100))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
-    rc, out, err = cli("run", cfg)
-    assert rc == 0, err
-    assert "on GPUs [0]" in out
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(_gpu_count() - 1)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 x 4 threads on GPUs [0]" in proc.stdout, proc.stdout
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
