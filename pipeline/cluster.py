@@ -44,6 +44,7 @@ class PipelineSetup(WorkerPlugin):
         chain: Any = None,
         staging_bytes: int = 0,
         ignore_sigint: bool = False,
+        codec_slots: int | None = None,
     ):
         self.backend = backend
         self.device_budget = device_budget
@@ -51,6 +52,7 @@ class PipelineSetup(WorkerPlugin):
         self.chain = chain
         self.staging_bytes = staging_bytes
         self.ignore_sigint = ignore_sigint
+        self.codec_slots = codec_slots
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
@@ -59,7 +61,7 @@ class PipelineSetup(WorkerPlugin):
         if self.backend == "gpu":
             from pipeline import gpu
 
-            gpu.setup(self.device_budget)
+            gpu.setup(self.device_budget, self.codec_slots)
             if self.staging_bytes:
                 # read and encoded staging for every thread, and the chain's kernel
                 gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)

@@ -184,6 +184,12 @@ class ClusterConfig(Model):
         "while the GPU encodes the rest (for hosts with many fast cores; on the 16-vCPU H100 "
         "host it was slower)",
     )
+    gpu_codec_slots: PositiveInt | None = Field(
+        None,
+        description="GPU backend: at most this many of a worker's threads decode or encode on "
+        "the GPU at once, so blocks leave the GPU one after another and their file reads and "
+        "writes overlap other blocks' GPU work; omitted, no limit",
+    )
     memory_pool: Literal["cupy", "rmm", "none"] = Field(
         "cupy", description="GPU allocator: CuPy's pool, an RMM pool, or plain cudaMalloc"
     )

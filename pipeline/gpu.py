@@ -11,9 +11,10 @@ budget; its high-water mark is the peak the run summary reports.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -42,15 +43,31 @@ def _nvcomp_alloc(nbytes: int, stream: Any) -> Any:
         return cp.cuda.alloc(nbytes)
 
 
-def setup(device_budget: int | None = None) -> None:
-    """Once per process: route nvCOMP's allocations through CuPy's pool.
+_CODEC_SLOTS: threading.BoundedSemaphore | None = None
+
+
+@contextlib.contextmanager
+def codec_slot() -> Iterator[None]:
+    """Hold one of the worker's GPU codec slots (``cluster.gpu_codec_slots``) meanwhile."""
+    gate = _CODEC_SLOTS
+    if gate is None:
+        yield
+        return
+    with gate:
+        yield
+
+
+def setup(device_budget: int | None = None, codec_slots: int | None = None) -> None:
+    """Per process: route nvCOMP's allocations through CuPy's pool (once), and set how many
+    threads may decode or encode on the GPU at once (between runs, no task is running).
 
     The device budget is kept by the plan (every task's projected memory, times the tasks in
     flight, must fit it) and checked by measurement (the pool's high-water mark, which the run
     summary reports). It is deliberately not a hard cap on the pool: an allocation refused in
     the middle of an nvCOMP call corrupts that call (seen: illegal memory access).
     """
-    global _SETUP_DONE
+    global _SETUP_DONE, _CODEC_SLOTS
+    _CODEC_SLOTS = threading.BoundedSemaphore(codec_slots) if codec_slots else None
     with _SETUP_LOCK:
         if not _SETUP_DONE:
             nvcomp.set_device_allocator(_nvcomp_alloc)
@@ -368,18 +385,21 @@ class GpuBackend:
             if k:
                 host = np.frombuffer(raw, np.uint8)
                 dev = cp.empty(host.nbytes, cp.uint8)
-                dev.set(host, stream=ctx.stream)
                 idx = np.flatnonzero(present)
                 offs = frames.offsets[present].astype(np.int64)
                 sizes = frames.sizes[present].astype(np.int64)
                 if codec == "zstd":
                     src = nvcomp.as_arrays(dev, offs.tolist(), sizes.tolist())
                     dst = nvcomp.as_arrays(out, (idx * chunk_nbytes).tolist(), [chunk_nbytes] * k)
-                    ctx.codec.decode(
-                        src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
-                    )
-                else:
-                    copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
+                with codec_slot():
+                    dev.set(host, stream=ctx.stream)
+                    if codec == "zstd":
+                        ctx.codec.decode(
+                            src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
+                        )
+                    else:
+                        copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
+                    ctx.stream.synchronize()
             ctx.stream.synchronize()
         return out.view(dtype)
 
@@ -410,42 +430,43 @@ class GpuBackend:
                 copied = cp.cuda.Event(block=True, disable_timing=True)
                 copied.record(ctx.stream)
             k = len(idx)
-            if codec == "zstd" and k:
-                slot = _slot_size(ctx, step)
-                cbuf = cp.empty(slot * k, cp.uint8)
-                slots = np.arange(k, dtype=np.int64) * slot
-                res = ctx.codec.encode(
-                    nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
-                    out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
-                )
-                if k_host:
-                    copied.synchronize()  # the GIL is free while we wait
+            with contextlib.ExitStack() as held:  # a codec slot, once taken
+                if codec == "zstd" and k:
+                    slot = _slot_size(ctx, step)
+                    cbuf = cp.empty(slot * k, cp.uint8)
+                    slots = np.arange(k, dtype=np.int64) * slot
+                    src_arrays = nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k)
+                    out_arrays = nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k)
+                    held.enter_context(codec_slot())  # until the encoded bytes are on the host
+                    res = ctx.codec.encode(src_arrays, out=out_arrays)
+                    if k_host:
+                        copied.synchronize()  # the GIL is free while we wait
+                        host_job = host_pool(enc.host_threads).submit(
+                            encode_on_host, staging, step, host_idx, enc, lo
+                        )
+                    ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+                    sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
+                    src, src_off = cbuf, slots
+                elif codec == "zstd":
+                    copied.synchronize()
                     host_job = host_pool(enc.host_threads).submit(
                         encode_on_host, staging, step, host_idx, enc, lo
                     )
-                ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
-                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
-                src, src_off = cbuf, slots
-            elif codec == "zstd":
-                copied.synchronize()
-                host_job = host_pool(enc.host_threads).submit(
-                    encode_on_host, staging, step, host_idx, enc, lo
-                )
-                sizes = np.zeros(0, dtype=np.int64)
-                src, src_off = raw, np.zeros(0, dtype=np.int64)
-            else:
-                sizes = np.full(k, step, dtype=np.int64)
-                src, src_off = raw, idx * step
-            dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            total = int(sizes.sum())
-            if codec == "none" and k == n_chunks:
-                body = raw
-            else:
-                body = cp.empty(total, cp.uint8)
-                copy_segments(src, src_off, body, dst_off, sizes)
-            host = ctx.pinned_buffer(total, "encoded")
-            body.get(out=host, stream=ctx.stream)
-            ctx.stream.synchronize()
+                    sizes = np.zeros(0, dtype=np.int64)
+                    src, src_off = raw, np.zeros(0, dtype=np.int64)
+                else:
+                    sizes = np.full(k, step, dtype=np.int64)
+                    src, src_off = raw, idx * step
+                dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+                total = int(sizes.sum())
+                if codec == "none" and k == n_chunks:
+                    body = raw
+                else:
+                    body = cp.empty(total, cp.uint8)
+                    copy_segments(src, src_off, body, dst_off, sizes)
+                host = ctx.pinned_buffer(total, "encoded")
+                body.get(out=host, stream=ctx.stream)
+                ctx.stream.synchronize()
         sizes_full[idx] = sizes
         parts: list[Any] = [host.data] if total else []
         if host_job is not None:

@@ -72,6 +72,7 @@ class ClusterPlan:
     host_budget: int | None
     memory_pool: str
     protocol: str
+    gpu_codec_slots: int | None
     timeout: float
     dashboard: str
 
@@ -463,6 +464,7 @@ def make_plan(
         host_budget=host_budget,
         memory_pool=config.cluster.memory_pool,
         protocol=config.cluster.protocol,
+        gpu_codec_slots=config.cluster.gpu_codec_slots,
         timeout=config.cluster.timeout,
         dashboard=config.cluster.dashboard,
     )

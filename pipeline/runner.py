@@ -234,6 +234,7 @@ def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
         plan.cluster.device_budget,
         chain=plan.chain,
         staging_bytes=int(block_bytes * 1.05) + (1 << 20),
+        codec_slots=plan.cluster.gpu_codec_slots,
     )
 
 
@@ -762,6 +763,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         host_budget=None,
         memory_pool=config.cluster.memory_pool,
         protocol=config.cluster.protocol,
+        gpu_codec_slots=None,
         timeout=config.cluster.timeout,
         dashboard="",
     )
