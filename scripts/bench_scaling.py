@@ -178,7 +178,7 @@ def timeline(client: Any, src: Path, out: Path, backend: str, threads: int) -> d
         (d["worker"], ss["start"], ss["stop"])
         for d in ts.data
         for ss in d["startstops"]
-        if ss["action"] == "compute"
+        if ss["action"] == "compute" and ss["stop"] - ss["start"] > 1e-3  # not key aliases
     ]
     if not spans:
         return {}
@@ -259,6 +259,8 @@ def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str
         )
         with ctx as client:
             for scaling, gb in (("strong", args.size_gb), ("weak", args.per_gpu_gb * n)):
+                if not args.workloads & {"shm", "memory"}:
+                    break
                 src, actual = inputs.get(gb)
                 if "shm" in args.workloads:
                     gbps, per_worker = shm_runs(
