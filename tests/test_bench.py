@@ -10,16 +10,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quick_bench_writes_json_markdown_and_chart(tmp_path) -> None:
-    out = tmp_path / "bench"
+def quick(script: str, out: Path) -> None:
+    """Run ``scripts/SCRIPT --quick --out OUT`` as a user would, from another directory."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "scripts" / script), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=tmp_path,
+        cwd=out.parent,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_quick_bench_writes_json_markdown_and_chart(tmp_path) -> None:
+    out = tmp_path / "bench"
+    quick("bench.py", out)
     doc = json.loads((out / "bench.json").read_text())
     names = {f["name"] for f in doc["figures"]}
     assert any(n.startswith("pipeline, CPU backend") for n in names)
@@ -37,14 +42,7 @@ def test_quick_scaling_runs_every_workload_and_device_count(tmp_path) -> None:
     """`bench_scaling.py --quick`: CPU workers stand in for GPUs; every point is measured,
     outputs are checked against NumPy inside the script, and both workers take part."""
     out = tmp_path / "scaling"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_scaling.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    quick("bench_scaling.py", out)
     doc = json.loads((out / "scaling.json").read_text())
     seen = {(p["workload"], p["scaling"], p["devices"]) for p in doc["points"]}
     for workload in ("Zarr on /dev/shm", "host memory in and out"):
