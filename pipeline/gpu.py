@@ -11,9 +11,11 @@ budget; its high-water mark is the peak the run summary reports.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -89,10 +91,20 @@ class _ThreadContext:
         self.pinned: dict[str, tuple[Any, np.ndarray]] = {}
         self.decode_configs: dict[tuple[int, int], Any] = {}
 
-    def __del__(self) -> None:
-        # nvCOMP's codec must not outlive the stream it was given
+        self.closed = False
+        with _CONTEXTS_LOCK:
+            _CONTEXTS.add(self)
+
+    def close(self) -> None:
+        """Free the codec (and its decode configurations) before the stream: nvCOMP's codec must
+        not outlive the stream it was given."""
+        self.closed = True
         self.decode_configs.clear()
+        self.__dict__.pop("slots", None)
         self.codec = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def pinned_buffer(self, nbytes: int, slot: str) -> np.ndarray:
         held = self.pinned.get(slot)
@@ -140,6 +152,27 @@ class _PinnedPool:
 
 _PINNED = _PinnedPool()
 _LOCAL = threading.local()
+_CONTEXTS: weakref.WeakSet[_ThreadContext] = weakref.WeakSet()  # every live thread's
+_CONTEXTS_LOCK = threading.Lock()
+
+
+@atexit.register
+def close_contexts() -> None:
+    """At exit, while CUDA is still up: wait for the device, then free every thread's codec
+    before its stream. Left to the interpreter's teardown, the order is arbitrary, and a process
+    that had used the GPU backend (a test run, say) could crash on its way out."""
+    with _CONTEXTS_LOCK:
+        held = list(_CONTEXTS)
+        _CONTEXTS.clear()
+    if held:
+        with contextlib.suppress(Exception):
+            cp.cuda.Device().synchronize()
+    for ctx in held:
+        with contextlib.suppress(Exception):
+            ctx.close()
+    if _SETUP_DONE:  # nvCOMP's global allocator holds a Python callable: drop it while we can
+        with contextlib.suppress(Exception):
+            nvcomp.set_device_allocator(None)
 
 
 def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -> None:
@@ -164,7 +197,7 @@ def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -
 
 def context() -> _ThreadContext:
     ctx = getattr(_LOCAL, "ctx", None)
-    if ctx is None:
+    if ctx is None or ctx.closed:
         setup()
         ctx = _LOCAL.ctx = _ThreadContext()
     return ctx
