@@ -72,6 +72,9 @@ def _list_gpus() -> tuple[tuple[GpuInfo, ...], str]:
     for i in range(cupy.cuda.runtime.getDeviceCount()):
         with cupy.cuda.Device(i):
             free, total = cupy.cuda.runtime.memGetInfo()
+            # what this process's pool holds but does not use is free to it too (on a warm
+            # worker, the last run's blocks; otherwise a second run would see less room)
+            free += cupy.get_default_memory_pool().free_bytes()
             name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
         out.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else str(name), total, free))
     v = cupy.cuda.runtime.driverGetVersion()

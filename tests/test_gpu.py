@@ -256,3 +256,19 @@ def test_gpu_codec_slots_keep_results_exact(tmp_path, cli, slots) -> None:
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_free_device_memory_counts_the_pools_cached_blocks() -> None:
+    """A warm worker's CuPy pool keeps the last run's blocks: a plan must see them as free,
+    or a second run on the same cluster is refused for lack of room the first run had."""
+    import cupy as cp
+
+    from pipeline.hardware import Facts
+
+    pool = cp.get_default_memory_pool()
+    x = cp.empty(2 << 30, cp.uint8)
+    del x
+    assert pool.free_bytes() >= 2 << 30
+    free, _total = cp.cuda.runtime.memGetInfo()
+    assert Facts.local().gpus[0].free_bytes >= free + (2 << 30)
+    pool.free_all_blocks()
