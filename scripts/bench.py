@@ -35,6 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STAGES = [{"op": "multiply", "factor": 5}, {"op": "square"}, {"op": "add"}]
 _STREAMS: list[Any] = []
+MEMORY_BLOCK_BYTES = 256 << 20
+"""Dask chunks of the in-memory workloads: whole shards, about this size (on the H100, 256 MiB
+chunks moved 39.5 GB/s in and out of host memory, 128 MiB ones 29.6-36.1, 64 MiB ones 19.6:
+`make bench-sweep`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,13 +636,21 @@ def naive_memory_peer(client: Any, src: Path, reps: int) -> list[float]:
     return out
 
 
-def from_zarr(src: Path) -> Any:
-    """The input as a Dask array in blocks of its shards (not its small inner chunks)."""
-    import dask.array as da
+def read_input(src: Path, backend: str, target: int = MEMORY_BLOCK_BYTES) -> Any:
+    """The input as a Dask array (NumPy or CuPy chunks: ``backend``) read by the pipeline's own
+    reader (Zarr's would take minutes over 16 GB of 128 KiB chunks), in blocks of whole shards,
+    as many along the first axis as make about ``target`` bytes."""
     import zarr
 
+    from pipeline import graph
+    from pipeline.runner import plan_run
+
     z = zarr.open_array(str(src), mode="r")
-    return da.from_zarr(z, chunks=z.shards or z.chunks)
+    unit = list(z.shards or z.chunks)
+    unit_bytes = int(np.prod(unit)) * z.dtype.itemsize
+    unit[0] = min(z.shape[0], unit[0] * max(1, target // unit_bytes))
+    cfg = config(src, src.parent / "unused.zarr", backend, chunking={"block": unit})
+    return graph.read_array(plan_run(cfg).source)
 
 
 def _chain(dtype: np.dtype) -> tuple:
@@ -657,9 +669,12 @@ def _persisted(
     check: Callable[[Any], None] | None = None,
 ) -> list[float]:
     """GB/s of ``nbytes`` for persisting ``build()`` on the cluster, ``reps`` times after one
-    warm-up; ``check`` sees the last result."""
+    warm-up; ``check`` sees the last result. Each repetition starts once the workers have let
+    go of the previous result (releasing is asynchronous: otherwise a repetition's clock would
+    include freeing, or pinning afresh, the last one's memory)."""
     from distributed import wait
 
+    held = _keys_held(client)
     out = []
     for i in range(reps + 1):
         t = time.perf_counter()
@@ -669,21 +684,42 @@ def _persisted(
         if i == reps and check is not None:
             check(y)
         del y
+        _settle(client, held)
         if i:
             out.append(nbytes / sec / 1e9)
     return out
 
 
+def _keys_held(client: Any) -> int:
+    return sum(client.run(lambda dask_worker: len(dask_worker.data)).values())
+
+
+def _settle(client: Any, keys: int, timeout: float = 30.0) -> None:
+    """Wait until the workers hold no more than ``keys`` results."""
+    end = time.monotonic() + timeout
+    while _keys_held(client) > keys:
+        if time.monotonic() > end:
+            print(f"warning: workers still hold results {timeout:g} s after release", flush=True)
+            return
+        time.sleep(0.01)
+
+
 def pipeline_memory(
-    client: Any, src: Path, reps: int, pinned: bool, backend: str = "gpu"
+    client: Any,
+    src: Path,
+    reps: int,
+    pinned: bool,
+    backend: str = "gpu",
+    block_bytes: int = MEMORY_BLOCK_BYTES,
 ) -> list[float]:
     """Input already in host memory (page-locked or not), result back in host memory."""
     from distributed import wait
 
     from pipeline import graph
 
-    x = from_zarr(src)
+    x = read_input(src, backend, block_bytes)
     chain = _chain(x.dtype)
+    x = graph.to_host(x) if backend == "gpu" else x
     x = client.persist(graph.pin(x) if pinned else x)
     wait(x)
 
@@ -701,9 +737,9 @@ def pipeline_device(client: Any, src: Path, reps: int) -> list[float]:
 
     from pipeline import graph
 
-    x = from_zarr(src)
+    x = read_input(src, "gpu")
     chain = _chain(x.dtype)
-    xd = client.persist(graph.to_device(x))
+    xd = client.persist(x)
     wait(xd)
     return _persisted(client, lambda: graph.apply_stages(xd, chain, "gpu"), reps, 2 * x.nbytes)
 
@@ -870,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
 def layout_for(size_gb: float) -> tuple[list[int], list[int], list[int], list[int]]:
     """(shape, shards, chunks, plain chunks) of a float32 array of about ``size_gb``."""
     planes = max(64, round(size_gb * 1e9 / (4 << 20) / 64) * 64)  # 4 MiB planes
+    # 256 MiB shards (the pipeline's blocks) of 128 KiB chunks (smaller shards were no faster:
+    # `make bench-sweep`); the peers' plain layout has the guide's 64 Mi-element chunks
     return [planes, 1024, 1024], [64, 1024, 1024], [1, 32, 1024], [64, 1024, 1024]
 
 
