@@ -20,7 +20,7 @@ ENV :=
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 endif
 
-.PHONY: run data verify plan info test test-gpu lint docs bench bench-seed bench-scaling env clean
+.PHONY: run data verify plan info test test-gpu lint docs bench bench-seed bench-scaling bench-sweep env clean
 
 run: $(ENV)  ## run the job a config describes (default: a small CPU-friendly one)
 	$(PY) -m pipeline run $(CONFIG) $(ARGS)
@@ -59,6 +59,9 @@ bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
 
 bench-scaling: $(ENV)  ## strong and weak scaling over the host's GPUs (1, 2, 4, 8)
 	$(PY) scripts/bench_scaling.py $(BENCH_ARGS)
+
+bench-sweep: $(ENV)  ## block size and threads per GPU: how the GPU defaults were chosen
+	$(PY) scripts/bench_sweep.py $(BENCH_ARGS)
 
 env: $(ENV)
 

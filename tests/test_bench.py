@@ -58,3 +58,19 @@ def test_quick_scaling_runs_every_workload_and_device_count(tmp_path) -> None:
             assert p["efficiency"] == 1.0
     md = (out / "scaling.md").read_text()
     assert "| Zarr on /dev/shm | joined | 2 |" in md
+
+
+def test_quick_sweep_measures_every_block_size_and_thread_count(tmp_path) -> None:
+    """`bench_sweep.py --quick`: every (block, threads) pair is run (outputs checked against
+    NumPy inside the script); the in-memory workload at the first thread count."""
+    out = tmp_path / "sweep"
+    quick("bench_sweep.py", out)
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert {(r["block_mib"], r["threads"]) for r in rows} == {
+        (b, t) for b in (0.5, 0.25) for t in (2, 1)
+    }
+    for r in rows:
+        assert r["shm_gbps"] and all(g > 0 for g in r["shm_gbps"]), r
+        assert r["blocks"] > 1 and r["timeline"]["occupancy"] > 0, r
+        assert bool(r.get("memory_gbps")) == (r["threads"] == 2), r
+    assert "| 0.5 MiB | 2 |" in (out / "sweep.md").read_text()
