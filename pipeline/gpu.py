@@ -50,7 +50,9 @@ _CODEC_SLOTS: threading.BoundedSemaphore | None = None
 
 @contextlib.contextmanager
 def codec_slot() -> Iterator[None]:
-    """Hold one of the worker's GPU codec slots (``cluster.gpu_codec_slots``) meanwhile."""
+    """Hold one of the worker's GPU codec slots (``cluster.gpu_codec_slots``) meanwhile: held
+    around nvCOMP's decode and encode kernels only, not the copies in and out, so a thread that
+    waits for a slot has its bytes on the device already and the copy engines keep working."""
     gate = _CODEC_SLOTS
     if gate is None:
         yield
@@ -424,15 +426,16 @@ class GpuBackend:
                 if codec == "zstd":
                     src = nvcomp.as_arrays(dev, offs.tolist(), sizes.tolist())
                     dst = nvcomp.as_arrays(out, (idx * chunk_nbytes).tolist(), [chunk_nbytes] * k)
-                with codec_slot():
-                    dev.set(host, stream=ctx.stream)
-                    if codec == "zstd":
+                dev.set(host, stream=ctx.stream)
+                if codec == "zstd":
+                    ctx.stream.synchronize()  # the bytes are in: the slot covers the decode only
+                    with codec_slot():
                         ctx.codec.decode(
                             src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
                         )
-                    else:
-                        copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
-                    ctx.stream.synchronize()
+                        ctx.stream.synchronize()
+                else:
+                    copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
             ctx.stream.synchronize()
         return out.view(dtype)
 
@@ -470,7 +473,7 @@ class GpuBackend:
                     slots = np.arange(k, dtype=np.int64) * slot
                     src_arrays = nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k)
                     out_arrays = nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k)
-                    held.enter_context(codec_slot())  # until the encoded bytes are on the host
+                    held.enter_context(codec_slot())  # for the encode itself
                     res = ctx.codec.encode(src_arrays, out=out_arrays)
                     if k_host:
                         copied.synchronize()  # the GIL is free while we wait
@@ -478,6 +481,7 @@ class GpuBackend:
                             encode_on_host, staging, step, host_idx, enc, lo
                         )
                     ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+                    held.close()  # the compaction and the copy out need no codec slot
                     sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
                     src, src_off = cbuf, slots
                 elif codec == "zstd":

@@ -423,6 +423,73 @@ def file_ceilings(
     shutil.rmtree(root, ignore_errors=True)
 
 
+def host_path_ceiling(
+    res: Results, root: Path, threads: int, reps: int, file_bytes: int = 256 << 20, files: int = 32
+) -> None:
+    """The pipeline's data path without its codec: ``threads`` threads each read a file into a
+    page-locked buffer, copy it to the GPU and back into another, and write it to a new file,
+    as a task does with a block's compressed bytes. GB/s of file bytes read (and written)."""
+    import threading
+
+    import cupy as cp
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(2).integers(0, 255, file_bytes, dtype=np.uint8)
+    for i in range(files):
+        with open(root / f"in{i}", "wb", buffering=0) as f:
+            f.write(memoryview(data))
+
+    def buffers() -> tuple[Any, ...]:
+        mem = [cp.cuda.alloc_pinned_memory(file_bytes) for _ in range(2)]
+        st = cp.cuda.Stream(non_blocking=True)
+        _STREAMS.append(st)
+        return (
+            *(np.frombuffer(m, np.uint8, file_bytes) for m in mem),
+            cp.empty(file_bytes, cp.uint8),
+            st,
+            mem,
+        )
+
+    held = [buffers() for _ in range(threads)]
+
+    def one_pass() -> float:
+        for q in root.glob("out*"):
+            q.unlink()
+        barrier = threading.Barrier(threads + 1)
+
+        def work(k: int) -> None:
+            a, b, dev, st, _mem = held[k]
+            barrier.wait()
+            for i in range(k, files, threads):
+                with open(root / f"in{i}", "rb", buffering=0) as f:
+                    f.readinto(memoryview(a))
+                dev.set(a, stream=st)
+                dev.get(out=b, stream=st)
+                st.synchronize()
+                with open(root / f"out{i}", "wb", buffering=0) as f:
+                    f.write(memoryview(b))
+
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in ts:
+            t.join()
+        return time.perf_counter() - t0
+
+    res.add(
+        Figure(
+            f"/dev/shm read -> GPU -> write, no codec ({threads} threads)",
+            "ceiling",
+            timed_reps(one_pass, reps, files * file_bytes),
+            "a task's path for its compressed bytes, without the codec",
+        )
+    )
+    held.clear()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def drop_caches() -> bool:
     """Empty the page cache (root only) so reads come from the disk."""
     os.sync()
@@ -938,6 +1005,7 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
         cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
         file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
+        host_path_ceiling(res, shm / "path", args.threads, args.reps)
     one_shard.unlink()
 
     stamp("pipeline on /dev/shm")
