@@ -428,7 +428,8 @@ class GpuBackend:
                     dst = nvcomp.as_arrays(out, (idx * chunk_nbytes).tolist(), [chunk_nbytes] * k)
                 dev.set(host, stream=ctx.stream)
                 if codec == "zstd":
-                    ctx.stream.synchronize()  # the bytes are in: the slot covers the decode only
+                    if _CODEC_SLOTS is not None:  # the bytes are in before a slot is taken
+                        ctx.stream.synchronize()
                     with codec_slot():
                         ctx.codec.decode(
                             src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
