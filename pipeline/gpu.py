@@ -290,6 +290,7 @@ def count_nonfinite(y: Any) -> Any:
 
 
 _VECTOR_TEMPLATE = r"""
+%(preamble)s
 struct __align__(%(vin)d) vin_t { %(tin)s v[%(V)d]; };
 struct __align__(%(vout)d) vout_t { %(tout)s v[%(V)d]; };
 extern "C" __global__ void %(name)s(const %(tin)s* __restrict__ xs, %(tout)s* __restrict__ ys,
@@ -320,8 +321,9 @@ extern "C" __global__ void %(name)s(const %(tin)s* __restrict__ xs, %(tout)s* __
 
 
 class _ChainKernel:
-    """One compiled kernel for a chain: vectorised 16-byte loads and stores, no FMA contraction
-    (so results match NumPy's separately rounded multiply and add to the bit)."""
+    """One compiled kernel for a chain: vectorised 16-byte loads and stores, no FMA contraction,
+    float32 subnormals kept (``stages.CUDA_PREAMBLE``), so results match NumPy's separately
+    rounded multiply and add to the bit."""
 
     def __init__(self, chain: Sequence[stages.BoundStage]) -> None:
         src = stages.cuda_source(chain)
@@ -332,7 +334,12 @@ class _ChainKernel:
         self.raw: Any = None
         if uses_half:  # CuPy's float16 type lives in ElementwiseKernel's preamble
             self.elementwise = cp.ElementwiseKernel(
-                src.in_params, src.out_params, src.body, src.name, options=("-fmad=false",)
+                src.in_params,
+                src.out_params,
+                src.body,
+                src.name,
+                options=("-fmad=false",),
+                preamble=stages.CUDA_PREAMBLE,
             )
             return
         size = max(tin.itemsize, tout.itemsize)
@@ -351,6 +358,7 @@ class _ChainKernel:
             name=src.name,
             params=params,
             body=src.body.replace("\n", "\n            "),
+            preamble=stages.CUDA_PREAMBLE,
         )
         self.raw = cp.RawKernel(code, src.name, options=("-fmad=false", "--std=c++17"))
         self.align = max(self.V * tin.itemsize, self.V * tout.itemsize)

@@ -297,6 +297,74 @@ _CTYPES = {
 }
 
 
+#: Device functions the generated source calls, so that float32 and float64 results match
+#: NumPy's to the bit:
+#:
+#: - CuPy compiles every kernel with ``-ftz=true`` (a later ``-ftz=false`` does not win), which
+#:   flushes float32 subnormals to zero, inputs and results, where NumPy keeps them. Arithmetic
+#:   and float32<->float64 conversions are therefore PTX instructions without ``.ftz``: IEEE
+#:   round-to-nearest with subnormals, never contracted into an FMA.
+#: - A GPU operation with a NaN operand returns the canonical NaN; NumPy (the CPU) returns the
+#:   first NaN operand, quieted, so payloads survive. An invalid operation (inf * 0, inf - inf)
+#:   gives the x86 default NaN (sign set), as NumPy on x86-64 does.
+#: float16 chains go through CuPy's float16 type: subnormals are kept (float16 values are normal
+#: in float32), but NaN payloads are not.
+CUDA_PREAMBLE = r"""
+__device__ __forceinline__ float pl_nan_f32(float a, float b) {
+    if (a != a) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
+    if (b != b) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
+    return __uint_as_float(0xffc00000u);
+}
+__device__ __forceinline__ double pl_nan_f64(double a, double b) {
+    if (a != a) return __longlong_as_double(__double_as_longlong(a) | 0x0008000000000000ll);
+    if (b != b) return __longlong_as_double(__double_as_longlong(b) | 0x0008000000000000ll);
+    return __longlong_as_double((long long)0xfff8000000000000ull);
+}
+__device__ __forceinline__ float pl_mul_f32(float a, float b) {
+    float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r == r ? r : pl_nan_f32(a, b);
+}
+__device__ __forceinline__ float pl_add_f32(float a, float b) {
+    float r; asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r == r ? r : pl_nan_f32(a, b);
+}
+__device__ __forceinline__ double pl_mul_f64(double a, double b) {
+    double r; asm("mul.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+    return r == r ? r : pl_nan_f64(a, b);
+}
+__device__ __forceinline__ double pl_add_f64(double a, double b) {
+    double r; asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+    return r == r ? r : pl_nan_f64(a, b);
+}
+__device__ __forceinline__ double pl_f32_to_f64(float a) {
+    double r; asm("cvt.f64.f32 %0, %1;" : "=d"(r) : "f"(a));
+    return r;
+}
+__device__ __forceinline__ float pl_f64_to_f32(double a) {
+    float r; asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(a));
+    return r;
+}
+"""
+
+_FLOAT_OPS = {
+    ("float", "*"): "pl_mul_f32",
+    ("float", "+"): "pl_add_f32",
+    ("double", "*"): "pl_mul_f64",
+    ("double", "+"): "pl_add_f64",
+}
+
+
+def _convert(code: str, src: str, dst: str) -> str:
+    """C source converting ``code`` (C type ``src``) to C type ``dst``, subnormals kept."""
+    if src == dst:
+        return code
+    if (src, dst) == ("float", "double"):
+        return f"pl_f32_to_f64({code})"
+    if (src, dst) == ("double", "float"):
+        return f"pl_f64_to_f32({code})"
+    return f"({dst}){code}"
+
+
 @dataclass
 class _Builder:
     """Collects the scalar arguments one stage of a generated kernel needs."""
@@ -322,6 +390,9 @@ class Expr:
         # every operation is cast back to the stage's type, as NumPy rounds (or wraps) each one
         o = other if isinstance(other, Expr) else self.builder.scalar(other)
         ct = _CTYPES[self.builder.dtype.name]
+        fn = _FLOAT_OPS.get((ct, op))
+        if fn is not None:  # see CUDA_PREAMBLE: subnormals and NaN payloads as NumPy has them
+            return Expr(f"{fn}({self.code}, {o.code})", self.builder)
         return Expr(f"(({ct})({self.code} {op} {o.code}))", self.builder)
 
     def __mul__(self, other: Expr | float | int) -> Expr:
@@ -358,15 +429,15 @@ def cuda_source(chain: Sequence[BoundStage]) -> KernelSource:
         raise ValueError("empty chain")
     lines: list[str] = []
     scalars: list[tuple[str, np.generic]] = []
-    var = "x"
+    var, var_ct = "x", _CTYPES[chain[0].in_dtype.name]
     for i, s in enumerate(chain):
         ct = _CTYPES[s.out_dtype.name]
         b = _Builder(s.out_dtype, prefix=f"s{i}_")
         arg = Expr(f"t{i}_in", b)
-        lines.append(f"{ct} t{i}_in = ({ct}){var};")
+        lines.append(f"{ct} t{i}_in = {_convert(var, var_ct, ct)};")
         lines.append(f"{ct} t{i} = {s.definition.fn(arg, s.params).code};")
         scalars.extend(b.scalars)
-        var = f"t{i}"
+        var, var_ct = f"t{i}", ct
     lines.append(f"y = {var};")
     params = [f"{chain[0].in_dtype.name} x"] + [f"{v.dtype.name} {n}" for n, v in scalars]
     return KernelSource(

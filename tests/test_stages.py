@@ -110,9 +110,16 @@ def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:
     src = stages.cuda_source(chain)
     assert src.in_params == "float32 x, float32 s0_0"
     assert src.out_params == "float32 y"
-    assert src.body.count("t0_in * s0_0") == 1 and "t1_in * t1_in" in src.body
-    assert "t2_in + t2_in" in src.body and src.body.endswith("y = t2;")
+    # float32 arithmetic goes through PTX without .ftz: CuPy compiles with -ftz=true
+    assert src.body.count("pl_mul_f32(t0_in, s0_0)") == 1
+    assert "pl_mul_f32(t1_in, t1_in)" in src.body and "pl_add_f32(t2_in, t2_in)" in src.body
+    assert src.body.endswith("y = t2;") and " * " not in src.body and " + " not in src.body
+    assert "mul.rn.f32 " in stages.CUDA_PREAMBLE and ".ftz" not in stages.CUDA_PREAMBLE
     assert src.scalars == (np.float32(5),)
+    src64 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("float64")))
+    assert "pl_mul_f64(t0_in, s0_0)" in src64.body and "pl_add_f64(t2_in, t2_in)" in src64.body
+    src16 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("int16")))
+    assert "pl_" not in src16.body  # integers: plain C arithmetic
 
 
 @pytest.mark.gpu
@@ -126,6 +133,18 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     if np.dtype(dtype).kind == "f":
         x = (rng.standard_normal(1_000_003) * 100).astype(dtype)
         x[:4] = [np.nan, np.inf, -np.inf, -0.0]
+        # subnormal inputs, and inputs whose square is subnormal (CuPy's -ftz=true flushed
+        # these to zero until the kernel used PTX without .ftz)
+        tiny = float(np.finfo(dtype).tiny)
+        r = float(np.sqrt(tiny))
+        special = [tiny, -tiny / 4, tiny / 1000, r / 50, -r / 7, r / 5 * 1.3, r / 20000]
+        x[4 : 4 + len(special)] = special
+        x[-1000:] = (rng.standard_normal(1000) * r / 10).astype(dtype)
+        nans = {  # NaNs with payloads: signalling and quiet, both signs
+            "float32": [0x7F800001, 0xFF838B49, 0x7FEDCBEE, 0xFFC00000, 0x7FC00001],
+            "float64": [0x7FF0000000000001, 0xFFF4000000000ABC, 0x7FF8000000000123],
+        }.get(dtype, [])
+        x.view(f"uint{8 * x.itemsize}")[20 : 20 + len(nans)] = nans
     else:
         info = np.iinfo(dtype)
         x = rng.integers(info.min, info.max, 1_000_003, endpoint=True).astype(dtype)
@@ -136,6 +155,34 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         ref = stages.apply_chain(chain, x)
     assert y.dtype == ref.dtype
-    assert np.array_equal(y.view(np.uint8), ref.view(np.uint8)) or np.array_equal(
-        y, ref, equal_nan=True
-    )
+    if dtype == "float16":  # NaN payloads are not kept in float16 (see stages.CUDA_PREAMBLE)
+        assert np.array_equal(y, ref, equal_nan=True)
+        assert np.array_equal(y[~np.isnan(y)].view(np.uint8), ref[~np.isnan(ref)].view(np.uint8))
+    else:  # every bit, NaN payloads and subnormals included
+        bad = np.flatnonzero(y.view(np.uint8) != ref.view(np.uint8))
+        assert bad.size == 0, (x[bad[:4] // x.itemsize], y[bad[:4] // x.itemsize])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
+    import platform
+
+    import cupy as cp
+
+    from pipeline import backend
+
+    x = np.array([np.inf, -np.inf, 1.0, np.nan, 0.0], dtype=dtype)
+    zero_plus_one = [
+        ("multiply", stages.MultiplyParams(factor=0)),
+        ("add", stages.AddParams(value=1)),
+    ]
+    chain = stages.plan_chain(zero_plus_one, x.dtype)
+    be = backend.get("gpu")
+    be.prepare()
+    y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
+    with np.errstate(invalid="ignore"):
+        ref = stages.apply_chain(chain, x)
+    assert np.array_equal(y, ref, equal_nan=True) and np.isnan(y[:2]).all()
+    if platform.machine() in ("x86_64", "AMD64"):  # the default NaN is the CPU's own
+        assert np.array_equal(y.view(np.uint8), ref.view(np.uint8))
