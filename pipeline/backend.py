@@ -8,10 +8,12 @@ CPU-only install never touches it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -48,7 +50,14 @@ class Backend(Protocol):
         """An empty array of the backend's chunk type, for Dask's ``meta=``."""
 
     def prepare(self) -> None:
-        """Make this thread ready (on the GPU: its own stream becomes current)."""
+        """Make this thread ready (on the GPU: its own stream and codec)."""
+
+    def on_stream(self) -> AbstractContextManager[Any]:
+        """Inside this block, the thread's device work is queued on its own stream (on the GPU;
+        nothing on the CPU). Each task's GPU work runs inside one: CuPy 14 makes the default
+        stream current again whenever any ``with stream:`` block exits, so a stream made
+        current once (``Stream.use()``) does not last, and work left on the default stream is
+        not ordered with the thread's non-blocking stream."""
 
     def host_buffer(self, nbytes: int, slot: str) -> memoryview:
         """A reusable host buffer of this thread (page-locked on the GPU backend)."""
@@ -102,6 +111,9 @@ class CpuBackend:
 
     def prepare(self) -> None:
         pass
+
+    def on_stream(self) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
 
     def host_buffer(self, nbytes: int, slot: str) -> memoryview:
         bufs = self._local.__dict__.setdefault("bufs", {})

@@ -132,10 +132,17 @@ def read_unit(be: backends.Backend, info: ArrayInfo, unit_index: Shape) -> Any:
 
 def read_block(src: Source, block_index: Shape) -> Any:
     """The input's block ``block_index`` as a NumPy or CuPy array (the backend's type)."""
-    info = src.info
-    slices = _block_slices(block_index, src.block, info.shape)
     be = backends.get(src.backend)
     be.prepare()
+    with be.on_stream():
+        out = _read_block(be, src, block_index)
+        be.synchronize()
+    return out
+
+
+def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
+    info = src.info
+    slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
         with _timed("read"):
             host = np.asarray(_zarr_array(info)[slices])
@@ -155,7 +162,6 @@ def read_block(src: Source, block_index: Shape) -> Any:
             )
             src_valid = tuple(slice(0, a.stop - a.start) for a in us)
             out[dst] = read_unit(be, info, u)[src_valid]
-    be.synchronize()
     return out
 
 
@@ -167,7 +173,7 @@ def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> An
     """The fused chain over one block."""
     be = backends.get(backend)
     be.prepare()
-    with _timed("stages"):
+    with be.on_stream(), _timed("stages"):
         return be.apply_chain(chain, x)
 
 
@@ -232,10 +238,15 @@ def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -
 
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
-    info = sink.info
-    block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
     be = backends.get(sink.backend)
     be.prepare()
+    with be.on_stream():
+        return _write_block(be, y, sink, block_id)
+
+
+def _write_block(be: backends.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+    info = sink.info
+    block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
     slices = _block_slices(block_index, sink.block, info.shape)
     with _timed("stages"):
         nan, pos, neg = be.count_nonfinite(y)

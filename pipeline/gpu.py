@@ -405,6 +405,9 @@ class GpuBackend:
     def prepare(self) -> None:
         context()
 
+    def on_stream(self) -> Any:
+        return context().stream  # a CuPy stream is a context manager
+
     def host_buffer(self, nbytes: int, slot: str) -> memoryview:
         return context().pinned_buffer(nbytes, slot).data
 

@@ -287,3 +287,51 @@ def test_free_device_memory_counts_the_pools_cached_blocks() -> None:
     free, _total = cp.cuda.runtime.memGetInfo()
     assert Facts.local().gpus[0].free_bytes >= free + (2 << 30)
     pool.free_all_blocks()
+
+
+def test_gpu_work_stays_on_the_threads_stream() -> None:
+    """CuPy 14 makes the default stream current whenever a ``with stream:`` block exits. Inside
+    ``on_stream``, work issued after the backend's own calls must still be queued on the
+    thread's stream, or it races the thread's later work (it did: outside such a block, 5 of 5
+    copies read stale data on an H100)."""
+    import threading
+
+    import cupy as cp
+
+    from pipeline import backend, gpu, stages
+
+    chain = stages.plan_chain([("multiply", stages.MultiplyParams(factor=3))], np.dtype("f4"))
+    n = 64 << 20
+    stale: list[bool] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            work()
+        except BaseException as e:  # surfaced below: a thread's exception does not fail a test
+            errors.append(e)
+
+    def work() -> None:
+        be = backend.get("gpu")
+        be.prepare()
+        for r in range(3):
+            with be.on_stream():
+                be.apply_chain(chain, cp.ones(16, cp.float32))  # exits a `with stream:` inside
+                assert cp.cuda.get_current_stream() == gpu.context().stream
+                with cp.cuda.Stream.null:  # keep the default stream busy
+                    z = cp.ones(n * 4, cp.float32)
+                    for _ in range(20):
+                        z = z * 1.0001
+                x = cp.arange(n, dtype=cp.float32) * (r + 2)  # relies on on_stream
+            s = gpu.context().stream
+            with s:
+                y = x.copy()
+            s.synchronize()
+            cp.cuda.Device().synchronize()
+            stale.append(not bool((y == x).all()))
+
+    t = threading.Thread(target=body)  # a fresh thread, as a Dask worker thread is
+    t.start()
+    t.join()
+    assert not errors, errors
+    assert stale == [False, False, False]
