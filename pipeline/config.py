@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     ValidationError,
     WithJsonSchema,
@@ -140,6 +141,12 @@ class OutputConfig(Model):
         "chunk; none: one file per chunk",
     )
     overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+    spare_files: Literal["auto"] | NonNegativeInt = Field(
+        "auto",
+        description="local outputs: files each worker pre-allocates ahead of its writes, on a "
+        "background thread (a memory-backed file system spends most of a write allocating "
+        "pages); 0: none; auto: one per worker thread when the GPU encodes to tmpfs, else 0",
+    )
 
 
 class ChunkingConfig(Model):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import layout, stages
+from pipeline import layout, spares, stages
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
@@ -451,6 +451,7 @@ def make_plan(
             host_threads=host_threads,
         ),
         ledger=Ledger(loc_out, info_out.path),
+        spares=_spares(config, loc_out, encode_on, threads),
     )
     cluster = ClusterPlan(
         scheduler=config.cluster.scheduler,
@@ -484,6 +485,16 @@ def make_plan(
         notes=tuple(notes),
         facts=facts,
     )
+
+
+def _spares(config: Config, loc: Location, encode_on: str, threads: int) -> int:
+    """Spare files per worker process (see :mod:`pipeline.spares`)."""
+    n = config.output.spare_files
+    if n != "auto":
+        return int(n) if loc.is_local else 0
+    if encode_on == "gpu" and loc.is_local and spares.memory_backed(loc.url):
+        return threads
+    return 0
 
 
 def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> tuple[float, int]:
@@ -612,6 +623,14 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
         ),
         ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
     ]
+    if plan.sink.spares:
+        rows.append(
+            (
+                "spare files",
+                f"{plan.sink.spares} per worker, pre-allocated ahead of the writes "
+                "(output.spare_files)",
+            )
+        )
     threads = c.threads_per_worker
     if plan.backend == "gpu":
         rows.append(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__, cluster, graph, layout, storage
+from pipeline import __version__, cluster, graph, layout, spares, storage
 from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import PipelineError, disk_full
@@ -575,6 +575,10 @@ def _compute(
                     "finishes it"
                 ) from None
             raise
+        finally:
+            if plan.sink.spares:  # free the spare files the workers still hold
+                with contextlib.suppress(Exception):
+                    client.run(spares.release)
     return totals, per_worker
 
 

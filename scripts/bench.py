@@ -936,12 +936,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-bench"))
     p.add_argument("--disk", type=Path, default=Path("/var/tmp/pipeline-bench"))
     p.add_argument("--skip", default="", help="comma list: ceilings,peers,memory,device,cpu,disk")
-    p.add_argument("--threads", type=int, default=8, help="threads per GPU worker")
+    p.add_argument(
+        "--threads",
+        default="8",
+        help="comma list of threads per GPU worker for the /dev/shm run; the first is the "
+        "pipeline's figure (and is used elsewhere), the others are shown beside it",
+    )
     p.add_argument(
         "--codec-slots",
         default="0",
-        help="comma list of cluster.gpu_codec_slots for the /dev/shm run (0: unlimited); "
-        "the first is the pipeline's figure, the others are shown beside it",
+        help="comma list of cluster.gpu_codec_slots for the /dev/shm run (0: unlimited), "
+        "as --threads",
+    )
+    p.add_argument(
+        "--spare-files",
+        default="auto",
+        help="comma list of output.spare_files for the /dev/shm run, as --threads",
     )
     p.add_argument("--from-json", type=Path, help="re-render tables and chart from a bench.json")
     p.add_argument(
@@ -952,7 +962,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    args.codec_slots = [int(v) for v in args.codec_slots.split(",")]
+    args.variants = shm_variants(args.threads, args.codec_slots, args.spare_files)
+    args.threads = args.variants[0]["threads"]
+    args.codec_slots = [args.variants[0]["slots"]]
     res = Results(args.out)
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
@@ -986,6 +998,64 @@ def stamp(label: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.0f} s] {label}", flush=True)
 
 
+def shm_variants(threads: str, slots: str, spares: str) -> list[dict[str, Any]]:
+    """The /dev/shm settings to run: the first value of each list is the pipeline's figure;
+    each other value is run with the rest at their first values, beside it."""
+    lists = {
+        "threads": [int(v) for v in threads.split(",")],
+        "slots": [int(v) for v in slots.split(",")],
+        "spares": [v if v == "auto" else int(v) for v in spares.split(",")],
+    }
+    first = {k: v[0] for k, v in lists.items()}
+    out = [first]
+    for k, values in lists.items():
+        out += [first | {k: v} for v in values[1:]]
+    return sorted(out, key=lambda v: v["threads"] != first["threads"])  # stable: first stays
+
+
+def shm_variant(
+    res: Results,
+    client: Any,
+    src: Path,
+    shm: Path,
+    v: dict[str, Any],
+    first: dict[str, Any],
+    reps: int,
+) -> None:
+    """One setting of the GPU pipeline on /dev/shm, checked bit for bit after its runs."""
+    cfg = config(
+        src,
+        shm / "out.zarr",
+        "gpu",
+        cluster={"threads_per_worker": v["threads"], "gpu_codec_slots": v["slots"] or None},
+        output={"spare_files": v["spares"]},
+    )
+    from pipeline.runner import plan_run
+
+    n_spares = plan_run(cfg).sink.spares
+    gbps, last = pipeline_runs(client, cfg, reps)
+    differs = ", ".join(f"{k} {v[k]}" for k in v if v[k] != first[k])
+    f = res.add(
+        Figure(
+            "pipeline, Zarr on /dev/shm (GPU)" + (f", {differs}" if differs else ""),
+            "pipeline",
+            gbps,
+            f"{v['threads']} threads, {v['slots'] or 'unlimited'} GPU codec slots, "
+            f"{n_spares} spare files; "
+            f"{last.task_time and max(last.task_time, key=last.task_time.get)}"
+            " is the largest share of task time",
+        )
+    )
+    f.extra.update(
+        task_time=last.task_time,
+        peak_device=last.peak_device_bytes,
+        peak_rss=last.peak_host_bytes,
+        blocks=last.blocks_total,
+    )
+    verify_output(src, shm / "out.zarr")
+    shutil.rmtree(shm / "out.zarr", ignore_errors=True)
+
+
 def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
     shm, disk = args.shm, args.disk
     shutil.rmtree(shm, ignore_errors=True)
@@ -1010,44 +1080,20 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
     one_shard.unlink()
 
     stamp("pipeline on /dev/shm")
-    with local_cluster("gpu", args.threads) as client:
-        # the first setting is the pipeline's figure; others are shown beside it
-        for i, slots in enumerate(args.codec_slots):
-            cfg = config(
-                src,
-                shm / "out.zarr",
-                "gpu",
-                cluster={"threads_per_worker": args.threads, "gpu_codec_slots": slots or None},
-            )
-            gbps, last = pipeline_runs(client, cfg, args.reps)
-            f = res.add(
-                Figure(
-                    "pipeline, Zarr on /dev/shm (GPU)"
-                    + ("" if i == 0 else f", {slots or 'unlimited'} codec slots"),
-                    "pipeline",
-                    gbps,
-                    f"{args.threads} threads, {slots or 'unlimited'} GPU codec slots; "
-                    f"{last.task_time and max(last.task_time, key=last.task_time.get)}"
-                    " is the largest share of task time",
+    first = args.variants[0]
+    for threads, group in itertools.groupby(args.variants, key=lambda v: v["threads"]):
+        with local_cluster("gpu", threads) as client:
+            for v in group:
+                shm_variant(res, client, src, shm, v, first, args.reps)
+            if threads == first["threads"] and "device" not in skip:
+                res.add(
+                    Figure(
+                        "pipeline, data already on GPU, through Dask (read+write bytes)",
+                        "pipeline",
+                        pipeline_device(client, src, args.reps),
+                        "CuPy chunks persisted on the GPU",
+                    )
                 )
-            )
-            f.extra.update(
-                task_time=last.task_time,
-                peak_device=last.peak_device_bytes,
-                peak_rss=last.peak_host_bytes,
-                blocks=last.blocks_total,
-            )
-            verify_output(src, shm / "out.zarr")
-            shutil.rmtree(shm / "out.zarr", ignore_errors=True)
-        if "device" not in skip:
-            res.add(
-                Figure(
-                    "pipeline, data already on GPU, through Dask (read+write bytes)",
-                    "pipeline",
-                    pipeline_device(client, src, args.reps),
-                    "CuPy chunks persisted on the GPU",
-                )
-            )
     if "peers" not in skip:
         stamp("peers")
         plain = shm / "plain.zarr"

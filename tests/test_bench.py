@@ -74,3 +74,20 @@ def test_quick_sweep_measures_every_block_size_and_thread_count(tmp_path) -> Non
         assert r["blocks"] > 1 and r["timeline"]["occupancy"] > 0, r
         assert bool(r.get("memory_gbps")) == (r["threads"] == 2), r
     assert "| 0.5 MiB | 2 |" in (out / "sweep.md").read_text()
+
+
+def test_shm_variants_vary_one_setting_at_a_time() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench
+    finally:
+        sys.path.pop(0)
+    got = bench.shm_variants("8,12", "0,2", "auto,0")
+    first = {"threads": 8, "slots": 0, "spares": "auto"}
+    assert got[0] == first
+    assert sorted(map(str, got[1:])) == sorted(
+        map(str, [first | {"slots": 2}, first | {"spares": 0}, first | {"threads": 12}])
+    )
+    # runs sharing the first's thread count come first (they share its cluster)
+    assert got[-1]["threads"] == 12
+    assert bench.shm_variants("8", "0", "auto") == [first]
