@@ -1,10 +1,10 @@
 """The cluster a run uses: one it starts (and always closes), or one it joins by address.
 
-``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster``, one worker per GPU;
-with the CPU backend a ``LocalCluster`` of processes. An address joins an existing scheduler
-whose workers were started with ``dask worker`` or ``dask cuda worker``. Each worker gets the
-:class:`PipelineSetup` plugin: the device budget as the GPU memory pool's limit, and a sampler
-of peak memory that the run summary reads back.
+``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster`` with
+``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of processes. An
+address joins an existing scheduler whose workers were started with ``dask worker`` or
+``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
+the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -223,6 +224,35 @@ def join(address: str, timeout: float) -> Client:
     return client
 
 
+def _free_cached_device_memory() -> None:
+    if "cupy" in sys.modules:  # a worker that never used the GPU has nothing cached
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def release_cached_device_memory(client: Client) -> None:
+    """Every worker's CuPy pool gives its unused cached blocks back to the device, so that
+    free device memory measured from any process is what the workers' next tasks can have
+    (several workers share a GPU; each sees only its own pool)."""
+    with contextlib.suppress(Exception):
+        client.run(_free_cached_device_memory)
+
+
+def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:
+    """Give each GPU of a LocalCUDACluster ``per_gpu`` workers: dask-cuda starts one per GPU
+    (and refuses a GPU listed twice), so each GPU worker's spec (its CUDA_VISIBLE_DEVICES,
+    CPU affinity and memory plugins) is copied under new names, and the cluster scaled to
+    the lot (SpecCluster starts the workers its ``worker_spec`` names)."""
+    import copy
+
+    specs = dict(cluster.worker_spec)
+    for name, spec in specs.items():
+        for k in range(1, per_gpu):
+            cluster.worker_spec[f"{name}-{k}"] = copy.deepcopy(spec)
+    cluster.scale(len(cluster.worker_spec))
+
+
 def _start_local(p: Any, level: int) -> Any:
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     dashboard = p.dashboard or None
@@ -238,7 +268,7 @@ def _start_local(p: Any, level: int) -> Any:
                 rmm_pool_size=int(p.device_budget * 0.9) if p.device_budget else None,
                 rmm_allocator_external_lib_list="cupy",
             )
-        return LocalCUDACluster(
+        cluster = LocalCUDACluster(
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
             n_workers=len(p.gpus) or None,
             threads_per_worker=p.threads_per_worker,
@@ -252,6 +282,9 @@ def _start_local(p: Any, level: int) -> Any:
             **no_dashboard,
             **kwargs,
         )
+        if p.workers_per_gpu > 1:
+            add_workers_per_gpu(cluster, p.workers_per_gpu)
+        return cluster
     from distributed import LocalCluster
 
     return LocalCluster(

@@ -67,7 +67,9 @@ class ClusterPlan:
     backend: str
     gpus: tuple[int, ...]
     workers: int
+    """all of them: GPUs x workers_per_gpu on a local GPU cluster"""
     threads_per_worker: int
+    workers_per_gpu: int
     device_budget: int | None
     host_budget: int | None
     memory_pool: str
@@ -321,9 +323,8 @@ def make_plan(
         device_budget = _resolve_budget(
             config.cluster.device_memory_limit, min(g.free_bytes for g in facts.gpus), 0.8
         )
-        # workers sharing one GPU share its budget
-        ids = config.cluster.gpus or ()
-        device_budget //= max((ids.count(i) for i in set(ids)), default=1)
+        if config.cluster.scheduler == "local":  # workers sharing one GPU share its budget
+            device_budget //= config.cluster.workers_per_gpu
     workers = _workers(config, be, facts, threads, scheduler_workers)
     host_budget = _resolve_budget(
         config.cluster.host_memory_limit, facts.host_total_bytes // max(workers, 1), 0.8
@@ -461,6 +462,7 @@ def make_plan(
         else (),
         workers=workers,
         threads_per_worker=threads,
+        workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
         device_budget=device_budget,
         host_budget=host_budget,
         memory_pool=config.cluster.memory_pool,
@@ -538,7 +540,7 @@ def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:
         return scheduler_threads
     if config.cluster.threads_per_worker:
         return config.cluster.threads_per_worker
-    return 8 if be == "gpu" else 1
+    return 4 if be == "gpu" else 1
 
 
 def _workers(
@@ -547,7 +549,8 @@ def _workers(
     if scheduler_workers:
         return scheduler_workers
     if be == "gpu":
-        return len(visible_gpu_ids(config.cluster.gpus, facts)) or 1
+        gpus = len(visible_gpu_ids(config.cluster.gpus, facts)) or 1
+        return gpus * config.cluster.workers_per_gpu
     if config.cluster.workers:
         return config.cluster.workers
     return max(1, facts.cpu_count // threads)
@@ -637,7 +640,12 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
             (
                 "device memory",
                 f"{_fmt(m.device_per_task)} per task; {threads} in flight (+10%) need "
-                f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per GPU"
+                f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per "
+                + (
+                    f"worker (the GPU's, shared by {c.workers_per_gpu} workers)"
+                    if c.workers_per_gpu > 1
+                    else "GPU"
+                )
                 + _fits(m.device_per_worker, m.device_budget),
             )
         )

@@ -249,6 +249,9 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
     workers) is used as is and left open."""
     if client is not None:
         given = client
+        # a warm cluster's workers keep freed device memory cached in their pools, which this
+        # process would count as used: give it back before measuring what is free
+        cluster.release_cached_device_memory(given)
         plan = plan_run(config)
 
         @contextlib.contextmanager
@@ -264,6 +267,7 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
         return
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
+        cluster.release_cached_device_memory(client)
         infos = list(client.run(worker_facts).values())
         facts = facts_from_workers(infos)
         workers = client.scheduler_info()["workers"]
@@ -447,6 +451,8 @@ def _compute_and_finish(
         "complete",
     )
     summary.blocks_per_worker = per_worker
+    if plan.sink.spares:
+        summary.spare_files = {k: totals.get(f"spares_{k}", 0) for k in ("made", "used", "unused")}
     # the whole output's counts: this run's blocks, and those an interrupted run wrote
     whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
     skipped = [b for b in all_blocks if b in done]
@@ -578,7 +584,9 @@ def _compute(
         finally:
             if plan.sink.spares:  # free the spare files the workers still hold
                 with contextlib.suppress(Exception):
-                    client.run(spares.release)
+                    for counts in client.run(spares.release).values():
+                        for k, v in counts.items():
+                            totals[f"spares_{k}"] = totals.get(f"spares_{k}", 0) + v
     return totals, per_worker
 
 
@@ -763,6 +771,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         gpus=tuple(range(len(facts.gpus))) if be == "gpu" else (),
         workers=_workers(config, be, facts, threads, None),
         threads_per_worker=threads,
+        workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
         device_budget=None,
         host_budget=None,
         memory_pool=config.cluster.memory_pool,

@@ -3,8 +3,8 @@
 On a memory-backed file system (tmpfs), most of the cost of writing a new file is the kernel
 finding and clearing its pages: writing 256 MiB files on the H100 host's /dev/shm ran at about
 half the speed of writing into files whose pages were already there. A write's thread is on the
-path of its block, and the GPU waits for the blocks; so a background thread in each worker
-process makes the next files ahead, on a core the task threads leave idle: an ``O_TMPFILE``
+path of its block, and the GPU waits for the blocks; so background threads in each worker
+process makes the next files ahead, on cores the task threads leave idle: an ``O_TMPFILE``
 file (it has no name, so nothing is ever left in the store, and the kernel frees it when it is
 closed or the process ends), given its pages with ``posix_fallocate``. A write takes one, fills
 it, trims it to its size, and links it into place (under a hidden name, then renamed over the
@@ -30,6 +30,10 @@ _SLACK = 1 / 64
 _MIB = 1 << 20
 
 _MEMORY_FS = {"tmpfs"}
+
+#: Threads that make spares, per process: one per two spares kept ready, at most this many
+#: (one thread allocating pages may not keep up with a GPU's output).
+_MAX_MAKERS = 4
 
 
 def memory_backed(path: str) -> bool:
@@ -66,7 +70,7 @@ class SparePool:
         self._pending: collections.Counter[str] = collections.Counter()
         self._dead: set[str] = set()
         self._jobs: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._generation = 0  # a release() makes every spare still being made stale
         self.made = 0
         self.used = 0
@@ -84,11 +88,11 @@ class SparePool:
             if len(ready) + self._pending[root] < depth:
                 self._pending[root] += 1
                 self._jobs.put((root, want, self._generation))
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="pipeline-spares", daemon=True
-                    )
-                    self._thread.start()
+                self._threads = [t for t in self._threads if t.is_alive()]
+                if len(self._threads) < min(_MAX_MAKERS, max(1, depth // 2)):
+                    t = threading.Thread(target=self._run, name="pipeline-spares", daemon=True)
+                    t.start()
+                    self._threads.append(t)
         return got
 
     def _run(self) -> None:
@@ -116,18 +120,21 @@ class SparePool:
                     self.made += 1
                     self._ready.setdefault(root, collections.deque()).append((fd, size))
 
-    def release(self) -> int:
-        """Close every ready spare (their pages are freed); how many there were. Spares being
-        made meanwhile are closed as they finish."""
+    def release(self) -> dict[str, int]:
+        """Close every ready spare (their pages are freed); the counts since the last release
+        (made, used by writes, left unused). Spares being made meanwhile are closed as they
+        finish."""
         with self._lock:
             fds = [fd for ready in self._ready.values() for fd, _ in ready]
             self._ready.clear()
             self._dead.clear()  # the next run may have room again
             self._generation += 1
+            counts = {"made": self.made, "used": self.used, "unused": len(fds)}
+            self.made = self.used = 0
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        return len(fds)
+        return counts
 
     def ready(self) -> int:
         with self._lock:
@@ -186,6 +193,7 @@ def counts() -> dict[str, int]:
     return {"made": _POOL.made, "used": _POOL.used, "ready": _POOL.ready()}
 
 
-def release() -> int:
-    """Free this process's ready spares (at the end of a run; also run on every worker)."""
+def release() -> dict[str, int]:
+    """Free this process's ready spares, and reset its counts: what they were (made, used
+    by writes, left unused). The runner calls it on every worker at the end of a run."""
     return _POOL.release()

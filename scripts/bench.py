@@ -24,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -589,10 +590,10 @@ def generate(
 
 @contextlib.contextmanager
 def local_cluster(
-    backend: str, threads: int, workers: int = 1, gpus: int | None = None
+    backend: str, threads: int, workers: int = 1, gpus: int | None = None, workers_per_gpu: int = 1
 ) -> Iterator[Any]:
     """A cluster as a user starts one. GPU: one worker per visible GPU, or per each of the
-    first ``gpus``; CPU: ``workers`` processes."""
+    first ``gpus`` (``workers_per_gpu``: that many per GPU); CPU: ``workers`` processes."""
     from distributed import Client
 
     if backend == "gpu":
@@ -606,6 +607,10 @@ def local_cluster(
             dashboard_address=None,
             silence_logs=50,
         )
+        if workers_per_gpu > 1:
+            from pipeline.cluster import add_workers_per_gpu
+
+            add_workers_per_gpu(cluster, workers_per_gpu)
     else:
         from distributed import LocalCluster
 
@@ -613,6 +618,7 @@ def local_cluster(
             n_workers=workers, threads_per_worker=threads, dashboard_address=None, silence_logs=50
         )
     client = Client(cluster)
+    client.wait_for_workers(len(cluster.worker_spec), timeout=300)
     try:
         yield client
     finally:  # workers holding tens of GB of page-locked memory can be slow to exit
@@ -622,10 +628,69 @@ def local_cluster(
             cluster.close(timeout=120)
 
 
+def wait_gpu_freed(share: float = 0.9, timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` s) until GPU 0 has ``share`` of its memory free."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    except Exception:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        if mem.free >= share * mem.total:
+            return
+        time.sleep(0.2)
+
+
+class GpuBusy:
+    """Samples NVML's GPU utilisation (the share of each sample period in which a kernel ran
+    on GPU 0) every 50 ms while entered; ``samples`` holds the percentages."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuBusy:
+        self._stop.clear()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # no NVML here: no samples
+            return self
+
+        def sample() -> None:
+            while not self._stop.wait(0.05):
+                self.samples.append(int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+
 def pipeline_runs(
-    client: Any, cfg: Any, reps: int, warmup: int = 1, before: Callable[[], Any] | None = None
+    client: Any,
+    cfg: Any,
+    reps: int,
+    warmup: int = 1,
+    before: Callable[[], Any] | None = None,
+    busy: GpuBusy | None = None,
 ) -> tuple[list[float], Any]:
-    """GB/s of input over ``reps`` runs on a warm client (the summary's compute phase)."""
+    """GB/s of input over ``reps`` runs on a warm client (the summary's compute phase);
+    ``busy`` samples the GPU during the timed runs."""
     from pipeline.runner import RunOptions, run
 
     out = []
@@ -634,7 +699,8 @@ def pipeline_runs(
         if before is not None:
             before()
         t = time.perf_counter()
-        last = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        with busy if busy is not None and i >= warmup else contextlib.nullcontext():
+            last = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
         if before is not None:  # disk: the output must be on the disk, not in its cache
             os.sync()
         wall = time.perf_counter() - t
@@ -938,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="", help="comma list: ceilings,peers,memory,device,cpu,disk")
     p.add_argument(
         "--threads",
-        default="8",
+        default="4",
         help="comma list of threads per GPU worker for the /dev/shm run; the first is the "
         "pipeline's figure (and is used elsewhere), the others are shown beside it",
     )
@@ -947,6 +1013,17 @@ def main(argv: list[str] | None = None) -> int:
         default="0",
         help="comma list of cluster.gpu_codec_slots for the /dev/shm run (0: unlimited), "
         "as --threads",
+    )
+    p.add_argument(
+        "--workers-per-gpu",
+        default="3",
+        help="comma list of GPU worker processes sharing GPU 0 for the /dev/shm run (each with "
+        "the threads of --threads), as --threads",
+    )
+    p.add_argument(
+        "--also",
+        default="",
+        help="comma list of WxT (W workers per GPU of T threads) also run on /dev/shm",
     )
     p.add_argument(
         "--spare-files",
@@ -962,7 +1039,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    args.variants = shm_variants(args.threads, args.codec_slots, args.spare_files)
+    args.variants = shm_variants(
+        args.threads, args.codec_slots, args.spare_files, args.workers_per_gpu, args.also
+    )
     args.threads = args.variants[0]["threads"]
     args.codec_slots = [args.variants[0]["slots"]]
     res = Results(args.out)
@@ -998,10 +1077,14 @@ def stamp(label: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.0f} s] {label}", flush=True)
 
 
-def shm_variants(threads: str, slots: str, spares: str) -> list[dict[str, Any]]:
+def shm_variants(
+    threads: str, slots: str, spares: str, workers: str = "1", pairs: str = ""
+) -> list[dict[str, Any]]:
     """The /dev/shm settings to run: the first value of each list is the pipeline's figure;
-    each other value is run with the rest at their first values, beside it."""
+    each other value is run with the rest at their first values, beside it; so is each
+    ``WxT`` of ``pairs`` (W workers per GPU of T threads)."""
     lists = {
+        "workers": [int(v) for v in workers.split(",")],
         "threads": [int(v) for v in threads.split(",")],
         "slots": [int(v) for v in slots.split(",")],
         "spares": [v if v == "auto" else int(v) for v in spares.split(",")],
@@ -1010,7 +1093,13 @@ def shm_variants(threads: str, slots: str, spares: str) -> list[dict[str, Any]]:
     out = [first]
     for k, values in lists.items():
         out += [first | {k: v} for v in values[1:]]
-    return sorted(out, key=lambda v: v["threads"] != first["threads"])  # stable: first stays
+    for pair in filter(None, pairs.split(",")):
+        w, t = (int(v) for v in pair.lower().split("x"))
+        out.append(first | {"workers": w, "threads": t})
+    # stable: the first stays first, and the runs sharing its cluster follow it
+    return sorted(
+        out, key=lambda v: (v["workers"], v["threads"]) != (first["workers"], first["threads"])
+    )
 
 
 def shm_variant(
@@ -1027,26 +1116,39 @@ def shm_variant(
         src,
         shm / "out.zarr",
         "gpu",
-        cluster={"threads_per_worker": v["threads"], "gpu_codec_slots": v["slots"] or None},
+        cluster={
+            "threads_per_worker": v["threads"],
+            "workers_per_gpu": v["workers"],
+            "gpu_codec_slots": v["slots"] or None,
+        },
         output={"spare_files": v["spares"]},
     )
     from pipeline.runner import plan_run
 
     n_spares = plan_run(cfg).sink.spares
-    gbps, last = pipeline_runs(client, cfg, reps)
+    busy = GpuBusy()
+    gbps, last = pipeline_runs(client, cfg, reps, busy=busy)
     differs = ", ".join(f"{k} {v[k]}" for k in v if v[k] != first[k])
     f = res.add(
         Figure(
             "pipeline, Zarr on /dev/shm (GPU)" + (f", {differs}" if differs else ""),
             "pipeline",
             gbps,
-            f"{v['threads']} threads, {v['slots'] or 'unlimited'} GPU codec slots, "
-            f"{n_spares} spare files; "
-            f"{last.task_time and max(last.task_time, key=last.task_time.get)}"
+            f"{v['workers']} worker(s) x {v['threads']} threads, "
+            f"{v['slots'] or 'unlimited'} GPU codec slots, "
+            f"{n_spares} spare files"
+            + (
+                f" ({last.spare_files['used']} of {last.blocks_done} writes used one)"
+                if last.spare_files
+                else ""
+            )
+            + f"; {last.task_time and max(last.task_time, key=last.task_time.get)}"
             " is the largest share of task time",
         )
     )
     f.extra.update(
+        gpu_busy_pct=busy.samples,
+        spare_files=last.spare_files,
         task_time=last.task_time,
         peak_device=last.peak_device_bytes,
         peak_rss=last.peak_host_bytes,
@@ -1076,16 +1178,18 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         gpu_ceilings(res, args.reps, one_shard, 4 * 32 * 1024)
         cpu_zstd_ceiling(res, args.reps, os.cpu_count() or 1, 128 << 10)
         file_ceilings(res, shm / "files", "/dev/shm", 8, args.reps)
-        host_path_ceiling(res, shm / "path", args.threads, args.reps)
+        host_path_ceiling(res, shm / "path", args.threads * args.variants[0]["workers"], args.reps)
     one_shard.unlink()
 
     stamp("pipeline on /dev/shm")
     first = args.variants[0]
-    for threads, group in itertools.groupby(args.variants, key=lambda v: v["threads"]):
-        with local_cluster("gpu", threads) as client:
+    same_cluster = itertools.groupby(args.variants, key=lambda v: (v["workers"], v["threads"]))
+    for (workers, threads), group in same_cluster:
+        wait_gpu_freed()  # the last cluster's worker may still be exiting: plans see free memory
+        with local_cluster("gpu", threads, workers_per_gpu=workers) as client:
             for v in group:
                 shm_variant(res, client, src, shm, v, first, args.reps)
-            if threads == first["threads"] and "device" not in skip:
+            if (workers, threads) == (first["workers"], first["threads"]) and "device" not in skip:
                 res.add(
                     Figure(
                         "pipeline, data already on GPU, through Dask (read+write bytes)",
@@ -1156,12 +1260,17 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
         shutil.rmtree(disk, ignore_errors=True)
         disk.mkdir(parents=True)
         shutil.copytree(src, disk_src)
-        with local_cluster("gpu", 8) as client:
+        first = args.variants[0]
+        with local_cluster("gpu", first["threads"], workers_per_gpu=first["workers"]) as client:
             cfg = config(
                 disk_src,
                 disk / "out.zarr",
                 "gpu",
-                cluster={"threads_per_worker": 8, "gpu_codec_slots": args.codec_slots[0] or None},
+                cluster={
+                    "threads_per_worker": first["threads"],
+                    "workers_per_gpu": first["workers"],
+                    "gpu_codec_slots": first["slots"] or None,
+                },
             )
             gbps, last = pipeline_runs(client, cfg, 1, warmup=0, before=drop_caches)
             moved = (last.stored_bytes_read + last.stored_bytes_written) / last.bytes_in

@@ -83,7 +83,7 @@ def test_shm_variants_vary_one_setting_at_a_time() -> None:
     finally:
         sys.path.pop(0)
     got = bench.shm_variants("8,12", "0,2", "auto,0")
-    first = {"threads": 8, "slots": 0, "spares": "auto"}
+    first = {"workers": 1, "threads": 8, "slots": 0, "spares": "auto"}
     assert got[0] == first
     assert sorted(map(str, got[1:])) == sorted(
         map(str, [first | {"slots": 2}, first | {"spares": 0}, first | {"threads": 12}])
@@ -91,3 +91,7 @@ def test_shm_variants_vary_one_setting_at_a_time() -> None:
     # runs sharing the first's thread count come first (they share its cluster)
     assert got[-1]["threads"] == 12
     assert bench.shm_variants("8", "0", "auto") == [first]
+    assert bench.shm_variants("8", "0", "auto", "1", "2x4") == [
+        first,
+        first | {"workers": 2, "threads": 4},
+    ]

@@ -198,7 +198,8 @@ def _gpu_count() -> int:
 
 
 def test_every_gpu_takes_part(tmp_path, cli) -> None:
-    """LocalCUDACluster over every visible GPU: one worker each, and each computes blocks."""
+    """LocalCUDACluster over every visible GPU: three workers each (the default), and each
+    computes blocks."""
     n = _gpu_count()
     if n < 2:
         pytest.skip("needs 2 or more GPUs")
@@ -210,9 +211,48 @@ def test_every_gpu_takes_part(tmp_path, cli) -> None:
     import json
 
     s = json.loads((tmp_path / "s.json").read_text())
-    assert s["workers"] == n and f"{n} x 4 threads" in out
-    assert len(s["blocks_per_worker"]) == n and all(v > 0 for v in s["blocks_per_worker"].values())
+    assert s["workers"] == 3 * n and f"{3 * n} x 4 threads" in out
+    assert len(s["blocks_per_worker"]) == 3 * n and all(
+        v > 0 for v in s["blocks_per_worker"].values()
+    )
     assert sum(s["blocks_per_worker"].values()) == s["blocks_total"]
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_several_workers_share_each_gpu(tmp_path, cli) -> None:
+    """cluster.workers_per_gpu: that many worker processes per GPU, sharing its memory
+    budget; every one of them computes blocks, and the output matches NumPy."""
+    x = np.random.default_rng(9).standard_normal((96, 2048)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 2048), shards=(4, 2048))
+    one = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "one.zarr",
+        name="one.yaml",
+        backend="gpu",
+        cluster={"threads_per_worker": 2, "workers_per_gpu": 1, "dashboard": ""},
+    )
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        backend="gpu",
+        cluster={"threads_per_worker": 2, "workers_per_gpu": 2, "dashboard": ""},
+    )
+    import pipeline
+
+    budget_one = pipeline.plan(pipeline.load_config(one)).cluster.device_budget
+    plan = pipeline.plan(pipeline.load_config(cfg))
+    assert plan.cluster.workers == 2 * _gpu_count()
+    assert abs(plan.cluster.device_budget - budget_one // 2) < budget_one // 20
+    rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    import json
+
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["workers"] == 2 * _gpu_count()
+    assert len(s["blocks_per_worker"]) == s["workers"]
+    assert all(v > 0 for v in s["blocks_per_worker"].values())
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
@@ -235,7 +275,7 @@ def test_cuda_visible_devices_subset(tmp_path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "1 x 4 threads on GPUs [0]" in proc.stdout, proc.stdout
+    assert "3 x 4 threads on GPUs [0]" in proc.stdout, proc.stdout
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
