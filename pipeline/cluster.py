@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -224,19 +223,17 @@ def join(address: str, timeout: float) -> Client:
     return client
 
 
-def _free_cached_device_memory() -> None:
-    if "cupy" in sys.modules:  # a worker that never used the GPU has nothing cached
-        import cupy
+def held_device_memory(client: Client) -> dict[str, int]:
+    """Device bytes the cluster's workers hold, per GPU PCI bus id, after their CuPy pools
+    gave back cached blocks: a warm cluster's own memory, which a plan counts as free."""
+    from pipeline.hardware import held_device_bytes
 
-        cupy.get_default_memory_pool().free_all_blocks()
-
-
-def release_cached_device_memory(client: Client) -> None:
-    """Every worker's CuPy pool gives its unused cached blocks back to the device, so that
-    free device memory measured from any process is what the workers' next tasks can have
-    (several workers share a GPU; each sees only its own pool)."""
+    held: dict[str, int] = {}
     with contextlib.suppress(Exception):
-        client.run(_free_cached_device_memory)
+        for got in client.run(held_device_bytes).values():
+            if got is not None:
+                held[got[0]] = held.get(got[0], 0) + got[1]
+    return held
 
 
 def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:

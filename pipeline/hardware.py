@@ -53,6 +53,22 @@ class Facts:
             driver=driver,
         )
 
+    def plus_held(self, held: dict[str, int]) -> Facts:
+        """These facts with device memory that the pipeline's own workers hold (``held``:
+        bytes per GPU PCI bus id, see :func:`held_device_bytes`) counted as free: a warm
+        cluster's next tasks reuse it."""
+        if not held or not self.gpus:
+            return self
+        import dataclasses
+
+        import cupy
+
+        gpus = []
+        for g in self.gpus:
+            extra = held.get(cupy.cuda.Device(g.index).pci_bus_id, 0)
+            gpus.append(dataclasses.replace(g, free_bytes=min(g.total_bytes, g.free_bytes + extra)))
+        return dataclasses.replace(self, gpus=tuple(gpus))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "hostname": self.hostname,
@@ -79,6 +95,20 @@ def _list_gpus() -> tuple[tuple[GpuInfo, ...], str]:
         out.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else str(name), total, free))
     v = cupy.cuda.runtime.driverGetVersion()
     return tuple(out), f"CUDA driver {v // 1000}.{(v % 1000) // 10}"
+
+
+def held_device_bytes() -> tuple[str, int] | None:
+    """Run on a worker: its GPU's PCI bus id and the bytes its CuPy pool holds once cached
+    blocks are given back (buffers its threads keep between tasks); None without CuPy."""
+    import sys
+
+    if "cupy" not in sys.modules:
+        return None
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    return str(cupy.cuda.Device().pci_bus_id), int(pool.total_bytes())
 
 
 def worker_facts() -> dict[str, Any]:

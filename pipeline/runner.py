@@ -249,10 +249,11 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
     workers) is used as is and left open."""
     if client is not None:
         given = client
-        # a warm cluster's workers keep freed device memory cached in their pools, which this
-        # process would count as used: give it back before measuring what is free
-        cluster.release_cached_device_memory(given)
-        plan = plan_run(config)
+        # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
+        # that this process would count as used: their next tasks reuse it
+        held = cluster.held_device_memory(given)
+        facts = Facts.local(want_gpu=config.backend != "cpu").plus_held(held)
+        plan = make_plan(config, facts)
 
         @contextlib.contextmanager
         def as_given() -> Iterator[Any]:
@@ -267,7 +268,7 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
         return
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
-        cluster.release_cached_device_memory(client)
+        cluster.held_device_memory(client)  # gives cached blocks back before measuring
         infos = list(client.run(worker_facts).values())
         facts = facts_from_workers(infos)
         workers = client.scheduler_info()["workers"]

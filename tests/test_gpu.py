@@ -375,3 +375,42 @@ def test_gpu_work_stays_on_the_threads_stream() -> None:
     t.join()
     assert not errors, errors
     assert stale == [False, False, False]
+
+
+def test_a_warm_clusters_own_device_memory_counts_as_free(tmp_path) -> None:
+    """After a run on a given client, its workers hold device memory (their threads'
+    buffers); the next plan counts it as free, so it is not smaller than the first."""
+    from dask_cuda import LocalCUDACluster
+    from distributed import Client
+
+    from pipeline import cluster as clusters
+    from pipeline.config import load_config
+    from pipeline.hardware import Facts
+    from pipeline.runner import RunOptions, run
+
+    x = np.random.default_rng(10).standard_normal((64, 4096)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (8, 4096))
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            backend="gpu",
+            cluster={"threads_per_worker": 2, "workers_per_gpu": 1, "dashboard": ""},
+        )
+    )
+    with (
+        LocalCUDACluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
+        run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        held = clusters.held_device_memory(client)
+        assert len(held) == 1 and next(iter(held.values())) > 0
+        local = Facts.local()
+        plus = local.plus_held(held)
+        assert plus.gpus[0].free_bytes == min(
+            local.gpus[0].total_bytes, local.gpus[0].free_bytes + next(iter(held.values()))
+        )
+        again = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        assert again.status == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
