@@ -1183,13 +1183,13 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
 
     stamp("pipeline on /dev/shm")
     first = args.variants[0]
-    same_cluster = itertools.groupby(args.variants, key=lambda v: (v["workers"], v["threads"]))
-    for (workers, threads), group in same_cluster:
+    # a fresh cluster for each setting: a warm one's workers hold device memory outside
+    # their pools, which the next plan (made in this process) would count as used
+    for v in args.variants:
         wait_gpu_freed()  # the last cluster's worker may still be exiting: plans see free memory
-        with local_cluster("gpu", threads, workers_per_gpu=workers) as client:
-            for v in group:
-                shm_variant(res, client, src, shm, v, first, args.reps)
-            if (workers, threads) == (first["workers"], first["threads"]) and "device" not in skip:
+        with local_cluster("gpu", v["threads"], workers_per_gpu=v["workers"]) as client:
+            shm_variant(res, client, src, shm, v, first, args.reps)
+            if v is first and "device" not in skip:
                 res.add(
                     Figure(
                         "pipeline, data already on GPU, through Dask (read+write bytes)",
