@@ -39,20 +39,24 @@ def test_cpu_run_stays_within_a_small_host_budget(tmp_path, cli) -> None:
 
 @pytest.mark.gpu
 def test_gpu_run_stays_within_a_small_device_budget(tmp_path, cli) -> None:
-    """17 GB through a GPU with a 4 GiB device budget (shared by its three workers): each
-    worker's pool peak stays below its share."""
+    """17 GB through a GPU with a 4 GiB device budget: the pool's peak stays below it."""
     cfg = generated_config(
         tmp_path,
         {**RAMP, "shape": [4096, 1024, 1024], "shards": [16, 1024, 1024]},
         backend="gpu",
-        cluster={"threads_per_worker": 2, "device_memory_limit": "4GiB", "dashboard": ""},
+        cluster={
+            "threads_per_worker": 2,
+            "workers_per_gpu": 1,
+            "device_memory_limit": "4GiB",
+            "dashboard": "",
+        },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
     assert rc == 0, err
     rc, out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
     assert rc == 0, err
     s = json.loads((tmp_path / "s.json").read_text())
-    assert s["device_budget"] == 4 * 2**30 // 3  # the GPU's, shared by its 3 workers
+    assert s["device_budget"] == 4 * 2**30
     assert s["bytes_in"] > 2 * s["device_budget"]
     assert 0 < s["peak_device_bytes"] <= s["device_budget"]
     rc, out, err = cli("verify", cfg, "--samples", "4")
