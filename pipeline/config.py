@@ -181,7 +181,7 @@ class ClusterConfig(Model):
         3,
         description="local GPU clusters: worker processes per GPU, each with threads_per_worker "
         "threads (several processes wait less on each other for Python's GIL: on the H100 host "
-        "3 x 4 threads ran 4.67 GB/s, 1 x 8 threads 4.22)",
+        "3 x 4 threads ran 4.71 GB/s, 1 x 8 threads 4.26, in one run)",
     )
     device_memory_limit: AutoBytes | float = Field(
         "auto",
