@@ -691,9 +691,6 @@ class GpuBusy:
         if self._thread is not None:
             self._thread.join()
 
-    def median(self) -> float | None:
-        return statistics.median(self.samples) if self.samples else None
-
 
 def pipeline_runs(
     client: Any,
