@@ -283,7 +283,8 @@ def test_an_unreachable_scheduler_is_reported_within_the_timeout(tmp_path: Path,
     line = one_line_error(err)
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 2 s" in line, line
     assert "cluster.timeout" in line
-    assert elapsed < 2 + 3, f"took {elapsed:.2f} s for a 2 s timeout"
+    # well short of Dask's own 30 s connect timeout, with room for a loaded CI machine
+    assert elapsed < 2 + 12, f"took {elapsed:.2f} s for a 2 s timeout"
     assert not (tmp_path / "out.zarr").exists()
 
 

@@ -35,6 +35,7 @@ def _roots(tmp_path: Path) -> list[Path]:
 @pytest.fixture
 def roots(tmp_path: Path):
     made = _roots(tmp_path)
+    spares.release()  # none left over from an earlier test in this process
     for r in made:
         r.mkdir(parents=True)
     yield made
@@ -55,40 +56,45 @@ def test_memory_backed_agrees_with_stat(tmp_path: Path) -> None:
         assert spares.memory_backed(str(SHM / "not" / "made" / "yet")) == (_fs_type(SHM) == "tmpfs")
 
 
+def _wait_ready() -> None:
+    deadline = time.monotonic() + 10
+    while spares.counts()["ready"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_writes_through_spares_are_whole_and_exact(roots: list[Path]) -> None:
     rng = np.random.default_rng(3)
     for root in roots:
+        # each root starts with none ready, so that "ready" below counts this root's spares
+        assert spares.counts()["ready"] == 0
         loc = Location.of(str(root))
-        before = spares.counts()["used"]
         expected = {}
         for i in range(8):
             # sizes vary, larger and smaller than the spare made after the last write
             parts = [rng.bytes(int(rng.integers(1, 3 << 20))), b"index"]
             expected[f"c/{i}/0"] = b"".join(parts)
             assert loc.write(f"c/{i}/0", parts, spares=2) == len(expected[f"c/{i}/0"])
-            deadline = time.monotonic() + 5
-            while spares.counts()["ready"] == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            _wait_ready()
         for key, want in expected.items():
             got = (root / key).read_bytes()
             assert got == want, key
-        assert spares.counts()["used"] - before >= 6  # after the first, each write had one
+        assert spares.counts()["used"] == 7  # after the first, each write had one
         assert _hidden(root) == []
         # an existing key is replaced whole
         loc.write("c/0/0", [b"short"], spares=2)
         assert (root / "c/0/0").read_bytes() == b"short"
-    released = spares.release()
-    assert released["unused"] >= 1 and released["used"] >= 6
-    assert spares.counts() == {"made": 0, "used": 0, "ready": 0}
+        _wait_ready()
+        released = spares.release()
+        assert released["used"] == 8 and released["unused"] >= 1, released
+        assert released["made"] == released["used"] + released["unused"], released
+        assert spares.counts() == {"made": 0, "used": 0, "ready": 0}
 
 
 def test_failed_spare_write_leaves_nothing(roots: list[Path]) -> None:
     root = roots[-1]
     loc = Location.of(str(root))
     loc.write("c/0", [b"x" * 1000], spares=1)
-    deadline = time.monotonic() + 5
-    while spares.counts()["ready"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_ready()
     used = spares.counts()["used"]
     bad = np.arange(10)[::2]  # has a size, but cannot be written: not contiguous
     with pytest.raises(TypeError):
