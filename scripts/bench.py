@@ -1113,6 +1113,15 @@ def shm_variants(
     )
 
 
+def variant_cluster(v: dict[str, Any]) -> dict[str, Any]:
+    """The ``cluster`` section of the pipeline's config for a setting of :func:`shm_variants`."""
+    return {
+        "threads_per_worker": v["threads"],
+        "workers_per_gpu": v["workers"],
+        "gpu_codec_slots": v["slots"] or None,
+    }
+
+
 def shm_variant(
     res: Results,
     client: Any,
@@ -1127,11 +1136,7 @@ def shm_variant(
         src,
         shm / "out.zarr",
         "gpu",
-        cluster={
-            "threads_per_worker": v["threads"],
-            "workers_per_gpu": v["workers"],
-            "gpu_codec_slots": v["slots"] or None,
-        },
+        cluster=variant_cluster(v),
         output={"spare_files": v["spares"]},
     )
     from pipeline.runner import plan_run
@@ -1279,11 +1284,7 @@ def full(res: Results, args: argparse.Namespace, skip: set[str]) -> int:
                 disk_src,
                 disk / "out.zarr",
                 "gpu",
-                cluster={
-                    "threads_per_worker": first["threads"],
-                    "workers_per_gpu": first["workers"],
-                    "gpu_codec_slots": first["slots"] or None,
-                },
+                cluster=variant_cluster(first),
             )
             gbps, last = pipeline_runs(client, cfg, 1, warmup=0, before=drop_caches)
             moved = (last.stored_bytes_read + last.stored_bytes_written) / last.bytes_in

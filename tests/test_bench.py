@@ -95,3 +95,11 @@ def test_shm_variants_vary_one_setting_at_a_time() -> None:
         first,
         first | {"workers": 2, "threads": 4},
     ]
+    # each setting becomes the pipeline's own (validated) cluster section
+    for v in got:
+        c = bench.config(Path("in.zarr"), Path("out.zarr"), "gpu", cluster=bench.variant_cluster(v))
+        assert (c.cluster.workers_per_gpu, c.cluster.threads_per_worker) == (
+            v["workers"],
+            v["threads"],
+        )
+        assert c.cluster.gpu_codec_slots == (v["slots"] or None)
