@@ -1,21 +1,97 @@
-"""The one exception type users see: a one-line message that names the problem and the fix."""
+"""The exceptions users see: one line that names the problem and the fix, and a type that says
+what kind of problem it is, carrying its data.
+
+Every error the pipeline raises on purpose is a :class:`PipelineError`; the command line prints
+``str(error)`` as one line (no traceback unless ``--debug``) and exits non-zero. The subclasses
+say where the problem is, so callers and tests can react to the kind and read its fields instead
+of matching message text::
+
+    PipelineError
+    ├── ConfigError     the config file or one of its values
+    ├── InputError      the input array: missing, unreadable metadata, unsupported, unfinished
+    │   └── ChunkError  one stored chunk (or shard) of the input that cannot be decoded
+    ├── OutputError     the output location: exists, incomplete, stale, locked, unwritable
+    ├── PlanError       the run cannot be laid out: shapes, memory budgets
+    ├── StoreError      storage I/O: a full disk, an unreachable store
+    └── ClusterError    the Dask cluster: unreachable scheduler, dying workers
+
+Errors travel from Dask workers to the client by pickling; :meth:`PipelineError.__reduce__`
+keeps their fields on the way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class PipelineError(Exception):
     """A problem with the user's input, config or environment.
 
-    The command line prints ``str(error)`` as one line (no traceback unless ``--debug``) and
-    exits non-zero. Raise it before any data is written wherever the problem can be known then.
+    ``message`` is one line naming the problem and the fix; keyword arguments are the error's
+    data (for example ``store`` and ``key`` of a :class:`ChunkError`), set as attributes.
+    Raise it before any data is written wherever the problem can be known then.
     """
 
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.__dict__.update(data)
 
-def disk_full(e: OSError, where: str) -> PipelineError | None:
+    @property
+    def data(self) -> dict[str, Any]:
+        """The error's fields (everything but the message)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self),), self.__dict__)
+
+
+class ConfigError(PipelineError):
+    """The config: malformed YAML, an unknown key, a value of the wrong type or range."""
+
+
+class InputError(PipelineError):
+    """The input array: absent, not an array, an unsupported dtype or codec, unfinished."""
+
+
+class ChunkError(InputError):
+    """A stored unit of the input (a chunk, or a shard of chunks) that cannot be decoded to
+    exactly its size: truncated, short, empty, a bad shard index or checksum.
+
+    Fields: ``store`` (the input store's URL), ``key`` (the unit's key in the store),
+    ``reason`` (what is wrong with it, in a few words).
+    """
+
+    store: str
+    key: str
+    reason: str
+
+
+class OutputError(PipelineError):
+    """The output location: it exists, is incomplete, is stale, is locked by another run, is
+    not writable, or overlaps the input."""
+
+
+class PlanError(PipelineError):
+    """The run cannot be laid out: misaligned shapes, or memory that does not fit a budget."""
+
+
+class StoreError(PipelineError):
+    """Storage I/O failed: a full disk or quota, an unreachable store."""
+
+
+class ClusterError(PipelineError):
+    """The Dask cluster: an unreachable or wrong scheduler address, no workers, workers that
+    keep dying, a lost scheduler."""
+
+
+def disk_full(e: OSError, where: str) -> StoreError | None:
     """The one-line error for a full disk (or quota) while writing ``where``; None otherwise."""
     import errno
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PipelineError(
+        return StoreError(
             f"no space left writing {where} ({e.strerror}): free space, then `run --resume` "
-            "finishes the output"
+            "finishes the output",
+            where=where,
         )
     return None
