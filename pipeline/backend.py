@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from pipeline import layout, stages
+from pipeline import stages
 from pipeline.layout import EMPTY, Frames
 from pipeline.storage import FrameCodec
 
@@ -62,6 +62,10 @@ class Backend(Protocol):
     def host_buffer(self, nbytes: int, slot: str) -> memoryview:
         """A reusable host buffer of this thread (page-locked on the GPU backend)."""
 
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+        """A host array the CPU decodes a block into, before :meth:`from_host` (on the GPU a
+        reused page-locked buffer of this thread, so the copy to the device is direct)."""
+
     def decode_frames(
         self,
         raw: memoryview,
@@ -69,9 +73,11 @@ class Backend(Protocol):
         codec: FrameCodec,
         chunk_nbytes: int,
         dtype: np.dtype,
-        fill: Any,
+        fill: bytes,
     ) -> Any:
-        """Decode a unit's frames into one flat chunk-major array on the device."""
+        """GPU only: decode checked frames (see :func:`pipeline.codecs.check_frames`) into one
+        flat chunk-major array on the device; absent chunks hold ``fill`` (one element's
+        bytes)."""
 
     def encode_frames(
         self, flat: Any, n_chunks: int, present: np.ndarray, enc: Encoding
@@ -123,28 +129,8 @@ class CpuBackend:
             bufs[slot] = buf
         return buf.data[:nbytes]
 
-    def decode_frames(
-        self,
-        raw: memoryview,
-        frames: Frames,
-        codec: FrameCodec,
-        chunk_nbytes: int,
-        dtype: np.dtype,
-        fill: Any,
-    ) -> np.ndarray:
-        n = len(frames.sizes)
-        flat = np.empty(n * chunk_nbytes, np.uint8)
-        z = _zstd(0, False) if codec == "zstd" else None
-        for i in range(n):
-            dst = flat[i * chunk_nbytes : (i + 1) * chunk_nbytes]
-            off, size = int(frames.offsets[i]), int(frames.sizes[i])
-            if size == EMPTY:
-                dst.view(dtype)[:] = fill
-            elif z is None:
-                dst[:] = np.frombuffer(raw[off : off + size], np.uint8)
-            else:
-                z.decode(raw[off : off + size], out=dst)
-        return flat.view(dtype)
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+        return np.empty(shape, dtype)  # the block travels on to the stages: never reused
 
     def encode_frames(
         self, flat: np.ndarray, n_chunks: int, present: np.ndarray, enc: Encoding
@@ -258,16 +244,3 @@ def get(name: str) -> Backend:
                 inst = cast(Backend, CpuBackend())
             _INSTANCES[name] = inst
     return inst
-
-
-def frames_of(raw: memoryview | None, sharded: bool, index_at_end: bool, n_chunks: int) -> Frames:
-    """Where each chunk's frame lies in a unit's bytes (``raw`` None: the unit is absent)."""
-    if raw is None:
-        empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
-        return Frames(empty, empty.copy())
-    if not sharded:
-        return Frames(np.zeros(1, np.uint64), np.array([len(raw)], np.uint64))
-    k = layout.index_nbytes(n_chunks)
-    idx = raw[len(raw) - k :] if index_at_end else raw[:k]
-    offsets, sizes = layout.decode_index(idx, n_chunks)
-    return Frames(offsets, sizes)

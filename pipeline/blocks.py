@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from pipeline import backend as backends
-from pipeline import layout, stages
+from pipeline import codecs, layout, stages
+from pipeline.errors import ChunkError
 from pipeline.layout import EMPTY, Shape
 from pipeline.ledger import Ledger
 from pipeline.storage import ArrayInfo
@@ -71,7 +72,11 @@ class Source:
     backend: str
     """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
     direct: bool
-    """True: frames are decoded by the backend; False: Zarr reads the region (on the CPU)"""
+    """True: the pipeline decodes the stored units itself; False: Zarr reads the region (the
+    slow path, for codec chains only Zarr knows)"""
+    decode_on: str = "cpu"
+    """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
+    (nvCOMP, for plain zstd frames small enough for it)"""
 
 
 @dataclass(frozen=True)
@@ -113,28 +118,28 @@ def _zarr_array(info: ArrayInfo) -> Any:
     return open_zarr_array(info.location, info.path)
 
 
-def read_unit(be: backends.Backend, info: ArrayInfo, unit_index: Shape) -> Any:
-    """One stored unit, decoded, as an array of the unit's full shape (edge units padded)."""
-    with _timed("read"):
-        raw = info.location.read_into(info.key(unit_index), lambda n: be.host_buffer(n, "read"))
+def _count_read(raw: Any) -> None:
     tally = _CLOCK.__dict__.setdefault("tally", {})
     tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
-    with _timed("decode"):
-        n_chunks = math.prod(info.chunks_per_unit)
-        frames = backends.frames_of(raw, info.sharded, info.index_at_end, n_chunks)
-        flat = be.decode_frames(
-            raw if raw is not None else memoryview(b""),
-            frames,
-            info.codec or "none",
-            info.chunk_nbytes,
-            info.dtype,
-            info.fill_value,
-        )
-        return layout.frames_to_unit(flat, info.unit, info.chunk)
+
+
+def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
+    """The one-line error for a stored unit of the input that cannot be decoded."""
+    store = info.location.url
+    return ChunkError(
+        f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
+        "restore the chunk (or delete it, and it reads as the fill value), then `run --resume`",
+        store=store,
+        key=key,
+        reason=reason,
+    )
 
 
 def read_block(src: Source, block_index: Shape) -> Any:
-    """The input's block ``block_index`` as a NumPy or CuPy array (the backend's type)."""
+    """The input's block ``block_index`` as a NumPy or CuPy array (``src.backend``'s type).
+
+    Raises :class:`~pipeline.errors.ChunkError` naming the store and key of a stored unit
+    that does not decode to exactly its chunks."""
     be = backends.get(src.backend)
     be.prepare()
     with be.on_stream():
@@ -148,24 +153,138 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
         with _timed("read"):
-            host = np.asarray(_zarr_array(info)[slices])
-        return be.from_host(host)
-    xp = be.xp
+            try:
+                host = np.asarray(_zarr_array(info)[slices])
+            except Exception as e:  # Zarr names no chunk: name the block's region
+                region = [[s.start, s.stop] for s in slices]
+                raise damaged(info, f"the region {region}", f"{type(e).__name__}: {e}") from None
+        return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
     units = _units_in(block_index, src.block, info.unit, info.shape)
-    if len(units) == 1:
-        unit = read_unit(be, info, units[0])
-        valid = tuple(slice(0, s.stop - s.start) for s in slices)
-        out = unit[valid]
-    else:
+    if src.decode_on == "gpu":
+        try:
+            return _read_block_gpu(be, info, units, slices)
+        except _DecodeOnHost:
+            pass  # a valid zstd frame that the GPU cannot size: this block decodes on the CPU
+    shape = layout.region_shape(slices)
+    out = be.host_array(shape, info.dtype, "decoded")
+    origin = tuple(s.start for s in slices)
+    for u in units:
+        _decode_unit_on_host(be, info, u, origin, out)
+    return be.from_host(out)
+
+
+def _decode_unit_on_host(
+    be: backends.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
+) -> None:
+    """Decode one stored unit's chunks into their places in ``out`` (the block, whose first
+    element is the array's ``origin``), on the CPU: straight into the block where a chunk's
+    place there is contiguous, else through a chunk-sized scratch array."""
+    assert info.format is not None
+    fmt = info.format.chunk
+    key = info.key(unit_index)
+    with _timed("read"):
+        raw = info.location.read_into(key, lambda n: be.host_buffer(n, "read"))
+    _count_read(raw)
+    with _timed("decode"):
+        n_chunks = math.prod(info.chunks_per_unit)
+        try:
+            frames = codecs.unit_frames(raw, n_chunks, info.format.shard)
+        except codecs.Damaged as e:
+            raise damaged(info, key, str(e)) from None
+        fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
+        unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
+        for c, chunk_index in enumerate(layout.iter_indices(info.chunks_per_unit)):
+            start = [
+                o + i * n for o, i, n in zip(unit_origin, chunk_index, info.chunk, strict=True)
+            ]
+            if any(a >= s for a, s in zip(start, info.shape, strict=True)):
+                continue  # a chunk of an edge shard that lies wholly past the array's end
+            stop = [min(a + n, s) for a, n, s in zip(start, info.chunk, info.shape, strict=True)]
+            dest = out[
+                tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin, strict=True))
+            ]
+            size = int(frames.sizes[c])
+            if size == EMPTY:
+                dest[...] = fill
+                continue
+            off = int(frames.offsets[c])
+            assert raw is not None
+            frame = raw[off : off + size]
+            try:
+                if dest.shape == tuple(info.chunk):
+                    fmt.decode_into(frame, dest)
+                else:  # an edge chunk: stored whole, partly outside the array
+                    whole = fmt.decode(frame)
+                    dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
+            except codecs.Damaged as e:
+                where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
+                raise damaged(info, key, f"{e}{where}") from None
+
+
+class _DecodeOnHost(Exception):
+    """A unit holds zstd frames whose headers declare no content size (valid, but nvCOMP
+    decodes to a size it is told): its block is decoded on the CPU instead."""
+
+
+def _read_block_gpu(
+    be: backends.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
+) -> Any:
+    """Decode a block's units with the GPU's zstd decoder: every unit's bytes are read into
+    one page-locked buffer, checked frame by frame on the host (:func:`codecs.check_frames`),
+    copied to the device once and decoded in one batch."""
+    from pipeline import gpu
+
+    n_chunks = math.prod(info.chunks_per_unit)
+    arena = gpu.Arena("read")
+    offsets, sizes = [], []
+    for u in units:
+        key = info.key(u)
+        with _timed("read"):
+            base = arena.used
+            raw = info.location.read_into(key, arena.take)
+        _count_read(raw)
+        with _timed("decode"):
+            try:
+                shard = info.format.shard if info.format is not None else None
+                frames = codecs.unit_frames(raw, n_chunks, shard)
+                host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
+                needs_host = codecs.check_frames(
+                    host, frames, info.codec or "none", info.chunk_nbytes
+                )
+            except codecs.Damaged as e:
+                raise damaged(info, key, str(e)) from None
+        if needs_host.any():
+            raise _DecodeOnHost(key)
+        present = frames.sizes != EMPTY
+        offs = frames.offsets.copy()
+        offs[present] += np.uint64(base)
+        offsets.append(offs)
+        sizes.append(frames.sizes)
+    with _timed("decode"):
+        flat = be.decode_frames(
+            arena.view(),
+            layout.Frames(np.concatenate(offsets), np.concatenate(sizes)),
+            info.codec or "none",
+            info.chunk_nbytes,
+            info.dtype,
+            info.fill_bytes,
+        )
+        per_unit = n_chunks * info.chunk_nbytes // info.dtype.itemsize
+        xp = be.xp
+        if len(units) == 1:
+            unit = layout.frames_to_unit(flat, info.unit, info.chunk)
+            return unit[tuple(slice(0, s.stop - s.start) for s in slices)]
         out = xp.empty(layout.region_shape(slices), dtype=info.dtype)
-        for u in units:
+        for k, u in enumerate(units):
+            unit = layout.frames_to_unit(
+                flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
+            )
             us = layout.unit_slices(u, info.unit, info.shape)
             dst = tuple(
                 slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
             )
-            src_valid = tuple(slice(0, a.stop - a.start) for a in us)
-            out[dst] = read_unit(be, info, u)[src_valid]
-    return out
+            out[dst] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
+        return out
 
 
 # --------------------------------------------------------------------------------------------

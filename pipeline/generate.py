@@ -100,7 +100,6 @@ def planned_info(config: Config) -> ArrayInfo:
         codec=g.codec.name,
         key_prefix="c/" if v3 else "",
         key_sep="/" if v3 else ".",
-        fill_value=0,
     )
 
 

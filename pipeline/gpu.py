@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -411,6 +412,10 @@ class GpuBackend:
     def host_buffer(self, nbytes: int, slot: str) -> memoryview:
         return context().pinned_buffer(nbytes, slot).data
 
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return context().pinned_buffer(nbytes, slot).view(dtype).reshape(shape)
+
     def decode_frames(
         self,
         raw: memoryview,
@@ -418,7 +423,7 @@ class GpuBackend:
         codec: FrameCodec,
         chunk_nbytes: int,
         dtype: np.dtype,
-        fill: Any,
+        fill: bytes,
     ) -> Any:
         ctx = context()
         n = len(frames.sizes)
@@ -426,7 +431,7 @@ class GpuBackend:
         with ctx.stream:
             out = cp.empty(n * chunk_nbytes, cp.uint8)
             if not present.all():
-                out.view(dtype).fill(fill if fill is not None else 0)
+                _fill_bits(out, fill)
             k = int(present.sum())
             if k:
                 host = np.frombuffer(raw, np.uint8)
@@ -602,6 +607,45 @@ def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:
             (ctx.codec.get_max_comp_buffer_size(nvcomp.as_array(probe)) + 15) // 16 * 16
         )
     return slot
+
+
+def _fill_bits(out: Any, fill: bytes) -> None:
+    """Fill a device byte buffer with repeats of one element's bytes (exact bits: a NaN
+    payload or a negative zero stays as stored)."""
+    width = len(fill)
+    if out.nbytes % width == 0 and width in (1, 2, 4, 8):
+        bits = int.from_bytes(fill, sys.byteorder)
+        out.view({1: cp.uint8, 2: cp.uint16, 4: cp.uint32, 8: cp.uint64}[width]).fill(bits)
+    else:
+        out[:] = cp.asarray(np.resize(np.frombuffer(fill, np.uint8), out.nbytes))
+
+
+class Arena:
+    """The stored units of one block, read back to back into this thread's page-locked buffer
+    ``slot`` (grown, keeping what it holds, when a unit does not fit), so they cross to the
+    device in one copy."""
+
+    def __init__(self, slot: str) -> None:
+        self.ctx = context()
+        self.slot = slot
+        held = self.ctx.pinned.get(slot)
+        self.buf = self.ctx.pinned_buffer(max(1 << 20, held[1].nbytes if held else 0), slot)
+        self.used = 0
+
+    def take(self, nbytes: int) -> memoryview:
+        """Room for the next ``nbytes`` (what :meth:`Location.read_into` fills)."""
+        need = self.used + nbytes
+        if need > self.buf.nbytes:
+            old = self.buf[: self.used].copy()
+            self.buf = self.ctx.pinned_buffer(max(need, 2 * self.buf.nbytes), self.slot)
+            self.buf[: self.used] = old
+        view = self.buf[self.used : need]
+        self.used = need
+        return view.data
+
+    def view(self) -> memoryview:
+        """Every byte read so far."""
+        return self.buf[: self.used].data
 
 
 def is_pinned(x: np.ndarray) -> bool:

@@ -22,7 +22,7 @@ from pipeline import layout, spares, stages
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, PlanError
 from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.layout import Shape
 from pipeline.ledger import Ledger
@@ -212,6 +212,42 @@ def _resolve_budget(value: Any, total: int, default_fraction: float) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class ReadCost:
+    """What reading one block holds in host memory besides the block itself."""
+
+    stored: int
+    """bytes of stored (compressed) units held at once: one unit when the CPU decodes (units
+    are read and decoded one after another), the whole block's when the GPU does (one copy to
+    the device); a compressed unit can be a little larger than its data"""
+    scratch: int
+    """decoding temporaries: a chunk-sized array for an edge chunk or a chain that cannot
+    decode into place (filters, transposition, codecs with no size header: about three chunks'
+    bytes), or Zarr's own buffers when Zarr reads the block (up to ten chunks decoded at once,
+    and the region it assembles)"""
+
+
+def read_cost(info: ArrayInfo, block: Shape, direct: bool, decode_on: str) -> ReadCost:
+    """The host memory a task's read of ``block`` holds (see :class:`ReadCost`)."""
+    unit = layout.nbytes(info.unit, info.dtype)
+    chunk = info.chunk_nbytes
+    bin_ = layout.nbytes(block, info.dtype)
+    if not direct:
+        chunks = math.prod(layout.grid_shape(block, info.chunk))
+        return ReadCost(stored=0, scratch=min(chunks, 10) * 2 * chunk + bin_)
+    if decode_on == "gpu":
+        return ReadCost(stored=int(1.05 * bin_) + (1 << 16), scratch=0)
+    fast = info.format is not None and _decodes_in_place(info.format.chunk)
+    return ReadCost(stored=int(1.05 * unit) + (1 << 16), scratch=chunk * (1 if fast else 3))
+
+
+def _decodes_in_place(fmt: Any) -> bool:
+    """Whether the CPU decodes this chain's chunks straight into the block (one compressor that
+    declares its decoded size, or none; no filters, no transposition)."""
+    ids = [json.loads(c)["id"] for c in fmt.codecs if json.loads(c)["id"] != "crc32c"]
+    return not fmt.filters and fmt.transpose is None and ids in ([], ["zstd"], ["blosc"])
+
+
 def project_memory(
     backend: str,
     block: Shape,
@@ -225,29 +261,35 @@ def project_memory(
     device_budget: int | None,
     host_budget: int | None,
     frames_out: int = 1,
+    read: ReadCost | None = None,
 ) -> Memory:
     """Upper bounds of the memory one task needs, from the block's bytes.
 
-    GPU task, device: the compressed input (~1x), the decoded block (1x, +1x when its chunks
-    need reordering), the chain's output (1x), encode slots (~1x), nvCOMP's encode scratch, and
-    one reordering copy of the output when its chunks are not C-order slabs. Host: page-locked
-    staging for the compressed input and output. CPU task, host: compressed input, decoded
-    block, output, encoded frames.
+    ``read`` is what reading the block holds besides the block (:func:`read_cost`; by default
+    a block's worth of stored bytes). GPU task, device: the compressed input (~1x), the decoded
+    block (1x, +1x when its chunks need reordering), the chain's output (1x), encode slots
+    (~1x), nvCOMP's encode scratch, and one reordering copy of the output when its chunks are
+    not C-order slabs. Host: the read's stored bytes and scratch, the page-locked decoded block
+    when the CPU decodes, and page-locked staging for the encoded output. CPU task, host: the
+    read, the decoded block, the chain's output, a reordering copy of it when the output's
+    chunks are not slabs, and the encoded frames.
     """
     bin_ = math.prod(block) * np.dtype(in_dtype).itemsize
     bout = math.prod(block) * np.dtype(out_dtype).itemsize
+    read = read or ReadCost(stored=int(1.05 * bin_), scratch=0)
+    reorder_out = 0 if slab_out else bout
     if backend == "gpu":
         dev = bin_ * (2 + (0 if slab_in else 1)) + bout * (2 + (0 if slab_out else 1))
         if encode_on == "gpu":  # slots, the compacted frames, and nvCOMP's scratch
             dev += int(bout * 2.05) + NVCOMP_SCRATCH_FIXED + NVCOMP_SCRATCH_PER_FRAME * frames_out
-        host = int(1.05 * bin_) + int(1.05 * bout)
+        host = read.stored + read.scratch + int(1.05 * bout)
         if decode_on == "cpu":
-            host += 2 * bin_
+            host += bin_  # the page-locked block the CPU decodes into
         if encode_on == "cpu":
-            host += 3 * bout
+            host += 2 * bout + reorder_out  # the block back on the host, its frames
     else:
         dev = 0
-        host = int(1.05 * bin_) + bin_ + 2 * bout + int(1.05 * bout)
+        host = read.stored + read.scratch + bin_ + bout + reorder_out + int(1.05 * bout)
     return Memory(
         device_per_task=dev,
         host_per_task=host,
@@ -305,16 +347,14 @@ def make_plan(
     # -- output layout and blocks --------------------------------------------------------------
     out_chunks = config.output.chunks
     out_shards = config.output.shards
-    direct = info_in.codec is not None
-    align: list[Shape] = []
-    if direct:
-        align.append(info_in.unit)
+    direct = info_in.format is not None
+    # blocks hold whole stored units of the input, so each unit is read and decoded by one
+    # task only (Zarr's path too: a block cutting a 1 GiB chunk would have every task decode it)
+    align: list[Shape] = [info_in.unit]
     if isinstance(out_chunks, tuple):
         align.append(out_chunks)
     if isinstance(out_shards, tuple):
         align.append(out_shards)
-    if not align:
-        align.append(info_in.chunk)
     base = _lcm_shape(*align)
 
     threads = _threads(config, be, scheduler_threads)
@@ -346,11 +386,9 @@ def make_plan(
             unit_out = block if out_shards == "auto" else out_shards
             chunk_out = chunk_for(unit_out)
         sharded = tuple(chunk_out) != tuple(unit_out)
-        decode_on = be
-        if be == "gpu" and (
-            not direct or (info_in.codec == "zstd" and info_in.chunk_nbytes > GPU_FRAME_LIMIT)
-        ):
-            decode_on = "cpu"
+        decode_on = "cpu"
+        if be == "gpu" and _gpu_decodes(info_in):
+            decode_on = "gpu"
         encode_on = be
         chunk_out_bytes = layout.nbytes(chunk_out, out_dtype)
         if be == "gpu" and config.output.codec.name == "zstd" and chunk_out_bytes > GPU_FRAME_LIMIT:
@@ -368,6 +406,7 @@ def make_plan(
             device_budget,
             host_budget,
             frames_out=math.prod(block) // math.prod(chunk_out),
+            read=read_cost(info_in, block, direct, decode_on),
         )
         return unit_out, chunk_out, sharded, decode_on, encode_on, mem
 
@@ -404,14 +443,21 @@ def make_plan(
             f"{list(chunk_out)}; Zarr shards hold whole chunks"
         )
     if not mem.fits():
-        raise PipelineError(_does_not_fit(mem, block, info_in, threads, be))
+        raise PlanError(
+            _does_not_fit(mem, block, info_in, threads, be),
+            block=block,
+            host_per_worker=mem.host_per_worker,
+            host_budget=mem.host_budget,
+            device_per_worker=mem.device_per_worker,
+            device_budget=mem.device_budget,
+        )
 
     if be == "gpu" and decode_on == "cpu":
         notes.append(
             "input frames are decoded on the CPU: "
             + (
-                "Zarr codecs other than bytes+zstd"
-                if not direct
+                f"its codecs ({info_in.codecs_text()}) are decoded on the CPU cores"
+                if info_in.codec is None
                 else f"its chunks are {info_in.chunk_nbytes >> 20} MiB, too large for nvCOMP; "
                 "shard the input with small chunks for GPU decoding"
             )
@@ -436,9 +482,8 @@ def make_plan(
         codec=config.output.codec.name,
         key_prefix="c/",
         key_sep="/",
-        fill_value=0,
     )
-    source = Source(info=info_in, block=block, backend=decode_on, direct=direct)
+    source = Source(info=info_in, block=block, backend=be, direct=direct, decode_on=decode_on)
     share, host_threads = _host_encode(config, facts, encode_on, workers)
     sink = Sink(
         info=info_out,
@@ -487,6 +532,13 @@ def make_plan(
         notes=tuple(notes),
         facts=facts,
     )
+
+
+def _gpu_decodes(info: ArrayInfo) -> bool:
+    """Whether nvCOMP decodes this input's frames: plain zstd (or uncompressed) chunks of at
+    most GPU_FRAME_LIMIT bytes (nvCOMP gives one thread block to a frame, so large frames
+    decode faster on the CPU cores). Every other chain is decoded on the CPU."""
+    return info.codec == "none" or (info.codec == "zstd" and info.chunk_nbytes <= GPU_FRAME_LIMIT)
 
 
 def _spares(config: Config, loc: Location, encode_on: str, threads: int) -> int:

@@ -15,15 +15,16 @@ import errno
 import json
 import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from pipeline import layout
+from pipeline import codecs, layout
 from pipeline import spares as spare_files
-from pipeline.errors import PipelineError, disk_full
+from pipeline.errors import InputError, PipelineError, disk_full
 from pipeline.layout import Shape
 
 FrameCodec = Literal["zstd", "none"]
@@ -268,6 +269,7 @@ class ArrayInfo:
     """path of the array inside the store ('' at the root)"""
     shape: Shape
     dtype: np.dtype
+    """the elements' dtype in native byte order (what a decoded chunk holds)"""
     zarr_format: int
     chunk: Shape
     """inner chunk shape (what one frame holds)"""
@@ -276,10 +278,15 @@ class ArrayInfo:
     sharded: bool
     index_at_end: bool
     codec: FrameCodec | None
-    """frame codec for direct decoding; None: only Zarr can decode it (generic path)"""
+    """'zstd' or 'none' when each chunk is one plain frame (bytes in native order, C order,
+    no filters, zstd or nothing): what the GPU decodes and the pipeline writes; else None"""
     key_prefix: str
     key_sep: str
-    fill_value: Any
+    format: codecs.StoredFormat | None = None
+    """how the stored units decode on the CPU (any chain numcodecs knows); None: only Zarr
+    can read this array (the slow path)"""
+    fill: bytes | None = None
+    """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
 
     @property
     def grid(self) -> Shape:
@@ -301,6 +308,11 @@ class ArrayInfo:
     def nbytes(self) -> int:
         return layout.nbytes(self.shape, self.dtype)
 
+    @property
+    def fill_bytes(self) -> bytes:
+        """The fill value as the bytes of one element (zeros when the metadata has none)."""
+        return self.fill if self.fill is not None else bytes(self.dtype.itemsize)
+
     def key(self, index: Shape) -> str:
         """The store key of the unit at grid ``index`` (relative to the store root)."""
         k = self.key_prefix + self.key_sep.join(str(i) for i in index)
@@ -308,76 +320,59 @@ class ArrayInfo:
 
     def describe(self) -> str:
         shard = f" in shards {list(self.unit)}" if self.sharded else ""
-        codec = self.codec or "other codecs (decoded by Zarr on the CPU)"
         return (
-            f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, {codec}, "
-            f"Zarr v{self.zarr_format}"
+            f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, "
+            f"{self.codecs_text()}, Zarr v{self.zarr_format}"
         )
 
-
-def _endian_ok(codec: Any, dtype: np.dtype) -> bool:
-    endian = getattr(codec, "endian", None)
-    value = getattr(endian, "value", endian)
-    return dtype.itemsize == 1 or value in (None, "little")
-
-
-def _frame_codec(codecs: Sequence[Any], dtype: np.dtype) -> FrameCodec | None:
-    """'zstd'/'none' when the codec chain is bytes(little)[+zstd], else None."""
-    names = [type(c).__name__ for c in codecs]
-    if not names or names[0] != "BytesCodec" or not _endian_ok(codecs[0], dtype):
-        return None
-    if names == ["BytesCodec"]:
-        return "none"
-    if names == ["BytesCodec", "ZstdCodec"]:
-        return "zstd"
-    return None
+    def codecs_text(self) -> str:
+        """The chunks' codecs in a few words (for plans and summaries)."""
+        if self.format is None:
+            return self.codec or "codecs only Zarr knows (read through Zarr, slowly)"
+        c = self.format.chunk
+        names = [json.loads(x)["id"] for x in (*c.filters, *c.codecs)]
+        extra = []
+        if c.transpose is not None:
+            extra.append(f"transposed {list(c.transpose)}")
+        if c.order == "F":
+            extra.append("order F")
+        if np.dtype(c.stored) != c.dtype:
+            extra.append("big-endian" if np.dtype(c.stored).byteorder == ">" else "swapped")
+        return " + ".join(names or ["no compressor"]) + "".join(f", {e}" for e in extra)
 
 
-def _describe_v3(meta: Any, dtype: np.dtype) -> dict[str, Any]:
-    codecs = list(meta.codecs)
-    outer = tuple(meta.chunk_grid.chunk_shape)
-    enc = meta.chunk_key_encoding
-    sep = getattr(enc, "separator", "/")
-    prefix = "c" + sep if getattr(enc, "name", "default") == "default" else ""
-    base = dict(
-        key_prefix=prefix, key_sep=sep, unit=outer, chunk=outer, sharded=False, index_at_end=True
+def _describe_v3(doc: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    outer = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
+    enc = doc.get("chunk_key_encoding") or {"name": "default"}
+    default = enc.get("name", "default") == "default"
+    sep = (enc.get("configuration") or {}).get("separator", "/" if default else ".")
+    fmt = codecs.v3_format(doc, dtype)
+    sharded = fmt is not None and fmt.shard is not None
+    if not sharded and doc["codecs"] and doc["codecs"][0]["name"] == "sharding_indexed":
+        inner = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # read through Zarr
+    else:
+        inner = fmt.chunk.shape if fmt is not None else outer
+    return dict(
+        key_prefix="c" + sep if default else "",
+        key_sep=sep,
+        unit=outer,
+        chunk=inner,
+        sharded=sharded,
+        index_at_end=fmt.shard.index_at_end if fmt is not None and fmt.shard else True,
+        format=fmt,
     )
-    if len(codecs) == 1 and type(codecs[0]).__name__ == "ShardingCodec":
-        sc = codecs[0]
-        index_codecs = [type(c).__name__ for c in sc.index_codecs]
-        loc = getattr(sc.index_location, "value", sc.index_location)
-        ok_index = index_codecs == ["BytesCodec", "Crc32cCodec"] and _endian_ok(
-            sc.index_codecs[0], np.dtype("<u8")
-        )
-        base.update(chunk=tuple(sc.chunk_shape), sharded=True, index_at_end=(loc == "end"))
-        base["codec"] = _frame_codec(list(sc.codecs), dtype) if ok_index else None
-        return base
-    base["codec"] = _frame_codec(codecs, dtype)
-    return base
 
 
-def _describe_v2(meta: Any, dtype: np.dtype) -> dict[str, Any]:
-    comp = meta.compressor
-    name = None if comp is None else getattr(comp, "codec_id", type(comp).__name__.lower())
-    ok = (
-        (not meta.filters)
-        and meta.order == "C"
-        and (dtype.itemsize == 1 or dtype.byteorder in ("<", "=", "|"))
-    )
-    codec: FrameCodec | None = None
-    if ok and name is None:
-        codec = "none"
-    elif ok and name == "zstd":
-        codec = "zstd"
-    chunks = tuple(meta.chunks)
+def _describe_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    chunks = tuple(doc["chunks"])
     return dict(
         key_prefix="",
-        key_sep=meta.dimension_separator or ".",
+        key_sep=doc.get("dimension_separator") or ".",
         unit=chunks,
         chunk=chunks,
         sharded=False,
         index_at_end=True,
-        codec=codec,
+        format=codecs.v2_format(doc),
     )
 
 
@@ -391,9 +386,13 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             "or fix input.store"
         )
     try:
-        node = zarr.open(
-            store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
-        )
+        with warnings.catch_warnings():
+            # zarr warns that numcodecs.* codecs are not in the v3 spec: a concern for whoever
+            # writes such arrays, not for a reader of them
+            warnings.simplefilter("ignore", UserWarning)
+            node = zarr.open(
+                store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
+            )
     except FileNotFoundError:
         raise PipelineError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
@@ -411,21 +410,33 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
 
 
 def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:
-    """Inspect a stored array (opened read-only) into an :class:`ArrayInfo`."""
+    """Inspect a stored array (opened read-only) into an :class:`ArrayInfo`.
+
+    The codec chain is read from the metadata document by spec name and configuration
+    (:mod:`pipeline.codecs`); the fill value as zarr-python parses it (a v2 ``null`` reads as
+    zero). Raises InputError for a 0-d array."""
     arr = arr if arr is not None else open_zarr_array(location, path)
-    dtype = np.dtype(arr.dtype)
+    stored = np.dtype(arr.dtype)
+    dtype = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
     meta: Any = arr.metadata
     if arr.ndim == 0:
-        raise PipelineError(f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1")
-    parts = _describe_v3(meta, dtype) if meta.zarr_format == 3 else _describe_v2(meta, dtype)
-    fill = arr.fill_value
+        raise InputError(
+            f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1",
+            store=str(location),
+            array=path,
+        )
+    doc = meta.to_dict()
+    parts = _describe_v3(doc, dtype) if meta.zarr_format == 3 else _describe_v2(doc)
+    fmt = parts["format"]
+    plain = fmt is not None and fmt.chunk.plain
     return ArrayInfo(
         location=location,
         path=path.strip("/"),
         shape=tuple(arr.shape),
-        dtype=dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype,
+        dtype=dtype,
         zarr_format=meta.zarr_format,
-        fill_value=None if fill is None else fill.item() if hasattr(fill, "item") else fill,
+        codec=fmt.chunk.frame_codec if plain else None,
+        fill=codecs.fill_bits(meta.fill_value, dtype),
         **parts,
     )
 

@@ -44,7 +44,8 @@ def verify(
             f"no output at {loc_out.join(config.output.array)}: run the pipeline first"
         ) from None
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
-    chain = stages.plan_chain(config.stage_specs(), np.dtype(src.dtype), config.integer_overflow)
+    native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
+    chain = stages.plan_chain(config.stage_specs(), native, config.integer_overflow)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
         raise PipelineError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
@@ -58,7 +59,7 @@ def verify(
 
     def check(index: tuple[int, ...]) -> bool:
         sl = layout.unit_slices(index, block, tuple(src.shape))
-        ref = stages.apply_chain(chain, np.asarray(src[sl]))
+        ref = stages.apply_chain(chain, np.asarray(src[sl]).astype(native, copy=False))
         got = np.asarray(dst[sl])
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
 

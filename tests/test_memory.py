@@ -61,3 +61,78 @@ def test_gpu_run_stays_within_a_small_device_budget(tmp_path, cli) -> None:
     assert 0 < s["peak_device_bytes"] <= s["device_budget"]
     rc, out, err = cli("verify", cfg, "--samples", "4")
     assert rc == 0, err + out
+
+
+def _big_chunk_input(path) -> None:
+    """A Zarr v2 float32 array whose chunks are 64 MiB each, zlib-compressed (a codec with no
+    size header: it decodes through a temporary), random so that it does not compress."""
+    import numcodecs
+    import zarr
+
+    a = zarr.create_array(
+        store=str(path),
+        shape=(2, 4096, 4096),
+        chunks=(1, 4096, 4096),
+        dtype="float32",
+        zarr_format=2,
+        compressors=numcodecs.Zlib(level=1),
+    )
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        a[i] = rng.standard_normal((4096, 4096), dtype=np.float32)
+
+
+def test_a_budget_that_cannot_hold_one_big_chunk_is_refused(tmp_path, cli) -> None:
+    """A block holds whole stored chunks, so a 64 MiB chunk needs several times that: a budget
+    of 1.2 chunks is refused by the plan, with the numbers, before anything runs."""
+    from pipeline.config import load_config
+    from pipeline.errors import PlanError
+    from pipeline.runner import plan_run
+    from tests.conftest import write_config
+
+    _big_chunk_input(tmp_path / "in.zarr")
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        output={"chunks": [1, 4096, 256]},
+        cluster={"workers": 1, "threads_per_worker": 1, "host_memory_limit": "77MiB"},
+    )
+    with pytest.raises(PlanError) as err:
+        plan_run(load_config(cfg))
+    assert err.value.host_budget == 77 * 2**20
+    assert err.value.host_per_worker > 4 * 64 * 2**20
+    rc, _, stderr = cli("run", cfg)
+    assert rc == 1 and not (tmp_path / "out.zarr" / "zarr.json").exists(), stderr
+
+
+def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) -> None:
+    """The budget the plan asks for is enough: with host_memory_limit set to the plan's own
+    projection for one worker, the run completes (Dask kills a worker past 95% of its limit)
+    and the sampled peak RSS stays below it."""
+    from pipeline.config import load_config
+    from pipeline.runner import plan_run
+    from tests.conftest import write_config
+
+    _big_chunk_input(tmp_path / "in.zarr")
+    sections = {"output": {"chunks": [1, 4096, 256]}}
+    probe = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="probe.yaml", **sections
+    )
+    from pipeline.plan import WORKER_BASELINE
+
+    per_worker = plan_run(load_config(probe)).memory.host_per_task + WORKER_BASELINE
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "threads_per_worker": 1, "host_memory_limit": per_worker},
+        **sections,
+    )
+    rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["host_budget"] == per_worker
+    assert 0 < s["peak_host_bytes"] <= per_worker, (s["peak_host_bytes"], per_worker)
+    x = read_array(tmp_path / "in.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

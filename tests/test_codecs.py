@@ -1,0 +1,163 @@
+"""The chunk codecs' checks, on real frames made by numcodecs (zstd, Blosc) and by hand from
+RFC 8878 where no encoder makes the case: what passes is what decodes to exactly the chunk,
+what fails says why."""
+
+from __future__ import annotations
+
+import numcodecs
+import numpy as np
+import pytest
+
+from pipeline import codecs
+from pipeline.codecs import Damaged
+from pipeline.layout import EMPTY, Frames
+
+N = 64 * 1024  # bytes of a chunk
+
+
+def _payloads() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    smooth = np.sin(np.arange(N // 4) / 50).astype(np.float32).view(np.uint8)
+    big = rng.standard_normal(3 * N // 4).astype(np.float32).view(np.uint8)  # several blocks
+    return {
+        "random": rng.integers(0, 256, N, dtype=np.uint8),
+        "smooth": smooth,
+        "zeros": np.zeros(N, np.uint8),  # an RLE block
+        "big-random": big,
+    }
+
+
+def _frames(checksum: bool) -> list[tuple[str, bytes, int]]:
+    z = numcodecs.Zstd(level=3, checksum=checksum)
+    return [(name, z.encode(p), p.nbytes) for name, p in _payloads().items()]
+
+
+def _raw_frame(data: bytes) -> bytes:
+    """A valid zstd frame that declares no content size: one raw block, a window descriptor
+    instead of a content size field (what streaming encoders write)."""
+    assert len(data) < 1 << 17
+    window = bytes([(17 - 10) << 3])  # 2**17 bytes
+    header = (1 | (0 << 1) | (len(data) << 3)).to_bytes(3, "little")
+    return codecs.ZSTD_MAGIC.to_bytes(4, "little") + b"\x00" + window + header + data
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_frame_is_measured_from_its_headers(checksum: bool) -> None:
+    for name, frame, size in _frames(checksum):
+        assert codecs.zstd_frame_size(frame) == len(frame), name
+        assert codecs.zstd_content_size(frame) == size, name
+        cut = frame[: len(frame) - 3]
+        with pytest.raises(Damaged):
+            codecs.zstd_frame_size(cut)
+
+
+def test_check_frames_accepts_whole_frames_back_to_back() -> None:
+    frames = [f for _, f, size in _frames(True) if size == N]
+    buf = np.frombuffer(b"".join(frames), np.uint8)
+    offsets = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.uint64)
+    sizes = np.array([len(f) for f in frames], np.uint64)
+    # an absent chunk in the middle
+    offsets = np.insert(offsets, 1, EMPTY)
+    sizes = np.insert(sizes, 1, EMPTY)
+    needs_host = codecs.check_frames(buf, Frames(offsets, sizes), "zstd", N)
+    assert not needs_host.any() and len(needs_host) == len(frames)
+
+
+def _one(frame: bytes, expected: int = N, size: int | None = None) -> np.ndarray:
+    buf = np.frombuffer(frame + b"\x00" * 64, np.uint8)  # bytes past the frame, as in a shard
+    n = len(frame) if size is None else size
+    f = Frames(np.array([0], np.uint64), np.array([n], np.uint64))
+    return codecs.check_frames(buf, f, "zstd", expected)
+
+
+def test_check_frames_refuses_every_kind_of_damage() -> None:
+    z = numcodecs.Zstd(level=1)
+    whole = z.encode(_payloads()["random"])
+    multi = z.encode(_payloads()["big-random"])
+    cases = {
+        "cut": whole[: len(whole) // 2],
+        "cut-multi-block": multi[: len(multi) - 100],
+        "short": z.encode(np.zeros(N // 2, np.uint8)),
+        "long": z.encode(np.ones(N + 8, np.uint8)),
+        "empty": b"",
+        "not-zstd": b"\x00" * 100,
+        "header-only": whole[:6],
+    }
+    for name, frame in cases.items():
+        with pytest.raises(Damaged):
+            _one(frame)
+    # a whole frame whose stored size says less than the frame holds
+    with pytest.raises(Damaged):
+        _one(whole, size=len(whole) - 1)
+
+
+def test_frames_that_declare_no_content_size_go_to_the_host() -> None:
+    data = np.arange(N, dtype=np.uint8).tobytes()
+    frame = _raw_frame(data)
+    assert codecs.zstd_content_size(frame) is None
+    assert codecs.zstd_frame_size(frame) == len(frame)
+    assert bytes(numcodecs.Zstd().decode(frame)) == data
+    assert _one(frame).tolist() == [True]
+
+
+def test_uncompressed_frames_must_be_the_chunk_size() -> None:
+    buf = np.zeros(3 * N, np.uint8)
+    ok = Frames(np.array([0, N], np.uint64), np.array([N, N], np.uint64))
+    assert not codecs.check_frames(buf, ok, "none", N).any()
+    bad = Frames(np.array([0, N], np.uint64), np.array([N, N - 4], np.uint64))
+    with pytest.raises(Damaged, match="chunk 1"):
+        codecs.check_frames(buf, bad, "none", N)
+
+
+def _fmt(codec: dict | None, stored: str = "<f4") -> codecs.ChunkFormat:
+    import json
+
+    return codecs.ChunkFormat(
+        shape=(16, 1024), stored=stored, codecs=(json.dumps(codec),) if codec else ()
+    )
+
+
+@pytest.mark.parametrize("codec", [{"id": "zstd", "level": 1}, {"id": "blosc"}, {"id": "gzip"}])
+def test_decode_into_fills_exactly_the_chunk_or_refuses(codec: dict) -> None:
+    fmt = _fmt(codec)
+    x = np.random.default_rng(1).standard_normal(fmt.shape).astype(np.float32)
+    enc = numcodecs.get_codec(codec).encode(x)
+    out = np.full(fmt.shape, np.nan, np.float32)
+    fmt.decode_into(enc, out)
+    assert np.array_equal(out, x)
+    half = numcodecs.get_codec(codec).encode(x[: x.shape[0] // 2])
+    with pytest.raises(Damaged, match="bytes"):
+        fmt.decode_into(half, out)
+
+
+def test_big_endian_chunks_decode_to_native_values() -> None:
+    fmt = _fmt({"id": "zstd", "level": 1}, stored=">f4")
+    x = np.random.default_rng(2).standard_normal(fmt.shape).astype(">f4")
+    out = np.empty(fmt.shape, np.float32)
+    fmt.decode_into(numcodecs.Zstd().encode(x), out)
+    assert out.dtype == np.float32 and np.array_equal(out, x.astype(np.float32))
+
+
+def test_a_shard_index_must_point_inside_its_shard() -> None:
+    import google_crc32c
+
+    def shard(table: list[list[int]], body: bytes = b"x" * 100) -> bytes:
+        index = np.array(table, "<u8").tobytes()
+        return body + index + google_crc32c.value(index).to_bytes(4, "little")
+
+    fmt = codecs.ShardFormat(index_at_end=True, index_crc32c=True)
+    good = codecs.shard_frames(shard([[0, 60], [EMPTY, EMPTY], [60, 40]]), 3, fmt)
+    assert good.sizes.tolist() == [60, EMPTY, 40]
+    for table in (
+        [[0, 101], [0, 1], [0, 1]],
+        [[100, 1], [0, 1], [0, 1]],
+        [[EMPTY, 3], [0, 1], [0, 1]],
+    ):
+        with pytest.raises(Damaged):
+            codecs.shard_frames(shard(table), 3, fmt)
+    with pytest.raises(Damaged, match="crc32c"):
+        raw = bytearray(shard([[0, 60], [60, 40], [0, 1]]))
+        raw[-1] ^= 1
+        codecs.shard_frames(bytes(raw), 3, fmt)
+    with pytest.raises(Damaged, match="index"):
+        codecs.shard_frames(b"short", 3, fmt)

@@ -1,0 +1,557 @@
+"""Conformance: Zarr arrays as other tools write them, through the pipeline, to the bit.
+
+Each case writes a small array with a real tool (zarr-python 3 writing v2 and v3, tensorstore,
+xarray, or by hand from the spec where no tool writes the case), runs the pipeline's chain over
+it on a real Dask cluster, and compares every bit of the output with NumPy's chain over what
+zarr-python reads from the input; the output is read back with tensorstore too. Shapes are not
+multiples of the chunks, some chunks are absent (they read as the fill value), and values
+include NaN payloads, infinities, signed zeros and subnormals.
+
+Damaged inputs (a truncated chunk, a short frame, an empty file, a cut shard, a bad index or
+checksum) must end the run with a :class:`ChunkError` naming the store and the key, the output
+left incomplete. The same suite runs with ``backend: gpu`` on the GPU host (``pytest -m gpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numcodecs.zarr3
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import (
+    BloscCodec,
+    BytesCodec,
+    Crc32cCodec,
+    GzipCodec,
+    ShardingCodec,
+    TransposeCodec,
+    ZstdCodec,
+)
+
+from pipeline.config import parse_config
+from pipeline.errors import ChunkError
+from pipeline.runner import RunOptions, run
+
+SHAPE = (13, 22)
+CHUNKS = (4, 6)
+
+
+def chain(x: np.ndarray) -> np.ndarray:
+    """The pipeline's reference chain, multiply by 5, square, add to itself, in plain NumPy."""
+    with np.errstate(all="ignore"):
+        y = x * x.dtype.type(5) if x.dtype.kind == "f" else x * 5
+        y = y * y
+        return y + y
+
+
+def values(dtype: str, shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.ndarray:
+    """Test data of ``dtype``: random, with the special values its kind has."""
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    if dt.kind == "f":
+        x = rng.standard_normal(shape).astype(dt)
+        flat = x.reshape(-1)
+        native = dt.newbyteorder("=")
+        bits = np.dtype(f"u{dt.itemsize}")
+        nan_payload = (np.array(np.nan, native).view(bits) | 0x5).view(native)
+        tiny = np.finfo(native).smallest_subnormal
+        specials = [np.nan, np.inf, -np.inf, -0.0, tiny, -tiny, nan_payload, 1e30]
+        for i, v in enumerate(specials):
+            flat[7 * i + 3] = v
+        return x
+    info = np.iinfo(dt)
+    lo, hi = max(info.min, -1000), min(info.max, 1000)
+    return rng.integers(lo, hi, shape, endpoint=True).astype(dt)
+
+
+def same_bits(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal element for element, bit for bit (NaN payloads and signed zeros included)."""
+    if got.shape != want.shape or got.dtype.newbyteorder("=") != want.dtype.newbyteorder("="):
+        return False
+    a = np.ascontiguousarray(got, got.dtype.newbyteorder("="))
+    b = np.ascontiguousarray(want, want.dtype.newbyteorder("="))
+    return bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
+
+
+def drop_some_chunks(root: Path, keep: Callable[[str], bool] | None = None) -> None:
+    """Delete a few stored chunk files of an array (they must read as the fill value)."""
+    names = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith((".z", "zarr.json"))
+    )
+    for name in names[1::3]:
+        if keep is None or not keep(name):
+            (root / name).unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# Writers: each writes an array at ``path`` (a directory) and returns nothing; the expected
+# input is whatever zarr-python then reads there.
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    write: Callable[[Path], None]
+    array: str = ""
+    """the array's path in the store ('' at the root)"""
+
+
+def zarr3(dtype: str = "float32", drop: bool = False, **kw: Any) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        kw.setdefault("chunks", CHUNKS)
+        with warnings.catch_warnings():  # numcodecs.* codecs warn that they are not in the spec
+            warnings.simplefilter("ignore")
+            made = {k: v() if callable(v) else v for k, v in kw.items()}
+            a = zarr.create_array(store=str(path), shape=SHAPE, dtype=dtype, **made)
+            a[...] = values(dtype)
+        if drop:
+            drop_some_chunks(path)
+
+    return write
+
+
+def zarr2(dtype: str = "float32", drop: bool = False, **kw: Any) -> Callable[[Path], None]:
+    return zarr3(dtype, drop, zarr_format=2, **kw)
+
+
+def tensorstore(spec: dict[str, Any], dtype: str = "float32", partial: bool = False) -> Any:
+    def write(path: Path) -> None:
+        ts = pytest.importorskip("tensorstore")
+        full = {"kvstore": {"driver": "file", "path": str(path)}, **spec}
+        t = ts.open(full, create=True).result()
+        x = values(dtype)
+        if partial:  # only some chunks written: the rest are absent
+            t[: x.shape[0] // 2, :7].write(x[: x.shape[0] // 2, :7]).result()
+        else:
+            t.write(x).result()
+
+    return write
+
+
+def xarray_dataset(zarr_format: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        xr = pytest.importorskip("xarray")
+        x = values("float32")
+        ds = xr.Dataset(
+            {"temp": (("y", "x"), x, {"units": "K"})},
+            coords={"y": np.arange(SHAPE[0]), "x": np.arange(SHAPE[1]) * 0.5},
+        )
+        with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec
+            warnings.simplefilter("ignore")
+            ds.to_zarr(
+                str(path), zarr_format=zarr_format, encoding={"temp": {"chunks": CHUNKS}}, mode="w"
+            )
+
+    return write
+
+
+def v2_null_fill_by_hand(dtype: str) -> Callable[[Path], None]:
+    """A v2 array whose .zarray says ``"fill_value": null`` (tensorstore's default, zarr-python
+    2's ``fill_value=None``), with chunks never written: they read as 0."""
+
+    def write(path: Path) -> None:
+        path.mkdir(parents=True)
+        meta = {
+            "zarr_format": 2,
+            "shape": list(SHAPE),
+            "chunks": list(CHUNKS),
+            "dtype": np.dtype(dtype).str,
+            "compressor": {"id": "zstd", "level": 1},
+            "fill_value": None,
+            "order": "C",
+            "filters": None,
+            "dimension_separator": ".",
+        }
+        (path / ".zarray").write_text(json.dumps(meta))
+        x = values(dtype)
+        comp = numcodecs.Zstd(level=1)
+        for i in range(0, SHAPE[0], CHUNKS[0]):
+            for j in range(0, SHAPE[1], CHUNKS[1]):
+                if (i + j) % 3 == 0:
+                    continue  # never written
+                block = np.zeros(CHUNKS, np.dtype(dtype))
+                part = x[i : i + CHUNKS[0], j : j + CHUNKS[1]]
+                block[: part.shape[0], : part.shape[1]] = part
+                name = f"{i // CHUNKS[0]}.{j // CHUNKS[1]}"
+                (path / name).write_bytes(comp.encode(block))
+
+    return write
+
+
+def sharded(index_location: str = "end", inner: list[Any] | None = None, **kw: Any) -> Any:
+    inner = inner if inner is not None else [BytesCodec(), ZstdCodec(level=1)]
+    return zarr3(
+        chunks=(8, 12),
+        serializer=ShardingCodec(chunk_shape=CHUNKS, codecs=inner, index_location=index_location),
+        compressors=None,
+        **kw,
+    )
+
+
+def _ts_v2(compressor: Any, dtype: str = "<f4", **meta: Any) -> dict[str, Any]:
+    return {
+        "driver": "zarr",
+        "metadata": {
+            "shape": list(SHAPE),
+            "chunks": list(CHUNKS),
+            "dtype": dtype,
+            "compressor": compressor,
+            **meta,
+        },
+    }
+
+
+def _ts_v3(codecs: list[Any], dtype: str = "float32", chunks: Any = CHUNKS) -> dict[str, Any]:
+    return {
+        "driver": "zarr3",
+        "metadata": {
+            "shape": list(SHAPE),
+            "data_type": dtype,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+            "codecs": codecs,
+        },
+    }
+
+
+_BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
+
+CASES = [
+    # zarr-python 3, Zarr v3
+    Case("zarr3-default-zstd", zarr3()),
+    Case("zarr3-default-missing-chunks-nan-fill", zarr3(fill_value=np.nan, drop=True)),
+    Case("zarr3-float64-fill-42", zarr3("float64", fill_value=42.0, drop=True)),
+    Case("zarr3-int16", zarr3("int16", fill_value=-7, drop=True)),
+    Case("zarr3-uint8", zarr3("uint8")),
+    Case("zarr3-float16", zarr3("float16")),
+    Case("zarr3-int8", zarr3("int8")),
+    Case("zarr3-uint16-missing", zarr3("uint16", fill_value=9, drop=True)),
+    Case("zarr3-no-compressor", zarr3(compressors=None)),
+    Case("zarr3-blosc-lz4-shuffle", zarr3(compressors=BloscCodec(cname="lz4", shuffle="shuffle"))),
+    Case(
+        "zarr3-blosc-zstd-bitshuffle",
+        zarr3(compressors=BloscCodec(cname="zstd", shuffle="bitshuffle")),
+    ),
+    Case("zarr3-gzip", zarr3("float64", compressors=GzipCodec(level=3))),
+    Case("zarr3-zstd-crc32c", zarr3(compressors=[ZstdCodec(level=2), Crc32cCodec()])),
+    Case("zarr3-zstd-checksum", zarr3(compressors=ZstdCodec(level=1, checksum=True))),
+    Case("zarr3-transpose", zarr3(filters=[TransposeCodec(order=(1, 0))])),
+    Case("zarr3-big-endian", zarr3(">f4", serializer=BytesCodec(endian="big"))),
+    Case("zarr3-big-endian-int16", zarr3(">i2", serializer=BytesCodec(endian="big"))),
+    Case(
+        "zarr3-numcodecs-zlib",
+        zarr3(compressors=lambda: [numcodecs.zarr3.Zlib(level=3)]),
+    ),
+    Case(
+        "zarr3-numcodecs-shuffle-lz4",
+        zarr3(compressors=lambda: [numcodecs.zarr3.Shuffle(), numcodecs.zarr3.LZ4()]),
+    ),
+    Case(
+        "zarr3-numcodecs-delta-filter",  # an array-to-array codec only Zarr decodes
+        zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")]),
+    ),
+    Case("zarr3-v2-chunk-keys", zarr3(chunk_key_encoding={"name": "v2", "separator": "."})),
+    Case("zarr3-dot-separator", zarr3(chunk_key_encoding={"name": "default", "separator": "."})),
+    Case(
+        "zarr3-write-empty-chunks-false",
+        zarr3(fill_value=0.0, config={"write_empty_chunks": False}, drop=True),
+    ),
+    Case("zarr3-sharded", sharded()),
+    Case("zarr3-sharded-index-start", sharded(index_location="start")),
+    Case("zarr3-sharded-missing", sharded(fill_value=np.inf, drop=True)),
+    Case("zarr3-sharded-crc32c-inner", sharded(inner=[BytesCodec(), Crc32cCodec()])),
+    Case("zarr3-sharded-blosc", sharded(inner=[BytesCodec(), BloscCodec(cname="lz4")])),
+    Case(
+        "zarr3-sharded-transposed-big-endian",
+        sharded(inner=[TransposeCodec(order=(1, 0)), BytesCodec(endian="big")], dtype=">f8"),
+    ),
+    # zarr-python 3, Zarr v2
+    Case("zarr2-default-blosc", zarr2()),
+    Case("zarr2-zstd", zarr2(compressors=numcodecs.Zstd(level=1))),
+    Case("zarr2-zlib", zarr2("float64", compressors=numcodecs.Zlib(level=1))),
+    Case("zarr2-gzip", zarr2(compressors=numcodecs.GZip(level=1))),
+    Case("zarr2-bz2", zarr2(compressors=numcodecs.BZ2(level=1))),
+    Case("zarr2-lzma", zarr2("int16", compressors=numcodecs.LZMA())),
+    Case("zarr2-lz4", zarr2(compressors=numcodecs.LZ4())),
+    Case("zarr2-no-compressor", zarr2(compressors=None)),
+    Case("zarr2-order-f", zarr2(order="F")),
+    Case("zarr2-order-f-missing", zarr2("int16", order="F", fill_value=3, drop=True)),
+    Case("zarr2-slash-separator", zarr2(chunk_key_encoding={"name": "v2", "separator": "/"})),
+    Case("zarr2-nan-fill-missing", zarr2(fill_value=np.nan, drop=True)),
+    Case("zarr2-null-fill-missing", zarr2(fill_value=None, drop=True)),
+    Case("zarr2-big-endian-f4", zarr2(">f4", compressors=numcodecs.Zstd(level=1))),
+    Case("zarr2-big-endian-f8-blosc", zarr2(">f8")),
+    Case("zarr2-big-endian-i2-missing", zarr2(">i2", fill_value=None, drop=True)),
+    Case(
+        "zarr2-filter-delta",
+        zarr2("int16", filters=[numcodecs.Delta(dtype="<i2")], compressors=numcodecs.Zlib()),
+    ),
+    Case(
+        "zarr2-filter-fixedscaleoffset",
+        zarr2(
+            "float64",
+            filters=[numcodecs.FixedScaleOffset(offset=0, scale=100, dtype="<f8", astype="<i4")],
+        ),
+    ),
+    Case("zarr2-filter-quantize", zarr2("float32", filters=[numcodecs.Quantize(3, "<f4")])),
+    Case("zarr2-filter-shuffle", zarr2(filters=[numcodecs.Shuffle(elementsize=4)])),
+    Case("zarr2-filter-astype", zarr2("float64", filters=[numcodecs.AsType("<f4", "<f8")])),
+    # by hand, from the spec
+    Case("v2-null-fill-by-hand-f4", v2_null_fill_by_hand("<f4")),
+    Case("v2-null-fill-by-hand-i2", v2_null_fill_by_hand("<i2")),
+    Case("v2-null-fill-by-hand-i2-big-endian", v2_null_fill_by_hand(">i2")),
+    # tensorstore
+    Case(
+        "tensorstore-v2-zstd-null-fill-partial", tensorstore(_ts_v2({"id": "zstd"}), partial=True)
+    ),
+    Case(
+        "tensorstore-v2-blosc",
+        tensorstore(_ts_v2({"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1})),
+    ),
+    Case("tensorstore-v2-zlib-order-f", tensorstore(_ts_v2({"id": "zlib"}, order="F"))),
+    Case("tensorstore-v2-big-endian", tensorstore(_ts_v2(None, dtype=">f8"), dtype=">f8")),
+    Case("tensorstore-v3-zstd", tensorstore(_ts_v3(_BYTES_ZSTD))),
+    Case(
+        "tensorstore-v3-sharded-partial",
+        tensorstore(
+            _ts_v3(
+                [
+                    {
+                        "name": "sharding_indexed",
+                        "configuration": {"chunk_shape": list(CHUNKS), "codecs": _BYTES_ZSTD},
+                    }
+                ],
+                chunks=(8, 12),
+            ),
+            partial=True,
+        ),
+    ),
+    # xarray
+    Case("xarray-v2-dataset", xarray_dataset(2), array="temp"),
+    Case("xarray-v3-dataset", xarray_dataset(3), array="temp"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
+def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
+    """A real Dask cluster for the module's runs (starting one per run would take minutes):
+    two CPU worker processes, or one GPU worker."""
+    from distributed import Client, LocalCluster
+
+    if request.param == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster: Any = LocalCUDACluster(
+            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
+        )
+    else:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield request.param, client
+
+
+def _config(tmp: Path, backend: str, array: str = "", **output: Any) -> Any:
+    return parse_config(
+        {
+            "input": {"store": str(tmp / "in.zarr"), "array": array},
+            "output": {"store": str(tmp / "out.zarr"), **output},
+            "stages": [{"op": "multiply", "factor": 5}, {"op": "square"}, {"op": "add"}],
+            "backend": backend,
+            "chunking": {"target_bytes": 600},  # several blocks, even for these small arrays
+        }
+    )
+
+
+def _run(tmp: Path, backend_client: tuple[str, Any], array: str = "", **output: Any) -> Any:
+    backend, client = backend_client
+    return run(_config(tmp, backend, array, **output), RunOptions(progress="none"), client=client)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_output_is_numpys_chain_over_what_zarr_reads(tmp_path: Path, backend_client, case) -> None:
+    case.write(tmp_path / "in.zarr")
+    with warnings.catch_warnings():  # numcodecs.* codecs warn that they are not in the spec
+        warnings.simplefilter("ignore")
+        x = zarr.open_array(str(tmp_path / "in.zarr"), path=case.array, mode="r")[...]
+    summary = _run(tmp_path, backend_client, case.array)
+    assert summary.status == "complete"
+    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    want = chain(np.asarray(x).astype(y.dtype))
+    got = y[...]
+    if backend_client[0] == "gpu" and y.dtype == np.float16:  # float16 kernels drop payloads
+        assert np.array_equal(got, want, equal_nan=True)
+    else:
+        assert same_bits(got, want), f"{case.id}: the output differs from NumPy's chain"
+    assert y.attrs["pipeline"]["status"] == "complete"
+    ts = pytest.importorskip("tensorstore")
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
+    assert same_bits(ts.open(spec).result().read().result(), got)
+
+
+# --------------------------------------------------------------------------------------------
+# Damaged chunks: one error naming the store and the key, the output left incomplete.
+
+
+def _zarr3_unsharded(path: Path) -> None:
+    zarr3(compressors=ZstdCodec(level=1))(path)
+
+
+def _zarr2_zstd(path: Path) -> None:
+    zarr2(compressors=numcodecs.Zstd(level=1))(path)
+
+
+def _chunk(path: Path, key: str) -> Path:
+    return path / key
+
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+
+
+def _empty(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _short_frame(dtype: str) -> Callable[[Path], None]:
+    """A valid zstd frame of only the first half of the chunk's bytes."""
+
+    def damage(p: Path) -> None:
+        n = int(np.prod(CHUNKS)) * np.dtype(dtype).itemsize
+        p.write_bytes(numcodecs.Zstd(level=1).encode(np.zeros(n // 2, np.uint8)))
+
+    return damage
+
+
+def _long_frame(p: Path) -> None:
+    """A valid zstd frame of more bytes than the chunk holds."""
+    n = int(np.prod(CHUNKS)) * 4
+    p.write_bytes(numcodecs.Zstd(level=1).encode(np.zeros(n + 4, np.uint8)))
+
+
+def _shard_index(fix: Callable[[np.ndarray], None], recrc: bool = True) -> Callable[[Path], None]:
+    """Rewrite a shard's index (at its end) with ``fix``, with a valid crc32c when asked."""
+
+    def damage(p: Path) -> None:
+        import google_crc32c
+
+        raw = bytearray(p.read_bytes())
+        n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+        k = 16 * n + 4
+        table = np.frombuffer(bytes(raw[-k:-4]), "<u8").reshape(n, 2).copy()
+        fix(table)
+        body = table.astype("<u8").tobytes()
+        crc = google_crc32c.value(body).to_bytes(4, "little") if recrc else raw[-4:]
+        raw[-k:] = body + bytes(crc)
+        p.write_bytes(bytes(raw))
+
+    return damage
+
+
+def _offset_past_end(t: np.ndarray) -> None:
+    t[0, 0] = 1 << 40
+
+
+def _size_past_end(t: np.ndarray) -> None:
+    t[0, 1] = t[0, 1] + 10_000
+
+
+def _flip_crc(p: Path) -> None:
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 0xFF
+    p.write_bytes(bytes(raw))
+
+
+def _short_frame_in_shard(p: Path) -> None:
+    """The shard's first inner chunk replaced by a valid frame of half the chunk's bytes, with
+    a valid index and crc32c pointing at it."""
+    import google_crc32c
+
+    raw = p.read_bytes()
+    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    k = 16 * n + 4
+    table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2).copy()
+    half = numcodecs.Zstd(level=1).encode(np.zeros(int(np.prod(CHUNKS)) * 2, np.uint8))
+    body = raw[:-k] + half
+    table[0] = [len(raw) - k, len(half)]
+    index = table.astype("<u8").tobytes()
+    p.write_bytes(body + index + google_crc32c.value(index).to_bytes(4, "little"))
+
+
+DAMAGES = [
+    ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
+    ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
+    ("v3-short-frame", _zarr3_unsharded, "c/2/0", _short_frame("float32")),
+    ("v3-long-frame", _zarr3_unsharded, "c/2/0", _long_frame),
+    ("v3-not-zstd", _zarr3_unsharded, "c/0/0", lambda p: p.write_bytes(b"not a frame at all")),
+    ("v2-short-frame", _zarr2_zstd, "1.2", _short_frame("float32")),
+    ("v2-truncated", _zarr2_zstd, "0.0", _truncate),
+    ("v2-blosc-truncated", zarr2(), "1.1", _truncate),
+    ("v2-gzip-truncated", zarr2(compressors=numcodecs.GZip()), "1.1", _truncate),
+    ("v3-crc32c-mismatch", zarr3(compressors=[ZstdCodec(), Crc32cCodec()]), "c/1/0", _flip_crc),
+    ("shard-cut", sharded(), "c/0/0", _truncate),
+    ("shard-empty", sharded(), "c/1/1", _empty),
+    ("shard-index-offset", sharded(), "c/0/1", _shard_index(_offset_past_end)),
+    ("shard-index-size", sharded(), "c/1/0", _shard_index(_size_past_end)),
+    ("shard-index-crc", sharded(), "c/0/0", _flip_crc),
+    ("shard-short-frame", sharded(), "c/1/1", _short_frame_in_shard),
+]
+
+
+@pytest.mark.parametrize(
+    ("writer", "key", "damage"), [d[1:] for d in DAMAGES], ids=[d[0] for d in DAMAGES]
+)
+def test_a_damaged_chunk_ends_the_run_naming_it(
+    tmp_path: Path, backend_client, writer, key, damage
+) -> None:
+    writer(tmp_path / "in.zarr")
+    target = tmp_path / "in.zarr" / key
+    assert target.exists(), f"the writer did not write {key}"
+    damage(target)
+    before = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client)
+    assert err.value.key == key
+    assert err.value.store == str(tmp_path / "in.zarr")
+    assert err.value.reason
+    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert y.attrs["pipeline"]["status"] == "incomplete"
+    after = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
+    assert after == before, "the input was modified"
+
+
+def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) -> None:
+    from tests.conftest import write_config
+
+    _zarr2_zstd(tmp_path / "in.zarr")
+    _short_frame("float32")(tmp_path / "in.zarr" / "1.2")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "'1.2'" in lines[0] and str(tmp_path / "in.zarr") in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_chunks_are_not_damage(tmp_path: Path, backend_client) -> None:
+    """Every chunk of a store absent (a store of fill values): the output is the chain over
+    the fill value, not an error."""
+    zarr3(fill_value=1.5)(tmp_path / "in.zarr")
+    for p in list((tmp_path / "in.zarr" / "c").rglob("*")):
+        if p.is_file():
+            p.unlink()
+    _run(tmp_path, backend_client)
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert same_bits(got, chain(np.full(SHAPE, 1.5, np.float32)))
