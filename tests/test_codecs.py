@@ -86,6 +86,7 @@ def test_check_frames_refuses_every_kind_of_damage() -> None:
     for name, frame in cases.items():
         with pytest.raises(Damaged):
             _one(frame)
+            pytest.fail(f"{name}: not refused")
     # a whole frame whose stored size says less than the frame holds
     with pytest.raises(Damaged):
         _one(whole, size=len(whole) - 1)
