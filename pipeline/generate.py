@@ -77,34 +77,19 @@ def _slab(shape: Shape, itemsize: int, target: int) -> Shape:
 
 
 def planned_info(config: Config) -> ArrayInfo:
-    """The layout :func:`create_input` gives the input, without creating anything (plans)."""
-    g = config.input.generate
-    if g is None:
-        raise PipelineError("the config has no input.generate section")
-    from pipeline.stages import check_dtype
+    """The layout :func:`create_input` gives the input, without creating anything (plans):
+    the same metadata, made in memory."""
+    from zarr.storage import MemoryStore
 
-    dtype = np.dtype(g.dtype)
-    check_dtype(dtype)
-    chunk, unit = resolve_layout(g)
-    v3 = g.zarr_format == 3
-    return ArrayInfo(
-        location=Location.of(config.input.store, config.input.storage_options),
-        path=config.input.array.strip("/"),
-        shape=tuple(g.shape),
-        dtype=dtype,
-        zarr_format=g.zarr_format,
-        chunk=chunk,
-        unit=unit,
-        sharded=unit != chunk,
-        index_at_end=True,
-        codec=g.codec.name,
-        key_prefix="c/" if v3 else "",
-        key_sep="/" if v3 else ".",
-    )
+    from pipeline.storage import describe_array
+
+    g = _generate_section(config)
+    loc = Location.of(config.input.store, config.input.storage_options)
+    arr = _create_array(MemoryStore(), "", g, {})
+    return describe_array(loc, config.input.array.strip("/"), arr)
 
 
-def create_input(config: Config, backend: str) -> GenSpec:
-    """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
+def _generate_section(config: Config) -> GenerateConfig:
     g = config.input.generate
     if g is None:
         raise PipelineError(
@@ -113,15 +98,47 @@ def create_input(config: Config, backend: str) -> GenSpec:
         )
     from pipeline.stages import check_dtype
 
-    dtype = np.dtype(g.dtype)
-    check_dtype(dtype)
-    chunk, unit = resolve_layout(g)
-    loc = Location.of(config.input.store, config.input.storage_options)
-    path = config.input.array.strip("/")
+    check_dtype(np.dtype(g.dtype))
+    return g
+
+
+def _create_array(store: Any, path: str, g: GenerateConfig, attrs: dict[str, Any]) -> Any:
+    """The generated array's metadata, created with Zarr in ``store`` (replacing what is
+    there): Zarr v3 with zstd frames in shards, or Zarr v2."""
+    import numcodecs
     import zarr
     from zarr.codecs import ZstdCodec
 
-    encode_on = backend if layout.nbytes(chunk, dtype) <= (4 << 20) else "cpu"
+    dtype = np.dtype(g.dtype)
+    chunk, unit = resolve_layout(g)
+    zstd = g.codec.name == "zstd"
+    v3 = g.zarr_format == 3
+    if v3:
+        comp: Any = ZstdCodec(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
+    else:
+        comp = numcodecs.Zstd(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
+    return zarr.create_array(
+        store=store,
+        name=path or None,
+        shape=g.shape,
+        dtype=dtype if v3 else dtype.newbyteorder("<"),
+        chunks=chunk,
+        shards=unit if v3 and unit != chunk else None,
+        compressors=comp,
+        fill_value=0,
+        attributes=attrs,
+        overwrite=True,
+        zarr_format=g.zarr_format,
+    )
+
+
+def create_input(config: Config, backend: str) -> GenSpec:
+    """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
+    g = _generate_section(config)
+    chunk, _ = resolve_layout(g)
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    encode_on = backend if layout.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20) else "cpu"
     attrs: dict[str, Any] = {
         "pipeline_generated": {
             "distribution": g.distribution,
@@ -131,46 +148,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
             else "arithmetic",
         }
     }
-    if g.zarr_format == 3:
-        comp = (
-            ZstdCodec(level=g.codec.level, checksum=g.codec.checksum)
-            if g.codec.name == "zstd"
-            else None
-        )
-        shards = unit if unit != chunk else None
-        zarr.create_array(
-            store=loc.zarr_store(read_only=False),
-            name=path or None,
-            shape=g.shape,
-            dtype=dtype,
-            chunks=chunk,
-            shards=shards,
-            compressors=comp,
-            fill_value=0,
-            attributes=attrs,
-            overwrite=True,
-            zarr_format=3,
-        )
-    else:
-        import numcodecs
-
-        comp2 = (
-            numcodecs.Zstd(level=g.codec.level, checksum=g.codec.checksum)
-            if g.codec.name == "zstd"
-            else None
-        )
-        zarr.create_array(
-            store=loc.zarr_store(read_only=False),
-            name=path or None,
-            shape=g.shape,
-            dtype=dtype.newbyteorder("<"),
-            chunks=chunk,
-            compressors=comp2,
-            fill_value=0,
-            attributes=attrs,
-            overwrite=True,
-            zarr_format=2,
-        )
+    _create_array(loc.zarr_store(read_only=False), path, g, attrs)
     from pipeline.storage import describe_array
 
     info = describe_array(loc, path)
