@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline import layout
 from pipeline import spares as spare_files
-from pipeline.errors import PipelineError, disk_full
+from pipeline.errors import InputError, PipelineError, disk_full
 from pipeline.layout import Shape
 
 FrameCodec = Literal["zstd", "none"]
@@ -381,6 +381,29 @@ def _describe_v2(meta: Any, dtype: np.dtype) -> dict[str, Any]:
     )
 
 
+def _checked_grid(
+    location: Location, path: str, shape: Shape, unit: Shape, chunk: Shape
+) -> dict[str, Shape]:
+    """The stored units and chunks of an array of ``shape``, checked: a chunk (or shard) with
+    a 0-length axis holds nothing, so no grid of them covers a non-empty array (zarr-python
+    fails on it too): InputError. An empty array (a 0-length axis) has no chunks to read;
+    its 0-length chunk axes are taken as 1 so that the geometry stays defined."""
+    if 0 in shape:
+        return {"unit": tuple(max(u, 1) for u in unit), "chunk": tuple(max(c, 1) for c in chunk)}
+    for name, shp in (("chunks", chunk), ("shards", unit)):
+        if 0 in shp:
+            where = location.join(path)
+            raise InputError(
+                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
+                f"any part of the {list(shape)} array (zarr-python cannot read it either); "
+                f"rewrite the input with {name} of at least 1 on every axis",
+                store=where,
+                shape=shape,
+                chunks=shp,
+            )
+    return {"unit": unit, "chunk": chunk}
+
+
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line errors."""
     import zarr
@@ -418,11 +441,13 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     if arr.ndim == 0:
         raise PipelineError(f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1")
     parts = _describe_v3(meta, dtype) if meta.zarr_format == 3 else _describe_v2(meta, dtype)
+    shape = tuple(arr.shape)
+    parts.update(_checked_grid(location, path, shape, parts["unit"], parts["chunk"]))
     fill = arr.fill_value
     return ArrayInfo(
         location=location,
         path=path.strip("/"),
-        shape=tuple(arr.shape),
+        shape=shape,
         dtype=dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype,
         zarr_format=meta.zarr_format,
         fill_value=None if fill is None else fill.item() if hasattr(fill, "item") else fill,
