@@ -22,7 +22,7 @@ from pipeline import layout, spares, stages
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, PlanError
 from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.layout import Shape
 from pipeline.ledger import Ledger
@@ -212,6 +212,59 @@ def _resolve_budget(value: Any, total: int, default_fraction: float) -> int:
     return int(value)
 
 
+def _device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
+    """Device bytes one worker may use: ``cluster.device_memory_limit`` (per GPU; auto and
+    fractions are of the free memory of the GPU with the least) split between the ``per_gpu``
+    workers that share a GPU. Raises PlanError for a limit over the GPU's memory."""
+    value = config.cluster.device_memory_limit
+    gpu = min(facts.gpus, key=lambda g: g.total_bytes)
+    if isinstance(value, int) and value > gpu.total_bytes:
+        raise PlanError(
+            f"cluster.device_memory_limit {_fmt(value)} is more than GPU {gpu.index} "
+            f"({gpu.name}) has, {_fmt(gpu.total_bytes)}: lower it, or give a fraction of the "
+            "GPU such as 0.8",
+            budget=value,
+            gpu_memory=gpu.total_bytes,
+        )
+    return _resolve_budget(value, min(g.free_bytes for g in facts.gpus), 0.8) // per_gpu
+
+
+def _host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
+    """Host bytes one worker may use (``cluster.host_memory_limit``).
+
+    A local cluster's ``workers`` share this host's RAM: auto is 0.8 of a worker's share, a
+    fraction is of that share, and a size that all of them together could not have is refused.
+    A joined cluster's workers each have their own limit (``facts.worker_memory_limit``, the
+    weakest worker's): auto is that limit, a fraction is of it, and a larger size is refused.
+    Raises PlanError naming the numbers and the fix.
+    """
+    value = config.cluster.host_memory_limit
+    explicit = value if isinstance(value, int) else None
+    limit = facts.worker_memory_limit
+    if not local and limit is not None:
+        if explicit is not None and explicit > limit:
+            raise PlanError(
+                f"cluster.host_memory_limit {_fmt(explicit)} per worker is more than the "
+                f"{_fmt(limit)} that the cluster's weakest worker may use (its memory limit): "
+                f"lower it, or start the workers with `--memory-limit {_fmt(explicit)}`",
+                budget=explicit,
+                worker_memory_limit=limit,
+            )
+        return _resolve_budget(value, limit, 1.0)
+    ram = facts.host_total_bytes
+    share = ram // max(workers, 1)
+    if explicit is not None and explicit * workers > ram:
+        raise PlanError(
+            f"cluster.host_memory_limit {_fmt(explicit)} per worker x {workers} worker(s) = "
+            f"{_fmt(explicit * workers)} is more than this host's {_fmt(ram)} of RAM: lower it "
+            f"to at most {_fmt(share)} (or auto), or run fewer workers",
+            budget=explicit,
+            workers=workers,
+            host_memory=ram,
+        )
+    return _resolve_budget(value, share, 0.8)
+
+
 def project_memory(
     backend: str,
     block: Shape,
@@ -318,17 +371,15 @@ def make_plan(
     base = _lcm_shape(*align)
 
     threads = _threads(config, be, scheduler_threads)
-    device_budget = host_budget = None
+    local = config.cluster.scheduler == "local"
+    # a local GPU cluster starts workers_per_gpu workers on each GPU; a joined one has what
+    # `dask cuda worker` started: one per GPU
+    per_gpu = config.cluster.workers_per_gpu if be == "gpu" and local else 1
+    device_budget = None
     if be == "gpu" and facts.gpus:
-        device_budget = _resolve_budget(
-            config.cluster.device_memory_limit, min(g.free_bytes for g in facts.gpus), 0.8
-        )
-        if config.cluster.scheduler == "local":  # workers sharing one GPU share its budget
-            device_budget //= config.cluster.workers_per_gpu
+        device_budget = _device_budget(config, facts, per_gpu)
     workers = _workers(config, be, facts, threads, scheduler_workers)
-    host_budget = _resolve_budget(
-        config.cluster.host_memory_limit, facts.host_total_bytes // max(workers, 1), 0.8
-    )
+    host_budget = _host_budget(config, facts, workers, local)
 
     def decide(block: Shape) -> tuple[Shape, Shape, bool, str, str, Memory]:
         def chunk_for(unit: Shape) -> Shape:
@@ -462,7 +513,7 @@ def make_plan(
         else (),
         workers=workers,
         threads_per_worker=threads,
-        workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
+        workers_per_gpu=per_gpu,
         device_budget=device_budget,
         host_budget=host_budget,
         memory_pool=config.cluster.memory_pool,
