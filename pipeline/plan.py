@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -455,7 +456,16 @@ def make_plan(
             f"{list(chunk_out)}; Zarr shards hold whole chunks"
         )
     if not mem.fits():
-        raise PipelineError(_does_not_fit(mem, block, info_in, threads, be))
+        smaller = _largest_fitting(block, base, lambda b: decide(b)[-1].fits())
+        raise PlanError(
+            _does_not_fit(mem, block, base, smaller, threads, per_gpu),
+            block=block,
+            block_that_fits=smaller,
+            device_per_worker=mem.device_per_worker,
+            device_budget=mem.device_budget,
+            host_per_worker=mem.host_per_worker,
+            host_budget=mem.host_budget,
+        )
 
     if be == "gpu" and decode_on == "cpu":
         notes.append(
@@ -613,44 +623,70 @@ def _fmt(n: int | None) -> str:
     return "unlimited" if n is None else format_bytes(n)
 
 
-def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: str) -> str:
+def _largest_fitting(block: Shape, base: Shape, fits: Callable[[Shape], bool]) -> Shape | None:
+    """The largest block below ``block`` on the first axis, there a whole multiple of
+    ``base``, whose plan ``fits``; None when none does."""
+    lo, hi = 0, layout.ceil_div(block[0], base[0]) - 1  # k * base[0] rows, k in [1, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits((mid * base[0], *block[1:])):
+            lo = mid
+        else:
+            hi = mid - 1
+    return (lo * base[0], *block[1:]) if lo else None
+
+
+def _does_not_fit(
+    mem: Memory, block: Shape, base: Shape, smaller: Shape | None, threads: int, per_gpu: int
+) -> str:
+    """The refusal of a plan whose memory does not fit, in one line: the sum against the
+    budget (and where the budget comes from), then what would fit."""
     if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
-        kind, need, budget, per = (
-            "device",
-            mem.device_per_worker,
-            mem.device_budget,
-            mem.device_per_task,
+        kind, need, budget = "device", mem.device_per_worker, mem.device_budget
+        per_task, task, fixed = mem.device_per_task, mem.device_per_task * 1.1, 0
+        source = (
+            f" per worker (cluster.device_memory_limit, {_fmt(budget * per_gpu)} per GPU, "
+            f"split between its cluster.workers_per_gpu: {per_gpu} workers)"
+            if per_gpu > 1
+            else ""
         )
     else:
-        kind, need, budget, per = (
-            "host",
-            mem.host_per_worker,
-            mem.host_budget or 0,
-            mem.host_per_task,
-        )
-    base = WORKER_BASELINE if kind == "host" else 0
-    base_text = f"{_fmt(base)} for the worker process + " if base else ""
+        kind, need, budget = "host", mem.host_per_worker, mem.host_budget or 0
+        per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, WORKER_BASELINE, ""
+    fixed_text = f"{_fmt(fixed)} for the worker process + " if fixed else ""
+    overhead = "(+10%) " if kind == "device" else ""
     sums = (
-        f"{base_text}{threads} task(s) in flight x {_fmt(per)} per block of {list(block)} "
-        f"= {_fmt(need)} > {_fmt(budget)}"
+        f"{fixed_text}{threads} task(s) in flight x {_fmt(per_task)} per block of "
+        f"{list(block)} {overhead}= {_fmt(need)} > {_fmt(budget)}{source}"
     )
-    if budget <= base:
+    if budget <= fixed:
         return (
             f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
             f"hold a worker process: raise cluster.{kind}_memory_limit above {_fmt(need)}"
         )
-    # a block that would fit: scale the first axis down by the overshoot
-    ratio = (budget - base) / max(need - base, 1)
-    fit = list(block)
-    fit[0] = max(1, int(block[0] * ratio))
-    hint = (
-        f"a block of {fit} would fit (set chunking.block, and output shards that divide it)"
-        if block[0] * ratio >= 1
-        else "smaller blocks would not fit either"
+    if smaller is not None:
+        hint = (
+            f"a block of {list(smaller)} would fit (set chunking.block, and output shards "
+            "that divide it)"
+        )
+    elif tuple(block) == tuple(base):
+        hint = (
+            f"blocks cannot be smaller than {list(base)} (the input's stored units and the "
+            "output's chunks and shards)"
+        )
+    else:
+        hint = "smaller blocks would not fit either"
+    fit_threads = int((budget - fixed) // max(task, 1))
+    levers = (
+        f"cluster.threads_per_worker: {fit_threads} would fit"
+        if 1 <= fit_threads < threads
+        else "lower cluster.threads_per_worker"
     )
+    if per_gpu > 1 and kind == "device":
+        levers += ", lower cluster.workers_per_gpu"
     return (
-        f"the plan does not fit the {kind} memory budget: {sums}; {hint}, "
-        f"lower cluster.threads_per_worker, or raise cluster.{kind}_memory_limit"
+        f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}, "
+        f"or raise cluster.{kind}_memory_limit"
     )
 
 
@@ -687,16 +723,21 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
         )
     threads = c.threads_per_worker
     if plan.backend == "gpu":
+        per = c.workers_per_gpu
+        source = (
+            f"worker: cluster.device_memory_limit, {_fmt((m.device_budget or 0) * per)} per "
+            f"GPU, split between the GPU's {per} workers (cluster.workers_per_gpu)"
+            if per > 1
+            else "GPU (cluster.device_memory_limit)"
+            if c.scheduler == "local"
+            else "worker (cluster.device_memory_limit, of each worker's GPU)"
+        )
         rows.append(
             (
                 "device memory",
                 f"{_fmt(m.device_per_task)} per task; {threads} in flight (+10%) need "
                 f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per "
-                + (
-                    f"worker (the GPU's, shared by {c.workers_per_gpu} workers)"
-                    if c.workers_per_gpu > 1
-                    else "GPU"
-                )
+                + source
                 + _fits(m.device_per_worker, m.device_budget),
             )
         )
