@@ -405,7 +405,9 @@ def make_plan(
             decode_on = "cpu"
         encode_on = be
         chunk_out_bytes = layout.nbytes(chunk_out, out_dtype)
-        if be == "gpu" and config.output.codec.name == "zstd" and chunk_out_bytes > GPU_FRAME_LIMIT:
+        # nvCOMP encodes frames up to GPU_FRAME_LIMIT, and writes no content checksum
+        nvcomp_can = chunk_out_bytes <= GPU_FRAME_LIMIT and not config.output.codec.checksum
+        if be == "gpu" and config.output.codec.name == "zstd" and not nvcomp_can:
             encode_on = "cpu"
         mem = project_memory(
             be,
@@ -479,7 +481,10 @@ def make_plan(
         )
     if be == "gpu" and encode_on == "cpu":
         notes.append(
-            f"output chunks of {layout.nbytes(chunk_out, out_dtype) >> 20} MiB are "
+            "output frames are encoded on the CPU: output.codec.checksum asks for zstd "
+            "checksums, which nvCOMP does not write; set it to false for GPU encoding"
+            if config.output.codec.checksum
+            else f"output chunks of {layout.nbytes(chunk_out, out_dtype) >> 20} MiB are "
             "encoded on the CPU; use output.shards with small chunks for GPU encoding"
         )
 
