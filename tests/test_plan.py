@@ -23,7 +23,7 @@ from pipeline.config import Config, load_config
 from pipeline.errors import InputError, PlanError
 from pipeline.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.plan import describe, make_plan
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -437,17 +437,16 @@ def _zstd_configurations(codecs: list[dict]) -> Iterator[dict]:
         yield from _zstd_configurations(c.get("configuration", {}).get("codecs", []))
 
 
-def _check_checksummed_output(store: Path, x: np.ndarray) -> None:
-    """Every frame of ``store`` says it carries a content checksum (zstd frame header), the
-    checksum verifies, and a changed checksum fails to decode; the values are NumPy's."""
+def _check_frames(store: Path) -> None:
+    """Every frame of the array at ``store`` says it carries a content checksum (the zstd
+    frame header's flag), the checksum verifies, and a changed checksum fails to decode."""
     arr = zarr.open_array(store=str(store), mode="r")
-    assert np.array_equal(arr[...], reference(x))
     codecs = json.loads((store / "zarr.json").read_text())["codecs"]
     assert [z["checksum"] for z in _zstd_configurations(codecs)] == [True]  # what it says
     chunk_bytes = math.prod(arr.chunks) * arr.dtype.itemsize
     frames = _frames(store)
     assert len(frames) == math.prod(
-        math.ceil(s / c) for s, c in zip(x.shape, arr.chunks, strict=True)
+        math.ceil(s / c) for s, c in zip(arr.shape, arr.chunks, strict=True)
     )
     for frame in frames:
         assert frame[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
@@ -479,7 +478,8 @@ def _checksummed_run(tmp_path: Path, cli, backend: str, shards: Any) -> None:
     )
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
-    _check_checksummed_output(tmp_path / "out.zarr", x)
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    _check_frames(tmp_path / "out.zarr")
 
 
 @pytest.mark.parametrize("shards", ["auto", "none"])
@@ -603,3 +603,30 @@ def test_chunks_larger_than_the_array(
     assert rc == 0, err
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
     assert status(tmp_path / "out.zarr") == "complete"
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_a_generated_input_with_checksums_is_encoded_on_the_cpu(
+    tmp_path: Path, checksum: bool
+) -> None:
+    """`generate` on the GPU, too, leaves frames that must carry checksums to the CPU."""
+    from pipeline.generate import create_input
+
+    cfg = generated_config(
+        tmp_path, {"shape": [8, 40], "chunks": [2, 40], "codec": {"checksum": checksum}}
+    )
+    spec = create_input(load_config(cfg), "gpu")  # metadata only: no GPU is needed
+    assert spec.sink.backend == ("cpu" if checksum else "gpu")
+    assert spec.sink.encoding.checksum is checksum
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_generated_frames_carry_valid_checksums(tmp_path: Path, cli, backend: str) -> None:
+    cfg = generated_config(
+        tmp_path,
+        {"shape": [48, 40], "chunks": [4, 40], "shards": [16, 40], "codec": {"checksum": True}},
+        backend=backend,
+    )
+    rc, _, err = cli("generate", cfg)
+    assert rc == 0, err
+    _check_frames(tmp_path / "in.zarr")
