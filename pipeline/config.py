@@ -185,11 +185,17 @@ class ClusterConfig(Model):
     )
     device_memory_limit: AutoBytes | float = Field(
         "auto",
-        description="device memory budget per GPU: bytes, a fraction of the GPU, or auto (0.8)",
+        description="device memory budget per GPU, split between a local cluster's "
+        "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
+        "free memory, or auto (0.8)",
     )
     host_memory_limit: AutoBytes | float = Field(
         "auto",
-        description="host memory budget per worker: bytes, a fraction of RAM, or auto",
+        description="host memory budget per worker: bytes, a fraction, or auto. A local "
+        "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
+        "it, and more than RAM / workers is refused; a joined cluster's workers have their "
+        "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
+        "worker's, auto all of it, and more is refused",
     )
     host_encode_share: float = Field(
         0.0,

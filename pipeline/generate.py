@@ -138,7 +138,10 @@ def create_input(config: Config, backend: str) -> GenSpec:
     chunk, _ = resolve_layout(g)
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
-    encode_on = backend if layout.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20) else "cpu"
+    # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
+    checksum = g.codec.name == "zstd" and g.codec.checksum
+    small = layout.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
+    encode_on = backend if small and not checksum else "cpu"
     attrs: dict[str, Any] = {
         "pipeline_generated": {
             "distribution": g.distribution,

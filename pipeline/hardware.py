@@ -32,6 +32,11 @@ class Facts:
     cpu_count: int = 1
     hostname: str = field(default_factory=platform.node)
     driver: str = ""
+    worker_memory_limit: int | None = None
+    """bytes of host memory one worker may use on a cluster joined by address: the weakest
+    worker's own memory limit (what its nanny enforces), or for a worker without one its
+    host's RAM shared by the workers there; None for this machine's own (local) cluster,
+    whose workers share ``host_total_bytes``"""
 
     @classmethod
     def local(cls, want_gpu: bool = True) -> Facts:
@@ -111,16 +116,24 @@ def held_device_bytes() -> tuple[str, int] | None:
     return str(cupy.cuda.Device().pci_bus_id), int(pool.total_bytes())
 
 
-def worker_facts() -> dict[str, Any]:
-    """Run on a worker: its facts as a plain dict (for a cluster joined by address)."""
+def worker_facts(dask_worker: Any = None) -> dict[str, Any]:
+    """Run on a worker (``client.run`` passes ``dask_worker``): its facts as a plain dict
+    (for a cluster joined by address), with its own memory limit in bytes (None: no limit)."""
     f = Facts.local()
     d = f.as_dict()
     d["host_available_bytes"] = f.host_available_bytes
+    manager = getattr(dask_worker, "memory_manager", None)
+    d["memory_limit"] = getattr(manager, "memory_limit", None) or None
     return d
 
 
 def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
-    """The facts a plan should assume on an existing cluster: the weakest worker's."""
+    """The facts a plan should assume on an existing cluster: the weakest worker's.
+
+    ``infos``: :func:`worker_facts` of every worker. The host memory a worker may use is its
+    own memory limit; a worker without one shares its host's RAM with the other workers of
+    that host (by host name), never with the workers of other hosts.
+    """
     if not infos:
         return Facts(gpu_usable=False, gpu_reason="the cluster has no workers")
     usable = all(i["gpu_usable"] for i in infos)
@@ -138,7 +151,16 @@ def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
         cpu_count=min(i["cpus"] for i in infos),
         hostname=",".join(sorted({i["hostname"] for i in infos})),
         driver=next(iter({i["driver"] for i in infos})),
+        worker_memory_limit=min(_worker_memory(i, infos) for i in infos),
     )
+
+
+def _worker_memory(info: dict[str, Any], infos: list[dict[str, Any]]) -> int:
+    """Bytes of host memory the worker of ``info`` may use (see :func:`facts_from_workers`)."""
+    if info.get("memory_limit"):
+        return int(info["memory_limit"])
+    same_host = sum(1 for i in infos if i["hostname"] == info["hostname"])
+    return int(info["host_memory_bytes"]) // same_host
 
 
 def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +249,59 @@ def _decodes_in_place(fmt: Any) -> bool:
     return not fmt.filters and fmt.transpose is None and ids in ([], ["zstd"], ["blosc"])
 
 
+def _device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
+    """Device bytes one worker may use: ``cluster.device_memory_limit`` (per GPU; auto and
+    fractions are of the free memory of the GPU with the least) split between the ``per_gpu``
+    workers that share a GPU. Raises PlanError for a limit over the GPU's memory."""
+    value = config.cluster.device_memory_limit
+    gpu = min(facts.gpus, key=lambda g: g.total_bytes)
+    if isinstance(value, int) and value > gpu.total_bytes:
+        raise PlanError(
+            f"cluster.device_memory_limit {_fmt(value)} is more than GPU {gpu.index} "
+            f"({gpu.name}) has, {_fmt(gpu.total_bytes)}: lower it, or give a fraction of the "
+            "GPU such as 0.8",
+            budget=value,
+            gpu_memory=gpu.total_bytes,
+        )
+    return _resolve_budget(value, min(g.free_bytes for g in facts.gpus), 0.8) // per_gpu
+
+
+def _host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
+    """Host bytes one worker may use (``cluster.host_memory_limit``).
+
+    A local cluster's ``workers`` share this host's RAM: auto is 0.8 of a worker's share, a
+    fraction is of that share, and a size that all of them together could not have is refused.
+    A joined cluster's workers each have their own limit (``facts.worker_memory_limit``, the
+    weakest worker's): auto is that limit, a fraction is of it, and a larger size is refused.
+    Raises PlanError naming the numbers and the fix.
+    """
+    value = config.cluster.host_memory_limit
+    explicit = value if isinstance(value, int) else None
+    limit = facts.worker_memory_limit
+    if not local and limit is not None:
+        if explicit is not None and explicit > limit:
+            raise PlanError(
+                f"cluster.host_memory_limit {_fmt(explicit)} per worker is more than the "
+                f"{_fmt(limit)} that the cluster's weakest worker may use (its memory limit): "
+                f"lower it, or start the workers with `--memory-limit {_fmt(explicit)}`",
+                budget=explicit,
+                worker_memory_limit=limit,
+            )
+        return _resolve_budget(value, limit, 1.0)
+    ram = facts.host_total_bytes
+    share = ram // max(workers, 1)
+    if explicit is not None and explicit * workers > ram:
+        raise PlanError(
+            f"cluster.host_memory_limit {_fmt(explicit)} per worker x {workers} worker(s) = "
+            f"{_fmt(explicit * workers)} is more than this host's {_fmt(ram)} of RAM: lower it "
+            f"to at most {_fmt(share)} (or auto), or run fewer workers",
+            budget=explicit,
+            workers=workers,
+            host_memory=ram,
+        )
+    return _resolve_budget(value, share, 0.8)
+
+
 def project_memory(
     backend: str,
     block: Shape,
@@ -358,17 +412,15 @@ def make_plan(
     base = _lcm_shape(*align)
 
     threads = _threads(config, be, scheduler_threads)
-    device_budget = host_budget = None
+    local = config.cluster.scheduler == "local"
+    # a local GPU cluster starts workers_per_gpu workers on each GPU; a joined one has what
+    # `dask cuda worker` started: one per GPU
+    per_gpu = config.cluster.workers_per_gpu if be == "gpu" and local else 1
+    device_budget = None
     if be == "gpu" and facts.gpus:
-        device_budget = _resolve_budget(
-            config.cluster.device_memory_limit, min(g.free_bytes for g in facts.gpus), 0.8
-        )
-        if config.cluster.scheduler == "local":  # workers sharing one GPU share its budget
-            device_budget //= config.cluster.workers_per_gpu
+        device_budget = _device_budget(config, facts, per_gpu)
     workers = _workers(config, be, facts, threads, scheduler_workers)
-    host_budget = _resolve_budget(
-        config.cluster.host_memory_limit, facts.host_total_bytes // max(workers, 1), 0.8
-    )
+    host_budget = _host_budget(config, facts, workers, local)
 
     def decide(block: Shape) -> tuple[Shape, Shape, bool, str, str, Memory]:
         def chunk_for(unit: Shape) -> Shape:
@@ -391,7 +443,9 @@ def make_plan(
             decode_on = "gpu"
         encode_on = be
         chunk_out_bytes = layout.nbytes(chunk_out, out_dtype)
-        if be == "gpu" and config.output.codec.name == "zstd" and chunk_out_bytes > GPU_FRAME_LIMIT:
+        # nvCOMP encodes frames up to GPU_FRAME_LIMIT, and writes no content checksum
+        nvcomp_can = chunk_out_bytes <= GPU_FRAME_LIMIT and not config.output.codec.checksum
+        if be == "gpu" and config.output.codec.name == "zstd" and not nvcomp_can:
             encode_on = "cpu"
         mem = project_memory(
             be,
@@ -443,13 +497,15 @@ def make_plan(
             f"{list(chunk_out)}; Zarr shards hold whole chunks"
         )
     if not mem.fits():
+        smaller = _largest_fitting(block, base, lambda b: decide(b)[-1].fits())
         raise PlanError(
-            _does_not_fit(mem, block, info_in, threads, be),
+            _does_not_fit(mem, block, base, smaller, threads, per_gpu),
             block=block,
-            host_per_worker=mem.host_per_worker,
-            host_budget=mem.host_budget,
+            block_that_fits=smaller,
             device_per_worker=mem.device_per_worker,
             device_budget=mem.device_budget,
+            host_per_worker=mem.host_per_worker,
+            host_budget=mem.host_budget,
         )
 
     if be == "gpu" and decode_on == "cpu":
@@ -464,7 +520,10 @@ def make_plan(
         )
     if be == "gpu" and encode_on == "cpu":
         notes.append(
-            f"output chunks of {layout.nbytes(chunk_out, out_dtype) >> 20} MiB are "
+            "output frames are encoded on the CPU: output.codec.checksum asks for zstd "
+            "checksums, which nvCOMP does not write; set it to false for GPU encoding"
+            if config.output.codec.checksum
+            else f"output chunks of {layout.nbytes(chunk_out, out_dtype) >> 20} MiB are "
             "encoded on the CPU; use output.shards with small chunks for GPU encoding"
         )
 
@@ -507,7 +566,7 @@ def make_plan(
         else (),
         workers=workers,
         threads_per_worker=threads,
-        workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
+        workers_per_gpu=per_gpu,
         device_budget=device_budget,
         host_budget=host_budget,
         memory_pool=config.cluster.memory_pool,
@@ -614,44 +673,70 @@ def _fmt(n: int | None) -> str:
     return "unlimited" if n is None else format_bytes(n)
 
 
-def _does_not_fit(mem: Memory, block: Shape, info: ArrayInfo, threads: int, be: str) -> str:
+def _largest_fitting(block: Shape, base: Shape, fits: Callable[[Shape], bool]) -> Shape | None:
+    """The largest block below ``block`` on the first axis, there a whole multiple of
+    ``base``, whose plan ``fits``; None when none does."""
+    lo, hi = 0, layout.ceil_div(block[0], base[0]) - 1  # k * base[0] rows, k in [1, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits((mid * base[0], *block[1:])):
+            lo = mid
+        else:
+            hi = mid - 1
+    return (lo * base[0], *block[1:]) if lo else None
+
+
+def _does_not_fit(
+    mem: Memory, block: Shape, base: Shape, smaller: Shape | None, threads: int, per_gpu: int
+) -> str:
+    """The refusal of a plan whose memory does not fit, in one line: the sum against the
+    budget (and where the budget comes from), then what would fit."""
     if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
-        kind, need, budget, per = (
-            "device",
-            mem.device_per_worker,
-            mem.device_budget,
-            mem.device_per_task,
+        kind, need, budget = "device", mem.device_per_worker, mem.device_budget
+        per_task, task, fixed = mem.device_per_task, mem.device_per_task * 1.1, 0
+        source = (
+            f" per worker (cluster.device_memory_limit, {_fmt(budget * per_gpu)} per GPU, "
+            f"split between its cluster.workers_per_gpu: {per_gpu} workers)"
+            if per_gpu > 1
+            else ""
         )
     else:
-        kind, need, budget, per = (
-            "host",
-            mem.host_per_worker,
-            mem.host_budget or 0,
-            mem.host_per_task,
-        )
-    base = WORKER_BASELINE if kind == "host" else 0
-    base_text = f"{_fmt(base)} for the worker process + " if base else ""
+        kind, need, budget = "host", mem.host_per_worker, mem.host_budget or 0
+        per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, WORKER_BASELINE, ""
+    fixed_text = f"{_fmt(fixed)} for the worker process + " if fixed else ""
+    overhead = "(+10%) " if kind == "device" else ""
     sums = (
-        f"{base_text}{threads} task(s) in flight x {_fmt(per)} per block of {list(block)} "
-        f"= {_fmt(need)} > {_fmt(budget)}"
+        f"{fixed_text}{threads} task(s) in flight x {_fmt(per_task)} per block of "
+        f"{list(block)} {overhead}= {_fmt(need)} > {_fmt(budget)}{source}"
     )
-    if budget <= base:
+    if budget <= fixed:
         return (
             f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
             f"hold a worker process: raise cluster.{kind}_memory_limit above {_fmt(need)}"
         )
-    # a block that would fit: scale the first axis down by the overshoot
-    ratio = (budget - base) / max(need - base, 1)
-    fit = list(block)
-    fit[0] = max(1, int(block[0] * ratio))
-    hint = (
-        f"a block of {fit} would fit (set chunking.block, and output shards that divide it)"
-        if block[0] * ratio >= 1
-        else "smaller blocks would not fit either"
+    if smaller is not None:
+        hint = (
+            f"a block of {list(smaller)} would fit (set chunking.block, and output shards "
+            "that divide it)"
+        )
+    elif tuple(block) == tuple(base):
+        hint = (
+            f"blocks cannot be smaller than {list(base)} (the input's stored units and the "
+            "output's chunks and shards)"
+        )
+    else:
+        hint = "smaller blocks would not fit either"
+    fit_threads = int((budget - fixed) // max(task, 1))
+    levers = (
+        f"cluster.threads_per_worker: {fit_threads} would fit"
+        if 1 <= fit_threads < threads
+        else "lower cluster.threads_per_worker"
     )
+    if per_gpu > 1 and kind == "device":
+        levers += ", lower cluster.workers_per_gpu"
     return (
-        f"the plan does not fit the {kind} memory budget: {sums}; {hint}, "
-        f"lower cluster.threads_per_worker, or raise cluster.{kind}_memory_limit"
+        f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}, "
+        f"or raise cluster.{kind}_memory_limit"
     )
 
 
@@ -688,16 +773,21 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
         )
     threads = c.threads_per_worker
     if plan.backend == "gpu":
+        per = c.workers_per_gpu
+        source = (
+            f"worker: cluster.device_memory_limit, {_fmt((m.device_budget or 0) * per)} per "
+            f"GPU, split between the GPU's {per} workers (cluster.workers_per_gpu)"
+            if per > 1
+            else "GPU (cluster.device_memory_limit)"
+            if c.scheduler == "local"
+            else "worker (cluster.device_memory_limit, of each worker's GPU)"
+        )
         rows.append(
             (
                 "device memory",
                 f"{_fmt(m.device_per_task)} per task; {threads} in flight (+10%) need "
                 f"{_fmt(m.device_per_worker)} of the {_fmt(m.device_budget)} budget per "
-                + (
-                    f"worker (the GPU's, shared by {c.workers_per_gpu} workers)"
-                    if c.workers_per_gpu > 1
-                    else "GPU"
-                )
+                + source
                 + _fits(m.device_per_worker, m.device_budget),
             )
         )

@@ -376,6 +376,29 @@ def _describe_v2(doc: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _checked_grid(
+    location: Location, path: str, shape: Shape, unit: Shape, chunk: Shape
+) -> dict[str, Shape]:
+    """The stored units and chunks of an array of ``shape``, checked: a chunk (or shard) with
+    a 0-length axis holds nothing, so no grid of them covers a non-empty array (zarr-python
+    fails on it too): InputError. An empty array (a 0-length axis) has no chunks to read;
+    its 0-length chunk axes are taken as 1 so that the geometry stays defined."""
+    if 0 in shape:
+        return {"unit": tuple(max(u, 1) for u in unit), "chunk": tuple(max(c, 1) for c in chunk)}
+    for name, shp in (("chunks", chunk), ("shards", unit)):
+        if 0 in shp:
+            where = location.join(path)
+            raise InputError(
+                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
+                f"any part of the {list(shape)} array (zarr-python cannot read it either); "
+                f"rewrite the input with {name} of at least 1 on every axis",
+                store=where,
+                shape=shape,
+                chunks=shp,
+            )
+    return {"unit": unit, "chunk": chunk}
+
+
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line errors."""
     import zarr
@@ -427,12 +450,14 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
         )
     doc = meta.to_dict()
     parts = _describe_v3(doc, dtype) if meta.zarr_format == 3 else _describe_v2(doc)
+    shape = tuple(arr.shape)
+    parts.update(_checked_grid(location, path, shape, parts["unit"], parts["chunk"]))
     fmt = parts["format"]
     plain = fmt is not None and fmt.chunk.plain
     return ArrayInfo(
         location=location,
         path=path.strip("/"),
-        shape=tuple(arr.shape),
+        shape=shape,
         dtype=dtype,
         zarr_format=meta.zarr_format,
         codec=fmt.chunk.frame_codec if plain else None,

@@ -1,0 +1,632 @@
+"""Plans against the machines the project runs on: every shipped config fits them; budgets the
+host cannot give are refused; settings the output could not honour change the plan."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import psutil
+import pytest
+import zarr
+
+from pipeline.config import Config, load_config
+from pipeline.errors import InputError, PlanError
+from pipeline.hardware import Facts, GpuInfo, facts_from_workers
+from pipeline.plan import describe, make_plan
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
+from tests.faultkit import one_line_error, status
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+MiB, GiB = 1 << 20, 1 << 30
+
+
+def _gpu_host(name: str, gpu_mib: int) -> Facts:
+    """A GPU host of the project: one GPU (``gpu_mib`` as nvidia-smi reports it, about 1 GiB
+    of it taken by the CUDA context and others), 16 cores, 128 GiB of RAM (of which the
+    kernel keeps some: 126 GiB as psutil reports it)."""
+    total = gpu_mib * MiB
+    return Facts(
+        gpu_usable=True,
+        gpu_reason="1 CUDA device(s) visible",
+        gpus=(GpuInfo(0, name, total, total - GiB),),
+        host_total_bytes=126 * GiB,
+        host_available_bytes=120 * GiB,
+        cpu_count=16,
+        hostname=name,
+    )
+
+
+#: The machines every shipped config must plan on (GPU hosts), or where it says so (backend
+#: cpu or auto) the CPU machine too.
+MACHINES = {
+    "h100": _gpu_host("NVIDIA H100 80GB HBM3", 81559),
+    "h200": _gpu_host("NVIDIA H200", 143771),
+    "cpu": Facts(
+        gpu_usable=False,
+        gpu_reason="CuPy is not installed",
+        host_total_bytes=int(23.5 * GiB),
+        host_available_bytes=20 * GiB,
+        cpu_count=2,
+        hostname="cpu",
+    ),
+}
+
+
+def _worker_info(facts: Facts, memory_limit: int | None, hostname: str | None = None) -> dict:
+    """What :func:`pipeline.hardware.worker_facts` returns on a worker of ``facts``' machine."""
+    d = facts.as_dict()
+    d["host_available_bytes"] = facts.host_available_bytes
+    d["memory_limit"] = memory_limit
+    if hostname is not None:
+        d["hostname"] = hostname
+    return d
+
+
+def _joined(facts: Facts, how: str) -> tuple[Facts, int, int]:
+    """(facts, workers, threads) of a cluster joined by address whose workers were started on
+    a machine of ``facts`` with Dask's defaults: `dask cuda worker` gives one worker per GPU of
+    one thread; `dask worker` one worker of all cores. Either's memory limit, ``auto``, is the
+    RAM times threads / cores (dask-cuda counts GPUs as the cores)."""
+    if how == "dask cuda worker":
+        workers, threads = len(facts.gpus), 1
+        limit = facts.host_total_bytes // workers
+    else:
+        workers, threads = 1, facts.cpu_count
+        limit = facts.host_total_bytes
+    infos = [_worker_info(facts, limit) for _ in range(workers)]
+    return facts_from_workers(infos), workers, threads
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for path in CONFIGS:
+        config = load_config(path)
+        on = ["h100", "h200"] + (["cpu"] if config.backend in ("cpu", "auto") else [])
+        for machine in on:
+            if config.cluster.scheduler == "local":
+                hows = ["local"]
+            elif MACHINES[machine].gpu_usable:
+                hows = ["dask cuda worker", "dask worker"]
+            else:
+                hows = ["dask worker"]
+            cases += [
+                pytest.param(path, machine, how, id=f"{path.stem}-{machine}-{how}") for how in hows
+            ]
+    return cases
+
+
+def _config(path: Path, tmp: Path) -> Config:
+    """``path``'s config with its stores in ``tmp`` (absent: planned as ``run`` would, from
+    ``input.generate``), not in the checkout's data/."""
+    return load_config(
+        path, {"input.store": str(tmp / "in.zarr"), "output.store": str(tmp / "out.zarr")}
+    )
+
+
+@pytest.mark.parametrize(("path", "machine", "how"), _cases())
+def test_every_shipped_config_plans_on_the_machines_it_is_for(
+    tmp_path: Path, path: Path, machine: str, how: str
+) -> None:
+    config = _config(path, tmp_path)
+    # shipped configs make their input on first use, so they plan from input.generate alone
+    assert config.input.generate is not None and config.input.generate.when_missing
+    facts = MACHINES[machine]
+    if how == "local":
+        plan = make_plan(config, facts)
+        local_workers = plan.cluster.workers
+    else:
+        facts, workers, threads = _joined(facts, how)
+        plan = make_plan(config, facts, scheduler_workers=workers, scheduler_threads=threads)
+        local_workers = 1  # one worker per GPU host here, or one of all cores
+    m = plan.memory
+    assert m.fits()
+    assert plan.backend == ("gpu" if facts.gpu_usable and config.backend != "cpu" else "cpu")
+    # what the plan counts on, the machine has
+    assert m.host_budget is not None
+    assert m.host_per_worker <= m.host_budget
+    assert m.host_budget * local_workers <= facts.host_total_bytes
+    if plan.backend == "gpu":
+        gpu = facts.gpus[0]
+        assert m.device_budget is not None
+        assert m.device_per_worker <= m.device_budget
+        assert m.device_budget * plan.cluster.workers_per_gpu <= gpu.free_bytes
+    assert plan.n_blocks >= 1
+
+
+def test_big_config_keeps_its_purpose(tmp_path: Path) -> None:
+    """configs/big.yaml: more data than an 80 GB GPU holds, through one GPU in bounded device
+    memory, one 256 MiB shard per task (what its comment says)."""
+    config = _config(ROOT / "configs" / "big.yaml", tmp_path)
+    for machine in ("h100", "h200"):
+        plan = make_plan(config, MACHINES[machine])
+        gpu = MACHINES[machine].gpus[0]
+        assert plan.input.nbytes > MACHINES["h100"].gpus[0].total_bytes
+        assert plan.input.nbytes == 32768 * 1024 * 1024 * 4 > 137e9
+        assert plan.cluster.gpus == (0,)
+        budget = plan.cluster.device_budget * plan.cluster.workers_per_gpu
+        assert budget == 40 * GiB < gpu.total_bytes  # bounded: the config's budget holds
+        assert plan.block == plan.input.unit == (64, 1024, 1024)
+        assert math.prod(plan.block) * 4 == 256 * MiB
+        assert plan.decode_on == plan.encode_on == "gpu"
+
+
+def test_larger_than_ram_config_keeps_its_purpose(tmp_path: Path) -> None:
+    """configs/larger-than-ram.yaml: more data than the CPU machine's RAM, 1 GiB per worker."""
+    config = _config(ROOT / "configs" / "larger-than-ram.yaml", tmp_path)
+    plan = make_plan(config, MACHINES["cpu"])
+    assert plan.input.nbytes == 32 * GiB > MACHINES["cpu"].host_total_bytes
+    assert plan.cluster.host_budget == GiB
+    assert plan.cluster.workers == 2
+
+
+# --------------------------------------------------------------------------------------------
+# The device budget of workers that share a GPU.
+
+
+def test_workers_sharing_a_gpu_split_its_device_budget(tmp_path: Path) -> None:
+    """cluster.device_memory_limit is per GPU; a local cluster's workers_per_gpu workers each
+    get their share, and the plan's description says so."""
+    for per_gpu in (1, 3):
+        config = load_config(
+            ROOT / "configs" / "big.yaml",
+            {
+                "input.store": str(tmp_path / "in.zarr"),
+                "output.store": str(tmp_path / "out.zarr"),
+                "cluster.workers_per_gpu": per_gpu,
+                "cluster.threads_per_worker": 3,
+            },
+        )
+        plan = make_plan(config, MACHINES["h100"])
+        assert plan.cluster.workers_per_gpu == per_gpu
+        assert plan.cluster.workers == per_gpu
+        assert plan.cluster.device_budget == 40 * GiB // per_gpu
+        # the description names the budget per GPU, and the split where there is one
+        row = dict(describe(plan))["device memory"]
+        assert "40.00 GiB" in row, row
+        assert per_gpu == 1 or f"{per_gpu} workers" in row, row
+
+
+def test_big_config_with_three_workers_per_gpu_is_refused_with_what_would_fit(
+    tmp_path: Path,
+) -> None:
+    """The issue's refusal: 8 threads in each of 3 workers sharing 40 GiB. The block is one
+    input shard, so no smaller block is offered; the error carries the numbers."""
+    config = load_config(
+        ROOT / "configs" / "big.yaml",
+        {
+            "input.store": str(tmp_path / "in.zarr"),
+            "output.store": str(tmp_path / "out.zarr"),
+            "cluster.workers_per_gpu": 3,
+        },
+    )
+    with pytest.raises(PlanError) as e:
+        make_plan(config, MACHINES["h200"])
+    err = e.value
+    assert err.device_budget == 40 * GiB // 3
+    assert err.device_per_worker > err.device_budget
+    assert err.block == (64, 1024, 1024)
+    assert err.block_that_fits is None  # one shard per block already
+    assert str(err).count("\n") == 0
+
+
+def test_a_refused_block_names_one_that_fits(tmp_path: Path) -> None:
+    """An explicit block over the host budget: the error offers a block, a whole number of the
+    input's chunks, with which the same plan fits."""
+    make_array(tmp_path / "in.zarr", np.zeros((4000, 1000), np.float32), (10, 1000))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        chunking={"block": [4000, 1000]},
+        cluster={"workers": 2, "threads_per_worker": 1, "host_memory_limit": "430MiB"},
+    )
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg), MACHINES["cpu"])
+    fits = e.value.block_that_fits
+    assert fits is not None and fits[0] % 10 == 0 and fits[0] < 4000
+    plan = make_plan(load_config(cfg, {"chunking.block": list(fits)}), MACHINES["cpu"])
+    assert plan.memory.fits() and plan.block == fits
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets the machine cannot give.
+
+
+def _small_job(tmp: Path, **cluster: Any) -> Path:
+    make_array(tmp / "in.zarr", np.ones((40, 30), np.float32), (5, 30))
+    return write_config(
+        tmp, tmp / "in.zarr", tmp / "out.zarr", cluster={"dashboard": "", **cluster}
+    )
+
+
+def test_host_budgets_over_the_hosts_ram_are_refused(tmp_path: Path) -> None:
+    cfg = _small_job(tmp_path, workers=2, host_memory_limit="200GiB")
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg), MACHINES["cpu"])
+    assert e.value.budget == 200 * GiB
+    assert e.value.workers == 2
+    assert e.value.host_memory == MACHINES["cpu"].host_total_bytes
+    # what all workers together can have, they get
+    half = MACHINES["cpu"].host_total_bytes // 2
+    plan = make_plan(load_config(cfg, {"cluster.host_memory_limit": half}), MACHINES["cpu"])
+    assert plan.cluster.host_budget == half
+    with pytest.raises(PlanError):
+        make_plan(load_config(cfg, {"cluster.host_memory_limit": half + 1}), MACHINES["cpu"])
+
+
+def test_a_host_budget_over_this_machines_ram_is_refused_before_anything_starts(
+    tmp_path: Path, cli
+) -> None:
+    """The issue's case, on the machine the tests run on: 200 GiB per worker."""
+    cfg = _small_job(tmp_path, workers=2, host_memory_limit="200GiB")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    one_line_error(err)
+    assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_device_budget_over_the_gpus_memory_is_refused(tmp_path: Path) -> None:
+    cfg = _small_job(tmp_path)
+    over = {"backend": "gpu", "cluster.device_memory_limit": "100GiB"}
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, over), MACHINES["h100"])
+    assert e.value.budget == 100 * GiB
+    assert e.value.gpu_memory == MACHINES["h100"].gpus[0].total_bytes
+    plan = make_plan(load_config(cfg, over), MACHINES["h200"])  # 141 GB holds 100 GiB
+    assert plan.cluster.device_budget == 100 * GiB // plan.cluster.workers_per_gpu
+
+
+# --------------------------------------------------------------------------------------------
+# A cluster joined by address: each worker's own memory limit.
+
+
+def _two_hosts(limit: int | None) -> list[dict]:
+    """`worker_facts` of 8 workers on two 128 GiB GPU hosts, 4 workers each."""
+    h = MACHINES["h100"]
+    return [_worker_info(h, limit, hostname=f"host{k}") for k in (0, 1) for _ in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(32 * GiB, 32 * GiB), (None, 126 * GiB // 4)], ids=["set", "none"]
+)
+def test_a_joined_clusters_host_budget_is_each_workers_own(
+    tmp_path: Path, limit: int | None, expected: int
+) -> None:
+    """Workers on several hosts: a worker's budget is its own memory limit, or without one
+    its host's RAM shared by that host's workers, not one host's RAM over all workers."""
+    cfg = _small_job(tmp_path, scheduler="tcp://127.0.0.1:8786")
+    facts = facts_from_workers(_two_hosts(limit))
+    assert facts.worker_memory_limit == expected
+    plan = make_plan(load_config(cfg), facts, scheduler_workers=8, scheduler_threads=1)
+    assert plan.cluster.host_budget == expected
+    fraction = make_plan(
+        load_config(cfg, {"cluster.host_memory_limit": 0.5}), facts, 8, 1
+    ).cluster.host_budget
+    assert fraction == expected // 2
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, {"cluster.host_memory_limit": expected + 1}), facts, 8, 1)
+    assert e.value.worker_memory_limit == expected
+
+
+def test_the_weakest_worker_sets_a_joined_clusters_budget() -> None:
+    infos = _two_hosts(32 * GiB)
+    infos[5]["memory_limit"] = 3 * GiB
+    assert facts_from_workers(infos).worker_memory_limit == 3 * GiB
+
+
+@pytest.fixture
+def uneven_cluster(tmp_path: Path) -> Iterator[str]:
+    """A real `dask scheduler` and two real `dask worker` processes started with their own
+    memory limits, 1 GiB and 1.5 GiB (as on two hosts of different sizes)."""
+    from tests.faultkit import env, kill_group
+
+    sched_file = tmp_path / "scheduler.json"
+    log = (tmp_path / "dask.log").open("w")
+    common: dict[str, Any] = dict(
+        env=env(), start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
+    dask = [sys.executable, "-m", "dask"]
+    procs = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1"]
+            + ["--port", "0", "--no-dashboard"],
+            **common,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                json.loads(sched_file.read_text())["address"]
+                break
+            time.sleep(0.1)
+        for limit in ("1GiB", "1.5GiB"):
+            procs.append(
+                subprocess.Popen(
+                    [*dask, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1"]
+                    + ["--memory-limit", limit, "--no-dashboard"],
+                    **common,
+                )
+            )
+        from distributed import Client
+
+        with Client(scheduler_file=str(sched_file), timeout="60s") as c:
+            c.wait_for_workers(2, timeout=120)
+            address = c.scheduler.address
+        yield address
+    finally:
+        for p in reversed(procs):
+            kill_group(p)
+        log.close()
+
+
+def test_a_run_on_a_joined_cluster_uses_the_weakest_workers_memory_limit(
+    tmp_path: Path, cli, uneven_cluster: str
+) -> None:
+    x = np.random.default_rng(3).standard_normal((60, 40)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (10, 40))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    summary = tmp_path / "summary.json"
+    rc, _, err = cli("run", cfg, "--scheduler", uneven_cluster, "--summary-json", summary)
+    assert rc == 0, err
+    s = json.loads(summary.read_text())
+    assert s["workers"] == 2
+    assert s["host_budget"] == GiB
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    # more than that worker may use is refused, before anything is written
+    over = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out2.zarr",
+        name="over.yaml",
+        cluster={"host_memory_limit": "1.2GiB"},
+    )
+    rc, _, err = cli("run", over, "--scheduler", uneven_cluster)
+    assert rc == 1
+    one_line_error(err)
+    assert not (tmp_path / "out2.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# output.codec.checksum: every frame carries a checksum, whoever encodes.
+
+
+def test_gpu_plans_encode_on_the_cpu_when_checksums_are_asked(tmp_path: Path) -> None:
+    cfg = _small_job(tmp_path)
+    for checksum, encoder in ((True, "cpu"), (False, "gpu")):
+        config = load_config(cfg, {"backend": "gpu", "output.codec.checksum": checksum})
+        plan = make_plan(config, MACHINES["h100"])
+        assert (plan.decode_on, plan.encode_on) == ("gpu", encoder)
+        assert plan.sink.encoding.checksum is checksum
+        assert any("checksum" in n for n in plan.notes) is checksum
+
+
+def _frames(store: Path) -> list[bytes]:
+    """Every zstd frame of a Zarr v3 output, read from its files (one frame per chunk file,
+    or several per shard file, found through the shard's index at its end)."""
+    arr = zarr.open_array(store=str(store), mode="r")
+    files = [f.read_bytes() for f in sorted((store / "c").rglob("*")) if f.is_file()]
+    if arr.shards is None:
+        return files
+    n = math.prod(s // c for s, c in zip(arr.shards, arr.chunks, strict=True))
+    frames = []
+    for raw in files:
+        index = np.frombuffer(raw[-(16 * n + 4) : -4], "<u8").reshape(n, 2)
+        frames += [raw[int(o) : int(o + k)] for o, k in index if o != 2**64 - 1]
+    return frames
+
+
+def _zstd_configurations(codecs: list[dict]) -> Iterator[dict]:
+    """The configuration of every zstd codec in a Zarr v3 codec list, inside shards too."""
+    for c in codecs:
+        if c["name"] == "zstd":
+            yield c["configuration"]
+        yield from _zstd_configurations(c.get("configuration", {}).get("codecs", []))
+
+
+def _check_frames(store: Path) -> None:
+    """Every frame of the array at ``store`` says it carries a content checksum (the zstd
+    frame header's flag), the checksum verifies, and a changed checksum fails to decode."""
+    arr = zarr.open_array(store=str(store), mode="r")
+    codecs = json.loads((store / "zarr.json").read_text())["codecs"]
+    assert [z["checksum"] for z in _zstd_configurations(codecs)] == [True]  # what it says
+    chunk_bytes = math.prod(arr.chunks) * arr.dtype.itemsize
+    frames = _frames(store)
+    assert len(frames) == math.prod(
+        math.ceil(s / c) for s, c in zip(arr.shape, arr.chunks, strict=True)
+    )
+    for frame in frames:
+        assert frame[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
+        assert frame[4] & 0x04, "the frame header's Content_Checksum_flag is not set"
+        assert len(numcodecs.Zstd().decode(frame)) == chunk_bytes
+        bad = bytearray(frame)
+        bad[-1] ^= 0xFF  # the checksum is the frame's last 4 bytes
+        with pytest.raises(RuntimeError):
+            numcodecs.Zstd().decode(bytes(bad))
+
+
+def _quick_config(tmp: Path, backend: str, **sections: Any) -> Path:
+    """A config of ``tmp/in.zarr`` to ``tmp/out.zarr`` on ``backend``; on the CPU a cluster of
+    threads in this process (these tests are about the stores, not the processes)."""
+    cluster = {"protocol": "inproc", "workers": 1} if backend == "cpu" else {}
+    return write_config(
+        tmp, tmp / "in.zarr", tmp / "out.zarr", backend=backend, cluster=cluster, **sections
+    )
+
+
+def _checksummed_run(tmp_path: Path, cli, backend: str, shards: Any) -> None:
+    x = np.random.default_rng(7).standard_normal((48, 40)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 40), shards=(16, 40))
+    cfg = _quick_config(
+        tmp_path,
+        backend,
+        output={"codec": {"name": "zstd", "checksum": True}, "shards": shards},
+        chunking={"target_bytes": 16 * 40 * 4},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    _check_frames(tmp_path / "out.zarr")
+
+
+@pytest.mark.parametrize("shards", ["auto", "none"])
+def test_cpu_output_frames_carry_valid_checksums(tmp_path: Path, cli, shards: str) -> None:
+    _checksummed_run(tmp_path, cli, "cpu", shards)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shards", ["auto", "none"])
+def test_gpu_output_frames_carry_valid_checksums(tmp_path: Path, cli, shards: str) -> None:
+    _checksummed_run(tmp_path, cli, "gpu", shards)
+
+
+# --------------------------------------------------------------------------------------------
+# Chunk geometry: 0-length axes, chunks larger than the array.
+
+
+def _hand_written(path: Path, zarr_format: int, shape: list, chunks: list) -> None:
+    """An array's metadata written by hand from the Zarr spec (zarr-python refuses to write
+    chunks with a 0), no chunk files."""
+    path.mkdir()
+    if zarr_format == 3:
+        doc = {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": shape,
+            "data_type": "float32",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": 0.0,
+            "codecs": [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "zstd", "configuration": {"level": 0, "checksum": False}},
+            ],
+            "attributes": {},
+        }
+        (path / "zarr.json").write_text(json.dumps(doc))
+    else:
+        doc = {
+            "zarr_format": 2,
+            "shape": shape,
+            "chunks": chunks,
+            "dtype": "<f4",
+            "compressor": {"id": "zstd", "level": 1},
+            "fill_value": 0.0,
+            "order": "C",
+            "filters": None,
+        }
+        (path / ".zarray").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_chunks_with_a_zero_are_refused_before_anything_is_written(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    _hand_written(tmp_path / "in.zarr", zarr_format, [1, 5, 1], [1, 2, 0])
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(InputError) as e:
+        make_plan(load_config(cfg), MACHINES["cpu"])
+    assert e.value.chunks == (1, 2, 0)
+    assert e.value.shape == (1, 5, 1)
+    assert e.value.store == str(tmp_path / "in.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    one_line_error(err)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _empty_input(path: Path, case: str) -> tuple[int, ...]:
+    """An empty (0-size) array, written by zarr-python (or by hand where it needs a 0 in
+    the chunks of a 0-length axis, which zarr-python also writes when asked)."""
+    if case == "v3":
+        make_array(path, np.zeros((1, 0, 5), np.float32), (1, 2, 5))
+    elif case == "v2":
+        make_array(path, np.zeros((1, 0, 5), np.float32), (1, 2, 5), zarr_format=2)
+    elif case == "v3-sharded":
+        make_array(path, np.zeros((4, 0), np.float32), (1, 2), shards=(2, 4))
+    elif case == "zero-chunks":
+        make_array(path, np.zeros((0, 3), np.float32), (0, 3))
+    else:
+        _hand_written(path, 2, [6, 0], [0, 0])
+    return tuple(zarr.open_array(store=str(path), mode="r").shape)
+
+
+BACKENDS = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["v3", "v2", "v3-sharded", "zero-chunks", "zero-chunks-v2"])
+def test_an_empty_array_gives_an_empty_complete_output(
+    tmp_path: Path, cli, case: str, backend: str
+) -> None:
+    """A 0-size array is valid Zarr, and NumPy's chain over it is an empty array: the output
+    is that, of the input's shape and the chain's dtype, complete; verify agrees."""
+    shape = _empty_input(tmp_path / "in.zarr", case)
+    cfg = _quick_config(tmp_path, backend)
+    plan = make_plan(load_config(cfg), MACHINES["h100" if backend == "gpu" else "cpu"])
+    assert plan.n_blocks == 0 and 0 not in plan.block and 0 not in plan.output.chunk
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")
+    assert out.shape == shape and out.dtype == np.float32 and out[...].size == 0
+    assert status(tmp_path / "out.zarr") == "complete"
+    rc, _, err = cli("verify", cfg, "--all")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("zarr_format", "chunks", "shards"),
+    [(3, (10, 10), None), (2, (10, 10), None), (3, (4, 4), (8, 8)), (3, (2, 64), None)],
+)
+def test_chunks_larger_than_the_array(
+    tmp_path: Path, cli, zarr_format: int, chunks: tuple, shards: tuple | None, backend: str
+) -> None:
+    """Chunks (or shards) longer than the array on some axis: stored padded, read clipped."""
+    x = np.arange(15, dtype=np.float32).reshape(3, 5)
+    make_array(tmp_path / "in.zarr", x, chunks, zarr_format=zarr_format, shards=shards)
+    cfg = _quick_config(tmp_path, backend)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert status(tmp_path / "out.zarr") == "complete"
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_a_generated_input_with_checksums_is_encoded_on_the_cpu(
+    tmp_path: Path, checksum: bool
+) -> None:
+    """`generate` on the GPU, too, leaves frames that must carry checksums to the CPU."""
+    from pipeline.generate import create_input
+
+    cfg = generated_config(
+        tmp_path, {"shape": [8, 40], "chunks": [2, 40], "codec": {"checksum": checksum}}
+    )
+    spec = create_input(load_config(cfg), "gpu")  # metadata only: no GPU is needed
+    assert spec.sink.backend == ("cpu" if checksum else "gpu")
+    assert spec.sink.encoding.checksum is checksum
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_generated_frames_carry_valid_checksums(tmp_path: Path, cli, backend: str) -> None:
+    cfg = generated_config(
+        tmp_path,
+        {"shape": [48, 40], "chunks": [4, 40], "shards": [16, 40], "codec": {"checksum": True}},
+        backend=backend,
+    )
+    rc, _, err = cli("generate", cfg)
+    assert rc == 0, err
+    _check_frames(tmp_path / "in.zarr")
