@@ -164,7 +164,7 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
         try:
             return _read_block_gpu(be, info, units, slices)
         except _DecodeOnHost:
-            pass  # a valid zstd frame that the GPU cannot size: this block decodes on the CPU
+            pass  # frames the GPU should not decode: this block decodes on the CPU
     shape = layout.region_shape(slices)
     out = be.host_array(shape, info.dtype, "decoded")
     origin = tuple(s.start for s in slices)
@@ -222,8 +222,9 @@ def _decode_unit_on_host(
 
 
 class _DecodeOnHost(Exception):
-    """A unit holds zstd frames whose headers declare no content size (valid, but nvCOMP
-    decodes to a size it is told): its block is decoded on the CPU instead."""
+    """A unit holds zstd frames that the GPU should not decode (no declared content size, or
+    a content checksum to verify; see :func:`codecs.check_frames`): its block is decoded on
+    the CPU instead."""
 
 
 def _read_block_gpu(

@@ -461,8 +461,9 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
     and the frame's length measured from its block headers (a cut frame would be decoded
     from whatever bytes follow it); for no codec, the size.
 
-    Returns a mask of the present frames whose header declares no content size (valid zstd
-    that the GPU decoder cannot size: decode those on the host). Raises :class:`Damaged`
+    Returns a mask of the present frames to decode on the host instead: those whose header
+    declares no content size (valid zstd that the GPU decoder cannot size) and those that
+    carry a content checksum (the host's decoder verifies it). Raises :class:`Damaged`
     naming the first bad frame's index. Vectorised over frames: a 256 MiB block holds
     thousands of them."""
     present = np.flatnonzero(frames.sizes != EMPTY)
@@ -506,7 +507,9 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
                 )
             content[has] |= buf[p].astype(np.int64) << (8 * k)
     content = np.where(fcs_size == 2, content + 256, content)
-    needs_host = fcs_size == 0
+    # frames that declare no size cannot be sized for the GPU's decoder; frames with a content
+    # checksum go to the host too, whose decoder verifies it (nvCOMP's is not known to)
+    needs_host = (fcs_size == 0) | (checksum == 1)
     _first_bad(
         present,
         ~needs_host & (content != chunk_nbytes),

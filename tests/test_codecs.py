@@ -52,7 +52,7 @@ def test_a_frame_is_measured_from_its_headers(checksum: bool) -> None:
 
 
 def test_check_frames_accepts_whole_frames_back_to_back() -> None:
-    frames = [f for _, f, size in _frames(True) if size == N]
+    frames = [f for _, f, size in _frames(False) if size == N]
     buf = np.frombuffer(b"".join(frames), np.uint8)
     offsets = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.uint64)
     sizes = np.array([len(f) for f in frames], np.uint64)
@@ -90,6 +90,11 @@ def test_check_frames_refuses_every_kind_of_damage() -> None:
     # a whole frame whose stored size says less than the frame holds
     with pytest.raises(Damaged):
         _one(whole, size=len(whole) - 1)
+
+
+def test_frames_with_a_checksum_go_to_the_host() -> None:
+    frame = numcodecs.Zstd(level=1, checksum=True).encode(_payloads()["smooth"])
+    assert _one(frame).tolist() == [True]
 
 
 def test_frames_that_declare_no_content_size_go_to_the_host() -> None:

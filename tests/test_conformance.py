@@ -499,6 +499,7 @@ DAMAGES = [
     ("v2-truncated", _zarr2_zstd, "0.0", _truncate),
     ("v2-blosc-truncated", zarr2(), "1.1", _truncate),
     ("v2-gzip-truncated", zarr2(compressors=numcodecs.GZip()), "1.1", _truncate),
+    ("v3-zstd-checksum-mismatch", zarr3(compressors=ZstdCodec(checksum=True)), "c/1/1", _flip_crc),
     ("v3-crc32c-mismatch", zarr3(compressors=[ZstdCodec(), Crc32cCodec()]), "c/1/0", _flip_crc),
     ("shard-cut", sharded(), "c/0/0", _truncate),
     ("shard-empty", sharded(), "c/1/1", _empty),
