@@ -207,18 +207,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                 client.close()
         else:
             p = plan_run(config)
-        from pipeline.runner import output_state
+        from pipeline.runner import output_now
 
-        now = {
-            "absent": "absent: `run` creates it",
-            "complete": "complete: `run --overwrite` replaces it",
-            "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
-            "foreign": "something else is there: `run --overwrite` replaces it",
-            "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
-            "not-zarr": "a directory of other files, which `run` never deletes: choose another",
-        }[output_state(p)]
         plan_rows = describe(p)
-        plan_rows.insert(2, ("output now", now))
+        plan_rows.insert(2, ("output now", output_now(p)))
         report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
         return 0
     if args.command == "generate":

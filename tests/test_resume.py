@@ -34,6 +34,7 @@ from tests.faultkit import (
     one_line_error,
     run_and_signal,
     status,
+    stored_files,
     wait_for_markers,
     wait_gone,
 )
@@ -204,6 +205,24 @@ def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None
         assert file_states(work.output) == snapshot
     finally:
         copy_store(saved, work.input)  # keeps modification times: the same input again
+
+
+def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) -> None:
+    """Where the output is does not change its bytes: an interrupted output moved with its run
+    record resumes at its new place, to the bytes of the run that was never stopped."""
+    moved = work.dir / "moved.zarr"
+    copy_store(work.killed, moved)
+    output = {**yaml.safe_load(work.config.read_text())["output"], "store": str(moved)}
+    cfg = work.config_with("moved.yaml", output=output)
+    skipped = markers(moved)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written" in err
+    assert status(moved) == "complete"
+    got, ref = stored_files(moved), stored_files(work.ref)
+    assert sorted(got) == sorted(ref)
+    assert all(got[k] == ref[k] for k in got if k != "zarr.json")
+    shutil.rmtree(moved)
 
 
 def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Work, cli) -> None:
