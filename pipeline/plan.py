@@ -509,17 +509,25 @@ def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> 
 
 def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
     """The input's layout; for an input that ``run`` will generate first (``input.generate``
-    with ``when_missing``) and that does not exist yet, the layout it will be given."""
+    with ``when_missing``: it does not exist yet, or its generation was interrupted), the
+    layout it will be given. An unfinished generated input is refused otherwise (InputError)."""
+    from pipeline.generate import check_finished, generation_status, planned_info
+
     gen = config.input.generate
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
         if not any(loc.exists(k) for k in keys):
-            from pipeline.generate import planned_info
-
             notes.append("the input does not exist yet: `run` generates it first")
             return planned_info(config)
-    return describe_array(loc, config.input.array)
+        if generation_status(loc, path) == "incomplete":
+            notes.append(
+                "the input is unfinished (an interrupted generate): `run` generates it again"
+            )
+            return planned_info(config)
+    info = describe_array(loc, config.input.array)
+    check_finished(config)
+    return info
 
 
 def check_stores_reachable(config: Config) -> None:

@@ -34,7 +34,13 @@ log = logging.getLogger("pipeline")
 
 
 class Interrupted(Exception):
-    """The user pressed Ctrl-C (or the process got SIGTERM); the output is resumable."""
+    """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' (the
+    output is resumable) or 'generate' (the input ``where`` is unfinished: generate again)."""
+
+    def __init__(self, what: str = "run", where: str = "") -> None:
+        super().__init__(what, where)
+        self.what = what
+        self.where = where
 
 
 @dataclass(frozen=True)
@@ -364,10 +370,18 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     t_start = time.perf_counter()
     gen = config.input.generate
     if gen is not None and gen.when_missing:
+        from pipeline.generate import generation_status
+
         loc = storage.Location.of(config.input.store, config.input.storage_options)
         key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
-        if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
-            log.info("input %s is missing: generating it (input.generate)", loc.url)
+        missing = not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray")))
+        unfinished = not missing and generation_status(loc, config.input.array) == "incomplete"
+        if missing or unfinished:
+            log.info(
+                "input %s is %s: generating it (input.generate.when_missing)",
+                loc.join(config.input.array),
+                "missing" if missing else "unfinished (an interrupted generate)",
+            )
             generate_input(config, options.progress)
             # the run's own clock starts after the input exists
             t_start = time.perf_counter()
@@ -772,7 +786,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend."""
     from distributed import as_completed
 
-    from pipeline.generate import create_input, generate_unit
+    from pipeline.generate import create_input, generate_unit, mark_generated
     from pipeline.plan import _threads, _workers, check_stores_reachable
 
     if config.input.generate is None:
@@ -804,23 +818,27 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         timeout=config.cluster.timeout,
         dashboard="",
     )
-    spec = create_input(config, be)
-    info = spec.sink.info
-    units = list(layout.iter_indices(info.grid))
-    cm = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
-    with cm as client:
-        futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
-        unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
-        try:
-            with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.advance()
-        except BaseException as e:
-            client.cancel(futures)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted() from None
-            raise
+    where = loc.join(config.input.array.strip("/"))
+    try:
+        # marked unfinished from here until every unit is written
+        spec = create_input(config, be)
+        info = spec.sink.info
+        units = list(layout.iter_indices(info.grid))
+        cm = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
+        with cm as client:
+            futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
+            unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
+            try:
+                with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
+                    for fut in as_completed(futures):
+                        fut.result()
+                        bar.advance()
+            except BaseException:
+                client.cancel(futures)
+                raise
+        mark_generated(loc, info.path)
+    except KeyboardInterrupt:
+        raise Interrupted("generate", where) from None
     return info
 
 

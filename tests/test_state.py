@@ -1,18 +1,26 @@
-"""State that must never pass for finished: a complete output made from another config or input.
+"""State that must never pass for finished: a complete output made from another config or input,
+and an input whose generation was interrupted.
 
-``run --resume`` on a complete output compares what made it (recorded in its attributes) with
-the config and input at hand: the same says nothing to do; anything else (stages, output layout
-or codec, the input moved or rewritten, frames encoded on another device, or an output too old
-to say) is refused with an OutputError naming what changed, and nothing is written.
+* ``run --resume`` on a complete output compares what made it (recorded in its attributes)
+  with the config and input at hand: the same says nothing to do; anything else (stages, output
+  layout or codec, the input moved or rewritten, frames encoded on another device, or an output
+  too old to say) is refused with an OutputError naming what changed, and nothing is written.
+* A generated input says whether every unit is written (``pipeline_generated.status``); one
+  that Ctrl-C stopped is refused by ``run``, ``plan`` and ``verify`` (InputError) and is
+  generated again by ``generate`` or by ``run`` with ``when_missing``.
 
-Everything runs the real CLI on real stores.
+Everything runs the real CLI on real stores; the interruptions are real signals to a real
+``python -m pipeline`` process group.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,18 +31,26 @@ import yaml
 import zarr
 
 from pipeline.cli import main
-from pipeline.errors import OutputError
+from pipeline.errors import InputError, OutputError
 from tests.conftest import (
     STAGES,
+    generated_config,
     make_array,
     read_array,
     reference,
     write_config,
 )
 from tests.faultkit import (
+    chunk_files,
+    cli_process,
     copy_store,
+    descendants,
     file_states,
+    kill_group,
+    kill_procs,
     one_line_error,
+    wait_for_chunk_files,
+    wait_gone,
 )
 
 
@@ -343,3 +359,136 @@ def test_a_complete_output_that_records_nothing_is_refused(done: Done, cli) -> N
     assert rc == 0, err
     assert attributes(out)["pipeline"]["status"] == "complete"
     assert np.array_equal(read_array(out), reference(done.x))
+
+
+# --------------------------------------------------------------------------------------------
+# 5. An interrupted generate.
+
+GEN_COLS = 4096
+
+
+def _gen_config(d: Path, rows: int, **sections: Any) -> Path:
+    """An input of ``rows`` unsharded chunks of one row (one generate task each)."""
+    gen = {"shape": [rows, GEN_COLS], "chunks": [1, GEN_COLS], "shards": "none", "seed": 11}
+    gen.update(sections.pop("generate", {}))
+    cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    return generated_config(d, gen, cluster=cluster, **sections)
+
+
+@dataclass
+class Unfinished:
+    """An input that Ctrl-C stopped ``generate`` on, and its config."""
+
+    config: Path
+    input: Path
+    rows: int
+    stderr: str
+    returncode: int
+
+
+def _interrupt_generate(d: Path, command: str = "generate", **sections: Any) -> Unfinished:
+    """Start ``pipeline COMMAND`` (a generate, or a run that generates its input first), press
+    Ctrl-C (SIGINT to its process group, as a terminal does) once some units are written, and
+    wait for it to end. A larger input when the machine was too quick."""
+    rows = 400
+    for _ in range(4):
+        shutil.rmtree(d / "in.zarr", ignore_errors=True)
+        cfg = _gen_config(d, rows, **sections)
+        proc = cli_process(cfg, cwd=d, command=command)
+        try:
+            n = wait_for_chunk_files(proc, d / "in.zarr", 3, timeout=120)
+            if n < 0:
+                proc.communicate(timeout=60)
+                rows *= 4
+                continue
+            children = descendants(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.returncode is None:
+                kill_group(proc)
+        left = wait_gone(children, timeout=30)
+        kill_procs(left)
+        assert not left, f"left running after Ctrl-C: {left}"
+        if chunk_files(d / "in.zarr") < rows:
+            return Unfinished(cfg, d / "in.zarr", rows, err, proc.returncode)
+        rows *= 4
+    pytest.fail("could not interrupt generate midway: it always finished first")
+
+
+def _generated(store: Path) -> dict[str, Any]:
+    return attributes(store)["pipeline_generated"]
+
+
+def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Path, cli) -> None:
+    u = _interrupt_generate(tmp_path)
+    assert u.returncode == 130, u.stderr
+    line = [ln for ln in u.stderr.splitlines() if ln.strip()]
+    assert len(line) == 1 and line[0].startswith("interrupted:"), u.stderr
+    # the fix is to generate again, not to resume a run
+    assert f"`pipeline generate {u.config}`" in line[0] and "--resume" not in line[0]
+    assert _generated(u.input)["status"] == "incomplete"
+    assert chunk_files(u.input) < u.rows
+
+    out = tmp_path / "out.zarr"
+    for args in (("run", u.config), ("run", u.config, "--resume"), ("plan", u.config)):
+        before = file_states(u.input)
+        line, e = refused(cli, InputError, *args)
+        assert e.input == str(u.input) and e.status == "incomplete"
+        assert "is unfinished" in line and "`pipeline generate CONFIG`" in line, line
+        assert not out.exists(), f"{args} created the output"
+        assert file_states(u.input) == before  # the input is never modified
+    line, e = refused(cli, InputError, "verify", u.config)
+    assert e.input == str(u.input)
+
+    # generating again (the fix named) finishes it: every unit written, none left as fill
+    rc, _, err = cli("generate", u.config, "--progress", "none")
+    assert rc == 0, err
+    assert _generated(u.input)["status"] == "complete"
+    assert chunk_files(u.input) == u.rows
+    assert np.all(np.any(read_array(u.input) != 0, axis=1))
+    rc, out_text, err = cli("plan", u.config)
+    assert rc == 0, err
+    assert plan_rows(out_text)["output now"].startswith("absent")
+
+
+def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Path, cli) -> None:
+    u = _interrupt_generate(tmp_path, generate={"when_missing": True})
+    assert u.returncode == 130 and _generated(u.input)["status"] == "incomplete", u.stderr
+    rc, out, err = cli("plan", u.config)
+    assert rc == 0, err
+    assert "the input is unfinished (an interrupted generate): `run` generates it" in out
+    assert _generated(u.input)["status"] == "incomplete"  # plan wrote nothing
+    rc, _, err = cli("run", u.config, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert re.search(r"input .*in\.zarr is unfinished \(an interrupted generate\): generating", err)
+    assert _generated(u.input)["status"] == "complete"
+    assert chunk_files(u.input) == u.rows
+    x = read_array(u.input)
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_ctrl_c_while_run_generates_its_input_points_at_generate(tmp_path: Path, cli) -> None:
+    """``run`` with ``when_missing`` stopped while it generates: no output exists, so the line
+    points at generating the input again, not at ``run --resume``."""
+    u = _interrupt_generate(tmp_path, command="run", generate={"when_missing": True})
+    assert u.returncode == 130, u.stderr
+    lines = [ln for ln in u.stderr.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and f"`pipeline generate {u.config}`" in lines[0], u.stderr
+    assert _generated(u.input)["status"] == "incomplete"
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_an_input_generated_by_an_older_version_counts_as_finished(tmp_path: Path, cli) -> None:
+    """Versions before the status was recorded wrote no ``status``: such inputs were whole
+    (or their interruption cannot be told), and are read as before."""
+    cfg = _gen_config(tmp_path, 8)
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    attrs = attributes(tmp_path / "in.zarr")
+    del attrs["pipeline_generated"]["status"]
+    set_attributes(tmp_path / "in.zarr", attrs)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    x = read_array(tmp_path / "in.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
