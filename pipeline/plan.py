@@ -136,8 +136,9 @@ class Plan:
 
 
 def _input_identity(info: ArrayInfo) -> Any:
-    """The input's metadata document, and for local stores the total size and newest mtime of
-    its files, so an input rewritten after an interruption is noticed."""
+    """The input's metadata document, and the total size of its files with, for local stores,
+    the newest mtime, for object stores a digest of each object's ETag (or modification time),
+    so an input rewritten since a run (interrupted or complete) is noticed."""
     import os
 
     doc = (
@@ -146,7 +147,27 @@ def _input_identity(info: ArrayInfo) -> Any:
         or b""
     )
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
-    if info.location.is_local:
+    if not info.location.is_local:
+        # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
+        found = info.location.fs().find(info.location.join(info.path), detail=True)
+        digest = hashlib.sha256()
+        total = 0
+        for name in sorted(found):
+            if "/.pipeline/" in name:
+                continue
+            d = found[name]
+            total += int(d.get("size") or 0)
+            stamp = next(
+                (
+                    d[k]
+                    for k in ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+                    if d.get(k) is not None
+                ),
+                "",
+            )
+            digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
+        ident += [total, digest.hexdigest()[:16]]
+    else:
         root = info.location.join(info.path)
         total, newest = 0, 0.0
         for dirpath, _, files in os.walk(root):
