@@ -204,40 +204,65 @@ def mark_generated(loc: Location, path: str) -> None:
 def generation_status(loc: Location, path: str) -> str | None:
     """'complete' or 'incomplete' for an input that ``generate`` made (one made by a version
     that did not record it counts as complete); None for any other array, or no array."""
-    from pipeline.storage import read_attributes
+    return _generation_status(_attributes(loc, path))
 
-    path = path.strip("/")
-    if not any(loc.exists(f"{path}/{k}" if path else k) for k in ("zarr.json", ".zarray")):
-        return None
-    try:
-        doc = read_attributes(loc, path).get(GENERATED)
-    except Exception:  # unreadable metadata: describe_array names the problem
-        return None
+
+def _generation_status(attrs: dict[str, Any]) -> str | None:
+    doc = attrs.get(GENERATED)
     if not isinstance(doc, dict):
         return None
     return "incomplete" if doc.get("status") == "incomplete" else "complete"
 
 
+def _attributes(loc: Location, path: str) -> dict[str, Any]:
+    """The attributes of the array at ``path``; {} when there is none, or they cannot be
+    read (describe_array names that problem)."""
+    from pipeline.storage import read_attributes
+
+    path = path.strip("/")
+    if not any(loc.exists(f"{path}/{k}" if path else k) for k in ("zarr.json", ".zarray")):
+        return {}
+    try:
+        return read_attributes(loc, path)
+    except Exception:
+        return {}
+
+
 def check_finished(config: Config) -> None:
-    """Refuse (InputError) an input whose generation was interrupted: the units it did not
-    write would be read as fill values."""
+    """Refuse (InputError) an input that the pipeline began and did not finish: one whose
+    generation was interrupted, or the output of an interrupted run (a chained run). The
+    chunks they lack would be read as fill values.
+
+    The error's fields: ``input`` (where), ``status`` ('incomplete'), ``made_by`` ('generate'
+    or 'run')."""
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
-    if generation_status(loc, path) != "incomplete":
-        return
+    attrs = _attributes(loc, path)
     where = loc.join(path)
-    fix = (
-        "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
-        "true and `run` does)"
-        if config.input.generate is not None
-        else "generate it again with `pipeline generate` and the config that describes it"
-    )
-    raise InputError(
-        f"the input {where} is unfinished: its generation was interrupted, so some of its "
-        f"chunks were never written; {fix}",
-        input=where,
-        status="incomplete",
-    )
+    if _generation_status(attrs) == "incomplete":
+        fix = (
+            "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
+            "true and `run` does)"
+            if config.input.generate is not None
+            else "generate it again with `pipeline generate` and the config that describes it"
+        )
+        raise InputError(
+            f"the input {where} is unfinished: its generation was interrupted, so some of its "
+            f"chunks were never written; {fix}",
+            input=where,
+            status="incomplete",
+            made_by="generate",
+        )
+    run = attrs.get("pipeline")
+    if isinstance(run, dict) and run.get("status") == "incomplete":
+        raise InputError(
+            f"the input {where} is the output of an interrupted run, so some of its chunks "
+            "were never written: `pipeline run CONFIG --resume` with the config that made it "
+            "finishes it",
+            input=where,
+            status="incomplete",
+            made_by="run",
+        )
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

@@ -225,6 +225,31 @@ def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) ->
     shutil.rmtree(moved)
 
 
+def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:
+    """A chained run reading a killed run's output would take its unwritten blocks for fill
+    values and call its own output complete: refused (InputError), nothing written."""
+    from pipeline.errors import InputError
+
+    chained = work.dir / "chained"
+    chained.mkdir(exist_ok=True)
+    cfg = work.config_with(
+        "chained.yaml",
+        input={"store": str(work.killed)},
+        output={"store": str(chained / "out.zarr"), "chunks": [1, COLS // 4]},
+    )
+    before = file_states(work.killed)
+    for args in (("run", cfg), ("plan", cfg)):
+        rc, _, err = cli(*args)
+        assert rc == 1
+        line = one_line_error(err)
+        assert "output of an interrupted run" in line and "--resume" in line, line
+        with pytest.raises(InputError) as e:
+            cli("--debug", *args)
+        assert e.value.input == str(work.killed) and e.value.made_by == "run"
+    assert not (chained / "out.zarr").exists()
+    assert file_states(work.killed) == before
+
+
 def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Work, cli) -> None:
     """``chunking.block: auto`` depends on the cluster's memory; on resume the recorded block
     is used (here auto alone would pick one block for the whole array, and be refused)."""

@@ -435,6 +435,7 @@ def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Pat
         before = file_states(u.input)
         line, e = refused(cli, InputError, *args)
         assert e.input == str(u.input) and e.status == "incomplete"
+        assert e.made_by == "generate"
         assert "is unfinished" in line and "`pipeline generate CONFIG`" in line, line
         assert not out.exists(), f"{args} created the output"
         assert file_states(u.input) == before  # the input is never modified
