@@ -135,6 +135,10 @@ class Plan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: What says an object was rewritten, in the listings of fsspec's object stores, best first.
+_STAMPS = ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+
+
 def _input_identity(info: ArrayInfo) -> Any:
     """The input's metadata document, and the total size of its files with, for local stores,
     the newest mtime, for object stores a digest of each object's ETag (or modification time),
@@ -157,14 +161,7 @@ def _input_identity(info: ArrayInfo) -> Any:
                 continue
             d = found[name]
             total += int(d.get("size") or 0)
-            stamp = next(
-                (
-                    d[k]
-                    for k in ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
-                    if d.get(k) is not None
-                ),
-                "",
-            )
+            stamp = next((d[k] for k in _STAMPS if d.get(k) is not None), "")
             digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
         ident += [total, digest.hexdigest()[:16]]
     else:

@@ -35,7 +35,8 @@ def verify(
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
 
-    Raises InputError for an unfinished generated input, PipelineError for no output."""
+    Raises InputError for an unfinished input (an interrupted generate or run), PipelineError
+    for no output."""
     loc_in = storage.Location.of(config.input.store, config.input.storage_options)
     loc_out = storage.Location.of(config.output.store, config.output.storage_options)
     src = storage.open_zarr_array(loc_in, config.input.array)
