@@ -143,19 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(
-            "interrupted: the cluster is closed; `run --resume` finishes the output",
-            file=sys.stderr,
-        )
+        print(_interrupted(args, args.command, ""), file=sys.stderr)
         return 130
     except Exception as e:
         from pipeline.runner import Interrupted
 
         if isinstance(e, Interrupted):
-            print(
-                "interrupted: the cluster is closed; `run --resume` finishes the output",
-                file=sys.stderr,
-            )
+            print(_interrupted(args, e.what, e.where), file=sys.stderr)
             return 130
         if args.debug:
             raise
@@ -163,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
             f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
         )
         return 1
+
+
+def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:
+    """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
+    another command: nothing) left undone."""
+    if what == "run":
+        return "interrupted: the cluster is closed; `run --resume` finishes the output"
+    if what == "generate":
+        the_input = f"the input {where}" if where else "the input"
+        return (
+            f"interrupted: the cluster is closed; {the_input} is unfinished: "
+            f"`pipeline generate {args.config}` generates it again"
+        )
+    return "interrupted: nothing was written"
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -207,18 +215,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                 client.close()
         else:
             p = plan_run(config)
-        from pipeline.runner import output_state
+        from pipeline.runner import output_now
 
-        now = {
-            "absent": "absent: `run` creates it",
-            "complete": "complete: `run --overwrite` replaces it",
-            "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
-            "foreign": "something else is there: `run --overwrite` replaces it",
-            "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
-            "not-zarr": "a directory of other files, which `run` never deletes: choose another",
-        }[output_state(p)]
         plan_rows = describe(p)
-        plan_rows.insert(2, ("output now", now))
+        plan_rows.insert(2, ("output now", output_now(p)))
         report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
         return 0
     if args.command == "generate":

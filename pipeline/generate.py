@@ -20,10 +20,13 @@ from pipeline import layout
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, write_unit
 from pipeline.config import Config, GenerateConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.layout import Shape
 from pipeline.plan import _grow, auto_chunk
 from pipeline.storage import ArrayInfo, Location
+
+#: The attribute of a generated input: how it was made, and whether every unit is written.
+GENERATED = "pipeline_generated"
 
 UNIT_TARGET = 128 << 20
 UNSHARDED_TARGET = 64 << 20
@@ -143,7 +146,10 @@ def create_input(config: Config, backend: str) -> GenSpec:
     small = layout.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
     encode_on = backend if small and not checksum else "cpu"
     attrs: dict[str, Any] = {
-        "pipeline_generated": {
+        GENERATED: {
+            # until every unit is written (mark_generated): a reader must not take the chunks
+            # not yet written for fill values
+            "status": "incomplete",
             "distribution": g.distribution,
             "seed": g.seed,
             "generator": ("numpy-pcg64" if encode_on == "cpu" else "cupy-default_rng")
@@ -163,6 +169,80 @@ def create_input(config: Config, backend: str) -> GenSpec:
         ledger=None,
     )
     return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)
+
+
+def mark_generated(loc: Location, path: str) -> None:
+    """Mark the generated input at ``path`` finished (``pipeline_generated.status: complete``);
+    call once every unit is written."""
+    from pipeline.storage import read_attributes, update_attributes
+
+    doc = dict(read_attributes(loc, path).get(GENERATED) or {})
+    doc["status"] = "complete"
+    update_attributes(loc, path, {GENERATED: doc})
+
+
+def generation_status(loc: Location, path: str) -> str | None:
+    """'complete' or 'incomplete' for an input that ``generate`` made (one made by a version
+    that did not record it counts as complete); None for any other array, or no array."""
+    return _generation_status(_attributes(loc, path))
+
+
+def _generation_status(attrs: dict[str, Any]) -> str | None:
+    doc = attrs.get(GENERATED)
+    if not isinstance(doc, dict):
+        return None
+    return "incomplete" if doc.get("status") == "incomplete" else "complete"
+
+
+def _attributes(loc: Location, path: str) -> dict[str, Any]:
+    """The attributes of the array at ``path``; {} when there is none, or they cannot be
+    read (describe_array names that problem)."""
+    from pipeline.storage import read_attributes
+
+    path = path.strip("/")
+    if not any(loc.exists(f"{path}/{k}" if path else k) for k in ("zarr.json", ".zarray")):
+        return {}
+    try:
+        return read_attributes(loc, path)
+    except Exception:
+        return {}
+
+
+def check_finished(config: Config) -> None:
+    """Refuse (InputError) an input that the pipeline began and did not finish: one whose
+    generation was interrupted, or the output of an interrupted run (a chained run). The
+    chunks they lack would be read as fill values.
+
+    The error's fields: ``input`` (where), ``status`` ('incomplete'), ``made_by`` ('generate'
+    or 'run')."""
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    attrs = _attributes(loc, path)
+    where = loc.join(path)
+    if _generation_status(attrs) == "incomplete":
+        fix = (
+            "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
+            "true and `run` does)"
+            if config.input.generate is not None
+            else "generate it again with `pipeline generate` and the config that describes it"
+        )
+        raise InputError(
+            f"the input {where} is unfinished: its generation was interrupted, so some of its "
+            f"chunks were never written; {fix}",
+            input=where,
+            status="incomplete",
+            made_by="generate",
+        )
+    run = attrs.get("pipeline")
+    if isinstance(run, dict) and run.get("status") == "incomplete":
+        raise InputError(
+            f"the input {where} is the output of an interrupted run, so some of its chunks "
+            "were never written: `pipeline run CONFIG --resume` with the config that made it "
+            "finishes it",
+            input=where,
+            status="incomplete",
+            made_by="run",
+        )
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

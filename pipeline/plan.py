@@ -136,9 +136,14 @@ class Plan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: What says an object was rewritten, in the listings of fsspec's object stores, best first.
+_STAMPS = ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+
+
 def _input_identity(info: ArrayInfo) -> Any:
-    """The input's metadata document, and for local stores the total size and newest mtime of
-    its files, so an input rewritten after an interruption is noticed."""
+    """The input's metadata document, and the total size of its files with, for local stores,
+    the newest mtime, for object stores a digest of each object's ETag (or modification time),
+    so an input rewritten since a run (interrupted or complete) is noticed."""
     import os
 
     doc = (
@@ -147,7 +152,20 @@ def _input_identity(info: ArrayInfo) -> Any:
         or b""
     )
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
-    if info.location.is_local:
+    if not info.location.is_local:
+        # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
+        found = info.location.fs().find(info.location.join(info.path), detail=True)
+        digest = hashlib.sha256()
+        total = 0
+        for name in sorted(found):
+            if "/.pipeline/" in name:
+                continue
+            d = found[name]
+            total += int(d.get("size") or 0)
+            stamp = next((d[k] for k in _STAMPS if d.get(k) is not None), "")
+            digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
+        ident += [total, digest.hexdigest()[:16]]
+    else:
         root = info.location.join(info.path)
         total, newest = 0, 0.0
         for dirpath, _, files in os.walk(root):
@@ -620,17 +638,25 @@ def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> 
 
 def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
     """The input's layout; for an input that ``run`` will generate first (``input.generate``
-    with ``when_missing``) and that does not exist yet, the layout it will be given."""
+    with ``when_missing``: it does not exist yet, or its generation was interrupted), the
+    layout it will be given. An unfinished generated input is refused otherwise (InputError)."""
+    from pipeline.generate import check_finished, generation_status, planned_info
+
     gen = config.input.generate
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
         if not any(loc.exists(k) for k in keys):
-            from pipeline.generate import planned_info
-
             notes.append("the input does not exist yet: `run` generates it first")
             return planned_info(config)
-    return describe_array(loc, config.input.array)
+        if generation_status(loc, path) == "incomplete":
+            notes.append(
+                "the input is unfinished (an interrupted generate): `run` generates it again"
+            )
+            return planned_info(config)
+    info = describe_array(loc, config.input.array)
+    check_finished(config)
+    return info
 
 
 def check_stores_reachable(config: Config) -> None:

@@ -23,17 +23,24 @@ import numpy as np
 from pipeline import __version__, cluster, graph, layout, spares, storage
 from pipeline.blocks import STATS
 from pipeline.config import Config
-from pipeline.errors import PipelineError, disk_full
+from pipeline.errors import OutputError, PipelineError, disk_full
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.ledger import RECORD
 from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
+from pipeline.stale import as_recorded, recorded_run, said, stale_parts, with_block
 
 log = logging.getLogger("pipeline")
 
 
 class Interrupted(Exception):
-    """The user pressed Ctrl-C (or the process got SIGTERM); the output is resumable."""
+    """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' (the
+    output is resumable) or 'generate' (the input ``where`` is unfinished: generate again)."""
+
+    def __init__(self, what: str = "run", where: str = "") -> None:
+        super().__init__(what, where)
+        self.what = what
+        self.where = where
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,11 @@ def output_state(plan: Plan) -> str:
 
 
 def decide_start(plan: Plan, options: RunOptions) -> str:
-    """'fresh' (create the output), 'resume' or 'done'; or a PipelineError saying why not.
+    """'fresh' (create the output), 'resume' or 'done'; or an OutputError saying why not.
+
+    On ``--resume`` the output must be what this config makes of this input: a complete one
+    (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
+    two runs' blocks); a refusal names what changed (the error's ``changed``).
 
     Reads only: nothing is written before this has decided (and the lock is taken)."""
     where = plan.output.location.join(plan.output.path)
@@ -131,88 +142,102 @@ def decide_start(plan: Plan, options: RunOptions) -> str:
     if ledger is not None:
         holder = ledger.holder()
         if holder is not None:
-            raise PipelineError(ledger.busy_message(holder))
+            raise OutputError(ledger.busy_message(holder), output=where)
     state = output_state(plan)
     if state == "absent":
         return "fresh"
     if state == "not-zarr":
         some = ", ".join(n for n in plan.output.location.list(plan.output.path)[:3])
-        raise PipelineError(
+        raise OutputError(
             f"{where} is a directory that holds other files ({some}, ...), not a Zarr array; "
             "the pipeline never deletes it, even with --overwrite: choose another output.store "
-            "or remove it yourself"
+            "or remove it yourself",
+            output=where,
         )
     if options.overwrite:
         return "fresh"
     if options.resume:
         if state == "complete":
+            changed = stale_parts(recorded_run(plan), plan, whole=True)
+            if changed:
+                raise OutputError(
+                    f"{where} is complete, but {said(changed)}: `run --overwrite` recomputes it",
+                    output=where,
+                    changed=[part for part, _ in changed],
+                )
             return "done"
         if state == "foreign":
-            raise PipelineError(
+            raise OutputError(
                 f"{where} exists but was not written by this pipeline; nothing to resume "
-                "(use --overwrite to replace it)"
+                "(use --overwrite to replace it)",
+                output=where,
             )
         if state == "remains":
-            raise PipelineError(
+            raise OutputError(
                 f"{where} holds the remains of an output that a stopped run was replacing; "
-                "nothing to resume: `run --overwrite` starts over"
+                "nothing to resume: `run --overwrite` starts over",
+                output=where,
             )
         manifest = ledger.read_manifest() if ledger else None
         if manifest is None:
-            raise PipelineError(f"{where} has no run record to resume from; use --overwrite")
-        if manifest.get("fingerprint") != plan.fingerprint():
-            raise PipelineError(
-                f"cannot resume {where}: {_what_changed(manifest.get('identity'), plan.identity)}"
-                " since the interrupted run; resume with the same config and input, or "
-                "`run --overwrite` to start over"
+            raise OutputError(
+                f"{where} has no run record to resume from; use --overwrite", output=where
+            )
+        changed = stale_parts(manifest, plan, whole=False)
+        if changed:
+            raise OutputError(
+                f"cannot resume {where}: {said(changed)} since the interrupted run; resume "
+                "with the same config and input, or `run --overwrite` to start over",
+                output=where,
+                changed=[part for part, _ in changed],
             )
         return "resume"
     if state == "incomplete":
-        raise PipelineError(
+        raise OutputError(
             f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
-            "`run --overwrite` starts over"
+            "`run --overwrite` starts over",
+            output=where,
         )
     if state == "remains":
-        raise PipelineError(
+        raise OutputError(
             f"{where} holds the remains of an output that a stopped run was replacing: "
-            "`run --overwrite` starts over"
+            "`run --overwrite` starts over",
+            output=where,
         )
     if state == "complete":
-        raise PipelineError(f"{where} already exists; pass --overwrite to replace it")
-    raise PipelineError(
-        f"{where} already exists (not written by this pipeline); pass --overwrite to replace it"
+        raise OutputError(f"{where} already exists; pass --overwrite to replace it", output=where)
+    raise OutputError(
+        f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
+        output=where,
     )
 
 
-def _what_changed(old: Any, new: dict[str, Any]) -> str:
-    """What differs between the interrupted run's identity and this one, in a few words."""
-    if not isinstance(old, dict):
-        return "the config or the input changed (the run record does not match)"
-    said = []
-    if old.get("input") != new["input"]:
-        if (old.get("input") or [None])[0] != new["input"][0]:
-            said.append(f"the input moved (was {(old.get('input') or ['?'])[0]})")
-        else:
-            said.append("the input's data changed (its files were rewritten)")
-    if old.get("stages") != new["stages"]:
-        said.append(
-            f"the stages changed (were {'; '.join(old.get('stages') or [])}, now "
-            f"{'; '.join(new['stages'])})"
-        )
-    if old.get("output") != new["output"]:
-        said.append("the output's location or codec changed")
-    layout_keys = ("block", "chunk", "unit")
-    if any(old.get(k) != new[k] for k in layout_keys):
-        said.append(
-            "the layout changed (block/chunks/shards were "
-            f"{[old.get(k) for k in layout_keys]}, now {[new[k] for k in layout_keys]})"
-        )
-    if old.get("encode_on") != new["encode_on"]:
-        said.append(
-            f"frames would be encoded on the {new['encode_on']}, not the {old.get('encode_on')} "
-            "(the bytes would differ)"
-        )
-    return ", and ".join(said) or "the config or the input changed (the run record differs)"
+def output_now(plan: Plan) -> str:
+    """What is at the output and what ``run`` does with it, in words (``pipeline plan``)."""
+    state = output_state(plan)
+    if state == "complete":
+        recorded = recorded_run(plan)
+        changed = stale_parts(recorded, as_recorded(plan, recorded.get("identity")), whole=True)
+        if changed:
+            return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
+    if state == "incomplete":
+        manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
+        if manifest is None:
+            return "incomplete, with no run record to resume from: `run --overwrite` starts over"
+        changed = stale_parts(manifest, as_recorded(plan, manifest.get("identity")), whole=False)
+        if changed:
+            return (
+                f"incomplete, and not resumable: {said(changed)} since the interrupted run: "
+                "`run --overwrite` starts over"
+            )
+    return {
+        "absent": "absent: `run` creates it",
+        "complete": "complete: `run --overwrite` replaces it",
+        "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
+        "foreign": "something else is there: `run --overwrite` replaces it",
+        "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
+        "not-zarr": "a directory of other files, which `run` never deletes: choose another",
+    }[state]
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,29 +326,33 @@ def _attrs(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> dict
         "backend": plan.backend,
         "encoded_on": plan.encode_on,
         "fingerprint": plan.fingerprint(),
+        # what the fingerprint is made of: once the run record is gone, a resume of a complete
+        # output made from another config or input can still name what changed
+        "identity": plan.identity,
     }
     doc.update(extra or {})
     return {"pipeline": doc}
 
 
 def _recorded_block(config: Config, options: RunOptions) -> Config:
-    """On ``--resume`` with an automatic block shape, the interrupted run's block: the
-    automatic choice depends on the cluster's memory, and a resume on another cluster must
-    write the same blocks."""
+    """On ``--resume`` with an automatic block shape, the block of the run that wrote the
+    output (from its run record, or a complete output's attributes): the automatic choice
+    depends on the cluster's memory, and a resume on another cluster must write the same
+    blocks (and find a complete output's shards, which are blocks by default, the same)."""
     if not options.resume or config.chunking.block != "auto":
         return config
     from pipeline.ledger import Ledger
 
     loc = storage.Location.of(config.output.store, config.output.storage_options)
+    path = config.output.array.strip("/")
     try:
-        manifest = Ledger(loc, config.output.array.strip("/")).read_manifest()
+        recorded: Any = Ledger(loc, path).read_manifest()
+        if recorded is None:  # a complete output (or none: Zarr raises)
+            recorded = storage.read_attributes(loc, path).get("pipeline")
+        identity = recorded.get("identity")
     except Exception:
         return config
-    block = ((manifest or {}).get("identity") or {}).get("block")
-    if not (isinstance(block, list) and block and all(isinstance(b, int) for b in block)):
-        return config
-    chunking = config.chunking.model_copy(update={"block": tuple(block)})
-    return config.model_copy(update={"chunking": chunking})
+    return with_block(config, identity)
 
 
 def run(config: Config, options: RunOptions | None = None, client: Any = None) -> Summary:
@@ -341,10 +370,18 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     t_start = time.perf_counter()
     gen = config.input.generate
     if gen is not None and gen.when_missing:
+        from pipeline.generate import generation_status
+
         loc = storage.Location.of(config.input.store, config.input.storage_options)
         key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
-        if not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray"))):
-            log.info("input %s is missing: generating it (input.generate)", loc.url)
+        missing = not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray")))
+        unfinished = not missing and generation_status(loc, config.input.array) == "incomplete"
+        if missing or unfinished:
+            log.info(
+                "input %s is %s: generating it (input.generate.when_missing)",
+                loc.join(config.input.array),
+                "missing" if missing else "unfinished (an interrupted generate)",
+            )
             generate_input(config, options.progress)
             # the run's own clock starts after the input exists
             t_start = time.perf_counter()
@@ -749,7 +786,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend."""
     from distributed import as_completed
 
-    from pipeline.generate import create_input, generate_unit
+    from pipeline.generate import create_input, generate_unit, mark_generated
     from pipeline.plan import _threads, _workers, check_stores_reachable
 
     if config.input.generate is None:
@@ -781,23 +818,27 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         timeout=config.cluster.timeout,
         dashboard="",
     )
-    spec = create_input(config, be)
-    info = spec.sink.info
-    units = list(layout.iter_indices(info.grid))
-    cm = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
-    with cm as client:
-        futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
-        unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
-        try:
-            with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.advance()
-        except BaseException as e:
-            client.cancel(futures)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted() from None
-            raise
+    where = loc.join(config.input.array.strip("/"))
+    try:
+        # marked unfinished from here until every unit is written
+        spec = create_input(config, be)
+        info = spec.sink.info
+        units = list(layout.iter_indices(info.grid))
+        cm = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
+        with cm as client:
+            futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
+            unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
+            try:
+                with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
+                    for fut in as_completed(futures):
+                        fut.result()
+                        bar.advance()
+            except BaseException:
+                client.cancel(futures)
+                raise
+        mark_generated(loc, info.path)
+    except KeyboardInterrupt:
+        raise Interrupted("generate", where) from None
     return info
 
 

@@ -33,10 +33,16 @@ class VerifyResult:
 def verify(
     config: Config, samples: int | None = 8, seed: int = 0, threads: int = 4
 ) -> VerifyResult:
-    """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference."""
+    """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
+
+    Raises InputError for an unfinished input (an interrupted generate or run), PipelineError
+    for no output."""
     loc_in = storage.Location.of(config.input.store, config.input.storage_options)
     loc_out = storage.Location.of(config.output.store, config.output.storage_options)
     src = storage.open_zarr_array(loc_in, config.input.array)
+    from pipeline.generate import check_finished
+
+    check_finished(config)  # its unwritten chunks would read as fill values on both sides
     try:
         dst = storage.open_zarr_array(loc_out, config.output.array)
     except PipelineError:

@@ -60,10 +60,13 @@ def many_blocks_input(path: Path, rows: int, cols: int = 4096, seed: int = 0) ->
     return x
 
 
-def cli_process(config: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
-    """``python -m pipeline run CONFIG ARGS`` in a new process group (killed with it later)."""
+def cli_process(
+    config: Path, *args: str, cwd: Path | None = None, command: str = "run"
+) -> subprocess.Popen:
+    """``python -m pipeline COMMAND CONFIG ARGS`` (``run`` by default) in a new process group
+    (killed with it later)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", str(config), "--progress", "none", *args],
+        [sys.executable, "-m", "pipeline", command, str(config), "--progress", "none", *args],
         env=env(),
         cwd=str(cwd or ROOT),
         stdout=subprocess.PIPE,
@@ -95,6 +98,30 @@ def wait_for_markers(
             return -1
         time.sleep(0.002)
     raise AssertionError(f"no {at_least} block markers in {output} after {timeout} s")
+
+
+def chunk_files(store: Path) -> int:
+    """Chunk (or shard) files under ``store``: every file but the metadata documents."""
+    meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
+    return sum(
+        1 for _, _, files in os.walk(store) for f in files if f not in meta and ".tmp" not in f
+    )
+
+
+def wait_for_chunk_files(
+    proc: subprocess.Popen, store: Path, at_least: int, timeout: float = 60.0
+) -> int:
+    """Poll until ``store`` holds ``at_least`` chunk files (units a ``generate`` wrote); the
+    count, or -1 when ``proc`` ended first (too quick to interrupt)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = chunk_files(store)
+        if n >= at_least:
+            return n
+        if proc.poll() is not None:
+            return -1
+        time.sleep(0.002)
+    raise AssertionError(f"no {at_least} chunk files in {store} after {timeout} s")
 
 
 def descendants(pid: int) -> list[psutil.Process]:

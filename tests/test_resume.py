@@ -34,6 +34,7 @@ from tests.faultkit import (
     one_line_error,
     run_and_signal,
     status,
+    stored_files,
     wait_for_markers,
     wait_gone,
 )
@@ -204,6 +205,49 @@ def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None
         assert file_states(work.output) == snapshot
     finally:
         copy_store(saved, work.input)  # keeps modification times: the same input again
+
+
+def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) -> None:
+    """Where the output is does not change its bytes: an interrupted output moved with its run
+    record resumes at its new place, to the bytes of the run that was never stopped."""
+    moved = work.dir / "moved.zarr"
+    copy_store(work.killed, moved)
+    output = {**yaml.safe_load(work.config.read_text())["output"], "store": str(moved)}
+    cfg = work.config_with("moved.yaml", output=output)
+    skipped = markers(moved)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written" in err
+    assert status(moved) == "complete"
+    got, ref = stored_files(moved), stored_files(work.ref)
+    assert sorted(got) == sorted(ref)
+    assert all(got[k] == ref[k] for k in got if k != "zarr.json")
+    shutil.rmtree(moved)
+
+
+def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:
+    """A chained run reading a killed run's output would take its unwritten blocks for fill
+    values and call its own output complete: refused (InputError), nothing written."""
+    from pipeline.errors import InputError
+
+    chained = work.dir / "chained"
+    chained.mkdir(exist_ok=True)
+    cfg = work.config_with(
+        "chained.yaml",
+        input={"store": str(work.killed)},
+        output={"store": str(chained / "out.zarr"), "chunks": [1, COLS // 4]},
+    )
+    before = file_states(work.killed)
+    for args in (("run", cfg), ("plan", cfg)):
+        rc, _, err = cli(*args)
+        assert rc == 1
+        line = one_line_error(err)
+        assert "output of an interrupted run" in line and "--resume" in line, line
+        with pytest.raises(InputError) as e:
+            cli("--debug", *args)
+        assert e.value.input == str(work.killed) and e.value.made_by == "run"
+    assert not (chained / "out.zarr").exists()
+    assert file_states(work.killed) == before
 
 
 def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Work, cli) -> None:

@@ -114,6 +114,36 @@ def test_input_and_output_on_s3(tmp_path, cli, bucket) -> None:
     assert rc == 0, err + out
 
 
+def test_resume_notices_an_s3_input_rewritten_since(tmp_path, cli, bucket) -> None:
+    """An object store has no file times to walk: the objects' ETags tell that a chunk of the
+    input was rewritten (same size, other values) since the output was made."""
+    url, options = bucket
+    from zarr.storage import FsspecStore
+
+    from pipeline.errors import OutputError
+
+    x = np.random.default_rng(4).standard_normal((20, 30)).astype(np.float32)
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    arr = zarr.create_array(
+        store=store, shape=x.shape, dtype=x.dtype, chunks=(5, 30), compressors=None
+    )
+    arr[...] = x
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    assert cli("run", cfg)[0] == 0
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+    arr[:5] = x[:5] + 1  # one chunk object rewritten, to the same size
+    with pytest.raises(OutputError) as e:
+        cli("--debug", "run", cfg, "--resume")
+    assert e.value.changed == ["input.data"]
+
+
 def test_generate_run_verify_on_s3(tmp_path, cli, bucket) -> None:
     """Workers create the input on S3 too (generate), sharded, then the run reads it back."""
     url, options = bucket

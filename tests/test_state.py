@@ -1,0 +1,495 @@
+"""State that must never pass for finished: a complete output made from another config or input,
+and an input whose generation was interrupted.
+
+* ``run --resume`` on a complete output compares what made it (recorded in its attributes)
+  with the config and input at hand: the same says nothing to do; anything else (stages, output
+  layout or codec, the input moved or rewritten, frames encoded on another device, or an output
+  too old to say) is refused with an OutputError naming what changed, and nothing is written.
+* A generated input says whether every unit is written (``pipeline_generated.status``); one
+  that Ctrl-C stopped is refused by ``run``, ``plan`` and ``verify`` (InputError) and is
+  generated again by ``generate`` or by ``run`` with ``when_missing``.
+
+Everything runs the real CLI on real stores; the interruptions are real signals to a real
+``python -m pipeline`` process group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from pipeline.cli import main
+from pipeline.errors import InputError, OutputError
+from tests.conftest import (
+    STAGES,
+    generated_config,
+    make_array,
+    read_array,
+    reference,
+    write_config,
+)
+from tests.faultkit import (
+    chunk_files,
+    cli_process,
+    copy_store,
+    descendants,
+    file_states,
+    kill_group,
+    kill_procs,
+    one_line_error,
+    wait_for_chunk_files,
+    wait_gone,
+)
+
+
+def refused(cli: Any, error: type[Exception], *args: Any) -> tuple[str, Any]:
+    """Run the CLI expecting a refusal: exit status 1 with one ``error:`` line; then the same
+    with ``--debug``, which raises the error itself. (The line, the error.)"""
+    rc, _, err = cli(*args)
+    assert rc == 1, err
+    line = one_line_error(err)
+    with pytest.raises(error) as info:
+        cli("--debug", *args)
+    assert str(info.value) == line.removeprefix("error: ")
+    return line, info.value
+
+
+def plan_rows(out: str) -> dict[str, str]:
+    return dict(re.findall(r"^  (\S+(?: \S+)?)\s{2,}(.*)$", out, re.M))
+
+
+def attributes(store: Path) -> dict[str, Any]:
+    return dict(zarr.open_array(str(store), mode="r").attrs)
+
+
+def set_attributes(store: Path, attrs: dict[str, Any]) -> None:
+    """Replace the array's attributes (as another version of the pipeline wrote them)."""
+    arr = zarr.open_array(str(store), mode="r+")
+    arr.attrs.clear()
+    arr.update_attributes(attrs)
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    """The fingerprint a run records for ``identity`` (pipeline.plan.Plan.fingerprint)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Resuming a complete output.
+
+
+@dataclass
+class Done:
+    """A complete output (``output``) that ``config`` made from ``input`` (``x``)."""
+
+    dir: Path
+    config: Path
+    input: Path
+    output: Path
+    x: np.ndarray
+
+    def config_with(self, name: str, **sections: Any) -> Path:
+        """The config with ``sections`` merged in (a mapping updates a mapping)."""
+        doc = yaml.safe_load(self.config.read_text())
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(doc.get(key), dict):
+                doc[key] = {**doc[key], **value}
+            else:
+                doc[key] = value
+        p = self.dir / name
+        p.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return p
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory: pytest.TempPathFactory) -> Done:
+    d = tmp_path_factory.mktemp("done")
+    x = np.random.default_rng(3).standard_normal((24, 30)).astype(np.float32)
+    make_array(d / "in.zarr", x, (6, 30))
+    cfg = {
+        "input": {"store": str(d / "in.zarr")},
+        "output": {"store": str(d / "out.zarr"), "chunks": [6, 30]},
+        "stages": STAGES,
+        "backend": "cpu",
+        "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    }
+    p = d / "run.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["-q", "run", str(p), "--progress", "none"]) == 0
+    return Done(d, p, d / "in.zarr", d / "out.zarr", x)
+
+
+def test_a_complete_output_records_what_it_was_made_from(done: Done) -> None:
+    meta = attributes(done.output)["pipeline"]
+    assert meta["status"] == "complete"
+    identity = meta["identity"]
+    assert identity["input"][0] == str(done.input)
+    assert identity["stages"][0].startswith("multiply(factor=5)")
+    assert identity["chunk"] == [6, 30] and identity["encode_on"] == "cpu"
+    # the record is whole: its identity is what the fingerprint was taken of
+    assert fingerprint(identity) == meta["fingerprint"]
+
+
+def test_resume_of_a_current_complete_output_does_nothing(done: Done, cli) -> None:
+    before = file_states(done.output)
+    rc, _, err = cli("run", done.config, "--resume")
+    assert rc == 0, err
+    assert "already complete; nothing to do" in err
+    assert file_states(done.output) == before
+    rc, out, err = cli("plan", done.config)
+    assert rc == 0, err
+    assert plan_rows(out)["output now"] == "complete: `run --overwrite` replaces it"
+
+
+def _stages(factor: float) -> list[dict[str, Any]]:
+    return [{"op": "multiply", "factor": factor}, {"op": "square"}, {"op": "add"}]
+
+
+# name: (the config's changes, what the refusal names, words the line holds)
+CHANGED: dict[str, tuple[dict[str, Any], list[str], list[str]]] = {
+    "stages": (
+        {"stages": _stages(0.25)},
+        ["stages"],
+        ["the stages changed", "factor=5", "factor=0.25"],
+    ),
+    "output-chunks": ({"output": {"chunks": [3, 30]}}, ["layout"], ["the layout changed"]),
+    "output-shards": (
+        {"output": {"chunks": [6, 30], "shards": [24, 30]}},
+        ["layout"],
+        ["the layout changed", "[24, 30]"],
+    ),
+    "output-codec": (
+        {"output": {"codec": {"name": "zstd", "level": 7}}},
+        ["output.codec"],
+        ["the output's codec changed", "'level': 7"],
+    ),
+    "stages-and-codec": (
+        {"stages": _stages(6), "output": {"codec": {"name": "none"}}},
+        ["stages", "output.codec"],
+        ["the stages changed", "the output's codec changed"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGED))
+def test_resume_of_a_complete_output_made_with_another_config_is_refused(
+    done: Done, cli, name: str
+) -> None:
+    changes, parts, words = CHANGED[name]
+    cfg = done.config_with(f"{name}.yaml", **changes)
+    before = file_states(done.output)
+    line, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.output == str(done.output)
+    assert e.changed == parts
+    assert "is complete, but" in line and "`run --overwrite` recomputes it" in line
+    for w in words:
+        assert w in line, (w, line)
+    assert file_states(done.output) == before  # nothing written, no lock taken
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    now = plan_rows(out)["output now"]
+    assert now.startswith("complete, but") and words[0] in now, now
+    assert file_states(done.output) == before
+
+
+def test_resume_of_a_complete_output_whose_input_moved_is_refused(done: Done, cli) -> None:
+    moved = done.dir / "moved-in.zarr"
+    copy_store(done.input, moved)  # the same bytes and times, elsewhere
+    cfg = done.config_with("moved-in.yaml", input={"store": str(moved)})
+    before = file_states(done.output)
+    line, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.changed == ["input.location"]
+    assert f"the input moved (was {done.input}, now {moved})" in line
+    assert file_states(done.output) == before
+
+
+@pytest.mark.parametrize("what", ["data", "metadata"])
+def test_resume_of_a_complete_output_whose_input_was_rewritten_is_refused(
+    done: Done, cli, what: str
+) -> None:
+    saved = done.dir / "in.saved"
+    copy_store(done.input, saved)
+    try:
+        before = file_states(done.output)
+        if what == "data":  # same shape, dtype, layout and metadata; other values
+            make_array(done.input, done.x + 1, (6, 30))
+        else:  # the same values in other chunks, which the recorded block does not tile
+            make_array(done.input, done.x, (8, 30))
+        line, e = refused(cli, OutputError, "run", done.config, "--resume")
+        assert e.changed[0] == f"input.{what}"
+        assert f"the input's {what} changed" in line
+        assert file_states(done.output) == before
+    finally:
+        copy_store(saved, done.input)  # keeps modification times: the same input again
+    rc, _, err = cli("run", done.config, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+
+
+def _copy_recorded(done: Done, name: str, edit: Any) -> tuple[Path, Path]:
+    """A copy of the complete output whose ``pipeline`` attributes ``edit`` rewrote (as another
+    machine or version wrote them), and a config that points at the copy."""
+    out = done.dir / f"{name}.zarr"
+    copy_store(done.output, out)
+    attrs = attributes(out)
+    edit(attrs["pipeline"])
+    set_attributes(out, attrs)
+    return out, done.config_with(f"{name}.yaml", output={"store": str(out)})
+
+
+def test_resume_of_a_complete_output_encoded_on_the_gpu_is_refused_on_the_cpu(
+    done: Done, cli
+) -> None:
+    """What a GPU run records (frames encoded on the GPU, nvCOMP's bytes); the real GPU run
+    is ``test_gpu_made_output_is_not_complete_for_a_cpu_resume``."""
+
+    def on_gpu(meta: dict[str, Any]) -> None:
+        meta["identity"]["encode_on"] = meta["encoded_on"] = "gpu"
+        meta["fingerprint"] = fingerprint(meta["identity"])
+
+    out, cfg = _copy_recorded(done, "gpu-made", on_gpu)
+    before = file_states(out)
+    line, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.changed == ["encode_on"]
+    assert "encoded on the cpu, not the gpu" in line
+    assert file_states(out) == before
+
+
+@pytest.mark.gpu
+def test_gpu_made_output_is_not_complete_for_a_cpu_resume(tmp_path: Path, cli) -> None:
+    """Frames nvCOMP encoded on the GPU are not the bytes the CPU encoder writes: an output
+    finished on the GPU is refused by a resume on the CPU, and complete for one on the GPU."""
+    x = np.random.default_rng(5).standard_normal((64, 512)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (16, 512))
+    out = tmp_path / "out.zarr"
+    gpu = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        name="gpu.yaml",
+        backend="gpu",
+        cluster={"threads_per_worker": 1, "dashboard": "", "gpus": [0]},
+    )
+    cpu = write_config(tmp_path, tmp_path / "in.zarr", out, name="cpu.yaml")
+    rc, _, err = cli("run", gpu)
+    assert rc == 0, err
+    assert attributes(out)["pipeline"]["identity"]["encode_on"] == "gpu"
+    before = file_states(out)
+    line, e = refused(cli, OutputError, "run", cpu, "--resume")
+    assert "encode_on" in e.changed and "encoded on the cpu, not the gpu" in line
+    assert file_states(out) == before
+    rc, _, err = cli("run", gpu, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+    assert file_states(out) == before
+
+
+def test_a_complete_output_that_was_moved_is_still_complete(done: Done, cli) -> None:
+    """Where the output is does not change its bytes: a copy elsewhere needs nothing."""
+    out = done.dir / "elsewhere.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with("elsewhere.yaml", output={"store": str(out)})
+    before = file_states(out)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+    assert file_states(out) == before
+    rc, out_text, err = cli("plan", cfg)
+    assert plan_rows(out_text)["output now"] == "complete: `run --overwrite` replaces it"
+
+
+def _without_identity(meta: dict[str, Any]) -> None:
+    del meta["identity"]  # what versions before the identity was recorded wrote
+
+
+def test_an_older_complete_output_with_a_matching_fingerprint_is_complete(done: Done, cli) -> None:
+    """In place: an older output's fingerprint covers where it is, so only there can it
+    say that it matches."""
+    meta = done.output / "zarr.json"
+    saved = meta.read_bytes()
+    try:
+        attrs = attributes(done.output)
+        _without_identity(attrs["pipeline"])
+        set_attributes(done.output, attrs)
+        before = file_states(done.output)
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0 and "nothing to do" in err, err
+        assert file_states(done.output) == before
+    finally:
+        meta.write_bytes(saved)
+
+
+def test_an_older_complete_output_made_with_another_config_is_refused(done: Done, cli) -> None:
+    """An older output's fingerprint says it does not match, not what changed."""
+    out, _ = _copy_recorded(done, "older-changed", _without_identity)
+    cfg = done.config_with("older-changed.yaml", output={"store": str(out)}, stages=_stages(2))
+    before = file_states(out)
+    line, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.changed == ["unrecorded"]
+    assert "fingerprint does not match" in line and "--overwrite" in line
+    assert file_states(out) == before
+    rc, text, _ = cli("plan", cfg)
+    assert rc == 0
+    assert "did not record what it was made from" in plan_rows(text)["output now"]
+
+
+def test_a_complete_output_that_records_nothing_is_refused(done: Done, cli) -> None:
+    """No fingerprint, no identity: whether it matches cannot be told, so it is not taken for
+    current."""
+
+    def bare(meta: dict[str, Any]) -> None:
+        del meta["identity"], meta["fingerprint"]
+
+    out, cfg = _copy_recorded(done, "bare", bare)
+    before = file_states(out)
+    line, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.changed == ["unrecorded"]
+    assert "cannot be told" in line and "`run --overwrite` recomputes it" in line
+    assert file_states(out) == before
+    rc, _, err = cli("run", cfg, "--overwrite")  # the fix the line names
+    assert rc == 0, err
+    assert attributes(out)["pipeline"]["status"] == "complete"
+    assert np.array_equal(read_array(out), reference(done.x))
+
+
+# --------------------------------------------------------------------------------------------
+# 5. An interrupted generate.
+
+GEN_COLS = 4096
+
+
+def _gen_config(d: Path, rows: int, **sections: Any) -> Path:
+    """An input of ``rows`` unsharded chunks of one row (one generate task each)."""
+    gen = {"shape": [rows, GEN_COLS], "chunks": [1, GEN_COLS], "shards": "none", "seed": 11}
+    gen.update(sections.pop("generate", {}))
+    cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    return generated_config(d, gen, cluster=cluster, **sections)
+
+
+@dataclass
+class Unfinished:
+    """An input that Ctrl-C stopped ``generate`` on, and its config."""
+
+    config: Path
+    input: Path
+    rows: int
+    stderr: str
+    returncode: int
+
+
+def _interrupt_generate(d: Path, command: str = "generate", **sections: Any) -> Unfinished:
+    """Start ``pipeline COMMAND`` (a generate, or a run that generates its input first), press
+    Ctrl-C (SIGINT to its process group, as a terminal does) once some units are written, and
+    wait for it to end. A larger input when the machine was too quick."""
+    rows = 400
+    for _ in range(4):
+        shutil.rmtree(d / "in.zarr", ignore_errors=True)
+        cfg = _gen_config(d, rows, **sections)
+        proc = cli_process(cfg, cwd=d, command=command)
+        try:
+            n = wait_for_chunk_files(proc, d / "in.zarr", 3, timeout=120)
+            if n < 0:
+                proc.communicate(timeout=60)
+                rows *= 4
+                continue
+            children = descendants(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.returncode is None:
+                kill_group(proc)
+        left = wait_gone(children, timeout=30)
+        kill_procs(left)
+        assert not left, f"left running after Ctrl-C: {left}"
+        if chunk_files(d / "in.zarr") < rows:
+            return Unfinished(cfg, d / "in.zarr", rows, err, proc.returncode)
+        rows *= 4
+    pytest.fail("could not interrupt generate midway: it always finished first")
+
+
+def _generated(store: Path) -> dict[str, Any]:
+    return attributes(store)["pipeline_generated"]
+
+
+def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Path, cli) -> None:
+    u = _interrupt_generate(tmp_path)
+    assert u.returncode == 130, u.stderr
+    line = [ln for ln in u.stderr.splitlines() if ln.strip()]
+    assert len(line) == 1 and line[0].startswith("interrupted:"), u.stderr
+    # the fix is to generate again, not to resume a run
+    assert f"`pipeline generate {u.config}`" in line[0] and "--resume" not in line[0]
+    assert _generated(u.input)["status"] == "incomplete"
+    assert chunk_files(u.input) < u.rows
+
+    out = tmp_path / "out.zarr"
+    for args in (("run", u.config), ("run", u.config, "--resume"), ("plan", u.config)):
+        before = file_states(u.input)
+        line, e = refused(cli, InputError, *args)
+        assert e.input == str(u.input) and e.status == "incomplete"
+        assert e.made_by == "generate"
+        assert "is unfinished" in line and "`pipeline generate CONFIG`" in line, line
+        assert not out.exists(), f"{args} created the output"
+        assert file_states(u.input) == before  # the input is never modified
+    line, e = refused(cli, InputError, "verify", u.config)
+    assert e.input == str(u.input)
+
+    # generating again (the fix named) finishes it: every unit written, none left as fill
+    rc, _, err = cli("generate", u.config, "--progress", "none")
+    assert rc == 0, err
+    assert _generated(u.input)["status"] == "complete"
+    assert chunk_files(u.input) == u.rows
+    assert np.all(np.any(read_array(u.input) != 0, axis=1))
+    rc, out_text, err = cli("plan", u.config)
+    assert rc == 0, err
+    assert plan_rows(out_text)["output now"].startswith("absent")
+
+
+def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Path, cli) -> None:
+    u = _interrupt_generate(tmp_path, generate={"when_missing": True})
+    assert u.returncode == 130 and _generated(u.input)["status"] == "incomplete", u.stderr
+    rc, out, err = cli("plan", u.config)
+    assert rc == 0, err
+    assert "the input is unfinished (an interrupted generate): `run` generates it" in out
+    assert _generated(u.input)["status"] == "incomplete"  # plan wrote nothing
+    rc, _, err = cli("run", u.config, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert re.search(r"input .*in\.zarr is unfinished \(an interrupted generate\): generating", err)
+    assert _generated(u.input)["status"] == "complete"
+    assert chunk_files(u.input) == u.rows
+    x = read_array(u.input)
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_ctrl_c_while_run_generates_its_input_points_at_generate(tmp_path: Path, cli) -> None:
+    """``run`` with ``when_missing`` stopped while it generates: no output exists, so the line
+    points at generating the input again, not at ``run --resume``."""
+    u = _interrupt_generate(tmp_path, command="run", generate={"when_missing": True})
+    assert u.returncode == 130, u.stderr
+    lines = [ln for ln in u.stderr.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and f"`pipeline generate {u.config}`" in lines[0], u.stderr
+    assert _generated(u.input)["status"] == "incomplete"
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_an_input_generated_by_an_older_version_counts_as_finished(tmp_path: Path, cli) -> None:
+    """Versions before the status was recorded wrote no ``status``: such inputs were whole
+    (or their interruption cannot be told), and are read as before."""
+    cfg = _gen_config(tmp_path, 8)
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    attrs = attributes(tmp_path / "in.zarr")
+    del attrs["pipeline_generated"]["status"]
+    set_attributes(tmp_path / "in.zarr", attrs)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    x = read_array(tmp_path / "in.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
