@@ -524,7 +524,8 @@ def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
 
 def check_stores_reachable(config: Config) -> None:
     """Refuse a ``memory://`` store that the workers could not see: it lives inside one
-    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it."""
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it.
+    Refuse an output inside an archive (``zip::...``), which is read-only (OutputError)."""
     in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
     for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
         if url.startswith("memory://") and not in_process:
@@ -533,6 +534,7 @@ def check_stores_reachable(config: Config) -> None:
                 "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
                 "a store every worker can reach (a path, s3://...)"
             )
+    Location.of(config.output.store, config.output.storage_options).refuse_archive("output.store")
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:
