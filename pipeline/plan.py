@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.layout import Shape
 from pipeline.ledger import Ledger
-from pipeline.storage import ArrayInfo, Location, describe_array
+from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
 GPU_FRAME_LIMIT = 4 << 20
@@ -519,7 +519,9 @@ def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
 
             notes.append("the input does not exist yet: `run` generates it first")
             return planned_info(config)
-    return describe_array(loc, config.input.array)
+    info = describe_array(loc, config.input.array)
+    check_reader_sees_chunks(info)
+    return info
 
 
 def check_stores_reachable(config: Config) -> None:

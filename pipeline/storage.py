@@ -15,6 +15,7 @@ import contextlib
 import errno
 import functools
 import json
+import math
 import os
 import threading
 import zipfile
@@ -26,7 +27,7 @@ import numpy as np
 
 from pipeline import layout
 from pipeline import spares as spare_files
-from pipeline.errors import OutputError, PipelineError, StoreError, disk_full
+from pipeline.errors import InputError, OutputError, PipelineError, StoreError, disk_full
 from pipeline.layout import Shape
 
 FrameCodec = Literal["zstd", "none"]
@@ -476,6 +477,69 @@ def _literal_store_class() -> type:
                 yield p.rstrip("/").rsplit("/", 1)[-1]
 
     return LiteralFsspecStore
+
+
+def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
+    """Refuse (InputError, fields ``store`` and ``key``) an input whose stored units Zarr finds
+    where the pipeline's raw reader finds none, or other bytes: the reader would read them
+    as the fill value. A cheap probe, at plan time: for up to ``probes`` units spread over
+    the grid, the key the reader computes must be Zarr's key, and each unit Zarr's store
+    holds must be there for the reader with the same size; when Zarr holds none of those
+    (a sparse array), the first unit that a listing one level at a time finds is checked
+    (nested keys only: a listing of flat keys would list the whole array)."""
+    from zarr.core.sync import sync
+
+    if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
+        return
+    grid = info.grid
+    n = math.prod(grid)
+    if not n:
+        return
+    arr = open_zarr_array(info.location, info.path)
+    store, prefix = arr.store_path.store, arr.store_path.path
+    flat = sorted({*range(min(n, probes // 2)), *(n * k // 4 for k in range(1, 4)), n - 1})
+    present: list[str] = []
+    for i in flat:
+        index = tuple(int(j) for j in np.unravel_index(i, grid))
+        key = _under(prefix, arr.metadata.encode_chunk_key(index))
+        if info.key(index) != key:
+            raise InputError(
+                f"the pipeline would read unit {list(index)} of {info.location} from key "
+                f"{info.key(index)!r}, but Zarr stores it at {key!r}: copy the array with "
+                "zarr-python into a new store (default chunk keys) and use that",
+                store=info.location.url,
+                key=key,
+            )
+        if sync(store.exists(key)):
+            present.append(key)
+    levels = arr.metadata.encode_chunk_key((0,) * len(grid)).count("/") + 1
+    if not present and levels > 1:
+        found = sync(_first_listed(store, prefix, levels))
+        present += [found] if found else []
+    for key in present:
+        want, got = sync(store.getsize(key)), info.location.size(key)
+        if got != want:
+            raise InputError(
+                f"Zarr finds {key!r} in {info.location} ({want} bytes), the pipeline's reader "
+                f"{'does not' if got is None else f'finds {got} bytes'}: it would read that "
+                "chunk wrong; copy the array into a directory or an object store and use that",
+                store=info.location.url,
+                key=key,
+            )
+
+
+async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
+    """The first key ``levels`` levels below ``prefix`` that a Zarr store lists, going down
+    one level at a time along the first name (metadata and hidden names left out); None
+    when a level is empty."""
+    at = prefix
+    for _ in range(levels):
+        listed = [n async for n in store.list_dir(at)]
+        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
+        if not names:
+            return None
+        at = _under(at, names[0])
+    return at
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Stores as people name and package them: local paths whose names hold glob characters, and
 read-only zip stores (written by zarr-python's ZipStore, or a store directory zipped with
-Python's zipfile), end to end.
+Python's zipfile), end to end; and the plan-time guard that the raw reader sees the chunks
+Zarr sees.
 
 S3 with the same names is in ``test_s3.py`` (it needs the local S3 server).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 import zipfile
@@ -19,9 +21,9 @@ import pytest
 import zarr
 
 from pipeline.config import load_config
-from pipeline.errors import OutputError, PipelineError, StoreError
+from pipeline.errors import InputError, OutputError, PipelineError, StoreError
 from pipeline.runner import plan_run
-from pipeline.storage import Location
+from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
 from tests.conftest import make_array, reference, write_config
 from tests.faultkit import one_line_error
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
@@ -209,3 +211,54 @@ def test_missing_or_broken_zip_is_one_line(tmp_path, cli) -> None:
     rc, _, err = cli("run", cfg)
     assert rc == 1 and "BadZipFile" in one_line_error(err)
     assert not (tmp_path / "out.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The guard: what Zarr sees, the raw reader must see.
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlJoined(Location):
+    """The reader's fault the guard exists for: keys joined onto the URL string, as the
+    pipeline once did (wrong for chained URLs such as zip::, whose root is inside the chain)."""
+
+    def _path(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+
+class KeysWithoutPrefix(ArrayInfo):
+    """A reader that computes other keys than Zarr's (v3 default keys without their 'c/')."""
+
+    def key(self, index: tuple[int, ...]) -> str:
+        return super().key(index).replace("c/", "", 1)
+
+
+def _info_as(cls: type, info: ArrayInfo, **changes: Any) -> Any:
+    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+    return cls(**(fields | changes))
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_guard_refuses_a_reader_that_looks_elsewhere(tmp_path, sparse) -> None:
+    """Zarr finds chunks where the reader finds none: refused at plan time, naming the store
+    and a key. ``sparse``: none of the units the guard probes by grid position is stored,
+    so it finds one by listing."""
+    x = np.zeros((64, 10), np.float32)
+    x[24:28] = 1.0 if sparse else 0.0
+    if not sparse:
+        x += 1
+    _, url = _make_zip(tmp_path, "zipstore-v3", x)
+    info = describe_array(Location.of(url), "")
+    check_reader_sees_chunks(info)  # the real reader sees them
+    with pytest.raises(InputError) as e:
+        check_reader_sees_chunks(_info_as(ArrayInfo, info, location=UrlJoined(url)))
+    assert e.value.store == url
+    assert e.value.key == ("c/6/0" if sparse else "c/0/0")
+
+
+def test_guard_refuses_keys_zarr_does_not_use(tmp_path) -> None:
+    make_array(tmp_path / "in.zarr", np.ones((8, 10), np.float32), (4, 5))
+    info = describe_array(Location.of(str(tmp_path / "in.zarr")), "")
+    with pytest.raises(InputError) as e:
+        check_reader_sees_chunks(_info_as(KeysWithoutPrefix, info))
+    assert e.value.store == str(tmp_path / "in.zarr") and e.value.key == "c/0/0"
