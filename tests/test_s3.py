@@ -212,6 +212,32 @@ def test_write_probe_leaves_nothing(bucket) -> None:
     assert fs.find(url) == []
 
 
+def test_zip_input_on_s3(tmp_path, cli, bucket) -> None:
+    """A chained URL: a zip (written by zarr's ZipStore) in a bucket, options nested under
+    the inner file system's name, as fsspec takes them."""
+    import s3fs
+    from zarr.storage import ZipStore
+
+    url, options = bucket
+    x = np.random.default_rng(4).standard_normal((12, 10)).astype(np.float32)
+    store = ZipStore(tmp_path / "in.zip", mode="w")
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(4, 5))[...] = x
+    store.close()
+    s3fs.S3FileSystem(skip_instance_cache=True, **options).put_file(
+        str(tmp_path / "in.zip"), f"{url}/data [1].zip"
+    )
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": f"zip::{url}/data [1].zip", "storage_options": {"s3": options}},
+        cluster={"protocol": "inproc"},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 def test_file_urls(tmp_path, cli) -> None:
     x = np.random.default_rng(2).standard_normal((50, 20)).astype(np.float64)
     make_array(tmp_path / "in.zarr", x, (10, 20))
