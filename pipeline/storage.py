@@ -32,7 +32,7 @@ from pipeline.layout import Shape
 
 FrameCodec = Literal["zstd", "none"]
 
-_FS_CACHE: dict[str, Any] = {}
+_FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
 _FS_LOCK = threading.Lock()
 
 
@@ -109,16 +109,33 @@ class Location:
 
     def _resolve(self) -> tuple[Any, str]:
         """(file system, root path) of the URL, once per process: keys join onto the root.
+        A local archive file is opened again once it changed (a zip replaced between two
+        runs on long-lived workers must not be read from its old directory).
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent)."""
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
+        stamp = self._archive_stamp()
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
-            if got is None:
-                got = _open_fs(self.url, {"use_listings_cache": False, **self.storage_options})
+            if got is None or got[0] != stamp:
+                options = {"use_listings_cache": False, **self.storage_options}
+                if stamp is not None:  # fsspec keeps one instance per URL otherwise
+                    options["skip_instance_cache"] = True
+                got = (stamp, *_open_fs(self.url, options))
                 _FS_CACHE[key] = got
-        return got
+        return got[1], got[2]
+
+    def _archive_stamp(self) -> tuple[int, int, int] | None:
+        """(inode, size, mtime) of a local file holding an archive store; None otherwise."""
+        inner = self.url.rsplit("::", 1)[-1]
+        if "::" not in self.url or not inner.startswith("file://") or self.archive() is None:
+            return None
+        try:
+            st = os.stat(inner.removeprefix("file://"))
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def _path(self, key: str) -> str:
         """Where ``key`` is: a local path, or a path of the URL's file system."""
@@ -149,6 +166,8 @@ class Location:
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
         options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
+        if self._archive_stamp() is not None:  # a fresh look at a zip that may be replaced
+            options["skip_instance_cache"] = True
         fs, root = _open_fs(self.url, options)
         if not fs.async_impl:
             from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper

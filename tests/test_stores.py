@@ -147,6 +147,21 @@ def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     )
 
 
+def test_a_replaced_zip_is_read_anew(tmp_path) -> None:
+    """A process that read a zip (a long-lived worker) reads the new one once it is replaced,
+    not chunks from the old one's directory."""
+    path = tmp_path / "input.zip"
+    x = _input_array()
+    _zipstore(path, x, 3, chunks=(4, 5))
+    loc = Location.of(str(path))
+    old = loc.read("c/0/0")
+    assert np.array_equal(zarr.open_array(store=loc.zarr_store(True), mode="r")[...], x)
+    _zipstore(path, x[::-1].copy(), 3, chunks=(4, 5))  # same keys, other bytes
+    new = Location.of(str(path)).read("c/0/0")
+    assert new is not None and new != old
+    assert np.array_equal(zarr.open_array(store=loc.zarr_store(True), mode="r")[...], x[::-1])
+
+
 def test_output_in_a_zip_is_refused_by_name(tmp_path, cli) -> None:
     make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
     existing = tmp_path / "old.zip"
