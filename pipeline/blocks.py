@@ -128,7 +128,8 @@ def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
     store = info.location.url
     return ChunkError(
         f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
-        "restore the chunk (or delete it, and it reads as the fill value), then `run --resume`",
+        "restore the chunk (or delete it, and it reads as the fill value), then run again with "
+        "--overwrite (the input has changed since, so --resume would refuse it)",
         store=store,
         key=key,
         reason=reason,

@@ -21,7 +21,7 @@ from typing import Any
 
 from distributed import Client, WorkerPlugin
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ClusterError, PipelineError
 
 log = logging.getLogger("pipeline")
 
@@ -202,25 +202,169 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 
 def join(address: str, timeout: float) -> Client:
-    """A client of the scheduler at ``address``, or a one-line error within ``timeout``."""
+    """A client of the scheduler at ``address`` that has at least one worker; or ClusterError
+    (one line naming the address and the fix; fields ``address`` and ``reason``: 'malformed',
+    'unreachable', 'http', 'not-dask', 'not-scheduler', 'no-workers'), all within ``timeout``
+    seconds.
+
+    Dask's client waits without end for the handshake of a server that accepts connections
+    but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
+    a frame count (``MemoryError``); so the port is first seen to listen, and the server's
+    identity is asked on a connection of our own, bounded in time, before the client
+    connects."""
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    where = _scheduler_address(address)
+    host_port = _host_port(where)
+    if host_port is not None:
+        _wait_listening(address, host_port, timeout, deadline)
+    reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
     try:
-        client = Client(address, timeout=f"{timeout}s")
+        kind = _identity(where, left() - reserve)
+    except Exception as e:
+        raise _not_a_scheduler(address, timeout, e, host_port, reserve) from None
+    if kind != "Scheduler":
+        raise ClusterError(
+            f"{address} is a Dask {kind}, not the scheduler: use the address `dask scheduler` "
+            "prints (its default port is 8786)",
+            address=address,
+            reason="not-scheduler",
+        )
+    try:
+        client = Client(where, timeout=f"{max(left(), 0.1)}s")
     except (OSError, TimeoutError) as e:
-        raise PipelineError(
-            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({e}); start "
-            "it with `dask scheduler`, check the address, or raise cluster.timeout"
+        raise ClusterError(
+            f"cannot connect to the Dask scheduler at {address} within {timeout:g} s ({e}); "
+            "raise cluster.timeout",
+            address=address,
+            reason="unreachable",
         ) from None
-    if not client.scheduler_info()["workers"]:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout and not client.scheduler_info()["workers"]:
-            time.sleep(0.2)
-        if not client.scheduler_info()["workers"]:
-            client.close()
-            raise PipelineError(
-                f"the scheduler at {address} has no workers; start some with "
-                f"`dask worker {address}` or `dask cuda worker {address}`"
-            )
+    try:
+        client.wait_for_workers(1, timeout=max(left(), 0.1))
+    except TimeoutError:
+        client.close()
+        raise ClusterError(
+            f"the scheduler at {address} has no workers; start some with "
+            f"`dask worker {address}` or `dask cuda worker {address}`",
+            address=address,
+            reason="no-workers",
+        ) from None
     return client
+
+
+def _scheduler_address(address: str) -> str:
+    """``address`` in full (``tcp://`` added where it has no scheme), or ClusterError when
+    Dask could not connect to it: an unknown scheme, no port, a port that is not a number."""
+    from distributed.comm.addressing import parse_address, unparse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, loc = parse_address(address)
+        get_backend(scheme)
+        full = unparse_address(scheme, loc)
+        _host_port(full)
+    except (ValueError, TypeError) as e:
+        raise ClusterError(
+            f"{address!r} is not a Dask scheduler address ({e}): write tcp://HOST:8786 (8786 "
+            "is the scheduler's default port; 8787 its dashboard)",
+            address=address,
+            reason="malformed",
+        ) from None
+    return full
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a tcp:// or tls:// address; None for other schemes (inproc, ucx)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    return parse_host_port(loc) if scheme in ("tcp", "tls") else None
+
+
+def _wait_listening(
+    address: str, host_port: tuple[str, int], timeout: float, deadline: float
+) -> None:
+    """Return once something accepts connections at ``host_port``, trying again until the
+    ``deadline`` (a scheduler may be starting); else ClusterError ('unreachable')."""
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(
+                host_port, timeout=max(deadline - time.monotonic(), 0.05)
+            ).close()
+            return
+        except OSError as e:
+            if isinstance(e, socket.gaierror) or time.monotonic() + 0.1 >= deadline:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                    f"({type(e).__name__}: {e}); start it with `dask scheduler`, check the "
+                    "address, or raise cluster.timeout",
+                    address=address,
+                    reason="unreachable",
+                ) from None
+            time.sleep(0.1)
+
+
+def _identity(address: str, seconds: float) -> str:
+    """The type of the Dask server at ``address`` ('Scheduler', 'Worker', 'Nanny'), asked on
+    a connection of its own within ``seconds``, the handshake included; raises what the
+    connection raised, TimeoutError when it took longer."""
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def ask() -> str:
+        args = Security().get_connection_args("client")
+        comm = await connect(address, timeout=max(seconds, 0.01), **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            reply = await comm.read()
+        finally:
+            comm.abort()
+        return str(reply.get("type", "?")) if isinstance(reply, dict) else "?"
+
+    async def bounded() -> str:
+        return await asyncio.wait_for(ask(), max(seconds, 0.01))
+
+    return asyncio.run(bounded())
+
+
+def _not_a_scheduler(
+    address: str, timeout: float, e: Exception, host_port: tuple[str, int] | None, seconds: float
+) -> ClusterError:
+    """The one-line error for a server that did not answer the identity question in Dask's
+    protocol: an HTTP server (the dashboard), or something else."""
+    if host_port is not None and _speaks_http(host_port, seconds):
+        return ClusterError(
+            f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
+            "scheduler listens on 8786 (tcp://HOST:8786)",
+            address=address,
+            reason="http",
+        )
+    what = "no answer" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+    return ClusterError(
+        f"{address} does not answer as a Dask scheduler within {timeout:g} s ({what}): check "
+        "the address (the scheduler's default port is 8786), or raise cluster.timeout",
+        address=address,
+        reason="not-dask",
+    )
+
+
+def _speaks_http(host_port: tuple[str, int], seconds: float) -> bool:
+    """Whether the server at ``host_port`` answers an HTTP request within ``seconds``."""
+    import socket
+
+    try:
+        with socket.create_connection(host_port, timeout=seconds) as sock:
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host_port[0]}\r\n\r\n".encode())
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
 
 
 def held_device_memory(client: Client) -> dict[str, int]:

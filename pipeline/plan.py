@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError, PlanError
 from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.layout import Shape
 from pipeline.ledger import Ledger
-from pipeline.storage import ArrayInfo, Location, describe_array
+from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
 GPU_FRAME_LIMIT = 4 << 20
@@ -656,12 +656,14 @@ def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
             return planned_info(config)
     info = describe_array(loc, config.input.array)
     check_finished(config)
+    check_reader_sees_chunks(info)
     return info
 
 
 def check_stores_reachable(config: Config) -> None:
     """Refuse a ``memory://`` store that the workers could not see: it lives inside one
-    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it."""
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it.
+    Refuse an output inside an archive (``zip::...``), which is read-only (OutputError)."""
     in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
     for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
         if url.startswith("memory://") and not in_process:
@@ -670,6 +672,7 @@ def check_stores_reachable(config: Config) -> None:
                 "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
                 "a store every worker can reach (a path, s3://...)"
             )
+    Location.of(config.output.store, config.output.storage_options).refuse_archive("output.store")
 
 
 def _threads(config: Config, be: str, scheduler_threads: int | None) -> int:

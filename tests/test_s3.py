@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline.errors import OutputError
 from pipeline.storage import Location
 from tests.conftest import make_array, read_array, reference, write_config
+from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -204,6 +206,66 @@ def test_unwritable_s3_output_is_one_line(tmp_path, cli, bucket) -> None:
     assert rc == 1
     assert err.startswith(f"error: cannot write to {url}-missing/out.zarr"), err
     assert err.count("\n") == 1 and "testing" not in err, err
+
+
+@pytest.mark.parametrize(("name", "sibling"), ODD_NAMES, ids=lambda s: repr(s))
+def test_odd_names_on_s3_end_to_end(tmp_path, cli, bucket, name, sibling) -> None:
+    """Input and output named with glob characters: run, interrupted run, resume, refused
+    rerun, overwrite; stores whose names the output's name matches as a pattern keep their
+    files. (A local cluster of threads: test_input_and_output_on_s3 has worker processes.)"""
+    url, options = bucket
+    round_trip(
+        cli,
+        tmp_path,
+        f"{url}/in {name}",
+        f"{url}/{name}",
+        options,
+        siblings=(f"{url}/{sibling}",),
+    )
+
+
+def test_s3_keys_are_literal(bucket) -> None:
+    url, options = bucket
+    check_literal_keys(Location.of(f"{url}/s [0]", options))
+
+
+def test_write_probe_leaves_nothing(bucket) -> None:
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    Location.of(f"{url}/out[v0].zarr", options).writable_probe()
+    assert fs.find(url) == []
+    with pytest.raises(OutputError) as e:
+        Location.of(f"{url}-missing/out[v0].zarr", options).writable_probe()
+    assert e.value.output == f"{url}-missing/out[v0].zarr"
+    assert fs.find(url) == []
+
+
+def test_zip_input_on_s3(tmp_path, cli, bucket) -> None:
+    """A chained URL: a zip (written by zarr's ZipStore) in a bucket, options nested under
+    the inner file system's name, as fsspec takes them."""
+    import s3fs
+    from zarr.storage import ZipStore
+
+    url, options = bucket
+    x = np.random.default_rng(4).standard_normal((12, 10)).astype(np.float32)
+    store = ZipStore(tmp_path / "in.zip", mode="w")
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(4, 5))[...] = x
+    store.close()
+    s3fs.S3FileSystem(skip_instance_cache=True, **options).put_file(
+        str(tmp_path / "in.zip"), f"{url}/data [1].zip"
+    )
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": f"zip::{url}/data [1].zip", "storage_options": {"s3": options}},
+        cluster={"protocol": "inproc"},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
 def test_file_urls(tmp_path, cli) -> None:

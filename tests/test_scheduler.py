@@ -1,23 +1,32 @@
 """Joining an existing cluster: `dask scheduler` and `dask worker` started as separate
-processes (as on a real cluster, CPU here), then `run --scheduler ADDRESS`."""
+processes (as on a real cluster, CPU here), then `run --scheduler ADDRESS`; and addresses where
+no scheduler is (an HTTP server, a silent port, nobody, a malformed address), each refused in
+one line within cluster.timeout."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from pipeline import cluster
 from pipeline.config import load_config
+from pipeline.errors import ClusterError
 from tests.conftest import make_array, read_array, reference, write_config
+from tests.faultkit import env, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,4 +115,164 @@ def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:
     assert rc == 1
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:"), err
     assert err.count("\n") == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Addresses where no scheduler is: real servers on 127.0.0.1, started here.
+
+#: cluster.timeout for these tests, and the bound within which each must end (a busy machine)
+TIMEOUT = 3.0
+OUTER = 90.0
+
+
+@contextlib.contextmanager
+def _http_server() -> Iterator[str]:
+    """Python's HTTP server (like the dashboard's port): it waits for a request line."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _tcp_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server that accepts connections and passes each to ``handle``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                handle(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for c in held:
+            c.close()
+
+
+def _answers_http(conn: socket.socket) -> None:
+    """What many HTTP servers do with bytes that are not HTTP: a 400 answer, then close."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    conn.close()
+
+
+@contextlib.contextmanager
+def _nobody() -> Iterator[str]:
+    yield f"tcp://127.0.0.1:{_free_port()}"
+
+
+SERVERS: dict[str, tuple[Callable[[], Any], str]] = {
+    "http-server": (_http_server, "http"),
+    "answers-http": (lambda: _tcp_server(_answers_http), "http"),
+    "silent": (lambda: _tcp_server(lambda conn: None), "not-dask"),
+    "nobody": (_nobody, "unreachable"),
+}
+
+
+def _join_bounded(address: str) -> ClusterError:
+    """``cluster.join``'s error, from a daemon thread that must end within OUTER seconds (a
+    join that hangs fails the test, and does not keep the test process alive)."""
+    got: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            cluster.join(address, TIMEOUT).close()
+            got.append(None)
+        except BaseException as e:
+            got.append(e)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(OUTER)
+    assert got, f"join({address!r}, {TIMEOUT}) did not end within {OUTER} s"
+    assert isinstance(got[0], ClusterError), got[0]
+    return got[0]
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_join_refuses_what_is_not_a_scheduler(server) -> None:
+    make, reason = SERVERS[server]
+    with make() as address:
+        error = _join_bounded(address)
+    assert (error.reason, error.address) == (reason, address)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "address", ["foo", "tcp://127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8787"]
+)
+def test_join_refuses_a_malformed_address(address) -> None:
+    error = _join_bounded(address)
+    assert (error.reason, error.address) == ("malformed", address)
+
+
+def test_join_refuses_a_worker_address(scheduler) -> None:
+    from distributed import Client
+
+    with Client(scheduler, timeout="30s") as c:
+        worker = next(iter(c.scheduler_info()["workers"]))
+    error = _join_bounded(worker)
+    assert (error.reason, error.address) == ("not-scheduler", worker)
+
+
+def test_join_refuses_a_scheduler_without_workers(tmp_path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+    )
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:  # the scheduler is up once its port accepts connections
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.2)
+        error = _join_bounded(address)
+        assert (error.reason, error.address) == ("no-workers", address)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("command", "server"),
+    [("run", "http-server"), ("run", "answers-http"), ("plan", "silent")],
+)
+def test_cli_ends_in_one_line_within_the_timeout(tmp_path, command, server) -> None:
+    """``run`` and ``plan`` as their own processes: one line, exit status 1, nothing written,
+    within the outer bound (they used to hang without end at an HTTP port, or fail with a
+    MemoryError). Every kind of server is checked against ``join`` itself above."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": TIMEOUT}
+    )
+    with SERVERS[server][0]() as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert address in one_line_error(proc.stderr)
     assert not (tmp_path / "out.zarr").exists()

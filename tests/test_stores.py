@@ -1,0 +1,279 @@
+"""Stores as people name and package them: local paths whose names hold glob characters, and
+read-only zip stores (written by zarr-python's ZipStore, or a store directory zipped with
+Python's zipfile), end to end; and the plan-time guard that the raw reader sees the chunks
+Zarr sees.
+
+S3 with the same names is in ``test_s3.py`` (it needs the local S3 server).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.config import load_config
+from pipeline.errors import InputError, OutputError, PipelineError, StoreError
+from pipeline.runner import plan_run
+from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
+from tests.conftest import make_array, reference, write_config
+from tests.faultkit import one_line_error
+from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
+
+# --------------------------------------------------------------------------------------------
+# Names with glob characters.
+
+
+@pytest.mark.parametrize(("name", "sibling"), ODD_NAMES, ids=lambda s: repr(s))
+def test_odd_local_names_end_to_end(tmp_path, cli, name, sibling) -> None:
+    round_trip(
+        cli,
+        tmp_path,
+        str(tmp_path / f"in {name}"),
+        str(tmp_path / name),
+        siblings=(str(tmp_path / sibling),),
+    )
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_keys_are_literal(tmp_path, kind) -> None:
+    url = str(tmp_path / "s [0]") if kind == "local" else f"memory://{uuid.uuid4().hex}/s [0]"
+    check_literal_keys(Location.of(url))
+
+
+# --------------------------------------------------------------------------------------------
+# Zip stores (read-only).
+
+
+def _input_array() -> np.ndarray:
+    """Nonzero everywhere but in rows 8-11, whose chunks Zarr leaves unwritten (fill value)."""
+    x = np.random.default_rng(7).uniform(1, 2, (24, 10)).astype(np.float32)
+    x[8:12] = 0
+    return x
+
+
+def _zipstore(path: Path, x: np.ndarray, zarr_format: int, **kw: Any) -> None:
+    """``x`` written by zarr-python into a zip through its own ZipStore."""
+    from zarr.storage import ZipStore
+
+    store = ZipStore(path, mode="w")
+    arr = zarr.create_array(
+        store=store, shape=x.shape, dtype=x.dtype, zarr_format=zarr_format, **kw
+    )
+    arr[...] = x
+    store.close()
+
+
+def _zipped_dir(path: Path, x: np.ndarray, zarr_format: int, folder: str, **kw: Any) -> None:
+    """``x`` written by zarr-python into a directory, which Python's zipfile then zips (under
+    ``folder`` inside the zip, '' for its root), directory entries included."""
+    src = path.with_suffix(".zarr")
+    make_array(src, x, kw.pop("chunks"), zarr_format=zarr_format, **kw)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(src.rglob("*")):
+            zf.write(p, str(Path(folder, p.relative_to(src))))
+
+
+ZIPS = {
+    # id: (how it is made, URL template, zarr_format, layout)
+    "zipstore-v3": (_zipstore, "zip::file://{path}", 3, {"chunks": (4, 5)}),
+    "zipstore-v3-sharded": (_zipstore, "{path}", 3, {"chunks": (2, 5), "shards": (4, 10)}),
+    "zipstore-v2": (_zipstore, "zip::{path}", 2, {"chunks": (4, 5)}),
+    "zipfile-v3": (_zipped_dir, "{path}", 3, {"chunks": (4, 5)}),
+    "zipfile-v2-in-a-folder": (_zipped_dir, "zip://in.zarr::file://{path}", 2, {"chunks": (4, 5)}),
+}
+
+
+def _make_zip(tmp: Path, kind: str, x: np.ndarray) -> tuple[Path, str]:
+    make, template, zarr_format, layout = ZIPS[kind]
+    path = tmp / "input.zip"
+    if make is _zipped_dir:
+        _zipped_dir(path, x, zarr_format, "in.zarr" if "folder" in kind else "", **layout)
+    else:
+        make(path, x, zarr_format, **layout)
+    return path, template.format(path=path)
+
+
+@pytest.mark.parametrize("kind", list(ZIPS))
+def test_zip_input_end_to_end(tmp_path, cli, kind) -> None:
+    x = _input_array()
+    path, url = _make_zip(tmp_path, kind, x)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    src = zarr.open_array(store=Location.of(url).zarr_store(read_only=True), mode="r")
+    assert np.array_equal(src[...], x)  # what zarr-python reads is the reference
+    cfg = write_config(
+        tmp_path,
+        url,
+        tmp_path / "out.zarr",
+        cluster={"workers": 2, "threads_per_worker": 1, "dashboard": ""}
+        | ({} if kind == "zipstore-v3" else {"protocol": "inproc"}),
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert np.array_equal(y[...], reference(x))
+    assert y.attrs["pipeline"]["status"] == "complete"
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, err + out
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the input is never modified
+
+
+def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
+    """Each address ``join`` gives resolves (in fsspec) to the object the raw reader reads,
+    and Zarr's store for the location reads it too."""
+    x = _input_array()
+    _, url = _make_zip(tmp_path, "zipfile-v2-in-a-folder", x)
+    loc = Location.of(url)
+    store = loc.zarr_store(read_only=True)
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    for key in (".zarray", "0.0", "1.1", "5.1"):
+        fs, path = fsspec.url_to_fs(loc.join(key))
+        raw = loc.read(key)
+        assert raw is not None and fs.cat_file(path) == raw
+        assert sync(store.get(key, default_buffer_prototype())).to_bytes() == raw
+    assert loc.read("2.1") is None and not loc.exists("2.1")  # all zeros: never written
+    assert loc.list("") == sorted(
+        [".zarray", ".zattrs", *(f"{i}.{j}" for i in (0, 1, 3, 4, 5) for j in (0, 1))]
+    )
+
+
+def test_a_replaced_zip_is_read_anew(tmp_path) -> None:
+    """A process that read a zip (a long-lived worker) reads the new one once it is replaced,
+    not chunks from the old one's directory."""
+    path = tmp_path / "input.zip"
+    x = _input_array()
+    _zipstore(path, x, 3, chunks=(4, 5))
+    loc = Location.of(str(path))
+    old = loc.read("c/0/0")
+    assert np.array_equal(zarr.open_array(store=loc.zarr_store(True), mode="r")[...], x)
+    _zipstore(path, x[::-1].copy(), 3, chunks=(4, 5))  # same keys, other bytes
+    new = Location.of(str(path)).read("c/0/0")
+    assert new is not None and new != old
+    assert np.array_equal(zarr.open_array(store=loc.zarr_store(True), mode="r")[...], x[::-1])
+
+
+def test_output_in_a_zip_is_refused_by_name(tmp_path, cli) -> None:
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    existing = tmp_path / "old.zip"
+    _zipstore(existing, _input_array(), 3, chunks=(4, 5))
+    for out in (f"zip::file://{tmp_path}/new.zip", str(existing)):
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+        with pytest.raises(OutputError) as e:
+            plan_run(load_config(cfg))
+        assert e.value.output == Location.of(out).url
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            assert rc == 1
+            assert "zip archive" in one_line_error(err)
+    assert not (tmp_path / "new.zip").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "old.zip", "run.yaml"]
+
+
+def test_generate_into_a_zip_is_refused(tmp_path, cli) -> None:
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": f"zip::file://{tmp_path}/gen.zip", "generate": {"shape": [8, 8]}},
+    )
+    rc, _, err = cli("generate", cfg)
+    assert rc == 1 and "zip archive" in one_line_error(err)
+    assert not (tmp_path / "gen.zip").exists()
+
+
+def test_chained_urls(tmp_path, monkeypatch) -> None:
+    """A relative zip path names the same file in every process, whatever its directory; a
+    key's address goes into the chain's path, where fsspec looks for it."""
+    _zipstore(tmp_path / "input.zip", _input_array(), 3, chunks=(4, 5))
+    monkeypatch.chdir(tmp_path)
+    want = f"zip::file://{tmp_path}/input.zip"
+    assert Location.of("zip::input.zip").url == want
+    assert Location.of("zip::file://input.zip").url == want
+    assert Location.of("input.zip").url == want  # a local zip file is read as a zip store
+    assert (
+        Location.of("zip://in.zarr::input.zip").url == f"zip://in.zarr::file://{tmp_path}/input.zip"
+    )
+    assert Location.of("simplecache::s3://b/x.zarr").url == "simplecache::s3://b/x.zarr"
+    assert Location.of("a::b.zarr").url == str(tmp_path / "a::b.zarr")  # a path, not a chain
+    assert Location.of("zip::input.zip").join("a", "zarr.json") == (
+        f"zip://a/zarr.json::file://{tmp_path}/input.zip"
+    )
+    assert Location.of("simplecache::s3://b/x.zarr").join("c/0") == "simplecache::s3://b/x.zarr/c/0"
+
+
+def test_missing_or_broken_zip_is_one_line(tmp_path, cli) -> None:
+    cfg = write_config(tmp_path, f"zip::file://{tmp_path}/absent.zip", tmp_path / "out.zarr")
+    with pytest.raises(PipelineError):
+        plan_run(load_config(cfg))
+    rc, _, err = cli("run", cfg)
+    assert rc == 1 and "does not exist" in one_line_error(err)
+
+    (tmp_path / "broken.zip").write_bytes(b"not a zip at all")
+    cfg = write_config(tmp_path, f"zip::file://{tmp_path}/broken.zip", tmp_path / "out.zarr")
+    with pytest.raises(StoreError) as e:
+        plan_run(load_config(cfg))
+    assert e.value.store == f"zip::file://{tmp_path}/broken.zip"
+    rc, _, err = cli("run", cfg)
+    assert rc == 1 and "BadZipFile" in one_line_error(err)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The guard: what Zarr sees, the raw reader must see.
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlJoined(Location):
+    """The reader's fault the guard exists for: keys joined onto the URL string, as the
+    pipeline once did (wrong for chained URLs such as zip::, whose root is inside the chain)."""
+
+    def _path(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+
+class KeysWithoutPrefix(ArrayInfo):
+    """A reader that computes other keys than Zarr's (v3 default keys without their 'c/')."""
+
+    def key(self, index: tuple[int, ...]) -> str:
+        return super().key(index).replace("c/", "", 1)
+
+
+def _info_as(cls: type, info: ArrayInfo, **changes: Any) -> Any:
+    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+    return cls(**(fields | changes))
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_guard_refuses_a_reader_that_looks_elsewhere(tmp_path, sparse) -> None:
+    """Zarr finds chunks where the reader finds none: refused at plan time, naming the store
+    and a key. ``sparse``: none of the units the guard probes by grid position is stored,
+    so it finds one by listing."""
+    x = np.zeros((64, 10), np.float32)
+    x[24:28] = 1.0 if sparse else 0.0
+    if not sparse:
+        x += 1
+    _, url = _make_zip(tmp_path, "zipstore-v3", x)
+    info = describe_array(Location.of(url), "")
+    check_reader_sees_chunks(info)  # the real reader sees them
+    with pytest.raises(InputError) as e:
+        check_reader_sees_chunks(_info_as(ArrayInfo, info, location=UrlJoined(url)))
+    assert e.value.store == url
+    assert e.value.key == ("c/6/0" if sparse else "c/0/0")
+
+
+def test_guard_refuses_keys_zarr_does_not_use(tmp_path) -> None:
+    make_array(tmp_path / "in.zarr", np.ones((8, 10), np.float32), (4, 5))
+    info = describe_array(Location.of(str(tmp_path / "in.zarr")), "")
+    with pytest.raises(InputError) as e:
+        check_reader_sees_chunks(_info_as(KeysWithoutPrefix, info))
+    assert e.value.store == str(tmp_path / "in.zarr") and e.value.key == "c/0/0"
