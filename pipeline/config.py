@@ -339,10 +339,23 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
     return tuple(out)
 
 
+#: Settings that earlier versions had and this one removed, because no measurement showed a
+#: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
+#: offered a close key name.
+REMOVED = {
+    "output.spare_files": "pre-allocated files made no run faster",
+    "cluster.gpu_codec_slots": "limiting the threads in the GPU codec made no run faster",
+    "cluster.host_encode_share": "encoding part of each block on the CPU made runs slower",
+    "cluster.memory_pool": "GPU workers always use CuPy's memory pool",
+}
+
+
 def _message(err: Mapping[str, Any], data: Any) -> str:
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
     key = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "extra_forbidden" and key in REMOVED:
+        return f"unknown key {key!r} (removed in this version: {REMOVED[key]}; delete it)"
     if kind == "extra_forbidden":
         owner = _stage_owner(loc, data) if loc[:1] == ("stages",) else _model_at(loc)
         names = [n for n in owner.model_fields] if owner else []
