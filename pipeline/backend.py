@@ -32,11 +32,6 @@ class Encoding:
     level: int = 1
     """zstd level of the CPU encoder (nvCOMP has no levels)"""
     checksum: bool = False
-    host_share: float = 0.0
-    """GPU backend: fraction of each unit's frames that CPU threads encode while the GPU
-    encodes the rest (the GPU's zstd encoder is the slowest step of the GPU data path)"""
-    host_threads: int = 0
-    """CPU threads per worker process for that share"""
 
 
 class Backend(Protocol):
@@ -174,17 +169,15 @@ class CpuBackend:
 
 
 def encode_on_host(
-    raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding, first: int = 0
+    raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding
 ) -> tuple[list[Any], np.ndarray]:
-    """Encode frames ``idx`` of a flat byte buffer on the CPU; (frames in order, their sizes).
-
-    ``raw`` holds frame ``idx[j]`` at ``(idx[j] - first) * step`` (a sub-range of a unit).
-    """
+    """Encode frames ``idx`` of a flat byte buffer on the CPU (frame ``i`` at ``i * step``);
+    (frames in order, their sizes)."""
     z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
     parts: list[Any] = []
     sizes = np.empty(len(idx), dtype=np.uint64)
     for j, i in enumerate(idx):
-        piece = raw[(i - first) * step : (i - first + 1) * step]
+        piece = raw[i * step : (i + 1) * step]
         data = z.encode(piece) if z is not None else piece
         parts.append(data)
         sizes[j] = len(data)

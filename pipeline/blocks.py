@@ -89,9 +89,6 @@ class Sink:
     """where blocks are encoded: 'cpu' or 'gpu'"""
     encoding: backends.Encoding
     ledger: Ledger | None
-    spares: int = 0
-    """spare files each worker process keeps ready for unit writes (0: none; see
-    :mod:`pipeline.spares`)"""
 
 
 def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
@@ -357,7 +354,7 @@ def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -
             offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
             parts = [*parts, layout.encode_index(offsets, sizes)]
     with _timed("write"):
-        return info.location.write(info.key(unit_index), parts, spares=sink.spares)
+        return info.location.write(info.key(unit_index), parts)
 
 
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:

@@ -44,7 +44,6 @@ class PipelineSetup(WorkerPlugin):
         chain: Any = None,
         staging_bytes: int = 0,
         ignore_sigint: bool = False,
-        codec_slots: int | None = None,
     ):
         self.backend = backend
         self.device_budget = device_budget
@@ -52,7 +51,6 @@ class PipelineSetup(WorkerPlugin):
         self.chain = chain
         self.staging_bytes = staging_bytes
         self.ignore_sigint = ignore_sigint
-        self.codec_slots = codec_slots
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
@@ -61,7 +59,7 @@ class PipelineSetup(WorkerPlugin):
         if self.backend == "gpu":
             from pipeline import gpu
 
-            gpu.setup(self.device_budget, self.codec_slots)
+            gpu.setup(self.device_budget)
             if self.staging_bytes:
                 # read and encoded staging for every thread, and the chain's kernel
                 gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
@@ -403,12 +401,6 @@ def _start_local(p: Any, level: int) -> Any:
     if p.backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        kwargs: dict[str, Any] = {}
-        if p.memory_pool == "rmm":
-            kwargs.update(
-                rmm_pool_size=int(p.device_budget * 0.9) if p.device_budget else None,
-                rmm_allocator_external_lib_list="cupy",
-            )
         cluster = LocalCUDACluster(
             CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
             n_workers=len(p.gpus) or None,
@@ -421,7 +413,6 @@ def _start_local(p: Any, level: int) -> Any:
             silence_logs=level,
             local_directory=local_dir,
             **no_dashboard,
-            **kwargs,
         )
         if p.workers_per_gpu > 1:
             add_workers_per_gpu(cluster, p.workers_per_gpu)

@@ -18,7 +18,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
     PositiveInt,
     ValidationError,
     WithJsonSchema,
@@ -141,13 +140,6 @@ class OutputConfig(Model):
         "chunk; none: one file per chunk",
     )
     overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
-    spare_files: Literal["auto"] | NonNegativeInt = Field(
-        "auto",
-        description="local outputs: files each worker pre-allocates ahead of its writes, on a "
-        "background thread (on a memory-backed file system about half of a write into a new "
-        "file is allocating pages); 0: none; auto: one per worker thread when the GPU encodes "
-        "to tmpfs, else 0",
-    )
 
 
 class ChunkingConfig(Model):
@@ -196,23 +188,6 @@ class ClusterConfig(Model):
         "it, and more than RAM / workers is refused; a joined cluster's workers have their "
         "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
         "worker's, auto all of it, and more is refused",
-    )
-    host_encode_share: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="GPU backend: share of each block's zstd frames that CPU threads encode "
-        "while the GPU encodes the rest (for hosts with many fast cores; on the 16-vCPU H100 "
-        "host it was slower)",
-    )
-    gpu_codec_slots: PositiveInt | None = Field(
-        None,
-        description="GPU backend: at most this many of a worker's threads decode or encode on "
-        "the GPU at once, so blocks leave the GPU one after another and their file reads and "
-        "writes overlap other blocks' GPU work; omitted, no limit",
-    )
-    memory_pool: Literal["cupy", "rmm", "none"] = Field(
-        "cupy", description="GPU allocator: CuPy's pool, an RMM pool, or plain cudaMalloc"
     )
     protocol: Literal["tcp", "ucx", "inproc"] = Field(
         "tcp",
@@ -364,10 +339,23 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
     return tuple(out)
 
 
+#: Settings that earlier versions had and this one removed, because no measurement showed a
+#: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
+#: offered a close key name.
+REMOVED = {
+    "output.spare_files": "pre-allocated files made no run faster",
+    "cluster.gpu_codec_slots": "limiting the threads in the GPU codec made no run faster",
+    "cluster.host_encode_share": "encoding part of each block on the CPU made runs slower",
+    "cluster.memory_pool": "GPU workers always use CuPy's memory pool",
+}
+
+
 def _message(err: Mapping[str, Any], data: Any) -> str:
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
     key = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "extra_forbidden" and key in REMOVED:
+        return f"unknown key {key!r} (removed in this version: {REMOVED[key]}; delete it)"
     if kind == "extra_forbidden":
         owner = _stage_owner(loc, data) if loc[:1] == ("stages",) else _model_at(loc)
         names = [n for n in owner.model_fields] if owner else []

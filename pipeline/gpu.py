@@ -17,8 +17,7 @@ import functools
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 import cupy as cp
@@ -27,7 +26,7 @@ import numpy as np
 from nvidia import nvcomp
 
 from pipeline import stages
-from pipeline.backend import Encoding, encode_on_host
+from pipeline.backend import Encoding
 from pipeline.layout import EMPTY, Frames
 from pipeline.storage import FrameCodec
 
@@ -46,33 +45,15 @@ def _nvcomp_alloc(nbytes: int, stream: Any) -> Any:
         return cp.cuda.alloc(nbytes)
 
 
-_CODEC_SLOTS: threading.BoundedSemaphore | None = None
-
-
-@contextlib.contextmanager
-def codec_slot() -> Iterator[None]:
-    """Hold one of the worker's GPU codec slots (``cluster.gpu_codec_slots``) meanwhile: held
-    around nvCOMP's decode and encode kernels only, not the copies in and out, so a thread that
-    waits for a slot has its bytes on the device already and the copy engines keep working."""
-    gate = _CODEC_SLOTS
-    if gate is None:
-        yield
-        return
-    with gate:
-        yield
-
-
-def setup(device_budget: int | None = None, codec_slots: int | None = None) -> None:
-    """Per process: route nvCOMP's allocations through CuPy's pool (once), and set how many
-    threads may decode or encode on the GPU at once (between runs, no task is running).
+def setup(device_budget: int | None = None) -> None:
+    """Once per process: route nvCOMP's allocations through CuPy's pool.
 
     The device budget is kept by the plan (every task's projected memory, times the tasks in
     flight, must fit it) and checked by measurement (the pool's high-water mark, which the run
     summary reports). It is deliberately not a hard cap on the pool: an allocation refused in
     the middle of an nvCOMP call corrupts that call (seen: illegal memory access).
     """
-    global _SETUP_DONE, _CODEC_SLOTS
-    _CODEC_SLOTS = threading.BoundedSemaphore(codec_slots) if codec_slots else None
+    global _SETUP_DONE
     with _SETUP_LOCK:
         if not _SETUP_DONE:
             nvcomp.set_device_allocator(_nvcomp_alloc)
@@ -444,13 +425,9 @@ class GpuBackend:
                     dst = nvcomp.as_arrays(out, (idx * chunk_nbytes).tolist(), [chunk_nbytes] * k)
                 dev.set(host, stream=ctx.stream)
                 if codec == "zstd":
-                    if _CODEC_SLOTS is not None:  # the bytes are in before a slot is taken
-                        ctx.stream.synchronize()
-                    with codec_slot():
-                        ctx.codec.decode(
-                            src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
-                        )
-                        ctx.stream.synchronize()
+                    ctx.codec.decode(
+                        src, out=dst, decompression_config=ctx.decode_config(k, chunk_nbytes)
+                    )
                 else:
                     copy_segments(dev, offs, out, idx.astype(np.int64) * chunk_nbytes, sizes)
             ctx.stream.synchronize()
@@ -459,8 +436,8 @@ class GpuBackend:
     def encode_frames(
         self, flat: Any, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
-        """Encode on the GPU, with CPU threads taking the last ``enc.host_share`` of the frames
-        meanwhile; frames keep their order (GPU part first, then the CPU part)."""
+        """Encode the present chunks on the GPU (zstd through nvCOMP, or copied as they are),
+        pack the frames back to back on the device and copy them out in one piece."""
         ctx = context()
         codec = enc.codec
         with ctx.stream:
@@ -468,66 +445,35 @@ class GpuBackend:
             step = raw.nbytes // n_chunks
             idx = np.flatnonzero(present).astype(np.int64)
             sizes_full = np.full(n_chunks, EMPTY, dtype=np.uint64)
-            if len(idx) == 0:
-                return [], sizes_full
-            k_host = int(len(idx) * enc.host_share) if codec == "zstd" and enc.host_threads else 0
-            host_idx, idx = idx[len(idx) - k_host :], idx[: len(idx) - k_host]
-            host_job = None
-            staging: Any = None
-            copied: Any = None
-            lo = 0
-            if k_host:  # copy those frames' raw bytes to the host first; the GPU then encodes
-                lo, hi = int(host_idx[0]), int(host_idx[-1]) + 1
-                staging = ctx.pinned_buffer((hi - lo) * step, "host_encode")
-                raw[lo * step : hi * step].get(out=staging, stream=ctx.stream)
-                copied = cp.cuda.Event(block=True, disable_timing=True)
-                copied.record(ctx.stream)
             k = len(idx)
-            with contextlib.ExitStack() as held:  # a codec slot, once taken
-                if codec == "zstd" and k:
-                    slot = _slot_size(ctx, step)
-                    cbuf = cp.empty(slot * k, cp.uint8)
-                    slots = np.arange(k, dtype=np.int64) * slot
-                    src_arrays = nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k)
-                    out_arrays = nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k)
-                    held.enter_context(codec_slot())  # for the encode itself
-                    res = ctx.codec.encode(src_arrays, out=out_arrays)
-                    if k_host:
-                        copied.synchronize()  # the GIL is free while we wait
-                        host_job = host_pool(enc.host_threads).submit(
-                            encode_on_host, staging, step, host_idx, enc, lo
-                        )
-                    ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
-                    held.close()  # the compaction and the copy out need no codec slot
-                    sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
-                    src, src_off = cbuf, slots
-                elif codec == "zstd":
-                    copied.synchronize()
-                    host_job = host_pool(enc.host_threads).submit(
-                        encode_on_host, staging, step, host_idx, enc, lo
-                    )
-                    sizes = np.zeros(0, dtype=np.int64)
-                    src, src_off = raw, np.zeros(0, dtype=np.int64)
-                else:
-                    sizes = np.full(k, step, dtype=np.int64)
-                    src, src_off = raw, idx * step
-                dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-                total = int(sizes.sum())
-                if codec == "none" and k == n_chunks:
-                    body = raw
-                else:
-                    body = cp.empty(total, cp.uint8)
-                    copy_segments(src, src_off, body, dst_off, sizes)
-                host = ctx.pinned_buffer(total, "encoded")
-                body.get(out=host, stream=ctx.stream)
-                ctx.stream.synchronize()
+            if k == 0:
+                return [], sizes_full
+            if codec == "zstd":
+                slot = _slot_size(ctx, step)
+                cbuf = cp.empty(slot * k, cp.uint8)
+                slots = np.arange(k, dtype=np.int64) * slot
+                res = ctx.codec.encode(
+                    nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
+                    out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
+                )
+                ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
+                src, src_off = cbuf, slots
+            else:
+                sizes = np.full(k, step, dtype=np.int64)
+                src, src_off = raw, idx * step
+            dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            total = int(sizes.sum())
+            if codec == "none" and k == n_chunks:
+                body = raw
+            else:
+                body = cp.empty(total, cp.uint8)
+                copy_segments(src, src_off, body, dst_off, sizes)
+            host = ctx.pinned_buffer(total, "encoded")
+            body.get(out=host, stream=ctx.stream)
+            ctx.stream.synchronize()
         sizes_full[idx] = sizes
-        parts: list[Any] = [host.data] if total else []
-        if host_job is not None:
-            host_parts, host_sizes = host_job.result()
-            sizes_full[host_idx] = host_sizes
-            parts += host_parts
-        return parts, sizes_full
+        return ([host.data] if total else []), sizes_full
 
     def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
         ctx = context()
@@ -584,18 +530,6 @@ class GpuBackend:
 
     def synchronize(self) -> None:
         context().stream.synchronize()
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def host_pool(threads: int) -> ThreadPoolExecutor:
-    """The worker's CPU threads that encode a share of each block's frames."""
-    global _POOL
-    with _SETUP_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pipeline-encode")
-    return _POOL
 
 
 def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:

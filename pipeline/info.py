@@ -22,7 +22,6 @@ LIBRARIES = (
     "cupy",
     "dask_cuda",
     "nvidia.nvcomp",
-    "rmm",
 )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import layout, spares, stages
+from pipeline import layout, stages
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
@@ -73,9 +73,7 @@ class ClusterPlan:
     workers_per_gpu: int
     device_budget: int | None
     host_budget: int | None
-    memory_pool: str
     protocol: str
-    gpu_codec_slots: int | None
     timeout: float
     dashboard: str
 
@@ -127,7 +125,6 @@ class Plan:
             "chunk": list(self.output.chunk),
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
-            "host_share": self.sink.encoding.host_share,
         }
 
     def fingerprint(self) -> str:
@@ -561,7 +558,6 @@ def make_plan(
         key_sep="/",
     )
     source = Source(info=info_in, block=block, backend=be, direct=direct, decode_on=decode_on)
-    share, host_threads = _host_encode(config, facts, encode_on, workers)
     sink = Sink(
         info=info_out,
         block=block,
@@ -570,11 +566,8 @@ def make_plan(
             codec=config.output.codec.name,
             level=config.output.codec.level,
             checksum=config.output.codec.checksum,
-            host_share=share,
-            host_threads=host_threads,
         ),
         ledger=Ledger(loc_out, info_out.path),
-        spares=_spares(config, loc_out, encode_on, threads),
     )
     cluster = ClusterPlan(
         scheduler=config.cluster.scheduler,
@@ -587,9 +580,7 @@ def make_plan(
         workers_per_gpu=per_gpu,
         device_budget=device_budget,
         host_budget=host_budget,
-        memory_pool=config.cluster.memory_pool,
         protocol=config.cluster.protocol,
-        gpu_codec_slots=config.cluster.gpu_codec_slots,
         timeout=config.cluster.timeout,
         dashboard=config.cluster.dashboard,
     )
@@ -616,24 +607,6 @@ def _gpu_decodes(info: ArrayInfo) -> bool:
     most GPU_FRAME_LIMIT bytes (nvCOMP gives one thread block to a frame, so large frames
     decode faster on the CPU cores). Every other chain is decoded on the CPU."""
     return info.codec == "none" or (info.codec == "zstd" and info.chunk_nbytes <= GPU_FRAME_LIMIT)
-
-
-def _spares(config: Config, loc: Location, encode_on: str, threads: int) -> int:
-    """Spare files per worker process (see :mod:`pipeline.spares`)."""
-    n = config.output.spare_files
-    if n != "auto":
-        return int(n) if loc.is_local else 0
-    if encode_on == "gpu" and loc.is_local and spares.memory_backed(loc.url):
-        return threads
-    return 0
-
-
-def _host_encode(config: Config, facts: Facts, encode_on: str, workers: int) -> tuple[float, int]:
-    """(share of frames CPU threads encode beside the GPU, threads per worker for it)."""
-    if encode_on != "gpu" or config.output.codec.name != "zstd":
-        return 0.0, 0
-    per_worker = max(1, facts.cpu_count // max(1, workers))
-    return float(config.cluster.host_encode_share), per_worker
 
 
 def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
@@ -792,14 +765,6 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
         ),
         ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
     ]
-    if plan.sink.spares:
-        rows.append(
-            (
-                "spare files",
-                f"{plan.sink.spares} per worker, pre-allocated ahead of the writes "
-                "(output.spare_files)",
-            )
-        )
     threads = c.threads_per_worker
     if plan.backend == "gpu":
         per = c.workers_per_gpu

@@ -163,8 +163,6 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     blocks_per_worker: dict[str, int] = field(default_factory=dict)
     """{worker address: blocks it computed in this run}"""
-    spare_files: dict[str, int] = field(default_factory=dict)
-    """output.spare_files over all workers: made, used by unit writes, left unused"""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
@@ -215,17 +213,6 @@ class Summary:
                 "task time",
                 ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
                 + (f" — {self.bound_by}" if self.bound_by else ""),
-            ),
-            *(
-                [
-                    (
-                        "spare files",
-                        f"{self.spare_files.get('used', 0)} unit writes went through one; "
-                        f"{self.spare_files.get('made', 0)} made",
-                    )
-                ]
-                if self.spare_files
-                else []
             ),
             ("peak device memory", peak_dev),
             (

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__, cluster, graph, layout, spares, storage
+from pipeline import __version__, cluster, graph, layout, storage
 from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import OutputError, PipelineError, disk_full
@@ -259,7 +259,6 @@ def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
         plan.cluster.device_budget,
         chain=plan.chain,
         staging_bytes=int(block_bytes * 1.05) + (1 << 20),
-        codec_slots=plan.cluster.gpu_codec_slots,
     )
 
 
@@ -489,8 +488,6 @@ def _compute_and_finish(
         "complete",
     )
     summary.blocks_per_worker = per_worker
-    if plan.sink.spares:
-        summary.spare_files = {k: totals.get(f"spares_{k}", 0) for k in ("made", "used", "unused")}
     # the whole output's counts: this run's blocks, and those an interrupted run wrote
     whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
     skipped = [b for b in all_blocks if b in done]
@@ -619,12 +616,6 @@ def _compute(
                     "finishes it"
                 ) from None
             raise
-        finally:
-            if plan.sink.spares:  # free the spare files the workers still hold
-                with contextlib.suppress(Exception):
-                    for counts in client.run(spares.release).values():
-                        for k, v in counts.items():
-                            totals[f"spares_{k}"] = totals.get(f"spares_{k}", 0) + v
     return totals, per_worker
 
 
@@ -812,9 +803,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
         device_budget=None,
         host_budget=None,
-        memory_pool=config.cluster.memory_pool,
         protocol=config.cluster.protocol,
-        gpu_codec_slots=None,
         timeout=config.cluster.timeout,
         dashboard="",
     )

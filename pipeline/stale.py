@@ -71,7 +71,8 @@ def _pair(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list) and len(x) == 2 else [None, None]
 
 
-#: The identity's parts that _what_changed names in words of their own.
+#: The identity's parts that _what_changed names in words of their own (``host_share``: in
+#: records of earlier versions only).
 _NAMED = {"input", "output", "stages", "block", "chunk", "unit", "encode_on", "host_share"}
 
 
@@ -116,12 +117,12 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
                 f"{old.get('encode_on')} (the bytes would differ)",
             )
         )
-    if old.get("host_share") != new["host_share"]:
+    if old.get("host_share"):  # cluster.host_encode_share, which this version no longer has
         parts.append(
             (
                 "host_share",
-                f"the share of frames encoded by host threads changed (was "
-                f"{old.get('host_share')}, now {new['host_share']}; the bytes would differ)",
+                f"a share of its frames ({old['host_share']}) was encoded by host threads, "
+                "which this version no longer does (the bytes would differ)",
             )
         )
     for key in sorted((set(old) | set(new)) - _NAMED):

@@ -27,7 +27,6 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline import codecs, layout
-from pipeline import spares as spare_files
 from pipeline.errors import InputError, OutputError, PipelineError, StoreError, disk_full
 from pipeline.layout import Shape
 
@@ -226,22 +225,18 @@ class Location:
         except FileNotFoundError:
             return None
 
-    def write(self, key: str, parts: Sequence[Any], atomic: bool = False, spares: int = 0) -> int:
+    def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written.
 
         A write that fails leaves no partial file. ``atomic``: the key appears only once all
         its bytes are there (local files: written under a hidden name, then renamed; objects
-        in a store appear whole anyway). ``spares``: local files are written through spare
-        files made ahead by a background thread (:mod:`pipeline.spares`), up to this many
-        ready per process; such a file, too, appears whole."""
+        in a store appear whole anyway)."""
         path = self._path(key)
         total = sum(memoryview(p).nbytes for p in parts)
         target = path
         try:
             if self.is_local:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                if spares and spare_files.write(self.url, path, parts, total, spares):
-                    return total
                 if atomic:
                     head, tail = os.path.split(path)
                     target = os.path.join(

@@ -1020,12 +1020,6 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline's figure (and is used elsewhere), the others are shown beside it",
     )
     p.add_argument(
-        "--codec-slots",
-        default="0",
-        help="comma list of cluster.gpu_codec_slots for the /dev/shm run (0: unlimited), "
-        "as --threads",
-    )
-    p.add_argument(
         "--workers-per-gpu",
         default="3",
         help="comma list of GPU worker processes sharing GPU 0 for the /dev/shm run (each with "
@@ -1036,11 +1030,6 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma list of WxT (W workers per GPU of T threads) also run on /dev/shm",
     )
-    p.add_argument(
-        "--spare-files",
-        default="auto",
-        help="comma list of output.spare_files for the /dev/shm run, as --threads",
-    )
     p.add_argument("--from-json", type=Path, help="re-render tables and chart from a bench.json")
     p.add_argument(
         "--peer-gb",
@@ -1050,11 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    args.variants = shm_variants(
-        args.threads, args.codec_slots, args.spare_files, args.workers_per_gpu, args.also
-    )
+    args.variants = shm_variants(args.threads, args.workers_per_gpu, args.also)
     args.threads = args.variants[0]["threads"]
-    args.codec_slots = [args.variants[0]["slots"]]
     res = Results(args.out)
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
@@ -1088,17 +1074,13 @@ def stamp(label: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.0f} s] {label}", flush=True)
 
 
-def shm_variants(
-    threads: str, slots: str, spares: str, workers: str = "1", pairs: str = ""
-) -> list[dict[str, Any]]:
+def shm_variants(threads: str, workers: str = "1", pairs: str = "") -> list[dict[str, Any]]:
     """The /dev/shm settings to run: the first value of each list is the pipeline's figure;
     each other value is run with the rest at their first values, beside it; so is each
     ``WxT`` of ``pairs`` (W workers per GPU of T threads)."""
     lists = {
         "workers": [int(v) for v in workers.split(",")],
         "threads": [int(v) for v in threads.split(",")],
-        "slots": [int(v) for v in slots.split(",")],
-        "spares": [v if v == "auto" else int(v) for v in spares.split(",")],
     }
     first = {k: v[0] for k, v in lists.items()}
     out = [first]
@@ -1107,19 +1089,12 @@ def shm_variants(
     for pair in filter(None, pairs.split(",")):
         w, t = (int(v) for v in pair.lower().split("x"))
         out.append(first | {"workers": w, "threads": t})
-    # stable: the first stays first, and the runs sharing its cluster follow it
-    return sorted(
-        out, key=lambda v: (v["workers"], v["threads"]) != (first["workers"], first["threads"])
-    )
+    return out
 
 
 def variant_cluster(v: dict[str, Any]) -> dict[str, Any]:
     """The ``cluster`` section of the pipeline's config for a setting of :func:`shm_variants`."""
-    return {
-        "threads_per_worker": v["threads"],
-        "workers_per_gpu": v["workers"],
-        "gpu_codec_slots": v["slots"] or None,
-    }
+    return {"threads_per_worker": v["threads"], "workers_per_gpu": v["workers"]}
 
 
 def shm_variant(
@@ -1132,16 +1107,7 @@ def shm_variant(
     reps: int,
 ) -> None:
     """One setting of the GPU pipeline on /dev/shm, checked bit for bit after its runs."""
-    cfg = config(
-        src,
-        shm / "out.zarr",
-        "gpu",
-        cluster=variant_cluster(v),
-        output={"spare_files": v["spares"]},
-    )
-    from pipeline.runner import plan_run
-
-    n_spares = plan_run(cfg).sink.spares
+    cfg = config(src, shm / "out.zarr", "gpu", cluster=variant_cluster(v))
     busy = GpuBusy()
     gbps, last = pipeline_runs(client, cfg, reps, busy=busy)
     differs = ", ".join(f"{k} {v[k]}" for k in v if v[k] != first[k])
@@ -1150,21 +1116,13 @@ def shm_variant(
             "pipeline, Zarr on /dev/shm (GPU)" + (f", {differs}" if differs else ""),
             "pipeline",
             gbps,
-            f"{v['workers']} worker(s) x {v['threads']} threads, "
-            f"{v['slots'] or 'unlimited'} GPU codec slots, "
-            f"{n_spares} spare files"
-            + (
-                f" ({last.spare_files['used']} of {last.blocks_done} writes used one)"
-                if last.spare_files
-                else ""
-            )
-            + f"; {last.task_time and max(last.task_time, key=last.task_time.get)}"
+            f"{v['workers']} worker(s) x {v['threads']} threads"
+            f"; {last.task_time and max(last.task_time, key=last.task_time.get)}"
             " is the largest share of task time",
         )
     )
     f.extra.update(
         gpu_busy_pct=busy.samples,
-        spare_files=last.spare_files,
         task_time=last.task_time,
         peak_device=last.peak_device_bytes,
         peak_rss=last.peak_host_bytes,

@@ -22,7 +22,7 @@ import zarr
 
 import pipeline.runner  # noqa: F401  (imported up front: the timed cases time the run only)
 from pipeline.backend import gpu_status
-from tests.conftest import make_array, write_config
+from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import file_states, one_line_error
 
 
@@ -101,6 +101,18 @@ CASES: dict[str, Case] = {
         ["run.yaml:4", "unknown key 'cluster.wrokers'", "did you mean 'workers'?"],
     ),
     "missing-key": Case(_yaml(BASE), ["missing key 'stages'"]),
+    **{
+        f"removed-{key}": Case(
+            _yaml(BASE.replace(where, f"{where}, {key}: {value}") + SEED),
+            [f"run.yaml:{line}", f"unknown key '{section}.{key}'", "removed in this version"],
+        )
+        for section, where, line, key, value in (
+            ("output", "out.zarr", 2, "spare_files", "auto"),
+            ("cluster", "workers: 1", 4, "gpu_codec_slots", 2),
+            ("cluster", "workers: 1", 4, "host_encode_share", 0.25),
+            ("cluster", "workers: 1", 4, "memory_pool", "rmm"),
+        )
+    },
     "wrong-type": Case(
         _yaml(BASE.replace("workers: 1", "workers: two") + SEED),
         ["run.yaml:4", "cluster.workers", "integer", "(got 'two')"],
@@ -226,6 +238,22 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
             assert not out.exists(), f"{out} was created"
         else:
             assert file_states(out) == before, f"{out} was changed"
+
+
+def test_removed_settings_are_not_settings() -> None:
+    """Each key the loader names as removed is no key of its section, and is refused."""
+    from pipeline.config import REMOVED, Config, parse_config
+    from pipeline.errors import PipelineError
+
+    assert len(REMOVED) == 4
+    for dotted in REMOVED:
+        section, key = dotted.split(".")
+        assert key not in Config.model_fields[section].annotation.model_fields, dotted
+        doc = {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": STAGES}
+        doc[section] = {**doc.get(section, {}), key: 1}
+        with pytest.raises(PipelineError) as e:
+            parse_config(doc)
+        assert f"'{dotted}' (removed in this version" in str(e.value)
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, cli) -> None:

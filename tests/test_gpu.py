@@ -296,23 +296,6 @@ def test_gpu_nonfinite_counts_match_numpy(dtype) -> None:
     assert be.count_nonfinite(cp.asarray(np.ones(10, dtype))) == (0, 0, 0)
 
 
-@pytest.mark.parametrize("slots", [1, 3])
-def test_gpu_codec_slots_keep_results_exact(tmp_path, cli, slots) -> None:
-    """cluster.gpu_codec_slots limits the threads in GPU decode/encode; the output is unchanged."""
-    x = np.random.default_rng(8).standard_normal((96, 2048)).astype(np.float32)
-    make_array(tmp_path / "in.zarr", x, (2, 2048), shards=(8, 2048))
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        backend="gpu",
-        cluster={"threads_per_worker": 6, "dashboard": "", "gpu_codec_slots": slots},
-    )
-    rc, _, err = cli("run", cfg)
-    assert rc == 0, err
-    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
-
-
 def test_free_device_memory_counts_the_pools_cached_blocks() -> None:
     """A warm worker's CuPy pool keeps the last run's blocks: a plan must see them as free,
     or a second run on the same cluster is refused for lack of room the first run had."""

@@ -266,6 +266,31 @@ def test_resume_of_a_complete_output_encoded_on_the_gpu_is_refused_on_the_cpu(
     assert file_states(out) == before
 
 
+def test_an_output_recorded_by_a_version_with_host_encode_share(done: Done, cli) -> None:
+    """Earlier versions recorded ``host_share`` (``cluster.host_encode_share``, since removed)
+    in the identity: 0 is what this version makes; a GPU run that left a share of its frames
+    to host threads is refused, naming it."""
+
+    def recorded(share: float, encode_on: str) -> Any:
+        def edit(meta: dict[str, Any]) -> None:
+            meta["identity"]["host_share"] = share
+            meta["identity"]["encode_on"] = meta["encoded_on"] = encode_on
+            meta["fingerprint"] = fingerprint(meta["identity"])
+
+        return edit
+
+    out, cfg = _copy_recorded(done, "no-share", recorded(0.0, "cpu"))
+    before = file_states(out)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+    assert file_states(out) == before
+    out, cfg = _copy_recorded(done, "gpu-share", recorded(0.25, "gpu"))
+    before = file_states(out)
+    _, e = refused(cli, OutputError, "run", cfg, "--resume")
+    assert e.changed == ["encode_on", "host_share"]
+    assert file_states(out) == before
+
+
 @pytest.mark.gpu
 def test_gpu_made_output_is_not_complete_for_a_cpu_resume(tmp_path: Path, cli) -> None:
     """Frames nvCOMP encoded on the GPU are not the bytes the CPU encoder writes: an output
