@@ -3,6 +3,8 @@ host cannot give are refused; settings the output could not honour change the pl
 
 from __future__ import annotations
 
+import warnings
+
 import contextlib
 import json
 import math
@@ -561,7 +563,9 @@ def _empty_input(path: Path, case: str) -> tuple[int, ...]:
         make_array(path, np.zeros((0, 3), np.float32), (0, 3))
     else:
         _hand_written(path, 2, [6, 0], [0, 0])
-    return tuple(zarr.open_array(store=str(path), mode="r").shape)
+    with warnings.catch_warnings():  # zarr 3.4 warns that a 0 chunk size is read as 1
+        warnings.simplefilter("ignore")
+        return tuple(zarr.open_array(store=str(path), mode="r").shape)
 
 
 BACKENDS = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
