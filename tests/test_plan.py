@@ -3,14 +3,13 @@ host cannot give are refused; settings the output could not honour change the pl
 
 from __future__ import annotations
 
-import warnings
-
 import contextlib
 import json
 import math
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
