@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 from pipeline.errors import PipelineError
@@ -127,14 +128,36 @@ def _setup_logging(args: argparse.Namespace) -> None:
                 logging.getLogger(name).setLevel(driver_level)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: Any) -> None:
+    """The first Ctrl-C (SIGINT) or SIGTERM: ``KeyboardInterrupt`` where the main thread is,
+    which stops the run. The clean-up that follows (work cancelled, workers stopped, cluster
+    closed; each step bounded by a timeout) must not be cut short by the next one: that would
+    leave workers running and print tracebacks (``Exception ignored in atexit callback``). So
+    later signals are ignored until the process ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; its exit status. ``argv`` None: this process is the program
+    (``python -m pipeline``, the ``pipeline`` script), whose handling of SIGINT and SIGTERM lasts
+    until it exits; a list (a caller in Python, the tests): the handlers are restored after."""
+    main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main_thread}
+    for s in handlers:
+        signal.signal(s, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for s, h in handlers.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    signal.signal(signal.SIGTERM, _sigterm)
     try:
         return _dispatch(args)
     except PipelineError as e:
