@@ -9,6 +9,7 @@ and again while the run stops. Every wait is on a condition, with bounds meant f
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline import cluster
+from pipeline.plan import ClusterPlan
 from tests.conftest import STAGES, make_array
 from tests.faultkit import env, many_blocks_input, markers, status, wait_for_markers
 from tests.terminal import Watched, at_terminal, pipeline_args, start, wait_until
@@ -142,3 +145,40 @@ def test_successful_runs_print_only_the_pipelines_lines(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         assert r.stderr == "", f"run {i + 1}: stderr is not the pipeline's:\n{r.stderr}"
         assert "complete" in r.stdout
+
+
+def test_workers_stop_with_no_heartbeat_traceback(capfd) -> None:
+    """The race behind the noise, made certain: the scheduler answers heartbeats 3 s late (as
+    a starved one does), so every worker has a heartbeat in flight when it is told to stop.
+    distributed's worker closed its connections under it and logged ``Failed to communicate
+    with scheduler during heartbeat`` with a ``CommClosedError`` traceback, on the stderr the
+    worker processes share with the run; the pipeline's plugin lets the heartbeat end first."""
+    plan = ClusterPlan(
+        scheduler="local",
+        backend="cpu",
+        gpus=(),
+        workers=2,
+        threads_per_worker=1,
+        workers_per_gpu=1,
+        device_budget=None,
+        host_budget=None,
+        memory_pool="cupy",
+        protocol="tcp",
+        gpu_codec_slots=None,
+        timeout=10.0,
+        dashboard="",
+    )
+    with cluster.connect(plan) as client:
+        scheduler = client.cluster.scheduler
+        answer = scheduler.handlers["heartbeat_worker"]
+        asked: set[str] = set()
+
+        async def late(**msg):
+            asked.add(msg["address"])
+            await asyncio.sleep(3)
+            return answer(**msg)
+
+        scheduler.handlers["heartbeat_worker"] = late
+        wait_until(lambda: len(asked) == 2, timeout=120)  # both wait for their answer now
+    _, err = capfd.readouterr()
+    assert "heartbeat" not in err and "Traceback" not in err, err
