@@ -101,6 +101,11 @@ def _load(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides)
 
 
+#: Loggers of Dask's machinery in this process (its client, its local scheduler and nannies,
+#: their event loop), with their children.
+DRIVER_LOGGERS = ("distributed", "tornado")
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     """The pipeline's lines on stderr: info by default, debug with -v, errors only with -q.
     Dask's own (scheduler, workers) stay at errors unless -vv."""
@@ -117,14 +122,18 @@ def _setup_logging(args: argparse.Namespace) -> None:
         cluster.DASK_LOG_LEVEL = dask_level
     # In this process, distributed's loggers (distributed.client has a level of its own in
     # Dask's logging config) report a lost scheduler with tracebacks; the run says it in one
-    # line. Quiet unless -vv.
+    # line. So does tornado.application, for callbacks of Dask's event loop that fail: a Ctrl-C
+    # while the main thread waits in distributed's sync() made its cancel callback fail
+    # (NameError: the future it cancels was not set yet), a traceback after the run's one line.
+    # Quiet unless -vv.
     driver_level = dask_level if args.verbose >= 2 else logging.CRITICAL
-    logging.getLogger("distributed").setLevel(driver_level)
+    for name in DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(driver_level)
     if args.command in ("run", "generate", "plan", "verify"):
         import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
 
         for name in list(logging.root.manager.loggerDict):
-            if name == "distributed" or name.startswith("distributed."):
+            if name.split(".")[0] in DRIVER_LOGGERS:
                 logging.getLogger(name).setLevel(driver_level)
 
 
