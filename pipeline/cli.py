@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 from pipeline.errors import PipelineError
@@ -100,6 +101,11 @@ def _load(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides)
 
 
+#: Loggers of Dask's machinery in this process (its client, its local scheduler and nannies,
+#: their event loop), with their children.
+DRIVER_LOGGERS = ("distributed", "tornado")
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     """The pipeline's lines on stderr: info by default, debug with -v, errors only with -q.
     Dask's own (scheduler, workers) stay at errors unless -vv."""
@@ -116,25 +122,51 @@ def _setup_logging(args: argparse.Namespace) -> None:
         cluster.DASK_LOG_LEVEL = dask_level
     # In this process, distributed's loggers (distributed.client has a level of its own in
     # Dask's logging config) report a lost scheduler with tracebacks; the run says it in one
-    # line. Quiet unless -vv.
+    # line. So does tornado.application, for callbacks of Dask's event loop that fail: a Ctrl-C
+    # while the main thread waits in distributed's sync() made its cancel callback fail
+    # (NameError: the future it cancels was not set yet), a traceback after the run's one line.
+    # Quiet unless -vv.
     driver_level = dask_level if args.verbose >= 2 else logging.CRITICAL
-    logging.getLogger("distributed").setLevel(driver_level)
+    for name in DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(driver_level)
     if args.command in ("run", "generate", "plan", "verify"):
         import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
 
         for name in list(logging.root.manager.loggerDict):
-            if name == "distributed" or name.startswith("distributed."):
+            if name.split(".")[0] in DRIVER_LOGGERS:
                 logging.getLogger(name).setLevel(driver_level)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: Any) -> None:
+    """The first Ctrl-C (SIGINT) or SIGTERM: ``KeyboardInterrupt`` where the main thread is,
+    which stops the run. The clean-up that follows (work cancelled, workers stopped, cluster
+    closed; each step bounded by a timeout) must not be cut short by the next one: that would
+    leave workers running and print tracebacks (``Exception ignored in atexit callback``). So
+    later signals are ignored until the process ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; its exit status. ``argv`` None: this process is the program
+    (``python -m pipeline``, the ``pipeline`` script), whose handling of SIGINT and SIGTERM lasts
+    until it exits; a list (a caller in Python, the tests): the handlers are restored after."""
+    main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main_thread}
+    for s in handlers:
+        signal.signal(s, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for s, h in handlers.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args)
-    signal.signal(signal.SIGTERM, _sigterm)
     try:
         return _dispatch(args)
     except PipelineError as e:

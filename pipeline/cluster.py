@@ -5,10 +5,16 @@
 address joins an existing scheduler whose workers were started with ``dask worker`` or
 ``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
 the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
+
+A local cluster is started and stopped so that Ctrl-C (SIGINT) ends a run at any moment and
+nothing but the pipeline's own lines reaches the terminal: its worker processes never see SIGINT
+(they are started with it blocked, see :class:`_Startup`); a Ctrl-C while they start stops the
+run as soon as they are up; and it is closed in order (:func:`_stop_local`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -16,7 +22,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from distributed import Client, WorkerPlugin
@@ -31,7 +37,8 @@ DASK_LOG_LEVEL = logging.ERROR
 
 
 class PipelineSetup(WorkerPlugin):
-    """Per-worker set-up: GPU pool limit, nvCOMP allocator, and the memory sampler."""
+    """Per-worker set-up: GPU pool limit, nvCOMP allocator, the memory sampler, and the guard
+    of the worker's heartbeat (:class:`HeartbeatGuard`)."""
 
     name = "pipeline-setup"
     idempotent = False
@@ -54,7 +61,8 @@ class PipelineSetup(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
-            # a worker the nanny restarted (after a crash) did not inherit the ignored SIGINT
+            # it started with SIGINT blocked (see _Startup); ignored as well, it stays without
+            # it whatever a library later does with the thread's signal mask
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
             from pipeline import gpu
@@ -66,11 +74,52 @@ class PipelineSetup(WorkerPlugin):
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler
+        worker._pipeline_heartbeat = HeartbeatGuard(worker)
 
-    def teardown(self, worker: Any) -> None:
+    async def teardown(self, worker: Any) -> None:
         sampler = getattr(worker, "_pipeline_sampler", None)
         if sampler is not None:
             sampler.stop()
+        guard = getattr(worker, "_pipeline_heartbeat", None)
+        if guard is not None:
+            from distributed.core import Status
+
+            await guard.release(
+                closing=worker.status in (Status.closing, Status.closing_gracefully)
+            )
+
+
+class HeartbeatGuard:
+    """Lets a closing worker finish its heartbeat in flight before it closes its connections.
+
+    distributed's ``Worker.close`` removes the worker's plugins, stops its periodic callbacks
+    and closes its connections to the scheduler, but does not wait for a heartbeat already
+    waiting on the scheduler's reply: that heartbeat then fails with ``CommClosedError ...
+    Stream is closed`` and the worker logs it, traceback and all, on the run's stderr (5 of 32
+    successful runs on a busy 2-core machine). The guard tracks the heartbeat in flight; the
+    plugin's teardown (before the connections close) stops new ones and waits for it.
+    """
+
+    def __init__(self, worker: Any, wait: float = 10.0) -> None:
+        self.callback = worker.periodic_callbacks["heartbeat"]
+        self.beat = self.callback.callback
+        self.wait = wait
+        self.in_flight: asyncio.Future | None = None
+        self.callback.callback = self._tracked
+
+    async def _tracked(self) -> None:
+        self.in_flight = asyncio.ensure_future(self.beat())
+        await self.in_flight
+
+    async def release(self, closing: bool) -> None:
+        """Give the worker its own heartbeat back; when it is ``closing``, stop the heartbeats
+        and wait (at most ``wait`` seconds) for the one in flight."""
+        self.callback.callback = self.beat
+        if not closing:
+            return  # the plugin is replaced on a live worker: it keeps its heartbeat
+        self.callback.stop()
+        if self.in_flight is not None and not self.in_flight.done():
+            await asyncio.wait([self.in_flight], timeout=self.wait)
 
 
 class MemorySampler:
@@ -134,6 +183,12 @@ def read_peaks(client: Client) -> dict[str, dict[str, int]]:
     return client.run(_read_peaks)
 
 
+#: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
+#: since on a busy machine a worker's clean stop can take several seconds (Dask's default of 5
+#: ran out and left a ``TimeoutError`` traceback on stderr).
+WORKER_STOP_TIMEOUT = 30.0
+
+
 @contextlib.contextmanager
 def connect(
     plan_cluster: Any, quiet: bool | None = None, plugin: WorkerPlugin | None = None
@@ -141,62 +196,176 @@ def connect(
     """Start or join the cluster the plan describes; always close what was started.
 
     ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
+    A local cluster starts on a thread of its own (:class:`_Startup`); a Ctrl-C
+    (``KeyboardInterrupt``) while it starts, or at any later moment, closes it in order
+    (:func:`_stop_local`) before the interrupt goes on. Raises :class:`ClusterError` when a
+    local cluster cannot start.
     """
-    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
-    cluster = None
-    client = None
-    try:
-        local = plan_cluster.scheduler == "local"
-        if local:
-            with _children_ignore_sigint():
-                try:
-                    cluster = _start_local(plan_cluster, level)
-                except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
-                    raise PipelineError(
-                        f"the local Dask cluster did not start ({e}); check the config's "
-                        "cluster section (dashboard address, workers, memory limits)"
-                    ) from None
-            client = Client(cluster)
-            want = plan_cluster.workers
-            client.wait_for_workers(want, timeout=120)
-        else:
-            client = join(plan_cluster.scheduler, plan_cluster.timeout)
-        client.register_plugin(
-            _with_sigint(plugin, local)
-            or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=local)
-        )
-        yield client
-    finally:
-        if client is not None:
+    if plan_cluster.scheduler != "local":
+        client = join(plan_cluster.scheduler, plan_cluster.timeout)
+        try:
+            client.register_plugin(
+                plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
+            )
+            yield client
+        finally:
             with contextlib.suppress(Exception):
                 client.close(timeout=10)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close(timeout=20)
+        return
+    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
+    setup = _with_sigint(plugin) or PipelineSetup(
+        plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=True
+    )
+    startup = _Startup(plan_cluster, level, setup)
+    try:
+        yield startup.client()
+    except BaseException:
+        startup.stop()
+        raise
+    if startup.stop():
+        raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
 
 
-def _with_sigint(plugin: WorkerPlugin | None, ignore: bool) -> WorkerPlugin | None:
-    """``plugin``, set to ignore SIGINT in restarted workers of a cluster this process owns."""
+def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
+    """``plugin``, set to ignore SIGINT in the workers of a cluster this process owns."""
     if isinstance(plugin, PipelineSetup):
-        plugin.ignore_sigint = ignore
+        plugin.ignore_sigint = True
     return plugin
 
 
-@contextlib.contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
-    """Start the local workers with SIGINT ignored, which they inherit (Python leaves an
-    inherited ignored SIGINT alone). Ctrl-C at a terminal signals the whole process group;
-    this way it reaches only the run, which cancels the work and closes the cluster, instead of
-    also killing every worker with a traceback. A Ctrl-C while the workers start is ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        # None: a handler not set from Python; Python's own is the best stand-in
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+class _Startup:
+    """A local cluster brought up on a thread of its own, with SIGINT blocked on that thread.
+
+    Ctrl-C at a terminal signals the whole process group. The workers must not get it (each
+    would die with a traceback, and their work with them); only this process stops the run and
+    closes the cluster. Dask's event loop thread, which starts the worker processes, is made by
+    the starting thread and so inherits its blocked SIGINT, and a process started from it keeps
+    the blocked signal through exec (what Python's own resource tracker relies on, bpo-33613).
+    The main thread keeps SIGINT, so a Ctrl-C while the workers start is not lost (a process-wide
+    ignored SIGINT would drop it): the main thread's wait is interrupted, and :meth:`stop` lets
+    the start finish (at most ``START_WAIT`` seconds), then closes the cluster.
+
+    Nothing starts before :meth:`client`; :meth:`stop` is safe at any moment after (a start
+    that had not begun never will).
+    """
+
+    #: Seconds :meth:`stop` waits for a start under way (its own timeouts end it sooner).
+    START_WAIT = 300.0
+
+    def __init__(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+        self.cluster: Any = None
+        self.client_: Client | None = None
+        self.error: BaseException | None = None
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._begun = False
+        self._thread = threading.Thread(
+            target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
+        )
+
+    def _start(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        with self._lock:
+            if self.cancelled.is_set():
+                return
+            self._begun = True
+        try:
+            try:
+                self.cluster = _start_local(p, level)
+            except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+                raise ClusterError(
+                    f"the local Dask cluster did not start ({e}); check the config's "
+                    "cluster section (dashboard address, workers, memory limits)"
+                ) from None
+            if self.cancelled.is_set():
+                return
+            self.client_ = Client(self.cluster)
+            self.client_.wait_for_workers(p.workers, timeout=120)
+            if not self.cancelled.is_set():
+                self.client_.register_plugin(plugin)
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.done.set()
+
+    def client(self) -> Client:
+        """Start the cluster; its client once it is up. Raises the start's error, or the
+        ``KeyboardInterrupt`` of a Ctrl-C while waiting for it."""
+        from multiprocessing import resource_tracker
+
+        # The tracker's start unblocks SIGINT in the thread that starts it: start it here, so
+        # that the starting thread still has SIGINT blocked when it starts the workers.
+        resource_tracker.ensure_running()
+        self._thread.start()
+        while not self.done.wait(0.1):
+            pass
+        if self.error is not None:
+            raise self.error
+        assert self.client_ is not None
+        return self.client_
+
+    def stop(self) -> bool:
+        """Wait for a start under way to end, then close what it started, in order; each step
+        runs to its end even when Ctrl-C interrupts it. Whether a Ctrl-C came meanwhile."""
+        with self._lock:
+            self.cancelled.set()
+            begun = self._begun
+        interrupted = begun and _to_the_end(lambda: self.done.wait(self.START_WAIT))
+        if self.cluster is None or not self.done.is_set():
+            return interrupted
+        return _stop_local(self.client_, self.cluster) or interrupted
+
+
+def _to_the_end(step: Callable[[], Any]) -> bool:
+    """Run ``step`` (idempotent) until it ends without a Ctrl-C; its other errors are logged at
+    debug level and dropped (closing goes on). Whether a Ctrl-C interrupted it."""
+    interrupted = False
+    while True:
+        try:
+            step()
+            return interrupted
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as e:
+            log.debug("closing the cluster: %s: %s", type(e).__name__, e)
+            return interrupted
+
+
+def _stop_local(client: Client | None, cluster: Any) -> bool:
+    """Close a local cluster in order; whether a Ctrl-C came meanwhile.
+
+    1. The client, with nothing of its own left running: it never sees a worker or the
+       scheduler go (distributed would log the lost connections).
+    2. The workers, while the scheduler is up: each nanny has its worker finish its tasks,
+       unregister and exit (the plugin lets a heartbeat in flight end first, see
+       :class:`HeartbeatGuard`), and waits for the process, up to ``WORKER_STOP_TIMEOUT``.
+       Closing the cluster alone would also do this, but with Dask's 5 s per worker, which a
+       busy machine exceeds.
+    3. The cluster: its scheduler, which has no worker left.
+    """
+    steps: list[Callable[[], Any]] = []
+    if client is not None:
+        steps.append(lambda: client.close(timeout=10))
+    steps.append(
+        lambda: cluster.sync(
+            _stop_workers,
+            cluster,
+            WORKER_STOP_TIMEOUT,
+            callback_timeout=WORKER_STOP_TIMEOUT + 10,
+        )
+    )
+    steps.append(lambda: cluster.close(timeout=30))
+    interrupted = False
+    for step in steps:
+        interrupted = _to_the_end(step) or interrupted
+    return interrupted
+
+
+async def _stop_workers(cluster: Any, timeout: float) -> None:
+    """Close every worker of a local cluster (nannies, or in-process workers) at once."""
+    workers = list(getattr(cluster, "workers", {}).values())
+    await asyncio.gather(*(w.close(timeout=timeout) for w in workers), return_exceptions=True)
 
 
 def join(address: str, timeout: float) -> Client:

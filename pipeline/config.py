@@ -1,13 +1,16 @@
 """The run's configuration: one YAML file parsed once into frozen, validated objects.
 
 Nothing deeper in the code reads raw dicts. Every problem (malformed YAML, an unknown key, a
-wrong type or value, an unknown stage) becomes one :class:`PipelineError` line that names the
-file, the line and the key, and the fix where one is known.
+wrong type or value, an unknown stage) becomes one :class:`ConfigError` line that names the
+file, the line and the key, and the fix where one is known (and carries them as its fields
+``file``, ``line`` and ``key``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, Union
@@ -26,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.stages import REGISTRY, StageParams, known_stages
 
 
@@ -393,25 +396,69 @@ def _first_error(errors: list[Any]) -> Any:
 
 
 def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
-    """Validate a mapping into a :class:`Config`; errors name ``source``, the line and the key."""
+    """Validate a mapping into a :class:`Config`.
+
+    Raises :class:`ConfigError` naming ``source``, the line (from ``positions``, as
+    :func:`load_config` records them) and the key; fields ``file``, ``line`` (1-based, or None)
+    and ``key`` (dotted, e.g. ``stages.0.factor``)."""
     if not isinstance(data, dict):
-        raise PipelineError(f"{source}: the config must be a mapping of keys (input, output, ...)")
+        raise ConfigError(
+            f"{source}: the config must be a mapping of keys (input, output, ...)",
+            file=source,
+            line=None,
+            key=None,
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as e:
         errors = e.errors()
         err = _first_error(errors)
-        where = source
+        where, line = source, None
+        key = _data_loc(err["loc"], data)
         if positions:
-            loc = _data_loc(err["loc"], data)
+            loc = key
             while loc and loc not in positions:
                 loc = loc[:-1]
             mark = positions.get(loc)
             if mark is not None:
-                where = f"{source}:{mark.line + 1}"
+                line = mark.line + 1
+                where = f"{source}:{line}"
         locs = {_data_loc(x["loc"], data) for x in errors}
         more = f" (and {len(locs) - 1} more problem(s))" if len(locs) > 1 else ""
-        raise PipelineError(f"{where}: {_message(err, data)}{more}") from None
+        raise ConfigError(
+            f"{where}: {_message(err, data)}{more}",
+            file=source,
+            line=line,
+            key=".".join(str(k) for k in key) or None,
+        ) from None
+
+
+#: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose
+#: floats need a dot and a signed exponent: there ``1e39`` is the text "1e39".
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _read_stage_numbers(node: yaml.Node, data: Any) -> None:
+    """Stage parameters written unquoted as YAML 1.2 numbers become numbers (``factor: 1e39``
+    is the float 1e39, as YAML 1.2 and most tools read it); quoted ones stay text, which a
+    stage's scalar refuses (``factor: "5"`` is not coerced)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        if key_node.value != "stages" or not isinstance(value_node, yaml.SequenceNode):
+            continue
+        for i, item in enumerate(value_node.value):
+            if not isinstance(item, yaml.MappingNode):
+                continue
+            for k, v in item.value:
+                plain_text = (
+                    isinstance(v, yaml.ScalarNode)
+                    and v.style is None
+                    and v.tag == "tag:yaml.org,2002:str"
+                )
+                if plain_text and _YAML12_NUMBER.fullmatch(v.value):
+                    with contextlib.suppress(KeyError, IndexError, TypeError):
+                        data["stages"][i][k.value] = float(v.value)
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -424,9 +471,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise PipelineError(f"config file not found: {p} (see configs/ for examples)") from None
+        raise ConfigError(
+            f"config file not found: {p} (see configs/ for examples)",
+            file=str(p),
+            line=None,
+            key=None,
+        ) from None
     except OSError as e:
-        raise PipelineError(f"cannot read config {p}: {e.strerror}") from None
+        raise ConfigError(
+            f"cannot read config {p}: {e.strerror}", file=str(p), line=None, key=None
+        ) from None
     try:
         node = yaml.compose(text, Loader=_Located)
         data = yaml.load(text, Loader=_Located)
@@ -434,9 +488,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise PipelineError(f"{where}: malformed YAML: {problem}") from None
+        raise ConfigError(
+            f"{where}: malformed YAML: {problem}",
+            file=str(p),
+            line=mark.line + 1 if mark else None,
+            key=None,
+        ) from None
     positions = _positions(node) if node is not None else {}
     data = data if data is not None else {}
+    if node is not None:
+        _read_stage_numbers(node, data)
     for dotted, value in (overrides or {}).items():
         target = data
         *parents, last = dotted.split(".")

@@ -66,13 +66,14 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
+            # markup=False: the label and the rate are text, never rich markup
             self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("blocks  {task.fields[rate]}"),
+                TextColumn("blocks  {task.fields[rate]}", markup=False),
                 TimeElapsedColumn(),
-                TextColumn("eta"),
+                TextColumn("eta", markup=False),
                 TimeRemainingColumn(),
                 console=Console(file=self.stream),
                 transient=False,
@@ -230,17 +231,21 @@ class Summary:
 
 
 def print_rows(rows: list[tuple[str, str]], title: str, stream: TextIO | None = None) -> None:
-    """A two-column table: rich on a terminal, aligned plain text elsewhere."""
+    """A two-column table: rich on a terminal, aligned plain text elsewhere.
+
+    Every cell and the title are printed as the text they are: paths, URLs and messages hold
+    brackets (``out[v0].zarr``, ``pip install '.[cu12]'``) that rich would read as markup."""
     stream = stream or sys.stdout
     if stream.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        t = Table(title=title, show_header=False, title_justify="left")
+        t = Table(title=Text(title), show_header=False, title_justify="left")
         t.add_column(style="bold")
         t.add_column()
         for k, v in rows:
-            t.add_row(k, v)
+            t.add_row(Text(k), Text(v))
         Console(file=stream).print(t)
         return
     width = max(len(k) for k, _ in rows)

@@ -18,14 +18,16 @@ the same signedness that holds its worst case, and refuses a chain that even 64 
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PlanError
 
 OverflowPolicy: TypeAlias = Literal["promote", "error"]
 
@@ -34,9 +36,36 @@ SUPPORTED_KINDS = "iuf"
 
 
 class StageParams(BaseModel):
-    """Base of every stage's parameters: frozen, unknown keys rejected."""
+    """Base of every stage's parameters: frozen, unknown keys rejected. Numeric fields are the
+    stage's scalar operands (type them :data:`Scalar`): :func:`plan_chain` checks each against
+    the dtype it meets."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_KINDS: dict[type, str] = {str: "text (write it unquoted)", list: "a list", dict: "a mapping"}
+
+
+def _finite_number(v: Any) -> Any:
+    """A stage's scalar as a Python int or float: a finite real number, never text (``"5"``)
+    or a boolean (``true``), which pydantic would coerce to 5 and 1; None passes (an omitted
+    optional scalar).
+
+    Raises ValueError (a config error naming the key) otherwise."""
+    if v is None:
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        what = "true/false" if isinstance(v, (bool, np.bool_)) else _KINDS.get(type(v), "that")
+        raise ValueError(f"must be a number such as 5 or 0.5, not {what}")
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number (not inf or NaN)")
+    return float(v)
+
+
+#: A scalar operand of a stage: a finite int or float (ints stay ints: ``int16 * 5`` is int16).
+Scalar: TypeAlias = Annotated[float | int, BeforeValidator(_finite_number)]
 
 
 @dataclass(frozen=True)
@@ -74,7 +103,7 @@ def stage(name: str, params: type[StageParams] = StageParams) -> Callable[[Calla
 
 
 class MultiplyParams(StageParams):
-    factor: float | int = Field(description="the scalar every element is multiplied by")
+    factor: Scalar = Field(description="the scalar every element is multiplied by")
 
 
 @stage("multiply", MultiplyParams)
@@ -90,7 +119,7 @@ def square(x, p: StageParams):
 
 
 class AddParams(StageParams):
-    value: float | int | None = Field(
+    value: Scalar | None = Field(
         default=None, description="scalar to add; omitted, the array is added to itself"
     )
 
@@ -175,12 +204,66 @@ class BoundStage:
 
 
 def check_dtype(dtype: np.dtype) -> None:
-    """Refuse dtypes the stages cannot compute on (bool, complex, strings, objects)."""
+    """Refuse dtypes the stages cannot compute on (bool, complex, strings, objects):
+    :class:`InputError`."""
     if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
-        raise PipelineError(
+        raise InputError(
             f"unsupported dtype {dtype}: the stages compute on integer and floating-point "
-            "arrays (int8-64, uint8-64, float16/32/64); convert the input first"
+            "arrays (int8-64, uint8-64, float16/32/64); convert the input first",
+            dtype=str(dtype),
         )
+
+
+def _holds(dtype: np.dtype) -> str:
+    """The values ``dtype`` holds, in a few words."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return f"integers {info.min}..{info.max}"
+    f = np.finfo(dtype)
+    return f"magnitudes up to {float(f.max):.6g}, down to {float(f.smallest_subnormal):.3g}"
+
+
+def _shown(value: int | float) -> str:
+    """A scalar as written: Python's shortest repr, huge ints in scientific notation."""
+    if isinstance(value, int) and abs(value) >= 10**24:
+        from decimal import Decimal
+
+        return f"{Decimal(value):.6e}"
+    return repr(value)
+
+
+def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype) -> None:
+    """Refuse a scalar operand of a stage that the dtype NumPy converts it to cannot hold.
+
+    A Python scalar meeting an array of ``dtype`` becomes NumPy's weak-scalar result type
+    (NEP 50: ``int16`` with an int stays ``int16``, with a float becomes ``float64``). NumPy 2
+    refuses an int out of an integer dtype's range (``-1`` on ``uint8``); a float scalar that
+    would overflow to inf (``70000`` on ``float16``, ``1e39`` on ``float32``) or underflow to 0
+    (``1e-50`` on ``float32``) computes something else than written, with at most a warning.
+    ``position`` counts stages from 1. Raises :class:`PlanError` (fields ``stage``, ``position``,
+    ``parameter``, ``value``, ``dtype``).
+    """
+    for key, value in params.model_dump().items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        dt = np.result_type(dtype, type(value)(0))
+        try:
+            with np.errstate(over="ignore"):
+                held = np.asarray(value, dtype=dt)[()]
+            fits = bool(np.isfinite(held)) and (held != 0 or value == 0)
+        except OverflowError:
+            fits = False
+        if not fits:
+            raise PlanError(
+                f"stage {position} ({name}): {key} {_shown(value)} does not fit {dt}, which holds "
+                f"{_holds(dt)}; use a value within that range, or convert the input to a "
+                "wider dtype",
+                stage=name,
+                position=position,
+                parameter=key,
+                value=value,
+                dtype=str(dt),
+            )
 
 
 def plan_chain(
@@ -191,39 +274,37 @@ def plan_chain(
     """Decide every stage's result dtype before the run.
 
     ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
-    Raises :class:`PipelineError` for a dtype the stages cannot compute on, a scalar that does
-    not fit, or an integer chain that would overflow under ``policy``.
+    Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
+    a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
+    under ``policy``.
     """
     dtype = np.dtype(dtype)
     check_dtype(dtype)
     bound: list[BoundStage] = []
     rng = Interval.of(dtype) if dtype.kind in "iu" else None
     current = dtype
-    for name, params in specs:
+    for position, (name, params) in enumerate(specs, start=1):
         d = REGISTRY[name]
-        try:
+        check_scalars(position, name, params, current)
+        with np.errstate(all="ignore"):  # a probe of the result dtype; its values do not matter
             out = d.fn(np.ones(1, dtype=current), params).dtype
-        except OverflowError as e:
-            raise PipelineError(
-                f"stage {name!r}: {e}; use a parameter that fits {current} or convert the input"
-            ) from None
         if rng is not None and out.kind in "iu":
             worst = d.fn(rng, params)
             if policy == "promote":
                 wider = _smallest_int(out.kind, worst)
                 if wider is None:
-                    raise PipelineError(
+                    raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
                         f"{max(abs(worst.lo), abs(worst.hi)):.3g}); convert the input to float64"
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
-                    raise PipelineError(
+                    raise PlanError(
                         f"stage {name!r} needs a wider integer than {current} offers; "
                         "convert the input to float64"
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
-                raise PipelineError(
+                raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
                     f"{max(abs(worst.lo), abs(worst.hi)):.3g}); set integer_overflow: promote "
                     "or convert the input to float64"

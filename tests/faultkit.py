@@ -85,7 +85,7 @@ def markers(output: Path) -> int:
 
 
 def wait_for_markers(
-    proc: subprocess.Popen | None, output: Path, at_least: int, timeout: float = 60.0
+    proc: subprocess.Popen | None, output: Path, at_least: int, timeout: float = 180.0
 ) -> int:
     """Poll until ``output`` has ``at_least`` block markers; the count, or -1 when ``proc``
     ended first (the run was too quick to interrupt)."""
@@ -194,7 +194,8 @@ def run_and_signal(
             os.killpg(proc.pid, sig)
         else:
             os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        # generous: a busy machine stops workers slowly (each may take WORKER_STOP_TIMEOUT)
+        out, err = proc.communicate(timeout=300)
         return Stopped(proc.returncode, out, err, n, children)
     finally:
         if proc.returncode is None:

@@ -295,7 +295,7 @@ def test_interrupt_closes_the_cluster_and_resume_completes(
     )
     # the cluster is closed: none of the processes the run started is left
     assert len(stopped.children) >= 2  # the two workers (at least)
-    left = wait_gone(stopped.children, timeout=30)
+    left = wait_gone(stopped.children, timeout=60)
     kill_procs(left)
     assert not left, f"left running after the interrupt: {left}"
     # resumable: marked incomplete, record kept, lock released

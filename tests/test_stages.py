@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from pipeline import stages
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, PlanError
 from tests.conftest import reference
 
 SEED = [
@@ -95,8 +98,125 @@ def test_float_scalar_on_integers_follows_numpy() -> None:
 
 
 def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
-    with pytest.raises(PipelineError, match="out of bounds for uint8"):
+    with pytest.raises(PlanError) as e:
         stages.plan_chain([("add", stages.AddParams(value=-1))], np.dtype("uint8"))
+    assert e.value.data == {
+        "stage": "add",
+        "position": 1,
+        "parameter": "value",
+        "value": -1,
+        "dtype": "uint8",
+    }
+    assert "0..255" in str(e.value) and "\n" not in str(e.value)
+
+
+def _fits(dtype: np.dtype, op: str, value: int | float) -> bool:
+    """Whether plan_chain accepts ``value`` as the one scalar of ``op`` on ``dtype`` (a chain
+    refused for the overflow of its results, ``int64 * -2**63``, took the scalar); raises any
+    warning (as an error) and other errors."""
+    params = (
+        stages.MultiplyParams(factor=value) if op == "multiply" else stages.AddParams(value=value)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy warning on the way (1e39 on float32 had one)
+        try:
+            stages.plan_chain([(op, params)], dtype)
+        except PlanError as e:
+            if "parameter" not in e.data:  # the results' range, not the scalar
+                return True
+            assert e.data["parameter"] in ("factor", "value") and e.data["value"] == value
+            assert e.data["stage"] == op and e.data["position"] == 1
+            assert e.data["dtype"] == str(np.result_type(dtype, type(value)(0)))
+            return False
+    return True
+
+
+INTEGERS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+FLOATS = ["float16", "float32", "float64"]
+
+
+@pytest.mark.parametrize("op", ["multiply", "add"])
+@pytest.mark.parametrize("name", INTEGERS)
+def test_integer_scalars_must_fit_the_input_dtype_as_numpy_2_says(name: str, op: str) -> None:
+    """NumPy 2 (NEP 50) refuses a Python int its integer dtype cannot hold (``-1`` on uint8:
+    OverflowError); so does the plan, naming the stage, the value and the range."""
+    dt = np.dtype(name)
+    info = np.iinfo(dt)
+    lo, hi = int(info.min), int(info.max)
+    for value, fits in [(lo, True), (hi, True), (lo - 1, False), (hi + 1, False), (2**64, False)]:
+        assert _fits(dt, op, value) == fits, (value, fits)
+        numpy_fits = True
+        try:
+            np.ones(2, dt) * value
+        except OverflowError:
+            numpy_fits = False
+        assert numpy_fits == fits  # the plan says what NumPy does
+    # a float scalar makes the result float64, which holds it
+    assert _fits(dt, op, 0.5) and _fits(dt, op, -1e300)
+
+
+@pytest.mark.parametrize("op", ["multiply", "add"])
+@pytest.mark.parametrize("name", FLOATS)
+def test_float_scalars_the_input_dtype_cannot_hold_are_refused(name: str, op: str) -> None:
+    """A scalar NumPy would turn into inf (70000 on float16, 1e39 on float32, 2**64 on
+    float16) or into 0 (1e-50 on float32) is refused; what the dtype holds passes, ints too."""
+    dt = np.dtype(name)
+    f = np.finfo(dt)
+    top, tiny = float(f.max), float(f.smallest_subnormal)
+    assert _fits(dt, op, top) and _fits(dt, op, -top) and _fits(dt, op, tiny)
+    assert _fits(dt, op, 0.0) and _fits(dt, op, 0) and _fits(dt, op, -7)
+    if name != "float64":  # a Python float is a float64: every finite one fits
+        assert not _fits(dt, op, top * 2) and not _fits(dt, op, -top * 2)  # overflows to inf
+        assert not _fits(dt, op, tiny / 4)  # underflows to 0
+    assert _fits(dt, op, 2**64) == (name != "float16")  # 1.8e19 overflows only float16
+    assert not _fits(dt, op, 2**1100)  # no float dtype holds it
+    if name == "float16":
+        assert not _fits(dt, op, 70000) and not _fits(dt, op, 70000.0)
+    if name == "float32":
+        assert not _fits(dt, op, 1e39) and not _fits(dt, op, 1e-50)
+
+
+def test_a_scalar_is_checked_against_the_dtype_its_stage_meets() -> None:
+    """After a stage that makes the chain float64 (int16 * 0.5), a later scalar meets float64."""
+    specs = [
+        ("multiply", stages.MultiplyParams(factor=0.5)),
+        ("add", stages.AddParams(value=1e300)),
+    ]
+    chain = stages.plan_chain(specs, np.dtype("int16"))
+    assert [s.out_dtype.name for s in chain] == ["float64", "float64"]
+    specs = [("multiply", stages.MultiplyParams(factor=2)), ("add", stages.AddParams(value=1e39))]
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain(specs, np.dtype("float32"))
+    assert e.value.data["position"] == 2 and e.value.data["stage"] == "add"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (float("inf"), "finite"),
+        (float("-inf"), "finite"),
+        (float("nan"), "finite"),
+        (True, "true/false"),
+        (np.True_, "true/false"),
+        ("5", "text"),
+        ([5], "a list"),
+    ],
+)
+@pytest.mark.parametrize("model", [stages.MultiplyParams, stages.AddParams])
+def test_stage_scalars_are_finite_numbers_never_coerced(value, problem, model) -> None:
+    key = "factor" if model is stages.MultiplyParams else "value"
+    with pytest.raises(ValidationError, match=problem):
+        model(**{key: value})
+
+
+def test_stage_scalars_keep_their_type() -> None:
+    """An int stays an int (``int16 * 5`` is int16), a float a float; NumPy scalars become the
+    Python numbers they are."""
+    assert type(stages.MultiplyParams(factor=5).factor) is int
+    assert type(stages.MultiplyParams(factor=5.0).factor) is float
+    assert type(stages.AddParams(value=np.int64(3)).value) is int
+    assert type(stages.AddParams(value=np.float32(0.5)).value) is float
+    assert stages.AddParams().value is None
 
 
 @pytest.mark.parametrize("dtype", ["bool", "complex64", "U4", "object"])

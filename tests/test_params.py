@@ -1,0 +1,144 @@
+"""Stage parameters: a scalar is a finite number, written as a number, that the dtype it meets
+can hold. Anything else is refused in one line before anything runs: at load (ConfigError, with
+the file and line) or, once the input's dtype is known, at plan time (PlanError, naming the
+stage, the value and the dtype's range). Real YAML files, real Zarr inputs, the real CLI.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import plan
+from pipeline.config import load_config
+from pipeline.errors import ConfigError, PlanError
+from tests.conftest import make_array
+from tests.faultkit import env, one_line_error
+
+
+def _config(tmp: Path, scalar: str, dtype: str = "float32") -> Path:
+    """A config whose stage 2 multiplies and stage 3 adds ``scalar`` (YAML text, as written),
+    over a small input of ``dtype`` that stage 1 keeps; the scalars are on lines 7 and 8."""
+    if not (tmp / "in.zarr").exists():
+        make_array(tmp / "in.zarr", np.arange(60).reshape(6, 10).astype(dtype), (3, 10))
+    p = tmp / "run.yaml"
+    p.write_text(
+        f"input: {{store: {tmp / 'in.zarr'}}}\n"
+        f"output: {{store: {tmp / 'out.zarr'}}}\n"
+        "backend: cpu\n"
+        "cluster: {workers: 1, dashboard: ''}\n"
+        "stages:\n"
+        "  - {op: multiply, factor: 1}\n"
+        f"  - {{op: multiply, factor: {scalar}}}\n"
+        f"  - {{op: add, value: {scalar}}}\n"
+    )
+    return p
+
+
+@pytest.mark.parametrize(
+    "scalar",
+    ["1e400", "-1e400", ".nan", ".inf", "-.inf", "true", "false", '"5"', "'0.5'", "five", "[5]"],
+)
+def test_a_scalar_that_is_not_a_finite_number_is_refused_at_load(tmp_path, scalar) -> None:
+    """``1e400`` (inf) and ``.nan`` used to run to an all-inf or all-NaN output; ``true`` and
+    ``"5"`` were turned into 1 and 5."""
+    cfg = _config(tmp_path, scalar)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data == {"file": str(cfg), "line": 7, "key": "stages.1.factor"}
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("scalar", "value"),
+    [("1e39", 1e39), ("1e-3", 0.001), ("-2.5E-3", -0.0025), ("1.0e+3", 1000.0), ("5", 5)],
+)
+def test_numbers_are_read_as_yaml_1_2_writes_them(tmp_path, scalar, value) -> None:
+    """PyYAML (YAML 1.1) reads ``1e39`` and ``1e-3`` as text; in a stage they are numbers,
+    and an int stays an int."""
+    c = load_config(_config(tmp_path, scalar))
+    for got in (c.stages[1].factor, c.stages[2].value):
+        assert got == value and type(got) is type(value)
+
+
+def test_only_stage_parameters_read_yaml_1_2_numbers(tmp_path) -> None:
+    """The rest of the config reads YAML as before: an array named 1e3 stays a name."""
+    cfg = _config(tmp_path, "2")
+    cfg.write_text(cfg.read_text().replace("in.zarr}", "in.zarr, array: 1e3}"))
+    assert load_config(cfg).input.array == "1e3"
+
+
+def test_the_cli_refuses_a_non_finite_scalar_in_one_line_and_writes_nothing(tmp_path) -> None:
+    cfg = _config(tmp_path, ".nan")
+    r = subprocess.run(
+        [*_pipeline(), "run", str(cfg)], capture_output=True, text=True, env=env(), timeout=120
+    )
+    assert r.returncode == 1
+    line = one_line_error(r.stderr)
+    assert line.startswith(f"error: {cfg}:7: stages.1.factor"), line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scalar", "position", "stage"),
+    [
+        ("float32", "1e39", 2, "multiply"),  # NumPy warned "overflow encountered in cast"
+        ("float16", "70000", 2, "multiply"),
+        ("uint8", "-1", 2, "multiply"),  # NumPy 2: OverflowError
+        ("int8", "300", 2, "multiply"),
+        ("uint64", "18446744073709551616", 2, "multiply"),  # 2**64
+        ("int64", "18446744073709551616", 2, "multiply"),
+        ("float16", "18446744073709551616", 2, "multiply"),
+        ("float32", "1e-50", 2, "multiply"),  # becomes 0 in float32
+    ],
+)
+def test_plan_refuses_a_scalar_the_dtype_cannot_hold(tmp_path, dtype, scalar, position, stage):
+    """Found once the input's dtype is known: ``plan`` (and ``run``) refuse it, naming the
+    stage, the value and the dtype's range; no NumPy warning on the way."""
+    cfg = _config(tmp_path, scalar, dtype)
+    config = load_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PlanError) as e:
+            plan(config)
+    value = config.stages[1].factor
+    held = str(np.result_type(np.dtype(dtype), type(value)(0)))
+    assert e.value.data == {
+        "stage": stage,
+        "position": position,
+        "parameter": "factor",
+        "value": value,
+        "dtype": held,
+    }
+    r = subprocess.run(
+        [*_pipeline(), "plan", str(cfg)], capture_output=True, text=True, env=env(), timeout=120
+    )
+    assert r.returncode == 1 and r.stdout == ""
+    line = one_line_error(r.stderr)
+    assert f"stage {position} ({stage})" in line and held in line, line
+    assert "Warning" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scalar", "out"),
+    [
+        ("float32", "3.0e+38", "float32"),
+        ("float16", "65504", "float16"),
+        ("uint8", "255", "uint16"),  # 255 * 255 + 255 fits uint16
+        ("float64", "18446744073709551616", "float64"),
+        ("int16", "0.5", "float64"),
+    ],
+)
+def test_plan_accepts_what_the_dtype_holds(tmp_path, dtype, scalar, out) -> None:
+    p = plan(load_config(_config(tmp_path, scalar, dtype)))
+    assert p.chain[-1].out_dtype == np.dtype(out)
+
+
+def _pipeline() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "pipeline"]
