@@ -27,7 +27,7 @@ from typing import Any
 
 from distributed import Client, WorkerPlugin
 
-from pipeline.errors import ClusterError, PipelineError
+from pipeline.errors import ClusterError
 
 log = logging.getLogger("pipeline")
 
