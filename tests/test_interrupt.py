@@ -162,9 +162,7 @@ def test_workers_stop_with_no_heartbeat_traceback(capfd) -> None:
         workers_per_gpu=1,
         device_budget=None,
         host_budget=None,
-        memory_pool="cupy",
         protocol="tcp",
-        gpu_codec_slots=None,
         timeout=10.0,
         dashboard="",
     )
