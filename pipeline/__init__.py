@@ -3,12 +3,11 @@
 The public API; see ``pipeline/DESIGN.md`` for how the pieces fit together.
 """
 
-__version__ = "0.1.0"
-
 # Loaded before `plan` below is defined: importing a submodule for the first time binds its name
 # in this package, so a later first import of pipeline.plan (every run does one) would replace
 # the function `pipeline.plan` with the module.
 import pipeline.plan as _plan_module  # noqa: F401
+from pipeline._version import __version__
 from pipeline.config import Config, load_config
 from pipeline.errors import PipelineError
 

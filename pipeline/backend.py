@@ -19,8 +19,8 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from pipeline import stages
 from pipeline.layout import EMPTY, Frames
+from pipeline.ops import stages
 from pipeline.storage import FrameCodec
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from pipeline import backend as backends
-from pipeline import codecs, layout, stages
+from pipeline import codecs, layout
 from pipeline.errors import ChunkError
 from pipeline.layout import EMPTY, Shape
 from pipeline.ledger import Ledger
+from pipeline.ops import stages
 from pipeline.storage import ArrayInfo
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of

@@ -216,7 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         from pathlib import Path
 
-        from pipeline.config import schema_markdown, with_reference
+        from pipeline.config.reference import schema_markdown, with_reference
 
         if args.update:
             path = Path(args.update)

@@ -99,7 +99,7 @@ def _generate_section(config: Config) -> GenerateConfig:
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data"
         )
-    from pipeline.stages import check_dtype
+    from pipeline.ops.stages import check_dtype
 
     check_dtype(np.dtype(g.dtype))
     return g

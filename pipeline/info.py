@@ -8,7 +8,7 @@ import sys
 
 from dask.utils import format_bytes
 
-from pipeline import __version__
+from pipeline._version import __version__
 from pipeline.hardware import Facts
 
 LIBRARIES = (

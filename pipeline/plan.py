@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import layout, stages
+from pipeline import layout
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
@@ -27,6 +27,7 @@ from pipeline.errors import PipelineError, PlanError
 from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.layout import Shape
 from pipeline.ledger import Ledger
+from pipeline.ops import stages
 from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__, cluster, graph, layout, storage
+from pipeline import cluster, graph, layout, storage
+from pipeline._version import __version__
 from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import OutputError, PipelineError, disk_full

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import layout, stages, storage
+from pipeline import layout, storage
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.ops import stages
 
 
 @dataclass(frozen=True)

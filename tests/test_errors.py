@@ -242,7 +242,8 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
 
 def test_removed_settings_are_not_settings() -> None:
     """Each key the loader names as removed is no key of its section, and is refused."""
-    from pipeline.config import REMOVED, Config, parse_config
+    from pipeline.config import Config, parse_config
+    from pipeline.config.loading import REMOVED
     from pipeline.errors import PipelineError
 
     assert len(REMOVED) == 4

@@ -321,7 +321,8 @@ def test_gpu_work_stays_on_the_threads_stream() -> None:
 
     import cupy as cp
 
-    from pipeline import backend, gpu, stages
+    from pipeline import backend, gpu
+    from pipeline.ops import stages
 
     chain = stages.plan_chain([("multiply", stages.MultiplyParams(factor=3))], np.dtype("f4"))
     n = 64 << 20

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline import stages
 from pipeline.errors import PipelineError, PlanError
+from pipeline.ops import kernel, stages
 from tests.conftest import reference
 
 SEED = [
@@ -227,18 +227,18 @@ def test_unsupported_dtypes_are_refused(dtype: str) -> None:
 
 def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:
     chain = stages.plan_chain(SEED, np.dtype("float32"))
-    src = stages.cuda_source(chain)
+    src = kernel.cuda_source(chain)
     assert src.in_params == "float32 x, float32 s0_0"
     assert src.out_params == "float32 y"
     # float32 arithmetic goes through PTX without .ftz: CuPy compiles with -ftz=true
     assert src.body.count("pl_mul_f32(t0_in, s0_0)") == 1
     assert "pl_mul_f32(t1_in, t1_in)" in src.body and "pl_add_f32(t2_in, t2_in)" in src.body
     assert src.body.endswith("y = t2;") and " * " not in src.body and " + " not in src.body
-    assert "mul.rn.f32 " in stages.CUDA_PREAMBLE and ".ftz" not in stages.CUDA_PREAMBLE
+    assert "mul.rn.f32 " in kernel.CUDA_PREAMBLE and ".ftz" not in kernel.CUDA_PREAMBLE
     assert src.scalars == (np.float32(5),)
-    src64 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("float64")))
+    src64 = kernel.cuda_source(stages.plan_chain(SEED, np.dtype("float64")))
     assert "pl_mul_f64(t0_in, s0_0)" in src64.body and "pl_add_f64(t2_in, t2_in)" in src64.body
-    src16 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("int16")))
+    src16 = kernel.cuda_source(stages.plan_chain(SEED, np.dtype("int16")))
     assert "pl_" not in src16.body  # integers: plain C arithmetic
 
 
@@ -275,7 +275,7 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         ref = stages.apply_chain(chain, x)
     assert y.dtype == ref.dtype
-    if dtype == "float16":  # NaN payloads are not kept in float16 (see stages.CUDA_PREAMBLE)
+    if dtype == "float16":  # NaN payloads are not kept in float16 (see kernel.CUDA_PREAMBLE)
         assert np.array_equal(y, ref, equal_nan=True)
         assert np.array_equal(y[~np.isnan(y)].view(np.uint8), ref[~np.isnan(ref)].view(np.uint8))
     else:  # every bit, NaN payloads and subnormals included
