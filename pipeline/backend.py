@@ -19,9 +19,9 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from pipeline.layout import EMPTY, Frames
 from pipeline.ops import stages
-from pipeline.storage import FrameCodec
+from pipeline.store.codecs import FrameCodec
+from pipeline.store.shards import EMPTY, Frames
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Backend(Protocol):
         dtype: np.dtype,
         fill: bytes,
     ) -> Any:
-        """GPU only: decode checked frames (see :func:`pipeline.codecs.check_frames`) into one
+        """GPU only: decode checked frames (see :func:`pipeline.store.codecs.check_frames`) into one
         flat chunk-major array on the device; absent chunks hold ``fill`` (one element's
         bytes)."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import threading
 import time
@@ -20,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from pipeline import backend as backends
-from pipeline import codecs, layout
 from pipeline.errors import ChunkError
-from pipeline.layout import EMPTY, Shape
-from pipeline.ledger import Ledger
 from pipeline.ops import stages
-from pipeline.storage import ArrayInfo
+from pipeline.store import codecs, grid, shards
+from pipeline.store.arrays import ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.ledger import Ledger
+from pipeline.store.shards import EMPTY
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
 #: task time, summed over the block's phases on its worker thread).
@@ -93,16 +93,7 @@ class Sink:
 
 
 def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
-    return layout.unit_slices(index, block, shape)
-
-
-def _units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Shape]:
-    """Grid indices of the units inside a block (the plan aligns blocks to units)."""
-    region = layout.unit_slices(index, block, shape)
-    ranges = [
-        range(r.start // u, layout.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
-    ]
-    return [tuple(u) for u in itertools.product(*ranges)]
+    return grid.unit_slices(index, block, shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +102,7 @@ def _units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Sha
 
 @functools.lru_cache(maxsize=16)
 def _zarr_array(info: ArrayInfo) -> Any:
-    from pipeline.storage import open_zarr_array
+    from pipeline.store.arrays import open_zarr_array
 
     return open_zarr_array(info.location, info.path)
 
@@ -158,13 +149,13 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
                 region = [[s.start, s.stop] for s in slices]
                 raise damaged(info, f"the region {region}", f"{type(e).__name__}: {e}") from None
         return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
-    units = _units_in(block_index, src.block, info.unit, info.shape)
+    units = grid.units_in(block_index, src.block, info.unit, info.shape)
     if src.decode_on == "gpu":
         try:
             return _read_block_gpu(be, info, units, slices)
         except _DecodeOnHost:
             pass  # frames the GPU should not decode: this block decodes on the CPU
-    shape = layout.region_shape(slices)
+    shape = grid.region_shape(slices)
     out = be.host_array(shape, info.dtype, "decoded")
     origin = tuple(s.start for s in slices)
     for u in units:
@@ -187,12 +178,12 @@ def _decode_unit_on_host(
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
         try:
-            frames = codecs.unit_frames(raw, n_chunks, info.format.shard)
-        except codecs.Damaged as e:
+            frames = shards.unit_frames(raw, n_chunks, info.format.shard)
+        except shards.Damaged as e:
             raise damaged(info, key, str(e)) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
         unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
-        for c, chunk_index in enumerate(layout.iter_indices(info.chunks_per_unit)):
+        for c, chunk_index in enumerate(grid.iter_indices(info.chunks_per_unit)):
             start = [
                 o + i * n for o, i, n in zip(unit_origin, chunk_index, info.chunk, strict=True)
             ]
@@ -215,7 +206,7 @@ def _decode_unit_on_host(
                 else:  # an edge chunk: stored whole, partly outside the array
                     whole = fmt.decode(frame)
                     dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
-            except codecs.Damaged as e:
+            except shards.Damaged as e:
                 where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
                 raise damaged(info, key, f"{e}{where}") from None
 
@@ -246,12 +237,12 @@ def _read_block_gpu(
         with _timed("decode"):
             try:
                 shard = info.format.shard if info.format is not None else None
-                frames = codecs.unit_frames(raw, n_chunks, shard)
+                frames = shards.unit_frames(raw, n_chunks, shard)
                 host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
                 needs_host = codecs.check_frames(
                     host, frames, info.codec or "none", info.chunk_nbytes
                 )
-            except codecs.Damaged as e:
+            except shards.Damaged as e:
                 raise damaged(info, key, str(e)) from None
         if needs_host.any():
             raise _DecodeOnHost(key)
@@ -263,7 +254,7 @@ def _read_block_gpu(
     with _timed("decode"):
         flat = be.decode_frames(
             arena.view(),
-            layout.Frames(np.concatenate(offsets), np.concatenate(sizes)),
+            shards.Frames(np.concatenate(offsets), np.concatenate(sizes)),
             info.codec or "none",
             info.chunk_nbytes,
             info.dtype,
@@ -272,14 +263,14 @@ def _read_block_gpu(
         per_unit = n_chunks * info.chunk_nbytes // info.dtype.itemsize
         xp = be.xp
         if len(units) == 1:
-            unit = layout.frames_to_unit(flat, info.unit, info.chunk)
+            unit = grid.frames_to_unit(flat, info.unit, info.chunk)
             return unit[tuple(slice(0, s.stop - s.start) for s in slices)]
-        out = xp.empty(layout.region_shape(slices), dtype=info.dtype)
+        out = xp.empty(grid.region_shape(slices), dtype=info.dtype)
         for k, u in enumerate(units):
-            unit = layout.frames_to_unit(
+            unit = grid.frames_to_unit(
                 flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
             )
-            us = layout.unit_slices(u, info.unit, info.shape)
+            us = grid.unit_slices(u, info.unit, info.shape)
             dst = tuple(
                 slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
             )
@@ -329,31 +320,19 @@ def to_pinned(x: np.ndarray) -> np.ndarray:
 # Writing.
 
 
-def present_mask(unit_index: Shape, unit: Shape, chunk: Shape, shape: Shape) -> np.ndarray:
-    """Which inner chunks of a unit hold array elements (C order over the unit's chunks)."""
-    per_axis = []
-    for ui, u, c, s in zip(unit_index, unit, chunk, shape, strict=True):
-        ii = np.arange(u // c)
-        per_axis.append(ui * u + ii * c < s)
-    mask = per_axis[0]
-    for m in per_axis[1:]:
-        mask = np.logical_and.outer(mask, m)
-    return np.asarray(mask).reshape(-1)
-
-
 def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
     """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
     info = sink.info
-    flat = layout.unit_to_frames(data, info.chunk)
+    flat = grid.unit_to_frames(data, info.chunk)
     n = math.prod(info.chunks_per_unit)
-    present = present_mask(unit_index, info.unit, info.chunk, info.shape)
+    present = grid.present_mask(unit_index, info.unit, info.chunk, info.shape)
     with _timed("encode"):
         parts, sizes = be.encode_frames(flat, n, present, sink.encoding)
         if info.sharded:
             offsets = np.full(n, EMPTY, dtype=np.uint64)
             real = sizes != EMPTY
             offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
-            parts = [*parts, layout.encode_index(offsets, sizes)]
+            parts = [*parts, shards.encode_index(offsets, sizes)]
     with _timed("write"):
         return info.location.write(info.key(unit_index), parts)
 
@@ -374,8 +353,8 @@ def _write_block(be: backends.Backend, y: Any, sink: Sink, block_id: Shape) -> n
         nan, pos, neg = be.count_nonfinite(y)
     written = 0
     xp = be.xp
-    for u in _units_in(block_index, sink.block, info.unit, info.shape):
-        us = layout.unit_slices(u, info.unit, info.shape)
+    for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
+        us = grid.unit_slices(u, info.unit, info.shape)
         part = y[
             tuple(
                 slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)

@@ -16,17 +16,15 @@ from typing import Any
 import numpy as np
 
 from pipeline import backend as backends
-from pipeline import layout
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, write_unit
 from pipeline.config import Config, GenerateConfig
-from pipeline.errors import InputError, PipelineError
-from pipeline.layout import Shape
+from pipeline.errors import PipelineError
 from pipeline.plan import _grow, auto_chunk
-from pipeline.storage import ArrayInfo, Location
-
-#: The attribute of a generated input: how it was made, and whether every unit is written.
-GENERATED = "pipeline_generated"
+from pipeline.store import arrays, grid
+from pipeline.store.arrays import GENERATED, ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.location import Location
 
 UNIT_TARGET = 128 << 20
 UNSHARDED_TARGET = 64 << 20
@@ -63,7 +61,7 @@ def resolve_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
     else:
         unit = _slab(shape, dtype.itemsize, UNIT_TARGET)
     chunk = g.chunks if isinstance(g.chunks, tuple) else auto_chunk(unit, dtype.itemsize)
-    if not layout.is_multiple(unit, chunk):
+    if not grid.is_multiple(unit, chunk):
         raise PipelineError(
             f"input.generate.shards {list(unit)} is not a whole multiple of chunks {list(chunk)}"
         )
@@ -84,12 +82,11 @@ def planned_info(config: Config) -> ArrayInfo:
     the same metadata, made in memory."""
     from zarr.storage import MemoryStore
 
-    from pipeline.storage import describe_array
-
     g = _generate_section(config)
+    chunk, unit = resolve_layout(g)
     loc = Location.of(config.input.store, config.input.storage_options)
-    arr = _create_array(MemoryStore(), "", g, {})
-    return describe_array(loc, config.input.array.strip("/"), arr)
+    arr = arrays.create_generated(MemoryStore(), "", g, chunk, unit, {})
+    return arrays.describe_array(loc, config.input.array.strip("/"), arr)
 
 
 def _generate_section(config: Config) -> GenerateConfig:
@@ -105,45 +102,15 @@ def _generate_section(config: Config) -> GenerateConfig:
     return g
 
 
-def _create_array(store: Any, path: str, g: GenerateConfig, attrs: dict[str, Any]) -> Any:
-    """The generated array's metadata, created with Zarr in ``store`` (replacing what is
-    there): Zarr v3 with zstd frames in shards, or Zarr v2."""
-    import numcodecs
-    import zarr
-    from zarr.codecs import ZstdCodec
-
-    dtype = np.dtype(g.dtype)
-    chunk, unit = resolve_layout(g)
-    zstd = g.codec.name == "zstd"
-    v3 = g.zarr_format == 3
-    if v3:
-        comp: Any = ZstdCodec(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
-    else:
-        comp = numcodecs.Zstd(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
-    return zarr.create_array(
-        store=store,
-        name=path or None,
-        shape=g.shape,
-        dtype=dtype if v3 else dtype.newbyteorder("<"),
-        chunks=chunk,
-        shards=unit if v3 and unit != chunk else None,
-        compressors=comp,
-        fill_value=0,
-        attributes=attrs,
-        overwrite=True,
-        zarr_format=g.zarr_format,
-    )
-
-
 def create_input(config: Config, backend: str) -> GenSpec:
     """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
     g = _generate_section(config)
-    chunk, _ = resolve_layout(g)
+    chunk, unit = resolve_layout(g)
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
     # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
     checksum = g.codec.name == "zstd" and g.codec.checksum
-    small = layout.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
+    small = grid.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
     encode_on = backend if small and not checksum else "cpu"
     attrs: dict[str, Any] = {
         GENERATED: {
@@ -157,10 +124,8 @@ def create_input(config: Config, backend: str) -> GenSpec:
             else "arithmetic",
         }
     }
-    _create_array(loc.zarr_store(read_only=False), path, g, attrs)
-    from pipeline.storage import describe_array
-
-    info = describe_array(loc, path)
+    arrays.create_generated(loc.zarr_store(read_only=False), path, g, chunk, unit, attrs)
+    info = arrays.describe_array(loc, path)
     sink = Sink(
         info=info,
         block=info.unit,
@@ -174,75 +139,9 @@ def create_input(config: Config, backend: str) -> GenSpec:
 def mark_generated(loc: Location, path: str) -> None:
     """Mark the generated input at ``path`` finished (``pipeline_generated.status: complete``);
     call once every unit is written."""
-    from pipeline.storage import read_attributes, update_attributes
-
-    doc = dict(read_attributes(loc, path).get(GENERATED) or {})
+    doc = dict(arrays.read_attributes(loc, path).get(GENERATED) or {})
     doc["status"] = "complete"
-    update_attributes(loc, path, {GENERATED: doc})
-
-
-def generation_status(loc: Location, path: str) -> str | None:
-    """'complete' or 'incomplete' for an input that ``generate`` made (one made by a version
-    that did not record it counts as complete); None for any other array, or no array."""
-    return _generation_status(_attributes(loc, path))
-
-
-def _generation_status(attrs: dict[str, Any]) -> str | None:
-    doc = attrs.get(GENERATED)
-    if not isinstance(doc, dict):
-        return None
-    return "incomplete" if doc.get("status") == "incomplete" else "complete"
-
-
-def _attributes(loc: Location, path: str) -> dict[str, Any]:
-    """The attributes of the array at ``path``; {} when there is none, or they cannot be
-    read (describe_array names that problem)."""
-    from pipeline.storage import read_attributes
-
-    path = path.strip("/")
-    if not any(loc.exists(f"{path}/{k}" if path else k) for k in ("zarr.json", ".zarray")):
-        return {}
-    try:
-        return read_attributes(loc, path)
-    except Exception:
-        return {}
-
-
-def check_finished(config: Config) -> None:
-    """Refuse (InputError) an input that the pipeline began and did not finish: one whose
-    generation was interrupted, or the output of an interrupted run (a chained run). The
-    chunks they lack would be read as fill values.
-
-    The error's fields: ``input`` (where), ``status`` ('incomplete'), ``made_by`` ('generate'
-    or 'run')."""
-    loc = Location.of(config.input.store, config.input.storage_options)
-    path = config.input.array.strip("/")
-    attrs = _attributes(loc, path)
-    where = loc.join(path)
-    if _generation_status(attrs) == "incomplete":
-        fix = (
-            "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
-            "true and `run` does)"
-            if config.input.generate is not None
-            else "generate it again with `pipeline generate` and the config that describes it"
-        )
-        raise InputError(
-            f"the input {where} is unfinished: its generation was interrupted, so some of its "
-            f"chunks were never written; {fix}",
-            input=where,
-            status="incomplete",
-            made_by="generate",
-        )
-    run = attrs.get("pipeline")
-    if isinstance(run, dict) and run.get("status") == "incomplete":
-        raise InputError(
-            f"the input {where} is the output of an interrupted run, so some of its chunks "
-            "were never written: `pipeline run CONFIG --resume` with the config that made it "
-            "finishes it",
-            input=where,
-            status="incomplete",
-            made_by="run",
-        )
+    arrays.update_attributes(loc, path, {GENERATED: doc})
 
 
 def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:

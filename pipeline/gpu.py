@@ -26,9 +26,9 @@ import numpy as np
 from nvidia import nvcomp
 
 from pipeline.backend import Encoding
-from pipeline.layout import EMPTY, Frames
 from pipeline.ops import kernel, stages
-from pipeline.storage import FrameCodec
+from pipeline.store.codecs import FrameCodec
+from pipeline.store.shards import EMPTY, Frames
 
 _SETUP_LOCK = threading.Lock()
 _SETUP_DONE = False

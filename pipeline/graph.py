@@ -15,9 +15,10 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from pipeline import blocks, layout
+from pipeline import blocks
 from pipeline.blocks import STATS, Sink, Source
-from pipeline.layout import Shape
+from pipeline.store import grid
+from pipeline.store.grid import Shape
 
 
 def dask_chunks(shape: Shape, block: Shape) -> tuple[tuple[int, ...], ...]:
@@ -44,8 +45,8 @@ def read_array(source: Source) -> da.Array:
     """The input as a Dask array with NumPy or CuPy chunks (``source.backend``)."""
     info = source.info
     name = "read-" + tokenize(source)
-    grid = layout.grid_shape(info.shape, source.block)
-    dsk = {(name, *i): (blocks.read_block, source, i) for i in layout.iter_indices(grid)}
+    block_grid = grid.grid_shape(info.shape, source.block)
+    dsk = {(name, *i): (blocks.read_block, source, i) for i in grid.iter_indices(block_grid)}
     return da.Array(
         dsk,
         name,

@@ -19,16 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import layout
 from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
 from pipeline.errors import PipelineError, PlanError
 from pipeline.hardware import Facts, visible_gpu_ids
-from pipeline.layout import Shape
-from pipeline.ledger import Ledger
 from pipeline.ops import stages
-from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
+from pipeline.store import grid
+from pipeline.store.arrays import (
+    ArrayInfo,
+    check_finished,
+    check_reader_sees_chunks,
+    describe_array,
+    generation_status,
+)
+from pipeline.store.grid import Shape
+from pipeline.store.ledger import Ledger
+from pipeline.store.location import Location
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
 GPU_FRAME_LIMIT = 4 << 20
@@ -109,7 +116,7 @@ class Plan:
 
     @property
     def block_grid(self) -> Shape:
-        return layout.grid_shape(self.input.shape, self.block)
+        return grid.grid_shape(self.input.shape, self.block)
 
     @functools.cached_property
     def identity(self) -> dict[str, Any]:
@@ -195,7 +202,7 @@ def _grow(base: Shape, shape: Shape, itemsize: int, target: int) -> Shape:
     bytes: the first axis grows first (C-contiguous blocks), then the next."""
     block = list(base)
     for a in range(len(block)):
-        cap = layout.ceil_div(shape[a], base[a])  # factors beyond the array gain nothing
+        cap = grid.ceil_div(shape[a], base[a])  # factors beyond the array gain nothing
         per = math.prod(block) * itemsize
         k = max(1, min(cap, target // max(per, 1)))
         block[a] = base[a] * k
@@ -246,11 +253,11 @@ class ReadCost:
 
 def read_cost(info: ArrayInfo, block: Shape, direct: bool, decode_on: str) -> ReadCost:
     """The host memory a task's read of ``block`` holds (see :class:`ReadCost`)."""
-    unit = layout.nbytes(info.unit, info.dtype)
+    unit = grid.nbytes(info.unit, info.dtype)
     chunk = info.chunk_nbytes
-    bin_ = layout.nbytes(block, info.dtype)
+    bin_ = grid.nbytes(block, info.dtype)
     if not direct:
-        chunks = math.prod(layout.grid_shape(block, info.chunk))
+        chunks = math.prod(grid.grid_shape(block, info.chunk))
         return ReadCost(stored=0, scratch=min(chunks, 10) * 2 * chunk + bin_)
     if decode_on == "gpu":
         return ReadCost(stored=int(1.05 * bin_) + (1 << 16), scratch=0)
@@ -443,7 +450,7 @@ def make_plan(
             if isinstance(out_chunks, tuple):
                 return out_chunks
             small = info_in.chunk_nbytes // info_in.dtype.itemsize * out_dtype.itemsize
-            if layout.is_multiple(unit, info_in.chunk) and small <= (1 << 20):
+            if grid.is_multiple(unit, info_in.chunk) and small <= (1 << 20):
                 return info_in.chunk
             return auto_chunk(unit, out_dtype.itemsize)
 
@@ -458,7 +465,7 @@ def make_plan(
         if be == "gpu" and _gpu_decodes(info_in):
             decode_on = "gpu"
         encode_on = be
-        chunk_out_bytes = layout.nbytes(chunk_out, out_dtype)
+        chunk_out_bytes = grid.nbytes(chunk_out, out_dtype)
         # nvCOMP encodes frames up to GPU_FRAME_LIMIT, and writes no content checksum
         nvcomp_can = chunk_out_bytes <= GPU_FRAME_LIMIT and not config.output.codec.checksum
         if be == "gpu" and config.output.codec.name == "zstd" and not nvcomp_can:
@@ -470,8 +477,8 @@ def make_plan(
             out_dtype,
             decode_on,
             encode_on,
-            layout.is_slab(info_in.unit, info_in.chunk),
-            layout.is_slab(unit_out, chunk_out),
+            grid.is_slab(info_in.unit, info_in.chunk),
+            grid.is_slab(unit_out, chunk_out),
             threads,
             device_budget,
             host_budget,
@@ -507,7 +514,7 @@ def make_plan(
                 "must hold whole chunks and shards, or parallel writes corrupt data; choose "
                 "shapes that divide the block"
             )
-    if not layout.is_multiple(unit_out, chunk_out):
+    if not grid.is_multiple(unit_out, chunk_out):
         raise PipelineError(
             f"output.shards {list(unit_out)} is not a whole multiple of output.chunks "
             f"{list(chunk_out)}; Zarr shards hold whole chunks"
@@ -539,7 +546,7 @@ def make_plan(
             "output frames are encoded on the CPU: output.codec.checksum asks for zstd "
             "checksums, which nvCOMP does not write; set it to false for GPU encoding"
             if config.output.codec.checksum
-            else f"output chunks of {layout.nbytes(chunk_out, out_dtype) >> 20} MiB are "
+            else f"output chunks of {grid.nbytes(chunk_out, out_dtype) >> 20} MiB are "
             "encoded on the CPU; use output.shards with small chunks for GPU encoding"
         )
 
@@ -593,7 +600,7 @@ def make_plan(
         sink=sink,
         chain=chain,
         block=block,
-        n_blocks=math.prod(layout.grid_shape(info_in.shape, block)),
+        n_blocks=math.prod(grid.grid_shape(info_in.shape, block)),
         cluster=cluster,
         memory=mem,
         decode_on=decode_on,
@@ -614,7 +621,7 @@ def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
     """The input's layout; for an input that ``run`` will generate first (``input.generate``
     with ``when_missing``: it does not exist yet, or its generation was interrupted), the
     layout it will be given. An unfinished generated input is refused otherwise (InputError)."""
-    from pipeline.generate import check_finished, generation_status, planned_info
+    from pipeline.generate import planned_info
 
     gen = config.input.generate
     if gen is not None and gen.when_missing:
@@ -629,7 +636,7 @@ def _input_info(config: Config, loc: Location, notes: list[str]) -> ArrayInfo:
             )
             return planned_info(config)
     info = describe_array(loc, config.input.array)
-    check_finished(config)
+    check_finished(loc, config.input.array, config.input.generate is not None)
     check_reader_sees_chunks(info)
     return info
 
@@ -679,7 +686,7 @@ def _fmt(n: int | None) -> str:
 def _largest_fitting(block: Shape, base: Shape, fits: Callable[[Shape], bool]) -> Shape | None:
     """The largest block below ``block`` on the first axis, there a whole multiple of
     ``base``, whose plan ``fits``; None when none does."""
-    lo, hi = 0, layout.ceil_div(block[0], base[0]) - 1  # k * base[0] rows, k in [1, hi]
+    lo, hi = 0, grid.ceil_div(block[0], base[0]) - 1  # k * base[0] rows, k in [1, hi]
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if fits((mid * base[0], *block[1:])):

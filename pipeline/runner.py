@@ -20,16 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import cluster, graph, layout, storage
+from pipeline import cluster, graph
 from pipeline._version import __version__
 from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.errors import OutputError, PipelineError, disk_full
 from pipeline.hardware import Facts, facts_from_workers, worker_facts
-from pipeline.ledger import RECORD
 from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 from pipeline.stale import as_recorded, recorded_run, said, stale_parts, with_block
+from pipeline.store import arrays, grid
+from pipeline.store.ledger import RECORD
+from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -63,7 +65,7 @@ class RunOptions:
 # Checks that run before anything is written.
 
 
-def _real(loc: storage.Location, path: str) -> str:
+def _real(loc: Location, path: str) -> str:
     full = loc.join(path)
     return os.path.realpath(full) if loc.is_local else full.rstrip("/")
 
@@ -83,7 +85,7 @@ def check_not_overlapping(plan: Plan) -> None:
         )
 
 
-def check_writable(loc: storage.Location) -> None:
+def check_writable(loc: Location) -> None:
     """Refuse an output location that cannot be written (before anything is written)."""
     if loc.is_local:
         probe = loc.url
@@ -123,7 +125,7 @@ def output_state(plan: Plan) -> str:
         zarr_names = {".zarray", ".zgroup", ".zattrs", "zarr.json"}
         return "foreign" if zarr_names & set(others) else "not-zarr"
     try:
-        attrs = storage.read_attributes(info.location, info.path)
+        attrs = arrays.read_attributes(info.location, info.path)
     except Exception:
         return "foreign"
     status = attrs.get("pipeline", {}).get("status")
@@ -341,14 +343,14 @@ def _recorded_block(config: Config, options: RunOptions) -> Config:
     blocks (and find a complete output's shards, which are blocks by default, the same)."""
     if not options.resume or config.chunking.block != "auto":
         return config
-    from pipeline.ledger import Ledger
+    from pipeline.store.ledger import Ledger
 
-    loc = storage.Location.of(config.output.store, config.output.storage_options)
+    loc = Location.of(config.output.store, config.output.storage_options)
     path = config.output.array.strip("/")
     try:
         recorded: Any = Ledger(loc, path).read_manifest()
         if recorded is None:  # a complete output (or none: Zarr raises)
-            recorded = storage.read_attributes(loc, path).get("pipeline")
+            recorded = arrays.read_attributes(loc, path).get("pipeline")
         identity = recorded.get("identity")
     except Exception:
         return config
@@ -370,12 +372,11 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     t_start = time.perf_counter()
     gen = config.input.generate
     if gen is not None and gen.when_missing:
-        from pipeline.generate import generation_status
-
-        loc = storage.Location.of(config.input.store, config.input.storage_options)
+        loc = Location.of(config.input.store, config.input.storage_options)
         key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
         missing = not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray")))
-        unfinished = not missing and generation_status(loc, config.input.array) == "incomplete"
+        status = None if missing else arrays.generation_status(loc, config.input.array)
+        unfinished = status == "incomplete"
         if missing or unfinished:
             log.info(
                 "input %s is %s: generating it (input.generate.when_missing)",
@@ -456,7 +457,7 @@ def _compute_and_finish(
     ledger = plan.sink.ledger
     assert ledger is not None
     done = ledger.done() if start == "resume" else set()
-    all_blocks = list(layout.iter_indices(plan.block_grid))
+    all_blocks = list(grid.iter_indices(plan.block_grid))
     pending = [b for b in all_blocks if b not in done]
     if start == "resume":
         log.warning(
@@ -503,7 +504,7 @@ def _compute_and_finish(
         else:
             whole = {k: v + before.get(k, 0) for k, v in whole.items()}
     summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
-    storage.update_attributes(
+    arrays.update_attributes(
         plan.output.location,
         plan.output.path,
         _attrs(
@@ -546,7 +547,7 @@ def _create_output(plan: Plan) -> None:
         o.location.delete(f"{o.path}/{meta}" if o.path else meta)
     ledger.clear_done()
     ledger.delete_manifest()
-    storage.clear_array(o.location, o.path, keep=RECORD)
+    arrays.clear_array(o.location, o.path, keep=RECORD)
     ledger.write_manifest(
         {
             "fingerprint": plan.fingerprint(),
@@ -555,7 +556,7 @@ def _create_output(plan: Plan) -> None:
             "started": _now(),
         }
     )
-    storage.create_output(
+    arrays.create_output(
         o.location,
         o.path,
         o.shape,
@@ -751,7 +752,7 @@ def _attr_summary(plan: Plan, whole: dict[str, int], s: Summary) -> dict[str, An
 # Generating inputs.
 
 
-def check_generate_target(loc: storage.Location, array: str) -> None:
+def check_generate_target(loc: Location, array: str) -> None:
     """Refuse to generate over data that ``generate`` did not create: it replaces what is at
     the input's path, and an input is someone's data."""
     path = array.strip("/")
@@ -759,7 +760,7 @@ def check_generate_target(loc: storage.Location, array: str) -> None:
     for meta in ("zarr.json", ".zarray", ".zgroup"):
         if loc.exists(f"{path}/{meta}" if path else meta):
             try:
-                attrs = storage.read_attributes(loc, path)
+                attrs = arrays.read_attributes(loc, path)
             except Exception:
                 attrs = {}
             if "pipeline_generated" in attrs:
@@ -774,7 +775,7 @@ def check_generate_target(loc: storage.Location, array: str) -> None:
     )
 
 
-def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
+def generate_input(config: Config, progress: str = "auto") -> arrays.ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend."""
     from distributed import as_completed
 
@@ -791,7 +792,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
     if config.backend == "gpu" and not facts.gpu_usable:
         raise PipelineError(f"backend: gpu, but {facts.gpu_reason}; set backend: cpu")
     be = "gpu" if facts.gpu_usable and config.backend != "cpu" else "cpu"
-    loc = storage.Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options)
     check_writable(loc)
     check_generate_target(loc, config.input.array)
     threads = _threads(config, be, None)
@@ -813,7 +814,7 @@ def generate_input(config: Config, progress: str = "auto") -> storage.ArrayInfo:
         # marked unfinished from here until every unit is written
         spec = create_input(config, be)
         info = spec.sink.info
-        units = list(layout.iter_indices(info.grid))
+        units = list(grid.iter_indices(info.grid))
         cm = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
         with cm as client:
             futures = client.map(generate_unit, [spec] * len(units), units, pure=False)

@@ -12,17 +12,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pipeline import storage
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan, make_plan
+from pipeline.store import arrays
+from pipeline.store.location import Location
 
 
 def recorded_run(plan: Plan) -> dict[str, Any]:
     """What the output's attributes record of the run that wrote it (``pipeline``: status,
     version, fingerprint, identity, ...); {} when they record nothing readable."""
     try:
-        doc = storage.read_attributes(plan.output.location, plan.output.path).get("pipeline")
+        doc = arrays.read_attributes(plan.output.location, plan.output.path).get("pipeline")
     except Exception:
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -161,7 +162,7 @@ def _is_shape(v: Any) -> bool:
 def _metadata_digest(config: Config) -> str | None:
     """The digest of the input's metadata document, as the plan's identity takes it
     (``pipeline.plan._input_identity``); None when there is none."""
-    loc = storage.Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
     doc = loc.read(f"{path}/zarr.json" if path else "zarr.json") or loc.read(
         f"{path}/.zarray" if path else ".zarray"
