@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import backend as backends
+from pipeline import devices
 from pipeline.errors import ChunkError
 from pipeline.ops import stages
 from pipeline.store import codecs, grid, shards
@@ -88,7 +88,7 @@ class Sink:
     block: Shape
     backend: str
     """where blocks are encoded: 'cpu' or 'gpu'"""
-    encoding: backends.Encoding
+    encoding: devices.Encoding
     ledger: Ledger | None
 
 
@@ -130,7 +130,7 @@ def read_block(src: Source, block_index: Shape) -> Any:
 
     Raises :class:`~pipeline.errors.ChunkError` naming the store and key of a stored unit
     that does not decode to exactly its chunks."""
-    be = backends.get(src.backend)
+    be = devices.get(src.backend)
     be.prepare()
     with be.on_stream():
         out = _read_block(be, src, block_index)
@@ -138,7 +138,7 @@ def read_block(src: Source, block_index: Shape) -> Any:
     return out
 
 
-def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
+def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
@@ -164,7 +164,7 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
 
 
 def _decode_unit_on_host(
-    be: backends.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
+    be: devices.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
 ) -> None:
     """Decode one stored unit's chunks into their places in ``out`` (the block, whose first
     element is the array's ``origin``), on the CPU: straight into the block where a chunk's
@@ -218,12 +218,12 @@ class _DecodeOnHost(Exception):
 
 
 def _read_block_gpu(
-    be: backends.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
+    be: devices.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
 ) -> Any:
     """Decode a block's units with the GPU's zstd decoder: every unit's bytes are read into
     one page-locked buffer, checked frame by frame on the host (:func:`codecs.check_frames`),
     copied to the device once and decoded in one batch."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     n_chunks = math.prod(info.chunks_per_unit)
     arena = gpu.Arena("read")
@@ -284,34 +284,34 @@ def _read_block_gpu(
 
 def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> Any:
     """The fused chain over one block."""
-    be = backends.get(backend)
+    be = devices.get(backend)
     be.prepare()
     with be.on_stream(), _timed("stages"):
         return be.apply_chain(chain, x)
 
 
 def to_device(x: np.ndarray) -> Any:
-    be = backends.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     return be.from_host(x)
 
 
 def to_host(x: Any) -> np.ndarray:
-    be = backends.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     return be.to_host(x)
 
 
 def to_host_pinned(x: Any) -> np.ndarray:
     """A device block back in page-locked host memory (for results kept in memory)."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     return gpu.GpuBackend().to_host(x, pinned=True)
 
 
 def to_pinned(x: np.ndarray) -> np.ndarray:
     """A host block copied into page-locked memory (input held in memory for the GPU)."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     return gpu.pinned_copy(x)
 
@@ -320,7 +320,7 @@ def to_pinned(x: np.ndarray) -> np.ndarray:
 # Writing.
 
 
-def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
+def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
     """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
     info = sink.info
     flat = grid.unit_to_frames(data, info.chunk)
@@ -339,13 +339,13 @@ def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -
 
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
-    be = backends.get(sink.backend)
+    be = devices.get(sink.backend)
     be.prepare()
     with be.on_stream():
         return _write_block(be, y, sink, block_id)
 
 
-def _write_block(be: backends.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     info = sink.info
     block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
     slices = _block_slices(block_index, sink.block, info.shape)

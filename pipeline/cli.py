@@ -231,7 +231,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if config.cluster.scheduler != "local":
             from pipeline import cluster
-            from pipeline.hardware import facts_from_workers, worker_facts
+            from pipeline.devices.hardware import facts_from_workers, worker_facts
             from pipeline.plan import make_plan
 
             client = cluster.join(config.cluster.scheduler, config.cluster.timeout)

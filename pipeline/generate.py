@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import backend as backends
-from pipeline.backend import Encoding
+from pipeline import devices
 from pipeline.blocks import Sink, write_unit
 from pipeline.config import Config, GenerateConfig
+from pipeline.devices.base import Encoding
 from pipeline.errors import PipelineError
 from pipeline.plan import _grow, auto_chunk
 from pipeline.store import arrays, grid
@@ -177,7 +177,7 @@ def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
 
 def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
     """Generate and store one unit; bytes written."""
-    be = backends.get(spec.sink.backend)
+    be = devices.get(spec.sink.backend)
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them
         data = unit_values(spec, unit_index, be.xp)

@@ -9,7 +9,7 @@ import sys
 from dask.utils import format_bytes
 
 from pipeline._version import __version__
-from pipeline.hardware import Facts
+from pipeline.devices.hardware import Facts
 
 LIBRARIES = (
     "numpy",

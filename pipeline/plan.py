@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.backend import Encoding
 from pipeline.blocks import Sink, Source
 from pipeline.config import Config
+from pipeline.devices.base import Encoding
+from pipeline.devices.hardware import Facts, visible_gpu_ids
 from pipeline.errors import PipelineError, PlanError
-from pipeline.hardware import Facts, visible_gpu_ids
 from pipeline.ops import stages
 from pipeline.store import grid
 from pipeline.store.arrays import (

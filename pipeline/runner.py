@@ -24,8 +24,8 @@ from pipeline import cluster, graph
 from pipeline._version import __version__
 from pipeline.blocks import STATS
 from pipeline.config import Config
+from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import OutputError, PipelineError, disk_full
-from pipeline.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.plan import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 from pipeline.stale import as_recorded, recorded_run, said, stale_parts, with_block

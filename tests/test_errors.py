@@ -21,7 +21,7 @@ import pytest
 import zarr
 
 import pipeline.runner  # noqa: F401  (imported up front: the timed cases time the run only)
-from pipeline.backend import gpu_status
+from pipeline.devices import gpu_status
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import file_states, one_line_error
 

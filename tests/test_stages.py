@@ -247,7 +247,7 @@ def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:
 def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     import cupy as cp
 
-    from pipeline import backend
+    from pipeline import devices
 
     rng = np.random.default_rng(3)
     if np.dtype(dtype).kind == "f":
@@ -269,7 +269,7 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
         info = np.iinfo(dtype)
         x = rng.integers(info.min, info.max, 1_000_003, endpoint=True).astype(dtype)
     chain = stages.plan_chain(SEED, np.dtype(dtype))
-    be = backend.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
     with np.errstate(over="ignore", invalid="ignore"):
@@ -290,7 +290,7 @@ def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
 
     import cupy as cp
 
-    from pipeline import backend
+    from pipeline import devices
 
     x = np.array([np.inf, -np.inf, 1.0, np.nan, 0.0], dtype=dtype)
     zero_plus_one = [
@@ -298,7 +298,7 @@ def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
         ("add", stages.AddParams(value=1)),
     ]
     chain = stages.plan_chain(zero_plus_one, x.dtype)
-    be = backend.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
     with np.errstate(invalid="ignore"):

@@ -25,7 +25,7 @@ import cupyx
 import numpy as np
 from nvidia import nvcomp
 
-from pipeline.backend import Encoding
+from pipeline.devices.base import Encoding
 from pipeline.ops import kernel, stages
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import EMPTY, Frames

@@ -1,7 +1,9 @@
-"""What the machine (or the cluster's workers) has: GPUs, their memory, host memory, cores."""
+"""What the machine (or the cluster's workers) has: GPUs, their memory, host memory, cores
+(:class:`Facts`), and whether the GPU backend can run here (:func:`gpu_status`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass, field
@@ -9,7 +11,30 @@ from typing import Any
 
 import psutil
 
-from pipeline import backend
+
+@functools.lru_cache(maxsize=1)
+def gpu_status() -> tuple[bool, str]:
+    """(usable, reason): whether the GPU backend can run here, and why not when it cannot."""
+    if os.environ.get("PIPELINE_DISABLE_GPU"):
+        return False, "PIPELINE_DISABLE_GPU is set"
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install
+        return (
+            False,
+            f"CuPy is not installed ({type(e).__name__}); pip install '.[cu12]' or '.[cu13]'",
+        )
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return False, f"no usable CUDA device ({type(e).__name__}: {e})"
+    if n == 0:
+        return False, "no CUDA device is visible"
+    try:
+        import nvidia.nvcomp  # noqa: F401
+    except Exception:
+        return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)"
+    return True, f"{n} CUDA device(s) visible"
 
 
 @dataclass(frozen=True)
@@ -43,7 +68,7 @@ class Facts:
         """Facts of this process's machine (GPUs listed only when ``want_gpu``)."""
         vm = psutil.virtual_memory()
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        usable, reason = backend.gpu_status() if want_gpu else (False, "not asked for")
+        usable, reason = gpu_status() if want_gpu else (False, "not asked for")
         gpus: tuple[GpuInfo, ...] = ()
         driver = ""
         if usable:
