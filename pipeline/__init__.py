@@ -3,10 +3,6 @@
 The public API; see ``pipeline/DESIGN.md`` for how the pieces fit together.
 """
 
-# Loaded before `plan` below is defined: importing a submodule for the first time binds its name
-# in this package, so a later first import of pipeline.plan (every run does one) would replace
-# the function `pipeline.plan` with the module.
-import pipeline.plan as _plan_module  # noqa: F401
 from pipeline._version import __version__
 from pipeline.config import Config, load_config
 from pipeline.errors import PipelineError
@@ -15,7 +11,7 @@ __all__ = ["Config", "PipelineError", "__version__", "load_config", "plan", "run
 
 
 def plan(config: "Config"):
-    """The resolved :class:`pipeline.plan.Plan` of a run (no cluster is started)."""
+    """The resolved :class:`pipeline.planning.plan.Plan` of a run (no cluster is started)."""
     from pipeline.runner import plan_run
 
     return plan_run(config)

@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,10 +20,10 @@ import numpy as np
 from pipeline import devices
 from pipeline.errors import ChunkError
 from pipeline.ops import stages
+from pipeline.planning.plan import Sink, Source
 from pipeline.store import codecs, grid, shards
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
-from pipeline.store.ledger import Ledger
 from pipeline.store.shards import EMPTY
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
@@ -61,35 +60,6 @@ def _take_tally() -> dict[str, float]:
     tally = _CLOCK.__dict__.get("tally", {})
     _CLOCK.tally = {}
     return tally
-
-
-@dataclass(frozen=True)
-class Source:
-    """How to read the input's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    """Dask chunk shape"""
-    backend: str
-    """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
-    direct: bool
-    """True: the pipeline decodes the stored units itself; False: Zarr reads the region (the
-    slow path, for codec chains only Zarr knows)"""
-    decode_on: str = "cpu"
-    """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
-    (nvCOMP, for plain zstd frames small enough for it)"""
-
-
-@dataclass(frozen=True)
-class Sink:
-    """How to write the output's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    backend: str
-    """where blocks are encoded: 'cpu' or 'gpu'"""
-    encoding: devices.Encoding
-    ledger: Ledger | None
 
 
 def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:

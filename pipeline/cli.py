@@ -226,13 +226,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
-        from pipeline.plan import describe
+        from pipeline.planning import describe
         from pipeline.runner import plan_run
 
         if config.cluster.scheduler != "local":
             from pipeline import cluster
             from pipeline.devices.hardware import facts_from_workers, worker_facts
-            from pipeline.plan import make_plan
+            from pipeline.planning import make_plan
 
             client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
             try:

@@ -9,25 +9,22 @@ and compresses well (for datasets larger than the disk).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline import devices
-from pipeline.blocks import Sink, write_unit
-from pipeline.config import Config, GenerateConfig
+from pipeline.blocks import write_unit
+from pipeline.config import Config
 from pipeline.devices.base import Encoding
-from pipeline.errors import PipelineError
-from pipeline.plan import _grow, auto_chunk
+from pipeline.planning.blocks import generated_layout
+from pipeline.planning.plan import Sink, generate_section
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
-UNIT_TARGET = 128 << 20
-UNSHARDED_TARGET = 64 << 20
 RAMP_PERIOD = 1024
 
 
@@ -40,72 +37,10 @@ class GenSpec:
     seed: int
 
 
-def resolve_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
-    """(chunk, unit) of the array to generate."""
-    dtype = np.dtype(g.dtype)
-    shape = tuple(g.shape)
-    sharded = g.shards != "none" and g.zarr_format == 3
-    if g.shards != "none" and g.zarr_format == 2 and isinstance(g.shards, tuple):
-        raise PipelineError("input.generate.shards needs zarr_format: 3 (Zarr v2 has no shards)")
-    if not sharded:
-        chunk = (
-            g.chunks
-            if isinstance(g.chunks, tuple)
-            else _slab(shape, dtype.itemsize, UNSHARDED_TARGET)
-        )
-        return tuple(chunk), tuple(chunk)
-    if isinstance(g.shards, tuple):
-        unit = g.shards
-    elif isinstance(g.chunks, tuple):
-        unit = _grow(g.chunks, shape, dtype.itemsize, UNIT_TARGET)
-    else:
-        unit = _slab(shape, dtype.itemsize, UNIT_TARGET)
-    chunk = g.chunks if isinstance(g.chunks, tuple) else auto_chunk(unit, dtype.itemsize)
-    if not grid.is_multiple(unit, chunk):
-        raise PipelineError(
-            f"input.generate.shards {list(unit)} is not a whole multiple of chunks {list(chunk)}"
-        )
-    return tuple(chunk), tuple(unit)
-
-
-def _slab(shape: Shape, itemsize: int, target: int) -> Shape:
-    """About ``target`` bytes of C-order slab (any size; edges may be partial)."""
-    for k in range(len(shape)):
-        tail = math.prod(shape[k + 1 :]) * itemsize
-        if tail <= target:
-            return (1,) * k + (max(1, min(shape[k], target // tail)),) + tuple(shape[k + 1 :])
-    return tuple(shape)
-
-
-def planned_info(config: Config) -> ArrayInfo:
-    """The layout :func:`create_input` gives the input, without creating anything (plans):
-    the same metadata, made in memory."""
-    from zarr.storage import MemoryStore
-
-    g = _generate_section(config)
-    chunk, unit = resolve_layout(g)
-    loc = Location.of(config.input.store, config.input.storage_options)
-    arr = arrays.create_generated(MemoryStore(), "", g, chunk, unit, {})
-    return arrays.describe_array(loc, config.input.array.strip("/"), arr)
-
-
-def _generate_section(config: Config) -> GenerateConfig:
-    g = config.input.generate
-    if g is None:
-        raise PipelineError(
-            "the config has no input.generate section: add one (shape, dtype, ...) or point "
-            "input.store at existing data"
-        )
-    from pipeline.ops.stages import check_dtype
-
-    check_dtype(np.dtype(g.dtype))
-    return g
-
-
 def create_input(config: Config, backend: str) -> GenSpec:
     """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
-    g = _generate_section(config)
-    chunk, unit = resolve_layout(g)
+    g = generate_section(config)
+    chunk, unit = generated_layout(g)
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
     # nvCOMP encodes frames up to 4 MiB, and writes no content checksum

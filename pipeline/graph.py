@@ -16,7 +16,8 @@ import numpy as np
 from dask.base import tokenize
 
 from pipeline import blocks
-from pipeline.blocks import STATS, Sink, Source
+from pipeline.blocks import STATS
+from pipeline.planning.plan import Sink, Source
 from pipeline.store import grid
 from pipeline.store.grid import Shape
 

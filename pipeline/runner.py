@@ -26,7 +26,7 @@ from pipeline.blocks import STATS
 from pipeline.config import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import OutputError, PipelineError, disk_full
-from pipeline.plan import ClusterPlan, Plan, describe, make_plan
+from pipeline.planning import ClusterPlan, Plan, describe, make_plan
 from pipeline.report import Progress, Summary, gbps, task_breakdown
 from pipeline.stale import as_recorded, recorded_run, said, stale_parts, with_block
 from pipeline.store import arrays, grid
@@ -780,35 +780,18 @@ def generate_input(config: Config, progress: str = "auto") -> arrays.ArrayInfo:
     from distributed import as_completed
 
     from pipeline.generate import create_input, generate_unit, mark_generated
-    from pipeline.plan import _threads, _workers, check_stores_reachable
+    from pipeline.planning.plan import plan_generation
 
     if config.input.generate is None:
         raise PipelineError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data"
         )
-    check_stores_reachable(config)
-    facts = Facts.local(want_gpu=config.backend != "cpu")
-    if config.backend == "gpu" and not facts.gpu_usable:
-        raise PipelineError(f"backend: gpu, but {facts.gpu_reason}; set backend: cpu")
-    be = "gpu" if facts.gpu_usable and config.backend != "cpu" else "cpu"
+    cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
+    be = cp.backend
     loc = Location.of(config.input.store, config.input.storage_options)
     check_writable(loc)
     check_generate_target(loc, config.input.array)
-    threads = _threads(config, be, None)
-    cp = ClusterPlan(
-        scheduler=config.cluster.scheduler,
-        backend=be,
-        gpus=tuple(range(len(facts.gpus))) if be == "gpu" else (),
-        workers=_workers(config, be, facts, threads, None),
-        threads_per_worker=threads,
-        workers_per_gpu=config.cluster.workers_per_gpu if be == "gpu" else 1,
-        device_budget=None,
-        host_budget=None,
-        protocol=config.cluster.protocol,
-        timeout=config.cluster.timeout,
-        dashboard="",
-    )
     where = loc.join(config.input.array.strip("/"))
     try:
         # marked unfinished from here until every unit is written

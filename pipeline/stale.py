@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.plan import Plan, make_plan
+from pipeline.planning import Plan, make_plan
 from pipeline.store import arrays
 from pipeline.store.location import Location
 
@@ -161,7 +161,7 @@ def _is_shape(v: Any) -> bool:
 
 def _metadata_digest(config: Config) -> str | None:
     """The digest of the input's metadata document, as the plan's identity takes it
-    (``pipeline.plan._input_identity``); None when there is none."""
+    (``pipeline.planning.plan._input_identity``); None when there is none."""
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
     doc = loc.read(f"{path}/zarr.json" if path else "zarr.json") or loc.read(

@@ -302,7 +302,7 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
     # the same refusal, as a type with its numbers
     from pipeline.config import load_config
     from pipeline.errors import PlanError
-    from pipeline.plan import WORKER_BASELINE
+    from pipeline.planning.memory import WORKER_BASELINE
     from pipeline.runner import plan_run
 
     with pytest.raises(PlanError) as e:

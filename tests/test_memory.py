@@ -119,7 +119,7 @@ def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) ->
     probe = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="probe.yaml", **sections
     )
-    from pipeline.plan import WORKER_BASELINE
+    from pipeline.planning.memory import WORKER_BASELINE
 
     per_worker = plan_run(load_config(probe)).memory.host_per_task + WORKER_BASELINE
     cfg = write_config(

@@ -23,7 +23,7 @@ import zarr
 from pipeline.config import Config, load_config
 from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
-from pipeline.plan import describe, make_plan
+from pipeline.planning import describe, make_plan
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
 
