@@ -18,7 +18,8 @@ def plan(config: "Config"):
 
 
 def run(config: "Config", **options):
-    """Run the pipeline; its :class:`pipeline.report.Summary`. ``options``: see RunOptions."""
+    """Run the pipeline; its :class:`pipeline.reporting.summary.Summary`. ``options``: see
+    RunOptions."""
     from pipeline.runner import RunOptions
     from pipeline.runner import run as _run
 

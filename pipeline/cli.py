@@ -206,12 +206,12 @@ def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from pipeline import report
+    from pipeline.reporting import tables
 
     if args.command == "info":
-        from pipeline.info import rows
+        from pipeline.reporting.info import rows
 
-        report.print_rows(rows(), "pipeline info")
+        tables.print_rows(rows(), "pipeline info")
         return 0
     if args.command == "schema":
         from pathlib import Path
@@ -251,18 +251,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         plan_rows = describe(p)
         plan_rows.insert(2, ("output now", output_now(p)))
-        report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
+        tables.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
         return 0
     if args.command == "generate":
         from pipeline.runner import generate_input
 
         info = generate_input(config, progress=args.progress)
-        report.print_rows(
+        tables.print_rows(
             [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
         )
         return 0
     if args.command == "verify":
-        from pipeline.verify import verify
+        from pipeline.reporting.verify import verify
 
         res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
         table = [
@@ -274,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             ),
             ("output status", res.status),
         ]
-        report.print_rows(table, "verify")
+        tables.print_rows(table, "verify")
         if res.status != "complete":
             print(
                 f"error: the output is {res.status}: it was not finished; "
@@ -299,7 +299,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         interval=args.progress_interval,
     )
     summary = run(config, opts)
-    report.print_rows(summary.rows(), "run summary")
+    tables.print_rows(summary.rows(), "run summary")
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             f.write(summary.to_json())

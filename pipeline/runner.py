@@ -27,7 +27,8 @@ from pipeline.config import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import OutputError, PipelineError, disk_full
 from pipeline.planning import ClusterPlan, Plan, describe, make_plan
-from pipeline.report import Progress, Summary, gbps, task_breakdown
+from pipeline.reporting.progress import Progress
+from pipeline.reporting.summary import Summary, summarise
 from pipeline.stale import as_recorded, recorded_run, said, stale_parts, with_block
 from pipeline.store import arrays, grid
 from pipeline.store.ledger import RECORD
@@ -683,51 +684,10 @@ def _summary(
     dashboard: str | None,
     status: str,
 ) -> Summary:
-    from pipeline.info import versions
-
     peaks = {}
     with contextlib.suppress(Exception):
         peaks = cluster.read_peaks(client)
-    peak_dev = max((p.get("device", 0) for p in peaks.values()), default=0)
-    peak_rss = max((p.get("rss", 0) for p in peaks.values()), default=0)
-    frac, bound = task_breakdown({k[3:]: totals.get(k, 0) for k in STATS if k.startswith("us_")})
-    seconds = dict(seconds)
-    seconds["total"] = time.perf_counter() - t_start
-    elements = totals.get("elements", 0)
-    return Summary(
-        status=status,
-        backend=plan.backend,
-        backend_reason=plan.backend_reason,
-        input=plan.input.location.join(plan.input.path),
-        output=plan.output.location.join(plan.output.path),
-        workers=plan.cluster.workers,
-        threads_per_worker=plan.cluster.threads_per_worker,
-        gpus=list(plan.cluster.gpus),
-        blocks_total=plan.n_blocks,
-        blocks_done=done,
-        blocks_skipped=skipped,
-        bytes_in=elements * plan.input.dtype.itemsize,
-        bytes_out=elements * plan.output.dtype.itemsize,
-        stored_bytes_read=totals.get("bytes_read", 0),
-        stored_bytes_written=totals.get("bytes_written", 0),
-        seconds=seconds,
-        gbps_in=gbps(elements * plan.input.dtype.itemsize, seconds.get("compute", 0)),
-        peak_device_bytes=peak_dev if plan.backend == "gpu" else None,
-        device_budget=plan.cluster.device_budget,
-        peak_host_bytes=peak_rss,
-        host_budget=plan.cluster.host_budget,
-        nan=totals.get("nan", 0),
-        posinf=totals.get("posinf", 0),
-        neginf=totals.get("neginf", 0),
-        task_time=frac,
-        bound_by=bound,
-        dashboard=dashboard,
-        stages=[s.describe() for s in plan.chain],
-        versions=versions(),
-        hardware=plan.facts.as_dict() if plan.facts else {},
-        config=plan.config.public_dict(),
-        notes=list(plan.notes),
-    )
+    return summarise(plan, totals, peaks, done, skipped, t_start, seconds, dashboard, status)
 
 
 NONFINITE = ("nan", "posinf", "neginf")
