@@ -20,7 +20,7 @@ import psutil
 import pytest
 import zarr
 
-import pipeline.runner  # noqa: F401  (imported up front: the timed cases time the run only)
+import pipeline.running.runner  # noqa: F401  (imported up front: the timed cases time the run only)
 from pipeline.devices import gpu_status
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import file_states, one_line_error
@@ -303,7 +303,7 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
     from pipeline.config import load_config
     from pipeline.errors import PlanError
     from pipeline.planning.memory import WORKER_BASELINE
-    from pipeline.runner import plan_run
+    from pipeline.running.runner import plan_run
 
     with pytest.raises(PlanError) as e:
         plan_run(load_config(cfg))

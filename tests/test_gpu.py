@@ -368,10 +368,10 @@ def test_a_warm_clusters_own_device_memory_counts_as_free(tmp_path) -> None:
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    from pipeline import cluster as clusters
     from pipeline.config import load_config
     from pipeline.devices.hardware import Facts
-    from pipeline.runner import RunOptions, run
+    from pipeline.running import cluster as clusters
+    from pipeline.running.runner import RunOptions, run
 
     x = np.random.default_rng(10).standard_normal((64, 4096)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (8, 4096))

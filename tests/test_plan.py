@@ -614,7 +614,7 @@ def test_a_generated_input_with_checksums_is_encoded_on_the_cpu(
     tmp_path: Path, checksum: bool
 ) -> None:
     """`generate` on the GPU, too, leaves frames that must carry checksums to the CPU."""
-    from pipeline.generate import create_input
+    from pipeline.running.generate import create_input
 
     cfg = generated_config(
         tmp_path, {"shape": [8, 40], "chunks": [2, 40], "codec": {"checksum": checksum}}

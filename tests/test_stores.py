@@ -22,7 +22,7 @@ import zarr
 
 from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError, PipelineError, StoreError
-from pipeline.runner import plan_run
+from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
 from pipeline.store.location import Location
 from tests.conftest import make_array, reference, write_config

@@ -4,22 +4,30 @@ Every stored unit is generated on its own from ``(seed, unit index)``, so the da
 depend on the number of workers or the order of tasks. ``normal`` and ``uniform`` draw from
 NumPy's PCG64 on the CPU or CuPy's generator on a GPU (each deterministic, but the two devices
 draw different numbers; the attributes record which); ``ramp`` is arithmetic, identical on both,
-and compresses well (for datasets larger than the disk).
+and compresses well (for datasets larger than the disk). An input is marked unfinished in its
+attributes from its creation until every unit is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline import devices
-from pipeline.blocks import write_unit
-from pipeline.config import Config
+from pipeline.config.models import Config
 from pipeline.devices.base import Encoding
+from pipeline.devices.hardware import Facts
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.planning.blocks import generated_layout
-from pipeline.planning.plan import Sink, generate_section
+from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
+from pipeline.reporting.progress import Progress
+from pipeline.running import cluster
+from pipeline.running.output import check_writable
+from pipeline.running.tasks import write_unit
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
@@ -35,6 +43,82 @@ class GenSpec:
     sink: Sink
     distribution: str
     seed: int
+
+
+def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
+    """Create the input ``config.input.generate`` describes, on the run's backend; the
+    input's :class:`ArrayInfo`. Raises :class:`~pipeline.errors.Interrupted` on Ctrl-C (the
+    input stays marked unfinished)."""
+    if config.input.generate is None:
+        raise PipelineError(
+            "the config has no input.generate section: add one (shape, dtype, ...) or point "
+            "input.store at existing data"
+        )
+    cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
+    loc = Location.of(config.input.store, config.input.storage_options)
+    check_writable(loc)
+    check_generate_target(loc, config.input.array)
+    where = loc.join(config.input.array.strip("/"))
+    try:
+        spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
+        _generate_units(cp, spec, progress)
+        mark_generated(loc, spec.sink.info.path)
+    except KeyboardInterrupt:
+        raise Interrupted("generate", where) from None
+    return spec.sink.info
+
+
+def check_generate_target(loc: Location, array: str) -> None:
+    """Refuse to generate over data that ``generate`` did not create: it replaces what is at
+    the input's path, and an input is someone's data."""
+    path = array.strip("/")
+    where = loc.join(path)
+    for meta in ("zarr.json", ".zarray", ".zgroup"):
+        if loc.exists(f"{path}/{meta}" if path else meta):
+            try:
+                attrs = arrays.read_attributes(loc, path)
+            except Exception:
+                attrs = {}
+            if GENERATED in attrs:
+                return  # ours: generating again gives the same data
+            break
+    else:
+        if not loc.list(path):
+            return
+    raise PipelineError(
+        f"{where} already holds data that `pipeline generate` did not create; generate never "
+        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself"
+    )
+
+
+def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str) -> None:
+    """Generate every unit of ``spec``'s array on the cluster ``cp`` describes."""
+    from distributed import as_completed
+
+    info = spec.sink.info
+    units = list(grid.iter_indices(info.grid))
+    connect = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
+    with connect as client:
+        futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
+        unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
+        try:
+            with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.advance()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+@contextlib.contextmanager
+def _joined(cp: ClusterPlan) -> Iterator[Any]:
+    client = cluster.join(cp.scheduler, cp.timeout)
+    try:
+        client.register_plugin(cluster.PipelineSetup(cp.backend, None))
+        yield client
+    finally:
+        client.close()
 
 
 def create_input(config: Config, backend: str) -> GenSpec:

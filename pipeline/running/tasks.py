@@ -1,6 +1,6 @@
 """What one task does to one block: read it, run the stages, write it.
 
-These are the functions the Dask graph calls (see :mod:`pipeline.graph`). Each takes a small
+These are the functions the Dask graph calls (see :mod:`pipeline.running.graph`). Each takes a small
 frozen spec and a block index, so a task pickles to a few hundred bytes; Dask fuses the three
 into one task per block, so a block goes from file to file on one worker thread.
 """
