@@ -1,48 +1,70 @@
 """What the machine (or the cluster's workers) has: GPUs, their memory, host memory, cores
-(:class:`Facts`), and whether the GPU backend can run here (:func:`gpu_status`)."""
+(:class:`Facts`), and whether the GPU backend can run here (:func:`gpu_status`).
+
+GPUs are read from NVML (``nvidia-ml-py``), as nvidia-smi reads them: no CUDA context is made
+on any GPU to learn about it, and CuPy is not imported. NVML lists every GPU of the host; CUDA
+shows a process the ones ``CUDA_VISIBLE_DEVICES`` names, in that order, numbered from 0
+(:func:`cuda_visible` maps one onto the other), so :attr:`GpuInfo.index` is the number CUDA
+gives a GPU here. Where NVML cannot be loaded (no driver, as on CI) there is no GPU. A process
+that already uses CUDA through CuPy (a GPU worker) reads its own device's free memory from CUDA,
+counting its CuPy pool's cached blocks as free.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+from pipeline.errors import PipelineError
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_status() -> tuple[bool, str]:
-    """(usable, reason): whether the GPU backend can run here, and why not when it cannot."""
+    """(usable, reason): whether the GPU backend can run here, and why not when it cannot:
+    CuPy and nvCOMP installed (found, not imported) and a GPU that CUDA would show this
+    process (from NVML)."""
     if os.environ.get("PIPELINE_DISABLE_GPU"):
         return False, "PIPELINE_DISABLE_GPU is set"
-    try:
-        import cupy
-    except Exception as e:  # ImportError, or a broken CUDA install
-        return (
-            False,
-            f"CuPy is not installed ({type(e).__name__}); pip install '.[cu12]' or '.[cu13]'",
-        )
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return False, f"no usable CUDA device ({type(e).__name__}: {e})"
-    if n == 0:
+    if not _installed("cupy"):
+        return False, "CuPy is not installed; pip install '.[cu12]' or '.[cu13]'"
+    listed = _nvml_gpus()
+    if isinstance(listed, str):
+        return False, listed
+    gpus, _ = listed
+    if not gpus:
         return False, "no CUDA device is visible"
-    try:
-        import nvidia.nvcomp  # noqa: F401
-    except Exception:
+    if not _installed("nvidia.nvcomp"):
         return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)"
-    return True, f"{n} CUDA device(s) visible"
+    return True, f"{len(gpus)} CUDA device(s) visible"
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is absent (``nvidia``)
+        return False
 
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One GPU as this process sees it."""
+
     index: int
+    """the number CUDA gives it in this process (after ``CUDA_VISIBLE_DEVICES``)"""
     name: str
     total_bytes: int
     free_bytes: int
+    bus_id: str = ""
+    """its PCI bus id, as :func:`pci_bus_id` writes it ('' where unknown)"""
 
 
 @dataclass(frozen=True)
@@ -71,8 +93,9 @@ class Facts:
         usable, reason = gpu_status() if want_gpu else (False, "not asked for")
         gpus: tuple[GpuInfo, ...] = ()
         driver = ""
-        if usable:
-            gpus, driver = _list_gpus()
+        listed = _nvml_gpus() if usable else "not asked for"
+        if not isinstance(listed, str):
+            gpus, driver = _with_own_device(listed[0]), listed[1]
         return cls(
             gpu_usable=usable,
             gpu_reason=reason,
@@ -91,11 +114,9 @@ class Facts:
             return self
         import dataclasses
 
-        import cupy
-
         gpus = []
         for g in self.gpus:
-            extra = held.get(cupy.cuda.Device(g.index).pci_bus_id, 0)
+            extra = held.get(g.bus_id, 0) if g.bus_id else 0
             gpus.append(dataclasses.replace(g, free_bytes=min(g.total_bytes, g.free_bytes + extra)))
         return dataclasses.replace(self, gpus=tuple(gpus))
 
@@ -111,34 +132,127 @@ class Facts:
         }
 
 
-def _list_gpus() -> tuple[tuple[GpuInfo, ...], str]:
+# --------------------------------------------------------------------------------------------
+# Reading GPUs from NVML, as CUDA numbers them.
+
+
+def cuda_visible(uuids: Sequence[str], setting: str | None) -> list[int]:
+    """Which of the host's GPUs CUDA shows a process, in CUDA's order: positions in ``uuids``
+    (NVML's GPUs, in NVML's order) for ``CUDA_VISIBLE_DEVICES`` = ``setting``.
+
+    As CUDA reads the variable: unset (None), every GPU in NVML's order; otherwise a
+    comma-separated list of indices (into NVML's order) or GPU UUIDs (``GPU-8932f937-...``, or
+    any prefix of one that no other GPU shares, in either case), the GPUs in the order listed.
+    The list ends at the first entry that names no GPU (``-1``, an index past the last GPU, an
+    ambiguous or unknown UUID, a MIG instance) or one already listed; an empty variable shows
+    none. NVML's order is PCI bus order, which is CUDA's with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    and on a host of identical GPUs (CUDA's default puts the fastest first)."""
+    if setting is None:
+        return list(range(len(uuids)))
+    out: list[int] = []
+    for entry in setting.split(","):
+        i = _named(entry.strip(), uuids)
+        if i is None or i in out:
+            break
+        out.append(i)
+    return out
+
+
+def _named(entry: str, uuids: Sequence[str]) -> int | None:
+    """The position in ``uuids`` of the GPU one entry of CUDA_VISIBLE_DEVICES names."""
+    if entry.isdigit():
+        return int(entry) if int(entry) < len(uuids) else None
+    if not entry.upper().startswith("GPU-"):
+        return None
+    hits = [i for i, u in enumerate(uuids) if u.lower().startswith(entry.lower())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def pci_bus_id(text: str) -> str:
+    """A PCI bus id in one spelling ('0000:3b:00.0') however NVML ('00000000:3B:00.0') or CUDA
+    ('0000:3B:00.0') writes it; the text lowered when it is no bus id."""
+    try:
+        domain, bus, rest = text.strip().split(":")
+        device, function = rest.split(".")
+        return (
+            f"{int(domain, 16):04x}:{int(bus, 16):02x}:{int(device, 16):02x}.{int(function, 16):x}"
+        )
+    except ValueError:
+        return text.strip().lower()
+
+
+def _nvml_gpus() -> tuple[tuple[GpuInfo, ...], str] | str:
+    """(the GPUs CUDA would show this process, the driver) from NVML; or why NVML cannot
+    tell (no NVML library, no driver)."""
+    try:
+        import pynvml
+    except ImportError:
+        return "NVML is not available (no nvidia-ml-py): no NVIDIA GPU can be seen"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        return f"NVML does not start ({e}): no NVIDIA driver"
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        uuids = [_text(pynvml.nvmlDeviceGetUUID(h)) for h in handles]
+        visible = cuda_visible(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        gpus = tuple(_nvml_gpu(pynvml, n, handles[i]) for n, i in enumerate(visible))
+        v = pynvml.nvmlSystemGetCudaDriverVersion()
+    except pynvml.NVMLError as e:
+        return f"NVML cannot list the GPUs ({e})"
+    finally:
+        pynvml.nvmlShutdown()
+    return gpus, f"CUDA driver {v // 1000}.{(v % 1000) // 10}"
+
+
+def _nvml_gpu(pynvml: Any, index: int, handle: Any) -> GpuInfo:
+    """One GPU's facts from NVML; ``index``: CUDA's number for it."""
+    mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return GpuInfo(
+        index=index,
+        name=_text(pynvml.nvmlDeviceGetName(handle)),
+        total_bytes=int(mem.total),
+        free_bytes=int(mem.free),
+        bus_id=pci_bus_id(_text(pynvml.nvmlDeviceGetPciInfo(handle).busId)),
+    )
+
+
+def _text(value: Any) -> str:
+    """NVML's strings (bytes in older nvidia-ml-py releases) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _with_own_device(gpus: tuple[GpuInfo, ...]) -> tuple[GpuInfo, ...]:
+    """In a process that already uses CUDA through CuPy (a GPU worker): its current device's
+    free memory as CUDA reports it, plus what its CuPy pool holds unused, which is free to it
+    too (on a warm worker, the last run's blocks; otherwise a second run would see less
+    room). Other processes, and other devices, keep NVML's figures."""
+    if "cupy" not in sys.modules:
+        return gpus
     import cupy
 
-    out = []
-    for i in range(cupy.cuda.runtime.getDeviceCount()):
-        with cupy.cuda.Device(i):
-            free, total = cupy.cuda.runtime.memGetInfo()
-            # what this process's pool holds but does not use is free to it too (on a warm
-            # worker, the last run's blocks; otherwise a second run would see less room)
-            free += cupy.get_default_memory_pool().free_bytes()
-            name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
-        out.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else str(name), total, free))
-    v = cupy.cuda.runtime.driverGetVersion()
-    return tuple(out), f"CUDA driver {v // 1000}.{(v % 1000) // 10}"
+    try:
+        device = cupy.cuda.runtime.getDevice()
+        free, _ = cupy.cuda.runtime.memGetInfo()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return gpus
+    free += cupy.get_default_memory_pool().free_bytes()
+    return tuple(
+        GpuInfo(g.index, g.name, g.total_bytes, int(free), g.bus_id) if g.index == device else g
+        for g in gpus
+    )
 
 
 def held_device_bytes() -> tuple[str, int] | None:
     """Run on a worker: its GPU's PCI bus id and the bytes its CuPy pool holds once cached
     blocks are given back (buffers its threads keep between tasks); None without CuPy."""
-    import sys
-
     if "cupy" not in sys.modules:
         return None
     import cupy
 
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
-    return str(cupy.cuda.Device().pci_bus_id), int(pool.total_bytes())
+    return pci_bus_id(str(cupy.cuda.Device().pci_bus_id)), int(pool.total_bytes())
 
 
 def worker_facts(dask_worker: Any = None) -> dict[str, Any]:
@@ -197,16 +311,12 @@ def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[i
     if configured is None:
         return ids
     if len(set(configured)) != len(configured):
-        from pipeline.errors import PipelineError
-
         raise PipelineError(
             f"cluster.gpus {list(configured)} lists a GPU twice; for several workers on one GPU "
             "start them with `dask cuda worker` and join with --scheduler"
         )
     bad = [g for g in configured if g not in ids]
     if bad:
-        from pipeline.errors import PipelineError
-
         raise PipelineError(
             f"cluster.gpus names GPU(s) {bad}, but only {list(ids)} are visible; "
             "fix cluster.gpus or CUDA_VISIBLE_DEVICES"
