@@ -64,6 +64,17 @@ def _regions(inp: StoredArray, out: StoredArray) -> list[Box]:
     return boxes
 
 
+def _threads(boxes: list[Box], itemsize: int) -> int:
+    """Threads for the comparison: the cores, at most 16, and no more than a quarter of the
+    available memory holds (each box is held about four times: input, reference, output and
+    a decoded file)."""
+    import psutil
+
+    largest = max((math.prod(b - a for a, b in zip(*box, strict=True)) for box in boxes), default=1)
+    fit = psutil.virtual_memory().available // 4 // max(1, 4 * largest * itemsize)
+    return int(max(1, min(os.cpu_count() or 1, 16, fit)))
+
+
 def check_output(
     input_store: Path, output_store: Path, input_array: str = "", output_array: str = ""
 ) -> Check:
@@ -93,8 +104,9 @@ def check_output(
         got = out.read(lo, hi)
         return int(np.count_nonzero(want.view(bits) != got.view(bits)))
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as ex:
-        differ = sum(ex.map(one, _regions(inp, out)))
+    boxes = _regions(inp, out)
+    with ThreadPoolExecutor(_threads(boxes, out.dtype.itemsize)) as ex:
+        differ = sum(ex.map(one, boxes))
     return Check(name, where, math.prod(out.shape), differ, time.perf_counter() - t0)
 
 

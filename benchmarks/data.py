@@ -19,7 +19,7 @@ import math
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class Workload:
     array: str = ""
     codec: str = ""
     """how its chunks are compressed, in a few words"""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def stored(self) -> rawzarr.StoredArray:
         """The array, read from its files with numcodecs."""
@@ -59,7 +58,6 @@ class Workload:
             "unit": list(a.chunk),
             "nbytes": a.nbytes,
             "stored_bytes": a.stored_bytes(),
-            **self.extra,
         }
 
 
@@ -203,7 +201,7 @@ def write_synthetic(root: Path, size_gb: float, quick: bool, backend: str) -> Wo
     pipelines.generate(path, shape, shards, chunks, backend)
     return Workload(
         "synthetic",
-        "synthetic: random normal, sharded, 128 KiB zstd (the pipeline's generator)",
+        f"synthetic: random normal, sharded, {_mb(chunks)} zstd chunks (pipeline generate)",
         path,
         codec=f"zstd, {_mb(chunks)} chunks in {_mb(shards)} shards",
     )

@@ -190,7 +190,8 @@ def skipped_lines(res: Results) -> list[str]:
 
 
 def chart(res: Results, path: Path, title: str) -> None:
-    """A bar per GB/s figure (log scale), coloured by group."""
+    """A bar per GB/s figure (log scale), coloured by group: the host's, then each
+    workload's."""
     import matplotlib
 
     matplotlib.use("Agg")
