@@ -185,6 +185,8 @@ def nvcomp_zstd(
     pipelines.gpu_setup()
     n = sample.nbytes // frame
     x = cp.asarray(sample[: n * frame])
+    # the copy ran on the current stream, which the codec's non-blocking stream does not wait on
+    cp.cuda.Device().synchronize()
     st, codec, src, cout, cbuf, so, _slot, out, dst, dc = _nvcomp_codec(x, frame)
     first = codec.encode(src, out=cout)
     st.synchronize()
@@ -247,6 +249,7 @@ def nvcomp_streams(
 
     n = sample.nbytes // frame
     x = cp.asarray(sample[: n * frame])
+    cp.cuda.Device().synchronize()  # before the codecs' non-blocking streams read it
 
     def worker(times: list[float], barrier: threading.Barrier) -> None:
         st, codec, src, cout, cbuf, so, _slot, _out, dst, dc = _nvcomp_codec(x, frame)
