@@ -61,11 +61,13 @@ class Bench:
         return quick if self.args.quick else {}
 
     def doc(self, w: data.Workload, out: Path, backend: str, **cluster: Any) -> dict[str, Any]:
+        """The config document of a run on ``w`` into ``out``; ``cluster`` settings added."""
         return pipelines.config_doc(
             w.store, w.array, out, backend, cluster=self.cluster_section() | cluster
         )
 
     def out(self, w: data.Workload, what: str) -> Path:
+        """Where the output of ``what`` on ``w`` goes (removed once checked)."""
         return self.root / f"out-{what}-{w.key}.zarr"
 
     def check(self, w: data.Workload, output: Path) -> None:
@@ -80,6 +82,7 @@ class Bench:
         return not self.gpu
 
     def meta_of(self, w: data.Workload) -> dict[str, Any]:
+        """``w``'s entry in the results' ``meta['workloads']``."""
         return next(m for m in self.res.meta["workloads"] if m["key"] == w.key)
 
     # -- sections ---------------------------------------------------------------------------
@@ -103,6 +106,8 @@ class Bench:
             )
 
     def inputs(self) -> None:
+        """Write the workloads' inputs on --shm; record what each is and where the pipeline
+        would decode and encode it (its plan)."""
         a = self.args
         self.clock.stamp("inputs")
         shape, chunks = self.field_layout()
@@ -154,6 +159,8 @@ class Bench:
         )
 
     def workload_ceilings(self, w: data.Workload) -> None:
+        """``w``'s codec decoded from its raw files on all cores and on one, zstd encode of
+        its values on the CPU and (GPU) with nvCOMP."""
         a, res = self.args, self.res
         self.clock.stamp(f"ceilings of {w.key}")
         decode_bytes = (64 << 20) if a.quick else (2 << 30)
@@ -218,12 +225,15 @@ class Bench:
         self.check(w, out)
 
     def commands(self) -> None:
+        """The pipeline as a user runs it on every workload, one cold process each."""
         for w in self.workloads:
             self.clock.stamp(f"pipeline run, {w.key} ({self.backend})")
             with self.res.attempt(f"pipeline run on {w.key}"):
                 self.command(w, self.backend, "pipeline")
 
     def cpu_backend(self) -> None:
+        """The pipeline's CPU backend on the Zarr v2 and v3 workloads, as :meth:`commands`
+        runs it (without a GPU, the pipeline's runs are the CPU backend's already)."""
         for w in self.workloads:
             if w.key not in CPU_BACKEND_KEYS:
                 continue
@@ -248,6 +258,7 @@ class Bench:
                 self.command(w, "cpu", "cpu-backend")
 
     def cpu_peers(self) -> None:
+        """The CPU Dask peer on every workload, its own process each."""
         a = self.args
         for w in self.workloads:
             self.clock.stamp(f"CPU Dask peer, {w.key}")
@@ -283,6 +294,8 @@ class Bench:
                 self.check(w, out)
 
     def warm(self) -> None:
+        """One cluster of the pipeline's own, then :meth:`warm_runs` on every workload on it;
+        the in-memory extras on it; each ``--also`` setting on a cluster of its own."""
         a, res = self.args, self.res
         if not self.workloads:
             return
@@ -305,6 +318,8 @@ class Bench:
             self.variant(setting)
 
     def warm_runs(self, client: Any, w: data.Workload, cluster: dict[str, Any]) -> None:
+        """The pipeline's compute phase on ``w``, ``--reps`` runs after a warm-up, on a warm
+        cluster (``cluster``: the settings it was started with, {} for the defaults)."""
         out = self.out(w, "warm")
         cfg = pipelines.config(self.doc(w, out, self.backend, **cluster))
         busy = machine.GpuBusy() if self.gpu else None
@@ -381,6 +396,7 @@ class Bench:
                 )
 
     def naive(self) -> None:
+        """The naive dask-cuda peer on the first ``--peer-gb`` of every workload."""
         if self.skip_gpu("naive dask-cuda peer"):
             return
         self.clock.stamp("naive dask-cuda peer")
@@ -490,6 +506,8 @@ class Bench:
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Every section in order; the report is written whatever happens. 0 when every
+        section ran and every check passed, else 1."""
         a = self.args
         self.res.meta = machine.describe(want_gpu=self.gpu) | {
             "size_gb": a.size_gb,
@@ -592,6 +610,7 @@ def evaluate(res: Results, rows: list[dict[str, Any]]) -> None:
 
 
 def targets_table(res: Results) -> str:
+    """The targets of :func:`evaluate` as a Markdown table."""
     rows = []
     for t in res.targets:
         v = report.fmt(t["value"], ".2f", f" {t['unit']}".rstrip())
@@ -601,6 +620,8 @@ def targets_table(res: Results) -> str:
 
 
 def markdown(res: Results, rows: list[dict[str, Any]]) -> str:
+    """``bench.md``: date, hardware and inputs, the workload table, the checks, the CPU
+    backend, the ceilings, the targets, every figure, and what was skipped or failed."""
     m = res.meta
     sizes = ", ".join(
         f"{w['key']} {w['nbytes'] / 1e9:.3g} GB {w['shape']} ({w['codec']})"
@@ -674,6 +695,7 @@ def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
     p.add_argument("--out", type=Path, default=Path("results/bench"))
@@ -734,6 +756,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.bench``: 0 when everything ran and passed, 1 when a section or
+    check failed, 2 without the GPU backend (outside ``--quick``)."""
     args = parse_args(argv)
     if args.from_json:
         res = Results.load(args.from_json, args.out)

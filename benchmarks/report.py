@@ -138,6 +138,7 @@ class Results:
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -168,6 +169,7 @@ def figures_table(res: Results) -> str:
 
 
 def checks_line(res: Results) -> str:
+    """One sentence on the output checks: all passed (how many elements), or which failed."""
     n = len(res.checks)
     bad = [c for c in res.checks if not c["ok"]]
     elements = sum(c["elements"] for c in res.checks)
@@ -184,6 +186,7 @@ def checks_line(res: Results) -> str:
 
 
 def skipped_lines(res: Results) -> list[str]:
+    """A Markdown list item for each thing skipped (and why) and each failure."""
     out = [f"- skipped: {s['what']} ({s['why']})" for s in res.skipped]
     out += [f"- FAILED: {f['what']}: {f['error']}" for f in res.failures]
     return out
@@ -276,6 +279,7 @@ def workload_row(res: Results, w: dict[str, Any]) -> dict[str, Any]:
 
 
 def workload_table(rows: list[dict[str, Any]]) -> str:
+    """`make bench`'s main table: one row per workload (:func:`workload_row`)."""
     out = []
     for r in rows:
         low = r["lowest_ceiling"]
@@ -307,6 +311,7 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cpu_table(rows: list[dict[str, Any]]) -> str:
+    """The pipeline's CPU backend against the CPU Dask peer, where it ran."""
     out = []
     for r in rows:
         c = r.get("cpu_backend")
@@ -350,6 +355,7 @@ CEILING_COLUMNS = [
 
 
 def ceilings_table(res: Results, workloads: list[dict[str, Any]]) -> str:
+    """The ceilings of :data:`CEILING_COLUMNS` of each workload side by side (GB/s)."""
     rows = []
     for w in workloads:
         cells = []

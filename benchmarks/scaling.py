@@ -166,6 +166,7 @@ def shm_runs(
 
 
 def memory_runs(client: Any, src: Path, backend: str, reps: int) -> list[float]:
+    """GB/s of the input in host memory (page-locked on the GPU) and the result back there."""
     return pipelines.memory_workload(client, src, reps, pinned=backend == "gpu", backend=backend)
 
 
@@ -204,6 +205,8 @@ def copies_at_once(n: int, reps: int, size: int = 1 << 30) -> list[float]:
 
 
 def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str) -> None:
+    """For each device count: the pinned-copy ceiling (GPU), then on one cluster of the
+    pipeline's own the strong and weak points of each workload."""
     for n in args.devices:
         CLOCK.stamp(f"{n} {'GPU' if backend == 'gpu' else 'CPU worker'}(s)")
         if backend == "gpu" and "ceilings" in args.workloads:

@@ -41,6 +41,8 @@ def layout(size_gb: float, planes: int, quick: bool) -> tuple[list[int], list[in
 
 
 def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
+    """A row per (block size, threads): warm runs (output checked), their timeline, and the
+    in-memory workload at the first thread count; a plan the pipeline refuses is a row too."""
     rows: list[dict[str, Any]] = []
     for planes in args.planes:
         shape, shards, chunks = layout(args.size_gb, planes, args.quick)
