@@ -1,10 +1,11 @@
 """`make bench-scaling`: the pipeline on 1, 2, 4, 8 GPUs of one host, strong and weak scaling.
 
-For each GPU count n (the first n GPUs, ``CUDA_VISIBLE_DEVICES``), a ``LocalCUDACluster`` with one
-worker per GPU runs the workloads of ``make bench``:
+For each GPU count n (the first n GPUs), the pipeline's own local cluster (``cluster.gpus``,
+``--workers-per-gpu`` workers of ``--threads`` threads per GPU; one worker per GPU by default)
+runs the synthetic workload of ``make bench``:
 
 - Zarr on a memory-backed filesystem (``--shm``), the whole pipeline (read, decode, stages,
-  encode, write) as ``pipeline run`` does it;
+  encode, write) as ``pipeline run`` does it, every output compared with NumPy;
 - input and result in host memory (page-locked chunks persisted on the workers).
 
 Strong scaling keeps the input at ``--size-gb`` for every n; weak scaling gives each GPU
@@ -21,25 +22,21 @@ run it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import checks, clusters, data, machine, pipelines, stats, timing
+from benchmarks.timing import Clock
 
-import bench  # noqa: E402  (the benchmark's data, cluster and timing helpers)
+CLOCK = Clock()
 
 
 @dataclass
@@ -133,74 +130,44 @@ class Inputs:
         if self.quick:  # 1 MiB planes of 16 x 16384 floats
             planes = max(8, round(gb * 1e9 / (1 << 20) / 8) * 8)
             return [planes, 16, 16384], [8, 16, 16384], [1, 16, 2048]
-        shape, shards, chunks, _plain = bench.layout_for(gb)
-        return shape, shards, chunks
+        return data.synthetic_shape(gb, quick=False)
 
     def get(self, gb: float) -> tuple[Path, float]:
         shape, shards, chunks = self.layout(gb)
         actual = float(shape[0] * shape[1] * shape[2] * 4 / 1e9)
         if actual not in self.paths:
             path = self.root / f"input-{actual:.3f}.zarr"
-            bench.stamp(f"generating {shape} float32 ({actual:.2f} GB) in {path}")
-            bench.generate(path, shape, shards, chunks, self.backend)
+            CLOCK.stamp(f"generating {shape} float32 ({actual:.2f} GB) in {path}")
+            pipelines.generate(path, shape, shards, chunks, self.backend)
             self.paths[actual] = path
         return self.paths[actual], actual
 
 
+def cluster_section(args: argparse.Namespace, backend: str, n: int) -> dict[str, Any]:
+    """The cluster of ``n`` devices: the first ``n`` GPUs with ``--workers-per-gpu`` workers
+    of ``--threads`` threads each; CPU: ``n`` worker processes."""
+    section: dict[str, Any] = {"threads_per_worker": args.threads, "dashboard": ""}
+    if backend == "gpu":
+        return section | {"gpus": list(range(n)), "workers_per_gpu": args.workers_per_gpu}
+    return section | {"workers": n}
+
+
 def shm_runs(
-    client: Any, src: Path, out: Path, backend: str, threads: int, workers: int, reps: int
-) -> tuple[list[float], list[int]]:
-    cluster = {"threads_per_worker": threads}
-    if backend == "cpu":
-        cluster["workers"] = workers
-    cfg = bench.config(src, out, backend, cluster=cluster)
-    gbps, last = bench.pipeline_runs(client, cfg, reps)
-    bench.verify_output(src, out)
+    client: Any, src: Path, out: Path, backend: str, section: dict[str, Any], reps: int
+) -> tuple[list[float], list[int], dict[str, float]]:
+    """GB/s of ``reps`` warm runs on ``src`` (output checked against NumPy), the blocks each
+    worker computed, and one more run's timeline."""
+    cfg = pipelines.config(pipelines.config_doc(src, "", out, backend, cluster=section))
+    gbps, last = pipelines.warm_runs(client, cfg, reps)
+    checks.require(checks.check_output(src, out))
+    line = pipelines.timeline(client, cfg, section["threads_per_worker"])
     shutil.rmtree(out, ignore_errors=True)
-    return gbps, list(last.blocks_per_worker.values())
+    return gbps, list(last.blocks_per_worker.values()), line
 
 
-def timeline(client: Any, src: Path, out: Path, backend: str, threads: int) -> dict[str, float]:
-    """One more run, with Dask's task stream recorded: where the compute phase's time went.
-
-    ``span``: first task start to last task end; ``outside``: compute phase minus span (graph
-    submission, results back); ``occupancy``: task time / (threads x span); ``ramp``: until every
-    thread has started a task; ``tail``: from the first thread running out of work to the end."""
-    from distributed import get_task_stream
-
-    from pipeline.runner import RunOptions, run
-
-    cfg = bench.config(src, out, backend, cluster={"threads_per_worker": threads})
-    with get_task_stream(client) as ts:
-        summary = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
-    shutil.rmtree(out, ignore_errors=True)
-    spans = [
-        (d["worker"], ss["start"], ss["stop"])
-        for d in ts.data
-        for ss in d["startstops"]
-        if ss["action"] == "compute" and ss["stop"] - ss["start"] > 1e-3  # not key aliases
-    ]
-    if not spans:
-        return {}
-    start = min(a for _, a, _ in spans)
-    stop = max(b for _, _, b in spans)
-    slots = threads * len({w for w, _, _ in spans})
-    firsts = sorted(a for _, a, _ in spans)[:slots]
-    lasts = sorted(b for _, _, b in spans)[-slots:]
-    return {
-        "compute_s": summary.seconds["compute"],
-        "span_s": stop - start,
-        "outside_s": summary.seconds["compute"] - (stop - start),
-        "occupancy": sum(b - a for _, a, b in spans) / (slots * (stop - start)),
-        "ramp_s": firsts[-1] - start,
-        "tail_s": stop - lasts[0],
-        "mean_task_s": sum(b - a for _, a, b in spans) / len(spans),
-    }
-
-
-def memory_runs(client: Any, src: Path, backend: str, reps: int) -> tuple[list[float], list[int]]:
-    gbps = bench.pipeline_memory(client, src, reps, pinned=backend == "gpu", backend=backend)
-    return gbps, []
+def memory_runs(client: Any, src: Path, backend: str, reps: int) -> list[float]:
+    """GB/s of the input in host memory (page-locked on the GPU) and the result back there."""
+    return pipelines.memory_workload(client, src, reps, pinned=backend == "gpu", backend=backend)
 
 
 def copies_at_once(n: int, reps: int, size: int = 1 << 30) -> list[float]:
@@ -234,12 +201,14 @@ def copies_at_once(n: int, reps: int, size: int = 1 << 30) -> list[float]:
             cp.cuda.Device(i).synchronize()
         return time.perf_counter() - t
 
-    return bench.timed_reps(once, reps, n * size)
+    return stats.rates(n * size, timing.wall_reps(once, reps))
 
 
 def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str) -> None:
+    """For each device count: the pinned-copy ceiling (GPU), then on one cluster of the
+    pipeline's own the strong and weak points of each workload."""
     for n in args.devices:
-        bench.stamp(f"{n} {'GPU' if backend == 'gpu' else 'CPU worker'}(s)")
+        CLOCK.stamp(f"{n} {'GPU' if backend == 'gpu' else 'CPU worker'}(s)")
         if backend == "gpu" and "ceilings" in args.workloads:
             res.add(
                 Point(
@@ -252,117 +221,52 @@ def measure(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str
                     "memory at once; GB/s each way, all GPUs together",
                 )
             )
-        ctx = (
-            bench.local_cluster("gpu", args.threads, gpus=n)
-            if backend == "gpu"
-            else bench.local_cluster("cpu", args.threads, workers=n)
-        )
-        with ctx as client:
+        if not args.workloads & {"shm", "memory"}:
+            continue
+        section = cluster_section(args, backend, n)
+        first, _ = inputs.get(args.size_gb)
+        doc = pipelines.config_doc(first, "", args.shm / "out.zarr", backend, cluster=section)
+        machine.wait_gpu_freed()
+        cluster_plan = pipelines.plan(pipelines.config(doc)).cluster
+        with clusters.pipeline_cluster(cluster_plan) as client:
             for scaling, gb in (("strong", args.size_gb), ("weak", args.per_gpu_gb * n)):
-                if not args.workloads & {"shm", "memory"}:
-                    break
                 src, actual = inputs.get(gb)
                 if "shm" in args.workloads:
-                    gbps, per_worker = shm_runs(
-                        client, src, args.shm / "out.zarr", backend, args.threads, n, args.reps
+                    gbps, per_worker, line = shm_runs(
+                        client, src, args.shm / "out.zarr", backend, section, args.reps
                     )
                     point = Point("Zarr on /dev/shm", scaling, n, actual, gbps, per_worker)
-                    point.timeline = timeline(
-                        client, src, args.shm / "out.zarr", backend, args.threads
-                    )
+                    point.timeline = line
                     res.add(point)
                 if "memory" in args.workloads:
-                    gbps, _ = memory_runs(client, src, backend, args.reps)
+                    gbps = memory_runs(client, src, backend, args.reps)
                     res.add(Point("host memory in and out", scaling, n, actual, gbps))
-
-
-def _env() -> dict[str, str]:
-    """The environment of processes started here: this checkout's package importable."""
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ucx_available() -> bool:
-    try:
-        import distributed_ucxx  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def hand_started(backend: str, n: int, threads: int, protocol: str) -> Iterator[str]:
-    """``dask scheduler`` and ``dask cuda worker`` (one worker per GPU; CPU: ``dask worker
-    --nworkers n``) started as separate processes, as on a shared cluster; their address."""
-    port = _free_port()
-    addr = f"{protocol}://127.0.0.1:{port}"
-    py = sys.executable
-    env = {**_env(), "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
-    log = open(Path(tempfile.gettempdir()) / "pipeline-scaling-cluster.log", "w")  # noqa: SIM115
-    sched = [py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port)]
-    sched += ["--no-dashboard", "--protocol", protocol]
-    if backend == "gpu":
-        worker = [py, "-m", "dask_cuda.cli", addr, "--nthreads", str(threads), "--no-dashboard"]
-        if protocol != "tcp":
-            worker += ["--protocol", protocol]
-    else:
-        worker = [py, "-m", "distributed.cli.dask_worker", addr, "--nworkers", str(n)]
-        worker += ["--nthreads", str(threads), "--no-dashboard"]
-    procs = [subprocess.Popen(sched, env=env, stdout=log, stderr=log)]
-    try:
-        from distributed import Client
-
-        time.sleep(1.0)
-        procs.append(subprocess.Popen(worker, env=env, stdout=log, stderr=log))
-        t0 = time.monotonic()
-        while True:
-            try:
-                with Client(addr, timeout=10) as c:
-                    c.wait_for_workers(n, timeout=120)
-                break
-            except OSError:
-                if time.monotonic() - t0 > 60:
-                    raise
-                time.sleep(0.5)
-        yield addr
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=60)
-        log.close()
 
 
 def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str) -> None:
     """`pipeline run --scheduler ADDRESS` on a hand-started cluster of every device."""
     n = max(args.devices)
-    protocol = "ucxx" if backend == "gpu" and ucx_available() else "tcp"
+    protocol = "ucxx" if backend == "gpu" and clusters.ucx_available() else "tcp"
     src, actual = inputs.get(args.size_gb)
-    bench.stamp(f"hand-started scheduler, {n} workers, {protocol}")
+    CLOCK.stamp(f"hand-started scheduler, {n} workers, {protocol}")
     out = args.shm / "out-joined.zarr"
     cfg_path = args.shm / "joined.yaml"
     doc = {
         "input": {"store": str(src)},
         "output": {"store": str(out), "overwrite": True},
-        "stages": bench.STAGES,
+        "stages": pipelines.STAGES,
         "backend": backend,
     }
     cfg_path.write_text(json.dumps(doc))  # JSON is YAML
     gbps = []
     per_worker: list[int] = []
-    with hand_started(backend, n, args.threads, protocol) as addr:
+    env = pipelines.env()
+    with clusters.hand_started(backend, n, args.threads, protocol, env) as addr:
         for i in range(args.reps + 1):
             summary = args.shm / "joined-summary.json"
             cmd = [sys.executable, "-m", "pipeline", "run", str(cfg_path), "--scheduler", addr]
             cmd += ["--progress", "none", "--summary-json", str(summary)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
             if proc.returncode != 0:
                 raise RuntimeError(f"pipeline run --scheduler failed: {proc.stderr[-2000:]}")
             s = json.loads(summary.read_text())
@@ -370,7 +274,7 @@ def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str)
                 gbps.append(s["gbps_in"])
                 per_worker = list(s["blocks_per_worker"].values())
             assert s["workers"] == n, s["workers"]
-    bench.verify_output(src, out)
+    checks.require(checks.check_output(src, out))
     shutil.rmtree(out, ignore_errors=True)
     note = (
         f"joined: `dask scheduler` + `dask {'cuda ' if backend == 'gpu' else ''}worker` "
@@ -391,15 +295,6 @@ def joined(args: argparse.Namespace, res: Scaling, inputs: Inputs, backend: str)
         res.save()
 
 
-def gpu_count() -> int:
-    try:
-        import cupy
-
-        return int(cupy.cuda.runtime.getDeviceCount())
-    except Exception:
-        return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU workers as devices, toy sizes")
@@ -411,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-gpu-gb", type=float, default=8.0, help="weak scaling input per GPU")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--workers-per-gpu", type=int, default=1, help="GPU workers per GPU")
     p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-scaling"))
     p.add_argument("--workloads", default="ceilings,shm,memory,joined", help="comma list")
     args = p.parse_args(argv)
@@ -419,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         args.size_gb, args.per_gpu_gb, args.threads = 0.04, 0.02, 1
         args.reps = min(args.reps, 2)
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-scaling-"))
-    have = 2 if args.quick else gpu_count()
+    have = 2 if args.quick else machine.gpu_count()
     if args.devices:
         args.devices = [int(d) for d in args.devices.split(",")]
     else:
@@ -428,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {have} GPU(s) visible; --devices asks for {args.devices}", file=sys.stderr)
         return 2
     args.workloads = set(args.workloads.split(","))
-    meta = bench.machine() | {"threads": args.threads, "devices": args.devices, "backend": backend}
+    meta = machine.describe(want_gpu=backend == "gpu") | {
+        "threads": args.threads,
+        "workers_per_gpu": args.workers_per_gpu,
+        "devices": args.devices,
+        "backend": backend,
+    }
     res = Scaling(args.out, meta)
     shutil.rmtree(args.shm, ignore_errors=True)
     args.shm.mkdir(parents=True)

@@ -26,8 +26,8 @@ bandwidth against size). The short table is printed last.
 "not measured"); the tests run it. The default mode needs a CUDA GPU and CuPy; CuPy is imported
 only then.
 
-    python scripts/bench_seed.py                   # GPU host, full run
-    python scripts/bench_seed.py --quick --out /tmp/seed
+    python -m benchmarks.seed                   # GPU host, full run (make bench-seed)
+    python -m benchmarks.seed --quick --out /tmp/seed
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -48,12 +45,17 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import machine, timing
+from benchmarks.report import md_table
+from benchmarks.stats import gbps, ratio, summarize
+from benchmarks.timing import Budget, DeviceTimes, cold_step, device_step, time_device, time_host
+
 SCHEMA = "bench_seed/1"
 DTYPE = np.dtype(np.float64)
 ARTICLE_SHAPE = (1000, 1000, 1000)
 
 #: What the article reported (i7-8700K, GTX 1080 Ti, CUDA 9.0), seconds.
-ARTICLE = {
+ARTICLE: dict[str, Any] = {
     "hardware": "i7-8700K, GTX 1080 Ti (484 GB/s), 32 GB DDR4-3000, CUDA 9.0",
     "device_bandwidth_GBps": 484.0,
     "steps": {
@@ -77,42 +79,7 @@ SAMPLE = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
-# Small helpers: statistics, time budget, formatting.
-
-
-def summarize(samples: list[float], warmup: int, **extra: Any) -> dict[str, Any]:
-    """Median, min and max of timed samples (seconds), with the samples themselves."""
-    if not samples:
-        return {"reps": 0, "warmup": warmup, "samples_s": [], **extra}
-    return {
-        "median_s": float(np.median(samples)),
-        "min_s": float(min(samples)),
-        "max_s": float(max(samples)),
-        "reps": len(samples),
-        "warmup": warmup,
-        "samples_s": [float(s) for s in samples],
-        **extra,
-    }
-
-
-@dataclass
-class Budget:
-    """A soft limit on the run's wall time: NumPy repetitions at big sizes stop early to fit it.
-
-    At least one repetition is always timed; what was cut is recorded with the measurement.
-    """
-
-    seconds: float
-    start: float = field(default_factory=time.perf_counter)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def remaining(self) -> float:
-        return self.seconds - self.elapsed()
-
-    def allows(self, cost_s: float, reserve_s: float = 0.0) -> bool:
-        return self.remaining() - reserve_s >= cost_s
+# Formatting.
 
 
 def fmt_time(s: float | None) -> str:
@@ -136,15 +103,8 @@ def fmt_x(ratio: float | None) -> str:
 
 
 def median(stats: dict[str, Any] | None) -> float | None:
+    """The median seconds of a :func:`~benchmarks.stats.summarize` result (None: no runs)."""
     return None if not stats or not stats.get("reps") else stats["median_s"]
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b <= 0 else a / b
-
-
-def gbps(nbytes: float, seconds: float | None) -> float | None:
-    return None if seconds is None or seconds <= 0 else nbytes / seconds / 1e9
 
 
 def log(budget: Budget, msg: str) -> None:
@@ -163,30 +123,15 @@ def three_stages(x: Any) -> Any:
     return x
 
 
-def seed_chain() -> Any:
-    """The same three stages as the pipeline plans them (multiply 5, square, add to itself)."""
-    from pipeline.stages import AddParams, MultiplyParams, StageParams, plan_chain
-
-    specs = [
-        ("multiply", MultiplyParams(factor=5)),
-        ("square", StageParams()),
-        ("add", AddParams()),
-    ]
-    return plan_chain(specs, DTYPE)
-
-
 def host_references(x0: np.ndarray) -> dict[str, np.ndarray]:
-    """Independent NumPy references for the three stages on ``x0`` (not modified)."""
-    refs = {"closed form ((x*5)**2)*2": ((x0 * 5) ** 2) * 2}
-    try:
-        from pipeline.stages import apply_chain
+    """Independent NumPy references for the three stages on ``x0`` (not modified): the closed
+    form, and the pipeline's own NumPy evaluation of its planned chain."""
+    from benchmarks import pipelines
 
-        refs["pipeline.stages.apply_chain"] = apply_chain(seed_chain(), x0)
-    except ImportError as e:  # the pipeline's dependencies are missing: say so, keep going
-        refs[f"pipeline.stages.apply_chain (not importable: {e})"] = refs[
-            "closed form ((x*5)**2)*2"
-        ]
-    return refs
+    return {
+        "closed form ((x*5)**2)*2": ((x0 * 5) ** 2) * 2,
+        "pipeline.stages.apply_chain": pipelines.apply_chain(DTYPE, x0),
+    }
 
 
 def compare(what: str, got: np.ndarray, want: np.ndarray) -> dict[str, Any]:
@@ -215,18 +160,6 @@ def sample_indices(n: int, seed: int) -> np.ndarray:
 # Cache flushing (METHOD.md: inputs that fit in a cache must not be timed from the cache).
 
 
-def cpu_llc_bytes() -> int:
-    """The largest CPU cache one core sees (the last level), from sysfs; 32 MiB if unknown."""
-    sizes = []
-    for p in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        text = p.read_text().strip()
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit():
-            sizes.append(int(digits) * mult)
-    return max(sizes, default=32 << 20)
-
-
 class Flusher:
     """Evicts a cache by reading and writing a scratch buffer four times its size.
 
@@ -253,101 +186,6 @@ class Flusher:
 
 
 # --------------------------------------------------------------------------------------------
-# Timing. Host work: perf_counter around the call. Device work: three clocks per call.
-
-
-def time_host(
-    step: Callable[[], Any],
-    prepare: Callable[[], Any],
-    reps: int,
-    warmup: int,
-    budget: Budget,
-    reserve_s: float = 0.0,
-) -> tuple[list[float], bool]:
-    """Time ``step`` ``reps`` times after ``warmup`` untimed runs; ``prepare`` runs untimed
-    before each. Stops early (after at least one timed run) when the next run would overrun
-    the budget less ``reserve_s``. Returns (samples, cut short)."""
-    samples: list[float] = []
-    last_wall: float | None = None
-    for i in range(warmup + reps):
-        if samples and last_wall is not None and not budget.allows(last_wall, reserve_s):
-            return samples, True
-        w0 = time.perf_counter()
-        prepare()
-        t0 = time.perf_counter()
-        step()
-        t1 = time.perf_counter()
-        last_wall = t1 - w0
-        if i >= warmup:
-            samples.append(t1 - t0)
-    return samples, False
-
-
-@dataclass
-class DeviceTimes:
-    """One device step timed three ways: host clock at return (what the article measured: the
-    time to enqueue), host clock after a device synchronize, and CUDA events."""
-
-    enqueue: list[float] = field(default_factory=list)
-    sync: list[float] = field(default_factory=list)
-    events: list[float] = field(default_factory=list)
-
-    def add(self, other: tuple[float, float, float]) -> None:
-        self.enqueue.append(other[0])
-        self.sync.append(other[1])
-        self.events.append(other[2])
-
-    def summary(self, warmup: int, **extra: Any) -> dict[str, Any]:
-        return {
-            "enqueue": summarize(self.enqueue, warmup),
-            "sync": summarize(self.sync, warmup),
-            "events": summarize(self.events, warmup),
-            **extra,
-        }
-
-
-def device_step(cp: Any, step: Callable[[], Any]) -> tuple[tuple[float, float, float], Any]:
-    """Run ``step`` once on an idle device: ((enqueue s, synchronised s, events s), result)."""
-    cp.cuda.Device().synchronize()
-    start, end = cp.cuda.Event(), cp.cuda.Event()
-    start.record()
-    t0 = time.perf_counter()
-    result = step()
-    t1 = time.perf_counter()
-    end.record()
-    cp.cuda.Device().synchronize()
-    t2 = time.perf_counter()
-    return (t1 - t0, t2 - t0, cp.cuda.get_elapsed_time(start, end) / 1e3), result
-
-
-def cold_step(cp: Any, step: Callable[[], Any]) -> tuple[dict[str, float], Any]:
-    """Run ``step`` as a fresh script's first CuPy call would: nothing before it, so the time
-    holds what the article's did (CUDA context, first allocation, kernel compilation or load
-    from CuPy's disk cache). Host clock only: events need the context that is being timed."""
-    t0 = time.perf_counter()
-    result = step()
-    t1 = time.perf_counter()
-    cp.cuda.Device().synchronize()
-    t2 = time.perf_counter()
-    return {"enqueue_s": t1 - t0, "sync_s": t2 - t0}, result
-
-
-def time_device(
-    cp: Any, step: Callable[[], Any], prepare: Callable[[], Any], reps: int, warmup: int
-) -> tuple[DeviceTimes, Any]:
-    """Time ``step`` on the device ``reps`` times after ``warmup`` runs; (times, last result)."""
-    times = DeviceTimes()
-    result = None
-    for i in range(warmup + reps):
-        result = None  # let the previous output go back to the pool before the next run
-        prepare()
-        t, result = device_step(cp, step)
-        if i >= warmup:
-            times.add(t)
-    return times, result
-
-
-# --------------------------------------------------------------------------------------------
 # The GPU: CuPy (imported only here), its facts, its copy bandwidth, the fused kernel.
 
 
@@ -367,78 +205,19 @@ class Gpu:
         self.cp.get_default_memory_pool().free_all_blocks()
 
 
-def gpu_available() -> tuple[bool, str]:
-    """(usable, why not): CuPy importable and a CUDA device visible (no context created)."""
-    try:
-        import cupy
-    except Exception as e:  # ImportError, or a broken CUDA install
-        return False, f"CuPy is not importable ({type(e).__name__}: {e})"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return False, f"no usable CUDA device ({type(e).__name__}: {e})"
-    return n > 0, f"{n} CUDA device(s) visible"
-
-
 def open_gpu() -> Gpu:
     """Import CuPy (no CUDA context yet, so the first step times a cold start as the article's
-    did) and the fused kernel; without the pipeline's GPU dependencies, the fused column says
-    why it was not measured."""
+    did) and the pipeline's fused kernel; without the pipeline's GPU dependencies, the fused
+    column says why it was not measured."""
     import cupy as cp
 
-    try:
-        from pipeline import gpu as pipeline_gpu
+    from benchmarks import pipelines
 
-        chain = seed_chain()
-        kernel = pipeline_gpu.chain_kernel(chain)
-        out_dtype = chain[-1].out_dtype
-        note = "pipeline.gpu.chain_kernel: " + "; ".join(s.describe() for s in chain)
-        return Gpu(cp, lambda x: kernel(x, out_dtype), note + " (one pass, -fmad=false)")
+    try:
+        kernel, note = pipelines.fused_kernel(DTYPE)
+        return Gpu(cp, kernel, note)
     except Exception as e:  # nvCOMP or pydantic missing: measure the rest, say why not this
         return Gpu(cp, None, f"not measured: {type(e).__name__}: {e}")
-
-
-def nvidia_smi() -> dict[str, str]:
-    """A few facts nvidia-smi reports (empty where it is missing)."""
-    keys = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={keys}", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.splitlines()[0]
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
-    return dict(zip(keys.split(","), (v.strip() for v in out.split(",")), strict=False))
-
-
-def gpu_facts(cp: Any) -> dict[str, Any]:
-    """Device name, memory, SMs, L2, CUDA versions and a datasheet-style bandwidth (a lead)."""
-    dev = cp.cuda.Device()
-    props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    name = props.get("name", b"?")
-    try:  # CUDA 13 dropped the memory clock from the properties; the attribute may remain
-        attrs = dev.attributes
-    except Exception:
-        attrs = {}
-    clock_khz = props.get("memoryClockRate") or attrs.get("MemoryClockRate") or 0
-    bus_bits = props.get("memoryBusWidth") or attrs.get("GlobalMemoryBusWidth") or 0
-    facts = {
-        "name": name.decode() if isinstance(name, bytes) else str(name),
-        "compute_capability": f"{props.get('major')}.{props.get('minor')}",
-        "memory_bytes": int(props.get("totalGlobalMem", 0)),
-        "multiprocessors": int(props.get("multiProcessorCount", 0)),
-        "l2_bytes": int(props.get("l2CacheSize", 0)),
-        "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
-        "cuda_driver_api": cp.cuda.runtime.driverGetVersion(),
-        "cupy": cp.__version__,
-        "nvidia_smi": nvidia_smi(),
-    }
-    if clock_khz and bus_bits:
-        facts["datasheet_GBps"] = 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
-    return facts
 
 
 def measure_copy(gpu: Gpu, n: int = 1 << 28, reps: int = 20) -> dict[str, Any]:
@@ -455,7 +234,7 @@ def measure_copy(gpu: Gpu, n: int = 1 << 28, reps: int = 20) -> dict[str, Any]:
     def copy() -> None:
         cp.cuda.runtime.memcpyAsync(dst_ptr, src_ptr, nbytes, kind, stream)
 
-    times, _ = time_device(cp, copy, lambda: None, reps, warmup=3)
+    events = timing.device_reps(copy, reps, warmup=3)
     copied = bool(cp.array_equal(bufs["dst"], bufs["src"]))
     bufs.clear()
     gpu.free()
@@ -464,8 +243,8 @@ def measure_copy(gpu: Gpu, n: int = 1 << 28, reps: int = 20) -> dict[str, Any]:
     return {
         "bytes_copied": nbytes,
         "bytes_moved": 2 * nbytes,
-        "events": summarize(times.events, 3),
-        "GBps": 2 * nbytes / float(np.median(times.events)) / 1e9,
+        "events": summarize(events, 3),
+        "GBps": 2 * nbytes / float(np.median(events)) / 1e9,
     }
 
 
@@ -785,39 +564,6 @@ def add_derived(row: dict[str, Any], copy_gbps: float | None) -> None:
         row["floor_s"] = {k: moved[k] / (copy_gbps * 1e9) for k in ("cupy", "fused")}
 
 
-# --------------------------------------------------------------------------------------------
-# Environment.
-
-
-def cpu_facts() -> dict[str, Any]:
-    model = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "model": model,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": affinity,
-        "llc_bytes": cpu_llc_bytes(),
-        "note": "NumPy's elementwise operations run on one core",
-    }
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu_facts(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 METHOD = {
     "numpy": "perf_counter around the in-place operations; input restored (untimed) before "
     "each repetition; caches flushed (untimed) where the data fits 16 times in the LLC",
@@ -826,7 +572,8 @@ METHOD = {
     "cupy_sync": "perf_counter from before the call to after cudaDeviceSynchronize (the "
     "device idle before the call; the span also holds one event record, a few µs); used for "
     "every speedup",
-    "cupy_events": "CUDA events recorded around the call on the current stream",
+    "cupy_events": "CUDA events recorded around the call on the current stream (the copy "
+    "ceiling: cupyx.profiler.benchmark)",
     "warmup": "GPU: first 2 runs per size (compilation, allocation) untimed, the article "
     "section's cold first iteration reported apart; NumPy: 1 run below 1e8 elements",
     "statistics": "median, min and max over the repetitions; every sample in the JSON",
@@ -841,12 +588,6 @@ METHOD = {
 
 # --------------------------------------------------------------------------------------------
 # Outputs.
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 NOT_MEASURED = "not measured"
@@ -1213,13 +954,13 @@ def run(args: argparse.Namespace, result: dict[str, Any], budget: Budget) -> Gpu
     log(budget, "article section done")
     write_outputs(args.out, result, tables=False)
     if gpu is not None:
-        result["environment"]["gpu"] = gpu.info = gpu_facts(gpu.cp)
+        result["environment"]["gpu"] = gpu.info = machine.gpu_facts(gpu.cp)
         gpu.copy = result["copy"] = measure_copy(gpu)
         log(budget, f"device copy: {fmt_rate(gpu.copy_gbps())}")
         result["article"]["implied"] = implied_bandwidth(result["article"], gpu.copy_gbps())
         gpu.flusher = Flusher(gpu.cp, gpu.info["l2_bytes"] or (50 << 20))
         result["method"]["gpu_flush"] = gpu.flusher.describe()
-    host_flush = Flusher(np, cpu_llc_bytes())
+    host_flush = Flusher(np, machine.cpu_llc_bytes())
     result["method"]["host_flush"] = host_flush.describe()
     result["sizes"] = []
     for n in sizes_up_to(args.max_size):
@@ -1236,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA,
         "mode": "quick" if args.quick else "full",
         "args": {k: str(v) for k, v in vars(args).items()},
-        "environment": environment(),
+        "environment": machine.environment(),
         "method": dict(METHOD),
         "gpu_note": "not measured (--quick runs NumPy only)",
         "fused_note": "not measured (--quick runs NumPy only)",
@@ -1244,9 +985,9 @@ def main(argv: list[str] | None = None) -> int:
         "complete": False,
     }
     if not args.quick:
-        usable, reason = gpu_available()
+        usable, reason = machine.cupy_status()
         if not usable:
-            print(f"bench_seed: the full mode needs a CUDA GPU: {reason}; use --quick")
+            print(f"seed: the full mode needs a CUDA GPU: {reason}; use --quick")
             return 2
     try:
         gpu = run(args, result, budget)
@@ -1265,7 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result["correctness"]["ok"]:
         for f in result["correctness"]["failures"]:
             print(f"MISMATCH: {f}", file=sys.stderr)
-        print("bench_seed: results are not bit-identical", file=sys.stderr)
+        print("seed: results are not bit-identical", file=sys.stderr)
         return 1
     return 0
 

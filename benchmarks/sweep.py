@@ -19,63 +19,71 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import checks, clusters, data, machine, pipelines
+from benchmarks.stats import spread
+from benchmarks.timing import Clock
 
-import bench
-import bench_scaling
-
-
-def spread(v: list[float]) -> str:
-    return f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
+CLOCK = Clock()
 
 
 def layout(size_gb: float, planes: int, quick: bool) -> tuple[list[int], list[int], list[int]]:
     if quick:  # 64 KiB planes of 16 x 1024 floats
         n = max(4 * planes, round(size_gb * 1e9 / (64 << 10) / planes) * planes)
         return [n, 16, 1024], [planes, 16, 1024], [1, 16, 256]
-    shape, _shards, chunks, _plain = bench.layout_for(size_gb)
+    shape, _shards, chunks = data.synthetic_shape(size_gb, quick=False)
     shape[0] = max(planes, shape[0] // planes * planes)
     return shape, [planes, *shape[1:]], chunks
 
 
 def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
-    from pipeline.errors import PipelineError
-
+    """A row per (block size, threads): warm runs (output checked), their timeline, and the
+    in-memory workload at the first thread count; a plan the pipeline refuses is a row too."""
     rows: list[dict[str, Any]] = []
     for planes in args.planes:
         shape, shards, chunks = layout(args.size_gb, planes, args.quick)
         src = args.shm / f"input-{planes}.zarr"
         out = args.shm / "out.zarr"
         block_mib = planes * shape[1] * shape[2] * 4 / 2**20
-        bench.stamp(f"generating {shape} float32, shards {shards} ({block_mib:g} MiB)")
-        bench.generate(src, shape, shards, chunks, backend)
+        CLOCK.stamp(f"generating {shape} float32, shards {shards} ({block_mib:g} MiB)")
+        pipelines.generate(src, shape, shards, chunks, backend)
         for threads in args.threads:
             row: dict[str, Any] = {"block_mib": block_mib, "threads": threads}
             rows.append(row)
-            bench.stamp(f"{block_mib:g} MiB blocks, {threads} threads")
-            with bench.local_cluster(backend, threads) as client:
-                cfg = bench.config(src, out, backend, cluster={"threads_per_worker": threads})
+            CLOCK.stamp(f"{block_mib:g} MiB blocks, {threads} threads")
+            section = {"threads_per_worker": threads, "dashboard": ""}
+            if backend == "gpu":
+                section["workers_per_gpu"] = 1
+            cfg = pipelines.config(pipelines.config_doc(src, "", out, backend, cluster=section))
+            machine.wait_gpu_freed()
+            try:
+                cluster_plan = pipelines.plan(cfg).cluster
+            except pipelines.Refused as e:
+                row["refused"] = str(e)
+                print(table([row], header=False), flush=True)
+                save(args, rows)
+                continue
+            with clusters.pipeline_cluster(cluster_plan) as client:
                 try:
-                    gbps, last = bench.pipeline_runs(client, cfg, args.reps)
-                except PipelineError as e:
+                    gbps, last = pipelines.warm_runs(client, cfg, args.reps)
+                except pipelines.Refused as e:
                     row["refused"] = str(e)
                     print(table([row], header=False), flush=True)
                     save(args, rows)
                     continue
-                bench.verify_output(src, out)
+                checks.require(checks.check_output(src, out))
                 shutil.rmtree(out, ignore_errors=True)
                 row["shm_gbps"] = gbps
                 row["blocks"] = last.blocks_total
                 row["task_time"] = last.task_time
-                row["timeline"] = bench_scaling.timeline(client, src, out, backend, threads)
+                row["timeline"] = pipelines.timeline(client, cfg, threads)
+                shutil.rmtree(out, ignore_errors=True)
                 if "memory" in args.workloads and threads == args.threads[0]:
-                    row["memory_gbps"] = bench.pipeline_memory(
+                    row["memory_gbps"] = pipelines.memory_workload(
                         client,
                         src,
                         args.memory_reps,
@@ -113,7 +121,7 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
             continue
         tl = r.get("timeline", {})
         tt = r.get("task_time") or {}
-        share = max(tt, key=tt.get) if tt else "-"
+        share = max(tt, key=lambda k: tt[k]) if tt else "-"
         frac = tt.get(share, 0) / max(sum(tt.values()), 1e-9)
         lines.append(
             f"| {r['block_mib']:g} MiB | {r['threads']} | {spread(r['shm_gbps'])} | "
@@ -148,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))
     shutil.rmtree(args.shm, ignore_errors=True)
     args.shm.mkdir(parents=True)
-    meta = args.meta = bench.machine() | {"size_gb": args.size_gb, "backend": backend}
+    meta = args.meta = machine.describe(want_gpu=backend == "gpu") | {
+        "size_gb": args.size_gb,
+        "backend": backend,
+    }
     try:
         rows = measure(args, backend)
     finally:
