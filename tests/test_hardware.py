@@ -5,13 +5,13 @@ them. The mapping is a pure function, tested here; the real NVML runs on the GPU
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from pipeline.devices.hardware import Facts, GpuInfo, cuda_visible, facts_from_workers, pci_bus_id
+from tests.faultkit import env as child_env
 
 UUIDS = [
     "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6",
@@ -93,8 +93,7 @@ def test_without_nvml_there_is_no_gpu() -> None:
         "f = Facts.local()\n"
         "print(json.dumps([gpu_status(), f.gpu_usable, len(f.gpus), 'cupy' in sys.modules]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    pytest.importorskip("pytest")
+    env = child_env()
     try:
         import pynvml  # noqa: F401
 
@@ -137,7 +136,7 @@ _SEEN_BY = {
 
 
 def _seen(by: str, visible: str | None) -> list:
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
