@@ -20,7 +20,7 @@ from typing import Any
 def pipeline_cluster(cluster_plan: Any) -> Iterator[Any]:
     """The local cluster a plan's ``cluster`` section describes, started and closed by the
     pipeline's cluster code (Dask's own logs at errors only); its client."""
-    from pipeline.cluster import connect
+    from pipeline.running.cluster import connect
 
     with connect(cluster_plan, quiet=True) as client:
         yield client

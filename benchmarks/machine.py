@@ -21,8 +21,8 @@ def describe(want_gpu: bool) -> dict[str, Any]:
     """Date, host, CPUs, memory, GPUs and library versions, for a results file.
 
     ``want_gpu``: list the GPUs (this creates a CUDA context in this process)."""
-    from pipeline.hardware import Facts
-    from pipeline.info import versions
+    from pipeline.devices.hardware import Facts
+    from pipeline.reporting.info import versions
 
     f = Facts.local(want_gpu=want_gpu)
     gpus = [{"name": g.name, "total_bytes": g.total_bytes} for g in f.gpus]
@@ -104,7 +104,7 @@ def environment() -> dict[str, Any]:
 def gpu_status() -> tuple[bool, str]:
     """(usable, why not) for the pipeline's GPU backend (CuPy, a device, nvCOMP), as the
     pipeline decides it; no CUDA context is created."""
-    from pipeline.backend import gpu_status
+    from pipeline.devices.hardware import gpu_status
 
     return gpu_status()
 

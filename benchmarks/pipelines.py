@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import graph, runner
 from pipeline.config import Config, parse_config
 from pipeline.errors import PipelineError
-from pipeline.runner import RunOptions
+from pipeline.running import graph, runner
+from pipeline.running.generate import generate_input
+from pipeline.running.runner import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,12 +171,12 @@ def generate(
             "cluster": {"dashboard": ""},
         }
     )
-    runner.generate_input(cfg, progress="none")
+    generate_input(cfg, progress="none")
 
 
 def chain(dtype: Any) -> tuple:
     """The benchmarks' stages as the pipeline plans them for ``dtype``."""
-    from pipeline import stages
+    from pipeline.ops import stages
 
     cfg = parse_config({"input": {"store": "x"}, "output": {"store": "y"}, "stages": STAGES})
     return stages.plan_chain(cfg.stage_specs(), np.dtype(dtype))
@@ -183,7 +184,7 @@ def chain(dtype: Any) -> tuple:
 
 def apply_chain(dtype: Any, x: np.ndarray) -> np.ndarray:
     """The pipeline's own NumPy evaluation of the stages (a reference besides NumPy's)."""
-    from pipeline.stages import apply_chain as apply
+    from pipeline.ops.stages import apply_chain as apply
 
     return apply(chain(dtype), x)
 
@@ -191,18 +192,18 @@ def apply_chain(dtype: Any, x: np.ndarray) -> np.ndarray:
 def fused_kernel(dtype: Any) -> tuple[Callable[[Any], Any], str]:
     """The pipeline's fused kernel of the stages for ``dtype`` (CuPy arrays in and out), and a
     description of it."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     c = chain(dtype)
     kernel = gpu.chain_kernel(c)
     out = c[-1].out_dtype
-    note = "pipeline.gpu.chain_kernel: " + "; ".join(s.describe() for s in c)
+    note = "pipeline.devices.gpu.chain_kernel: " + "; ".join(s.describe() for s in c)
     return (lambda x: kernel(x, out)), note + " (one pass, -fmad=false)"
 
 
 def gpu_setup() -> None:
     """Route nvCOMP's allocations through CuPy's pool, as the pipeline's GPU workers do."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     gpu.setup()
 

@@ -8,10 +8,10 @@ and no device synchronisation. This script repeats that, and then does it proper
    ``ones((1000, 1000, 1000))`` (or a smaller cube, ``--max-size``). Every CuPy step is timed
    three ways in the same run: the article's way (host clock, no synchronisation: the time to
    *enqueue* the work), host clock after a device synchronize, and CUDA events. Our fused
-   kernel (``pipeline.gpu.chain_kernel``: the three stages in one pass) is timed beside it. Each
-   step's bytes over its time give an implied bandwidth, set against the device-to-device copy
-   bandwidth measured in the same run: an implied bandwidth far above the copy's is physically
-   impossible, so that number did not time the computation.
+   kernel (``pipeline.devices.gpu.chain_kernel``: the three stages in one pass) is timed beside
+   it. Each step's bytes over its time give an implied bandwidth, set against the
+   device-to-device copy bandwidth measured in the same run: an implied bandwidth far above
+   the copy's is physically impossible, so that number did not time the computation.
 2. **Speedup against size**, 1e4 to 1e9 elements: NumPy, CuPy (three separate operations) and
    the fused kernel on random float64 data, synchronised, median of several repetitions after
    warm-up, caches flushed before each repetition where the data would fit in them. The results
@@ -130,7 +130,7 @@ def host_references(x0: np.ndarray) -> dict[str, np.ndarray]:
 
     return {
         "closed form ((x*5)**2)*2": ((x0 * 5) ** 2) * 2,
-        "pipeline.stages.apply_chain": pipelines.apply_chain(DTYPE, x0),
+        "pipeline.ops.stages.apply_chain": pipelines.apply_chain(DTYPE, x0),
     }
 
 

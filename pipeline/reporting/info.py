@@ -8,8 +8,8 @@ import sys
 
 from dask.utils import format_bytes
 
-from pipeline import __version__
-from pipeline.hardware import Facts
+from pipeline._version import __version__
+from pipeline.devices.hardware import Facts
 
 LIBRARIES = (
     "numpy",

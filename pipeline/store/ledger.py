@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.layout import Shape
-from pipeline.storage import Location
+from pipeline.store.grid import Shape
+from pipeline.store.location import Location
 
 RECORD = ".pipeline"
 

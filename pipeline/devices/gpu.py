@@ -25,10 +25,10 @@ import cupyx
 import numpy as np
 from nvidia import nvcomp
 
-from pipeline import stages
-from pipeline.backend import Encoding
-from pipeline.layout import EMPTY, Frames
-from pipeline.storage import FrameCodec
+from pipeline.devices.base import Encoding
+from pipeline.ops import kernel, stages
+from pipeline.store.codecs import FrameCodec
+from pipeline.store.shards import EMPTY, Frames
 
 _SETUP_LOCK = threading.Lock()
 _SETUP_DONE = False
@@ -304,11 +304,11 @@ extern "C" __global__ void %(name)s(const %(tin)s* __restrict__ xs, %(tout)s* __
 
 class _ChainKernel:
     """One compiled kernel for a chain: vectorised 16-byte loads and stores, no FMA contraction,
-    float32 subnormals kept (``stages.CUDA_PREAMBLE``), so results match NumPy's separately
+    float32 subnormals kept (``kernel.CUDA_PREAMBLE``), so results match NumPy's separately
     rounded multiply and add to the bit."""
 
     def __init__(self, chain: Sequence[stages.BoundStage]) -> None:
-        src = stages.cuda_source(chain)
+        src = kernel.cuda_source(chain)
         self.scalars = src.scalars
         tin, tout = chain[0].in_dtype, chain[-1].out_dtype
         uses_half = any(s.out_dtype == np.float16 or s.in_dtype == np.float16 for s in chain)
@@ -321,14 +321,14 @@ class _ChainKernel:
                 src.body,
                 src.name,
                 options=("-fmad=false",),
-                preamble=stages.CUDA_PREAMBLE,
+                preamble=kernel.CUDA_PREAMBLE,
             )
             return
         size = max(tin.itemsize, tout.itemsize)
         self.V = max(1, 16 // size)
-        ctin, ctout = stages._CTYPES[tin.name], stages._CTYPES[tout.name]
+        ctin, ctout = kernel.CTYPES[tin.name], kernel.CTYPES[tout.name]
         params = "".join(
-            f", const {stages._CTYPES[v.dtype.name]} {p.split()[1]}"
+            f", const {kernel.CTYPES[v.dtype.name]} {p.split()[1]}"
             for p, v in zip(src.in_params.split(", ")[1:], self.scalars, strict=True)
         )
         code = _VECTOR_TEMPLATE % dict(
@@ -340,7 +340,7 @@ class _ChainKernel:
             name=src.name,
             params=params,
             body=src.body.replace("\n", "\n            "),
-            preamble=stages.CUDA_PREAMBLE,
+            preamble=kernel.CUDA_PREAMBLE,
         )
         self.raw = cp.RawKernel(code, src.name, options=("-fmad=false", "--std=c++17"))
         self.align = max(self.V * tin.itemsize, self.V * tout.itemsize)

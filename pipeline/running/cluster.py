@@ -65,7 +65,7 @@ class PipelineSetup(WorkerPlugin):
             # it whatever a library later does with the thread's signal mask
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
-            from pipeline import gpu
+            from pipeline.devices import gpu
 
             gpu.setup(self.device_budget)
             if self.staging_bytes:
@@ -145,7 +145,7 @@ class MemorySampler:
     def sample(self) -> None:
         self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
         if self.backend == "gpu":
-            from pipeline import gpu
+            from pipeline.devices import gpu
 
             self.peak_device = max(self.peak_device, gpu.memory_in_use()[1])
 
@@ -537,7 +537,7 @@ def _speaks_http(host_port: tuple[str, int], seconds: float) -> bool:
 def held_device_memory(client: Client) -> dict[str, int]:
     """Device bytes the cluster's workers hold, per GPU PCI bus id, after their CuPy pools
     gave back cached blocks: a warm cluster's own memory, which a plan counts as free."""
-    from pipeline.hardware import held_device_bytes
+    from pipeline.devices.hardware import held_device_bytes
 
     held: dict[str, int] = {}
     with contextlib.suppress(Exception):

@@ -3,15 +3,17 @@
 Zarr names every codec by its spec name and configuration: v3 arrays list ``codecs``
 (``transpose``, ``bytes``, ``zstd``, ``blosc``, ``gzip``, ``crc32c``, ``numcodecs.*``, and
 ``sharding_indexed`` around an inner chain), v2 arrays a numcodecs ``compressor`` and
-``filters``. :func:`chunk_format` maps such a chain, read from the metadata document (not from
-Python classes), onto numcodecs implementations; :meth:`ChunkFormat.decode_into` turns one
+``filters``. :func:`v3_format` and :func:`v2_format` map such a chain, read from the metadata
+document (by spec name and configuration, never by Python class), onto numcodecs
+implementations; :meth:`ChunkFormat.decode_into` turns one
 stored chunk's bytes into exactly its array with zarr-python's semantics, in the calling thread
 (numcodecs releases the GIL while it decompresses), or raises :class:`Damaged` saying why.
 A chain this module does not know gives ``None``: the caller reads such arrays through Zarr.
 
 Every step is checked, so a damaged chunk can never pass as data: each decoded chunk must have
 exactly its size (a short frame, a truncated file or a 0-byte file fail), crc32c checksums must
-match, and a shard index must point inside its shard (:func:`shard_frames`).
+match, and a shard index must point inside its shard (the index is read by
+:mod:`pipeline.store.shards`). :func:`check_frames` checks zstd frames before a GPU decodes them.
 """
 
 from __future__ import annotations
@@ -22,16 +24,15 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.layout import EMPTY, Frames, Shape
+from pipeline.store.grid import Shape
+from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc32c
 
-
-class Damaged(ValueError):
-    """A stored chunk or shard that cannot be decoded to exactly its array; the message says
-    why in a few words (the caller names the store and the key)."""
+#: How the pipeline itself encodes and decodes a chunk: one zstd frame, or the raw bytes.
+FrameCodec = Literal["zstd", "none"]
 
 
 @dataclass(frozen=True)
@@ -178,22 +179,8 @@ def _codec(config: str) -> Any:
 
 def _decode_bytes(config: str, data: Any) -> Any:
     if json.loads(config)["id"] == "crc32c":
-        return _strip_crc32c(data)
+        return strip_crc32c(data)
     return _codec(config).decode(data)
-
-
-def _strip_crc32c(data: Any) -> memoryview:
-    """Zarr v3's ``crc32c`` codec: the bytes followed by their CRC-32C (4 bytes, little
-    endian); the bytes, once the checksum matches."""
-    import google_crc32c
-
-    view = memoryview(data).cast("B")
-    if len(view) < 4:
-        raise Damaged(f"it holds {len(view)} bytes, too few for its crc32c checksum")
-    body, stored = view[:-4], bytes(view[-4:])
-    if google_crc32c.value(bytes(body)).to_bytes(4, "little") != stored:  # it takes bytes only
-        raise Damaged("its crc32c checksum does not match")
-    return body
 
 
 def _content_size(codec_id: str, data: Any) -> int | None:
@@ -268,14 +255,6 @@ def zstd_frame_size(frame: Any) -> int:
 
 # --------------------------------------------------------------------------------------------
 # From metadata documents to formats.
-
-
-@dataclass(frozen=True)
-class ShardFormat:
-    """Zarr v3's ``sharding_indexed`` codec: the index's place and whether it is checksummed."""
-
-    index_at_end: bool
-    index_crc32c: bool
 
 
 @dataclass(frozen=True)
@@ -397,51 +376,6 @@ def _json(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Shards.
-
-
-def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
-    """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
-    index; raises :class:`Damaged` for an index that is missing, fails its checksum, or points
-    outside the shard's chunk bytes."""
-    size = len(memoryview(raw).cast("B")) if raw is not None else 0
-    k = 16 * n_chunks + (4 if shard.index_crc32c else 0)
-    if size < k:
-        raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index")
-    view = memoryview(raw).cast("B")
-    index = view[size - k :] if shard.index_at_end else view[:k]
-    if shard.index_crc32c:
-        index = _strip_crc32c(index)
-    table = np.frombuffer(index, "<u8").reshape(n_chunks, 2)
-    offsets, sizes = table[:, 0].copy(), table[:, 1].copy()
-    absent = (offsets == EMPTY) & (sizes == EMPTY)
-    lo, hi = (0, size - k) if shard.index_at_end else (k, size)
-    present = ~absent
-    if present.any():
-        off, n = offsets[present], sizes[present]
-        bad = (off < lo) | (n > hi - off) | (off > hi)
-        if bad.any():
-            first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
-            raise Damaged(
-                f"its shard index points outside the shard (chunk {first}: offset "
-                f"{int(offsets[first])}, {int(sizes[first])} bytes, of {size})"
-            )
-    return Frames(offsets, sizes)
-
-
-def unit_frames(raw: Any, n_chunks: int, shard: ShardFormat | None) -> Frames:
-    """Where each chunk's bytes lie in a stored unit (``raw`` None: the unit is absent, so
-    every chunk is)."""
-    if raw is None:
-        empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
-        return Frames(empty, empty.copy())
-    if shard is None:
-        n = len(memoryview(raw).cast("B"))
-        return Frames(np.zeros(1, np.uint64), np.array([n], np.uint64))
-    return shard_frames(raw, n_chunks, shard)
-
-
 def fill_bits(fill: Any, dtype: np.dtype) -> bytes:
     """A fill value as the bytes of one native element of ``dtype`` (exact: NaN payloads and
     signed zeros survive). ``fill`` is what zarr-python parsed from the metadata; None (a v2
@@ -552,14 +486,13 @@ def _first_bad(index: np.ndarray, bad: np.ndarray, text: str, values: np.ndarray
 
 
 __all__ = [
+    "ZSTD_MAGIC",
     "ChunkFormat",
     "Damaged",
-    "ShardFormat",
+    "FrameCodec",
     "StoredFormat",
     "check_frames",
     "fill_bits",
-    "shard_frames",
-    "unit_frames",
     "v2_format",
     "v3_format",
     "zstd_content_size",

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import layout, stages, storage
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.ops import stages
+from pipeline.store import arrays, grid
+from pipeline.store.location import Location
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,13 @@ def verify(
 
     Raises InputError for an unfinished input (an interrupted generate or run), PipelineError
     for no output."""
-    loc_in = storage.Location.of(config.input.store, config.input.storage_options)
-    loc_out = storage.Location.of(config.output.store, config.output.storage_options)
-    src = storage.open_zarr_array(loc_in, config.input.array)
-    from pipeline.generate import check_finished
-
-    check_finished(config)  # its unwritten chunks would read as fill values on both sides
+    loc_in = Location.of(config.input.store, config.input.storage_options)
+    loc_out = Location.of(config.output.store, config.output.storage_options)
+    src = arrays.open_zarr_array(loc_in, config.input.array)
+    # its unwritten chunks would read as fill values on both sides
+    arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     try:
-        dst = storage.open_zarr_array(loc_out, config.output.array)
+        dst = arrays.open_zarr_array(loc_out, config.output.array)
     except PipelineError:
         raise PipelineError(
             f"no output at {loc_out.join(config.output.array)}: run the pipeline first"
@@ -58,13 +59,13 @@ def verify(
             f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?"
         )
     block = tuple(dst.shards or dst.chunks)
-    grid = layout.grid_shape(tuple(src.shape), block)
-    blocks = list(layout.iter_indices(grid))
+    block_grid = grid.grid_shape(tuple(src.shape), block)
+    blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
         blocks = random.Random(seed).sample(blocks, samples)
 
     def check(index: tuple[int, ...]) -> bool:
-        sl = layout.unit_slices(index, block, tuple(src.shape))
+        sl = grid.unit_slices(index, block, tuple(src.shape))
         ref = stages.apply_chain(chain, np.asarray(src[sl]).astype(native, copy=False))
         got = np.asarray(dst[sl])
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
@@ -73,5 +74,5 @@ def verify(
         results = list(ex.map(check, blocks))
     bad = [b for b, ok in zip(blocks, results, strict=True) if not ok]
     return VerifyResult(
-        checked=len(blocks), total=int(np.prod(grid)), mismatched=bad, status=status
+        checked=len(blocks), total=int(np.prod(block_grid)), mismatched=bad, status=status
     )

@@ -15,9 +15,11 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from pipeline import blocks, layout
-from pipeline.blocks import STATS, Sink, Source
-from pipeline.layout import Shape
+from pipeline.planning.plan import Sink, Source
+from pipeline.running import tasks
+from pipeline.running.tasks import STATS
+from pipeline.store import grid
+from pipeline.store.grid import Shape
 
 
 def dask_chunks(shape: Shape, block: Shape) -> tuple[tuple[int, ...], ...]:
@@ -44,8 +46,8 @@ def read_array(source: Source) -> da.Array:
     """The input as a Dask array with NumPy or CuPy chunks (``source.backend``)."""
     info = source.info
     name = "read-" + tokenize(source)
-    grid = layout.grid_shape(info.shape, source.block)
-    dsk = {(name, *i): (blocks.read_block, source, i) for i in layout.iter_indices(grid)}
+    block_grid = grid.grid_shape(info.shape, source.block)
+    dsk = {(name, *i): (tasks.read_block, source, i) for i in grid.iter_indices(block_grid)}
     return da.Array(
         dsk,
         name,
@@ -55,16 +57,16 @@ def read_array(source: Source) -> da.Array:
 
 
 def to_device(x: da.Array) -> da.Array:
-    return da.map_blocks(blocks.to_device, x, meta=meta("gpu", x.dtype, x.ndim))
+    return da.map_blocks(tasks.to_device, x, meta=meta("gpu", x.dtype, x.ndim))
 
 
 def to_host(x: da.Array) -> da.Array:
-    return da.map_blocks(blocks.to_host, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    return da.map_blocks(tasks.to_host, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
 
 
 def pin(x: da.Array) -> da.Array:
     """Host chunks copied into page-locked memory (persist it: then GPUs read it directly)."""
-    return da.map_blocks(blocks.to_pinned, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    return da.map_blocks(tasks.to_pinned, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
 
 
 def process(x: da.Array, chain: tuple, backend: str) -> da.Array:
@@ -78,7 +80,7 @@ def process(x: da.Array, chain: tuple, backend: str) -> da.Array:
         return apply_stages(x, chain, "cpu")
     y = apply_stages(to_device(x), chain, "gpu")
     return da.map_blocks(
-        blocks.to_host_pinned, y, meta=np.empty((0,) * y.ndim, dtype=chain[-1].out_dtype)
+        tasks.to_host_pinned, y, meta=np.empty((0,) * y.ndim, dtype=chain[-1].out_dtype)
     )
 
 
@@ -96,7 +98,7 @@ def apply_stages(x: da.Array, chain: tuple, backend: str) -> da.Array:
     """The stage chain, fused into one kernel per block, on ``backend``."""
     out = chain[-1].out_dtype
     return da.map_blocks(
-        blocks.apply_stages, x, chain, backend, dtype=out, meta=meta(backend, out, x.ndim)
+        tasks.apply_stages, x, chain, backend, dtype=out, meta=meta(backend, out, x.ndim)
     )
 
 
@@ -104,7 +106,7 @@ def write_array(y: da.Array, sink: Sink) -> da.Array:
     """Write every block; a small int64 array of per-block statistics (fields ``STATS``)."""
     chunks = tuple((1,) * len(c) for c in y.chunks) + ((len(STATS),),)
     return da.map_blocks(
-        blocks.write_block,
+        tasks.write_block,
         y,
         sink,
         chunks=chunks,

@@ -1,6 +1,6 @@
 """What one task does to one block: read it, run the stages, write it.
 
-These are the functions the Dask graph calls (see :mod:`pipeline.graph`). Each takes a small
+These are the functions the Dask graph calls (see :mod:`pipeline.running.graph`). Each takes a small
 frozen spec and a block index, so a task pickles to a few hundred bytes; Dask fuses the three
 into one task per block, so a block goes from file to file on one worker thread.
 """
@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline import backend as backends
-from pipeline import codecs, layout, stages
+from pipeline import devices
 from pipeline.errors import ChunkError
-from pipeline.layout import EMPTY, Shape
-from pipeline.ledger import Ledger
-from pipeline.storage import ArrayInfo
+from pipeline.ops import stages
+from pipeline.planning.plan import Sink, Source
+from pipeline.store import codecs, grid, shards
+from pipeline.store.arrays import ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.shards import EMPTY
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
 #: task time, summed over the block's phases on its worker thread).
@@ -62,46 +62,8 @@ def _take_tally() -> dict[str, float]:
     return tally
 
 
-@dataclass(frozen=True)
-class Source:
-    """How to read the input's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    """Dask chunk shape"""
-    backend: str
-    """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
-    direct: bool
-    """True: the pipeline decodes the stored units itself; False: Zarr reads the region (the
-    slow path, for codec chains only Zarr knows)"""
-    decode_on: str = "cpu"
-    """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
-    (nvCOMP, for plain zstd frames small enough for it)"""
-
-
-@dataclass(frozen=True)
-class Sink:
-    """How to write the output's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    backend: str
-    """where blocks are encoded: 'cpu' or 'gpu'"""
-    encoding: backends.Encoding
-    ledger: Ledger | None
-
-
 def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
-    return layout.unit_slices(index, block, shape)
-
-
-def _units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Shape]:
-    """Grid indices of the units inside a block (the plan aligns blocks to units)."""
-    region = layout.unit_slices(index, block, shape)
-    ranges = [
-        range(r.start // u, layout.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
-    ]
-    return [tuple(u) for u in itertools.product(*ranges)]
+    return grid.unit_slices(index, block, shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +72,7 @@ def _units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Sha
 
 @functools.lru_cache(maxsize=16)
 def _zarr_array(info: ArrayInfo) -> Any:
-    from pipeline.storage import open_zarr_array
+    from pipeline.store.arrays import open_zarr_array
 
     return open_zarr_array(info.location, info.path)
 
@@ -138,7 +100,7 @@ def read_block(src: Source, block_index: Shape) -> Any:
 
     Raises :class:`~pipeline.errors.ChunkError` naming the store and key of a stored unit
     that does not decode to exactly its chunks."""
-    be = backends.get(src.backend)
+    be = devices.get(src.backend)
     be.prepare()
     with be.on_stream():
         out = _read_block(be, src, block_index)
@@ -146,7 +108,7 @@ def read_block(src: Source, block_index: Shape) -> Any:
     return out
 
 
-def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
+def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
@@ -157,13 +119,13 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
                 region = [[s.start, s.stop] for s in slices]
                 raise damaged(info, f"the region {region}", f"{type(e).__name__}: {e}") from None
         return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
-    units = _units_in(block_index, src.block, info.unit, info.shape)
+    units = grid.units_in(block_index, src.block, info.unit, info.shape)
     if src.decode_on == "gpu":
         try:
             return _read_block_gpu(be, info, units, slices)
         except _DecodeOnHost:
             pass  # frames the GPU should not decode: this block decodes on the CPU
-    shape = layout.region_shape(slices)
+    shape = grid.region_shape(slices)
     out = be.host_array(shape, info.dtype, "decoded")
     origin = tuple(s.start for s in slices)
     for u in units:
@@ -172,7 +134,7 @@ def _read_block(be: backends.Backend, src: Source, block_index: Shape) -> Any:
 
 
 def _decode_unit_on_host(
-    be: backends.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
+    be: devices.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
 ) -> None:
     """Decode one stored unit's chunks into their places in ``out`` (the block, whose first
     element is the array's ``origin``), on the CPU: straight into the block where a chunk's
@@ -186,12 +148,12 @@ def _decode_unit_on_host(
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
         try:
-            frames = codecs.unit_frames(raw, n_chunks, info.format.shard)
-        except codecs.Damaged as e:
+            frames = shards.unit_frames(raw, n_chunks, info.format.shard)
+        except shards.Damaged as e:
             raise damaged(info, key, str(e)) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
         unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
-        for c, chunk_index in enumerate(layout.iter_indices(info.chunks_per_unit)):
+        for c, chunk_index in enumerate(grid.iter_indices(info.chunks_per_unit)):
             start = [
                 o + i * n for o, i, n in zip(unit_origin, chunk_index, info.chunk, strict=True)
             ]
@@ -214,7 +176,7 @@ def _decode_unit_on_host(
                 else:  # an edge chunk: stored whole, partly outside the array
                     whole = fmt.decode(frame)
                     dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
-            except codecs.Damaged as e:
+            except shards.Damaged as e:
                 where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
                 raise damaged(info, key, f"{e}{where}") from None
 
@@ -226,12 +188,12 @@ class _DecodeOnHost(Exception):
 
 
 def _read_block_gpu(
-    be: backends.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
+    be: devices.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
 ) -> Any:
     """Decode a block's units with the GPU's zstd decoder: every unit's bytes are read into
     one page-locked buffer, checked frame by frame on the host (:func:`codecs.check_frames`),
     copied to the device once and decoded in one batch."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     n_chunks = math.prod(info.chunks_per_unit)
     arena = gpu.Arena("read")
@@ -245,12 +207,12 @@ def _read_block_gpu(
         with _timed("decode"):
             try:
                 shard = info.format.shard if info.format is not None else None
-                frames = codecs.unit_frames(raw, n_chunks, shard)
+                frames = shards.unit_frames(raw, n_chunks, shard)
                 host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
                 needs_host = codecs.check_frames(
                     host, frames, info.codec or "none", info.chunk_nbytes
                 )
-            except codecs.Damaged as e:
+            except shards.Damaged as e:
                 raise damaged(info, key, str(e)) from None
         if needs_host.any():
             raise _DecodeOnHost(key)
@@ -262,7 +224,7 @@ def _read_block_gpu(
     with _timed("decode"):
         flat = be.decode_frames(
             arena.view(),
-            layout.Frames(np.concatenate(offsets), np.concatenate(sizes)),
+            shards.Frames(np.concatenate(offsets), np.concatenate(sizes)),
             info.codec or "none",
             info.chunk_nbytes,
             info.dtype,
@@ -271,14 +233,14 @@ def _read_block_gpu(
         per_unit = n_chunks * info.chunk_nbytes // info.dtype.itemsize
         xp = be.xp
         if len(units) == 1:
-            unit = layout.frames_to_unit(flat, info.unit, info.chunk)
+            unit = grid.frames_to_unit(flat, info.unit, info.chunk)
             return unit[tuple(slice(0, s.stop - s.start) for s in slices)]
-        out = xp.empty(layout.region_shape(slices), dtype=info.dtype)
+        out = xp.empty(grid.region_shape(slices), dtype=info.dtype)
         for k, u in enumerate(units):
-            unit = layout.frames_to_unit(
+            unit = grid.frames_to_unit(
                 flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
             )
-            us = layout.unit_slices(u, info.unit, info.shape)
+            us = grid.unit_slices(u, info.unit, info.shape)
             dst = tuple(
                 slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
             )
@@ -292,34 +254,34 @@ def _read_block_gpu(
 
 def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> Any:
     """The fused chain over one block."""
-    be = backends.get(backend)
+    be = devices.get(backend)
     be.prepare()
     with be.on_stream(), _timed("stages"):
         return be.apply_chain(chain, x)
 
 
 def to_device(x: np.ndarray) -> Any:
-    be = backends.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     return be.from_host(x)
 
 
 def to_host(x: Any) -> np.ndarray:
-    be = backends.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     return be.to_host(x)
 
 
 def to_host_pinned(x: Any) -> np.ndarray:
     """A device block back in page-locked host memory (for results kept in memory)."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     return gpu.GpuBackend().to_host(x, pinned=True)
 
 
 def to_pinned(x: np.ndarray) -> np.ndarray:
     """A host block copied into page-locked memory (input held in memory for the GPU)."""
-    from pipeline import gpu
+    from pipeline.devices import gpu
 
     return gpu.pinned_copy(x)
 
@@ -328,44 +290,32 @@ def to_pinned(x: np.ndarray) -> np.ndarray:
 # Writing.
 
 
-def present_mask(unit_index: Shape, unit: Shape, chunk: Shape, shape: Shape) -> np.ndarray:
-    """Which inner chunks of a unit hold array elements (C order over the unit's chunks)."""
-    per_axis = []
-    for ui, u, c, s in zip(unit_index, unit, chunk, shape, strict=True):
-        ii = np.arange(u // c)
-        per_axis.append(ui * u + ii * c < s)
-    mask = per_axis[0]
-    for m in per_axis[1:]:
-        mask = np.logical_and.outer(mask, m)
-    return np.asarray(mask).reshape(-1)
-
-
-def write_unit(be: backends.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
+def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
     """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
     info = sink.info
-    flat = layout.unit_to_frames(data, info.chunk)
+    flat = grid.unit_to_frames(data, info.chunk)
     n = math.prod(info.chunks_per_unit)
-    present = present_mask(unit_index, info.unit, info.chunk, info.shape)
+    present = grid.present_mask(unit_index, info.unit, info.chunk, info.shape)
     with _timed("encode"):
         parts, sizes = be.encode_frames(flat, n, present, sink.encoding)
         if info.sharded:
             offsets = np.full(n, EMPTY, dtype=np.uint64)
             real = sizes != EMPTY
             offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
-            parts = [*parts, layout.encode_index(offsets, sizes)]
+            parts = [*parts, shards.encode_index(offsets, sizes)]
     with _timed("write"):
         return info.location.write(info.key(unit_index), parts)
 
 
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
-    be = backends.get(sink.backend)
+    be = devices.get(sink.backend)
     be.prepare()
     with be.on_stream():
         return _write_block(be, y, sink, block_id)
 
 
-def _write_block(be: backends.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
     info = sink.info
     block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
     slices = _block_slices(block_index, sink.block, info.shape)
@@ -373,8 +323,8 @@ def _write_block(be: backends.Backend, y: Any, sink: Sink, block_id: Shape) -> n
         nan, pos, neg = be.count_nonfinite(y)
     written = 0
     xp = be.xp
-    for u in _units_in(block_index, sink.block, info.unit, info.shape):
-        us = layout.unit_slices(u, info.unit, info.shape)
+    for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
+        us = grid.unit_slices(u, info.unit, info.shape)
         part = y[
             tuple(
                 slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)

@@ -1,6 +1,6 @@
-"""Chunk geometry: storage units (shards or chunks), inner chunks, blocks, and shard indexes.
+"""Chunk geometry: storage units (shards or chunks), inner chunks, blocks.
 
-Pure functions on shapes and bytes, shared by both backends and by the planner. Terms:
+Pure functions on shapes, shared by both backends and by the planner. Terms:
 
 * **chunk** — the array's (inner) chunk: the unit one zstd frame holds;
 * **unit** — what one storage key holds: a shard of several chunks, or one chunk when unsharded;
@@ -15,15 +15,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Shape = tuple[int, ...]
-
-#: Marks an absent inner chunk in a shard index (Zarr's sharding codec).
-EMPTY = 2**64 - 1
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -103,43 +99,20 @@ def unit_to_frames(block: Any, chunk: Shape) -> Any:
     return block.reshape(split).transpose(perm).reshape(-1)
 
 
-# --------------------------------------------------------------------------------------------
-# Shard index (Zarr v3 sharding codec: uint64 little-endian (offset, nbytes) pairs, then crc32c).
+def units_in(index: Shape, block: Shape, unit: Shape, shape: Shape) -> list[Shape]:
+    """Grid indices of the units inside block ``index`` (the plan aligns blocks to units)."""
+    region = unit_slices(index, block, shape)
+    ranges = [range(r.start // u, ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)]
+    return [tuple(u) for u in itertools.product(*ranges)]
 
 
-def index_nbytes(n_chunks: int) -> int:
-    return 16 * n_chunks + 4
-
-
-def encode_index(offsets: np.ndarray, sizes: np.ndarray) -> bytes:
-    """Index bytes for a shard whose chunk ``i`` (C order over the chunk grid) sits at
-    ``offsets[i]`` with ``sizes[i]`` bytes; ``EMPTY`` in both marks an absent chunk."""
-    import google_crc32c
-
-    table = np.stack([offsets, sizes], axis=-1).astype("<u8")
-    raw = table.tobytes()
-    return raw + google_crc32c.value(raw).to_bytes(4, "little")
-
-
-def decode_index(raw: bytes | memoryview, n_chunks: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, sizes) from index bytes; raises ValueError when the checksum does not match."""
-    import google_crc32c
-
-    raw = bytes(raw)
-    if len(raw) != index_nbytes(n_chunks):
-        raise ValueError(f"shard index is {len(raw)} bytes, expected {index_nbytes(n_chunks)}")
-    body, crc = raw[:-4], raw[-4:]
-    if google_crc32c.value(body).to_bytes(4, "little") != crc:
-        raise ValueError("shard index checksum does not match: the shard is damaged")
-    table = np.frombuffer(body, "<u8").reshape(n_chunks, 2)
-    return table[:, 0].copy(), table[:, 1].copy()
-
-
-@dataclass(frozen=True)
-class Frames:
-    """Where the frames of one stored unit lie within its bytes."""
-
-    offsets: np.ndarray
-    """byte offset of each chunk's frame in the unit (``EMPTY`` when absent)"""
-    sizes: np.ndarray
-    """byte length of each frame (``EMPTY`` when absent)"""
+def present_mask(unit_index: Shape, unit: Shape, chunk: Shape, shape: Shape) -> np.ndarray:
+    """Which inner chunks of a unit hold array elements (C order over the unit's chunks)."""
+    per_axis = []
+    for ui, u, c, s in zip(unit_index, unit, chunk, shape, strict=True):
+        ii = np.arange(u // c)
+        per_axis.append(ui * u + ii * c < s)
+    mask = per_axis[0]
+    for m in per_axis[1:]:
+        mask = np.logical_and.outer(mask, m)
+    return np.asarray(mask).reshape(-1)

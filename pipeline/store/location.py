@@ -1,11 +1,12 @@
-"""Zarr stores: where arrays live, what their layout is, and raw bytes in and out.
+"""Where a store is, and raw bytes in and out of it: :class:`Location`.
 
-Zarr itself reads and writes the metadata (``zarr.json``/``.zarray``), so every output is a store
-that Zarr made; chunk bytes go straight through the file system (local files, or fsspec for
-URLs), because the pipeline encodes and decodes chunks itself, on the device that holds them.
+Chunk bytes go straight through the file system (local files, or fsspec for URLs), because the
+pipeline encodes and decodes chunks itself, on the device that holds them; Zarr gets a store
+object on the same file system and root (:meth:`Location.zarr_store`) for the metadata. Keys are
+taken literally on every file system (fsspec's globbing never sees them).
 
-All objects here are small and picklable: tasks carry them to the workers, which open file
-systems lazily, once per process.
+A location is small and picklable: tasks carry it to the workers, which open file systems
+lazily, once per process.
 """
 
 from __future__ import annotations
@@ -15,22 +16,14 @@ import contextlib
 import errno
 import functools
 import json
-import math
 import os
 import threading
-import warnings
 import zipfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
-from pipeline import codecs, layout
-from pipeline.errors import InputError, OutputError, PipelineError, StoreError, disk_full
-from pipeline.layout import Shape
-
-FrameCodec = Literal["zstd", "none"]
+from pipeline.errors import OutputError, PipelineError, StoreError, disk_full
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
 _FS_LOCK = threading.Lock()
@@ -141,7 +134,7 @@ class Location:
         """Where ``key`` is: a local path, or a path of the URL's file system."""
         if self.is_local:
             return self.join(key)
-        return _under(self._resolve()[1], key)
+        return key_under(self._resolve()[1], key)
 
     def archive(self) -> str | None:
         """The archive format ('zip', 'tar', ...) when the store is inside an archive file
@@ -195,21 +188,8 @@ class Location:
     def read_into(self, key: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
         """Read ``key`` into a buffer that ``alloc(size)`` returns (e.g. page-locked memory,
         reused across calls); the filled view, or None when the key is absent."""
-        path = self._path(key)
         if self.is_local:
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    size = os.fstat(f.fileno()).st_size
-                    view = alloc(size)[:size]
-                    got = 0
-                    while got < size:
-                        n = f.readinto(view[got:])
-                        if not n:
-                            raise OSError(errno.EIO, f"{path}: short read")
-                        got += n
-                    return view
-            except FileNotFoundError:
-                return None
+            return _read_file_into(self._path(key), alloc)
         data = self.read(key)
         if data is None:
             return None
@@ -228,42 +208,21 @@ class Location:
     def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written.
 
-        A write that fails leaves no partial file. ``atomic``: the key appears only once all
-        its bytes are there (local files: written under a hidden name, then renamed; objects
-        in a store appear whole anyway)."""
+        A write that fails leaves no partial file; a full disk (or quota) is a StoreError.
+        ``atomic``: the key appears only once all its bytes are there (local files: written
+        under a hidden name, then renamed; objects in a store appear whole anyway)."""
         path = self._path(key)
-        total = sum(memoryview(p).nbytes for p in parts)
-        target = path
         try:
             if self.is_local:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                if atomic:
-                    head, tail = os.path.split(path)
-                    target = os.path.join(
-                        head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}"
-                    )
-                try:
-                    with open(target, "wb", buffering=0) as f:
-                        for p in parts:
-                            mv = memoryview(p).cast("B")
-                            done = 0
-                            while done < mv.nbytes:
-                                done += f.write(mv[done:])
-                    if atomic:
-                        os.replace(target, path)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.remove(target)
-                    raise
+                _write_file(path, parts, atomic)
             else:
-                data = b"".join(bytes(memoryview(p)) for p in parts)
-                self.fs().pipe_file(path, data)
+                self.fs().pipe_file(path, b"".join(bytes(memoryview(p)) for p in parts))
         except OSError as e:
             full = disk_full(e, path)
             if full is not None:
                 raise full from None
             raise
-        return total
+        return sum(memoryview(p).nbytes for p in parts)
 
     def exists(self, key: str = "") -> bool:
         """Whether ``key`` (a file, object or directory; '' for the store itself) exists."""
@@ -275,7 +234,7 @@ class Location:
             if isinstance(e.__cause__, FileNotFoundError):  # e.g. the zip file is absent
                 return False
             raise
-        return bool(fs.exists(_under(root, key)))
+        return bool(fs.exists(key_under(root, key)))
 
     def delete(self, key: str, recursive: bool = False) -> None:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine."""
@@ -355,6 +314,46 @@ class Location:
             ) from None
 
 
+def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
+    """A local file's bytes in the buffer ``alloc(size)`` gives; None when there is no file."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            view = alloc(size)[:size]
+            got = 0
+            while got < size:
+                n = f.readinto(view[got:])
+                if not n:
+                    raise OSError(errno.EIO, f"{path}: short read")
+                got += n
+            return view
+    except FileNotFoundError:
+        return None
+
+
+def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
+    """Write ``parts`` to the local file ``path`` (``atomic``: under a hidden name, then
+    renamed); a write that fails removes what it wrote."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    target = path
+    if atomic:
+        head, tail = os.path.split(path)
+        target = os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(target, "wb", buffering=0) as f:
+            for p in parts:
+                mv = memoryview(p).cast("B")
+                done = 0
+                while done < mv.nbytes:
+                    done += f.write(mv[done:])
+        if atomic:
+            os.replace(target, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(target)
+        raise
+
+
 def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
@@ -375,7 +374,7 @@ def _outer_protocol(url: str) -> str:
     return url.split("::", 1)[0].split("://", 1)[0]
 
 
-def _under(root: str, key: str) -> str:
+def key_under(root: str, key: str) -> str:
     """``key`` under the file system path ``root`` (Zarr's FsspecStore joins the same way)."""
     root = root.rstrip("/")
     return (f"{root}/{key}" if root else key).rstrip("/")
@@ -393,7 +392,7 @@ def _chain_join(url: str, tail: str) -> str:
         protocol, _, path = bit.partition("://")
         cls = fsspec.get_filesystem_class(protocol)
         if path or i == len(bits) - 1 or not issubclass(cls, ChainedFileSystem):
-            bits[i] = f"{protocol}://{_under(path, tail)}"
+            bits[i] = f"{protocol}://{key_under(path, tail)}"
             return "::".join(bits)
     raise AssertionError("unreachable: the last bit always takes the path")
 
@@ -471,12 +470,12 @@ def _literal_store_class() -> type:
         async def delete(self, key: str) -> None:
             self._check_writable()
             with contextlib.suppress(*self.allowed_exceptions):
-                await self.fs._rm_file(_under(self.path, key))
+                await self.fs._rm_file(key_under(self.path, key))
 
         async def delete_dir(self, prefix: str) -> None:
             self._check_writable()
             try:
-                found = await self.fs._find(_under(self.path, prefix), withdirs=False)
+                found = await self.fs._find(key_under(self.path, prefix), withdirs=False)
             except FileNotFoundError:
                 return
             await _remove_files_async(self.fs, found)
@@ -485,342 +484,10 @@ def _literal_store_class() -> type:
             # FsspecStore lists "/" + prefix under an empty root (a zip's), which archive
             # file systems do not find
             try:
-                found = await self.fs._ls(_under(self.path, prefix), detail=False)
+                found = await self.fs._ls(key_under(self.path, prefix), detail=False)
             except FileNotFoundError:
                 return
             for p in found:
                 yield p.rstrip("/").rsplit("/", 1)[-1]
 
     return LiteralFsspecStore
-
-
-def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
-    """Refuse (InputError, fields ``store`` and ``key``) an input whose stored units Zarr finds
-    where the pipeline's raw reader finds none, or other bytes: the reader would read them
-    as the fill value. A cheap probe, at plan time: for up to ``probes`` units spread over
-    the grid, the key the reader computes must be Zarr's key, and each unit Zarr's store
-    holds must be there for the reader with the same size; when Zarr holds none of those
-    (a sparse array), the first unit that a listing one level at a time finds is checked
-    (nested keys only: a listing of flat keys would list the whole array)."""
-    from zarr.core.sync import sync
-
-    if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
-        return
-    grid = info.grid
-    n = math.prod(grid)
-    if not n:
-        return
-    arr = open_zarr_array(info.location, info.path)
-    store, prefix = arr.store_path.store, arr.store_path.path
-    flat = sorted({*range(min(n, probes // 2)), *(n * k // 4 for k in range(1, 4)), n - 1})
-    present: list[str] = []
-    for i in flat:
-        index = tuple(int(j) for j in np.unravel_index(i, grid))
-        key = _under(prefix, arr.metadata.encode_chunk_key(index))
-        if info.key(index) != key:
-            raise InputError(
-                f"the pipeline would read unit {list(index)} of {info.location} from key "
-                f"{info.key(index)!r}, but Zarr stores it at {key!r}: copy the array with "
-                "zarr-python into a new store (default chunk keys) and use that",
-                store=info.location.url,
-                key=key,
-            )
-        if sync(store.exists(key)):
-            present.append(key)
-    levels = arr.metadata.encode_chunk_key((0,) * len(grid)).count("/") + 1
-    if not present and levels > 1:
-        found = sync(_first_listed(store, prefix, levels))
-        present += [found] if found else []
-    for key in present:
-        want, got = sync(store.getsize(key)), info.location.size(key)
-        if got != want:
-            raise InputError(
-                f"Zarr finds {key!r} in {info.location} ({want} bytes), the pipeline's reader "
-                f"{'does not' if got is None else f'finds {got} bytes'}: it would read that "
-                "chunk wrong; copy the array into a directory or an object store and use that",
-                store=info.location.url,
-                key=key,
-            )
-
-
-async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
-    """The first key ``levels`` levels below ``prefix`` that a Zarr store lists, going down
-    one level at a time along the first name (metadata and hidden names left out); None
-    when a level is empty."""
-    at = prefix
-    for _ in range(levels):
-        listed = [n async for n in store.list_dir(at)]
-        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
-        if not names:
-            return None
-        at = _under(at, names[0])
-    return at
-
-
-# --------------------------------------------------------------------------------------------
-# What an array is, and how its chunks are keyed and encoded.
-
-
-@dataclass(frozen=True)
-class ArrayInfo:
-    """A stored array's layout, enough to read or write its units without Zarr."""
-
-    location: Location
-    path: str
-    """path of the array inside the store ('' at the root)"""
-    shape: Shape
-    dtype: np.dtype
-    """the elements' dtype in native byte order (what a decoded chunk holds)"""
-    zarr_format: int
-    chunk: Shape
-    """inner chunk shape (what one frame holds)"""
-    unit: Shape
-    """shape one storage key holds: the shard, or the chunk when unsharded"""
-    sharded: bool
-    index_at_end: bool
-    codec: FrameCodec | None
-    """'zstd' or 'none' when each chunk is one plain frame (bytes in native order, C order,
-    no filters, zstd or nothing): what the GPU decodes and the pipeline writes; else None"""
-    key_prefix: str
-    key_sep: str
-    format: codecs.StoredFormat | None = None
-    """how the stored units decode on the CPU (any chain numcodecs knows); None: only Zarr
-    can read this array (the slow path)"""
-    fill: bytes | None = None
-    """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
-
-    @property
-    def grid(self) -> Shape:
-        return layout.grid_shape(self.shape, self.unit)
-
-    @property
-    def n_units(self) -> int:
-        return int(np.prod(self.grid))
-
-    @property
-    def chunks_per_unit(self) -> Shape:
-        return layout.chunks_per_unit(self.unit, self.chunk)
-
-    @property
-    def chunk_nbytes(self) -> int:
-        return layout.nbytes(self.chunk, self.dtype)
-
-    @property
-    def nbytes(self) -> int:
-        return layout.nbytes(self.shape, self.dtype)
-
-    @property
-    def fill_bytes(self) -> bytes:
-        """The fill value as the bytes of one element (zeros when the metadata has none)."""
-        return self.fill if self.fill is not None else bytes(self.dtype.itemsize)
-
-    def key(self, index: Shape) -> str:
-        """The store key of the unit at grid ``index`` (relative to the store root)."""
-        k = self.key_prefix + self.key_sep.join(str(i) for i in index)
-        return f"{self.path}/{k}" if self.path else k
-
-    def describe(self) -> str:
-        shard = f" in shards {list(self.unit)}" if self.sharded else ""
-        return (
-            f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, "
-            f"{self.codecs_text()}, Zarr v{self.zarr_format}"
-        )
-
-    def codecs_text(self) -> str:
-        """The chunks' codecs in a few words (for plans and summaries)."""
-        if self.format is None:
-            return self.codec or "codecs only Zarr knows (read through Zarr, slowly)"
-        c = self.format.chunk
-        names = [json.loads(x)["id"] for x in (*c.filters, *c.codecs)]
-        extra = []
-        if c.transpose is not None:
-            extra.append(f"transposed {list(c.transpose)}")
-        if c.order == "F":
-            extra.append("order F")
-        if np.dtype(c.stored) != c.dtype:
-            extra.append("big-endian" if np.dtype(c.stored).byteorder == ">" else "swapped")
-        return " + ".join(names or ["no compressor"]) + "".join(f", {e}" for e in extra)
-
-
-def _describe_v3(doc: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
-    outer = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
-    enc = doc.get("chunk_key_encoding") or {"name": "default"}
-    default = enc.get("name", "default") == "default"
-    sep = (enc.get("configuration") or {}).get("separator", "/" if default else ".")
-    fmt = codecs.v3_format(doc, dtype)
-    sharded = fmt is not None and fmt.shard is not None
-    if not sharded and doc["codecs"] and doc["codecs"][0]["name"] == "sharding_indexed":
-        inner = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # read through Zarr
-    else:
-        inner = fmt.chunk.shape if fmt is not None else outer
-    return dict(
-        key_prefix="c" + sep if default else "",
-        key_sep=sep,
-        unit=outer,
-        chunk=inner,
-        sharded=sharded,
-        index_at_end=fmt.shard.index_at_end if fmt is not None and fmt.shard else True,
-        format=fmt,
-    )
-
-
-def _describe_v2(doc: dict[str, Any]) -> dict[str, Any]:
-    chunks = tuple(doc["chunks"])
-    return dict(
-        key_prefix="",
-        key_sep=doc.get("dimension_separator") or ".",
-        unit=chunks,
-        chunk=chunks,
-        sharded=False,
-        index_at_end=True,
-        format=codecs.v2_format(doc),
-    )
-
-
-def _checked_grid(
-    location: Location, path: str, shape: Shape, unit: Shape, chunk: Shape
-) -> dict[str, Shape]:
-    """The stored units and chunks of an array of ``shape``, checked: a chunk (or shard) with
-    a 0-length axis holds nothing, so no grid of them covers a non-empty array (zarr-python
-    fails on it too): InputError. An empty array (a 0-length axis) has no chunks to read;
-    its 0-length chunk axes are taken as 1 so that the geometry stays defined."""
-    if 0 in shape:
-        return {"unit": tuple(max(u, 1) for u in unit), "chunk": tuple(max(c, 1) for c in chunk)}
-    for name, shp in (("chunks", chunk), ("shards", unit)):
-        if 0 in shp:
-            where = location.join(path)
-            raise InputError(
-                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
-                f"any part of the {list(shape)} array (zarr-python cannot read it either); "
-                f"rewrite the input with {name} of at least 1 on every axis",
-                store=where,
-                shape=shape,
-                chunks=shp,
-            )
-    return {"unit": unit, "chunk": chunk}
-
-
-def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
-    """Open an array with Zarr, turning the usual mistakes into one-line errors."""
-    import zarr
-
-    if not location.exists():
-        raise PipelineError(
-            f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
-            "or fix input.store"
-        )
-    try:
-        with warnings.catch_warnings():
-            # zarr warns that numcodecs.* codecs are not in the v3 spec: a concern for whoever
-            # writes such arrays, not for a reader of them
-            warnings.simplefilter("ignore", UserWarning)
-            node = zarr.open(
-                store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
-            )
-    except FileNotFoundError:
-        raise PipelineError(
-            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
-        ) from None
-    except Exception as e:  # zarr raises several types for unreadable metadata
-        raise PipelineError(f"cannot open {location}/{path}: {type(e).__name__}: {e}") from None
-    if isinstance(node, zarr.Group):
-        members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
-        hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
-        raise PipelineError(
-            f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
-            f"path{hint}"
-        )
-    return node
-
-
-def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:
-    """Inspect a stored array (opened read-only) into an :class:`ArrayInfo`.
-
-    The codec chain is read from the metadata document by spec name and configuration
-    (:mod:`pipeline.codecs`); the fill value as zarr-python parses it (a v2 ``null`` reads as
-    zero). Raises InputError for a 0-d array."""
-    arr = arr if arr is not None else open_zarr_array(location, path)
-    stored = np.dtype(arr.dtype)
-    dtype = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
-    meta: Any = arr.metadata
-    if arr.ndim == 0:
-        raise InputError(
-            f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1",
-            store=str(location),
-            array=path,
-        )
-    doc = meta.to_dict()
-    parts = _describe_v3(doc, dtype) if meta.zarr_format == 3 else _describe_v2(doc)
-    shape = tuple(arr.shape)
-    parts.update(_checked_grid(location, path, shape, parts["unit"], parts["chunk"]))
-    fmt = parts["format"]
-    plain = fmt is not None and fmt.chunk.plain
-    return ArrayInfo(
-        location=location,
-        path=path.strip("/"),
-        shape=shape,
-        dtype=dtype,
-        zarr_format=meta.zarr_format,
-        codec=fmt.chunk.frame_codec if plain else None,
-        fill=codecs.fill_bits(meta.fill_value, dtype),
-        **parts,
-    )
-
-
-def create_output(
-    location: Location,
-    path: str,
-    shape: Shape,
-    dtype: np.dtype,
-    chunk: Shape,
-    shard: Shape | None,
-    codec: FrameCodec,
-    level: int,
-    checksum: bool,
-    attributes: dict[str, Any],
-    overwrite: bool,
-) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
-    import zarr
-    from zarr.codecs import ZstdCodec
-
-    compressors = ZstdCodec(level=level, checksum=checksum) if codec == "zstd" else None
-    arr = zarr.create_array(
-        store=location.zarr_store(read_only=False),
-        name=path or None,
-        shape=shape,
-        dtype=dtype,
-        chunks=chunk,
-        shards=shard,
-        compressors=compressors,
-        fill_value=0,
-        attributes=attributes,
-        overwrite=overwrite,
-        zarr_format=3,
-    )
-    info = describe_array(location, path, arr)
-    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
-        raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
-    return info
-
-
-def clear_array(location: Location, path: str, keep: str) -> None:
-    """Delete everything stored under ``path`` except the entry named ``keep``."""
-    for name in location.list(path):
-        if name != keep:
-            location.delete(f"{path}/{name}" if path else name, recursive=True)
-
-
-def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
-    """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document)."""
-    import zarr
-
-    arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
-    arr.update_attributes(attrs)
-
-
-def read_attributes(location: Location, path: str) -> dict[str, Any]:
-    import zarr
-
-    arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
-    return dict(arr.attrs)
