@@ -489,6 +489,27 @@ def _short_frame_in_shard(p: Path) -> None:
     p.write_bytes(body + index + google_crc32c.value(index).to_bytes(4, "little"))
 
 
+def _cut_frame_in_shard(p: Path) -> None:
+    """The shard's first inner frame cut to half its bytes, with a valid index and crc32c
+    pointing at what is left (the frames after it moved up)."""
+    import google_crc32c
+
+    raw = p.read_bytes()
+    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    k = 16 * n + 4
+    table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2)
+    frames = [raw[o : o + s] for o, s in table]
+    frames[0] = frames[0][: len(frames[0]) // 2]
+    sizes = [len(f) for f in frames]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index = np.stack([offsets, sizes], -1).astype("<u8").tobytes()
+    p.write_bytes(b"".join(frames) + index + google_crc32c.value(index).to_bytes(4, "little"))
+
+
+#: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
+#: as they are inside the frame (and so is everything at clevel 0).
+_BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -499,6 +520,21 @@ DAMAGES = [
     ("v2-truncated", _zarr2_zstd, "0.0", _truncate),
     ("v2-blosc-truncated", zarr2(), "1.1", _truncate),
     ("v2-gzip-truncated", zarr2(compressors=numcodecs.GZip()), "1.1", _truncate),
+    ("v2-blosc-clevel0-cut", zarr2(compressors=numcodecs.Blosc(clevel=0)), "2.1", _truncate),
+    ("v2-blosc-lz4-cut", zarr2(compressors=numcodecs.Blosc(cname="lz4")), "0.2", _truncate),
+    ("v3-blosc-cut", zarr3(compressors=_BLOSC_LZ4), "c/1/1", _truncate),
+    (
+        "v3-transpose-blosc-cut",
+        zarr3(filters=[TransposeCodec(order=(1, 0))], compressors=_BLOSC_LZ4),
+        "c/2/1",
+        _truncate,
+    ),
+    (
+        "shard-blosc-cut-frame",
+        sharded(inner=[BytesCodec(), _BLOSC_LZ4]),
+        "c/0/0",
+        _cut_frame_in_shard,
+    ),
     ("v3-zstd-checksum-mismatch", zarr3(compressors=ZstdCodec(checksum=True)), "c/1/1", _flip_crc),
     ("v3-crc32c-mismatch", zarr3(compressors=[ZstdCodec(), Crc32cCodec()]), "c/1/0", _flip_crc),
     ("shard-cut", sharded(), "c/0/0", _truncate),
