@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ import zarr
 from tests.conftest import STAGES, make_array, read_array, write_config
 from tests.faultkit import (
     cli_process,
+    env,
     expected,
     external_cluster,
     file_states,
@@ -385,3 +387,35 @@ def test_gpu_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path)
     assert proc.returncode == 0, err
     assert status(tmp_path / "out.zarr") == "complete"
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
+def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:
+    """With the default local cluster (worker processes, whose stderr is the terminal's), a
+    damaged chunk ends the run with its one line: Dask's "Compute Failed" record and its
+    traceback are not printed for the pipeline's own errors."""
+    import numcodecs
+
+    x = np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32)
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        chunks=(4, 5),
+        dtype="float32",
+        zarr_format=2,
+        compressors=numcodecs.Zstd(),
+    )
+    z[...] = x
+    chunk = tmp_path / "in.zarr" / "1.2"
+    chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--progress", "none", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
+    assert p.returncode == 1
+    line = one_line_error(p.stderr)
+    assert "'1.2'" in line and str(tmp_path / "in.zarr") in line
+    assert status(tmp_path / "out.zarr") == "incomplete"
