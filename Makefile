@@ -44,24 +44,24 @@ test-gpu: $(ENV)  ## only the tests that need a GPU
 	$(PY) -m pytest -m gpu $(ARGS)
 
 lint: $(ENV)  ## ruff (lint and format) and mypy, as CI runs them
-	$(PY) -m ruff check pipeline tests scripts
-	$(PY) -m ruff format --check pipeline tests scripts
-	$(PY) -m mypy pipeline
+	$(PY) -m ruff check pipeline benchmarks tests scripts
+	$(PY) -m ruff format --check pipeline benchmarks tests scripts
+	$(PY) -m mypy pipeline benchmarks
 
 docs: $(ENV)  ## regenerate README's config reference from the schema (tests/test_docs.py checks it)
 	$(PY) -m pipeline schema --update README.md
 
 bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_ARGS=--quick on a CPU
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
-	$(PY) scripts/bench_seed.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.seed $(BENCH_ARGS)
 
 bench-scaling: $(ENV)  ## strong and weak scaling over the host's GPUs (1, 2, 4, 8)
-	$(PY) scripts/bench_scaling.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.scaling $(BENCH_ARGS)
 
 bench-sweep: $(ENV)  ## block size and threads per GPU: how the GPU defaults were chosen
-	$(PY) scripts/bench_sweep.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.sweep $(BENCH_ARGS)
 
 env: $(ENV)
 

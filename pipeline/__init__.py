@@ -1,30 +1,63 @@
 """pipeline: push Zarr arrays larger than any one GPU through a chain of array stages.
 
-The public API; see ``pipeline/DESIGN.md`` for how the pieces fit together.
+The public API: :func:`load_config` and :class:`Config`, :func:`plan` (what a run would do) and
+:func:`run`, the error types, ``__version__``. ``pipeline/DESIGN.md`` says how the pieces fit
+together; the subpackages follow the data flow (config, ops, store, devices, planning,
+reporting, running).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-# Loaded before `plan` below is defined: importing a submodule for the first time binds its name
-# in this package, so a later first import of pipeline.plan (every run does one) would replace
-# the function `pipeline.plan` with the module.
-import pipeline.plan as _plan_module  # noqa: F401
+from typing import TYPE_CHECKING, Any
+
+from pipeline._version import __version__
 from pipeline.config import Config, load_config
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    ChunkError,
+    ClusterError,
+    ConfigError,
+    InputError,
+    Interrupted,
+    OutputError,
+    PipelineError,
+    PlanError,
+    StoreError,
+)
 
-__all__ = ["Config", "PipelineError", "__version__", "load_config", "plan", "run"]
+if TYPE_CHECKING:
+    from pipeline.planning.plan import Plan
+    from pipeline.reporting.summary import Summary
+
+__all__ = [
+    "ChunkError",
+    "ClusterError",
+    "Config",
+    "ConfigError",
+    "InputError",
+    "Interrupted",
+    "OutputError",
+    "PipelineError",
+    "PlanError",
+    "StoreError",
+    "__version__",
+    "load_config",
+    "plan",
+    "run",
+]
 
 
-def plan(config: "Config"):
-    """The resolved :class:`pipeline.plan.Plan` of a run (no cluster is started)."""
-    from pipeline.runner import plan_run
+def plan(config: Config) -> Plan:
+    """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
+    cluster is started, nothing is written)."""
+    from pipeline.running.runner import plan_run
 
     return plan_run(config)
 
 
-def run(config: "Config", **options):
-    """Run the pipeline; its :class:`pipeline.report.Summary`. ``options``: see RunOptions."""
-    from pipeline.runner import RunOptions
-    from pipeline.runner import run as _run
+def run(config: Config, **options: Any) -> Summary:
+    """Run the pipeline; its :class:`~pipeline.reporting.summary.Summary`. ``options`` are
+    :class:`~pipeline.running.runner.RunOptions`' fields (``overwrite``, ``resume``, ...)."""
+    from pipeline.running.runner import RunOptions
+    from pipeline.running.runner import run as _run
 
     return _run(config, RunOptions(**options))

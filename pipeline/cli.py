@@ -13,7 +13,8 @@ import sys
 import threading
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
+from pipeline.reporting.tables import print_rows
 
 log = logging.getLogger("pipeline")
 
@@ -117,7 +118,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     log.propagate = False
     dask_level = logging.INFO if args.verbose >= 2 else logging.ERROR
     if args.verbose >= 2:
-        from pipeline import cluster
+        from pipeline.running import cluster
 
         cluster.DASK_LOG_LEVEL = dask_level
     # In this process, distributed's loggers (distributed.client has a level of its own in
@@ -177,12 +178,10 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args, args.command, ""), file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print(_interrupted(args, e.what, e.where), file=sys.stderr)
+        return 130
     except Exception as e:
-        from pipeline.runner import Interrupted
-
-        if isinstance(e, Interrupted):
-            print(_interrupted(args, e.what, e.where), file=sys.stderr)
-            return 130
         if args.debug:
             raise
         print(
@@ -206,84 +205,90 @@ def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from pipeline import report
-
     if args.command == "info":
-        from pipeline.info import rows
+        from pipeline.reporting.info import rows
 
-        report.print_rows(rows(), "pipeline info")
+        print_rows(rows(), "pipeline info")
         return 0
     if args.command == "schema":
-        from pathlib import Path
-
-        from pipeline.config import schema_markdown, with_reference
-
-        if args.update:
-            path = Path(args.update)
-            path.write_text(with_reference(path.read_text()))
-            return 0
-        print(schema_markdown(), end="")
-        return 0
+        return _schema(args)
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
-        from pipeline.plan import describe
-        from pipeline.runner import plan_run
-
-        if config.cluster.scheduler != "local":
-            from pipeline import cluster
-            from pipeline.hardware import facts_from_workers, worker_facts
-            from pipeline.plan import make_plan
-
-            client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
-            try:
-                workers = client.scheduler_info()["workers"]
-                p = make_plan(
-                    config,
-                    facts_from_workers(list(client.run(worker_facts).values())),
-                    len(workers),
-                    min(w["nthreads"] for w in workers.values()),
-                )
-            finally:
-                client.close()
-        else:
-            p = plan_run(config)
-        from pipeline.runner import output_now
-
-        plan_rows = describe(p)
-        plan_rows.insert(2, ("output now", output_now(p)))
-        report.print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
-        return 0
+        return _plan(args, config)
     if args.command == "generate":
-        from pipeline.runner import generate_input
+        from pipeline.running.generate import generate_input
 
         info = generate_input(config, progress=args.progress)
-        report.print_rows(
+        print_rows(
             [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
         )
         return 0
     if args.command == "verify":
-        from pipeline.verify import verify
+        return _verify(args, config)
+    return _run(args, config)
 
-        res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
-        table = [
-            ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
-            (
-                "mismatched",
-                str(len(res.mismatched))
-                + (f" (first: {list(res.mismatched[0])})" if res.mismatched else ""),
-            ),
-            ("output status", res.status),
-        ]
-        report.print_rows(table, "verify")
-        if res.status != "complete":
-            print(
-                f"error: the output is {res.status}: it was not finished; "
-                "`run --resume` finishes it",
-                file=sys.stderr,
-            )
-            return 1
-        return 0 if res.ok else 1
-    from pipeline.runner import RunOptions, run
+
+def _schema(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.config.reference import schema_markdown, with_reference
+
+    if args.update:
+        path = Path(args.update)
+        path.write_text(with_reference(path.read_text()))
+        return 0
+    print(schema_markdown(), end="")
+    return 0
+
+
+def _plan(args: argparse.Namespace, config: Any) -> int:
+    """``pipeline plan`` (and ``run --dry-run``): the plan, on this machine or the cluster
+    the config joins, and what is at the output now."""
+    from pipeline.planning import describe
+    from pipeline.running.output import output_now
+    from pipeline.running.runner import plan_joined, plan_run
+
+    if config.cluster.scheduler != "local":
+        from pipeline.running import cluster
+
+        client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
+        try:
+            p = plan_joined(config, client)
+        finally:
+            client.close()
+    else:
+        p = plan_run(config)
+    plan_rows = describe(p)
+    plan_rows.insert(2, ("output now", output_now(p)))
+    print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
+    return 0
+
+
+def _verify(args: argparse.Namespace, config: Any) -> int:
+    from pipeline.reporting.verify import verify
+
+    res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+    table = [
+        ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
+        (
+            "mismatched",
+            str(len(res.mismatched))
+            + (f" (first: {list(res.mismatched[0])})" if res.mismatched else ""),
+        ),
+        ("output status", res.status),
+    ]
+    print_rows(table, "verify")
+    if res.status != "complete":
+        print(
+            f"error: the output is {res.status}: it was not finished; `run --resume` finishes it",
+            file=sys.stderr,
+        )
+        return 1
+    return 0 if res.ok else 1
+
+
+def _run(args: argparse.Namespace, config: Any) -> int:
+    from pipeline.running.runner import RunOptions, run
 
     if args.report:
         import importlib.util
@@ -299,7 +304,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         interval=args.progress_interval,
     )
     summary = run(config, opts)
-    report.print_rows(summary.rows(), "run summary")
+    print_rows(summary.rows(), "run summary")
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             f.write(summary.to_json())

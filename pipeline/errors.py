@@ -84,6 +84,17 @@ class ClusterError(PipelineError):
     keep dying, a lost scheduler."""
 
 
+class Interrupted(Exception):
+    """Not a :class:`PipelineError`: the user pressed Ctrl-C (or the process got SIGTERM)
+    during ``what``: 'run' (the output is resumable) or 'generate' (the input ``where`` is
+    unfinished: generate again). The command line says so and exits 130."""
+
+    def __init__(self, what: str = "run", where: str = "") -> None:
+        super().__init__(what, where)
+        self.what = what
+        self.where = where
+
+
 def disk_full(e: OSError, where: str) -> StoreError | None:
     """The one-line error for a full disk (or quota) while writing ``where``; None otherwise."""
     import errno

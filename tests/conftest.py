@@ -25,7 +25,7 @@ def reference(x: np.ndarray) -> np.ndarray:
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
-    from pipeline.backend import gpu_status
+    from pipeline.devices import gpu_status
 
     usable, reason = gpu_status()
     if usable:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline.storage import Location
+from pipeline.store.location import Location
 from tests.conftest import reference, write_config
 
 #: Store names that fsspec would read as glob patterns, each with a sibling name the pattern

@@ -1,48 +1,156 @@
-"""The benchmark's CPU-only mode runs end to end and writes its results (never timings)."""
+"""The benchmarks' CPU-only modes run end to end and write their results; their output checker
+reads every layout Zarr writes and catches any wrong element. Never timings."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+from benchmarks import rawzarr
+from benchmarks.checks import check_output, reference, require
 
 ROOT = Path(__file__).resolve().parents[1]
+FIELD_WORKLOADS = ("v2-blosc", "v3-zstd", "xarray")
+WORKLOADS = (*FIELD_WORKLOADS, "synthetic")
 
 
-def quick(script: str, out: Path) -> None:
-    """Run ``scripts/SCRIPT --quick --out OUT`` as a user would, from another directory."""
+def quick(module: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.MODULE --quick --out OUT`` as ``make`` runs it with a prepared
+    interpreter: from another directory, this checkout on PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--quick", "--out", str(out)],
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=out.parent,
+        env={**os.environ, "PYTHONPATH": path},
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
-def test_quick_bench_writes_json_markdown_and_chart(tmp_path) -> None:
-    out = tmp_path / "bench"
-    quick("bench.py", out)
-    doc = json.loads((out / "bench.json").read_text())
-    names = {f["name"] for f in doc["figures"]}
-    assert any(n.startswith("pipeline, CPU backend") for n in names)
-    assert any(n.startswith("peer: CPU Dask") for n in names)
-    assert any("zstd" in n for n in names)
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """One ``bench --quick`` run: (output directory, its JSON, its stdout)."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    proc = quick("bench", out)
+    return out, json.loads((out / "bench.json").read_text()), proc.stdout
+
+
+def figures(doc: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """The figures ``key`` by workload ('' for the host's)."""
+    return {f["workload"]: f for f in doc["figures"] if f["key"] == key}
+
+
+def test_quick_bench_runs_every_workload_and_checks_every_output(bench) -> None:
+    _, doc, _ = bench
+    assert [w["key"] for w in doc["meta"]["workloads"]] == list(WORKLOADS)
+    assert doc["failures"] == []
+    outputs = [c["output"] for c in doc["checks"]]
+    for w in WORKLOADS:
+        # the command's output, the warm runs' output and the CPU Dask peer's
+        assert sum(f"-{w}.zarr" in o for o in outputs) == 3, outputs
+    assert all(c["ok"] and c["differ"] == 0 and c["elements"] > 0 for c in doc["checks"])
+    xr_meta = next(w for w in doc["meta"]["workloads"] if w["key"] == "xarray")
+    assert xr_meta["array"] == "field"
+
+
+def test_quick_bench_has_every_figure_of_every_workload(bench) -> None:
+    _, doc, _ = bench
+    per_workload = (
+        "cpu-decode-all",
+        "cpu-decode-1",
+        "cpu-encode-all",
+        "storage-read",
+        "storage-write",
+        "pipeline-compute",
+        "pipeline-wall",
+        "pipeline-fixed",
+        "pipeline-e2e-compute",
+        "peer-cpu-wall",
+        "peer-cpu-compute",
+    )
+    for key in per_workload:
+        assert set(figures(doc, key)) == set(WORKLOADS), key
+    for key in ("cpu-backend-e2e-compute", "cpu-backend-wall", "cpu-backend-fixed"):
+        assert set(figures(doc, key)) == {"v2-blosc", "v3-zstd"}, key
+    for key in ("cpu-zstd-encode", "cpu-zstd-decode", "storage-read-files", "storage-write-files"):
+        assert set(figures(doc, key)) == {""}, key
     for f in doc["figures"]:
-        assert f["gbps"] and all(g > 0 for g in f["gbps"]), f
-    assert doc["meta"]["versions"]["dask"] != "absent"
+        assert f["values"] and all(v > 0 for v in f["values"]), f
+    reps = doc["meta"]["reps"]
+    assert all(len(f["values"]) == reps for f in figures(doc, "pipeline-compute").values())
+
+
+def test_quick_bench_rows_say_what_the_table_shows(bench) -> None:
+    _, doc, _ = bench
+    rows = {r["key"]: r for r in doc["meta"]["rows"]}
+    assert set(rows) == set(WORKLOADS)
+    for r in rows.values():
+        assert r["backend"] == "cpu"
+        for k in (
+            "compute_median",
+            "of_ceiling",
+            "wall_s",
+            "fixed_s",
+            "peer_wall_s",
+            "speedup_e2e",
+        ):
+            assert r[k] is not None and r[k] > 0, (r["key"], k)
+        assert r["lowest_ceiling"]["key"] in (
+            "cpu-decode-all",
+            "cpu-encode-all",
+            "storage-read",
+            "storage-write",
+        )
+        assert r["naive_gbps"] is None  # no GPU
+        assert ("cpu_backend" in r) == (r["key"] in ("v2-blosc", "v3-zstd"))
+    assert any(t["target"].startswith("outputs equal NumPy") and t["met"] for t in doc["targets"])
+
+
+def test_quick_bench_skips_the_gpu_parts_visibly(bench) -> None:
+    out, doc, stdout = bench
+    skipped = " ".join(s["what"] for s in doc["skipped"])
+    assert "naive dask-cuda" in skipped and "GPU ceilings" in skipped
+    assert all(f"GPU zstd ceilings of {w}" in skipped for w in WORKLOADS)
+    assert "skipped: naive dask-cuda peer" in stdout
     md = (out / "bench.md").read_text()
-    assert "| pipeline | pipeline, CPU backend" in md
+    assert "skipped: naive dask-cuda peer" in md
+    for w in doc["meta"]["workloads"]:
+        assert f"| {w['title']} |" in md
+    assert doc["meta"]["versions"]["dask"] != "absent"
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the short table comes last, before the lines naming what was skipped and written
+    last = stdout.strip().splitlines()
+    assert last[-1].startswith(f"wrote {out}/bench.")
+
+
+def test_bench_renders_again_from_its_json(bench, tmp_path) -> None:
+    _, doc, _ = bench
+    src = tmp_path / "old.json"
+    src.write_text(json.dumps(doc))
+    from benchmarks import bench as module
+
+    assert module.main(["--from-json", str(src), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "bench.md").read_text().startswith("# `make bench`")
 
 
 def test_quick_scaling_runs_every_workload_and_device_count(tmp_path) -> None:
-    """`bench_scaling.py --quick`: CPU workers stand in for GPUs; every point is measured,
-    outputs are checked against NumPy inside the script, and both workers take part."""
+    """`benchmarks.scaling --quick`: CPU workers stand in for GPUs; every point is measured,
+    outputs are checked against NumPy inside the run, and both workers take part."""
     out = tmp_path / "scaling"
-    quick("bench_scaling.py", out)
+    quick("scaling", out)
     doc = json.loads((out / "scaling.json").read_text())
     seen = {(p["workload"], p["scaling"], p["devices"]) for p in doc["points"]}
     for workload in ("Zarr on /dev/shm", "host memory in and out"):
@@ -61,10 +169,10 @@ def test_quick_scaling_runs_every_workload_and_device_count(tmp_path) -> None:
 
 
 def test_quick_sweep_measures_every_block_size_and_thread_count(tmp_path) -> None:
-    """`bench_sweep.py --quick`: every (block, threads) pair is run (outputs checked against
-    NumPy inside the script); the in-memory workload at the first thread count."""
+    """`benchmarks.sweep --quick`: every (block, threads) pair is run (outputs checked against
+    NumPy inside the run); the in-memory workload at the first thread count."""
     out = tmp_path / "sweep"
-    quick("bench_sweep.py", out)
+    quick("sweep", out)
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert {(r["block_mib"], r["threads"]) for r in rows} == {
         (b, t) for b in (0.5, 0.25) for t in (2, 1)
@@ -76,21 +184,84 @@ def test_quick_sweep_measures_every_block_size_and_thread_count(tmp_path) -> Non
     assert "| 0.5 MiB | 2 |" in (out / "sweep.md").read_text()
 
 
-def test_shm_variants_vary_one_setting_at_a_time() -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench
-    finally:
-        sys.path.pop(0)
-    got = bench.shm_variants("8,12", "1,3")
-    first = {"workers": 1, "threads": 8}
-    assert got == [first, first | {"workers": 3}, first | {"threads": 12}]
-    assert bench.shm_variants("8") == [first]
-    assert bench.shm_variants("8", "1", "2x4") == [first, first | {"workers": 2, "threads": 4}]
-    # each setting becomes the pipeline's own (validated) cluster section
-    for v in got:
-        c = bench.config(Path("in.zarr"), Path("out.zarr"), "gpu", cluster=bench.variant_cluster(v))
-        assert (c.cluster.workers_per_gpu, c.cluster.threads_per_worker) == (
-            v["workers"],
-            v["threads"],
-        )
+# --------------------------------------------------------------------------------------------
+# The output checker, on stores zarr-python writes.
+
+VALUES = np.random.default_rng(7).standard_normal((10, 30, 20)).astype("f4")
+LAYOUTS = {
+    "v2 blosc": dict(
+        chunks=(4, 30, 20),
+        zarr_format=2,
+        compressors=numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
+    ),
+    "v2 F order, zstd": dict(
+        chunks=(3, 7, 20), zarr_format=2, order="F", compressors=numcodecs.Zstd()
+    ),
+    "v3 default": dict(chunks=(4, 7, 20)),
+    "v3 sharded, big-endian gzip": dict(
+        chunks=(1, 7, 20), shards=(2, 14, 20), dtype=">f4", compressors=[GzipCodec()]
+    ),
+    "v3 blosc": dict(chunks=(5, 30, 10), compressors=[BloscCodec(cname="zstd")]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_reader_reads_what_zarr_wrote(tmp_path, layout) -> None:
+    kw = {"dtype": "f4"} | LAYOUTS[layout]
+    zarr.create_array(str(tmp_path / "a.zarr"), shape=VALUES.shape, **kw)[...] = VALUES
+    a = rawzarr.open_array(tmp_path / "a.zarr")
+    got = a.read((0, 0, 0), VALUES.shape)
+    assert got.dtype == np.dtype("f4") and np.array_equal(got.view("u4"), VALUES.view("u4"))
+    assert a.stored_bytes() > 0
+
+
+def _output(path: Path, values: np.ndarray, **kw: Any) -> None:
+    z = zarr.create_array(
+        str(path), shape=values.shape, dtype=values.dtype, compressors=ZstdCodec(level=1), **kw
+    )
+    z[...] = values
+
+
+def test_check_passes_the_exact_result_and_counts_each_wrong_element(tmp_path) -> None:
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=VALUES.shape, chunks=(4, 30, 20), dtype="f4"
+    )[...] = VALUES
+    want = reference(VALUES)
+    _output(tmp_path / "ok.zarr", want, chunks=(1, 30, 20), shards=(5, 30, 20))
+    c = require(check_output(tmp_path / "in.zarr", tmp_path / "ok.zarr"))
+    assert c.elements == VALUES.size and c.differ == 0
+    bad = want.copy()
+    bad[3, 4, 5] = np.nextafter(bad[3, 4, 5], np.float32(np.inf))  # one ulp
+    bad[9, 29, 19] = -bad[9, 29, 19]
+    _output(tmp_path / "bad.zarr", bad, chunks=(4, 30, 20))
+    c = check_output(tmp_path / "in.zarr", tmp_path / "bad.zarr")
+    assert not c.ok and c.differ == 2
+    with pytest.raises(AssertionError):
+        require(c)
+
+
+def test_check_fails_an_output_with_unwritten_chunks(tmp_path) -> None:
+    """A chunk never written reads as the fill value: not NumPy's result."""
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=VALUES.shape, chunks=(5, 30, 20), dtype="f4"
+    )[...] = VALUES
+    z = zarr.create_array(
+        str(tmp_path / "out.zarr"), shape=VALUES.shape, chunks=(5, 30, 20), dtype="f4", fill_value=0
+    )
+    z[:5] = reference(VALUES[:5])
+    c = check_output(tmp_path / "in.zarr", tmp_path / "out.zarr")
+    assert c.differ == 5 * 30 * 20
+
+
+def test_check_compares_a_prefix_and_refuses_other_shapes(tmp_path) -> None:
+    """A peer run on the first rows is compared there; another shape or dtype is a problem."""
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=VALUES.shape, chunks=(2, 30, 20), dtype="f4"
+    )[...] = VALUES
+    _output(tmp_path / "part.zarr", reference(VALUES[:4]), chunks=(2, 30, 20))
+    assert require(check_output(tmp_path / "in.zarr", tmp_path / "part.zarr")).elements == 4 * 600
+    _output(tmp_path / "wide.zarr", np.zeros((4, 30, 21), "f4"), chunks=(2, 30, 21))
+    _output(tmp_path / "f8.zarr", reference(VALUES).astype("f8"), chunks=(2, 30, 20))
+    for name in ("wide.zarr", "f8.zarr"):
+        c = check_output(tmp_path / "in.zarr", tmp_path / name)
+        assert c.problem and not c.ok

@@ -1,47 +1,36 @@
-"""scripts/bench_seed.py: the quick mode runs anywhere and writes JSON, Markdown and a chart.
+"""benchmarks.seed: the quick mode runs anywhere and writes JSON, Markdown and a chart.
 
-These tests check what the script writes and that it checks results; never how fast anything ran.
+These tests check what the benchmark writes and that it checks results; never how fast anything ran.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from benchmarks import machine, seed
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "bench_seed.py"
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.seed ARGS`` from ``cwd``, this checkout on PYTHONPATH."""
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, "-m", "benchmarks.seed", *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": pythonpath},
     )
-
-
-@pytest.fixture(scope="module")
-def script() -> ModuleType:
-    """The script as a module, for its helpers."""
-    spec = importlib.util.spec_from_file_location("bench_seed", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_seed"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -103,20 +92,20 @@ def test_quick_markdown_says_the_gpu_was_not_measured(quick: tuple[Path, dict[st
     assert "714x" in md  # the article's claim sits beside the measurements
 
 
-def test_compare_catches_one_ulp_and_unwritten_nan(script: ModuleType) -> None:
+def test_compare_catches_one_ulp_and_unwritten_nan() -> None:
     want = np.linspace(-2.0, 2.0, 101)
     got = want.copy()
     got[7] = np.nextafter(got[7], np.inf)
-    c = script.compare("one ulp", got, want)
+    c = seed.compare("one ulp", got, want)
     assert c["equal"] is False and c["mismatches"] == 1
     assert c["first_mismatch"]["index"] == 7
     poisoned = np.full_like(want, np.nan)
-    assert script.compare("poison", poisoned, poisoned.copy())["equal"] is False
-    assert script.compare("same", want.copy(), want)["equal"] is True
+    assert seed.compare("poison", poisoned, poisoned.copy())["equal"] is False
+    assert seed.compare("same", want.copy(), want)["equal"] is True
 
 
-def test_full_mode_without_a_gpu_says_to_use_quick(script: ModuleType, tmp_path: Path) -> None:
-    usable, _ = script.gpu_available()
+def test_full_mode_without_a_gpu_says_to_use_quick(tmp_path: Path) -> None:
+    usable, _ = machine.cupy_status()
     if usable:
         pytest.skip("a GPU is here: the full mode would run")
     proc = run_script("--out", str(tmp_path / "out"), cwd=tmp_path)

@@ -8,9 +8,8 @@ import numcodecs
 import numpy as np
 import pytest
 
-from pipeline import codecs
-from pipeline.codecs import Damaged
-from pipeline.layout import EMPTY, Frames
+from pipeline.store import codecs, shards
+from pipeline.store.shards import EMPTY, Damaged, Frames
 
 N = 64 * 1024  # bytes of a chunk
 
@@ -151,8 +150,8 @@ def test_a_shard_index_must_point_inside_its_shard() -> None:
         index = np.array(table, "<u8").tobytes()
         return body + index + google_crc32c.value(index).to_bytes(4, "little")
 
-    fmt = codecs.ShardFormat(index_at_end=True, index_crc32c=True)
-    good = codecs.shard_frames(shard([[0, 60], [EMPTY, EMPTY], [60, 40]]), 3, fmt)
+    fmt = shards.ShardFormat(index_at_end=True, index_crc32c=True)
+    good = shards.shard_frames(shard([[0, 60], [EMPTY, EMPTY], [60, 40]]), 3, fmt)
     assert good.sizes.tolist() == [60, EMPTY, 40]
     for table in (
         [[0, 101], [0, 1], [0, 1]],
@@ -160,10 +159,10 @@ def test_a_shard_index_must_point_inside_its_shard() -> None:
         [[EMPTY, 3], [0, 1], [0, 1]],
     ):
         with pytest.raises(Damaged):
-            codecs.shard_frames(shard(table), 3, fmt)
+            shards.shard_frames(shard(table), 3, fmt)
     with pytest.raises(Damaged, match="crc32c"):
         raw = bytearray(shard([[0, 60], [60, 40], [0, 1]]))
         raw[-1] ^= 1
-        codecs.shard_frames(bytes(raw), 3, fmt)
+        shards.shard_frames(bytes(raw), 3, fmt)
     with pytest.raises(Damaged, match="index"):
-        codecs.shard_frames(b"short", 3, fmt)
+        shards.shard_frames(b"short", 3, fmt)

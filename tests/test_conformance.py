@@ -38,7 +38,7 @@ from zarr.codecs import (
 
 from pipeline.config import parse_config
 from pipeline.errors import ChunkError
-from pipeline.runner import RunOptions, run
+from pipeline.running.runner import RunOptions, run
 
 SHAPE = (13, 22)
 CHUNKS = (4, 6)

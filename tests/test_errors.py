@@ -20,8 +20,8 @@ import psutil
 import pytest
 import zarr
 
-import pipeline.runner  # noqa: F401  (imported up front: the timed cases time the run only)
-from pipeline.backend import gpu_status
+import pipeline.running.runner  # noqa: F401  (imported up front: the timed cases time the run only)
+from pipeline.devices import gpu_status
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import file_states, one_line_error
 
@@ -242,7 +242,8 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
 
 def test_removed_settings_are_not_settings() -> None:
     """Each key the loader names as removed is no key of its section, and is refused."""
-    from pipeline.config import REMOVED, Config, parse_config
+    from pipeline.config import Config, parse_config
+    from pipeline.config.loading import REMOVED
     from pipeline.errors import PipelineError
 
     assert len(REMOVED) == 4
@@ -301,8 +302,8 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
     # the same refusal, as a type with its numbers
     from pipeline.config import load_config
     from pipeline.errors import PlanError
-    from pipeline.plan import WORKER_BASELINE
-    from pipeline.runner import plan_run
+    from pipeline.planning.memory import WORKER_BASELINE
+    from pipeline.running.runner import plan_run
 
     with pytest.raises(PlanError) as e:
         plan_run(load_config(cfg))

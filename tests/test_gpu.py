@@ -283,13 +283,13 @@ def test_cuda_visible_devices_subset(tmp_path) -> None:
 def test_gpu_nonfinite_counts_match_numpy(dtype) -> None:
     import cupy as cp
 
-    from pipeline import backend
+    from pipeline import devices
 
     rng = np.random.default_rng(6)
     y = rng.standard_normal(1_000_003).astype(dtype)
     for value, k in ((np.nan, 7), (np.inf, 5), (-np.inf, 3)):
         y[rng.choice(y.size, k, replace=False)] = value
-    be = backend.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     got = be.count_nonfinite(cp.asarray(y))
     assert got == (int(np.isnan(y).sum()), int(np.isposinf(y).sum()), int(np.isneginf(y).sum()))
@@ -301,7 +301,7 @@ def test_free_device_memory_counts_the_pools_cached_blocks() -> None:
     or a second run on the same cluster is refused for lack of room the first run had."""
     import cupy as cp
 
-    from pipeline.hardware import Facts
+    from pipeline.devices.hardware import Facts
 
     pool = cp.get_default_memory_pool()
     x = cp.empty(2 << 30, cp.uint8)
@@ -321,7 +321,9 @@ def test_gpu_work_stays_on_the_threads_stream() -> None:
 
     import cupy as cp
 
-    from pipeline import backend, gpu, stages
+    from pipeline import devices
+    from pipeline.devices import gpu
+    from pipeline.ops import stages
 
     chain = stages.plan_chain([("multiply", stages.MultiplyParams(factor=3))], np.dtype("f4"))
     n = 64 << 20
@@ -335,7 +337,7 @@ def test_gpu_work_stays_on_the_threads_stream() -> None:
             errors.append(e)
 
     def work() -> None:
-        be = backend.get("gpu")
+        be = devices.get("gpu")
         be.prepare()
         for r in range(3):
             with be.on_stream():
@@ -366,10 +368,10 @@ def test_a_warm_clusters_own_device_memory_counts_as_free(tmp_path) -> None:
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    from pipeline import cluster as clusters
     from pipeline.config import load_config
-    from pipeline.hardware import Facts
-    from pipeline.runner import RunOptions, run
+    from pipeline.devices.hardware import Facts
+    from pipeline.running import cluster as clusters
+    from pipeline.running.runner import RunOptions, run
 
     x = np.random.default_rng(10).standard_normal((64, 4096)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (8, 4096))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import cluster
-from pipeline.plan import ClusterPlan
+from pipeline.planning import ClusterPlan
+from pipeline.running import cluster
 from tests.conftest import STAGES, make_array
 from tests.faultkit import env, many_blocks_input, markers, status, wait_for_markers
 from tests.terminal import Watched, at_terminal, pipeline_args, start, wait_until

@@ -87,7 +87,7 @@ def test_a_budget_that_cannot_hold_one_big_chunk_is_refused(tmp_path, cli) -> No
     of 1.2 chunks is refused by the plan, with the numbers, before anything runs."""
     from pipeline.config import load_config
     from pipeline.errors import PlanError
-    from pipeline.runner import plan_run
+    from pipeline.running.runner import plan_run
     from tests.conftest import write_config
 
     _big_chunk_input(tmp_path / "in.zarr")
@@ -111,7 +111,7 @@ def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) ->
     projection for one worker, the run completes (Dask kills a worker past 95% of its limit)
     and the sampled peak RSS stays below it."""
     from pipeline.config import load_config
-    from pipeline.runner import plan_run
+    from pipeline.running.runner import plan_run
     from tests.conftest import write_config
 
     _big_chunk_input(tmp_path / "in.zarr")
@@ -119,7 +119,7 @@ def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) ->
     probe = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="probe.yaml", **sections
     )
-    from pipeline.plan import WORKER_BASELINE
+    from pipeline.planning.memory import WORKER_BASELINE
 
     per_worker = plan_run(load_config(probe)).memory.host_per_task + WORKER_BASELINE
     cfg = write_config(

@@ -21,9 +21,9 @@ import pytest
 import zarr
 
 from pipeline.config import Config, load_config
+from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
-from pipeline.hardware import Facts, GpuInfo, facts_from_workers
-from pipeline.plan import describe, make_plan
+from pipeline.planning import describe, make_plan
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
 
@@ -65,7 +65,8 @@ MACHINES = {
 
 
 def _worker_info(facts: Facts, memory_limit: int | None, hostname: str | None = None) -> dict:
-    """What :func:`pipeline.hardware.worker_facts` returns on a worker of ``facts``' machine."""
+    """What :func:`pipeline.devices.hardware.worker_facts` returns on a worker of ``facts``'
+    machine."""
     d = facts.as_dict()
     d["host_available_bytes"] = facts.host_available_bytes
     d["memory_limit"] = memory_limit
@@ -613,7 +614,7 @@ def test_a_generated_input_with_checksums_is_encoded_on_the_cpu(
     tmp_path: Path, checksum: bool
 ) -> None:
     """`generate` on the GPU, too, leaves frames that must carry checksums to the CPU."""
-    from pipeline.generate import create_input
+    from pipeline.running.generate import create_input
 
     cfg = generated_config(
         tmp_path, {"shape": [8, 40], "chunks": [2, 40], "codec": {"checksum": checksum}}

@@ -22,7 +22,7 @@ import pytest
 import zarr
 
 from pipeline.errors import OutputError
-from pipeline.storage import Location
+from pipeline.store.location import Location
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import cluster
 from pipeline.config import load_config
 from pipeline.errors import ClusterError
+from pipeline.running import cluster
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import env, one_line_error
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline import stages
 from pipeline.errors import PipelineError, PlanError
+from pipeline.ops import kernel, stages
 from tests.conftest import reference
 
 SEED = [
@@ -227,18 +227,18 @@ def test_unsupported_dtypes_are_refused(dtype: str) -> None:
 
 def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:
     chain = stages.plan_chain(SEED, np.dtype("float32"))
-    src = stages.cuda_source(chain)
+    src = kernel.cuda_source(chain)
     assert src.in_params == "float32 x, float32 s0_0"
     assert src.out_params == "float32 y"
     # float32 arithmetic goes through PTX without .ftz: CuPy compiles with -ftz=true
     assert src.body.count("pl_mul_f32(t0_in, s0_0)") == 1
     assert "pl_mul_f32(t1_in, t1_in)" in src.body and "pl_add_f32(t2_in, t2_in)" in src.body
     assert src.body.endswith("y = t2;") and " * " not in src.body and " + " not in src.body
-    assert "mul.rn.f32 " in stages.CUDA_PREAMBLE and ".ftz" not in stages.CUDA_PREAMBLE
+    assert "mul.rn.f32 " in kernel.CUDA_PREAMBLE and ".ftz" not in kernel.CUDA_PREAMBLE
     assert src.scalars == (np.float32(5),)
-    src64 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("float64")))
+    src64 = kernel.cuda_source(stages.plan_chain(SEED, np.dtype("float64")))
     assert "pl_mul_f64(t0_in, s0_0)" in src64.body and "pl_add_f64(t2_in, t2_in)" in src64.body
-    src16 = stages.cuda_source(stages.plan_chain(SEED, np.dtype("int16")))
+    src16 = kernel.cuda_source(stages.plan_chain(SEED, np.dtype("int16")))
     assert "pl_" not in src16.body  # integers: plain C arithmetic
 
 
@@ -247,7 +247,7 @@ def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:
 def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     import cupy as cp
 
-    from pipeline import backend
+    from pipeline import devices
 
     rng = np.random.default_rng(3)
     if np.dtype(dtype).kind == "f":
@@ -269,13 +269,13 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
         info = np.iinfo(dtype)
         x = rng.integers(info.min, info.max, 1_000_003, endpoint=True).astype(dtype)
     chain = stages.plan_chain(SEED, np.dtype(dtype))
-    be = backend.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
     with np.errstate(over="ignore", invalid="ignore"):
         ref = stages.apply_chain(chain, x)
     assert y.dtype == ref.dtype
-    if dtype == "float16":  # NaN payloads are not kept in float16 (see stages.CUDA_PREAMBLE)
+    if dtype == "float16":  # NaN payloads are not kept in float16 (see kernel.CUDA_PREAMBLE)
         assert np.array_equal(y, ref, equal_nan=True)
         assert np.array_equal(y[~np.isnan(y)].view(np.uint8), ref[~np.isnan(ref)].view(np.uint8))
     else:  # every bit, NaN payloads and subnormals included
@@ -290,7 +290,7 @@ def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
 
     import cupy as cp
 
-    from pipeline import backend
+    from pipeline import devices
 
     x = np.array([np.inf, -np.inf, 1.0, np.nan, 0.0], dtype=dtype)
     zero_plus_one = [
@@ -298,7 +298,7 @@ def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
         ("add", stages.AddParams(value=1)),
     ]
     chain = stages.plan_chain(zero_plus_one, x.dtype)
-    be = backend.get("gpu")
+    be = devices.get("gpu")
     be.prepare()
     y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
     with np.errstate(invalid="ignore"):

@@ -82,7 +82,7 @@ def set_attributes(store: Path, attrs: dict[str, Any]) -> None:
 
 
 def fingerprint(identity: dict[str, Any]) -> str:
-    """The fingerprint a run records for ``identity`` (pipeline.plan.Plan.fingerprint)."""
+    """The fingerprint a run records for ``identity`` (pipeline.planning.plan.Plan.fingerprint)."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -22,8 +22,9 @@ import zarr
 
 from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError, PipelineError, StoreError
-from pipeline.runner import plan_run
-from pipeline.storage import ArrayInfo, Location, check_reader_sees_chunks, describe_array
+from pipeline.running.runner import plan_run
+from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
+from pipeline.store.location import Location
 from tests.conftest import make_array, reference, write_config
 from tests.faultkit import one_line_error
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.info import rows as info_rows
-from pipeline.report import Progress
+from pipeline.reporting.info import rows as info_rows
+from pipeline.reporting.progress import Progress
 from tests.conftest import make_array
 from tests.terminal import at_terminal
 

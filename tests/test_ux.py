@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from pipeline.report import Progress
+from pipeline.reporting.progress import Progress
 from tests.conftest import generated_config, make_array, write_config
 
 ROOT = Path(__file__).resolve().parents[1]

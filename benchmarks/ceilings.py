@@ -1,0 +1,568 @@
+"""Ceilings: what the hardware and the codecs allow, measured in the same run as what they
+bound. GPU: device copy, the fused kernel alone, PCIe (page-locked and pageable), nvCOMP zstd
+(encode, decode, both, and four streams at once), the host side of a task's data path without
+its codec. CPU: zstd with numcodecs, each workload's own codec decoded from its raw chunk
+files. Storage: files written and read on /dev/shm (or any directory), the disk with ``dd``.
+
+Every function adds its figures to a :class:`~benchmarks.report.Results`; rates are GB/s
+(1e9 bytes per second) of the bytes the name says, medians of the repetitions after a warm-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import checks, data, stats, timing
+from benchmarks.report import Figure, Results
+
+#: nvCOMP codecs must not outlive their CUDA streams: every stream made here is kept.
+_STREAMS: list[Any] = []
+
+#: Frames of the GPU and CPU zstd ceilings: the pipeline's output chunks (about 128 KiB).
+FRAME_BYTES = 128 << 10
+
+
+# --------------------------------------------------------------------------------------------
+# GPU
+
+
+def _frees_device_memory(fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn``, then CuPy's pool gives its cached blocks back (the next ceiling, and the
+    workers of later clusters, find the memory free)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        finally:
+            import cupy as cp
+
+            cp.get_default_memory_pool().free_all_blocks()
+            cp.get_default_pinned_memory_pool().free_all_blocks()
+
+    return run
+
+
+@_frees_device_memory
+def device(res: Results, reps: int) -> None:
+    """Device-to-device copy, and the pipeline's fused stage chain on data already on the GPU
+    (4 GiB of float32; bytes read plus bytes written), timed with CUDA events."""
+    import cupy as cp
+
+    from benchmarks import pipelines
+
+    n = 1 << 30
+    a = cp.random.standard_normal(n, dtype=cp.float32)
+    b = cp.empty_like(a)
+    secs = timing.device_reps(lambda: cp.copyto(b, a), reps * 3, warmup=2)
+    res.add(
+        Figure(
+            "device-copy",
+            "device copy (read+write bytes)",
+            "ceiling",
+            stats.rates(2 * a.nbytes, secs),
+            note="cupy.copyto, 4 GiB",
+        )
+    )
+    kernel, _ = pipelines.fused_kernel(np.float32)
+    secs = timing.device_reps(lambda: kernel(a), reps * 3, warmup=2)
+    f = res.add(
+        Figure(
+            "fused-kernel",
+            "fused stage chain, data on GPU (read+write bytes)",
+            "pipeline",
+            stats.rates(2 * a.nbytes, secs),
+            note="one kernel, 4 GiB float32",
+        )
+    )
+    want = checks.reference(a[: 1 << 20].get())
+    f.extra["exact"] = bool(np.array_equal(kernel(a[: 1 << 20]).get(), want))
+
+
+@_frees_device_memory
+def pcie(res: Results, reps: int) -> None:
+    """Host<->device copies of 2 GiB: page-locked (CUDA events on the copy's stream),
+    pageable, and page-locked both ways at once (wall clock around synchronised copies: the
+    first spans two streams, the second stages through host buffers outside any stream)."""
+    import cupy as cp
+
+    size = 2 << 30
+    d = cp.empty(size, cp.uint8)
+    mem = cp.cuda.alloc_pinned_memory(size)
+    h = np.frombuffer(mem, np.uint8, size)
+    h[:] = 1
+    page = np.ones(size, np.uint8)
+    s = cp.cuda.Stream(non_blocking=True)
+    for key, name, fn in (
+        ("pcie-h2d-pinned", "PCIe host->device, pinned", lambda: d.set(h, stream=s)),
+        ("pcie-d2h-pinned", "PCIe device->host, pinned", lambda: d.get(out=h, stream=s)),
+    ):
+        secs = timing.device_reps(fn, reps, stream=s)
+        res.add(Figure(key, name, "ceiling", stats.rates(size, secs), note="2 GiB"))
+
+    def synced(fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            fn()
+            cp.cuda.Device().synchronize()
+
+        return run
+
+    for key, name, fn in (
+        ("pcie-h2d-pageable", "PCIe host->device, pageable", lambda: d.set(page)),
+        ("pcie-d2h-pageable", "PCIe device->host, pageable", lambda: d.get(out=page)),
+    ):
+        secs = timing.wall_reps(synced(fn), reps)
+        res.add(Figure(key, name, "ceiling", stats.rates(size, secs), note="2 GiB"))
+    half = size // 2
+    s2 = cp.cuda.Stream(non_blocking=True)
+
+    def both() -> None:
+        d[:half].set(h[:half], stream=s)
+        d[half:].get(out=h[half:], stream=s2)
+        s.synchronize()
+        s2.synchronize()
+
+    cp.cuda.Device().synchronize()
+    res.add(
+        Figure(
+            "pcie-both-pinned",
+            "PCIe pinned, both directions at once (each way)",
+            "ceiling",
+            stats.rates(half, timing.wall_reps(both, reps)),
+            note="1 GiB each way",
+        )
+    )
+
+
+def _nvcomp_codec(x: Any, frame: int) -> tuple[Any, ...]:
+    """A zstd codec on a stream of its own and buffers for ``x`` (device uint8) in frames of
+    ``frame`` bytes: (stream, codec, source arrays, compressed arrays, compressed buffer,
+    slot offsets, slot size, output, output arrays, decompression config)."""
+    import cupy as cp
+    from nvidia import nvcomp
+
+    n = x.nbytes // frame
+    st = cp.cuda.Stream(non_blocking=True)
+    _STREAMS.append(st)
+    codec = nvcomp.Codec(
+        algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW, device_id=0, cuda_stream=st.ptr
+    )
+    offs = [i * frame for i in range(n)]
+    slot = (codec.get_max_comp_buffer_size(nvcomp.as_array(x[:frame])) + 15) // 16 * 16
+    cbuf = cp.empty(slot * n, cp.uint8)
+    so = [i * slot for i in range(n)]
+    out = cp.empty_like(x[: n * frame])
+    dc = codec.decompression_config(codec.compression_config([frame] * n))
+    src = nvcomp.as_arrays(x, offs, [frame] * n)
+    cout = nvcomp.as_arrays(cbuf, so, [slot] * n)
+    dst = nvcomp.as_arrays(out, offs, [frame] * n)
+    return st, codec, src, cout, cbuf, so, slot, out, dst, dc
+
+
+@_frees_device_memory
+def nvcomp_zstd(
+    res: Results, reps: int, sample: np.ndarray, workload: str, frame: int = FRAME_BYTES
+) -> None:
+    """nvCOMP zstd on a workload's own values (``sample``: bytes, host) in ``frame``-byte
+    frames: encode, decode, and decode followed by encode (the codec work one byte of a run
+    that decodes and encodes on the GPU needs); CUDA events on the codec's stream."""
+    import cupy as cp
+    from nvidia import nvcomp
+
+    from benchmarks import pipelines
+
+    pipelines.gpu_setup()
+    n = sample.nbytes // frame
+    x = cp.asarray(sample[: n * frame])
+    # the copy ran on the current stream, which the codec's non-blocking stream does not wait on
+    cp.cuda.Device().synchronize()
+    st, codec, src, cout, cbuf, so, _slot, out, dst, dc = _nvcomp_codec(x, frame)
+    first = codec.encode(src, out=cout)
+    st.synchronize()
+    sizes = list(first.buffer_sizes)
+    cin = nvcomp.as_arrays(cbuf, so, sizes)
+
+    def enc() -> None:
+        codec.encode(src, out=cout)
+
+    def dec() -> None:
+        codec.decode(cin, out=dst, decompression_config=dc)
+
+    def both() -> None:
+        dec()
+        enc()
+
+    note = f"{frame >> 10} KiB frames, {x.nbytes >> 20} MiB of the workload's values"
+    e = res.add(
+        Figure(
+            "gpu-zstd-encode",
+            "GPU zstd encode (nvCOMP)",
+            "ceiling",
+            stats.rates(x.nbytes, timing.device_reps(enc, reps, stream=st)),
+            workload=workload,
+            note=note,
+        )
+    )
+    e.extra["ratio"] = x.nbytes / sum(sizes)
+    dfig = res.add(
+        Figure(
+            "gpu-zstd-decode",
+            "GPU zstd decode (nvCOMP)",
+            "ceiling",
+            stats.rates(x.nbytes, timing.device_reps(dec, reps, stream=st)),
+            workload=workload,
+            note=note,
+        )
+    )
+    dfig.extra["exact"] = bool((out == x).all())
+    res.add(
+        Figure(
+            "gpu-zstd-roundtrip",
+            "GPU zstd decode+encode, one GPU",
+            "ceiling",
+            stats.rates(x.nbytes, timing.device_reps(both, reps, stream=st)),
+            workload=workload,
+            note=note,
+        )
+    )
+
+
+@_frees_device_memory
+def nvcomp_streams(
+    res: Results, reps: int, sample: np.ndarray, streams: int = 4, frame: int = FRAME_BYTES
+) -> None:
+    """``streams`` threads, each with its own codec and stream, encode then decode
+    ``sample`` twice at once (wall clock from a shared start to the last thread's end)."""
+    import cupy as cp
+    from nvidia import nvcomp
+
+    n = sample.nbytes // frame
+    x = cp.asarray(sample[: n * frame])
+    cp.cuda.Device().synchronize()  # before the codecs' non-blocking streams read it
+
+    def worker(times: list[float], barrier: threading.Barrier) -> None:
+        st, codec, src, cout, cbuf, so, _slot, _out, dst, dc = _nvcomp_codec(x, frame)
+        with st:
+            barrier.wait()
+            t = time.perf_counter()
+            for _ in range(2):
+                r = codec.encode(src, out=cout)
+                st.synchronize()
+                cin = nvcomp.as_arrays(cbuf, so, list(r.buffer_sizes))
+                codec.decode(cin, out=dst, decompression_config=dc)
+                st.synchronize()
+            times.append(time.perf_counter() - t)
+
+    gbps = []
+    for _ in range(reps + 1):  # the first builds the codecs' kernels: not counted
+        times: list[float] = []
+        barrier = threading.Barrier(streams)
+        ts = [threading.Thread(target=worker, args=(times, barrier)) for _ in range(streams)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        gbps.append(streams * 2 * x.nbytes / max(times) / 1e9)
+    res.add(
+        Figure(
+            "gpu-zstd-streams",
+            f"GPU zstd decode+encode, {streams} streams",
+            "ceiling",
+            gbps[1:],
+            workload="synthetic",
+            note="concurrent round trips",
+        )
+    )
+
+
+@_frees_device_memory
+def host_path(
+    res: Results, root: Path, threads: int, reps: int, file_bytes: int = 256 << 20, files: int = 32
+) -> None:
+    """The pipeline's data path without its codec: ``threads`` threads each read a file into a
+    page-locked buffer, copy it to the GPU and back into another, and write it to a new file,
+    as a task does with a block's compressed bytes. GB/s of file bytes read (and written)."""
+    import cupy as cp
+
+    root.mkdir(parents=True, exist_ok=True)
+    blob = np.random.default_rng(2).integers(0, 255, file_bytes, dtype=np.uint8)
+    for i in range(files):
+        with open(root / f"in{i}", "wb", buffering=0) as f:
+            f.write(blob.data)
+
+    def buffers() -> tuple[Any, ...]:
+        mem = [cp.cuda.alloc_pinned_memory(file_bytes) for _ in range(2)]
+        st = cp.cuda.Stream(non_blocking=True)
+        _STREAMS.append(st)
+        return (
+            *(np.frombuffer(m, np.uint8, file_bytes) for m in mem),
+            cp.empty(file_bytes, cp.uint8),
+            st,
+            mem,
+        )
+
+    held = [buffers() for _ in range(threads)]
+
+    def one_pass() -> float:
+        for q in root.glob("out*"):
+            q.unlink()
+        barrier = threading.Barrier(threads + 1)
+
+        def work(k: int) -> None:
+            a, b, dev, st, _mem = held[k]
+            barrier.wait()
+            for i in range(k, files, threads):
+                with open(root / f"in{i}", "rb", buffering=0) as f:
+                    f.readinto(a.data)
+                dev.set(a, stream=st)
+                dev.get(out=b, stream=st)
+                st.synchronize()
+                with open(root / f"out{i}", "wb", buffering=0) as f:
+                    f.write(b.data)
+
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in ts:
+            t.join()
+        return time.perf_counter() - t0
+
+    res.add(
+        Figure(
+            "host-path",
+            f"/dev/shm read -> GPU -> write, no codec ({threads} threads)",
+            "ceiling",
+            stats.rates(files * file_bytes, timing.wall_reps(one_pass, reps)),
+            note="a task's path for its compressed bytes, without the codec",
+        )
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU
+
+
+def cpu_zstd(res: Results, reps: int, threads: int, nbytes: int, frame: int = FRAME_BYTES) -> None:
+    """numcodecs zstd (level 1, the pipeline's output codec) on ``threads`` threads over
+    ``nbytes`` of random normal float32 in ``frame``-byte frames: encode and decode."""
+    import numcodecs
+
+    x = np.random.default_rng(0).standard_normal(nbytes // 4).astype(np.float32)
+    raw = x.view(np.uint8)
+    frames = [raw[o : o + frame] for o in range(0, raw.nbytes, frame)]
+    z = numcodecs.Zstd(level=1)
+    enc = [z.encode(f) for f in frames]
+    with ThreadPoolExecutor(threads) as ex:
+        for key, name, fn, what in (
+            ("cpu-zstd-encode", "CPU zstd encode", z.encode, frames),
+            ("cpu-zstd-decode", "CPU zstd decode", z.decode, enc),
+        ):
+
+            def run(fn: Callable[[Any], Any] = fn, what: list[Any] = what) -> None:
+                list(ex.map(fn, what))
+
+            res.add(
+                Figure(
+                    key,
+                    f"{name} (numcodecs, {threads} threads)",
+                    "ceiling",
+                    stats.rates(raw.nbytes, timing.wall_reps(run, reps)),
+                    note=f"level 1, {frame >> 10} KiB frames of random normal float32",
+                )
+            )
+
+
+def cpu_encode(
+    res: Results,
+    reps: int,
+    sample: np.ndarray,
+    threads: int,
+    workload: str,
+    frame: int = FRAME_BYTES,
+) -> None:
+    """numcodecs zstd level 1 (the pipeline's output codec) on a workload's own values, in
+    ``frame``-byte frames on ``threads`` threads: what the CPU backend's encoding allows."""
+    import numcodecs
+
+    z = numcodecs.Zstd(level=1)
+    frames = [sample[o : o + frame] for o in range(0, sample.nbytes, frame)]
+    with ThreadPoolExecutor(threads) as ex:
+
+        def run() -> None:
+            list(ex.map(z.encode, frames))
+
+        res.add(
+            Figure(
+                "cpu-encode-all",
+                f"CPU zstd encode, {threads} threads",
+                "ceiling",
+                stats.rates(sample.nbytes, timing.wall_reps(run, reps)),
+                workload=workload,
+                note=f"numcodecs level 1, {frame >> 10} KiB frames, {sample.nbytes >> 20} MiB",
+            )
+        )
+
+
+def cpu_decode(
+    res: Results, w: data.Workload, threads: int, reps: int, max_bytes: int, key: str
+) -> None:
+    """A workload's raw chunk (or shard) files read and decoded with numcodecs, each thread
+    into a buffer of its own, over at most ``max_bytes`` of decoded data: the CPU-decode
+    ceiling of its codec on ``threads`` threads (a 1-thread run uses a worker thread too, so
+    that Blosc does not start threads of its own). GB/s of decoded bytes."""
+    a = w.stored()
+    units = a.units()[: max(1, max_bytes // a.unit_bytes())]
+    paths = [a.unit_path(u) for u in units if a.unit_path(u).exists()]
+    local = threading.local()
+
+    def one(path: Path) -> int:
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = np.empty(a.unit_bytes(), np.uint8)
+        with open(path, "rb") as f:
+            raw = f.read()
+        return a.decode_file(raw, buf)
+
+    with ThreadPoolExecutor(threads) as ex:
+        decoded = sum(ex.map(one, paths))
+
+        def run() -> None:
+            list(ex.map(one, paths))
+
+        res.add(
+            Figure(
+                key,
+                f"CPU decode, raw chunk files, {threads} thread{'s' if threads > 1 else ''}",
+                "ceiling",
+                stats.rates(decoded, timing.wall_reps(run, reps, warmup=0)),
+                workload=w.key,
+                note=f"{w.codec}; numcodecs, {decoded / 1e6:.4g} MB decoded",
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Storage
+
+
+def files(
+    res: Results,
+    root: Path,
+    label: str,
+    threads: int,
+    reps: int,
+    file_bytes: int = 256 << 20,
+    count: int = 16,
+) -> None:
+    """Writing ``count`` new files and reading them back into reused buffers, ``threads`` at a
+    time: the storage ceilings (GB/s of file bytes)."""
+    root.mkdir(parents=True, exist_ok=True)
+    blob = np.random.default_rng(1).integers(0, 255, file_bytes, dtype=np.uint8)
+    bufs = [np.ones(file_bytes, np.uint8) for _ in range(threads)]
+
+    def write(i: int) -> None:
+        with open(root / f"f{i}", "wb", buffering=0) as f:
+            f.write(blob.data)
+
+    def read(i: int) -> None:
+        with open(root / f"f{i}", "rb", buffering=0) as f:
+            f.readinto(bufs[i % threads].data)
+
+    with ThreadPoolExecutor(threads) as ex:
+
+        def new_files() -> float:
+            for p in root.glob("f*"):
+                p.unlink()
+            t = time.perf_counter()
+            list(ex.map(write, range(count)))
+            return time.perf_counter() - t
+
+        def read_all() -> None:
+            list(ex.map(read, range(count)))
+
+        res.add(
+            Figure(
+                "storage-write-files",
+                f"{label} write, new files ({threads} threads)",
+                "ceiling",
+                stats.rates(count * file_bytes, timing.wall_reps(new_files, reps)),
+                note=f"{file_bytes >> 20} MiB files",
+            )
+        )
+        res.add(
+            Figure(
+                "storage-read-files",
+                f"{label} read ({threads} threads)",
+                "ceiling",
+                stats.rates(count * file_bytes, timing.wall_reps(read_all, reps)),
+                note="page cache, reused buffers",
+            )
+        )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only) so that reads come from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def disk(res: Results, root: Path, gb: int) -> float | None:
+    """The disk's own read, write, and read+write-at-once rates (dd, direct I/O); the last."""
+    root.mkdir(parents=True, exist_ok=True)
+    count = max(1, gb * 1024 // 64)
+    a, b = root / "dd_a", root / "dd_b"
+
+    def dd(args: str) -> float:
+        t = time.perf_counter()
+        subprocess.run(f"dd {args} bs=64M count={count} status=none", shell=True, check=True)
+        return time.perf_counter() - t
+
+    nbytes = count * (64 << 20)
+    t_w = dd(f"if=/dev/zero of={a} oflag=direct")
+    res.add(Figure("disk-write", "disk write (dd, direct)", "ceiling", [nbytes / t_w / 1e9]))
+    drop_caches()
+    t_r = dd(f"if={a} of=/dev/null iflag=direct")
+    res.add(Figure("disk-read", "disk read (dd, direct)", "ceiling", [nbytes / t_r / 1e9]))
+    drop_caches()
+    t = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            f"dd if={a} of=/dev/null iflag=direct bs=64M count={count} status=none", shell=True
+        ),
+        subprocess.Popen(
+            f"dd if=/dev/zero of={b} oflag=direct bs=64M count={count} status=none", shell=True
+        ),
+    ]
+    for p in procs:
+        p.wait()
+    both = 2 * nbytes / (time.perf_counter() - t) / 1e9
+    res.add(
+        Figure(
+            "disk-both",
+            "disk read+write at once (bytes read + written)",
+            "ceiling",
+            [both],
+            note="dd read and dd write together, 64 MiB blocks",
+        )
+    )
+    shutil.rmtree(root, ignore_errors=True)
+    return both

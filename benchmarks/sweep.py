@@ -1,0 +1,180 @@
+"""`make bench-sweep`: how the GPU defaults were chosen: block size and threads per GPU.
+
+For each shard size of the input (``--planes``: 4 MiB planes per shard; a block is one shard,
+the smallest block the layout allows) and each number of threads per GPU worker
+(``--threads``), the ``make bench`` workloads on one GPU:
+
+- Zarr on a memory-backed filesystem, the whole pipeline as ``pipeline run`` does it, with the
+  task stream's timeline (thread occupancy, ramp, tail);
+- input and result in host memory (page-locked chunks of one shard each), at the first
+  number of threads.
+
+A combination the plan refuses (it does not fit the device's memory) is shown as refused, with
+the plan's reason. Writes ``sweep.json`` and ``sweep.md`` under ``--out`` and prints the table
+last. ``--quick``: the CPU backend at toy sizes, seconds (the tests run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import checks, clusters, data, machine, pipelines
+from benchmarks.stats import spread
+from benchmarks.timing import Clock
+
+CLOCK = Clock()
+
+
+def layout(size_gb: float, planes: int, quick: bool) -> tuple[list[int], list[int], list[int]]:
+    if quick:  # 64 KiB planes of 16 x 1024 floats
+        n = max(4 * planes, round(size_gb * 1e9 / (64 << 10) / planes) * planes)
+        return [n, 16, 1024], [planes, 16, 1024], [1, 16, 256]
+    shape, _shards, chunks = data.synthetic_shape(size_gb, quick=False)
+    shape[0] = max(planes, shape[0] // planes * planes)
+    return shape, [planes, *shape[1:]], chunks
+
+
+def measure(args: argparse.Namespace, backend: str) -> list[dict[str, Any]]:
+    """A row per (block size, threads): warm runs (output checked), their timeline, and the
+    in-memory workload at the first thread count; a plan the pipeline refuses is a row too."""
+    rows: list[dict[str, Any]] = []
+    for planes in args.planes:
+        shape, shards, chunks = layout(args.size_gb, planes, args.quick)
+        src = args.shm / f"input-{planes}.zarr"
+        out = args.shm / "out.zarr"
+        block_mib = planes * shape[1] * shape[2] * 4 / 2**20
+        CLOCK.stamp(f"generating {shape} float32, shards {shards} ({block_mib:g} MiB)")
+        pipelines.generate(src, shape, shards, chunks, backend)
+        for threads in args.threads:
+            row: dict[str, Any] = {"block_mib": block_mib, "threads": threads}
+            rows.append(row)
+            CLOCK.stamp(f"{block_mib:g} MiB blocks, {threads} threads")
+            section = {"threads_per_worker": threads, "dashboard": ""}
+            if backend == "gpu":
+                section["workers_per_gpu"] = 1
+            cfg = pipelines.config(pipelines.config_doc(src, "", out, backend, cluster=section))
+            machine.wait_gpu_freed()
+            try:
+                cluster_plan = pipelines.plan(cfg).cluster
+            except pipelines.Refused as e:
+                row["refused"] = str(e)
+                print(table([row], header=False), flush=True)
+                save(args, rows)
+                continue
+            with clusters.pipeline_cluster(cluster_plan) as client:
+                try:
+                    gbps, last = pipelines.warm_runs(client, cfg, args.reps)
+                except pipelines.Refused as e:
+                    row["refused"] = str(e)
+                    print(table([row], header=False), flush=True)
+                    save(args, rows)
+                    continue
+                checks.require(checks.check_output(src, out))
+                shutil.rmtree(out, ignore_errors=True)
+                row["shm_gbps"] = gbps
+                row["blocks"] = last.blocks_total
+                row["task_time"] = last.task_time
+                row["timeline"] = pipelines.timeline(client, cfg, threads)
+                shutil.rmtree(out, ignore_errors=True)
+                if "memory" in args.workloads and threads == args.threads[0]:
+                    row["memory_gbps"] = pipelines.memory_workload(
+                        client,
+                        src,
+                        args.memory_reps,
+                        pinned=backend == "gpu",
+                        backend=backend,
+                        block_bytes=int(block_mib * 2**20),
+                    )
+            print(table([row], header=False), flush=True)
+            save(args, rows)
+        shutil.rmtree(src, ignore_errors=True)
+    return rows
+
+
+def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Rows so far (a run cut short keeps what it measured)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sweep.json").write_text(json.dumps({"meta": args.meta, "rows": rows}, indent=1))
+
+
+def table(rows: list[dict[str, Any]], header: bool = True) -> str:
+    lines = (
+        [
+            "| block | threads | /dev/shm GB/s | host memory GB/s | occupancy | tail s | "
+            "largest task-time share |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        if header
+        else []
+    )
+    for r in rows:
+        if "refused" in r:
+            lines.append(
+                f"| {r['block_mib']:g} MiB | {r['threads']} | refused: {r['refused']} | | | | |"
+            )
+            continue
+        tl = r.get("timeline", {})
+        tt = r.get("task_time") or {}
+        share = max(tt, key=lambda k: tt[k]) if tt else "-"
+        frac = tt.get(share, 0) / max(sum(tt.values()), 1e-9)
+        lines.append(
+            f"| {r['block_mib']:g} MiB | {r['threads']} | {spread(r['shm_gbps'])} | "
+            f"{spread(r.get('memory_gbps', []))} | {tl.get('occupancy', 0):.2f} | "
+            f"{tl.get('tail_s', 0):.3f} | {share} {frac:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CPU backend, toy sizes, seconds")
+    p.add_argument("--out", type=Path, default=Path("results/sweep"))
+    p.add_argument("--size-gb", type=float, default=16.0)
+    p.add_argument(
+        "--planes", default="64,32,16", help="comma list: 4 MiB planes per shard (default 64,32,16)"
+    )
+    p.add_argument("--threads", default="8,12", help="comma list: threads per GPU worker")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--memory-reps", type=int, default=5)
+    p.add_argument("--workloads", default="shm,memory", help="comma list: shm,memory")
+    p.add_argument("--shm", type=Path, default=Path("/dev/shm/pipeline-sweep"))
+    args = p.parse_args(argv)
+    backend = "cpu" if args.quick else "gpu"
+    if args.quick:  # 64 KiB planes, and no more threads than a small machine has
+        args.planes, args.threads = "8,4", "2,1"
+    args.planes = [int(v) for v in args.planes.split(",")]
+    args.threads = [int(v) for v in args.threads.split(",")]
+    args.workloads = set(args.workloads.split(","))
+    if args.quick:
+        args.size_gb, args.reps, args.memory_reps = 0.01, 1, 1
+        args.shm = Path(tempfile.mkdtemp(prefix="pipeline-sweep-"))
+    shutil.rmtree(args.shm, ignore_errors=True)
+    args.shm.mkdir(parents=True)
+    meta = args.meta = machine.describe(want_gpu=backend == "gpu") | {
+        "size_gb": args.size_gb,
+        "backend": backend,
+    }
+    try:
+        rows = measure(args, backend)
+    finally:
+        shutil.rmtree(args.shm, ignore_errors=True)
+    save(args, rows)
+    md = (
+        f"Block size and threads per GPU ({meta.get('gpu', backend)}, {meta['date']}); "
+        f"{args.size_gb:g} GB of float32; medians (range) of {args.reps} runs, "
+        f"{args.memory_reps} for host memory\n\n{table(rows)}\n"
+    )
+    (args.out / "sweep.md").write_text(md)
+    print()
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Loading a config: YAML read with the line of every key, validated into :class:`Config`.
+
+Every problem (malformed YAML, an unknown key, a wrong type or value, an unknown stage, a
+setting this version removed) becomes one :class:`~pipeline.errors.ConfigError` line that
+names the file, the line and the key, and the fix where one is known; the error carries them
+as its fields ``file``, ``line`` and ``key``. Command-line flags arrive as dotted overrides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pipeline.config.models import Config
+from pipeline.errors import ConfigError
+from pipeline.ops.stages import REGISTRY, known_stages
+
+
+class _Located(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and sequence item."""
+
+
+def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark
+            _positions(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[path + (i,)] = v.start_mark
+            _positions(v, path + (i,), out)
+    return out
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (outside ``stages``)."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        f = model.model_fields.get(part) if model else None
+        if f is None:
+            return None
+        ann = f.annotation
+        args = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        model = next((a for a in args if issubclass(a, BaseModel)), None)
+    return model
+
+
+def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
+    """The part of a pydantic error location that indexes the user's data.
+
+    Pydantic adds union-branch and validator labels (``float``, ``function-before[...]``) and
+    stage tags; keep only the keys and indices that exist in the data, plus a final missing or
+    unknown key.
+    """
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            out.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
+            out.append(part)  # a missing key: not in the data, still the one to name
+    return tuple(out)
+
+
+#: Settings that earlier versions had and this one removed, because no measurement showed a
+#: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
+#: offered a close key name.
+REMOVED = {
+    "output.spare_files": "pre-allocated files made no run faster",
+    "cluster.gpu_codec_slots": "limiting the threads in the GPU codec made no run faster",
+    "cluster.host_encode_share": "encoding part of each block on the CPU made runs slower",
+    "cluster.memory_pool": "GPU workers always use CuPy's memory pool",
+}
+
+
+def _message(err: Mapping[str, Any], data: Any) -> str:
+    loc = _data_loc(err["loc"], data)
+    kind = err["type"]
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "extra_forbidden" and key in REMOVED:
+        return f"unknown key {key!r} (removed in this version: {REMOVED[key]}; delete it)"
+    if kind == "extra_forbidden":
+        owner = _stage_owner(loc, data) if loc[:1] == ("stages",) else _model_at(loc)
+        names = [n for n in owner.model_fields] if owner else []
+        if loc[:1] == ("stages",):
+            names.append("op")
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
+        return f"unknown key {key!r} ({hint})"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
+    if kind == "union_tag_not_found":
+        return f"{key}: each stage needs 'op:' naming it; known stages: {known_stages()}"
+    if kind in ("model_attributes_type", "dict_type") and len(loc) == 2 and loc[0] == "stages":
+        return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
+    if kind == "missing":
+        return f"missing key {key!r}"
+    got = err.get("input")
+    got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {msg}{got_s}"
+
+
+def _stage_owner(loc: Sequence[Any], data: Any) -> type[BaseModel] | None:
+    try:
+        return REGISTRY[data["stages"][loc[1]]["op"]].params
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """Unknown keys first (they explain the rest), then the first error per location."""
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    return extra[0] if extra else errors[0]
+
+
+def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
+    """Validate a mapping into a :class:`Config`.
+
+    Raises :class:`ConfigError` naming ``source``, the line (from ``positions``, as
+    :func:`load_config` records them) and the key; fields ``file``, ``line`` (1-based, or None)
+    and ``key`` (dotted, e.g. ``stages.0.factor``)."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the config must be a mapping of keys (input, output, ...)",
+            file=source,
+            line=None,
+            key=None,
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        err = _first_error(errors)
+        where, line = source, None
+        key = _data_loc(err["loc"], data)
+        if positions:
+            loc = key
+            while loc and loc not in positions:
+                loc = loc[:-1]
+            mark = positions.get(loc)
+            if mark is not None:
+                line = mark.line + 1
+                where = f"{source}:{line}"
+        locs = {_data_loc(x["loc"], data) for x in errors}
+        more = f" (and {len(locs) - 1} more problem(s))" if len(locs) > 1 else ""
+        raise ConfigError(
+            f"{where}: {_message(err, data)}{more}",
+            file=source,
+            line=line,
+            key=".".join(str(k) for k in key) or None,
+        ) from None
+
+
+#: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose
+#: floats need a dot and a signed exponent: there ``1e39`` is the text "1e39".
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _read_stage_numbers(node: yaml.Node, data: Any) -> None:
+    """Stage parameters written unquoted as YAML 1.2 numbers become numbers (``factor: 1e39``
+    is the float 1e39, as YAML 1.2 and most tools read it); quoted ones stay text, which a
+    stage's scalar refuses (``factor: "5"`` is not coerced)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        if key_node.value != "stages" or not isinstance(value_node, yaml.SequenceNode):
+            continue
+        for i, item in enumerate(value_node.value):
+            if not isinstance(item, yaml.MappingNode):
+                continue
+            for k, v in item.value:
+                plain_text = (
+                    isinstance(v, yaml.ScalarNode)
+                    and v.style is None
+                    and v.tag == "tag:yaml.org,2002:str"
+                )
+                if plain_text and _YAML12_NUMBER.fullmatch(v.value):
+                    with contextlib.suppress(KeyError, IndexError, TypeError):
+                        data["stages"][i][k.value] = float(v.value)
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config file.
+
+    ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
+    as the command line's flags do.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {p} (see configs/ for examples)",
+            file=str(p),
+            line=None,
+            key=None,
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read config {p}: {e.strerror}", file=str(p), line=None, key=None
+        ) from None
+    try:
+        node = yaml.compose(text, Loader=_Located)
+        data = yaml.load(text, Loader=_Located)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"{where}: malformed YAML: {problem}",
+            file=str(p),
+            line=mark.line + 1 if mark else None,
+            key=None,
+        ) from None
+    positions = _positions(node) if node is not None else {}
+    data = data if data is not None else {}
+    if node is not None:
+        _read_stage_numbers(node, data)
+    for dotted, value in (overrides or {}).items():
+        target = data
+        *parents, last = dotted.split(".")
+        for k in parents:
+            target = target.setdefault(k, {})
+        target[last] = value
+    return parse_config(data, str(p), positions)

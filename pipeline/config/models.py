@@ -1,0 +1,278 @@
+"""The run's configuration as frozen, validated pydantic models: one per section, and
+:class:`Config` for the whole run.
+
+The stage models are made from the stage registry (:mod:`pipeline.ops.stages`), one per stage,
+``op`` naming it; so a new stage needs no change here. Nothing deeper in the code reads raw
+dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked, for summaries.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.ops.stages import REGISTRY, StageParams
+
+
+def _parse_bytes(v: Any) -> Any:
+    """Accept 1_000_000, '500MB', '16 GiB'; leave other values for the type check."""
+    if isinstance(v, str) and v.strip().lower() not in ("auto", ""):
+        from dask.utils import parse_bytes
+
+        try:
+            return parse_bytes(v)
+        except ValueError:
+            raise ValueError(f"not a size: {v!r} (write e.g. '16GiB' or '500MB')") from None
+    return v
+
+
+# "format": "bytes" tells the generated reference that a size such as '16GiB' is accepted too
+_SIZE = {"type": "integer", "format": "bytes"}
+Bytes: TypeAlias = Annotated[int, BeforeValidator(_parse_bytes), Field(gt=0), WithJsonSchema(_SIZE)]
+AutoBytes: TypeAlias = Annotated[
+    Literal["auto"] | int,
+    BeforeValidator(_parse_bytes),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, _SIZE]}),
+]
+Shape: TypeAlias = tuple[PositiveInt, ...]
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class CodecConfig(Model):
+    """How chunks are compressed."""
+
+    name: Literal["zstd", "none"] = Field("zstd", description="chunk compressor: zstd or none")
+    level: int = Field(
+        1, ge=-7, le=22, description="zstd level (CPU encoder; the GPU encoder has its own)"
+    )
+    checksum: bool = Field(False, description="zstd frame checksum")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class GenerateConfig(Model):
+    """How ``pipeline generate`` creates the input (deterministic from the seed)."""
+
+    shape: Shape = Field(description="array shape, e.g. [4096, 4096, 64]")
+    dtype: str = Field("float32", description="NumPy dtype name of the generated array")
+    chunks: Shape | Literal["auto"] = Field(
+        "auto", description="chunk shape (one zstd frame each); auto: about 128 KiB slabs"
+    )
+    shards: Shape | Literal["auto", "none"] = Field(
+        "auto", description="shard shape (Zarr v3); auto: about 256 MiB slabs; none: unsharded"
+    )
+    codec: CodecConfig = Field(
+        default_factory=lambda: CodecConfig(), description="compressor of the input"
+    )
+    distribution: Literal["normal", "uniform", "ramp"] = Field(
+        "normal",
+        description="normal/uniform: random; ramp: a repeating arithmetic sequence that "
+        "compresses well (for datasets larger than the disk)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the generator; same seed, same data")
+    zarr_format: Literal[2, 3] = Field(3, description="Zarr format of the generated store")
+    when_missing: bool = Field(
+        False, description="`run` generates the input first when it does not exist"
+    )
+
+
+class InputConfig(Model):
+    """Where the input array is."""
+
+    store: str = Field(
+        description="path or fsspec URL (file://, s3://, memory://) of the store; a relative "
+        "path is from where the command runs"
+    )
+    array: str = Field("", description="path of the array inside the store; '' if the root")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options, e.g. endpoint_url, key, secret for s3:// (credentials "
+        "are masked in summaries)",
+    )
+    generate: GenerateConfig | None = Field(
+        None, description="how to create this input (`pipeline generate`)"
+    )
+
+
+class OutputConfig(Model):
+    """Where and how the result is written (always Zarr v3)."""
+
+    store: str = Field(description="path or fsspec URL of the output store")
+    array: str = Field("", description="path of the array inside the store; '' if the root")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options, as input.storage_options"
+    )
+    codec: CodecConfig = Field(
+        default_factory=lambda: CodecConfig(), description="compressor of the output"
+    )
+    chunks: Shape | Literal["auto"] = Field(
+        "auto",
+        description="chunk shape (one zstd frame each); auto: the input's chunks when they are "
+        "small (<= 1 MiB), else about 128 KiB slabs",
+    )
+    shards: Shape | Literal["auto", "none"] = Field(
+        "auto",
+        description="shard shape (one file each, Zarr v3 sharding); auto: one shard per Dask "
+        "chunk; none: one file per chunk",
+    )
+    overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+
+
+class ChunkingConfig(Model):
+    """How the array is cut into Dask tasks."""
+
+    block: Shape | Literal["auto"] = Field(
+        "auto",
+        description="Dask chunk shape, a whole multiple of the written shards (or chunks) on "
+        "every axis; auto: the largest that fits target_bytes and the memory budget",
+    )
+    target_bytes: Bytes = Field(256 * 2**20, description="auto block size target (input bytes)")
+
+
+class ClusterConfig(Model):
+    """Which cluster runs the tasks."""
+
+    scheduler: str = Field(
+        "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
+    )
+    gpus: tuple[int, ...] | None = Field(
+        None, description="GPU ids for local GPU workers; omitted, every visible GPU"
+    )
+    workers: PositiveInt | None = Field(
+        None, description="local CPU workers; omitted, cores / threads_per_worker"
+    )
+    threads_per_worker: PositiveInt | None = Field(
+        None,
+        description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
+    )
+    workers_per_gpu: PositiveInt = Field(
+        3,
+        description="local GPU clusters: worker processes per GPU, each with threads_per_worker "
+        "threads (several processes wait less on each other for Python's GIL: on the H100 host "
+        "3 x 4 threads ran 4.71 GB/s, 1 x 8 threads 4.26, in one run)",
+    )
+    device_memory_limit: AutoBytes | float = Field(
+        "auto",
+        description="device memory budget per GPU, split between a local cluster's "
+        "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
+        "free memory, or auto (0.8)",
+    )
+    host_memory_limit: AutoBytes | float = Field(
+        "auto",
+        description="host memory budget per worker: bytes, a fraction, or auto. A local "
+        "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
+        "it, and more than RAM / workers is refused; a joined cluster's workers have their "
+        "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
+        "worker's, auto all of it, and more is refused",
+    )
+    protocol: Literal["tcp", "ucx", "inproc"] = Field(
+        "tcp",
+        description="how a local cluster's workers talk: tcp; ucx (NVLink, InfiniBand; needs "
+        "UCX); inproc: threads in this process (what memory:// stores need)",
+    )
+    timeout: float = Field(
+        10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
+    )
+    dashboard: str = Field(":0", description="dashboard address of a local cluster; '' for none")
+
+    @field_validator("device_memory_limit", "host_memory_limit")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("a fraction must be in (0, 1]; write a size such as '40GiB' instead")
+        return v
+
+
+def _stage_models() -> Any:
+    """One model per registered stage, ``op`` naming it; a discriminated union of them."""
+    models = []
+    for name, d in REGISTRY.items():
+        m = create_model(
+            f"Stage_{name}",
+            __base__=d.params,
+            op=(Literal[name], Field(description=d.doc)),  # type: ignore[valid-type,arg-type]
+        )
+        m.__module__ = __name__
+        globals()[m.__name__] = m  # so configs pickle by reference, like any model
+        models.append(m)
+    return Annotated[Union[tuple(models)], Field(discriminator="op")]  # noqa: UP007
+
+
+StageConfig = _stage_models()
+
+
+class Config(Model):
+    """A whole run."""
+
+    input: InputConfig = Field(description="the input array")
+    output: OutputConfig = Field(description="the output array")
+    stages: tuple[StageConfig, ...] = Field(  # type: ignore[valid-type]
+        min_length=1, description="the elementwise stages, applied in order"
+    )
+    backend: Literal["auto", "gpu", "cpu"] = Field(
+        "auto", description="auto: GPU when one is visible, else CPU (and says so)"
+    )
+    integer_overflow: Literal["promote", "error"] = Field(
+        "promote",
+        description="integer chains that can overflow: promote widens, error refuses",
+    )
+    chunking: ChunkingConfig = Field(
+        default_factory=lambda: ChunkingConfig(), description="task size"
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=lambda: ClusterConfig(), description="the cluster"
+    )
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as plain JSON data with credentials in ``storage_options`` masked, for
+        summaries and logs."""
+        return _masked(self.model_dump(mode="json"))
+
+    def stage_specs(self) -> tuple[tuple[str, StageParams], ...]:
+        """(name, params) for each stage, for :func:`pipeline.ops.stages.plan_chain`."""
+        out = []
+        for s in self.stages:
+            op: str = s.op  # type: ignore[attr-defined]  # every stage model has the tag
+            params_cls = REGISTRY[op].params
+            fields = {k: getattr(s, k) for k in params_cls.model_fields}
+            out.append((op, params_cls(**fields)))
+        return tuple(out)
+
+
+#: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs
+#: account_key/sas_token/client_secret, ...): their values are never written out.
+_SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
+
+
+def _masked(data: Any, in_options: bool = False) -> Any:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            secret = in_options and any(p in str(k).lower() for p in _SECRET_PARTS)
+            if secret and isinstance(v, str) and v:
+                out[k] = "***"
+            else:
+                out[k] = _masked(v, in_options or k == "storage_options")
+        return out
+    if isinstance(data, list):
+        return [_masked(v, in_options) for v in data]
+    return data

@@ -1,0 +1,109 @@
+"""The CPU backend: NumPy chunks, zstd through numcodecs, the chain in cache-sized pieces."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from pipeline.devices.base import Encoding
+from pipeline.ops import stages
+from pipeline.store.shards import EMPTY
+
+
+class CpuBackend:
+    """NumPy chunks; zstd through numcodecs; the chain in cache-sized pieces."""
+
+    name = "cpu"
+    xp = np
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def meta(self, dtype: np.dtype, ndim: int) -> np.ndarray:
+        return np.empty((0,) * ndim, dtype=dtype)
+
+    def prepare(self) -> None:
+        pass
+
+    def on_stream(self) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def host_buffer(self, nbytes: int, slot: str) -> memoryview:
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        buf = bufs.get(slot)
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(max(nbytes, 1), np.uint8)
+            bufs[slot] = buf
+        return buf.data[:nbytes]
+
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+        return np.empty(shape, dtype)  # the block travels on to the stages: never reused
+
+    def encode_frames(
+        self, flat: np.ndarray, n_chunks: int, present: np.ndarray, enc: Encoding
+    ) -> tuple[list[Any], np.ndarray]:
+        raw = np.ascontiguousarray(flat).view(np.uint8).reshape(-1)
+        step = raw.nbytes // n_chunks
+        idx = np.flatnonzero(present)
+        parts, sizes = encode_on_host(raw, step, idx, enc)
+        full = np.full(n_chunks, EMPTY, dtype=np.uint64)
+        full[idx] = sizes
+        return parts, full
+
+    def apply_chain(self, chain: Sequence[stages.BoundStage], x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, dtype=chain[-1].out_dtype)
+        stages.apply_chain_blocked(chain, np.ascontiguousarray(x), out)
+        return out
+
+    def count_nonfinite(self, y: np.ndarray) -> tuple[int, int, int]:
+        if y.dtype.kind != "f" or y.size == 0:
+            return 0, 0, 0
+        flat = np.ascontiguousarray(y).reshape(-1)
+        step = max(1, stages.PIECE_BYTES // y.dtype.itemsize)  # no large temporaries
+        nan = pos = neg = 0
+        for i in range(0, flat.size, step):
+            piece = flat[i : i + step]
+            if np.isfinite(piece).all():
+                continue
+            nan += int(np.count_nonzero(np.isnan(piece)))
+            pos += int(np.count_nonzero(np.isposinf(piece)))
+            neg += int(np.count_nonzero(np.isneginf(piece)))
+        return nan, pos, neg
+
+    def from_host(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def to_host(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def synchronize(self) -> None:
+        pass
+
+
+def encode_on_host(
+    raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding
+) -> tuple[list[Any], np.ndarray]:
+    """Encode frames ``idx`` of a flat byte buffer on the CPU (frame ``i`` at ``i * step``);
+    (frames in order, their sizes)."""
+    z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
+    parts: list[Any] = []
+    sizes = np.empty(len(idx), dtype=np.uint64)
+    for j, i in enumerate(idx):
+        piece = raw[i * step : (i + 1) * step]
+        data = z.encode(piece) if z is not None else piece
+        parts.append(data)
+        sizes[j] = len(data)
+    return parts, sizes
+
+
+@functools.lru_cache(maxsize=64)
+def _zstd(level: int, checksum: bool) -> Any:
+    import numcodecs
+
+    return numcodecs.Zstd(level=level, checksum=checksum)

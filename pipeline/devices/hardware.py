@@ -1,0 +1,324 @@
+"""What the machine (or the cluster's workers) has: GPUs, their memory, host memory, cores
+(:class:`Facts`), and whether the GPU backend can run here (:func:`gpu_status`).
+
+GPUs are read from NVML (``nvidia-ml-py``), as nvidia-smi reads them: no CUDA context is made
+on any GPU to learn about it, and CuPy is not imported. NVML lists every GPU of the host; CUDA
+shows a process the ones ``CUDA_VISIBLE_DEVICES`` names, in that order, numbered from 0
+(:func:`cuda_visible` maps one onto the other), so :attr:`GpuInfo.index` is the number CUDA
+gives a GPU here. Where NVML cannot be loaded (no driver, as on CI) there is no GPU. A process
+that already uses CUDA through CuPy (a GPU worker) reads its own device's free memory from CUDA,
+counting its CuPy pool's cached blocks as free.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from pipeline.errors import PipelineError
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_status() -> tuple[bool, str]:
+    """(usable, reason): whether the GPU backend can run here, and why not when it cannot:
+    CuPy and nvCOMP installed (found, not imported) and a GPU that CUDA would show this
+    process (from NVML)."""
+    if os.environ.get("PIPELINE_DISABLE_GPU"):
+        return False, "PIPELINE_DISABLE_GPU is set"
+    if not _installed("cupy"):
+        return False, "CuPy is not installed; pip install '.[cu12]' or '.[cu13]'"
+    listed = _nvml_gpus()
+    if isinstance(listed, str):
+        return False, listed
+    gpus, _ = listed
+    if not gpus:
+        return False, "no CUDA device is visible"
+    if not _installed("nvidia.nvcomp"):
+        return False, "nvCOMP is not installed (pip install nvidia-nvcomp-cu12 or -cu13)"
+    return True, f"{len(gpus)} CUDA device(s) visible"
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is absent (``nvidia``)
+        return False
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU as this process sees it."""
+
+    index: int
+    """the number CUDA gives it in this process (after ``CUDA_VISIBLE_DEVICES``)"""
+    name: str
+    total_bytes: int
+    free_bytes: int
+    bus_id: str = ""
+    """its PCI bus id, as :func:`pci_bus_id` writes it ('' where unknown)"""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The resources a plan is sized against."""
+
+    gpu_usable: bool
+    gpu_reason: str
+    gpus: tuple[GpuInfo, ...] = ()
+    host_total_bytes: int = 0
+    host_available_bytes: int = 0
+    cpu_count: int = 1
+    hostname: str = field(default_factory=platform.node)
+    driver: str = ""
+    worker_memory_limit: int | None = None
+    """bytes of host memory one worker may use on a cluster joined by address: the weakest
+    worker's own memory limit (what its nanny enforces), or for a worker without one its
+    host's RAM shared by the workers there; None for this machine's own (local) cluster,
+    whose workers share ``host_total_bytes``"""
+
+    @classmethod
+    def local(cls, want_gpu: bool = True) -> Facts:
+        """Facts of this process's machine (GPUs listed only when ``want_gpu``)."""
+        vm = psutil.virtual_memory()
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        usable, reason = gpu_status() if want_gpu else (False, "not asked for")
+        gpus: tuple[GpuInfo, ...] = ()
+        driver = ""
+        listed = _nvml_gpus() if usable else "not asked for"
+        if not isinstance(listed, str):
+            gpus, driver = _with_own_device(listed[0]), listed[1]
+        return cls(
+            gpu_usable=usable,
+            gpu_reason=reason,
+            gpus=gpus,
+            host_total_bytes=vm.total,
+            host_available_bytes=vm.available,
+            cpu_count=cpus or 1,
+            driver=driver,
+        )
+
+    def plus_held(self, held: dict[str, int]) -> Facts:
+        """These facts with device memory that the pipeline's own workers hold (``held``:
+        bytes per GPU PCI bus id, see :func:`held_device_bytes`) counted as free: a warm
+        cluster's next tasks reuse it."""
+        if not held or not self.gpus:
+            return self
+        import dataclasses
+
+        gpus = []
+        for g in self.gpus:
+            extra = held.get(g.bus_id, 0) if g.bus_id else 0
+            gpus.append(dataclasses.replace(g, free_bytes=min(g.total_bytes, g.free_bytes + extra)))
+        return dataclasses.replace(self, gpus=tuple(gpus))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "cpus": self.cpu_count,
+            "host_memory_bytes": self.host_total_bytes,
+            "gpus": [g.__dict__ for g in self.gpus],
+            "gpu_usable": self.gpu_usable,
+            "gpu_reason": self.gpu_reason,
+            "driver": self.driver,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Reading GPUs from NVML, as CUDA numbers them.
+
+
+def cuda_visible(uuids: Sequence[str], setting: str | None) -> list[int]:
+    """Which of the host's GPUs CUDA shows a process, in CUDA's order: positions in ``uuids``
+    (NVML's GPUs, in NVML's order) for ``CUDA_VISIBLE_DEVICES`` = ``setting``.
+
+    As CUDA reads the variable: unset (None), every GPU in NVML's order; otherwise a
+    comma-separated list of indices (into NVML's order) or GPU UUIDs (``GPU-8932f937-...``, or
+    any prefix of one that no other GPU shares, in either case), the GPUs in the order listed.
+    The list ends at the first entry that names no GPU (``-1``, an index past the last GPU, an
+    ambiguous or unknown UUID, a MIG instance) or one already listed; an empty variable shows
+    none. NVML's order is PCI bus order, which is CUDA's with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    and on a host of identical GPUs (CUDA's default puts the fastest first)."""
+    if setting is None:
+        return list(range(len(uuids)))
+    out: list[int] = []
+    for entry in setting.split(","):
+        i = _named(entry.strip(), uuids)
+        if i is None or i in out:
+            break
+        out.append(i)
+    return out
+
+
+def _named(entry: str, uuids: Sequence[str]) -> int | None:
+    """The position in ``uuids`` of the GPU one entry of CUDA_VISIBLE_DEVICES names."""
+    if entry.isdigit():
+        return int(entry) if int(entry) < len(uuids) else None
+    if not entry.upper().startswith("GPU-"):
+        return None
+    hits = [i for i, u in enumerate(uuids) if u.lower().startswith(entry.lower())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def pci_bus_id(text: str) -> str:
+    """A PCI bus id in one spelling ('0000:3b:00.0') however NVML ('00000000:3B:00.0') or CUDA
+    ('0000:3B:00.0') writes it; the text lowered when it is no bus id."""
+    try:
+        domain, bus, rest = text.strip().split(":")
+        device, function = rest.split(".")
+        return (
+            f"{int(domain, 16):04x}:{int(bus, 16):02x}:{int(device, 16):02x}.{int(function, 16):x}"
+        )
+    except ValueError:
+        return text.strip().lower()
+
+
+def _nvml_gpus() -> tuple[tuple[GpuInfo, ...], str] | str:
+    """(the GPUs CUDA would show this process, the driver) from NVML; or why NVML cannot
+    tell (no NVML library, no driver)."""
+    try:
+        import pynvml
+    except ImportError:
+        return "NVML is not available (no nvidia-ml-py): no NVIDIA GPU can be seen"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        return f"NVML does not start ({e}): no NVIDIA driver"
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        uuids = [_text(pynvml.nvmlDeviceGetUUID(h)) for h in handles]
+        visible = cuda_visible(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        gpus = tuple(_nvml_gpu(pynvml, n, handles[i]) for n, i in enumerate(visible))
+        v = pynvml.nvmlSystemGetCudaDriverVersion()
+    except pynvml.NVMLError as e:
+        return f"NVML cannot list the GPUs ({e})"
+    finally:
+        pynvml.nvmlShutdown()
+    return gpus, f"CUDA driver {v // 1000}.{(v % 1000) // 10}"
+
+
+def _nvml_gpu(pynvml: Any, index: int, handle: Any) -> GpuInfo:
+    """One GPU's facts from NVML; ``index``: CUDA's number for it."""
+    mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return GpuInfo(
+        index=index,
+        name=_text(pynvml.nvmlDeviceGetName(handle)),
+        total_bytes=int(mem.total),
+        free_bytes=int(mem.free),
+        bus_id=pci_bus_id(_text(pynvml.nvmlDeviceGetPciInfo(handle).busId)),
+    )
+
+
+def _text(value: Any) -> str:
+    """NVML's strings (bytes in older nvidia-ml-py releases) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _with_own_device(gpus: tuple[GpuInfo, ...]) -> tuple[GpuInfo, ...]:
+    """In a process that already uses CUDA through CuPy (a GPU worker): its current device's
+    free memory as CUDA reports it, plus what its CuPy pool holds unused, which is free to it
+    too (on a warm worker, the last run's blocks; otherwise a second run would see less
+    room). Other processes, and other devices, keep NVML's figures."""
+    if "cupy" not in sys.modules:
+        return gpus
+    import cupy
+
+    try:
+        device = cupy.cuda.runtime.getDevice()
+        free, _ = cupy.cuda.runtime.memGetInfo()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return gpus
+    free += cupy.get_default_memory_pool().free_bytes()
+    return tuple(
+        GpuInfo(g.index, g.name, g.total_bytes, int(free), g.bus_id) if g.index == device else g
+        for g in gpus
+    )
+
+
+def held_device_bytes() -> tuple[str, int] | None:
+    """Run on a worker: its GPU's PCI bus id and the bytes its CuPy pool holds once cached
+    blocks are given back (buffers its threads keep between tasks); None without CuPy."""
+    if "cupy" not in sys.modules:
+        return None
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    return pci_bus_id(str(cupy.cuda.Device().pci_bus_id)), int(pool.total_bytes())
+
+
+def worker_facts(dask_worker: Any = None) -> dict[str, Any]:
+    """Run on a worker (``client.run`` passes ``dask_worker``): its facts as a plain dict
+    (for a cluster joined by address), with its own memory limit in bytes (None: no limit)."""
+    f = Facts.local()
+    d = f.as_dict()
+    d["host_available_bytes"] = f.host_available_bytes
+    manager = getattr(dask_worker, "memory_manager", None)
+    d["memory_limit"] = getattr(manager, "memory_limit", None) or None
+    return d
+
+
+def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
+    """The facts a plan should assume on an existing cluster: the weakest worker's.
+
+    ``infos``: :func:`worker_facts` of every worker. The host memory a worker may use is its
+    own memory limit; a worker without one shares its host's RAM with the other workers of
+    that host (by host name), never with the workers of other hosts.
+    """
+    if not infos:
+        return Facts(gpu_usable=False, gpu_reason="the cluster has no workers")
+    usable = all(i["gpu_usable"] for i in infos)
+    reasons = {i["gpu_reason"] for i in infos}
+    gpus = []
+    if usable:
+        g = min((g for i in infos for g in i["gpus"]), key=lambda g: g["free_bytes"])
+        gpus = [GpuInfo(**g)]
+    return Facts(
+        gpu_usable=usable,
+        gpu_reason="; ".join(sorted(reasons)),
+        gpus=tuple(gpus),
+        host_total_bytes=min(i["host_memory_bytes"] for i in infos),
+        host_available_bytes=min(i["host_available_bytes"] for i in infos),
+        cpu_count=min(i["cpus"] for i in infos),
+        hostname=",".join(sorted({i["hostname"] for i in infos})),
+        driver=next(iter({i["driver"] for i in infos})),
+        worker_memory_limit=min(_worker_memory(i, infos) for i in infos),
+    )
+
+
+def _worker_memory(info: dict[str, Any], infos: list[dict[str, Any]]) -> int:
+    """Bytes of host memory the worker of ``info`` may use (see :func:`facts_from_workers`)."""
+    if info.get("memory_limit"):
+        return int(info["memory_limit"])
+    same_host = sum(1 for i in infos if i["hostname"] == info["hostname"])
+    return int(info["host_memory_bytes"]) // same_host
+
+
+def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[int, ...]:
+    """GPU ids a local cluster uses: the config's list, else every visible GPU.
+
+    Ids are those of ``CUDA_VISIBLE_DEVICES`` when it is set (0..n-1 as CUDA numbers them).
+    """
+    ids = tuple(range(len(facts.gpus)))
+    if configured is None:
+        return ids
+    if len(set(configured)) != len(configured):
+        raise PipelineError(
+            f"cluster.gpus {list(configured)} lists a GPU twice; for several workers on one GPU "
+            "start them with `dask cuda worker` and join with --scheduler"
+        )
+    bad = [g for g in configured if g not in ids]
+    if bad:
+        raise PipelineError(
+            f"cluster.gpus names GPU(s) {bad}, but only {list(ids)} are visible; "
+            "fix cluster.gpus or CUDA_VISIBLE_DEVICES"
+        )
+    return tuple(configured)

@@ -1,0 +1,184 @@
+"""The fused chain's CUDA source: one elementwise kernel per stage chain, as text.
+
+Each stage function of :mod:`pipeline.ops.stages` is evaluated on :class:`Expr`, a symbol whose
+operators write C source, so the kernel follows from the same function NumPy runs. Every
+operation is cast back to the stage's planned dtype, as NumPy rounds (or wraps) each one, and
+float32/float64 arithmetic goes through :data:`CUDA_PREAMBLE`'s PTX helpers so results match
+NumPy to the bit. Source text only: compiling it (CuPy) is :mod:`pipeline.devices.gpu`'s work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.ops.stages import BoundStage
+
+#: The C type of each dtype a chain computes in (CuPy's names for float16).
+CTYPES = {
+    "int8": "signed char",
+    "int16": "short",
+    "int32": "int",
+    "int64": "long long",
+    "uint8": "unsigned char",
+    "uint16": "unsigned short",
+    "uint32": "unsigned int",
+    "uint64": "unsigned long long",
+    "float16": "float16",
+    "float32": "float",
+    "float64": "double",
+}
+
+
+#: Device functions the generated source calls, so that float32 and float64 results match
+#: NumPy's to the bit:
+#:
+#: - CuPy compiles every kernel with ``-ftz=true`` (a later ``-ftz=false`` does not win), which
+#:   flushes float32 subnormals to zero, inputs and results, where NumPy keeps them. Arithmetic
+#:   and float32<->float64 conversions are therefore PTX instructions without ``.ftz``: IEEE
+#:   round-to-nearest with subnormals, never contracted into an FMA.
+#: - A GPU operation with a NaN operand returns the canonical NaN; NumPy (the CPU) returns the
+#:   first NaN operand, quieted, so payloads survive. An invalid operation (inf * 0, inf - inf)
+#:   gives the x86 default NaN (sign set), as NumPy on x86-64 does.
+#: float16 chains go through CuPy's float16 type: subnormals are kept (float16 values are normal
+#: in float32), but NaN payloads are not.
+CUDA_PREAMBLE = r"""
+__device__ __forceinline__ float pl_nan_f32(float a, float b) {
+    if (a != a) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
+    if (b != b) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
+    return __uint_as_float(0xffc00000u);
+}
+__device__ __forceinline__ double pl_nan_f64(double a, double b) {
+    if (a != a) return __longlong_as_double(__double_as_longlong(a) | 0x0008000000000000ll);
+    if (b != b) return __longlong_as_double(__double_as_longlong(b) | 0x0008000000000000ll);
+    return __longlong_as_double((long long)0xfff8000000000000ull);
+}
+__device__ __forceinline__ float pl_mul_f32(float a, float b) {
+    float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r == r ? r : pl_nan_f32(a, b);
+}
+__device__ __forceinline__ float pl_add_f32(float a, float b) {
+    float r; asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r == r ? r : pl_nan_f32(a, b);
+}
+__device__ __forceinline__ double pl_mul_f64(double a, double b) {
+    double r; asm("mul.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+    return r == r ? r : pl_nan_f64(a, b);
+}
+__device__ __forceinline__ double pl_add_f64(double a, double b) {
+    double r; asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+    return r == r ? r : pl_nan_f64(a, b);
+}
+__device__ __forceinline__ double pl_f32_to_f64(float a) {
+    double r; asm("cvt.f64.f32 %0, %1;" : "=d"(r) : "f"(a));
+    return r;
+}
+__device__ __forceinline__ float pl_f64_to_f32(double a) {
+    float r; asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(a));
+    return r;
+}
+"""
+
+_FLOAT_OPS = {
+    ("float", "*"): "pl_mul_f32",
+    ("float", "+"): "pl_add_f32",
+    ("double", "*"): "pl_mul_f64",
+    ("double", "+"): "pl_add_f64",
+}
+
+
+def _convert(code: str, src: str, dst: str) -> str:
+    """C source converting ``code`` (C type ``src``) to C type ``dst``, subnormals kept."""
+    if src == dst:
+        return code
+    if (src, dst) == ("float", "double"):
+        return f"pl_f32_to_f64({code})"
+    if (src, dst) == ("double", "float"):
+        return f"pl_f64_to_f32({code})"
+    return f"({dst}){code}"
+
+
+@dataclass
+class _Builder:
+    """Collects the scalar arguments one stage of a generated kernel needs."""
+
+    dtype: np.dtype
+    prefix: str
+    scalars: list[tuple[str, np.generic]] = field(default_factory=list)
+
+    def scalar(self, value: float | int) -> Expr:
+        name = f"{self.prefix}{len(self.scalars)}"
+        self.scalars.append((name, np.asarray(value, dtype=self.dtype)[()]))  # type: ignore[arg-type]
+        return Expr(name, self)
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A CUDA expression of the builder's dtype; its operators build source text."""
+
+    code: str
+    builder: _Builder
+
+    def _bin(self, other: Expr | float | int, op: str) -> Expr:
+        # every operation is cast back to the stage's type, as NumPy rounds (or wraps) each one
+        o = other if isinstance(other, Expr) else self.builder.scalar(other)
+        ct = CTYPES[self.builder.dtype.name]
+        fn = _FLOAT_OPS.get((ct, op))
+        if fn is not None:  # see CUDA_PREAMBLE: subnormals and NaN payloads as NumPy has them
+            return Expr(f"{fn}({self.code}, {o.code})", self.builder)
+        return Expr(f"(({ct})({self.code} {op} {o.code}))", self.builder)
+
+    def __mul__(self, other: Expr | float | int) -> Expr:
+        return self._bin(other, "*")
+
+    def __add__(self, other: Expr | float | int) -> Expr:
+        return self._bin(other, "+")
+
+    def __rmul__(self, other: float | int) -> Expr:
+        return self.builder.scalar(other)._bin(self, "*")
+
+    def __radd__(self, other: float | int) -> Expr:
+        return self.builder.scalar(other)._bin(self, "+")
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Everything ``cupy.ElementwiseKernel`` needs for one fused chain."""
+
+    in_params: str
+    out_params: str
+    body: str
+    name: str
+    scalars: tuple[np.generic, ...]
+
+
+def cuda_source(chain: Sequence[BoundStage]) -> KernelSource:
+    """Generate one elementwise kernel that runs the whole chain: one read, one write.
+
+    Each stage's result is cast to its planned dtype, as :func:`apply_chain` does, and scalars
+    travel as kernel arguments already converted by NumPy, so both backends see the same bits.
+    """
+    if not chain:
+        raise ValueError("empty chain")
+    lines: list[str] = []
+    scalars: list[tuple[str, np.generic]] = []
+    var, var_ct = "x", CTYPES[chain[0].in_dtype.name]
+    for i, s in enumerate(chain):
+        ct = CTYPES[s.out_dtype.name]
+        b = _Builder(s.out_dtype, prefix=f"s{i}_")
+        arg = Expr(f"t{i}_in", b)
+        lines.append(f"{ct} t{i}_in = {_convert(var, var_ct, ct)};")
+        lines.append(f"{ct} t{i} = {s.definition.fn(arg, s.params).code};")
+        scalars.extend(b.scalars)
+        var, var_ct = f"t{i}", ct
+    lines.append(f"y = {var};")
+    params = [f"{chain[0].in_dtype.name} x"] + [f"{v.dtype.name} {n}" for n, v in scalars]
+    return KernelSource(
+        in_params=", ".join(params),
+        out_params=f"{chain[-1].out_dtype.name} y",
+        body="\n".join(lines),
+        name="pipeline_" + "_".join(s.name for s in chain)[:50],
+        scalars=tuple(v for _, v in scalars),
+    )

@@ -1,0 +1,68 @@
+"""``describe(plan)``: the plan as (label, text) rows, for ``pipeline plan``, ``run --dry-run``
+and the debug log."""
+
+from __future__ import annotations
+
+import math
+
+from pipeline.planning.memory import WORKER_BASELINE, bytes_text
+from pipeline.planning.plan import Plan
+
+
+def describe(plan: Plan) -> list[tuple[str, str]]:
+    """The plan as (label, text) rows, for `pipeline plan`, `run --dry-run` and ``-v``."""
+    c = plan.cluster
+    m = plan.memory
+    block_bytes = math.prod(plan.block) * plan.input.dtype.itemsize
+    where = "local cluster" if c.scheduler == "local" else f"the cluster at {c.scheduler}"
+    rows = [
+        ("input", f"{plan.input.location.join(plan.input.path)}: {plan.input.describe()}"),
+        ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
+        ("stages", "; ".join(s.describe() for s in plan.chain)),
+        ("backend", f"{plan.backend} ({plan.backend_reason})"),
+        (
+            "workers",
+            f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
+            + (f" on GPUs {list(c.gpus)}" if c.gpus else ""),
+        ),
+        (
+            "chunking",
+            f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "
+            f"({bytes_text(block_bytes)} of input each)",
+        ),
+        ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
+    ]
+    threads = c.threads_per_worker
+    if plan.backend == "gpu":
+        per = c.workers_per_gpu
+        source = (
+            f"worker: cluster.device_memory_limit, {bytes_text((m.device_budget or 0) * per)} per "
+            f"GPU, split between the GPU's {per} workers (cluster.workers_per_gpu)"
+            if per > 1
+            else "GPU (cluster.device_memory_limit)"
+            if c.scheduler == "local"
+            else "worker (cluster.device_memory_limit, of each worker's GPU)"
+        )
+        rows.append(
+            (
+                "device memory",
+                f"{bytes_text(m.device_per_task)} per task; {threads} in flight (+10%) need "
+                f"{bytes_text(m.device_per_worker)} of the {bytes_text(m.device_budget)} "
+                "budget per " + source + _fits(m.device_per_worker, m.device_budget),
+            )
+        )
+    rows.append(
+        (
+            "host memory",
+            f"{bytes_text(m.host_per_task)} per task; {threads} in flight + "
+            f"{bytes_text(WORKER_BASELINE)} for the worker need "
+            f"{bytes_text(m.host_per_worker)} of the {bytes_text(m.host_budget)} budget per "
+            "worker" + _fits(m.host_per_worker, m.host_budget),
+        )
+    )
+    rows += [("note", n) for n in plan.notes]
+    return rows
+
+
+def _fits(need: int, budget: int | None) -> str:
+    return "" if budget is None else (" (fits)" if need <= budget else " (does not fit)")

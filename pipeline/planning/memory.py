@@ -1,0 +1,267 @@
+"""The memory model: what one task holds, on the device and the host, against the budgets a
+worker may use; and the one-line refusal of a plan that does not fit.
+
+Every number is an upper bound from a block's bytes (:func:`project_memory`), so a plan that
+fits here fits when it runs; budgets come from the config and the machine's :class:`Facts`
+(:func:`device_budget`, :func:`host_budget`), and one the machine cannot give is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.config.models import Config
+from pipeline.devices.hardware import Facts
+from pipeline.errors import PlanError
+from pipeline.store import grid
+from pipeline.store.arrays import ArrayInfo
+from pipeline.store.grid import Shape
+
+#: nvCOMP's batch-encode scratch per call: a fixed part and a part per frame. Measured on an
+#: H100 (nvCOMP 6.0, 128 KiB frames): 1.24 GB asked for one 64 MiB block (512 frames), and
+#: about 1.7 GB for 256 MiB blocks (2048 frames).
+NVCOMP_SCRATCH_FIXED = 1100 << 20
+NVCOMP_SCRATCH_PER_FRAME = 400 << 10
+#: Host bytes a worker process needs besides its tasks (interpreter, libraries, Dask).
+WORKER_BASELINE = 400 << 20
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Projected memory: an upper bound per task, and per worker with its threads in flight."""
+
+    device_per_task: int
+    host_per_task: int
+    device_per_worker: int
+    host_per_worker: int
+    device_budget: int | None
+    host_budget: int | None
+
+    def fits(self) -> bool:
+        dev_ok = self.device_budget is None or self.device_per_worker <= self.device_budget
+        host_ok = self.host_budget is None or self.host_per_worker <= self.host_budget
+        return dev_ok and host_ok
+
+
+@dataclass(frozen=True)
+class ReadCost:
+    """What reading one block holds in host memory besides the block itself."""
+
+    stored: int
+    """bytes of stored (compressed) units held at once: one unit when the CPU decodes (units
+    are read and decoded one after another), the whole block's when the GPU does (one copy to
+    the device); a compressed unit can be a little larger than its data"""
+    scratch: int
+    """decoding temporaries: a chunk-sized array for an edge chunk or a chain that cannot
+    decode into place (filters, transposition, codecs with no size header: about three chunks'
+    bytes), or Zarr's own buffers when Zarr reads the block (up to ten chunks decoded at once,
+    and the region it assembles)"""
+
+
+def read_cost(info: ArrayInfo, block: Shape, direct: bool, decode_on: str) -> ReadCost:
+    """The host memory a task's read of ``block`` holds (see :class:`ReadCost`)."""
+    unit = grid.nbytes(info.unit, info.dtype)
+    chunk = info.chunk_nbytes
+    bin_ = grid.nbytes(block, info.dtype)
+    if not direct:
+        chunks = math.prod(grid.grid_shape(block, info.chunk))
+        return ReadCost(stored=0, scratch=min(chunks, 10) * 2 * chunk + bin_)
+    if decode_on == "gpu":
+        return ReadCost(stored=int(1.05 * bin_) + (1 << 16), scratch=0)
+    fast = info.format is not None and _decodes_in_place(info.format.chunk)
+    return ReadCost(stored=int(1.05 * unit) + (1 << 16), scratch=chunk * (1 if fast else 3))
+
+
+def _decodes_in_place(fmt: Any) -> bool:
+    """Whether the CPU decodes this chain's chunks straight into the block (one compressor that
+    declares its decoded size, or none; no filters, no transposition)."""
+    ids = [json.loads(c)["id"] for c in fmt.codecs if json.loads(c)["id"] != "crc32c"]
+    return not fmt.filters and fmt.transpose is None and ids in ([], ["zstd"], ["blosc"])
+
+
+def project_memory(
+    backend: str,
+    block: Shape,
+    in_dtype: np.dtype,
+    out_dtype: np.dtype,
+    decode_on: str,
+    encode_on: str,
+    slab_in: bool,
+    slab_out: bool,
+    threads: int,
+    device_budget: int | None,
+    host_budget: int | None,
+    frames_out: int = 1,
+    read: ReadCost | None = None,
+) -> Memory:
+    """Upper bounds of the memory one task needs, from the block's bytes.
+
+    ``read`` is what reading the block holds besides the block (:func:`read_cost`; by default
+    a block's worth of stored bytes). GPU task, device: the compressed input (~1x), the decoded
+    block (1x, +1x when its chunks need reordering), the chain's output (1x), encode slots
+    (~1x), nvCOMP's encode scratch, and one reordering copy of the output when its chunks are
+    not C-order slabs. Host: the read's stored bytes and scratch, the page-locked decoded block
+    when the CPU decodes, and page-locked staging for the encoded output. CPU task, host: the
+    read, the decoded block, the chain's output, a reordering copy of it when the output's
+    chunks are not slabs, and the encoded frames.
+    """
+    bin_ = math.prod(block) * np.dtype(in_dtype).itemsize
+    bout = math.prod(block) * np.dtype(out_dtype).itemsize
+    read = read or ReadCost(stored=int(1.05 * bin_), scratch=0)
+    reorder_out = 0 if slab_out else bout
+    if backend == "gpu":
+        dev = bin_ * (2 + (0 if slab_in else 1)) + bout * (2 + (0 if slab_out else 1))
+        if encode_on == "gpu":  # slots, the compacted frames, and nvCOMP's scratch
+            dev += int(bout * 2.05) + NVCOMP_SCRATCH_FIXED + NVCOMP_SCRATCH_PER_FRAME * frames_out
+        host = read.stored + read.scratch + int(1.05 * bout)
+        if decode_on == "cpu":
+            host += bin_  # the page-locked block the CPU decodes into
+        if encode_on == "cpu":
+            host += 2 * bout + reorder_out  # the block back on the host, its frames
+    else:
+        dev = 0
+        host = read.stored + read.scratch + bin_ + bout + reorder_out + int(1.05 * bout)
+    return Memory(
+        device_per_task=dev,
+        host_per_task=host,
+        device_per_worker=int(dev * threads * 1.1),
+        host_per_worker=host * threads + WORKER_BASELINE,
+        device_budget=device_budget,
+        host_budget=host_budget,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets.
+
+
+def _resolve_budget(value: Any, total: int, default_fraction: float) -> int:
+    if value == "auto":
+        return int(total * default_fraction)
+    if isinstance(value, float):
+        return int(total * value)
+    return int(value)
+
+
+def device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
+    """Device bytes one worker may use: ``cluster.device_memory_limit`` (per GPU; auto and
+    fractions are of the free memory of the GPU with the least) split between the ``per_gpu``
+    workers that share a GPU. Raises PlanError for a limit over the GPU's memory."""
+    value = config.cluster.device_memory_limit
+    gpu = min(facts.gpus, key=lambda g: g.total_bytes)
+    if isinstance(value, int) and value > gpu.total_bytes:
+        raise PlanError(
+            f"cluster.device_memory_limit {bytes_text(value)} is more than GPU {gpu.index} "
+            f"({gpu.name}) has, {bytes_text(gpu.total_bytes)}: lower it, or give a fraction "
+            "of the GPU such as 0.8",
+            budget=value,
+            gpu_memory=gpu.total_bytes,
+        )
+    return _resolve_budget(value, min(g.free_bytes for g in facts.gpus), 0.8) // per_gpu
+
+
+def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
+    """Host bytes one worker may use (``cluster.host_memory_limit``).
+
+    A local cluster's ``workers`` share this host's RAM: auto is 0.8 of a worker's share, a
+    fraction is of that share, and a size that all of them together could not have is refused.
+    A joined cluster's workers each have their own limit (``facts.worker_memory_limit``, the
+    weakest worker's): auto is that limit, a fraction is of it, and a larger size is refused.
+    Raises PlanError naming the numbers and the fix.
+    """
+    value = config.cluster.host_memory_limit
+    explicit = value if isinstance(value, int) else None
+    limit = facts.worker_memory_limit
+    if not local and limit is not None:
+        if explicit is not None and explicit > limit:
+            raise PlanError(
+                f"cluster.host_memory_limit {bytes_text(explicit)} per worker is more than the "
+                f"{bytes_text(limit)} that the cluster's weakest worker may use (its memory "
+                f"limit): lower it, or start the workers with `--memory-limit "
+                f"{bytes_text(explicit)}`",
+                budget=explicit,
+                worker_memory_limit=limit,
+            )
+        return _resolve_budget(value, limit, 1.0)
+    ram = facts.host_total_bytes
+    share = ram // max(workers, 1)
+    if explicit is not None and explicit * workers > ram:
+        raise PlanError(
+            f"cluster.host_memory_limit {bytes_text(explicit)} per worker x {workers} worker(s) "
+            f"= {bytes_text(explicit * workers)} is more than this host's {bytes_text(ram)} of "
+            f"RAM: lower it to at most {bytes_text(share)} (or auto), or run fewer workers",
+            budget=explicit,
+            workers=workers,
+            host_memory=ram,
+        )
+    return _resolve_budget(value, share, 0.8)
+
+
+def bytes_text(n: int | None) -> str:
+    """A byte count as people read it ('1.24 GiB'); 'unlimited' for no budget."""
+    from dask.utils import format_bytes
+
+    return "unlimited" if n is None else format_bytes(n)
+
+
+# --------------------------------------------------------------------------------------------
+# The refusal.
+
+
+def does_not_fit(
+    mem: Memory, block: Shape, base: Shape, smaller: Shape | None, threads: int, per_gpu: int
+) -> str:
+    """The refusal of a plan whose memory does not fit, in one line: the sum against the
+    budget (and where the budget comes from), then what would fit."""
+    if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
+        kind, need, budget = "device", mem.device_per_worker, mem.device_budget
+        per_task, task, fixed = mem.device_per_task, mem.device_per_task * 1.1, 0
+        source = (
+            f" per worker (cluster.device_memory_limit, {bytes_text(budget * per_gpu)} per GPU, "
+            f"split between its cluster.workers_per_gpu: {per_gpu} workers)"
+            if per_gpu > 1
+            else ""
+        )
+    else:
+        kind, need, budget = "host", mem.host_per_worker, mem.host_budget or 0
+        per_task, task, fixed, source = mem.host_per_task, mem.host_per_task, WORKER_BASELINE, ""
+    fixed_text = f"{bytes_text(fixed)} for the worker process + " if fixed else ""
+    overhead = "(+10%) " if kind == "device" else ""
+    sums = (
+        f"{fixed_text}{threads} task(s) in flight x {bytes_text(per_task)} per block of "
+        f"{list(block)} {overhead}= {bytes_text(need)} > {bytes_text(budget)}{source}"
+    )
+    if budget <= fixed:
+        return (
+            f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
+            f"hold a worker process: raise cluster.{kind}_memory_limit above {bytes_text(need)}"
+        )
+    if smaller is not None:
+        hint = (
+            f"a block of {list(smaller)} would fit (set chunking.block, and output shards "
+            "that divide it)"
+        )
+    elif tuple(block) == tuple(base):
+        hint = (
+            f"blocks cannot be smaller than {list(base)} (the input's stored units and the "
+            "output's chunks and shards)"
+        )
+    else:
+        hint = "smaller blocks would not fit either"
+    fit_threads = int((budget - fixed) // max(task, 1))
+    levers = (
+        f"cluster.threads_per_worker: {fit_threads} would fit"
+        if 1 <= fit_threads < threads
+        else "lower cluster.threads_per_worker"
+    )
+    if per_gpu > 1 and kind == "device":
+        levers += ", lower cluster.workers_per_gpu"
+    return (
+        f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}, "
+        f"or raise cluster.{kind}_memory_limit"
+    )

@@ -1,0 +1,618 @@
+"""Plan, then run: everything about a run resolved and checked before a cluster starts.
+
+:func:`make_plan` turns a :class:`~pipeline.config.models.Config`, the machine's
+:class:`~pipeline.devices.hardware.Facts` and the input's metadata into a frozen :class:`Plan`,
+in named steps: the backend and why; the input; each stage's dtype; the workers and threads;
+the memory budgets; the block (Dask chunk) shape with the output's chunks and shards and where
+frames are decoded and encoded; the checks. A plan that cannot fit is refused here, with the
+numbers and a block size that would fit. The plan's :attr:`Plan.identity` is what a run
+records, so that a resume with another config or input is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config.models import Config, GenerateConfig
+from pipeline.devices.base import Encoding
+from pipeline.devices.hardware import Facts, visible_gpu_ids
+from pipeline.errors import PipelineError, PlanError
+from pipeline.ops import stages
+from pipeline.planning import blocks, memory
+from pipeline.planning.memory import Memory
+from pipeline.store import arrays, grid
+from pipeline.store.arrays import ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.ledger import Ledger
+from pipeline.store.location import Location
+
+#: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
+GPU_FRAME_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to read the input's blocks."""
+
+    info: ArrayInfo
+    block: Shape
+    """Dask chunk shape"""
+    backend: str
+    """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
+    direct: bool
+    """True: the pipeline decodes the stored units itself; False: Zarr reads the region (the
+    slow path, for codec chains only Zarr knows)"""
+    decode_on: str = "cpu"
+    """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
+    (nvCOMP, for plain zstd frames small enough for it)"""
+
+
+@dataclass(frozen=True)
+class Sink:
+    """How to write the output's blocks."""
+
+    info: ArrayInfo
+    block: Shape
+    backend: str
+    """where blocks are encoded: 'cpu' or 'gpu'"""
+    encoding: Encoding
+    ledger: Ledger | None
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """The cluster the run uses."""
+
+    scheduler: str
+    """'local' or an address"""
+    backend: str
+    gpus: tuple[int, ...]
+    workers: int
+    """all of them: GPUs x workers_per_gpu on a local GPU cluster"""
+    threads_per_worker: int
+    workers_per_gpu: int
+    device_budget: int | None
+    host_budget: int | None
+    protocol: str
+    timeout: float
+    dashboard: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole run, resolved."""
+
+    config: Config
+    backend: str
+    backend_reason: str
+    source: Source
+    sink: Sink
+    chain: tuple[stages.BoundStage, ...]
+    block: Shape
+    n_blocks: int
+    cluster: ClusterPlan
+    memory: Memory
+    decode_on: str
+    encode_on: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    facts: Facts | None = None
+    """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
+
+    @property
+    def input(self) -> ArrayInfo:
+        return self.source.info
+
+    @property
+    def output(self) -> ArrayInfo:
+        return self.sink.info
+
+    @property
+    def block_grid(self) -> Shape:
+        return grid.grid_shape(self.input.shape, self.block)
+
+    @functools.cached_property
+    def identity(self) -> dict[str, Any]:
+        """What must not change between a run and its resume: input (where, and its metadata
+        and files), output (where, codec), stages, layout, and where frames are encoded (the
+        GPU and CPU encoders write different bytes). Paths are resolved, so the same store
+        spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
+        c = self.config
+        return {
+            "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
+            "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
+            "stages": [s.describe() for s in self.chain],
+            "block": list(self.block),
+            "chunk": list(self.output.chunk),
+            "unit": list(self.output.unit),
+            "encode_on": self.encode_on,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`identity`."""
+        doc = self.identity
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: What says an object was rewritten, in the listings of fsspec's object stores, best first.
+_STAMPS = ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+
+
+def _input_identity(info: ArrayInfo) -> Any:
+    """The input's metadata document, and the total size of its files with, for local stores,
+    the newest mtime, for object stores a digest of each object's ETag (or modification time),
+    so an input rewritten since a run (interrupted or complete) is noticed."""
+    doc = (
+        info.location.read(f"{info.path}/zarr.json" if info.path else "zarr.json")
+        or info.location.read(f"{info.path}/.zarray" if info.path else ".zarray")
+        or b""
+    )
+    ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
+    if info.location.is_local:
+        return ident + _local_files_identity(info.location.join(info.path))
+    # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
+    found = info.location.fs().find(info.location.join(info.path), detail=True)
+    digest = hashlib.sha256()
+    total = 0
+    for name in sorted(found):
+        if "/.pipeline/" in name:
+            continue
+        d = found[name]
+        total += int(d.get("size") or 0)
+        stamp = next((d[k] for k in _STAMPS if d.get(k) is not None), "")
+        digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
+    return ident + [total, digest.hexdigest()[:16]]
+
+
+def _local_files_identity(root: str) -> list[Any]:
+    """[total bytes, newest mtime] of the files under ``root`` (the run record left out)."""
+    import os
+
+    total, newest = 0, 0.0
+    for dirpath, _, files in os.walk(root):
+        if "/.pipeline" in dirpath:
+            continue
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            total += st.st_size
+            newest = max(newest, st.st_mtime)
+    return [total, newest]
+
+
+# --------------------------------------------------------------------------------------------
+# make_plan and its steps.
+
+
+@dataclass(frozen=True)
+class _Workers:
+    """Who runs the tasks: the workers, their threads, the GPUs of a local cluster."""
+
+    count: int
+    threads: int
+    per_gpu: int
+    """workers sharing one GPU (a local GPU cluster's ``workers_per_gpu``; else 1)"""
+    local: bool
+    gpus: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every candidate block is planned against."""
+
+    config: Config
+    backend: str
+    info: ArrayInfo
+    out_dtype: np.dtype
+    workers: _Workers
+    device_budget: int | None
+    host_budget: int
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """One block shape, and what follows from it."""
+
+    block: Shape
+    unit_out: Shape
+    chunk_out: Shape
+    decode_on: str
+    encode_on: str
+    memory: Memory
+
+
+def make_plan(
+    config: Config,
+    facts: Facts,
+    scheduler_workers: int | None = None,
+    scheduler_threads: int | None = None,
+) -> Plan:
+    """Resolve ``config`` against ``facts`` and the input's metadata; raise a PipelineError
+    (PlanError, InputError, ...) when the run cannot go as configured.
+
+    ``scheduler_workers``/``scheduler_threads`` describe an existing cluster joined by address.
+    """
+    notes: list[str] = []
+    backend, why = choose_backend(config, facts)
+    check_stores_reachable(config)
+    info = input_info(config, notes)
+    chain = stages.plan_chain(config.stage_specs(), info.dtype, config.integer_overflow)
+    _check_axes(config, info)
+    workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
+    ctx = _Context(
+        config=config,
+        backend=backend,
+        info=info,
+        out_dtype=chain[-1].out_dtype,
+        workers=workers,
+        device_budget=_device_budget(config, backend, facts, workers),
+        host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+    )
+    base = blocks.alignment(info, config.output)
+    choice = _choose_block(ctx, base)
+    _check_choice(ctx, choice, base)
+    notes += _codec_notes(ctx, choice)
+    return _assemble(ctx, facts, why, chain, choice, notes)
+
+
+def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
+    """('gpu' or 'cpu', why): the config's backend, or for ``auto`` the GPU when one is
+    usable. Raises PipelineError for ``backend: gpu`` where no GPU is usable."""
+    if config.backend == "gpu" and not facts.gpu_usable:
+        raise PipelineError(
+            f"backend: gpu, but {facts.gpu_reason}; run on a GPU host or set backend: cpu"
+        )
+    if config.backend == "cpu":
+        return "cpu", "backend: cpu in the config"
+    if facts.gpu_usable:
+        why = (
+            "backend: gpu in the config" if config.backend == "gpu" else f"auto: {facts.gpu_reason}"
+        )
+        return "gpu", why
+    return "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
+
+
+def input_info(config: Config, notes: list[str]) -> ArrayInfo:
+    """The input's layout, checked readable and finished (InputError otherwise); for an input
+    that ``run`` will generate first (``input.generate`` with ``when_missing``: it does not
+    exist yet, or its generation was interrupted), the layout it will be given."""
+    loc = Location.of(config.input.store, config.input.storage_options)
+    gen = config.input.generate
+    if gen is not None and gen.when_missing:
+        path = config.input.array.strip("/")
+        keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
+        if not any(loc.exists(k) for k in keys):
+            notes.append("the input does not exist yet: `run` generates it first")
+            return planned_input(config)
+        if arrays.generation_status(loc, path) == "incomplete":
+            notes.append(
+                "the input is unfinished (an interrupted generate): `run` generates it again"
+            )
+            return planned_input(config)
+    info = arrays.describe_array(loc, config.input.array)
+    arrays.check_finished(loc, config.input.array, config.input.generate is not None)
+    arrays.check_reader_sees_chunks(info)
+    return info
+
+
+def planned_input(config: Config) -> ArrayInfo:
+    """The layout ``generate`` gives the input, without creating anything: the same
+    metadata, made in memory. Raises PipelineError when the config has no input.generate."""
+    from zarr.storage import MemoryStore
+
+    g = generate_section(config)
+    chunk, unit = blocks.generated_layout(g)
+    loc = Location.of(config.input.store, config.input.storage_options)
+    arr = arrays.create_generated(MemoryStore(), "", g, chunk, unit, {})
+    return arrays.describe_array(loc, config.input.array.strip("/"), arr)
+
+
+def generate_section(config: Config) -> GenerateConfig:
+    """``input.generate``, its dtype checked; PipelineError when the config has none."""
+    g = config.input.generate
+    if g is None:
+        raise PipelineError(
+            "the config has no input.generate section: add one (shape, dtype, ...) or point "
+            "input.store at existing data"
+        )
+    stages.check_dtype(np.dtype(g.dtype))
+    return g
+
+
+def check_stores_reachable(config: Config) -> None:
+    """Refuse a ``memory://`` store that the workers could not see: it lives inside one
+    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it.
+    Refuse an output inside an archive (``zip::...``), which is read-only (OutputError)."""
+    in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
+    for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
+        if url.startswith("memory://") and not in_process:
+            raise PipelineError(
+                f"{key} {url} lives in this process's memory, which the workers' processes "
+                "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
+                "a store every worker can reach (a path, s3://...)"
+            )
+    Location.of(config.output.store, config.output.storage_options).refuse_archive("output.store")
+
+
+def _check_axes(config: Config, info: ArrayInfo) -> None:
+    """Refuse shapes in the config with another number of axes than the input has."""
+    ndim = len(info.shape)
+    for name, shp in (
+        ("output.chunks", config.output.chunks),
+        ("output.shards", config.output.shards),
+        ("chunking.block", config.chunking.block),
+    ):
+        if isinstance(shp, tuple) and len(shp) != ndim:
+            raise PipelineError(
+                f"{name} has {len(shp)} axes but the input has {ndim} ({list(info.shape)})"
+            )
+
+
+def _plan_workers(
+    config: Config,
+    backend: str,
+    facts: Facts,
+    scheduler_workers: int | None,
+    scheduler_threads: int | None,
+) -> _Workers:
+    """The workers: a joined cluster's as they are; a local GPU cluster's ``workers_per_gpu``
+    on each GPU it uses (a joined one has what `dask cuda worker` started: one per GPU)."""
+    local = config.cluster.scheduler == "local"
+    threads = threads_per_worker(config, backend, scheduler_threads)
+    gpus = visible_gpu_ids(config.cluster.gpus, facts) if backend == "gpu" and local else ()
+    return _Workers(
+        count=worker_count(config, backend, facts, threads, scheduler_workers),
+        threads=threads,
+        per_gpu=config.cluster.workers_per_gpu if backend == "gpu" and local else 1,
+        local=local,
+        gpus=gpus,
+    )
+
+
+def threads_per_worker(config: Config, backend: str, scheduler_threads: int | None) -> int:
+    """A joined cluster's threads; else the config's, or 4 per GPU worker, 1 per CPU worker."""
+    if scheduler_threads:
+        return scheduler_threads
+    if config.cluster.threads_per_worker:
+        return config.cluster.threads_per_worker
+    return 4 if backend == "gpu" else 1
+
+
+def worker_count(
+    config: Config, backend: str, facts: Facts, threads: int, scheduler_workers: int | None
+) -> int:
+    """A joined cluster's workers; else GPUs x ``workers_per_gpu``, or the config's CPU
+    workers, or as many as the cores hold at ``threads`` each."""
+    if scheduler_workers:
+        return scheduler_workers
+    if backend == "gpu":
+        gpus = len(visible_gpu_ids(config.cluster.gpus, facts)) or 1
+        return gpus * config.cluster.workers_per_gpu
+    if config.cluster.workers:
+        return config.cluster.workers
+    return max(1, facts.cpu_count // threads)
+
+
+def _device_budget(config: Config, backend: str, facts: Facts, workers: _Workers) -> int | None:
+    """Device bytes a GPU worker may use; None on the CPU."""
+    if backend != "gpu" or not facts.gpus:
+        return None
+    return memory.device_budget(config, facts, workers.per_gpu)
+
+
+def _choose_block(ctx: _Context, base: Shape) -> _Choice:
+    """The config's block (refused unless aligned to ``base``), or for ``auto`` the largest
+    whole multiple of ``base`` up to ``chunking.target_bytes`` whose memory fits, small enough
+    that every thread gets about two blocks."""
+    info, block = ctx.info, ctx.config.chunking.block
+    if block != "auto":
+        if not blocks.aligned(block, base, info.shape):
+            raise PipelineError(
+                f"chunking.block {list(block)} is not a whole multiple of {list(base)} on every "
+                "axis (the input's stored units and the output's chunks/shards): unaligned "
+                f"parallel writes would corrupt data; use a multiple of {list(base)}"
+            )
+        return _choose(ctx, block)
+    per_thread = info.nbytes // max(1, 2 * ctx.workers.count * ctx.workers.threads)
+    target = max(1, min(ctx.config.chunking.target_bytes, per_thread))
+    while True:
+        choice = _choose(ctx, blocks.grow(base, info.shape, info.dtype.itemsize, target))
+        if choice.memory.fits() or choice.block == base:
+            return choice
+        target = max(target // 2, 1)
+
+
+def _choose(ctx: _Context, block: Shape) -> _Choice:
+    """The output's layout, the codec placement and the memory of blocks of ``block``."""
+    info = ctx.info
+    unit_out, chunk_out = blocks.output_layout(block, ctx.config.output, info, ctx.out_dtype)
+    decode_on, encode_on = _codec_placement(ctx, chunk_out)
+    mem = memory.project_memory(
+        ctx.backend,
+        block,
+        info.dtype,
+        ctx.out_dtype,
+        decode_on,
+        encode_on,
+        grid.is_slab(info.unit, info.chunk),
+        grid.is_slab(unit_out, chunk_out),
+        ctx.workers.threads,
+        ctx.device_budget,
+        ctx.host_budget,
+        frames_out=math.prod(block) // math.prod(chunk_out),
+        read=memory.read_cost(info, block, info.format is not None, decode_on),
+    )
+    return _Choice(block, unit_out, chunk_out, decode_on, encode_on, mem)
+
+
+def _codec_placement(ctx: _Context, chunk_out: Shape) -> tuple[str, str]:
+    """(decode_on, encode_on): the GPU's backend decodes input frames that nvCOMP decodes
+    (:func:`_gpu_decodes`) and encodes output frames of at most ``GPU_FRAME_LIMIT`` bytes
+    without checksums (nvCOMP writes none); the CPU does the rest."""
+    decode_on = "gpu" if ctx.backend == "gpu" and _gpu_decodes(ctx.info) else "cpu"
+    codec = ctx.config.output.codec
+    nvcomp_can = grid.nbytes(chunk_out, ctx.out_dtype) <= GPU_FRAME_LIMIT and not codec.checksum
+    encode_on = ctx.backend
+    if ctx.backend == "gpu" and codec.name == "zstd" and not nvcomp_can:
+        encode_on = "cpu"
+    return decode_on, encode_on
+
+
+def _gpu_decodes(info: ArrayInfo) -> bool:
+    """Whether nvCOMP decodes this input's frames: plain zstd (or uncompressed) chunks of at
+    most GPU_FRAME_LIMIT bytes (nvCOMP gives one thread block to a frame, so large frames
+    decode faster on the CPU cores). Every other chain is decoded on the CPU."""
+    return info.codec == "none" or (info.codec == "zstd" and info.chunk_nbytes <= GPU_FRAME_LIMIT)
+
+
+def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
+    """Refuse a block that the output's chunks and shards do not divide, shards that are not
+    whole chunks, and memory that does not fit its budgets (PlanError, with a block that
+    would fit)."""
+    block, unit_out, chunk_out = choice.block, choice.unit_out, choice.chunk_out
+    for name, shp in (("output.chunks", chunk_out), ("output.shards", unit_out)):
+        if not blocks.aligned(block, shp, ctx.info.shape):
+            raise PipelineError(
+                f"{name} {list(shp)} does not divide the Dask block {list(block)}: every block "
+                "must hold whole chunks and shards, or parallel writes corrupt data; choose "
+                "shapes that divide the block"
+            )
+    if not grid.is_multiple(unit_out, chunk_out):
+        raise PipelineError(
+            f"output.shards {list(unit_out)} is not a whole multiple of output.chunks "
+            f"{list(chunk_out)}; Zarr shards hold whole chunks"
+        )
+    mem = choice.memory
+    if not mem.fits():
+        smaller = blocks.largest_fitting(block, base, lambda b: _choose(ctx, b).memory.fits())
+        raise PlanError(
+            memory.does_not_fit(
+                mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu
+            ),
+            block=block,
+            block_that_fits=smaller,
+            device_per_worker=mem.device_per_worker,
+            device_budget=mem.device_budget,
+            host_per_worker=mem.host_per_worker,
+            host_budget=mem.host_budget,
+        )
+
+
+def _codec_notes(ctx: _Context, choice: _Choice) -> list[str]:
+    """Why a GPU run decodes or encodes frames on the CPU, and what would change it."""
+    notes = []
+    info, config = ctx.info, ctx.config
+    if ctx.backend == "gpu" and choice.decode_on == "cpu":
+        notes.append(
+            "input frames are decoded on the CPU: "
+            + (
+                f"its codecs ({info.codecs_text()}) are decoded on the CPU cores"
+                if info.codec is None
+                else f"its chunks are {info.chunk_nbytes >> 20} MiB, too large for nvCOMP; "
+                "shard the input with small chunks for GPU decoding"
+            )
+        )
+    if ctx.backend == "gpu" and choice.encode_on == "cpu":
+        notes.append(
+            "output frames are encoded on the CPU: output.codec.checksum asks for zstd "
+            "checksums, which nvCOMP does not write; set it to false for GPU encoding"
+            if config.output.codec.checksum
+            else f"output chunks of {grid.nbytes(choice.chunk_out, ctx.out_dtype) >> 20} MiB "
+            "are encoded on the CPU; use output.shards with small chunks for GPU encoding"
+        )
+    return notes
+
+
+def _assemble(
+    ctx: _Context,
+    facts: Facts,
+    why: str,
+    chain: tuple[stages.BoundStage, ...],
+    choice: _Choice,
+    notes: list[str],
+) -> Plan:
+    """The plan of the choices made: the input's source, the output's sink, the cluster."""
+    config, info = ctx.config, ctx.info
+    loc_out = Location.of(config.output.store, config.output.storage_options)
+    info_out = ArrayInfo(
+        location=loc_out,
+        path=config.output.array.strip("/"),
+        shape=info.shape,
+        dtype=ctx.out_dtype,
+        zarr_format=3,
+        chunk=tuple(choice.chunk_out),
+        unit=tuple(choice.unit_out),
+        sharded=tuple(choice.chunk_out) != tuple(choice.unit_out),
+        index_at_end=True,
+        codec=config.output.codec.name,
+        key_prefix="c/",
+        key_sep="/",
+    )
+    block = choice.block
+    codec = config.output.codec
+    return Plan(
+        config=config,
+        backend=ctx.backend,
+        backend_reason=why,
+        source=Source(
+            info=info,
+            block=block,
+            backend=ctx.backend,
+            direct=info.format is not None,
+            decode_on=choice.decode_on,
+        ),
+        sink=Sink(
+            info=info_out,
+            block=block,
+            backend=choice.encode_on,
+            encoding=Encoding(codec=codec.name, level=codec.level, checksum=codec.checksum),
+            ledger=Ledger(loc_out, info_out.path),
+        ),
+        chain=chain,
+        block=block,
+        n_blocks=math.prod(grid.grid_shape(info.shape, block)),
+        cluster=ClusterPlan(
+            scheduler=config.cluster.scheduler,
+            backend=ctx.backend,
+            gpus=ctx.workers.gpus,
+            workers=ctx.workers.count,
+            threads_per_worker=ctx.workers.threads,
+            workers_per_gpu=ctx.workers.per_gpu,
+            device_budget=ctx.device_budget,
+            host_budget=ctx.host_budget,
+            protocol=config.cluster.protocol,
+            timeout=config.cluster.timeout,
+            dashboard=config.cluster.dashboard,
+        ),
+        memory=choice.memory,
+        decode_on=choice.decode_on,
+        encode_on=choice.encode_on,
+        notes=tuple(notes),
+        facts=facts,
+    )
+
+
+def plan_generation(config: Config, facts: Facts) -> ClusterPlan:
+    """The cluster that ``generate`` runs on, and its backend: GPU workers when a GPU is
+    usable and the config allows it, with no budgets (a unit at a time per thread)."""
+    check_stores_reachable(config)
+    backend, _ = choose_backend(config, facts)
+    threads = threads_per_worker(config, backend, None)
+    return ClusterPlan(
+        scheduler=config.cluster.scheduler,
+        backend=backend,
+        gpus=tuple(range(len(facts.gpus))) if backend == "gpu" else (),
+        workers=worker_count(config, backend, facts, threads, None),
+        threads_per_worker=threads,
+        workers_per_gpu=config.cluster.workers_per_gpu if backend == "gpu" else 1,
+        device_budget=None,
+        host_budget=None,
+        protocol=config.cluster.protocol,
+        timeout=config.cluster.timeout,
+        dashboard="",
+    )

@@ -1,0 +1,123 @@
+"""What the user sees while a run works: blocks done of total, throughput and an ETA.
+
+On a terminal a live bar (rich); otherwise (CI, a log file) one plain line every ``interval``
+seconds, from a timer thread so that lines keep coming while slow blocks run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from dask.utils import format_time
+
+
+def gbps(nbytes: float, seconds: float) -> float:
+    return nbytes / seconds / 1e9 if seconds > 0 else 0.0
+
+
+class Progress:
+    """Blocks done of total, with throughput of input bytes and an ETA.
+
+    ``mode``: ``bar`` (rich, live), ``plain`` (one line every ``interval`` seconds, from a
+    timer thread so that lines keep coming while slow blocks run, and a last line at the end),
+    ``none``, or ``auto`` (a bar on a terminal, plain lines otherwise).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        bytes_per_block: float,
+        mode: str = "auto",
+        interval: float = 5.0,
+        stream: TextIO | None = None,
+        label: str = "run",
+    ):
+        self.total = total
+        self.bytes_per_block = bytes_per_block
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "plain"
+        self.mode = mode
+        self.interval = interval
+        self.label = label
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self._bar: Any = None
+        self._task: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> Progress:
+        self.t0 = time.perf_counter()
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            # markup=False: the label and the rate are text, never rich markup
+            self._bar = RichProgress(
+                TextColumn("{task.description}", style="bold", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("blocks  {task.fields[rate]}", markup=False),
+                TimeElapsedColumn(),
+                TextColumn("eta", markup=False),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        elif self.mode == "plain" and self.interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elif self.mode == "plain" and exc[0] is None:
+            self.line()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rate=self.rate_text())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.line()
+
+    def rate_text(self) -> str:
+        elapsed = time.perf_counter() - self.t0
+        return f"{gbps(self.done * self.bytes_per_block, elapsed):.2f} GB/s"
+
+    def line(self) -> None:
+        """Print the plain progress line now."""
+        done, elapsed = self.done, time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0
+        pct = 100.0 * done / self.total if self.total else 100.0
+        if done >= self.total:
+            eta = ""
+        elif rate > 0:
+            eta = f", eta {format_time((self.total - done) / rate)}"
+        else:
+            eta = ", eta ?"
+        print(
+            f"[{self.label}] {done}/{self.total} blocks ({pct:.0f}%), "
+            f"{self.rate_text()}, elapsed {format_time(elapsed)}{eta}",
+            file=self.stream,
+            flush=True,
+        )

@@ -1,0 +1,195 @@
+"""What the user sees when a run ends: the run's :class:`Summary`, as a table on the terminal
+and the same facts as JSON for scripts (``--summary-json``), and where task time went.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dask.utils import format_bytes
+
+from pipeline.planning.plan import Plan
+from pipeline.reporting.info import versions
+from pipeline.reporting.progress import gbps
+
+
+@dataclass
+class Summary:
+    """The run's facts, as printed at the end and saved by ``--summary-json``."""
+
+    status: str
+    backend: str
+    backend_reason: str
+    input: str
+    output: str
+    workers: int
+    threads_per_worker: int
+    gpus: list[int]
+    blocks_total: int
+    blocks_done: int
+    blocks_skipped: int
+    bytes_in: int
+    bytes_out: int
+    stored_bytes_read: int
+    stored_bytes_written: int
+    seconds: dict[str, float]
+    gbps_in: float
+    peak_device_bytes: int | None
+    device_budget: int | None
+    peak_host_bytes: int
+    host_budget: int | None
+    nan: int
+    posinf: int
+    neginf: int
+    task_time: dict[str, float]
+    bound_by: str
+    dashboard: str | None
+    stages: list[str]
+    versions: dict[str, str] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    blocks_per_worker: dict[str, int] = field(default_factory=dict)
+    """{worker address: blocks it computed in this run}"""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+    def rows(self) -> list[tuple[str, str]]:
+        s = self.seconds
+        peak_dev = (
+            "—"
+            if self.peak_device_bytes is None
+            else (
+                f"{format_bytes(self.peak_device_bytes)} per GPU worker (budget "
+                f"{format_bytes(self.device_budget) if self.device_budget else 'none'})"
+            )
+        )
+        rows = [
+            ("status", self.status),
+            ("backend", f"{self.backend} ({self.backend_reason})"),
+            (
+                "workers",
+                f"{self.workers} x {self.threads_per_worker} threads"
+                + (f" on GPUs {self.gpus}" if self.gpus else ""),
+            ),
+            (
+                "blocks",
+                f"{self.blocks_done} written"
+                + (f", {self.blocks_skipped} already done (skipped)" if self.blocks_skipped else "")
+                + f", of {self.blocks_total}",
+            ),
+            *(
+                [("blocks per worker", ", ".join(map(str, self.blocks_per_worker.values())))]
+                if len(self.blocks_per_worker) > 1
+                else []
+            ),
+            (
+                "bytes",
+                f"in {format_bytes(self.bytes_in)} ({format_bytes(self.stored_bytes_read)}"
+                f" stored), out {format_bytes(self.bytes_out)} "
+                f"({format_bytes(self.stored_bytes_written)} stored)",
+            ),
+            (
+                "time",
+                f"{s.get('total', 0):.2f} s total: plan {s.get('plan', 0):.2f}, cluster "
+                f"{s.get('cluster', 0):.2f}, compute {s.get('compute', 0):.2f}, finish "
+                f"{s.get('finish', 0):.2f}",
+            ),
+            ("throughput", f"{self.gbps_in:.2f} GB/s of input (compute phase)"),
+            (
+                "task time",
+                ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
+                + (f" — {self.bound_by}" if self.bound_by else ""),
+            ),
+            ("peak device memory", peak_dev),
+            (
+                "peak host memory",
+                f"{format_bytes(self.peak_host_bytes)} per worker (budget "
+                f"{format_bytes(self.host_budget) if self.host_budget else 'none'})",
+            ),
+            ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
+            ("output", self.output),
+        ]
+        if self.dashboard:
+            rows.append(("dashboard", self.dashboard))
+        rows += [("note", n) for n in self.notes]
+        return rows
+
+
+def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
+    """Fractions of task time per phase, and which resource bounds the run."""
+    total = sum(us.values())
+    if total <= 0:
+        return {}, ""
+    frac = {k: v / total for k, v in us.items()}
+    io = frac.get("read", 0) + frac.get("write", 0)
+    codec = frac.get("decode", 0) + frac.get("encode", 0)
+    if io >= 0.6:
+        bound = "storage-bound: most task time is reading and writing the stores"
+    elif codec >= 0.6:
+        bound = "codec-bound: most task time is decoding and encoding chunks"
+    else:
+        bound = ""
+    return frac, bound
+
+
+def summarise(
+    plan: Plan,
+    totals: dict[str, int],
+    peaks: dict[str, dict[str, int]],
+    done: int,
+    skipped: int,
+    t_start: float,
+    seconds: dict[str, float],
+    dashboard: str | None,
+    status: str,
+) -> Summary:
+    """The summary of a run of ``plan``: ``totals`` are the blocks' summed statistics
+    (``elements``, ``bytes_read``, ..., task microseconds per phase as ``us_<phase>``),
+    ``peaks`` the workers' peak memory ({worker: {"rss": bytes, "device": bytes}}), ``done``
+    and ``skipped`` the blocks this run wrote and found written, ``seconds`` the phases'
+    wall-clock times (the total is taken from ``t_start``, a ``time.perf_counter()``)."""
+    peak_dev = max((p.get("device", 0) for p in peaks.values()), default=0)
+    peak_rss = max((p.get("rss", 0) for p in peaks.values()), default=0)
+    frac, bound = task_breakdown({k[3:]: v for k, v in totals.items() if k.startswith("us_")})
+    seconds = dict(seconds)
+    seconds["total"] = time.perf_counter() - t_start
+    elements = totals.get("elements", 0)
+    return Summary(
+        status=status,
+        backend=plan.backend,
+        backend_reason=plan.backend_reason,
+        input=plan.input.location.join(plan.input.path),
+        output=plan.output.location.join(plan.output.path),
+        workers=plan.cluster.workers,
+        threads_per_worker=plan.cluster.threads_per_worker,
+        gpus=list(plan.cluster.gpus),
+        blocks_total=plan.n_blocks,
+        blocks_done=done,
+        blocks_skipped=skipped,
+        bytes_in=elements * plan.input.dtype.itemsize,
+        bytes_out=elements * plan.output.dtype.itemsize,
+        stored_bytes_read=totals.get("bytes_read", 0),
+        stored_bytes_written=totals.get("bytes_written", 0),
+        seconds=seconds,
+        gbps_in=gbps(elements * plan.input.dtype.itemsize, seconds.get("compute", 0)),
+        peak_device_bytes=peak_dev if plan.backend == "gpu" else None,
+        device_budget=plan.cluster.device_budget,
+        peak_host_bytes=peak_rss,
+        host_budget=plan.cluster.host_budget,
+        nan=totals.get("nan", 0),
+        posinf=totals.get("posinf", 0),
+        neginf=totals.get("neginf", 0),
+        task_time=frac,
+        bound_by=bound,
+        dashboard=dashboard,
+        stages=[s.describe() for s in plan.chain],
+        versions=versions(),
+        hardware=plan.facts.as_dict() if plan.facts else {},
+        config=plan.config.public_dict(),
+        notes=list(plan.notes),
+    )

@@ -1,0 +1,600 @@
+"""The cluster a run uses: one it starts (and always closes), or one it joins by address.
+
+``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster`` with
+``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of processes. An
+address joins an existing scheduler whose workers were started with ``dask worker`` or
+``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
+the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
+
+A local cluster is started and stopped so that Ctrl-C (SIGINT) ends a run at any moment and
+nothing but the pipeline's own lines reaches the terminal: its worker processes never see SIGINT
+(they are started with it blocked, see :class:`_Startup`); a Ctrl-C while they start stops the
+run as soon as they are up; and it is closed in order (:func:`_stop_local`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from distributed import Client, WorkerPlugin
+
+from pipeline.errors import ClusterError
+
+log = logging.getLogger("pipeline")
+
+#: Level of Dask's own log lines (scheduler, nanny, workers) in clusters this process starts:
+#: errors only, so a run's output is the pipeline's; the command line lowers it with ``-vv``.
+DASK_LOG_LEVEL = logging.ERROR
+
+
+class PipelineSetup(WorkerPlugin):
+    """Per-worker set-up: GPU pool limit, nvCOMP allocator, the memory sampler, and the guard
+    of the worker's heartbeat (:class:`HeartbeatGuard`)."""
+
+    name = "pipeline-setup"
+    idempotent = False
+
+    def __init__(
+        self,
+        backend: str,
+        device_budget: int | None,
+        interval: float = 0.05,
+        chain: Any = None,
+        staging_bytes: int = 0,
+        ignore_sigint: bool = False,
+    ):
+        self.backend = backend
+        self.device_budget = device_budget
+        self.interval = interval
+        self.chain = chain
+        self.staging_bytes = staging_bytes
+        self.ignore_sigint = ignore_sigint
+
+    def setup(self, worker: Any) -> None:
+        if self.ignore_sigint and threading.current_thread() is threading.main_thread():
+            # it started with SIGINT blocked (see _Startup); ignored as well, it stays without
+            # it whatever a library later does with the thread's signal mask
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.backend == "gpu":
+            from pipeline.devices import gpu
+
+            gpu.setup(self.device_budget)
+            if self.staging_bytes:
+                # read and encoded staging for every thread, and the chain's kernel
+                gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
+        sampler = MemorySampler(self.backend, self.interval)
+        sampler.start()
+        worker._pipeline_sampler = sampler
+        worker._pipeline_heartbeat = HeartbeatGuard(worker)
+
+    async def teardown(self, worker: Any) -> None:
+        sampler = getattr(worker, "_pipeline_sampler", None)
+        if sampler is not None:
+            sampler.stop()
+        guard = getattr(worker, "_pipeline_heartbeat", None)
+        if guard is not None:
+            from distributed.core import Status
+
+            await guard.release(
+                closing=worker.status in (Status.closing, Status.closing_gracefully)
+            )
+
+
+class HeartbeatGuard:
+    """Lets a closing worker finish its heartbeat in flight before it closes its connections.
+
+    distributed's ``Worker.close`` removes the worker's plugins, stops its periodic callbacks
+    and closes its connections to the scheduler, but does not wait for a heartbeat already
+    waiting on the scheduler's reply: that heartbeat then fails with ``CommClosedError ...
+    Stream is closed`` and the worker logs it, traceback and all, on the run's stderr (5 of 32
+    successful runs on a busy 2-core machine). The guard tracks the heartbeat in flight; the
+    plugin's teardown (before the connections close) stops new ones and waits for it.
+    """
+
+    def __init__(self, worker: Any, wait: float = 10.0) -> None:
+        self.callback = worker.periodic_callbacks["heartbeat"]
+        self.beat = self.callback.callback
+        self.wait = wait
+        self.in_flight: asyncio.Future | None = None
+        self.callback.callback = self._tracked
+
+    async def _tracked(self) -> None:
+        self.in_flight = asyncio.ensure_future(self.beat())
+        await self.in_flight
+
+    async def release(self, closing: bool) -> None:
+        """Give the worker its own heartbeat back; when it is ``closing``, stop the heartbeats
+        and wait (at most ``wait`` seconds) for the one in flight."""
+        self.callback.callback = self.beat
+        if not closing:
+            return  # the plugin is replaced on a live worker: it keeps its heartbeat
+        self.callback.stop()
+        if self.in_flight is not None and not self.in_flight.done():
+            await asyncio.wait([self.in_flight], timeout=self.wait)
+
+
+class MemorySampler:
+    """Samples the worker's RSS and its GPU pool's reserved bytes; keeps the peaks."""
+
+    def __init__(self, backend: str, interval: float) -> None:
+        import psutil
+
+        self.backend = backend
+        self.interval = interval
+        self.proc = psutil.Process()
+        self.peak_rss = 0
+        self.peak_device = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pipeline-memory", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+        if self.backend == "gpu":
+            from pipeline.devices import gpu
+
+            self.peak_device = max(self.peak_device, gpu.memory_in_use()[1])
+
+    def reset(self) -> None:
+        self.peak_rss = 0
+        self.peak_device = 0
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.sample()
+
+
+def _reset_peaks(dask_worker: Any) -> None:
+    s = getattr(dask_worker, "_pipeline_sampler", None)
+    if s is not None:
+        s.reset()
+
+
+def _read_peaks(dask_worker: Any) -> dict[str, int]:
+    s = getattr(dask_worker, "_pipeline_sampler", None)
+    if s is None:
+        return {}
+    s.sample()
+    return {"rss": s.peak_rss, "device": s.peak_device}
+
+
+def reset_peaks(client: Client) -> None:
+    client.run(_reset_peaks)
+
+
+def read_peaks(client: Client) -> dict[str, dict[str, int]]:
+    """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
+    return client.run(_read_peaks)
+
+
+#: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
+#: since on a busy machine a worker's clean stop can take several seconds (Dask's default of 5
+#: ran out and left a ``TimeoutError`` traceback on stderr).
+WORKER_STOP_TIMEOUT = 30.0
+
+
+@contextlib.contextmanager
+def connect(
+    plan_cluster: Any, quiet: bool | None = None, plugin: WorkerPlugin | None = None
+) -> Iterator[Client]:
+    """Start or join the cluster the plan describes; always close what was started.
+
+    ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
+    A local cluster starts on a thread of its own (:class:`_Startup`); a Ctrl-C
+    (``KeyboardInterrupt``) while it starts, or at any later moment, closes it in order
+    (:func:`_stop_local`) before the interrupt goes on. Raises :class:`ClusterError` when a
+    local cluster cannot start.
+    """
+    if plan_cluster.scheduler != "local":
+        client = join(plan_cluster.scheduler, plan_cluster.timeout)
+        try:
+            client.register_plugin(
+                plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
+            )
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
+        return
+    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
+    setup = _with_sigint(plugin) or PipelineSetup(
+        plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=True
+    )
+    startup = _Startup(plan_cluster, level, setup)
+    try:
+        yield startup.client()
+    except BaseException:
+        startup.stop()
+        raise
+    if startup.stop():
+        raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+
+
+def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
+    """``plugin``, set to ignore SIGINT in the workers of a cluster this process owns."""
+    if isinstance(plugin, PipelineSetup):
+        plugin.ignore_sigint = True
+    return plugin
+
+
+class _Startup:
+    """A local cluster brought up on a thread of its own, with SIGINT blocked on that thread.
+
+    Ctrl-C at a terminal signals the whole process group. The workers must not get it (each
+    would die with a traceback, and their work with them); only this process stops the run and
+    closes the cluster. Dask's event loop thread, which starts the worker processes, is made by
+    the starting thread and so inherits its blocked SIGINT, and a process started from it keeps
+    the blocked signal through exec (what Python's own resource tracker relies on, bpo-33613).
+    The main thread keeps SIGINT, so a Ctrl-C while the workers start is not lost (a process-wide
+    ignored SIGINT would drop it): the main thread's wait is interrupted, and :meth:`stop` lets
+    the start finish (at most ``START_WAIT`` seconds), then closes the cluster.
+
+    Nothing starts before :meth:`client`; :meth:`stop` is safe at any moment after (a start
+    that had not begun never will).
+    """
+
+    #: Seconds :meth:`stop` waits for a start under way (its own timeouts end it sooner).
+    START_WAIT = 300.0
+
+    def __init__(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+        self.cluster: Any = None
+        self.client_: Client | None = None
+        self.error: BaseException | None = None
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._begun = False
+        self._thread = threading.Thread(
+            target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
+        )
+
+    def _start(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        with self._lock:
+            if self.cancelled.is_set():
+                return
+            self._begun = True
+        try:
+            try:
+                self.cluster = _start_local(p, level)
+            except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+                raise ClusterError(
+                    f"the local Dask cluster did not start ({e}); check the config's "
+                    "cluster section (dashboard address, workers, memory limits)"
+                ) from None
+            if self.cancelled.is_set():
+                return
+            self.client_ = Client(self.cluster)
+            self.client_.wait_for_workers(p.workers, timeout=120)
+            if not self.cancelled.is_set():
+                self.client_.register_plugin(plugin)
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.done.set()
+
+    def client(self) -> Client:
+        """Start the cluster; its client once it is up. Raises the start's error, or the
+        ``KeyboardInterrupt`` of a Ctrl-C while waiting for it."""
+        from multiprocessing import resource_tracker
+
+        # The tracker's start unblocks SIGINT in the thread that starts it: start it here, so
+        # that the starting thread still has SIGINT blocked when it starts the workers.
+        resource_tracker.ensure_running()
+        self._thread.start()
+        while not self.done.wait(0.1):
+            pass
+        if self.error is not None:
+            raise self.error
+        assert self.client_ is not None
+        return self.client_
+
+    def stop(self) -> bool:
+        """Wait for a start under way to end, then close what it started, in order; each step
+        runs to its end even when Ctrl-C interrupts it. Whether a Ctrl-C came meanwhile."""
+        with self._lock:
+            self.cancelled.set()
+            begun = self._begun
+        interrupted = begun and _to_the_end(lambda: self.done.wait(self.START_WAIT))
+        if self.cluster is None or not self.done.is_set():
+            return interrupted
+        return _stop_local(self.client_, self.cluster) or interrupted
+
+
+def _to_the_end(step: Callable[[], Any]) -> bool:
+    """Run ``step`` (idempotent) until it ends without a Ctrl-C; its other errors are logged at
+    debug level and dropped (closing goes on). Whether a Ctrl-C interrupted it."""
+    interrupted = False
+    while True:
+        try:
+            step()
+            return interrupted
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as e:
+            log.debug("closing the cluster: %s: %s", type(e).__name__, e)
+            return interrupted
+
+
+def _stop_local(client: Client | None, cluster: Any) -> bool:
+    """Close a local cluster in order; whether a Ctrl-C came meanwhile.
+
+    1. The client, with nothing of its own left running: it never sees a worker or the
+       scheduler go (distributed would log the lost connections).
+    2. The workers, while the scheduler is up: each nanny has its worker finish its tasks,
+       unregister and exit (the plugin lets a heartbeat in flight end first, see
+       :class:`HeartbeatGuard`), and waits for the process, up to ``WORKER_STOP_TIMEOUT``.
+       Closing the cluster alone would also do this, but with Dask's 5 s per worker, which a
+       busy machine exceeds.
+    3. The cluster: its scheduler, which has no worker left.
+    """
+    steps: list[Callable[[], Any]] = []
+    if client is not None:
+        steps.append(lambda: client.close(timeout=10))
+    steps.append(
+        lambda: cluster.sync(
+            _stop_workers,
+            cluster,
+            WORKER_STOP_TIMEOUT,
+            callback_timeout=WORKER_STOP_TIMEOUT + 10,
+        )
+    )
+    steps.append(lambda: cluster.close(timeout=30))
+    interrupted = False
+    for step in steps:
+        interrupted = _to_the_end(step) or interrupted
+    return interrupted
+
+
+async def _stop_workers(cluster: Any, timeout: float) -> None:
+    """Close every worker of a local cluster (nannies, or in-process workers) at once."""
+    workers = list(getattr(cluster, "workers", {}).values())
+    await asyncio.gather(*(w.close(timeout=timeout) for w in workers), return_exceptions=True)
+
+
+def join(address: str, timeout: float) -> Client:
+    """A client of the scheduler at ``address`` that has at least one worker; or ClusterError
+    (one line naming the address and the fix; fields ``address`` and ``reason``: 'malformed',
+    'unreachable', 'http', 'not-dask', 'not-scheduler', 'no-workers'), all within ``timeout``
+    seconds.
+
+    Dask's client waits without end for the handshake of a server that accepts connections
+    but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
+    a frame count (``MemoryError``); so the port is first seen to listen, and the server's
+    identity is asked on a connection of our own, bounded in time, before the client
+    connects."""
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    where = _scheduler_address(address)
+    host_port = _host_port(where)
+    if host_port is not None:
+        _wait_listening(address, host_port, timeout, deadline)
+    reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
+    try:
+        kind = _identity(where, left() - reserve)
+    except Exception as e:
+        raise _not_a_scheduler(address, timeout, e, host_port, reserve) from None
+    if kind != "Scheduler":
+        raise ClusterError(
+            f"{address} is a Dask {kind}, not the scheduler: use the address `dask scheduler` "
+            "prints (its default port is 8786)",
+            address=address,
+            reason="not-scheduler",
+        )
+    try:
+        client = Client(where, timeout=f"{max(left(), 0.1)}s")
+    except (OSError, TimeoutError) as e:
+        raise ClusterError(
+            f"cannot connect to the Dask scheduler at {address} within {timeout:g} s ({e}); "
+            "raise cluster.timeout",
+            address=address,
+            reason="unreachable",
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=max(left(), 0.1))
+    except TimeoutError:
+        client.close()
+        raise ClusterError(
+            f"the scheduler at {address} has no workers; start some with "
+            f"`dask worker {address}` or `dask cuda worker {address}`",
+            address=address,
+            reason="no-workers",
+        ) from None
+    return client
+
+
+def _scheduler_address(address: str) -> str:
+    """``address`` in full (``tcp://`` added where it has no scheme), or ClusterError when
+    Dask could not connect to it: an unknown scheme, no port, a port that is not a number."""
+    from distributed.comm.addressing import parse_address, unparse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, loc = parse_address(address)
+        get_backend(scheme)
+        full = unparse_address(scheme, loc)
+        _host_port(full)
+    except (ValueError, TypeError) as e:
+        raise ClusterError(
+            f"{address!r} is not a Dask scheduler address ({e}): write tcp://HOST:8786 (8786 "
+            "is the scheduler's default port; 8787 its dashboard)",
+            address=address,
+            reason="malformed",
+        ) from None
+    return full
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a tcp:// or tls:// address; None for other schemes (inproc, ucx)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    return parse_host_port(loc) if scheme in ("tcp", "tls") else None
+
+
+def _wait_listening(
+    address: str, host_port: tuple[str, int], timeout: float, deadline: float
+) -> None:
+    """Return once something accepts connections at ``host_port``, trying again until the
+    ``deadline`` (a scheduler may be starting); else ClusterError ('unreachable')."""
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(
+                host_port, timeout=max(deadline - time.monotonic(), 0.05)
+            ).close()
+            return
+        except OSError as e:
+            if isinstance(e, socket.gaierror) or time.monotonic() + 0.1 >= deadline:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                    f"({type(e).__name__}: {e}); start it with `dask scheduler`, check the "
+                    "address, or raise cluster.timeout",
+                    address=address,
+                    reason="unreachable",
+                ) from None
+            time.sleep(0.1)
+
+
+def _identity(address: str, seconds: float) -> str:
+    """The type of the Dask server at ``address`` ('Scheduler', 'Worker', 'Nanny'), asked on
+    a connection of its own within ``seconds``, the handshake included; raises what the
+    connection raised, TimeoutError when it took longer."""
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def ask() -> str:
+        args = Security().get_connection_args("client")
+        comm = await connect(address, timeout=max(seconds, 0.01), **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            reply = await comm.read()
+        finally:
+            comm.abort()
+        return str(reply.get("type", "?")) if isinstance(reply, dict) else "?"
+
+    async def bounded() -> str:
+        return await asyncio.wait_for(ask(), max(seconds, 0.01))
+
+    return asyncio.run(bounded())
+
+
+def _not_a_scheduler(
+    address: str, timeout: float, e: Exception, host_port: tuple[str, int] | None, seconds: float
+) -> ClusterError:
+    """The one-line error for a server that did not answer the identity question in Dask's
+    protocol: an HTTP server (the dashboard), or something else."""
+    if host_port is not None and _speaks_http(host_port, seconds):
+        return ClusterError(
+            f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
+            "scheduler listens on 8786 (tcp://HOST:8786)",
+            address=address,
+            reason="http",
+        )
+    what = "no answer" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+    return ClusterError(
+        f"{address} does not answer as a Dask scheduler within {timeout:g} s ({what}): check "
+        "the address (the scheduler's default port is 8786), or raise cluster.timeout",
+        address=address,
+        reason="not-dask",
+    )
+
+
+def _speaks_http(host_port: tuple[str, int], seconds: float) -> bool:
+    """Whether the server at ``host_port`` answers an HTTP request within ``seconds``."""
+    import socket
+
+    try:
+        with socket.create_connection(host_port, timeout=seconds) as sock:
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host_port[0]}\r\n\r\n".encode())
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
+def held_device_memory(client: Client) -> dict[str, int]:
+    """Device bytes the cluster's workers hold, per GPU PCI bus id, after their CuPy pools
+    gave back cached blocks: a warm cluster's own memory, which a plan counts as free."""
+    from pipeline.devices.hardware import held_device_bytes
+
+    held: dict[str, int] = {}
+    with contextlib.suppress(Exception):
+        for got in client.run(held_device_bytes).values():
+            if got is not None:
+                held[got[0]] = held.get(got[0], 0) + got[1]
+    return held
+
+
+def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:
+    """Give each GPU of a LocalCUDACluster ``per_gpu`` workers: dask-cuda starts one per GPU
+    (and refuses a GPU listed twice), so each GPU worker's spec (its CUDA_VISIBLE_DEVICES,
+    CPU affinity and memory plugins) is copied under new names, and the cluster scaled to
+    the lot (SpecCluster starts the workers its ``worker_spec`` names)."""
+    import copy
+
+    specs = dict(cluster.worker_spec)
+    for name, spec in specs.items():
+        for k in range(1, per_gpu):
+            cluster.worker_spec[f"{name}-{k}"] = copy.deepcopy(spec)
+    cluster.scale(len(cluster.worker_spec))
+
+
+def _start_local(p: Any, level: int) -> Any:
+    local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
+    dashboard = p.dashboard or None
+    # No dashboard still starts the scheduler's HTTP server (health, metrics), on 8787 unless
+    # told otherwise: a free port, so two runs on one host do not collide (or warn).
+    no_dashboard = {} if dashboard else {"scheduler_kwargs": {"dashboard_address": ":0"}}
+    if p.backend == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(
+            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
+            n_workers=len(p.gpus) or None,
+            threads_per_worker=p.threads_per_worker,
+            # blocks never rest in worker memory (tasks are fused), so nothing to spill
+            device_memory_limit=0,
+            memory_limit=p.host_budget or "auto",
+            protocol=None if p.protocol == "tcp" else p.protocol,
+            dashboard_address=dashboard,
+            silence_logs=level,
+            local_directory=local_dir,
+            **no_dashboard,
+        )
+        if p.workers_per_gpu > 1:
+            add_workers_per_gpu(cluster, p.workers_per_gpu)
+        return cluster
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=p.workers,
+        threads_per_worker=p.threads_per_worker,
+        processes=p.protocol != "inproc",
+        memory_limit=p.host_budget or "auto",
+        dashboard_address=dashboard,
+        silence_logs=level,
+        local_directory=local_dir,
+        **no_dashboard,
+    )

@@ -1,0 +1,205 @@
+"""Synthetic inputs: the array a config's ``input.generate`` describes, made deterministically.
+
+Every stored unit is generated on its own from ``(seed, unit index)``, so the data does not
+depend on the number of workers or the order of tasks. ``normal`` and ``uniform`` draw from
+NumPy's PCG64 on the CPU or CuPy's generator on a GPU (each deterministic, but the two devices
+draw different numbers; the attributes record which); ``ramp`` is arithmetic, identical on both,
+and compresses well (for datasets larger than the disk). An input is marked unfinished in its
+attributes from its creation until every unit is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline import devices
+from pipeline.config.models import Config
+from pipeline.devices.base import Encoding
+from pipeline.devices.hardware import Facts
+from pipeline.errors import Interrupted, PipelineError
+from pipeline.planning.blocks import generated_layout
+from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
+from pipeline.reporting.progress import Progress
+from pipeline.running import cluster
+from pipeline.running.output import check_writable
+from pipeline.running.tasks import write_unit
+from pipeline.store import arrays, grid
+from pipeline.store.arrays import GENERATED, ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.location import Location
+
+RAMP_PERIOD = 1024
+
+
+@dataclass(frozen=True)
+class GenSpec:
+    """What a generation task needs."""
+
+    sink: Sink
+    distribution: str
+    seed: int
+
+
+def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
+    """Create the input ``config.input.generate`` describes, on the run's backend; the
+    input's :class:`ArrayInfo`. Raises :class:`~pipeline.errors.Interrupted` on Ctrl-C (the
+    input stays marked unfinished)."""
+    if config.input.generate is None:
+        raise PipelineError(
+            "the config has no input.generate section: add one (shape, dtype, ...) or point "
+            "input.store at existing data"
+        )
+    cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
+    loc = Location.of(config.input.store, config.input.storage_options)
+    check_writable(loc)
+    check_generate_target(loc, config.input.array)
+    where = loc.join(config.input.array.strip("/"))
+    try:
+        spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
+        _generate_units(cp, spec, progress)
+        mark_generated(loc, spec.sink.info.path)
+    except KeyboardInterrupt:
+        raise Interrupted("generate", where) from None
+    return spec.sink.info
+
+
+def check_generate_target(loc: Location, array: str) -> None:
+    """Refuse to generate over data that ``generate`` did not create: it replaces what is at
+    the input's path, and an input is someone's data."""
+    path = array.strip("/")
+    where = loc.join(path)
+    for meta in ("zarr.json", ".zarray", ".zgroup"):
+        if loc.exists(f"{path}/{meta}" if path else meta):
+            try:
+                attrs = arrays.read_attributes(loc, path)
+            except Exception:
+                attrs = {}
+            if GENERATED in attrs:
+                return  # ours: generating again gives the same data
+            break
+    else:
+        if not loc.list(path):
+            return
+    raise PipelineError(
+        f"{where} already holds data that `pipeline generate` did not create; generate never "
+        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself"
+    )
+
+
+def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str) -> None:
+    """Generate every unit of ``spec``'s array on the cluster ``cp`` describes."""
+    from distributed import as_completed
+
+    info = spec.sink.info
+    units = list(grid.iter_indices(info.grid))
+    connect = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
+    with connect as client:
+        futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
+        unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
+        try:
+            with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.advance()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+@contextlib.contextmanager
+def _joined(cp: ClusterPlan) -> Iterator[Any]:
+    client = cluster.join(cp.scheduler, cp.timeout)
+    try:
+        client.register_plugin(cluster.PipelineSetup(cp.backend, None))
+        yield client
+    finally:
+        client.close()
+
+
+def create_input(config: Config, backend: str) -> GenSpec:
+    """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
+    g = generate_section(config)
+    chunk, unit = generated_layout(g)
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
+    checksum = g.codec.name == "zstd" and g.codec.checksum
+    small = grid.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
+    encode_on = backend if small and not checksum else "cpu"
+    attrs: dict[str, Any] = {
+        GENERATED: {
+            # until every unit is written (mark_generated): a reader must not take the chunks
+            # not yet written for fill values
+            "status": "incomplete",
+            "distribution": g.distribution,
+            "seed": g.seed,
+            "generator": ("numpy-pcg64" if encode_on == "cpu" else "cupy-default_rng")
+            if g.distribution != "ramp"
+            else "arithmetic",
+        }
+    }
+    arrays.create_generated(loc.zarr_store(read_only=False), path, g, chunk, unit, attrs)
+    info = arrays.describe_array(loc, path)
+    sink = Sink(
+        info=info,
+        block=info.unit,
+        backend=encode_on,
+        encoding=Encoding(codec=g.codec.name, level=g.codec.level, checksum=g.codec.checksum),
+        ledger=None,
+    )
+    return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)
+
+
+def mark_generated(loc: Location, path: str) -> None:
+    """Mark the generated input at ``path`` finished (``pipeline_generated.status: complete``);
+    call once every unit is written."""
+    doc = dict(arrays.read_attributes(loc, path).get(GENERATED) or {})
+    doc["status"] = "complete"
+    arrays.update_attributes(loc, path, {GENERATED: doc})
+
+
+def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
+    """The values of one unit at its full (padded) shape, with array module ``xp``."""
+    info: ArrayInfo = spec.sink.info
+    shape, dtype = tuple(info.unit), info.dtype
+    if spec.distribution == "ramp":
+        # global C-order index of each element, modulo the period: exact in every dtype
+        lin = xp.zeros(shape, dtype=np.int64)
+        stride = 1
+        for a in reversed(range(len(shape))):
+            coord = xp.arange(shape[a], dtype=np.int64) + unit_index[a] * info.unit[a]
+            lin += coord.reshape((-1,) + (1,) * (len(shape) - a - 1)) * stride
+            stride *= info.shape[a]
+        period = RAMP_PERIOD
+        if dtype.kind in "iu":
+            period = min(period, int(np.iinfo(dtype).max) + 1)
+        v = lin % period
+        return (v * 0.5).astype(dtype) if dtype.kind == "f" else v.astype(dtype)
+    seed = int(np.random.SeedSequence([spec.seed, *unit_index]).generate_state(1)[0])
+    rng = xp.random.default_rng(seed)
+    if dtype.kind == "f":
+        work = np.float32 if dtype.itemsize <= 4 else np.float64
+        if spec.distribution == "normal":
+            return rng.standard_normal(shape, dtype=work).astype(dtype)
+        return rng.random(shape, dtype=work).astype(dtype)
+    info_i = np.iinfo(dtype)
+    if spec.distribution == "normal":  # integers around 0 with a spread of 1000
+        v = rng.standard_normal(shape, dtype=np.float64) * 1000.0
+        return xp.clip(xp.rint(v), info_i.min, info_i.max).astype(dtype)
+    return rng.integers(int(info_i.min), int(info_i.max), size=shape, dtype=dtype, endpoint=True)
+
+
+def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
+    """Generate and store one unit; bytes written."""
+    be = devices.get(spec.sink.backend)
+    be.prepare()
+    with be.on_stream():  # the values are drawn on the stream that encodes them
+        data = unit_values(spec, unit_index, be.xp)
+        written = write_unit(be, spec.sink, tuple(unit_index), data)
+        be.synchronize()
+    return written

@@ -1,0 +1,517 @@
+"""The output's life: what is at the output (:func:`output_state`), how a run starts there
+(:func:`decide_start`: fresh, resume or nothing to do; or a refusal naming what changed), creating
+it (:func:`create`) and marking it complete (:func:`mark_complete`).
+
+A stale output is never taken for a current one: ``run --resume`` refuses to finish (or to
+call complete) an output made from other stages, another output layout or codec, an input
+that moved or was rewritten since, or frames encoded on another device, and says which: the
+identity a run records (in its run record while it runs, in the output's attributes once it is
+complete) is compared with the plan at hand (:func:`stale_parts`). Where the output itself is
+does not matter (an output moved or copied holds the same bytes).
+
+Everything here that decides only reads; nothing is written before the lock is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+from typing import Any
+
+from pipeline._version import __version__
+from pipeline.config.models import Config
+from pipeline.errors import OutputError, PipelineError
+from pipeline.planning import Plan, make_plan
+from pipeline.store import arrays
+from pipeline.store.ledger import RECORD, Ledger
+from pipeline.store.location import Location
+
+#: Counts of non-finite values a run records, by name.
+NONFINITE = ("nan", "posinf", "neginf")
+
+
+# --------------------------------------------------------------------------------------------
+# Checks that run before anything is written.
+
+
+def _real(loc: Location, path: str) -> str:
+    full = loc.join(path)
+    return os.path.realpath(full) if loc.is_local else full.rstrip("/")
+
+
+def check_not_overlapping(plan: Plan) -> None:
+    """Refuse an output equal to, inside, or containing the input."""
+    a = _real(plan.input.location, plan.input.path)
+    b = _real(plan.output.location, plan.output.path)
+    if plan.input.location.is_local != plan.output.location.is_local:
+        return
+    sep = "/"
+    if a == b or b.startswith(a + sep) or a.startswith(b + sep):
+        rel = "is" if a == b else ("is inside" if b.startswith(a + sep) else "contains")
+        raise PipelineError(
+            f"the output {b} {rel} the input {a}; the input is never modified: choose an "
+            "output.store elsewhere"
+        )
+
+
+def check_writable(loc: Location) -> None:
+    """Refuse an output location that cannot be written (before anything is written)."""
+    if loc.is_local:
+        probe = loc.url
+        while not os.path.exists(probe):
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+            raise PipelineError(
+                f"cannot write the output at {loc.url}: {probe} is not a writable directory; "
+                "choose another output.store or fix its permissions"
+            )
+        return
+    loc.writable_probe()
+
+
+def output_state(plan: Plan) -> str:
+    """What is at the output now:
+
+    * 'absent': nothing, or only this pipeline's run record (a run that stopped before it
+      created the array: nothing to keep);
+    * 'complete' / 'incomplete': an array this pipeline wrote, finished or interrupted;
+    * 'remains': files of an output this pipeline was replacing when it stopped (no array);
+    * 'foreign': a Zarr array or group written by something else;
+    * 'not-zarr': a directory with other files in it, which the pipeline never deletes.
+    """
+    info = plan.output
+    meta_key = f"{info.path}/zarr.json" if info.path else "zarr.json"
+    if not info.location.exists(meta_key):
+        names = info.location.list(info.path)
+        others = [n for n in names if n != RECORD]
+        if not others:
+            return "absent"
+        if RECORD in names:
+            return "remains"
+        zarr_names = {".zarray", ".zgroup", ".zattrs", "zarr.json"}
+        return "foreign" if zarr_names & set(others) else "not-zarr"
+    try:
+        attrs = arrays.read_attributes(info.location, info.path)
+    except Exception:
+        return "foreign"
+    status = attrs.get("pipeline", {}).get("status")
+    return {"complete": "complete", "incomplete": "incomplete"}.get(status, "foreign")
+
+
+def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
+    """'fresh' (create the output), 'resume' or 'done'; or an OutputError saying why not.
+
+    On ``resume`` the output must be what this config makes of this input: a complete one
+    (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
+    two runs' blocks); a refusal names what changed (the error's ``changed``).
+
+    Reads only: nothing is written before this has decided (and the lock is taken)."""
+    where = plan.output.location.join(plan.output.path)
+    ledger = plan.sink.ledger
+    if ledger is not None:
+        holder = ledger.holder()
+        if holder is not None:
+            raise OutputError(ledger.busy_message(holder), output=where)
+    state = output_state(plan)
+    if state == "absent":
+        return "fresh"
+    if state == "not-zarr":
+        some = ", ".join(n for n in plan.output.location.list(plan.output.path)[:3])
+        raise OutputError(
+            f"{where} is a directory that holds other files ({some}, ...), not a Zarr array; "
+            "the pipeline never deletes it, even with --overwrite: choose another output.store "
+            "or remove it yourself",
+            output=where,
+        )
+    if overwrite:
+        return "fresh"
+    if resume:
+        return _resume_start(plan, state, where)
+    raise _exists(state, where)
+
+
+def _resume_start(plan: Plan, state: str, where: str) -> str:
+    """'done' for a complete output this plan makes, 'resume' for an incomplete one whose run
+    record says this plan made it; else an OutputError naming what changed, or why there is
+    nothing to resume."""
+    if state == "complete":
+        changed = stale_parts(recorded_run(plan), plan, whole=True)
+        if changed:
+            raise OutputError(
+                f"{where} is complete, but {said(changed)}: `run --overwrite` recomputes it",
+                output=where,
+                changed=[part for part, _ in changed],
+            )
+        return "done"
+    if state == "foreign":
+        raise OutputError(
+            f"{where} exists but was not written by this pipeline; nothing to resume "
+            "(use --overwrite to replace it)",
+            output=where,
+        )
+    if state == "remains":
+        raise OutputError(
+            f"{where} holds the remains of an output that a stopped run was replacing; "
+            "nothing to resume: `run --overwrite` starts over",
+            output=where,
+        )
+    ledger = plan.sink.ledger
+    manifest = ledger.read_manifest() if ledger else None
+    if manifest is None:
+        raise OutputError(
+            f"{where} has no run record to resume from; use --overwrite", output=where
+        )
+    changed = stale_parts(manifest, plan, whole=False)
+    if changed:
+        raise OutputError(
+            f"cannot resume {where}: {said(changed)} since the interrupted run; resume "
+            "with the same config and input, or `run --overwrite` to start over",
+            output=where,
+            changed=[part for part, _ in changed],
+        )
+    return "resume"
+
+
+def _exists(state: str, where: str) -> OutputError:
+    """The refusal of a run without --overwrite or --resume where an output of ``state`` is."""
+    if state == "incomplete":
+        return OutputError(
+            f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
+            "`run --overwrite` starts over",
+            output=where,
+        )
+    if state == "remains":
+        return OutputError(
+            f"{where} holds the remains of an output that a stopped run was replacing: "
+            "`run --overwrite` starts over",
+            output=where,
+        )
+    if state == "complete":
+        return OutputError(f"{where} already exists; pass --overwrite to replace it", output=where)
+    return OutputError(
+        f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
+        output=where,
+    )
+
+
+def output_now(plan: Plan) -> str:
+    """What is at the output and what ``run`` does with it, in words (``pipeline plan``)."""
+    state = output_state(plan)
+    if state == "complete":
+        recorded = recorded_run(plan)
+        changed = stale_parts(recorded, as_recorded(plan, recorded.get("identity")), whole=True)
+        if changed:
+            return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
+    if state == "incomplete":
+        manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
+        if manifest is None:
+            return "incomplete, with no run record to resume from: `run --overwrite` starts over"
+        changed = stale_parts(manifest, as_recorded(plan, manifest.get("identity")), whole=False)
+        if changed:
+            return (
+                f"incomplete, and not resumable: {said(changed)} since the interrupted run: "
+                "`run --overwrite` starts over"
+            )
+    return {
+        "absent": "absent: `run` creates it",
+        "complete": "complete: `run --overwrite` replaces it",
+        "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
+        "foreign": "something else is there: `run --overwrite` replaces it",
+        "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
+        "not-zarr": "a directory of other files, which `run` never deletes: choose another",
+    }[state]
+
+
+# --------------------------------------------------------------------------------------------
+# Creating the output, and marking it complete.
+
+
+def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The output's ``pipeline`` attribute: ``status``, what made it, its fingerprint and
+    identity, and ``extra``."""
+    doc = {
+        "status": status,
+        "version": __version__,
+        "source": {
+            "store": plan.config.input.store,
+            "array": plan.config.input.array,
+            "shape": list(plan.input.shape),
+            "dtype": str(plan.input.dtype),
+        },
+        "stages": [s.describe() for s in plan.chain],
+        "integer_overflow": plan.config.integer_overflow,
+        "backend": plan.backend,
+        "encoded_on": plan.encode_on,
+        "fingerprint": plan.fingerprint(),
+        # what the fingerprint is made of: once the run record is gone, a resume of a complete
+        # output made from another config or input can still name what changed
+        "identity": plan.identity,
+    }
+    doc.update(extra or {})
+    return {"pipeline": doc}
+
+
+def remove_if_empty(plan: Plan) -> None:
+    """After a run that failed before creating its output: remove the record directory and the
+    output directory when nothing else is in them (what the lock created)."""
+    o = plan.output
+    if not o.location.is_local:
+        return
+    root = o.location.join(o.path)
+    for d in (os.path.join(root, RECORD), root):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def create(plan: Plan) -> None:
+    """Create the output, replacing what was there except the run record (which holds the lock
+    this run has taken). The old metadata goes first, so a replacement cut short never leaves
+    an array that claims to be complete; the new one is created marked incomplete, after the
+    record of what this run computes."""
+    o = plan.output
+    ledger = plan.sink.ledger
+    assert ledger is not None
+    for meta in ("zarr.json", ".zarray", ".zattrs"):
+        o.location.delete(f"{o.path}/{meta}" if o.path else meta)
+    ledger.clear_done()
+    ledger.delete_manifest()
+    arrays.clear_array(o.location, o.path, keep=RECORD)
+    ledger.write_manifest(
+        {
+            "fingerprint": plan.fingerprint(),
+            "identity": plan.identity,
+            "version": __version__,
+            "started": _now(),
+        }
+    )
+    arrays.create_output(
+        o.location,
+        o.path,
+        o.shape,
+        o.dtype,
+        o.chunk,
+        o.unit if o.sharded else None,
+        o.codec or "none",
+        plan.sink.encoding.level,
+        plan.sink.encoding.checksum,
+        attributes(plan, "incomplete", {"started": _now()}),
+        overwrite=False,
+    )
+
+
+def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:
+    """Say in the output's attributes that it is complete, with what it holds (``whole``: the
+    counts of every block, however many runs wrote them), then drop the run record."""
+    o = plan.output
+    summary = {
+        "blocks": plan.n_blocks,
+        "bytes_in": whole.get("elements", 0) * plan.input.dtype.itemsize,
+        "bytes_out": whole.get("elements", 0) * plan.output.dtype.itemsize,
+        **{k: whole.get(k, 0) for k in NONFINITE},
+        "seconds": round(compute_seconds, 3),
+    }
+    done = {"finished": _now(), "summary": summary}
+    arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# What an output was made from, against a plan.
+
+
+def recorded_run(plan: Plan) -> dict[str, Any]:
+    """What the output's attributes record of the run that wrote it (``pipeline``: status,
+    version, fingerprint, identity, ...); {} when they record nothing readable."""
+    try:
+        doc = arrays.read_attributes(plan.output.location, plan.output.path).get("pipeline")
+    except Exception:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tuple[str, str]]:
+    """What differs between the run that ``recorded`` describes (its ``fingerprint`` and
+    ``identity``: from the run record, or the output's attributes) and ``plan``, as (part,
+    words) pairs; [] when that run made what this plan makes.
+
+    Where the output is does not matter (an output moved or copied holds the same bytes);
+    ``whole``: the output is complete, so neither does how its work was split into blocks
+    (its chunks and shards do). [('unrecorded', ...)] when the record cannot tell: an output
+    written by a version that did not record its identity."""
+    if recorded.get("fingerprint") == plan.fingerprint():
+        return []
+    identity = recorded.get("identity")
+    if isinstance(identity, dict):
+        return _what_changed(identity, plan.identity, whole)
+    by = f"pipeline {recorded.get('version', '?')}"
+    if recorded.get("fingerprint"):
+        return [
+            (
+                "unrecorded",
+                "its fingerprint does not match this config, input and output location, and "
+                f"{by}, which wrote it, did not record what it was made from (what changed "
+                "cannot be named)",
+            )
+        ]
+    return [
+        (
+            "unrecorded",
+            "its attributes do not record what it was made from (an older pipeline wrote it): "
+            "whether it matches this config and input cannot be told",
+        )
+    ]
+
+
+def said(changed: list[tuple[str, str]]) -> str:
+    """The words of :func:`stale_parts`'s pairs, as one clause."""
+    return ", and ".join(words for _, words in changed)
+
+
+def _pair(x: Any) -> list[Any]:
+    """``x`` as a two-item list (a recorded [where, what]; [None, None] when malformed)."""
+    return list(x) if isinstance(x, list) and len(x) == 2 else [None, None]
+
+
+#: The identity's parts that _what_changed names in words of their own (``host_share``: in
+#: records of earlier versions only).
+_NAMED = {"input", "output", "stages", "block", "chunk", "unit", "encode_on", "host_share"}
+
+
+def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list[tuple[str, str]]:
+    """What differs between a recorded identity and this plan's (see :func:`stale_parts`)."""
+    parts: list[tuple[str, str]] = []
+    old_in, new_in = _pair(old.get("input")), new["input"]
+    if old_in[0] != new_in[0]:
+        parts.append(("input.location", f"the input moved (was {old_in[0]}, now {new_in[0]})"))
+    elif old_in[1] != new_in[1]:
+        if (old_in[1] or [None])[0] != new_in[1][0]:
+            parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
+        else:
+            parts.append(("input.data", "the input's data changed (its files were rewritten)"))
+    if old.get("stages") != new["stages"]:
+        parts.append(
+            (
+                "stages",
+                f"the stages changed (were {'; '.join(old.get('stages') or [])}, now "
+                f"{'; '.join(new['stages'])})",
+            )
+        )
+    old_codec, new_codec = _pair(old.get("output"))[1], new["output"][1]
+    if old_codec != new_codec:
+        parts.append(
+            ("output.codec", f"the output's codec changed (was {old_codec}, now {new_codec})")
+        )
+    keys = ("chunk", "unit") if whole else ("block", "chunk", "unit")
+    if any(old.get(k) != new[k] for k in keys):
+        parts.append(
+            (
+                "layout",
+                f"the layout changed ({'/'.join(keys)} were {[old.get(k) for k in keys]}, "
+                f"now {[new[k] for k in keys]})",
+            )
+        )
+    if old.get("encode_on") != new["encode_on"]:
+        parts.append(
+            (
+                "encode_on",
+                f"frames would be encoded on the {new['encode_on']}, not the "
+                f"{old.get('encode_on')} (the bytes would differ)",
+            )
+        )
+    if old.get("host_share"):  # cluster.host_encode_share, which this version no longer has
+        parts.append(
+            (
+                "host_share",
+                f"a share of its frames ({old['host_share']}) was encoded by host threads, "
+                "which this version no longer does (the bytes would differ)",
+            )
+        )
+    for key in sorted((set(old) | set(new)) - _NAMED):
+        if old.get(key) != new.get(key):
+            parts.append((key, f"{key} changed (was {old.get(key)}, now {new.get(key)})"))
+    return parts
+
+
+def with_block(config: Config, identity: Any) -> Config:
+    """``config`` with the block a recorded ``identity`` names, when the config says ``auto``
+    and asks for the layout that block was recorded with (the output's chunks and shards, the
+    same input metadata); else ``config``: its own block then plans, and :func:`stale_parts`
+    names what changed instead of the plan refusing a block the user never set."""
+    if config.chunking.block != "auto" or not isinstance(identity, dict):
+        return config
+    block, chunk, unit = (identity.get(k) for k in ("block", "chunk", "unit"))
+    if not all(_is_shape(v) for v in (block, chunk, unit)):
+        return config
+    out = config.output
+    same_layout = (out.chunks == "auto" or list(out.chunks) == chunk) and (
+        unit == {"auto": block, "none": chunk}[out.shards]
+        if isinstance(out.shards, str)
+        else list(out.shards) == unit
+    )
+    recorded_meta = (_pair(identity.get("input"))[1] or [None])[0]
+    if not same_layout or recorded_meta != _metadata_digest(config):
+        return config
+    chunking = config.chunking.model_copy(update={"block": tuple(block or ())})
+    return config.model_copy(update={"chunking": chunking})
+
+
+def _is_shape(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(b, int) for b in v)
+
+
+def _metadata_digest(config: Config) -> str | None:
+    """The digest of the input's metadata document, as the plan's identity takes it
+    (``pipeline.planning.plan._input_identity``); None when there is none."""
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    doc = loc.read(f"{path}/zarr.json" if path else "zarr.json") or loc.read(
+        f"{path}/.zarray" if path else ".zarray"
+    )
+    return None if doc is None else hashlib.sha256(doc).hexdigest()[:16]
+
+
+def as_recorded(plan: Plan, identity: Any) -> Plan:
+    """``plan`` as ``run --resume`` makes it: with ``chunking.block: auto``, the recorded
+    block (when it still plans here; else ``plan``)."""
+    config = with_block(plan.config, identity)
+    if config is plan.config or config.chunking.block == plan.block or plan.facts is None:
+        return plan
+    joined = plan.cluster.scheduler != "local"
+    try:
+        return make_plan(
+            config,
+            plan.facts,
+            plan.cluster.workers if joined else None,
+            plan.cluster.threads_per_worker if joined else None,
+        )
+    except PipelineError:
+        return plan
+
+
+def recorded_block(config: Config, resume: bool) -> Config:
+    """On ``--resume`` with an automatic block shape, the block of the run that wrote the
+    output (from its run record, or a complete output's attributes): the automatic choice
+    depends on the cluster's memory, and a resume on another cluster must write the same
+    blocks (and find a complete output's shards, which are blocks by default, the same)."""
+    if not resume or config.chunking.block != "auto":
+        return config
+    loc = Location.of(config.output.store, config.output.storage_options)
+    path = config.output.array.strip("/")
+    try:
+        recorded: Any = Ledger(loc, path).read_manifest()
+        if recorded is None:  # a complete output (or none: Zarr raises)
+            recorded = arrays.read_attributes(loc, path).get("pipeline")
+        identity = recorded.get("identity")
+    except Exception:
+        return config
+    return with_block(config, identity)

@@ -1,0 +1,434 @@
+"""A run from start to finish: plan, check, start the cluster, compute, finish, summarise.
+
+The order matters for the guarantees: everything that can be checked is checked before the
+cluster starts or any byte is written; the output is marked incomplete from its creation until
+every block is recorded as written; the cluster is closed on every exit path; and an
+interrupted run leaves a record that ``--resume`` continues from. What the output is and how
+a run starts there is :mod:`pipeline.running.output`'s; the cluster is
+:mod:`pipeline.running.cluster`'s; one task is :mod:`pipeline.running.tasks`'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.config.models import Config
+from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
+from pipeline.errors import Interrupted, PipelineError, disk_full
+from pipeline.planning import Plan, describe, make_plan
+from pipeline.reporting.progress import Progress
+from pipeline.reporting.summary import Summary, summarise
+from pipeline.running import cluster, graph, output
+from pipeline.running.output import NONFINITE
+from pipeline.running.tasks import STATS
+from pipeline.store import arrays, grid
+from pipeline.store.location import Location
+
+log = logging.getLogger("pipeline")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line choices that are not part of the config."""
+
+    overwrite: bool = False
+    resume: bool = False
+    report: str | None = None
+    """save Dask's performance report (HTML) here"""
+    summary_json: str | None = None
+    progress: str = "auto"
+    """auto, bar, plain or none"""
+    interval: float = 5.0
+    """seconds between plain progress lines"""
+
+
+# --------------------------------------------------------------------------------------------
+# Planning, and the cluster the plan runs on.
+
+
+def plan_run(config: Config) -> Plan:
+    """The plan of a run on a local cluster (no cluster is started)."""
+    return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
+
+
+def plan_joined(config: Config, client: Any) -> Plan:
+    """The plan of a run on the cluster ``client`` is joined to: sized for its weakest
+    worker, with its workers and (the fewest) threads."""
+    facts = facts_from_workers(list(client.run(worker_facts).values()))
+    workers = client.scheduler_info()["workers"]
+    threads = min(w["nthreads"] for w in workers.values())
+    return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
+
+
+def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
+    """The per-worker set-up for this plan: budget, and (GPU) staging buffers and kernels
+    made before the first task."""
+    block_bytes = int(np.prod(plan.block)) * max(
+        plan.input.dtype.itemsize, plan.output.dtype.itemsize
+    )
+    return cluster.PipelineSetup(
+        plan.backend,
+        plan.cluster.device_budget,
+        chain=plan.chain,
+        staging_bytes=int(block_bytes * 1.05) + (1 << 20),
+    )
+
+
+Connect = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect]]:
+    """The plan, and how to get the cluster's client: a local cluster is started only when
+    ``connect()`` is entered (after every check); an address is joined first, since the plan
+    needs its workers. A ``client`` given by the caller (e.g. a benchmark reusing warm
+    workers) is used as is and left open."""
+    if client is not None:
+        # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
+        # that this process would count as used: their next tasks reuse it
+        held = cluster.held_device_memory(client)
+        plan = make_plan(config, Facts.local(want_gpu=config.backend != "cpu").plus_held(held))
+        yield plan, _registered(client, plan)
+        return
+    if config.cluster.scheduler == "local":
+        plan = plan_run(config)
+        yield plan, lambda: cluster.connect(plan.cluster, plugin=setup_plugin(plan))
+        return
+    client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
+    try:
+        cluster.held_device_memory(client)  # gives cached blocks back before measuring
+        plan = plan_joined(config, client)
+        yield plan, _registered(client, plan)
+    finally:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+
+
+def _registered(client: Any, plan: Plan) -> Connect:
+    """How to connect to a cluster that is already there: set its workers up for ``plan``."""
+
+    @contextlib.contextmanager
+    def connect() -> Iterator[Any]:
+        client.register_plugin(setup_plugin(plan))
+        yield client
+
+    return connect
+
+
+# --------------------------------------------------------------------------------------------
+# The run.
+
+
+def run(config: Config, options: RunOptions | None = None, client: Any = None) -> Summary:
+    """Run the pipeline the config describes; the run's :class:`Summary`.
+
+    ``client``: an existing Dask client to run on (left open), instead of the config's cluster.
+
+    Order: plan and check (nothing written), decide how to start from what the output holds,
+    take the output's lock, start the cluster, create (or keep, on resume) the output marked
+    incomplete, compute the missing blocks, check every block is recorded, mark the output
+    complete, drop the record. Any failure before the output was created leaves no trace."""
+    options = options or RunOptions()
+    if config.output.overwrite and not options.overwrite and not options.resume:
+        options = dataclasses.replace(options, overwrite=True)  # the config asks for it
+    t_start = time.perf_counter()
+    if _generate_if_missing(config, options.progress):
+        t_start = time.perf_counter()  # the run's own clock starts after the input exists
+    config = output.recorded_block(config, options.resume)
+    with _planned(config, client) as (plan, connect):
+        t_plan = time.perf_counter() - t_start
+        start = _check(plan, options)
+        if start == "done":
+            log.warning(
+                "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
+            )
+            return summarise(
+                plan,
+                {},
+                {},
+                0,
+                plan.n_blocks,
+                t_start,
+                {"plan": t_plan},
+                None,
+                "complete (nothing to do)",
+            )
+        return _execute(plan, start, connect, options, t_start, t_plan)
+
+
+def _generate_if_missing(config: Config, progress: str) -> bool:
+    """Generate the input first when ``input.generate.when_missing`` asks for it and the input
+    is missing or unfinished; whether it did."""
+    from pipeline.running.generate import generate_input
+
+    gen = config.input.generate
+    if gen is None or not gen.when_missing:
+        return False
+    loc = Location.of(config.input.store, config.input.storage_options)
+    key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
+    missing = not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray")))
+    status = None if missing else arrays.generation_status(loc, config.input.array)
+    if not missing and status != "incomplete":
+        return False
+    log.info(
+        "input %s is %s: generating it (input.generate.when_missing)",
+        loc.join(config.input.array),
+        "missing" if missing else "unfinished (an interrupted generate)",
+    )
+    generate_input(config, progress)
+    return True
+
+
+def _check(plan: Plan, options: RunOptions) -> str:
+    """Every check before anything is written, then how to start: 'fresh', 'resume' or
+    'done' (:func:`pipeline.running.output.decide_start`); the plan goes to the log."""
+    output.check_not_overlapping(plan)
+    output.check_writable(plan.output.location)
+    start = output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
+    for label, text in describe(plan):
+        log.debug("plan: %s: %s", label, text)
+    for note in plan.notes:
+        log.warning("note: %s", note)
+    return start
+
+
+def _execute(
+    plan: Plan, start: str, connect: Connect, options: RunOptions, t_start: float, t_plan: float
+) -> Summary:
+    """Take the output's lock, start the cluster, create the output (on a fresh start),
+    compute and finish. A failure before the output exists leaves no trace; after, the lock
+    is given up and the output stays resumable."""
+    ledger = plan.sink.ledger
+    assert ledger is not None
+    ledger.acquire()  # before anything is written: a second run stops here
+    exists = start == "resume"
+    finished = False
+    try:
+        t0 = time.perf_counter()
+        with connect() as client:
+            seconds = {"plan": t_plan, "cluster": time.perf_counter() - t0}
+            dashboard = _dashboard(client, plan)
+            if dashboard:
+                log.info("dashboard: %s", dashboard)
+            if start == "fresh":
+                exists = True
+                output.create(plan)
+            summary = _compute_and_finish(client, plan, start, options, t_start, seconds, dashboard)
+            finished = True
+            return summary
+    except OSError as e:
+        full = disk_full(e, "the output")
+        if full is not None:
+            raise full from None
+        raise
+    finally:
+        if not finished:
+            with contextlib.suppress(Exception):
+                ledger.release()
+            if not exists:
+                output.remove_if_empty(plan)
+
+
+def _compute_and_finish(
+    client: Any,
+    plan: Plan,
+    start: str,
+    options: RunOptions,
+    t_start: float,
+    seconds: dict[str, float],
+    dashboard: str | None,
+) -> Summary:
+    """Compute the blocks not yet written, check that every block is recorded, then mark the
+    output complete; the run's summary."""
+    all_blocks = list(grid.iter_indices(plan.block_grid))
+    done = _already_written(plan, start, all_blocks)
+    pending = [b for b in all_blocks if b not in done]
+    cluster.reset_peaks(client)
+    t0 = time.perf_counter()
+    totals, per_worker = _compute(client, plan, pending, options)
+    seconds = {**seconds, "compute": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    _check_recorded(plan, all_blocks)
+    summary = summarise(
+        plan,
+        totals,
+        _peaks(client),
+        len(pending),
+        len(all_blocks) - len(pending),
+        t_start,
+        seconds,
+        dashboard,
+        "complete",
+    )
+    summary.blocks_per_worker = per_worker
+    whole = _whole_counts(plan, totals, [b for b in all_blocks if b in done], len(pending))
+    summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
+    output.mark_complete(plan, whole, summary.seconds.get("compute", 0.0))
+    summary.seconds["finish"] = time.perf_counter() - t0
+    summary.seconds["total"] = time.perf_counter() - t_start
+    return summary
+
+
+def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
+    """The blocks the run record marks written (on a resume; none on a fresh start)."""
+    if start != "resume":
+        return set()
+    assert plan.sink.ledger is not None
+    done = plan.sink.ledger.done()
+    pending = sum(1 for b in all_blocks if b not in done)
+    log.warning(
+        "resuming: %d of %d blocks already written (skipped), %d to go",
+        len(all_blocks) - pending,
+        len(all_blocks),
+        pending,
+    )
+    return done
+
+
+def _check_recorded(plan: Plan, all_blocks: list) -> None:
+    """Refuse to call the output complete unless the run record marks every block written
+    (Zarr reads a missing chunk as the fill value, so the files prove nothing)."""
+    assert plan.sink.ledger is not None
+    recorded = plan.sink.ledger.done()
+    missing = [b for b in all_blocks if b not in recorded]
+    if missing:
+        raise PipelineError(
+            f"{len(missing)} block(s) have no record of being written (first: "
+            f"{missing[0]}); the output stays incomplete: `run --resume` retries them"
+        )
+
+
+def _whole_counts(
+    plan: Plan, totals: dict[str, int], skipped: list, written: int
+) -> dict[str, int]:
+    """The whole output's counts: this run's blocks, and those an interrupted run wrote (from
+    their markers)."""
+    whole = {k: totals.get(k, 0) for k in ("elements", "bytes_written", *NONFINITE)}
+    if not skipped:
+        return whole
+    assert plan.sink.ledger is not None
+    before = plan.sink.ledger.counts(skipped)
+    if before is None:
+        log.warning(
+            "the run record of the skipped blocks has no counts: the NaN/inf counts "
+            "cover only the %d blocks this run wrote",
+            written,
+        )
+        return whole
+    return {k: v + before.get(k, 0) for k, v in whole.items()}
+
+
+def _peaks(client: Any) -> dict[str, dict[str, int]]:
+    """The workers' peak memory since the run began; {} when it cannot be read."""
+    with contextlib.suppress(Exception):
+        return cluster.read_peaks(client)
+    return {}
+
+
+def _dashboard(client: Any, plan: Plan) -> str | None:
+    if plan.cluster.scheduler == "local" and not plan.cluster.dashboard:
+        return None
+    try:
+        return client.dashboard_link
+    except Exception:
+        return None
+
+
+def _compute(
+    client: Any, plan: Plan, pending: list, options: RunOptions
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Submit the pending blocks, follow them, and sum their statistics; also how many blocks
+    each worker computed (where each block's small result was made, before it is released)."""
+    from distributed import as_completed, performance_report
+
+    totals = dict.fromkeys(STATS, 0)
+    if not pending:
+        return totals, {}
+    stats = graph.build(plan.source, plan.sink, plan.chain, plan.backend)
+    dsk, keys = graph.block_keys(stats, pending)
+    report = (
+        performance_report(filename=options.report) if options.report else contextlib.nullcontext()
+    )
+    block_bytes = float(np.prod(plan.block) * plan.input.dtype.itemsize)
+    with report:
+        futures = client.get(dsk, keys, sync=False)
+        try:
+            with Progress(len(futures), block_bytes, options.progress, options.interval) as bar:
+                for fut in as_completed(futures):
+                    values = _result(fut)
+                    for k, v in zip(STATS, values.reshape(-1, len(STATS)).sum(axis=0), strict=True):
+                        totals[k] += int(v)
+                    bar.advance()
+            per_worker = _blocks_per_worker(client, futures)
+        except BaseException as e:
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                client.cancel(futures)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted() from None
+            if _lost_scheduler(e):
+                raise PipelineError(
+                    f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "
+                    f"({type(e).__name__}); the output stays incomplete: `run --resume` "
+                    "finishes it"
+                ) from None
+            raise
+    return totals, per_worker
+
+
+def _blocks_per_worker(client: Any, futures: list) -> dict[str, int]:
+    """{worker address: blocks it computed}, from where the blocks' results are held."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(Exception):  # a statistic: never fail a finished run over it
+        for holders in client.who_has(futures).values():
+            if holders:
+                counts[holders[0]] = counts.get(holders[0], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _lost_scheduler(e: BaseException) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CancelledError, CommClosedError))
+
+
+def _scheduler_name(plan: Plan) -> str:
+    s = plan.cluster.scheduler
+    return "the local cluster's" if s == "local" else s
+
+
+def _result(fut: Any) -> np.ndarray:
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except PipelineError:
+        raise
+    except KilledWorker as e:
+        raise PipelineError(
+            f"workers died repeatedly running {e.task}; the output stays incomplete "
+            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)"
+        ) from None
+    except MemoryError as e:
+        raise PipelineError(
+            f"out of memory in a task ({e}); lower chunking.target_bytes or "
+            "cluster.threads_per_worker, then `run --resume`"
+        ) from None
+    except Exception as e:
+        name = type(e).__name__
+        if "OutOfMemory" in name:
+            raise PipelineError(
+                f"the GPU ran out of memory ({e}); lower chunking.target_bytes "
+                "or cluster.threads_per_worker, then `run --resume`"
+            ) from None
+        raise

@@ -1,0 +1,350 @@
+"""What one task does to one block: read it, run the stages, write it.
+
+These are the functions the Dask graph calls (see :mod:`pipeline.running.graph`). Each takes a small
+frozen spec and a block index, so a task pickles to a few hundred bytes; Dask fuses the three
+into one task per block, so a block goes from file to file on one worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline import devices
+from pipeline.errors import ChunkError
+from pipeline.ops import stages
+from pipeline.planning.plan import Sink, Source
+from pipeline.store import codecs, grid, shards
+from pipeline.store.arrays import ArrayInfo
+from pipeline.store.grid import Shape
+from pipeline.store.shards import EMPTY
+
+#: Fields of the per-block statistics a write returns, in order (times in microseconds of
+#: task time, summed over the block's phases on its worker thread).
+STATS = (
+    "elements",
+    "bytes_read",
+    "bytes_written",
+    "nan",
+    "posinf",
+    "neginf",
+    "us_read",
+    "us_decode",
+    "us_stages",
+    "us_encode",
+    "us_write",
+)
+
+_CLOCK = threading.local()
+
+
+@contextlib.contextmanager
+def _timed(phase: str) -> Iterator[None]:
+    """Add the time spent in ``phase`` to this thread's tally (read back by write_block)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        tally = _CLOCK.__dict__.setdefault("tally", {})
+        tally[phase] = tally.get(phase, 0.0) + time.perf_counter() - t0
+
+
+def _take_tally() -> dict[str, float]:
+    tally = _CLOCK.__dict__.get("tally", {})
+    _CLOCK.tally = {}
+    return tally
+
+
+def _block_slices(index: Shape, block: Shape, shape: Shape) -> tuple[slice, ...]:
+    return grid.unit_slices(index, block, shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading.
+
+
+@functools.lru_cache(maxsize=16)
+def _zarr_array(info: ArrayInfo) -> Any:
+    from pipeline.store.arrays import open_zarr_array
+
+    return open_zarr_array(info.location, info.path)
+
+
+def _count_read(raw: Any) -> None:
+    tally = _CLOCK.__dict__.setdefault("tally", {})
+    tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
+
+
+def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
+    """The one-line error for a stored unit of the input that cannot be decoded."""
+    store = info.location.url
+    return ChunkError(
+        f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
+        "restore the chunk (or delete it, and it reads as the fill value), then run again with "
+        "--overwrite (the input has changed since, so --resume would refuse it)",
+        store=store,
+        key=key,
+        reason=reason,
+    )
+
+
+def read_block(src: Source, block_index: Shape) -> Any:
+    """The input's block ``block_index`` as a NumPy or CuPy array (``src.backend``'s type).
+
+    Raises :class:`~pipeline.errors.ChunkError` naming the store and key of a stored unit
+    that does not decode to exactly its chunks."""
+    be = devices.get(src.backend)
+    be.prepare()
+    with be.on_stream():
+        out = _read_block(be, src, block_index)
+        be.synchronize()
+    return out
+
+
+def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
+    info = src.info
+    slices = _block_slices(block_index, src.block, info.shape)
+    if not src.direct:
+        with _timed("read"):
+            try:
+                host = np.asarray(_zarr_array(info)[slices])
+            except Exception as e:  # Zarr names no chunk: name the block's region
+                region = [[s.start, s.stop] for s in slices]
+                raise damaged(info, f"the region {region}", f"{type(e).__name__}: {e}") from None
+        return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
+    units = grid.units_in(block_index, src.block, info.unit, info.shape)
+    if src.decode_on == "gpu":
+        try:
+            return _read_block_gpu(be, info, units, slices)
+        except _DecodeOnHost:
+            pass  # frames the GPU should not decode: this block decodes on the CPU
+    shape = grid.region_shape(slices)
+    out = be.host_array(shape, info.dtype, "decoded")
+    origin = tuple(s.start for s in slices)
+    for u in units:
+        _decode_unit_on_host(be, info, u, origin, out)
+    return be.from_host(out)
+
+
+def _decode_unit_on_host(
+    be: devices.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
+) -> None:
+    """Decode one stored unit's chunks into their places in ``out`` (the block, whose first
+    element is the array's ``origin``), on the CPU: straight into the block where a chunk's
+    place there is contiguous, else through a chunk-sized scratch array."""
+    assert info.format is not None
+    fmt = info.format.chunk
+    key = info.key(unit_index)
+    with _timed("read"):
+        raw = info.location.read_into(key, lambda n: be.host_buffer(n, "read"))
+    _count_read(raw)
+    with _timed("decode"):
+        n_chunks = math.prod(info.chunks_per_unit)
+        try:
+            frames = shards.unit_frames(raw, n_chunks, info.format.shard)
+        except shards.Damaged as e:
+            raise damaged(info, key, str(e)) from None
+        fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
+        unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
+        for c, chunk_index in enumerate(grid.iter_indices(info.chunks_per_unit)):
+            start = [
+                o + i * n for o, i, n in zip(unit_origin, chunk_index, info.chunk, strict=True)
+            ]
+            if any(a >= s for a, s in zip(start, info.shape, strict=True)):
+                continue  # a chunk of an edge shard that lies wholly past the array's end
+            stop = [min(a + n, s) for a, n, s in zip(start, info.chunk, info.shape, strict=True)]
+            dest = out[
+                tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin, strict=True))
+            ]
+            size = int(frames.sizes[c])
+            if size == EMPTY:
+                dest[...] = fill
+                continue
+            off = int(frames.offsets[c])
+            assert raw is not None
+            frame = raw[off : off + size]
+            try:
+                if dest.shape == tuple(info.chunk):
+                    fmt.decode_into(frame, dest)
+                else:  # an edge chunk: stored whole, partly outside the array
+                    whole = fmt.decode(frame)
+                    dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
+            except shards.Damaged as e:
+                where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
+                raise damaged(info, key, f"{e}{where}") from None
+
+
+class _DecodeOnHost(Exception):
+    """A unit holds zstd frames that the GPU should not decode (no declared content size, or
+    a content checksum to verify; see :func:`codecs.check_frames`): its block is decoded on
+    the CPU instead."""
+
+
+def _read_block_gpu(
+    be: devices.Backend, info: ArrayInfo, units: list[Shape], slices: tuple[slice, ...]
+) -> Any:
+    """Decode a block's units with the GPU's zstd decoder: every unit's bytes are read into
+    one page-locked buffer, checked frame by frame on the host (:func:`codecs.check_frames`),
+    copied to the device once and decoded in one batch."""
+    from pipeline.devices import gpu
+
+    n_chunks = math.prod(info.chunks_per_unit)
+    arena = gpu.Arena("read")
+    offsets, sizes = [], []
+    for u in units:
+        key = info.key(u)
+        with _timed("read"):
+            base = arena.used
+            raw = info.location.read_into(key, arena.take)
+        _count_read(raw)
+        with _timed("decode"):
+            try:
+                shard = info.format.shard if info.format is not None else None
+                frames = shards.unit_frames(raw, n_chunks, shard)
+                host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
+                needs_host = codecs.check_frames(
+                    host, frames, info.codec or "none", info.chunk_nbytes
+                )
+            except shards.Damaged as e:
+                raise damaged(info, key, str(e)) from None
+        if needs_host.any():
+            raise _DecodeOnHost(key)
+        present = frames.sizes != EMPTY
+        offs = frames.offsets.copy()
+        offs[present] += np.uint64(base)
+        offsets.append(offs)
+        sizes.append(frames.sizes)
+    with _timed("decode"):
+        flat = be.decode_frames(
+            arena.view(),
+            shards.Frames(np.concatenate(offsets), np.concatenate(sizes)),
+            info.codec or "none",
+            info.chunk_nbytes,
+            info.dtype,
+            info.fill_bytes,
+        )
+        per_unit = n_chunks * info.chunk_nbytes // info.dtype.itemsize
+        xp = be.xp
+        if len(units) == 1:
+            unit = grid.frames_to_unit(flat, info.unit, info.chunk)
+            return unit[tuple(slice(0, s.stop - s.start) for s in slices)]
+        out = xp.empty(grid.region_shape(slices), dtype=info.dtype)
+        for k, u in enumerate(units):
+            unit = grid.frames_to_unit(
+                flat[k * per_unit : (k + 1) * per_unit], info.unit, info.chunk
+            )
+            us = grid.unit_slices(u, info.unit, info.shape)
+            dst = tuple(
+                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
+            )
+            out[dst] = unit[tuple(slice(0, a.stop - a.start) for a in us)]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# The stages, and moving blocks between devices.
+
+
+def apply_stages(x: Any, chain: Sequence[stages.BoundStage], backend: str) -> Any:
+    """The fused chain over one block."""
+    be = devices.get(backend)
+    be.prepare()
+    with be.on_stream(), _timed("stages"):
+        return be.apply_chain(chain, x)
+
+
+def to_device(x: np.ndarray) -> Any:
+    be = devices.get("gpu")
+    be.prepare()
+    return be.from_host(x)
+
+
+def to_host(x: Any) -> np.ndarray:
+    be = devices.get("gpu")
+    be.prepare()
+    return be.to_host(x)
+
+
+def to_host_pinned(x: Any) -> np.ndarray:
+    """A device block back in page-locked host memory (for results kept in memory)."""
+    from pipeline.devices import gpu
+
+    return gpu.GpuBackend().to_host(x, pinned=True)
+
+
+def to_pinned(x: np.ndarray) -> np.ndarray:
+    """A host block copied into page-locked memory (input held in memory for the GPU)."""
+    from pipeline.devices import gpu
+
+    return gpu.pinned_copy(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing.
+
+
+def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
+    """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
+    info = sink.info
+    flat = grid.unit_to_frames(data, info.chunk)
+    n = math.prod(info.chunks_per_unit)
+    present = grid.present_mask(unit_index, info.unit, info.chunk, info.shape)
+    with _timed("encode"):
+        parts, sizes = be.encode_frames(flat, n, present, sink.encoding)
+        if info.sharded:
+            offsets = np.full(n, EMPTY, dtype=np.uint64)
+            real = sizes != EMPTY
+            offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
+            parts = [*parts, shards.encode_index(offsets, sizes)]
+    with _timed("write"):
+        return info.location.write(info.key(unit_index), parts)
+
+
+def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+    """Store one block; its statistics (see ``STATS``) as a tiny array for Dask."""
+    be = devices.get(sink.backend)
+    be.prepare()
+    with be.on_stream():
+        return _write_block(be, y, sink, block_id)
+
+
+def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
+    info = sink.info
+    block_index = tuple(block_id)[: len(info.shape)]  # map_blocks adds the stats axis
+    slices = _block_slices(block_index, sink.block, info.shape)
+    with _timed("stages"):
+        nan, pos, neg = be.count_nonfinite(y)
+    written = 0
+    xp = be.xp
+    for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
+        us = grid.unit_slices(u, info.unit, info.shape)
+        part = y[
+            tuple(
+                slice(a.start - b.start, a.stop - b.start) for a, b in zip(us, slices, strict=True)
+            )
+        ]
+        if part.shape == tuple(info.unit):
+            data = part
+        else:  # an edge unit: pad to the stored shape (the padding is never read)
+            data = xp.zeros(info.unit, dtype=info.dtype)
+            data[tuple(slice(0, e) for e in part.shape)] = part
+        written += write_unit(be, sink, u, data)
+    be.synchronize()
+    if sink.ledger is not None:
+        counts = {"elements": int(y.size), "bytes_written": int(written)}
+        counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
+        with _timed("write"):
+            sink.ledger.mark(block_index, counts)
+    t = _take_tally()
+    micros = [int(t.get(k, 0.0) * 1e6) for k in ("read", "decode", "stages", "encode", "write")]
+    stats = np.array(
+        [y.size, int(t.get("bytes_read", 0)), written, nan, pos, neg, *micros], dtype=np.int64
+    )
+    return stats.reshape((1,) * len(block_index) + (len(STATS),))

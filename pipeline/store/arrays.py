@@ -1,0 +1,463 @@
+"""Arrays in stores: what a stored array is (:class:`ArrayInfo`), opening and describing it,
+creating an output's metadata, and reading and writing attributes.
+
+Zarr itself reads and writes every metadata document (``zarr.json``/``.zarray``), so every
+output is a store that Zarr made and any Zarr reader reads; :class:`ArrayInfo` is what the
+pipeline needs besides, to read and write stored units without Zarr: the grid, the chunk keys,
+the codecs (by spec name, :mod:`pipeline.store.codecs`) and the fill value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.config.models import GenerateConfig
+from pipeline.errors import InputError, PipelineError
+from pipeline.store import codecs, grid
+from pipeline.store.codecs import FrameCodec
+from pipeline.store.grid import Shape
+from pipeline.store.location import Location, key_under
+
+
+def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
+    """Refuse (InputError, fields ``store`` and ``key``) an input whose stored units Zarr finds
+    where the pipeline's raw reader finds none, or other bytes: the reader would read them
+    as the fill value. A cheap probe, at plan time: for up to ``probes`` units spread over
+    the grid, the key the reader computes must be Zarr's key, and each unit Zarr's store
+    holds must be there for the reader with the same size; when Zarr holds none of those
+    (a sparse array), the first unit that a listing one level at a time finds is checked
+    (nested keys only: a listing of flat keys would list the whole array)."""
+    from zarr.core.sync import sync
+
+    if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
+        return
+    unit_grid = info.grid
+    n = math.prod(unit_grid)
+    if not n:
+        return
+    arr = open_zarr_array(info.location, info.path)
+    store, prefix = arr.store_path.store, arr.store_path.path
+    flat = sorted({*range(min(n, probes // 2)), *(n * k // 4 for k in range(1, 4)), n - 1})
+    present: list[str] = []
+    for i in flat:
+        index = tuple(int(j) for j in np.unravel_index(i, unit_grid))
+        key = key_under(prefix, arr.metadata.encode_chunk_key(index))
+        if info.key(index) != key:
+            raise InputError(
+                f"the pipeline would read unit {list(index)} of {info.location} from key "
+                f"{info.key(index)!r}, but Zarr stores it at {key!r}: copy the array with "
+                "zarr-python into a new store (default chunk keys) and use that",
+                store=info.location.url,
+                key=key,
+            )
+        if sync(store.exists(key)):
+            present.append(key)
+    levels = arr.metadata.encode_chunk_key((0,) * len(unit_grid)).count("/") + 1
+    if not present and levels > 1:
+        found = sync(_first_listed(store, prefix, levels))
+        present += [found] if found else []
+    for key in present:
+        want, got = sync(store.getsize(key)), info.location.size(key)
+        if got != want:
+            raise InputError(
+                f"Zarr finds {key!r} in {info.location} ({want} bytes), the pipeline's reader "
+                f"{'does not' if got is None else f'finds {got} bytes'}: it would read that "
+                "chunk wrong; copy the array into a directory or an object store and use that",
+                store=info.location.url,
+                key=key,
+            )
+
+
+async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
+    """The first key ``levels`` levels below ``prefix`` that a Zarr store lists, going down
+    one level at a time along the first name (metadata and hidden names left out); None
+    when a level is empty."""
+    at = prefix
+    for _ in range(levels):
+        listed = [n async for n in store.list_dir(at)]
+        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
+        if not names:
+            return None
+        at = key_under(at, names[0])
+    return at
+
+
+# --------------------------------------------------------------------------------------------
+# What an array is, and how its chunks are keyed and encoded.
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """A stored array's layout, enough to read or write its units without Zarr."""
+
+    location: Location
+    path: str
+    """path of the array inside the store ('' at the root)"""
+    shape: Shape
+    dtype: np.dtype
+    """the elements' dtype in native byte order (what a decoded chunk holds)"""
+    zarr_format: int
+    chunk: Shape
+    """inner chunk shape (what one frame holds)"""
+    unit: Shape
+    """shape one storage key holds: the shard, or the chunk when unsharded"""
+    sharded: bool
+    index_at_end: bool
+    codec: FrameCodec | None
+    """'zstd' or 'none' when each chunk is one plain frame (bytes in native order, C order,
+    no filters, zstd or nothing): what the GPU decodes and the pipeline writes; else None"""
+    key_prefix: str
+    key_sep: str
+    format: codecs.StoredFormat | None = None
+    """how the stored units decode on the CPU (any chain numcodecs knows); None: only Zarr
+    can read this array (the slow path)"""
+    fill: bytes | None = None
+    """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
+
+    @property
+    def grid(self) -> Shape:
+        return grid.grid_shape(self.shape, self.unit)
+
+    @property
+    def n_units(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
+    def chunks_per_unit(self) -> Shape:
+        return grid.chunks_per_unit(self.unit, self.chunk)
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return grid.nbytes(self.chunk, self.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return grid.nbytes(self.shape, self.dtype)
+
+    @property
+    def fill_bytes(self) -> bytes:
+        """The fill value as the bytes of one element (zeros when the metadata has none)."""
+        return self.fill if self.fill is not None else bytes(self.dtype.itemsize)
+
+    def key(self, index: Shape) -> str:
+        """The store key of the unit at grid ``index`` (relative to the store root)."""
+        k = self.key_prefix + self.key_sep.join(str(i) for i in index)
+        return f"{self.path}/{k}" if self.path else k
+
+    def describe(self) -> str:
+        shard = f" in shards {list(self.unit)}" if self.sharded else ""
+        return (
+            f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, "
+            f"{self.codecs_text()}, Zarr v{self.zarr_format}"
+        )
+
+    def codecs_text(self) -> str:
+        """The chunks' codecs in a few words (for plans and summaries)."""
+        if self.format is None:
+            return self.codec or "codecs only Zarr knows (read through Zarr, slowly)"
+        c = self.format.chunk
+        names = [json.loads(x)["id"] for x in (*c.filters, *c.codecs)]
+        extra = []
+        if c.transpose is not None:
+            extra.append(f"transposed {list(c.transpose)}")
+        if c.order == "F":
+            extra.append("order F")
+        if np.dtype(c.stored) != c.dtype:
+            extra.append("big-endian" if np.dtype(c.stored).byteorder == ">" else "swapped")
+        return " + ".join(names or ["no compressor"]) + "".join(f", {e}" for e in extra)
+
+
+def _describe_v3(doc: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    outer = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
+    enc = doc.get("chunk_key_encoding") or {"name": "default"}
+    default = enc.get("name", "default") == "default"
+    sep = (enc.get("configuration") or {}).get("separator", "/" if default else ".")
+    fmt = codecs.v3_format(doc, dtype)
+    sharded = fmt is not None and fmt.shard is not None
+    if not sharded and doc["codecs"] and doc["codecs"][0]["name"] == "sharding_indexed":
+        inner = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # read through Zarr
+    else:
+        inner = fmt.chunk.shape if fmt is not None else outer
+    return dict(
+        key_prefix="c" + sep if default else "",
+        key_sep=sep,
+        unit=outer,
+        chunk=inner,
+        sharded=sharded,
+        index_at_end=fmt.shard.index_at_end if fmt is not None and fmt.shard else True,
+        format=fmt,
+    )
+
+
+def _describe_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    chunks = tuple(doc["chunks"])
+    return dict(
+        key_prefix="",
+        key_sep=doc.get("dimension_separator") or ".",
+        unit=chunks,
+        chunk=chunks,
+        sharded=False,
+        index_at_end=True,
+        format=codecs.v2_format(doc),
+    )
+
+
+def _checked_grid(
+    location: Location, path: str, shape: Shape, unit: Shape, chunk: Shape
+) -> dict[str, Shape]:
+    """The stored units and chunks of an array of ``shape``, checked: a chunk (or shard) with
+    a 0-length axis holds nothing, so no grid of them covers a non-empty array (zarr-python
+    fails on it too): InputError. An empty array (a 0-length axis) has no chunks to read;
+    its 0-length chunk axes are taken as 1 so that the geometry stays defined."""
+    if 0 in shape:
+        return {"unit": tuple(max(u, 1) for u in unit), "chunk": tuple(max(c, 1) for c in chunk)}
+    for name, shp in (("chunks", chunk), ("shards", unit)):
+        if 0 in shp:
+            where = location.join(path)
+            raise InputError(
+                f"{where}: its {name} {list(shp)} have a 0-length axis, so they cannot hold "
+                f"any part of the {list(shape)} array (zarr-python cannot read it either); "
+                f"rewrite the input with {name} of at least 1 on every axis",
+                store=where,
+                shape=shape,
+                chunks=shp,
+            )
+    return {"unit": unit, "chunk": chunk}
+
+
+def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
+    """Open an array with Zarr, turning the usual mistakes into one-line errors."""
+    import zarr
+
+    if not location.exists():
+        raise PipelineError(
+            f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
+            "or fix input.store"
+        )
+    try:
+        with warnings.catch_warnings():
+            # zarr warns that numcodecs.* codecs are not in the v3 spec: a concern for whoever
+            # writes such arrays, not for a reader of them
+            warnings.simplefilter("ignore", UserWarning)
+            node = zarr.open(
+                store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
+            )
+    except FileNotFoundError:
+        raise PipelineError(
+            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
+        ) from None
+    except Exception as e:  # zarr raises several types for unreadable metadata
+        raise PipelineError(f"cannot open {location}/{path}: {type(e).__name__}: {e}") from None
+    if isinstance(node, zarr.Group):
+        members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
+        hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
+        raise PipelineError(
+            f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
+            f"path{hint}"
+        )
+    return node
+
+
+def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:
+    """Inspect a stored array (opened read-only) into an :class:`ArrayInfo`.
+
+    The codec chain is read from the metadata document by spec name and configuration
+    (:mod:`pipeline.store.codecs`); the fill value as zarr-python parses it (a v2 ``null`` reads as
+    zero). Raises InputError for a 0-d array."""
+    arr = arr if arr is not None else open_zarr_array(location, path)
+    stored = np.dtype(arr.dtype)
+    dtype = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
+    meta: Any = arr.metadata
+    if arr.ndim == 0:
+        raise InputError(
+            f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1",
+            store=str(location),
+            array=path,
+        )
+    doc = meta.to_dict()
+    parts = _describe_v3(doc, dtype) if meta.zarr_format == 3 else _describe_v2(doc)
+    shape = tuple(arr.shape)
+    parts.update(_checked_grid(location, path, shape, parts["unit"], parts["chunk"]))
+    fmt = parts["format"]
+    plain = fmt is not None and fmt.chunk.plain
+    return ArrayInfo(
+        location=location,
+        path=path.strip("/"),
+        shape=shape,
+        dtype=dtype,
+        zarr_format=meta.zarr_format,
+        codec=fmt.chunk.frame_codec if plain else None,
+        fill=codecs.fill_bits(meta.fill_value, dtype),
+        **parts,
+    )
+
+
+def create_output(
+    location: Location,
+    path: str,
+    shape: Shape,
+    dtype: np.dtype,
+    chunk: Shape,
+    shard: Shape | None,
+    codec: FrameCodec,
+    level: int,
+    checksum: bool,
+    attributes: dict[str, Any],
+    overwrite: bool,
+) -> ArrayInfo:
+    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    compressors = ZstdCodec(level=level, checksum=checksum) if codec == "zstd" else None
+    arr = zarr.create_array(
+        store=location.zarr_store(read_only=False),
+        name=path or None,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunk,
+        shards=shard,
+        compressors=compressors,
+        fill_value=0,
+        attributes=attributes,
+        overwrite=overwrite,
+        zarr_format=3,
+    )
+    info = describe_array(location, path, arr)
+    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
+        raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
+    return info
+
+
+def clear_array(location: Location, path: str, keep: str) -> None:
+    """Delete everything stored under ``path`` except the entry named ``keep``."""
+    for name in location.list(path):
+        if name != keep:
+            location.delete(f"{path}/{name}" if path else name, recursive=True)
+
+
+def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
+    """Merge ``attrs`` into the array's attributes (Zarr rewrites its metadata document)."""
+    import zarr
+
+    arr = zarr.open_array(store=location.zarr_store(read_only=False), path=path, mode="r+")
+    arr.update_attributes(attrs)
+
+
+def read_attributes(location: Location, path: str) -> dict[str, Any]:
+    import zarr
+
+    arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
+    return dict(arr.attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs the pipeline generated, and whether they are finished.
+
+#: The attribute of a generated input: how it was made, and whether every unit is written.
+GENERATED = "pipeline_generated"
+
+
+def create_generated(
+    store: Any,
+    path: str,
+    g: GenerateConfig,
+    chunk: Shape,
+    unit: Shape,
+    attrs: dict[str, Any],
+) -> Any:
+    """A generated input's metadata, created with Zarr in the Zarr store ``store`` (replacing
+    what is there): Zarr v3 with zstd frames, in shards of ``unit`` when it is not ``chunk``,
+    or Zarr v2 (little-endian); the Zarr array."""
+    import numcodecs
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    dtype = np.dtype(g.dtype)
+    zstd = g.codec.name == "zstd"
+    v3 = g.zarr_format == 3
+    if v3:
+        comp: Any = ZstdCodec(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
+    else:
+        comp = numcodecs.Zstd(level=g.codec.level, checksum=g.codec.checksum) if zstd else None
+    return zarr.create_array(
+        store=store,
+        name=path or None,
+        shape=g.shape,
+        dtype=dtype if v3 else dtype.newbyteorder("<"),
+        chunks=chunk,
+        shards=unit if v3 and unit != chunk else None,
+        compressors=comp,
+        fill_value=0,
+        attributes=attrs,
+        overwrite=True,
+        zarr_format=g.zarr_format,
+    )
+
+
+def generation_status(location: Location, path: str) -> str | None:
+    """'complete' or 'incomplete' for an input that ``generate`` made (one made by a version
+    that did not record it counts as complete); None for any other array, or no array."""
+    return _generation_status(_attributes(location, path))
+
+
+def _generation_status(attrs: dict[str, Any]) -> str | None:
+    doc = attrs.get(GENERATED)
+    if not isinstance(doc, dict):
+        return None
+    return "incomplete" if doc.get("status") == "incomplete" else "complete"
+
+
+def _attributes(location: Location, path: str) -> dict[str, Any]:
+    """The attributes of the array at ``path``; {} when there is none, or they cannot be
+    read (describe_array names that problem)."""
+    path = path.strip("/")
+    if not any(location.exists(f"{path}/{k}" if path else k) for k in ("zarr.json", ".zarray")):
+        return {}
+    try:
+        return read_attributes(location, path)
+    except Exception:
+        return {}
+
+
+def check_finished(location: Location, path: str, described: bool) -> None:
+    """Refuse (InputError) an input that the pipeline began and did not finish: one whose
+    generation was interrupted, or the output of an interrupted run (a chained run). The
+    chunks they lack would be read as fill values. ``described``: the config has an
+    ``input.generate`` section for it (the fix then is to generate it again with that config).
+
+    The error's fields: ``input`` (where), ``status`` ('incomplete'), ``made_by`` ('generate'
+    or 'run')."""
+    path = path.strip("/")
+    attrs = _attributes(location, path)
+    where = location.join(path)
+    if _generation_status(attrs) == "incomplete":
+        fix = (
+            "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
+            "true and `run` does)"
+            if described
+            else "generate it again with `pipeline generate` and the config that describes it"
+        )
+        raise InputError(
+            f"the input {where} is unfinished: its generation was interrupted, so some of its "
+            f"chunks were never written; {fix}",
+            input=where,
+            status="incomplete",
+            made_by="generate",
+        )
+    run = attrs.get("pipeline")
+    if isinstance(run, dict) and run.get("status") == "incomplete":
+        raise InputError(
+            f"the input {where} is the output of an interrupted run, so some of its chunks "
+            "were never written: `pipeline run CONFIG --resume` with the config that made it "
+            "finishes it",
+            input=where,
+            status="incomplete",
+            made_by="run",
+        )

@@ -1,0 +1,500 @@
+"""Stored chunks decoded from their bytes, by the codec chain their metadata names.
+
+Zarr names every codec by its spec name and configuration: v3 arrays list ``codecs``
+(``transpose``, ``bytes``, ``zstd``, ``blosc``, ``gzip``, ``crc32c``, ``numcodecs.*``, and
+``sharding_indexed`` around an inner chain), v2 arrays a numcodecs ``compressor`` and
+``filters``. :func:`v3_format` and :func:`v2_format` map such a chain, read from the metadata
+document (by spec name and configuration, never by Python class), onto numcodecs
+implementations; :meth:`ChunkFormat.decode_into` turns one
+stored chunk's bytes into exactly its array with zarr-python's semantics, in the calling thread
+(numcodecs releases the GIL while it decompresses), or raises :class:`Damaged` saying why.
+A chain this module does not know gives ``None``: the caller reads such arrays through Zarr.
+
+Every step is checked, so a damaged chunk can never pass as data: each decoded chunk must have
+exactly its size (a short frame, a truncated file or a 0-byte file fail), crc32c checksums must
+match, and a shard index must point inside its shard (the index is read by
+:mod:`pipeline.store.shards`). :func:`check_frames` checks zstd frames before a GPU decodes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.store.grid import Shape
+from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc32c
+
+#: How the pipeline itself encodes and decodes a chunk: one zstd frame, or the raw bytes.
+FrameCodec = Literal["zstd", "none"]
+
+
+@dataclass(frozen=True)
+class ChunkFormat:
+    """How one stored chunk's bytes become its array (an inner chunk, for sharded arrays)."""
+
+    shape: Shape
+    """the chunk's shape"""
+    stored: str
+    """the dtype as stored (``'>f4'`` for big-endian data); decoded chunks are in native order"""
+    codecs: tuple[str, ...]
+    """bytes-to-bytes codecs in encode order, each a numcodecs configuration as JSON (the
+    v2 compressor is the last; ``{"id": "crc32c"}`` is Zarr v3's crc32c checksum)"""
+    filters: tuple[str, ...] = ()
+    """v2 filters in encode order (numcodecs configurations as JSON)"""
+    transpose: tuple[int, ...] | None = None
+    """v3 ``transpose`` codec's order (the encoder stores ``chunk.transpose(order)``)"""
+    order: str = "C"
+    """v2 memory order of a chunk's elements: 'C' or 'F'"""
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The decoded chunk's dtype: the stored dtype in native byte order."""
+        d = np.dtype(self.stored)
+        return d.newbyteorder("=") if d.byteorder not in ("=", "|") else d
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.stored).itemsize
+
+    @property
+    def plain(self) -> bool:
+        """True when a chunk's decoded bytes are the chunk in C order and native byte order:
+        no filters, no transposition, and only zstd or no compressor (what the GPU decodes)."""
+        return (
+            not self.filters
+            and self.transpose is None
+            and (self.order == "C" or _single_axis(self.shape))
+            and np.dtype(self.stored) == self.dtype
+            and self.frame_codec is not None
+        )
+
+    @property
+    def frame_codec(self) -> str | None:
+        """'zstd' or 'none' when the bytes-to-bytes chain is one zstd codec or empty."""
+        if not self.codecs:
+            return "none"
+        if len(self.codecs) == 1 and json.loads(self.codecs[0])["id"] == "zstd":
+            return "zstd"
+        return None
+
+    def decode_into(self, raw: Any, dest: np.ndarray) -> None:
+        """Decode one stored chunk's bytes into ``dest`` (the chunk's shape and
+        :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
+        exactly the chunk."""
+        try:
+            if self._fast_into(raw, dest):
+                return
+            dest[...] = self.decode(raw)
+        except Damaged:
+            raise
+        except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            raise Damaged(f"{type(e).__name__}: {e}") from None
+
+    def decode(self, raw: Any) -> np.ndarray:
+        """One stored chunk's bytes as its array (a new array, native byte order)."""
+        data: Any = raw
+        for config in reversed(self.codecs):
+            data = _decode_bytes(config, data)
+        for config in reversed(self.filters):
+            data = _codec(config).decode(data)
+        arr = _as_array(data, np.dtype(self.stored))
+        if arr.size != math.prod(self.shape):
+            n = arr.size * arr.dtype.itemsize
+            raise Damaged(f"it decodes to {n} bytes, not the chunk's {self.nbytes}")
+        if self.transpose is not None:
+            stored_shape = tuple(self.shape[i] for i in self.transpose)
+            arr = arr.reshape(stored_shape).transpose(np.argsort(self.transpose))
+        else:
+            arr = arr.reshape(-1, order="A").reshape(self.shape, order=self.order)  # type: ignore[call-overload]
+        return arr.astype(self.dtype, copy=False)
+
+    def _fast_into(self, raw: Any, dest: np.ndarray) -> bool:
+        """Decode straight into ``dest`` when nothing but one known compressor (after any
+        checksums) stands between the bytes and the chunk; False when that does not apply."""
+        if self.filters or self.transpose is not None or not dest.flags.c_contiguous:
+            return False
+        if self.order != "C" and not _single_axis(self.shape):
+            return False
+        data: Any = raw
+        codecs = list(self.codecs)
+        while codecs and json.loads(codecs[-1])["id"] == "crc32c":
+            data = _decode_bytes(codecs.pop(), data)
+        if len(codecs) > 1:
+            return False
+        out = dest.reshape(-1).view(np.uint8)
+        if not codecs:
+            _check_size(len(memoryview(data).cast("B")), self.nbytes)
+            out[:] = np.frombuffer(data, np.uint8)
+        else:
+            codec_id = json.loads(codecs[0])["id"]
+            size = _content_size(codec_id, data)
+            if size is None:
+                return False
+            _check_size(size, self.nbytes)
+            _codec(codecs[0]).decode(data, out=out)
+        if np.dtype(self.stored) != self.dtype:
+            dest.view(np.dtype(self.stored)).byteswap(inplace=True)
+        return True
+
+
+def _single_axis(shape: Shape) -> bool:
+    """At most one axis longer than 1: C and F order lay the elements out alike."""
+    return sum(1 for s in shape if s != 1) <= 1
+
+
+def _check_size(got: int, want: int) -> None:
+    if got != want:
+        raise Damaged(f"it decodes to {got} bytes, not the chunk's {want}")
+
+
+def _as_array(data: Any, stored: np.dtype) -> np.ndarray:
+    """numcodecs' output as an array of the stored dtype (zarr-python's V2Codec does the same:
+    a view as the array's dtype)."""
+    from numcodecs.compat import ensure_ndarray_like
+
+    arr = ensure_ndarray_like(data)
+    if arr.dtype != stored:
+        if arr.nbytes % stored.itemsize:
+            raise Damaged(
+                f"it decodes to {arr.nbytes} bytes, not a whole number of {stored} elements"
+            )
+        arr = arr.reshape(-1).view(stored)
+    return np.asarray(arr)
+
+
+@functools.lru_cache(maxsize=256)
+def _codec(config: str) -> Any:
+    """The numcodecs codec of a configuration (cached: codecs are stateless for decoding)."""
+    import numcodecs
+
+    return numcodecs.get_codec(json.loads(config))
+
+
+def _decode_bytes(config: str, data: Any) -> Any:
+    if json.loads(config)["id"] == "crc32c":
+        return strip_crc32c(data)
+    return _codec(config).decode(data)
+
+
+def _content_size(codec_id: str, data: Any) -> int | None:
+    """The decoded size a compressed frame declares in its header (zstd, blosc), or None
+    when the codec has no such header or the frame does not say."""
+    if codec_id == "zstd":
+        return zstd_content_size(data)
+    if codec_id == "blosc":
+        view = memoryview(data).cast("B")
+        if len(view) < 16:
+            raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header")
+        return int.from_bytes(view[4:8], "little")  # the header's nbytes
+    return None
+
+
+ZSTD_MAGIC = 0xFD2FB528
+
+
+def zstd_content_size(frame: Any) -> int | None:
+    """The Frame_Content_Size a zstd frame's header declares (RFC 8878, 3.1.1.1); None when the
+    frame does not declare it. Raises :class:`Damaged` when the bytes are no zstd frame."""
+    view = memoryview(frame).cast("B")
+    if len(view) < 5 or int.from_bytes(view[:4], "little") != ZSTD_MAGIC:
+        raise Damaged(f"it is not a zstd frame ({len(view)} bytes, no zstd magic number)")
+    fhd = view[4]
+    fcs_flag, single_segment, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    pos = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
+    size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    if size == 0:
+        return None
+    if len(view) < pos + size:
+        raise Damaged(f"its zstd frame header is cut short ({len(view)} bytes)")
+    value = int.from_bytes(view[pos : pos + size], "little")
+    return value + 256 if size == 2 else value
+
+
+def zstd_frame_size(frame: Any) -> int:
+    """The number of bytes a zstd frame occupies, from its header and block headers (RFC 8878,
+    3.1.1); raises :class:`Damaged` when the frame is cut short. Decoders read past a cut
+    frame's end into whatever follows it, so a frame is measured before the GPU decodes it."""
+    view = memoryview(frame).cast("B")
+    zstd_content_size(view)  # checks the magic number and the header's length
+    fhd = view[4]
+    fcs_flag, single_segment, checksum, dict_flag = (
+        fhd >> 6,
+        (fhd >> 5) & 1,
+        (fhd >> 2) & 1,
+        fhd & 3,
+    )
+    pos = (
+        5
+        + (0 if single_segment else 1)
+        + (0, 1, 2, 4)[dict_flag]
+        + (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    )
+    n = len(view)
+    while True:
+        if pos + 3 > n:
+            raise Damaged(f"its zstd frame is cut short ({n} bytes)")
+        header = view[pos] | (view[pos + 1] << 8) | (view[pos + 2] << 16)
+        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        if kind == 3:
+            raise Damaged("its zstd frame has a reserved block type")
+        pos += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte
+        if last:
+            break
+    pos += 4 if checksum else 0
+    if pos > n:
+        raise Damaged(f"its zstd frame is cut short ({n} of {pos} bytes)")
+    return pos
+
+
+# --------------------------------------------------------------------------------------------
+# From metadata documents to formats.
+
+
+@dataclass(frozen=True)
+class StoredFormat:
+    """How an array's stored units (files or objects) decode: one chunk each, or a shard of
+    chunks with an index."""
+
+    chunk: ChunkFormat
+    shard: ShardFormat | None
+
+
+def v2_format(meta: dict[str, Any]) -> StoredFormat | None:
+    """The format of a Zarr v2 array from its ``.zarray`` document (as zarr-python's
+    ``ArrayV2Metadata.to_dict()`` gives it); None for chains numcodecs does not know."""
+    comp = meta.get("compressor")
+    codecs = [] if comp is None else [comp]
+    filters = list(meta.get("filters") or [])
+    if not _known(codecs + filters):
+        return None
+    return StoredFormat(
+        chunk=ChunkFormat(
+            shape=tuple(meta["chunks"]),
+            stored=np.dtype(meta["dtype"]).str,
+            codecs=tuple(_json(c) for c in codecs),
+            filters=tuple(_json(f) for f in filters),
+            order=meta.get("order", "C"),
+        ),
+        shard=None,
+    )
+
+
+def v3_format(meta: dict[str, Any], dtype: np.dtype) -> StoredFormat | None:
+    """The format of a Zarr v3 array from its ``zarr.json`` document; ``dtype`` is the array's
+    (native) data type. None for codec chains this module does not know."""
+    codecs = list(meta["codecs"])
+    outer = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    if len(codecs) == 1 and codecs[0]["name"] == "sharding_indexed":
+        conf = codecs[0].get("configuration", {})
+        chunk = _v3_chain(conf.get("codecs", []), tuple(conf["chunk_shape"]), dtype)
+        index = [c["name"] for c in conf.get("index_codecs", [])]
+        little = all(
+            (c.get("configuration") or {}).get("endian", "little") == "little"
+            for c in conf.get("index_codecs", [])
+        )
+        if chunk is None or index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+            return None
+        at_end = conf.get("index_location", "end") == "end"
+        return StoredFormat(chunk, ShardFormat(at_end, index == ["bytes", "crc32c"]))
+    chunk = _v3_chain(codecs, outer, dtype)
+    return None if chunk is None else StoredFormat(chunk, None)
+
+
+def _v3_chain(
+    codecs: Sequence[dict[str, Any]], shape: Shape, dtype: np.dtype
+) -> ChunkFormat | None:
+    """[transpose] bytes [bytes-to-bytes codecs...] as a ChunkFormat; None otherwise."""
+    names = [c["name"] for c in codecs]
+    transpose = None
+    i = 0
+    if names[:1] == ["transpose"]:
+        transpose = tuple(codecs[0]["configuration"]["order"])
+        if sorted(transpose) != list(range(len(shape))):
+            return None
+        i = 1
+    if i >= len(names) or names[i] != "bytes":
+        return None
+    endian = (codecs[i].get("configuration") or {}).get("endian", sys.byteorder)
+    stored = dtype.newbyteorder("<" if endian == "little" else ">") if dtype.itemsize > 1 else dtype
+    configs = [_v3_bytes_codec(c, dtype) for c in codecs[i + 1 :]]
+    if any(c is None for c in configs) or not _known([c for c in configs if c]):
+        return None
+    return ChunkFormat(
+        shape=shape,
+        stored=stored.str,
+        codecs=tuple(_json(c) for c in configs if c is not None),
+        transpose=None if transpose == tuple(range(len(shape))) else transpose,
+    )
+
+
+def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
+    """A v3 bytes-to-bytes codec as a numcodecs configuration (None: not one we know)."""
+    name = codec["name"]
+    conf = dict(codec.get("configuration") or {})
+    if name == "crc32c":
+        return {"id": "crc32c"}
+    if name == "zstd":
+        return {"id": "zstd", "level": conf.get("level", 0)}
+    if name == "gzip":
+        return {"id": "gzip", "level": conf.get("level", 5)}
+    if name == "blosc":
+        return {"id": "blosc"}  # a Blosc header describes its own frame
+    if name.startswith("numcodecs."):
+        config = {"id": name.removeprefix("numcodecs."), **conf}
+        if config["id"] == "shuffle":  # zarr-python fills the element size in the same way
+            config.setdefault("elementsize", dtype.itemsize)
+        return config if config["id"] in _BYTES_TO_BYTES else None
+    return None
+
+
+#: numcodecs codecs that map bytes to bytes (the ones a v3 chain may hold after ``bytes``).
+_BYTES_TO_BYTES = {"blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma", "shuffle"}
+
+
+def _known(configs: Sequence[dict[str, Any]]) -> bool:
+    """Whether numcodecs (or this module, for crc32c) implements every codec named."""
+    import numcodecs
+
+    for c in configs:
+        if c.get("id") == "crc32c":
+            continue
+        try:
+            numcodecs.get_codec(dict(c))
+        except Exception:
+            return False
+    return True
+
+
+def _json(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def fill_bits(fill: Any, dtype: np.dtype) -> bytes:
+    """A fill value as the bytes of one native element of ``dtype`` (exact: NaN payloads and
+    signed zeros survive). ``fill`` is what zarr-python parsed from the metadata; None (a v2
+    ``null`` fill value) reads as the dtype's zero, as zarr-python reads it."""
+    if fill is None:
+        return np.zeros((), dtype).tobytes()
+    value = np.asarray(fill)
+    if value.dtype.kind == dtype.kind and value.dtype.itemsize == dtype.itemsize:
+        return value.astype(value.dtype.newbyteorder("="), copy=False).astype(dtype).tobytes()
+    return np.asarray(fill, dtype=dtype).tobytes()
+
+
+def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
+    """Check, before a GPU decodes them, that the present frames of ``buf`` (a uint8 array
+    holding stored units; ``frames`` offsets into it) are whole frames of exactly
+    ``chunk_nbytes`` decoded bytes each: for zstd, the header's magic number and content size,
+    and the frame's length measured from its block headers (a cut frame would be decoded
+    from whatever bytes follow it); for no codec, the size.
+
+    Returns a mask of the present frames to decode on the host instead: those whose header
+    declares no content size (valid zstd that the GPU decoder cannot size) and those that
+    carry a content checksum (the host's decoder verifies it). Raises :class:`Damaged`
+    naming the first bad frame's index. Vectorised over frames: a 256 MiB block holds
+    thousands of them."""
+    present = np.flatnonzero(frames.sizes != EMPTY)
+    off = frames.offsets[present].astype(np.int64)
+    size = frames.sizes[present].astype(np.int64)
+    needs_host = np.zeros(len(present), bool)
+    if codec == "none":
+        _first_bad(
+            present,
+            size != chunk_nbytes,
+            "it holds {} bytes, not the chunk's " + str(chunk_nbytes),
+            size,
+        )
+        return needs_host
+    _first_bad(present, size < 6, "it holds {} bytes, too few for a zstd frame", size)
+    end = off + size
+
+    def byte(pos: np.ndarray) -> np.ndarray:
+        ok = pos < end
+        got = np.zeros(len(pos), np.int64)
+        got[ok] = buf[pos[ok]]
+        _first_bad(present, ~ok, "its zstd frame is cut short ({} bytes)", size)
+        return got
+
+    magic = byte(off) | byte(off + 1) << 8 | byte(off + 2) << 16 | byte(off + 3) << 24
+    _first_bad(present, magic != ZSTD_MAGIC, "it is not a zstd frame ({} bytes)", size)
+    fhd = byte(off + 4)
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
+    pos = off + 5 + (1 - single) + np.array([0, 1, 2, 4])[dict_flag]
+    fcs_size = np.where(fcs_flag == 0, single, np.array([0, 2, 4, 8])[fcs_flag])
+    # the declared content size, gathered one byte at a time where the header has that many
+    content = np.zeros(len(present), np.int64)
+    for k in range(8):
+        has = np.flatnonzero(fcs_size > k)
+        if len(has):
+            p = pos[has] + k
+            ok = p < end[has]
+            if not ok.all():
+                _first_bad(
+                    present[has], ~ok, "its zstd frame header is cut short ({} bytes)", size[has]
+                )
+            content[has] |= buf[p].astype(np.int64) << (8 * k)
+    content = np.where(fcs_size == 2, content + 256, content)
+    # frames that declare no size cannot be sized for the GPU's decoder; frames with a content
+    # checksum go to the host too, whose decoder verifies it (nvCOMP's is not known to)
+    needs_host = (fcs_size == 0) | (checksum == 1)
+    _first_bad(
+        present,
+        ~needs_host & (content != chunk_nbytes),
+        "its zstd frame declares {} decoded bytes, not the chunk's " + str(chunk_nbytes),
+        content,
+    )
+    # the first block header; a frame of one block ends right after it
+    block = pos + fcs_size
+    header = byte(block) | byte(block + 1) << 8 | byte(block + 2) << 16
+    last, kind, bsize = header & 1, (header >> 1) & 3, header >> 3
+    _first_bad(present, kind == 3, "its zstd frame has a reserved block type ({} bytes)", size)
+    frame_end = block + 3 + np.where(kind == 1, 1, bsize) + 4 * checksum
+    one_block = last == 1
+    _first_bad(
+        present,
+        one_block & (frame_end != end),
+        "its zstd frame is {} bytes long, not the stored frame's",
+        frame_end - off,
+    )
+    for i in np.flatnonzero(~one_block):  # frames of several blocks (over 128 KiB): walk them
+        frame = buf[off[i] : end[i]]
+        try:
+            n = zstd_frame_size(frame)
+        except Damaged as e:
+            raise Damaged(f"chunk {int(present[i])}: {e}") from None
+        if n != size[i]:
+            raise Damaged(
+                f"chunk {int(present[i])}: its zstd frame is {n} bytes long, not the "
+                f"stored {int(size[i])}"
+            )
+    return needs_host
+
+
+def _first_bad(index: np.ndarray, bad: np.ndarray, text: str, values: np.ndarray) -> None:
+    """Raise Damaged for the first frame where ``bad`` holds (``text`` formatted with its
+    value), naming the chunk's index within its unit."""
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise Damaged(f"chunk {int(index[j])}: " + text.format(int(values[j])))
+
+
+__all__ = [
+    "ZSTD_MAGIC",
+    "ChunkFormat",
+    "Damaged",
+    "FrameCodec",
+    "StoredFormat",
+    "check_frames",
+    "fill_bits",
+    "v2_format",
+    "v3_format",
+    "zstd_content_size",
+    "zstd_frame_size",
+]

@@ -1,0 +1,288 @@
+"""The run's record in the output store: which blocks are finished, who is writing, and what.
+
+Zarr reads a missing chunk as the fill value, so chunk files prove nothing about completeness.
+Each task writes a marker after its chunk bytes are stored; a resumed run skips exactly the
+marked blocks. The record lives in ``<array>/.pipeline/`` (Zarr readers ignore it) and is removed
+once the run has finished and the output is marked complete in its attributes.
+
+``run.json`` (the manifest) says what the run computes (the plan's fingerprint and the parts it
+is made of), so a resume with another config or input is refused, naming what changed.
+
+``lock`` keeps a second run from writing the same output. On a local file system it is an OS
+lock (``flock``) that the kernel drops when its process ends, however it ends (SIGKILL included),
+so a killed run never blocks its resume and a recycled pid is never mistaken for a live run.
+Object stores have no such lock: there the file's pid and host are checked (best effort).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.store.grid import Shape
+from pipeline.store.location import Location
+
+RECORD = ".pipeline"
+
+#: Open lock files of this process, by path (the descriptor holds the OS lock).
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Markers of finished blocks, next to the output array."""
+
+    location: Location
+    array_path: str
+
+    def _key(self, *parts: str) -> str:
+        base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
+        return "/".join([base, *parts])
+
+    @staticmethod
+    def _name(block: Shape) -> str:
+        return ".".join(str(i) for i in block)
+
+    def mark(self, block: Shape, counts: dict[str, int] | None = None) -> None:
+        """Record that every byte of ``block`` is stored (call after the chunk writes), with
+        the block's ``counts`` (elements, NaN, ...), so a resumed run can report the whole
+        output's counts without reading the blocks it skips."""
+        body = json.dumps(counts or {}, separators=(",", ":")).encode()
+        self.location.write(self._key("done", self._name(block)), [body], atomic=True)
+
+    def done(self) -> set[Shape]:
+        """Blocks recorded as finished."""
+        names = self.location.list(self._key("done"))
+        return {tuple(int(i) for i in n.split(".")) for n in names if n and n[0].isdigit()}
+
+    def counts(self, blocks: list[Shape], threads: int = 16) -> dict[str, int] | None:
+        """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(block: Shape) -> dict[str, int] | None:
+            raw = self.location.read(self._key("done", self._name(block)))
+            try:
+                doc = json.loads(raw) if raw else None
+            except ValueError:
+                return None
+            return doc if isinstance(doc, dict) and doc else None
+
+        total: dict[str, int] = {}
+        with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as ex:
+            for doc in ex.map(one, blocks):
+                if doc is None:
+                    return None
+                for k, v in doc.items():
+                    total[k] = total.get(k, 0) + int(v)
+        return total
+
+    def clear_done(self) -> None:
+        """Forget every finished block (a fresh start)."""
+        self.location.delete(self._key("done"), recursive=True)
+
+    # -- the run's identity, for refusing a resume with another config or input ------------
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        body = json.dumps(manifest, indent=1).encode()
+        self.location.write(self._key("run.json"), [body], atomic=True)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        raw = self.location.read(self._key("run.json"))
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None  # torn by a crash while it was written: no usable record
+        return doc if isinstance(doc, dict) else None
+
+    def delete_manifest(self) -> None:
+        self.location.delete(self._key("run.json"))
+
+    def exists(self) -> bool:
+        return self.location.exists(self._key())
+
+    def clear(self) -> None:
+        """Remove the whole record (the run finished); releases the lock."""
+        self.location.delete(self._key(), recursive=True)
+        self._close_lock()
+
+    # -- one writer at a time ----------------------------------------------------------------
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (pid, host, since), or None when no live run does."""
+        key = self._key("lock")
+        if self.location.is_local:
+            path = self.location.join(key)
+            if path in _HELD:
+                return _read_holder(self.location, key) or {"pid": os.getpid()}
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_holder(self.location, key, wait=True) or {}
+            finally:
+                os.close(fd)  # also drops the probe's shared lock
+            return None
+        holder = _read_holder(self.location, key)
+        if holder is None:
+            return None
+        if holder.get("host") == socket.gethostname() and not _alive(holder):
+            return None
+        return holder
+
+    def acquire(self) -> None:
+        """Take the output's lock, or say who holds it (PipelineError)."""
+        key = self._key("lock")
+        if self.location.is_local:
+            self._acquire_local(key)
+            return
+        me = _me()
+        if self.location.create_exclusive(key, json.dumps(me).encode()):
+            return
+        if self.holder() is None:  # its process is gone (same host): take it over
+            self.location.write(key, [json.dumps(me).encode()])
+            return
+        raise PipelineError(self.busy_message(_read_holder(self.location, key) or {}))
+
+    def _acquire_local(self, key: str) -> None:
+        path = self.location.join(key)
+        with _HELD_LOCK:
+            if path in _HELD:
+                raise PipelineError(self.busy_message(_me()))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            busy = 0
+            for _ in range(40):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    busy += 1
+                    if busy < 5:  # maybe only another run's brief look (holder()): retry
+                        time.sleep(0.02)
+                        continue
+                    raise PipelineError(
+                        self.busy_message(_read_holder(self.location, key, wait=True) or {})
+                    ) from None
+                except OSError as e:
+                    os.close(fd)
+                    if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                        raise PipelineError(
+                            f"cannot lock {path} ({e.strerror}): the output's file system has "
+                            "no file locks; choose another output.store"
+                        ) from None
+                    raise
+                # the file may have been removed (a run finishing) between open and lock
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(_me()).encode())
+                _HELD[path] = fd
+                return
+            raise PipelineError(f"cannot take the lock {path}: it keeps being replaced")
+
+    def busy_message(self, holder: dict[str, Any]) -> str:
+        """The refusal a second run gets, naming the run that holds the lock."""
+        since = holder.get("since")
+        when = (
+            time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))
+            if isinstance(since, (int, float))
+            else ""
+        )
+        hint = (
+            f"; wait for it, or remove {self.location.join(self._key('lock'))} if that run is gone"
+            if not self.location.is_local  # a local lock is never stale: the OS drops it
+            else "; wait for it to finish, or stop it (Ctrl-C) and then `run --resume`"
+        )
+        return (
+            f"another run is writing {self.location.join(self.array_path)} (pid "
+            f"{holder.get('pid', '?')} on {holder.get('host', '?')}{when}){hint}"
+        )
+
+    def release(self) -> None:
+        """Give the lock up (the record's other files stay, for ``--resume``)."""
+        key = self._key("lock")
+        if self.location.is_local:
+            path = self.location.join(key)
+            if path in _HELD:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                self._close_lock()
+            return
+        holder = _read_holder(self.location, key)
+        if holder is None or (holder.get("pid"), holder.get("host")) == (
+            os.getpid(),
+            socket.gethostname(),
+        ):
+            self.location.delete(key)
+
+    def _close_lock(self) -> None:
+        if not self.location.is_local:
+            return
+        with _HELD_LOCK:
+            fd = _HELD.pop(self.location.join(self._key("lock")), None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _me() -> dict[str, Any]:
+    me: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    with contextlib.suppress(Exception):
+        import psutil
+
+        me["started"] = psutil.Process().create_time()
+    return me
+
+
+def _read_holder(location: Location, key: str, wait: bool = False) -> dict[str, Any] | None:
+    """The lock file's holder document; ``wait``: give its writer a moment to fill it."""
+    for _ in range(20 if wait else 1):
+        raw = location.read(key)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            if isinstance(doc, dict):
+                return doc
+        except ValueError:
+            pass
+        if wait:
+            time.sleep(0.05)
+    return {}
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the holder's process (on this host) still runs: its pid exists and, when the
+    lock recorded it, it started when the holder did (a recycled pid is not the holder)."""
+    import psutil
+
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return False
+    except psutil.Error:
+        return True  # cannot tell (permissions): assume it runs
+    started = holder.get("started")
+    return not isinstance(started, (int, float)) or abs(created - started) < 1.0

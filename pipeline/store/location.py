@@ -1,0 +1,493 @@
+"""Where a store is, and raw bytes in and out of it: :class:`Location`.
+
+Chunk bytes go straight through the file system (local files, or fsspec for URLs), because the
+pipeline encodes and decodes chunks itself, on the device that holds them; Zarr gets a store
+object on the same file system and root (:meth:`Location.zarr_store`) for the metadata. Keys are
+taken literally on every file system (fsspec's globbing never sees them).
+
+A location is small and picklable: tasks carry it to the workers, which open file systems
+lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import json
+import os
+import threading
+import zipfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import OutputError, PipelineError, StoreError, disk_full
+
+_FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
+_FS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store: a local path or an fsspec URL (chained URLs such as ``zip::file:///a.zip`` or
+    ``simplecache::s3://bucket/x.zarr`` too), with its file system's options.
+
+    Keys are store keys (``arr/c/0/1``), taken literally on every file system: ``[``, ``*``,
+    ``?`` and spaces are characters of a name, never a pattern. Remote keys are joined onto the
+    root path of the URL's file system (``fsspec.url_to_fs``), which is also the root of the
+    Zarr store :meth:`zarr_store` gives, so the raw reader and Zarr read the same objects.
+    """
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, url: str, storage_options: dict[str, Any] | None = None) -> Location:
+        """``url``: a path, ``file://`` URL (both read as local files), or any fsspec URL;
+        ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
+        A local path that is a zip file is read as the zip store it holds
+        (``zip::file://PATH``); a relative local path at the end of a chained URL is made
+        absolute, so every process opens the same file.
+        """
+        if url.startswith("file://"):
+            url = url[len("file://") :]
+        if _chained(url):
+            *outer, inner = url.split("::")
+            if "://" not in inner or inner.startswith("file://"):
+                inner = "file://" + _absolute(inner.removeprefix("file://"))
+            url = "::".join([*outer, inner])
+        elif "://" not in url:
+            url = _absolute(url)
+            if os.path.isfile(url) and zipfile.is_zipfile(url):
+                url = f"zip::file://{url}"
+        return cls(url, dict(storage_options or {}))
+
+    @property
+    def protocol(self) -> str:
+        """'file' for local paths, else the scheme of the outermost file system ('s3',
+        'memory', 'zip', ...)."""
+        return "file" if self.is_local else _outer_protocol(self.url)
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url and not _chained(self.url)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def join(self, *parts: str) -> str:
+        """The address of the key ``parts`` (joined by '/'): a local path, or a URL that fsspec
+        resolves to the very object the reader reads (for a chained URL, the key goes into the
+        chain's path: ``zip://arr/zarr.json::file:///a.zip``)."""
+        tail = "/".join(p.strip("/") for p in parts if p)
+        if not tail:
+            return self.url
+        if self.is_local:
+            return os.path.join(self.url, tail)
+        if _chained(self.url):
+            return _chain_join(self.url, tail)
+        return f"{self.url.rstrip('/')}/{tail}"
+
+    # -- file system -----------------------------------------------------------------------
+
+    def fs(self) -> Any:
+        """The fsspec file system of a URL (cached per process).
+
+        Listings are not cached: workers in other processes write the chunks and the run
+        record's markers, and a listing cached here would not show them.
+        """
+        return self._resolve()[0]
+
+    def _resolve(self) -> tuple[Any, str]:
+        """(file system, root path) of the URL, once per process: keys join onto the root.
+        A local archive file is opened again once it changed (a zip replaced between two
+        runs on long-lived workers must not be read from its old directory).
+
+        Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
+        FileNotFoundError when what holds the store, such as a zip file, is absent)."""
+        key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
+        stamp = self._archive_stamp()
+        with _FS_LOCK:
+            got = _FS_CACHE.get(key)
+            if got is None or got[0] != stamp:
+                options = {"use_listings_cache": False, **self.storage_options}
+                if stamp is not None:  # fsspec keeps one instance per URL otherwise
+                    options["skip_instance_cache"] = True
+                got = (stamp, *_open_fs(self.url, options))
+                _FS_CACHE[key] = got
+        return got[1], got[2]
+
+    def _archive_stamp(self) -> tuple[int, int, int] | None:
+        """(inode, size, mtime) of a local file holding an archive store; None otherwise."""
+        inner = self.url.rsplit("::", 1)[-1]
+        if "::" not in self.url or not inner.startswith("file://") or self.archive() is None:
+            return None
+        try:
+            st = os.stat(inner.removeprefix("file://"))
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _path(self, key: str) -> str:
+        """Where ``key`` is: a local path, or a path of the URL's file system."""
+        if self.is_local:
+            return self.join(key)
+        return key_under(self._resolve()[1], key)
+
+    def archive(self) -> str | None:
+        """The archive format ('zip', 'tar', ...) when the store is inside an archive file
+        (read-only here), else None. Known from the URL alone, without opening anything."""
+        if self.is_local:
+            return None
+        import fsspec
+        from fsspec.archive import AbstractArchiveFileSystem
+
+        protocol = _outer_protocol(self.url)
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            return None
+        return protocol if issubclass(cls, AbstractArchiveFileSystem) else None
+
+    def zarr_store(self, read_only: bool) -> Any:
+        """A Zarr store object for this location: the same file system and root path the raw
+        reader uses (:meth:`read`), with deletes that take keys literally."""
+        from zarr.storage import LocalStore
+
+        if self.is_local:
+            return LocalStore(self.url, read_only=read_only)
+        options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
+        if self._archive_stamp() is not None:  # a fresh look at a zip that may be replaced
+            options["skip_instance_cache"] = True
+        fs, root = _open_fs(self.url, options)
+        if not fs.async_impl:
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+            fs = AsyncFileSystemWrapper(fs, asynchronous=True)
+        return _literal_store_class()(fs=fs, path=root, read_only=read_only)
+
+    # -- raw bytes -------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or None when there are none."""
+        path = self._path(key)
+        if self.is_local:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        fs = self.fs()
+        try:
+            return fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def read_into(self, key: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
+        """Read ``key`` into a buffer that ``alloc(size)`` returns (e.g. page-locked memory,
+        reused across calls); the filled view, or None when the key is absent."""
+        if self.is_local:
+            return _read_file_into(self._path(key), alloc)
+        data = self.read(key)
+        if data is None:
+            return None
+        view = alloc(len(data))[: len(data)]
+        view[:] = data
+        return view
+
+    def size(self, key: str) -> int | None:
+        """Bytes stored under ``key``, or None when there are none."""
+        path = self._path(key)
+        try:
+            return os.path.getsize(path) if self.is_local else int(self.fs().size(path))
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
+        """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written.
+
+        A write that fails leaves no partial file; a full disk (or quota) is a StoreError.
+        ``atomic``: the key appears only once all its bytes are there (local files: written
+        under a hidden name, then renamed; objects in a store appear whole anyway)."""
+        path = self._path(key)
+        try:
+            if self.is_local:
+                _write_file(path, parts, atomic)
+            else:
+                self.fs().pipe_file(path, b"".join(bytes(memoryview(p)) for p in parts))
+        except OSError as e:
+            full = disk_full(e, path)
+            if full is not None:
+                raise full from None
+            raise
+        return sum(memoryview(p).nbytes for p in parts)
+
+    def exists(self, key: str = "") -> bool:
+        """Whether ``key`` (a file, object or directory; '' for the store itself) exists."""
+        if self.is_local:
+            return os.path.exists(self._path(key))
+        try:
+            fs, root = self._resolve()
+        except StoreError as e:
+            if isinstance(e.__cause__, FileNotFoundError):  # e.g. the zip file is absent
+                return False
+            raise
+        return bool(fs.exists(key_under(root, key)))
+
+    def delete(self, key: str, recursive: bool = False) -> None:
+        """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine."""
+        path = self._path(key)
+        if self.is_local:
+            if os.path.isdir(path):
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.remove(path)
+            return
+        _remove_literally(self.fs(), path, recursive)
+
+    def list(self, key: str) -> list[str]:
+        """Names directly under ``key`` (empty when it does not exist)."""
+        path = self._path(key)
+        if self.is_local:
+            try:
+                return sorted(os.listdir(path))
+            except FileNotFoundError:
+                return []
+        fs = self.fs()
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist; False when it already did."""
+        path = self._path(key)
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        try:  # atomic where the store supports it (S3: a conditional PUT, If-None-Match: *)
+            self.fs().pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def refuse_archive(self, setting: str = "") -> None:
+        """Raise OutputError when this location is inside an archive (read-only here);
+        ``setting``: the config key that names it, for the message."""
+        kind = self.archive()
+        if kind is not None:
+            raise OutputError(
+                f"{self.url} is inside a {kind} archive, which the pipeline reads but never "
+                f"writes: choose a directory or an object store{' for ' if setting else ''}"
+                f"{setting}",
+                output=self.url,
+            )
+
+    def writable_probe(self) -> None:
+        """Raise OutputError when nothing can be written here. The probe object is gone
+        afterwards, whether the probe succeeded or not."""
+        self.refuse_archive()
+        probe = ".pipeline-write-probe"
+        try:
+            self.write(probe, [b"ok"])
+            self.delete(probe)
+            if self.exists(probe):
+                raise OSError(f"{self.join(probe)} is still there after it was deleted")
+        except PipelineError:
+            raise
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                self.delete(probe)
+            raise OutputError(
+                f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a writable store",
+                output=self.url,
+            ) from None
+
+
+def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
+    """A local file's bytes in the buffer ``alloc(size)`` gives; None when there is no file."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            view = alloc(size)[:size]
+            got = 0
+            while got < size:
+                n = f.readinto(view[got:])
+                if not n:
+                    raise OSError(errno.EIO, f"{path}: short read")
+                got += n
+            return view
+    except FileNotFoundError:
+        return None
+
+
+def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
+    """Write ``parts`` to the local file ``path`` (``atomic``: under a hidden name, then
+    renamed); a write that fails removes what it wrote."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    target = path
+    if atomic:
+        head, tail = os.path.split(path)
+        target = os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(target, "wb", buffering=0) as f:
+            for p in parts:
+                mv = memoryview(p).cast("B")
+                done = 0
+                while done < mv.nbytes:
+                    done += f.write(mv[done:])
+        if atomic:
+            os.replace(target, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(target)
+        raise
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _chained(url: str) -> bool:
+    """Whether ``url`` chains file systems (``zip::file:///a.zip``): it has '::' after a
+    protocol fsspec knows (a local path may contain '::' too)."""
+    if "::" not in url:
+        return False
+    from fsspec.registry import known_implementations, registry
+
+    protocol = _outer_protocol(url)
+    return protocol in known_implementations or protocol in registry
+
+
+def _outer_protocol(url: str) -> str:
+    """The scheme of the outermost file system of a URL: 'zip' for ``zip::file:///a.zip``."""
+    return url.split("::", 1)[0].split("://", 1)[0]
+
+
+def key_under(root: str, key: str) -> str:
+    """``key`` under the file system path ``root`` (Zarr's FsspecStore joins the same way)."""
+    root = root.rstrip("/")
+    return (f"{root}/{key}" if root else key).rstrip("/")
+
+
+def _chain_join(url: str, tail: str) -> str:
+    """A chained URL whose path is ``tail`` below the chain's root: the path belongs to the
+    first file system in the chain that has one, or that is not a caching layer (fsspec's
+    ``ChainedFileSystem``), which takes the path of what it wraps."""
+    import fsspec
+    from fsspec.implementations.chained import ChainedFileSystem
+
+    bits = url.split("::")
+    for i, bit in enumerate(bits):
+        protocol, _, path = bit.partition("://")
+        cls = fsspec.get_filesystem_class(protocol)
+        if path or i == len(bits) - 1 or not issubclass(cls, ChainedFileSystem):
+            bits[i] = f"{protocol}://{key_under(path, tail)}"
+            return "::".join(bits)
+    raise AssertionError("unreachable: the last bit always takes the path")
+
+
+def _open_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """(file system, root path) of ``url``; StoreError when it cannot be opened."""
+    import fsspec
+
+    try:
+        return fsspec.url_to_fs(url, **options)
+    except ImportError as e:
+        raise StoreError(f"cannot open {url}: {e}", store=url) from e
+    except Exception as e:  # each file system raises its own types (BadZipFile, ...)
+        raise StoreError(
+            f"cannot open {url} ({type(e).__name__}: {e}); check the store's URL and its "
+            "storage_options",
+            store=url,
+        ) from e
+
+
+def _remove_literally(fs: Any, path: str, recursive: bool) -> None:
+    """Delete ``path`` (and with ``recursive`` what is under it) from an fsspec file system,
+    taking every name literally. fsspec's ``rm`` expands its argument as a glob pattern, so a
+    name with ``[``, ``*`` or ``?`` either was not found or, worse, matched other names
+    (``out[v0].zarr`` matches ``outv.zarr``); listings (``find``) and ``rm_file`` do not."""
+    if not recursive:
+        _remove_files(fs, [path])
+        return
+    try:
+        found = fs.find(path, withdirs=True, detail=True)
+    except FileNotFoundError:
+        return
+    files = [p for p, info in found.items() if info.get("type") != "directory"]
+    dirs = [p for p, info in found.items() if info.get("type") == "directory"]
+    _remove_files(fs, files)
+    # what remains of directories (pseudo-directories of memory://; none on S3), deepest first
+    for d in sorted({*dirs, path} - set(files), key=len, reverse=True):
+        with contextlib.suppress(OSError, NotImplementedError):
+            fs.rmdir(d)
+
+
+def _remove_files(fs: Any, paths: Sequence[str]) -> None:
+    """``rm_file`` each path (concurrently on async file systems such as s3fs); a file that is
+    already gone is fine."""
+    if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
+        from fsspec.asyn import sync
+
+        sync(fs.loop, _remove_files_async, fs, paths)
+        return
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(p)
+
+
+async def _remove_files_async(fs: Any, paths: Sequence[str], batch: int = 64) -> None:
+    """``_rm_file`` each path of an async file system, ``batch`` at a time."""
+    for i in range(0, len(paths), batch):
+        got = await asyncio.gather(
+            *(fs._rm_file(p) for p in paths[i : i + batch]), return_exceptions=True
+        )
+        for r in got:
+            if isinstance(r, BaseException) and not isinstance(r, FileNotFoundError):
+                raise r
+
+
+@functools.cache
+def _literal_store_class() -> type:
+    """Zarr's FsspecStore, joining keys onto its root as :class:`Location` does and taking
+    them literally (see :func:`_remove_literally`): ``create_array(overwrite=True)`` at
+    ``out[v0].zarr`` must not delete what ``outv.zarr`` holds. Made on first use: Zarr is
+    imported lazily."""
+    from zarr.storage import FsspecStore
+
+    class LiteralFsspecStore(FsspecStore):
+        async def delete(self, key: str) -> None:
+            self._check_writable()
+            with contextlib.suppress(*self.allowed_exceptions):
+                await self.fs._rm_file(key_under(self.path, key))
+
+        async def delete_dir(self, prefix: str) -> None:
+            self._check_writable()
+            try:
+                found = await self.fs._find(key_under(self.path, prefix), withdirs=False)
+            except FileNotFoundError:
+                return
+            await _remove_files_async(self.fs, found)
+
+        async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+            # FsspecStore lists "/" + prefix under an empty root (a zip's), which archive
+            # file systems do not find
+            try:
+                found = await self.fs._ls(key_under(self.path, prefix), detail=False)
+            except FileNotFoundError:
+                return
+            for p in found:
+                yield p.rstrip("/").rsplit("/", 1)[-1]
+
+    return LiteralFsspecStore

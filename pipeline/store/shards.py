@@ -1,0 +1,120 @@
+"""The shard index of Zarr v3's ``sharding_indexed`` codec, and where a stored unit's frames lie.
+
+A shard is its chunks' frames back to back, with an index at its end (or start): one
+little-endian uint64 (offset, nbytes) pair per chunk, in C order over the shard's chunk grid,
+``EMPTY`` in both for an absent chunk, then (by default) the index's CRC-32C. This module is the
+one implementation of that index: :func:`encode_index` writes it, :func:`decode_index` reads it,
+and :func:`shard_frames` finds a shard's frames through it, checked to lie inside the shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Marks an absent inner chunk in a shard index (Zarr's sharding codec).
+EMPTY = 2**64 - 1
+
+
+class Damaged(ValueError):
+    """A stored chunk or shard that cannot be decoded to exactly its array; the message says
+    why in a few words (the caller names the store and the key)."""
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Where the frames of one stored unit lie within its bytes."""
+
+    offsets: np.ndarray
+    """byte offset of each chunk's frame in the unit (``EMPTY`` when absent)"""
+    sizes: np.ndarray
+    """byte length of each frame (``EMPTY`` when absent)"""
+
+
+@dataclass(frozen=True)
+class ShardFormat:
+    """Zarr v3's ``sharding_indexed`` codec: the index's place and whether it is checksummed."""
+
+    index_at_end: bool
+    index_crc32c: bool
+
+
+def strip_crc32c(data: Any) -> memoryview:
+    """Zarr v3's ``crc32c`` codec: the bytes followed by their CRC-32C (4 bytes, little
+    endian); the bytes, once the checksum matches. Raises :class:`Damaged` otherwise."""
+    import google_crc32c
+
+    view = memoryview(data).cast("B")
+    if len(view) < 4:
+        raise Damaged(f"it holds {len(view)} bytes, too few for its crc32c checksum")
+    body, stored = view[:-4], bytes(view[-4:])
+    if google_crc32c.value(bytes(body)).to_bytes(4, "little") != stored:  # it takes bytes only
+        raise Damaged("its crc32c checksum does not match")
+    return body
+
+
+def index_nbytes(n_chunks: int, crc32c: bool = True) -> int:
+    """Bytes of the index of a shard of ``n_chunks`` chunks."""
+    return 16 * n_chunks + (4 if crc32c else 0)
+
+
+def encode_index(offsets: np.ndarray, sizes: np.ndarray) -> bytes:
+    """Index bytes (with their CRC-32C) for a shard whose chunk ``i`` (C order over the chunk
+    grid) sits at ``offsets[i]`` with ``sizes[i]`` bytes; ``EMPTY`` in both marks an absent
+    chunk."""
+    import google_crc32c
+
+    raw = np.stack([offsets, sizes], axis=-1).astype("<u8").tobytes()
+    return raw + google_crc32c.value(raw).to_bytes(4, "little")
+
+
+def decode_index(raw: Any, n_chunks: int, crc32c: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, sizes) from index bytes. Raises :class:`Damaged` when the index is not
+    :func:`index_nbytes` long or its checksum does not match."""
+    view = memoryview(raw).cast("B")
+    want = index_nbytes(n_chunks, crc32c)
+    if len(view) != want:
+        raise Damaged(f"its shard index is {len(view)} bytes, not {want}")
+    body = strip_crc32c(view) if crc32c else view
+    table = np.frombuffer(body, "<u8").reshape(n_chunks, 2)
+    return table[:, 0].copy(), table[:, 1].copy()
+
+
+def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
+    """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
+    index; raises :class:`Damaged` for an index that is missing, fails its checksum, or points
+    outside the shard's chunk bytes."""
+    size = len(memoryview(raw).cast("B")) if raw is not None else 0
+    k = index_nbytes(n_chunks, shard.index_crc32c)
+    if size < k:
+        raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index")
+    view = memoryview(raw).cast("B")
+    index = view[size - k :] if shard.index_at_end else view[:k]
+    offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c)
+    absent = (offsets == EMPTY) & (sizes == EMPTY)
+    lo, hi = (0, size - k) if shard.index_at_end else (k, size)
+    present = ~absent
+    if present.any():
+        off, n = offsets[present], sizes[present]
+        bad = (off < lo) | (n > hi - off) | (off > hi)
+        if bad.any():
+            first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
+            raise Damaged(
+                f"its shard index points outside the shard (chunk {first}: offset "
+                f"{int(offsets[first])}, {int(sizes[first])} bytes, of {size})"
+            )
+    return Frames(offsets, sizes)
+
+
+def unit_frames(raw: Any, n_chunks: int, shard: ShardFormat | None) -> Frames:
+    """Where each chunk's bytes lie in a stored unit (``raw`` None: the unit is absent, so
+    every chunk is)."""
+    if raw is None:
+        empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
+        return Frames(empty, empty.copy())
+    if shard is None:
+        n = len(memoryview(raw).cast("B"))
+        return Frames(np.zeros(1, np.uint64), np.array([n], np.uint64))
+    return shard_frames(raw, n_chunks, shard)
