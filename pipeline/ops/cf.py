@@ -67,7 +67,7 @@ class Unpacking:
             parts.append(f"* {self.scale_factor!r}")
         if self.add_offset is not None:
             parts.append(f"+ {self.add_offset!r}")
-        return f"unpack ({'; '.join(parts)}) as {self.dtype}"
+        return f"unpack ({'; '.join(parts)}) as {np.dtype(self.dtype)}"
 
 
 def is_packed(attrs: Mapping[str, Any]) -> bool:

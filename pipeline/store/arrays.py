@@ -310,8 +310,10 @@ def create_output(
     checksum: bool,
     attributes: dict[str, Any],
     overwrite: bool,
+    dimension_names: tuple[str, ...] | None = None,
 ) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
+    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (an
+    xarray variable's dimensions; None: none); chunks are written later, raw."""
     import zarr
     from zarr.codecs import ZstdCodec
 
@@ -328,6 +330,7 @@ def create_output(
         attributes=attributes,
         overwrite=overwrite,
         zarr_format=3,
+        dimension_names=dimension_names,
     )
     info = describe_array(location, path, arr)
     if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change

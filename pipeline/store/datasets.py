@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,8 @@ class Variable:
     group: str
     """path of the group that holds it ('' at the root of the store)"""
     name: str
-    """the array's name in the group ('' for an array at the root of its store)"""
+    """the array's name in the group ('' for an array in no group: at the root of its store,
+    or under a path that Zarr opens as no group)"""
     dims: tuple[str, ...]
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
@@ -69,8 +70,11 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     group_path, _, name = path.rpartition("/")
     if not name:  # the array is the store's root: no group, nothing beside it
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    with _quiet():
-        group = zarr.open_group(store=store, path=group_path or None, mode="r")
+    try:
+        with _quiet():
+            group = zarr.open_group(store=store, path=group_path or None, mode="r")
+    except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
+        return Variable(group="", name="", dims=dims, attrs=attrs)
     members = {k: v for k, v in group.arrays()}
     wanted = list(dims) + str(attrs.get("coordinates", "")).split()
     coords = tuple(n for n in dict.fromkeys(wanted) if n in members and n != name)
@@ -82,6 +86,21 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         coords=coords,
         consolidated=_consolidated(group),
     )
+
+
+def dataset_variable_name(store: Any, path: str) -> str:
+    """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
+    Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
+    readable is there (whoever reads it next names that problem)."""
+    import zarr
+
+    try:
+        with _quiet():
+            arr = zarr.open_array(store=store, path=path.strip("/"), mode="r")
+    except Exception:
+        return ""
+    var = variable_of(store, path, arr)
+    return var.name if var is not None else ""
 
 
 def _consolidated(group: Any) -> bool:
@@ -96,12 +115,6 @@ def _exists(group: Any, key: str) -> bool:
 
     prefix = group.path + "/" if group.path else ""
     return bool(sync(group.store_path.store.exists(prefix + key)))
-
-
-def output_attributes(var: Variable, drop: tuple[str, ...]) -> dict[str, Any]:
-    """The computed variable's attributes: the input variable's, without ``drop`` (attributes
-    that no longer describe its values)."""
-    return {k: v for k, v in var.attrs.items() if k not in drop}
 
 
 def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
@@ -139,9 +152,17 @@ def consolidate(store: Any, group: str) -> None:
         zarr.consolidate_metadata(store, path=group or None)
 
 
-def attributes_of(store: Any, group: str) -> Mapping[str, Any]:
-    """A group's attributes."""
+def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any] | None:
+    """The attributes of the member ``name`` of ``group`` as the group's consolidated
+    metadata holds them (what ``xr.open_zarr`` reads); None when the group has no
+    consolidated metadata, or it does not list ``name``."""
     import zarr
 
-    with _quiet():
-        return dict(zarr.open_group(store=store, path=group or None, mode="r").attrs)
+    try:
+        with _quiet():
+            meta = zarr.open_group(store=store, path=group or None, mode="r").metadata
+    except Exception:
+        return None
+    consolidated = getattr(meta, "consolidated_metadata", None)
+    member = None if consolidated is None else consolidated.metadata.get(name)
+    return None if member is None else dict(member.attributes)
