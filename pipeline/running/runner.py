@@ -144,6 +144,11 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     incomplete, compute the missing blocks, check every block is recorded, mark the output
     complete, drop the record. Any failure before the output was created leaves no trace."""
     options = options or RunOptions()
+    if options.report:
+        import importlib.util
+
+        if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
+            raise PipelineError("--report needs bokeh, which draws the report: pip install bokeh")
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
     t_start = time.perf_counter()
