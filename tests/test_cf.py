@@ -53,8 +53,9 @@ def _dataset(path: Path, encoding: dict[str, Any], zarr_format: int) -> np.ndarr
 @pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize("name", sorted(ENCODINGS))
 def test_unpacking_is_xarrays_decoding_to_the_bit(
-    tmp_path: Path, name: str, zarr_format: int
+    tmp_path: Path, name: str, zarr_format: int, xp: Any
 ) -> None:
+    """On NumPy, and on CuPy on the GPU host (what a GPU worker's read step runs)."""
     want = _dataset(tmp_path / "ds.zarr", ENCODINGS[name], zarr_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -64,7 +65,8 @@ def test_unpacking_is_xarrays_decoding_to_the_bit(
     fill = arr.fill_value if zarr_format == 2 else None
     u = unpacking(attrs, np.dtype(arr.dtype), fill)
     assert u is not None
-    got = u.apply(np.asarray(arr[...]), np)
+    got = u.apply(xp.asarray(arr[...]), xp)
+    got = got.get() if xp is not np else got
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(want).view(np.uint8))
     if {"_FillValue", "missing_value"} & set(ENCODINGS[name]):  # else NaN was stored as a number

@@ -68,9 +68,11 @@ def check_not_overlapping(plan: Plan) -> None:
     sep = "/"
     if a == b or b.startswith(a + sep) or a.startswith(b + sep):
         rel = "is" if a == b else ("is inside" if b.startswith(a + sep) else "contains")
-        raise PipelineError(
+        raise OutputError(
             f"the output {b} {rel} the input {a}; the input is never modified: choose an "
-            "output.store elsewhere"
+            "output.store elsewhere",
+            output=b,
+            input=a,
         )
 
 
