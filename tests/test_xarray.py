@@ -45,6 +45,15 @@ from tests.faultkit import (
 
 xr = pytest.importorskip("xarray")
 
+try:  # the S3 server of tests/test_s3.py, where s3fs and moto are installed
+    from tests.test_s3 import bucket, s3_endpoint  # noqa: F401  (fixtures)
+except pytest.skip.Exception:
+
+    @pytest.fixture
+    def bucket() -> None:
+        pytest.skip("needs s3fs and moto (the dev extra)")
+
+
 ROWS, COLS = 40, 60
 PACKED = {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15, "_FillValue": -9999}
 
@@ -82,10 +91,12 @@ def write_dataset(
         ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
 
 
-def open_dataset(path: Path, group: str | None = None) -> Any:
+def open_dataset(path: Path, group: str | None = None, raw: bool = False) -> Any:
+    """The Dataset at ``path`` as xarray opens it (``raw``: its stored values, undecoded, with
+    their encodings, to be written elsewhere as they are)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return xr.open_zarr(str(path), group=group).load()
+        return xr.open_zarr(str(path), group=group, mask_and_scale=not raw).load()
 
 
 def config(tmp: Path, backend: str = "cpu", **sections: Any) -> dict[str, Any]:
@@ -233,6 +244,37 @@ def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     assert kept == {"units": "m"}
 
 
+def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(
+    tmp_path: Path, backend_client: tuple[str, Any], bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """Both stores on a real S3 server: the coordinates and consolidated metadata are
+    written through the same file system options as the chunks."""
+    backend, client = backend_client
+    url, options = bucket
+    write_dataset(tmp_path / "in.zarr", 3, PACKED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        open_dataset(tmp_path / "in.zarr", raw=True).to_zarr(
+            f"{url}/in.zarr", storage_options=options, zarr_format=3, mode="w"
+        )
+    cfg = config(
+        tmp_path,
+        backend,
+        input={"store": f"{url}/in.zarr", "storage_options": options, "mask_and_scale": True},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(f"{url}/out.zarr", storage_options=options).load()
+    want = open_dataset(tmp_path / "in.zarr")
+    assert set(got.coords) == {"y", "x", "lon"} and got.attrs == want.attrs
+    assert "unpack" in got["t"].attrs["pipeline"]["identity"]  # the input was stored packed
+    chain = plan_chain(parse_config(cfg).stage_specs(), want["t"].dtype)
+    with np.errstate(all="ignore"):
+        assert same_bits(got["t"].values, apply_chain(chain, want["t"].values))
+
+
 def test_the_cli_runs_a_packed_v2_variable_and_verify_decodes_it(tmp_path: Path, cli) -> None:
     write_dataset(tmp_path / "in.zarr", 2, PACKED)
     cfg = write_config(
@@ -283,6 +325,32 @@ def test_a_packed_variable_is_refused_without_mask_and_scale(
     assert not (tmp_path / "out.zarr").exists()
     plan = pipeline.plan(config(tmp_path, input={"mask_and_scale": True}))
     assert plan.source.unpacking is not None and plan.chain[0].in_dtype.kind == "f"
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> None:
+    """The model only (no GPU needed): an unpacked block is held decoded (float64 here) with
+    a mask of its missing elements, on the device the stages run on."""
+    from pipeline.planning import memory
+
+    block = (64, 128)
+    args: dict[str, Any] = dict(
+        backend=backend,
+        block=block,
+        in_dtype=np.dtype("int16"),
+        out_dtype=np.dtype("float64"),
+        decode_on="cpu",
+        encode_on=backend,
+        slab_in=True,
+        slab_out=True,
+        threads=2,
+        device_budget=None,
+        host_budget=None,
+    )
+    plain = memory.project_memory(**args)
+    unpacked = memory.project_memory(**args, unpacked=np.dtype("float64"))
+    where = "device_per_task" if backend == "gpu" else "host_per_task"
+    assert getattr(unpacked, where) - getattr(plain, where) == 64 * 128 * (8 + 1)
 
 
 def test_an_unsigned_attribute_is_refused_even_with_mask_and_scale(tmp_path: Path) -> None:
