@@ -327,7 +327,7 @@ def test_a_packed_variable_is_refused_without_mask_and_scale(
     assert plan.source.unpacking is not None and plan.chain[0].in_dtype.kind == "f"
 
 
-@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+@pytest.mark.parametrize("backend", ["cpu", "gpu"], ids=["host", "device"])  # no GPU needed
 def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> None:
     """The model only (no GPU needed): an unpacked block is held decoded (float64 here) with
     a mask of its missing elements, on the device the stages run on."""
