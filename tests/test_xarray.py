@@ -169,10 +169,10 @@ def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
         from dask_cuda import LocalCUDACluster
 
         cluster: Any = LocalCUDACluster(
-            n_workers=1, threads_per_worker=2, dashboard_address=None, device_memory_limit=0
+            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
         )
     else:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0")
     with cluster, Client(cluster) as client:
         yield request.param, client
 

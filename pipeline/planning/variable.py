@@ -60,7 +60,11 @@ def with_output_array(config: Config) -> Config:
     if config.output.array is not None:
         return config
     loc = Location.of(config.input.store, config.input.storage_options)
-    name = datasets.dataset_variable_name(loc.zarr_store(read_only=True), config.input.array)
+    try:
+        store = loc.zarr_store(read_only=True)
+    except Exception:  # an input that cannot be reached: the plan names that problem
+        store = None
+    name = "" if store is None else datasets.dataset_variable_name(store, config.input.array)
     output = config.output.model_copy(update={"array": name})
     return config.model_copy(update={"output": output})
 
@@ -131,8 +135,11 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
             attributes=["_Unsigned"],
             fix="rewrite the variable",
         )
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
+        return None
+    stored = stored.newbyteorder("=")
     v2_fill = arr.fill_value if is_variable and arr.metadata.zarr_format == 2 else None
-    stored = np.dtype(arr.dtype).newbyteorder("=")
     found = unpacking(attrs, stored, v2_fill)
     if found is None or config.input.mask_and_scale:
         return found
