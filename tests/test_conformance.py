@@ -104,6 +104,9 @@ class Case:
     write: Callable[[Path], None]
     array: str = ""
     """the array's path in the store ('' at the root)"""
+    output: str = ""
+    """the output's path in its store: by default the variable's name for a variable of an
+    xarray Dataset (the output is a Dataset too), else the root"""
 
 
 def zarr3(dtype: str = "float32", drop: bool = False, **kw: Any) -> Callable[[Path], None]:
@@ -336,8 +339,8 @@ CASES = [
         ),
     ),
     # xarray
-    Case("xarray-v2-dataset", xarray_dataset(2), array="temp"),
-    Case("xarray-v3-dataset", xarray_dataset(3), array="temp"),
+    Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
+    Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
 ]
 
 
@@ -387,7 +390,7 @@ def test_output_is_numpys_chain_over_what_zarr_reads(tmp_path: Path, backend_cli
         x = zarr.open_array(str(tmp_path / "in.zarr"), path=case.array, mode="r")[...]
     summary = _run(tmp_path, backend_client, case.array)
     assert summary.status == "complete"
-    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    y = zarr.open_array(str(tmp_path / "out.zarr"), path=case.output, mode="r")
     want = chain(np.asarray(x).astype(y.dtype))
     got = y[...]
     if backend_client[0] == "gpu" and y.dtype == np.float16:  # float16 kernels drop payloads
@@ -396,7 +399,8 @@ def test_output_is_numpys_chain_over_what_zarr_reads(tmp_path: Path, backend_cli
         assert same_bits(got, want), f"{case.id}: the output differs from NumPy's chain"
     assert y.attrs["pipeline"]["status"] == "complete"
     ts = pytest.importorskip("tensorstore")
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
+    out = tmp_path / "out.zarr" / case.output
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(out)}}
     assert same_bits(ts.open(spec).result().read().result(), got)
 
 

@@ -25,8 +25,10 @@ from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts, visible_gpu_ids
 from pipeline.errors import PipelineError, PlanError
 from pipeline.ops import stages
+from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
+from pipeline.planning.variable import Carried, carried, with_output_array
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -61,6 +63,14 @@ class Source:
     decode_on: str = "cpu"
     """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
     (nvCOMP, for plain zstd frames small enough for it)"""
+    unpacking: Unpacking | None = None
+    """how the stored elements become values (CF packing, ``input.mask_and_scale``), on the
+    block's device after it is read; None: they are the values"""
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the blocks read: the decoded one when the input is unpacked."""
+        return np.dtype(self.unpacking.dtype) if self.unpacking else self.info.dtype
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,9 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     facts: Facts | None = None
     """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
+    carried: Carried = field(default_factory=Carried)
+    """what the input is besides its values (an xarray variable, its Dataset, its packing),
+    and what the output carries over"""
 
     @property
     def input(self) -> ArrayInfo:
@@ -133,7 +146,7 @@ class Plan:
         GPU and CPU encoders write different bytes). Paths are resolved, so the same store
         spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
-        return {
+        ident = {
             "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
             "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
             "stages": [s.describe() for s in self.chain],
@@ -142,6 +155,9 @@ class Plan:
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
         }
+        if self.source.unpacking is not None:  # only then: other runs' fingerprints stay
+            ident["unpack"] = self.source.unpacking.describe()
+        return ident
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`identity`."""
@@ -221,6 +237,14 @@ class _Context:
     workers: _Workers
     device_budget: int | None
     host_budget: int
+    carried: Carried = field(default_factory=Carried)
+
+    @property
+    def unpacked(self) -> np.dtype | None:
+        """The dtype the stored elements are decoded to before the stages (None: not
+        decoded)."""
+        u = self.carried.unpacking
+        return np.dtype(u.dtype) if u is not None else None
 
 
 @dataclass(frozen=True)
@@ -247,10 +271,13 @@ def make_plan(
     ``scheduler_workers``/``scheduler_threads`` describe an existing cluster joined by address.
     """
     notes: list[str] = []
+    config = with_output_array(config)
     backend, why = choose_backend(config, facts)
     check_stores_reachable(config)
-    info = input_info(config, notes)
-    chain = stages.plan_chain(config.stage_specs(), info.dtype, config.integer_overflow)
+    info, arr = input_info(config, notes)
+    kept = carried(config, arr, (config.output.array or "").strip("/"))
+    values = np.dtype(kept.unpacking.dtype) if kept.unpacking else info.dtype
+    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
     ctx = _Context(
@@ -261,6 +288,7 @@ def make_plan(
         workers=workers,
         device_budget=_device_budget(config, backend, facts, workers),
         host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+        carried=kept,
     )
     base = blocks.alignment(info, config.output)
     choice = _choose_block(ctx, base)
@@ -286,10 +314,11 @@ def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
     return "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
 
-def input_info(config: Config, notes: list[str]) -> ArrayInfo:
-    """The input's layout, checked readable and finished (InputError otherwise); for an input
-    that ``run`` will generate first (``input.generate`` with ``when_missing``: it does not
-    exist yet, or its generation was interrupted), the layout it will be given."""
+def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]:
+    """The input's layout, checked readable and finished (InputError otherwise), and the
+    Zarr array (opened read-only); for an input that ``run`` will generate first
+    (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
+    interrupted), the layout it will be given, and None."""
     loc = Location.of(config.input.store, config.input.storage_options)
     gen = config.input.generate
     if gen is not None and gen.when_missing:
@@ -297,16 +326,17 @@ def input_info(config: Config, notes: list[str]) -> ArrayInfo:
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
         if not any(loc.exists(k) for k in keys):
             notes.append("the input does not exist yet: `run` generates it first")
-            return planned_input(config)
+            return planned_input(config), None
         if arrays.generation_status(loc, path) == "incomplete":
             notes.append(
                 "the input is unfinished (an interrupted generate): `run` generates it again"
             )
-            return planned_input(config)
-    info = arrays.describe_array(loc, config.input.array)
+            return planned_input(config), None
+    arr = arrays.open_zarr_array(loc, config.input.array)
+    info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     arrays.check_reader_sees_chunks(info)
-    return info
+    return info, arr
 
 
 def planned_input(config: Config) -> ArrayInfo:
@@ -457,6 +487,7 @@ def _choose(ctx: _Context, block: Shape) -> _Choice:
         ctx.host_budget,
         frames_out=math.prod(block) // math.prod(chunk_out),
         read=memory.read_cost(info, block, info.format is not None, decode_on),
+        unpacked=ctx.unpacked,
     )
     return _Choice(block, unit_out, chunk_out, decode_on, encode_on, mem)
 
@@ -552,7 +583,7 @@ def _assemble(
     loc_out = Location.of(config.output.store, config.output.storage_options)
     info_out = ArrayInfo(
         location=loc_out,
-        path=config.output.array.strip("/"),
+        path=(config.output.array or "").strip("/"),
         shape=info.shape,
         dtype=ctx.out_dtype,
         zarr_format=3,
@@ -576,6 +607,7 @@ def _assemble(
             backend=ctx.backend,
             direct=info.format is not None,
             decode_on=choice.decode_on,
+            unpacking=ctx.carried.unpacking,
         ),
         sink=Sink(
             info=info_out,
@@ -605,6 +637,7 @@ def _assemble(
         encode_on=choice.encode_on,
         notes=tuple(notes),
         facts=facts,
+        carried=ctx.carried,
     )
 
 

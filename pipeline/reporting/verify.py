@@ -16,7 +16,8 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.ops import stages
-from pipeline.store import arrays, grid
+from pipeline.planning.variable import decoding, with_output_array
+from pipeline.store import arrays, datasets, grid
 from pipeline.store.location import Location
 
 
@@ -37,22 +38,25 @@ def verify(
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
 
-    Raises InputError for an unfinished input (an interrupted generate or run), PipelineError
-    for no output."""
+    Raises InputError for an unfinished input (an interrupted generate or run) or a packed
+    one that the config does not decode, PipelineError for no output."""
+    config = with_output_array(config)
+    out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options)
     loc_out = Location.of(config.output.store, config.output.storage_options)
     src = arrays.open_zarr_array(loc_in, config.input.array)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     try:
-        dst = arrays.open_zarr_array(loc_out, config.output.array)
+        dst = arrays.open_zarr_array(loc_out, out_path)
     except PipelineError:
-        raise PipelineError(
-            f"no output at {loc_out.join(config.output.array)}: run the pipeline first"
-        ) from None
+        where = loc_out.join(out_path)
+        raise PipelineError(f"no output at {where}: run the pipeline first") from None
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
-    chain = stages.plan_chain(config.stage_specs(), native, config.integer_overflow)
+    unpack = decoding(config, src, datasets.dims_of(src) is not None)
+    values = np.dtype(unpack.dtype) if unpack else native
+    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
         raise PipelineError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
@@ -66,7 +70,8 @@ def verify(
 
     def check(index: tuple[int, ...]) -> bool:
         sl = grid.unit_slices(index, block, tuple(src.shape))
-        ref = stages.apply_chain(chain, np.asarray(src[sl]).astype(native, copy=False))
+        x = np.asarray(src[sl]).astype(native, copy=False)
+        ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = np.asarray(dst[sl])
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
 

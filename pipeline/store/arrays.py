@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -232,13 +232,16 @@ def _checked_grid(
 
 
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
-    """Open an array with Zarr, turning the usual mistakes into one-line errors."""
+    """Open an array with Zarr, turning the usual mistakes into one-line InputErrors (field
+    ``store``: where the array was looked for)."""
     import zarr
 
+    where = location.join(path)
     if not location.exists():
-        raise PipelineError(
+        raise InputError(
             f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
-            "or fix input.store"
+            "or fix input.store",
+            store=where,
         )
     try:
         with warnings.catch_warnings():
@@ -249,17 +252,21 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
                 store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
             )
     except FileNotFoundError:
-        raise PipelineError(
-            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
+        raise InputError(
+            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
+            store=where,
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
-        raise PipelineError(f"cannot open {location}/{path}: {type(e).__name__}: {e}") from None
+        raise InputError(
+            f"cannot open {location}/{path}: {type(e).__name__}: {e}", store=where
+        ) from None
     if isinstance(node, zarr.Group):
         members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
-        raise PipelineError(
+        raise InputError(
             f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
-            f"path{hint}"
+            f"path{hint}",
+            store=where,
         )
     return node
 
@@ -310,8 +317,10 @@ def create_output(
     checksum: bool,
     attributes: dict[str, Any],
     overwrite: bool,
+    dimension_names: tuple[str, ...] | None = None,
 ) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
+    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (an
+    xarray variable's dimensions; None: none); chunks are written later, raw."""
     import zarr
     from zarr.codecs import ZstdCodec
 
@@ -328,6 +337,7 @@ def create_output(
         attributes=attributes,
         overwrite=overwrite,
         zarr_format=3,
+        dimension_names=dimension_names,
     )
     info = describe_array(location, path, arr)
     if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
