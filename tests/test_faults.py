@@ -389,10 +389,8 @@ def test_gpu_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path)
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
 
 
-def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:
-    """With the default local cluster (worker processes, whose stderr is the terminal's), a
-    damaged chunk ends the run with its one line: Dask's "Compute Failed" record and its
-    traceback are not printed for the pipeline's own errors."""
+def _damaged_input(tmp_path: Path) -> Path:
+    """A v2 zstd input with its chunk '1.2' cut to half its bytes; its config."""
     import numcodecs
 
     x = np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32)
@@ -407,7 +405,26 @@ def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path
     z[...] = x
     chunk = tmp_path / "in.zarr" / "1.2"
     chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    return write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+
+
+def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
+    """``verify --all`` after a run that a damaged chunk stopped: one line saying the input
+    cannot be read there and what to do, not the codec's raw error."""
+    cfg = _damaged_input(tmp_path)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 1 and status(tmp_path / "out.zarr") == "incomplete"
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert str(tmp_path / "in.zarr") in line and "damaged" in line
+
+
+def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:
+    """With the default local cluster (worker processes, whose stderr is the terminal's), a
+    damaged chunk ends the run with its one line: Dask's "Compute Failed" record and its
+    traceback are not printed for the pipeline's own errors."""
+    cfg = _damaged_input(tmp_path)
     p = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "--progress", "none", str(cfg)],
         capture_output=True,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.ops import stages
 from pipeline.planning.variable import decoding, with_output_array
 from pipeline.store import arrays, datasets, grid
@@ -70,7 +71,7 @@ def verify(
 
     def check(index: tuple[int, ...]) -> bool:
         sl = grid.unit_slices(index, block, tuple(src.shape))
-        x = np.asarray(src[sl]).astype(native, copy=False)
+        x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = np.asarray(dst[sl])
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
@@ -81,3 +82,18 @@ def verify(
     return VerifyResult(
         checked=len(blocks), total=int(np.prod(block_grid)), mismatched=bad, status=status
     )
+
+
+def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
+    """The input's region ``sl`` as zarr-python reads it (the reference is computed from it,
+    not from the pipeline's own decoding); InputError when zarr-python cannot read it."""
+    try:
+        return np.asarray(src[sl])
+    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+        region = [[s.start, s.stop] for s in sl]
+        raise InputError(
+            f"zarr-python cannot read the input {where} in the region {region} "
+            f"({type(e).__name__}: {e}): a chunk there is damaged; restore it from its source "
+            "(`pipeline run` names the chunk)",
+            store=where,
+        ) from None
