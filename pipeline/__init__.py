@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline._version import __version__
-from pipeline.config import Config, load_config
 from pipeline.errors import (
     ChunkError,
     ClusterError,
@@ -25,6 +24,7 @@ from pipeline.errors import (
 )
 
 if TYPE_CHECKING:
+    from pipeline.config import Config, load_config
     from pipeline.planning.plan import Plan
     from pipeline.reporting.summary import Summary
 
@@ -46,12 +46,25 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``Config`` and ``load_config``, imported on first use: the config's models load pydantic
+    and the stage registry (NumPy), which ``pipeline --help`` and the Dask worker processes
+    (they import the command line's module as their ``__main__``) do not need."""
+    if name in ("Config", "load_config"):
+        from pipeline import config
+
+        value = getattr(config, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def plan(config: Config) -> Plan:
     """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
     cluster is started, nothing is written)."""
-    from pipeline.running.runner import plan_run
+    from pipeline.planning import plan_here
 
-    return plan_run(config)
+    return plan_here(config)
 
 
 def run(config: Config, **options: Any) -> Summary:

@@ -226,6 +226,12 @@ class _Choice:
     memory: Memory
 
 
+def plan_here(config: Config) -> Plan:
+    """The plan of a run on a local cluster, sized for this machine (no cluster is started,
+    nothing is written)."""
+    return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
+
+
 def make_plan(
     config: Config,
     facts: Facts,

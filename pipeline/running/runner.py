@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import Interrupted, PipelineError, disk_full
-from pipeline.planning import Plan, describe, make_plan
+from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import cluster, graph, output
@@ -56,7 +56,7 @@ class RunOptions:
 
 def plan_run(config: Config) -> Plan:
     """The plan of a run on a local cluster (no cluster is started)."""
-    return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
+    return plan_here(config)
 
 
 def plan_joined(config: Config, client: Any) -> Plan:
