@@ -352,8 +352,7 @@ def _compute(
     totals = dict.fromkeys(STATS, 0)
     if not pending:
         return totals, {}
-    stats = graph.build(plan.source, plan.sink, plan.chain, plan.backend)
-    dsk, keys = graph.block_keys(stats, pending)
+    dsk, keys = graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, pending)
     report = (
         performance_report(filename=options.report) if options.report else contextlib.nullcontext()
     )
