@@ -1,7 +1,8 @@
 """The cluster a run uses: one it starts (and always closes), or one it joins by address.
 
 ``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster`` with
-``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of processes. An
+``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of threads in this
+process (``protocol`` 'inproc') or of worker processes. An
 address joins an existing scheduler whose workers were started with ``dask worker`` or
 ``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
 the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
@@ -260,6 +261,7 @@ class _Startup:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._begun = False
+        self.processes = p.backend == "gpu" or p.protocol != "inproc"
         self._thread = threading.Thread(
             target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
         )
@@ -292,13 +294,15 @@ class _Startup:
     def client(self) -> Client:
         """Start the cluster; its client once it is up. Raises the start's error, or the
         ``KeyboardInterrupt`` of a Ctrl-C while waiting for it."""
-        from multiprocessing import resource_tracker
+        if self.processes:
+            from multiprocessing import resource_tracker
 
-        # The tracker's start unblocks SIGINT in the thread that starts it: start it here, so
-        # that the starting thread still has SIGINT blocked when it starts the workers.
-        resource_tracker.ensure_running()
+            # The tracker's start unblocks SIGINT in the thread that starts it: start it here,
+            # so that the starting thread still has SIGINT blocked when it starts the workers.
+            # (Workers that are threads of this process need neither it nor a blocked SIGINT.)
+            resource_tracker.ensure_running()
         self._thread.start()
-        while not self.done.wait(0.1):
+        while not self.done.wait(0.02):
             pass
         if self.error is not None:
             raise self.error
@@ -588,13 +592,23 @@ def _start_local(p: Any, level: int) -> Any:
         return cluster
     from distributed import LocalCluster
 
+    threads = p.protocol == "inproc"
     return LocalCluster(
         n_workers=p.workers,
         threads_per_worker=p.threads_per_worker,
-        processes=p.protocol != "inproc",
-        memory_limit=p.host_budget or "auto",
+        processes=not threads,
+        memory_limit=_memory_limit(p, threads),
         dashboard_address=dashboard,
         silence_logs=level,
         local_directory=local_dir,
         **no_dashboard,
     )
+
+
+def _memory_limit(p: Any, threads: bool) -> int | str:
+    """Each worker's memory limit for Dask: the plan's host budget per worker ('auto' without
+    one). Workers that are threads of this process each compare the whole process's memory
+    with their limit (pausing past 80% of it), so theirs is the budget of them all."""
+    if not p.host_budget:
+        return "auto"
+    return p.host_budget * p.workers if threads else p.host_budget
