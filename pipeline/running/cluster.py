@@ -29,6 +29,7 @@ from typing import Any
 from distributed import Client, WorkerPlugin
 
 from pipeline.errors import ClusterError
+from pipeline.running import dashboard
 
 log = logging.getLogger("pipeline")
 
@@ -566,11 +567,15 @@ def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:
 
 
 def _start_local(p: Any, level: int) -> Any:
-    local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
-    dashboard = p.dashboard or None
-    # No dashboard still starts the scheduler's HTTP server (health, metrics), on 8787 unless
-    # told otherwise: a free port, so two runs on one host do not collide (or warn).
-    no_dashboard = {} if dashboard else {"scheduler_kwargs": {"dashboard_address": ":0"}}
+    """The local cluster of plan ``p``, started, its dashboard made on first use."""
+    cluster = _local_cluster(p, level, os.path.join(tempfile.gettempdir(), "pipeline-dask"))
+    if p.dashboard:
+        dashboard.install(cluster)
+    return cluster
+
+
+def _local_cluster(p: Any, level: int, local_dir: str) -> Any:
+    web = dashboard.scheduler_options(p.dashboard or None)
     if p.backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
@@ -582,10 +587,9 @@ def _start_local(p: Any, level: int) -> Any:
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
-            dashboard_address=dashboard,
             silence_logs=level,
             local_directory=local_dir,
-            **no_dashboard,
+            **web,
         )
         if p.workers_per_gpu > 1:
             add_workers_per_gpu(cluster, p.workers_per_gpu)
@@ -598,10 +602,9 @@ def _start_local(p: Any, level: int) -> Any:
         threads_per_worker=p.threads_per_worker,
         processes=not threads,
         memory_limit=_memory_limit(p, threads),
-        dashboard_address=dashboard,
         silence_logs=level,
         local_directory=local_dir,
-        **no_dashboard,
+        **web,
     )
 
 
