@@ -1,8 +1,8 @@
 """The cluster a run uses: one it starts (and always closes), or one it joins by address.
 
 ``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster`` with
-``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of threads in this
-process (``protocol`` 'inproc') or of worker processes. An
+``workers_per_gpu`` workers per GPU, all at once; with the CPU backend a ``LocalCluster`` of
+threads in this process (``protocol`` 'inproc') or of worker processes. An
 address joins an existing scheduler whose workers were started with ``dask worker`` or
 ``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
 the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
@@ -552,18 +552,40 @@ def held_device_memory(client: Client) -> dict[str, int]:
     return held
 
 
-def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:
-    """Give each GPU of a LocalCUDACluster ``per_gpu`` workers: dask-cuda starts one per GPU
-    (and refuses a GPU listed twice), so each GPU worker's spec (its CUDA_VISIBLE_DEVICES,
-    CPU affinity and memory plugins) is copied under new names, and the cluster scaled to
-    the lot (SpecCluster starts the workers its ``worker_spec`` names)."""
-    import copy
+class CopiesPerDevice:
+    """A SpecCluster mixin: each worker spec the cluster makes (:meth:`new_worker_spec`) comes
+    with ``copies - 1`` copies of it (the same environment and plugins) under the names
+    ``NAME-1``, ``NAME-2``, ...; so the cluster's first scale to ``devices x copies`` workers
+    starts them all at once.
 
-    specs = dict(cluster.worker_spec)
-    for name, spec in specs.items():
-        for k in range(1, per_gpu):
-            cluster.worker_spec[f"{name}-{k}"] = copy.deepcopy(spec)
-    cluster.scale(len(cluster.worker_spec))
+    dask-cuda's ``LocalCUDACluster`` makes one worker per GPU (its spec gives the worker that
+    GPU's ``CUDA_VISIBLE_DEVICES`` and memory plugins) and refuses a GPU listed twice; workers
+    added after it started (a second scale) started only once the first ones were up, and
+    were set up after them."""
+
+    copies = 1
+
+    def new_worker_spec(self) -> dict[Any, Any]:
+        import copy
+
+        (name, spec), *more = super().new_worker_spec().items()  # type: ignore[misc]
+        assert not more, "one spec at a time"
+        return {name: spec, **{f"{name}-{k}": copy.deepcopy(spec) for k in range(1, self.copies)}}
+
+
+def _cuda_cluster(p: Any, **options: Any) -> Any:
+    """A LocalCUDACluster of ``p.workers_per_gpu`` workers on each of ``p.gpus``, all started
+    at once (:class:`CopiesPerDevice`)."""
+    from dask_cuda import LocalCUDACluster
+
+    class PerGpu(CopiesPerDevice, LocalCUDACluster):
+        copies = p.workers_per_gpu
+
+    return PerGpu(
+        CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
+        n_workers=p.workers,  # the plan's: GPUs x workers_per_gpu
+        **options,
+    )
 
 
 def _start_local(p: Any, level: int) -> Any:
@@ -577,13 +599,10 @@ def _start_local(p: Any, level: int) -> Any:
 def _local_cluster(p: Any, level: int, local_dir: str) -> Any:
     web = dashboard.scheduler_options(p.dashboard or None)
     if p.backend == "gpu":
-        from dask_cuda import LocalCUDACluster
-
-        cluster = LocalCUDACluster(
-            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
-            n_workers=len(p.gpus) or None,
+        return _cuda_cluster(
+            p,
             threads_per_worker=p.threads_per_worker,
-            # blocks never rest in worker memory (tasks are fused), so nothing to spill
+            # a block never rests in worker memory (one task per block), so nothing to spill
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
@@ -591,9 +610,6 @@ def _local_cluster(p: Any, level: int, local_dir: str) -> Any:
             local_directory=local_dir,
             **web,
         )
-        if p.workers_per_gpu > 1:
-            add_workers_per_gpu(cluster, p.workers_per_gpu)
-        return cluster
     from distributed import LocalCluster
 
     threads = p.protocol == "inproc"
