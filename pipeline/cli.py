@@ -7,11 +7,14 @@ traceback. Ctrl-C stops the run, closes the cluster, leaves the output resumable
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from pipeline.errors import Interrupted, PipelineError
 
@@ -169,11 +172,32 @@ def main(argv: list[str] | None = None) -> int:
     for s in handlers:
         signal.signal(s, _interrupt)
     try:
-        return _main(argv)
+        status = _main(argv)
     finally:
         if argv is not None:
             for s, h in handlers.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
+    if argv is None:
+        _leave(status)
+    return status
+
+
+def _leave(status: int) -> NoReturn:
+    """End the program, its command done, without the interpreter's teardown.
+
+    By now everything the command opened is closed (the cluster, the output, the lock). What
+    Python does at exit runs as usual: other threads are joined as at exit (idle executor
+    threads are told to stop), then the ``atexit`` hooks (the GPU backend's, logging's,
+    multiprocessing's), then the standard streams are flushed. Only the teardown of every
+    module is skipped: after a run it took 0.3-0.9 s on the 2-core machine (pydantic,
+    zarr, distributed, NumPy's objects freed one by one), for memory the system takes back
+    at once."""
+    threading._shutdown()  # type: ignore[attr-defined]  # what Python's exit calls first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(status)
 
 
 def _main(argv: list[str] | None) -> int:
