@@ -389,12 +389,10 @@ with cluster.connect(p) as client:
 # Ctrl-C and the program's end, with the workers as threads.
 
 
-@pytest.fixture(scope="module")
-def rows_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
-    """An input of 400 blocks (one row each) and the config of a run of it on the default
-    small CPU cluster (threads)."""
-    d = tmp_path_factory.mktemp("threads")
-    x = many_blocks_input(d / "in.zarr", 400)
+def _rows_config(d: Path, rows: int) -> tuple[Path, np.ndarray]:
+    """An input of ``rows`` blocks (one row each) and the config of a run of it on the
+    default small CPU cluster (threads)."""
+    x = many_blocks_input(d / "in.zarr", rows)
     cfg = {
         "input": {"store": str(d / "in.zarr")},
         "output": {"store": str(d / "out.zarr"), "chunks": [1, 1024]},
@@ -404,28 +402,36 @@ def rows_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np
         "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
     }
     (d / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return d, d / "run.yaml", x
+    return d / "run.yaml", x
 
 
-def test_ctrl_c_stops_a_threads_run_which_resume_finishes(rows_input, cli) -> None:
+def test_ctrl_c_stops_a_threads_run_which_resume_finishes(tmp_path: Path, cli) -> None:
     """Ctrl-C (SIGINT to the process group) while the threads compute: the one line, exit
     130, no process was ever started, the output incomplete; ``--resume`` completes it."""
-    d, cfg, x = rows_input
-    out = d / "out.zarr"
-    shutil.rmtree(out, ignore_errors=True)
-    w = start("run", cfg, "--progress", "none", cwd=d)
-    try:
-        wait_until(lambda: markers(out) >= 3 or w.proc.poll() is not None, timeout=180)
-        assert w.proc.poll() is None, "the run ended before it could be interrupted"
-        w.interrupt()
-        rc, err = w.finish()
-    finally:
-        if w.proc.returncode is None:
-            w.kill()
+    out = tmp_path / "out.zarr"
+    for rows in (400, 1600, 6400):  # a larger input where the run outpaced the interrupt
+        shutil.rmtree(out, ignore_errors=True)
+        cfg, x = _rows_config(tmp_path, rows)
+        w = start("run", cfg, "--progress", "none", cwd=tmp_path)
+        try:
+            wait_until(lambda w=w: markers(out) >= 3 or w.proc.poll() is not None, timeout=180)
+            if w.proc.poll() is not None:
+                w.finish()
+                continue
+            w.interrupt()
+            rc, err = w.finish()
+        finally:
+            if w.proc.returncode is None:
+                w.kill()
+        if rc == 0:
+            continue  # it ended just before the interrupt
+        break
+    else:
+        pytest.fail("every run ended before it could be interrupted")
     assert rc == 130, err
     assert [ln for ln in err.splitlines() if ln.strip()] == [INTERRUPTED], err
     assert not w.workers(), "a CPU run this small starts no worker process"
-    assert status(out) == "incomplete" and 0 < markers(out) < 400
+    assert status(out) == "incomplete" and 0 < markers(out) < rows
     assert not (out / ".pipeline" / "lock").exists()
     rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
     assert rc == 0, err
