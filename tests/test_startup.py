@@ -224,7 +224,7 @@ print("seen" if with_context() else "unseen", none)
 def test_a_small_cpu_run_is_threads_and_a_larger_one_worker_processes(tmp_path: Path) -> None:
     """``cluster.protocol: auto``: a CPU run of at most THREADS_IN_PROCESS task threads runs
     them in this process; more threads, or the GPU backend, run worker processes; a protocol
-    the config names is kept."""
+    the config names is kept, and so is auto on a cluster the run did not start."""
     cfg = _small_input(tmp_path)
 
     def protocol(**cluster) -> str:
@@ -246,6 +246,10 @@ def test_a_small_cpu_run_is_threads_and_a_larger_one_worker_processes(tmp_path: 
         cpu_count=16,
     )
     assert make_plan(load_config(cfg, {"backend": "gpu"}), gpu).cluster.protocol == "tcp"
+    # a cluster that is already there (joined, or a caller's client): not this process's to
+    # choose, so not taken for threads (a memory:// store stays refused)
+    joined = make_plan(load_config(cfg), Facts.local(want_gpu=False), 2, 1)
+    assert joined.cluster.protocol == "auto"
 
 
 def test_a_threads_run_starts_no_process_and_reports_the_shared_memory(tmp_path: Path, cli) -> None:

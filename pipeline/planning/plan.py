@@ -220,6 +220,8 @@ class _Context:
     workers: _Workers
     device_budget: int | None
     host_budget: int
+    protocol: str
+    """how the workers talk (:func:`local_protocol`)"""
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,8 @@ def make_plan(
     """
     notes: list[str] = []
     backend, why = choose_backend(config, facts)
-    check_stores_reachable(config, local_protocol(config, backend, facts))
+    protocol = local_protocol(config, backend, facts, joined=scheduler_workers is not None)
+    check_stores_reachable(config, protocol)
     info = input_info(config, notes)
     chain = stages.plan_chain(config.stage_specs(), info.dtype, config.integer_overflow)
     _check_axes(config, info)
@@ -266,6 +269,7 @@ def make_plan(
         workers=workers,
         device_budget=_device_budget(config, backend, facts, workers),
         host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+        protocol=protocol,
     )
     base = blocks.alignment(info, config.output)
     choice = _choose_block(ctx, base)
@@ -338,13 +342,14 @@ def generate_section(config: Config) -> GenerateConfig:
     return g
 
 
-def local_protocol(config: Config, backend: str, facts: Facts) -> str:
+def local_protocol(config: Config, backend: str, facts: Facts, joined: bool = False) -> str:
     """How a local cluster's workers talk: ``cluster.protocol``, with ``auto`` resolved to
     threads of this process ('inproc') for the CPU backend when the run has at most
-    :data:`THREADS_IN_PROCESS` task threads, else worker processes ('tcp'). A cluster joined
-    by address keeps the config's (it is not this process's to choose)."""
+    :data:`THREADS_IN_PROCESS` task threads, else worker processes ('tcp'). A cluster that is
+    already there (joined by address, or a caller's client: ``joined``) keeps the config's:
+    what its workers are is not this process's to choose."""
     chosen = config.cluster.protocol
-    if chosen != "auto" or config.cluster.scheduler != "local":
+    if chosen != "auto" or config.cluster.scheduler != "local" or joined:
         return chosen
     if backend == "gpu":
         return "tcp"
@@ -615,7 +620,7 @@ def _assemble(
             workers_per_gpu=ctx.workers.per_gpu,
             device_budget=ctx.device_budget,
             host_budget=ctx.host_budget,
-            protocol=local_protocol(config, ctx.backend, facts),
+            protocol=ctx.protocol,
             timeout=config.cluster.timeout,
             dashboard=config.cluster.dashboard,
         ),
