@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pipeline._version import __version__
-from pipeline.config import Config, load_config, parse_config
 from pipeline.errors import (
     ChunkError,
     ClusterError,
@@ -30,6 +29,7 @@ from pipeline.errors import (
 )
 
 if TYPE_CHECKING:
+    from pipeline.config import Config, load_config
     from pipeline.planning.plan import Plan
     from pipeline.reporting.summary import Summary
 
@@ -54,11 +54,26 @@ __all__ = [
 
 #: What :func:`run` and :func:`plan` take as a config: a YAML file's path, the same as a
 #: mapping, or a :class:`Config`.
-ConfigLike: TypeAlias = str | os.PathLike[str] | Mapping[str, Any] | Config
+ConfigLike: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any] | Config"
+
+
+def __getattr__(name: str) -> Any:
+    """``Config`` and ``load_config``, imported on first use: the config's models load pydantic
+    and the stage registry (NumPy), which ``pipeline --help`` and the Dask worker processes
+    (they import the command line's module as their ``__main__``) do not need."""
+    if name in ("Config", "load_config"):
+        from pipeline import config
+
+        value = getattr(config, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _config(config: ConfigLike) -> Config:
     """``config`` as a :class:`Config`; ConfigError naming the key for an invalid one."""
+    from pipeline.config import Config, load_config, parse_config
+
     if isinstance(config, Config):
         return config
     if isinstance(config, Mapping):
@@ -69,9 +84,9 @@ def _config(config: ConfigLike) -> Config:
 def plan(config: ConfigLike) -> Plan:
     """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
     cluster is started, nothing is written). ``config``: as :func:`run` takes it."""
-    from pipeline.running.runner import plan_run
+    from pipeline.planning import plan_here
 
-    return plan_run(_config(config))
+    return plan_here(_config(config))
 
 
 def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:

@@ -32,7 +32,7 @@ ROWS = 400
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A directory with an input of 400 blocks (one row each) and the config of a run of it on
-    two worker processes."""
+    two worker processes (``protocol: tcp``: a CPU run that small is threads by default)."""
     d = tmp_path_factory.mktemp("interrupt")
     many_blocks_input(d / "in.zarr", ROWS)
     cfg = {
@@ -41,7 +41,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "stages": STAGES,
         "backend": "cpu",
         "chunking": {"block": [1, 4096]},
-        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": "", "protocol": "tcp"},
     }
     (d / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return d, d / "run.yaml"
@@ -130,7 +130,7 @@ def test_successful_runs_print_only_the_pipelines_lines(tmp_path: Path) -> None:
         "stages": STAGES,
         "backend": "cpu",
         "chunking": {"target_bytes": 16 << 10},
-        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": "", "protocol": "tcp"},
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     for i in range(3):

@@ -22,6 +22,7 @@ def test_cpu_run_stays_within_a_small_host_budget(tmp_path, cli) -> None:
             "threads_per_worker": 1,
             "host_memory_limit": "600MiB",
             "dashboard": "",
+            "protocol": "tcp",  # worker processes, each with its own RSS
         },
     )
     rc, _, err = cli("generate", cfg, "--progress", "none")
@@ -126,7 +127,12 @@ def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) ->
         tmp_path,
         tmp_path / "in.zarr",
         tmp_path / "out.zarr",
-        cluster={"workers": 1, "threads_per_worker": 1, "host_memory_limit": per_worker},
+        cluster={
+            "workers": 1,
+            "threads_per_worker": 1,
+            "host_memory_limit": per_worker,
+            "protocol": "tcp",  # a worker process, whose RSS is the task's alone
+        },
         **sections,
     )
     rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")

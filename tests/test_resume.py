@@ -74,7 +74,8 @@ def _config(d: Path, cols: int = COLS) -> Path:
         "stages": STAGES,
         "backend": "cpu",
         "chunking": {"block": [1, cols]},
-        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+        # worker processes: what an interrupt or a kill must not leave behind
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": "", "protocol": "tcp"},
     }
     p = d / "run.yaml"
     p.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -286,13 +286,16 @@ def test_memory_urls_need_an_in_process_cluster(tmp_path, cli) -> None:
         store=FsspecStore.from_url(f"{root}/in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(5, 10)
     )
     arr[...] = x
-    cfg = write_config(tmp_path, f"{root}/in.zarr", f"{root}/out.zarr")
-    rc, _, err = cli("run", cfg)
-    assert rc == 1 and "cluster.protocol: inproc" in err
-    cfg = write_config(
-        tmp_path, f"{root}/in.zarr", f"{root}/out.zarr", cluster={"protocol": "inproc"}
-    )
-    rc, _, err = cli("run", cfg)
-    assert rc == 0, err
-    y = zarr.open_array(store=FsspecStore.from_url(f"{root}/out.zarr", read_only=True), mode="r")
-    assert np.array_equal(y[...], reference(x))
+    # worker processes: asked for, or the default for a CPU run of more than 4 task threads
+    for cluster in ({"protocol": "tcp"}, {"workers": 8}):
+        cfg = write_config(tmp_path, f"{root}/in.zarr", f"{root}/out.zarr", cluster=cluster)
+        rc, _, err = cli("run", cfg)
+        assert rc == 1 and "cluster.protocol: inproc" in err
+    # threads of this process: asked for, or the default for a small CPU run
+    for i, cluster in enumerate(({"protocol": "inproc"}, {})):
+        out = f"{root}/out{i}.zarr"
+        cfg = write_config(tmp_path, f"{root}/in.zarr", out, cluster=cluster)
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        y = zarr.open_array(store=FsspecStore.from_url(out, read_only=True), mode="r")
+        assert np.array_equal(y[...], reference(x))

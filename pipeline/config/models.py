@@ -197,10 +197,12 @@ class ClusterConfig(Model):
         "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
         "worker's, auto all of it, and more is refused",
     )
-    protocol: Literal["tcp", "ucx", "inproc"] = Field(
-        "tcp",
-        description="how a local cluster's workers talk: tcp; ucx (NVLink, InfiniBand; needs "
-        "UCX); inproc: threads in this process (what memory:// stores need)",
+    protocol: Literal["auto", "tcp", "ucx", "inproc"] = Field(
+        "auto",
+        description="how a local cluster's workers talk: tcp between worker processes; ucx "
+        "(NVLink, InfiniBand; needs UCX); inproc: threads in this process (what memory:// "
+        "stores need); auto: inproc for a CPU run of at most 4 task threads (no processes to "
+        "start), else tcp",
     )
     timeout: float = Field(
         10.0, gt=0, description="seconds to wait for a scheduler and its first worker"

@@ -14,11 +14,12 @@ name the plan chose.
 from __future__ import annotations
 
 import threading
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.devices.base import Backend, Encoding
-from pipeline.devices.cpu import CpuBackend
-from pipeline.devices.hardware import Facts, gpu_status
+if TYPE_CHECKING:
+    from pipeline.devices.base import Backend, Encoding
+    from pipeline.devices.cpu import CpuBackend
+    from pipeline.devices.hardware import Facts, gpu_status
 
 __all__ = ["Backend", "CpuBackend", "Encoding", "Facts", "get", "gpu_status"]
 
@@ -34,8 +35,28 @@ def get(name: str) -> Backend:
             if name == "gpu":
                 from pipeline.devices.gpu import GpuBackend
 
-                inst = cast(Backend, GpuBackend())
+                inst = cast("Backend", GpuBackend())
             else:
-                inst = cast(Backend, CpuBackend())
+                from pipeline.devices.cpu import CpuBackend
+
+                inst = cast("Backend", CpuBackend())
             _INSTANCES[name] = inst
     return inst
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports, each imported on first use: the hardware facts (``pipeline info``, the
+    plan) need neither the backends nor their codecs."""
+    if name in ("Backend", "Encoding"):
+        from pipeline.devices import base
+
+        return getattr(base, name)
+    if name == "CpuBackend":
+        from pipeline.devices.cpu import CpuBackend
+
+        return CpuBackend
+    if name in ("Facts", "gpu_status"):
+        from pipeline.devices import hardware
+
+        return getattr(hardware, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,9 @@ on any GPU to learn about it, and CuPy is not imported. NVML lists every GPU of 
 shows a process the ones ``CUDA_VISIBLE_DEVICES`` names, in that order, numbered from 0
 (:func:`cuda_visible` maps one onto the other), so :attr:`GpuInfo.index` is the number CUDA
 gives a GPU here. Where NVML cannot be loaded (no driver, as on CI) there is no GPU. A process
-that already uses CUDA through CuPy (a GPU worker) reads its own device's free memory from CUDA,
-counting its CuPy pool's cached blocks as free.
+that already holds device memory through CuPy (a GPU worker) reads its own device's free memory
+from CUDA, counting its CuPy pool's cached blocks as free; importing CuPy alone (zarr-python
+does, for its optional GPU buffers) makes no process do so.
 """
 
 from __future__ import annotations
@@ -223,11 +224,13 @@ def _text(value: Any) -> str:
 
 
 def _with_own_device(gpus: tuple[GpuInfo, ...]) -> tuple[GpuInfo, ...]:
-    """In a process that already uses CUDA through CuPy (a GPU worker): its current device's
-    free memory as CUDA reports it, plus what its CuPy pool holds unused, which is free to it
-    too (on a warm worker, the last run's blocks; otherwise a second run would see less
-    room). Other processes, and other devices, keep NVML's figures."""
-    if "cupy" not in sys.modules:
+    """In a process that already holds device memory through CuPy (a GPU worker): its current
+    device's free memory as CUDA reports it, plus what its CuPy pool holds unused, which is
+    free to it too (on a warm worker, the last run's blocks; otherwise a second run would see
+    less room). Other processes, and other devices, keep NVML's figures: asking CUDA would
+    make a context in a process that had none (a client that imported zarr, which imports
+    CuPy)."""
+    if not _cupy_pool_bytes():
         return gpus
     import cupy
 
@@ -243,10 +246,25 @@ def _with_own_device(gpus: tuple[GpuInfo, ...]) -> tuple[GpuInfo, ...]:
     )
 
 
+def _cupy_pool_bytes() -> int:
+    """Bytes this process's CuPy memory pool holds on its current device: 0 without CuPy,
+    before any device allocation, or where CUDA shows no device. The pool's own count: the
+    runtime is asked which device is current, but no context is made."""
+    if "cupy" not in sys.modules:
+        return 0
+    import cupy
+
+    try:
+        return int(cupy.get_default_memory_pool().total_bytes())
+    except Exception:  # CUDARuntimeError: no device visible (CUDA_VISIBLE_DEVICES="")
+        return 0
+
+
 def held_device_bytes() -> tuple[str, int] | None:
     """Run on a worker: its GPU's PCI bus id and the bytes its CuPy pool holds once cached
-    blocks are given back (buffers its threads keep between tasks); None without CuPy."""
-    if "cupy" not in sys.modules:
+    blocks are given back (buffers its threads keep between tasks); None when the pool holds
+    nothing (no CuPy, or no device memory used: a worker that never ran GPU work)."""
+    if not _cupy_pool_bytes():
         return None
     import cupy
 

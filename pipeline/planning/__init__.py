@@ -11,6 +11,6 @@ machine's facts and the input's metadata.
 """
 
 from pipeline.planning.describe import describe
-from pipeline.planning.plan import ClusterPlan, Plan, Sink, Source, make_plan
+from pipeline.planning.plan import ClusterPlan, Plan, Sink, Source, make_plan, plan_here
 
-__all__ = ["ClusterPlan", "Plan", "Sink", "Source", "describe", "make_plan"]
+__all__ = ["ClusterPlan", "Plan", "Sink", "Source", "describe", "make_plan", "plan_here"]

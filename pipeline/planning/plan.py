@@ -47,6 +47,14 @@ GPU_FRAME_LIMIT = 4 << 20
 #: 3.34 and 2.63 with 32 MiB blocks (per-task costs).
 CPU_DECODE_BLOCKS_PER_THREAD = 8
 
+#: A local CPU cluster of at most this many task threads in all runs them as threads of this
+#: process (``cluster.protocol: auto``), with more in worker processes. On the 2-core machine
+#: threads started in 0.1-0.5 s where two worker processes took 2.8-5.8 s, and computed a
+#: 1.1 GB input in 18-22 s where the processes took 24-34 s. A CPU task holds Python's GIL
+#: for about a fifth of its time (measured there): a few threads share it well, a host's worth
+#: of them (16) would wait on it.
+THREADS_IN_PROCESS = 4
+
 
 @dataclass(frozen=True)
 class Source:
@@ -237,6 +245,8 @@ class _Context:
     workers: _Workers
     device_budget: int | None
     host_budget: int
+    protocol: str
+    """how the workers talk (:func:`local_protocol`)"""
     carried: Carried = field(default_factory=Carried)
 
     @property
@@ -259,6 +269,12 @@ class _Choice:
     memory: Memory
 
 
+def plan_here(config: Config) -> Plan:
+    """The plan of a run on a local cluster, sized for this machine (no cluster is started,
+    nothing is written)."""
+    return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
+
+
 def make_plan(
     config: Config,
     facts: Facts,
@@ -273,7 +289,8 @@ def make_plan(
     notes: list[str] = []
     config = with_output_array(config)
     backend, why = choose_backend(config, facts)
-    check_stores_reachable(config)
+    protocol = local_protocol(config, backend, facts, joined=scheduler_workers is not None)
+    check_stores_reachable(config, protocol)
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
     values = np.dtype(kept.unpacking.dtype) if kept.unpacking else info.dtype
@@ -288,6 +305,7 @@ def make_plan(
         workers=workers,
         device_budget=_device_budget(config, backend, facts, workers),
         host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+        protocol=protocol,
         carried=kept,
     )
     base = blocks.alignment(info, config.output)
@@ -363,11 +381,28 @@ def generate_section(config: Config) -> GenerateConfig:
     return g
 
 
-def check_stores_reachable(config: Config) -> None:
+def local_protocol(config: Config, backend: str, facts: Facts, joined: bool = False) -> str:
+    """How a local cluster's workers talk: ``cluster.protocol``, with ``auto`` resolved to
+    threads of this process ('inproc') for the CPU backend when the run has at most
+    :data:`THREADS_IN_PROCESS` task threads, else worker processes ('tcp'). A cluster that is
+    already there (joined by address, or a caller's client: ``joined``) keeps the config's:
+    what its workers are is not this process's to choose."""
+    chosen = config.cluster.protocol
+    if chosen != "auto" or config.cluster.scheduler != "local" or joined:
+        return chosen
+    if backend == "gpu":
+        return "tcp"
+    threads = threads_per_worker(config, backend, None)
+    total = worker_count(config, backend, facts, threads, None) * threads
+    return "inproc" if total <= THREADS_IN_PROCESS else "tcp"
+
+
+def check_stores_reachable(config: Config, protocol: str) -> None:
     """Refuse a ``memory://`` store that the workers could not see: it lives inside one
-    process, so only a local cluster of threads (``cluster.protocol: inproc``) shares it.
-    Refuse an output inside an archive (``zip::...``), which is read-only (OutputError)."""
-    in_process = config.cluster.scheduler == "local" and config.cluster.protocol == "inproc"
+    process, so only a local cluster of threads (``protocol`` 'inproc', see
+    :func:`local_protocol`) shares it. Refuse an output inside an archive (``zip::...``),
+    which is read-only (OutputError)."""
+    in_process = config.cluster.scheduler == "local" and protocol == "inproc"
     for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
         if url.startswith("memory://") and not in_process:
             raise PipelineError(
@@ -628,7 +663,7 @@ def _assemble(
             workers_per_gpu=ctx.workers.per_gpu,
             device_budget=ctx.device_budget,
             host_budget=ctx.host_budget,
-            protocol=config.cluster.protocol,
+            protocol=ctx.protocol,
             timeout=config.cluster.timeout,
             dashboard=config.cluster.dashboard,
         ),
@@ -644,8 +679,9 @@ def _assemble(
 def plan_generation(config: Config, facts: Facts) -> ClusterPlan:
     """The cluster that ``generate`` runs on, and its backend: GPU workers when a GPU is
     usable and the config allows it, with no budgets (a unit at a time per thread)."""
-    check_stores_reachable(config)
     backend, _ = choose_backend(config, facts)
+    protocol = local_protocol(config, backend, facts)
+    check_stores_reachable(config, protocol)
     threads = threads_per_worker(config, backend, None)
     return ClusterPlan(
         scheduler=config.cluster.scheduler,
@@ -656,7 +692,7 @@ def plan_generation(config: Config, facts: Facts) -> ClusterPlan:
         workers_per_gpu=config.cluster.workers_per_gpu if backend == "gpu" else 1,
         device_budget=None,
         host_budget=None,
-        protocol=config.cluster.protocol,
+        protocol=protocol,
         timeout=config.cluster.timeout,
         dashboard="",
     )

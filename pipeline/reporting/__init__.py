@@ -8,8 +8,31 @@ and ``pipeline verify``.
 * :mod:`~pipeline.reporting.verify`: blocks of the output recomputed with NumPy and compared.
 """
 
-from pipeline.reporting.progress import Progress
-from pipeline.reporting.summary import Summary
-from pipeline.reporting.tables import print_rows
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.reporting.progress import Progress
+    from pipeline.reporting.summary import Summary
+    from pipeline.reporting.tables import print_rows
 
 __all__ = ["Progress", "Summary", "print_rows"]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports, each imported on first use: the command line prints its tables through
+    :mod:`~pipeline.reporting.tables` without loading the summary's imports (the plan, Dask)."""
+    if name == "Progress":
+        from pipeline.reporting.progress import Progress
+
+        return Progress
+    if name == "Summary":
+        from pipeline.reporting.summary import Summary
+
+        return Summary
+    if name == "print_rows":
+        from pipeline.reporting.tables import print_rows
+
+        return print_rows
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import platform
 import sys
 
@@ -11,30 +11,38 @@ from dask.utils import format_bytes
 from pipeline._version import __version__
 from pipeline.devices.hardware import Facts
 
-LIBRARIES = (
-    "numpy",
-    "dask",
-    "distributed",
-    "zarr",
-    "numcodecs",
-    "pydantic",
-    "fsspec",
-    "cupy",
-    "dask_cuda",
-    "nvidia.nvcomp",
-)
+#: The libraries whose versions are shown, each with the distributions that install it (CuPy
+#: and nvCOMP have one per CUDA version).
+LIBRARIES = {
+    "numpy": ("numpy",),
+    "dask": ("dask",),
+    "distributed": ("distributed",),
+    "zarr": ("zarr",),
+    "numcodecs": ("numcodecs",),
+    "pydantic": ("pydantic",),
+    "fsspec": ("fsspec",),
+    "cupy": ("cupy-cuda13x", "cupy-cuda12x", "cupy"),
+    "dask_cuda": ("dask-cuda",),
+    "nvidia.nvcomp": ("nvidia-nvcomp-cu13", "nvidia-nvcomp-cu12"),
+}
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, the pipeline and its libraries ('absent' when not installed)."""
+    """Versions of Python, the pipeline and its libraries ('absent' when not installed), read
+    from the installed distributions' metadata: nothing is imported, so the summary of a run
+    and ``pipeline info`` load neither CuPy nor CUDA's libraries into the client."""
     out = {"python": sys.version.split()[0], "pipeline": __version__}
-    for name in LIBRARIES:
-        try:
-            mod = importlib.import_module(name)
-            out[name] = str(getattr(mod, "__version__", "?"))
-        except Exception:
-            out[name] = "absent"
+    for name, dists in LIBRARIES.items():
+        out[name] = next(filter(None, map(_installed, dists)), "absent")
     return out
+
+
+def _installed(dist: str) -> str | None:
+    """The installed version of the distribution ``dist``; None when it is not installed."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def rows() -> list[tuple[str, str]]:

@@ -54,6 +54,9 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     blocks_per_worker: dict[str, int] = field(default_factory=dict)
     """{worker address: blocks it computed in this run}"""
+    workers_in_process: bool = False
+    """the workers were threads of the run's process: the peak host memory is that process's,
+    which all of them share"""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
@@ -106,11 +109,7 @@ class Summary:
                 + (f" — {self.bound_by}" if self.bound_by else ""),
             ),
             ("peak device memory", peak_dev),
-            (
-                "peak host memory",
-                f"{format_bytes(self.peak_host_bytes)} per worker (budget "
-                f"{format_bytes(self.host_budget) if self.host_budget else 'none'})",
-            ),
+            ("peak host memory", self._host_memory()),
             ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
             ("output", self.output),
         ]
@@ -118,6 +117,17 @@ class Summary:
             rows.append(("dashboard", self.dashboard))
         rows += [("note", n) for n in self.notes]
         return rows
+
+    def _host_memory(self) -> str:
+        budget = self.host_budget
+        if not self.workers_in_process:
+            shown = format_bytes(budget) if budget else "none"
+            return f"{format_bytes(self.peak_host_bytes)} per worker (budget {shown})"
+        shown = format_bytes(budget * self.workers) if budget else "none"
+        return (
+            f"{format_bytes(self.peak_host_bytes)} in the run's process, whose "
+            f"{self.workers} workers are threads (budget {shown})"
+        )
 
 
 def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
@@ -192,4 +202,5 @@ def summarise(
         hardware=plan.facts.as_dict() if plan.facts else {},
         config=plan.config.public_dict(),
         notes=list(plan.notes),
+        workers_in_process=plan.cluster.scheduler == "local" and plan.cluster.protocol == "inproc",
     )

@@ -10,7 +10,27 @@
 * :mod:`~pipeline.running.generate`: synthetic inputs.
 """
 
-from pipeline.running.generate import generate_input
-from pipeline.running.runner import RunOptions, run
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.running.generate import generate_input
+    from pipeline.running.runner import RunOptions, run
 
 __all__ = ["RunOptions", "generate_input", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports, each imported on first use, so that importing one module of the
+    package (the worker plugin's :mod:`~pipeline.running.cluster`, the tasks) does not load
+    the others."""
+    if name == "generate_input":
+        from pipeline.running.generate import generate_input
+
+        return generate_input
+    if name in ("RunOptions", "run"):
+        from pipeline.running import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """The cluster a run uses: one it starts (and always closes), or one it joins by address.
 
 ``local`` with the GPU backend starts dask-cuda's ``LocalCUDACluster`` with
-``workers_per_gpu`` workers per GPU; with the CPU backend a ``LocalCluster`` of processes. An
+``workers_per_gpu`` workers per GPU, all at once; with the CPU backend a ``LocalCluster`` of
+threads in this process (``protocol`` 'inproc') or of worker processes. An
 address joins an existing scheduler whose workers were started with ``dask worker`` or
 ``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
 the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
@@ -29,6 +30,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
+from pipeline.running import dashboard
 
 log = logging.getLogger("pipeline")
 
@@ -286,6 +288,7 @@ class _Startup:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._begun = False
+        self.processes = p.backend == "gpu" or p.protocol != "inproc"
         self._thread = threading.Thread(
             target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
         )
@@ -318,13 +321,15 @@ class _Startup:
     def client(self) -> Client:
         """Start the cluster; its client once it is up. Raises the start's error, or the
         ``KeyboardInterrupt`` of a Ctrl-C while waiting for it."""
-        from multiprocessing import resource_tracker
+        if self.processes:
+            from multiprocessing import resource_tracker
 
-        # The tracker's start unblocks SIGINT in the thread that starts it: start it here, so
-        # that the starting thread still has SIGINT blocked when it starts the workers.
-        resource_tracker.ensure_running()
+            # The tracker's start unblocks SIGINT in the thread that starts it: start it here,
+            # so that the starting thread still has SIGINT blocked when it starts the workers.
+            # (Workers that are threads of this process need neither it nor a blocked SIGINT.)
+            resource_tracker.ensure_running()
         self._thread.start()
-        while not self.done.wait(0.1):
+        while not self.done.wait(0.02):
             pass
         if self.error is not None:
             raise self.error
@@ -573,54 +578,82 @@ def held_device_memory(client: Client) -> dict[str, int]:
     return held
 
 
-def add_workers_per_gpu(cluster: Any, per_gpu: int) -> None:
-    """Give each GPU of a LocalCUDACluster ``per_gpu`` workers: dask-cuda starts one per GPU
-    (and refuses a GPU listed twice), so each GPU worker's spec (its CUDA_VISIBLE_DEVICES,
-    CPU affinity and memory plugins) is copied under new names, and the cluster scaled to
-    the lot (SpecCluster starts the workers its ``worker_spec`` names)."""
-    import copy
+class CopiesPerDevice:
+    """A SpecCluster mixin: each worker spec the cluster makes (:meth:`new_worker_spec`) comes
+    with ``copies - 1`` copies of it (the same environment and plugins) under the names
+    ``NAME-1``, ``NAME-2``, ...; so the cluster's first scale to ``devices x copies`` workers
+    starts them all at once.
 
-    specs = dict(cluster.worker_spec)
-    for name, spec in specs.items():
-        for k in range(1, per_gpu):
-            cluster.worker_spec[f"{name}-{k}"] = copy.deepcopy(spec)
-    cluster.scale(len(cluster.worker_spec))
+    dask-cuda's ``LocalCUDACluster`` makes one worker per GPU (its spec gives the worker that
+    GPU's ``CUDA_VISIBLE_DEVICES`` and memory plugins) and refuses a GPU listed twice; workers
+    added after it started (a second scale) started only once the first ones were up, and
+    were set up after them."""
+
+    copies = 1
+
+    def new_worker_spec(self) -> dict[Any, Any]:
+        import copy
+
+        (name, spec), *more = super().new_worker_spec().items()  # type: ignore[misc]
+        assert not more, "one spec at a time"
+        return {name: spec, **{f"{name}-{k}": copy.deepcopy(spec) for k in range(1, self.copies)}}
+
+
+def _cuda_cluster(p: Any, **options: Any) -> Any:
+    """A LocalCUDACluster of ``p.workers_per_gpu`` workers on each of ``p.gpus``, all started
+    at once (:class:`CopiesPerDevice`)."""
+    from dask_cuda import LocalCUDACluster
+
+    class PerGpu(CopiesPerDevice, LocalCUDACluster):
+        copies = p.workers_per_gpu
+
+    return PerGpu(
+        CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
+        n_workers=p.workers,  # the plan's: GPUs x workers_per_gpu
+        **options,
+    )
 
 
 def _start_local(p: Any, level: int) -> Any:
-    local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
-    dashboard = p.dashboard or None
-    # No dashboard still starts the scheduler's HTTP server (health, metrics), on 8787 unless
-    # told otherwise: a free port, so two runs on one host do not collide (or warn).
-    no_dashboard = {} if dashboard else {"scheduler_kwargs": {"dashboard_address": ":0"}}
-    if p.backend == "gpu":
-        from dask_cuda import LocalCUDACluster
+    """The local cluster of plan ``p``, started, its dashboard made on first use."""
+    cluster = _local_cluster(p, level, os.path.join(tempfile.gettempdir(), "pipeline-dask"))
+    if p.dashboard:
+        dashboard.install(cluster)
+    return cluster
 
-        cluster = LocalCUDACluster(
-            CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
-            n_workers=len(p.gpus) or None,
+
+def _local_cluster(p: Any, level: int, local_dir: str) -> Any:
+    web = dashboard.scheduler_options(p.dashboard or None)
+    if p.backend == "gpu":
+        return _cuda_cluster(
+            p,
             threads_per_worker=p.threads_per_worker,
-            # blocks never rest in worker memory (tasks are fused), so nothing to spill
+            # a block never rests in worker memory (one task per block), so nothing to spill
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
-            dashboard_address=dashboard,
             silence_logs=level,
             local_directory=local_dir,
-            **no_dashboard,
+            **web,
         )
-        if p.workers_per_gpu > 1:
-            add_workers_per_gpu(cluster, p.workers_per_gpu)
-        return cluster
     from distributed import LocalCluster
 
+    threads = p.protocol == "inproc"
     return LocalCluster(
         n_workers=p.workers,
         threads_per_worker=p.threads_per_worker,
-        processes=p.protocol != "inproc",
-        memory_limit=p.host_budget or "auto",
-        dashboard_address=dashboard,
+        processes=not threads,
+        memory_limit=_memory_limit(p, threads),
         silence_logs=level,
         local_directory=local_dir,
-        **no_dashboard,
+        **web,
     )
+
+
+def _memory_limit(p: Any, threads: bool) -> int | str:
+    """Each worker's memory limit for Dask: the plan's host budget per worker ('auto' without
+    one). Workers that are threads of this process each compare the whole process's memory
+    with their limit (pausing past 80% of it), so theirs is the budget of them all."""
+    if not p.host_budget:
+        return "auto"
+    return p.host_budget * p.workers if threads else p.host_budget

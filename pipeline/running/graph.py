@@ -1,25 +1,44 @@
-"""The Dask graph of a run: read -> stages -> write, one task per block after fusion.
+"""The Dask graph of a run: one task per block, from the input's files to the output's.
 
-The arrays are ordinary Dask arrays whose chunk type is declared at every step with ``meta=``:
-NumPy where blocks are on the host, CuPy where they are on a GPU. A block moves between the two
-only through an explicit ``to_device``/``to_host`` step, placed by the plan (for example when the
-input's chunks are too large for GPU decoding and are decoded on the CPU first).
+A run's graph (:func:`block_tasks`) has one task per block, which reads, runs the stages and
+writes that block on one worker thread (:func:`pipeline.running.tasks.run_block`), so a block
+never rests in worker memory. It is written as Dask's task graph directly: building it needs
+neither ``dask.array`` (whose import loads xarray and pandas where they are installed) nor
+CuPy in the client.
+
+The Dask array views (:func:`read_array`, :func:`process`, ...) are for work on arrays held
+in memory (the benchmarks): their chunk type is declared at every step with ``meta=``, NumPy
+where blocks are on the host, CuPy where they are on a GPU; a block moves between the two only
+through an explicit ``to_device``/``to_host`` step.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
 from pipeline.planning.plan import Sink, Source
 from pipeline.running import tasks
-from pipeline.running.tasks import STATS
 from pipeline.store import grid
 from pipeline.store.grid import Shape
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+
+def block_tasks(
+    source: Source, sink: Sink, chain: tuple, backend: str, indices: list[Shape]
+) -> tuple[dict, list]:
+    """The graph that writes the blocks at ``indices`` (one task each, with no dependencies),
+    and its keys in the order of ``indices``. Each task returns the block's statistics
+    (:data:`~pipeline.running.tasks.STATS`)."""
+    run = functools.partial(tasks.run_block, source, sink, chain, backend)
+    name = "pipeline-block-" + tokenize(source, sink, chain, backend)
+    keys = [(name, *i) for i in indices]
+    return {k: (run, tuple(i)) for k, i in zip(keys, indices, strict=True)}, keys
 
 
 def dask_chunks(shape: Shape, block: Shape) -> tuple[tuple[int, ...], ...]:
@@ -44,6 +63,8 @@ def meta(backend: str, dtype: np.dtype, ndim: int) -> Any:
 
 def read_array(source: Source) -> da.Array:
     """The input as a Dask array with NumPy or CuPy chunks (``source.backend``)."""
+    import dask.array as da
+
     info = source.info
     name = "read-" + tokenize(source)
     block_grid = grid.grid_shape(info.shape, source.block)
@@ -57,15 +78,21 @@ def read_array(source: Source) -> da.Array:
 
 
 def to_device(x: da.Array) -> da.Array:
+    import dask.array as da
+
     return da.map_blocks(tasks.to_device, x, meta=meta("gpu", x.dtype, x.ndim))
 
 
 def to_host(x: da.Array) -> da.Array:
+    import dask.array as da
+
     return da.map_blocks(tasks.to_host, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
 
 
 def pin(x: da.Array) -> da.Array:
     """Host chunks copied into page-locked memory (persist it: then GPUs read it directly)."""
+    import dask.array as da
+
     return da.map_blocks(tasks.to_pinned, x, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
 
 
@@ -76,6 +103,8 @@ def process(x: da.Array, chain: tuple, backend: str) -> da.Array:
     runs the fused kernel, and returns into page-locked memory (so persisted results can go
     back to a GPU without a staging copy).
     """
+    import dask.array as da
+
     if backend == "cpu":
         return apply_stages(x, chain, "cpu")
     y = apply_stages(to_device(x), chain, "gpu")
@@ -84,47 +113,11 @@ def process(x: da.Array, chain: tuple, backend: str) -> da.Array:
     )
 
 
-def on(x: da.Array, backend: str) -> da.Array:
-    """``x`` with chunks on ``backend``'s device, moving them only when they are elsewhere."""
-    is_gpu = type(x._meta).__module__.startswith("cupy")
-    if backend == "gpu" and not is_gpu:
-        return to_device(x)
-    if backend == "cpu" and is_gpu:
-        return to_host(x)
-    return x
-
-
 def apply_stages(x: da.Array, chain: tuple, backend: str) -> da.Array:
     """The stage chain, fused into one kernel per block, on ``backend``."""
+    import dask.array as da
+
     out = chain[-1].out_dtype
     return da.map_blocks(
         tasks.apply_stages, x, chain, backend, dtype=out, meta=meta(backend, out, x.ndim)
     )
-
-
-def write_array(y: da.Array, sink: Sink) -> da.Array:
-    """Write every block; a small int64 array of per-block statistics (fields ``STATS``)."""
-    chunks = tuple((1,) * len(c) for c in y.chunks) + ((len(STATS),),)
-    return da.map_blocks(
-        tasks.write_block,
-        y,
-        sink,
-        chunks=chunks,
-        new_axis=y.ndim,
-        dtype=np.int64,
-        meta=np.empty((0,) * (y.ndim + 1), np.int64),
-    )
-
-
-def build(source: Source, sink: Sink, chain: tuple, backend: str) -> da.Array:
-    """read -> [to device] -> stages -> [to host] -> write, as the plan places them."""
-    x = on(read_array(source), backend)
-    y = on(apply_stages(x, chain, backend), sink.backend)
-    return write_array(y, sink)
-
-
-def block_keys(stats: da.Array, indices: list[Shape]) -> tuple[dict, list]:
-    """The optimised graph of ``stats`` and the keys that write the given blocks."""
-    (opt,) = dask.optimize(stats)
-    keys = [(opt.name, *i, 0) for i in indices]
-    return opt.__dask_graph__(), keys

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import Interrupted, PipelineError, disk_full
-from pipeline.planning import Plan, describe, make_plan
+from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
@@ -57,7 +57,7 @@ class RunOptions:
 
 def plan_run(config: Config) -> Plan:
     """The plan of a run on a local cluster (no cluster is started)."""
-    return make_plan(config, Facts.local(want_gpu=config.backend != "cpu"))
+    return plan_here(config)
 
 
 def plan_joined(config: Config, client: Any) -> Plan:
@@ -364,8 +364,7 @@ def _compute(
     totals = dict.fromkeys(STATS, 0)
     if not pending:
         return totals, {}
-    stats = graph.build(plan.source, plan.sink, plan.chain, plan.backend)
-    dsk, keys = graph.block_keys(stats, pending)
+    dsk, keys = graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, pending)
     report = (
         performance_report(filename=options.report) if options.report else contextlib.nullcontext()
     )

@@ -1,8 +1,9 @@
 """What one task does to one block: read it, run the stages, write it.
 
-These are the functions the Dask graph calls (see :mod:`pipeline.running.graph`). Each takes a small
-frozen spec and a block index, so a task pickles to a few hundred bytes; Dask fuses the three
-into one task per block, so a block goes from file to file on one worker thread.
+A run's task is :func:`run_block` (see :mod:`pipeline.running.graph`): it takes small frozen
+specs and a block index, so a task pickles to a few hundred bytes, and a block goes from file to
+file on one worker thread. The steps are functions of their own for the Dask array views of
+the benchmarks.
 """
 
 from __future__ import annotations
@@ -353,3 +354,26 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
         [y.size, int(t.get("bytes_read", 0)), written, nan, pos, neg, *micros], dtype=np.int64
     )
     return stats.reshape((1,) * len(block_index) + (len(STATS),))
+
+
+# --------------------------------------------------------------------------------------------
+# A whole block.
+
+
+def run_block(
+    source: Source, sink: Sink, chain: Sequence[stages.BoundStage], backend: str, index: Shape
+) -> np.ndarray:
+    """Block ``index`` from the input's files to the output's, on one worker thread: read
+    (on ``source.backend``'s device), the stages (on ``backend``'s), written (from
+    ``sink.backend``'s), the block moved between host and GPU where two of them differ; the
+    block's statistics (:func:`write_block`)."""
+    x = _moved(read_block(source, index), source.backend, backend)
+    y = _moved(apply_stages(x, chain, backend), backend, sink.backend)
+    return write_block(y, sink, index)
+
+
+def _moved(x: Any, where: str, to: str) -> Any:
+    """``x`` (on ``where``'s device) on ``to``'s."""
+    if where == to:
+        return x
+    return to_device(x) if to == "gpu" else to_host(x)

@@ -1,0 +1,130 @@
+"""The fixed cost of ``pipeline run CONFIG`` as a user counts it: cold processes, start to exit.
+
+Each run is a new ``python -m pipeline run CONFIG -v --progress none`` process, timed from
+outside (``/usr/bin/time`` where there is one). Its summary (``--summary-json``) gives the
+phases; its first ``plan:`` debug line, the moment the plan was made; its ``run summary`` line
+on stdout, the moment the run ended. So each run splits into::
+
+    start    process start to the run's clock (interpreter, imports, config, input check)
+    plan     the summary's plan phase
+    cluster  the summary's cluster phase (start, workers set up)
+    compute  the summary's compute phase
+    close    the run's end (finish, cluster closed) to the summary printed
+    exit     the summary printed to the process gone
+    fixed    wall minus compute (issue 17's fixed cost)
+
+Usage (medians and ranges of N runs; ``--set`` changes the config, as dotted keys)::
+
+    python scripts/fixed_cost.py configs/default.yaml --runs 5
+    python scripts/fixed_cost.py configs/default.yaml --runs 5 --set cluster.protocol=tcp
+
+Python's bytecode cache counts: where ``PYTHONDONTWRITEBYTECODE`` is set, every module of the
+pipeline is compiled again in every run (0.1-0.3 s); a user's Python caches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FIGURES = ("wall", "fixed", "start", "plan", "cluster", "compute", "close", "exit", "cpu")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("config")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--python", default=sys.executable)
+    a = p.parse_args()
+    config = _config(Path(a.config), a.set)
+    runs = []
+    for i in range(a.runs):
+        r = one_run(a.python, config)
+        runs.append(r)
+        print(f"run {i + 1}: " + " ".join(f"{k} {r[k]:.2f}" for k in FIGURES), flush=True)
+    print(f"median (range) of {len(runs)} runs, seconds")
+    for k in FIGURES:
+        v = [r[k] for r in runs]
+        print(f"  {k:8s} {statistics.median(v):6.2f} ({min(v):.2f}-{max(v):.2f})")
+    return 0
+
+
+def _config(path: Path, changes: list[str]) -> Path:
+    """``path``, or a copy of it with the ``KEY=VALUE`` changes (values read as YAML), in a
+    temporary folder (the config's relative paths are the working directory's)."""
+    if not changes:
+        return path
+    doc = yaml.safe_load(path.read_text())
+    for change in changes:
+        key, _, value = change.partition("=")
+        *parents, last = key.split(".")
+        node = doc
+        for k in parents:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[last] = yaml.safe_load(value)
+    out = Path(tempfile.mkdtemp(prefix="fixed-cost-")) / path.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def one_run(python: str, config: Path) -> dict[str, float]:
+    """One cold run of the command; its figures in seconds (see the module's docstring)."""
+    with tempfile.TemporaryDirectory() as d:
+        summary, times = Path(d) / "summary.json", Path(d) / "time"
+        cmd = [python, "-m", "pipeline", "run", str(config), "-v", "--progress", "none"]
+        cmd += ["--summary-json", str(summary)]
+        timer = shutil.which("time")  # GNU time: the process's wall and CPU time
+        if timer:
+            cmd = [timer, "-f", "%e %U %S", "-o", str(times), *cmd]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        t_plan = t_end = None
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            now = time.perf_counter() - t0
+            if t_plan is None and line.startswith("plan: "):
+                t_plan = now
+            if t_end is None and line.startswith("run summary"):
+                t_end = now
+        proc.wait()
+        wall = time.perf_counter() - t0
+        if proc.returncode or t_plan is None or t_end is None:
+            sys.exit("".join(lines) + f"\nthe run failed (exit status {proc.returncode})")
+        s: dict[str, Any] = json.loads(summary.read_text())["seconds"]
+        cpu = float("nan")
+        if timer:
+            elapsed, user, system = map(float, times.read_text().split()[-3:])
+            wall, cpu = elapsed, user + system
+    start = t_plan - s["plan"]
+    return {
+        "wall": wall,
+        "fixed": wall - s["compute"],
+        "start": start,
+        "plan": s["plan"],
+        "cluster": s["cluster"],
+        "compute": s["compute"],
+        "close": t_end - start - s["total"],
+        "exit": wall - t_end,
+        "cpu": cpu,
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())

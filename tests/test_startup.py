@@ -1,0 +1,491 @@
+"""What a command loads and starts, and when: the fixed cost of a run kept small.
+
+Each check that is about imports runs in a fresh interpreter, so that ``sys.modules`` says what
+the command itself loaded. Clusters are real, the dashboard is asked for over real HTTP, Ctrl-C
+is a real SIGINT, and the program's exit is that of a real ``python -m pipeline`` process.
+Nothing here asserts a time: what is imported, what is started, and what still happens at the
+end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.devices.hardware import Facts, GpuInfo
+from pipeline.planning import ClusterPlan, make_plan, plan_here
+from pipeline.planning.plan import THREADS_IN_PROCESS
+from pipeline.running import cluster, dashboard
+from tests.conftest import STAGES, make_array, read_array, reference, write_config
+from tests.faultkit import env, expected, many_blocks_input, markers, status
+from tests.terminal import start, wait_until
+
+#: Libraries that a command which does not need them must not load.
+HEAVY = ("pydantic", "numpy", "dask", "distributed", "zarr", "rich", "yaml", "numcodecs")
+
+INTERRUPTED = "interrupted: the cluster is closed; `run --resume` finishes the output"
+
+
+def _loaded_after(code: str, *, cwd: Path, extra_path: Path | None = None) -> set[str]:
+    """The modules loaded after running ``code`` (Python) in a fresh interpreter; the code's
+    own output on stdout must be empty."""
+    e = env()
+    if extra_path is not None:
+        e["PYTHONPATH"] = os.pathsep.join((str(extra_path), e["PYTHONPATH"]))
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    return set(json.loads(r.stdout.splitlines()[-1]))
+
+
+def _small_input(tmp: Path, **sections) -> Path:
+    x = np.random.default_rng(0).standard_normal((24, 64)).astype(np.float32)
+    make_array(tmp / "in.zarr", x, (4, 64))
+    return write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", **sections)
+
+
+# --------------------------------------------------------------------------------------------
+# Imports: each command loads what it needs.
+
+
+def test_importing_the_package_and_asking_for_help_load_no_library(tmp_path: Path) -> None:
+    """``import pipeline`` (what each Dask worker process does, through the command line's
+    module it runs as ``__main__``) and ``pipeline --help`` load none of the libraries."""
+    loaded = _loaded_after(
+        "import contextlib, io, pipeline\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n",
+        cwd=tmp_path,
+    )
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+    # the public API is still there, loaded on first use
+    loaded = _loaded_after(
+        "import pipeline\nassert pipeline.Config and pipeline.load_config\n", cwd=tmp_path
+    )
+    assert "pydantic" in loaded
+
+
+def test_the_plan_of_a_local_run_loads_no_dask_cluster(tmp_path: Path) -> None:
+    """``pipeline plan`` of a local run reads the config and the input's metadata: neither
+    distributed nor dask.array (nor the dashboard's bokeh) is loaded."""
+    cfg = _small_input(tmp_path)
+    loaded = _loaded_after(
+        "import contextlib, io\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['plan', {str(cfg)!r}]) == 0\n",
+        cwd=tmp_path,
+    )
+    assert {"pydantic", "zarr"} <= loaded  # it did plan
+    assert not loaded & {"distributed", "dask.array", "bokeh", "xarray", "pandas"}
+
+
+def test_a_run_loads_neither_dask_array_nor_the_dashboard_unless_asked(tmp_path: Path) -> None:
+    """A run's graph is one task per block, written without dask.array; its dashboard (on by
+    default) is made only when someone asks for a page of it."""
+    cfg = _small_input(tmp_path, cluster={"dashboard": ":0"})
+    loaded = _loaded_after(
+        "import contextlib, io\n"
+        "from pipeline.cli import main\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        f"    assert main(['run', {str(cfg)!r}]) == 0\n",
+        cwd=tmp_path,
+    )
+    assert "distributed" in loaded  # it did run
+    assert not loaded & {"dask.array", "bokeh", "distributed.dashboard.scheduler"}
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr"), reference(read_array(tmp_path / "in.zarr"))
+    )
+
+
+#: A stand-in for CuPy on a machine without it: it writes down the module that imported it,
+#: then fails as an absent CuPy does (so code that tolerates no CuPy goes on).
+CUPY_SENTINEL = """
+import sys
+
+frame = sys._getframe(1)
+while frame is not None and frame.f_globals.get("__name__", "").startswith(
+    ("importlib", "_frozen_importlib")
+):
+    frame = frame.f_back
+with open({log!r}, "a") as f:
+    f.write((frame.f_globals.get("__name__", "?") if frame else "?") + "\\n")
+raise ImportError("the test's CuPy sentinel")
+"""
+
+
+def test_the_client_of_a_gpu_run_never_imports_cupy(tmp_path: Path) -> None:
+    """Planning a GPU run, building its graph and plugin, its summary's versions and
+    ``pipeline info``: the only import of CuPy in the client is zarr-python's own (optional
+    GPU buffers, which it leaves unused). The pipeline imported CuPy to declare the graph's
+    chunk type (and allocated with it), and to read library versions."""
+    log = tmp_path / "cupy-importers.txt"
+    fake = tmp_path / "sentinel" / "cupy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(CUPY_SENTINEL.format(log=str(log)))
+    cfg = _small_input(tmp_path, backend="gpu", cluster={"dashboard": ""})
+    gpu = GpuInfo(0, "NVIDIA H200", 140 << 30, 139 << 30, "0000:3b:00.0")
+    code = f"""
+import contextlib, io
+from pipeline.config import load_config
+from pipeline.devices.hardware import Facts, GpuInfo
+from pipeline.planning import describe, make_plan
+from pipeline.reporting.info import versions
+from pipeline.running import graph, runner
+from pipeline.store import grid
+from pipeline.cli import main
+
+facts = Facts(gpu_usable=True, gpu_reason="1 CUDA device(s) visible", gpus=({gpu!r},),
+              host_total_bytes=126 << 30, host_available_bytes=120 << 30, cpu_count=16)
+plan = make_plan(load_config({str(cfg)!r}), facts)
+assert plan.backend == "gpu" and plan.cluster.protocol == "tcp"
+describe(plan)
+graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend,
+                  list(grid.iter_indices(plan.block_grid)))
+runner.setup_plugin(plan)
+assert versions()["cupy"] == "absent"
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["info"]) == 0
+"""
+    loaded = _loaded_after(code, cwd=tmp_path, extra_path=tmp_path / "sentinel")
+    importers = set(log.read_text().split()) if log.exists() else set()
+    assert importers <= {"zarr.core.buffer.gpu"}, importers
+    assert "pipeline.devices.gpu" not in loaded
+
+
+@pytest.mark.gpu
+def test_planning_a_gpu_run_makes_no_cuda_context_in_the_client(tmp_path: Path) -> None:
+    """On a GPU host: after planning a GPU run, building its graph and ``pipeline info``, the
+    client holds no CUDA context on any GPU (as NVML lists the processes that do)."""
+    cfg = _small_input(tmp_path, backend="gpu", cluster={"dashboard": ""})
+    code = f"""
+import contextlib, io, os
+import pynvml
+import pipeline
+from pipeline.cli import main
+from pipeline.running import graph
+from pipeline.store import grid
+
+def with_context():
+    pynvml.nvmlInit()
+    try:
+        pids = set()
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            pids |= {{p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)}}
+        return os.getpid() in pids
+    finally:
+        pynvml.nvmlShutdown()
+
+plan = pipeline.plan(pipeline.load_config({str(cfg)!r}))
+assert plan.backend == "gpu"
+graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend,
+                  list(grid.iter_indices(plan.block_grid)))
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["info"]) == 0
+none = not with_context()
+import cupy
+cupy.zeros(1)  # a context now: NVML must see it, or it cannot tell us anything here
+print("seen" if with_context() else "unseen", none)
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    seen, none = r.stdout.split()
+    if seen == "unseen":
+        pytest.skip("NVML does not list this process's CUDA context here (a PID namespace?)")
+    assert none == "True", "the client made a CUDA context while planning"
+
+
+# --------------------------------------------------------------------------------------------
+# The local cluster: threads for a small CPU run, every GPU worker at once.
+
+
+def test_a_small_cpu_run_is_threads_and_a_larger_one_worker_processes(tmp_path: Path) -> None:
+    """``cluster.protocol: auto``: a CPU run of at most THREADS_IN_PROCESS task threads runs
+    them in this process; more threads, or the GPU backend, run worker processes; a protocol
+    the config names is kept, and so is auto on a cluster the run did not start."""
+    cfg = _small_input(tmp_path)
+
+    def protocol(**cluster) -> str:
+        over = {f"cluster.{k}": v for k, v in cluster.items()}
+        return plan_here(load_config(cfg, over)).cluster.protocol
+
+    assert protocol() == "inproc"  # 2 workers x 1 thread
+    assert protocol(workers=THREADS_IN_PROCESS) == "inproc"
+    assert protocol(workers=THREADS_IN_PROCESS + 1) == "tcp"
+    assert protocol(workers=2, threads_per_worker=THREADS_IN_PROCESS) == "tcp"
+    assert protocol(protocol="tcp") == "tcp"
+    assert protocol(workers=8, protocol="inproc") == "inproc"
+    gpu = Facts(
+        gpu_usable=True,
+        gpu_reason="1 CUDA device(s) visible",
+        gpus=(GpuInfo(0, "NVIDIA H200", 140 << 30, 139 << 30),),
+        host_total_bytes=126 << 30,
+        host_available_bytes=120 << 30,
+        cpu_count=16,
+    )
+    assert make_plan(load_config(cfg, {"backend": "gpu"}), gpu).cluster.protocol == "tcp"
+    # a cluster that is already there (joined, or a caller's client): not this process's to
+    # choose, so not taken for threads (a memory:// store stays refused)
+    joined = make_plan(load_config(cfg), Facts.local(want_gpu=False), 2, 1)
+    assert joined.cluster.protocol == "auto"
+
+
+def test_a_threads_run_starts_no_process_and_reports_the_shared_memory(tmp_path: Path, cli) -> None:
+    """The default small CPU run: no process is started; the summary's peak host memory is
+    that of the run's process, against the budget of all its workers."""
+    cfg = _small_input(tmp_path)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    rc, out, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["workers_in_process"] is True and s["workers"] == 2
+    row = next(ln for ln in out.splitlines() if "peak host memory" in ln)
+    assert "in the run's process" in row and "2 workers are threads" in row
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr"), reference(read_array(tmp_path / "in.zarr"))
+    )
+
+
+def test_workers_made_with_copies_start_in_one_scale(tmp_path: Path) -> None:
+    """CopiesPerDevice (what gives each GPU of a LocalCUDACluster its workers_per_gpu
+    workers): the workers one scale asks for come with their copies, same spec, as NAME-k,
+    and all of them start in that scale."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    class Copied(cluster.CopiesPerDevice, LocalCluster):
+        copies = 3
+
+    with (
+        Copied(
+            n_workers=0,
+            threads_per_worker=1,
+            processes=False,
+            silence_logs=logging.ERROR,
+            **dashboard.scheduler_options(None),
+        ) as lc,
+        Client(lc) as client,
+    ):
+        lc.scale(6)
+        client.wait_for_workers(6, timeout=120)
+        assert sorted(map(str, lc.worker_spec)) == ["0", "0-1", "0-2", "1", "1-1", "1-2"]
+        one, copied = lc.worker_spec[1], lc.worker_spec["1-2"]
+        assert copied["cls"] is one["cls"] and copied["options"].keys() == one["options"].keys()
+        assert copied["options"] is not one["options"]  # a copy: the spec of a worker of its own
+
+
+@pytest.mark.gpu
+def test_every_gpu_worker_is_up_when_the_cluster_has_started() -> None:
+    """A local GPU cluster of workers_per_gpu 3 has all of its workers registered as soon as
+    it is made (they are started together, not one per GPU first and the rest after), each
+    GPU's workers seeing that GPU first."""
+    from pipeline.devices.hardware import Facts as HostFacts
+
+    gpus = tuple(range(len(HostFacts.local().gpus)))
+    p = ClusterPlan(
+        scheduler="local",
+        backend="gpu",
+        gpus=gpus,
+        workers=3 * len(gpus),
+        threads_per_worker=2,
+        workers_per_gpu=3,
+        device_budget=None,
+        host_budget=None,
+        protocol="tcp",
+        timeout=10.0,
+        dashboard="",
+    )
+    lc = cluster._start_local(p, 40)
+    try:
+        assert len(lc.scheduler.workers) == 3 * len(gpus)
+        firsts = [
+            spec["options"]["env"]["CUDA_VISIBLE_DEVICES"].split(",")[0]
+            for spec in lc.worker_spec.values()
+        ]
+        assert sorted(firsts) == sorted(str(g) for g in gpus for _ in range(3))
+    finally:
+        lc.close(timeout=60)
+
+
+# --------------------------------------------------------------------------------------------
+# The dashboard, made on first use.
+
+
+def _plan(dashboard: str, protocol: str = "inproc") -> ClusterPlan:
+    return ClusterPlan(
+        scheduler="local",
+        backend="cpu",
+        gpus=(),
+        workers=1,
+        threads_per_worker=1,
+        workers_per_gpu=1,
+        device_budget=None,
+        host_budget=None,
+        protocol=protocol,
+        timeout=10.0,
+        dashboard=dashboard,
+    )
+
+
+def test_the_dashboard_is_made_on_the_first_request(tmp_path: Path) -> None:
+    """Its link is known once the cluster is up, but bokeh is loaded only when a page is
+    asked for; then every page answers, and the scheduler's own routes never waited."""
+    code = f"""
+import json, sys, urllib.request
+from pipeline.planning import ClusterPlan
+from pipeline.running import cluster, dashboard
+
+p = ClusterPlan(**{_plan(":0").__dict__!r})
+with cluster.connect(p) as client:
+    link = client.dashboard_link
+    before = "bokeh" in sys.modules
+    health = urllib.request.urlopen(link.replace("/status", "/health"), timeout=120).read()
+    still = "bokeh" in sys.modules
+    pages = {{}}
+    for page in ("status", "workers", "status", ""):
+        r = urllib.request.urlopen(link.replace("/status", "/" + page), timeout=120)
+        pages[page] = (r.status, r.url.rsplit("/", 1)[1], "Dask" in r.read().decode())
+    print(json.dumps([link, before, health.decode(), still, pages, "bokeh" in sys.modules]))
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    link, before, health, still, pages, after = json.loads(r.stdout.splitlines()[-1])
+    assert link.startswith("http://") and link.endswith("/status")
+    assert before is False and health == "ok" and still is False
+    assert pages["status"] == [200, "status", True]
+    assert pages["workers"] == [200, "workers", True]
+    assert pages[""][:2] == [200, "status"]  # / goes to the status page, as Dask's does
+    assert after is True
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C and the program's end, with the workers as threads.
+
+
+def _rows_config(d: Path, rows: int) -> tuple[Path, np.ndarray]:
+    """An input of ``rows`` blocks (one row each) and the config of a run of it on the
+    default small CPU cluster (threads)."""
+    x = many_blocks_input(d / "in.zarr", rows)
+    cfg = {
+        "input": {"store": str(d / "in.zarr")},
+        "output": {"store": str(d / "out.zarr"), "chunks": [1, 1024]},
+        "stages": STAGES,
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+    }
+    (d / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return d / "run.yaml", x
+
+
+def test_ctrl_c_stops_a_threads_run_which_resume_finishes(tmp_path: Path, cli) -> None:
+    """Ctrl-C (SIGINT to the process group) while the threads compute: the one line, exit
+    130, no process was ever started, the output incomplete; ``--resume`` completes it."""
+    out = tmp_path / "out.zarr"
+    for rows in (400, 1600, 6400):  # a larger input where the run outpaced the interrupt
+        shutil.rmtree(out, ignore_errors=True)
+        cfg, x = _rows_config(tmp_path, rows)
+        w = start("run", cfg, "--progress", "none", cwd=tmp_path)
+        try:
+            wait_until(lambda w=w: markers(out) >= 3 or w.proc.poll() is not None, timeout=180)
+            if w.proc.poll() is not None:
+                w.finish()
+                continue
+            w.interrupt()
+            rc, err = w.finish()
+        finally:
+            if w.proc.returncode is None:
+                w.kill()
+        if rc == 0:
+            continue  # it ended just before the interrupt
+        break
+    else:
+        pytest.fail("every run ended before it could be interrupted")
+    assert rc == 130, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [INTERRUPTED], err
+    assert not w.workers(), "a CPU run this small starts no worker process"
+    assert status(out) == "incomplete" and 0 < markers(out) < rows
+    assert not (out / ".pipeline" / "lock").exists()
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(out) == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
+#: Makes every Python process of the test write a file when its atexit hooks run.
+EXIT_HOOK = """
+import atexit, os
+
+def _mark():
+    with open(os.path.join({where!r}, f"exit-{{os.getpid()}}"), "w") as f:
+        f.write("atexit ran")
+
+atexit.register(_mark)
+"""
+
+
+def test_the_program_ends_with_its_exit_hooks_run_and_its_output_whole(tmp_path: Path) -> None:
+    """``python -m pipeline run`` skips the interpreter's teardown at its end, not what must
+    happen: the atexit hooks run (the GPU backend frees its codecs in one), the summary is
+    printed whole into a pipe and written as JSON, and the exit status is the command's."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(EXIT_HOOK.format(where=str(tmp_path)))
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(hooks), e["PYTHONPATH"]))
+    cfg = _small_input(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--summary-json", "s.json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.startswith("run summary") and out.rstrip().splitlines()[-1].split()[0] == "output"
+    assert json.loads((tmp_path / "s.json").read_text())["status"] == "complete"
+    assert (tmp_path / f"exit-{proc.pid}").read_text() == "atexit ran"
+    # a failing command: its status and its one line
+    (tmp_path / "bad.yaml").write_text("input: {store: nowhere.zarr}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "bad.yaml"],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
