@@ -47,6 +47,11 @@ GPU_FRAME_LIMIT = 4 << 20
 #: 3.34 and 2.63 with 32 MiB blocks (per-task costs).
 CPU_DECODE_BLOCKS_PER_THREAD = 8
 
+#: ... but not smaller than this: with 16 MB chunks on the same host (2026-11-30, 3 GB, 3 x 4
+#: threads, 3 warm runs) one-chunk blocks ran v2 Blosc at 2.15-2.21 GB/s, where 110 MB blocks
+#: ran 3.90-4.10; 32 MiB blocks were slower than 64 MiB ones above.
+CPU_DECODE_MIN_BLOCK = 64 << 20
+
 #: A local CPU cluster of at most this many task threads in all runs them as threads of this
 #: process (``cluster.protocol: auto``), with more in worker processes. On the 2-core machine
 #: threads started in 0.1-0.5 s where two worker processes took 2.8-5.8 s, and computed a
@@ -482,8 +487,8 @@ def _device_budget(config: Config, backend: str, facts: Facts, workers: _Workers
 def _choose_block(ctx: _Context, base: Shape) -> _Choice:
     """The config's block (refused unless aligned to ``base``), or for ``auto`` the largest
     whole multiple of ``base`` up to ``chunking.target_bytes`` whose memory fits, small enough
-    that every thread gets about two blocks (eight where a GPU run decodes on the CPU:
-    :data:`CPU_DECODE_BLOCKS_PER_THREAD`)."""
+    that every thread gets about two blocks (where a GPU run decodes on the CPU, about
+    :data:`CPU_DECODE_BLOCKS_PER_THREAD`, in blocks of at least :data:`CPU_DECODE_MIN_BLOCK`)."""
     info, block = ctx.info, ctx.config.chunking.block
     if block != "auto":
         if not blocks.aligned(block, base, info.shape):
@@ -493,8 +498,11 @@ def _choose_block(ctx: _Context, base: Shape) -> _Choice:
                 f"parallel writes would corrupt data; use a multiple of {list(base)}"
             )
         return _choose(ctx, block)
-    per_slot = 2 if ctx.backend == "cpu" or _gpu_decodes(info) else CPU_DECODE_BLOCKS_PER_THREAD
+    cpu_decoded = ctx.backend == "gpu" and not _gpu_decodes(info)
+    per_slot = CPU_DECODE_BLOCKS_PER_THREAD if cpu_decoded else 2
     per_thread = info.nbytes // max(1, per_slot * ctx.workers.count * ctx.workers.threads)
+    if cpu_decoded:
+        per_thread = max(per_thread, CPU_DECODE_MIN_BLOCK)
     target = max(1, min(ctx.config.chunking.target_bytes, per_thread))
     while True:
         choice = _choose(ctx, blocks.grow(base, info.shape, info.dtype.itemsize, target))
