@@ -647,3 +647,35 @@ def test_a_kept_array_of_another_dimension_size_is_refused_before_anything_is_de
             assert e.output == str(out / "air") and len(str(e).splitlines()) == 1
     assert file_states(out) == before
     assert open_dataset(out)["air"].attrs["pipeline"]["status"] == "complete"
+
+
+TIMES = {
+    "dates": (np.datetime64("2000-01-01T00", "h") + np.arange(ROWS * COLS), {"units", "calendar"}),
+    "durations": (np.arange(ROWS * COLS).astype("timedelta64[h]"), {"units", "dtype"}),
+    "seconds": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(TIMES))
+def test_a_variable_xarray_decodes_to_times_is_refused(
+    tmp_path: Path, zarr_format: int, name: str
+) -> None:
+    """A variable of dates or durations, as xarray writes it (numbers with CF time ``units``,
+    ``calendar``, a ``dtype`` attribute; or numbers in "seconds", which xarray decodes to
+    durations): refused in one line naming it and the attributes, with or without
+    mask_and_scale, before anything is written."""
+    values, named = TIMES[name]
+    attrs = {"units": "seconds"} if name == "seconds" else {}
+    ds = xr.Dataset({"t": (("y", "x"), values.reshape(ROWS, COLS), attrs)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    for mask_and_scale in (False, True):
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path, input={"mask_and_scale": mask_and_scale}))
+        e = info.value
+        assert e.variable == str(tmp_path / "in.zarr" / "t")
+        assert set(e.attributes) == named
+        assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.config.models import Config
 from pipeline.errors import ConfigError, InputError
-from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, unpacking
+from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, time_attributes, unpacking
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED
 from pipeline.store.datasets import Variable
@@ -123,9 +123,12 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     array's fill value is its ``_FillValue`` (as xarray reads it).
 
     Raises InputError when the values differ from the stored elements and
-    ``input.mask_and_scale`` is false, and for ``_Unsigned`` (reinterpreted integers)."""
+    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), and for a
+    variable xarray decodes to dates or durations (see :func:`refuse_times`)."""
     attrs = dict(arr.attrs)
     where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
+    if is_variable:
+        refuse_times(where, attrs)
     if "_Unsigned" in attrs:
         raise InputError(
             f"input variable {where} has the attribute _Unsigned (its integers are to be read "
@@ -154,4 +157,23 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
         variable=where,
         attributes=names,
         fix="input.mask_and_scale: true",
+    )
+
+
+def refuse_times(where: str, attrs: dict[str, Any]) -> None:
+    """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
+    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute): the stages are arithmetic on
+    numbers, and an output that kept those attributes would read as wrong dates (InputError,
+    fields ``variable``, ``attributes``, ``fix``)."""
+    found = time_attributes(attrs)
+    if not found:
+        return
+    said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
+    raise InputError(
+        f"input variable {where} holds times ({said}: xarray decodes its numbers to dates or "
+        "durations), and the stages are arithmetic on numbers, not times: run them on a "
+        "variable of numbers, or write this one without its time attributes",
+        variable=where,
+        attributes=found,
+        fix="a variable of numbers",
     )
