@@ -89,7 +89,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
     :class:`PlanError`, ... (their fields as attributes); TypeError for an unknown option;
-    :class:`Interrupted` after Ctrl-C (the output stays resumable)::
+    :class:`Interrupted`, a KeyboardInterrupt, after Ctrl-C (the output stays resumable:
+    ``resume=True`` finishes it)::
 
         from distributed import Client
         import pipeline
