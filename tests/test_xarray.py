@@ -679,3 +679,29 @@ def test_a_variable_xarray_decodes_to_times_is_refused(
         assert set(e.attributes) == named
         assert len(str(e).splitlines()) == 1
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordinate(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """No consolidated metadata in the input (xarray's open_zarr used to warn that it found
+    none), and a coordinate of strings, which zarr warns about in v3 metadata: the run
+    warns nothing, and the output's coordinate is the input's."""
+    backend, client = backend_client
+    names = np.array([f"s{i}" for i in range(COLS)])
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((ROWS, COLS)), {"units": "K"})},
+        coords={"x": ("x", np.arange(COLS)), "name": ("x", names, {"long_name": "station"})},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w", consolidated=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert pipeline.run(config(tmp_path, backend), client=client).status == "complete"
+    assert [str(w.message) for w in seen] == []
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert got["name"].dtype == want["name"].dtype
+    assert np.array_equal(got["name"].values, want["name"].values)
+    assert got["name"].attrs == want["name"].attrs

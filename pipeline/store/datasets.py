@@ -42,9 +42,14 @@ class Variable:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """zarr warns that v3 consolidated metadata is not in the spec yet: not the user's concern."""
+    """zarr warns that v3 consolidated metadata, and string dtypes (which xarray writes for a
+    coordinate of strings, and the output keeps as xarray would), are not in the v3 spec yet:
+    not the user's concern, and they came past ``-q``."""
+    from zarr.errors import UnstableSpecificationWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
         yield
 
 
