@@ -8,6 +8,7 @@ of matching message text::
 
     PipelineError
     ├── ConfigError     the config file or one of its values
+    │   └── OptionError an unknown keyword option of ``pipeline.run`` (also a TypeError)
     ├── InputError      the input array: missing, unreadable metadata, unsupported, unfinished
     │   └── ChunkError  one stored chunk (or shard) of the input that cannot be decoded
     ├── OutputError     the output location: exists, incomplete, stale, locked, unwritable
@@ -47,6 +48,12 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError):
     """The config: malformed YAML, an unknown key, a value of the wrong type or range."""
+
+
+class OptionError(ConfigError, TypeError):
+    """An unknown keyword option of :func:`pipeline.run`: a ``TypeError``, as Python raises for
+    an unknown keyword, and a :class:`ConfigError`. Fields: ``option`` (the unknown one),
+    ``valid`` (the options there are), ``suggestion`` (the closest, or None)."""
 
 
 class InputError(PipelineError):

@@ -247,3 +247,19 @@ def test_interrupted_is_a_keyboard_interrupt_and_keeps_its_fields_when_pickled()
     back = pickle.loads(pickle.dumps(e))
     assert (back.what, back.where, str(back)) == ("generate", "/data/in.zarr", str(e))
     assert "/data/in.zarr" in str(e) and len(str(e).splitlines()) == 1
+
+
+def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.run(path, overwite=True)
+    e = info.value
+    assert isinstance(e, TypeError) and isinstance(e, ConfigError)
+    assert (e.option, e.suggestion) == ("overwite", "overwrite")
+    assert {"overwrite", "resume", "report", "summary_json", "progress"} <= set(e.valid)
+    assert len(str(e).splitlines()) == 1
+    with pytest.raises(pipeline.OptionError) as far:
+        pipeline.run(path, colour="blue")
+    assert far.value.suggestion is None
+    assert not (tmp_path / "out.zarr").exists()

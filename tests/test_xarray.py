@@ -221,7 +221,7 @@ def test_output_array_names_the_variable_and_its_group(
     assert raw.metadata.dimension_names == ("y", "x")
     attrs = dict(raw.attrs)
     assert attrs.pop("pipeline")["status"] == "complete"
-    assert attrs == {"units": "K", "long_name": "air temperature", "coordinates": "lon"}
+    assert attrs == {"units": "K", "long_name": "air temperature"}  # no lon written
     assert sorted(p.name for p in out.iterdir()) == ["c", "zarr.json"]
 
 
@@ -705,3 +705,29 @@ def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordin
     assert got["name"].dtype == want["name"].dtype
     assert np.array_equal(got["name"].values, want["name"].values)
     assert got["name"].attrs == want["name"].attrs
+
+
+def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: Path) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it): a chain that can
+    overflow int64 is refused naming the attribute, with the overflow's fields; the same
+    chain on a plain int64 array is refused with those fields too."""
+    from pipeline.errors import PlanError
+
+    stored = np.arange(ROWS * COLS, dtype=np.int16).reshape(ROWS, COLS)
+    ds = xr.Dataset({"t": (("y", "x"), stored, {"scale_factor": 2})})  # stored as it is
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
+    assert open_dataset(tmp_path / "in.zarr")["t"].dtype == np.int64  # xarray's decoding
+    with pytest.raises(PlanError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    e = info.value
+    assert (e.stage, e.dtype, e.attributes) == ("multiply", "int64", ["scale_factor"])
+    assert e.variable == str(tmp_path / "in.zarr" / "t") and e.bound > np.iinfo(np.int64).max
+    assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    specs = parse_config(config(tmp_path)).stage_specs()
+    with pytest.raises(PlanError) as plain:
+        plan_chain(specs, np.dtype("int64"))
+    assert (plain.value.stage, plain.value.dtype) == ("multiply", "int64")
+    assert not hasattr(plain.value, "attributes")
