@@ -8,6 +8,7 @@ input's chunks are too large for GPU decoding and are decoded on the CPU first).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dask
@@ -45,7 +46,10 @@ def meta(backend: str, dtype: np.dtype, ndim: int) -> Any:
 def read_array(source: Source) -> da.Array:
     """The input as a Dask array with NumPy or CuPy chunks (``source.backend``)."""
     info = source.info
-    name = "read-" + tokenize(source)
+    # a name of this run's own: the keys of a run interrupted on the same client (a notebook)
+    # may still be cancelled on the scheduler when the resume submits them, which then gets
+    # them cancelled too
+    name = "read-" + tokenize(source, uuid.uuid4().hex)
     block_grid = grid.grid_shape(info.shape, source.block)
     dsk = {(name, *i): (tasks.read_block, source, i) for i in grid.iter_indices(block_grid)}
     return da.Array(
