@@ -11,6 +11,8 @@ things are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -22,6 +24,7 @@ from pipeline.errors import (
     ConfigError,
     InputError,
     Interrupted,
+    OptionError,
     OutputError,
     PipelineError,
     PlanError,
@@ -41,6 +44,7 @@ __all__ = [
     "ConfigLike",
     "InputError",
     "Interrupted",
+    "OptionError",
     "OutputError",
     "PipelineError",
     "PlanError",
@@ -103,8 +107,10 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
-    :class:`PlanError`, ... (their fields as attributes); TypeError for an unknown option;
-    :class:`Interrupted` after Ctrl-C (the output stays resumable)::
+    :class:`PlanError`, ... (their fields as attributes); :class:`OptionError` (a TypeError
+    and a ConfigError naming the valid options) for an unknown option;
+    :class:`Interrupted`, a KeyboardInterrupt, after Ctrl-C (the output stays resumable:
+    ``resume=True`` finishes it)::
 
         from distributed import Client
         import pipeline
@@ -115,9 +121,26 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     from pipeline.running.runner import RunOptions
     from pipeline.running.runner import run as _run
 
+    _check_options(options, [f.name for f in dataclasses.fields(RunOptions)])
     opts = RunOptions(**{"progress": "none", **options})
     summary = _run(_config(config), opts, client=client)
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())
     return summary
+
+
+def _check_options(options: Mapping[str, Any], valid: list[str]) -> None:
+    """Refuse an unknown keyword option of :func:`run` (OptionError: fields ``option``,
+    ``valid``, ``suggestion``), naming the valid ones and the closest."""
+    for name in options:
+        if name in valid:
+            continue
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise OptionError(
+            f"pipeline.run() has no option {name!r}: {hint}the options are {', '.join(valid)}",
+            option=name,
+            valid=valid,
+            suggestion=close[0] if close else None,
+        )

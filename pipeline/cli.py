@@ -212,11 +212,11 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
+        print(_interrupted(args, e.what, e.where), file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(_interrupted(args, args.command, ""), file=sys.stderr)
-        return 130
-    except Interrupted as e:
-        print(_interrupted(args, e.what, e.where), file=sys.stderr)
         return 130
     except Exception as e:
         if args.debug:

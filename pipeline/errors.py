@@ -8,6 +8,7 @@ of matching message text::
 
     PipelineError
     ├── ConfigError     the config file or one of its values
+    │   └── OptionError an unknown keyword option of ``pipeline.run`` (also a TypeError)
     ├── InputError      the input array: missing, unreadable metadata, unsupported, unfinished
     │   └── ChunkError  one stored chunk (or shard) of the input that cannot be decoded
     ├── OutputError     the output location: exists, incomplete, stale, locked, unwritable
@@ -49,6 +50,12 @@ class ConfigError(PipelineError):
     """The config: malformed YAML, an unknown key, a value of the wrong type or range."""
 
 
+class OptionError(ConfigError, TypeError):
+    """An unknown keyword option of :func:`pipeline.run`: a ``TypeError``, as Python raises for
+    an unknown keyword, and a :class:`ConfigError`. Fields: ``option`` (the unknown one),
+    ``valid`` (the options there are), ``suggestion`` (the closest, or None)."""
+
+
 class InputError(PipelineError):
     """The input array: absent, not an array, an unsupported dtype or codec, unfinished."""
 
@@ -84,15 +91,33 @@ class ClusterError(PipelineError):
     keep dying, a lost scheduler."""
 
 
-class Interrupted(Exception):
-    """Not a :class:`PipelineError`: the user pressed Ctrl-C (or the process got SIGTERM)
-    during ``what``: 'run' (the output is resumable) or 'generate' (the input ``where`` is
-    unfinished: generate again). The command line says so and exits 130."""
+class Interrupted(KeyboardInterrupt):
+    """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' (the output
+    ``where`` stays incomplete and resumable: ``pipeline.run(..., resume=True)`` or
+    ``run --resume`` finishes it) or 'generate' (the input ``where`` is unfinished: generate
+    it again). A ``KeyboardInterrupt``, so what catches Ctrl-C in a notebook or script
+    catches it; not a :class:`PipelineError` (nothing is wrong with the config or data).
+    ``str()`` is one line saying so; the command line prints its own and exits 130."""
 
     def __init__(self, what: str = "run", where: str = "") -> None:
-        super().__init__(what, where)
+        super().__init__(_interrupted_line(what, where))
         self.what = what
         self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.what, self.where))
+
+
+def _interrupted_line(what: str, where: str) -> str:
+    """The one line of an :class:`Interrupted`."""
+    if what == "generate":
+        the_input = f"the input {where}" if where else "the input"
+        return f"interrupted: {the_input} is unfinished: generate it again"
+    the_output = f"the output {where}" if where else "the output"
+    return (
+        f"interrupted: {the_output} stays incomplete and resumable: run again with "
+        "resume=True (`pipeline run --resume`) to finish it"
+    )
 
 
 def disk_full(e: OSError, where: str) -> StoreError | None:

@@ -7,6 +7,7 @@ no Dask, Zarr or xarray."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tomllib
@@ -23,7 +24,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.reporting.summary import Summary
 from tests.conftest import make_array, read_array, reference, write_config
-from tests.faultkit import ROOT, env, file_states, one_line_error
+from tests.faultkit import ROOT, env, file_states, one_line_error, status
 
 
 @pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
@@ -167,3 +168,98 @@ def test_plan_takes_the_same_forms(tmp_path: Path) -> None:
     by_mapping = pipeline.plan(yaml.safe_load(path.read_text()))
     assert by_file.fingerprint() == by_mapping.fingerprint()
     assert by_file.n_blocks >= 1 and not (tmp_path / "out.zarr").exists()
+
+
+SCRIPT = """
+import json, sys
+from distributed import Client, LocalCluster
+import pipeline
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            try:
+                pipeline.run(sys.argv[1], client=client)
+                doc = {"type": None}
+            except KeyboardInterrupt as e:  # what a notebook's Ctrl-C handler catches
+                doc = {
+                    "type": type(e).__name__,
+                    "pipeline_error": isinstance(e, pipeline.PipelineError),
+                    "str": str(e),
+                    "what": e.what,
+                    "where": e.where,
+                }
+            print(json.dumps(doc), flush=True)
+            done = pipeline.run(sys.argv[1], client=client, resume=True)
+            print(json.dumps({"resumed": done.status}), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resumable(
+    tmp_path: Path,
+) -> None:
+    """A real SIGINT to a script running ``pipeline.run`` on its own client (as a notebook's
+    interrupt reaches its kernel): caught as KeyboardInterrupt, an ``Interrupted`` of one line
+    naming the output and ``resume=True``; the same script then resumes it to complete."""
+    from tests.faultkit import many_blocks_input, wait_for_markers
+
+    rows = 1500
+    many_blocks_input(tmp_path / "in.zarr", rows)
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out), "chunks": [1, 1024]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "script.py").write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "run.yaml")],
+        env=env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for_markers(proc, out, 3, timeout=300) > 0, "ended before 3 blocks"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    caught, resumed = (json.loads(line) for line in stdout.splitlines()[-2:])
+    assert caught["type"] == "Interrupted" and not caught["pipeline_error"]
+    assert (caught["what"], caught["where"]) == ("run", str(out))
+    assert len(caught["str"].splitlines()) == 1 and "resume=True" in caught["str"]
+    assert resumed == {"resumed": "complete"}
+    assert status(out) == "complete"
+
+
+def test_interrupted_is_a_keyboard_interrupt_and_keeps_its_fields_when_pickled() -> None:
+    import pickle
+
+    e = pipeline.Interrupted("generate", "/data/in.zarr")
+    assert isinstance(e, KeyboardInterrupt) and not isinstance(e, pipeline.PipelineError)
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.what, back.where, str(back)) == ("generate", "/data/in.zarr", str(e))
+    assert "/data/in.zarr" in str(e) and len(str(e).splitlines()) == 1
+
+
+def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.run(path, overwite=True)
+    e = info.value
+    assert isinstance(e, TypeError) and isinstance(e, ConfigError)
+    assert (e.option, e.suggestion) == ("overwite", "overwrite")
+    assert {"overwrite", "resume", "report", "summary_json", "progress"} <= set(e.valid)
+    assert len(str(e).splitlines()) == 1
+    with pytest.raises(pipeline.OptionError) as far:
+        pipeline.run(path, colour="blue")
+    assert far.value.suggestion is None
+    assert not (tmp_path / "out.zarr").exists()

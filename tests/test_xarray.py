@@ -221,7 +221,7 @@ def test_output_array_names_the_variable_and_its_group(
     assert raw.metadata.dimension_names == ("y", "x")
     attrs = dict(raw.attrs)
     assert attrs.pop("pipeline")["status"] == "complete"
-    assert attrs == {"units": "K", "long_name": "air temperature", "coordinates": "lon"}
+    assert attrs == {"units": "K", "long_name": "air temperature"}  # no lon written
     assert sorted(p.name for p in out.iterdir()) == ["c", "zarr.json"]
 
 
@@ -550,3 +550,184 @@ def test_a_complete_dataset_output_is_checked_for_staleness(killed: Killed, cli)
     ds = open_dataset(killed.output)
     assert ds["t"].attrs["pipeline"]["stages"][0].startswith("multiply(factor=6)")
     assert set(ds.coords) == {"y", "x", "lon"} and consolidated(killed.output) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Overwriting a Dataset output whose input changed its coordinates.
+
+
+def write_series(path: Path, zarr_format: int, steps: int, later: bool = False) -> Any:
+    """A Dataset ``air`` (time, x) as xarray writes it: ``steps`` hourly times; the first
+    version with float64 ``x`` in metres and a coordinate ``lon`` (x), the ``later`` one with
+    int32 ``x`` in kilometres, no ``lon``, and other chunks. Returns the Dataset."""
+    import pandas as pd
+
+    x = np.arange(6, dtype=np.int32 if later else np.float64)
+    coords: dict[str, Any] = {
+        "time": pd.date_range("2024-01-01", periods=steps, freq="h"),
+        "x": ("x", x, {"units": "km" if later else "m"}),
+    }
+    if not later:
+        coords["lon"] = ("x", np.linspace(5.0, 6.0, 6), {"units": "degrees_east"})
+    values = np.arange(steps * 6, dtype=np.float64).reshape(steps, 6) / 7
+    ds = xr.Dataset({"air": (("time", "x"), values, {"units": "K"})}, coords=coords)
+    ds["air"].encoding = {"chunks": (6, 6)}
+    ds["time"].encoding = {"chunks": (12 if later else steps,)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
+    return ds
+
+
+def series_config(tmp: Path, backend: str) -> dict[str, Any]:
+    return config(tmp, backend, input={"array": "air"})
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("how", ["api", "cli"])
+def test_overwrite_replaces_the_coordinates_with_the_inputs_exactly(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int, how: str, cli
+) -> None:
+    """The input rewritten with twice the times, ``x`` of another dtype and attributes, no
+    ``lon``: ``--overwrite`` gives the new input's coordinates, exactly (values, dtypes,
+    attributes, chunks), and drops the one it no longer has (it used to fail in xarray after
+    deleting the old output, and to keep the old dtype, attributes and ``lon``)."""
+    backend, client = backend_client
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    write_series(src, zarr_format, 24)
+    cfg = series_config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    assert set(open_dataset(out).coords) == {"time", "x", "lon"}
+    write_series(src, zarr_format, 48, later=True)
+    if how == "api":
+        assert pipeline.run(cfg, client=client, overwrite=True).status == "complete"
+    else:
+        path = tmp_path / "run.yaml"
+        cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+        path.write_text(yaml.safe_dump({**cfg, "cluster": cluster}))
+        rc, _, err = cli("-q", "run", path, "--overwrite", "--progress", "none")
+        assert rc == 0, err
+    want, got = open_dataset(src), open_dataset(out)
+    assert set(got.coords) == {"time", "x"}
+    assert sorted(p.name for p in out.iterdir()) == ["air", "time", "x", "zarr.json"]
+    for c in ("time", "x"):
+        assert got[c].dtype == want[c].dtype, c
+        assert same_bits(got[c].values, want[c].values), c
+        assert got[c].attrs == want[c].attrs, c
+        assert got[c].encoding["chunks"] == want[c].encoding["chunks"], c
+    assert got["air"].attrs["pipeline"]["coordinates"] == ["time", "x"]
+    chain = plan_chain(parse_config(cfg).stage_specs(), want["air"].dtype)
+    with np.errstate(all="ignore"):
+        assert same_bits(got["air"].values, apply_chain(chain, want["air"].values))
+
+
+def test_a_kept_array_of_another_dimension_size_is_refused_before_anything_is_deleted(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """The output group also holds ``q`` (time), which something else wrote with 24 times:
+    the input rewritten with 48 cannot be written beside it, and the refusal comes before the
+    old output is touched."""
+    backend, client = backend_client
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = write_series(src, 3, 24)
+    other = xr.Dataset({"q": (("time",), np.ones(24))}, coords={"time": ds["time"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), zarr_format=3, mode="w")
+    cfg = series_config(tmp_path, backend)
+    pipeline.run(cfg, client=client, overwrite=True)
+    write_series(src, 3, 48, later=True)
+    before = file_states(out)
+    for overwrite in (True, False):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(cfg, client=client, overwrite=overwrite)
+        if overwrite:
+            e = info.value
+            assert (e.array, e.dimension, e.size, e.input_size) == ("q", "time", 24, 48)
+            assert e.output == str(out / "air") and len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    assert open_dataset(out)["air"].attrs["pipeline"]["status"] == "complete"
+
+
+TIMES = {
+    "dates": (np.datetime64("2000-01-01T00", "h") + np.arange(ROWS * COLS), {"units", "calendar"}),
+    "durations": (np.arange(ROWS * COLS).astype("timedelta64[h]"), {"units", "dtype"}),
+    "seconds": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(TIMES))
+def test_a_variable_xarray_decodes_to_times_is_refused(
+    tmp_path: Path, zarr_format: int, name: str
+) -> None:
+    """A variable of dates or durations, as xarray writes it (numbers with CF time ``units``,
+    ``calendar``, a ``dtype`` attribute; or numbers in "seconds", which xarray decodes to
+    durations): refused in one line naming it and the attributes, with or without
+    mask_and_scale, before anything is written."""
+    values, named = TIMES[name]
+    attrs = {"units": "seconds"} if name == "seconds" else {}
+    ds = xr.Dataset({"t": (("y", "x"), values.reshape(ROWS, COLS), attrs)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    for mask_and_scale in (False, True):
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path, input={"mask_and_scale": mask_and_scale}))
+        e = info.value
+        assert e.variable == str(tmp_path / "in.zarr" / "t")
+        assert set(e.attributes) == named
+        assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordinate(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """No consolidated metadata in the input (xarray's open_zarr used to warn that it found
+    none), and a coordinate of strings, which zarr warns about in v3 metadata: the run
+    warns nothing, and the output's coordinate is the input's."""
+    backend, client = backend_client
+    names = np.array([f"s{i}" for i in range(COLS)])
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((ROWS, COLS)), {"units": "K"})},
+        coords={"x": ("x", np.arange(COLS)), "name": ("x", names, {"long_name": "station"})},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w", consolidated=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert pipeline.run(config(tmp_path, backend), client=client).status == "complete"
+    assert [str(w.message) for w in seen] == []
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert got["name"].dtype == want["name"].dtype
+    assert np.array_equal(got["name"].values, want["name"].values)
+    assert got["name"].attrs == want["name"].attrs
+
+
+def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: Path) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it): a chain that can
+    overflow int64 is refused naming the attribute, with the overflow's fields; the same
+    chain on a plain int64 array is refused with those fields too."""
+    from pipeline.errors import PlanError
+
+    stored = np.arange(ROWS * COLS, dtype=np.int16).reshape(ROWS, COLS)
+    ds = xr.Dataset({"t": (("y", "x"), stored, {"scale_factor": 2})})  # stored as it is
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
+    assert open_dataset(tmp_path / "in.zarr")["t"].dtype == np.int64  # xarray's decoding
+    with pytest.raises(PlanError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    e = info.value
+    assert (e.stage, e.dtype, e.attributes) == ("multiply", "int64", ["scale_factor"])
+    assert e.variable == str(tmp_path / "in.zarr" / "t") and e.bound > np.iinfo(np.int64).max
+    assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    specs = parse_config(config(tmp_path)).stage_specs()
+    with pytest.raises(PlanError) as plain:
+        plan_chain(specs, np.dtype("int64"))
+    assert (plain.value.stage, plain.value.dtype) == ("multiply", "int64")
+    assert not hasattr(plain.value, "attributes")

@@ -70,6 +70,29 @@ class Unpacking:
         return f"unpack ({'; '.join(parts)}) as {np.dtype(self.dtype)}"
 
 
+#: The ``units`` xarray decodes a variable to timedelta64 by (its ``TIME_UNITS``).
+TIMEDELTA_UNITS = frozenset(
+    ("days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds")
+)
+
+
+def time_attributes(attrs: Mapping[str, Any]) -> list[str]:
+    """The attributes that make xarray decode a variable's numbers to dates or durations
+    (datetime64/timedelta64): CF time ``units`` ("hours since 2000-01-01", or a duration unit
+    such as "hours"), a ``calendar``, or the ``dtype`` attribute xarray writes for timedelta64
+    (and datetime64) values; [] for none."""
+    found = []
+    units = attrs.get("units")
+    if isinstance(units, str) and (" since " in units or units in TIMEDELTA_UNITS):
+        found.append("units")
+    if "calendar" in attrs:
+        found.append("calendar")
+    dtype = attrs.get("dtype")
+    if isinstance(dtype, str) and dtype.startswith(("timedelta64", "datetime64")):
+        found.append("dtype")
+    return found
+
+
 def is_packed(attrs: Mapping[str, Any]) -> bool:
     """Whether a variable's attributes say its stored values are packed."""
     return "scale_factor" in attrs or "add_offset" in attrs

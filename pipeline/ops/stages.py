@@ -268,6 +268,17 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
             )
 
 
+def _bound(worst: Interval) -> int | float:
+    """The largest magnitude a stage's result can reach."""
+    return max(abs(worst.lo), abs(worst.hi))
+
+
+def _overflow(stage: str, dtype: np.dtype, worst: Interval) -> dict[str, Any]:
+    """The fields of an overflow refusal: the ``stage``, the integer ``dtype`` it overflows,
+    and the ``bound`` its results can reach."""
+    return {"stage": stage, "dtype": str(dtype), "bound": _bound(worst)}
+
+
 def plan_chain(
     specs: Sequence[tuple[str, StageParams]],
     dtype: np.dtype,
@@ -278,7 +289,8 @@ def plan_chain(
     ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
     Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
     a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
-    under ``policy``.
+    under ``policy`` (fields ``stage``, ``dtype``: the integer dtype overflowed, ``bound``: the
+    magnitude its results can reach).
     """
     dtype = np.dtype(dtype)
     check_dtype(dtype)
@@ -297,19 +309,22 @@ def plan_chain(
                 if wider is None:
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
-                        f"{max(abs(worst.lo), abs(worst.hi)):.3g}); convert the input to float64"
+                        f"{_bound(worst):.3g}); convert the input to float64",
+                        **_overflow(name, current, worst),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
                     raise PlanError(
                         f"stage {name!r} needs a wider integer than {current} offers; "
-                        "convert the input to float64"
+                        "convert the input to float64",
+                        **_overflow(name, current, worst),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
-                    f"{max(abs(worst.lo), abs(worst.hi)):.3g}); set integer_overflow: promote "
-                    "or convert the input to float64"
+                    f"{_bound(worst):.3g}); set integer_overflow: promote "
+                    "or convert the input to float64",
+                    **_overflow(name, out, worst),
                 )
             rng = worst
         elif out.kind == "f":

@@ -28,7 +28,7 @@ from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
-from pipeline.planning.variable import Carried, carried, with_output_array
+from pipeline.planning.variable import Carried, carried, values_chain, with_output_array
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -298,8 +298,7 @@ def make_plan(
     check_stores_reachable(config, protocol)
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
-    values = np.dtype(kept.unpacking.dtype) if kept.unpacking else info.dtype
-    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
+    chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
     ctx = _Context(

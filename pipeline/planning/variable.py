@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ConfigError, InputError
-from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, unpacking
+from pipeline.errors import ConfigError, InputError, PlanError
+from pipeline.ops import stages
+from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, time_attributes, unpacking
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED
 from pipeline.store.datasets import Variable
@@ -85,12 +86,22 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
     if frame:
         assert variable is not None
         _check_frame(variable, output_path)
+    attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
-        attrs={k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED},
+        attrs=_with_written_coordinates(attrs, variable.coords if frame and variable else ()),
         variable=variable,
         unpacking=decoding(config, arr, variable is not None),
         frame=frame,
     )
+
+
+def _with_written_coordinates(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:
+    """``attrs`` with the CF ``coordinates`` attribute naming only the coordinates written
+    beside the output (``written``), and left out when none of them are (an output written
+    alone): xarray would look for the others, and not find them."""
+    named = [n for n in str(attrs.get("coordinates", "")).split() if n in written]
+    kept = {k: v for k, v in attrs.items() if k != "coordinates"}
+    return {**kept, "coordinates": " ".join(named)} if named else kept
 
 
 def _check_frame(variable: Variable, output_path: str) -> None:
@@ -123,9 +134,12 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     array's fill value is its ``_FillValue`` (as xarray reads it).
 
     Raises InputError when the values differ from the stored elements and
-    ``input.mask_and_scale`` is false, and for ``_Unsigned`` (reinterpreted integers)."""
+    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), and for a
+    variable xarray decodes to dates or durations (see :func:`refuse_times`)."""
     attrs = dict(arr.attrs)
     where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
+    if is_variable:
+        refuse_times(where, attrs)
     if "_Unsigned" in attrs:
         raise InputError(
             f"input variable {where} has the attribute _Unsigned (its integers are to be read "
@@ -155,3 +169,65 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
         attributes=names,
         fix="input.mask_and_scale: true",
     )
+
+
+def refuse_times(where: str, attrs: dict[str, Any]) -> None:
+    """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
+    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute): the stages are arithmetic on
+    numbers, and an output that kept those attributes would read as wrong dates (InputError,
+    fields ``variable``, ``attributes``, ``fix``)."""
+    found = time_attributes(attrs)
+    if not found:
+        return
+    said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
+    raise InputError(
+        f"input variable {where} holds times ({said}: xarray decodes its numbers to dates or "
+        "durations), and the stages are arithmetic on numbers, not times: run them on a "
+        "variable of numbers, or write this one without its time attributes",
+        variable=where,
+        attributes=found,
+        fix="a variable of numbers",
+    )
+
+
+def values_chain(
+    config: Config, stored: np.dtype, unpacking: Unpacking | None
+) -> tuple[stages.BoundStage, ...]:
+    """The stage chain planned on the input's values: its ``stored`` dtype, or the dtype its
+    ``unpacking`` decodes to (:func:`pipeline.ops.stages.plan_chain`).
+
+    An integer ``scale_factor`` or ``add_offset`` decodes to int64, as xarray decodes it; a
+    chain that overflows it is refused naming that attribute (PlanError, the chain's fields
+    ``stage``, ``dtype``, ``bound`` and ``variable``, ``attributes``, ``fix``)."""
+    values = np.dtype(unpacking.dtype) if unpacking else stored
+    try:
+        return stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
+    except PlanError as e:
+        ints = _integer_packing(unpacking)
+        if not ints or "stage" not in e.data:
+            raise
+        where = Location.of(config.input.store, config.input.storage_options)
+        variable = where.join(config.input.array)
+        said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
+        raise PlanError(
+            f"input variable {variable} decodes to {values} because of its integer {said} (as "
+            f"xarray decodes it), and stage {e.data['stage']!r} can overflow {e.data['dtype']} "
+            f"(values up to {e.data['bound']:.3g}): write {' and '.join(ints)} as a float "
+            "to compute on floats",
+            **e.data,
+            variable=variable,
+            attributes=list(ints),
+            fix=f"{' and '.join(ints)} as a float",
+        ) from None
+
+
+def _integer_packing(unpacking: Unpacking | None) -> dict[str, int]:
+    """The packing attributes of ``unpacking`` that are integers (they make xarray decode to
+    an integer dtype)."""
+    if unpacking is None or np.dtype(unpacking.dtype).kind not in "iu":
+        return {}
+    found: dict[str, Any] = {
+        "scale_factor": unpacking.scale_factor,
+        "add_offset": unpacking.add_offset,
+    }
+    return {k: v for k, v in found.items() if isinstance(v, int)}

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import InputError, PipelineError
 from pipeline.ops import stages
-from pipeline.planning.variable import decoding, with_output_array
+from pipeline.planning.variable import decoding, values_chain, with_output_array
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.location import Location
 
@@ -56,8 +56,7 @@ def verify(
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
-    values = np.dtype(unpack.dtype) if unpack else native
-    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
+    chain = values_chain(config, native, unpack)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
         raise PipelineError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "

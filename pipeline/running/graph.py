@@ -15,6 +15,7 @@ through an explicit ``to_device``/``to_host`` step.
 from __future__ import annotations
 
 import functools
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,10 @@ def block_tasks(
     and its keys in the order of ``indices``. Each task returns the block's statistics
     (:data:`~pipeline.running.tasks.STATS`)."""
     run = functools.partial(tasks.run_block, source, sink, chain, backend)
-    name = "pipeline-block-" + tokenize(source, sink, chain, backend)
+    # a name of this run's own: the keys of a run interrupted on the same client (a notebook)
+    # may still be cancelled on the scheduler when the resume submits them, which then gets
+    # them cancelled too
+    name = "pipeline-block-" + tokenize(source, sink, chain, backend, uuid.uuid4().hex)
     keys = [(name, *i) for i in indices]
     return {k: (run, tuple(i)) for k, i in zip(keys, indices, strict=True)}, keys
 

@@ -166,6 +166,58 @@ def _consolidated_as(plan: Plan, attrs: dict[str, Any]) -> bool:
     return held is not None and held.get("pipeline") == attrs.get("pipeline")
 
 
+def replaced_coordinates(plan: Plan) -> list[str]:
+    """The arrays of the output group that a fresh start replaces ([] for an output written as
+    an array alone): the coordinates this pipeline recorded writing there (in the output
+    variable's ``pipeline`` record, or the run record of a run stopped while creating it), and
+    those this run writes (an array of that name is replaced, whoever wrote it)."""
+    variable = plan.carried.variable
+    if output_group(plan) is None or variable is None:
+        return []
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    names = [*_names(recorded_run(plan).get("coordinates")), *_names(manifest.get("coordinates"))]
+    own = plan.output.path.rpartition("/")[2]
+    return [n for n in dict.fromkeys([*names, *variable.coords]) if n != own]
+
+
+def _names(recorded: Any) -> list[str]:
+    """The array names in a recorded list (those that name a member of the group itself)."""
+    if not isinstance(recorded, list):
+        return []
+    return [n for n in recorded if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+
+
+def check_frame_fits(plan: Plan) -> None:
+    """Refuse (OutputError, before anything is deleted) an output Dataset whose group keeps
+    an array that something else wrote with a dimension of another size than the input's
+    (xarray holds one size per dimension in a Dataset): fields ``output``, ``array`` (the
+    kept one), ``dimension``, ``size`` (its), ``input_size``."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None:
+        return
+    replaced = set(replaced_coordinates(plan))
+    store = plan.output.location.zarr_store(read_only=True)
+    for name in _beside(plan):
+        if name in replaced:
+            continue
+        for dim, size in datasets.array_sizes(store, _key(group, name)).items():
+            wanted = variable.sizes.get(dim)
+            if wanted is not None and wanted != size:
+                where = plan.output.location.join(plan.output.path)
+                raise OutputError(
+                    f"cannot write {where}: its group keeps the array {name!r} (not written by "
+                    f"this pipeline) whose dimension {dim!r} has {size} elements, but the "
+                    f"input's has {wanted}, and a Dataset has one size per dimension: choose "
+                    "another output.store or output.array, or remove that array",
+                    output=where,
+                    array=name,
+                    dimension=dim,
+                    size=size,
+                    input_size=wanted,
+                )
+
+
 def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
     """'fresh' (create the output), 'resume' or 'done'; or an OutputError saying why not.
 
@@ -182,6 +234,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             raise OutputError(ledger.busy_message(holder), output=where)
     state = output_state(plan)
     if state == "absent":
+        check_frame_fits(plan)
         return "fresh"
     if state == "not-zarr":
         listed = plan.output.location.list(plan.output.path) or _beside(plan)
@@ -193,6 +246,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             output=where,
         )
     if overwrite:
+        check_frame_fits(plan)
         return "fresh"
     if resume:
         return _resume_start(plan, state, where)
@@ -329,6 +383,10 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         # output made from another config or input can still name what changed
         "identity": plan.identity,
     }
+    if plan.carried.frame and plan.carried.variable is not None:
+        # what a later --overwrite removes (xarray's append keeps an array's old dtype,
+        # attributes and size, and a coordinate the input no longer has would stay attached)
+        doc["coordinates"] = list(plan.carried.variable.coords)
     doc.update(extra or {})
     return {"pipeline": doc}
 
@@ -360,21 +418,25 @@ def create(plan: Plan) -> None:
     ledger = plan.sink.ledger
     assert ledger is not None
     group = output_group(plan)
+    replaced = replaced_coordinates(plan)  # read before the records that name them go
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     for meta in GROUP_METADATA if group is not None else ():
         o.location.delete(_key(group or "", meta))
+    for name in replaced:
+        o.location.delete(_key(group or "", name), recursive=True)
     ledger.clear_done()
     ledger.delete_manifest()
     arrays.clear_array(o.location, o.path, keep=RECORD)
-    ledger.write_manifest(
-        {
-            "fingerprint": plan.fingerprint(),
-            "identity": plan.identity,
-            "version": __version__,
-            "started": _now(),
-        }
-    )
+    manifest = {
+        "fingerprint": plan.fingerprint(),
+        "identity": plan.identity,
+        "version": __version__,
+        "started": _now(),
+    }
+    if replaced:  # the coordinates this run writes, or wrote before it stopped
+        manifest["coordinates"] = replaced
+    ledger.write_manifest(manifest)
     if group is not None:
         assert plan.carried.variable is not None
         datasets.write_frame(

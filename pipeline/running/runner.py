@@ -383,7 +383,7 @@ def _compute(
             with contextlib.suppress(Exception):  # the scheduler may be gone
                 client.cancel(futures)
             if isinstance(e, KeyboardInterrupt):
-                raise Interrupted() from None
+                raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
             if _lost_scheduler(e):
                 raise PipelineError(
                     f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "

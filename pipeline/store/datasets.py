@@ -36,13 +36,20 @@ class Variable:
     ``coordinates`` attribute names"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
+    sizes: dict[str, int] = field(default_factory=dict, compare=False)
+    """the size of each dimension of the variable and of its coordinates"""
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """zarr warns that v3 consolidated metadata is not in the spec yet: not the user's concern."""
+    """zarr warns that v3 consolidated metadata, and string dtypes (which xarray writes for a
+    coordinate of strings, and the output keeps as xarray would), are not in the v3 spec yet:
+    not the user's concern, and they came past ``-q``."""
+    from zarr.errors import UnstableSpecificationWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
         yield
 
 
@@ -78,6 +85,9 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     members = {k: v for k, v in group.arrays()}
     wanted = list(dims) + str(attrs.get("coordinates", "")).split()
     coords = tuple(n for n in dict.fromkeys(wanted) if n in members and n != name)
+    sizes = dict(zip(dims, arr.shape, strict=True))
+    for c in coords:
+        sizes.update(dict(zip(dims_of(members[c]) or (), members[c].shape, strict=False)))
     return Variable(
         group=group_path,
         name=name,
@@ -85,7 +95,21 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         attrs=attrs,
         coords=coords,
         consolidated=_consolidated(group),
+        sizes=sizes,
     )
+
+
+def array_sizes(store: Any, path: str) -> dict[str, int]:
+    """{dimension name: size} of the array at ``path`` of ``store``; {} when nothing there is
+    an array with dimension names (xarray does not see it as a variable)."""
+    import zarr
+
+    try:
+        with _quiet():
+            arr = zarr.open_array(store=store, path=path, mode="r")
+    except Exception:
+        return {}
+    return dict(zip(dims_of(arr) or (), arr.shape, strict=False))
 
 
 def dataset_variable_name(store: Any, path: str) -> str:
@@ -120,16 +144,19 @@ def _exists(group: Any, key: str) -> bool:
 def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
     v3): the input group's attributes and the coordinate variables, read and written by xarray
-    (values, attributes and time encodings as xarray round-trips them; chunking and codecs its
-    defaults). Arrays already in the group stay; the coordinates are replaced."""
+    (values, dtypes, attributes, time encodings and chunks as xarray round-trips them; codecs
+    its defaults). Arrays already in the group stay: the caller removes those the coordinates
+    replace first (xarray's append mode keeps an existing array's dtype and attributes, and
+    refuses one of another size)."""
     import xarray as xr
 
     with _quiet():
-        ds = xr.open_zarr(src_store, group=var.group or None, consolidated=None, chunks=None)
+        ds = xr.open_zarr(
+            src_store, group=var.group or None, consolidated=var.consolidated, chunks=None
+        )
         frame = ds.drop_vars([v for v in ds.variables if v not in var.coords])
         for v in frame.variables.values():
-            for key in (
-                "chunks",
+            for key in (  # the input's codecs and v2 settings, which a v3 output does not take
                 "preferred_chunks",
                 "compressor",
                 "compressors",
