@@ -127,3 +127,56 @@ def test_every_import_maps_to_a_distribution() -> None:
         if not providers(module)
     }
     assert not unknown, f"no distribution is known for {unknown}: add it to NOT_INSTALLED_HERE"
+
+
+# --------------------------------------------------------------------------------------------
+# Floors: CI installs exactly the lower end of the supported range.
+
+#: The libraries whose behaviour the pipeline's results depend on: their floors must be pinned.
+PINNED = {
+    "numpy",
+    "zarr",
+    "numcodecs",
+    "dask",
+    "distributed",
+    "pydantic",
+    "fsspec",
+    "google-crc32c",
+}
+
+
+def floors() -> dict[str, str]:
+    """{distribution: its floor} of every requirement of pyproject.toml that has one."""
+    project = PYPROJECT["project"]
+    extras = project["optional-dependencies"].values()
+    out = {}
+    for r in [*project["dependencies"], *(r for extra in extras for r in extra)]:
+        floor = re.search(r">=\s*([^,;\s]+)", r)
+        if floor:
+            out[requirement_name(r)] = floor.group(1)
+    return out
+
+
+def pins() -> dict[str, str]:
+    """{distribution: version} of the ``==`` pins of constraints/floors.txt."""
+    text = (ROOT / "constraints" / "floors.txt").read_text()
+    found = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$", text, re.M)
+    return {normalise(name): version for name, version in found}
+
+
+def test_the_constraints_pin_the_floors() -> None:
+    pinned, floor = pins(), floors()
+    assert not PINNED - set(pinned), f"not pinned: {PINNED - set(pinned)}"
+    differ = {name: (v, floor.get(name)) for name, v in pinned.items() if v != floor.get(name)}
+    assert not differ, f"constraints/floors.txt's pins differ from the floors: {differ}"
+
+
+def test_the_test_environment_installs_the_floors() -> None:
+    """`make test` (CI) creates its venv with the constraints; a GPU host's GPU libraries pin
+    their own dask, so there the constraints are left out."""
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(
+        r"^CONSTRAINTS \?= \$\(if \$\(GPU_EXTRA\),,constraints/floors\.txt\)$", make, re.M
+    )
+    assert re.search(r"pip install .*\$\(if \$\(CONSTRAINTS\),-c \$\(CONSTRAINTS\)\) -e ", make)
+    assert re.search(r"^\$\(VENV\)/\.installed: .*constraints/floors\.txt", make, re.M)
