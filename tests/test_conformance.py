@@ -259,6 +259,21 @@ CASES = [
         "zarr3-numcodecs-delta-filter",  # an array-to-array codec only Zarr decodes
         zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")]),
     ),
+    # numcodecs' implementations of zstd and crc32c: the same bytes as zarr-python's
+    Case("zarr3-numcodecs-zstd", zarr3(compressors=lambda: [numcodecs.zarr3.Zstd(level=1)])),
+    Case(
+        "zarr3-numcodecs-zstd-crc32c",
+        zarr3(compressors=lambda: [numcodecs.zarr3.Zstd(level=1), numcodecs.zarr3.CRC32C()]),
+    ),
+    Case(
+        "zarr3-numcodecs-crc32c-at-start",  # not Zarr's crc32c: the checksum comes first
+        zarr3(
+            compressors=lambda: [
+                numcodecs.zarr3.Zstd(level=1),
+                numcodecs.zarr3.CRC32C(location="start"),
+            ]
+        ),
+    ),
     Case("zarr3-v2-chunk-keys", zarr3(chunk_key_encoding={"name": "v2", "separator": "."})),
     Case("zarr3-dot-separator", zarr3(chunk_key_encoding={"name": "default", "separator": "."})),
     Case(
@@ -283,6 +298,8 @@ CASES = [
     Case("zarr2-lzma", zarr2("int16", compressors=numcodecs.LZMA())),
     Case("zarr2-lz4", zarr2(compressors=numcodecs.LZ4())),
     Case("zarr2-no-compressor", zarr2(compressors=None)),
+    Case("zarr2-crc32c-at-end", zarr2(compressors=numcodecs.CRC32C())),
+    Case("zarr2-crc32c-at-start", zarr2(compressors=numcodecs.CRC32C(location="start"))),
     Case("zarr2-order-f", zarr2(order="F")),
     Case("zarr2-order-f-missing", zarr2("int16", order="F", fill_value=3, drop=True)),
     Case("zarr2-slash-separator", zarr2(chunk_key_encoding={"name": "v2", "separator": "/"})),
