@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from pipeline.errors import Interrupted, PipelineError
+from pipeline.errors import ConfigError, Interrupted, PipelineError
 from pipeline.reporting.tables import print_rows
 
 log = logging.getLogger("pipeline")
@@ -294,7 +294,11 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         import importlib.util
 
         if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
-            raise PipelineError("--report needs bokeh, which draws the report: pip install bokeh")
+            raise ConfigError(
+                "--report needs bokeh, which draws the report: pip install bokeh",
+                option="--report",
+                library="bokeh",
+            )
     opts = RunOptions(
         overwrite=args.overwrite,
         resume=args.resume,

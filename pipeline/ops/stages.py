@@ -278,7 +278,8 @@ def plan_chain(
     ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
     Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
     a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
-    under ``policy``.
+    under ``policy`` (fields ``stage``, ``position``, ``dtype``: the integer type it overflows,
+    ``values``: the interval of the stage's results).
     """
     dtype = np.dtype(dtype)
     check_dtype(dtype)
@@ -297,19 +298,31 @@ def plan_chain(
                 if wider is None:
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
-                        f"{max(abs(worst.lo), abs(worst.hi)):.3g}); convert the input to float64"
+                        f"{max(abs(worst.lo), abs(worst.hi)):.3g}); convert the input to float64",
+                        stage=name,
+                        position=position,
+                        dtype=str(out),
+                        values=(worst.lo, worst.hi),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
                     raise PlanError(
                         f"stage {name!r} needs a wider integer than {current} offers; "
-                        "convert the input to float64"
+                        "convert the input to float64",
+                        stage=name,
+                        position=position,
+                        dtype=str(current),
+                        values=(worst.lo, worst.hi),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
                     f"{max(abs(worst.lo), abs(worst.hi)):.3g}); set integer_overflow: promote "
-                    "or convert the input to float64"
+                    "or convert the input to float64",
+                    stage=name,
+                    position=position,
+                    dtype=str(out),
+                    values=(worst.lo, worst.hi),
                 )
             rng = worst
         elif out.kind == "f":

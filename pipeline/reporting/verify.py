@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError, PipelineError
 from pipeline.ops import stages
 from pipeline.store import arrays, grid
 from pipeline.store.location import Location
@@ -37,8 +37,9 @@ def verify(
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
 
-    Raises InputError for an unfinished input (an interrupted generate or run), PipelineError
-    for no output."""
+    Raises InputError for an unfinished input (an interrupted generate or run), OutputError
+    for no output (``status`` 'absent') or one of another shape or dtype than the config
+    makes (``shape``, ``dtype`` and the ``expected_shape``, ``expected_dtype``)."""
     loc_in = Location.of(config.input.store, config.input.storage_options)
     loc_out = Location.of(config.output.store, config.output.storage_options)
     src = arrays.open_zarr_array(loc_in, config.input.array)
@@ -47,16 +48,22 @@ def verify(
     try:
         dst = arrays.open_zarr_array(loc_out, config.output.array)
     except PipelineError:
-        raise PipelineError(
-            f"no output at {loc_out.join(config.output.array)}: run the pipeline first"
+        where = loc_out.join(config.output.array)
+        raise OutputError(
+            f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     chain = stages.plan_chain(config.stage_specs(), native, config.integer_overflow)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
-        raise PipelineError(
+        raise OutputError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
-            f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?"
+            f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?",
+            output=loc_out.join(config.output.array),
+            shape=tuple(dst.shape),
+            dtype=str(dst.dtype),
+            expected_shape=tuple(src.shape),
+            expected_dtype=str(chain[-1].out_dtype),
         )
     block = tuple(dst.shards or dst.chunks)
     block_grid = grid.grid_shape(tuple(src.shape), block)

@@ -276,7 +276,9 @@ class _Startup:
             except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 raise ClusterError(
                     f"the local Dask cluster did not start ({e}); check the config's "
-                    "cluster section (dashboard address, workers, memory limits)"
+                    "cluster section (dashboard address, workers, memory limits)",
+                    address="local",
+                    reason="did-not-start",
                 ) from None
             if self.cancelled.is_set():
                 return

@@ -42,7 +42,8 @@ def _real(loc: Location, path: str) -> str:
 
 
 def check_not_overlapping(plan: Plan) -> None:
-    """Refuse an output equal to, inside, or containing the input."""
+    """Refuse an output equal to, inside, or containing the input (OutputError: ``output``,
+    ``input``, and ``relation``: 'is', 'is inside' or 'contains')."""
     a = _real(plan.input.location, plan.input.path)
     b = _real(plan.output.location, plan.output.path)
     if plan.input.location.is_local != plan.output.location.is_local:
@@ -50,14 +51,19 @@ def check_not_overlapping(plan: Plan) -> None:
     sep = "/"
     if a == b or b.startswith(a + sep) or a.startswith(b + sep):
         rel = "is" if a == b else ("is inside" if b.startswith(a + sep) else "contains")
-        raise PipelineError(
+        raise OutputError(
             f"the output {b} {rel} the input {a}; the input is never modified: choose an "
-            "output.store elsewhere"
+            "output.store elsewhere",
+            output=b,
+            input=a,
+            relation=rel,
         )
 
 
 def check_writable(loc: Location) -> None:
-    """Refuse an output location that cannot be written (before anything is written)."""
+    """Refuse an output location that cannot be written, before anything is written
+    (OutputError: ``output``; for a local path also ``directory``, the nearest existing one,
+    which cannot be written)."""
     if loc.is_local:
         probe = loc.url
         while not os.path.exists(probe):
@@ -66,9 +72,11 @@ def check_writable(loc: Location) -> None:
                 break
             probe = parent
         if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-            raise PipelineError(
+            raise OutputError(
                 f"cannot write the output at {loc.url}: {probe} is not a writable directory; "
-                "choose another output.store or fix its permissions"
+                "choose another output.store or fix its permissions",
+                output=loc.url,
+                directory=probe,
             )
         return
     loc.writable_probe()
@@ -110,13 +118,17 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
     two runs' blocks); a refusal names what changed (the error's ``changed``).
 
+    The error's fields: ``output`` (where), ``status`` (what is there, as
+    :func:`output_state` says), ``changed`` (for a stale output), ``holder`` (for an output
+    another run is writing: its ``pid``, ``host``, ``since``).
+
     Reads only: nothing is written before this has decided (and the lock is taken)."""
     where = plan.output.location.join(plan.output.path)
     ledger = plan.sink.ledger
     if ledger is not None:
         holder = ledger.holder()
         if holder is not None:
-            raise OutputError(ledger.busy_message(holder), output=where)
+            raise ledger.busy(holder)
     state = output_state(plan)
     if state == "absent":
         return "fresh"
@@ -127,6 +139,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             "the pipeline never deletes it, even with --overwrite: choose another output.store "
             "or remove it yourself",
             output=where,
+            status=state,
         )
     if overwrite:
         return "fresh"
@@ -145,6 +158,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             raise OutputError(
                 f"{where} is complete, but {said(changed)}: `run --overwrite` recomputes it",
                 output=where,
+                status=state,
                 changed=[part for part, _ in changed],
             )
         return "done"
@@ -153,18 +167,23 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             f"{where} exists but was not written by this pipeline; nothing to resume "
             "(use --overwrite to replace it)",
             output=where,
+            status=state,
         )
     if state == "remains":
         raise OutputError(
             f"{where} holds the remains of an output that a stopped run was replacing; "
             "nothing to resume: `run --overwrite` starts over",
             output=where,
+            status=state,
         )
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger else None
     if manifest is None:
         raise OutputError(
-            f"{where} has no run record to resume from; use --overwrite", output=where
+            f"{where} has no run record to resume from; use --overwrite",
+            output=where,
+            status=state,
+            changed=[],
         )
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
@@ -172,6 +191,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             f"cannot resume {where}: {said(changed)} since the interrupted run; resume "
             "with the same config and input, or `run --overwrite` to start over",
             output=where,
+            status=state,
             changed=[part for part, _ in changed],
         )
     return "resume"
@@ -184,18 +204,23 @@ def _exists(state: str, where: str) -> OutputError:
             f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over",
             output=where,
+            status=state,
         )
     if state == "remains":
         return OutputError(
             f"{where} holds the remains of an output that a stopped run was replacing: "
             "`run --overwrite` starts over",
             output=where,
+            status=state,
         )
     if state == "complete":
-        return OutputError(f"{where} already exists; pass --overwrite to replace it", output=where)
+        return OutputError(
+            f"{where} already exists; pass --overwrite to replace it", output=where, status=state
+        )
     return OutputError(
         f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
         output=where,
+        status=state,
     )
 
 

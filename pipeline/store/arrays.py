@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -232,13 +232,19 @@ def _checked_grid(
 
 
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
-    """Open an array with Zarr, turning the usual mistakes into one-line errors."""
+    """Open an array with Zarr, turning the usual mistakes into one-line errors: InputError
+    with ``store`` (its URL), ``array`` (the path in it) and ``status``: 'absent' (no store,
+    or no array at the path), 'unreadable' (metadata Zarr cannot read; ``reason`` says why)
+    or 'group' (a group, not an array; ``arrays``: the arrays in it)."""
     import zarr
 
     if not location.exists():
-        raise PipelineError(
+        raise InputError(
             f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
-            "or fix input.store"
+            "or fix input.store",
+            store=location.url,
+            array=path,
+            status="absent",
         )
     try:
         with warnings.catch_warnings():
@@ -249,17 +255,30 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
                 store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
             )
     except FileNotFoundError:
-        raise PipelineError(
-            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
+        raise InputError(
+            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
+            store=location.url,
+            array=path,
+            status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
-        raise PipelineError(f"cannot open {location}/{path}: {type(e).__name__}: {e}") from None
+        raise InputError(
+            f"cannot open {location}/{path}: {type(e).__name__}: {e}",
+            store=location.url,
+            array=path,
+            status="unreadable",
+            reason=f"{type(e).__name__}: {e}",
+        ) from None
     if isinstance(node, zarr.Group):
         members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
-        raise PipelineError(
+        raise InputError(
             f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
-            f"path{hint}"
+            f"path{hint}",
+            store=location.url,
+            array=path,
+            status="group",
+            arrays=members,
         )
     return node
 
