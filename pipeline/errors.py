@@ -112,8 +112,8 @@ class ClusterError(PipelineError):
 
     Fields: ``reason`` ('unreachable', 'not-scheduler', 'http', 'not-dask', 'no-workers',
     'malformed', 'did-not-start', 'lost', 'workers-died'), ``address`` (the scheduler's, or
-    'local' for a local cluster),
-    ``task`` (the one workers died running).
+    'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
+    one workers died running).
     """
 
 

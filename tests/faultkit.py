@@ -366,6 +366,23 @@ def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
         log_w.close()
 
 
+def refused(*args: Any) -> Any:
+    """The error a refused command raises: ``python -m pipeline ARGS`` run in this process with
+    ``--debug``, which lets the error through instead of printing its line. Asserted to be a
+    :class:`~pipeline.errors.PipelineError` whose message is one line (that the line is what
+    the command prints without ``--debug``: tests/test_errors.py)."""
+    import pytest
+
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError) as e:
+        main(["--debug", *(str(a) for a in args)])
+    message = str(e.value)
+    assert message and "\n" not in message, f"not one line: {message!r}"
+    return e.value
+
+
 def one_line_error(err: str) -> str:
     """The single stderr line of a refused run (asserted to be exactly one, no traceback)."""
     lines = [ln for ln in err.splitlines() if ln.strip()]

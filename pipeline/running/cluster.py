@@ -410,6 +410,7 @@ def join(address: str, timeout: float) -> Client:
             "raise cluster.timeout",
             address=address,
             reason="unreachable",
+            timeout=timeout,
         ) from None
     try:
         client.wait_for_workers(1, timeout=max(left(), 0.1))
@@ -474,6 +475,7 @@ def _wait_listening(
                     "address, or raise cluster.timeout",
                     address=address,
                     reason="unreachable",
+                    timeout=timeout,
                 ) from None
             time.sleep(0.1)
 
@@ -521,6 +523,7 @@ def _not_a_scheduler(
         "the address (the scheduler's default port is 8786), or raise cluster.timeout",
         address=address,
         reason="not-dask",
+        timeout=timeout,
     )
 
 
