@@ -366,21 +366,29 @@ def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
         log_w.close()
 
 
-def refused(*args: Any) -> Any:
-    """The error a refused command raises: ``python -m pipeline ARGS`` run in this process with
-    ``--debug``, which lets the error through instead of printing its line. Asserted to be a
-    :class:`~pipeline.errors.PipelineError` whose message is one line (that the line is what
-    the command prints without ``--debug``: tests/test_errors.py)."""
-    import pytest
-
+def error_of(*args: Any) -> Any:
+    """The error ``python -m pipeline ARGS`` raises, or None when it succeeds: the command line
+    run in this process with ``--debug``, which lets the error through instead of printing its
+    line (that the line is what the command prints without ``--debug``: tests/test_errors.py).
+    An error's message is asserted to be one line."""
     from pipeline.cli import main
     from pipeline.errors import PipelineError
 
-    with pytest.raises(PipelineError) as e:
-        main(["--debug", *(str(a) for a in args)])
-    message = str(e.value)
-    assert message and "\n" not in message, f"not one line: {message!r}"
-    return e.value
+    try:
+        rc = main(["--debug", *(str(a) for a in args)])
+    except PipelineError as e:
+        assert str(e) and "\n" not in str(e), f"not one line: {e!r}"
+        return e
+    assert rc == 0, f"exit status {rc} without a PipelineError"
+    return None
+
+
+def refused(*args: Any) -> Any:
+    """The :class:`~pipeline.errors.PipelineError` that ``python -m pipeline ARGS`` is refused
+    with (see :func:`error_of`); fails the test when the command succeeds."""
+    e = error_of(*args)
+    assert e is not None, f"not refused: pipeline {' '.join(str(a) for a in args)}"
+    return e
 
 
 def one_line_error(err: str) -> str:

@@ -232,7 +232,7 @@ def _execute(
             finished = True
             return summary
     except OSError as e:
-        full = disk_full(e, "the output")
+        full = disk_full(e, plan.output.location.join(plan.output.path))
         if full is not None:
             raise full from None
         raise
