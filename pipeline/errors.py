@@ -83,8 +83,9 @@ class OutputError(PipelineError):
     Fields: ``output`` (where), and as they apply ``status`` (what is there: 'absent',
     'complete', 'incomplete', 'remains', 'foreign', 'not-zarr'), ``changed`` (what differs
     from the run that made it), ``holder`` (the run holding its lock: ``pid``, ``host``,
-    ``since``), ``lock``, ``directory`` (the one that cannot be written), ``input`` and
-    ``relation`` (an output overlapping the input).
+    ``since``), ``lock``, ``directory`` (the one that cannot be written), ``archive`` (the
+    kind of archive it is inside), ``input`` and ``relation`` (an output overlapping the
+    input).
     """
 
 
