@@ -559,8 +559,13 @@ def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) ->
     assert rc == 1
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "'1.2'" in lines[0] and str(tmp_path / "in.zarr") in lines[0]
     assert "Traceback" not in err
+    # the same error, from the worker that met it, with its data
+    from tests.faultkit import refused
+
+    e = refused("run", cfg, "--progress", "none", "--overwrite")
+    assert isinstance(e, ChunkError) and lines[0] == f"error: {e}"
+    assert (e.store, e.key) == (str(tmp_path / "in.zarr"), "1.2")
 
 
 def test_missing_chunks_are_not_damage(tmp_path: Path, backend_client) -> None:

@@ -16,8 +16,9 @@ from pipeline.config.reference import (
     schema_markdown,
     with_reference,
 )
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError
 from pipeline.ops.stages import REGISTRY
+from tests.faultkit import refused
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -54,7 +55,11 @@ def test_schema_command_prints_and_updates(tmp_path, cli) -> None:
     )
     doc.write_text("no markers")
     rc, _, err = cli("schema", "--update", doc)
-    assert rc == 1 and "markers" in err
+    assert rc == 1
+    e = refused("schema", "--update", doc)
+    assert isinstance(e, OutputError) and e.markers == (REFERENCE_BEGIN, REFERENCE_END)
+    assert err == f"error: {e}\n"
+    assert doc.read_text() == "no markers"
 
 
 def test_makefile_has_docs_target() -> None:
@@ -104,5 +109,7 @@ def test_design_covers_every_module() -> None:
 
 
 def test_with_reference_needs_markers() -> None:
-    with pytest.raises(PipelineError, match="markers"):
-        with_reference("nothing here")
+    for text in ("nothing here", f"only {REFERENCE_BEGIN}", f"only {REFERENCE_END}"):
+        with pytest.raises(OutputError) as e:
+            with_reference(text)
+        assert e.value.markers == (REFERENCE_BEGIN, REFERENCE_END)
