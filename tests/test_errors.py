@@ -420,3 +420,27 @@ def test_an_output_on_a_read_only_file_system_is_refused(tmp_path: Path, cli) ->
         assert not (ro / "sub").exists()
     finally:
         subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def test_every_error_the_package_raises_has_a_kind_and_data() -> None:
+    """Read from the source: no bare PipelineError is made, and every error of
+    :mod:`pipeline.errors` is made with its data as keyword fields."""
+    import ast
+
+    import pipeline.errors as errors
+
+    kinds = {
+        name
+        for name, obj in vars(errors).items()
+        if isinstance(obj, type) and issubclass(obj, errors.PipelineError)
+    }
+    package = Path(errors.__file__).parent
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            name = node.func.id
+            if name in kinds and (name == "PipelineError" or not node.keywords):
+                bad.append(f"{path.relative_to(package)}:{node.lineno} {name}")
+    assert not bad, f"errors made without a kind or without data: {bad}"
