@@ -52,10 +52,12 @@ def config_doc(
     store: Path, array: str, output: Path, backend: str, **sections: Any
 ) -> dict[str, Any]:
     """A run's config as a plain document: the input at ``store``/``array``, the benchmarks'
-    stages, the output replaced on every run; ``sections`` merged in (``cluster={...}``)."""
+    stages, the output (an array at the root of ``output``, even for a Dataset variable, so
+    every workload writes the same thing) replaced on every run; ``sections`` merged in
+    (``cluster={...}``)."""
     doc: dict[str, Any] = {
         "input": {"store": str(store), "array": array},
-        "output": {"store": str(output), "overwrite": True},
+        "output": {"store": str(output), "array": "", "overwrite": True},
         "stages": STAGES,
         "backend": backend,
     }

@@ -13,7 +13,8 @@ import sys
 import threading
 from typing import Any
 
-from pipeline.errors import ConfigError, Interrupted, PipelineError
+from pipeline._version import __version__
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.reporting.tables import print_rows
 
 log = logging.getLogger("pipeline")
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="only errors and the summary (no progress)"
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"pipeline {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(name: str, help: str) -> argparse.ArgumentParser:
@@ -290,15 +292,6 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
 def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
-    if args.report:
-        import importlib.util
-
-        if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
-            raise ConfigError(
-                "--report needs bokeh, which draws the report: pip install bokeh",
-                option="--report",
-                library="bokeh",
-            )
     opts = RunOptions(
         overwrite=args.overwrite,
         resume=args.resume,

@@ -104,6 +104,9 @@ class Case:
     write: Callable[[Path], None]
     array: str = ""
     """the array's path in the store ('' at the root)"""
+    output: str = ""
+    """the output's path in its store: by default the variable's name for a variable of an
+    xarray Dataset (the output is a Dataset too), else the root"""
 
 
 def zarr3(dtype: str = "float32", drop: bool = False, **kw: Any) -> Callable[[Path], None]:
@@ -353,8 +356,8 @@ CASES = [
         ),
     ),
     # xarray
-    Case("xarray-v2-dataset", xarray_dataset(2), array="temp"),
-    Case("xarray-v3-dataset", xarray_dataset(3), array="temp"),
+    Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
+    Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
 ]
 
 
@@ -404,7 +407,7 @@ def test_output_is_numpys_chain_over_what_zarr_reads(tmp_path: Path, backend_cli
         x = zarr.open_array(str(tmp_path / "in.zarr"), path=case.array, mode="r")[...]
     summary = _run(tmp_path, backend_client, case.array)
     assert summary.status == "complete"
-    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    y = zarr.open_array(str(tmp_path / "out.zarr"), path=case.output, mode="r")
     want = chain(np.asarray(x).astype(y.dtype))
     got = y[...]
     if backend_client[0] == "gpu" and y.dtype == np.float16:  # float16 kernels drop payloads
@@ -413,7 +416,8 @@ def test_output_is_numpys_chain_over_what_zarr_reads(tmp_path: Path, backend_cli
         assert same_bits(got, want), f"{case.id}: the output differs from NumPy's chain"
     assert y.attrs["pipeline"]["status"] == "complete"
     ts = pytest.importorskip("tensorstore")
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
+    out = tmp_path / "out.zarr" / case.output
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(out)}}
     assert same_bits(ts.open(spec).result().read().result(), got)
 
 
@@ -506,6 +510,27 @@ def _short_frame_in_shard(p: Path) -> None:
     p.write_bytes(body + index + google_crc32c.value(index).to_bytes(4, "little"))
 
 
+def _cut_frame_in_shard(p: Path) -> None:
+    """The shard's first inner frame cut to half its bytes, with a valid index and crc32c
+    pointing at what is left (the frames after it moved up)."""
+    import google_crc32c
+
+    raw = p.read_bytes()
+    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    k = 16 * n + 4
+    table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2)
+    frames = [raw[o : o + s] for o, s in table]
+    frames[0] = frames[0][: len(frames[0]) // 2]
+    sizes = [len(f) for f in frames]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index = np.stack([offsets, sizes], -1).astype("<u8").tobytes()
+    p.write_bytes(b"".join(frames) + index + google_crc32c.value(index).to_bytes(4, "little"))
+
+
+#: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
+#: as they are inside the frame (and so is everything at clevel 0).
+_BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -516,6 +541,21 @@ DAMAGES = [
     ("v2-truncated", _zarr2_zstd, "0.0", _truncate),
     ("v2-blosc-truncated", zarr2(), "1.1", _truncate),
     ("v2-gzip-truncated", zarr2(compressors=numcodecs.GZip()), "1.1", _truncate),
+    ("v2-blosc-clevel0-cut", zarr2(compressors=numcodecs.Blosc(clevel=0)), "2.1", _truncate),
+    ("v2-blosc-lz4-cut", zarr2(compressors=numcodecs.Blosc(cname="lz4")), "0.2", _truncate),
+    ("v3-blosc-cut", zarr3(compressors=_BLOSC_LZ4), "c/1/1", _truncate),
+    (
+        "v3-transpose-blosc-cut",
+        zarr3(filters=[TransposeCodec(order=(1, 0))], compressors=_BLOSC_LZ4),
+        "c/2/1",
+        _truncate,
+    ),
+    (
+        "shard-blosc-cut-frame",
+        sharded(inner=[BytesCodec(), _BLOSC_LZ4]),
+        "c/0/0",
+        _cut_frame_in_shard,
+    ),
     ("v3-zstd-checksum-mismatch", zarr3(compressors=ZstdCodec(checksum=True)), "c/1/1", _flip_crc),
     ("v3-crc32c-mismatch", zarr3(compressors=[ZstdCodec(), Crc32cCodec()]), "c/1/0", _flip_crc),
     ("shard-cut", sharded(), "c/0/0", _truncate),

@@ -35,12 +35,13 @@ NOT_INSTALLED_HERE = {
 }
 
 #: Which requirements each part of the repository may rely on: the package runs with its
-#: dependencies and the optional extras of its features (GPU, S3, UCX); the benchmarks and
-#: the tests may also use the dev extra.
+#: dependencies and the optional extras of its features (GPU, S3, UCX, xarray); the benchmarks
+#: and the tests may also use the dev extra.
+FEATURES = tuple(e for e in PYPROJECT["project"]["optional-dependencies"] if e != "dev")
 ALLOWED = {
-    "pipeline": ("dependencies", "cu12", "cu13", "s3", "ucx-cu12", "ucx-cu13"),
-    "benchmarks": ("dependencies", "cu12", "cu13", "s3", "ucx-cu12", "ucx-cu13", "dev"),
-    "tests": ("dependencies", "cu12", "cu13", "s3", "ucx-cu12", "ucx-cu13", "dev"),
+    "pipeline": ("dependencies", *FEATURES),
+    "benchmarks": ("dependencies", *FEATURES, "dev"),
+    "tests": ("dependencies", *FEATURES, "dev"),
 }
 
 

@@ -4,8 +4,10 @@ examples parse, and DESIGN.md covers every module."""
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -71,6 +73,8 @@ def test_readme_sections() -> None:
     for heading in (
         "## Set up and run",
         "## Quick start",
+        "## Using xarray data",
+        "## Python API",
         "## Several GPUs, and an existing cluster",
         "## What the pipeline guarantees",
         "## Benchmarks",
@@ -81,13 +85,77 @@ def test_readme_sections() -> None:
     assert "dask cuda worker tcp://" in README and "--scheduler tcp://" in README
 
 
-@pytest.mark.parametrize("index", [0, 1])
+YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_readme_has_its_yaml_examples() -> None:
+    assert len(YAML_BLOCKS) == 3  # quick start, stores, xarray
+
+
+@pytest.mark.parametrize("index", range(len(YAML_BLOCKS)))
 def test_readme_yaml_examples_are_valid_configs(index: int) -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", README, re.S)
-    assert len(blocks) == 2
-    data = yaml.safe_load(blocks[index].replace("...", "x"))
+    data = yaml.safe_load(YAML_BLOCKS[index].replace("...", "x"))
     data.setdefault("stages", [{"op": "square"}])
     parse_config(data, f"README.md yaml block {index}")
+
+
+def section(heading: str) -> str:
+    """README's section under ``## heading``, up to the next ``## ``."""
+    start = README.index(f"\n## {heading}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+@pytest.mark.slow
+def test_readme_xarray_workflow_and_python_api_run_as_written(tmp_path: Path) -> None:
+    """The two sections' code, as written, in a fresh directory: the Dataset written with
+    xarray, the config, `python -m pipeline run`, the result opened with xarray (compared here
+    with the input: coordinates, attributes, values to the bit), then the Python API example."""
+    xr = pytest.importorskip("xarray")
+    import subprocess
+    import sys
+
+    from pipeline.ops.stages import apply_chain, plan_chain
+    from tests.faultkit import env
+
+    def python(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args],
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    write, read = blocks(section("Using xarray data"), "python")
+    (config,) = blocks(section("Using xarray data"), "yaml")
+    (api,) = blocks(section("Python API"), "python")
+    (tmp_path / "xr.yaml").write_text(config)
+    python("-c", write)
+    python("-m", "pipeline", "run", "xr.yaml", "--progress", "none")
+    shown = python("-c", read)
+    assert "complete" in shown and "\nK\n" in shown
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = xr.open_zarr(tmp_path / "data/xr/air.zarr").load()
+        out = xr.open_zarr(tmp_path / "data/xr/air-out.zarr").load()
+    for name in ("time", "lat", "lon"):
+        xr.testing.assert_identical(out[name], src[name])
+    assert out.attrs == src.attrs
+    chain = plan_chain(load_config(tmp_path / "xr.yaml").stage_specs(), src["air"].dtype)
+    want = apply_chain(chain, src["air"].values)
+    assert out["air"].dtype == want.dtype
+    assert np.array_equal(out["air"].values.view(np.uint8), want.view(np.uint8))
+    (tmp_path / "api.py").write_text(api)
+    printed = python("api.py")
+    assert printed.startswith("complete ") and "already exists" in printed
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -199,7 +199,7 @@ CASES: dict[str, Case] = {
             ),
         )[1],
         InputError,
-        {"store": _in("in.zarr"), "array": "fields/pressure", "status": "absent"},
+        {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
         ["check input.array"],
     ),
     "group-not-array": Case(

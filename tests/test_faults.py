@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from pipeline.errors import InputError, OutputError, StoreError
 from tests.conftest import STAGES, make_array, read_array, write_config
 from tests.faultkit import (
     cli_process,
+    env,
     error_of,
     expected,
     external_cluster,
@@ -36,6 +38,7 @@ from tests.faultkit import (
     kill_group,
     many_blocks_input,
     markers,
+    one_line_error,
     refused,
     status,
     wait_for_markers,
@@ -382,3 +385,57 @@ def test_gpu_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path)
     assert proc.returncode == 0, err
     assert status(tmp_path / "out.zarr") == "complete"
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
+def _damaged_input(tmp_path: Path) -> Path:
+    """A v2 zstd input with its chunk '1.2' cut to half its bytes; its config."""
+    import numcodecs
+
+    x = np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32)
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        chunks=(4, 5),
+        dtype="float32",
+        zarr_format=2,
+        compressors=numcodecs.Zstd(),
+    )
+    z[...] = x
+    chunk = tmp_path / "in.zarr" / "1.2"
+    chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])
+    return write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+
+
+def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
+    """``verify --all`` after a run that a damaged chunk stopped: one line saying the input
+    cannot be read there and what to do, not the codec's raw error."""
+    cfg = _damaged_input(tmp_path)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 1 and status(tmp_path / "out.zarr") == "incomplete"
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(tmp_path / "in.zarr")
+    (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
+    assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
+    assert "restore it from its source" in line
+
+
+def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:
+    """With the default local cluster (worker processes, whose stderr is the terminal's), a
+    damaged chunk ends the run with its one line: Dask's "Compute Failed" record and its
+    traceback are not printed for the pipeline's own errors."""
+    cfg = _damaged_input(tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--progress", "none", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
+    assert p.returncode == 1
+    line = one_line_error(p.stderr)
+    assert "'1.2'" in line and str(tmp_path / "in.zarr") in line
+    assert status(tmp_path / "out.zarr") == "incomplete"

@@ -709,3 +709,40 @@ def test_generated_frames_carry_valid_checksums(tmp_path: Path, cli, backend: st
     rc, _, err = cli("generate", cfg)
     assert rc == 0, err
     _check_frames(tmp_path / "in.zarr")
+
+
+@pytest.mark.parametrize(
+    ("compressors", "chunks", "shards", "per_thread"),
+    [
+        # zarr-python 2's default (Blosc): decoded on the CPU cores, about 8 blocks a thread
+        (numcodecs.Blosc(cname="lz4", clevel=5, shuffle=1), (4, 1000, 1000), None, 8),
+        # zarr-python 3's default, 16 MB zstd chunks: over nvCOMP's frame limit, CPU decoded
+        ("auto", (4, 1000, 1000), None, 8),
+        # small zstd chunks in shards: nvCOMP decodes them, about 2 blocks a thread
+        ("auto", (1, 40, 1000), (16, 1000, 1000), 2),
+    ],
+)
+def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
+    tmp_path: Path, compressors: Any, chunks: tuple, shards: tuple | None, per_thread: int
+) -> None:
+    """A 6 GB input's automatic blocks: where a GPU run decodes on the CPU, the block aims
+    at about CPU_DECODE_BLOCKS_PER_THREAD blocks per worker thread (so CPU decoding overlaps
+    the GPU's work and the last wave is short); where nvCOMP decodes, at about two. Only the
+    metadata is written: the plan reads nothing else."""
+    shape = (1504, 1000, 1000)
+    zarr_format = 2 if isinstance(compressors, numcodecs.Blosc) else 3
+    zarr.create_array(
+        store=str(tmp_path / "in.zarr"),
+        shape=shape,
+        chunks=chunks,
+        shards=shards,
+        dtype="float32",
+        zarr_format=zarr_format,
+        compressors=compressors,
+    )
+    plan = make_plan(load_config(_quick_config(tmp_path, "gpu")), MACHINES["h100"])
+    slots = plan.cluster.workers * plan.cluster.threads_per_worker
+    expect = math.prod(shape) * 4 // (per_thread * slots)
+    block_bytes = math.prod(plan.block) * 4
+    assert plan.decode_on == ("gpu" if per_thread == 2 else "cpu")
+    assert block_bytes <= expect and plan.n_blocks >= per_thread * slots

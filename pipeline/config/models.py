@@ -111,13 +111,26 @@ class InputConfig(Model):
     generate: GenerateConfig | None = Field(
         None, description="how to create this input (`pipeline generate`)"
     )
+    mask_and_scale: bool = Field(
+        False,
+        description="decode a variable stored packed, as CF and xarray write it (integers "
+        "with scale_factor and add_offset, a _FillValue or missing_value), to its values "
+        "before the stages, exactly as xarray's mask_and_scale decodes them (floats, NaN "
+        "where missing); false: such a variable is refused, since its stored numbers are "
+        "not its values",
+    )
 
 
 class OutputConfig(Model):
     """Where and how the result is written (always Zarr v3)."""
 
     store: str = Field(description="path or fsspec URL of the output store")
-    array: str = Field("", description="path of the array inside the store; '' if the root")
+    array: str | None = Field(
+        None,
+        description="path of the array inside the store; '' for the root; omitted: the input "
+        "variable's name when the input is a variable of an xarray Dataset (the output is "
+        "then a Dataset too, with the input's coordinates), else ''",
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options, as input.storage_options"
     )

@@ -31,6 +31,7 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
             f"({bytes_text(block_bytes)} of input each)",
         ),
         ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
+        *_variable_rows(plan),
     ]
     threads = c.threads_per_worker
     if plan.backend == "gpu":
@@ -61,6 +62,25 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
         )
     )
     rows += [("note", n) for n in plan.notes]
+    return rows
+
+
+def _variable_rows(plan: Plan) -> list[tuple[str, str]]:
+    """What the output carries of an xarray variable, and how packed values are decoded."""
+    k = plan.carried
+    rows = []
+    if k.variable is not None:
+        v = k.variable
+        text = f"dimensions {', '.join(v.dims)}; its attributes carried over"
+        if k.frame:
+            coords = ", ".join(v.coords) or "none"
+            text += (
+                f"; written as a Dataset variable with the input group's coordinates ({coords})"
+                + (" and consolidated metadata" if k.consolidate else "")
+            )
+        rows.append(("variable", text))
+    if k.unpacking is not None:
+        rows.append(("unpacking", f"{k.unpacking.describe()} (input.mask_and_scale)"))
     return rows
 
 

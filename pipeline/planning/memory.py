@@ -90,8 +90,13 @@ def project_memory(
     host_budget: int | None,
     frames_out: int = 1,
     read: ReadCost | None = None,
+    unpacked: np.dtype | None = None,
 ) -> Memory:
     """Upper bounds of the memory one task needs, from the block's bytes.
+
+    ``unpacked``: the dtype packed values are decoded to before the stages (CF unpacking),
+    on the device the stages run on: the decoded block and a mask of its missing elements
+    (one byte each) are held besides the stored block.
 
     ``read`` is what reading the block holds besides the block (:func:`read_cost`; by default
     a block's worth of stored bytes). GPU task, device: the compressed input (~1x), the decoded
@@ -106,8 +111,9 @@ def project_memory(
     bout = math.prod(block) * np.dtype(out_dtype).itemsize
     read = read or ReadCost(stored=int(1.05 * bin_), scratch=0)
     reorder_out = 0 if slab_out else bout
+    unpack = math.prod(block) * (np.dtype(unpacked).itemsize + 1) if unpacked else 0
     if backend == "gpu":
-        dev = bin_ * (2 + (0 if slab_in else 1)) + bout * (2 + (0 if slab_out else 1))
+        dev = bin_ * (2 + (0 if slab_in else 1)) + bout * (2 + (0 if slab_out else 1)) + unpack
         if encode_on == "gpu":  # slots, the compacted frames, and nvCOMP's scratch
             dev += int(bout * 2.05) + NVCOMP_SCRATCH_FIXED + NVCOMP_SCRATCH_PER_FRAME * frames_out
         host = read.stored + read.scratch + int(1.05 * bout)
@@ -118,6 +124,7 @@ def project_memory(
     else:
         dev = 0
         host = read.stored + read.scratch + bin_ + bout + reorder_out + int(1.05 * bout)
+        host += unpack
     return Memory(
         device_per_task=dev,
         host_per_task=host,

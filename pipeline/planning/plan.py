@@ -25,8 +25,10 @@ from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts, visible_gpu_ids
 from pipeline.errors import ConfigError, PlanError
 from pipeline.ops import stages
+from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
+from pipeline.planning.variable import Carried, carried, with_output_array
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -35,6 +37,15 @@ from pipeline.store.location import Location
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
 GPU_FRAME_LIMIT = 4 << 20
+
+#: Blocks per thread an automatic block aims at where a GPU run decodes its input on the CPU
+#: (Blosc, large zstd chunks). Each task then overlaps its CPU decode with other tasks' GPU
+#: work, and the last wave is short: on the H200 host (2026-11-30, 6 GB float32 of 16 MB
+#: chunks on /dev/shm, 3 workers x 4 threads, one run each) 64 MiB blocks (about 8 per thread)
+#: ran v2 Blosc at 4.53 GB/s and zarr-python 3's zstd at 3.19, against 3.91 and 2.70 with
+#: 256 MiB blocks (about 2 per thread: a tail of 0.32 and 0.60 s with one wave in flight) and
+#: 3.34 and 2.63 with 32 MiB blocks (per-task costs).
+CPU_DECODE_BLOCKS_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,14 @@ class Source:
     decode_on: str = "cpu"
     """where the stored units are decoded: 'cpu' (numcodecs, in the task's thread) or 'gpu'
     (nvCOMP, for plain zstd frames small enough for it)"""
+    unpacking: Unpacking | None = None
+    """how the stored elements become values (CF packing, ``input.mask_and_scale``), on the
+    block's device after it is read; None: they are the values"""
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the blocks read: the decoded one when the input is unpacked."""
+        return np.dtype(self.unpacking.dtype) if self.unpacking else self.info.dtype
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,9 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     facts: Facts | None = None
     """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
+    carried: Carried = field(default_factory=Carried)
+    """what the input is besides its values (an xarray variable, its Dataset, its packing),
+    and what the output carries over"""
 
     @property
     def input(self) -> ArrayInfo:
@@ -124,7 +146,7 @@ class Plan:
         GPU and CPU encoders write different bytes). Paths are resolved, so the same store
         spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
-        return {
+        ident = {
             "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
             "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
             "stages": [s.describe() for s in self.chain],
@@ -133,6 +155,9 @@ class Plan:
             "unit": list(self.output.unit),
             "encode_on": self.encode_on,
         }
+        if self.source.unpacking is not None:  # only then: other runs' fingerprints stay
+            ident["unpack"] = self.source.unpacking.describe()
+        return ident
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`identity`."""
@@ -212,6 +237,14 @@ class _Context:
     workers: _Workers
     device_budget: int | None
     host_budget: int
+    carried: Carried = field(default_factory=Carried)
+
+    @property
+    def unpacked(self) -> np.dtype | None:
+        """The dtype the stored elements are decoded to before the stages (None: not
+        decoded)."""
+        u = self.carried.unpacking
+        return np.dtype(u.dtype) if u is not None else None
 
 
 @dataclass(frozen=True)
@@ -239,10 +272,13 @@ def make_plan(
     ``scheduler_workers``/``scheduler_threads`` describe an existing cluster joined by address.
     """
     notes: list[str] = []
+    config = with_output_array(config)
     backend, why = choose_backend(config, facts)
     check_stores_reachable(config)
-    info = input_info(config, notes)
-    chain = stages.plan_chain(config.stage_specs(), info.dtype, config.integer_overflow)
+    info, arr = input_info(config, notes)
+    kept = carried(config, arr, (config.output.array or "").strip("/"))
+    values = np.dtype(kept.unpacking.dtype) if kept.unpacking else info.dtype
+    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
     ctx = _Context(
@@ -253,6 +289,7 @@ def make_plan(
         workers=workers,
         device_budget=_device_budget(config, backend, facts, workers),
         host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+        carried=kept,
     )
     base = blocks.alignment(info, config.output)
     choice = _choose_block(ctx, base)
@@ -281,10 +318,11 @@ def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
     return "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
 
-def input_info(config: Config, notes: list[str]) -> ArrayInfo:
-    """The input's layout, checked readable and finished (InputError otherwise); for an input
-    that ``run`` will generate first (``input.generate`` with ``when_missing``: it does not
-    exist yet, or its generation was interrupted), the layout it will be given."""
+def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]:
+    """The input's layout, checked readable and finished (InputError otherwise), and the
+    Zarr array (opened read-only); for an input that ``run`` will generate first
+    (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
+    interrupted), the layout it will be given, and None."""
     loc = Location.of(config.input.store, config.input.storage_options)
     gen = config.input.generate
     if gen is not None and gen.when_missing:
@@ -292,16 +330,17 @@ def input_info(config: Config, notes: list[str]) -> ArrayInfo:
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
         if not any(loc.exists(k) for k in keys):
             notes.append("the input does not exist yet: `run` generates it first")
-            return planned_input(config)
+            return planned_input(config), None
         if arrays.generation_status(loc, path) == "incomplete":
             notes.append(
                 "the input is unfinished (an interrupted generate): `run` generates it again"
             )
-            return planned_input(config)
-    info = arrays.describe_array(loc, config.input.array)
+            return planned_input(config), None
+    arr = arrays.open_zarr_array(loc, config.input.array)
+    info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     arrays.check_reader_sees_chunks(info)
-    return info
+    return info, arr
 
 
 def planned_input(config: Config) -> ArrayInfo:
@@ -420,7 +459,8 @@ def _device_budget(config: Config, backend: str, facts: Facts, workers: _Workers
 def _choose_block(ctx: _Context, base: Shape) -> _Choice:
     """The config's block (refused unless aligned to ``base``), or for ``auto`` the largest
     whole multiple of ``base`` up to ``chunking.target_bytes`` whose memory fits, small enough
-    that every thread gets about two blocks."""
+    that every thread gets about two blocks (eight where a GPU run decodes on the CPU:
+    :data:`CPU_DECODE_BLOCKS_PER_THREAD`)."""
     info, block = ctx.info, ctx.config.chunking.block
     if block != "auto":
         if not blocks.aligned(block, base, info.shape):
@@ -433,7 +473,8 @@ def _choose_block(ctx: _Context, base: Shape) -> _Choice:
                 multiple_of=base,
             )
         return _choose(ctx, block)
-    per_thread = info.nbytes // max(1, 2 * ctx.workers.count * ctx.workers.threads)
+    per_slot = 2 if ctx.backend == "cpu" or _gpu_decodes(info) else CPU_DECODE_BLOCKS_PER_THREAD
+    per_thread = info.nbytes // max(1, per_slot * ctx.workers.count * ctx.workers.threads)
     target = max(1, min(ctx.config.chunking.target_bytes, per_thread))
     while True:
         choice = _choose(ctx, blocks.grow(base, info.shape, info.dtype.itemsize, target))
@@ -461,6 +502,7 @@ def _choose(ctx: _Context, block: Shape) -> _Choice:
         ctx.host_budget,
         frames_out=math.prod(block) // math.prod(chunk_out),
         read=memory.read_cost(info, block, info.format is not None, decode_on),
+        unpacked=ctx.unpacked,
     )
     return _Choice(block, unit_out, chunk_out, decode_on, encode_on, mem)
 
@@ -562,7 +604,7 @@ def _assemble(
     loc_out = Location.of(config.output.store, config.output.storage_options)
     info_out = ArrayInfo(
         location=loc_out,
-        path=config.output.array.strip("/"),
+        path=(config.output.array or "").strip("/"),
         shape=info.shape,
         dtype=ctx.out_dtype,
         zarr_format=3,
@@ -586,6 +628,7 @@ def _assemble(
             backend=ctx.backend,
             direct=info.format is not None,
             decode_on=choice.decode_on,
+            unpacking=ctx.carried.unpacking,
         ),
         sink=Sink(
             info=info_out,
@@ -615,6 +658,7 @@ def _assemble(
         encode_on=choice.encode_on,
         notes=tuple(notes),
         facts=facts,
+        carried=ctx.carried,
     )
 
 

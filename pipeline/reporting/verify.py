@@ -10,13 +10,15 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import OutputError, PipelineError
+from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
-from pipeline.store import arrays, grid
+from pipeline.planning.variable import decoding, with_output_array
+from pipeline.store import arrays, datasets, grid
 from pipeline.store.location import Location
 
 
@@ -37,29 +39,34 @@ def verify(
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
 
-    Raises InputError for an unfinished input (an interrupted generate or run), OutputError
-    for no output (``status`` 'absent') or one of another shape or dtype than the config
-    makes (``shape``, ``dtype`` and the ``expected_shape``, ``expected_dtype``)."""
+    Raises InputError for an unfinished input (an interrupted generate or run) or a packed
+    one that the config does not decode, OutputError for no output (``status`` 'absent') or
+    one of another shape or dtype than the config makes (``shape``, ``dtype`` and the
+    ``expected_shape``, ``expected_dtype``)."""
+    config = with_output_array(config)
+    out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options)
     loc_out = Location.of(config.output.store, config.output.storage_options)
     src = arrays.open_zarr_array(loc_in, config.input.array)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     try:
-        dst = arrays.open_zarr_array(loc_out, config.output.array)
+        dst = arrays.open_zarr_array(loc_out, out_path)
     except PipelineError:
-        where = loc_out.join(config.output.array)
+        where = loc_out.join(out_path)
         raise OutputError(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
-    chain = stages.plan_chain(config.stage_specs(), native, config.integer_overflow)
+    unpack = decoding(config, src, datasets.dims_of(src) is not None)
+    values = np.dtype(unpack.dtype) if unpack else native
+    chain = stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
         raise OutputError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
             f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?",
-            output=loc_out.join(config.output.array),
+            output=loc_out.join(out_path),
             shape=tuple(dst.shape),
             dtype=str(dst.dtype),
             expected_shape=tuple(src.shape),
@@ -73,7 +80,8 @@ def verify(
 
     def check(index: tuple[int, ...]) -> bool:
         sl = grid.unit_slices(index, block, tuple(src.shape))
-        ref = stages.apply_chain(chain, np.asarray(src[sl]).astype(native, copy=False))
+        x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
+        ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = np.asarray(dst[sl])
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
 
@@ -83,3 +91,19 @@ def verify(
     return VerifyResult(
         checked=len(blocks), total=int(np.prod(block_grid)), mismatched=bad, status=status
     )
+
+
+def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
+    """The input's region ``sl`` as zarr-python reads it (the reference is computed from it,
+    not from the pipeline's own decoding); InputError when zarr-python cannot read it."""
+    try:
+        return np.asarray(src[sl])
+    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+        region = [[s.start, s.stop] for s in sl]
+        raise InputError(
+            f"zarr-python cannot read the input {where} in the region {region} "
+            f"({type(e).__name__}: {e}): a chunk there is damaged; restore it from its source "
+            "(`pipeline run` names the chunk)",
+            store=where,
+            region=region,
+        ) from None

@@ -27,6 +27,7 @@ from typing import Any
 
 from distributed import Client, WorkerPlugin
 
+from pipeline import errors
 from pipeline.errors import ClusterError
 
 log = logging.getLogger("pipeline")
@@ -34,6 +35,30 @@ log = logging.getLogger("pipeline")
 #: Level of Dask's own log lines (scheduler, nanny, workers) in clusters this process starts:
 #: errors only, so a run's output is the pipeline's; the command line lowers it with ``-vv``.
 DASK_LOG_LEVEL = logging.ERROR
+
+
+class _PipelineTaskErrors(logging.Filter):
+    """Drops a worker's "Compute Failed" record (with its traceback) when the task raised one
+    of the pipeline's errors: the run reports that error itself, in one line."""
+
+    NAMES = tuple(
+        f"{name}("
+        for name, obj in vars(errors).items()
+        if isinstance(obj, type) and issubclass(obj, errors.PipelineError)
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed") or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) > 3 and str(args[3]).startswith(self.NAMES))
+
+
+def _quiet_task_errors() -> None:
+    """Installs :class:`_PipelineTaskErrors` on this process's worker logger, once."""
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _PipelineTaskErrors) for f in logger.filters):
+        logger.addFilter(_PipelineTaskErrors())
 
 
 class PipelineSetup(WorkerPlugin):
@@ -71,6 +96,7 @@ class PipelineSetup(WorkerPlugin):
             if self.staging_bytes:
                 # read and encoded staging for every thread, and the chain's kernel
                 gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
+        _quiet_task_errors()
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler

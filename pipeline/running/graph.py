@@ -52,7 +52,7 @@ def read_array(source: Source) -> da.Array:
         dsk,
         name,
         dask_chunks(info.shape, source.block),
-        meta=meta(source.backend, info.dtype, len(info.shape)),
+        meta=meta(source.backend, source.dtype, len(info.shape)),
     )
 
 

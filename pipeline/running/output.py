@@ -24,12 +24,25 @@ from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import OutputError, PipelineError
 from pipeline.planning import Plan, make_plan
-from pipeline.store import arrays
+from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
 
 #: Counts of non-finite values a run records, by name.
 NONFINITE = ("nan", "posinf", "neginf")
+
+#: A group's own metadata documents (Zarr v3 and v2), beside its members.
+GROUP_METADATA = ("zarr.json", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def output_group(plan: Plan) -> str | None:
+    """The path of the group the output variable is written in, with the input Dataset's
+    coordinates (``plan.carried.frame``); None for an output written as an array alone."""
+    return plan.output.path.rpartition("/")[0] if plan.carried.frame else None
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,10 +55,15 @@ def _real(loc: Location, path: str) -> str:
 
 
 def check_not_overlapping(plan: Plan) -> None:
-    """Refuse an output equal to, inside, or containing the input (OutputError: ``output``,
-    ``input``, and ``relation``: 'is', 'is inside' or 'contains')."""
-    a = _real(plan.input.location, plan.input.path)
-    b = _real(plan.output.location, plan.output.path)
+    """Refuse an output equal to, inside, or containing the input: for a variable of a
+    Dataset, its group is the input; for an output written as a Dataset, its group is the
+    output (OutputError: ``output``, ``input``, and ``relation``: 'is', 'is inside' or
+    'contains')."""
+    variable = plan.carried.variable
+    group = output_group(plan)
+    in_path = variable.group if variable is not None and variable.name else plan.input.path
+    a = _real(plan.input.location, in_path)
+    b = _real(plan.output.location, plan.output.path if group is None else group)
     if plan.input.location.is_local != plan.output.location.is_local:
         return
     sep = "/"
@@ -90,15 +108,19 @@ def output_state(plan: Plan) -> str:
     * 'complete' / 'incomplete': an array this pipeline wrote, finished or interrupted;
     * 'remains': files of an output this pipeline was replacing when it stopped (no array);
     * 'foreign': a Zarr array or group written by something else;
+    * 'occupied': no output variable, but its group (an output written as a Dataset) holds
+      arrays that something else wrote;
     * 'not-zarr': a directory with other files in it, which the pipeline never deletes.
+
+    An output whose group gets consolidated metadata is complete only once that metadata
+    says so too (it is written last: ``xr.open_zarr`` reads it).
     """
     info = plan.output
-    meta_key = f"{info.path}/zarr.json" if info.path else "zarr.json"
-    if not info.location.exists(meta_key):
+    if not info.location.exists(_key(info.path, "zarr.json")):
         names = info.location.list(info.path)
         others = [n for n in names if n != RECORD]
         if not others:
-            return "absent"
+            return _group_state(plan, ours=RECORD in names)
         if RECORD in names:
             return "remains"
         zarr_names = {".zarray", ".zgroup", ".zattrs", "zarr.json"}
@@ -108,7 +130,46 @@ def output_state(plan: Plan) -> str:
     except Exception:
         return "foreign"
     status = attrs.get("pipeline", {}).get("status")
+    if status == "complete" and not _consolidated_as(plan, attrs):
+        return "incomplete"
     return {"complete": "complete", "incomplete": "incomplete"}.get(status, "foreign")
+
+
+def _group_state(plan: Plan, ours: bool) -> str:
+    """'absent', or for an output variable not there yet whose group holds other things:
+    'occupied' (Zarr arrays or groups that this pipeline did not write) or 'not-zarr'.
+    ``ours``: the variable's place holds this pipeline's run record, so what is beside it is
+    what an interrupted creation wrote, which a fresh start writes again."""
+    others = _beside(plan)
+    if ours or not others:
+        return "absent"
+    loc, group = plan.output.location, output_group(plan) or ""
+    zarr_node = ("zarr.json", ".zarray", ".zgroup")
+    if all(any(loc.exists(_key(group, f"{n}/{m}")) for m in zarr_node) for n in others):
+        return "occupied"
+    return "not-zarr"
+
+
+def _beside(plan: Plan) -> list[str]:
+    """What the output group holds besides the output variable and its own metadata ([] for
+    an output written as an array alone)."""
+    group = output_group(plan)
+    if group is None:
+        return []
+    name = plan.output.path.rpartition("/")[2]
+    listed = plan.output.location.list(group)
+    return [n for n in listed if n != name and n not in GROUP_METADATA]
+
+
+def _consolidated_as(plan: Plan, attrs: dict[str, Any]) -> bool:
+    """Whether the output group's consolidated metadata holds the variable's ``pipeline``
+    attribute as ``attrs`` has it (True when the group gets none)."""
+    if not plan.carried.consolidate:
+        return True
+    group, _, name = plan.output.path.rpartition("/")
+    store = plan.output.location.zarr_store(read_only=True)
+    held = datasets.consolidated_attributes(store, group, name)
+    return held is not None and held.get("pipeline") == attrs.get("pipeline")
 
 
 def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
@@ -133,7 +194,8 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     if state == "absent":
         return "fresh"
     if state == "not-zarr":
-        some = ", ".join(n for n in plan.output.location.list(plan.output.path)[:3])
+        listed = plan.output.location.list(plan.output.path) or _beside(plan)
+        some = ", ".join(n for n in listed[:3])
         raise OutputError(
             f"{where} is a directory that holds other files ({some}, ...), not a Zarr array; "
             "the pipeline never deletes it, even with --overwrite: choose another output.store "
@@ -162,10 +224,14 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
                 changed=[part for part, _ in changed],
             )
         return "done"
-    if state == "foreign":
+    if state in ("foreign", "occupied"):
         raise OutputError(
             f"{where} exists but was not written by this pipeline; nothing to resume "
-            "(use --overwrite to replace it)",
+            "(use --overwrite to replace it)"
+            if state == "foreign"
+            else f"{where} is absent, and its group holds arrays this pipeline did not write "
+            f"({', '.join(_beside(plan)[:3])}); nothing to resume: `run --overwrite` writes "
+            "it into the group",
             output=where,
             status=state,
         )
@@ -217,6 +283,15 @@ def _exists(state: str, where: str) -> OutputError:
         return OutputError(
             f"{where} already exists; pass --overwrite to replace it", output=where, status=state
         )
+    if state == "occupied":
+        return OutputError(
+            f"the group of {where} already holds arrays that this pipeline did not write: "
+            "pass --overwrite to write the variable into it (the group's attributes and the "
+            "coordinates it shares with the input are replaced, its other arrays kept), or "
+            "choose another output.store",
+            output=where,
+            status=state,
+        )
     return OutputError(
         f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
         output=where,
@@ -247,6 +322,7 @@ def output_now(plan: Plan) -> str:
         "complete": "complete: `run --overwrite` replaces it",
         "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
         "foreign": "something else is there: `run --overwrite` replaces it",
+        "occupied": "absent, in a group of other arrays: `run --overwrite` writes it there",
         "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
         "not-zarr": "a directory of other files, which `run` never deletes: choose another",
     }[state]
@@ -299,14 +375,19 @@ def _now() -> str:
 
 def create(plan: Plan) -> None:
     """Create the output, replacing what was there except the run record (which holds the lock
-    this run has taken). The old metadata goes first, so a replacement cut short never leaves
-    an array that claims to be complete; the new one is created marked incomplete, after the
-    record of what this run computes."""
+    this run has taken). The old metadata goes first (the group's too, with any consolidated
+    metadata in it), so a replacement cut short never leaves an array that claims to be
+    complete; the new one is created marked incomplete, after the record of what this run
+    computes and the Dataset around it (the group's attributes and coordinates, written by
+    xarray), with the input's dimension names and attributes."""
     o = plan.output
     ledger = plan.sink.ledger
     assert ledger is not None
+    group = output_group(plan)
     for meta in ("zarr.json", ".zarray", ".zattrs"):
-        o.location.delete(f"{o.path}/{meta}" if o.path else meta)
+        o.location.delete(_key(o.path, meta))
+    for meta in GROUP_METADATA if group is not None else ():
+        o.location.delete(_key(group or "", meta))
     ledger.clear_done()
     ledger.delete_manifest()
     arrays.clear_array(o.location, o.path, keep=RECORD)
@@ -318,6 +399,14 @@ def create(plan: Plan) -> None:
             "started": _now(),
         }
     )
+    if group is not None:
+        assert plan.carried.variable is not None
+        datasets.write_frame(
+            plan.input.location.zarr_store(read_only=True),
+            plan.carried.variable,
+            o.location.zarr_store(read_only=False),
+            group,
+        )
     arrays.create_output(
         o.location,
         o.path,
@@ -328,14 +417,26 @@ def create(plan: Plan) -> None:
         o.codec or "none",
         plan.sink.encoding.level,
         plan.sink.encoding.checksum,
-        attributes(plan, "incomplete", {"started": _now()}),
+        {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now()})},
         overwrite=False,
+        dimension_names=plan.carried.dims,
     )
+    _consolidate(plan)
+
+
+def _consolidate(plan: Plan) -> None:
+    """Consolidate the output group's metadata when it gets consolidated metadata (the
+    input's group has it): what ``xr.open_zarr`` reads."""
+    if plan.carried.consolidate:
+        group = output_group(plan) or ""
+        datasets.consolidate(plan.output.location.zarr_store(read_only=False), group)
 
 
 def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:
     """Say in the output's attributes that it is complete, with what it holds (``whole``: the
-    counts of every block, however many runs wrote them), then drop the run record."""
+    counts of every block, however many runs wrote them), and in its group's consolidated
+    metadata where it has some (the output is complete only once both say so: see
+    :func:`output_state`), then drop the run record."""
     o = plan.output
     summary = {
         "blocks": plan.n_blocks,
@@ -346,6 +447,7 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     }
     done = {"finished": _now(), "summary": summary}
     arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
+    _consolidate(plan)
     assert plan.sink.ledger is not None
     plan.sink.ledger.clear()
 
@@ -531,7 +633,7 @@ def recorded_block(config: Config, resume: bool) -> Config:
     if not resume or config.chunking.block != "auto":
         return config
     loc = Location.of(config.output.store, config.output.storage_options)
-    path = config.output.array.strip("/")
+    path = (config.output.array or "").strip("/")
     try:
         recorded: Any = Ledger(loc, path).read_manifest()
         if recorded is None:  # a complete output (or none: Zarr raises)

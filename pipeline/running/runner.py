@@ -24,6 +24,7 @@ from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
     ClusterError,
+    ConfigError,
     Interrupted,
     OutputError,
     PipelineError,
@@ -31,6 +32,7 @@ from pipeline.errors import (
     disk_full,
 )
 from pipeline.planning import Plan, describe, make_plan
+from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import cluster, graph, output
@@ -102,7 +104,13 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client)
-        plan = make_plan(config, Facts.local(want_gpu=config.backend != "cpu").plus_held(held))
+        workers = client.scheduler_info()["workers"]
+        plan = make_plan(
+            config,
+            Facts.local(want_gpu=config.backend != "cpu").plus_held(held),
+            scheduler_workers=len(workers) or None,
+            scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
+        )
         yield plan, _registered(client, plan)
         return
     if config.cluster.scheduler == "local":
@@ -144,12 +152,21 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     incomplete, compute the missing blocks, check every block is recorded, mark the output
     complete, drop the record. Any failure before the output was created leaves no trace."""
     options = options or RunOptions()
+    if options.report:
+        import importlib.util
+
+        if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
+            raise ConfigError(
+                "--report needs bokeh, which draws the report: pip install bokeh",
+                option="--report",
+                library="bokeh",
+            )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
     t_start = time.perf_counter()
     if _generate_if_missing(config, options.progress):
         t_start = time.perf_counter()  # the run's own clock starts after the input exists
-    config = output.recorded_block(config, options.resume)
+    config = output.recorded_block(with_output_array(config), options.resume)
     with _planned(config, client) as (plan, connect):
         t_plan = time.perf_counter() - t_start
         start = _check(plan, options)

@@ -96,7 +96,9 @@ def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
 
 
 def read_block(src: Source, block_index: Shape) -> Any:
-    """The input's block ``block_index`` as a NumPy or CuPy array (``src.backend``'s type).
+    """The input's block ``block_index`` as a NumPy or CuPy array (``src.backend``'s type),
+    of ``src.dtype``: the stored elements, or their values where ``src.unpacking`` decodes
+    them (CF packing, on the block's device).
 
     Raises :class:`~pipeline.errors.ChunkError` naming the store and key of a stored unit
     that does not decode to exactly its chunks."""
@@ -104,6 +106,9 @@ def read_block(src: Source, block_index: Shape) -> Any:
     be.prepare()
     with be.on_stream():
         out = _read_block(be, src, block_index)
+        if src.unpacking is not None:
+            with _timed("decode"):
+                out = src.unpacking.apply(out, be.xp)
         be.synchronize()
     return out
 

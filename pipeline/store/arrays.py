@@ -232,17 +232,19 @@ def _checked_grid(
 
 
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
-    """Open an array with Zarr, turning the usual mistakes into one-line errors: InputError
-    with ``store`` (its URL), ``array`` (the path in it) and ``status``: 'absent' (no store,
-    or no array at the path), 'unreadable' (metadata Zarr cannot read; ``reason`` says why)
-    or 'group' (a group, not an array; ``arrays``: the arrays in it)."""
+    """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
+    ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
+    and ``status``: 'absent' (no store, or no array at the path), 'unreadable' (metadata Zarr
+    cannot read; ``reason`` says why) or 'group' (a group, not an array; ``arrays``: the arrays
+    in it)."""
     import zarr
 
+    where = location.join(path)
     if not location.exists():
         raise InputError(
             f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
             "or fix input.store",
-            store=location.url,
+            store=where,
             array=path,
             status="absent",
         )
@@ -257,14 +259,14 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     except FileNotFoundError:
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
-            store=location.url,
+            store=where,
             array=path,
             status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
         raise InputError(
             f"cannot open {location}/{path}: {type(e).__name__}: {e}",
-            store=location.url,
+            store=where,
             array=path,
             status="unreadable",
             reason=f"{type(e).__name__}: {e}",
@@ -275,7 +277,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
         raise InputError(
             f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
             f"path{hint}",
-            store=location.url,
+            store=where,
             array=path,
             status="group",
             arrays=members,
@@ -329,8 +331,10 @@ def create_output(
     checksum: bool,
     attributes: dict[str, Any],
     overwrite: bool,
+    dimension_names: tuple[str, ...] | None = None,
 ) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3); chunks are written later, raw."""
+    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (an
+    xarray variable's dimensions; None: none); chunks are written later, raw."""
     import zarr
     from zarr.codecs import ZstdCodec
 
@@ -347,6 +351,7 @@ def create_output(
         attributes=attributes,
         overwrite=overwrite,
         zarr_format=3,
+        dimension_names=dimension_names,
     )
     info = describe_array(location, path, arr)
     if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change

@@ -201,7 +201,23 @@ def _codec(config: str) -> Any:
 def _decode_bytes(config: str, data: Any) -> Any:
     if config == CRC32C:
         return strip_crc32c(data)
+    if json.loads(config)["id"] == "blosc":
+        _blosc_header(data)
     return _codec(config).decode(data)
+
+
+def _blosc_header(data: Any) -> int:
+    """The decoded size a Blosc frame's header declares (``nbytes``), once its ``cbytes`` is
+    checked against the bytes stored. c-blosc's decompressor is given no source length and
+    reads ``cbytes`` bytes whatever is there: a frame cut short would decode the bytes that
+    follow it in memory (a reused buffer, the next frame of a shard) without an error."""
+    view = memoryview(data).cast("B")
+    if len(view) < 16:
+        raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header")
+    cbytes = int.from_bytes(view[12:16], "little")
+    if cbytes != len(view):
+        raise Damaged(f"its Blosc header says {cbytes} bytes, but {len(view)} are stored")
+    return int.from_bytes(view[4:8], "little")
 
 
 def _content_size(codec_id: str, data: Any) -> int | None:
@@ -210,10 +226,7 @@ def _content_size(codec_id: str, data: Any) -> int | None:
     if codec_id == "zstd":
         return zstd_content_size(data)
     if codec_id == "blosc":
-        view = memoryview(data).cast("B")
-        if len(view) < 16:
-            raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header")
-        return int.from_bytes(view[4:8], "little")  # the header's nbytes
+        return _blosc_header(data)
     return None
 
 

@@ -1,0 +1,157 @@
+"""The input as xarray sees it: its dimension names and attributes, which the output carries
+over; the Dataset (group) it may live in, around which the output is written as a Dataset too;
+and the decoding of values stored packed (CF ``scale_factor``/``add_offset``, ``_FillValue``,
+``missing_value``), which the stages either compute on (``input.mask_and_scale: true``) or
+which is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config.models import Config
+from pipeline.errors import ConfigError, InputError
+from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, unpacking
+from pipeline.store import datasets
+from pipeline.store.arrays import GENERATED
+from pipeline.store.datasets import Variable
+from pipeline.store.location import Location
+
+#: Input attributes the output never carries: packing (its values are no longer packed, and
+#: the stages changed them), Zarr v2's dimension names (the output is v3), and the records of
+#: how the input was made (the output's own record replaces them).
+NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", "pipeline", GENERATED)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What the input is besides its values, and what the output carries over."""
+
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
+    """the output's attributes besides the pipeline's record: the input's, less
+    :data:`NOT_CARRIED`"""
+    variable: Variable | None = None
+    """the input as an xarray variable (an array with dimension names); None for an array
+    without them"""
+    unpacking: Unpacking | None = None
+    """how stored elements become values before the stages (``input.mask_and_scale``)"""
+    frame: bool = False
+    """the output is written as a variable of a group, with the input group's attributes
+    and coordinates around it (the input is a variable of a Dataset, the output not at the
+    root of its store)"""
+
+    @property
+    def dims(self) -> tuple[str, ...] | None:
+        """The output's dimension names (the input's); None when it has none."""
+        return self.variable.dims if self.variable is not None else None
+
+    @property
+    def consolidate(self) -> bool:
+        """Whether the output's group gets consolidated metadata (the input's group has it)."""
+        return self.frame and self.variable is not None and self.variable.consolidated
+
+
+def with_output_array(config: Config) -> Config:
+    """``config`` with ``output.array`` decided: when the config omits it, the input
+    variable's name for a variable of an xarray Dataset, else '' (the store's root)."""
+    if config.output.array is not None:
+        return config
+    loc = Location.of(config.input.store, config.input.storage_options)
+    try:
+        store = loc.zarr_store(read_only=True)
+    except Exception:  # an input that cannot be reached: the plan names that problem
+        store = None
+    name = "" if store is None else datasets.dataset_variable_name(store, config.input.array)
+    output = config.output.model_copy(update={"array": name})
+    return config.model_copy(update={"output": output})
+
+
+def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
+    """What the input array ``arr`` (a Zarr array opened read-only; None for an input that
+    ``run`` generates first) carries into the output at ``output_path``.
+
+    Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
+    packed or masked when ``input.mask_and_scale`` is false, and for an ``_Unsigned`` one;
+    ConfigError for an output Dataset it cannot write (field ``key``)."""
+    if arr is None:
+        return Carried()
+    loc = Location.of(config.input.store, config.input.storage_options)
+    path = config.input.array.strip("/")
+    variable = datasets.variable_of(loc.zarr_store(read_only=True), path, arr)
+    frame = variable is not None and bool(variable.name) and bool(output_path)
+    if frame:
+        assert variable is not None
+        _check_frame(variable, output_path)
+    return Carried(
+        attrs={k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED},
+        variable=variable,
+        unpacking=decoding(config, arr, variable is not None),
+        frame=frame,
+    )
+
+
+def _check_frame(variable: Variable, output_path: str) -> None:
+    """Refuse an output Dataset that cannot be written: its variable named as one of the
+    coordinates written beside it, or no xarray here to write them (ConfigError)."""
+    import importlib.util
+
+    name = output_path.rpartition("/")[2]
+    if name in variable.coords:
+        raise ConfigError(
+            f"output.array {output_path!r} names the output variable {name!r}, but the input "
+            f"Dataset has a coordinate {name!r}, which is written beside it: choose another "
+            "output.array",
+            key="output.array",
+            value=output_path,
+        )
+    if importlib.util.find_spec("xarray") is None:
+        raise ConfigError(
+            f"the input is the variable {variable.name!r} of an xarray Dataset, and the output "
+            "is written as one, with its coordinates, which needs xarray: `pip install "
+            "xarray`, or set output.array: '' to write the variable alone",
+            key="output.array",
+            value=output_path,
+        )
+
+
+def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
+    """How the input's stored elements become its values, as xarray decodes them; None when
+    they are their values. ``is_variable``: the array has dimension names, so a Zarr v2
+    array's fill value is its ``_FillValue`` (as xarray reads it).
+
+    Raises InputError when the values differ from the stored elements and
+    ``input.mask_and_scale`` is false, and for ``_Unsigned`` (reinterpreted integers)."""
+    attrs = dict(arr.attrs)
+    where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
+    if "_Unsigned" in attrs:
+        raise InputError(
+            f"input variable {where} has the attribute _Unsigned (its integers are to be read "
+            "with the other signedness), which the pipeline does not decode: write it with "
+            "xarray as an unsigned dtype, or without _Unsigned",
+            variable=where,
+            attributes=["_Unsigned"],
+            fix="rewrite the variable",
+        )
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
+        return None
+    stored = stored.newbyteorder("=")
+    v2_fill = arr.fill_value if is_variable and arr.metadata.zarr_format == 2 else None
+    found = unpacking(attrs, stored, v2_fill)
+    if found is None or config.input.mask_and_scale:
+        return found
+    names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
+    if found.fill_values and "_FillValue" not in attrs and "missing_value" not in attrs:
+        names.append("_FillValue")  # Zarr v2: the array's fill value, where xarray puts it
+    how = "packed" if is_packed(attrs) else "masked"
+    raise InputError(
+        f"input variable {where} is stored {how} ({', '.join(names)}): its stored {stored} "
+        f"numbers are not its values, which xarray decodes ({found.describe()}); set "
+        "input.mask_and_scale: true to run the stages on the decoded values",
+        variable=where,
+        attributes=names,
+        fix="input.mask_and_scale: true",
+    )

@@ -1,0 +1,168 @@
+"""xarray Datasets in Zarr: the group a variable lives in, its dimensions and coordinates, and
+the frame of an output Dataset around the computed variable.
+
+xarray writes a Dataset as a Zarr group: each variable an array whose dimension names are Zarr
+v3's ``dimension_names`` (or, in v2, the ``_ARRAY_DIMENSIONS`` attribute), coordinate variables
+as arrays beside it, the Dataset's attributes on the group, and usually consolidated metadata.
+To give back what ``xr.open_zarr`` opened, an output carries the variable's dimension names and
+attributes, and, when the variable lives in a group, the group's attributes and coordinates,
+written by xarray itself (so their encodings are xarray's own), and consolidated metadata where
+the input had it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An xarray variable stored as a Zarr array."""
+
+    group: str
+    """path of the group that holds it ('' at the root of the store)"""
+    name: str
+    """the array's name in the group ('' for an array in no group: at the root of its store,
+    or under a path that Zarr opens as no group)"""
+    dims: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
+    """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
+    coords: tuple[str, ...] = ()
+    """coordinate variables of the group to carry over: dimension coordinates and those the
+    ``coordinates`` attribute names"""
+    consolidated: bool = False
+    """whether the group has consolidated metadata"""
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """zarr warns that v3 consolidated metadata is not in the spec yet: not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def dims_of(arr: Any) -> tuple[str, ...] | None:
+    """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
+    xarray writes them); None when it has none."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
+    if names is None or any(n is None for n in names) or len(names) != arr.ndim:
+        return None
+    return tuple(str(n) for n in names)
+
+
+def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
+    """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
+    with its group's coordinates; None for an array without dimension names."""
+    import zarr
+
+    dims = dims_of(arr)
+    if dims is None:
+        return None
+    attrs = {k: v for k, v in dict(arr.attrs).items() if k != "_ARRAY_DIMENSIONS"}
+    path = path.strip("/")
+    group_path, _, name = path.rpartition("/")
+    if not name:  # the array is the store's root: no group, nothing beside it
+        return Variable(group="", name="", dims=dims, attrs=attrs)
+    try:
+        with _quiet():
+            group = zarr.open_group(store=store, path=group_path or None, mode="r")
+    except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
+        return Variable(group="", name="", dims=dims, attrs=attrs)
+    members = {k: v for k, v in group.arrays()}
+    wanted = list(dims) + str(attrs.get("coordinates", "")).split()
+    coords = tuple(n for n in dict.fromkeys(wanted) if n in members and n != name)
+    return Variable(
+        group=group_path,
+        name=name,
+        dims=dims,
+        attrs=attrs,
+        coords=coords,
+        consolidated=_consolidated(group),
+    )
+
+
+def dataset_variable_name(store: Any, path: str) -> str:
+    """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
+    Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
+    readable is there (whoever reads it next names that problem)."""
+    import zarr
+
+    try:
+        with _quiet():
+            arr = zarr.open_array(store=store, path=path.strip("/"), mode="r")
+    except Exception:
+        return ""
+    var = variable_of(store, path, arr)
+    return var.name if var is not None else ""
+
+
+def _consolidated(group: Any) -> bool:
+    meta = group.metadata
+    if getattr(meta, "zarr_format", 3) == 2:
+        return bool(group.store_path.store) and _exists(group, ".zmetadata")
+    return getattr(meta, "consolidated_metadata", None) is not None
+
+
+def _exists(group: Any, key: str) -> bool:
+    from zarr.core.sync import sync
+
+    prefix = group.path + "/" if group.path else ""
+    return bool(sync(group.store_path.store.exists(prefix + key)))
+
+
+def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
+    """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
+    v3): the input group's attributes and the coordinate variables, read and written by xarray
+    (values, attributes and time encodings as xarray round-trips them; chunking and codecs its
+    defaults). Arrays already in the group stay; the coordinates are replaced."""
+    import xarray as xr
+
+    with _quiet():
+        ds = xr.open_zarr(src_store, group=var.group or None, consolidated=None, chunks=None)
+        frame = ds.drop_vars([v for v in ds.variables if v not in var.coords])
+        for v in frame.variables.values():
+            for key in (
+                "chunks",
+                "preferred_chunks",
+                "compressor",
+                "compressors",
+                "filters",
+                "serializer",
+                "shards",
+                "fill_value",
+            ):
+                v.encoding.pop(key, None)
+        frame.to_zarr(
+            dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False
+        )
+
+
+def consolidate(store: Any, group: str) -> None:
+    """Consolidate the metadata of ``group`` (after every array in it is final)."""
+    import zarr
+
+    with _quiet():
+        zarr.consolidate_metadata(store, path=group or None)
+
+
+def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any] | None:
+    """The attributes of the member ``name`` of ``group`` as the group's consolidated
+    metadata holds them (what ``xr.open_zarr`` reads); None when the group has no
+    consolidated metadata, or it does not list ``name``."""
+    import zarr
+
+    try:
+        with _quiet():
+            meta = zarr.open_group(store=store, path=group or None, mode="r").metadata
+    except Exception:
+        return None
+    consolidated = getattr(meta, "consolidated_metadata", None)
+    member = None if consolidated is None else consolidated.metadata.get(name)
+    return None if member is None else dict(member.attributes)

@@ -1,0 +1,89 @@
+"""CF-packed variables decoded as xarray decodes them, to the bit, from Datasets xarray wrote."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.ops.cf import PACKING_ATTRIBUTES, unpacking
+from pipeline.store.datasets import dims_of
+
+xr = pytest.importorskip("xarray")
+
+ENCODINGS: dict[str, dict[str, Any]] = {
+    "int16-scale-offset-fill": {
+        "dtype": "int16",
+        "scale_factor": 0.01,
+        "add_offset": 273.15,
+        "_FillValue": -9999,
+    },
+    "uint8-scale": {"dtype": "uint8", "scale_factor": 0.5, "_FillValue": 255},
+    "int32-scale-offset": {"dtype": "int32", "scale_factor": 1e-4, "add_offset": -3.0},
+    "int16-fill-only": {"dtype": "int16", "_FillValue": -1},
+    "int32-fill-only": {"dtype": "int32", "_FillValue": -7},
+    "int16-missing-value": {
+        "dtype": "int16",
+        "scale_factor": 0.25,
+        "add_offset": 1.0,
+        "missing_value": 77,
+    },
+}
+
+
+def _dataset(path: Path, encoding: dict[str, Any], zarr_format: int) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-30, 30, (9, 14))
+    if "uint8" in encoding["dtype"]:
+        values = np.abs(values)
+    values[2, 3] = np.nan
+    values[5, :4] = np.nan
+    ds = xr.Dataset({"v": (("y", "x"), values, {"units": "K"})})
+    ds["v"].encoding = dict(encoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w")
+        return xr.open_zarr(str(path))["v"].values
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("name", sorted(ENCODINGS))
+def test_unpacking_is_xarrays_decoding_to_the_bit(
+    tmp_path: Path, name: str, zarr_format: int, xp: Any
+) -> None:
+    """On NumPy, and on CuPy on the GPU host (what a GPU worker's read step runs)."""
+    want = _dataset(tmp_path / "ds.zarr", ENCODINGS[name], zarr_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.open_array(str(tmp_path / "ds.zarr"), path="v", mode="r")
+    assert dims_of(arr) == ("y", "x")
+    attrs = dict(arr.attrs)
+    fill = arr.fill_value if zarr_format == 2 else None
+    u = unpacking(attrs, np.dtype(arr.dtype), fill)
+    assert u is not None
+    got = u.apply(xp.asarray(arr[...]), xp)
+    got = got.get() if xp is not np else got
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(want).view(np.uint8))
+    if {"_FillValue", "missing_value"} & set(ENCODINGS[name]):  # else NaN was stored as a number
+        assert np.isnan(got[5, 0]) and np.isnan(got[2, 3])
+
+
+def test_floats_with_a_nan_fill_need_no_decoding(tmp_path: Path) -> None:
+    for fmt in (2, 3):
+        ds = xr.Dataset({"v": (("x",), np.arange(5.0))})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(str(tmp_path / f"f{fmt}.zarr"), zarr_format=fmt, mode="w")
+            arr = zarr.open_array(str(tmp_path / f"f{fmt}.zarr"), path="v", mode="r")
+        fill = arr.fill_value if fmt == 2 else None
+        assert unpacking(dict(arr.attrs), np.dtype(arr.dtype), fill) is None
+
+
+def test_packing_attributes_name_what_decoding_consumes() -> None:
+    for key in ("scale_factor", "add_offset", "_FillValue", "missing_value"):
+        assert key in PACKING_ATTRIBUTES

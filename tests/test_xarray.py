@@ -1,0 +1,552 @@
+"""xarray Datasets in, xarray Datasets out.
+
+Real xarray writes each input (Zarr v2 and v3, consolidated, coordinates with attributes, a
+non-dimension coordinate, variable attributes; floats, or int16 packed with scale_factor,
+add_offset and _FillValue); the pipeline runs on one of its variables, through the Python API
+on a ``distributed.Client`` made here, or through the command line; and ``xr.open_zarr`` of
+the output must give the input's dimensions, coordinates (values and attributes) and Dataset
+attributes, the variable's attributes less the packing ones, and values equal to the bit to
+NumPy's chain over what xarray decodes from the input. Packed variables without
+``input.mask_and_scale`` are refused before anything is written; a Dataset output is resumed,
+overwritten and checked for staleness like any other. GPU variants run with ``-m gpu``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+import pipeline
+from pipeline.config import parse_config
+from pipeline.errors import ConfigError, InputError, OutputError
+from pipeline.ops.cf import PACKING_ATTRIBUTES
+from pipeline.ops.stages import apply_chain, plan_chain
+from tests.conftest import STAGES, make_array, write_config
+from tests.faultkit import (
+    copy_store,
+    file_states,
+    kill_procs,
+    markers,
+    run_and_signal,
+    stored_files,
+    wait_gone,
+)
+
+xr = pytest.importorskip("xarray")
+
+try:  # the S3 server of tests/test_s3.py, where s3fs and moto are installed
+    from tests.test_s3 import bucket, s3_endpoint  # noqa: F401  (fixtures)
+except pytest.skip.Exception:
+
+    @pytest.fixture
+    def bucket() -> None:
+        pytest.skip("needs s3fs and moto (the dev extra)")
+
+
+ROWS, COLS = 40, 60
+PACKED = {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15, "_FillValue": -9999}
+
+
+def write_dataset(
+    path: Path,
+    zarr_format: int,
+    encoding: dict[str, Any] | None = None,
+    rows: int = ROWS,
+    cols: int = COLS,
+    chunks: tuple[int, int] = (10, COLS),
+) -> None:
+    """A Dataset as xarray writes it: the variable ``t`` (y, x) in kelvin with NaNs, a
+    second variable ``p``, dimension coordinates with attributes, a non-dimension
+    coordinate ``lon``, Dataset attributes, consolidated metadata."""
+    rng = np.random.default_rng(7)
+    t = rng.uniform(-40.0, 40.0, (rows, cols)) + 273.15
+    t[3, 5] = np.nan
+    t[min(20, rows - 1), :7] = np.nan
+    ds = xr.Dataset(
+        {
+            "t": (("y", "x"), t, {"units": "K", "long_name": "air temperature"}),
+            "p": (("y",), rng.uniform(900.0, 1000.0, rows), {"units": "hPa"}),
+        },
+        coords={
+            "y": ("y", np.arange(rows) * 2.5, {"units": "km", "axis": "Y"}),
+            "x": ("x", np.arange(cols), {"units": "km", "long_name": "easting"}),
+            "lon": ("x", np.linspace(5.0, 6.0, cols), {"units": "degrees_east"}),
+        },
+        attrs={"title": "a test field", "institution": "tests"},
+    )
+    ds["t"].encoding = {**(encoding or {}), "chunks": chunks}
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
+
+
+def open_dataset(path: Path, group: str | None = None, raw: bool = False) -> Any:
+    """The Dataset at ``path`` as xarray opens it (``raw``: its stored values, undecoded, with
+    their encodings, to be written elsewhere as they are)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(str(path), group=group, mask_and_scale=not raw).load()
+
+
+def config(tmp: Path, backend: str = "cpu", **sections: Any) -> dict[str, Any]:
+    """A run on the variable ``t`` of ``tmp/in.zarr`` into ``tmp/out.zarr``; ``input`` and
+    ``output`` keys merged in."""
+    return {
+        "input": {"store": str(tmp / "in.zarr"), "array": "t", **sections.pop("input", {})},
+        "output": {"store": str(tmp / "out.zarr"), **sections.pop("output", {})},
+        "stages": STAGES,
+        "backend": backend,
+        **sections,
+    }
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.array_equal(
+            np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)
+        )
+    )
+
+
+def assert_variable_as_xarray_opened_it(
+    out: Path, src: Path, name: str = "t", group: str | None = None
+) -> Any:
+    """``xr.open_zarr(out)`` holds ``name``: the input variable ``t``'s dimensions,
+    coordinates and attributes (less packing ones, plus the pipeline's record), the input
+    Dataset's attributes, and NumPy's chain over the input's decoded values to the bit. The
+    output's own attributes hold no packing attribute. Returns the output Dataset."""
+    a_ds, b_ds = open_dataset(src), open_dataset(out, group)
+    a, b = a_ds["t"], b_ds[name]
+    assert list(b_ds.data_vars) == [name]
+    assert b.dims == a.dims and b.shape == a.shape
+    assert set(b.coords) == set(a.coords) == {"y", "x", "lon"}
+    for c in a.coords:
+        assert b[c].dims == a[c].dims, c
+        assert np.array_equal(b[c].values, a[c].values), c
+        assert b[c].attrs == a[c].attrs, c
+    assert b_ds.attrs == a_ds.attrs
+    attrs = dict(b.attrs)
+    record = attrs.pop("pipeline")
+    assert record["status"] == "complete"
+    assert attrs == a.attrs == {"units": "K", "long_name": "air temperature"}
+    chain = plan_chain(parse_config(config(src.parent)).stage_specs(), a.dtype)
+    with np.errstate(all="ignore"):
+        want = apply_chain(chain, a.values)
+    assert same_bits(b.values, want), "the output differs from NumPy's chain"
+    raw = zarr.open_array(str(out), path=f"{group}/{name}" if group else name, mode="r")
+    assert raw.metadata.zarr_format == 3
+    assert raw.metadata.dimension_names == a.dims
+    assert not set(raw.attrs) & set(PACKING_ATTRIBUTES)
+    return b_ds
+
+
+def consolidated(store: Path, group: str = "") -> dict[str, Any] | None:
+    """The consolidated metadata in a v3 group's zarr.json (None without)."""
+    doc = json.loads((store / group / "zarr.json").read_text())
+    return doc.get("consolidated_metadata")
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
+def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
+    """A Dask cluster made here for the module's API runs: one worker of two threads (a
+    dask-cuda one on the GPU host)."""
+    from distributed import Client, LocalCluster
+
+    if request.param == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster: Any = LocalCUDACluster(
+            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
+        )
+    else:
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield request.param, client
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets in and out.
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("packed", [False, True], ids=["float64", "int16-packed"])
+def test_a_dataset_variable_comes_out_as_xarray_opened_it(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int, packed: bool
+) -> None:
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", zarr_format, PACKED if packed else None)
+    cfg = config(tmp_path, backend, input={"mask_and_scale": packed})
+    summary = pipeline.run(cfg, client=client)
+    assert summary.status == "complete"
+    out = tmp_path / "out.zarr"
+    ds = assert_variable_as_xarray_opened_it(out, tmp_path / "in.zarr")
+    assert ds["t"].dtype == np.float64
+    assert consolidated(out) is not None  # as the input had
+    assert not (out / "t" / ".pipeline").exists()
+    if packed:  # the run computed on the decoded values: the stored int16 ones were not read
+        record = ds["t"].attrs["pipeline"]
+        assert record["source"]["dtype"] == "int16"
+        assert record["identity"]["unpack"].startswith("unpack (-9999 -> NaN")
+
+
+@pytest.mark.parametrize("array", ["results/t5", ""], ids=["in-a-group", "at-the-root"])
+def test_output_array_names_the_variable_and_its_group(
+    tmp_path: Path, backend_client: tuple[str, Any], array: str
+) -> None:
+    """A Dataset variable written under another name, in a subgroup, or, at the root of the
+    output store, as an array alone (its dimension names and attributes, no coordinates)."""
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    pipeline.run(config(tmp_path, backend, output={"array": array}), client=client)
+    out = tmp_path / "out.zarr"
+    if array:
+        group, _, name = array.rpartition("/")
+        assert_variable_as_xarray_opened_it(out, tmp_path / "in.zarr", name, group)
+        assert consolidated(out, group) is not None
+        return
+    raw = zarr.open_array(str(out), mode="r")
+    assert raw.metadata.dimension_names == ("y", "x")
+    attrs = dict(raw.attrs)
+    assert attrs.pop("pipeline")["status"] == "complete"
+    assert attrs == {"units": "K", "long_name": "air temperature", "coordinates": "lon"}
+    assert sorted(p.name for p in out.iterdir()) == ["c", "zarr.json"]
+
+
+@pytest.mark.parametrize("dims", [None, ("row", "col")], ids=["no-dims", "dims"])
+def test_an_array_alone_keeps_its_attributes_and_dimension_names(
+    tmp_path: Path, backend_client: tuple[str, Any], dims: tuple[str, str] | None
+) -> None:
+    """An array that is no Dataset's variable (written by Zarr, at the root): the output
+    carries its attributes (less the input's own record) and dimension names, at the root."""
+    backend, client = backend_client
+    x = np.random.default_rng(3).standard_normal((30, 40)).astype(np.float32)
+    attrs = {"units": "m", "pipeline_generated": {"status": "complete"}}
+    make_array(tmp_path / "in.zarr", x, (10, 40), attributes=attrs, dimension_names=dims)
+    cfg = config(tmp_path, backend, input={"array": ""})
+    pipeline.run(cfg, client=client)
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert raw.metadata.dimension_names == dims
+    kept = dict(raw.attrs)
+    assert kept.pop("pipeline")["status"] == "complete"
+    assert kept == {"units": "m"}
+
+
+def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(
+    tmp_path: Path, backend_client: tuple[str, Any], bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """Both stores on a real S3 server: the coordinates and consolidated metadata are
+    written through the same file system options as the chunks."""
+    backend, client = backend_client
+    url, options = bucket
+    write_dataset(tmp_path / "in.zarr", 3, PACKED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        open_dataset(tmp_path / "in.zarr", raw=True).to_zarr(
+            f"{url}/in.zarr", storage_options=options, zarr_format=3, mode="w"
+        )
+    cfg = config(
+        tmp_path,
+        backend,
+        input={"store": f"{url}/in.zarr", "storage_options": options, "mask_and_scale": True},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(f"{url}/out.zarr", storage_options=options).load()
+    want = open_dataset(tmp_path / "in.zarr")
+    assert set(got.coords) == {"y", "x", "lon"} and got.attrs == want.attrs
+    assert "unpack" in got["t"].attrs["pipeline"]["identity"]  # the input was stored packed
+    chain = plan_chain(parse_config(cfg).stage_specs(), want["t"].dtype)
+    with np.errstate(all="ignore"):
+        assert same_bits(got["t"].values, apply_chain(chain, want["t"].values))
+
+
+def test_the_cli_runs_a_packed_v2_variable_and_verify_decodes_it(tmp_path: Path, cli) -> None:
+    write_dataset(tmp_path / "in.zarr", 2, PACKED)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t", "mask_and_scale": True},
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert "unpacking" in out and "-9999 -> NaN" in out and "consolidated metadata" in out
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, (out, err)
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: before anything is written.
+
+
+REFUSED = {
+    "scale-offset-fill": (PACKED, {"scale_factor", "add_offset", "_FillValue"}),
+    "fill-only": ({"dtype": "int16", "_FillValue": -1}, {"_FillValue"}),
+    "missing-value": (
+        {"dtype": "int16", "scale_factor": 0.25, "missing_value": 77},
+        {"scale_factor", "missing_value"},
+    ),
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_a_packed_variable_is_refused_without_mask_and_scale(
+    tmp_path: Path, zarr_format: int, name: str
+) -> None:
+    encoding, named = REFUSED[name]
+    write_dataset(tmp_path / "in.zarr", zarr_format, encoding)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert e.variable == str(tmp_path / "in.zarr" / "t")
+    assert named <= set(e.attributes)
+    assert e.fix == "input.mask_and_scale: true"
+    assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    plan = pipeline.plan(config(tmp_path, input={"mask_and_scale": True}))
+    assert plan.source.unpacking is not None and plan.chain[0].in_dtype.kind == "f"
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"], ids=["host", "device"])  # no GPU needed
+def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> None:
+    """The model only (no GPU needed): an unpacked block is held decoded (float64 here) with
+    a mask of its missing elements, on the device the stages run on."""
+    from pipeline.planning import memory
+
+    block = (64, 128)
+    args: dict[str, Any] = dict(
+        backend=backend,
+        block=block,
+        in_dtype=np.dtype("int16"),
+        out_dtype=np.dtype("float64"),
+        decode_on="cpu",
+        encode_on=backend,
+        slab_in=True,
+        slab_out=True,
+        threads=2,
+        device_budget=None,
+        host_budget=None,
+    )
+    plain = memory.project_memory(**args)
+    unpacked = memory.project_memory(**args, unpacked=np.dtype("float64"))
+    where = "device_per_task" if backend == "gpu" else "host_per_task"
+    assert getattr(unpacked, where) - getattr(plain, where) == 64 * 128 * (8 + 1)
+
+
+def test_an_unsigned_attribute_is_refused_even_with_mask_and_scale(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "in.zarr", 3, {"dtype": "int16"})
+    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").update_attributes(
+        {"_Unsigned": "true"}
+    )
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    assert info.value.attributes == ["_Unsigned"]
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_an_integer_variable_without_a_fill_value_needs_no_decoding(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "in.zarr", 2, {"dtype": "int16"})  # NaN stored as a number
+    plan = pipeline.plan(config(tmp_path))
+    assert plan.source.unpacking is None
+    assert plan.carried.variable is not None and plan.carried.variable.dims == ("y", "x")
+    assert plan.chain[0].in_dtype == np.int16
+
+
+def test_an_output_variable_named_as_a_coordinate_is_refused(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "in.zarr", 3)
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(config(tmp_path, output={"array": "x"}))
+    assert info.value.key == "output.array" and info.value.value == "x"
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_an_output_group_inside_the_input_dataset_is_refused(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "in.zarr", 3)
+    before = file_states(tmp_path / "in.zarr")
+    for store, array in ((tmp_path / "in.zarr", "t2"), (tmp_path / "in.zarr" / "sub", "t")):
+        cfg = config(tmp_path, output={"store": str(store), "array": array})
+        with pytest.raises(OutputError) as info:
+            pipeline.run(cfg)
+        assert info.value.input == os.path.realpath(tmp_path / "in.zarr")
+    assert file_states(tmp_path / "in.zarr") == before
+
+
+def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    other = xr.Dataset({"q": (("y", "x"), np.ones((ROWS, COLS)), {"units": "1"})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(tmp_path / "out.zarr"), zarr_format=3, mode="w")
+    before = file_states(tmp_path / "out.zarr")
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path, backend), client=client)
+    assert info.value.output == str(tmp_path / "out.zarr" / "t")
+    assert file_states(tmp_path / "out.zarr") == before
+    pipeline.run(config(tmp_path, backend), client=client, overwrite=True)
+    ds = open_dataset(tmp_path / "out.zarr")
+    assert sorted(ds.data_vars) == ["q", "t"]
+    assert np.array_equal(ds["q"].values, np.ones((ROWS, COLS)))
+    assert ds.attrs == open_dataset(tmp_path / "in.zarr").attrs
+
+
+def test_a_directory_of_other_files_is_never_a_dataset_output(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "in.zarr", 3)
+    (tmp_path / "out.zarr").mkdir()
+    (tmp_path / "out.zarr" / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config(tmp_path), overwrite=overwrite)
+        assert "notes.txt" in str(info.value)
+    assert [p.name for p in (tmp_path / "out.zarr").iterdir()] == ["notes.txt"]
+
+
+# --------------------------------------------------------------------------------------------
+# A Dataset output interrupted, resumed, stale, overwritten.
+
+KILL_COLS = 16
+
+
+class Killed:
+    """A packed v2 Dataset of many one-row blocks, the output of an uninterrupted run
+    (``ref``), and a snapshot of the output of a run killed with SIGKILL midway."""
+
+    def __init__(self, d: Path, rows: int) -> None:
+        self.dir, self.rows = d, rows
+        self.input, self.output = d / "in.zarr", d / "out.zarr"
+        self.ref, self.snapshot = d / "ref.zarr", d / "killed.snapshot"
+
+    def config(self, name: str = "run.yaml", **changes: Any) -> Path:
+        doc = {
+            "input": {"store": str(self.input), "array": "t", "mask_and_scale": True},
+            "output": {"store": str(self.output)},
+            "stages": STAGES,
+            "backend": "cpu",
+            "chunking": {"block": [1, KILL_COLS]},
+            "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": ""},
+        }
+        for key, value in changes.items():
+            doc[key] = {**doc[key], **value} if isinstance(value, dict) else value
+        p = self.dir / name
+        p.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return p
+
+    def restore(self) -> None:
+        copy_store(self.snapshot, self.output)
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    from pipeline.cli import main
+
+    rows = 300
+    for _ in range(3):  # a machine fast enough to finish before the kill gets a larger input
+        k = Killed(tmp_path_factory.mktemp("killed"), rows)
+        write_dataset(k.input, 2, PACKED, rows=rows, cols=KILL_COLS, chunks=(1, KILL_COLS))
+        cfg = k.config()
+        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
+        k.output.rename(k.ref)  # the uninterrupted run, written at the same path
+        stopped = run_and_signal(cfg, k.output / "t", signal.SIGKILL, cwd=k.dir)
+        if stopped is not None:
+            kill_procs(wait_gone(stopped.children, timeout=30))
+            if 0 < markers(k.output / "t") < rows:
+                copy_store(k.output, k.snapshot)
+                return k
+        rows *= 4
+    pytest.fail("could not stop a run midway: every run finished before the kill")
+
+
+def status_seen_by_xarray(store: Path) -> str:
+    return open_dataset(store)["t"].attrs["pipeline"]["status"]
+
+
+def test_an_interrupted_dataset_output_says_so_to_xarray(killed: Killed) -> None:
+    killed.restore()
+    assert consolidated(killed.output) is not None  # written at creation, then last
+    assert status_seen_by_xarray(killed.output) == "incomplete"
+    ds = open_dataset(killed.output)
+    assert set(ds.coords) == {"y", "x", "lon"}  # the frame is there before any block
+    with pytest.raises(OutputError) as info:
+        pipeline.run(killed.config())
+    assert info.value.output == str(killed.output / "t")
+
+
+def test_resume_finishes_a_dataset_output_as_an_uninterrupted_run(killed: Killed, cli) -> None:
+    killed.restore()
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status_seen_by_xarray(killed.output) == "complete"
+    got, want = stored_files(killed.output / "t"), stored_files(killed.ref / "t")
+    chunks = sorted(k for k in want if k != "zarr.json")
+    assert chunks and sorted(k for k in got if k != "zarr.json") == chunks
+    assert all(got[k] == want[k] for k in chunks)
+    assert_variable_as_xarray_opened_it(killed.output, killed.input)
+
+
+def test_a_dataset_output_stopped_before_its_consolidated_metadata_is_not_complete(
+    killed: Killed, cli
+) -> None:
+    """The final attributes written, the consolidated metadata (what xarray reads) not yet:
+    the output is not complete, and ``--resume`` finishes it."""
+    copy_store(killed.ref, killed.output)
+    shutil.copy2(killed.snapshot / "zarr.json", killed.output / "zarr.json")  # as created
+    shutil.copytree(killed.snapshot / "t" / ".pipeline", killed.output / "t" / ".pipeline")
+    assert zarr.open_array(str(killed.output), path="t").attrs["pipeline"]["status"] == "complete"
+    with pytest.raises(OutputError) as info:
+        pipeline.run(killed.config())
+    assert "incomplete" in str(info.value)
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status_seen_by_xarray(killed.output) == "complete"
+
+
+def test_a_complete_dataset_output_is_checked_for_staleness(killed: Killed, cli) -> None:
+    copy_store(killed.ref, killed.output)
+    snapshot = file_states(killed.output)
+    assert pipeline.run(killed.config(), resume=True).status == "complete (nothing to do)"
+    stages = [{"op": "multiply", "factor": 6}, {"op": "square"}]
+    with pytest.raises(OutputError) as info:
+        pipeline.run(killed.config("stages.yaml", stages=stages), resume=True)
+    assert info.value.changed == ["stages"]
+    with pytest.raises(InputError) as refused:  # the other setting: the packing is named
+        pipeline.run(killed.config("raw.yaml", input={"mask_and_scale": False}), resume=True)
+    assert refused.value.fix == "input.mask_and_scale: true"
+    assert file_states(killed.output) == snapshot
+    saved = killed.dir / "in.saved"
+    copy_store(killed.input, saved)
+    try:  # another scale_factor: the decoding changed (Zarr v2 keeps it in .zattrs)
+        arr = zarr.open_array(str(killed.input), path="t", mode="r+")
+        arr.update_attributes({"scale_factor": 0.02})
+        with pytest.raises(OutputError) as info:
+            pipeline.run(killed.config(), resume=True)
+        assert "unpack" in info.value.changed
+    finally:
+        copy_store(saved, killed.input)
+    assert file_states(killed.output) == snapshot
+    rc, _, err = cli("run", killed.config("stages.yaml", stages=stages), "--overwrite")
+    assert rc == 0, err
+    ds = open_dataset(killed.output)
+    assert ds["t"].attrs["pipeline"]["stages"][0].startswith("multiply(factor=6)")
+    assert set(ds.coords) == {"y", "x", "lon"} and consolidated(killed.output) is not None
