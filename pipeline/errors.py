@@ -57,9 +57,11 @@ class ConfigError(PipelineError):
 class InputError(PipelineError):
     """The input array: absent, not an array, an unsupported dtype or codec, unfinished.
 
-    Fields, as they apply: ``store`` and ``array`` (or ``input``, the two joined), ``status``
-    ('absent', 'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate``
-    would not replace), ``dtype``, ``shape`` and ``chunks``.
+    Fields, as they apply: ``store`` (where the array is: the store and ``array``, the path in
+    it, joined; ``input`` where the check is of a whole input), ``status`` ('absent',
+    'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
+    replace), ``dtype``, ``shape`` and ``chunks``, ``region`` (one zarr-python cannot read),
+    ``variable``, ``attributes`` and ``fix`` (the setting that decodes a packed variable).
     """
 
 
@@ -81,11 +83,11 @@ class OutputError(PipelineError):
     not writable, or overlaps the input (and, for ``schema --update``, the document updated).
 
     Fields: ``output`` (where), and as they apply ``status`` (what is there: 'absent',
-    'complete', 'incomplete', 'remains', 'foreign', 'not-zarr'), ``changed`` (what differs
-    from the run that made it), ``holder`` (the run holding its lock: ``pid``, ``host``,
-    ``since``), ``lock``, ``directory`` (the one that cannot be written), ``archive`` (the
-    kind of archive it is inside), ``input`` and ``relation`` (an output overlapping the
-    input).
+    'complete', 'incomplete', 'remains', 'foreign', 'occupied', 'not-zarr'), ``changed``
+    (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
+    ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
+    ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output
+    overlapping the input).
     """
 
 
