@@ -10,6 +10,10 @@ ARGS ?=
 GPU_EXTRA ?= $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/cu\1/p' | head -1)
 EXTRAS ?= dev$(if $(GPU_EXTRA),$(comma)$(GPU_EXTRA))
 comma := ,
+# Without a GPU (CI), the venv holds exactly the floors of pyproject.toml, so the lower end of
+# the supported range is what the tests run on; the GPU libraries pin newer versions (dask-cuda
+# pins dask), so a GPU host gets what they pin. CONSTRAINTS= installs the newest releases.
+CONSTRAINTS ?= $(if $(GPU_EXTRA),,constraints/floors.txt)
 
 ifeq ($(strip $(PYTHON)),)
 PY := $(VENV)/bin/python
@@ -65,10 +69,10 @@ bench-sweep: $(ENV)  ## block size and threads per GPU: how the GPU defaults wer
 
 env: $(ENV)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints/floors.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(VENV)/bin/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $@
 
 clean:

@@ -47,7 +47,12 @@ class PipelineError(Exception):
 
 
 class ConfigError(PipelineError):
-    """The config: malformed YAML, an unknown key, a value of the wrong type or range."""
+    """The config: malformed YAML, an unknown key, a value of the wrong type or range, settings
+    that contradict each other; or a command-line option that cannot be honoured.
+
+    Fields: ``file``, ``line`` (1-based; None where unknown) and ``key`` (dotted, such as
+    ``cluster.gpus``) as far as they are known; ``option`` for a command-line option.
+    """
 
 
 class OptionError(ConfigError, TypeError):
@@ -57,7 +62,14 @@ class OptionError(ConfigError, TypeError):
 
 
 class InputError(PipelineError):
-    """The input array: absent, not an array, an unsupported dtype or codec, unfinished."""
+    """The input array: absent, not an array, an unsupported dtype or codec, unfinished.
+
+    Fields, as they apply: ``store`` (where the array is: the store and ``array``, the path in
+    it, joined; ``input`` where the check is of a whole input), ``status`` ('absent',
+    'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
+    replace), ``dtype``, ``shape`` and ``chunks``, ``region`` (one zarr-python cannot read),
+    ``variable``, ``attributes`` and ``fix`` (the setting that decodes a packed variable).
+    """
 
 
 class ChunkError(InputError):
@@ -75,20 +87,44 @@ class ChunkError(InputError):
 
 class OutputError(PipelineError):
     """The output location: it exists, is incomplete, is stale, is locked by another run, is
-    not writable, or overlaps the input."""
+    not writable, or overlaps the input (and, for ``schema --update``, the document updated).
+
+    Fields: ``output`` (where), and as they apply ``status`` (what is there: 'absent',
+    'complete', 'incomplete', 'remains', 'foreign', 'occupied', 'not-zarr'), ``changed``
+    (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
+    ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
+    ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output
+    overlapping the input).
+    """
 
 
 class PlanError(PipelineError):
-    """The run cannot be laid out: misaligned shapes, or memory that does not fit a budget."""
+    """The run cannot be laid out: misaligned shapes, or memory that does not fit a budget
+    (found by the plan, or by a task that ran out of it); a config this machine cannot run.
+
+    Fields, as they apply: ``key`` (the setting to change), ``block``, ``shape``,
+    ``multiple_of``, ``block_that_fits``, the budgets and projections (``host_budget``,
+    ``host_per_worker``, ``device_budget``, ``device_per_worker``), ``memory`` ('host' or
+    'gpu', for a task out of memory), ``stage``, ``position``, ``dtype``.
+    """
 
 
 class StoreError(PipelineError):
-    """Storage I/O failed: a full disk or quota, an unreachable store."""
+    """Storage I/O failed: a full disk or quota, an unreachable store.
+
+    Fields: ``store`` (a URL that cannot be opened) or ``where`` (what was being written).
+    """
 
 
 class ClusterError(PipelineError):
     """The Dask cluster: an unreachable or wrong scheduler address, no workers, workers that
-    keep dying, a lost scheduler."""
+    keep dying, a lost scheduler.
+
+    Fields: ``reason`` ('unreachable', 'not-scheduler', 'http', 'not-dask', 'no-workers',
+    'malformed', 'did-not-start', 'lost', 'workers-died'), ``address`` (the scheduler's, or
+    'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
+    one workers died running).
+    """
 
 
 class Interrupted(KeyboardInterrupt):

@@ -366,6 +366,34 @@ def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
         log_w.close()
 
 
+def error_of(*args: Any) -> Any:
+    """The error ``python -m pipeline ARGS`` raises, or None when it succeeds: the command line
+    run in this process with ``--debug``, which lets the error through instead of printing its
+    line (that the line is what the command prints without ``--debug``: tests/test_errors.py).
+    An error's message is asserted to be one line."""
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+
+    try:
+        rc = main(["--debug", *(str(a) for a in args)])
+    except PipelineError as e:
+        assert str(e) and "\n" not in str(e), f"not one line: {e!r}"
+        # without its traceback and the error it replaced, whose frames would keep what the
+        # command made (a cluster's sockets) alive past the test
+        e.__context__ = e.__cause__ = None
+        return e.with_traceback(None)
+    assert rc == 0, f"exit status {rc} without a PipelineError"
+    return None
+
+
+def refused(*args: Any) -> Any:
+    """The :class:`~pipeline.errors.PipelineError` that ``python -m pipeline ARGS`` is refused
+    with (see :func:`error_of`); fails the test when the command succeeds."""
+    e = error_of(*args)
+    assert e is not None, f"not refused: pipeline {' '.join(str(a) for a in args)}"
+    return e
+
+
 def one_line_error(err: str) -> str:
     """The single stderr line of a refused run (asserted to be exactly one, no traceback)."""
     lines = [ln for ln in err.splitlines() if ln.strip()]

@@ -262,6 +262,21 @@ CASES = [
         "zarr3-numcodecs-delta-filter",  # an array-to-array codec only Zarr decodes
         zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")]),
     ),
+    # numcodecs' implementations of zstd and crc32c: the same bytes as zarr-python's
+    Case("zarr3-numcodecs-zstd", zarr3(compressors=lambda: [numcodecs.zarr3.Zstd(level=1)])),
+    Case(
+        "zarr3-numcodecs-zstd-crc32c",
+        zarr3(compressors=lambda: [numcodecs.zarr3.Zstd(level=1), numcodecs.zarr3.CRC32C()]),
+    ),
+    Case(
+        "zarr3-numcodecs-crc32c-at-start",  # not Zarr's crc32c: the checksum comes first
+        zarr3(
+            compressors=lambda: [
+                numcodecs.zarr3.Zstd(level=1),
+                numcodecs.zarr3.CRC32C(location="start"),
+            ]
+        ),
+    ),
     Case("zarr3-v2-chunk-keys", zarr3(chunk_key_encoding={"name": "v2", "separator": "."})),
     Case("zarr3-dot-separator", zarr3(chunk_key_encoding={"name": "default", "separator": "."})),
     Case(
@@ -286,6 +301,8 @@ CASES = [
     Case("zarr2-lzma", zarr2("int16", compressors=numcodecs.LZMA())),
     Case("zarr2-lz4", zarr2(compressors=numcodecs.LZ4())),
     Case("zarr2-no-compressor", zarr2(compressors=None)),
+    Case("zarr2-crc32c-at-end", zarr2(compressors=numcodecs.CRC32C())),
+    Case("zarr2-crc32c-at-start", zarr2(compressors=numcodecs.CRC32C(location="start"))),
     Case("zarr2-order-f", zarr2(order="F")),
     Case("zarr2-order-f-missing", zarr2("int16", order="F", fill_value=3, drop=True)),
     Case("zarr2-slash-separator", zarr2(chunk_key_encoding={"name": "v2", "separator": "/"})),
@@ -582,8 +599,13 @@ def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) ->
     assert rc == 1
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "'1.2'" in lines[0] and str(tmp_path / "in.zarr") in lines[0]
     assert "Traceback" not in err
+    # the same error, from the worker that met it, with its data
+    from tests.faultkit import refused
+
+    e = refused("run", cfg, "--progress", "none", "--overwrite")
+    assert isinstance(e, ChunkError) and lines[0] == f"error: {e}"
+    assert (e.store, e.key) == (str(tmp_path / "in.zarr"), "1.2")
 
 
 def test_missing_chunks_are_not_damage(tmp_path: Path, backend_client) -> None:

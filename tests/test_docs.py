@@ -18,8 +18,9 @@ from pipeline.config.reference import (
     schema_markdown,
     with_reference,
 )
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError
 from pipeline.ops.stages import REGISTRY
+from tests.faultkit import refused
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -56,7 +57,11 @@ def test_schema_command_prints_and_updates(tmp_path, cli) -> None:
     )
     doc.write_text("no markers")
     rc, _, err = cli("schema", "--update", doc)
-    assert rc == 1 and "markers" in err
+    assert rc == 1
+    e = refused("schema", "--update", doc)
+    assert isinstance(e, OutputError) and e.markers == (REFERENCE_BEGIN, REFERENCE_END)
+    assert err == f"error: {e}\n"
+    assert doc.read_text() == "no markers"
 
 
 def test_makefile_has_docs_target() -> None:
@@ -172,5 +177,66 @@ def test_design_covers_every_module() -> None:
 
 
 def test_with_reference_needs_markers() -> None:
-    with pytest.raises(PipelineError, match="markers"):
-        with_reference("nothing here")
+    for text in ("nothing here", f"only {REFERENCE_BEGIN}", f"only {REFERENCE_END}"):
+        with pytest.raises(OutputError) as e:
+            with_reference(text)
+        assert e.value.markers == (REFERENCE_BEGIN, REFERENCE_END)
+
+
+# --------------------------------------------------------------------------------------------
+# Every file the documents name exists.
+
+DOCS = {"README.md": ROOT / "README.md", "pipeline/DESIGN.md": ROOT / "pipeline" / "DESIGN.md"}
+
+
+def named_modules(text: str) -> set[str]:
+    """The Python files a Markdown text names: in code spans and link targets, and anywhere as
+    a path under one of the repository's folders (code blocks too)."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # their backticks pair wrong
+    spans = [*re.findall(r"`([^`]+)`", prose), *re.findall(r"\]\(([^)\s]+)\)", prose)]
+    found = {p for s in spans for p in re.findall(r"[\w./-]*\w\.py\b", s)}
+    found |= set(re.findall(r"\b(?:pipeline|benchmarks|tests|scripts)/[\w./-]*\w\.py\b", text))
+    return found
+
+
+def resolves(path: str, doc: Path) -> bool:
+    """Whether ``path`` is a file relative to the document's folder, the repository root, or
+    the package (the documents name the package's modules by their path in it)."""
+    return any((base / path).is_file() for base in (doc.parent, ROOT, ROOT / "pipeline"))
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_every_module_a_document_names_exists(name: str) -> None:
+    doc = DOCS[name]
+    text = doc.read_text()
+    assert named_modules(text), "found no module names: the pattern is broken"
+    missing = sorted(p for p in named_modules(text) if not resolves(p, doc))
+    assert not missing, f"{name} names modules that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_every_link_to_a_file_resolves(name: str) -> None:
+    doc = DOCS[name]
+    targets = re.findall(r"\]\(([^)\s]+)\)", doc.read_text())
+    local = [t.split("#")[0] for t in targets if "://" not in t and not t.startswith("#")]
+    missing = sorted(t for t in local if not (doc.parent / t).exists())
+    assert not missing, f"{name} links to files that do not exist: {missing}"
+
+
+def test_a_stale_module_name_fails_the_check(tmp_path: Path) -> None:
+    """The check above catches the names of the old flat layout."""
+    doc = tmp_path / "DESIGN.md"
+    text = (
+        "```\nmake\n```\n`plan.py` plans, `store/grid.py` and pipeline/storage.py, "
+        "[x](benchmarks/bench.py)"
+    )
+    assert named_modules(text) == {
+        "plan.py",
+        "store/grid.py",
+        "pipeline/storage.py",
+        "benchmarks/bench.py",
+    }
+    assert [p for p in sorted(named_modules(text)) if not resolves(p, doc)] == [
+        "pipeline/storage.py",
+        "plan.py",
+    ]

@@ -1,5 +1,7 @@
 """Bad input: each problem is refused before any data is written, with one line on stderr that
-names the problem and the fix (no traceback unless --debug), and a non-zero exit status.
+names the problem and the fix (no traceback unless --debug), and a non-zero exit status. The
+refusal is an error of the type that says what kind of problem it is, carrying its data
+(:mod:`pipeline.errors`): the tests read those, and of the line only the fix it names.
 
 Every case runs the real CLI on real files: YAML written as a user would, Zarr stores of the
 wrong kind created with Zarr itself, a scheduler address nobody listens on, file systems that
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -22,8 +25,16 @@ import zarr
 
 import pipeline.running.runner  # noqa: F401  (imported up front: the timed cases time the run only)
 from pipeline.devices import gpu_status
+from pipeline.errors import (
+    ClusterError,
+    ConfigError,
+    InputError,
+    OutputError,
+    PipelineError,
+    PlanError,
+)
 from tests.conftest import STAGES, make_array, write_config
-from tests.faultkit import file_states, one_line_error
+from tests.faultkit import file_states, one_line_error, refused
 
 
 @dataclass
@@ -31,8 +42,17 @@ class Case:
     """A broken set-up: ``make(tmp)`` writes the files and returns the config's path."""
 
     make: Callable[[Path], Path]
-    expect: list[str]
+    error: type[PipelineError]
+    fields: dict[str, Any]
+    """the error's fields (a callable value is called with the test's directory)"""
+    fix: list[str] = field(default_factory=list)
+    """what the line says to do, word for word"""
     args: list[str] = field(default_factory=list)
+
+
+def _in(name: str) -> Callable[[Path], str]:
+    """The path of ``name`` in the test's directory, as the error's field gives it."""
+    return lambda tmp: str(tmp / name)
 
 
 def _input(tmp: Path, dtype: str = "float32", shape: tuple = (20, 30)) -> Path:
@@ -90,21 +110,28 @@ SEED = "stages: [{{op: multiply, factor: 5}}, {{op: square}}, {{op: add}}]\n"
 CASES: dict[str, Case] = {
     "malformed-yaml": Case(
         _yaml(BASE + "stages: [{{op: multiply, factor: 5}}\n  - op: square\n"),
-        ["run.yaml:6:3: malformed YAML", "expected ',' or ']'"],
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 6, "key": None},
     ),
     "unknown-key": Case(
         _yaml(BASE + SEED + "chunkin: {{block: auto}}\n"),
-        ["run.yaml:6", "unknown key 'chunkin'", "did you mean 'chunking'?"],
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 6, "key": "chunkin"},
+        ["did you mean 'chunking'?"],
     ),
     "unknown-nested-key": Case(
         _yaml(BASE.replace("workers: 1", "wrokers: 1") + SEED),
-        ["run.yaml:4", "unknown key 'cluster.wrokers'", "did you mean 'workers'?"],
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 4, "key": "cluster.wrokers"},
+        ["did you mean 'workers'?"],
     ),
-    "missing-key": Case(_yaml(BASE), ["missing key 'stages'"]),
+    "missing-key": Case(_yaml(BASE), ConfigError, {"key": "stages"}),
     **{
         f"removed-{key}": Case(
             _yaml(BASE.replace(where, f"{where}, {key}: {value}") + SEED),
-            [f"run.yaml:{line}", f"unknown key '{section}.{key}'", "removed in this version"],
+            ConfigError,
+            {"file": _in("run.yaml"), "line": line, "key": f"{section}.{key}"},
+            ["removed in this version"],
         )
         for section, where, line, key, value in (
             ("output", "out.zarr", 2, "spare_files", "auto"),
@@ -115,35 +142,51 @@ CASES: dict[str, Case] = {
     },
     "wrong-type": Case(
         _yaml(BASE.replace("workers: 1", "workers: two") + SEED),
-        ["run.yaml:4", "cluster.workers", "integer", "(got 'two')"],
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 4, "key": "cluster.workers"},
     ),
     "out-of-range": Case(
         lambda tmp: _config(tmp, output={"store": str(tmp / "out.zarr"), "codec": {"level": 99}}),
-        ["output.codec.level", "less than or equal to 22", "(got 99)"],
+        ConfigError,
+        {"key": "output.codec.level"},
+        ["less than or equal to 22"],
     ),
     "bad-fraction": Case(
         lambda tmp: _config(tmp, cluster={"host_memory_limit": 1.5}),
-        ["cluster.host_memory_limit", "a fraction must be in (0, 1]"],
+        ConfigError,
+        {"key": "cluster.host_memory_limit"},
+        ["a fraction must be in (0, 1]"],
     ),
     "unknown-stage": Case(
         _yaml(BASE + "stages: [{{op: cube}}]\n"),
-        ["unknown stage 'cube'", "known stages: add, multiply, square"],
+        ConfigError,
+        {"line": 5, "key": "stages.0"},
+        ["known stages: add, multiply, square"],
     ),
     "bad-stage-parameter-name": Case(
         _yaml(BASE + "stages: [{{op: multiply, factr: 5}}]\n"),
-        ["run.yaml:5", "unknown key 'stages.0.factr'", "did you mean 'factor'?"],
+        ConfigError,
+        {"line": 5, "key": "stages.0.factr"},
+        ["did you mean 'factor'?"],
     ),
     "bad-stage-parameter-value": Case(
         _yaml(BASE + "stages: [{{op: multiply, factor: five}}]\n"),
-        ["stages.0.factor", "(got 'five')"],
+        ConfigError,
+        {"line": 5, "key": "stages.0.factor"},
     ),
     "missing-stage-parameter": Case(
-        _yaml(BASE + "stages: [{{op: multiply}}]\n"), ["missing key 'stages.0.factor'"]
+        _yaml(BASE + "stages: [{{op: multiply}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.factor"},
     ),
-    "config-not-found": Case(lambda tmp: tmp / "nope.yaml", ["config file not found"]),
+    "config-not-found": Case(
+        lambda tmp: tmp / "nope.yaml", ConfigError, {"file": _in("nope.yaml"), "line": None}
+    ),
     "missing-input-store": Case(
         lambda tmp: write_config(tmp, tmp / "nowhere.zarr", tmp / "out.zarr"),
-        ["nowhere.zarr does not exist", "pipeline generate", "input.store"],
+        InputError,
+        {"store": _in("nowhere.zarr"), "status": "absent"},
+        ["`pipeline generate CONFIG`", "input.store"],
     ),
     "missing-array-in-group": Case(
         lambda tmp: (
@@ -155,23 +198,29 @@ CASES: dict[str, Case] = {
                 input={"store": str(tmp / "in.zarr"), "array": "fields/pressure"},
             ),
         )[1],
-        ["no Zarr array at", "fields/pressure", "check input.array"],
+        InputError,
+        {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
+        ["check input.array"],
     ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
-        ["is a Zarr group, not an array", "set input.array", "arrays in it: fields/temp"],
+        InputError,
+        {"store": _in("in.zarr"), "array": "", "status": "group", "arrays": ["fields/temp"]},
+        ["set input.array"],
     ),
-    "dtype-bool": Case(_dtype_input("bool"), ["unsupported dtype bool", "convert the input"]),
+    "dtype-bool": Case(_dtype_input("bool"), InputError, {"dtype": "bool"}, ["convert the input"]),
     "dtype-complex": Case(
-        _dtype_input("complex"), ["unsupported dtype complex64", "convert the input"]
+        _dtype_input("complex"), InputError, {"dtype": "complex64"}, ["convert the input"]
     ),
-    "dtype-string": Case(_dtype_input("string"), ["unsupported dtype", "convert the input"]),
+    "dtype-string": Case(_dtype_input("string"), InputError, {}, ["convert the input"]),
     "integer-overflow": Case(
         lambda tmp: (
             _input(tmp, "int16"),
             write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", integer_overflow="error"),
         )[1],
-        ["can overflow int16", "integer_overflow: promote", "float64"],
+        PlanError,
+        {"stage": "multiply", "position": 1, "dtype": "int16"},
+        ["integer_overflow: promote", "float64"],
     ),
     "unsafe-block": Case(
         lambda tmp: _config(
@@ -179,32 +228,39 @@ CASES: dict[str, Case] = {
             chunking={"block": [6, 30]},
             output={"store": str(tmp / "out.zarr"), "shards": [4, 30], "chunks": [2, 30]},
         ),
-        ["chunking.block [6, 30] is not a whole multiple of", "corrupt", "use a multiple of"],
+        PlanError,
+        {"key": "chunking.block", "block": (6, 30), "multiple_of": (20, 30)},
+        ["use a multiple of [20, 30]"],
     ),
     "shard-not-multiple-of-chunk": Case(
         lambda tmp: _config(
             tmp,
-            chunking={"block": [10, 30]},
+            chunking={"block": [20, 30]},
             output={"store": str(tmp / "out.zarr"), "shards": [10, 30], "chunks": [4, 30]},
         ),
-        ["not a whole multiple", "[10, 30]"],
+        PlanError,
+        {"key": "output.shards", "shape": (10, 30), "multiple_of": (4, 30)},
     ),
     "gpu-without-gpu": Case(
-        lambda tmp: _config(tmp, backend="gpu"), ["backend: gpu, but", "set backend: cpu"]
+        lambda tmp: _config(tmp, backend="gpu"), PlanError, {"backend": "gpu"}, ["set backend: cpu"]
     ),
     "existing-output": Case(
         lambda tmp: (
             make_array(tmp / "out.zarr", np.zeros((3, 3)), (3, 3)),
             _config(tmp),
         )[1],
-        ["already exists (not written by this pipeline)", "--overwrite"],
+        OutputError,
+        {"output": _in("out.zarr"), "status": "foreign"},
+        ["--overwrite"],
     ),
     "output-under-a-file": Case(
         lambda tmp: (
             (tmp / "file.txt").write_text("x"),
             write_config(tmp, _input(tmp), tmp / "file.txt" / "out.zarr"),
         )[1],
-        ["cannot write the output", "file.txt is not a writable directory", "output.store"],
+        OutputError,
+        {"output": _in("file.txt/out.zarr"), "directory": _in("file.txt")},
+        ["output.store"],
     ),
 }
 
@@ -231,20 +287,25 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
     rc, _, err = cli("run", cfg, *case.args)
     assert rc == 1
     line = one_line_error(err)
-    for text in case.expect:
+    for text in case.fix:
         assert text in line, f"{text!r} not in {line!r}"
     if out is not None:
         if before is None:
             assert not out.exists(), f"{out} was created"
         else:
             assert file_states(out) == before, f"{out} was changed"
+    # the same refusal, as its type with its data
+    e = refused("run", cfg, *case.args)
+    assert line == f"error: {e}"
+    assert type(e) is case.error, f"{type(e).__name__}: {e}"
+    want = {k: v(tmp_path) if callable(v) else v for k, v in case.fields.items()}
+    assert {k: getattr(e, k, "(no such field)") for k in want} == want
 
 
 def test_removed_settings_are_not_settings() -> None:
     """Each key the loader names as removed is no key of its section, and is refused."""
     from pipeline.config import Config, parse_config
     from pipeline.config.loading import REMOVED
-    from pipeline.errors import PipelineError
 
     assert len(REMOVED) == 4
     for dotted in REMOVED:
@@ -252,23 +313,24 @@ def test_removed_settings_are_not_settings() -> None:
         assert key not in Config.model_fields[section].annotation.model_fields, dotted
         doc = {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": STAGES}
         doc[section] = {**doc.get(section, {}), key: 1}
-        with pytest.raises(PipelineError) as e:
+        with pytest.raises(ConfigError) as e:
             parse_config(doc)
-        assert f"'{dotted}' (removed in this version" in str(e.value)
+        assert e.value.key == dotted
+        assert "removed in this version" in str(e.value)  # not a typo: the fix is to drop it
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, cli) -> None:
     cfg = write_config(tmp_path, tmp_path / "nowhere.zarr", tmp_path / "out.zarr")
-    from pipeline.errors import PipelineError
-
-    with pytest.raises(PipelineError, match="does not exist"):
+    with pytest.raises(InputError) as e:
         cli("--debug", "run", cfg)
+    assert e.value.status == "absent" and e.value.store == str(tmp_path / "nowhere.zarr")
     # and the same from a real process: the traceback on stderr
     r = subprocess.run(
         [*_python(), "run", str(cfg), "--debug"], capture_output=True, text=True, env=_env()
     )
     assert r.returncode == 1
-    assert "Traceback (most recent call last)" in r.stderr and "does not exist" in r.stderr
+    assert "Traceback (most recent call last)" in r.stderr
+    assert f"pipeline.errors.InputError: {e.value}" in r.stderr
     r = subprocess.run([*_python(), "run", str(cfg)], capture_output=True, text=True, env=_env())
     assert r.returncode == 1
     assert one_line_error(r.stderr)
@@ -296,12 +358,10 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
     assert not started, "refused only after starting processes (a cluster?)"
     assert rc == 1
     line = one_line_error(err)
-    assert "does not fit the host memory budget" in line, line
     assert "raise cluster.host_memory_limit above" in line, line
     assert not (tmp_path / "out.zarr").exists()
     # the same refusal, as a type with its numbers
     from pipeline.config import load_config
-    from pipeline.errors import PlanError
     from pipeline.planning.memory import WORKER_BASELINE
     from pipeline.running.runner import plan_run
 
@@ -315,12 +375,11 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
 def test_an_unreachable_scheduler_is_reported_within_the_timeout(tmp_path: Path, cli) -> None:
     cfg = _config(tmp_path, cluster={"timeout": 2, "dashboard": ""})
     t0 = time.perf_counter()
-    rc, _, err = cli("run", cfg, "--scheduler", "tcp://127.0.0.1:1")
+    e = refused("run", cfg, "--scheduler", "tcp://127.0.0.1:1")
     elapsed = time.perf_counter() - t0
-    assert rc == 1
-    line = one_line_error(err)
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 2 s" in line, line
-    assert "cluster.timeout" in line
+    assert isinstance(e, ClusterError)
+    assert (e.address, e.reason, e.timeout) == ("tcp://127.0.0.1:1", "unreachable", 2)
+    assert "raise cluster.timeout" in str(e)
     # well short of Dask's own 30 s connect timeout, with room for a loaded CI machine
     assert elapsed < 2 + 12, f"took {elapsed:.2f} s for a 2 s timeout"
     assert not (tmp_path / "out.zarr").exists()
@@ -334,10 +393,10 @@ def test_a_cluster_that_does_not_start_leaves_no_output(tmp_path: Path, cli) -> 
     when the cluster cannot start, nothing is left behind."""
     # a dashboard address no interface of this machine has (TEST-NET-1, RFC 5737)
     cfg = _config(tmp_path, cluster={"dashboard": "192.0.2.1:8787"})
-    rc, _, err = cli("run", cfg)
-    assert rc == 1
-    line = one_line_error(err)
-    assert "the local Dask cluster did not start" in line and "cluster section" in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, ClusterError)
+    assert (e.address, e.reason) == ("local", "did-not-start")
+    assert "check the config's cluster section" in str(e)
     assert not (tmp_path / "out.zarr").exists()
     gc.collect()  # that socket's warning here, where it is ignored, not in a later test
 
@@ -355,10 +414,33 @@ def test_an_output_on_a_read_only_file_system_is_refused(tmp_path: Path, cli) ->
         pytest.skip(f"cannot mount a read-only file system here: {r.stderr.strip()}")
     try:
         cfg = write_config(tmp_path, _input(tmp_path), ro / "sub" / "out.zarr")
-        rc, _, err = cli("run", cfg)
-        assert rc == 1
-        line = one_line_error(err)
-        assert f"{ro} is not a writable directory" in line, line
+        e = refused("run", cfg)
+        assert isinstance(e, OutputError)
+        assert (e.output, e.directory) == (str(ro / "sub" / "out.zarr"), str(ro))
         assert not (ro / "sub").exists()
     finally:
         subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def test_every_error_the_package_raises_has_a_kind_and_data() -> None:
+    """Read from the source: no bare PipelineError is made, and every error of
+    :mod:`pipeline.errors` is made with its data as keyword fields."""
+    import ast
+
+    import pipeline.errors as errors
+
+    kinds = {
+        name
+        for name, obj in vars(errors).items()
+        if isinstance(obj, type) and issubclass(obj, errors.PipelineError)
+    }
+    package = Path(errors.__file__).parent
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            name = node.func.id
+            if name in kinds and (name == "PipelineError" or not node.keywords):
+                bad.append(f"{path.relative_to(package)}:{node.lineno} {name}")
+    assert not bad, f"errors made without a kind or without data: {bad}"

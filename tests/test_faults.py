@@ -26,10 +26,12 @@ import psutil
 import pytest
 import zarr
 
+from pipeline.errors import InputError, OutputError, StoreError
 from tests.conftest import STAGES, make_array, read_array, write_config
 from tests.faultkit import (
     cli_process,
     env,
+    error_of,
     expected,
     external_cluster,
     file_states,
@@ -37,6 +39,7 @@ from tests.faultkit import (
     many_blocks_input,
     markers,
     one_line_error,
+    refused,
     status,
     wait_for_markers,
 )
@@ -121,7 +124,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
                 rows *= 4
                 continue
             results = {
-                flag: cli("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
+                flag: error_of("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
             }
             still_running = first.poll() is None
             _, err_first = first.communicate(timeout=120)
@@ -133,11 +136,10 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     else:
         pytest.fail("the first run always finished before the second could start")
     host = socket.gethostname()
-    for flag, (rc, _, err) in results.items():
-        assert rc == 1, (flag, err)
-        line = one_line_error(err)
-        assert f"another run is writing {out}" in line, line
-        assert f"pid {first.pid} on {host}" in line, line
+    for flag, e in results.items():
+        assert isinstance(e, OutputError), (flag, e)
+        assert e.output == str(out), flag
+        assert (e.holder["pid"], e.holder["host"]) == (first.pid, host), (flag, e.holder)
     # the first run was not disturbed
     assert first.returncode == 0, err_first
     assert status(out) == "complete"
@@ -153,10 +155,9 @@ def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli)
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     before = file_states(out)
-    rc, _, err = cli("run", cfg)
-    assert rc == 1
-    line = one_line_error(err)
-    assert "already exists" in line and "--overwrite" in line
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and (e.output, e.status) == (str(out), "complete")
+    assert "pass --overwrite to replace it" in str(e)
     assert file_states(out) == before
     # another chain over the same output, replacing it as asked
     stages = [{"op": "multiply", "factor": 3}, {"op": "add", "value": 1}]
@@ -181,10 +182,9 @@ def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> N
     (results / "thesis.tex").write_text("years of work")
     cfg = write_config(tmp_path, tmp_path / "in.zarr", results)
     before = file_states(results)
-    rc, _, err = cli("run", cfg, "--overwrite")
-    assert rc == 1
-    line = one_line_error(err)
-    assert "not a Zarr array" in line and "never deletes" in line
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError) and (e.output, e.status) == (str(results), "not-zarr")
+    assert "never deletes it, even with --overwrite" in str(e)
     assert file_states(results) == before
 
 
@@ -199,9 +199,9 @@ def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> 
         input={"store": str(tmp_path / "in.zarr"), "generate": {"shape": [10, 10]}},
     )
     before = file_states(tmp_path / "in.zarr")
-    rc, _, err = cli("generate", cfg, "--progress", "none")
-    assert rc == 1
-    assert "did not create; generate never replaces it" in one_line_error(err)
+    e = refused("generate", cfg, "--progress", "none")
+    assert isinstance(e, InputError)
+    assert (e.input, e.status) == (str(tmp_path / "in.zarr"), "foreign")
     assert file_states(tmp_path / "in.zarr") == before
 
 
@@ -266,11 +266,10 @@ def test_an_output_overlapping_the_input_is_refused(tmp_path: Path, cli, where: 
     out = {"equal": data / "in.zarr", "inside": data / "in.zarr" / "out", "containing": data}
     cfg = write_config(tmp_path, data / "in.zarr", out[where])
     before = file_states(data)
-    rc, _, err = cli("run", cfg, "--overwrite")
-    assert rc == 1
-    line = one_line_error(err)
-    rel = {"equal": "is the input", "inside": "is inside the input", "containing": "contains"}
-    assert rel[where] in line and "the input is never modified" in line, line
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError)
+    assert e.relation == {"equal": "is", "inside": "is inside", "containing": "contains"}[where]
+    assert (e.output, e.input) == (os.path.realpath(out[where]), os.path.realpath(data / "in.zarr"))
     assert file_states(data) == before  # nothing written, nothing created
 
 
@@ -293,10 +292,9 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         chunking={"block": [4, 32768]},
     )
     with _mounted(["-t", "tmpfs", "-o", "size=3m", "tmpfs"], disk):
-        rc, _, err = cli("run", cfg, "--progress", "none")
-        assert rc == 1
-        line = one_line_error(err)
-        assert "no space left" in line and "`run --resume`" in line, line
+        e = refused("run", cfg, "--progress", "none")
+        assert isinstance(e, StoreError) and e.where.startswith(str(out)), e
+        assert "then `run --resume` finishes the output" in str(e)
         assert status(out) == "incomplete"
         assert 0 <= markers(out) < 16
         # no partial file is left: every marker holds its block's counts, every shard is whole
@@ -305,8 +303,8 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         sizes = {p.stat().st_size for p in (out / "c").rglob("*") if p.is_file()}
         assert len(sizes) <= 1, f"partial shard files: sizes {sorted(sizes)}"
         assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
-        rc, _, err = cli("run", cfg)
-        assert rc == 1 and "is incomplete" in one_line_error(err)
+        e = refused("run", cfg)
+        assert isinstance(e, OutputError) and e.status == "incomplete"
         # more room, then the resume finishes it
         r = subprocess.run(["mount", "-o", "remount,size=32m", str(disk)], capture_output=True)
         assert r.returncode == 0, r.stderr
@@ -417,7 +415,12 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     rc, _, err = cli("verify", "--all", cfg)
     assert rc == 1
     line = one_line_error(err)
-    assert str(tmp_path / "in.zarr") in line and "damaged" in line
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(tmp_path / "in.zarr")
+    (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
+    assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
+    assert "restore it from its source" in line
 
 
 def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:

@@ -417,6 +417,81 @@ def test_gpu_plans_encode_on_the_cpu_when_checksums_are_asked(tmp_path: Path) ->
         assert any("checksum" in n for n in plan.notes) is checksum
 
 
+# --------------------------------------------------------------------------------------------
+# Codecs are known by their spec name and configuration: another implementation of the same
+# codec writes the same bytes and must take the same path.
+
+
+def _by_zarr_python() -> dict[str, Any]:
+    from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+    return {
+        "zstd": [ZstdCodec(level=1)],
+        "zstd-checksum": [ZstdCodec(level=1, checksum=True)],
+        "zstd-crc32c": [ZstdCodec(level=1), Crc32cCodec()],
+        "blosc": [BloscCodec(cname="lz4")],
+        "gzip": [GzipCodec(level=3)],
+    }
+
+
+def _by_numcodecs() -> dict[str, Any]:
+    """numcodecs' codecs as Zarr 3 codecs (named ``numcodecs.zstd`` ...; ``numcodecs.zarr3``,
+    now deprecated, made the same)."""
+    import zarr.codecs.numcodecs as nc
+
+    return {
+        "zstd": [nc.Zstd(level=1)],
+        "zstd-checksum": [nc.Zstd(level=1, checksum=True)],
+        "zstd-crc32c": [nc.Zstd(level=1), nc.CRC32C()],
+        "blosc": [nc.Blosc(cname="lz4")],
+        "gzip": [nc.GZip(level=3)],
+    }
+
+
+def _planned_with(tmp: Path, compressors: list[Any], machine: str, sharded: bool) -> Any:
+    """The plan of the small job over an input written by zarr-python with ``compressors``
+    (the store rewritten in place, so that two plans differ only by their codecs)."""
+    x = np.random.default_rng(3).standard_normal((64, 256)).astype(np.float32)
+    with warnings.catch_warnings():  # numcodecs' codecs warn that they are not in the spec
+        warnings.simplefilter("ignore", UserWarning)
+        arr = zarr.create_array(
+            store=str(tmp / "in.zarr"),
+            shape=x.shape,
+            dtype=x.dtype,
+            chunks=(8, 256),
+            shards=(32, 256) if sharded else None,
+            compressors=compressors,
+            overwrite=True,
+        )
+        arr[...] = x
+    cfg = write_config(tmp, tmp / "in.zarr", tmp / "out.zarr")
+    return make_plan(load_config(cfg, {"backend": "auto"}), MACHINES[machine])
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["unsharded", "sharded"])
+@pytest.mark.parametrize("machine", ["h100", "cpu"])
+@pytest.mark.parametrize("codec", sorted(_by_zarr_python()))
+def test_a_codec_takes_the_same_path_whoever_implements_it(
+    tmp_path: Path, codec: str, machine: str, sharded: bool
+) -> None:
+    """An input written with zarr-python's own codec and one with numcodecs' Zarr 3 codec of
+    the same name (``zstd`` and ``numcodecs.zstd`` ...) plan the same decode path: on the GPU
+    for zstd, straight from the stored bytes on the CPU for the rest, never through Zarr."""
+    ours = _planned_with(tmp_path, _by_zarr_python()[codec], machine, sharded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        theirs = _planned_with(tmp_path, _by_numcodecs()[codec], machine, sharded)
+    for plan in (ours, theirs):
+        assert plan.input.format is not None, plan.input.codecs_text()  # not read through Zarr
+    assert theirs.decode_on == ours.decode_on
+    assert theirs.input.codec == ours.input.codec
+    assert theirs.input.format.chunk.in_place == ours.input.format.chunk.in_place
+    assert theirs.memory == ours.memory
+    assert theirs.block == ours.block
+    gpu_decodes = machine == "h100" and codec in ("zstd", "zstd-checksum")
+    assert (ours.decode_on == "gpu") is gpu_decodes
+
+
 def _frames(store: Path) -> list[bytes]:
     """Every zstd frame of a Zarr v3 output, read from its files (one frame per chunk file,
     or several per shard file, found through the shard's index at its end)."""

@@ -21,6 +21,7 @@ import yaml
 import zarr
 
 from pipeline.cli import main
+from pipeline.errors import InputError, OutputError
 from tests.conftest import STAGES, read_array
 from tests.faultkit import (
     assert_same_stores,
@@ -32,6 +33,7 @@ from tests.faultkit import (
     many_blocks_input,
     markers,
     one_line_error,
+    refused,
     run_and_signal,
     status,
     stored_files,
@@ -165,15 +167,14 @@ def test_resume_after_sigkill_skips_written_blocks_and_matches_uninterrupted_run
 def test_new_run_and_verify_say_the_output_is_incomplete(work: Work, cli) -> None:
     work.restore_killed()
     snapshot = file_states(work.output)
-    rc, _, err = cli("run", work.config)
-    line = one_line_error(err)
-    assert rc == 1
-    assert "is incomplete" in line and "--resume" in line and "--overwrite" in line
+    e = refused("run", work.config)
+    assert isinstance(e, OutputError)
+    assert (e.output, e.status) == (str(work.output), "incomplete")
+    assert "`run --resume` finishes it, `run --overwrite` starts over" in str(e)
     rc, out, err = cli("verify", work.config)
     assert rc == 1
     assert re.search(r"output status\s+incomplete", out), out
-    line = one_line_error(err)
-    assert "incomplete" in line and "--resume" in line
+    assert "`run --resume` finishes it" in one_line_error(err)
     assert file_states(work.output) == snapshot  # neither wrote anything
 
 
@@ -182,12 +183,12 @@ def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> No
     snapshot = file_states(work.output)
     stages = [{"op": "multiply", "factor": 6}, {"op": "square"}, {"op": "add"}]
     cfg = work.config_with("changed.yaml", stages=stages)
-    rc, _, err = cli("run", cfg, "--resume")
-    assert rc == 1
-    line = one_line_error(err)
-    assert "cannot resume" in line and "the stages changed" in line, line
-    assert "factor=5" in line and "factor=6" in line, line
-    assert "--overwrite" in line
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError)
+    assert (e.status, e.changed) == ("incomplete", ["stages"])
+    # what changed, in the stages' own words, and the fix
+    assert "(were multiply(factor=5)" in str(e) and "now multiply(factor=6)" in str(e), e
+    assert "`run --overwrite` to start over" in str(e)
     assert file_states(work.output) == snapshot
 
 
@@ -199,10 +200,9 @@ def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None
         snapshot = file_states(work.output)
         # same shape, dtype and layout; other values, written after the interruption
         many_blocks_input(work.input, work.rows, seed=1)
-        rc, _, err = cli("run", work.config, "--resume")
-        assert rc == 1
-        line = one_line_error(err)
-        assert "the input's data changed" in line, line
+        e = refused("run", work.config, "--resume")
+        assert isinstance(e, OutputError)
+        assert (e.status, e.changed) == ("incomplete", ["input.data"])
         assert file_states(work.output) == snapshot
     finally:
         copy_store(saved, work.input)  # keeps modification times: the same input again
@@ -229,7 +229,6 @@ def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) ->
 def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:
     """A chained run reading a killed run's output would take its unwritten blocks for fill
     values and call its own output complete: refused (InputError), nothing written."""
-    from pipeline.errors import InputError
 
     chained = work.dir / "chained"
     chained.mkdir(exist_ok=True)
@@ -240,13 +239,10 @@ def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli
     )
     before = file_states(work.killed)
     for args in (("run", cfg), ("plan", cfg)):
-        rc, _, err = cli(*args)
-        assert rc == 1
-        line = one_line_error(err)
-        assert "output of an interrupted run" in line and "--resume" in line, line
-        with pytest.raises(InputError) as e:
-            cli("--debug", *args)
-        assert e.value.input == str(work.killed) and e.value.made_by == "run"
+        e = refused(*args)
+        assert isinstance(e, InputError)
+        assert (e.input, e.status, e.made_by) == (str(work.killed), "incomplete", "run")
+        assert "`pipeline run CONFIG --resume`" in str(e)
     assert not (chained / "out.zarr").exists()
     assert file_states(work.killed) == before
 

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.errors import OutputError
+from pipeline.errors import ConfigError, OutputError
 from pipeline.store.location import Location
 from tests.conftest import make_array, read_array, reference, write_config
+from tests.faultkit import refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
 
 pytest.importorskip("s3fs")
@@ -110,8 +111,8 @@ def test_input_and_output_on_s3(tmp_path, cli, bucket) -> None:
     assert summary["config"]["input"]["storage_options"]["secret"] == "***"
     # the run record is gone, and a second run sees a complete output
     assert not Location.of(f"{url}/out.zarr", options).exists(".pipeline")
-    rc, _, err = cli("run", cfg)
-    assert rc == 1 and "already exists" in err
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.status == "complete", e
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, err + out
 
@@ -204,8 +205,10 @@ def test_unwritable_s3_output_is_one_line(tmp_path, cli, bucket) -> None:
     )
     rc, _, err = cli("run", cfg)
     assert rc == 1
-    assert err.startswith(f"error: cannot write to {url}-missing/out.zarr"), err
-    assert err.count("\n") == 1 and "testing" not in err, err
+    assert err.count("\n") == 1 and "testing" not in err, err  # one line, no credentials
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.output == f"{url}-missing/out.zarr", e
+    assert err == f"error: {e}\n"
 
 
 @pytest.mark.parametrize(("name", "sibling"), ODD_NAMES, ids=lambda s: repr(s))
@@ -289,8 +292,10 @@ def test_memory_urls_need_an_in_process_cluster(tmp_path, cli) -> None:
     # worker processes: asked for, or the default for a CPU run of more than 4 task threads
     for cluster in ({"protocol": "tcp"}, {"workers": 8}):
         cfg = write_config(tmp_path, f"{root}/in.zarr", f"{root}/out.zarr", cluster=cluster)
-        rc, _, err = cli("run", cfg)
-        assert rc == 1 and "cluster.protocol: inproc" in err
+        e = refused("run", cfg)
+        assert isinstance(e, ConfigError)
+        assert (e.key, e.store) == ("input.store", f"{root}/in.zarr")
+        assert "set cluster.protocol: inproc" in str(e)
     # threads of this process: asked for, or the default for a small CPU run
     for i, cluster in enumerate(({"protocol": "inproc"}, {})):
         out = f"{root}/out{i}.zarr"

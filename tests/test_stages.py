@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.errors import PipelineError, PlanError
+from pipeline.errors import InputError, PlanError
 from pipeline.ops import kernel, stages
 from tests.conftest import reference
 
@@ -70,21 +70,31 @@ def test_promote_policy_widens_to_hold_the_worst_case(dtype: str, expect: list[s
 
 
 def test_promote_policy_refuses_what_64_bits_cannot_hold() -> None:
-    with pytest.raises(PipelineError, match="overflow even 64-bit"):
+    with pytest.raises(PlanError) as e:
         stages.plan_chain(SEED, np.dtype("int32"), "promote")
+    assert (e.value.stage, e.value.position, e.value.dtype) == ("square", 2, "int64")
+    assert e.value.values[1] > np.iinfo(np.int64).max  # (x * 5) ** 2 of int32's range
 
 
 def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
-    with pytest.raises(PipelineError, match="can overflow int8"):
+    with pytest.raises(PlanError) as e:
         stages.plan_chain(SEED, np.dtype("int8"), "error")
+    assert e.value.data == {
+        "stage": "multiply",
+        "position": 1,
+        "dtype": "int8",
+        "values": (-128 * 5, 127 * 5),
+    }
+    assert "set integer_overflow: promote" in str(e.value)  # the fix it names
     # a chain that cannot overflow passes under the same policy
     chain = stages.plan_chain(
         [("multiply", stages.MultiplyParams(factor=1))], np.dtype("int64"), "error"
     )
     assert chain[0].out_dtype == np.dtype("int64")
     # adding any non-zero scalar to a full-range integer can overflow it
-    with pytest.raises(PipelineError, match="can overflow int16"):
+    with pytest.raises(PlanError) as e:
         stages.plan_chain([("add", stages.AddParams(value=1))], np.dtype("int16"), "error")
+    assert (e.value.stage, e.value.dtype, e.value.values) == ("add", "int16", (-32767, 32768))
     assert stages.plan_chain([("add", stages.AddParams(value=1))], np.dtype("int16"), "promote")[
         0
     ].out_dtype == np.dtype("int32")
@@ -205,8 +215,9 @@ def test_a_scalar_is_checked_against_the_dtype_its_stage_meets() -> None:
 @pytest.mark.parametrize("model", [stages.MultiplyParams, stages.AddParams])
 def test_stage_scalars_are_finite_numbers_never_coerced(value, problem, model) -> None:
     key = "factor" if model is stages.MultiplyParams else "value"
-    with pytest.raises(ValidationError, match=problem):
+    with pytest.raises(ValidationError, match=problem) as e:  # the words say what was given
         model(**{key: value})
+    assert [err["loc"] for err in e.value.errors()] == [(key,)]
 
 
 def test_stage_scalars_keep_their_type() -> None:
@@ -221,8 +232,9 @@ def test_stage_scalars_keep_their_type() -> None:
 
 @pytest.mark.parametrize("dtype", ["bool", "complex64", "U4", "object"])
 def test_unsupported_dtypes_are_refused(dtype: str) -> None:
-    with pytest.raises(PipelineError, match="unsupported dtype"):
+    with pytest.raises(InputError) as e:
         stages.plan_chain(SEED, np.dtype(dtype))
+    assert e.value.data == {"dtype": str(np.dtype(dtype))}
 
 
 def test_cuda_source_is_one_fused_kernel_with_exact_scalars() -> None:

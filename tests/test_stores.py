@@ -21,12 +21,12 @@ import pytest
 import zarr
 
 from pipeline.config import load_config
-from pipeline.errors import InputError, OutputError, PipelineError, StoreError
+from pipeline.errors import InputError, OutputError, StoreError
 from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
 from pipeline.store.location import Location
 from tests.conftest import make_array, reference, write_config
-from tests.faultkit import one_line_error
+from tests.faultkit import refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
 
 # --------------------------------------------------------------------------------------------
@@ -172,10 +172,10 @@ def test_output_in_a_zip_is_refused_by_name(tmp_path, cli) -> None:
         with pytest.raises(OutputError) as e:
             plan_run(load_config(cfg))
         assert e.value.output == Location.of(out).url
+        assert e.value.archive == "zip"
         for command in ("plan", "run"):
-            rc, _, err = cli(command, cfg)
-            assert rc == 1
-            assert "zip archive" in one_line_error(err)
+            e2 = refused(command, cfg)
+            assert isinstance(e2, OutputError) and e2.data == e.value.data
     assert not (tmp_path / "new.zip").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "old.zip", "run.yaml"]
 
@@ -187,8 +187,9 @@ def test_generate_into_a_zip_is_refused(tmp_path, cli) -> None:
         tmp_path / "out.zarr",
         input={"store": f"zip::file://{tmp_path}/gen.zip", "generate": {"shape": [8, 8]}},
     )
-    rc, _, err = cli("generate", cfg)
-    assert rc == 1 and "zip archive" in one_line_error(err)
+    e = refused("generate", cfg)
+    assert isinstance(e, OutputError) and e.archive == "zip"
+    assert e.output == f"zip::file://{tmp_path}/gen.zip"
     assert not (tmp_path / "gen.zip").exists()
 
 
@@ -214,18 +215,19 @@ def test_chained_urls(tmp_path, monkeypatch) -> None:
 
 def test_missing_or_broken_zip_is_one_line(tmp_path, cli) -> None:
     cfg = write_config(tmp_path, f"zip::file://{tmp_path}/absent.zip", tmp_path / "out.zarr")
-    with pytest.raises(PipelineError):
+    with pytest.raises(InputError) as e:
         plan_run(load_config(cfg))
-    rc, _, err = cli("run", cfg)
-    assert rc == 1 and "does not exist" in one_line_error(err)
+    assert (e.value.store, e.value.status) == (f"zip::file://{tmp_path}/absent.zip", "absent")
+    e2 = refused("run", cfg)
+    assert isinstance(e2, InputError) and e2.data == e.value.data
 
     (tmp_path / "broken.zip").write_bytes(b"not a zip at all")
     cfg = write_config(tmp_path, f"zip::file://{tmp_path}/broken.zip", tmp_path / "out.zarr")
     with pytest.raises(StoreError) as e:
         plan_run(load_config(cfg))
     assert e.value.store == f"zip::file://{tmp_path}/broken.zip"
-    rc, _, err = cli("run", cfg)
-    assert rc == 1 and "BadZipFile" in one_line_error(err)
+    e2 = refused("run", cfg)
+    assert isinstance(e2, StoreError) and e2.data == e.value.data
     assert not (tmp_path / "out.zarr").exists()
 
 

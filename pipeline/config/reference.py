@@ -16,7 +16,7 @@ from pipeline.config.models import (
     InputConfig,
     OutputConfig,
 )
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError
 from pipeline.ops.stages import REGISTRY
 
 
@@ -111,13 +111,15 @@ REFERENCE_END = "<!-- schema:end -->"
 
 
 def with_reference(text: str) -> str:
-    """``text`` (a README) with the part between the reference markers regenerated."""
+    """``text`` (a README) with the part between the reference markers regenerated. Raises
+    OutputError (field ``markers``: the two lines it looks for) when ``text`` has not both."""
     try:
         head, rest = text.split(REFERENCE_BEGIN, 1)
         _, tail = rest.split(REFERENCE_END, 1)
     except ValueError:
-        raise PipelineError(
+        raise OutputError(
             f"no config reference markers in the text: add a line {REFERENCE_BEGIN} and a "
-            f"line {REFERENCE_END} where the reference goes"
+            f"line {REFERENCE_END} where the reference goes",
+            markers=(REFERENCE_BEGIN, REFERENCE_END),
         ) from None
     return f"{head}{REFERENCE_BEGIN}\n{schema_markdown()}{REFERENCE_END}{tail}"

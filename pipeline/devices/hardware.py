@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PlanError
 
 
 @functools.lru_cache(maxsize=1)
@@ -324,19 +324,26 @@ def visible_gpu_ids(configured: tuple[int, ...] | None, facts: Facts) -> tuple[i
     """GPU ids a local cluster uses: the config's list, else every visible GPU.
 
     Ids are those of ``CUDA_VISIBLE_DEVICES`` when it is set (0..n-1 as CUDA numbers them).
+    Raises ConfigError for a GPU listed twice, PlanError (``missing``, ``visible``) for GPUs
+    this machine does not show; both with ``key`` 'cluster.gpus'.
     """
     ids = tuple(range(len(facts.gpus)))
     if configured is None:
         return ids
     if len(set(configured)) != len(configured):
-        raise PipelineError(
+        raise ConfigError(
             f"cluster.gpus {list(configured)} lists a GPU twice; for several workers on one GPU "
-            "start them with `dask cuda worker` and join with --scheduler"
+            "start them with `dask cuda worker` and join with --scheduler",
+            key="cluster.gpus",
+            gpus=configured,
         )
     bad = [g for g in configured if g not in ids]
     if bad:
-        raise PipelineError(
+        raise PlanError(
             f"cluster.gpus names GPU(s) {bad}, but only {list(ids)} are visible; "
-            "fix cluster.gpus or CUDA_VISIBLE_DEVICES"
+            "fix cluster.gpus or CUDA_VISIBLE_DEVICES",
+            key="cluster.gpus",
+            missing=tuple(bad),
+            visible=ids,
         )
     return tuple(configured)

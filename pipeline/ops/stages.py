@@ -289,8 +289,8 @@ def plan_chain(
     ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
     Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
     a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
-    under ``policy`` (fields ``stage``, ``dtype``: the integer dtype overflowed, ``bound``: the
-    magnitude its results can reach).
+    under ``policy`` (fields ``stage``, ``position``, ``dtype``: the integer type it overflows,
+    ``values``: the interval of the stage's results, ``bound``: the magnitude they can reach).
     """
     dtype = np.dtype(dtype)
     check_dtype(dtype)
@@ -310,7 +310,9 @@ def plan_chain(
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
                         f"{_bound(worst):.3g}); convert the input to float64",
-                        **_overflow(name, current, worst),
+                        **_overflow(name, out, worst),
+                        position=position,
+                        values=(worst.lo, worst.hi),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
@@ -318,6 +320,8 @@ def plan_chain(
                         f"stage {name!r} needs a wider integer than {current} offers; "
                         "convert the input to float64",
                         **_overflow(name, current, worst),
+                        position=position,
+                        values=(worst.lo, worst.hi),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 raise PlanError(
@@ -325,6 +329,8 @@ def plan_chain(
                     f"{_bound(worst):.3g}); set integer_overflow: promote "
                     "or convert the input to float64",
                     **_overflow(name, out, worst),
+                    position=position,
+                    values=(worst.lo, worst.hi),
                 )
             rng = worst
         elif out.kind == "f":

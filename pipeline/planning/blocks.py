@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.config.models import GenerateConfig, OutputConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError
 from pipeline.store import grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -114,12 +114,16 @@ def output_layout(
 
 
 def generated_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
-    """(chunk, unit) of the array ``input.generate`` describes."""
+    """(chunk, unit) of the array ``input.generate`` describes. Raises ConfigError (``key``)
+    for shards of a Zarr v2 array, or shards that are not whole chunks."""
     dtype = np.dtype(g.dtype)
     shape = tuple(g.shape)
     sharded = g.shards != "none" and g.zarr_format == 3
     if g.shards != "none" and g.zarr_format == 2 and isinstance(g.shards, tuple):
-        raise PipelineError("input.generate.shards needs zarr_format: 3 (Zarr v2 has no shards)")
+        raise ConfigError(
+            "input.generate.shards needs zarr_format: 3 (Zarr v2 has no shards)",
+            key="input.generate.shards",
+        )
     if not sharded:
         chunk = (
             g.chunks
@@ -135,8 +139,11 @@ def generated_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
         unit = _slab(shape, dtype.itemsize, UNIT_TARGET)
     chunk = g.chunks if isinstance(g.chunks, tuple) else auto_chunk(unit, dtype.itemsize)
     if not grid.is_multiple(unit, chunk):
-        raise PipelineError(
-            f"input.generate.shards {list(unit)} is not a whole multiple of chunks {list(chunk)}"
+        raise ConfigError(
+            f"input.generate.shards {list(unit)} is not a whole multiple of chunks {list(chunk)}",
+            key="input.generate.shards",
+            shape=unit,
+            multiple_of=chunk,
         )
     return tuple(chunk), tuple(unit)
 

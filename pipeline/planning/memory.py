@@ -8,7 +8,6 @@ fits here fits when it runs; budgets come from the config and the machine's :cla
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +72,8 @@ def read_cost(info: ArrayInfo, block: Shape, direct: bool, decode_on: str) -> Re
         return ReadCost(stored=0, scratch=min(chunks, 10) * 2 * chunk + bin_)
     if decode_on == "gpu":
         return ReadCost(stored=int(1.05 * bin_) + (1 << 16), scratch=0)
-    fast = info.format is not None and _decodes_in_place(info.format.chunk)
+    fast = info.format is not None and info.format.chunk.in_place
     return ReadCost(stored=int(1.05 * unit) + (1 << 16), scratch=chunk * (1 if fast else 3))
-
-
-def _decodes_in_place(fmt: Any) -> bool:
-    """Whether the CPU decodes this chain's chunks straight into the block (one compressor that
-    declares its decoded size, or none; no filters, no transposition)."""
-    ids = [json.loads(c)["id"] for c in fmt.codecs if json.loads(c)["id"] != "crc32c"]
-    return not fmt.filters and fmt.transpose is None and ids in ([], ["zstd"], ["blosc"])
 
 
 def project_memory(

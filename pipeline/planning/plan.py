@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.config.models import Config, GenerateConfig
 from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts, visible_gpu_ids
-from pipeline.errors import PipelineError, PlanError
+from pipeline.errors import ConfigError, PlanError
 from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
@@ -286,8 +286,9 @@ def make_plan(
     scheduler_workers: int | None = None,
     scheduler_threads: int | None = None,
 ) -> Plan:
-    """Resolve ``config`` against ``facts`` and the input's metadata; raise a PipelineError
-    (PlanError, InputError, ...) when the run cannot go as configured.
+    """Resolve ``config`` against ``facts`` and the input's metadata; raise a
+    :class:`~pipeline.errors.PipelineError` (PlanError, InputError, ConfigError, ...) when the
+    run cannot go as configured.
 
     ``scheduler_workers``/``scheduler_threads`` describe an existing cluster joined by address.
     """
@@ -321,10 +322,13 @@ def make_plan(
 
 def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
     """('gpu' or 'cpu', why): the config's backend, or for ``auto`` the GPU when one is
-    usable. Raises PipelineError for ``backend: gpu`` where no GPU is usable."""
+    usable. Raises PlanError (fields ``backend``, ``reason``: why no GPU is usable) for
+    ``backend: gpu`` where no GPU is usable."""
     if config.backend == "gpu" and not facts.gpu_usable:
-        raise PipelineError(
-            f"backend: gpu, but {facts.gpu_reason}; run on a GPU host or set backend: cpu"
+        raise PlanError(
+            f"backend: gpu, but {facts.gpu_reason}; run on a GPU host or set backend: cpu",
+            backend="gpu",
+            reason=facts.gpu_reason,
         )
     if config.backend == "cpu":
         return "cpu", "backend: cpu in the config"
@@ -363,7 +367,7 @@ def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]
 
 def planned_input(config: Config) -> ArrayInfo:
     """The layout ``generate`` gives the input, without creating anything: the same
-    metadata, made in memory. Raises PipelineError when the config has no input.generate."""
+    metadata, made in memory. Raises ConfigError when the config has no input.generate."""
     from zarr.storage import MemoryStore
 
     g = generate_section(config)
@@ -374,12 +378,13 @@ def planned_input(config: Config) -> ArrayInfo:
 
 
 def generate_section(config: Config) -> GenerateConfig:
-    """``input.generate``, its dtype checked; PipelineError when the config has none."""
+    """``input.generate``, its dtype checked; ConfigError (``key``) when the config has none."""
     g = config.input.generate
     if g is None:
-        raise PipelineError(
+        raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
-            "input.store at existing data"
+            "input.store at existing data",
+            key="input.generate",
         )
     stages.check_dtype(np.dtype(g.dtype))
     return g
@@ -404,21 +409,24 @@ def local_protocol(config: Config, backend: str, facts: Facts, joined: bool = Fa
 def check_stores_reachable(config: Config, protocol: str) -> None:
     """Refuse a ``memory://`` store that the workers could not see: it lives inside one
     process, so only a local cluster of threads (``protocol`` 'inproc', see
-    :func:`local_protocol`) shares it. Refuse an output inside an archive (``zip::...``),
-    which is read-only (OutputError)."""
+    :func:`local_protocol`) shares it (ConfigError: ``key``, ``store``). Refuse an output
+    inside an archive (``zip::...``), which is read-only (OutputError)."""
     in_process = config.cluster.scheduler == "local" and protocol == "inproc"
     for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
         if url.startswith("memory://") and not in_process:
-            raise PipelineError(
+            raise ConfigError(
                 f"{key} {url} lives in this process's memory, which the workers' processes "
                 "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
-                "a store every worker can reach (a path, s3://...)"
+                "a store every worker can reach (a path, s3://...)",
+                key=key,
+                store=url,
             )
     Location.of(config.output.store, config.output.storage_options).refuse_archive("output.store")
 
 
 def _check_axes(config: Config, info: ArrayInfo) -> None:
-    """Refuse shapes in the config with another number of axes than the input has."""
+    """Refuse shapes in the config with another number of axes than the input has (PlanError:
+    ``key``, ``shape``, ``input_shape``)."""
     ndim = len(info.shape)
     for name, shp in (
         ("output.chunks", config.output.chunks),
@@ -426,8 +434,11 @@ def _check_axes(config: Config, info: ArrayInfo) -> None:
         ("chunking.block", config.chunking.block),
     ):
         if isinstance(shp, tuple) and len(shp) != ndim:
-            raise PipelineError(
-                f"{name} has {len(shp)} axes but the input has {ndim} ({list(info.shape)})"
+            raise PlanError(
+                f"{name} has {len(shp)} axes but the input has {ndim} ({list(info.shape)})",
+                key=name,
+                shape=shp,
+                input_shape=info.shape,
             )
 
 
@@ -491,10 +502,13 @@ def _choose_block(ctx: _Context, base: Shape) -> _Choice:
     info, block = ctx.info, ctx.config.chunking.block
     if block != "auto":
         if not blocks.aligned(block, base, info.shape):
-            raise PipelineError(
+            raise PlanError(
                 f"chunking.block {list(block)} is not a whole multiple of {list(base)} on every "
                 "axis (the input's stored units and the output's chunks/shards): unaligned "
-                f"parallel writes would corrupt data; use a multiple of {list(base)}"
+                f"parallel writes would corrupt data; use a multiple of {list(base)}",
+                key="chunking.block",
+                block=block,
+                multiple_of=base,
             )
         return _choose(ctx, block)
     cpu_decoded = ctx.backend == "gpu" and not _gpu_decodes(info)
@@ -561,15 +575,21 @@ def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
     block, unit_out, chunk_out = choice.block, choice.unit_out, choice.chunk_out
     for name, shp in (("output.chunks", chunk_out), ("output.shards", unit_out)):
         if not blocks.aligned(block, shp, ctx.info.shape):
-            raise PipelineError(
+            raise PlanError(
                 f"{name} {list(shp)} does not divide the Dask block {list(block)}: every block "
                 "must hold whole chunks and shards, or parallel writes corrupt data; choose "
-                "shapes that divide the block"
+                "shapes that divide the block",
+                key=name,
+                shape=shp,
+                block=block,
             )
     if not grid.is_multiple(unit_out, chunk_out):
-        raise PipelineError(
+        raise PlanError(
             f"output.shards {list(unit_out)} is not a whole multiple of output.chunks "
-            f"{list(chunk_out)}; Zarr shards hold whole chunks"
+            f"{list(chunk_out)}; Zarr shards hold whole chunks",
+            key="output.shards",
+            shape=unit_out,
+            multiple_of=chunk_out,
         )
     mem = choice.memory
     if not mem.fits():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
 from pipeline.planning.variable import decoding, values_chain, with_output_array
 from pipeline.store import arrays, datasets, grid
@@ -40,7 +40,9 @@ def verify(
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
 
     Raises InputError for an unfinished input (an interrupted generate or run) or a packed
-    one that the config does not decode, PipelineError for no output."""
+    one that the config does not decode, OutputError for no output (``status`` 'absent') or
+    one of another shape or dtype than the config makes (``shape``, ``dtype`` and the
+    ``expected_shape``, ``expected_dtype``)."""
     config = with_output_array(config)
     out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options)
@@ -52,15 +54,22 @@ def verify(
         dst = arrays.open_zarr_array(loc_out, out_path)
     except PipelineError:
         where = loc_out.join(out_path)
-        raise PipelineError(f"no output at {where}: run the pipeline first") from None
+        raise OutputError(
+            f"no output at {where}: run the pipeline first", output=where, status="absent"
+        ) from None
     status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
-        raise PipelineError(
+        raise OutputError(
             f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
-            f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?"
+            f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?",
+            output=loc_out.join(out_path),
+            shape=tuple(dst.shape),
+            dtype=str(dst.dtype),
+            expected_shape=tuple(src.shape),
+            expected_dtype=str(chain[-1].out_dtype),
         )
     block = tuple(dst.shards or dst.chunks)
     block_grid = grid.grid_shape(tuple(src.shape), block)
@@ -95,4 +104,5 @@ def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
             f"({type(e).__name__}: {e}): a chunk there is damaged; restore it from its source "
             "(`pipeline run` names the chunk)",
             store=where,
+            region=region,
         ) from None

@@ -305,7 +305,9 @@ class _Startup:
             except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 raise ClusterError(
                     f"the local Dask cluster did not start ({e}); check the config's "
-                    "cluster section (dashboard address, workers, memory limits)"
+                    "cluster section (dashboard address, workers, memory limits)",
+                    address="local",
+                    reason="did-not-start",
                 ) from None
             if self.cancelled.is_set():
                 return
@@ -439,6 +441,7 @@ def join(address: str, timeout: float) -> Client:
             "raise cluster.timeout",
             address=address,
             reason="unreachable",
+            timeout=timeout,
         ) from None
     try:
         client.wait_for_workers(1, timeout=max(left(), 0.1))
@@ -503,6 +506,7 @@ def _wait_listening(
                     "address, or raise cluster.timeout",
                     address=address,
                     reason="unreachable",
+                    timeout=timeout,
                 ) from None
             time.sleep(0.1)
 
@@ -550,6 +554,7 @@ def _not_a_scheduler(
         "the address (the scheduler's default port is 8786), or raise cluster.timeout",
         address=address,
         reason="not-dask",
+        timeout=timeout,
     )
 
 

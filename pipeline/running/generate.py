@@ -21,7 +21,7 @@ from pipeline import devices
 from pipeline.config.models import Config
 from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts
-from pipeline.errors import Interrupted, PipelineError
+from pipeline.errors import ConfigError, InputError, Interrupted
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
@@ -48,11 +48,13 @@ class GenSpec:
 def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend; the
     input's :class:`ArrayInfo`. Raises :class:`~pipeline.errors.Interrupted` on Ctrl-C (the
-    input stays marked unfinished)."""
+    input stays marked unfinished), ConfigError (``key``) when the config has no
+    ``input.generate``."""
     if config.input.generate is None:
-        raise PipelineError(
+        raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
-            "input.store at existing data"
+            "input.store at existing data",
+            key="input.generate",
         )
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
     loc = Location.of(config.input.store, config.input.storage_options)
@@ -70,7 +72,8 @@ def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
 
 def check_generate_target(loc: Location, array: str) -> None:
     """Refuse to generate over data that ``generate`` did not create: it replaces what is at
-    the input's path, and an input is someone's data."""
+    the input's path, and an input is someone's data (InputError: ``input``, ``status``
+    'foreign')."""
     path = array.strip("/")
     where = loc.join(path)
     for meta in ("zarr.json", ".zarray", ".zgroup"):
@@ -85,9 +88,11 @@ def check_generate_target(loc: Location, array: str) -> None:
     else:
         if not loc.list(path):
             return
-    raise PipelineError(
+    raise InputError(
         f"{where} already holds data that `pipeline generate` did not create; generate never "
-        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself"
+        "replaces it: point input.store (or input.array) elsewhere, or remove it yourself",
+        input=where,
+        status="foreign",
     )
 
 

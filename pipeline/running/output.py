@@ -57,7 +57,8 @@ def _real(loc: Location, path: str) -> str:
 def check_not_overlapping(plan: Plan) -> None:
     """Refuse an output equal to, inside, or containing the input: for a variable of a
     Dataset, its group is the input; for an output written as a Dataset, its group is the
-    output."""
+    output (OutputError: ``output``, ``input``, and ``relation``: 'is', 'is inside' or
+    'contains')."""
     variable = plan.carried.variable
     group = output_group(plan)
     in_path = variable.group if variable is not None and variable.name else plan.input.path
@@ -73,11 +74,14 @@ def check_not_overlapping(plan: Plan) -> None:
             "output.store elsewhere",
             output=b,
             input=a,
+            relation=rel,
         )
 
 
 def check_writable(loc: Location) -> None:
-    """Refuse an output location that cannot be written (before anything is written)."""
+    """Refuse an output location that cannot be written, before anything is written
+    (OutputError: ``output``; for a local path also ``directory``, the nearest existing one,
+    which cannot be written)."""
     if loc.is_local:
         probe = loc.url
         while not os.path.exists(probe):
@@ -86,9 +90,11 @@ def check_writable(loc: Location) -> None:
                 break
             probe = parent
         if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-            raise PipelineError(
+            raise OutputError(
                 f"cannot write the output at {loc.url}: {probe} is not a writable directory; "
-                "choose another output.store or fix its permissions"
+                "choose another output.store or fix its permissions",
+                output=loc.url,
+                directory=probe,
             )
         return
     loc.writable_probe()
@@ -225,13 +231,17 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
     two runs' blocks); a refusal names what changed (the error's ``changed``).
 
+    The error's fields: ``output`` (where), ``status`` (what is there, as
+    :func:`output_state` says), ``changed`` (for a stale output), ``holder`` (for an output
+    another run is writing: its ``pid``, ``host``, ``since``).
+
     Reads only: nothing is written before this has decided (and the lock is taken)."""
     where = plan.output.location.join(plan.output.path)
     ledger = plan.sink.ledger
     if ledger is not None:
         holder = ledger.holder()
         if holder is not None:
-            raise OutputError(ledger.busy_message(holder), output=where)
+            raise ledger.busy(holder)
     state = output_state(plan)
     if state == "absent":
         check_frame_fits(plan)
@@ -244,6 +254,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             "the pipeline never deletes it, even with --overwrite: choose another output.store "
             "or remove it yourself",
             output=where,
+            status=state,
         )
     if overwrite:
         check_frame_fits(plan)
@@ -263,6 +274,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             raise OutputError(
                 f"{where} is complete, but {said(changed)}: `run --overwrite` recomputes it",
                 output=where,
+                status=state,
                 changed=[part for part, _ in changed],
             )
         return "done"
@@ -275,18 +287,23 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             f"({', '.join(_beside(plan)[:3])}); nothing to resume: `run --overwrite` writes "
             "it into the group",
             output=where,
+            status=state,
         )
     if state == "remains":
         raise OutputError(
             f"{where} holds the remains of an output that a stopped run was replacing; "
             "nothing to resume: `run --overwrite` starts over",
             output=where,
+            status=state,
         )
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger else None
     if manifest is None:
         raise OutputError(
-            f"{where} has no run record to resume from; use --overwrite", output=where
+            f"{where} has no run record to resume from; use --overwrite",
+            output=where,
+            status=state,
+            changed=[],
         )
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
@@ -294,6 +311,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             f"cannot resume {where}: {said(changed)} since the interrupted run; resume "
             "with the same config and input, or `run --overwrite` to start over",
             output=where,
+            status=state,
             changed=[part for part, _ in changed],
         )
     return "resume"
@@ -306,15 +324,19 @@ def _exists(state: str, where: str) -> OutputError:
             f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over",
             output=where,
+            status=state,
         )
     if state == "remains":
         return OutputError(
             f"{where} holds the remains of an output that a stopped run was replacing: "
             "`run --overwrite` starts over",
             output=where,
+            status=state,
         )
     if state == "complete":
-        return OutputError(f"{where} already exists; pass --overwrite to replace it", output=where)
+        return OutputError(
+            f"{where} already exists; pass --overwrite to replace it", output=where, status=state
+        )
     if state == "occupied":
         return OutputError(
             f"the group of {where} already holds arrays that this pipeline did not write: "
@@ -322,10 +344,12 @@ def _exists(state: str, where: str) -> OutputError:
             "coordinates it shares with the input are replaced, its other arrays kept), or "
             "choose another output.store",
             output=where,
+            status=state,
         )
     return OutputError(
         f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
         output=where,
+        status=state,
     )
 
 

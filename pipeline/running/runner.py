@@ -22,7 +22,15 @@ import numpy as np
 
 from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
-from pipeline.errors import Interrupted, PipelineError, disk_full
+from pipeline.errors import (
+    ClusterError,
+    ConfigError,
+    Interrupted,
+    OutputError,
+    PipelineError,
+    PlanError,
+    disk_full,
+)
 from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
@@ -148,7 +156,11 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
         import importlib.util
 
         if importlib.util.find_spec("bokeh") is None:  # found out only after the run otherwise
-            raise PipelineError("--report needs bokeh, which draws the report: pip install bokeh")
+            raise ConfigError(
+                "--report needs bokeh, which draws the report: pip install bokeh",
+                option="--report",
+                library="bokeh",
+            )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
     t_start = time.perf_counter()
@@ -237,7 +249,7 @@ def _execute(
             finished = True
             return summary
     except OSError as e:
-        full = disk_full(e, "the output")
+        full = disk_full(e, plan.output.location.join(plan.output.path))
         if full is not None:
             raise full from None
         raise
@@ -307,14 +319,18 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
 
 def _check_recorded(plan: Plan, all_blocks: list) -> None:
     """Refuse to call the output complete unless the run record marks every block written
-    (Zarr reads a missing chunk as the fill value, so the files prove nothing)."""
+    (Zarr reads a missing chunk as the fill value, so the files prove nothing): OutputError
+    with ``output``, ``status`` 'incomplete' and ``unrecorded``, the blocks without a mark."""
     assert plan.sink.ledger is not None
     recorded = plan.sink.ledger.done()
     missing = [b for b in all_blocks if b not in recorded]
     if missing:
-        raise PipelineError(
+        raise OutputError(
             f"{len(missing)} block(s) have no record of being written (first: "
-            f"{missing[0]}); the output stays incomplete: `run --resume` retries them"
+            f"{missing[0]}); the output stays incomplete: `run --resume` retries them",
+            output=plan.output.location.join(plan.output.path),
+            status="incomplete",
+            unrecorded=missing,
         )
 
 
@@ -385,10 +401,12 @@ def _compute(
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
             if _lost_scheduler(e):
-                raise PipelineError(
+                raise ClusterError(
                     f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "
                     f"({type(e).__name__}); the output stays incomplete: `run --resume` "
-                    "finishes it"
+                    "finishes it",
+                    address=plan.cluster.scheduler,
+                    reason="lost",
                 ) from None
             raise
     return totals, per_worker
@@ -419,6 +437,9 @@ def _scheduler_name(plan: Plan) -> str:
 
 
 def _result(fut: Any) -> np.ndarray:
+    """A block's result; a task's failure as the error that says what to change: workers
+    that kept dying (ClusterError, ``reason`` 'workers-died', ``task``), memory that ran out
+    in a task (PlanError, ``memory`` 'host' or 'gpu')."""
     from distributed import KilledWorker
 
     try:
@@ -426,20 +447,24 @@ def _result(fut: Any) -> np.ndarray:
     except PipelineError:
         raise
     except KilledWorker as e:
-        raise PipelineError(
+        raise ClusterError(
             f"workers died repeatedly running {e.task}; the output stays incomplete "
-            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)"
+            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)",
+            reason="workers-died",
+            task=str(e.task),
         ) from None
     except MemoryError as e:
-        raise PipelineError(
+        raise PlanError(
             f"out of memory in a task ({e}); lower chunking.target_bytes or "
-            "cluster.threads_per_worker, then `run --resume`"
+            "cluster.threads_per_worker, then `run --resume`",
+            memory="host",
         ) from None
     except Exception as e:
         name = type(e).__name__
         if "OutOfMemory" in name:
-            raise PipelineError(
+            raise PlanError(
                 f"the GPU ran out of memory ({e}); lower chunking.target_bytes "
-                "or cluster.threads_per_worker, then `run --resume`"
+                "or cluster.threads_per_worker, then `run --resume`",
+                memory="gpu",
             ) from None
         raise

@@ -232,8 +232,11 @@ def _checked_grid(
 
 
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
-    """Open an array with Zarr, turning the usual mistakes into one-line InputErrors (field
-    ``store``: where the array was looked for)."""
+    """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
+    ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
+    and ``status``: 'absent' (no store, or no array at the path), 'unreadable' (metadata Zarr
+    cannot read; ``reason`` says why) or 'group' (a group, not an array; ``arrays``: the arrays
+    in it)."""
     import zarr
 
     where = location.join(path)
@@ -242,6 +245,8 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
             "or fix input.store",
             store=where,
+            array=path,
+            status="absent",
         )
     try:
         with warnings.catch_warnings():
@@ -255,10 +260,16 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
             store=where,
+            array=path,
+            status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
         raise InputError(
-            f"cannot open {location}/{path}: {type(e).__name__}: {e}", store=where
+            f"cannot open {location}/{path}: {type(e).__name__}: {e}",
+            store=where,
+            array=path,
+            status="unreadable",
+            reason=f"{type(e).__name__}: {e}",
         ) from None
     if isinstance(node, zarr.Group):
         members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
@@ -267,6 +278,9 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
             f"path{hint}",
             store=where,
+            array=path,
+            status="group",
+            arrays=members,
         )
     return node
 

@@ -34,6 +34,12 @@ from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc
 #: How the pipeline itself encodes and decodes a chunk: one zstd frame, or the raw bytes.
 FrameCodec = Literal["zstd", "none"]
 
+#: A CRC-32C of the bytes, 4 bytes little endian after them: Zarr v3's ``crc32c`` codec, and
+#: numcodecs' ``CRC32C`` with its checksum at the end (the same bytes). Checked here, by
+#: :func:`~pipeline.store.shards.strip_crc32c`; numcodecs' with its checksum at the start keeps
+#: its own configuration and is decoded by numcodecs.
+CRC32C = '{"id": "crc32c"}'
+
 
 @dataclass(frozen=True)
 class ChunkFormat:
@@ -45,7 +51,7 @@ class ChunkFormat:
     """the dtype as stored (``'>f4'`` for big-endian data); decoded chunks are in native order"""
     codecs: tuple[str, ...]
     """bytes-to-bytes codecs in encode order, each a numcodecs configuration as JSON (the
-    v2 compressor is the last; ``{"id": "crc32c"}`` is Zarr v3's crc32c checksum)"""
+    v2 compressor is the last; :data:`CRC32C` is a crc32c checksum at the end)"""
     filters: tuple[str, ...] = ()
     """v2 filters in encode order (numcodecs configurations as JSON)"""
     transpose: tuple[int, ...] | None = None
@@ -84,6 +90,26 @@ class ChunkFormat:
             return "zstd"
         return None
 
+    @property
+    def in_place(self) -> bool:
+        """Whether a chunk decodes straight into its place in a C-contiguous destination:
+        no filters or transposition, C order, and after any trailing checksums at most one
+        compressor that declares its decoded size (zstd, blosc). Else it is decoded into a
+        new array and copied."""
+        if self.filters or self.transpose is not None:
+            return False
+        if self.order != "C" and not _single_axis(self.shape):
+            return False
+        ids = [json.loads(c)["id"] for c in self._without_trailing_checksums()]
+        return ids in ([], ["zstd"], ["blosc"])
+
+    def _without_trailing_checksums(self) -> list[str]:
+        """The codecs left once the checksums applied last (outermost) are taken off."""
+        codecs = list(self.codecs)
+        while codecs and codecs[-1] == CRC32C:
+            codecs.pop()
+        return codecs
+
     def decode_into(self, raw: Any, dest: np.ndarray) -> None:
         """Decode one stored chunk's bytes into ``dest`` (the chunk's shape and
         :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
@@ -118,23 +144,18 @@ class ChunkFormat:
     def _fast_into(self, raw: Any, dest: np.ndarray) -> bool:
         """Decode straight into ``dest`` when nothing but one known compressor (after any
         checksums) stands between the bytes and the chunk; False when that does not apply."""
-        if self.filters or self.transpose is not None or not dest.flags.c_contiguous:
-            return False
-        if self.order != "C" and not _single_axis(self.shape):
+        if not self.in_place or not dest.flags.c_contiguous:
             return False
         data: Any = raw
-        codecs = list(self.codecs)
-        while codecs and json.loads(codecs[-1])["id"] == "crc32c":
-            data = _decode_bytes(codecs.pop(), data)
-        if len(codecs) > 1:
-            return False
+        codecs = self._without_trailing_checksums()
+        for _ in range(len(self.codecs) - len(codecs)):
+            data = strip_crc32c(data)
         out = dest.reshape(-1).view(np.uint8)
         if not codecs:
             _check_size(len(memoryview(data).cast("B")), self.nbytes)
             out[:] = np.frombuffer(data, np.uint8)
         else:
-            codec_id = json.loads(codecs[0])["id"]
-            size = _content_size(codec_id, data)
+            size = _content_size(json.loads(codecs[0])["id"], data)
             if size is None:
                 return False
             _check_size(size, self.nbytes)
@@ -178,10 +199,9 @@ def _codec(config: str) -> Any:
 
 
 def _decode_bytes(config: str, data: Any) -> Any:
-    codec_id = json.loads(config)["id"]
-    if codec_id == "crc32c":
+    if config == CRC32C:
         return strip_crc32c(data)
-    if codec_id == "blosc":
+    if json.loads(config)["id"] == "blosc":
         _blosc_header(data)
     return _codec(config).decode(data)
 
@@ -284,8 +304,8 @@ def v2_format(meta: dict[str, Any]) -> StoredFormat | None:
     """The format of a Zarr v2 array from its ``.zarray`` document (as zarr-python's
     ``ArrayV2Metadata.to_dict()`` gives it); None for chains numcodecs does not know."""
     comp = meta.get("compressor")
-    codecs = [] if comp is None else [comp]
-    filters = list(meta.get("filters") or [])
+    codecs = [] if comp is None else [_by_format(comp)]
+    filters = [_by_format(f) for f in meta.get("filters") or []]
     if not _known(codecs + filters):
         return None
     return StoredFormat(
@@ -353,7 +373,7 @@ def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | 
     name = codec["name"]
     conf = dict(codec.get("configuration") or {})
     if name == "crc32c":
-        return {"id": "crc32c"}
+        return json.loads(CRC32C)
     if name == "zstd":
         return {"id": "zstd", "level": conf.get("level", 0)}
     if name == "gzip":
@@ -364,12 +384,20 @@ def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | 
         config = {"id": name.removeprefix("numcodecs."), **conf}
         if config["id"] == "shuffle":  # zarr-python fills the element size in the same way
             config.setdefault("elementsize", dtype.itemsize)
-        return config if config["id"] in _BYTES_TO_BYTES else None
+        return _by_format(config) if config["id"] in _BYTES_TO_BYTES else None
     return None
 
 
 #: numcodecs codecs that map bytes to bytes (the ones a v3 chain may hold after ``bytes``).
-_BYTES_TO_BYTES = {"blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma", "shuffle"}
+_BYTES_TO_BYTES = {"blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma", "shuffle", "crc32c"}
+
+
+def _by_format(config: dict[str, Any]) -> dict[str, Any]:
+    """A numcodecs configuration, with a crc32c checksum at the end written as :data:`CRC32C`
+    whichever implementation wrote it: codecs are told apart by the bytes they write."""
+    if config.get("id") == "crc32c" and config.get("location", "end") == "end":
+        return json.loads(CRC32C)
+    return config
 
 
 def _known(configs: Sequence[dict[str, Any]]) -> bool:
@@ -377,7 +405,7 @@ def _known(configs: Sequence[dict[str, Any]]) -> bool:
     import numcodecs
 
     for c in configs:
-        if c.get("id") == "crc32c":
+        if _json(c) == CRC32C:
             continue
         try:
             numcodecs.get_codec(dict(c))
@@ -500,6 +528,7 @@ def _first_bad(index: np.ndarray, bad: np.ndarray, text: str, values: np.ndarray
 
 
 __all__ = [
+    "CRC32C",
     "ZSTD_MAGIC",
     "ChunkFormat",
     "Damaged",

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError
 from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
@@ -145,7 +145,8 @@ class Ledger:
         return holder
 
     def acquire(self) -> None:
-        """Take the output's lock, or say who holds it (PipelineError)."""
+        """Take the output's lock, or say who holds it (OutputError: ``output``, ``holder``;
+        ``lock``, the lock file, where a file system cannot lock)."""
         key = self._key("lock")
         if self.location.is_local:
             self._acquire_local(key)
@@ -156,13 +157,13 @@ class Ledger:
         if self.holder() is None:  # its process is gone (same host): take it over
             self.location.write(key, [json.dumps(me).encode()])
             return
-        raise PipelineError(self.busy_message(_read_holder(self.location, key) or {}))
+        raise self.busy(_read_holder(self.location, key) or {})
 
     def _acquire_local(self, key: str) -> None:
         path = self.location.join(key)
         with _HELD_LOCK:
             if path in _HELD:
-                raise PipelineError(self.busy_message(_me()))
+                raise self.busy(_me())
             os.makedirs(os.path.dirname(path), exist_ok=True)
             busy = 0
             for _ in range(40):
@@ -175,15 +176,15 @@ class Ledger:
                     if busy < 5:  # maybe only another run's brief look (holder()): retry
                         time.sleep(0.02)
                         continue
-                    raise PipelineError(
-                        self.busy_message(_read_holder(self.location, key, wait=True) or {})
-                    ) from None
+                    raise self.busy(_read_holder(self.location, key, wait=True) or {}) from None
                 except OSError as e:
                     os.close(fd)
                     if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                        raise PipelineError(
+                        raise OutputError(
                             f"cannot lock {path} ({e.strerror}): the output's file system has "
-                            "no file locks; choose another output.store"
+                            "no file locks; choose another output.store",
+                            output=self.location.join(self.array_path),
+                            lock=path,
                         ) from None
                     raise
                 # the file may have been removed (a run finishing) between open and lock
@@ -198,10 +199,19 @@ class Ledger:
                 os.write(fd, json.dumps(_me()).encode())
                 _HELD[path] = fd
                 return
-            raise PipelineError(f"cannot take the lock {path}: it keeps being replaced")
+            raise OutputError(
+                f"cannot take the lock {path}: it keeps being replaced",
+                output=self.location.join(self.array_path),
+                lock=path,
+            )
 
-    def busy_message(self, holder: dict[str, Any]) -> str:
-        """The refusal a second run gets, naming the run that holds the lock."""
+    def busy(self, holder: dict[str, Any]) -> OutputError:
+        """The refusal a second run gets, naming the run that holds the lock (``holder``: its
+        ``pid``, ``host``, ``since``, as far as known)."""
+        where = self.location.join(self.array_path)
+        return OutputError(self._busy_message(holder), output=where, holder=holder)
+
+    def _busy_message(self, holder: dict[str, Any]) -> str:
         since = holder.get("since")
         when = (
             time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))

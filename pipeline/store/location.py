@@ -291,6 +291,7 @@ class Location:
                 f"writes: choose a directory or an object store{' for ' if setting else ''}"
                 f"{setting}",
                 output=self.url,
+                archive=kind,
             )
 
     def writable_probe(self) -> None:
