@@ -550,6 +550,13 @@ DAMAGES = [
         "c/2/1",
         _truncate,
     ),
+    # a filter zarr-python decodes (read through Zarr, not the pipeline's own decoder)
+    (
+        "v3-delta-short-frame",
+        zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")]),
+        "c/1/1",
+        _short_frame("float32"),
+    ),
     (
         "shard-blosc-cut-frame",
         sharded(inner=[BytesCodec(), _BLOSC_LZ4]),

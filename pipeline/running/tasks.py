@@ -83,6 +83,23 @@ def _count_read(raw: Any) -> None:
     tally["bytes_read"] = tally.get("bytes_read", 0) + (len(raw) if raw is not None else 0)
 
 
+def _unreadable_unit(
+    info: ArrayInfo, block_index: Shape, block: Shape, error: Exception
+) -> ChunkError:
+    """The ChunkError for a block zarr-python could not read: its first stored unit that
+    zarr-python cannot read on its own (each is read once more, only on this failure path),
+    or the block's region where every unit reads alone."""
+    reason = f"{type(error).__name__}: {error}"
+    z = _zarr_array(info)
+    for unit in grid.units_in(block_index, block, info.unit, info.shape):
+        try:
+            z[grid.unit_slices(unit, info.unit, info.shape)]
+        except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            return damaged(info, info.key(unit), f"{type(e).__name__}: {e}")
+    region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
+    return damaged(info, f"in the region {region}", reason)
+
+
 def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
     """The one-line error for a stored unit of the input that cannot be decoded."""
     store = info.location.url
@@ -121,9 +138,8 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
         with _timed("read"):
             try:
                 host = np.asarray(_zarr_array(info)[slices])
-            except Exception as e:  # Zarr names no chunk: name the block's region
-                region = [[s.start, s.stop] for s in slices]
-                raise damaged(info, f"the region {region}", f"{type(e).__name__}: {e}") from None
+            except Exception as e:  # Zarr names no chunk: find the unit it cannot read
+                raise _unreadable_unit(info, block_index, src.block, e) from None
         return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
     units = grid.units_in(block_index, src.block, info.unit, info.shape)
     if src.decode_on == "gpu":
