@@ -84,6 +84,7 @@ def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
         "position": 1,
         "dtype": "int8",
         "values": (-128 * 5, 127 * 5),
+        "bound": 128 * 5,
     }
     assert "set integer_overflow: promote" in str(e.value)  # the fix it names
     # a chain that cannot overflow passes under the same policy
