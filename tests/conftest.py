@@ -7,6 +7,7 @@ is (CI); run them on the GPU host with ``pytest -m gpu``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,21 @@ def cli(capsys: Any) -> Any:
         return rc, out, err
 
     return run
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
+def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
+    """A Dask cluster made here for a module's runs (starting one per run would take minutes):
+    one worker of two threads, a dask-cuda one on the GPU host; (backend, client)."""
+    from distributed import Client, LocalCluster
+
+    if request.param == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster: Any = LocalCUDACluster(
+            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
+        )
+    else:
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield request.param, client

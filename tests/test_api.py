@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +24,6 @@ from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.reporting.summary import Summary
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import ROOT, env, file_states, one_line_error, status
-
-
-@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
-def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
-    """A Dask cluster made here: one worker of two threads (a dask-cuda one on the GPU host)."""
-    from distributed import Client, LocalCluster
-
-    if request.param == "gpu":
-        from dask_cuda import LocalCUDACluster
-
-        cluster: Any = LocalCUDACluster(
-            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
-        )
-    else:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0")
-    with cluster, Client(cluster) as client:
-        yield request.param, client
 
 
 def small_input(tmp: Path, seed: int = 0) -> np.ndarray:

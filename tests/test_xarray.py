@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,24 +156,6 @@ def consolidated(store: Path, group: str = "") -> dict[str, Any] | None:
     """The consolidated metadata in a v3 group's zarr.json (None without)."""
     doc = json.loads((store / group / "zarr.json").read_text())
     return doc.get("consolidated_metadata")
-
-
-@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)], ids=str)
-def backend_client(request: Any) -> Iterator[tuple[str, Any]]:
-    """A Dask cluster made here for the module's API runs: one worker of two threads (a
-    dask-cuda one on the GPU host)."""
-    from distributed import Client, LocalCluster
-
-    if request.param == "gpu":
-        from dask_cuda import LocalCUDACluster
-
-        cluster: Any = LocalCUDACluster(
-            n_workers=1, threads_per_worker=2, dashboard_address=":0", device_memory_limit=0
-        )
-    else:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0")
-    with cluster, Client(cluster) as client:
-        yield request.param, client
 
 
 # --------------------------------------------------------------------------------------------
