@@ -148,7 +148,7 @@ class Bench:
             with res.attempt("PCIe ceilings"):
                 ceilings.pcie(res, reps)
             with res.attempt("host path ceiling"):
-                # the synthetic workload's GPU worker threads: 3 workers x 4 threads
+                # the pipeline's default GPU worker threads: 3 workers x 4 threads
                 ceilings.host_path(res, self.root / "path", 12, reps, files=24)
         zstd_bytes = (16 if a.quick else 128) << 20
         ceilings.cpu_zstd(res, 1 if a.quick else reps, self.cores, zstd_bytes)

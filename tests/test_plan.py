@@ -24,12 +24,8 @@ from pipeline.config import Config, load_config
 from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
 from pipeline.planning import describe, make_plan
-from pipeline.planning.plan import (
-    CPU_DECODE_MIN_BLOCK,
-    CPU_DECODE_THREADS_PER_CORE,
-    GPU_WORKER_THREADS,
-)
-from tests.conftest import STAGES, generated_config, make_array, read_array, reference, write_config
+from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -756,60 +752,3 @@ def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
         assert block_bytes <= max(expect, CPU_DECODE_MIN_BLOCK)
         assert block_bytes > CPU_DECODE_MIN_BLOCK // 2
         assert plan.n_blocks >= min(per_thread * slots, math.prod(shape) * 4 // block_bytes)
-
-
-@pytest.mark.parametrize(
-    ("compressors", "chunks", "shards", "cluster"),
-    [
-        (numcodecs.Blosc(cname="lz4", clevel=5, shuffle=1), (4, 100, 100), None, {}),
-        ("auto", (4, 1000, 1000), None, {}),  # 16 MB zstd chunks: decoded on the CPU
-        ("auto", (1, 40, 1000), (16, 1000, 1000), {}),  # nvCOMP decodes
-        ("auto", (4, 1000, 1000), None, {"threads_per_worker": 3}),  # the config's, kept
-        ("auto", (4, 1000, 1000), None, {"workers_per_gpu": 8}),  # never under the floor
-    ],
-)
-@pytest.mark.parametrize("machine", ["h100", "h200"])
-def test_a_gpu_run_that_decodes_on_the_cpu_gets_threads_for_the_cores(
-    tmp_path: Path,
-    compressors: Any,
-    chunks: tuple,
-    shards: tuple | None,
-    cluster: dict,
-    machine: str,
-) -> None:
-    """Where the CPU decodes a GPU run's input, the local cluster's task threads number about
-    CPU_DECODE_THREADS_PER_CORE per host core (a thread waiting on the GPU leaves its core to
-    another's decode), never fewer than GPU_WORKER_THREADS a worker; where nvCOMP decodes,
-    GPU_WORKER_THREADS a worker; a config's threads_per_worker is kept as it is."""
-    zarr_format = 2 if isinstance(compressors, numcodecs.Blosc) else 3
-    zarr.create_array(
-        store=str(tmp_path / "in.zarr"),
-        shape=(64, 1000, 1000),
-        chunks=chunks,
-        shards=shards,
-        dtype="float32",
-        zarr_format=zarr_format,
-        compressors=compressors,
-    )
-    facts = MACHINES[machine]
-    doc = {
-        "input": {"store": str(tmp_path / "in.zarr")},
-        "output": {"store": str(tmp_path / "out.zarr")},
-        "stages": STAGES,
-        "backend": "gpu",
-        "cluster": {"dashboard": "", **cluster},  # the rest automatic, as a user leaves it
-    }
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(json.dumps(doc))
-    plan = make_plan(load_config(cfg), facts)
-    threads, workers = plan.cluster.threads_per_worker, plan.cluster.workers
-    assert workers == cluster.get("workers_per_gpu", 3)
-    if "threads_per_worker" in cluster:
-        assert threads == cluster["threads_per_worker"]
-    elif plan.decode_on == "gpu":
-        assert threads == GPU_WORKER_THREADS
-    else:
-        want = CPU_DECODE_THREADS_PER_CORE * facts.cpu_count
-        assert threads >= GPU_WORKER_THREADS
-        assert threads * workers >= want
-        assert threads == GPU_WORKER_THREADS or (threads - 1) * workers < want

@@ -175,9 +175,7 @@ class ClusterConfig(Model):
     )
     threads_per_worker: PositiveInt | None = Field(
         None,
-        description="tasks in flight per worker; omitted, 1 per CPU worker, 4 per GPU worker, or "
-        "where a GPU run's input is decoded on the CPU (Blosc, zstd chunks over 4 MiB) about 1.5 "
-        "per host core over the GPU workers (16 cores, 3 workers: 8)",
+        description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
     )
     workers_per_gpu: PositiveInt = Field(
         3,

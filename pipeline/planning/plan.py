@@ -60,17 +60,6 @@ CPU_DECODE_MIN_BLOCK = 64 << 20
 #: of them (16) would wait on it.
 THREADS_IN_PROCESS = 4
 
-#: Task threads per host core of an automatic GPU cluster where the CPU decodes the input
-#: (Blosc, large zstd chunks): a thread waiting on the GPU or on a write leaves its core to
-#: another's decode. On the H200 host (2026-11-30, 6 GB float32 of 16 MB chunks on /dev/shm,
-#: 16 cores, one GPU, automatic 64 MiB blocks, median of 3 warm runs) 3 workers x 4 threads
-#: ran v2 Blosc at 4.34 GB/s and zarr-python 3's zstd at 3.29; 3 x 8 (1.5 threads a core)
-#: 4.59 and 4.04; 4 x 6: 4.70 and 4.22; 4 x 5: 4.51 and 4.06; 2 x 8: 3.85 and 3.27.
-CPU_DECODE_THREADS_PER_CORE = 1.5
-
-#: Task threads per GPU worker otherwise (the GPU decodes; see DESIGN.md, "The GPU path").
-GPU_WORKER_THREADS = 4
-
 
 @dataclass(frozen=True)
 class Source:
@@ -312,16 +301,7 @@ def make_plan(
     kept = carried(config, arr, (config.output.array or "").strip("/"))
     chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)
-    cpu_decoded = backend == "gpu" and not _gpu_decodes(info)
-    workers = _plan_workers(
-        config, backend, facts, scheduler_workers, scheduler_threads, cpu_decoded
-    )
-    if cpu_decoded and workers.local and not config.cluster.threads_per_worker:
-        notes.append(
-            f"{workers.threads} task threads per GPU worker: the CPU cores decode this input, "
-            f"so about {CPU_DECODE_THREADS_PER_CORE:g} threads a core "
-            "(cluster.threads_per_worker sets them)"
-        )
+    workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
     ctx = _Context(
         config=config,
         backend=backend,
@@ -468,19 +448,12 @@ def _plan_workers(
     facts: Facts,
     scheduler_workers: int | None,
     scheduler_threads: int | None,
-    cpu_decoded: bool = False,
 ) -> _Workers:
     """The workers: a joined cluster's as they are; a local GPU cluster's ``workers_per_gpu``
-    on each GPU it uses (a joined one has what `dask cuda worker` started: one per GPU), with
-    :func:`cpu_decode_threads` threads each where the CPU decodes the input (``cpu_decoded``)
-    and the config does not say."""
+    on each GPU it uses (a joined one has what `dask cuda worker` started: one per GPU)."""
     local = config.cluster.scheduler == "local"
-    gpus = visible_gpu_ids(config.cluster.gpus, facts) if backend == "gpu" and local else ()
     threads = threads_per_worker(config, backend, scheduler_threads)
-    if cpu_decoded and local and not config.cluster.threads_per_worker:
-        threads = cpu_decode_threads(
-            facts.cpu_count, len(gpus) or 1, config.cluster.workers_per_gpu
-        )
+    gpus = visible_gpu_ids(config.cluster.gpus, facts) if backend == "gpu" and local else ()
     return _Workers(
         count=worker_count(config, backend, facts, threads, scheduler_workers),
         threads=threads,
@@ -491,22 +464,20 @@ def _plan_workers(
 
 
 def threads_per_worker(config: Config, backend: str, scheduler_threads: int | None) -> int:
-    """A joined cluster's threads; else the config's, or :data:`GPU_WORKER_THREADS` per GPU
-    worker, 1 per CPU worker (a GPU run whose input the CPU decodes: :func:`cpu_decode_threads`)."""
+    """A joined cluster's threads; else the config's, or 4 per GPU worker, 1 per CPU worker.
+
+    Four a GPU worker also where the CPU decodes the input: more threads ran faster on a warm
+    cluster but made a user's run, counted from start to exit, slower. H200 host, 2026-11-30,
+    8 GB float32 of 16 MB chunks on /dev/shm, medians of 3: on a warm cluster 3 x 8 threads ran
+    v2 Blosc at 4.75 GB/s and zarr-python 3's zstd at 4.57 (6 GB: 3 x 4 ran 4.34 and 3.29), but
+    cold ``pipeline run`` processes took 11.7 s (compute 2.19) and 11.8 s (2.29) with 3 x 8
+    against 10.5 s (1.76) and 10.2 s (2.46) with 3 x 4: the cluster phase grew by 0.8-0.9 s
+    and the first run's compute did not gain it back."""
     if scheduler_threads:
         return scheduler_threads
     if config.cluster.threads_per_worker:
         return config.cluster.threads_per_worker
-    return GPU_WORKER_THREADS if backend == "gpu" else 1
-
-
-def cpu_decode_threads(cores: int, gpus: int, per_gpu: int) -> int:
-    """Task threads per GPU worker of a local cluster whose input the CPU decodes:
-    :data:`CPU_DECODE_THREADS_PER_CORE` threads per host core, shared by the ``per_gpu``
-    workers of each of ``gpus`` GPUs, and never fewer than :data:`GPU_WORKER_THREADS`
-    (16 cores, 1 GPU, 3 workers: 8)."""
-    share = CPU_DECODE_THREADS_PER_CORE * cores / max(1, gpus * per_gpu)
-    return max(GPU_WORKER_THREADS, math.ceil(share))
+    return 4 if backend == "gpu" else 1
 
 
 def worker_count(
