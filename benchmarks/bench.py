@@ -613,7 +613,11 @@ def targets_table(res: Results) -> str:
     """The targets of :func:`evaluate` as a Markdown table."""
     rows = []
     for t in res.targets:
-        v = report.fmt(t["value"], ".2f", f" {t['unit']}".rstrip())
+        v = (
+            stats.rate(t["value"])
+            if t["unit"] == "GB/s"
+            else report.fmt(t["value"], ".2f", f" {t['unit']}".rstrip())
+        )
         floor = f"{'at most' if t['at_most'] else 'at least'} {t['floor']:g} {t['unit']}".rstrip()
         rows.append([t["target"], v, floor, "yes" if t["met"] else "NO"])
     return report.md_table(["target", "measured", "wanted", "met"], rows)
@@ -631,7 +635,7 @@ def markdown(res: Results, rows: list[dict[str, Any]]) -> str:
         "# `make bench`",
         "",
         f"Measured {m.get('date')} on {machine.hardware_line(m)}. Command: `{m.get('command')}`; "
-        f"{m.get('elapsed_s', 0):.0f} s. Inputs: {sizes}. Compute: GB/s of input bytes in the "
+        f"{m.get('elapsed_s', 0):.0f} s. Inputs: {sizes}. Compute: rate of input bytes in the "
         f"compute phase, median of {m.get('reps')} warm runs (range); wall: one cold "
         "`python -m pipeline run` (or peer process) from start to exit.",
         "",

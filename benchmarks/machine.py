@@ -16,15 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.devices import hardware
+from pipeline.devices.hardware import GpuInfo
+
 
 def describe(want_gpu: bool) -> dict[str, Any]:
     """Date, host, CPUs, memory, GPUs and library versions, for a results file.
 
-    ``want_gpu``: list the GPUs (this creates a CUDA context in this process)."""
-    from pipeline.devices.hardware import Facts
+    ``want_gpu``: list the GPUs (from NVML, as the pipeline reads them)."""
     from pipeline.reporting.info import versions
 
-    f = Facts.local(want_gpu=want_gpu)
+    f = hardware.Facts.local(want_gpu=want_gpu)
     gpus = [{"name": g.name, "total_bytes": g.total_bytes} for g in f.gpus]
     doc: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -104,40 +106,44 @@ def environment() -> dict[str, Any]:
 def gpu_status() -> tuple[bool, str]:
     """(usable, why not) for the pipeline's GPU backend (CuPy, a device, nvCOMP), as the
     pipeline decides it; no CUDA context is created."""
-    from pipeline.devices.hardware import gpu_status
+    return hardware.gpu_status()
 
-    return gpu_status()
+
+def visible_gpus() -> tuple[GpuInfo, ...]:
+    """The GPUs CUDA would show this process, in CUDA's numbering, as the pipeline reads them
+    (:func:`pipeline.devices.hardware.nvml_gpus`: NVML, no CUDA context, CuPy not imported);
+    none without NVML or a driver."""
+    listed = hardware.nvml_gpus()
+    return () if isinstance(listed, str) else listed[0]
 
 
 def cupy_status() -> tuple[bool, str]:
-    """(usable, why not): CuPy importable and a CUDA device visible (no context created)."""
+    """(usable, why not): CuPy importable (the measurements use it) and a CUDA device visible,
+    as the pipeline counts them (no context created)."""
     try:
-        import cupy
+        import cupy  # noqa: F401
     except Exception as e:  # ImportError, or a broken CUDA install
         return False, f"CuPy is not importable ({type(e).__name__}: {e})"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return False, f"no usable CUDA device ({type(e).__name__}: {e})"
+    listed = hardware.nvml_gpus()
+    if isinstance(listed, str):
+        return False, f"no usable CUDA device ({listed})"
+    n = len(listed[0])
     return n > 0, f"{n} CUDA device(s) visible"
 
 
 def gpu_count() -> int:
-    """CUDA devices visible to this process (0 without CuPy)."""
-    try:
-        import cupy
-
-        return int(cupy.cuda.runtime.getDeviceCount())
-    except Exception:
-        return 0
+    """CUDA devices visible to this process, as the pipeline counts them (0 without NVML)."""
+    return len(visible_gpus())
 
 
-def nvidia_smi() -> dict[str, str]:
-    """A few facts nvidia-smi reports about GPU 0 (an error entry where it is missing)."""
-    keys = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
+def nvidia_smi(bus_id: str) -> dict[str, str]:
+    """Facts nvidia-smi reports about the GPU at PCI bus ``bus_id`` that the pipeline's
+    hardware facts do not hold: driver, clocks, power limit (an error entry where it is
+    missing)."""
+    keys = "driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
     try:
         out = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={keys}", "--format=csv,noheader"],
+            ["nvidia-smi", f"--id={bus_id}", f"--query-gpu={keys}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -149,11 +155,12 @@ def nvidia_smi() -> dict[str, str]:
 
 
 def gpu_facts(cp: Any) -> dict[str, Any]:
-    """The current device's name, memory, SMs, L2, CUDA versions and a datasheet-style memory
-    bandwidth (a lead, not a measurement), from CuPy (a context exists by then)."""
+    """The current device's name and memory (the pipeline's facts, from NVML); its SMs, L2,
+    CUDA versions and a datasheet-style memory bandwidth (a lead, not a measurement) from
+    CuPy, whose context the measurements have made by then."""
     dev = cp.cuda.Device()
+    own = next((g for g in visible_gpus() if g.index == dev.id), None)
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    name = props.get("name", b"?")
     try:  # CUDA 13 dropped the memory clock from the properties; the attribute may remain
         attrs = dev.attributes
     except Exception:
@@ -161,15 +168,15 @@ def gpu_facts(cp: Any) -> dict[str, Any]:
     clock_khz = props.get("memoryClockRate") or attrs.get("MemoryClockRate") or 0
     bus_bits = props.get("memoryBusWidth") or attrs.get("GlobalMemoryBusWidth") or 0
     facts = {
-        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "name": own.name if own else "?",
         "compute_capability": f"{props.get('major')}.{props.get('minor')}",
-        "memory_bytes": int(props.get("totalGlobalMem", 0)),
+        "memory_bytes": own.total_bytes if own else 0,
         "multiprocessors": int(props.get("multiProcessorCount", 0)),
         "l2_bytes": int(props.get("l2CacheSize", 0)),
         "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
         "cuda_driver_api": cp.cuda.runtime.driverGetVersion(),
         "cupy": cp.__version__,
-        "nvidia_smi": nvidia_smi(),
+        "nvidia_smi": nvidia_smi(own.bus_id) if own else {"error": "NVML does not list it"},
     }
     if clock_khz and bus_bits:
         facts["datasheet_GBps"] = 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
@@ -177,28 +184,29 @@ def gpu_facts(cp: Any) -> dict[str, Any]:
 
 
 def _nvml_gpu0() -> Any:
-    """NVML's handle of GPU 0; None without NVML."""
+    """NVML's handle of the GPU that CUDA numbers 0 in this process; None without NVML."""
+    gpus = visible_gpus()
+    if not gpus or not gpus[0].bus_id:
+        return None
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(0)
+        return pynvml.nvmlDeviceGetHandleByPciBusId(gpus[0].bus_id)
     except Exception:
         return None
 
 
 def wait_gpu_freed(share: float = 0.9, timeout: float = 30.0) -> None:
-    """Wait (up to ``timeout`` s) until GPU 0 has ``share`` of its memory free: the workers of a
-    closed cluster may still be exiting, and the next plan sizes itself on free memory."""
-    handle = _nvml_gpu0()
-    if handle is None:
-        return
-    import pynvml
-
+    """Wait (up to ``timeout`` s) until GPU 0 has ``share`` of its memory free, as the
+    pipeline's plan reads it: the workers of a closed cluster may still be exiting, and the
+    next plan sizes itself on free memory."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        if mem.free >= share * mem.total:
+    while True:
+        gpus = visible_gpus()
+        if not gpus or gpus[0].free_bytes >= share * gpus[0].total_bytes:
+            return
+        if time.monotonic() >= deadline:
             return
         time.sleep(0.2)
 

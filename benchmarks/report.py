@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.stats import median, num, ratio, spread
+from benchmarks.stats import median, num, rate, rate_spread, ratio, spread
 
 
 @dataclass
@@ -37,7 +37,13 @@ class Figure:
         return median(self.values)
 
     def text(self) -> str:
-        return spread(self.values)
+        """The median with its unit, and the range: rates in the unit they read best in
+        (:func:`~benchmarks.stats.rate_spread`), as the values (GB/s) are kept."""
+        return rate_spread(self.values) if self.unit == "GB/s" else spread(self.values, self.unit)
+
+    def median_text(self) -> str:
+        """The median with its unit (a rate in the unit it reads best in); '-' for none."""
+        return rate(self.median) if self.unit == "GB/s" else fmt(self.median, unit=f" {self.unit}")
 
 
 class Results:
@@ -57,7 +63,7 @@ class Results:
         self.figures.append(fig)
         where = f"[{fig.workload}] " if fig.workload else ""
         print(
-            f"  {fig.group:8s} {where}{fig.name:56s} {fig.text():>22s} {fig.unit}  {fig.note}",
+            f"  {fig.group:8s} {where}{fig.name:56s} {fig.text():>27s}  {fig.note}",
             flush=True,
         )
         self.save()
@@ -159,7 +165,7 @@ def figures_table(res: Results) -> str:
             f.group,
             f.workload or "host",
             f.name,
-            f"{fmt(f.median)} {f.unit}",
+            f.median_text(),
             f.text() if len(f.values) > 1 else "1 run",
             f.note,
         ]
@@ -286,25 +292,25 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
         out.append(
             [
                 r["title"],
-                f"{spread(r['compute_gbps'])} ({r['backend']})",
+                f"{rate_spread(r['compute_gbps'])} ({r['backend']})",
                 "-"
                 if r["of_ceiling"] is None
-                else f"{r['of_ceiling']:.0%} of {num(low['gbps'])} ({low['name']})",
+                else f"{r['of_ceiling']:.0%} of {rate(low['gbps'])} ({low['name']})",
                 f"{fmt(r['wall_s'], '.1f')} ({fmt(r['fixed_s'], '.1f')} fixed)",
-                f"{fmt(r['peer_wall_s'], '.1f')} ({fmt(r['peer_gbps'])} GB/s)",
+                f"{fmt(r['peer_wall_s'], '.1f')} ({rate(r['peer_gbps'])})",
                 fmt(r["speedup_e2e"], ".2f", "x"),
-                fmt(r["naive_gbps"]),
+                rate(r["naive_gbps"]),
             ]
         )
     return md_table(
         [
             "workload",
-            "pipeline compute, GB/s",
+            "pipeline compute",
             "of the lowest ceiling of its path",
             "pipeline wall, s",
             "CPU Dask wall, s (compute)",
             "end-to-end speed-up",
-            "naive dask-cuda, GB/s",
+            "naive dask-cuda",
         ],
         out,
     )
@@ -320,9 +326,9 @@ def cpu_table(rows: list[dict[str, Any]]) -> str:
         out.append(
             [
                 r["title"],
-                fmt(c["gbps"]),
+                rate(c["gbps"]),
                 fmt(c["wall_s"], ".1f"),
-                fmt(r["peer_gbps"]),
+                rate(r["peer_gbps"]),
                 fmt(r["peer_wall_s"], ".1f"),
                 fmt(c["vs_peer_compute"], ".2f", "x"),
                 fmt(c["vs_peer_e2e"], ".2f", "x"),
@@ -331,9 +337,9 @@ def cpu_table(rows: list[dict[str, Any]]) -> str:
     return md_table(
         [
             "workload",
-            "CPU backend compute, GB/s",
+            "CPU backend compute",
             "CPU backend wall, s",
-            "CPU Dask compute, GB/s",
+            "CPU Dask compute",
             "CPU Dask wall, s",
             "compute, x peer",
             "end to end, x peer",
@@ -355,12 +361,13 @@ CEILING_COLUMNS = [
 
 
 def ceilings_table(res: Results, workloads: list[dict[str, Any]]) -> str:
-    """The ceilings of :data:`CEILING_COLUMNS` of each workload side by side (GB/s)."""
+    """The ceilings of :data:`CEILING_COLUMNS` of each workload side by side (rates of input
+    bytes, each in the unit it reads best in)."""
     rows = []
     for w in workloads:
         cells = []
         for key, _ in CEILING_COLUMNS:
             f = next((f for f in res.figures if f.key == key and f.workload == w["key"]), None)
-            cells.append(fmt(f.median if f else None))
+            cells.append(rate(f.median if f else None))
         rows.append([w["title"], *cells])
-    return md_table(["workload (GB/s of input bytes)", *(h for _, h in CEILING_COLUMNS)], rows)
+    return md_table(["workload (rates of input bytes)", *(h for _, h in CEILING_COLUMNS)], rows)

@@ -84,7 +84,7 @@ class Scaling:
             eff += "  " + ", ".join(f"{k} {v:.3f}" for k, v in p.timeline.items())
         print(
             f"  {p.workload:22s} {p.scaling:6s} x{p.devices}  {p.input_gb:6.1f} GB "
-            f"{p.median:7.2f} GB/s{eff}  blocks/worker {p.blocks_per_worker}",
+            f"{stats.rate(p.median):>11s}{eff}  blocks/worker {p.blocks_per_worker}",
             flush=True,
         )
         self.save()
@@ -98,19 +98,18 @@ class Scaling:
         m = self.meta
         lines = [
             f"Measured {m.get('date', '?')} on {m.get('gpu', 'no GPU')}, {m.get('cpus')} CPUs; "
-            f"{m.get('threads')} threads per worker; float32 random normal, zstd. GB/s of input "
+            f"{m.get('threads')} threads per worker; float32 random normal, zstd. Rates of input "
             "bytes, median of the repetitions (range); efficiency = rate(n) / (n x rate(1)).",
             "",
-            "| workload | scaling | devices | input GB | GB/s | range | per device | efficiency "
+            "| workload | scaling | devices | input GB | rate (range) | per device | efficiency "
             "| blocks per worker |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for p in self.points:
-            spread = f"{min(p.gbps):.2f}-{max(p.gbps):.2f}" if len(p.gbps) > 1 else "1 run"
             eff = "—" if p.efficiency is None else f"{p.efficiency:.0%}"
             lines.append(
                 f"| {p.workload} | {p.scaling} | {p.devices} | {p.input_gb:.2f} | "
-                f"{p.median:.2f} | {spread} | {p.median / p.devices:.2f} | {eff} | "
+                f"{stats.rate_spread(p.gbps)} | {stats.rate(p.median / p.devices)} | {eff} | "
                 f"{', '.join(map(str, p.blocks_per_worker)) or '—'} |"
             )
         notes = [p.note for p in self.points if p.note]

@@ -47,7 +47,7 @@ import numpy as np
 
 from benchmarks import machine, timing
 from benchmarks.report import md_table
-from benchmarks.stats import gbps, ratio, summarize
+from benchmarks.stats import gbps, rate, ratio, summarize
 from benchmarks.timing import Budget, DeviceTimes, cold_step, device_step, time_device, time_host
 
 SCHEMA = "bench_seed/1"
@@ -95,7 +95,7 @@ def fmt_time(s: float | None) -> str:
 def fmt_rate(gbps: float | None) -> str:
     if gbps is None or not math.isfinite(gbps):
         return "n/a"
-    return f"{gbps / 1000:.3g} TB/s" if gbps >= 1000 else f"{gbps:.3g} GB/s"
+    return f"{gbps / 1000:.3g} TB/s" if gbps >= 1000 else rate(gbps)
 
 
 def fmt_x(ratio: float | None) -> str:

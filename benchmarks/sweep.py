@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import checks, clusters, data, machine, pipelines
-from benchmarks.stats import spread
+from benchmarks.stats import rate_spread
 from benchmarks.timing import Clock
 
 CLOCK = Clock()
@@ -106,7 +106,7 @@ def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 def table(rows: list[dict[str, Any]], header: bool = True) -> str:
     lines = (
         [
-            "| block | threads | /dev/shm GB/s | host memory GB/s | occupancy | tail s | "
+            "| block | threads | /dev/shm | host memory | occupancy | tail s | "
             "largest task-time share |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
@@ -124,8 +124,8 @@ def table(rows: list[dict[str, Any]], header: bool = True) -> str:
         share = max(tt, key=lambda k: tt[k]) if tt else "-"
         frac = tt.get(share, 0) / max(sum(tt.values()), 1e-9)
         lines.append(
-            f"| {r['block_mib']:g} MiB | {r['threads']} | {spread(r['shm_gbps'])} | "
-            f"{spread(r.get('memory_gbps', []))} | {tl.get('occupancy', 0):.2f} | "
+            f"| {r['block_mib']:g} MiB | {r['threads']} | {rate_spread(r['shm_gbps'])} | "
+            f"{rate_spread(r.get('memory_gbps', []))} | {tl.get('occupancy', 0):.2f} | "
             f"{tl.get('tail_s', 0):.3f} | {share} {frac:.0%} |"
         )
     return "\n".join(lines)

@@ -51,7 +51,8 @@ class ConfigError(PipelineError):
     that contradict each other; or a command-line option that cannot be honoured.
 
     Fields: ``file``, ``line`` (1-based; None where unknown) and ``key`` (dotted, such as
-    ``cluster.gpus``) as far as they are known; ``option`` for a command-line option.
+    ``cluster.gpus``) as far as they are known; ``option`` for a command-line option;
+    ``removed`` (why) for a key that this version removed.
     """
 
 
@@ -77,12 +78,14 @@ class ChunkError(InputError):
     exactly its size: truncated, short, empty, a bad shard index or checksum.
 
     Fields: ``store`` (the input store's URL), ``key`` (the unit's key in the store),
-    ``reason`` (what is wrong with it, in a few words).
+    ``reason`` (what is wrong with it, in a few words), ``problem`` (its kind: 'size',
+    'frame', 'checksum', 'index' or 'codec', as ``pipeline.store.shards.PROBLEMS`` says).
     """
 
     store: str
     key: str
     reason: str
+    problem: str
 
 
 class OutputError(PipelineError):

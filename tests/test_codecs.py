@@ -73,22 +73,24 @@ def test_check_frames_refuses_every_kind_of_damage() -> None:
     z = numcodecs.Zstd(level=1)
     whole = z.encode(_payloads()["random"])
     multi = z.encode(_payloads()["big-random"])
-    cases = {
-        "cut": whole[: len(whole) // 2],
-        "cut-multi-block": multi[: len(multi) - 100],
-        "short": z.encode(np.zeros(N // 2, np.uint8)),
-        "long": z.encode(np.ones(N + 8, np.uint8)),
-        "empty": b"",
-        "not-zstd": b"\x00" * 100,
-        "header-only": whole[:6],
+    cases = {  # name: (frame, the problem found)
+        "cut": (whole[: len(whole) // 2], "frame"),
+        "cut-multi-block": (multi[: len(multi) - 100], "size"),  # it declares more than N
+        "short": (z.encode(np.zeros(N // 2, np.uint8)), "size"),
+        "long": (z.encode(np.ones(N + 8, np.uint8)), "size"),
+        "empty": (b"", "frame"),
+        "not-zstd": (b"\x00" * 100, "frame"),
+        "header-only": (whole[:6], "frame"),
     }
-    for name, frame in cases.items():
-        with pytest.raises(Damaged):
+    for name, (frame, problem) in cases.items():
+        with pytest.raises(Damaged) as e:
             _one(frame)
             pytest.fail(f"{name}: not refused")
+        assert (e.value.problem, e.value.chunk) == (problem, 0), name
     # a whole frame whose stored size says less than the frame holds
-    with pytest.raises(Damaged):
+    with pytest.raises(Damaged) as e:
         _one(whole, size=len(whole) - 1)
+    assert e.value.problem == "frame"
 
 
 def test_frames_with_a_checksum_go_to_the_host() -> None:
@@ -110,8 +112,9 @@ def test_uncompressed_frames_must_be_the_chunk_size() -> None:
     ok = Frames(np.array([0, N], np.uint64), np.array([N, N], np.uint64))
     assert not codecs.check_frames(buf, ok, "none", N).any()
     bad = Frames(np.array([0, N], np.uint64), np.array([N, N - 4], np.uint64))
-    with pytest.raises(Damaged, match="chunk 1"):
+    with pytest.raises(Damaged) as e:
         codecs.check_frames(buf, bad, "none", N)
+    assert (e.value.problem, e.value.chunk) == ("size", 1)
 
 
 def _fmt(codec: dict | None, stored: str = "<f4") -> codecs.ChunkFormat:
@@ -131,8 +134,9 @@ def test_decode_into_fills_exactly_the_chunk_or_refuses(codec: dict) -> None:
     fmt.decode_into(enc, out)
     assert np.array_equal(out, x)
     half = numcodecs.get_codec(codec).encode(x[: x.shape[0] // 2])
-    with pytest.raises(Damaged, match="bytes"):
+    with pytest.raises(Damaged) as e:
         fmt.decode_into(half, out)
+    assert (e.value.problem, e.value.chunk) == ("size", None)
 
 
 def test_big_endian_chunks_decode_to_native_values() -> None:
@@ -158,11 +162,22 @@ def test_a_shard_index_must_point_inside_its_shard() -> None:
         [[100, 1], [0, 1], [0, 1]],
         [[EMPTY, 3], [0, 1], [0, 1]],
     ):
-        with pytest.raises(Damaged):
+        with pytest.raises(Damaged) as e:
             shards.shard_frames(shard(table), 3, fmt)
-    with pytest.raises(Damaged, match="crc32c"):
-        raw = bytearray(shard([[0, 60], [60, 40], [0, 1]]))
-        raw[-1] ^= 1
+        assert (e.value.problem, e.value.chunk) == ("index", 0), table
+    raw = bytearray(shard([[0, 60], [60, 40], [0, 1]]))
+    raw[-1] ^= 1
+    with pytest.raises(Damaged) as e:
         shards.shard_frames(bytes(raw), 3, fmt)
-    with pytest.raises(Damaged, match="index"):
+    assert e.value.problem == "checksum"
+    with pytest.raises(Damaged) as e:
         shards.shard_frames(b"short", 3, fmt)
+    assert e.value.problem == "index"
+
+
+def test_damaged_keeps_its_fields_through_pickling() -> None:
+    """Workers' errors reach the client pickled."""
+    import pickle
+
+    e = pickle.loads(pickle.dumps(Damaged("chunk 2: its zstd frame is cut short", "frame", 2)))
+    assert (type(e), e.problem, e.chunk) == (Damaged, "frame", 2)

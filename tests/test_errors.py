@@ -315,8 +315,8 @@ def test_removed_settings_are_not_settings() -> None:
         doc[section] = {**doc.get(section, {}), key: 1}
         with pytest.raises(ConfigError) as e:
             parse_config(doc)
-        assert e.value.key == dotted
-        assert "removed in this version" in str(e.value)  # not a typo: the fix is to drop it
+        # not a typo: the fix is to drop it
+        assert (e.value.key, e.value.removed) == (dotted, REMOVED[dotted])
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, cli) -> None:
@@ -379,7 +379,6 @@ def test_an_unreachable_scheduler_is_reported_within_the_timeout(tmp_path: Path,
     elapsed = time.perf_counter() - t0
     assert isinstance(e, ClusterError)
     assert (e.address, e.reason, e.timeout) == ("tcp://127.0.0.1:1", "unreachable", 2)
-    assert "raise cluster.timeout" in str(e)
     # well short of Dask's own 30 s connect timeout, with room for a loaded CI machine
     assert elapsed < 2 + 12, f"took {elapsed:.2f} s for a 2 s timeout"
     assert not (tmp_path / "out.zarr").exists()
@@ -396,7 +395,6 @@ def test_a_cluster_that_does_not_start_leaves_no_output(tmp_path: Path, cli) -> 
     e = refused("run", cfg)
     assert isinstance(e, ClusterError)
     assert (e.address, e.reason) == ("local", "did-not-start")
-    assert "check the config's cluster section" in str(e)
     assert not (tmp_path / "out.zarr").exists()
     gc.collect()  # that socket's warning here, where it is ignored, not in a later test
 

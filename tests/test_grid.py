@@ -39,8 +39,9 @@ def test_shard_index_round_trip_and_checksum() -> None:
     assert o.tolist() == offsets.tolist() and s.tolist() == sizes.tolist()
     damaged = bytearray(raw)
     damaged[3] ^= 1
-    with pytest.raises(ValueError, match="checksum"):
+    with pytest.raises(shards.Damaged) as e:
         shards.decode_index(bytes(damaged), 3)
+    assert e.value.problem == "checksum"
 
 
 def test_present_mask_leaves_out_chunks_past_the_edge() -> None:

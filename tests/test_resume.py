@@ -170,7 +170,6 @@ def test_new_run_and_verify_say_the_output_is_incomplete(work: Work, cli) -> Non
     e = refused("run", work.config)
     assert isinstance(e, OutputError)
     assert (e.output, e.status) == (str(work.output), "incomplete")
-    assert "`run --resume` finishes it, `run --overwrite` starts over" in str(e)
     rc, out, err = cli("verify", work.config)
     assert rc == 1
     assert re.search(r"output status\s+incomplete", out), out
@@ -186,9 +185,6 @@ def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> No
     e = refused("run", cfg, "--resume")
     assert isinstance(e, OutputError)
     assert (e.status, e.changed) == ("incomplete", ["stages"])
-    # what changed, in the stages' own words, and the fix
-    assert "(were multiply(factor=5)" in str(e) and "now multiply(factor=6)" in str(e), e
-    assert "`run --overwrite` to start over" in str(e)
     assert file_states(work.output) == snapshot
 
 
@@ -242,7 +238,6 @@ def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli
         e = refused(*args)
         assert isinstance(e, InputError)
         assert (e.input, e.status, e.made_by) == (str(work.killed), "incomplete", "run")
-        assert "`pipeline run CONFIG --resume`" in str(e)
     assert not (chained / "out.zarr").exists()
     assert file_states(work.killed) == before
 

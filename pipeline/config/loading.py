@@ -158,11 +158,15 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
                 where = f"{source}:{line}"
         locs = {_data_loc(x["loc"], data) for x in errors}
         more = f" (and {len(locs) - 1} more problem(s))" if len(locs) > 1 else ""
+        dotted = ".".join(str(k) for k in key) or None
+        # a key this version removed: why (its entry in REMOVED), not a typo to correct
+        removed = REMOVED.get(dotted or "") if err["type"] == "extra_forbidden" else None
         raise ConfigError(
             f"{where}: {_message(err, data)}{more}",
             file=source,
             line=line,
-            key=".".join(str(k) for k in key) or None,
+            key=dotted,
+            **({"removed": removed} if removed else {}),
         ) from None
 
 

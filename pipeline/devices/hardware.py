@@ -36,7 +36,7 @@ def gpu_status() -> tuple[bool, str]:
         return False, "PIPELINE_DISABLE_GPU is set"
     if not _installed("cupy"):
         return False, "CuPy is not installed; pip install '.[cu12]' or '.[cu13]'"
-    listed = _nvml_gpus()
+    listed = nvml_gpus()
     if isinstance(listed, str):
         return False, listed
     gpus, _ = listed
@@ -94,7 +94,7 @@ class Facts:
         usable, reason = gpu_status() if want_gpu else (False, "not asked for")
         gpus: tuple[GpuInfo, ...] = ()
         driver = ""
-        listed = _nvml_gpus() if usable else "not asked for"
+        listed = nvml_gpus() if usable else "not asked for"
         if not isinstance(listed, str):
             gpus, driver = _with_own_device(listed[0]), listed[1]
         return cls(
@@ -182,9 +182,10 @@ def pci_bus_id(text: str) -> str:
         return text.strip().lower()
 
 
-def _nvml_gpus() -> tuple[tuple[GpuInfo, ...], str] | str:
-    """(the GPUs CUDA would show this process, the driver) from NVML; or why NVML cannot
-    tell (no NVML library, no driver)."""
+def nvml_gpus() -> tuple[tuple[GpuInfo, ...], str] | str:
+    """(the GPUs CUDA would show this process, in CUDA's numbering; the driver) from NVML,
+    with no CUDA context made and CuPy not imported; or why NVML cannot tell (no NVML
+    library, no driver)."""
     try:
         import pynvml
     except ImportError:

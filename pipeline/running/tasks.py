@@ -95,13 +95,14 @@ def _unreadable_unit(
         try:
             z[grid.unit_slices(unit, info.unit, info.shape)]
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            return damaged(info, info.key(unit), f"{type(e).__name__}: {e}")
+            return damaged(info, info.key(unit), f"{type(e).__name__}: {e}", "codec")
     region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
-    return damaged(info, f"in the region {region}", reason)
+    return damaged(info, f"in the region {region}", reason, "codec")
 
 
-def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
-    """The one-line error for a stored unit of the input that cannot be decoded."""
+def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
+    """The one-line error for a stored unit of the input that cannot be decoded (``problem``:
+    a key of :data:`~pipeline.store.shards.PROBLEMS`)."""
     store = info.location.url
     return ChunkError(
         f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
@@ -110,6 +111,7 @@ def damaged(info: ArrayInfo, key: str, reason: str) -> ChunkError:
         store=store,
         key=key,
         reason=reason,
+        problem=problem,
     )
 
 
@@ -172,7 +174,7 @@ def _decode_unit_on_host(
         try:
             frames = shards.unit_frames(raw, n_chunks, info.format.shard)
         except shards.Damaged as e:
-            raise damaged(info, key, str(e)) from None
+            raise damaged(info, key, str(e), e.problem) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
         unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
         for c, chunk_index in enumerate(grid.iter_indices(info.chunks_per_unit)):
@@ -200,7 +202,7 @@ def _decode_unit_on_host(
                     dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
             except shards.Damaged as e:
                 where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
-                raise damaged(info, key, f"{e}{where}") from None
+                raise damaged(info, key, f"{e}{where}", e.problem) from None
 
 
 class _DecodeOnHost(Exception):
@@ -235,7 +237,7 @@ def _read_block_gpu(
                     host, frames, info.codec or "none", info.chunk_nbytes
                 )
             except shards.Damaged as e:
-                raise damaged(info, key, str(e)) from None
+                raise damaged(info, key, str(e), e.problem) from None
         if needs_host.any():
             raise _DecodeOnHost(key)
         present = frames.sizes != EMPTY

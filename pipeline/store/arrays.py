@@ -9,9 +9,12 @@ the codecs (by spec name, :mod:`pipeline.store.codecs`) and the fill value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -231,6 +234,30 @@ def _checked_grid(
     return {"unit": unit, "chunk": chunk}
 
 
+#: zarr-python's warning (a ``ZarrUserWarning``), each time it opens an array whose codecs
+#: include numcodecs' Zarr 3 codecs (``numcodecs.delta``, ...), that they are not in the Zarr v3
+#: spec: it is about the input's format, which neither the pipeline (it only reads the input)
+#: nor its user can act on.
+NUMCODECS_NOT_IN_SPEC = "Numcodecs codecs are not in the Zarr version 3 specification"
+
+#: ``warnings.catch_warnings`` swaps the process's filters and puts the old ones back on exit:
+#: two threads inside it at once (thread workers opening the input) put back each other's, and
+#: one's warning shows. So one thread at a time.
+_WARNINGS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def numcodecs_warning_ignored() -> Iterator[None]:
+    """Within the block, ignore :data:`NUMCODECS_NOT_IN_SPEC`, and no other warning. zarr-python
+    emits it from its I/O thread, which the process's filters govern, so the block must stay
+    open until zarr-python has opened the array."""
+    from zarr.errors import ZarrUserWarning
+
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NUMCODECS_NOT_IN_SPEC, category=ZarrUserWarning)
+        yield
+
+
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
     ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
@@ -249,10 +276,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             status="absent",
         )
     try:
-        with warnings.catch_warnings():
-            # zarr warns that numcodecs.* codecs are not in the v3 spec: a concern for whoever
-            # writes such arrays, not for a reader of them
-            warnings.simplefilter("ignore", UserWarning)
+        with numcodecs_warning_ignored():
             node = zarr.open(
                 store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
             )
@@ -377,7 +401,8 @@ def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> N
 def read_attributes(location: Location, path: str) -> dict[str, Any]:
     import zarr
 
-    arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
+    with numcodecs_warning_ignored():
+        arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
     return dict(arr.attrs)
 
 

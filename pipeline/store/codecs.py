@@ -121,7 +121,7 @@ class ChunkFormat:
         except Damaged:
             raise
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            raise Damaged(f"{type(e).__name__}: {e}") from None
+            raise Damaged(f"{type(e).__name__}: {e}", "codec") from None
 
     def decode(self, raw: Any) -> np.ndarray:
         """One stored chunk's bytes as its array (a new array, native byte order)."""
@@ -133,7 +133,7 @@ class ChunkFormat:
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
-            raise Damaged(f"it decodes to {n} bytes, not the chunk's {self.nbytes}")
+            raise Damaged(f"it decodes to {n} bytes, not the chunk's {self.nbytes}", "size")
         if self.transpose is not None:
             stored_shape = tuple(self.shape[i] for i in self.transpose)
             arr = arr.reshape(stored_shape).transpose(np.argsort(self.transpose))
@@ -172,7 +172,7 @@ def _single_axis(shape: Shape) -> bool:
 
 def _check_size(got: int, want: int) -> None:
     if got != want:
-        raise Damaged(f"it decodes to {got} bytes, not the chunk's {want}")
+        raise Damaged(f"it decodes to {got} bytes, not the chunk's {want}", "size")
 
 
 def _as_array(data: Any, stored: np.dtype) -> np.ndarray:
@@ -184,7 +184,8 @@ def _as_array(data: Any, stored: np.dtype) -> np.ndarray:
     if arr.dtype != stored:
         if arr.nbytes % stored.itemsize:
             raise Damaged(
-                f"it decodes to {arr.nbytes} bytes, not a whole number of {stored} elements"
+                f"it decodes to {arr.nbytes} bytes, not a whole number of {stored} elements",
+                "size",
             )
         arr = arr.reshape(-1).view(stored)
     return np.asarray(arr)
@@ -213,10 +214,10 @@ def _blosc_header(data: Any) -> int:
     follow it in memory (a reused buffer, the next frame of a shard) without an error."""
     view = memoryview(data).cast("B")
     if len(view) < 16:
-        raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header")
+        raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header", "frame")
     cbytes = int.from_bytes(view[12:16], "little")
     if cbytes != len(view):
-        raise Damaged(f"its Blosc header says {cbytes} bytes, but {len(view)} are stored")
+        raise Damaged(f"its Blosc header says {cbytes} bytes, but {len(view)} are stored", "frame")
     return int.from_bytes(view[4:8], "little")
 
 
@@ -238,7 +239,7 @@ def zstd_content_size(frame: Any) -> int | None:
     frame does not declare it. Raises :class:`Damaged` when the bytes are no zstd frame."""
     view = memoryview(frame).cast("B")
     if len(view) < 5 or int.from_bytes(view[:4], "little") != ZSTD_MAGIC:
-        raise Damaged(f"it is not a zstd frame ({len(view)} bytes, no zstd magic number)")
+        raise Damaged(f"it is not a zstd frame ({len(view)} bytes, no zstd magic number)", "frame")
     fhd = view[4]
     fcs_flag, single_segment, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
     pos = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
@@ -246,7 +247,7 @@ def zstd_content_size(frame: Any) -> int | None:
     if size == 0:
         return None
     if len(view) < pos + size:
-        raise Damaged(f"its zstd frame header is cut short ({len(view)} bytes)")
+        raise Damaged(f"its zstd frame header is cut short ({len(view)} bytes)", "frame")
     value = int.from_bytes(view[pos : pos + size], "little")
     return value + 256 if size == 2 else value
 
@@ -273,17 +274,17 @@ def zstd_frame_size(frame: Any) -> int:
     n = len(view)
     while True:
         if pos + 3 > n:
-            raise Damaged(f"its zstd frame is cut short ({n} bytes)")
+            raise Damaged(f"its zstd frame is cut short ({n} bytes)", "frame")
         header = view[pos] | (view[pos + 1] << 8) | (view[pos + 2] << 16)
         last, kind, size = header & 1, (header >> 1) & 3, header >> 3
         if kind == 3:
-            raise Damaged("its zstd frame has a reserved block type")
+            raise Damaged("its zstd frame has a reserved block type", "frame")
         pos += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte
         if last:
             break
     pos += 4 if checksum else 0
     if pos > n:
-        raise Damaged(f"its zstd frame is cut short ({n} of {pos} bytes)")
+        raise Damaged(f"its zstd frame is cut short ({n} of {pos} bytes)", "frame")
     return pos
 
 
@@ -452,6 +453,7 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
             size != chunk_nbytes,
             "it holds {} bytes, not the chunk's " + str(chunk_nbytes),
             size,
+            "size",
         )
         return needs_host
     _first_bad(present, size < 6, "it holds {} bytes, too few for a zstd frame", size)
@@ -491,6 +493,7 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
         ~needs_host & (content != chunk_nbytes),
         "its zstd frame declares {} decoded bytes, not the chunk's " + str(chunk_nbytes),
         content,
+        "size",
     )
     # the first block header; a frame of one block ends right after it
     block = pos + fcs_size
@@ -510,21 +513,26 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
         try:
             n = zstd_frame_size(frame)
         except Damaged as e:
-            raise Damaged(f"chunk {int(present[i])}: {e}") from None
+            raise Damaged(f"chunk {int(present[i])}: {e}", e.problem, int(present[i])) from None
         if n != size[i]:
             raise Damaged(
                 f"chunk {int(present[i])}: its zstd frame is {n} bytes long, not the "
-                f"stored {int(size[i])}"
+                f"stored {int(size[i])}",
+                "frame",
+                int(present[i]),
             )
     return needs_host
 
 
-def _first_bad(index: np.ndarray, bad: np.ndarray, text: str, values: np.ndarray) -> None:
-    """Raise Damaged for the first frame where ``bad`` holds (``text`` formatted with its
-    value), naming the chunk's index within its unit."""
+def _first_bad(
+    index: np.ndarray, bad: np.ndarray, text: str, values: np.ndarray, problem: str = "frame"
+) -> None:
+    """Raise Damaged (``problem``) for the first frame where ``bad`` holds (``text`` formatted
+    with its value), naming the chunk's index within its unit."""
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
-        raise Damaged(f"chunk {int(index[j])}: " + text.format(int(values[j])))
+        chunk = int(index[j])
+        raise Damaged(f"chunk {chunk}: " + text.format(int(values[j])), problem, chunk)
 
 
 __all__ = [

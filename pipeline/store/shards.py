@@ -18,9 +18,32 @@ import numpy as np
 EMPTY = 2**64 - 1
 
 
+#: What :class:`Damaged` finds wrong with a stored unit: {problem: what it means}.
+PROBLEMS = {
+    "size": "it decodes (or declares it decodes) to other than the chunk's bytes",
+    "frame": "its compressed frame is cut short, malformed or not the stored length",
+    "checksum": "its crc32c checksum is missing or does not match",
+    "index": "its shard index is short or points outside the shard",
+    "codec": "a codec refused its bytes",
+}
+
+
 class Damaged(ValueError):
     """A stored chunk or shard that cannot be decoded to exactly its array; the message says
-    why in a few words (the caller names the store and the key)."""
+    why in a few words (the caller names the store and the key).
+
+    Fields: ``problem`` (a key of :data:`PROBLEMS`), ``chunk`` (the index, in C order, of the
+    chunk within its stored unit whose frame is bad, where the unit holds several; else None).
+    """
+
+    def __init__(self, message: str, problem: str, chunk: int | None = None) -> None:
+        super().__init__(message)
+        assert problem in PROBLEMS, problem
+        self.problem = problem
+        self.chunk = chunk
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.problem, self.chunk))
 
 
 @dataclass(frozen=True)
@@ -48,10 +71,10 @@ def strip_crc32c(data: Any) -> memoryview:
 
     view = memoryview(data).cast("B")
     if len(view) < 4:
-        raise Damaged(f"it holds {len(view)} bytes, too few for its crc32c checksum")
+        raise Damaged(f"it holds {len(view)} bytes, too few for its crc32c checksum", "checksum")
     body, stored = view[:-4], bytes(view[-4:])
     if google_crc32c.value(bytes(body)).to_bytes(4, "little") != stored:  # it takes bytes only
-        raise Damaged("its crc32c checksum does not match")
+        raise Damaged("its crc32c checksum does not match", "checksum")
     return body
 
 
@@ -76,7 +99,7 @@ def decode_index(raw: Any, n_chunks: int, crc32c: bool = True) -> tuple[np.ndarr
     view = memoryview(raw).cast("B")
     want = index_nbytes(n_chunks, crc32c)
     if len(view) != want:
-        raise Damaged(f"its shard index is {len(view)} bytes, not {want}")
+        raise Damaged(f"its shard index is {len(view)} bytes, not {want}", "index")
     body = strip_crc32c(view) if crc32c else view
     table = np.frombuffer(body, "<u8").reshape(n_chunks, 2)
     return table[:, 0].copy(), table[:, 1].copy()
@@ -89,7 +112,7 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
     size = len(memoryview(raw).cast("B")) if raw is not None else 0
     k = index_nbytes(n_chunks, shard.index_crc32c)
     if size < k:
-        raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index")
+        raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index", "index")
     view = memoryview(raw).cast("B")
     index = view[size - k :] if shard.index_at_end else view[:k]
     offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c)
@@ -103,7 +126,9 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
             first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
             raise Damaged(
                 f"its shard index points outside the shard (chunk {first}: offset "
-                f"{int(offsets[first])}, {int(sizes[first])} bytes, of {size})"
+                f"{int(offsets[first])}, {int(sizes[first])} bytes, of {size})",
+                "index",
+                chunk=first,
             )
     return Frames(offsets, sizes)
 
