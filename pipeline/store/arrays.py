@@ -296,7 +296,9 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             reason=f"{type(e).__name__}: {e}",
         ) from None
     if isinstance(node, zarr.Group):
-        members = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
+        with numcodecs_warning_ignored():  # opening each member warns again
+            found = node.members(max_depth=None)
+        members = sorted(k for k, v in found if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
         raise InputError(
             f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.store.arrays import numcodecs_warning_ignored
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -47,7 +49,8 @@ def _quiet() -> Iterator[None]:
     not the user's concern, and they came past ``-q``."""
     from zarr.errors import UnstableSpecificationWarning
 
-    with warnings.catch_warnings():
+    # under the lock of arrays' filter: catch_warnings is not thread-safe (see there)
+    with numcodecs_warning_ignored(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
         yield
@@ -82,7 +85,8 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    members = {k: v for k, v in group.arrays()}
+    with _quiet():  # opening each member warns again
+        members = {k: v for k, v in group.arrays()}
     wanted = list(dims) + str(attrs.get("coordinates", "")).split()
     coords = tuple(n for n in dict.fromkeys(wanted) if n in members and n != name)
     sizes = dict(zip(dims, arr.shape, strict=True))
