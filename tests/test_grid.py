@@ -41,7 +41,7 @@ def test_shard_index_round_trip_and_checksum() -> None:
     damaged[3] ^= 1
     with pytest.raises(shards.Damaged) as e:
         shards.decode_index(bytes(damaged), 3)
-    assert e.value.problem == "checksum"
+    assert e.value.problem == "index"
 
 
 def test_present_mask_leaves_out_chunks_past_the_edge() -> None:

@@ -18,13 +18,17 @@ import numpy as np
 EMPTY = 2**64 - 1
 
 
-#: What :class:`Damaged` finds wrong with a stored unit: {problem: what it means}.
+#: What :class:`Damaged` finds wrong with a stored unit: {problem: what it means}. The kind
+#: names the check that found it: the same cut zstd frame is 'frame' where the pipeline checks
+#: frames before nvCOMP decodes them (the GPU path), 'codec' where the CPU codec finds it.
 PROBLEMS = {
     "size": "it decodes (or declares it decodes) to other than the chunk's bytes",
-    "frame": "its compressed frame is cut short, malformed or not the stored length",
-    "checksum": "its crc32c checksum is missing or does not match",
-    "index": "its shard index is short or points outside the shard",
-    "codec": "a codec refused its bytes",
+    "frame": "the frame checks before decoding found it cut short, malformed or not the stored "
+    "length",
+    "checksum": "its crc32c codec's checksum is missing or does not match",
+    "index": "its shard index is short, fails its crc32c checksum, or points outside the shard",
+    "codec": "a codec refused its bytes (a cut or malformed frame, a codec's own checksum) or "
+    "decoded them to the wrong shape",
 }
 
 
@@ -100,7 +104,10 @@ def decode_index(raw: Any, n_chunks: int, crc32c: bool = True) -> tuple[np.ndarr
     want = index_nbytes(n_chunks, crc32c)
     if len(view) != want:
         raise Damaged(f"its shard index is {len(view)} bytes, not {want}", "index")
-    body = strip_crc32c(view) if crc32c else view
+    try:
+        body = strip_crc32c(view) if crc32c else view
+    except Damaged:
+        raise Damaged("its shard index's crc32c checksum does not match", "index") from None
     table = np.frombuffer(body, "<u8").reshape(n_chunks, 2)
     return table[:, 0].copy(), table[:, 1].copy()
 
