@@ -853,7 +853,7 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     print(
         f"{'step':20} {'NumPy':>10} {'CuPy nosync':>12} {'CuPy sync':>10} "
-        f"{'x nosync':>9} {'x sync':>8} {'GB/s nosync':>12} {'GB/s sync':>10}"
+        f"{'x nosync':>9} {'x sync':>8} {'rate nosync':>12} {'rate sync':>10}"
     )
     for name in BYTES_PER_ELEMENT:
         r = imp[name]
@@ -866,7 +866,7 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"\n== three stages against size (synchronised medians; GPU {result['gpu_note']})")
     print(
         f"{'elements':>8} {'NumPy':>10} {'CuPy 3op':>10} {'fused':>10} {'x CuPy':>8} "
-        f"{'x fused':>8} {'fused GB/s':>11}  check"
+        f"{'x fused':>8} {'fused rate':>11}  check"
     )
     for r in result["sizes"]:
         print(

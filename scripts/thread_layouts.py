@@ -18,11 +18,13 @@ import json
 import shutil
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import clusters, data, pipelines
+from pipeline.devices.hardware import gpu_status
 
 
 def _log(out: Path, **row: Any) -> None:
@@ -90,19 +92,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size-gb", type=float, default=8.0)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--layouts", default="3x4,3x8")
-    p.add_argument("--root", type=Path, default=Path("/dev/shm/thread-layouts"))
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/dev/shm"),
+        help="where a temporary folder for the inputs is made (and removed at the end)",
+    )
     p.add_argument("--out", type=Path, default=Path("results/thread-layouts.jsonl"))
     a = p.parse_args(argv)
-    a.root.mkdir(parents=True, exist_ok=True)
+    usable, why = gpu_status()
+    if not usable:
+        print(f"thread_layouts: needs a CUDA GPU ({why})", file=sys.stderr)
+        return 2
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    shape, chunks = data.field_shape(a.size_gb)
-    values = data.make_field(shape, 16)
-    workloads = [
-        data.write_v2_blosc(a.root, values, chunks, 16),
-        data.write_v3_default(a.root, values, chunks, 16),
-    ]
-    del values
+    a.root.mkdir(parents=True, exist_ok=True)
+    given = a.root
+    a.root = Path(tempfile.mkdtemp(prefix="thread-layouts-", dir=given))  # only this is removed
     try:
+        shape, chunks = data.field_shape(a.size_gb)
+        values = data.make_field(shape, 16)
+        workloads = [
+            data.write_v2_blosc(a.root, values, chunks, 16),
+            data.write_v3_default(a.root, values, chunks, 16),
+        ]
+        del values
         (warm if a.mode == "warm" else cold)(a, workloads)
     finally:
         shutil.rmtree(a.root, ignore_errors=True)
