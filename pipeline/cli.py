@@ -133,8 +133,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     # Quiet unless -vv.
     for name in DRIVER_LOGGERS:
         logging.getLogger(name).setLevel(_driver_level(args))
-    uses_dask = args.command == "generate" or (args.command == "run" and not args.dry_run)
-    if uses_dask or args.verbose >= 2:
+    # a run imports distributed itself, once its workers' fork server is started (_run)
+    if args.command == "generate" or args.verbose >= 2:
         _quiet_dask(args)
 
 
@@ -334,6 +334,11 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
 
 
 def _run(args: argparse.Namespace, config: Any) -> int:
+    from pipeline.running import fork_server
+
+    # first: a local GPU cluster's workers load their modules while this process loads its own
+    fork_server.start_for(config)
+    _quiet_dask(args)
     from pipeline.running.runner import RunOptions, run
 
     opts = RunOptions(

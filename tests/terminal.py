@@ -74,12 +74,12 @@ class Watched:
                 with self._lock:
                     for k in kids:
                         self.started.setdefault(k.pid, k)
-                        if k.pid not in self._workers and _is_worker(k):
+                        if k.pid not in self._workers and is_worker(k):
                             self._workers.add(k.pid)
             time.sleep(0.01)
 
     def workers(self) -> list[psutil.Process]:
-        """The Dask worker processes seen so far (multiprocessing's spawned children)."""
+        """The Dask worker processes seen so far (:func:`is_worker`)."""
         with self._lock:
             return [self.started[pid] for pid in self._workers]
 
@@ -122,9 +122,17 @@ class Watched:
             self.proc.communicate(timeout=30)
 
 
-def _is_worker(p: psutil.Process) -> bool:
+def is_worker(p: psutil.Process) -> bool:
+    """Whether ``p`` is a Dask worker process: one multiprocessing spawned (``spawn_main``), or
+    one forked by its fork server (GPU workers, ``pipeline/running/fork_server.py``): a child of
+    the server, with the server's command line."""
+    server = "multiprocessing.forkserver"
     try:
-        return "spawn_main" in " ".join(p.cmdline())
+        cmd = " ".join(p.cmdline())
+        if "spawn_main" in cmd:
+            return True
+        parent = p.parent()
+        return server in cmd and parent is not None and server in " ".join(parent.cmdline())
     except psutil.Error:
         return False
 

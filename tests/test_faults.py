@@ -43,6 +43,7 @@ from tests.faultkit import (
     status,
     wait_for_markers,
 )
+from tests.terminal import is_worker
 
 COLS = 4096
 
@@ -372,8 +373,7 @@ def test_gpu_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path)
     try:
         n = wait_for_markers(proc, tmp_path / "out.zarr", 3)
         assert n > 0, "the run finished before its worker could be killed: enlarge the input"
-        cmdlines = {p: " ".join(p.cmdline()) for p in psutil.Process(proc.pid).children(True)}
-        workers = [p for p, c in cmdlines.items() if "spawn_main" in c]
+        workers = [p for p in psutil.Process(proc.pid).children(True) if is_worker(p)]
         assert workers, "no worker process found"
         workers[0].kill()
         _, err = proc.communicate(timeout=300)

@@ -100,6 +100,62 @@ def test_ctrl_c_stops_the_run_at_any_moment(work, moment: str, presses: int) -> 
         assert 0 < markers(out) < ROWS
 
 
+def _gpu_config(d: Path) -> Path:
+    """The run of ``work``'s input on the GPU: a local GPU cluster, whose worker processes are
+    forked from the run's fork server (``running/fork_server.py``)."""
+    cfg = yaml.safe_load((d / "run.yaml").read_text())
+    cfg["output"]["store"] = str(d / "gpu-out.zarr")
+    cfg["backend"] = "gpu"
+    cfg["cluster"] = {"gpus": [0], "threads_per_worker": 2, "dashboard": ""}
+    (d / "gpu.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return d / "gpu.yaml"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("moment", ["cluster-start", "compute"])
+def test_gpu_ctrl_c_stops_the_run_and_its_forked_workers(work, moment: str) -> None:
+    """The same on a local GPU cluster: its workers are forked from the fork server (which
+    holds SIGINT blocked for them); the run stops with its one line, and no process of it
+    (workers, fork server) is left."""
+    d, _ = work
+    cfg = _gpu_config(d)
+    out = d / "gpu-out.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    w = start("run", cfg, "--progress", "none", cwd=d)
+    try:
+        _at(moment, w, out)
+        w.interrupt()
+        rc, err = w.finish()
+    finally:
+        if w.proc.returncode is None:
+            w.kill()
+    _assert_stopped(w, rc, err)
+    if moment == "cluster-start":
+        assert not out.exists(), "stopped before any block: nothing may be left"
+    else:
+        assert status(out) == "incomplete"
+
+
+@pytest.mark.gpu
+def test_gpu_runs_print_only_the_pipelines_lines(work) -> None:
+    """A GPU run that succeeds, with ``-q``: nothing on stderr (from the fork server or the
+    workers it forked), the output complete."""
+    d, _ = work
+    cfg = _gpu_config(d)
+    shutil.rmtree(d / "gpu-out.zarr", ignore_errors=True)
+    r = subprocess.run(
+        pipeline_args("run", cfg, "-q"),
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=d,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert status(d / "gpu-out.zarr") == "complete"
+
+
 def test_ctrl_c_typed_at_a_terminal(work) -> None:
     """``^C`` at a real terminal: the kernel signals the terminal's foreground process group,
     the run and its worker processes alike."""

@@ -30,7 +30,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
-from pipeline.running import dashboard
+from pipeline.running import dashboard, fork_server
 
 log = logging.getLogger("pipeline")
 
@@ -620,8 +620,16 @@ def _cuda_cluster(p: Any, **options: Any) -> Any:
 
 
 def _start_local(p: Any, level: int) -> Any:
-    """The local cluster of plan ``p``, started, its dashboard made on first use."""
-    cluster = _local_cluster(p, level, os.path.join(tempfile.gettempdir(), "pipeline-dask"))
+    """The local cluster of plan ``p``, started, its dashboard made on first use. GPU workers
+    are forked from the fork server (:mod:`pipeline.running.fork_server`; a run started it
+    before its plan), with their modules loaded."""
+    local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
+    if p.backend == "gpu":
+        fork_server.start()
+        with fork_server.forked_workers():
+            cluster = _local_cluster(p, level, local_dir)
+    else:
+        cluster = _local_cluster(p, level, local_dir)
     if p.dashboard:
         dashboard.install(cluster)
     return cluster

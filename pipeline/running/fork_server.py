@@ -1,0 +1,124 @@
+"""The fork server a local GPU cluster's worker processes are forked from, modules loaded.
+
+A GPU worker imports distributed, dask-cuda, CuPy, nvCOMP and the pipeline's task code before
+it can take a task: 2.7 s in a fresh process on the H200 host (2026-11-30, ``import
+distributed, dask_cuda, cupy, zarr, numcodecs, pipeline.devices.gpu``), with every worker of
+the cluster doing it at once, on the run's critical path. multiprocessing's fork server is a
+process that imports them once; distributed forks each worker from it
+(``distributed.worker.multiprocessing-method: forkserver``). A run starts the server as soon
+as it knows it will start a local GPU cluster (:func:`start`, before the plan), so the imports
+overlap the client's own imports and the plan, and the workers start with them done.
+
+The server initialises no CUDA (importing CuPy and nvCOMP does not), so each worker still
+makes its own CUDA context after the fork, under the ``CUDA_VISIBLE_DEVICES`` its nanny gives
+it. The environment distributed's nanny sets before it spawns a worker
+(``distributed.nanny.pre-spawn-environ``: allocator and thread-count variables, and a fixed
+``PYTHONHASHSEED``) is set before the server starts, since a forked worker inherits the
+server's. The server holds SIGINT blocked and so do the workers it forks (see
+``running/cluster.py``: only the run's own process stops a run). It ends when the process that
+started it does. Only the cluster's start forks from it (:func:`forked_workers`): a worker its
+nanny restarts later is spawned, as distributed does by default.
+
+Measured on the H200 host (2026-11-30, 8 GB float32 of 16 MB chunks on /dev/shm, cold
+``pipeline run`` processes, 3 each, alternating with the code before): the cluster phase went
+from 4.1-5.1 s to 1.9-3.9 s; the command, v2 Blosc 10.7-12.3 s to 10.1-10.6 s, zarr-python 3's
+zstd 11.2-13.5 s to 10.5-11.2 s. The server starts 1.1-1.4 s into the command and imports for
+2.8-4.3 s of CPU time, so it, not the plan, now decides when the workers start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from multiprocessing import forkserver, resource_tracker
+from typing import Any
+
+#: What a GPU worker imports before its first task (each import runs once, in the server).
+PRELOAD = (
+    "distributed",
+    "dask_cuda",
+    "cupy",
+    "nvidia.nvcomp",
+    "numcodecs",
+    "zarr",
+    "pipeline.devices.gpu",
+    "pipeline.running.tasks",
+    "pipeline.running.cluster",
+)
+
+_LOCK = threading.Lock()
+
+
+def start_for(config: Any) -> None:
+    """:func:`start`, where a run of ``config`` (a :class:`~pipeline.config.models.Config`)
+    will start a local GPU cluster: a local scheduler, a backend other than ``cpu``, and a
+    usable GPU (the plan's own test, :func:`~pipeline.devices.hardware.gpu_status`)."""
+    from pipeline.devices.hardware import gpu_status
+
+    local = config.cluster.scheduler == "local"
+    if local and config.backend != "cpu" and gpu_status()[0]:
+        start()
+
+
+def start() -> None:
+    """Start the fork server (once per process; later calls return at once), loading
+    :data:`PRELOAD` in the background: this returns as soon as the server's process exists.
+    A module that fails to import is left for the worker to import (and fail on) itself."""
+    with _LOCK:
+        # The tracker's start unblocks SIGINT in the thread that starts it: start it first,
+        # here, so that the server's starting thread keeps SIGINT blocked.
+        resource_tracker.ensure_running()
+        error: list[BaseException] = []
+        t = threading.Thread(target=_start_blocked, args=(error,), name="pipeline-fork-server")
+        t.start()
+        t.join()
+        if error:
+            raise error[0]
+
+
+def _start_blocked(error: list[BaseException]) -> None:
+    """On a thread of its own with SIGINT blocked, which the server's process inherits."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.environ.update(pre_spawn_environ())
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+        forkserver.ensure_running()
+    except BaseException as e:
+        error.append(e)
+
+
+def pre_spawn_environ() -> dict[str, str]:
+    """The variables distributed's nanny sets before it starts a worker process: its
+    configuration's ``distributed.nanny.pre-spawn-environ`` (the user's Dask config over
+    distributed's own defaults, read from its ``distributed.yaml`` without importing it; this
+    process's environment overrides a value), and ``PYTHONHASHSEED`` 6640 where the config sets
+    none (or 0): what ``distributed.nanny.Nanny`` computes as ``pre_spawn_env``."""
+    import dask.config
+    import yaml
+
+    spec = importlib.util.find_spec("distributed")  # found, not imported (1.5 s)
+    assert spec is not None and spec.submodule_search_locations
+    with open(os.path.join(spec.submodule_search_locations[0], "distributed.yaml")) as f:
+        defaults = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
+    env: dict[str, Any] = dask.config.get("distributed.nanny.pre-spawn-environ", defaults)
+    # as the nanny reads it: this process's own value of a variable wins, None unsets one
+    out = {str(k): os.environ.get(str(k), str(v)) for k, v in env.items() if v is not None}
+    if out.get("PYTHONHASHSEED") in (None, "0"):
+        out["PYTHONHASHSEED"] = "6640"
+    return out
+
+
+@contextlib.contextmanager
+def forked_workers() -> Iterator[None]:
+    """Within this block, distributed starts worker processes by forking them from the
+    server (:func:`start` first; without it the first fork starts the server, modules and
+    all, on the spot)."""
+    import dask.config
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        yield

@@ -1,0 +1,111 @@
+"""The fork server local GPU workers are forked from (``pipeline/running/fork_server.py``).
+
+The mechanism needs no GPU: a real fork server, started as a run starts it, and a real
+LocalCluster of worker processes forked from it, in a process of its own (the server lives as
+long as the process that started it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from pipeline.config import load_config
+from pipeline.running import fork_server
+from tests.faultkit import env
+
+PROBE = r"""
+import json, os, sys
+
+
+def facts(wanted, preload):
+    import os, signal, sys
+
+    return {
+        "ppid": os.getppid(),
+        "sigint_blocked": signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),
+        "env": {k: os.environ.get(k) for k in wanted},
+        "loaded": [m for m in preload if m in sys.modules],
+    }
+
+
+if __name__ == "__main__":
+    import psutil
+
+    from pipeline.running import fork_server
+
+    fork_server.start()
+    distributed_after_start = "distributed" in sys.modules
+    from distributed import Client, LocalCluster
+
+    with fork_server.forked_workers():
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    wanted = fork_server.pre_spawn_environ()
+    with Client(cluster) as client:
+        workers = list(client.run(facts, sorted(wanted), fork_server.PRELOAD).values())
+    cluster.close()
+    children = {p.pid: " ".join(p.cmdline()) for p in psutil.Process().children()}
+    print(json.dumps({
+        "children": children,
+        "workers": workers,
+        "wanted": wanted,
+        "distributed_after_start": distributed_after_start,
+    }))
+"""
+
+
+def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sigint(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not got["distributed_after_start"], "starting the server imported distributed here"
+    servers = [
+        int(pid) for pid, cmd in got["children"].items() if "multiprocessing.forkserver" in cmd
+    ]
+    assert len(servers) == 1, got["children"]
+    assert len(got["workers"]) == 2
+    for w in got["workers"]:
+        assert w["ppid"] == servers[0], "a worker not forked from the server"
+        assert w["sigint_blocked"]
+        assert w["env"] == got["wanted"]
+        # what the server imported (those installed here: not CuPy or dask-cuda on a CPU host)
+        assert {"distributed", "pipeline.running.tasks", "zarr"} <= set(w["loaded"])
+
+
+def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:
+    """``start_for`` starts it only for a local GPU cluster: a CPU config starts nothing."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}}}\n"
+        "stages: [{op: square}]\nbackend: cpu\n"
+    )
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    fork_server.start_for(load_config(cfg))
+    assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
+
+
+def test_the_environment_is_the_nannys() -> None:
+    """What distributed's nanny sets before it starts a worker: read without importing
+    distributed, the same as the nanny's own."""
+    from distributed import Nanny
+
+    nanny = Nanny("tcp://127.0.0.1:8786")  # not started: its environment is made in __init__
+    assert fork_server.pre_spawn_environ() == nanny.pre_spawn_env
