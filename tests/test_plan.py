@@ -24,6 +24,7 @@ from pipeline.config import Config, load_config
 from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
 from pipeline.planning import describe, make_plan
+from pipeline.planning.plan import CPU_DECODE_BLOCKS_PER_THREAD as CPU_BLOCKS
 from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
@@ -715,10 +716,10 @@ def test_generated_frames_carry_valid_checksums(tmp_path: Path, cli, backend: st
 @pytest.mark.parametrize(
     ("compressors", "chunks", "shards", "per_thread"),
     [
-        # zarr-python 2's default (Blosc): decoded on the CPU cores, about 8 blocks a thread
-        (numcodecs.Blosc(cname="lz4", clevel=5, shuffle=1), (4, 1000, 1000), None, 8),
+        # zarr-python 2's default (Blosc): decoded on the CPU cores, about 5 blocks a thread
+        (numcodecs.Blosc(cname="lz4", clevel=5, shuffle=1), (4, 1000, 1000), None, CPU_BLOCKS),
         # zarr-python 3's default, 16 MB zstd chunks: over nvCOMP's frame limit, CPU decoded
-        ("auto", (4, 1000, 1000), None, 8),
+        ("auto", (4, 1000, 1000), None, CPU_BLOCKS),
         # small zstd chunks in shards: nvCOMP decodes them, about 2 blocks a thread
         ("auto", (1, 40, 1000), (16, 1000, 1000), 2),
     ],
@@ -748,7 +749,7 @@ def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
     assert plan.decode_on == ("gpu" if per_thread == 2 else "cpu")
     if plan.decode_on == "gpu":
         assert block_bytes <= expect and plan.n_blocks >= per_thread * slots
-    else:  # about 8 a thread, but none under CPU_DECODE_MIN_BLOCK (one-chunk blocks were slow)
+    else:  # about CPU_BLOCKS a thread, none under CPU_DECODE_MIN_BLOCK (one-chunk blocks were slow)
         assert block_bytes <= max(expect, CPU_DECODE_MIN_BLOCK)
         assert block_bytes > CPU_DECODE_MIN_BLOCK // 2
         assert plan.n_blocks >= min(per_thread * slots, math.prod(shape) * 4 // block_bytes)

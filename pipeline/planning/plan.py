@@ -40,12 +40,16 @@ GPU_FRAME_LIMIT = 4 << 20
 
 #: Blocks per thread an automatic block aims at where a GPU run decodes its input on the CPU
 #: (Blosc, large zstd chunks). Each task then overlaps its CPU decode with other tasks' GPU
-#: work, and the last wave is short: on the H200 host (2026-11-30, 6 GB float32 of 16 MB
-#: chunks on /dev/shm, 3 workers x 4 threads, one run each) 64 MiB blocks (about 8 per thread)
-#: ran v2 Blosc at 4.53 GB/s and zarr-python 3's zstd at 3.19, against 3.91 and 2.70 with
-#: 256 MiB blocks (about 2 per thread: a tail of 0.32 and 0.60 s with one wave in flight) and
-#: 3.34 and 2.63 with 32 MiB blocks (per-task costs).
-CPU_DECODE_BLOCKS_PER_THREAD = 8
+#: work, and the last wave is short; but each block's output frames are encoded in one nvCOMP
+#: call, whose rate grows with the frames it is given (H200 host, 2026-11-30, 128 KiB frames of
+#: the benchmarks' field values, one stream: 5.7 GB/s for 512 frames, 9.0 for 1024, 9.8 for
+#: 2048; calls on four streams at once did not add up: 5.8 GB/s for 512 frames each). On that
+#: host, 8 GB float32 of 16 MB chunks on /dev/shm, 3 workers x 4 threads, warm, medians of 3
+#: (ranges): 80 MB blocks (about 8 a thread) ran v2 Blosc at 4.31 (4.22-4.72) GB/s and
+#: zarr-python 3's zstd at 3.16 (3.15-3.41); 128 MB blocks (about 5 a thread) 4.48
+#: (4.28-5.12) and 3.69 (3.30-3.70); 192 MB 4.54 and 3.22; 256 MB (2 a thread) 3.99 and 2.72
+#: (the tail: one wave in flight). Earlier (6 GB): 32 MiB blocks 3.34 and 2.63.
+CPU_DECODE_BLOCKS_PER_THREAD = 5
 
 #: ... but not smaller than this: with 16 MB chunks on the same host (2026-11-30, 3 GB, 3 x 4
 #: threads, 3 warm runs) one-chunk blocks ran v2 Blosc at 2.15-2.21 GB/s, where 110 MB blocks
