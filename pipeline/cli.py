@@ -133,8 +133,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     # Quiet unless -vv.
     for name in DRIVER_LOGGERS:
         logging.getLogger(name).setLevel(_driver_level(args))
-    # a run imports distributed itself, once its workers' fork server is started (_run)
-    if args.command == "generate" or args.verbose >= 2:
+    # run and generate import distributed once their workers' fork server is started
+    if args.verbose >= 2:
         _quiet_dask(args)
 
 
@@ -260,6 +260,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)
+    if args.command in ("run", "generate"):
+        _start_dask(args, config)
     if args.command == "generate":
         from pipeline.running.generate import generate_input
 
@@ -333,12 +335,17 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     return 0 if res.ok else 1
 
 
-def _run(args: argparse.Namespace, config: Any) -> int:
+def _start_dask(args: argparse.Namespace, config: Any) -> None:
+    """Before a command that uses a Dask cluster imports distributed: the fork server of a
+    local GPU cluster's workers first, so they load their modules while this process loads its
+    own (``running/fork_server.py``); then distributed, quieted."""
     from pipeline.running import fork_server
 
-    # first: a local GPU cluster's workers load their modules while this process loads its own
     fork_server.start_for(config)
     _quiet_dask(args)
+
+
+def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
     opts = RunOptions(

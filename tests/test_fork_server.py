@@ -86,7 +86,7 @@ def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sig
         assert w["sigint_blocked"]
         assert w["env"] == got["wanted"]
         # what the server imported (those installed here: not CuPy or dask-cuda on a CPU host)
-        assert {"distributed", "pipeline.running.tasks", "zarr"} <= set(w["loaded"])
+        assert {"distributed", "pipeline.running.tasks", "numcodecs"} <= set(w["loaded"])
 
 
 def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:

@@ -39,13 +39,14 @@ from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
 #: What a GPU worker imports before its first task (each import runs once, in the server).
+#: Not zarr: a worker reads and writes chunks without it (a worker of a CPU run of a v2 Blosc
+#: input had imported numcodecs, not zarr), and the server's imports bound the workers' start.
 PRELOAD = (
     "distributed",
     "dask_cuda",
     "cupy",
     "nvidia.nvcomp",
     "numcodecs",
-    "zarr",
     "pipeline.devices.gpu",
     "pipeline.running.tasks",
     "pipeline.running.cluster",
