@@ -31,6 +31,7 @@ from distributed import Client, WorkerPlugin
 from pipeline import errors
 from pipeline.errors import ClusterError
 from pipeline.running import dashboard
+from pipeline.running.sampler import MemorySampler
 
 log = logging.getLogger("pipeline")
 
@@ -150,44 +151,6 @@ class HeartbeatGuard:
             await asyncio.wait([self.in_flight], timeout=self.wait)
 
 
-class MemorySampler:
-    """Samples the worker's RSS and its GPU pool's reserved bytes; keeps the peaks."""
-
-    def __init__(self, backend: str, interval: float) -> None:
-        import psutil
-
-        self.backend = backend
-        self.interval = interval
-        self.proc = psutil.Process()
-        self.peak_rss = 0
-        self.peak_device = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pipeline-memory", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-        if self.backend == "gpu":
-            from pipeline.devices import gpu
-
-            self.peak_device = max(self.peak_device, gpu.memory_in_use()[1])
-
-    def reset(self) -> None:
-        self.peak_rss = 0
-        self.peak_device = 0
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(Exception):
-                self.sample()
-
-
 def _reset_peaks(dask_worker: Any) -> None:
     s = getattr(dask_worker, "_pipeline_sampler", None)
     if s is not None:
@@ -196,10 +159,7 @@ def _reset_peaks(dask_worker: Any) -> None:
 
 def _read_peaks(dask_worker: Any) -> dict[str, int]:
     s = getattr(dask_worker, "_pipeline_sampler", None)
-    if s is None:
-        return {}
-    s.sample()
-    return {"rss": s.peak_rss, "device": s.peak_device}
+    return {} if s is None else s.peaks()
 
 
 def reset_peaks(client: Client) -> None:
