@@ -142,13 +142,27 @@ def _driver_level(args: argparse.Namespace) -> int:
     return logging.INFO if args.verbose >= 2 else logging.CRITICAL
 
 
+#: The loggers whose levels distributed's import sets, from Dask's config ``logging``.
+DASK_CONFIGURED = (
+    "distributed",
+    "distributed.client",
+    "distributed.gc",
+    "tornado",
+    "tornado.application",
+)
+
+
 def _quiet_dask(args: argparse.Namespace) -> None:
-    """Import distributed, then set the levels its import gave its loggers (and tornado's) to
-    the command line's: for the commands that use a Dask cluster, before they use it. The
-    others (``plan`` of a local cluster, ``verify``, ``info``, ``schema``) never import it."""
-    import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
+    """Dask's driver loggers (distributed's, tornado's) at the command line's level, for the
+    commands that may use a Dask cluster, before they use one. distributed sets its loggers'
+    levels when it is first imported, from Dask's config ``logging``: the level goes there,
+    for a run that imports it later (one on a cluster), or never (a run of threads of this
+    process, :mod:`pipeline.running.workers`); and to the loggers already there. The other
+    commands (``plan`` of a local cluster, ``verify``, ``info``, ``schema``) never load it."""
+    import dask.config
 
     level = _driver_level(args)
+    dask.config.set({"logging": dict.fromkeys(DASK_CONFIGURED, level)})
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in DRIVER_LOGGERS:
             logging.getLogger(name).setLevel(level)

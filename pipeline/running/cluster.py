@@ -171,6 +171,96 @@ def read_peaks(client: Client) -> dict[str, dict[str, int]]:
     return client.run(_read_peaks)
 
 
+class DaskWorkers:
+    """A run's tasks on a Dask cluster, through its ``client`` (of the scheduler ``scheduler``:
+    'local' or its address), with Dask's performance report saved to ``report`` (an HTML
+    file) when one is asked for. Has what a run asks of its workers
+    (:class:`pipeline.running.workers.Workers`)."""
+
+    def __init__(self, client: Client, scheduler: str, report: str | None = None) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.report = report
+
+    @property
+    def dashboard(self) -> str | None:
+        try:
+            return str(self.client.dashboard_link)
+        except Exception:
+            return None
+
+    def reset_peaks(self) -> None:
+        reset_peaks(self.client)
+
+    def peaks(self) -> dict[str, dict[str, int]]:
+        return read_peaks(self.client)
+
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
+        """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
+        ``{worker address: tasks whose results it held}``. On any error the tasks are
+        cancelled; a task's error is raised as the task raised it, workers that kept dying
+        running a task as ClusterError (``reason`` 'workers-died', ``task``), a lost
+        scheduler as ClusterError (``reason`` 'lost', ``address``)."""
+        from distributed import as_completed, performance_report
+
+        saving = performance_report(filename=self.report) if self.report else None
+        with saving or contextlib.nullcontext():
+            futures = self.client.get(dsk, keys, sync=False)
+            try:
+                for fut in as_completed(futures):
+                    each(_result(fut))
+                return _held_by(self.client, futures)
+            except BaseException as e:
+                with contextlib.suppress(Exception):  # the scheduler may be gone
+                    self.client.cancel(futures)
+                if _lost_scheduler(e):
+                    raise ClusterError(
+                        f"lost the Dask scheduler ({self._name()}) during the work "
+                        f"({type(e).__name__}); what it did not finish stays marked "
+                        "unfinished: `run --resume` finishes a run's output",
+                        address=self.scheduler,
+                        reason="lost",
+                    ) from None
+                raise
+
+    def _name(self) -> str:
+        return "the local cluster's" if self.scheduler == "local" else self.scheduler
+
+
+def _result(fut: Any) -> Any:
+    """A task's result; workers that kept dying running it as ClusterError."""
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker as e:
+        raise ClusterError(
+            f"workers died repeatedly running {e.task}; the output stays incomplete "
+            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)",
+            reason="workers-died",
+            task=str(e.task),
+        ) from None
+
+
+def _held_by(client: Client, futures: list) -> dict[str, int]:
+    """{worker address: results it holds}: where each task ran, before they are released."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(Exception):  # a statistic: never fail finished work over it
+        for holders in client.who_has(futures).values():
+            if holders:
+                counts[holders[0]] = counts.get(holders[0], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _lost_scheduler(e: BaseException) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CancelledError, CommClosedError))
+
+
 #: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
 #: since on a busy machine a worker's clean stop can take several seconds (Dask's default of 5
 #: ran out and left a ``TimeoutError`` traceback on stderr).
