@@ -4,8 +4,10 @@
 ``workers_per_gpu`` workers per GPU, all at once; with the CPU backend a ``LocalCluster`` of
 threads in this process (``protocol`` 'inproc') or of worker processes. An
 address joins an existing scheduler whose workers were started with ``dask worker`` or
-``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
-the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
+``dask cuda worker``; :class:`DaskWorkers` runs a run's graph on either. (A small local CPU
+run with no dashboard and no report needs no cluster: :mod:`pipeline.running.workers`.) Each
+worker gets the :class:`PipelineSetup` plugin: the device budget as the GPU memory pool's
+limit, and a sampler of peak memory that the run summary reads back.
 
 A local cluster is started and stopped so that Ctrl-C (SIGINT) ends a run at any moment and
 nothing but the pipeline's own lines reaches the terminal: its worker processes never see SIGINT
