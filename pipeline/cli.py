@@ -133,7 +133,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     # Quiet unless -vv.
     for name in DRIVER_LOGGERS:
         logging.getLogger(name).setLevel(_driver_level(args))
-    # run and generate import distributed once their workers' fork server is started
+    # run and generate set them once their workers' fork server is started (_start_dask)
     if args.verbose >= 2:
         _quiet_dask(args)
 
@@ -142,13 +142,27 @@ def _driver_level(args: argparse.Namespace) -> int:
     return logging.INFO if args.verbose >= 2 else logging.CRITICAL
 
 
+#: The loggers whose levels distributed's import sets, from Dask's config ``logging``.
+DASK_CONFIGURED = (
+    "distributed",
+    "distributed.client",
+    "distributed.gc",
+    "tornado",
+    "tornado.application",
+)
+
+
 def _quiet_dask(args: argparse.Namespace) -> None:
-    """Import distributed, then set the levels its import gave its loggers (and tornado's) to
-    the command line's: for the commands that use a Dask cluster, before they use it. The
-    others (``plan`` of a local cluster, ``verify``, ``info``, ``schema``) never import it."""
-    import distributed  # noqa: F401  (its import sets its loggers' levels: override them)
+    """Dask's driver loggers (distributed's, tornado's) at the command line's level, for the
+    commands that may use a Dask cluster, before they use one. distributed sets its loggers'
+    levels when it is first imported, from Dask's config ``logging``: the level goes there,
+    for a run that imports it later (one on a cluster), or never (a run of threads of this
+    process, :mod:`pipeline.running.workers`); and to the loggers already there. The other
+    commands (``plan`` of a local cluster, ``verify``, ``info``, ``schema``) never load it."""
+    import dask.config
 
     level = _driver_level(args)
+    dask.config.set({"logging": dict.fromkeys(DASK_CONFIGURED, level)})
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in DRIVER_LOGGERS:
             logging.getLogger(name).setLevel(level)
@@ -336,9 +350,9 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
 
 
 def _start_dask(args: argparse.Namespace, config: Any) -> None:
-    """Before a command that uses a Dask cluster imports distributed: the fork server of a
+    """Before a command that may use a Dask cluster loads anything more: the fork server of a
     local GPU cluster's workers first, so they load their modules while this process loads its
-    own (``running/fork_server.py``); then distributed, quieted."""
+    own (``running/fork_server.py``); then Dask's loggers quieted (:func:`_quiet_dask`)."""
     from pipeline.running import fork_server
 
     fork_server.start_for(config)

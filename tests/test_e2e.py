@@ -119,9 +119,9 @@ def test_generate_then_run_then_verify(tmp_path, cli) -> None:
     assert rc == 0, err
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["status"] == "complete" and summary["blocks_done"] == summary["blocks_total"]
-    # both workers computed blocks, and every block is counted once
-    per_worker = summary["blocks_per_worker"]
-    assert len(per_worker) == 2 and sum(per_worker.values()) == summary["blocks_done"]
+    # a small CPU run without a dashboard: its workers are threads of this process, counted as
+    # one (a cluster's split among its workers: tests/test_threads.py)
+    assert summary["blocks_per_worker"] == {"this process": summary["blocks_done"]}
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, err + out
     assert re.search(r"mismatched\s+0\b", out), out

@@ -207,7 +207,12 @@ class ClusterConfig(Model):
     timeout: float = Field(
         10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
     )
-    dashboard: str = Field(":0", description="dashboard address of a local cluster; '' for none")
+    dashboard: str = Field(
+        ":0",
+        description="dashboard address of a local cluster; '' for none (then a CPU run whose "
+        "workers are threads of this process runs on Dask's threaded scheduler: no cluster, "
+        "no distributed)",
+    )
 
     @field_validator("device_memory_limit", "host_memory_limit")
     @classmethod

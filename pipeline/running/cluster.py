@@ -4,8 +4,10 @@
 ``workers_per_gpu`` workers per GPU, all at once; with the CPU backend a ``LocalCluster`` of
 threads in this process (``protocol`` 'inproc') or of worker processes. An
 address joins an existing scheduler whose workers were started with ``dask worker`` or
-``dask cuda worker``. Each worker gets the :class:`PipelineSetup` plugin: the device budget as
-the GPU memory pool's limit, and a sampler of peak memory that the run summary reads back.
+``dask cuda worker``; :class:`DaskWorkers` runs a run's graph on either. (A small local CPU
+run with no dashboard and no report needs no cluster: :mod:`pipeline.running.workers`.) Each
+worker gets the :class:`PipelineSetup` plugin: the device budget as the GPU memory pool's
+limit, and a sampler of peak memory that the run summary reads back.
 
 A local cluster is started and stopped so that Ctrl-C (SIGINT) ends a run at any moment and
 nothing but the pipeline's own lines reaches the terminal: its worker processes never see SIGINT
@@ -31,6 +33,7 @@ from distributed import Client, WorkerPlugin
 from pipeline import errors
 from pipeline.errors import ClusterError
 from pipeline.running import dashboard, fork_server
+from pipeline.running.sampler import MemorySampler
 
 log = logging.getLogger("pipeline")
 
@@ -150,44 +153,6 @@ class HeartbeatGuard:
             await asyncio.wait([self.in_flight], timeout=self.wait)
 
 
-class MemorySampler:
-    """Samples the worker's RSS and its GPU pool's reserved bytes; keeps the peaks."""
-
-    def __init__(self, backend: str, interval: float) -> None:
-        import psutil
-
-        self.backend = backend
-        self.interval = interval
-        self.proc = psutil.Process()
-        self.peak_rss = 0
-        self.peak_device = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pipeline-memory", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-        if self.backend == "gpu":
-            from pipeline.devices import gpu
-
-            self.peak_device = max(self.peak_device, gpu.memory_in_use()[1])
-
-    def reset(self) -> None:
-        self.peak_rss = 0
-        self.peak_device = 0
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(Exception):
-                self.sample()
-
-
 def _reset_peaks(dask_worker: Any) -> None:
     s = getattr(dask_worker, "_pipeline_sampler", None)
     if s is not None:
@@ -196,10 +161,7 @@ def _reset_peaks(dask_worker: Any) -> None:
 
 def _read_peaks(dask_worker: Any) -> dict[str, int]:
     s = getattr(dask_worker, "_pipeline_sampler", None)
-    if s is None:
-        return {}
-    s.sample()
-    return {"rss": s.peak_rss, "device": s.peak_device}
+    return {} if s is None else s.peaks()
 
 
 def reset_peaks(client: Client) -> None:
@@ -209,6 +171,96 @@ def reset_peaks(client: Client) -> None:
 def read_peaks(client: Client) -> dict[str, dict[str, int]]:
     """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
     return client.run(_read_peaks)
+
+
+class DaskWorkers:
+    """A run's tasks on a Dask cluster, through its ``client`` (of the scheduler ``scheduler``:
+    'local' or its address), with Dask's performance report saved to ``report`` (an HTML
+    file) when one is asked for. Has what a run asks of its workers
+    (:class:`pipeline.running.workers.Workers`)."""
+
+    def __init__(self, client: Client, scheduler: str, report: str | None = None) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.report = report
+
+    @property
+    def dashboard(self) -> str | None:
+        try:
+            return str(self.client.dashboard_link)
+        except Exception:
+            return None
+
+    def reset_peaks(self) -> None:
+        reset_peaks(self.client)
+
+    def peaks(self) -> dict[str, dict[str, int]]:
+        return read_peaks(self.client)
+
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
+        """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
+        ``{worker address: tasks whose results it held}``. On any error the tasks are
+        cancelled; a task's error is raised as the task raised it, workers that kept dying
+        running a task as ClusterError (``reason`` 'workers-died', ``task``), a lost
+        scheduler as ClusterError (``reason`` 'lost', ``address``)."""
+        from distributed import as_completed, performance_report
+
+        saving = performance_report(filename=self.report) if self.report else None
+        with saving or contextlib.nullcontext():
+            futures = self.client.get(dsk, keys, sync=False)
+            try:
+                for fut in as_completed(futures):
+                    each(_result(fut))
+                return _held_by(self.client, futures)
+            except BaseException as e:
+                with contextlib.suppress(Exception):  # the scheduler may be gone
+                    self.client.cancel(futures)
+                if _lost_scheduler(e):
+                    raise ClusterError(
+                        f"lost the Dask scheduler ({self._name()}) during the work "
+                        f"({type(e).__name__}); what it did not finish stays marked "
+                        "unfinished: `run --resume` finishes a run's output",
+                        address=self.scheduler,
+                        reason="lost",
+                    ) from None
+                raise
+
+    def _name(self) -> str:
+        return "the local cluster's" if self.scheduler == "local" else self.scheduler
+
+
+def _result(fut: Any) -> Any:
+    """A task's result; workers that kept dying running it as ClusterError."""
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker as e:
+        raise ClusterError(
+            f"workers died repeatedly running {e.task}; the output stays incomplete "
+            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)",
+            reason="workers-died",
+            task=str(e.task),
+        ) from None
+
+
+def _held_by(client: Client, futures: list) -> dict[str, int]:
+    """{worker address: results it holds}: where each task ran, before they are released."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(Exception):  # a statistic: never fail finished work over it
+        for holders in client.who_has(futures).values():
+            if holders:
+                counts[holders[0]] = counts.get(holders[0], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _lost_scheduler(e: BaseException) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CancelledError, CommClosedError))
 
 
 #: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,

@@ -11,6 +11,8 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
+import functools
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +27,9 @@ from pipeline.errors import ConfigError, InputError, Interrupted
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
-from pipeline.running import cluster
 from pipeline.running.output import check_writable
 from pipeline.running.tasks import write_unit
+from pipeline.running.workers import Workers, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
@@ -97,31 +99,33 @@ def check_generate_target(loc: Location, array: str) -> None:
 
 
 def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str) -> None:
-    """Generate every unit of ``spec``'s array on the cluster ``cp`` describes."""
-    from distributed import as_completed
-
+    """Generate every unit of ``spec``'s array on the workers ``cp`` describes (threads of this
+    process, or a Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
     info = spec.sink.info
     units = list(grid.iter_indices(info.grid))
-    connect = cluster.connect(cp) if cp.scheduler == "local" else _joined(cp)
-    with connect as client:
-        futures = client.map(generate_unit, [spec] * len(units), units, pure=False)
-        unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
-        try:
-            with Progress(len(futures), unit_bytes, progress, label="generate") as bar:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.advance()
-        except BaseException:
-            client.cancel(futures)
-            raise
+    make = functools.partial(generate_unit, spec)
+    name = f"pipeline-generate-{uuid.uuid4().hex}"  # a name of its own, as a run's blocks
+    dsk = {(name, *u): (make, tuple(u)) for u in units}
+    unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
+    with (
+        _workers(cp) as workers,
+        Progress(len(dsk), unit_bytes, progress, label="generate") as bar,
+    ):
+        workers.compute(dsk, list(dsk), lambda _: bar.advance())
+
+
+def _workers(cp: ClusterPlan) -> contextlib.AbstractContextManager[Workers]:
+    return local_workers(cp) if cp.scheduler == "local" else _joined(cp)
 
 
 @contextlib.contextmanager
-def _joined(cp: ClusterPlan) -> Iterator[Any]:
+def _joined(cp: ClusterPlan) -> Iterator[Workers]:
+    from pipeline.running import cluster
+
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
         client.register_plugin(cluster.PipelineSetup(cp.backend, None))
-        yield client
+        yield cluster.DaskWorkers(client, cp.scheduler)
     finally:
         client.close()
 

@@ -16,14 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
-    ClusterError,
     ConfigError,
     Interrupted,
     OutputError,
@@ -35,11 +34,15 @@ from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
-from pipeline.running import cluster, fork_server, graph, output
+from pipeline.running import fork_server, graph, output
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS
+from pipeline.running.workers import Workers, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.location import Location
+
+if TYPE_CHECKING:
+    from pipeline.running.cluster import PipelineSetup
 
 log = logging.getLogger("pipeline")
 
@@ -77,9 +80,11 @@ def plan_joined(config: Config, client: Any) -> Plan:
     return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
 
 
-def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
+def setup_plugin(plan: Plan) -> PipelineSetup:
     """The per-worker set-up for this plan: budget, and (GPU) staging buffers and kernels
     made before the first task."""
+    from pipeline.running import cluster
+
     block_bytes = int(np.prod(plan.block)) * max(
         plan.input.dtype.itemsize, plan.output.dtype.itemsize
     )
@@ -91,15 +96,24 @@ def setup_plugin(plan: Plan) -> cluster.PipelineSetup:
     )
 
 
-Connect = Callable[[], contextlib.AbstractContextManager[Any]]
+Connect = Callable[[], contextlib.AbstractContextManager[Workers]]
 
 
 @contextlib.contextmanager
-def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect]]:
-    """The plan, and how to get the cluster's client: a local cluster is started only when
-    ``connect()`` is entered (after every check); an address is joined first, since the plan
-    needs its workers. A ``client`` given by the caller (e.g. a benchmark reusing warm
-    workers) is used as is and left open."""
+def _planned(
+    config: Config, client: Any = None, report: str | None = None
+) -> Iterator[tuple[Plan, Connect]]:
+    """The plan, and how to get its workers (:mod:`pipeline.running.workers`): a local run's
+    are started only when ``connect()`` is entered (after every check); an address is joined
+    first, since the plan needs its workers. A ``client`` given by the caller (e.g. a
+    benchmark reusing warm workers) is used as is and left open. ``report``: where to save
+    Dask's performance report."""
+    if config.cluster.scheduler == "local" and client is None:
+        plan = plan_run(config)
+        yield plan, lambda: local_workers(plan.cluster, report, plugin=lambda: setup_plugin(plan))
+        return
+    from pipeline.running import cluster
+
     if client is not None:
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
@@ -111,29 +125,26 @@ def _planned(config: Config, client: Any = None) -> Iterator[tuple[Plan, Connect
             scheduler_workers=len(workers) or None,
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
         )
-        yield plan, _registered(client, plan)
-        return
-    if config.cluster.scheduler == "local":
-        plan = plan_run(config)
-        yield plan, lambda: cluster.connect(plan.cluster, plugin=setup_plugin(plan))
+        yield plan, _registered(client, plan, report)
         return
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
         cluster.held_device_memory(client)  # gives cached blocks back before measuring
         plan = plan_joined(config, client)
-        yield plan, _registered(client, plan)
+        yield plan, _registered(client, plan, report)
     finally:
         with contextlib.suppress(Exception):
             client.close(timeout=10)
 
 
-def _registered(client: Any, plan: Plan) -> Connect:
+def _registered(client: Any, plan: Plan, report: str | None) -> Connect:
     """How to connect to a cluster that is already there: set its workers up for ``plan``."""
+    from pipeline.running import cluster
 
     @contextlib.contextmanager
-    def connect() -> Iterator[Any]:
+    def connect() -> Iterator[Workers]:
         client.register_plugin(setup_plugin(plan))
-        yield client
+        yield cluster.DaskWorkers(client, plan.cluster.scheduler, report)
 
     return connect
 
@@ -169,7 +180,7 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     if _generate_if_missing(config, options.progress):
         t_start = time.perf_counter()  # the run's own clock starts after the input exists
     config = output.recorded_block(with_output_array(config), options.resume)
-    with _planned(config, client) as (plan, connect):
+    with _planned(config, client, options.report) as (plan, connect):
         t_plan = time.perf_counter() - t_start
         start = _check(plan, options)
         if start == "done":
@@ -239,15 +250,17 @@ def _execute(
     finished = False
     try:
         t0 = time.perf_counter()
-        with connect() as client:
+        with connect() as workers:
             seconds = {"plan": t_plan, "cluster": time.perf_counter() - t0}
-            dashboard = _dashboard(client, plan)
+            dashboard = _dashboard(workers, plan)
             if dashboard:
                 log.info("dashboard: %s", dashboard)
             if start == "fresh":
                 exists = True
                 output.create(plan)
-            summary = _compute_and_finish(client, plan, start, options, t_start, seconds, dashboard)
+            summary = _compute_and_finish(
+                workers, plan, start, options, t_start, seconds, dashboard
+            )
             finished = True
             return summary
     except OSError as e:
@@ -264,7 +277,7 @@ def _execute(
 
 
 def _compute_and_finish(
-    client: Any,
+    workers: Workers,
     plan: Plan,
     start: str,
     options: RunOptions,
@@ -277,16 +290,16 @@ def _compute_and_finish(
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks)
     pending = [b for b in all_blocks if b not in done]
-    cluster.reset_peaks(client)
+    workers.reset_peaks()
     t0 = time.perf_counter()
-    totals, per_worker = _compute(client, plan, pending, options)
+    totals, per_worker = _compute(workers, plan, pending, options)
     seconds = {**seconds, "compute": time.perf_counter() - t0}
     t0 = time.perf_counter()
     _check_recorded(plan, all_blocks)
     summary = summarise(
         plan,
         totals,
-        _peaks(client),
+        _peaks(workers),
         len(pending),
         len(all_blocks) - len(pending),
         t_start,
@@ -356,117 +369,65 @@ def _whole_counts(
     return {k: v + before.get(k, 0) for k, v in whole.items()}
 
 
-def _peaks(client: Any) -> dict[str, dict[str, int]]:
+def _peaks(workers: Workers) -> dict[str, dict[str, int]]:
     """The workers' peak memory since the run began; {} when it cannot be read."""
     with contextlib.suppress(Exception):
-        return cluster.read_peaks(client)
+        return workers.peaks()
     return {}
 
 
-def _dashboard(client: Any, plan: Plan) -> str | None:
+def _dashboard(workers: Workers, plan: Plan) -> str | None:
     if plan.cluster.scheduler == "local" and not plan.cluster.dashboard:
         return None
-    try:
-        return client.dashboard_link
-    except Exception:
-        return None
+    return workers.dashboard
 
 
 def _compute(
-    client: Any, plan: Plan, pending: list, options: RunOptions
+    workers: Workers, plan: Plan, pending: list, options: RunOptions
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Submit the pending blocks, follow them, and sum their statistics; also how many blocks
-    each worker computed (where each block's small result was made, before it is released)."""
-    from distributed import as_completed, performance_report
-
+    """Run the pending blocks on ``workers``, follow them, and sum their statistics; also how
+    many blocks each worker computed. A task's failure comes out as the error that says what
+    to change (:func:`_task_error`), Ctrl-C as :class:`~pipeline.errors.Interrupted`."""
     totals = dict.fromkeys(STATS, 0)
     if not pending:
         return totals, {}
     dsk, keys = graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, pending)
-    report = (
-        performance_report(filename=options.report) if options.report else contextlib.nullcontext()
-    )
     block_bytes = float(np.prod(plan.block) * plan.input.dtype.itemsize)
-    with report:
-        futures = client.get(dsk, keys, sync=False)
-        try:
-            with Progress(len(futures), block_bytes, options.progress, options.interval) as bar:
-                for fut in as_completed(futures):
-                    values = _result(fut)
-                    for k, v in zip(STATS, values.reshape(-1, len(STATS)).sum(axis=0), strict=True):
-                        totals[k] += int(v)
-                    bar.advance()
-            per_worker = _blocks_per_worker(client, futures)
-        except BaseException as e:
-            with contextlib.suppress(Exception):  # the scheduler may be gone
-                client.cancel(futures)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
-            if _lost_scheduler(e):
-                raise ClusterError(
-                    f"lost the Dask scheduler ({_scheduler_name(plan)}) during the run "
-                    f"({type(e).__name__}); the output stays incomplete: `run --resume` "
-                    "finishes it",
-                    address=plan.cluster.scheduler,
-                    reason="lost",
-                ) from None
+    try:
+        with Progress(len(keys), block_bytes, options.progress, options.interval) as bar:
+
+            def add(values: np.ndarray) -> None:
+                for k, v in zip(STATS, values.reshape(-1, len(STATS)).sum(axis=0), strict=True):
+                    totals[k] += int(v)
+                bar.advance()
+
+            per_worker = workers.compute(dsk, keys, add)
+    except KeyboardInterrupt:
+        raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
+    except Exception as e:
+        error = _task_error(e)
+        if error is None:
             raise
+        raise error from None
     return totals, per_worker
 
 
-def _blocks_per_worker(client: Any, futures: list) -> dict[str, int]:
-    """{worker address: blocks it computed}, from where the blocks' results are held."""
-    counts: dict[str, int] = {}
-    with contextlib.suppress(Exception):  # a statistic: never fail a finished run over it
-        for holders in client.who_has(futures).values():
-            if holders:
-                counts[holders[0]] = counts.get(holders[0], 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _lost_scheduler(e: BaseException) -> bool:
-    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
-    from concurrent.futures import CancelledError
-
-    from distributed.comm.core import CommClosedError
-
-    return isinstance(e, (CancelledError, CommClosedError))
-
-
-def _scheduler_name(plan: Plan) -> str:
-    s = plan.cluster.scheduler
-    return "the local cluster's" if s == "local" else s
-
-
-def _result(fut: Any) -> np.ndarray:
-    """A block's result; a task's failure as the error that says what to change: workers
-    that kept dying (ClusterError, ``reason`` 'workers-died', ``task``), memory that ran out
-    in a task (PlanError, ``memory`` 'host' or 'gpu')."""
-    from distributed import KilledWorker
-
-    try:
-        return fut.result()
-    except PipelineError:
-        raise
-    except KilledWorker as e:
-        raise ClusterError(
-            f"workers died repeatedly running {e.task}; the output stays incomplete "
-            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)",
-            reason="workers-died",
-            task=str(e.task),
-        ) from None
-    except MemoryError as e:
-        raise PlanError(
+def _task_error(e: Exception) -> PipelineError | None:
+    """The error that says what to change for a task's failure ``e``, where the pipeline has
+    one: memory that ran out in a task (PlanError, ``memory`` 'host' or 'gpu'); None for
+    the rest (the pipeline's own errors among them), raised as they are."""
+    if isinstance(e, PipelineError):
+        return None
+    if isinstance(e, MemoryError):
+        return PlanError(
             f"out of memory in a task ({e}); lower chunking.target_bytes or "
             "cluster.threads_per_worker, then `run --resume`",
             memory="host",
-        ) from None
-    except Exception as e:
-        name = type(e).__name__
-        if "OutOfMemory" in name:
-            raise PlanError(
-                f"the GPU ran out of memory ({e}); lower chunking.target_bytes "
-                "or cluster.threads_per_worker, then `run --resume`",
-                memory="gpu",
-            ) from None
-        raise
+        )
+    if "OutOfMemory" in type(e).__name__:
+        return PlanError(
+            f"the GPU ran out of memory ({e}); lower chunking.target_bytes "
+            "or cluster.threads_per_worker, then `run --resume`",
+            memory="gpu",
+        )
+    return None

@@ -1,0 +1,94 @@
+"""A run's tasks on threads of this process, under Dask's local threaded scheduler: no cluster,
+and no ``distributed``.
+
+A small local CPU run (which ones: :func:`pipeline.running.workers.on_threads`) needs no
+scheduler, no worker and no connection: a pool of threads of the run's own process writes its
+blocks. ``dask.threaded.get`` runs the graph of :mod:`pipeline.running.graph` on that pool, at
+most one task per thread at a time, and its ``posttask`` hook (a ``dask.callbacks.Callback``),
+which Dask calls on the thread that waits for the graph (the run's main thread), hands each
+block's result to the run as the block ends. A task's error comes out of the wait as the task
+raised it; so does Ctrl-C (a ``KeyboardInterrupt`` where the main thread waits). Tasks already
+running then finish their block (each writes whole files, then its marker): closing the pool
+waits for them, so that the output's lock is given up only once nothing writes any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pipeline.running.sampler import MemorySampler
+
+#: The one worker of such a run, as the summary names it (blocks per worker, peak memory).
+WORKER = "this process"
+
+
+class Threads:
+    """``threads`` task threads of this process, and the sampler of its peak memory; made by
+    :func:`start`. Has what a run asks of its workers (:class:`pipeline.running.workers.
+    Workers`)."""
+
+    #: Dask's dashboard is distributed's; a run on threads has none.
+    dashboard: str | None = None
+
+    def __init__(self, threads: int, backend: str, interval: float = 0.05) -> None:
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-task")
+        self.sampler = MemorySampler(backend, interval)
+        self.sampler.start()
+
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
+        """Run the graph ``dsk`` up to its ``keys`` on the threads, calling ``each(result)``
+        on this thread as each task ends; ``{WORKER: tasks done}``. Raises the first task's
+        error as the task raised it, or ``each``'s, or the ``KeyboardInterrupt`` of a Ctrl-C
+        while waiting (tasks already running go on: :meth:`close` waits for them)."""
+        from dask.callbacks import Callback
+        from dask.threaded import get
+
+        done = 0
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            nonlocal done
+            each(result)
+            done += 1
+
+        with Callback(posttask=posttask):
+            get(dsk, keys, pool=self.pool)
+        return {WORKER: done}
+
+    def reset_peaks(self) -> None:
+        self.sampler.reset()
+
+    def peaks(self) -> dict[str, dict[str, int]]:
+        """``{WORKER: {"rss": bytes, "device": 0}}``: this process's peak since the reset."""
+        return {WORKER: self.sampler.peaks()}
+
+    def close(self) -> bool:
+        """Wait for the tasks still running to end, then stop sampling; whether a Ctrl-C came
+        meanwhile (it does not cut the wait short: their writes and markers must be over
+        before the run gives up the output's lock)."""
+        interrupted = False
+        while True:
+            try:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+        self.sampler.stop()
+        return interrupted
+
+
+@contextlib.contextmanager
+def start(threads: int, backend: str) -> Iterator[Threads]:
+    """``threads`` task threads of this process, closed (:meth:`Threads.close`) on every exit;
+    a Ctrl-C that came while they closed after the work was done is raised then, as
+    ``KeyboardInterrupt``."""
+    workers = Threads(threads, backend)
+    try:
+        yield workers
+    except BaseException:
+        workers.close()
+        raise
+    if workers.close():
+        raise KeyboardInterrupt

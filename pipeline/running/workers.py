@@ -1,0 +1,76 @@
+"""Who runs a run's tasks: threads of this process, or a Dask cluster; the one place that
+decides which (:func:`on_threads`), for ``run`` and ``generate`` alike.
+
+Threads of this process (:mod:`pipeline.running.threads`, Dask's threaded scheduler) need no
+scheduler, no worker process, no connection and no import of ``distributed`` (0.7-0.85 s on
+the 2-core machine, and 0.1 s more to start an in-process ``LocalCluster``): what a small
+local CPU run spends besides its compute. Everything that is distributed's own takes a Dask
+cluster (:mod:`pipeline.running.cluster`): a dashboard, a performance report, worker
+processes (protocol tcp or ucx), a scheduler joined by address, and the GPU backend, whose
+workers are set up (memory pool, staging buffers, kernels) before their first task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from pipeline.planning.plan import ClusterPlan
+from pipeline.running import threads
+
+
+class Workers(Protocol):
+    """What a run asks of whatever runs its tasks."""
+
+    @property
+    def dashboard(self) -> str | None:
+        """The link to Dask's dashboard; None where there is none."""
+
+    def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
+        """Run the graph ``dsk`` up to its ``keys``, calling ``each(result)`` on this thread
+        as each task ends; ``{worker: tasks it ran}``. A task's error is raised as the task
+        raised it (or as the :class:`~pipeline.errors.ClusterError` that says what the
+        cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
+        ...
+
+    def reset_peaks(self) -> None:
+        """Start the peak memory of every worker again from now."""
+
+    def peaks(self) -> dict[str, dict[str, int]]:
+        """``{worker: {"rss": bytes, "device": bytes}}``: peaks since :meth:`reset_peaks`."""
+        ...
+
+
+def on_threads(p: ClusterPlan, report: bool = False) -> bool:
+    """Whether the tasks of a run on ``p`` are threads of this process under Dask's threaded
+    scheduler rather than a Dask cluster's: a local CPU run whose workers are threads of this
+    process anyway (``p.protocol`` 'inproc': :func:`pipeline.planning.plan.local_protocol`),
+    with no dashboard and no performance report (``report``), both of which are
+    distributed's."""
+    return (
+        p.scheduler == "local"
+        and p.backend == "cpu"
+        and p.protocol == "inproc"
+        and not p.dashboard
+        and not report
+    )
+
+
+@contextlib.contextmanager
+def local_workers(
+    p: ClusterPlan, report: str | None = None, plugin: Callable[[], Any] | None = None
+) -> Iterator[Workers]:
+    """The workers of a local run on ``p``, started, and closed on every exit: threads of this
+    process where :func:`on_threads` says so, else a local Dask cluster
+    (:func:`pipeline.running.cluster.connect`, whose workers get the plugin ``plugin()``
+    makes) that saves Dask's performance report to ``report``. Raises what starting them
+    raises (:class:`~pipeline.errors.ClusterError`), ``KeyboardInterrupt`` on Ctrl-C."""
+    if on_threads(p, report=bool(report)):
+        with threads.start(p.workers * p.threads_per_worker, p.backend) as here:
+            yield here
+        return
+    from pipeline.running import cluster
+
+    with cluster.connect(p, plugin=plugin() if plugin else None) as client:
+        yield cluster.DaskWorkers(client, p.scheduler, report)
