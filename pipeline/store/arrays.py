@@ -234,11 +234,16 @@ def _checked_grid(
     return {"unit": unit, "chunk": chunk}
 
 
-#: zarr-python's warning (a ``ZarrUserWarning``), each time it opens an array whose codecs
-#: include numcodecs' Zarr 3 codecs (``numcodecs.delta``, ...), that they are not in the Zarr v3
-#: spec: it is about the input's format, which neither the pipeline (it only reads the input)
-#: nor its user can act on.
-NUMCODECS_NOT_IN_SPEC = "Numcodecs codecs are not in the Zarr version 3 specification"
+#: zarr-python's warnings (``ZarrUserWarning``) about an input's format that the pipeline
+#: reads as it is, which neither it (it only reads the input) nor its user can act on for the
+#: run: each time it opens an array whose codecs include numcodecs' Zarr 3 codecs
+#: (``numcodecs.delta``, ...), that they are not in the Zarr v3 spec; and (zarr-python 3.4) that
+#: a stored chunk size of 0 is read as 1 (the pipeline reads it so too: an empty array's
+#: output is made, see ``_checked_grid``).
+FORMAT_WARNINGS = (
+    "Numcodecs codecs are not in the Zarr version 3 specification",
+    r"The stored chunk shape .* is invalid",
+)
 
 #: ``warnings.catch_warnings`` swaps the process's filters and puts the old ones back on exit:
 #: two threads inside it at once (thread workers opening the input) put back each other's, and
@@ -247,14 +252,15 @@ _WARNINGS_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def numcodecs_warning_ignored() -> Iterator[None]:
-    """Within the block, ignore :data:`NUMCODECS_NOT_IN_SPEC`, and no other warning. zarr-python
-    emits it from its I/O thread, which the process's filters govern, so the block must stay
+def format_warnings_ignored() -> Iterator[None]:
+    """Within the block, ignore :data:`FORMAT_WARNINGS`, and no other warning. zarr-python
+    emits them from its I/O thread, which the process's filters govern, so the block must stay
     open until zarr-python has opened the array."""
     from zarr.errors import ZarrUserWarning
 
     with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=NUMCODECS_NOT_IN_SPEC, category=ZarrUserWarning)
+        for message in FORMAT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=ZarrUserWarning)
         yield
 
 
@@ -276,7 +282,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             status="absent",
         )
     try:
-        with numcodecs_warning_ignored():
+        with format_warnings_ignored():
             node = zarr.open(
                 store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
             )
@@ -296,7 +302,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             reason=f"{type(e).__name__}: {e}",
         ) from None
     if isinstance(node, zarr.Group):
-        with numcodecs_warning_ignored():  # opening each member warns again
+        with format_warnings_ignored():  # opening each member warns again
             found = node.members(max_depth=None)
         members = sorted(k for k, v in found if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
@@ -403,7 +409,7 @@ def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> N
 def read_attributes(location: Location, path: str) -> dict[str, Any]:
     import zarr
 
-    with numcodecs_warning_ignored():
+    with format_warnings_ignored():
         arr = zarr.open_array(store=location.zarr_store(read_only=True), path=path, mode="r")
     return dict(arr.attrs)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.store.arrays import numcodecs_warning_ignored
+from pipeline.store.arrays import format_warnings_ignored
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _quiet() -> Iterator[None]:
     from zarr.errors import UnstableSpecificationWarning
 
     # under the lock of arrays' filter: catch_warnings is not thread-safe (see there)
-    with numcodecs_warning_ignored(), warnings.catch_warnings():
+    with format_warnings_ignored(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
         yield
