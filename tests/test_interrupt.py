@@ -143,17 +143,22 @@ def test_gpu_runs_print_only_the_pipelines_lines(work) -> None:
     d, _ = work
     cfg = _gpu_config(d)
     shutil.rmtree(d / "gpu-out.zarr", ignore_errors=True)
-    r = subprocess.run(
+    r = _quiet_run(cfg, d)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert status(d / "gpu-out.zarr") == "complete"
+
+
+def _quiet_run(cfg: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``pipeline run CFG -q`` in a process of its own, to its end."""
+    return subprocess.run(
         pipeline_args("run", cfg, "-q"),
         capture_output=True,
         text=True,
         env=env(),
-        cwd=d,
+        cwd=cwd,
         timeout=300,
     )
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == ""
-    assert status(d / "gpu-out.zarr") == "complete"
 
 
 def test_ctrl_c_typed_at_a_terminal(work) -> None:
@@ -190,14 +195,7 @@ def test_successful_runs_print_only_the_pipelines_lines(tmp_path: Path) -> None:
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     for i in range(3):
-        r = subprocess.run(
-            pipeline_args("run", tmp_path / "run.yaml", "-q"),
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=tmp_path,
-            timeout=300,
-        )
+        r = _quiet_run(tmp_path / "run.yaml", tmp_path)
         assert r.returncode == 0, r.stderr
         assert r.stderr == "", f"run {i + 1}: stderr is not the pipeline's:\n{r.stderr}"
         assert "complete" in r.stdout
