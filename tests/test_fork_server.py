@@ -38,7 +38,8 @@ if __name__ == "__main__":
 
     from pipeline.running import fork_server
 
-    fork_server.start()
+    if sys.argv[1] == "start":  # as the command line does; an API caller's process does not
+        fork_server.start()
     distributed_after_start = "distributed" in sys.modules
     from distributed import Client, LocalCluster
 
@@ -56,17 +57,16 @@ if __name__ == "__main__":
         "workers": workers,
         "wanted": wanted,
         "distributed_after_start": distributed_after_start,
+        "me": os.getpid(),
     }))
 """
 
 
-def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sigint(
-    tmp_path: Path,
-) -> None:
+def _probe(tmp_path: Path, mode: str) -> dict:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     r = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), mode],
         capture_output=True,
         text=True,
         env=env(),
@@ -74,7 +74,13 @@ def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sig
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sigint(
+    tmp_path: Path,
+) -> None:
+    got = _probe(tmp_path, "start")
     assert not got["distributed_after_start"], "starting the server imported distributed here"
     servers = [
         int(pid) for pid, cmd in got["children"].items() if "multiprocessing.forkserver" in cmd
@@ -87,6 +93,14 @@ def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sig
         assert w["env"] == got["wanted"]
         # what the server imported (those installed here: not CuPy or dask-cuda on a CPU host)
         assert {"distributed", "pipeline.running.tasks", "numcodecs"} <= set(w["loaded"])
+
+
+def test_without_the_server_workers_are_spawned(tmp_path: Path) -> None:
+    """A process that did not start the server (an API caller's, which may have a fork server
+    of its own): the workers are spawned, as distributed does by default."""
+    got = _probe(tmp_path, "no-start")
+    assert not any("multiprocessing.forkserver" in c for c in got["children"].values())
+    assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2
 
 
 def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:
@@ -109,3 +123,30 @@ def test_the_environment_is_the_nannys() -> None:
 
     nanny = Nanny("tcp://127.0.0.1:8786")  # not started: its environment is made in __init__
     assert fork_server.pre_spawn_environ() == nanny.pre_spawn_env
+
+
+def test_a_users_pre_spawn_variable_keeps_the_nannys_defaults(tmp_path: Path) -> None:
+    """A Dask config file that sets one variable of its own in
+    ``distributed.nanny.pre-spawn-environ``: the nanny merges it over distributed's defaults,
+    and so does the fork server's environment (found by a review: it dropped the defaults)."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "d.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n      MY_VAR: x\n"
+    )
+    probe = (
+        "import json\n"
+        "from pipeline.running import fork_server\n"
+        "ours = fork_server.pre_spawn_environ()\n"  # as a run computes it: no distributed yet
+        "from distributed import Nanny\n"
+        "print(json.dumps([ours, Nanny('tcp://127.0.0.1:8786').pre_spawn_env]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**env(), "DASK_CONFIG": str(tmp_path / "cfg")},
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    ours, nanny = json.loads(r.stdout.strip().splitlines()[-1])
+    assert ours == nanny and ours["MY_VAR"] == "x" and "OMP_NUM_THREADS" in ours

@@ -9,11 +9,13 @@ are real (a damaged chunk, an address space too small for a block), and so are t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from tests.faultkit import (
     run_and_signal,
     status,
 )
+from tests.terminal import start, wait_until
 
 INTERRUPTED = "interrupted: the cluster is closed; `run --resume` finishes the output"
 
@@ -277,3 +280,40 @@ def test_a_performance_report_still_runs_on_distributed(tmp_path: Path) -> None:
     assert got == {"rc": 0, "distributed": True}, err
     assert report.stat().st_size > 0
     assert os.path.exists(tmp_path / "out.zarr" / "zarr.json")
+
+
+def test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while one block's read does not return (its chunk file is a FIFO nobody writes
+    yet: storage that does not answer). The run waits for the block, since a block is
+    written whole and then marked before the output's lock is given up, and says so after
+    ``Threads.TELL_AFTER`` seconds instead of waiting in silence; once the read returns, it
+    ends with the interrupted line, the output incomplete and unlocked."""
+    cfg = _rows_config(tmp_path, 40)
+    chunk = tmp_path / "in.zarr" / "c" / "5" / "0"
+    stored = chunk.read_bytes()
+    chunk.unlink()
+    os.mkfifo(chunk)
+    out = tmp_path / "out.zarr"
+    w = start("run", cfg, "--progress", "none", cwd=tmp_path)
+    try:
+        # every block but the stuck one is written (two threads: the other did them all)
+        wait_until(lambda: markers(out) >= 39 or w.proc.poll() is not None, timeout=180)
+        assert w.proc.poll() is None, "the run ended with a block's read stuck"
+        w.interrupt()
+        waited = time.monotonic() + threads.Threads.TELL_AFTER + 3
+        wait_until(lambda: time.monotonic() > waited or w.proc.poll() is not None, timeout=60)
+        assert w.proc.poll() is None, "the run ended with a block's read stuck"
+        with contextlib.suppress(BrokenPipeError), open(chunk, "wb") as f:
+            f.write(stored)  # the read returns (a FIFO has no size: it reads nothing)
+        rc, err = w.finish()
+    finally:
+        if w.proc.returncode is None:
+            w.kill()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 130, err
+    assert lines[-1] == INTERRUPTED and len(lines) == 2, err
+    assert lines[0].startswith("stopping: waiting for the blocks being written"), err
+    assert status(out) == "incomplete" and markers(out) == 39
+    assert not (out / ".pipeline" / "lock").exists()

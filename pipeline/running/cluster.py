@@ -673,11 +673,10 @@ def _cuda_cluster(p: Any, **options: Any) -> Any:
 
 def _start_local(p: Any, level: int) -> Any:
     """The local cluster of plan ``p``, started, its dashboard made on first use. GPU workers
-    are forked from the fork server (:mod:`pipeline.running.fork_server`; a run started it
-    before its plan), with their modules loaded."""
+    are forked from the fork server where the command line started one
+    (:mod:`pipeline.running.fork_server`, before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     if p.backend == "gpu":
-        fork_server.start()
         with fork_server.forked_workers():
             cluster = _local_cluster(p, level, local_dir)
     else:

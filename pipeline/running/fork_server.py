@@ -7,7 +7,10 @@ the cluster doing it at once, on the run's critical path. multiprocessing's fork
 process that imports them once; distributed forks each worker from it
 (``distributed.worker.multiprocessing-method: forkserver``). A run starts the server as soon
 as it knows it will start a local GPU cluster (:func:`start`, before the plan), so the imports
-overlap the client's own imports and the plan, and the workers start with them done.
+overlap the client's own imports and the plan, and the workers start with them done. Only the
+command line does this (``cli._start_dask``): the fork server is one per process, and an API
+caller's own multiprocessing use must not find its children with SIGINT blocked, the nanny's
+environment and distributed loaded; there the workers are spawned, as before.
 
 The server initialises no CUDA (importing CuPy and nvCOMP does not), so each worker still
 makes its own CUDA context after the fork, under the ``CUDA_VISIBLE_DEVICES`` its nanny gives
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import multiprocessing
 import os
 import signal
@@ -53,6 +57,8 @@ PRELOAD = (
 )
 
 _LOCK = threading.Lock()
+_STARTED = False  # by this module, in this process
+log = logging.getLogger("pipeline")
 
 
 def start_for(config: Any) -> None:
@@ -69,8 +75,15 @@ def start_for(config: Any) -> None:
 def start() -> None:
     """Start the fork server (once per process; later calls return at once), loading
     :data:`PRELOAD` in the background: this returns as soon as the server's process exists.
-    A module that fails to import is left for the worker to import (and fail on) itself."""
+    For the command line's process only: multiprocessing has one fork server per process, and
+    a caller of the Python API keeps its own (its workers are spawned, see
+    :func:`forked_workers`). A module that fails to import is left for the worker to import
+    (and fail on) itself; a server that cannot start is logged (debug) and the workers are
+    spawned."""
+    global _STARTED
     with _LOCK:
+        if _STARTED:
+            return
         # The tracker's start unblocks SIGINT in the thread that starts it: start it first,
         # here, so that the server's starting thread keeps SIGINT blocked.
         resource_tracker.ensure_running()
@@ -79,7 +92,11 @@ def start() -> None:
         t.start()
         t.join()
         if error:
-            raise error[0]
+            log.debug(
+                "no fork server (%s: %s): workers are spawned", type(error[0]).__name__, error[0]
+            )
+            return
+        _STARTED = True
 
 
 def _start_blocked(error: list[BaseException]) -> None:
@@ -89,7 +106,7 @@ def _start_blocked(error: list[BaseException]) -> None:
         os.environ.update(pre_spawn_environ())
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
-    except BaseException as e:
+    except Exception as e:  # a speed-up only: the workers are spawned instead
         error.append(e)
 
 
@@ -106,7 +123,11 @@ def pre_spawn_environ() -> dict[str, str]:
     assert spec is not None and spec.submodule_search_locations
     with open(os.path.join(spec.submodule_search_locations[0], "distributed.yaml")) as f:
         defaults = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
-    env: dict[str, Any] = dask.config.get("distributed.nanny.pre-spawn-environ", defaults)
+    # the user's values over distributed's defaults, as Dask's config merges them once
+    # distributed is imported
+    env: dict[str, Any] = dask.config.merge(
+        defaults, dask.config.get("distributed.nanny.pre-spawn-environ", {})
+    )
     # as the nanny reads it: this process's own value of a variable wins, None unsets one
     out = {str(k): os.environ.get(str(k), str(v)) for k, v in env.items() if v is not None}
     if out.get("PYTHONHASHSEED") in (None, "0"):
@@ -116,9 +137,12 @@ def pre_spawn_environ() -> dict[str, str]:
 
 @contextlib.contextmanager
 def forked_workers() -> Iterator[None]:
-    """Within this block, distributed starts worker processes by forking them from the
-    server (:func:`start` first; without it the first fork starts the server, modules and
-    all, on the spot)."""
+    """Within this block, distributed starts worker processes by forking them from the server
+    this process started (:func:`start`); where it started none (an API caller's process), as
+    distributed's config says (spawned, by default)."""
+    if not _STARTED:
+        yield
+        return
     import dask.config
 
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):

@@ -34,7 +34,7 @@ from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
-from pipeline.running import fork_server, graph, output
+from pipeline.running import graph, output
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS
 from pipeline.running.workers import Workers, local_workers
@@ -174,8 +174,6 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
-    if client is None:
-        fork_server.start_for(config)  # the workers' imports overlap the plan
     t_start = time.perf_counter()
     if _generate_if_missing(config, options.progress):
         t_start = time.perf_counter()  # the run's own clock starts after the input exists

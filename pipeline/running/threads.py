@@ -15,11 +15,16 @@ waits for them, so that the output's lock is given up only once nothing writes a
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline.running.sampler import MemorySampler
+
+log = logging.getLogger("pipeline")
 
 #: The one worker of such a run, as the summary names it (blocks per worker, peak memory).
 WORKER = "this process"
@@ -33,6 +38,10 @@ class Threads:
     #: Dask's dashboard is distributed's; a run on threads has none.
     dashboard: str | None = None
 
+    #: Seconds :meth:`close` waits in silence for the blocks still running; then it says so
+    #: (a block on slow storage can take long, and the run ignores further Ctrl-Cs then).
+    TELL_AFTER = 2.0
+
     def __init__(self, threads: int, backend: str, interval: float = 0.05) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-task")
         self.sampler = MemorySampler(backend, interval)
@@ -43,7 +52,6 @@ class Threads:
         on this thread as each task ends; ``{WORKER: tasks done}``. Raises the first task's
         error as the task raised it, or ``each``'s, or the ``KeyboardInterrupt`` of a Ctrl-C
         while waiting (tasks already running go on: :meth:`close` waits for them)."""
-        from dask.callbacks import Callback
         from dask.threaded import get
 
         done = 0
@@ -53,8 +61,9 @@ class Threads:
             each(result)
             done += 1
 
-        with Callback(posttask=posttask):
-            get(dsk, keys, pool=self.pool)
+        # given to this computation alone (start, start_state, pretask, posttask, finish):
+        # not Dask's process-wide callbacks, which a caller's ProgressBar().register() fills
+        get(dsk, keys, pool=self.pool, callbacks=[(None, None, None, posttask, None)])
         return {WORKER: done}
 
     def reset_peaks(self) -> None:
@@ -69,12 +78,22 @@ class Threads:
         meanwhile (it does not cut the wait short: their writes and markers must be over
         before the run gives up the output's lock)."""
         interrupted = False
-        while True:
+        closer = threading.Thread(
+            target=self.pool.shutdown, kwargs={"wait": True, "cancel_futures": True}
+        )
+        closer.start()
+        told = time.monotonic() + self.TELL_AFTER
+        while closer.is_alive():
             try:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-                break
+                closer.join(0.1)
             except KeyboardInterrupt:
                 interrupted = True
+            if told and time.monotonic() > told:
+                told = 0.0
+                log.warning(
+                    "stopping: waiting for the blocks being written to end (each is written "
+                    "whole, then marked)"
+                )
         self.sampler.stop()
         return interrupted
 
