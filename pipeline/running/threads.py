@@ -3,13 +3,14 @@ and no ``distributed``.
 
 A small local CPU run (which ones: :func:`pipeline.running.workers.on_threads`) needs no
 scheduler, no worker and no connection: a pool of threads of the run's own process writes its
-blocks. ``dask.threaded.get`` runs the graph of :mod:`pipeline.running.graph` on that pool, at
-most one task per thread at a time, and its ``posttask`` hook (a ``dask.callbacks.Callback``),
-which Dask calls on the thread that waits for the graph (the run's main thread), hands each
-block's result to the run as the block ends. A task's error comes out of the wait as the task
-raised it; so does Ctrl-C (a ``KeyboardInterrupt`` where the main thread waits). Tasks already
-running then finish their block (each writes whole files, then its marker): closing the pool
-waits for them, so that the output's lock is given up only once nothing writes any more.
+blocks. ``dask.threaded.get``, on a thread of its own, runs the graph of
+:mod:`pipeline.running.graph` on that pool, at most one task per thread at a time, and its
+``posttask`` callback hands each block's result to the run as the block ends; the run's main
+thread only waits. A task's error comes out of the wait as the task raised it; so does Ctrl-C
+(a ``KeyboardInterrupt`` where the main thread waits), after which no task starts. Tasks
+already running then finish their block (each writes whole files, then its marker): closing
+the pool waits for them, so that the output's lock is given up only once nothing writes any
+more.
 """
 
 from __future__ import annotations
@@ -44,26 +45,55 @@ class Threads:
 
     def __init__(self, threads: int, backend: str, interval: float = 0.05) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-task")
+        self.graph: threading.Thread | None = None
         self.sampler = MemorySampler(backend, interval)
         self.sampler.start()
 
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
         """Run the graph ``dsk`` up to its ``keys`` on the threads, calling ``each(result)``
-        on this thread as each task ends; ``{WORKER: tasks done}``. Raises the first task's
-        error as the task raised it, or ``each``'s, or the ``KeyboardInterrupt`` of a Ctrl-C
-        while waiting (tasks already running go on: :meth:`close` waits for them)."""
+        as each task ends (on the graph's own thread, one call at a time); ``{WORKER: tasks
+        done}``. Raises the first task's error as the task raised it, or ``each``'s, or the
+        ``KeyboardInterrupt`` of a Ctrl-C while waiting: no task starts after it, and those
+        already running go on (:meth:`close` waits for them).
+
+        Dask's scheduler runs on a thread of its own, and this thread only waits for it, so a
+        Ctrl-C (raised where the main thread is) never lands inside the scheduler's or the
+        pool's locks: one that landed there left a lock held, and the run hung after SIGTERM
+        (seen once, in a fresh-clone run of the tests on the busy 2-core machine)."""
         from dask.threaded import get
 
         done = 0
+        stop = threading.Event()
+        outcome: list[BaseException] = []
+
+        def pretask(key: Any, dsk: Any, state: Any) -> None:
+            if stop.is_set():
+                raise _Stopped
 
         def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             nonlocal done
             each(result)
             done += 1
 
-        # given to this computation alone (start, start_state, pretask, posttask, finish):
-        # not Dask's process-wide callbacks, which a caller's ProgressBar().register() fills
-        get(dsk, keys, pool=self.pool, callbacks=[(None, None, None, posttask, None)])
+        def run() -> None:
+            try:
+                # given to this computation alone (start, start_state, pretask, posttask,
+                # finish): not Dask's process-wide callbacks, which a caller's
+                # ProgressBar().register() fills
+                get(dsk, keys, pool=self.pool, callbacks=[(None, None, pretask, posttask, None)])
+            except BaseException as e:
+                outcome.append(e)
+
+        self.graph = threading.Thread(target=run, name="pipeline-graph", daemon=True)
+        self.graph.start()
+        try:
+            while self.graph.is_alive():
+                self.graph.join(0.1)
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        if outcome:
+            raise outcome[0]
         return {WORKER: done}
 
     def reset_peaks(self) -> None:
@@ -78,6 +108,11 @@ class Threads:
         meanwhile (it does not cut the wait short: their writes and markers must be over
         before the run gives up the output's lock)."""
         interrupted = False
+        while self.graph is not None and self.graph.is_alive():  # no task starts any more
+            try:
+                self.graph.join(0.1)
+            except KeyboardInterrupt:
+                interrupted = True
         closer = threading.Thread(
             target=self.pool.shutdown, kwargs={"wait": True, "cancel_futures": True}
         )
@@ -96,6 +131,10 @@ class Threads:
                 )
         self.sampler.stop()
         return interrupted
+
+
+class _Stopped(Exception):
+    """Raised before a task would start, once the run was interrupted."""
 
 
 @contextlib.contextmanager

@@ -28,8 +28,8 @@ class Workers(Protocol):
         """The link to Dask's dashboard; None where there is none."""
 
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
-        """Run the graph ``dsk`` up to its ``keys``, calling ``each(result)`` on this thread
-        as each task ends; ``{worker: tasks it ran}``. A task's error is raised as the task
+        """Run the graph ``dsk`` up to its ``keys``, calling ``each(result)`` as each task
+        ends (one call at a time); ``{worker: tasks it ran}``. A task's error is raised as the task
         raised it (or as the :class:`~pipeline.errors.ClusterError` that says what the
         cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
