@@ -242,7 +242,7 @@ def _checked_grid(
 #: output is made, see ``_checked_grid``).
 FORMAT_WARNINGS = (
     "Numcodecs codecs are not in the Zarr version 3 specification",
-    r"The stored chunk shape .* is invalid",
+    r".*The stored chunk shape .* is invalid",  # after "Array 'URL': "
 )
 
 #: ``warnings.catch_warnings`` swaps the process's filters and puts the old ones back on exit:
