@@ -153,11 +153,14 @@ def test_plan_takes_the_same_forms(tmp_path: Path) -> None:
 
 
 SCRIPT = """
-import json, sys
+import json, signal, sys
 from distributed import Client, LocalCluster
 import pipeline
 
 if __name__ == "__main__":
+    # Ctrl-C raises KeyboardInterrupt, as in a notebook's kernel, however this process was
+    # started (a shell's background job inherits SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             try:
