@@ -23,7 +23,8 @@ started it does. Only the cluster's start forks from it (:func:`forked_workers`)
 nanny restarts later is spawned, as distributed does by default.
 
 Measured on the H200 host (2026-11-30, 8 GB float32 of 16 MB chunks on /dev/shm, cold
-``pipeline run`` processes, 3 each, alternating with the code before): the cluster phase went
+``pipeline run`` processes, 3 each, alternating with the code before; the server then also
+imported zarr): the cluster phase went
 from 4.1-5.1 s to 1.9-3.9 s; the command, v2 Blosc 10.7-12.3 s to 10.1-10.6 s, zarr-python 3's
 zstd 11.2-13.5 s to 10.5-11.2 s. The server starts 1.1-1.4 s into the command and imports for
 2.8-4.3 s of CPU time, so it, not the plan, now decides when the workers start.
