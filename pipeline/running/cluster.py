@@ -215,7 +215,7 @@ class DaskWorkers:
             except BaseException as e:
                 with contextlib.suppress(Exception):  # the scheduler may be gone
                     self.client.cancel(futures)
-                if _lost_scheduler(e):
+                if _lost_scheduler(e, self.client):
                     raise ClusterError(
                         f"lost the Dask scheduler ({self._name()}) during the work "
                         f"({type(e).__name__}); what it did not finish stays marked "
@@ -254,13 +254,19 @@ def _held_by(client: Client, futures: list) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _lost_scheduler(e: BaseException) -> bool:
-    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure)."""
+def _lost_scheduler(e: BaseException, client: Client) -> bool:
+    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure): the
+    futures cancelled or the connection closed under them, or an ``OSError`` while ``client``
+    is no longer connected (its tries to reach the scheduler again timed out: "Timed out trying
+    to connect", seen once in a fresh-clone test run with the scheduler killed); a task's own
+    ``OSError`` arrives while the client is still connected."""
     from concurrent.futures import CancelledError
 
     from distributed.comm.core import CommClosedError
 
-    return isinstance(e, (CancelledError, CommClosedError))
+    if isinstance(e, (CancelledError, CommClosedError)):
+        return True
+    return isinstance(e, OSError) and client.status != "running"
 
 
 #: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
