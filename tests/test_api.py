@@ -217,7 +217,7 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
             proc.kill()
     assert proc.returncode == 0, stderr
     caught, resumed = (json.loads(line) for line in stdout.splitlines()[-2:])
-    assert caught["type"] == "Interrupted" and not caught["pipeline_error"]
+    assert caught["type"] == "Interrupted" and not caught["pipeline_error"], (stdout, stderr)
     assert (caught["what"], caught["where"]) == ("run", str(out))
     assert len(caught["str"].splitlines()) == 1 and "resume=True" in caught["str"]
     assert resumed == {"resumed": "complete"}
