@@ -7,6 +7,7 @@ no Dask, Zarr or xarray."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,35 +189,39 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
     naming the output and ``resume=True``; the same script then resumes it to complete."""
     from tests.faultkit import many_blocks_input, wait_for_markers
 
-    rows = 1500
-    many_blocks_input(tmp_path / "in.zarr", rows)
     out = tmp_path / "out.zarr"
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr")},
-        "output": {"store": str(out), "chunks": [1, 1024]},
-        "stages": [{"op": "multiply", "factor": 2}],
-        "backend": "cpu",
-        "chunking": {"block": [1, 4096]},
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "script.py").write_text(SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "run.yaml")],
-        env=env(),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert wait_for_markers(proc, out, 3, timeout=300) > 0, "ended before 3 blocks"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr
-    caught, resumed = (json.loads(line) for line in stdout.splitlines()[-2:])
+    for rows in (1500, 6000):  # a larger input where the run outpaced the signal
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(tmp_path / "in.zarr", ignore_errors=True)
+        many_blocks_input(tmp_path / "in.zarr", rows)
+        cfg = {
+            "input": {"store": str(tmp_path / "in.zarr")},
+            "output": {"store": str(out), "chunks": [1, 1024]},
+            "stages": [{"op": "multiply", "factor": 2}],
+            "backend": "cpu",
+            "chunking": {"block": [1, 4096]},
+        }
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "run.yaml")],
+            env=env(),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert wait_for_markers(proc, out, 3, timeout=300) > 0, "ended before 3 blocks"
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, stderr
+        caught, resumed = (json.loads(line) for line in stdout.splitlines()[-2:])
+        if caught["type"] is not None:
+            break
     assert caught["type"] == "Interrupted" and not caught["pipeline_error"], (stdout, stderr)
     assert (caught["what"], caught["where"]) == ("run", str(out))
     assert len(caught["str"].splitlines()) == 1 and "resume=True" in caught["str"]
