@@ -56,6 +56,10 @@ def test_gpu_decode_paths(tmp_path, cli, layout) -> None:
     else:
         make_array(tmp_path / "in.zarr", x, (8, 4096), compressor="blosc")
     cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **GPU)
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    # the CPU decodes on a pool of the workers' threads, several of a block's units at once
+    assert ("threads a worker" in out) is (layout not in ("unsharded-small", "v2")), out
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

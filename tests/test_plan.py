@@ -747,6 +747,10 @@ def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
     expect = math.prod(shape) * 4 // (per_thread * slots)
     block_bytes = math.prod(plan.block) * 4
     assert plan.decode_on == ("gpu" if per_thread == 2 else "cpu")
+    # where the CPU decodes, each worker decodes on a pool of its share of the host's 16 cores
+    share = -(-MACHINES["h100"].cpu_count // plan.cluster.workers)
+    pool = max(plan.cluster.threads_per_worker, share) if plan.decode_on == "cpu" else 1
+    assert plan.source.decode_threads == pool
     if plan.decode_on == "gpu":
         assert block_bytes <= expect and plan.n_blocks >= per_thread * slots
     else:  # about CPU_BLOCKS a thread, none under CPU_DECODE_MIN_BLOCK (one-chunk blocks were slow)

@@ -30,7 +30,16 @@ def describe(plan: Plan) -> list[tuple[str, str]]:
             f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "
             f"({bytes_text(block_bytes)} of input each)",
         ),
-        ("codec path", f"decode on {plan.decode_on}, encode on {plan.encode_on}"),
+        (
+            "codec path",
+            f"decode on {plan.decode_on}"
+            + (
+                f" ({plan.source.decode_threads} threads a worker)"
+                if plan.source.decode_threads > 1
+                else ""
+            )
+            + f", encode on {plan.encode_on}",
+        ),
         *_variable_rows(plan),
     ]
     threads = c.threads_per_worker

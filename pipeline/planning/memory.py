@@ -91,6 +91,7 @@ def project_memory(
     frames_out: int = 1,
     read: ReadCost | None = None,
     unpacked: np.dtype | None = None,
+    decode_threads: int = 1,
 ) -> Memory:
     """Upper bounds of the memory one task needs, from the block's bytes.
 
@@ -99,11 +100,15 @@ def project_memory(
     (one byte each) are held besides the stored block.
 
     ``read`` is what reading the block holds besides the block (:func:`read_cost`; by default
-    a block's worth of stored bytes). GPU task, device: the compressed input (~1x), the decoded
-    block (1x, +1x when its chunks need reordering), the chain's output (1x), encode slots
-    (~1x), nvCOMP's encode scratch, and one reordering copy of the output when its chunks are
-    not C-order slabs. Host: the read's stored bytes and scratch, the page-locked decoded block
-    when the CPU decodes, and page-locked staging for the encoded output. CPU task, host: the
+    a block's worth of stored bytes). ``decode_threads`` over 1: a worker's pool of that many
+    threads reads and decodes the units of its tasks' blocks, so the read's bytes are held once
+    per pool thread rather than once per task.
+
+    GPU task, device: the compressed input (~1x), the decoded block (1x, +1x when its chunks
+    need reordering), the chain's output (1x), encode slots (~1x), nvCOMP's encode scratch,
+    and one reordering copy of the output when its chunks are not C-order slabs. Host: the
+    read's stored bytes and scratch, the page-locked decoded block when the CPU decodes, and
+    page-locked staging for the encoded output. CPU task, host: the
     read, the decoded block, the chain's output, a reordering copy of it when the output's
     chunks are not slabs, and the encoded frames.
     """
@@ -125,11 +130,13 @@ def project_memory(
         dev = 0
         host = read.stored + read.scratch + bin_ + bout + reorder_out + int(1.05 * bout)
         host += unpack
+    pool = max(0, decode_threads - threads) if decode_threads > 1 else 0
+    pooled = (read.stored + read.scratch) * pool
     return Memory(
         device_per_task=dev,
         host_per_task=host,
         device_per_worker=int(dev * threads * 1.1),
-        host_per_worker=host * threads + WORKER_BASELINE,
+        host_per_worker=host * threads + pooled + WORKER_BASELINE,
         device_budget=device_budget,
         host_budget=host_budget,
     )

@@ -13,7 +13,8 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -152,22 +153,83 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     shape = grid.region_shape(slices)
     out = be.host_array(shape, info.dtype, "decoded")
     origin = tuple(s.start for s in slices)
-    for u in units:
-        _decode_unit_on_host(be, info, u, origin, out)
+    if src.decode_threads > 1 and len(units) > 1:
+        _decode_units_pooled(src.decode_threads, info, units, origin, out)
+    else:
+        for u in units:
+            _decode_unit_on_host(info, u, origin, out, lambda n: be.host_buffer(n, "read"))
     return be.from_host(out)
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+_READ_BUFFER = threading.local()
+
+
+def _decode_pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of ``threads`` decoding threads (made on first use, in the worker)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, "pipeline-decode")
+        return pool
+
+
+def _pool_read_buffer(nbytes: int) -> memoryview:
+    """This decoding thread's buffer for a stored unit's bytes (grown, and reused)."""
+    buf = getattr(_READ_BUFFER, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _READ_BUFFER.buf = np.empty(max(1 << 20, int(nbytes * 1.25)), np.uint8)
+    return buf[:nbytes].data
+
+
+def _decode_units_pooled(
+    threads: int, info: ArrayInfo, units: list[Shape], origin: Shape, out: np.ndarray
+) -> None:
+    """Read and decode ``units`` into ``out`` on this process's decoding pool, several at once
+    (numcodecs and file reads release the GIL), and wait for every one of them before
+    returning or raising (none may write into ``out`` after the task has moved on). The
+    first failing unit, in the units' order, raises its error. The pool's read and decode
+    time is added to this task's phases in proportion, summing to the time the task waited."""
+
+    def job(u: Shape) -> tuple[dict[str, float], BaseException | None]:
+        try:
+            _decode_unit_on_host(info, u, origin, out, _pool_read_buffer)
+            return _take_tally(), None
+        except BaseException as e:  # handed to the task's thread, which raises it
+            return _take_tally(), e
+
+    t0 = time.perf_counter()
+    done = list(_decode_pool(threads).map(job, units))
+    waited = time.perf_counter() - t0
+    spent = {k: sum(t.get(k, 0.0) for t, _ in done) for k in ("read", "decode", "bytes_read")}
+    busy = spent["read"] + spent["decode"]
+    tally = _CLOCK.__dict__.setdefault("tally", {})
+    for phase in ("read", "decode"):
+        share = spent[phase] / busy if busy else 0.5
+        tally[phase] = tally.get(phase, 0.0) + waited * share
+    tally["bytes_read"] = tally.get("bytes_read", 0) + spent["bytes_read"]
+    for _, error in done:
+        if error is not None:
+            raise error
+
+
 def _decode_unit_on_host(
-    be: devices.Backend, info: ArrayInfo, unit_index: Shape, origin: Shape, out: np.ndarray
+    info: ArrayInfo,
+    unit_index: Shape,
+    origin: Shape,
+    out: np.ndarray,
+    alloc: Callable[[int], memoryview],
 ) -> None:
     """Decode one stored unit's chunks into their places in ``out`` (the block, whose first
     element is the array's ``origin``), on the CPU: straight into the block where a chunk's
-    place there is contiguous, else through a chunk-sized scratch array."""
+    place there is contiguous, else through a chunk-sized scratch array. The unit's bytes are
+    read into ``alloc(size)``."""
     assert info.format is not None
     fmt = info.format.chunk
     key = info.key(unit_index)
     with _timed("read"):
-        raw = info.location.read_into(key, lambda n: be.host_buffer(n, "read"))
+        raw = info.location.read_into(key, alloc)
     _count_read(raw)
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
