@@ -271,6 +271,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "schema":
         return _schema(args)
+    if args.command == "generate" or (args.command == "run" and not args.dry_run):
+        from pipeline.running import fork_server
+
+        fork_server.start_early(args.config, getattr(args, "scheduler", None))
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)

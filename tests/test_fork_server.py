@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from pipeline.config import load_config
 from pipeline.running import fork_server
@@ -150,3 +151,36 @@ def test_a_users_pre_spawn_variable_keeps_the_nannys_defaults(tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     ours, nanny = json.loads(r.stdout.strip().splitlines()[-1])
     assert ours == nanny and ours["MY_VAR"] == "x" and "OMP_NUM_THREADS" in ours
+
+
+@pytest.mark.gpu
+def test_a_gpu_run_starts_the_server_before_its_config_is_checked(tmp_path: Path) -> None:
+    """The command line starts the server from a plain read of the YAML, before the config is
+    parsed and checked: a local GPU config that is then refused (an unknown stage) has started
+    it already; a CPU config, a joined scheduler's and a file that is not a YAML mapping start
+    none (each is refused the same way, after)."""
+    head = f"input: {{store: {tmp_path / 'in.zarr'}}}\noutput: {{store: {tmp_path / 'out.zarr'}}}\n"
+    cases = {
+        "gpu": (head + "stages: [{op: nope}]\nbackend: gpu\n", True),
+        "auto": (head + "stages: [{op: nope}]\n", True),
+        "cpu": (head + "stages: [{op: nope}]\nbackend: cpu\n", False),
+        "joined": (
+            head + "stages: [{op: nope}]\ncluster: {scheduler: 'tcp://127.0.0.1:1'}\n",
+            False,
+        ),
+        "not-a-mapping": ("- [unclosed\n", False),
+    }
+    for name, (text, started) in cases.items():
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(text)
+        r = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "-v"],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert r.returncode == 1, (name, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith("error: "), (name, r.stderr)
+        assert ("fork server started" in r.stderr) is started, (name, r.stderr)
