@@ -232,6 +232,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args, args.command, ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as e:
         if args.debug:
             raise
@@ -239,6 +241,23 @@ def _main(argv: list[str] | None) -> int:
             f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
         )
         return 1
+
+
+#: The exit status of a command whose standard output's reader went away (``| head``): a
+#: shell's for a process that SIGPIPE ended (128 + 13), as other tools end there.
+READER_GONE = 141
+
+
+def _reader_gone() -> int:
+    """The reader of the standard output left (``pipeline run ... | head -3``): say nothing
+    more there (the rest of what was to be printed goes to /dev/null, so the flush at exit
+    cannot fail again) and end with :data:`READER_GONE`. Whatever the command was doing has
+    ended as an error does: a run's output stays as the run left it (complete, or resumable)."""
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return READER_GONE
 
 
 def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:

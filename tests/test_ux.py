@@ -199,3 +199,31 @@ def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> Non
     assert cli("run", cfg)[0] == 0
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path, small) -> None:
+    """``pipeline run cfg | head -2``: the reader of the standard output is gone before the
+    summary is printed. The command says nothing more (no error line, no traceback), ends
+    with a shell's status for a process that SIGPIPE ended (141), and its output is complete."""
+    from tests.conftest import read_array, reference
+    from tests.faultkit import env
+
+    x, cfg = small
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(),
+        cwd=tmp_path,
+    ) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()  # the reader leaves before anything is printed
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=300) == 141, err
+    assert "error" not in err and "Traceback" not in err, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    import zarr
+
+    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["status"] == (
+        "complete"
+    )
