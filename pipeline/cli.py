@@ -264,11 +264,11 @@ def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:
     """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
     another command: nothing) left undone."""
     if what == "run":
-        return "interrupted: the cluster is closed; `run --resume` finishes the output"
+        return "interrupted: the workers are stopped; `run --resume` finishes the output"
     if what == "generate":
         the_input = f"the input {where}" if where else "the input"
         return (
-            f"interrupted: the cluster is closed; {the_input} is unfinished: "
+            f"interrupted: the workers are stopped; {the_input} is unfinished: "
             f"`pipeline generate {args.config}` generates it again"
         )
     return "interrupted: nothing was written"
@@ -343,7 +343,7 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
             client.close()
     else:
         p = plan_here(config)
-    plan_rows = describe(p)
+    plan_rows = describe(p, report=bool(getattr(args, "report", None)))
     plan_rows.insert(2, ("output now", output_now(p)))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
     return 0

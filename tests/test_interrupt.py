@@ -25,7 +25,7 @@ from tests.conftest import STAGES, make_array
 from tests.faultkit import env, many_blocks_input, markers, status, wait_for_markers
 from tests.terminal import Watched, at_terminal, pipeline_args, start, wait_until
 
-INTERRUPTED = "interrupted: the cluster is closed; `run --resume` finishes the output"
+INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
 ROWS = 400
 
 

@@ -282,7 +282,7 @@ def test_interrupt_closes_the_cluster_and_resume_completes(
     assert stopped is not None, "the run finished before it was interrupted"
     assert stopped.returncode == 130, stopped.stderr
     lines = [ln for ln in stopped.stderr.splitlines() if ln.strip()]
-    assert lines == ["interrupted: the cluster is closed; `run --resume` finishes the output"], (
+    assert lines == ["interrupted: the workers are stopped; `run --resume` finishes the output"], (
         stopped.stderr
     )
     # the cluster is closed: none of the processes the run started is left

@@ -33,7 +33,7 @@ from tests.terminal import start, wait_until
 #: Libraries that a command which does not need them must not load.
 HEAVY = ("pydantic", "numpy", "dask", "distributed", "zarr", "rich", "yaml", "numcodecs")
 
-INTERRUPTED = "interrupted: the cluster is closed; `run --resume` finishes the output"
+INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
 
 
 def _loaded_after(code: str, *, cwd: Path, extra_path: Path | None = None) -> set[str]:

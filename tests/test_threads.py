@@ -39,7 +39,7 @@ from tests.faultkit import (
 )
 from tests.terminal import start, wait_until
 
-INTERRUPTED = "interrupted: the cluster is closed; `run --resume` finishes the output"
+INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
 
 #: Runs the command line's ``main`` on the arguments in ``sys.argv[1:]`` in a fresh
 #: interpreter, then prints (last line) its exit status and whether distributed was loaded.

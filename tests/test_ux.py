@@ -101,13 +101,20 @@ def test_report_and_summary_json(tmp_path, cli, small) -> None:
 PLAN_ITEMS = ("input", "output", "output now", "stages", "backend", "workers", "chunking")
 
 
-@pytest.mark.parametrize("how", ["plan", "dry-run"])
+@pytest.mark.parametrize("how", ["plan", "dry-run", "dry-run-report"])
 def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
+    """``plan`` and ``run --dry-run`` say what a run would do, and do nothing: this small CPU
+    run's tasks are threads of the run's process, except where a performance report (which
+    is Dask's distributed's) asks for a local cluster."""
     cfg = generated_config(
         tmp_path,
         {"shape": [40, 30], "chunks": [5, 30], "shards": [10, 30], "when_missing": True},
     )
-    args = ("plan", cfg) if how == "plan" else ("run", cfg, "--dry-run")
+    args = {
+        "plan": ("plan", cfg),
+        "dry-run": ("run", cfg, "--dry-run"),
+        "dry-run-report": ("run", cfg, "--dry-run", "--report", tmp_path / "r.html"),
+    }[how]
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     rc, out, err = cli(*args)
     assert rc == 0, err
@@ -125,7 +132,11 @@ def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
         "add() float32 -> float32"
     )
     assert rows["backend"].startswith("cpu")
-    assert rows["workers"] == "local cluster: 2 worker(s) x 1 thread(s)"
+    assert rows["workers"] == (
+        "local cluster: 2 worker(s) x 1 thread(s)"
+        if how == "dry-run-report"
+        else "2 thread(s) of this process (Dask's threaded scheduler, no cluster)"
+    )
     assert re.match(r"\d+ task\(s\), one per block of \[\d+, 30\]", rows["chunking"])
     assert re.match(
         r".* per task; 1 in flight .* of the .* budget per worker \(fits\)", rows["host memory"]

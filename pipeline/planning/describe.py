@@ -9,22 +9,25 @@ from pipeline.planning.memory import WORKER_BASELINE, bytes_text
 from pipeline.planning.plan import Plan
 
 
-def describe(plan: Plan) -> list[tuple[str, str]]:
-    """The plan as (label, text) rows, for `pipeline plan`, `run --dry-run` and ``-v``."""
+def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
+    """The plan as (label, text) rows, for `pipeline plan`, `run --dry-run` and ``-v``;
+    ``report``: the run saves Dask's performance report (which takes a Dask cluster)."""
     c = plan.cluster
     m = plan.memory
     block_bytes = math.prod(plan.block) * plan.input.dtype.itemsize
     where = "local cluster" if c.scheduler == "local" else f"the cluster at {c.scheduler}"
+    workers = f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
+    if c.on_threads(report):
+        workers = (
+            f"{c.workers * c.threads_per_worker} thread(s) of this process (Dask's threaded "
+            "scheduler, no cluster)"
+        )
     rows = [
         ("input", f"{plan.input.location.join(plan.input.path)}: {plan.input.describe()}"),
         ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
-        (
-            "workers",
-            f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
-            + (f" on GPUs {list(c.gpus)}" if c.gpus else ""),
-        ),
+        ("workers", workers + (f" on GPUs {list(c.gpus)}" if c.gpus else "")),
         (
             "chunking",
             f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "

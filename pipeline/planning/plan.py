@@ -124,6 +124,19 @@ class ClusterPlan:
     timeout: float
     dashboard: str
 
+    def on_threads(self, report: bool = False) -> bool:
+        """Whether the tasks run as threads of this process under Dask's threaded scheduler
+        rather than on a Dask cluster: a local CPU run whose workers are threads of this
+        process anyway (``protocol`` 'inproc': :func:`local_protocol`), with no dashboard and
+        no performance report (``report``), both of which are distributed's."""
+        return (
+            self.scheduler == "local"
+            and self.backend == "cpu"
+            and self.protocol == "inproc"
+            and not self.dashboard
+            and not report
+        )
+
 
 @dataclass(frozen=True)
 class Plan:

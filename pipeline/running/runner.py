@@ -228,7 +228,7 @@ def _check(plan: Plan, options: RunOptions) -> str:
     output.check_not_overlapping(plan)
     output.check_writable(plan.output.location)
     start = output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
-    for label, text in describe(plan):
+    for label, text in describe(plan, report=bool(options.report)):
         log.debug("plan: %s: %s", label, text)
     for note in plan.notes:
         log.warning("note: %s", note)

@@ -44,17 +44,8 @@ class Workers(Protocol):
 
 def on_threads(p: ClusterPlan, report: bool = False) -> bool:
     """Whether the tasks of a run on ``p`` are threads of this process under Dask's threaded
-    scheduler rather than a Dask cluster's: a local CPU run whose workers are threads of this
-    process anyway (``p.protocol`` 'inproc': :func:`pipeline.planning.plan.local_protocol`),
-    with no dashboard and no performance report (``report``), both of which are
-    distributed's."""
-    return (
-        p.scheduler == "local"
-        and p.backend == "cpu"
-        and p.protocol == "inproc"
-        and not p.dashboard
-        and not report
-    )
+    scheduler rather than a Dask cluster's (:meth:`ClusterPlan.on_threads`)."""
+    return p.on_threads(report)
 
 
 @contextlib.contextmanager
