@@ -108,3 +108,32 @@ def test_a_pooled_task_counts_its_bytes_and_phases(tmp_path: Path, cli) -> None:
     assert stats[1]["bytes_written"] == stats[4]["bytes_written"]
     after = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     assert np.array_equal(before.view(np.uint32), after.view(np.uint32))
+
+
+def test_pooled_blocks_of_a_tar_archive_are_what_zarr_reads(tmp_path: Path) -> None:
+    """A store inside a tar file: a tar archive's members are read through one shared file
+    position, so the pool's threads (or a worker's task threads) reading at once got each
+    other's bytes, silently where the chunks are stored uncompressed."""
+    import tarfile
+
+    x = np.random.default_rng(3).standard_normal((200, 64)).astype(np.float32)
+    d = tmp_path / "in.zarr"
+    z = zarr.create_array(
+        store=str(d), shape=x.shape, chunks=(2, 64), dtype="f4", zarr_format=2, compressors=None
+    )
+    z[...] = x
+    with tarfile.open(tmp_path / "in.tar", "w") as tf:
+        for f in sorted(d.rglob("*")):
+            if f.is_file():
+                tf.add(f, str(f.relative_to(d)))
+    cfg = write_config(
+        tmp_path,
+        f"tar::file://{tmp_path}/in.tar",
+        tmp_path / "out.zarr",
+        chunking={"block": [40, 64]},
+    )
+    src = dataclasses.replace(make_plan(load_config(cfg), MACHINES["cpu"]).source, decode_threads=8)
+    for _ in range(3):
+        for index in grid.iter_indices(grid.grid_shape(x.shape, src.block)):
+            got = tasks.read_block(src, index)
+            assert np.array_equal(got, x[grid.unit_slices(index, src.block, x.shape)]), index

@@ -27,6 +27,11 @@ from pipeline.errors import OutputError, PipelineError, StoreError, disk_full
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
 _FS_LOCK = threading.Lock()
+#: Held while a member of an archive other than zip is read: fsspec's tar (and libarchive)
+#: file systems read every member through one shared file position, so two threads reading
+#: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
+#: locks its own shared file.
+_ARCHIVE_READ_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,8 @@ class Location:
                 return None
         fs = self.fs()
         try:
-            return fs.cat_file(path)
+            with _one_reader(fs):
+                return fs.cat_file(path)
         except FileNotFoundError:
             return None
 
@@ -313,6 +319,17 @@ class Location:
                 f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a writable store",
                 output=self.url,
             ) from None
+
+
+def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
+    """What a read from ``fs`` holds: :data:`_ARCHIVE_READ_LOCK` for an archive whose members
+    share one file position (any but zip), else nothing."""
+    from fsspec.archive import AbstractArchiveFileSystem
+    from fsspec.implementations.zip import ZipFileSystem
+
+    if isinstance(fs, AbstractArchiveFileSystem) and not isinstance(fs, ZipFileSystem):
+        return _ARCHIVE_READ_LOCK
+    return contextlib.nullcontext()
 
 
 def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
