@@ -137,3 +137,43 @@ def test_pooled_blocks_of_a_tar_archive_are_what_zarr_reads(tmp_path: Path) -> N
         for index in grid.iter_indices(grid.grid_shape(x.shape, src.block)):
             got = tasks.read_block(src, index)
             assert np.array_equal(got, x[grid.unit_slices(index, src.block, x.shape)]), index
+
+
+@pytest.mark.parametrize("shards, pooled", [((256, 8192, 32), False), (None, True)])
+def test_a_pool_only_where_a_block_holds_several_units(
+    tmp_path: Path, shards: tuple | None, pooled: bool
+) -> None:
+    """A GPU run decoding Blosc on the CPU: where each block is one stored unit (a 256 MB
+    shard here), a block is read by its task's own thread (the pool reads whole units), so
+    the plan neither shows nor counts a pool; where blocks hold several chunks, it does.
+    Only the metadata is written: the plan reads nothing else."""
+    from zarr.codecs import BloscCodec
+
+    from pipeline.planning.describe import describe
+
+    zarr.create_array(
+        store=str(tmp_path / "in.zarr"),
+        shape=(1024, 8192, 32),
+        chunks=(64, 1024, 32),
+        shards=shards,
+        dtype="float32",
+        compressors=BloscCodec(cname="lz4"),
+    )
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        backend="gpu",
+        cluster={"workers": None, "threads_per_worker": None},
+    )
+    plan = make_plan(load_config(cfg), MACHINES["h200"])
+    info = plan.source.info
+    most = max(
+        len(grid.units_in(i, plan.block, info.unit, info.shape))
+        for i in grid.iter_indices(grid.grid_shape(info.shape, plan.block))
+    )
+    assert plan.decode_on == "cpu"
+    assert (most > 1) is pooled
+    assert (plan.source.decode_threads > 1) is pooled
+    codec_path = dict(describe(plan))["codec path"]
+    assert ("threads a worker" in codec_path) is pooled, codec_path

@@ -562,7 +562,7 @@ def _choose(ctx: _Context, block: Shape) -> _Choice:
     info = ctx.info
     unit_out, chunk_out = blocks.output_layout(block, ctx.config.output, info, ctx.out_dtype)
     decode_on, encode_on = _codec_placement(ctx, chunk_out)
-    pool = decode_threads(ctx, decode_on)
+    pool = decode_threads(ctx, decode_on, block)
     mem = memory.project_memory(
         ctx.backend,
         block,
@@ -739,18 +739,23 @@ def _assemble(
     )
 
 
-def decode_threads(ctx: _Context, decode_on: str) -> int:
+def decode_threads(ctx: _Context, decode_on: str, block: Shape) -> int:
     """Threads of a worker process that read and decode a block's units at once: where a local
-    GPU cluster's workers decode their input on the CPU, the host's cores shared between its
-    workers (rounded up, at least the task threads); else 1 (each task decodes its units in
-    its own thread: a CPU run's task threads already fill the cores, and a joined cluster's
-    hosts are not known). On the H200 host (16 cores, 3 workers x 4 threads, so 6 threads a
-    worker; 2026-11-30, 8 GB of 16 MB chunks on /dev/shm, warm, medians of 3, alternating
-    with one thread a task): v2 Blosc 4.80 and 5.22 GB/s -> 6.33 and 6.03; v3 zstd 3.83 and
-    3.91 -> 6.05 and 6.10."""
+    GPU cluster's workers decode their input on the CPU and a ``block`` holds several stored
+    units, the host's cores shared between its workers (rounded up, at least the task
+    threads); else 1 (each task decodes its units in its own thread: a CPU run's task threads
+    already fill the cores, a joined cluster's hosts are not known, and the pool reads whole
+    units, so a block of one unit, such as one shard, gains nothing from it).
+
+    On the H200 host (16 cores, 3 workers x 4 threads, so 6 threads a worker; 2026-11-30,
+    8 GB of 16 MB chunks on /dev/shm, warm, medians of 3, alternating with one thread a
+    task): v2 Blosc 4.80 and 5.22 GB/s -> 6.33 and 6.03; v3 zstd 3.83 and 3.91 -> 6.05 and
+    6.10."""
     if ctx.backend != "gpu" or decode_on != "cpu" or not ctx.workers.local:
         return 1
     if ctx.info.format is None:  # Zarr reads the block
+        return 1
+    if math.prod(grid.grid_shape(block, ctx.info.unit)) < 2:
         return 1
     return max(ctx.workers.threads, -(-ctx.cores // max(1, ctx.workers.count)))
 
