@@ -127,6 +127,42 @@ def test_zip_input_end_to_end(tmp_path, cli, kind) -> None:
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the input is never modified
 
 
+def test_tar_input_end_to_end(tmp_path, cli) -> None:
+    """A store directory packed with Python's tarfile (uncompressed chunks, so a wrong byte is
+    no decode error): a tar archive's members are read through one shared file position, so
+    reads at once (Zarr's, which fetches a region's chunks together; a run's task threads)
+    got each other's bytes, silently. Zarr's reads through the location and the run's output
+    are the archived values, and the archive is never modified."""
+    import tarfile
+
+    x = np.random.default_rng(5).standard_normal((400, 64)).astype(np.float32)
+    d = tmp_path / "in.zarr"
+    z = zarr.create_array(
+        store=str(d), shape=x.shape, chunks=(2, 64), dtype="f4", zarr_format=2, compressors=None
+    )
+    z[...] = x
+    with tarfile.open(tmp_path / "in.tar", "w") as tf:
+        for f in sorted(d.rglob("*")):
+            if f.is_file():
+                tf.add(f, str(f.relative_to(d)))
+    before = hashlib.sha256((tmp_path / "in.tar").read_bytes()).hexdigest()
+    url = f"tar::file://{tmp_path}/in.tar"
+    for _ in range(3):
+        src = zarr.open_array(store=Location.of(url).zarr_store(read_only=True), mode="r")
+        assert np.array_equal(src[...], x)
+    cfg = write_config(
+        tmp_path,
+        url,
+        tmp_path / "out.zarr",
+        chunking={"block": [20, 64]},
+        cluster={"workers": 1, "threads_per_worker": 4, "dashboard": "", "protocol": "inproc"},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...], reference(x))
+    assert hashlib.sha256((tmp_path / "in.tar").read_bytes()).hexdigest() == before
+
+
 def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     """Each address ``join`` gives resolves (in fsspec) to the object the raw reader reads,
     and Zarr's store for the location reads it too."""

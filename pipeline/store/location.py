@@ -31,7 +31,7 @@ _FS_LOCK = threading.Lock()
 #: file systems read every member through one shared file position, so two threads reading
 #: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
 #: locks its own shared file.
-_ARCHIVE_READ_LOCK = threading.Lock()
+_ARCHIVE_READ_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -168,9 +168,7 @@ class Location:
             options["skip_instance_cache"] = True
         fs, root = _open_fs(self.url, options)
         if not fs.async_impl:
-            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-            fs = AsyncFileSystemWrapper(fs, asynchronous=True)
+            fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
 
     # -- raw bytes -------------------------------------------------------------------------
@@ -319,6 +317,27 @@ class Location:
                 f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a writable store",
                 output=self.url,
             ) from None
+
+
+def _async_wrapped(fs: Any) -> Any:
+    """A synchronous file system as the asynchronous one Zarr's store needs (fsspec's
+    ``AsyncFileSystemWrapper``, which runs each call on a thread of its own). Where the file
+    system's members share one file position (:func:`_one_reader`), its reads hold
+    :data:`_ARCHIVE_READ_LOCK`: Zarr reads a region's chunks at once, and got each other's
+    bytes (every read of a 200-chunk array in a tar archive came back wrong)."""
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper, async_wrapper
+
+    wrapped = AsyncFileSystemWrapper(fs, asynchronous=True)
+    if _one_reader(fs) is _ARCHIVE_READ_LOCK:
+        for name in ("cat_file", "cat_ranges", "cat", "get_file", "get"):
+            read = getattr(fs, name)
+
+            def locked(*args: Any, _read: Any = read, **kwargs: Any) -> Any:
+                with _ARCHIVE_READ_LOCK:
+                    return _read(*args, **kwargs)
+
+            setattr(wrapped, f"_{name}", async_wrapper(locked, obj=wrapped))
+    return wrapped
 
 
 def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
