@@ -177,3 +177,26 @@ def test_a_pool_only_where_a_block_holds_several_units(
     assert (plan.source.decode_threads > 1) is pooled
     codec_path = dict(describe(plan))["codec path"]
     assert ("threads a worker" in codec_path) is pooled, codec_path
+
+
+def test_a_pool_of_another_size_replaces_the_last(tmp_path: Path) -> None:
+    """A warm worker's next run with another pool size: the blocks are right, and the old
+    pool's threads end (with their read buffers) rather than idle beside the new one."""
+    import threading
+    import time
+
+    want = _v2_blosc(tmp_path / "in.zarr")
+    for threads in (3, 5, 3):
+        src = _source(tmp_path, threads)
+        for index in grid.iter_indices(grid.grid_shape(SHAPE, BLOCK)):
+            got = tasks.read_block(src, index)
+            region = grid.unit_slices(index, BLOCK, SHAPE)
+            assert np.array_equal(got.view(np.uint32), want[region].view(np.uint32)), index
+
+    def decoding() -> int:
+        return sum(t.name.startswith("pipeline-decode") for t in threading.enumerate())
+
+    deadline = time.monotonic() + 60
+    while decoding() > 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert decoding() <= 3

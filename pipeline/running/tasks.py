@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -153,7 +153,7 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     shape = grid.region_shape(slices)
     out = be.host_array(shape, info.dtype, "decoded")
     origin = tuple(s.start for s in slices)
-    if src.decode_threads > 1 and len(units) > 1:
+    if src.decode_threads > 1:  # every block, so a task's thread holds no read buffer
         _decode_units_pooled(src.decode_threads, info, units, origin, out)
     else:
         for u in units:
@@ -167,12 +167,29 @@ _READ_BUFFER = threading.local()
 
 
 def _decode_pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pool of ``threads`` decoding threads (made on first use, in the worker)."""
+    """This process's pool of ``threads`` decoding threads (made on first use, in the worker).
+    A run that asks for another size (a warm worker's next run) replaces it: the old pool's
+    threads end once their queued units are done, and their read buffers with them."""
     with _POOLS_LOCK:
         pool = _POOLS.get(threads)
         if pool is None:
+            for old in _POOLS.values():
+                old.shutdown(wait=False)
+            _POOLS.clear()
             pool = _POOLS[threads] = ThreadPoolExecutor(threads, "pipeline-decode")
         return pool
+
+
+def _submit(threads: int, fn: Callable[[Any], Any], arg: Any) -> Future:
+    """``fn(arg)`` on the decoding pool of ``threads`` threads. A pool that another run (of
+    another size, on the same warm worker) replaced between the lookup and the submit refuses
+    new work (RuntimeError): the unit goes to the pool that replaced it."""
+    for _ in range(3):
+        try:
+            return _decode_pool(threads).submit(fn, arg)
+        except RuntimeError:  # shut down meanwhile
+            continue
+    return _decode_pool(threads).submit(fn, arg)  # the interpreter's exit: its error, as is
 
 
 def _pool_read_buffer(nbytes: int) -> memoryview:
@@ -200,7 +217,8 @@ def _decode_units_pooled(
             return _take_tally(), e
 
     t0 = time.perf_counter()
-    done = list(_decode_pool(threads).map(job, units))
+    futures = [_submit(threads, job, u) for u in units]
+    done = [f.result() for f in futures]  # every unit's, errors included (job raises none)
     waited = time.perf_counter() - t0
     spent = {k: sum(t.get(k, 0.0) for t, _ in done) for k in ("read", "decode", "bytes_read")}
     busy = spent["read"] + spent["decode"]
