@@ -294,6 +294,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.running import fork_server
 
         fork_server.start_early(args.config, getattr(args, "scheduler", None))
+    if args.command in ("run", "verify"):
+        from pipeline.store.codecs import ignore_filter_arithmetic_warnings
+
+        ignore_filter_arithmetic_warnings()
     config = _load(args)
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)

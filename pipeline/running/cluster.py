@@ -102,6 +102,9 @@ class PipelineSetup(WorkerPlugin):
                 # read and encoded staging for every thread, and the chain's kernel
                 gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
         _quiet_task_errors()
+        from pipeline.store.codecs import ignore_filter_arithmetic_warnings
+
+        ignore_filter_arithmetic_warnings()
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler

@@ -22,6 +22,7 @@ import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -128,8 +129,12 @@ class ChunkFormat:
         data: Any = raw
         for config in reversed(self.codecs):
             data = _decode_bytes(config, data)
-        for config in reversed(self.filters):
-            data = _codec(config).decode(data)
+        # a filter's arithmetic over stored inf and NaN (Delta's running sum: inf + -inf) gives
+        # what Zarr reads too; NumPy's warning about it is not the run's to print (see
+        # ignore_filter_arithmetic_warnings for Zarr's own decoding threads)
+        with np.errstate(all="ignore"):
+            for config in reversed(self.filters):
+                data = _codec(config).decode(data)
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
@@ -549,3 +554,16 @@ __all__ = [
     "zstd_content_size",
     "zstd_frame_size",
 ]
+
+
+#: NumPy's warnings about a filter's arithmetic over stored values (Delta's running sum over
+#: inf and -inf gives NaN; a scale-offset overflows): what Zarr reads is the same, and the run
+#: counts the non-finite values it writes.
+FILTER_ARITHMETIC_WARNINGS = r"(invalid value|overflow|divide by zero) encountered in"
+
+
+def ignore_filter_arithmetic_warnings() -> None:
+    """Ignore :data:`FILTER_ARITHMETIC_WARNINGS` in this whole process, for processes the
+    pipeline owns (the command line's, its workers'): Zarr decodes on threads of its own,
+    where ``np.errstate`` does not reach. A Python caller's process is left as it is."""
+    warnings.filterwarnings("ignore", message=FILTER_ARITHMETIC_WARNINGS, category=RuntimeWarning)
