@@ -238,3 +238,53 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path, sma
     assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["status"] == (
         "complete"
     )
+
+
+def _through_a_pipe(command: str, cfg: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pipeline COMMAND <(cat cfg) ARGS``: the config given as a pipe (/dev/fd/N), which
+    reads once, as a shell's process substitution gives it."""
+    from tests.faultkit import env
+
+    r, w = os.pipe()
+    try:
+        os.write(w, cfg.read_bytes())  # a small config: it fits the pipe's buffer
+        os.close(w)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                command,
+                f"/dev/fd/{r}",
+                "--progress",
+                "none",
+                *args,
+            ],
+            pass_fds=(r,),
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=cfg.parent,
+            timeout=300,
+        )
+    finally:
+        os.close(r)
+
+
+def test_a_config_given_as_a_pipe_is_read_once(tmp_path: Path) -> None:
+    """``pipeline generate <(cat cfg)`` and ``pipeline run <(cat cfg)``: the early look at
+    the config (the GPU workers' fork server) must not consume a pipe that the config's load
+    reads after it (it was left an empty file: 'missing key input')."""
+    import zarr
+
+    from tests.conftest import read_array, reference
+
+    cfg = generated_config(tmp_path, {"shape": [40, 30], "chunks": [5, 30], "shards": [10, 30]})
+    for command in ("generate", "run"):
+        proc = _through_a_pipe(command, cfg)
+        assert proc.returncode == 0, (command, proc.stderr)
+    x = read_array(tmp_path / "in.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["status"] == (
+        "complete"
+    )

@@ -88,10 +88,16 @@ def start_early(path: str, scheduler: str | None = None) -> None:
     plain read of its YAML says the run is local (``cluster.scheduler``, or the command line's
     ``scheduler``) with a backend other than ``cpu``, and a GPU is usable. A file that does not
     read so is left to :func:`start_for`, once the config is loaded; a config that is then
-    refused leaves an idle server, which ends with this process."""
+    refused leaves an idle server, which ends with this process. Only a regular file is read
+    here: a pipe (``pipeline run <(envsubst < cfg.yaml)``, ``/dev/stdin``) reads once, and
+    this read would leave the config's load an empty file."""
+    import stat
+
     import yaml
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
         with open(path) as f:
             doc = yaml.safe_load(f)
         cluster = doc.get("cluster") or {}
