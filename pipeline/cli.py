@@ -398,8 +398,10 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         interval=args.progress_interval,
     )
     summary = run(config, opts)
-    print_rows(summary.rows(), "run summary")
-    if args.summary_json:
-        with open(args.summary_json, "w") as f:
-            f.write(summary.to_json())
+    try:
+        print_rows(summary.rows(), "run summary")
+    finally:  # also where the reader of the table has left (`| head`): the file is asked for
+        if args.summary_json:
+            with open(args.summary_json, "w") as f:
+                f.write(summary.to_json())
     return 0

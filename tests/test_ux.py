@@ -288,3 +288,25 @@ def test_a_config_given_as_a_pipe_is_read_once(tmp_path: Path) -> None:
     assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["status"] == (
         "complete"
     )
+
+
+def test_a_reader_that_leaves_early_still_gets_the_summary_json(tmp_path: Path, small) -> None:
+    """``pipeline run cfg --summary-json s.json | head -1``: the table's reader is gone, the
+    summary's file is still written (it was not: the table's BrokenPipeError came first)."""
+    from tests.faultkit import env
+
+    _, cfg = small
+    summary = tmp_path / "summary.json"
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
+        + ["--summary-json", str(summary)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(),
+        cwd=tmp_path,
+    ) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=300) == 141, err
+    assert json.loads(summary.read_text())["status"] == "complete"
