@@ -253,3 +253,52 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
         pipeline.run(path, colour="blue")
     assert far.value.suggestion is None
     assert not (tmp_path / "out.zarr").exists()
+
+
+CALLERS_WARNINGS = """
+import sys, warnings
+import numpy as np
+import yaml
+import pipeline
+
+if __name__ == "__main__":
+    config = yaml.safe_load(open(sys.argv[1]))
+    if sys.argv[2] == "own-cluster":
+        pipeline.run(config, overwrite=True)
+    else:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(processes=False, n_workers=1, dashboard_address=":0") as cluster:
+            with Client(cluster) as client:
+                pipeline.run(config, client=client, overwrite=True)
+    with warnings.catch_warnings(record=True) as seen:  # the caller's filters, as they are now
+        np.array([np.inf]) - np.array([np.inf])
+    print(sum(issubclass(w.category, RuntimeWarning) for w in seen))
+"""
+
+
+@pytest.mark.parametrize("cluster", ["own-cluster", "callers-client"])
+def test_a_callers_process_keeps_numpys_warnings(tmp_path: Path, cluster: str) -> None:
+    """A run whose workers are threads of the caller's process (a local cluster with a
+    dashboard on ``inproc``, or the caller's ``LocalCluster(processes=False)``) leaves the
+    caller's warnings as they were: NumPy's 'invalid value' warning in its own code after the
+    run is still shown (the workers' set-up ignored it in the whole process)."""
+    small_input(tmp_path)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "dashboard": ":0", "protocol": "inproc"},
+    )
+    script = tmp_path / "caller.py"
+    script.write_text(CALLERS_WARNINGS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(cfg), cluster],
+        env=env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "1", done.stdout + done.stderr

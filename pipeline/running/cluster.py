@@ -88,6 +88,9 @@ class PipelineSetup(WorkerPlugin):
         self.chain = chain
         self.staging_bytes = staging_bytes
         self.ignore_sigint = ignore_sigint
+        #: the process that made it: a worker there (a cluster of threads, ``inproc``, or a
+        #: caller's ``LocalCluster(processes=False)``) is the caller's, whose warnings are its own
+        self.client_pid = os.getpid()
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
@@ -102,9 +105,10 @@ class PipelineSetup(WorkerPlugin):
                 # read and encoded staging for every thread, and the chain's kernel
                 gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
         _quiet_task_errors()
-        from pipeline.store.codecs import ignore_filter_arithmetic_warnings
+        if os.getpid() != self.client_pid:  # the command line's own process ignores them itself
+            from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 
-        ignore_filter_arithmetic_warnings()
+            ignore_filter_arithmetic_warnings()
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
         worker._pipeline_sampler = sampler
