@@ -232,8 +232,15 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args, args.command, ""), file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return _reader_gone()
+    except BrokenPipeError as e:
+        if _stdout_gone():
+            return _reader_gone()
+        if args.debug:  # another pipe or socket: an error like any other
+            raise
+        print(
+            f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
+        )
+        return 1
     except Exception as e:
         if args.debug:
             raise
@@ -246,6 +253,20 @@ def _main(argv: list[str] | None) -> int:
 #: The exit status of a command whose standard output's reader went away (``| head``): a
 #: shell's for a process that SIGPIPE ended (128 + 13), as other tools end there.
 READER_GONE = 141
+
+
+def _stdout_gone() -> bool:
+    """Whether the standard output is a pipe whose reader has closed it (its write end then
+    polls as an error): a BrokenPipeError from elsewhere (a socket, another pipe) is not the
+    reader leaving."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll, no file descriptor
+        return False
 
 
 def _reader_gone() -> int:
