@@ -77,6 +77,15 @@ def _yaml(text: str) -> Callable[[Path], Path]:
     return make
 
 
+def _latin1_yaml(tmp: Path) -> Path:
+    """A config saved in Latin-1 (a comment with an accented letter on its 6th line)."""
+    _input(tmp)
+    p = tmp / "run.yaml"
+    text = (BASE + SEED).format(tmp=tmp) + "# donn\xe9es de l'\xe9t\xe9\n"
+    p.write_bytes(text.encode("latin-1"))
+    return p
+
+
 def _group_input(tmp: Path) -> Path:
     g = zarr.open_group(str(tmp / "in.zarr"), mode="w")
     g.create_array("fields/temp", shape=(10, 10), chunks=(5, 10), dtype="f4")[...] = 1
@@ -112,6 +121,12 @@ CASES: dict[str, Case] = {
         _yaml(BASE + "stages: [{{op: multiply, factor: 5}}\n  - op: square\n"),
         ConfigError,
         {"file": _in("run.yaml"), "line": 6, "key": None},
+    ),
+    "not-utf8": Case(
+        _latin1_yaml,
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 6, "key": None},
+        ["save it as UTF-8"],
     ),
     "unknown-key": Case(
         _yaml(BASE + SEED + "chunkin: {{block: auto}}\n"),

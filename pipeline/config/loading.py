@@ -206,7 +206,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:  # YAML is UTF-8; an editor saved it in another encoding
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}:{line}: the config is not UTF-8 text (byte {e.object[e.start]:#04x}): save "
+            "it as UTF-8",
+            file=str(p),
+            line=line,
+            key=None,
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             f"config file not found: {p} (see configs/ for examples)",
