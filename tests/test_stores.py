@@ -163,6 +163,23 @@ def test_tar_input_end_to_end(tmp_path, cli) -> None:
     assert hashlib.sha256((tmp_path / "in.tar").read_bytes()).hexdigest() == before
 
 
+def test_a_tar_of_dot_named_members_is_one_line_naming_the_fix(tmp_path) -> None:
+    """GNU tar's ``tar -C DIR -cf FILE .`` names every member './...', which fsspec keeps and
+    Zarr cannot address: the refusal says so and how to pack it instead, not only that no
+    array is there."""
+    import subprocess
+
+    x = _input_array()
+    make_array(tmp_path / "d", x, (5, x.shape[1]), zarr_format=2, compressor=None)
+    subprocess.run(
+        ["tar", "-C", str(tmp_path / "d"), "-cf", str(tmp_path / "x.tar"), "."], check=True
+    )
+    cfg = write_config(tmp_path, f"tar::file://{tmp_path}/x.tar", tmp_path / "out.zarr")
+    error = refused("plan", cfg)
+    assert isinstance(error, InputError)
+    assert (error.status, error.reason) == ("absent", "members under './'")
+
+
 def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     """Each address ``join`` gives resolves (in fsspec) to the object the raw reader reads,
     and Zarr's store for the location reads it too."""

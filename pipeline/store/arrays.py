@@ -287,6 +287,17 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
                 store=location.zarr_store(read_only=(mode == "r")), path=path or None, mode=mode
             )
     except FileNotFoundError:
+        if not path and _members_under_dot(location):
+            raise InputError(
+                f"no Zarr array at {location}: the archive's members are named './...' (as "
+                "`tar -C DIR -cf FILE .` names them), which Zarr cannot address; pack the "
+                "store's contents by name instead (`tar -C DIR -cf FILE $(ls -A DIR)`) or as a "
+                "zip",
+                store=where,
+                array=path,
+                status="absent",
+                reason="members under './'",
+            ) from None
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
             store=where,
@@ -315,6 +326,18 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             arrays=members,
         )
     return node
+
+
+def _members_under_dot(location: Location) -> bool:
+    """Whether ``location`` is an archive whose only top-level name is '.': GNU tar's
+    ``tar -C DIR -cf FILE .`` names every member './...', and fsspec's tar file system keeps
+    the prefix, so Zarr (which refuses '.' in a path) finds nothing at the root."""
+    if location.archive() is None:
+        return False
+    try:
+        return location.list("") == ["."]
+    except Exception:  # only a hint: the usual error stands
+        return False
 
 
 def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:
