@@ -49,6 +49,7 @@ class Progress:
         self._task: Any = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._ticked = threading.Event()  # set once the ticker has printed its last line
 
     def __enter__(self) -> Progress:
         self.t0 = time.perf_counter()
@@ -84,8 +85,10 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
+        while self._ticker is not None and not self._ticked.is_set():
+            # not Thread.join: a Ctrl-C landing inside it can leave a lock released twice
+            # (pipeline/running/waiting.py)
+            time.sleep(0.005)
         if self._bar is not None:
             self._bar.__exit__(*exc)
         elif self.mode == "plain" and exc[0] is None:
@@ -97,8 +100,11 @@ class Progress:
             self._bar.update(self._task, completed=self.done, rate=self.rate_text())
 
     def _tick(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.line()
+        try:
+            while not self._stop.wait(self.interval):
+                self.line()
+        finally:
+            self._ticked.set()
 
     def rate_text(self) -> str:
         elapsed = time.perf_counter() - self.t0

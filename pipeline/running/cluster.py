@@ -32,7 +32,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
-from pipeline.running import dashboard, fork_server
+from pipeline.running import dashboard, fork_server, waiting
 from pipeline.running.sampler import MemorySampler
 
 log = logging.getLogger("pipeline")
@@ -396,8 +396,7 @@ class _Startup:
             # (Workers that are threads of this process need neither it nor a blocked SIGINT.)
             resource_tracker.ensure_running()
         self._thread.start()
-        while not self.done.wait(0.02):
-            pass
+        waiting.wait(self.done)
         if self.error is not None:
             raise self.error
         assert self.client_ is not None
@@ -409,7 +408,7 @@ class _Startup:
         with self._lock:
             self.cancelled.set()
             begun = self._begun
-        interrupted = begun and _to_the_end(lambda: self.done.wait(self.START_WAIT))
+        interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
         if self.cluster is None or not self.done.is_set():
             return interrupted
         return _stop_local(self.client_, self.cluster) or interrupted

@@ -50,6 +50,8 @@ from collections.abc import Iterator
 from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
+from pipeline.running import waiting
+
 #: What a GPU worker imports before its first task (each import runs once, in the server).
 #: Not zarr: a worker reads and writes chunks without it (a worker of a CPU run of a v2 Blosc
 #: input had imported numcodecs, not zarr), and the server's imports bound the workers' start.
@@ -128,9 +130,8 @@ def start() -> None:
         # here, so that the server's starting thread keeps SIGINT blocked.
         resource_tracker.ensure_running()
         error: list[BaseException] = []
-        t = threading.Thread(target=_start_blocked, args=(error,), name="pipeline-fork-server")
-        t.start()
-        t.join()
+        started = waiting.run_in_thread(lambda: _start_blocked(error), "pipeline-fork-server")
+        waiting.wait(started)
         if error:
             log.debug(
                 "no fork server (%s: %s): workers are spawned", type(error[0]).__name__, error[0]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pipeline.running import waiting
 from pipeline.running.sampler import MemorySampler
 
 log = logging.getLogger("pipeline")
@@ -45,7 +46,8 @@ class Threads:
 
     def __init__(self, threads: int, backend: str, interval: float = 0.05) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-task")
-        self.graph: threading.Thread | None = None
+        self.graph: threading.Event | None = None
+        """set once the graph's thread has ended"""
         self.sampler = MemorySampler(backend, interval)
         self.sampler.start()
 
@@ -84,11 +86,9 @@ class Threads:
             except BaseException as e:
                 outcome.append(e)
 
-        self.graph = threading.Thread(target=run, name="pipeline-graph", daemon=True)
-        self.graph.start()
+        self.graph = waiting.run_in_thread(run, "pipeline-graph")
         try:
-            while self.graph.is_alive():
-                self.graph.join(0.1)
+            waiting.wait(self.graph)
         except KeyboardInterrupt:
             stop.set()
             raise
@@ -108,19 +108,18 @@ class Threads:
         meanwhile (it does not cut the wait short: their writes and markers must be over
         before the run gives up the output's lock)."""
         interrupted = False
-        while self.graph is not None and self.graph.is_alive():  # no task starts any more
-            try:
-                self.graph.join(0.1)
-            except KeyboardInterrupt:
-                interrupted = True
-        closer = threading.Thread(
-            target=self.pool.shutdown, kwargs={"wait": True, "cancel_futures": True}
-        )
-        closer.start()
+        graph = self.graph
+
+        def close() -> None:  # not on the main thread: its waits need not fear a Ctrl-C
+            if graph is not None:
+                graph.wait()  # Dask's scheduler ends once the blocks running have ended
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+        closed = waiting.run_in_thread(close, "pipeline-close")
         told = time.monotonic() + self.TELL_AFTER
-        while closer.is_alive():
+        while not closed.is_set():
             try:
-                closer.join(0.1)
+                waiting.wait(closed, 0.1)
             except KeyboardInterrupt:
                 interrupted = True
             if told and time.monotonic() > told:

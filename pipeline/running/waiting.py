@@ -1,0 +1,45 @@
+"""Waiting on the main thread, where a Ctrl-C may land at any moment.
+
+The command line turns SIGINT into a ``KeyboardInterrupt`` where the main thread is (see
+``cli._interrupt``), between any two bytecodes. ``threading.Event.wait`` and ``Thread.join`` run
+Python code around their locks: an interrupt that lands between a lock's release and its
+re-acquisition inside them leaves the ``with`` that holds it releasing a lock no one holds, and
+``RuntimeError: release unlocked lock`` replaces the Ctrl-C (seen once, in a fresh-clone test
+run, while a local cluster started). Here the main thread only reads a flag and sleeps; an
+interrupt in ``time.sleep`` leaves no lock behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+#: Seconds between two looks at the flag.
+STEP = 0.02
+
+
+def wait(event: threading.Event, timeout: float | None = None) -> bool:
+    """Wait until ``event`` is set, at most ``timeout`` seconds (None: no limit); whether it
+    is set. Raises ``KeyboardInterrupt`` (a Ctrl-C) with no lock left held or released."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not event.is_set():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(STEP)
+    return True
+
+
+def run_in_thread(target: object, name: str) -> threading.Event:
+    """Start ``target()`` on a daemon thread named ``name``; the event set once it has
+    returned or raised (what the main thread waits for, with :func:`wait`, instead of
+    ``Thread.join``)."""
+    done = threading.Event()
+
+    def body() -> None:
+        try:
+            target()  # type: ignore[operator]
+        finally:
+            done.set()
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return done
