@@ -215,11 +215,27 @@ class DaskWorkers:
         saving = performance_report(filename=self.report) if self.report else None
         with saving or contextlib.nullcontext():
             futures = self.client.get(dsk, keys, sync=False)
+            outcome: list[BaseException] = []
+            given_up = threading.Event()
+
+            def results() -> None:
+                # on a thread of its own: as_completed waits on a Condition, which a Ctrl-C
+                # landing inside it can break (running/waiting.py); this thread gets none
+                try:
+                    for fut in as_completed(futures):
+                        if given_up.is_set():  # the run stopped: its results are not counted
+                            return
+                        each(_result(fut))
+                except BaseException as e:
+                    outcome.append(e)
+
             try:
-                for fut in as_completed(futures):
-                    each(_result(fut))
+                waiting.wait(waiting.run_in_thread(results, "pipeline-results"))
+                if outcome:
+                    raise outcome[0]
                 return _held_by(self.client, futures)
             except BaseException as e:
+                given_up.set()
                 with contextlib.suppress(Exception):  # the scheduler may be gone
                     self.client.cancel(futures)
                 if _lost_scheduler(e, self.client):
