@@ -169,3 +169,20 @@ def check_literal_keys(loc: Location) -> None:
     assert loc.read("dir 1/a0") == b"other" and loc.read("dir 1/cz") == b"other"
     loc.delete("dir 1", recursive=True)
     assert loc.list("") == []
+
+
+def tar_of_uncompressed(tmp: Path, x: np.ndarray, chunks: tuple[int, ...]) -> str:
+    """``x`` as a Zarr v2 array of uncompressed ``chunks`` (so a wrong byte is no decode
+    error), packed member by member with Python's tarfile into ``tmp/in.tar``; its URL."""
+    import tarfile
+
+    d = tmp / "in.zarr"
+    z = zarr.create_array(
+        store=str(d), shape=x.shape, chunks=chunks, dtype=x.dtype, zarr_format=2, compressors=None
+    )
+    z[...] = x
+    with tarfile.open(tmp / "in.tar", "w") as tf:
+        for f in sorted(d.rglob("*")):
+            if f.is_file():
+                tf.add(f, str(f.relative_to(d)))
+    return f"tar::file://{tmp}/in.tar"

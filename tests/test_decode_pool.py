@@ -114,24 +114,11 @@ def test_pooled_blocks_of_a_tar_archive_are_what_zarr_reads(tmp_path: Path) -> N
     """A store inside a tar file: a tar archive's members are read through one shared file
     position, so the pool's threads (or a worker's task threads) reading at once got each
     other's bytes, silently where the chunks are stored uncompressed."""
-    import tarfile
+    from tests.storekit import tar_of_uncompressed
 
     x = np.random.default_rng(3).standard_normal((200, 64)).astype(np.float32)
-    d = tmp_path / "in.zarr"
-    z = zarr.create_array(
-        store=str(d), shape=x.shape, chunks=(2, 64), dtype="f4", zarr_format=2, compressors=None
-    )
-    z[...] = x
-    with tarfile.open(tmp_path / "in.tar", "w") as tf:
-        for f in sorted(d.rglob("*")):
-            if f.is_file():
-                tf.add(f, str(f.relative_to(d)))
-    cfg = write_config(
-        tmp_path,
-        f"tar::file://{tmp_path}/in.tar",
-        tmp_path / "out.zarr",
-        chunking={"block": [40, 64]},
-    )
+    url = tar_of_uncompressed(tmp_path, x, (2, 64))
+    cfg = write_config(tmp_path, url, tmp_path / "out.zarr", chunking={"block": [40, 64]})
     src = dataclasses.replace(make_plan(load_config(cfg), MACHINES["cpu"]).source, decode_threads=8)
     for _ in range(3):
         for index in grid.iter_indices(grid.grid_shape(x.shape, src.block)):

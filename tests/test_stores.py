@@ -27,7 +27,7 @@ from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_
 from pipeline.store.location import Location
 from tests.conftest import make_array, reference, write_config
 from tests.faultkit import refused
-from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
+from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, tar_of_uncompressed
 
 # --------------------------------------------------------------------------------------------
 # Names with glob characters.
@@ -133,20 +133,9 @@ def test_tar_input_end_to_end(tmp_path, cli) -> None:
     reads at once (Zarr's, which fetches a region's chunks together; a run's task threads)
     got each other's bytes, silently. Zarr's reads through the location and the run's output
     are the archived values, and the archive is never modified."""
-    import tarfile
-
     x = np.random.default_rng(5).standard_normal((400, 64)).astype(np.float32)
-    d = tmp_path / "in.zarr"
-    z = zarr.create_array(
-        store=str(d), shape=x.shape, chunks=(2, 64), dtype="f4", zarr_format=2, compressors=None
-    )
-    z[...] = x
-    with tarfile.open(tmp_path / "in.tar", "w") as tf:
-        for f in sorted(d.rglob("*")):
-            if f.is_file():
-                tf.add(f, str(f.relative_to(d)))
+    url = tar_of_uncompressed(tmp_path, x, (2, 64))
     before = hashlib.sha256((tmp_path / "in.tar").read_bytes()).hexdigest()
-    url = f"tar::file://{tmp_path}/in.tar"
     for _ in range(3):
         src = zarr.open_array(store=Location.of(url).zarr_store(read_only=True), mode="r")
         assert np.array_equal(src[...], x)

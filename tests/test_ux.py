@@ -212,25 +212,33 @@ def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> Non
     assert rc == 0, err
 
 
-def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path, small) -> None:
-    """``pipeline run cfg | head -2``: the reader of the standard output is gone before the
-    summary is printed. The command says nothing more (no error line, no traceback), ends
-    with a shell's status for a process that SIGPIPE ended (141), and its output is complete."""
-    from tests.conftest import read_array, reference
+def _run_without_a_reader(tmp_path: Path, cfg: Path, *extra: str) -> str:
+    """``pipeline run cfg`` whose standard output's reader leaves before anything is printed;
+    its stderr, once it has ended with status 141 (asserted)."""
     from tests.faultkit import env
 
-    x, cfg = small
     with subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env(),
         cwd=tmp_path,
     ) as p:
         assert p.stdout is not None and p.stderr is not None
-        p.stdout.close()  # the reader leaves before anything is printed
+        p.stdout.close()  # the reader leaves
         err = p.stderr.read().decode()
         assert p.wait(timeout=300) == 141, err
+    return err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path, small) -> None:
+    """``pipeline run cfg | head -2``: the reader of the standard output is gone before the
+    summary is printed. The command says nothing more (no error line, no traceback), ends
+    with a shell's status for a process that SIGPIPE ended (141), and its output is complete."""
+    from tests.conftest import read_array, reference
+
+    x, cfg = small
+    err = _run_without_a_reader(tmp_path, cfg)
     assert "error" not in err and "Traceback" not in err, err
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
     import zarr
@@ -293,20 +301,7 @@ def test_a_config_given_as_a_pipe_is_read_once(tmp_path: Path) -> None:
 def test_a_reader_that_leaves_early_still_gets_the_summary_json(tmp_path: Path, small) -> None:
     """``pipeline run cfg --summary-json s.json | head -1``: the table's reader is gone, the
     summary's file is still written (it was not: the table's BrokenPipeError came first)."""
-    from tests.faultkit import env
-
     _, cfg = small
     summary = tmp_path / "summary.json"
-    with subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
-        + ["--summary-json", str(summary)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env(),
-        cwd=tmp_path,
-    ) as p:
-        assert p.stdout is not None and p.stderr is not None
-        p.stdout.close()
-        err = p.stderr.read().decode()
-        assert p.wait(timeout=300) == 141, err
+    _run_without_a_reader(tmp_path, cfg, "--summary-json", str(summary))
     assert json.loads(summary.read_text())["status"] == "complete"
