@@ -161,8 +161,8 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     return be.from_host(out)
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (its threads, the pool)
+_POOL_LOCK = threading.Lock()
 _READ_BUFFER = threading.local()
 
 
@@ -170,14 +170,13 @@ def _decode_pool(threads: int) -> ThreadPoolExecutor:
     """This process's pool of ``threads`` decoding threads (made on first use, in the worker).
     A run that asks for another size (a warm worker's next run) replaces it: the old pool's
     threads end once their queued units are done, and their read buffers with them."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(threads)
-        if pool is None:
-            for old in _POOLS.values():
-                old.shutdown(wait=False)
-            _POOLS.clear()
-            pool = _POOLS[threads] = ThreadPoolExecutor(threads, "pipeline-decode")
-        return pool
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != threads:
+            if _POOL is not None:
+                _POOL[1].shutdown(wait=False)
+            _POOL = (threads, ThreadPoolExecutor(threads, "pipeline-decode"))
+        return _POOL[1]
 
 
 def _submit(threads: int, fn: Callable[[Any], Any], arg: Any) -> Future:
