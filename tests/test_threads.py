@@ -1,7 +1,7 @@
 """A small local CPU run on Dask's threaded scheduler, in its own process, without distributed.
 
-Which runs go there is :func:`pipeline.running.workers.on_threads`'s to say: local, the CPU
-backend, workers that are threads of this process (protocol inproc), no dashboard, no
+Which runs go there is :meth:`pipeline.planning.plan.ClusterPlan.on_threads`'s to say: local,
+the CPU backend, workers that are threads of this process (protocol inproc), no dashboard, no
 performance report. Checks that are about what a command loaded run it in a fresh interpreter
 (``python -c`` calling the command line's ``main``, then printing ``sys.modules``); failures
 are real (a damaged chunk, an address space too small for a block), and so are the signals.
@@ -26,7 +26,7 @@ import yaml
 from pipeline.config import load_config
 from pipeline.errors import ChunkError
 from pipeline.planning import ClusterPlan, plan_here
-from pipeline.running import threads, workers
+from pipeline.running import threads
 from tests.conftest import STAGES, generated_config, read_array, reference, write_config
 from tests.faultkit import (
     env,
@@ -110,12 +110,12 @@ def _cluster(**changes: Any) -> ClusterPlan:
 
 
 def test_only_a_local_cpu_run_of_threads_without_dashboard_or_report_is_on_threads() -> None:
-    assert workers.on_threads(_cluster())
-    assert not workers.on_threads(_cluster(), report=True)
-    assert not workers.on_threads(_cluster(dashboard=":0"))
-    assert not workers.on_threads(_cluster(protocol="tcp"))
-    assert not workers.on_threads(_cluster(scheduler="tcp://127.0.0.1:8786", protocol="auto"))
-    assert not workers.on_threads(_cluster(backend="gpu", gpus=(0,)))
+    assert _cluster().on_threads()
+    assert not _cluster().on_threads(report=True)
+    assert not _cluster(dashboard=":0").on_threads()
+    assert not _cluster(protocol="tcp").on_threads()
+    assert not _cluster(scheduler="tcp://127.0.0.1:8786", protocol="auto").on_threads()
+    assert not _cluster(backend="gpu", gpus=(0,)).on_threads()
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_a_threads_run_loads_no_distributed_and_writes_what_numpy_computes(
     """The run's output is, bit for bit, NumPy's chain over zarr-python's read of the input;
     the summary has its phases, one worker (this process) and this process's peak memory."""
     cfg = _rows_config(tmp_path, 24)
-    assert workers.on_threads(plan_here(load_config(cfg)).cluster)
+    assert plan_here(load_config(cfg)).cluster.on_threads()
     got, err = _command("run", cfg, "--summary-json", tmp_path / "s.json", cwd=tmp_path)
     assert got == {"rc": 0, "distributed": False}, err
     want = expected(read_array(tmp_path / "in.zarr"))
@@ -166,7 +166,7 @@ def test_generating_an_input_then_running_on_threads_loads_no_distributed(
 
 def test_a_damaged_chunk_is_the_chunk_error_naming_it(tmp_path: Path) -> None:
     cfg = _rows_config(tmp_path, 8)
-    assert workers.on_threads(plan_here(load_config(cfg)).cluster)
+    assert plan_here(load_config(cfg)).cluster.on_threads()
     key = "c/3/0"
     (tmp_path / "in.zarr" / key).write_bytes(b"not a zstd frame")
     e = refused("run", cfg)
@@ -261,7 +261,7 @@ def test_a_dashboard_or_worker_processes_still_run_on_distributed(
     tmp_path: Path, cluster: dict, scheme: str
 ) -> None:
     cfg = _rows_config(tmp_path, 12, **cluster)
-    assert not workers.on_threads(plan_here(load_config(cfg)).cluster)
+    assert not plan_here(load_config(cfg)).cluster.on_threads()
     got, err = _command("run", cfg, "--summary-json", tmp_path / "s.json", cwd=tmp_path)
     assert got == {"rc": 0, "distributed": True}, err
     s = json.loads((tmp_path / "s.json").read_text())

@@ -1,9 +1,9 @@
 """A run's tasks on threads of this process, under Dask's local threaded scheduler: no cluster,
 and no ``distributed``.
 
-A small local CPU run (which ones: :func:`pipeline.running.workers.on_threads`) needs no
-scheduler, no worker and no connection: a pool of threads of the run's own process writes its
-blocks. ``dask.threaded.get``, on a thread of its own, runs the graph of
+A small local CPU run (which ones: :meth:`pipeline.planning.plan.ClusterPlan.on_threads`)
+needs no scheduler, no worker and no connection: a pool of threads of the run's own process
+writes its blocks. ``dask.threaded.get``, on a thread of its own, runs the graph of
 :mod:`pipeline.running.graph` on that pool, at most one task per thread at a time, and its
 ``posttask`` callback hands each block's result to the run as the block ends; the run's main
 thread only waits. A task's error comes out of the wait as the task raised it; so does Ctrl-C

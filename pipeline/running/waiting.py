@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 #: Seconds between two looks at the flag.
 STEP = 0.02
@@ -29,7 +31,7 @@ def wait(event: threading.Event, timeout: float | None = None) -> bool:
     return True
 
 
-def run_in_thread(target: object, name: str) -> threading.Event:
+def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
     """Start ``target()`` on a daemon thread named ``name``; the event set once it has
     returned or raised (what the main thread waits for, with :func:`wait`, instead of
     ``Thread.join``)."""
@@ -37,7 +39,7 @@ def run_in_thread(target: object, name: str) -> threading.Event:
 
     def body() -> None:
         try:
-            target()  # type: ignore[operator]
+            target()
         finally:
             done.set()
 

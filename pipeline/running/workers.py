@@ -1,5 +1,6 @@
 """Who runs a run's tasks: threads of this process, or a Dask cluster; the one place that
-decides which (:func:`on_threads`), for ``run`` and ``generate`` alike.
+decides which (:meth:`ClusterPlan.on_threads`, in :func:`local_workers`), for ``run`` and
+``generate`` alike.
 
 Threads of this process (:mod:`pipeline.running.threads`, Dask's threaded scheduler) need no
 scheduler, no worker process, no connection and no import of ``distributed`` (0.7-0.85 s on
@@ -42,22 +43,16 @@ class Workers(Protocol):
         ...
 
 
-def on_threads(p: ClusterPlan, report: bool = False) -> bool:
-    """Whether the tasks of a run on ``p`` are threads of this process under Dask's threaded
-    scheduler rather than a Dask cluster's (:meth:`ClusterPlan.on_threads`)."""
-    return p.on_threads(report)
-
-
 @contextlib.contextmanager
 def local_workers(
     p: ClusterPlan, report: str | None = None, plugin: Callable[[], Any] | None = None
 ) -> Iterator[Workers]:
     """The workers of a local run on ``p``, started, and closed on every exit: threads of this
-    process where :func:`on_threads` says so, else a local Dask cluster
+    process where :meth:`ClusterPlan.on_threads` says so, else a local Dask cluster
     (:func:`pipeline.running.cluster.connect`, whose workers get the plugin ``plugin()``
     makes) that saves Dask's performance report to ``report``. Raises what starting them
     raises (:class:`~pipeline.errors.ClusterError`), ``KeyboardInterrupt`` on Ctrl-C."""
-    if on_threads(p, report=bool(report)):
+    if p.on_threads(report=bool(report)):
         with threads.start(p.workers * p.threads_per_worker, p.backend) as here:
             yield here
         return
