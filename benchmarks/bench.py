@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import ceilings, checks, clusters, data, machine, peers, pipelines, report, stats
 from benchmarks.report import Figure, Results
 from benchmarks.timing import Clock
+from pipeline.reporting.summary import phases_text
 
 #: Sections a run can leave out (``--skip``) and extra ones it can add (``--with``).
 SECTIONS = ("ceilings", "e2e", "cpu", "peers", "warm", "naive")
@@ -182,10 +183,10 @@ class Bench:
         out = self.out(w, f"{prefix}-{backend}")
         run = pipelines.command_run(self.doc(w, out, backend), self.root / f"cmd-{w.key}")
         s = run.summary
-        note = f"{s['workers']} x {s['threads_per_worker']} threads; " + ", ".join(
-            f"{k} {s['seconds'][k]:.2f}"
-            for k in ("plan", "cluster", "compute", "finish", "total")
-            if k in s["seconds"]
+        note = (
+            f"{s['workers']} x {s['threads_per_worker']} threads; "
+            + phases_text(s["seconds"])
+            + f", total {s['seconds']['total']:.2f}"
         )
         label = f"pipeline ({backend})"
         wall = Figure(

@@ -218,6 +218,7 @@ def _leave(status: int) -> NoReturn:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    args.program = argv is None  # this process is the command, started for it
     _setup_logging(args)
     try:
         return _dispatch(args)
@@ -407,6 +408,20 @@ def _start_dask(args: argparse.Namespace, config: Any) -> None:
     _quiet_dask(args)
 
 
+def seconds_since_start() -> float | None:
+    """Seconds since this process started, to 10 ms (Linux: its start in ``/proc/self/stat``
+    against ``/proc/uptime``, both counted from boot); None where they cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
@@ -418,7 +433,11 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         progress="none" if args.quiet and args.progress == "auto" else args.progress,
         interval=args.progress_interval,
     )
+    started = seconds_since_start() if args.program else None  # not a caller's process's age
     summary = run(config, opts)
+    if started is not None:  # the command's own start counts, as its user sees it
+        summary.seconds["start"] = started
+        summary.seconds["total"] += started
     try:
         print_rows(summary.rows(), "run summary")
     finally:  # also where the reader of the table has left (`| head`): the file is asked for

@@ -9,7 +9,7 @@ on stdout, the moment the run ended. So each run splits into::
     plan     the summary's plan phase
     cluster  the summary's cluster phase (start, workers set up)
     compute  the summary's compute phase
-    close    the run's end (finish, cluster closed) to the summary printed
+    close    the summary's close phase (the workers the run started, stopped)
     exit     the summary printed to the process gone
     fixed    wall minus compute (issue 17's fixed cost)
 
@@ -119,7 +119,7 @@ def one_run(python: str, config: Path) -> dict[str, float]:
         "plan": s["plan"],
         "cluster": s["cluster"],
         "compute": s["compute"],
-        "close": t_end - start - s["total"],
+        "close": s["close"],
         "exit": wall - t_end,
         "cpu": cpu,
     }

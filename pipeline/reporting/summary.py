@@ -96,12 +96,7 @@ class Summary:
                 f" stored), out {format_bytes(self.bytes_out)} "
                 f"({format_bytes(self.stored_bytes_written)} stored)",
             ),
-            (
-                "time",
-                f"{s.get('total', 0):.2f} s total: plan {s.get('plan', 0):.2f}, cluster "
-                f"{s.get('cluster', 0):.2f}, compute {s.get('compute', 0):.2f}, finish "
-                f"{s.get('finish', 0):.2f}",
-            ),
+            ("time", f"{s.get('total', 0):.2f} s total: " + phases_text(s)),
             ("throughput", f"{self.gbps_in:.2f} GB/s of input (compute phase)"),
             (
                 "task time",
@@ -145,6 +140,19 @@ def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
     else:
         bound = ""
     return frac, bound
+
+
+#: The phases of a run, in order (``Summary.seconds``): ``start`` the command line's own
+#: start (process start to the run's, its imports and the config), set by the command line
+#: only; ``close`` the stop of the workers the run started.
+PHASES = ("start", "plan", "cluster", "compute", "finish", "close")
+
+
+def phases_text(seconds: dict[str, float]) -> str:
+    """``plan 0.52, cluster 2.40, ...``: the phases ``seconds`` has, in order (plan, cluster,
+    compute and finish always, as 0.00 when absent)."""
+    always = ("plan", "cluster", "compute", "finish")
+    return ", ".join(f"{k} {seconds.get(k, 0):.2f}" for k in PHASES if k in seconds or k in always)
 
 
 def summarise(
