@@ -56,6 +56,9 @@ docs: $(ENV)  ## regenerate README's config reference from the schema (tests/tes
 	$(PY) -m pipeline schema --update README.md
 
 bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_ARGS=--quick on a CPU
+	@# the checkout's bytecode, as pip installs a package's: where PYTHONDONTWRITEBYTECODE is set
+	@# (the GPU host), every process would compile every module of the pipeline again
+	$(PY) -m compileall -q pipeline benchmarks > /dev/null
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
