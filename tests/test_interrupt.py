@@ -234,3 +234,43 @@ def test_workers_stop_with_no_heartbeat_traceback(capfd) -> None:
         wait_until(lambda: len(asked) == 2, timeout=120)  # both wait for their answer now
     _, err = capfd.readouterr()
     assert "heartbeat" not in err and "Traceback" not in err, err
+
+
+def test_a_client_call_made_for_the_main_thread_runs_on_its_own_and_yields_to_ctrl_c() -> None:
+    """``waiting.call``, through which the run makes distributed's blocking client calls (a
+    worker's peaks, a plugin, a connection): the call runs on another thread, its result or its
+    error comes back as it was, and a Ctrl-C lands in the main thread's wait (a sleep, no lock
+    of the call's), not inside the call, which goes on to its end on its own thread."""
+    import os
+    import signal
+    import threading
+
+    from pipeline.running import waiting
+
+    main = threading.current_thread()
+    assert waiting.call(lambda: threading.current_thread() is not main, "t-result") is True
+    error = ValueError("from the call")
+
+    def fails() -> None:
+        raise error
+
+    with pytest.raises(ValueError) as raised:
+        waiting.call(fails, "t-error")
+    assert raised.value is error
+
+    ended = threading.Event()
+
+    def slow() -> str:
+        time.sleep(1.0)
+        ended.set()
+        return "done"
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            waiting.call(slow, "t-interrupted")
+        assert not ended.is_set()  # the wait gave way; the call had not ended
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert ended.wait(30)  # and it ends on its own thread

@@ -172,12 +172,12 @@ def _read_peaks(dask_worker: Any) -> dict[str, int]:
 
 
 def reset_peaks(client: Client) -> None:
-    client.run(_reset_peaks)
+    waiting.call(lambda: client.run(_reset_peaks), "pipeline-peaks")
 
 
 def read_peaks(client: Client) -> dict[str, dict[str, int]]:
     """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
-    return client.run(_read_peaks)
+    return waiting.call(lambda: client.run(_read_peaks), "pipeline-peaks")
 
 
 class DaskWorkers:
@@ -271,7 +271,7 @@ def _held_by(client: Client, futures: list) -> dict[str, int]:
     """{worker address: results it holds}: where each task ran, before they are released."""
     counts: dict[str, int] = {}
     with contextlib.suppress(Exception):  # a statistic: never fail finished work over it
-        for holders in client.who_has(futures).values():
+        for holders in waiting.call(lambda: client.who_has(futures), "pipeline-who-has").values():
             if holders:
                 counts[holders[0]] = counts.get(holders[0], 0) + 1
     return dict(sorted(counts.items()))
@@ -313,9 +313,8 @@ def connect(
     if plan_cluster.scheduler != "local":
         client = join(plan_cluster.scheduler, plan_cluster.timeout)
         try:
-            client.register_plugin(
-                plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
-            )
+            setup = plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
+            waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
             yield client
         finally:
             with contextlib.suppress(Exception):
@@ -514,7 +513,9 @@ def join(address: str, timeout: float) -> Client:
             reason="not-scheduler",
         )
     try:
-        client = Client(where, timeout=f"{max(left(), 0.1)}s")
+        client = waiting.call(
+            lambda: Client(where, timeout=f"{max(left(), 0.1)}s"), "pipeline-connect"
+        )
     except (OSError, TimeoutError) as e:
         raise ClusterError(
             f"cannot connect to the Dask scheduler at {address} within {timeout:g} s ({e}); "
@@ -524,7 +525,9 @@ def join(address: str, timeout: float) -> Client:
             timeout=timeout,
         ) from None
     try:
-        client.wait_for_workers(1, timeout=max(left(), 0.1))
+        waiting.call(
+            lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)), "pipeline-connect"
+        )
     except TimeoutError:
         client.close()
         raise ClusterError(
@@ -657,7 +660,7 @@ def held_device_memory(client: Client) -> dict[str, int]:
 
     held: dict[str, int] = {}
     with contextlib.suppress(Exception):
-        for got in client.run(held_device_bytes).values():
+        for got in waiting.call(lambda: client.run(held_device_bytes), "pipeline-held").values():
             if got is not None:
                 held[got[0]] = held.get(got[0], 0) + got[1]
     return held

@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, InputError, Interrupted
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
+from pipeline.running import waiting
 from pipeline.running.output import check_writable
 from pipeline.running.tasks import write_unit
 from pipeline.running.workers import Workers, local_workers
@@ -124,7 +125,8 @@ def _joined(cp: ClusterPlan) -> Iterator[Workers]:
 
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
-        client.register_plugin(cluster.PipelineSetup(cp.backend, None))
+        setup = cluster.PipelineSetup(cp.backend, None)
+        waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
         yield cluster.DaskWorkers(client, cp.scheduler)
     finally:
         client.close()

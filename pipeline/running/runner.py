@@ -34,7 +34,7 @@ from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
-from pipeline.running import graph, output
+from pipeline.running import graph, output, waiting
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS
 from pipeline.running.workers import Workers, local_workers
@@ -74,7 +74,9 @@ def plan_run(config: Config) -> Plan:
 def plan_joined(config: Config, client: Any) -> Plan:
     """The plan of a run on the cluster ``client`` is joined to: sized for its weakest
     worker, with its workers and (the fewest) threads."""
-    facts = facts_from_workers(list(client.run(worker_facts).values()))
+    facts = facts_from_workers(
+        list(waiting.call(lambda: client.run(worker_facts), "pipeline-facts").values())
+    )
     workers = client.scheduler_info()["workers"]
     threads = min(w["nthreads"] for w in workers.values())
     return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
@@ -143,7 +145,8 @@ def _registered(client: Any, plan: Plan, report: str | None) -> Connect:
 
     @contextlib.contextmanager
     def connect() -> Iterator[Workers]:
-        client.register_plugin(setup_plugin(plan))
+        setup = setup_plugin(plan)
+        waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
         yield cluster.DaskWorkers(client, plan.cluster.scheduler, report)
 
     return connect

@@ -14,7 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: Seconds between two looks at the flag.
 STEP = 0.02
@@ -45,3 +47,25 @@ def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
 
     threading.Thread(target=body, name=name, daemon=True).start()
     return done
+
+
+def call(fn: Callable[[], T], name: str) -> T:
+    """``fn()`` run on a thread of its own while this thread waits (:func:`wait`); its result,
+    or its exception raised here. For distributed's blocking ``Client`` calls (``run``,
+    ``who_has``, ``register_plugin``, a connection), which wait with ``Event.wait`` in the
+    caller's thread: from the main thread, a Ctrl-C landing inside that wait could turn into
+    ``RuntimeError: release unlocked lock``. An interrupted caller leaves ``fn`` to end on its
+    own thread (a daemon), its result unused."""
+    out: list[Any] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:
+            error.append(e)
+
+    wait(run_in_thread(body, name))
+    if error:
+        raise error[0]
+    return out[0]  # type: ignore[no-any-return]
