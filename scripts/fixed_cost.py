@@ -2,11 +2,11 @@
 
 Each run is a new ``python -m pipeline run CONFIG -v --progress none`` process, timed from
 outside (``/usr/bin/time`` where there is one). Its summary (``--summary-json``) gives the
-phases; its ``run summary`` line on stdout, the moment the run ended. So each run splits
-into::
+phases; its first ``plan:`` debug line, the moment the plan was made; its ``run summary`` line
+on stdout, the moment the run ended. So each run splits into::
 
-    start    the summary's start phase: process start to the run's (interpreter, imports, config)
-    plan     the summary's plan phase (with the checks before a write)
+    start    process start to the run's clock (interpreter, imports, config, input check)
+    plan     the summary's plan phase
     cluster  the summary's cluster phase (start, workers set up)
     compute  the summary's compute phase
     close    the summary's close phase (the workers the run started, stopped)
@@ -92,24 +92,26 @@ def one_run(python: str, config: Path) -> dict[str, float]:
             cmd = [timer, "-f", "%e %U %S", "-o", str(times), *cmd]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        t_end = None
+        t_plan = t_end = None
         lines = []
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
             now = time.perf_counter() - t0
+            if t_plan is None and line.startswith("plan: "):
+                t_plan = now
             if t_end is None and line.startswith("run summary"):
                 t_end = now
         proc.wait()
         wall = time.perf_counter() - t0
-        if proc.returncode or t_end is None:
+        if proc.returncode or t_plan is None or t_end is None:
             sys.exit("".join(lines) + f"\nthe run failed (exit status {proc.returncode})")
         s: dict[str, Any] = json.loads(summary.read_text())["seconds"]
         cpu = float("nan")
         if timer:
             elapsed, user, system = map(float, times.read_text().split()[-3:])
             wall, cpu = elapsed, user + system
-    start = s["start"]  # the command's own figure (its process's age when the run began)
+    start = t_plan - s["plan"]
     return {
         "wall": wall,
         "fixed": wall - s["compute"],

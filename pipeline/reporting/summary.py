@@ -144,11 +144,8 @@ def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
 
 #: The phases of a run, in order (``Summary.seconds``): ``start`` the command line's own
 #: start (process start to the run's, its imports and the config), set by the command line
-#: only; ``plan`` the plan and the checks before anything is written; ``output`` a fresh
-#: start's creation of the output (an old one's files deleted first); ``close`` the stop of
-#: the workers the run started. ``total`` runs from the first phase's start to the last's end,
-#: the few moments between them included (the output's lock, the written blocks looked up).
-PHASES = ("start", "plan", "cluster", "output", "compute", "finish", "close")
+#: only; ``close`` the stop of the workers the run started.
+PHASES = ("start", "plan", "cluster", "compute", "finish", "close")
 
 
 def phases_text(seconds: dict[str, float]) -> str:
