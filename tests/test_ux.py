@@ -382,3 +382,32 @@ def test_an_input_made_first_is_a_phase_of_the_command(tmp_path: Path) -> None:
     r = _pipeline("run", cfg, "--overwrite", "--summary-json", summary, "--progress", "none")
     assert r.returncode == 0, r.stderr
     assert "generate" not in json.loads(summary.read_text())["seconds"]
+
+
+def test_fixed_cost_splits_a_command_into_the_summary_s_phases(tmp_path: Path, small) -> None:
+    """``scripts/fixed_cost.py``: every phase of the summary is a figure of its own (finish
+    was in none), and the phases and the exit add up to the wall time it measured."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import fixed_cost
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from pipeline.reporting.summary import PHASES
+
+    assert fixed_cost.PHASES == PHASES
+    _, cfg = small
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    r = subprocess.run(
+        [sys.executable, ROOT / "scripts" / "fixed_cost.py", cfg, "--runs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("run 1: "))
+    words = line.removeprefix("run 1: ").split()
+    figures = {k: float(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+    assert set(figures) == {"wall", "fixed", *PHASES, "exit", "cpu"}
+    parts = [figures[k] for k in (*PHASES, "exit")]
+    assert sum(parts) == pytest.approx(figures["wall"], abs=0.005 * len(parts))  # 2 decimals
