@@ -177,9 +177,14 @@ def test_plan_says_what_run_would_do_with_an_existing_output(tmp_path, cli, smal
 
 
 def _pipeline(*args: str | Path) -> subprocess.CompletedProcess:
+    return _python("-m", "pipeline", *args)
+
+
+def _python(*args: str | Path) -> subprocess.CompletedProcess:
+    """A Python process of this checkout's package, run to its end."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
+        [sys.executable, *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -396,14 +401,7 @@ def test_fixed_cost_splits_a_command_into_the_summary_s_phases(tmp_path: Path, s
 
     assert fixed_cost.PHASES == PHASES
     _, cfg = small
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    r = subprocess.run(
-        [sys.executable, ROOT / "scripts" / "fixed_cost.py", cfg, "--runs", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    r = _python(ROOT / "scripts" / "fixed_cost.py", cfg, "--runs", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("run 1: "))
     words = line.removeprefix("run 1: ").split()
@@ -411,3 +409,17 @@ def test_fixed_cost_splits_a_command_into_the_summary_s_phases(tmp_path: Path, s
     assert set(figures) == {"wall", "fixed", *PHASES, "exit", "cpu"}
     parts = [figures[k] for k in (*PHASES, "exit")]
     assert sum(parts) == pytest.approx(figures["wall"], abs=0.005 * len(parts))  # 2 decimals
+
+
+def test_a_process_started_for_something_else_has_no_start_phase(tmp_path: Path, small) -> None:
+    """``main()`` called with ``sys.argv`` set, in a process that was started for other work
+    (a notebook's ``%run -m pipeline run ...``): the process's age is not the command's start."""
+    _, cfg = small
+    summary = tmp_path / "summary.json"
+    argv = ["pipeline", "run", str(cfg), "--summary-json", str(summary), "--progress", "none"]
+    code = f"import sys; sys.argv = {argv!r}; from pipeline.cli import main; main()"
+    r = _python("-c", code)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(summary.read_text())["seconds"]
+    assert "start" not in s and "compute" in s
+    _phases_tile(s)
