@@ -365,6 +365,7 @@ def test_the_phases_of_a_run_leave_no_time_out(tmp_path: Path, cli) -> None:
     rc, _, err = cli("run", cfg, "--resume", "--summary-json", summary, "--progress", "none")
     s = json.loads(summary.read_text())
     assert rc == 0 and s["status"] == "complete (nothing to do)", err
+    assert set(s["seconds"]) == {"plan", "finish", "close", "total"}  # no cluster started
     _phases_tile(s["seconds"])
 
 

@@ -185,6 +185,7 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             log.warning(
                 "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
             )
+            t_finish = time.perf_counter()
             summary = summarise(
                 plan,
                 {},
@@ -192,10 +193,12 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
                 0,
                 plan.n_blocks,
                 t_start,
-                {"plan": time.perf_counter() - t_start},
+                {"plan": t_finish - t_start},
                 None,
                 "complete (nothing to do)",
             )
+            # making the summary (the library versions, the hardware) is this run's finish
+            summary.seconds["finish"] = time.perf_counter() - t_finish
         else:
             summary = _execute(plan, start, connect, options, t_start)
     return _closed(summary, t_begin, t_start)
