@@ -393,16 +393,14 @@ def test_an_input_made_first_is_a_phase_of_the_command(tmp_path: Path) -> None:
 def test_fixed_cost_splits_a_command_into_the_summary_s_phases(tmp_path: Path, small) -> None:
     """``scripts/fixed_cost.py``: every phase of the summary is a figure of its own (finish
     was in none), and the phases and the exit add up to the wall time it measured."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import fixed_cost
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    import runpy
+
     from pipeline.reporting.summary import PHASES
 
-    assert fixed_cost.PHASES == PHASES
+    script = ROOT / "scripts" / "fixed_cost.py"
+    assert runpy.run_path(str(script), run_name="fixed_cost")["PHASES"] == PHASES
     _, cfg = small
-    r = _python(ROOT / "scripts" / "fixed_cost.py", cfg, "--runs", "1")
+    r = _python(script, cfg, "--runs", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("run 1: "))
     words = line.removeprefix("run 1: ").split()
