@@ -218,7 +218,7 @@ def _leave(status: int) -> NoReturn:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    args.program = argv is None  # this process is the command, started for it
+    args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
     try:
         return _dispatch(args)
@@ -406,6 +406,15 @@ def _start_dask(args: argparse.Namespace, config: Any) -> None:
 
     fork_server.start_for(config)
     _quiet_dask(args)
+
+
+def _started_for_the_command() -> bool:
+    """Whether this process was started to run the command in ``sys.argv`` (``python -m
+    pipeline ...``, the ``pipeline`` script), not for something else that calls :func:`main`
+    later (a notebook's ``%run -m pipeline ...``): its own command line ends with the
+    command's arguments."""
+    args = sys.argv[1:]
+    return sys.orig_argv[len(sys.orig_argv) - len(args) :] == args
 
 
 def seconds_since_start() -> float | None:

@@ -1,17 +1,21 @@
 """The fixed cost of ``pipeline run CONFIG`` as a user counts it: cold processes, start to exit.
 
-Each run is a new ``python -m pipeline run CONFIG -v --progress none`` process, timed from
+Each run is a new ``python -m pipeline run CONFIG --progress none`` process, timed from
 outside (``/usr/bin/time`` where there is one). Its summary (``--summary-json``) gives the
-phases; its first ``plan:`` debug line, the moment the plan was made; its ``run summary`` line
-on stdout, the moment the run ended. So each run splits into::
+phases, which follow each other from the process's start (see
+``pipeline.reporting.summary.PHASES``; a phase the run did not have is 0). So each run splits
+into::
 
-    start    process start to the run's clock (interpreter, imports, config, input check)
-    plan     the summary's plan phase
-    cluster  the summary's cluster phase (start, workers set up)
-    compute  the summary's compute phase
-    close    the summary's close phase (the workers the run started, stopped)
-    exit     the summary printed to the process gone
-    fixed    wall minus compute (issue 17's fixed cost)
+    start     process start to the run's clock (interpreter, imports, config)
+    generate  the input made first (input.generate.when_missing)
+    plan      the plan, the checks and the output's lock
+    cluster   the workers started or joined
+    prepare   the output made ready (a replaced one deleted, the new one created)
+    compute   the summary's compute phase
+    finish    every block checked, the output marked complete
+    close     the workers the run started, stopped
+    exit      the rest of the wall time: the summary printed, the process gone
+    fixed     wall minus compute (issue 17's fixed cost)
 
 Usage (medians and ranges of N runs; ``--set`` changes the config, as dotted keys)::
 
@@ -38,7 +42,10 @@ from typing import Any
 
 import yaml
 
-FIGURES = ("wall", "fixed", "start", "plan", "cluster", "compute", "close", "exit", "cpu")
+#: The summary's phases: a copy of ``pipeline.reporting.summary.PHASES`` (the package is not
+#: on this script's path; tests/test_ux.py checks that the two agree).
+PHASES = ("start", "generate", "plan", "cluster", "prepare", "compute", "finish", "close")
+FIGURES = ("wall", "fixed", *PHASES, "exit", "cpu")
 
 
 def main() -> int:
@@ -85,42 +92,27 @@ def one_run(python: str, config: Path) -> dict[str, float]:
     """One cold run of the command; its figures in seconds (see the module's docstring)."""
     with tempfile.TemporaryDirectory() as d:
         summary, times = Path(d) / "summary.json", Path(d) / "time"
-        cmd = [python, "-m", "pipeline", "run", str(config), "-v", "--progress", "none"]
+        cmd = [python, "-m", "pipeline", "run", str(config), "--progress", "none"]
         cmd += ["--summary-json", str(summary)]
         timer = shutil.which("time")  # GNU time: the process's wall and CPU time
         if timer:
             cmd = [timer, "-f", "%e %U %S", "-o", str(times), *cmd]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        t_plan = t_end = None
-        lines = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            now = time.perf_counter() - t0
-            if t_plan is None and line.startswith("plan: "):
-                t_plan = now
-            if t_end is None and line.startswith("run summary"):
-                t_end = now
-        proc.wait()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wall = time.perf_counter() - t0
-        if proc.returncode or t_plan is None or t_end is None:
-            sys.exit("".join(lines) + f"\nthe run failed (exit status {proc.returncode})")
+        if proc.returncode:
+            sys.exit(proc.stdout + f"\nthe run failed (exit status {proc.returncode})")
         s: dict[str, Any] = json.loads(summary.read_text())["seconds"]
         cpu = float("nan")
         if timer:
             elapsed, user, system = map(float, times.read_text().split()[-3:])
             wall, cpu = elapsed, user + system
-    start = t_plan - s["plan"]
+    phases = {k: s.get(k, 0.0) for k in PHASES}
     return {
         "wall": wall,
         "fixed": wall - s["compute"],
-        "start": start,
-        "plan": s["plan"],
-        "cluster": s["cluster"],
-        "compute": s["compute"],
-        "close": s["close"],
-        "exit": wall - t_end,
+        **phases,
+        "exit": wall - s["total"],
         "cpu": cpu,
     }
 

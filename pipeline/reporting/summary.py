@@ -142,10 +142,15 @@ def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
     return frac, bound
 
 
-#: The phases of a run, in order (``Summary.seconds``): ``start`` the command line's own
-#: start (process start to the run's, its imports and the config), set by the command line
-#: only; ``close`` the stop of the workers the run started.
-PHASES = ("start", "plan", "cluster", "compute", "finish", "close")
+#: The phases of a run, in order (``Summary.seconds``), one after the other, with no time
+#: between them (the total is their sum): ``start`` the command line's own start (process
+#: start to the run's, its imports and the config), set by the command line only; ``generate``
+#: the input made first (``input.generate.when_missing``), where it was; ``plan`` the plan,
+#: the checks and the output's lock; ``cluster`` the workers started or joined; ``prepare``
+#: the output made ready (a replaced one deleted, the new one created, or a resumed one's
+#: record read); ``compute``; ``finish`` (every block checked, the output marked complete);
+#: ``close`` the stop of the workers the run started.
+PHASES = ("start", "generate", "plan", "cluster", "prepare", "compute", "finish", "close")
 
 
 def phases_text(seconds: dict[str, float]) -> str:

@@ -177,29 +177,48 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
-    t_start = time.perf_counter()
-    if _generate_if_missing(config, options.progress):
-        t_start = time.perf_counter()  # the run's own clock starts after the input exists
+    t_begin = time.perf_counter()
+    # the run's own clock starts once the input exists; its making is a phase of its own
+    made = _generate_if_missing(config, options.progress)
+    t_start = time.perf_counter() if made else t_begin
     config = output.recorded_block(with_output_array(config), options.resume)
     with _planned(config, client, options.report) as (plan, connect):
-        t_plan = time.perf_counter() - t_start
         start = _check(plan, options)
         if start == "done":
             log.warning(
                 "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
             )
-            return summarise(
+            t_finish = time.perf_counter()
+            summary = summarise(
                 plan,
                 {},
                 {},
                 0,
                 plan.n_blocks,
                 t_start,
-                {"plan": t_plan},
+                {"plan": t_finish - t_start},
                 None,
                 "complete (nothing to do)",
             )
-        return _execute(plan, start, connect, options, t_start, t_plan)
+            # making the summary (the library versions, the hardware) is this run's finish
+            summary.seconds["finish"] = time.perf_counter() - t_finish
+        else:
+            summary = _execute(plan, start, connect, options, t_start)
+    return _closed(summary, t_begin, t_start)
+
+
+def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
+    """``summary``, whose phases follow each other from ``t_start``, with the time since its
+    last as its ``close`` phase (the workers this run started stopped, a joined scheduler's
+    client closed) and the input's making before ``t_start`` as its ``generate`` phase (where
+    it was made): its total runs from ``t_begin`` to now, the sum of its phases."""
+    s = summary.seconds
+    t_end = time.perf_counter()
+    s["close"] = t_end - t_start - sum(v for k, v in s.items() if k != "total")
+    if t_start > t_begin:
+        s["generate"] = t_start - t_begin
+    s["total"] = t_end - t_begin
+    return summary
 
 
 def _generate_if_missing(config: Config, progress: str) -> bool:
@@ -239,11 +258,12 @@ def _check(plan: Plan, options: RunOptions) -> str:
 
 
 def _execute(
-    plan: Plan, start: str, connect: Connect, options: RunOptions, t_start: float, t_plan: float
+    plan: Plan, start: str, connect: Connect, options: RunOptions, t_start: float
 ) -> Summary:
     """Take the output's lock, start the cluster, create the output (on a fresh start),
     compute and finish. A failure before the output exists leaves no trace; after, the lock
-    is given up and the output stays resumable."""
+    is given up and the output stays resumable. The phases from ``t_start`` (the run's
+    clock) follow each other, with no time between them."""
     ledger = plan.sink.ledger
     assert ledger is not None
     ledger.acquire()  # before anything is written: a second run stops here
@@ -251,8 +271,10 @@ def _execute(
     finished = False
     try:
         t0 = time.perf_counter()
+        seconds = {"plan": t0 - t_start}  # its checks and the lock too
         with connect() as workers:
-            seconds = {"plan": t_plan, "cluster": time.perf_counter() - t0}
+            t1 = time.perf_counter()
+            seconds["cluster"] = t1 - t0
             dashboard = _dashboard(workers, plan)
             if dashboard:
                 log.info("dashboard: %s", dashboard)
@@ -260,15 +282,12 @@ def _execute(
                 exists = True
                 output.create(plan)
             summary = _compute_and_finish(
-                workers, plan, start, options, t_start, seconds, dashboard
+                workers, plan, start, options, (t_start, t1), seconds, dashboard
             )
             finished = True
-            t0 = time.perf_counter()
-        # the workers this run started are stopped (a local GPU cluster: its CUDA contexts and
-        # page-locked memory given back, 0.8-1.2 s on the H200 host); a cluster joined or given
-        # is left running, and takes no time here
-        summary.seconds["close"] = time.perf_counter() - t0
-        summary.seconds["total"] += summary.seconds["close"]
+        # leaving stops the workers this run started (a local GPU cluster: its CUDA contexts
+        # and page-locked memory given back, 0.8-1.2 s on the H200 host), the close phase; a
+        # cluster joined or given is left running, and takes no time here
         return summary
     except OSError as e:
         full = disk_full(e, plan.output.location.join(plan.output.path))
@@ -288,20 +307,22 @@ def _compute_and_finish(
     plan: Plan,
     start: str,
     options: RunOptions,
-    t_start: float,
+    clock: tuple[float, float],
     seconds: dict[str, float],
     dashboard: str | None,
 ) -> Summary:
     """Compute the blocks not yet written, check that every block is recorded, then mark the
-    output complete; the run's summary."""
+    output complete; the run's summary. ``clock``: the run's start and the end of its last
+    phase (the output made ready since is the ``prepare`` phase)."""
+    t_start, t_ready = clock
     all_blocks = list(grid.iter_indices(plan.block_grid))
     done = _already_written(plan, start, all_blocks)
     pending = [b for b in all_blocks if b not in done]
     workers.reset_peaks()
-    t0 = time.perf_counter()
+    t_compute = time.perf_counter()
     totals, per_worker = _compute(workers, plan, pending, options)
-    seconds = {**seconds, "compute": time.perf_counter() - t0}
-    t0 = time.perf_counter()
+    t_finish = time.perf_counter()
+    seconds = {**seconds, "prepare": t_compute - t_ready, "compute": t_finish - t_compute}
     _check_recorded(plan, all_blocks)
     summary = summarise(
         plan,
@@ -318,7 +339,7 @@ def _compute_and_finish(
     whole = _whole_counts(plan, totals, [b for b in all_blocks if b in done], len(pending))
     summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
     output.mark_complete(plan, whole, summary.seconds.get("compute", 0.0))
-    summary.seconds["finish"] = time.perf_counter() - t0
+    summary.seconds["finish"] = time.perf_counter() - t_finish
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
 
