@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
@@ -418,17 +419,17 @@ def _started_for_the_command() -> bool:
 
 
 def seconds_since_start() -> float | None:
-    """Seconds since this process started, to 10 ms (Linux: its start in ``/proc/self/stat``
-    against ``/proc/uptime``, both counted from boot); None where they cannot be read."""
+    """Seconds since this process started, to 10 ms (Linux: its start in ``/proc/self/stat``,
+    in clock ticks since boot, against the kernel's own clock since boot, which a container's
+    made-up ``/proc/uptime`` does not change); None where they cannot be read or disagree."""
     try:
         with open("/proc/self/stat") as f:
             stat = f.read()
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
         ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
-        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):  # not Linux
         return None
+    return age if age >= 0 else None
 
 
 def _run(args: argparse.Namespace, config: Any) -> int:
