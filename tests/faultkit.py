@@ -76,12 +76,19 @@ def cli_process(
     )
 
 
-def markers(output: Path) -> int:
-    """Blocks the run record of ``output`` marks as written."""
+def marker_names(output: Path) -> list[str]:
+    """The names of the blocks the run record of ``output`` marks as written ('0.3'): its
+    markers, not the hidden file of a marker whose write a kill cut short (``.NAME.tmp-...``,
+    which the run never reads)."""
     try:
-        return len(os.listdir(output / ".pipeline" / "done"))
+        return sorted(n for n in os.listdir(output / ".pipeline" / "done") if not n.startswith("."))
     except FileNotFoundError:
-        return 0
+        return []
+
+
+def markers(output: Path) -> int:
+    """How many blocks the run record of ``output`` marks as written (:func:`marker_names`)."""
+    return len(marker_names(output))
 
 
 def wait_for_markers(

@@ -31,6 +31,7 @@ from tests.faultkit import (
     file_states,
     kill_procs,
     many_blocks_input,
+    marker_names,
     markers,
     one_line_error,
     refused,
@@ -118,7 +119,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
 def _chunk_files_of_done_blocks(output: Path) -> dict[str, tuple[int, int, bytes]]:
     """(mtime, inode, bytes) of the shard file of every block marked as written."""
     states = file_states(output)
-    keys = ["c/" + m.name.replace(".", "/") for m in (output / ".pipeline" / "done").iterdir()]
+    keys = ["c/" + name.replace(".", "/") for name in marker_names(output)]
     return {k: states[k] for k in keys}
 
 
