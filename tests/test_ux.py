@@ -362,11 +362,13 @@ def test_the_phases_of_a_run_leave_no_time_out(tmp_path: Path, cli) -> None:
         rc, _, err = cli("run", cfg, "--summary-json", summary, "--progress", "none")
         assert rc == 0, err
         _phases_tile(json.loads(summary.read_text())["seconds"])
-    rc, _, err = cli("run", cfg, "--resume", "--summary-json", summary, "--progress", "none")
+    rc, out, err = cli("run", cfg, "--resume", "--summary-json", summary, "--progress", "none")
     s = json.loads(summary.read_text())
     assert rc == 0 and s["status"] == "complete (nothing to do)", err
     assert set(s["seconds"]) == {"plan", "finish", "close", "total"}  # no cluster started
     _phases_tile(s["seconds"])
+    # and the table says why no task time is shown, rather than an empty row
+    assert re.search(r"task time +— \(no block was computed in this run\)", out), out
 
 
 def test_an_input_made_first_is_a_phase_of_the_command(tmp_path: Path) -> None:

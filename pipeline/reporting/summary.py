@@ -100,8 +100,11 @@ class Summary:
             ("throughput", f"{self.gbps_in:.2f} GB/s of input (compute phase)"),
             (
                 "task time",
-                ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
-                + (f" — {self.bound_by}" if self.bound_by else ""),
+                (
+                    ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
+                    + (f" — {self.bound_by}" if self.bound_by else "")
+                )
+                or "— (no block was computed in this run)",
             ),
             ("peak device memory", peak_dev),
             ("peak host memory", self._host_memory()),
