@@ -193,8 +193,8 @@ class DaskWorkers:
 
     @property
     def dashboard(self) -> str | None:
-        try:
-            return str(self.client.dashboard_link)
+        try:  # a joined scheduler's link is asked of it (a blocking call)
+            return waiting.call(lambda: str(self.client.dashboard_link), "pipeline-dashboard")
         except Exception:
             return None
 
@@ -210,10 +210,9 @@ class DaskWorkers:
         cancelled; a task's error is raised as the task raised it, workers that kept dying
         running a task as ClusterError (``reason`` 'workers-died', ``task``), a lost
         scheduler as ClusterError (``reason`` 'lost', ``address``)."""
-        from distributed import as_completed, performance_report
+        from distributed import as_completed
 
-        saving = performance_report(filename=self.report) if self.report else None
-        with saving or contextlib.nullcontext():
+        with _performance_report(self.report):
             futures = self.client.get(dsk, keys, sync=False)
             outcome: list[BaseException] = []
             given_up = threading.Event()
@@ -237,7 +236,7 @@ class DaskWorkers:
             except BaseException as e:
                 given_up.set()
                 with contextlib.suppress(Exception):  # the scheduler may be gone
-                    self.client.cancel(futures)
+                    waiting.call(lambda: self.client.cancel(futures), "pipeline-cancel")
                 if _lost_scheduler(e, self.client):
                     raise ClusterError(
                         f"lost the Dask scheduler ({self._name()}) during the work "
@@ -250,6 +249,24 @@ class DaskWorkers:
 
     def _name(self) -> str:
         return "the local cluster's" if self.scheduler == "local" else self.scheduler
+
+
+@contextlib.contextmanager
+def _performance_report(path: str | None) -> Iterator[None]:
+    """Dask's performance report of what runs inside, saved to ``path`` (none when None). Its
+    start and its fetch from the scheduler (seconds) are blocking client calls, made off the
+    main thread (:func:`pipeline.running.waiting.call`)."""
+    if not path:
+        yield
+        return
+    from distributed import performance_report
+
+    saving = performance_report(filename=path)
+    waiting.call(saving.__enter__, "pipeline-report")
+    try:
+        yield
+    finally:
+        waiting.call(lambda: saving.__exit__(None, None, None), "pipeline-report")
 
 
 def _result(fut: Any) -> Any:

@@ -77,9 +77,15 @@ def plan_joined(config: Config, client: Any) -> Plan:
     facts = facts_from_workers(
         list(waiting.call(lambda: client.run(worker_facts), "pipeline-facts").values())
     )
-    workers = client.scheduler_info()["workers"]
+    workers = _scheduler_workers(client)
     threads = min(w["nthreads"] for w in workers.values())
     return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
+
+
+def _scheduler_workers(client: Any) -> dict[str, Any]:
+    """{worker address: what the scheduler knows of it (``nthreads``, ...)}, asked off the
+    main thread (:func:`pipeline.running.waiting.call`)."""
+    return waiting.call(lambda: client.scheduler_info()["workers"], "pipeline-workers")
 
 
 def setup_plugin(plan: Plan) -> PipelineSetup:
@@ -120,7 +126,7 @@ def _planned(
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client)
-        workers = client.scheduler_info()["workers"]
+        workers = _scheduler_workers(client)
         plan = make_plan(
             config,
             Facts.local(want_gpu=config.backend != "cpu").plus_held(held),

@@ -11,6 +11,7 @@ interrupt in ``time.sleep`` leaves no lock behind.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -50,18 +51,21 @@ def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
 
 
 def call(fn: Callable[[], T], name: str) -> T:
-    """``fn()`` run on a thread of its own while this thread waits (:func:`wait`); its result,
-    or its exception raised here. For distributed's blocking ``Client`` calls (``run``,
-    ``who_has``, ``register_plugin``, a connection), which wait with ``Event.wait`` in the
-    caller's thread: from the main thread, a Ctrl-C landing inside that wait could turn into
-    ``RuntimeError: release unlocked lock``. An interrupted caller leaves ``fn`` to end on its
-    own thread (a daemon), its result unused."""
+    """``fn()`` run on a thread of its own (in a copy of this thread's context) while this
+    thread waits (:func:`wait`); its result, or its exception raised here. For distributed's
+    blocking ``Client`` calls (``run``, ``who_has``, ``register_plugin``, ``scheduler_info``,
+    a performance report, a connection), which wait with ``Event.wait`` in the caller's thread:
+    from the main thread, a Ctrl-C landing inside that wait could turn into ``RuntimeError:
+    release unlocked lock``. An interrupted caller leaves ``fn`` to end on its own thread (a
+    daemon), its result unused. The context's copy keeps what the caller made current (e.g.
+    a client's ``as_current()``, which ``get_client()`` reads)."""
     out: list[Any] = []
     error: list[BaseException] = []
+    context = contextvars.copy_context()
 
     def body() -> None:
         try:
-            out.append(fn())
+            out.append(context.run(fn))
         except BaseException as e:
             error.append(e)
 
