@@ -367,7 +367,7 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
         try:
             p = plan_joined(config, client)
         finally:
-            client.close()
+            cluster.close_client(client)
     else:
         p = plan_here(config)
     plan_rows = describe(p, report=bool(getattr(args, "report", None)))

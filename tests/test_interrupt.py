@@ -274,3 +274,32 @@ def test_a_client_call_made_for_the_main_thread_runs_on_its_own_and_yields_to_ct
     finally:
         signal.signal(signal.SIGINT, before)
     assert ended.wait(30)  # and it ends on its own thread
+
+
+def test_a_close_made_for_the_main_thread_ends_before_its_ctrl_c() -> None:
+    """``waiting.call(..., to_the_end=True)``, through which the run closes its clients and a
+    local cluster: a Ctrl-C during it is raised only once the close has ended (a close cut
+    short would leave workers running), and a close's error comes second to it."""
+    import os
+    import signal
+    import threading
+
+    from pipeline.running import waiting
+
+    ended = threading.Event()
+
+    def slow_close() -> None:
+        time.sleep(1.0)
+        ended.set()
+        raise OSError("the scheduler is gone")
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            waiting.call(slow_close, "t-close", to_the_end=True)
+        assert ended.is_set()  # raised only once the close had ended
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with pytest.raises(OSError):
+        waiting.call(slow_close, "t-close-error", to_the_end=True)

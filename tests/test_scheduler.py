@@ -276,3 +276,66 @@ def test_cli_ends_in_one_line_within_the_timeout(tmp_path, command, server) -> N
     assert proc.returncode == 1, proc.stderr
     assert address in one_line_error(proc.stderr)
     assert not (tmp_path / "out.zarr").exists()
+
+
+@contextlib.contextmanager
+def _main_thread_waits_in_distributed() -> Iterator[list[str]]:
+    """Every ``Condition.wait`` this (the main) thread enters from inside distributed's code
+    meanwhile, each as its innermost frames: a blocking client call made here, whose wait a
+    Ctrl-C can break (``RuntimeError: release unlocked lock``, running/waiting.py). Seen with
+    a profile function, which Python calls for this thread only."""
+    import traceback
+
+    seen: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        if (
+            event != "call"
+            or code.co_name != "wait"
+            or not code.co_filename.endswith(f"{os.sep}threading.py")
+        ):
+            return
+        if not isinstance(frame.f_locals.get("self"), threading.Condition):
+            return
+        stack = traceback.extract_stack(frame)
+        if any(f"{os.sep}distributed{os.sep}" in f.filename for f in stack):
+            seen.append(" <- ".join(f"{Path(f.filename).name}:{f.name}" for f in stack[::-1][:8]))
+
+    before = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(before)
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run", "run --report", "plan", "generate", "run local"],
+    ids=lambda c: c.replace(" --", "-").replace(" ", "-"),
+)
+def test_no_blocking_client_call_on_the_main_thread(tmp_path, cli, scheduler, command) -> None:
+    """A command on a joined scheduler makes distributed's blocking client calls (its workers'
+    facts and threads, the plugin, the dashboard's link, the performance report, the results'
+    holders, the peaks, the client's close) off the main thread, where a Ctrl-C lands
+    (running/waiting.py); so does a run on a local cluster of worker processes (its close)."""
+    x = np.random.default_rng(6).standard_normal((60, 40)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (10, 40))
+    generate = {"shape": [60, 40], "chunks": [10, 40], "dtype": "float32", "seed": 1}
+    cfg = write_config(
+        tmp_path,
+        tmp_path / ("gen.zarr" if command == "generate" else "in.zarr"),
+        tmp_path / "out.zarr",
+        chunking={"target_bytes": 3200},
+        cluster={"scheduler": scheduler, "timeout": 60}
+        if command != "run local"
+        else {"workers": 1, "protocol": "tcp"},
+        **({"input": {"generate": generate}} if command == "generate" else {}),
+    )
+    name, *more = command.split()
+    extra = [*more, str(tmp_path / "report.html")] if more == ["--report"] else []
+    with _main_thread_waits_in_distributed() as seen:
+        rc, _, err = cli(name, cfg, *extra)
+    assert rc == 0, err
+    assert seen == [], "\n".join(seen)

@@ -334,8 +334,7 @@ def connect(
             waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
             yield client
         finally:
-            with contextlib.suppress(Exception):
-                client.close(timeout=10)
+            close_client(client)
         return
     level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
     setup = _with_sigint(plugin) or PipelineSetup(
@@ -447,18 +446,25 @@ class _Startup:
 
 
 def _to_the_end(step: Callable[[], Any]) -> bool:
-    """Run ``step`` (idempotent) until it ends without a Ctrl-C; its other errors are logged at
-    debug level and dropped (closing goes on). Whether a Ctrl-C interrupted it."""
-    interrupted = False
-    while True:
-        try:
-            step()
-            return interrupted
-        except KeyboardInterrupt:
-            interrupted = True
-        except Exception as e:
-            log.debug("closing the cluster: %s: %s", type(e).__name__, e)
-            return interrupted
+    """Run ``step`` to its end on a thread of its own (its waits are distributed's, which a
+    Ctrl-C landing inside them could break: running/waiting.py), even when a Ctrl-C interrupts
+    the wait for it; its errors are logged at debug level and dropped (closing goes on).
+    Whether a Ctrl-C came meanwhile."""
+    try:
+        waiting.call(step, "pipeline-close", to_the_end=True)
+    except KeyboardInterrupt:
+        return True
+    except Exception as e:
+        log.debug("closing the cluster: %s: %s", type(e).__name__, e)
+    return False
+
+
+def close_client(client: Client, timeout: float = 10) -> None:
+    """Close ``client`` (of a joined scheduler) to its end, off the main thread; its errors
+    dropped (the scheduler may be gone). Raises ``KeyboardInterrupt`` once it is closed when a
+    Ctrl-C came meanwhile (after a finished run, as a local cluster's close does)."""
+    with contextlib.suppress(Exception):
+        waiting.call(lambda: client.close(timeout=timeout), "pipeline-close", to_the_end=True)
 
 
 def _stop_local(client: Client | None, cluster: Any) -> bool:
@@ -546,7 +552,7 @@ def join(address: str, timeout: float) -> Client:
             lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)), "pipeline-connect"
         )
     except TimeoutError:
-        client.close()
+        close_client(client)
         raise ClusterError(
             f"the scheduler at {address} has no workers; start some with "
             f"`dask worker {address}` or `dask cuda worker {address}`",

@@ -129,7 +129,7 @@ def _joined(cp: ClusterPlan) -> Iterator[Workers]:
         waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
         yield cluster.DaskWorkers(client, cp.scheduler)
     finally:
-        client.close()
+        cluster.close_client(client)
 
 
 def create_input(config: Config, backend: str) -> GenSpec:

@@ -141,8 +141,7 @@ def _planned(
         plan = plan_joined(config, client)
         yield plan, _registered(client, plan, report)
     finally:
-        with contextlib.suppress(Exception):
-            client.close(timeout=10)
+        cluster.close_client(client)
 
 
 def _registered(client: Any, plan: Plan, report: str | None) -> Connect:

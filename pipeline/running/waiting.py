@@ -50,15 +50,17 @@ def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
     return done
 
 
-def call(fn: Callable[[], T], name: str) -> T:
+def call(fn: Callable[[], T], name: str, to_the_end: bool = False) -> T:
     """``fn()`` run on a thread of its own (in a copy of this thread's context) while this
     thread waits (:func:`wait`); its result, or its exception raised here. For distributed's
     blocking ``Client`` calls (``run``, ``who_has``, ``register_plugin``, ``scheduler_info``,
-    a performance report, a connection), which wait with ``Event.wait`` in the caller's thread:
-    from the main thread, a Ctrl-C landing inside that wait could turn into ``RuntimeError:
-    release unlocked lock``. An interrupted caller leaves ``fn`` to end on its own thread (a
-    daemon), its result unused. The context's copy keeps what the caller made current (e.g.
-    a client's ``as_current()``, which ``get_client()`` reads)."""
+    ``close``, a performance report, a connection), which wait with ``Event.wait`` in the
+    caller's thread: from the main thread, a Ctrl-C landing inside that wait could turn into
+    ``RuntimeError: release unlocked lock``. An interrupted caller leaves ``fn`` to end on its
+    own thread (a daemon), its result unused; with ``to_the_end`` it waits on for ``fn``'s
+    end (a close must not be cut short), then raises the ``KeyboardInterrupt``. The context's
+    copy keeps what the caller made current (e.g. a client's ``as_current()``, which
+    ``get_client()`` reads)."""
     out: list[Any] = []
     error: list[BaseException] = []
     context = contextvars.copy_context()
@@ -69,7 +71,18 @@ def call(fn: Callable[[], T], name: str) -> T:
         except BaseException as e:
             error.append(e)
 
-    wait(run_in_thread(body, name))
+    done = run_in_thread(body, name)
+    interrupted = False
+    while True:
+        try:
+            wait(done)
+            break
+        except KeyboardInterrupt:
+            if not to_the_end:
+                raise
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
     if error:
         raise error[0]
     return out[0]  # type: ignore[no-any-return]
