@@ -403,3 +403,55 @@ def test_a_warm_clusters_own_device_memory_counts_as_free(tmp_path) -> None:
         again = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
         assert again.status == "complete"
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+@pytest.mark.parametrize(
+    ("compressor", "block", "per_thread"),
+    [("zstd", 64, 1), ("blosc", 64, 1), ("blosc", 8, 2)],
+    ids=["gpu-decode", "cpu-decode-pool", "cpu-decode-one-unit"],
+)
+def test_a_worker_page_locks_only_the_staging_its_threads_hold_at_once(
+    tmp_path, compressor, block, per_thread
+) -> None:
+    """A task's read step and its write step each give their page-locked staging back when
+    they end, so a worker's threads hold one buffer each where the GPU decodes (the stored
+    bytes, then the encoded frames) or the decoding pool fills the block, and two where a
+    task's own thread reads its one unit into one and decodes it into another (blocks of one
+    chunk: no pool). The plugin makes exactly those before the first task, no task makes
+    more, a second run reuses them, and the output is NumPy's to the bit."""
+    from dask_cuda import LocalCUDACluster
+    from distributed import Client
+
+    from pipeline.config import load_config
+    from pipeline.running.runner import RunOptions, run
+
+    x = np.random.default_rng(11).standard_normal((256, 4096)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (8, 4096), compressor=compressor)
+    threads = 2
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            backend="gpu",
+            chunking={"block": [block, 4096]},
+            cluster={"threads_per_worker": threads, "workers_per_gpu": 1, "dashboard": ""},
+        )
+    )
+
+    def made() -> int:
+        from pipeline.devices import gpu
+
+        return gpu.page_locked_buffers()
+
+    with (
+        LocalCUDACluster(n_workers=1, threads_per_worker=threads, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
+        first = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        assert first.status == "complete"
+        assert list(client.run(made).values()) == [per_thread * threads]
+        again = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
+        assert again.status == "complete"
+        assert list(client.run(made).values()) == [per_thread * threads]
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

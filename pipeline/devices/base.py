@@ -89,3 +89,9 @@ class Backend(Protocol):
 
     def synchronize(self) -> None:
         """Wait for this thread's device work."""
+
+    def release_host_buffers(self) -> None:
+        """A task's step is over: wait for this thread's device work, then let other steps and
+        threads reuse the host buffers it took (:meth:`host_buffer`, :meth:`host_array`). On
+        the GPU they go back to the worker's page-locked pool (page-locking is slow, so a
+        worker makes as few as its threads hold at once); the CPU backend keeps its own."""

@@ -85,6 +85,9 @@ class CpuBackend:
     def synchronize(self) -> None:
         pass
 
+    def release_host_buffers(self) -> None:
+        pass  # plain memory, cheap to keep: each thread reuses its own
+
 
 def encode_on_host(
     raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding

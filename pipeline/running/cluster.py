@@ -81,12 +81,14 @@ class PipelineSetup(WorkerPlugin):
         chain: Any = None,
         staging_bytes: int = 0,
         ignore_sigint: bool = False,
+        staging_per_thread: int = 2,
     ):
         self.backend = backend
         self.device_budget = device_budget
         self.interval = interval
         self.chain = chain
         self.staging_bytes = staging_bytes
+        self.staging_per_thread = staging_per_thread
         self.ignore_sigint = ignore_sigint
         #: the process that made it: a worker there (a cluster of threads, ``inproc``, or a
         #: caller's ``LocalCluster(processes=False)``) is the caller's, whose warnings are its own
@@ -102,8 +104,9 @@ class PipelineSetup(WorkerPlugin):
 
             gpu.setup(self.device_budget)
             if self.staging_bytes:
-                # read and encoded staging for every thread, and the chain's kernel
-                gpu.warm(self.chain, 2 * worker.state.nthreads, self.staging_bytes)
+                # the staging every thread holds at once, and the chain's kernel
+                buffers = self.staging_per_thread * worker.state.nthreads
+                gpu.warm(self.chain, buffers, self.staging_bytes)
         _quiet_task_errors()
         if os.getpid() != self.client_pid:  # the command line's own process ignores them itself
             from pipeline.store.codecs import ignore_filter_arithmetic_warnings

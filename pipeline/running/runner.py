@@ -36,7 +36,7 @@ from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import graph, output, waiting
 from pipeline.running.output import NONFINITE
-from pipeline.running.tasks import STATS
+from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.location import Location
@@ -101,6 +101,7 @@ def setup_plugin(plan: Plan) -> PipelineSetup:
         plan.cluster.device_budget,
         chain=plan.chain,
         staging_bytes=int(block_bytes * 1.05) + (1 << 20),
+        staging_per_thread=staging_per_thread(plan.source),
     )
 
 

@@ -130,8 +130,18 @@ def read_block(src: Source, block_index: Shape) -> Any:
         if src.unpacking is not None:
             with _timed("decode"):
                 out = src.unpacking.apply(out, be.xp)
-        be.synchronize()
+        be.release_host_buffers()  # the block is on its device: its staging is free
     return out
+
+
+def staging_per_thread(src: Source) -> int:
+    """The page-locked staging buffers one GPU task thread holds at once, since
+    :func:`read_block` and :func:`write_block` each release theirs when they end: two where the
+    task's own thread reads a block's stored units, one after another, into one buffer and
+    decodes them into another (the block); else one (the stored bytes the GPU decodes, or the
+    block the decoding pool or Zarr fills, then the block's encoded frames)."""
+    reads_and_decodes = src.direct and src.decode_on == "cpu" and src.decode_threads <= 1
+    return 2 if reads_and_decodes else 1
 
 
 def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
@@ -439,7 +449,7 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
             data = xp.zeros(info.unit, dtype=info.dtype)
             data[tuple(slice(0, e) for e in part.shape)] = part
         written += write_unit(be, sink, u, data)
-    be.synchronize()
+    be.release_host_buffers()  # every frame is written: the staging is free
     if sink.ledger is not None:
         counts = {"elements": int(y.size), "bytes_written": int(written)}
         counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
