@@ -322,3 +322,31 @@ def test_guard_refuses_keys_zarr_does_not_use(tmp_path) -> None:
     with pytest.raises(InputError) as e:
         check_reader_sees_chunks(_info_as(KeysWithoutPrefix, info))
     assert e.value.store == str(tmp_path / "in.zarr") and e.value.key == "c/0/0"
+
+
+def test_a_local_delete_removes_the_tree_and_never_follows_links(tmp_path: Path) -> None:
+    """``Location.delete(key, recursive=True)`` on a local store: every file under the key
+    goes, big ones (unlinked on several threads) and small ones, in nested folders; a
+    symbolic link inside is removed without touching what it points at, and a key that is
+    itself a link to a folder loses the link, not the folder's files."""
+    from pipeline.store.location import BIG_FILE
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.bin").write_bytes(b"k" * (BIG_FILE + 1))
+    root = tmp_path / "store"
+    tree = root / "arr" / "c"
+    for i in range(6):
+        (tree / str(i)).mkdir(parents=True)
+        (tree / str(i) / "big").write_bytes(bytes([i]) * (BIG_FILE + i))
+        (tree / str(i) / "small").write_bytes(b"s")
+    (tree / "0" / "to-folder").symlink_to(outside, target_is_directory=True)
+    (tree / "0" / "to-file").symlink_to(outside / "keep.bin")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    loc = Location.of(str(root))
+    loc.delete("arr/c", recursive=True)
+    loc.delete("linked", recursive=True)
+    loc.delete("absent", recursive=True)  # nothing there is fine
+    assert sorted(p.name for p in root.iterdir()) == ["arr"]
+    assert list((root / "arr").iterdir()) == []
+    assert (outside / "keep.bin").read_bytes() == b"k" * (BIG_FILE + 1)

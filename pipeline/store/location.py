@@ -244,11 +244,9 @@ class Location:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine."""
         path = self._path(key)
         if self.is_local:
-            if os.path.isdir(path):
-                import shutil
-
-                shutil.rmtree(path, ignore_errors=True)
-            elif os.path.exists(path):
+            if os.path.isdir(path) and not os.path.islink(path):
+                _remove_local_tree(path)
+            elif os.path.lexists(path):
                 os.remove(path)
             return
         _remove_literally(self.fs(), path, recursive)
@@ -349,6 +347,48 @@ def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
     if isinstance(fs, AbstractArchiveFileSystem) and not isinstance(fs, ZipFileSystem):
         return _ARCHIVE_READ_LOCK
     return contextlib.nullcontext()
+
+
+#: Files of at least this many bytes are unlinked on several threads (:func:`_remove_local_tree`).
+BIG_FILE = 1 << 20
+
+
+def _remove_local_tree(path: str) -> None:
+    """Delete the local directory ``path`` and everything under it; what is already gone is
+    fine. Its files of at least :data:`BIG_FILE` bytes are unlinked first, on up to 8 threads:
+    the kernel frees a file's pages in the thread that unlinks it. On the H200 host's tmpfs
+    (2026-11-30, .scratch/probe24.py, medians of 3), 8 GB in 500 files of 16 MB took 0.51 s
+    with ``shutil.rmtree`` and 0.12 s on 8 threads, while 16,000 empty files took 0.05 s with
+    it and 0.33 s on 8 threads, so small files are left to it. ``shutil.rmtree`` then removes
+    the rest; symbolic links are removed, never followed."""
+    import shutil
+
+    big: list[str] = []
+    folders = [path]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif (
+                        entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_size >= BIG_FILE
+                    ):
+                        big.append(entry.path)
+        except OSError:  # gone meanwhile, or unreadable: rmtree says what it can
+            continue
+    if len(big) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(8, len(big), os.cpu_count() or 1)) as pool:
+            list(pool.map(_unlink_if_there, big))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _unlink_if_there(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
