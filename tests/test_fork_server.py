@@ -104,6 +104,54 @@ def test_without_the_server_workers_are_spawned(tmp_path: Path) -> None:
     assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2
 
 
+ENDING = r"""
+import os, sys, time
+from pathlib import Path
+
+from pipeline.running import fork_server
+
+# a module the server imports before its own last one, whose exit hook would run in the
+# interpreter's teardown
+fork_server.PRELOAD = ("teardown_marker", *fork_server.PRELOAD)
+fork_server.start()
+imported = Path("imported")
+deadline = time.monotonic() + 120
+while not imported.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(imported.read_text(), flush=True)
+"""
+
+MARKER = """
+import atexit, os
+from pathlib import Path
+
+atexit.register(lambda: Path("torn-down").write_text("the server's teardown ran"))
+Path("imported").write_text(str(os.getpid()))
+"""
+
+
+def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path) -> None:
+    """Once the command that started it exits, the fork server ends with ``os._exit``
+    (``running/server_exit.py``): Python's teardown of the modules it preloaded, which the
+    exit hooks of those modules belong to, never runs, while the server holds the command's
+    standard output and error open."""
+    (tmp_path / "probe.py").write_text(ENDING)
+    (tmp_path / "teardown_marker.py").write_text(MARKER)
+    r = subprocess.run(
+        [sys.executable, "probe.py"],
+        capture_output=True,  # the server holds these open: this returns once it has ended
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    server = int(r.stdout.strip().splitlines()[-1])
+    assert not psutil.pid_exists(server) or psutil.Process(server).status() == "zombie"
+    assert (tmp_path / "imported").exists()
+    assert not (tmp_path / "torn-down").exists()
+
+
 def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:
     """``start_for`` starts it only for a local GPU cluster: a CPU config starts nothing."""
     cfg = tmp_path / "run.yaml"

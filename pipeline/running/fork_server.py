@@ -50,7 +50,7 @@ from collections.abc import Iterator
 from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
-from pipeline.running import waiting
+from pipeline.running import server_exit, waiting
 
 #: What a GPU worker imports before its first task (each import runs once, in the server).
 #: Not zarr: a worker reads and writes chunks without it (a worker of a CPU run of a v2 Blosc
@@ -64,6 +64,7 @@ PRELOAD = (
     "pipeline.devices.gpu",
     "pipeline.running.tasks",
     "pipeline.running.cluster",
+    "pipeline.running.server_exit",  # last: the server ends without the interpreter's teardown
 )
 
 _LOCK = threading.Lock()
@@ -146,6 +147,7 @@ def _start_blocked(error: list[BaseException]) -> None:
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         os.environ.update(pre_spawn_environ())
+        os.environ[server_exit.STARTED] = "1"
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
     except Exception as e:  # a speed-up only: the workers are spawned instead
