@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -63,14 +64,14 @@ if __name__ == "__main__":
 """
 
 
-def _probe(tmp_path: Path, mode: str) -> dict:
+def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     r = subprocess.run(
         [sys.executable, str(script), mode],
         capture_output=True,
         text=True,
-        env=env(),
+        env={**env(), **extra},
         cwd=tmp_path,
         timeout=300,
     )
@@ -147,9 +148,40 @@ def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path) -> No
     )
     assert r.returncode == 0, r.stderr
     server = int(r.stdout.strip().splitlines()[-1])
-    assert not psutil.pid_exists(server) or psutil.Process(server).status() == "zombie"
+    deadline = time.monotonic() + 60  # its pipes are closed: it is ending, if not gone yet
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(server)
     assert (tmp_path / "imported").exists()
     assert not (tmp_path / "torn-down").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_dask_config_that_sets_the_workers_environment_has_them_spawned(
+    tmp_path: Path,
+) -> None:
+    """The server starts with the environment distributed's own defaults give a worker,
+    before Dask's config is read. A user's Dask config that sets a variable of its own in
+    ``distributed.nanny.pre-spawn-environ`` (or another value for one of distributed's) is
+    found when the cluster starts: the workers are then spawned by their nannies, with the
+    environment the config gives them, not forked with the server's."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "d.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n"
+        "      MY_VAR: x\n      OMP_NUM_THREADS: 3\n"
+    )
+    got = _probe(tmp_path, "start", DASK_CONFIG=str(tmp_path / "cfg"))
+    assert any("multiprocessing.forkserver" in c for c in got["children"].values())
+    assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2, "forked with the wrong env"
+    assert got["wanted"]["MY_VAR"] == "x" and got["wanted"]["OMP_NUM_THREADS"] == "3"
+    for w in got["workers"]:
+        assert w["env"] == got["wanted"]
 
 
 def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ makes its own CUDA context after the fork, under the ``CUDA_VISIBLE_DEVICES`` it
 it. The environment distributed's nanny sets before it spawns a worker
 (``distributed.nanny.pre-spawn-environ``: allocator and thread-count variables, and a fixed
 ``PYTHONHASHSEED``) is set before the server starts, since a forked worker inherits the
-server's. The server holds SIGINT blocked and so do the workers it forks (see
+server's: distributed's own defaults, read without importing Dask (0.18-0.21 s); where the
+user's Dask config sets other values (read when the cluster starts), the workers are spawned
+instead. The server holds SIGINT blocked and so do the workers it forks (see
 ``running/cluster.py``: only the run's own process stops a run). It ends when the process that
 started it does. Only the cluster's start forks from it (:func:`forked_workers`): a worker its
 nanny restarts later is spawned, as distributed does by default.
@@ -46,7 +48,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
@@ -69,6 +71,9 @@ PRELOAD = (
 
 _LOCK = threading.Lock()
 _STARTED = False  # by this module, in this process
+#: (this process's environment before the server started, what the server was given); None
+#: where no server was started or its environment was found not to be the nanny's
+_GIVEN: tuple[dict[str, str], dict[str, str]] | None = None
 log = logging.getLogger("pipeline")
 
 
@@ -143,10 +148,17 @@ def start() -> None:
 
 
 def _start_blocked(error: list[BaseException]) -> None:
-    """On a thread of its own with SIGINT blocked, which the server's process inherits."""
+    """On a thread of its own with SIGINT blocked, which the server's process inherits. The
+    server gets the environment distributed's own defaults give a worker
+    (:func:`_defaults_environ`): the user's Dask config, which may change it, needs Dask's
+    import (0.18-0.21 s on the H200 host), so it is read later, by :func:`forked_workers`."""
+    global _GIVEN
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        os.environ.update(pre_spawn_environ())
+        before = dict(os.environ)
+        given = _as_the_nanny_reads(_distributed_defaults(), before)
+        os.environ.update(given)
+        _GIVEN = (before, given)
         os.environ[server_exit.STARTED] = "1"
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
@@ -154,29 +166,64 @@ def _start_blocked(error: list[BaseException]) -> None:
         error.append(e)
 
 
-def pre_spawn_environ() -> dict[str, str]:
+def pre_spawn_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables distributed's nanny sets before it starts a worker process: its
     configuration's ``distributed.nanny.pre-spawn-environ`` (the user's Dask config over
-    distributed's own defaults, read from its ``distributed.yaml`` without importing it; this
-    process's environment overrides a value), and ``PYTHONHASHSEED`` 6640 where the config sets
-    none (or 0): what ``distributed.nanny.Nanny`` computes as ``pre_spawn_env``."""
+    distributed's own defaults, read from its ``distributed.yaml`` without importing it;
+    ``environ``, by default this process's environment, overrides a value), and
+    ``PYTHONHASHSEED`` 6640 where the config sets none (or 0): what ``distributed.nanny.Nanny``
+    computes as ``pre_spawn_env``."""
     import dask.config
-    import yaml
 
-    spec = importlib.util.find_spec("distributed")  # found, not imported (1.5 s)
-    assert spec is not None and spec.submodule_search_locations
-    with open(os.path.join(spec.submodule_search_locations[0], "distributed.yaml")) as f:
-        defaults = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
     # the user's values over distributed's defaults, as Dask's config merges them once
     # distributed is imported
     env: dict[str, Any] = dask.config.merge(
-        defaults, dask.config.get("distributed.nanny.pre-spawn-environ", {})
+        _distributed_defaults(), dask.config.get("distributed.nanny.pre-spawn-environ", {})
     )
-    # as the nanny reads it: this process's own value of a variable wins, None unsets one
-    out = {str(k): os.environ.get(str(k), str(v)) for k, v in env.items() if v is not None}
+    return _as_the_nanny_reads(env, os.environ if environ is None else environ)
+
+
+def _distributed_defaults() -> dict[str, Any]:
+    """distributed's own ``distributed.nanny.pre-spawn-environ``, from its ``distributed.yaml``
+    (found, not imported: 1.5 s)."""
+    import yaml
+
+    spec = importlib.util.find_spec("distributed")
+    assert spec is not None and spec.submodule_search_locations
+    with open(os.path.join(spec.submodule_search_locations[0], "distributed.yaml")) as f:
+        defaults: dict[str, Any] = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
+    return defaults
+
+
+def _as_the_nanny_reads(env: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """``env``'s variables as the nanny sets them: the process's own value of a variable
+    (``environ``) wins, None unsets one, and ``PYTHONHASHSEED`` is 6640 where none (or 0) is
+    set."""
+    out = {str(k): environ.get(str(k), str(v)) for k, v in env.items() if v is not None}
     if out.get("PYTHONHASHSEED") in (None, "0"):
         out["PYTHONHASHSEED"] = "6640"
     return out
+
+
+def _server_usable() -> bool:
+    """Whether workers forked from the server get the environment the nanny would give them.
+    The server was given distributed's defaults; where the user's Dask config sets other
+    values, the environment this process had is put back, so that the nanny's spawned
+    workers get theirs, and the server is left unused (it ends with this process)."""
+    global _GIVEN
+    if _GIVEN is None:
+        return False
+    before, given = _GIVEN
+    if pre_spawn_environ(before) == given:
+        return True
+    for name in given:
+        if name in before:
+            os.environ[name] = before[name]
+        else:
+            os.environ.pop(name, None)
+    _GIVEN = None
+    log.debug("the Dask config sets the workers' environment: workers are spawned")
+    return False
 
 
 @contextlib.contextmanager
@@ -184,7 +231,7 @@ def forked_workers() -> Iterator[None]:
     """Within this block, distributed starts worker processes by forking them from the server
     this process started (:func:`start`); where it started none (an API caller's process), as
     distributed's config says (spawned, by default)."""
-    if not _STARTED:
+    if not _STARTED or not _server_usable():
         yield
         return
     import dask.config
