@@ -90,6 +90,7 @@ class Threads:
         try:
             waiting.wait(self.graph)
         except KeyboardInterrupt:
+            waiting.take()  # the close that follows waits for the blocks running, whatever comes
             stop.set()
             raise
         if outcome:
@@ -121,6 +122,7 @@ class Threads:
             try:
                 waiting.wait(closed, 0.1)
             except KeyboardInterrupt:
+                waiting.take()
                 interrupted = True
             if told and time.monotonic() > told:
                 told = 0.0
@@ -144,7 +146,9 @@ def start(threads: int, backend: str) -> Iterator[Threads]:
     workers = Threads(threads, backend)
     try:
         yield workers
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()
         workers.close()
         raise
     if workers.close():
