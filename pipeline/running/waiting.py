@@ -11,11 +11,11 @@ interrupt in ``time.sleep`` leaves no lock behind.
 An interrupt can also land where Python drops every exception (a garbage collector callback,
 such as distributed's ``GCDiagnosis._gc_callback``, a ``__del__``, a weakref callback: "Exception
 ignored in ..."): the run went on to its end (2 of 25 Ctrl-Cs of a local tcp run). So a signal's
-interrupt stays *pending* until the place that catches it *takes* it (:func:`take`: the
-clean-up begins there); the main thread's next wait step raises a pending one again
-(:func:`raise_pending`). Later signals raise again while it is pending, and are ignored once it
-is taken, so that the clean-up (blocks finished and marked, workers stopped, cluster closed) is
-not cut short.
+interrupt stays *pending* until it is *taken* (:func:`take`): as it leaves :func:`wait` (where
+nearly all of them land), or where the pipeline catches it and begins the clean-up; the main
+thread's next wait step raises a pending one again (:func:`raise_pending`). Later signals raise
+again while it is pending, and are ignored once it is taken, so that the clean-up (blocks
+finished and marked, workers stopped, cluster closed) is not cut short.
 """
 
 from __future__ import annotations
@@ -79,15 +79,21 @@ def reset() -> None:
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
     """Wait until ``event`` is set, at most ``timeout`` seconds (None: no limit); whether it
     is set. Raises ``KeyboardInterrupt`` (a Ctrl-C) with no lock left held or released, and
-    at each step a pending one that nothing took (:func:`raise_pending`)."""
+    at each step a pending one that nothing took (:func:`raise_pending`); either is taken
+    (:func:`take`) as it leaves: raised here, in the pipeline's own code, it goes on to the
+    clean-up that its callers begin, and a second signal must not cut that short."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        raise_pending()
-        if event.is_set():
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(STEP)
+    try:
+        while True:
+            raise_pending()
+            if event.is_set():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(STEP)
+    except KeyboardInterrupt:
+        take()
+        raise
 
 
 def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
