@@ -121,9 +121,8 @@ def call(fn: Callable[[], T], name: str, to_the_end: bool = False) -> T:
     ``RuntimeError: release unlocked lock``. An interrupted caller leaves ``fn`` to end on its
     own thread (a daemon), its result unused; with ``to_the_end`` it takes the interrupt
     (:func:`take`) and waits on for ``fn``'s end (a close must not be cut short), then raises
-    the ``KeyboardInterrupt``. The context's
-    copy keeps what the caller made current (e.g. a client's ``as_current()``, which
-    ``get_client()`` reads)."""
+    the ``KeyboardInterrupt``. The context's copy keeps what the caller made current (e.g. a
+    client's ``as_current()``, which ``get_client()`` reads)."""
     out: list[Any] = []
     error: list[BaseException] = []
     context = contextvars.copy_context()
