@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from pipeline._version import __version__
 from pipeline.errors import Interrupted, PipelineError
+from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
 
@@ -169,31 +170,25 @@ def _quiet_dask(args: argparse.Namespace) -> None:
             logging.getLogger(name).setLevel(level)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """The first Ctrl-C (SIGINT) or SIGTERM: ``KeyboardInterrupt`` where the main thread is,
-    which stops the run. The clean-up that follows (work cancelled, workers stopped, cluster
-    closed; each step bounded by a timeout) must not be cut short by the next one: that would
-    leave workers running and print tracebacks (``Exception ignored in atexit callback``). So
-    later signals are ignored until the process ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line; its exit status. ``argv`` None: this process is the program
     (``python -m pipeline``, the ``pipeline`` script), whose handling of SIGINT and SIGTERM lasts
-    until it exits; a list (a caller in Python, the tests): the handlers are restored after."""
+    until it exits; a list (a caller in Python, the tests): the handlers are restored after.
+    The first signal stops the command (:func:`pipeline.running.waiting.on_signal`: it is not
+    lost where Python drops its ``KeyboardInterrupt``); those after it do not cut its clean-up
+    short."""
     main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main_thread}
+    waiting.reset()  # this command's interrupt only
     for s in handlers:
-        signal.signal(s, _interrupt)
+        signal.signal(s, waiting.on_signal)
     try:
         status = _main(argv)
     finally:
         if argv is not None:
             for s, h in handlers.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
+            waiting.reset()  # none left for the caller's next command or pipeline.run
     if argv is None:
         _leave(status)
     return status
@@ -222,16 +217,20 @@ def _main(argv: list[str] | None) -> int:
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
     try:
-        return _dispatch(args)
+        status = _dispatch(args)
+        waiting.raise_pending()  # a signal whose interrupt was dropped after the last wait
+        return status
     except PipelineError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
+        waiting.take()  # its line is printed whole
         print(_interrupted(args, e.what, e.where), file=sys.stderr)
         return 130
     except KeyboardInterrupt:
+        waiting.take()
         print(_interrupted(args, args.command, ""), file=sys.stderr)
         return 130
     except BrokenPipeError as e:

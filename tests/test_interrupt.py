@@ -10,8 +10,11 @@ and again while the run stops. Every wait is on a condition, with bounds meant f
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +25,14 @@ import yaml
 from pipeline.planning import ClusterPlan
 from pipeline.running import cluster
 from tests.conftest import STAGES, make_array
-from tests.faultkit import env, many_blocks_input, markers, status, wait_for_markers
+from tests.faultkit import (
+    assert_same_stores,
+    env,
+    many_blocks_input,
+    markers,
+    status,
+    wait_for_markers,
+)
 from tests.terminal import Watched, at_terminal, pipeline_args, start, wait_until
 
 INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
@@ -98,6 +108,137 @@ def test_ctrl_c_stops_the_run_at_any_moment(work, moment: str, presses: int) -> 
     else:
         assert status(out) == "incomplete"
         assert 0 < markers(out) < ROWS
+
+
+#: ``python SCRIPT DIR ARGS...``: the command line ``pipeline ARGS...`` as its program, with a
+#: garbage collector callback (a place where Python drops every exception, as it dropped the
+#: ``KeyboardInterrupt`` of a Ctrl-C inside distributed's ``GCDiagnosis._gc_callback``). On
+#: SIGUSR1 the main thread collects; the callback then blocks there, says so (``DIR/inside``),
+#: and the next Ctrl-C lands in it; what Python drops is written to ``DIR/dropped``.
+_DROPS_A_CTRL_C = """
+import gc, signal, sys, threading, time
+from pathlib import Path
+
+def main():
+    here = Path(sys.argv[1])
+    armed = []
+
+    def collect(signum, frame):
+        armed.append(True)
+        gc.collect()
+
+    def blocks(phase, info):
+        main_thread = threading.current_thread() is threading.main_thread()
+        if phase != "start" or not armed or not main_thread:
+            return
+        armed.clear()
+        (here / "inside").touch()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # the Ctrl-C's KeyboardInterrupt is raised here
+            time.sleep(0.01)
+
+    def dropped(u):  # what Python prints as "Exception ignored in ..."
+        (here / "dropped").write_text(f"{u.exc_type.__name__} in {u.object!r}")
+
+    gc.callbacks.append(blocks)
+    sys.unraisablehook = dropped
+    signal.signal(signal.SIGUSR1, collect)
+    sys.argv[1:] = sys.argv[2:]
+    from pipeline.cli import main
+
+    main()
+
+if __name__ == "__main__":  # not in the worker processes, which import this module again
+    main()
+"""
+
+
+def _dropping_run(d: Path, *args: str | Path) -> Watched:
+    """``pipeline ARGS`` as :data:`_DROPS_A_CTRL_C` runs it, in a new process group, watched."""
+    (d / "drops.py").write_text(_DROPS_A_CTRL_C)
+    for name in ("inside", "dropped"):
+        (d / name).unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(d / "drops.py"), str(d), *map(str, args)],
+        env=env(),
+        cwd=str(d),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    return Watched(proc)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(work) -> Path:
+    """The output of an uninterrupted run of ``work``'s config, written where its runs write
+    (its fingerprint names the path), then set aside."""
+    d, cfg = work
+    out = d / "out.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    r = _quiet_run(cfg, d)
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(d / "ref.zarr", ignore_errors=True)
+    out.rename(d / "ref.zarr")
+    return d / "ref.zarr"
+
+
+@pytest.mark.timeout(900)  # three real runs, each a minute at worst on a loaded 2-core machine
+@pytest.mark.parametrize(
+    ("protocol", "sig"),
+    [("tcp", signal.SIGINT), ("inproc", signal.SIGTERM)],
+    ids=["cluster-ctrl-c", "threads-sigterm"],
+)
+def test_a_ctrl_c_that_python_drops_still_stops_the_run(
+    work, uninterrupted: Path, protocol: str, sig: int
+) -> None:
+    """A Ctrl-C (or SIGTERM) whose ``KeyboardInterrupt`` lands where Python drops exceptions
+    (a garbage collector callback on the main thread) still stops the run: 130, its one line,
+    no process left, the output resumable to the bytes of an uninterrupted run. The run used
+    to go on to its end and exit 0, deaf to any later Ctrl-C (the first had set them ignored).
+    ``inproc``: a run on threads of its own process (``running/threads.py``)."""
+    d, cfg = work
+    out = d / "out.zarr"
+    doc = yaml.safe_load(cfg.read_text())
+    doc["cluster"]["protocol"] = protocol
+    cfg = d / f"{protocol}.yaml"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.rmtree(out, ignore_errors=True)
+    w = _dropping_run(d, "run", cfg, "--progress", "none")
+    try:
+        assert wait_for_markers(w.proc, out, 3, timeout=180) > 0, "ended before 3 blocks"
+        os.kill(w.proc.pid, signal.SIGUSR1)  # the main thread into the callback
+        wait_until(lambda: (d / "inside").exists() or w.proc.poll() is not None, timeout=120)
+        assert (d / "inside").exists(), "the run ended before its main thread collected"
+        if sig == signal.SIGINT:
+            w.interrupt()  # Ctrl-C at a terminal: the whole process group
+        else:
+            os.kill(w.proc.pid, sig)
+        rc, err = w.finish()
+    finally:
+        if w.proc.returncode is None:
+            w.kill()
+    assert (d / "dropped").read_text().startswith("KeyboardInterrupt in <function"), (
+        "the interrupt did not land in the callback"
+    )
+    assert rc == 130, err
+    assert _lines(err) == [INTERRUPTED], err
+    assert not w.left_running(), "left running after the interrupt"
+    assert status(out) == "incomplete"
+    assert not (out / ".pipeline" / "lock").exists()
+    assert markers(out) > 0
+    r = subprocess.run(
+        pipeline_args("run", cfg, "--resume", "-q"),
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=d,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert_same_stores(out, uninterrupted)
 
 
 def _gpu_config(d: Path) -> Path:
@@ -303,3 +444,50 @@ def test_a_close_made_for_the_main_thread_ends_before_its_ctrl_c() -> None:
         signal.signal(signal.SIGINT, before)
     with pytest.raises(OSError):
         waiting.call(slow_close, "t-close-error", to_the_end=True)
+
+
+def test_a_signal_stays_pending_until_taken_then_later_ones_are_ignored(capsys) -> None:
+    """``waiting.on_signal``, the command line's handler, with real signals to this process:
+    an interrupt raised where Python drops exceptions (a ``__del__``) stays pending: a second
+    signal raises too, and the main thread's next wait (not another thread's) raises it again
+    and takes it; once taken, later signals are ignored and waits go on. The next command
+    starts with none pending."""
+    import threading
+
+    from pipeline.cli import main
+    from pipeline.running import waiting
+
+    dropped: list[type] = []
+
+    class Drops:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is raised here
+
+    before = signal.signal(signal.SIGINT, waiting.on_signal)
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: dropped.append(u.exc_type)
+    waiting.reset()
+    try:
+        Drops()  # freed at once: __del__ runs, and Python drops what it raises
+        assert dropped == [KeyboardInterrupt]
+        elsewhere: list[bool] = []
+        t = threading.Thread(target=lambda: elsewhere.append(waiting.wait(threading.Event(), 0.1)))
+        t.start()
+        t.join()
+        assert elsewhere == [False]  # only the main thread's waits raise it
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C while it is pending
+            signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):  # raised again, and taken
+            waiting.wait(threading.Event(), 60)
+        signal.raise_signal(signal.SIGINT)  # ignored: the clean-up is not cut short
+        assert waiting.wait(threading.Event(), 0.1) is False
+        waiting.reset()
+        with pytest.raises(KeyboardInterrupt):  # pending again, as a dropped one would be
+            signal.raise_signal(signal.SIGINT)
+        assert main(["schema"]) == 0  # a later command: not interrupted by what came before
+        assert waiting.wait(threading.Event(), 0.1) is False  # and none is left after it
+    finally:
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, before)
+        waiting.reset()
+    capsys.readouterr()

@@ -237,6 +237,8 @@ class DaskWorkers:
                     raise outcome[0]
                 return _held_by(self.client, futures)
             except BaseException as e:
+                if isinstance(e, KeyboardInterrupt):
+                    waiting.take()  # the tasks are cancelled and the cluster closed, whatever comes
                 given_up.set()
                 with contextlib.suppress(Exception):  # the scheduler may be gone
                     waiting.call(lambda: self.client.cancel(futures), "pipeline-cancel")
@@ -346,7 +348,9 @@ def connect(
     startup = _Startup(plan_cluster, level, setup)
     try:
         yield startup.client()
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()  # the cluster is closed in order, whatever comes
         startup.stop()
         raise
     if startup.stop():

@@ -69,6 +69,7 @@ def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
         _generate_units(cp, spec, progress)
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
+        waiting.take()
         raise Interrupted("generate", where) from None
     return spec.sink.info
 

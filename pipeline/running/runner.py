@@ -300,6 +300,9 @@ def _execute(
         if full is not None:
             raise full from None
         raise
+    except KeyboardInterrupt:
+        waiting.take()  # the lock is given up below, whatever comes
+        raise
     finally:
         if not finished:
             with contextlib.suppress(Exception):
@@ -437,6 +440,7 @@ def _compute(
 
             per_worker = workers.compute(dsk, keys, add)
     except KeyboardInterrupt:
+        waiting.take()
         raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
     except Exception as e:
         error = _task_error(e)

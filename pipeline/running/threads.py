@@ -48,6 +48,8 @@ class Threads:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="pipeline-task")
         self.graph: threading.Event | None = None
         """set once the graph's thread has ended"""
+        self.stopped = threading.Event()
+        """set once no task may start any more (an interrupt, the close)"""
         self.sampler = MemorySampler(backend, interval)
         self.sampler.start()
 
@@ -65,11 +67,10 @@ class Threads:
         from dask.threaded import get
 
         done = 0
-        stop = threading.Event()
         outcome: list[BaseException] = []
 
         def pretask(key: Any, dsk: Any, state: Any) -> None:
-            if stop.is_set():
+            if self.stopped.is_set():
                 raise _Stopped
 
         def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
@@ -90,7 +91,8 @@ class Threads:
         try:
             waiting.wait(self.graph)
         except KeyboardInterrupt:
-            stop.set()
+            self.stopped.set()
+            waiting.take()  # the close that follows waits for the blocks running, whatever comes
             raise
         if outcome:
             raise outcome[0]
@@ -104,9 +106,10 @@ class Threads:
         return {WORKER: self.sampler.peaks()}
 
     def close(self) -> bool:
-        """Wait for the tasks still running to end, then stop sampling; whether a Ctrl-C came
-        meanwhile (it does not cut the wait short: their writes and markers must be over
-        before the run gives up the output's lock)."""
+        """Let no task start any more, wait for those still running to end, then stop
+        sampling; whether a Ctrl-C came meanwhile (it does not cut the wait short: their writes
+        and markers must be over before the run gives up the output's lock)."""
+        self.stopped.set()  # also where the interrupt left compute before it could set it
         interrupted = False
         graph = self.graph
 
@@ -121,6 +124,7 @@ class Threads:
             try:
                 waiting.wait(closed, 0.1)
             except KeyboardInterrupt:
+                waiting.take()
                 interrupted = True
             if told and time.monotonic() > told:
                 told = 0.0
@@ -144,7 +148,9 @@ def start(threads: int, backend: str) -> Iterator[Threads]:
     workers = Threads(threads, backend)
     try:
         yield workers
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()
         workers.close()
         raise
     if workers.close():

@@ -1,12 +1,21 @@
-"""Waiting on the main thread, where a Ctrl-C may land at any moment.
+"""Waiting on the main thread, where a Ctrl-C may land at any moment; and the interrupt itself.
 
-The command line turns SIGINT into a ``KeyboardInterrupt`` where the main thread is (see
-``cli._interrupt``), between any two bytecodes. ``threading.Event.wait`` and ``Thread.join`` run
+The command line turns SIGINT and SIGTERM into a ``KeyboardInterrupt`` where the main thread is
+(:func:`on_signal`), between any two bytecodes. ``threading.Event.wait`` and ``Thread.join`` run
 Python code around their locks: an interrupt that lands between a lock's release and its
 re-acquisition inside them leaves the ``with`` that holds it releasing a lock no one holds, and
 ``RuntimeError: release unlocked lock`` replaces the Ctrl-C (seen once, in a fresh-clone test
 run, while a local cluster started). Here the main thread only reads a flag and sleeps; an
 interrupt in ``time.sleep`` leaves no lock behind.
+
+An interrupt can also land where Python drops every exception (a garbage collector callback,
+such as distributed's ``GCDiagnosis._gc_callback``, a ``__del__``, a weakref callback: "Exception
+ignored in ..."): the run went on to its end (2 of 25 Ctrl-Cs of a local tcp run). So a signal's
+interrupt stays *pending* until it is *taken* (:func:`take`): as it leaves :func:`wait` (where
+nearly all of them land), or where the pipeline catches it and begins the clean-up; the main
+thread's next wait step raises a pending one again (:func:`raise_pending`). Later signals raise
+again while it is pending, and are ignored once it is taken, so that the clean-up (blocks
+finished and marked, workers stopped, cluster closed) is not cut short.
 """
 
 from __future__ import annotations
@@ -22,16 +31,69 @@ T = TypeVar("T")
 #: Seconds between two looks at the flag.
 STEP = 0.02
 
+#: The command's interrupt: 'none', 'pending' (a signal came; no clean-up has taken its
+#: ``KeyboardInterrupt`` yet) or 'taken' (a clean-up has begun; later signals are ignored). Only
+#: the main thread changes it (signal handlers run there, and so do the places that catch the
+#: interrupt).
+_interrupt = "none"
+
+
+def on_signal(signum: int, frame: Any) -> None:
+    """The command line's handler of SIGINT and SIGTERM: ``KeyboardInterrupt`` where the main
+    thread is, pending until it is taken (:func:`take`); nothing once one is taken, so that its
+    clean-up (work cancelled, blocks finished and marked, workers stopped, cluster closed; each
+    step bounded by a timeout) is not cut short: that would leave workers running and print
+    tracebacks (``Exception ignored in atexit callback``)."""
+    global _interrupt
+    if _interrupt == "taken":
+        return
+    _interrupt = "pending"
+    raise KeyboardInterrupt
+
+
+def take() -> None:
+    """Where a ``KeyboardInterrupt`` is caught and the clean-up after it begins: a pending
+    interrupt is taken (later signals are ignored, :func:`raise_pending` raises it no more).
+    Nothing where none is pending (a caller's own handler raised it: :func:`on_signal` is not
+    installed)."""
+    global _interrupt
+    if _interrupt == "pending":
+        _interrupt = "taken"
+
+
+def raise_pending() -> None:
+    """On the main thread, ``KeyboardInterrupt`` again for a pending interrupt that nothing
+    took: one raised where Python drops exceptions (module docstring), or caught by code that
+    went on."""
+    if _interrupt == "pending" and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
+
+
+def reset() -> None:
+    """No interrupt: the state at the start and the end of a command (a later command, or a
+    caller's ``pipeline.run``, in the same process starts afresh)."""
+    global _interrupt
+    _interrupt = "none"
+
 
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
     """Wait until ``event`` is set, at most ``timeout`` seconds (None: no limit); whether it
-    is set. Raises ``KeyboardInterrupt`` (a Ctrl-C) with no lock left held or released."""
+    is set. Raises ``KeyboardInterrupt`` (a Ctrl-C) with no lock left held or released, and
+    at each step a pending one that nothing took (:func:`raise_pending`); either is taken
+    (:func:`take`) as it leaves: raised here, in the pipeline's own code, it goes on to the
+    clean-up that its callers begin, and a second signal must not cut that short."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while not event.is_set():
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(STEP)
-    return True
+    try:
+        while True:
+            raise_pending()
+            if event.is_set():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(STEP)
+    except KeyboardInterrupt:
+        take()
+        raise
 
 
 def run_in_thread(target: Callable[[], Any], name: str) -> threading.Event:
@@ -57,10 +119,10 @@ def call(fn: Callable[[], T], name: str, to_the_end: bool = False) -> T:
     ``close``, a performance report, a connection), which wait with ``Event.wait`` in the
     caller's thread: from the main thread, a Ctrl-C landing inside that wait could turn into
     ``RuntimeError: release unlocked lock``. An interrupted caller leaves ``fn`` to end on its
-    own thread (a daemon), its result unused; with ``to_the_end`` it waits on for ``fn``'s
-    end (a close must not be cut short), then raises the ``KeyboardInterrupt``. The context's
-    copy keeps what the caller made current (e.g. a client's ``as_current()``, which
-    ``get_client()`` reads)."""
+    own thread (a daemon), its result unused; with ``to_the_end`` it takes the interrupt
+    (:func:`take`) and waits on for ``fn``'s end (a close must not be cut short), then raises
+    the ``KeyboardInterrupt``. The context's copy keeps what the caller made current (e.g. a
+    client's ``as_current()``, which ``get_client()`` reads)."""
     out: list[Any] = []
     error: list[BaseException] = []
     context = contextvars.copy_context()
@@ -80,6 +142,7 @@ def call(fn: Callable[[], T], name: str, to_the_end: bool = False) -> T:
         except KeyboardInterrupt:
             if not to_the_end:
                 raise
+            take()
             interrupted = True
     if interrupted:
         raise KeyboardInterrupt
