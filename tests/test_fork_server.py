@@ -65,13 +65,18 @@ if __name__ == "__main__":
 
 
 def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
+    """PROBE's facts, run in a process of ``env()`` with the variables ``extra`` sets (a
+    variable ``extra`` names is dropped from the inherited environment first: distributed's
+    nanny sets its variables in the process that starts it, so a cluster an earlier test
+    started in this process left them here, and a process's own value wins over a config's)."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
+    inherited = {k: v for k, v in env().items() if k not in extra}
     r = subprocess.run(
         [sys.executable, str(script), mode],
         capture_output=True,
         text=True,
-        env={**env(), **extra},
+        env={**inherited, **{k: v for k, v in extra.items() if v}},
         cwd=tmp_path,
         timeout=300,
     )
@@ -176,7 +181,7 @@ def test_a_dask_config_that_sets_the_workers_environment_has_them_spawned(
         "distributed:\n  nanny:\n    pre-spawn-environ:\n"
         "      MY_VAR: x\n      OMP_NUM_THREADS: 3\n"
     )
-    got = _probe(tmp_path, "start", DASK_CONFIG=str(tmp_path / "cfg"))
+    got = _probe(tmp_path, "start", DASK_CONFIG=str(tmp_path / "cfg"), OMP_NUM_THREADS="")
     assert any("multiprocessing.forkserver" in c for c in got["children"].values())
     assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2, "forked with the wrong env"
     assert got["wanted"]["MY_VAR"] == "x" and got["wanted"]["OMP_NUM_THREADS"] == "3"
