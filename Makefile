@@ -57,8 +57,9 @@ docs: $(ENV)  ## regenerate README's config reference from the schema (tests/tes
 
 bench: $(ENV)  ## the pipeline against its ceilings and peers (GPU host); BENCH_ARGS=--quick on a CPU
 	@# the checkout's bytecode, as pip installs a package's: where PYTHONDONTWRITEBYTECODE is set
-	@# (the GPU host), every process would compile every module of the pipeline again
-	$(PY) -m compileall -q pipeline benchmarks > /dev/null
+	@# (the GPU host), every process would compile every module of the pipeline again; a
+	@# checkout it cannot write to is measured as it is, with a note
+	$(PY) -m compileall -q pipeline benchmarks > /dev/null || echo "note: no bytecode written (a read-only checkout?): cold runs compile the pipeline's modules"
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 bench-seed: $(ENV)  ## the seed article's measurements, honestly synchronised
