@@ -126,7 +126,9 @@ class ClusterError(PipelineError):
     Fields: ``reason`` ('unreachable', 'not-scheduler', 'http', 'not-dask', 'no-workers',
     'malformed', 'did-not-start', 'lost', 'workers-died'), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
-    one workers died running).
+    one workers died running), ``during`` (for 'lost': what the run was doing, 'connect',
+    'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and
+    resumable).
     """
 
 

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from distributed import Client, WorkerPlugin
 
@@ -174,49 +174,187 @@ def _read_peaks(dask_worker: Any) -> dict[str, int]:
     return {} if s is None else s.peaks()
 
 
-def reset_peaks(client: Client) -> None:
-    waiting.call(lambda: client.run(_reset_peaks), "pipeline-peaks")
+# --------------------------------------------------------------------------------------------
+# Blocking calls on a cluster's client, and a scheduler lost meanwhile.
+
+T = TypeVar("T")
+
+#: What a run was doing when it lost its scheduler: the ``during`` of the ClusterError.
+DOING = {
+    "connect": "while connecting to it",
+    "plan": "while asking its workers' facts for the plan",
+    "setup": "while setting its workers up",
+    "compute": "during the work",
+}
 
 
-def read_peaks(client: Client) -> dict[str, dict[str, int]]:
-    """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
-    return waiting.call(lambda: client.run(_read_peaks), "pipeline-peaks")
+def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: str) -> T:
+    """``fn()``, a blocking call on ``client`` (of the scheduler ``address`` as the config
+    names it, or 'local'), made off the main thread (:func:`waiting.call`, on a thread named
+    ``name``) during the run's phase ``during`` (a key of :data:`DOING`); its result.
+
+    A scheduler that is gone or cannot be reached is raised as :func:`lost_scheduler`'s
+    ClusterError, not as distributed's ``OSError``, ``CommClosedError`` or ``TimeoutError``
+    (:func:`scheduler_gone`); at once when the client already knows it lost its connection
+    (nothing is asked then: distributed would try to connect again for the client's whole
+    timeout), and also when the answer came after the connection was lost (``scheduler_info``
+    answers from what it last knew). A worker's or a task's error is raised as it is."""
+    if client.status != "running":
+        raise lost_scheduler(address, during, "connection lost")
+    try:
+        out = waiting.call(fn, name)
+    except Exception as e:
+        if scheduler_gone(e, client):
+            raise lost_scheduler(address, during, type(e).__name__) from None
+        raise
+    if client.status != "running":
+        raise lost_scheduler(address, during, "connection lost")
+    return out
+
+
+def scheduler_gone(e: BaseException, client: Client) -> bool:
+    """Whether ``e``, raised by a call on ``client``, says its scheduler is gone or cannot be
+    reached: the client closed, or its futures cancelled under it; or an ``OSError`` (what
+    distributed raises for a closed connection, ``CommClosedError``, and for a connection not
+    made in time; asyncio's and concurrent.futures' ``TimeoutError`` are ``OSError`` too)
+    while the client has lost its connection or the scheduler's port refuses connections.
+    A worker's or a task's own ``OSError`` (a ``CommClosedError`` from a worker that died,
+    passed on by the scheduler) comes while both hold, which takes :data:`CONFIRM` seconds to
+    see."""
+    from concurrent.futures import CancelledError
+
+    from distributed.client import ClosedClientError
+
+    if isinstance(e, (CancelledError, ClosedClientError)):
+        return True
+    if not isinstance(e, OSError):
+        return False
+    address = getattr(client.scheduler, "address", None)
+    host_port = _host_port(address) if address else None  # None: not known (inproc, ucx)
+    return _seen_within(
+        lambda: (
+            client.status != "running"
+            or (host_port is not None and not _accepts(host_port, CONFIRM / 4))
+        ),
+        CONFIRM,
+    )
+
+
+#: Seconds within which the loss of a scheduler is seen after an error that may say so: a
+#: killed scheduler's connections close a moment before its port refuses new ones, and its
+#: client notices a moment later still.
+CONFIRM = 2.0
+
+
+def _seen_within(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``condition()`` holds now or within ``seconds`` (looked at every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _accepts(host_port: tuple[str, int], seconds: float) -> bool:
+    """Whether the port ``host_port`` accepts a TCP connection within ``seconds``."""
+    import socket
+
+    try:
+        socket.create_connection(host_port, timeout=seconds).close()
+    except OSError:
+        return False
+    return True
+
+
+def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
+    """The one-line ClusterError of the scheduler ``address`` ('local': a local cluster's)
+    lost during the run's phase ``during`` (a key of :data:`DOING`), ``cause`` the error that
+    said so, in a word or two. Fields: ``reason`` 'lost', ``address``, ``during``."""
+    if address == "local":
+        name, fix = "the local cluster's scheduler", "run again"
+    else:
+        name = f"the Dask scheduler at {address}"
+        fix = (
+            f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`), "
+            "then run again"
+        )
+    if during == "compute":
+        fix = (
+            f"what it did not finish stays marked unfinished: {fix} (`run --resume` finishes "
+            "a run's output)"
+        )
+    return ClusterError(
+        f"lost {name} {DOING[during]} ({cause}); {fix}",
+        address=address,
+        reason="lost",
+        during=during,
+    )
 
 
 class DaskWorkers:
     """A run's tasks on a Dask cluster, through its ``client`` (of the scheduler ``scheduler``:
     'local' or its address), with Dask's performance report saved to ``report`` (an HTML
     file) when one is asked for. Has what a run asks of its workers
-    (:class:`pipeline.running.workers.Workers`)."""
+    (:class:`pipeline.running.workers.Workers`). A scheduler lost during any of its calls is
+    a ClusterError (``reason`` 'lost', :func:`ask`); one lost after the work, while its
+    statistics are read, only leaves them out (every block is written and recorded)."""
 
     def __init__(self, client: Client, scheduler: str, report: str | None = None) -> None:
         self.client = client
         self.scheduler = scheduler
         self.report = report
+        self._statistics_lost = False
+
+    def _ask(self, fn: Callable[[], T], name: str, during: str) -> T:
+        return ask(self.client, fn, name, self.scheduler, during)
 
     @property
     def dashboard(self) -> str | None:
+        """The dashboard's link, None where there is none; a lost scheduler raised as
+        ClusterError (a run asks for it before it makes its output)."""
         try:  # a joined scheduler's link is asked of it (a blocking call)
-            return waiting.call(lambda: str(self.client.dashboard_link), "pipeline-dashboard")
+            return self._ask(lambda: str(self.client.dashboard_link), "pipeline-dashboard", "setup")
+        except ClusterError:
+            raise
         except Exception:
             return None
 
     def reset_peaks(self) -> None:
-        reset_peaks(self.client)
+        self._ask(lambda: self.client.run(_reset_peaks), "pipeline-peaks", "compute")
 
     def peaks(self) -> dict[str, dict[str, int]]:
-        return read_peaks(self.client)
+        """{worker address: {"rss": bytes, "device": bytes}} since the last reset."""
+        return self._statistic(lambda: self.client.run(_read_peaks), "pipeline-peaks", {})
+
+    def _statistic(self, fn: Callable[[], T], name: str, default: T) -> T:
+        """A statistic of the finished work: ``fn()`` (a blocking call), or ``default`` when
+        it cannot be read (finished work never fails over it); a lost scheduler is said once,
+        as a warning."""
+        try:
+            return self._ask(fn, name, "compute")
+        except ClusterError:
+            if not self._statistics_lost:
+                self._statistics_lost = True
+                log.warning(
+                    "lost the Dask scheduler (%s) after the work, every block written: the "
+                    "summary leaves out what only it knew (blocks per worker, peak memory)",
+                    self.scheduler,
+                )
+        except Exception as e:
+            log.debug("a statistic of the work (%s): %s: %s", name, type(e).__name__, e)
+        return default
 
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
         """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
         ``{worker address: tasks whose results it held}``. On any error the tasks are
         cancelled; a task's error is raised as the task raised it, workers that kept dying
         running a task as ClusterError (``reason`` 'workers-died', ``task``), a lost
-        scheduler as ClusterError (``reason`` 'lost', ``address``)."""
+        scheduler as ClusterError (``reason`` 'lost', ``address``, ``during`` 'compute')."""
         from distributed import as_completed
 
-        with _performance_report(self.report):
-            futures = self.client.get(dsk, keys, sync=False)
+        with _performance_report(self.report, self._ask):
+            futures: list = []
             outcome: list[BaseException] = []
             given_up = threading.Event()
 
@@ -232,46 +370,50 @@ class DaskWorkers:
                     outcome.append(e)
 
             try:
+                submit = self.client.get  # sends the graph, waits for nothing
+                futures = self._ask(
+                    lambda: submit(dsk, keys, sync=False), "pipeline-submit", "compute"
+                )
                 waiting.wait(waiting.run_in_thread(results, "pipeline-results"))
                 if outcome:
                     raise outcome[0]
-                return _held_by(self.client, futures)
             except BaseException as e:
                 if isinstance(e, KeyboardInterrupt):
                     waiting.take()  # the tasks are cancelled and the cluster closed, whatever comes
                 given_up.set()
-                with contextlib.suppress(Exception):  # the scheduler may be gone
-                    waiting.call(lambda: self.client.cancel(futures), "pipeline-cancel")
-                if _lost_scheduler(e, self.client):
-                    raise ClusterError(
-                        f"lost the Dask scheduler ({self._name()}) during the work "
-                        f"({type(e).__name__}); what it did not finish stays marked "
-                        "unfinished: `run --resume` finishes a run's output",
-                        address=self.scheduler,
-                        reason="lost",
-                    ) from None
+                gone = isinstance(e, Exception) and scheduler_gone(e, self.client)
+                if futures and not gone:  # a gone scheduler has nothing left to cancel
+                    with contextlib.suppress(Exception):
+                        waiting.call(lambda: self.client.cancel(futures), "pipeline-cancel")
+                if gone:
+                    raise lost_scheduler(self.scheduler, "compute", type(e).__name__) from None
                 raise
-
-    def _name(self) -> str:
-        return "the local cluster's" if self.scheduler == "local" else self.scheduler
+            return self._statistic(
+                lambda: _held_by(self.client.who_has(futures)), "pipeline-who-has", {}
+            )
 
 
 @contextlib.contextmanager
-def _performance_report(path: str | None) -> Iterator[None]:
+def _performance_report(path: str | None, ask: Callable[..., Any]) -> Iterator[None]:
     """Dask's performance report of what runs inside, saved to ``path`` (none when None). Its
-    start and its fetch from the scheduler (seconds) are blocking client calls, made off the
-    main thread (:func:`pipeline.running.waiting.call`)."""
+    start and its fetch from the scheduler (seconds) are blocking client calls, made with
+    ``ask(fn, name, during)`` (:meth:`DaskWorkers._ask`: off the main thread, a lost
+    scheduler as ClusterError). When what runs inside fails, that failure is what is raised,
+    not the report's."""
     if not path:
         yield
         return
     from distributed import performance_report
 
     saving = performance_report(filename=path)
-    waiting.call(saving.__enter__, "pipeline-report")
+    ask(saving.__enter__, "pipeline-report", "compute")
     try:
         yield
-    finally:
-        waiting.call(lambda: saving.__exit__(None, None, None), "pipeline-report")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            ask(lambda: saving.__exit__(None, None, None), "pipeline-report", "compute")
+        raise
+    ask(lambda: saving.__exit__(None, None, None), "pipeline-report", "compute")
 
 
 def _result(fut: Any) -> Any:
@@ -289,29 +431,14 @@ def _result(fut: Any) -> Any:
         ) from None
 
 
-def _held_by(client: Client, futures: list) -> dict[str, int]:
-    """{worker address: results it holds}: where each task ran, before they are released."""
+def _held_by(who_has: dict[Any, Any]) -> dict[str, int]:
+    """{worker address: results it holds}, from ``Client.who_has``'s answer ({key: [worker
+    addresses]}): where each task ran, before the results are released."""
     counts: dict[str, int] = {}
-    with contextlib.suppress(Exception):  # a statistic: never fail finished work over it
-        for holders in waiting.call(lambda: client.who_has(futures), "pipeline-who-has").values():
-            if holders:
-                counts[holders[0]] = counts.get(holders[0], 0) + 1
+    for holders in who_has.values():
+        if holders:
+            counts[holders[0]] = counts.get(holders[0], 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _lost_scheduler(e: BaseException, client: Client) -> bool:
-    """Whether ``e`` says the connection to the scheduler is gone (not a task's failure): the
-    futures cancelled or the connection closed under them, or an ``OSError`` while ``client``
-    is no longer connected (its tries to reach the scheduler again timed out: "Timed out trying
-    to connect", seen once in a fresh-clone test run with the scheduler killed); a task's own
-    ``OSError`` arrives while the client is still connected."""
-    from concurrent.futures import CancelledError
-
-    from distributed.comm.core import CommClosedError
-
-    if isinstance(e, (CancelledError, CommClosedError)):
-        return True
-    return isinstance(e, OSError) and client.status != "running"
 
 
 #: Seconds a closing worker gets to finish its tasks and stop before its nanny kills it; long,
@@ -336,7 +463,7 @@ def connect(
         client = join(plan_cluster.scheduler, plan_cluster.timeout)
         try:
             setup = plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
-            waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
+            register(client, setup, plan_cluster.scheduler)
             yield client
         finally:
             close_client(client)
@@ -403,8 +530,12 @@ class _Startup:
                 return
             self._begun = True
         try:
-            try:
+            try:  # its workers too: the client's wait for them ends in a TimeoutError
                 self.cluster = _start_local(p, level)
+                if self.cancelled.is_set():
+                    return
+                self.client_ = Client(self.cluster)
+                self.client_.wait_for_workers(p.workers, timeout=120)
             except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 raise ClusterError(
                     f"the local Dask cluster did not start ({e}); check the config's "
@@ -412,10 +543,6 @@ class _Startup:
                     address="local",
                     reason="did-not-start",
                 ) from None
-            if self.cancelled.is_set():
-                return
-            self.client_ = Client(self.cluster)
-            self.client_.wait_for_workers(p.workers, timeout=120)
             if not self.cancelled.is_set():
                 self.client_.register_plugin(plugin)
         except BaseException as e:
@@ -464,6 +591,13 @@ def _to_the_end(step: Callable[[], Any]) -> bool:
     except Exception as e:
         log.debug("closing the cluster: %s: %s", type(e).__name__, e)
     return False
+
+
+def register(client: Client, plugin: WorkerPlugin, address: str) -> None:
+    """Register ``plugin`` with the workers of ``client``'s scheduler (``address``, as the
+    config names it): each worker runs its set-up now, and every worker that joins later
+    runs it too. Raises what a worker's set-up raised, ClusterError for a lost scheduler."""
+    ask(client, lambda: client.register_plugin(plugin), "pipeline-plugin", address, "setup")
 
 
 def close_client(client: Client, timeout: float = 10) -> None:
@@ -532,7 +666,7 @@ def join(address: str, timeout: float) -> Client:
         _wait_listening(address, host_port, timeout, deadline)
     reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
     try:
-        kind = _identity(where, left() - reserve)
+        kind = _identity(where, left() - 1.5 * reserve)  # and half as much for a gone one
     except Exception as e:
         raise _not_a_scheduler(address, timeout, e, host_port, reserve) from None
     if kind != "Scheduler":
@@ -547,17 +681,18 @@ def join(address: str, timeout: float) -> Client:
             lambda: Client(where, timeout=f"{max(left(), 0.1)}s"), "pipeline-connect"
         )
     except (OSError, TimeoutError) as e:
-        raise ClusterError(
-            f"cannot connect to the Dask scheduler at {address} within {timeout:g} s ({e}); "
-            "raise cluster.timeout",
-            address=address,
-            reason="unreachable",
-            timeout=timeout,
-        ) from None
+        raise _unreachable(address, timeout, e) from None
     try:
-        waiting.call(
-            lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)), "pipeline-connect"
+        ask(
+            client,
+            lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)),
+            "pipeline-connect",
+            address,
+            "connect",
         )
+    except ClusterError:
+        close_client(client)
+        raise
     except TimeoutError:
         close_client(client)
         raise ClusterError(
@@ -613,15 +748,21 @@ def _wait_listening(
             return
         except OSError as e:
             if isinstance(e, socket.gaierror) or time.monotonic() + 0.1 >= deadline:
-                raise ClusterError(
-                    f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
-                    f"({type(e).__name__}: {e}); start it with `dask scheduler`, check the "
-                    "address, or raise cluster.timeout",
-                    address=address,
-                    reason="unreachable",
-                    timeout=timeout,
-                ) from None
+                raise _unreachable(address, timeout, e) from None
             time.sleep(0.1)
+
+
+def _unreachable(address: str, timeout: float, e: BaseException) -> ClusterError:
+    """The one-line error for a scheduler that cannot be reached (or was gone before the
+    client connected) within ``timeout`` seconds, ``e`` the error that said so."""
+    return ClusterError(
+        f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+        f"({type(e).__name__}: {e}); start it with `dask scheduler`, check the address, or "
+        "raise cluster.timeout",
+        address=address,
+        reason="unreachable",
+        timeout=timeout,
+    )
 
 
 def _identity(address: str, seconds: float) -> str:
@@ -653,7 +794,12 @@ def _not_a_scheduler(
     address: str, timeout: float, e: Exception, host_port: tuple[str, int] | None, seconds: float
 ) -> ClusterError:
     """The one-line error for a server that did not answer the identity question in Dask's
-    protocol: an HTTP server (the dashboard), or something else."""
+    protocol: an HTTP server (the dashboard), something else, or nothing any more (a
+    scheduler that died as it was asked: its port refuses connections now, seen within
+    ``seconds`` / 2), each told within ``seconds``."""
+    half = seconds / 2
+    if host_port is not None and _seen_within(lambda: not _accepts(host_port, half), half):
+        return _unreachable(address, timeout, e)
     if host_port is not None and _speaks_http(host_port, seconds):
         return ClusterError(
             f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
@@ -683,16 +829,25 @@ def _speaks_http(host_port: tuple[str, int], seconds: float) -> bool:
         return False
 
 
-def held_device_memory(client: Client) -> dict[str, int]:
+def held_device_memory(client: Client, address: str | None = None) -> dict[str, int]:
     """Device bytes the cluster's workers hold, per GPU PCI bus id, after their CuPy pools
-    gave back cached blocks: a warm cluster's own memory, which a plan counts as free."""
+    gave back cached blocks: a warm cluster's own memory, which a plan counts as free. None
+    known where the workers cannot tell; a lost scheduler (``address``, as the config names
+    it; the client's own by default) raised as ClusterError (``during`` 'plan')."""
     from pipeline.devices.hardware import held_device_bytes
 
+    where = address or str(getattr(client.scheduler, "address", "?"))
     held: dict[str, int] = {}
-    with contextlib.suppress(Exception):
-        for got in waiting.call(lambda: client.run(held_device_bytes), "pipeline-held").values():
-            if got is not None:
-                held[got[0]] = held.get(got[0], 0) + got[1]
+    try:
+        answers = ask(client, lambda: client.run(held_device_bytes), "pipeline-held", where, "plan")
+    except ClusterError:
+        raise
+    except Exception as e:
+        log.debug("held device memory: %s: %s", type(e).__name__, e)
+        return held
+    for got in answers.values():
+        if got is not None:
+            held[got[0]] = held.get(got[0], 0) + got[1]
     return held
 
 

@@ -126,8 +126,7 @@ def _joined(cp: ClusterPlan) -> Iterator[Workers]:
 
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
-        setup = cluster.PipelineSetup(cp.backend, None)
-        waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
+        cluster.register(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler)
         yield cluster.DaskWorkers(client, cp.scheduler)
     finally:
         cluster.close_client(client)

@@ -72,20 +72,30 @@ def plan_run(config: Config) -> Plan:
 
 
 def plan_joined(config: Config, client: Any) -> Plan:
-    """The plan of a run on the cluster ``client`` is joined to: sized for its weakest
-    worker, with its workers and (the fewest) threads."""
-    facts = facts_from_workers(
-        list(waiting.call(lambda: client.run(worker_facts), "pipeline-facts").values())
+    """The plan of a run on the cluster ``client`` is joined to (at the config's
+    ``cluster.scheduler``): sized for its weakest worker, with its workers and (the fewest)
+    threads. Raises ClusterError (``reason`` 'lost', ``during`` 'plan') for a lost scheduler."""
+    from pipeline.running import cluster
+
+    address = config.cluster.scheduler
+    answers = cluster.ask(
+        client, lambda: client.run(worker_facts), "pipeline-facts", address, "plan"
     )
-    workers = _scheduler_workers(client)
+    facts = facts_from_workers(list(answers.values()))
+    workers = _scheduler_workers(client, address)
     threads = min(w["nthreads"] for w in workers.values())
     return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
 
 
-def _scheduler_workers(client: Any) -> dict[str, Any]:
-    """{worker address: what the scheduler knows of it (``nthreads``, ...)}, asked off the
-    main thread (:func:`pipeline.running.waiting.call`)."""
-    return waiting.call(lambda: client.scheduler_info()["workers"], "pipeline-workers")
+def _scheduler_workers(client: Any, address: str) -> dict[str, Any]:
+    """{worker address: what the scheduler ``address`` knows of it (``nthreads``, ...)}, asked
+    off the main thread (:func:`pipeline.running.cluster.ask`: a lost scheduler as
+    ClusterError)."""
+    from pipeline.running import cluster
+
+    return cluster.ask(
+        client, lambda: client.scheduler_info()["workers"], "pipeline-workers", address, "plan"
+    )
 
 
 def setup_plugin(plan: Plan) -> PipelineSetup:
@@ -124,36 +134,38 @@ def _planned(
     from pipeline.running import cluster
 
     if client is not None:
+        address = client.scheduler.address
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
-        held = cluster.held_device_memory(client)
-        workers = _scheduler_workers(client)
+        held = cluster.held_device_memory(client, address)
+        workers = _scheduler_workers(client, address)
         plan = make_plan(
             config,
             Facts.local(want_gpu=config.backend != "cpu").plus_held(held),
             scheduler_workers=len(workers) or None,
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
         )
-        yield plan, _registered(client, plan, report)
+        yield plan, _registered(client, address, plan, report)
         return
-    client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
+    address = config.cluster.scheduler
+    client = cluster.join(address, config.cluster.timeout)
     try:
-        cluster.held_device_memory(client)  # gives cached blocks back before measuring
+        cluster.held_device_memory(client, address)  # gives cached blocks back before measuring
         plan = plan_joined(config, client)
-        yield plan, _registered(client, plan, report)
+        yield plan, _registered(client, address, plan, report)
     finally:
         cluster.close_client(client)
 
 
-def _registered(client: Any, plan: Plan, report: str | None) -> Connect:
-    """How to connect to a cluster that is already there: set its workers up for ``plan``."""
+def _registered(client: Any, address: str, plan: Plan, report: str | None) -> Connect:
+    """How to connect to a cluster that is already there (its scheduler at ``address``): set
+    its workers up for ``plan``."""
     from pipeline.running import cluster
 
     @contextlib.contextmanager
     def connect() -> Iterator[Workers]:
-        setup = setup_plugin(plan)
-        waiting.call(lambda: client.register_plugin(setup), "pipeline-plugin")
-        yield cluster.DaskWorkers(client, plan.cluster.scheduler, report)
+        cluster.register(client, setup_plugin(plan), address)
+        yield cluster.DaskWorkers(client, address, report)
 
     return connect
 
