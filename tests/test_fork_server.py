@@ -40,8 +40,12 @@ if __name__ == "__main__":
 
     from pipeline.running import fork_server
 
-    if sys.argv[1] == "start":  # as the command line does; an API caller's process does not
+    before = dict(os.environ)
+    if sys.argv[1] == "start-fails":  # a preload list multiprocessing refuses: no server
+        fork_server.PRELOAD = (*fork_server.PRELOAD, 0)
+    if sys.argv[1].startswith("start"):  # as the command line does; an API caller's does not
         fork_server.start()
+    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
     distributed_after_start = "distributed" in sys.modules
     from distributed import Client, LocalCluster
 
@@ -59,6 +63,7 @@ if __name__ == "__main__":
         "workers": workers,
         "wanted": wanted,
         "distributed_after_start": distributed_after_start,
+        "changed": changed,
         "me": os.getpid(),
     }))
 """
@@ -181,6 +186,25 @@ def test_a_dask_config_that_sets_the_workers_environment_has_them_spawned(
     assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2, "forked with the wrong env"
     assert got["wanted"]["MY_VAR"] == "x" and got["wanted"]["OMP_NUM_THREADS"] == "3"
     for w in got["workers"]:
+        assert w["env"] == got["wanted"]
+
+
+def test_a_server_that_cannot_start_leaves_the_environment_as_it_was(tmp_path: Path) -> None:
+    """A fork server that fails to start (here multiprocessing refuses its preload list) leaves
+    this process's environment as it found it, so the workers, spawned, get what the user's
+    Dask config sets. (Found by a review: distributed's defaults, set for the server, stayed,
+    and since a process's own value of a variable wins in the nanny, replaced the config's.)"""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "d.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n"
+        "      MY_VAR: x\n      OMP_NUM_THREADS: 3\n"
+    )
+    got = _probe(tmp_path, "start-fails", DASK_CONFIG=str(tmp_path / "cfg"))
+    assert not any("multiprocessing.forkserver" in c for c in got["children"].values())
+    assert got["changed"] == []
+    assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2
+    for w in got["workers"]:
+        assert w["env"]["OMP_NUM_THREADS"] == "3" and w["env"]["MY_VAR"] == "x"
         assert w["env"] == got["wanted"]
 
 
