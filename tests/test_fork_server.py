@@ -32,6 +32,7 @@ def facts(wanted, preload):
         "sigint_blocked": signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),
         "env": {k: os.environ.get(k) for k in wanted},
         "loaded": [m for m in preload if m in sys.modules],
+        "marked": os.environ.get("PIPELINE_FORK_SERVER"),
     }
 
 
@@ -98,6 +99,7 @@ def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sig
         assert w["ppid"] == servers[0], "a worker not forked from the server"
         assert w["sigint_blocked"]
         assert w["env"] == got["wanted"]
+        assert w["marked"] is None  # what ends the server: not in what it forks
         # what the server imported (those installed here: not CuPy or dask-cuda on a CPU host)
         assert {"distributed", "pipeline.running.tasks", "numcodecs"} <= set(w["loaded"])
 
@@ -159,6 +161,57 @@ def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path) -> No
     assert not _alive(server)
     assert (tmp_path / "imported").exists()
     assert not (tmp_path / "torn-down").exists()
+
+
+USERS_OWN = r"""
+import multiprocessing, os, subprocess, sys
+
+from pipeline.running import fork_server
+
+fork_server.start()
+# a program started from the command's process (by a task, say) with a fork server of its own
+# that loads some of the pipeline's modules
+subprocess.run([sys.executable, "own.py"], check=True)
+print(os.environ.get("PIPELINE_FORK_SERVER"), flush=True)
+"""
+
+OWN = r"""
+import multiprocessing
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["teardown_marker", "pipeline.running.server_exit"])
+    p = ctx.Process(target=print)
+    p.start()
+    p.join()
+"""
+
+
+def test_another_fork_server_ends_as_python_ends_it(tmp_path: Path) -> None:
+    """Only the fork server the command line started ends with ``os._exit``: the variable
+    that tells it so is not left in the command's environment, so a fork server of a
+    program started from the command (which imports ``server_exit``) ends with Python's
+    teardown, its modules' exit hooks run. (Found by a review: the variable stayed in the
+    command's environment and in its workers', and such a server skipped its exit hooks.)"""
+    (tmp_path / "probe.py").write_text(USERS_OWN)
+    (tmp_path / "own.py").write_text(OWN)
+    (tmp_path / "teardown_marker.py").write_text(MARKER)
+    r = subprocess.run(
+        [sys.executable, "probe.py"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "None"  # not in the command's environment
+    server = int((tmp_path / "imported").read_text())  # the program's own fork server
+    deadline = time.monotonic() + 60
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(server)
+    assert (tmp_path / "torn-down").exists()
 
 
 def _alive(pid: int) -> bool:

@@ -159,13 +159,23 @@ def _start_blocked(error: list[BaseException]) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         given = _as_the_nanny_reads(_distributed_defaults(), before)
         os.environ.update(given)
-        os.environ[server_exit.STARTED] = "1"
-        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
-        forkserver.ensure_running()
+        _spawn_server()
         _GIVEN = (before, given)
     except Exception as e:  # a speed-up only: the workers are spawned instead
-        _put_back(before, [*given, server_exit.STARTED])  # as the nanny must find it
+        _put_back(before, given)  # as the nanny must find it
         error.append(e)
+
+
+def _spawn_server() -> None:
+    """multiprocessing's fork server, loading :data:`PRELOAD`, told that the command line
+    started it (:data:`server_exit.STARTED`, in its environment alone: a process this one
+    starts later, a fork server of its own among them, must not take itself for it)."""
+    os.environ[server_exit.STARTED] = "1"
+    try:
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+        forkserver.ensure_running()
+    finally:
+        del os.environ[server_exit.STARTED]
 
 
 def pre_spawn_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
