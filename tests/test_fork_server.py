@@ -71,13 +71,18 @@ if __name__ == "__main__":
 
 
 def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
+    """The PROBE's facts, run in a process of its own with ``extra`` variables set and none
+    of the nanny's own: a process's value of one wins over the Dask config, and this one may
+    have them from the shell or from an earlier test's cluster (distributed's nanny sets
+    them in the process that starts it, and a suite-wide run failed on that)."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
+    nannys = {*fork_server.pre_spawn_environ(), "PYTHONHASHSEED"}
     r = subprocess.run(
         [sys.executable, str(script), mode],
         capture_output=True,
         text=True,
-        env={**env(), **extra},
+        env={**{k: v for k, v in env().items() if k not in nannys}, **extra},
         cwd=tmp_path,
         timeout=300,
     )
