@@ -297,6 +297,30 @@ def copy_store(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=shutil.copy2)
 
 
+@contextlib.contextmanager
+def undeletable(path: Path) -> Iterator[None]:
+    """Within this block the file ``path`` cannot be deleted: for root, whom permissions do
+    not stop, it is made immutable (``chattr +i``; the test is skipped where that cannot be
+    done), for anyone else its folder is made read-only. Deletable again afterwards."""
+    if os.geteuid() != 0:
+        mode = path.parent.stat().st_mode
+        path.parent.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.parent.chmod(mode)
+        return
+    import pytest
+
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip(f"cannot make {path} immutable here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
 # --------------------------------------------------------------------------------------------
 # An external Dask cluster: `dask scheduler` and `dask worker` processes.
 

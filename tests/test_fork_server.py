@@ -32,6 +32,7 @@ def facts(wanted, preload):
         "sigint_blocked": signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),
         "env": {k: os.environ.get(k) for k in wanted},
         "loaded": [m for m in preload if m in sys.modules],
+        "marked": os.environ.get("PIPELINE_FORK_SERVER"),
     }
 
 
@@ -40,8 +41,12 @@ if __name__ == "__main__":
 
     from pipeline.running import fork_server
 
-    if sys.argv[1] == "start":  # as the command line does; an API caller's process does not
+    before = dict(os.environ)
+    if sys.argv[1] == "start-fails":  # a preload list multiprocessing refuses: no server
+        fork_server.PRELOAD = (*fork_server.PRELOAD, 0)
+    if sys.argv[1].startswith("start"):  # as the command line does; an API caller's does not
         fork_server.start()
+    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
     distributed_after_start = "distributed" in sys.modules
     from distributed import Client, LocalCluster
 
@@ -59,24 +64,25 @@ if __name__ == "__main__":
         "workers": workers,
         "wanted": wanted,
         "distributed_after_start": distributed_after_start,
+        "changed": changed,
         "me": os.getpid(),
     }))
 """
 
 
 def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
-    """PROBE's facts, run in a process of ``env()`` with the variables ``extra`` sets (a
-    variable ``extra`` names is dropped from the inherited environment first: distributed's
-    nanny sets its variables in the process that starts it, so a cluster an earlier test
-    started in this process left them here, and a process's own value wins over a config's)."""
+    """The PROBE's facts, run in a process of its own with ``extra`` variables set and none
+    of the nanny's own: a process's value of one wins over the Dask config, and this one may
+    have them from the shell or from an earlier test's cluster (distributed's nanny sets
+    them in the process that starts it, and a suite-wide run failed on that)."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    inherited = {k: v for k, v in env().items() if k not in extra}
+    nannys = {*fork_server.pre_spawn_environ(), "PYTHONHASHSEED"}
     r = subprocess.run(
         [sys.executable, str(script), mode],
         capture_output=True,
         text=True,
-        env={**inherited, **{k: v for k, v in extra.items() if v}},
+        env={**{k: v for k, v in env().items() if k not in nannys}, **extra},
         cwd=tmp_path,
         timeout=300,
     )
@@ -98,6 +104,7 @@ def test_workers_are_forked_from_the_server_with_its_modules_env_and_blocked_sig
         assert w["ppid"] == servers[0], "a worker not forked from the server"
         assert w["sigint_blocked"]
         assert w["env"] == got["wanted"]
+        assert w["marked"] is None  # what ends the server: not in what it forks
         # what the server imported (those installed here: not CuPy or dask-cuda on a CPU host)
         assert {"distributed", "pipeline.running.tasks", "numcodecs"} <= set(w["loaded"])
 
@@ -161,6 +168,57 @@ def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path) -> No
     assert not (tmp_path / "torn-down").exists()
 
 
+USERS_OWN = r"""
+import multiprocessing, os, subprocess, sys
+
+from pipeline.running import fork_server
+
+fork_server.start()
+# a program started from the command's process (by a task, say) with a fork server of its own
+# that loads some of the pipeline's modules
+subprocess.run([sys.executable, "own.py"], check=True)
+print(os.environ.get("PIPELINE_FORK_SERVER"), flush=True)
+"""
+
+OWN = r"""
+import multiprocessing
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["teardown_marker", "pipeline.running.server_exit"])
+    p = ctx.Process(target=print)
+    p.start()
+    p.join()
+"""
+
+
+def test_another_fork_server_ends_as_python_ends_it(tmp_path: Path) -> None:
+    """Only the fork server the command line started ends with ``os._exit``: the variable
+    that tells it so is not left in the command's environment, so a fork server of a
+    program started from the command (which imports ``server_exit``) ends with Python's
+    teardown, its modules' exit hooks run. (Found by a review: the variable stayed in the
+    command's environment and in its workers', and such a server skipped its exit hooks.)"""
+    (tmp_path / "probe.py").write_text(USERS_OWN)
+    (tmp_path / "own.py").write_text(OWN)
+    (tmp_path / "teardown_marker.py").write_text(MARKER)
+    r = subprocess.run(
+        [sys.executable, "probe.py"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "None"  # not in the command's environment
+    server = int((tmp_path / "imported").read_text())  # the program's own fork server
+    deadline = time.monotonic() + 60
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(server)
+    assert (tmp_path / "torn-down").exists()
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -181,11 +239,30 @@ def test_a_dask_config_that_sets_the_workers_environment_has_them_spawned(
         "distributed:\n  nanny:\n    pre-spawn-environ:\n"
         "      MY_VAR: x\n      OMP_NUM_THREADS: 3\n"
     )
-    got = _probe(tmp_path, "start", DASK_CONFIG=str(tmp_path / "cfg"), OMP_NUM_THREADS="")
+    got = _probe(tmp_path, "start", DASK_CONFIG=str(tmp_path / "cfg"))
     assert any("multiprocessing.forkserver" in c for c in got["children"].values())
     assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2, "forked with the wrong env"
     assert got["wanted"]["MY_VAR"] == "x" and got["wanted"]["OMP_NUM_THREADS"] == "3"
     for w in got["workers"]:
+        assert w["env"] == got["wanted"]
+
+
+def test_a_server_that_cannot_start_leaves_the_environment_as_it_was(tmp_path: Path) -> None:
+    """A fork server that fails to start (here multiprocessing refuses its preload list) leaves
+    this process's environment as it found it, so the workers, spawned, get what the user's
+    Dask config sets. (Found by a review: distributed's defaults, set for the server, stayed,
+    and since a process's own value of a variable wins in the nanny, replaced the config's.)"""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "d.yaml").write_text(
+        "distributed:\n  nanny:\n    pre-spawn-environ:\n"
+        "      MY_VAR: x\n      OMP_NUM_THREADS: 3\n"
+    )
+    got = _probe(tmp_path, "start-fails", DASK_CONFIG=str(tmp_path / "cfg"))
+    assert not any("multiprocessing.forkserver" in c for c in got["children"].values())
+    assert got["changed"] == []
+    assert [w["ppid"] for w in got["workers"]] == [got["me"]] * 2
+    for w in got["workers"]:
+        assert w["env"]["OMP_NUM_THREADS"] == "3" and w["env"]["MY_VAR"] == "x"
         assert w["env"] == got["wanted"]
 
 

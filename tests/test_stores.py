@@ -25,8 +25,8 @@ from pipeline.errors import InputError, OutputError, StoreError
 from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
 from pipeline.store.location import Location
-from tests.conftest import make_array, reference, write_config
-from tests.faultkit import refused
+from tests.conftest import make_array, read_array, reference, write_config
+from tests.faultkit import error_of, refused, undeletable
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, tar_of_uncompressed
 
 # --------------------------------------------------------------------------------------------
@@ -350,3 +350,82 @@ def test_a_local_delete_removes_the_tree_and_never_follows_links(tmp_path: Path)
     assert sorted(p.name for p in root.iterdir()) == ["arr"]
     assert list((root / "arr").iterdir()) == []
     assert (outside / "keep.bin").read_bytes() == b"k" * (BIG_FILE + 1)
+
+
+def _tree_with(root: Path) -> dict[str, Path]:
+    """Under ``root/arr/c``: big files (unlinked on threads) and small ones, each file that a
+    test makes undeletable alone in its folder."""
+    from pipeline.store.location import BIG_FILE
+
+    tree = root / "arr" / "c"
+    files = {
+        "big": tree / "0" / "big",
+        "small": tree / "0" / "small",
+        "big-alone": tree / "1" / "big",
+        "small-alone": tree / "2" / "small",
+        "big-too": tree / "3" / "big",
+    }
+    for name, f in files.items():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"b" * (BIG_FILE + len(name)) if "big" in name else b"s")
+    return files
+
+
+@pytest.mark.parametrize("stuck", ["small-alone", "big-alone"])
+def test_a_local_delete_that_cannot_remove_a_file_names_it(tmp_path: Path, stuck: str) -> None:
+    """A file under the key that cannot be deleted (its folder read-only, or immutable):
+    everything else goes, and the delete raises an OutputError naming the store and the file
+    that stays. (rmtree's errors were ignored: a replaced output silently kept old files, and
+    a big file's error came out as a bare PermissionError, before the rest was removed.)"""
+    root = tmp_path / "store"
+    files = _tree_with(root)
+    loc = Location.of(str(root))
+    with undeletable(files[stuck]), pytest.raises(OutputError) as e:
+        loc.delete("arr/c", recursive=True)
+    assert e.value.output == str(root)
+    assert e.value.path == str(files[stuck])
+    assert "\n" not in str(e.value)
+    assert [p for p in (root / "arr").rglob("*") if p.is_file()] == [files[stuck]]
+    loc.delete("arr/c", recursive=True)  # deletable again: gone, and nothing there is fine
+    loc.delete("arr/c", recursive=True)
+    assert list((root / "arr").iterdir()) == []
+
+
+def test_overwrite_refuses_an_output_it_cannot_clear(tmp_path: Path) -> None:
+    """``run --overwrite`` over an output one of whose chunk files cannot be deleted, with a
+    config whose chunks leave that file outside the new chunk grid: refused with an
+    OutputError naming the file, before the new array is created (the replacement no longer
+    completes with the old file left in it); once the file can go, the same command replaces
+    the output with exactly the new one."""
+    x = np.random.default_rng(5).standard_normal((24, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (6, 30))
+    out = tmp_path / "out.zarr"
+    cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    first = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        "a.yaml",
+        cluster=cluster,
+        output={"chunks": [6, 30], "shards": "none"},
+    )
+    assert error_of("-q", "run", first, "--progress", "none") is None
+    stale = out / "c" / "3" / "0"
+    assert stale.is_file()
+    second = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        "b.yaml",
+        cluster=cluster,
+        output={"chunks": [12, 30], "shards": "none"},
+    )
+    with undeletable(stale):
+        e = refused("-q", "run", second, "--overwrite", "--progress", "none")
+    assert isinstance(e, OutputError)
+    assert e.output == str(out) and e.path == str(stale)
+    assert not (out / "zarr.json").exists()  # the new array was not created
+    assert error_of("-q", "run", second, "--overwrite", "--progress", "none") is None
+    assert not (out / "c" / "3").exists()
+    assert np.array_equal(read_array(out), reference(x))
+    assert zarr.open_array(str(out), mode="r").chunks == (12, 30)

@@ -48,7 +48,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from multiprocessing import forkserver, resource_tracker
 from typing import Any
 
@@ -150,20 +150,32 @@ def start() -> None:
 def _start_blocked(error: list[BaseException]) -> None:
     """On a thread of its own with SIGINT blocked, which the server's process inherits. The
     server gets the environment distributed's own defaults give a worker
-    (:func:`_defaults_environ`): the user's Dask config, which may change it, needs Dask's
+    (:func:`_distributed_defaults`): the user's Dask config, which may change it, needs Dask's
     import (0.18-0.21 s on the H200 host), so it is read later, by :func:`forked_workers`."""
     global _GIVEN
+    before = dict(os.environ)
+    given: dict[str, str] = {}
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        before = dict(os.environ)
         given = _as_the_nanny_reads(_distributed_defaults(), before)
         os.environ.update(given)
+        _spawn_server()
         _GIVEN = (before, given)
-        os.environ[server_exit.STARTED] = "1"
+    except Exception as e:  # a speed-up only: the workers are spawned instead
+        _put_back(before, given)  # as the nanny must find it
+        error.append(e)
+
+
+def _spawn_server() -> None:
+    """multiprocessing's fork server, loading :data:`PRELOAD`, told that the command line
+    started it (:data:`server_exit.STARTED`, in its environment alone: a process this one
+    starts later, a fork server of its own among them, must not take itself for it)."""
+    os.environ[server_exit.STARTED] = "1"
+    try:
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
-    except Exception as e:  # a speed-up only: the workers are spawned instead
-        error.append(e)
+    finally:
+        del os.environ[server_exit.STARTED]
 
 
 def pre_spawn_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -216,14 +228,19 @@ def _server_usable() -> bool:
     before, given = _GIVEN
     if pre_spawn_environ(before) == given:
         return True
-    for name in given:
+    _put_back(before, given)
+    _GIVEN = None
+    log.debug("the Dask config sets the workers' environment: workers are spawned")
+    return False
+
+
+def _put_back(before: Mapping[str, str], names: Iterable[str]) -> None:
+    """This process's variables ``names`` as they were (``before``): set, or unset."""
+    for name in names:
         if name in before:
             os.environ[name] = before[name]
         else:
             os.environ.pop(name, None)
-    _GIVEN = None
-    log.debug("the Dask config sets the workers' environment: workers are spawned")
-    return False
 
 
 @contextlib.contextmanager

@@ -5,11 +5,15 @@ The server ends when the command that started it does: multiprocessing closes th
 server preloaded (distributed, dask-cuda, CuPy, ...), module by module, while the server still
 holds the command's standard output and error open, so a reader of the command's output (a
 pipe such as ``| tee``, a CI log, ``subprocess.run(capture_output=True)``) waited for that after
-the command itself had exited. Imported last in the server (``fork_server.PRELOAD``), this
-module ends it with ``os._exit`` once its ``atexit`` hooks have run; the server then has no
-child left (each worker has stopped) and nothing to flush. Workers forked from the server
-inherit the hook, which ends only the server itself; a process that is not a fork server the
-command line started (a test, a tool listing modules) registers nothing."""
+the command itself had exited. Imported after the server's other modules
+(``fork_server.PRELOAD``), this module registers the ``atexit`` hook that ends it with
+``os._exit``: hooks run last registered first, so theirs, which belong to the teardown, never
+run; the server then has no child left (each worker has stopped) and nothing to flush.
+Workers forked from the server inherit the hook, which ends only the server itself; a process
+that is not a fork server the command line started (a test, a tool listing modules, a fork
+server of another program) registers nothing: the variable that marks the server is in its
+environment alone, and the server takes it out of its own once read, so what it forks and
+what they start never see it."""
 
 from __future__ import annotations
 
@@ -36,4 +40,5 @@ def _is_the_server() -> bool:
 
 
 if _is_the_server():
+    del os.environ[STARTED]
     atexit.register(_end_now, os.getpid())

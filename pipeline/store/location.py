@@ -17,6 +17,7 @@ import errno
 import functools
 import json
 import os
+import sys
 import threading
 import zipfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -241,15 +242,31 @@ class Location:
         return bool(fs.exists(key_under(root, key)))
 
     def delete(self, key: str, recursive: bool = False) -> None:
-        """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine."""
+        """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine.
+
+        Raises OutputError (``output``: this store, ``path``: the first file or folder that
+        stays) when something cannot be deleted, once everything else is gone: a replaced
+        output that kept some of its old files, or a run record that kept old markers, would
+        pass for what it is not."""
         path = self._path(key)
-        if self.is_local:
-            if os.path.isdir(path) and not os.path.islink(path):
+        try:
+            if not self.is_local:
+                _remove_literally(self.fs(), path, recursive)
+            elif os.path.isdir(path) and not os.path.islink(path):
                 _remove_local_tree(path)
             elif os.path.lexists(path):
                 os.remove(path)
+        except FileNotFoundError:  # gone meanwhile
             return
-        _remove_literally(self.fs(), path, recursive)
+        except OSError as e:
+            where = e.filename if isinstance(e.filename, str) else path
+            raise OutputError(
+                f"cannot delete {where} ({type(e).__name__}: {e.strerror or e}): make it "
+                "deletable (write permission on its folder, no immutable attribute) or delete "
+                "it yourself",
+                output=self.url,
+                path=where,
+            ) from None
 
     def list(self, key: str) -> list[str]:
         """Names directly under ``key`` (empty when it does not exist)."""
@@ -360,9 +377,36 @@ def _remove_local_tree(path: str) -> None:
     (2026-11-30, .scratch/probe24.py, medians of 3), 8 GB in 500 files of 16 MB took 0.51 s
     with ``shutil.rmtree`` and 0.12 s on 8 threads, while 16,000 empty files took 0.05 s with
     it and 0.33 s on 8 threads, so small files are left to it. ``shutil.rmtree`` then removes
-    the rest; symbolic links are removed, never followed."""
+    the rest; symbolic links are removed, never followed. Raises the OSError of the first
+    entry that cannot be deleted (its ``filename`` the entry's path), once all else is gone."""
     import shutil
 
+    big = _big_files(path)
+    if len(big) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(8, len(big), os.cpu_count() or 1)) as pool:
+            list(pool.map(_unlink_quietly, big))
+    failed: list[tuple[str, OSError]] = []
+
+    def note(_func: Any, where: str, exc: Any) -> None:
+        error = exc[1] if isinstance(exc, tuple) else exc  # onerror's exc_info; onexc's error
+        if not isinstance(error, FileNotFoundError):
+            failed.append((where, error))
+
+    if sys.version_info >= (3, 12):  # which renamed the handler, and warns of the old name
+        shutil.rmtree(path, onexc=note)
+    else:
+        shutil.rmtree(path, onerror=note)
+    if failed:
+        where, error = failed[0]
+        error.filename = where  # rmtree's own names the entry relative to its folder
+        raise error
+
+
+def _big_files(path: str) -> list[str]:
+    """The files of at least :data:`BIG_FILE` bytes under the local directory ``path``, links
+    not followed; a folder that is gone or unreadable is skipped (rmtree reports it)."""
     big: list[str] = []
     folders = [path]
     while folders:
@@ -376,18 +420,14 @@ def _remove_local_tree(path: str) -> None:
                         and entry.stat(follow_symlinks=False).st_size >= BIG_FILE
                     ):
                         big.append(entry.path)
-        except OSError:  # gone meanwhile, or unreadable: rmtree says what it can
+        except OSError:
             continue
-    if len(big) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(8, len(big), os.cpu_count() or 1)) as pool:
-            list(pool.map(_unlink_if_there, big))
-    shutil.rmtree(path, ignore_errors=True)
+    return big
 
 
-def _unlink_if_there(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+def _unlink_quietly(path: str) -> None:
+    """Unlink the file ``path``; one that cannot be is left to rmtree, which reports it."""
+    with contextlib.suppress(OSError):
         os.unlink(path)
 
 
