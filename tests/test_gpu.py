@@ -455,3 +455,34 @@ def test_a_worker_page_locks_only_the_staging_its_threads_hold_at_once(
         assert again.status == "complete"
         assert list(client.run(made).values()) == [per_thread * threads]
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_staging_a_thread_ends_holding_stays_mapped_and_registered() -> None:
+    """A thread that ends holding page-locked staging (a failed step skips its release) drops
+    its context; the buffer's memory must stay mapped while CUDA has it registered (the pool
+    keeps every buffer it made), and later buffers are made and page-locked as before."""
+    import gc
+    import threading
+
+    from pipeline.devices import gpu
+
+    seen: list[int] = []
+
+    def body() -> None:
+        seen.append(gpu.context().pinned_buffer(8 << 20, "read").ctypes.data)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    gc.collect()
+    (address,) = seen
+    mapped = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            mapped.append(lo <= address < hi)
+    assert any(mapped), "a registered buffer was unmapped"
+    more = [gpu._PINNED.take(8 << 20) for _ in range(4)]
+    assert all(gpu.is_pinned(h[1]) for h in more)
+    for h in more:
+        gpu._PINNED.give(h)

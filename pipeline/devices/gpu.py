@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import logging
 import mmap
 import sys
 import threading
@@ -31,6 +32,8 @@ from pipeline.devices.base import Encoding
 from pipeline.ops import kernel, stages
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import EMPTY, Frames
+
+log = logging.getLogger("pipeline")
 
 _SETUP_LOCK = threading.Lock()
 _SETUP_DONE = False
@@ -134,8 +137,16 @@ class _PinnedPool:
 
     def __init__(self) -> None:
         self._free: list[tuple[Any, np.ndarray]] = []
+        #: every buffer made, for the life of the process: a thread that ends holding one
+        #: (after a failed step) drops its own reference, and a registered mapping unmapped
+        #: while still registered would leave the driver mapping pages the process gave back
+        self._made: list[tuple[Any, np.ndarray]] = []
         self._lock = threading.Lock()
-        self.made = 0
+
+    @property
+    def made(self) -> int:
+        """How many buffers this pool has made."""
+        return len(self._made)
 
     def take(self, nbytes: int) -> tuple[Any, np.ndarray]:
         with self._lock:
@@ -144,8 +155,10 @@ class _PinnedPool:
                 best = min(fits, key=lambda b: b[1].nbytes)
                 self._free.remove(best)
                 return best
-            self.made += 1
-        return _page_locked(max(1 << 20, int(nbytes * 1.25)))
+        held = _page_locked(max(1 << 20, int(nbytes * 1.25)))
+        with self._lock:
+            self._made.append(held)
+        return held
 
     def give(self, held: tuple[Any, np.ndarray]) -> None:
         with self._lock:
@@ -175,13 +188,33 @@ def _page_locked(size: int) -> tuple[Any, np.ndarray]:
     pages instead of 4 KiB ones. On the H200 host (2026-11-30, 3 processes at once, each
     8 x 135 MB, as 3 GPU workers warm up; .scratch/probe22.py), this took 0.21 s (0.19-0.28)
     against 0.43 s (0.41-0.68) for ``cudaHostAlloc``, and its release 0.05 s against 0.10.
-    Elsewhere, CuPy's ``cudaHostAlloc``. The memory lives as long as the worker's pool, which
-    never gives it back: the process's end frees it."""
-    if not _huge_pages():
-        mem = cp.cuda.alloc_pinned_memory(size)
-        return mem, np.frombuffer(mem, np.uint8, size)
+    Elsewhere, or where the kernel or the driver refuses the mapping's advice or its
+    registration (then for the rest of the process), CuPy's ``cudaHostAlloc``. The memory
+    lives as long as the worker's pool, which never gives it back: the process's end frees it.
+    A child the worker forks gets none of the mapping (``MADV_DONTFORK``): its pages stay the
+    ones the driver pinned, whatever either process writes after the fork."""
+    global _REGISTER
+    if _REGISTER and _huge_pages():
+        try:
+            return _registered(size)
+        except Exception as e:  # a kernel or driver that refuses it (some containers, WSL)
+            _REGISTER = False
+            log.debug("page-locked staging by cudaHostAlloc: %s: %s", type(e).__name__, e)
+    mem = cp.cuda.alloc_pinned_memory(size)
+    return mem, np.frombuffer(mem, np.uint8, size)
+
+
+#: False once a registration was refused: every later buffer comes from ``cudaHostAlloc``.
+_REGISTER = True
+
+
+def _registered(size: int) -> tuple[Any, np.ndarray]:
+    """``size`` bytes of an anonymous mapping on transparent huge pages, registered with CUDA
+    (see :func:`_page_locked`)."""
     mapping = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     mapping.madvise(mmap.MADV_HUGEPAGE)
+    if hasattr(mmap, "MADV_DONTFORK"):
+        mapping.madvise(mmap.MADV_DONTFORK)
     base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
     offset = -base % HUGE_PAGE
     cp.cuda.runtime.hostRegister(base + offset, size, 0)
