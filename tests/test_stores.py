@@ -429,3 +429,29 @@ def test_overwrite_refuses_an_output_it_cannot_clear(tmp_path: Path) -> None:
     assert not (out / "c" / "3").exists()
     assert np.array_equal(read_array(out), reference(x))
     assert zarr.open_array(str(out), mode="r").chunks == (12, 30)
+
+
+def test_a_run_record_that_cannot_be_removed_leaves_the_output_complete(tmp_path: Path) -> None:
+    """The run record is removed after the output says it is complete: a file in the record
+    that cannot be deleted leaves the run done (exit 0), the output complete and equal to
+    NumPy's, and its lock released (a second run finds nothing to do), with a warning."""
+    from pipeline.running.output import output_state
+
+    x = np.random.default_rng(6).standard_normal((24, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (6, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    stuck = out / ".pipeline" / "kept" / "extra"
+    stuck.parent.mkdir(parents=True)
+    stuck.write_text("a file the run cannot remove")
+    with undeletable(stuck):
+        assert error_of("-q", "run", cfg, "--progress", "none", "--overwrite") is None
+    assert np.array_equal(read_array(out), reference(x))
+    plan = plan_run(load_config(cfg))
+    assert output_state(plan) == "complete"
+    assert error_of("-q", "run", cfg, "--progress", "none", "--resume") is None  # no lock held

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
 from typing import Any
 
@@ -27,6 +28,8 @@ from pipeline.planning import Plan, make_plan
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
+
+log = logging.getLogger("pipeline")
 
 #: Counts of non-finite values a run records, by name.
 NONFINITE = ("nan", "posinf", "neginf")
@@ -511,7 +514,10 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
     _consolidate(plan)
     assert plan.sink.ledger is not None
-    plan.sink.ledger.clear()
+    try:
+        plan.sink.ledger.clear()
+    except OutputError as e:  # every byte is written and the output says so: only a leftover
+        log.warning("the output is complete, but its run record stays: %s", e)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ what they start never see it."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 
@@ -27,6 +28,9 @@ STARTED = "PIPELINE_FORK_SERVER"
 
 def _end_now(server: int) -> None:
     if os.getpid() == server:  # not a worker forked from the server
+        for stream in (sys.stdout, sys.stderr):  # what a preloaded module printed
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(0)
 
 

@@ -113,9 +113,12 @@ class Ledger:
         return self.location.exists(self._key())
 
     def clear(self) -> None:
-        """Remove the whole record (the run finished); releases the lock."""
-        self.location.delete(self._key(), recursive=True)
-        self._close_lock()
+        """Remove the whole record (the run finished); releases the lock, also where part of
+        the record could not be removed (:class:`~pipeline.errors.OutputError`, raised)."""
+        try:
+            self.location.delete(self._key(), recursive=True)
+        finally:
+            self._close_lock()
 
     # -- one writer at a time ----------------------------------------------------------------
 
