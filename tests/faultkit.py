@@ -36,6 +36,21 @@ def env() -> dict[str, str]:
     return e
 
 
+def run_python(
+    argv: list[str | Path], cwd: Path, environ: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python ARGV`` in a process of its own (``environ``, by default :func:`env`), run in
+    ``cwd`` to its end; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=env() if environ is None else environ,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
 def many_blocks_input(path: Path, rows: int, cols: int = 4096, seed: int = 0) -> np.ndarray:
     """A float32 input of ``rows`` stored chunks of one row each (one block per row when
     ``chunking.block`` is ``[1, cols]``), written by Zarr itself. Some values are NaN, +-inf,
@@ -149,6 +164,14 @@ def wait_gone(procs: list[psutil.Process], timeout: float = 20.0) -> list[psutil
             return []
         time.sleep(0.05)
     return alive
+
+
+def pid_gone(pid: int, timeout: float = 20.0) -> bool:
+    """Whether the process ``pid`` has ended (or is a zombie) within ``timeout`` seconds."""
+    try:
+        return not wait_gone([psutil.Process(pid)], timeout)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _running(p: psutil.Process) -> bool:

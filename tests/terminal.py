@@ -146,8 +146,13 @@ def _running(p: psutil.Process) -> bool:
 
 def start(*args: str | Path, cwd: Path | None = None) -> Watched:
     """``python -m pipeline ARGS`` in a new process group, stdout and stderr captured."""
+    return spawn(pipeline_args(*args), cwd)
+
+
+def spawn(argv: list[str], cwd: Path | None = None) -> Watched:
+    """The command ``argv`` in a new process group, stdout and stderr captured, watched."""
     proc = subprocess.Popen(
-        pipeline_args(*args),
+        argv,
         env=env(),
         cwd=str(cwd or ROOT),
         stdin=subprocess.DEVNULL,

@@ -8,9 +8,6 @@ long as the process that started it).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -18,7 +15,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.running import fork_server
-from tests.faultkit import env
+from tests.faultkit import env, pid_gone, run_python
 
 PROBE = r"""
 import json, os, sys
@@ -78,13 +75,10 @@ def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     nannys = {*fork_server.pre_spawn_environ(), "PYTHONHASHSEED"}
-    r = subprocess.run(
-        [sys.executable, str(script), mode],
-        capture_output=True,
-        text=True,
-        env={**{k: v for k, v in env().items() if k not in nannys}, **extra},
-        cwd=tmp_path,
-        timeout=300,
+    r = run_python(
+        [str(script), mode],
+        tmp_path,
+        {**{k: v for k, v in env().items() if k not in nannys}, **extra},
     )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -150,20 +144,11 @@ def test_the_server_ends_without_the_interpreters_teardown(tmp_path: Path) -> No
     standard output and error open."""
     (tmp_path / "probe.py").write_text(ENDING)
     (tmp_path / "teardown_marker.py").write_text(MARKER)
-    r = subprocess.run(
-        [sys.executable, "probe.py"],
-        capture_output=True,  # the server holds these open: this returns once it has ended
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
+    # output captured: the server holds the pipes open, so this returns once it has ended
+    r = run_python(["probe.py"], tmp_path)
     assert r.returncode == 0, r.stderr
     server = int(r.stdout.strip().splitlines()[-1])
-    deadline = time.monotonic() + 60  # its pipes are closed: it is ending, if not gone yet
-    while _alive(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(server)
+    assert pid_gone(server, 60)  # its pipes are closed: it is ending, if not gone yet
     assert (tmp_path / "imported").exists()
     assert not (tmp_path / "torn-down").exists()
 
@@ -201,29 +186,12 @@ def test_another_fork_server_ends_as_python_ends_it(tmp_path: Path) -> None:
     (tmp_path / "probe.py").write_text(USERS_OWN)
     (tmp_path / "own.py").write_text(OWN)
     (tmp_path / "teardown_marker.py").write_text(MARKER)
-    r = subprocess.run(
-        [sys.executable, "probe.py"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
+    r = run_python(["probe.py"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "None"  # not in the command's environment
     server = int((tmp_path / "imported").read_text())  # the program's own fork server
-    deadline = time.monotonic() + 60
-    while _alive(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(server)
+    assert pid_gone(server, 60)
     assert (tmp_path / "torn-down").exists()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_a_dask_config_that_sets_the_workers_environment_has_them_spawned(
@@ -303,12 +271,8 @@ def test_a_users_pre_spawn_variable_keeps_the_nannys_defaults(tmp_path: Path) ->
         "from distributed import Nanny\n"
         "print(json.dumps([ours, Nanny('tcp://127.0.0.1:8786').pre_spawn_env]))\n"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env={**env(), "DASK_CONFIG": str(tmp_path / "cfg")},
-        timeout=120,
+    r = run_python(
+        ["-c", probe], tmp_path, {**env(), "DASK_CONFIG": str(tmp_path / "cfg")}, timeout=120
     )
     assert r.returncode == 0, r.stderr
     ours, nanny = json.loads(r.stdout.strip().splitlines()[-1])
@@ -335,14 +299,7 @@ def test_a_gpu_run_starts_the_server_before_its_config_is_checked(tmp_path: Path
     for name, (text, started) in cases.items():
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(text)
-        r = subprocess.run(
-            [sys.executable, "-m", "pipeline", "run", str(cfg), "-v"],
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=tmp_path,
-            timeout=120,
-        )
+        r = run_python(["-m", "pipeline", "run", str(cfg), "-v"], tmp_path, timeout=120)
         assert r.returncode == 1, (name, r.stderr)
         assert r.stderr.strip().splitlines()[-1].startswith("error: "), (name, r.stderr)
         assert ("fork server started" in r.stderr) is started, (name, r.stderr)

@@ -30,10 +30,11 @@ from tests.faultkit import (
     env,
     many_blocks_input,
     markers,
+    run_python,
     status,
     wait_for_markers,
 )
-from tests.terminal import Watched, at_terminal, pipeline_args, start, wait_until
+from tests.terminal import Watched, at_terminal, pipeline_args, spawn, start, wait_until
 
 INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
 ROWS = 400
@@ -158,17 +159,7 @@ def _dropping_run(d: Path, *args: str | Path) -> Watched:
     (d / "drops.py").write_text(_DROPS_A_CTRL_C)
     for name in ("inside", "dropped"):
         (d / name).unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, str(d / "drops.py"), str(d), *map(str, args)],
-        env=env(),
-        cwd=str(d),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    return Watched(proc)
+    return spawn([sys.executable, str(d / "drops.py"), str(d), *map(str, args)], cwd=d)
 
 
 @pytest.fixture(scope="module")
@@ -229,14 +220,7 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_run(
     assert status(out) == "incomplete"
     assert not (out / ".pipeline" / "lock").exists()
     assert markers(out) > 0
-    r = subprocess.run(
-        pipeline_args("run", cfg, "--resume", "-q"),
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=d,
-        timeout=300,
-    )
+    r = run_python(["-m", "pipeline", "run", cfg, "--resume", "-q"], d)
     assert r.returncode == 0, r.stderr
     assert_same_stores(out, uninterrupted)
 
