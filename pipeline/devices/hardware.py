@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from pipeline.errors import ConfigError, PlanError
 
 
@@ -89,6 +87,8 @@ class Facts:
     @classmethod
     def local(cls, want_gpu: bool = True) -> Facts:
         """Facts of this process's machine (GPUs listed only when ``want_gpu``)."""
+        import psutil  # here: a run's early start reads gpu_status before psutil is needed
+
         vm = psutil.virtual_memory()
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         usable, reason = gpu_status() if want_gpu else (False, "not asked for")
