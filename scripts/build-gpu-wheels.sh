@@ -21,9 +21,11 @@ pkgs=(
   # config
   pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5
   typing-extensions==4.16.0
-  # GPU: zstd through nvCOMP, RMM pools
+  # GPU: zstd through nvCOMP; GPU facts through NVML. Not RMM: the pipeline uses CuPy's pool,
+  # `pip install .[cu13]` does not install it, and where it is installed distributed imports
+  # it in every process (distributed.diagnostics.rmm: 0.14 s of the fork server's 1.5 s of
+  # imports on the H200 host, 2026-11-30)
   nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12
-  rmm-cu13==26.10.0 librmm-cu13==26.10.0 rapids-logger==0.3.0
   nvidia-ml-py==13.615.71
 )
 fi
