@@ -121,7 +121,9 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     from pipeline.running.runner import RunOptions
     from pipeline.running.runner import run as _run
 
-    _check_options(options, [f.name for f in dataclasses.fields(RunOptions)])
+    _check_options(
+        options, [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
+    )
     opts = RunOptions(**{"progress": "none", **options})
     summary = _run(_config(config), opts, client=client)
     if opts.summary_json:

@@ -449,11 +449,17 @@ WORKER_STOP_TIMEOUT = 30.0
 
 @contextlib.contextmanager
 def connect(
-    plan_cluster: Any, quiet: bool | None = None, plugin: WorkerPlugin | None = None
+    plan_cluster: Any,
+    quiet: bool | None = None,
+    plugin: WorkerPlugin | None = None,
+    process_ends: bool = False,
 ) -> Iterator[Client]:
     """Start or join the cluster the plan describes; always close what was started.
 
     ``quiet``: Dask's own logs at errors only (True), warnings (False), or ``DASK_LOG_LEVEL``.
+    ``process_ends``: this process ends as soon as the work is done (the command line's), so
+    a local cluster's close, after a run that raised nothing, stops waiting once every worker
+    process is exiting (:func:`_stop_local`).
     A local cluster starts on a thread of its own (:class:`_Startup`); a Ctrl-C
     (``KeyboardInterrupt``) while it starts, or at any later moment, closes it in order
     (:func:`_stop_local`) before the interrupt goes on. Raises :class:`ClusterError` when a
@@ -480,7 +486,7 @@ def connect(
             waiting.take()  # the cluster is closed in order, whatever comes
         startup.stop()
         raise
-    if startup.stop():
+    if startup.stop(process_ends):
         raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
 
 
@@ -567,16 +573,17 @@ class _Startup:
         assert self.client_ is not None
         return self.client_
 
-    def stop(self) -> bool:
+    def stop(self, process_ends: bool = False) -> bool:
         """Wait for a start under way to end, then close what it started, in order; each step
-        runs to its end even when Ctrl-C interrupts it. Whether a Ctrl-C came meanwhile."""
+        runs to its end even when Ctrl-C interrupts it (``process_ends``: see
+        :func:`_stop_local`). Whether a Ctrl-C came meanwhile."""
         with self._lock:
             self.cancelled.set()
             begun = self._begun
         interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
         if self.cluster is None or not self.done.is_set():
             return interrupted
-        return _stop_local(self.client_, self.cluster) or interrupted
+        return _stop_local(self.client_, self.cluster, process_ends) or interrupted
 
 
 def _to_the_end(step: Callable[[], Any]) -> bool:
@@ -608,7 +615,7 @@ def close_client(client: Client, timeout: float = 10) -> None:
         waiting.call(lambda: client.close(timeout=timeout), "pipeline-close", to_the_end=True)
 
 
-def _stop_local(client: Client | None, cluster: Any) -> bool:
+def _stop_local(client: Client | None, cluster: Any, process_ends: bool = False) -> bool:
     """Close a local cluster in order; whether a Ctrl-C came meanwhile.
 
     1. The client, with nothing of its own left running: it never sees a worker or the
@@ -619,29 +626,80 @@ def _stop_local(client: Client | None, cluster: Any) -> bool:
        Closing the cluster alone would also do this, but with Dask's 5 s per worker, which a
        busy machine exceeds.
     3. The cluster: its scheduler, which has no worker left.
+
+    Where this process ends right after (``process_ends``, the command line's run), step 2
+    ends once every worker process is exiting (:func:`_exiting`: its Python is done, its
+    teardown ran), and step 3 is left to the process's end: a GPU worker's process then
+    still spends about 0.1 s in the kernel while the driver tears its CUDA context down, and
+    the driver does one process at a time (H200 host, 2026-11-30, .scratch/probe31.py: a
+    process holding only a context ended 0.10-0.13 s after its ``os._exit``, three at once
+    0.25-0.29 s, with page-locked staging and 2.7 GB of device memory no later). The
+    command's exit does not wait for that; the processes end on their own within it.
     """
     steps: list[Callable[[], Any]] = []
     if client is not None:
         steps.append(lambda: client.close(timeout=10))
+    left: list[bool] = []
     steps.append(
-        lambda: cluster.sync(
-            _stop_workers,
-            cluster,
-            WORKER_STOP_TIMEOUT,
-            callback_timeout=WORKER_STOP_TIMEOUT + 10,
+        lambda: left.append(
+            cluster.sync(
+                _stop_workers,
+                cluster,
+                WORKER_STOP_TIMEOUT,
+                process_ends,
+                callback_timeout=WORKER_STOP_TIMEOUT + 10,
+            )
         )
     )
-    steps.append(lambda: cluster.close(timeout=30))
+    steps.append(lambda: None if any(left) else cluster.close(timeout=30))
     interrupted = False
     for step in steps:
         interrupted = _to_the_end(step) or interrupted
     return interrupted
 
 
-async def _stop_workers(cluster: Any, timeout: float) -> None:
-    """Close every worker of a local cluster (nannies, or in-process workers) at once."""
+async def _stop_workers(cluster: Any, timeout: float, process_ends: bool = False) -> bool:
+    """Close every worker of a local cluster (nannies, or in-process workers) at once. Where
+    ``process_ends`` and each worker is a process this machine's ``/proc`` shows, return
+    once every one is exiting, its nanny's close left running: whether it did so."""
     workers = list(getattr(cluster, "workers", {}).values())
-    await asyncio.gather(*(w.close(timeout=timeout) for w in workers), return_exceptions=True)
+    closing = asyncio.ensure_future(
+        asyncio.gather(*(w.close(timeout=timeout) for w in workers), return_exceptions=True)
+    )
+    pids = [getattr(w, "pid", None) for w in workers]
+    if not (process_ends and workers and all(pids) and os.path.exists("/proc/self/stat")):
+        await closing
+        return False
+    exiting = asyncio.ensure_future(_exiting([int(p) for p in pids if p]))
+    await asyncio.wait({closing, exiting}, return_when=asyncio.FIRST_COMPLETED)
+    if closing.done():
+        exiting.cancel()
+        return False
+    log.debug("the workers' processes are exiting: this process does not wait for their end")
+    return True
+
+
+#: The kernel's flag of a task that has begun to exit (``PF_EXITING``, include/linux/sched.h),
+#: field 9 of ``/proc/PID/stat``.
+PF_EXITING = 0x4
+
+
+async def _exiting(pids: list[int], interval: float = 0.005) -> None:
+    """Return once every process of ``pids`` is exiting or gone (:func:`is_exiting`)."""
+    while not all(is_exiting(pid) for pid in pids):
+        await asyncio.sleep(interval)
+
+
+def is_exiting(pid: int) -> bool:
+    """Whether the process ``pid`` has begun to exit (the kernel's ``PF_EXITING``: nothing of
+    its own runs any more), is a zombie, or is gone; from ``/proc/PID/stat`` (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # after the command's name
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    state, flags = fields[0], int(fields[6])
+    return state in (b"Z", b"X") or bool(flags & PF_EXITING)
 
 
 def join(address: str, timeout: float) -> Client:

@@ -60,6 +60,10 @@ class RunOptions:
     """auto, bar, plain or none"""
     interval: float = 5.0
     """seconds between plain progress lines"""
+    process_ends: bool = False
+    """this process ends right after the run (the command line's own): a local cluster's
+    worker processes are not waited for once they are exiting (``cluster.connect``); not one
+    of the Python API's options"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,16 +124,21 @@ Connect = Callable[[], contextlib.AbstractContextManager[Workers]]
 
 @contextlib.contextmanager
 def _planned(
-    config: Config, client: Any = None, report: str | None = None
+    config: Config, client: Any = None, report: str | None = None, process_ends: bool = False
 ) -> Iterator[tuple[Plan, Connect]]:
     """The plan, and how to get its workers (:mod:`pipeline.running.workers`): a local run's
     are started only when ``connect()`` is entered (after every check); an address is joined
     first, since the plan needs its workers. A ``client`` given by the caller (e.g. a
     benchmark reusing warm workers) is used as is and left open. ``report``: where to save
-    Dask's performance report."""
+    Dask's performance report. ``process_ends``: see :class:`RunOptions`."""
     if config.cluster.scheduler == "local" and client is None:
         plan = plan_run(config)
-        yield plan, lambda: local_workers(plan.cluster, report, plugin=lambda: setup_plugin(plan))
+        yield (
+            plan,
+            lambda: local_workers(
+                plan.cluster, report, plugin=lambda: setup_plugin(plan), process_ends=process_ends
+            ),
+        )
         return
     from pipeline.running import cluster
 
@@ -200,7 +209,7 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     made = _generate_if_missing(config, options.progress)
     t_start = time.perf_counter() if made else t_begin
     config = output.recorded_block(with_output_array(config), options.resume)
-    with _planned(config, client, options.report) as (plan, connect):
+    with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
             log.warning(

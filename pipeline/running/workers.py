@@ -45,12 +45,16 @@ class Workers(Protocol):
 
 @contextlib.contextmanager
 def local_workers(
-    p: ClusterPlan, report: str | None = None, plugin: Callable[[], Any] | None = None
+    p: ClusterPlan,
+    report: str | None = None,
+    plugin: Callable[[], Any] | None = None,
+    process_ends: bool = False,
 ) -> Iterator[Workers]:
     """The workers of a local run on ``p``, started, and closed on every exit: threads of this
     process where :meth:`ClusterPlan.on_threads` says so, else a local Dask cluster
     (:func:`pipeline.running.cluster.connect`, whose workers get the plugin ``plugin()``
-    makes) that saves Dask's performance report to ``report``. Raises what starting them
+    makes) that saves Dask's performance report to ``report``; ``process_ends``: this process
+    ends right after (:func:`pipeline.running.cluster.connect`). Raises what starting them
     raises (:class:`~pipeline.errors.ClusterError`), ``KeyboardInterrupt`` on Ctrl-C."""
     if p.on_threads(report=bool(report)):
         with threads.start(p.workers * p.threads_per_worker, p.backend) as here:
@@ -58,5 +62,7 @@ def local_workers(
         return
     from pipeline.running import cluster
 
-    with cluster.connect(p, plugin=plugin() if plugin else None) as client:
+    with cluster.connect(
+        p, plugin=plugin() if plugin else None, process_ends=process_ends
+    ) as client:
         yield cluster.DaskWorkers(client, p.scheduler, report)

@@ -1,0 +1,124 @@
+"""A local cluster's close, where the process ends right after (``running/cluster.py``,
+``_stop_local``; ``cli._forget_exiting``).
+
+The command line's run stops waiting for its workers once every worker process is exiting:
+what is left of them is the kernel's (a GPU worker's CUDA context torn down by the driver).
+Real processes throughout: a real LocalCluster whose workers are forked from the pipeline's
+fork server, as a GPU run's are, and real child processes for the ``/proc`` reading.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing import process
+
+import psutil
+import pytest
+
+from pipeline import cli
+from pipeline.running.cluster import is_exiting
+from tests.faultkit import pid_gone, run_python
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/stat"), reason="reads the kernel's /proc (Linux)"
+)
+
+CLOSE = r"""
+import json, sys
+
+if __name__ == "__main__":
+    from distributed import Client, LocalCluster
+
+    from pipeline.running import cluster as c, fork_server
+
+    fork_server.start()  # as the command line does: the workers end as forked GPU workers do
+    with fork_server.forked_workers():
+        cluster = LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = Client(cluster)
+    pids = sorted(client.run(lambda: __import__("os").getpid()).values())
+    client.close()
+    ending = sys.argv[1] == "ending"
+    left = cluster.sync(c._stop_workers, cluster, 30.0, ending)
+    exiting = [c.is_exiting(p) for p in pids]
+    nannies = sorted(str(w.status) for w in cluster.workers.values())
+    print(json.dumps({"pids": pids, "left": left, "exiting": exiting, "nannies": nannies}))
+    sys.stdout.flush()
+    if not left:
+        cluster.close()
+"""
+
+
+def _close(tmp_path, how: str) -> dict:
+    script = tmp_path / "close.py"
+    script.write_text(CLOSE)
+    proc = run_python([str(script), how], timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_process_that_goes_on_waits_for_every_worker_to_end(tmp_path) -> None:
+    got = _close(tmp_path, "goes-on")
+    assert got["left"] is False
+    assert got["nannies"] == ["Status.closed"] * 3
+    assert all(got["exiting"])  # ended, and reaped by the nannies
+    assert not any(psutil.pid_exists(p) for p in got["pids"])
+
+
+def test_a_process_that_ends_stops_waiting_once_every_worker_is_exiting(tmp_path) -> None:
+    """Either every worker process was exiting when the close returned (its nanny's close
+    left running), or the nannies had all closed first; both leave no worker behind."""
+    got = _close(tmp_path, "ending")
+    assert len(got["pids"]) == 3
+    assert all(got["exiting"]), got
+    if not got["left"]:
+        assert got["nannies"] == ["Status.closed"] * 3
+    assert all(pid_gone(p) for p in got["pids"])
+
+
+def test_is_exiting_tells_a_running_process_from_an_ended_one() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not is_exiting(child.pid)
+        assert not is_exiting(os.getpid())
+        child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert is_exiting(child.pid)  # a zombie: ended, not yet reaped
+    finally:
+        child.kill()
+        child.wait()
+    assert is_exiting(child.pid)  # gone
+
+
+def test_the_program_forgets_only_the_children_that_are_exiting() -> None:
+    """multiprocessing's exit hook joins every child it knows; the command line's end drops
+    those already exiting from what it knows, and keeps the others."""
+    ctx = multiprocessing.get_context("spawn")
+    ended, running = ctx.Process(target=time.sleep, args=(60,)), ctx.Process(
+        target=time.sleep, args=(60,)
+    )
+    ended.start()
+    running.start()
+    try:
+        os.kill(ended.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not is_exiting(ended.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        cli._forget_exiting()
+        assert ended not in process._children
+        assert running in process._children
+    finally:
+        running.kill()
+        running.join()
+        os.waitpid(ended.pid, 0)
