@@ -634,7 +634,9 @@ def _stop_local(client: Client | None, cluster: Any, process_ends: bool = False)
     the driver does one process at a time (H200 host, 2026-11-30, .scratch/probe31.py: a
     process holding only a context ended 0.10-0.13 s after its ``os._exit``, three at once
     0.25-0.29 s, with page-locked staging and 2.7 GB of device memory no later). The
-    command's exit does not wait for that; the processes end on their own within it.
+    command's exit does not wait for that (distributed's own exit hook, which closes every
+    cluster still open, is told this one is not to be closed; the program's end forgets the
+    exiting children, ``cli._forget_exiting``); the processes end on their own.
     """
     steps: list[Callable[[], Any]] = []
     if client is not None:
@@ -655,6 +657,8 @@ def _stop_local(client: Client | None, cluster: Any, process_ends: bool = False)
     interrupted = False
     for step in steps:
         interrupted = _to_the_end(step) or interrupted
+    if any(left):  # nor may distributed's exit hook (``close_clusters``) close it, and wait
+        cluster.shutdown_on_close = False
     return interrupted
 
 
