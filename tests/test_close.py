@@ -113,8 +113,9 @@ def test_the_program_forgets_only_the_children_that_are_exiting() -> None:
     """multiprocessing's exit hook joins every child it knows; the command line's end drops
     those already exiting from what it knows, and keeps the others."""
     ctx = multiprocessing.get_context("spawn")
-    ended, running = ctx.Process(target=time.sleep, args=(60,)), ctx.Process(
-        target=time.sleep, args=(60,)
+    ended, running = (
+        ctx.Process(target=time.sleep, args=(60,)),
+        ctx.Process(target=time.sleep, args=(60,)),
     )
     ended.start()
     running.start()
