@@ -714,16 +714,24 @@ def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return names
 
 
+def _count(text: str) -> int:
+    """A number of repetitions: a whole number, at least 1 (a median of none is no figure)."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least 1")
+    return n
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` fixes the sizes, repetitions and peer cluster."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny, CPU only (what the tests run)")
     p.add_argument("--out", type=Path, default=Path("results/bench"))
     p.add_argument("--size-gb", type=float, default=8.0, help="size of each input (GB)")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions (after a warm-up)")
+    p.add_argument("--reps", type=_count, default=3, help="timed repetitions (after a warm-up)")
     p.add_argument(
         "--cold-reps",
-        type=int,
+        type=_count,
         default=3,
         help="new processes of `pipeline run` and of the CPU Dask peer per workload (the "
         "tables show their median)",

@@ -4,12 +4,15 @@
 # cloudpickle, toolz, fsspec, PyYAML, rich, psutil, pandas, pytest, ...; this fetches the rest,
 # one pinned version each (two versions of one package stop the whole install there).
 # Usage: scripts/build-gpu-wheels.sh [DEST]   (default: .whl, ignored by git)
-#        scripts/build-gpu-wheels.sh --ucx [DEST]   UCX for Dask (default: .whl-ucx): 47 MB more,
+#        scripts/build-gpu-wheels.sh --ucx [DEST]   UCX for Dask (default: .whl-ucx): 53 MB more,
 #        which with .whl passes the 64 MiB a device call carries, so it travels in a second call
 set -euo pipefail
 if [[ ${1:-} == --ucx ]]; then
   dest=${2:-.whl-ucx}
-  pkgs=(distributed-ucxx-cu13==0.52.0 ucxx-cu13==0.52.0 libucxx-cu13==0.52.0 libucx-cu13==1.21.0)
+  pkgs=(distributed-ucxx-cu13==0.52.0 ucxx-cu13==0.52.0 libucxx-cu13==0.52.0 libucx-cu13==1.21.0
+    # RMM: ucxx-cu13 requires rmm-cu13, libucxx-cu13 librmm-cu13; libucxx's loader imports
+    # librmm and libucx together and, without librmm, loads neither (libucp.so.0 then not found)
+    rmm-cu13==26.10.0 librmm-cu13==26.10.0 rapids-logger==0.3.0)
 else
 dest=${1:-.whl}
 pkgs=(

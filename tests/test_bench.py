@@ -265,3 +265,16 @@ def test_check_compares_a_prefix_and_refuses_other_shapes(tmp_path) -> None:
     for name in ("wide.zarr", "f8.zarr"):
         c = check_output(tmp_path / "in.zarr", tmp_path / name)
         assert c.problem and not c.ok
+
+
+@pytest.mark.parametrize("option", ["--reps", "--cold-reps"])
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bench_refuses_a_count_of_repetitions_below_one(option, value, capsys) -> None:
+    """A median of no runs is no figure: the option is refused before anything runs."""
+    from benchmarks import bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args([option, value])
+    assert stop.value.code == 2
+    assert option in capsys.readouterr().err
+    assert bench.parse_args([option, "1"]).__dict__[option[2:].replace("-", "_")] == 1

@@ -132,3 +132,57 @@ def test_the_program_forgets_only_the_children_that_are_exiting() -> None:
         running.kill()
         running.join()
         os.waitpid(ended.pid, 0)
+
+
+NO_PROC = r"""
+import json, multiprocessing, os, subprocess, time
+from multiprocessing import process
+
+if __name__ == "__main__":
+    from pipeline import cli
+    from pipeline.running.cluster import is_exiting  # and Dask, which reads /proc on import
+
+    child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    child.start()
+    subprocess.run(["mount", "-t", "tmpfs", "none", "/proc"], check=True)  # /proc now empty
+    cli._forget_exiting()
+    print(json.dumps({
+        "proc": os.path.exists("/proc/self/stat"),
+        "exiting": is_exiting(child.pid),
+        "kept": child in process._children,
+    }))
+    child.kill()
+    child.join()
+"""
+
+
+def _own_mounts() -> list[str]:
+    """A command prefix that runs its command in a mount namespace of its own, where it may
+    hide ``/proc`` (as on a system without it, such as macOS); [] where this machine cannot."""
+    cmd = ["unshare", "-rm"]
+    try:
+        ok = subprocess.run([*cmd, "true"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return cmd if ok else []
+
+
+def test_without_proc_no_child_is_taken_for_exiting(tmp_path) -> None:
+    """Where ``/proc`` cannot be read, nothing says a child is exiting: the program's end still
+    joins (and, for a daemon, stops) every child, as Python's exit does."""
+    prefix = _own_mounts()
+    if not prefix:
+        pytest.skip("cannot make a mount namespace of its own here (unshare)")
+    script = tmp_path / "no_proc.py"
+    script.write_text(NO_PROC)
+    proc = subprocess.run(
+        [*prefix, sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"proc": False, "exiting": False, "kept": True}

@@ -696,12 +696,13 @@ async def _exiting(pids: list[int], interval: float = 0.005) -> None:
 
 def is_exiting(pid: int) -> bool:
     """Whether the process ``pid`` has begun to exit (the kernel's ``PF_EXITING``: nothing of
-    its own runs any more), is a zombie, or is gone; from ``/proc/PID/stat`` (Linux)."""
+    its own runs any more), is a zombie, or is gone; from ``/proc/PID/stat`` (Linux). False
+    where ``/proc`` cannot be read at all (another system): nothing is known to be exiting."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()  # after the command's name
     except (FileNotFoundError, ProcessLookupError):
-        return True
+        return os.path.exists("/proc/self/stat")  # gone, where /proc shows this process
     state, flags = fields[0], int(fields[6])
     return state in (b"Z", b"X") or bool(flags & PF_EXITING)
 
