@@ -189,9 +189,9 @@ class Bench:
             for _ in range(self.args.cold_reps)
         ]
         walls = [r.wall_s for r in runs]
-        s = runs[walls.index(sorted(walls)[len(walls) // 2])].summary  # the median run's
+        s = runs[walls.index(sorted(walls)[len(walls) // 2])].summary  # the middle run's
         note = (
-            f"{s['workers']} x {s['threads_per_worker']} threads; median run: "
+            f"{s['workers']} x {s['threads_per_worker']} threads; middle run by wall: "
             + phases_text(s["seconds"])
             + f", total {s['seconds']['total']:.2f}"
         )
@@ -278,9 +278,10 @@ class Bench:
                     for _ in range(a.cold_reps)
                 ]
                 walls = [p["wall_s"] for p in ps]
-                p = ps[walls.index(sorted(walls)[len(walls) // 2])]  # the median run
+                p = ps[walls.index(sorted(walls)[len(walls) // 2])]  # the middle run
                 note = (
-                    f"LocalCluster {p['workers']} workers, {p['threads']} threads; median run: "
+                    f"LocalCluster {p['workers']} workers, {p['threads']} threads; middle run "
+                    "by wall: "
                     f"import {p['import_s']:.2f}, cluster {p['cluster_s']:.2f}, compute "
                     f"{p['compute_s']:.2f}, close {p['close_s']:.2f} s"
                 )

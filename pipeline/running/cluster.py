@@ -679,8 +679,14 @@ async def _stop_workers(cluster: Any, timeout: float, process_ends: bool = False
     if closing.done():
         exiting.cancel()
         return False
+    _LEFT_CLOSING.add(closing)  # asyncio holds its tasks weakly: keep it until it ends
+    closing.add_done_callback(_LEFT_CLOSING.discard)
     log.debug("the workers' processes are exiting: this process does not wait for their end")
     return True
+
+
+#: The nannies' closes :func:`_stop_workers` left running (the process ends before they do).
+_LEFT_CLOSING: set[asyncio.Future[Any]] = set()
 
 
 #: The kernel's flag of a task that has begun to exit (``PF_EXITING``, include/linux/sched.h),
