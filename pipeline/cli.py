@@ -247,11 +247,11 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
-        print(_interrupted(args, e.what, e.where), file=sys.stderr)
+        print(_interrupted(args, e.what, e.where, e.state), file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
         waiting.take()
-        print(_interrupted(args, args.command, ""), file=sys.stderr)
+        print(_interrupted(args, args.command, "", "untouched"), file=sys.stderr)
         return 130
     except BrokenPipeError as e:
         if _stdout_gone():
@@ -302,11 +302,15 @@ def _reader_gone() -> int:
     return READER_GONE
 
 
-def _interrupted(args: argparse.Namespace, what: str, where: str) -> str:
+def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) -> str:
     """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
-    another command: nothing) left undone."""
-    if what == "run":
+    another command: nothing) left undone; for a run, by its output's ``state``
+    (:class:`~pipeline.errors.Interrupted`)."""
+    if what == "run" and state == "incomplete":
         return "interrupted: the workers are stopped; `run --resume` finishes the output"
+    if what == "run" and state == "complete":
+        the_output = f"the output {where}" if where else "the output"
+        return f"interrupted while the workers stopped: {the_output} is complete"
     if what == "generate":
         the_input = f"the input {where}" if where else "the input"
         return (
@@ -469,9 +473,12 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         summary.seconds["start"] = started
         summary.seconds["total"] += started
     try:
-        print_rows(summary.rows(), "run summary")
-    finally:  # also where the reader of the table has left (`| head`): the file is asked for
-        if args.summary_json:
-            with open(args.summary_json, "w") as f:
-                f.write(summary.to_json())
+        try:
+            print_rows(summary.rows(), "run summary")
+        finally:  # also where the reader of the table has left (`| head`): the file is asked for
+            if args.summary_json:
+                with open(args.summary_json, "w") as f:
+                    f.write(summary.to_json())
+    except KeyboardInterrupt:  # the output is complete all the same
+        raise Interrupted("run", summary.output, "complete") from None
     return 0

@@ -133,28 +133,35 @@ class ClusterError(PipelineError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' (the output
-    ``where`` stays incomplete and resumable: ``pipeline.run(..., resume=True)`` or
-    ``run --resume`` finishes it) or 'generate' (the input ``where`` is unfinished: generate
-    it again). A ``KeyboardInterrupt``, so what catches Ctrl-C in a notebook or script
-    catches it; not a :class:`PipelineError` (nothing is wrong with the config or data).
-    ``str()`` is one line saying so; the command line prints its own and exits 130."""
+    """The user pressed Ctrl-C (or the process got SIGTERM) during ``what``: 'run' or
+    'generate' (the input ``where`` is unfinished: generate it again). A run's ``state`` says
+    what its output ``where`` holds: 'incomplete' (resumable: ``pipeline.run(...,
+    resume=True)`` or ``run --resume`` finishes it), 'untouched' (the run stopped before it
+    wrote anything) or 'complete' (the interrupt came after the output was complete, while
+    the workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in a notebook or
+    script catches it; not a :class:`PipelineError` (nothing is wrong with the config or
+    data). ``str()`` is one line saying so; the command line prints its own and exits 130."""
 
-    def __init__(self, what: str = "run", where: str = "") -> None:
-        super().__init__(_interrupted_line(what, where))
+    def __init__(self, what: str = "run", where: str = "", state: str = "incomplete") -> None:
+        super().__init__(_interrupted_line(what, where, state))
         self.what = what
         self.where = where
+        self.state = state
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.what, self.where))
+        return (type(self), (self.what, self.where, self.state))
 
 
-def _interrupted_line(what: str, where: str) -> str:
+def _interrupted_line(what: str, where: str, state: str = "incomplete") -> str:
     """The one line of an :class:`Interrupted`."""
     if what == "generate":
         the_input = f"the input {where}" if where else "the input"
         return f"interrupted: {the_input} is unfinished: generate it again"
     the_output = f"the output {where}" if where else "the output"
+    if state == "untouched":
+        return "interrupted: nothing was written"
+    if state == "complete":
+        return f"interrupted: {the_output} is complete"
     return (
         f"interrupted: {the_output} stays incomplete and resumable: run again with "
         "resume=True (`pipeline run --resume`) to finish it"

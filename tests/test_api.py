@@ -174,6 +174,7 @@ if __name__ == "__main__":
                     "str": str(e),
                     "what": e.what,
                     "where": e.where,
+                    "state": e.state,
                 }
             print(json.dumps(doc), flush=True)
             done = pipeline.run(sys.argv[1], client=client, resume=True)
@@ -223,7 +224,7 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
         if caught["type"] is not None:
             break
     assert caught["type"] == "Interrupted" and not caught["pipeline_error"], (stdout, stderr)
-    assert (caught["what"], caught["where"]) == ("run", str(out))
+    assert (caught["what"], caught["where"], caught["state"]) == ("run", str(out), "incomplete")
     assert len(caught["str"].splitlines()) == 1 and "resume=True" in caught["str"]
     assert resumed == {"resumed": "complete"}
     assert status(out) == "complete"
@@ -237,6 +238,8 @@ def test_interrupted_is_a_keyboard_interrupt_and_keeps_its_fields_when_pickled()
     back = pickle.loads(pickle.dumps(e))
     assert (back.what, back.where, str(back)) == ("generate", "/data/in.zarr", str(e))
     assert len(str(e).splitlines()) == 1
+    done = pickle.loads(pickle.dumps(pipeline.Interrupted("run", "/data/out.zarr", "complete")))
+    assert (done.what, done.where, done.state) == ("run", "/data/out.zarr", "complete")
 
 
 def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:

@@ -18,12 +18,16 @@ import sys
 import time
 from multiprocessing import process
 
+import numpy as np
 import psutil
 import pytest
+import yaml
+import zarr
 
 from pipeline import cli
 from pipeline.running.cluster import is_exiting
-from tests.faultkit import pid_gone, run_python
+from tests.conftest import STAGES
+from tests.faultkit import env, expected, many_blocks_input, pid_gone, run_python, status
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/stat"), reason="reads the kernel's /proc (Linux)"
@@ -186,3 +190,46 @@ def test_without_proc_no_child_is_taken_for_exiting(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == {"proc": False, "exiting": False, "kept": True}
+
+
+#: A worker preload (``distributed.worker.preload``) whose teardown, as the run's close stops
+#: the worker, sends SIGINT to the run's process (a spawned CPU worker's parent) once: a
+#: Ctrl-C that lands while the workers stop, after the output is complete.
+_CTRL_C_AT_CLOSE = r"""
+import os, signal, sys
+
+
+def dask_teardown(worker):
+    try:
+        os.close(os.open(sys.argv[0] + ".sent", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    os.kill(os.getppid(), signal.SIGINT)
+"""
+
+
+def test_a_ctrl_c_while_the_workers_stop_says_the_output_is_complete(tmp_path) -> None:
+    """The run's line after Ctrl-C says what its output holds: here complete (it used to say
+    that ``run --resume`` finishes it), with exit status 130, the output equal to NumPy's."""
+    x = many_blocks_input(tmp_path / "in.zarr", 24)
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out)},
+        "stages": STAGES,
+        "backend": "cpu",
+        "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard": "", "protocol": "tcp"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    preload = tmp_path / "ctrl_c_at_close.py"
+    preload.write_text(_CTRL_C_AT_CLOSE.replace("sys.argv[0]", repr(str(preload))))
+    environ = env() | {"DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(preload)])}
+    r = run_python(["-m", "pipeline", "run", "run.yaml", "--progress", "none"], tmp_path, environ)
+    assert (tmp_path / "ctrl_c_at_close.py.sent").exists(), r.stderr
+    assert r.returncode == 130, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted while the workers stopped: "), lines
+    assert str(out) in lines[0] and lines[0].endswith(" is complete"), lines
+    assert status(out) == "complete"
+    y = zarr.open_array(str(out), mode="r")[...]
+    assert np.array_equal(y.view(np.uint8), expected(x).view(np.uint8))

@@ -37,6 +37,10 @@ from tests.faultkit import (
 from tests.terminal import Watched, at_terminal, pipeline_args, spawn, start, wait_until
 
 INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
+#: The line of a run stopped before it wrote anything (its cluster starting).
+NOTHING_WRITTEN = "interrupted: nothing was written"
+#: What a run stopped at ``moment`` (:func:`_at`) says.
+LINE_AT = {"cluster-start": NOTHING_WRITTEN, "compute": INTERRUPTED}
 ROWS = 400
 
 
@@ -71,10 +75,10 @@ def _at(moment: str, w: Watched, out: Path) -> None:
         assert wait_for_markers(w.proc, out, 3, timeout=180) > 0, "ended before 3 blocks"
 
 
-def _assert_stopped(w: Watched, rc: int, err: str) -> None:
-    """Exit status 130, the one line, and no process of the run left."""
+def _assert_stopped(w: Watched, rc: int, err: str, line: str = INTERRUPTED) -> None:
+    """Exit status 130, the one line ``line``, and no process of the run left."""
     assert rc == 130, err
-    assert _lines(err) == [INTERRUPTED], err
+    assert _lines(err) == [line], err
     assert w.workers(), "no worker process was seen"
     left = w.left_running()
     assert not left, f"left running after the interrupt: {left}"
@@ -102,7 +106,7 @@ def test_ctrl_c_stops_the_run_at_any_moment(work, moment: str, presses: int) -> 
     finally:
         if w.proc.returncode is None:
             w.kill()
-    _assert_stopped(w, rc, err)
+    _assert_stopped(w, rc, err, LINE_AT[moment])
     assert not (out / ".pipeline" / "lock").exists()
     if moment == "cluster-start":
         assert not out.exists(), "stopped before any block: nothing may be left"
@@ -254,7 +258,7 @@ def test_gpu_ctrl_c_stops_the_run_and_its_forked_workers(work, moment: str) -> N
     finally:
         if w.proc.returncode is None:
             w.kill()
-    _assert_stopped(w, rc, err)
+    _assert_stopped(w, rc, err, LINE_AT[moment])
     if moment == "cluster-start":
         assert not out.exists(), "stopped before any block: nothing may be left"
     else:

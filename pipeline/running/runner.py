@@ -204,6 +204,23 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
+    complete: list[str] = []  # the output, once this run has it complete
+    try:
+        return _run(config, options, client, complete)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted):
+            raise
+        # before the output's lock (the plan, its checks), or after the run (a joined
+        # scheduler's client closing): the output untouched, or complete
+        waiting.take()
+        where = complete[0] if complete else ""
+        raise Interrupted("run", where, "complete" if complete else "untouched") from None
+
+
+def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) -> Summary:
+    """:func:`run`, its options settled; the output's path is put in ``complete`` once it is
+    (or was found) complete. A Ctrl-C while the output is locked comes out as
+    :class:`Interrupted`, elsewhere as a bare ``KeyboardInterrupt``."""
     t_begin = time.perf_counter()
     # the run's own clock starts once the input exists; its making is a phase of its own
     made = _generate_if_missing(config, options.progress)
@@ -231,6 +248,7 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             summary.seconds["finish"] = time.perf_counter() - t_finish
         else:
             summary = _execute(plan, start, connect, options, t_start)
+        complete.append(plan.output.location.join(plan.output.path))
     return _closed(summary, t_begin, t_start)
 
 
@@ -322,9 +340,14 @@ def _execute(
         if full is not None:
             raise full from None
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         waiting.take()  # the lock is given up below, whatever comes
-        raise
+        if isinstance(e, Interrupted):
+            raise
+        # before the output was made (the cluster's start), or after it was complete (the
+        # workers' stop): the line says which, not "resumable"
+        state = "complete" if finished else "incomplete" if exists else "untouched"
+        raise Interrupted("run", plan.output.location.join(plan.output.path), state) from None
     finally:
         if not finished:
             with contextlib.suppress(Exception):
