@@ -181,8 +181,8 @@ class Bench:
         processes one after the other, the output checked after the last; figures
         ``PREFIX-wall``, ``PREFIX-e2e-compute`` (each run's compute phase) and ``PREFIX-fixed``
         (wall minus compute), their medians what the tables show. The first of them on a fresh
-        machine also fills CuPy's kernel cache (a user's first run does too); its own figures
-        stay among the values."""
+        machine also compiles the chain's kernels into CuPy's cache, as a user's first run
+        does; its figures stay among the values."""
         out = self.out(w, f"{prefix}-{backend}")
         runs = [
             pipelines.command_run(self.doc(w, out, backend), self.root / f"cmd-{w.key}")
