@@ -62,11 +62,35 @@ class CodecConfig(Model):
         1, ge=-7, le=22, description="zstd level (CPU encoder; the GPU encoder has its own)"
     )
     checksum: bool = Field(False, description="zstd frame checksum")
+    store_raw_below: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="store a unit's frames uncompressed, as zstd frames of raw blocks (standard "
+        "zstd that every reader decodes), when a sample of its frames compresses by less than "
+        "this fraction of their bytes (0.1: saves under 10%): larger files, written much "
+        "faster, for data that hardly compresses; none: compress every frame",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _raw_frames(self) -> CodecConfig:
+        if self.store_raw_below is not None:
+            if self.name != "zstd":
+                raise ValueError(
+                    "store_raw_below stores zstd frames of raw blocks: it needs name: zstd "
+                    "(with name: none every frame is stored as it is already)"
+                )
+            if self.checksum:
+                raise ValueError(
+                    "store_raw_below writes frames without a content checksum: set "
+                    "checksum: false, or leave store_raw_below out"
+                )
+        return self
 
 
 class GenerateConfig(Model):

@@ -28,6 +28,9 @@ class Encoding:
     level: int = 1
     """zstd level of the CPU encoder (nvCOMP has no levels)"""
     checksum: bool = False
+    raw_below: float | None = None
+    """store a unit's frames as zstd raw blocks when a sample of them compresses by less than
+    this fraction of their bytes (``output.codec.store_raw_below``); None: compress them all"""
 
 
 class Backend(Protocol):

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.devices.base import Encoding
 from pipeline.ops import stages
+from pipeline.store import codecs
 from pipeline.store.shards import EMPTY
 
 
@@ -48,6 +49,9 @@ class CpuBackend:
     def encode_frames(
         self, flat: np.ndarray, n_chunks: int, present: np.ndarray, enc: Encoding
     ) -> tuple[list[Any], np.ndarray]:
+        """Encode the present chunks of a flat chunk-major array with numcodecs (see
+        :func:`encode_on_host`); (byte parts of the frames in order, every chunk's size,
+        ``EMPTY`` where absent)."""
         raw = np.ascontiguousarray(flat).view(np.uint8).reshape(-1)
         step = raw.nbytes // n_chunks
         idx = np.flatnonzero(present)
@@ -93,10 +97,23 @@ def encode_on_host(
     raw: np.ndarray, step: int, idx: np.ndarray, enc: Encoding
 ) -> tuple[list[Any], np.ndarray]:
     """Encode frames ``idx`` of a flat byte buffer on the CPU (frame ``i`` at ``i * step``);
-    (frames in order, their sizes)."""
+    (byte parts of the frames in order, each frame's size).
+
+    With ``enc.raw_below``, a sample of the frames (:func:`~pipeline.store.codecs.sample_frames`)
+    is compressed first; where it saves less than that fraction, every frame is stored as a
+    zstd frame of raw blocks (:func:`~pipeline.store.codecs.raw_frame`) instead."""
     z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
     parts: list[Any] = []
     sizes = np.empty(len(idx), dtype=np.uint64)
+    if z is not None and enc.raw_below is not None and len(idx):
+        sample = codecs.sample_frames(idx)
+        packed = sum(len(z.encode(raw[i * step : (i + 1) * step])) for i in sample)
+        if codecs.stores_raw(packed, len(sample) * step, enc.raw_below):
+            frame = codecs.raw_frame(step)
+            for i in idx:
+                parts.extend(frame.parts(raw[i * step : (i + 1) * step]))
+            sizes[:] = frame.size
+            return parts, sizes
     for j, i in enumerate(idx):
         piece = raw[i * step : (i + 1) * step]
         data = z.encode(piece) if z is not None else piece

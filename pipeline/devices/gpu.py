@@ -30,6 +30,7 @@ from nvidia import nvcomp
 
 from pipeline.devices.base import Encoding
 from pipeline.ops import kernel, stages
+from pipeline.store import codecs
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import EMPTY, Frames
 
@@ -541,6 +542,14 @@ class GpuBackend:
             k = len(idx)
             if k == 0:
                 return [], sizes_full
+            if codec == "zstd" and _stores_raw(ctx, raw, idx, step, enc.raw_below):
+                body, sizes = _raw_frames(raw, idx, step)
+                total = int(sizes.sum())
+                host = ctx.pinned_buffer(total, "encoded")
+                body.get(out=host, stream=ctx.stream)
+                ctx.stream.synchronize()
+                sizes_full[idx] = sizes
+                return [host.data], sizes_full
             if codec == "zstd":
                 slot = _slot_size(ctx, step)
                 cbuf = cp.empty(slot * k, cp.uint8)
@@ -629,6 +638,52 @@ class GpuBackend:
     def release_host_buffers(self) -> None:
         context().stream.synchronize()
         context().release()
+
+
+def _stores_raw(
+    ctx: _ThreadContext, raw: Any, idx: np.ndarray, step: int, raw_below: float | None
+) -> bool:
+    """Whether the frames ``idx`` of ``raw`` (``step`` bytes each) are stored as raw blocks:
+    a sample of them (:func:`~pipeline.store.codecs.sample_frames`) compressed by nvCOMP saves
+    less than ``raw_below`` of its bytes."""
+    if raw_below is None:
+        return False
+    sample = codecs.sample_frames(idx)
+    n = len(sample)
+    slot = _slot_size(ctx, step)
+    cbuf = cp.empty(slot * n, cp.uint8)
+    res = ctx.codec.encode(
+        nvcomp.as_arrays(raw, (sample * step).tolist(), [step] * n),
+        out=nvcomp.as_arrays(cbuf, (np.arange(n) * slot).tolist(), [slot] * n),
+    )
+    ctx.stream.synchronize()
+    return codecs.stores_raw(int(sum(res.buffer_sizes)), n * step, raw_below)
+
+
+def _raw_frames(raw: Any, idx: np.ndarray, step: int) -> tuple[Any, np.ndarray]:
+    """The chunks ``idx`` of ``raw`` (``step`` bytes each) as zstd frames of raw blocks
+    (:func:`~pipeline.store.codecs.raw_frame`), back to back in one new device buffer:
+    (the buffer, each frame's size). Two launches: the header bytes, then the data."""
+    frame = codecs.raw_frame(step)
+    k = len(idx)
+    at = np.arange(k, dtype=np.int64)[:, None] * frame.size
+    body = cp.empty(k * frame.size, cp.uint8)
+    heads = cp.asarray(frame.heads)
+    copy_segments(
+        heads,
+        np.broadcast_to(frame.head_from, (k, len(frame.head_from))).reshape(-1),
+        body,
+        (at + frame.head_at).reshape(-1),
+        np.broadcast_to(frame.head_len, (k, len(frame.head_len))).reshape(-1),
+    )
+    copy_segments(
+        raw,
+        (idx[:, None] * step + frame.data_from).reshape(-1),
+        body,
+        (at + frame.data_at).reshape(-1),
+        np.broadcast_to(frame.data_len, (k, len(frame.data_len))).reshape(-1),
+    )
+    return body, np.full(k, frame.size, dtype=np.int64)
 
 
 def _slot_size(ctx: _ThreadContext, chunk_nbytes: int) -> int:

@@ -41,7 +41,8 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
                 if plan.source.decode_threads > 1
                 else ""
             )
-            + f", encode on {plan.encode_on}",
+            + f", encode on {plan.encode_on}"
+            + _raw_text(plan.sink.encoding.raw_below),
         ),
         *_variable_rows(plan),
     ]
@@ -75,6 +76,16 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
     )
     rows += [("note", n) for n in plan.notes]
     return rows
+
+
+def _raw_text(raw_below: float | None) -> str:
+    """What ``output.codec.store_raw_below`` does, in words; '' when it is not set."""
+    if raw_below is None:
+        return ""
+    return (
+        f"; a unit whose sampled frames save less than {raw_below:.0%} is stored as zstd raw "
+        "blocks (output.codec.store_raw_below)"
+    )
 
 
 def _variable_rows(plan: Plan) -> list[tuple[str, str]]:

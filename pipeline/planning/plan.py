@@ -182,7 +182,11 @@ class Plan:
         c = self.config
         ident = {
             "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
-            "output": [self.output.location.join(self.output.path), c.output.codec.model_dump()],
+            # exclude_none: store_raw_below left out keeps the identity of runs made before it
+            "output": [
+                self.output.location.join(self.output.path),
+                c.output.codec.model_dump(exclude_none=True),
+            ],
             "stages": [s.describe() for s in self.chain],
             "block": list(self.block),
             "chunk": list(self.output.chunk),
@@ -711,7 +715,12 @@ def _assemble(
             info=info_out,
             block=block,
             backend=choice.encode_on,
-            encoding=Encoding(codec=codec.name, level=codec.level, checksum=codec.checksum),
+            encoding=Encoding(
+                codec=codec.name,
+                level=codec.level,
+                checksum=codec.checksum,
+                raw_below=codec.store_raw_below,
+            ),
             ledger=Ledger(loc_out, info_out.path),
         ),
         chain=chain,

@@ -160,7 +160,12 @@ def create_input(config: Config, backend: str) -> GenSpec:
         info=info,
         block=info.unit,
         backend=encode_on,
-        encoding=Encoding(codec=g.codec.name, level=g.codec.level, checksum=g.codec.checksum),
+        encoding=Encoding(
+            codec=g.codec.name,
+            level=g.codec.level,
+            checksum=g.codec.checksum,
+            raw_below=g.codec.store_raw_below,
+        ),
         ledger=None,
     )
     return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)

@@ -293,6 +293,117 @@ def zstd_frame_size(frame: Any) -> int:
     return pos
 
 
+#: The most bytes one zstd block holds (RFC 8878, 3.1.1.2.4: Block_Maximum_Size is at most
+#: 128 KiB).
+ZSTD_BLOCK_MAX = 128 << 10
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """How ``nbytes`` of data are stored as one zstd frame of raw (stored, uncompressed) blocks
+    (RFC 8878, 3.1.1): a single-segment frame header declaring the content size, then the data
+    in pieces of at most :data:`ZSTD_BLOCK_MAX` bytes, each after its 3-byte block header, the
+    last one's marked last; no checksum. Every zstd decoder reads it (zarr-python through
+    numcodecs, nvCOMP, the ``zstd`` tool); it is ``nbytes`` plus a few bytes per 128 KiB.
+
+    Made by :func:`raw_frame`. Laid out as segments in frame order: header bytes and data
+    pieces alternate, starting with header bytes."""
+
+    nbytes: int
+    """the data's size"""
+    heads: np.ndarray
+    """every header byte of the frame, in frame order (uint8)"""
+    head_from: np.ndarray
+    """where each header segment starts in :attr:`heads` (int64)"""
+    head_at: np.ndarray
+    """where each header segment goes in the frame (int64)"""
+    head_len: np.ndarray
+    """each header segment's length (int64)"""
+    data_from: np.ndarray
+    """where each data piece starts in the data (int64)"""
+    data_at: np.ndarray
+    """where each data piece goes in the frame (int64)"""
+    data_len: np.ndarray
+    """each data piece's length (int64)"""
+
+    @property
+    def size(self) -> int:
+        """The frame's size in bytes."""
+        return self.nbytes + len(self.heads)
+
+    def parts(self, data: Any) -> list[Any]:
+        """The frame of ``data`` (``nbytes`` bytes, bytes-like) as byte parts to concatenate:
+        header bytes and views of ``data``, no copy of it."""
+        view = memoryview(data).cast("B")
+        out: list[Any] = []
+        for hf, hl, df, dl in zip(
+            self.head_from, self.head_len, self.data_from, self.data_len, strict=True
+        ):
+            out.append(self.heads[hf : hf + hl].data)
+            out.append(view[df : df + dl])
+        return out
+
+
+@functools.lru_cache(maxsize=64)
+def raw_frame(nbytes: int) -> RawFrame:
+    """The layout of a zstd frame of raw blocks holding ``nbytes`` (see :class:`RawFrame`).
+    The content size is written in the fewest bytes the format allows (1, 2, 4 or 8)."""
+    if nbytes < 0:
+        raise ValueError(f"a frame cannot hold {nbytes} bytes")
+    if nbytes < 256:
+        fcs_flag, fcs = 0, nbytes.to_bytes(1, "little")
+    elif nbytes < 65536 + 256:
+        fcs_flag, fcs = 1, (nbytes - 256).to_bytes(2, "little")
+    elif nbytes < 1 << 32:
+        fcs_flag, fcs = 2, nbytes.to_bytes(4, "little")
+    else:
+        fcs_flag, fcs = 3, nbytes.to_bytes(8, "little")
+    header = ZSTD_MAGIC.to_bytes(4, "little") + bytes([fcs_flag << 6 | 1 << 5]) + fcs
+    n_blocks = max(1, -(-nbytes // ZSTD_BLOCK_MAX))
+    data_from = np.arange(n_blocks, dtype=np.int64) * ZSTD_BLOCK_MAX
+    data_len = np.minimum(nbytes - data_from, ZSTD_BLOCK_MAX).astype(np.int64)
+    heads = bytearray(header)
+    head_from, head_len = [], []
+    for j, size in enumerate(data_len.tolist()):
+        head_from.append(0 if j == 0 else len(heads))
+        last = 1 if j == n_blocks - 1 else 0
+        heads += (size << 3 | last).to_bytes(3, "little")  # block type 0: raw
+        head_len.append(len(header) + 3 if j == 0 else 3)
+    head_len_a = np.asarray(head_len, dtype=np.int64)
+    # a piece goes after every header segment so far and every piece before it
+    head_at = data_from + np.concatenate([[0], np.cumsum(head_len_a)[:-1]])
+    data_at = head_at + head_len_a
+    return RawFrame(
+        nbytes,
+        np.frombuffer(bytes(heads), np.uint8),
+        np.asarray(head_from, dtype=np.int64),
+        head_at.astype(np.int64),
+        head_len_a,
+        data_from,
+        data_at.astype(np.int64),
+        data_len,
+    )
+
+
+#: How many frames of a unit are compressed to judge whether it compresses
+#: (:func:`sample_frames`).
+RAW_SAMPLE_FRAMES = 8
+
+
+def sample_frames(idx: np.ndarray) -> np.ndarray:
+    """Up to :data:`RAW_SAMPLE_FRAMES` of the frame indices ``idx``, spread evenly across them
+    (first and last included): the sample that decides whether a unit's frames are stored raw."""
+    if len(idx) <= RAW_SAMPLE_FRAMES:
+        return idx
+    return idx[np.linspace(0, len(idx) - 1, RAW_SAMPLE_FRAMES).round().astype(np.int64)]
+
+
+def stores_raw(compressed: int, raw: int, raw_below: float | None) -> bool:
+    """Whether a sample of ``raw`` bytes that compressed to ``compressed`` bytes saves less than
+    the fraction ``raw_below`` (then its unit's frames are stored as raw blocks)."""
+    return raw_below is not None and raw > 0 and (raw - compressed) < raw_below * raw
+
+
 # --------------------------------------------------------------------------------------------
 # From metadata documents to formats.
 
@@ -542,13 +653,19 @@ def _first_bad(
 
 __all__ = [
     "CRC32C",
+    "RAW_SAMPLE_FRAMES",
+    "ZSTD_BLOCK_MAX",
     "ZSTD_MAGIC",
     "ChunkFormat",
     "Damaged",
     "FrameCodec",
+    "RawFrame",
     "StoredFormat",
     "check_frames",
     "fill_bits",
+    "raw_frame",
+    "sample_frames",
+    "stores_raw",
     "v2_format",
     "v3_format",
     "zstd_content_size",
