@@ -19,7 +19,7 @@ import math
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,11 @@ class Workload:
     array: str = ""
     codec: str = ""
     """how its chunks are compressed, in a few words"""
+    output_codec: dict[str, Any] = field(default_factory=dict)
+    """the run's ``output.codec`` settings beyond the defaults"""
+    shares: str = ""
+    """the workload whose input this is too: its ceilings and peers are this one's (measured
+    once)"""
 
     def stored(self) -> rawzarr.StoredArray:
         """The array, read from its files with numcodecs."""
@@ -54,6 +59,8 @@ class Workload:
             "store": str(self.store),
             "array": self.array,
             "codec": self.codec,
+            "output_codec": self.output_codec,
+            "shares": self.shares,
             "shape": list(a.shape),
             "unit": list(a.chunk),
             "nbytes": a.nbytes,
@@ -204,6 +211,25 @@ def write_synthetic(root: Path, size_gb: float, quick: bool, backend: str) -> Wo
         f"synthetic: random normal, sharded, {_mb(chunks)} zstd chunks (pipeline generate)",
         path,
         codec=f"zstd, {_mb(chunks)} chunks in {_mb(shards)} shards",
+    )
+
+
+#: ``output.codec.store_raw_below`` of the ``synthetic-raw`` workload: random normal float32
+#: saves about 7% under zstd (ratio 1.08), so its units are stored as zstd raw blocks.
+RAW_BELOW = 0.1
+
+
+def synthetic_raw(synthetic: Workload) -> Workload:
+    """The synthetic input again, its output's units stored as zstd raw blocks where a sample
+    of their frames saves less than :data:`RAW_BELOW` (``output.codec.store_raw_below``)."""
+    return Workload(
+        "synthetic-raw",
+        f"synthetic, output units saving < {RAW_BELOW:.0%} stored as zstd raw blocks",
+        synthetic.store,
+        synthetic.array,
+        synthetic.codec,
+        output_codec={"store_raw_below": RAW_BELOW},
+        shares=synthetic.key,
     )
 
 

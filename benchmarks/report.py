@@ -243,12 +243,15 @@ def path_ceilings(backend: str, decode_on: str, encode_on: str) -> list[str]:
 
 
 def workload_row(res: Results, w: dict[str, Any]) -> dict[str, Any]:
-    """What the results say about one workload (``w``: its entry in ``meta['workloads']``)."""
+    """What the results say about one workload (``w``: its entry in ``meta['workloads']``).
+    A workload that shares another's input (``shares``) takes that one's ceilings and peers
+    where it has none of its own."""
     k = w["key"]
+    shared = _shared(res, w)
     ceilings = [
         (f.median, f.key, f.name)
         for f in (
-            res.get(key, k) for key in path_ceilings(w["backend"], w["decode_on"], w["encode_on"])
+            shared(key) for key in path_ceilings(w["backend"], w["decode_on"], w["encode_on"])
         )
         if f is not None and f.median
     ]
@@ -267,9 +270,9 @@ def workload_row(res: Results, w: dict[str, Any]) -> dict[str, Any]:
         "of_ceiling": ratio(compute.median if compute else None, lowest[0] if lowest else None),
         "wall_s": res.value("pipeline-wall", k),
         "fixed_s": res.value("pipeline-fixed", k),
-        "peer_wall_s": res.value("peer-cpu-wall", k),
-        "peer_gbps": res.value("peer-cpu-compute", k),
-        "naive_gbps": res.value("peer-naive", k),
+        "peer_wall_s": _median(shared("peer-cpu-wall")),
+        "peer_gbps": _median(shared("peer-cpu-compute")),
+        "naive_gbps": _median(shared("peer-naive")),
     }
     row["speedup_e2e"] = ratio(row["peer_wall_s"], row["wall_s"])
     row["speedup_compute"] = ratio(row["compute_median"], row["peer_gbps"])
@@ -282,6 +285,25 @@ def workload_row(res: Results, w: dict[str, Any]) -> dict[str, Any]:
             "vs_peer_e2e": ratio(row["peer_wall_s"], res.value("cpu-backend-wall", k)),
         }
     return row
+
+
+def _shared(res: Results, w: dict[str, Any]) -> Any:
+    """A figure of ``w`` by key, else of the workload whose input it shares."""
+
+    def get(key: str) -> Figure | None:
+        for owner in (w["key"], w.get("shares") or w["key"]):
+            f = next(
+                (f for f in reversed(res.figures) if (f.key, f.workload) == (key, owner)), None
+            )
+            if f is not None:
+                return f
+        return res.get(key)  # the host's
+
+    return get
+
+
+def _median(f: Figure | None) -> float | None:
+    return f.median if f is not None else None
 
 
 def workload_table(rows: list[dict[str, Any]]) -> str:
@@ -366,8 +388,9 @@ def ceilings_table(res: Results, workloads: list[dict[str, Any]]) -> str:
     rows = []
     for w in workloads:
         cells = []
+        shared = _shared(res, w)
         for key, _ in CEILING_COLUMNS:
-            f = next((f for f in res.figures if f.key == key and f.workload == w["key"]), None)
+            f = shared(key)
             cells.append(rate(f.median if f else None))
         rows.append([w["title"], *cells])
     return md_table(["workload (rates of input bytes)", *(h for _, h in CEILING_COLUMNS)], rows)
