@@ -162,6 +162,64 @@ def test_a_run_stores_noise_raw_and_zarr_reads_it(tmp_path: Path, cli: Any, back
         sizes[below] = {f.stat().st_size for f in files}
     assert sizes[0.2] == {codecs.raw_frame(chunk_nbytes).size}
     assert max(sizes[None]) < chunk_nbytes  # compressed, where it was not asked for
+    _other_readers_agree(tmp_path / "out-0.2.zarr", reference(x))
+
+
+def _other_readers_agree(out: Path, want: np.ndarray) -> None:
+    """tensorstore reads ``out`` (an array at its root) as ``want``, bit for bit."""
+    ts = pytest.importorskip("tensorstore")
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(out)}}
+    got = ts.open(spec).result().read().result()
+    assert got.tobytes() == want.tobytes()
+
+
+def test_a_dataset_variable_of_noise_is_stored_raw_and_xarray_reads_it(
+    tmp_path: Path, cli: Any
+) -> None:
+    xr = pytest.importorskip("xarray")
+    x = np.random.default_rng(6).standard_normal((12, 64, 128)).astype(np.float32)
+    ds = xr.Dataset({"t": (("time", "y", "x"), x)}, coords={"time": np.arange(12)})
+    ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": str(tmp_path / "in.zarr"), "array": "t"},
+        output={"codec": {"store_raw_below": 0.5}},
+    )
+    assert cli("run", cfg)[0] == 0
+    got = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)
+    assert got["t"].dims == ("time", "y", "x")
+    assert got["t"].values.tobytes() == reference(x).tobytes()
+    files = [f for f in (tmp_path / "out.zarr" / "t" / "c").rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) > x.nbytes  # raw frames and their headers
+
+
+def test_a_sharded_output_of_noise_is_raw_and_every_reader_reads_it(
+    tmp_path: Path, cli: Any
+) -> None:
+    x = np.random.default_rng(5).standard_normal((24, 128, 256)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (8, 128, 256))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={
+            "chunks": [1, 128, 256],
+            "shards": [8, 128, 256],
+            "codec": {"store_raw_below": 0.5},
+        },
+    )
+    assert cli("run", cfg)[0] == 0
+    assert np.array_equal(read_array(out), reference(x))
+    shards = [f for f in (out / "c").rglob("*") if f.is_file()]
+    # 8 frames of 128 KiB (one raw block each) and the shard index (16 bytes a chunk, crc32c)
+    assert len(shards) == 3
+    assert {f.stat().st_size for f in shards} == {
+        8 * codecs.raw_frame(128 * 256 * 4).size + 8 * 16 + 4
+    }
+    _other_readers_agree(out, reference(x))
 
 
 @pytest.mark.parametrize(
