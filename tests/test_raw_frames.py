@@ -117,6 +117,17 @@ def test_units_that_hardly_compress_are_stored_raw(xp: Any) -> None:
             assert frames == _encode(np, values, n_chunks, below)
 
 
+def test_tiny_frames_are_left_to_zstd(xp: Any) -> None:
+    """Frames under RAW_MIN_FRAME are never sampled: zstd stores those that do not compress
+    raw itself, without a unit of thousands of parts."""
+    chunk = codecs.RAW_MIN_FRAME // 4 // 2  # float32 elements: half the smallest raw frame
+    noise = np.random.default_rng(7).standard_normal(12 * chunk).astype(np.float32)
+    frames = _encode(xp, noise, 12, 1.0)  # 1.0: every sampled unit would be stored raw
+    assert all(len(f) != codecs.raw_frame(chunk * 4).size for f in frames)
+    big = np.random.default_rng(7).standard_normal(12 * 2 * chunk).astype(np.float32)
+    assert all(len(f) == codecs.raw_frame(8 * chunk).size for f in _encode(xp, big, 12, 1.0))
+
+
 @pytest.mark.gpu
 def test_nvcomp_decodes_raw_frames() -> None:
     import cupy as cp
@@ -229,6 +240,7 @@ def test_a_sharded_output_of_noise_is_raw_and_every_reader_reads_it(
         ({"store_raw_below": 0.1, "name": "none"}, "name: zstd"),
         ({"store_raw_below": 0}, "greater than 0"),
         ({"store_raw_below": 1.5}, "less than or equal to 1"),
+        ({"store_raw_below": True}, "valid number"),  # a boolean is no fraction
     ],
 )
 def test_store_raw_below_is_checked(tmp_path: Path, cli: Any, codec: dict, words: str) -> None:
@@ -259,10 +271,15 @@ def test_a_resume_with_another_store_raw_below_is_refused(tmp_path: Path, cli: A
 
 def test_the_plan_says_when_units_may_be_stored_raw(tmp_path: Path, cli: Any) -> None:
     make_array(tmp_path / "in.zarr", np.zeros((8, 8), np.float32), (4, 8))
-    for codec, said in (({"store_raw_below": 0.05}, True), ({}, False)):
+    for codec, said in (
+        ({"store_raw_below": 0.05}, "5%"),
+        ({"store_raw_below": 0.001}, "0.1%"),
+        ({}, ""),
+    ):
         cfg = write_config(
             tmp_path, tmp_path / "in.zarr", tmp_path / "o.zarr", output={"codec": codec}
         )
         rc, out, err = cli("plan", cfg)
         assert rc == 0, err
-        assert ("less than 5% is stored as zstd raw blocks" in " ".join(out.split())) is said
+        text = f"less than {said} is stored as zstd raw blocks"
+        assert (text in " ".join(out.split())) is bool(said)

@@ -66,10 +66,13 @@ class CodecConfig(Model):
         None,
         gt=0,
         le=1,
+        strict=True,  # a boolean is no fraction
         description="store a unit's frames uncompressed, as zstd frames of raw blocks (standard "
         "zstd that every reader decodes), when a sample of its frames compresses by less than "
         "this fraction of their bytes (0.1: saves under 10%): larger files, written much "
-        "faster, for data that hardly compresses; none: compress every frame",
+        "faster, for data that hardly compresses (frames under 4 KiB are left to zstd, which "
+        "stores them raw itself where they do not compress); left out or null: compress every "
+        "frame",
     )
 
     @model_validator(mode="before")

@@ -105,7 +105,7 @@ def encode_on_host(
     z = _zstd(enc.level, enc.checksum) if enc.codec == "zstd" else None
     parts: list[Any] = []
     sizes = np.empty(len(idx), dtype=np.uint64)
-    if z is not None and enc.raw_below is not None and len(idx):
+    if z is not None and codecs.may_store_raw(step, enc.raw_below) and len(idx):
         sample = codecs.sample_frames(idx)
         packed = sum(len(z.encode(raw[i * step : (i + 1) * step])) for i in sample)
         if codecs.stores_raw(packed, len(sample) * step, enc.raw_below):

@@ -646,7 +646,7 @@ def _stores_raw(
     """Whether the frames ``idx`` of ``raw`` (``step`` bytes each) are stored as raw blocks:
     a sample of them (:func:`~pipeline.store.codecs.sample_frames`) compressed by nvCOMP saves
     less than ``raw_below`` of its bytes."""
-    if raw_below is None:
+    if not codecs.may_store_raw(step, raw_below):
         return False
     sample = codecs.sample_frames(idx)
     n = len(sample)

@@ -83,7 +83,7 @@ def _raw_text(raw_below: float | None) -> str:
     if raw_below is None:
         return ""
     return (
-        f"; a unit whose sampled frames save less than {raw_below:.0%} is stored as zstd raw "
+        f"; a unit whose sampled frames save less than {raw_below * 100:g}% is stored as zstd raw "
         "blocks (output.codec.store_raw_below)"
     )
 

@@ -398,6 +398,19 @@ def sample_frames(idx: np.ndarray) -> np.ndarray:
     return idx[np.linspace(0, len(idx) - 1, RAW_SAMPLE_FRAMES).round().astype(np.int64)]
 
 
+#: Frames smaller than this are never stored raw by choice: zstd itself stores a small frame
+#: that does not compress as a raw block, and a unit of thousands of tiny frames, each made of
+#: parts of its own, took twice the time and six times the host memory the plan counts (a
+#: 1000 x 1000 float32 array in 4-byte chunks, one shard, the CPU backend; 2026-11-30).
+RAW_MIN_FRAME = 4096
+
+
+def may_store_raw(frame_nbytes: int, raw_below: float | None) -> bool:
+    """Whether a unit of frames of ``frame_nbytes`` decoded bytes is sampled at all (see
+    :data:`RAW_MIN_FRAME`)."""
+    return raw_below is not None and frame_nbytes >= RAW_MIN_FRAME
+
+
 def stores_raw(compressed: int, raw: int, raw_below: float | None) -> bool:
     """Whether a sample of ``raw`` bytes that compressed to ``compressed`` bytes saves less than
     the fraction ``raw_below`` (then its unit's frames are stored as raw blocks)."""
@@ -653,6 +666,7 @@ def _first_bad(
 
 __all__ = [
     "CRC32C",
+    "RAW_MIN_FRAME",
     "RAW_SAMPLE_FRAMES",
     "ZSTD_BLOCK_MAX",
     "ZSTD_MAGIC",
@@ -663,6 +677,7 @@ __all__ = [
     "StoredFormat",
     "check_frames",
     "fill_bits",
+    "may_store_raw",
     "raw_frame",
     "sample_frames",
     "stores_raw",
