@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()  # where handlers run
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main_thread}
     waiting.reset()  # this command's interrupt only
+    if argv is None and TRACKER_WARNINGS not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_WARNINGS)  # before any tracker starts
     for s in handlers:
         signal.signal(s, waiting.on_signal)
     try:
@@ -300,6 +302,14 @@ def _reader_gone() -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return READER_GONE
+
+
+#: The multiprocessing resource tracker's own warnings, at its exit, about semaphores a worker
+#: process had not yet unregistered as it ended (the close leaves worker processes exiting):
+#: the tracker removes any that remain, and the names it warned about were already gone
+#: ("No such file or directory"). Passed to the processes multiprocessing starts, the tracker
+#: among them, through ``sys.warnoptions``.
+TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) -> str:
