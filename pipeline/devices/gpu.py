@@ -544,33 +544,9 @@ class GpuBackend:
                 return [], sizes_full
             if codec == "zstd" and _stores_raw(ctx, raw, idx, step, enc.raw_below):
                 body, sizes = _raw_frames(raw, idx, step)
-                total = int(sizes.sum())
-                host = ctx.pinned_buffer(total, "encoded")
-                body.get(out=host, stream=ctx.stream)
-                ctx.stream.synchronize()
-                sizes_full[idx] = sizes
-                return [host.data], sizes_full
-            if codec == "zstd":
-                slot = _slot_size(ctx, step)
-                cbuf = cp.empty(slot * k, cp.uint8)
-                slots = np.arange(k, dtype=np.int64) * slot
-                res = ctx.codec.encode(
-                    nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
-                    out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
-                )
-                ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
-                sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
-                src, src_off = cbuf, slots
             else:
-                sizes = np.full(k, step, dtype=np.int64)
-                src, src_off = raw, idx * step
-            dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+                body, sizes = _packed_frames(ctx, raw, idx, step, codec)
             total = int(sizes.sum())
-            if codec == "none" and k == n_chunks:
-                body = raw
-            else:
-                body = cp.empty(total, cp.uint8)
-                copy_segments(src, src_off, body, dst_off, sizes)
             host = ctx.pinned_buffer(total, "encoded")
             body.get(out=host, stream=ctx.stream)
             ctx.stream.synchronize()
@@ -638,6 +614,34 @@ class GpuBackend:
     def release_host_buffers(self) -> None:
         context().stream.synchronize()
         context().release()
+
+
+def _packed_frames(
+    ctx: _ThreadContext, raw: Any, idx: np.ndarray, step: int, codec: FrameCodec
+) -> tuple[Any, np.ndarray]:
+    """The chunks ``idx`` of ``raw`` (``step`` bytes each) encoded (zstd through nvCOMP, or as
+    they are) and packed back to back on the device: (the packed bytes, each frame's size)."""
+    k = len(idx)
+    if codec == "zstd":
+        slot = _slot_size(ctx, step)
+        cbuf = cp.empty(slot * k, cp.uint8)
+        slots = np.arange(k, dtype=np.int64) * slot
+        res = ctx.codec.encode(
+            nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
+            out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
+        )
+        ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+        sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
+        src, src_off = cbuf, slots
+    else:
+        sizes = np.full(k, step, dtype=np.int64)
+        if k * step == raw.nbytes:  # every chunk present, as it is: already packed
+            return raw, sizes
+        src, src_off = raw, idx * step
+    dst_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    body = cp.empty(int(sizes.sum()), cp.uint8)
+    copy_segments(src, src_off, body, dst_off, sizes)
+    return body, sizes
 
 
 def _stores_raw(
