@@ -23,7 +23,7 @@ import zarr
 from pipeline.config import Config, load_config
 from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
-from pipeline.planning import describe, make_plan
+from pipeline.planning import blocks, describe, make_plan
 from pipeline.planning.plan import CPU_DECODE_BLOCKS_PER_THREAD as CPU_BLOCKS
 from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
@@ -402,6 +402,53 @@ def test_a_run_on_a_joined_cluster_uses_the_weakest_workers_memory_limit(
     assert rc == 1
     one_line_error(err)
     assert not (tmp_path / "out2.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Automatic output chunks: the input's when they are small, sharded or not.
+
+
+@pytest.mark.parametrize("shards", ["auto", "none"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_automatic_output_chunks_keep_small_input_chunks(
+    tmp_path: Path, cli, shards: str, dtype: str
+) -> None:
+    """Input chunks of 160-320 KB (at most 1 MiB) are the output's chunks, in shards or one
+    file each; the run's output reads back as NumPy's chain."""
+    x = np.random.default_rng(3).standard_normal((800, 200)).astype(dtype)
+    make_array(tmp_path / "in.zarr", x, (200, 200))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        output={"shards": shards},
+        chunking={"block": [400, 200]},
+    )
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    assert plan.output.chunk == (200, 200)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    arr = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert arr.chunks == (200, 200)
+    assert arr.shards == (None if shards == "none" else (400, 200))
+    assert np.array_equal(arr[...], reference(x))
+
+
+@pytest.mark.parametrize("shards", ["auto", "none"])
+def test_automatic_output_chunks_of_large_input_chunks(tmp_path: Path, shards: str) -> None:
+    """Input chunks over 1 MiB: slabs of about 128 KiB in a shard per block, or, unsharded,
+    one chunk per block."""
+    make_array(tmp_path / "in.zarr", np.zeros((64, 512, 512), np.float32), (2, 512, 512))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        output={"shards": shards},
+        chunking={"block": [4, 512, 512]},
+    )
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    want = (4, 512, 512) if shards == "none" else blocks.auto_chunk((4, 512, 512), 4)
+    assert plan.output.chunk == want != (2, 512, 512)
 
 
 # --------------------------------------------------------------------------------------------

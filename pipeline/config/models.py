@@ -167,7 +167,7 @@ class OutputConfig(Model):
     chunks: Shape | Literal["auto"] = Field(
         "auto",
         description="chunk shape (one zstd frame each); auto: the input's chunks when they are "
-        "small (<= 1 MiB), else about 128 KiB slabs",
+        "small (<= 1 MiB), else about 128 KiB slabs (with shards: none, one chunk per block)",
     )
     shards: Shape | Literal["auto", "none"] = Field(
         "auto",

@@ -100,17 +100,26 @@ def output_layout(
 ) -> tuple[Shape, Shape]:
     """(unit, chunk) of the output for blocks of ``block``: the config's shards, or one shard
     per block (``auto``), or unsharded (``none``); the config's chunks, or automatic ones: the
-    input's chunks when they tile the shard and are small, else slabs of about 128 KiB."""
-    if output.shards == "none":
-        chunk = output.chunks if isinstance(output.chunks, tuple) else block
-        return tuple(chunk), tuple(chunk)
-    unit = block if output.shards == "auto" else output.shards
+    input's chunks when they tile the shard (or the block) and are small (at most
+    :data:`SMALL_INPUT_CHUNK` bytes of the output's dtype), else slabs of about 128 KiB in a
+    shard, or one chunk per block unsharded."""
+    unit: Shape = output.shards if isinstance(output.shards, tuple) else block
     if isinstance(output.chunks, tuple):
-        return tuple(unit), tuple(output.chunks)
+        chunk = tuple(output.chunks)
+    elif _keeps_input_chunks(unit, info, dtype):
+        chunk = tuple(info.chunk)
+    else:
+        chunk = block if output.shards == "none" else auto_chunk(unit, dtype.itemsize)
+    if output.shards == "none":  # each chunk is a file of its own
+        return chunk, chunk
+    return tuple(unit), chunk
+
+
+def _keeps_input_chunks(unit: Shape, info: ArrayInfo, dtype: np.dtype) -> bool:
+    """Whether automatic output chunks are the input's: they tile ``unit`` and hold at most
+    :data:`SMALL_INPUT_CHUNK` bytes of ``dtype``."""
     small = info.chunk_nbytes // info.dtype.itemsize * dtype.itemsize
-    if grid.is_multiple(unit, info.chunk) and small <= SMALL_INPUT_CHUNK:
-        return tuple(unit), tuple(info.chunk)
-    return tuple(unit), auto_chunk(unit, dtype.itemsize)
+    return grid.is_multiple(unit, info.chunk) and small <= SMALL_INPUT_CHUNK
 
 
 def generated_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
