@@ -168,7 +168,8 @@ class Bench:
 
     def workload_ceilings(self, w: data.Workload) -> None:
         """``w``'s codec decoded from its raw files on all cores and on one, zstd encode of
-        its values on the CPU and (GPU) with nvCOMP."""
+        its values on the CPU and (GPU) with nvCOMP, and (GPU, where the CPU decodes) the host
+        side of its path with its decoder."""
         a, res = self.args, self.res
         if w.shares in {v.key for v in self.workloads}:
             return  # measured on the workload whose input this is
@@ -184,6 +185,11 @@ class Bench:
             if w.key == "synthetic":
                 with res.attempt("nvCOMP streams"):
                     ceilings.nvcomp_streams(res, a.reps, sample)
+            if self.meta_of(w)["decode_on"] == "cpu":
+                with res.attempt(f"host side of {w.key}'s path"):
+                    # the pipeline's default GPU worker threads: 3 workers x 4 threads
+                    root = self.root / "decode-path"
+                    ceilings.host_decode_path(res, root, w, 12, a.reps, decode_bytes)
 
     def command(self, w: data.Workload, backend: str, prefix: str) -> None:
         """``python -m pipeline run`` on ``w`` from start to exit, ``--cold-reps`` new

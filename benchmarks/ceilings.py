@@ -352,6 +352,86 @@ def host_path(
     shutil.rmtree(root, ignore_errors=True)
 
 
+def host_decode_path(
+    res: Results, root: Path, w: data.Workload, threads: int, reps: int, max_bytes: int
+) -> None:
+    """The host side of a CPU-decoded workload's path, its codec included: ``threads``
+    threads each read a raw chunk (or shard) file of ``w``, decode it with numcodecs into a
+    page-locked buffer, copy that to the GPU, copy the bytes the output's zstd would hold
+    back into another page-locked buffer and write them to a new file, over at most
+    ``max_bytes`` of decoded data. It is a task's work without the GPU's codec and kernel,
+    which run beside it: a bound of the whole path made of the CPU decode and the storage on
+    the same cores and memory. The bytes written per byte decoded are those of numcodecs zstd
+    level 1 in 128 KiB frames of the first 64 MiB of the values (the pipeline's output codec;
+    the GPU's frames are a few percent larger or smaller). GB/s of decoded (input) bytes."""
+    import cupy as cp
+    import numcodecs
+
+    a = w.stored()
+    units = a.units()[: max(1, max_bytes // a.unit_bytes())]
+    paths = [a.unit_path(u) for u in units if a.unit_path(u).exists()]
+    sample = data.sample(w, 64 << 20)
+    z = numcodecs.Zstd(level=1)
+    stored = sum(
+        len(z.encode(sample[o : o + FRAME_BYTES])) for o in range(0, sample.nbytes, FRAME_BYTES)
+    )
+    ratio = stored / sample.nbytes
+    n = a.unit_bytes()
+    out_bytes = int(n * ratio)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def buffers() -> tuple[Any, ...]:
+        mem = [cp.cuda.alloc_pinned_memory(n) for _ in range(2)]
+        st = cp.cuda.Stream(non_blocking=True)
+        _STREAMS.append(st)
+        return (*(np.frombuffer(m, np.uint8, n) for m in mem), cp.empty(n, cp.uint8), st, mem)
+
+    held = [buffers() for _ in range(threads)]
+    decoded = [0]
+
+    def one_pass() -> float:
+        for q in root.glob("out*"):
+            q.unlink()
+        barrier = threading.Barrier(threads + 1)
+        done = [0] * threads
+
+        def work(k: int) -> None:
+            a_buf, b_buf, dev, st, _mem = held[k]
+            barrier.wait()
+            for i in range(k, len(paths), threads):
+                with open(paths[i], "rb") as f:
+                    raw = f.read()
+                done[k] += a.decode_file(raw, a_buf)
+                dev.set(a_buf, stream=st)
+                dev[:out_bytes].get(out=b_buf[:out_bytes], stream=st)
+                st.synchronize()
+                with open(root / f"out{i}", "wb", buffering=0) as f:
+                    f.write(b_buf[:out_bytes].data)
+
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in ts:
+            t.join()
+        decoded[0] = sum(done)
+        return time.perf_counter() - t0
+
+    times = timing.wall_reps(one_pass, reps)
+    res.add(
+        Figure(
+            "host-decode-path",
+            f"host side with CPU decode: read, decode, PCIe, write ({threads} threads)",
+            "ceiling",
+            stats.rates(decoded[0], times),
+            workload=w.key,
+            note=f"{w.codec}; {decoded[0] / 1e6:.4g} MB decoded, {ratio:.3f} written per byte",
+        )
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------------
 # CPU
 

@@ -274,6 +274,9 @@ def workload_row(res: Results, w: dict[str, Any]) -> dict[str, Any]:
         "peer_gbps": _median(shared("peer-cpu-compute")),
         "naive_gbps": _median(shared("peer-naive")),
     }
+    host = shared("host-decode-path") if w["decode_on"] == "cpu" else None
+    row["host_path"] = None if host is None else host.median
+    row["of_host_path"] = ratio(row["compute_median"], row["host_path"])
     row["speedup_e2e"] = ratio(row["peer_wall_s"], row["wall_s"])
     row["speedup_compute"] = ratio(row["compute_median"], row["peer_gbps"])
     cpu = res.value("cpu-backend-e2e-compute", k)
@@ -318,6 +321,9 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
                 "-"
                 if r["of_ceiling"] is None
                 else f"{r['of_ceiling']:.0%} of {rate(low['gbps'])} ({low['name']})",
+                "-"
+                if r.get("of_host_path") is None
+                else f"{r['of_host_path']:.0%} of {rate(r['host_path'])}",
                 f"{fmt(r['wall_s'], '.1f')} ({fmt(r['fixed_s'], '.1f')} fixed)",
                 f"{fmt(r['peer_wall_s'], '.1f')} ({rate(r['peer_gbps'])})",
                 fmt(r["speedup_e2e"], ".2f", "x"),
@@ -329,6 +335,7 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
             "workload",
             "pipeline compute",
             "of the lowest ceiling of its path",
+            "of its host side with the CPU decode",
             "pipeline wall, s",
             "CPU Dask wall, s (compute)",
             "end-to-end speed-up",
@@ -377,6 +384,7 @@ CEILING_COLUMNS = [
     ("cpu-encode-all", "CPU zstd encode, all cores"),
     ("gpu-zstd-encode", "GPU zstd encode"),
     ("gpu-zstd-roundtrip", "GPU zstd decode+encode"),
+    ("host-decode-path", "host side with the CPU decode, 12 threads"),
     ("storage-read", "storage read"),
     ("storage-write", "storage write"),
 ]
