@@ -187,9 +187,10 @@ class Bench:
                     ceilings.nvcomp_streams(res, a.reps, sample)
             if self.meta_of(w)["decode_on"] == "cpu":
                 with res.attempt(f"host side of {w.key}'s path"):
-                    # the pipeline's default GPU worker threads: 3 workers x 4 threads
+                    # as many threads as cores: the pipeline's decode threads (plan's
+                    # decode_threads: 3 workers x 6 on 16 cores)
                     root = self.root / "decode-path"
-                    ceilings.host_decode_path(res, root, w, 12, a.reps, decode_bytes)
+                    ceilings.host_decode_path(res, root, w, self.cores, a.reps, decode_bytes)
 
     def command(self, w: data.Workload, backend: str, prefix: str) -> None:
         """``python -m pipeline run`` on ``w`` from start to exit, ``--cold-reps`` new

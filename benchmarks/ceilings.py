@@ -356,8 +356,9 @@ def host_decode_path(
     res: Results, root: Path, w: data.Workload, threads: int, reps: int, max_bytes: int
 ) -> None:
     """The host side of a CPU-decoded workload's path, its codec included: ``threads``
-    threads each read a raw chunk (or shard) file of ``w``, decode it with numcodecs into a
-    page-locked buffer, copy that to the GPU, copy the bytes the output's zstd would hold
+    threads (a GPU run's workers decode on as many threads as the host has cores) each read a
+    raw chunk (or shard) file of ``w`` into a buffer of its own, decode it with numcodecs into
+    a page-locked buffer, copy that to the GPU, copy the bytes the output's zstd would hold
     back into another page-locked buffer and write them to a new file, over at most
     ``max_bytes`` of decoded data. It is a task's work without the GPU's codec and kernel,
     which run beside it: a bound of the whole path made of the CPU decode and the storage on
@@ -387,6 +388,7 @@ def host_decode_path(
         return (*(np.frombuffer(m, np.uint8, n) for m in mem), cp.empty(n, cp.uint8), st, mem)
 
     held = [buffers() for _ in range(threads)]
+    file_buf = [bytearray(max(p.stat().st_size for p in paths)) for _ in range(threads)]
     decoded = [0]
 
     def one_pass() -> float:
@@ -399,9 +401,9 @@ def host_decode_path(
             a_buf, b_buf, dev, st, _mem = held[k]
             barrier.wait()
             for i in range(k, len(paths), threads):
-                with open(paths[i], "rb") as f:
-                    raw = f.read()
-                done[k] += a.decode_file(raw, a_buf)
+                with open(paths[i], "rb", buffering=0) as f:
+                    got = f.readinto(file_buf[k])
+                done[k] += a.decode_file(memoryview(file_buf[k])[:got], a_buf)
                 dev.set(a_buf, stream=st)
                 dev[:out_bytes].get(out=b_buf[:out_bytes], stream=st)
                 st.synchronize()

@@ -119,7 +119,7 @@ class Sharding:
     def grid(self, shard: Shape) -> Shape:
         return tuple(s // c for s, c in zip(shard, self.inner.shape, strict=True))
 
-    def frames(self, raw: bytes, n: int) -> list[tuple[int, int]]:
+    def frames(self, raw: bytes | memoryview, n: int) -> list[tuple[int, int]]:
         """(offset, length) of each inner chunk of a shard file (offset -1: not stored)."""
         size = n * 16 + (4 if self.index_crc else 0)
         blob = raw[-size:] if self.index_at_end else raw[:size]
@@ -183,7 +183,7 @@ class StoredArray:
         """Bytes one stored file decodes to."""
         return math.prod(self.chunk) * self.dtype.itemsize
 
-    def decode_file(self, raw: bytes, out: np.ndarray) -> int:
+    def decode_file(self, raw: bytes | memoryview, out: np.ndarray) -> int:
         """Decode every chunk of one stored file's bytes into ``out`` (uint8, at least
         :meth:`unit_bytes`), in storage order; the bytes decoded. What a CPU decoder must do
         per file, without assembling the array."""

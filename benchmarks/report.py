@@ -384,7 +384,7 @@ CEILING_COLUMNS = [
     ("cpu-encode-all", "CPU zstd encode, all cores"),
     ("gpu-zstd-encode", "GPU zstd encode"),
     ("gpu-zstd-roundtrip", "GPU zstd decode+encode"),
-    ("host-decode-path", "host side with the CPU decode, 12 threads"),
+    ("host-decode-path", "host side with the CPU decode, all cores"),
     ("storage-read", "storage read"),
     ("storage-write", "storage write"),
 ]
