@@ -35,7 +35,14 @@ from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
 from pipeline.store.location import Location
 
-#: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU.
+#: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
+#: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
+#: benchmarks' field (zstd as zarr-python 3 writes it) decoded at 4.9 GB/s in calls of 8 (a
+#: block's), 9.5 in calls of 16, and 33.8 with 12 threads each making calls of 8 on a stream of
+#: its own, against 9.3 for numcodecs on the 16 cores (H200 host, 2026-12-01, probe kept with
+#: issue 17's notes). Not used yet: the path's bound is elsewhere (v2 Blosc, whose CPU decode
+#: is cheap, ran at 5.85 and 5.79 GB/s warm where v3 zstd ran at 6.01 and 5.48, in the same
+#: two `make bench` runs).
 GPU_FRAME_LIMIT = 4 << 20
 
 #: Blocks per thread an automatic block aims at where a GPU run decodes its input on the CPU
