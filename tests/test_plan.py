@@ -21,11 +21,13 @@ import pytest
 import zarr
 
 from pipeline.config import Config, load_config
+from pipeline.config.models import GenerateConfig
 from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
 from pipeline.planning import blocks, describe, make_plan
 from pipeline.planning.plan import CPU_DECODE_BLOCKS_PER_THREAD as CPU_BLOCKS
 from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK
+from pipeline.store import grid
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
 
@@ -449,6 +451,26 @@ def test_automatic_output_chunks_of_large_input_chunks(tmp_path: Path, shards: s
     plan = make_plan(load_config(cfg), MACHINES["cpu"])
     want = (4, 512, 512) if shards == "none" else blocks.auto_chunk((4, 512, 512), 4)
     assert plan.output.chunk == want != (2, 512, 512)
+
+
+@pytest.mark.parametrize(
+    ("given", "chunk_bytes", "unit_bytes"),
+    [
+        ({}, 128 << 10, 128 << 20),  # sharded: 128 KiB chunks in 128 MiB shards
+        ({"shards": "none"}, 64 << 20, 64 << 20),
+        ({"zarr_format": 2}, 64 << 20, 64 << 20),
+        ({"chunks": [1, 64, 1024]}, 256 << 10, 128 << 20),  # shards of whole chunks
+    ],
+)
+def test_generated_automatic_layout_is_the_references(
+    given: dict[str, Any], chunk_bytes: int, unit_bytes: int
+) -> None:
+    """input.generate's automatic chunks and shards are the sizes its reference gives, for a
+    float32 [2048, 1024, 1024] array."""
+    g = GenerateConfig(shape=[2048, 1024, 1024], **given)
+    chunk, unit = blocks.generated_layout(g)
+    assert math.prod(chunk) * 4 == chunk_bytes and math.prod(unit) * 4 == unit_bytes
+    assert grid.is_multiple(unit, chunk)
 
 
 # --------------------------------------------------------------------------------------------

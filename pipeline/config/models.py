@@ -102,10 +102,14 @@ class GenerateConfig(Model):
     shape: Shape = Field(description="array shape, e.g. [4096, 4096, 64]")
     dtype: str = Field("float32", description="NumPy dtype name of the generated array")
     chunks: Shape | Literal["auto"] = Field(
-        "auto", description="chunk shape (one zstd frame each); auto: about 128 KiB slabs"
+        "auto",
+        description="chunk shape (one zstd frame each); auto: about 128 KiB slabs in a shard, "
+        "about 64 MiB slabs unsharded (shards: none, or zarr_format: 2)",
     )
     shards: Shape | Literal["auto", "none"] = Field(
-        "auto", description="shard shape (Zarr v3); auto: about 256 MiB slabs; none: unsharded"
+        "auto",
+        description="shard shape (Zarr v3); auto: about 128 MiB slabs (whole chunks where "
+        "chunks are given); none: unsharded",
     )
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the input"
