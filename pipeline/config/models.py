@@ -187,7 +187,9 @@ class ChunkingConfig(Model):
     block: Shape | Literal["auto"] = Field(
         "auto",
         description="Dask chunk shape, a whole multiple of the written shards (or chunks) on "
-        "every axis; auto: the largest that fits target_bytes and the memory budget",
+        "every axis; auto: the largest that fits target_bytes and the memory budget and gives "
+        "every thread about two blocks (a GPU run decoding on the CPU: about five, of at least "
+        "64 MiB)",
     )
     target_bytes: Bytes = Field(256 * 2**20, description="auto block size target (input bytes)")
 
