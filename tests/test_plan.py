@@ -434,6 +434,9 @@ def test_automatic_output_chunks_keep_small_input_chunks(
     assert arr.chunks == (200, 200)
     assert arr.shards == (None if shards == "none" else (400, 200))
     assert np.array_equal(arr[...], reference(x))
+    rc, out, err = cli("verify", cfg)  # samples the run's blocks, not its 200-row chunks
+    assert rc == 0, err
+    assert "2 of 2 blocks" in out
 
 
 @pytest.mark.parametrize("shards", ["auto", "none"])

@@ -21,6 +21,7 @@ import yaml
 import zarr
 
 from pipeline.cli import main
+from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError
 from tests.conftest import STAGES, read_array
 from tests.faultkit import (
@@ -254,6 +255,27 @@ def test_resume_with_automatic_blocks_reuses_the_interrupted_runs_block(work: Wo
     assert rc == 0, err
     assert "resuming:" in err
     assert_same_stores(work.output, work.ref)
+
+
+def test_resume_with_automatic_chunks_writes_the_interrupted_runs_chunks(work: Work, cli) -> None:
+    """``output.chunks: auto``, whose rule can change between versions (today it keeps the
+    input's small chunks, [1, 4096] here), resumes an output recorded with [1, 1024] chunks in
+    them; once complete, a resume with it finds nothing to do."""
+    from pipeline import plan
+
+    work.restore_killed()
+    out = yaml.safe_load(work.config.read_text())["output"]
+    cfg = work.config_with(
+        "auto-chunks.yaml", output={**out, "chunks": "auto"}, chunking={"block": "auto"}
+    )
+    assert plan(load_config(cfg)).output.chunk == (1, COLS)  # what a new run would write
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert "resuming:" in err
+    assert_same_stores(work.output, work.ref)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err
+    assert "already complete; nothing to do" in err
 
 
 def test_resume_of_a_complete_output_does_nothing(work: Work, cli, tmp_path: Path) -> None:

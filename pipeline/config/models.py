@@ -170,8 +170,9 @@ class OutputConfig(Model):
     )
     chunks: Shape | Literal["auto"] = Field(
         "auto",
-        description="chunk shape (one zstd frame each); auto: the input's chunks when they are "
-        "small (<= 1 MiB), else about 128 KiB slabs (with shards: none, one chunk per block)",
+        description="chunk shape (one zstd frame each); auto: the input's chunks when they tile "
+        "the shard (unsharded: the block) and hold at most 1 MiB of the output's dtype, else "
+        "about 128 KiB slabs (with shards: none, one chunk per block)",
     )
     shards: Shape | Literal["auto", "none"] = Field(
         "auto",

@@ -37,7 +37,8 @@ class VerifyResult:
 def verify(
     config: Config, samples: int | None = 8, seed: int = 0, threads: int = 4
 ) -> VerifyResult:
-    """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference.
+    """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference:
+    the run's blocks where the output records them, else its shards (or chunks).
 
     Raises InputError for an unfinished input (an interrupted generate or run) or a packed
     one that the config does not decode, OutputError for no output (``status`` 'absent') or
@@ -71,7 +72,7 @@ def verify(
             expected_shape=tuple(src.shape),
             expected_dtype=str(chain[-1].out_dtype),
         )
-    block = tuple(dst.shards or dst.chunks)
+    block = _blocks_of(dict(dst.attrs).get("pipeline"), tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
@@ -90,6 +91,22 @@ def verify(
     return VerifyResult(
         checked=len(blocks), total=int(np.prod(block_grid)), mismatched=bad, status=status
     )
+
+
+def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
+    """The blocks ``verify`` samples: the run's (its recorded ``identity``'s block, a whole
+    number of the output's ``stored`` units), so that the default sample covers the same share
+    of an output whatever its chunks; else the stored units (shards, or chunks unsharded)."""
+    identity = record.get("identity") if isinstance(record, dict) else None
+    block = identity.get("block") if isinstance(identity, dict) else None
+    if (
+        isinstance(block, list)
+        and len(block) == len(stored)
+        and all(isinstance(b, int) and b > 0 for b in block)
+        and grid.is_multiple(tuple(block), stored)
+    ):
+        return tuple(block)
+    return stored
 
 
 def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:

@@ -638,26 +638,35 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
 
 
 def with_block(config: Config, identity: Any) -> Config:
-    """``config`` with the block a recorded ``identity`` names, when the config says ``auto``
-    and asks for the layout that block was recorded with (the output's chunks and shards, the
-    same input metadata); else ``config``: its own block then plans, and :func:`stale_parts`
-    names what changed instead of the plan refusing a block the user never set."""
-    if config.chunking.block != "auto" or not isinstance(identity, dict):
+    """``config`` with the layout a recorded ``identity`` names where the config leaves it
+    automatic (``chunking.block``, ``output.chunks``), when what the config does set agrees
+    with it (its block, its chunks, its shards) and the input's metadata is the same; else
+    ``config``: its own layout then plans, and :func:`stale_parts` names what changed instead
+    of the plan refusing a layout the user never set. The automatic block depends on the
+    cluster's memory, and the automatic chunks' rule on the pipeline's version: a resume
+    writes what the interrupted run did."""
+    out = config.output
+    block_auto, chunks_auto = config.chunking.block == "auto", out.chunks == "auto"
+    if not (block_auto or chunks_auto) or not isinstance(identity, dict):
         return config
     block, chunk, unit = (identity.get(k) for k in ("block", "chunk", "unit"))
     if not all(_is_shape(v) for v in (block, chunk, unit)):
         return config
-    out = config.output
-    same_layout = (out.chunks == "auto" or list(out.chunks) == chunk) and (
-        unit == {"auto": block, "none": chunk}[out.shards]
-        if isinstance(out.shards, str)
-        else list(out.shards) == unit
+    same_layout = (
+        (block_auto or list(config.chunking.block) == block)
+        and (chunks_auto or list(out.chunks) == chunk)
+        and (
+            unit == {"auto": block, "none": chunk}[out.shards]
+            if isinstance(out.shards, str)
+            else list(out.shards) == unit
+        )
     )
     recorded_meta = (_pair(identity.get("input"))[1] or [None])[0]
     if not same_layout or recorded_meta != _metadata_digest(config):
         return config
     chunking = config.chunking.model_copy(update={"block": tuple(block or ())})
-    return config.model_copy(update={"chunking": chunking})
+    output = out.model_copy(update={"chunks": tuple(chunk or ())})
+    return config.model_copy(update={"chunking": chunking, "output": output})
 
 
 def _is_shape(v: Any) -> bool:
@@ -676,10 +685,13 @@ def _metadata_digest(config: Config) -> str | None:
 
 
 def as_recorded(plan: Plan, identity: Any) -> Plan:
-    """``plan`` as ``run --resume`` makes it: with ``chunking.block: auto``, the recorded
-    block (when it still plans here; else ``plan``)."""
+    """``plan`` as ``run --resume`` makes it: with ``chunking.block`` or ``output.chunks``
+    automatic, the recorded layout (:func:`with_block`, when it still plans here; else
+    ``plan``)."""
     config = with_block(plan.config, identity)
-    if config is plan.config or config.chunking.block == plan.block or plan.facts is None:
+    if config is plan.config or plan.facts is None:
+        return plan
+    if config.chunking.block == plan.block and config.output.chunks == plan.output.chunk:
         return plan
     joined = plan.cluster.scheduler != "local"
     try:
@@ -694,11 +706,12 @@ def as_recorded(plan: Plan, identity: Any) -> Plan:
 
 
 def recorded_block(config: Config, resume: bool) -> Config:
-    """On ``--resume`` with an automatic block shape, the block of the run that wrote the
-    output (from its run record, or a complete output's attributes): the automatic choice
-    depends on the cluster's memory, and a resume on another cluster must write the same
-    blocks (and find a complete output's shards, which are blocks by default, the same)."""
-    if not resume or config.chunking.block != "auto":
+    """On ``--resume`` with an automatic block shape or output chunks, the layout of the run
+    that wrote the output (from its run record, or a complete output's attributes;
+    :func:`with_block`): the automatic block depends on the cluster's memory, and a resume on
+    another cluster must write the same blocks (and find a complete output's shards, which are
+    blocks by default, the same); the automatic chunks' rule may differ between versions."""
+    if not resume or (config.chunking.block != "auto" and config.output.chunks != "auto"):
         return config
     loc = Location.of(config.output.store, config.output.storage_options)
     path = (config.output.array or "").strip("/")
