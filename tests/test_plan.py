@@ -457,6 +457,39 @@ def test_automatic_output_chunks_of_large_input_chunks(tmp_path: Path, shards: s
 
 
 @pytest.mark.parametrize(
+    ("unit", "itemsize", "chunk"),
+    [
+        ((32, 1024, 1024), 4, (1, 32, 1024)),  # 128 KiB
+        ((32, 1000, 1000), 4, (1, 25, 1000)),  # 100 KB: the largest divisor under the target
+        ((131073,), 8, (43691,)),  # 131073 = 3 x 43691: 350 KB, not 3 values (24 bytes)
+        ((7919, 3), 4, (7919, 3)),  # a prime length under the target: the whole unit (95 KB)
+        ((10937, 3), 4, (10937, 3)),  # a prime length just over it: 131 KB, not 12 bytes
+        ((2, 1000003), 4, (1, 1000003)),  # a prime row: 4 MB, not 4 bytes
+    ],
+)
+def test_automatic_chunks_are_never_tiny(unit: tuple, itemsize: int, chunk: tuple) -> None:
+    """Automatic output chunks are slabs near 128 KiB that tile the shard; an axis of few
+    divisors gives the nearest such slab, larger if need be, never frames of a few bytes."""
+    got = blocks.auto_chunk(unit, itemsize)
+    assert got == chunk and grid.is_multiple(unit, got)
+
+
+def test_a_shard_of_a_prime_multiple_is_not_cut_into_tiny_frames(tmp_path: Path, cli) -> None:
+    """An int16 input of 131073-value chunks (int64 output): the output's chunks are a third
+    of a shard, and its values NumPy's."""
+    x = np.random.default_rng(4).integers(-3000, 3000, 2 * 131073, dtype=np.int16)
+    make_array(tmp_path / "in.zarr", x, (131073,))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", chunking={"block": [131073]}
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    arr = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert arr.chunks == (43691,) and arr.shards == (131073,)
+    assert np.array_equal(arr[...], reference(x.astype(np.int64)))
+
+
+@pytest.mark.parametrize(
     ("given", "chunk_bytes", "unit_bytes"),
     [
         ({}, 128 << 10, 128 << 20),  # sharded: 128 KiB chunks in 128 MiB shards
