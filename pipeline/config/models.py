@@ -177,7 +177,7 @@ class OutputConfig(Model):
     shards: Shape | Literal["auto", "none"] = Field(
         "auto",
         description="shard shape (one file each, Zarr v3 sharding); auto: one shard per Dask "
-        "chunk; none: one file per chunk",
+        "chunk; none: one file per chunk (also written so where one chunk fills a shard)",
     )
     overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
 
