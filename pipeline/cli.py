@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
     v = with_config("verify", "recompute blocks with NumPy and compare with the output")
     v.add_argument("--all", action="store_true", help="check every block")
-    v.add_argument("--samples", type=int, default=8, help="random blocks to check (default 8)")
+    v.add_argument(
+        "--samples", type=_at_least_one, default=8, help="random blocks to check (default 8)"
+    )
     v.add_argument("--seed", type=int, default=0, help="seed of the block sample")
     with_config("plan", "print what a run would do, without computing")
     sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
@@ -409,6 +411,19 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    """``verify --samples``: a whole number of at least 1 (``--all`` checks every block)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of blocks (at least 1; --all checks every block)"
+        )
+    return n
+
+
 def _verify(args: argparse.Namespace, config: Any) -> int:
     from pipeline.reporting.verify import verify
 
@@ -423,6 +438,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         ("output status", res.status),
     ]
     print_rows(table, "verify")
+    if res.status == "none":
+        print(
+            "error: the output holds no record of `pipeline run` (another tool wrote it, or its "
+            "`pipeline` attribute was changed): its sampled values were compared, but nothing "
+            "says it is whole; `run --overwrite` writes it anew",
+            file=sys.stderr,
+        )
+        return 1
     if res.status != "complete":
         print(
             f"error: the output is {res.status}: it was not finished; `run --resume` finishes it",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ import pytest
 import zarr
 
 from pipeline.errors import InputError, OutputError, StoreError
-from tests.conftest import STAGES, make_array, read_array, write_config
+from tests.conftest import STAGES, make_array, read_array, reference, write_config
 from tests.faultkit import (
     cli_process,
     env,
@@ -418,6 +419,43 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
     assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
     assert "restore it from its source" in line
+
+
+@pytest.mark.parametrize("record", ["absent", "a string", "a list"])
+def test_verify_of_an_output_without_the_pipelines_record_says_so(
+    tmp_path: Path, cli, record: str
+) -> None:
+    """An output another tool wrote (no ``pipeline`` attribute), or whose attribute is not a
+    mapping: verify compares its values, then exits 1 in one line that says nothing vouches
+    for it (not "run --resume finishes it", and no traceback)."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    make_array(tmp_path / "out.zarr", reference(x), (5, 30))
+    if record != "absent":
+        z = zarr.open_array(str(tmp_path / "out.zarr"), mode="r+")
+        z.attrs["pipeline"] = "bogus" if record == "a string" else [1, 2]
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    assert re.search(r"mismatched\s+0\b", out), out
+    line = one_line_error(err)
+    assert "no record of `pipeline run`" in line and "--resume" not in line
+
+
+@pytest.mark.parametrize("samples", ["0", "-1", "two"])
+def test_verify_refuses_a_sample_of_no_blocks(tmp_path: Path, samples: str) -> None:
+    """``--samples`` below 1 checked nothing and passed (0) or crashed (-1): refused by the
+    command line's parser, before anything is read."""
+    cfg = _damaged_input(tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify", "--samples", samples, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    assert "--samples" in p.stderr and "--all checks every block" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path) -> None:

@@ -103,8 +103,9 @@ class GenerateConfig(Model):
     dtype: str = Field("float32", description="NumPy dtype name of the generated array")
     chunks: Shape | Literal["auto"] = Field(
         "auto",
-        description="chunk shape (one zstd frame each); auto: about 128 KiB slabs in a shard, "
-        "about 64 MiB slabs unsharded (shards: none, or zarr_format: 2)",
+        description="chunk shape (one zstd frame each); auto: about 128 KiB slabs in a shard "
+        "(the nearest that tiles it where an axis has few divisors, larger if need be), about "
+        "64 MiB slabs unsharded (shards: none, or zarr_format: 2)",
     )
     shards: Shape | Literal["auto", "none"] = Field(
         "auto",
@@ -172,7 +173,8 @@ class OutputConfig(Model):
         "auto",
         description="chunk shape (one zstd frame each); auto: the input's chunks when they tile "
         "the shard (unsharded: the block) and hold at most 1 MiB of the output's dtype, else "
-        "about 128 KiB slabs (with shards: none, one chunk per block)",
+        "about 128 KiB slabs (the nearest that tiles the shard where an axis has few divisors, "
+        "larger if need be; with shards: none, one chunk per block)",
     )
     shards: Shape | Literal["auto", "none"] = Field(
         "auto",

@@ -38,7 +38,9 @@ def verify(
     config: Config, samples: int | None = 8, seed: int = 0, threads: int = 4
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference:
-    the run's blocks where the output records them, else its shards (or chunks).
+    the run's blocks where the output records them, else its shards (or chunks). The result's
+    ``status`` is the output's record's ('complete', 'incomplete', ...), or 'none' where it has
+    no record of the pipeline's.
 
     Raises InputError for an unfinished input (an interrupted generate or run) or a packed
     one that the config does not decode, OutputError for no output (``status`` 'absent') or
@@ -58,7 +60,9 @@ def verify(
         raise OutputError(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
-    status = dict(dst.attrs).get("pipeline", {}).get("status", "unknown")
+    record = dict(dst.attrs).get("pipeline")
+    # "none": no record of the pipeline's (written by another tool, or its attributes changed)
+    status = str(record.get("status", "unknown")) if isinstance(record, dict) else "none"
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
@@ -72,7 +76,7 @@ def verify(
             expected_shape=tuple(src.shape),
             expected_dtype=str(chain[-1].out_dtype),
         )
-    block = _blocks_of(dict(dst.attrs).get("pipeline"), tuple(dst.shards or dst.chunks))
+    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
