@@ -269,6 +269,9 @@ def test_resume_with_automatic_chunks_writes_the_interrupted_runs_chunks(work: W
         "auto-chunks.yaml", output={**out, "chunks": "auto"}, chunking={"block": "auto"}
     )
     assert plan(load_config(cfg)).output.chunk == (1, COLS)  # what a new run would write
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert f"in the layout it was begun with (blocks [1, {COLS}], chunks [1, 1024]" in out
     rc, _, err = cli("run", cfg, "--resume")
     assert rc == 0, err
     assert "resuming:" in err

@@ -368,11 +368,18 @@ def output_now(plan: Plan) -> str:
         manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
         if manifest is None:
             return "incomplete, with no run record to resume from: `run --overwrite` starts over"
-        changed = stale_parts(manifest, as_recorded(plan, manifest.get("identity")), whole=False)
+        resumed = as_recorded(plan, manifest.get("identity"))
+        changed = stale_parts(manifest, resumed, whole=False)
         if changed:
             return (
                 f"incomplete, and not resumable: {said(changed)} since the interrupted run: "
                 "`run --overwrite` starts over"
+            )
+        if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
+            return (
+                "incomplete (an interrupted run): `run --resume` finishes it in the layout it "
+                f"was begun with (blocks {list(resumed.block)}, chunks "
+                f"{list(resumed.output.chunk)}; the rows here are a new run's)"
             )
     return {
         "absent": "absent: `run` creates it",
