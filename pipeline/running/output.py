@@ -644,7 +644,7 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
     return parts
 
 
-def with_block(config: Config, identity: Any) -> Config:
+def with_recorded_layout(config: Config, identity: Any) -> Config:
     """``config`` with the layout a recorded ``identity`` names where the config leaves it
     automatic (``chunking.block``, ``output.chunks``), when what the config does set agrees
     with it (its block, its chunks, its shards) and the input's metadata is the same; else
@@ -693,9 +693,9 @@ def _metadata_digest(config: Config) -> str | None:
 
 def as_recorded(plan: Plan, identity: Any) -> Plan:
     """``plan`` as ``run --resume`` makes it: with ``chunking.block`` or ``output.chunks``
-    automatic, the recorded layout (:func:`with_block`, when it still plans here; else
+    automatic, the recorded layout (:func:`with_recorded_layout`, when it still plans here; else
     ``plan``)."""
-    config = with_block(plan.config, identity)
+    config = with_recorded_layout(plan.config, identity)
     if config is plan.config or plan.facts is None:
         return plan
     if config.chunking.block == plan.block and config.output.chunks == plan.output.chunk:
@@ -712,12 +712,13 @@ def as_recorded(plan: Plan, identity: Any) -> Plan:
         return plan
 
 
-def recorded_block(config: Config, resume: bool) -> Config:
+def recorded_layout(config: Config, resume: bool) -> Config:
     """On ``--resume`` with an automatic block shape or output chunks, the layout of the run
     that wrote the output (from its run record, or a complete output's attributes;
-    :func:`with_block`): the automatic block depends on the cluster's memory, and a resume on
-    another cluster must write the same blocks (and find a complete output's shards, which are
-    blocks by default, the same); the automatic chunks' rule may differ between versions."""
+    :func:`with_recorded_layout`): the automatic block depends on the cluster's memory, and a
+    resume on another cluster must write the same blocks (and find a complete output's shards,
+    which are blocks by default, the same); the automatic chunks' rule may differ between
+    versions."""
     if not resume or (config.chunking.block != "auto" and config.output.chunks != "auto"):
         return config
     loc = Location.of(config.output.store, config.output.storage_options)
@@ -729,4 +730,4 @@ def recorded_block(config: Config, resume: bool) -> Config:
         identity = recorded.get("identity")
     except Exception:
         return config
-    return with_block(config, identity)
+    return with_recorded_layout(config, identity)

@@ -225,7 +225,7 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     # the run's own clock starts once the input exists; its making is a phase of its own
     made = _generate_if_missing(config, options.progress)
     t_start = time.perf_counter() if made else t_begin
-    config = output.recorded_block(with_output_array(config), options.resume)
+    config = output.recorded_layout(with_output_array(config), options.resume)
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
