@@ -286,6 +286,37 @@ def nvcomp_streams(
     )
 
 
+def _staging(nbytes: int) -> tuple[Any, ...]:
+    """One thread's buffers for a host-side path: two page-locked host buffers of ``nbytes``
+    (uint8 arrays), a device buffer as large, a stream of its own (kept in ``_STREAMS``), and
+    the page-locked memory itself (held while the arrays are in use)."""
+    import cupy as cp
+
+    mem = [cp.cuda.alloc_pinned_memory(nbytes) for _ in range(2)]
+    st = cp.cuda.Stream(non_blocking=True)
+    _STREAMS.append(st)
+    return (*(np.frombuffer(m, np.uint8, nbytes) for m in mem), cp.empty(nbytes, cp.uint8), st, mem)
+
+
+def _timed_threads(work: Callable[[int], None], threads: int) -> float:
+    """Seconds for ``threads`` threads running ``work(k)``, ``k`` from 0, to end, timed from the
+    moment all of them have started and are released together."""
+    barrier = threading.Barrier(threads + 1)
+
+    def run(k: int) -> None:
+        barrier.wait()
+        work(k)
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    return time.perf_counter() - t0
+
+
 @_frees_device_memory
 def host_path(
     res: Results, root: Path, threads: int, reps: int, file_bytes: int = 256 << 20, files: int = 32
@@ -293,7 +324,6 @@ def host_path(
     """The pipeline's data path without its codec: ``threads`` threads each read a file into a
     page-locked buffer, copy it to the GPU and back into another, and write it to a new file,
     as a task does with a block's compressed bytes. GB/s of file bytes read (and written)."""
-    import cupy as cp
 
     root.mkdir(parents=True, exist_ok=True)
     blob = np.random.default_rng(2).integers(0, 255, file_bytes, dtype=np.uint8)
@@ -301,27 +331,14 @@ def host_path(
         with open(root / f"in{i}", "wb", buffering=0) as f:
             f.write(blob.data)
 
-    def buffers() -> tuple[Any, ...]:
-        mem = [cp.cuda.alloc_pinned_memory(file_bytes) for _ in range(2)]
-        st = cp.cuda.Stream(non_blocking=True)
-        _STREAMS.append(st)
-        return (
-            *(np.frombuffer(m, np.uint8, file_bytes) for m in mem),
-            cp.empty(file_bytes, cp.uint8),
-            st,
-            mem,
-        )
-
-    held = [buffers() for _ in range(threads)]
+    held = [_staging(file_bytes) for _ in range(threads)]
 
     def one_pass() -> float:
         for q in root.glob("out*"):
             q.unlink()
-        barrier = threading.Barrier(threads + 1)
 
         def work(k: int) -> None:
             a, b, dev, st, _mem = held[k]
-            barrier.wait()
             for i in range(k, files, threads):
                 with open(root / f"in{i}", "rb", buffering=0) as f:
                     f.readinto(a.data)
@@ -331,14 +348,7 @@ def host_path(
                 with open(root / f"out{i}", "wb", buffering=0) as f:
                     f.write(b.data)
 
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-        for t in ts:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in ts:
-            t.join()
-        return time.perf_counter() - t0
+        return _timed_threads(work, threads)
 
     res.add(
         Figure(
@@ -352,6 +362,7 @@ def host_path(
     shutil.rmtree(root, ignore_errors=True)
 
 
+@_frees_device_memory
 def host_decode_path(
     res: Results, root: Path, w: data.Workload, threads: int, reps: int, max_bytes: int
 ) -> None:
@@ -365,7 +376,6 @@ def host_decode_path(
     the same cores and memory. The bytes written per byte decoded are those of numcodecs zstd
     level 1 in 128 KiB frames of the first 64 MiB of the values (the pipeline's output codec;
     the GPU's frames are a few percent larger or smaller). GB/s of decoded (input) bytes."""
-    import cupy as cp
     import numcodecs
 
     a = w.stored()
@@ -381,25 +391,17 @@ def host_decode_path(
     out_bytes = int(n * ratio)
     root.mkdir(parents=True, exist_ok=True)
 
-    def buffers() -> tuple[Any, ...]:
-        mem = [cp.cuda.alloc_pinned_memory(n) for _ in range(2)]
-        st = cp.cuda.Stream(non_blocking=True)
-        _STREAMS.append(st)
-        return (*(np.frombuffer(m, np.uint8, n) for m in mem), cp.empty(n, cp.uint8), st, mem)
-
-    held = [buffers() for _ in range(threads)]
+    held = [_staging(n) for _ in range(threads)]
     file_buf = [bytearray(max(p.stat().st_size for p in paths)) for _ in range(threads)]
     decoded = [0]
 
     def one_pass() -> float:
         for q in root.glob("out*"):
             q.unlink()
-        barrier = threading.Barrier(threads + 1)
         done = [0] * threads
 
         def work(k: int) -> None:
             a_buf, b_buf, dev, st, _mem = held[k]
-            barrier.wait()
             for i in range(k, len(paths), threads):
                 with open(paths[i], "rb", buffering=0) as f:
                     got = f.readinto(file_buf[k])
@@ -410,15 +412,9 @@ def host_decode_path(
                 with open(root / f"out{i}", "wb", buffering=0) as f:
                     f.write(b_buf[:out_bytes].data)
 
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-        for t in ts:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in ts:
-            t.join()
+        seconds = _timed_threads(work, threads)
         decoded[0] = sum(done)
-        return time.perf_counter() - t0
+        return seconds
 
     times = timing.wall_reps(one_pass, reps)
     res.add(
