@@ -7,6 +7,7 @@ from __future__ import annotations
 import numcodecs
 import numpy as np
 import pytest
+import zarr
 
 from pipeline.store import codecs, shards
 from pipeline.store.shards import EMPTY, Damaged, Frames
@@ -181,3 +182,33 @@ def test_damaged_keeps_its_fields_through_pickling() -> None:
 
     e = pickle.loads(pickle.dumps(Damaged("chunk 2: its zstd frame is cut short", "frame", 2)))
     assert (type(e), e.problem, e.chunk) == (Damaged, "frame", 2)
+
+
+@pytest.mark.parametrize(
+    ("compressor", "costly"),
+    [
+        (numcodecs.Blosc(cname="lz4", shuffle=1), False),  # zarr-python 2's default
+        (numcodecs.Blosc(cname="zstd", shuffle=1), True),
+        (numcodecs.Zstd(level=0), True),
+        (numcodecs.GZip(), True),
+        (numcodecs.LZ4(), False),
+        (None, False),
+    ],
+)
+def test_codecs_whose_cpu_decode_is_costly_are_named(tmp_path, compressor, costly) -> None:
+    """A stored array's chunk format says whether its CPU decode is slow (which makes a GPU
+    run's waiting threads leave the cores to it)."""
+    from pipeline.store.arrays import describe_array
+    from pipeline.store.location import Location
+
+    zarr.create_array(
+        store=str(tmp_path / "a.zarr"),
+        shape=(8, 8),
+        chunks=(4, 8),
+        dtype="float32",
+        zarr_format=2,
+        compressors=compressor,
+    )
+    info = describe_array(Location(str(tmp_path / "a.zarr")), "")
+    assert info.format is not None
+    assert info.format.chunk.costly_decode is costly

@@ -486,3 +486,17 @@ def test_staging_a_thread_ends_holding_stays_mapped_and_registered() -> None:
     assert all(gpu.is_pinned(h[1]) for h in more)
     for h in more:
         gpu._PINNED.give(h)
+
+
+def test_set_wait_switches_how_threads_wait_for_the_gpu() -> None:
+    """The scheduling flag a run's plan asks for (``planning.plan.gpu_wait``) is the one the
+    worker's context then has, and switching back restores CUDA's default."""
+    from pipeline.devices import gpu
+
+    try:
+        assert gpu.set_wait("block")
+        assert gpu.wait_mode() == "block"
+        assert gpu.set_wait("auto")
+        assert gpu.wait_mode() == "auto"
+    finally:
+        gpu.set_wait("auto")

@@ -26,7 +26,7 @@ from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
 from pipeline.planning import blocks, describe, make_plan
 from pipeline.planning.plan import CPU_DECODE_BLOCKS_PER_THREAD as CPU_BLOCKS
-from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK
+from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK, gpu_wait
 from pipeline.store import grid
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
@@ -856,6 +856,10 @@ def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
     share = -(-MACHINES["h100"].cpu_count // plan.cluster.workers)
     pool = max(plan.cluster.threads_per_worker, share) if plan.decode_on == "cpu" else 1
     assert plan.source.decode_threads == pool
+    # threads waiting for the GPU sleep where the CPU's zstd decode bounds the run
+    want = "block" if plan.decode_on == "cpu" and compressors == "auto" else "auto"
+    assert gpu_wait(plan.source, plan.backend) == want
+    assert gpu_wait(plan.source, "cpu") == "auto"
     if plan.decode_on == "gpu":
         assert block_bytes <= expect and plan.n_blocks >= per_thread * slots
     else:  # about CPU_BLOCKS a thread, none under CPU_DECODE_MIN_BLOCK (one-chunk blocks were slow)

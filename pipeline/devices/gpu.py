@@ -267,6 +267,44 @@ def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -
     cp.cuda.Device().synchronize()
 
 
+#: A CUDA context's scheduling flags (``CUctx_flags`` in cuda.h): how its threads wait.
+_SCHED_MASK, _SCHED_AUTO, _SCHED_BLOCKING_SYNC = 0x07, 0x00, 0x04
+
+
+def set_wait(mode: str) -> bool:
+    """How this process's threads wait for the GPU from now on (the flags of the device's
+    primary context, which every thread shares): 'auto', CUDA's default (with fewer
+    contexts than cores, a waiting thread spins on its core), or 'block' (it sleeps until the
+    driver wakes it). Whether the driver took it: ``cuCtxSetFlags`` needs a CUDA 12.1 driver
+    or later; an older one keeps its default."""
+    cp.cuda.Device().synchronize()  # the primary context made current on this thread
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        get_flags, set_flags = driver.cuCtxGetFlags, driver.cuCtxSetFlags
+    except (OSError, AttributeError):
+        return False
+    flags = ctypes.c_uint()
+    if get_flags(ctypes.byref(flags)) != 0:
+        return False
+    sched = _SCHED_BLOCKING_SYNC if mode == "block" else _SCHED_AUTO
+    want = (flags.value & ~_SCHED_MASK) | sched
+    return want == flags.value or set_flags(ctypes.c_uint(want)) == 0
+
+
+def wait_mode() -> str:
+    """'block' or 'auto' (see :func:`set_wait`), as the current context's flags say; 'other'
+    for a scheduling flag this module does not set, or where the driver cannot say."""
+    try:
+        flags = ctypes.c_uint()
+        if ctypes.CDLL("libcuda.so.1").cuCtxGetFlags(ctypes.byref(flags)) != 0:
+            return "other"
+    except (OSError, AttributeError):
+        return "other"
+    return {_SCHED_AUTO: "auto", _SCHED_BLOCKING_SYNC: "block"}.get(
+        flags.value & _SCHED_MASK, "other"
+    )
+
+
 def page_locked_buffers() -> int:
     """How many page-locked staging buffers this process has made (:func:`warm` makes what its
     threads hold at once; a task makes more only where a block needs more room)."""

@@ -776,6 +776,24 @@ def decode_threads(ctx: _Context, decode_on: str, block: Shape) -> int:
     return max(ctx.workers.threads, -(-ctx.cores // max(1, ctx.workers.count)))
 
 
+def gpu_wait(source: Source, backend: str) -> str:
+    """How a GPU run's worker threads wait for the GPU (:func:`pipeline.devices.gpu.set_wait`):
+    'block' (asleep until the driver wakes them) where the workers' CPU decode of the input
+    is what bounds the run (a decoding pool reads frames of a costly codec,
+    :attr:`~pipeline.store.codecs.ChunkFormat.costly_decode`), so that threads waiting for the
+    GPU leave the cores to it; else 'auto', CUDA's default, which spins a core while it waits
+    and answers soonest.
+
+    On the H200 host (2026-12-01; 8 GB of 16 MB chunks on /dev/shm, warm, one 3 x 4 cluster,
+    2 rounds of 3 runs, medians, alternating): zarr-python 3's zstd 5.51 and 5.51 GB/s with
+    'auto', 6.08 and 6.08 with 'block'; v2 Blosc lz4 6.16 and 6.50 with 'auto', 5.72 and
+    5.71 with 'block'; the synthetic input (nvCOMP decodes) 5.38 and 5.35, 5.66 and 5.45."""
+    if backend != "gpu" or source.decode_on != "cpu" or source.decode_threads <= 1:
+        return "auto"
+    fmt = source.info.format
+    return "block" if fmt is not None and fmt.chunk.costly_decode else "auto"
+
+
 def plan_generation(config: Config, facts: Facts) -> ClusterPlan:
     """The cluster that ``generate`` runs on, and its backend: GPU workers when a GPU is
     usable and the config allows it, with no budgets (a unit at a time per thread)."""

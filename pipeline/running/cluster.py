@@ -82,6 +82,7 @@ class PipelineSetup(WorkerPlugin):
         staging_bytes: int = 0,
         ignore_sigint: bool = False,
         staging_per_thread: int = 2,
+        gpu_wait: str = "auto",
     ):
         self.backend = backend
         self.device_budget = device_budget
@@ -89,6 +90,7 @@ class PipelineSetup(WorkerPlugin):
         self.chain = chain
         self.staging_bytes = staging_bytes
         self.staging_per_thread = staging_per_thread
+        self.gpu_wait = gpu_wait
         self.ignore_sigint = ignore_sigint
         #: the process that made it: a worker there (a cluster of threads, ``inproc``, or a
         #: caller's ``LocalCluster(processes=False)``) is the caller's, whose warnings are its own
@@ -103,6 +105,7 @@ class PipelineSetup(WorkerPlugin):
             from pipeline.devices import gpu
 
             gpu.setup(self.device_budget)
+            gpu.set_wait(self.gpu_wait)
             if self.staging_bytes:
                 # the staging every thread holds at once, and the chain's kernel
                 buffers = self.staging_per_thread * worker.state.nthreads

@@ -31,6 +31,7 @@ from pipeline.errors import (
     disk_full,
 )
 from pipeline.planning import Plan, describe, make_plan, plan_here
+from pipeline.planning.plan import gpu_wait
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
@@ -116,6 +117,7 @@ def setup_plugin(plan: Plan) -> PipelineSetup:
         chain=plan.chain,
         staging_bytes=int(block_bytes * 1.05) + (1 << 20),
         staging_per_thread=staging_per_thread(plan.source),
+        gpu_wait=gpu_wait(plan.source, plan.backend),
     )
 
 

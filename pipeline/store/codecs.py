@@ -92,6 +92,19 @@ class ChunkFormat:
         return None
 
     @property
+    def costly_decode(self) -> bool:
+        """Whether a compressor of the chain decodes at under about 1 GB/s a core: zstd,
+        zlib, gzip, lzma or bz2, or Blosc around one of them (Blosc's lz4 decodes at
+        3.40 GB/s a core, zstd frames of zarr-python 3's default at 0.80; 15 MiB chunks of
+        the benchmark's field, the H200 host, 2026-12-01)."""
+        slow = {"zstd", "zlib", "gzip", "lzma", "bz2"}
+        for config in self.codecs:
+            c = json.loads(config)
+            if c.get("id") in slow or (c.get("id") == "blosc" and c.get("cname") in slow):
+                return True
+        return False
+
+    @property
     def in_place(self) -> bool:
         """Whether a chunk decodes straight into its place in a C-contiguous destination:
         no filters or transposition, C order, and after any trailing checksums at most one
