@@ -668,7 +668,7 @@ def _packed_frames(
             nvcomp.as_arrays(raw, (idx * step).tolist(), [step] * k),
             out=nvcomp.as_arrays(cbuf, slots.tolist(), [slot] * k),
         )
-        ctx.stream.synchronize()  # wait with the GIL released, not inside nvCOMP
+        ctx.stream.synchronize()  # (encode returns once its frames are done: DESIGN.md)
         sizes = np.asarray(res.buffer_sizes, dtype=np.int64)
         src, src_off = cbuf, slots
     else:
