@@ -4,6 +4,10 @@ what fails says why."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import Any
+
 import numcodecs
 import numpy as np
 import pytest
@@ -184,20 +188,68 @@ def test_damaged_keeps_its_fields_through_pickling() -> None:
     assert (type(e), e.problem, e.chunk) == (Damaged, "frame", 2)
 
 
+def _v3(compressor: Any) -> Any:
+    """The zarr-python 3 codec that writes what ``compressor`` (numcodecs) writes, natively."""
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    if isinstance(compressor, numcodecs.Blosc):
+        return BloscCodec(cname=compressor.cname, shuffle="shuffle")
+    if isinstance(compressor, numcodecs.Zstd):
+        return ZstdCodec(level=compressor.level)
+    if isinstance(compressor, numcodecs.GZip):
+        return GzipCodec()
+    if isinstance(compressor, numcodecs.LZ4):  # no native v3 codec: numcodecs' own
+        from numcodecs.zarr3 import LZ4
+
+        return LZ4()
+    return compressor  # None
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize(
     ("compressor", "costly"),
     [
         (numcodecs.Blosc(cname="lz4", shuffle=1), False),  # zarr-python 2's default
         (numcodecs.Blosc(cname="zstd", shuffle=1), True),
+        (numcodecs.Blosc(cname="zlib", shuffle=1), True),
         (numcodecs.Zstd(level=0), True),
         (numcodecs.GZip(), True),
         (numcodecs.LZ4(), False),
         (None, False),
     ],
 )
-def test_codecs_whose_cpu_decode_is_costly_are_named(tmp_path, compressor, costly) -> None:
+def test_codecs_whose_cpu_decode_is_costly_are_named(
+    tmp_path: Path, compressor: Any, costly: bool, zarr_format: int
+) -> None:
     """A stored array's chunk format says whether its CPU decode is slow (which makes a GPU
-    run's waiting threads leave the cores to it)."""
+    run's waiting threads leave the cores to it), in either format: a native v3 Blosc codec
+    too, whose compressor is in its configuration."""
+    from pipeline.store.arrays import describe_array
+    from pipeline.store.location import Location
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python: numcodecs codecs in v3 are unstable
+        zarr.create_array(
+            store=str(tmp_path / "a.zarr"),
+            shape=(8, 8),
+            chunks=(4, 8),
+            dtype="float32",
+            zarr_format=zarr_format,
+            compressors=compressor if zarr_format == 2 else _v3(compressor),
+        )
+        x = np.arange(64, dtype=np.float32).reshape(8, 8)
+        zarr.open_array(str(tmp_path / "a.zarr"), mode="r+")[:] = x
+    info = describe_array(Location(str(tmp_path / "a.zarr")), "")
+    assert info.format is not None
+    assert info.format.chunk.costly_decode is costly
+    out = np.empty((4, 8), np.float32)
+    raw = (tmp_path / "a.zarr" / ("0.0" if zarr_format == 2 else "c/0/0")).read_bytes()
+    info.format.chunk.decode_into(raw, out)  # the configuration kept still decodes
+    assert np.array_equal(out, x[:4])
+
+
+def test_a_compressor_written_as_a_v2_filter_counts_as_costly(tmp_path: Path) -> None:
+    """A v2 array whose zstd is in its filters (compressor null) decodes as slowly."""
     from pipeline.store.arrays import describe_array
     from pipeline.store.location import Location
 
@@ -207,8 +259,8 @@ def test_codecs_whose_cpu_decode_is_costly_are_named(tmp_path, compressor, costl
         chunks=(4, 8),
         dtype="float32",
         zarr_format=2,
-        compressors=compressor,
+        filters=[numcodecs.Zstd(level=1)],
+        compressors=None,
     )
     info = describe_array(Location(str(tmp_path / "a.zarr")), "")
-    assert info.format is not None
-    assert info.format.chunk.costly_decode is costly
+    assert info.format is not None and info.format.chunk.costly_decode

@@ -11,13 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from pipeline.ops import stages
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import Frames
+
+#: How a GPU worker's threads wait for the GPU: 'auto' (CUDA's default: a waiting thread
+#: spins on its core while there are fewer contexts than cores) or 'block' (it sleeps until
+#: the driver wakes it). See :func:`pipeline.planning.plan.gpu_wait`.
+GpuWait = Literal["auto", "block"]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import cupy as cp
 import numpy as np
 from nvidia import nvcomp
 
-from pipeline.devices.base import Encoding
+from pipeline.devices.base import Encoding, GpuWait
 from pipeline.ops import kernel, stages
 from pipeline.store import codecs
 from pipeline.store.codecs import FrameCodec
@@ -271,7 +271,7 @@ def warm(chain: Sequence[stages.BoundStage] | None, buffers: int, nbytes: int) -
 _SCHED_MASK, _SCHED_AUTO, _SCHED_BLOCKING_SYNC = 0x07, 0x00, 0x04
 
 
-def set_wait(mode: str) -> bool:
+def set_wait(mode: GpuWait) -> bool:
     """How this process's threads wait for the GPU from now on (the flags of the device's
     primary context, which every thread shares): 'auto', CUDA's default (with fewer
     contexts than cores, a waiting thread spins on its core), or 'block' (it sleeps until the
@@ -288,12 +288,16 @@ def set_wait(mode: str) -> bool:
         return False
     sched = _SCHED_BLOCKING_SYNC if mode == "block" else _SCHED_AUTO
     want = (flags.value & ~_SCHED_MASK) | sched
-    return want == flags.value or set_flags(ctypes.c_uint(want)) == 0
+    if want == flags.value or set_flags(ctypes.c_uint(want)) == 0:
+        return True
+    log.debug("the CUDA driver kept its scheduling flags (cuCtxSetFlags refused %s)", mode)
+    return False
 
 
 def wait_mode() -> str:
     """'block' or 'auto' (see :func:`set_wait`), as the current context's flags say; 'other'
     for a scheduling flag this module does not set, or where the driver cannot say."""
+    cp.cuda.Device().synchronize()  # the primary context made current on this thread
     try:
         flags = ctypes.c_uint()
         if ctypes.CDLL("libcuda.so.1").cuCtxGetFlags(ctypes.byref(flags)) != 0:

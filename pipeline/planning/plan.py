@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config, GenerateConfig
-from pipeline.devices.base import Encoding
+from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
 from pipeline.errors import ConfigError, PlanError
 from pipeline.ops import stages
@@ -776,7 +776,7 @@ def decode_threads(ctx: _Context, decode_on: str, block: Shape) -> int:
     return max(ctx.workers.threads, -(-ctx.cores // max(1, ctx.workers.count)))
 
 
-def gpu_wait(source: Source, backend: str) -> str:
+def gpu_wait(source: Source, backend: str) -> GpuWait:
     """How a GPU run's worker threads wait for the GPU (:func:`pipeline.devices.gpu.set_wait`):
     'block' (asleep until the driver wakes them) where the workers' CPU decode of the input
     is what bounds the run (a decoding pool reads frames of a costly codec,
@@ -787,7 +787,8 @@ def gpu_wait(source: Source, backend: str) -> str:
     On the H200 host (2026-12-01; 8 GB of 16 MB chunks on /dev/shm, warm, one 3 x 4 cluster,
     2 rounds of 3 runs, medians, alternating): zarr-python 3's zstd 5.51 and 5.51 GB/s with
     'auto', 6.08 and 6.08 with 'block'; v2 Blosc lz4 6.16 and 6.50 with 'auto', 5.72 and
-    5.71 with 'block'; the synthetic input (nvCOMP decodes) 5.38 and 5.35, 5.66 and 5.45."""
+    5.71 with 'block'; the synthetic input (nvCOMP decodes) 5.38 and 5.35, 5.66 and 5.45, within
+    the spread of its runs (4.62-5.77 against 5.30-5.72), so left at the default."""
     if backend != "gpu" or source.decode_on != "cpu" or source.decode_threads <= 1:
         return "auto"
     fmt = source.info.format

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from distributed import Client, WorkerPlugin
 
@@ -34,6 +34,9 @@ from pipeline import errors
 from pipeline.errors import ClusterError
 from pipeline.running import dashboard, fork_server, waiting
 from pipeline.running.sampler import MemorySampler
+
+if TYPE_CHECKING:
+    from pipeline.devices.base import GpuWait
 
 log = logging.getLogger("pipeline")
 
@@ -67,8 +70,9 @@ def _quiet_task_errors() -> None:
 
 
 class PipelineSetup(WorkerPlugin):
-    """Per-worker set-up: GPU pool limit, nvCOMP allocator, the memory sampler, and the guard
-    of the worker's heartbeat (:class:`HeartbeatGuard`)."""
+    """Per-worker set-up: GPU pool limit, nvCOMP allocator, how the worker's threads wait for
+    the GPU (``gpu_wait``, in worker processes of their own), the memory sampler, and the
+    guard of the worker's heartbeat (:class:`HeartbeatGuard`)."""
 
     name = "pipeline-setup"
     idempotent = False
@@ -82,7 +86,7 @@ class PipelineSetup(WorkerPlugin):
         staging_bytes: int = 0,
         ignore_sigint: bool = False,
         staging_per_thread: int = 2,
-        gpu_wait: str = "auto",
+        gpu_wait: GpuWait = "auto",
     ):
         self.backend = backend
         self.device_budget = device_budget
@@ -105,7 +109,8 @@ class PipelineSetup(WorkerPlugin):
             from pipeline.devices import gpu
 
             gpu.setup(self.device_budget)
-            gpu.set_wait(self.gpu_wait)
+            if os.getpid() != self.client_pid:  # a caller's own process keeps its CUDA flags
+                gpu.set_wait(self.gpu_wait)
             if self.staging_bytes:
                 # the staging every thread holds at once, and the chain's kernel
                 buffers = self.staging_per_thread * worker.state.nthreads

@@ -105,7 +105,8 @@ def _scheduler_workers(client: Any, address: str) -> dict[str, Any]:
 
 def setup_plugin(plan: Plan) -> PipelineSetup:
     """The per-worker set-up for this plan: budget, and (GPU) staging buffers and kernels
-    made before the first task."""
+    made before the first task, and how the workers' threads wait for the GPU
+    (:func:`~pipeline.planning.plan.gpu_wait`)."""
     from pipeline.running import cluster
 
     block_bytes = int(np.prod(plan.block)) * max(

@@ -93,12 +93,12 @@ class ChunkFormat:
 
     @property
     def costly_decode(self) -> bool:
-        """Whether a compressor of the chain decodes at under about 1 GB/s a core: zstd,
+        """Whether a codec of the chain decodes at under about 1 GB/s a core: zstd,
         zlib, gzip, lzma or bz2, or Blosc around one of them (Blosc's lz4 decodes at
         3.40 GB/s a core, zstd frames of zarr-python 3's default at 0.80; 15 MiB chunks of
         the benchmark's field, the H200 host, 2026-12-01)."""
         slow = {"zstd", "zlib", "gzip", "lzma", "bz2"}
-        for config in self.codecs:
+        for config in (*self.filters, *self.codecs):  # a v2 compressor may be written as a filter
             c = json.loads(config)
             if c.get("id") in slow or (c.get("id") == "blosc" and c.get("cname") in slow):
                 return True
@@ -521,8 +521,8 @@ def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | 
         return {"id": "zstd", "level": conf.get("level", 0)}
     if name == "gzip":
         return {"id": "gzip", "level": conf.get("level", 5)}
-    if name == "blosc":
-        return {"id": "blosc"}  # a Blosc header describes its own frame
+    if name == "blosc":  # a Blosc header describes its own frame; cname says what it costs
+        return {"id": "blosc", **({"cname": conf["cname"]} if "cname" in conf else {})}
     if name.startswith("numcodecs."):
         config = {"id": name.removeprefix("numcodecs."), **conf}
         if config["id"] == "shuffle":  # zarr-python fills the element size in the same way
