@@ -860,6 +860,8 @@ def test_a_gpu_run_that_decodes_on_the_cpu_gets_more_smaller_blocks(
     want = "block" if plan.decode_on == "cpu" and compressors == "auto" else "auto"
     assert gpu_wait(plan.source, plan.backend) == want
     assert gpu_wait(plan.source, "cpu") == "auto"
+    path = dict(describe(plan))["codec path"]
+    assert ("threads waiting for the GPU sleep" in path) is (want == "block"), path
     if plan.decode_on == "gpu":
         assert block_bytes <= expect and plan.n_blocks >= per_thread * slots
     else:  # about CPU_BLOCKS a thread, none under CPU_DECODE_MIN_BLOCK (one-chunk blocks were slow)

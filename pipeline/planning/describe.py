@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from pipeline.planning.memory import WORKER_BASELINE, bytes_text
-from pipeline.planning.plan import Plan
+from pipeline.planning.plan import Plan, gpu_wait
 
 
 def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
@@ -42,7 +42,12 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
                 else ""
             )
             + f", encode on {plan.encode_on}"
-            + _raw_text(plan.sink.encoding.raw_below),
+            + _raw_text(plan.sink.encoding.raw_below)
+            + (
+                "; threads waiting for the GPU sleep, leaving the cores to the CPU's decode"
+                if gpu_wait(plan.source, plan.backend) == "block"
+                else ""
+            ),
         ),
         *_variable_rows(plan),
     ]
