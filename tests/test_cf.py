@@ -26,6 +26,16 @@ ENCODINGS: dict[str, dict[str, Any]] = {
     "int32-scale-offset": {"dtype": "int32", "scale_factor": 1e-4, "add_offset": -3.0},
     "int16-fill-only": {"dtype": "int16", "_FillValue": -1},
     "int32-fill-only": {"dtype": "int32", "_FillValue": -7},
+    # float values packed with a float64 scale and offset: xarray adds a NaN _FillValue,
+    # masks nothing, and decodes in the stored float32 (not _choose_float_dtype's float64)
+    "float32-scale-offset-nan-fill": {"dtype": "float32", "scale_factor": 0.5, "add_offset": 1.0},
+    "float32-scale-offset-fill": {
+        "dtype": "float32",
+        "scale_factor": 0.5,
+        "add_offset": 1.0,
+        "_FillValue": -999.0,
+    },
+    "float64-scale-nan-fill": {"dtype": "float64", "scale_factor": np.float32(0.25)},
     "int16-missing-value": {
         "dtype": "int16",
         "scale_factor": 0.25,

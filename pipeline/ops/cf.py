@@ -155,7 +155,13 @@ def unpacking(
     fills = fill_attributes(attrs, stored, fill_value)
     if not is_packed(attrs) and not fills:
         return None
-    if is_packed(attrs):
+    declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None
+    if is_packed(attrs) and declared and not fills:
+        # a fill value is declared, but only NaN: xarray's mask coder masks nothing and keeps
+        # the stored dtype, and its scale/offset coder then decodes in that dtype (a declared
+        # fill skips its own dtype choice), e.g. float32 with a float64 scale stays float32
+        dtype = stored
+    elif is_packed(attrs):
         dtype = decoded_dtype(stored, attrs)
     elif stored.kind == "f":
         dtype = stored
