@@ -83,6 +83,23 @@ def test_unpacking_is_xarrays_decoding_to_the_bit(
         assert np.isnan(got[5, 0]) and np.isnan(got[2, 3])
 
 
+def test_a_v2_fill_value_masks_in_place_of_a_fill_value_attribute(tmp_path: Path) -> None:
+    """xarray reads a Zarr v2 array's fill value as the variable's ``_FillValue``, over a
+    ``_FillValue`` attribute of its own: that value, not the attribute's, is masked."""
+    g = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=2)
+    attrs = {"_ARRAY_DIMENSIONS": ["x"], "_FillValue": -9999, "scale_factor": 0.5}
+    a = g.create_array("v", shape=(4,), dtype="int16", chunks=(4,), fill_value=-1, attributes=attrs)
+    a[...] = [-1, -9999, 3, 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(tmp_path / "in.zarr"), consolidated=False)["v"].values
+    u = unpacking(dict(a.attrs), np.dtype(a.dtype), a.fill_value)
+    assert u is not None
+    got = u.apply(a[...], np)
+    assert got.dtype == want.dtype
+    assert np.array_equal(got, want, equal_nan=True) and np.isnan(got[0]) and got[1] == -4999.5
+
+
 def test_floats_with_a_nan_fill_need_no_decoding(tmp_path: Path) -> None:
     for fmt in (2, 3):
         ds = xr.Dataset({"v": (("x",), np.arange(5.0))})

@@ -102,12 +102,14 @@ def fill_attributes(
     attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None
 ) -> tuple[float, ...]:
     """The stored values that mean "missing": ``_FillValue`` and ``missing_value`` (scalars or
-    lists), or ``fill_value`` (a Zarr v2 array's, which xarray reads as its ``_FillValue``);
-    NaN is left out (a NaN stays NaN without masking). A float ``_FillValue`` that xarray
-    wrote into Zarr v3 attributes is the base64 text of a little-endian double, as xarray's
-    ``FillValueCoder`` encodes it."""
+    lists), with ``fill_value`` (a Zarr v2 array's fill value, not None) in place of
+    ``_FillValue``: xarray reads a v2 array's fill value as its ``_FillValue``, over any
+    ``_FillValue`` attribute. NaN is left out (a NaN stays NaN without masking). A float
+    ``_FillValue`` that xarray wrote into Zarr v3 attributes is the base64 text of a
+    little-endian double, as xarray's ``FillValueCoder`` encodes it."""
     found: list[float] = []
-    for raw in (attrs.get("_FillValue", fill_value), attrs.get("missing_value")):
+    fill = fill_value if fill_value is not None else attrs.get("_FillValue")
+    for raw in (fill, attrs.get("missing_value")):
         for v in np.ravel(np.asarray(raw if raw is not None else [], dtype=object)):
             if isinstance(v, str) and stored.kind == "f":
                 v = struct.unpack("<d", base64.standard_b64decode(v))[0]
