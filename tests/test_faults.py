@@ -188,6 +188,50 @@ def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> N
     assert file_states(results) == before
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("array", ["", "sub"])
+def test_a_zarr_group_of_other_arrays_is_never_replaced(
+    tmp_path: Path, cli, zarr_format: int, array: str
+) -> None:
+    """An output path that is a Zarr group holding arrays (a results store, a subgroup) is
+    refused, even with --overwrite, and left as it was; an empty group is replaced."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "results.zarr"
+    root = zarr.open_group(str(out), mode="w", zarr_format=zarr_format)
+    group = root.create_group("sub") if array else root
+    group.create_array("run1", shape=(3,), dtype="f8")[...] = 1
+    group.create_group("exp").create_array("run2", shape=(3,), dtype="f8")[...] = 2
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
+    before = file_states(out)
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError) and e.status == "group", e
+    assert "run1" in str(e) and "even with --overwrite" in str(e)
+    assert file_states(out) == before
+    if zarr_format == 3:  # an empty group holds nothing to lose
+        shutil.rmtree(out)
+        zarr.open_group(str(out), mode="w", zarr_format=3)
+        if array:
+            zarr.open_group(str(out), mode="r+").create_group("sub")
+        rc, _, err = cli("run", cfg, "--overwrite")
+        assert rc == 0, err
+
+
+def test_a_v3_output_is_refused_inside_a_zarr_v2_group(tmp_path: Path, cli) -> None:
+    """A v3 output written into a store whose root is a v2 group would put a zarr.json beside
+    its .zgroup, and readers that try v3 first (xarray) would no longer see its v2 arrays."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "o.zarr"
+    zarr.open_group(str(out), mode="w", zarr_format=2).create_array("other", shape=(3,), dtype="f8")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": "results/v"})
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError) and "Zarr v2 metadata (.zgroup)" in str(e), e
+    assert file_states(out) == before
+
+
 def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
     """`generate` writes an input; pointed at existing data by mistake, it must refuse."""
     x = np.arange(100, dtype=np.float32).reshape(10, 10)

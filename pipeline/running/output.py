@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 from typing import Any
@@ -113,12 +114,15 @@ def output_state(plan: Plan) -> str:
     * 'foreign': a Zarr array or group written by something else;
     * 'occupied': no output variable, but its group (an output written as a Dataset) holds
       arrays that something else wrote;
-    * 'not-zarr': a directory with other files in it, which the pipeline never deletes.
+    * 'not-zarr': a directory with other files in it, which the pipeline never deletes;
+    * 'group': a Zarr group that holds arrays or groups, which it never deletes either.
 
     An output whose group gets consolidated metadata is complete only once that metadata
     says so too (it is written last: ``xr.open_zarr`` reads it).
     """
     info = plan.output
+    if group_members(info.location, info.path):
+        return "group"
     if not info.location.exists(_key(info.path, "zarr.json")):
         names = info.location.list(info.path)
         others = [n for n in names if n != RECORD]
@@ -136,6 +140,43 @@ def output_state(plan: Plan) -> str:
     if status == "complete" and not _consolidated_as(plan, attrs):
         return "incomplete"
     return {"complete": "complete", "incomplete": "incomplete"}.get(status, "foreign")
+
+
+def group_members(loc: Location, path: str) -> list[str]:
+    """What a Zarr group at ``path`` holds besides its own metadata and this pipeline's run
+    record ([] where ``path`` is no group: an array, nothing, a plain directory)."""
+    doc = loc.read(_key(path, "zarr.json"))
+    if doc is not None:
+        try:
+            if json.loads(doc).get("node_type") != "group":
+                return []
+        except (ValueError, AttributeError):
+            return []
+    elif not loc.exists(_key(path, ".zgroup")) or loc.exists(_key(path, ".zarray")):
+        return []
+    return [n for n in loc.list(path) if n not in GROUP_METADATA and n != RECORD]
+
+
+def check_formats_agree(plan: Plan) -> None:
+    """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
+    hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
+    and its parents' ``zarr.json`` would hide the v2 arrays beside it from readers that open
+    the store as v3, as xarray does first (OutputError, fields ``output``, ``group``)."""
+    loc = plan.output.location
+    parts = plan.output.path.split("/") if plan.output.path else []
+    for depth in range(len(parts)):
+        group = "/".join(parts[:depth])
+        v2 = [m for m in (".zgroup", ".zarray") if loc.exists(_key(group, m))]
+        if v2 and not loc.exists(_key(group, "zarr.json")):
+            where = loc.join(group) if group else loc.url
+            raise OutputError(
+                f"{where} holds Zarr v2 metadata ({v2[0]}), and the pipeline writes Zarr v3: "
+                f"a v3 output "
+                f"at {loc.join(plan.output.path)} would hide its v2 arrays from readers that "
+                "open the store as v3 (xarray does); choose another output.store",
+                output=loc.join(plan.output.path),
+                group=where,
+            )
 
 
 def _group_state(plan: Plan, ours: bool) -> str:
@@ -246,9 +287,21 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         if holder is not None:
             raise ledger.busy(holder)
     state = output_state(plan)
+    if state != "group":
+        check_formats_agree(plan)
     if state == "absent":
         check_frame_fits(plan)
         return "fresh"
+    if state == "group":
+        some = ", ".join(group_members(plan.output.location, plan.output.path)[:3])
+        raise OutputError(
+            f"{where} is a Zarr group that holds {some}, not an array; the pipeline never "
+            "replaces a group, even with --overwrite: name a new array in it "
+            "(output.array: <group>/<name>), choose another output.store, or remove it "
+            "yourself",
+            output=where,
+            status=state,
+        )
     if state == "not-zarr":
         listed = plan.output.location.list(plan.output.path) or _beside(plan)
         some = ", ".join(n for n in listed[:3])
@@ -389,6 +442,7 @@ def output_now(plan: Plan) -> str:
         "occupied": "absent, in a group of other arrays: `run --overwrite` writes it there",
         "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
         "not-zarr": "a directory of other files, which `run` never deletes: choose another",
+        "group": "a Zarr group of other arrays, which `run` never replaces: choose another",
     }[state]
 
 
