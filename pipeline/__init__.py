@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pipeline._version import __version__
@@ -124,12 +124,51 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     _check_options(
         options, [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
     )
+    _check_values(options)
     opts = RunOptions(**{"progress": "none", **options})
     summary = _run(_config(config), opts, client=client)
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())
     return summary
+
+
+def _check_values(options: Mapping[str, Any]) -> None:
+    """Refuse an option of :func:`run` whose value is of the wrong kind (OptionError: fields
+    ``option``, ``valid``, the values it takes): ``overwrite="false"`` would otherwise replace
+    an output, as any non-empty string is true."""
+    kinds: dict[str, tuple[str, Callable[[Any], bool]]] = {
+        "overwrite": ("True or False", _is_bool),
+        "resume": ("True or False", _is_bool),
+        "progress": ('"none", "plain", "bar" or "auto"', lambda v: v in _PROGRESS),
+        "interval": ("a number of seconds above 0", _is_positive),
+        "report": ("a file path or None", _is_path),
+        "summary_json": ("a file path or None", _is_path),
+    }
+    for name, value in options.items():
+        if name in kinds and not kinds[name][1](value):
+            what = kinds[name][0]
+            raise OptionError(
+                f"pipeline.run() option {name}={value!r}: it takes {what}",
+                option=name,
+                valid=[what],
+                suggestion=None,
+            )
+
+
+_PROGRESS = ("none", "plain", "bar", "auto")
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool) or type(v).__name__ == "bool_"  # NumPy's too
+
+
+def _is_positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not _is_bool(v) and 0 < v < float("inf")
+
+
+def _is_path(v: Any) -> bool:
+    return v is None or isinstance(v, (str, os.PathLike))
 
 
 def _check_options(options: Mapping[str, Any], valid: list[str]) -> None:

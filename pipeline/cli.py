@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--progress-interval",
-        type=float,
+        type=_positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="seconds between plain progress lines",
@@ -409,6 +409,17 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
     plan_rows.insert(2, ("output now", output_now(p)))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    """``run --progress-interval``: a number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
 
 
 def _at_least_one(text: str) -> int:

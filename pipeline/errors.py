@@ -57,9 +57,10 @@ class ConfigError(PipelineError):
 
 
 class OptionError(ConfigError, TypeError):
-    """An unknown keyword option of :func:`pipeline.run`: a ``TypeError``, as Python raises for
-    an unknown keyword, and a :class:`ConfigError`. Fields: ``option`` (the unknown one),
-    ``valid`` (the options there are), ``suggestion`` (the closest, or None)."""
+    """An unknown keyword option of :func:`pipeline.run`, or an option's value of the wrong
+    kind: a ``TypeError``, as Python raises for an unknown keyword, and a
+    :class:`ConfigError`. Fields: ``option`` (the unknown or wrong one), ``valid`` (the
+    options there are, or the values this one takes), ``suggestion`` (the closest, or None)."""
 
 
 class InputError(PipelineError):

@@ -258,6 +258,46 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("overwrite", "false"),  # a non-empty string is true: it would replace the output
+        ("resume", "no"),
+        ("progress", "bogus"),
+        ("interval", -1),
+        ("interval", True),
+        ("report", 3),
+    ],
+)
+def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
+    tmp_path: Path, option: str, value: Any
+) -> None:
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    pipeline.run(path)
+    before = file_states(out)
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.run(path, **{option: value})
+    assert info.value.option == option and len(str(info.value).splitlines()) == 1
+    assert file_states(out) == before
+
+
+@pytest.mark.parametrize("option", ["report", "summary_json"])
+def test_a_report_file_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, option: str
+) -> None:
+    """Found out only after the run, it had left the output incomplete (``report``) or the
+    run failing on a complete output (``summary_json``)."""
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(path, **{option: str(tmp_path / "absent" / "r.out")})
+    assert str(tmp_path / "absent") in str(info.value)
+    assert not out.exists()
+
+
 CALLERS_WARNINGS = """
 import sys, warnings
 import numpy as np

@@ -107,6 +107,32 @@ def test_report_and_summary_json(tmp_path, cli, small) -> None:
     assert s["backend"] == "cpu" and s["workers"] == 2
 
 
+@pytest.mark.parametrize("flag", ["--summary-json", "--report"])
+def test_a_report_file_that_cannot_be_written_is_refused_before_the_output_is_touched(
+    tmp_path, cli, small, flag
+) -> None:
+    """Found out after the run, it had left the output incomplete (``--report``) or the
+    command failing on a complete output (``--summary-json``)."""
+    _, cfg = small
+    out = tmp_path / "out.zarr"
+    rc, _, err = cli("run", cfg, flag, tmp_path / "absent" / "r.out")
+    assert rc != 0 and not out.exists(), err
+    assert len(err.strip().splitlines()) == 1 and flag in err, err
+
+
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "soon"])
+def test_a_progress_interval_of_no_seconds_is_refused(tmp_path, small, seconds) -> None:
+    _, cfg = small
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--progress-interval", seconds, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2 and "--progress-interval" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "out.zarr").exists()
+
+
 PLAN_ITEMS = ("input", "output", "output now", "stages", "backend", "workers", "chunking")
 
 

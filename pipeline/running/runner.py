@@ -196,6 +196,9 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     incomplete, compute the missing blocks, check every block is recorded, mark the output
     complete, drop the record. Any failure before the output was created leaves no trace."""
     options = options or RunOptions()
+    for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
+        if path:
+            _check_file_writable(flag, str(path))
     if options.report:
         import importlib.util
 
@@ -218,6 +221,23 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
         waiting.take()
         where = complete[0] if complete else ""
         raise Interrupted("run", where, "complete" if complete else "untouched") from None
+
+
+def _check_file_writable(flag: str, path: str) -> None:
+    """Refuse, before the run, a file the run would write at its end (``--report``,
+    ``--summary-json``) into a folder that is absent or not writable (ConfigError, fields
+    ``option``, ``path``): found out only after the run, it had left the output incomplete or
+    the command failing on a complete one."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        why = "is a folder" if os.path.isdir(path) else f"{folder} is not a writable folder"
+        raise ConfigError(
+            f"{flag} {path}: cannot write this file ({why}); give a file in a writable folder",
+            option=flag,
+            path=path,
+        )
 
 
 def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) -> Summary:
