@@ -404,6 +404,8 @@ def test_a_directory_of_other_files_is_never_a_dataset_output(tmp_path: Path) ->
         with pytest.raises(OutputError) as info:
             pipeline.run(config(tmp_path), overwrite=overwrite)
         assert info.value.status == "not-zarr"  # the variable's group, out.zarr, is not Zarr
+        # the message names the folder that holds the files, not the absent variable
+        assert str(info.value).startswith(f"{tmp_path / 'out.zarr'} is a directory"), info.value
     assert [p.name for p in (tmp_path / "out.zarr").iterdir()] == ["notes.txt"]
 
 
