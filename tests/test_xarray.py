@@ -396,6 +396,64 @@ def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     assert ds.attrs == open_dataset(tmp_path / "in.zarr").attrs
 
 
+def _opens_without_warnings(store: Path, group: str | None = None) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_zarr(str(store), group=group)
+
+
+@pytest.mark.parametrize("root", ["consolidated", "absent"])
+def test_an_output_group_opens_in_xarray_with_the_stores_consolidated_metadata(
+    tmp_path: Path, root: str
+) -> None:
+    """xr.open_zarr reads a group's consolidated metadata from the store's root: an output
+    group whose root had other consolidated metadata failed with a KeyError, and one in a
+    fresh store warned and read without."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    if root == "consolidated":
+        other = xr.Dataset({"other": ("z", np.arange(3.0))})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            other.to_zarr(str(tmp_path / "out.zarr"), zarr_format=3, consolidated=True)
+    pipeline.run(config(tmp_path, output={"array": "results/t"}))
+    ds = _opens_without_warnings(tmp_path / "out.zarr", "results")
+    assert "t" in ds.data_vars and {"y", "x"} <= set(ds.coords)
+    if root == "consolidated":  # the arrays beside it still open as they did
+        assert list(_opens_without_warnings(tmp_path / "out.zarr").data_vars) == ["other"]
+
+
+def test_a_dataset_consolidated_at_its_stores_root_is_a_consolidated_input(
+    tmp_path: Path,
+) -> None:
+    """xarray consolidates a Dataset written into a group at the store's root; the output
+    of one of its variables gets consolidated metadata too, which xarray opens quietly."""
+    src = tmp_path / "src.zarr"
+    write_dataset(src, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(src)).load()
+        ds.to_zarr(str(tmp_path / "in.zarr"), group="sub/g", zarr_format=3, consolidated=True)
+    pipeline.run(config(tmp_path, input={"array": "sub/g/t"}, output={"array": "t"}))
+    assert consolidated(tmp_path / "out.zarr") is not None
+    assert "t" in _opens_without_warnings(tmp_path / "out.zarr").data_vars
+
+
+def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
+    tmp_path: Path,
+) -> None:
+    """The coordinates are written by xarray from the input Dataset: the other variables are
+    not decoded (a time unit xarray cannot read had stopped the run when it created the
+    output, leaving its run record behind)."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: v3 consolidated metadata is not in the spec
+        g = zarr.open_group(str(tmp_path / "in.zarr"), mode="r+")
+        g["p"].attrs["units"] = "days since the dawn"
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    pipeline.run(config(tmp_path))
+    assert "t" in _opens_without_warnings(tmp_path / "out.zarr").data_vars
+
+
 def test_a_directory_of_other_files_is_never_a_dataset_output(tmp_path: Path) -> None:
     write_dataset(tmp_path / "in.zarr", 3)
     (tmp_path / "out.zarr").mkdir()

@@ -304,13 +304,13 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         )
     if state == "not-zarr":
         listed = plan.output.location.list(plan.output.path)
-        holder = where
+        folder = where
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
-            holder = plan.output.location.join(output_group(plan) or "")
+            folder = plan.output.location.join(output_group(plan) or "")
         some = ", ".join(n for n in listed[:3])
         raise OutputError(
-            f"{holder} is a directory that holds other files ({some}, ...), not a Zarr array "
+            f"{folder} is a directory that holds other files ({some}, ...), not a Zarr array "
             "or group; the pipeline never deletes it, even with --overwrite: choose another "
             "output.store or remove it yourself",
             output=where,

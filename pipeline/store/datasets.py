@@ -132,6 +132,23 @@ def dataset_variable_name(store: Any, path: str) -> str:
 
 
 def _consolidated(group: Any) -> bool:
+    """Whether ``group`` has consolidated metadata, its own or the store root's (where xarray
+    writes it for a Dataset in a group, and where ``xr.open_zarr`` looks for it)."""
+    import zarr
+
+    if _own_consolidated(group):
+        return True
+    if not group.path:
+        return False
+    try:
+        with _quiet():
+            root = zarr.open_group(store=group.store_path.store, mode="r")
+    except Exception:
+        return False
+    return _own_consolidated(root)
+
+
+def _own_consolidated(group: Any) -> bool:
     meta = group.metadata
     if getattr(meta, "zarr_format", 3) == 2:
         return bool(group.store_path.store) and _exists(group, ".zmetadata")
@@ -153,10 +170,17 @@ def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -
     replace first (xarray's append mode keeps an existing array's dtype and attributes, and
     refuses one of another size)."""
     import xarray as xr
+    import zarr
 
     with _quiet():
-        ds = xr.open_zarr(
-            src_store, group=var.group or None, consolidated=var.consolidated, chunks=None
+        group = zarr.open_group(store=src_store, path=var.group or None, mode="r")
+        others = [k for k in group.array_keys() if k not in var.coords]
+        ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
+            src_store,  # would otherwise stop the run)
+            group=var.group or None,
+            consolidated=var.consolidated,
+            chunks=None,
+            drop_variables=others,
         )
         frame = ds.drop_vars([v for v in ds.variables if v not in var.coords])
         for v in frame.variables.values():
@@ -176,11 +200,16 @@ def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -
 
 
 def consolidate(store: Any, group: str) -> None:
-    """Consolidate the metadata of ``group`` (after every array in it is final)."""
+    """Consolidate the metadata of ``group`` (after every array in it is final), and of the
+    store's root, as xarray's ``to_zarr`` does: ``xr.open_zarr(store, group=...)`` reads the
+    root's (a group's own alone, it warns and reads without; a root's that does not list the
+    group, it fails with a KeyError)."""
     import zarr
 
     with _quiet():
         zarr.consolidate_metadata(store, path=group or None)
+        if group:
+            zarr.consolidate_metadata(store)
 
 
 def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any] | None:
@@ -190,8 +219,8 @@ def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any]
     import zarr
 
     try:
-        with _quiet():
-            meta = zarr.open_group(store=store, path=group or None, mode="r").metadata
+        with _quiet():  # opened as xarray opens it: through the root's consolidated metadata
+            meta = zarr.open_consolidated(store, path=group or None, mode="r").metadata
     except Exception:
         return None
     consolidated = getattr(meta, "consolidated_metadata", None)
