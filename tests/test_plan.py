@@ -889,3 +889,31 @@ def test_zarr_warning_on_a_stored_chunk_size_of_0_is_filtered_while_the_input_op
         warnings.warn(text, ZarrUserWarning, stacklevel=1)
     with pytest.raises(ZarrUserWarning):  # elsewhere it is an error (pytest's filterwarnings)
         warnings.warn(text, ZarrUserWarning, stacklevel=1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "out_chunks", "block"),
+    [
+        ((1000, 1000), (250, 250), (256, 256), (1024, 1024)),  # lcm 32000: 4 GB blocks
+        ((5_000_000,), (999_983,), (1_000_000,), (5_000_000,)),  # lcm about 1e12
+        ((1000, 40), (300, 40), (256, 40), (1024, 40)),  # one axis past the end, one not
+    ],
+)
+def test_chunks_whose_common_multiple_passes_the_arrays_end_give_one_block_across(
+    tmp_path: Path, cli, shape: tuple, chunks: tuple, out_chunks: tuple, block: tuple
+) -> None:
+    """Input and output chunks whose least common multiple reaches past the array's end: one
+    block across that axis, of the fewest output chunks that cover it (the plan had asked for
+    blocks of the common multiple, and refused them as far too large); the output is NumPy's,
+    to the bit."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, chunks)
+    cfg = _quick_config(tmp_path, "cpu", output={"chunks": list(out_chunks)})
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    assert plan.block == block
+    if len(shape) == 2:
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+        z = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+        assert z.chunks == out_chunks

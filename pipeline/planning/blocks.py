@@ -41,14 +41,19 @@ def lcm_shape(*shapes: Shape) -> Shape:
 
 def alignment(info: ArrayInfo, output: OutputConfig) -> Shape:
     """The smallest block: a whole number of the input's stored units and of the output's
-    chunks and shards where the config sets them. Blocks hold whole stored units, so each
+    chunks and shards where the config sets them; on an axis where that reaches past the
+    array's end, one block across the axis, of the fewest output chunks and shards that cover
+    it (input chunks of 250 and output chunks of 256 on 1000 elements: 1024, not 32000, whose
+    blocks of 4 GB had been refused as too large). Blocks hold whole stored units, so each
     unit is read and decoded by one task only (Zarr's path too: a block cutting a 1 GiB chunk
     would have every task decode it)."""
-    shapes: list[Shape] = [info.unit]
-    for shp in (output.chunks, output.shards):
-        if isinstance(shp, tuple):
-            shapes.append(shp)
-    return lcm_shape(*shapes)
+    outputs = [s for s in (output.chunks, output.shards) if isinstance(s, tuple)]
+    base = lcm_shape(info.unit, *outputs)
+    out = lcm_shape(*outputs) if outputs else (1,) * len(base)
+    return tuple(
+        b if b < s else min(b, grid.ceil_div(max(s, 1), o) * o)
+        for b, o, s in zip(base, out, info.shape, strict=True)
+    )
 
 
 def grow(base: Shape, shape: Shape, itemsize: int, target: int) -> Shape:
