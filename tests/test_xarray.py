@@ -454,6 +454,27 @@ def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
     assert "t" in _opens_without_warnings(tmp_path / "out.zarr").data_vars
 
 
+def test_a_run_from_an_unconsolidated_input_keeps_its_groups_other_outputs_complete(
+    tmp_path: Path,
+) -> None:
+    """``t`` from a consolidated input, then ``p`` from an unconsolidated copy into the same
+    output group: the group's consolidated metadata is kept current, so ``t`` is still
+    complete (it had claimed to be incomplete, with no run record to resume from) and xarray
+    opens both quietly."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(tmp_path / "in.zarr")).load()
+        ds.to_zarr(str(tmp_path / "plain.zarr"), zarr_format=3, consolidated=False)
+    pipeline.run(config(tmp_path))
+    plain = {"store": str(tmp_path / "plain.zarr"), "array": "p"}
+    pipeline.run(config(tmp_path, input=plain), overwrite=True)
+    again = pipeline.run(config(tmp_path), resume=True)  # complete: nothing to do
+    assert again.status.startswith("complete")
+    out = _opens_without_warnings(tmp_path / "out.zarr")
+    assert {"t", "p"} <= set(out.data_vars)
+
+
 def test_a_directory_of_other_files_is_never_a_dataset_output(tmp_path: Path) -> None:
     write_dataset(tmp_path / "in.zarr", 3)
     (tmp_path / "out.zarr").mkdir()

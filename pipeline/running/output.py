@@ -511,6 +511,9 @@ def create(plan: Plan) -> None:
     assert ledger is not None
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
+    kept = group is not None and datasets.has_consolidated(
+        o.location.zarr_store(read_only=True), group
+    )  # the group's other outputs are complete only where its consolidated copy says so
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     for meta in GROUP_METADATA if group is not None else ():
@@ -551,15 +554,24 @@ def create(plan: Plan) -> None:
         overwrite=False,
         dimension_names=plan.carried.dims,
     )
-    _consolidate(plan)
+    _consolidate(plan, kept)
 
 
-def _consolidate(plan: Plan) -> None:
-    """Consolidate the output group's metadata when it gets consolidated metadata (the
-    input's group has it): what ``xr.open_zarr`` reads."""
-    if plan.carried.consolidate:
-        group = output_group(plan) or ""
-        datasets.consolidate(plan.output.location.zarr_store(read_only=False), group)
+def _consolidate(plan: Plan, also: bool = False) -> None:
+    """Consolidate the output group's metadata (and the store root's) where it gets
+    consolidated metadata: the input's group has it, or ``also`` (the output group had some
+    before this run replaced its metadata), or it has some now (this run's creation gave it):
+    what ``xr.open_zarr`` reads. Kept current, it still lists, as they are, the other outputs
+    of the group, which are complete only once it does (a run from an unconsolidated input
+    into their group had left them claiming to be incomplete, with no run to resume)."""
+    group = output_group(plan)
+    store = plan.output.location.zarr_store(read_only=False)
+    if (
+        plan.carried.consolidate
+        or also
+        or (group is not None and datasets.has_consolidated(store, group))
+    ):
+        datasets.consolidate(store, group or "")
 
 
 def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:

@@ -148,6 +148,18 @@ def _consolidated(group: Any) -> bool:
     return _own_consolidated(root)
 
 
+def has_consolidated(store: Any, group: str) -> bool:
+    """Whether the group at ``group`` of ``store`` has consolidated metadata, its own or the
+    store root's (False where there is no group)."""
+    import zarr
+
+    try:
+        with _quiet():
+            return _consolidated(zarr.open_group(store=store, path=group or None, mode="r"))
+    except Exception:
+        return False
+
+
 def _own_consolidated(group: Any) -> bool:
     meta = group.metadata
     if getattr(meta, "zarr_format", 3) == 2:
