@@ -345,3 +345,19 @@ def test_a_callers_process_keeps_numpys_warnings(tmp_path: Path, cluster: str) -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "1", done.stdout + done.stderr
+
+
+def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
+    tmp_path: Path,
+) -> None:
+    """Nothing to do: the summary's NaN and inf counts are the output's, as the run that made
+    it recorded them (it had said 0)."""
+    x = np.random.default_rng(0).standard_normal((30, 70)).astype(np.float32)
+    x[1, 2], x[3, 4], x[5, 6] = np.nan, np.inf, np.nan
+    make_array(tmp_path / "in.zarr", x, (10, 70))
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    first = pipeline.run(path)
+    again = pipeline.run(path, resume=True)
+    assert again.status.startswith("complete") and again.blocks_done == 0
+    assert (again.nan, again.posinf, again.neginf) == (first.nan, first.posinf, first.neginf)
+    assert first.nan == 2 and first.posinf == 1

@@ -112,5 +112,5 @@ def test_floats_with_a_nan_fill_need_no_decoding(tmp_path: Path) -> None:
 
 
 def test_packing_attributes_name_what_decoding_consumes() -> None:
-    for key in ("scale_factor", "add_offset", "_FillValue", "missing_value"):
+    for key in ("scale_factor", "add_offset", "_FillValue", "missing_value", "actual_range"):
         assert key in PACKING_ATTRIBUTES

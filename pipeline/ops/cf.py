@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-#: Attributes that describe how a variable is packed or which stored values mean "missing":
-#: once its values are decoded (or changed by the stages) they no longer describe it.
+#: Attributes that describe how a variable is packed, which stored values mean "missing", or
+#: the range of its values: once its values are decoded (or changed by the stages) they no
+#: longer describe it.
 PACKING_ATTRIBUTES = (
     "scale_factor",
     "add_offset",
@@ -28,6 +29,7 @@ PACKING_ATTRIBUTES = (
     "valid_min",
     "valid_max",
     "valid_range",
+    "actual_range",
     "_Unsigned",
 )
 

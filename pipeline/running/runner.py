@@ -256,9 +256,17 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
                 "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
             )
             t_finish = time.perf_counter()
+            recorded = output.recorded_run(plan).get("summary")
+            counts = (
+                {  # the output's non-finite values, as the run that made it counted them
+                    k: int(recorded.get(k, 0)) for k in output.NONFINITE
+                }
+                if isinstance(recorded, dict)
+                else {}
+            )
             summary = summarise(
                 plan,
-                {},
+                counts,
                 {},
                 0,
                 plan.n_blocks,
