@@ -917,3 +917,26 @@ def test_chunks_whose_common_multiple_passes_the_arrays_end_give_one_block_acros
         assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
         z = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
         assert z.chunks == out_chunks
+
+
+def test_a_block_across_the_array_takes_whole_output_chunks_in_its_shard(
+    tmp_path: Path, cli
+) -> None:
+    """chunking.block [1000, 1000] on a 1000 x 1000 array with output chunks of 256: its
+    automatic shard is 1024 x 1024 (whole chunks, past the array's end); it had been refused
+    as 'output.shards [1000, 1000] is not a whole multiple of output.chunks', shards the config
+    never set."""
+    x = np.random.default_rng(2).standard_normal((1000, 1000)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (250, 250))
+    cfg = _quick_config(
+        tmp_path, "cpu", output={"chunks": [256, 256]}, chunking={"block": [1000, 1000]}
+    )
+    plan = make_plan(load_config(cfg), MACHINES["cpu"])
+    assert (plan.block, plan.output.unit, plan.output.chunk) == (
+        (1000, 1000),
+        (1024, 1024),
+        (256, 256),
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

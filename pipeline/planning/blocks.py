@@ -111,13 +111,19 @@ def output_layout(
     block: Shape, output: OutputConfig, info: ArrayInfo, dtype: np.dtype
 ) -> tuple[Shape, Shape]:
     """(unit, chunk) of the output for blocks of ``block``: the config's shards, or one shard
-    per block (``auto``), or unsharded (``none``); the config's chunks, or automatic ones: the
+    per block (``auto``; of whole chunks where the block runs across an axis, past its end),
+    or unsharded (``none``); the config's chunks, or automatic ones: the
     input's chunks when they tile the shard (or the block) and are small (at most
     :data:`SMALL_INPUT_CHUNK` bytes of the output's dtype), else slabs of about 128 KiB in a
     shard, or one chunk per block unsharded."""
     unit: Shape = output.shards if isinstance(output.shards, tuple) else block
     if isinstance(output.chunks, tuple):
         chunk = tuple(output.chunks)
+        if not isinstance(output.shards, tuple):  # a block across an axis: whole chunks
+            unit = tuple(
+                grid.ceil_div(u, c) * c if u >= s else u
+                for u, c, s in zip(unit, chunk, info.shape, strict=True)
+            )
     elif _keeps_input_chunks(unit, info, dtype):
         chunk = tuple(info.chunk)
     else:
