@@ -114,3 +114,13 @@ def test_floats_with_a_nan_fill_need_no_decoding(tmp_path: Path) -> None:
 def test_packing_attributes_name_what_decoding_consumes() -> None:
     for key in ("scale_factor", "add_offset", "_FillValue", "missing_value", "actual_range"):
         assert key in PACKING_ATTRIBUTES
+
+
+def test_a_nan_only_fill_on_packed_integers_decodes_as_xarray_does(tmp_path: Path) -> None:
+    """xarray drops a NaN fill for integers and decodes to its float: the stored dtype is
+    kept only for floats (helper-33: int16 with missing_value NaN crashed mid-run)."""
+    attrs = {"scale_factor": 0.5, "add_offset": 1.0, "missing_value": float("nan")}
+    u = unpacking(attrs, np.dtype("int16"))
+    assert u is not None and np.dtype(u.dtype) == np.float64
+    got = u.apply(np.array([2, -4], np.int16), np)
+    assert got.tolist() == [2.0, -1.0]

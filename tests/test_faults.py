@@ -518,3 +518,23 @@ def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path
     line = one_line_error(p.stderr)
     assert "'1.2'" in line and str(tmp_path / "in.zarr") in line
     assert status(tmp_path / "out.zarr") == "incomplete"
+
+
+@pytest.mark.parametrize("array", ["../victim", "x/../victim", "./out"])
+def test_an_array_path_with_dot_parts_is_refused_before_anything_is_touched(
+    tmp_path: Path, array: str
+) -> None:
+    """``output.array: ../victim`` reached outside the output store, and the folder there was
+    emptied as the output was created (helper-33), without --overwrite."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    victim = tmp_path / "victim" / "docs"
+    victim.mkdir(parents=True)
+    (victim / "thesis.txt").write_text("precious")
+    before = file_states(tmp_path / "victim")
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "fresh.zarr", output={"array": array}
+    )
+    e = refused("run", cfg)
+    assert "'.' or '..'" in str(e), e
+    assert file_states(tmp_path / "victim") == before

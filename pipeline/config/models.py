@@ -127,6 +127,16 @@ class GenerateConfig(Model):
     )
 
 
+def _plain_path(v: Any) -> Any:
+    """An array path inside a store: no '.' or '..' part (``../x`` reached outside the output
+    store, and what was there was emptied as the output was created)."""
+    if isinstance(v, str) and any(p in (".", "..") for p in v.replace("\\", "/").split("/")):
+        raise ValueError(
+            f"{v!r} has a '.' or '..' part: name the array by its plain path inside the store"
+        )
+    return v
+
+
 class InputConfig(Model):
     """Where the input array is."""
 
@@ -152,6 +162,8 @@ class InputConfig(Model):
         "not its values",
     )
 
+    _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+
 
 class OutputConfig(Model):
     """Where and how the result is written (always Zarr v3)."""
@@ -166,6 +178,8 @@ class OutputConfig(Model):
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options, as input.storage_options"
     )
+
+    _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the output"
     )

@@ -160,7 +160,7 @@ def unpacking(
     if not is_packed(attrs) and not fills:
         return None
     declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None
-    if is_packed(attrs) and declared and not fills:
+    if is_packed(attrs) and declared and not fills and stored.kind == "f":
         # a fill value is declared, but only NaN: xarray's mask coder masks nothing and keeps
         # the stored dtype, and its scale/offset coder then decodes in that dtype (a declared
         # fill skips its own dtype choice), e.g. float32 with a float64 scale stays float32
