@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.ops.cf import PACKING_ATTRIBUTES, unpacking
+from pipeline import devices
+from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, unpacking
 from pipeline.store.datasets import dims_of
 
 xr = pytest.importorskip("xarray")
@@ -75,12 +76,61 @@ def test_unpacking_is_xarrays_decoding_to_the_bit(
     fill = arr.fill_value if zarr_format == 2 else None
     u = unpacking(attrs, np.dtype(arr.dtype), fill)
     assert u is not None
-    got = u.apply(xp.asarray(arr[...]), xp)
+    got = _backend(xp).unpack(u, xp.asarray(arr[...]))
     got = got.get() if xp is not np else got
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(want).view(np.uint8))
     if {"_FillValue", "missing_value"} & set(ENCODINGS[name]):  # else NaN was stored as a number
         assert np.isnan(got[5, 0]) and np.isnan(got[2, 3])
+
+
+def _backend(xp: Any) -> devices.Backend:
+    """The backend whose read step decodes blocks of ``xp`` arrays."""
+    return devices.get("cpu" if xp is np else "gpu")
+
+
+def _specials(dtype: str) -> np.ndarray:
+    """Stored values with every case a decoding must keep to the bit: NaNs with payloads (both
+    signs, quiet and signalling), infinities, signed zeros, subnormals, a fill value."""
+    f = np.dtype(dtype)
+    bits = np.dtype(f"u{f.itemsize}")
+    info = np.finfo(f)
+    nan = np.array(np.nan, f).view(bits)
+    payloads = [nan | 0x5, nan | 0x1, (nan >> 1) | 0x3]  # quiet, quiet, signalling (exp all 1s)
+    sign = bits.type(1) << bits.type(8 * f.itemsize - 1)
+    odd = [np.array(p, bits).view(f)[()] for p in (*payloads, *(p | sign for p in payloads))]
+    tiny = info.smallest_subnormal
+    values = [np.inf, -np.inf, 0.0, -0.0, tiny, -tiny, tiny * 7, info.tiny, -999.0, 1.5, *odd]
+    return np.array(values, dtype=f)
+
+
+@pytest.mark.parametrize("stored", ["float32", "float64", "int16", "uint8", "int64"])
+@pytest.mark.parametrize(
+    "u",
+    [
+        Unpacking("<f4", (-999.0,), 0.5, 1.0),
+        Unpacking("<f4", (), 0.1, None),
+        Unpacking("<f8", (-999, 7), 1e-300, -3.0),
+        Unpacking("<f4", (0.0,), None, None),
+        Unpacking("<f8", (), None, 2.5),
+    ],
+    ids=["f4-fill-scale-offset", "f4-scale", "f8-fills-tiny-scale", "f4-zero-fill", "f8-offset"],
+)
+def test_the_read_steps_decoding_keeps_every_bit(stored: str, u: Unpacking, xp: Any) -> None:
+    """Each backend's decoding of packed elements is NumPy's (:meth:`Unpacking.apply`) to the
+    bit, where a GPU's own arithmetic would flush float32 subnormals to zero (CuPy compiles
+    with ``-ftz``) and return its canonical NaN in place of the stored one."""
+    f = np.dtype(stored)
+    if f.kind == "f":
+        x = _specials(stored)
+    else:
+        info = np.iinfo(f)
+        x = np.array([info.min, info.max, 0, 1, 7, -999 if f.kind == "i" else 231], dtype=f)
+    want = u.apply(x, np)
+    got = _backend(xp).unpack(u, xp.asarray(x))
+    got = got.get() if xp is not np else got
+    assert got.dtype == want.dtype == np.dtype(u.dtype)
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (got, want)
 
 
 def test_a_v2_fill_value_masks_in_place_of_a_fill_value_attribute(tmp_path: Path) -> None:

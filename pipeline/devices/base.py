@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from pipeline.ops import stages
+from pipeline.ops.cf import Unpacking
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import Frames
 
@@ -85,6 +86,10 @@ class Backend(Protocol):
 
     def apply_chain(self, chain: Sequence[stages.BoundStage], x: Any) -> Any:
         """Run the fused chain over one block."""
+
+    def unpack(self, unpacking: Unpacking, x: Any) -> Any:
+        """The values of one block of stored elements, decoded as ``unpacking`` says (a new
+        array of its dtype), bit for bit what :meth:`Unpacking.apply` gives on NumPy."""
 
     def count_nonfinite(self, y: Any) -> tuple[int, int, int]:
         """(NaN, +inf, -inf) counts of a block."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.devices.base import Encoding
 from pipeline.ops import stages
+from pipeline.ops.cf import Unpacking
 from pipeline.store import codecs
 from pipeline.store.shards import EMPTY
 
@@ -64,6 +65,9 @@ class CpuBackend:
         out = np.empty(x.shape, dtype=chain[-1].out_dtype)
         stages.apply_chain_blocked(chain, np.ascontiguousarray(x), out)
         return out
+
+    def unpack(self, unpacking: Unpacking, x: np.ndarray) -> np.ndarray:
+        return unpacking.apply(x, np)
 
     def count_nonfinite(self, y: np.ndarray) -> tuple[int, int, int]:
         if y.dtype.kind != "f" or y.size == 0:

@@ -30,6 +30,7 @@ from nvidia import nvcomp
 
 from pipeline.devices.base import Encoding, GpuWait
 from pipeline.ops import kernel, stages
+from pipeline.ops.cf import Unpacking
 from pipeline.store import codecs
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.shards import EMPTY, Frames
@@ -508,6 +509,34 @@ def chain_kernel(chain: Sequence[stages.BoundStage]) -> _ChainKernel:
     return k
 
 
+def _unpack_source(unpacking: Unpacking, stored: np.dtype) -> kernel.KernelSource:
+    return kernel.unpack_source(
+        stored,
+        np.dtype(unpacking.dtype),
+        unpacking.fill_values,
+        unpacking.scale_factor,
+        unpacking.add_offset,
+    )
+
+
+def _unpack_scalars(unpacking: Unpacking, stored: np.dtype) -> tuple[np.generic, ...]:
+    return _unpack_source(unpacking, stored).scalars
+
+
+@functools.lru_cache(maxsize=64)
+def _unpack_compiled(in_params: str, out_params: str, body: str, name: str) -> Any:
+    return cp.ElementwiseKernel(
+        in_params, out_params, body, name, options=("-fmad=false",), preamble=kernel.CUDA_PREAMBLE
+    )
+
+
+def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> Any:
+    """The compiled kernel of :func:`pipeline.ops.kernel.unpack_source` for ``unpacking`` of
+    elements stored as ``stored`` (its scalars are arguments: one kernel per structure)."""
+    src = _unpack_source(unpacking, stored)
+    return _unpack_compiled(src.in_params, src.out_params, src.body, src.name)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -599,6 +628,16 @@ class GpuBackend:
         ctx = context()
         with ctx.stream:
             y = chain_kernel(chain)(x, chain[-1].out_dtype)
+            ctx.stream.synchronize()
+        return y
+
+    def unpack(self, unpacking: Unpacking, x: Any) -> Any:
+        dtype = np.dtype(unpacking.dtype)
+        if dtype.name not in ("float32", "float64") or x.dtype.name not in kernel.CTYPES:
+            return unpacking.apply(x, cp)  # float16: CuPy's own operations (no NaN payloads)
+        ctx = context()
+        with ctx.stream:
+            y = unpack_kernel(unpacking, x.dtype)(x, *_unpack_scalars(unpacking, x.dtype))
             ctx.stream.synchronize()
         return y
 

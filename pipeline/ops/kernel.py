@@ -1,4 +1,5 @@
-"""The fused chain's CUDA source: one elementwise kernel per stage chain, as text.
+"""The fused chain's CUDA source: one elementwise kernel per stage chain, as text (and one
+that decodes CF-packed elements, :func:`unpack_source`).
 
 Each stage function of :mod:`pipeline.ops.stages` is evaluated on :class:`Expr`, a symbol whose
 operators write C source, so the kernel follows from the same function NumPy runs. Every
@@ -42,6 +43,9 @@ CTYPES = {
 #: - A GPU operation with a NaN operand returns the canonical NaN; NumPy (the CPU) returns the
 #:   first NaN operand, quieted, so payloads survive. An invalid operation (inf * 0, inf - inf)
 #:   gives the x86 default NaN (sign set), as NumPy on x86-64 does.
+#: - A comparison under ``-ftz=true`` takes a subnormal for zero: ``pl_eq_*`` compare exactly.
+#: - A conversion of a NaN between float32 and float64 keeps its sign and payload, as x86-64's
+#:   does (the GPU's gives its canonical NaN).
 #: float16 chains go through CuPy's float16 type: subnormals are kept (float16 values are normal
 #: in float32), but NaN payloads are not.
 CUDA_PREAMBLE = r"""
@@ -71,11 +75,33 @@ __device__ __forceinline__ double pl_add_f64(double a, double b) {
     double r; asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
     return r == r ? r : pl_nan_f64(a, b);
 }
+__device__ __forceinline__ bool pl_eq_f32(float a, float b) {
+    unsigned int r;
+    asm("{\n\t.reg .pred p;\n\tsetp.eq.f32 p, %1, %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(r) : "f"(a), "f"(b));
+    return r != 0u;
+}
+__device__ __forceinline__ bool pl_eq_f64(double a, double b) {
+    unsigned int r;
+    asm("{\n\t.reg .pred p;\n\tsetp.eq.f64 p, %1, %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(r) : "d"(a), "d"(b));
+    return r != 0u;
+}
 __device__ __forceinline__ double pl_f32_to_f64(float a) {
+    if (a != a) {  // as x86-64 converts a NaN: sign and payload kept, quieted
+        unsigned long long u = __float_as_uint(a);
+        return __longlong_as_double((long long)(((u & 0x80000000ull) << 32)
+            | 0x7ff8000000000000ull | ((u & 0x003fffffull) << 29)));
+    }
     double r; asm("cvt.f64.f32 %0, %1;" : "=d"(r) : "f"(a));
     return r;
 }
 __device__ __forceinline__ float pl_f64_to_f32(double a) {
+    if (a != a) {
+        unsigned long long u = (unsigned long long)__double_as_longlong(a);
+        return __uint_as_float((unsigned int)((u >> 32) & 0x80000000ull) | 0x7fc00000u
+            | (unsigned int)((u >> 29) & 0x003fffffull));
+    }
     float r; asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(a));
     return r;
 }
@@ -181,4 +207,53 @@ def cuda_source(chain: Sequence[BoundStage]) -> KernelSource:
         body="\n".join(lines),
         name="pipeline_" + "_".join(s.name for s in chain)[:50],
         scalars=tuple(v for _, v in scalars),
+    )
+
+
+def unpack_source(
+    stored: np.dtype,
+    dtype: np.dtype,
+    fill_values: Sequence[float],
+    scale_factor: float | None,
+    add_offset: float | None,
+) -> KernelSource:
+    """One elementwise kernel that decodes CF-packed elements as
+    :meth:`pipeline.ops.cf.Unpacking.apply` does on NumPy, to the bit: each element of
+    ``stored`` converted to ``dtype`` (float32 or float64), NaN (NumPy's ``np.nan``, as
+    ``y[missing] = np.nan`` stores it) where that value equals one of ``fill_values``, else
+    ``value * scale_factor + add_offset``, two separately rounded operations. The fill values,
+    scale and offset travel converted to ``dtype``, as NumPy converts a Python scalar against an
+    array (NEP 50). Raises ValueError for another ``dtype`` (float16 goes through CuPy's own
+    operations)."""
+    if dtype.name not in ("float32", "float64"):
+        raise ValueError(f"no unpacking kernel for {dtype}")
+    ct = CTYPES[dtype.name]
+    bits = "f32" if ct == "float" else "f64"
+    nan = (
+        "__uint_as_float(0x7fc00000u)"
+        if ct == "float"
+        else ("__longlong_as_double(0x7ff8000000000000ll)")
+    )
+    lines = [f"{ct} v = {_convert('x', CTYPES[stored.name], ct)};"]
+    names: list[str] = []
+    scalars: list[np.generic] = []
+
+    def scalar(prefix: str, value: float) -> str:
+        names.append(f"{prefix}{len(names)}")
+        scalars.append(np.asarray(value, dtype=dtype)[()])  # type: ignore[arg-type]
+        return names[-1]
+
+    hits = [f"pl_eq_{bits}(v, {scalar('f', fv)})" for fv in fill_values]
+    lines.append(f"const bool missing = {' || '.join(hits) if hits else 'false'};")
+    if scale_factor is not None:
+        lines.append(f"v = pl_mul_{bits}(v, {scalar('s', scale_factor)});")
+    if add_offset is not None:
+        lines.append(f"v = pl_add_{bits}(v, {scalar('o', add_offset)});")
+    lines.append(f"y = missing ? {nan} : v;")
+    return KernelSource(
+        in_params=", ".join([f"{stored.name} x", *(f"{dtype.name} {n}" for n in names)]),
+        out_params=f"{dtype.name} y",
+        body="\n".join(lines),
+        name=f"pipeline_unpack_{stored.name}_{dtype.name}",
+        scalars=tuple(scalars),
     )

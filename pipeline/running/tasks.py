@@ -129,7 +129,7 @@ def read_block(src: Source, block_index: Shape) -> Any:
         out = _read_block(be, src, block_index)
         if src.unpacking is not None:
             with _timed("decode"):
-                out = src.unpacking.apply(out, be.xp)
+                out = be.unpack(src.unpacking, out)
         be.release_host_buffers()  # the block is on its device: its staging is free
     return out
 
