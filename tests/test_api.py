@@ -7,6 +7,7 @@ no Dask, Zarr or xarray."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -283,19 +284,37 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     assert file_states(out) == before
 
 
+def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """A report path of kind ``case`` that cannot be written, and a word the refusal names."""
+    if case == "absent-folder":
+        return tmp_path / "absent" / "r.out", str(tmp_path / "absent")
+    if case == "long-name":
+        return tmp_path / ("r" * 300), "longer than"
+    if os.geteuid() == 0:  # root writes a read-only file anyway
+        pytest.skip("root can write a read-only file")
+    made = tmp_path / "kept.out"
+    made.write_text("kept")
+    made.chmod(0o444)
+    return made, "cannot be written"
+
+
+@pytest.mark.parametrize("case", ["absent-folder", "long-name", "read-only-file"])
 @pytest.mark.parametrize("option", ["report", "summary_json"])
 def test_a_report_file_that_cannot_be_written_is_refused_before_the_run(
-    tmp_path: Path, option: str
+    tmp_path: Path, option: str, case: str
 ) -> None:
     """Found out only after the run, it had left the output incomplete (``report``) or the
     run failing on a complete output (``summary_json``)."""
     small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    where, word = _unwritable_report(tmp_path, case)
     with pytest.raises(ConfigError) as info:
-        pipeline.run(path, **{option: str(tmp_path / "absent" / "r.out")})
-    assert str(tmp_path / "absent") in str(info.value)
+        pipeline.run(path, **{option: str(where)})
+    assert word in str(info.value) and len(str(info.value).splitlines()) == 1
     assert not out.exists()
+    if case == "read-only-file":
+        assert where.read_text() == "kept"
 
 
 CALLERS_WARNINGS = """

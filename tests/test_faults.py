@@ -188,6 +188,40 @@ def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> N
     assert file_states(results) == before
 
 
+DAMAGED_METADATA = {
+    "lone-zattrs": (".zattrs", b'{"title": "mine"}'),
+    "truncated-zarr-json": ("zarr.json", b'{"zarr_format": 3, "node_type": "arr'),
+    "zarr-json-of-another-kind": ("zarr.json", b'{"zarr_format": 3, "node_type": "table"}'),
+    "zarray-not-json": (".zarray", b"\x00\x01"),
+    "zgroup-of-v3": (".zgroup", b'{"zarr_format": 3}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_METADATA))
+def test_a_directory_without_readable_zarr_metadata_is_never_deleted(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """A folder whose only Zarr-looking file says nothing readable about what it holds (a lone
+    ``.zattrs``, a truncated ``zarr.json``) is not taken for a Zarr array that --overwrite may
+    replace: it is refused as a directory of other files, its metadata named, and kept."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    results = tmp_path / "results"
+    results.mkdir()
+    name, doc = DAMAGED_METADATA[case]
+    (results / name).write_bytes(doc)
+    (results / "thesis.tex").write_text("years of work")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", results)
+    before = file_states(results)
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError) and e.status == "not-zarr", e
+        assert len(str(e).splitlines()) == 1
+        if name != ".zattrs":
+            assert f"its {name} is not readable Zarr metadata" in str(e)
+    assert file_states(results) == before
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize("array", ["", "sub"])
 def test_a_zarr_group_of_other_arrays_is_never_replaced(

@@ -375,6 +375,69 @@ def test_an_output_group_inside_the_input_dataset_is_refused(tmp_path: Path) -> 
     assert file_states(tmp_path / "in.zarr") == before
 
 
+@pytest.mark.parametrize("kind", ["group", "directory"])
+def test_a_group_or_directory_named_as_a_coordinate_is_never_deleted(
+    tmp_path: Path, kind: str
+) -> None:
+    """The output group holds, where the input's coordinate ``lon`` would be written, a
+    subgroup with an array in it (or a plain directory): --overwrite refuses, naming it,
+    before anything is deleted (it had deleted it, recursively, as a replaced coordinate)."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    root = zarr.open_group(str(out), mode="w", zarr_format=3)
+    root.create_array("q", shape=(3,), dtype="f8")[...] = 1
+    if kind == "group":
+        root.create_group("lon").create_array("mine", shape=(3,), dtype="f8")[...] = 2
+    else:
+        (out / "lon").mkdir()
+        (out / "lon" / "notes.txt").write_text("mine")
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path), overwrite=True)
+    if kind == "group":
+        assert info.value.array == "lon" and "'lon'" in str(info.value), info.value
+    else:  # a group with a member that is no Zarr node
+        assert info.value.status == "not-zarr" and "lon" in str(info.value), info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert file_states(out) == before
+
+
+@pytest.mark.parametrize("where", ["", "results"])
+def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
+    tmp_path: Path, where: str
+) -> None:
+    """An output that is no Dataset variable (its input a plain array), replaced in a group
+    whose consolidated metadata lists it: xarray opens the group with the new array's shape
+    and values, not the old ones the consolidated copy had kept."""
+    out = tmp_path / "out.zarr"
+    other = xr.Dataset({"q": ("z", np.arange(3.0))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), group=where or None, zarr_format=3, consolidated=True)
+    path = f"{where}/v" if where else "v"
+    for rows in (6, 9):  # a first output, listed in the consolidated metadata; then replaced
+        x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+        make_array(tmp_path / "in.zarr", x, (3, 4))
+        cfg = {
+            "input": {"store": str(tmp_path / "in.zarr")},
+            "output": {"store": str(out), "array": path},
+            "stages": STAGES,
+            "backend": "cpu",
+        }
+        pipeline.run(cfg, overwrite=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # read as a reader of the group reads it: through its consolidated metadata
+            # (xarray leaves out an array without dimension names)
+            root = zarr.open_group(str(out), mode="r")
+            assert root.metadata.consolidated_metadata is not None
+            got = root[path][...]
+            if rows == 6:
+                zarr.consolidate_metadata(str(out))  # as a user, or another tool, would
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), x.dtype), x)
+        assert same_bits(got, want), (got.shape, want.shape)
+
+
 def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 from typing import Any
@@ -114,7 +113,9 @@ def output_state(plan: Plan) -> str:
     * 'foreign': a Zarr array or group written by something else;
     * 'occupied': no output variable, but its group (an output written as a Dataset) holds
       arrays that something else wrote;
-    * 'not-zarr': a directory with other files in it, which the pipeline never deletes;
+    * 'not-zarr': a directory with other files in it and no Zarr metadata that says what it
+      is (a lone ``.zattrs``, a truncated ``zarr.json`` count as none), which the pipeline
+      never deletes;
     * 'group': a Zarr group that holds arrays or groups, which it never deletes either.
 
     An output whose group gets consolidated metadata is complete only once that metadata
@@ -123,15 +124,18 @@ def output_state(plan: Plan) -> str:
     info = plan.output
     if group_members(info.location, info.path):
         return "group"
+    names = info.location.list(info.path)
     if not info.location.exists(_key(info.path, "zarr.json")):
-        names = info.location.list(info.path)
         others = [n for n in names if n != RECORD]
         if not others:
             return _group_state(plan, ours=RECORD in names)
         if RECORD in names:
             return "remains"
-        zarr_names = {".zarray", ".zgroup", ".zattrs", "zarr.json"}
-        return "foreign" if zarr_names & set(others) else "not-zarr"
+    node = arrays.node_type(info.location, info.path)
+    if node not in ("array", "group"):  # no Zarr metadata there that says what it holds
+        return "remains" if RECORD in names else "not-zarr"
+    if node == "group" or not info.location.exists(_key(info.path, "zarr.json")):
+        return "foreign"  # an empty group, or a Zarr v2 array
     try:
         attrs = arrays.read_attributes(info.location, info.path)
     except Exception:
@@ -145,14 +149,7 @@ def output_state(plan: Plan) -> str:
 def group_members(loc: Location, path: str) -> list[str]:
     """What a Zarr group at ``path`` holds besides its own metadata and this pipeline's run
     record ([] where ``path`` is no group: an array, nothing, a plain directory)."""
-    doc = loc.read(_key(path, "zarr.json"))
-    if doc is not None:
-        try:
-            if json.loads(doc).get("node_type") != "group":
-                return []
-        except (ValueError, AttributeError):
-            return []
-    elif not loc.exists(_key(path, ".zgroup")) or loc.exists(_key(path, ".zarray")):
+    if arrays.node_type(loc, path) != "group":
         return []
     return [n for n in loc.list(path) if n not in GROUP_METADATA and n != RECORD]
 
@@ -188,8 +185,7 @@ def _group_state(plan: Plan, ours: bool) -> str:
     if ours or not others:
         return "absent"
     loc, group = plan.output.location, output_group(plan) or ""
-    zarr_node = ("zarr.json", ".zarray", ".zgroup")
-    if all(any(loc.exists(_key(group, f"{n}/{m}")) for m in zarr_node) for n in others):
+    if all(arrays.node_type(loc, _key(group, n)) in ("array", "group") for n in others):
         return "occupied"
     return "not-zarr"
 
@@ -242,12 +238,30 @@ def check_frame_fits(plan: Plan) -> None:
     """Refuse (OutputError, before anything is deleted) an output Dataset whose group keeps
     an array that something else wrote with a dimension of another size than the input's
     (xarray holds one size per dimension in a Dataset): fields ``output``, ``array`` (the
-    kept one), ``dimension``, ``size`` (its), ``input_size``."""
+    kept one), ``dimension``, ``size`` (its), ``input_size``; or whose group holds, where a
+    coordinate is written, something other than an array (a group, a plain directory), which
+    a fresh start would have to delete: fields ``output``, ``array``."""
     group, variable = output_group(plan), plan.carried.variable
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
-    store = plan.output.location.zarr_store(read_only=True)
+    loc = plan.output.location
+    for name in sorted(replaced):
+        node = arrays.node_type(loc, _key(group, name))
+        if node != "array" and loc.exists(_key(group, name)):
+            where = loc.join(plan.output.path)
+            what = {"group": "a Zarr group", "damaged": "a node with damaged Zarr metadata"}.get(
+                node, "something that is not Zarr"
+            )
+            raise OutputError(
+                f"cannot write {where}: its group holds {what} named {name!r}, where the "
+                f"coordinate {name!r} is written; the pipeline "
+                "replaces only an array there, never deletes anything else: choose another "
+                "output.store, or move it yourself",
+                output=where,
+                array=name,
+            )
+    store = loc.zarr_store(read_only=True)
     for name in _beside(plan):
         if name in replaced:
             continue
@@ -309,10 +323,14 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             listed = _beside(plan)
             folder = plan.output.location.join(output_group(plan) or "")
         some = ", ".join(n for n in listed[:3])
+        meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
+        what = (
+            f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
+        )
         raise OutputError(
-            f"{folder} is a directory that holds other files ({some}, ...), not a Zarr array "
-            "or group; the pipeline never deletes it, even with --overwrite: choose another "
-            "output.store or remove it yourself",
+            f"{folder} is a directory that holds other files ({some}, ...), {what}; the "
+            "pipeline never deletes it, even with --overwrite: choose another output.store or "
+            "remove it yourself",
             output=where,
             status=state,
         )
@@ -518,8 +536,9 @@ def create(plan: Plan) -> None:
         o.location.delete(_key(o.path, meta))
     for meta in GROUP_METADATA if group is not None else ():
         o.location.delete(_key(group or "", meta))
-    for name in replaced:
-        o.location.delete(_key(group or "", name), recursive=True)
+    for name in replaced:  # arrays only (check_frame_fits refused anything else)
+        if arrays.node_type(o.location, _key(group or "", name)) == "array":
+            o.location.delete(_key(group or "", name), recursive=True)
     ledger.clear_done()
     ledger.delete_manifest()
     arrays.clear_array(o.location, o.path, keep=RECORD)
@@ -558,20 +577,21 @@ def create(plan: Plan) -> None:
 
 
 def _consolidate(plan: Plan, also: bool = False) -> None:
-    """Consolidate the output group's metadata (and the store root's) where it gets
-    consolidated metadata: the input's group has it, or ``also`` (the output group had some
-    before this run replaced its metadata), or it has some now (this run's creation gave it):
-    what ``xr.open_zarr`` reads. Kept current, it still lists, as they are, the other outputs
-    of the group, which are complete only once it does (a run from an unconsolidated input
-    into their group had left them claiming to be incomplete, with no run to resume)."""
-    group = output_group(plan)
+    """Consolidate the metadata of the group that holds the output (and the store root's)
+    where it gets consolidated metadata: the input's group has it, or ``also`` (the output
+    group had some before this run replaced its metadata), or it or a group above has some
+    now; and again that of every group above that has its own: what ``xr.open_zarr`` reads.
+    Kept current, it still lists, as they are, the other members of the group, which are
+    complete only once it does (a run from an unconsolidated input into their group had left
+    them claiming to be incomplete, with no run to resume), and a reader of a group above sees
+    the output as it is (an array written alone into a consolidated group once left its
+    readers with the old shape and dtype)."""
+    parent = plan.output.path.rpartition("/")[0]
     store = plan.output.location.zarr_store(read_only=False)
-    if (
-        plan.carried.consolidate
-        or also
-        or (group is not None and datasets.has_consolidated(store, group))
-    ):
-        datasets.consolidate(store, group or "")
+    above = datasets.consolidated_groups(store, parent)
+    if plan.carried.consolidate or also or above:
+        for group in dict.fromkeys([parent, *above]):
+            datasets.consolidate(store, group)
 
 
 def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:

@@ -225,14 +225,32 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
 
 def _check_file_writable(flag: str, path: str) -> None:
     """Refuse, before the run, a file the run would write at its end (``--report``,
-    ``--summary-json``) into a folder that is absent or not writable (ConfigError, fields
-    ``option``, ``path``): found out only after the run, it had left the output incomplete or
-    the command failing on a complete one."""
+    ``--summary-json``) that it could not write: in a folder that is absent or not writable, a
+    folder itself, an existing file that is not writable, or a name longer than the file
+    system allows (ConfigError, fields ``option``, ``path``). Found out only after the run, it
+    had left the output incomplete or the command failing on a complete one."""
     import os
 
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
-    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        why = "is a folder" if os.path.isdir(path) else f"{folder} is not a writable folder"
+    full = os.path.abspath(os.path.expanduser(path))
+    folder, name = os.path.split(full)
+    why = None
+    if os.path.isdir(full):
+        why = "is a folder"
+    elif not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{folder} is not a writable folder"
+    elif os.path.lexists(full):
+        try:  # opened for appending, and closed: nothing in it changes
+            os.close(os.open(full, os.O_WRONLY | os.O_APPEND))
+        except OSError as e:
+            why = f"it exists and cannot be written: {e.strerror}"
+    else:
+        try:
+            longest = os.pathconf(folder, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            longest = 255
+        if len(os.fsencode(name)) > longest:
+            why = f"its name is longer than the {longest} bytes the file system allows"
+    if why is not None:
         raise ConfigError(
             f"{flag} {path}: cannot write this file ({why}); give a file in a writable folder",
             option=flag,

@@ -414,6 +414,39 @@ def create_output(
     return info
 
 
+#: What Zarr metadata says is at a path (:func:`node_type`).
+NodeType = Literal["array", "group", "damaged", "none"]
+
+
+def node_type(location: Location, path: str) -> NodeType:
+    """What the Zarr metadata document at ``path`` says is there: 'array' or 'group' (a v3
+    ``zarr.json`` that is a JSON object with ``zarr_format`` 3 and that ``node_type``, or a v2
+    ``.zarray`` / ``.zgroup`` that is a JSON object with ``zarr_format`` 2), 'damaged' (such a
+    document that is not: truncated, not JSON, not a file), or 'none' (no such document: a
+    plain directory, a lone ``.zattrs``, or nothing). Only metadata is read."""
+    for name, fmt in (("zarr.json", 3), (".zarray", 2), (".zgroup", 2)):
+        key = f"{path}/{name}" if path else name
+        try:
+            doc = location.read(key)
+        except OSError:  # a directory where the document belongs, or a file above it
+            if location.exists(key):
+                return "damaged"
+            continue
+        if doc is None:
+            continue
+        try:
+            meta = json.loads(doc)
+        except (ValueError, UnicodeDecodeError):
+            return "damaged"
+        if not isinstance(meta, dict) or meta.get("zarr_format") != fmt:
+            return "damaged"
+        kind = meta.get("node_type") if fmt == 3 else ("array" if name == ".zarray" else "group")
+        if kind == "array":
+            return "array"
+        return "group" if kind == "group" else "damaged"
+    return "none"
+
+
 def clear_array(location: Location, path: str, keep: str) -> None:
     """Delete everything stored under ``path`` except the entry named ``keep``."""
     for name in location.list(path):

@@ -224,6 +224,25 @@ def consolidate(store: Any, group: str) -> None:
             zarr.consolidate_metadata(store)
 
 
+def consolidated_groups(store: Any, path: str) -> list[str]:
+    """The groups at ``path`` and above it (``path`` first, the root last) that have
+    consolidated metadata of their own, which lists (as it was then) what is below them."""
+    import zarr
+
+    parts = path.split("/") if path else []
+    found = []
+    for depth in range(len(parts), -1, -1):
+        group = "/".join(parts[:depth])
+        try:
+            with _quiet():
+                g = zarr.open_group(store=store, path=group or None, mode="r")
+        except Exception:
+            continue
+        if _own_consolidated(g):
+            found.append(group)
+    return found
+
+
 def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any] | None:
     """The attributes of the member ``name`` of ``group`` as the group's consolidated
     metadata holds them (what ``xr.open_zarr`` reads); None when the group has no
