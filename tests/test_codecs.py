@@ -264,3 +264,54 @@ def test_a_compressor_written_as_a_v2_filter_counts_as_costly(tmp_path: Path) ->
     )
     info = describe_array(Location(str(tmp_path / "a.zarr")), "")
     assert info.format is not None and info.format.chunk.costly_decode
+
+
+# --------------------------------------------------------------------------------------------
+# Chunks that numcodecs (and so zarr-python) decodes although they are not one frame of exactly
+# the chunk: bytes after a Blosc frame.
+
+
+def _chunk(seed: int = 3) -> np.ndarray:
+    fmt = _fmt(None)
+    return np.random.default_rng(seed).standard_normal(fmt.shape).astype(np.float32)
+
+
+def _decoded_both_ways(fmt: codecs.ChunkFormat, stored: bytes) -> list[np.ndarray]:
+    """The chunk decoded straight into a C-contiguous array and into a strided one (the
+    pipeline's two ways: in place, or through numcodecs' own output)."""
+    flat = np.full(fmt.shape, np.nan, np.float32)
+    fmt.decode_into(stored, flat)
+    wide = np.full((fmt.shape[0], 2 * fmt.shape[1]), np.nan, np.float32)
+    strided = wide[:, ::2]
+    fmt.decode_into(stored, strided)
+    return [flat, strided]
+
+
+@pytest.mark.parametrize(
+    "blosc",
+    [
+        numcodecs.Blosc(cname="lz4", shuffle=1),
+        numcodecs.Blosc(cname="zstd", shuffle=2),
+        numcodecs.Blosc(cname="blosclz", clevel=0),  # stored as it is, inside the frame
+    ],
+    ids=["lz4", "zstd-bitshuffle", "clevel0"],
+)
+@pytest.mark.parametrize("trailer", [b"\x00", b"\x00" * 16, b"trailing bytes"])
+def test_bytes_after_a_blosc_frame_are_ignored_as_numcodecs_ignores_them(
+    blosc: Any, trailer: bytes
+) -> None:
+    x = _chunk()
+    stored = blosc.encode(x) + trailer
+    want = np.frombuffer(numcodecs.Blosc().decode(stored), np.float32).reshape(x.shape)
+    assert np.array_equal(want, x)  # numcodecs reads past nothing and ignores the trailer
+    for got in _decoded_both_ways(_fmt({"id": "blosc"}), stored):
+        assert got.tobytes() == want.tobytes()
+
+
+def test_a_blosc_header_that_says_more_bytes_than_are_stored_is_damage() -> None:
+    """c-blosc would read past the stored bytes (numcodecs gives it no length)."""
+    frame = numcodecs.Blosc(cname="lz4").encode(_chunk())
+    for stored in (frame[:-1], frame[: len(frame) // 2]):
+        with pytest.raises(Damaged) as e:
+            _fmt({"id": "blosc"}).decode_into(stored, np.empty(_fmt(None).shape, np.float32))
+        assert e.value.problem == "frame"

@@ -227,6 +227,56 @@ def _ts_v3(codecs: list[Any], dtype: str = "float32", chunks: Any = CHUNKS) -> d
     }
 
 
+def stored_units(root: Path) -> list[Path]:
+    """The stored chunk (or shard) files of an array."""
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr.json"))
+    )
+
+
+def rewrite_shard(raw: bytes, change: Callable[[bytes], bytes]) -> bytes:
+    """A shard of the ``sharded`` writer (index at the end, with its crc32c) with each inner
+    frame changed by ``change``, and an index that points at the new frames."""
+    import google_crc32c
+
+    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    k = 16 * n + 4
+    table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2).copy()
+    body = b""
+    for row in table:
+        if int(row[0]) == 2**64 - 1:
+            continue  # an absent chunk
+        frame = change(raw[int(row[0]) : int(row[0]) + int(row[1])])
+        row[:] = [len(body), len(frame)]
+        body += frame
+    index = table.astype("<u8").tobytes()
+    return body + index + google_crc32c.value(index).to_bytes(4, "little")
+
+
+def changed(
+    writer: Callable[[Path], None], change: Callable[[bytes], bytes], shards: bool = False
+) -> Callable[[Path], None]:
+    """``writer``, then every stored chunk's bytes (every inner frame's, with ``shards``)
+    changed by ``change``."""
+
+    def write(path: Path) -> None:
+        writer(path)
+        for p in stored_units(path):
+            raw = p.read_bytes()
+            p.write_bytes(rewrite_shard(raw, change) if shards else change(raw))
+
+    return write
+
+
+def trailer(raw: bytes) -> bytes:
+    """Bytes after the frame: numcodecs' Blosc, zlib and gzip decoders ignore them."""
+    return raw + b"\x00\x00\x00trailer"
+
+
+#: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
+#: as they are inside the frame (and so is everything at clevel 0).
+_BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
+
 _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
 
 CASES = [
@@ -359,6 +409,27 @@ CASES = [
     # xarray
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
+    # stored bytes that are not one frame of exactly the chunk, which numcodecs decodes (and so
+    # zarr-python): bytes after a Blosc, zlib or gzip stream
+    Case("zarr2-blosc-bytes-after-frame", changed(zarr2(compressors=numcodecs.Blosc()), trailer)),
+    Case(
+        "zarr2-blosc-zstd-bytes-after-frame",
+        changed(zarr2(compressors=numcodecs.Blosc(cname="zstd")), trailer),
+    ),
+    Case("zarr3-blosc-bytes-after-frame", changed(zarr3(compressors=_BLOSC_LZ4), trailer)),
+    Case(
+        "zarr3-transpose-blosc-bytes-after-frame",
+        changed(zarr3(filters=[TransposeCodec(order=(1, 0))], compressors=_BLOSC_LZ4), trailer),
+    ),
+    Case(
+        "zarr3-sharded-blosc-bytes-after-frame",
+        changed(sharded(inner=[BytesCodec(), _BLOSC_LZ4]), trailer, shards=True),
+    ),
+    Case("zarr2-zlib-bytes-after-stream", changed(zarr2(compressors=numcodecs.Zlib()), trailer)),
+    Case(
+        "zarr2-gzip-zeros-after-stream",
+        changed(zarr2(compressors=numcodecs.GZip()), lambda raw: raw + bytes(8)),
+    ),
 ]
 
 
@@ -527,10 +598,6 @@ def _cut_frame_in_shard(p: Path) -> None:
     index = np.stack([offsets, sizes], -1).astype("<u8").tobytes()
     p.write_bytes(b"".join(frames) + index + google_crc32c.value(index).to_bytes(4, "little"))
 
-
-#: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
-#: as they are inside the frame (and so is everything at clevel 0).
-_BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
 
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),

@@ -14,6 +14,8 @@ Every step is checked, so a damaged chunk can never pass as data: each decoded c
 exactly its size (a short frame, a truncated file or a 0-byte file fail), crc32c checksums must
 match, and a shard index must point inside its shard (the index is read by
 :mod:`pipeline.store.shards`). :func:`check_frames` checks zstd frames before a GPU decodes them.
+No check refuses what numcodecs, and so zarr-python, decodes to the chunk: bytes after a Blosc
+frame are read as numcodecs reads them.
 """
 
 from __future__ import annotations
@@ -229,12 +231,17 @@ def _blosc_header(data: Any) -> int:
     """The decoded size a Blosc frame's header declares (``nbytes``), once its ``cbytes`` is
     checked against the bytes stored. c-blosc's decompressor is given no source length and
     reads ``cbytes`` bytes whatever is there: a frame cut short would decode the bytes that
-    follow it in memory (a reused buffer, the next frame of a shard) without an error."""
+    follow it in memory (a reused buffer, the next frame of a shard) without an error, so a
+    header that says more bytes than are stored is refused (zarr-python's read of it is
+    undefined). Bytes stored after the frame are allowed: c-blosc reads no further than
+    ``cbytes`` (and refuses a frame whose blocks do not fit in it), so numcodecs, and
+    zarr-python through it, decode such a chunk and ignore what follows the frame; the
+    frame is decoded here from the same bytes, trailer included, as they are."""
     view = memoryview(data).cast("B")
     if len(view) < 16:
         raise Damaged(f"it holds {len(view)} bytes, too few for a Blosc header", "frame")
     cbytes = int.from_bytes(view[12:16], "little")
-    if cbytes != len(view):
+    if cbytes > len(view):
         raise Damaged(f"its Blosc header says {cbytes} bytes, but {len(view)} are stored", "frame")
     return int.from_bytes(view[4:8], "little")
 
