@@ -268,7 +268,7 @@ def test_a_compressor_written_as_a_v2_filter_counts_as_costly(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------------------------
 # Chunks that numcodecs (and so zarr-python) decodes although they are not one frame of exactly
-# the chunk: bytes after a Blosc frame.
+# the chunk: bytes after a Blosc frame, zstd's skippable frames, zstd frames back to back.
 
 
 def _chunk(seed: int = 3) -> np.ndarray:
@@ -315,3 +315,60 @@ def test_a_blosc_header_that_says_more_bytes_than_are_stored_is_damage() -> None
         with pytest.raises(Damaged) as e:
             _fmt({"id": "blosc"}).decode_into(stored, np.empty(_fmt(None).shape, np.float32))
         assert e.value.problem == "frame"
+
+
+#: A zstd skippable frame (RFC 8878, 3.1.2) of 5 bytes of user data, magic 0x184D2A53.
+SKIPPABLE = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"notes"
+
+
+def _zstd_chunks() -> dict[str, bytes]:
+    """Chunks of ``_chunk()`` that are not one zstd frame of it, which numcodecs decodes."""
+    raw = _chunk().tobytes()
+    z, zc = numcodecs.Zstd(level=1), numcodecs.Zstd(level=1, checksum=True)
+    third = len(raw) // 3
+    return {
+        "skippable-first": SKIPPABLE + z.encode(raw),
+        "skippable-after": z.encode(raw) + SKIPPABLE,
+        "two-frames": z.encode(raw[:third]) + z.encode(raw[third:]),
+        "frames-and-skippable-between": z.encode(raw[:third]) + SKIPPABLE + zc.encode(raw[third:]),
+        "empty-frame-first": z.encode(b"") + z.encode(raw),
+        "empty-frame-after": z.encode(raw) + z.encode(b""),
+        "no-content-size-then-frame": _raw_frame(raw[:third]) + z.encode(raw[third:]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_zstd_chunks()))
+def test_zstd_chunks_of_several_frames_decode_as_numcodecs_decodes_them(name: str) -> None:
+    stored = _zstd_chunks()[name]
+    want = bytes(numcodecs.Zstd().decode(stored))
+    assert want == _chunk().tobytes()
+    for got in _decoded_both_ways(_fmt({"id": "zstd", "level": 1}), stored):
+        assert got.tobytes() == want
+
+
+def _refused_by_numcodecs() -> dict[str, tuple[bytes, str]]:
+    """Chunks numcodecs refuses (or decodes to other than the chunk), with the problem the
+    pipeline names."""
+    raw = _chunk().tobytes()
+    z = numcodecs.Zstd(level=1)
+    return {
+        "junk-after-frame": (z.encode(raw) + b"\x00\x01\x02", "codec"),
+        "skippable-only": (SKIPPABLE, "codec"),
+        "two-frames-short": (z.encode(raw[:100]) + z.encode(raw[200:]), "size"),
+        "two-frames-long": (z.encode(raw) + z.encode(raw[:8]), "codec"),
+        "skippable-cut": (SKIPPABLE[:-1] + z.encode(raw), "codec"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_refused_by_numcodecs()))
+def test_zstd_chunks_numcodecs_refuses_are_damage(name: str) -> None:
+    stored, problem = _refused_by_numcodecs()[name]
+    try:
+        decoded = bytes(numcodecs.Zstd().decode(stored))
+    except Exception:
+        decoded = None
+    assert decoded != _chunk().tobytes()  # what zarr-python gets: an error, or other bytes
+    fmt = _fmt({"id": "zstd", "level": 1})
+    with pytest.raises(Damaged) as e:
+        fmt.decode_into(stored, np.empty(fmt.shape, np.float32))
+    assert e.value.problem == problem

@@ -273,6 +273,25 @@ def trailer(raw: bytes) -> bytes:
     return raw + b"\x00\x00\x00trailer"
 
 
+#: A zstd skippable frame (RFC 8878, 3.1.2) of 6 bytes of user data: decoders skip it.
+SKIPPABLE = (0x184D2A5E).to_bytes(4, "little") + (6).to_bytes(4, "little") + b"a note"
+
+
+def skippable_first(raw: bytes) -> bytes:
+    return SKIPPABLE + raw
+
+
+def skippable_after(raw: bytes) -> bytes:
+    return raw + SKIPPABLE
+
+
+def two_frames(raw: bytes) -> bytes:
+    """The zstd frame's content as two frames back to back: numcodecs decodes both."""
+    data = bytes(numcodecs.Zstd().decode(raw))
+    cut = len(data) // 3
+    return numcodecs.Zstd(level=1).encode(data[:cut]) + numcodecs.Zstd(level=3).encode(data[cut:])
+
+
 #: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
 #: as they are inside the frame (and so is everything at clevel 0).
 _BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
@@ -410,7 +429,8 @@ CASES = [
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
     # stored bytes that are not one frame of exactly the chunk, which numcodecs decodes (and so
-    # zarr-python): bytes after a Blosc, zlib or gzip stream
+    # zarr-python): bytes after a Blosc, zlib or gzip stream, zstd's skippable frames, zstd
+    # frames back to back (the GPU's decoder takes one frame a chunk: these go to the host)
     Case("zarr2-blosc-bytes-after-frame", changed(zarr2(compressors=numcodecs.Blosc()), trailer)),
     Case(
         "zarr2-blosc-zstd-bytes-after-frame",
@@ -430,6 +450,19 @@ CASES = [
         "zarr2-gzip-zeros-after-stream",
         changed(zarr2(compressors=numcodecs.GZip()), lambda raw: raw + bytes(8)),
     ),
+    Case(
+        "zarr2-zstd-skippable-frame-first",
+        changed(zarr2(compressors=numcodecs.Zstd(level=1)), skippable_first),
+    ),
+    Case("zarr3-zstd-skippable-frame-first", changed(zarr3(), skippable_first)),
+    Case("zarr3-zstd-skippable-frame-after", changed(zarr3(), skippable_after)),
+    Case("zarr3-zstd-two-frames", changed(zarr3(), two_frames)),
+    Case(
+        "zarr3-transpose-zstd-two-frames",
+        changed(zarr3(filters=[TransposeCodec(order=(1, 0))]), two_frames),
+    ),
+    Case("zarr3-sharded-zstd-two-frames", changed(sharded(), two_frames, shards=True)),
+    Case("zarr3-sharded-zstd-skippable-first", changed(sharded(), skippable_first, shards=True)),
 ]
 
 
@@ -640,6 +673,52 @@ DAMAGES = [
     ("shard-index-crc", sharded(), "c/0/0", _flip_crc),
     ("shard-short-frame", sharded(), "c/1/1", _short_frame_in_shard),
 ]
+
+
+def _append(extra: bytes) -> Callable[[Path], None]:
+    def damage(p: Path) -> None:
+        p.write_bytes(p.read_bytes() + extra)
+
+    return damage
+
+
+def _frames_short(p: Path) -> None:
+    """Two valid zstd frames back to back, of half the chunk's bytes between them."""
+    n = int(np.prod(CHUNKS)) * 4
+    z = numcodecs.Zstd(level=1)
+    p.write_bytes(z.encode(np.ones(n // 4, np.uint8)) + z.encode(np.ones(n // 4, np.uint8)))
+
+
+def _junk_after_inner_frames(p: Path) -> None:
+    p.write_bytes(rewrite_shard(p.read_bytes(), lambda raw: raw + b"\x00\x01\x02"))
+
+
+#: Chunks that hold a whole frame (or frames) and more, which zarr-python cannot read either:
+#: numcodecs refuses bytes after a zstd frame that are no frame, and after an LZ4 block; a
+#: chunk of only a skippable frame decodes to nothing; frames may add up to less than a chunk.
+REFUSED_BY_ZARR = [
+    ("v3-zstd-bytes-after-frame", _zarr3_unsharded, "c/1/1", _append(b"\x00\x01\x02")),
+    ("v3-zstd-frames-short", _zarr3_unsharded, "c/2/0", _frames_short),
+    ("v2-zstd-only-a-skippable-frame", _zarr2_zstd, "0.1", lambda p: p.write_bytes(SKIPPABLE)),
+    ("v2-lz4-bytes-after-frame", zarr2(compressors=numcodecs.LZ4()), "1.1", _append(b"trailer")),
+    ("shard-zstd-bytes-after-frames", sharded(), "c/1/0", _junk_after_inner_frames),
+]
+DAMAGES += REFUSED_BY_ZARR
+
+
+@pytest.mark.parametrize(
+    ("writer", "key", "damage"),
+    [d[1:] for d in REFUSED_BY_ZARR],
+    ids=[d[0] for d in REFUSED_BY_ZARR],
+)
+def test_zarr_python_cannot_read_these_either(tmp_path: Path, writer, key, damage) -> None:
+    """What the damage cases above add is damage by zarr-python's own reading: no false
+    alarm (the cases of CASES that hold more than a frame are read alike)."""
+    writer(tmp_path / "in.zarr")
+    damage(tmp_path / "in.zarr" / key)
+    z = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")
+    with pytest.raises((RuntimeError, ValueError)):  # numcodecs' errors, or Zarr's reshape
+        z[...]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ exactly its size (a short frame, a truncated file or a 0-byte file fail), crc32c
 match, and a shard index must point inside its shard (the index is read by
 :mod:`pipeline.store.shards`). :func:`check_frames` checks zstd frames before a GPU decodes them.
 No check refuses what numcodecs, and so zarr-python, decodes to the chunk: bytes after a Blosc
-frame are read as numcodecs reads them.
+frame, zstd's skippable frames, zstd frames back to back are read as numcodecs reads them.
 """
 
 from __future__ import annotations
@@ -175,9 +175,10 @@ class ChunkFormat:
             _check_size(len(memoryview(data).cast("B")), self.nbytes)
             out[:] = np.frombuffer(data, np.uint8)
         else:
-            size = _content_size(json.loads(codecs[0])["id"], data)
-            if size is None:
-                return False
+            codec_id = json.loads(codecs[0])["id"]
+            size = _content_size(codec_id, data)
+            if size is None or (codec_id == "zstd" and size < self.nbytes):
+                return False  # numcodecs decides, as for zarr-python (see _content_size)
             _check_size(size, self.nbytes)
             _codec(codecs[0]).decode(data, out=out)
         if np.dtype(self.stored) != self.dtype:
@@ -248,9 +249,19 @@ def _blosc_header(data: Any) -> int:
 
 def _content_size(codec_id: str, data: Any) -> int | None:
     """The decoded size a compressed frame declares in its header (zstd, blosc), or None
-    when the codec has no such header or the frame does not say."""
+    when the codec has no such header or the frame does not say.
+
+    For zstd, the first frame's, or None where the bytes do not start with a zstd frame (a
+    skippable frame first). numcodecs decodes a chunk of several frames (skippable frames
+    among them, or frames back to back) into the sum of their content sizes, so a chunk is
+    decoded straight into its place only where its first frame declares exactly the chunk's
+    bytes (numcodecs then refuses what follows unless it adds no bytes, skippable or empty
+    frames, as it does for zarr-python); elsewhere numcodecs decodes it as for zarr-python."""
     if codec_id == "zstd":
-        return zstd_content_size(data)
+        view = memoryview(data).cast("B")
+        if len(view) < 4 or int.from_bytes(view[:4], "little") != ZSTD_MAGIC:
+            return None
+        return zstd_content_size(view)
     if codec_id == "blosc":
         return _blosc_header(data)
     return None
