@@ -372,3 +372,19 @@ def test_zstd_chunks_numcodecs_refuses_are_damage(name: str) -> None:
     with pytest.raises(Damaged) as e:
         fmt.decode_into(stored, np.empty(fmt.shape, np.float32))
     assert e.value.problem == problem
+
+
+def test_check_frames_sends_chunks_of_several_zstd_frames_to_the_host() -> None:
+    """nvCOMP decodes one frame per chunk: chunks of more than one frame, a skippable one
+    among them, or bytes after the frame, go to the host, where numcodecs decodes them as
+    zarr-python does (or refuses them, as above); plain frames beside them still go to the
+    GPU."""
+    nbytes = _chunk().nbytes
+    plain = numcodecs.Zstd(level=1).encode(_chunk())
+    cases = {**_zstd_chunks(), **{k: v for k, (v, _) in _refused_by_numcodecs().items()}}
+    stored = [plain, *cases.values(), plain]
+    buf = np.frombuffer(b"".join(stored), np.uint8)
+    sizes = np.array([len(s) for s in stored], np.uint64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
+    host = codecs.check_frames(buf, Frames(offsets, sizes), "zstd", nbytes)
+    assert host.tolist() == [False] + [True] * len(cases) + [False], list(cases)

@@ -295,9 +295,10 @@ def _decode_unit_on_host(
 
 
 class _DecodeOnHost(Exception):
-    """A unit holds zstd frames that the GPU should not decode (no declared content size, or
-    a content checksum to verify; see :func:`codecs.check_frames`): its block is decoded on
-    the CPU instead."""
+    """A unit holds zstd chunks that the GPU should not decode (no declared content size, a
+    content checksum to verify, or not one frame alone: a skippable frame, several frames, bytes
+    after the frame; see :func:`codecs.check_frames`): its block is decoded on the CPU instead,
+    by numcodecs, as zarr-python decodes it."""
 
 
 def _read_block_gpu(

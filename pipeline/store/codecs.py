@@ -269,6 +269,10 @@ def _content_size(codec_id: str, data: Any) -> int | None:
 
 ZSTD_MAGIC = 0xFD2FB528
 
+#: The first of the 16 magic numbers of zstd's skippable frames (RFC 8878, 3.1.2:
+#: 0x184D2A50 to 0x184D2A5F), which decoders skip.
+ZSTD_SKIPPABLE = 0x184D2A50
+
 
 def zstd_content_size(frame: Any) -> int | None:
     """The Frame_Content_Size a zstd frame's header declares (RFC 8878, 3.1.1.1); None when the
@@ -592,17 +596,28 @@ def fill_bits(fill: Any, dtype: np.dtype) -> bytes:
 
 
 def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
-    """Check, before a GPU decodes them, that the present frames of ``buf`` (a uint8 array
-    holding stored units; ``frames`` offsets into it) are whole frames of exactly
-    ``chunk_nbytes`` decoded bytes each: for zstd, the header's magic number and content size,
-    and the frame's length measured from its block headers (a cut frame would be decoded
-    from whatever bytes follow it); for no codec, the size.
+    """Check, before a GPU decodes them, the present frames of ``buf`` (a uint8 array holding
+    stored units; ``frames`` offsets into it): which of them the GPU's decoder may take, and
+    which no decoder decodes to exactly ``chunk_nbytes`` bytes. For no codec, each must be
+    exactly ``chunk_nbytes`` bytes. For zstd, the GPU (nvCOMP, one frame per chunk) takes a
+    stored chunk that is one whole zstd frame declaring exactly ``chunk_nbytes`` decoded
+    bytes, with no content checksum; its length is measured from its block headers (a cut
+    frame would be decoded from whatever bytes follow it).
 
-    Returns a mask of the present frames to decode on the host instead: those whose header
-    declares no content size (valid zstd that the GPU decoder cannot size) and those that
-    carry a content checksum (the host's decoder verifies it). Raises :class:`Damaged`
-    naming the first bad frame's index. Vectorised over frames: a 256 MiB block holds
-    thousands of them."""
+    Returns a mask of the present frames to decode on the host instead, where numcodecs
+    decodes them as zarr-python does (and refuses them there if they are damaged): those whose
+    header declares no content size (the GPU's decoder cannot size them), those that carry a
+    content checksum (the host's decoder verifies it; nvCOMP's is not known to), those that
+    start with a skippable frame (RFC 8878, 3.1.2), and those with bytes after their first
+    frame (more frames, skippable or not: numcodecs decodes them all, their content sizes
+    summed; or bytes it refuses).
+
+    Raises :class:`Damaged` naming the first frame that no decoder reads as the chunk: fewer
+    than 6 bytes, neither zstd's nor a skippable frame's magic number (numcodecs' zstd has no
+    legacy formats), a first frame whose header or blocks are cut short or that has a
+    reserved block type, a first frame that declares more than the chunk, or a frame alone in
+    its bytes that declares less. Vectorised over frames: a 256 MiB block holds thousands of
+    them."""
     present = np.flatnonzero(frames.sizes != EMPTY)
     off = frames.offsets[present].astype(np.int64)
     size = frames.sizes[present].astype(np.int64)
@@ -617,6 +632,24 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
         )
         return needs_host
     _first_bad(present, size < 6, "it holds {} bytes, too few for a zstd frame", size)
+    magic = np.zeros(len(present), np.int64)
+    for k in range(4):
+        magic |= buf[off + k].astype(np.int64) << (8 * k)
+    skippable = (magic & ~0xF) == ZSTD_SKIPPABLE
+    _first_bad(
+        present, ~skippable & (magic != ZSTD_MAGIC), "it is not a zstd frame ({} bytes)", size
+    )
+    needs_host[skippable] = True  # numcodecs skips it, and decodes what follows
+    zstd = np.flatnonzero(~skippable)
+    needs_host[zstd] = _check_zstd_frames(buf, present[zstd], off[zstd], size[zstd], chunk_nbytes)
+    return needs_host
+
+
+def _check_zstd_frames(
+    buf: np.ndarray, present: np.ndarray, off: np.ndarray, size: np.ndarray, chunk_nbytes: int
+) -> np.ndarray:
+    """:func:`check_frames` for stored chunks that start with a zstd frame (its magic number
+    checked): the mask of those to decode on the host."""
     end = off + size
 
     def byte(pos: np.ndarray) -> np.ndarray:
@@ -626,8 +659,6 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
         _first_bad(present, ~ok, "its zstd frame is cut short ({} bytes)", size)
         return got
 
-    magic = byte(off) | byte(off + 1) << 8 | byte(off + 2) << 16 | byte(off + 3) << 24
-    _first_bad(present, magic != ZSTD_MAGIC, "it is not a zstd frame ({} bytes)", size)
     fhd = byte(off + 4)
     fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
     pos = off + 5 + (1 - single) + np.array([0, 1, 2, 4])[dict_flag]
@@ -645,13 +676,12 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
                 )
             content[has] |= buf[p].astype(np.int64) << (8 * k)
     content = np.where(fcs_size == 2, content + 256, content)
-    # frames that declare no size cannot be sized for the GPU's decoder; frames with a content
-    # checksum go to the host too, whose decoder verifies it (nvCOMP's is not known to)
-    needs_host = (fcs_size == 0) | (checksum == 1)
+    declared = fcs_size > 0
+    # more than the chunk: whatever follows the frame only adds to what it decodes to
     _first_bad(
         present,
-        ~needs_host & (content != chunk_nbytes),
-        "its zstd frame declares {} decoded bytes, not the chunk's " + str(chunk_nbytes),
+        declared & (content > chunk_nbytes),
+        "its zstd frame declares {} decoded bytes, more than the chunk's " + str(chunk_nbytes),
         content,
         "size",
     )
@@ -664,24 +694,25 @@ def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int)
     one_block = last == 1
     _first_bad(
         present,
-        one_block & (frame_end != end),
-        "its zstd frame is {} bytes long, not the stored frame's",
+        one_block & (frame_end > end),
+        "its zstd frame is {} bytes long, more than are stored",
         frame_end - off,
     )
+    length = np.where(one_block, frame_end - off, 0)
     for i in np.flatnonzero(~one_block):  # frames of several blocks (over 128 KiB): walk them
-        frame = buf[off[i] : end[i]]
         try:
-            n = zstd_frame_size(frame)
+            length[i] = zstd_frame_size(buf[off[i] : end[i]])  # raises where it is cut short
         except Damaged as e:
             raise Damaged(f"chunk {int(present[i])}: {e}", e.problem, int(present[i])) from None
-        if n != size[i]:
-            raise Damaged(
-                f"chunk {int(present[i])}: its zstd frame is {n} bytes long, not the "
-                f"stored {int(size[i])}",
-                "frame",
-                int(present[i]),
-            )
-    return needs_host
+    alone = length == size  # else bytes follow the first frame: more frames, or a trailer
+    _first_bad(
+        present,
+        alone & declared & (content < chunk_nbytes),
+        "its zstd frame declares {} decoded bytes, not the chunk's " + str(chunk_nbytes),
+        content,
+        "size",
+    )
+    return ~declared | (checksum == 1) | ~alone
 
 
 def _first_bad(
@@ -701,6 +732,7 @@ __all__ = [
     "RAW_SAMPLE_FRAMES",
     "ZSTD_BLOCK_MAX",
     "ZSTD_MAGIC",
+    "ZSTD_SKIPPABLE",
     "ChunkFormat",
     "Damaged",
     "FrameCodec",

@@ -23,8 +23,8 @@ EMPTY = 2**64 - 1
 #: frames before nvCOMP decodes them (the GPU path), 'codec' where the CPU codec finds it.
 PROBLEMS = {
     "size": "it decodes (or declares it decodes) to other than the chunk's bytes",
-    "frame": "the frame checks before decoding found it cut short, malformed or not the stored "
-    "length",
+    "frame": "the frame checks before decoding found it cut short (longer than the bytes "
+    "stored) or malformed",
     "checksum": "its crc32c codec's checksum is missing or does not match",
     "index": "its shard index is short, fails its crc32c checksum, or points outside the shard",
     "codec": "a codec refused its bytes (a cut or malformed frame, a codec's own checksum) or "
