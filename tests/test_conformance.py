@@ -292,6 +292,33 @@ def two_frames(raw: bytes) -> bytes:
     return numcodecs.Zstd(level=1).encode(data[:cut]) + numcodecs.Zstd(level=3).encode(data[cut:])
 
 
+def key_made_a_directory(writer: Callable[[Path], None], key: str) -> Callable[[Path], None]:
+    """``writer``, then the stored unit ``key`` replaced by a directory (holding a file):
+    zarr-python's stores read a key that is a directory as absent (the fill value)."""
+
+    def write(path: Path) -> None:
+        writer(path)
+        (path / key).unlink()
+        (path / key).mkdir()
+        (path / key / "0").write_bytes(b"not a chunk")
+
+    return write
+
+
+def key_under_a_file(writer: Callable[[Path], None], folder: str) -> Callable[[Path], None]:
+    """``writer``, then the folder of chunks ``folder`` replaced by a file: the keys under it
+    read as absent in zarr-python's stores (NotADirectoryError)."""
+
+    def write(path: Path) -> None:
+        import shutil
+
+        writer(path)
+        shutil.rmtree(path / folder)
+        (path / folder).write_bytes(b"not a folder")
+
+    return write
+
+
 #: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
 #: as they are inside the frame (and so is everything at clevel 0).
 _BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
@@ -463,6 +490,11 @@ CASES = [
     ),
     Case("zarr3-sharded-zstd-two-frames", changed(sharded(), two_frames, shards=True)),
     Case("zarr3-sharded-zstd-skippable-first", changed(sharded(), skippable_first, shards=True)),
+    # a chunk key that is a directory, or lies under a file: zarr-python reads it as absent
+    Case("zarr2-chunk-key-a-directory", key_made_a_directory(zarr2(fill_value=1.5), "1.1")),
+    Case("zarr3-chunk-key-a-directory", key_made_a_directory(zarr3(fill_value=1.5), "c/1/2")),
+    Case("zarr3-shard-key-a-directory", key_made_a_directory(sharded(fill_value=-2.0), "c/0/1")),
+    Case("zarr3-chunk-keys-under-a-file", key_under_a_file(zarr3(fill_value=np.nan), "c/2")),
 ]
 
 

@@ -190,6 +190,32 @@ def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     )
 
 
+@pytest.mark.parametrize("scheme", ["", "simplecache::file://"], ids=["local", "fsspec"])
+def test_a_key_that_is_a_directory_holds_no_bytes_as_for_zarr(tmp_path, scheme) -> None:
+    """A chunk key that is a directory, or lies under a file, is a missing key to
+    zarr-python's stores (read as the fill value), and so to the raw reader: not an error."""
+    x = _input_array()
+    make_array(tmp_path / "in.zarr", x, (4, 5))
+    root = tmp_path / "in.zarr"
+    (root / "c" / "1" / "1").unlink()
+    (root / "c" / "1" / "1").mkdir()
+    (root / "c" / "1" / "1" / "0").write_bytes(b"not a chunk")
+    for p in (root / "c" / "3").iterdir():
+        p.unlink()
+    (root / "c" / "3").rmdir()
+    (root / "c" / "3").write_bytes(b"not a folder")
+    loc = Location.of(scheme + str(root))
+    store = loc.zarr_store(read_only=True)
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    for key in ("c/1/1", "c/3/0"):
+        assert sync(store.get(key, default_buffer_prototype())) is None, key
+        assert loc.read(key) is None, key
+        assert loc.read_into(key, lambda n: memoryview(bytearray(n))) is None, key
+    assert loc.read("c/0/0") is not None
+
+
 def test_a_replaced_zip_is_read_anew(tmp_path) -> None:
     """A process that read a zip (a long-lived worker) reads the new one once it is replaced,
     not chunks from the old one's directory."""

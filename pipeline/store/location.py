@@ -34,6 +34,12 @@ _FS_LOCK = threading.Lock()
 #: locks its own shared file.
 _ARCHIVE_READ_LOCK = threading.RLock()
 
+#: What reading a key that holds no bytes raises: no such key, a directory at the key, or a
+#: file where a folder on its path should be. zarr-python's stores (``LocalStore.get``,
+#: ``FsspecStore``'s ``allowed_exceptions``) read each of them as a missing key, so a chunk
+#: key that is a directory reads as the fill value there; the raw reader reads it alike.
+NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
 
 @dataclass(frozen=True)
 class Location:
@@ -175,24 +181,26 @@ class Location:
     # -- raw bytes -------------------------------------------------------------------------
 
     def read(self, key: str) -> bytes | None:
-        """The bytes stored under ``key``, or None when there are none."""
+        """The bytes stored under ``key``, or None when there are none (no such key, or a
+        directory there: :data:`NO_BYTES`, as zarr-python reads it)."""
         path = self._path(key)
         if self.is_local:
             try:
                 with open(path, "rb") as f:
                     return f.read()
-            except FileNotFoundError:
+            except NO_BYTES:
                 return None
         fs = self.fs()
         try:
             with _one_reader(fs):
                 return fs.cat_file(path)
-        except FileNotFoundError:
+        except NO_BYTES:
             return None
 
     def read_into(self, key: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
         """Read ``key`` into a buffer that ``alloc(size)`` returns (e.g. page-locked memory,
-        reused across calls); the filled view, or None when the key is absent."""
+        reused across calls); the filled view, or None when the key is absent (as for
+        :meth:`read`)."""
         if self.is_local:
             return _read_file_into(self._path(key), alloc)
         data = self.read(key)
@@ -432,7 +440,8 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
-    """A local file's bytes in the buffer ``alloc(size)`` gives; None when there is no file."""
+    """A local file's bytes in the buffer ``alloc(size)`` gives; None when there is no file
+    (:data:`NO_BYTES`: a directory there too)."""
     try:
         with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
@@ -444,7 +453,7 @@ def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview
                     raise OSError(errno.EIO, f"{path}: short read")
                 got += n
             return view
-    except FileNotFoundError:
+    except NO_BYTES:
         return None
 
 
