@@ -27,6 +27,7 @@ import psutil
 import pytest
 import zarr
 
+import pipeline
 from pipeline.errors import InputError, OutputError, StoreError
 from tests.conftest import STAGES, make_array, read_array, reference, write_config
 from tests.faultkit import (
@@ -572,3 +573,22 @@ def test_an_array_path_with_dot_parts_is_refused_before_anything_is_touched(
     e = refused("run", cfg)
     assert "'.' or '..'" in str(e), e
     assert file_states(tmp_path / "victim") == before
+
+
+@pytest.mark.parametrize("array", ["/g//v/", "g/v/", "/g/v"])
+def test_an_array_path_with_empty_parts_names_the_array_as_zarr_does(
+    tmp_path: Path, cli, array: str
+) -> None:
+    """Empty parts of ``output.array`` are dropped, as zarr-python drops them: the output is
+    ``g/v``, its keys and records name it so, and a second run finds it complete."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
+    summary = pipeline.run(cfg)
+    assert summary.output == str(out / "g" / "v")  # it said out.zarr/g//v
+    assert sorted(p.name for p in out.iterdir()) == ["g", "zarr.json"]
+    assert sorted(p.name for p in (out / "g").iterdir()) == ["v", "zarr.json"]
+    assert np.array_equal(zarr.open_array(str(out), path="g/v", mode="r")[...], expected(x))
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0, err

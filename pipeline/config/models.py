@@ -129,12 +129,16 @@ class GenerateConfig(Model):
 
 def _plain_path(v: Any) -> Any:
     """An array path inside a store: no '.' or '..' part (``../x`` reached outside the output
-    store, and what was there was emptied as the output was created)."""
-    if isinstance(v, str) and any(p in (".", "..") for p in v.replace("\\", "/").split("/")):
+    store, and what was there was emptied as the output was created); empty parts dropped
+    (``/g//v/`` is ``g/v``, as zarr-python normalises a path, so every key and record names
+    the array as Zarr does)."""
+    if not isinstance(v, str):
+        return v
+    if any(p in (".", "..") for p in v.replace("\\", "/").split("/")):
         raise ValueError(
             f"{v!r} has a '.' or '..' part: name the array by its plain path inside the store"
         )
-    return v
+    return "/".join(p for p in v.split("/") if p)
 
 
 class InputConfig(Model):
