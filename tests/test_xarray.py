@@ -810,6 +810,117 @@ def test_a_variable_xarray_decodes_to_times_is_refused(
     assert not (tmp_path / "out.zarr").exists()
 
 
+def with_fill_attribute(path: Path, zarr_format: int, fill: Any) -> Any:
+    """:func:`write_dataset`'s Dataset with ``t`` stored as int16 (its NaNs as a number) and
+    ``fill(s0)`` (``s0``: its stored value at [0, 0], which about 30 elements hold) set as its
+    ``_FillValue`` attribute after xarray wrote it (xarray casts its own to the dtype),
+    consolidated again. Returns ``(s0, the stored int16 values of t)``."""
+    write_dataset(path, zarr_format, {"dtype": "int16"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = zarr.open_array(str(path), path="t", mode="r")[...]
+        s0 = int(stored[0, 0])
+        t = zarr.open_array(str(path), path="t", mode="r+")
+        t.update_attributes({"_FillValue": fill(s0)})
+        zarr.consolidate_metadata(str(path))
+    return s0, stored
+
+
+AGREED = {  # (Zarr format, _FillValue from the stored value s0, whether xarray masks s0)
+    "v3-integral-float": (3, float, True),  # xarray's int(): s0.0 is s0
+    "v3-integer-text": (3, str, True),  # int("251") is 251
+    "v2-integral-float": (2, float, True),  # compared as it is: s0.0 == s0
+    "v2-integer-text": (2, str, False),  # text, equal to no number: nothing masked
+    "v2-half": (2, lambda s0: s0 + 0.5, False),  # equal to no integer: nothing masked
+    "v2-nan-text": (2, lambda s0: "NaN", False),
+}
+
+
+@pytest.mark.parametrize("name", list(AGREED))
+def test_an_integer_variables_fill_value_masks_what_xarray_masks(tmp_path: Path, name: str) -> None:
+    """An int16 variable whose ``_FillValue`` attribute is not an integer: the run decodes
+    what ``xr.open_zarr`` decodes, to the bit (masking or not; float32 either way). Zarr v3's
+    is read with ``int()`` (xarray's ``FillValueCoder.decode``), v2's compared as it is
+    (``CFMaskCoder``). The v3 text "251" had masked nothing, where xarray masks the 251s."""
+    zarr_format, fill, masks = AGREED[name]
+    s0, stored = with_fill_attribute(tmp_path / "in.zarr", zarr_format, fill)
+    decoded = open_dataset(tmp_path / "in.zarr")["t"].values
+    assert decoded.dtype == np.float32
+    assert np.array_equal(np.isnan(decoded), stored == s0 if masks else np.isnan(stored))
+    pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
+
+
+UNREADABLE_FILLS = {  # Zarr v3 _FillValue of int16 values from s0 (say 251): xarray's reading
+    "half": lambda s0: s0 + 0.5,  # int(251.5) == 251: the 251s masked
+    "nan-text": lambda s0: "NaN",  # int("NaN") fails
+    "nan": lambda s0: float("nan"),  # int(nan) fails
+    "float-text": lambda s0: f"{s0}.0",  # int("251.0") fails
+    "null": lambda s0: None,  # int(None) fails
+    "list": lambda s0: [s0],  # int([251]) fails
+}
+
+
+@pytest.mark.parametrize("name", list(UNREADABLE_FILLS))
+def test_a_v3_integer_fill_value_xarray_misreads_is_refused_naming_the_fix(
+    tmp_path: Path, name: str
+) -> None:
+    """A Zarr v3 int16 variable whose ``_FillValue`` xarray cannot read (its open fails) or
+    reads as another value (``int(251.5)`` is 251: it masks the 251s): refused in one line
+    naming the attribute and the fix, with or without mask_and_scale, before anything is
+    written. It had been masked as written (nothing, for 251.5), or had failed once the
+    output was begun, with xarray's own error."""
+    fill = UNREADABLE_FILLS[name]
+    s0, stored = with_fill_attribute(tmp_path / "in.zarr", 3, fill)
+    if name == "half":  # xarray misreads it
+        decoded = open_dataset(tmp_path / "in.zarr")["t"].values
+        assert np.array_equal(np.isnan(decoded), stored == s0)
+    else:
+        with pytest.raises((TypeError, ValueError)):
+            open_dataset(tmp_path / "in.zarr")
+    for mask_and_scale in (False, True):
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path, input={"mask_and_scale": mask_and_scale}))
+        e = info.value
+        assert e.variable == str(tmp_path / "in.zarr" / "t")
+        assert e.attributes == ["_FillValue"] and e.fix == "_FillValue as an integer"
+        assert f"_FillValue {fill(s0)!r} on its int16 values" in str(e)
+        assert len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_v3_float_fill_value_written_as_a_number_is_refused_with_xarrays_text(
+    tmp_path: Path,
+) -> None:
+    """xarray writes a Zarr v3 float variable's ``_FillValue`` as the base64 text of a double
+    and cannot open one written as a number. The refusal names the text to write; written,
+    the run decodes what xarray decodes, to the bit."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    arr = zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+")
+    v0 = float(arr[0, 0])
+    arr.update_attributes({"_FillValue": v0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    with pytest.raises(AssertionError):  # xarray's FillValueCoder.decode
+        open_dataset(tmp_path / "in.zarr")
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    e = info.value
+    assert e.attributes == ["_FillValue"] and len(str(e).splitlines()) == 1
+    text = e.fix.removeprefix("_FillValue: ").strip("'")
+    assert text != e.fix and text in str(e)
+    assert not (tmp_path / "out.zarr").exists()
+    arr.update_attributes({"_FillValue": text})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    decoded = open_dataset(tmp_path / "in.zarr")["t"].values
+    assert np.isnan(decoded[0, 0]) and np.count_nonzero(np.isnan(decoded)) == 9  # 8 were NaN
+    pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordinate(
     tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int

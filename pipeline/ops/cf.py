@@ -11,6 +11,7 @@ bit: two separately rounded operations, in xarray's order, with xarray's dtype r
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,21 +101,107 @@ def is_packed(attrs: Mapping[str, Any]) -> bool:
     return "scale_factor" in attrs or "add_offset" in attrs
 
 
+class UnreadableFill(ValueError):
+    """A Zarr v3 variable's ``_FillValue`` attribute that xarray cannot read, or reads as a
+    value other than the one written (:func:`v3_fill_value`). ``str()`` is the rest of a line
+    that begins with the variable; ``fix`` is the change that makes it readable; ``readable``:
+    xarray opens the variable (and misreads the value) rather than failing."""
+
+    def __init__(self, message: str, fix: str, readable: bool) -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.readable = readable
+
+
+#: A decimal integer as text, which xarray's ``int()`` reads as the number it says (``int()``
+#: also takes "1_000", other scripts' digits, surrounding spaces: refused, not guessed).
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def v3_fill_value(raw: Any, stored: np.dtype) -> Any:
+    """The value of a Zarr v3 variable's ``_FillValue`` attribute ``raw`` as xarray reads it
+    for elements stored as ``stored`` (its zarr backend's ``FillValueCoder.decode``, applied to
+    every v3 array of a group it opens): ``int(raw)`` for integers, the base64 text of a
+    little-endian double for floats (how xarray writes a float fill, ``FillValueCoder.encode``),
+    ``bool(raw)`` for booleans; other dtypes as they are (the pipeline decodes numbers only).
+
+    Raises :class:`UnreadableFill` where xarray fails (``int("NaN")``, ``int(None)``, a list;
+    a number, not text, on floats; text that is not eight bytes of base64) and where it reads
+    another value than the one written: ``int(1.5)`` is 1, so xarray masks the stored 1s; a
+    non-integral fill on integers is refused rather than guessed at. An integral float (2.0)
+    and a decimal integer as text ("2") are read as that integer, as xarray reads them."""
+    said = f"_FillValue {raw!r} on its {stored} values"
+    if stored.kind in "iu":
+        fix = "_FillValue as an integer"
+        how = "write _FillValue as the integer that marks missing elements, or remove it"
+        rule = "it reads a Zarr v3 integer variable's _FillValue with int()"
+        exact = (
+            isinstance(raw, (bool, int))
+            or (isinstance(raw, float) and raw.is_integer())
+            or (isinstance(raw, str) and _INTEGER_TEXT.fullmatch(raw) is not None)
+        )
+        try:
+            read = int(raw)
+            float(read)  # beyond a double, xarray's comparison with its values fails
+        except (TypeError, ValueError, OverflowError):
+            raise UnreadableFill(
+                f"{said}, which xarray cannot read ({rule}): {how}", fix, readable=False
+            ) from None
+        if exact:
+            return read
+        raise UnreadableFill(
+            f"{said}, which xarray reads as int({raw!r}) = {read} ({rule}), masking the stored "
+            f"{read}s: {how}",
+            fix,
+            readable=True,
+        )
+    if stored.kind == "f":
+        try:
+            if not isinstance(raw, (str, bytes)):  # xarray asserts it
+                raise TypeError(raw)
+            return struct.unpack("<d", base64.standard_b64decode(raw))[0]
+        except (TypeError, ValueError, struct.error):  # binascii.Error is a ValueError
+            pass
+        text = None
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            text = base64.standard_b64encode(struct.pack("<d", float(raw))).decode()
+        fix = f"_FillValue: {text!r}" if text else "_FillValue as base64 of a float64"
+        written = f"{text!r}, xarray's text for {raw!r}" if text else "xarray writes it"
+        raise UnreadableFill(
+            f"{said}, which xarray cannot read (it reads a Zarr v3 float variable's _FillValue "
+            "as the base64 text of a little-endian float64, as it writes it): write it as "
+            f"{written}, or remove it",
+            fix,
+            readable=False,
+        )
+    if stored.kind == "b":
+        return bool(raw)
+    return raw
+
+
 def fill_attributes(
-    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None
+    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None, zarr_format: int = 3
 ) -> tuple[float, ...]:
     """The stored values that mean "missing": ``_FillValue`` and ``missing_value`` (scalars or
     lists), with ``fill_value`` (a Zarr v2 array's fill value, not None) in place of
     ``_FillValue``: xarray reads a v2 array's fill value as its ``_FillValue``, over any
-    ``_FillValue`` attribute. NaN is left out (a NaN stays NaN without masking). A float
-    ``_FillValue`` that xarray wrote into Zarr v3 attributes is the base64 text of a
-    little-endian double, as xarray's ``FillValueCoder`` encodes it."""
+    ``_FillValue`` attribute. NaN is left out (a NaN stays NaN without masking).
+
+    A Zarr v3 variable's ``_FillValue`` attribute is read as xarray reads it
+    (:func:`v3_fill_value`: an integer for integers, the base64 text of a little-endian double,
+    as xarray writes it, for floats), which raises :class:`UnreadableFill` where xarray cannot
+    read it or reads another value. Every other one is compared as it is, as xarray compares it
+    (``missing_value``, and a v2 array's ``_FillValue`` attribute: base64 text there is text,
+    equal to no number)."""
     found: list[float] = []
-    fill = fill_value if fill_value is not None else attrs.get("_FillValue")
+    if fill_value is not None:
+        fill = fill_value
+    elif zarr_format == 3 and "_FillValue" in attrs:
+        fill = v3_fill_value(attrs["_FillValue"], stored)
+    else:
+        fill = attrs.get("_FillValue")
     for raw in (fill, attrs.get("missing_value")):
         for v in np.ravel(np.asarray(raw if raw is not None else [], dtype=object)):
-            if isinstance(v, str) and stored.kind == "f":
-                v = struct.unpack("<d", base64.standard_b64decode(v))[0]
             if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
                 continue
             found.append(v.item() if isinstance(v, np.generic) else v)
@@ -149,14 +236,16 @@ def decoded_dtype(stored: np.dtype, attrs: Mapping[str, Any]) -> np.dtype:
 
 
 def unpacking(
-    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None
+    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None, zarr_format: int = 3
 ) -> Unpacking | None:
     """The decoding of a variable with ``attrs`` whose elements are stored as ``stored``;
     None when there is nothing to decode (no packing, no fill value other than NaN).
 
     ``fill_value``: for a Zarr v2 variable written by xarray, the array's fill value (xarray
-    stores ``_FillValue`` there, not in the attributes)."""
-    fills = fill_attributes(attrs, stored, fill_value)
+    stores ``_FillValue`` there, not in the attributes). ``zarr_format``: the variable's; a v3
+    ``_FillValue`` attribute is read as xarray reads it, and one xarray cannot read, or reads as
+    another value, raises :class:`UnreadableFill` (:func:`fill_attributes`)."""
+    fills = fill_attributes(attrs, stored, fill_value, zarr_format)
     if not is_packed(attrs) and not fills:
         return None
     declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None

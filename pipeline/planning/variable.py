@@ -15,7 +15,14 @@ import numpy as np
 from pipeline.config.models import Config
 from pipeline.errors import ConfigError, InputError, PlanError
 from pipeline.ops import stages
-from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, is_packed, time_attributes, unpacking
+from pipeline.ops.cf import (
+    PACKING_ATTRIBUTES,
+    Unpacking,
+    UnreadableFill,
+    is_packed,
+    time_attributes,
+    unpacking,
+)
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED
 from pipeline.store.datasets import Variable
@@ -75,22 +82,25 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
     ``run`` generates first) carries into the output at ``output_path``.
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
-    packed or masked when ``input.mask_and_scale`` is false, and for an ``_Unsigned`` one;
-    ConfigError for an output Dataset it cannot write (field ``key``)."""
+    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, and
+    for a ``_FillValue`` xarray cannot read on it; ConfigError for an output Dataset it cannot
+    write (field ``key``)."""
     if arr is None:
         return Carried()
     loc = Location.of(config.input.store, config.input.storage_options)
     path = config.input.array.strip("/")
-    variable = datasets.variable_of(loc.zarr_store(read_only=True), path, arr)
+    store = loc.zarr_store(read_only=True)
+    variable = datasets.variable_of(store, path, arr)
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
         _check_frame(variable, output_path)
+    unpack = decoding(config, arr, variable is not None)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
         attrs=_with_written_coordinates(attrs, variable.coords if frame and variable else ()),
         variable=variable,
-        unpacking=decoding(config, arr, variable is not None),
+        unpacking=unpack,
         frame=frame,
     )
 
@@ -134,8 +144,11 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     array's fill value is its ``_FillValue`` (as xarray reads it).
 
     Raises InputError when the values differ from the stored elements and
-    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), and for a
-    variable xarray decodes to dates or durations (see :func:`refuse_times`)."""
+    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), for a
+    variable xarray decodes to dates or durations (see :func:`refuse_times`), and, whatever
+    ``input.mask_and_scale`` says, for a Zarr v3 ``_FillValue`` attribute that xarray cannot
+    read or reads as another value (1.5 on integers, which xarray reads as 1: see
+    :func:`pipeline.ops.cf.v3_fill_value`)."""
     attrs = dict(arr.attrs)
     where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
     if is_variable:
@@ -153,8 +166,17 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
         return None
     stored = stored.newbyteorder("=")
-    v2_fill = arr.fill_value if is_variable and arr.metadata.zarr_format == 2 else None
-    found = unpacking(attrs, stored, v2_fill)
+    zarr_format = arr.metadata.zarr_format
+    v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
+    try:
+        found = unpacking(attrs, stored, v2_fill, zarr_format)
+    except UnreadableFill as e:
+        raise InputError(
+            f"input variable {where} has {e}",
+            variable=where,
+            attributes=["_FillValue"],
+            fix=e.fix,
+        ) from None
     if found is None or config.input.mask_and_scale:
         return found
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
