@@ -921,6 +921,40 @@ def test_a_v3_float_fill_value_written_as_a_number_is_refused_with_xarrays_text(
     assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
 
 
+def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
+    tmp_path: Path,
+) -> None:
+    """xarray reads every v3 array's ``_FillValue`` when it opens a group, dropped variables
+    too: ``p``'s 'NaN' on integers had stopped the run when it wrote the output's
+    coordinates, after the output was begun. Refused before, naming ``p``; the variable
+    alone (output.array: '') is written without xarray."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        del zarr.open_group(str(tmp_path / "in.zarr"), mode="r+")["p"]  # append keeps a dtype
+        ds = xr.Dataset({"p": (("y",), np.arange(ROWS, dtype=np.int16))})
+        ds.to_zarr(str(tmp_path / "in.zarr"), mode="a", zarr_format=3)
+        p = zarr.open_array(str(tmp_path / "in.zarr"), path="p", mode="r+")
+        assert p.dtype == np.int16
+        p.update_attributes({"_FillValue": "NaN"})
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    with pytest.raises(ValueError, match="NaN"):  # xarray's int("NaN")
+        open_dataset(tmp_path / "in.zarr")
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert e.variable == str(tmp_path / "in.zarr" / "p") and e.attributes == ["_FillValue"]
+    assert "output.array: ''" in str(e) and len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    stored = zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r")[...]
+    chain = plan_chain(parse_config(config(tmp_path)).stage_specs(), stored.dtype)
+    with np.errstate(all="ignore"):
+        want = apply_chain(chain, stored)
+    assert same_bits(out[...], want)
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordinate(
     tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int

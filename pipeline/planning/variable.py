@@ -22,6 +22,7 @@ from pipeline.ops.cf import (
     is_packed,
     time_attributes,
     unpacking,
+    v3_fill_value,
 )
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED
@@ -83,8 +84,8 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
     packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, and
-    for a ``_FillValue`` xarray cannot read on it; ConfigError for an output Dataset it cannot
-    write (field ``key``)."""
+    for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
+    variable of its group; ConfigError for an output Dataset it cannot write (field ``key``)."""
     if arr is None:
         return Carried()
     loc = Location.of(config.input.store, config.input.storage_options)
@@ -96,6 +97,9 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         assert variable is not None
         _check_frame(variable, output_path)
     unpack = decoding(config, arr, variable is not None)
+    if frame:
+        assert variable is not None
+        _refuse_unreadable_fills(store, variable, loc)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
         attrs=_with_written_coordinates(attrs, variable.coords if frame and variable else ()),
@@ -103,6 +107,36 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         unpacking=unpack,
         frame=frame,
     )
+
+
+def _refuse_unreadable_fills(store: Any, variable: Variable, loc: Location) -> None:
+    """Refuse, before anything is written, an input Dataset whose group xarray cannot open: a
+    Zarr v3 array of it (a coordinate, another variable) with a ``_FillValue`` attribute that
+    xarray's zarr backend fails to read (:func:`pipeline.ops.cf.v3_fill_value`). It reads
+    every array's when it opens the group, other variables dropped or not, so ``write_frame``
+    (the coordinates, written with xarray) would fail once the output was begun (InputError,
+    fields ``variable``, ``attributes``, ``fix``). One xarray reads as another value is left:
+    a dropped variable's value does not matter, and a coordinate's is written as xarray reads
+    it."""
+    for name, arr in datasets.group_arrays(store, variable.group).items():
+        if name == variable.name or arr.metadata.zarr_format != 3:
+            continue
+        if "_FillValue" not in arr.attrs or np.dtype(arr.dtype).kind not in "iuf":
+            continue
+        try:
+            v3_fill_value(arr.attrs["_FillValue"], np.dtype(arr.dtype))
+        except UnreadableFill as e:
+            if e.readable:
+                continue
+            where = loc.join("/".join(p for p in (variable.group, name) if p))
+            raise InputError(
+                f"{where}, beside the input variable in its Dataset, has {e}; the output's "
+                "coordinates are written with xarray, which opens the whole group: fix it "
+                "there, or set output.array: '' to write the variable alone",
+                variable=where,
+                attributes=["_FillValue"],
+                fix=e.fix,
+            ) from None
 
 
 def _with_written_coordinates(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:

@@ -116,6 +116,20 @@ def array_sizes(store: Any, path: str) -> dict[str, int]:
     return dict(zip(dims_of(arr) or (), arr.shape, strict=False))
 
 
+def group_arrays(store: Any, group: str) -> dict[str, Any]:
+    """The arrays directly in the group at ``group`` of ``store`` ('' for the root), opened
+    read-only, by name (those ``xr.open_zarr`` reads for that group); {} where there is no
+    group."""
+    import zarr
+
+    try:
+        with _quiet():
+            found = zarr.open_group(store=store, path=group or None, mode="r")
+            return dict(found.arrays())
+    except Exception:
+        return {}
+
+
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
     Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
