@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -103,7 +105,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     joined, as on the command line. ``options``: the command line's, as
     :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
     ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
-    default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval``.
+    default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain
+    progress lines). Their bools and numbers may be NumPy's.
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
@@ -124,8 +127,7 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     _check_options(
         options, [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
     )
-    _check_values(options)
-    opts = RunOptions(**{"progress": "none", **options})
+    opts = RunOptions(**{"progress": "none", **_check_values(options)})
     summary = _run(_config(config), opts, client=client)
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
@@ -133,10 +135,12 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     return summary
 
 
-def _check_values(options: Mapping[str, Any]) -> None:
+def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse an option of :func:`run` whose value is of the wrong kind (OptionError: fields
     ``option``, ``valid``, the values it takes): ``overwrite="false"`` would otherwise replace
-    an output, as any non-empty string is true."""
+    an output, as any non-empty string is true. NumPy's bools and numbers (what a caller holds
+    after computing with NumPy) are taken as Python's; returns the options with them as
+    Python's ``bool`` and ``float``."""
     kinds: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "overwrite": ("True or False", _is_bool),
         "resume": ("True or False", _is_bool),
@@ -154,17 +158,34 @@ def _check_values(options: Mapping[str, Any]) -> None:
                 valid=[what],
                 suggestion=None,
             )
+    as_python = {"overwrite": bool, "resume": bool, "interval": float}
+    return {k: as_python[k](v) if k in as_python else v for k, v in options.items()}
 
 
 _PROGRESS = ("none", "plain", "bar", "auto")
 
 
 def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool) or type(v).__name__ == "bool_"  # NumPy's too
+    """Python's bool, or NumPy's (``np.True_``, whose type NumPy 2 names "bool", not
+    "bool_"); NumPy is looked up only where the caller has imported it."""
+    np = sys.modules.get("numpy")
+    return isinstance(v, bool) or (np is not None and isinstance(v, np.bool_))
 
 
 def _is_positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not _is_bool(v) and 0 < v < float("inf")
+    """A real number (Python's or NumPy's, not a bool) above 0, finite as a float."""
+    return (seconds := _seconds(v)) is not None and 0 < seconds < float("inf")
+
+
+def _seconds(v: Any) -> float | None:
+    """``v`` as a float where it is a real number (Python's or NumPy's, not a bool); None
+    where it is not, or too large for a float."""
+    if not isinstance(v, numbers.Real) or _is_bool(v):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
 
 
 def _is_path(v: Any) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -267,6 +268,14 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
         ("progress", "bogus"),
         ("interval", -1),
         ("interval", True),
+        ("interval", np.True_),
+        ("interval", "2"),
+        ("interval", None),
+        ("interval", float("nan")),
+        ("interval", np.float64("inf")),
+        ("interval", 10**400),  # no float
+        ("overwrite", None),
+        ("overwrite", np.int64(1)),
         ("report", 3),
     ],
 )
@@ -282,6 +291,24 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
         pipeline.run(path, **{option: value})
     assert info.value.option == option and len(str(info.value).splitlines()) == 1
     assert file_states(out) == before
+
+
+def test_numpy_bools_and_numbers_are_taken_as_pythons(tmp_path: Path, capsys: Any) -> None:
+    """What a caller holds after computing with NumPy: ``np.True_`` (its type is named "bool"
+    in NumPy 2, not "bool_": it had been refused as not True or False), ``np.float64``,
+    ``np.int64``."""
+    x = small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    flag = np.max(x) > np.min(x)  # np.True_
+    assert type(flag) is np.bool_
+    interval = np.float64(0.005) * 2
+    summary = pipeline.run(path, resume=~flag, progress="plain", interval=interval)
+    assert summary.status == "complete"
+    assert re.search(r"^\[run\] \d+/\d+ blocks \(100%\)", capsys.readouterr().err, re.M)
+    summary = pipeline.run(path, overwrite=flag, interval=np.int64(3))
+    assert summary.status == "complete"
+    assert np.array_equal(read_array(out), reference(x))
 
 
 def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
