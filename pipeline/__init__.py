@@ -106,7 +106,7 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
     ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
     default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain
-    progress lines). Their bools and numbers may be NumPy's.
+    progress lines, at least 0.01). Their bools and numbers may be NumPy's.
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
@@ -141,11 +141,13 @@ def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
     an output, as any non-empty string is true. NumPy's bools and numbers (what a caller holds
     after computing with NumPy) are taken as Python's; returns the options with them as
     Python's ``bool`` and ``float``."""
+    from pipeline.reporting.progress import INTERVAL_RULE
+
     kinds: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "overwrite": ("True or False", _is_bool),
         "resume": ("True or False", _is_bool),
         "progress": ('"none", "plain", "bar" or "auto"', lambda v: v in _PROGRESS),
-        "interval": ("a number of seconds above 0", _is_positive),
+        "interval": (INTERVAL_RULE, _is_interval),
         "report": ("a file path or None", _is_path),
         "summary_json": ("a file path or None", _is_path),
     }
@@ -172,9 +174,11 @@ def _is_bool(v: Any) -> bool:
     return isinstance(v, bool) or (np is not None and isinstance(v, np.bool_))
 
 
-def _is_positive(v: Any) -> bool:
-    """A real number (Python's or NumPy's, not a bool) above 0, finite as a float."""
-    return (seconds := _seconds(v)) is not None and 0 < seconds < float("inf")
+def _is_interval(v: Any) -> bool:
+    """A real number (Python's or NumPy's, not a bool) that is an interval a run takes."""
+    from pipeline.reporting.progress import is_interval
+
+    return (seconds := _seconds(v)) is not None and is_interval(seconds)
 
 
 def _seconds(v: Any) -> float | None:

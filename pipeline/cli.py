@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--progress-interval",
-        type=_positive_seconds,
+        type=_interval_seconds,
         default=5.0,
         metavar="SECONDS",
         help="seconds between plain progress lines",
@@ -411,14 +411,18 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
     return 0
 
 
-def _positive_seconds(text: str) -> float:
-    """``run --progress-interval``: a number of seconds above 0."""
+def _interval_seconds(text: str) -> float:
+    """``run --progress-interval``: a number of seconds of at least
+    :data:`~pipeline.reporting.progress.MIN_INTERVAL` (0.01, why there), finite: the rule of
+    :func:`pipeline.run`'s ``interval``."""
+    from pipeline.reporting.progress import INTERVAL_RULE, is_interval
+
     try:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    if not is_interval(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {INTERVAL_RULE}")
     return seconds
 
 

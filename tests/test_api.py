@@ -274,6 +274,8 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
         ("interval", float("nan")),
         ("interval", np.float64("inf")),
         ("interval", 10**400),  # no float
+        ("interval", 1e-300),  # no progress loop prints that often (MIN_INTERVAL)
+        ("interval", np.float64(0.009)),
         ("overwrite", None),
         ("overwrite", np.int64(1)),
         ("report", 3),
@@ -296,13 +298,13 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
 def test_numpy_bools_and_numbers_are_taken_as_pythons(tmp_path: Path, capsys: Any) -> None:
     """What a caller holds after computing with NumPy: ``np.True_`` (its type is named "bool"
     in NumPy 2, not "bool_": it had been refused as not True or False), ``np.float64``,
-    ``np.int64``."""
+    ``np.int64``. The shortest interval taken prints plain lines."""
     x = small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
     flag = np.max(x) > np.min(x)  # np.True_
     assert type(flag) is np.bool_
-    interval = np.float64(0.005) * 2
+    interval = np.float64(0.005) * 2  # 0.01, MIN_INTERVAL
     summary = pipeline.run(path, resume=~flag, progress="plain", interval=interval)
     assert summary.status == "complete"
     assert re.search(r"^\[run\] \d+/\d+ blocks \(100%\)", capsys.readouterr().err, re.M)

@@ -120,8 +120,11 @@ def test_a_report_file_that_cannot_be_written_is_refused_before_the_output_is_to
     assert len(err.strip().splitlines()) == 1 and flag in err, err
 
 
-@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "soon"])
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "soon", "inf", "1e-300", "0.009"])
 def test_a_progress_interval_of_no_seconds_is_refused(tmp_path, small, seconds) -> None:
+    """Below 0.01 s (1e-300 had been taken), no progress loop prints that often: refused with
+    the rule of ``pipeline.run``'s ``interval`` (tests/test_api.py); 0.01 itself is taken
+    (``test_run_prints_dashboard_then_plain_progress``)."""
     _, cfg = small
     p = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "--progress-interval", seconds, str(cfg)],
@@ -130,6 +133,7 @@ def test_a_progress_interval_of_no_seconds_is_refused(tmp_path, small, seconds) 
         timeout=120,
     )
     assert p.returncode == 2 and "--progress-interval" in p.stderr, p.stderr
+    assert "of at least 0.01" in p.stderr.splitlines()[-1], p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "out.zarr").exists()
 
 
