@@ -115,8 +115,16 @@ def _specials(dtype: str) -> np.ndarray:
         Unpacking("<f8", (-999, 7), 1e-300, -3.0),
         Unpacking("<f4", (0.0,), None, None),
         Unpacking("<f8", (), None, 2.5),
+        Unpacking("<f4", ("7", 1.5), None, None),
     ],
-    ids=["f4-fill-scale-offset", "f4-scale", "f8-fills-tiny-scale", "f4-zero-fill", "f8-offset"],
+    ids=[
+        "f4-fill-scale-offset",
+        "f4-scale",
+        "f8-fills-tiny-scale",
+        "f4-zero-fill",
+        "f8-offset",
+        "f4-text-fill",
+    ],
 )
 def test_the_read_steps_decoding_keeps_every_bit(stored: str, u: Unpacking, xp: Any) -> None:
     """Each backend's decoding of packed elements is NumPy's (:meth:`Unpacking.apply`) to the

@@ -52,6 +52,8 @@ class Unpacking:
         y = x.astype(self.dtype, copy=True)
         missing = None
         for fv in self.fill_values:
+            if isinstance(fv, (str, bytes)):
+                continue  # text equals no number (NumPy's comparison; CuPy's would raise)
             hit = y == fv
             missing = hit if missing is None else missing | hit
         if self.scale_factor is not None:

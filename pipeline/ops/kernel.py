@@ -223,8 +223,9 @@ def unpack_source(
     ``y[missing] = np.nan`` stores it) where that value equals one of ``fill_values``, else
     ``value * scale_factor + add_offset``, two separately rounded operations. The fill values,
     scale and offset travel converted to ``dtype``, as NumPy converts a Python scalar against an
-    array (NEP 50). Raises ValueError for another ``dtype`` (float16 goes through CuPy's own
-    operations)."""
+    array (NEP 50); a fill value that is text (a v2 ``missing_value`` of text) is equal to no
+    number, as NumPy's comparison has it, and is left out. Raises ValueError for another
+    ``dtype`` (float16 goes through CuPy's own operations)."""
     if dtype.name not in ("float32", "float64"):
         raise ValueError(f"no unpacking kernel for {dtype}")
     ct = CTYPES[dtype.name]
@@ -243,7 +244,8 @@ def unpack_source(
         scalars.append(np.asarray(value, dtype=dtype)[()])  # type: ignore[arg-type]
         return names[-1]
 
-    hits = [f"pl_eq_{bits}(v, {scalar('f', fv)})" for fv in fill_values]
+    numbers = [fv for fv in fill_values if isinstance(fv, (int, float, np.number))]
+    hits = [f"pl_eq_{bits}(v, {scalar('f', fv)})" for fv in numbers]  # text equals no number
     lines.append(f"const bool missing = {' || '.join(hits) if hits else 'false'};")
     if scale_factor is not None:
         lines.append(f"v = pl_mul_{bits}(v, {scalar('s', scale_factor)});")
