@@ -69,8 +69,10 @@ class InputError(PipelineError):
     Fields, as they apply: ``store`` (where the array is: the store and ``array``, the path in
     it, joined; ``input`` where the check is of a whole input), ``status`` ('absent',
     'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
-    replace), ``dtype``, ``shape`` and ``chunks``, ``region`` (one zarr-python cannot read),
-    ``variable``, ``attributes`` and ``fix`` (the setting that decodes a packed variable).
+    replace, 'blocked' for a path it cannot write under a Zarr array or a file, with
+    ``blocking`` and ``node`` as an OutputError's), ``dtype``, ``shape`` and ``chunks``,
+    ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and ``fix`` (the
+    setting that decodes a packed variable).
     """
 
 
@@ -94,7 +96,9 @@ class OutputError(PipelineError):
     not writable, or overlaps the input (and, for ``schema --update``, the document updated).
 
     Fields: ``output`` (where), and as they apply ``status`` (what is there: 'absent',
-    'complete', 'incomplete', 'remains', 'foreign', 'occupied', 'not-zarr'), ``changed``
+    'complete', 'incomplete', 'remains', 'foreign', 'occupied', 'not-zarr'; 'blocked' for a
+    path under a Zarr array or a file, with ``blocking``, where that is, and ``node``, its
+    kind: 'array', 'v2 array' or 'file'), ``changed``
     (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
     ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
     ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output

@@ -267,6 +267,82 @@ def test_a_v3_output_is_refused_inside_a_zarr_v2_group(tmp_path: Path, cli) -> N
     assert file_states(out) == before
 
 
+def _blocker(out: Path, kind: str) -> str:
+    """Put in ``out`` (an output store) what nothing can be written under: a Zarr array
+    ``keep`` (v3 or v2, written by zarr-python, with data), the store's root an array, or a
+    file ``keep``; the blocking node's path in the store."""
+    data = np.arange(6, dtype=np.float64)
+    if kind == "file":
+        out.mkdir()
+        (out / "keep").write_text("mine")
+        return "keep"
+    if kind == "root-array":
+        make_array(out, data, (3,))
+        return ""
+    make_array(out, data, (3,), zarr_format=2 if kind == "v2-array" else 3, name="keep")
+    return "keep"
+
+
+@pytest.mark.parametrize("array", ["keep/v", "keep/g/v"])
+@pytest.mark.parametrize("kind", ["array", "v2-array", "root-array", "file"])
+def test_an_output_under_an_array_or_a_file_is_refused_before_anything_is_written(
+    tmp_path: Path, kind: str, array: str
+) -> None:
+    """``output.array: keep/v`` where ``keep`` is a Zarr array (or the store's root is one, or
+    ``keep`` is a file): nothing can be written under it, and the run failed after taking the
+    lock, with zarr-python's ValueError (or a NotADirectoryError), leaving its run record
+    behind. Refused in one line naming the node in the way, with or without --overwrite."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    here = _blocker(out, kind)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
+    before = file_states(out)
+    node = {"array": "array", "root-array": "array", "v2-array": "v2 array", "file": "file"}
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError), e
+        assert (e.output, e.status) == (str(out / array), "blocked")
+        assert (e.blocking, e.node) == (str(out / here) if here else str(out), node[kind])
+        assert f"{e.blocking} is a" in str(e)
+    assert file_states(out) == before
+
+
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path: Path) -> None:
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    _blocker(out, "file")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": "keep"})
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError), e
+        assert (e.status, e.blocking, e.node) == ("blocked", str(out / "keep"), "file")
+        assert "never replaces it" in str(e)
+    assert file_states(out) == before
+
+
+@pytest.mark.parametrize("kind", ["array", "v2-array", "file"])
+def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """``input.generate`` into ``keep/x`` under a Zarr array or a file: refused in one line
+    (it was zarr-python's ValueError, or a NotADirectoryError), the store as it was."""
+    store = tmp_path / "gen.zarr"
+    _blocker(store, kind)
+    cfg = write_config(
+        tmp_path,
+        store,
+        tmp_path / "out.zarr",
+        input={"array": "keep/x", "generate": {"shape": [10, 10]}},
+    )
+    before = file_states(store)
+    e = refused("generate", cfg, "--progress", "none")
+    assert isinstance(e, InputError), e
+    assert (e.input, e.status) == (str(store / "keep" / "x"), "blocked")
+    assert e.blocking == str(store / "keep")
+    assert file_states(store) == before
+
+
 def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
     """`generate` writes an input; pointed at existing data by mistake, it must refuse."""
     x = np.arange(100, dtype=np.float32).reshape(10, 10)

@@ -459,6 +459,27 @@ def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     assert ds.attrs == open_dataset(tmp_path / "in.zarr").attrs
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_an_output_dataset_in_place_of_an_array_is_refused_and_the_array_kept(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """``output.array: keep/t`` where ``keep`` is an array something else wrote: the output
+    Dataset's group would be ``keep``, whose metadata a fresh start deleted (the array's, a
+    v3 zarr.json) before xarray wrote a group there. Refused before anything is written."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    make_array(out, np.arange(6.0), (3,), zarr_format=zarr_format, name="keep")
+    before = file_states(out)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config(tmp_path, output={"array": "keep/t"}), overwrite=overwrite)
+        e = info.value
+        assert (e.status, e.blocking) == ("blocked", str(out / "keep"))
+        assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    assert np.array_equal(zarr.open_array(str(out), path="keep", mode="r")[:], np.arange(6.0))
+
+
 def _opens_without_warnings(store: Path, group: str | None = None) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -77,9 +77,27 @@ def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
 def check_generate_target(loc: Location, array: str) -> None:
     """Refuse to generate over data that ``generate`` did not create: it replaces what is at
     the input's path, and an input is someone's data (InputError: ``input``, ``status``
-    'foreign')."""
+    'foreign'); and a path under a Zarr array or a local file, or one that is a local file,
+    where nothing can be made (InputError: ``input``, ``status`` 'blocked', ``blocking``,
+    ``node``, as :func:`pipeline.running.output.check_parents`)."""
     path = array.strip("/")
     where = loc.join(path)
+    found = arrays.node_in_the_way(loc, path)
+    if found is not None:
+        here, node = found
+        place = loc.join(here)
+        if here == path:
+            why = f"{where} is a file, which generate never replaces"
+        else:
+            why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
+        raise InputError(
+            f"cannot generate the input at {where}: {why}; point input.store (or input.array) "
+            "elsewhere",
+            input=where,
+            status="blocked",
+            blocking=place,
+            node=node,
+        )
     for meta in ("zarr.json", ".zarray", ".zgroup"):
         if loc.exists(f"{path}/{meta}" if path else meta):
             try:

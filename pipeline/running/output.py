@@ -154,6 +154,35 @@ def group_members(loc: Location, path: str) -> list[str]:
     return [n for n in loc.list(path) if n not in GROUP_METADATA and n != RECORD]
 
 
+def check_parents(plan: Plan) -> None:
+    """Refuse an output that nothing can be written at: under a Zarr array (v3 or v2), which
+    holds no other nodes (zarr-python refuses to create one under it, and an output Dataset's
+    group put in its place would drop its metadata), or under a local file; or the output
+    path itself a local file, which the pipeline never replaces (OutputError, before anything
+    is written: fields ``output``, ``status`` 'blocked', ``blocking`` (where that node is),
+    ``node`` ('array', 'v2 array' or 'file'))."""
+    loc = plan.output.location
+    found = arrays.node_in_the_way(loc, plan.output.path)
+    if found is None:
+        return
+    here, node = found
+    where, place = loc.join(plan.output.path), loc.join(here)
+    what = arrays.NODE_WORDS[node]
+    if here == plan.output.path.strip("/"):
+        message = (
+            f"{where} is {what}, not a Zarr array; the pipeline never replaces it, even with "
+            "--overwrite: choose another output.array or output.store, or remove it yourself"
+        )
+    else:
+        why = arrays.NODE_WHY[node]
+        fix = f"an output.array that is not under {here!r}, or " if here else ""
+        message = (
+            f"cannot write the output at {where}: {place} is {what}, and {why}: choose "
+            f"{fix}another output.store"
+        )
+    raise OutputError(message, output=where, status="blocked", blocking=place, node=node)
+
+
 def check_formats_agree(plan: Plan) -> None:
     """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
@@ -290,11 +319,13 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     two runs' blocks); a refusal names what changed (the error's ``changed``).
 
     The error's fields: ``output`` (where), ``status`` (what is there, as
-    :func:`output_state` says), ``changed`` (for a stale output), ``holder`` (for an output
-    another run is writing: its ``pid``, ``host``, ``since``).
+    :func:`output_state` says; 'blocked' for an output under an array or a file, with
+    ``blocking`` and ``node``: :func:`check_parents`), ``changed`` (for a stale output),
+    ``holder`` (for an output another run is writing: its ``pid``, ``host``, ``since``).
 
     Reads only: nothing is written before this has decided (and the lock is taken)."""
     where = plan.output.location.join(plan.output.path)
+    check_parents(plan)
     ledger = plan.sink.ledger
     if ledger is not None:
         holder = ledger.holder()
