@@ -72,7 +72,10 @@ class InputError(PipelineError):
     replace, 'blocked' for a path it cannot write under a Zarr array or a file, with
     ``blocking`` and ``node`` as an OutputError's), ``dtype``, ``shape`` and ``chunks``,
     ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and ``fix`` (the
-    setting that decodes a packed variable).
+    setting that decodes a packed variable); for a Dataset whose consolidated metadata is
+    stale, ``member`` (the array it describes otherwise) and ``differs`` (what: metadata
+    fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
+    ``dimension``, ``size`` and ``expected``.
     """
 
 

@@ -522,6 +522,122 @@ def test_a_dataset_consolidated_at_its_stores_root_is_a_consolidated_input(
     assert "t" in _opens_without_warnings(tmp_path / "out.zarr").data_vars
 
 
+def _append_rows(store: Path, names: tuple[str, ...], rows: int) -> None:
+    """Grow the arrays ``names`` of the Dataset at ``store`` by ``rows`` along their first
+    axis, with zarr-python (each array's own metadata), leaving the group's consolidated
+    metadata as it was: a store appended to without consolidating again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            arr = zarr.open_array(str(store), path=name, mode="r+")
+            n = arr.shape[0]
+            arr.resize((n + rows, *arr.shape[1:]))
+            arr[n:] = np.arange(rows * int(np.prod(arr.shape[1:]))).reshape(rows, *arr.shape[1:])
+
+
+STALE = {
+    "appended": ("t", ["shape"]),  # the variable and its coordinate y grown by 5 rows
+    "coordinate-appended": ("y", ["shape"]),  # y alone grown: xarray saw 40 of 45 rows
+    "coordinate-gone": ("lon", ["gone"]),  # lon deleted: xarray read its fill values
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("case", list(STALE))
+def test_stale_consolidated_metadata_is_refused_before_anything_is_written(
+    tmp_path: Path, zarr_format: int, case: str
+) -> None:
+    """The members changed after the group's metadata was consolidated: xr.open_zarr reads
+    the consolidated copy (and so other values from the same chunks), the pipeline each
+    array's own metadata. The run had read its coordinates from the consolidated copy and
+    the variable from its own: an output of 45 rows with a coordinate of 40, which xarray
+    cannot open, or a coordinate of fill values. Refused in one line before anything is
+    written; consolidated again, the input runs, and comes out as xarray opens it."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    member, differs = STALE[case]
+    if case == "appended":
+        _append_rows(src, ("t", "y", "p"), 5)
+    elif case == "coordinate-appended":
+        _append_rows(src, ("y",), 5)
+    else:
+        shutil.rmtree(src / "lon")
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert (e.variable, e.member, e.differs) == (str(src / "t"), member, differs)
+    assert len(str(e).splitlines()) == 1 and "consolidate" in e.fix
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before  # the input is never modified
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    if case == "coordinate-appended":  # now xarray refuses it too: y has 45, t 40 rows
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path))
+        e = info.value
+        assert (e.coordinate, e.dimension, e.size, e.expected) == ("y", "y", ROWS + 5, ROWS)
+        with pytest.raises(ValueError, match="conflicting sizes"):
+            open_dataset(src)
+        return
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    ds = open_dataset(tmp_path / "out.zarr")
+    want = open_dataset(src)
+    assert ds["t"].shape == want["t"].shape and set(ds.coords) == set(want.coords)
+    for c in want.coords:
+        assert same_bits(ds[c].values, want[c].values), c
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_attributes_changed_after_consolidation_come_from_the_arrays_with_a_note(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Attributes of the variable, a coordinate and the group (a Dataset in the group ``g``,
+    consolidated at the store's root, as xarray writes it) changed after consolidation: the
+    output carries each array's own (its coordinates' and the group's had come from the
+    consolidated copy, the variable's from its own), and the plan says that xarray shows the
+    input otherwise."""
+    write_dataset(tmp_path / "src.zarr", zarr_format)
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(tmp_path / "src.zarr")).load()
+        ds.to_zarr(str(src), group="g", zarr_format=zarr_format, consolidated=True)
+        zarr.open_array(str(src), path="g/t", mode="r+").attrs["units"] = "degC"
+        zarr.open_array(str(src), path="g/x", mode="r+").attrs["units"] = "m"
+        group = zarr.open_group(str(src), path="g", mode="r+", use_consolidated=False)
+        group.attrs["title"] = "new"
+    seen = open_dataset(src, "g")  # xarray: the consolidated copy
+    assert (seen["x"].attrs["units"], seen.attrs["title"]) == ("km", "a test field")
+    cfg = config(tmp_path, input={"array": "g/t"}, output={"array": "t"})
+    plan = pipeline.plan(cfg)
+    (note,) = [n for n in plan.notes if "consolidated" in n]
+    assert "title of the group" in note and "units of 't'" in note and "units of 'x'" in note
+    assert pipeline.run(cfg).status == "complete"
+    ds = open_dataset(tmp_path / "out.zarr")
+    assert ds["t"].attrs["units"] == "degC" and ds["x"].attrs["units"] == "m"
+    assert ds.attrs["title"] == "new"
+
+
+def test_a_dataset_consolidated_only_in_its_group_is_read_from_its_arrays(
+    tmp_path: Path,
+) -> None:
+    """A group with consolidated metadata of its own, the store's root without: xarray's
+    ``consolidated=True`` looks at the root only, and the run failed there after taking the
+    lock; the coordinates are read from each array's own metadata."""
+    src = tmp_path / "src.zarr"
+    write_dataset(src, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(src)).load()
+        ds.to_zarr(str(tmp_path / "in.zarr"), group="g", zarr_format=3, consolidated=False)
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"), path="g")
+    cfg = config(tmp_path, input={"array": "g/t"}, output={"array": "t"})
+    assert pipeline.run(cfg).status == "complete"
+    assert set(open_dataset(tmp_path / "out.zarr").coords) == {"y", "x", "lon"}
+
+
 def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
     tmp_path: Path,
 ) -> None:

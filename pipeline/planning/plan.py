@@ -334,6 +334,7 @@ def make_plan(
     check_stores_reachable(config, protocol)
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
+    notes += kept.notes
     chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)

@@ -51,6 +51,8 @@ class Carried:
     """the output is written as a variable of a group, with the input group's attributes
     and coordinates around it (the input is a variable of a Dataset, the output not at the
     root of its store)"""
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    """what the plan says besides (attributes a stale consolidated copy holds otherwise)"""
 
     @property
     def dims(self) -> tuple[str, ...] | None:
@@ -85,7 +87,10 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
     packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, and
     for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
-    variable of its group; ConfigError for an output Dataset it cannot write (field ``key``)."""
+    variable of its group; InputError (fields ``variable``, ``member``, ``differs``, ``fix``)
+    for a variable whose group's consolidated metadata is stale (:func:`check_consolidated`),
+    and for one whose coordinates have another size (:func:`_check_sizes`); ConfigError for an
+    output Dataset it cannot write (field ``key``)."""
     if arr is None:
         return Carried()
     loc = Location.of(config.input.store, config.input.storage_options)
@@ -97,15 +102,18 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         assert variable is not None
         _check_frame(variable, output_path)
     unpack = decoding(config, arr, variable is not None)
+    notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
     if frame:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
+        _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
         attrs=_with_written_coordinates(attrs, variable.coords if frame and variable else ()),
         variable=variable,
         unpacking=unpack,
         frame=frame,
+        notes=tuple(notes),
     )
 
 
@@ -137,6 +145,65 @@ def _refuse_unreadable_fills(store: Any, variable: Variable, loc: Location) -> N
                 attributes=["_FillValue"],
                 fix=e.fix,
             ) from None
+
+
+def _check_sizes(loc: Location, variable: Variable) -> None:
+    """Refuse a variable whose coordinates written beside the output have a dimension of
+    another size than the variable's (xarray holds one size per dimension in a Dataset, so
+    ``xr.open_zarr`` fails on the input, and would on the output): InputError, fields
+    ``variable``, ``coordinate``, ``dimension``, ``size`` (the coordinate's), ``expected``
+    (the variable's, or another coordinate's)."""
+    if not variable.conflicts:
+        return
+    coord, dim, size, other, expected = variable.conflicts[0]
+    where = loc.join(variable.group, variable.name)
+    whose = "the variable" if other == variable.name else f"its coordinate {other!r}"
+    raise InputError(
+        f"input variable {where}: its coordinate {coord!r} has {size} elements along "
+        f"{dim!r}, {whose} {expected}, and a Dataset has one size per dimension "
+        "(xr.open_zarr fails on it): write the coordinate with the variable's size, or set "
+        "output.array: '' to write the variable alone, without its coordinates",
+        variable=where,
+        coordinate=coord,
+        dimension=dim,
+        size=size,
+        expected=expected,
+    )
+
+
+def check_consolidated(loc: Location, store: Any, variable: Variable, frame: bool) -> list[str]:
+    """Refuse a variable whose group's consolidated metadata, which ``xr.open_zarr`` reads by
+    default, disagrees with what the variable, or (``frame``) a coordinate written beside the
+    output, holds in its own metadata, which the pipeline reads: another shape, dtype,
+    chunks, codecs, fill value or dimension names, or a member it does not list (or lists,
+    gone): xarray would read other values from the same chunks, so the store is damaged
+    (InputError: ``variable``, ``member``, ``differs``, ``fix``). Only attributes that
+    differ are a note (returned): the output carries the members' own."""
+    found = datasets.stale(store, variable, with_coords=frame)
+    where = loc.join(variable.group) if variable.group else loc.url
+    fix = "consolidate the input's metadata again"
+    for s in found:
+        if s.part == "attributes":
+            continue
+        raise InputError(
+            f"the consolidated metadata of the input Dataset {where} is stale: {s.said} "
+            "(changed since it was consolidated); xr.open_zarr reads that copy, and would "
+            "see other values than the pipeline reads: consolidate the input's metadata "
+            "again (zarr.consolidate_metadata on its store), or run on a fresh copy of it",
+            variable=loc.join(variable.group, variable.name),
+            member=s.member,
+            differs=list(s.keys) or [s.part],
+            fix=fix,
+        )
+    if not found:
+        return []
+    differ = "; ".join(s.said for s in found)
+    return [
+        f"the consolidated metadata of the input Dataset {where} holds other attributes than "
+        f"the group's and its arrays' own metadata ({differ}: changed since it was "
+        "consolidated): the output carries their own, which xr.open_zarr of the input does "
+        "not show until its metadata is consolidated again"
+    ]
 
 
 def _with_written_coordinates(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ the input had it.
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,12 @@ class Variable:
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
-    """the size of each dimension of the variable and of its coordinates"""
+    """the size of each dimension of the variable and of its coordinates (the variable's,
+    where a coordinate has another)"""
+    conflicts: tuple[tuple[str, str, int, str, int], ...] = field(default=(), compare=False)
+    """coordinates with a dimension of another size than the variable's (or an earlier
+    coordinate's), which xarray refuses (one size per dimension in a Dataset): (coordinate,
+    dimension, its size, the array that has the other size, that size)"""
 
 
 @contextlib.contextmanager
@@ -85,13 +91,21 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    with _quiet():  # opening each member warns again
-        members = {k: v for k, v in group.arrays()}
     wanted = list(dims) + str(attrs.get("coordinates", "")).split()
-    coords = tuple(n for n in dict.fromkeys(wanted) if n in members and n != name)
+    members = {  # their own metadata, not a consolidated copy of it (see stale)
+        n: a
+        for n in dict.fromkeys(wanted)
+        if n != name and (a := _own_array(store, _key(group_path, n))) is not None
+    }
+    coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
+    by = dict.fromkeys(dims, name)
+    conflicts = []
     for c in coords:
-        sizes.update(dict(zip(dims_of(members[c]) or (), members[c].shape, strict=False)))
+        for dim, size in zip(dims_of(members[c]) or (), members[c].shape, strict=False):
+            by.setdefault(dim, c)
+            if sizes.setdefault(dim, size) != size:
+                conflicts.append((c, dim, int(size), by[dim], int(sizes[dim])))
     return Variable(
         group=group_path,
         name=name,
@@ -100,7 +114,23 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         coords=coords,
         consolidated=_consolidated(group),
         sizes=sizes,
+        conflicts=tuple(conflicts),
     )
+
+
+def _key(group: str, name: str) -> str:
+    return f"{group}/{name}" if group else name
+
+
+def _own_array(store: Any, path: str) -> Any | None:
+    """The array at ``path`` as its own metadata describes it (None where there is none)."""
+    import zarr
+
+    try:
+        with _quiet():
+            return zarr.open_array(store=store, path=path, mode="r")
+    except Exception:
+        return None
 
 
 def array_sizes(store: Any, path: str) -> dict[str, int]:
@@ -188,6 +218,117 @@ def _exists(group: Any, key: str) -> bool:
     return bool(sync(group.store_path.store.exists(prefix + key)))
 
 
+@dataclass(frozen=True)
+class Stale:
+    """Where the consolidated metadata that ``xr.open_zarr`` reads disagrees with what a
+    member of the group holds in its own metadata (the member changed after consolidation)."""
+
+    member: str
+    """the array's name in the group ('' for the group itself)"""
+    part: str
+    """'attributes', 'structure' (shape, dtype, chunks, codecs, fill value, dimension names:
+    xarray would read other values), 'unlisted' (the consolidated copy lacks the member) or
+    'gone' (it lists a coordinate the group no longer holds)"""
+    keys: tuple[str, ...] = ()
+    """the attributes or metadata fields that differ"""
+    said: str = ""
+    """the difference in a few words"""
+
+
+def _as_xarray_opens(store: Any, group: str) -> Any:
+    """The group ``group`` as ``xr.open_zarr`` opens it by default (``consolidated=None``,
+    ``_get_open_params`` in xarray's zarr backend): the store's root through its consolidated
+    metadata, else through its stored metadata, then ``root[group]`` (through the root's
+    consolidated copy, or the group's own)."""
+    import zarr
+
+    with _quiet():
+        try:
+            root = zarr.open_consolidated(store, mode="r")
+        except (ValueError, KeyError):  # what xarray catches, then opens it unconsolidated
+            root = zarr.open_group(store, mode="r")
+        return root[group] if group else root
+
+
+def _texts(doc: dict[str, Any]) -> dict[str, str]:
+    """Each value of a metadata document as canonical JSON text (NaN fill values compare)."""
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in doc.items()}
+
+
+def _differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
+    ta, tb = _texts(a), _texts(b)
+    return tuple(sorted(k for k in ta.keys() | tb.keys() if ta.get(k) != tb.get(k)))
+
+
+def _structure(arr: Any) -> dict[str, Any]:
+    """What an array's metadata says of its values, without its attributes (v2's dimension
+    names, which live there, included)."""
+    doc = dict(arr.metadata.to_dict())
+    doc.pop("attributes", None)
+    doc["dimension_names"] = dims_of(arr)
+    return doc
+
+
+def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
+    """Where the consolidated metadata that ``xr.open_zarr`` reads for the group of ``var``
+    disagrees with the own metadata of the group, of ``var`` and (``with_coords``) of its
+    coordinates, which the pipeline reads (the chunks are stored as those say); [] where
+    xarray reads the members' own metadata too (no consolidated metadata), or they agree.
+    With ``with_coords``, a coordinate the consolidated copy would give ``var`` that the
+    group no longer holds is 'gone'."""
+    import zarr
+
+    if not var.name or not var.consolidated:
+        return []
+    try:
+        seen_group = _as_xarray_opens(store, var.group)
+        with _quiet():
+            own_attrs = zarr.open_group(
+                store=store, path=var.group or None, mode="r", use_consolidated=False
+            ).attrs
+    except Exception:  # xarray cannot open the group either: its reading names the problem
+        return []
+    if getattr(seen_group.metadata, "consolidated_metadata", None) is None:
+        return []  # xarray reads each member's own metadata
+    found: list[Stale] = []
+    keys = _differing(dict(seen_group.attrs), dict(own_attrs))
+    if keys:
+        found.append(Stale("", "attributes", keys, f"{', '.join(keys)} of the group"))
+    with _quiet():  # from the consolidated copy: no reads
+        seen = {k: v for k, v in seen_group.arrays()}
+    members = (var.name, *var.coords) if with_coords else (var.name,)
+    for name in members:
+        b = _own_array(store, _key(var.group, name))
+        if b is None:
+            continue
+        if name not in seen:
+            found.append(Stale(name, "unlisted", said=f"it does not list {name!r}"))
+            continue
+        a = seen[name]
+        keys = _differing(_structure(a), _structure(b))
+        if keys:
+            said = (
+                f"{name!r} has shape {list(a.shape)}, its own metadata {list(b.shape)}"
+                if "shape" in keys
+                else f"{name!r} has another {', '.join(keys)} than its own metadata"
+            )
+            found.append(Stale(name, "structure", keys, said))
+            continue
+        keys = _differing(dict(a.attrs), dict(b.attrs))
+        if keys:
+            found.append(Stale(name, "attributes", keys, f"{', '.join(keys)} of {name!r}"))
+    if with_coords and var.name in seen:
+        wanted = (
+            list(dims_of(seen[var.name]) or ())
+            + str(dict(seen[var.name].attrs).get("coordinates", "")).split()
+        )
+        for c in dict.fromkeys(wanted):
+            if c in seen and c != var.name and _own_array(store, _key(var.group, c)) is None:
+                said = f"it lists {c!r}, which the group no longer holds"
+                found.append(Stale(c, "gone", said=said))
+    return found
+
+
 def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
     v3): the input group's attributes and the coordinate variables, read and written by xarray
@@ -199,12 +340,16 @@ def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -
     import zarr
 
     with _quiet():
-        group = zarr.open_group(store=src_store, path=var.group or None, mode="r")
+        group = zarr.open_group(
+            store=src_store, path=var.group or None, mode="r", use_consolidated=False
+        )
         others = [k for k in group.array_keys() if k not in var.coords]
         ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
             src_store,  # would otherwise stop the run)
             group=var.group or None,
-            consolidated=var.consolidated,
+            # each array's own metadata, as the variable's values are read: a stale
+            # consolidated copy (which stale() refuses) gave coordinates of another size
+            consolidated=False,
             chunks=None,
             drop_variables=others,
         )
