@@ -654,6 +654,85 @@ def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
     assert "t" in _opens_without_warnings(tmp_path / "out.zarr").data_vars
 
 
+UNDECODABLE = {  # a time coordinate's attributes, its values, whether it is t's dimension
+    "units": ({"units": "days since banana"}, [0.0, 1.0], True, ["units"]),
+    "calendar": (
+        {"units": "days since 2000-01-01", "calendar": "banana"},
+        [0.0, 1.0],
+        True,
+        ["units", "calendar"],
+    ),
+    # not an index: xarray decodes its first and last values as it opens, the rest when read
+    "value": ({"units": "days since 2000-01-01"}, [0.0, 1e30, 2.0], False, ["units"]),
+}
+
+
+def write_times(
+    path: Path, zarr_format: int, attrs: dict[str, Any], values: list, dim: bool
+) -> None:
+    """A Dataset as xarray writes it: ``t`` and a coordinate ``time`` of numbers with the
+    time ``attrs``, ``t``'s first dimension (an index) or, along ``x``, not an index."""
+    n = len(values)
+    ds = xr.Dataset(
+        {"t": (("time" if dim else "y", "x"), np.ones((n, n)), {"units": "K"})},
+        coords={"x": ("x", np.arange(n)), "time": ("time" if dim else "x", values, attrs)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("case", list(UNDECODABLE))
+def test_a_coordinate_xarray_cannot_decode_is_refused_in_the_plan(
+    tmp_path: Path, zarr_format: int, case: str
+) -> None:
+    """A time coordinate whose units or calendar xarray cannot decode, or with a value out of
+    range: ``xr.open_zarr`` of the input fails on it (opens with ``decode_times=False``), and
+    the run failed as it wrote the coordinates, after the lock, leaving its run record and a
+    traceback. Refused by the plan in one line naming the coordinate and its attributes; the
+    variable alone (``output.array: ''``) runs."""
+    attrs, values, dim, named = UNDECODABLE[case]
+    src = tmp_path / "in.zarr"
+    write_times(src, zarr_format, attrs, values, dim)
+    with warnings.catch_warnings():  # what xarray does with it
+        warnings.simplefilter("ignore")
+        with pytest.raises((ValueError, ImportError)):
+            xr.open_zarr(str(src)).load()
+        assert xr.open_zarr(str(src), decode_times=False)["time"].attrs == attrs
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    assert (e.variable, e.coordinate, e.attributes) == (str(src / "time"), "time", named)
+    assert e.fix == f"correct {' and '.join(named)}, or output.array: ''"
+    assert len(str(e).splitlines()) == 1 and str(src / "time") in str(e)
+    with pytest.raises(InputError):
+        pipeline.run(config(tmp_path))
+    assert not (tmp_path / "out.zarr").exists()  # no run record left behind
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").shape == (len(values),) * 2
+
+
+def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
+    """A 360-day calendar, which xarray decodes with cftime only: without cftime refused,
+    naming it as the fix; with it, the coordinate comes out as xarray opens it."""
+    import importlib.util
+
+    attrs = {"units": "days since 2000-01-01", "calendar": "360_day"}
+    write_times(tmp_path / "in.zarr", 3, attrs, [0.0, 1.0, 2.0], True)
+    if importlib.util.find_spec("cftime") is None:
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path))
+        assert info.value.fix == "pip install cftime" and "'360_day'" in str(info.value)
+        assert not (tmp_path / "out.zarr").exists()
+        return
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert list(got["time"].values) == list(want["time"].values)
+
+
 def test_a_run_from_an_unconsolidated_input_keeps_its_groups_other_outputs_complete(
     tmp_path: Path,
 ) -> None:

@@ -107,6 +107,7 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
         _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
+        _check_frame_reads(loc, store, variable)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
         attrs=_with_written_coordinates(attrs, variable.coords if frame and variable else ()),
@@ -168,6 +169,64 @@ def _check_sizes(loc: Location, variable: Variable) -> None:
         dimension=dim,
         size=size,
         expected=expected,
+    )
+
+
+#: The CF calendars that xarray decodes only with cftime (its standard ones it decodes with
+#: pandas): an input whose coordinate uses one needs cftime installed, not another calendar.
+CFTIME_CALENDARS = frozenset(("noleap", "365_day", "360_day", "julian", "all_leap", "366_day"))
+
+
+def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
+    """Refuse, at plan time, a Dataset whose coordinates xarray cannot read, decode and write
+    as ``create`` will (:func:`pipeline.store.datasets.frame_failure`: the frame written into
+    memory): a coordinate of CF times whose ``units`` xarray cannot parse or whose
+    ``calendar`` it does not know, on which ``xr.open_zarr`` of the input fails too (with
+    ``decode_times=False`` it opens, undecoded: the pipeline writes the Dataset as xarray
+    opens it by default). It failed after the lock, leaving the run record and a traceback.
+    InputError, fields ``variable`` (the coordinate's path), ``coordinate``, ``attributes``
+    (those xarray decodes it by), ``reason`` (xarray's), ``fix``."""
+    import importlib.util
+
+    failed = datasets.frame_failure(store, variable)
+    if failed is None:
+        return
+    coord, reason = failed
+    group = loc.join(variable.group) if variable.group else loc.url
+    if not coord:
+        raise InputError(
+            f"xarray cannot read and write the coordinates of the input Dataset {group} "
+            f"({reason}): set output.array: '' to write the variable alone, without them",
+            variable=group,
+            coordinate="",
+            attributes=[],
+            reason=reason,
+            fix="output.array: ''",
+        )
+    where = loc.join(variable.group, coord)
+    try:
+        attrs = datasets.own_attributes(store, variable.group, coord)
+    except Exception:
+        attrs = {}
+    named = time_attributes(attrs) or [k for k in PACKING_ATTRIBUTES if k in attrs]
+    said = ", ".join(f"{k}={attrs[k]!r}" for k in named)
+    what = f"has {said}, which xarray cannot decode" if said else "cannot be read by xarray"
+    alone = "set output.array: '' to write the variable alone, without its coordinates"
+    calendar = str(attrs.get("calendar", "")).lower()
+    if calendar in CFTIME_CALENDARS and importlib.util.find_spec("cftime") is None:
+        fix = "pip install cftime"
+        how = f"`pip install cftime` (xarray decodes the calendar {calendar!r} with it), or {alone}"
+    else:
+        fix = f"correct {' and '.join(named) or 'the coordinate'}, or output.array: ''"
+        how = f"correct {' and '.join(named) or 'the coordinate'} in the input, or {alone}"
+    raise InputError(
+        f"input coordinate {where} {what} ({reason}), so xr.open_zarr fails on the input "
+        f"Dataset, which the output is written as: {how}",
+        variable=where,
+        coordinate=coord,
+        attributes=named,
+        reason=reason,
+        fix=fix,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,13 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
 
 def _key(group: str, name: str) -> str:
     return f"{group}/{name}" if group else name
+
+
+def own_attributes(store: Any, group: str, name: str) -> dict[str, Any]:
+    """The attributes of the array ``name`` of ``group`` from its own metadata ({} where
+    there is no such array)."""
+    arr = _own_array(store, _key(group, name))
+    return {} if arr is None else dict(arr.attrs)
 
 
 def _own_array(store: Any, path: str) -> Any | None:
@@ -335,39 +343,82 @@ def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -
     (values, dtypes, attributes, time encodings and chunks as xarray round-trips them; codecs
     its defaults). Arrays already in the group stay: the caller removes those the coordinates
     replace first (xarray's append mode keeps an existing array's dtype and attributes, and
-    refuses one of another size)."""
+    refuses one of another size). :func:`frame_failure` does the same into memory, at plan
+    time."""
+    with _quiet():
+        _write(_frame(src_store, var, var.coords), dst_store, dst_group)
+
+
+def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
+    """The input group's attributes and its arrays ``names``, as ``xr.open_zarr`` decodes
+    them, each from its own metadata, loaded; the other variables are not decoded."""
     import xarray as xr
     import zarr
 
-    with _quiet():
-        group = zarr.open_group(
-            store=src_store, path=var.group or None, mode="r", use_consolidated=False
-        )
-        others = [k for k in group.array_keys() if k not in var.coords]
-        ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
-            src_store,  # would otherwise stop the run)
-            group=var.group or None,
-            # each array's own metadata, as the variable's values are read: a stale
-            # consolidated copy (which stale() refuses) gave coordinates of another size
-            consolidated=False,
-            chunks=None,
-            drop_variables=others,
-        )
-        frame = ds.drop_vars([v for v in ds.variables if v not in var.coords])
-        for v in frame.variables.values():
-            for key in (  # the input's codecs and v2 settings, which a v3 output does not take
-                "preferred_chunks",
-                "compressor",
-                "compressors",
-                "filters",
-                "serializer",
-                "shards",
-                "fill_value",
-            ):
-                v.encoding.pop(key, None)
-        frame.to_zarr(
-            dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False
-        )
+    group = zarr.open_group(
+        store=src_store, path=var.group or None, mode="r", use_consolidated=False
+    )
+    others = [k for k in group.array_keys() if k not in names]
+    ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
+        src_store,  # would otherwise stop the run)
+        group=var.group or None,
+        # each array's own metadata, as the variable's values are read: a stale
+        # consolidated copy (which stale() refuses) gave coordinates of another size
+        consolidated=False,
+        chunks=None,
+        drop_variables=others,
+    )
+    return ds.drop_vars([v for v in ds.variables if v not in names]).load()
+
+
+def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
+    """Write ``frame`` (:func:`_frame`) into the group ``dst_group`` of ``dst_store``, Zarr v3,
+    with xarray's encodings (times) and its default codecs."""
+    for v in frame.variables.values():
+        for key in (  # the input's codecs and v2 settings, which a v3 output does not take
+            "preferred_chunks",
+            "compressor",
+            "compressors",
+            "filters",
+            "serializer",
+            "shards",
+            "fill_value",
+        ):
+            v.encoding.pop(key, None)
+    frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
+
+
+def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
+    """Why :func:`write_frame` would fail, found by writing the frame into memory with xarray
+    as it would (the coordinates read, decoded and encoded as they will be): (the coordinate
+    that fails alone, '' where none does; xarray's reason in one line); None where it goes.
+    A coordinate xarray cannot decode (CF time ``units`` it cannot parse, a ``calendar`` it
+    does not know, or needs cftime for; a value out of range) fails ``xr.open_zarr`` of the
+    input too: by default an index coordinate's as it opens, another's as it is read."""
+    from zarr.storage import MemoryStore
+
+    try:
+        with _quiet():
+            _write(_frame(src_store, var, var.coords), MemoryStore(), "")
+        return None
+    except Exception as e:
+        first = e
+    for c in var.coords:  # which one: the first that fails alone
+        try:
+            with _quiet():
+                _write(_frame(src_store, var, (c,)), MemoryStore(), "")
+        except Exception as e:
+            return c, _reason(e)
+    return "", _reason(first)
+
+
+def _reason(e: Exception) -> str:
+    """xarray's error in one line, less its advice (the caller names the fix) and the name of
+    the variable (the caller names it too)."""
+    text = " ".join(str(e).split())
+    text = re.sub(r"^Failed to decode variable '[^']*': ", "", text)
+    text = text.split(" Try opening your dataset with", 1)[0].rstrip(".")
+    return f"{type(e).__name__}: {text}"
 
 
 def consolidate(store: Any, group: str) -> None:
