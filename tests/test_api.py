@@ -304,7 +304,7 @@ def test_numpy_bools_and_numbers_are_taken_as_pythons(tmp_path: Path, capsys: An
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
     flag = np.max(x) > np.min(x)  # np.True_
     assert type(flag) is np.bool_
-    interval = np.float64(0.005) * 2  # 0.01, MIN_INTERVAL
+    interval = np.float32(0.01)  # MIN_INTERVAL as float32 holds it: 0.0099999998
     summary = pipeline.run(path, resume=~flag, progress="plain", interval=interval)
     assert summary.status == "complete"
     assert re.search(r"^\[run\] \d+/\d+ blocks \(100%\)", capsys.readouterr().err, re.M)
@@ -319,6 +319,12 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
         return tmp_path / "absent" / "r.out", str(tmp_path / "absent")
     if case == "long-name":
         return tmp_path / ("r" * 300), "longer than"
+    if case == "input-chunk":  # found by helper-37: the summary went over the chunk
+        return tmp_path / "in.zarr" / "c" / "0" / "0", "inside the input store"
+    if case == "input-metadata":
+        return tmp_path / "in.zarr" / "zarr.json", "inside the input store"
+    if case == "output-store":
+        return tmp_path / "out.zarr" / "report.html", "inside the output store"
     if os.geteuid() == 0:  # root writes a read-only file anyway
         pytest.skip("root can write a read-only file")
     made = tmp_path / "kept.out"
@@ -327,9 +333,19 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
     return made, "cannot be written"
 
 
-@pytest.mark.parametrize("case", ["absent-folder", "long-name", "read-only-file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "absent-folder",
+        "long-name",
+        "read-only-file",
+        "input-chunk",
+        "input-metadata",
+        "output-store",
+    ],
+)
 @pytest.mark.parametrize("option", ["report", "summary_json"])
-def test_a_report_file_that_cannot_be_written_is_refused_before_the_run(
+def test_a_report_file_the_run_may_not_write_is_refused_before_the_run(
     tmp_path: Path, option: str, case: str
 ) -> None:
     """Found out only after the run, it had left the output incomplete (``report``) or the
@@ -338,10 +354,13 @@ def test_a_report_file_that_cannot_be_written_is_refused_before_the_run(
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
     where, word = _unwritable_report(tmp_path, case)
+    if case == "output-store":  # an output there already, which --overwrite replaces
+        pipeline.run(path)
+    before = file_states(tmp_path / "in.zarr"), file_states(out)
     with pytest.raises(ConfigError) as info:
-        pipeline.run(path, **{option: str(where)})
+        pipeline.run(path, overwrite=True, **{option: str(where)})
     assert word in str(info.value) and len(str(info.value).splitlines()) == 1
-    assert not out.exists()
+    assert (file_states(tmp_path / "in.zarr"), file_states(out)) == before
     if case == "read-only-file":
         assert where.read_text() == "kept"
 

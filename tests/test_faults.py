@@ -195,6 +195,9 @@ DAMAGED_METADATA = {
     "zarr-json-of-another-kind": ("zarr.json", b'{"zarr_format": 3, "node_type": "table"}'),
     "zarray-not-json": (".zarray", b"\x00\x01"),
     "zgroup-of-v3": (".zgroup", b'{"zarr_format": 3}'),
+    # what zarr-python cannot open either (KeyError: 'dtype'), found by helper-37
+    "zarray-without-dtype": (".zarray", b'{"zarr_format": 2}'),
+    "zarr-json-array-without-shape": ("zarr.json", b'{"zarr_format": 3, "node_type": "array"}'),
 }
 
 
@@ -631,7 +634,9 @@ def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path
     assert status(tmp_path / "out.zarr") == "incomplete"
 
 
-@pytest.mark.parametrize("array", ["../victim", "x/../victim", "./out"])
+@pytest.mark.parametrize(
+    "array", ["../victim", "x/../victim", "./out", "g/zarr.json", "g/.zattrs", ".pipeline/x"]
+)
 def test_an_array_path_with_dot_parts_is_refused_before_anything_is_touched(
     tmp_path: Path, array: str
 ) -> None:
@@ -647,11 +652,12 @@ def test_an_array_path_with_dot_parts_is_refused_before_anything_is_touched(
         tmp_path, tmp_path / "in.zarr", tmp_path / "fresh.zarr", output={"array": array}
     )
     e = refused("run", cfg)
-    assert "'.' or '..'" in str(e), e
+    assert "'.' or '..'" in str(e) or "the name of a Zarr store's own file" in str(e), e
     assert file_states(tmp_path / "victim") == before
+    assert not (tmp_path / "fresh.zarr").exists()
 
 
-@pytest.mark.parametrize("array", ["/g//v/", "g/v/", "/g/v"])
+@pytest.mark.parametrize("array", ["/g//v/", "g/v/", "/g/v", "g\\v"])
 def test_an_array_path_with_empty_parts_names_the_array_as_zarr_does(
     tmp_path: Path, cli, array: str
 ) -> None:

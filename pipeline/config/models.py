@@ -127,18 +127,42 @@ class GenerateConfig(Model):
     )
 
 
+#: Names of a Zarr store's own files (v3, v2, consolidated metadata) and of the pipeline's run
+#: record, which no array of a path may be named.
+RESERVED_NAMES = frozenset(
+    (
+        "zarr.json",
+        ".zarray",
+        ".zgroup",
+        ".zattrs",
+        ".zmetadata",
+        ".pipeline",
+    )
+)
+
+
 def _plain_path(v: Any) -> Any:
-    """An array path inside a store: no '.' or '..' part (``../x`` reached outside the output
-    store, and what was there was emptied as the output was created); empty parts dropped
-    (``/g//v/`` is ``g/v``, as zarr-python normalises a path, so every key and record names
-    the array as Zarr does)."""
+    """An array path inside a store, normalised as zarr-python normalises one: a backslash is
+    a '/', empty parts are dropped (``/g//v/`` is ``g/v``), so every key and record names the
+    array as Zarr does (with ``g\\v`` zarr-python wrote the metadata at ``g/v``, the pipeline
+    its chunks under ``g\\v``, and the output claimed to be complete with none of its values
+    where readers look). Refused: a '.' or '..' part (``../x`` reached outside the output
+    store, and what was there was emptied as the output was created), and a part named as a
+    store's own file (:data:`RESERVED_NAMES`)."""
     if not isinstance(v, str):
         return v
-    if any(p in (".", "..") for p in v.replace("\\", "/").split("/")):
+    parts = [p for p in v.replace("\\", "/").split("/") if p]
+    if any(p in (".", "..") for p in parts):
         raise ValueError(
             f"{v!r} has a '.' or '..' part: name the array by its plain path inside the store"
         )
-    return "/".join(p for p in v.split("/") if p)
+    clash = [p for p in parts if p in RESERVED_NAMES]
+    if clash:
+        raise ValueError(
+            f"{v!r} has a part named {clash[0]!r}, the name of a Zarr store's own file: "
+            "choose another name for the array or group"
+        )
+    return "/".join(parts)
 
 
 class InputConfig(Model):

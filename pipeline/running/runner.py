@@ -199,6 +199,7 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
         if path:
             _check_file_writable(flag, str(path))
+            _check_outside_stores(flag, str(path), config)
     if options.report:
         import importlib.util
 
@@ -221,6 +222,36 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
         waiting.take()
         where = complete[0] if complete else ""
         raise Interrupted("run", where, "complete" if complete else "untouched") from None
+
+
+def _check_outside_stores(flag: str, path: str, config: Config) -> None:
+    """Refuse a file the run would write at its end (``--report``, ``--summary-json``) inside
+    the input's store (the input is never written: a summary over a chunk or a report over its
+    ``zarr.json`` left it unreadable) or the output's (which the run replaces, and whose folder
+    a file of another kind turns into one the pipeline never deletes): ConfigError, fields
+    ``option``, ``path``, ``store``. Local stores and archives only: a remote store's keys are
+    no files."""
+    import os
+
+    full = os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+    for what, url, options in (
+        ("input", config.input.store, config.input.storage_options),
+        ("output", config.output.store, config.output.storage_options),
+    ):
+        inner = Location.of(url, options).url.rsplit("::", 1)[-1]  # an archive's own file
+        inner = inner.removeprefix("file://")
+        if "://" in inner:
+            continue
+        root = os.path.realpath(inner)
+        if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
+            raise ConfigError(
+                f"{flag} {path}: that file is inside the {what} store {root}, which "
+                f"{'is never written' if what == 'input' else 'the run replaces'}: give a "
+                "file outside both stores",
+                option=flag,
+                path=path,
+                store=root,
+            )
 
 
 def _check_file_writable(flag: str, path: str) -> None:

@@ -458,9 +458,10 @@ NodeType = Literal["array", "group", "damaged", "none"]
 def node_type(location: Location, path: str) -> NodeType:
     """What the Zarr metadata document at ``path`` says is there: 'array' or 'group' (a v3
     ``zarr.json`` that is a JSON object with ``zarr_format`` 3 and that ``node_type``, or a v2
-    ``.zarray`` / ``.zgroup`` that is a JSON object with ``zarr_format`` 2), 'damaged' (such a
-    document that is not: truncated, not JSON, not a file), or 'none' (no such document: a
-    plain directory, a lone ``.zattrs``, or nothing). Only metadata is read."""
+    ``.zarray`` / ``.zgroup`` that is a JSON object with ``zarr_format`` 2; an array's with
+    every member its spec requires), 'damaged' (such a document that is not: truncated, not
+    JSON, an array's without its shape or dtype), or 'none' (no such document: a plain
+    directory, a lone ``.zattrs``, or nothing). Only metadata is read."""
     for name, fmt in (("zarr.json", 3), (".zarray", 2), (".zgroup", 2)):
         key = f"{path}/{name}" if path else name
         try:
@@ -479,9 +480,18 @@ def node_type(location: Location, path: str) -> NodeType:
             return "damaged"
         kind = meta.get("node_type") if fmt == 3 else ("array" if name == ".zarray" else "group")
         if kind == "array":
-            return "array"
+            return "array" if _ARRAY_KEYS[fmt] <= set(meta) else "damaged"
         return "group" if kind == "group" else "damaged"
     return "none"
+
+
+#: The members an array's metadata document must have for zarr-python to open it (each one
+#: left out in turn, zarr 3.1: ``KeyError: 'dtype'``, ``TypeError``; v2's ``filters`` and
+#: ``compressor`` may be missing).
+_ARRAY_KEYS = {
+    3: {"shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs"},
+    2: {"shape", "chunks", "dtype", "fill_value", "order"},
+}
 
 
 def clear_array(location: Location, path: str, keep: str) -> None:
