@@ -41,11 +41,7 @@ if __name__ == "__main__":
     before = dict(os.environ)
     if sys.argv[1] == "start-fails":  # a preload list multiprocessing refuses: no server
         fork_server.PRELOAD = (*fork_server.PRELOAD, 0)
-    if sys.argv[1] == "start-for-cpu":  # as the command line does for a CPU run of processes
-        from pipeline.config import load_config
-
-        fork_server.start_for(load_config(sys.argv[2]))
-    elif sys.argv[1].startswith("start"):  # as the command line does; an API caller's does not
+    if sys.argv[1].startswith("start"):  # as the command line does; an API caller's does not
         fork_server.start()
     changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
     distributed_after_start = "distributed" in sys.modules
@@ -57,8 +53,7 @@ if __name__ == "__main__":
         )
     wanted = fork_server.pre_spawn_environ()
     with Client(cluster) as client:
-        modules = (*fork_server.PRELOAD, "pipeline.devices.cpu")
-        workers = list(client.run(facts, sorted(wanted), modules).values())
+        workers = list(client.run(facts, sorted(wanted), fork_server.PRELOAD).values())
     cluster.close()
     children = {p.pid: " ".join(p.cmdline()) for p in psutil.Process().children()}
     print(json.dumps({
@@ -72,7 +67,7 @@ if __name__ == "__main__":
 """
 
 
-def _probe(tmp_path: Path, mode: str, *args: str, **extra: str) -> dict:
+def _probe(tmp_path: Path, mode: str, **extra: str) -> dict:
     """The PROBE's facts, run in a process of its own with ``extra`` variables set and none
     of the nanny's own: a process's value of one wins over the Dask config, and this one may
     have them from the shell or from an earlier test's cluster (distributed's nanny sets
@@ -81,7 +76,7 @@ def _probe(tmp_path: Path, mode: str, *args: str, **extra: str) -> dict:
     script.write_text(PROBE)
     nannys = {*fork_server.pre_spawn_environ(), "PYTHONHASHSEED"}
     r = run_python(
-        [str(script), mode, *args],
+        [str(script), mode],
         tmp_path,
         {**{k: v for k, v in env().items() if k not in nannys}, **extra},
     )
@@ -239,64 +234,14 @@ def test_a_server_that_cannot_start_leaves_the_environment_as_it_was(tmp_path: P
         assert w["env"] == got["wanted"]
 
 
-def _cpu_config(tmp_path: Path, cluster: str = "{}") -> Path:
+def test_a_cpu_run_starts_no_fork_server(tmp_path: Path) -> None:
+    """``start_for`` starts it only for a local GPU cluster: a CPU config starts nothing."""
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         f"input: {{store: {tmp_path / 'in.zarr'}}}\n"
         f"output: {{store: {tmp_path / 'out.zarr'}}}\n"
-        f"stages: [{{op: square}}]\nbackend: cpu\ncluster: {cluster}\n"
+        "stages: [{op: square}]\nbackend: cpu\n"
     )
-    return cfg
-
-
-def test_a_cpu_run_of_worker_processes_forks_them_with_the_cpu_modules(tmp_path: Path) -> None:
-    """A local CPU cluster of worker processes (here asked for: ``protocol: tcp``) is forked
-    from a server that loaded a CPU worker's modules, not CUDA's: on the H200 host a CPU run's
-    16 spawned workers took 3.1-3.9 s to start (2026-12-01, README)."""
-    cfg = _cpu_config(tmp_path, "{protocol: tcp, workers: 2, threads_per_worker: 1}")
-    got = _probe(tmp_path, "start-for-cpu", str(cfg))
-    servers = [
-        int(pid) for pid, cmd in got["children"].items() if "multiprocessing.forkserver" in cmd
-    ]
-    assert len(servers) == 1, got["children"]
-    for w in got["workers"]:
-        assert w["ppid"] == servers[0], "a worker not forked from the server"
-        assert w["env"] == got["wanted"]
-        assert {"distributed", "numcodecs", "pipeline.devices.cpu"} <= set(w["loaded"])
-        assert "pipeline.devices.gpu" not in w["loaded"] and "cupy" not in w["loaded"]
-
-
-@pytest.mark.parametrize("cpus", [1, 2, 4, 5, 16, 64])
-@pytest.mark.parametrize(
-    "cluster",
-    [
-        {},
-        {"protocol": "tcp"},
-        {"protocol": "inproc", "workers": 8},
-        {"workers": 2, "threads_per_worker": 2},
-        {"workers": 5},
-        {"threads_per_worker": 3},
-        {"threads_per_worker": 8},
-    ],
-)
-def test_the_servers_rule_for_cpu_processes_is_the_plans(
-    tmp_path: Path, cluster: dict, cpus: int
-) -> None:
-    """The server is started before the plan's module is imported, from its own reading of
-    the config: the same as the plan's ``local_protocol``."""
-    from pipeline.devices.hardware import Facts
-    from pipeline.planning.plan import local_protocol
-
-    cfg = load_config(_cpu_config(tmp_path, json.dumps(cluster)))
-    facts = Facts(gpu_usable=False, gpu_reason="none", cpu_count=cpus)
-    plans = local_protocol(cfg, "cpu", facts) != "inproc"
-    assert fork_server.cpu_workers_are_processes(cfg, cpus) == plans
-
-
-def test_a_cpu_run_of_threads_starts_no_fork_server(tmp_path: Path) -> None:
-    """``start_for`` starts it only for a local cluster of worker processes: a CPU run whose
-    workers are threads of this process starts nothing."""
-    cfg = _cpu_config(tmp_path, "{workers: 2, threads_per_worker: 1}")
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     fork_server.start_for(load_config(cfg))
     assert not {p.pid for p in psutil.Process().children(recursive=True)} - before

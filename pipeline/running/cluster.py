@@ -965,12 +965,14 @@ def _cuda_cluster(p: Any, **options: Any) -> Any:
 
 
 def _start_local(p: Any, level: int) -> Any:
-    """The local cluster of plan ``p``, started, its dashboard made on first use. Worker
-    processes (GPU workers, CPU workers that are no threads of this process) are forked from
-    the fork server where the command line started one (:mod:`pipeline.running.fork_server`,
-    before its plan), with their modules loaded."""
+    """The local cluster of plan ``p``, started, its dashboard made on first use. GPU workers
+    are forked from the fork server where the command line started one
+    (:mod:`pipeline.running.fork_server`, before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
-    with fork_server.forked_workers():
+    if p.backend == "gpu":
+        with fork_server.forked_workers():
+            cluster = _local_cluster(p, level, local_dir)
+    else:
         cluster = _local_cluster(p, level, local_dir)
     if p.dashboard:
         dashboard.install(cluster)

@@ -1,4 +1,4 @@
-"""The fork server a local cluster's worker processes are forked from, modules loaded.
+"""The fork server a local GPU cluster's worker processes are forked from, modules loaded.
 
 A GPU worker imports distributed, dask-cuda, CuPy, nvCOMP and the pipeline's task code before
 it can take a task: 2.7 s in a fresh process on the H200 host (2026-11-30, ``import
@@ -30,12 +30,6 @@ imported zarr): the cluster phase went
 from 4.1-5.1 s to 1.9-3.9 s; the command, v2 Blosc 10.7-12.3 s to 10.1-10.6 s, zarr-python 3's
 zstd 11.2-13.5 s to 10.5-11.2 s. The server starts 1.1-1.4 s into the command and imports for
 2.8-4.3 s of CPU time, so it, not the plan, now decides when the workers start.
-
-A local CPU cluster of worker processes (the CPU backend on more than 4 cores, or
-``cluster.protocol: tcp``) is forked from a server too, one that loads a CPU worker's modules
-(:data:`PRELOAD_CPU`), started once the config is loaded (:func:`start_for`): on the H200 host
-(2026-12-01, 8 GB, cold, CPU backend, 16 x 1) its 16 spawned workers' cluster phase took
-3.1-3.9 s of a 9-11 s command.
 
 The command line therefore starts it before the config is parsed (:func:`start_early`, from a
 plain read of the YAML). Same host, 2026-11-30, 8 GB, cold, 3 each alternating with the start
@@ -75,17 +69,6 @@ PRELOAD = (
     "pipeline.running.server_exit",  # last: the server ends without the interpreter's teardown
 )
 
-#: What a CPU worker imports before its first task, for a local CPU cluster of worker
-#: processes (no CUDA, no dask-cuda).
-PRELOAD_CPU = (
-    "distributed",
-    "numcodecs",
-    "pipeline.devices.cpu",
-    "pipeline.running.tasks",
-    "pipeline.running.cluster",
-    "pipeline.running.server_exit",  # last, as in PRELOAD
-)
-
 _LOCK = threading.Lock()
 _STARTED = False  # by this module, in this process
 #: (this process's environment before the server started, what the server was given); None
@@ -96,41 +79,15 @@ log = logging.getLogger("pipeline")
 
 def start_for(config: Any) -> None:
     """:func:`start`, where a run of ``config`` (a :class:`~pipeline.config.models.Config`)
-    will start a local cluster of worker processes: a GPU cluster (a backend other than
-    ``cpu``, and a usable GPU: the plan's own test,
-    :func:`~pipeline.devices.hardware.gpu_status`), or a CPU cluster whose workers are
-    processes (:func:`cpu_workers_are_processes`), whose server loads :data:`PRELOAD_CPU`."""
+    will start a local GPU cluster: a local scheduler, a backend other than ``cpu``, and a
+    usable GPU (the plan's own test, :func:`~pipeline.devices.hardware.gpu_status`)."""
     from pipeline.devices.hardware import gpu_status
 
     if _STARTED:  # by start_early, before the config was loaded
         return
-    if config.cluster.scheduler != "local":
-        return
-    if config.backend != "cpu" and gpu_status()[0]:
+    local = config.cluster.scheduler == "local"
+    if local and config.backend != "cpu" and gpu_status()[0]:
         start()
-    elif cpu_workers_are_processes(config, _cpus()):
-        start(PRELOAD_CPU)
-
-
-def _cpus() -> int:
-    """The cores this process may run on (what the plan's facts count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def cpu_workers_are_processes(config: Any, cpus: int) -> bool:
-    """Whether a local CPU run of ``config`` on ``cpus`` cores starts worker processes: the
-    plan's rule (``planning.plan.local_protocol``: a protocol other than inproc, or for
-    ``auto`` more than ``THREADS_IN_PROCESS`` (4) task threads, one a worker by default), read
-    here from the config alone, since the plan's module takes 0.5 s to import (2-core machine)
-    and the server is started before it. A test holds the two rules equal."""
-    protocol = config.cluster.protocol
-    if protocol != "auto":
-        return bool(protocol != "inproc")
-    threads = config.cluster.threads_per_worker or 1
-    workers = config.cluster.workers or max(1, cpus // threads)
-    return bool(workers * threads > 4)
 
 
 def start_early(path: str, scheduler: str | None = None) -> None:
@@ -163,10 +120,9 @@ def start_early(path: str, scheduler: str | None = None) -> None:
             start()
 
 
-def start(preload: tuple[str, ...] | None = None) -> None:
+def start() -> None:
     """Start the fork server (once per process; later calls return at once), loading
-    ``preload`` (a GPU worker's modules, :data:`PRELOAD`, by default) in the background: this
-    returns as soon as the server's process exists.
+    :data:`PRELOAD` in the background: this returns as soon as the server's process exists.
     For the command line's process only: multiprocessing has one fork server per process, and
     a caller of the Python API keeps its own (its workers are spawned, see
     :func:`forked_workers`). A module that fails to import is left for the worker to import
@@ -180,10 +136,7 @@ def start(preload: tuple[str, ...] | None = None) -> None:
         # here, so that the server's starting thread keeps SIGINT blocked.
         resource_tracker.ensure_running()
         error: list[BaseException] = []
-        modules = PRELOAD if preload is None else preload  # read now: a test replaces it
-        started = waiting.run_in_thread(
-            lambda: _start_blocked(error, modules), "pipeline-fork-server"
-        )
+        started = waiting.run_in_thread(lambda: _start_blocked(error), "pipeline-fork-server")
         waiting.wait(started)
         if error:
             log.debug(
@@ -191,10 +144,10 @@ def start(preload: tuple[str, ...] | None = None) -> None:
             )
             return
         _STARTED = True
-        log.debug("fork server started: the workers will be forked from it")
+        log.debug("fork server started: GPU workers will be forked from it")
 
 
-def _start_blocked(error: list[BaseException], preload: tuple[str, ...]) -> None:
+def _start_blocked(error: list[BaseException]) -> None:
     """On a thread of its own with SIGINT blocked, which the server's process inherits. The
     server gets the environment distributed's own defaults give a worker
     (:func:`_distributed_defaults`): the user's Dask config, which may change it, needs Dask's
@@ -206,20 +159,20 @@ def _start_blocked(error: list[BaseException], preload: tuple[str, ...]) -> None
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         given = _as_the_nanny_reads(_distributed_defaults(), before)
         os.environ.update(given)
-        _spawn_server(preload)
+        _spawn_server()
         _GIVEN = (before, given)
     except Exception as e:  # a speed-up only: the workers are spawned instead
         _put_back(before, given)  # as the nanny must find it
         error.append(e)
 
 
-def _spawn_server(preload: tuple[str, ...]) -> None:
-    """multiprocessing's fork server, loading ``preload``, told that the command line
+def _spawn_server() -> None:
+    """multiprocessing's fork server, loading :data:`PRELOAD`, told that the command line
     started it (:data:`server_exit.STARTED`, in its environment alone: a process this one
     starts later, a fork server of its own among them, must not take itself for it)."""
     os.environ[server_exit.STARTED] = "1"
     try:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
     finally:
         del os.environ[server_exit.STARTED]
