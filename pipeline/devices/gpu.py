@@ -509,32 +509,26 @@ def chain_kernel(chain: Sequence[stages.BoundStage]) -> _ChainKernel:
     return k
 
 
-def _unpack_source(unpacking: Unpacking, stored: np.dtype) -> kernel.KernelSource:
-    return kernel.unpack_source(
+@functools.lru_cache(maxsize=64)
+def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> tuple[Any, tuple[np.generic, ...]]:
+    """The compiled kernel of :func:`pipeline.ops.kernel.unpack_source` for ``unpacking`` of
+    elements stored as ``stored``, and the scalars to call it with."""
+    src = kernel.unpack_source(
         stored,
         np.dtype(unpacking.dtype),
         unpacking.fill_values,
         unpacking.scale_factor,
         unpacking.add_offset,
     )
-
-
-def _unpack_scalars(unpacking: Unpacking, stored: np.dtype) -> tuple[np.generic, ...]:
-    return _unpack_source(unpacking, stored).scalars
-
-
-@functools.lru_cache(maxsize=64)
-def _unpack_compiled(in_params: str, out_params: str, body: str, name: str) -> Any:
-    return cp.ElementwiseKernel(
-        in_params, out_params, body, name, options=("-fmad=false",), preamble=kernel.CUDA_PREAMBLE
+    compiled = cp.ElementwiseKernel(
+        src.in_params,
+        src.out_params,
+        src.body,
+        src.name,
+        options=("-fmad=false",),
+        preamble=kernel.CUDA_PREAMBLE,
     )
-
-
-def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> Any:
-    """The compiled kernel of :func:`pipeline.ops.kernel.unpack_source` for ``unpacking`` of
-    elements stored as ``stored`` (its scalars are arguments: one kernel per structure)."""
-    src = _unpack_source(unpacking, stored)
-    return _unpack_compiled(src.in_params, src.out_params, src.body, src.name)
+    return compiled, src.scalars
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,7 +631,8 @@ class GpuBackend:
             return unpacking.apply(x, cp)  # float16: CuPy's own operations (no NaN payloads)
         ctx = context()
         with ctx.stream:
-            y = unpack_kernel(unpacking, x.dtype)(x, *_unpack_scalars(unpacking, x.dtype))
+            compiled, scalars = unpack_kernel(unpacking, x.dtype)
+            y = compiled(x, *scalars)
             ctx.stream.synchronize()
         return y
 
