@@ -28,7 +28,7 @@ import pytest
 import zarr
 
 import pipeline
-from pipeline.errors import InputError, OutputError, StoreError
+from pipeline.errors import ConfigError, InputError, OutputError, StoreError
 from tests.conftest import STAGES, make_array, read_array, reference, write_config
 from tests.faultkit import (
     cli_process,
@@ -283,11 +283,14 @@ def _blocker(out: Path, kind: str) -> str:
         make_array(out, data, (3,))
         return ""
     make_array(out, data, (3,), zarr_format=2 if kind == "v2-array" else 3, name="keep")
+    if kind == "damaged":  # its zarr.json cut short (helper-38: written under, left so)
+        meta = out / "keep" / "zarr.json"
+        meta.write_bytes(meta.read_bytes()[:40])
     return "keep"
 
 
 @pytest.mark.parametrize("array", ["keep/v", "keep/g/v"])
-@pytest.mark.parametrize("kind", ["array", "v2-array", "root-array", "file"])
+@pytest.mark.parametrize("kind", ["array", "v2-array", "root-array", "file", "damaged"])
 def test_an_output_under_an_array_or_a_file_is_refused_before_anything_is_written(
     tmp_path: Path, kind: str, array: str
 ) -> None:
@@ -302,6 +305,7 @@ def test_an_output_under_an_array_or_a_file_is_refused_before_anything_is_writte
     cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
     before = file_states(out)
     node = {"array": "array", "root-array": "array", "v2-array": "v2 array", "file": "file"}
+    node["damaged"] = "damaged"
     for flags in ((), ("--overwrite",)):
         e = refused("run", cfg, *flags)
         assert isinstance(e, OutputError), e
@@ -326,7 +330,7 @@ def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path: Path) -> None:
     assert file_states(out) == before
 
 
-@pytest.mark.parametrize("kind", ["array", "v2-array", "file"])
+@pytest.mark.parametrize("kind", ["array", "v2-array", "file", "damaged"])
 def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str) -> None:
     """``input.generate`` into ``keep/x`` under a Zarr array or a file: refused in one line
     (it was zarr-python's ValueError, or a NotADirectoryError), the store as it was."""
@@ -674,3 +678,25 @@ def test_an_array_path_with_empty_parts_names_the_array_as_zarr_does(
     assert np.array_equal(zarr.open_array(str(out), path="g/v", mode="r")[...], expected(x))
     rc, _, err = cli("run", cfg, "--resume")
     assert rc == 0, err
+
+
+@pytest.mark.parametrize("scheme", ["local://", "file://", "simplecache::file://"])
+def test_an_input_named_by_a_local_url_is_kept_apart_from_outputs_and_reports(
+    tmp_path: Path, scheme: str
+) -> None:
+    """An input store given as a URL of local files (fsspec's ``local://``, ``file://``, a
+    cache over them): an output inside it and a summary over its metadata are refused as for
+    a plain path (helper-38: ``local://`` passed as remote, and both were written into the
+    input)."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    src = tmp_path / "in.zarr"
+    make_array(src, x, (5, 10))
+    before = file_states(src)
+    inside = write_config(tmp_path, f"{scheme}{src}", src / "sub.zarr", name="inside.yaml")
+    e = refused("run", inside)
+    assert isinstance(e, OutputError) and e.relation == "is inside", e
+    apart = write_config(tmp_path, f"{scheme}{src}", tmp_path / "out.zarr")
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(apart, summary_json=str(src / "zarr.json"))
+    assert "inside the input store" in str(info.value)
+    assert file_states(src) == before

@@ -620,6 +620,69 @@ def test_attributes_changed_after_consolidation_come_from_the_arrays_with_a_note
     assert ds.attrs["title"] == "new"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize(
+    "member, attribute, value",
+    # _FillValue as xarray writes a float one into v3 attributes: 7.0 as base64 text
+    [("t", "scale_factor", 2.0), ("t", "add_offset", 5.0), ("t", "_FillValue", "AAAAAAAAHEA=")],
+    ids=["scale", "offset", "fill"],
+)
+def test_decoding_attributes_changed_after_consolidation_are_refused(
+    tmp_path: Path, zarr_format: int, member: str, attribute: str, value: Any
+) -> None:
+    """A packing or masking attribute changed in an array's own metadata after consolidation:
+    xr.open_zarr decodes with the consolidated copy's, the pipeline read the array's own, and
+    an output of other values than xarray's was marked complete (helper-38: a scale_factor of
+    2 for 0.5 gave 4x the values). Refused in one line, as a stale shape is."""
+    src = tmp_path / "in.zarr"
+    enc = {"t": {"dtype": "int16", "scale_factor": 0.5, "_FillValue": -1}}
+    write_dataset(src, zarr_format, encoding=enc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.open_array(str(src), path=member, mode="r+", use_consolidated=False)
+        if zarr_format == 2 and attribute == "_FillValue":
+            pytest.skip("a v2 array's _FillValue is its fill value, a structure field")
+        arr.attrs[attribute] = value
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    e = info.value
+    assert e.member == member and e.differs == [attribute], e
+    assert len(str(e).splitlines()) == 1 and "consolidate" in e.fix
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+
+
+def test_a_time_coordinates_units_changed_after_consolidation_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A time coordinate's ``units`` changed in its own metadata after consolidation: xarray
+    shows other dates than the output would carry (helper-38: 2024-01-02 read as
+    2000-01-01T01:00). Refused; another ``units`` of a number (K to degC) stays a note."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {"t": (("time", "x"), np.ones((4, 3)))},
+        coords={
+            "time": np.arange("2024-01-01", "2024-01-05", dtype="datetime64[D]").astype("M8[ns]"),
+            "x": ("x", np.arange(3.0)),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+        arr = zarr.open_array(str(src), path="time", mode="r+", use_consolidated=False)
+        arr.attrs["units"] = "hours since 2000-01-01"
+    cfg = config(tmp_path)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    assert info.value.member == "time" and info.value.differs == ["units"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+        arr = zarr.open_array(str(src), path="x", mode="r+", use_consolidated=False)
+        arr.attrs["units"] = "m"
+    assert pipeline.run(cfg).status == "complete"
+
+
 def test_a_dataset_consolidated_only_in_its_group_is_read_from_its_arrays(
     tmp_path: Path,
 ) -> None:
@@ -884,6 +947,9 @@ def test_a_complete_dataset_output_is_checked_for_staleness(killed: Killed, cli)
     try:  # another scale_factor: the decoding changed (Zarr v2 keeps it in .zattrs)
         arr = zarr.open_array(str(killed.input), path="t", mode="r+")
         arr.update_attributes({"scale_factor": 0.02})
+        with warnings.catch_warnings():  # as xarray would see it (a stale copy is refused)
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(killed.input))
         with pytest.raises(OutputError) as info:
             pipeline.run(killed.config(), resume=True)
         assert "unpack" in info.value.changed

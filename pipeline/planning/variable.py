@@ -236,13 +236,14 @@ def check_consolidated(loc: Location, store: Any, variable: Variable, frame: boo
     output, holds in its own metadata, which the pipeline reads: another shape, dtype,
     chunks, codecs, fill value or dimension names, or a member it does not list (or lists,
     gone): xarray would read other values from the same chunks, so the store is damaged
-    (InputError: ``variable``, ``member``, ``differs``, ``fix``). Only attributes that
-    differ are a note (returned): the output carries the members' own."""
+    (InputError: ``variable``, ``member``, ``differs``, ``fix``); so are attributes by which
+    xarray decodes the values (:func:`_decodes_otherwise`). Other attributes that differ are a
+    note (returned): the output carries the members' own."""
     found = datasets.stale(store, variable, with_coords=frame)
     where = loc.join(variable.group) if variable.group else loc.url
     fix = "consolidate the input's metadata again"
     for s in found:
-        if s.part == "attributes":
+        if s.part == "attributes" and not _decodes_otherwise(s):
             continue
         raise InputError(
             f"the consolidated metadata of the input Dataset {where} is stale: {s.said} "
@@ -263,6 +264,25 @@ def check_consolidated(loc: Location, store: Any, variable: Variable, frame: boo
         "consolidated): the output carries their own, which xr.open_zarr of the input does "
         "not show until its metadata is consolidated again"
     ]
+
+
+#: Attributes by which xarray decodes a variable's stored values (CF masking and packing).
+DECODING_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "_Unsigned")
+
+
+def _decodes_otherwise(stale: datasets.Stale) -> bool:
+    """Whether a member's attributes that differ between the consolidated copy and its own
+    metadata make xarray decode its values otherwise (found by helper-38: a stale
+    ``scale_factor`` gave an output of 4x the values xarray read): masking or packing ones,
+    or time ``units``, ``calendar`` or ``dtype`` where either side makes it a time."""
+    for key, seen, own in stale.values:
+        if key in DECODING_ATTRIBUTES:
+            return True
+        if key in ("units", "calendar", "dtype") and (
+            time_attributes({key: seen}) or time_attributes({key: own})
+        ):
+            return True
+    return False
 
 
 def _with_written_coordinates(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:

@@ -53,8 +53,12 @@ def _key(path: str, name: str) -> str:
 
 
 def _real(loc: Location, path: str) -> str:
-    full = loc.join(path)
-    return os.path.realpath(full) if loc.is_local else full.rstrip("/")
+    """Where the store's key ``path`` is: a resolved local path where the store's bytes are on
+    this machine (a path, a cache or archive over local files), else its URL."""
+    root = loc.local_root
+    if root is None:
+        return loc.join(path).rstrip("/")
+    return os.path.realpath(os.path.join(root, path) if path else root)
 
 
 def check_not_overlapping(plan: Plan) -> None:
@@ -67,7 +71,7 @@ def check_not_overlapping(plan: Plan) -> None:
     in_path = variable.group if variable is not None and variable.name else plan.input.path
     a = _real(plan.input.location, in_path)
     b = _real(plan.output.location, plan.output.path if group is None else group)
-    if plan.input.location.is_local != plan.output.location.is_local:
+    if (plan.input.location.local_root is None) != (plan.output.location.local_root is None):
         return
     sep = "/"
     if a == b or b.startswith(a + sep) or a.startswith(b + sep):

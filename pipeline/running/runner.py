@@ -238,11 +238,10 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         ("input", config.input.store, config.input.storage_options),
         ("output", config.output.store, config.output.storage_options),
     ):
-        inner = Location.of(url, options).url.rsplit("::", 1)[-1]  # an archive's own file
-        inner = inner.removeprefix("file://")
-        if "://" in inner:
+        local = Location.of(url, options).local_root  # an archive's or a cache's file too
+        if local is None:
             continue
-        root = os.path.realpath(inner)
+        root = os.path.realpath(local)
         if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
             raise ConfigError(
                 f"{flag} {path}: that file is inside the {what} store {root}, which "

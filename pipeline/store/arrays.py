@@ -330,11 +330,17 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
 
 
 #: What :func:`node_in_the_way` finds, in words, and why nothing can be made under it.
-NODE_WORDS = {"array": "a Zarr array", "v2 array": "a Zarr v2 array", "file": "a file"}
+NODE_WORDS = {
+    "array": "a Zarr array",
+    "v2 array": "a Zarr v2 array",
+    "file": "a file",
+    "damaged": "a Zarr node whose metadata is not readable",
+}
 NODE_WHY = {
     "array": "only a group holds arrays",
     "v2 array": "only a group holds arrays",
     "file": "no folder can be made in a file",
+    "damaged": "it may be an array, which holds no other nodes",
 }
 
 
@@ -342,9 +348,10 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
     """What stops anything from being made at ``path``: the first of the store's root and the
     nodes above ``path`` that is a Zarr array (a v3 ``zarr.json`` of an array, or a v2
     ``.zarray``: only a group holds other nodes, and zarr-python refuses to write under an
-    array), or, in a local store, a file (no folder can be made under it); or ``path`` itself,
-    when it is a local file. (its path in the store, its kind: 'array', 'v2 array' or
-    'file'); None where each of them is a group, a folder or nothing yet. Reads only."""
+    array), or one whose metadata is not readable (:func:`node_type`'s 'damaged'), or, in a
+    local store, a file (no folder can be made under it); or ``path`` itself, when it is a
+    local file. (its path in the store, its kind: 'array', 'v2 array', 'damaged' or 'file');
+    None where each of them is a group, a folder or nothing yet. Reads only."""
     parts = [p for p in path.strip("/").split("/") if p]
     for depth in range(len(parts) + 1):
         here = "/".join(parts[:depth])
@@ -354,14 +361,12 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
                 return here, "file"
         if depth == len(parts):  # an array (or group) at ``path`` itself is the output's state
             return None
-        doc = location.read(f"{here}/zarr.json" if here else "zarr.json")
-        try:
-            if doc is not None and json.loads(doc).get("node_type") == "array":
-                return here, "array"
-        except (ValueError, AttributeError):
-            pass
-        if location.exists(f"{here}/.zarray" if here else ".zarray"):
-            return here, "v2 array"
+        kind = node_type(location, here)
+        if kind == "array":
+            v3 = location.exists(f"{here}/zarr.json" if here else "zarr.json")
+            return here, "array" if v3 else "v2 array"
+        if kind == "damaged":  # found by helper-38: written under, and left as it was
+            return here, "damaged"
     return None
 
 

@@ -241,6 +241,9 @@ class Stale:
     """the attributes or metadata fields that differ"""
     said: str = ""
     """the difference in a few words"""
+    values: tuple[tuple[str, Any, Any], ...] = ()
+    """for a member's 'attributes': each differing attribute's (name, value in the
+    consolidated copy, value in its own metadata; None where absent)"""
 
 
 def _as_xarray_opens(store: Any, group: str) -> Any:
@@ -324,7 +327,9 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             continue
         keys = _differing(dict(a.attrs), dict(b.attrs))
         if keys:
-            found.append(Stale(name, "attributes", keys, f"{', '.join(keys)} of {name!r}"))
+            values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
+            said = f"{', '.join(keys)} of {name!r}"
+            found.append(Stale(name, "attributes", keys, said, values))
     if with_coords and var.name in seen:
         wanted = (
             list(dims_of(seen[var.name]) or ())

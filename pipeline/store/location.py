@@ -41,6 +41,10 @@ _ARCHIVE_READ_LOCK = threading.RLock()
 NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
+#: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
+LOCAL_SCHEMES = ("file://", "local://")
+
+
 @dataclass(frozen=True)
 class Location:
     """A store: a local path or an fsspec URL (chained URLs such as ``zip::file:///a.zip`` or
@@ -57,16 +61,22 @@ class Location:
 
     @classmethod
     def of(cls, url: str, storage_options: dict[str, Any] | None = None) -> Location:
-        """``url``: a path, ``file://`` URL (both read as local files), or any fsspec URL;
+        """``url``: a path, ``file://`` or ``local://`` URL (all read as local files: a
+        ``local://`` store had passed as remote, and the checks that keep the input and the
+        output apart, which compare local paths, let it through), or any fsspec URL;
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
-        if url.startswith("file://"):
-            url = url[len("file://") :]
+        for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
+            if url.startswith(scheme):
+                url = url[len(scheme) :]
         if _chained(url):
             *outer, inner = url.split("::")
+            for scheme in LOCAL_SCHEMES[1:]:
+                if inner.startswith(scheme):
+                    inner = "file://" + inner[len(scheme) :]
             if "://" not in inner or inner.startswith("file://"):
                 inner = "file://" + _absolute(inner.removeprefix("file://"))
             url = "::".join([*outer, inner])
@@ -85,6 +95,16 @@ class Location:
     @property
     def is_local(self) -> bool:
         return "://" not in self.url and not _chained(self.url)
+
+    @property
+    def local_root(self) -> str | None:
+        """The local path the store's bytes are under: the store's own path, or the
+        ``file://`` path at the end of a chained URL (a cache over local files, an archive);
+        None for a store that is not on this machine's file system."""
+        if self.is_local:
+            return self.url
+        inner = self.url.rsplit("::", 1)[-1] if _chained(self.url) else ""
+        return inner.removeprefix("file://") if inner.startswith("file://") else None
 
     def __str__(self) -> str:
         return self.url
