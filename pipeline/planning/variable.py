@@ -213,9 +213,19 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     what = f"has {said}, which xarray cannot decode" if said else "cannot be read by xarray"
     alone = "set output.array: '' to write the variable alone, without its coordinates"
     calendar = str(attrs.get("calendar", "")).lower()
-    if calendar in CFTIME_CALENDARS and importlib.util.find_spec("cftime") is None:
+    no_cftime = importlib.util.find_spec("cftime") is None
+    if calendar in CFTIME_CALENDARS and no_cftime:
         fix = "pip install cftime"
         how = f"`pip install cftime` (xarray decodes the calendar {calendar!r} with it), or {alone}"
+    elif no_cftime and "units" in named and _units_decode(attrs):
+        # the units are fine, the values past datetime64's range (helper-38 was told to
+        # correct the units)
+        what = f"has {said}, and values past the dates datetime64 holds"
+        fix = "pip install cftime, correct the values, or output.array: ''"
+        how = (
+            "`pip install cftime` (xarray decodes such dates with it, where they are dates at "
+            f"all), correct the values, or {alone}"
+        )
     else:
         fix = f"correct {' and '.join(named) or 'the coordinate'}, or output.array: ''"
         how = f"correct {' and '.join(named) or 'the coordinate'} in the input, or {alone}"
@@ -228,6 +238,18 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         reason=reason,
         fix=fix,
     )
+
+
+def _units_decode(attrs: dict[str, Any]) -> bool:
+    """Whether xarray decodes a time 0 in these ``units`` and ``calendar`` (so a failure is
+    the values', not the units')."""
+    from xarray.coding.times import decode_cf_datetime
+
+    try:
+        decode_cf_datetime(np.array([0]), str(attrs["units"]), attrs.get("calendar"))
+    except Exception:
+        return False
+    return True
 
 
 def check_consolidated(loc: Location, store: Any, variable: Variable, frame: bool) -> list[str]:
