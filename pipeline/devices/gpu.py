@@ -452,14 +452,7 @@ class _ChainKernel:
         self.elementwise: Any = None
         self.raw: Any = None
         if uses_half:  # CuPy's float16 type lives in ElementwiseKernel's preamble
-            self.elementwise = cp.ElementwiseKernel(
-                src.in_params,
-                src.out_params,
-                src.body,
-                src.name,
-                options=("-fmad=false",),
-                preamble=kernel.CUDA_PREAMBLE,
-            )
+            self.elementwise = _elementwise(src)
             return
         size = max(tin.itemsize, tout.itemsize)
         self.V = max(1, 16 // size)
@@ -520,7 +513,13 @@ def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> tuple[Any, tuple[np
         unpacking.scale_factor,
         unpacking.add_offset,
     )
-    compiled = cp.ElementwiseKernel(
+    return _elementwise(src), src.scalars
+
+
+def _elementwise(src: kernel.KernelSource) -> Any:
+    """``src`` compiled as a CuPy elementwise kernel, without FMA contraction, with the
+    exact arithmetic helpers (``kernel.CUDA_PREAMBLE``)."""
+    return cp.ElementwiseKernel(
         src.in_params,
         src.out_params,
         src.body,
@@ -528,7 +527,6 @@ def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> tuple[Any, tuple[np
         options=("-fmad=false",),
         preamble=kernel.CUDA_PREAMBLE,
     )
-    return compiled, src.scalars
 
 
 # --------------------------------------------------------------------------------------------
