@@ -159,12 +159,13 @@ def group_members(loc: Location, path: str) -> list[str]:
 
 
 def check_parents(plan: Plan) -> None:
-    """Refuse an output that nothing can be written at: under a Zarr array (v3 or v2), which
-    holds no other nodes (zarr-python refuses to create one under it, and an output Dataset's
-    group put in its place would drop its metadata), or under a local file; or the output
+    """Refuse an output that nothing can be written at: under a Zarr array (v3 or v2, or a node
+    whose metadata does not read, which may be one), which holds no other nodes (zarr-python
+    refuses to create one under it, and an output Dataset's group put in its place would drop
+    its metadata), or under a local file; or the output
     path itself a local file, which the pipeline never replaces (OutputError, before anything
     is written: fields ``output``, ``status`` 'blocked', ``blocking`` (where that node is),
-    ``node`` ('array', 'v2 array' or 'file'))."""
+    ``node`` ('array', 'v2 array', 'damaged': metadata that does not read, or 'file'))."""
     loc = plan.output.location
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
