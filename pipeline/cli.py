@@ -320,6 +320,11 @@ def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) ->
     (:class:`~pipeline.errors.Interrupted`)."""
     if what == "run" and state == "incomplete":
         return "interrupted: the workers are stopped; `run --resume` finishes the output"
+    if what == "run" and state == "creating":
+        return (
+            "interrupted while the output was being made (what was there before is gone): "
+            "`run --overwrite` starts over"
+        )
     if what == "run" and state == "complete":
         the_output = f"the output {where}" if where else "the output"
         return f"interrupted while the workers stopped: {the_output} is complete"

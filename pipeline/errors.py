@@ -145,10 +145,12 @@ class Interrupted(KeyboardInterrupt):
     'generate' (the input ``where`` is unfinished: generate it again). A run's ``state`` says
     what its output ``where`` holds: 'incomplete' (resumable: ``pipeline.run(...,
     resume=True)`` or ``run --resume`` finishes it), 'untouched' (the run stopped before it
-    wrote anything) or 'complete' (the interrupt came after the output was complete, while
-    the workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in a notebook or
-    script catches it; not a :class:`PipelineError` (nothing is wrong with the config or
-    data). ``str()`` is one line saying so; the command line prints its own and exits 130."""
+    wrote anything), 'creating' (it stopped while it replaced what was at the output: only
+    ``run --overwrite`` starts over) or 'complete' (the interrupt came after the output was
+    complete, while the workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in
+    a notebook or script catches it; not a :class:`PipelineError` (nothing is wrong with the
+    config or data). ``str()`` is one line saying so; the command line prints its own and
+    exits 130."""
 
     def __init__(self, what: str = "run", where: str = "", state: str = "incomplete") -> None:
         super().__init__(_interrupted_line(what, where, state))
@@ -170,6 +172,11 @@ def _interrupted_line(what: str, where: str, state: str = "incomplete") -> str:
         return "interrupted: nothing was written"
     if state == "complete":
         return f"interrupted: {the_output} is complete"
+    if state == "creating":
+        return (
+            f"interrupted while {the_output} was being made (what was there before is gone): "
+            "run again with overwrite=True (`pipeline run --overwrite`) to start over"
+        )
     return (
         f"interrupted: {the_output} stays incomplete and resumable: run again with "
         "resume=True (`pipeline run --resume`) to finish it"

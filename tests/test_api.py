@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,63 @@ def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     assert again.status.startswith("complete") and again.blocks_done == 0
     assert (again.nan, again.posinf, again.neginf) == (first.nan, first.posinf, first.neginf)
     assert first.nan == 2 and first.posinf == 1
+
+
+REPLACING = """
+import json, sys
+import pipeline
+
+if __name__ == "__main__":
+    try:
+        pipeline.run(sys.argv[1], overwrite=True)
+        doc = {"state": None}
+    except KeyboardInterrupt as e:
+        doc = {"state": getattr(e, "state", None), "str": str(e)}
+    print(json.dumps(doc), flush=True)
+"""
+
+
+def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path: Path) -> None:
+    """A Ctrl-C while --overwrite deletes the old output's files (helper-39): the line said
+    the output was resumable, and --resume then refused ("the remains of an output that a
+    stopped run was replacing"). It says now that only --overwrite starts over, and it does."""
+    from tests.faultkit import many_blocks_input
+
+    x = many_blocks_input(tmp_path / "in.zarr", 64, cols=64)
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out), "chunks": [1, 1]},  # 4096 files to delete
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert pipeline.run(path).status == "complete"
+    (tmp_path / "script.py").write_text(REPLACING)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "script.py"), str(path)],
+        env=env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:  # the old metadata goes first, then its chunks: interrupt in between
+        deadline = time.monotonic() + 300
+        while (out / "zarr.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    got = json.loads(stdout.strip().splitlines()[-1])
+    assert got["state"] == "creating", got
+    assert "overwrite=True" in got["str"] and len(got["str"].splitlines()) == 1
+    with pytest.raises(pipeline.OutputError):
+        pipeline.run(path, resume=True)
+    assert pipeline.run(path, overwrite=True).status == "complete"
+    assert np.array_equal(read_array(out), x * 2, equal_nan=True)

@@ -176,6 +176,37 @@ def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli)
     assert np.array_equal(read_array(out), expected(x))
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("owner", ["foreign", "ours"])
+def test_overwrite_replaces_an_array_but_never_other_files_in_its_folder(
+    tmp_path: Path, cli, zarr_format: int, owner: str
+) -> None:
+    """An output array whose folder also holds a user's notes and another array put inside
+    it (helper-39): --overwrite had deleted them with the array. Refused in one line naming
+    them, everything kept; once they are moved out, the array is replaced."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    if owner == "ours":
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+    else:
+        make_array(out, np.zeros((4, 4)), (2, 2), zarr_format=zarr_format)
+    (out / "NOTES.txt").write_text("mine")
+    zarr.create_array(str(out / "other"), shape=(3,), dtype="f8", zarr_format=zarr_format)
+    before = file_states(out)
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError) and e.stray == ["NOTES.txt", "other"], e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    (out / "NOTES.txt").unlink()
+    shutil.rmtree(out / "other")
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), expected(x))
+
+
 def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> None:
     x = np.arange(100, dtype=np.float64).reshape(10, 10)
     make_array(tmp_path / "in.zarr", x, (5, 10))

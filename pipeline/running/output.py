@@ -188,6 +188,26 @@ def check_parents(plan: Plan) -> None:
     raise OutputError(message, output=where, status="blocked", blocking=place, node=node)
 
 
+def check_only_array_files(plan: Plan, state: str) -> None:
+    """Refuse to replace an output array whose folder holds files that are not the array's
+    (:func:`pipeline.store.arrays.stray_entries`: a user's notes, another array put inside
+    it): --overwrite replaces the array, its metadata and chunks, and had deleted them too
+    (OutputError, fields ``output``, ``status``, ``stray``)."""
+    loc = plan.output.location
+    stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,))
+    if stray:
+        where = loc.join(plan.output.path)
+        some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+        raise OutputError(
+            f"{where} holds, beside the array's metadata and chunks, {some}: --overwrite "
+            "replaces the array and never deletes other files: move them out, or choose "
+            "another output.store or output.array",
+            output=where,
+            status=state,
+            stray=stray,
+        )
+
+
 def check_formats_agree(plan: Plan) -> None:
     """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
@@ -371,6 +391,8 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             status=state,
         )
     if overwrite:
+        if state != "occupied":  # an array there, which the fresh start replaces
+            check_only_array_files(plan, state)
         check_frame_fits(plan)
         return "fresh"
     if resume:
@@ -555,11 +577,11 @@ def _now() -> str:
 
 def create(plan: Plan) -> None:
     """Create the output, replacing what was there except the run record (which holds the lock
-    this run has taken). The old metadata goes first (the group's too, with any consolidated
-    metadata in it), so a replacement cut short never leaves an array that claims to be
-    complete; the new one is created marked incomplete, after the record of what this run
-    computes and the Dataset around it (the group's attributes and coordinates, written by
-    xarray), with the input's dimension names and attributes."""
+    this run has taken). The record of what this run computes is written first; then the old
+    metadata goes (the group's too, with any consolidated metadata in it), so a replacement
+    cut short never leaves an array that claims to be complete, then its chunks; the new one
+    is created marked incomplete, after the Dataset around it (the group's attributes and
+    coordinates, written by xarray), with the input's dimension names and attributes."""
     o = plan.output
     ledger = plan.sink.ledger
     assert ledger is not None
@@ -568,16 +590,7 @@ def create(plan: Plan) -> None:
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
-    for meta in ("zarr.json", ".zarray", ".zattrs"):
-        o.location.delete(_key(o.path, meta))
-    for meta in GROUP_METADATA if group is not None else ():
-        o.location.delete(_key(group or "", meta))
-    for name in replaced:  # arrays only (check_frame_fits refused anything else)
-        if arrays.node_type(o.location, _key(group or "", name)) == "array":
-            o.location.delete(_key(group or "", name), recursive=True)
     ledger.clear_done()
-    ledger.delete_manifest()
-    arrays.clear_array(o.location, o.path, keep=RECORD)
     manifest = {
         "fingerprint": plan.fingerprint(),
         "identity": plan.identity,
@@ -586,7 +599,19 @@ def create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    # the record says what is being made before anything old goes: a replacement stopped
+    # while it went leaves the old chunks as this pipeline's 'remains', which --overwrite
+    # clears (with no record left, the folder of chunks had become one it never deletes, and
+    # only a person could clear it: helper-39)
     ledger.write_manifest(manifest)
+    for meta in ("zarr.json", ".zarray", ".zattrs"):
+        o.location.delete(_key(o.path, meta))
+    for meta in GROUP_METADATA if group is not None else ():
+        o.location.delete(_key(group or "", meta))
+    for name in replaced:  # arrays only (check_frame_fits refused anything else)
+        if arrays.node_type(o.location, _key(group or "", name)) == "array":
+            o.location.delete(_key(group or "", name), recursive=True)
+    arrays.clear_array(o.location, o.path, keep=RECORD)
     if group is not None:
         assert plan.carried.variable is not None
         datasets.write_frame(

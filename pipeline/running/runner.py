@@ -391,7 +391,8 @@ def _execute(
     ledger = plan.sink.ledger
     assert ledger is not None
     ledger.acquire()  # before anything is written: a second run stops here
-    exists = start == "resume"
+    exists = start == "resume"  # an output of this run's, incomplete and resumable
+    creating = False  # replacing what was there: resumable only once it is made
     finished = False
     try:
         t0 = time.perf_counter()
@@ -403,8 +404,9 @@ def _execute(
             if dashboard:
                 log.info("dashboard: %s", dashboard)
             if start == "fresh":
-                exists = True
+                creating = True
                 output.create(plan)
+                creating, exists = False, True
             summary = _compute_and_finish(
                 workers, plan, start, options, (t_start, t1), seconds, dashboard
             )
@@ -423,15 +425,24 @@ def _execute(
         waiting.take()  # the lock is given up below, whatever comes
         if isinstance(e, Interrupted):
             raise
-        # before the output was made (the cluster's start), or after it was complete (the
-        # workers' stop): the line says which, not "resumable"
-        state = "complete" if finished else "incomplete" if exists else "untouched"
+        # before the output was made (the cluster's start), while it was made (what was there
+        # partly deleted: helper-39 was told to resume, which then refused), or after it was
+        # complete (the workers' stop): the line says which, not "resumable"
+        state = (
+            "complete"
+            if finished
+            else "creating"
+            if creating
+            else "incomplete"
+            if exists
+            else "untouched"
+        )
         raise Interrupted("run", plan.output.location.join(plan.output.path), state) from None
     finally:
         if not finished:
             with contextlib.suppress(Exception):
                 ledger.release()
-            if not exists:
+            if not exists and not creating:  # the record marks what a replacement left
                 output.remove_if_empty(plan)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -497,6 +498,25 @@ _ARRAY_KEYS = {
     3: {"shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs"},
     2: {"shape", "chunks", "dtype", "fill_value", "order"},
 }
+
+
+#: An array's own metadata documents (Zarr v3, v2, and consolidated metadata).
+ARRAY_DOCUMENTS = frozenset(("zarr.json", ".zarray", ".zattrs", ".zmetadata"))
+
+#: The first part of a chunk (or shard) key: ``c`` or ``c.0.1`` (Zarr v3's default encoding,
+#: '/' or '.' separated), ``0`` or ``0.1`` (Zarr v2's, and v3's ``v2`` encoding).
+_CHUNK_KEY_ROOT = re.compile(r"^(c(\.\d+)*|\d+(\.\d+)*)$")
+
+
+def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """The names directly under the array at ``path`` that are not the array's: neither its
+    metadata documents nor the first part of a chunk key, nor one of ``keep`` (a user's notes,
+    another array put inside it, a backup folder), which replacing the array must not delete."""
+    return [
+        n
+        for n in location.list(path)
+        if n not in ARRAY_DOCUMENTS and n not in keep and not _CHUNK_KEY_ROOT.match(n)
+    ]
 
 
 def clear_array(location: Location, path: str, keep: str) -> None:
