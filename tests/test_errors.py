@@ -317,6 +317,38 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
     assert {k: getattr(e, k, "(no such field)") for k in want} == want
 
 
+@pytest.mark.parametrize(
+    "sections, key, also",
+    [
+        ({"stages": [{"op": "multiply", "factor": float("inf")}]}, "stages.0.factor", ""),
+        ({"output": {"store": "o.zarr", "chunks": [0, 5]}}, "output.chunks.0", ""),
+        (
+            {
+                "output": {"store": "o.zarr", "chunks": [0, 5]},
+                "stages": [{"op": "multiply", "factor": float("nan")}, {"op": "add", "value": "x"}],
+            },
+            "output.chunks.0",
+            " (also: stages.0.factor, stages.1.value)",
+        ),
+    ],
+    ids=["one", "one-in-a-union", "three"],
+)
+def test_a_config_error_names_its_other_problems_by_key(
+    sections: dict[str, Any], key: str, also: str
+) -> None:
+    """A config's other problems are named at the end of its one line, by key; a union's
+    alternatives of one problem are that problem (helper-39: "(and 1 more problem(s))" for
+    ``factor: .inf``, the other never shown)."""
+    from pipeline.config import parse_config
+
+    doc = {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": STAGES}
+    doc.update(sections)
+    with pytest.raises(ConfigError) as e:
+        parse_config(doc)
+    assert e.value.key == key and str(e.value).endswith(also) and "more problem" not in str(e)
+    assert len(str(e.value).splitlines()) == 1
+
+
 def test_removed_settings_are_not_settings() -> None:
     """Each key the loader names as removed is no key of its section, and is refused."""
     from pipeline.config import Config, parse_config

@@ -156,9 +156,8 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             if mark is not None:
                 line = mark.line + 1
                 where = f"{source}:{line}"
-        locs = {_data_loc(x["loc"], data) for x in errors}
-        more = f" (and {len(locs) - 1} more problem(s))" if len(locs) > 1 else ""
         dotted = ".".join(str(k) for k in key) or None
+        more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
         # a key this version removed: why (its entry in REMOVED), not a typo to correct
         removed = REMOVED.get(dotted or "") if err["type"] == "extra_forbidden" else None
         raise ConfigError(
@@ -168,6 +167,22 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             key=dotted,
             **({"removed": removed} if removed else {}),
         ) from None
+
+
+def _other_problems(key: tuple, locs: list[tuple]) -> str:
+    """The keys of the config's other problems, for the end of its one line: " (also: a.b,
+    c)"; '' for none. A location inside or around ``key`` is the same problem, as a union's
+    alternatives report it (``output.chunks: [0, 5]`` at ``output.chunks`` and at
+    ``output.chunks.0``): it had been counted as "1 more problem(s)", and never shown."""
+
+    def related(a: tuple, b: tuple) -> bool:
+        return a[: len(b)] == b or b[: len(a)] == a
+
+    others = [loc for loc in dict.fromkeys(locs) if not related(loc, key)]
+    # a location around others (a union's, again) adds nothing to them
+    others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
+    keys = [".".join(str(k) for k in loc) or "(top level)" for loc in others]
+    return f" (also: {', '.join(keys)})" if keys else ""
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose
