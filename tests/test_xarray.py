@@ -30,7 +30,7 @@ import pipeline
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.ops.cf import PACKING_ATTRIBUTES
-from pipeline.ops.stages import apply_chain, plan_chain
+from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import (
     copy_store,
@@ -1266,13 +1266,40 @@ def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordin
     assert got["name"].attrs == want["name"].attrs
 
 
+# an integer add_offset with it decodes to float64 (xarray's _choose_float_dtype): not here
+@pytest.mark.parametrize("dtype, scale, offset", [("int8", 3, None), ("uint8", 4, None)])
+def test_an_integer_packing_that_cannot_overflow_runs(
+    tmp_path: Path, dtype: str, scale: int, offset: int | None
+) -> None:
+    """Integers packed with an integer scale_factor decode to int64 within the stored range
+    times it (int8 times 3: +-384): the chain is planned on that range, not on all of int64,
+    which had refused a chain that cannot overflow (helper-39). Values as xarray decodes
+    them, through the chain, to the bit."""
+    info = np.iinfo(dtype)
+    stored = np.linspace(info.min, info.max, ROWS * COLS).astype(dtype).reshape(ROWS, COLS)
+    attrs = {"scale_factor": scale, **({"add_offset": offset} if offset is not None else {})}
+    ds = xr.Dataset({"t": (("y", "x"), stored, attrs)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
+    seen = open_dataset(tmp_path / "in.zarr")["t"].values
+    assert seen.dtype == np.int64
+    cfg = config(tmp_path, input={"mask_and_scale": True})
+    assert pipeline.run(cfg).status == "complete"
+    values = Interval(int(seen.min()), int(seen.max()))  # those values, computed as int64
+    chain = plan_chain(parse_config(cfg).stage_specs(), seen.dtype, values=values)
+    want = apply_chain(chain, seen)
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, want)
+
+
 def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: Path) -> None:
     """An integer scale_factor decodes to int64 (as xarray decodes it): a chain that can
     overflow int64 is refused naming the attribute, with the overflow's fields; the same
     chain on a plain int64 array is refused with those fields too."""
     from pipeline.errors import PlanError
 
-    stored = np.arange(ROWS * COLS, dtype=np.int16).reshape(ROWS, COLS)
+    # int32 times 2, times 5, squared: past int64 (int16's would fit, and run: below)
+    stored = np.arange(ROWS * COLS, dtype=np.int32).reshape(ROWS, COLS)
     ds = xr.Dataset({"t": (("y", "x"), stored, {"scale_factor": 2})})  # stored as it is
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -1281,7 +1308,7 @@ def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: P
     with pytest.raises(PlanError) as info:
         pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
     e = info.value
-    assert (e.stage, e.dtype, e.attributes) == ("multiply", "int64", ["scale_factor"])
+    assert (e.stage, e.dtype, e.attributes) == ("square", "int64", ["scale_factor"])
     assert e.variable == str(tmp_path / "in.zarr" / "t") and e.bound > np.iinfo(np.int64).max
     assert len(str(e).splitlines()) == 1
     assert not (tmp_path / "out.zarr").exists()

@@ -283,10 +283,13 @@ def plan_chain(
     specs: Sequence[tuple[str, StageParams]],
     dtype: np.dtype,
     policy: OverflowPolicy = "promote",
+    values: Interval | None = None,
 ) -> tuple[BoundStage, ...]:
     """Decide every stage's result dtype before the run.
 
-    ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's.
+    ``specs`` are (stage name, validated params) pairs in order; ``dtype`` is the input's;
+    ``values``, for an integer dtype, the range its elements can hold where that is known to
+    be narrower than the dtype's (decoded CF-packed integers: int8 times 3 in int64).
     Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
     a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
     under ``policy`` (fields ``stage``, ``position``, ``dtype``: the integer type it overflows,
@@ -295,7 +298,7 @@ def plan_chain(
     dtype = np.dtype(dtype)
     check_dtype(dtype)
     bound: list[BoundStage] = []
-    rng = Interval.of(dtype) if dtype.kind in "iu" else None
+    rng = (values or Interval.of(dtype)) if dtype.kind in "iu" else None
     current = dtype
     for position, (name, params) in enumerate(specs, start=1):
         d = REGISTRY[name]

@@ -425,7 +425,12 @@ def values_chain(
     ``stage``, ``dtype``, ``bound`` and ``variable``, ``attributes``, ``fix``)."""
     values = np.dtype(unpacking.dtype) if unpacking else stored
     try:
-        return stages.plan_chain(config.stage_specs(), values, config.integer_overflow)
+        return stages.plan_chain(
+            config.stage_specs(),
+            values,
+            config.integer_overflow,
+            _decoded_range(stored, values, _integer_packing(unpacking)),
+        )
     except PlanError as e:
         ints = _integer_packing(unpacking)
         if not ints or "stage" not in e.data:
@@ -443,6 +448,25 @@ def values_chain(
             attributes=list(ints),
             fix=f"{' and '.join(ints)} as a float",
         ) from None
+
+
+def _decoded_range(
+    stored: np.dtype, values: np.dtype, ints: dict[str, int]
+) -> stages.Interval | None:
+    """The range of integers a CF-packed integer variable decodes to (``stored`` times its
+    integer ``scale_factor``, plus its ``add_offset``: int8 times 3 lies within +-384, where
+    the whole of int64 had been assumed, and a chain that cannot overflow was refused,
+    helper-39); the whole of ``values`` where that product passes it (NumPy's int64 decode
+    then wraps), None where nothing is packed as integers."""
+    if not ints or stored.kind not in "iu":
+        return None
+    rng = stages.Interval.of(stored)
+    if "scale_factor" in ints:
+        rng = rng * ints["scale_factor"]
+    if "add_offset" in ints:
+        rng = rng + ints["add_offset"]
+    whole = stages.Interval.of(values)
+    return rng if whole.lo <= rng.lo and rng.hi <= whole.hi else whole
 
 
 def _integer_packing(unpacking: Unpacking | None) -> dict[str, int]:
