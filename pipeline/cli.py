@@ -466,6 +466,15 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
+        w = res.writer
+        print(
+            f"error: the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
+            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): verify it once "
+            "that run is done",
+            file=sys.stderr,
+        )
+        return 1
     if res.status != "complete":
         print(
             f"error: the output is {res.status}: it was not finished; `run --resume` finishes it",

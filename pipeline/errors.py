@@ -101,7 +101,9 @@ class OutputError(PipelineError):
     Fields: ``output`` (where), and as they apply ``status`` (what is there: 'absent',
     'complete', 'incomplete', 'remains', 'foreign', 'occupied', 'not-zarr'; 'blocked' for a
     path under a Zarr array or a file, with ``blocking``, where that is, and ``node``, its
-    kind: 'array', 'v2 array' or 'file'), ``changed``
+    kind: 'array', 'v2 array', 'damaged' or 'file'), ``stray`` (files in an output array's
+    folder that are not the array's), ``region`` (a region of it zarr-python cannot read),
+    ``changed``
     (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
     ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
     ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output

@@ -129,6 +129,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
             results = {
                 flag: error_of("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
             }
+            verified = cli("verify", cfg)  # it had said "`run --resume` finishes it" (helper-39)
             still_running = first.poll() is None
             _, err_first = first.communicate(timeout=120)
         finally:
@@ -139,6 +140,8 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     else:
         pytest.fail("the first run always finished before the second could start")
     host = socket.gethostname()
+    rc, _, err = verified
+    assert rc == 1 and f"a run is writing it now (pid {first.pid}" in err, err
     for flag, e in results.items():
         assert isinstance(e, OutputError), (flag, e)
         assert e.output == str(out), flag
@@ -612,6 +615,27 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
     assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
     assert "restore it from its source" in line
+
+
+def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
+    """A complete output whose chunk was cut short afterwards (helper-39): ``verify --all``
+    said only the codec's ``RuntimeError``; one line now names the output and the region that
+    zarr-python cannot read, and the fix."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    chunk = sorted(p for p in (out / "c").rglob("*") if p.is_file())[1]
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, OutputError) and e.output == str(out) and len(e.region) == 2
+    assert "`run --overwrite`" in line and "RuntimeError" not in line.split("(")[0]
 
 
 @pytest.mark.parametrize("record", ["absent", "a string", "a list"])

@@ -19,6 +19,7 @@ from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
 from pipeline.planning.variable import decoding, values_chain, with_output_array
 from pipeline.store import arrays, datasets, grid
+from pipeline.store.ledger import Ledger
 from pipeline.store.location import Location
 
 
@@ -28,6 +29,9 @@ class VerifyResult:
     total: int
     mismatched: list[tuple[int, ...]]
     status: str
+    writer: dict[str, Any] | None = None
+    """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
+    None where none does"""
 
     @property
     def ok(self) -> bool:
@@ -86,14 +90,18 @@ def verify(
         sl = grid.unit_slices(index, block, tuple(src.shape))
         x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
-        got = np.asarray(dst[sl])
+        got = _read_output(dst, sl, loc_out.join(out_path))
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
 
     with ThreadPoolExecutor(threads) as ex:
         results = list(ex.map(check, blocks))
     bad = [b for b, ok in zip(blocks, results, strict=True) if not ok]
     return VerifyResult(
-        checked=len(blocks), total=int(np.prod(block_grid)), mismatched=bad, status=status
+        checked=len(blocks),
+        total=int(np.prod(block_grid)),
+        mismatched=bad,
+        status=status,
+        writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
     )
 
 
@@ -111,6 +119,22 @@ def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
     ):
         return tuple(block)
     return stored
+
+
+def _read_output(dst: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
+    """The output's region ``sl`` as zarr-python reads it; OutputError (fields ``output``,
+    ``region``) when it cannot (a damaged chunk: it had been a bare codec error, helper-39)."""
+    try:
+        return np.asarray(dst[sl])
+    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+        region = [[s.start, s.stop] for s in sl]
+        raise OutputError(
+            f"zarr-python cannot read the output {where} in the region {region} "
+            f"({type(e).__name__}: {e}): a chunk there is damaged; `run --overwrite` writes "
+            "the output again",
+            output=where,
+            region=region,
+        ) from None
 
 
 def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
