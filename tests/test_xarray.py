@@ -1266,6 +1266,25 @@ def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordin
     assert got["name"].attrs == want["name"].attrs
 
 
+@pytest.mark.parametrize("key, value", [("scale_factor", "0.1"), ("add_offset", ["x"])])
+def test_a_packing_attribute_of_text_is_refused_naming_it(
+    tmp_path: Path, key: str, value: Any
+) -> None:
+    """``scale_factor: "0.1"`` (text, which xarray fails to multiply by too) had been refused
+    as "unsupported dtype <U0" (helper-39): one line naming the attribute and the fix."""
+    ds = xr.Dataset({"t": (("x",), np.arange(6, dtype=np.int16), {key: value})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
+        with pytest.raises(Exception):  # noqa: B017  (xarray's own error: numpy's, untyped)
+            xr.open_zarr(str(tmp_path / "in.zarr"))["t"].load()
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
+    assert info.value.attributes == [key] and info.value.fix == f"{key} as a number"
+    assert len(str(info.value).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
 # an integer add_offset with it decodes to float64 (xarray's _choose_float_dtype): not here
 @pytest.mark.parametrize("dtype, scale, offset", [("int8", 3, None), ("uint8", 4, None)])
 def test_an_integer_packing_that_cannot_overflow_runs(

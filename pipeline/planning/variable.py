@@ -368,6 +368,16 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
         return None
     stored = stored.newbyteorder("=")
+    for key in ("scale_factor", "add_offset"):  # xarray fails on text there too
+        value = attrs.get(key)
+        if value is not None and not _numbers(value):
+            raise InputError(
+                f"input variable {where} has {key}={value!r}, which is not a number (xarray "
+                f"cannot decode with it either): write {key} as a number",
+                variable=where,
+                attributes=[key],
+                fix=f"{key} as a number",
+            )
     zarr_format = arr.metadata.zarr_format
     v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
     try:
@@ -448,6 +458,15 @@ def values_chain(
             attributes=list(ints),
             fix=f"{' and '.join(ints)} as a float",
         ) from None
+
+
+def _numbers(value: Any) -> bool:
+    """Whether ``value`` is a number, or a list of numbers (not text, not a bool)."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return bool(items) and all(
+        isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+        for v in items
+    )
 
 
 def _decoded_range(
