@@ -140,7 +140,7 @@ def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
     ``option``, ``valid``, the values it takes): ``overwrite="false"`` would otherwise replace
     an output, as any non-empty string is true. NumPy's bools and numbers (what a caller holds
     after computing with NumPy) are taken as Python's; returns the options with them as
-    Python's ``bool`` and ``float``."""
+    Python's ``bool`` and ``float``. ``overwrite`` and ``resume`` together are refused too."""
     from pipeline.reporting.progress import INTERVAL_RULE
 
     kinds: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -161,7 +161,17 @@ def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
                 suggestion=None,
             )
     as_python = {"overwrite": bool, "resume": bool, "interval": float}
-    return {k: as_python[k](v) if k in as_python else v for k, v in options.items()}
+    checked = {k: as_python[k](v) if k in as_python else v for k, v in options.items()}
+    if checked.get("overwrite") and checked.get("resume"):  # overwrite had won, silently
+        raise OptionError(
+            "pipeline.run() options overwrite=True and resume=True contradict each other: "
+            "overwrite starts over (the finished blocks are thrown away), resume keeps them; "
+            "pass one of them",
+            option="resume",
+            valid=["overwrite=True or resume=True, not both"],
+            suggestion=None,
+        )
+    return checked
 
 
 _PROGRESS = ("none", "plain", "bar", "auto")

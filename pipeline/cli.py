@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    r.add_argument(
+    start = r.add_mutually_exclusive_group()  # starting over and keeping contradict
+    start.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    start.add_argument(
         "--resume",
         action="store_true",
         help="finish an interrupted run, skipping blocks already written",

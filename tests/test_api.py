@@ -496,3 +496,22 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
         pipeline.run(path, resume=True)
     assert pipeline.run(path, overwrite=True).status == "complete"
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
+
+
+def test_overwrite_and_resume_together_are_refused_before_anything_is_touched(
+    tmp_path: Path, cli
+) -> None:
+    """Starting over and keeping the finished blocks contradict (helper-40: overwrite had won,
+    silently, and thrown the finished blocks away): refused by the API and the command line."""
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    pipeline.run(path)
+    before = file_states(out)
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.run(path, overwrite=True, resume=np.True_)
+    assert len(str(info.value).splitlines()) == 1 and "contradict" in str(info.value)
+    with pytest.raises(SystemExit) as stopped:  # argparse's own refusal: usage, then one line
+        cli("run", path, "--overwrite", "--resume")
+    assert stopped.value.code == 2
+    assert file_states(out) == before
