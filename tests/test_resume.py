@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,42 @@ def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) ->
     assert sorted(got) == sorted(ref)
     assert all(got[k] == ref[k] for k in got if k != "zarr.json")
     shutil.rmtree(moved)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, damage: str) -> None:
+    """A chunk of a block marked written, deleted or cut short after the kill (or left out of
+    a copy of the output, which took the run record: helper-40): the resume had skipped the
+    block and marked the output complete with fill values there. The block is written again,
+    said in the warning, and the output ends equal to the uninterrupted run's."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    name = sorted(marker_names(work.output))[0]
+    chunk = work.output / ("c/" + name.replace(".", "/"))
+    if damage == "deleted":
+        chunk.unlink()
+    else:
+        chunk.write_bytes(chunk.read_bytes()[:-3])
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert "1 block(s) marked written no longer hold what was written" in err
+    assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+def test_a_resized_interrupted_output_is_not_resumed(work: Work, cli) -> None:
+    """Another tool resized the killed output (helper-40: the resume marked it complete at
+    the new shape): refused in one line naming both layouts, the output as it was."""
+    work.restore_killed()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_array(str(work.output), mode="r+").resize((work.rows // 2, COLS))
+    before = file_states(work.output)
+    e = refused("run", work.config, "--resume")
+    assert isinstance(e, OutputError) and e.changed == ["layout"], e
+    assert len(str(e).splitlines()) == 1 and "--overwrite" in str(e)
+    assert file_states(work.output) == before
 
 
 def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:

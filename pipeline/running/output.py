@@ -21,6 +21,8 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
+
 from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import OutputError, PipelineError
@@ -450,7 +452,33 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             status=state,
             changed=[part for part, _ in changed],
         )
+    check_layout_kept(plan)
     return "resume"
+
+
+def check_layout_kept(plan: Plan) -> None:
+    """Refuse to resume an output whose metadata no longer describes what the interrupted run
+    was writing (another shape, dtype, chunks or shards: resized by another tool, helper-40,
+    and marked complete at the new shape): OutputError, fields ``output``, ``status``
+    'incomplete', ``changed`` ['layout']."""
+    o = plan.output
+    try:
+        now = arrays.describe_array(o.location, o.path)
+    except Exception:
+        return  # what is there is decided and named elsewhere (output_state)
+    ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
+    has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
+    if ran != has:
+        where = o.location.join(o.path)
+        raise OutputError(
+            f"cannot resume {where}: its metadata says {list(has[0])} {has[1]}, chunks "
+            f"{list(has[2])} in units {list(has[3])}, but the interrupted run was writing "
+            f"{list(ran[0])} {ran[1]}, chunks {list(ran[2])} in units {list(ran[3])} (changed "
+            "by something else since): `run --overwrite` starts over",
+            output=where,
+            status="incomplete",
+            changed=["layout"],
+        )
 
 
 def _exists(state: str, where: str) -> OutputError:

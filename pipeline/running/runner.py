@@ -493,7 +493,16 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
     if start != "resume":
         return set()
     assert plan.sink.ledger is not None
-    done = plan.sink.ledger.done()
+    done = plan.sink.ledger.done() & set(all_blocks)
+    gone = _blocks_not_as_written(plan, sorted(done))
+    if gone:
+        log.warning(
+            "resuming: %d block(s) marked written no longer hold what was written (a chunk "
+            "gone or of another size; first: %s): written again",
+            len(gone),
+            list(gone[0]),
+        )
+        done -= set(gone)
     pending = sum(1 for b in all_blocks if b not in done)
     log.warning(
         "resuming: %d of %d blocks already written (skipped), %d to go",
@@ -502,6 +511,28 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
         pending,
     )
     return done
+
+
+def _blocks_not_as_written(plan: Plan, done: list) -> list:
+    """Of the blocks marked written (``done``), those whose stored units are no longer all
+    there with the bytes written (their sizes' sum against the marker's ``bytes_written``,
+    where it has one): a chunk deleted, or a copy that took the run record and not every chunk
+    file (helper-40), which Zarr would read as the fill value, and call complete."""
+    info, ledger = plan.sink.info, plan.sink.ledger
+    assert ledger is not None
+    if not done:
+        return []
+    sizes = info.location.file_sizes(info.path)
+    counts = ledger.each_counts(done)
+    gone = []
+    for block, recorded in zip(done, counts, strict=True):
+        keys = [info.key(u) for u in grid.units_in(block, plan.sink.block, info.unit, info.shape)]
+        written = (recorded or {}).get("bytes_written")
+        if any(k not in sizes for k in keys) or (
+            written is not None and sum(sizes[k] for k in keys) != written
+        ):
+            gone.append(block)
+    return gone
 
 
 def _check_recorded(plan: Plan, all_blocks: list) -> None:

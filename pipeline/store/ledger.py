@@ -65,8 +65,9 @@ class Ledger:
         names = self.location.list(self._key("done"))
         return {tuple(int(i) for i in n.split(".")) for n in names if n and n[0].isdigit()}
 
-    def counts(self, blocks: list[Shape], threads: int = 16) -> dict[str, int] | None:
-        """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
+    def each_counts(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, int] | None]:
+        """The counts recorded with each of ``blocks``, in order (None where a block's marker
+        holds none, or is gone)."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(block: Shape) -> dict[str, int] | None:
@@ -77,13 +78,19 @@ class Ledger:
                 return None
             return doc if isinstance(doc, dict) and doc else None
 
-        total: dict[str, int] = {}
+        if not blocks:
+            return []
         with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as ex:
-            for doc in ex.map(one, blocks):
-                if doc is None:
-                    return None
-                for k, v in doc.items():
-                    total[k] = total.get(k, 0) + int(v)
+            return list(ex.map(one, blocks))
+
+    def counts(self, blocks: list[Shape], threads: int = 16) -> dict[str, int] | None:
+        """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
+        total: dict[str, int] = {}
+        for doc in self.each_counts(blocks, threads):
+            if doc is None:
+                return None
+            for k, v in doc.items():
+                total[k] = total.get(k, 0) + int(v)
         return total
 
     def clear_done(self) -> None:

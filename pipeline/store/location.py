@@ -296,6 +296,32 @@ class Location:
                 path=where,
             ) from None
 
+    def file_sizes(self, key: str) -> dict[str, int]:
+        """The size of every file (object) under ``key``, by its store key: one walk of the
+        folder, or one listing of an object store (no reads)."""
+        base = key.strip("/")
+        found: dict[str, int] = {}
+        if self.is_local:
+            root = self.join(base)
+            for dirpath, _, files in os.walk(root):
+                rel = os.path.relpath(dirpath, root)
+                for f in files:
+                    sub = f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
+                    with contextlib.suppress(FileNotFoundError):  # a file gone meanwhile
+                        found[f"{base}/{sub}" if base else sub] = os.stat(
+                            os.path.join(dirpath, f)
+                        ).st_size
+            return found
+        top = self._path(base).rstrip("/")
+        try:
+            listed = self.fs().find(top, detail=True)
+        except FileNotFoundError:
+            return found
+        for name, d in listed.items():
+            rel = name[len(top) :].lstrip("/") if name.startswith(top) else name
+            found[f"{base}/{rel}" if base else rel] = int(d.get("size") or 0)
+        return found
+
     def list(self, key: str) -> list[str]:
         """Names directly under ``key`` (empty when it does not exist)."""
         path = self._path(key)
