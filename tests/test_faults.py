@@ -114,6 +114,42 @@ def test_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> 
 # 5. One writer at a time, and no silent overwrite.
 
 
+def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: Path, cli) -> None:
+    """Another program rewrote an input chunk (the same bytes, anew) while a run read the
+    input (helper-40: a `pipeline generate` of another seed left blocks of both, marked
+    complete): the run ends in one line saying so, the output incomplete, and a resume
+    refuses it; --overwrite computes it from the input as it is."""
+    rows = 800
+    for _ in range(3):
+        x = many_blocks_input(tmp_path / "in.zarr", rows, cols=COLS)
+        cfg = _blocks_config(tmp_path, workers=1)
+        out = tmp_path / "out.zarr"
+        shutil.rmtree(out, ignore_errors=True)
+        proc = cli_process(cfg, cwd=tmp_path)
+        try:
+            if wait_for_markers(proc, out, 1) < 0:
+                rows *= 4
+                continue
+            chunk = tmp_path / "in.zarr" / "c" / "0" / "0"
+            chunk.write_bytes(chunk.read_bytes())  # rewritten: same bytes, a new file time
+            _, err = proc.communicate(timeout=300)
+        finally:
+            kill_group(proc)
+        if proc.returncode == 1:
+            break
+        rows *= 4  # the run ended before the rewrite: a longer one
+    else:
+        pytest.fail("every run ended before the input could be rewritten")
+    line = one_line_error(err)
+    assert "changed while this run read it" in line and "`run --overwrite`" in line, err
+    assert status(out) == "incomplete"
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError) and e.changed == ["input.data"], e
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
     rows = 800
     for _ in range(3):

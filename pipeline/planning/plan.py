@@ -205,6 +205,11 @@ class Plan:
             ident["unpack"] = self.source.unpacking.describe()
         return ident
 
+    def input_unchanged(self) -> bool:
+        """Whether the input's metadata and files are still what :attr:`identity` took (the
+        run's start, or its resume): not rewritten while the run read it."""
+        return bool(_input_identity(self.input) == self.identity["input"][1])
+
     def fingerprint(self) -> str:
         """A short hash of :meth:`identity`."""
         doc = self.identity

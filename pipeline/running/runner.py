@@ -24,6 +24,7 @@ from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
     ConfigError,
+    InputError,
     Interrupted,
     OutputError,
     PipelineError,
@@ -482,6 +483,7 @@ def _compute_and_finish(
     summary.blocks_per_worker = per_worker
     whole = _whole_counts(plan, totals, [b for b in all_blocks if b in done], len(pending))
     summary.nan, summary.posinf, summary.neginf = (whole[k] for k in NONFINITE)
+    _check_input_unchanged(plan)
     output.mark_complete(plan, whole, summary.seconds.get("compute", 0.0))
     summary.seconds["finish"] = time.perf_counter() - t_finish
     summary.seconds["total"] = time.perf_counter() - t_start
@@ -533,6 +535,24 @@ def _blocks_not_as_written(plan: Plan, done: list) -> list:
         ):
             gone.append(block)
     return gone
+
+
+def _check_input_unchanged(plan: Plan) -> None:
+    """Refuse to call the output complete when the input was rewritten while the run read it
+    (helper-40: `pipeline generate` of another seed during a run left one block of the new
+    data and fifteen of the old, marked complete): InputError, fields ``input``, ``changed``
+    ['input.data'] (as a resume's refusal names it); the output stays incomplete, and a
+    resume refuses it too."""
+    if plan.input_unchanged():
+        return
+    where = plan.input.location.join(plan.input.path)
+    raise InputError(
+        f"the input {where} changed while this run read it (its metadata or files were "
+        "rewritten by another program), so the output holds blocks of both: it stays "
+        "incomplete; `run --overwrite` computes it again from the input as it is now",
+        input=where,
+        changed=["input.data"],
+    )
 
 
 def _check_recorded(plan: Plan, all_blocks: list) -> None:
