@@ -447,6 +447,9 @@ def ctrl_c_then_clear(*args, **kwargs):
 
 
 if __name__ == "__main__":
+    # Ctrl-C raises KeyboardInterrupt however this process was started (a shell's background
+    # job inherits SIGINT ignored, as a fresh-clone test run in the background did)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     arrays.clear_array = ctrl_c_then_clear
     try:
         pipeline.run(sys.argv[1], overwrite=True)
