@@ -90,7 +90,7 @@ def verify(
         sl = grid.unit_slices(index, block, tuple(src.shape))
         x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
-        got = _read_output(dst, sl, loc_out.join(out_path))
+        got = _read(dst, sl, loc_out.join(out_path), output=True)
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
 
     with ThreadPoolExecutor(threads) as ex:
@@ -121,33 +121,26 @@ def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
     return stored
 
 
-def _read_output(dst: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
-    """The output's region ``sl`` as zarr-python reads it; OutputError (fields ``output``,
-    ``region``) when it cannot (a damaged chunk: it had been a bare codec error, helper-39)."""
+def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> np.ndarray:
+    """The region ``sl`` of the input (or the ``output``) as zarr-python reads it (the
+    reference is computed from it, not from the pipeline's own decoding); InputError (fields
+    ``store``, ``region``), or OutputError (``output``, ``region``), when zarr-python cannot
+    read it: a damaged chunk, named with the fix (an output's had been a bare codec error,
+    helper-39)."""
     try:
-        return np.asarray(dst[sl])
+        return np.asarray(arr[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
         region = [[s.start, s.stop] for s in sl]
-        raise OutputError(
-            f"zarr-python cannot read the output {where} in the region {region} "
-            f"({type(e).__name__}: {e}): a chunk there is damaged; `run --overwrite` writes "
-            "the output again",
-            output=where,
-            region=region,
-        ) from None
-
-
-def _read(src: Any, sl: tuple[slice, ...], where: str) -> np.ndarray:
-    """The input's region ``sl`` as zarr-python reads it (the reference is computed from it,
-    not from the pipeline's own decoding); InputError when zarr-python cannot read it."""
-    try:
-        return np.asarray(src[sl])
-    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-        region = [[s.start, s.stop] for s in sl]
+        said = (
+            f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
+            f"region {region} ({type(e).__name__}: {e}): a chunk there is damaged; "
+        )
+        if output:
+            raise OutputError(
+                said + "`run --overwrite` writes the output again", output=where, region=region
+            ) from None
         raise InputError(
-            f"zarr-python cannot read the input {where} in the region {region} "
-            f"({type(e).__name__}: {e}): a chunk there is damaged; restore it from its source "
-            "(`pipeline run` names the chunk)",
+            said + "restore it from its source (`pipeline run` names the chunk)",
             store=where,
             region=region,
         ) from None
