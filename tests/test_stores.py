@@ -169,6 +169,21 @@ def test_a_tar_of_dot_named_members_is_one_line_naming_the_fix(tmp_path) -> None
     assert (error.status, error.reason) == ("absent", "members under './'")
 
 
+def test_a_plain_tar_path_is_read_as_the_tar_store_it_holds(tmp_path, cli) -> None:
+    """``input.store: in.tar`` (a path, as a zip's is taken): read as ``tar::file://`` (it
+    said "no Zarr array at .../in.tar; check input.array", helper-40), to the bit, the
+    archive untouched."""
+    x = _input_array()
+    tar_of_uncompressed(tmp_path, x, (5, x.shape[1]))
+    path = tmp_path / "in.tar"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    cfg = write_config(tmp_path, str(path), tmp_path / "out.zarr", cluster={"dashboard": ""})
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
 def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     """Each address ``join`` gives resolves (in fsspec) to the object the raw reader reads,
     and Zarr's store for the location reads it too."""

@@ -45,6 +45,16 @@ NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 LOCAL_SCHEMES = ("file://", "local://")
 
 
+def _is_tar(path: str) -> bool:
+    """Whether the file at ``path`` is a tar archive (plain, or gzip/bz2/xz compressed)."""
+    import tarfile
+
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class Location:
     """A store: a local path or an fsspec URL (chained URLs such as ``zip::file:///a.zip`` or
@@ -66,7 +76,8 @@ class Location:
         output apart, which compare local paths, let it through), or any fsspec URL;
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
         A local path that is a zip file is read as the zip store it holds
-        (``zip::file://PATH``); a relative local path at the end of a chained URL is made
+        (``zip::file://PATH``), and one that is a tar file as its tar store
+        (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
         for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
@@ -84,6 +95,8 @@ class Location:
             url = _absolute(url)
             if os.path.isfile(url) and zipfile.is_zipfile(url):
                 url = f"zip::file://{url}"
+            elif os.path.isfile(url) and _is_tar(url):  # helper-40: "no Zarr array at"
+                url = f"tar::file://{url}"
         return cls(url, dict(storage_options or {}))
 
     @property
