@@ -76,15 +76,16 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="progress display (auto: a bar on a terminal, plain lines otherwise)",
     )
-    r.add_argument(
-        "--progress-interval",
-        type=_interval_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds between plain progress lines",
-    )
     g = with_config("generate", "create the input a config describes (input.generate)")
     g.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
+    for command in (r, g):  # helper-40: generate had no --progress-interval
+        command.add_argument(
+            "--progress-interval",
+            type=_interval_seconds,
+            default=5.0,
+            metavar="SECONDS",
+            help="seconds between plain progress lines",
+        )
     v = with_config("verify", "recompute blocks with NumPy and compare with the output")
     v.add_argument("--all", action="store_true", help="check every block")
     v.add_argument(
@@ -370,7 +371,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "generate":
         from pipeline.running.generate import generate_input
 
-        info = generate_input(config, progress=args.progress)
+        info = generate_input(config, progress=args.progress, interval=args.progress_interval)
         print_rows(
             [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
         )

@@ -120,14 +120,15 @@ def test_a_report_file_that_cannot_be_written_is_refused_before_the_output_is_to
     assert len(err.strip().splitlines()) == 1 and flag in err, err
 
 
+@pytest.mark.parametrize("command", ["run", "generate"])  # generate had none (helper-40)
 @pytest.mark.parametrize("seconds", ["-1", "0", "nan", "soon", "inf", "1e-300", "0.009"])
-def test_a_progress_interval_of_no_seconds_is_refused(tmp_path, small, seconds) -> None:
+def test_a_progress_interval_of_no_seconds_is_refused(tmp_path, small, seconds, command) -> None:
     """Below 0.01 s (1e-300 had been taken), no progress loop prints that often: refused with
     the rule of ``pipeline.run``'s ``interval`` (tests/test_api.py); 0.01 itself is taken
     (``test_run_prints_dashboard_then_plain_progress``)."""
     _, cfg = small
     p = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", "--progress-interval", seconds, str(cfg)],
+        [sys.executable, "-m", "pipeline", command, "--progress-interval", seconds, str(cfg)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -181,6 +182,15 @@ def test_plan_and_dry_run_compute_and_write_nothing(tmp_path, cli, how) -> None:
         r".* per task; 1 in flight .* of the .* budget per worker \(fits\)", rows["host memory"]
     )
     assert "does not exist yet" in out  # the note: `run` would generate it
+
+
+def test_generate_prints_plain_progress_lines_at_its_interval(tmp_path, cli) -> None:
+    """``generate --progress plain --progress-interval 0.01`` (helper-40: generate had no
+    interval): plain lines, the last of them all its units."""
+    cfg = generated_config(tmp_path, {"shape": [40, 20], "chunks": [2, 20]})
+    rc, _, err = cli("generate", cfg, "--progress", "plain", "--progress-interval", "0.01")
+    assert rc == 0, err
+    assert re.search(r"^\[generate\] (\d+)/\1 blocks \(100%\)", err, re.M), err
 
 
 def test_plan_of_a_generated_input_matches_the_generated_layout(tmp_path, cli) -> None:

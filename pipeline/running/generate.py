@@ -48,11 +48,11 @@ class GenSpec:
     seed: int
 
 
-def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
+def generate_input(config: Config, progress: str = "auto", interval: float = 5.0) -> ArrayInfo:
     """Create the input ``config.input.generate`` describes, on the run's backend; the
-    input's :class:`ArrayInfo`. Raises :class:`~pipeline.errors.Interrupted` on Ctrl-C (the
-    input stays marked unfinished), ConfigError (``key``) when the config has no
-    ``input.generate``."""
+    input's :class:`ArrayInfo` (``interval``: seconds between plain progress lines). Raises
+    :class:`~pipeline.errors.Interrupted` on Ctrl-C (the input stays marked unfinished),
+    ConfigError (``key``) when the config has no ``input.generate``."""
     if config.input.generate is None:
         raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
@@ -66,7 +66,7 @@ def generate_input(config: Config, progress: str = "auto") -> ArrayInfo:
     where = loc.join(config.input.array.strip("/"))
     try:
         spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
-        _generate_units(cp, spec, progress)
+        _generate_units(cp, spec, progress, interval)
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
         waiting.take()
@@ -118,7 +118,7 @@ def check_generate_target(loc: Location, array: str) -> None:
     )
 
 
-def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str) -> None:
+def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: float) -> None:
     """Generate every unit of ``spec``'s array on the workers ``cp`` describes (threads of this
     process, or a Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
     info = spec.sink.info
@@ -129,7 +129,7 @@ def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str) -> None:
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with (
         _workers(cp) as workers,
-        Progress(len(dsk), unit_bytes, progress, label="generate") as bar,
+        Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
     ):
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 

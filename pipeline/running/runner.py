@@ -295,7 +295,7 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     :class:`Interrupted`, elsewhere as a bare ``KeyboardInterrupt``."""
     t_begin = time.perf_counter()
     # the run's own clock starts once the input exists; its making is a phase of its own
-    made = _generate_if_missing(config, options.progress)
+    made = _generate_if_missing(config, options.progress, options.interval)
     t_start = time.perf_counter() if made else t_begin
     config = output.recorded_layout(with_output_array(config), options.resume)
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
@@ -346,7 +346,7 @@ def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
     return summary
 
 
-def _generate_if_missing(config: Config, progress: str) -> bool:
+def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -> bool:
     """Generate the input first when ``input.generate.when_missing`` asks for it and the input
     is missing or unfinished; whether it did."""
     from pipeline.running.generate import generate_input
@@ -365,7 +365,7 @@ def _generate_if_missing(config: Config, progress: str) -> bool:
         loc.join(config.input.array),
         "missing" if missing else "unfinished (an interrupted generate)",
     )
-    generate_input(config, progress)
+    generate_input(config, progress, interval)
     return True
 
 
