@@ -26,7 +26,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.reporting.summary import Summary
 from tests.conftest import make_array, read_array, reference, write_config
-from tests.faultkit import ROOT, env, file_states, one_line_error, status
+from tests.faultkit import ROOT, env, file_states, one_line_error, run_python, status
 
 
 def small_input(tmp: Path, seed: int = 0) -> np.ndarray:
@@ -402,14 +402,7 @@ def test_a_callers_process_keeps_numpys_warnings(tmp_path: Path, cluster: str) -
     )
     script = tmp_path / "caller.py"
     script.write_text(CALLERS_WARNINGS)
-    done = subprocess.run(
-        [sys.executable, str(script), str(cfg), cluster],
-        env=env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python([script, cfg, cluster], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "1", done.stdout + done.stderr
 
@@ -481,14 +474,7 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     }
     path.write_text(yaml.safe_dump(cfg))
     assert pipeline.run(path).status == "complete"
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "script.py"), str(path)],
-        env=env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not (out / "zarr.json").exists() and (out / "c").exists()  # the old chunks stay

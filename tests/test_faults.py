@@ -19,8 +19,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -114,11 +116,23 @@ def test_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> 
 # 5. One writer at a time, and no silent overwrite.
 
 
-def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: Path, cli) -> None:
-    """Another program rewrote an input chunk (the same bytes, anew) while a run read the
-    input (helper-40: a `pipeline generate` of another seed left blocks of both, marked
-    complete): the run ends in one line saying so, the output incomplete, and a resume
-    refuses it; --overwrite computes it from the input as it is."""
+@dataclass
+class Midway:
+    """What :func:`_while_a_run_writes` leaves: the input ``x``, the run's ``cfg`` and
+    ``out``, its finished process ``proc`` and ``stderr``, and what ``act`` returned."""
+
+    x: np.ndarray
+    cfg: Path
+    out: Path
+    proc: subprocess.Popen
+    stderr: str
+    acted: Any
+
+
+def _while_a_run_writes(tmp_path: Path, act: Callable[[Path], Any]) -> Midway:
+    """Start a command-line run of many one-row blocks; once it has marked a block written,
+    ``act(cfg)`` while it goes on; then let it end. A run that ended before ``act`` was done
+    is tried again on a longer input."""
     rows = 800
     for _ in range(3):
         x = many_blocks_input(tmp_path / "in.zarr", rows, cols=COLS)
@@ -130,63 +144,60 @@ def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: 
             if wait_for_markers(proc, out, 1) < 0:
                 rows *= 4
                 continue
-            chunk = tmp_path / "in.zarr" / "c" / "0" / "0"
-            chunk.write_bytes(chunk.read_bytes())  # rewritten: same bytes, a new file time
+            acted = act(cfg)
+            still_running = proc.poll() is None
             _, err = proc.communicate(timeout=300)
         finally:
             kill_group(proc)
-        if proc.returncode == 1:
-            break
-        rows *= 4  # the run ended before the rewrite: a longer one
-    else:
-        pytest.fail("every run ended before the input could be rewritten")
-    line = one_line_error(err)
-    assert "changed while this run read it" in line and "`run --overwrite`" in line, err
-    assert status(out) == "incomplete"
-    e = refused("run", cfg, "--resume")
+        if still_running:
+            return Midway(x, cfg, out, proc, err, acted)
+        rows *= 4  # the run ended before act was done: a longer one
+    pytest.fail("every run ended before anything could be done while it wrote")
+
+
+def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: Path, cli) -> None:
+    """Another program rewrote an input chunk (the same bytes, anew) while a run read the
+    input (helper-40: a `pipeline generate` of another seed left blocks of both, marked
+    complete): the run ends in one line saying so, the output incomplete, and a resume
+    refuses it; --overwrite computes it from the input as it is."""
+
+    def rewrite(cfg: Path) -> None:
+        chunk = tmp_path / "in.zarr" / "c" / "0" / "0"
+        chunk.write_bytes(chunk.read_bytes())  # rewritten: same bytes, a new file time
+
+    m = _while_a_run_writes(tmp_path, rewrite)
+    assert m.proc.returncode == 1, m.stderr
+    line = one_line_error(m.stderr)
+    assert "changed while this run read it" in line and "`run --overwrite`" in line, m.stderr
+    assert status(m.out) == "incomplete"
+    e = refused("run", m.cfg, "--resume")
     assert isinstance(e, OutputError) and e.changed == ["input.data"], e
-    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    rc, _, err = cli("run", m.cfg, "--overwrite", "--progress", "none")
     assert rc == 0, err
-    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+    assert np.array_equal(read_array(m.out), expected(m.x), equal_nan=True)
 
 
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
-    rows = 800
-    for _ in range(3):
-        x = many_blocks_input(tmp_path / "in.zarr", rows, cols=COLS)
-        cfg = _blocks_config(tmp_path, workers=1)
-        out = tmp_path / "out.zarr"
-        shutil.rmtree(out, ignore_errors=True)
-        first = cli_process(cfg, cwd=tmp_path)
-        try:
-            if wait_for_markers(first, out, 1) < 0:
-                rows *= 4
-                continue
-            results = {
-                flag: error_of("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
-            }
-            verified = cli("verify", cfg)  # it had said "`run --resume` finishes it" (helper-39)
-            still_running = first.poll() is None
-            _, err_first = first.communicate(timeout=120)
-        finally:
-            kill_group(first)
-        if still_running:
-            break
-        rows *= 4
-    else:
-        pytest.fail("the first run always finished before the second could start")
+    def second_runs(cfg: Path) -> tuple[dict, tuple[int, str, str]]:
+        refusals = {
+            flag: error_of("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
+        }
+        return refusals, cli("verify", cfg)  # verify had said "`run --resume` finishes it"
+
+    m = _while_a_run_writes(tmp_path, second_runs)
+    results, (rc, _, err) = m.acted
+    first, out = m.proc, m.out
     host = socket.gethostname()
-    rc, _, err = verified
     assert rc == 1 and f"a run is writing it now (pid {first.pid}" in err, err
     for flag, e in results.items():
         assert isinstance(e, OutputError), (flag, e)
         assert e.output == str(out), flag
         assert (e.holder["pid"], e.holder["host"]) == (first.pid, host), (flag, e.holder)
     # the first run was not disturbed
-    assert first.returncode == 0, err_first
+    assert first.returncode == 0, m.stderr
     assert status(out) == "complete"
     assert not (out / ".pipeline").exists()
-    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+    assert np.array_equal(read_array(out), expected(m.x), equal_nan=True)
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
