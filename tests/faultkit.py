@@ -321,6 +321,21 @@ def copy_store(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
+def set_aside(store: Path) -> Iterator[None]:
+    """Within this block ``store`` may be rewritten: it is moved aside whole, and moved back
+    afterwards with its files as they were (a copy would make new files, which the input's
+    identity tells from the old ones)."""
+    aside = store.with_name(store.name + ".aside")
+    store.rename(aside)
+    shutil.copytree(aside, store)
+    try:
+        yield
+    finally:
+        shutil.rmtree(store)
+        aside.rename(store)
+
+
+@contextlib.contextmanager
 def undeletable(path: Path) -> Iterator[None]:
     """Within this block the file ``path`` cannot be deleted: for root, whom permissions do
     not stop, it is made immutable (``chattr +i``; the test is skipped where that cannot be

@@ -9,6 +9,7 @@ with real signals once some (never all) blocks are marked in the output's run re
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -38,6 +39,7 @@ from tests.faultkit import (
     one_line_error,
     refused,
     run_and_signal,
+    set_aside,
     status,
     stored_files,
     wait_for_markers,
@@ -193,9 +195,7 @@ def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> No
 
 def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None:
     work.restore_killed()
-    saved = work.dir / "in.saved"
-    copy_store(work.input, saved)
-    try:
+    with set_aside(work.input):
         snapshot = file_states(work.output)
         # same shape, dtype and layout; other values, written after the interruption
         many_blocks_input(work.input, work.rows, seed=1)
@@ -203,8 +203,31 @@ def test_resume_is_refused_when_the_input_was_rewritten(work: Work, cli) -> None
         assert isinstance(e, OutputError)
         assert (e.status, e.changed) == ("incomplete", ["input.data"])
         assert file_states(work.output) == snapshot
-    finally:
-        copy_store(saved, work.input)  # keeps modification times: the same input again
+
+
+def test_resume_is_refused_when_the_input_was_rewritten_keeping_sizes_and_times(
+    work: Work, cli
+) -> None:
+    """An input chunk rewritten with other bytes of the same size, its modification time put
+    back (as ``cp -p`` of another copy does; helper-40: the resume took it for the same input
+    and marked complete an output of both inputs' values)."""
+    work.restore_killed()
+    with set_aside(work.input):
+        snapshot = file_states(work.output)
+        chunk = work.input / "c" / "0" / "0"
+        st = chunk.stat()
+        data = bytearray(chunk.read_bytes())
+        data[-1] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+        os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert chunk.stat().st_size == st.st_size
+        e = refused("run", work.config, "--resume")
+        assert isinstance(e, OutputError)
+        assert (e.status, e.changed) == ("incomplete", ["input.data"])
+        assert file_states(work.output) == snapshot
+    rc, _, err = cli("run", work.config, "--resume")  # the input as it was: resumed
+    assert rc == 0, err
+    assert_same_stores(work.output, work.ref)
 
 
 def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) -> None:

@@ -49,6 +49,7 @@ from tests.faultkit import (
     kill_group,
     kill_procs,
     one_line_error,
+    set_aside,
     wait_for_chunk_files,
     wait_gone,
 )
@@ -218,9 +219,7 @@ def test_resume_of_a_complete_output_whose_input_moved_is_refused(done: Done, cl
 def test_resume_of_a_complete_output_whose_input_was_rewritten_is_refused(
     done: Done, cli, what: str
 ) -> None:
-    saved = done.dir / "in.saved"
-    copy_store(done.input, saved)
-    try:
+    with set_aside(done.input):
         before = file_states(done.output)
         if what == "data":  # same shape, dtype, layout and metadata; other values
             make_array(done.input, done.x + 1, (6, 30))
@@ -230,8 +229,6 @@ def test_resume_of_a_complete_output_whose_input_was_rewritten_is_refused(
         assert e.changed[0] == f"input.{what}"
         assert f"the input's {what} changed" in line
         assert file_states(done.output) == before
-    finally:
-        copy_store(saved, done.input)  # keeps modification times: the same input again
     rc, _, err = cli("run", done.config, "--resume")
     assert rc == 0 and "nothing to do" in err, err
 

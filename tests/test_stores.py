@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import uuid
 import zipfile
 from pathlib import Path
@@ -244,6 +245,39 @@ def test_a_replaced_zip_is_read_anew(tmp_path) -> None:
     new = Location.of(str(path)).read("c/0/0")
     assert new is not None and new != old
     assert np.array_equal(zarr.open_array(store=loc.zarr_store(True), mode="r")[...], x[::-1])
+
+
+@pytest.mark.parametrize("archive", ["zip", "tar"])
+def test_an_archive_packed_again_with_the_same_sizes_and_times_is_a_changed_input(
+    tmp_path, cli, archive
+) -> None:
+    """The archive replaced by one of other values whose members have the same sizes (chunks
+    stored uncompressed), its file's modification time put back as ``cp -p`` does: the input
+    changed, and a resume of the complete output is refused, which left it untouched. (A zip's
+    members were told apart by their sizes alone.)"""
+    x = _input_array()
+
+    def pack(d: Path, values: np.ndarray) -> Path:
+        d.mkdir()
+        if archive == "zip":
+            _zipstore(d / "in.zip", values, 2, chunks=(4, 5), compressors=None)
+            return d / "in.zip"
+        tar_of_uncompressed(d, values, (4, 5))
+        return d / "in.tar"
+
+    path = pack(tmp_path / "a", x)
+    cfg = write_config(tmp_path, str(path), tmp_path / "out.zarr", cluster={"dashboard": ""})
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    before = {p: p.read_bytes() for p in (tmp_path / "out.zarr").rglob("*") if p.is_file()}
+    st = path.stat()
+    other = pack(tmp_path / "b", x * 2)
+    assert other.stat().st_size == st.st_size
+    other.replace(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError) and e.changed == ["input.data"], e
+    assert {p: p.read_bytes() for p in (tmp_path / "out.zarr").rglob("*") if p.is_file()} == before
 
 
 def test_output_in_a_zip_is_refused_by_name(tmp_path, cli) -> None:

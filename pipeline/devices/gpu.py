@@ -626,7 +626,9 @@ class GpuBackend:
     def unpack(self, unpacking: Unpacking, x: Any) -> Any:
         dtype = np.dtype(unpacking.dtype)
         if dtype.name not in ("float32", "float64") or x.dtype.name not in kernel.CTYPES:
-            return unpacking.apply(x, cp)  # float16: CuPy's own operations (no NaN payloads)
+            # float16 (stored or decoded): NumPy's decoding on the host, exact where CuPy's
+            # arithmetic would lose NaN payloads and flush subnormals; rare, so not fast
+            return cp.asarray(unpacking.apply(cp.asnumpy(x), np))
         ctx = context()
         with ctx.stream:
             compiled, scalars = unpack_kernel(unpacking, x.dtype)

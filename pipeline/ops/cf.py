@@ -4,8 +4,11 @@ CF conventions (and xarray's ``to_zarr``) store a variable packed: small integer
 ``scale_factor`` and ``add_offset`` attributes, and ``_FillValue`` / ``missing_value`` for the
 elements that hold no value. xarray's ``mask_and_scale`` decoding turns them back into floats:
 the missing elements become NaN, the others ``stored * scale_factor + add_offset``, computed in
-the float dtype xarray chooses. :class:`Unpacking` does the same, on NumPy or CuPy arrays, to the
-bit: two separately rounded operations, in xarray's order, with xarray's dtype rule.
+the float dtype xarray chooses. :class:`Unpacking` says how, and does it on NumPy arrays to the
+bit: two separately rounded operations, in xarray's order, with xarray's dtype rule. The GPU
+backend runs the same steps in its own kernel (``pipeline.ops.kernel.unpack_source``): CuPy's
+arithmetic returns one canonical NaN and flushes float32 subnormals, so :meth:`Unpacking.apply`
+on CuPy arrays is exact only for float16, where the GPU backend uses it.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ class Unpacking:
     add_offset: float | None = None
 
     def apply(self, x: Any, xp: Any) -> Any:
-        """The values of stored elements ``x`` (a NumPy or CuPy array): a new array of
-        :attr:`dtype`, NaN where ``x`` holds a fill value."""
+        """The values of stored elements ``x`` (a NumPy array, or CuPy where the module's
+        note allows): a new array of :attr:`dtype`, NaN where ``x`` holds a fill value."""
         y = x.astype(self.dtype, copy=True)
         missing = None
         for fv in self.fill_values:

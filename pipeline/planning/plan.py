@@ -216,14 +216,21 @@ class Plan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: What says an object was rewritten, in the listings of fsspec's object stores, best first.
-_STAMPS = ("ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+#: What says an object was rewritten, in the listings of fsspec's file systems, best first
+#: (``CRC``: a zip member's checksum of its bytes).
+_STAMPS = ("CRC", "ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
 
 
 def _input_identity(info: ArrayInfo) -> Any:
-    """The input's metadata document, and the total size of its files with, for local stores,
-    the newest mtime, for object stores a digest of each object's ETag (or modification time),
-    so an input rewritten since a run (interrupted or complete) is noticed."""
+    """The input's metadata document, and the total size of its files with a digest of each
+    file's name, size and times, so an input rewritten since a run (interrupted or complete)
+    is noticed: for local stores the modification and status-change times (a copy that keeps
+    modification times, ``cp -p``, still makes new files: helper-40), for object stores each
+    object's ETag (or modification time), for a zip each member's CRC-32, with the archive
+    file's own times.
+
+    A store restored from a copy is a changed input (its files are new); a store moved
+    whole with ``mv`` keeps its files, and is the same."""
     doc = (
         info.location.read(f"{info.path}/zarr.json" if info.path else "zarr.json")
         or info.location.read(f"{info.path}/.zarray" if info.path else ".zarray")
@@ -235,6 +242,7 @@ def _input_identity(info: ArrayInfo) -> Any:
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
     found = info.location.fs().find(info.location.join(info.path), detail=True)
     digest = hashlib.sha256()
+    digest.update(f"{info.location.archive_stamp()}\n".encode())
     total = 0
     for name in sorted(found):
         if "/.pipeline/" in name:
@@ -247,18 +255,22 @@ def _input_identity(info: ArrayInfo) -> Any:
 
 
 def _local_files_identity(root: str) -> list[Any]:
-    """[total bytes, newest mtime] of the files under ``root`` (the run record left out)."""
+    """[total bytes, digest] of the files under ``root`` (the run record left out): each file's
+    path below ``root``, size, modification and status-change time (nanoseconds)."""
     import os
 
-    total, newest = 0, 0.0
-    for dirpath, _, files in os.walk(root):
-        if "/.pipeline" in dirpath:
-            continue
+    total = 0
+    entries = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".pipeline"]
         for f in files:
-            st = os.stat(os.path.join(dirpath, f))
+            path = os.path.join(dirpath, f)
+            st = os.stat(path)
             total += st.st_size
-            newest = max(newest, st.st_mtime)
-    return [total, newest]
+            rel = os.path.relpath(path, root)
+            entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
+    digest = hashlib.sha256("".join(sorted(entries)).encode()).hexdigest()[:16]
+    return [total, digest]
 
 
 # --------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ class Location:
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent)."""
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
-        stamp = self._archive_stamp()
+        stamp = self.archive_stamp()
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
@@ -164,8 +164,9 @@ class Location:
                 _FS_CACHE[key] = got
         return got[1], got[2]
 
-    def _archive_stamp(self) -> tuple[int, int, int] | None:
-        """(inode, size, mtime) of a local file holding an archive store; None otherwise."""
+    def archive_stamp(self) -> tuple[int, int, int, int] | None:
+        """(inode, size, mtime, ctime; nanoseconds) of a local file holding an archive store
+        (a zip or tar); None otherwise: it changes when the file is replaced or written."""
         inner = self.url.rsplit("::", 1)[-1]
         if "::" not in self.url or not inner.startswith("file://") or self.archive() is None:
             return None
@@ -173,7 +174,7 @@ class Location:
             st = os.stat(inner.removeprefix("file://"))
         except OSError:
             return None
-        return st.st_ino, st.st_size, st.st_mtime_ns
+        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def _path(self, key: str) -> str:
         """Where ``key`` is: a local path, or a path of the URL's file system."""
@@ -204,7 +205,7 @@ class Location:
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
         options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
-        if self._archive_stamp() is not None:  # a fresh look at a zip that may be replaced
+        if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
             options["skip_instance_cache"] = True
         fs, root = _open_fs(self.url, options)
         if not fs.async_impl:
