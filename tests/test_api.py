@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,39 @@ def test_run_takes_a_file_a_mapping_or_a_config_and_uses_the_client(
     captured = capsys.readouterr()
     assert "[run]" not in captured.out + captured.err  # no progress unless asked for
     assert client.submit(int, "7").result() == 7  # the client is left open
+
+
+def test_a_memory_store_is_refused_for_a_clients_worker_processes(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """A ``memory://`` store lives in this process. A caller's cluster of worker processes
+    read it as empty, and its output, all fill values, was marked complete (the config's
+    ``cluster.protocol: inproc`` was believed over the client's workers): refused, naming
+    the store, before anything is written. A client of threads of this process reads it."""
+    import zarr
+    from distributed import Client, LocalCluster
+
+    backend, client = backend_client
+    x = np.random.default_rng(3).standard_normal((30, 70)).astype(np.float32)
+    url = f"memory://{uuid.uuid4().hex}/in.zarr"
+    zarr.create_array(store=url, shape=x.shape, chunks=(10, 70), dtype=x.dtype)[...] = x
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, url, out, backend=backend, cluster={"protocol": "inproc"})
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(path, client=client)
+    assert info.value.key == "input.store" and "LocalCluster(processes=False)" in str(info.value)
+    assert not out.exists()
+    if backend != "cpu":
+        return  # workers of this process's threads: the CPU backend's half
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        ) as threads,
+        Client(threads) as here,
+    ):
+        summary = pipeline.run(path, client=here)
+    assert summary.status == "complete"
+    assert np.array_equal(read_array(out), reference(x))
 
 
 def test_run_options_are_the_command_lines(

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,18 +339,23 @@ def make_plan(
     facts: Facts,
     scheduler_workers: int | None = None,
     scheduler_threads: int | None = None,
+    worker_protocol: str | None = None,
 ) -> Plan:
     """Resolve ``config`` against ``facts`` and the input's metadata; raise a
     :class:`~pipeline.errors.PipelineError` (PlanError, InputError, ConfigError, ...) when the
     run cannot go as configured.
 
-    ``scheduler_workers``/``scheduler_threads`` describe an existing cluster joined by address.
+    ``scheduler_workers``/``scheduler_threads`` describe an existing cluster (joined by
+    address, or a caller's client); ``worker_protocol``, how its workers talk (the scheme of
+    their addresses, :func:`protocol_of`): what they can reach is theirs, not the config's.
     """
     notes: list[str] = []
     config = with_output_array(config)
     backend, why = choose_backend(config, facts)
-    protocol = local_protocol(config, backend, facts, joined=scheduler_workers is not None)
-    check_stores_reachable(config, protocol)
+    protocol = worker_protocol or local_protocol(
+        config, backend, facts, joined=scheduler_workers is not None
+    )
+    check_stores_reachable(config, protocol, existing=worker_protocol is not None)
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
     notes += kept.notes
@@ -461,18 +467,33 @@ def local_protocol(config: Config, backend: str, facts: Facts, joined: bool = Fa
     return "inproc" if total <= THREADS_IN_PROCESS else "tcp"
 
 
-def check_stores_reachable(config: Config, protocol: str) -> None:
+def protocol_of(addresses: Iterable[str]) -> str | None:
+    """How the workers at ``addresses`` talk: 'inproc' when every one is a thread of this
+    process (``inproc://``: no other process can reach such an address), else the scheme of
+    the first that is not ('tcp', 'ucx', ...); None for no address."""
+    schemes = [a.split("://", 1)[0] if "://" in a else "tcp" for a in addresses]
+    return next((s for s in schemes if s != "inproc"), "inproc" if schemes else None)
+
+
+def check_stores_reachable(config: Config, protocol: str, existing: bool = False) -> None:
     """Refuse a ``memory://`` store that the workers could not see: it lives inside one
-    process, so only a local cluster of threads (``protocol`` 'inproc', see
-    :func:`local_protocol`) shares it (ConfigError: ``key``, ``store``). Refuse an output
-    inside an archive (``zip::...``), which is read-only (OutputError)."""
-    in_process = config.cluster.scheduler == "local" and protocol == "inproc"
+    process, so only workers that are threads of this process (``protocol`` 'inproc': a local
+    cluster of threads, see :func:`local_protocol`, or an ``existing`` cluster whose workers'
+    addresses say so, :func:`protocol_of`) share it (ConfigError: ``key``, ``store``). A
+    caller's cluster of worker processes read such an input as empty: fill values, marked
+    complete. Refuse an output inside an archive (``zip::...``), which is read-only
+    (OutputError)."""
+    in_process = protocol == "inproc" and (existing or config.cluster.scheduler == "local")
     for key, url in (("input.store", config.input.store), ("output.store", config.output.store)):
         if url.startswith("memory://") and not in_process:
+            fix = (
+                "run on a cluster of threads of this process (LocalCluster(processes=False))"
+                if existing
+                else "set cluster.protocol: inproc (a local cluster of threads)"
+            )
             raise ConfigError(
                 f"{key} {url} lives in this process's memory, which the workers' processes "
-                "cannot see: set cluster.protocol: inproc (a local cluster of threads), or use "
-                "a store every worker can reach (a path, s3://...)",
+                f"cannot see: {fix}, or use a store every worker can reach (a path, s3://...)",
                 key=key,
                 store=url,
             )

@@ -32,7 +32,7 @@ from pipeline.errors import (
     disk_full,
 )
 from pipeline.planning import Plan, describe, make_plan, plan_here
-from pipeline.planning.plan import gpu_wait
+from pipeline.planning.plan import gpu_wait, protocol_of
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
@@ -90,7 +90,13 @@ def plan_joined(config: Config, client: Any) -> Plan:
     facts = facts_from_workers(list(answers.values()))
     workers = _scheduler_workers(client, address)
     threads = min(w["nthreads"] for w in workers.values())
-    return make_plan(config, facts, scheduler_workers=len(workers), scheduler_threads=threads)
+    return make_plan(
+        config,
+        facts,
+        scheduler_workers=len(workers),
+        scheduler_threads=threads,
+        worker_protocol=protocol_of(workers),
+    )
 
 
 def _scheduler_workers(client: Any, address: str) -> dict[str, Any]:
@@ -157,6 +163,7 @@ def _planned(
             Facts.local(want_gpu=config.backend != "cpu").plus_held(held),
             scheduler_workers=len(workers) or None,
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
+            worker_protocol=protocol_of(workers),
         )
         yield plan, _registered(client, address, plan, report)
         return
