@@ -119,6 +119,26 @@ def test_a_memory_store_is_refused_for_a_clients_worker_processes(
     assert np.array_equal(read_array(out), reference(x))
 
 
+def test_a_second_run_in_the_same_process_is_named_as_such(tmp_path: Path) -> None:
+    """A run on an output that a run of this same process holds (another thread's
+    ``pipeline.run``) is refused saying so, not naming this process's pid as another's."""
+    from pipeline.running.runner import plan_run
+
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    ledger = plan_run(load_config(path)).sink.ledger
+    assert ledger is not None
+    ledger.acquire()
+    try:
+        with pytest.raises(OutputError) as info:
+            pipeline.run(path)
+    finally:
+        ledger.release()
+    assert "(this process, another thread's `pipeline.run`" in str(info.value)
+    assert f"pid {os.getpid()}" not in str(info.value)
+    assert pipeline.run(path).status == "complete"
+
+
 def test_run_options_are_the_command_lines(
     tmp_path: Path, backend_client: tuple[str, Any], cli
 ) -> None:

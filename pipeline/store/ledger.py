@@ -233,10 +233,13 @@ class Ledger:
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else "; wait for it to finish, or stop it (Ctrl-C) and then `run --resume`"
         )
-        return (
-            f"another run is writing {self.location.join(self.array_path)} (pid "
-            f"{holder.get('pid', '?')} on {holder.get('host', '?')}{when}){hint}"
+        pid, host = holder.get("pid", "?"), holder.get("host", "?")
+        who = (
+            "this process, another thread's `pipeline.run`"
+            if (pid, host) == (os.getpid(), socket.gethostname())
+            else f"pid {pid} on {host}"
         )
+        return f"another run is writing {self.location.join(self.array_path)} ({who}{when}){hint}"
 
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
