@@ -257,6 +257,59 @@ def test_overwrite_replaces_an_array_but_never_other_files_in_its_folder(
     assert np.array_equal(read_array(out), expected(x))
 
 
+@pytest.mark.parametrize("owner", ["ours", "foreign-v2-slash"])
+def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
+    tmp_path: Path, cli, owner: str
+) -> None:
+    """Files of a user's inside the chunk folders of an output array (``c/notes.txt``,
+    ``c/0/README``, a group put at ``c/keep``; ``0/notes/n.txt`` of a v2 array with '/'
+    keys): only the names directly under the array were looked at, and --overwrite deleted
+    these with it (helper-41). Refused in one line naming them, everything kept. Files left
+    by a stopped write (the pipeline's and zarr-python's temporaries) are the array's: once
+    the user's are moved out the array is replaced, and they go with it."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    if owner == "ours":
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        mine = {"c/notes.txt": out / "c" / "notes.txt", "c/0/README": out / "c" / "0" / "README"}
+        zarr.open_group(str(out / "c" / "keep"), mode="w").create_array("a", shape=(3,), dtype="i4")
+        mine["c/keep/zarr.json"] = out / "c" / "keep"
+        temporaries = [out / "c" / "0" / ".0.tmp-12-34", out / f"zarr.{'ab' * 16}.partial"]
+    else:
+        arr = zarr.create_array(
+            str(out),
+            shape=(4, 4),
+            chunks=(2, 2),
+            dtype="f8",
+            zarr_format=2,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+        arr[...] = 1
+        mine = {"0/notes/n.txt": out / "0" / "notes" / "n.txt"}
+        temporaries = [out / "0" / f"1.{'cd' * 16}.partial", out / f".zarray.{'ef' * 16}.partial"]
+    for p in mine.values():
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("mine")
+    for p in temporaries:
+        p.write_bytes(b"half")
+    before = file_states(out)
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError), e
+    assert set(mine) <= set(e.stray) and not any(".partial" in k or ".tmp-" in k for k in e.stray)
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    for p in mine.values():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), expected(x))
+    assert not any(p.exists() for p in temporaries)
+
+
 def test_a_directory_that_is_not_zarr_is_never_deleted(tmp_path: Path, cli) -> None:
     x = np.arange(100, dtype=np.float64).reshape(10, 10)
     make_array(tmp_path / "in.zarr", x, (5, 10))

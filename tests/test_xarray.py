@@ -403,6 +403,24 @@ def test_a_group_or_directory_named_as_a_coordinate_is_never_deleted(
     assert file_states(out) == before
 
 
+def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
+    """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
+    (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;
+    once it is moved out, the Dataset is written again."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    (out / "lon" / "c" / "notes.txt").write_text("mine")
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path), overwrite=True)
+    assert info.value.array == "lon" and info.value.stray == ["c/notes.txt"], info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert file_states(out) == before
+    (out / "lon" / "c" / "notes.txt").unlink()
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+
+
 @pytest.mark.parametrize("where", ["", "results"])
 def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
     tmp_path: Path, where: str

@@ -317,6 +317,19 @@ def check_frame_fits(plan: Plan) -> None:
                 output=where,
                 array=name,
             )
+        stray = arrays.stray_entries(loc, _key(group, name)) if node == "array" else []
+        if stray:  # the coordinate is replaced: what else its folder holds would go with it
+            where = loc.join(_key(group, name))
+            some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+            raise OutputError(
+                f"cannot write {loc.join(plan.output.path)}: the coordinate array {where}, "
+                f"which it replaces, holds beside its metadata and chunks {some}; the "
+                "pipeline never deletes other files: move them out, or choose another "
+                "output.store",
+                output=loc.join(plan.output.path),
+                array=name,
+                stray=stray,
+            )
     store = loc.zarr_store(read_only=True)
     for name in _beside(plan):
         if name in replaced:

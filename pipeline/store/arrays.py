@@ -27,7 +27,7 @@ from pipeline.errors import InputError
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
-from pipeline.store.location import Location, key_under
+from pipeline.store.location import WRITE_PROBE, Location, key_under
 
 
 def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
@@ -503,20 +503,54 @@ _ARRAY_KEYS = {
 #: An array's own metadata documents (Zarr v3, v2, and consolidated metadata).
 ARRAY_DOCUMENTS = frozenset(("zarr.json", ".zarray", ".zattrs", ".zmetadata"))
 
-#: The first part of a chunk (or shard) key: ``c`` or ``c.0.1`` (Zarr v3's default encoding,
-#: '/' or '.' separated), ``0`` or ``0.1`` (Zarr v2's, and v3's ``v2`` encoding).
+#: A chunk (or shard) key below its array: ``c/0/1`` or ``c.0.1`` (Zarr v3's default
+#: encoding, '/' or '.' separated; ``c`` of a 0-d array), ``0/1`` or ``0.1`` (Zarr v2's, and
+#: v3's ``v2`` encoding).
+_CHUNK_KEY = re.compile(r"^(c([./]\d+)*|\d+([./]\d+)*)$")
+
+#: The first part of a chunk key (a name directly under the array, file or folder).
 _CHUNK_KEY_ROOT = re.compile(r"^(c(\.\d+)*|\d+(\.\d+)*)$")
+
+#: A file being written when its writer was stopped: the pipeline's own (``.NAME.tmp-PID-TID``,
+#: :meth:`Location.write`) or zarr-python's (``NAME.HEX.partial``, its local store's atomic
+#: write; ``zarr.json`` is ``zarr.HEX.partial``); group 1 or 2 is what it was to become.
+_TEMPORARY = re.compile(r"^(?:\.(.+)\.tmp-\d+-\d+|(.+?)(?:\.json)?\.[0-9a-f]{32}\.partial)$")
+
+
+def _is_array_file(rel: str) -> bool:
+    """Whether ``rel`` (a key below an array) is the array's: its metadata, a chunk, or one
+    of those being written when its writer stopped."""
+    if rel in ARRAY_DOCUMENTS or rel == WRITE_PROBE or _CHUNK_KEY.match(rel):
+        return True
+    head, _, name = rel.rpartition("/")
+    temp = _TEMPORARY.match(name)
+    if temp is None:
+        return False
+    meant = temp.group(1) or temp.group(2)
+    meant = "zarr.json" if meant == "zarr" else meant
+    return _is_array_file(f"{head}/{meant}" if head else meant)
 
 
 def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> list[str]:
-    """The names directly under the array at ``path`` that are not the array's: neither its
-    metadata documents nor the first part of a chunk key, nor one of ``keep`` (a user's notes,
-    another array put inside it, a backup folder), which replacing the array must not delete."""
-    return [
+    """The names directly under the array at ``path``, and the files deeper, that are not the
+    array's, by their keys below it: neither its metadata documents nor at a chunk key (nor
+    one of those being written when a run was stopped), nor under one of ``keep`` (names
+    directly under the array), which replacing the array must not delete: a user's notes,
+    another array put inside it, a backup folder, at any depth (``c/notes.txt``, ``c/0/README``,
+    a group at ``c/keep``: helper-41). One listing of every file under it."""
+    base = f"{path.strip('/')}/" if path.strip("/") else ""
+    stray = [  # folders too, empty ones among them
         n
         for n in location.list(path)
-        if n not in ARRAY_DOCUMENTS and n not in keep and not _CHUNK_KEY_ROOT.match(n)
+        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n)
     ]
+    for key in location.file_sizes(path):
+        rel = key[len(base) :]
+        top = rel.split("/", 1)[0]
+        if top in keep or top in stray or _is_array_file(rel):
+            continue
+        stray.append(rel)
+    return sorted(stray)
 
 
 def clear_array(location: Location, path: str, keep: str) -> None:

@@ -44,6 +44,9 @@ NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 #: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
 LOCAL_SCHEMES = ("file://", "local://")
 
+#: The file :meth:`Location.writable_probe` writes and deletes at a store's root.
+WRITE_PROBE = ".pipeline-write-probe"
+
 
 def _is_tar(path: str) -> bool:
     """Whether the file at ``path`` is a tar archive (plain, or gzip/bz2/xz compressed)."""
@@ -385,7 +388,7 @@ class Location:
         """Raise OutputError when nothing can be written here. The probe object is gone
         afterwards, whether the probe succeeded or not."""
         self.refuse_archive()
-        probe = ".pipeline-write-probe"
+        probe = WRITE_PROBE
         try:
             self.write(probe, [b"ok"])
             self.delete(probe)
