@@ -321,18 +321,22 @@ def copy_store(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
-def set_aside(store: Path) -> Iterator[None]:
-    """Within this block ``store`` may be rewritten: it is moved aside whole, and moved back
-    afterwards with its files as they were (a copy would make new files, which the input's
-    identity tells from the old ones)."""
-    aside = store.with_name(store.name + ".aside")
-    store.rename(aside)
-    shutil.copytree(aside, store)
+def set_aside(store: Path, *names: str) -> Iterator[None]:
+    """Within this block ``store`` (or only its entries ``names``) may be rewritten: it is
+    moved aside whole, a copy put in its place, and moved back afterwards with its files as
+    they were (a copy would make new files, which the input's identity tells from the old
+    ones)."""
+    entries = [store / n for n in names] if names else [store]
+    for p in entries:
+        aside = p.with_name(p.name + ".aside")
+        p.rename(aside)
+        (shutil.copytree if aside.is_dir() else shutil.copy2)(aside, p)
     try:
         yield
     finally:
-        shutil.rmtree(store)
-        aside.rename(store)
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            p.with_name(p.name + ".aside").rename(p)
 
 
 @contextlib.contextmanager

@@ -911,6 +911,45 @@ def status_seen_by_xarray(store: Path) -> str:
     return open_dataset(store, load=False)["t"].attrs["pipeline"]["status"]
 
 
+def _rewrite_frame(store: Path, what: str) -> None:
+    """Rewrite, in the Dataset at ``store``, the coordinate ``lon``'s values (same size) or
+    the group's ``title``, and consolidate its metadata again, as xarray would see it."""
+    if what == "coordinate":
+        lon = zarr.open_array(str(store), path="lon", mode="r+")
+        lon[...] = lon[...] + 1
+    else:
+        zarr.open_group(str(store), mode="r+").attrs["title"] = "another title"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(store))
+
+
+@pytest.mark.parametrize("what", ["coordinate", "group attribute"])
+def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
+    tmp_path: Path, killed: Killed, what: str
+) -> None:
+    """The output carries the input group's coordinates and attributes, written when it is
+    created: rewritten since, a resume of an interrupted output finished it, and one of a
+    complete output said "nothing to do", keeping the old ones (helper-41). Refused, naming
+    them, the output untouched; with the input as it was, the resume goes on."""
+    killed.restore()
+    before = file_states(killed.output)
+    with set_aside(killed.input, "lon", ".zattrs", ".zmetadata"):  # the variable's own kept
+        _rewrite_frame(killed.input, what)
+        with pytest.raises(OutputError) as info:
+            pipeline.run(killed.config(), resume=True)
+        assert info.value.changed == ["input.coordinates"], info.value
+        assert "coordinates or its group's attributes changed" in str(info.value)
+    assert file_states(killed.output) == before
+    assert pipeline.run(killed.config(), resume=True).status == "complete"
+    write_dataset(tmp_path / "in.zarr", 3)
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    _rewrite_frame(tmp_path / "in.zarr", what)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path), resume=True)
+    assert info.value.changed == ["input.coordinates"], info.value
+
+
 def test_an_interrupted_dataset_output_says_so_to_xarray(killed: Killed) -> None:
     killed.restore()
     assert consolidated(killed.output) is not None  # written at creation, then last

@@ -204,12 +204,38 @@ class Plan:
         }
         if self.source.unpacking is not None:  # only then: other runs' fingerprints stay
             ident["unpack"] = self.source.unpacking.describe()
+        frame = self._frame_identity()
+        if frame is not None:  # only then: other runs' fingerprints stay
+            ident["coordinates"] = frame
         return ident
 
+    def _frame_identity(self) -> str | None:
+        """For an output written as a variable with its input group's attributes and
+        coordinates around it (``carried.frame``): a digest of that group's metadata
+        documents and of each coordinate array's (:func:`_store_identity`), which the output
+        carries, so a resume notices them rewritten (helper-41: the output kept the old
+        coordinates and was marked complete). None otherwise."""
+        var = self.carried.variable
+        if not self.carried.frame or var is None:
+            return None
+        loc = self.input.location
+        digest = hashlib.sha256()
+        for doc in ("zarr.json", ".zgroup", ".zattrs"):
+            data = loc.read(f"{var.group}/{doc}" if var.group else doc) or b""
+            digest.update(hashlib.sha256(data).digest())
+        for name in var.coords:
+            path = f"{var.group}/{name}" if var.group else name
+            digest.update(json.dumps([name, _store_identity(loc, path)]).encode())
+        return digest.hexdigest()[:16]
+
     def input_unchanged(self) -> bool:
-        """Whether the input's metadata and files are still what :attr:`identity` took (the
-        run's start, or its resume): not rewritten while the run read it."""
-        return bool(_input_identity(self.input) == self.identity["input"][1])
+        """Whether the input's metadata and files, and the coordinates and group attributes
+        the output carries, are still what :attr:`identity` took (the run's start, or its
+        resume): not rewritten while the run read them."""
+        return bool(
+            _input_identity(self.input) == self.identity["input"][1]
+            and self._frame_identity() == self.identity.get("coordinates")
+        )
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`identity`."""
@@ -232,18 +258,24 @@ def _input_identity(info: ArrayInfo) -> Any:
 
     A store restored from a copy is a changed input (its files are new); a store moved
     whole with ``mv`` keeps its files, and is the same."""
+    return _store_identity(info.location, info.path)
+
+
+def _store_identity(location: Location, path: str) -> list[Any]:
+    """:func:`_input_identity` of the array at ``path`` of ``location``: [digest of its
+    metadata document, total bytes of its files, digest of their stamps]."""
     doc = (
-        info.location.read(f"{info.path}/zarr.json" if info.path else "zarr.json")
-        or info.location.read(f"{info.path}/.zarray" if info.path else ".zarray")
+        location.read(f"{path}/zarr.json" if path else "zarr.json")
+        or location.read(f"{path}/.zarray" if path else ".zarray")
         or b""
     )
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
-    if info.location.is_local:
-        return ident + _local_files_identity(info.location.join(info.path))
+    if location.is_local:
+        return ident + _local_files_identity(location.join(path))
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
-    found = info.location.fs().find(info.location.join(info.path), detail=True)
+    found = location.fs().find(location.join(path), detail=True)
     digest = hashlib.sha256()
-    digest.update(f"{info.location.archive_stamp()}\n".encode())
+    digest.update(f"{location.archive_stamp()}\n".encode())
     total = 0
     for name in sorted(found):
         if "/.pipeline/" in name:

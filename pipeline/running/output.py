@@ -778,7 +778,17 @@ def _pair(x: Any) -> list[Any]:
 
 #: The identity's parts that _what_changed names in words of their own (``host_share``: in
 #: records of earlier versions only).
-_NAMED = {"input", "output", "stages", "block", "chunk", "unit", "encode_on", "host_share"}
+_NAMED = {
+    "input",
+    "coordinates",
+    "output",
+    "stages",
+    "block",
+    "chunk",
+    "unit",
+    "encode_on",
+    "host_share",
+}
 
 
 def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list[tuple[str, str]]:
@@ -792,6 +802,14 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
             parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
         else:
             parts.append(("input.data", "the input's data changed (its files were rewritten)"))
+    if old.get("coordinates") != new.get("coordinates"):
+        parts.append(
+            (
+                "input.coordinates",
+                "the input's coordinates or its group's attributes changed (the output carries "
+                "them)",
+            )
+        )
     if old.get("stages") != new["stages"]:
         parts.append(
             (

@@ -554,9 +554,10 @@ def _check_input_unchanged(plan: Plan) -> None:
         return
     where = plan.input.location.join(plan.input.path)
     raise InputError(
-        f"the input {where} changed while this run read it (its metadata or files were "
-        "rewritten by another program), so the output holds blocks of both: it stays "
-        "incomplete; `run --overwrite` computes it again from the input as it is now",
+        f"the input {where} changed while this run read it (its metadata or files, or the "
+        "coordinates the output carries, were rewritten by another program), so the output "
+        "may mix both: it stays incomplete; `run --overwrite` computes it again from the "
+        "input as it is now",
         input=where,
         changed=["input.data"],
     )
