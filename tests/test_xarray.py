@@ -1122,17 +1122,20 @@ TIMES = {
     "dates": (np.datetime64("2000-01-01T00", "h") + np.arange(ROWS * COLS), {"units", "calendar"}),
     "durations": (np.arange(ROWS * COLS).astype("timedelta64[h]"), {"units", "dtype"}),
     "seconds": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
+    # xarray stores booleans as int8 with dtype: bool, and reads every nonzero one as True
+    "booleans": (np.arange(ROWS * COLS) % 3 == 0, {"dtype"}),
 }
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 @pytest.mark.parametrize("name", list(TIMES))
-def test_a_variable_xarray_decodes_to_times_is_refused(
+def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
     tmp_path: Path, zarr_format: int, name: str
 ) -> None:
-    """A variable of dates or durations, as xarray writes it (numbers with CF time ``units``,
-    ``calendar``, a ``dtype`` attribute; or numbers in "seconds", which xarray decodes to
-    durations): refused in one line naming it and the attributes, with or without
+    """A variable of dates, durations or booleans, as xarray writes it (numbers with CF time
+    ``units``, ``calendar``, a ``dtype`` attribute; numbers in "seconds", which xarray
+    decodes to durations; int8 with ``dtype: bool``, whose output xarray read as all True:
+    helper-41): refused in one line naming it and the attributes, with or without
     mask_and_scale, before anything is written."""
     values, named = TIMES[name]
     attrs = {"units": "seconds"} if name == "seconds" else {}
@@ -1148,6 +1151,21 @@ def test_a_variable_xarray_decodes_to_times_is_refused(
         assert set(e.attributes) == named
         assert len(str(e).splitlines()) == 1
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_dtype_attribute_is_not_carried_to_the_output(tmp_path: Path) -> None:
+    """xarray's ``dtype`` attribute says what its stored numbers decode to; the output's
+    numbers are the stages' values, which it does not describe (an int8 output with
+    ``dtype: bool`` reads as True/False): left out of the output's attributes."""
+    ds = xr.Dataset({"t": (("y", "x"), np.ones((ROWS, COLS), np.int16), {"dtype": "bool"})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
+    assert zarr.open_array(str(tmp_path / "in.zarr"), path="t").attrs["dtype"] == "bool"
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), path="t")
+    assert "dtype" not in out.attrs
+    assert open_dataset(tmp_path / "out.zarr")["t"].dtype == out.dtype
 
 
 def with_fill_attribute(path: Path, zarr_format: int, fill: Any) -> Any:

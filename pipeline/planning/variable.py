@@ -32,7 +32,10 @@ from pipeline.store.location import Location
 #: Input attributes the output never carries: packing (its values are no longer packed, and
 #: the stages changed them), Zarr v2's dimension names (the output is v3), and the records of
 #: how the input was made (the output's own record replaces them).
-NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", "pipeline", GENERATED)
+#: ``dtype``: xarray's note of the type its numbers decode to (``bool`` on int8, timedelta64):
+#: the output's numbers are the stages' values, which it no longer describes (an int8 output
+#: with ``dtype: bool`` reads as True/False: helper-41).
+NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", "pipeline", GENERATED, "dtype")
 
 
 @dataclass(frozen=True)
@@ -347,14 +350,15 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
 
     Raises InputError when the values differ from the stored elements and
     ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), for a
-    variable xarray decodes to dates or durations (see :func:`refuse_times`), and, whatever
+    variable xarray decodes to dates, durations or booleans (see :func:`refuse_non_numbers`), and,
+    whatever
     ``input.mask_and_scale`` says, for a Zarr v3 ``_FillValue`` attribute that xarray cannot
     read or reads as another value (1.5 on integers, which xarray reads as 1: see
     :func:`pipeline.ops.cf.v3_fill_value`)."""
     attrs = dict(arr.attrs)
     where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
     if is_variable:
-        refuse_times(where, attrs)
+        refuse_non_numbers(where, attrs, np.dtype(arr.dtype))
     if "_Unsigned" in attrs:
         raise InputError(
             f"input variable {where} has the attribute _Unsigned (its integers are to be read "
@@ -405,23 +409,33 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     )
 
 
-def refuse_times(where: str, attrs: dict[str, Any]) -> None:
+def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:
     """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
-    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute): the stages are arithmetic on
-    numbers, and an output that kept those attributes would read as wrong dates (InputError,
-    fields ``variable``, ``attributes``, ``fix``)."""
+    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute), or to booleans (int8 with
+    the ``dtype: bool`` attribute xarray writes for a bool variable): the stages are
+    arithmetic on numbers, and an output that kept those attributes would read as wrong
+    dates or as True/False (helper-41: every nonzero value read as True) (InputError, fields
+    ``variable``, ``attributes``, ``fix``)."""
     found = time_attributes(attrs)
-    if not found:
-        return
-    said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
-    raise InputError(
-        f"input variable {where} holds times ({said}: xarray decodes its numbers to dates or "
-        "durations), and the stages are arithmetic on numbers, not times: run them on a "
-        "variable of numbers, or write this one without its time attributes",
-        variable=where,
-        attributes=found,
-        fix="a variable of numbers",
-    )
+    if found:
+        said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
+        raise InputError(
+            f"input variable {where} holds times ({said}: xarray decodes its numbers to dates "
+            "or durations), and the stages are arithmetic on numbers, not times: run them on a "
+            "variable of numbers, or write this one without its time attributes",
+            variable=where,
+            attributes=found,
+            fix="a variable of numbers",
+        )
+    if attrs.get("dtype") == "bool" and stored == np.dtype("int8"):
+        raise InputError(
+            f"input variable {where} holds booleans (dtype='bool': xarray decodes its numbers "
+            "to True and False), and the stages are arithmetic on numbers: run them on a "
+            "variable of numbers, or write this one as numbers (xarray: .astype('int8'))",
+            variable=where,
+            attributes=["dtype"],
+            fix="a variable of numbers",
+        )
 
 
 def values_chain(
