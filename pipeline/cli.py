@@ -371,7 +371,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "generate":
         from pipeline.running.generate import generate_input
 
-        info = generate_input(config, progress=args.progress, interval=args.progress_interval)
+        progress = "none" if args.quiet and args.progress == "auto" else args.progress  # as run
+        info = generate_input(config, progress=progress, interval=args.progress_interval)
         print_rows(
             [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
         )

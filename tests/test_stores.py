@@ -45,6 +45,24 @@ def test_odd_local_names_end_to_end(tmp_path, cli, name, sibling) -> None:
     )
 
 
+def test_a_file_url_on_localhost_is_the_local_path(tmp_path, cli, monkeypatch) -> None:
+    """``file://localhost/PATH`` is ``/PATH`` (RFC 8089); it was read as a folder
+    ``localhost`` under the working directory, where the output went (helper-41)."""
+    monkeypatch.chdir(tmp_path)
+    x = _input_array()
+    make_array(tmp_path / "in.zarr", x, (4, 5))
+    cfg = write_config(
+        tmp_path, f"file://localhost{tmp_path}/in.zarr", f"local://localhost{tmp_path}/out.zarr"
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert not (tmp_path / "localhost").exists()
+    assert (
+        Location.of(f"zip::file://localhost{tmp_path}/a.zip").url == f"zip::file://{tmp_path}/a.zip"
+    )
+
+
 @pytest.mark.parametrize("kind", ["local", "memory"])
 def test_keys_are_literal(tmp_path, kind) -> None:
     url = str(tmp_path / "s [0]") if kind == "local" else f"memory://{uuid.uuid4().hex}/s [0]"

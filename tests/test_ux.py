@@ -193,6 +193,16 @@ def test_generate_prints_plain_progress_lines_at_its_interval(tmp_path, cli) -> 
     assert re.search(r"^\[generate\] (\d+)/\1 blocks \(100%\)", err, re.M), err
 
 
+def test_generate_quiet_prints_no_progress(tmp_path) -> None:
+    """``generate -q`` is as quiet as ``run -q``: no progress lines (helper-41), only the
+    result on stdout."""
+    cfg = generated_config(tmp_path, {"shape": [40, 20], "chunks": [2, 20]})
+    r = _pipeline("-q", "generate", cfg, "--progress-interval", "0.01")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and "[generate]" not in r.stdout, r.stderr
+    assert "generated" in r.stdout
+
+
 def test_plan_of_a_generated_input_matches_the_generated_layout(tmp_path, cli) -> None:
     cfg = generated_config(
         tmp_path,

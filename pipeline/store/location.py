@@ -48,6 +48,13 @@ LOCAL_SCHEMES = ("file://", "local://")
 WRITE_PROBE = ".pipeline-write-probe"
 
 
+def _without_localhost(path: str) -> str:
+    """The path of a ``file://`` URL without its scheme: ``localhost/tmp/x`` is ``/tmp/x``
+    (RFC 8089: the host ``localhost`` is this machine; fsspec read it as a relative folder
+    ``localhost``, and an output went to ``./localhost/tmp/x``: helper-41)."""
+    return path[len("localhost") :] if path.startswith("localhost/") else path
+
+
 def _is_tar(path: str) -> bool:
     """Whether the file at ``path`` is a tar archive (plain, or gzip/bz2/xz compressed)."""
     import tarfile
@@ -85,12 +92,12 @@ class Location:
         """
         for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
             if url.startswith(scheme):
-                url = url[len(scheme) :]
+                url = _without_localhost(url[len(scheme) :])
         if _chained(url):
             *outer, inner = url.split("::")
-            for scheme in LOCAL_SCHEMES[1:]:
+            for scheme in LOCAL_SCHEMES:
                 if inner.startswith(scheme):
-                    inner = "file://" + inner[len(scheme) :]
+                    inner = "file://" + _without_localhost(inner[len(scheme) :])
             if "://" not in inner or inner.startswith("file://"):
                 inner = "file://" + _absolute(inner.removeprefix("file://"))
             url = "::".join([*outer, inner])
