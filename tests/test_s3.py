@@ -8,6 +8,7 @@ pipeline talks to it through s3fs exactly as it would to AWS (endpoint_url, key 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import zarr
 from pipeline.errors import ConfigError, OutputError
 from pipeline.store.location import Location
 from tests.conftest import make_array, read_array, reference, write_config
-from tests.faultkit import refused
+from tests.faultkit import one_line_error, refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
 
 pytest.importorskip("s3fs")
@@ -303,3 +304,33 @@ def test_memory_urls_need_an_in_process_cluster(tmp_path, cli) -> None:
         assert rc == 0, err
         y = zarr.open_array(store=FsspecStore.from_url(out, read_only=True), mode="r")
         assert np.array_equal(y[...], reference(x))
+
+
+def test_an_s3_input_without_credentials_is_one_line_naming_the_fix(
+    tmp_path, cli, bucket, monkeypatch
+) -> None:
+    """No key, no secret, no AWS environment: botocore's NoCredentialsError came out as its
+    bare name (helper-41); the line says what gives credentials."""
+    from zarr.storage import FsspecStore
+
+    url, options = bucket
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)  # credentials
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bare = {"endpoint_url": options["endpoint_url"]}
+    cfg = write_config(
+        tmp_path,
+        f"{url}/in.zarr",
+        tmp_path / "out.zarr",
+        input={"store": f"{url}/in.zarr", "storage_options": bare},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "needs credentials" in line and "anon: true" in line, line
+    assert not (tmp_path / "out.zarr").exists()
