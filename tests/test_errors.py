@@ -217,6 +217,20 @@ CASES: dict[str, Case] = {
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
         ["check input.array"],
     ),
+    "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays
+        lambda tmp: (
+            _group_input(tmp),
+            write_config(
+                tmp,
+                tmp / "in.zarr",
+                tmp / "out.zarr",
+                input={"store": str(tmp / "in.zarr"), "array": "fields/tmep"},
+            ),
+        )[1],
+        InputError,
+        {"array": "fields/tmep", "status": "absent"},
+        ["check input.array (did you mean 'temp'?)"],
+    ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
         InputError,

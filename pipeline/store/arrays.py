@@ -266,6 +266,27 @@ def format_warnings_ignored() -> Iterator[None]:
         yield
 
 
+def _did_you_mean(location: Location, path: str) -> str:
+    """`` (did you mean 'air'?)`` naming the arrays of ``path``'s parent group whose names
+    are close to its last part (helper-41: a misspelled array got no hint, a group lists its
+    arrays); '' when none is close or the parent holds none."""
+    import difflib
+
+    parent, _, name = path.strip("/").rpartition("/")
+    if not name:
+        return ""
+    try:
+        names = [
+            n
+            for n in location.list(parent)
+            if node_type(location, f"{parent}/{n}".strip("/")) == "array"
+        ]
+    except Exception:  # a hint only: a listing that fails gives none
+        return ""
+    close = difflib.get_close_matches(name, names, n=3)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
     ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
@@ -301,7 +322,8 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
                 reason="members under './'",
             ) from None
         raise InputError(
-            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array",
+            f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
+            + _did_you_mean(location, path),
             store=where,
             array=path,
             status="absent",
