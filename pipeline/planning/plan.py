@@ -256,8 +256,8 @@ def _input_identity(info: ArrayInfo) -> Any:
     object's ETag (or modification time), for a zip each member's CRC-32, with the archive
     file's own times.
 
-    A store restored from a copy is a changed input (its files are new); a store moved
-    whole with ``mv`` keeps its files, and is the same."""
+    A store restored from a copy is a changed input (its files are new); where the input
+    is, is the identity's other part (:attr:`Plan.identity`)."""
     return _store_identity(info.location, info.path)
 
 
