@@ -403,6 +403,29 @@ def test_a_group_or_directory_named_as_a_coordinate_is_never_deleted(
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("left", ["empty", "partial"])
+def test_a_coordinate_folder_a_kill_left_unfinished_does_not_block_the_next_run(
+    tmp_path: Path, left: str
+) -> None:
+    """A kill while a coordinate was being written leaves its folder without metadata: empty,
+    or with zarr-python's temporary ``zarr.HEX.partial`` (helper-42). It was "something that
+    is not Zarr", which every later run, resume and overwrite refused to touch; it holds
+    nothing of anyone's, so --overwrite replaces it, to the bit."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    ref = open_dataset(out)
+    shutil.rmtree(out / "lon")
+    (out / "lon").mkdir()
+    if left == "partial":
+        (out / "lon" / f"zarr.{'0f' * 16}.partial").write_text("{")
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    got = open_dataset(out)
+    assert got["lon"].identical(ref["lon"])
+    assert same_bits(got["t"].values, ref["t"].values)
+    assert not list((out / "lon").glob("*.partial"))
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

@@ -304,7 +304,8 @@ def check_frame_fits(plan: Plan) -> None:
     loc = plan.output.location
     for name in sorted(replaced):
         node = arrays.node_type(loc, _key(group, name))
-        if node != "array" and loc.exists(_key(group, name)):
+        remains = node == "none" and arrays.only_remains(loc, _key(group, name))
+        if node != "array" and not remains and loc.exists(_key(group, name)):
             where = loc.join(plan.output.path)
             what = {"group": "a Zarr group", "damaged": "a node with damaged Zarr metadata"}.get(
                 node, "something that is not Zarr"
@@ -649,9 +650,11 @@ def create(plan: Plan) -> None:
         o.location.delete(_key(o.path, meta))
     for meta in GROUP_METADATA if group is not None else ():
         o.location.delete(_key(group or "", meta))
-    for name in replaced:  # arrays only (check_frame_fits refused anything else)
-        if arrays.node_type(o.location, _key(group or "", name)) == "array":
-            o.location.delete(_key(group or "", name), recursive=True)
+    for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
+        key = _key(group or "", name)
+        node = arrays.node_type(o.location, key)
+        if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
+            o.location.delete(key, recursive=True)
     arrays.clear_array(o.location, o.path, keep=RECORD)
     if group is not None:
         assert plan.carried.variable is not None

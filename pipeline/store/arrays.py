@@ -575,6 +575,15 @@ def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> 
     return sorted(stray)
 
 
+def only_remains(location: Location, path: str) -> bool:
+    """Whether the folder at ``path`` holds no file but those a write stopped midway leaves
+    (zarr-python's ``NAME.HEX.partial``, the pipeline's ``.NAME.tmp-PID-TID``), if any: an
+    array whose making a kill interrupted before its metadata was there (helper-42: such an
+    empty coordinate folder blocked every later run). Nothing of anyone's is lost by deleting
+    it."""
+    return all(_TEMPORARY.match(key.rpartition("/")[2]) for key in location.file_sizes(path))
+
+
 def clear_array(location: Location, path: str, keep: str) -> None:
     """Delete everything stored under ``path`` except the entry named ``keep``."""
     for name in location.list(path):
