@@ -540,6 +540,55 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 
 
+FINISHING = """
+import json, os, signal, sys, time
+import pipeline
+from pipeline.store.ledger import Ledger
+
+clear = Ledger.clear
+
+
+def ctrl_c_then_clear(self):
+    # a real SIGINT, landing after the output was marked complete, before its run record goes
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the KeyboardInterrupt comes here
+    return clear(self)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    Ledger.clear = ctrl_c_then_clear
+    try:
+        pipeline.run(sys.argv[1])
+        doc = {"state": None}
+    except KeyboardInterrupt as e:
+        doc = {"state": getattr(e, "state", None), "str": str(e)}
+    print(json.dumps(doc), flush=True)
+"""
+
+
+def test_ctrl_c_after_the_output_is_marked_complete_says_complete(tmp_path: Path) -> None:
+    """A Ctrl-C once the output says it is complete, while its run record is removed
+    (helper-42): the interrupt said "incomplete and resumable", and the record stayed in the
+    finished output, which --resume ("nothing to do") left. The interrupt says complete; the
+    resume removes the leftover record and touches nothing else."""
+    out = tmp_path / "out.zarr"
+    x = small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    (tmp_path / "script.py").write_text(FINISHING)
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["state"] == "complete", got
+    assert status(out) == "complete" and (out / ".pipeline").exists()
+    kept = {k: v for k, v in file_states(out).items() if not k.startswith(".pipeline")}
+    again = pipeline.run(path, resume=True)
+    assert again.status == "complete (nothing to do)"
+    assert not (out / ".pipeline").exists()
+    assert file_states(out) == kept
+    assert np.array_equal(read_array(out), reference(x))
+
+
 def test_overwrite_and_resume_together_are_refused_before_anything_is_touched(
     tmp_path: Path, cli
 ) -> None:

@@ -722,6 +722,28 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
         log.warning("the output is complete, but its run record stays: %s", e)
 
 
+def drop_leftover_record(plan: Plan) -> None:
+    """Remove the run record a complete output still holds: the run that completed it was
+    stopped (a kill, a Ctrl-C) after it marked the output complete but before the record was
+    gone (helper-42: ``--resume`` said "nothing to do" and left it). Only under the output's
+    lock, so a run that has just begun to replace the output keeps its record; a lock that
+    another run holds, or a record that cannot be removed, is left (a warning says so)."""
+    ledger = plan.sink.ledger
+    if ledger is None or not ledger.exists():
+        return
+    try:
+        ledger.acquire()
+    except OutputError:
+        return  # another run is at it: its record is its own
+    try:
+        if output_state(plan) == "complete":
+            ledger.clear()
+        else:
+            ledger.release()
+    except OutputError as e:
+        log.warning("the output is complete, but its run record stays: %s", e)
+
+
 # --------------------------------------------------------------------------------------------
 # What an output was made from, against a plan.
 

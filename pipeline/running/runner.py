@@ -333,6 +333,7 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
             )
             # making the summary (the library versions, the hardware) is this run's finish
             summary.seconds["finish"] = time.perf_counter() - t_finish
+            output.drop_leftover_record(plan)
         else:
             summary = _execute(plan, start, connect, options, t_start)
         complete.append(plan.output.location.join(plan.output.path))
@@ -438,7 +439,7 @@ def _execute(
         # complete (the workers' stop): the line says which, not "resumable"
         state = (
             "complete"
-            if finished
+            if finished or (exists and _marked_complete(plan))
             else "creating"
             if creating
             else "incomplete"
@@ -452,6 +453,16 @@ def _execute(
                 ledger.release()
             if not exists and not creating:  # the record marks what a replacement left
                 output.remove_if_empty(plan)
+
+
+def _marked_complete(plan: Plan) -> bool:
+    """Whether the output says it is complete (an interrupt that came after
+    :func:`output.mark_complete` wrote so, while the run record was dropped or the workers
+    stopped: helper-42 was told "incomplete, resumable")."""
+    try:
+        return output.output_state(plan) == "complete"
+    except Exception:  # the interrupt's line says what is known; this is a look only
+        return False
 
 
 def _compute_and_finish(
