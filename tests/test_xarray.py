@@ -426,6 +426,62 @@ def test_a_coordinate_folder_a_kill_left_unfinished_does_not_block_the_next_run(
     assert not list((out / "lon").glob("*.partial"))
 
 
+def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> None:
+    """A variable written with --overwrite into a group whose other variable refers to the
+    coordinate ``lon``, from an input whose ``lon`` has other values (helper-42: the other
+    variable was described by the new coordinate from then on): refused in one line naming
+    both, nothing touched. From the same input it is written."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path)).status == "complete"  # t, with y, x and lon
+    other = tmp_path / "other.zarr"
+    shutil.copytree(tmp_path / "in.zarr", other)
+    lon = zarr.open_array(str(other), path="lon", mode="r+")
+    lon[...] = lon[...] + 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(other))
+    before = file_states(out)
+    moved = config(tmp_path, input={"store": str(other)}, output={"array": "t2"})
+    with pytest.raises(OutputError) as info:
+        pipeline.run(moved, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("lon", ["t"]) and "relabel" in str(e), e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    same = pipeline.run(config(tmp_path, output={"array": "t2"}), overwrite=True)
+    assert same.status == "complete"
+    ds = open_dataset(out)
+    assert same_bits(ds["t2"].values, ds["t"].values) and ds["lon"].identical(ds["t2"]["lon"])
+
+
+def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:
+    """``t`` written again (--overwrite) from an input without the coordinate ``lon``, which
+    the group's other variable ``t2`` refers to: ``lon`` had been deleted, as a coordinate
+    this pipeline wrote for ``t`` (helper-42), and ``t2`` lost it silently. It stays, as it
+    was, for ``t2``."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    t2 = pipeline.run(config(tmp_path, output={"array": "t2"}), overwrite=True)
+    assert t2.status == "complete"
+    lon = open_dataset(out)["lon"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bare = xr.open_zarr(str(tmp_path / "in.zarr")).drop_vars("lon")
+        bare.to_zarr(str(tmp_path / "bare.zarr"), zarr_format=3, consolidated=True)
+    assert (
+        pipeline.run(
+            config(tmp_path, input={"store": str(tmp_path / "bare.zarr")}), overwrite=True
+        ).status
+        == "complete"
+    )
+    ds = open_dataset(out)
+    assert "lon" in ds["t2"].coords and ds["lon"].identical(lon)
+    own = zarr.open_array(str(out), path="t").attrs.get("coordinates", "")
+    assert "lon" not in own.split()  # t's own coordinates are the new input's
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

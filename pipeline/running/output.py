@@ -280,7 +280,16 @@ def replaced_coordinates(plan: Plan) -> list[str]:
     manifest = (ledger.read_manifest() if ledger is not None else None) or {}
     names = [*_names(recorded_run(plan).get("coordinates")), *_names(manifest.get("coordinates"))]
     own = plan.output.path.rpartition("/")[2]
-    return [n for n in dict.fromkeys([*names, *variable.coords]) if n != own]
+    every = [n for n in dict.fromkeys([*names, *variable.coords]) if n != own]
+    gone = [n for n in every if n not in variable.coords]  # recorded, not written again
+    if not gone:
+        return every
+    # one that the group's other variables refer to stays theirs (helper-42: a variable
+    # written again from an input with fewer coordinates deleted those its neighbours used)
+    kept = [n for n in _beside(plan) if n not in every]
+    store = plan.output.location.zarr_store(read_only=True)
+    used = set().union(*datasets.users(store, output_group(plan) or "", kept).values())
+    return [n for n in every if n not in gone or n not in used]
 
 
 def _names(recorded: Any) -> list[str]:
@@ -350,6 +359,45 @@ def check_frame_fits(plan: Plan) -> None:
                     size=size,
                     input_size=wanted,
                 )
+    _refuse_relabelling(plan, replaced, store)
+
+
+def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
+    """Refuse (OutputError, before anything is deleted) to replace a coordinate of the output
+    group that its other variables refer to (:func:`datasets.users`) with one of other values
+    or attributes (:func:`datasets.same_coordinate`): they would be described by the input's
+    coordinate from then on, silently relabelled (helper-42: another input's times and
+    latitudes replaced those of the user's own variables). Fields ``output``, ``array`` (the
+    coordinate), ``users``."""
+    group, variable = output_group(plan), plan.carried.variable
+    assert group is not None and variable is not None
+    loc = plan.output.location
+    written = [
+        n
+        for n in variable.coords
+        if n in replaced and arrays.node_type(loc, _key(group, n)) == "array"
+    ]
+    kept = [n for n in _beside(plan) if n not in replaced]
+    if not written or not kept:
+        return
+    refs = datasets.users(store, group, kept)
+    src = plan.input.location.zarr_store(read_only=True)
+    for name in written:
+        using = sorted(k for k, r in refs.items() if name in r)
+        if not using or datasets.same_coordinate(src, variable, store, group, name) is not False:
+            continue
+        where = loc.join(plan.output.path)
+        them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
+        raise OutputError(
+            f"cannot write {where}: its group's variables {them} are described by the "
+            f"coordinate {name!r}, and the input's {name!r} has other values or attributes: "
+            "writing it would relabel them, even with --overwrite; choose another "
+            "output.store or another group (output.array: '<group>/<name>'), or remove those "
+            "variables yourself",
+            output=where,
+            array=name,
+            users=using,
+        )
 
 
 def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:

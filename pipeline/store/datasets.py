@@ -393,6 +393,46 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
     frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
 
 
+def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
+    """For each array of ``names`` in ``group``: the arrays of the group it refers to, as
+    xarray and CF read them (its dimensions' coordinates, and the names in its
+    ``coordinates``, ``bounds``, ``ancillary_variables`` and ``grid_mapping`` attributes);
+    arrays that cannot be read refer to nothing."""
+    import zarr
+
+    found: dict[str, set[str]] = {}
+    for name in names:
+        try:
+            with _quiet():
+                arr = zarr.open_array(store=store, path=_key(group, name), mode="r")
+        except Exception:
+            continue
+        refs = set(dims_of(arr) or ())
+        attrs = dict(arr.attrs)
+        for key in ("coordinates", "bounds", "ancillary_variables", "grid_mapping"):
+            value = attrs.get(key)
+            if isinstance(value, str):
+                refs.update(value.split())
+        found[name] = refs
+    return found
+
+
+def same_coordinate(
+    src_store: Any, var: Variable, dst_store: Any, dst_group: str, name: str
+) -> bool | None:
+    """Whether the coordinate ``name`` written beside ``var`` (:func:`write_frame`) would be
+    what the output group ``dst_group`` holds under that name now, as xarray reads both
+    (values, dimensions, attributes; encodings aside); None when the output's cannot be read
+    (a group a stopped run left without metadata)."""
+    with _quiet():
+        new = _frame(src_store, var, (name,))[name].variable
+        try:
+            old = _frame(dst_store, Variable(dst_group, "", ()), (name,))[name].variable
+        except Exception:
+            return None
+    return bool(new.identical(old))
+
+
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     """Why :func:`write_frame` would fail, found by writing the frame into memory with xarray
     as it would (the coordinates read, decoded and encoded as they will be): (the coordinate
