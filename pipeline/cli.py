@@ -505,6 +505,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.input_changed:
+        print(
+            "error: the input changed since the output was made (its metadata or files were "
+            "rewritten): the output holds the stages' values of the input as it was; "
+            "`run --overwrite` computes it from the input as it is now",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if res.ok else 1
 
 

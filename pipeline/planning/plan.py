@@ -212,7 +212,7 @@ class Plan:
     def _frame_identity(self) -> str | None:
         """For an output written as a variable with its input group's attributes and
         coordinates around it (``carried.frame``): a digest of that group's metadata
-        documents and of each coordinate array's (:func:`_store_identity`), which the output
+        documents and of each coordinate array's (:func:`store_identity`), which the output
         carries, so a resume notices them rewritten (helper-41: the output kept the old
         coordinates and was marked complete). None otherwise."""
         var = self.carried.variable
@@ -225,7 +225,7 @@ class Plan:
             digest.update(hashlib.sha256(data).digest())
         for name in var.coords:
             path = f"{var.group}/{name}" if var.group else name
-            digest.update(json.dumps([name, _store_identity(loc, path)]).encode())
+            digest.update(json.dumps([name, store_identity(loc, path)]).encode())
         return digest.hexdigest()[:16]
 
     def input_unchanged(self) -> bool:
@@ -258,10 +258,10 @@ def _input_identity(info: ArrayInfo) -> Any:
 
     A store restored from a copy is a changed input (its files are new); where the input
     is, is the identity's other part (:attr:`Plan.identity`)."""
-    return _store_identity(info.location, info.path)
+    return store_identity(info.location, info.path)
 
 
-def _store_identity(location: Location, path: str) -> list[Any]:
+def store_identity(location: Location, path: str) -> list[Any]:
     """:func:`_input_identity` of the array at ``path`` of ``location``: [digest of its
     metadata document, total bytes of its files, digest of their stamps]."""
     doc = (

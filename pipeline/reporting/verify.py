@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
+from pipeline.planning.plan import store_identity
 from pipeline.planning.variable import decoding, values_chain, with_output_array
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.ledger import Ledger
@@ -32,10 +33,14 @@ class VerifyResult:
     writer: dict[str, Any] | None = None
     """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
     None where none does"""
+    input_changed: bool = False
+    """the input's metadata or files are not what the run that made the output recorded
+    (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
+    the stages' values of the input as it was, which sampled blocks may not show"""
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and self.status == "complete"
+        return not self.mismatched and self.status == "complete" and not self.input_changed
 
 
 def verify(
@@ -102,7 +107,23 @@ def verify(
         mismatched=bad,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
+        input_changed=_input_changed(record, loc_in, config.input.array.strip("/")),
     )
+
+
+def _input_changed(record: Any, loc_in: Location, path: str) -> bool:
+    """Whether the input's identity (its metadata and files) differs from what the output's
+    record says the run that made it read (helper-42: verify passed an output whose input had
+    been rewritten since, where the sampled blocks missed the change); False where the record
+    says nothing of it."""
+    identity = record.get("identity") if isinstance(record, dict) else None
+    recorded = identity.get("input") if isinstance(identity, dict) else None
+    if not (isinstance(recorded, list) and len(recorded) == 2):
+        return False
+    stamps = recorded[1]
+    if not (isinstance(stamps, list) and len(stamps) == 3 and isinstance(stamps[2], str)):
+        return False  # a record of an earlier version's (the newest mtime): not comparable
+    return bool(store_identity(loc_in, path) != stamps)
 
 
 def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
