@@ -561,19 +561,24 @@ def _exists(state: str, where: str) -> OutputError:
         )
     if state == "complete":
         return OutputError(
-            f"{where} already exists; pass --overwrite to replace it", output=where, status=state
+            f"{where} already exists; pass --overwrite (overwrite=True in pipeline.run) to "
+            "replace it",
+            output=where,
+            status=state,
         )
     if state == "occupied":
         return OutputError(
             f"the group of {where} already holds arrays that this pipeline did not write: "
-            "pass --overwrite to write the variable into it (the group's attributes and the "
-            "coordinates it shares with the input are replaced, its other arrays kept), or "
-            "choose another output.store",
+            "pass --overwrite (overwrite=True in pipeline.run) to write the variable into it "
+            "(the group's attributes and the coordinates it shares with the input are "
+            "replaced, its other arrays kept; a coordinate its other variables use only where "
+            "it is the same), or choose another output.store",
             output=where,
             status=state,
         )
     return OutputError(
-        f"{where} already exists (not written by this pipeline); pass --overwrite to replace it",
+        f"{where} already exists (not written by this pipeline); pass --overwrite "
+        "(overwrite=True in pipeline.run) to replace it",
         output=where,
         status=state,
     )
