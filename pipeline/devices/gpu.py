@@ -502,6 +502,11 @@ def chain_kernel(chain: Sequence[stages.BoundStage]) -> _ChainKernel:
     return k
 
 
+#: The stored dtypes whose CF decoding runs in :func:`unpack_kernel` (exact: NaN payloads and
+#: subnormals as NumPy keeps them); float16 is decoded on the host.
+_UNPACKED_FROM = frozenset(kernel.CTYPES) - {"float16"}
+
+
 @functools.lru_cache(maxsize=64)
 def unpack_kernel(unpacking: Unpacking, stored: np.dtype) -> tuple[Any, tuple[np.generic, ...]]:
     """The compiled kernel of :func:`pipeline.ops.kernel.unpack_source` for ``unpacking`` of
@@ -625,9 +630,10 @@ class GpuBackend:
 
     def unpack(self, unpacking: Unpacking, x: Any) -> Any:
         dtype = np.dtype(unpacking.dtype)
-        if dtype.name not in ("float32", "float64") or x.dtype.name not in kernel.CTYPES:
+        if dtype.name not in ("float32", "float64") or x.dtype.name not in _UNPACKED_FROM:
             # float16 (stored or decoded): NumPy's decoding on the host, exact where CuPy's
-            # arithmetic would lose NaN payloads and flush subnormals; rare, so not fast
+            # float16 type loses NaN payloads (the H200's test of 2026-12-01: a stored
+            # float16 NaN's payload became float32's canonical NaN); rare, so not fast
             return cp.asarray(unpacking.apply(cp.asnumpy(x), np))
         ctx = context()
         with ctx.stream:
