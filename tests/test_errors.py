@@ -92,6 +92,21 @@ def _group_input(tmp: Path) -> Path:
     return tmp / "in.zarr"
 
 
+def _group_input_asking(array: str) -> Any:
+    """A case's set-up: :func:`_group_input`, and a config whose ``input.array`` is ``array``."""
+
+    def make(tmp: Path) -> Path:
+        _group_input(tmp)
+        return write_config(
+            tmp,
+            tmp / "in.zarr",
+            tmp / "out.zarr",
+            input={"store": str(tmp / "in.zarr"), "array": array},
+        )
+
+    return make
+
+
 def _dtype_input(kind: str) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         if kind == "bool":
@@ -204,29 +219,13 @@ CASES: dict[str, Case] = {
         ["`pipeline generate CONFIG`", "input.store"],
     ),
     "missing-array-in-group": Case(
-        lambda tmp: (
-            _group_input(tmp),
-            write_config(
-                tmp,
-                tmp / "in.zarr",
-                tmp / "out.zarr",
-                input={"store": str(tmp / "in.zarr"), "array": "fields/pressure"},
-            ),
-        )[1],
+        _group_input_asking("fields/pressure"),
         InputError,
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
         ["check input.array"],
     ),
     "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays
-        lambda tmp: (
-            _group_input(tmp),
-            write_config(
-                tmp,
-                tmp / "in.zarr",
-                tmp / "out.zarr",
-                input={"store": str(tmp / "in.zarr"), "array": "fields/tmep"},
-            ),
-        )[1],
+        _group_input_asking("fields/tmep"),
         InputError,
         {"array": "fields/tmep", "status": "absent"},
         ["check input.array (did you mean 'temp'?)"],

@@ -227,6 +227,19 @@ def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli)
     assert np.array_equal(read_array(out), expected(x))
 
 
+def _an_output_to_replace(tmp_path: Path, cli, ours: bool) -> tuple[np.ndarray, Path, Path]:
+    """An input of 10 x 10 float64, and a config writing ``out.zarr``, which a run of it has
+    written when ``ours``: (the input's values, the output, the config)."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    if ours:
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+    return x, out, cfg
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize("owner", ["foreign", "ours"])
 def test_overwrite_replaces_an_array_but_never_other_files_in_its_folder(
@@ -235,14 +248,8 @@ def test_overwrite_replaces_an_array_but_never_other_files_in_its_folder(
     """An output array whose folder also holds a user's notes and another array put inside
     it (helper-39): --overwrite had deleted them with the array. Refused in one line naming
     them, everything kept; once they are moved out, the array is replaced."""
-    x = np.arange(100, dtype=np.float64).reshape(10, 10)
-    make_array(tmp_path / "in.zarr", x, (5, 10))
-    out = tmp_path / "out.zarr"
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
-    if owner == "ours":
-        rc, _, err = cli("run", cfg)
-        assert rc == 0, err
-    else:
+    x, out, cfg = _an_output_to_replace(tmp_path, cli, owner == "ours")
+    if owner != "ours":
         make_array(out, np.zeros((4, 4)), (2, 2), zarr_format=zarr_format)
     (out / "NOTES.txt").write_text("mine")
     zarr.create_array(str(out / "other"), shape=(3,), dtype="f8", zarr_format=zarr_format)
@@ -268,13 +275,8 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
     these with it (helper-41). Refused in one line naming them, everything kept. Files left
     by a stopped write (the pipeline's and zarr-python's temporaries) are the array's: once
     the user's are moved out the array is replaced, and they go with it."""
-    x = np.arange(100, dtype=np.float64).reshape(10, 10)
-    make_array(tmp_path / "in.zarr", x, (5, 10))
-    out = tmp_path / "out.zarr"
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    x, out, cfg = _an_output_to_replace(tmp_path, cli, owner == "ours")
     if owner == "ours":
-        rc, _, err = cli("run", cfg)
-        assert rc == 0, err
         mine = {"c/notes.txt": out / "c" / "notes.txt", "c/0/README": out / "c" / "0" / "README"}
         zarr.open_group(str(out / "c" / "keep"), mode="w").create_array("a", shape=(3,), dtype="i4")
         mine["c/keep/zarr.json"] = out / "c" / "keep"
