@@ -178,6 +178,26 @@ def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: 
     assert np.array_equal(read_array(m.out), expected(m.x), equal_nan=True)
 
 
+def test_an_input_rewritten_behind_a_symlinked_folder_is_a_changed_input(
+    tmp_path: Path, cli
+) -> None:
+    """The input's chunk folder ``c`` is a link to a folder elsewhere (data kept on another
+    disk): a rewrite there was not in the input's identity, whose walk did not follow links,
+    and a resume of the complete output said "nothing to do" (helper-43; an interrupted one
+    mixed both inputs). Refused as the input's data changed."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    (tmp_path / "in.zarr" / "c").rename(tmp_path / "elsewhere")
+    (tmp_path / "in.zarr" / "c").symlink_to(tmp_path / "elsewhere")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    z = zarr.open_array(str(tmp_path / "in.zarr"), mode="r+")
+    z[0:5] = z[0:5] + 1
+    e = refused("run", cfg, "--resume")
+    assert isinstance(e, OutputError) and e.changed == ["input.data"], e
+
+
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
     def second_runs(cfg: Path) -> tuple[dict, tuple[int, str, str]]:
         refusals = {

@@ -294,13 +294,25 @@ def _local_files_identity(root: str) -> list[Any]:
 
     total = 0
     entries = []
-    for dirpath, dirs, files in os.walk(root):
+    seen: set[tuple[int, int]] = set()  # folders by (device, inode): a link loop ends
+    # symlinked folders followed: chunks kept elsewhere behind a link are the input's too
+    # (helper-43: a rewrite behind a linked `c` went unnoticed, and a resume mixed both)
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        st_dir = os.stat(dirpath)
+        if (st_dir.st_dev, st_dir.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st_dir.st_dev, st_dir.st_ino))
         dirs[:] = [d for d in dirs if d != ".pipeline"]
         for f in files:
             path = os.path.join(dirpath, f)
-            st = os.stat(path)
-            total += st.st_size
             rel = os.path.relpath(path, root)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:  # a link to nothing (or a file gone meanwhile)
+                entries.append(f"{rel}\0missing\n")
+                continue
+            total += st.st_size
             entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
     digest = hashlib.sha256("".join(sorted(entries)).encode()).hexdigest()[:16]
     return [total, digest]
