@@ -292,7 +292,9 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
     """Files of a user's inside the chunk folders of an output array (``c/notes.txt``,
     ``c/0/README``, a group put at ``c/keep``; ``0/notes/n.txt`` of a v2 array with '/'
     keys): only the names directly under the array were looked at, and --overwrite deleted
-    these with it (helper-41). Refused in one line naming them, everything kept. Files left
+    these with it (helper-41); then names shaped like chunk keys, but none of the array's own
+    (its key encoding, its dimensions, its grid: ``c/0/7/1``, ``2024/12/01``; helper-43).
+    Refused in one line naming them, everything kept. Files left
     by a stopped write (the pipeline's and zarr-python's temporaries) are the array's: once
     the user's are moved out the array is replaced, and they go with it."""
     x, out, cfg = _an_output_to_replace(tmp_path, cli, owner == "ours")
@@ -300,6 +302,9 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
         mine = {"c/notes.txt": out / "c" / "notes.txt", "c/0/README": out / "c" / "0" / "README"}
         zarr.open_group(str(out / "c" / "keep"), mode="w").create_array("a", shape=(3,), dtype="i4")
         mine["c/keep/zarr.json"] = out / "c" / "keep"
+        # names shaped like chunk keys, but none of this 2-D array's (helper-43)
+        for key in ("c/0/7/1", "c.5", "2024/12/01", "c/99/0"):
+            mine[key] = out.joinpath(*key.split("/"))
         temporaries = [out / "c" / "0" / ".0.tmp-12-34", out / f"zarr.{'ab' * 16}.partial"]
     else:
         arr = zarr.create_array(

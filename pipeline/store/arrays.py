@@ -539,10 +539,66 @@ _CHUNK_KEY_ROOT = re.compile(r"^(c(\.\d+)*|\d+(\.\d+)*)$")
 _TEMPORARY = re.compile(r"^(?:\.(.+)\.tmp-\d+-\d+|(.+?)(?:\.json)?\.[0-9a-f]{32}\.partial)$")
 
 
-def _is_array_file(rel: str) -> bool:
-    """Whether ``rel`` (a key below an array) is the array's: its metadata, a chunk, or one
-    of those being written when its writer stopped."""
-    if rel in ARRAY_DOCUMENTS or rel == WRITE_PROBE or _CHUNK_KEY.match(rel):
+@dataclass(frozen=True)
+class _KeyRule:
+    """How an array names its chunks (or shards): a prefix ('c' for Zarr v3's default
+    encoding, '' for v2's and v3's ``v2``), the separator, and the grid of chunk indices."""
+
+    prefix: str
+    separator: str
+    grid: tuple[int, ...]
+
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` (below the array) is one of its chunk keys."""
+        parts = key.split(self.separator)
+        if self.prefix:
+            if parts[0] != self.prefix:
+                return False
+            parts = parts[1:]
+        if not self.grid:  # a 0-d array: 'c', or v2's '0'
+            return (not parts) if self.prefix else parts == ["0"]
+        if len(parts) != len(self.grid) or not all(p.isdigit() for p in parts):
+            return False
+        return all(int(p) < n for p, n in zip(parts, self.grid, strict=True))
+
+
+def _key_rule(location: Location, path: str) -> _KeyRule | None:
+    """The chunk keys of the array at ``path``, from its metadata (v3 ``chunk_key_encoding``
+    and ``chunk_grid``, whose chunks are its shards where it has some; v2
+    ``dimension_separator`` and ``chunks``); None where no readable array metadata says."""
+    for name in ("zarr.json", ".zarray"):
+        try:
+            raw = location.read(f"{path}/{name}" if path else name)
+            meta = json.loads(raw) if raw else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            meta = None
+        if not isinstance(meta, dict):
+            continue
+        try:
+            shape = [int(n) for n in meta["shape"]]
+            if name == "zarr.json":
+                chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+                enc = meta.get("chunk_key_encoding") or {"name": "default"}
+                sep = (enc.get("configuration") or {}).get(
+                    "separator", "/" if enc.get("name") == "default" else "."
+                )
+                prefix = "c" if enc.get("name") == "default" else ""
+            else:
+                chunks, sep, prefix = meta["chunks"], meta.get("dimension_separator") or ".", ""
+            grid = tuple(-(-n // max(int(c), 1)) for n, c in zip(shape, chunks, strict=True))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        return _KeyRule(prefix, str(sep), grid)
+    return None
+
+
+def _is_array_file(rel: str, rule: _KeyRule | None = None) -> bool:
+    """Whether ``rel`` (a key below an array) is the array's: its metadata, a chunk (one of
+    ``rule``'s keys where the array's metadata gives it, else any name shaped like a chunk
+    key), or one of those being written when its writer stopped."""
+    if rel in ARRAY_DOCUMENTS or rel == WRITE_PROBE:
+        return True
+    if rule.holds(rel) if rule is not None else _CHUNK_KEY.match(rel):
         return True
     head, _, name = rel.rpartition("/")
     temp = _TEMPORARY.match(name)
@@ -550,7 +606,7 @@ def _is_array_file(rel: str) -> bool:
         return False
     meant = temp.group(1) or temp.group(2)
     meant = "zarr.json" if meant == "zarr" else meant
-    return _is_array_file(f"{head}/{meant}" if head else meant)
+    return _is_array_file(f"{head}/{meant}" if head else meant, rule)
 
 
 def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> list[str]:
@@ -561,15 +617,16 @@ def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> 
     another array put inside it, a backup folder, at any depth (``c/notes.txt``, ``c/0/README``,
     a group at ``c/keep``: helper-41). One listing of every file under it."""
     base = f"{path.strip('/')}/" if path.strip("/") else ""
+    rule = _key_rule(location, path)
     stray = [  # folders too, empty ones among them
         n
         for n in location.list(path)
-        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n)
+        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n, rule)
     ]
     for key in location.file_sizes(path):
         rel = key[len(base) :]
         top = rel.split("/", 1)[0]
-        if top in keep or top in stray or _is_array_file(rel):
+        if top in keep or top in stray or _is_array_file(rel, rule):
             continue
         stray.append(rel)
     return sorted(stray)
