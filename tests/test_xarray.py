@@ -38,6 +38,7 @@ from tests.faultkit import (
     kill_procs,
     markers,
     run_and_signal,
+    run_python,
     set_aside,
     stored_files,
     wait_gone,
@@ -453,6 +454,79 @@ def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> 
     assert same.status == "complete"
     ds = open_dataset(out)
     assert same_bits(ds["t2"].values, ds["t"].values) and ds["lon"].identical(ds["t2"]["lon"])
+
+
+def test_a_coordinate_xarray_cannot_decode_is_compared_as_stored(tmp_path: Path) -> None:
+    """The user's group holds ``mine`` with a coordinate ``x`` whose time units xarray cannot
+    decode: the comparison through xarray failed, was taken for "the same", and --overwrite
+    relabelled ``mine`` with the input's ``x`` (helper-43). Compared as stored, it differs:
+    refused, nothing touched."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    user = xr.Dataset(
+        {"mine": (("y", "x"), np.ones((ROWS, COLS)))},
+        coords={
+            "x": ("x", np.arange(COLS) * 30, {"units": "days since the flood"}),
+            "y": ("y", np.arange(ROWS) * 2.5, {"units": "km", "axis": "Y"}),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        user.to_zarr(str(out), zarr_format=3, mode="w", consolidated=True)
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path), overwrite=True)
+    assert (info.value.array, info.value.users) == ("x", ["mine"]), info.value
+    assert file_states(out) == before
+
+
+HALF_WRITTEN = """
+import os, shutil, signal, sys
+import pipeline
+from pipeline.store import datasets
+
+write = datasets._write
+
+
+def metadata_then_kill(frame, dst_store, dst_group):
+    # killed as the coordinates were written: lon's metadata there, none of its chunks
+    write(frame, dst_store, dst_group)
+    if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
+        return
+    shutil.rmtree(os.path.join(sys.argv[2], "lon", "c"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    datasets._write = metadata_then_kill
+    pipeline.run(sys.argv[1], overwrite=True)
+"""
+
+
+def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> None:
+    """A kill while --overwrite rewrote the coordinates of a group whose other variable uses
+    them left them with metadata and no chunks (read as fill values): every later run, resume
+    and overwrite was refused as relabelling that variable, a dead end (helper-43). The run
+    record lists them as the stopped run's own: --overwrite writes them again, to the bit."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    assert pipeline.run(cfg).status == "complete"
+    assert pipeline.run(config(tmp_path, output={"array": "t2"}), overwrite=True).status == (
+        "complete"
+    )
+    ref = open_dataset(out)
+    (tmp_path / "script.py").write_text(HALF_WRITTEN)
+    proc = run_python([tmp_path / "script.py", cfg, out], tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (out / "lon" / "zarr.json").exists() and not (out / "lon" / "c").exists()
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    got = open_dataset(out)
+    for name in ("lon", "x", "y"):
+        assert got[name].identical(ref[name]), name
+    assert same_bits(got["t"].values, ref["t"].values)
+    assert same_bits(got["t2"].values, ref["t2"].values)
 
 
 def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:

@@ -382,9 +382,19 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         return
     refs = datasets.users(store, group, kept)
     src = plan.input.location.zarr_store(read_only=True)
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    # a coordinate a stopped run of this output was replacing is its own, half-written: that
+    # run compared it before it deleted anything (helper-43: refused, a dead end)
+    ours = set(_names(manifest.get("coordinates")))
     for name in written:
         using = sorted(k for k, r in refs.items() if name in r)
-        if not using or datasets.same_coordinate(src, variable, store, group, name) is not False:
+        if not using or name in ours:
+            continue
+        same = datasets.same_coordinate(src, variable, store, group, name)
+        if same is None:  # not readable at all, and no run of ours wrote it: not known same
+            same = False
+        if same:
             continue
         where = loc.join(plan.output.path)
         them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")

@@ -422,15 +422,38 @@ def same_coordinate(
 ) -> bool | None:
     """Whether the coordinate ``name`` written beside ``var`` (:func:`write_frame`) would be
     what the output group ``dst_group`` holds under that name now, as xarray reads both
-    (values, dimensions, attributes; encodings aside); None when the output's cannot be read
-    (a group a stopped run left without metadata)."""
+    (values, dimensions, attributes; encodings aside), or, where xarray cannot decode the
+    output's, as both are stored (values and attributes); None when the output's cannot be read
+    at all (a coordinate a stopped run left without its chunks or metadata)."""
     with _quiet():
         new = _frame(src_store, var, (name,))[name].variable
         try:
             old = _frame(dst_store, Variable(dst_group, "", ()), (name,))[name].variable
-        except Exception:
-            return None
+        except Exception:  # xarray cannot decode it (a calendar without cftime, ...): as stored
+            return _same_stored(src_store, _key(var.group, name), dst_store, _key(dst_group, name))
     return bool(new.identical(old))
+
+
+def _same_stored(src_store: Any, src: str, dst_store: Any, dst: str) -> bool | None:
+    """Whether the arrays ``src`` and ``dst`` hold the same stored values and attributes
+    (dimension names aside); None when ``dst`` cannot be read at all."""
+    import numpy as np
+    import zarr
+
+    try:
+        with _quiet():
+            a = zarr.open_array(store=src_store, path=src, mode="r")
+            b = zarr.open_array(store=dst_store, path=dst, mode="r")
+            x, y = np.asarray(a[...]), np.asarray(b[...])
+    except Exception:
+        return None
+    skip = {"_ARRAY_DIMENSIONS"}
+    same_attrs = {k: v for k, v in dict(a.attrs).items() if k not in skip} == {
+        k: v for k, v in dict(b.attrs).items() if k not in skip
+    }
+    return bool(
+        same_attrs and x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
+    )
 
 
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
