@@ -507,8 +507,9 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         return 1
     if res.input_changed:
         print(
-            "error: the input changed since the output was made (its metadata or files were "
-            "rewritten): the output holds the stages' values of the input as it was; "
+            "error: the input changed since the output was made (its metadata or files, or "
+            "the coordinates and attributes the output carries, were rewritten): the output "
+            "holds what the run made of the input as it was; "
             "`run --overwrite` computes it from the input as it is now",
             file=sys.stderr,
         )

@@ -37,6 +37,7 @@ from tests.faultkit import (
     file_states,
     kill_procs,
     markers,
+    one_line_error,
     run_and_signal,
     run_python,
     set_aside,
@@ -1101,6 +1102,28 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
     with pytest.raises(OutputError) as info:
         pipeline.run(config(tmp_path), resume=True)
     assert info.value.changed == ["input.coordinates"], info.value
+
+
+@pytest.mark.parametrize("what", ["coordinate", "group attribute", "consolidated only"])
+def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, what: str) -> None:
+    """verify compared the variable's values only: a rewritten coordinate or group attribute
+    (which a resume refuses), or a consolidated copy made stale by a ``scale_factor`` edited in
+    it alone (which xarray reads), passed with exit 0 (helper-43). Each fails in one line."""
+    write_dataset(tmp_path / "in.zarr", 2, PACKED)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"mask_and_scale": True})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    if what == "consolidated only":
+        meta = json.loads((tmp_path / "in.zarr" / ".zmetadata").read_text())
+        meta["metadata"]["t/.zattrs"]["scale_factor"] = 0.02
+        (tmp_path / "in.zarr" / ".zmetadata").write_text(json.dumps(meta))
+    else:
+        _rewrite_frame(tmp_path / "in.zarr", what)
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1, out
+    line = one_line_error(err)
+    assert ("stale" if what == "consolidated only" else "input changed") in line, line
 
 
 def test_an_interrupted_dataset_output_says_so_to_xarray(killed: Killed) -> None:

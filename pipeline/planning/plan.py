@@ -215,18 +215,7 @@ class Plan:
         documents and of each coordinate array's (:func:`store_identity`), which the output
         carries, so a resume notices them rewritten (helper-41: the output kept the old
         coordinates and was marked complete). None otherwise."""
-        var = self.carried.variable
-        if not self.carried.frame or var is None:
-            return None
-        loc = self.input.location
-        digest = hashlib.sha256()
-        for doc in ("zarr.json", ".zgroup", ".zattrs"):
-            data = loc.read(f"{var.group}/{doc}" if var.group else doc) or b""
-            digest.update(hashlib.sha256(data).digest())
-        for name in var.coords:
-            path = f"{var.group}/{name}" if var.group else name
-            digest.update(json.dumps([name, store_identity(loc, path)]).encode())
-        return digest.hexdigest()[:16]
+        return frame_identity(self.input.location, self.carried)
 
     def input_unchanged(self) -> bool:
         """Whether the input's metadata and files, and the coordinates and group attributes
@@ -246,6 +235,24 @@ class Plan:
 #: What says an object was rewritten, in the listings of fsspec's file systems, best first
 #: (``CRC``: a zip member's checksum of its bytes).
 _STAMPS = ("CRC", "ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+
+
+def frame_identity(location: Location, kept: Carried) -> str | None:
+    """For an output written as a variable with its input group's attributes and coordinates
+    around it (``kept.frame``): a digest of that group's metadata documents and of each
+    coordinate array's (:func:`store_identity`) in the input at ``location``; None otherwise.
+    (:meth:`Plan._frame_identity`; ``pipeline verify`` compares it with an output's record.)"""
+    var = kept.variable
+    if not kept.frame or var is None:
+        return None
+    digest = hashlib.sha256()
+    for doc in ("zarr.json", ".zgroup", ".zattrs"):
+        data = location.read(f"{var.group}/{doc}" if var.group else doc) or b""
+        digest.update(hashlib.sha256(data).digest())
+    for name in var.coords:
+        path = f"{var.group}/{name}" if var.group else name
+        digest.update(json.dumps([name, store_identity(location, path)]).encode())
+    return digest.hexdigest()[:16]
 
 
 def _input_identity(info: ArrayInfo) -> Any:

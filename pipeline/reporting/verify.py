@@ -17,8 +17,14 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
-from pipeline.planning.plan import store_identity
-from pipeline.planning.variable import decoding, values_chain, with_output_array
+from pipeline.planning.plan import frame_identity, store_identity
+from pipeline.planning.variable import (
+    Carried,
+    carried,
+    decoding,
+    values_chain,
+    with_output_array,
+)
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.ledger import Ledger
 from pipeline.store.location import Location
@@ -73,6 +79,8 @@ def verify(
     # "none": no record of the pipeline's (written by another tool, or its attributes changed)
     status = str(record.get("status", "unknown")) if isinstance(record, dict) else "none"
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
+    # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
+    kept = carried(config, src, out_path.strip("/"))
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
@@ -107,16 +115,20 @@ def verify(
         mismatched=bad,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
-        input_changed=_input_changed(record, loc_in, config.input.array.strip("/")),
+        input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
     )
 
 
-def _input_changed(record: Any, loc_in: Location, path: str) -> bool:
-    """Whether the input's identity (its metadata and files) differs from what the output's
+def _input_changed(record: Any, loc_in: Location, path: str, kept: Carried) -> bool:
+    """Whether the input's identity (its metadata and files; for a Dataset output, the group's
+    attributes and the coordinates it carries, ``kept``) differs from what the output's
     record says the run that made it read (helper-42: verify passed an output whose input had
-    been rewritten since, where the sampled blocks missed the change); False where the record
-    says nothing of it."""
+    been rewritten since, where the sampled blocks missed the change; helper-43: its
+    coordinates); False where the record says nothing of it."""
     identity = record.get("identity") if isinstance(record, dict) else None
+    coords = identity.get("coordinates") if isinstance(identity, dict) else None
+    if coords is not None and frame_identity(loc_in, kept) != coords:
+        return True
     recorded = identity.get("input") if isinstance(identity, dict) else None
     if not (isinstance(recorded, list) and len(recorded) == 2):
         return False
