@@ -889,7 +889,13 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
         if (old_in[1] or [None])[0] != new_in[1][0]:
             parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
         else:
-            parts.append(("input.data", "the input's data changed (its files were rewritten)"))
+            parts.append(
+                (
+                    "input.data",
+                    "the input's data changed (its files were rewritten, or copied back, or "
+                    "their permissions or owner changed: each file's times say so)",
+                )
+            )
     if old.get("coordinates") != new.get("coordinates"):
         parts.append(
             (
