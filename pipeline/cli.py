@@ -283,17 +283,12 @@ def _library_error(e: BaseException) -> str | None:
     """The line for an error of a library that names no fix of the user's, where its cause is
     known; None otherwise. An S3 store without credentials (botocore's NoCredentialsError,
     which s3fs passes on: helper-41 got its bare name)."""
-    seen: list[BaseException] = []
-    x: BaseException | None = e
-    while x is not None and x not in seen:
-        seen.append(x)
-        x = x.__cause__ or x.__context__
-    if any(type(x).__name__ == "NoCredentialsError" for x in seen):
+    from pipeline.errors import CREDENTIALS_FIX, missing_credentials
+
+    if missing_credentials(e):
         return (
             "error: an S3 store needs credentials, and none were found (botocore: Unable to "
-            "locate credentials): give its storage_options key and secret, set "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or set "
-            "storage_options: {anon: true} for a public bucket"
+            f"locate credentials): {CREDENTIALS_FIX}"
         )
     return None
 

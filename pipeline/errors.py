@@ -196,3 +196,24 @@ def disk_full(e: OSError, where: str) -> StoreError | None:
             where=where,
         )
     return None
+
+
+#: What gives an S3 store credentials: the words of every refusal for their absence.
+CREDENTIALS_FIX = (
+    "give its storage_options key and secret, set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or set storage_options: {anon: true} for a public "
+    "bucket"
+)
+
+
+def missing_credentials(e: BaseException) -> bool:
+    """Whether ``e``, or an error it came from, is botocore's ``NoCredentialsError`` (an S3
+    store reached with no credentials at all; s3fs passes it on as it is)."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        if type(x).__name__ == "NoCredentialsError":
+            return True
+        x = x.__cause__ or x.__context__
+    return False

@@ -306,31 +306,49 @@ def test_memory_urls_need_an_in_process_cluster(tmp_path, cli) -> None:
         assert np.array_equal(y[...], reference(x))
 
 
-def test_an_s3_input_without_credentials_is_one_line_naming_the_fix(
-    tmp_path, cli, bucket, monkeypatch
+@pytest.mark.parametrize("where", ["input", "output", "zip input"])
+def test_an_s3_store_without_credentials_is_one_line_naming_the_fix(
+    tmp_path, cli, bucket, monkeypatch, where: str
 ) -> None:
     """No key, no secret, no AWS environment: botocore's NoCredentialsError came out as its
-    bare name (helper-41); the line says what gives credentials."""
-    from zarr.storage import FsspecStore
+    bare name (helper-41), then for an output and a zip in a bucket inside lines that named
+    the wrong fix ("choose a writable store", helper-43); each line says what gives
+    credentials, before anything is written."""
+    import s3fs
+    from zarr.storage import FsspecStore, ZipStore
 
     url, options = bucket
     x = np.arange(20, dtype=np.float32).reshape(4, 5)
     store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)  # credentials
     zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    zipped = ZipStore(tmp_path / "in.zip", mode="w")
+    zarr.create_array(store=zipped, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    zipped.close()
+    s3fs.S3FileSystem(skip_instance_cache=True, **options).put_file(
+        str(tmp_path / "in.zip"), f"{url}/in.zip"
+    )
     for var in [v for v in os.environ if v.startswith("AWS_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     bare = {"endpoint_url": options["endpoint_url"]}
-    cfg = write_config(
-        tmp_path,
-        f"{url}/in.zarr",
-        tmp_path / "out.zarr",
-        input={"store": f"{url}/in.zarr", "storage_options": bare},
-    )
+    sections = {
+        "input": {
+            "input": {"store": f"{url}/in.zarr", "storage_options": bare},
+        },
+        "output": {
+            "input": {"store": f"{url}/in.zarr", "storage_options": options},
+            "output": {"store": f"{url}/out.zarr", "storage_options": bare},
+        },
+        "zip input": {
+            "input": {"store": f"zip::{url}/in.zip", "storage_options": {"s3": bare}},
+        },
+    }[where]
+    cfg = write_config(tmp_path, "", tmp_path / "out.zarr", **sections)
     rc, _, err = cli("run", cfg)
     assert rc == 1
     line = one_line_error(err)
-    assert "needs credentials" in line and "anon: true" in line, line
+    assert "credentials" in line and "anon: true" in line, line
+    assert "writable store" not in line and "NoCredentialsError" not in line, line
     assert not (tmp_path / "out.zarr").exists()

@@ -24,7 +24,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import OutputError, PipelineError, StoreError, disk_full
+from pipeline.errors import (
+    CREDENTIALS_FIX,
+    OutputError,
+    PipelineError,
+    StoreError,
+    disk_full,
+    missing_credentials,
+)
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
 _FS_LOCK = threading.Lock()
@@ -406,10 +413,13 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            raise OutputError(
-                f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a writable store",
-                output=self.url,
-            ) from None
+            message = (
+                f"cannot write to {self.url}: no credentials were found for it: {CREDENTIALS_FIX}"
+                if missing_credentials(e)
+                else f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a "
+                "writable store"
+            )
+            raise OutputError(message, output=self.url) from None
 
 
 def _async_wrapped(fs: Any) -> Any:
@@ -602,6 +612,11 @@ def _open_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     except ImportError as e:
         raise StoreError(f"cannot open {url}: {e}", store=url) from e
     except Exception as e:  # each file system raises its own types (BadZipFile, ...)
+        if missing_credentials(e):
+            raise StoreError(
+                f"cannot open {url}: no credentials were found for it: {CREDENTIALS_FIX}",
+                store=url,
+            ) from e
         raise StoreError(
             f"cannot open {url} ({type(e).__name__}: {e}); check the store's URL and its "
             "storage_options",
