@@ -501,7 +501,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         )
     if state == "remains":
         raise OutputError(
-            f"{where} holds the remains of an output that a stopped run was replacing; "
+            f"{where} holds the remains of an output that a stopped run was making or replacing; "
             "nothing to resume: `run --overwrite` starts over",
             output=where,
             status=state,
@@ -564,7 +564,7 @@ def _exists(state: str, where: str) -> OutputError:
         )
     if state == "remains":
         return OutputError(
-            f"{where} holds the remains of an output that a stopped run was replacing: "
+            f"{where} holds the remains of an output that a stopped run was making or replacing: "
             "`run --overwrite` starts over",
             output=where,
             status=state,
