@@ -1126,6 +1126,28 @@ def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, 
     assert ("stale" if what == "consolidated only" else "input changed") in line, line
 
 
+def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
+    """The input group consolidated again for an attribute of another variable, and the
+    coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another
+    variable does): nothing the output carries changed, but file times and the group's
+    document did, and verify failed and the resume refused (helper-44). Both go."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    zarr.open_array(str(tmp_path / "in.zarr"), path="p", mode="r+").attrs["note"] = "x"
+    lon = zarr.open_array(str(tmp_path / "in.zarr"), path="lon", mode="r+")
+    lon[...] = lon[...].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+
+
 def test_an_interrupted_dataset_output_says_so_to_xarray(killed: Killed) -> None:
     killed.restore()
     assert consolidated(killed.output) is not None  # written at creation, then last

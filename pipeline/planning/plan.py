@@ -239,20 +239,51 @@ _STAMPS = ("CRC", "ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
 
 def frame_identity(location: Location, kept: Carried) -> str | None:
     """For an output written as a variable with its input group's attributes and coordinates
-    around it (``kept.frame``): a digest of that group's metadata documents and of each
-    coordinate array's (:func:`store_identity`) in the input at ``location``; None otherwise.
-    (:meth:`Plan._frame_identity`; ``pipeline verify`` compares it with an output's record.)"""
+    around it (``kept.frame``): a digest of what the output carries, by content: the group's
+    attributes, and each coordinate array's metadata and stored bytes, in the input at
+    ``location``; None otherwise. By content, not by file times: a group consolidated again
+    for another member, or coordinates rewritten with the same bytes (xarray's ``to_zarr`` of
+    another variable, a second output variable written beside this one) are no change
+    (helper-44). (:meth:`Plan._frame_identity`; ``pipeline verify`` compares it with an
+    output's record.)"""
     var = kept.variable
     if not kept.frame or var is None:
         return None
     digest = hashlib.sha256()
-    for doc in ("zarr.json", ".zgroup", ".zattrs"):
-        data = location.read(f"{var.group}/{doc}" if var.group else doc) or b""
-        digest.update(hashlib.sha256(data).digest())
+    digest.update(_canonical(_group_attributes(location, var.group)))
     for name in var.coords:
         path = f"{var.group}/{name}" if var.group else name
-        digest.update(json.dumps([name, store_identity(location, path)]).encode())
+        digest.update(f"{name}\0".encode())
+        for key in sorted(location.file_sizes(path)):
+            rel = key[len(path) + 1 :] if path else key
+            if rel.split("/", 1)[0] == ".pipeline":
+                continue
+            data = location.read(key) or b""
+            if rel in ("zarr.json", ".zarray", ".zattrs"):  # parsed: the same document
+                data = _canonical(_json_or_bytes(data))
+            digest.update(f"{rel}\0".encode() + hashlib.sha256(data).digest())
     return digest.hexdigest()[:16]
+
+
+def _group_attributes(location: Location, group: str) -> Any:
+    """The attributes of the group at ``group`` as its metadata says (v3 ``zarr.json``'s
+    ``attributes``, v2 ``.zattrs``), without the consolidated copies a v3 document embeds."""
+    raw = location.read(f"{group}/zarr.json" if group else "zarr.json")
+    if raw is not None:
+        doc = _json_or_bytes(raw)
+        return doc.get("attributes") if isinstance(doc, dict) else doc
+    return _json_or_bytes(location.read(f"{group}/.zattrs" if group else ".zattrs") or b"")
+
+
+def _json_or_bytes(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw.hex()
+
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, default=str).encode()
 
 
 def _input_identity(info: ArrayInfo) -> Any:
