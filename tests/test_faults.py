@@ -198,6 +198,21 @@ def test_an_input_rewritten_behind_a_symlinked_folder_is_a_changed_input(
     assert isinstance(e, OutputError) and e.changed == ["input.data"], e
 
 
+def test_a_link_to_a_folder_above_the_input_is_not_followed(tmp_path: Path, cli) -> None:
+    """A link inside the input to a folder above it (``up -> ..``): the identity's walk
+    followed it into the output being written beside the input, and every run ended "the
+    input changed while this run read it" (helper-44). Such a link is not followed."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    (tmp_path / "in.zarr" / "up").symlink_to(tmp_path)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x))
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+
+
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
     def second_runs(cfg: Path) -> tuple[dict, tuple[int, str, str]]:
         refusals = {
@@ -285,7 +300,7 @@ def test_overwrite_replaces_an_array_but_never_other_files_in_its_folder(
     assert np.array_equal(read_array(out), expected(x))
 
 
-@pytest.mark.parametrize("owner", ["ours", "foreign-v2-slash"])
+@pytest.mark.parametrize("owner", ["ours", "foreign-v2-slash", "foreign-v2-dot"])
 def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
     tmp_path: Path, cli, owner: str
 ) -> None:
@@ -294,9 +309,10 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
     keys): only the names directly under the array were looked at, and --overwrite deleted
     these with it (helper-41); then names shaped like chunk keys, but none of the array's own
     (its key encoding, its dimensions, its grid: ``c/0/7/1``, ``2024/12/01``; helper-43).
-    Refused in one line naming them, everything kept. Files left
-    by a stopped write (the pipeline's and zarr-python's temporaries) are the array's: once
-    the user's are moved out the array is replaced, and they go with it."""
+    Refused in one line naming them, everything kept. Files left by a stopped write (the
+    pipeline's and zarr-python's temporaries, whose name for chunk ``1.1`` is
+    ``1.HEX.partial``, and tensorstore's ``KEY.__lock``: refused before, helper-44) are the
+    array's: once the user's are moved out the array is replaced, and they go with it."""
     x, out, cfg = _an_output_to_replace(tmp_path, cli, owner == "ours")
     if owner == "ours":
         mine = {"c/notes.txt": out / "c" / "notes.txt", "c/0/README": out / "c" / "0" / "README"}
@@ -307,17 +323,22 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
             mine[key] = out.joinpath(*key.split("/"))
         temporaries = [out / "c" / "0" / ".0.tmp-12-34", out / f"zarr.{'ab' * 16}.partial"]
     else:
+        sep = "/" if owner.endswith("slash") else "."
         arr = zarr.create_array(
             str(out),
             shape=(4, 4),
             chunks=(2, 2),
             dtype="f8",
             zarr_format=2,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
+            chunk_key_encoding={"name": "v2", "separator": sep},
         )
         arr[...] = 1
         mine = {"0/notes/n.txt": out / "0" / "notes" / "n.txt"}
-        temporaries = [out / "0" / f"1.{'cd' * 16}.partial", out / f".zarray.{'ef' * 16}.partial"]
+        temporaries = [out / f".zarray.{'ef' * 16}.partial"]
+        if sep == "/":
+            temporaries += [out / "0" / f"1.{'cd' * 16}.partial", out / "1" / "1.__lock"]
+        else:  # zarr-python drops the last index of a '.'-separated key
+            temporaries += [out / f"1.{'cd' * 16}.partial", out / "1.1.__lock"]
     for p in mine.values():
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +348,8 @@ def test_overwrite_never_deletes_files_deep_in_an_arrays_chunk_folders(
     before = file_states(out)
     e = refused("run", cfg, "--overwrite")
     assert isinstance(e, OutputError), e
-    assert set(mine) <= set(e.stray) and not any(".partial" in k or ".tmp-" in k for k in e.stray)
+    temp = (".partial", ".tmp-", ".__lock")
+    assert set(mine) <= set(e.stray) and not any(t in k for k in e.stray for t in temp), e.stray
     assert len(str(e).splitlines()) == 1
     assert file_states(out) == before
     for p in mine.values():

@@ -332,6 +332,7 @@ def _local_files_identity(root: str) -> list[Any]:
 
     total = 0
     entries = []
+    real_root = os.path.realpath(root)
     seen: set[tuple[int, int]] = set()  # folders by (device, inode): a link loop ends
     # symlinked folders followed: chunks kept elsewhere behind a link are the input's too
     # (helper-43: a rewrite behind a linked `c` went unnoticed, and a resume mixed both)
@@ -341,7 +342,11 @@ def _local_files_identity(root: str) -> list[Any]:
             dirs[:] = []
             continue
         seen.add((st_dir.st_dev, st_dir.st_ino))
-        dirs[:] = [d for d in dirs if d != ".pipeline"]
+        dirs[:] = [
+            d
+            for d in dirs
+            if d != ".pipeline" and not _links_above(os.path.join(dirpath, d), real_root)
+        ]
         for f in files:
             path = os.path.join(dirpath, f)
             rel = os.path.relpath(path, root)
@@ -354,6 +359,18 @@ def _local_files_identity(root: str) -> list[Any]:
             entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
     digest = hashlib.sha256("".join(sorted(entries)).encode()).hexdigest()[:16]
     return [total, digest]
+
+
+def _links_above(path: str, real_root: str) -> bool:
+    """Whether ``path`` is a link to the store's folder or one above it (``up -> ..``): not
+    followed, or the walk would take in the store's neighbours, an output being written among
+    them (helper-44: every run then ended "the input changed while this run read it")."""
+    import os
+
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
 
 
 # --------------------------------------------------------------------------------------------

@@ -534,9 +534,12 @@ _CHUNK_KEY = re.compile(r"^(c([./]\d+)*|\d+([./]\d+)*)$")
 _CHUNK_KEY_ROOT = re.compile(r"^(c(\.\d+)*|\d+(\.\d+)*)$")
 
 #: A file being written when its writer was stopped: the pipeline's own (``.NAME.tmp-PID-TID``,
-#: :meth:`Location.write`) or zarr-python's (``NAME.HEX.partial``, its local store's atomic
-#: write; ``zarr.json`` is ``zarr.HEX.partial``); group 1 or 2 is what it was to become.
-_TEMPORARY = re.compile(r"^(?:\.(.+)\.tmp-\d+-\d+|(.+?)(?:\.json)?\.[0-9a-f]{32}\.partial)$")
+#: :meth:`Location.write`), zarr-python's (``NAME.HEX.partial``, its local store's atomic write,
+#: which replaces the name's last suffix: ``zarr.json`` is ``zarr.HEX.partial``, chunk ``3.2``
+#: is ``3.HEX.partial``) or tensorstore's lock (``KEY.__lock``); groups 1-3: what it was for.
+_TEMPORARY = re.compile(
+    r"^(?:\.(.+)\.tmp-\d+-\d+|(.+?)(?:\.json)?\.[0-9a-f]{32}\.partial|(.+)\.__lock)$"
+)
 
 
 @dataclass(frozen=True)
@@ -548,8 +551,13 @@ class _KeyRule:
     separator: str
     grid: tuple[int, ...]
 
-    def holds(self, key: str) -> bool:
-        """Whether ``key`` (below the array) is one of its chunk keys."""
+    def holds(self, key: str, prefix_only: bool = False) -> bool:
+        """Whether ``key`` (below the array) is one of its chunk keys (``prefix_only``: one
+        without its last index, as zarr-python names a temporary of a '.'-separated key)."""
+        if prefix_only:
+            return self.separator == "." and any(
+                self.holds(f"{key}.{last}") for last in range(self.grid[-1] if self.grid else 0)
+            )
         parts = key.split(self.separator)
         if self.prefix:
             if parts[0] != self.prefix:
@@ -604,9 +612,16 @@ def _is_array_file(rel: str, rule: _KeyRule | None = None) -> bool:
     temp = _TEMPORARY.match(name)
     if temp is None:
         return False
-    meant = temp.group(1) or temp.group(2)
+    meant = temp.group(1) or temp.group(2) or temp.group(3)
     meant = "zarr.json" if meant == "zarr" else meant
-    return _is_array_file(f"{head}/{meant}" if head else meant, rule)
+    full = f"{head}/{meant}" if head else meant
+    if _is_array_file(full, rule):
+        return True
+    # zarr-python's temporary of chunk '3.2' is '3.HEX.partial': its last index is gone
+    shortened = temp.group(2) is not None
+    if not shortened:
+        return False
+    return rule.holds(full, prefix_only=True) if rule is not None else bool(_CHUNK_KEY.match(full))
 
 
 def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> list[str]:
