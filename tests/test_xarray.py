@@ -504,6 +504,61 @@ if __name__ == "__main__":
 """
 
 
+CTRL_C_IN_CLEAR = """
+import json, os, signal, sys, time
+import pipeline
+from pipeline.store import arrays
+
+clear = arrays.clear_array
+
+
+def ctrl_c_then_clear(*args, **kwargs):
+    # a real SIGINT, while the old variable's chunks are deleted
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the KeyboardInterrupt comes here
+    return clear(*args, **kwargs)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    arrays.clear_array = ctrl_c_then_clear
+    try:
+        pipeline.run(sys.argv[1], overwrite=True)
+        print(json.dumps({"state": None}))
+    except KeyboardInterrupt as e:
+        print(json.dumps({"state": getattr(e, "state", None)}))
+"""
+
+
+def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C while --overwrite deletes the old chunks of ``t2`` in a group that also holds
+    ``t``: the group's metadata and coordinates had been deleted first, and xarray could not
+    open the group, ``t`` orphaned (helper-44). They stay until the new ones are written in
+    one step: xarray opens ``t`` with its coordinates meanwhile; --overwrite then finishes."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    cfg = tmp_path / "t2.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t2"})))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    ref = open_dataset(out)
+    (tmp_path / "script.py").write_text(CTRL_C_IN_CLEAR)
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "creating"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no consolidated copy meanwhile: xarray says so
+        now = xr.open_zarr(str(out), consolidated=None)
+    assert same_bits(now["t"].values, ref["t"].values)
+    for name in ("lon", "x", "y"):
+        assert now[name].identical(ref[name]), name
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    got = open_dataset(out)
+    assert same_bits(got["t2"].values, ref["t2"].values) and got["lon"].identical(ref["lon"])
+
+
 def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> None:
     """A kill while --overwrite rewrote the coordinates of a group whose other variable uses
     them left them with metadata and no chunks (read as fill values): every later run, resume

@@ -27,6 +27,7 @@ from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import OutputError, PipelineError
 from pipeline.planning import Plan, make_plan
+from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
@@ -709,42 +710,55 @@ def create(plan: Plan) -> None:
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
     ledger.write_manifest(manifest)
+    parent = o.path.rpartition("/")[0]
+    above = datasets.consolidated_groups(o.location.zarr_store(read_only=True), parent)
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
-    for meta in GROUP_METADATA if group is not None else ():
-        o.location.delete(_key(group or "", meta))
-    for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
-        key = _key(group or "", name)
-        node = arrays.node_type(o.location, key)
-        if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
-            o.location.delete(key, recursive=True)
+    # no consolidated copy says the old array is there (complete) while its chunks go; the
+    # group stays whole and readable meanwhile, its other variables and coordinates with it
+    # (helper-44: a Ctrl-C here left a Dataset with no group metadata and no coordinates)
+    for g in above:
+        datasets.drop_consolidated(o.location, g)
     arrays.clear_array(o.location, o.path, keep=RECORD)
-    if group is not None:
-        assert plan.carried.variable is not None
-        datasets.write_frame(
-            plan.input.location.zarr_store(read_only=True),
-            plan.carried.variable,
-            o.location.zarr_store(read_only=False),
-            group,
+
+    def frame_and_array() -> None:
+        for meta in GROUP_METADATA if group is not None else ():
+            o.location.delete(_key(group or "", meta))
+        for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
+            key = _key(group or "", name)
+            node = arrays.node_type(o.location, key)
+            if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
+                o.location.delete(key, recursive=True)
+        if group is not None:
+            assert plan.carried.variable is not None
+            datasets.write_frame(
+                plan.input.location.zarr_store(read_only=True),
+                plan.carried.variable,
+                o.location.zarr_store(read_only=False),
+                group,
+            )
+        arrays.create_output(
+            o.location,
+            o.path,
+            o.shape,
+            o.dtype,
+            o.chunk,
+            o.unit if o.sharded else None,
+            o.codec or "none",
+            plan.sink.encoding.level,
+            plan.sink.encoding.checksum,
+            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now()})},
+            overwrite=False,
+            dimension_names=plan.carried.dims,
         )
-    arrays.create_output(
-        o.location,
-        o.path,
-        o.shape,
-        o.dtype,
-        o.chunk,
-        o.unit if o.sharded else None,
-        o.codec or "none",
-        plan.sink.encoding.level,
-        plan.sink.encoding.checksum,
-        {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now()})},
-        overwrite=False,
-        dimension_names=plan.carried.dims,
-    )
-    _consolidate(plan, kept)
+        _consolidate(plan, kept, above)
+
+    # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
+    # not cut (it takes effect once the step is done: a short one, coordinates are small)
+    waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
 
 
-def _consolidate(plan: Plan, also: bool = False) -> None:
+def _consolidate(plan: Plan, also: bool = False, had: list[str] | None = None) -> None:
     """Consolidate the metadata of the group that holds the output (and the store root's)
     where it gets consolidated metadata: the input's group has it, or ``also`` (the output
     group had some before this run replaced its metadata), or it or a group above has some
@@ -756,7 +770,7 @@ def _consolidate(plan: Plan, also: bool = False) -> None:
     readers with the old shape and dtype)."""
     parent = plan.output.path.rpartition("/")[0]
     store = plan.output.location.zarr_store(read_only=False)
-    above = datasets.consolidated_groups(store, parent)
+    above = list(dict.fromkeys([*(had or []), *datasets.consolidated_groups(store, parent)]))
     if plan.carried.consolidate or also or above:
         for group in dict.fromkeys([parent, *above]):
             datasets.consolidate(store, group)

@@ -502,6 +502,25 @@ def consolidate(store: Any, group: str) -> None:
             zarr.consolidate_metadata(store)
 
 
+def drop_consolidated(location: Any, group: str) -> None:
+    """Remove the consolidated metadata of ``group`` (a v3 ``zarr.json``'s
+    ``consolidated_metadata``, rewritten without it; a v2 ``.zmetadata``), its own metadata
+    kept: readers then list its members as they are (xarray, warned, reads without it)."""
+    import json
+
+    key = f"{group}/zarr.json" if group else "zarr.json"
+    raw = location.read(key)
+    if raw is not None:
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(doc, dict) and doc.pop("consolidated_metadata", None) is not None:
+            location.write(key, [json.dumps(doc, indent=2).encode()], atomic=True)
+        return
+    location.delete(f"{group}/.zmetadata" if group else ".zmetadata")
+
+
 def consolidated_groups(store: Any, path: str) -> list[str]:
     """The groups at ``path`` and above it (``path`` first, the root last) that have
     consolidated metadata of their own, which lists (as it was then) what is below them."""
