@@ -457,6 +457,21 @@ def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> 
     assert same_bits(ds["t2"].values, ds["t"].values) and ds["lon"].identical(ds["t2"]["lon"])
 
 
+def test_a_group_xarray_cannot_open_is_named_not_its_first_coordinate(tmp_path: Path) -> None:
+    """An array without dimension names beside the variable: xarray opens no Dataset of the
+    group, and the refusal blamed the first coordinate, a time, with cftime as the fix
+    (helper-44). It names xarray's reason and the way out (the variable alone)."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    zarr.open_group(str(tmp_path / "in.zarr"), mode="r+").create_array(
+        "extra", shape=(3,), dtype="f4"
+    )
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    line = str(info.value)
+    assert "dimension_names" in line and "cftime" not in line, line
+    assert info.value.fix == "output.array: ''"
+
+
 def test_a_coordinate_xarray_cannot_decode_is_compared_as_stored(tmp_path: Path) -> None:
     """The user's group holds ``mine`` with a coordinate ``x`` whose time units xarray cannot
     decode: the comparison through xarray failed, was taken for "the same", and --overwrite

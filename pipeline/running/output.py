@@ -907,7 +907,8 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
                 (
                     "input.data",
                     "the input's data changed (its files were rewritten, or copied back, or "
-                    "their permissions or owner changed: each file's times say so)",
+                    "their permissions, owner or hard links changed: each file's times say "
+                    "so)",
                 )
             )
     if old.get("coordinates") != new.get("coordinates"):

@@ -471,6 +471,12 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
         return None
     except Exception as e:
         first = e
+    try:  # the group itself, no coordinate in it: xarray cannot open it at all
+        with _quiet():
+            _write(_frame(src_store, var, ()), MemoryStore(), "")
+    except Exception:
+        return "", _reason(first)  # (helper-44: an array without dimension names beside it
+        # was blamed on the first coordinate, a time, with cftime as the fix)
     for c in var.coords:  # which one: the first that fails alone
         try:
             with _quiet():
