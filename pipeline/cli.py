@@ -500,6 +500,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.made_from is not None:
+        print(
+            f"error: the output was made from {res.made_from}, not from this config's input "
+            "(another run replaced it, or the input moved): its values were compared with an "
+            "input that did not make them; `run --overwrite` makes it from this one",
+            file=sys.stderr,
+        )
+        return 1
     if res.input_changed:
         print(
             "error: the input changed since the output was made (its metadata or files, or "

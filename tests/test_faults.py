@@ -831,6 +831,23 @@ def test_verify_of_an_output_whose_input_was_rewritten_since_fails(tmp_path: Pat
     assert rc == 0, err + out
 
 
+def test_verify_of_an_output_made_from_another_input_fails(tmp_path: Path, cli) -> None:
+    """The output was made from a copy of the config's input elsewhere (or another run
+    replaced it): its values equal this input's stages, but this input did not make them;
+    verify said "the input changed" (helper-44). It names the input that made it."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    shutil.copytree(tmp_path / "in.zarr", tmp_path / "copy.zarr")
+    made = write_config(tmp_path, tmp_path / "copy.zarr", tmp_path / "out.zarr", name="c.yaml")
+    rc, _, err = cli("run", made)
+    assert rc == 0, err
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and re.search(r"mismatched\s+0\b", out), out
+    line = one_line_error(err)
+    assert f"made from {tmp_path / 'copy.zarr'}" in line, line
+
+
 @pytest.mark.parametrize("samples", ["0", "-1", "two"])
 def test_verify_refuses_a_sample_of_no_blocks(tmp_path: Path, samples: str) -> None:
     """``--samples`` below 1 checked nothing and passed (0) or crashed (-1): refused by the

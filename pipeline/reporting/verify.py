@@ -39,6 +39,10 @@ class VerifyResult:
     writer: dict[str, Any] | None = None
     """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
     None where none does"""
+    made_from: str | None = None
+    """the input the output's record says it was made from, where that is not this config's
+    (another variable's run replaced it, or the input moved): its values were compared with
+    this input's, which is not what made them"""
     input_changed: bool = False
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
@@ -46,7 +50,12 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and self.status == "complete" and not self.input_changed
+        return (
+            not self.mismatched
+            and self.status == "complete"
+            and not self.input_changed
+            and self.made_from is None
+        )
 
 
 def verify(
@@ -115,8 +124,18 @@ def verify(
         mismatched=bad,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
+        made_from=_made_from(record, loc_in.join(config.input.array.strip("/"))),
         input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
     )
+
+
+def _made_from(record: Any, here: str) -> str | None:
+    """The input the output's record names, where it is not ``here``; else None."""
+    identity = record.get("identity") if isinstance(record, dict) else None
+    recorded = identity.get("input") if isinstance(identity, dict) else None
+    if not (isinstance(recorded, list) and len(recorded) == 2 and isinstance(recorded[0], str)):
+        return None
+    return recorded[0] if recorded[0] != here else None
 
 
 def _input_changed(record: Any, loc_in: Location, path: str, kept: Carried) -> bool:
