@@ -320,6 +320,43 @@ def copy_store(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=shutil.copy2)
 
 
+def ctrl_c_script(module: str, name: str, overwrite: bool) -> str:
+    """A script that runs ``pipeline.run(sys.argv[1], overwrite=...)`` with a real SIGINT
+    sent to itself where ``module``'s ``name`` (a function, or ``Class.method``) is called,
+    then that call made (a watcher of the files could miss such a moment on a busy machine:
+    CI did, twice); it prints ``{"state": ..., "str": ...}`` of the interrupt (``state`` None
+    when the run ended)."""
+    owner, _, attr = name.rpartition(".")
+    of_class = f"owner = getattr(owner, {owner!r})" if owner else ""
+    return f"""
+import importlib, json, os, signal, sys, time
+import pipeline
+
+owner = importlib.import_module({module!r})
+{of_class}
+original = getattr(owner, {attr!r})
+
+
+def ctrl_c_then(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the KeyboardInterrupt comes here
+    return original(*args, **kwargs)
+
+
+if __name__ == "__main__":
+    # Ctrl-C raises KeyboardInterrupt however this process was started (a shell's background
+    # job inherits SIGINT ignored, as a fresh-clone test run in the background did)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    setattr(owner, {attr!r}, ctrl_c_then)
+    try:
+        pipeline.run(sys.argv[1], overwrite={overwrite})
+        doc = {{"state": None}}
+    except KeyboardInterrupt as e:
+        doc = {{"state": getattr(e, "state", None), "str": str(e)}}
+    print(json.dumps(doc), flush=True)
+"""
+
+
 @contextlib.contextmanager
 def set_aside(store: Path, *names: str) -> Iterator[None]:
     """Within this block ``store`` (or only its entries ``names``) may be rewritten: it is

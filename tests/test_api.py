@@ -27,7 +27,15 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.reporting.summary import Summary
 from tests.conftest import make_array, read_array, reference, write_config
-from tests.faultkit import ROOT, env, file_states, one_line_error, run_python, status
+from tests.faultkit import (
+    ROOT,
+    ctrl_c_script,
+    env,
+    file_states,
+    one_line_error,
+    run_python,
+    status,
+)
 
 
 def small_input(tmp: Path, seed: int = 0) -> np.ndarray:
@@ -477,36 +485,6 @@ def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     assert first.nan == 2 and first.posinf == 1
 
 
-REPLACING = """
-import json, os, signal, sys, time
-import pipeline
-from pipeline.store import arrays
-
-clear = arrays.clear_array
-
-
-def ctrl_c_then_clear(*args, **kwargs):
-    # a real SIGINT, landing where a replacement deletes the old chunks (a watcher of the
-    # files could miss that moment on a busy machine: CI did, twice)
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)  # the KeyboardInterrupt comes here
-    return clear(*args, **kwargs)
-
-
-if __name__ == "__main__":
-    # Ctrl-C raises KeyboardInterrupt however this process was started (a shell's background
-    # job inherits SIGINT ignored, as a fresh-clone test run in the background did)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    arrays.clear_array = ctrl_c_then_clear
-    try:
-        pipeline.run(sys.argv[1], overwrite=True)
-        doc = {"state": None}
-    except KeyboardInterrupt as e:
-        doc = {"state": getattr(e, "state", None), "str": str(e)}
-    print(json.dumps(doc), flush=True)
-"""
-
-
 def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path: Path) -> None:
     """A Ctrl-C while --overwrite deletes the old output's files (helper-39): the line said
     the output was resumable, and --resume then refused ("the remains of an output that a
@@ -517,7 +495,9 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
 
     out = tmp_path / "out.zarr"
     path = tmp_path / "run.yaml"
-    (tmp_path / "script.py").write_text(REPLACING)
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
     x = many_blocks_input(tmp_path / "in.zarr", 16, cols=64)
     cfg = {
         "input": {"store": str(tmp_path / "in.zarr")},
@@ -540,33 +520,6 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 
 
-FINISHING = """
-import json, os, signal, sys, time
-import pipeline
-from pipeline.store.ledger import Ledger
-
-clear = Ledger.clear
-
-
-def ctrl_c_then_clear(self):
-    # a real SIGINT, landing after the output was marked complete, before its run record goes
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)  # the KeyboardInterrupt comes here
-    return clear(self)
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    Ledger.clear = ctrl_c_then_clear
-    try:
-        pipeline.run(sys.argv[1])
-        doc = {"state": None}
-    except KeyboardInterrupt as e:
-        doc = {"state": getattr(e, "state", None), "str": str(e)}
-    print(json.dumps(doc), flush=True)
-"""
-
-
 def test_ctrl_c_after_the_output_is_marked_complete_says_complete(tmp_path: Path) -> None:
     """A Ctrl-C once the output says it is complete, while its run record is removed
     (helper-42): the interrupt said "incomplete and resumable", and the record stayed in the
@@ -575,7 +528,9 @@ def test_ctrl_c_after_the_output_is_marked_complete_says_complete(tmp_path: Path
     out = tmp_path / "out.zarr"
     x = small_input(tmp_path)
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
-    (tmp_path / "script.py").write_text(FINISHING)
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.ledger", "Ledger.clear", overwrite=False)
+    )
     proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])

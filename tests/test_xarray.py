@@ -34,6 +34,7 @@ from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import (
     copy_store,
+    ctrl_c_script,
     file_states,
     kill_procs,
     markers,
@@ -519,32 +520,6 @@ if __name__ == "__main__":
 """
 
 
-CTRL_C_IN_CLEAR = """
-import json, os, signal, sys, time
-import pipeline
-from pipeline.store import arrays
-
-clear = arrays.clear_array
-
-
-def ctrl_c_then_clear(*args, **kwargs):
-    # a real SIGINT, while the old variable's chunks are deleted
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)  # the KeyboardInterrupt comes here
-    return clear(*args, **kwargs)
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    arrays.clear_array = ctrl_c_then_clear
-    try:
-        pipeline.run(sys.argv[1], overwrite=True)
-        print(json.dumps({"state": None}))
-    except KeyboardInterrupt as e:
-        print(json.dumps({"state": getattr(e, "state", None)}))
-"""
-
-
 def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
     tmp_path: Path,
 ) -> None:
@@ -559,7 +534,9 @@ def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
     cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t2"})))
     assert pipeline.run(cfg, overwrite=True).status == "complete"
     ref = open_dataset(out)
-    (tmp_path / "script.py").write_text(CTRL_C_IN_CLEAR)
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
     proc = run_python([tmp_path / "script.py", cfg], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "creating"
