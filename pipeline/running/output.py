@@ -392,10 +392,8 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         using = sorted(k for k, r in refs.items() if name in r)
         if not using or name in ours:
             continue
-        same = datasets.same_coordinate(src, variable, store, group, name)
-        if same is None:  # not readable at all, and no run of ours wrote it: not known same
-            same = False
-        if same:
+        # None (not readable at all, and no run of ours wrote it) is not known to be the same
+        if datasets.same_coordinate(src, variable, store, group, name):
             continue
         where = loc.join(plan.output.path)
         them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
