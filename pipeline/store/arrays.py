@@ -554,10 +554,8 @@ class _KeyRule:
     def holds(self, key: str, prefix_only: bool = False) -> bool:
         """Whether ``key`` (below the array) is one of its chunk keys (``prefix_only``: one
         without its last index, as zarr-python names a temporary of a '.'-separated key)."""
-        if prefix_only:
-            return self.separator == "." and any(
-                self.holds(f"{key}.{last}") for last in range(self.grid[-1] if self.grid else 0)
-            )
+        if prefix_only and (self.separator != "." or not self.grid):
+            return False
         parts = key.split(self.separator)
         if self.prefix:
             if parts[0] != self.prefix:
@@ -565,9 +563,10 @@ class _KeyRule:
             parts = parts[1:]
         if not self.grid:  # a 0-d array: 'c', or v2's '0'
             return (not parts) if self.prefix else parts == ["0"]
-        if len(parts) != len(self.grid) or not all(p.isdigit() for p in parts):
+        grid = self.grid[:-1] if prefix_only else self.grid
+        if len(parts) != len(grid) or not all(p.isdigit() for p in parts):
             return False
-        return all(int(p) < n for p, n in zip(parts, self.grid, strict=True))
+        return all(int(p) < n for p, n in zip(parts, grid, strict=True))
 
 
 def _key_rule(location: Location, path: str) -> _KeyRule | None:
