@@ -848,6 +848,23 @@ def test_verify_of_an_output_made_from_another_input_fails(tmp_path: Path, cli) 
     assert f"made from {tmp_path / 'copy.zarr'}" in line, line
 
 
+def test_an_input_reached_through_a_symlink_is_the_same_input(tmp_path: Path, cli) -> None:
+    """The config names the input through a link to its folder: the same files, so verify
+    passes and a resume has nothing to do (helper-45: "made from another input", and the
+    resume refused as "the input moved")."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "in.zarr")
+    made = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="c.yaml")
+    rc, _, err = cli("run", made)
+    assert rc == 0, err
+    cfg = write_config(tmp_path, tmp_path / "link.zarr", tmp_path / "out.zarr")
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 0 and "nothing to do" in err, err
+
+
 @pytest.mark.parametrize("samples", ["0", "-1", "two"])
 def test_verify_refuses_a_sample_of_no_blocks(tmp_path: Path, samples: str) -> None:
     """``--samples`` below 1 checked nothing and passed (0) or crashed (-1): refused by the

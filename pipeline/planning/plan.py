@@ -190,7 +190,10 @@ class Plan:
         spelled another way (relative, ``file://``) is the same run. Taken once per plan."""
         c = self.config
         ident = {
-            "input": [self.input.location.join(self.input.path), _input_identity(self.input)],
+            "input": [
+                input_place(self.input.location, self.input.path),
+                _input_identity(self.input),
+            ],
             # exclude_none: store_raw_below left out keeps the identity of runs made before it
             "output": [
                 self.output.location.join(self.output.path),
@@ -235,6 +238,16 @@ class Plan:
 #: What says an object was rewritten, in the listings of fsspec's file systems, best first
 #: (``CRC``: a zip member's checksum of its bytes).
 _STAMPS = ("CRC", "ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
+
+
+def input_place(location: Location, path: str) -> str:
+    """Where the input is, as a run's identity records it: the array's path, with links
+    resolved for a local store (a store reached through a symlink is the same input: helper-45
+    was refused "the input moved"); the URL otherwise."""
+    import os
+
+    where = location.join(path)
+    return os.path.realpath(where) if location.is_local else where
 
 
 def frame_identity(location: Location, kept: Carried) -> str | None:

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.ops import stages
-from pipeline.planning.plan import frame_identity, store_identity
+from pipeline.planning.plan import frame_identity, input_place, store_identity
 from pipeline.planning.variable import (
     Carried,
     carried,
@@ -124,7 +124,7 @@ def verify(
         mismatched=bad,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
-        made_from=_made_from(record, loc_in.join(config.input.array.strip("/"))),
+        made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
     )
 
