@@ -550,6 +550,8 @@ class _KeyRule:
     prefix: str
     separator: str
     grid: tuple[int, ...]
+    documents: frozenset[str] = ARRAY_DOCUMENTS
+    """the array's own metadata documents (v3 ``zarr.json``; v2 ``.zarray``, ``.zattrs``)"""
 
     def holds(self, key: str, prefix_only: bool = False) -> bool:
         """Whether ``key`` (below the array) is one of its chunk keys (``prefix_only``: one
@@ -595,7 +597,9 @@ def _key_rule(location: Location, path: str) -> _KeyRule | None:
             grid = tuple(-(-n // max(int(c), 1)) for n, c in zip(shape, chunks, strict=True))
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
-        return _KeyRule(prefix, str(sep), grid)
+        v3 = name == "zarr.json"
+        docs = frozenset({"zarr.json"} if v3 else {".zarray", ".zattrs"})
+        return _KeyRule(prefix, str(sep), grid, docs)
     return None
 
 
@@ -603,8 +607,8 @@ def _is_array_file(rel: str, rule: _KeyRule | None = None) -> bool:
     """Whether ``rel`` (a key below an array) is the array's: its metadata, a chunk (one of
     ``rule``'s keys where the array's metadata gives it, else any name shaped like a chunk
     key), or one of those being written when its writer stopped."""
-    if rel in ARRAY_DOCUMENTS or rel == WRITE_PROBE:
-        return True
+    if rel in (rule.documents if rule is not None else ARRAY_DOCUMENTS) or rel == WRITE_PROBE:
+        return True  # a v2 document in a v3 array's folder is a user's (helper-45)
     if rule.holds(rel) if rule is not None else _CHUNK_KEY.match(rel):
         return True
     head, _, name = rel.rpartition("/")
