@@ -517,6 +517,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.coordinates_differ:
+        print(
+            f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
+            "input's (as xarray reads both: edited or lost since the run): readers see its "
+            "values at other places; `run --overwrite` writes them again",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if res.ok else 1
 
 

@@ -1176,6 +1176,28 @@ def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, 
     assert ("stale" if what == "consolidated only" else "input changed") in line, line
 
 
+def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Path, cli) -> None:
+    """The output's ``lon`` edited after the run (consolidated again): xarray reads the
+    output's values at other places, and verify passed, comparing values only (helper-45).
+    It fails in one line naming the coordinate."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    lon = zarr.open_array(str(tmp_path / "out.zarr"), path="lon", mode="r+")
+    lon[...] = lon[...] + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "out.zarr"))
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1, out
+    line = one_line_error(err)
+    assert "coordinates lon are not the input's" in line, line
+
+
 def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
     """The input group consolidated again for an attribute of another variable, and the
     coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another

@@ -47,6 +47,9 @@ class VerifyResult:
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
     the stages' values of the input as it was, which sampled blocks may not show"""
+    coordinates_differ: tuple[str, ...] = ()
+    """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
+    output than in the input (edited, or lost, since the run)"""
 
     @property
     def ok(self) -> bool:
@@ -55,6 +58,7 @@ class VerifyResult:
             and self.status == "complete"
             and not self.input_changed
             and self.made_from is None
+            and not self.coordinates_differ
         )
 
 
@@ -126,6 +130,23 @@ def verify(
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
+        coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
+    )
+
+
+def _coordinates_differ(
+    loc_in: Location, loc_out: Location, out_path: str, kept: Carried
+) -> tuple[str, ...]:
+    """The coordinates a Dataset output carries that xarray reads otherwise in the output
+    than in the input (:func:`pipeline.store.datasets.same_coordinate`): helper-45 edited an
+    output's ``lat`` after the run and verify passed. () for an output written alone."""
+    var = kept.variable
+    if not kept.frame or var is None:
+        return ()
+    group = out_path.rpartition("/")[0]
+    src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
+    return tuple(
+        name for name in var.coords if not datasets.same_coordinate(src, var, dst, group, name)
     )
 
 
