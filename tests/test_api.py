@@ -44,6 +44,16 @@ def small_input(tmp: Path, seed: int = 0) -> np.ndarray:
     return x
 
 
+def _a_finished_output(tmp: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A small input, a config, and the complete output of a run of it: (the config's path,
+    the output, the output's file states)."""
+    small_input(tmp)
+    out = tmp / "out.zarr"
+    path = write_config(tmp, tmp / "in.zarr", out)
+    pipeline.run(path)
+    return path, out, file_states(out)
+
+
 def test_importing_the_package_is_light() -> None:
     code = "import json, sys, pipeline; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run(
@@ -346,11 +356,7 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
 def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     tmp_path: Path, option: str, value: Any
 ) -> None:
-    small_input(tmp_path)
-    out = tmp_path / "out.zarr"
-    path = write_config(tmp_path, tmp_path / "in.zarr", out)
-    pipeline.run(path)
-    before = file_states(out)
+    path, out, before = _a_finished_output(tmp_path)
     with pytest.raises(pipeline.OptionError) as info:
         pipeline.run(path, **{option: value})
     assert info.value.option == option and len(str(info.value).splitlines()) == 1
@@ -549,11 +555,7 @@ def test_overwrite_and_resume_together_are_refused_before_anything_is_touched(
 ) -> None:
     """Starting over and keeping the finished blocks contradict (helper-40: overwrite had won,
     silently, and thrown the finished blocks away): refused by the API and the command line."""
-    small_input(tmp_path)
-    out = tmp_path / "out.zarr"
-    path = write_config(tmp_path, tmp_path / "in.zarr", out)
-    pipeline.run(path)
-    before = file_states(out)
+    path, out, before = _a_finished_output(tmp_path)
     with pytest.raises(pipeline.OptionError) as info:
         pipeline.run(path, overwrite=True, resume=np.True_)
     assert len(str(info.value).splitlines()) == 1 and "contradict" in str(info.value)
