@@ -150,10 +150,15 @@ def _coordinates_differ(
     )
 
 
+def _identity(record: Any) -> dict[str, Any]:
+    """The ``identity`` an output's ``pipeline`` record holds ({} where it holds none)."""
+    identity = record.get("identity") if isinstance(record, dict) else None
+    return identity if isinstance(identity, dict) else {}
+
+
 def _made_from(record: Any, here: str) -> str | None:
     """The input the output's record names, where it is not ``here``; else None."""
-    identity = record.get("identity") if isinstance(record, dict) else None
-    recorded = identity.get("input") if isinstance(identity, dict) else None
+    recorded = _identity(record).get("input")
     if not (isinstance(recorded, list) and len(recorded) == 2 and isinstance(recorded[0], str)):
         return None
     return recorded[0] if recorded[0] != here else None
@@ -165,11 +170,11 @@ def _input_changed(record: Any, loc_in: Location, path: str, kept: Carried) -> b
     record says the run that made it read (helper-42: verify passed an output whose input had
     been rewritten since, where the sampled blocks missed the change; helper-43: its
     coordinates); False where the record says nothing of it."""
-    identity = record.get("identity") if isinstance(record, dict) else None
-    coords = identity.get("coordinates") if isinstance(identity, dict) else None
+    identity = _identity(record)
+    coords = identity.get("coordinates")
     if coords is not None and frame_identity(loc_in, kept) != coords:
         return True
-    recorded = identity.get("input") if isinstance(identity, dict) else None
+    recorded = identity.get("input")
     if not (isinstance(recorded, list) and len(recorded) == 2):
         return False
     stamps = recorded[1]
@@ -182,8 +187,7 @@ def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
     """The blocks ``verify`` samples: the run's (its recorded ``identity``'s block, a whole
     number of the output's ``stored`` units), so that the default sample covers the same share
     of an output whatever its chunks; else the stored units (shards, or chunks unsharded)."""
-    identity = record.get("identity") if isinstance(record, dict) else None
-    block = identity.get("block") if isinstance(identity, dict) else None
+    block = _identity(record).get("block")
     if (
         isinstance(block, list)
         and len(block) == len(stored)
