@@ -500,3 +500,53 @@ def test_set_wait_switches_how_threads_wait_for_the_gpu() -> None:
         assert gpu.wait_mode() == "auto"
     finally:
         gpu.set_wait("auto")
+
+
+def test_workers_sharing_a_gpu_run_under_the_runs_own_mps_daemon(tmp_path) -> None:
+    """cluster.mps 'auto' with two workers per GPU: the workers run under an MPS server of a
+    daemon of the run's own (its pipe folder in their environment; the daemon lists a server),
+    which is gone, folder and all, once the cluster is closed; the output matches NumPy."""
+    import os
+    import subprocess
+
+    import pipeline
+    from pipeline.devices import hardware
+    from pipeline.running import mps
+    from pipeline.running.cluster import connect
+    from pipeline.running.runner import RunOptions, run
+
+    control = hardware.mps_control()
+    if not control:
+        pytest.skip("no nvidia-cuda-mps-control here, or the environment names an MPS of its own")
+    x = np.random.default_rng(12).standard_normal((64, 2048)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 2048), shards=(4, 2048))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        backend="gpu",
+        cluster={"threads_per_worker": 2, "workers_per_gpu": 2, "dashboard": ""},
+    )
+    config = pipeline.load_config(cfg)
+    plan = pipeline.plan(config)
+    assert plan.cluster.mps == control
+    with connect(plan.cluster, quiet=True) as client:
+        pipes = set(client.run(lambda: os.environ.get("CUDA_MPS_PIPE_DIRECTORY")).values())
+        assert len(pipes) == 1 and None not in pipes, pipes
+        (pipe,) = pipes
+        daemon = mps.Daemon(control, os.path.dirname(pipe))
+        run(config, RunOptions(progress="none"), client=client)
+        servers = subprocess.run(
+            [control],
+            input="get_server_list\n",
+            env={**os.environ, **daemon.env},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert servers.stdout.split(), (servers.stdout, servers.stderr)  # a server's pid
+        running = mps.processes(daemon)
+        assert running
+    assert not os.path.exists(daemon.folder)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in running)
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

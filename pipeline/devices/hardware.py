@@ -26,6 +26,18 @@ from pipeline.errors import ConfigError, PlanError
 
 
 @functools.lru_cache(maxsize=1)
+def mps_control() -> str:
+    """The path of the CUDA MPS control program (``nvidia-cuda-mps-control``, installed with
+    the driver's utilities) on PATH; '' where there is none, or where this process's
+    environment names an MPS pipe folder (``CUDA_MPS_PIPE_DIRECTORY``): the user runs MPS
+    their own way, and the workers, which inherit that environment, use it."""
+    import shutil
+
+    if os.environ.get("CUDA_MPS_PIPE_DIRECTORY"):
+        return ""
+    return shutil.which("nvidia-cuda-mps-control") or ""
+
+
 def gpu_status() -> tuple[bool, str]:
     """(usable, reason): whether the GPU backend can run here, and why not when it cannot:
     CuPy and nvCOMP installed (found, not imported) and a GPU that CUDA would show this
@@ -78,6 +90,10 @@ class Facts:
     cpu_count: int = 1
     hostname: str = field(default_factory=platform.node)
     driver: str = ""
+    mps_control: str = ""
+    """the path of this machine's CUDA MPS control program (``nvidia-cuda-mps-control``), where
+    the driver installed it and this process's environment names no MPS pipe folder of a
+    user's own (``CUDA_MPS_PIPE_DIRECTORY``); '' otherwise, and on a joined cluster"""
     worker_memory_limit: int | None = None
     """bytes of host memory one worker may use on a cluster joined by address: the weakest
     worker's own memory limit (what its nanny enforces), or for a worker without one its
@@ -105,6 +121,7 @@ class Facts:
             host_available_bytes=vm.available,
             cpu_count=cpus or 1,
             driver=driver,
+            mps_control=mps_control() if gpus else "",
         )
 
     def plus_held(self, held: dict[str, int]) -> Facts:

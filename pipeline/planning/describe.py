@@ -27,7 +27,16 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
         ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
-        ("workers", workers + (f" on GPUs {list(c.gpus)}" if c.gpus else "")),
+        (
+            "workers",
+            workers
+            + (f" on GPUs {list(c.gpus)}" if c.gpus else "")
+            + (
+                ", sharing each GPU under an MPS daemon of the run's own (cluster.mps)"
+                if c.mps
+                else ""
+            ),
+        ),
         (
             "chunking",
             f"{plan.n_blocks} task(s), one per block of {list(plan.block)} "

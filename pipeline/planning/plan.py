@@ -132,6 +132,9 @@ class ClusterPlan:
     protocol: str
     timeout: float
     dashboard: str
+    mps: str = ""
+    """the CUDA MPS control program that runs a local GPU cluster's workers under a daemon of
+    the run's own (:mod:`pipeline.running.mps`); '' for none"""
 
     def on_threads(self, report: bool = False) -> bool:
         """Whether the tasks run as threads of this process under Dask's threaded scheduler
@@ -897,6 +900,7 @@ def _assemble(
             protocol=ctx.protocol,
             timeout=config.cluster.timeout,
             dashboard=config.cluster.dashboard,
+            mps=plan_mps(config, ctx.backend, ctx.workers.per_gpu, facts),
         ),
         memory=choice.memory,
         decode_on=choice.decode_on,
@@ -926,6 +930,18 @@ def decode_threads(ctx: _Context, decode_on: str, block: Shape) -> int:
     if math.prod(grid.grid_shape(block, ctx.info.unit)) < 2:
         return 1
     return max(ctx.workers.threads, -(-ctx.cores // max(1, ctx.workers.count)))
+
+
+def plan_mps(config: Config, backend: str, per_gpu: int, facts: Facts) -> str:
+    """The MPS control program a local GPU cluster's workers run under ('' for none): where
+    ``cluster.mps`` is 'auto', the cluster is this run's own (``cluster.scheduler`` 'local'),
+    several worker processes share each GPU, and the machine has the program
+    (:attr:`Facts.mps_control`). Without MPS, the CUDA contexts of several processes on one
+    GPU take turns on it; with it, their work runs side by side (the figures are
+    ``cluster.mps``'s, in the config reference)."""
+    if config.cluster.mps == "off" or config.cluster.scheduler != "local" or backend != "gpu":
+        return ""
+    return facts.mps_control if per_gpu > 1 else ""
 
 
 def gpu_wait(source: Source, backend: str) -> GpuWait:

@@ -32,7 +32,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
-from pipeline.running import dashboard, fork_server, waiting
+from pipeline.running import dashboard, fork_server, mps, waiting
 from pipeline.running.sampler import MemorySampler
 
 if TYPE_CHECKING:
@@ -533,6 +533,7 @@ class _Startup:
         self._lock = threading.Lock()
         self._begun = False
         self.processes = p.backend == "gpu" or p.protocol != "inproc"
+        self.mps: mps.Daemon | None = None
         self._thread = threading.Thread(
             target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
         )
@@ -545,7 +546,9 @@ class _Startup:
             self._begun = True
         try:
             try:  # its workers too: the client's wait for them ends in a TimeoutError
-                self.cluster = _start_local(p, level)
+                if p.mps:
+                    self.mps = mps.start(p.mps)
+                self.cluster = _start_local(p, level, self.mps.env if self.mps else {})
                 if self.cancelled.is_set():
                     return
                 self.client_ = Client(self.cluster)
@@ -589,9 +592,16 @@ class _Startup:
             self.cancelled.set()
             begun = self._begun
         interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
-        if self.cluster is None or not self.done.is_set():
+        if not self.done.is_set():
             return interrupted
-        return _stop_local(self.client_, self.cluster, process_ends) or interrupted
+        if self.cluster is not None:
+            interrupted = _stop_local(self.client_, self.cluster, process_ends) or interrupted
+        if self.mps is not None:  # once its clients, the workers, are gone or going
+            daemon, self.mps = self.mps, None
+            interrupted = (
+                _to_the_end(lambda: mps.stop(daemon, wait=not process_ends)) or interrupted
+            )
+        return interrupted
 
 
 def _to_the_end(step: Callable[[], Any]) -> bool:
@@ -940,22 +950,27 @@ class CopiesPerDevice:
     were set up after them."""
 
     copies = 1
+    #: environment variables every worker gets besides the device's (the MPS daemon's)
+    extra_env: dict[str, str] = {}  # noqa: RUF012 (a class's setting, never changed in place)
 
     def new_worker_spec(self) -> dict[Any, Any]:
         import copy
 
         (name, spec), *more = super().new_worker_spec().items()  # type: ignore[misc]
         assert not more, "one spec at a time"
+        options = spec.setdefault("options", {})
+        options["env"] = {**(options.get("env") or {}), **self.extra_env}
         return {name: spec, **{f"{name}-{k}": copy.deepcopy(spec) for k in range(1, self.copies)}}
 
 
-def _cuda_cluster(p: Any, **options: Any) -> Any:
+def _cuda_cluster(p: Any, env: dict[str, str], **options: Any) -> Any:
     """A LocalCUDACluster of ``p.workers_per_gpu`` workers on each of ``p.gpus``, all started
-    at once (:class:`CopiesPerDevice`)."""
+    at once (:class:`CopiesPerDevice`), each with ``env`` in its environment."""
     from dask_cuda import LocalCUDACluster
 
     class PerGpu(CopiesPerDevice, LocalCUDACluster):
         copies = p.workers_per_gpu
+        extra_env = env
 
     return PerGpu(
         CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
@@ -964,26 +979,28 @@ def _cuda_cluster(p: Any, **options: Any) -> Any:
     )
 
 
-def _start_local(p: Any, level: int) -> Any:
-    """The local cluster of plan ``p``, started, its dashboard made on first use. GPU workers
-    are forked from the fork server where the command line started one
-    (:mod:`pipeline.running.fork_server`, before its plan), with their modules loaded."""
+def _start_local(p: Any, level: int, env: dict[str, str]) -> Any:
+    """The local cluster of plan ``p``, started, its dashboard made on first use; GPU workers
+    get ``env`` (an MPS daemon's: :mod:`pipeline.running.mps`). GPU workers are forked from
+    the fork server where the command line started one (:mod:`pipeline.running.fork_server`,
+    before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     if p.backend == "gpu":
         with fork_server.forked_workers():
-            cluster = _local_cluster(p, level, local_dir)
+            cluster = _local_cluster(p, level, local_dir, env)
     else:
-        cluster = _local_cluster(p, level, local_dir)
+        cluster = _local_cluster(p, level, local_dir, env)
     if p.dashboard:
         dashboard.install(cluster)
     return cluster
 
 
-def _local_cluster(p: Any, level: int, local_dir: str) -> Any:
+def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> Any:
     web = dashboard.scheduler_options(p.dashboard or None)
     if p.backend == "gpu":
         return _cuda_cluster(
             p,
+            env,
             threads_per_worker=p.threads_per_worker,
             # a block never rests in worker memory (one task per block), so nothing to spill
             device_memory_limit=0,
