@@ -340,9 +340,13 @@ def test_every_gpu_worker_is_up_when_the_cluster_has_started() -> None:
         timeout=10.0,
         dashboard="",
     )
-    lc = cluster._start_local(p, 40)
+    lc = cluster._start_local(p, 40, {"PIPELINE_TEST_ENV": "every copy"})
     try:
         assert len(lc.scheduler.workers) == 3 * len(gpus)
+        assert all(  # the environment given (an MPS daemon's) reaches every copy's spec
+            spec["options"]["env"]["PIPELINE_TEST_ENV"] == "every copy"
+            for spec in lc.worker_spec.values()
+        )
         firsts = [
             spec["options"]["env"]["CUDA_VISIBLE_DEVICES"].split(",")[0]
             for spec in lc.worker_spec.values()
