@@ -958,8 +958,9 @@ class CopiesPerDevice:
 
         (name, spec), *more = super().new_worker_spec().items()  # type: ignore[misc]
         assert not more, "one spec at a time"
-        options = spec.setdefault("options", {})
-        options["env"] = {**(options.get("env") or {}), **self.extra_env}
+        if self.extra_env:  # a nanny's option (a worker that is a thread takes no env)
+            options = spec.setdefault("options", {})
+            options["env"] = {**(options.get("env") or {}), **self.extra_env}
         return {name: spec, **{f"{name}-{k}": copy.deepcopy(spec) for k in range(1, self.copies)}}
 
 
