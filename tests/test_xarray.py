@@ -682,6 +682,41 @@ def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     assert ds.attrs == open_dataset(tmp_path / "in.zarr").attrs
 
 
+def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:
+    """Give the root group of ``store`` the attributes ``attrs``, consolidated again, as a
+    user (or xarray) rewriting a Dataset's attributes does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_group(str(store), mode="r+", use_consolidated=False).attrs.put(attrs)
+        zarr.consolidate_metadata(str(store))
+
+
+def test_overwrite_into_a_users_group_keeps_the_groups_attributes(tmp_path: Path) -> None:
+    """A variable written with --overwrite into a user's Dataset: the group's own attributes
+    stay (they had been replaced by the input's: xarray's append mode puts the written
+    Dataset's in place of a group's), the input group's that the group does not have are
+    added. Written again, the group's own stay as they are and those carried from the input
+    follow the input: a changed value is the new one, one the input no longer has goes."""
+    write_dataset(tmp_path / "in.zarr", 3)  # title "a test field", institution "tests"
+    out = tmp_path / "out.zarr"
+    mine = {"title": "my analysis", "Conventions": "CF-1.8", "history": "made by hand"}
+    other = xr.Dataset({"q": (("y", "x"), np.ones((ROWS, COLS)))}, attrs=mine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), zarr_format=3, mode="w")
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    ds = open_dataset(out)
+    assert ds.attrs == {**mine, "institution": "tests"}
+    assert sorted(ds.data_vars) == ["q", "t"] and np.array_equal(ds["q"], np.ones((ROWS, COLS)))
+
+    _set_group_attributes(tmp_path / "in.zarr", {"institution": "elsewhere", "source": "s"})
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    assert open_dataset(out).attrs == {**mine, "institution": "elsewhere", "source": "s"}
+    _set_group_attributes(tmp_path / "in.zarr", {"title": "theirs"})
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    assert open_dataset(out).attrs == mine  # the user's title kept, institution and source gone
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_an_output_dataset_in_place_of_an_array_is_refused_and_the_array_kept(
     tmp_path: Path, zarr_format: int

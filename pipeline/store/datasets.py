@@ -130,6 +130,50 @@ def own_attributes(store: Any, group: str, name: str) -> dict[str, Any]:
     return {} if arr is None else dict(arr.attrs)
 
 
+def group_attributes(store: Any, group: str) -> dict[str, Any]:
+    """The attributes of the group at ``group`` of ``store`` from its own metadata (v3
+    ``zarr.json``, v2 ``.zattrs``), as xarray reads them as a Dataset's; {} where there is no
+    group."""
+    import zarr
+
+    try:
+        with _quiet():
+            found = zarr.open_group(
+                store=store, path=group or None, mode="r", use_consolidated=False
+            )
+    except Exception:
+        return {}
+    return dict(found.attrs)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two attribute values are the same JSON (NaN equal to NaN, as stored)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def merged_group_attributes(
+    existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attributes of an output group a variable is written into, and those of them that
+    come from the input's group: (all, carried).
+
+    ``existing``: the group's attributes before the write; ``carried_before``: those an earlier
+    write of this output carried there (its record); ``source``: the input group's. An
+    attribute of the group that is not one the earlier write carried with that value is the
+    group's own (its owner's, or edited since) and stays as it is; the rest are the input's
+    now: its attributes that the group has none of its own of. A user's group keeps its
+    ``title`` or ``history``; an output's group, written again, takes what the input holds now
+    (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
+    replaces a group's attributes with the written Dataset's (``attrs.put``)."""
+    own = {
+        k: v
+        for k, v in existing.items()
+        if not (k in carried_before and _same_value(carried_before[k], v))
+    }
+    carried = {k: v for k, v in source.items() if k not in own}
+    return {**own, **carried}, carried
+
+
 def _own_array(store: Any, path: str) -> Any | None:
     """The array at ``path`` as its own metadata describes it (None where there is none)."""
     import zarr
@@ -342,16 +386,26 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
     return found
 
 
-def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
+def write_frame(
+    src_store: Any,
+    var: Variable,
+    dst_store: Any,
+    dst_group: str,
+    attrs: dict[str, Any] | None = None,
+) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
-    v3): the input group's attributes and the coordinate variables, read and written by xarray
-    (values, dtypes, attributes, time encodings and chunks as xarray round-trips them; codecs
-    its defaults). Arrays already in the group stay: the caller removes those the coordinates
-    replace first (xarray's append mode keeps an existing array's dtype and attributes, and
-    refuses one of another size). :func:`frame_failure` does the same into memory, at plan
-    time."""
+    v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
+    variables, read and written by xarray (values, dtypes, attributes, time encodings and
+    chunks as xarray round-trips them; codecs its defaults). xarray puts ``attrs`` in place
+    of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
+    already in the group stay: the caller removes those the coordinates replace first
+    (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
+    another size). :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        _write(_frame(src_store, var, var.coords), dst_store, dst_group)
+        frame = _frame(src_store, var, var.coords)
+        if attrs is not None:
+            frame.attrs = dict(attrs)
+        _write(frame, dst_store, dst_group)
 
 
 def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
