@@ -63,6 +63,43 @@ def test_a_file_url_on_localhost_is_the_local_path(tmp_path, cli, monkeypatch) -
     )
 
 
+@pytest.mark.parametrize(
+    ("which", "url"),
+    [
+        ("input", "file://otherhost{d}/in.zarr"),
+        ("output", "local://otherhost{d}/out.zarr"),
+        ("input", "zip::file://otherhost{d}/in.zip"),
+        ("output", "simplecache::file://otherhost{d}/out.zarr"),
+    ],
+)
+def test_a_file_url_naming_another_host_is_refused(tmp_path, cli, monkeypatch, which, url):
+    """``file://HOST/PATH`` with a host other than localhost was read as the relative path
+    ``HOST/PATH`` under the working folder: another machine's data silently this one's other
+    files. It is refused in one line, naming the key and how to write a file URL."""
+    monkeypatch.chdir(tmp_path)
+    x = _input_array()
+    make_array(tmp_path / "in.zarr", x, (4, 5))
+    relative = tmp_path / "otherhost" / str(tmp_path).lstrip("/")
+    make_array(relative / "in.zarr", x + 1, (4, 5))  # what the URL was read as
+    url = url.format(d=tmp_path)
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = url
+    cfg = write_config(tmp_path, stores["input"], stores["output"])
+    rc, out, err = cli("run", cfg)
+    assert rc != 0, out
+    line = err.strip()
+    assert "\n" not in line and f"{which}.store" in line and "'otherhost'" in line, err
+    assert "file:///path" in line, err
+    assert not (relative / "out.zarr").exists() and not (tmp_path / "out.zarr").exists()
+    with pytest.raises(StoreError, match="must name no host or localhost"):
+        Location.of(url)
+
+
+def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
+    """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
+    assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"
+
+
 @pytest.mark.parametrize("kind", ["local", "memory"])
 def test_keys_are_literal(tmp_path, kind) -> None:
     url = str(tmp_path / "s [0]") if kind == "local" else f"memory://{uuid.uuid4().hex}/s [0]"
@@ -335,7 +372,8 @@ def test_chained_urls(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     want = f"zip::file://{tmp_path}/input.zip"
     assert Location.of("zip::input.zip").url == want
-    assert Location.of("zip::file://input.zip").url == want
+    with pytest.raises(StoreError, match=r"naming the host 'input\.zip'"):
+        Location.of("zip::file://input.zip")  # RFC 8089: a host, not a relative path
     assert Location.of("input.zip").url == want  # a local zip file is read as a zip store
     assert (
         Location.of("zip://in.zarr::input.zip").url == f"zip://in.zarr::file://{tmp_path}/input.zip"

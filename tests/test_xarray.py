@@ -682,6 +682,135 @@ def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     assert ds.attrs == open_dataset(tmp_path / "in.zarr").attrs
 
 
+def _cf_dataset(path: Path) -> None:
+    """A CF Dataset as xarray writes it: ``tas`` (time, lat, lon) whose ``time`` and ``lat``
+    have cell bounds (``time_bnds``, ``lat_bnds``), with ``cell_measures``, ``grid_mapping``
+    and ``ancillary_variables`` naming variables of the group; written to ``path``."""
+    import pandas as pd
+
+    time = pd.date_range("2024-01-01", periods=6, freq="D")
+    lat = np.arange(4.0) + 0.5
+    ds = xr.Dataset(
+        {
+            "tas": (
+                ("time", "lat", "lon"),
+                np.random.default_rng(3).uniform(250, 300, (6, 4, 5)),
+                {
+                    "units": "K",
+                    "cell_measures": "area: cell_area",
+                    "grid_mapping": "crs",
+                    "ancillary_variables": "tas_err",
+                },
+            ),
+            "tas_err": (("time", "lat", "lon"), np.full((6, 4, 5), 0.5)),
+            "cell_area": (("lat", "lon"), np.full((4, 5), 2.0), {"units": "m2"}),
+            "crs": ((), 0, {"grid_mapping_name": "latitude_longitude"}),
+            "time_bnds": (("time", "nv"), np.stack([time, time + pd.Timedelta("1D")], axis=1)),
+            "lat_bnds": (("lat", "nv"), np.stack([lat - 0.5, lat + 0.5], axis=1)),
+        },
+        coords={
+            "time": ("time", time, {"bounds": "time_bnds"}),
+            "lat": ("lat", lat, {"bounds": "lat_bnds", "units": "degrees_north"}),
+            "lon": ("lon", np.arange(5.0), {"units": "degrees_east"}),
+        },
+        attrs={"Conventions": "CF-1.8"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=3, mode="w")
+
+
+def _dangling(ds: Any) -> list[tuple[str, str, str]]:
+    """(variable, attribute, name) for every CF reference in ``ds`` to a variable it lacks."""
+    found = []
+    for v, var in ds.variables.items():
+        for key in ("bounds", "cell_measures", "grid_mapping", "ancillary_variables"):
+            words = str(var.attrs.get(key, "")).split()
+            names = [w for w in words if not w.endswith(":")]
+            found += [(str(v), key, n) for n in names if n not in ds.variables]
+    return found
+
+
+def test_cf_bounds_cell_measures_and_grid_mapping_are_carried(tmp_path: Path, cli) -> None:
+    """The output named variables it did not hold: ``time``'s ``bounds: time_bnds``, the
+    variable's ``cell_measures``, ``grid_mapping`` and ``ancillary_variables``. The variables
+    that describe the grid (bounds, cell measures, grid mapping) are carried beside the
+    coordinates, as xarray reads them; ``ancillary_variables`` (the input values' errors or
+    flags, which do not describe the computed ones) is left out. An output written alone
+    names none of them."""
+    _cf_dataset(tmp_path / "in.zarr")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**config(tmp_path, input={"array": "tas"}), "stages": STAGES}))
+    rc, out, err = cli("run", str(cfg))
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(str(tmp_path / "out.zarr"), decode_coords="all").load()
+        src = xr.open_zarr(str(tmp_path / "in.zarr"), decode_coords="all").load()
+    assert _dangling(open_dataset(tmp_path / "out.zarr")) == []
+    assert _dangling(got) == []  # bounds stay attributes (cell measures, grid mapping: encoding)
+    for name in ("time_bnds", "lat_bnds", "cell_area", "crs"):
+        assert got[name].identical(src[name]), name
+    stored = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="tas", mode="r").attrs)
+    assert "tas_err" not in got.variables and "ancillary_variables" not in stored
+    assert (stored["cell_measures"], stored["grid_mapping"]) == ("area: cell_area", "crs")
+    rc, out, err = cli("verify", str(cfg))
+    assert rc == 0, out + err
+
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(
+        yaml.safe_dump(
+            {
+                **config(
+                    tmp_path,
+                    input={"array": "tas"},
+                    output={"store": str(tmp_path / "alone.zarr"), "array": ""},
+                ),
+                "stages": STAGES,
+            }
+        )
+    )
+    rc, out, err = cli("run", str(alone))
+    assert rc == 0, err
+    attrs = zarr.open_array(str(tmp_path / "alone.zarr"), mode="r").attrs
+    assert not {"cell_measures", "grid_mapping", "ancillary_variables"} & set(attrs)
+
+
+def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:
+    """Give the root group of ``store`` the attributes ``attrs``, consolidated again, as a
+    user (or xarray) rewriting a Dataset's attributes does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_group(str(store), mode="r+", use_consolidated=False).attrs.put(attrs)
+        zarr.consolidate_metadata(str(store))
+
+
+def test_overwrite_into_a_users_group_keeps_the_groups_attributes(tmp_path: Path) -> None:
+    """A variable written with --overwrite into a user's Dataset: the group's own attributes
+    stay (they had been replaced by the input's: xarray's append mode puts the written
+    Dataset's in place of a group's), the input group's that the group does not have are
+    added. Written again, the group's own stay as they are and those carried from the input
+    follow the input: a changed value is the new one, one the input no longer has goes."""
+    write_dataset(tmp_path / "in.zarr", 3)  # title "a test field", institution "tests"
+    out = tmp_path / "out.zarr"
+    mine = {"title": "my analysis", "Conventions": "CF-1.8", "history": "made by hand"}
+    other = xr.Dataset({"q": (("y", "x"), np.ones((ROWS, COLS)))}, attrs=mine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), zarr_format=3, mode="w")
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    ds = open_dataset(out)
+    assert ds.attrs == {**mine, "institution": "tests"}
+    assert sorted(ds.data_vars) == ["q", "t"] and np.array_equal(ds["q"], np.ones((ROWS, COLS)))
+
+    _set_group_attributes(tmp_path / "in.zarr", {"institution": "elsewhere", "source": "s"})
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    assert open_dataset(out).attrs == {**mine, "institution": "elsewhere", "source": "s"}
+    _set_group_attributes(tmp_path / "in.zarr", {"title": "theirs"})
+    assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
+    assert open_dataset(out).attrs == mine  # the user's title kept, institution and source gone
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_an_output_dataset_in_place_of_an_array_is_refused_and_the_array_kept(
     tmp_path: Path, zarr_format: int

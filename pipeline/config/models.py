@@ -141,6 +141,17 @@ RESERVED_NAMES = frozenset(
 )
 
 
+def _store_url(v: Any) -> Any:
+    """A store's path or URL, refused when it is a file URL naming another machine
+    (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``)."""
+    from pipeline.store.location import file_url_problem
+
+    problem = file_url_problem(v) if isinstance(v, str) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
 def _plain_path(v: Any) -> Any:
     """An array path inside a store, normalised as zarr-python normalises one: a backslash is
     a '/', empty parts are dropped (``/g//v/`` is ``g/v``), so every key and record names the
@@ -191,6 +202,7 @@ class InputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+    _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
 
 
 class OutputConfig(Model):
@@ -208,6 +220,7 @@ class OutputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+    _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the output"
     )

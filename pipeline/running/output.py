@@ -584,9 +584,10 @@ def _exists(state: str, where: str) -> OutputError:
         return OutputError(
             f"the group of {where} already holds arrays that this pipeline did not write: "
             "pass --overwrite (overwrite=True in pipeline.run) to write the variable into it "
-            "(the group's attributes and the coordinates it shares with the input are "
-            "replaced, its other arrays kept; a coordinate its other variables use only where "
-            "it is the same), or choose another output.store",
+            "(its attributes and other arrays kept, the input group's attributes added where "
+            "it has none of that name; the coordinates it shares with the input replaced, one "
+            "its other variables use only where it is the same), or choose another "
+            "output.store",
             output=where,
             status=state,
         )
@@ -684,6 +685,39 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def group_attributes(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attributes a fresh start gives the output's group, and those of them it gives from
+    the input's group: (all, carried); ({}, {}) for an output written as an array alone.
+
+    The group's own attributes stay (a user's group written into with ``--overwrite`` kept
+    none: xarray's append mode puts the written Dataset's in place of a group's); those this
+    output carried there before, as its record (``group_attributes``, in its ``pipeline``
+    attribute or the run record of a run stopped while creating it) says, are the input's
+    now (:func:`pipeline.store.datasets.merged_group_attributes`). An output of a version that
+    recorded none gave its group the input's attributes: those of the group's that the input
+    has are taken as carried."""
+    group = output_group(plan)
+    variable = plan.carried.variable
+    if group is None or variable is None:
+        return {}, {}
+    existing = datasets.group_attributes(plan.output.location.zarr_store(read_only=True), group)
+    source = datasets.group_attributes(
+        plan.input.location.zarr_store(read_only=True), variable.group
+    )
+    ledger = plan.sink.ledger
+    records = [recorded_run(plan), (ledger.read_manifest() if ledger is not None else None) or {}]
+    before: dict[str, Any] = {}
+    for doc in records:
+        got = doc.get("group_attributes")
+        if isinstance(got, dict):
+            before.update(got)
+    if not before and any(
+        "coordinates" in doc and "group_attributes" not in doc for doc in records
+    ):  # a Dataset output of an earlier version's
+        before = {k: v for k, v in existing.items() if k in source}
+    return datasets.merged_group_attributes(existing, before, source)
+
+
 def create(plan: Plan) -> None:
     """Create the output, replacing what was there except the run record (which holds the lock
     this run has taken). The record of what this run computes is written first; then the old
@@ -696,6 +730,7 @@ def create(plan: Plan) -> None:
     assert ledger is not None
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
+    group_attrs, carried_attrs = group_attributes(plan)  # so are these, and the group's
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
@@ -708,6 +743,8 @@ def create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    if group is not None:  # the group's attributes this run gives it from the input's
+        manifest["group_attributes"] = carried_attrs
     # the record says what is being made before anything old goes: a replacement stopped
     # while it went leaves the old chunks as this pipeline's 'remains', which --overwrite
     # clears (with no record left, the folder of chunks had become one it never deletes, and
@@ -724,6 +761,8 @@ def create(plan: Plan) -> None:
         datasets.drop_consolidated(o.location, g)
     arrays.clear_array(o.location, o.path, keep=RECORD)
 
+    extra = {"group_attributes": carried_attrs} if group is not None else {}
+
     def frame_and_array() -> None:
         for meta in GROUP_METADATA if group is not None else ():
             o.location.delete(_key(group or "", meta))
@@ -739,6 +778,7 @@ def create(plan: Plan) -> None:
                 plan.carried.variable,
                 o.location.zarr_store(read_only=False),
                 group,
+                group_attrs,
             )
         arrays.create_output(
             o.location,
@@ -750,7 +790,7 @@ def create(plan: Plan) -> None:
             o.codec or "none",
             plan.sink.encoding.level,
             plan.sink.encoding.checksum,
-            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now()})},
+            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now(), **extra})},
             overwrite=False,
             dimension_names=plan.carried.dims,
         )
@@ -792,7 +832,10 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
         **{k: whole.get(k, 0) for k in NONFINITE},
         "seconds": round(compute_seconds, 3),
     }
-    done = {"finished": _now(), "summary": summary}
+    done: dict[str, Any] = {"finished": _now(), "summary": summary}
+    carried_attrs = recorded_run(plan).get("group_attributes")
+    if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
+        done["group_attributes"] = carried_attrs
     arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
     _consolidate(plan)
     assert plan.sink.ledger is not None

@@ -36,8 +36,9 @@ class Variable:
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
     coords: tuple[str, ...] = ()
-    """coordinate variables of the group to carry over: dimension coordinates and those the
-    ``coordinates`` attribute names"""
+    """variables of the group to carry over: dimension coordinates, those the ``coordinates``,
+    ``grid_mapping`` and ``cell_measures`` attributes name, and the ``bounds`` (or
+    ``climatology``) those name (:data:`CARRIED_REFERENCES`, :data:`BOUNDS`)"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
@@ -92,12 +93,17 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    wanted = list(dims) + str(attrs.get("coordinates", "")).split()
+    wanted = list(dims) + [n for key in CARRIED_REFERENCES for n in referenced(attrs, key)]
     members = {  # their own metadata, not a consolidated copy of it (see stale)
         n: a
         for n in dict.fromkeys(wanted)
         if n != name and (a := _own_array(store, _key(group_path, n))) is not None
     }
+    for n in [  # the cells' bounds of those carried: CF's bounds, climatology
+        b for a in list(members.values()) for key in BOUNDS for b in referenced(dict(a.attrs), key)
+    ]:
+        if n != name and n not in members and (a := _own_array(store, _key(group_path, n))):
+            members[n] = a
     coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
     by = dict.fromkeys(dims, name)
@@ -123,11 +129,115 @@ def _key(group: str, name: str) -> str:
     return f"{group}/{name}" if group else name
 
 
+#: The attributes of a variable that name other variables of its Dataset which describe its
+#: grid, carried beside it (CF: auxiliary coordinates, the grid mapping, cell measures).
+CARRIED_REFERENCES = ("coordinates", "grid_mapping", "cell_measures")
+#: The attributes of a carried array that name the variable holding its cells' bounds (CF),
+#: carried too.
+BOUNDS = ("bounds", "climatology")
+#: Every attribute by which CF names other variables of a Dataset.
+REFERENCES = (*CARRIED_REFERENCES, *BOUNDS, "ancillary_variables")
+
+
+def _reference_groups(value: str) -> list[tuple[str, list[str]]]:
+    """A CF reference attribute's value as (key, names) pairs: ``area: cell_area`` is
+    [('area', ['cell_area'])], ``crs: lat lon`` [('crs', ['lat', 'lon'])], a plain list of
+    names [('', names)]."""
+    tokens = value.split()
+    if not any(t.endswith(":") for t in tokens):
+        return [("", tokens)]
+    groups: list[tuple[str, list[str]]] = []
+    for token in tokens:
+        if token.endswith(":"):
+            groups.append((token[:-1], []))
+        elif groups:
+            groups[-1][1].append(token)
+        else:  # a name before any key: a name alone
+            groups.append(("", [token]))
+    return groups
+
+
+def referenced(attrs: dict[str, Any], key: str) -> list[str]:
+    """The variables the CF attribute ``key`` of ``attrs`` names: a list of names
+    (``coordinates``, ``bounds``, ``ancillary_variables``, ``grid_mapping: crs``), the
+    variables of ``cell_measures: area: cell_area``, the grid mappings of ``grid_mapping:
+    crs: lat lon`` (the names after each are coordinates, named in ``coordinates`` too)."""
+    value = attrs.get(key)
+    if not isinstance(value, str):
+        return []
+    found: list[str] = []
+    for k, names in _reference_groups(value):
+        found += [k] if k and key != "cell_measures" else names
+    return found
+
+
+def only_written(attrs: dict[str, Any], key: str, written: tuple[str, ...]) -> str | None:
+    """The CF attribute ``key`` of ``attrs`` naming only variables of ``written`` (a
+    ``cell_measures`` or ``grid_mapping`` entry whose variable is not written goes whole);
+    None where it names none of them."""
+    value = attrs.get(key)
+    if not isinstance(value, str):
+        return None
+    kept: list[str] = []
+    for k, names in _reference_groups(value):
+        if not k:
+            kept += [n for n in names if n in written]
+            continue
+        target = names if key == "cell_measures" else [k]
+        if target and all(n in written for n in target):
+            kept += [f"{k}:", *names]
+    return " ".join(kept) or None
+
+
 def own_attributes(store: Any, group: str, name: str) -> dict[str, Any]:
     """The attributes of the array ``name`` of ``group`` from its own metadata ({} where
     there is no such array)."""
     arr = _own_array(store, _key(group, name))
     return {} if arr is None else dict(arr.attrs)
+
+
+def group_attributes(store: Any, group: str) -> dict[str, Any]:
+    """The attributes of the group at ``group`` of ``store`` from its own metadata (v3
+    ``zarr.json``, v2 ``.zattrs``), as xarray reads them as a Dataset's; {} where there is no
+    group."""
+    import zarr
+
+    try:
+        with _quiet():
+            found = zarr.open_group(
+                store=store, path=group or None, mode="r", use_consolidated=False
+            )
+    except Exception:
+        return {}
+    return dict(found.attrs)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two attribute values are the same JSON (NaN equal to NaN, as stored)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def merged_group_attributes(
+    existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attributes of an output group a variable is written into, and those of them that
+    come from the input's group: (all, carried).
+
+    ``existing``: the group's attributes before the write; ``carried_before``: those an earlier
+    write of this output carried there (its record); ``source``: the input group's. An
+    attribute of the group that is not one the earlier write carried with that value is the
+    group's own (its owner's, or edited since) and stays as it is; the rest are the input's
+    now: its attributes that the group has none of its own of. A user's group keeps its
+    ``title`` or ``history``; an output's group, written again, takes what the input holds now
+    (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
+    replaces a group's attributes with the written Dataset's (``attrs.put``)."""
+    own = {
+        k: v
+        for k, v in existing.items()
+        if not (k in carried_before and _same_value(carried_before[k], v))
+    }
+    carried = {k: v for k, v in source.items() if k not in own}
+    return {**own, **carried}, carried
 
 
 def _own_array(store: Any, path: str) -> Any | None:
@@ -342,16 +452,26 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
     return found
 
 
-def write_frame(src_store: Any, var: Variable, dst_store: Any, dst_group: str) -> None:
+def write_frame(
+    src_store: Any,
+    var: Variable,
+    dst_store: Any,
+    dst_group: str,
+    attrs: dict[str, Any] | None = None,
+) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
-    v3): the input group's attributes and the coordinate variables, read and written by xarray
-    (values, dtypes, attributes, time encodings and chunks as xarray round-trips them; codecs
-    its defaults). Arrays already in the group stay: the caller removes those the coordinates
-    replace first (xarray's append mode keeps an existing array's dtype and attributes, and
-    refuses one of another size). :func:`frame_failure` does the same into memory, at plan
-    time."""
+    v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
+    variables, read and written by xarray (values, dtypes, attributes, time encodings and
+    chunks as xarray round-trips them; codecs its defaults). xarray puts ``attrs`` in place
+    of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
+    already in the group stay: the caller removes those the coordinates replace first
+    (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
+    another size). :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        _write(_frame(src_store, var, var.coords), dst_store, dst_group)
+        frame = _frame(src_store, var, var.coords)
+        if attrs is not None:
+            frame.attrs = dict(attrs)
+        _write(frame, dst_store, dst_group)
 
 
 def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:

@@ -55,11 +55,47 @@ LOCAL_SCHEMES = ("file://", "local://")
 WRITE_PROBE = ".pipeline-write-probe"
 
 
+#: How a file URL must be written, said with every refusal of one that names a host.
+FILE_URL_FIX = (
+    "a file URL must name no host or localhost: file:///path, file://localhost/path, or "
+    "the plain path"
+)
+
+
 def _without_localhost(path: str) -> str:
     """The path of a ``file://`` URL without its scheme: ``localhost/tmp/x`` is ``/tmp/x``
-    (RFC 8089: the host ``localhost`` is this machine; fsspec read it as a relative folder
-    ``localhost``, and an output went to ``./localhost/tmp/x``: helper-41)."""
-    return path[len("localhost") :] if path.startswith("localhost/") else path
+    (RFC 8089: the host ``localhost`` is this machine, in any case; fsspec read it as a
+    relative folder ``localhost``, and an output went to ``./localhost/tmp/x``: helper-41)."""
+    host, slash, rest = path.partition("/")
+    return (slash + rest or "/") if host.lower() == "localhost" else path
+
+
+def file_url_host(url: str) -> str | None:
+    """The host a ``file://`` or ``local://`` URL names, alone or anywhere in a chain
+    (``zip::file://HOST/a.zip``), when it is neither empty nor ``localhost``; None when it
+    names none. fsspec reads ``file://HOST/path`` as the relative path ``HOST/path`` under the
+    working folder: another machine's file would silently be this one's other file, so such a
+    URL is refused (:data:`FILE_URL_FIX`), by the config and by :meth:`Location.of`."""
+    for bit in url.split("::"):
+        for scheme in LOCAL_SCHEMES:
+            if bit.startswith(scheme):
+                host = bit[len(scheme) :].partition("/")[0]
+                if host and host.lower() != "localhost":
+                    return host
+    return None
+
+
+def file_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
+    host: :func:`file_url_host`), or None when it can be."""
+    host = file_url_host(url)
+    if host is None:
+        return None
+    return (
+        f"a file URL naming the host {host!r} would be read as the folder {host}/ here: "
+        f"{FILE_URL_FIX} (another machine's files: its file system's URL, such as sftp://, "
+        "or where it is mounted here)"
+    )
 
 
 def _is_tar(path: str) -> bool:
@@ -92,11 +128,16 @@ class Location:
         ``local://`` store had passed as remote, and the checks that keep the input and the
         output apart, which compare local paths, let it through), or any fsspec URL;
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
+        A file URL that names a host other than ``localhost`` (``file://HOST/path``) is a
+        StoreError (:func:`file_url_problem`).
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``), and one that is a tar file as its tar store
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
+        problem = file_url_problem(url)
+        if problem is not None:
+            raise StoreError(f"{url}: {problem}", store=url)
         for scheme in LOCAL_SCHEMES:  # fsspec's local file system, by either of its names
             if url.startswith(scheme):
                 url = _without_localhost(url[len(scheme) :])
