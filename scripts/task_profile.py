@@ -1,0 +1,260 @@
+"""Where a warm GPU run's time goes, task step by task step (issue 17; a GPU host only).
+
+Every worker's task steps (read, decode, the copies, the kernels, the encode and its wait,
+the writes) are wrapped to record their wall time and their thread's CPU time, on the clock
+every process shares; the host's CPU use is sampled every 10 ms. Layouts are cluster
+settings (``3x4``: 3 workers per GPU of 4 threads; ``3x4:nomps``: the same with
+``cluster.mps: off``), each on a cluster of its own; waits are how a thread waits for the GPU
+(``auto``: as the plan says; ``spin``, ``yield``, ``block``: the context's scheduling flag),
+alternated on each cluster. Per run, one JSON line (each step's count, mean and summed wall
+and CPU time, the share of the span it covers, the host's CPU use) to ``--out``, and the
+medians at the end.
+
+    python scripts/task_profile.py --size-gb 8 --workloads v2-blosc,synthetic \\
+        --layouts 3x4,3x4:nomps --waits auto,block --reps 3 --out profile.jsonl
+
+The figures of README's "Where a warm GPU run's time goes" and of ``cluster.mps`` came from
+an earlier draft of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import clusters, data, pipelines
+from pipeline.running import runner
+from pipeline.running.runner import RunOptions
+
+#: The steps wrapped: (module, owner attribute or '' for the module, function, label).
+STEPS = [
+    ("pipeline.running.tasks", "", "read_block", "read_block"),
+    ("pipeline.running.tasks", "", "apply_stages", "stages"),
+    ("pipeline.running.tasks", "", "write_block", "write_block"),
+    ("pipeline.running.tasks", "", "_decode_unit_on_host", "decode_unit (pool)"),
+    ("pipeline.store.location", "Location", "read_into", "file read"),
+    ("pipeline.store.location", "Location", "write", "file write"),
+    ("pipeline.devices.gpu", "GpuBackend", "from_host", "to device"),
+    ("pipeline.devices.gpu", "GpuBackend", "decode_frames", "GPU decode"),
+    ("pipeline.devices.gpu", "GpuBackend", "count_nonfinite", "count nonfinite"),
+    ("pipeline.devices.gpu", "GpuBackend", "encode_frames", "encode_frames"),
+    ("pipeline.devices.gpu", "", "_packed_frames", "GPU encode and wait"),
+]
+
+
+def _events() -> list[tuple[Any, ...]]:
+    """This process's event list (kept on an imported module, so every call finds it)."""
+    from pipeline.running import tasks
+
+    return tasks.__dict__.setdefault("_PROFILE_EVENTS", [])
+
+
+def instrument() -> int:
+    """Wrap :data:`STEPS` in this worker (once); its process id."""
+    import importlib
+
+    events = _events()
+    for module, owner, name, label in STEPS:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        target = getattr(mod, owner) if owner else mod
+        fn = getattr(target, name, None)
+        if fn is None or getattr(fn, "_profiled", False):
+            continue
+
+        def wrapped(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
+            t0, c0 = time.monotonic(), time.thread_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                events.append((_label, os.getpid(), t0, time.monotonic(), time.thread_time() - c0))
+
+        functools.update_wrapper(wrapped, fn)
+        wrapped._profiled = True  # type: ignore[attr-defined]
+        setattr(target, name, wrapped)
+    with contextlib.suppress(ImportError):  # no CuPy: a CPU run
+        _wrap_set_wait()
+    return os.getpid()
+
+
+def _wrap_set_wait() -> None:
+    """The plan's wait mode replaced by ``PROFILE_WAIT`` where set (spin, yield, block)."""
+    from pipeline.devices import gpu
+
+    if getattr(gpu.set_wait, "_profiled", False):
+        return
+    plain = gpu.set_wait
+
+    def set_wait(mode: Any) -> bool:
+        want = os.environ.get("PROFILE_WAIT", "auto")
+        if want == "auto":
+            return plain(mode)
+        import ctypes
+
+        import cupy as cp
+
+        cp.cuda.Device().synchronize()
+        driver = ctypes.CDLL("libcuda.so.1")
+        flags = ctypes.c_uint()
+        driver.cuCtxGetFlags(ctypes.byref(flags))
+        sched = {"spin": 1, "yield": 2, "block": 4}[want]
+        return driver.cuCtxSetFlags(ctypes.c_uint((flags.value & ~7) | sched)) == 0
+
+    set_wait._profiled = True  # type: ignore[attr-defined]
+    gpu.set_wait = set_wait
+
+
+def set_wait_mode(mode: str) -> None:
+    os.environ["PROFILE_WAIT"] = mode
+
+
+def take() -> list[tuple[Any, ...]]:
+    events = _events()
+    out = list(events)
+    events.clear()
+    return out
+
+
+def _cpu_sampler(stop: threading.Event, samples: list[tuple[float, float]]) -> None:
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = list(map(int, f.readline().split()[1:]))
+        return sum(v), v[3] + v[4]
+
+    last = read()
+    while not stop.wait(0.01):
+        cur = read()
+        total, idle = cur[0] - last[0], cur[1] - last[1]
+        samples.append((time.monotonic(), 1 - idle / total if total else 0.0))
+        last = cur
+
+
+def _union(spans: list[tuple[float, float]]) -> float:
+    total, start, end = 0.0, None, None
+    for a, b in sorted(spans):
+        if end is None or a > end:
+            total += (end - start) if end is not None and start is not None else 0.0
+            start, end = a, b
+        else:
+            end = max(end, b)
+    return total + ((end - start) if end is not None and start is not None else 0.0)
+
+
+def summarise(events: list[tuple[Any, ...]], cpu: list[tuple[float, float]]) -> dict[str, Any]:
+    """Each step's count, mean wall ms, summed wall and CPU s, and share of the span covered."""
+    t0, t1 = min(e[2] for e in events), max(e[3] for e in events)
+    by: dict[str, list[tuple[float, float, float]]] = {}
+    for label, _, a, b, c in events:
+        by.setdefault(label, []).append((a, b, c))
+    out: dict[str, Any] = {"span_s": round(t1 - t0, 3)}
+    for label, rows in sorted(by.items()):
+        walls = [b - a for a, b, _ in rows]
+        out[label] = {
+            "n": len(rows),
+            "mean_ms": round(1e3 * statistics.mean(walls), 2),
+            "wall_s": round(sum(walls), 3),
+            "cpu_s": round(sum(c for _, _, c in rows), 3),
+            "covers": round(_union([(a, b) for a, b, _ in rows]) / (t1 - t0), 3),
+        }
+    busy = [u for t, u in cpu if t0 <= t <= t1]
+    out["host_cpu_busy"] = round(statistics.mean(busy), 3) if busy else None
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-gb", type=float, default=8.0)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workloads", default="v2-blosc,synthetic")
+    ap.add_argument("--layouts", default="3x4,3x4:nomps")
+    ap.add_argument("--waits", default="auto")
+    ap.add_argument("--backend", default="gpu", help="cpu: a quick check of the script")
+    ap.add_argument("--root", default="/dev/shm/task-profile")
+    ap.add_argument("--out", type=Path, default=Path("task-profile.jsonl"))
+    a = ap.parse_args()
+    wanted = a.workloads.split(",")
+    root = Path(a.root)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    inputs: dict[str, data.Workload] = {}
+    if {"v2-blosc", "v3-zstd"} & set(wanted):
+        shape, chunks = data.field_shape(a.size_gb)
+        values = data.make_field(shape, os.cpu_count() or 1)
+        if "v2-blosc" in wanted:
+            inputs["v2-blosc"] = data.write_v2_blosc(root, values, chunks, os.cpu_count() or 1)
+        if "v3-zstd" in wanted:
+            inputs["v3-zstd"] = data.write_v3_default(root, values, chunks, os.cpu_count() or 1)
+        del values
+    if "synthetic" in wanted:
+        inputs["synthetic"] = data.write_synthetic(root, a.size_gb, False, a.backend)
+    rows: list[dict[str, Any]] = []
+    waits = a.waits.split(",")
+    for layout in a.layouts.split(","):
+        size, _, flag = layout.partition(":")
+        per_gpu, threads = (int(v) for v in size.split("x"))
+        section = {"dashboard": "", "workers_per_gpu": per_gpu, "threads_per_worker": threads}
+        if flag == "nomps":
+            section["mps"] = "off"
+        first = inputs[wanted[0]]
+        doc = pipelines.config_doc(
+            first.store, first.array, root / "o.zarr", a.backend, cluster=section
+        )
+        with clusters.pipeline_cluster(pipelines.plan(pipelines.config(doc)).cluster) as client:
+            client.run(instrument)
+            for key in wanted:
+                w = inputs[key]
+                cfg = pipelines.config(
+                    pipelines.config_doc(
+                        w.store, w.array, root / f"out-{key}.zarr", a.backend, cluster=section
+                    )
+                )
+                opts = RunOptions(progress="none", overwrite=True)
+                runner.run(cfg, opts, client=client)  # warm-up
+                client.run(take)
+                for rep in range(a.reps):
+                    for wait in waits if rep % 2 == 0 else waits[::-1]:
+                        client.run(set_wait_mode, wait)
+                        stop, cpu = threading.Event(), []
+                        sampler = threading.Thread(target=_cpu_sampler, args=(stop, cpu))
+                        sampler.start()
+                        summary = runner.run(cfg, opts, client=client)
+                        stop.set()
+                        sampler.join()
+                        events = [e for got in client.run(take).values() for e in got]
+                        row = {
+                            "workload": key,
+                            "layout": layout,
+                            "wait": wait,
+                            "rep": rep,
+                            "gbps": round(summary.bytes_in / summary.seconds["compute"] / 1e9, 3),
+                            **summarise(events, cpu),
+                        }
+                        rows.append(row)
+                        with a.out.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+    for layout in a.layouts.split(","):
+        for key in wanted:
+            for wait in waits:
+                got = [
+                    r["gbps"]
+                    for r in rows
+                    if (r["layout"], r["workload"], r["wait"]) == (layout, key, wait)
+                ]
+                print(f"{layout:12} {key:10} {wait:6} {statistics.median(got):.2f} GB/s {got}")
+
+
+if __name__ == "__main__":
+    main()
