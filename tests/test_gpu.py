@@ -550,3 +550,57 @@ def test_workers_sharing_a_gpu_run_under_the_runs_own_mps_daemon(tmp_path) -> No
     assert not os.path.exists(daemon.folder)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in running)
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_two_runs_at_once_each_under_a_daemon_of_its_own(tmp_path) -> None:
+    """Two `pipeline run` commands on one GPU at the same moment, each starting its own MPS
+    daemon (two MPS servers on the GPU): both finish, each output matches NumPy, and once
+    both commands have ended their daemons quit and their folders go."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from pipeline.devices import hardware
+    from pipeline.running import mps
+
+    if not hardware.mps_control():
+        pytest.skip("no nvidia-cuda-mps-control here, or the environment names an MPS of its own")
+    before = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(mps.PREFIX)}
+    xs, cfgs = [], []
+    for k in range(2):
+        x = np.random.default_rng(20 + k).standard_normal((64, 2048)).astype(np.float32)
+        make_array(tmp_path / f"in{k}.zarr", x, (2, 2048), shards=(4, 2048))
+        xs.append(x)
+        cfgs.append(
+            write_config(
+                tmp_path,
+                tmp_path / f"in{k}.zarr",
+                tmp_path / f"out{k}.zarr",
+                name=f"c{k}.yaml",
+                backend="gpu",
+                cluster={"threads_per_worker": 2, "workers_per_gpu": 2, "dashboard": ""},
+            )
+        )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", str(c), "-q"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in cfgs
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for k, x in enumerate(xs):
+        assert np.array_equal(read_array(tmp_path / f"out{k}.zarr"), reference(x))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(mps.PREFIX)}
+        if now <= before:
+            break
+        time.sleep(0.2)
+    assert now <= before, now - before
