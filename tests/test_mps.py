@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +85,21 @@ def test_what_a_killed_run_left_is_cleared_and_a_running_ones_is_kept() -> None:
     )
     left = tempfile.mkdtemp(prefix=mps.PREFIX)
     running = tempfile.mkdtemp(prefix=mps.PREFIX)
+    starting = tempfile.mkdtemp(prefix=mps.PREFIX)  # another run's, its owner not yet written
+    killed_starting = tempfile.mkdtemp(prefix=mps.PREFIX)  # one killed before writing it
     try:
         for folder, pid in ((left, dead.stdout.strip()), (running, str(os.getpid()))):
             os.mkdir(os.path.join(folder, "pipe"))
             Path(folder, mps.OWNER).write_text(pid + "\n")
+        old = time.time() - 2 * mps.NO_OWNER_AGE
+        os.utime(killed_starting, (old, old))
         mps.clear_left("false")
         assert not os.path.exists(left)
         assert os.path.isdir(running)
+        assert os.path.isdir(starting)
+        assert not os.path.exists(killed_starting)
     finally:
-        for folder in (left, running):
+        for folder in (left, running, starting, killed_starting):
             subprocess.run(["rm", "-rf", folder], check=False)
 
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 PREFIX = "pipeline-mps-"
 #: The file in a daemon's folder that holds the process id of the run that started it.
 OWNER = "owner"
+#: Seconds after which a daemon's folder with no owner written is taken as a killed start's.
+NO_OWNER_AGE = 60.0
 #: Seconds to wait for the control program to start the daemon, or to take a command.
 CONTROL_TIMEOUT = 10.0
 
@@ -134,12 +136,20 @@ def clear_left(control: str) -> None:
     for name in names:
         folder = os.path.join(root, name)
         try:
-            if os.stat(folder).st_uid != os.getuid():
-                continue
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if st.st_uid != os.getuid():
+            continue
+        try:
             with open(os.path.join(folder, OWNER)) as f:
                 owner = int(f.read().strip() or "0")
         except (OSError, ValueError):
-            owner = 0  # no owner written: a start killed at its very beginning
+            # no owner written yet: another run's start under way, or one killed at its very
+            # beginning, which a minute later it surely is
+            if time.time() - st.st_mtime < NO_OWNER_AGE:
+                continue
+            owner = 0
         if owner and _alive(owner):
             continue
         stop(Daemon(control, folder), wait=True)
