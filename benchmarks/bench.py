@@ -728,6 +728,12 @@ def finish(res: Results) -> None:
     )
     print()
     print(f"{res.meta.get('date')}, {machine.hardware_line(res.meta)}")
+    if res.meta.get("without_bytecode"):
+        print(
+            "note: installed without bytecode, which this Python does not write: "
+            f"{', '.join(res.meta['without_bytecode'])}; every cold process compiled them "
+            "(`python -m compileall` of site-packages does what `pip install` does by default)"
+        )
     print(report.workload_table(rows))
     print(report.checks_line(res))
     for line in report.skipped_lines(res):

@@ -285,3 +285,26 @@ def test_bench_refuses_a_count_of_repetitions_below_one(option, value, capsys) -
     assert stop.value.code == 2
     assert option in capsys.readouterr().err
     assert bench.parse_args([option, "1"]).__dict__[option[2:].replace("-", "_")] == 1
+
+
+def test_packages_without_bytecode_are_named(tmp_path, monkeypatch) -> None:
+    """A package installed without bytecode (``pip install --no-compile``) where Python writes
+    none is named, so the bench says its cold runs compiled it; once compiled, it is not."""
+    import compileall
+    import importlib
+    import sys
+
+    from benchmarks import machine
+
+    pkg = tmp_path / "pkg_without_bytecode"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert machine.without_bytecode(("pkg_without_bytecode", "json")) == ["pkg_without_bytecode"]
+    assert compileall.compile_dir(str(pkg), quiet=1)
+    assert machine.without_bytecode(("pkg_without_bytecode",)) == []
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the first import writes it
+    (pkg / "__pycache__").rename(tmp_path / "moved")
+    assert machine.without_bytecode(("pkg_without_bytecode",)) == []
