@@ -1327,6 +1327,109 @@ def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Pat
     assert "coordinates lon are not the input's" in line, line
 
 
+def _edit_json(path: Path, edit: Any, reconsolidate: Path | None = None) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    if reconsolidate is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(reconsolidate))
+
+
+#: Edits of an output variable ``results/t`` after its run, each with what verify names:
+#: (edit of the store's root, words of the one line). The consolidated copies are the output
+#: group's ``zarr.json`` and the root's; the own ones are consolidated again after the edit.
+OUTPUT_EDITS: dict[str, tuple[Any, str]] = {
+    "group's consolidated attribute": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["t"]["attributes"].update(
+                units="degC"
+            ),
+        ),
+        "group 'results' holds another units attribute of 't' than its own metadata",
+    ),
+    "root's consolidated dimension names": (
+        lambda o: _edit_json(
+            o / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["results/t"].update(
+                dimension_names=["x", "y"]
+            ),
+        ),
+        "the root holds another dimension_names of 'results/t'",
+    ),
+    "consolidated coordinate attribute": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["lon"]["attributes"].update(
+                units="rad"
+            ),
+        ),
+        "holds another units attribute of 'lon'",
+    ),
+    "own attribute": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d["attributes"].update(units="degC"),
+            reconsolidate=o,
+        ),
+        "its units attribute",
+    ),
+    "own dimension names": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d.update(dimension_names=["x", "y"]),
+            reconsolidate=o,
+        ),
+        "its dimension names ['x', 'y'] (the run wrote ['y', 'x'])",
+    ),
+    "own fill value": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json", lambda d: d.update(fill_value=-1.0), reconsolidate=o
+        ),
+        "its fill value -1.0 (the run wrote 0)",
+    ),
+    "own dtype": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d.update(data_type="int64", fill_value=0),
+            reconsolidate=o,
+        ),
+        "its metadata was edited since the run, whose record says it wrote [40, 60] float64",
+    ),
+    "group attribute the run carried": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json", lambda d: d["attributes"].update(title="other")
+        ),
+        "its group's title attribute",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(OUTPUT_EDITS))
+def test_verify_fails_on_output_metadata_edited_after_the_run(
+    tmp_path: Path, cli, edit: str
+) -> None:
+    """The output's consolidated copies (which ``xr.open_zarr`` reads), its own attributes,
+    dimension names, fill value or dtype, or the group attributes the run carried, edited after
+    the run: verify compared values only, and passed (README: "its consolidated metadata
+    current"; helper-47). Each fails (exit 1) in one line naming what differs."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "results/t"})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    change, words = OUTPUT_EDITS[edit]
+    change(tmp_path / "out.zarr")
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1, out
+    line = one_line_error(err)
+    assert words in line and "--overwrite" in line, line
+
+
 def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
     """The input group consolidated again for an attribute of another variable, and the
     coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another
