@@ -1911,3 +1911,51 @@ def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: P
         plan_chain(specs, np.dtype("int64"))
     assert (plain.value.stage, plain.value.dtype) == ("multiply", "int64")
     assert not hasattr(plain.value, "attributes")
+
+
+@pytest.mark.parametrize(
+    "zarr_format, stored, encoding",
+    [
+        (2, "int32", {"_FillValue": np.int32(-1)}),
+        (3, "int32", {"_FillValue": np.int32(-1)}),
+        (3, "int16", {"missing_value": np.int16(-1)}),
+        # its NaN elements, no fill declared (xarray's NaN one removed): int64 too
+        (3, "float32", None),
+    ],
+    ids=["v2-int32-fill", "v3-int32-fill", "v3-int16-missing-value", "v3-float32-nan"],
+)
+def test_an_integer_scale_factor_with_missing_elements_is_refused_before_the_output(
+    tmp_path: Path, zarr_format: int, stored: str, encoding: dict[str, Any] | None
+) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it), which holds no NaN:
+    with a fill value its stored elements can hold, or stored as floats (NaN), the plan had
+    accepted it ("unpack (-1 -> NaN; * 2) as int64"), and the run created the output and
+    died mid-compute ("cannot convert float NaN to integer"), leaving it incomplete (F2).
+    Refused at plan time in one line naming scale_factor as a float, nothing written; with
+    that done, it runs."""
+    values = (np.arange(ROWS * COLS).reshape(ROWS, COLS) % 50 - 5).astype(stored)
+    if stored == "float32":
+        values[3, 4] = np.nan
+    ds = xr.Dataset({"t": (("y", "x"), values, {"scale_factor": 2})})
+    ds["t"].encoding.update(encoding or {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+        if encoding is None:
+            del zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["_FillValue"]
+            zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+            assert open_dataset(tmp_path / "in.zarr")["t"].dtype == np.int64  # xarray's
+    cfg = config(tmp_path, input={"mask_and_scale": True})
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    assert "scale_factor: 2.0" in str(info.value), info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert info.value.fix == "scale_factor as a float"
+    with pytest.raises(InputError):
+        pipeline.run(cfg)
+    assert not (tmp_path / "out.zarr").exists()
+    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["scale_factor"] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    assert pipeline.run(cfg).status == "complete"
