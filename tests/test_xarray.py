@@ -1781,6 +1781,45 @@ def test_a_v3_float_fill_value_written_as_a_number_is_refused_with_xarrays_text(
     assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
 
 
+def test_a_plain_v3_arrays_numeric_fill_value_is_the_number_it_says(tmp_path: Path, cli) -> None:
+    """A Zarr v3 array without dimension names, which xarray does not read as a variable,
+    whose attributes hold a numeric ``_FillValue`` (as netCDF-minded tools write it): refused
+    as one "xarray cannot read", with mask_and_scale false and true, the only fix offered an
+    edit of the input (F5). xarray's rule for a variable's v3 ``_FillValue`` does not reach
+    it: it is the number it says, as a v2 one. Without mask_and_scale it is refused as masked,
+    naming mask_and_scale: true (the input untouched); with it, those elements are NaN, the
+    others computed, and verify passes."""
+    x = np.arange(64, dtype="f4").reshape(8, 8)
+    x[1, 2] = -9999.0
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        dtype="f4",
+        chunks=(4, 4),
+        attributes={"_FillValue": -9999.0, "units": "m"},
+    )
+    z[...] = x
+    before = file_states(tmp_path / "in.zarr")
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+    }
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    assert info.value.fix == "input.mask_and_scale: true", info.value
+    assert "cannot read" not in str(info.value)
+    cfg["input"]["mask_and_scale"] = True
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = np.where(x == -9999.0, np.float32(np.nan), x * np.float32(2))
+    assert np.array_equal(out, want, equal_nan=True) and np.isnan(out[1, 2])
+    assert file_states(tmp_path / "in.zarr") == before
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
+    assert rc == 0, err + out_text
+
+
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
     tmp_path: Path,
 ) -> None:

@@ -395,7 +395,7 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     zarr_format = arr.metadata.zarr_format
     v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
     try:
-        found = unpacking(attrs, stored, v2_fill, zarr_format)
+        found = unpacking(attrs, stored, v2_fill, zarr_format, as_variable=is_variable)
     except UnreadableFill as e:
         raise InputError(
             f"input variable {where} has {e}",
