@@ -232,6 +232,44 @@ def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     assert kept == {"units": "m"}
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_format: int) -> None:
+    """An array with names for some dimensions only (v3 ``dimension_names`` (None, "x"), or a
+    v2 ``_ARRAY_DIMENSIONS`` [null, "x"]), which xarray does not read as a variable: the
+    output had no dimension names at all, "x" dropped silently (F7). Kept as given; verify
+    passes, and fails once they are edited away."""
+    x = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    names: Any = (None, "x")
+    extra: dict[str, Any] = (
+        {"dimension_names": names}
+        if zarr_format == 3
+        else {"attributes": {"_ARRAY_DIMENSIONS": list(names)}}
+    )
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(2, 3),
+        zarr_format=zarr_format,
+        **extra,
+    )
+    z[...] = x
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": ""})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert raw.metadata.dimension_names == names
+    assert "_ARRAY_DIMENSIONS" not in raw.attrs
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    doc = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    doc.pop("dimension_names")
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(doc))
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "its dimension names None (the run wrote [None, 'x'])" in err, err
+
+
 def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(
     tmp_path: Path, backend_client: tuple[str, Any], bucket: tuple[str, dict[str, Any]]
 ) -> None:

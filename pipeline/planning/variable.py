@@ -56,6 +56,10 @@ class Carried:
     root of its store)"""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """what the plan says besides (attributes a stale consolidated copy holds otherwise)"""
+    dimension_names: tuple[str | None, ...] | None = None
+    """the output's dimension names: the input's as given, some perhaps None (an array with
+    names for some of its dimensions only, which xarray does not read as a variable, keeps
+    them); None where it has none"""
 
     @property
     def dims(self) -> tuple[str, ...] | None:
@@ -118,6 +122,7 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         unpacking=unpack,
         frame=frame,
         notes=tuple(notes),
+        dimension_names=datasets.dimension_names(arr),
     )
 
 

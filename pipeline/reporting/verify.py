@@ -183,7 +183,7 @@ def _metadata_differs(
     if keys:
         found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
     names = getattr(dst.metadata, "dimension_names", None)
-    wanted = kept.dims
+    wanted = kept.dimension_names
     if (tuple(names) if names is not None else None) != wanted:
         found.append(
             f"its dimension names {list(names) if names is not None else None} "

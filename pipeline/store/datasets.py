@@ -75,6 +75,23 @@ def dims_of(arr: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
+def dimension_names(arr: Any) -> tuple[str | None, ...] | None:
+    """A Zarr array's dimension names as given, some perhaps None (v3 ``dimension_names``
+    such as (None, "x"), or a v2 ``_ARRAY_DIMENSIONS`` list of one name or null per
+    dimension): what an output made from it keeps; None where it has none (or a v2 list of
+    another length or with other entries). Unlike :func:`dims_of`, which names an xarray
+    variable's dimensions, a partial list is kept (helper-47: (None, "x") gave an output
+    with no dimension names at all)."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
+    if not isinstance(names, (list, tuple)) or len(names) != arr.ndim:
+        return None
+    if not all(n is None or isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
 def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
     with its group's coordinates; None for an array without dimension names."""
