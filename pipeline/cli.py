@@ -525,6 +525,16 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.metadata_differs:
+        more = len(res.metadata_differs) - 1
+        print(
+            f"error: the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
+            + (f"; and {more} more" if more else "")
+            + "): edited since the run, so readers see other attributes or values than it "
+            "holds; `run --overwrite` writes it again",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if res.ok else 1
 
 

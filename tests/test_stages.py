@@ -120,6 +120,39 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "dtype, value, fixes",
+    [
+        ("uint8", -1, ["int16", "float64"]),
+        ("uint16", -1, ["int32", "float64"]),
+        ("uint32", -3, ["float64"]),
+        ("uint64", -1, ["float64"]),
+        ("uint8", 300, ["uint16"]),
+        ("int8", -300, ["int16"]),
+        ("int64", 2**63, ["float64"]),
+        ("uint64", 2**64, ["float64"]),
+    ],
+)
+def test_a_scalar_that_does_not_fit_names_an_input_dtype_that_holds_it(
+    dtype: str, value: int, fixes: list[str]
+) -> None:
+    """A negative factor on unsigned integers said "convert the input to a wider dtype",
+    which no wider unsigned dtype does (F6). The refusal names the input dtypes that hold
+    the scalar (a signed one that holds every input value, or float64; for a negative value
+    a non-negative one too), and a chain on each of them is planned (int64 for uint32 would
+    be refused next, for the overflow of its range); "wider dtype" is never said."""
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain([("multiply", stages.MultiplyParams(factor=value))], np.dtype(dtype))
+    said = str(e.value)
+    assert "wider dtype" not in said and "\n" not in said
+    assert ("non-negative factor" in said) == (value < 0 and dtype.startswith("u")), said
+    for fix in fixes:
+        assert f"convert the input to {fix}" in said or f"({fix}," in said or f"or {fix})" in said
+        stages.plan_chain([("multiply", stages.MultiplyParams(factor=value))], np.dtype(fix))
+    if dtype.startswith("u") and value < 0 and len(fixes) > 1:  # it holds every input value
+        assert np.can_cast(np.dtype(dtype), np.dtype(fixes[0]), "safe")
+
+
 def _fits(dtype: np.dtype, op: str, value: int | float) -> bool:
     """Whether plan_chain accepts ``value`` as the one scalar of ``op`` on ``dtype`` (a chain
     refused for the overflow of its results, ``int64 * -2**63``, took the scalar); raises any

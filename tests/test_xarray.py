@@ -232,6 +232,44 @@ def test_an_array_alone_keeps_its_attributes_and_dimension_names(
     assert kept == {"units": "m"}
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_format: int) -> None:
+    """An array with names for some dimensions only (v3 ``dimension_names`` (None, "x"), or a
+    v2 ``_ARRAY_DIMENSIONS`` [null, "x"]), which xarray does not read as a variable: the
+    output had no dimension names at all, "x" dropped silently (F7). Kept as given; verify
+    passes, and fails once they are edited away."""
+    x = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    names: Any = (None, "x")
+    extra: dict[str, Any] = (
+        {"dimension_names": names}
+        if zarr_format == 3
+        else {"attributes": {"_ARRAY_DIMENSIONS": list(names)}}
+    )
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(2, 3),
+        zarr_format=zarr_format,
+        **extra,
+    )
+    z[...] = x
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": ""})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert raw.metadata.dimension_names == names
+    assert "_ARRAY_DIMENSIONS" not in raw.attrs
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    doc = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    doc.pop("dimension_names")
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(doc))
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "its dimension names None (the run wrote [None, 'x'])" in err, err
+
+
 def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(
     tmp_path: Path, backend_client: tuple[str, Any], bucket: tuple[str, dict[str, Any]]
 ) -> None:
@@ -1327,6 +1365,109 @@ def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Pat
     assert "coordinates lon are not the input's" in line, line
 
 
+def _edit_json(path: Path, edit: Any, reconsolidate: Path | None = None) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    if reconsolidate is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(reconsolidate))
+
+
+#: Edits of an output variable ``results/t`` after its run, each with what verify names:
+#: (edit of the store's root, words of the one line). The consolidated copies are the output
+#: group's ``zarr.json`` and the root's; the own ones are consolidated again after the edit.
+OUTPUT_EDITS: dict[str, tuple[Any, str]] = {
+    "group's consolidated attribute": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["t"]["attributes"].update(
+                units="degC"
+            ),
+        ),
+        "group 'results' holds another units attribute of 't' than its own metadata",
+    ),
+    "root's consolidated dimension names": (
+        lambda o: _edit_json(
+            o / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["results/t"].update(
+                dimension_names=["x", "y"]
+            ),
+        ),
+        "the root holds another dimension_names of 'results/t'",
+    ),
+    "consolidated coordinate attribute": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["lon"]["attributes"].update(
+                units="rad"
+            ),
+        ),
+        "holds another units attribute of 'lon'",
+    ),
+    "own attribute": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d["attributes"].update(units="degC"),
+            reconsolidate=o,
+        ),
+        "its units attribute",
+    ),
+    "own dimension names": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d.update(dimension_names=["x", "y"]),
+            reconsolidate=o,
+        ),
+        "its dimension names ['x', 'y'] (the run wrote ['y', 'x'])",
+    ),
+    "own fill value": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json", lambda d: d.update(fill_value=-1.0), reconsolidate=o
+        ),
+        "its fill value -1.0 (the run wrote 0)",
+    ),
+    "own dtype": (
+        lambda o: _edit_json(
+            o / "results" / "t" / "zarr.json",
+            lambda d: d.update(data_type="int64", fill_value=0),
+            reconsolidate=o,
+        ),
+        "its metadata was edited since the run, whose record says it wrote [40, 60] float64",
+    ),
+    "group attribute the run carried": (
+        lambda o: _edit_json(
+            o / "results" / "zarr.json", lambda d: d["attributes"].update(title="other")
+        ),
+        "its group's title attribute",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(OUTPUT_EDITS))
+def test_verify_fails_on_output_metadata_edited_after_the_run(
+    tmp_path: Path, cli, edit: str
+) -> None:
+    """The output's consolidated copies (which ``xr.open_zarr`` reads), its own attributes,
+    dimension names, fill value or dtype, or the group attributes the run carried, edited after
+    the run: verify compared values only, and passed (README: "its consolidated metadata
+    current"; helper-47). Each fails (exit 1) in one line naming what differs."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "results/t"})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    change, words = OUTPUT_EDITS[edit]
+    change(tmp_path / "out.zarr")
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1, out
+    line = one_line_error(err)
+    assert words in line and "--overwrite" in line, line
+
+
 def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
     """The input group consolidated again for an attribute of another variable, and the
     coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another
@@ -1678,6 +1819,45 @@ def test_a_v3_float_fill_value_written_as_a_number_is_refused_with_xarrays_text(
     assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", tmp_path / "in.zarr")
 
 
+def test_a_plain_v3_arrays_numeric_fill_value_is_the_number_it_says(tmp_path: Path, cli) -> None:
+    """A Zarr v3 array without dimension names, which xarray does not read as a variable,
+    whose attributes hold a numeric ``_FillValue`` (as netCDF-minded tools write it): refused
+    as one "xarray cannot read", with mask_and_scale false and true, the only fix offered an
+    edit of the input (F5). xarray's rule for a variable's v3 ``_FillValue`` does not reach
+    it: it is the number it says, as a v2 one. Without mask_and_scale it is refused as masked,
+    naming mask_and_scale: true (the input untouched); with it, those elements are NaN, the
+    others computed, and verify passes."""
+    x = np.arange(64, dtype="f4").reshape(8, 8)
+    x[1, 2] = -9999.0
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        dtype="f4",
+        chunks=(4, 4),
+        attributes={"_FillValue": -9999.0, "units": "m"},
+    )
+    z[...] = x
+    before = file_states(tmp_path / "in.zarr")
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+    }
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    assert info.value.fix == "input.mask_and_scale: true", info.value
+    assert "cannot read" not in str(info.value)
+    cfg["input"]["mask_and_scale"] = True
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = np.where(x == -9999.0, np.float32(np.nan), x * np.float32(2))
+    assert np.array_equal(out, want, equal_nan=True) and np.isnan(out[1, 2])
+    assert file_states(tmp_path / "in.zarr") == before
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
+    assert rc == 0, err + out_text
+
+
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
     tmp_path: Path,
 ) -> None:
@@ -1808,3 +1988,51 @@ def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: P
         plan_chain(specs, np.dtype("int64"))
     assert (plain.value.stage, plain.value.dtype) == ("multiply", "int64")
     assert not hasattr(plain.value, "attributes")
+
+
+@pytest.mark.parametrize(
+    "zarr_format, stored, encoding",
+    [
+        (2, "int32", {"_FillValue": np.int32(-1)}),
+        (3, "int32", {"_FillValue": np.int32(-1)}),
+        (3, "int16", {"missing_value": np.int16(-1)}),
+        # its NaN elements, no fill declared (xarray's NaN one removed): int64 too
+        (3, "float32", None),
+    ],
+    ids=["v2-int32-fill", "v3-int32-fill", "v3-int16-missing-value", "v3-float32-nan"],
+)
+def test_an_integer_scale_factor_with_missing_elements_is_refused_before_the_output(
+    tmp_path: Path, zarr_format: int, stored: str, encoding: dict[str, Any] | None
+) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it), which holds no NaN:
+    with a fill value its stored elements can hold, or stored as floats (NaN), the plan had
+    accepted it ("unpack (-1 -> NaN; * 2) as int64"), and the run created the output and
+    died mid-compute ("cannot convert float NaN to integer"), leaving it incomplete (F2).
+    Refused at plan time in one line naming scale_factor as a float, nothing written; with
+    that done, it runs."""
+    values = (np.arange(ROWS * COLS).reshape(ROWS, COLS) % 50 - 5).astype(stored)
+    if stored == "float32":
+        values[3, 4] = np.nan
+    ds = xr.Dataset({"t": (("y", "x"), values, {"scale_factor": 2})})
+    ds["t"].encoding.update(encoding or {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+        if encoding is None:
+            del zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["_FillValue"]
+            zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+            assert open_dataset(tmp_path / "in.zarr")["t"].dtype == np.int64  # xarray's
+    cfg = config(tmp_path, input={"mask_and_scale": True})
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    assert "scale_factor: 2.0" in str(info.value), info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert info.value.fix == "scale_factor as a float"
+    with pytest.raises(InputError):
+        pipeline.run(cfg)
+    assert not (tmp_path / "out.zarr").exists()
+    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["scale_factor"] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    assert pipeline.run(cfg).status == "complete"

@@ -185,7 +185,11 @@ def v3_fill_value(raw: Any, stored: np.dtype) -> Any:
 
 
 def fill_attributes(
-    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None, zarr_format: int = 3
+    attrs: Mapping[str, Any],
+    stored: np.dtype,
+    fill_value: Any = None,
+    zarr_format: int = 3,
+    as_variable: bool = True,
 ) -> tuple[float, ...]:
     """The stored values that mean "missing": ``_FillValue`` and ``missing_value`` (scalars or
     lists), with ``fill_value`` (a Zarr v2 array's fill value, not None) in place of
@@ -197,11 +201,14 @@ def fill_attributes(
     as xarray writes it, for floats), which raises :class:`UnreadableFill` where xarray cannot
     read it or reads another value. Every other one is compared as it is, as xarray compares it
     (``missing_value``, and a v2 array's ``_FillValue`` attribute: base64 text there is text,
-    equal to no number)."""
+    equal to no number). So is a v3 ``_FillValue`` on an array xarray does not read as a
+    variable (``as_variable`` false: no dimension names), which xarray's rule does not reach:
+    the number it says (helper-47: a plain array's -9999.0 was refused as unreadable, with or
+    without ``mask_and_scale``, the only fix offered an edit of the input)."""
     found: list[float] = []
     if fill_value is not None:
         fill = fill_value
-    elif zarr_format == 3 and "_FillValue" in attrs:
+    elif zarr_format == 3 and as_variable and "_FillValue" in attrs:
         fill = v3_fill_value(attrs["_FillValue"], stored)
     else:
         fill = attrs.get("_FillValue")
@@ -241,7 +248,11 @@ def decoded_dtype(stored: np.dtype, attrs: Mapping[str, Any]) -> np.dtype:
 
 
 def unpacking(
-    attrs: Mapping[str, Any], stored: np.dtype, fill_value: Any = None, zarr_format: int = 3
+    attrs: Mapping[str, Any],
+    stored: np.dtype,
+    fill_value: Any = None,
+    zarr_format: int = 3,
+    as_variable: bool = True,
 ) -> Unpacking | None:
     """The decoding of a variable with ``attrs`` whose elements are stored as ``stored``;
     None when there is nothing to decode (no packing, no fill value other than NaN).
@@ -249,8 +260,9 @@ def unpacking(
     ``fill_value``: for a Zarr v2 variable written by xarray, the array's fill value (xarray
     stores ``_FillValue`` there, not in the attributes). ``zarr_format``: the variable's; a v3
     ``_FillValue`` attribute is read as xarray reads it, and one xarray cannot read, or reads as
-    another value, raises :class:`UnreadableFill` (:func:`fill_attributes`)."""
-    fills = fill_attributes(attrs, stored, fill_value, zarr_format)
+    another value, raises :class:`UnreadableFill` (:func:`fill_attributes`), where the array
+    is one xarray reads as a variable (``as_variable``: it has dimension names)."""
+    fills = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable)
     if not is_packed(attrs) and not fills:
         return None
     declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None

@@ -234,6 +234,34 @@ def _shown(value: int | float) -> str:
     return repr(value)
 
 
+def _what_holds(dt: np.dtype, key: str, value: int | float) -> str:
+    """The fix for a scalar ``value`` of ``key`` that ``dt`` cannot hold: a value within its
+    range, or an input dtype that holds it, named where there is one. No wider unsigned
+    dtype holds a negative value (helper-47: uint64 with factor -1 was told to convert the
+    input to a wider dtype): a signed one that holds the input's values does (int16 for
+    uint8, int32 for uint16; int64 for uint32 would be refused next, its whole range times
+    the scalar overflowing it), or float64; no integer dtype holds one past 64 bits, and
+    none is wider than float64."""
+    within = "use a value within that range"
+    if dt.kind == "u" and isinstance(value, int) and value < 0:
+        # int64 holds every uint32 value, but its own range times a scalar overflows it
+        signed = {1: "int16", 2: "int32"}.get(dt.itemsize)
+        to = (
+            f"a signed or float dtype ({signed}, which holds every {dt} value, or float64)"
+            if signed
+            else "float64"
+        )
+        return f"use a non-negative {key}, or convert the input to {to}"
+    if dt.kind in "iu" and isinstance(value, int):
+        wider = _smallest_int(dt.kind, Interval(min(value, 0), max(value, 0)))
+        if wider is not None and wider.itemsize > dt.itemsize:
+            return f"{within}, or convert the input to {wider}"
+        return f"{within}, or convert the input to float64"
+    if dt.kind == "f" and dt.itemsize < 8:
+        return f"{within}, or convert the input to float64"
+    return within
+
+
 def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype) -> None:
     """Refuse a scalar operand of a stage that the dtype NumPy converts it to cannot hold.
 
@@ -258,8 +286,7 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
         if not fits:
             raise PlanError(
                 f"stage {position} ({name}): {key} {_shown(value)} does not fit {dt}, which holds "
-                f"{_holds(dt)}; use a value within that range, or convert the input to a "
-                "wider dtype",
+                f"{_holds(dt)}; {_what_holds(dt, key, value)}",
                 stage=name,
                 position=position,
                 parameter=key,

@@ -56,6 +56,10 @@ class Carried:
     root of its store)"""
     notes: tuple[str, ...] = field(default=(), compare=False)
     """what the plan says besides (attributes a stale consolidated copy holds otherwise)"""
+    dimension_names: tuple[str | None, ...] | None = None
+    """the output's dimension names: the input's as given, some perhaps None (an array with
+    names for some of its dimensions only, which xarray does not read as a variable, keeps
+    them); None where it has none"""
 
     @property
     def dims(self) -> tuple[str, ...] | None:
@@ -118,6 +122,7 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         unpacking=unpack,
         frame=frame,
         notes=tuple(notes),
+        dimension_names=datasets.dimension_names(arr),
     )
 
 
@@ -395,7 +400,7 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     zarr_format = arr.metadata.zarr_format
     v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
     try:
-        found = unpacking(attrs, stored, v2_fill, zarr_format)
+        found = unpacking(attrs, stored, v2_fill, zarr_format, as_variable=is_variable)
     except UnreadableFill as e:
         raise InputError(
             f"input variable {where} has {e}",
@@ -403,6 +408,8 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
             attributes=["_FillValue"],
             fix=e.fix,
         ) from None
+    if found is not None and config.input.mask_and_scale:
+        _refuse_unmaskable(where, found, attrs, stored)
     if found is None or config.input.mask_and_scale:
         return found
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
@@ -417,6 +424,59 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
         attributes=names,
         fix="input.mask_and_scale: true",
     )
+
+
+def _refuse_unmaskable(
+    where: str, found: Unpacking, attrs: dict[str, Any], stored: np.dtype
+) -> None:
+    """Refuse, before anything is written, a variable whose decoding yields a dtype that holds
+    no NaN (an integer ``scale_factor`` alone: xarray decodes to int64) while some elements
+    decode to NaN: those equal to a fill value (``_FillValue``, ``missing_value``, a v2 fill
+    value) that its stored elements can hold, or, stored as floats, any NaN among them. The
+    plan had accepted such a variable ("unpack (-1 -> NaN; * 2) as int64"), and the run died
+    mid-compute (``cannot convert float NaN to integer``), leaving its output incomplete;
+    xarray itself reads those elements as arbitrary integers (InputError, fields ``variable``,
+    ``attributes``, ``fix``)."""
+    dtype = np.dtype(found.dtype)
+    if dtype.kind == "f":
+        return
+    masked = [v for v in found.fill_values if _can_hold(stored, v)]
+    if not masked and stored.kind != "f":
+        return
+    ints = [k for k in ("scale_factor", "add_offset") if k in attrs and _is_integer(attrs[k])]
+    said = ", ".join(f"{k}={attrs[k]!r}" for k in ints) or "packing"
+    floats = " and ".join(f"{k}: {float(attrs[k])!r}" for k in ints) or "its packing as floats"
+    what = (
+        f"its elements equal to {', '.join(repr(v) for v in masked)} are missing (NaN)"
+        if masked
+        else f"its stored {stored} values may be NaN"
+    )
+    raise InputError(
+        f"input variable {where} decodes to {dtype} because of its integer {said} (as xarray "
+        f"decodes it), and {what}, which an integer result type cannot hold (xarray reads "
+        f"them as arbitrary integers): write {floats} in the input, so that it decodes to "
+        "floats",
+        variable=where,
+        attributes=ints or ["scale_factor"],
+        fix=f"{' and '.join(ints) or 'scale_factor'} as a float",
+    )
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _can_hold(stored: np.dtype, value: Any) -> bool:
+    """Whether elements stored as ``stored`` can equal the number ``value`` (a fill value of
+    -1 on uint8 masks none)."""
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, (bool, np.bool_)):
+        return False  # text equals no number
+    if stored.kind == "f":
+        return True
+    if not float(value).is_integer():
+        return False
+    info = np.iinfo(stored)
+    return bool(info.min <= int(value) <= info.max)
 
 
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:

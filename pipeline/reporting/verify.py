@@ -7,6 +7,7 @@ in the check. Floating-point values must match to the bit (NaN where NaN).
 
 from __future__ import annotations
 
+import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ class VerifyResult:
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
+    metadata_differs: tuple[str, ...] = ()
+    """what the output's metadata holds otherwise than the run wrote it (edited since), each
+    in a few words: its own attributes, dimension names or fill value against what the input
+    and the config make, the group attributes the run carried against its record, and each
+    consolidated copy above it against the own metadata of what it lists
+    (:func:`pipeline.store.datasets.consolidated_differences`)"""
 
     @property
     def ok(self) -> bool:
@@ -59,6 +66,7 @@ class VerifyResult:
             and not self.input_changed
             and self.made_from is None
             and not self.coordinates_differ
+            and not self.metadata_differs
         )
 
 
@@ -97,9 +105,15 @@ def verify(
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
     if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
+        said = (  # the record says this config made it: its metadata was edited since
+            "its metadata was edited since the run, whose record says it wrote "
+            f"{list(src.shape)} {chain[-1].out_dtype}; `run --overwrite` writes it again"
+            if _made_by_this(record, tuple(src.shape), native, chain)
+            else f"this config makes {list(src.shape)} {chain[-1].out_dtype}: is it the same "
+            "config?"
+        )
         raise OutputError(
-            f"the output is {list(dst.shape)} {dst.dtype}, but this config makes "
-            f"{list(src.shape)} {chain[-1].out_dtype}: is it the same config?",
+            f"the output is {list(dst.shape)} {dst.dtype}, but {said}",
             output=loc_out.join(out_path),
             shape=tuple(dst.shape),
             dtype=str(dst.dtype),
@@ -131,6 +145,77 @@ def verify(
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
         coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
+        metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
+    )
+
+
+def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: Any) -> bool:
+    """Whether the output's record says the run read an input of this ``shape`` and ``dtype``
+    and computed this ``chain`` (so an output of another shape or dtype was edited since)."""
+    source = record.get("source") if isinstance(record, dict) else None
+    if not isinstance(source, dict):
+        return False
+    try:
+        same_dtype = np.dtype(source.get("dtype")).newbyteorder("=") == dtype
+    except TypeError:
+        return False
+    return (
+        source.get("shape") == list(shape)
+        and same_dtype
+        and record.get("stages") == [s.describe() for s in chain]
+    )
+
+
+def _metadata_differs(
+    dst: Any, loc_out: Location, out_path: str, kept: Carried, record: Any
+) -> tuple[str, ...]:
+    """What the output's metadata holds otherwise than the run wrote it, each in a few words
+    (helper-47: an output whose attributes, dimension names, fill value or consolidated
+    copies were edited after the run passed, its values being intact): its own attributes
+    (besides the pipeline's record) against those the input gives it (``kept``), its
+    dimension names against the input's, its fill value against the pipeline's (0), the
+    group attributes its record says the run carried against the group's, and the
+    consolidated copies above it against the own metadata of the output, of the coordinates
+    written beside it and of its group. () where all agree."""
+    found: list[str] = []
+    own = {k: v for k, v in dict(dst.attrs).items() if k != "pipeline"}
+    keys = _differing_values(own, kept.attrs)
+    if keys:
+        found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+    names = getattr(dst.metadata, "dimension_names", None)
+    wanted = kept.dimension_names
+    if (tuple(names) if names is not None else None) != wanted:
+        found.append(
+            f"its dimension names {list(names) if names is not None else None} "
+            f"(the run wrote {list(wanted) if wanted is not None else None})"
+        )
+    fill = np.asarray(dst.metadata.fill_value, dtype=dst.dtype)
+    if fill.tobytes() != np.zeros((), dtype=dst.dtype).tobytes():
+        found.append(f"its fill value {fill.item()!r} (the run wrote 0)")
+    group, _, _ = out_path.rpartition("/")
+    store = loc_out.zarr_store(read_only=True)
+    carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
+    if kept.frame and isinstance(carried_attrs, dict):
+        now = datasets.group_attributes(store, group)
+        now = {k: v for k, v in now.items() if k in carried_attrs}
+        keys = _differing_values(now, carried_attrs)
+        if keys:
+            found.append(f"its group's {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+    members = kept.variable.coords if kept.frame and kept.variable is not None else ()
+    if out_path:
+        found += datasets.consolidated_differences(store, out_path, members)
+    return tuple(found)
+
+
+def _differing_values(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two attribute mappings, as stored JSON (NaN equal
+    to NaN); a key in one only differs."""
+
+    def text(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return sorted(
+        k for k in a.keys() | b.keys() if k not in a or k not in b or text(a[k]) != text(b[k])
     )
 
 

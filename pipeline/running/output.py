@@ -792,7 +792,7 @@ def create(plan: Plan) -> None:
             plan.sink.encoding.checksum,
             {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now(), **extra})},
             overwrite=False,
-            dimension_names=plan.carried.dims,
+            dimension_names=plan.carried.dimension_names,
         )
         _consolidate(plan, kept, above)
 

@@ -451,10 +451,10 @@ def create_output(
     checksum: bool,
     attributes: dict[str, Any],
     overwrite: bool,
-    dimension_names: tuple[str, ...] | None = None,
+    dimension_names: tuple[str | None, ...] | None = None,
 ) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (an
-    xarray variable's dimensions; None: none); chunks are written later, raw."""
+    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (the
+    input's, some perhaps None; None: none); chunks are written later, raw."""
     import zarr
     from zarr.codecs import ZstdCodec
 

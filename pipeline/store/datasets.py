@@ -75,6 +75,23 @@ def dims_of(arr: Any) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names)
 
 
+def dimension_names(arr: Any) -> tuple[str | None, ...] | None:
+    """A Zarr array's dimension names as given, some perhaps None (v3 ``dimension_names``
+    such as (None, "x"), or a v2 ``_ARRAY_DIMENSIONS`` list of one name or null per
+    dimension): what an output made from it keeps; None where it has none (or a v2 list of
+    another length or with other entries). Unlike :func:`dims_of`, which names an xarray
+    variable's dimensions, a partial list is kept (helper-47: (None, "x") gave an output
+    with no dimension names at all)."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
+    if not isinstance(names, (list, tuple)) or len(names) != arr.ndim:
+        return None
+    if not all(n is None or isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
 def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
     with its group's coordinates; None for an array without dimension names."""
@@ -664,6 +681,70 @@ def consolidated_groups(store: Any, path: str) -> list[str]:
         if _own_consolidated(g):
             found.append(group)
     return found
+
+
+def consolidated_differences(store: Any, path: str, members: tuple[str, ...] = ()) -> list[str]:
+    """Where the consolidated metadata above the array at ``path`` of ``store`` (that of each
+    group at or above its parent with consolidated metadata of its own: a v3 ``zarr.json``'s
+    ``consolidated_metadata``, a v2 ``.zmetadata``) disagrees with the own metadata of that
+    array, of the ``members`` of its group (the coordinates written beside it) and of the
+    group itself (its attributes), each in a few words naming the copy, the node and what
+    differs; [] where every copy agrees, or there is none. A copy that does not list one of
+    them (or lists one its group no longer holds) says so. ``xr.open_zarr`` reads these
+    copies, not the arrays' own metadata: an output whose copy was edited after the run (or
+    is stale) reads as other values or attributes than it holds."""
+    import zarr
+
+    parent = path.rpartition("/")[0]
+    targets = [path, *(_key(parent, m) for m in members)]
+    found: list[str] = []
+    for group in consolidated_groups(store, parent):
+        try:
+            with _quiet():
+                meta = zarr.open_consolidated(store, path=group or None, mode="r").metadata
+            copy_of = meta.consolidated_metadata
+            assert copy_of is not None  # open_consolidated raises where there is none
+            listed = copy_of.flattened_metadata
+        except Exception:  # a copy zarr cannot read: xarray cannot open the group either
+            found.append(f"the consolidated metadata of {group or 'the root'!r} is unreadable")
+            continue
+        where = f"the consolidated metadata of {'group ' + repr(group) if group else 'the root'}"
+        prefix = f"{group}/" if group else ""
+        for target in targets:
+            rel = target[len(prefix) :]
+            own = _own_array(store, target)
+            copy = listed.get(rel)
+            if own is None:
+                if copy is not None and target != path:
+                    found.append(f"{where} lists {rel!r}, which the group no longer holds")
+                continue
+            if copy is None:
+                found.append(f"{where} does not list {rel!r}")
+                continue
+            said = _said_differing(own.metadata.to_dict(), copy.to_dict())
+            if said:
+                found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
+        if parent != group:  # the group's attributes, as a copy above it holds them
+            copy = listed.get(parent[len(prefix) :])
+            own_attrs = group_attributes(store, parent)
+            if copy is not None:
+                said = _said_differing(
+                    {"attributes": own_attrs}, {"attributes": dict(copy.attributes)}
+                )
+                if said:
+                    found.append(f"{where} holds another {said} of the group {parent!r}")
+    return found
+
+
+def _said_differing(own: dict[str, Any], copy: dict[str, Any]) -> str:
+    """The fields of two metadata documents that differ, in words (the attributes by name:
+    "units attribute"); '' where none do."""
+    keys = _differing(own, copy)
+    words = [k for k in keys if k != "attributes"]
+    if "attributes" in keys:
+        names = _differing(dict(own.get("attributes") or {}), dict(copy.get("attributes") or {}))
+        words += [f"{n} attribute" for n in names]
+    return ", ".join(words)
 
 
 def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any] | None:
