@@ -394,6 +394,27 @@ class Location:
             found[f"{base}/{rel}" if base else rel] = int(d.get("size") or 0)
         return found
 
+    def stamped_files(self, key: str) -> dict[str, dict[str, Any]]:
+        """Every file (object) under ``key`` of a store that is not a local folder, by its
+        path on the file system, with what its listing says and ``stamp``: what changes when
+        the file is rewritten (:func:`change_stamp`), or None where the store gives nothing
+        that does. {} where nothing is listed there (an HTTP server that lists no folders).
+
+        Files the listing gives no stamp for are asked one by one (``info``: for HTTP a HEAD
+        request, which gives ETag or Last-Modified where the server sends them, and the size)."""
+        fs = self.fs()
+        try:
+            found = fs.find(self.join(key), detail=True)
+        except FileNotFoundError:
+            return {}
+        files = {name: {**d, "stamp": change_stamp(d)} for name, d in found.items()}
+        unstamped = [name for name, d in files.items() if d["stamp"] is None]
+        for name, info in _infos(fs, unstamped).items():
+            stamp = change_stamp(info)
+            if stamp is not None:
+                files[name] = {**files[name], "size": info.get("size"), "stamp": stamp}
+        return files
+
     def list(self, key: str) -> list[str]:
         """Names directly under ``key`` (empty when it does not exist)."""
         path = self._path(key)
@@ -461,6 +482,65 @@ class Location:
                 "writable store"
             )
             raise OutputError(message, output=self.url) from None
+
+
+#: What says a file was rewritten, in the details fsspec's file systems give of it (their
+#: listings, ``info``), best first: ``CRC``, a zip member's checksum of its bytes; ``ETag``
+#: and the rest, an object store's; ``Content-MD5``, ``Digest`` and ``Last-Modified``, the
+#: headers of an HTTP server's answer to HEAD.
+CHANGE_STAMPS = (
+    "CRC",
+    "ETag",
+    "etag",
+    "md5Hash",
+    "LastModified",
+    "mtime",
+    "created",
+    "Content-MD5",
+    "Digest",
+    "Last-Modified",
+)
+
+
+def change_stamp(details: dict[str, Any]) -> Any:
+    """The first of :data:`CHANGE_STAMPS` that ``details`` (a file's, from a listing or
+    ``info``) holds; None where it holds none."""
+    return next((details[k] for k in CHANGE_STAMPS if details.get(k) is not None), None)
+
+
+def _infos(fs: Any, names: Sequence[str], batch: int = 64) -> dict[str, dict[str, Any]]:
+    """``fs.info`` of each of ``names`` ({} for one it cannot give: a server that refuses
+    HEAD, a file gone meanwhile), ``batch`` at a time on an asynchronous file system (HTTP)
+    or on as many threads otherwise."""
+    if not names:
+        return {}
+    if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
+        from fsspec.asyn import sync
+
+        async def ask(name: str) -> dict[str, Any]:
+            try:
+                return dict(await fs._info(name))
+            except Exception:  # no stamp: the identity says it cannot see
+                return {}
+
+        async def ask_all() -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            for i in range(0, len(names), batch):
+                got += await asyncio.gather(*(ask(n) for n in names[i : i + batch]))
+            return got
+
+        return dict(zip(names, sync(fs.loop, ask_all), strict=True))
+
+    def ask_sync(name: str) -> dict[str, Any]:
+        try:
+            return dict(fs.info(name))
+        except Exception:  # as above
+            return {}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(batch, len(names))) as pool:
+        return dict(zip(names, pool.map(ask_sync, names), strict=True))
 
 
 def _async_wrapped(fs: Any) -> Any:
