@@ -339,7 +339,18 @@ class Location:
             if isinstance(e.__cause__, FileNotFoundError):  # e.g. the zip file is absent
                 return False
             raise
-        return bool(fs.exists(key_under(root, key)))
+        path = key_under(root, key)
+        if fs.exists(path):
+            return True
+        if key:
+            return False
+        # the store itself: some file systems answer no for their root though they list what
+        # is in it (reference://, whose root '' holds its keys: F1 refused such an input as
+        # "does not exist", which zarr-python opens)
+        try:
+            return bool(fs.ls(path, detail=False))
+        except (OSError, ValueError):
+            return False
 
     def delete(self, key: str, recursive: bool = False) -> None:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine.
