@@ -316,8 +316,8 @@ def _input_identity(info: ArrayInfo) -> StoreIdentity:
     is noticed: for local stores the modification and status-change times (a copy that keeps
     modification times, ``cp -p``, still makes new files: helper-40), for object stores each
     object's ETag (or modification time), for a zip each member's CRC-32, with the archive
-    file's own times; for HTTP what its HEAD answers say (ETag, Last-Modified)
-    (:meth:`Location.stamped_files`).
+    file's own times; for HTTP what its HEAD answers say (ETag, Last-Modified); for references
+    (kerchunk) the files they point into (:meth:`Location.stamped_files`).
 
     A store restored from a copy is a changed input (its files are new); where the input
     is, is the identity's other part (:attr:`Plan.identity`)."""

@@ -191,6 +191,8 @@ class Location:
             return os.path.join(self.url, tail)
         if _chained(self.url):
             return _chain_join(self.url, tail)
+        if self.url.endswith("://"):  # the file system's root: reference://, memory://
+            return self.url + tail
         return f"{self.url.rstrip('/')}/{tail}"
 
     # -- file system -----------------------------------------------------------------------
@@ -412,13 +414,23 @@ class Location:
         that does. {} where nothing is listed there (an HTTP server that lists no folders).
 
         Files the listing gives no stamp for are asked one by one (``info``: for HTTP a HEAD
-        request, which gives ETag or Last-Modified where the server sends them, and the size)."""
+        request, which gives ETag or Last-Modified where the server sends them, and the size).
+        A key of a reference file system (kerchunk, ``reference://``) is stamped by what it
+        points at: its inline bytes' digest, or the referenced range with the target file's
+        own stamp (a local target's size, modification and status-change times), since
+        rewriting the target changes the key's bytes and nothing in the references."""
         fs = self.fs()
         try:
             found = fs.find(self.join(key), detail=True)
         except FileNotFoundError:
             return {}
         files = {name: {**d, "stamp": change_stamp(d)} for name, d in found.items()}
+        refs = _reference_fs(fs)
+        if refs is not None:
+            targets: dict[str, str | None] = {}
+            for name, d in files.items():
+                d["stamp"] = _reference_stamp(refs, name, targets)
+            return files
         unstamped = [name for name, d in files.items() if d["stamp"] is None]
         for name, info in _infos(fs, unstamped).items():
             stamp = change_stamp(info)
@@ -552,6 +564,62 @@ def _infos(fs: Any, names: Sequence[str], batch: int = 64) -> dict[str, dict[str
 
     with ThreadPoolExecutor(min(batch, len(names))) as pool:
         return dict(zip(names, pool.map(ask_sync, names), strict=True))
+
+
+def _reference_fs(fs: Any) -> Any:
+    """The reference file system (kerchunk) ``fs`` is, or reads through (a caching layer
+    over it: ``simplecache::reference://``); None where it is none."""
+    from fsspec.implementations.chained import ChainedFileSystem
+    from fsspec.implementations.reference import ReferenceFileSystem
+
+    while isinstance(fs, ChainedFileSystem) and getattr(fs, "fs", None) is not None:
+        fs = fs.fs
+    return fs if isinstance(fs, ReferenceFileSystem) else None
+
+
+def _reference_stamp(refs: Any, name: str, targets: dict[str, str | None]) -> str | None:
+    """The stamp of the key ``name`` of the reference file system ``refs``: its inline bytes'
+    digest, or the range it points at with its target's stamp (``targets``: those already
+    taken, by URL); None where the target has none."""
+    import hashlib
+
+    try:
+        part = refs.references[name]
+    except KeyError:
+        return None
+    if isinstance(part, str):
+        part = part.encode()
+    if hasattr(part, "to_bytes"):
+        part = part.to_bytes()
+    if isinstance(part, bytes):
+        return "inline:" + hashlib.sha256(part).hexdigest()[:16]
+    url, *extent = part
+    if url not in targets:
+        targets[url] = _target_stamp(refs, url)
+    stamp = targets[url]
+    return None if stamp is None else f"{url}\0{extent}\0{stamp}"
+
+
+def _target_stamp(refs: Any, url: str) -> str | None:
+    """The stamp of the file ``url`` that keys of the reference file system ``refs`` point
+    into: a local file's size, modification and status-change times (nanoseconds), or what
+    its own file system's ``info`` gives (:func:`change_stamp`, with the size); 'missing'
+    for a local file that is not there; None where nothing says it was rewritten."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(url)
+    if protocol in (None, "file", "local"):
+        try:
+            st = os.stat(_without_localhost(path) if protocol else path)
+        except OSError:
+            return "missing"
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    target = refs.fss.get(protocol)
+    if target is None:
+        return None
+    info = _infos(target, [url]).get(url, {})
+    stamp = change_stamp(info)
+    return None if stamp is None else f"{info.get('size')}:{stamp}"
 
 
 def _async_wrapped(fs: Any) -> Any:
