@@ -2,8 +2,9 @@
 own (``python tests/httpkit.py ROOT CONTROL``), which tests steer through the JSON file
 CONTROL, read at every request:
 
-- ``fail``: {path: status}: requests for these paths (below ROOT, no leading '/') answer
-  with that status (403, 500, ...);
+- ``fail``: {path: status}: GET requests for these paths (below ROOT, no leading '/')
+  answer with that status (403, 500, ...), as a server that fails on reading does (HEAD
+  answers as usual);
 - ``stamps``: false drops the headers that say a file changed (``Last-Modified``, ``ETag``),
   as servers that send neither do.
 """
@@ -82,10 +83,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._failed():
             super().do_GET()
-
-    def do_HEAD(self) -> None:
-        if not self._failed():
-            super().do_HEAD()
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -1,6 +1,7 @@
 """Inputs read over HTTP (``input.store: http://...``) from a real server in a process of its
 own (``tests/httpkit.py``): a rewrite between an interrupted run and its resume is seen where
-the server says when files change, and a resume is refused where it does not.
+the server says when files change, and a resume is refused where it does not; a server's
+error on a chunk is one line that says what to do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import zarr
 
 from pipeline.errors import OutputError
 from tests.conftest import reference, write_config
-from tests.faultkit import refused
+from tests.faultkit import one_line_error, refused
 from tests.httpkit import serving
 
 ROWS, COLS, CHUNK = 64, 256, 8
@@ -92,3 +93,27 @@ def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cl
         rc, _, err = cli("verify", cfg, "--all")
         assert rc == 0, err
         assert "every block was compared" in err
+
+
+def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) -> None:
+    """F8: an HTTP 403 (or 500) on a chunk was a bare ``ClientResponseError: 403, ...``,
+    naming no fix and not saying the output stays incomplete."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path) as server:
+        cfg = _config(tmp_path, server.url)
+        for status in (403, 500):
+            server.set(fail={"in.zarr/2.0": status})
+            rc, _, err = cli("run", cfg, "--overwrite")
+            assert rc == 1
+            line = one_line_error(err)
+            assert f"HTTP {status}" in line and "'2.0'" in line, line
+            assert server.url in line and "stays incomplete" in line, line
+            assert "--resume" in line, line
+        server.set()
+        rc, _, err = cli("run", cfg, "--overwrite")
+        assert rc == 0, err
+        server.set(fail={"in.zarr/2.0": 403})  # verify reads through zarr-python: not damage
+        rc, _, err = cli("verify", cfg, "--all")
+        line = one_line_error(err.split("\n", 1)[-1] if err.startswith("verify") else err)
+        assert "HTTP 403" in line and "damaged" not in line, line

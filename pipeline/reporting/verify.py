@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import InputError, OutputError, PipelineError
+from pipeline.errors import (
+    InputError,
+    OutputError,
+    PipelineError,
+    storage_failure,
+    storage_fix,
+)
 from pipeline.ops import stages
 from pipeline.planning.plan import StoreIdentity, frame_identity, identify_store, input_place
 from pipeline.planning.variable import (
@@ -221,6 +227,17 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
         return np.asarray(arr[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
         region = [[s.start, s.stop] for s in sl]
+        failure = storage_failure(e)
+        if failure is not None:  # the store would not give it: no damage (F8)
+            side = "output" if output else "input"
+            raise (OutputError if output else InputError)(
+                f"cannot read the {side} {where} in the region {region}: the store answered "
+                f"{failure}; {storage_fix(failure).replace('input.', side + '.')}, then verify "
+                "again",
+                **{"output" if output else "store": where},
+                region=region,
+                reason=failure,
+            ) from None
         said = (
             f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
             f"region {region} ({type(e).__name__}: {e}): a chunk there is damaged; "
