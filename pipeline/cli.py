@@ -535,6 +535,19 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.input_unchecked is not None:
+        every = res.checked == res.total
+        print(
+            f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
+            f"the run that kept its files' names and sizes ({res.input_unchecked}); "
+            + (
+                "every block was compared with the input as it is now"
+                if every
+                else "only the blocks compared vouch for the output: `verify --all` compares "
+                "every block"
+            ),
+            file=sys.stderr,
+        )
     return 0 if res.ok else 1
 
 

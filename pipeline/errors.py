@@ -107,7 +107,9 @@ class OutputError(PipelineError):
     (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
     ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
     ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output
-    overlapping the input), ``path`` (a file or folder in it that cannot be deleted).
+    overlapping the input), ``path`` (a file or folder in it that cannot be deleted),
+    ``unstamped`` (why a resume cannot tell the input unchanged: its store gives no change
+    stamps).
     """
 
 
@@ -217,3 +219,34 @@ def missing_credentials(e: BaseException) -> bool:
             return True
         x = x.__cause__ or x.__context__
     return False
+
+
+def storage_failure(e: BaseException) -> str | None:
+    """What a store answered where reading failed, in a few words, when ``e`` (or an error it
+    came from: a reference file system's ``ReferenceNotReachable`` wraps its target's) is the
+    storage's failure rather than the bytes': an HTTP status ('HTTP 403 Forbidden', from
+    aiohttp's ``ClientResponseError``, as fsspec's HTTP file system raises it), or an
+    ``OSError`` (permission, connection, timeout) other than a missing file, which reads as
+    the fill value. None for anything else (a codec's error: damaged bytes)."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        status = getattr(x, "status", None)
+        if type(x).__name__ == "ClientResponseError" and isinstance(status, int):
+            return f"HTTP {status} {getattr(x, 'message', '') or ''}".strip()
+        if isinstance(x, OSError) and not isinstance(x, FileNotFoundError):
+            return f"{type(x).__name__}: {x}"
+        if type(x).__name__.startswith("Client") and "aiohttp" in type(x).__module__:
+            return f"{type(x).__name__}: {x}"  # a connection lost or refused
+        x = x.__cause__ or x.__context__
+    return None
+
+
+def storage_fix(failure: str) -> str:
+    """What to do about a store's ``failure`` (:func:`storage_failure`) on reading."""
+    if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
+        return "give access to it (its permissions, or the credentials in input.storage_options)"
+    if failure.startswith("HTTP 4"):
+        return "check input.store and that the server serves every chunk"
+    return "make the store reachable (the server answering again)"

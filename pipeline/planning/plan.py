@@ -195,7 +195,7 @@ class Plan:
         ident = {
             "input": [
                 input_place(self.input.location, self.input.path),
-                _input_identity(self.input),
+                self._input_store.identity,
             ],
             # exclude_none: store_raw_below left out keeps the identity of runs made before it
             "output": [
@@ -223,12 +223,25 @@ class Plan:
         coordinates and was marked complete). None otherwise."""
         return frame_identity(self.input.location, self.carried)
 
+    @functools.cached_property
+    def _input_store(self) -> StoreIdentity:
+        return _input_identity(self.input)
+
+    @property
+    def input_unstamped(self) -> str | None:
+        """Why the input's identity cannot show a rewrite that keeps its files' names and
+        sizes (:attr:`StoreIdentity.unstamped`: its store gives no change stamp for some of
+        its files), as :attr:`identity` found it; None where it can."""
+        return self._input_store.unstamped
+
     def input_unchanged(self) -> bool:
         """Whether the input's metadata and files, and the coordinates and group attributes
         the output carries, are still what :attr:`identity` took (the run's start, or its
-        resume): not rewritten while the run read them."""
+        resume): not rewritten while the run read them, as far as the identity sees (where
+        :attr:`input_unstamped` says why it cannot, True proves nothing of the files'
+        bytes)."""
         return bool(
-            _input_identity(self.input) == self.identity["input"][1]
+            _input_identity(self.input).identity == self.identity["input"][1]
             and self._frame_identity() == self.identity.get("coordinates")
         )
 
@@ -236,11 +249,6 @@ class Plan:
         """A short hash of :meth:`identity`."""
         doc = self.identity
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-
-
-#: What says an object was rewritten, in the listings of fsspec's file systems, best first
-#: (``CRC``: a zip member's checksum of its bytes).
-_STAMPS = ("CRC", "ETag", "etag", "md5Hash", "LastModified", "mtime", "created")
 
 
 def input_place(location: Location, path: str) -> str:
@@ -302,22 +310,43 @@ def _canonical(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, default=str).encode()
 
 
-def _input_identity(info: ArrayInfo) -> Any:
+def _input_identity(info: ArrayInfo) -> StoreIdentity:
     """The input's metadata document, and the total size of its files with a digest of each
     file's name, size and times, so an input rewritten since a run (interrupted or complete)
     is noticed: for local stores the modification and status-change times (a copy that keeps
     modification times, ``cp -p``, still makes new files: helper-40), for object stores each
     object's ETag (or modification time), for a zip each member's CRC-32, with the archive
-    file's own times.
+    file's own times; for HTTP what its HEAD answers say (ETag, Last-Modified); for references
+    (kerchunk) the files they point into (:meth:`Location.stamped_files`).
 
     A store restored from a copy is a changed input (its files are new); where the input
     is, is the identity's other part (:attr:`Plan.identity`)."""
-    return store_identity(info.location, info.path)
+    return identify_store(info.location, info.path)
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """What :func:`identify_store` took of an array's store."""
+
+    identity: list[Any]
+    """[digest of its metadata document, total bytes of its files, digest of their stamps]"""
+    unstamped: str | None
+    """None where every file has a stamp that a rewrite changes; else why not, in words that
+    follow "the input's identity cannot show a rewrite that keeps names and sizes: " (an HTTP
+    server that sends no ETag or Last-Modified, one that lists no files): then the identity
+    sees only the metadata, the names and the sizes, and an equal one proves nothing"""
 
 
 def store_identity(location: Location, path: str) -> list[Any]:
     """:func:`_input_identity` of the array at ``path`` of ``location``: [digest of its
-    metadata document, total bytes of its files, digest of their stamps]."""
+    metadata document, total bytes of its files, digest of their stamps]
+    (:func:`identify_store`'s ``identity``)."""
+    return identify_store(location, path).identity
+
+
+def identify_store(location: Location, path: str) -> StoreIdentity:
+    """The identity of the array at ``path`` of ``location`` (:func:`store_identity`), and
+    whether it can show a rewrite at all (:attr:`StoreIdentity.unstamped`)."""
     doc = (
         location.read(f"{path}/zarr.json" if path else "zarr.json")
         or location.read(f"{path}/.zarray" if path else ".zarray")
@@ -325,20 +354,31 @@ def store_identity(location: Location, path: str) -> list[Any]:
     )
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
     if location.is_local:
-        return ident + _local_files_identity(location.join(path))
+        return StoreIdentity(ident + _local_files_identity(location.join(path)), None)
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
-    found = location.fs().find(location.join(path), detail=True)
+    found = location.stamped_files(path)
     digest = hashlib.sha256()
     digest.update(f"{location.archive_stamp()}\n".encode())
     total = 0
+    unstamped: list[str] = []
     for name in sorted(found):
         if "/.pipeline/" in name:
             continue
         d = found[name]
         total += int(d.get("size") or 0)
-        stamp = next((d[k] for k in _STAMPS if d.get(k) is not None), "")
+        if d["stamp"] is None:
+            unstamped.append(name)
+        stamp = "" if d["stamp"] is None else d["stamp"]
         digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
-    return ident + [total, digest.hexdigest()[:16]]
+    why = None
+    if not found:
+        why = f"{location.protocol}:// lists no files under {location.join(path)}"
+    elif unstamped:
+        why = (
+            f"{location.protocol}:// gives no change stamp (ETag, Last-Modified, modification "
+            f"time) for {len(unstamped)} of its {len(found)} files (first: {unstamped[0]})"
+        )
+    return StoreIdentity(ident + [total, digest.hexdigest()[:16]], why)
 
 
 def _local_files_identity(root: str) -> list[Any]:

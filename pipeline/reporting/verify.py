@@ -16,9 +16,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.errors import InputError, OutputError, PipelineError
+from pipeline.errors import (
+    InputError,
+    OutputError,
+    PipelineError,
+    storage_failure,
+    storage_fix,
+)
 from pipeline.ops import stages
-from pipeline.planning.plan import frame_identity, input_place, store_identity
+from pipeline.planning.plan import StoreIdentity, frame_identity, identify_store, input_place
 from pipeline.planning.variable import (
     Carried,
     carried,
@@ -57,9 +63,16 @@ class VerifyResult:
     and the config make, the group attributes the run carried against its record, and each
     consolidated copy above it against the own metadata of what it lists
     (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    input_unchecked: str | None = None
+    """why ``input_changed`` False says nothing of the input's bytes: its store gives no
+    change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
+    since the run that kept names and sizes shows only in the blocks compared; None where the
+    identity can show one"""
 
     @property
     def ok(self) -> bool:
+        """Whether the output is what the config makes of the input: every check passed, and
+        where the input's identity cannot show a rewrite, every block was compared."""
         return (
             not self.mismatched
             and self.status == "complete"
@@ -67,6 +80,7 @@ class VerifyResult:
             and self.made_from is None
             and not self.coordinates_differ
             and not self.metadata_differs
+            and (self.input_unchecked is None or self.checked == self.total)
         )
 
 
@@ -136,6 +150,9 @@ def verify(
     with ThreadPoolExecutor(threads) as ex:
         results = list(ex.map(check, blocks))
     bad = [b for b, ok in zip(blocks, results, strict=True) if not ok]
+    path_in = config.input.array.strip("/")
+    now = identify_store(loc_in, path_in)
+    changed = _input_changed(record, loc_in, now, kept)
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -143,9 +160,10 @@ def verify(
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
-        input_changed=_input_changed(record, loc_in, config.input.array.strip("/"), kept),
+        input_changed=changed,
         coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
+        input_unchecked=None if changed else now.unstamped,
     )
 
 
@@ -249,12 +267,13 @@ def _made_from(record: Any, here: str) -> str | None:
     return recorded[0] if recorded[0] != here else None
 
 
-def _input_changed(record: Any, loc_in: Location, path: str, kept: Carried) -> bool:
+def _input_changed(record: Any, loc_in: Location, now: StoreIdentity, kept: Carried) -> bool:
     """Whether the input's identity (its metadata and files; for a Dataset output, the group's
     attributes and the coordinates it carries, ``kept``) differs from what the output's
     record says the run that made it read (helper-42: verify passed an output whose input had
     been rewritten since, where the sampled blocks missed the change; helper-43: its
-    coordinates); False where the record says nothing of it."""
+    coordinates); ``now``: the input's identity as it is. False where the record says nothing
+    of it."""
     identity = _identity(record)
     coords = identity.get("coordinates")
     if coords is not None and frame_identity(loc_in, kept) != coords:
@@ -265,7 +284,7 @@ def _input_changed(record: Any, loc_in: Location, path: str, kept: Carried) -> b
     stamps = recorded[1]
     if not (isinstance(stamps, list) and len(stamps) == 3 and isinstance(stamps[2], str)):
         return False  # a record of an earlier version's (the newest mtime): not comparable
-    return bool(store_identity(loc_in, path) != stamps)
+    return bool(now.identity != stamps)
 
 
 def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
@@ -293,6 +312,17 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
         return np.asarray(arr[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
         region = [[s.start, s.stop] for s in sl]
+        failure = storage_failure(e)
+        if failure is not None:  # the store would not give it: no damage (F8)
+            side = "output" if output else "input"
+            raise (OutputError if output else InputError)(
+                f"cannot read the {side} {where} in the region {region}: the store answered "
+                f"{failure}; {storage_fix(failure).replace('input.', side + '.')}, then verify "
+                "again",
+                **{"output" if output else "store": where},
+                region=region,
+                reason=failure,
+            ) from None
         said = (
             f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
             f"region {region} ({type(e).__name__}: {e}): a chunk there is damaged; "

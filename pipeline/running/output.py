@@ -528,6 +528,17 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             status=state,
             changed=[part for part, _ in changed],
         )
+    unstamped = plan.input_unstamped
+    if unstamped is not None:  # F3: an HTTP input rewritten between the runs was mixed in
+        raise OutputError(
+            f"cannot resume {where}: the input's identity cannot show a rewrite since the "
+            f"interrupted run that keeps its files' names and sizes ({unstamped}), so a resume "
+            "could mix both versions; `run --overwrite` starts over",
+            output=where,
+            status=state,
+            changed=[],
+            unstamped=unstamped,
+        )
     check_layout_kept(plan)
     return "resume"
 

@@ -561,9 +561,16 @@ def _check_input_unchanged(plan: Plan) -> None:
     data and fifteen of the old, marked complete): InputError, fields ``input``, ``changed``
     ['input.data'] (as a resume's refusal names it); the output stays incomplete, and a
     resume refuses it too."""
-    if plan.input_unchanged():
-        return
     where = plan.input.location.join(plan.input.path)
+    if plan.input_unchanged():
+        if plan.input_unstamped is not None:  # nothing it can see changed; say what it cannot
+            log.warning(
+                "the input %s was not checked for a rewrite while this run read it that kept "
+                "its files' names and sizes (%s)",
+                where,
+                plan.input_unstamped,
+            )
+        return
     raise InputError(
         f"the input {where} changed while this run read it (its metadata or files, or the "
         "coordinates the output carries, were rewritten by another program), so the output "

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import devices
-from pipeline.errors import ChunkError
+from pipeline.errors import ChunkError, InputError, storage_failure, storage_fix
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.store import codecs, grid, shards
@@ -86,19 +86,49 @@ def _count_read(raw: Any) -> None:
 
 def _unreadable_unit(
     info: ArrayInfo, block_index: Shape, block: Shape, error: Exception
-) -> ChunkError:
+) -> InputError:
     """The ChunkError for a block zarr-python could not read: its first stored unit that
     zarr-python cannot read on its own (each is read once more, only on this failure path),
-    or the block's region where every unit reads alone."""
+    or the block's region where every unit reads alone; the InputError of
+    :func:`unreadable` where the store would not give a unit's bytes (not damage)."""
     reason = f"{type(error).__name__}: {error}"
     z = _zarr_array(info)
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         try:
             z[grid.unit_slices(unit, info.unit, info.shape)]
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            failure = storage_failure(e)
+            if failure is not None:
+                return unreadable(info, info.key(unit), failure)
             return damaged(info, info.key(unit), f"{type(e).__name__}: {e}", "codec")
     region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
+
+
+def unreadable(info: ArrayInfo, key: str, failure: str) -> InputError:
+    """The one-line error for a stored unit of the input that its store would not give
+    (``failure``: :func:`~pipeline.errors.storage_failure`'s words, an HTTP status, a
+    permission): fields ``store``, ``key``, ``reason``."""
+    store = info.location.url
+    return InputError(
+        f"cannot read input chunk {key!r} of {store}: the store answered {failure}; the "
+        f"output stays incomplete: {storage_fix(failure)}, then `run --resume` finishes it",
+        store=store,
+        key=key,
+        reason=failure,
+    )
+
+
+def _read_unit(info: ArrayInfo, key: str, alloc: Callable[[int], memoryview]) -> Any:
+    """``info.location.read_into(key, alloc)``, a storage failure (F8: an HTTP 403 was a bare
+    ``ClientResponseError``) turned into :func:`unreadable`'s one line."""
+    try:
+        return info.location.read_into(key, alloc)
+    except Exception as e:
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise unreadable(info, key, failure) from None
 
 
 def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
@@ -256,7 +286,7 @@ def _decode_unit_on_host(
     fmt = info.format.chunk
     key = info.key(unit_index)
     with _timed("read"):
-        raw = info.location.read_into(key, alloc)
+        raw = _read_unit(info, key, alloc)
     _count_read(raw)
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
@@ -316,7 +346,7 @@ def _read_block_gpu(
         key = info.key(u)
         with _timed("read"):
             base = arena.used
-            raw = info.location.read_into(key, arena.take)
+            raw = _read_unit(info, key, arena.take)
         _count_read(raw)
         with _timed("decode"):
             try:

@@ -191,6 +191,8 @@ class Location:
             return os.path.join(self.url, tail)
         if _chained(self.url):
             return _chain_join(self.url, tail)
+        if self.url.endswith("://"):  # the file system's root: reference://, memory://
+            return self.url + tail
         return f"{self.url.rstrip('/')}/{tail}"
 
     # -- file system -----------------------------------------------------------------------
@@ -339,7 +341,18 @@ class Location:
             if isinstance(e.__cause__, FileNotFoundError):  # e.g. the zip file is absent
                 return False
             raise
-        return bool(fs.exists(key_under(root, key)))
+        path = key_under(root, key)
+        if fs.exists(path):
+            return True
+        if key:
+            return False
+        # the store itself: some file systems answer no for their root though they list what
+        # is in it (reference://, whose root '' holds its keys: F1 refused such an input as
+        # "does not exist", which zarr-python opens)
+        try:
+            return bool(fs.ls(path, detail=False))
+        except (OSError, ValueError):
+            return False
 
     def delete(self, key: str, recursive: bool = False) -> None:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine.
@@ -393,6 +406,37 @@ class Location:
             rel = name[len(top) :].lstrip("/") if name.startswith(top) else name
             found[f"{base}/{rel}" if base else rel] = int(d.get("size") or 0)
         return found
+
+    def stamped_files(self, key: str) -> dict[str, dict[str, Any]]:
+        """Every file (object) under ``key`` of a store that is not a local folder, by its
+        path on the file system, with what its listing says and ``stamp``: what changes when
+        the file is rewritten (:func:`change_stamp`), or None where the store gives nothing
+        that does. {} where nothing is listed there (an HTTP server that lists no folders).
+
+        Files the listing gives no stamp for are asked one by one (``info``: for HTTP a HEAD
+        request, which gives ETag or Last-Modified where the server sends them, and the size).
+        A key of a reference file system (kerchunk, ``reference://``) is stamped by what it
+        points at: its inline bytes' digest, or the referenced range with the target file's
+        own stamp (a local target's size, modification and status-change times), since
+        rewriting the target changes the key's bytes and nothing in the references."""
+        fs = self.fs()
+        try:
+            found = fs.find(self.join(key), detail=True)
+        except FileNotFoundError:
+            return {}
+        files = {name: {**d, "stamp": change_stamp(d)} for name, d in found.items()}
+        refs = _reference_fs(fs)
+        if refs is not None:
+            targets: dict[str, str | None] = {}
+            for name, d in files.items():
+                d["stamp"] = _reference_stamp(refs, name, targets)
+            return files
+        unstamped = [name for name, d in files.items() if d["stamp"] is None]
+        for name, info in _infos(fs, unstamped).items():
+            stamp = change_stamp(info)
+            if stamp is not None:
+                files[name] = {**files[name], "size": info.get("size"), "stamp": stamp}
+        return files
 
     def list(self, key: str) -> list[str]:
         """Names directly under ``key`` (empty when it does not exist)."""
@@ -461,6 +505,121 @@ class Location:
                 "writable store"
             )
             raise OutputError(message, output=self.url) from None
+
+
+#: What says a file was rewritten, in the details fsspec's file systems give of it (their
+#: listings, ``info``), best first: ``CRC``, a zip member's checksum of its bytes; ``ETag``
+#: and the rest, an object store's; ``Content-MD5``, ``Digest`` and ``Last-Modified``, the
+#: headers of an HTTP server's answer to HEAD.
+CHANGE_STAMPS = (
+    "CRC",
+    "ETag",
+    "etag",
+    "md5Hash",
+    "LastModified",
+    "mtime",
+    "created",
+    "Content-MD5",
+    "Digest",
+    "Last-Modified",
+)
+
+
+def change_stamp(details: dict[str, Any]) -> Any:
+    """The first of :data:`CHANGE_STAMPS` that ``details`` (a file's, from a listing or
+    ``info``) holds; None where it holds none."""
+    return next((details[k] for k in CHANGE_STAMPS if details.get(k) is not None), None)
+
+
+def _infos(fs: Any, names: Sequence[str], batch: int = 64) -> dict[str, dict[str, Any]]:
+    """``fs.info`` of each of ``names`` ({} for one it cannot give: a server that refuses
+    HEAD, a file gone meanwhile), ``batch`` at a time on an asynchronous file system (HTTP)
+    or on as many threads otherwise."""
+    if not names:
+        return {}
+    if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
+        from fsspec.asyn import sync
+
+        async def ask(name: str) -> dict[str, Any]:
+            try:
+                return dict(await fs._info(name))
+            except Exception:  # no stamp: the identity says it cannot see
+                return {}
+
+        async def ask_all() -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            for i in range(0, len(names), batch):
+                got += await asyncio.gather(*(ask(n) for n in names[i : i + batch]))
+            return got
+
+        return dict(zip(names, sync(fs.loop, ask_all), strict=True))
+
+    def ask_sync(name: str) -> dict[str, Any]:
+        try:
+            return dict(fs.info(name))
+        except Exception:  # as above
+            return {}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(batch, len(names))) as pool:
+        return dict(zip(names, pool.map(ask_sync, names), strict=True))
+
+
+def _reference_fs(fs: Any) -> Any:
+    """The reference file system (kerchunk) ``fs`` is, or reads through (a caching layer
+    over it: ``simplecache::reference://``); None where it is none."""
+    from fsspec.implementations.chained import ChainedFileSystem
+    from fsspec.implementations.reference import ReferenceFileSystem
+
+    while isinstance(fs, ChainedFileSystem) and getattr(fs, "fs", None) is not None:
+        fs = fs.fs
+    return fs if isinstance(fs, ReferenceFileSystem) else None
+
+
+def _reference_stamp(refs: Any, name: str, targets: dict[str, str | None]) -> str | None:
+    """The stamp of the key ``name`` of the reference file system ``refs``: its inline bytes'
+    digest, or the range it points at with its target's stamp (``targets``: those already
+    taken, by URL); None where the target has none."""
+    import hashlib
+
+    try:
+        part = refs.references[name]
+    except KeyError:
+        return None
+    if isinstance(part, str):
+        part = part.encode()
+    if hasattr(part, "to_bytes"):
+        part = part.to_bytes()
+    if isinstance(part, bytes):
+        return "inline:" + hashlib.sha256(part).hexdigest()[:16]
+    url, *extent = part
+    if url not in targets:
+        targets[url] = _target_stamp(refs, url)
+    stamp = targets[url]
+    return None if stamp is None else f"{url}\0{extent}\0{stamp}"
+
+
+def _target_stamp(refs: Any, url: str) -> str | None:
+    """The stamp of the file ``url`` that keys of the reference file system ``refs`` point
+    into: a local file's size, modification and status-change times (nanoseconds), or what
+    its own file system's ``info`` gives (:func:`change_stamp`, with the size); 'missing'
+    for a local file that is not there; None where nothing says it was rewritten."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(url)
+    if protocol in (None, "file", "local"):
+        try:
+            st = os.stat(_without_localhost(path) if protocol else path)
+        except OSError:
+            return "missing"
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    target = refs.fss.get(protocol)
+    if target is None:
+        return None
+    info = _infos(target, [url]).get(url, {})
+    stamp = change_stamp(info)
+    return None if stamp is None else f"{info.get('size')}:{stamp}"
 
 
 def _async_wrapped(fs: Any) -> Any:

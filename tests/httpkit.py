@@ -1,0 +1,100 @@
+"""A real HTTP server for tests: Python's ``http.server`` serving a folder, in a process of its
+own (``python tests/httpkit.py ROOT CONTROL``), which tests steer through the JSON file
+CONTROL, read at every request:
+
+- ``fail``: {path: status}: GET requests for these paths (below ROOT, no leading '/')
+  answer with that status (403, 500, ...), as a server that fails on reading does (HEAD
+  answers as usual);
+- ``stamps``: false drops the headers that say a file changed (``Last-Modified``, ``ETag``),
+  as servers that send neither do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve()
+
+
+class HttpServer:
+    """A running server (:func:`serving`): its ``url`` and the control file it reads."""
+
+    def __init__(self, url: str, control: Path) -> None:
+        self.url = url
+        self.control = control
+
+    def set(self, **control: Any) -> None:
+        """Replace the server's control (``fail``, ``stamps``), from its next request on."""
+        self.control.write_text(json.dumps(control))
+
+
+@contextlib.contextmanager
+def serving(root: Path, **control: Any) -> Iterator[HttpServer]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) from a process of its own, steered
+    by ``control`` (see the module's doc); the server is stopped at the end."""
+    control_file = root.parent / f".{root.name}-http-control.json"
+    server = HttpServer("", control_file)
+    server.set(**control)
+    proc = subprocess.Popen(
+        [sys.executable, str(_HERE), str(root), str(control_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        server.url = f"http://127.0.0.1:{port}"
+        yield server
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    control_file = ""
+
+    def _control(self) -> dict[str, Any]:
+        return dict(json.loads(Path(self.control_file).read_text()))
+
+    def _failed(self) -> bool:
+        path = self.path.split("?", 1)[0].lstrip("/")
+        status = self._control().get("fail", {}).get(path)
+        if status is None:
+            return False
+        self.send_error(int(status))
+        return True
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() in ("last-modified", "etag") and not self._control().get("stamps", True):
+            return
+        super().send_header(keyword, value)
+
+    def do_GET(self) -> None:
+        if not self._failed():
+            super().do_GET()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _main(root: str, control: str) -> None:
+    handler = functools.partial(type("H", (_Handler,), {"control_file": control}), directory=root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    print(server.server_address[1], flush=True)
+    os.chdir(root)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,119 @@
+"""Inputs read over HTTP (``input.store: http://...``) from a real server in a process of its
+own (``tests/httpkit.py``): a rewrite between an interrupted run and its resume is seen where
+the server says when files change, and a resume is refused where it does not; a server's
+error on a chunk is one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import OutputError
+from tests.conftest import reference, write_config
+from tests.faultkit import one_line_error, refused
+from tests.httpkit import serving
+
+ROWS, COLS, CHUNK = 64, 256, 8
+
+
+def _input(path: Path, x: np.ndarray) -> None:
+    """``x`` as a v2 array of uncompressed chunks of CHUNK rows (a rewrite keeps every size)."""
+    z = zarr.create_array(
+        str(path), shape=x.shape, dtype=x.dtype, chunks=(CHUNK, COLS), zarr_format=2,
+        compressors=None, overwrite=True,
+    )  # fmt: skip
+    z[...] = x
+
+
+def _config(tmp: Path, url: str) -> Path:
+    return write_config(tmp, f"{url}/in.zarr", tmp / "out.zarr", chunking={"block": [CHUNK, COLS]})
+
+
+def _interrupted(tmp: Path, cli, server, stamps: bool) -> Path:
+    """A run of the input served by ``server`` stopped by the server's 500 on the last chunk:
+    an incomplete output, with its run record."""
+    cfg = _config(tmp, server.url)
+    last = f"in.zarr/{ROWS // CHUNK - 1}.0"
+    server.set(fail={last: 500}, stamps=stamps)
+    rc, _, err = cli("run", cfg)
+    assert rc == 1, err
+    assert zarr.open_array(str(tmp / "out.zarr")).attrs["pipeline"]["status"] == "incomplete"
+    server.set(stamps=stamps)
+    return cfg
+
+
+@pytest.mark.parametrize("stamps", [True, False], ids=["last-modified", "no-stamps"])
+def test_resume_is_refused_when_the_served_input_was_rewritten(tmp_path: Path, cli, stamps) -> None:
+    """F3: the input rewritten on the server between an interrupted run and its resume, same
+    names and sizes. The listing of an HTTP folder gives no stamps, so the resume took the
+    input for the same and marked complete an output of both versions' values. Where the
+    server sends Last-Modified (HEAD), the rewrite is seen; where it sends no stamp, nothing
+    can see it, and the resume is refused for that reason."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path) as server:
+        cfg = _interrupted(tmp_path, cli, server, stamps)
+        time.sleep(1.1)  # Last-Modified counts whole seconds
+        _input(tmp_path / "in.zarr", -x)
+        e = refused("run", cfg, "--resume")
+        assert isinstance(e, OutputError)
+        assert e.status == "incomplete"
+        if stamps:
+            assert e.changed == ["input.data"]
+        else:
+            assert "no change stamp" in e.unstamped and "--overwrite" in str(e)
+        assert zarr.open_array(str(tmp_path / "out.zarr")).attrs["pipeline"]["status"] == (
+            "incomplete"
+        )
+        rc, _, err = cli("run", cfg, "--overwrite")
+        assert rc == 0, err
+        assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[...], reference(-x))
+
+
+def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cli) -> None:
+    """Where the server sends no change stamps, the run's end and ``verify`` cannot tell the
+    input unchanged, and say so: the run warns; ``verify`` of sampled blocks fails, naming
+    ``--all``, and ``verify --all`` (every block compared with the input as it is) passes
+    with a note."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path, stamps=False) as server:
+        cfg = _config(tmp_path, server.url)
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        assert "was not checked for a rewrite" in err and "no change stamp" in err
+        rc, _, err = cli("verify", cfg, "--samples", "2")
+        assert rc == 1
+        assert "cannot show a rewrite" in err and "verify --all" in err
+        rc, _, err = cli("verify", cfg, "--all")
+        assert rc == 0, err
+        assert "every block was compared" in err
+
+
+def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) -> None:
+    """F8: an HTTP 403 (or 500) on a chunk was a bare ``ClientResponseError: 403, ...``,
+    naming no fix and not saying the output stays incomplete."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path) as server:
+        cfg = _config(tmp_path, server.url)
+        for status in (403, 500):
+            server.set(fail={"in.zarr/2.0": status})
+            rc, _, err = cli("run", cfg, "--overwrite")
+            assert rc == 1
+            line = one_line_error(err)
+            assert f"HTTP {status}" in line and "'2.0'" in line, line
+            assert server.url in line and "stays incomplete" in line, line
+            assert "--resume" in line, line
+        server.set()
+        rc, _, err = cli("run", cfg, "--overwrite")
+        assert rc == 0, err
+        server.set(fail={"in.zarr/2.0": 403})  # verify reads through zarr-python: not damage
+        rc, _, err = cli("verify", cfg, "--all")
+        line = one_line_error(err.split("\n", 1)[-1] if err.startswith("verify") else err)
+        assert "HTTP 403" in line and "damaged" not in line, line
