@@ -93,6 +93,9 @@ def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cl
         rc, _, err = cli("verify", cfg, "--all")
         assert rc == 0, err
         assert "every block was compared" in err
+        rc, _, err = cli("run", cfg, "--resume")  # complete: nothing to do, and what it can't tell
+        assert rc == 0, err
+        assert "nothing to do" in err and "cannot be told" in err and "--overwrite" in err
 
 
 def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) -> None:

@@ -311,6 +311,13 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
             log.warning(
                 "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
             )
+            if plan.input_unstamped is not None:  # it can show no rewrite since: say so
+                log.warning(
+                    "its input's store gives no change stamps (%s): whether the input was "
+                    "rewritten since, keeping its files' names and sizes, cannot be told; "
+                    "`run --overwrite` recomputes it from the input as it is now",
+                    plan.input_unstamped,
+                )
             t_finish = time.perf_counter()
             recorded = output.recorded_run(plan).get("summary")
             counts = (
