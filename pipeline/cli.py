@@ -338,6 +338,12 @@ def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) ->
     (:class:`~pipeline.errors.Interrupted`)."""
     if what == "run" and state == "incomplete":
         return "interrupted: the workers are stopped; `run --resume` finishes the output"
+    if what == "run" and state == "unresumable":
+        return (
+            "interrupted: the workers are stopped; the output stays incomplete, and its "
+            "input's store gives no change stamps, so a resume could not tell a rewrite of it: "
+            "`run --overwrite` starts over"
+        )
     if what == "run" and state == "creating":
         return (
             "interrupted while the output was being made (what was there before is gone): "

@@ -120,3 +120,29 @@ def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) ->
         rc, _, err = cli("verify", cfg, "--all")
         line = one_line_error(err.split("\n", 1)[-1] if err.startswith("verify") else err)
         assert "HTTP 403" in line and "damaged" not in line, line
+
+
+def test_ctrl_c_of_a_run_of_an_unstamped_input_says_to_start_over(tmp_path: Path) -> None:
+    """Ctrl-C during a run of an input whose server sends no change stamps: the output stays
+    incomplete, and the line names `--overwrite`, not a `--resume` that would be refused."""
+    import signal
+
+    from tests.faultkit import run_and_signal
+
+    rows = 8 * ROWS
+    for _ in range(3):  # a machine fast enough to finish before the signal gets more rows
+        _input(tmp_path / "in.zarr", np.arange(rows * COLS, dtype="f4").reshape(rows, COLS))
+        with serving(tmp_path, stamps=False) as server:
+            cfg = _config(tmp_path, server.url)
+            stopped = run_and_signal(
+                cfg, tmp_path / "out.zarr", signal.SIGINT, args=("--overwrite",)
+            )
+        if stopped is not None:
+            break
+        rows *= 4
+    assert stopped is not None, "every run ended before the signal"
+    assert stopped.returncode == 130, stopped.stderr
+    assert (
+        "no change stamps" in stopped.stderr and "`run --overwrite` starts over" in stopped.stderr
+    )
+    assert "--resume" not in stopped.stderr

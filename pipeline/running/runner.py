@@ -347,6 +347,13 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     return _closed(summary, t_begin, t_start)
 
 
+def _incomplete(plan: Plan) -> str:
+    """The :class:`Interrupted` state of an output a stopped run leaves incomplete:
+    'incomplete' (resumable), or 'unresumable' where the input's store gives no change stamps
+    (a resume is refused: :attr:`Plan.input_unstamped`)."""
+    return "incomplete" if plan.input_unstamped is None else "unresumable"
+
+
 def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
     """``summary``, whose phases follow each other from ``t_start``, with the time since its
     last as its ``close`` phase (the workers this run started stopped, a joined scheduler's
@@ -449,7 +456,7 @@ def _execute(
             if finished or (exists and _marked_complete(plan))
             else "creating"
             if creating
-            else "incomplete"
+            else _incomplete(plan)
             if exists
             else "untouched"
         )
@@ -660,7 +667,9 @@ def _compute(
             per_worker = workers.compute(dsk, keys, add)
     except KeyboardInterrupt:
         waiting.take()
-        raise Interrupted("run", plan.output.location.join(plan.output.path)) from None
+        raise Interrupted(
+            "run", plan.output.location.join(plan.output.path), _incomplete(plan)
+        ) from None
     except Exception as e:
         error = _task_error(e)
         if error is None:
