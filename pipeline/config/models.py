@@ -144,7 +144,7 @@ RESERVED_NAMES = frozenset(
 def _store_url(v: Any) -> Any:
     """A store's path or URL, refused when it is a file URL naming another machine
     (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``)."""
-    from pipeline.store.location import file_url_problem
+    from pipeline.config.urls import file_url_problem
 
     problem = file_url_problem(v) if isinstance(v, str) else None
     if problem is not None:

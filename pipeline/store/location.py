@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config.urls import LOCAL_SCHEMES, file_url_problem
 from pipeline.errors import (
     CREDENTIALS_FIX,
     OutputError,
@@ -48,18 +49,8 @@ _ARCHIVE_READ_LOCK = threading.RLock()
 NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
-#: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
-LOCAL_SCHEMES = ("file://", "local://")
-
 #: The file :meth:`Location.writable_probe` writes and deletes at a store's root.
 WRITE_PROBE = ".pipeline-write-probe"
-
-
-#: How a file URL must be written, said with every refusal of one that names a host.
-FILE_URL_FIX = (
-    "a file URL must name no host or localhost: file:///path, file://localhost/path, or "
-    "the plain path"
-)
 
 
 def _without_localhost(path: str) -> str:
@@ -68,34 +59,6 @@ def _without_localhost(path: str) -> str:
     relative folder ``localhost``, and an output went to ``./localhost/tmp/x``: helper-41)."""
     host, slash, rest = path.partition("/")
     return (slash + rest or "/") if host.lower() == "localhost" else path
-
-
-def file_url_host(url: str) -> str | None:
-    """The host a ``file://`` or ``local://`` URL names, alone or anywhere in a chain
-    (``zip::file://HOST/a.zip``), when it is neither empty nor ``localhost``; None when it
-    names none. fsspec reads ``file://HOST/path`` as the relative path ``HOST/path`` under the
-    working folder: another machine's file would silently be this one's other file, so such a
-    URL is refused (:data:`FILE_URL_FIX`), by the config and by :meth:`Location.of`."""
-    for bit in url.split("::"):
-        for scheme in LOCAL_SCHEMES:
-            if bit.startswith(scheme):
-                host = bit[len(scheme) :].partition("/")[0]
-                if host and host.lower() != "localhost":
-                    return host
-    return None
-
-
-def file_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
-    host: :func:`file_url_host`), or None when it can be."""
-    host = file_url_host(url)
-    if host is None:
-        return None
-    return (
-        f"a file URL naming the host {host!r} would be read as the folder {host}/ here: "
-        f"{FILE_URL_FIX} (another machine's files: its file system's URL, such as sftp://, "
-        "or where it is mounted here)"
-    )
 
 
 def _is_tar(path: str) -> bool:
