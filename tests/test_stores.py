@@ -95,6 +95,35 @@ def test_a_file_url_naming_another_host_is_refused(tmp_path, cli, monkeypatch, w
         Location.of(url)
 
 
+@pytest.mark.parametrize(
+    ("which", "url"),
+    [
+        ("input", "file:{d}/in.zarr"),
+        ("output", "file:{d}/out.zarr"),
+        ("output", "local:{d}/out.zarr"),
+        ("input", "zip::file:{d}/in.zip"),
+    ],
+)
+def test_a_file_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, which, url):
+    """``file:/PATH`` (RFC 8089's short form) is no URL to fsspec: the output went to the
+    folder ``./file:/PATH`` under the working folder, and the run said it was done
+    (helper-50). Refused in one line naming the key and how to write a file URL."""
+    monkeypatch.chdir(tmp_path)
+    x = _input_array()
+    make_array(tmp_path / "in.zarr", x, (4, 5))
+    url = url.format(d=tmp_path)
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = url
+    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc != 0, out
+    line = err.strip()
+    assert "\n" not in line and f"{which}.store" in line and "without '//'" in line, err
+    assert "file:///path" in line, err
+    assert not (tmp_path / "file:").exists() and not (tmp_path / "local:").exists()
+    with pytest.raises(StoreError, match="without '//'"):
+        Location.of(url)
+
+
 def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
     """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
     assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"

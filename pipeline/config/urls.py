@@ -7,7 +7,13 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
-__all__ = ["FILE_URL_FIX", "LOCAL_SCHEMES", "file_url_host", "file_url_problem"]
+__all__ = [
+    "FILE_URL_FIX",
+    "LOCAL_SCHEMES",
+    "file_url_host",
+    "file_url_problem",
+    "file_url_without_slashes",
+]
 
 #: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
 LOCAL_SCHEMES = ("file://", "local://")
@@ -34,9 +40,29 @@ def file_url_host(url: str) -> str | None:
     return None
 
 
+def file_url_without_slashes(url: str) -> str | None:
+    """The part of ``url`` (alone or in a chain) that is a file URL without its ``//``
+    (``file:/path``, RFC 8089's short form, or ``local:/path``), which fsspec does not take for
+    a URL at all: the path ``./file:/path`` under the working folder; None where there is
+    none."""
+    for bit in url.split("::"):
+        for scheme in LOCAL_SCHEMES:
+            bare = scheme.rstrip("/")  # 'file:'
+            if bit.startswith(bare) and not bit.startswith(scheme):
+                return bit
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
-    host: :func:`file_url_host`), or None when it can be."""
+    host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`),
+    or None when it can be."""
+    short = file_url_without_slashes(url)
+    if short is not None:
+        return (
+            f"{short!r} is a file URL without '//', which would be read as a folder named "
+            f"{short.split('/', 1)[0]!r} here: {FILE_URL_FIX}"
+        )
     host = file_url_host(url)
     if host is None:
         return None
