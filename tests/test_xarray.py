@@ -945,6 +945,61 @@ def test_overwrite_into_a_users_group_keeps_the_groups_attributes(tmp_path: Path
     assert open_dataset(out).attrs == mine  # the user's title kept, institution and source gone
 
 
+def _with_bounds(path: Path, var: str, dim: str, extra: dict[str, Any]) -> None:
+    """A Dataset whose variable ``var`` (t, ``dim``) has coordinates with cell bounds
+    (``t_bnds``, ``<dim>_bnds``), which no variable's dimensions cover: xarray lists them in
+    the group's ``coordinates`` attribute, with the coordinates of ``extra``."""
+    t, d = np.arange(4.0), np.arange(3.0)
+    ds = xr.Dataset(
+        {var: (("t", dim), np.ones((4, 3), "f4"))},
+        coords={
+            "t": ("t", t, {"bounds": "t_bnds"}),
+            "t_bnds": (("t", "nv"), np.stack([t, t + 1], 1)),
+            dim: (dim, d, {"bounds": f"{dim}_bnds"}),
+            f"{dim}_bnds": ((dim, "nv"), np.stack([d, d + 1], 1)),
+            **extra,
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=3, mode="w", consolidated=True)
+
+
+def test_the_groups_coordinates_attribute_is_xarrays_encoding_not_carried(tmp_path: Path) -> None:
+    """xarray lists coordinates no variable's dimensions cover (``t_bnds``, ``foo`` on a
+    dimension of its own) in the group's ``coordinates`` attribute. It was carried as a
+    group attribute: every run printed xarray's SerializationWarning, even with -q; the output
+    group named ``foo``, which it did not hold; and a variable written beside it from another
+    input kept that list, its own ``y_bnds`` turned into a data variable. The list is what
+    the group holds as coordinates: xarray's for what is written, with those the group listed
+    that it still holds (a user's ``q_bnds``)."""
+    _with_bounds(tmp_path / "in.zarr", "air", "x", {"foo": ("q", np.array([1.0, 2.0]))})
+    _with_bounds(tmp_path / "in2.zarr", "sst", "y", {})
+    out = tmp_path / "out.zarr"
+    q = np.arange(2.0)
+    mine = xr.Dataset(
+        {"mine": ("q", q)},
+        coords={"q": ("q", q, {"bounds": "q_bnds"}), "q_bnds": (("q", "nv"), np.stack([q, q], 1))},
+        attrs={"title": "mine"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine.to_zarr(str(out), zarr_format=3, mode="w", consolidated=True)
+    for name, store in (("air", "in.zarr"), ("sst", "in2.zarr")):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(
+            yaml.safe_dump(config(tmp_path, input={"store": str(tmp_path / store), "array": name}))
+        )
+        done = run_python(["-m", "pipeline", "run", cfg, "-q", "--overwrite"], tmp_path)
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    assert attrs == {"title": "mine", "coordinates": "q_bnds t_bnds x_bnds y_bnds"}
+    ds = _opens_without_warnings(out)
+    assert sorted(ds.data_vars) == ["air", "mine", "sst"]
+    assert {"q_bnds", "t_bnds", "x_bnds", "y_bnds"} <= set(ds.coords)
+    assert ds.attrs == {"title": "mine"}
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_an_output_dataset_in_place_of_an_array_is_refused_and_the_array_kept(
     tmp_path: Path, zarr_format: int

@@ -744,6 +744,11 @@ def create(plan: Plan) -> None:
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
     group_attrs, carried_attrs = group_attributes(plan)  # so are these, and the group's
+    listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
+        datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
+        if group is not None
+        else ()
+    )
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
@@ -792,6 +797,7 @@ def create(plan: Plan) -> None:
                 o.location.zarr_store(read_only=False),
                 group,
                 group_attrs,
+                listed,
             )
         arrays.create_output(
             o.location,

@@ -254,6 +254,12 @@ def _same_value(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+#: A group's attribute that is xarray's encoding, not a Dataset attribute: ``coordinates``
+#: lists the coordinates no variable's dimensions cover (a ``time_bnds``, a coordinate on a
+#: dimension of its own), which ``xr.open_zarr`` takes out of the Dataset's attributes.
+GLOBAL_COORDINATES = "coordinates"
+
+
 def merged_group_attributes(
     existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -267,7 +273,14 @@ def merged_group_attributes(
     now: its attributes that the group has none of its own of. A user's group keeps its
     ``title`` or ``history``; an output's group, written again, takes what the input holds now
     (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
-    replaces a group's attributes with the written Dataset's (``attrs.put``)."""
+    replaces a group's attributes with the written Dataset's (``attrs.put``). xarray's
+    :data:`GLOBAL_COORDINATES` is none of them, on either side: :func:`write_frame` makes it
+    from what the group holds (carried, it named variables the output did not hold, and
+    stayed the first input's list for a second variable written beside it)."""
+    existing, carried_before, source = (
+        {k: v for k, v in d.items() if k != GLOBAL_COORDINATES}
+        for d in (existing, carried_before, source)
+    )
     own = {
         k: v
         for k, v in existing.items()
@@ -275,6 +288,29 @@ def merged_group_attributes(
     }
     carried = {k: v for k, v in source.items() if k not in own}
     return {**own, **carried}, carried
+
+
+def global_coordinates(store: Any, group: str) -> tuple[str, ...]:
+    """The names the :data:`GLOBAL_COORDINATES` attribute of the group at ``group`` of
+    ``store`` lists, as xarray reads it (() where there is none, or no group)."""
+    listed = group_attributes(store, group).get(GLOBAL_COORDINATES)
+    return tuple(listed.split()) if isinstance(listed, str) else ()
+
+
+def _list_global_coordinates(store: Any, group: str, listed: tuple[str, ...]) -> None:
+    """Give the group at ``group`` of ``store`` the :data:`GLOBAL_COORDINATES` attribute that
+    xarray wrote for the frame, with those of ``listed`` (what the group listed before) that
+    the group still holds: its other variables' coordinates stay coordinates."""
+    import zarr
+
+    found = zarr.open_group(store=store, path=group or None, mode="r+", use_consolidated=False)
+    attrs = dict(found.attrs)
+    written = attrs.get(GLOBAL_COORDINATES)
+    now = written.split() if isinstance(written, str) else []
+    held = set(found.array_keys())
+    names = sorted({*now, *(n for n in listed if n in held)})
+    if names != now:
+        found.attrs.put({**attrs, GLOBAL_COORDINATES: " ".join(names)})
 
 
 def _own_array(store: Any, path: str) -> Any | None:
@@ -494,6 +530,7 @@ def write_frame(
     dst_store: Any,
     dst_group: str,
     attrs: dict[str, Any] | None = None,
+    listed: tuple[str, ...] = (),
 ) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
     v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
@@ -502,12 +539,16 @@ def write_frame(
     of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
     already in the group stay: the caller removes those the coordinates replace first
     (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
-    another size). :func:`frame_failure` does the same into memory, at plan time."""
+    another size). The group's :data:`GLOBAL_COORDINATES` is never one of ``attrs``: xarray
+    writes it for the frame's coordinates, and those of ``listed`` (the group's before the
+    write: :func:`global_coordinates`) that the group still holds are added.
+    :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
         frame = _frame(src_store, var, var.coords)
         if attrs is not None:
-            frame.attrs = dict(attrs)
+            frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
+        _list_global_coordinates(dst_store, dst_group, listed)
 
 
 def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
