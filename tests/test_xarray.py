@@ -496,6 +496,75 @@ def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> 
     assert same_bits(ds["t2"].values, ds["t"].values) and ds["lon"].identical(ds["t2"]["lon"])
 
 
+def _described(path: Path, var: str, changed: str = "", lev_a_is_data: bool = False) -> None:
+    """A Dataset whose variable ``var`` (lat, lon) is described through every kind of CF
+    reference: ``cell_measures: area: cell_area``, ``grid_mapping: crs: lat lon`` (the long
+    form), ``lat``'s ``bounds: lat_bnds``, ``lon``'s ``climatology: lon_clim``, and the scalar
+    coordinate ``lev`` whose ``formula_terms: a: lev_a`` names ``lev_a`` (a coordinate, or,
+    ``lev_a_is_data``, a data variable the variable names only through ``lev``). The array
+    ``changed`` holds other values; written to ``path``."""
+    lat, lon = np.linspace(-80.0, 80.0, 6), np.arange(4.0)
+
+    def values(name: str, v: Any) -> Any:
+        return np.asarray(v) + (1 if name == changed else 0)
+
+    ds = xr.Dataset(
+        {
+            var: (
+                ("lat", "lon"),
+                np.ones((6, 4), "f4"),
+                {"cell_measures": "area: cell_area", "grid_mapping": "crs: lat lon"},
+            ),
+            "cell_area": (("lat", "lon"), values("cell_area", np.full((6, 4), 2.0))),
+            "crs": ((), values("crs", 0), {"grid_mapping_name": "latitude_longitude"}),
+            "lat_bnds": (("lat", "nv"), values("lat_bnds", np.stack([lat - 1, lat + 1], 1))),
+            "lon_clim": (("lon", "nv"), values("lon_clim", np.stack([lon, lon + 1], 1))),
+        },
+        coords={
+            "lat": ("lat", lat, {"bounds": "lat_bnds"}),
+            "lon": ("lon", lon, {"climatology": "lon_clim"}),
+            "lev": ((), 1.0, {"formula_terms": "a: lev_a"}),
+        },
+    )
+    lev_a = ((), values("lev_a", 0.5))
+    ds = ds.assign({"lev_a": lev_a}) if lev_a_is_data else ds.assign_coords({"lev_a": lev_a})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=3, mode="w", consolidated=True)
+
+
+@pytest.mark.parametrize("changed", ["cell_area", "crs", "lat_bnds", "lon_clim", "lev_a"])
+def test_overwrite_never_relabels_through_any_cf_reference(
+    tmp_path: Path, cli, changed: str
+) -> None:
+    """A user's variable ``mine`` described by a cell measure, a grid mapping named in the
+    long form (``crs: lat lon``), its coordinates' bounds or climatology, or a variable a
+    coordinate's ``formula_terms`` names; --overwrite of another input's variable into its
+    group, where that one array differs: the run exited 0 and replaced it with the input's
+    (``datasets.users`` read neither ``cell_measures``, ``climatology`` nor
+    ``formula_terms``, took ``crs:`` for a name, and never followed a replaced coordinate to
+    its bounds), relabelling ``mine``. Refused in one line naming it, nothing touched; where
+    nothing differs, written."""
+    _described(tmp_path / "in.zarr", "air", changed)
+    out = tmp_path / "out.zarr"
+    _described(out, "mine", lev_a_is_data=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "air"})))
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    line = one_line_error(err)
+    assert rc != 0 and f"'mine' are described by {changed!r}" in line and "relabel" in line
+    assert file_states(out) == before
+
+    _described(tmp_path / "in.zarr", "air")
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    assert rc == 0, err
+    mine, ref = open_dataset(out), open_dataset(tmp_path / "in.zarr")
+    assert {"mine", "air"} <= set(mine.data_vars)
+    for name in ("cell_area", "crs", "lat_bnds", "lon_clim", "lev_a"):
+        assert np.array_equal(mine[name].values, ref[name].values), name
+
+
 def test_a_group_xarray_cannot_open_is_named_not_its_first_coordinate(tmp_path: Path) -> None:
     """An array without dimension names beside the variable: xarray opens no Dataset of the
     group, and the refusal blamed the first coordinate, a time, with cftime as the fix
@@ -814,6 +883,33 @@ def test_cf_bounds_cell_measures_and_grid_mapping_are_carried(tmp_path: Path, cl
     assert not {"cell_measures", "grid_mapping", "ancillary_variables"} & set(attrs)
 
 
+def test_the_coordinates_a_grid_mapping_names_are_carried(tmp_path: Path, cli) -> None:
+    """``grid_mapping: "crs: xc yc"`` (CF's long form) naming auxiliary coordinates that no
+    ``coordinates`` attribute names: only ``crs`` was carried, and the output's variable
+    named ``xc`` and ``yc``, which it did not hold. They are carried, as the references are
+    read where a run refuses to relabel (one parser)."""
+    xy = np.arange(12.0).reshape(3, 4)
+    ds = xr.Dataset(
+        {
+            "t": (("y", "x"), np.ones((3, 4)), {"grid_mapping": "crs: xc yc"}),
+            "crs": ((), 0, {"grid_mapping_name": "lambert_conformal_conic"}),
+            "xc": (("y", "x"), xy, {"standard_name": "projection_x_coordinate"}),
+            "yc": (("y", "x"), -xy, {"standard_name": "projection_y_coordinate"}),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", str(cfg), "-q")
+    assert rc == 0, err
+    got = open_dataset(tmp_path / "out.zarr")
+    assert got["t"].attrs["grid_mapping"] == "crs: xc yc"
+    for name in ("crs", "xc", "yc"):
+        assert np.array_equal(got[name].values, ds[name].values), name
+
+
 def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:
     """Give the root group of ``store`` the attributes ``attrs``, consolidated again, as a
     user (or xarray) rewriting a Dataset's attributes does."""
@@ -847,6 +943,61 @@ def test_overwrite_into_a_users_group_keeps_the_groups_attributes(tmp_path: Path
     _set_group_attributes(tmp_path / "in.zarr", {"title": "theirs"})
     assert pipeline.run(config(tmp_path), overwrite=True).status == "complete"
     assert open_dataset(out).attrs == mine  # the user's title kept, institution and source gone
+
+
+def _with_bounds(path: Path, var: str, dim: str, extra: dict[str, Any]) -> None:
+    """A Dataset whose variable ``var`` (t, ``dim``) has coordinates with cell bounds
+    (``t_bnds``, ``<dim>_bnds``), which no variable's dimensions cover: xarray lists them in
+    the group's ``coordinates`` attribute, with the coordinates of ``extra``."""
+    t, d = np.arange(4.0), np.arange(3.0)
+    ds = xr.Dataset(
+        {var: (("t", dim), np.ones((4, 3), "f4"))},
+        coords={
+            "t": ("t", t, {"bounds": "t_bnds"}),
+            "t_bnds": (("t", "nv"), np.stack([t, t + 1], 1)),
+            dim: (dim, d, {"bounds": f"{dim}_bnds"}),
+            f"{dim}_bnds": ((dim, "nv"), np.stack([d, d + 1], 1)),
+            **extra,
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=3, mode="w", consolidated=True)
+
+
+def test_the_groups_coordinates_attribute_is_xarrays_encoding_not_carried(tmp_path: Path) -> None:
+    """xarray lists coordinates no variable's dimensions cover (``t_bnds``, ``foo`` on a
+    dimension of its own) in the group's ``coordinates`` attribute. It was carried as a
+    group attribute: every run printed xarray's SerializationWarning, even with -q; the output
+    group named ``foo``, which it did not hold; and a variable written beside it from another
+    input kept that list, its own ``y_bnds`` turned into a data variable. The list is what
+    the group holds as coordinates: xarray's for what is written, with those the group listed
+    that it still holds (a user's ``q_bnds``)."""
+    _with_bounds(tmp_path / "in.zarr", "air", "x", {"foo": ("q", np.array([1.0, 2.0]))})
+    _with_bounds(tmp_path / "in2.zarr", "sst", "y", {})
+    out = tmp_path / "out.zarr"
+    q = np.arange(2.0)
+    mine = xr.Dataset(
+        {"mine": ("q", q)},
+        coords={"q": ("q", q, {"bounds": "q_bnds"}), "q_bnds": (("q", "nv"), np.stack([q, q], 1))},
+        attrs={"title": "mine"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine.to_zarr(str(out), zarr_format=3, mode="w", consolidated=True)
+    for name, store in (("air", "in.zarr"), ("sst", "in2.zarr")):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(
+            yaml.safe_dump(config(tmp_path, input={"store": str(tmp_path / store), "array": name}))
+        )
+        done = run_python(["-m", "pipeline", "run", cfg, "-q", "--overwrite"], tmp_path)
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    assert attrs == {"title": "mine", "coordinates": "q_bnds t_bnds x_bnds y_bnds"}
+    ds = _opens_without_warnings(out)
+    assert sorted(ds.data_vars) == ["air", "mine", "sst"]
+    assert {"q_bnds", "t_bnds", "x_bnds", "y_bnds"} <= set(ds.coords)
+    assert ds.attrs == {"title": "mine"}
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")

@@ -370,7 +370,8 @@ def check_frame_fits(plan: Plan) -> None:
 
 def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
     """Refuse (OutputError, before anything is deleted) to replace a coordinate of the output
-    group that its other variables refer to (:func:`datasets.users`) with one of other values
+    group that its other variables refer to (:func:`datasets.users`: directly, or through a
+    coordinate they use, as its bounds; a grid mapping, a cell measure) with one of other values
     or attributes (:func:`datasets.same_coordinate`): they would be described by the input's
     coordinate from then on, silently relabelled (helper-42: another input's times and
     latitudes replaced those of the user's own variables). Fields ``output``, ``array`` (the
@@ -403,8 +404,9 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         where = loc.join(plan.output.path)
         them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
         raise OutputError(
-            f"cannot write {where}: its group's variables {them} are described by the "
-            f"coordinate {name!r}, and the input's {name!r} has other values or attributes: "
+            f"cannot write {where}: its group's variables {them} are described by "
+            f"{name!r} (a coordinate, cell bounds, grid mapping or cell measure they refer "
+            f"to), and the input's {name!r} has other values or attributes: "
             "writing it would relabel them, even with --overwrite; choose another "
             "output.store or another group (output.array: '<group>/<name>'), or remove those "
             "variables yourself",
@@ -742,6 +744,11 @@ def create(plan: Plan) -> None:
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
     group_attrs, carried_attrs = group_attributes(plan)  # so are these, and the group's
+    listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
+        datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
+        if group is not None
+        else ()
+    )
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
@@ -790,6 +797,7 @@ def create(plan: Plan) -> None:
                 o.location.zarr_store(read_only=False),
                 group,
                 group_attrs,
+                listed,
             )
         arrays.create_output(
             o.location,

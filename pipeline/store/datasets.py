@@ -37,8 +37,9 @@ class Variable:
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
     coords: tuple[str, ...] = ()
     """variables of the group to carry over: dimension coordinates, those the ``coordinates``,
-    ``grid_mapping`` and ``cell_measures`` attributes name, and the ``bounds`` (or
-    ``climatology``) those name (:data:`CARRIED_REFERENCES`, :data:`BOUNDS`)"""
+    ``grid_mapping`` (its grid mappings and the coordinates each names) and ``cell_measures``
+    attributes name, and the ``bounds`` (or ``climatology``) those name
+    (:data:`CARRIED_REFERENCES`, :data:`BOUNDS`, :func:`references`)"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
@@ -110,14 +111,14 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    wanted = list(dims) + [n for key in CARRIED_REFERENCES for n in referenced(attrs, key)]
+    wanted = [*dims, *references(attrs, CARRIED_REFERENCES)]
     members = {  # their own metadata, not a consolidated copy of it (see stale)
         n: a
         for n in dict.fromkeys(wanted)
         if n != name and (a := _own_array(store, _key(group_path, n))) is not None
     }
     for n in [  # the cells' bounds of those carried: CF's bounds, climatology
-        b for a in list(members.values()) for key in BOUNDS for b in referenced(dict(a.attrs), key)
+        b for a in list(members.values()) for b in references(dict(a.attrs), BOUNDS)
     ]:
         if n != name and n not in members and (a := _own_array(store, _key(group_path, n))):
             members[n] = a
@@ -154,38 +155,57 @@ CARRIED_REFERENCES = ("coordinates", "grid_mapping", "cell_measures")
 BOUNDS = ("bounds", "climatology")
 #: Every attribute by which CF names other variables of a Dataset.
 REFERENCES = (*CARRIED_REFERENCES, *BOUNDS, "ancillary_variables")
+#: Every attribute by which a variable refers to others of its Dataset, as CF and xarray's
+#: ``decode_coords`` read them: :data:`REFERENCES`, and those of formula terms and geometries.
+NAMING = (
+    *REFERENCES,
+    "formula_terms",
+    "geometry",
+    "node_coordinates",
+    "node_count",
+    "part_node_count",
+    "interior_ring",
+)
+#: The attributes whose value is ``key: name ...`` pairs, as xarray parses them: a grid
+#: mapping's ``crs: lat lon`` (the key the grid mapping, the names the coordinates it maps),
+#: a cell measure's ``area: cell_area``, a formula's ``a: var_a b: var_b`` (the names the
+#: variables); a single name (``grid_mapping: crs``) is a plain list.
+PAIRED = ("grid_mapping", "cell_measures", "formula_terms")
 
 
-def _reference_groups(value: str) -> list[tuple[str, list[str]]]:
-    """A CF reference attribute's value as (key, names) pairs: ``area: cell_area`` is
-    [('area', ['cell_area'])], ``crs: lat lon`` [('crs', ['lat', 'lon'])], a plain list of
-    names [('', names)]."""
-    tokens = value.split()
-    if not any(t.endswith(":") for t in tokens):
+def _reference_groups(value: str, key: str) -> list[tuple[str, list[str]]]:
+    """The CF attribute ``key``'s value as (key, names) pairs, parsed as xarray's
+    ``decode_coords`` parses it: for an attribute of :data:`PAIRED` of more than one word,
+    ``area: cell_area`` is [('area', ['cell_area'])], ``crs: lat lon`` [('crs', ['lat',
+    'lon'])] (a word with a colon is a key, a stray space before the colon aside); otherwise
+    (``crs``, a ``coordinates`` or ``bounds`` list) [('', names)]."""
+    tokens = value.replace(" :", ":").split()
+    if key not in PAIRED or len(tokens) < 2:
         return [("", tokens)]
     groups: list[tuple[str, list[str]]] = []
     for token in tokens:
-        if token.endswith(":"):
-            groups.append((token[:-1], []))
+        if ":" in token:
+            groups.append((token.strip(":"), []))
         elif groups:
             groups[-1][1].append(token)
-        else:  # a name before any key: a name alone
+        else:  # a name before any key (xarray refuses it): a name alone
             groups.append(("", [token]))
     return groups
 
 
-def referenced(attrs: dict[str, Any], key: str) -> list[str]:
-    """The variables the CF attribute ``key`` of ``attrs`` names: a list of names
-    (``coordinates``, ``bounds``, ``ancillary_variables``, ``grid_mapping: crs``), the
+def references(attrs: dict[str, Any], keys: tuple[str, ...] = NAMING) -> list[str]:
+    """Every variable of its Dataset that the CF attributes ``keys`` of ``attrs`` name (by
+    :func:`_reference_groups`, as xarray's ``decode_coords="all"`` reads them): a list of
+    names (``coordinates``, ``bounds``, ``ancillary_variables``, ``grid_mapping: crs``), the
     variables of ``cell_measures: area: cell_area``, the grid mappings of ``grid_mapping:
-    crs: lat lon`` (the names after each are coordinates, named in ``coordinates`` too)."""
-    value = attrs.get(key)
-    if not isinstance(value, str):
-        return []
+    crs: lat lon`` and the coordinates each names."""
     found: list[str] = []
-    for k, names in _reference_groups(value):
-        found += [k] if k and key != "cell_measures" else names
-    return found
+    for key in keys:
+        value = attrs.get(key)
+        if isinstance(value, str):
+            for k, names in _reference_groups(value, key):
+                found += ([k] if k and key == "grid_mapping" else []) + names
+    return list(dict.fromkeys(found))
 
 
 def only_written(attrs: dict[str, Any], key: str, written: tuple[str, ...]) -> str | None:
@@ -196,7 +216,7 @@ def only_written(attrs: dict[str, Any], key: str, written: tuple[str, ...]) -> s
     if not isinstance(value, str):
         return None
     kept: list[str] = []
-    for k, names in _reference_groups(value):
+    for k, names in _reference_groups(value, key):
         if not k:
             kept += [n for n in names if n in written]
             continue
@@ -234,6 +254,12 @@ def _same_value(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+#: A group's attribute that is xarray's encoding, not a Dataset attribute: ``coordinates``
+#: lists the coordinates no variable's dimensions cover (a ``time_bnds``, a coordinate on a
+#: dimension of its own), which ``xr.open_zarr`` takes out of the Dataset's attributes.
+GLOBAL_COORDINATES = "coordinates"
+
+
 def merged_group_attributes(
     existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -247,7 +273,14 @@ def merged_group_attributes(
     now: its attributes that the group has none of its own of. A user's group keeps its
     ``title`` or ``history``; an output's group, written again, takes what the input holds now
     (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
-    replaces a group's attributes with the written Dataset's (``attrs.put``)."""
+    replaces a group's attributes with the written Dataset's (``attrs.put``). xarray's
+    :data:`GLOBAL_COORDINATES` is none of them, on either side: :func:`write_frame` makes it
+    from what the group holds (carried, it named variables the output did not hold, and
+    stayed the first input's list for a second variable written beside it)."""
+    existing, carried_before, source = (
+        {k: v for k, v in d.items() if k != GLOBAL_COORDINATES}
+        for d in (existing, carried_before, source)
+    )
     own = {
         k: v
         for k, v in existing.items()
@@ -255,6 +288,29 @@ def merged_group_attributes(
     }
     carried = {k: v for k, v in source.items() if k not in own}
     return {**own, **carried}, carried
+
+
+def global_coordinates(store: Any, group: str) -> tuple[str, ...]:
+    """The names the :data:`GLOBAL_COORDINATES` attribute of the group at ``group`` of
+    ``store`` lists, as xarray reads it (() where there is none, or no group)."""
+    listed = group_attributes(store, group).get(GLOBAL_COORDINATES)
+    return tuple(listed.split()) if isinstance(listed, str) else ()
+
+
+def _list_global_coordinates(store: Any, group: str, listed: tuple[str, ...]) -> None:
+    """Give the group at ``group`` of ``store`` the :data:`GLOBAL_COORDINATES` attribute that
+    xarray wrote for the frame, with those of ``listed`` (what the group listed before) that
+    the group still holds: its other variables' coordinates stay coordinates."""
+    import zarr
+
+    found = zarr.open_group(store=store, path=group or None, mode="r+", use_consolidated=False)
+    attrs = dict(found.attrs)
+    written = attrs.get(GLOBAL_COORDINATES)
+    now = written.split() if isinstance(written, str) else []
+    held = set(found.array_keys())
+    names = sorted({*now, *(n for n in listed if n in held)})
+    if names != now:
+        found.attrs.put({**attrs, GLOBAL_COORDINATES: " ".join(names)})
 
 
 def _own_array(store: Any, path: str) -> Any | None:
@@ -458,9 +514,8 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             said = f"{', '.join(keys)} of {name!r}"
             found.append(Stale(name, "attributes", keys, said, values))
     if with_coords and var.name in seen:
-        wanted = (
-            list(dims_of(seen[var.name]) or ())
-            + str(dict(seen[var.name].attrs).get("coordinates", "")).split()
+        wanted = list(dims_of(seen[var.name]) or ()) + references(
+            dict(seen[var.name].attrs), ("coordinates",)
         )
         for c in dict.fromkeys(wanted):
             if c in seen and c != var.name and _own_array(store, _key(var.group, c)) is None:
@@ -475,6 +530,7 @@ def write_frame(
     dst_store: Any,
     dst_group: str,
     attrs: dict[str, Any] | None = None,
+    listed: tuple[str, ...] = (),
 ) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
     v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
@@ -483,12 +539,16 @@ def write_frame(
     of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
     already in the group stay: the caller removes those the coordinates replace first
     (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
-    another size). :func:`frame_failure` does the same into memory, at plan time."""
+    another size). The group's :data:`GLOBAL_COORDINATES` is never one of ``attrs``: xarray
+    writes it for the frame's coordinates, and those of ``listed`` (the group's before the
+    write: :func:`global_coordinates`) that the group still holds are added.
+    :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
         frame = _frame(src_store, var, var.coords)
         if attrs is not None:
-            frame.attrs = dict(attrs)
+            frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
+        _list_global_coordinates(dst_store, dst_group, listed)
 
 
 def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
@@ -531,26 +591,37 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
 
 
 def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
-    """For each array of ``names`` in ``group``: the arrays of the group it refers to, as
-    xarray and CF read them (its dimensions' coordinates, and the names in its
-    ``coordinates``, ``bounds``, ``ancillary_variables`` and ``grid_mapping`` attributes);
+    """For each array of ``names`` in ``group``: the arrays of the group that describe it, as
+    xarray and CF read them: its dimensions' coordinates and the variables its CF attributes
+    name (:func:`references`: coordinates, grid mappings in either form, cell measures,
+    bounds, climatologies, ...), and in turn those that each of these refers to (a
+    coordinate's bounds: replacing them relabels it as much as replacing the coordinate);
     arrays that cannot be read refer to nothing."""
-    import zarr
+    direct: dict[str, set[str] | None] = {}
+
+    def refers(name: str) -> set[str] | None:
+        if name not in direct:
+            arr = _own_array(store, _key(group, name))
+            direct[name] = (
+                None
+                if arr is None
+                else {*(dims_of(arr) or ()), *references(dict(arr.attrs))} - {name}
+            )
+        return direct[name]
 
     found: dict[str, set[str]] = {}
     for name in names:
-        try:
-            with _quiet():
-                arr = zarr.open_array(store=store, path=_key(group, name), mode="r")
-        except Exception:
+        first = refers(name)
+        if first is None:
             continue
-        refs = set(dims_of(arr) or ())
-        attrs = dict(arr.attrs)
-        for key in ("coordinates", "bounds", "ancillary_variables", "grid_mapping"):
-            value = attrs.get(key)
-            if isinstance(value, str):
-                refs.update(value.split())
-        found[name] = refs
+        seen: set[str] = set()
+        todo = list(first)
+        while todo:
+            n = todo.pop()
+            if n not in seen and n != name:
+                seen.add(n)
+                todo += refers(n) or ()
+        found[name] = seen
     return found
 
 
