@@ -565,6 +565,34 @@ def test_overwrite_never_relabels_through_any_cf_reference(
         assert np.array_equal(mine[name].values, ref[name].values), name
 
 
+def test_overwrite_never_replaces_a_users_own_array_named_as_a_coordinate(
+    tmp_path: Path, cli
+) -> None:
+    """A user's group holds a data variable ``cell_area`` of its own that nothing refers to;
+    --overwrite of an input whose variable carries its ``cell_area`` (a cell measure) replaced
+    the user's values with the input's, silently (helper-51). Refused in one line naming it,
+    nothing touched; where the two are the same, written."""
+    _described(tmp_path / "in.zarr", "air")
+    out = tmp_path / "out.zarr"
+    user = open_dataset(tmp_path / "in.zarr").load().drop_vars("air")
+    user["mine"] = (("lat", "lon"), np.zeros((6, 4), "f4"))  # refers to nothing
+    user["cell_area"] = user["cell_area"] * 0 + 99.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        user.to_zarr(str(out), zarr_format=3, mode="w", consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "air"})))
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    line = one_line_error(err)
+    assert rc != 0 and "'cell_area'" in line and "did not write" in line, line
+    assert file_states(out) == before
+    zarr.open_array(str(out), path="cell_area", mode="r+")[...] = 2.0  # the input's values
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(open_dataset(out)["cell_area"].values, np.full((6, 4), 2.0))
+
+
 def test_a_group_xarray_cannot_open_is_named_not_its_first_coordinate(tmp_path: Path) -> None:
     """An array without dimension names beside the variable: xarray opens no Dataset of the
     group, and the refusal blamed the first coordinate, a time, with cftime as the fix

@@ -374,8 +374,10 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
     coordinate they use, as its bounds; a grid mapping, a cell measure) with one of other values
     or attributes (:func:`datasets.same_coordinate`): they would be described by the input's
     coordinate from then on, silently relabelled (helper-42: another input's times and
-    latitudes replaced those of the user's own variables). Fields ``output``, ``array`` (the
-    coordinate), ``users``."""
+    latitudes replaced those of the user's own variables); nor an array of the group that no
+    run of this output wrote and nothing refers to, in the place of a coordinate it writes,
+    where the two differ (a user's own data, helper-51). Fields ``output``, ``array`` (the
+    coordinate), ``users`` ([] for the latter)."""
     group, variable = output_group(plan), plan.carried.variable
     assert group is not None and variable is not None
     loc = plan.output.location
@@ -385,23 +387,35 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         if n in replaced and arrays.node_type(loc, _key(group, n)) == "array"
     ]
     kept = [n for n in _beside(plan) if n not in replaced]
-    if not written or not kept:
+    if not written:
         return
-    refs = datasets.users(store, group, kept)
+    refs = datasets.users(store, group, kept) if kept else {}
     src = plan.input.location.zarr_store(read_only=True)
     ledger = plan.sink.ledger
     manifest = (ledger.read_manifest() if ledger is not None else None) or {}
     # a coordinate a stopped run of this output was replacing is its own, half-written: that
     # run compared it before it deleted anything (helper-43: refused, a dead end)
     ours = set(_names(manifest.get("coordinates")))
+    recorded = set(_names(recorded_run(plan).get("coordinates")))  # written by this output
     for name in written:
         using = sorted(k for k, r in refs.items() if name in r)
-        if not using or name in ours:
+        if name in ours or (not using and name in recorded):
             continue
         # None (not readable at all, and no run of ours wrote it) is not known to be the same
         if datasets.same_coordinate(src, variable, store, group, name):
             continue
         where = loc.join(plan.output.path)
+        if not using:  # an array of the user's own that nothing refers to (helper-51)
+            raise OutputError(
+                f"cannot write {where}: its group holds an array {name!r} that this pipeline "
+                f"did not write, with other values or attributes than the input's coordinate "
+                f"{name!r}: writing the coordinate would replace it, even with --overwrite; "
+                "choose another output.store or another group (output.array: "
+                "'<group>/<name>'), or remove or rename that array yourself",
+                output=where,
+                array=name,
+                users=[],
+            )
         them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
         raise OutputError(
             f"cannot write {where}: its group's variables {them} are described by "
