@@ -72,6 +72,11 @@ class Unpacking:
         NaN would convert to an arbitrary integer)."""
         y = x.astype(self.dtype, copy=True)
         missing = self._missing(y)
+        if y.dtype.kind != "f" and self.fill_values:
+            # xarray's mask coder gives np.where(missing, NaN, y), float64, which its scale
+            # coder converts back: integers past 2**53 come back rounded, as xarray reads them
+            with np.errstate(invalid="ignore"):  # 2**63 - 1 rounds past int64, as in xarray
+                y = y.astype(np.float64).astype(self.dtype)
         if self.scale_factor is not None:
             y *= self.scale_factor
         if self.add_offset is not None:
