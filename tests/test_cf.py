@@ -273,3 +273,97 @@ def test_a_v3_fill_value_xarray_cannot_read_as_written_is_refused_naming_the_fix
             FillValueCoder.decode(raw, np.dtype(stored))
     for ok in (2, 2.0, "2", True):
         assert v3_fill_value(ok, np.dtype(stored if stored[0] in "iu" else "int16")) == int(ok)
+
+
+NAN64, ONE64 = "AAAAAAAA+H8=", "AAAAAAAA8D8="  # xarray's v3 _FillValue text of NaN and 1.0
+UNHELD = {  # name: (stored, attributes, elements, the first one unheld: (index, masked) or None)
+    "int16-fill-none-held": ("int16", {"_FillValue": -1}, [1, 2, 3, 4, 5, 6, 7, 8], None),
+    "int16-fill": ("int16", {"_FillValue": -1}, [1, 2, 3, 4, 5, -1, 7, -1], (5, True)),
+    "int32-missing-value": ("int32", {"missing_value": [-7, 9]}, [1, 2, 9, -7] * 2, (2, True)),
+    "uint8-fill-it-cannot-hold": ("uint8", {"missing_value": -1}, [255, 0, 1, 2] * 2, None),
+    "float32-held": ("float32", {}, [1.5, -2.5, 3e18, -9.2e18, 0, 1, 2, 3], None),
+    "float32-nan": ("float32", {}, [1.5, -2.5, 3, 4, np.nan, 1, np.inf, 3], (4, False)),
+    "float32-inf": ("float32", {}, [1.5, -2.5, 3, 4, -np.inf, 1, 2, 3], (4, False)),
+    "float32-past-int64": ("float32", {}, [1.5, 2.0**63, 3, 4, 5, 6, 7, 8], (1, False)),
+    "float64-nan-fill": ("float64", {"_FillValue": NAN64}, [1.5, np.nan] * 4, None),  # float
+    "float64-truncated": ("float64", {"_FillValue": ONE64}, [2.5, 0, 1.5, 3] * 2, (2, True)),
+}
+
+
+@pytest.mark.parametrize("name", list(UNHELD))
+def test_an_integer_decoding_finds_its_first_element_without_a_value(
+    tmp_path: Path, name: str, xp: Any
+) -> None:
+    """An integer scale_factor decodes to int64, as xarray decodes it, which holds no NaN.
+    ``Unpacking.unheld`` (the read step's check, the same operations on NumPy and on CuPy)
+    finds the first element with no value there: one equal to a fill value once converted
+    (xarray truncates 1.5 to 1, and masks it where 1 is the fill value), a stored NaN, an
+    infinity, a float past int64; never one that no fill value matches (-1 on uint8), nor on
+    a decoding to floats (a NaN fill value: xarray keeps the floats). Where none is, the
+    read step's decoding is xarray's, to the bit (it had raised "cannot convert float NaN to
+    integer" with a fill value declared, F3)."""
+    stored, attrs, elements, first = UNHELD[name]
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
+        arr = group.create_array(
+            "v",
+            shape=(2, 4),
+            dtype=stored,
+            chunks=(2, 4),
+            dimension_names=["y", "x"],
+            attributes={"scale_factor": 2, **attrs},
+        )
+        arr[:] = np.array(elements, dtype=stored).reshape(2, 4)
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    u = unpacking(dict(arr.attrs), np.dtype(stored))
+    assert u is not None
+    x = xp.asarray(arr[...])
+    found = u.unheld(x, xp)
+    if first is None:
+        assert found is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+        got = _backend(xp).unpack(u, x)
+        got = got.get() if xp is not np else got
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+        return
+    assert np.dtype(u.dtype) == np.int64
+    assert found is not None and (found.index, found.masked) == first
+    value = np.array(elements, dtype=stored)[first[0]].item()
+    assert found.value == value or (np.isnan(value) and np.isnan(found.value))
+
+
+@pytest.mark.parametrize("fill", [{"_FillValue": -1}, {"missing_value": 5}, {}], ids=str)
+def test_int64_decoded_with_an_integer_scale_factor_is_rounded_where_xarray_rounds_it(
+    tmp_path: Path, fill: dict[str, Any], xp: Any
+) -> None:
+    """int64 elements past 2**53 with an integer scale_factor: where a fill value is
+    declared, xarray's mask coder computes them in float64 (``np.where(masked, NaN, x)``) and
+    its scale coder converts them back to int64, rounded (2**60 + 1 reads as 2**60); without
+    one they stay exact. The read step decodes them as xarray does, to the bit."""
+    elements = [2**60 + 1, 3, 2**53 + 1, -(2**62) - 3, 7, 2**62 + 1, 0, 2**40 + 1]
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
+        arr = group.create_array(
+            "v",
+            shape=(2, 4),
+            dtype="int64",
+            chunks=(2, 4),
+            dimension_names=["y", "x"],
+            attributes={"scale_factor": 1, **fill},
+        )
+        arr[:] = np.array(elements, dtype="int64").reshape(2, 4)
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+        want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+    assert want.dtype == np.int64
+    assert bool(want[0, 0] == 2**60) == bool(fill)  # rounded only where xarray masks
+    u = unpacking(dict(arr.attrs), np.dtype("int64"))
+    assert u is not None
+    x = xp.asarray(arr[...])
+    assert u.unheld(x, xp) is None
+    got = _backend(xp).unpack(u, x)
+    got = got.get() if xp is not np else got
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

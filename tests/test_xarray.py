@@ -42,6 +42,7 @@ from tests.faultkit import (
     run_and_signal,
     run_python,
     set_aside,
+    status,
     stored_files,
     wait_gone,
 )
@@ -2169,49 +2170,159 @@ def test_an_integer_scale_factor_that_overflows_is_refused_naming_it(tmp_path: P
     assert not hasattr(plain.value, "attributes")
 
 
-@pytest.mark.parametrize(
-    "zarr_format, stored, encoding",
-    [
-        (2, "int32", {"_FillValue": np.int32(-1)}),
-        (3, "int32", {"_FillValue": np.int32(-1)}),
-        (3, "int16", {"missing_value": np.int16(-1)}),
-        # its NaN elements, no fill declared (xarray's NaN one removed): int64 too
-        (3, "float32", None),
-    ],
-    ids=["v2-int32-fill", "v3-int32-fill", "v3-int16-missing-value", "v3-float32-nan"],
-)
-def test_an_integer_scale_factor_with_missing_elements_is_refused_before_the_output(
-    tmp_path: Path, zarr_format: int, stored: str, encoding: dict[str, Any] | None
+def _integer_packed(
+    path: Path, zarr_format: int, stored: str, encoding: dict[str, Any] | None, bad: Any = None
 ) -> None:
-    """An integer scale_factor decodes to int64 (as xarray decodes it), which holds no NaN:
-    with a fill value its stored elements can hold, or stored as floats (NaN), the plan had
-    accepted it ("unpack (-1 -> NaN; * 2) as int64"), and the run created the output and
-    died mid-compute ("cannot convert float NaN to integer"), leaving it incomplete (F2).
-    Refused at plan time in one line naming scale_factor as a float, nothing written; with
-    that done, it runs."""
-    values = (np.arange(ROWS * COLS).reshape(ROWS, COLS) % 50 - 5).astype(stored)
-    if stored == "float32":
-        values[3, 4] = np.nan
+    """The variable ``t`` (y, x) as xarray writes it, its elements stored as ``stored``,
+    packed with the integer ``scale_factor: 2`` (xarray decodes it to int64), in chunks of ten
+    rows; ``encoding`` its fill value (None: none, even on floats, where xarray writes NaN);
+    every element held (1 to 50, and 0.5 more on floats: xarray truncates them), but ``bad``
+    at [23, 7] where given."""
+    values = (np.arange(ROWS * COLS).reshape(ROWS, COLS) % 50 + 1).astype(stored)
+    if stored.startswith("float"):
+        values += 0.5
+    if bad is not None:
+        values[23, 7] = bad
     ds = xr.Dataset({"t": (("y", "x"), values, {"scale_factor": 2})})
-    ds["t"].encoding.update(encoding or {})
+    ds["t"].encoding.update({**(encoding or {}), "chunks": (10, COLS)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
-        if encoding is None:
-            del zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["_FillValue"]
-            zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
-            assert open_dataset(tmp_path / "in.zarr")["t"].dtype == np.int64  # xarray's
-    cfg = config(tmp_path, input={"mask_and_scale": True})
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w")
+        if encoding is None and stored.startswith("float"):
+            arr = zarr.open_array(str(path), path="t", mode="r+")
+            if zarr_format == 3:
+                del arr.attrs["_FillValue"]
+            zarr.consolidate_metadata(str(path))
+    assert open_dataset(path)["t"].dtype == np.int64  # xarray's decoding
+
+
+def _rows_written(out: Path) -> dict[int, bool]:
+    """{first row: whether the output holds a stored unit there} for each block of ten rows
+    of ``out``'s variable ``t`` (written in blocks of ten rows, one unit each)."""
+    arr = zarr.open_array(str(out), path="t", mode="r")
+    assert tuple(arr.shards or arr.chunks) == (10, COLS)
+    return {r: (out / "t" / "c" / str(r // 10) / "0").exists() for r in range(0, ROWS, 10)}
+
+
+MASKED = {  # (zarr_format, stored dtype, encoding, the element at [23, 7])
+    "v2-int32-fill": (2, "int32", {"_FillValue": np.int32(-1)}, -1),
+    "v3-int32-fill": (3, "int32", {"_FillValue": np.int32(-1)}, -1),
+    "v3-int16-missing-value": (3, "int16", {"missing_value": np.int16(-1)}, -1),
+    "v3-float32-nan": (3, "float32", None, np.nan),  # no fill: its NaN, int64 too
+}
+
+
+@pytest.mark.parametrize("name", list(MASKED))
+def test_an_integer_scale_factor_with_a_missing_element_stops_the_run_at_its_block(
+    tmp_path: Path, cli, name: str
+) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it), which holds no NaN:
+    an element equal to a fill value (or a stored NaN) has no value there, and xarray reads an
+    arbitrary integer. The plan accepts the variable (it cannot tell from the metadata: F3,
+    one whose fill value no element held was refused); the run stops at the block that holds
+    one, in one line naming the element, its chunk key, its value and the fix (the run had
+    died with "cannot convert float NaN to integer", F2). Nothing wrong is written: the
+    block's unit is absent, and the output incomplete; ``verify`` names it too. With
+    scale_factor written as a float, ``--overwrite`` computes it."""
+    zarr_format, stored, encoding, bad = MASKED[name]
+    _integer_packed(tmp_path / "in.zarr", zarr_format, stored, encoding, bad)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t", "mask_and_scale": True},
+        stages=[{"op": "multiply", "factor": 1}],  # int64 through the stages (float32's range)
+        chunking={"block": [10, COLS]},
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert "as int64" in out
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 1
+    line = one_line_error(err)
+    key = "t/2.0" if zarr_format == 2 else "t/c/2/0"
+    assert f"its element [23, 7] (in {key!r})" in line, line
+    assert ("holds -1, a fill value" if bad == -1 else "is nan") in line, line
+    assert "scale_factor: 2.0" in line and "--overwrite" in line, line
+    assert status(tmp_path / "out.zarr", "t") == "incomplete"
+    written = _rows_written(tmp_path / "out.zarr")
+    assert not written[20]
+    want = open_dataset(tmp_path / "in.zarr")["t"].values
+    got = zarr.open_array(str(tmp_path / "out.zarr"), path="t", mode="r")[:]
+    for row, there in written.items():  # what was written is xarray's value
+        if there:
+            assert np.array_equal(got[row : row + 10], want[row : row + 10]), row
+    rc, _, err = cli("verify", cfg, "--all")
+    assert rc == 1 and "its element [23, 7]" in one_line_error(err)
     with pytest.raises(InputError) as info:
-        pipeline.plan(cfg)
-    assert "scale_factor: 2.0" in str(info.value), info.value
-    assert len(str(info.value).splitlines()) == 1
-    assert info.value.fix == "scale_factor as a float"
-    with pytest.raises(InputError):
-        pipeline.run(cfg)
-    assert not (tmp_path / "out.zarr").exists()
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.key, e.element, e.attributes) == (key, [23, 7], ["scale_factor"])
+    assert e.fix == "scale_factor as a float"
+    assert e.variable == str(tmp_path / "in.zarr" / "t")
     zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").attrs["scale_factor"] = 2.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
-    assert pipeline.run(cfg).status == "complete"
+    rc, _, err = cli("run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 0, err
+    want = open_dataset(tmp_path / "in.zarr")["t"].values
+    assert want.dtype.kind == "f" and np.isnan(want[23, 7])
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, want)
+
+
+HELD = {  # (zarr_format, stored dtype, encoding), every element held
+    # zarr's default v2 fill value, 0 (written by zarr below), which xarray masks
+    "v2-int16-zarr-default-fill": (2, "int16", None),
+    "v3-int16-fill": (3, "int16", {"_FillValue": np.int16(-1)}),
+    "v2-int32-missing-value": (2, "int32", {"missing_value": np.int32(-1)}),
+    "v3-float32": (3, "float32", None),  # xarray truncates 1.5 to 1 first
+}
+
+
+@pytest.mark.parametrize("name", list(HELD))
+def test_an_integer_scale_factor_whose_fill_value_no_element_holds_runs(
+    tmp_path: Path, cli, name: str
+) -> None:
+    """An integer scale_factor with a fill value that no element equals (zarr's default v2
+    fill value 0 among them), or stored as floats none of which is NaN: xarray decodes every
+    element to int64. The plan had refused it, from its metadata alone, saying its elements
+    equal to the fill value were missing, none was, and telling the user to edit the input
+    (F3). It runs, through the command line, to xarray's values to the bit, and verifies."""
+    zarr_format, stored, encoding = HELD[name]
+    if name == "v2-int16-zarr-default-fill":
+        group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=2)
+        attrs = {"scale_factor": 2, "_ARRAY_DIMENSIONS": ["y", "x"]}
+        arr = group.create_array(
+            "t", shape=(ROWS, COLS), dtype=stored, chunks=(10, COLS), attributes=attrs
+        )
+        assert arr.fill_value == 0
+        arr[:] = np.arange(ROWS * COLS).reshape(ROWS, COLS) % 50 + 1
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+        assert open_dataset(tmp_path / "in.zarr")["t"].encoding["_FillValue"] == 0
+    else:
+        _integer_packed(tmp_path / "in.zarr", zarr_format, stored, encoding)
+    seen = open_dataset(tmp_path / "in.zarr")["t"].values
+    assert seen.dtype == np.int64 and seen.min() == 2
+    stages: list[dict[str, Any]] = [{"op": "multiply", "factor": 3}, {"op": "add"}]
+    if stored == "float32":  # decoded within all of int64: a chain that cannot overflow it
+        stages = [{"op": "multiply", "factor": 1}]
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t", "mask_and_scale": True},
+        stages=stages,
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    chain = plan_chain(
+        parse_config(yaml.safe_load(cfg.read_text())).stage_specs(),
+        seen.dtype,
+        values=Interval(int(seen.min()), int(seen.max())),
+    )
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, apply_chain(chain, seen))
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, (out, err)

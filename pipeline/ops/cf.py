@@ -39,11 +39,25 @@ PACKING_ATTRIBUTES = (
 
 
 @dataclass(frozen=True)
+class Unheld:
+    """An element that a decoding to integers cannot give a value (:meth:`Unpacking.unheld`)."""
+
+    index: int
+    """its flat index (C order) in the block searched"""
+    value: Any
+    """its stored value (a Python number)"""
+    masked: bool
+    """it equals a fill value (missing: NaN); else it is a stored NaN, an infinity or a float
+    past the integer dtype"""
+
+
+@dataclass(frozen=True)
 class Unpacking:
     """How one packed variable's stored elements become its values."""
 
     dtype: str
-    """the decoded float dtype (xarray's choice, :func:`decoded_dtype`)"""
+    """the decoded dtype (xarray's choice, :func:`decoded_dtype`): a float, or int64 for an
+    integer ``scale_factor`` alone"""
     fill_values: tuple[float, ...] = ()
     """stored values that mean "missing" (from ``_FillValue`` and ``missing_value``)"""
     scale_factor: float | None = None
@@ -51,21 +65,71 @@ class Unpacking:
 
     def apply(self, x: Any, xp: Any) -> Any:
         """The values of stored elements ``x`` (a NumPy array, or CuPy where the module's
-        note allows): a new array of :attr:`dtype`, NaN where ``x`` holds a fill value."""
+        note allows): a new array of :attr:`dtype`, NaN where ``x`` holds a fill value.
+
+        An integer :attr:`dtype` holds no NaN: the read step refuses first a block where
+        :meth:`unheld` finds an element; a missing one raises ValueError here too (a stored
+        NaN would convert to an arbitrary integer)."""
         y = x.astype(self.dtype, copy=True)
+        missing = self._missing(y)
+        if y.dtype.kind != "f" and self.fill_values:
+            # xarray's mask coder gives np.where(missing, NaN, y), float64, which its scale
+            # coder converts back: integers past 2**53 come back rounded, as xarray reads them
+            with np.errstate(invalid="ignore"):  # 2**63 - 1 rounds past int64, as in xarray
+                y = y.astype(np.float64).astype(self.dtype)
+        if self.scale_factor is not None:
+            y *= self.scale_factor
+        if self.add_offset is not None:
+            y += self.add_offset
+        if missing is None:
+            return y
+        if y.dtype.kind == "f":  # last, so every masked element is the same NaN as xarray's
+            y[missing] = np.nan
+        elif bool(xp.any(missing)):  # NumPy converts the NaN even where none is masked
+            raise ValueError(f"a missing element, which {y.dtype} cannot hold: see unheld()")
+        return y
+
+    def _missing(self, y: Any) -> Any:
+        """Where the elements ``y``, converted to :attr:`dtype`, equal a fill value (a boolean
+        array); None where no fill value is a number."""
         missing = None
         for fv in self.fill_values:
             if isinstance(fv, (str, bytes)):
                 continue  # text equals no number (NumPy's comparison; CuPy's would raise)
             hit = y == fv
             missing = hit if missing is None else missing | hit
-        if self.scale_factor is not None:
-            y *= self.scale_factor
-        if self.add_offset is not None:
-            y += self.add_offset
-        if missing is not None:  # last, so every masked element is the same NaN as xarray's
-            y[missing] = np.nan
-        return y
+        return missing
+
+    def unheld(self, x: Any, xp: Any) -> Unheld | None:
+        """The first element (C order) of the stored elements ``x`` (NumPy, or CuPy: the same
+        operations) that has no value in this decoding's :attr:`dtype` where that is an
+        integer one (an integer ``scale_factor`` alone: xarray decodes to int64), which holds
+        no NaN: one equal to a fill value once converted (as :meth:`apply` and xarray compare
+        it), so missing; or, stored as floats, NaN, an infinity or a number past the dtype,
+        whose conversion NumPy leaves undefined. xarray reads an arbitrary integer there.
+        None where every element has its value, and for a float :attr:`dtype`, which holds
+        them all. Decided from the elements, not the metadata: a fill value that no element
+        equals masks nothing (zarr's default v2 fill value 0, which such inputs had been
+        refused for, all their elements held)."""
+        dtype = np.dtype(self.dtype)
+        if dtype.kind not in "iu" or x.size == 0:
+            return None
+        lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max + 1)  # both exact
+        bad = None
+        if x.dtype.kind == "f":
+            bad = ~xp.isfinite(x)
+            if np.finfo(x.dtype).max >= hi:  # float16 holds no number past int64
+                bad |= (x < lo) | (x >= hi)
+        if any(not isinstance(fv, (str, bytes)) for fv in self.fill_values):
+            with np.errstate(invalid="ignore"):  # NaN's conversion: found above
+                missing = self._missing(x.astype(dtype))
+            bad = missing if bad is None else bad | missing
+        if bad is None or not bool(xp.any(bad)):
+            return None
+        index = int(xp.argmax(bad.reshape(-1).view(xp.uint8)))
+        value = x.reshape(-1)[index].item()
+        converts = x.dtype.kind != "f" or lo <= value < hi
+        return Unheld(index=index, value=value, masked=converts)
 
     def describe(self) -> str:
         parts = []

@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError, InputError, PlanError
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
+    Unheld,
     Unpacking,
     UnreadableFill,
     is_packed,
@@ -25,7 +26,7 @@ from pipeline.ops.cf import (
     v3_fill_value,
 )
 from pipeline.store import datasets
-from pipeline.store.arrays import GENERATED
+from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location
 
@@ -408,8 +409,6 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
             attributes=["_FillValue"],
             fix=e.fix,
         ) from None
-    if found is not None and config.input.mask_and_scale:
-        _refuse_unmaskable(where, found, attrs, stored)
     if found is None or config.input.mask_and_scale:
         return found
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
@@ -426,57 +425,49 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     )
 
 
-def _refuse_unmaskable(
-    where: str, found: Unpacking, attrs: dict[str, Any], stored: np.dtype
-) -> None:
-    """Refuse, before anything is written, a variable whose decoding yields a dtype that holds
-    no NaN (an integer ``scale_factor`` alone: xarray decodes to int64) while some elements
-    decode to NaN: those equal to a fill value (``_FillValue``, ``missing_value``, a v2 fill
-    value) that its stored elements can hold, or, stored as floats, any NaN among them. The
-    plan had accepted such a variable ("unpack (-1 -> NaN; * 2) as int64"), and the run died
-    mid-compute (``cannot convert float NaN to integer``), leaving its output incomplete;
-    xarray itself reads those elements as arbitrary integers (InputError, fields ``variable``,
-    ``attributes``, ``fix``)."""
-    dtype = np.dtype(found.dtype)
-    if dtype.kind == "f":
-        return
-    masked = [v for v in found.fill_values if _can_hold(stored, v)]
-    if not masked and stored.kind != "f":
-        return
-    ints = [k for k in ("scale_factor", "add_offset") if k in attrs and _is_integer(attrs[k])]
-    said = ", ".join(f"{k}={attrs[k]!r}" for k in ints) or "packing"
-    floats = " and ".join(f"{k}: {float(attrs[k])!r}" for k in ints) or "its packing as floats"
-    what = (
-        f"its elements equal to {', '.join(repr(v) for v in masked)} are missing (NaN)"
-        if masked
-        else f"its stored {stored} values may be NaN"
-    )
-    raise InputError(
+def unheld_error(
+    info: ArrayInfo,
+    unpacking: Unpacking,
+    found: Unheld,
+    origin: tuple[int, ...],
+    shape: tuple[int, ...],
+) -> InputError:
+    """The one-line error for a block of the input variable ``info`` (its first element at
+    ``origin``, of ``shape``) that holds an element its integer decoding cannot give a value
+    (:meth:`pipeline.ops.cf.Unpacking.unheld`: one equal to a fill value, or a stored NaN),
+    naming the element's index in the array and the key of its stored unit. The plan accepts
+    such a variable (whether any element is missing is in its values, not its metadata: a v2
+    variable's fill value, zarr's default 0, that no element equals had been refused); the
+    run stops at the block, before a wrong value is written, and the output stays incomplete.
+    InputError, fields ``variable``, ``key``, ``element``, ``value``, ``attributes``,
+    ``fix``."""
+    inside = np.unravel_index(found.index, shape)
+    element = tuple(o + int(i) for o, i in zip(origin, inside, strict=True))
+    key = info.key(tuple(e // u for e, u in zip(element, info.unit, strict=True)))
+    where = info.location.join(info.path)
+    dtype = np.dtype(unpacking.dtype)
+    ints = _integer_packing(unpacking)  # an integer dtype: scale_factor is one
+    said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
+    floats = " and ".join(f"{k}: {float(v)!r}" for k, v in ints.items())
+    at = f"its element {list(element)} (in {key!r})"
+    if found.masked:
+        what = f"{at} holds {found.value!r}, a fill value: it is missing (NaN)"
+        remove = "the missing elements"
+    else:
+        what = f"{at} is {found.value!r}"
+        remove = "those elements"
+    return InputError(
         f"input variable {where} decodes to {dtype} because of its integer {said} (as xarray "
-        f"decodes it), and {what}, which an integer result type cannot hold (xarray reads "
-        f"them as arbitrary integers): write {floats} in the input, so that it decodes to "
-        "floats",
+        f"decodes it), and {what}, which {dtype} cannot hold (xarray reads an arbitrary "
+        f"integer there); the output stays incomplete: write {floats} in the input, so that "
+        f"it decodes to floats, or remove {remove}, then run again with --overwrite",
         variable=where,
-        attributes=ints or ["scale_factor"],
-        fix=f"{' and '.join(ints) or 'scale_factor'} as a float",
+        key=key,
+        element=list(element),
+        value=found.value,
+        attributes=list(ints),
+        fix=f"{' and '.join(ints)} as a float",
     )
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _can_hold(stored: np.dtype, value: Any) -> bool:
-    """Whether elements stored as ``stored`` can equal the number ``value`` (a fill value of
-    -1 on uint8 masks none)."""
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, (bool, np.bool_)):
-        return False  # text equals no number
-    if stored.kind == "f":
-        return True
-    if not float(value).is_integer():
-        return False
-    info = np.iinfo(stored)
-    return bool(info.min <= int(value) <= info.max)
 
 
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:

@@ -23,6 +23,7 @@ from pipeline import devices
 from pipeline.errors import ChunkError, InputError, storage_failure, storage_fix
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
+from pipeline.planning.variable import unheld_error
 from pipeline.store import codecs, grid, shards
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -159,9 +160,24 @@ def read_block(src: Source, block_index: Shape) -> Any:
         out = _read_block(be, src, block_index)
         if src.unpacking is not None:
             with _timed("decode"):
+                _refuse_unheld(be, src, block_index, out)
                 out = be.unpack(src.unpacking, out)
         be.release_host_buffers()  # the block is on its device: its staging is free
     return out
+
+
+def _refuse_unheld(be: devices.Backend, src: Source, block_index: Shape, x: Any) -> None:
+    """Raise the InputError of :func:`~pipeline.planning.variable.unheld_error` where the
+    block ``x`` (stored elements, on ``be``'s device) holds an element that its decoding to
+    integers cannot give a value (a missing one: NaN), naming its index and stored unit.
+    The same array operations on the CPU's NumPy and the GPU's CuPy blocks
+    (:meth:`~pipeline.ops.cf.Unpacking.unheld`); a decoding to floats checks nothing."""
+    assert src.unpacking is not None
+    found = src.unpacking.unheld(x, be.xp)
+    if found is None:
+        return
+    origin = tuple(s.start for s in _block_slices(block_index, src.block, src.info.shape))
+    raise unheld_error(src.info, src.unpacking, found, origin, tuple(x.shape))
 
 
 def staging_per_thread(src: Source) -> int:
