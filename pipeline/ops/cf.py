@@ -100,9 +100,10 @@ class Unpacking:
             missing = hit if missing is None else missing | hit
         return missing
 
-    def unheld(self, x: Any, xp: Any) -> Unheld | None:
-        """The first element (C order) of the stored elements ``x`` (NumPy, or CuPy: the same
-        operations) that has no value in this decoding's :attr:`dtype` where that is an
+    def unheld(self, x: np.ndarray) -> Unheld | None:
+        """The first element (C order) of the stored elements ``x`` (on the host: the read
+        step copies a GPU block here first, as an integer decoding is the host's) that has no
+        value in this decoding's :attr:`dtype` where that is an
         integer one (an integer ``scale_factor`` alone: xarray decodes to int64), which holds
         no NaN: one equal to a fill value once converted (as :meth:`apply` and xarray compare
         it), so missing; or, stored as floats, NaN, an infinity or a number past the dtype,
@@ -117,16 +118,16 @@ class Unpacking:
         lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max + 1)  # both exact
         bad = None
         if x.dtype.kind == "f":
-            bad = ~xp.isfinite(x)
+            bad = ~np.isfinite(x)
             if np.finfo(x.dtype).max >= hi:  # float16 holds no number past int64
                 bad |= (x < lo) | (x >= hi)
         if any(not isinstance(fv, (str, bytes)) for fv in self.fill_values):
             with np.errstate(invalid="ignore"):  # NaN's conversion: found above
                 missing = self._missing(x.astype(dtype))
             bad = missing if bad is None else bad | missing
-        if bad is None or not bool(xp.any(bad)):
+        if bad is None or not bool(np.any(bad)):
             return None
-        index = int(xp.argmax(bad.reshape(-1).view(xp.uint8)))
+        index = int(np.argmax(bad.reshape(-1).view(np.uint8)))
         value = x.reshape(-1)[index].item()
         converts = x.dtype.kind != "f" or lo <= value < hi
         return Unheld(index=index, value=value, masked=converts)

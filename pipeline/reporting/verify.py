@@ -144,7 +144,7 @@ def verify(
     def check(index: tuple[int, ...]) -> bool:
         sl = grid.unit_slices(index, block, tuple(src.shape))
         x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
-        found = unpack.unheld(x, np) if unpack else None
+        found = unpack.unheld(x) if unpack else None
         if unpack and found:  # no value to compare with: the run stops there too
             info = arrays.describe_array(loc_in, config.input.array, src)
             raise unheld_error(info, unpack, found, tuple(s.start for s in sl), x.shape)
