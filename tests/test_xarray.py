@@ -849,6 +849,75 @@ def test_overwrite_into_a_users_group_keeps_the_groups_attributes(tmp_path: Path
     assert open_dataset(out).attrs == mine  # the user's title kept, institution and source gone
 
 
+KILLED_AT_THE_FRAME = """
+import os, signal, sys
+import pipeline
+from pipeline.store import datasets
+
+write = datasets._write
+
+
+def kill(frame, dst_store, dst_group):
+    if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
+        return write(frame, dst_store, dst_group)
+    os.kill(os.getpid(), signal.SIGKILL)  # as the group is written again (or the disk is full)
+
+
+if __name__ == "__main__":
+    datasets._write = kill
+    pipeline.run(sys.argv[1], overwrite=True)
+"""
+
+
+def _own_group_attributes(store: Path) -> dict[str, Any]:
+    """The root group's attributes as its own metadata holds them."""
+    return dict(zarr.open_group(str(store), mode="r", use_consolidated=False).attrs)
+
+
+def test_a_stop_while_the_group_is_written_again_loses_none_of_its_attributes(
+    tmp_path: Path,
+) -> None:
+    """F2: --overwrite into a user's group, the input's group attributes changed since the
+    output carried them, killed as xarray writes the group again (where a full disk fails
+    too). The group's metadata had been deleted first: its own attributes (the user's title
+    and history) were lost for good, and the rerun wrote the input's alone. Now the group
+    keeps its metadata until xarray rewrites it, and the run record says what the output
+    carried before (its own record is gone by then): ``--resume`` leaves the group as an
+    uninterrupted run does, the user's attributes kept, the input's new ones in place of
+    the old."""
+    write_dataset(tmp_path / "in.zarr", 3)  # title "a test field", institution "tests"
+    out, ref = tmp_path / "out.zarr", tmp_path / "ref.zarr"
+    mine = {"title": "my analysis", "history": "made by hand"}
+    other = xr.Dataset({"q": (("y", "x"), np.ones((ROWS, COLS)))}, attrs=mine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), zarr_format=3, mode="w")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert _own_group_attributes(out) == {**mine, "institution": "tests"}
+    _set_group_attributes(tmp_path / "in.zarr", {"institution": "elsewhere", "source": "s"})
+    copy_store(out, ref)
+    ref_cfg = tmp_path / "ref.yaml"
+    ref_cfg.write_text(yaml.safe_dump(config(tmp_path, output={"store": str(ref)})))
+    assert pipeline.run(ref_cfg, overwrite=True).status == "complete"  # not interrupted
+    wanted = {**mine, "institution": "elsewhere", "source": "s"}
+    assert _own_group_attributes(ref) == wanted
+
+    (tmp_path / "script.py").write_text(KILLED_AT_THE_FRAME)
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _own_group_attributes(out)["title"] == "my analysis"  # still there meanwhile
+    assert pipeline.run(cfg, resume=True).status == "complete"
+    assert _own_group_attributes(out) == wanted
+    got, want = open_dataset(out), open_dataset(ref)
+    assert got.attrs == want.attrs == wanted
+    for name in ("lon", "x", "y"):
+        assert got[name].identical(want[name]), name
+    assert same_bits(got["t"].values, want["t"].values)
+    assert np.array_equal(got["q"].values, np.ones((ROWS, COLS)))
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_an_output_dataset_in_place_of_an_array_is_refused_and_the_array_kept(
     tmp_path: Path, zarr_format: int

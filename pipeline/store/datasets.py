@@ -235,15 +235,17 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def merged_group_attributes(
-    existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
+    existing: dict[str, Any], carried_before: list[dict[str, Any]], source: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The attributes of an output group a variable is written into, and those of them that
     come from the input's group: (all, carried).
 
-    ``existing``: the group's attributes before the write; ``carried_before``: those an earlier
-    write of this output carried there (its record); ``source``: the input group's. An
-    attribute of the group that is not one the earlier write carried with that value is the
-    group's own (its owner's, or edited since) and stays as it is; the rest are the input's
+    ``existing``: the group's attributes before the write; ``carried_before``: those earlier
+    writes of this output carried there, one mapping a record (they may differ: a run stopped
+    after it carried a new input's, its record says so beside the older one); ``source``: the
+    input group's. An attribute of the group that is not one an earlier write carried with
+    that value is the group's own (its owner's, or edited since) and stays as it is; the rest
+    are the input's
     now: its attributes that the group has none of its own of. A user's group keeps its
     ``title`` or ``history``; an output's group, written again, takes what the input holds now
     (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
@@ -251,7 +253,7 @@ def merged_group_attributes(
     own = {
         k: v
         for k, v in existing.items()
-        if not (k in carried_before and _same_value(carried_before[k], v))
+        if not any(k in before and _same_value(before[k], v) for before in carried_before)
     }
     carried = {k: v for k, v in source.items() if k not in own}
     return {**own, **carried}, carried
