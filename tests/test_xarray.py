@@ -592,6 +592,44 @@ def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
     assert same_bits(got["t2"].values, ref["t2"].values) and got["lon"].identical(ref["lon"])
 
 
+def _has_consolidated(doc: Path) -> bool:
+    """Whether the group metadata document ``doc`` (a v3 zarr.json) holds consolidated
+    metadata."""
+    return json.loads(doc.read_text()).get("consolidated_metadata") is not None
+
+
+def test_a_ctrl_c_then_overwrite_keeps_the_groups_consolidated_metadata(tmp_path: Path) -> None:
+    """F7: ``g/t`` made from a consolidated input, so ``g`` and the root have consolidated
+    metadata; ``g/a`` written there again (--overwrite) from an unconsolidated input, stopped
+    by a Ctrl-C while its old chunks go (the consolidated copies dropped by then), then
+    --overwrite as the Ctrl-C line says: the rerun found no copies and made none, where an
+    uninterrupted one keeps them. The run record says which groups had them."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    copy_store(tmp_path / "in.zarr", tmp_path / "bare.zarr")
+    doc = json.loads((tmp_path / "bare.zarr" / "zarr.json").read_text())
+    del doc["consolidated_metadata"]  # the same Dataset, unconsolidated
+    (tmp_path / "bare.zarr" / "zarr.json").write_text(json.dumps(doc))
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path, output={"array": "g/t"})).status == "complete"
+    cfg = tmp_path / "a.yaml"
+    bare = {"store": str(tmp_path / "bare.zarr")}
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input=bare, output={"array": "g/a"})))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    metadata = (out / "zarr.json", out / "g" / "zarr.json")
+    assert all(_has_consolidated(m) for m in metadata)  # as an uninterrupted run keeps them
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "creating"
+    assert not any(_has_consolidated(m) for m in metadata)  # dropped, as the stop left it
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert all(_has_consolidated(m) for m in metadata)
+    ds = _opens_without_warnings(out, "g")
+    assert sorted(ds.data_vars) == ["a", "t"]
+
+
 def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> None:
     """A kill while --overwrite rewrote the coordinates of a group whose other variable uses
     them left them with metadata and no chunks (read as fill values): every later run, resume

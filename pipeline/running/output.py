@@ -755,6 +755,11 @@ def create(plan: Plan) -> None:
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
+    parent = o.path.rpartition("/")[0]
+    above = datasets.consolidated_groups(o.location.zarr_store(read_only=True), parent)
+    # and those a run stopped here before had dropped (F7: a rerun from an unconsolidated
+    # input found none, and left the group and the root without the copies they had)
+    had = list(dict.fromkeys([*above, *_consolidated_before(ledger.read_manifest(), parent)]))
     ledger.clear_done()
     manifest: dict[str, Any] = {
         "fingerprint": plan.fingerprint(),
@@ -764,6 +769,8 @@ def create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    if kept or had:  # the groups with consolidated copies, which go next and come back
+        manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
     if group is not None:  # the group's attributes this run gives it from the input's
         manifest["group_attributes"] = carried_attrs
         # and those earlier writes of this output carried there, which the output's own
@@ -775,8 +782,6 @@ def create(plan: Plan) -> None:
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
     ledger.write_manifest(manifest)
-    parent = o.path.rpartition("/")[0]
-    above = datasets.consolidated_groups(o.location.zarr_store(read_only=True), parent)
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     # no consolidated copy says the old array is there (complete) while its chunks go; the
@@ -824,11 +829,23 @@ def create(plan: Plan) -> None:
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
         )
-        _consolidate(plan, kept, above)
+        _consolidate(plan, kept, had)
 
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)
     waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
+
+
+def _consolidated_before(manifest: dict[str, Any] | None, parent: str) -> list[str]:
+    """The groups at or above ``parent`` (the output's) that a run record says had
+    consolidated metadata before that run dropped it (``consolidated``; [] where it says
+    none, or no record)."""
+    recorded = (manifest or {}).get("consolidated")
+    if not isinstance(recorded, list):
+        return []
+    parts = parent.split("/") if parent else []
+    groups = {"/".join(parts[:depth]) for depth in range(len(parts) + 1)}
+    return [g for g in recorded if isinstance(g, str) and g in groups]
 
 
 def _consolidate(plan: Plan, also: bool = False, had: list[str] | None = None) -> None:
