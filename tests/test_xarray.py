@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import warnings
@@ -37,6 +38,7 @@ from tests.faultkit import (
     ctrl_c_script,
     file_states,
     kill_procs,
+    marker_names,
     markers,
     one_line_error,
     run_and_signal,
@@ -1636,6 +1638,50 @@ def test_a_dataset_output_stopped_before_its_consolidated_metadata_is_not_comple
     rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
     assert rc == 0, err
     assert status_seen_by_xarray(killed.output) == "complete"
+
+
+def test_verify_says_an_output_stopped_before_its_consolidated_metadata_is_incomplete(
+    killed: Killed, cli
+) -> None:
+    """F5: the state above (a run stopped after its final attributes, before the consolidated
+    copy): ``run`` says incomplete and ``--resume`` finishes it, but ``verify`` called its
+    metadata edited since the run, to be written again with ``run --overwrite``. It says what
+    ``run`` says (the same decision), and passes once ``--resume`` has finished it."""
+    copy_store(killed.ref, killed.output)
+    shutil.copy2(killed.snapshot / "zarr.json", killed.output / "zarr.json")  # as created
+    shutil.copytree(killed.snapshot / "t" / ".pipeline", killed.output / "t" / ".pipeline")
+    rc, out, err = cli("verify", killed.config())
+    assert rc == 1
+    assert re.search(r"output status\s+incomplete", out), out
+    line = one_line_error(err)
+    assert "incomplete" in line and "`run --resume` finishes it" in line, line
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", killed.config())
+    assert rc == 0, err
+
+
+def test_verify_says_a_killed_output_with_a_chunk_left_empty_is_incomplete(
+    killed: Killed, cli
+) -> None:
+    """F5: a kill midway can leave the chunk file of a block being written empty (created,
+    never filled): ``verify`` called it damaged, with ``run --overwrite``, though ``run`` says
+    incomplete and ``--resume`` (which writes every block not marked done again) finishes it.
+    ``verify`` says what ``run`` says, and passes once ``--resume`` has finished it."""
+    killed.restore()
+    done = set(marker_names(killed.output / "t"))
+    row = next(r for r in range(killed.rows) if f"{r}.0" not in done)
+    chunk = killed.output / "t" / "c" / str(row) / "0"
+    chunk.parent.mkdir(parents=True, exist_ok=True)
+    chunk.write_bytes(b"")  # as a kill right after the file was made leaves it
+    rc, _, err = cli("verify", killed.config(), "--all")
+    assert rc == 1
+    line = one_line_error(err)
+    assert "incomplete" in line and "`run --resume` finishes it" in line, line
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", killed.config(), "--all")
+    assert rc == 0, err
 
 
 def test_a_complete_dataset_output_is_checked_for_staleness(killed: Killed, cli) -> None:

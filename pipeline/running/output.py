@@ -147,10 +147,9 @@ def output_state(plan: Plan) -> str:
         attrs = arrays.read_attributes(info.location, info.path)
     except Exception:
         return "foreign"
-    status = attrs.get("pipeline", {}).get("status")
-    if status == "complete" and not _consolidated_as(plan, attrs):
-        return "incomplete"
-    return {"complete": "complete", "incomplete": "incomplete"}.get(status, "foreign")
+    # decided as `verify` decides it (F5: it had called such an output edited, or damaged)
+    store = info.location.zarr_store(read_only=True)
+    return datasets.run_status(store, info.path, attrs, plan.carried.consolidate) or "foreign"
 
 
 def group_members(loc: Location, path: str) -> list[str]:
@@ -256,22 +255,6 @@ def _beside(plan: Plan) -> list[str]:
     name = plan.output.path.rpartition("/")[2]
     listed = plan.output.location.list(group)
     return [n for n in listed if n != name and n not in GROUP_METADATA]
-
-
-def _consolidated_as(plan: Plan, attrs: dict[str, Any]) -> bool:
-    """Whether the output group's consolidated metadata holds the variable's ``pipeline``
-    attribute as ``attrs`` has it (True when the group gets none)."""
-    if not plan.carried.consolidate:
-        return True
-    group, _, name = plan.output.path.rpartition("/")
-    store = plan.output.location.zarr_store(read_only=True)
-    if not datasets.has_consolidated(store, group):
-        # none now (a replacement of another variable of the group stopped after it dropped
-        # the copies: helper-45 saw this complete neighbour called incomplete): xarray reads
-        # the variable's own metadata, which says what it is
-        return True
-    held = datasets.consolidated_attributes(store, group, name)
-    return held is not None and held.get("pipeline") == attrs.get("pipeline")
 
 
 def replaced_coordinates(plan: Plan) -> list[str]:

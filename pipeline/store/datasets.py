@@ -763,3 +763,28 @@ def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any]
     consolidated = getattr(meta, "consolidated_metadata", None)
     member = None if consolidated is None else consolidated.metadata.get(name)
     return None if member is None else dict(member.attributes)
+
+
+def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) -> str | None:
+    """The status of the array at ``path`` of ``store`` as a run of the pipeline decides it
+    (``run`` and ``verify`` alike), from its attributes ``attrs``: 'complete' or 'incomplete',
+    as its own ``pipeline`` record says; None where it holds no record of the pipeline's.
+
+    One whose own record says complete is still 'incomplete' where its group gets
+    consolidated metadata (``consolidate``) and has some, and that copy holds another
+    ``pipeline`` attribute: a run stopped after it marked the output complete and before the
+    copy, which ``xr.open_zarr`` reads, said so too (``run --resume`` finishes it). Where the
+    group has no copy (a replacement of another of its variables stopped after it dropped
+    them: helper-45), xarray reads the variable's own metadata, which says what it is."""
+    doc = attrs.get("pipeline")
+    status = doc.get("status") if isinstance(doc, dict) else None
+    if status not in ("complete", "incomplete"):
+        return None
+    if status == "incomplete" or not consolidate:
+        return status
+    group, _, name = path.rpartition("/")
+    if not has_consolidated(store, group):
+        return status
+    held = consolidated_attributes(store, group, name)
+    same = held is not None and held.get("pipeline") == doc
+    return status if same else "incomplete"
