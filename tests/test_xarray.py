@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import warnings
@@ -37,6 +38,7 @@ from tests.faultkit import (
     ctrl_c_script,
     file_states,
     kill_procs,
+    marker_names,
     markers,
     one_line_error,
     run_and_signal,
@@ -690,6 +692,44 @@ def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
     assert same_bits(got["t2"].values, ref["t2"].values) and got["lon"].identical(ref["lon"])
 
 
+def _has_consolidated(doc: Path) -> bool:
+    """Whether the group metadata document ``doc`` (a v3 zarr.json) holds consolidated
+    metadata."""
+    return json.loads(doc.read_text()).get("consolidated_metadata") is not None
+
+
+def test_a_ctrl_c_then_overwrite_keeps_the_groups_consolidated_metadata(tmp_path: Path) -> None:
+    """F7: ``g/t`` made from a consolidated input, so ``g`` and the root have consolidated
+    metadata; ``g/a`` written there again (--overwrite) from an unconsolidated input, stopped
+    by a Ctrl-C while its old chunks go (the consolidated copies dropped by then), then
+    --overwrite as the Ctrl-C line says: the rerun found no copies and made none, where an
+    uninterrupted one keeps them. The run record says which groups had them."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    copy_store(tmp_path / "in.zarr", tmp_path / "bare.zarr")
+    doc = json.loads((tmp_path / "bare.zarr" / "zarr.json").read_text())
+    del doc["consolidated_metadata"]  # the same Dataset, unconsolidated
+    (tmp_path / "bare.zarr" / "zarr.json").write_text(json.dumps(doc))
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path, output={"array": "g/t"})).status == "complete"
+    cfg = tmp_path / "a.yaml"
+    bare = {"store": str(tmp_path / "bare.zarr")}
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input=bare, output={"array": "g/a"})))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    metadata = (out / "zarr.json", out / "g" / "zarr.json")
+    assert all(_has_consolidated(m) for m in metadata)  # as an uninterrupted run keeps them
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "creating"
+    assert not any(_has_consolidated(m) for m in metadata)  # dropped, as the stop left it
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert all(_has_consolidated(m) for m in metadata)
+    ds = _opens_without_warnings(out, "g")
+    assert sorted(ds.data_vars) == ["a", "t"]
+
+
 def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> None:
     """A kill while --overwrite rewrote the coordinates of a group whose other variable uses
     them left them with metadata and no chunks (read as fill values): every later run, resume
@@ -1027,6 +1067,75 @@ def test_the_groups_coordinates_attribute_is_xarrays_encoding_not_carried(tmp_pa
     assert sorted(ds.data_vars) == ["air", "mine", "sst"]
     assert {"q_bnds", "t_bnds", "x_bnds", "y_bnds"} <= set(ds.coords)
     assert ds.attrs == {"title": "mine"}
+
+
+KILLED_AT_THE_FRAME = """
+import os, signal, sys
+import pipeline
+from pipeline.store import datasets
+
+write = datasets._write
+
+
+def kill(frame, dst_store, dst_group):
+    if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
+        return write(frame, dst_store, dst_group)
+    os.kill(os.getpid(), signal.SIGKILL)  # as the group is written again (or the disk is full)
+
+
+if __name__ == "__main__":
+    datasets._write = kill
+    pipeline.run(sys.argv[1], overwrite=True)
+"""
+
+
+def _own_group_attributes(store: Path) -> dict[str, Any]:
+    """The root group's attributes as its own metadata holds them."""
+    return dict(zarr.open_group(str(store), mode="r", use_consolidated=False).attrs)
+
+
+def test_a_stop_while_the_group_is_written_again_loses_none_of_its_attributes(
+    tmp_path: Path,
+) -> None:
+    """F2: --overwrite into a user's group, the input's group attributes changed since the
+    output carried them, killed as xarray writes the group again (where a full disk fails
+    too). The group's metadata had been deleted first: its own attributes (the user's title
+    and history) were lost for good, and the rerun wrote the input's alone. Now the group
+    keeps its metadata until xarray rewrites it, and the run record says what the output
+    carried before (its own record is gone by then): ``--resume`` leaves the group as an
+    uninterrupted run does, the user's attributes kept, the input's new ones in place of
+    the old."""
+    write_dataset(tmp_path / "in.zarr", 3)  # title "a test field", institution "tests"
+    out, ref = tmp_path / "out.zarr", tmp_path / "ref.zarr"
+    mine = {"title": "my analysis", "history": "made by hand"}
+    other = xr.Dataset({"q": (("y", "x"), np.ones((ROWS, COLS)))}, attrs=mine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), zarr_format=3, mode="w")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert _own_group_attributes(out) == {**mine, "institution": "tests"}
+    _set_group_attributes(tmp_path / "in.zarr", {"institution": "elsewhere", "source": "s"})
+    copy_store(out, ref)
+    ref_cfg = tmp_path / "ref.yaml"
+    ref_cfg.write_text(yaml.safe_dump(config(tmp_path, output={"store": str(ref)})))
+    assert pipeline.run(ref_cfg, overwrite=True).status == "complete"  # not interrupted
+    wanted = {**mine, "institution": "elsewhere", "source": "s"}
+    assert _own_group_attributes(ref) == wanted
+
+    (tmp_path / "script.py").write_text(KILLED_AT_THE_FRAME)
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _own_group_attributes(out)["title"] == "my analysis"  # still there meanwhile
+    assert pipeline.run(cfg, resume=True).status == "complete"
+    assert _own_group_attributes(out) == wanted
+    got, want = open_dataset(out), open_dataset(ref)
+    assert got.attrs == want.attrs == wanted
+    for name in ("lon", "x", "y"):
+        assert got[name].identical(want[name]), name
+    assert same_bits(got["t"].values, want["t"].values)
+    assert np.array_equal(got["q"].values, np.ones((ROWS, COLS)))
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
@@ -1709,6 +1818,50 @@ def test_a_dataset_output_stopped_before_its_consolidated_metadata_is_not_comple
     rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
     assert rc == 0, err
     assert status_seen_by_xarray(killed.output) == "complete"
+
+
+def test_verify_says_an_output_stopped_before_its_consolidated_metadata_is_incomplete(
+    killed: Killed, cli
+) -> None:
+    """F5: the state above (a run stopped after its final attributes, before the consolidated
+    copy): ``run`` says incomplete and ``--resume`` finishes it, but ``verify`` called its
+    metadata edited since the run, to be written again with ``run --overwrite``. It says what
+    ``run`` says (the same decision), and passes once ``--resume`` has finished it."""
+    copy_store(killed.ref, killed.output)
+    shutil.copy2(killed.snapshot / "zarr.json", killed.output / "zarr.json")  # as created
+    shutil.copytree(killed.snapshot / "t" / ".pipeline", killed.output / "t" / ".pipeline")
+    rc, out, err = cli("verify", killed.config())
+    assert rc == 1
+    assert re.search(r"output status\s+incomplete", out), out
+    line = one_line_error(err)
+    assert "incomplete" in line and "`run --resume` finishes it" in line, line
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", killed.config())
+    assert rc == 0, err
+
+
+def test_verify_says_a_killed_output_with_a_chunk_left_empty_is_incomplete(
+    killed: Killed, cli
+) -> None:
+    """F5: a kill midway can leave the chunk file of a block being written empty (created,
+    never filled): ``verify`` called it damaged, with ``run --overwrite``, though ``run`` says
+    incomplete and ``--resume`` (which writes every block not marked done again) finishes it.
+    ``verify`` says what ``run`` says, and passes once ``--resume`` has finished it."""
+    killed.restore()
+    done = set(marker_names(killed.output / "t"))
+    row = next(r for r in range(killed.rows) if f"{r}.0" not in done)
+    chunk = killed.output / "t" / "c" / str(row) / "0"
+    chunk.parent.mkdir(parents=True, exist_ok=True)
+    chunk.write_bytes(b"")  # as a kill right after the file was made leaves it
+    rc, _, err = cli("verify", killed.config(), "--all")
+    assert rc == 1
+    line = one_line_error(err)
+    assert "incomplete" in line and "`run --resume` finishes it" in line, line
+    rc, _, err = cli("run", killed.config(), "--resume", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", killed.config(), "--all")
+    assert rc == 0, err
 
 
 def test_a_complete_dataset_output_is_checked_for_staleness(killed: Killed, cli) -> None:

@@ -90,8 +90,10 @@ def verify(
 ) -> VerifyResult:
     """Compare ``samples`` random blocks (all when None) of the output with a NumPy reference:
     the run's blocks where the output records them, else its shards (or chunks). The result's
-    ``status`` is the output's record's ('complete', 'incomplete', ...), or 'none' where it has
-    no record of the pipeline's.
+    ``status`` is the output's as ``run`` decides it ('complete', 'incomplete'; else its
+    record's word), or 'none' where it has no record of the pipeline's; an 'incomplete' one
+    (an interrupted run) is reported as such before anything else is judged: no block is
+    compared (``checked`` 0), its metadata not checked.
 
     Raises InputError for an unfinished input (an interrupted generate or run) or a packed
     one that the config does not decode, OutputError for no output (``status`` 'absent') or
@@ -112,8 +114,6 @@ def verify(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
     record = dict(dst.attrs).get("pipeline")
-    # "none": no record of the pipeline's (written by another tool, or its attributes changed)
-    status = str(record.get("status", "unknown")) if isinstance(record, dict) else "none"
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
     kept = carried(config, src, out_path.strip("/"))
@@ -137,6 +137,19 @@ def verify(
         )
     block = _blocks_of(record, tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
+    # the output's status as `run` decides it, first: an interrupted output is said to be one
+    # (`run --resume` finishes it), its chunks and metadata not judged (F5: a chunk a kill
+    # left empty was called damaged, a consolidated copy not yet written an edit, each with
+    # `run --overwrite`)
+    status = _status(dst, loc_out, out_path.strip("/"), kept, record)
+    if status == "incomplete":
+        return VerifyResult(
+            checked=0,
+            total=int(np.prod(block_grid)),
+            mismatched=[],
+            status=status,
+            writer=Ledger(loc_out, out_path).holder(),
+        )
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
         blocks = random.Random(seed).sample(blocks, samples)
@@ -170,6 +183,18 @@ def verify(
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _status(dst: Any, loc_out: Location, out_path: str, kept: Carried, record: Any) -> str:
+    """The output's status: as a run decides it (:func:`pipeline.store.datasets.run_status`:
+    'complete' or 'incomplete'), else its record's own word ('unknown' where it has none), or
+    'none' where it holds no record of the pipeline's (written by another tool, or its
+    attributes changed)."""
+    if not isinstance(record, dict):
+        return "none"
+    store = loc_out.zarr_store(read_only=True)
+    decided = datasets.run_status(store, out_path, dict(dst.attrs), kept.consolidate)
+    return decided or str(record.get("status", "unknown"))
 
 
 def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: Any) -> bool:

@@ -147,10 +147,9 @@ def output_state(plan: Plan) -> str:
         attrs = arrays.read_attributes(info.location, info.path)
     except Exception:
         return "foreign"
-    status = attrs.get("pipeline", {}).get("status")
-    if status == "complete" and not _consolidated_as(plan, attrs):
-        return "incomplete"
-    return {"complete": "complete", "incomplete": "incomplete"}.get(status, "foreign")
+    # decided as `verify` decides it (F5: it had called such an output edited, or damaged)
+    store = info.location.zarr_store(read_only=True)
+    return datasets.run_status(store, info.path, attrs, plan.carried.consolidate) or "foreign"
 
 
 def group_members(loc: Location, path: str) -> list[str]:
@@ -256,22 +255,6 @@ def _beside(plan: Plan) -> list[str]:
     name = plan.output.path.rpartition("/")[2]
     listed = plan.output.location.list(group)
     return [n for n in listed if n != name and n not in GROUP_METADATA]
-
-
-def _consolidated_as(plan: Plan, attrs: dict[str, Any]) -> bool:
-    """Whether the output group's consolidated metadata holds the variable's ``pipeline``
-    attribute as ``attrs`` has it (True when the group gets none)."""
-    if not plan.carried.consolidate:
-        return True
-    group, _, name = plan.output.path.rpartition("/")
-    store = plan.output.location.zarr_store(read_only=True)
-    if not datasets.has_consolidated(store, group):
-        # none now (a replacement of another variable of the group stopped after it dropped
-        # the copies: helper-45 saw this complete neighbour called incomplete): xarray reads
-        # the variable's own metadata, which says what it is
-        return True
-    held = datasets.consolidated_attributes(store, group, name)
-    return held is not None and held.get("pipeline") == attrs.get("pipeline")
 
 
 def replaced_coordinates(plan: Plan) -> list[str]:
@@ -712,52 +695,62 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def group_attributes(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The attributes a fresh start gives the output's group, and those of them it gives from
-    the input's group: (all, carried); ({}, {}) for an output written as an array alone.
+def group_attributes(
+    plan: Plan,
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The attributes a fresh start gives the output's group, those of them it gives from the
+    input's group, and those earlier writes of this output carried there: (all, carried,
+    before); ({}, {}, []) for an output written as an array alone.
 
     The group's own attributes stay (a user's group written into with ``--overwrite`` kept
     none: xarray's append mode puts the written Dataset's in place of a group's); those this
-    output carried there before, as its record (``group_attributes``, in its ``pipeline``
-    attribute or the run record of a run stopped while creating it) says, are the input's
-    now (:func:`pipeline.store.datasets.merged_group_attributes`). An output of a version that
-    recorded none gave its group the input's attributes: those of the group's that the input
-    has are taken as carried."""
+    output carried there before, as its records say (``group_attributes``, in its ``pipeline``
+    attribute or the run record of a run stopped while creating it; ``group_before``, what
+    such a stopped run took as carried before it, once the output's own record was gone), are
+    the input's now (:func:`pipeline.store.datasets.merged_group_attributes`). An output of a
+    version that recorded none gave its group the input's attributes: those of the group's
+    that the input has are taken as carried."""
     group = output_group(plan)
     variable = plan.carried.variable
     if group is None or variable is None:
-        return {}, {}
+        return {}, {}, []
     existing = datasets.group_attributes(plan.output.location.zarr_store(read_only=True), group)
     source = datasets.group_attributes(
         plan.input.location.zarr_store(read_only=True), variable.group
     )
     ledger = plan.sink.ledger
     records = [recorded_run(plan), (ledger.read_manifest() if ledger is not None else None) or {}]
-    before: dict[str, Any] = {}
+    before: list[dict[str, Any]] = []
     for doc in records:
-        got = doc.get("group_attributes")
-        if isinstance(got, dict):
-            before.update(got)
+        for key in ("group_attributes", "group_before"):
+            got = doc.get(key)
+            if key == "group_before" and isinstance(got, list):
+                before += [b for b in got if isinstance(b, dict) and b]
+            elif isinstance(got, dict) and got:
+                before.append(got)
     if not before and any(
         "coordinates" in doc and "group_attributes" not in doc for doc in records
     ):  # a Dataset output of an earlier version's
-        before = {k: v for k, v in existing.items() if k in source}
-    return datasets.merged_group_attributes(existing, before, source)
+        before = [{k: v for k, v in existing.items() if k in source}]
+    every, carried = datasets.merged_group_attributes(existing, before, source)
+    return every, carried, before
 
 
 def create(plan: Plan) -> None:
     """Create the output, replacing what was there except the run record (which holds the lock
-    this run has taken). The record of what this run computes is written first; then the old
-    metadata goes (the group's too, with any consolidated metadata in it), so a replacement
-    cut short never leaves an array that claims to be complete, then its chunks; the new one
-    is created marked incomplete, after the Dataset around it (the group's attributes and
-    coordinates, written by xarray), with the input's dimension names and attributes."""
+    this run has taken). The record of what this run computes is written first (with what a
+    rerun after a stop needs to do what this run does: the coordinates it replaces, the group
+    attributes earlier writes carried); then the old metadata goes (and the consolidated
+    copies above it), so a replacement cut short never leaves an array that claims to be
+    complete, then its chunks; the new one is created marked incomplete, after the Dataset
+    around it (the group's attributes, rewritten in place, and coordinates, written by
+    xarray), with the input's dimension names and attributes."""
     o = plan.output
     ledger = plan.sink.ledger
     assert ledger is not None
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
-    group_attrs, carried_attrs = group_attributes(plan)  # so are these, and the group's
+    group_attrs, carried_attrs, before = group_attributes(plan)  # so are these, and the group's
     listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
         datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
         if group is not None
@@ -766,8 +759,13 @@ def create(plan: Plan) -> None:
     kept = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
+    parent = o.path.rpartition("/")[0]
+    above = datasets.consolidated_groups(o.location.zarr_store(read_only=True), parent)
+    # and those a run stopped here before had dropped (F7: a rerun from an unconsolidated
+    # input found none, and left the group and the root without the copies they had)
+    had = list(dict.fromkeys([*above, *_consolidated_before(ledger.read_manifest(), parent)]))
     ledger.clear_done()
-    manifest = {
+    manifest: dict[str, Any] = {
         "fingerprint": plan.fingerprint(),
         "identity": plan.identity,
         "version": __version__,
@@ -775,15 +773,19 @@ def create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    if kept or had:  # the groups with consolidated copies, which go next and come back
+        manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
     if group is not None:  # the group's attributes this run gives it from the input's
         manifest["group_attributes"] = carried_attrs
+        # and those earlier writes of this output carried there, which the output's own
+        # record (deleted next) said: a rerun after a stop tells them from the group's own as
+        # this run does (F2: taken for the group's own, a changed input's older values stayed)
+        manifest["group_before"] = before
     # the record says what is being made before anything old goes: a replacement stopped
     # while it went leaves the old chunks as this pipeline's 'remains', which --overwrite
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
     ledger.write_manifest(manifest)
-    parent = o.path.rpartition("/")[0]
-    above = datasets.consolidated_groups(o.location.zarr_store(read_only=True), parent)
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     # no consolidated copy says the old array is there (complete) while its chunks go; the
@@ -796,7 +798,12 @@ def create(plan: Plan) -> None:
     extra = {"group_attributes": carried_attrs} if group is not None else {}
 
     def frame_and_array() -> None:
-        for meta in GROUP_METADATA if group is not None else ():
+        # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
+        # write, so a stop or a failure (a full disk) before that leaves the group as it was,
+        # never without its attributes (F2: deleted first, a stop there lost the user's and
+        # other outputs' attributes for good, and a rerun wrote the input's alone); the v2
+        # documents beside it, which v3 readers do not read, go
+        for meta in (".zgroup", ".zattrs", ".zmetadata") if group is not None else ():
             o.location.delete(_key(group or "", meta))
         for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
             key = _key(group or "", name)
@@ -827,11 +834,23 @@ def create(plan: Plan) -> None:
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
         )
-        _consolidate(plan, kept, above)
+        _consolidate(plan, kept, had)
 
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)
     waiting.call(frame_and_array, "pipeline-create-output", to_the_end=True)
+
+
+def _consolidated_before(manifest: dict[str, Any] | None, parent: str) -> list[str]:
+    """The groups at or above ``parent`` (the output's) that a run record says had
+    consolidated metadata before that run dropped it (``consolidated``; [] where it says
+    none, or no record)."""
+    recorded = (manifest or {}).get("consolidated")
+    if not isinstance(recorded, list):
+        return []
+    parts = parent.split("/") if parent else []
+    groups = {"/".join(parts[:depth]) for depth in range(len(parts) + 1)}
+    return [g for g in recorded if isinstance(g, str) and g in groups]
 
 
 def _consolidate(plan: Plan, also: bool = False, had: list[str] | None = None) -> None:

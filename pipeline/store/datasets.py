@@ -261,15 +261,17 @@ GLOBAL_COORDINATES = "coordinates"
 
 
 def merged_group_attributes(
-    existing: dict[str, Any], carried_before: dict[str, Any], source: dict[str, Any]
+    existing: dict[str, Any], carried_before: list[dict[str, Any]], source: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The attributes of an output group a variable is written into, and those of them that
     come from the input's group: (all, carried).
 
-    ``existing``: the group's attributes before the write; ``carried_before``: those an earlier
-    write of this output carried there (its record); ``source``: the input group's. An
-    attribute of the group that is not one the earlier write carried with that value is the
-    group's own (its owner's, or edited since) and stays as it is; the rest are the input's
+    ``existing``: the group's attributes before the write; ``carried_before``: those earlier
+    writes of this output carried there, one mapping a record (they may differ: a run stopped
+    after it carried a new input's, its record says so beside the older one); ``source``: the
+    input group's. An attribute of the group that is not one an earlier write carried with
+    that value is the group's own (its owner's, or edited since) and stays as it is; the rest
+    are the input's
     now: its attributes that the group has none of its own of. A user's group keeps its
     ``title`` or ``history``; an output's group, written again, takes what the input holds now
     (an attribute the input no longer has goes). Not xarray's ``to_zarr(mode="a")``, which
@@ -277,14 +279,16 @@ def merged_group_attributes(
     :data:`GLOBAL_COORDINATES` is none of them, on either side: :func:`write_frame` makes it
     from what the group holds (carried, it named variables the output did not hold, and
     stayed the first input's list for a second variable written beside it)."""
-    existing, carried_before, source = (
-        {k: v for k, v in d.items() if k != GLOBAL_COORDINATES}
-        for d in (existing, carried_before, source)
+    existing, source = (
+        {k: v for k, v in d.items() if k != GLOBAL_COORDINATES} for d in (existing, source)
     )
+    carried_before = [
+        {k: v for k, v in d.items() if k != GLOBAL_COORDINATES} for d in carried_before
+    ]
     own = {
         k: v
         for k, v in existing.items()
-        if not (k in carried_before and _same_value(carried_before[k], v))
+        if not any(k in before and _same_value(before[k], v) for before in carried_before)
     }
     carried = {k: v for k, v in source.items() if k not in own}
     return {**own, **carried}, carried
@@ -832,3 +836,28 @@ def consolidated_attributes(store: Any, group: str, name: str) -> dict[str, Any]
     consolidated = getattr(meta, "consolidated_metadata", None)
     member = None if consolidated is None else consolidated.metadata.get(name)
     return None if member is None else dict(member.attributes)
+
+
+def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) -> str | None:
+    """The status of the array at ``path`` of ``store`` as a run of the pipeline decides it
+    (``run`` and ``verify`` alike), from its attributes ``attrs``: 'complete' or 'incomplete',
+    as its own ``pipeline`` record says; None where it holds no record of the pipeline's.
+
+    One whose own record says complete is still 'incomplete' where its group gets
+    consolidated metadata (``consolidate``) and has some, and that copy holds another
+    ``pipeline`` attribute: a run stopped after it marked the output complete and before the
+    copy, which ``xr.open_zarr`` reads, said so too (``run --resume`` finishes it). Where the
+    group has no copy (a replacement of another of its variables stopped after it dropped
+    them: helper-45), xarray reads the variable's own metadata, which says what it is."""
+    doc = attrs.get("pipeline")
+    status = doc.get("status") if isinstance(doc, dict) else None
+    if status not in ("complete", "incomplete"):
+        return None
+    if status == "incomplete" or not consolidate:
+        return status
+    group, _, name = path.rpartition("/")
+    if not has_consolidated(store, group):
+        return status
+    held = consolidated_attributes(store, group, name)
+    same = held is not None and held.get("pipeline") == doc
+    return status if same else "incomplete"
