@@ -384,7 +384,7 @@ class Location:
         rewriting the target changes the key's bytes and nothing in the references."""
         fs = self.fs()
         try:
-            found = fs.find(self.join(key), detail=True)
+            found = fs.find(self._path(key), detail=True)
         except FileNotFoundError:
             return {}
         files = {name: {**d, "stamp": change_stamp(d)} for name, d in found.items()}
