@@ -146,3 +146,29 @@ def test_ctrl_c_of_a_run_of_an_unstamped_input_says_to_start_over(tmp_path: Path
         "no change stamps" in stopped.stderr and "`run --overwrite` starts over" in stopped.stderr
     )
     assert "--resume" not in stopped.stderr
+
+
+def test_a_server_error_on_a_chunk_comes_back_from_worker_processes_as_itself(
+    tmp_path: Path,
+) -> None:
+    """On a cluster of worker processes, the store's error had ridden along as the one-line
+    error's ``__context__``; aiohttp's does not pickle, so distributed handed back a bare
+    ``Exception`` wrapping the line, and the API raised that, not an ``InputError``
+    (helper-54). Raised as itself, with its fields."""
+    import pipeline
+    from pipeline.errors import InputError
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path) as server:
+        cfg = write_config(
+            tmp_path,
+            f"{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            chunking={"block": [CHUNK, COLS]},
+            cluster={"protocol": "tcp", "workers": 1, "threads_per_worker": 1, "dashboard": ""},
+        )
+        server.set(fail={"in.zarr/2.0": 403})
+        with pytest.raises(InputError) as info:
+            pipeline.run(cfg)
+    assert info.value.key == "2.0" and "HTTP 403" in str(info.value), info.value

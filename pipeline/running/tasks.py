@@ -129,7 +129,9 @@ def _read_unit(info: ArrayInfo, key: str, alloc: Callable[[int], memoryview]) ->
         failure = storage_failure(e)
         if failure is None:
             raise
-        raise unreadable(info, key, failure) from None
+    # raised outside the handler, so the store's error is not its __context__ (helper-54:
+    # aiohttp's, which does not pickle, made distributed hand back a bare Exception)
+    raise unreadable(info, key, failure)
 
 
 def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
@@ -201,10 +203,13 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
         with _timed("read"):
+            failed: InputError | None = None
             try:
                 host = np.asarray(_zarr_array(info)[slices])
             except Exception as e:  # Zarr names no chunk: find the unit it cannot read
-                raise _unreadable_unit(info, block_index, src.block, e) from None
+                failed = _unreadable_unit(info, block_index, src.block, e)
+            if failed is not None:  # raised outside the handler: no unpicklable __context__
+                raise failed
         return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
     units = grid.units_in(block_index, src.block, info.unit, info.shape)
     if src.decode_on == "gpu":
