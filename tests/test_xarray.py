@@ -833,6 +833,39 @@ def test_a_kill_after_the_coordinates_went_does_not_let_another_input_relabel(
     np.testing.assert_array_equal(open_dataset(out)["mine"]["lon"].values, lon)
 
 
+def test_an_output_named_as_the_users_cell_measure_is_refused(tmp_path: Path) -> None:
+    """``output.array: cell_area`` in a user's group whose ``mine`` names its own
+    ``cell_area`` through ``cell_measures: area: cell_area``: --overwrite replaced it with the
+    computed values, exit 0, and ``mine``'s cell areas were the input's air, relabelled (F2:
+    the check covered coordinates only). Refused in one line naming ``mine``, nothing
+    changed; a name nothing refers to is written."""
+    lat, lon = np.linspace(-80.0, 80.0, 6), np.arange(4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(
+            {"air": (("lat", "lon"), np.arange(24.0).reshape(6, 4))},
+            coords={"lat": ("lat", lat), "lon": ("lon", lon)},
+        ).to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, consolidated=True)
+        xr.Dataset(
+            {
+                "mine": (("lat", "lon"), np.ones((6, 4)), {"cell_measures": "area: cell_area"}),
+                "cell_area": (("lat", "lon"), np.full((6, 4), 7.0)),
+            },
+            coords={"lat": ("lat", lat), "lon": ("lon", lon)},
+        ).to_zarr(str(tmp_path / "out.zarr"), zarr_format=3, consolidated=True)
+    out = tmp_path / "out.zarr"
+    cfg = config(tmp_path, input={"array": "air"}, output={"array": "cell_area"})
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    assert info.value.array == "cell_area" and info.value.users == ["mine"], info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert file_states(out) == before
+    cfg = config(tmp_path, input={"array": "air"}, output={"array": "air2"})
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert (open_dataset(out)["cell_area"].values == 7.0).all()
+
+
 def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:
     """``t`` written again (--overwrite) from an input without the coordinate ``lon``, which
     the group's other variable ``t2`` refers to: ``lon`` had been deleted, as a coordinate

@@ -295,8 +295,11 @@ def check_frame_fits(plan: Plan) -> None:
     (xarray holds one size per dimension in a Dataset): fields ``output``, ``array`` (the
     kept one), ``dimension``, ``size`` (its), ``input_size``; or whose group holds, where a
     coordinate is written, something other than an array (a group, a plain directory), which
-    a fresh start would have to delete: fields ``output``, ``array``."""
+    a fresh start would have to delete: fields ``output``, ``array``. Nor one that relabels
+    (:func:`_refuse_relabelling`, :func:`_refuse_replacing_a_reference`)."""
     group, variable = output_group(plan), plan.carried.variable
+    if group is not None:
+        _refuse_replacing_a_reference(plan, group)
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
@@ -350,6 +353,37 @@ def check_frame_fits(plan: Plan) -> None:
                     input_size=wanted,
                 )
     _refuse_relabelling(plan, replaced, store)
+
+
+def _refuse_replacing_a_reference(plan: Plan, group: str) -> None:
+    """Refuse (OutputError, before anything is deleted) to replace an array at the output's
+    own path that this pipeline did not write (its attributes record no run) and that the
+    group's other variables refer to (:func:`datasets.users`: a cell measure, a grid mapping,
+    bounds, a coordinate): the computed values would describe them from then on (F2: a
+    user's ``cell_area``, which ``cell_measures`` named, replaced with exit 0). Fields
+    ``output``, ``array`` (its name), ``users``."""
+    loc = plan.output.location
+    if arrays.node_type(loc, plan.output.path) != "array" or recorded_run(plan):
+        return
+    others = _beside(plan)
+    if not others:
+        return
+    name = plan.output.path.rpartition("/")[2]
+    refs = datasets.users(loc.zarr_store(read_only=True), group, others)
+    using = sorted(k for k, r in refs.items() if name in r)
+    if not using:
+        return
+    where = loc.join(plan.output.path)
+    them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
+    raise OutputError(
+        f"cannot write {where}: it is an array this pipeline did not write, and its group's "
+        f"variables {them} refer to it (as a coordinate, cell bounds, grid mapping or cell "
+        "measure): replacing it would relabel them, even with --overwrite; choose another "
+        "output.array or output.store, or remove those variables yourself",
+        output=where,
+        array=name,
+        users=using,
+    )
 
 
 def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
