@@ -67,7 +67,8 @@ class VerifyResult:
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
-    since the run that kept names and sizes shows only in the blocks compared; None where the
+    since the run that kept names and sizes shows only in the blocks compared (of an
+    'incomplete' output: a resume of it is refused, as ``run`` refuses it); None where the
     identity can show one"""
 
     @property
@@ -149,6 +150,9 @@ def verify(
             mismatched=[],
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
+            # a resume of it is refused where the input can show no rewrite: `run` says so
+            # (F8: verify said `run --resume` finishes it)
+            input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
         )
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
