@@ -34,7 +34,7 @@ from pipeline.planning.variable import (
     with_output_array,
 )
 from pipeline.store import arrays, datasets, grid
-from pipeline.store.ledger import Ledger
+from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
 
 
@@ -111,6 +111,13 @@ def verify(
         dst = arrays.open_zarr_array(loc_out, out_path)
     except PipelineError:
         where = loc_out.join(out_path)
+        if _remains(loc_out, out_path):  # as `run` says it (F7: verify said run it first)
+            raise OutputError(
+                f"{where} holds the remains of an output that a stopped run was making or "
+                "replacing: `run --overwrite` starts over",
+                output=where,
+                status="remains",
+            ) from None
         raise OutputError(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
@@ -187,6 +194,17 @@ def verify(
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _remains(loc: Location, path: str) -> bool:
+    """Whether ``path``, where no array opens, holds the remains of an output a stopped run
+    was making or replacing: its run record, and other files beside it (what ``run`` calls
+    'remains' and clears only with ``--overwrite``)."""
+    try:
+        names = loc.list(path)
+    except Exception:
+        return False
+    return RECORD in names and any(n != RECORD for n in names)
 
 
 def _status(dst: Any, loc_out: Location, out_path: str, kept: Carried, record: Any) -> str:
