@@ -500,6 +500,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
+        print(
+            "error: the output is incomplete: it was not finished, and its input's store gives "
+            f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
+            "two versions of the input); `run --overwrite` starts over",
+            file=sys.stderr,
+        )
+        return 1
     if res.status != "complete":
         print(
             f"error: the output is {res.status}: it was not finished; `run --resume` finishes it",

@@ -526,6 +526,41 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 
 
+def test_verify_of_the_remains_of_a_stopped_replacement_says_what_run_says(
+    tmp_path: Path, cli
+) -> None:
+    """A Ctrl-C while --overwrite cleared the old output's chunks, its metadata gone: `verify`
+    said "no output ...: run the pipeline first", yet a plain `run` is refused there (F7). It
+    says what `run` says, in one line: the remains, and `run --overwrite` starts over."""
+    from tests.faultkit import many_blocks_input
+
+    out = tmp_path / "out.zarr"
+    path = tmp_path / "run.yaml"
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
+    many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out)},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    assert pipeline.run(path).status == "complete"
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "zarr.json").exists() and (out / "c").exists()  # the remains
+    rc, _, run_err = cli("run", path)
+    assert rc == 1
+    rc, _, err = cli("verify", path)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "remains" in line and "`run --overwrite` starts over" in line, line
+    assert line == one_line_error(run_err), (line, run_err)
+
+
 def test_ctrl_c_after_the_output_is_marked_complete_says_complete(tmp_path: Path) -> None:
     """A Ctrl-C once the output says it is complete, while its run record is removed
     (helper-42): the interrupt said "incomplete and resumable", and the record stayed in the

@@ -172,3 +172,21 @@ def test_a_server_error_on_a_chunk_comes_back_from_worker_processes_as_itself(
         with pytest.raises(InputError) as info:
             pipeline.run(cfg)
     assert info.value.key == "2.0" and "HTTP 403" in str(info.value), info.value
+
+
+def test_verify_of_an_incomplete_output_of_an_unstamped_input_says_to_start_over(
+    tmp_path: Path, cli
+) -> None:
+    """An output left incomplete by a run of an input whose server sends no change stamps:
+    `run --resume` is refused (`run --overwrite` starts over), but `verify` said "`run
+    --resume` finishes it" (F8). It says what `run` says, in one line."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    with serving(tmp_path) as server:
+        cfg = _interrupted(tmp_path, cli, server, stamps=False)
+        rc, _, err = cli("verify", cfg)
+        assert rc == 1, err
+        line = one_line_error(err.split("\n", 1)[-1] if err.startswith("verify") else err)
+        assert "no change stamp" in line and "`run --overwrite` starts over" in line, line
+        assert "--resume" not in err, err
+        assert "no change stamp" in str(refused("run", cfg, "--resume"))

@@ -756,6 +756,116 @@ def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> N
     assert same_bits(got["t2"].values, ref["t2"].values)
 
 
+def _users_group(tmp: Path) -> tuple[Path, np.ndarray]:
+    """Inputs ``a.zarr`` and ``b.zarr`` (``air`` on lat, lon; b's longitudes others) and a
+    user's group ``out.zarr`` holding ``mine`` on a's lat and lon; the user's ``lon``."""
+    lat, lon = np.linspace(-80.0, 80.0, 6), np.arange(4.0)
+    for name, shift in (("a", 0.0), ("b", 10.0)):
+        xr.Dataset(
+            {"air": (("lat", "lon"), np.arange(24.0).reshape(6, 4))},
+            coords={"lat": ("lat", lat), "lon": ("lon", lon + shift)},
+        ).chunk({"lat": 1}).to_zarr(str(tmp / f"{name}.zarr"), zarr_format=3, consolidated=True)
+    xr.Dataset(
+        {"mine": (("lat", "lon"), np.ones((6, 4)))},
+        coords={"lat": ("lat", lat), "lon": ("lon", lon)},
+    ).to_zarr(str(tmp / "out.zarr"), zarr_format=3, consolidated=True)
+    return tmp / "out.zarr", lon
+
+
+def _air(tmp: Path, source: str) -> Path:
+    """The config of ``air`` from ``source`` into the user's group (one block a row)."""
+    cfg = tmp / f"{source}.yaml"
+    body = {
+        "input": {"store": str(tmp / f"{source}.zarr"), "array": "air"},
+        "output": {"store": str(tmp / "out.zarr"), "array": "air"},
+        "chunking": {"block": [1, 4]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+    }
+    cfg.write_text(yaml.safe_dump(body))
+    return cfg
+
+
+def test_a_stopped_overwrite_from_another_input_does_not_relabel_the_users_variable(
+    tmp_path: Path,
+) -> None:
+    """--overwrite of ``air`` into a user's group from a.zarr (the same lat and lon as the
+    user's ``mine``) stopped by a Ctrl-C after its first block; then --overwrite from b.zarr,
+    whose lon differs: the run record's coordinates were skipped as the stopped run's own,
+    whatever input it had compared, and b's lon replaced the user's, relabelling ``mine``
+    with exit 0 (F1). Refused in one line, the user's lon kept; from a.zarr it finishes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, lon = _users_group(tmp_path)
+    (tmp_path / "stop.py").write_text(ctrl_c_script("pipeline.store.ledger", "Ledger.mark", True))
+    proc = run_python([tmp_path / "stop.py", _air(tmp_path, "a")], tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "incomplete", proc.stderr
+    before = file_states(out / "lon")
+    with pytest.raises(OutputError) as info:
+        pipeline.run(_air(tmp_path, "b"), overwrite=True)
+    assert info.value.array == "lon" and info.value.users == ["mine"], info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert file_states(out / "lon") == before
+    assert pipeline.run(_air(tmp_path, "a"), overwrite=True).status == "complete"
+    np.testing.assert_array_equal(open_dataset(out)["mine"]["lon"].values, lon)
+
+
+def test_a_kill_after_the_coordinates_went_does_not_let_another_input_relabel(
+    tmp_path: Path,
+) -> None:
+    """A kill while --overwrite from a.zarr wrote the coordinates of a user's group (lon's
+    metadata there, none of its chunks): the output is absent, and a plain `run` from
+    b.zarr, whose lon differs, skipped lon as the stopped run's own and wrote b's, under the
+    user's ``mine`` (F1). Refused in one line; --overwrite from a.zarr writes it again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, lon = _users_group(tmp_path)
+    (tmp_path / "script.py").write_text(HALF_WRITTEN)
+    proc = run_python([tmp_path / "script.py", _air(tmp_path, "a"), out], tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (out / "lon" / "c").exists()
+    with pytest.raises(OutputError) as info:
+        pipeline.run(_air(tmp_path, "b"))
+    assert info.value.array == "lon" and info.value.users == ["mine"], info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert not (out / "lon" / "c").exists()
+    assert pipeline.run(_air(tmp_path, "a"), overwrite=True).status == "complete"
+    np.testing.assert_array_equal(open_dataset(out)["mine"]["lon"].values, lon)
+
+
+def test_an_output_named_as_the_users_cell_measure_is_refused(tmp_path: Path) -> None:
+    """``output.array: cell_area`` in a user's group whose ``mine`` names its own
+    ``cell_area`` through ``cell_measures: area: cell_area``: --overwrite replaced it with the
+    computed values, exit 0, and ``mine``'s cell areas were the input's air, relabelled (F2:
+    the check covered coordinates only). Refused in one line naming ``mine``, nothing
+    changed; a name nothing refers to is written."""
+    lat, lon = np.linspace(-80.0, 80.0, 6), np.arange(4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(
+            {"air": (("lat", "lon"), np.arange(24.0).reshape(6, 4))},
+            coords={"lat": ("lat", lat), "lon": ("lon", lon)},
+        ).to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, consolidated=True)
+        xr.Dataset(
+            {
+                "mine": (("lat", "lon"), np.ones((6, 4)), {"cell_measures": "area: cell_area"}),
+                "cell_area": (("lat", "lon"), np.full((6, 4), 7.0)),
+            },
+            coords={"lat": ("lat", lat), "lon": ("lon", lon)},
+        ).to_zarr(str(tmp_path / "out.zarr"), zarr_format=3, consolidated=True)
+    out = tmp_path / "out.zarr"
+    cfg = config(tmp_path, input={"array": "air"}, output={"array": "cell_area"})
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    assert info.value.array == "cell_area" and info.value.users == ["mine"], info.value
+    assert len(str(info.value).splitlines()) == 1
+    assert file_states(out) == before
+    cfg = config(tmp_path, input={"array": "air"}, output={"array": "air2"})
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert (open_dataset(out)["cell_area"].values == 7.0).all()
+
+
 def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:
     """``t`` written again (--overwrite) from an input without the coordinate ``lon``, which
     the group's other variable ``t2`` refers to: ``lon`` had been deleted, as a coordinate

@@ -34,7 +34,7 @@ from pipeline.planning.variable import (
     with_output_array,
 )
 from pipeline.store import arrays, datasets, grid
-from pipeline.store.ledger import Ledger
+from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
 
 
@@ -67,7 +67,8 @@ class VerifyResult:
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
-    since the run that kept names and sizes shows only in the blocks compared; None where the
+    since the run that kept names and sizes shows only in the blocks compared (of an
+    'incomplete' output: a resume of it is refused, as ``run`` refuses it); None where the
     identity can show one"""
 
     @property
@@ -110,6 +111,13 @@ def verify(
         dst = arrays.open_zarr_array(loc_out, out_path)
     except PipelineError:
         where = loc_out.join(out_path)
+        if _remains(loc_out, out_path):  # as `run` says it (F7: verify said run it first)
+            raise OutputError(
+                f"{where} holds the remains of an output that a stopped run was making or "
+                "replacing: `run --overwrite` starts over",
+                output=where,
+                status="remains",
+            ) from None
         raise OutputError(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
@@ -149,6 +157,9 @@ def verify(
             mismatched=[],
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
+            # a resume of it is refused where the input can show no rewrite: `run` says so
+            # (F8: verify said `run --resume` finishes it)
+            input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
         )
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
@@ -183,6 +194,17 @@ def verify(
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _remains(loc: Location, path: str) -> bool:
+    """Whether ``path``, where no array opens, holds the remains of an output a stopped run
+    was making or replacing: its run record, and other files beside it (what ``run`` calls
+    'remains' and clears only with ``--overwrite``)."""
+    try:
+        names = loc.list(path)
+    except Exception:
+        return False
+    return RECORD in names and any(n != RECORD for n in names)
 
 
 def _status(dst: Any, loc_out: Location, out_path: str, kept: Carried, record: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 from typing import Any
@@ -294,8 +295,11 @@ def check_frame_fits(plan: Plan) -> None:
     (xarray holds one size per dimension in a Dataset): fields ``output``, ``array`` (the
     kept one), ``dimension``, ``size`` (its), ``input_size``; or whose group holds, where a
     coordinate is written, something other than an array (a group, a plain directory), which
-    a fresh start would have to delete: fields ``output``, ``array``."""
+    a fresh start would have to delete: fields ``output``, ``array``. Nor one that relabels
+    (:func:`_refuse_relabelling`, :func:`_refuse_replacing_a_reference`)."""
     group, variable = output_group(plan), plan.carried.variable
+    if group is not None:
+        _refuse_replacing_a_reference(plan, group)
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
@@ -351,6 +355,37 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_relabelling(plan, replaced, store)
 
 
+def _refuse_replacing_a_reference(plan: Plan, group: str) -> None:
+    """Refuse (OutputError, before anything is deleted) to replace an array at the output's
+    own path that this pipeline did not write (its attributes record no run) and that the
+    group's other variables refer to (:func:`datasets.users`: a cell measure, a grid mapping,
+    bounds, a coordinate): the computed values would describe them from then on (F2: a
+    user's ``cell_area``, which ``cell_measures`` named, replaced with exit 0). Fields
+    ``output``, ``array`` (its name), ``users``."""
+    loc = plan.output.location
+    if arrays.node_type(loc, plan.output.path) != "array" or recorded_run(plan):
+        return
+    others = _beside(plan)
+    if not others:
+        return
+    name = plan.output.path.rpartition("/")[2]
+    refs = datasets.users(loc.zarr_store(read_only=True), group, others)
+    using = sorted(k for k, r in refs.items() if name in r)
+    if not using:
+        return
+    where = loc.join(plan.output.path)
+    them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
+    raise OutputError(
+        f"cannot write {where}: it is an array this pipeline did not write, and its group's "
+        f"variables {them} refer to it (as a coordinate, cell bounds, grid mapping or cell "
+        "measure): replacing it would relabel them, even with --overwrite; choose another "
+        "output.array or output.store, or remove those variables yourself",
+        output=where,
+        array=name,
+        users=using,
+    )
+
+
 def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
     """Refuse (OutputError, before anything is deleted) to replace a coordinate of the output
     group that its other variables refer to (:func:`datasets.users`: directly, or through a
@@ -364,28 +399,31 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
     group, variable = output_group(plan), plan.carried.variable
     assert group is not None and variable is not None
     loc = plan.output.location
-    written = [
-        n
-        for n in variable.coords
-        if n in replaced and arrays.node_type(loc, _key(group, n)) == "array"
-    ]
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    # a coordinate a stopped run of this output was replacing is its own, half-written: that
+    # run compared it before it deleted anything (helper-43: refused, a dead end), but only
+    # from the input it read; from another one, or one changed since, what it compared says
+    # nothing of this input's (F1: a stop, then --overwrite from another input relabelled the
+    # user's variables), so its coordinates are compared too, one it deleted included
+    ours = set(_names(manifest.get("coordinates")))
+    trusted = ours if _made_from_this_input(manifest, plan) else set()
+    present = {n for n in variable.coords if arrays.node_type(loc, _key(group, n)) == "array"}
+    written = [n for n in variable.coords if n in replaced and (n in present or n in ours)]
     kept = [n for n in _beside(plan) if n not in replaced]
     if not written:
         return
     refs = datasets.users(store, group, kept) if kept else {}
     src = plan.input.location.zarr_store(read_only=True)
-    ledger = plan.sink.ledger
-    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
-    # a coordinate a stopped run of this output was replacing is its own, half-written: that
-    # run compared it before it deleted anything (helper-43: refused, a dead end)
-    ours = set(_names(manifest.get("coordinates")))
     recorded = set(_names(recorded_run(plan).get("coordinates")))  # written by this output
     for name in written:
         using = sorted(k for k, r in refs.items() if name in r)
-        if name in ours or (not using and name in recorded):
+        if name in trusted or (not using and name in recorded):
+            continue
+        if name not in present and not using:  # deleted by a stopped run; nothing uses it
             continue
         # None (not readable at all, and no run of ours wrote it) is not known to be the same
-        if datasets.same_coordinate(src, variable, store, group, name):
+        if name in present and datasets.same_coordinate(src, variable, store, group, name):
             continue
         where = loc.join(plan.output.path)
         if not using:  # an array of the user's own that nothing refers to (helper-51)
@@ -411,6 +449,23 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
             array=name,
             users=using,
         )
+
+
+def _made_from_this_input(recorded: dict[str, Any], plan: Plan) -> bool:
+    """Whether the run that ``recorded`` (a run record) describes read the input this plan
+    reads, as it is now: the same place, files and coordinates in its identity (as
+    :func:`stale_parts` compares them), and an input whose identity can show a rewrite (not
+    :attr:`Plan.input_unstamped`)."""
+    identity = recorded.get("identity")
+    if not isinstance(identity, dict) or plan.input_unstamped is not None:
+        return False
+
+    def plain(x: Any) -> str:
+        return json.dumps(x, sort_keys=True, default=str)
+
+    return plain(identity.get("input")) == plain(plan.identity["input"]) and plain(
+        identity.get("coordinates")
+    ) == plain(plan.identity.get("coordinates"))
 
 
 def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
