@@ -491,23 +491,22 @@ def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     assert first.nan == 2 and first.posinf == 1
 
 
-def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path: Path) -> None:
-    """A Ctrl-C while --overwrite deletes the old output's files (helper-39): the line said
-    the output was resumable, and --resume then refused ("the remains of an output that a
-    stopped run was replacing"), and where the run record had gone too, the folder of old
-    chunks was one the pipeline never deletes. It says now that only --overwrite starts
-    over, and it does."""
+def _replacement_stopped(
+    tmp_path: Path, rows: int, output: dict[str, Any]
+) -> tuple[Path, np.ndarray, Any]:
+    """A complete output (``out.zarr``, ``output``'s settings) of an input of ``rows`` rows,
+    then an ``overwrite=True`` run of it stopped by a real Ctrl-C as it clears the old
+    chunks: (the config, the input's values, the stopped process)."""
     from tests.faultkit import many_blocks_input
 
-    out = tmp_path / "out.zarr"
     path = tmp_path / "run.yaml"
     (tmp_path / "script.py").write_text(
         ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
     )
-    x = many_blocks_input(tmp_path / "in.zarr", 16, cols=64)
+    x = many_blocks_input(tmp_path / "in.zarr", rows, cols=64)
     cfg = {
         "input": {"store": str(tmp_path / "in.zarr")},
-        "output": {"store": str(out), "chunks": [1, 8]},
+        "output": {"store": str(tmp_path / "out.zarr"), **output},
         "stages": [{"op": "multiply", "factor": 2}],
         "backend": "cpu",
         "cluster": {"dashboard": ""},
@@ -516,6 +515,17 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     assert pipeline.run(path).status == "complete"
     proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
+    return path, x, proc
+
+
+def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path: Path) -> None:
+    """A Ctrl-C while --overwrite deletes the old output's files (helper-39): the line said
+    the output was resumable, and --resume then refused ("the remains of an output that a
+    stopped run was replacing"), and where the run record had gone too, the folder of old
+    chunks was one the pipeline never deletes. It says now that only --overwrite starts
+    over, and it does."""
+    out = tmp_path / "out.zarr"
+    path, x, proc = _replacement_stopped(tmp_path, 16, {"chunks": [1, 8]})
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not (out / "zarr.json").exists() and (out / "c").exists()  # the old chunks stay
     assert got["state"] == "creating", got
@@ -532,25 +542,8 @@ def test_verify_of_the_remains_of_a_stopped_replacement_says_what_run_says(
     """A Ctrl-C while --overwrite cleared the old output's chunks, its metadata gone: `verify`
     said "no output ...: run the pipeline first", yet a plain `run` is refused there (F7). It
     says what `run` says, in one line: the remains, and `run --overwrite` starts over."""
-    from tests.faultkit import many_blocks_input
-
     out = tmp_path / "out.zarr"
-    path = tmp_path / "run.yaml"
-    (tmp_path / "script.py").write_text(
-        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
-    )
-    many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr")},
-        "output": {"store": str(out)},
-        "stages": [{"op": "multiply", "factor": 2}],
-        "backend": "cpu",
-        "cluster": {"dashboard": ""},
-    }
-    path.write_text(yaml.safe_dump(cfg))
-    assert pipeline.run(path).status == "complete"
-    proc = run_python([tmp_path / "script.py", path], tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    path, _, _ = _replacement_stopped(tmp_path, 8, {})
     assert not (out / "zarr.json").exists() and (out / "c").exists()  # the remains
     rc, _, run_err = cli("run", path)
     assert rc == 1

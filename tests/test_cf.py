@@ -290,6 +290,21 @@ UNHELD = {  # name: (stored, attributes, elements, the first one unheld: (index,
 }
 
 
+def _packed_variable(path: Path, stored: str, attrs: dict[str, Any], elements: list) -> Any:
+    """A v3 Dataset of one variable ``v`` (y 2, x 4) of ``stored`` elements ``elements``
+    with the CF attributes ``attrs``, consolidated, at ``path``; its array."""
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        arr = group.create_array(
+            "v", shape=(2, 4), dtype=stored, chunks=(2, 4), dimension_names=["y", "x"],
+            attributes=attrs,
+        )  # fmt: skip
+        arr[:] = np.array(elements, dtype=stored).reshape(2, 4)
+        zarr.consolidate_metadata(str(path))
+    return arr
+
+
 @pytest.mark.parametrize("name", list(UNHELD))
 def test_an_integer_decoding_finds_its_first_element_without_a_value(
     tmp_path: Path, name: str, xp: Any
@@ -303,19 +318,7 @@ def test_an_integer_decoding_finds_its_first_element_without_a_value(
     read step's decoding is xarray's, to the bit (it had raised "cannot convert float NaN to
     integer" with a fill value declared, F3)."""
     stored, attrs, elements, first = UNHELD[name]
-    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
-        warnings.simplefilter("ignore")
-        group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
-        arr = group.create_array(
-            "v",
-            shape=(2, 4),
-            dtype=stored,
-            chunks=(2, 4),
-            dimension_names=["y", "x"],
-            attributes={"scale_factor": 2, **attrs},
-        )
-        arr[:] = np.array(elements, dtype=stored).reshape(2, 4)
-        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    arr = _packed_variable(tmp_path / "in.zarr", stored, {"scale_factor": 2, **attrs}, elements)
     u = unpacking(dict(arr.attrs), np.dtype(stored))
     assert u is not None
     x = xp.asarray(arr[...])
@@ -344,19 +347,9 @@ def test_int64_decoded_with_an_integer_scale_factor_is_rounded_where_xarray_roun
     its scale coder converts them back to int64, rounded (2**60 + 1 reads as 2**60); without
     one they stay exact. The read step decodes them as xarray does, to the bit."""
     elements = [2**60 + 1, 3, 2**53 + 1, -(2**62) - 3, 7, 2**62 + 1, 0, 2**40 + 1]
-    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+    arr = _packed_variable(tmp_path / "in.zarr", "int64", {"scale_factor": 1, **fill}, elements)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
-        arr = group.create_array(
-            "v",
-            shape=(2, 4),
-            dtype="int64",
-            chunks=(2, 4),
-            dimension_names=["y", "x"],
-            attributes={"scale_factor": 1, **fill},
-        )
-        arr[:] = np.array(elements, dtype="int64").reshape(2, 4)
-        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
         want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
     assert want.dtype == np.int64
     assert bool(want[0, 0] == 2**60) == bool(fill)  # rounded only where xarray masks
