@@ -325,9 +325,15 @@ def test_an_integer_decoding_finds_its_first_element_without_a_value(
     found = u.unheld(np.asarray(arr[...]))
     if first is None:
         assert found is None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+        except ValueError as e:  # xarray 2025.6 decodes it; 2026.9 (the GPU host's) raises
+            assert "NaN to integer" in str(e), e
+            # CF's decoding of what zarr-python reads, with nothing to mask: x * scale_factor,
+            # in the dtype the plan decodes to
+            want = np.asarray(arr[...]).astype(u.dtype) * np.asarray(2).astype(u.dtype)
         got = _backend(xp).unpack(u, x)
         got = got.get() if xp is not np else got
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
@@ -348,9 +354,13 @@ def test_int64_decoded_with_an_integer_scale_factor_is_rounded_where_xarray_roun
     one they stay exact. The read step decodes them as xarray does, to the bit."""
     elements = [2**60 + 1, 3, 2**53 + 1, -(2**62) - 3, 7, 2**62 + 1, 0, 2**40 + 1]
     arr = _packed_variable(tmp_path / "in.zarr", "int64", {"scale_factor": 1, **fill}, elements)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+    except ValueError as e:  # xarray 2026.9 (the GPU host's) raises for any fill value here
+        assert "NaN to integer" in str(e), e
+        pytest.skip(f"xarray {xr.__version__} does not decode it ({e}): no reference")
     assert want.dtype == np.int64
     assert bool(want[0, 0] == 2**60) == bool(fill)  # rounded only where xarray masks
     u = unpacking(dict(arr.attrs), np.dtype("int64"))
