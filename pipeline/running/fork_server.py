@@ -261,5 +261,21 @@ def forked_workers() -> Iterator[None]:
         return
     import dask.config
 
+    _preload_done()
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
         yield
+
+
+def _preload_done() -> None:
+    """Tell distributed that the fork server's preload is set: its first forkserver context
+    (``distributed.utils.get_mp_context``) would import here, in this process, every package it
+    gives multiprocessing to preload (pandas and lz4 among them), which multiprocessing then
+    ignores: the server runs already, with :data:`PRELOAD`. On the H200 host (2026-12-01, cold
+    ``pipeline run`` of a GPU cluster of 3 workers) that import took 0.34-0.46 s on the
+    cluster's start's path, between the first nanny's start and its worker's fork. The mark is
+    distributed's module flag (``_forkserver_preload_set`` in distributed 2026.7);
+    where a version has none, nothing changes."""
+    import distributed.utils
+
+    if hasattr(distributed.utils, "_forkserver_preload_set"):
+        distributed.utils._forkserver_preload_set = True
