@@ -14,6 +14,7 @@ of matching message text::
     ├── OutputError     the output location: exists, incomplete, stale, locked, unwritable
     ├── PlanError       the run cannot be laid out: shapes, memory budgets
     ├── StoreError      storage I/O: a full disk, an unreachable store
+    │   └── ListingError a folder the store's server refuses to list, where a listing is needed
     └── ClusterError    the Dask cluster: unreachable scheduler, dying workers
 
 Errors travel from Dask workers to the client by pickling; :meth:`PipelineError.__reduce__`
@@ -128,6 +129,17 @@ class StoreError(PipelineError):
     """Storage I/O failed: a full disk or quota, an unreachable store.
 
     Fields: ``store`` (a URL that cannot be opened) or ``where`` (what was being written).
+    """
+
+
+class ListingError(StoreError):
+    """A store whose server refuses to list a folder (an HTTP server without folder listings,
+    nginx without ``autoindex``: a GET of the folder's URL answers 403 or 405) where the
+    pipeline needs that listing. An input is read without one (its keys follow from its
+    metadata); this is raised only where nothing else tells what a folder holds.
+
+    Fields: ``store`` (the store's URL), ``folder`` (the address that was refused),
+    ``failure`` (what the server answered: 'HTTP 403 Forbidden').
     """
 
 

@@ -6,7 +6,10 @@ CONTROL, read at every request:
   answer with that status (403, 500, ...), as a server that fails on reading does (HEAD
   answers as usual);
 - ``stamps``: false drops the headers that say a file changed (``Last-Modified``, ``ETag``),
-  as servers that send neither do.
+  as servers that send neither do;
+- ``folders``: a status (403, 404) that GET and HEAD requests for a folder's URL (with or
+  without its trailing '/') answer, as a server that lists no folders does (nginx without
+  ``autoindex``); every file's URL answers as usual.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class HttpServer:
         self.control = control
 
     def set(self, **control: Any) -> None:
-        """Replace the server's control (``fail``, ``stamps``), from its next request on."""
+        """Replace the server's control (``fail``, ``stamps``, ``folders``), from its next
+        request on."""
         self.control.write_text(json.dumps(control))
 
 
@@ -75,14 +79,26 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_error(int(status))
         return True
 
+    def _folder_refused(self) -> bool:
+        """Answer ``folders``' status to a request for a folder's URL, where it is set."""
+        status = self._control().get("folders")
+        if status is None or not os.path.isdir(self.translate_path(self.path)):
+            return False
+        self.send_error(int(status))
+        return True
+
     def send_header(self, keyword: str, value: str) -> None:
         if keyword.lower() in ("last-modified", "etag") and not self._control().get("stamps", True):
             return
         super().send_header(keyword, value)
 
     def do_GET(self) -> None:
-        if not self._failed():
+        if not self._folder_refused() and not self._failed():
             super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if not self._folder_refused():
+            super().do_HEAD()
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -190,3 +190,176 @@ def test_verify_of_an_incomplete_output_of_an_unstamped_input_says_to_start_over
         assert "no change stamp" in line and "`run --overwrite` starts over" in line, line
         assert "--resume" not in err, err
         assert "no change stamp" in str(refused("run", cfg, "--resume"))
+
+
+# -- a server that lists no folders (nginx without autoindex) ---------------------------------
+
+
+def _sparse(path: Path, zarr_format: int) -> np.ndarray:
+    """An input at ``path`` with one stored unit absent (all fill value, which zarr-python does
+    not write): v2 uncompressed chunks of CHUNK rows (flat keys ``2.0``), or v3 zstd chunks
+    in shards of 2 x 2 chunks (nested keys ``c/1/0``). Returns the values written."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS) - 1000.5
+    x[2 * CHUNK : 4 * CHUNK] = 0  # unit 2.0 (v2: 2 chunks; v3: shard c/1/0 and c/1/1)
+    if zarr_format == 2:
+        z = zarr.create_array(
+            str(path), shape=x.shape, dtype=x.dtype, chunks=(CHUNK, COLS), zarr_format=2,
+            compressors=None, fill_value=0, overwrite=True,
+        )  # fmt: skip
+    else:
+        z = zarr.create_array(
+            str(path), shape=x.shape, dtype=x.dtype, chunks=(CHUNK, COLS // 4),
+            shards=(2 * CHUNK, COLS // 2), fill_value=0, overwrite=True,
+        )  # fmt: skip
+    z[...] = x
+    return x
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3-sharded"])
+@pytest.mark.parametrize("status", [403, 404])
+def test_an_input_whose_server_lists_no_folders_is_read_as_zarr_reads_it(
+    tmp_path: Path, cli, status: int, zarr_format: int
+) -> None:
+    """A server that refuses folder listings (nginx without autoindex: a GET of a folder URL
+    answers 403 or 404, every file URL works): `plan` and `run` failed with a bare
+    ``ClientResponseError: 403`` (or "input store ... does not exist" for 404), though
+    zarr-python reads the store. Now the run reads it as zarr-python does, an absent unit
+    as the fill value, bit for bit; its identity is taken from the keys the metadata
+    implies, stamped, so the run's end and `verify` check it as for a listing server."""
+    x = _sparse(tmp_path / "in.zarr", zarr_format)
+    with serving(tmp_path, folders=status) as server:
+        url = f"{server.url}/in.zarr"
+        read = zarr.open_array(url, mode="r")[...]  # zarr-python, over the same server
+        assert np.array_equal(read, x)
+        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", chunking={"block": [16, COLS]})
+        rc, _, err = cli("plan", cfg)
+        assert rc == 0, err
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        assert "not checked" not in err and "no change stamp" not in err, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        want = reference(read)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+        for args in (("--samples", "2"), ("--all",)):
+            rc, _, err = cli("verify", cfg, *args)
+            assert rc == 0, err
+            assert "cannot show a rewrite" not in err, err
+        rc, _, err = cli("run", cfg, "--resume")
+        assert rc == 0 and "nothing to do" in err, err
+
+
+def test_an_identity_without_listings_is_the_listing_s_and_sees_a_unit_appear(
+    tmp_path: Path,
+) -> None:
+    """The identity of an input its server does not list is the one a listing of the same
+    files gives (a server that stops listing between a run and its resume is the same
+    input), every unit stamped by a HEAD; a unit that was absent (fill value) and is written
+    since changes it, as it changes a listing."""
+    from pipeline.planning.plan import identify_store
+    from pipeline.store.location import Location
+
+    _sparse(tmp_path / "in.zarr", 3)
+    with serving(tmp_path) as server:
+        loc = Location.of(f"{server.url}/in.zarr")
+        listed = identify_store(loc, "")
+        assert listed.unstamped is None
+        for status in (403, 404):
+            server.set(folders=status)
+            assert identify_store(loc, "") == listed
+        time.sleep(1.1)  # Last-Modified counts whole seconds: only the new unit may differ
+        zarr.open_array(str(tmp_path / "in.zarr"), mode="r+")[2 * CHUNK : 3 * CHUNK] = 7
+        server.set(folders=403)
+        unlisted = identify_store(loc, "")
+        assert unlisted.unstamped is None and unlisted.identity != listed.identity
+        server.set()
+        assert identify_store(loc, "") == unlisted
+        server.set(folders=403, stamps=False)
+        why = identify_store(loc, "").unstamped
+        assert why is not None and "no change stamp" in why, why
+
+
+@pytest.mark.parametrize("stamps", [True, False], ids=["last-modified", "no-stamps"])
+def test_resume_of_an_unlisted_input_written_since_is_refused(
+    tmp_path: Path, cli, stamps: bool
+) -> None:
+    """An interrupted run of an input whose server lists no folders: where the server sends
+    no stamps, its resume is refused since nothing could show a rewrite; a unit that was
+    absent (fill value) and is written since is a changed input either way (a new key of
+    the grid is there); `--overwrite` computes the new values."""
+    x = _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path, folders=403) as server:
+        cfg = _config(tmp_path, server.url)
+        server.set(folders=403, stamps=stamps, fail={f"in.zarr/{ROWS // CHUNK - 1}.0": 500})
+        rc, _, err = cli("run", cfg)
+        assert rc == 1, err
+        server.set(folders=403, stamps=stamps)
+        if not stamps:
+            e = refused("run", cfg, "--resume")
+            assert isinstance(e, OutputError) and e.status == "incomplete"
+            assert "no change stamp" in e.unstamped and "--overwrite" in str(e)
+        x[2 * CHUNK : 3 * CHUNK] = 7
+        zarr.open_array(str(tmp_path / "in.zarr"), mode="r+")[2 * CHUNK : 3 * CHUNK] = 7
+        e = refused("run", cfg, "--resume")
+        assert isinstance(e, OutputError) and e.status == "incomplete"
+        assert e.changed == ["input.data"], e
+        rc, _, err = cli("run", cfg, "--overwrite")
+        assert rc == 0, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(x).tobytes()
+
+
+def test_a_listing_the_server_refuses_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    """Where a listing is needed and the server refuses it (HTTP 403), the error is a
+    ListingError naming the store, the status and the fix, not aiohttp's bare error."""
+    from pipeline.errors import ListingError
+    from pipeline.store.location import Location
+
+    _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path, folders=403) as server:
+        loc = Location.of(f"{server.url}/in.zarr")
+        for call in (
+            lambda: loc.list(""),
+            lambda: loc.file_sizes(""),
+            lambda: loc.stamped_files(""),
+        ):
+            with pytest.raises(ListingError) as info:
+                call()
+            e = info.value
+            assert e.store == loc.url and e.failure == "HTTP 403 Forbidden", e
+            assert "autoindex" in str(e) and "\n" not in str(e)
+        server.set(folders=404)  # as no such folder: nothing listed
+        assert loc.list("") == [] and loc.file_sizes("") == {}
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alone(
+    tmp_path: Path, cli, status: int
+) -> None:
+    """An input variable in an xarray Dataset on a server that lists no folders: xarray reads
+    the group's members from a listing, so writing the Dataset around the output is refused
+    at plan time in one line naming the fix (a 404 listing had read as a group without its
+    coordinates, and the output lost them silently); with `output.array: ''` the variable
+    alone is computed, bit for bit."""
+    import xarray as xr
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    ds = xr.Dataset({"v": (("y", "x"), x)}, coords={"y": np.arange(ROWS * 1.0)})
+    ds.to_zarr(
+        tmp_path / "in.zarr", mode="w", zarr_format=2, encoding={"v": {"chunks": (CHUNK, COLS)}}
+    )
+    with serving(tmp_path, folders=status) as server:
+        url = f"{server.url}/in.zarr"
+        sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
+        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            assert rc == 1
+            line = one_line_error(err)
+            assert url in line and "output.array: ''" in line and "autoindex" in line, line
+        assert not (tmp_path / "out.zarr").exists()
+        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections, output={"array": ""})
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        read = zarr.open_array(url, path="v", mode="r")[...]
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(read).tobytes()

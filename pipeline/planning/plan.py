@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.config.models import Config, GenerateConfig
 from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
-from pipeline.errors import ConfigError, PlanError
+from pipeline.errors import ConfigError, ListingError, PlanError
 from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
@@ -346,17 +346,33 @@ def store_identity(location: Location, path: str) -> list[Any]:
 
 def identify_store(location: Location, path: str) -> StoreIdentity:
     """The identity of the array at ``path`` of ``location`` (:func:`store_identity`), and
-    whether it can show a rewrite at all (:attr:`StoreIdentity.unstamped`)."""
-    doc = (
-        location.read(f"{path}/zarr.json" if path else "zarr.json")
-        or location.read(f"{path}/.zarray" if path else ".zarray")
-        or b""
-    )
+    whether it can show a rewrite at all (:attr:`StoreIdentity.unstamped`).
+
+    A store that is not a local folder is listed once (no reads). Where the listing does not
+    show the array's metadata document that was just read (a server that lists no folders:
+    HTTP 403 or 404 for a folder's URL, or a page without links), the files are instead the
+    keys the metadata implies (:func:`~pipeline.store.arrays.implied_keys`: its metadata
+    documents and every unit of its grid), each asked for on its own (HTTP: a HEAD each);
+    those not there are left out as a listing leaves them out, so the identity is the one a
+    listing of the same files gives. Files only a listing shows (a stray file beside the
+    chunks) are then not part of it."""
+    names = [f"{path}/{n}" if path else n for n in ("zarr.json", ".zarray")]
+    doc, meta_key = b"", ""
+    for key in names:
+        doc, meta_key = location.read(key) or b"", key
+        if doc:
+            break
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
     if location.is_local:
         return StoreIdentity(ident + _local_files_identity(location.join(path)), None)
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
-    found = location.stamped_files(path)
+    try:
+        found = location.stamped_files(path)
+        listed = location.path_of(meta_key) in found
+    except ListingError:
+        found, listed = {}, False
+    if doc and not listed:
+        found = location.stamped_keys(arrays.implied_keys(location, path))
     digest = hashlib.sha256()
     digest.update(f"{location.archive_stamp()}\n".encode())
     total = 0

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError
+from pipeline.errors import InputError, storage_failure
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -65,7 +65,12 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
             present.append(key)
     levels = arr.metadata.encode_chunk_key((0,) * len(unit_grid)).count("/") + 1
     if not present and levels > 1:
-        found = sync(_first_listed(store, prefix, levels))
+        try:
+            found = sync(_first_listed(store, prefix, levels))
+        except Exception as e:  # a server that lists no folders (HTTP 403): no such probe
+            if storage_failure(e) is None:
+                raise
+            found = None
         present += [found] if found else []
     for key in present:
         want, got = sync(store.getsize(key)), info.location.size(key)
@@ -296,7 +301,9 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     import zarr
 
     where = location.join(path)
-    if not location.exists():
+    # a store whose server lists no folders (HTTP 403 or 404 for the folder's own URL) does
+    # not show itself, but its array's metadata does
+    if not location.exists() and not _metadata_shows(location, path):
         raise InputError(
             f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
             "or fix input.store",
@@ -403,6 +410,33 @@ def _members_under_dot(location: Location) -> bool:
         return location.list("") == ["."]
     except Exception:  # only a hint: the usual error stands
         return False
+
+
+def _metadata_shows(location: Location, path: str) -> bool:
+    """Whether Zarr metadata is at ``path`` of a store that does not show itself otherwise
+    (its server lists no folders); False where it cannot be read (an absent zip file)."""
+    try:
+        return node_type(location, path.strip("/")) != "none"
+    except Exception:
+        return False
+
+
+def implied_keys(location: Location, path: str) -> list[str]:
+    """Every key the metadata of the array at ``path`` says it may hold, by store key (below
+    the store's root): its metadata documents (v3 ``zarr.json``; v2 ``.zarray`` and
+    ``.zattrs``) and the key of every stored unit of its grid (a shard, or a chunk; of a 0-d
+    array, its one chunk), in the array's own chunk key encoding, as zarr-python reads them.
+    What a store holds without a listing: a unit that is not there reads as the fill value.
+    One key per unit, so a list of ``prod(grid)`` + 1 or 2 names. Raises InputError where
+    no array opens at ``path`` (:func:`open_zarr_array`)."""
+    path = path.strip("/")
+    arr = open_zarr_array(location, path)
+    meta = arr.metadata
+    outer = meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks
+    unit_grid = tuple(-(-int(n) // int(c)) for n, c in zip(arr.shape, outer, strict=True))
+    names = ["zarr.json"] if meta.zarr_format == 3 else [".zarray", ".zattrs"]
+    names += [meta.encode_chunk_key(tuple(int(i) for i in ix)) for ix in np.ndindex(*unit_grid)]
+    return [f"{path}/{n}" if path else n for n in names]
 
 
 def describe_array(location: Location, path: str, arr: Any | None = None) -> ArrayInfo:

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.errors import ListingError
 from pipeline.store.arrays import format_warnings_ignored
+from pipeline.store.location import key_under, listing_error
 
 
 @dataclass(frozen=True)
@@ -564,7 +566,20 @@ def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
     group = zarr.open_group(
         store=src_store, path=var.group or None, mode="r", use_consolidated=False
     )
-    others = [k for k in group.array_keys() if k not in names]
+    try:
+        listed = list(group.array_keys())
+    except Exception as e:  # a server that lists no folders: xarray cannot open the group
+        refused = _listing_refused(src_store, var.group, e)
+        if refused is None:
+            raise
+        raise refused from None
+    unlisted = [n for n in names if n not in listed]
+    if unlisted:  # found by their keys, yet not listed (a server that answers 404 for a
+        # folder): xarray would read the Dataset without them
+        refused = _listing_refused(src_store, var.group, None, unlisted[0])
+        assert refused is not None  # one made for an unlisted member
+        raise refused
+    others = [k for k in listed if k not in names]
     ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
         src_store,  # would otherwise stop the run)
         group=var.group or None,
@@ -575,6 +590,32 @@ def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
         drop_variables=others,
     )
     return ds.drop_vars([v for v in ds.variables if v not in names]).load()
+
+
+def _listing_refused(
+    store: Any, group: str, e: BaseException | None, unlisted: str = ""
+) -> ListingError | None:
+    """The ListingError where ``e`` is the refusal of the server of ``store`` (an fsspec
+    store) to list the group ``group``, whose members xarray reads (:func:`listing_error`),
+    or, with ``unlisted`` (a member found by its key), where its listing does not show that
+    member; None where ``e`` is another error."""
+    root = str(getattr(store, "path", ""))
+    folder = key_under(root, group) if group else root
+    alone = (
+        "set output.array: '' to write the variable alone, without its Dataset (xarray "
+        "reads the group's members from its listing)"
+    )
+    if e is not None:
+        return listing_error(root, folder, e, alone=alone)
+    return ListingError(
+        f"the server of {root} does not list the folder {folder} (its listing lacks "
+        f"{unlisted!r}, which is there), which the pipeline needs listed here: {alone}, or "
+        "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
+        "folder or an object store",
+        store=root,
+        folder=folder,
+        failure=f"{unlisted!r} not listed",
+    )
 
 
 def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
@@ -674,13 +715,17 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     that fails alone, '' where none does; xarray's reason in one line); None where it goes.
     A coordinate xarray cannot decode (CF time ``units`` it cannot parse, a ``calendar`` it
     does not know, or needs cftime for; a value out of range) fails ``xr.open_zarr`` of the
-    input too: by default an index coordinate's as it opens, another's as it is read."""
+    input too: by default an index coordinate's as it opens, another's as it is read. Raises
+    ListingError where the group's server refuses to list it (xarray reads its members from
+    a listing)."""
     from zarr.storage import MemoryStore
 
     try:
         with _quiet():
             _write(_frame(src_store, var, var.coords), MemoryStore(), "")
         return None
+    except ListingError:  # the group cannot be read at all: its own line
+        raise
     except Exception as e:
         first = e
     try:  # the group itself, no coordinate in it: xarray cannot open it at all

@@ -17,21 +17,24 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 import threading
 import zipfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config.urls import LOCAL_SCHEMES, file_url_problem
 from pipeline.errors import (
     CREDENTIALS_FIX,
+    ListingError,
     OutputError,
     PipelineError,
     StoreError,
     disk_full,
     missing_credentials,
+    storage_failure,
 )
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
@@ -314,7 +317,7 @@ class Location:
         # "does not exist", which zarr-python opens)
         try:
             return bool(fs.ls(path, detail=False))
-        except (OSError, ValueError):
+        except Exception:  # one that lists nothing, or refuses to (HTTP 403): not a yes
             return False
 
     def delete(self, key: str, recursive: bool = False) -> None:
@@ -362,7 +365,8 @@ class Location:
             return found
         top = self._path(base).rstrip("/")
         try:
-            listed = self.fs().find(top, detail=True)
+            with self._listing_of(top):
+                listed = self.fs().find(top, detail=True)
         except FileNotFoundError:
             return found
         for name, d in listed.items():
@@ -374,7 +378,9 @@ class Location:
         """Every file (object) under ``key`` of a store that is not a local folder, by its
         path on the file system, with what its listing says and ``stamp``: what changes when
         the file is rewritten (:func:`change_stamp`), or None where the store gives nothing
-        that does. {} where nothing is listed there (an HTTP server that lists no folders).
+        that does. {} where nothing is listed there (an HTTP server that answers 404 to a
+        folder's URL). Raises ListingError where the server refuses the listing (an HTTP 4xx
+        other than 404); :meth:`stamped_keys` stamps keys known otherwise.
 
         Files the listing gives no stamp for are asked one by one (``info``: for HTTP a HEAD
         request, which gives ETag or Last-Modified where the server sends them, and the size).
@@ -384,7 +390,8 @@ class Location:
         rewriting the target changes the key's bytes and nothing in the references."""
         fs = self.fs()
         try:
-            found = fs.find(self._path(key), detail=True)
+            with self._listing_of(self._path(key)):
+                found = fs.find(self._path(key), detail=True)
         except FileNotFoundError:
             return {}
         files = {name: {**d, "stamp": change_stamp(d)} for name, d in found.items()}
@@ -401,8 +408,45 @@ class Location:
                 files[name] = {**files[name], "size": info.get("size"), "stamp": stamp}
         return files
 
+    def stamped_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What :meth:`stamped_files` gives, for the store keys ``keys`` (known without a
+        listing: those an array's metadata implies) of a store that is not a local folder: by
+        path on the file system, the keys that are there, each with ``size`` and ``stamp``
+        (:func:`change_stamp`; None where the store gives none) from ``info`` (for HTTP a
+        HEAD request each, 64 at a time). A key the store says is not there (no such file,
+        HTTP 404 or 410) is left out, as a listing leaves it out; one whose ``info`` fails
+        otherwise (HTTP 403, 500, a lost connection) is there with neither size nor stamp."""
+        fs = self.fs()
+        paths = [self._path(k) for k in keys]
+        files: dict[str, dict[str, Any]] = {}
+        for name, info in _asked_infos(fs, paths).items():
+            if isinstance(info, BaseException):
+                if _absent(info):
+                    continue
+                info = {}
+            files[name] = {"size": info.get("size"), "stamp": change_stamp(info)}
+        return files
+
+    def path_of(self, key: str) -> str:
+        """The name by which :meth:`stamped_files` and :meth:`stamped_keys` give ``key``: its
+        path on the store's file system (a local path for a local store)."""
+        return self._path(key)
+
+    @contextlib.contextmanager
+    def _listing_of(self, folder: str) -> Iterator[None]:
+        """Turn a server's refusal to list ``folder`` into a ListingError naming this store
+        (:func:`listing_error`)."""
+        try:
+            yield
+        except Exception as e:
+            refused = listing_error(self.url, folder, e)
+            if refused is None:
+                raise
+            raise refused from None
+
     def list(self, key: str) -> list[str]:
-        """Names directly under ``key`` (empty when it does not exist)."""
+        """Names directly under ``key`` (empty when it does not exist). Raises ListingError
+        where the store's server refuses to list it (:meth:`_listing_of`)."""
         path = self._path(key)
         if self.is_local:
             try:
@@ -411,9 +455,11 @@ class Location:
                 return []
         fs = self.fs()
         try:
-            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+            with self._listing_of(path):
+                listed = fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False when it already did."""
@@ -496,32 +542,74 @@ def change_stamp(details: dict[str, Any]) -> Any:
 
 def _infos(fs: Any, names: Sequence[str], batch: int = 64) -> dict[str, dict[str, Any]]:
     """``fs.info`` of each of ``names`` ({} for one it cannot give: a server that refuses
-    HEAD, a file gone meanwhile), ``batch`` at a time on an asynchronous file system (HTTP)
-    or on as many threads otherwise."""
+    HEAD, a file gone meanwhile: no stamp, and the identity says it cannot see),
+    :func:`_asked_infos`."""
+    return {
+        name: {} if isinstance(info, BaseException) else info
+        for name, info in _asked_infos(fs, names, batch).items()
+    }
+
+
+def listing_error(
+    store: str, folder: str, e: BaseException, alone: str = ""
+) -> ListingError | None:
+    """The ListingError for ``e`` when it is a server's refusal to list ``folder`` of the store
+    ``store`` (an HTTP 4xx other than 404, which fsspec reads as no such folder, or a 501:
+    a server without folder listings, such as nginx without ``autoindex``); None for any
+    other error. ``alone``: a way to do without the listing, named first among the fixes."""
+    failure = storage_failure(e)
+    if failure is None or not re.match(r"HTTP (4\d\d|501)\b", failure):
+        return None
+    return ListingError(
+        f"the server of {store} refuses to list the folder {folder} ({failure}), which the "
+        f"pipeline needs listed here: {alone + ', or ' if alone else ''}enable folder "
+        "listings on it (nginx: `autoindex on`), or copy the store to a local folder or an "
+        "object store",
+        store=store,
+        folder=folder,
+        failure=failure,
+    )
+
+
+def _absent(error: BaseException) -> bool:
+    """Whether ``error``, from a file system's ``info``, says there is no such file: a
+    FileNotFoundError of its own, or over HTTP (where fsspec raises FileNotFoundError for any
+    failure) one whose cause is a 404 or 410."""
+    if not isinstance(error, FileNotFoundError):
+        return False
+    failure = storage_failure(error)
+    return failure is None or failure.startswith(("HTTP 404", "HTTP 410"))
+
+
+def _asked_infos(
+    fs: Any, names: Sequence[str], batch: int = 64
+) -> dict[str, dict[str, Any] | BaseException]:
+    """``fs.info`` of each of ``names``, or the error it raised, ``batch`` at a time on an
+    asynchronous file system (HTTP: HEAD requests) or on as many threads otherwise."""
     if not names:
         return {}
     if getattr(fs, "async_impl", False) and not getattr(fs, "asynchronous", False):
         from fsspec.asyn import sync
 
-        async def ask(name: str) -> dict[str, Any]:
+        async def ask(name: str) -> dict[str, Any] | BaseException:
             try:
                 return dict(await fs._info(name))
-            except Exception:  # no stamp: the identity says it cannot see
-                return {}
+            except Exception as e:
+                return e
 
-        async def ask_all() -> list[dict[str, Any]]:
-            got: list[dict[str, Any]] = []
+        async def ask_all() -> list[dict[str, Any] | BaseException]:
+            got: list[dict[str, Any] | BaseException] = []
             for i in range(0, len(names), batch):
                 got += await asyncio.gather(*(ask(n) for n in names[i : i + batch]))
             return got
 
         return dict(zip(names, sync(fs.loop, ask_all), strict=True))
 
-    def ask_sync(name: str) -> dict[str, Any]:
+    def ask_sync(name: str) -> dict[str, Any] | BaseException:
         try:
             return dict(fs.info(name))
-        except Exception:  # as above
-            return {}
+        except Exception as e:
+            return e
 
     from concurrent.futures import ThreadPoolExecutor
 
