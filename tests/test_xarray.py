@@ -866,6 +866,93 @@ def test_an_output_named_as_the_users_cell_measure_is_refused(tmp_path: Path) ->
     assert (open_dataset(out)["cell_area"].values == 7.0).all()
 
 
+def _a_users_cell_measure(path: Path, group: str = "") -> None:
+    """A user's Dataset at ``group`` of ``path``: ``mine`` with ``cell_measures: area:
+    cell_area`` and its own ``cell_area`` (7.0), which no run of the pipeline wrote."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(
+            {
+                "mine": (("row", "col"), np.ones((6, 4)), {"cell_measures": "area: cell_area"}),
+                "cell_area": (("row", "col"), np.full((6, 4), 7.0)),
+            },
+            coords={"row": ("row", np.arange(6.0)), "col": ("col", np.arange(4.0))},
+        ).to_zarr(str(path), group=group or None, zarr_format=3, consolidated=True)
+
+
+@pytest.mark.parametrize(
+    "store, array",
+    [
+        ("out.zarr/cell_area", ""),  # the output array at a store root, inside the group
+        ("out.zarr/g/sub/cell_area", ""),  # the same, the group nested
+        ("out.zarr", "g/sub/cell_area"),  # a variable of a nested group
+        ("out.zarr/g", "sub/cell_area"),  # the same, from another store root
+    ],
+    ids=["store-root", "nested-store-root", "nested-group", "nested-group-from-its-parent"],
+)
+@pytest.mark.parametrize("dataset", [True, False], ids=["variable", "plain-array"])
+def test_an_output_in_place_of_a_users_cell_measure_is_refused_in_every_layout(
+    tmp_path: Path, store: str, array: str, dataset: bool
+) -> None:
+    """A user's ``cell_area``, which their ``mine`` names as its cell measure, replaced by
+    the computed values with --overwrite, exit 0, wherever the output array was put there
+    other than as a variable of its group: the store's root (``output.store:
+    out.zarr/cell_area``, ``output.array: ''``), and for an input that is no Dataset variable
+    (written alone into the group). Refused in one line naming ``mine``, nothing touched, in
+    every layout; a name nothing refers to is written."""
+    if dataset:  # a variable that names no cell_area itself (that is a ConfigError)
+        write_dataset(tmp_path / "in.zarr", 3, rows=6, cols=8, chunks=(6, 8))
+    else:
+        make_array(tmp_path / "in.zarr", np.arange(24.0).reshape(6, 4), (6, 4))
+    out = tmp_path / "out.zarr"
+    _a_users_cell_measure(out, "" if "g/sub" not in store + "/" + array else "g/sub")
+    where = out / "g/sub" if "g/sub" in f"{store}/{array}" else out
+    assert (where / "cell_area" / "zarr.json").exists()
+    cfg = config(
+        tmp_path,
+        input={"array": "t" if dataset else ""},
+        output={"store": str(tmp_path / store), "array": array},
+    )
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("cell_area", ["mine"]) and "relabel" in str(e), e
+    assert e.group == str(where).rstrip("/") or e.group.rstrip("/") == str(where), e.group
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    free = {"store": str(tmp_path / store).replace("cell_area", "air2"), "array": array}
+    free["array"] = array.replace("cell_area", "air2")
+    done = pipeline.run(config(tmp_path, input=cfg["input"], output=free), overwrite=True)
+    assert done.status == "complete"
+    assert (zarr.open_array(str(where), path="cell_area", mode="r")[...] == 7.0).all()
+
+
+@pytest.mark.parametrize("name", ["cell_area", "lat_bnds", "PS", "PTOP", "crs_ps", "lat_bb"])
+@pytest.mark.parametrize("layout", ["root-group", "another-store", "nested-group"])
+def test_an_output_array_named_as_what_the_input_variable_carries_is_refused(
+    tmp_path: Path, name: str, layout: str
+) -> None:
+    """``output.array`` naming an array the input variable carries, directly (its cell
+    measure, a coordinate's bounds) or through a carried array (a formula term, the
+    formula term's grid mapping, bounds of bounds): refused in one line, before anything is
+    written, whatever group or store the output variable is put in."""
+    src = tmp_path / "in.zarr"
+    _described_grid(src, 3)
+    before = file_states(src)
+    store = {"root-group": "out.zarr", "another-store": "x/o.zarr", "nested-group": "n.zarr"}
+    path = f"a/b/{name}" if layout == "nested-group" else name
+    cfg = config(tmp_path, input={"array": "ta"}, output={"store": str(tmp_path / store[layout])})
+    cfg["output"]["array"] = path
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(cfg)
+    assert info.value.key == "output.array" and info.value.value == path
+    assert f"coordinate {name!r}" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+    assert not (tmp_path / store[layout]).exists()
+    assert file_states(src) == before
+
+
 def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:
     """``t`` written again (--overwrite) from an input without the coordinate ``lon``, which
     the group's other variable ``t2`` refers to: ``lon`` had been deleted, as a coordinate
