@@ -866,6 +866,93 @@ def test_an_output_named_as_the_users_cell_measure_is_refused(tmp_path: Path) ->
     assert (open_dataset(out)["cell_area"].values == 7.0).all()
 
 
+def _a_users_cell_measure(path: Path, group: str = "") -> None:
+    """A user's Dataset at ``group`` of ``path``: ``mine`` with ``cell_measures: area:
+    cell_area`` and its own ``cell_area`` (7.0), which no run of the pipeline wrote."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(
+            {
+                "mine": (("row", "col"), np.ones((6, 4)), {"cell_measures": "area: cell_area"}),
+                "cell_area": (("row", "col"), np.full((6, 4), 7.0)),
+            },
+            coords={"row": ("row", np.arange(6.0)), "col": ("col", np.arange(4.0))},
+        ).to_zarr(str(path), group=group or None, zarr_format=3, consolidated=True)
+
+
+@pytest.mark.parametrize(
+    "store, array",
+    [
+        ("out.zarr/cell_area", ""),  # the output array at a store root, inside the group
+        ("out.zarr/g/sub/cell_area", ""),  # the same, the group nested
+        ("out.zarr", "g/sub/cell_area"),  # a variable of a nested group
+        ("out.zarr/g", "sub/cell_area"),  # the same, from another store root
+    ],
+    ids=["store-root", "nested-store-root", "nested-group", "nested-group-from-its-parent"],
+)
+@pytest.mark.parametrize("dataset", [True, False], ids=["variable", "plain-array"])
+def test_an_output_in_place_of_a_users_cell_measure_is_refused_in_every_layout(
+    tmp_path: Path, store: str, array: str, dataset: bool
+) -> None:
+    """A user's ``cell_area``, which their ``mine`` names as its cell measure, replaced by
+    the computed values with --overwrite, exit 0, wherever the output array was put there
+    other than as a variable of its group: the store's root (``output.store:
+    out.zarr/cell_area``, ``output.array: ''``), and for an input that is no Dataset variable
+    (written alone into the group). Refused in one line naming ``mine``, nothing touched, in
+    every layout; a name nothing refers to is written."""
+    if dataset:  # a variable that names no cell_area itself (that is a ConfigError)
+        write_dataset(tmp_path / "in.zarr", 3, rows=6, cols=8, chunks=(6, 8))
+    else:
+        make_array(tmp_path / "in.zarr", np.arange(24.0).reshape(6, 4), (6, 4))
+    out = tmp_path / "out.zarr"
+    _a_users_cell_measure(out, "" if "g/sub" not in store + "/" + array else "g/sub")
+    where = out / "g/sub" if "g/sub" in f"{store}/{array}" else out
+    assert (where / "cell_area" / "zarr.json").exists()
+    cfg = config(
+        tmp_path,
+        input={"array": "t" if dataset else ""},
+        output={"store": str(tmp_path / store), "array": array},
+    )
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("cell_area", ["mine"]) and "relabel" in str(e), e
+    assert e.group == str(where).rstrip("/") or e.group.rstrip("/") == str(where), e.group
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    free = {"store": str(tmp_path / store).replace("cell_area", "air2"), "array": array}
+    free["array"] = array.replace("cell_area", "air2")
+    done = pipeline.run(config(tmp_path, input=cfg["input"], output=free), overwrite=True)
+    assert done.status == "complete"
+    assert (zarr.open_array(str(where), path="cell_area", mode="r")[...] == 7.0).all()
+
+
+@pytest.mark.parametrize("name", ["cell_area", "lat_bnds", "PS", "PTOP", "crs_ps", "lat_bb"])
+@pytest.mark.parametrize("layout", ["root-group", "another-store", "nested-group"])
+def test_an_output_array_named_as_what_the_input_variable_carries_is_refused(
+    tmp_path: Path, name: str, layout: str
+) -> None:
+    """``output.array`` naming an array the input variable carries, directly (its cell
+    measure, a coordinate's bounds) or through a carried array (a formula term, the
+    formula term's grid mapping, bounds of bounds): refused in one line, before anything is
+    written, whatever group or store the output variable is put in."""
+    src = tmp_path / "in.zarr"
+    _described_grid(src, 3)
+    before = file_states(src)
+    store = {"root-group": "out.zarr", "another-store": "x/o.zarr", "nested-group": "n.zarr"}
+    path = f"a/b/{name}" if layout == "nested-group" else name
+    cfg = config(tmp_path, input={"array": "ta"}, output={"store": str(tmp_path / store[layout])})
+    cfg["output"]["array"] = path
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(cfg)
+    assert info.value.key == "output.array" and info.value.value == path
+    assert f"coordinate {name!r}" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+    assert not (tmp_path / store[layout]).exists()
+    assert file_states(src) == before
+
+
 def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> None:
     """``t`` written again (--overwrite) from an input without the coordinate ``lon``, which
     the group's other variable ``t2`` refers to: ``lon`` had been deleted, as a coordinate
@@ -1087,6 +1174,206 @@ def test_the_coordinates_a_grid_mapping_names_are_carried(tmp_path: Path, cli) -
     assert got["t"].attrs["grid_mapping"] == "crs: xc yc"
     for name in ("crs", "xc", "yc"):
         assert np.array_equal(got[name].values, ds[name].values), name
+
+
+#: The CF attributes that name variables, and, for those of ``key: name`` pairs, whether the
+#: key is a variable too (a grid mapping's long form) or not (a cell measure, a formula term).
+CF_NAMING = {
+    "coordinates": None,
+    "bounds": None,
+    "climatology": None,
+    "ancillary_variables": None,
+    "geometry": None,
+    "node_coordinates": None,
+    "node_count": None,
+    "part_node_count": None,
+    "interior_ring": None,
+    "grid_mapping": True,
+    "cell_measures": False,
+    "formula_terms": False,
+}
+
+
+def _stored_dangling(store: Path, group: str = "") -> list[tuple[str, str, str]]:
+    """(array, attribute, name) for every CF reference in the stored attributes of an array
+    of the group ``group`` of ``store`` (as zarr-python reads them) to an array the group
+    does not hold; the group's own ``coordinates`` too (array '')."""
+    g = zarr.open_group(str(store), path=group or None, mode="r", use_consolidated=False)
+    held = set(g.array_keys())
+    found = []
+    docs = {"": {"coordinates": dict(g.attrs).get("coordinates")}}
+    docs.update({n: dict(a.attrs) for n, a in g.arrays()})
+    for name, attrs in docs.items():
+        for key, key_is_a_name in CF_NAMING.items():
+            value = attrs.get(key)
+            if not isinstance(value, str):
+                continue
+            words = value.replace(" :", ":").split()
+            paired = any(w.endswith(":") for w in words)
+            for w in words:
+                if paired and w.endswith(":") and not key_is_a_name:
+                    continue
+                if w.rstrip(":") not in held:
+                    found.append((name, key, w.rstrip(":")))
+    return found
+
+
+def _described_grid(path: Path, zarr_format: int) -> xr.Dataset:
+    """A Dataset whose variable ``ta`` is described by arrays that are described in turn: a
+    sigma coordinate ``lev`` whose ``formula_terms`` names ``PS`` (with its own
+    ``ancillary_variables`` and ``grid_mapping``) and ``PTOP``; a cell measure with its own
+    ``ancillary_variables`` and ``coordinates``; bounds with ``bounds`` of their own; ``ta``'s
+    own ``ancillary_variables``. Written by xarray to ``path``; returned."""
+    lev, lat, lon = np.array([0.1, 0.5, 0.9]), np.linspace(-60.0, 60.0, 4), np.arange(5.0)
+    rng = np.random.default_rng(11)
+    ds = xr.Dataset(
+        {
+            "ta": (
+                ("lev", "lat", "lon"),
+                rng.uniform(200.0, 300.0, (3, 4, 5)),
+                {
+                    "units": "K",
+                    "cell_measures": "area: cell_area",
+                    "grid_mapping": "crs",
+                    "ancillary_variables": "ta_err",
+                },
+            ),
+            "ta_err": (("lev", "lat", "lon"), np.ones((3, 4, 5))),
+            "PS": (
+                ("lat", "lon"),
+                rng.uniform(900.0, 1000.0, (4, 5)),
+                {"units": "hPa", "ancillary_variables": "PS_flag", "grid_mapping": "crs_ps"},
+            ),
+            "PS_flag": (("lat", "lon"), np.zeros((4, 5), "i1")),
+            "PTOP": ((), 10.0, {"units": "hPa"}),
+            "crs": ((), 0, {"grid_mapping_name": "latitude_longitude"}),
+            "crs_ps": ((), 0, {"grid_mapping_name": "latitude_longitude"}),
+            "cell_area": (
+                ("lat", "lon"),
+                np.full((4, 5), 2.0),
+                {"ancillary_variables": "area_err", "coordinates": "height"},
+            ),
+            "area_err": (("lat", "lon"), np.full((4, 5), 0.1)),
+            "height": ((), 2.0, {"units": "m"}),
+            "lat_bnds": (("lat", "nv"), np.stack([lat - 1, lat + 1], 1), {"bounds": "lat_bb"}),
+            "lat_bb": (("lat", "nv"), np.stack([lat - 2, lat + 2], 1)),
+            "lev_bnds": (("lev", "nv"), np.stack([lev - 0.05, lev + 0.05], 1)),
+        },
+        coords={
+            "lev": (
+                "lev",
+                lev,
+                {
+                    "standard_name": "atmosphere_sigma_coordinate",
+                    "formula_terms": "sigma: lev ps: PS ptop: PTOP",
+                    "bounds": "lev_bnds",
+                },
+            ),
+            "lat": ("lat", lat, {"bounds": "lat_bnds"}),
+            "lon": ("lon", lon),
+        },
+        attrs={"Conventions": "CF-1.8"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
+    return ds
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_what_the_carried_arrays_name_is_carried_or_its_reference_dropped(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """The references of the carried arrays themselves dangled in the output: ``lev``'s
+    ``formula_terms`` named ``PS`` and ``PTOP``, which were not carried, and ``PS``'s
+    ``grid_mapping`` its own; the cell measure's ``coordinates`` and ``ancillary_variables``,
+    bounds' ``bounds``. What describes the grid is carried, in turn (as xarray's
+    ``decode_coords="all"`` reads it); ``ancillary_variables`` is dropped from every array,
+    its variables not carried. No reference in the output group names an array it lacks;
+    xarray opens it, warning nothing; values are NumPy's chain over zarr-python's reading
+    of the input, to the bit, and each carried array's values are the input's."""
+    src = tmp_path / "in.zarr"
+    _described_grid(src, zarr_format)
+    assert _stored_dangling(src) == []  # the input itself is whole
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "ta"})))
+    before = file_states(src)
+    rc, _, err = cli("run", str(cfg), "-q")
+    assert rc == 0, err
+    assert file_states(src) == before
+    out = tmp_path / "out.zarr"
+    assert _stored_dangling(out) == []
+    held = set(zarr.open_group(str(out), mode="r").array_keys())
+    carried = {"PS", "PTOP", "crs", "crs_ps", "cell_area", "height", "lat_bnds", "lat_bb"}
+    assert carried | {"ta", "lev", "lat", "lon", "lev_bnds"} == held
+    for name in held:
+        attrs = zarr.open_array(str(out), path=name, mode="r").attrs
+        assert "ancillary_variables" not in attrs, name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning from xarray either
+        got = xr.open_zarr(str(out), decode_coords="all").load()
+        plain = xr.open_zarr(str(out)).load()
+    assert _dangling(plain) == []
+    assert {"PS", "PTOP", "cell_area", "crs"} <= set(got["ta"].coords)
+    assert plain["lev"].attrs["formula_terms"] == "sigma: lev ps: PS ptop: PTOP"
+    for name in held - {"ta"}:
+        want = np.asarray(zarr.open_array(str(src), path=name, mode="r")[...])
+        assert same_bits(np.asarray(zarr.open_array(str(out), path=name, mode="r")[...]), want)
+    values = np.asarray(zarr.open_array(str(src), path="ta", mode="r")[...])
+    chain = plan_chain(parse_config(config(tmp_path)).stage_specs(), values.dtype)
+    with np.errstate(all="ignore"):
+        want = apply_chain(chain, values)
+    assert same_bits(np.asarray(zarr.open_array(str(out), path="ta", mode="r")[...]), want)
+    assert same_bits(got["ta"].values, want)
+    rc, out_text, err = cli("verify", str(cfg))
+    assert rc == 0, out_text + err
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_geometry_and_what_it_names_are_carried(tmp_path: Path, zarr_format: int) -> None:
+    """A variable of CF geometries (``geometry: geom``, whose container names its node
+    coordinates, node counts and the nodes' own ``coordinates``): the output named ``geom``
+    without holding it. The container and what it names are carried, in turn; an output
+    written alone names none of them."""
+    ds = xr.Dataset(
+        {
+            "v": (("instance",), np.arange(3.0), {"geometry": "geom"}),
+            "geom": (
+                (),
+                0,
+                {
+                    "geometry_type": "line",
+                    "node_count": "node_count",
+                    "node_coordinates": "x_node y_node",
+                },
+            ),
+            "node_count": (("instance",), np.array([2, 2, 3], "i4")),
+            "x_node": (("node",), np.arange(7.0), {"axis": "X"}),
+            "y_node": (("node",), -np.arange(7.0), {"axis": "Y"}),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, consolidated=True)
+    assert pipeline.run(config(tmp_path, input={"array": "v"})).status == "complete"
+    out = tmp_path / "out.zarr"
+    assert _stored_dangling(out) == []
+    assert {"geom", "node_count", "x_node", "y_node", "v"} == set(
+        zarr.open_group(str(out), mode="r").array_keys()
+    )
+    assert zarr.open_array(str(out), path="v", mode="r").attrs["geometry"] == "geom"
+    want = apply_chain(
+        plan_chain(parse_config(config(tmp_path)).stage_specs(), np.dtype("f8")),
+        np.asarray(zarr.open_array(str(tmp_path / "in.zarr"), path="v", mode="r")[...]),
+    )
+    assert same_bits(np.asarray(zarr.open_array(str(out), path="v", mode="r")[...]), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xr.open_zarr(str(out), decode_coords="all")["v"].shape == (3,)
+    alone = config(tmp_path, input={"array": "v"}, output={"store": str(tmp_path / "a.zarr")})
+    alone["output"]["array"] = ""
+    assert pipeline.run(alone).status == "complete"
+    assert "geometry" not in zarr.open_array(str(tmp_path / "a.zarr"), mode="r").attrs
 
 
 def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:

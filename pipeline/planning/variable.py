@@ -118,7 +118,9 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         _check_frame_reads(loc, store, variable)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
-        attrs=_with_written_references(attrs, variable.coords if frame and variable else ()),
+        attrs=datasets.with_written_references(
+            attrs, variable.coords if frame and variable else ()
+        ),
         variable=variable,
         unpacking=unpack,
         frame=frame,
@@ -314,25 +316,6 @@ def _decodes_otherwise(stale: datasets.Stale) -> bool:
         ):
             return True
     return False
-
-
-def _with_written_references(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:
-    """``attrs`` with the CF attributes that name other variables of the Dataset naming only
-    those written beside the output (``written``: its coordinates, grid mapping, cell
-    measures and their bounds), each left out when it names none of them (an output written
-    alone): readers (xarray, cf-xarray, CF checkers) would look for the others, and not find
-    them. ``ancillary_variables`` is left out: those variables (errors, quality flags) describe
-    the input's values, not the computed ones, and are not carried."""
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key == "ancillary_variables":
-            continue
-        if key in datasets.REFERENCES and isinstance(value, str):
-            value = datasets.only_written(attrs, key, written)
-            if value is None:
-                continue
-        out[key] = value
-    return out
 
 
 def _check_frame(variable: Variable, output_path: str) -> None:

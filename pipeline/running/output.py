@@ -298,8 +298,7 @@ def check_frame_fits(plan: Plan) -> None:
     a fresh start would have to delete: fields ``output``, ``array``. Nor one that relabels
     (:func:`_refuse_relabelling`, :func:`_refuse_replacing_a_reference`)."""
     group, variable = output_group(plan), plan.carried.variable
-    if group is not None:
-        _refuse_replacing_a_reference(plan, group)
+    _refuse_replacing_a_reference(plan)
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
@@ -355,21 +354,55 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_relabelling(plan, replaced, store)
 
 
-def _refuse_replacing_a_reference(plan: Plan, group: str) -> None:
+def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
+    """Where the output array lies in a Zarr hierarchy, whatever the layout: (the location,
+    the path in it of the group that holds the array, the array's name there). For an output
+    array at a path of its store (a variable of a group, an array written alone into a
+    group, a nested group path), its parent group in that store; for an output array at the
+    root of its store (``output.array: ''``), the folder that holds the store, which may be
+    a Zarr group itself (``output.store: out.zarr/cell_area``); None where the store has no
+    such folder (a chained URL: an archive, a cache; a file system's root)."""
+    loc, path = plan.output.location, plan.output.path.strip("/")
+    if path:
+        group, _, name = path.rpartition("/")
+        return loc, group, name
+    if loc.is_local:
+        parent, name = os.path.split(loc.url.rstrip("/"))
+        return (Location.of(parent), "", name) if name and parent else None
+    if "::" in loc.url or "://" not in loc.url:
+        return None
+    scheme, _, rest = loc.url.partition("://")
+    parent, _, name = rest.rstrip("/").rpartition("/")
+    if not parent or not name:
+        return None
+    return Location.of(f"{scheme}://{parent}", loc.storage_options), "", name
+
+
+def _refuse_replacing_a_reference(plan: Plan) -> None:
     """Refuse (OutputError, before anything is deleted) to replace an array at the output's
     own path that this pipeline did not write (its attributes record no run) and that the
-    group's other variables refer to (:func:`datasets.users`: a cell measure, a grid mapping,
-    bounds, a coordinate): the computed values would describe them from then on (F2: a
-    user's ``cell_area``, which ``cell_measures`` named, replaced with exit 0). Fields
-    ``output``, ``array`` (its name), ``users``."""
+    other variables of the group holding it refer to (:func:`datasets.users`: a cell
+    measure, a grid mapping, bounds, a coordinate): the computed values would describe them
+    from then on (F2: a user's ``cell_area``, which ``cell_measures`` named, replaced with
+    exit 0). In every layout (:func:`enclosing_group`): a variable of a group, an array
+    written alone into a group, or at the root of a store that is itself an array of a
+    group (``output.store: out.zarr/cell_area``, ``output.array: ''``). Fields ``output``,
+    ``array`` (its name), ``users``, ``group`` (where that group is)."""
     loc = plan.output.location
     if arrays.node_type(loc, plan.output.path) != "array" or recorded_run(plan):
         return
-    others = _beside(plan)
+    found = enclosing_group(plan)
+    if found is None:
+        return
+    holder, group, name = found
+    try:
+        store = holder.zarr_store(read_only=True)
+        others = [n for n in datasets.group_arrays(store, group) if n != name]
+    except Exception:  # no group there to read: nothing refers to the array
+        return
     if not others:
         return
-    name = plan.output.path.rpartition("/")[2]
-    refs = datasets.users(loc.zarr_store(read_only=True), group, others)
+    refs = datasets.users(store, group, others)
     using = sorted(k for k, r in refs.items() if name in r)
     if not using:
         return
@@ -383,6 +416,7 @@ def _refuse_replacing_a_reference(plan: Plan, group: str) -> None:
         output=where,
         array=name,
         users=using,
+        group=holder.join(group),
     )
 
 

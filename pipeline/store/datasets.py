@@ -38,10 +38,11 @@ class Variable:
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
     coords: tuple[str, ...] = ()
-    """variables of the group to carry over: dimension coordinates, those the ``coordinates``,
-    ``grid_mapping`` (its grid mappings and the coordinates each names) and ``cell_measures``
-    attributes name, and the ``bounds`` (or ``climatology``) those name
-    (:data:`CARRIED_REFERENCES`, :data:`BOUNDS`, :func:`references`)"""
+    """variables of the group to carry over: dimension coordinates, those the variable's
+    attributes of :data:`CARRIED` name (``coordinates``, ``grid_mapping``: its grid mappings
+    and the coordinates each names, ``cell_measures``, ``formula_terms``, ``geometry``, ...),
+    and, in turn, those each of these names so and its dimension coordinates (a coordinate's
+    ``bounds``, the terms of its ``formula_terms``: :func:`carried_arrays`)"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
@@ -113,17 +114,7 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    wanted = [*dims, *references(attrs, CARRIED_REFERENCES)]
-    members = {  # their own metadata, not a consolidated copy of it (see stale)
-        n: a
-        for n in dict.fromkeys(wanted)
-        if n != name and (a := _own_array(store, _key(group_path, n))) is not None
-    }
-    for n in [  # the cells' bounds of those carried: CF's bounds, climatology
-        b for a in list(members.values()) for b in references(dict(a.attrs), BOUNDS)
-    ]:
-        if n != name and n not in members and (a := _own_array(store, _key(group_path, n))):
-            members[n] = a
+    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED)])
     coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
     by = dict.fromkeys(dims, name)
@@ -150,17 +141,14 @@ def _key(group: str, name: str) -> str:
 
 
 #: The attributes of a variable that name other variables of its Dataset which describe its
-#: grid, carried beside it (CF: auxiliary coordinates, the grid mapping, cell measures).
-CARRIED_REFERENCES = ("coordinates", "grid_mapping", "cell_measures")
-#: The attributes of a carried array that name the variable holding its cells' bounds (CF),
-#: carried too.
-BOUNDS = ("bounds", "climatology")
-#: Every attribute by which CF names other variables of a Dataset.
-REFERENCES = (*CARRIED_REFERENCES, *BOUNDS, "ancillary_variables")
-#: Every attribute by which a variable refers to others of its Dataset, as CF and xarray's
-#: ``decode_coords`` read them: :data:`REFERENCES`, and those of formula terms and geometries.
-NAMING = (
-    *REFERENCES,
+#: grid, carried beside it: auxiliary coordinates, the grid mapping (and the coordinates its
+#: long form names), cell measures, the terms of a parametric vertical coordinate's formula,
+#: a geometry container and what it names: what xarray's ``decode_coords="all"`` reads as
+#: coordinates (its ``CF_RELATED_DATA``, bounds aside).
+CARRIED_REFERENCES = (
+    "coordinates",
+    "grid_mapping",
+    "cell_measures",
     "formula_terms",
     "geometry",
     "node_coordinates",
@@ -168,6 +156,23 @@ NAMING = (
     "part_node_count",
     "interior_ring",
 )
+#: The attributes of an array that name the variable holding its cells' bounds (CF), carried
+#: too.
+BOUNDS = ("bounds", "climatology")
+#: Every attribute by which an array names variables that are carried with it, on any array
+#: the output holds: followed from the variable, and from each array carried, in turn.
+CARRIED = (*CARRIED_REFERENCES, *BOUNDS)
+#: The attributes by which an array names variables that describe its stored values rather
+#: than its grid (``ancillary_variables``: their errors, quality flags; CF 1.12's
+#: ``quantization``: how they were rounded): the computed values are not those, so these
+#: variables are never carried, and the attribute is dropped from every array the output holds.
+DROPPED = ("ancillary_variables", "quantization")
+#: Every attribute by which CF names other variables of a Dataset (:data:`CARRIED`,
+#: :data:`DROPPED`).
+REFERENCES = (*CARRIED, *DROPPED)
+#: Every attribute by which a variable refers to others of its Dataset, as CF and xarray's
+#: ``decode_coords`` read them.
+NAMING = REFERENCES
 #: The attributes whose value is ``key: name ...`` pairs, as xarray parses them: a grid
 #: mapping's ``crs: lat lon`` (the key the grid mapping, the names the coordinates it maps),
 #: a cell measure's ``area: cell_area``, a formula's ``a: var_a b: var_b`` (the names the
@@ -210,22 +215,70 @@ def references(attrs: dict[str, Any], keys: tuple[str, ...] = NAMING) -> list[st
     return list(dict.fromkeys(found))
 
 
+def carried_arrays(store: Any, group: str, name: str, wanted: list[str]) -> dict[str, Any]:
+    """The arrays of ``group`` carried beside its variable ``name``, opened from their own
+    metadata (not a consolidated copy of it: see :func:`stale`), by name: those of
+    ``wanted`` that the group holds, and, in turn, the dimension coordinates of each and the
+    arrays each names by an attribute of :data:`CARRIED` (a coordinate's bounds, the terms of
+    its ``formula_terms``, a cell measure's own coordinates, ...), until nothing more is
+    named. ``name`` itself is never one of them; a name the group does not hold is skipped."""
+    members: dict[str, Any] = {}
+    todo = list(wanted)
+    while todo:
+        n = todo.pop(0)
+        if n == name or n in members:
+            continue
+        a = _own_array(store, _key(group, n))
+        if a is None:
+            continue
+        members[n] = a
+        todo += [*(dims_of(a) or ()), *references(dict(a.attrs), CARRIED)]
+    return members
+
+
 def only_written(attrs: dict[str, Any], key: str, written: tuple[str, ...]) -> str | None:
-    """The CF attribute ``key`` of ``attrs`` naming only variables of ``written`` (a
-    ``cell_measures`` or ``grid_mapping`` entry whose variable is not written goes whole);
-    None where it names none of them."""
+    """The CF attribute ``key`` of ``attrs`` naming only variables of ``written``: an entry of
+    ``cell_measures`` or ``formula_terms`` whose variables are not all written goes whole, as
+    does a grid mapping of ``grid_mapping`` that is not written (of the coordinates its long
+    form names, those not written go; a single grid mapping left with none is written in the
+    short form); None where it names none of them."""
     value = attrs.get(key)
     if not isinstance(value, str):
         return None
     kept: list[str] = []
+    mappings: list[tuple[str, list[str]]] = []  # grid_mapping's long form: (crs, its names)
     for k, names in _reference_groups(value, key):
         if not k:
             kept += [n for n in names if n in written]
-            continue
-        target = names if key == "cell_measures" else [k]
-        if target and all(n in written for n in target):
+        elif key == "grid_mapping":
+            if k in written:
+                mappings.append((k, [n for n in names if n in written]))
+        elif names and all(n in written for n in names):
             kept += [f"{k}:", *names]
+    if len(mappings) == 1 and not mappings[0][1]:
+        kept.append(mappings[0][0])
+    else:
+        kept += [w for k, names in mappings if names for w in (f"{k}:", *names)]
     return " ".join(kept) or None
+
+
+def with_written_references(attrs: dict[str, Any], written: tuple[str, ...]) -> dict[str, Any]:
+    """``attrs`` (of an array an output holds: the variable, or one carried beside it) with
+    each CF attribute that names other variables (:data:`REFERENCES`) naming only those of
+    ``written`` (the arrays carried beside the output variable), left out where it names none
+    of them (an output written alone): readers (xarray, cf-xarray, CF checkers) would look for
+    the others, and not find them. Those of :data:`DROPPED` are always left out: what they
+    name describes the input's stored values, not the computed ones, and is not carried."""
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in DROPPED:
+            continue
+        if key in REFERENCES and isinstance(value, str):
+            value = only_written(attrs, key, written)
+            if value is None:
+                continue
+        out[key] = value
+    return out
 
 
 def own_attributes(store: Any, group: str, name: str) -> dict[str, Any]:
@@ -550,16 +603,21 @@ def write_frame(
     write: :func:`global_coordinates`) that the group still holds are added.
     :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        frame = _frame(src_store, var, var.coords)
+        frame = _frame(src_store, var, var.coords, written=var.coords)
         if attrs is not None:
             frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
         _list_global_coordinates(dst_store, dst_group, listed)
 
 
-def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
+def _frame(
+    src_store: Any, var: Variable, names: tuple[str, ...], written: tuple[str, ...] | None = None
+) -> Any:
     """The input group's attributes and its arrays ``names``, as ``xr.open_zarr`` decodes
-    them, each from its own metadata, loaded; the other variables are not decoded."""
+    them, each from its own metadata, loaded; the other variables are not decoded. With
+    ``written`` (the arrays written beside the output variable), as they are written: each
+    one's CF references naming only those (:func:`with_written_references`; a carried
+    coordinate's own ``coordinates``, which xarray keeps in its encoding, too)."""
     import xarray as xr
     import zarr
 
@@ -589,7 +647,26 @@ def _frame(src_store: Any, var: Variable, names: tuple[str, ...]) -> Any:
         chunks=None,
         drop_variables=others,
     )
-    return ds.drop_vars([v for v in ds.variables if v not in names]).load()
+    ds = ds.drop_vars([v for v in ds.variables if v not in names]).load()
+    if written is not None:
+        for v in ds.variables.values():
+            _keep_written_references(v, written)
+    return ds
+
+
+def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
+    """Make the xarray variable ``v``'s CF references name only arrays of ``written``
+    (:func:`with_written_references`), in its attributes and in its encoding, where xarray's
+    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was)."""
+    attrs = dict(v.attrs)
+    listed = v.encoding.pop("coordinates", None)
+    if isinstance(listed, str) and "coordinates" not in attrs:
+        attrs["coordinates"] = listed
+    attrs = with_written_references(attrs, written)
+    coordinates = attrs.pop("coordinates", None)
+    v.attrs = attrs
+    if coordinates is not None:
+        v.encoding["coordinates"] = coordinates
 
 
 def _listing_refused(
@@ -679,17 +756,22 @@ def same_coordinate(
     output's, as both are stored (values and attributes); None when the output's cannot be read
     at all (a coordinate a stopped run left without its chunks or metadata)."""
     with _quiet():
-        new = _frame(src_store, var, (name,))[name].variable
+        new = _frame(src_store, var, (name,), written=var.coords)[name].variable
         try:
             old = _frame(dst_store, Variable(dst_group, "", ()), (name,))[name].variable
         except Exception:  # xarray cannot decode it (a calendar without cftime, ...): as stored
-            return _same_stored(src_store, _key(var.group, name), dst_store, _key(dst_group, name))
+            src, dst = _key(var.group, name), _key(dst_group, name)
+            return _same_stored(src_store, src, dst_store, dst, var.coords)
     return bool(new.identical(old))
 
 
-def _same_stored(src_store: Any, src: str, dst_store: Any, dst: str) -> bool | None:
+def _same_stored(
+    src_store: Any, src: str, dst_store: Any, dst: str, written: tuple[str, ...]
+) -> bool | None:
     """Whether the arrays ``src`` and ``dst`` hold the same stored values and attributes
-    (dimension names aside); None when ``dst`` cannot be read at all."""
+    (dimension names aside; those of ``src`` as written beside an output that holds
+    ``written``: :func:`with_written_references`); None when ``dst`` cannot be read at
+    all."""
     import numpy as np
     import zarr
 
@@ -701,9 +783,9 @@ def _same_stored(src_store: Any, src: str, dst_store: Any, dst: str) -> bool | N
     except Exception:
         return None
     skip = {"_ARRAY_DIMENSIONS"}
-    same_attrs = {k: v for k, v in dict(a.attrs).items() if k not in skip} == {
-        k: v for k, v in dict(b.attrs).items() if k not in skip
-    }
+    same_attrs = {
+        k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip
+    } == {k: v for k, v in dict(b.attrs).items() if k not in skip}
     return bool(
         same_attrs and x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
     )
@@ -722,7 +804,7 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
 
     try:
         with _quiet():
-            _write(_frame(src_store, var, var.coords), MemoryStore(), "")
+            _write(_frame(src_store, var, var.coords, written=var.coords), MemoryStore(), "")
         return None
     except ListingError:  # the group cannot be read at all: its own line
         raise
