@@ -417,24 +417,31 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_of(args: argparse.Namespace, config: Any) -> Any:
+    """The plan of a run of ``config``: on this machine, or on the cluster it joins (joined
+    for the plan only)."""
+    from pipeline.planning import plan_here
+
+    if config.cluster.scheduler == "local":
+        return plan_here(config)
+    from pipeline.running import cluster
+    from pipeline.running.runner import plan_joined
+
+    _quiet_dask(args)
+    client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
+    try:
+        return plan_joined(config, client)
+    finally:
+        cluster.close_client(client)
+
+
 def _plan(args: argparse.Namespace, config: Any) -> int:
     """``pipeline plan`` (and ``run --dry-run``): the plan, on this machine or the cluster
     the config joins, and what is at the output now."""
-    from pipeline.planning import describe, plan_here
+    from pipeline.planning import describe
     from pipeline.running.output import output_now
 
-    if config.cluster.scheduler != "local":
-        from pipeline.running import cluster
-        from pipeline.running.runner import plan_joined
-
-        _quiet_dask(args)
-        client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
-        try:
-            p = plan_joined(config, client)
-        finally:
-            cluster.close_client(client)
-    else:
-        p = plan_here(config)
+    p = _plan_of(args, config)
     plan_rows = describe(p, report=bool(getattr(args, "report", None)))
     plan_rows.insert(2, ("output now", output_now(p)))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
@@ -469,10 +476,48 @@ def _at_least_one(text: str) -> int:
     return n
 
 
+#: verify's advice for an output made from the input as it was.
+OVERWRITE_COMPUTES = "`run --overwrite` computes it from the input as it is now"
+
+
+def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], said: str) -> str:
+    """``said``, verify's advice, which names ``run`` with the first of ``flags`` (of
+    :data:`pipeline.running.output.FLAGS`), where ``run`` takes that command at the output;
+    else what ``run`` says (:func:`pipeline.running.output.run_accepts`): its refusal of that
+    command, which names the one it takes (a later one of ``flags``), or what to do where it
+    takes none (F-B1: verify said `run --resume` of an incomplete output whose run record was
+    gone, which `run --resume` refused). ``said`` too where no plan can be made here."""
+    from pipeline.errors import PipelineError
+    from pipeline.running.output import run_accepts
+
+    try:
+        plan = _plan_of(args, config)
+    except PipelineError:
+        return said
+    took, refusals = run_accepts(plan, flags)
+    if took == flags[0] or not refusals:
+        return said
+    return str(refusals[0] if took is not None else refusals[-1])
+
+
 def _verify(args: argparse.Namespace, config: Any) -> int:
+    from pipeline.errors import OutputError
     from pipeline.reporting.verify import verify
 
-    res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+    try:
+        res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+    except OutputError as e:  # no array to verify there, or not the one this config makes
+        status = getattr(e, "status", None)
+        if status not in ("absent", "remains") and not hasattr(e, "expected_shape"):
+            raise
+        if "--overwrite" not in str(e) and status != "absent":
+            raise  # another config's output: verify names no command
+        flags = ("", "--overwrite") if status == "absent" else ("--overwrite",)
+        told = _run_says(args, config, flags, str(e))
+        if told == str(e):
+            raise
+        where = getattr(e, "output", "the output")
+        raise OutputError(f"nothing to verify at {where}: {told}", **e.data) from None
     table = [
         ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
         (
@@ -487,7 +532,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             "error: the output holds no record of `pipeline run` (another tool wrote it, or its "
             "`pipeline` attribute was changed): its sampled values were compared, but nothing "
-            "says it is whole; `run --overwrite` writes it anew",
+            "says it is whole; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
             file=sys.stderr,
         )
         return 1
@@ -510,7 +556,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         return 1
     if res.status != "complete":
         print(
-            f"error: the output is {res.status}: it was not finished; `run --resume` finishes it",
+            f"error: the output is {res.status}: it was not finished; "
+            + _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
             file=sys.stderr,
         )
         return 1
@@ -518,7 +565,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             f"error: the output was made from {res.made_from}, not from this config's input "
             "(another run replaced it, or the input moved): its values were compared with an "
-            "input that did not make them; `run --overwrite` makes it from this one",
+            "input that did not make them; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
             file=sys.stderr,
         )
         return 1
@@ -527,7 +575,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             "error: the input changed since the output was made (its metadata or files, or "
             "the coordinates and attributes the output carries, were rewritten): the output "
             "holds what the run made of the input as it was; "
-            "`run --overwrite` computes it from the input as it is now",
+            + _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
             file=sys.stderr,
         )
         return 1
@@ -535,7 +583,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
             "input's (as xarray reads both: edited or lost since the run): readers see its "
-            "values at other places; `run --overwrite` writes them again",
+            "values at other places; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
             file=sys.stderr,
         )
         return 1
@@ -545,7 +594,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             f"error: the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
             + (f"; and {more} more" if more else "")
             + "): edited since the run, so readers see other attributes or values than it "
-            "holds; `run --overwrite` writes it again",
+            "holds; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
             file=sys.stderr,
         )
         return 1

@@ -370,3 +370,55 @@ def test_int64_decoded_with_an_integer_scale_factor_is_rounded_where_xarray_roun
     got = _backend(xp).unpack(u, x)
     got = got.get() if xp is not np else got
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    "attrs, noted",
+    [
+        ({"scale_factor": 2, "_FillValue": -1}, "-1"),
+        ({"scale_factor": 3, "missing_value": [-7, 9]}, "-7, 9"),
+        ({"scale_factor": 2}, None),  # no fill value: every element has its value
+        ({"scale_factor": 2.0, "_FillValue": -1}, None),  # decodes to floats: NaN there
+    ],
+    ids=["fill", "missing-values", "no-fill", "float-scale"],
+)
+def test_the_plan_says_a_missing_element_stops_an_integer_decoding(
+    tmp_path: Path, cli: Any, attrs: dict[str, Any], noted: str | None
+) -> None:
+    """An integer scale_factor decodes to int64 (as xarray decodes it), which holds no NaN: a
+    block holding a fill value stops the run in one line, which `plan` and `run --dry-run`
+    did not foresee (F-B2). With a fill value declared, both say so, naming the fill values
+    and the fix, from the metadata alone; the run says it as it starts, then stops at the
+    block, as the note says."""
+    from tests.conftest import write_config
+
+    _packed_variable(tmp_path / "in.zarr", "int16", attrs, [1, 2, 3, 4, 5, -1, 7, 9])
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "v", "mask_and_scale": True},
+        stages=[{"op": "add"}],
+    )
+    for command in (["plan", cfg], ["run", cfg, "--dry-run"]):
+        rc, out, err = cli(*command)
+        assert rc == 0, err
+        notes = [ln for ln in out.splitlines() if "holds no NaN" in ln]
+        if noted is None:
+            assert not notes, out
+            continue
+        assert len(notes) == 1, out
+        floats = " and ".join(
+            f"{k}: {float(v)!r}" for k, v in attrs.items() if k in ("scale_factor", "add_offset")
+        )
+        assert f"stored {noted}," in notes[0] and floats in notes[0], notes[0]
+        assert "decodes to int64" in notes[0] and "stops the run" in notes[0], notes[0]
+    assert not (tmp_path / "out.zarr").exists()  # the plan wrote nothing
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    held = noted is None or ("-1" not in noted and "9" not in noted)
+    if held:
+        assert rc == 0, err
+        return
+    assert rc == 1
+    assert "holds no NaN" in err and "stops the run" in err, err  # said as the run starts
+    assert "int64 cannot hold" in err, err  # and stopped where the note said it would

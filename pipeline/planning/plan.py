@@ -29,7 +29,13 @@ from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
-from pipeline.planning.variable import Carried, carried, values_chain, with_output_array
+from pipeline.planning.variable import (
+    Carried,
+    carried,
+    integer_decoding_note,
+    values_chain,
+    with_output_array,
+)
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
@@ -530,6 +536,8 @@ def make_plan(
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
     notes += kept.notes
+    integer_note = integer_decoding_note(info.location.join(info.path), kept.unpacking)
+    notes += [integer_note] if integer_note else []
     chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)

@@ -546,6 +546,30 @@ def _decoded_range(
     return rng if whole.lo <= rng.lo and rng.hi <= whole.hi else whole
 
 
+def integer_decoding_note(where: str, unpacking: Unpacking | None) -> str | None:
+    """The plan's note for an input variable decoded to an integer dtype (an integer
+    ``scale_factor``, as xarray decodes it: int64) that declares fill values: a block holding
+    an element equal to one of them stops the run (:func:`unheld_error`: int64 holds no NaN),
+    which only its values can show, so the plan says so up front (F-B2: a user learned it
+    mid-run), with the fix: the packing attributes written as floats in the input (the config
+    offers no other: ``input.mask_and_scale: false`` refuses a packed variable). None for a
+    float decoding, or one without fill values. Reads no data."""
+    ints = _integer_packing(unpacking)
+    if unpacking is None or not ints or not unpacking.fill_values:
+        return None
+    dtype = np.dtype(unpacking.dtype)
+    said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
+    fills = ", ".join(repr(v) for v in unpacking.fill_values)
+    floats = " and ".join(f"{k}: {float(v)!r}" for k, v in ints.items())
+    return (
+        f"input variable {where} decodes to {dtype} because of its integer {said} (as "
+        f"xarray decodes it), which holds no NaN: a block holding a missing element (stored "
+        f"{fills}, its _FillValue/missing_value) stops the run there; write {floats} in the "
+        "input's attributes so that it decodes to floats (NaN where missing), or make sure no "
+        "element holds the fill value"
+    )
+
+
 def _integer_packing(unpacking: Unpacking | None) -> dict[str, int]:
     """The packing attributes of ``unpacking`` that are integers (they make xarray decode to
     an integer dtype)."""

@@ -563,7 +563,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         return "fresh"
     if resume:
         return _resume_start(plan, state, where)
-    raise _exists(state, where)
+    raise _exists(plan, state, where)
 
 
 def _resume_start(plan: Plan, state: str, where: str) -> str:
@@ -583,7 +583,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     if state in ("foreign", "occupied"):
         raise OutputError(
             f"{where} exists but was not written by this pipeline; nothing to resume "
-            "(use --overwrite to replace it)"
+            "(`run --overwrite` replaces it)"
             if state == "foreign"
             else f"{where} is absent, and its group holds arrays this pipeline did not write "
             f"({', '.join(_beside(plan)[:3])}); nothing to resume: `run --overwrite` writes "
@@ -600,9 +600,11 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         )
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger else None
-    if manifest is None:
+    if manifest is None:  # lost, or deleted: which blocks were written cannot be told
         raise OutputError(
-            f"{where} has no run record to resume from; use --overwrite",
+            f"{where} is incomplete, and its run record ({RECORD}/run.json) is gone, so "
+            "which blocks were written cannot be told: nothing to resume; `run --overwrite` "
+            "starts over",
             output=where,
             status=state,
             changed=[],
@@ -656,9 +658,16 @@ def check_layout_kept(plan: Plan) -> None:
         )
 
 
-def _exists(state: str, where: str) -> OutputError:
-    """The refusal of a run without --overwrite or --resume where an output of ``state`` is."""
+def _exists(plan: Plan, state: str, where: str) -> OutputError:
+    """The refusal of a run without --overwrite or --resume where an output of ``state`` is;
+    for an incomplete one that ``run --resume`` would refuse (no run record, a stale one, an
+    input that shows no rewrite, a layout changed since), that refusal, which names the fix
+    (it had said `run --resume` finishes it)."""
     if state == "incomplete":
+        try:
+            _resume_start(resumed_plan(plan), state, where)
+        except OutputError as e:
+            return e
         return OutputError(
             f"{where} is incomplete (an interrupted run): `run --resume` finishes it, "
             "`run --overwrite` starts over",
@@ -698,6 +707,39 @@ def _exists(state: str, where: str) -> OutputError:
     )
 
 
+def resumed_plan(plan: Plan) -> Plan:
+    """``plan`` as ``run --resume`` makes it here (:func:`as_recorded`, with the identity the
+    run record, else the output's attributes, records)."""
+    ledger = plan.sink.ledger
+    recorded = (ledger.read_manifest() if ledger is not None else None) or recorded_run(plan)
+    return as_recorded(plan, recorded.get("identity"))
+
+
+#: The ways to start ``run`` that advice names: plain, ``--resume``, ``--overwrite``.
+FLAGS = ("", "--resume", "--overwrite")
+
+
+def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[OutputError]]:
+    """The first of ``flags`` (of :data:`FLAGS`) with which ``run`` starts at this output, as
+    its own checks decide it (:func:`check_not_overlapping`, :func:`check_writable`,
+    :func:`decide_start`; on ``--resume`` with the layout it resumes in, :func:`resumed_plan`),
+    or None where it takes none of them; and the refusals of those tried before it (each
+    names its fix). Reads only. What ``verify`` advises is taken from it, so that the command
+    it names is one ``run`` takes."""
+    refusals: list[OutputError] = []
+    for flag in flags:
+        p = resumed_plan(plan) if flag == "--resume" else plan
+        try:
+            check_not_overlapping(p)
+            check_writable(p.output.location)
+            decide_start(p, overwrite=flag == "--overwrite", resume=flag == "--resume")
+        except OutputError as e:
+            refusals.append(e)
+            continue
+        return flag, refusals
+    return None, refusals
+
+
 def output_now(plan: Plan) -> str:
     """What is at the output and what ``run`` does with it, in words (``pipeline plan``)."""
     state = output_state(plan)
@@ -717,6 +759,10 @@ def output_now(plan: Plan) -> str:
                 f"incomplete, and not resumable: {said(changed)} since the interrupted run: "
                 "`run --overwrite` starts over"
             )
+        try:  # what else `run --resume` refuses (an input that shows no rewrite, a layout)
+            _resume_start(resumed, state, plan.output.location.join(plan.output.path))
+        except OutputError as e:
+            return f"incomplete, and not resumable: {e}"
         if (resumed.block, resumed.output.chunk) != (plan.block, plan.output.chunk):
             return (
                 "incomplete (an interrupted run): `run --resume` finishes it in the layout it "

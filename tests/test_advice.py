@@ -1,0 +1,274 @@
+"""`verify` advises what `run` takes: for each state an output can be in, verify's line names
+the command that finishes or replaces it, and that very command is accepted and ends with a
+complete output, bit for bit the one a run never stopped writes; where `run` takes no command
+there (a folder or group it never deletes, files it never deletes in the array's folder),
+verify names none and `run` neither starts nor replaces it.
+
+The states are real: a run stopped by a real SIGKILL (its run record then lost, edited, or
+kept), files edited on disk, stores written by zarr-python and xarray. `verify` and `run` are
+the CLI's ``main()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from pipeline.cli import main
+from tests.conftest import STAGES, read_array
+from tests.faultkit import (
+    copy_store,
+    file_states,
+    many_blocks_input,
+    markers,
+    run_and_signal,
+    status,
+    stored_files,
+)
+
+COLS = 1024
+
+
+@dataclass
+class Made:
+    """The module's set-up: an input, the output of a run never stopped (``ref``), and the
+    output of a run stopped by SIGKILL midway (``killed``)."""
+
+    dir: Path
+    input: Path
+    ref: Path
+    killed: Path
+
+
+def _config(d: Path, input_store: Path) -> Path:
+    cfg = {
+        "input": {"store": str(input_store)},
+        "output": {"store": str(d / "out.zarr"), "chunks": [1, COLS // 4]},
+        "stages": STAGES,
+        "backend": "cpu",
+        "chunking": {"block": [1, COLS]},
+        "cluster": {"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    }
+    p = d / "run.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    d = tmp_path_factory.mktemp("advice")
+    cfg = _config(d, d / "in.zarr")
+    out = d / "out.zarr"
+    rows = 2000
+    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
+        shutil.rmtree(out, ignore_errors=True)
+        many_blocks_input(d / "in.zarr", rows, COLS)
+        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
+        shutil.rmtree(d / "ref.zarr", ignore_errors=True)
+        out.rename(d / "ref.zarr")
+        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
+        if stopped is not None and 0 < markers(out) < rows:
+            break
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    copy_store(out, d / "killed.zarr")
+    shutil.rmtree(out)
+    return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+
+
+def _edit_attributes(out: Path, edit: Callable[[dict], None]) -> None:
+    meta = json.loads((out / "zarr.json").read_text())
+    edit(meta["attributes"])
+    (out / "zarr.json").write_text(json.dumps(meta))
+
+
+def _killed(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+
+
+def _no_record(m: Made, out: Path) -> None:  # the fault: run.json lost, `incomplete` stays
+    copy_store(m.killed, out)
+    (out / ".pipeline" / "run.json").unlink()
+
+
+def _no_record_folder(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    shutil.rmtree(out / ".pipeline")
+
+
+def _stale_record(m: Made, out: Path) -> None:  # a record another config's run left
+    copy_store(m.killed, out)
+    record = out / ".pipeline" / "run.json"
+    doc = json.loads(record.read_text())
+    doc["fingerprint"] = "0" * 16
+    doc["identity"]["stages"] = ["multiply(factor=7)"]
+    record.write_text(json.dumps(doc))
+
+
+def _unknown_status(m: Made, out: Path) -> None:  # a record of a status no run writes
+    copy_store(m.killed, out)
+    _edit_attributes(out, lambda a: a["pipeline"].update(status="stopped"))
+
+
+def _resized(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    arr = zarr.open_array(str(out), mode="r+")
+    arr.resize((arr.shape[0] // 2, arr.shape[1]))
+
+
+def _record_only(m: Made, out: Path) -> None:  # a run stopped before it made the array
+    (out / ".pipeline").mkdir(parents=True)
+    shutil.copy2(m.killed / ".pipeline" / "run.json", out / ".pipeline" / "run.json")
+
+
+def _remains(m: Made, out: Path) -> None:  # a replacement stopped once the metadata was gone
+    copy_store(m.ref, out)
+    (out / ".pipeline").mkdir()
+    shutil.copy2(m.killed / ".pipeline" / "run.json", out / ".pipeline" / "run.json")
+    (out / "zarr.json").unlink()
+
+
+def _complete(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+
+
+def _edited(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+    _edit_attributes(out, lambda a: a.update(units="K"))
+
+
+def _edited_with_notes(m: Made, out: Path) -> None:  # --overwrite never deletes the notes
+    _edited(m, out)
+    (out / "notes.txt").write_text("mine")
+
+
+def _foreign(m: Made, out: Path) -> None:
+    x = read_array(m.input)
+    zarr.create_array(str(out), shape=x.shape, dtype=x.dtype, chunks=(16, COLS))[...] = x
+
+
+def _empty_group(m: Made, out: Path) -> None:
+    zarr.open_group(str(out), mode="w")
+
+
+def _group(m: Made, out: Path) -> None:
+    zarr.open_group(str(out), mode="w").create_array("mine", shape=(3,), dtype="f4")
+
+
+def _not_zarr(m: Made, out: Path) -> None:
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+
+STATES: dict[str, Callable[[Made, Path], None]] = {
+    "absent": lambda m, out: None,
+    "absent, a run record only": _record_only,
+    "incomplete": _killed,
+    "incomplete, run record lost": _no_record,
+    "incomplete, record folder lost": _no_record_folder,
+    "incomplete, another config's record": _stale_record,
+    "incomplete, status not a run's": _unknown_status,
+    "incomplete, resized since": _resized,
+    "remains of a stopped replacement": _remains,
+    "complete": _complete,
+    "complete, attributes edited": _edited,
+    "complete, edited, with notes in it": _edited_with_notes,
+    "foreign array": _foreign,
+    "foreign empty group": _empty_group,
+    "group": _group,
+    "not-zarr": _not_zarr,
+}
+
+#: The commands verify may name, as `run` takes them.
+COMMANDS = {"run": [], "run --resume": ["--resume"], "run --overwrite": ["--overwrite"]}
+
+
+def advised(line: str) -> list[str] | None:
+    """The `run` command a verify line advises (its last one in backquotes; "pass
+    --overwrite"; "run the pipeline first"), as extra arguments; None where it names none."""
+    named = re.findall(r"`(run(?: --\w+)?)`", line)
+    if named:
+        return COMMANDS[named[-1]]
+    if "pass --overwrite" in line:
+        return ["--overwrite"]
+    if "run the pipeline first" in line:
+        return []
+    return None
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def _whole(out: Path, ref: Path) -> None:
+    """``out`` is complete and holds what ``ref`` (a run never stopped) holds, bit for bit:
+    the same chunk files, the same values."""
+    assert status(out) == "complete"
+    assert not (out / ".pipeline").exists()
+    got = {k: v for k, v in stored_files(out).items() if not k.endswith("zarr.json")}
+    want = {k: v for k, v in stored_files(ref).items() if not k.endswith("zarr.json")}
+    assert got == want
+    assert np.array_equal(read_array(out), read_array(ref), equal_nan=True)
+
+
+@pytest.mark.parametrize("state", list(STATES))
+def test_the_command_verify_advises_is_one_run_takes(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    STATES[state](made, out)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    if state == "complete":
+        assert rc == 0, err
+        return
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    command = advised(lines[0])
+    if command is None:  # nothing `run` takes to write it: it refuses to start or replace
+        before = file_states(out)
+        for flags in ([], ["--overwrite"]):
+            rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
+            assert rc == 1, (flags, run_err)
+        assert file_states(out) == before
+        assert "notes.txt" in lines[0] or "mine" in lines[0], lines[0]
+        return
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (lines[0], run_err)
+    _whole(out, made.ref)
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+
+
+def test_plain_run_of_an_incomplete_output_without_its_record_names_overwrite(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` (no flag) had said "`run --resume` finishes it" of an incomplete output whose run
+    record was lost, which `run --resume` refused: it says what `run --resume` says, and
+    `pipeline plan` says the same."""
+    cfg = _config(tmp_path, made.input)
+    _no_record(made, tmp_path / "out.zarr")
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "`run --resume`" not in err and "`run --overwrite` starts over" in err
+    rc, resume_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--resume")
+    assert rc == 1 and resume_err == err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["plan", str(cfg)])
+    assert rc == 0
+    said = capsys.readouterr().out
+    assert re.search(r"output now\s+incomplete, with no run record.*`run --overwrite`", said)
