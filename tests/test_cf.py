@@ -422,3 +422,34 @@ def test_the_plan_says_a_missing_element_stops_an_integer_decoding(
     assert rc == 1
     assert "holds no NaN" in err and "stops the run" in err, err  # said as the run starts
     assert "int64 cannot hold" in err, err  # and stopped where the note said it would
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["all-held", "a-nan"])
+def test_the_plan_says_a_stored_nan_stops_an_integer_decoding_of_floats(
+    tmp_path: Path, cli: Any, held: bool
+) -> None:
+    """Floats stored with an integer scale_factor decode to int64 too: a stored NaN, an
+    infinity or a value past int64 has no value there and stops the run, which only the
+    values show. `plan` says so from the metadata alone, with or without a fill value
+    declared; the run then computes a variable whose every element is held, and stops at a
+    block holding a NaN."""
+    from tests.conftest import write_config
+
+    elements = [1.5, -2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0] if held else [1.5, np.nan] * 4
+    _packed_variable(tmp_path / "in.zarr", "float32", {"scale_factor": 2}, elements)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "v", "mask_and_scale": True},
+        stages=[{"op": "multiply", "factor": 1}],  # int64 through the stages: no overflow
+    )
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    (note,) = [ln for ln in out.splitlines() if "holds no NaN" in ln]
+    assert "a stored NaN, infinity or value past int64" in note, note
+    assert "scale_factor: 2.0" in note and "stored -1" not in note, note
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == (0 if held else 1), err
+    if not held:
+        assert "int64 cannot hold" in err, err

@@ -536,7 +536,7 @@ def make_plan(
     info, arr = input_info(config, notes)
     kept = carried(config, arr, (config.output.array or "").strip("/"))
     notes += kept.notes
-    integer_note = integer_decoding_note(info.location.join(info.path), kept.unpacking)
+    integer_note = integer_decoding_note(info.location.join(info.path), kept.unpacking, info.dtype)
     notes += [integer_note] if integer_note else []
     chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)

@@ -546,27 +546,36 @@ def _decoded_range(
     return rng if whole.lo <= rng.lo and rng.hi <= whole.hi else whole
 
 
-def integer_decoding_note(where: str, unpacking: Unpacking | None) -> str | None:
+def integer_decoding_note(
+    where: str, unpacking: Unpacking | None, stored: np.dtype | None = None
+) -> str | None:
     """The plan's note for an input variable decoded to an integer dtype (an integer
-    ``scale_factor``, as xarray decodes it: int64) that declares fill values: a block holding
-    an element equal to one of them stops the run (:func:`unheld_error`: int64 holds no NaN),
-    which only its values can show, so the plan says so up front (F-B2: a user learned it
-    mid-run), with the fix: the packing attributes written as floats in the input (the config
-    offers no other: ``input.mask_and_scale: false`` refuses a packed variable). None for a
-    float decoding, or one without fill values. Reads no data."""
+    ``scale_factor``, as xarray decodes it: int64) whose elements may have no value there:
+    where it declares fill values (an element equal to one is missing), or where its stored
+    dtype ``stored`` is a float (a NaN, an infinity, a value past int64). A block holding such
+    an element stops the run (:func:`unheld_error`: int64 holds no NaN), which only its values
+    can show, so the plan says so up front (F-B2: a user learned it mid-run), with the fix:
+    the packing attributes written as floats in the input (the config offers no other:
+    ``input.mask_and_scale: false`` refuses a packed variable). None for a float decoding, or
+    an integer one of integers without fill values. Reads no data."""
     ints = _integer_packing(unpacking)
-    if unpacking is None or not ints or not unpacking.fill_values:
+    floats_stored = stored is not None and np.dtype(stored).kind == "f"
+    if unpacking is None or not ints or not (unpacking.fill_values or floats_stored):
         return None
     dtype = np.dtype(unpacking.dtype)
     said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
-    fills = ", ".join(repr(v) for v in unpacking.fill_values)
+    missing = []
+    if unpacking.fill_values:
+        fills = ", ".join(repr(v) for v in unpacking.fill_values)
+        missing.append(f"a missing element (stored {fills}, its _FillValue/missing_value)")
+    if floats_stored:
+        missing.append(f"a stored NaN, infinity or value past {dtype}")
     floats = " and ".join(f"{k}: {float(v)!r}" for k, v in ints.items())
     return (
         f"input variable {where} decodes to {dtype} because of its integer {said} (as "
-        f"xarray decodes it), which holds no NaN: a block holding a missing element (stored "
-        f"{fills}, its _FillValue/missing_value) stops the run there; write {floats} in the "
-        "input's attributes so that it decodes to floats (NaN where missing), or make sure no "
-        "element holds the fill value"
+        f"xarray decodes it), which holds no NaN: a block holding {' or '.join(missing)} "
+        f"stops the run there; write {floats} in the input's attributes so that it decodes "
+        "to floats (NaN where missing), or make sure no element holds such a value"
     )
 
 
