@@ -599,6 +599,15 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.group_attributes_edited:  # the user's, kept by every run: not a failure
+        keys = res.group_attributes_edited
+        print(
+            f"note: the output group's {', '.join(keys)} "
+            + ("attributes differ" if len(keys) > 1 else "attribute differs")
+            + " from what the run carried from the input (edited since): a group's "
+            "attributes are yours, and every run keeps them, `--overwrite` too",
+            file=sys.stderr,
+        )
     if res.input_unchecked is not None:
         every = res.checked == res.total
         print(

@@ -122,6 +122,27 @@ def _unknown_status(m: Made, out: Path) -> None:  # a record of a status no run 
     _edit_attributes(out, lambda a: a["pipeline"].update(status="stopped"))
 
 
+def _killed_attributes_edited(m: Made, out: Path) -> None:  # a resume kept the edit (brk59)
+    copy_store(m.killed, out)
+    _edit_attributes(out, lambda a: a.update(units="C"))
+
+
+def _edit_metadata(out: Path, edit: Callable[[dict], None]) -> None:
+    meta = json.loads((out / "zarr.json").read_text())
+    edit(meta)
+    (out / "zarr.json").write_text(json.dumps(meta))
+
+
+def _killed_dimension_names_edited(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    _edit_metadata(out, lambda d: d.update(dimension_names=["a", "b"]))
+
+
+def _killed_fill_value_edited(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    _edit_metadata(out, lambda d: d.update(fill_value=-1.0))
+
+
 def _resized(m: Made, out: Path) -> None:
     copy_store(m.killed, out)
     arr = zarr.open_array(str(out), mode="r+")
@@ -181,6 +202,9 @@ STATES: dict[str, Callable[[Made, Path], None]] = {
     "incomplete, another config's record": _stale_record,
     "incomplete, status not a run's": _unknown_status,
     "incomplete, resized since": _resized,
+    "incomplete, attributes edited": _killed_attributes_edited,
+    "incomplete, dimension names edited": _killed_dimension_names_edited,
+    "incomplete, fill value edited": _killed_fill_value_edited,
     "remains of a stopped replacement": _remains,
     "complete": _complete,
     "complete, attributes edited": _edited,
@@ -272,3 +296,159 @@ def test_plain_run_of_an_incomplete_output_without_its_record_names_overwrite(
     assert rc == 0
     said = capsys.readouterr().out
     assert re.search(r"output now\s+incomplete, with no run record.*`run --overwrite`", said)
+
+
+# --------------------------------------------------------------------------------------------
+# A Dataset output: the variable ``v`` written into the group of ``out.zarr`` with the input's
+# coordinates and group attributes. The group's attributes are the user's (README: "one you
+# edited since is yours and stays", also through `--overwrite`): an edit of them is no fault
+# of the output, which verify passes with a note, and a resume completes. An edit of the
+# variable's own attributes is one, which `run --resume` refuses (it had marked the output
+# complete with the edit in it, and verify then failed: brk59).
+
+DS_ROWS = 600
+
+
+def _ds_config(d: Path, input_store: Path) -> Path:
+    cfg = {
+        "input": {"store": str(input_store), "array": "v"},
+        "output": {"store": str(d / "out.zarr")},
+        "stages": STAGES,
+        "backend": "cpu",
+        "chunking": {"block": [1, COLS]},
+        "cluster": {"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    }
+    p = d / "run.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+def _ds_input(path: Path, rows: int) -> None:
+    import xarray as xr
+
+    x = np.random.default_rng(5).standard_normal((rows, COLS)).astype("f4")
+    ds = xr.Dataset(
+        {"v": (("t", "x"), x, {"units": "K", "long_name": "vee"})},
+        coords={
+            "t": ("t", np.arange(rows, dtype="f8"), {"units": "s"}),
+            "x": np.arange(COLS) * 0.5,
+        },
+        attrs={"title": "in", "history": "made"},
+    )
+    shutil.rmtree(path, ignore_errors=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(
+            path, mode="w", zarr_format=3, consolidated=True, encoding={"v": {"chunks": (1, COLS)}}
+        )
+
+
+@pytest.fixture(scope="module")
+def made_ds(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    d = tmp_path_factory.mktemp("advice-ds")
+    cfg = _ds_config(d, d / "in.zarr")
+    out = d / "out.zarr"
+    rows = DS_ROWS
+    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
+        shutil.rmtree(out, ignore_errors=True)
+        _ds_input(d / "in.zarr", rows)
+        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
+        shutil.rmtree(d / "ref.zarr", ignore_errors=True)
+        out.rename(d / "ref.zarr")
+        stopped = run_and_signal(cfg, out / "v", signal.SIGKILL, cwd=d)
+        if stopped is not None and 0 < markers(out / "v") < rows:
+            break
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    copy_store(out, d / "killed.zarr")
+    shutil.rmtree(out)
+    return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+
+
+def _edit_group_title(out: Path) -> None:
+    _edit_metadata(out, lambda d: d["attributes"].update(title="mine"))
+
+
+def _ds_killed_variable_attributes(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    _edit_attributes(out / "v", lambda a: a.update(units="C"))
+
+
+def _ds_killed_group_attributes(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    _edit_group_title(out)
+
+
+def _ds_killed_then_other_variable(m: Made, out: Path) -> None:
+    """xarray's append of another variable, which replaces the group's attributes with the
+    written Dataset's (none)."""
+    import xarray as xr
+
+    copy_store(m.killed, out)
+    rows = zarr.open_array(str(out / "v"), mode="r").shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"w": (("t",), np.ones(rows))}).to_zarr(out, mode="a")
+
+
+def _ds_complete_group_attributes(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+    _edit_group_title(out)
+
+
+#: (set-up, the group attributes that stay the user's edit, or None where none was made)
+DS_STATES: dict[str, tuple[Callable[[Made, Path], None], dict[str, object] | None]] = {
+    "incomplete, variable attribute edited": (_ds_killed_variable_attributes, None),
+    "incomplete, group attribute edited": (_ds_killed_group_attributes, {"title": "mine"}),
+    "incomplete, another variable appended by xarray": (_ds_killed_then_other_variable, {}),
+    "complete, group attribute edited": (_ds_complete_group_attributes, {"title": "mine"}),
+}
+
+
+def _group_attrs(out: Path) -> dict[str, object]:
+    return dict(json.loads((out / "zarr.json").read_text())["attributes"])
+
+
+@pytest.mark.parametrize("state", list(DS_STATES))
+def test_the_command_verify_advises_for_a_dataset_output_is_one_run_takes(
+    made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    cfg = _ds_config(tmp_path, made_ds.input)
+    out = tmp_path / "out.zarr"
+    setup, kept = DS_STATES[state]
+    setup(made_ds, out)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if state.startswith("complete"):  # the user's edit is no fault: a note, and a pass
+        assert rc == 0, err
+        assert len(lines) == 1 and lines[0].startswith("note: "), err
+        assert "title attribute" in lines[0], lines[0]
+        command = ["--overwrite"]  # which keeps the edit (README), and verify passes after it
+    else:
+        assert rc == 1
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        command = advised(lines[0])
+        assert command is not None, lines[0]
+        if kept is None:  # the variable's own metadata edited: a resume is refused
+            assert command == ["--overwrite"], lines[0]
+            assert "units attribute" in lines[0], lines[0]
+            rc, resume_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--resume")
+            assert (
+                rc == 1 and "units attribute" in resume_err and "`run --overwrite`" in (resume_err)
+            ), resume_err
+        else:
+            assert command == ["--resume"], lines[0]
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (lines, run_err)
+    _whole(out / "v", made_ds.ref / "v")
+    assert np.array_equal(
+        zarr.open_array(str(out / "t"), mode="r")[...],
+        zarr.open_array(str(made_ds.ref / "t"), mode="r")[...],
+    )
+    v_attrs = dict(zarr.open_array(str(out / "v"), mode="r").attrs)
+    assert v_attrs["units"] == "K"
+    if kept:
+        assert {k: _group_attrs(out).get(k) for k in kept} == kept
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err

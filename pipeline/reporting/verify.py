@@ -7,7 +7,6 @@ in the check. Floating-point values must match to the bit (NaN where NaN).
 
 from __future__ import annotations
 
-import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,9 +60,13 @@ class VerifyResult:
     metadata_differs: tuple[str, ...] = ()
     """what the output's metadata holds otherwise than the run wrote it (edited since), each
     in a few words: its own attributes, dimension names or fill value against what the input
-    and the config make, the group attributes the run carried against its record, and each
-    consolidated copy above it against the own metadata of what it lists
-    (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    and the config make, and each consolidated copy above it against the own metadata of what
+    it lists (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    group_attributes_edited: tuple[str, ...] = ()
+    """for a Dataset output: the group attributes the run carried from the input that the
+    group holds otherwise now (edited since, by a user or another tool). Not a failure: a
+    user's edit of the group's attributes is theirs and stays, also through ``run
+    --overwrite`` (README), so ``ok`` does not depend on it; verify notes it"""
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
@@ -191,7 +194,10 @@ def verify(
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=changed,
         coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
-        metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept, record),
+        metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
+        group_attributes_edited=_group_attributes_edited(
+            loc_out, out_path.strip("/"), kept, record
+        ),
         input_unchecked=None if changed else now.unstamped,
     )
 
@@ -236,57 +242,41 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
     )
 
 
-def _metadata_differs(
-    dst: Any, loc_out: Location, out_path: str, kept: Carried, record: Any
-) -> tuple[str, ...]:
+def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried) -> tuple[str, ...]:
     """What the output's metadata holds otherwise than the run wrote it, each in a few words
     (helper-47: an output whose attributes, dimension names, fill value or consolidated
-    copies were edited after the run passed, its values being intact): its own attributes
-    (besides the pipeline's record) against those the input gives it (``kept``), its
-    dimension names against the input's, its fill value against the pipeline's (0), the
-    group attributes its record says the run carried against the group's, and the
-    consolidated copies above it against the own metadata of the output, of the coordinates
-    written beside it and of its group. () where all agree."""
-    found: list[str] = []
-    own = {k: v for k, v in dict(dst.attrs).items() if k != "pipeline"}
-    keys = _differing_values(own, kept.attrs)
-    if keys:
-        found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
-    names = getattr(dst.metadata, "dimension_names", None)
-    wanted = kept.dimension_names
-    if (tuple(names) if names is not None else None) != wanted:
-        found.append(
-            f"its dimension names {list(names) if names is not None else None} "
-            f"(the run wrote {list(wanted) if wanted is not None else None})"
-        )
-    fill = np.asarray(dst.metadata.fill_value, dtype=dst.dtype)
-    if fill.tobytes() != np.zeros((), dtype=dst.dtype).tobytes():
-        found.append(f"its fill value {fill.item()!r} (the run wrote 0)")
-    group, _, _ = out_path.rpartition("/")
-    store = loc_out.zarr_store(read_only=True)
-    carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
-    if kept.frame and isinstance(carried_attrs, dict):
-        now = datasets.group_attributes(store, group)
-        now = {k: v for k, v in now.items() if k in carried_attrs}
-        keys = _differing_values(now, carried_attrs)
-        if keys:
-            found.append(f"its group's {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+    copies were edited after the run passed, its values being intact): its own metadata
+    (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes besides the
+    pipeline's record against those the input gives it, ``kept``; its dimension names against
+    the input's; its fill value against the pipeline's, 0), and the consolidated copies above
+    it against the own metadata of the output, of the coordinates written beside it and of
+    its group. () where all agree. The group's attributes are not the output's: those the
+    run carried from the input are the user's to edit (README: one you edited since is yours
+    and stays, even through ``--overwrite``); :func:`_group_attributes_edited` names them."""
+    found = datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names)
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     if out_path:
+        store = loc_out.zarr_store(read_only=True)
         found += datasets.consolidated_differences(store, out_path, members)
     return tuple(found)
 
 
-def _differing_values(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two attribute mappings, as stored JSON (NaN equal
-    to NaN); a key in one only differs."""
-
-    def text(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
-
-    return sorted(
-        k for k in a.keys() | b.keys() if k not in a or k not in b or text(a[k]) != text(b[k])
-    )
+def _group_attributes_edited(
+    loc_out: Location, out_path: str, kept: Carried, record: Any
+) -> tuple[str, ...]:
+    """The group attributes the run carried from the input (its record's
+    ``group_attributes``) that the group holds otherwise now, or no longer: edited since the
+    run, by a user or by another tool (xarray's ``to_zarr(mode="a")`` of another variable
+    replaces them all). Not a fault of the output: the edit is the user's and stays, also
+    through ``run --overwrite`` (README), so verify only notes it. () for none, or an output
+    written alone."""
+    carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
+    if not kept.frame or not isinstance(carried_attrs, dict):
+        return ()
+    group = out_path.rpartition("/")[0]
+    now = datasets.group_attributes(loc_out.zarr_store(read_only=True), group)
+    now = {k: v for k, v in now.items() if k in carried_attrs}
+    return tuple(datasets.differing_values(now, carried_attrs))
 
 
 def _coordinates_differ(

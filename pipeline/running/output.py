@@ -630,6 +630,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             unstamped=unstamped,
         )
     check_layout_kept(plan)
+    check_metadata_kept(plan)
     return "resume"
 
 
@@ -655,6 +656,32 @@ def check_layout_kept(plan: Plan) -> None:
             output=where,
             status="incomplete",
             changed=["layout"],
+        )
+
+
+def check_metadata_kept(plan: Plan) -> None:
+    """Refuse to resume an output whose own metadata was edited since the interrupted run
+    (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension names or
+    fill value, what ``verify`` checks of a complete one): a resume never rewrites them, and
+    would mark the output complete with the edit in it, which verify then fails (brk59: an
+    edited ``units`` resumed to "complete"). OutputError, fields ``output``, ``status``
+    'incomplete', ``changed`` ['metadata']. Its consolidated copies are not judged here: the
+    resume writes them again from the output's own metadata when it completes it."""
+    o = plan.output
+    try:
+        arr = arrays.open_zarr_array(o.location, o.path)
+    except Exception:
+        return  # what is there is decided and named elsewhere (output_state)
+    found = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
+    if found:
+        where = o.location.join(o.path)
+        raise OutputError(
+            f"cannot resume {where}: its metadata is not what the interrupted run wrote "
+            f"({'; '.join(found)}: edited since), and a resume would mark it complete with "
+            "that edit in it: `run --overwrite` starts over",
+            output=where,
+            status="incomplete",
+            changed=["metadata"],
         )
 
 

@@ -988,3 +988,43 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     held = consolidated_attributes(store, group, name)
     same = held is not None and held.get("pipeline") == doc
     return status if same else "incomplete"
+
+
+def differing_values(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two attribute mappings, as stored JSON (NaN equal
+    to NaN); a key in one only differs."""
+
+    def text(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return sorted(
+        k for k in a.keys() | b.keys() if k not in a or k not in b or text(a[k]) != text(b[k])
+    )
+
+
+def own_metadata_differs(
+    arr: Any, attrs: dict[str, Any], dimension_names: tuple[str | None, ...] | None
+) -> list[str]:
+    """What the own metadata of the output array ``arr`` holds otherwise than a run writes it,
+    each in a few words: its attributes (besides the pipeline's record) against ``attrs``
+    (those the input gives it), its dimension names against ``dimension_names`` (the
+    input's), its fill value against the pipeline's (0). [] where all agree. What ``verify``
+    checks of a complete output, and ``run --resume`` of an incomplete one (which never
+    rewrites them, and would mark the output complete with the edit in it)."""
+    import numpy as np
+
+    found: list[str] = []
+    own = {k: v for k, v in dict(arr.attrs).items() if k != "pipeline"}
+    keys = differing_values(own, attrs)
+    if keys:
+        found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
+    names = getattr(arr.metadata, "dimension_names", None)
+    if (tuple(names) if names is not None else None) != dimension_names:
+        found.append(
+            f"its dimension names {list(names) if names is not None else None} "
+            f"(the run wrote {list(dimension_names) if dimension_names is not None else None})"
+        )
+    fill = np.asarray(arr.metadata.fill_value, dtype=arr.dtype)
+    if fill.tobytes() != np.zeros((), dtype=arr.dtype).tobytes():
+        found.append(f"its fill value {fill.item()!r} (the run wrote 0)")
+    return found
