@@ -550,7 +550,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             "error: the output is incomplete: it was not finished, and its input's store gives "
             f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
-            "two versions of the input); `run --overwrite` starts over",
+            "two versions of the input); "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
             file=sys.stderr,
         )
         return 1
