@@ -447,3 +447,28 @@ def test_a_users_array_nothing_refers_to_is_replaced_as_advised(
     assert rc == 0, err
     rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
     assert rc == 0, err
+
+
+def test_verify_of_a_damaged_chunk_names_overwrite_only_where_run_takes_it(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify's "a chunk there is damaged: `run --overwrite` writes the output again" asks
+    `run`: with notes in the array's folder, which `--overwrite` never deletes, it says what
+    `run --overwrite` says instead; without them, the command it names ends right."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    copy_store(made.ref, out)
+    chunk = next(p for p in sorted((out / "c").rglob("*")) if p.is_file())
+    chunk.write_bytes(b"not a chunk")
+    (out / "notes.txt").write_text("mine")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 1 and "damaged" in err and "notes.txt" in err, err
+    assert "`run --overwrite`" not in err, err
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 1 and "notes.txt" in run_err, run_err
+    (out / "notes.txt").unlink()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 1 and advised(err) == ["--overwrite"], err
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 0, run_err
+    _whole(out, made.ref)
