@@ -507,6 +507,12 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     try:
         res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
     except OutputError as e:  # no array to verify there, or not the one this config makes
+        again = "`run --overwrite` writes the output again"
+        if getattr(e, "region", None) is not None and str(e).endswith(again):  # damaged
+            told = _run_says(args, config, ("--overwrite",), again)
+            if told == again:
+                raise
+            raise OutputError(str(e)[: -len(again)] + told, **e.data) from None
         status = getattr(e, "status", None)
         if status not in ("absent", "remains") and not hasattr(e, "expected_shape"):
             raise
@@ -550,7 +556,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             "error: the output is incomplete: it was not finished, and its input's store gives "
             f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
-            "two versions of the input); `run --overwrite` starts over",
+            "two versions of the input); "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
             file=sys.stderr,
         )
         return 1

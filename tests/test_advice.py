@@ -452,3 +452,203 @@ def test_the_command_verify_advises_for_a_dataset_output_is_one_run_takes(
         assert {k: _group_attrs(out).get(k) for k in kept} == kept
     rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
     assert rc == 0, err
+
+
+def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
+    """The "output now" line of ``pipeline plan``."""
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["plan", str(cfg)])
+    assert rc == 0
+    said = capsys.readouterr().out
+    found = [ln for ln in said.splitlines() if "output now" in ln]
+    assert len(found) == 1, said
+    return found[0]
+
+
+def _names_none(line: str) -> bool:
+    """Whether a line says that no command of `run` writes the output here."""
+    return "even with --overwrite" in line or "choose another" in line
+
+
+@pytest.mark.parametrize("state", list(STATES))
+def test_the_command_plan_advises_is_one_run_takes(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    """`pipeline plan`'s "output now" line names a command `run` takes, which ends with the
+    output a run never stopped writes; or, where `run` takes none, names none."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    STATES[state](made, out)
+    line = _plan_line(capsys, cfg)
+    command = None if _names_none(line) else advised(line)
+    if command is None:
+        before = file_states(out)
+        for flags in ([], ["--overwrite"]):  # (`--resume` of a complete one: nothing to do)
+            rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
+            assert rc == 1, (line, flags, run_err)
+        assert file_states(out) == before
+        return
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (line, run_err)
+    _whole(out, made.ref)
+
+
+xr = pytest.importorskip("xarray")
+
+
+def _dataset_input(path: Path) -> None:
+    """A Dataset as xarray writes it: ``v`` (t, y, x), whose ``cell_measures`` names
+    ``cell_area`` and whose vertical coordinate's ``formula_terms`` name ``eta`` and ``depth``;
+    and ``w``, which refers to nothing of these."""
+    rng = np.random.default_rng(3)
+    ds = xr.Dataset(
+        {
+            "v": (("t", "lev", "y", "x"), rng.standard_normal((3, 2, 4, 5)).astype("f4")),
+            "w": (("t", "y", "x"), rng.standard_normal((3, 4, 5)).astype("f4")),
+            "eta": (("t", "y", "x"), rng.standard_normal((3, 4, 5)), {"units": "m"}),
+            "depth": (("y", "x"), 100 + rng.random((4, 5)), {"units": "m"}),
+            "cell_area": (("y", "x"), rng.random((4, 5)), {"units": "m2"}),
+        },
+        coords={
+            "t": ("t", np.arange(3.0)),
+            "lev": (
+                "lev",
+                np.linspace(-1, 0, 2),
+                {
+                    "standard_name": "ocean_sigma_coordinate",
+                    "formula_terms": "sigma: lev eta: eta depth: depth",
+                },
+            ),
+            "y": ("y", np.arange(4.0)),
+            "x": ("x", np.arange(5.0)),
+        },
+    )
+    ds["v"].attrs["cell_measures"] = "area: cell_area"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(path, mode="w", zarr_format=3)
+
+
+def _ds_config(path: Path, input_store: Path, out: Path, array: str, oarray: str | None = None):
+    cfg: dict = {
+        "input": {"store": str(input_store), "array": array},
+        "output": {"store": str(out)},
+        "stages": STAGES,
+        "backend": "cpu",
+        "cluster": {"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    }
+    if oarray is not None:
+        cfg["output"]["array"] = oarray
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _no_command_works(
+    capsys: pytest.CaptureFixture[str], cfg: Path, out: Path, what: str
+) -> list[str]:
+    """`plan`, `verify`, plain `run`, `run --resume` and `run --overwrite` at ``cfg``'s
+    output: none names a command (each says none works, and ``what``), and none writes."""
+    before = file_states(out)
+    said = [_plan_line(capsys, cfg)]
+    for flags in ([], ["--resume"], ["--overwrite"]):
+        rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
+        assert rc == 1, (flags, err)
+        said.append(err)
+    for text in said:
+        assert "pass --overwrite" not in text and "`run --overwrite`" not in text, text
+        assert _names_none(text), text
+        assert what in text, text
+    rc, err = _cli(capsys, "-q", "verify", cfg)  # names no command either
+    assert rc == 1 and "pass --overwrite" not in err and "`run --overwrite`" not in err, err
+    said.append(err)
+    assert file_states(out) == before
+    return said
+
+
+def test_no_command_is_advised_for_an_output_group_of_zarr_v2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan` had said "something else is there: `run --overwrite` replaces it" of an output
+    group that xarray wrote as Zarr v2, which `run --overwrite` refused."""
+    _dataset_input(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(tmp_path / "in.zarr")
+        for var in ds.variables.values():
+            var.encoding = {}
+        ds.to_zarr(out, mode="w", zarr_format=2)
+    cfg = _ds_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
+    _no_command_works(capsys, cfg, out, "Zarr v2 metadata (.zgroup)")
+
+
+@pytest.mark.parametrize("second", ["eta", "depth", "cell_area"])
+@pytest.mark.parametrize("layout", ["variable", "store root"])
+def test_no_command_is_advised_for_an_array_the_group_refers_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], second: str, layout: str
+) -> None:
+    """A first run carries ``eta``, ``depth`` (``formula_terms``) and ``cell_area``
+    (``cell_measures``) beside ``v``; a second run of one of these into the same group: plain
+    `run` had said the array was "not written by this pipeline" and to "pass --overwrite",
+    which refused (replacing it would relabel ``v``). No command is named now, by `run`,
+    `plan` or `verify`, and what the array is is said as it is: one the pipeline copied."""
+    _dataset_input(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    first = _ds_config(tmp_path / "c1.yaml", tmp_path / "in.zarr", out, "v")
+    rc, err = _cli(capsys, "-q", "run", first, "--progress", "none")
+    assert rc == 0, err
+    if layout == "variable":
+        cfg = _ds_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out, second)
+    else:  # the array alone, at the root of a store that is an array of the group
+        cfg = _ds_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out / second, second, "")
+    said = _no_command_works(capsys, cfg, out, "copied from its input beside the output 'v'")
+    assert not any("did not write" in s or "not written by" in s for s in said), said
+    rc, err = _cli(capsys, "-q", "verify", first, "--all")  # the first output is untouched
+    assert rc == 0, err
+
+
+def test_a_users_array_nothing_refers_to_is_replaced_as_advised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where `--overwrite` works, plain `run` and `plan` still name it, and it ends right."""
+    _dataset_input(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.open_zarr(tmp_path / "in.zarr")[["w"]].to_zarr(out, mode="w", zarr_format=3)
+    cfg = _ds_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
+    line = _plan_line(capsys, cfg)
+    assert advised(line) == ["--overwrite"], line
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "not written by this pipeline" in err and advised(err) == ["--overwrite"]
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 0, err
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+
+
+def test_verify_of_a_damaged_chunk_names_overwrite_only_where_run_takes_it(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify's "a chunk there is damaged: `run --overwrite` writes the output again" asks
+    `run`: with notes in the array's folder, which `--overwrite` never deletes, it says what
+    `run --overwrite` says instead; without them, the command it names ends right."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    copy_store(made.ref, out)
+    chunk = next(p for p in sorted((out / "c").rglob("*")) if p.is_file())
+    chunk.write_bytes(b"not a chunk")
+    (out / "notes.txt").write_text("mine")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 1 and "damaged" in err and "notes.txt" in err, err
+    assert "`run --overwrite`" not in err, err
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 1 and "notes.txt" in run_err, run_err
+    (out / "notes.txt").unlink()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 1 and advised(err) == ["--overwrite"], err
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
+    assert rc == 0, run_err
+    _whole(out, made.ref)

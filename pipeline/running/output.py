@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -409,14 +410,41 @@ def _refuse_replacing_a_reference(plan: Plan) -> None:
     where = loc.join(plan.output.path)
     them = ", ".join(repr(u) for u in using[:3]) + (", ..." if len(using) > 3 else "")
     raise OutputError(
-        f"cannot write {where}: it is an array this pipeline did not write, and its group's "
-        f"variables {them} refer to it (as a coordinate, cell bounds, grid mapping or cell "
+        f"cannot write {where}: it is {_what_array(store, group, others, name)}, and its "
+        f"group's variables {them} refer to it (as a coordinate, cell bounds, grid mapping or cell "
         "measure): replacing it would relabel them, even with --overwrite; choose another "
         "output.array or output.store, or remove those variables yourself",
         output=where,
         array=name,
         users=using,
         group=holder.join(group),
+    )
+
+
+def _carriers(store: Any, group: str, others: list[str], name: str) -> list[str]:
+    """The arrays of ``others`` in ``group`` whose run record (their ``pipeline`` attribute)
+    lists ``name`` among what that run carried into the group beside them (its
+    ``coordinates``: a coordinate, bounds, a grid mapping, a cell measure, the arrays a
+    ``formula_terms`` names), which xarray wrote then as the input had it."""
+    found = []
+    for other in others:
+        record = datasets.own_attributes(store, group, other).get("pipeline")
+        if isinstance(record, dict) and name in _names(record.get("coordinates")):
+            found.append(other)
+    return sorted(found)
+
+
+def _what_array(store: Any, group: str, others: list[str], name: str) -> str:
+    """What the array ``name`` of ``group`` is, in words, for a refusal to replace it: one a
+    run of this pipeline carried there beside another variable (copied from its input, not
+    computed: not an output of its own), or one this pipeline did not write."""
+    carriers = _carriers(store, group, others, name)
+    if not carriers:
+        return "an array this pipeline did not write"
+    some = ", ".join(repr(c) for c in carriers[:3]) + (", ..." if len(carriers) > 3 else "")
+    return (
+        f"an array that a run of this pipeline copied from its input beside the output "
+        f"{some} (not an output it computed)"
     )
 
 
@@ -557,13 +585,43 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
             status=state,
         )
     if overwrite:
+        refused = _overwrite_refusal(plan, state)
+        if refused is not None:
+            raise refused
+        return "fresh"
+    try:
+        if resume:
+            return _resume_start(plan, state, where)
+        raise _exists(plan, state, where)
+    except OutputError as e:
+        raise _named_or_refused(plan, state, e) from None
+
+
+def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:
+    """Why ``run --overwrite`` refuses an output of ``state`` (its checks past those of every
+    start: files beside the array, a frame that does not fit, an array its group's variables
+    refer to), or None where it takes it."""
+    try:
         if state != "occupied":  # an array there, which the fresh start replaces
             check_only_array_files(plan, state)
         check_frame_fits(plan)
-        return "fresh"
-    if resume:
-        return _resume_start(plan, state, where)
-    raise _exists(plan, state, where)
+    except OutputError as e:
+        return e
+    return None
+
+
+def _named_or_refused(plan: Plan, state: str, refusal: OutputError) -> OutputError:
+    """``refusal`` (of a plain run, or of ``--resume``) where the command it names works;
+    where it names ``--overwrite`` and ``run --overwrite`` refuses too, that refusal, which
+    says that no command writes the output here and what to do (it had said "pass
+    --overwrite", which then refused: an array its group's variables refer to)."""
+    text = str(refusal)
+    if "--overwrite" not in text.replace("even with --overwrite", ""):
+        return refusal
+    refused = _overwrite_refusal(plan, state)
+    if refused is None:
+        return refusal
+    return OutputError(str(refused), **{**refused.data, "status": state})
 
 
 def _resume_start(plan: Plan, state: str, where: str) -> str:
@@ -582,7 +640,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         return "done"
     if state in ("foreign", "occupied"):
         raise OutputError(
-            f"{where} exists but was not written by this pipeline; nothing to resume "
+            f"{where} exists ({_foreign_words(plan)}); nothing to resume "
             "(`run --overwrite` replaces it)"
             if state == "foreign"
             else f"{where} is absent, and its group holds arrays this pipeline did not write "
@@ -727,11 +785,28 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
             status=state,
         )
     return OutputError(
-        f"{where} already exists (not written by this pipeline); pass --overwrite "
+        f"{where} already exists ({_foreign_words(plan)}); pass --overwrite "
         "(overwrite=True in pipeline.run) to replace it",
         output=where,
         status=state,
     )
+
+
+def _foreign_words(plan: Plan) -> str:
+    """What a 'foreign' output is, in words: an array that a run of this pipeline copied
+    beside another output of its group (:func:`_what_array`), else one it did not write."""
+    found = enclosing_group(plan)
+    if found is None or arrays.node_type(plan.output.location, plan.output.path) != "array":
+        return "not written by this pipeline"
+    holder, group, name = found
+    try:
+        store = holder.zarr_store(read_only=True)
+        others = [n for n in datasets.group_arrays(store, group) if n != name]
+        if _carriers(store, group, others, name):
+            return _what_array(store, group, others, name)
+    except Exception:
+        pass
+    return "not written by this pipeline"
 
 
 def resumed_plan(plan: Plan) -> Plan:
@@ -767,9 +842,50 @@ def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[Ou
     return None, refusals
 
 
+def advice(plan: Plan, flag: str, said: str) -> str:
+    """``said``, advice that names ``run`` with ``flag`` (of :data:`FLAGS`), where ``run``
+    takes that command at the output (:func:`run_accepts`); else ``run``'s refusal of it,
+    which names what to do instead."""
+    took, refusals = run_accepts(plan, (flag,))
+    return said if took is not None or not refusals else str(refusals[0])
+
+
+#: What :func:`output_now` says is at the output, by :func:`output_state`, where the command
+#: it would name is one ``run`` refuses there.
+_NOW = {
+    "absent": "absent",
+    "complete": "complete",
+    "incomplete": "incomplete (an interrupted run)",
+    "foreign": "something else is there",
+    "occupied": "absent, in a group of other arrays",
+    "remains": "the remains of an interrupted replacement",
+    "not-zarr": "a directory of other files",
+    "group": "a Zarr group of other arrays",
+}
+
+
 def output_now(plan: Plan) -> str:
-    """What is at the output and what ``run`` does with it, in words (``pipeline plan``)."""
+    """What is at the output and what ``run`` does with it, in words (``pipeline plan``): the
+    command it names is one ``run`` takes there (:func:`run_accepts`); where ``run`` refuses
+    that command, its refusal instead, which names the one it takes, or says that none does
+    and what to do (F-Y1: "`run --overwrite` replaces it" of an output that ``run
+    --overwrite`` refuses: a group of Zarr v2 metadata, an array its group's variables refer
+    to)."""
     state = output_state(plan)
+    said = _output_now(plan, state)
+    named = re.search(r"`run( --\w+)?`", said)
+    if named is None:
+        return said
+    flag = (named.group(1) or "").strip()
+    took, refusals = run_accepts(plan, (flag,))
+    if took is not None or not refusals:
+        return said
+    return f"{_NOW.get(state, state)}; {refusals[0]}"
+
+
+def _output_now(plan: Plan, state: str) -> str:
+    """What :func:`output_now` says of an output of ``state`` where ``run`` takes the
+    command it names."""
     if state == "complete":
         recorded = recorded_run(plan)
         changed = stale_parts(recorded, as_recorded(plan, recorded.get("identity")), whole=True)

@@ -314,9 +314,13 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
             if plan.input_unstamped is not None:  # it can show no rewrite since: say so
                 log.warning(
                     "its input's store gives no change stamps (%s): whether the input was "
-                    "rewritten since, keeping its files' names and sizes, cannot be told; "
-                    "`run --overwrite` recomputes it from the input as it is now",
+                    "rewritten since, keeping its files' names and sizes, cannot be told; %s",
                     plan.input_unstamped,
+                    output.advice(
+                        plan,
+                        "--overwrite",
+                        "`run --overwrite` recomputes it from the input as it is now",
+                    ),
                 )
             t_finish = time.perf_counter()
             recorded = output.recorded_run(plan).get("summary")
