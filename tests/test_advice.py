@@ -531,7 +531,9 @@ def _dataset_input(path: Path) -> None:
         ds.to_zarr(path, mode="w", zarr_format=3)
 
 
-def _ds_config(path: Path, input_store: Path, out: Path, array: str, oarray: str | None = None):
+def _dataset_config(
+    path: Path, input_store: Path, out: Path, array: str, oarray: str | None = None
+):
     cfg: dict = {
         "input": {"store": str(input_store), "array": array},
         "output": {"store": str(out)},
@@ -580,7 +582,7 @@ def test_no_command_is_advised_for_an_output_group_of_zarr_v2(
         for var in ds.variables.values():
             var.encoding = {}
         ds.to_zarr(out, mode="w", zarr_format=2)
-    cfg = _ds_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
+    cfg = _dataset_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
     _no_command_works(capsys, cfg, out, "Zarr v2 metadata (.zgroup)")
 
 
@@ -596,13 +598,13 @@ def test_no_command_is_advised_for_an_array_the_group_refers_to(
     `plan` or `verify`, and what the array is is said as it is: one the pipeline copied."""
     _dataset_input(tmp_path / "in.zarr")
     out = tmp_path / "out.zarr"
-    first = _ds_config(tmp_path / "c1.yaml", tmp_path / "in.zarr", out, "v")
+    first = _dataset_config(tmp_path / "c1.yaml", tmp_path / "in.zarr", out, "v")
     rc, err = _cli(capsys, "-q", "run", first, "--progress", "none")
     assert rc == 0, err
     if layout == "variable":
-        cfg = _ds_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out, second)
+        cfg = _dataset_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out, second)
     else:  # the array alone, at the root of a store that is an array of the group
-        cfg = _ds_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out / second, second, "")
+        cfg = _dataset_config(tmp_path / "c2.yaml", tmp_path / "in.zarr", out / second, second, "")
     said = _no_command_works(capsys, cfg, out, "copied from its input beside the output 'v'")
     assert not any("did not write" in s or "not written by" in s for s in said), said
     rc, err = _cli(capsys, "-q", "verify", first, "--all")  # the first output is untouched
@@ -618,7 +620,7 @@ def test_a_users_array_nothing_refers_to_is_replaced_as_advised(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xr.open_zarr(tmp_path / "in.zarr")[["w"]].to_zarr(out, mode="w", zarr_format=3)
-    cfg = _ds_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
+    cfg = _dataset_config(tmp_path / "c.yaml", tmp_path / "in.zarr", out, "w")
     line = _plan_line(capsys, cfg)
     assert advised(line) == ["--overwrite"], line
     rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
