@@ -51,10 +51,16 @@ class Made:
     killed: Path
 
 
-def _config(d: Path, input_store: Path) -> Path:
+def _config(d: Path, input_store: Path, array: str = "") -> Path:
+    """``d/run.yaml``: a run of ``input_store`` (its variable ``array`` where given, written
+    as a Dataset variable in its own chunks; else an array in chunks of a quarter row) into
+    ``d/out.zarr``, a block per row, on threads of this process."""
+    output: dict = {"store": str(d / "out.zarr")}
+    if not array:
+        output["chunks"] = [1, COLS // 4]
     cfg = {
-        "input": {"store": str(input_store)},
-        "output": {"store": str(d / "out.zarr"), "chunks": [1, COLS // 4]},
+        "input": {"store": str(input_store), **({"array": array} if array else {})},
+        "output": output,
         "stages": STAGES,
         "backend": "cpu",
         "chunking": {"block": [1, COLS]},
@@ -309,20 +315,6 @@ def test_plain_run_of_an_incomplete_output_without_its_record_names_overwrite(
 DS_ROWS = 600
 
 
-def _ds_config(d: Path, input_store: Path) -> Path:
-    cfg = {
-        "input": {"store": str(input_store), "array": "v"},
-        "output": {"store": str(d / "out.zarr")},
-        "stages": STAGES,
-        "backend": "cpu",
-        "chunking": {"block": [1, COLS]},
-        "cluster": {"workers": 1, "threads_per_worker": 2, "dashboard": ""},
-    }
-    p = d / "run.yaml"
-    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return p
-
-
 def _ds_input(path: Path, rows: int) -> None:
     import xarray as xr
 
@@ -346,7 +338,7 @@ def _ds_input(path: Path, rows: int) -> None:
 @pytest.fixture(scope="module")
 def made_ds(tmp_path_factory: pytest.TempPathFactory) -> Made:
     d = tmp_path_factory.mktemp("advice-ds")
-    cfg = _ds_config(d, d / "in.zarr")
+    cfg = _config(d, d / "in.zarr", "v")
     out = d / "out.zarr"
     rows = DS_ROWS
     for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
@@ -414,7 +406,7 @@ def _group_attrs(out: Path) -> dict[str, object]:
 def test_the_command_verify_advises_for_a_dataset_output_is_one_run_takes(
     made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
 ) -> None:
-    cfg = _ds_config(tmp_path, made_ds.input)
+    cfg = _config(tmp_path, made_ds.input, "v")
     out = tmp_path / "out.zarr"
     setup, kept = DS_STATES[state]
     setup(made_ds, out)
