@@ -308,6 +308,7 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
         nans = {  # NaNs with payloads: signalling and quiet, both signs
             "float32": [0x7F800001, 0xFF838B49, 0x7FEDCBEE, 0xFFC00000, 0x7FC00001],
             "float64": [0x7FF0000000000001, 0xFFF4000000000ABC, 0x7FF8000000000123],
+            "float16": [0x7C01, 0xFD55, 0x7E00, 0xFE01, 0x7DFF],
         }.get(dtype, [])
         x.view(f"uint{8 * x.itemsize}")[20 : 20 + len(nans)] = nans
     else:
@@ -320,12 +321,44 @@ def test_gpu_kernel_is_bit_identical_to_numpy(dtype: str) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         ref = stages.apply_chain(chain, x)
     assert y.dtype == ref.dtype
-    if dtype == "float16":  # NaN payloads are not kept in float16 (see kernel.CUDA_PREAMBLE)
-        assert np.array_equal(y, ref, equal_nan=True)
-        assert np.array_equal(y[~np.isnan(y)].view(np.uint8), ref[~np.isnan(ref)].view(np.uint8))
-    else:  # every bit, NaN payloads and subnormals included
-        bad = np.flatnonzero(y.view(np.uint8) != ref.view(np.uint8))
-        assert bad.size == 0, (x[bad[:4] // x.itemsize], y[bad[:4] // x.itemsize])
+    # every bit, NaN payloads and subnormals included
+    bad = np.flatnonzero(y.view(np.uint8) != ref.view(np.uint8))
+    assert bad.size == 0, (x[bad[:4] // x.itemsize], y[bad[:4] // x.itemsize])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "specs",
+    [
+        SEED,
+        [("multiply", stages.MultiplyParams(factor=1.0009765625))],  # float16 ties, products
+        [("multiply", stages.MultiplyParams(factor=0.000123))],  # into subnormals and to zero
+        [("multiply", stages.MultiplyParams(factor=3)), ("add", stages.AddParams(value=-0.0))],
+        [("add", stages.AddParams(value=1024.0))],  # sums that are float16 ties
+        [("multiply", stages.MultiplyParams(factor=65504.0))],  # past float16's largest: inf
+    ],
+    ids=["seed", "ties", "subnormal", "neg-zero", "sum-ties", "overflow"],
+)
+def test_gpu_float16_chains_equal_numpys_for_every_float16(specs) -> None:
+    """Every one of the 65536 float16 bit patterns (NaNs with their payloads, subnormals,
+    both zeros, both infinities) through a chain on the GPU: NumPy's bits, each one."""
+    import cupy as cp
+
+    from pipeline import devices
+
+    x = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    chain = stages.plan_chain(specs, np.dtype("float16"))
+    be = devices.get("gpu")
+    be.prepare()
+    y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
+    with np.errstate(all="ignore"):
+        ref = stages.apply_chain(chain, x)
+    assert y.dtype == ref.dtype == np.float16
+    bad = np.flatnonzero(y.view(np.uint16) != ref.view(np.uint16))
+    first = bad[:6]
+    assert bad.size == 0, [  # (input, GPU, NumPy) bits of the first few that differ
+        [hex(int(v)) for v in a.view(np.uint16)[first]] for a in (x, y, ref)
+    ]
 
 
 @pytest.mark.gpu

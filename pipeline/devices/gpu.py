@@ -446,21 +446,16 @@ class _ChainKernel:
 
     def __init__(self, chain: Sequence[stages.BoundStage]) -> None:
         src = kernel.cuda_source(chain)
-        self.scalars = src.scalars
+        params = "".join(
+            f", const {kernel.CTYPES[v.dtype.name]} {p.split()[1]}"
+            for p, v in zip(src.in_params.split(", ")[1:], src.scalars, strict=True)
+        )
+        # float16 scalars travel as their bits (the kernel's pl_half)
+        self.scalars = tuple(v.view(np.uint16) if v.dtype == np.float16 else v for v in src.scalars)
         tin, tout = chain[0].in_dtype, chain[-1].out_dtype
-        uses_half = any(s.out_dtype == np.float16 or s.in_dtype == np.float16 for s in chain)
-        self.elementwise: Any = None
-        self.raw: Any = None
-        if uses_half:  # CuPy's float16 type lives in ElementwiseKernel's preamble
-            self.elementwise = _elementwise(src)
-            return
         size = max(tin.itemsize, tout.itemsize)
         self.V = max(1, 16 // size)
         ctin, ctout = kernel.CTYPES[tin.name], kernel.CTYPES[tout.name]
-        params = "".join(
-            f", const {kernel.CTYPES[v.dtype.name]} {p.split()[1]}"
-            for p, v in zip(src.in_params.split(", ")[1:], self.scalars, strict=True)
-        )
         code = _VECTOR_TEMPLATE % dict(
             vin=self.V * tin.itemsize,
             vout=self.V * tout.itemsize,
@@ -477,8 +472,6 @@ class _ChainKernel:
 
     def __call__(self, x: Any, out_dtype: np.dtype) -> Any:
         x = cp.ascontiguousarray(x)
-        if self.elementwise is not None:
-            return self.elementwise(x, *self.scalars)
         y = cp.empty(x.shape, dtype=out_dtype)
         n = x.size
         if n == 0:

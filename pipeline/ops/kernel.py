@@ -17,7 +17,8 @@ import numpy as np
 
 from pipeline.ops.stages import BoundStage
 
-#: The C type of each dtype a chain computes in (CuPy's names for float16).
+#: The C type of each dtype a chain computes in (float16: its bits, ``pl_half`` of
+#: :data:`CUDA_PREAMBLE`).
 CTYPES = {
     "int8": "signed char",
     "int16": "short",
@@ -27,7 +28,7 @@ CTYPES = {
     "uint16": "unsigned short",
     "uint32": "unsigned int",
     "uint64": "unsigned long long",
-    "float16": "float16",
+    "float16": "pl_half",
     "float32": "float",
     "float64": "double",
 }
@@ -46,9 +47,48 @@ CTYPES = {
 #: - A comparison under ``-ftz=true`` takes a subnormal for zero: ``pl_eq_*`` compare exactly.
 #: - A conversion of a NaN between float32 and float64 keeps its sign and payload, as x86-64's
 #:   does (the GPU's gives its canonical NaN).
-#: float16 chains go through CuPy's float16 type: subnormals are kept (float16 values are normal
-#: in float32), but NaN payloads are not.
+#: - float16 is held as its bits (``pl_half``), not as CuPy's float16 type, whose conversions
+#:   give the canonical NaN: an operation converts its float16 operands to float32 exactly (a
+#:   NaN's sign and payload kept), computes in float32 as above, and rounds the result to
+#:   float16 (to nearest, ties to even; a NaN keeps its sign and its payload's top ten bits), as
+#:   NumPy computes float16 arithmetic. float32 holds every float16 exactly and more than twice
+#:   its precision, so that double rounding equals float16's own rounding (IEEE 754's +, -, x).
 CUDA_PREAMBLE = r"""
+typedef unsigned short pl_half;
+__device__ __forceinline__ float pl_h2f(pl_half h) {
+    const unsigned int s = ((unsigned int)h & 0x8000u) << 16;
+    const unsigned int e = (unsigned int)h & 0x7c00u, m = (unsigned int)h & 0x03ffu;
+    if (e == 0x7c00u) return __uint_as_float(s | 0x7f800000u | (m << 13));  // inf, NaN
+    if (e != 0u) return __uint_as_float(s | ((((unsigned int)h & 0x7fffu) + 0x1c000u) << 13));
+    // zero or subnormal: m units of 2^-24, exact (and normal) in float32
+    float v; asm("mul.rn.f32 %0, %1, %2;" : "=f"(v) : "f"((float)m), "f"(5.9604644775390625e-08f));
+    return __uint_as_float(__float_as_uint(v) | s);
+}
+__device__ __forceinline__ pl_half pl_f2h(float f) {
+    const unsigned int u = __float_as_uint(f);
+    const unsigned int s = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) {  // NaN: its payload's top bits, still a NaN
+        const unsigned int m = (a & 0x007fffffu) >> 13;
+        return (pl_half)(s | 0x7c00u | (m != 0u ? m : 1u));
+    }
+    if (a >= 0x477ff000u) return (pl_half)(s | 0x7c00u);  // 65520 and up round to inf
+    unsigned int q, rest, tie;
+    if (a >= 0x38800000u) {  // 2^-14 and up: a normal float16
+        q = (a - 0x38000000u) >> 13;
+        rest = a & 0x1fffu;
+        tie = 0x1000u;
+    } else if (a >= 0x33000000u) {  // a subnormal float16 (or 0 or 2^-14, as it rounds)
+        const unsigned int shift = 126u - (a >> 23);  // 14..24: down to units of 2^-24
+        const unsigned int m = (a & 0x007fffffu) | 0x00800000u;
+        q = m >> shift;
+        rest = m & ((1u << shift) - 1u);
+        tie = 1u << (shift - 1u);
+    } else {
+        return (pl_half)s;  // under 2^-25: zero
+    }
+    if (rest > tie || (rest == tie && (q & 1u))) q += 1u;  // a carry is the next binade: right
+    return (pl_half)(s | q);
+}
 __device__ __forceinline__ float pl_nan_f32(float a, float b) {
     if (a != a) return __uint_as_float(__float_as_uint(a) | 0x00400000u);
     if (b != b) return __uint_as_float(__float_as_uint(b) | 0x00400000u);
@@ -105,9 +145,17 @@ __device__ __forceinline__ float pl_f64_to_f32(double a) {
     float r; asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(a));
     return r;
 }
+__device__ __forceinline__ pl_half pl_mul_f16(pl_half a, pl_half b) {
+    return pl_f2h(pl_mul_f32(pl_h2f(a), pl_h2f(b)));
+}
+__device__ __forceinline__ pl_half pl_add_f16(pl_half a, pl_half b) {
+    return pl_f2h(pl_add_f32(pl_h2f(a), pl_h2f(b)));
+}
 """
 
 _FLOAT_OPS = {
+    ("pl_half", "*"): "pl_mul_f16",
+    ("pl_half", "+"): "pl_add_f16",
     ("float", "*"): "pl_mul_f32",
     ("float", "+"): "pl_add_f32",
     ("double", "*"): "pl_mul_f64",
@@ -119,6 +167,13 @@ def _convert(code: str, src: str, dst: str) -> str:
     """C source converting ``code`` (C type ``src``) to C type ``dst``, subnormals kept."""
     if src == dst:
         return code
+    if src == "pl_half":  # exact in float32, then as float32 converts
+        return _convert(f"pl_h2f({code})", "float", dst)
+    if dst == "pl_half":
+        if src == "double":  # NumPy rounds it once, to float16; through float32 is twice
+            raise ValueError("no exact conversion from float64 to float16 in a chain")
+        # an integer: exact in float32 below 65520, and float16's inf from there on either way
+        return f"pl_f2h({_convert(code, src, 'float')})"
     if (src, dst) == ("float", "double"):
         return f"pl_f32_to_f64({code})"
     if (src, dst) == ("double", "float"):
