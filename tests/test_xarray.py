@@ -2901,3 +2901,44 @@ def test_an_integer_scale_factor_whose_fill_value_no_element_holds_runs(
     assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, apply_chain(chain, seen))
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, (out, err)
+
+
+def test_carried_arrays_too_large_for_this_machine_are_refused_before_they_are_read(
+    tmp_path: Path,
+) -> None:
+    """xarray reads the arrays carried beside the variable (here a curvilinear grid's 2-D
+    ``lat``) whole into the command's process, outside the blocks' memory model: a plan
+    whose machine cannot hold them three times over is refused, naming them and the fix,
+    and one that can is not."""
+    import dataclasses
+
+    from pipeline.devices.hardware import Facts
+    from pipeline.errors import PlanError
+    from pipeline.planning.plan import make_plan
+    from pipeline.planning.variable import FRAME_COPIES
+
+    write_dataset(tmp_path / "in.zarr", 3)
+    grid = np.add.outer(np.linspace(40.0, 50.0, ROWS), np.linspace(0.0, 0.1, COLS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(tmp_path / "in.zarr")).load()
+        ds = ds.assign_coords(lat=(("y", "x"), grid.astype("float32"), {"units": "degrees_north"}))
+        del ds["t"].encoding["coordinates"]  # as opened ("lon"): xarray lists them anew
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    cfg = parse_config(config(tmp_path))
+    # decoded bytes, at most: float32 counted as 8 bytes (CF decoding gives float64 at most)
+    carried = {"lat": ROWS * COLS * 8, "lon": COLS * 8, "x": COLS * 8, "y": ROWS * 8}
+    need = sum(carried.values()) * FRAME_COPIES
+    facts = Facts.local(want_gpu=False)
+    with pytest.raises(PlanError) as info:
+        make_plan(cfg, dataclasses.replace(facts, host_available_bytes=need - 1))
+    assert info.value.carried == carried
+    assert info.value.fix == "output.array: ''"
+    assert "lat" in str(info.value) and "\n" not in str(info.value)
+    plan = make_plan(cfg, dataclasses.replace(facts, host_available_bytes=need))
+    assert plan.carried.variable is not None and "lat" in plan.carried.variable.coords
+    alone = make_plan(  # written alone, nothing is carried: nothing to refuse
+        parse_config(config(tmp_path, output={"array": ""})),
+        dataclasses.replace(facts, host_available_bytes=need - 1),
+    )
+    assert not alone.carried.frame

@@ -534,7 +534,7 @@ def make_plan(
     )
     check_stores_reachable(config, protocol, existing=worker_protocol is not None)
     info, arr = input_info(config, notes)
-    kept = carried(config, arr, (config.output.array or "").strip("/"))
+    kept = carried(config, arr, (config.output.array or "").strip("/"), facts.host_available_bytes)
     notes += kept.notes
     integer_note = integer_decoding_note(info.location.join(info.path), kept.unpacking, info.dtype)
     notes += [integer_note] if integer_note else []

@@ -25,6 +25,7 @@ from pipeline.ops.cf import (
     unpacking,
     v3_fill_value,
 )
+from pipeline.planning.memory import bytes_text
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
@@ -88,7 +89,15 @@ def with_output_array(config: Config) -> Config:
     return config.model_copy(update={"output": output})
 
 
-def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
+#: Copies of the carried arrays the command's process holds at once, at most: xarray's decoded
+#: arrays and their encoded bytes, written into memory at plan time (``frame_failure``), with
+#: room for xarray's own temporaries.
+FRAME_COPIES = 3
+
+
+def carried(
+    config: Config, arr: Any | None, output_path: str, memory_available: int = 0
+) -> Carried:
     """What the input array ``arr`` (a Zarr array opened read-only; None for an input that
     ``run`` generates first) carries into the output at ``output_path``.
 
@@ -98,7 +107,9 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
     variable of its group; InputError (fields ``variable``, ``member``, ``differs``, ``fix``)
     for a variable whose group's consolidated metadata is stale (:func:`check_consolidated`),
     and for one whose coordinates have another size (:func:`_check_sizes`); ConfigError for an
-    output Dataset it cannot write (field ``key``)."""
+    output Dataset it cannot write (field ``key``); PlanError where ``memory_available`` (bytes
+    of this machine's memory free, 0: not checked) cannot hold the arrays carried beside the
+    variable, which xarray reads whole (:func:`_check_frame_fits`)."""
     if arr is None:
         return Carried()
     loc = Location.of(config.input.store, config.input.storage_options)
@@ -115,6 +126,7 @@ def carried(config: Config, arr: Any | None, output_path: str) -> Carried:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
         _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
+        _check_frame_fits(loc, store, variable, memory_available)
         _check_frame_reads(loc, store, variable)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
     return Carried(
@@ -186,6 +198,36 @@ def _check_sizes(loc: Location, variable: Variable) -> None:
 #: The CF calendars that xarray decodes only with cftime (its standard ones it decodes with
 #: pandas): an input whose coordinate uses one needs cftime installed, not another calendar.
 CFTIME_CALENDARS = frozenset(("noleap", "365_day", "360_day", "julian", "all_leap", "366_day"))
+
+
+def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: int) -> None:
+    """Refuse a Dataset output whose carried arrays (coordinates, bounds, formula terms, ...),
+    which xarray reads whole into this process, would not fit in ``available`` bytes
+    :data:`FRAME_COPIES` times over, before anything reads them: they are outside the blocks'
+    memory model, and a curvilinear grid's or a formula term's arrays can be large. PlanError,
+    fields ``variable`` (the group), ``carried`` ({name: bytes decoded}), ``available``,
+    ``fix``."""
+    if available <= 0:
+        return
+    sizes = datasets.carried_nbytes(store, variable)
+    total = sum(sizes.values())
+    if total * FRAME_COPIES <= available:
+        return
+    group = loc.join(variable.group) if variable.group else loc.url
+    largest = sorted(sizes, key=lambda n: -sizes[n])[:3]
+    named = ", ".join(f"{n} {bytes_text(sizes[n])}" for n in largest)
+    more = f" and {len(sizes) - len(largest)} more" if len(sizes) > len(largest) else ""
+    raise PlanError(
+        f"the arrays carried beside {variable.name} in {group} ({named}{more}: "
+        f"{bytes_text(total)} decoded) are read whole into this process, which has "
+        f"{bytes_text(available)} of memory free, less than the {FRAME_COPIES} x that needs: "
+        "set output.array: '' to write the variable alone, without them, or run on a machine "
+        "with more memory",
+        variable=group,
+        carried=sizes,
+        available=available,
+        fix="output.array: ''",
+    )
 
 
 def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:

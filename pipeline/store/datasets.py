@@ -383,6 +383,21 @@ def _own_array(store: Any, path: str) -> Any | None:
         return None
 
 
+def carried_nbytes(store: Any, var: Variable) -> dict[str, int]:
+    """{name: bytes} of each array carried beside ``var`` (``var.coords``) once xarray has
+    decoded it, at most: its elements times the wider of its stored element and 8 bytes (CF
+    decoding gives float64 or datetime64 at most). xarray reads these whole into the process
+    that writes the Dataset (:func:`write_frame`, and :func:`frame_failure` at plan time)."""
+    import math
+
+    sizes: dict[str, int] = {}
+    for n in var.coords:
+        a = _own_array(store, _key(var.group, n))
+        if a is not None:
+            sizes[n] = math.prod(a.shape) * max(int(a.dtype.itemsize), 8)
+    return sizes
+
+
 def array_sizes(store: Any, path: str) -> dict[str, int]:
     """{dimension name: size} of the array at ``path`` of ``store``; {} when nothing there is
     an array with dimension names (xarray does not see it as a variable)."""
