@@ -216,7 +216,18 @@ CASES: dict[str, Case] = {
         lambda tmp: write_config(tmp, tmp / "nowhere.zarr", tmp / "out.zarr"),
         InputError,
         {"store": _in("nowhere.zarr"), "status": "absent"},
-        ["`pipeline generate CONFIG`", "input.store"],
+        ["does not exist: fix input.store"],
+    ),
+    "missing-generated-input-store": Case(  # generate named only where the config describes it
+        lambda tmp: write_config(
+            tmp,
+            tmp / "nowhere.zarr",
+            tmp / "out.zarr",
+            input={"generate": {"shape": [8, 8], "chunks": [4, 4], "when_missing": False}},
+        ),
+        InputError,
+        {"store": _in("nowhere.zarr"), "status": "absent"},
+        ["`pipeline generate CONFIG` creates it from input.generate or fix input.store"],
     ),
     "missing-array-in-group": Case(
         _group_input_asking("fields/pressure"),
@@ -502,3 +513,23 @@ def test_every_error_the_package_raises_has_a_kind_and_data() -> None:
             if name in kinds and (name == "PipelineError" or not node.keywords):
                 bad.append(f"{path.relative_to(package)}:{node.lineno} {name}")
     assert not bad, f"errors made without a kind or without data: {bad}"
+
+
+def test_a_missing_input_store_names_generate_only_where_the_config_describes_it(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line for an input store that is not there: `pipeline generate` only for a config
+    with input.generate (which `generate` refuses without one), and for a relative path, the
+    directory it was taken from: a config written for another directory (new-user review)."""
+    cfg = write_config(tmp_path, "data/in.zarr", tmp_path / "out.zarr")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a config run from another directory than its author's
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "generate" not in line, line
+    assert f"input store {elsewhere / 'data' / 'in.zarr'} does not exist: fix input.store" in line
+    assert "relative path 'data/in.zarr' is taken from" in line and str(elsewhere) in line
+    rc, _, err = cli("generate", cfg)  # what the line had advised: refused
+    assert rc == 1 and "no input.generate" in one_line_error(err)
+    assert not (tmp_path / "out.zarr").exists()

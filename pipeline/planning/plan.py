@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.config.models import Config, GenerateConfig
 from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
-from pipeline.errors import ConfigError, ListingError, PlanError
+from pipeline.errors import ConfigError, InputError, ListingError, PlanError
 from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
@@ -598,11 +598,33 @@ def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]
                 "the input is unfinished (an interrupted generate): `run` generates it again"
             )
             return planned_input(config), None
-    arr = arrays.open_zarr_array(loc, config.input.array)
+    try:
+        arr = arrays.open_zarr_array(loc, config.input.array)
+    except InputError as e:
+        if getattr(e, "status", "") != "absent" or loc.exists():
+            raise
+        raise InputError(_absent_store_line(config, loc), **e.data) from None
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     arrays.check_reader_sees_chunks(info)
     return info, arr
+
+
+def _absent_store_line(config: Config, loc: Location) -> str:
+    """The line for an input store that does not exist: ``pipeline generate`` where the config
+    describes the input (``input.generate``), and where the path is relative, the directory it
+    was taken from (a config run from another directory than its author's)."""
+    import os
+
+    fixes = ["fix input.store"]
+    if config.input.generate is not None:
+        fixes.insert(0, "`pipeline generate CONFIG` creates it from input.generate")
+    text = f"input store {loc} does not exist: {' or '.join(fixes)}"
+    raw = config.input.store
+    if loc.is_local and not os.path.isabs(os.path.expanduser(raw.removeprefix("file://"))):
+        text += f" (its relative path {raw!r} is taken from the directory the command runs in, "
+        text += f"{os.getcwd()})"
+    return text
 
 
 def planned_input(config: Config) -> ArrayInfo:

@@ -305,8 +305,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     # not show itself, but its array's metadata does
     if not location.exists() and not _metadata_shows(location, path):
         raise InputError(
-            f"input store {location} does not exist; create it with `pipeline generate CONFIG` "
-            "or fix input.store",
+            f"input store {location} does not exist: fix input.store",
             store=where,
             array=path,
             status="absent",
