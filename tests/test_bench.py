@@ -134,6 +134,8 @@ def test_quick_bench_skips_the_gpu_parts_visibly(bench) -> None:
     assert "skipped: naive dask-cuda peer" in stdout
     md = (out / "bench.md").read_text()
     assert "skipped: naive dask-cuda peer" in md
+    # toy sizes said so above the first table, whose rates are a run's fixed cost
+    assert md.index("Toy sizes (`--quick`): inputs of a few MB") < md.index("| workload |")
     for w in doc["meta"]["workloads"]:
         assert f"| {w['title']} |" in md
     assert doc["meta"]["versions"]["dask"] != "absent"
