@@ -193,6 +193,12 @@ CASES: dict[str, Case] = {
         {"line": 5, "key": "stages.0"},
         ["known stages: add, multiply, square"],
     ),
+    "no-stages": Case(  # pydantic's "Tuple should have at least 1 item" (new-user review)
+        _yaml(BASE + "stages: []\n"),
+        ConfigError,
+        {"line": 5, "key": "stages"},
+        ["stages: give at least one stage, such as '- op: square'; known stages: add, multiply"],
+    ),
     "bad-stage-parameter-name": Case(
         _yaml(BASE + "stages: [{{op: multiply, factr: 5}}]\n"),
         ConfigError,

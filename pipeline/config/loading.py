@@ -109,6 +109,9 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
     if kind == "missing":
         return f"missing key {key!r}"
+    if kind == "too_short" and key == "stages":
+        known = known_stages()
+        return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
     got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
