@@ -71,20 +71,24 @@ def _config(d: Path, input_store: Path, array: str = "") -> Path:
     return p
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
-    d = tmp_path_factory.mktemp("advice")
-    cfg = _config(d, d / "in.zarr")
+def _stopped_midway(
+    d: Path, array: str, make_input: Callable[[Path, int], None], rows: int
+) -> Made:
+    """In ``d``: an input of ``rows`` rows (``make_input``), the output of a run of it never
+    stopped (``ref.zarr``), and that of a run stopped by SIGKILL midway (``killed.zarr``),
+    its markers under ``out.zarr/array`` (the store's root where ``array`` is ""); a machine
+    fast enough to finish before the kill gets an input four times larger, up to 4 times."""
+    cfg = _config(d, d / "in.zarr", array)
     out = d / "out.zarr"
-    rows = 2000
-    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
+    marked = out / array if array else out
+    for _ in range(4):
         shutil.rmtree(out, ignore_errors=True)
-        many_blocks_input(d / "in.zarr", rows, COLS)
+        make_input(d / "in.zarr", rows)
         assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
         shutil.rmtree(d / "ref.zarr", ignore_errors=True)
         out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(out) < rows:
+        stopped = run_and_signal(cfg, marked, signal.SIGKILL, cwd=d)
+        if stopped is not None and 0 < markers(marked) < rows:
             break
         rows *= 4
     else:
@@ -92,6 +96,16 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     copy_store(out, d / "killed.zarr")
     shutil.rmtree(out)
     return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    return _stopped_midway(
+        tmp_path_factory.mktemp("advice"),
+        "",
+        lambda path, rows: many_blocks_input(path, rows, COLS),
+        2000,
+    )
 
 
 def _edit_attributes(out: Path, edit: Callable[[dict], None]) -> None:
@@ -337,25 +351,7 @@ def _ds_input(path: Path, rows: int) -> None:
 
 @pytest.fixture(scope="module")
 def made_ds(tmp_path_factory: pytest.TempPathFactory) -> Made:
-    d = tmp_path_factory.mktemp("advice-ds")
-    cfg = _config(d, d / "in.zarr", "v")
-    out = d / "out.zarr"
-    rows = DS_ROWS
-    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
-        shutil.rmtree(out, ignore_errors=True)
-        _ds_input(d / "in.zarr", rows)
-        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
-        shutil.rmtree(d / "ref.zarr", ignore_errors=True)
-        out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, out / "v", signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(out / "v") < rows:
-            break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
-    copy_store(out, d / "killed.zarr")
-    shutil.rmtree(out)
-    return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+    return _stopped_midway(tmp_path_factory.mktemp("advice-ds"), "v", _ds_input, DS_ROWS)
 
 
 def _edit_group_title(out: Path) -> None:
