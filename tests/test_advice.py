@@ -642,3 +642,67 @@ def test_verify_of_a_damaged_chunk_names_overwrite_only_where_run_takes_it(
     rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
     assert rc == 0, run_err
     _whole(out, made.ref)
+
+
+def _packed_int_input(path: Path, scale_factor: object) -> None:
+    """``v`` packed as int16 whose ``scale_factor`` is ``scale_factor``, its element [13, 4]
+    missing (``missing_value`` -1, no _FillValue), in chunks of 10 rows; a coordinate ``y``."""
+    a = (np.arange(20 * 30, dtype="i2").reshape(20, 30) % 50).astype("i2")
+    a[13, 4] = -1
+    ds = xr.Dataset({"v": (("y", "x"), a)}, coords={"y": np.arange(20.0)})
+    ds["v"].attrs.update(scale_factor=scale_factor, missing_value=np.int16(-1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(
+            path, mode="w", zarr_format=3, encoding={"v": {"chunks": (10, 30), "_FillValue": None}}
+        )
+
+
+def test_a_run_stopped_on_an_integer_decoded_input_is_advised_once_the_input_is_fixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """brk59: a run stopped on a missing element of an input that decodes to integers (its
+    integer scale_factor); the user writes scale_factor 2.0 as the note says and consolidates
+    again; verify then said "the output is [20, 30] int64, but this config makes [20, 30]
+    float64: is it the same config?", naming no command. It says the output was not finished,
+    and names the command `run` takes, which ends with the output xarray's decoding makes,
+    bit for bit, and a passing verify."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(src), "array": "v", "mask_and_scale": True},
+                "output": {"store": str(tmp_path / "out.zarr")},
+                "stages": STAGES,
+                "backend": "cpu",
+                "chunking": {"block": [10, 30]},
+                "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+            },
+            sort_keys=False,
+        )
+    )
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "scale_factor: 2.0" in err, err
+    assert status(tmp_path / "out.zarr" / "v") == "incomplete"
+    zarr.open_array(str(src / "v"), mode="r+").attrs["scale_factor"] = 2.0  # as the note says
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "incomplete" in lines[0], err
+    command = advised(lines[0])
+    assert command == ["--overwrite"], lines[0]
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (lines[0], run_err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = xr.open_zarr(src)["v"].values
+        got = xr.open_zarr(tmp_path / "out.zarr")["v"].values
+    want = ((decoded * 5) ** 2) * 2
+    assert got.dtype == want.dtype == np.float64 and np.isnan(got[13, 4])
+    assert got.tobytes() == want.tobytes()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err

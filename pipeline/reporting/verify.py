@@ -130,7 +130,18 @@ def verify(
     kept = carried(config, src, out_path.strip("/"))
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
-    if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
+    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
+    block_grid = grid.grid_shape(tuple(src.shape), block)
+    # the output's status as `run` decides it, first: an interrupted output is said to be one
+    # (`run --resume` finishes it, or run's refusal of that says what does), its chunks and
+    # metadata not judged (F5: a chunk a kill left empty was called damaged, a consolidated
+    # copy not yet written an edit, each with `run --overwrite`), nor its shape and dtype
+    # (brk59: a run stopped on an integer-decoded input whose scale_factor the user then
+    # fixed, as its note said: "is it the same config?", naming no command)
+    status = _status(dst, loc_out, out_path.strip("/"), kept, record)
+    if status != "incomplete" and (
+        tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype
+    ):
         said = (  # the record says this config made it: its metadata was edited since
             "its metadata was edited since the run, whose record says it wrote "
             f"{list(src.shape)} {chain[-1].out_dtype}; `run --overwrite` writes it again"
@@ -146,13 +157,6 @@ def verify(
             expected_shape=tuple(src.shape),
             expected_dtype=str(chain[-1].out_dtype),
         )
-    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
-    block_grid = grid.grid_shape(tuple(src.shape), block)
-    # the output's status as `run` decides it, first: an interrupted output is said to be one
-    # (`run --resume` finishes it), its chunks and metadata not judged (F5: a chunk a kill
-    # left empty was called damaged, a consolidated copy not yet written an edit, each with
-    # `run --overwrite`)
-    status = _status(dst, loc_out, out_path.strip("/"), kept, record)
     if status == "incomplete":
         return VerifyResult(
             checked=0,
