@@ -340,10 +340,10 @@ def test_a_listing_refused_for_access_says_so_in_its_one_line(
     setting fixes: a 401 names credentials, and only them; a 403 (no permission, or a server
     without listings: nginx answers 403) names both. In `Location`'s errors, and in the one
     line of `plan` and `run` of a Dataset, whose group xarray reads from its listing."""
+    import xarray as xr
+
     from pipeline.errors import ListingError
     from pipeline.store.location import Location
-
-    import xarray as xr
 
     x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
     ds = xr.Dataset({"v": (("y", "x"), x)}, coords={"y": np.arange(ROWS * 1.0)})
