@@ -253,7 +253,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
-        print(_interrupted(args, e.what, e.where, e.state), file=sys.stderr)
+        print(_interrupted(args, e.what, e.where, e.state, e.refused), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
         waiting.take()
@@ -332,10 +332,15 @@ def _reader_gone() -> int:
 TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
-def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) -> str:
+def _interrupted(
+    args: argparse.Namespace, what: str, where: str, state: str, refused: str = ""
+) -> str:
     """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
     another command: nothing) left undone; for a run, by its output's ``state``
-    (:class:`~pipeline.errors.Interrupted`)."""
+    (:class:`~pipeline.errors.Interrupted`), or ``run``'s own ``refused`` where it refuses the
+    command that state names."""
+    if what == "run" and refused:
+        return f"interrupted: the workers are stopped; the output is unfinished; {refused}"
     if what == "run" and state == "incomplete":
         return "interrupted: the workers are stopped; `run --resume` finishes the output"
     if what == "run" and state == "unresumable":

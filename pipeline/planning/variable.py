@@ -443,7 +443,7 @@ def unheld_error(
         f"input variable {where} decodes to {dtype} because of its integer {said} (as xarray "
         f"decodes it), and {what}, which {dtype} cannot hold (xarray reads an arbitrary "
         f"integer there); the output stays incomplete: write {floats} in the input, so that "
-        f"it decodes to floats, or remove {remove}, then run again with --overwrite",
+        f"it decodes to floats, or remove {remove}; then `run --overwrite` starts over",
         variable=where,
         key=key,
         element=list(element),

@@ -378,7 +378,9 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
                 said + "`run --overwrite` writes the output again", output=where, region=region
             ) from None
         raise InputError(
-            said + "restore it from its source (`pipeline run` names the chunk)",
+            # (it had said "`pipeline run` names the chunk": a run of a complete output reads
+            # no input, and says "nothing to do")
+            said + "restore the chunks of that region from their source",
             store=where,
             region=region,
         ) from None
