@@ -644,11 +644,13 @@ def test_verify_of_a_damaged_chunk_names_overwrite_only_where_run_takes_it(
     _whole(out, made.ref)
 
 
-def _packed_int_input(path: Path, scale_factor: object) -> None:
+def _packed_int_input(path: Path, scale_factor: object, missing: bool = True) -> None:
     """``v`` packed as int16 whose ``scale_factor`` is ``scale_factor``, its element [13, 4]
-    missing (``missing_value`` -1, no _FillValue), in chunks of 10 rows; a coordinate ``y``."""
+    missing where ``missing`` (``missing_value`` -1, no _FillValue), in chunks of 10 rows; a
+    coordinate ``y``."""
     a = (np.arange(20 * 30, dtype="i2").reshape(20, 30) % 50).astype("i2")
-    a[13, 4] = -1
+    if missing:
+        a[13, 4] = -1
     ds = xr.Dataset({"v": (("y", "x"), a)}, coords={"y": np.arange(20.0)})
     ds["v"].attrs.update(scale_factor=scale_factor, missing_value=np.int16(-1))
     with warnings.catch_warnings():
@@ -669,6 +671,64 @@ def test_a_run_stopped_on_an_integer_decoded_input_is_advised_once_the_input_is_
     bit for bit, and a passing verify."""
     src = tmp_path / "in.zarr"
     _packed_int_input(src, np.int16(2))
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "scale_factor: 2.0" in err, err
+    assert status(tmp_path / "out.zarr" / "v") == "incomplete"
+    _scale_factor_as_float(src)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "incomplete" in lines[0], err
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, tmp_path / "out.zarr", lines[0])
+
+
+def test_a_complete_output_of_an_integer_decoded_input_is_advised_once_the_input_is_fixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same fix of an input that held no missing element, after a complete run (int64):
+    verify had asked "is it the same config?", naming no command, where `run` says the input
+    changed and names `run --overwrite`. It says so too, and that command ends right."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2), missing=False)
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    _scale_factor_as_float(src)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "the input changed" in lines[0], err
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, tmp_path / "out.zarr", lines[0])
+
+
+def _scale_factor_as_float(src: Path) -> None:
+    """What the plan's note asks for: ``scale_factor: 2.0``, consolidated again."""
+    zarr.open_array(str(src / "v"), mode="r+").attrs["scale_factor"] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+
+
+def _advised_command_ends_as_xarray_decodes(
+    capsys: pytest.CaptureFixture[str], cfg: Path, src: Path, out: Path, line: str
+) -> None:
+    """The command ``line`` names is `run --overwrite`, which `run` takes, and it ends with
+    what xarray decodes of ``src`` through the stages, bit for bit, and a passing verify."""
+    command = advised(line)
+    assert command == ["--overwrite"], line
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (line, run_err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = xr.open_zarr(src)["v"].values
+        got = xr.open_zarr(out)["v"].values
+    want = ((decoded * 5) ** 2) * 2
+    assert got.dtype == want.dtype == np.float64
+    assert got.tobytes() == want.tobytes()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+
+
+def _packed_config(tmp_path: Path, src: Path) -> Path:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -683,26 +743,4 @@ def test_a_run_stopped_on_an_integer_decoded_input_is_advised_once_the_input_is_
             sort_keys=False,
         )
     )
-    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
-    assert rc == 1 and "scale_factor: 2.0" in err, err
-    assert status(tmp_path / "out.zarr" / "v") == "incomplete"
-    zarr.open_array(str(src / "v"), mode="r+").attrs["scale_factor"] = 2.0  # as the note says
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(src))
-    rc, err = _cli(capsys, "-q", "verify", cfg)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 1 and len(lines) == 1 and "incomplete" in lines[0], err
-    command = advised(lines[0])
-    assert command == ["--overwrite"], lines[0]
-    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
-    assert rc == 0, (lines[0], run_err)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        decoded = xr.open_zarr(src)["v"].values
-        got = xr.open_zarr(tmp_path / "out.zarr")["v"].values
-    want = ((decoded * 5) ** 2) * 2
-    assert got.dtype == want.dtype == np.float64 and np.isnan(got[13, 4])
-    assert got.tobytes() == want.tobytes()
-    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
-    assert rc == 0, err
+    return cfg

@@ -142,13 +142,25 @@ def verify(
     if status != "incomplete" and (
         tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype
     ):
-        said = (  # the record says this config made it: its metadata was edited since
-            "its metadata was edited since the run, whose record says it wrote "
-            f"{list(src.shape)} {chain[-1].out_dtype}; `run --overwrite` writes it again"
-            if _made_by_this(record, tuple(src.shape), native, chain)
-            else f"this config makes {list(src.shape)} {chain[-1].out_dtype}: is it the same "
-            "config?"
-        )
+        makes = f"{list(src.shape)} {chain[-1].out_dtype}"
+        if _made_by_this(record, tuple(src.shape), native, chain):
+            # the record says this config made it: its metadata was edited since
+            said = (
+                f"its metadata was edited since the run, whose record says it wrote {makes}; "
+                "`run --overwrite` writes it again"
+            )
+        elif _made_from(
+            record, input_place(loc_in, config.input.array.strip("/"))
+        ) is None and _input_changed(
+            record, loc_in, identify_store(loc_in, config.input.array.strip("/")), kept
+        ):  # as `run` says it: the input changed since (a scale_factor written as a float)
+            said = (
+                f"the input changed since the run made it (its metadata or files were "
+                f"rewritten), and this config makes {makes} of it now; `run --overwrite` "
+                "computes it from the input as it is now"
+            )
+        else:
+            said = f"this config makes {makes}: is it the same config?"
         raise OutputError(
             f"the output is {list(dst.shape)} {dst.dtype}, but {said}",
             output=loc_out.join(out_path),
