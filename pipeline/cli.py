@@ -506,11 +506,19 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
 
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
-    from pipeline.errors import OutputError
+    from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
 
     try:
         res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+    except InputError as e:  # an element of the input its packing cannot hold: asks `run`
+        named = "; then `run --overwrite` starts over"
+        if not str(e).endswith(named):
+            raise
+        told = _run_says(args, config, ("--overwrite",), named)
+        if told == named:
+            raise
+        raise InputError(f"{str(e)[: -len(named)]}; {told}", **e.data) from None
     except OutputError as e:  # no array to verify there, or not the one this config makes
         again = "`run --overwrite` writes the output again"
         if getattr(e, "region", None) is not None and str(e).endswith(again):  # damaged

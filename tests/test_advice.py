@@ -744,3 +744,31 @@ def _packed_config(tmp_path: Path, src: Path) -> Path:
         )
     )
     return cfg
+
+
+def test_verify_of_a_packed_input_that_now_holds_a_missing_element_asks_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A complete output of an integer-decoded input, one of whose elements is written as its
+    missing value since: verify stops there as the run does, and its line had named `run
+    --overwrite` without asking `run`. With notes in the output's folder, which `--overwrite`
+    never deletes, it says what `run --overwrite` says; without them it names it, and it
+    ends right."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2), missing=False)
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(str(src / "v"), mode="r+")[13, 4] = -1
+    out = tmp_path / "out.zarr"
+    (out / "v" / "notes.txt").write_text("mine")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "scale_factor: 2.0" in lines[0], err
+    assert "`run --overwrite`" not in lines[0] and "notes.txt" in lines[0], lines[0]
+    (out / "v" / "notes.txt").unlink()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and advised(lines[0]) == ["--overwrite"], err
+    _scale_factor_as_float(src)
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, out, lines[0])
