@@ -190,7 +190,9 @@ def verify(
         found = unpack.unheld(x) if unpack else None
         if unpack and found:  # no value to compare with: the run stops there too
             info = arrays.describe_array(loc_in, config.input.array, src)
-            raise unheld_error(info, unpack, found, tuple(s.start for s in sl), x.shape)
+            origin = tuple(s.start for s in sl)
+            said = "verify has no value to compare there"  # (the output is not a run's stop)
+            raise unheld_error(info, unpack, found, origin, x.shape, said)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = _read(dst, sl, loc_out.join(out_path), output=True)
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
