@@ -253,7 +253,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
-        print(_interrupted(args, e.what, e.where, e.state), file=sys.stderr)
+        print(_interrupted(args, e.what, e.where, e.state, e.refused), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
         waiting.take()
@@ -332,10 +332,15 @@ def _reader_gone() -> int:
 TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
-def _interrupted(args: argparse.Namespace, what: str, where: str, state: str) -> str:
+def _interrupted(
+    args: argparse.Namespace, what: str, where: str, state: str, refused: str = ""
+) -> str:
     """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
     another command: nothing) left undone; for a run, by its output's ``state``
-    (:class:`~pipeline.errors.Interrupted`)."""
+    (:class:`~pipeline.errors.Interrupted`), or ``run``'s own ``refused`` where it refuses the
+    command that state names."""
+    if what == "run" and refused:
+        return f"interrupted: the workers are stopped; the output is unfinished; {refused}"
     if what == "run" and state == "incomplete":
         return "interrupted: the workers are stopped; `run --resume` finishes the output"
     if what == "run" and state == "unresumable":
@@ -501,11 +506,19 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
 
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
-    from pipeline.errors import OutputError
+    from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
 
     try:
         res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+    except InputError as e:  # an element of the input its packing cannot hold: asks `run`
+        named = "; then `run --overwrite` starts over"
+        if not str(e).endswith(named):
+            raise
+        told = _run_says(args, config, ("--overwrite",), named)
+        if told == named:
+            raise
+        raise InputError(f"{str(e)[: -len(named)]}; {told}", **e.data) from None
     except OutputError as e:  # no array to verify there, or not the one this config makes
         again = "`run --overwrite` writes the output again"
         if getattr(e, "region", None) is not None and str(e).endswith(again):  # damaged

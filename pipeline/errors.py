@@ -170,22 +170,46 @@ class Interrupted(KeyboardInterrupt):
     config or data). ``str()`` is one line saying so; the command line prints its own and
     exits 130."""
 
-    def __init__(self, what: str = "run", where: str = "", state: str = "incomplete") -> None:
-        super().__init__(_interrupted_line(what, where, state))
+    def __init__(
+        self, what: str = "run", where: str = "", state: str = "incomplete", refused: str = ""
+    ) -> None:
+        super().__init__(_interrupted_line(what, where, state, refused))
         self.what = what
         self.where = where
         self.state = state
+        self.refused = refused
+        """``run``'s own refusal, where it refuses the command the ``state`` names (asked
+        once the run's lock is given up: an input rewritten during the run, a run record
+        gone); it says what ``run`` takes there instead, or that none writes there. "" where
+        ``run`` takes that command, or for a state that names none."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.what, self.where, self.state))
+        return (type(self), (self.what, self.where, self.state, self.refused))
 
 
-def _interrupted_line(what: str, where: str, state: str = "incomplete") -> str:
-    """The one line of an :class:`Interrupted`."""
+#: What a line says to run next where the command that finishes an output depends on what the
+#: user does first: a fix that rewrites the input's files (a chunk restored, permissions
+#: changed, which change its files' status-change times) makes a resume refused, one that
+#: does not keeps it possible. ``pipeline verify`` asks ``run`` then (``run_accepts``).
+VERIFY_NAMES = "`pipeline verify` with the run's config names the command that finishes the output"
+
+#: The ``run`` command the line of an :class:`Interrupted` run names, by its ``state``.
+INTERRUPTED_FLAG = {
+    "incomplete": "--resume",
+    "unresumable": "--overwrite",
+    "creating": "--overwrite",
+}
+
+
+def _interrupted_line(what: str, where: str, state: str = "incomplete", refused: str = "") -> str:
+    """The one line of an :class:`Interrupted`: for a run, ``run``'s ``refused`` where it
+    refuses the command the ``state`` names."""
     if what == "generate":
         the_input = f"the input {where}" if where else "the input"
         return f"interrupted: {the_input} is unfinished: generate it again"
     the_output = f"the output {where}" if where else "the output"
+    if refused:
+        return f"interrupted: {the_output} is unfinished; {refused}"
     if state == "untouched":
         return "interrupted: nothing was written"
     if state == "complete":
@@ -213,7 +237,7 @@ def disk_full(e: OSError, where: str) -> StoreError | None:
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(
-            f"no space left writing {where} ({e.strerror}): free space, then `run --resume` "
+            f"no space left writing {where} ({e.strerror}): free space; then `run --resume` "
             "finishes the output",
             where=where,
         )

@@ -71,20 +71,24 @@ def _config(d: Path, input_store: Path, array: str = "") -> Path:
     return p
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
-    d = tmp_path_factory.mktemp("advice")
-    cfg = _config(d, d / "in.zarr")
+def _stopped_midway(
+    d: Path, array: str, make_input: Callable[[Path, int], None], rows: int
+) -> Made:
+    """In ``d``: an input of ``rows`` rows (``make_input``), the output of a run of it never
+    stopped (``ref.zarr``), and that of a run stopped by SIGKILL midway (``killed.zarr``),
+    its markers under ``out.zarr/array`` (the store's root where ``array`` is ""); a machine
+    fast enough to finish before the kill gets an input four times larger, up to 4 times."""
+    cfg = _config(d, d / "in.zarr", array)
     out = d / "out.zarr"
-    rows = 2000
-    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
+    marked = out / array if array else out
+    for _ in range(4):
         shutil.rmtree(out, ignore_errors=True)
-        many_blocks_input(d / "in.zarr", rows, COLS)
+        make_input(d / "in.zarr", rows)
         assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
         shutil.rmtree(d / "ref.zarr", ignore_errors=True)
         out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(out) < rows:
+        stopped = run_and_signal(cfg, marked, signal.SIGKILL, cwd=d)
+        if stopped is not None and 0 < markers(marked) < rows:
             break
         rows *= 4
     else:
@@ -92,6 +96,16 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     copy_store(out, d / "killed.zarr")
     shutil.rmtree(out)
     return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    return _stopped_midway(
+        tmp_path_factory.mktemp("advice"),
+        "",
+        lambda path, rows: many_blocks_input(path, rows, COLS),
+        2000,
+    )
 
 
 def _edit_attributes(out: Path, edit: Callable[[dict], None]) -> None:
@@ -337,25 +351,7 @@ def _ds_input(path: Path, rows: int) -> None:
 
 @pytest.fixture(scope="module")
 def made_ds(tmp_path_factory: pytest.TempPathFactory) -> Made:
-    d = tmp_path_factory.mktemp("advice-ds")
-    cfg = _config(d, d / "in.zarr", "v")
-    out = d / "out.zarr"
-    rows = DS_ROWS
-    for _ in range(4):  # a machine fast enough to finish before the kill gets a larger input
-        shutil.rmtree(out, ignore_errors=True)
-        _ds_input(d / "in.zarr", rows)
-        assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
-        shutil.rmtree(d / "ref.zarr", ignore_errors=True)
-        out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, out / "v", signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(out / "v") < rows:
-            break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
-    copy_store(out, d / "killed.zarr")
-    shutil.rmtree(out)
-    return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
+    return _stopped_midway(tmp_path_factory.mktemp("advice-ds"), "v", _ds_input, DS_ROWS)
 
 
 def _edit_group_title(out: Path) -> None:
@@ -646,3 +642,133 @@ def test_verify_of_a_damaged_chunk_names_overwrite_only_where_run_takes_it(
     rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--overwrite")
     assert rc == 0, run_err
     _whole(out, made.ref)
+
+
+def _packed_int_input(path: Path, scale_factor: object, missing: bool = True) -> None:
+    """``v`` packed as int16 whose ``scale_factor`` is ``scale_factor``, its element [13, 4]
+    missing where ``missing`` (``missing_value`` -1, no _FillValue), in chunks of 10 rows; a
+    coordinate ``y``."""
+    a = (np.arange(20 * 30, dtype="i2").reshape(20, 30) % 50).astype("i2")
+    if missing:
+        a[13, 4] = -1
+    ds = xr.Dataset({"v": (("y", "x"), a)}, coords={"y": np.arange(20.0)})
+    ds["v"].attrs.update(scale_factor=scale_factor, missing_value=np.int16(-1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(
+            path, mode="w", zarr_format=3, encoding={"v": {"chunks": (10, 30), "_FillValue": None}}
+        )
+
+
+def test_a_run_stopped_on_an_integer_decoded_input_is_advised_once_the_input_is_fixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """brk59: a run stopped on a missing element of an input that decodes to integers (its
+    integer scale_factor); the user writes scale_factor 2.0 as the note says and consolidates
+    again; verify then said "the output is [20, 30] int64, but this config makes [20, 30]
+    float64: is it the same config?", naming no command. It says the output was not finished,
+    and names the command `run` takes, which ends with the output xarray's decoding makes,
+    bit for bit, and a passing verify."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2))
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and "scale_factor: 2.0" in err, err
+    assert status(tmp_path / "out.zarr" / "v") == "incomplete"
+    _scale_factor_as_float(src)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "incomplete" in lines[0], err
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, tmp_path / "out.zarr", lines[0])
+
+
+def test_a_complete_output_of_an_integer_decoded_input_is_advised_once_the_input_is_fixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same fix of an input that held no missing element, after a complete run (int64):
+    verify had asked "is it the same config?", naming no command, where `run` says the input
+    changed and names `run --overwrite`. It says so too, and that command ends right."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2), missing=False)
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    _scale_factor_as_float(src)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "the input changed" in lines[0], err
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, tmp_path / "out.zarr", lines[0])
+
+
+def _scale_factor_as_float(src: Path) -> None:
+    """What the plan's note asks for: ``scale_factor: 2.0``, consolidated again."""
+    zarr.open_array(str(src / "v"), mode="r+").attrs["scale_factor"] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+
+
+def _advised_command_ends_as_xarray_decodes(
+    capsys: pytest.CaptureFixture[str], cfg: Path, src: Path, out: Path, line: str
+) -> None:
+    """The command ``line`` names is `run --overwrite`, which `run` takes, and it ends with
+    what xarray decodes of ``src`` through the stages, bit for bit, and a passing verify."""
+    command = advised(line)
+    assert command == ["--overwrite"], line
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, (line, run_err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = xr.open_zarr(src)["v"].values
+        got = xr.open_zarr(out)["v"].values
+    want = ((decoded * 5) ** 2) * 2
+    assert got.dtype == want.dtype == np.float64
+    assert got.tobytes() == want.tobytes()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+
+
+def _packed_config(tmp_path: Path, src: Path) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(src), "array": "v", "mask_and_scale": True},
+                "output": {"store": str(tmp_path / "out.zarr")},
+                "stages": STAGES,
+                "backend": "cpu",
+                "chunking": {"block": [10, 30]},
+                "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+            },
+            sort_keys=False,
+        )
+    )
+    return cfg
+
+
+def test_verify_of_a_packed_input_that_now_holds_a_missing_element_asks_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A complete output of an integer-decoded input, one of whose elements is written as its
+    missing value since: verify stops there as the run does, and its line had named `run
+    --overwrite` without asking `run`. With notes in the output's folder, which `--overwrite`
+    never deletes, it says what `run --overwrite` says; without them it names it, and it
+    ends right."""
+    src = tmp_path / "in.zarr"
+    _packed_int_input(src, np.int16(2), missing=False)
+    cfg = _packed_config(tmp_path, src)
+    rc, err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(str(src / "v"), mode="r+")[13, 4] = -1
+    out = tmp_path / "out.zarr"
+    (out / "v" / "notes.txt").write_text("mine")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and "scale_factor: 2.0" in lines[0], err
+    assert "`run --overwrite`" not in lines[0] and "notes.txt" in lines[0], lines[0]
+    (out / "v" / "notes.txt").unlink()
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and advised(lines[0]) == ["--overwrite"], err
+    _scale_factor_as_float(src)
+    _advised_command_ends_as_xarray_decodes(capsys, cfg, src, out, lines[0])

@@ -112,9 +112,13 @@ def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) ->
             line = one_line_error(err)
             assert f"HTTP {status}" in line and "'2.0'" in line, line
             assert server.url in line and "stays incomplete" in line, line
-            assert "--resume" in line, line
+            # what finishes it depends on the fix (one that rewrites the input's files makes
+            # a resume refused): verify asks `run` once it is made
+            assert "`pipeline verify`" in line and "--resume" not in line, line
         server.set()
-        rc, _, err = cli("run", cfg, "--overwrite")
+        rc, _, err = cli("verify", cfg)  # the server serves it again: nothing was rewritten
+        assert rc == 1 and "`run --resume` finishes it" in one_line_error(err), err
+        rc, _, err = cli("run", cfg, "--resume")
         assert rc == 0, err
         server.set(fail={"in.zarr/2.0": 403})  # verify reads through zarr-python: not damage
         rc, _, err = cli("verify", cfg, "--all")
@@ -329,6 +333,53 @@ def test_a_listing_the_server_refuses_is_one_line_naming_the_fix(tmp_path: Path)
             assert "autoindex" in str(e) and "\n" not in str(e)
         server.set(folders=404)  # as no such folder: nothing listed
         assert loc.list("") == [] and loc.file_sizes("") == {}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_listing_refused_for_access_says_so_in_its_one_line(
+    tmp_path: Path, cli, status: int
+) -> None:
+    """A listing refused with 401 (no credentials) had been worded as a server without folder
+    listings ("enable folder listings on it (nginx: `autoindex on`)"), which no listing
+    setting fixes: a 401 names credentials, and only them; a 403 (no permission, or a server
+    without listings: nginx answers 403) names both. In `Location`'s errors, and in the one
+    line of `plan` and `run` of a Dataset, whose group xarray reads from its listing."""
+    import xarray as xr
+
+    from pipeline.errors import ListingError
+    from pipeline.store.location import Location
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    ds = xr.Dataset({"v": (("y", "x"), x)}, coords={"y": np.arange(ROWS * 1.0)})
+    ds.to_zarr(
+        tmp_path / "in.zarr", mode="w", zarr_format=2, encoding={"v": {"chunks": (CHUNK, COLS)}}
+    )
+
+    def says_access(line: str) -> None:
+        assert "\n" not in line and f"HTTP {status} " in line, line
+        assert "credentials" in line and "storage_options" in line, line
+        if status == 401:
+            assert "without credentials" in line and "autoindex" not in line, line
+        else:
+            assert "permission" in line and "autoindex" in line, line
+
+    with serving(tmp_path, folders=status) as server:
+        url = f"{server.url}/in.zarr"
+        loc = Location.of(url)
+        for call in (lambda: loc.list(""), lambda: loc.stamped_files("")):
+            with pytest.raises(ListingError) as info:
+                call()
+            assert info.value.failure.startswith(f"HTTP {status} "), info.value
+            says_access(str(info.value))
+        sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
+        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            assert rc == 1
+            line = one_line_error(err)
+            says_access(line)
+            assert url in line and "output.array: ''" in line, line
+        assert not (tmp_path / "out.zarr").exists()
 
 
 @pytest.mark.parametrize("status", [403, 404])

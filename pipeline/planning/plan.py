@@ -11,6 +11,7 @@ records, so that a resume with another config or input is refused.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -250,6 +251,15 @@ class Plan:
             _input_identity(self.input).identity == self.identity["input"][1]
             and self._frame_identity() == self.identity.get("coordinates")
         )
+
+    def retaken(self) -> Plan:
+        """This plan with its :attr:`identity` taken again, of the input as it is now (what
+        ``run`` would compare with the output's record if it started now; the plan keeps the
+        one its run started with)."""
+        fresh = copy.copy(self)
+        for name in ("identity", "_input_store"):
+            fresh.__dict__.pop(name, None)
+        return fresh
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`identity`."""

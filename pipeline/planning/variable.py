@@ -456,8 +456,10 @@ def unheld_error(
     found: Unheld,
     origin: tuple[int, ...],
     shape: tuple[int, ...],
+    output: str = "the output stays incomplete",
 ) -> InputError:
-    """The one-line error for a block of the input variable ``info`` (its first element at
+    """The one-line error (``output``: what it says of the output) for a block of the input
+    variable ``info`` (its first element at
     ``origin``, of ``shape``) that holds an element its integer decoding cannot give a value
     (:meth:`pipeline.ops.cf.Unpacking.unheld`: one equal to a fill value, or a stored NaN),
     naming the element's index in the array and the key of its stored unit. The plan accepts
@@ -484,8 +486,8 @@ def unheld_error(
     return InputError(
         f"input variable {where} decodes to {dtype} because of its integer {said} (as xarray "
         f"decodes it), and {what}, which {dtype} cannot hold (xarray reads an arbitrary "
-        f"integer there); the output stays incomplete: write {floats} in the input, so that "
-        f"it decodes to floats, or remove {remove}, then run again with --overwrite",
+        f"integer there); {output}: write {floats} in the input, so that "
+        f"it decodes to floats, or remove {remove}; then `run --overwrite` starts over",
         variable=where,
         key=key,
         element=list(element),

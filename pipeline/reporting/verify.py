@@ -130,14 +130,37 @@ def verify(
     kept = carried(config, src, out_path.strip("/"))
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
-    if tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype:
-        said = (  # the record says this config made it: its metadata was edited since
-            "its metadata was edited since the run, whose record says it wrote "
-            f"{list(src.shape)} {chain[-1].out_dtype}; `run --overwrite` writes it again"
-            if _made_by_this(record, tuple(src.shape), native, chain)
-            else f"this config makes {list(src.shape)} {chain[-1].out_dtype}: is it the same "
-            "config?"
-        )
+    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
+    block_grid = grid.grid_shape(tuple(src.shape), block)
+    # the output's status as `run` decides it, first: an interrupted output is said to be one
+    # (`run --resume` finishes it, or run's refusal of that says what does), its chunks and
+    # metadata not judged (F5: a chunk a kill left empty was called damaged, a consolidated
+    # copy not yet written an edit, each with `run --overwrite`), nor its shape and dtype
+    # (brk59: a run stopped on an integer-decoded input whose scale_factor the user then
+    # fixed, as its note said: "is it the same config?", naming no command)
+    status = _status(dst, loc_out, out_path.strip("/"), kept, record)
+    if status != "incomplete" and (
+        tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype
+    ):
+        makes = f"{list(src.shape)} {chain[-1].out_dtype}"
+        if _made_by_this(record, tuple(src.shape), native, chain):
+            # the record says this config made it: its metadata was edited since
+            said = (
+                f"its metadata was edited since the run, whose record says it wrote {makes}; "
+                "`run --overwrite` writes it again"
+            )
+        elif _made_from(
+            record, input_place(loc_in, config.input.array.strip("/"))
+        ) is None and _input_changed(
+            record, loc_in, identify_store(loc_in, config.input.array.strip("/")), kept
+        ):  # as `run` says it: the input changed since (a scale_factor written as a float)
+            said = (
+                f"the input changed since the run made it (its metadata or files were "
+                f"rewritten), and this config makes {makes} of it now; `run --overwrite` "
+                "computes it from the input as it is now"
+            )
+        else:
+            said = f"this config makes {makes}: is it the same config?"
         raise OutputError(
             f"the output is {list(dst.shape)} {dst.dtype}, but {said}",
             output=loc_out.join(out_path),
@@ -146,13 +169,6 @@ def verify(
             expected_shape=tuple(src.shape),
             expected_dtype=str(chain[-1].out_dtype),
         )
-    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
-    block_grid = grid.grid_shape(tuple(src.shape), block)
-    # the output's status as `run` decides it, first: an interrupted output is said to be one
-    # (`run --resume` finishes it), its chunks and metadata not judged (F5: a chunk a kill
-    # left empty was called damaged, a consolidated copy not yet written an edit, each with
-    # `run --overwrite`)
-    status = _status(dst, loc_out, out_path.strip("/"), kept, record)
     if status == "incomplete":
         return VerifyResult(
             checked=0,
@@ -174,7 +190,9 @@ def verify(
         found = unpack.unheld(x) if unpack else None
         if unpack and found:  # no value to compare with: the run stops there too
             info = arrays.describe_array(loc_in, config.input.array, src)
-            raise unheld_error(info, unpack, found, tuple(s.start for s in sl), x.shape)
+            origin = tuple(s.start for s in sl)
+            said = "verify has no value to compare there"  # (the output is not a run's stop)
+            raise unheld_error(info, unpack, found, origin, x.shape, said)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = _read(dst, sl, loc_out.join(out_path), output=True)
         return bool(np.array_equal(ref, got, equal_nan=ref.dtype.kind == "f"))
@@ -374,7 +392,9 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
                 said + "`run --overwrite` writes the output again", output=where, region=region
             ) from None
         raise InputError(
-            said + "restore it from its source (`pipeline run` names the chunk)",
+            # (it had said "`pipeline run` names the chunk": a run of a complete output reads
+            # no input, and says "nothing to do")
+            said + "restore the chunks of that region from their source",
             store=where,
             region=region,
         ) from None

@@ -279,19 +279,15 @@ def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
     """The one-line ClusterError of the scheduler ``address`` ('local': a local cluster's)
     lost during the run's phase ``during`` (a key of :data:`DOING`), ``cause`` the error that
     said so, in a word or two. Fields: ``reason`` 'lost', ``address``, ``during``."""
-    if address == "local":
-        name, fix = "the local cluster's scheduler", "run again"
-    else:
+    check = ""
+    name = "the local cluster's scheduler"
+    if address != "local":
         name = f"the Dask scheduler at {address}"
-        fix = (
-            f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`), "
-            "then run again"
-        )
-    if during == "compute":
-        fix = (
-            f"what it did not finish stays marked unfinished: {fix} (`run --resume` finishes "
-            "a run's output)"
-        )
+        check = f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`)"
+    fix = f"{check}, then run again" if check else "run again"
+    if during == "compute":  # the command, which the run asks `run` of (runner._as_run_takes)
+        fix = "what it did not finish stays marked unfinished" + (f": {check}" if check else "")
+        fix += "; then `run --resume` finishes the output"
     return ClusterError(
         f"lost {name} {DOING[during]} ({cause}); {fix}",
         address=address,
@@ -432,8 +428,8 @@ def _result(fut: Any) -> Any:
         return fut.result()
     except KilledWorker as e:
         raise ClusterError(
-            f"workers died repeatedly running {e.task}; the output stays incomplete "
-            "(`run --resume` continues): check worker memory (cluster.host_memory_limit)",
+            f"workers died repeatedly running {e.task}, so the output stays incomplete: check "
+            "worker memory (cluster.host_memory_limit); then `run --resume` finishes the output",
             reason="workers-died",
             task=str(e.task),
         ) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
+    INTERRUPTED_FLAG,
     ConfigError,
     InputError,
     Interrupted,
@@ -346,9 +348,50 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
             summary.seconds["finish"] = time.perf_counter() - t_finish
             output.drop_leftover_record(plan)
         else:
-            summary = _execute(plan, start, connect, options, t_start)
+            try:
+                summary = _execute(plan, start, connect, options, t_start)
+            except (PipelineError, Interrupted) as e:  # the lock given up: ask `run`
+                said = _as_run_takes(plan, e)
+                if said is e:
+                    raise
+                raise said from None
         complete.append(plan.output.location.join(plan.output.path))
     return _closed(summary, t_begin, t_start)
+
+
+#: A ``run`` command a line names.
+_NAMED = re.compile(r"`(?:pipeline )?run(?: CONFIG)? (--resume|--overwrite)`")
+
+
+def _as_run_takes(plan: Plan, e: PipelineError | Interrupted) -> PipelineError | Interrupted:
+    """``e``, raised by a run once it began (its lock now given up), where the command its
+    line names is one ``run`` takes at the output as it is now (:func:`output.run_accepts`);
+    else the same error whose advice is ``run``'s own refusal of that command, which names
+    the one it takes, or says that none writes there and what to do. A fix these lines ask
+    for first (space freed, fewer threads, the input's packing corrected) changes neither
+    the output nor the input's identity, so ``run`` takes the same command after it (the
+    advice of a fix that may rewrite the input names ``pipeline verify`` instead,
+    :data:`~pipeline.errors.VERIFY_NAMES`). A resume refused since (an input rewritten during
+    the run, a lost run record) had still been named. ``e`` where ``run`` cannot be asked."""
+    if isinstance(e, Interrupted):
+        flag = INTERRUPTED_FLAG.get(e.state) if e.what == "run" and not e.refused else None
+    else:
+        named = _NAMED.search(str(e))
+        flag = named.group(1) if named else None
+    if flag is None:
+        return e
+    try:  # the input as it is now: the plan's identity is its start's
+        took, refusals = output.run_accepts(plan.retaken(), (flag,))
+    except Exception:  # a look only: the error stays as it was
+        return e
+    if took is not None or not refusals:
+        return e
+    refused = str(refusals[0])
+    if isinstance(e, Interrupted):
+        return Interrupted(e.what, e.where, e.state, refused)
+    text = str(e)
+    cut = text.rfind("; ", 0, _NAMED.search(text).start())  # type: ignore[union-attr]
+    return type(e)(f"{text[:cut] if cut > 0 else text}; {refused}", **e.data)
 
 
 def _incomplete(plan: Plan) -> str:
@@ -609,7 +652,7 @@ def _check_recorded(plan: Plan, all_blocks: list) -> None:
     if missing:
         raise OutputError(
             f"{len(missing)} block(s) have no record of being written (first: "
-            f"{missing[0]}); the output stays incomplete: `run --resume` retries them",
+            f"{missing[0]}), so the output stays incomplete; `run --resume` retries them",
             output=plan.output.location.join(plan.output.path),
             status="incomplete",
             unrecorded=missing,
@@ -690,14 +733,16 @@ def _task_error(e: Exception) -> PipelineError | None:
         return None
     if isinstance(e, MemoryError):
         return PlanError(
-            f"out of memory in a task ({e}); lower chunking.target_bytes or "
-            "cluster.threads_per_worker, then `run --resume`",
+            f"out of memory in a task ({e}): lower cluster.threads_per_worker (a resume keeps "
+            "this run's blocks: a smaller chunking.target_bytes takes effect only where a run "
+            "starts over); then `run --resume` finishes the output",
             memory="host",
         )
     if "OutOfMemory" in type(e).__name__:
         return PlanError(
-            f"the GPU ran out of memory ({e}); lower chunking.target_bytes "
-            "or cluster.threads_per_worker, then `run --resume`",
+            f"the GPU ran out of memory ({e}): lower cluster.threads_per_worker (a resume keeps "
+            "this run's blocks: a smaller chunking.target_bytes takes effect only where a run "
+            "starts over); then `run --resume` finishes the output",
             memory="gpu",
         )
     return None

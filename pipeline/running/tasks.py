@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import devices
-from pipeline.errors import ChunkError, InputError, storage_failure, storage_fix
+from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, storage_failure, storage_fix
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.planning.variable import unheld_error
@@ -121,7 +121,7 @@ def unreadable(info: ArrayInfo, key: str, failure: str) -> InputError:
     store = info.location.url
     return InputError(
         f"cannot read input chunk {key!r} of {store}: the store answered {failure}; the "
-        f"output stays incomplete: {storage_fix(failure)}, then `run --resume` finishes it",
+        f"output stays incomplete: {storage_fix(failure)}; then {VERIFY_NAMES}",
         store=store,
         key=key,
         reason=failure,
@@ -148,8 +148,8 @@ def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
     store = info.location.url
     return ChunkError(
         f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
-        "restore the chunk (or delete it, and it reads as the fill value), then run again with "
-        "--overwrite (the input has changed since, so --resume would refuse it)",
+        "restore the chunk (or delete it, and it reads as the fill value); then "
+        f"{VERIFY_NAMES}",
         store=store,
         key=key,
         reason=reason,

@@ -813,8 +813,8 @@ def check_finished(location: Location, path: str, described: bool) -> None:
     if isinstance(run, dict) and run.get("status") == "incomplete":
         raise InputError(
             f"the input {where} is the output of an interrupted run, so some of its chunks "
-            "were never written: `pipeline run CONFIG --resume` with the config that made it "
-            "finishes it",
+            "were never written: `pipeline verify` with the config that made it names the "
+            "command that finishes it",
             input=where,
             status="incomplete",
             made_by="run",

@@ -231,7 +231,8 @@ class Ledger:
         hint = (
             f"; wait for it, or remove {self.location.join(self._key('lock'))} if that run is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
-            else "; wait for it to finish, or stop it (Ctrl-C) and then `run --resume`"
+            else "; wait for it to finish, or stop it (Ctrl-C): its last line names the command "
+            "that finishes the output"
         )
         pid, host = holder.get("pid", "?"), holder.get("host", "?")
         who = (

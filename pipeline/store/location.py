@@ -560,15 +560,30 @@ def listing_error(
     failure = storage_failure(e)
     if failure is None or not re.match(r"HTTP (4\d\d|501)\b", failure):
         return None
-    return ListingError(
-        f"the server of {store} refuses to list the folder {folder} ({failure}), which the "
-        f"pipeline needs listed here: {alone + ', or ' if alone else ''}enable folder "
-        "listings on it (nginx: `autoindex on`), or copy the store to a local folder or an "
-        "object store",
-        store=store,
-        folder=folder,
-        failure=failure,
-    )
+    first = alone + ", or " if alone else ""
+    copy = "or copy the store to a local folder or an object store"
+    if failure.startswith("HTTP 401"):  # credentials: no listing setting of the server's
+        said = (
+            f"the server of {store} refuses to list the folder {folder} without credentials "
+            f"({failure}), which the pipeline needs listed here: {first}give credentials that "
+            "the server accepts (the store's storage_options: client_kwargs auth, or "
+            f"headers), {copy}"
+        )
+    elif failure.startswith("HTTP 403"):  # no permission, or no listings (nginx answers 403)
+        said = (
+            f"the server of {store} forbids listing the folder {folder} ({failure}: no "
+            "permission for it, or no folder listings, as nginx without autoindex answers), "
+            f"which the pipeline needs listed here: {first}give access to it (its "
+            "permissions, or credentials in the store's storage_options), or enable folder "
+            f"listings on it (nginx: `autoindex on`), {copy}"
+        )
+    else:
+        said = (
+            f"the server of {store} refuses to list the folder {folder} ({failure}), which "
+            f"the pipeline needs listed here: {first}enable folder listings on it (nginx: "
+            f"`autoindex on`), {copy}"
+        )
+    return ListingError(said, store=store, folder=folder, failure=failure)
 
 
 def _absent(error: BaseException) -> bool:
