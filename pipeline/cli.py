@@ -586,6 +586,20 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.group_unopenable:
+        from pipeline.store.datasets import unopenable_fix
+
+        name, why = res.group_unopenable[0]
+        more = len(res.group_unopenable) - 1
+        print(
+            f"error: the output group holds {name!r}"
+            + (f" (and {more} more such arrays)" if more else "")
+            + f", {why}, which this pipeline did not write: xarray cannot open the group, nor "
+            f"the output in it; {unopenable_fix(name, why)}, then verify again (the pipeline "
+            "never deletes nor edits it, even with --overwrite)",
+            file=sys.stderr,
+        )
+        return 1
     if res.coordinates_differ:
         print(
             f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "

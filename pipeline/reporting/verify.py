@@ -54,6 +54,12 @@ class VerifyResult:
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
     the stages' values of the input as it was, which sampled blocks may not show"""
+    group_unopenable: tuple[tuple[str, str], ...] = ()
+    """for a Dataset output: the arrays of its group that the pipeline did not write and that
+    ``xr.open_zarr`` of the group fails on, each with why (:func:`pipeline.store.datasets.
+    unopenable_arrays`: no dimension names, a dimension of another size); xarray then opens
+    neither the group nor the output in it (brk59: an array zarr-python added was blamed on
+    the coordinates, whose comparison needs xarray to open the group)"""
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
@@ -83,6 +89,7 @@ class VerifyResult:
             and self.status == "complete"
             and not self.input_changed
             and self.made_from is None
+            and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
             and (self.input_unchecked is None or self.checked == self.total)
@@ -185,6 +192,7 @@ def verify(
     path_in = config.input.array.strip("/")
     now = identify_store(loc_in, path_in)
     changed = _input_changed(record, loc_in, now, kept)
+    unopenable = _group_unopenable(loc_out, out_path.strip("/"), kept)
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -193,7 +201,11 @@ def verify(
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=changed,
-        coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
+        group_unopenable=unopenable,
+        # compared as xarray reads them, which needs the group to open
+        coordinates_differ=()
+        if unopenable
+        else _coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
         group_attributes_edited=_group_attributes_edited(
             loc_out, out_path.strip("/"), kept, record
@@ -277,6 +289,20 @@ def _group_attributes_edited(
     now = datasets.group_attributes(loc_out.zarr_store(read_only=True), group)
     now = {k: v for k, v in now.items() if k in carried_attrs}
     return tuple(datasets.differing_values(now, carried_attrs))
+
+
+def _group_unopenable(
+    loc_out: Location, out_path: str, kept: Carried
+) -> tuple[tuple[str, str], ...]:
+    """The arrays of a Dataset output's group, besides the output and the coordinates written
+    beside it, that ``xr.open_zarr`` of the group fails on, each with why
+    (:func:`pipeline.store.datasets.unopenable_arrays`); () for an output written alone."""
+    var = kept.variable
+    if not kept.frame or var is None:
+        return ()
+    group, _, name = out_path.rpartition("/")
+    store = loc_out.zarr_store(read_only=True)
+    return tuple(datasets.unopenable_arrays(store, group, (name, *var.coords), var.sizes))
 
 
 def _coordinates_differ(

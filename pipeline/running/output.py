@@ -302,6 +302,7 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_replacing_a_reference(plan)
     if group is None or variable is None:
         return
+    check_group_opens(plan, sizes=False)
     replaced = set(replaced_coordinates(plan))
     loc = plan.output.location
     for name in sorted(replaced):
@@ -353,6 +354,40 @@ def check_frame_fits(plan: Plan) -> None:
                     input_size=wanted,
                 )
     _refuse_relabelling(plan, replaced, store)
+
+
+def check_group_opens(plan: Plan, sizes: bool = True) -> None:
+    """Refuse (OutputError, before anything is written) a Dataset output whose group keeps an
+    array this run does not write that ``xr.open_zarr`` of the group fails on
+    (:func:`pipeline.store.datasets.unopenable_arrays`: one without dimension names, such as
+    zarr-python's ``create_array`` makes; with ``sizes``, one whose dimension has another size
+    than the input's, which :func:`check_frame_fits` refuses in its own words otherwise): the
+    output would be written, or finished, into a group no xarray reader opens, and ``verify``
+    would fail it (brk59: ``run --overwrite`` and ``run --resume`` went through, and verify
+    then blamed the coordinates). The pipeline never deletes nor edits such an array, so no
+    command of ``run`` is the fix; the refusal says what is. Fields ``output``, ``array``,
+    ``status``."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None:
+        return
+    own = plan.output.path.rpartition("/")[2]
+    skip = (own, *replaced_coordinates(plan))
+    store = plan.output.location.zarr_store(read_only=True)
+    found = datasets.unopenable_arrays(store, group, skip, variable.sizes if sizes else {})
+    if not found:
+        return
+    name, why = found[0]
+    where = plan.output.location.join(plan.output.path)
+    more = f" (and {len(found) - 1} more such arrays)" if len(found) > 1 else ""
+    raise OutputError(
+        f"cannot write {where}: its group holds {name!r}{more}, {why}, which this pipeline "
+        "did not write and which makes the group unreadable to xarray (`xr.open_zarr` fails "
+        "on it), so the output would be too; the pipeline never deletes nor edits it, even "
+        f"with --overwrite: {datasets.unopenable_fix(name, why)}, then run again",
+        output=where,
+        array=name,
+        status=output_state(plan),
+    )
 
 
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
@@ -637,6 +672,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
                 status=state,
                 changed=[part for part, _ in changed],
             )
+        check_group_opens(plan)  # nothing to do would leave a group xarray cannot open
         return "done"
     if state in ("foreign", "occupied"):
         raise OutputError(
@@ -689,6 +725,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         )
     check_layout_kept(plan)
     check_metadata_kept(plan)
+    check_group_opens(plan)
     return "resume"
 
 

@@ -410,6 +410,59 @@ def group_arrays(store: Any, group: str) -> dict[str, Any]:
         return {}
 
 
+def unopenable_arrays(
+    store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
+) -> list[tuple[str, str]]:
+    """The arrays directly in the group ``group`` of ``store``, besides those of ``skip``
+    (the output variable and the coordinates a run writes there), for which ``xr.open_zarr``
+    of the group fails, each with why in a few words: one without dimension names (v3
+    ``dimension_names`` absent, v2 ``_ARRAY_DIMENSIONS`` absent or of another length: xarray
+    needs them for every array of a group, and raises a KeyError), or one whose dimension has
+    another size than ``sizes`` gives it (one size per dimension in a Dataset). An array
+    added beside an output by another tool (zarr-python's ``create_array``) makes the whole
+    output group unreadable to xarray, whatever the pipeline wrote (brk59). [] where none."""
+    import zarr
+
+    try:  # the group's own listing: a consolidated copy made before the array was added
+        # lacks it, and xarray reads the listing (``consolidated=False``, or once the
+        # copy is made again, as every run of the pipeline makes it)
+        with _quiet():
+            listed = dict(
+                zarr.open_group(
+                    store=store, path=group or None, mode="r", use_consolidated=False
+                ).arrays()
+            )
+    except Exception:
+        return []
+    found: list[tuple[str, str]] = []
+    for name, arr in sorted(listed.items()):
+        if name in skip:
+            continue
+        if dimension_names(arr) is None:
+            found.append((name, "an array without dimension names"))
+            continue
+        for dim, size in zip(dims_of(arr) or (), arr.shape, strict=False):
+            wanted = sizes.get(dim)
+            if wanted is not None and wanted != size:
+                found.append(
+                    (name, f"an array whose dimension {dim!r} has {size} elements, not {wanted}")
+                )
+                break
+    return found
+
+
+def unopenable_fix(name: str, why: str) -> str:
+    """What to do about the array ``name`` of an output group that xarray cannot open, for
+    the reason ``why`` (:func:`unopenable_arrays`), in words. The pipeline never deletes nor
+    edits an array it did not write, so no command of it is the fix."""
+    again = (
+        "write it again with dimension names (zarr-python's `dimension_names=`, or xarray)"
+        if why.startswith("an array without dimension names")
+        else "write it again with dimensions of the same sizes"
+    )
+    return f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or {again}"
+
+
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
     Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
