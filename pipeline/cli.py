@@ -620,6 +620,25 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.consolidated_missing:
+        which = " and ".join(
+            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
+        )
+        print(
+            f"error: the output's consolidated metadata, which the run wrote for {which} (its "
+            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
+            "with a warning, listing every member; "
+            + _run_says(
+                args,
+                config,
+                ("--overwrite",),
+                "`zarr.consolidate_metadata` on the output store"
+                + (" and on the group" if any(res.consolidated_missing) else "")
+                + " writes it again, as `run --overwrite` does",
+            ),
+            file=sys.stderr,
+        )
+        return 1
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
         print(

@@ -512,6 +512,64 @@ def test_an_array_xarray_cannot_open_in_the_output_group_is_named_with_its_fix(
     assert rc == 0, err
 
 
+def _ds_consolidated_removed(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+    _edit_metadata(out, lambda d: d.pop("consolidated_metadata"))
+
+
+def _ds_array_added_unconsolidated(m: Made, out: Path) -> None:
+    """zarr-python's ``create_array`` of another variable (with dimension names), which keeps
+    the group's consolidated copy as it was: `xr.open_zarr` reads that copy, which does not
+    list the new array."""
+    copy_store(m.ref, out)
+    rows = zarr.open_array(str(out / "v"), mode="r").shape[0]
+    group = zarr.open_group(str(out), mode="r+")
+    group.create_array("w", shape=(rows,), dtype="f8", dimension_names=["t"])[...] = 1
+    assert "consolidated_metadata" in json.loads((out / "zarr.json").read_text())
+
+
+#: (set-up, what verify's line names)
+DS_CONSOLIDATED: dict[str, tuple[Callable[[Made, Path], None], str]] = {
+    "complete, consolidated metadata removed": (_ds_consolidated_removed, "is gone"),
+    "complete, an array added without consolidating": (
+        _ds_array_added_unconsolidated,
+        "does not list 'w'",
+    ),
+}
+
+
+@pytest.mark.parametrize("state", list(DS_CONSOLIDATED))
+def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
+    made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    """brk59: verify passed an output whose group's consolidated metadata, which the run
+    wrote, was removed since, or no longer listed what the group holds (xr.open_zarr reads
+    that copy: it did not show the array added). verify fails each in one line that says so,
+    and the command it names ends with a passing verify and a copy that xarray reads as the
+    group is."""
+    import xarray as xr
+
+    cfg = _config(tmp_path, made_ds.input, "v")
+    out = tmp_path / "out.zarr"
+    setup, said = DS_CONSOLIDATED[state]
+    setup(made_ds, out)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "consolidated metadata" in lines[0] and said in lines[0], lines[0]
+    command = advised(lines[0])
+    assert command == ["--overwrite"], lines[0]
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, run_err
+    _whole(out / "v", made_ds.ref / "v")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Failed to open Zarr store with consolidated"
+        seen = set(xr.open_zarr(out).variables)
+    assert seen == set(xr.open_zarr(out, consolidated=False).variables), seen
+
+
 def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
     """The "output now" line of ``pipeline plan``."""
     capsys.readouterr()

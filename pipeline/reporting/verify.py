@@ -68,6 +68,12 @@ class VerifyResult:
     in a few words: its own attributes, dimension names or fill value against what the input
     and the config make, and each consolidated copy above it against the own metadata of what
     it lists (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    consolidated_missing: tuple[str, ...] = ()
+    """the groups (the output's, the store's root: '') whose consolidated metadata the run
+    wrote, since the input's group has some (``Carried.consolidate``), and that have none
+    now (removed since). Not stale, but ``xr.open_zarr`` reads without it only with a
+    warning, listing every member (slowly on object stores), and a reader of a copy
+    elsewhere may expect it: the output is not as the run left it"""
     group_attributes_edited: tuple[str, ...] = ()
     """for a Dataset output: the group attributes the run carried from the input that the
     group holds otherwise now (edited since, by a user or another tool). Not a failure: a
@@ -92,6 +98,7 @@ class VerifyResult:
             and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
+            and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
         )
 
@@ -193,6 +200,10 @@ def verify(
     now = identify_store(loc_in, path_in)
     changed = _input_changed(record, loc_in, now, kept)
     unopenable = _group_unopenable(loc_out, out_path.strip("/"), kept)
+    store_out, group_out = (
+        loc_out.zarr_store(read_only=True),
+        out_path.strip("/").rpartition("/")[0],
+    )
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -207,6 +218,9 @@ def verify(
         if unopenable
         else _coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
+        consolidated_missing=tuple(datasets.consolidated_missing(store_out, group_out))
+        if kept.consolidate
+        else (),
         group_attributes_edited=_group_attributes_edited(
             loc_out, out_path.strip("/"), kept, record
         ),
