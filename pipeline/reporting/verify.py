@@ -284,6 +284,13 @@ def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried)
     if out_path:
         store = loc_out.zarr_store(read_only=True)
         found += datasets.consolidated_differences(store, out_path, members)
+    # the copies of the groups that enclose the store (output.store: out.zarr/sub), which
+    # list what it holds, and which a run writes again (brk59: left stale, and passed)
+    for holder, within in arrays.enclosing_groups(loc_out):
+        path = f"{within}/{out_path}" if out_path else within
+        outer = holder.zarr_store(read_only=True)
+        for said in datasets.consolidated_differences(outer, path, members, groups=("",)):
+            found.append(said.replace("of the root", f"of {holder.url}", 1))
     return tuple(found)
 
 

@@ -996,7 +996,9 @@ def consolidated_differences(
                 )
                 if said:
                     found.append(f"{where} holds another {said} of the group {parent!r}")
-        skip = {t[len(prefix) :] for t in targets} | ({parent[len(prefix) :]} - {""})
+        skip = {t[len(prefix) :] for t in targets}
+        if parent != group and listed.get(parent[len(prefix) :]) is not None:
+            skip.add(parent[len(prefix) :])  # its attributes compared above
         found += _other_members_differ(store, group, listed, skip, where)
     return found
 
