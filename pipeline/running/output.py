@@ -302,7 +302,6 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_replacing_a_reference(plan)
     if group is None or variable is None:
         return
-    check_group_opens(plan, sizes=False)
     replaced = set(replaced_coordinates(plan))
     loc = plan.output.location
     for name in sorted(replaced):
@@ -334,6 +333,7 @@ def check_frame_fits(plan: Plan) -> None:
                 array=name,
                 stray=stray,
             )
+    check_group_opens(plan, sizes=False)
     store = loc.zarr_store(read_only=True)
     for name in _beside(plan):
         if name in replaced:
