@@ -599,6 +599,20 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.group_unopenable:
+        from pipeline.store.datasets import unopenable_fix
+
+        name, why = res.group_unopenable[0]
+        more = len(res.group_unopenable) - 1
+        print(
+            f"error: the output group holds {name!r}"
+            + (f" (and {more} more such arrays)" if more else "")
+            + f", {why}, which this pipeline did not write: xarray cannot open the group, nor "
+            f"the output in it; {unopenable_fix(name, why)}, then verify again (the pipeline "
+            "never deletes nor edits it, even with --overwrite)",
+            file=sys.stderr,
+        )
+        return 1
     if res.coordinates_differ:
         print(
             f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
@@ -616,6 +630,25 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             + "): edited since the run, so readers see other attributes or values than it "
             "holds; "
             + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+            file=sys.stderr,
+        )
+        return 1
+    if res.consolidated_missing:
+        which = " and ".join(
+            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
+        )
+        print(
+            f"error: the output's consolidated metadata, which the run wrote for {which} (its "
+            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
+            "with a warning, listing every member; "
+            + _run_says(
+                args,
+                config,
+                ("--overwrite",),
+                "`zarr.consolidate_metadata` on the output store"
+                + (" and on the group" if any(res.consolidated_missing) else "")
+                + " writes it again, as `run --overwrite` does",
+            ),
             file=sys.stderr,
         )
         return 1

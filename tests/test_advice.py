@@ -442,6 +442,130 @@ def test_the_command_verify_advises_for_a_dataset_output_is_one_run_takes(
     assert rc == 0, err
 
 
+def _add_array_without_dimension_names(out: Path) -> None:
+    """What a user of zarr-python does: an array beside the output, with no dimension names,
+    which xarray needs of every array of a group it opens."""
+    zarr.open_group(str(out), mode="r+").create_array("extra", shape=(3,), dtype="f4")[...] = 1
+
+
+def _ds_complete_zarr_added_array(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+    _add_array_without_dimension_names(out)
+
+
+def _ds_killed_zarr_added_array(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    _add_array_without_dimension_names(out)
+
+
+#: (set-up, the command verify advises once the user has removed the array, None for none)
+DS_UNOPENABLE: dict[str, tuple[Callable[[Made, Path], None], list[str] | None]] = {
+    "complete, an array without dimension names added": (_ds_complete_zarr_added_array, None),
+    "incomplete, an array without dimension names added": (
+        _ds_killed_zarr_added_array,
+        ["--resume"],
+    ),
+}
+
+
+@pytest.mark.parametrize("state", list(DS_UNOPENABLE))
+def test_an_array_xarray_cannot_open_in_the_output_group_is_named_with_its_fix(
+    made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    """brk59: an array without dimension names added to the output group makes the group,
+    and the output, unreadable to xarray. verify had blamed the coordinates and advised
+    `run --overwrite`, after which verify failed again (or `run --resume`, likewise); now
+    verify, `plan` and every `run` name the array and what to do (remove it, or give it
+    dimension names), and no command, since none writes a readable output there; and
+    once the user has done it, what verify then advises ends with a passing verify."""
+    cfg = _config(tmp_path, made_ds.input, "v")
+    out = tmp_path / "out.zarr"
+    setup, then = DS_UNOPENABLE[state]
+    setup(made_ds, out)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "'extra'" in lines[0] and "dimension names" in lines[0], lines[0]
+    assert "coordinates" not in lines[0], lines[0]
+    assert advised(lines[0]) is None, lines[0]
+    before = file_states(out)
+    for flags in ([], ["--resume"], ["--overwrite"]):
+        rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
+        assert rc == 1 and "'extra'" in run_err and advised(run_err) is None, (flags, run_err)
+    line = _plan_line(capsys, cfg)
+    assert "'extra'" in line and _names_none(line), line
+    assert file_states(out) == before
+    del zarr.open_group(str(out), mode="r+")["extra"]  # the fix verify names
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    if then is None:
+        assert rc == 0, err
+    else:
+        assert rc == 1 and advised(err) == then, err
+        rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *then)
+        assert rc == 0, run_err
+        _whole(out / "v", made_ds.ref / "v")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+
+
+def _ds_consolidated_removed(m: Made, out: Path) -> None:
+    copy_store(m.ref, out)
+    _edit_metadata(out, lambda d: d.pop("consolidated_metadata"))
+
+
+def _ds_array_added_unconsolidated(m: Made, out: Path) -> None:
+    """zarr-python's ``create_array`` of another variable (with dimension names), which keeps
+    the group's consolidated copy as it was: `xr.open_zarr` reads that copy, which does not
+    list the new array."""
+    copy_store(m.ref, out)
+    rows = zarr.open_array(str(out / "v"), mode="r").shape[0]
+    group = zarr.open_group(str(out), mode="r+")
+    group.create_array("w", shape=(rows,), dtype="f8", dimension_names=["t"])[...] = 1
+    assert "consolidated_metadata" in json.loads((out / "zarr.json").read_text())
+
+
+#: (set-up, what verify's line names)
+DS_CONSOLIDATED: dict[str, tuple[Callable[[Made, Path], None], str]] = {
+    "complete, consolidated metadata removed": (_ds_consolidated_removed, "is gone"),
+    "complete, an array added without consolidating": (
+        _ds_array_added_unconsolidated,
+        "does not list 'w'",
+    ),
+}
+
+
+@pytest.mark.parametrize("state", list(DS_CONSOLIDATED))
+def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
+    made_ds: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    """brk59: verify passed an output whose group's consolidated metadata, which the run
+    wrote, was removed since, or no longer listed what the group holds (xr.open_zarr reads
+    that copy: it did not show the array added). verify fails each in one line that says so,
+    and the command it names ends with a passing verify and a copy that xarray reads as the
+    group is."""
+    import xarray as xr
+
+    cfg = _config(tmp_path, made_ds.input, "v")
+    out = tmp_path / "out.zarr"
+    setup, said = DS_CONSOLIDATED[state]
+    setup(made_ds, out)
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "consolidated metadata" in lines[0] and said in lines[0], lines[0]
+    command = advised(lines[0])
+    assert command == ["--overwrite"], lines[0]
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
+    assert rc == 0, run_err
+    _whole(out / "v", made_ds.ref / "v")
+    rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Failed to open Zarr store with consolidated"
+        seen = set(xr.open_zarr(out).variables)
+    assert seen == set(xr.open_zarr(out, consolidated=False).variables), seen
+
+
 def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
     """The "output now" line of ``pipeline plan``."""
     capsys.readouterr()

@@ -2942,3 +2942,85 @@ def test_carried_arrays_too_large_for_this_machine_are_refused_before_they_are_r
         dataclasses.replace(facts, host_available_bytes=need - 1),
     )
     assert not alone.carried.frame
+
+
+def _consolidated_listing(store: Path) -> tuple[set[str], set[str]]:
+    """What the root's consolidated copy lists, and what the hierarchy holds (its own
+    listing), each as paths below the root."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copy = zarr.open_consolidated(str(store), mode="r").metadata.consolidated_metadata
+        assert copy is not None
+        held = zarr.open_group(str(store), mode="r", use_consolidated=False)
+        return set(copy.flattened_metadata), {n for n, _ in held.members(max_depth=None)}
+
+
+@pytest.mark.parametrize("layout", ["an array alone at the store root", "a Dataset variable"])
+def test_a_run_into_an_earlier_outputs_group_keeps_its_consolidated_metadata_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    """brk59: a second config whose output.store is inside the first output's group
+    (``out.zarr/sub``) left that group's consolidated metadata stale: ``xr.open_zarr`` of it
+    (consolidated, by default) did not see what ``consolidated=False`` sees, and verify passed
+    both. The run now writes the enclosing group's copy again; and verify fails a copy that
+    is stale there, naming it, with a command that ends with a passing verify."""
+    from pipeline.cli import main
+
+    rng = np.random.default_rng(2)
+    ds = xr.Dataset(
+        {
+            "v": (("t", "x"), rng.standard_normal((4, 6)).astype("f4")),
+            "w": (("t", "x"), rng.standard_normal((4, 6)).astype("f4")),
+        },
+        coords={"t": np.arange(4.0), "x": np.arange(6.0)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "in.zarr", zarr_format=3, consolidated=True)
+    out = tmp_path / "out.zarr"
+
+    def cfg(name: str, store: Path, var: str, array: str | None) -> Path:
+        doc: dict[str, Any] = {
+            "input": {"store": str(tmp_path / "in.zarr"), "array": var},
+            "output": {"store": str(store), **({} if array is None else {"array": array})},
+            "stages": STAGES,
+            "backend": "cpu",
+            "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+        }
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(doc))
+        return p
+
+    first = cfg("first.yaml", out, "v", None)
+    second = cfg("second.yaml", out / "sub", "w", "" if layout.startswith("an array") else None)
+    for c in (first, second):
+        assert main(["-q", "run", str(c), "--progress", "none"]) == 0, capsys.readouterr().err
+    listed, held = _consolidated_listing(out)
+    assert "sub" in held and listed == held, (listed, held)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if layout.startswith("an array"):
+            assert "sub" in xr.open_zarr(out).variables
+        else:
+            assert "w" in xr.open_zarr(out, group="sub").variables
+    for c in (first, second):
+        assert main(["-q", "verify", str(c), "--all"]) == 0, capsys.readouterr().err
+    # the enclosing copy made stale (as the run had left it): verify of either fails
+    doc = json.loads((out / "zarr.json").read_text())
+    doc["consolidated_metadata"]["metadata"] = {
+        k: v
+        for k, v in doc["consolidated_metadata"]["metadata"].items()
+        if k != "sub" and not k.startswith("sub/")
+    }
+    (out / "zarr.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+    for c in (second, first):
+        assert main(["-q", "verify", str(c)]) == 1
+        err = capsys.readouterr().err
+        assert "consolidated metadata" in err and "does not list 'sub" in err, err
+        assert "`run --overwrite`" in err, err
+    assert main(["-q", "run", str(second), "--progress", "none", "--overwrite"]) == 0
+    listed, held = _consolidated_listing(out)
+    assert listed == held, (listed, held)
+    for c in (first, second):
+        assert main(["-q", "verify", str(c), "--all"]) == 0, capsys.readouterr().err

@@ -54,6 +54,12 @@ class VerifyResult:
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
     the stages' values of the input as it was, which sampled blocks may not show"""
+    group_unopenable: tuple[tuple[str, str], ...] = ()
+    """for a Dataset output: the arrays of its group that the pipeline did not write and that
+    ``xr.open_zarr`` of the group fails on, each with why (:func:`pipeline.store.datasets.
+    unopenable_arrays`: no dimension names, a dimension of another size); xarray then opens
+    neither the group nor the output in it (brk59: an array zarr-python added was blamed on
+    the coordinates, whose comparison needs xarray to open the group)"""
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
@@ -62,6 +68,12 @@ class VerifyResult:
     in a few words: its own attributes, dimension names or fill value against what the input
     and the config make, and each consolidated copy above it against the own metadata of what
     it lists (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    consolidated_missing: tuple[str, ...] = ()
+    """the groups (the output's, the store's root: '') whose consolidated metadata the run
+    wrote, since the input's group has some (``Carried.consolidate``), and that have none
+    now (removed since). Not stale, but ``xr.open_zarr`` reads without it only with a
+    warning, listing every member (slowly on object stores), and a reader of a copy
+    elsewhere may expect it: the output is not as the run left it"""
     group_attributes_edited: tuple[str, ...] = ()
     """for a Dataset output: the group attributes the run carried from the input that the
     group holds otherwise now (edited since, by a user or another tool). Not a failure: a
@@ -83,8 +95,10 @@ class VerifyResult:
             and self.status == "complete"
             and not self.input_changed
             and self.made_from is None
+            and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
+            and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
         )
 
@@ -203,6 +217,11 @@ def verify(
     path_in = config.input.array.strip("/")
     now = identify_store(loc_in, path_in)
     changed = _input_changed(record, loc_in, now, kept)
+    unopenable = _group_unopenable(loc_out, out_path.strip("/"), kept)
+    store_out, group_out = (
+        loc_out.zarr_store(read_only=True),
+        out_path.strip("/").rpartition("/")[0],
+    )
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -211,8 +230,15 @@ def verify(
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=changed,
-        coordinates_differ=_coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
+        group_unopenable=unopenable,
+        # compared as xarray reads them, which needs the group to open
+        coordinates_differ=()
+        if unopenable
+        else _coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
+        consolidated_missing=tuple(datasets.consolidated_missing(store_out, group_out))
+        if kept.consolidate
+        else (),
         group_attributes_edited=_group_attributes_edited(
             loc_out, out_path.strip("/"), kept, record
         ),
@@ -276,6 +302,13 @@ def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried)
     if out_path:
         store = loc_out.zarr_store(read_only=True)
         found += datasets.consolidated_differences(store, out_path, members)
+    # the copies of the groups that enclose the store (output.store: out.zarr/sub), which
+    # list what it holds, and which a run writes again (brk59: left stale, and passed)
+    for holder, within in arrays.enclosing_groups(loc_out):
+        path = f"{within}/{out_path}" if out_path else within
+        outer = holder.zarr_store(read_only=True)
+        for said in datasets.consolidated_differences(outer, path, members, groups=("",)):
+            found.append(said.replace("of the root", f"of {holder.url}", 1))
     return tuple(found)
 
 
@@ -295,6 +328,20 @@ def _group_attributes_edited(
     now = datasets.group_attributes(loc_out.zarr_store(read_only=True), group)
     now = {k: v for k, v in now.items() if k in carried_attrs}
     return tuple(datasets.differing_values(now, carried_attrs))
+
+
+def _group_unopenable(
+    loc_out: Location, out_path: str, kept: Carried
+) -> tuple[tuple[str, str], ...]:
+    """The arrays of a Dataset output's group, besides the output and the coordinates written
+    beside it, that ``xr.open_zarr`` of the group fails on, each with why
+    (:func:`pipeline.store.datasets.unopenable_arrays`); () for an output written alone."""
+    var = kept.variable
+    if not kept.frame or var is None:
+        return ()
+    group, _, name = out_path.rpartition("/")
+    store = loc_out.zarr_store(read_only=True)
+    return tuple(datasets.unopenable_arrays(store, group, (name, *var.coords), var.sizes))
 
 
 def _coordinates_differ(

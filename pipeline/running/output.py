@@ -333,6 +333,7 @@ def check_frame_fits(plan: Plan) -> None:
                 array=name,
                 stray=stray,
             )
+    check_group_opens(plan, sizes=False)
     store = loc.zarr_store(read_only=True)
     for name in _beside(plan):
         if name in replaced:
@@ -355,6 +356,40 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_relabelling(plan, replaced, store)
 
 
+def check_group_opens(plan: Plan, sizes: bool = True) -> None:
+    """Refuse (OutputError, before anything is written) a Dataset output whose group keeps an
+    array this run does not write that ``xr.open_zarr`` of the group fails on
+    (:func:`pipeline.store.datasets.unopenable_arrays`: one without dimension names, such as
+    zarr-python's ``create_array`` makes; with ``sizes``, one whose dimension has another size
+    than the input's, which :func:`check_frame_fits` refuses in its own words otherwise): the
+    output would be written, or finished, into a group no xarray reader opens, and ``verify``
+    would fail it (brk59: ``run --overwrite`` and ``run --resume`` went through, and verify
+    then blamed the coordinates). The pipeline never deletes nor edits such an array, so no
+    command of ``run`` is the fix; the refusal says what is. Fields ``output``, ``array``,
+    ``status``."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None:
+        return
+    own = plan.output.path.rpartition("/")[2]
+    skip = (own, *replaced_coordinates(plan))
+    store = plan.output.location.zarr_store(read_only=True)
+    found = datasets.unopenable_arrays(store, group, skip, variable.sizes if sizes else {})
+    if not found:
+        return
+    name, why = found[0]
+    where = plan.output.location.join(plan.output.path)
+    more = f" (and {len(found) - 1} more such arrays)" if len(found) > 1 else ""
+    raise OutputError(
+        f"cannot write {where}: its group holds {name!r}{more}, {why}, which this pipeline "
+        "did not write and which makes the group unreadable to xarray (`xr.open_zarr` fails "
+        "on it), so the output would be too; the pipeline never deletes nor edits it, even "
+        f"with --overwrite: {datasets.unopenable_fix(name, why)}, then run again",
+        output=where,
+        array=name,
+        status=output_state(plan),
+    )
+
+
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
     """Where the output array lies in a Zarr hierarchy, whatever the layout: (the location,
     the path in it of the group that holds the array, the array's name there). For an output
@@ -367,16 +402,8 @@ def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
     if path:
         group, _, name = path.rpartition("/")
         return loc, group, name
-    if loc.is_local:
-        parent, name = os.path.split(loc.url.rstrip("/"))
-        return (Location.of(parent), "", name) if name and parent else None
-    if "::" in loc.url or "://" not in loc.url:
-        return None
-    scheme, _, rest = loc.url.partition("://")
-    parent, _, name = rest.rstrip("/").rpartition("/")
-    if not parent or not name:
-        return None
-    return Location.of(f"{scheme}://{parent}", loc.storage_options), "", name
+    up = loc.parent()
+    return None if up is None else (up[0], "", up[1])
 
 
 def _refuse_replacing_a_reference(plan: Plan) -> None:
@@ -637,6 +664,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
                 status=state,
                 changed=[part for part, _ in changed],
             )
+        check_group_opens(plan)  # nothing to do would leave a group xarray cannot open
         return "done"
     if state in ("foreign", "occupied"):
         raise OutputError(
@@ -689,6 +717,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         )
     check_layout_kept(plan)
     check_metadata_kept(plan)
+    check_group_opens(plan)
     return "resume"
 
 
@@ -1042,6 +1071,10 @@ def create(plan: Plan) -> None:
     # and those a run stopped here before had dropped (F7: a rerun from an unconsolidated
     # input found none, and left the group and the root without the copies they had)
     had = list(dict.fromkeys([*above, *_consolidated_before(ledger.read_manifest(), parent)]))
+    # the groups enclosing the store with copies that list it (output.store: out.zarr/sub,
+    # brk59: left stale), by how many folders up; and those a stopped run here had dropped
+    outside = _enclosing_consolidated(plan)
+    outside_had = sorted({*outside, *_enclosing_before(ledger.read_manifest())})
     ledger.clear_done()
     manifest: dict[str, Any] = {
         "fingerprint": plan.fingerprint(),
@@ -1053,6 +1086,8 @@ def create(plan: Plan) -> None:
         manifest["coordinates"] = replaced
     if kept or had:  # the groups with consolidated copies, which go next and come back
         manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
+    if outside_had:  # and those of groups enclosing the store, by folders up
+        manifest["consolidated_enclosing"] = outside_had
     if group is not None:  # the group's attributes this run gives it from the input's
         manifest["group_attributes"] = carried_attrs
         # and those earlier writes of this output carried there, which the output's own
@@ -1071,6 +1106,9 @@ def create(plan: Plan) -> None:
     # (helper-44: a Ctrl-C here left a Dataset with no group metadata and no coordinates)
     for g in above:
         datasets.drop_consolidated(o.location, g)
+    enclosing = arrays.enclosing_groups(o.location)
+    for up in outside:
+        datasets.drop_consolidated(enclosing[up - 1][0], "")
     arrays.clear_array(o.location, o.path, keep=RECORD)
 
     extra = {"group_attributes": carried_attrs} if group is not None else {}
@@ -1112,7 +1150,7 @@ def create(plan: Plan) -> None:
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
         )
-        _consolidate(plan, kept, had)
+        _consolidate(plan, kept, had, outside_had)
 
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)
@@ -1131,7 +1169,29 @@ def _consolidated_before(manifest: dict[str, Any] | None, parent: str) -> list[s
     return [g for g in recorded if isinstance(g, str) and g in groups]
 
 
-def _consolidate(plan: Plan, also: bool = False, had: list[str] | None = None) -> None:
+def _enclosing_consolidated(plan: Plan) -> list[int]:
+    """The groups enclosing the output's store (:func:`pipeline.store.arrays.enclosing_groups`)
+    that have consolidated metadata of their own, by how many folders up (1: the folder that
+    holds the store)."""
+    found = []
+    for up, (holder, _) in enumerate(arrays.enclosing_groups(plan.output.location), 1):
+        if datasets.consolidated_groups(holder.zarr_store(read_only=True), "") == [""]:
+            found.append(up)
+    return found
+
+
+def _enclosing_before(manifest: dict[str, Any] | None) -> list[int]:
+    """The groups enclosing the store whose consolidated copies a run record says that run
+    dropped (``consolidated_enclosing``, by folders up; [] where none, or no record)."""
+    recorded = (manifest or {}).get("consolidated_enclosing")
+    if not isinstance(recorded, list):
+        return []
+    return [n for n in recorded if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+
+
+def _consolidate(
+    plan: Plan, also: bool = False, had: list[str] | None = None, outside: list[int] | None = None
+) -> None:
     """Consolidate the metadata of the group that holds the output (and the store root's)
     where it gets consolidated metadata: the input's group has it, or ``also`` (the output
     group had some before this run replaced its metadata), or it or a group above has some
@@ -1147,6 +1207,14 @@ def _consolidate(plan: Plan, also: bool = False, had: list[str] | None = None) -
     if plan.carried.consolidate or also or above:
         for group in dict.fromkeys([parent, *above]):
             datasets.consolidate(store, group)
+    # then the groups enclosing the store with copies of their own (or that ``outside``, by
+    # folders up, says had one before this run dropped it), nearest first: their copies list
+    # what the store holds (brk59: `output.store: out.zarr/sub` left out.zarr's stale, and
+    # xr.open_zarr of it did not see the new array)
+    wanted = {*(outside or []), *_enclosing_consolidated(plan)}
+    for up, (holder, _) in enumerate(arrays.enclosing_groups(plan.output.location), 1):
+        if up in wanted:
+            datasets.consolidate(holder.zarr_store(read_only=False), "")
 
 
 def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> None:

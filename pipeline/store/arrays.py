@@ -516,6 +516,24 @@ def create_output(
 NodeType = Literal["array", "group", "damaged", "none"]
 
 
+def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
+    """The Zarr groups that hold the store's root folder, nearest first: each folder above it
+    that is a Zarr group (:func:`node_type`), up to the first that is not, with the store's
+    path in it. What the store holds is then a member of each (``output.store:
+    out.zarr/sub``), and their consolidated metadata lists it. [] where the store has no
+    folder above it (:meth:`Location.parent`), or that folder is no group."""
+    found: list[tuple[Location, str]] = []
+    here, tail = location, ""
+    while (up := here.parent()) is not None:
+        holder, name = up
+        if node_type(holder, "") != "group":
+            break
+        tail = f"{name}/{tail}" if tail else name
+        found.append((holder, tail))
+        here = holder
+    return found
+
+
 def node_type(location: Location, path: str) -> NodeType:
     """What the Zarr metadata document at ``path`` says is there: 'array' or 'group' (a v3
     ``zarr.json`` that is a JSON object with ``zarr_format`` 3 and that ``node_type``, or a v2

@@ -425,6 +425,59 @@ def group_arrays(store: Any, group: str) -> dict[str, Any]:
         return {}
 
 
+def unopenable_arrays(
+    store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
+) -> list[tuple[str, str]]:
+    """The arrays directly in the group ``group`` of ``store``, besides those of ``skip``
+    (the output variable and the coordinates a run writes there), for which ``xr.open_zarr``
+    of the group fails, each with why in a few words: one without dimension names (v3
+    ``dimension_names`` absent, v2 ``_ARRAY_DIMENSIONS`` absent or of another length: xarray
+    needs them for every array of a group, and raises a KeyError), or one whose dimension has
+    another size than ``sizes`` gives it (one size per dimension in a Dataset). An array
+    added beside an output by another tool (zarr-python's ``create_array``) makes the whole
+    output group unreadable to xarray, whatever the pipeline wrote (brk59). [] where none."""
+    import zarr
+
+    try:  # the group's own listing: a consolidated copy made before the array was added
+        # lacks it, and xarray reads the listing (``consolidated=False``, or once the
+        # copy is made again, as every run of the pipeline makes it)
+        with _quiet():
+            listed = dict(
+                zarr.open_group(
+                    store=store, path=group or None, mode="r", use_consolidated=False
+                ).arrays()
+            )
+    except Exception:
+        return []
+    found: list[tuple[str, str]] = []
+    for name, arr in sorted(listed.items()):
+        if name in skip:
+            continue
+        if dimension_names(arr) is None:
+            found.append((name, "an array without dimension names"))
+            continue
+        for dim, size in zip(dims_of(arr) or (), arr.shape, strict=False):
+            wanted = sizes.get(dim)
+            if wanted is not None and wanted != size:
+                found.append(
+                    (name, f"an array whose dimension {dim!r} has {size} elements, not {wanted}")
+                )
+                break
+    return found
+
+
+def unopenable_fix(name: str, why: str) -> str:
+    """What to do about the array ``name`` of an output group that xarray cannot open, for
+    the reason ``why`` (:func:`unopenable_arrays`), in words. The pipeline never deletes nor
+    edits an array it did not write, so no command of it is the fix."""
+    again = (
+        "write it again with dimension names (zarr-python's `dimension_names=`, or xarray)"
+        if why.startswith("an array without dimension names")
+        else "write it again with dimensions of the same sizes"
+    )
+    return f"remove {name!r} from the group (`del group[{name!r}]` in zarr-python), or {again}"
+
+
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
     Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
@@ -900,7 +953,9 @@ def consolidated_groups(store: Any, path: str) -> list[str]:
     return found
 
 
-def consolidated_differences(store: Any, path: str, members: tuple[str, ...] = ()) -> list[str]:
+def consolidated_differences(
+    store: Any, path: str, members: tuple[str, ...] = (), groups: tuple[str, ...] | None = None
+) -> list[str]:
     """Where the consolidated metadata above the array at ``path`` of ``store`` (that of each
     group at or above its parent with consolidated metadata of its own: a v3 ``zarr.json``'s
     ``consolidated_metadata``, a v2 ``.zmetadata``) disagrees with the own metadata of that
@@ -909,13 +964,19 @@ def consolidated_differences(store: Any, path: str, members: tuple[str, ...] = (
     differs; [] where every copy agrees, or there is none. A copy that does not list one of
     them (or lists one its group no longer holds) says so. ``xr.open_zarr`` reads these
     copies, not the arrays' own metadata: an output whose copy was edited after the run (or
-    is stale) reads as other values or attributes than it holds."""
+    is stale) reads as other values or attributes than it holds. Every other node below a
+    copy's group is compared too (:func:`_other_members_differ`): a copy that does not list
+    an array added since (zarr-python's ``create_array`` writes none), or another's changed
+    metadata, is as stale for a reader of the group (brk59). ``groups``: only the copies of
+    these groups (of those at or above the parent)."""
     import zarr
 
     parent = path.rpartition("/")[0]
     targets = [path, *(_key(parent, m) for m in members)]
     found: list[str] = []
     for group in consolidated_groups(store, parent):
+        if groups is not None and group not in groups:
+            continue
         try:
             with _quiet():
                 meta = zarr.open_consolidated(store, path=group or None, mode="r").metadata
@@ -950,7 +1011,53 @@ def consolidated_differences(store: Any, path: str, members: tuple[str, ...] = (
                 )
                 if said:
                     found.append(f"{where} holds another {said} of the group {parent!r}")
+        skip = {t[len(prefix) :] for t in targets}
+        if parent != group and listed.get(parent[len(prefix) :]) is not None:
+            skip.add(parent[len(prefix) :])  # its attributes compared above
+        found += _other_members_differ(store, group, listed, skip, where)
     return found
+
+
+def _other_members_differ(
+    store: Any, group: str, listed: dict[str, Any], skip: set[str], where: str
+) -> list[str]:
+    """Where the consolidated copy ``listed`` (flattened, by path below ``group``) disagrees
+    with what the group holds below it now, by its own metadata, for the nodes besides those
+    of ``skip`` (compared by the caller): one it does not list, one it lists that is gone,
+    one whose metadata it holds otherwise (a nested group's own consolidated copy aside)."""
+    import zarr
+
+    try:
+        with _quiet():
+            g = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
+            held = {name: node.metadata for name, node in g.members(max_depth=None)}
+    except Exception:
+        return []
+    found: list[str] = []
+    for name in sorted(held.keys() | listed.keys()):
+        if name in skip:
+            continue
+        if name not in listed:
+            found.append(f"{where} does not list {name!r}, which the group holds")
+            continue
+        if name not in held:
+            found.append(f"{where} lists {name!r}, which the group no longer holds")
+            continue
+        own, copy = dict(held[name].to_dict()), dict(listed[name].to_dict())
+        own.pop("consolidated_metadata", None)
+        copy.pop("consolidated_metadata", None)
+        said = _said_differing(own, copy)
+        if said:
+            found.append(f"{where} holds another {said} of {name!r} than its own metadata")
+    return found
+
+
+def consolidated_missing(store: Any, group: str) -> list[str]:
+    """The groups whose consolidated metadata :func:`consolidate` writes for ``group`` (the
+    group, and the store's root) that have none of their own now ([] where all have)."""
+    wanted = [group, ""] if group else [""]
+    have = consolidated_groups(store, group)
+    return [g for g in wanted if g not in have]
 
 
 def _said_differing(own: dict[str, Any], copy: dict[str, Any]) -> str:

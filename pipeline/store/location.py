@@ -161,6 +161,21 @@ class Location:
             return self.url + tail
         return f"{self.url.rstrip('/')}/{tail}"
 
+    def parent(self) -> tuple[Location, str] | None:
+        """The folder that holds the store's root, as a Location (same storage options), and
+        the root's name in it; None where the store has no such folder (a chained URL: an
+        archive, a cache; a file system's root; a relative local path's folder)."""
+        if self.is_local:
+            parent, name = os.path.split(self.url.rstrip("/"))
+            return (Location.of(parent), name) if name and parent else None
+        if "::" in self.url or "://" not in self.url:
+            return None
+        scheme, _, rest = self.url.partition("://")
+        parent, _, name = rest.rstrip("/").rpartition("/")
+        if not parent or not name:
+            return None
+        return Location.of(f"{scheme}://{parent}", self.storage_options), name
+
     # -- file system -----------------------------------------------------------------------
 
     def fs(self) -> Any:
