@@ -3024,3 +3024,36 @@ def test_a_run_into_an_earlier_outputs_group_keeps_its_consolidated_metadata_cur
     assert listed == held, (listed, held)
     for c in (first, second):
         assert main(["-q", "verify", str(c), "--all"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer", ["xarray", "zarr-python"])
+def test_a_scalar_added_to_the_output_group_is_not_an_array_xarray_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], writer: str
+) -> None:
+    """A 0-d array beside the output (a grid mapping's ``crs``, as xarray appends it, or as
+    zarr-python makes it) has no dimension names in Zarr v3, and xarray opens it with none:
+    verify passes, and a run there goes on (review of 2026-12-01: both had refused it as an
+    array without dimension names, whose fix, naming its dimensions, cannot be done)."""
+    import zarr
+
+    from pipeline.cli import main
+
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": "t"})
+    assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0, capsys.readouterr().err
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if writer == "xarray":
+            crs = xr.Dataset({"crs": ((), 0, {"grid_mapping_name": "latitude_longitude"})})
+            crs.to_zarr(str(out), mode="a", consolidated=True)
+        else:
+            zarr.open_group(str(out), mode="r+").create_array("crs", shape=(), dtype="i4")
+            zarr.consolidate_metadata(str(out))
+        assert "crs" in xr.open_zarr(str(out)).variables  # xarray opens the group
+    capsys.readouterr()
+    assert main(["-q", "verify", str(cfg), "--all"]) == 0, capsys.readouterr().err
+    assert main(["-q", "run", str(cfg), "--overwrite", "--progress", "none"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert main(["-q", "verify", str(cfg), "--all"]) == 0, capsys.readouterr().err

@@ -432,7 +432,8 @@ def unopenable_arrays(
     (the output variable and the coordinates a run writes there), for which ``xr.open_zarr``
     of the group fails, each with why in a few words: one without dimension names (v3
     ``dimension_names`` absent, v2 ``_ARRAY_DIMENSIONS`` absent or of another length: xarray
-    needs them for every array of a group, and raises a KeyError), or one whose dimension has
+    needs them for every array of a group, and raises a KeyError; a v3 scalar, such as a grid
+    mapping's ``crs``, needs none: xarray gives it no dimensions), or one whose dimension has
     another size than ``sizes`` gives it (one size per dimension in a Dataset). An array
     added beside an output by another tool (zarr-python's ``create_array``) makes the whole
     output group unreadable to xarray, whatever the pipeline wrote (brk59). [] where none."""
@@ -453,7 +454,8 @@ def unopenable_arrays(
     for name, arr in sorted(listed.items()):
         if name in skip:
             continue
-        if dimension_names(arr) is None:
+        scalar_v3 = arr.ndim == 0 and arr.metadata.zarr_format == 3  # xarray: no dimensions
+        if dimension_names(arr) is None and not scalar_v3:
             found.append((name, "an array without dimension names"))
             continue
         for dim, size in zip(dims_of(arr) or (), arr.shape, strict=False):
