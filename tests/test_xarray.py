@@ -3057,3 +3057,33 @@ def test_a_scalar_added_to_the_output_group_is_not_an_array_xarray_cannot_open(
         capsys.readouterr().err
     )
     assert main(["-q", "verify", str(cfg), "--all"]) == 0, capsys.readouterr().err
+
+
+def test_a_complete_output_whose_own_groups_consolidated_copy_is_removed_stays_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``output.array: results/t5`` (a group below the store's root, which has a consolidated
+    copy of its own, as has the root): with the group's copy removed and the root's kept,
+    verify had called the complete output incomplete, its run record gone, `run --overwrite`
+    (review of 2026-12-01); it says the copy is gone, with its fix, and the output complete."""
+    from pipeline.cli import main
+
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        input={"array": "t"},
+        output={"array": "results/t5"},
+    )
+    assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0, capsys.readouterr().err
+    meta = tmp_path / "out.zarr" / "results" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    assert doc.pop("consolidated_metadata", None) is not None
+    meta.write_text(json.dumps(doc))
+    capsys.readouterr()
+    rc = main(["verify", str(cfg)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "incomplete" not in err, err
+    assert "consolidated metadata" in err and "is gone" in err, err
+    assert re.search(r"output status\s+complete", out), out
