@@ -199,6 +199,12 @@ CASES: dict[str, Case] = {
         {"line": 5, "key": "stages"},
         ["stages: give at least one stage, such as '- op: square'; known stages: add, multiply"],
     ),
+    "stages-without-value": Case(
+        _yaml(BASE + "stages:\n"),
+        ConfigError,
+        {"line": 5, "key": "stages"},
+        ["stages: give at least one stage, such as '- op: square'"],
+    ),
     "bad-stage-parameter-name": Case(
         _yaml(BASE + "stages: [{{op: multiply, factr: 5}}]\n"),
         ConfigError,

@@ -109,7 +109,7 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
     if kind == "missing":
         return f"missing key {key!r}"
-    if kind == "too_short" and key == "stages":
+    if kind in ("too_short", "tuple_type") and key == "stages":  # [] or nothing at all
         known = known_stages()
         return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")

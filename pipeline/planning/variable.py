@@ -217,9 +217,10 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
     largest = sorted(sizes, key=lambda n: -sizes[n])[:3]
     named = ", ".join(f"{n} {bytes_text(sizes[n])}" for n in largest)
     more = f" and {len(sizes) - len(largest)} more" if len(sizes) > len(largest) else ""
+    whole = f"; {bytes_text(total)} in all" if len(sizes) > 1 else ""
     raise PlanError(
-        f"the arrays carried beside {variable.name} in {group} ({named}{more}: "
-        f"{bytes_text(total)} decoded) are read whole into this process, which has "
+        f"the arrays carried beside {variable.name} in {group} ({named}{more}, decoded"
+        f"{whole}) are read whole into this process, which has "
         f"{bytes_text(available)} of memory free, less than the {FRAME_COPIES} x that needs: "
         "set output.array: '' to write the variable alone, without them, or run on a machine "
         "with more memory",
