@@ -257,6 +257,14 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, st
     return rc, capsys.readouterr().err
 
 
+def _verify_error(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
+    """``pipeline verify`` of ``cfg``, which fails in one ``error:`` line: that line."""
+    rc, err = _cli(capsys, "-q", "verify", cfg)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
 def _whole(out: Path, ref: Path) -> None:
     """``out`` is complete and holds what ``ref`` (a run never stopped) holds, bit for bit:
     the same chunk files, the same values."""
@@ -482,12 +490,10 @@ def test_an_array_xarray_cannot_open_in_the_output_group_is_named_with_its_fix(
     out = tmp_path / "out.zarr"
     setup, then = DS_UNOPENABLE[state]
     setup(made_ds, out)
-    rc, err = _cli(capsys, "-q", "verify", cfg)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "'extra'" in lines[0] and "dimension names" in lines[0], lines[0]
-    assert "coordinates" not in lines[0], lines[0]
-    assert advised(lines[0]) is None, lines[0]
+    line = _verify_error(capsys, cfg)
+    assert "'extra'" in line and "dimension names" in line, line
+    assert "coordinates" not in line, line
+    assert advised(line) is None, line
     before = file_states(out)
     for flags in ([], ["--resume"], ["--overwrite"]):
         rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
@@ -549,12 +555,10 @@ def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
     out = tmp_path / "out.zarr"
     setup, said = DS_CONSOLIDATED[state]
     setup(made_ds, out)
-    rc, err = _cli(capsys, "-q", "verify", cfg)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "consolidated metadata" in lines[0] and said in lines[0], lines[0]
-    command = advised(lines[0])
-    assert command == ["--overwrite"], lines[0]
+    line = _verify_error(capsys, cfg)
+    assert "consolidated metadata" in line and said in line, line
+    command = advised(line)
+    assert command == ["--overwrite"], line
     rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
     assert rc == 0, run_err
     _whole(out / "v", made_ds.ref / "v")
