@@ -43,6 +43,72 @@ def test_blocked_evaluation_matches_whole_array() -> None:
     assert np.array_equal(out, stages.apply_chain(chain, x))
 
 
+CHAINS = [
+    SEED,
+    [("add", stages.AddParams(value=3)), ("multiply", stages.MultiplyParams(factor=0.5))],
+    [("multiply", stages.MultiplyParams(factor=-7)), ("add", stages.AddParams(value=-1.25))],
+    [("square", stages.StageParams()), ("square", stages.StageParams())],
+]
+DTYPES = [
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64",
+]  # fmt: skip
+
+
+def _values(dtype: np.dtype, n: int) -> np.ndarray:
+    """Every bit pattern class a chain meets: random bits (NaN payloads, subnormals, the
+    extremes) for floats, the whole range for integers."""
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).view(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("chain_at", range(len(CHAINS)))
+def test_traced_in_place_chain_equals_the_stage_by_stage_one(dtype: str, chain_at: int) -> None:
+    """The CPU's pieces replay the chain traced into ufunc calls with ``out=`` buffers (it had
+    allocated every stage's temporaries, 2-6x slower on worker threads); every bit of the
+    result is what :func:`apply_chain` gives, casts between the planned dtypes included,
+    over pieces that do not divide the array."""
+    specs = CHAINS[chain_at]
+    try:
+        chain = stages.plan_chain(specs, np.dtype(dtype))
+    except PlanError:  # a scalar the dtype cannot hold, or 64 bits overflowed: not a chain
+        pytest.skip("the plan refuses this chain on this dtype")
+    x = _values(np.dtype(dtype), 10_007).reshape(1, -1)
+    assert stages.trace_chain(chain, x.dtype) is not None  # no silent fallback
+    out = np.empty(x.shape, dtype=chain[-1].out_dtype)
+    stages.apply_chain_blocked(chain, x, out, block=1000)
+    whole = stages.apply_chain(chain, x)
+    assert out.dtype == whole.dtype
+    assert out.view(np.uint8).tobytes() == whole.view(np.uint8).tobytes()
+
+
+@pytest.fixture
+def cube_stage():
+    """A stage written with ``**``, which the tape does not record: registered for one test."""
+
+    @stages.stage("cube-for-test")
+    def cube(x, p):
+        """Cube every element."""
+        return x**3
+
+    yield stages.REGISTRY["cube-for-test"]
+    del stages.REGISTRY["cube-for-test"]
+
+
+def test_a_stage_the_tape_cannot_record_is_evaluated_as_written(cube_stage) -> None:
+    chain = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=3)), ("cube-for-test", stages.StageParams())],
+        np.dtype("float32"),
+    )
+    assert stages.trace_chain(chain, np.dtype("float32")) is None
+    x = np.random.default_rng(3).standard_normal(5000).astype(np.float32)
+    out = np.empty_like(x)
+    stages.apply_chain_blocked(chain, x, out, block=999)
+    assert out.tobytes() == stages.apply_chain(chain, x).tobytes()
+    assert out.tobytes() == ((x * 3) ** 3).tobytes()
+
+
 def test_nan_and_inf_flow_through_as_ieee_says() -> None:
     x = np.array([np.nan, np.inf, -np.inf, 1e30, -0.0], dtype=np.float32)
     out = stages.apply_chain(stages.plan_chain(SEED, x.dtype), x)
