@@ -395,6 +395,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plan(args, config)
     if args.command in ("run", "generate"):
         _start_dask(args, config)
+        if args.program:  # tasks may run as threads of this process (not a caller's)
+            from pipeline.running import allocator
+
+            allocator.tune()
     if args.command == "generate":
         from pipeline.running.generate import generate_input
 

@@ -116,9 +116,11 @@ class PipelineSetup(WorkerPlugin):
                 buffers = self.staging_per_thread * worker.state.nthreads
                 gpu.warm(self.chain, buffers, self.staging_bytes)
         _quiet_task_errors()
-        if os.getpid() != self.client_pid:  # the command line's own process ignores them itself
+        if os.getpid() != self.client_pid:  # the command line's own process does both itself
+            from pipeline.running import allocator
             from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 
+            allocator.tune()
             ignore_filter_arithmetic_warnings()
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
