@@ -96,6 +96,39 @@ def cube_stage():
     del stages.REGISTRY["cube-for-test"]
 
 
+@pytest.fixture
+def odd_stages():
+    """Stages whose result is not their last operation's: registered for one test."""
+
+    @stages.stage("same-for-test")
+    def same(x, p):
+        """Every element as it is (a product computed and dropped)."""
+        _ = x * 3
+        return x
+
+    @stages.stage("first-for-test")
+    def first(x, p):
+        """Twice every element (a later sum computed and dropped)."""
+        y = x + x
+        _ = y * 3
+        return y
+
+    yield
+    del stages.REGISTRY["same-for-test"], stages.REGISTRY["first-for-test"]
+
+
+@pytest.mark.parametrize(
+    "names", [["same-for-test"], ["first-for-test"], ["square", "same-for-test"]]
+)
+def test_a_traced_stage_returning_an_earlier_value_gives_that_value(odd_stages, names) -> None:
+    chain = stages.plan_chain([(n, stages.StageParams()) for n in names], np.dtype("float32"))
+    assert stages.trace_chain(chain, np.dtype("float32")) is not None
+    x = np.random.default_rng(4).standard_normal(3001).astype(np.float32)
+    out = np.full_like(x, np.nan)
+    stages.apply_chain_blocked(chain, x, out, block=1000)
+    assert out.tobytes() == stages.apply_chain(chain, x).tobytes()
+
+
 def test_a_stage_the_tape_cannot_record_is_evaluated_as_written(cube_stage) -> None:
     chain = stages.plan_chain(
         [("multiply", stages.MultiplyParams(factor=3)), ("cube-for-test", stages.StageParams())],

@@ -443,10 +443,16 @@ class Tape:
 
     def replay(self, x: np.ndarray, scratch: list[np.ndarray], out: np.ndarray) -> None:
         """Evaluate the chain over the 1-d piece ``x`` into ``out`` (its length), with
-        ``scratch[i - 1]`` as buffer ``i`` (the piece's length each); the step that makes the
-        result writes into ``out`` where it has ``out``'s dtype."""
+        ``scratch[i - 1]`` as buffer ``i`` (the piece's length each); where the last step
+        makes the result in ``out``'s dtype, it writes into ``out``, else the result is copied
+        there (a stage that returns its operand, or an earlier value)."""
         bufs = [x, *scratch]
-        direct = bool(self.steps) and self.dtypes[self.result] == out.dtype
+        # the last step writes the result straight into out (no step reads it afterwards)
+        direct = (
+            bool(self.steps)
+            and self.steps[-1][2] == self.result
+            and self.dtypes[self.result] == out.dtype
+        )
         if direct:
             bufs[self.result] = out
         for fn, operands, result in self.steps:
