@@ -7,7 +7,9 @@ error on a chunk is one line that says what to do.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -414,3 +416,53 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
         read = zarr.open_array(url, path="v", mode="r")[...]
         got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
         assert got.tobytes() == reference(read).tobytes()
+
+
+def _dataset(path: Path, zarr_format: int, consolidated: bool = True) -> Any:
+    """An xarray Dataset written to ``path`` as ``ds.to_zarr`` writes it (consolidated by
+    default): the variable ``v`` (y, x) in chunks of CHUNK rows, its dimension coordinates
+    (``x`` in two chunks), a second variable ``w`` and group attributes. Returns it."""
+    import xarray as xr
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS) - 1000.5
+    ds = xr.Dataset(
+        {"v": (("y", "x"), x, {"units": "K"}), "w": (("y",), np.ones(ROWS))},
+        coords={"y": ("y", np.arange(ROWS) * 0.5, {"axis": "Y"}), "x": np.arange(COLS) * 2},
+        attrs={"title": "served"},
+    )
+    encoding = {"v": {"chunks": (CHUNK, COLS)}, "x": {"chunks": (COLS // 2,)}}
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore", UserWarning)
+        ds.to_zarr(
+            path, mode="w", zarr_format=zarr_format, consolidated=consolidated, encoding=encoding
+        )
+    return ds
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3"])
+def test_the_coordinates_identity_without_listings_is_the_listing_s(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """The identity of the coordinates a Dataset output carries (`frame_identity`) was taken
+    from a listing of each coordinate's folder: a server that lists no folders refused it
+    (403: the run failed after its plan), or listed nothing (404: the coordinates were left
+    out, and a rewrite of their values went unseen). Now it is taken from the keys their
+    metadata implies, as for the input's own identity: the listing's, and it changes with a
+    coordinate's values."""
+    from pipeline.planning.plan import frame_identity
+    from pipeline.planning.variable import Carried
+    from pipeline.store.datasets import Variable
+    from pipeline.store.location import Location
+
+    _dataset(tmp_path / "in.zarr", zarr_format)
+    kept = Carried(variable=Variable("", "v", ("y", "x"), coords=("y", "x")), frame=True)
+    with serving(tmp_path) as server:
+        loc = Location.of(f"{server.url}/in.zarr")
+        listed = frame_identity(loc, kept)
+        for status in (403, 404):
+            server.set(folders=status)
+            assert frame_identity(loc, kept) == listed, status
+        zarr.open_array(str(tmp_path / "in.zarr"), path="x", mode="r+")[:4] = -1
+        for status in (403, 404):
+            server.set(folders=status)
+            assert frame_identity(loc, kept) != listed, status
