@@ -7,7 +7,9 @@ error on a chunk is one line that says what to do.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -343,17 +345,12 @@ def test_a_listing_refused_for_access_says_so_in_its_one_line(
     listings ("enable folder listings on it (nginx: `autoindex on`)"), which no listing
     setting fixes: a 401 names credentials, and only them; a 403 (no permission, or a server
     without listings: nginx answers 403) names both. In `Location`'s errors, and in the one
-    line of `plan` and `run` of a Dataset, whose group xarray reads from its listing."""
-    import xarray as xr
-
+    line of `plan` and `run` of a Dataset without consolidated metadata, whose group xarray
+    reads from its listing."""
     from pipeline.errors import ListingError
     from pipeline.store.location import Location
 
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    ds = xr.Dataset({"v": (("y", "x"), x)}, coords={"y": np.arange(ROWS * 1.0)})
-    ds.to_zarr(
-        tmp_path / "in.zarr", mode="w", zarr_format=2, encoding={"v": {"chunks": (CHUNK, COLS)}}
-    )
+    _dataset(tmp_path / "in.zarr", 2, consolidated=False)
 
     def says_access(line: str) -> None:
         assert "\n" not in line and f"HTTP {status} " in line, line
@@ -386,18 +383,12 @@ def test_a_listing_refused_for_access_says_so_in_its_one_line(
 def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alone(
     tmp_path: Path, cli, status: int
 ) -> None:
-    """An input variable in an xarray Dataset on a server that lists no folders: xarray reads
-    the group's members from a listing, so writing the Dataset around the output is refused
-    at plan time in one line naming the fix (a 404 listing had read as a group without its
-    coordinates, and the output lost them silently); with `output.array: ''` the variable
-    alone is computed, bit for bit."""
-    import xarray as xr
-
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    ds = xr.Dataset({"v": (("y", "x"), x)}, coords={"y": np.arange(ROWS * 1.0)})
-    ds.to_zarr(
-        tmp_path / "in.zarr", mode="w", zarr_format=2, encoding={"v": {"chunks": (CHUNK, COLS)}}
-    )
+    """An input variable in an xarray Dataset without consolidated metadata on a server that
+    lists no folders: xarray reads the group's members from a listing, so writing the Dataset
+    around the output is refused at plan time in one line naming the fixes (a 404 listing
+    had read as a group without its coordinates, and the output lost them silently); with
+    `output.array: ''` the variable alone is computed, bit for bit."""
+    _dataset(tmp_path / "in.zarr", 2, consolidated=False)
     with serving(tmp_path, folders=status) as server:
         url = f"{server.url}/in.zarr"
         sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
@@ -407,6 +398,7 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
             assert rc == 1
             line = one_line_error(err)
             assert url in line and "output.array: ''" in line and "autoindex" in line, line
+            assert "zarr.consolidate_metadata" in line, line
         assert not (tmp_path / "out.zarr").exists()
         cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections, output={"array": ""})
         rc, _, err = cli("run", cfg)
@@ -414,3 +406,116 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
         read = zarr.open_array(url, path="v", mode="r")[...]
         got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
         assert got.tobytes() == reference(read).tobytes()
+
+
+def _dataset(path: Path, zarr_format: int, consolidated: bool = True) -> Any:
+    """An xarray Dataset written to ``path`` as ``ds.to_zarr`` writes it (consolidated by
+    default): the variable ``v`` (y, x) in chunks of CHUNK rows, its dimension coordinates
+    (``x`` in two chunks), a second variable ``w`` and group attributes. Returns it."""
+    import xarray as xr
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS) - 1000.5
+    ds = xr.Dataset(
+        {"v": (("y", "x"), x, {"units": "K"}), "w": (("y",), np.ones(ROWS))},
+        coords={"y": ("y", np.arange(ROWS) * 0.5, {"axis": "Y"}), "x": np.arange(COLS) * 2},
+        attrs={"title": "served"},
+    )
+    encoding = {"v": {"chunks": (CHUNK, COLS)}, "x": {"chunks": (COLS // 2,)}}
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore", UserWarning)
+        ds.to_zarr(
+            path, mode="w", zarr_format=zarr_format, consolidated=consolidated, encoding=encoding
+        )
+    return ds
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3"])
+def test_the_coordinates_identity_without_listings_is_the_listing_s(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """The identity of the coordinates a Dataset output carries (`frame_identity`) was taken
+    from a listing of each coordinate's folder: a server that lists no folders refused it
+    (403: the run failed after its plan), or listed nothing (404: the coordinates were left
+    out, and a rewrite of their values went unseen). Now it is taken from the keys their
+    metadata implies, as for the input's own identity: the listing's, and it changes with a
+    coordinate's values."""
+    from pipeline.planning.plan import frame_identity
+    from pipeline.planning.variable import Carried
+    from pipeline.store.datasets import Variable
+    from pipeline.store.location import Location
+
+    _dataset(tmp_path / "in.zarr", zarr_format)
+    kept = Carried(variable=Variable("", "v", ("y", "x"), coords=("y", "x")), frame=True)
+    with serving(tmp_path) as server:
+        loc = Location.of(f"{server.url}/in.zarr")
+        listed = frame_identity(loc, kept)
+        for status in (403, 404):
+            server.set(folders=status)
+            assert frame_identity(loc, kept) == listed, status
+        zarr.open_array(str(tmp_path / "in.zarr"), path="x", mode="r+")[:4] = -1
+        for status in (403, 404):
+            server.set(folders=status)
+            assert frame_identity(loc, kept) != listed, status
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3"])
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_consolidated_dataset_whose_server_lists_no_folders_is_written_whole(
+    tmp_path: Path, cli, status: int, zarr_format: int
+) -> None:
+    """A variable of a Dataset that `ds.to_zarr` wrote (consolidated metadata, v2 and v3) on a
+    server that lists no folders: a Dataset output was refused, its line saying xarray needs
+    the listing, though xarray reads the members from the consolidated copy. Now the members
+    are those the copy lists, each read from its own metadata: the output holds the computed
+    variable bit for bit and the coordinates and group attributes as xarray reads them from
+    the input; `verify` passes, a resume has nothing to do, and so for the variable alone
+    (`output.array: ''`). The consolidated copy is still checked against each member's own
+    metadata: a stale attribute xarray decodes by, and a coordinate added since and named by
+    the variable, are refused as over a listing."""
+    import xarray as xr
+
+    _dataset(tmp_path / "in.zarr", zarr_format)
+    want = xr.open_zarr(tmp_path / "in.zarr").load()  # as xarray reads the input
+    with serving(tmp_path, folders=status) as server:
+        url = f"{server.url}/in.zarr"
+        sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
+        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            assert rc == 0, err
+        got = xr.open_zarr(tmp_path / "out.zarr").load()
+        computed = reference(want["v"].values)
+        assert got["v"].dtype == computed.dtype and got["v"].values.tobytes() == computed.tobytes()
+        assert set(got.data_vars) == {"v"} and got.attrs["title"] == "served"
+        for c in ("y", "x"):
+            assert got[c].variable.identical(want[c].variable), c
+        rc, _, err = cli("verify", cfg, "--all")
+        assert rc == 0, err
+        rc, _, err = cli("run", cfg, "--resume")
+        assert rc == 0 and "nothing to do" in err, err
+
+        alone = write_config(
+            tmp_path, url, tmp_path / "alone.zarr", "alone.yaml", **sections, output={"array": ""}
+        )
+        for command in ("run", "verify"):
+            rc, _, err = cli(command, alone)
+            assert rc == 0, err
+        got_alone = zarr.open_array(str(tmp_path / "alone.zarr"), mode="r")[...]
+        assert got_alone.tobytes() == computed.tobytes()
+
+        y = zarr.open_array(str(tmp_path / "in.zarr"), path="y", mode="r+")
+        y.attrs["scale_factor"] = 2.0  # its own metadata only: the copy is stale
+        rc, _, err = cli("plan", cfg)
+        line = one_line_error(err)
+        assert "consolidated metadata" in line and "stale" in line and "'y'" in line, line
+        del y.attrs["scale_factor"]
+        lat = zarr.create_array(
+            str(tmp_path / "in.zarr"), name="lat", shape=(ROWS,), dtype="f8",
+            zarr_format=zarr_format, dimension_names=("y",) if zarr_format == 3 else None,
+            attributes={"_ARRAY_DIMENSIONS": ["y"]} if zarr_format == 2 else None,
+        )  # fmt: skip
+        lat[...] = 1.0
+        zarr.open_array(str(tmp_path / "in.zarr"), path="v", mode="r+").attrs["coordinates"] = "lat"
+        rc, _, err = cli("plan", cfg)
+        line = one_line_error(err)
+        assert "stale" in line and "does not list 'lat'" in line, line

@@ -294,15 +294,36 @@ def frame_identity(location: Location, kept: Carried) -> str | None:
     for name in var.coords:
         path = f"{var.group}/{name}" if var.group else name
         digest.update(f"{name}\0".encode())
-        for key in sorted(location.file_sizes(path)):
+        for key in _array_keys(location, path):
             rel = key[len(path) + 1 :] if path else key
             if rel.split("/", 1)[0] == ".pipeline":
                 continue
-            data = location.read(key) or b""
+            data = location.read(key)
+            if data is None:  # a key the metadata implies, not there (a listing omits it)
+                continue
             if rel in ("zarr.json", ".zarray", ".zattrs"):  # parsed: the same document
                 data = _canonical(_json_or_bytes(data))
             digest.update(f"{rel}\0".encode() + hashlib.sha256(data).digest())
     return digest.hexdigest()[:16]
+
+
+def _array_keys(location: Location, path: str) -> list[str]:
+    """The keys of the array at ``path`` of ``location``, sorted: those its folder's listing
+    gives, or, where the server lists no folders (a listing refused, or one that lacks the
+    array's metadata document: a 404 for a folder read as an empty one), those its metadata
+    implies (:func:`~pipeline.store.arrays.implied_keys`), some perhaps absent, as
+    :func:`identify_store` takes them."""
+    try:
+        listed = location.file_sizes(path)
+    except ListingError:
+        listed = {}
+    documents = [f"{path}/{n}" if path else n for n in ("zarr.json", ".zarray")]
+    if location.is_local or any(d in listed for d in documents):
+        return sorted(listed)
+    try:
+        return sorted(arrays.implied_keys(location, path))
+    except InputError:  # no array there: nothing of it to take
+        return sorted(listed)
 
 
 def _group_attributes(location: Location, group: str) -> Any:

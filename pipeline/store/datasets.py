@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -689,27 +689,11 @@ def _frame(
     one's CF references naming only those (:func:`with_written_references`; a carried
     coordinate's own ``coordinates``, which xarray keeps in its encoding, too)."""
     import xarray as xr
-    import zarr
 
-    group = zarr.open_group(
-        store=src_store, path=var.group or None, mode="r", use_consolidated=False
-    )
-    try:
-        listed = list(group.array_keys())
-    except Exception as e:  # a server that lists no folders: xarray cannot open the group
-        refused = _listing_refused(src_store, var.group, e)
-        if refused is None:
-            raise
-        raise refused from None
-    unlisted = [n for n in names if n not in listed]
-    if unlisted:  # found by their keys, yet not listed (a server that answers 404 for a
-        # folder): xarray would read the Dataset without them
-        refused = _listing_refused(src_store, var.group, None, unlisted[0])
-        assert refused is not None  # one made for an unlisted member
-        raise refused
+    listed, store = _members(src_store, var.group, names)
     others = [k for k in listed if k not in names]
     ds = xr.open_zarr(  # the other variables left undecoded (a bad CF time among them
-        src_store,  # would otherwise stop the run)
+        store,  # would otherwise stop the run)
         group=var.group or None,
         # each array's own metadata, as the variable's values are read: a stale
         # consolidated copy (which stale() refuses) gave coordinates of another size
@@ -722,6 +706,87 @@ def _frame(
         for v in ds.variables.values():
             _keep_written_references(v, written)
     return ds
+
+
+def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str], Any]:
+    """The arrays of the group ``group`` of ``store`` (an fsspec store) that ``xr.open_zarr``
+    with ``consolidated=False`` opens, and the store to open it on, which holds ``names``
+    (members found by their keys): the group's listing and ``store``; where its server lists
+    no folders (a listing refused, or lacking a member that is there) and the group has
+    consolidated metadata, the members that copy lists, and ``store`` with that folder
+    listed so (:func:`_listed_store`): each member is still read from its own metadata (a
+    GET of its ``.zarray`` or ``zarr.json``, no listing), which :func:`stale` compares with
+    the copy; only an array added to the group since it was consolidated, and named by
+    nothing carried, is not seen. Raises ListingError where neither gives the members."""
+    import zarr
+
+    with _quiet():
+        found = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
+    refused: ListingError | None = None
+    try:
+        listed = list(found.array_keys())
+    except Exception as e:  # a server that lists no folders: xarray cannot open the group
+        refused = _listing_refused(store, group, e)  # without consolidated metadata
+        if refused is None:
+            raise
+    else:
+        unlisted = [n for n in names if n not in listed]
+        if not unlisted:
+            return listed, store
+        # found by their keys, yet not listed (a server that answers 404 for a folder):
+        # xarray would read the Dataset without them
+        refused = _listing_refused(store, group, None, unlisted[0])
+    copy = _consolidated_members(store, group)
+    if copy is None:
+        assert refused is not None
+        raise refused from None
+    members, arrays = copy
+    missing = [n for n in names if n not in arrays]
+    if missing:  # an array added since the copy was made (stale() refuses it at plan time)
+        raise _unlisted_in_copy(store, group, missing[0])
+    return arrays, _listed_store(store, group, members)
+
+
+def _consolidated_members(store: Any, group: str) -> tuple[list[str], list[str]] | None:
+    """(members, arrays) of the group ``group`` of ``store`` as its consolidated metadata
+    lists them (the store root's, as ``xr.open_zarr`` reads it, else the group's own): no
+    listing, and no read past the copy; None where it has none."""
+    import zarr
+
+    for how in (
+        lambda: _as_xarray_opens(store, group),
+        lambda: zarr.open_group(store=store, path=group or None, mode="r"),
+    ):
+        try:
+            with _quiet():
+                seen = how()
+                if getattr(seen.metadata, "consolidated_metadata", None) is None:
+                    continue
+                return [k for k, _ in seen.members()], list(seen.array_keys())
+        except Exception:
+            continue
+    return None
+
+
+def _listed_store(store: Any, group: str, members: list[str]) -> Any:
+    """``store`` (a zarr store), read-only, whose folder ``group`` lists as ``members``
+    (zarr-python's ``list_dir``, which ``xr.open_zarr`` asks for a group's members); every
+    other call goes to ``store`` itself."""
+    from zarr.storage import WrapperStore
+
+    class Listed(WrapperStore[Any]):
+        def _with_store(self, inner: Any) -> Any:
+            return Listed(inner)
+
+        async def list_dir(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
+            if prefix.strip("/") == group:
+                for name in members:
+                    yield name
+                return
+            async for name in self._store.list_dir(prefix):
+                yield name
+
+    return Listed(store)
 
 
 def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
@@ -739,18 +804,39 @@ def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
         v.encoding["coordinates"] = coordinates
 
 
+def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
+    """The ListingError where the server of ``store`` lists no folders and the consolidated
+    metadata of the group ``group``, read in place of its listing, lacks ``unlisted`` (a
+    member found by its key: added since the group was consolidated)."""
+    root = str(getattr(store, "path", ""))
+    folder = key_under(root, group) if group else root
+    return ListingError(
+        f"the server of {root} does not list the folder {folder}, and the group's "
+        f"consolidated metadata, read in place of a listing, lacks {unlisted!r}, which is "
+        "there (added since it was consolidated): consolidate the input's metadata again "
+        "(zarr.consolidate_metadata on its store), or set output.array: '' to write the "
+        "variable alone, without its Dataset, or enable folder listings on the server "
+        "(nginx: `autoindex on`)",
+        store=root,
+        folder=folder,
+        failure=f"{unlisted!r} not in the consolidated metadata",
+    )
+
+
 def _listing_refused(
     store: Any, group: str, e: BaseException | None, unlisted: str = ""
 ) -> ListingError | None:
     """The ListingError where ``e`` is the refusal of the server of ``store`` (an fsspec
-    store) to list the group ``group``, whose members xarray reads (:func:`listing_error`),
-    or, with ``unlisted`` (a member found by its key), where its listing does not show that
-    member; None where ``e`` is another error."""
+    store) to list the group ``group``, which has no consolidated metadata, whose members
+    xarray reads (:func:`listing_error`), or, with ``unlisted`` (a member found by its key),
+    where its listing does not show that member; None where ``e`` is another error."""
     root = str(getattr(store, "path", ""))
     folder = key_under(root, group) if group else root
-    alone = (
-        "set output.array: '' to write the variable alone, without its Dataset (xarray "
-        "reads the group's members from its listing)"
+    alone = "set output.array: '' to write the variable alone, without its Dataset"
+    alone += (
+        " (xarray reads the group's members from its listing, or from consolidated metadata, "
+        "which this group has none of), or consolidate the group's metadata "
+        "(zarr.consolidate_metadata on its store)"
     )
     if e is not None:
         return listing_error(root, folder, e, alone=alone)
