@@ -899,17 +899,30 @@ def output_now(plan: Plan) -> str:
     that command, its refusal instead, which names the one it takes, or says that none does
     and what to do (F-Y1: "`run --overwrite` replaces it" of an output that ``run
     --overwrite`` refuses: a group of Zarr v2 metadata, an array its group's variables refer
-    to)."""
+    to). The first of :func:`output_now_refused`."""
+    return output_now_refused(plan)[0]
+
+
+def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
+    """:func:`output_now`'s words, and the refusal of ``run`` they give where no command of
+    ``run`` writes this output (neither a plain run nor ``--overwrite`` starts; ``--resume``,
+    which the words would name where it resumed, at most finds a complete one done: the
+    words say that none writes there and what to do), else None. ``pipeline plan`` exits as
+    that refused ``run`` does (a plan whose output no command writes had exited 0: ``plan
+    && run`` ran the refused run)."""
     state = output_state(plan)
     said = _output_now(plan, state)
     named = re.search(r"`run( --\w+)?`", said)
     if named is None:
-        return said
+        return said, None
     flag = (named.group(1) or "").strip()
     took, refusals = run_accepts(plan, (flag,))
     if took is not None or not refusals:
-        return said
-    return f"{_NOW.get(state, state)}; {refusals[0]}"
+        return said, None
+    row = f"{_NOW.get(state, state)}; {refusals[0]}"
+    if run_accepts(plan, ("", "--overwrite"))[0] is not None:  # the refusal names it
+        return row, None
+    return row, refusals[0]
 
 
 def _output_now(plan: Plan, state: str) -> str:
