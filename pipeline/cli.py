@@ -666,6 +666,28 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             "attributes are yours, and every run keeps them, `--overwrite` too",
             file=sys.stderr,
         )
+    if res.group_attributes_removed:  # the user's too, but no run keeps an absence
+        keys = res.group_attributes_removed
+        print(
+            f"note: the output group's {', '.join(keys)} "
+            + (
+                "attributes, which the run carried from the input, are"
+                if len(keys) > 1
+                else "attribute, which the run carried from the input, is"
+            )
+            + ' gone (removed since: xarray\'s `to_zarr(mode="a")` of another variable '
+            "removes those its Dataset lacks); a group's attributes are yours, so this is no "
+            "failure; "
+            + _run_says(
+                args,
+                config,
+                ("--overwrite",),
+                "`run --overwrite` carries "
+                + ("them" if len(keys) > 1 else "it")
+                + " from the input again",
+            ),
+            file=sys.stderr,
+        )
     if res.input_unchecked is not None:
         every = res.checked == res.total
         print(

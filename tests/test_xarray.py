@@ -2175,6 +2175,43 @@ def test_verify_notes_a_group_attribute_edited_after_the_run(tmp_path: Path, cli
     assert rc == 0 and "note:" not in err, err + out
 
 
+def test_verify_notes_a_carried_group_attribute_removed_as_removed(tmp_path: Path, cli) -> None:
+    """xarray's ``to_zarr(mode="a")`` of another variable into the output's group puts that
+    Dataset's attributes in place of the group's: here ``title`` edited, ``institution``
+    gone. Verify passes and notes each as what it is: it had said of the removed one that it
+    "differs (edited since)", and that every run keeps it, where ``run --overwrite`` carries
+    it from the input again (and keeps the edited ``title``)."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "results/t"})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    other = xr.Dataset({"w": (("y",), np.zeros(ROWS))}, attrs={"title": "other"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), group="results", mode="a", consolidated=True)
+        zarr.consolidate_metadata(str(out), path="results")  # xarray wrote the root's only
+    group = out / "results" / "zarr.json"
+    assert json.loads(group.read_text())["attributes"] == {"title": "other"}
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+    notes = [ln for ln in err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 2, err
+    edited, removed = notes
+    assert "the output group's title attribute differs" in edited, edited
+    assert "institution" not in edited, edited
+    assert "the output group's institution attribute, which the run carried" in removed
+    assert "is gone (removed since" in removed and "`run --overwrite` carries it" in removed
+    assert "title" not in removed and "edited" not in removed, removed
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    attrs = json.loads(group.read_text())["attributes"]
+    assert (attrs["title"], attrs["institution"]) == ("other", "tests"), attrs
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0 and "note:" not in err, err + text
+
+
 def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
     """The input group consolidated again for an attribute of another variable, and the
     coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another
