@@ -957,24 +957,37 @@ def output_now(plan: Plan) -> str:
 
 def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     """:func:`output_now`'s words, and the refusal of ``run`` they give where no command of
-    ``run`` writes this output (neither a plain run nor ``--overwrite`` starts; ``--resume``,
-    which the words would name where it resumed, at most finds a complete one done: the
-    words say that none writes there and what to do), else None. ``pipeline plan`` exits as
+    ``run`` writes this output (neither a plain run nor ``--overwrite`` starts, and
+    ``--resume`` resumes nothing: it refuses, or finds a complete output done; the words
+    then say that none writes there and what to do), else None. ``pipeline plan`` exits as
     that refused ``run`` does (a plan whose output no command writes had exited 0: ``plan
     && run`` ran the refused run)."""
     state = output_state(plan)
-    said = _output_now(plan, state)
-    named = re.search(r"`run( --\w+)?`", said)
-    if named is None:
-        return said, None
-    flag = (named.group(1) or "").strip()
-    took, refusals = run_accepts(plan, (flag,))
-    if took is not None or not refusals:
-        return said, None
-    row = f"{_NOW.get(state, state)}; {refusals[0]}"
-    if run_accepts(plan, ("", "--overwrite"))[0] is not None:  # the refusal names it
+    row = _output_now(plan, state)
+    named = re.search(r"`run( --\w+)?`", row)
+    if named is not None:
+        flag = (named.group(1) or "").strip()
+        took, refusals = run_accepts(plan, (flag,))
+        if took is None and refusals:
+            row = f"{_NOW.get(state, state)}; {refusals[0]}"
+    took, refusals = run_accepts(plan, ("", "--overwrite"))
+    if took is not None or _resumes(plan):
         return row, None
-    return row, refusals[0]
+    resumed = run_accepts(plan, ("--resume",))[1]
+    given = [e for e in refusals + resumed if str(e) in row]  # the one the words give
+    return row, given[0] if given else refusals[-1]
+
+
+def _resumes(plan: Plan) -> bool:
+    """Whether ``run --resume`` resumes the output (as :func:`run_accepts` tries it), not
+    refusing it nor finding it done."""
+    p = resumed_plan(plan)
+    try:
+        check_not_overlapping(p)
+        check_writable(p.output.location)
+        return decide_start(p, resume=True) == "resume"
+    except OutputError:
+        return False
 
 
 def _output_now(plan: Plan, state: str) -> str:
