@@ -446,14 +446,19 @@ def _plan_of(args: argparse.Namespace, config: Any) -> Any:
 
 def _plan(args: argparse.Namespace, config: Any) -> int:
     """``pipeline plan`` (and ``run --dry-run``): the plan, on this machine or the cluster
-    the config joins, and what is at the output now."""
+    the config joins, and what is at the output now. Where ``run`` writes the output with no
+    command (its "output now" row is ``run``'s refusal), the whole table, then that refusal,
+    raised: its ``error:`` line and exit status 1, as the refused ``run`` gives them."""
     from pipeline.planning import describe
-    from pipeline.running.output import output_now
+    from pipeline.running.output import output_now_refused
 
     p = _plan_of(args, config)
     plan_rows = describe(p, report=bool(getattr(args, "report", None)))
-    plan_rows.insert(2, ("output now", output_now(p)))
+    now, refused = output_now_refused(p)
+    plan_rows.insert(2, ("output now", now))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
+    if refused is not None:
+        raise refused
     return 0
 
 
@@ -663,6 +668,28 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             + ("attributes differ" if len(keys) > 1 else "attribute differs")
             + " from what the run carried from the input (edited since): a group's "
             "attributes are yours, and every run keeps them, `--overwrite` too",
+            file=sys.stderr,
+        )
+    if res.group_attributes_removed:  # the user's too, but no run keeps an absence
+        keys = res.group_attributes_removed
+        print(
+            f"note: the output group's {', '.join(keys)} "
+            + (
+                "attributes, which the run carried from the input, are"
+                if len(keys) > 1
+                else "attribute, which the run carried from the input, is"
+            )
+            + ' gone (removed since: xarray\'s `to_zarr(mode="a")` of another variable '
+            "removes those its Dataset lacks); a group's attributes are yours, so this is no "
+            "failure; "
+            + _run_says(
+                args,
+                config,
+                ("--overwrite",),
+                "`run --overwrite` carries "
+                + ("them" if len(keys) > 1 else "it")
+                + " from the input again",
+            ),
             file=sys.stderr,
         )
     if res.input_unchecked is not None:

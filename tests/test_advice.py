@@ -571,16 +571,30 @@ def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
 
 
 def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
-    """The "output now" line of ``pipeline plan``."""
-    capsys.readouterr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rc = main(["plan", str(cfg)])
-    assert rc == 0
-    said = capsys.readouterr().out
-    found = [ln for ln in said.splitlines() if "output now" in ln]
-    assert len(found) == 1, said
-    return found[0]
+    """The "output now" line of ``pipeline plan``, the same in ``run --dry-run``; each exits
+    as ``run`` would be refused (1, the refusal its line gives also on stderr, as a refused
+    run prints it) where the line says that no command of `run` writes the output, else 0
+    (``plan && run`` had run the refused run)."""
+    lines = []
+    for command in (["plan", str(cfg)], ["run", str(cfg), "--dry-run"]):
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rc = main(command)
+        said = capsys.readouterr()
+        found = [ln for ln in said.out.splitlines() if "output now" in ln]
+        assert len(found) == 1, said.out
+        line = found[0]
+        if _names_none(line):
+            assert rc == 1, (command, line)
+            error = said.err.strip()
+            assert error.startswith("error: ") and "\n" not in error, said.err
+            assert error.removeprefix("error: ") in line, (error, line)
+        else:
+            assert rc == 0 and not said.err.strip(), (command, line, said.err)
+        lines.append(line)
+    assert lines[0] == lines[1], lines
+    return lines[0]
 
 
 def _names_none(line: str) -> bool:

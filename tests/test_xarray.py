@@ -2175,6 +2175,86 @@ def test_verify_notes_a_group_attribute_edited_after_the_run(tmp_path: Path, cli
     assert rc == 0 and "note:" not in err, err + out
 
 
+def test_verify_notes_a_carried_group_attribute_removed_as_removed(tmp_path: Path, cli) -> None:
+    """xarray's ``to_zarr(mode="a")`` of another variable into the output's group puts that
+    Dataset's attributes in place of the group's: here ``title`` edited, ``institution``
+    gone. Verify passes and notes each as what it is: it had said of the removed one that it
+    "differs (edited since)", and that every run keeps it, where ``run --overwrite`` carries
+    it from the input again (and keeps the edited ``title``)."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "results/t"})))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    other = xr.Dataset({"w": (("y",), np.zeros(ROWS))}, attrs={"title": "other"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other.to_zarr(str(out), group="results", mode="a", consolidated=True)
+        zarr.consolidate_metadata(str(out), path="results")  # xarray wrote the root's only
+    group = out / "results" / "zarr.json"
+    assert json.loads(group.read_text())["attributes"] == {"title": "other"}
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+    notes = [ln for ln in err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 2, err
+    edited, removed = notes
+    assert "the output group's title attribute differs" in edited, edited
+    assert "institution" not in edited, edited
+    assert "the output group's institution attribute, which the run carried" in removed
+    assert "is gone (removed since" in removed and "`run --overwrite` carries it" in removed
+    assert "title" not in removed and "edited" not in removed, removed
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    attrs = json.loads(group.read_text())["attributes"]
+    assert (attrs["title"], attrs["institution"]) == ("other", "tests"), attrs
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0 and "note:" not in err, err + text
+
+
+def test_a_group_holding_an_earlier_output_is_named_as_that_not_as_foreign(
+    tmp_path: Path, cli
+) -> None:
+    """An earlier run wrote ``out.zarr/sub/t`` (``output.array: sub/t``); a run of the same
+    variable into ``out.zarr`` (``output.array`` unset: ``t`` in the root group, beside
+    ``sub``) is refused, as the group holds something else, but its line, the resume's and
+    plan's had said the group "holds arrays this pipeline did not write", which is false:
+    each names ``sub`` as the group holding this pipeline's output ``sub/t``, and the command
+    that works, ``--overwrite``, which writes ``t`` beside it and leaves that output whole.
+    The variable alone at the root (``output.array: ''``), where the root group is, is
+    refused by every command (a group with members is never replaced), naming ``sub`` too."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    earlier, here, alone = (tmp_path / f"{n}.yaml" for n in ("earlier", "here", "alone"))
+    earlier.write_text(yaml.safe_dump(config(tmp_path, output={"array": "sub/t"})))
+    here.write_text(yaml.safe_dump(config(tmp_path)))
+    alone.write_text(yaml.safe_dump(config(tmp_path, output={"array": ""})))
+    rc, _, err = cli("run", earlier)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    sub = file_states(out / "sub")
+    what = "'sub' (a group that holds an output of this pipeline, sub/t)"
+    for flags in ([], ["--resume"]):
+        rc, _, err = cli("run", here, *flags)
+        line = one_line_error(err)
+        assert rc == 1 and what in line and "did not write" not in line, (flags, line)
+        assert "--overwrite" in line, line
+    rc, text, err = cli("plan", here)
+    assert rc == 0, err
+    assert f"absent, in a group that holds {what}: `run --overwrite`" in text, text
+    for command in (["run", alone], ["run", alone, "--overwrite"], ["plan", alone]):
+        rc, _, err = cli(*command)
+        line = one_line_error(err)
+        assert rc == 1 and f"Zarr group that holds {what}" in line, (command, line)
+        assert "even with --overwrite" in line, line
+    assert file_states(out / "sub") == sub
+    rc, _, err = cli("run", here, "--overwrite")
+    assert rc == 0, err
+    assert file_states(out / "sub") == sub
+    for cfg in (earlier, here):
+        rc, text, err = cli("verify", "--all", cfg)
+        assert rc == 0, (cfg, err + text)
+
+
 def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path, cli) -> None:
     """The input group consolidated again for an attribute of another variable, and the
     coordinate ``lon`` written again with the same values (as xarray's ``to_zarr`` of another

@@ -76,9 +76,16 @@ class VerifyResult:
     elsewhere may expect it: the output is not as the run left it"""
     group_attributes_edited: tuple[str, ...] = ()
     """for a Dataset output: the group attributes the run carried from the input that the
-    group holds otherwise now (edited since, by a user or another tool). Not a failure: a
-    user's edit of the group's attributes is theirs and stays, also through ``run
+    group holds with another value now (edited since, by a user or another tool). Not a
+    failure: a user's edit of the group's attributes is theirs and stays, also through ``run
     --overwrite`` (README), so ``ok`` does not depend on it; verify notes it"""
+    group_attributes_removed: tuple[str, ...] = ()
+    """for a Dataset output: the group attributes the run carried from the input that the
+    group no longer holds (removed since: xarray's ``to_zarr(mode="a")`` of another variable
+    puts that Dataset's attributes in place of the group's). Not a failure either (the
+    group's attributes are the user's), but not an edit that runs keep: ``run --overwrite``
+    carries them from the input again; verify notes them as removed (it had said "differs
+    (edited since)" of an attribute that was gone)"""
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
@@ -222,6 +229,7 @@ def verify(
         loc_out.zarr_store(read_only=True),
         out_path.strip("/").rpartition("/")[0],
     )
+    edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -239,9 +247,8 @@ def verify(
         consolidated_missing=tuple(datasets.consolidated_missing(store_out, group_out))
         if kept.consolidate
         else (),
-        group_attributes_edited=_group_attributes_edited(
-            loc_out, out_path.strip("/"), kept, record
-        ),
+        group_attributes_edited=edited,
+        group_attributes_removed=removed,
         input_unchecked=None if changed else now.unstamped,
     )
 
@@ -296,7 +303,7 @@ def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried)
     it against the own metadata of the output, of the coordinates written beside it and of
     its group. () where all agree. The group's attributes are not the output's: those the
     run carried from the input are the user's to edit (README: one you edited since is yours
-    and stays, even through ``--overwrite``); :func:`_group_attributes_edited` names them."""
+    and stays, even through ``--overwrite``); :func:`_group_attributes_changed` names them."""
     found = datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names)
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     if out_path:
@@ -312,22 +319,23 @@ def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried)
     return tuple(found)
 
 
-def _group_attributes_edited(
+def _group_attributes_changed(
     loc_out: Location, out_path: str, kept: Carried, record: Any
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The group attributes the run carried from the input (its record's
-    ``group_attributes``) that the group holds otherwise now, or no longer: edited since the
-    run, by a user or by another tool (xarray's ``to_zarr(mode="a")`` of another variable
-    replaces them all). Not a fault of the output: the edit is the user's and stays, also
-    through ``run --overwrite`` (README), so verify only notes it. () for none, or an output
-    written alone."""
+    ``group_attributes``) that the group holds otherwise now, and those it no longer holds:
+    (edited, removed) since the run, by a user or by another tool (xarray's
+    ``to_zarr(mode="a")`` of another variable replaces them all, and removes those its
+    Dataset lacks). Not a fault of the output: the group's attributes are the user's, so
+    verify only notes them. ((), ()) for none, or an output written alone."""
     carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
     if not kept.frame or not isinstance(carried_attrs, dict):
-        return ()
+        return (), ()
     group = out_path.rpartition("/")[0]
     now = datasets.group_attributes(loc_out.zarr_store(read_only=True), group)
     now = {k: v for k, v in now.items() if k in carried_attrs}
-    return tuple(datasets.differing_values(now, carried_attrs))
+    differ = datasets.differing_values(now, carried_attrs)
+    return tuple(k for k in differ if k in now), tuple(k for k in differ if k not in now)
 
 
 def _group_unopenable(

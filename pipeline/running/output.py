@@ -236,7 +236,8 @@ def check_formats_agree(plan: Plan) -> None:
 
 def _group_state(plan: Plan, ours: bool) -> str:
     """'absent', or for an output variable not there yet whose group holds other things:
-    'occupied' (Zarr arrays or groups that this pipeline did not write) or 'not-zarr'.
+    'occupied' (Zarr arrays or groups: another tool's, or other outputs of this pipeline,
+    :func:`_occupants`) or 'not-zarr'.
     ``ours``: the variable's place holds this pipeline's run record, so what is beside it is
     what an interrupted creation wrote, which a fresh start writes again."""
     others = _beside(plan)
@@ -257,6 +258,57 @@ def _beside(plan: Plan) -> list[str]:
     name = plan.output.path.rpartition("/")[2]
     listed = plan.output.location.list(group)
     return [n for n in listed if n != name and n not in GROUP_METADATA]
+
+
+def _occupants(plan: Plan) -> str:
+    """What the output group of an 'occupied' output holds besides the output variable, in
+    words (:func:`members_words`): the refusals had called them all "arrays this pipeline
+    did not write", also a group that holds an earlier output of this pipeline
+    (``output.array: sub/v``) or another variable it wrote."""
+    return members_words(plan.output.location, output_group(plan) or "", _beside(plan))
+
+
+def members_words(loc: Location, group: str, names: list[str]) -> str:
+    """The members ``names`` of the group at ``group``, in words, each named with what it is
+    (:func:`_member_words`; three at most, then '...')."""
+    store = loc.zarr_store(read_only=True)
+    here = datasets.group_arrays(store, group)
+    said = [f"{n!r} ({_member_words(store, group, n, here)})" for n in names[:3]]
+    return ", ".join(said) + (", ..." if len(names) > 3 else "")
+
+
+def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> str:
+    """What the member ``name`` of ``group`` is, in words: an output of this pipeline (an
+    array whose ``pipeline`` attribute records its run), an array a run of it copied beside
+    one (:func:`_what_array`), a group that holds outputs of it (their paths), or an array or
+    group it did not write. ``here``: the group's arrays, by name."""
+    if name in here:
+        if isinstance(here[name].attrs.get("pipeline"), dict):
+            return "an output of this pipeline"
+        return _what_array(store, group, [n for n in here if n != name], name)
+    outputs = _outputs_under(store, _key(group, name))
+    if not outputs:
+        return "a group this pipeline did not write"
+    some = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+    what = "outputs" if len(outputs) > 1 else "an output"
+    return f"a group that holds {what} of this pipeline, {some}"
+
+
+def _outputs_under(store: Any, path: str) -> list[str]:
+    """The paths (from the store's root) of the arrays in the group at ``path``, at any depth,
+    whose ``pipeline`` attribute records a run of this pipeline ([] where there is no group)."""
+    import zarr
+
+    try:
+        found = zarr.open_group(store=store, path=path, mode="r", use_consolidated=False)
+        members = found.members(max_depth=None)
+    except Exception:
+        return []
+    return sorted(
+        _key(path, name)
+        for name, node in members
+        if isinstance(node, zarr.Array) and isinstance(node.attrs.get("pipeline"), dict)
+    )
 
 
 def replaced_coordinates(plan: Plan) -> list[str]:
@@ -584,7 +636,8 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         check_frame_fits(plan)
         return "fresh"
     if state == "group":
-        some = ", ".join(group_members(plan.output.location, plan.output.path)[:3])
+        loc, path = plan.output.location, plan.output.path
+        some = members_words(loc, path.strip("/"), group_members(loc, path))
         raise OutputError(
             f"{where} is a Zarr group that holds {some}, not an array; the pipeline never "
             "replaces a group, even with --overwrite: name a new array in it "
@@ -671,9 +724,8 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             f"{where} exists ({_foreign_words(plan)}); nothing to resume "
             "(`run --overwrite` replaces it)"
             if state == "foreign"
-            else f"{where} is absent, and its group holds arrays this pipeline did not write "
-            f"({', '.join(_beside(plan)[:3])}); nothing to resume: `run --overwrite` writes "
-            "it into the group",
+            else f"{where} is absent, and its group holds {_occupants(plan)}; nothing to "
+            "resume: `run --overwrite` writes it into the group",
             output=where,
             status=state,
         )
@@ -804,9 +856,9 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
         )
     if state == "occupied":
         return OutputError(
-            f"the group of {where} already holds arrays that this pipeline did not write: "
-            "pass --overwrite (overwrite=True in pipeline.run) to write the variable into it "
-            "(its attributes and other arrays kept, the input group's attributes added where "
+            f"the group of {where} already holds {_occupants(plan)}: pass --overwrite "
+            "(overwrite=True in pipeline.run) to write the variable into it beside them "
+            "(its attributes and members kept, the input group's attributes added where "
             "it has none of that name; the coordinates it shares with the input replaced, one "
             "its other variables use only where it is the same), or choose another "
             "output.store",
@@ -886,7 +938,7 @@ _NOW = {
     "complete": "complete",
     "incomplete": "incomplete (an interrupted run)",
     "foreign": "something else is there",
-    "occupied": "absent, in a group of other arrays",
+    "occupied": "absent, in a group of other arrays or groups",
     "remains": "the remains of an interrupted replacement",
     "not-zarr": "a directory of other files",
     "group": "a Zarr group of other arrays",
@@ -899,17 +951,43 @@ def output_now(plan: Plan) -> str:
     that command, its refusal instead, which names the one it takes, or says that none does
     and what to do (F-Y1: "`run --overwrite` replaces it" of an output that ``run
     --overwrite`` refuses: a group of Zarr v2 metadata, an array its group's variables refer
-    to)."""
+    to). The first of :func:`output_now_refused`."""
+    return output_now_refused(plan)[0]
+
+
+def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
+    """:func:`output_now`'s words, and the refusal of ``run`` they give where no command of
+    ``run`` writes this output (neither a plain run nor ``--overwrite`` starts, and
+    ``--resume`` resumes nothing: it refuses, or finds a complete output done; the words
+    then say that none writes there and what to do), else None. ``pipeline plan`` exits as
+    that refused ``run`` does (a plan whose output no command writes had exited 0: ``plan
+    && run`` ran the refused run)."""
     state = output_state(plan)
-    said = _output_now(plan, state)
-    named = re.search(r"`run( --\w+)?`", said)
-    if named is None:
-        return said
-    flag = (named.group(1) or "").strip()
-    took, refusals = run_accepts(plan, (flag,))
-    if took is not None or not refusals:
-        return said
-    return f"{_NOW.get(state, state)}; {refusals[0]}"
+    row = _output_now(plan, state)
+    named = re.search(r"`run( --\w+)?`", row)
+    if named is not None:
+        flag = (named.group(1) or "").strip()
+        took, refusals = run_accepts(plan, (flag,))
+        if took is None and refusals:
+            row = f"{_NOW.get(state, state)}; {refusals[0]}"
+    took, refusals = run_accepts(plan, ("", "--overwrite"))
+    if took is not None or _resumes(plan):
+        return row, None
+    resumed = run_accepts(plan, ("--resume",))[1]
+    given = [e for e in refusals + resumed if str(e) in row]  # the one the words give
+    return row, given[0] if given else refusals[-1]
+
+
+def _resumes(plan: Plan) -> bool:
+    """Whether ``run --resume`` resumes the output (as :func:`run_accepts` tries it), not
+    refusing it nor finding it done."""
+    p = resumed_plan(plan)
+    try:
+        check_not_overlapping(p)
+        check_writable(p.output.location)
+        return decide_start(p, resume=True) == "resume"
+    except OutputError:
+        return False
 
 
 def _output_now(plan: Plan, state: str) -> str:
@@ -941,12 +1019,15 @@ def _output_now(plan: Plan, state: str) -> str:
                 f"was begun with (blocks {list(resumed.block)}, chunks "
                 f"{list(resumed.output.chunk)}; the rows here are a new run's)"
             )
+    if state == "occupied":
+        return (
+            f"absent, in a group that holds {_occupants(plan)}: `run --overwrite` writes it there"
+        )
     return {
         "absent": "absent: `run` creates it",
         "complete": "complete: `run --overwrite` replaces it",
         "incomplete": "incomplete (an interrupted run): `run --resume` finishes it",
         "foreign": "something else is there: `run --overwrite` replaces it",
-        "occupied": "absent, in a group of other arrays: `run --overwrite` writes it there",
         "remains": "the remains of an interrupted replacement: `run --overwrite` starts over",
         "not-zarr": "a directory of other files, which `run` never deletes: choose another",
         "group": "a Zarr group of other arrays, which `run` never replaces: choose another",
