@@ -63,26 +63,44 @@ def mapped_allocations(n: int = 40) -> dict:
     return {"mapped": int(mapped), "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
-def test_a_run_s_workers_take_frames_from_their_heaps() -> None:
-    """The workers of a real LocalCluster, started by distributed's nanny with its trim
-    threshold: before the pipeline's set-up plugin every frame-sized allocation is a mapping;
-    after it, none is."""
+def test_the_workers_of_a_run_s_own_cluster_take_frames_from_their_heaps() -> None:
+    """The workers of a local cluster the pipeline starts (``cluster.connect``, as a run
+    does), started by distributed's nanny with its trim threshold: after the pipeline's set-up
+    plugin, no frame-sized allocation is a mapping of its own; a caller's cluster's workers
+    (the same plugin registered on a LocalCluster the caller made) keep their allocator:
+    every such allocation a mapping, as distributed's setting makes it."""
     from distributed import Client, LocalCluster
 
+    from pipeline.planning import ClusterPlan
+    from pipeline.running import cluster
     from pipeline.running.cluster import PipelineSetup
 
+    plan = ClusterPlan(
+        scheduler="local",
+        backend="cpu",
+        gpus=(),
+        workers=2,
+        threads_per_worker=1,
+        workers_per_gpu=1,
+        device_budget=None,
+        host_budget=None,
+        protocol="tcp",
+        timeout=30.0,
+        dashboard="",
+    )
+    with cluster.connect(plan, quiet=True) as client:
+        own = list(client.run(mapped_allocations).values())
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
+        ) as theirs,
+        Client(theirs) as client,
     ):
-        untouched = list(client.run(mapped_allocations).values())
         client.register_plugin(PipelineSetup("cpu", None))
-        tuned = list(client.run(mapped_allocations).values())
-    assert [w["trim"] for w in untouched] == ["65536", "65536"]  # the nanny's, as distributed sets
-    assert all(w["mapped"] == 40 for w in untouched)
-    assert all(w["mapped"] == 0 for w in tuned)
+        callers = list(client.run(mapped_allocations).values())
+    assert [w["trim"] for w in own + callers] == ["65536"] * 4  # the nanny's, as distributed sets
+    assert [w["mapped"] for w in own] == [0, 0]
+    assert [w["mapped"] for w in callers] == [40, 40]
 
 
 PROBE = r"""

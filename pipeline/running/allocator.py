@@ -16,11 +16,12 @@ against 3.46 s (3.10-3.85), 4 each. GPU workers, whose frames nvCOMP encodes int
 buffers, moved within their spread (warm v2 Blosc 5.92 against 6.15 GB/s).
 
 :func:`tune` sets the trim threshold to :data:`TRIM_THRESHOLD` and the mmap threshold to
-:data:`MMAP_THRESHOLD` through ``mallopt``, in a worker process of a run's cluster (from its
-set-up plugin) and in the command line's own process where its tasks run as threads. A process
-given ``MALLOC_MMAP_THRESHOLD_`` in its environment (the user's own choice, through Dask's
-``distributed.nanny.pre-spawn-environ`` or the shell) is left as it is, and so is any C library
-other than glibc.
+:data:`MMAP_THRESHOLD` through ``mallopt``, in the worker processes of a local cluster a run
+starts (from its set-up plugin) and in the command line's own process, where its tasks may run
+as threads. The workers of a caller's cluster or of one joined by address, and an API caller's
+own process, keep their allocator; so does a process given ``MALLOC_MMAP_THRESHOLD_`` in its
+environment (the user's own choice, through Dask's ``distributed.nanny.pre-spawn-environ`` or
+the shell), and any C library other than glibc.
 """
 
 from __future__ import annotations

@@ -71,8 +71,9 @@ def _quiet_task_errors() -> None:
 
 class PipelineSetup(WorkerPlugin):
     """Per-worker set-up: GPU pool limit, nvCOMP allocator, how the worker's threads wait for
-    the GPU (``gpu_wait``, in worker processes of their own), the memory sampler, and the
-    guard of the worker's heartbeat (:class:`HeartbeatGuard`)."""
+    the GPU (``gpu_wait``, in worker processes of their own), glibc's thresholds (in the
+    worker processes of a cluster this process started: :mod:`pipeline.running.allocator`),
+    the memory sampler, and the guard of the worker's heartbeat (:class:`HeartbeatGuard`)."""
 
     name = "pipeline-setup"
     idempotent = False
@@ -96,6 +97,9 @@ class PipelineSetup(WorkerPlugin):
         self.staging_per_thread = staging_per_thread
         self.gpu_wait = gpu_wait
         self.ignore_sigint = ignore_sigint
+        #: the workers are of a cluster this process started (not a caller's, nor one joined
+        #: by address): their allocator is the pipeline's to set
+        self.owned = ignore_sigint
         #: the process that made it: a worker there (a cluster of threads, ``inproc``, or a
         #: caller's ``LocalCluster(processes=False)``) is the caller's, whose warnings are its own
         self.client_pid = os.getpid()
@@ -120,7 +124,8 @@ class PipelineSetup(WorkerPlugin):
             from pipeline.running import allocator
             from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 
-            allocator.tune()
+            if self.owned:  # a caller's or a joined cluster's workers keep their allocator
+                allocator.tune()
             ignore_filter_arithmetic_warnings()
         sampler = MemorySampler(self.backend, self.interval)
         sampler.start()
@@ -497,9 +502,10 @@ def connect(
 
 
 def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
-    """``plugin``, set to ignore SIGINT in the workers of a cluster this process owns."""
+    """``plugin``, set to ignore SIGINT in the workers of a cluster this process owns (and
+    to set their allocator, :attr:`PipelineSetup.owned`)."""
     if isinstance(plugin, PipelineSetup):
-        plugin.ignore_sigint = True
+        plugin.ignore_sigint = plugin.owned = True
     return plugin
 
 
