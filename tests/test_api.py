@@ -591,3 +591,56 @@ def test_overwrite_and_resume_together_are_refused_before_anything_is_touched(
         cli("run", path, "--overwrite", "--resume")
     assert stopped.value.code == 2
     assert file_states(out) == before
+
+
+UNGUARDED = """
+import pipeline
+
+pipeline.run(
+    {
+        "input": {"store": "in.zarr"},
+        "output": {"store": "out.zarr"},
+        "stages": [{"op": "add", "value": 1}],
+        "cluster": {"workers": 2, "threads_per_worker": 1, "protocol": "tcp", "dashboard": ""},
+    },
+    overwrite=True,
+)
+"""
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
+    """A script that calls ``pipeline.run`` with worker processes at its top level: each
+    worker imports the script again and runs it (the output's lock refuses them), so the
+    cluster does not start; the error said to check the config's cluster section, not the
+    script (review). It names the guard now; with the guard the same run completes."""
+    from tests.faultkit import env
+
+    make_array(tmp_path / "in.zarr", np.arange(64 * 64, dtype=np.float32).reshape(64, 64), (16, 64))
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("pipeline.errors.ClusterError") and 'if __name__ == "__main__":' in last
+    body = "\n".join("    " + line for line in UNGUARDED.strip().splitlines())
+    script.write_text(f'if __name__ == "__main__":\n{body}\n')
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (
+        read_array(tmp_path / "out.zarr").tobytes()
+        == (np.arange(64 * 64, dtype=np.float32).reshape(64, 64) + 1).tobytes()
+    )

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -509,6 +510,23 @@ def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
     return plugin
 
 
+def _script_hint() -> str:
+    """Words for a cluster that did not start where this process runs a script of the user's
+    (not the command line): its worker processes import the script again, and one that calls
+    ``pipeline.run`` unguarded runs it again in each (whose lock on the output refuses them,
+    so the workers fail to start)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if getattr(main, "__file__", None) is None or (
+        spec is not None and spec.name.split(".")[0] == "pipeline"
+    ):
+        return ""
+    return (
+        "; where a script calls pipeline.run, its worker processes import the script again: "
+        'call it under `if __name__ == "__main__":`'
+    )
+
+
 class _Startup:
     """A local cluster brought up on a thread of its own, with SIGINT blocked on that thread.
 
@@ -560,7 +578,7 @@ class _Startup:
             except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 raise ClusterError(
                     f"the local Dask cluster did not start ({e}); check the config's "
-                    "cluster section (dashboard address, workers, memory limits)",
+                    "cluster section (dashboard address, workers, memory limits)" + _script_hint(),
                     address="local",
                     reason="did-not-start",
                 ) from None
