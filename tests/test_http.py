@@ -519,3 +519,50 @@ def test_a_consolidated_dataset_whose_server_lists_no_folders_is_written_whole(
         rc, _, err = cli("plan", cfg)
         line = one_line_error(err)
         assert "stale" in line and "does not list 'lat'" in line, line
+
+
+@pytest.mark.parametrize("folders", [None, 404], ids=["listing", "no-listing"])
+def test_a_name_a_url_reads_otherwise_is_refused_over_http_as_such(
+    tmp_path: Path, cli, folders
+) -> None:
+    """An array or a carried coordinate whose name holds '?', '#' or a '%' escape: over
+    HTTP its URL is another (xarray read such a variable as its fill value). The refusal had
+    named another cause ("no Zarr array", "does not exist", a consolidated copy "stale" with a
+    coordinate it lists) (review); it names the character and the fix, and the same stores
+    run from a local folder, bit for bit, as does the variable alone where only a coordinate's
+    name is the problem."""
+    import xarray as xr
+
+    values = np.arange(32, dtype="f4").reshape(4, 8)
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore", UserWarning)
+        for name in ("v?1", "v%41"):
+            xr.Dataset({name: (("y", "x"), values)}).to_zarr(tmp_path / f"{name[1]}.zarr")
+        coords = {"la#t": ("y", np.arange(4.0))}
+        xr.Dataset({"v": (("y", "x"), values)}, coords=coords).to_zarr(
+            tmp_path / "c.zarr", zarr_format=2
+        )
+    cases = [("?.zarr", "v?1", {}, "'?'"), ("%.zarr", "v%41", {}, "'%41'")]
+    cases.append(("c.zarr", "v", {}, "'#'"))
+    control = {} if folders is None else {"folders": folders}
+    with serving(tmp_path, **control) as server:
+        for i, (store, array, output, char) in enumerate(cases):
+            url = f"{server.url}/{store}"
+            out = {"store": str(tmp_path / f"out{i}.zarr"), **output}
+            cfg = write_config(tmp_path, url, "", input={"array": array}, output=out)
+            for command in ("plan", "run"):
+                rc, _, err = cli(command, cfg)
+                line = one_line_error(err)
+                assert rc == 1 and f"holds {char}" in line and "local folder" in line, line
+            local = write_config(tmp_path, tmp_path / store, "", input={"array": array}, output=out)
+            rc, _, err = cli("run", local)
+            assert rc == 0, err
+            got = zarr.open_array(str(tmp_path / f"out{i}.zarr"), path=output.get("array", array))
+            assert got[...].tobytes() == reference(values).tobytes()
+        alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
+        cfg = write_config(tmp_path, f"{server.url}/c.zarr", "", input={"array": "v"}, output=alone)
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        assert zarr.open_array(str(tmp_path / "alone.zarr"))[...].tobytes() == (
+            reference(values).tobytes()
+        )

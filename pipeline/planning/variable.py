@@ -119,6 +119,10 @@ def carried(
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
+        # what the frame carries, before any of it is looked for: an HTTP URL may not name it
+        named = (*variable.dims, *variable.coords, *datasets.references(dict(variable.attrs)))
+        for name in dict.fromkeys(named):
+            loc.check_url_safe(f"{variable.group}/{name}" if variable.group else name)
         _check_frame(variable, output_path)
     unpack = decoding(config, arr, variable is not None)
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []

@@ -301,6 +301,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     import zarr
 
     where = location.join(path)
+    location.check_url_safe(path)
     # a store whose server lists no folders (HTTP 403 or 404 for the folder's own URL) does
     # not show itself, but its array's metadata does
     if not location.exists() and not _metadata_shows(location, path):

@@ -218,10 +218,31 @@ class Location:
         return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def _path(self, key: str) -> str:
-        """Where ``key`` is: a local path, or a path of the URL's file system."""
+        """Where ``key`` is: a local path, or a path of the URL's file system. Raises
+        StoreError (fields ``store``, ``key``) for a key an HTTP URL cannot name as it is
+        (:func:`url_unsafe`)."""
         if self.is_local:
             return self.join(key)
+        self.check_url_safe(key)
         return key_under(self._resolve()[1], key)
+
+    def check_url_safe(self, key: str) -> None:
+        """Raise StoreError (fields ``store``, ``key``) where this store is reached over HTTP
+        and ``key`` (a key, or an array's path) holds what a URL reads otherwise than as a
+        name (:func:`url_unsafe`): the pipeline, zarr-python and xarray would all ask for
+        another URL (xarray read such a variable as its fill value, 2026-12-02)."""
+        if self.is_local or not _over_http(self.url):
+            return
+        unsafe = url_unsafe(key)
+        if unsafe is not None:
+            raise StoreError(
+                f"the name {key!r} in {self.url} holds {unsafe}, so it cannot be read over "
+                "HTTP as named (zarr-python and xarray would ask for another URL too): copy "
+                "the store to a local folder, or rename the array or coordinate whose name "
+                "holds it",
+                store=self.url,
+                key=key,
+            )
 
     def archive(self) -> str | None:
         """The archive format ('zip', 'tar', ...) when the store is inside an archive file
@@ -859,6 +880,27 @@ def _chained(url: str) -> bool:
 def _outer_protocol(url: str) -> str:
     """The scheme of the outermost file system of a URL: 'zip' for ``zip::file:///a.zip``."""
     return url.split("::", 1)[0].split("://", 1)[0]
+
+
+def url_unsafe(key: str) -> str | None:
+    """What in ``key`` (a store key: an array's or a coordinate's name within its path) a URL
+    reads otherwise than as a name, described; None where nothing does. ``?`` starts a URL's
+    query and ``#`` its fragment, and ``%`` with two hex digits is an escape: a key holding one
+    is another URL (a name with a space, which the client escapes, is fine)."""
+    if "?" in key:
+        return "'?', which starts a URL's query"
+    if "#" in key:
+        return "'#', which starts a URL's fragment"
+    escape = re.search(r"%[0-9A-Fa-f]{2}", key)
+    if escape is not None:
+        return f"{escape.group()!r}, which a URL reads as an escaped character"
+    return None
+
+
+def _over_http(url: str) -> bool:
+    """Whether ``url`` reaches its files over HTTP(S), itself or at the end of a chain
+    (``simplecache::https://...``)."""
+    return re.search(r"(^|::)https?://", url) is not None
 
 
 def key_under(root: str, key: str) -> str:
