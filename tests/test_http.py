@@ -399,6 +399,9 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
             line = one_line_error(err)
             assert url in line and "output.array: ''" in line and "autoindex" in line, line
             assert "zarr.consolidate_metadata" in line, line
+            # the server's own answer, not a listing "that lacks" a member (review)
+            assert f"HTTP {status}" in line if status != 404 else "a 404" in line, line
+            assert "its listing lacks" not in line, line
         assert not (tmp_path / "out.zarr").exists()
         cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections, output={"array": ""})
         rc, _, err = cli("run", cfg)

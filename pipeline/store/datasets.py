@@ -841,8 +841,9 @@ def _listing_refused(
     if e is not None:
         return listing_error(root, folder, e, alone=alone)
     return ListingError(
-        f"the server of {root} does not list the folder {folder} (its listing lacks "
-        f"{unlisted!r}, which is there), which the pipeline needs listed here: {alone}, or "
+        f"the server of {root} does not list the folder {folder} (it answered the folder's "
+        f"URL with no listing that names {unlisted!r}, which is there: a 404, or an empty "
+        f"page), which the pipeline needs listed here: {alone}, or "
         "enable folder listings on it (nginx: `autoindex on`), or copy the store to a local "
         "folder or an object store",
         store=root,
