@@ -644,3 +644,15 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
         read_array(tmp_path / "out.zarr").tobytes()
         == (np.arange(64 * 64, dtype=np.float32).reshape(64, 64) + 1).tobytes()
     )
+    # a guarded script whose cluster fails for another reason is not told of the guard
+    script.write_text(script.read_text().replace('"dashboard": ""', '"dashboard": "999.9.9.9:1"'))
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -511,15 +512,23 @@ def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
 
 
 def _script_hint() -> str:
-    """Words for a cluster that did not start where this process runs a script of the user's
-    (not the command line): its worker processes import the script again, and one that calls
-    ``pipeline.run`` unguarded runs it again in each (whose lock on the output refuses them,
-    so the workers fail to start)."""
+    """Words for a cluster that did not start where this process runs a script with no
+    ``if __name__ == "__main__":`` in it: its worker processes import the script again, and
+    one that calls ``pipeline.run`` unguarded runs it again in each (whose lock on the output
+    refuses them, so the workers fail to start). Not for ``python -m pipeline``, the
+    ``pipeline`` command (whose script is guarded) or a guarded script (review: the hint had
+    followed every failure in any of them)."""
     main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
     spec = getattr(main, "__spec__", None)
-    if getattr(main, "__file__", None) is None or (
-        spec is not None and spec.name.split(".")[0] == "pipeline"
-    ):
+    if path is None or (spec is not None and spec.name.split(".")[0] == "pipeline"):
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            source = f.read(1 << 20)
+    except OSError:
+        return ""
+    if re.search(r"__name__\s*==\s*['\"]__main__['\"]", source):
         return ""
     return (
         "; where a script calls pipeline.run, its worker processes import the script again: "
