@@ -545,6 +545,12 @@ def test_a_name_a_url_reads_otherwise_is_refused_over_http_as_such(
         xr.Dataset({"v": (("y", "x"), values)}, coords=coords).to_zarr(
             tmp_path / "c.zarr", zarr_format=2
         )
+        unread = [
+            xr.Dataset({"t": (("time", "x#1"), values)}, coords={"time": np.arange(4)}),
+            xr.Dataset({"t": (("y", "x"), values, {"ancillary_variables": "qc#flag"})}),
+        ]
+        for i, ds in enumerate(unread):
+            ds.to_zarr(tmp_path / f"unread{i}.zarr")
     cases = [("?.zarr", "v?1", {}, "'?'"), ("%.zarr", "v%41", {}, "'%41'")]
     cases.append(("c.zarr", "v", {}, "'#'"))
     control = {} if folders is None else {"folders": folders}
@@ -562,6 +568,19 @@ def test_a_name_a_url_reads_otherwise_is_refused_over_http_as_such(
             assert rc == 0, err
             got = zarr.open_array(str(tmp_path / f"out{i}.zarr"), path=output.get("array", array))
             assert got[...].tobytes() == reference(values).tobytes()
+        # names no one reads are not refused: a dimension without a coordinate, a CF
+        # reference to a variable the group does not hold (review: both were)
+        for i, ds in enumerate(unread):
+            store = f"unread{i}.zarr"
+            out = {"store": str(tmp_path / f"unread-out{i}.zarr")}
+            cfg = write_config(
+                tmp_path, f"{server.url}/{store}", "", input={"array": "t"}, output=out
+            )
+            rc, _, err = cli("run", cfg)
+            assert rc == 0, err
+            got = xr.open_zarr(tmp_path / f"unread-out{i}.zarr")
+            assert got["t"].dims == ds["t"].dims
+            assert got["t"].values.tobytes() == reference(values).tobytes()
         alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
         cfg = write_config(tmp_path, f"{server.url}/c.zarr", "", input={"array": "v"}, output=alone)
         rc, _, err = cli("run", cfg)

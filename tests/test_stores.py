@@ -644,3 +644,35 @@ def test_a_run_record_that_cannot_be_removed_leaves_the_output_complete(tmp_path
     plan = plan_run(load_config(cfg))
     assert output_state(plan) == "complete"
     assert error_of("-q", "run", cfg, "--progress", "none", "--resume") is None  # no lock held
+
+
+@pytest.mark.parametrize(
+    ("url", "checked"),
+    [
+        ("http://127.0.0.1:1/in.zarr", True),
+        ("https://example.org/data/in.zarr", True),
+        ("simplecache::http://127.0.0.1:1/in.zarr", True),  # keys go to the URL, cached
+        ("zip::http://127.0.0.1:1/in.zip", False),  # keys are the archive's members
+        ("s3://bucket/in.zarr", False),
+        ("memory://in.zarr", False),
+        ("/tmp/in.zarr", False),
+    ],
+)
+def test_names_a_url_reads_otherwise_are_refused_only_where_keys_are_urls(
+    url: str, checked: bool
+) -> None:
+    """A key holding '?', '#' or a '%' escape is refused where the store's keys are paths of
+    HTTP URLs (a zip member reached over HTTP is not one: review, it was refused), and every
+    other name is not; nothing is read to tell."""
+    from pipeline.errors import StoreError
+
+    loc = Location.of(url)
+    for key in ("v?1/zarr.json", "la#t", "p%41/0.0"):
+        if checked:
+            with pytest.raises(StoreError) as e:
+                loc.check_url_safe(key)
+            assert e.value.key == key and "local folder" in str(e.value)
+        else:
+            loc.check_url_safe(key)
+    for key in ("w 1/zarr.json", "a+b&c=d;e", "50%/0.0", "x%zz", "tempé"):
+        loc.check_url_safe(key)

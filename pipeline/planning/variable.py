@@ -29,7 +29,7 @@ from pipeline.planning.memory import bytes_text
 from pipeline.store import datasets
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
-from pipeline.store.location import Location
+from pipeline.store.location import Location, url_unsafe
 
 #: Input attributes the output never carries: packing (its values are no longer packed, and
 #: the stages changed them), Zarr v2's dimension names (the output is v3), and the records of
@@ -119,10 +119,7 @@ def carried(
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
-        # what the frame carries, before any of it is looked for: an HTTP URL may not name it
-        named = (*variable.dims, *variable.coords, *datasets.references(dict(variable.attrs)))
-        for name in dict.fromkeys(named):
-            loc.check_url_safe(f"{variable.group}/{name}" if variable.group else name)
+        _check_names_over_http(loc, store, variable)
         _check_frame(variable, output_path)
     unpack = decoding(config, arr, variable is not None)
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
@@ -308,6 +305,24 @@ def _units_decode(attrs: dict[str, Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> None:
+    """Before any array the frame of ``variable`` carries is looked for: the StoreError of
+    :meth:`Location.check_url_safe` for one whose name an HTTP URL reads otherwise (``#``,
+    ``?``, a ``%`` escape), which a look by its key would miss (it was then called gone from
+    a stale consolidated copy, or left out). A name the variable's dimensions or CF
+    attributes give counts where the group holds it, as its consolidated metadata or its
+    listing says, or where neither says (a dimension without a coordinate, a reference to
+    nothing, are read by no one)."""
+    named = (*variable.coords, *variable.dims, *datasets.references(dict(variable.attrs)))
+    unsafe = [n for n in dict.fromkeys(named) if url_unsafe(n) is not None]
+    if not unsafe:
+        return
+    held = datasets.array_names(store, variable.group)
+    for name in unsafe:
+        if name in variable.coords or held is None or name in held:
+            loc.check_url_safe(f"{variable.group}/{name}" if variable.group else name)
 
 
 def check_consolidated(loc: Location, store: Any, variable: Variable, frame: bool) -> list[str]:

@@ -768,6 +768,24 @@ def _consolidated_members(store: Any, group: str) -> tuple[list[str], list[str]]
     return None
 
 
+def array_names(store: Any, group: str) -> list[str] | None:
+    """The names of the arrays of the group ``group`` of ``store`` (a zarr store) as its
+    consolidated metadata lists them (no read of theirs), else as its listing gives them; None
+    where neither says (a server that lists no folders, a group without consolidated
+    metadata)."""
+    import zarr
+
+    copy = _consolidated_members(store, group)
+    if copy is not None:
+        return copy[1]
+    try:
+        with _quiet():
+            found = zarr.open_group(store=store, path=group or None, mode="r")
+            return list(found.array_keys())
+    except Exception:  # no listing to read
+        return None
+
+
 def _listed_store(store: Any, group: str, members: list[str]) -> Any:
     """``store`` (a zarr store), read-only, whose folder ``group`` lists as ``members``
     (zarr-python's ``list_dir``, which ``xr.open_zarr`` asks for a group's members); every

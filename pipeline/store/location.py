@@ -898,9 +898,14 @@ def url_unsafe(key: str) -> str | None:
 
 
 def _over_http(url: str) -> bool:
-    """Whether ``url`` reaches its files over HTTP(S), itself or at the end of a chain
-    (``simplecache::https://...``)."""
-    return re.search(r"(^|::)https?://", url) is not None
+    """Whether the keys of the store at ``url`` are paths of HTTP(S) URLs: ``url`` itself, or
+    a chain whose keys go to HTTP past its caching layers (``simplecache::https://...``); not
+    one whose keys another file system takes (``zip::https://...``: the archive's members)."""
+    try:
+        _, protocol, _ = _keys_part(url)
+    except (ImportError, ValueError):  # a protocol fsspec does not know: not read over HTTP
+        return False
+    return protocol in ("http", "https")
 
 
 def key_under(root: str, key: str) -> str:
@@ -910,9 +915,18 @@ def key_under(root: str, key: str) -> str:
 
 
 def _chain_join(url: str, tail: str) -> str:
-    """A chained URL whose path is ``tail`` below the chain's root: the path belongs to the
-    first file system in the chain that has one, or that is not a caching layer (fsspec's
-    ``ChainedFileSystem``), which takes the path of what it wraps."""
+    """A chained URL whose path is ``tail`` below the chain's root (:func:`_keys_part`)."""
+    i, protocol, path = _keys_part(url)
+    bits = url.split("::")
+    bits[i] = f"{protocol}://{key_under(path, tail)}"
+    return "::".join(bits)
+
+
+def _keys_part(url: str) -> tuple[int, str, str]:
+    """(index in the chain, protocol, path) of the part of ``url`` (plain or chained with
+    '::') whose file system the store's keys are paths of: the first that has a path, or that
+    is not a caching layer (fsspec's ``ChainedFileSystem``, which takes the path of what it
+    wraps)."""
     import fsspec
     from fsspec.implementations.chained import ChainedFileSystem
 
@@ -921,8 +935,7 @@ def _chain_join(url: str, tail: str) -> str:
         protocol, _, path = bit.partition("://")
         cls = fsspec.get_filesystem_class(protocol)
         if path or i == len(bits) - 1 or not issubclass(cls, ChainedFileSystem):
-            bits[i] = f"{protocol}://{key_under(path, tail)}"
-            return "::".join(bits)
+            return i, protocol, path
     raise AssertionError("unreachable: the last bit always takes the path")
 
 
