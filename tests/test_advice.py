@@ -914,3 +914,25 @@ def test_verify_of_a_packed_input_that_now_holds_a_missing_element_asks_run(
     assert rc == 1 and len(lines) == 1 and advised(lines[0]) == ["--overwrite"], err
     _scale_factor_as_float(src)
     _advised_command_ends_as_xarray_decodes(capsys, cfg, src, out, lines[0])
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file"])
+def test_plan_of_an_output_no_command_can_write_is_its_refusal_not_a_crash(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """An output path under a file, or a file itself: `plan` and `run --dry-run` had failed
+    with NotADirectoryError and printed no table (review); their row is `run`'s own refusal,
+    and they exit 1 with it, as `run` does, writing nothing."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    out = blocker / "out.zarr" if where == "under a file" else blocker
+    cfg = _config(tmp_path, made.input)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["store"] = str(out)
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1, run_err
+    line = _plan_line(capsys, cfg)
+    assert _names_none(line) and str(blocker) in line, line
+    assert run_err.strip().removeprefix("error: ") in line, (run_err, line)
+    assert blocker.read_text() == "mine"

@@ -961,7 +961,16 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     ``--resume`` resumes nothing: it refuses, or finds a complete output done; the words
     then say that none writes there and what to do), else None. ``pipeline plan`` exits as
     that refused ``run`` does (a plan whose output no command writes had exited 0: ``plan
-    && run`` ran the refused run)."""
+    && run`` ran the refused run). Where ``run`` refuses every command before it looks at
+    what is there (the output overlaps the input, cannot be written, lies under a file or an
+    array, or is a file: :func:`check_parents`), that refusal is the words (review: an output
+    under a file had been a NotADirectoryError, and no table)."""
+    try:
+        check_not_overlapping(plan)
+        check_writable(plan.output.location)
+        check_parents(plan)
+    except OutputError as e:
+        return str(e), e
     state = output_state(plan)
     row = _output_now(plan, state)
     named = re.search(r"`run( --\w+)?`", row)
