@@ -511,3 +511,26 @@ def one_line_error(err: str) -> str:
     assert lines[0].startswith("error: "), err
     assert "Traceback" not in err
     return lines[0]
+
+
+def cpu_cluster_plan(
+    workers: int = 1, protocol: str = "tcp", dashboard: str = "", timeout: float = 10.0
+) -> Any:
+    """A local CPU cluster's plan of ``workers`` workers of one thread each (``tcp``: worker
+    processes started by distributed's nanny; ``inproc``: threads of this process), for the
+    tests that start one with ``pipeline.running.cluster.connect``."""
+    from pipeline.planning import ClusterPlan
+
+    return ClusterPlan(
+        scheduler="local",
+        backend="cpu",
+        gpus=(),
+        workers=workers,
+        threads_per_worker=1,
+        workers_per_gpu=1,
+        device_budget=None,
+        host_budget=None,
+        protocol=protocol,
+        timeout=timeout,
+        dashboard=dashboard,
+    )

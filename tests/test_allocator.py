@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from tests.faultkit import env, run_python
+from tests.faultkit import cpu_cluster_plan, env, run_python
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -71,23 +71,10 @@ def test_the_workers_of_a_run_s_own_cluster_take_frames_from_their_heaps() -> No
     every such allocation a mapping, as distributed's setting makes it."""
     from distributed import Client, LocalCluster
 
-    from pipeline.planning import ClusterPlan
     from pipeline.running import cluster
     from pipeline.running.cluster import PipelineSetup
 
-    plan = ClusterPlan(
-        scheduler="local",
-        backend="cpu",
-        gpus=(),
-        workers=2,
-        threads_per_worker=1,
-        workers_per_gpu=1,
-        device_budget=None,
-        host_budget=None,
-        protocol="tcp",
-        timeout=30.0,
-        dashboard="",
-    )
+    plan = cpu_cluster_plan(workers=2, timeout=30.0)
     with cluster.connect(plan, quiet=True) as client:
         own = list(client.run(mapped_allocations).values())
     with (

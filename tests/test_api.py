@@ -613,32 +613,18 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     worker imports the script again and runs it (the output's lock refuses them), so the
     cluster does not start; the error said to check the config's cluster section, not the
     script (review). It names the guard now; with the guard the same run completes."""
-    from tests.faultkit import env
+    from tests.faultkit import run_python
 
     make_array(tmp_path / "in.zarr", np.arange(64 * 64, dtype=np.float32).reshape(64, 64), (16, 64))
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED)
-    r = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = run_python([script], tmp_path)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("pipeline.errors.ClusterError") and 'if __name__ == "__main__":' in last
     body = "\n".join("    " + line for line in UNGUARDED.strip().splitlines())
     script.write_text(f'if __name__ == "__main__":\n{body}\n')
-    r = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = run_python([script], tmp_path)
     assert r.returncode == 0, r.stderr
     assert (
         read_array(tmp_path / "out.zarr").tobytes()
@@ -646,13 +632,6 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     )
     # a guarded script whose cluster fails for another reason is not told of the guard
     script.write_text(script.read_text().replace('"dashboard": ""', '"dashboard": "999.9.9.9:1"'))
-    r = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = run_python([script], tmp_path)
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last

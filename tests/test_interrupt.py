@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.planning import ClusterPlan
 from pipeline.running import cluster
 from tests.conftest import STAGES, make_array
 from tests.faultkit import (
     assert_same_stores,
+    cpu_cluster_plan,
     env,
     many_blocks_input,
     markers,
@@ -336,19 +336,7 @@ def test_workers_stop_with_no_heartbeat_traceback(capfd) -> None:
     distributed's worker closed its connections under it and logged ``Failed to communicate
     with scheduler during heartbeat`` with a ``CommClosedError`` traceback, on the stderr the
     worker processes share with the run; the pipeline's plugin lets the heartbeat end first."""
-    plan = ClusterPlan(
-        scheduler="local",
-        backend="cpu",
-        gpus=(),
-        workers=2,
-        threads_per_worker=1,
-        workers_per_gpu=1,
-        device_budget=None,
-        host_budget=None,
-        protocol="tcp",
-        timeout=10.0,
-        dashboard="",
-    )
+    plan = cpu_cluster_plan(workers=2)
     with cluster.connect(plan) as client:
         scheduler = client.cluster.scheduler
         answer = scheduler.handlers["heartbeat_worker"]

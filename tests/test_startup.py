@@ -27,7 +27,7 @@ from pipeline.planning import ClusterPlan, make_plan, plan_here
 from pipeline.planning.plan import THREADS_IN_PROCESS
 from pipeline.running import cluster, dashboard
 from tests.conftest import STAGES, make_array, read_array, reference, write_config
-from tests.faultkit import env, expected, many_blocks_input, markers, status
+from tests.faultkit import cpu_cluster_plan, env, expected, many_blocks_input, markers, status
 from tests.terminal import start, wait_until
 
 #: Libraries that a command which does not need them must not load.
@@ -405,19 +405,7 @@ def test_every_gpu_worker_is_up_when_the_cluster_has_started() -> None:
 
 
 def _plan(dashboard: str, protocol: str = "inproc") -> ClusterPlan:
-    return ClusterPlan(
-        scheduler="local",
-        backend="cpu",
-        gpus=(),
-        workers=1,
-        threads_per_worker=1,
-        workers_per_gpu=1,
-        device_budget=None,
-        host_budget=None,
-        protocol=protocol,
-        timeout=10.0,
-        dashboard=dashboard,
-    )
+    return cpu_cluster_plan(protocol=protocol, dashboard=dashboard)
 
 
 def test_the_dashboard_is_made_on_the_first_request(tmp_path: Path) -> None:
