@@ -390,9 +390,7 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
     `output.array: ''` the variable alone is computed, bit for bit."""
     _dataset(tmp_path / "in.zarr", 2, consolidated=False)
     with serving(tmp_path, folders=status) as server:
-        url = f"{server.url}/in.zarr"
-        sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
-        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
+        url, sections, cfg = _variable_config(tmp_path, server.url)
         for command in ("plan", "run"):
             rc, _, err = cli(command, cfg)
             assert rc == 1
@@ -409,6 +407,15 @@ def test_a_dataset_whose_server_lists_no_folders_is_one_line_or_the_variable_alo
         read = zarr.open_array(url, path="v", mode="r")[...]
         got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
         assert got.tobytes() == reference(read).tobytes()
+
+
+def _variable_config(tmp_path: Path, served: str) -> tuple[str, dict[str, Any], Path]:
+    """The URL of ``in.zarr`` at the server ``served``, the config sections that read its
+    variable ``v`` in blocks of CHUNK rows, and a config of them writing ``out.zarr`` (a
+    Dataset output)."""
+    url = f"{served}/in.zarr"
+    sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
+    return url, sections, write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
 
 
 def _dataset(path: Path, zarr_format: int, consolidated: bool = True) -> Any:
@@ -480,9 +487,7 @@ def test_a_consolidated_dataset_whose_server_lists_no_folders_is_written_whole(
     _dataset(tmp_path / "in.zarr", zarr_format)
     want = xr.open_zarr(tmp_path / "in.zarr").load()  # as xarray reads the input
     with serving(tmp_path, folders=status) as server:
-        url = f"{server.url}/in.zarr"
-        sections = {"chunking": {"block": [CHUNK, COLS]}, "input": {"store": url, "array": "v"}}
-        cfg = write_config(tmp_path, url, tmp_path / "out.zarr", **sections)
+        url, sections, cfg = _variable_config(tmp_path, server.url)
         for command in ("plan", "run"):
             rc, _, err = cli(command, cfg)
             assert rc == 0, err

@@ -405,12 +405,12 @@ def apply_chain_blocked(
     Same arithmetic as :func:`apply_chain`, bit for bit: the chain is traced once
     (:func:`trace_chain`) into NumPy ufunc calls, which each piece replays with ``out=`` into
     buffers made once for the call, the last straight into ``out``; so memory sees one read
-    and one write per element, and no piece allocates. Allocating a piece's temporaries stage
-    by stage had made the chain 2-6x slower on a task's worker thread than on the main thread
-    (glibc's arenas of other threads trim and map their memory again; 2-core machine,
-    2026-12-01: 0.7-2.5 GB/s against 5.5-7.1 GB/s in place, 128 MB float32, multiply, square,
-    add). A chain whose stages use more than ``+`` and ``*`` with scalars is evaluated
-    stage by stage a piece at a time, as before.
+    and one write per element, and no piece allocates. On the 2-core machine (2026-12-01, 128
+    MB of float32, multiply, square, add, on 1 and 2 threads, with and without distributed's
+    trim setting; a noisy machine) the old evaluation, which allocated each stage's
+    temporaries a piece at a time, ran 1.1-4.6 GB/s, this one 2.6-5.3 GB/s; on the H200 host
+    the two were within their spread. A chain whose stages use more than ``+`` and ``*`` with
+    scalars is evaluated stage by stage a piece at a time, as before.
     """
     xf = x.reshape(-1)
     of = out.reshape(-1)

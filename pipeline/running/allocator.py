@@ -8,7 +8,7 @@ encoded by numcodecs is one (its destination is the compress bound, a little ove
 the heaps of the threads' arenas are trimmed back whenever 64 KiB lie free at their top. On the
 2-core machine (2026-12-01, 128 MB blocks of float32 encoded in 128 KiB zstd frames on two
 threads, ``/tmp/enc.py`` of issue 17's notes) the encode ran at 0.33-0.52 GB/s with
-distributed's setting, 0.69-0.81 without it, and 0.93-1.00 with the values below. On the H200
+distributed's setting, 0.69-0.86 without it, and 0.93-1.00 with the values below. On the H200
 host (2026-12-02, 8 GB of v2 Blosc on /dev/shm, the CPU backend's 16 workers of one thread,
 alternating): warm, 1.80 GB/s (1.57-2.04) with distributed's setting against 2.27 (2.13-2.74)
 with these, 4 runs each; cold ``pipeline run`` processes, compute phase 3.84 s (3.59-4.36)
