@@ -593,3 +593,72 @@ def test_a_name_a_url_reads_otherwise_is_refused_over_http_as_such(
         assert zarr.open_array(str(tmp_path / "alone.zarr"))[...].tobytes() == (
             reference(values).tobytes()
         )
+
+
+# -- fsspec's caching layers over HTTP ---------------------------------------------------------
+
+#: fsspec's block cache leaves each file's cache file to the garbage collector to close
+#: (a ResourceWarning, which pytest raises as unraisable): its reads are right.
+CACHES = [
+    "simplecache",
+    "filecache",
+    pytest.param(
+        "blockcache",
+        marks=pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    ),
+]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3-sharded"])
+@pytest.mark.parametrize("cache", CACHES)
+def test_a_caching_layer_over_http_reads_as_zarr_reads_the_served_store(
+    tmp_path: Path, cli, cache: str, zarr_format: int
+) -> None:
+    """``simplecache::http://...`` (``filecache::``, ``blockcache::``): `plan` and `run` failed
+    with aiohttp's "Timeout context manager should be used inside a task": the caching layer
+    hands ``async_impl`` on from the HTTP file system it wraps, so Zarr's store was given it
+    as an asynchronous file system, and its ``_cat_file`` awaited the wrapped HTTP file
+    system, whose session is fsspec's loop's, on Zarr's. Now read bit for bit as zarr-python
+    reads the served store, on 2 workers of 2 threads (a cache's reads taken one at a time:
+    filecache had lost a file just downloaded on a worker of 2 threads), and verified."""
+    x = _sparse(tmp_path / "in.zarr", zarr_format)
+    with serving(tmp_path) as server:
+        read = zarr.open_array(f"{server.url}/in.zarr", mode="r")[...]
+        assert np.array_equal(read, x)
+        cfg = write_config(
+            tmp_path,
+            f"{cache}::{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            chunking={"block": [16, COLS]},
+            cluster={"workers": 2, "threads_per_worker": 2, "dashboard": ""},
+        )
+        rc, _, err = cli("plan", cfg)
+        assert rc == 0, err
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(read).tobytes()
+        rc, _, err = cli("verify", cfg, "--all")
+        assert rc == 0, err
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_a_caching_layer_over_http_is_read_by_worker_processes(tmp_path: Path, cache: str) -> None:
+    """The same on a cluster of worker processes (each opens the store itself, from the
+    pickled location), through the API."""
+    import pipeline
+
+    x = _sparse(tmp_path / "in.zarr", 3)
+    with serving(tmp_path) as server:
+        read = zarr.open_array(f"{server.url}/in.zarr", mode="r")[...]
+        assert np.array_equal(read, x)
+        cfg = write_config(
+            tmp_path,
+            f"{cache}::{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            chunking={"block": [16, COLS]},
+            cluster={"protocol": "tcp", "workers": 2, "threads_per_worker": 2, "dashboard": ""},
+        )
+        pipeline.run(cfg)
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(read).tobytes()

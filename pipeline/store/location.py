@@ -44,6 +44,13 @@ _FS_LOCK = threading.Lock()
 #: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
 #: locks its own shared file.
 _ARCHIVE_READ_LOCK = threading.RLock()
+#: Held while a file is read through one of fsspec's caching layers (``simplecache::``,
+#: ``filecache::``, ``blockcache::``): they are not safe on several threads at once. simplecache
+#: downloads a file into its cache under the file's final name, so a second reader of it meanwhile
+#: took the part written so far for the whole; filecache and blockcache reload their cache's
+#: index from disk while another thread saves it, and lost a file just downloaded (a worker of 2
+#: threads failed with "cannot unpack non-iterable bool object" inside fsspec).
+_CACHE_READ_LOCK = threading.RLock()
 
 #: What reading a key that holds no bytes raises: no such key, a directory at the key, or a
 #: file where a folder on its path should be. zarr-python's stores (``LocalStore.get``,
@@ -266,11 +273,13 @@ class Location:
 
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
-        options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
+        options = {"use_listings_cache": False, **self.storage_options}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
             options["skip_instance_cache"] = True
+        if _async_class(self.url):
+            options["asynchronous"] = True
         fs, root = _open_fs(self.url, options)
-        if not fs.async_impl:
+        if not _async_class(self.url):
             fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
 
@@ -724,6 +733,26 @@ def _target_stamp(refs: Any, url: str) -> str | None:
     return None if stamp is None else f"{info.get('size')}:{stamp}"
 
 
+def _async_class(url: str) -> bool:
+    """Whether the outermost file system of ``url`` is asynchronous by its class (HTTP, s3fs),
+    so that Zarr's store can have an instance of its own made for its event loop.
+
+    Not an instance's ``async_impl``: fsspec's caching layers (``simplecache::``,
+    ``filecache::``, ``blockcache::``) hand every attribute they do not define on to the
+    file system they wrap, so one over HTTP says ``async_impl`` though its own ``_cat_file``
+    awaits the wrapped synchronous HTTP file system, whose aiohttp session belongs to
+    fsspec's event loop: awaited on Zarr's loop, aiohttp raised "Timeout context manager
+    should be used inside a task" (zarr-python's own ``open_array`` of such a URL does).
+    Such a layer is a synchronous file system, and is wrapped as one (:func:`_async_wrapped`:
+    its calls run on threads of their own, through the wrapped file system's own loop)."""
+    import fsspec
+
+    try:
+        return bool(fsspec.get_filesystem_class(_outer_protocol(url)).async_impl)
+    except (ImportError, ValueError):  # _open_fs says why it cannot be opened
+        return False
+
+
 def _async_wrapped(fs: Any) -> Any:
     """A synchronous file system as the asynchronous one Zarr's store needs (fsspec's
     ``AsyncFileSystemWrapper``, which runs each call on a thread of its own). Where the file
@@ -733,12 +762,13 @@ def _async_wrapped(fs: Any) -> Any:
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper, async_wrapper
 
     wrapped = AsyncFileSystemWrapper(fs, asynchronous=True)
-    if _one_reader(fs) is _ARCHIVE_READ_LOCK:
+    lock = _read_lock(fs)
+    if lock is not None:
         for name in ("cat_file", "cat_ranges", "cat", "get_file", "get"):
             read = getattr(fs, name)
 
-            def locked(*args: Any, _read: Any = read, **kwargs: Any) -> Any:
-                with _ARCHIVE_READ_LOCK:
+            def locked(*args: Any, _read: Any = read, _lock: Any = lock, **kwargs: Any) -> Any:
+                with _lock:
                     return _read(*args, **kwargs)
 
             setattr(wrapped, f"_{name}", async_wrapper(locked, obj=wrapped))
@@ -746,14 +776,24 @@ def _async_wrapped(fs: Any) -> Any:
 
 
 def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
-    """What a read from ``fs`` holds: :data:`_ARCHIVE_READ_LOCK` for an archive whose members
-    share one file position (any but zip), else nothing."""
+    """What a read from ``fs`` holds: its :func:`_read_lock`, else nothing."""
+    lock = _read_lock(fs)
+    return contextlib.nullcontext() if lock is None else lock
+
+
+def _read_lock(fs: Any) -> Any:
+    """The lock that reads from ``fs`` take one at a time, where they must: an archive whose
+    members share one file position (any but zip), :data:`_ARCHIVE_READ_LOCK`; one of fsspec's
+    caching layers, :data:`_CACHE_READ_LOCK`. None for any other file system."""
     from fsspec.archive import AbstractArchiveFileSystem
+    from fsspec.implementations.cached import CachingFileSystem
     from fsspec.implementations.zip import ZipFileSystem
 
     if isinstance(fs, AbstractArchiveFileSystem) and not isinstance(fs, ZipFileSystem):
         return _ARCHIVE_READ_LOCK
-    return contextlib.nullcontext()
+    if isinstance(fs, CachingFileSystem):
+        return _CACHE_READ_LOCK
+    return None
 
 
 #: Files of at least this many bytes are unlinked on several threads (:func:`_remove_local_tree`).
