@@ -9,7 +9,9 @@ CONTROL, read at every request:
   as servers that send neither do;
 - ``folders``: a status (403, 404) that GET and HEAD requests for a folder's URL (with or
   without its trailing '/') answer, as a server that lists no folders does (nginx without
-  ``autoindex``); every file's URL answers as usual.
+  ``autoindex``); every file's URL answers as usual;
+- ``token``: {name: value}: every request (GET or HEAD) whose query lacks these parameters
+  answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ class HttpServer:
         self.control = control
 
     def set(self, **control: Any) -> None:
-        """Replace the server's control (``fail``, ``stamps``, ``folders``), from its next
-        request on."""
+        """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``), from
+        its next request on."""
         self.control.write_text(json.dumps(control))
 
 
@@ -79,6 +81,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_error(int(status))
         return True
 
+    def _unsigned(self) -> bool:
+        """Answer 403 to a request whose query lacks the ``token`` parameters, where set."""
+        from urllib.parse import parse_qs, urlsplit
+
+        token = self._control().get("token")
+        if not token:
+            return False
+        query = parse_qs(urlsplit(self.path).query)
+        if all(query.get(name) == [value] for name, value in token.items()):
+            return False
+        self.send_error(403)
+        return True
+
     def _folder_refused(self) -> bool:
         """Answer ``folders``' status to a request for a folder's URL, where it is set."""
         status = self._control().get("folders")
@@ -93,11 +108,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def do_GET(self) -> None:
-        if not self._folder_refused() and not self._failed():
+        if not self._unsigned() and not self._folder_refused() and not self._failed():
             super().do_GET()
 
     def do_HEAD(self) -> None:
-        if not self._folder_refused():
+        if not self._unsigned() and not self._folder_refused():
             super().do_HEAD()
 
     def log_message(self, *args: Any) -> None:

@@ -141,12 +141,13 @@ RESERVED_NAMES = frozenset(
 )
 
 
-def _store_url(v: Any) -> Any:
+def _store_url(v: Any, output: bool = False) -> Any:
     """A store's path or URL, refused when it is a file URL naming another machine
-    (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``)."""
-    from pipeline.config.urls import file_url_problem
+    (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``), or an HTTP
+    URL with a query (:func:`url_query_problem`: its parameters go in storage_options)."""
+    from pipeline.config.urls import file_url_problem, url_query_problem
 
-    problem = file_url_problem(v) if isinstance(v, str) else None
+    problem = (file_url_problem(v) or url_query_problem(v, output)) if isinstance(v, str) else None
     if problem is not None:
         raise ValueError(problem)
     return v
@@ -220,7 +221,7 @@ class OutputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
-    _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
+    _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v, output=True)))
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the output"
     )
@@ -381,17 +382,28 @@ class Config(Model):
 #: account_key/sas_token/client_secret, ...): their values are never written out.
 _SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
 
+#: Options whose every value is masked: an HTTP store's query parameters (``params``, which
+#: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``)
+#: and request headers (``Authorization``), whose names say nothing of what they hold.
+_SECRET_OPTIONS = ("params", "headers")
 
-def _masked(data: Any, in_options: bool = False) -> Any:
+
+def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> Any:
+    """``data`` with the credentials in its ``storage_options`` masked: values of options named
+    as secrets (:data:`_SECRET_PARTS`), and every string under :data:`_SECRET_OPTIONS`
+    (``secret_all``)."""
+    if secret_all and isinstance(data, str) and data:
+        return "***"
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
             secret = in_options and any(p in str(k).lower() for p in _SECRET_PARTS)
+            every = secret_all or (in_options and str(k).lower() in _SECRET_OPTIONS)
             if secret and isinstance(v, str) and v:
                 out[k] = "***"
             else:
-                out[k] = _masked(v, in_options or k == "storage_options")
+                out[k] = _masked(v, in_options or k == "storage_options", every)
         return out
     if isinstance(data, list):
-        return [_masked(v, in_options) for v in data]
+        return [_masked(v, in_options, secret_all) for v in data]
     return data

@@ -13,6 +13,9 @@ __all__ = [
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
+    "http_query",
+    "url_query_problem",
+    "without_query",
 ]
 
 #: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
@@ -70,4 +73,63 @@ def file_url_problem(url: str) -> str | None:
         f"a file URL naming the host {host!r} would be read as the folder {host}/ here: "
         f"{FILE_URL_FIX} (another machine's files: its file system's URL, such as sftp://, "
         "or where it is mounted here)"
+    )
+
+
+def http_query(url: str) -> tuple[str, str] | None:
+    """(protocol, query) of the first part of ``url`` (alone or in a chain) that is an HTTP(S)
+    URL with a query (``https://host/a.zarr?sig=...``, as signed URLs and Azure SAS tokens
+    look); None where there is none. Only HTTP reads '?' as a query's start: elsewhere
+    (``s3://bucket/a?b.zarr``) it is a character of a name."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        if sep and protocol.lower() in ("http", "https") and "?" in rest:
+            return protocol, rest.partition("?")[2].partition("#")[0]
+    return None
+
+
+def without_query(url: str) -> str:
+    """``url`` with the query of each of its HTTP(S) parts shown as ``?...``: what may be said
+    of such a URL (a query is often a credential, which is never printed or written)."""
+    bits = []
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        if sep and protocol.lower() in ("http", "https") and "?" in rest:
+            bit = f"{protocol}://{rest.partition('?')[0]}?..."
+        bits.append(bit)
+    return "::".join(bits)
+
+
+def url_query_problem(url: str, output: bool = False) -> str | None:
+    """Why ``url``, a store's URL with a query in an HTTP(S) part (:func:`http_query`), cannot
+    be used, in words that name the fix and never the query's values; None for any other URL.
+
+    An input's keys go into the URL's path, so a query there would end up before them
+    (``in.zarr?sig=X/zarr.json``: fsspec and zarr-python ask for that), and a URL is said in
+    summaries, run records and errors, while a query often holds a credential. fsspec's HTTP
+    file system sends its ``params`` option (any extra keyword of aiohttp's requests) with
+    every request it makes, keys in the path, and ``storage_options`` are masked wherever
+    they are written: that is the fix. The pipeline writes no output over HTTP at all."""
+    found = http_query(url)
+    if found is None:
+        return None
+    protocol, query = found
+    names = [p.partition("=")[0] for p in query.split("&") if p.partition("=")[0]]
+    shown = without_query(url)
+    if output:
+        return (
+            f"{shown} is an HTTP URL with a query: the pipeline writes no output over HTTP "
+            "(and a query, often a credential, would be written out with the URL): choose a "
+            "local folder or an object store for output.store"
+        )
+    params = "{" + ", ".join(f"{n}: ..." for n in names or ["name"]) + "}"
+    where = f"{{params: {params}}}"
+    if "::" in url:
+        where = f"{{{protocol}: {where}}}"
+    return (
+        f"{shown} has a query, which cannot stay in an HTTP store's URL (the store's keys "
+        "would follow it, and a query often holds a credential, which the URL would carry "
+        "into summaries and errors): give the URL without its query and the query's "
+        f"parameters as storage_options: {where}, which fsspec's HTTP file system sends with "
+        "every request"
     )

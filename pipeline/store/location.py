@@ -25,7 +25,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config.urls import LOCAL_SCHEMES, file_url_problem
+from pipeline.config.urls import (
+    LOCAL_SCHEMES,
+    file_url_problem,
+    url_query_problem,
+    without_query,
+)
 from pipeline.errors import (
     CREDENTIALS_FIX,
     ListingError,
@@ -102,12 +107,16 @@ class Location:
         output apart, which compare local paths, let it through), or any fsspec URL;
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
         A file URL that names a host other than ``localhost`` (``file://HOST/path``) is a
-        StoreError (:func:`file_url_problem`).
+        StoreError (:func:`file_url_problem`), as is an HTTP(S) URL with a query
+        (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``).
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``), and one that is a tar file as its tar store
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
+        problem = url_query_problem(url)  # says the URL without its query's values
+        if problem is not None:
+            raise StoreError(problem, store=without_query(url))
         problem = file_url_problem(url)
         if problem is not None:
             raise StoreError(f"{url}: {problem}", store=url)
