@@ -89,7 +89,7 @@ YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
 
 
 def test_readme_has_its_yaml_examples() -> None:
-    assert len(YAML_BLOCKS) == 4  # quick start, stores, xarray, data that hardly compresses
+    assert len(YAML_BLOCKS) == 5  # quick start, stores, HTTP query, xarray, hardly compresses
 
 
 @pytest.mark.parametrize("index", range(len(YAML_BLOCKS)))

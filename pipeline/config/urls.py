@@ -114,7 +114,7 @@ def url_query_problem(url: str, output: bool = False) -> str | None:
     if found is None:
         return None
     protocol, query = found
-    names = [p.partition("=")[0] for p in query.split("&") if p.partition("=")[0]]
+    names = [p.partition("=")[0] for p in query.split("&") if "=" in p and p.partition("=")[0]]
     shown = without_query(url)
     if output:
         return (
@@ -122,14 +122,15 @@ def url_query_problem(url: str, output: bool = False) -> str | None:
             "(and a query, often a credential, would be written out with the URL): choose a "
             "local folder or an object store for output.store"
         )
-    params = "{" + ", ".join(f"{n}: ..." for n in names or ["name"]) + "}"
+    params = "{" + ", ".join(f"{n}: ..." for n in names or ["NAME"]) + "}"
     where = f"{{params: {params}}}"
     if "::" in url:
         where = f"{{{protocol}: {where}}}"
     return (
-        f"{shown} has a query, which cannot stay in an HTTP store's URL (the store's keys "
-        "would follow it, and a query often holds a credential, which the URL would carry "
-        "into summaries and errors): give the URL without its query and the query's "
+        f"{shown} holds '?', which starts a URL's query, so it cannot be read as an HTTP "
+        "store (its keys would follow the query, and a query, often a credential, would be "
+        "carried into summaries and errors): give the URL without its query and the query's "
         f"parameters as storage_options: {where}, which fsspec's HTTP file system sends with "
-        "every request"
+        "every request (where '?' is part of the store's name: copy the store to a local "
+        "folder, or rename it)"
     )
