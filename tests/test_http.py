@@ -677,6 +677,37 @@ def test_query_parameters_in_storage_options_reach_every_request_and_stay_secret
         assert rc == (0 if cached else 1), err  # a cache still holds the files it read
 
 
+@pytest.mark.parametrize(
+    "control, options",
+    [
+        ({"token": {"sig": SECRET}}, None),
+        ({"token": {"sig": SECRET}}, {"params": {"sig": "another"}}),
+        ({"folders": 404, "fail": {"in.zarr/zarr.json": 403}}, None),
+    ],
+    ids=["no-token", "wrong-token", "unlisted-metadata-403"],
+)
+def test_a_store_that_refuses_its_metadata_is_not_called_absent(
+    tmp_path: Path, cli, control: dict, options: dict | None
+) -> None:
+    """A store that answers 403 for its metadata (a signed URL's token missing or wrong; a
+    server without folder listings refusing the array's metadata) was "input store ... does
+    not exist: fix input.store", whose fix is elsewhere: plan and run now say what it
+    answered and to give access (the credentials in input.storage_options), and never the
+    token."""
+    _sparse(tmp_path / "in.zarr", 3)
+    with serving(tmp_path, **control) as server:
+        section = {"storage_options": options} if options else {}
+        cfg = write_config(tmp_path, f"{server.url}/in.zarr", tmp_path / "out.zarr", input=section)
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            assert rc == 1, err
+            line = err.strip().splitlines()[-1]
+            assert line.startswith("error: cannot read input store"), err
+            assert "HTTP 403" in line and "input.storage_options" in line, err
+            assert "does not exist" not in err and SECRET not in err, err
+    assert not (tmp_path / "out.zarr").exists()
+
+
 # -- fsspec's caching layers over HTTP ---------------------------------------------------------
 
 #: fsspec's block cache leaves each file's cache file to the garbage collector to close

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, storage_failure
+from pipeline.errors import InputError, storage_failure, storage_fix
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -414,11 +414,33 @@ def _members_under_dot(location: Location) -> bool:
 
 def _metadata_shows(location: Location, path: str) -> bool:
     """Whether Zarr metadata is at ``path`` of a store that does not show itself otherwise
-    (its server lists no folders); False where it cannot be read (an absent zip file)."""
+    (its server lists no folders); False where it cannot be read (an absent zip file).
+
+    Raises the InputError of :func:`unreadable_store` where the store refused or failed to
+    give the metadata (an HTTP 403 for a signed URL's missing or wrong token, a 500, a lost
+    connection): such a store was called absent ("does not exist: fix input.store"), whose
+    fix is elsewhere."""
     try:
         return node_type(location, path.strip("/")) != "none"
-    except Exception:
+    except Exception as e:
+        failure = storage_failure(e)
+    if failure is None:
         return False
+    raise unreadable_store(location, path, failure)
+
+
+def unreadable_store(location: Location, path: str, failure: str) -> InputError:
+    """The one-line error for an input store that would not give its metadata: ``failure``
+    is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
+    store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
+    return InputError(
+        f"cannot read input store {location}: it answered {failure} for the metadata of "
+        f"{path.strip('/') or 'its root'}; {storage_fix(failure)}",
+        store=location.join(path),
+        array=path,
+        status="unreadable",
+        reason=failure,
+    )
 
 
 def implied_keys(location: Location, path: str) -> list[str]:
