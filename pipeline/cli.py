@@ -18,7 +18,7 @@ import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError
+from pipeline.errors import Interrupted, PipelineError, hide_url_queries
 from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
@@ -265,7 +265,10 @@ def _main(argv: list[str] | None) -> int:
         if args.debug:  # another pipe or socket: an error like any other
             raise
         print(
-            f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
+            hide_url_queries(
+                f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
+            ),
+            file=sys.stderr,
         )
         return 1
     except Exception as e:
@@ -273,7 +276,9 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(
             _library_error(e)
-            or f"error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+            or hide_url_queries(
+                f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
+            ),
             file=sys.stderr,
         )
         return 1

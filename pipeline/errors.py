@@ -23,6 +23,7 @@ keeps their fields on the way.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -35,8 +36,10 @@ class PipelineError(Exception):
     """
 
     def __init__(self, message: str, **data: Any) -> None:
-        super().__init__(message)
-        self.__dict__.update(data)
+        super().__init__(hide_url_queries(message))
+        self.__dict__.update(
+            {k: hide_url_queries(v) if isinstance(v, str) else v for k, v in data.items()}
+        )
 
     @property
     def data(self) -> dict[str, Any]:
@@ -45,6 +48,18 @@ class PipelineError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self),), self.__dict__)
+
+
+_URL_QUERY = re.compile(r"(?i)\b(https?://[^\s'\"<>?#]*)\?[^\s'\"<>#]*")
+
+
+def hide_url_queries(text: str) -> str:
+    """``text`` with the query of every HTTP(S) URL in it shown as ``?...``. The errors of
+    aiohttp (fsspec's HTTP file system) quote the URL they asked for, whose query holds
+    ``storage_options``' ``params``, such as a signed URL's token: no line the pipeline says
+    or stores shows them (an error that said ``cannot open ...: ClientResponseError: 500,
+    ..., url='.../zarr.json?sig=...'`` printed the token)."""
+    return _URL_QUERY.sub(r"\1?...", text) if "?" in text else text
 
 
 class ConfigError(PipelineError):

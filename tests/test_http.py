@@ -708,6 +708,30 @@ def test_a_store_that_refuses_its_metadata_is_not_called_absent(
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("failing", ["in.zarr/zarr.json", "in.zarr/c/1/0"])
+def test_a_failing_request_never_shows_the_query_parameters(
+    tmp_path: Path, cli, failing: str
+) -> None:
+    """A server that fails (HTTP 500) on a request that carries storage_options' ``params``
+    (a signed URL's token): aiohttp's error quotes the URL it asked for, query and all, and
+    `plan`, `run` and `verify` printed it (``cannot open ...: ClientResponseError: 500, ...,
+    url='.../zarr.json?sig=...'``); now every line shows the query as ``?...``."""
+    _sparse(tmp_path / "in.zarr", 3)
+    with serving(tmp_path, token={"sig": SECRET}, fail={failing: 500}) as server:
+        cfg = write_config(
+            tmp_path,
+            f"{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": SECRET}}},
+            cluster={"workers": 2, "threads_per_worker": 2},
+        )
+        for command in ("plan", "run", "verify"):
+            rc, out, err = cli(command, cfg)
+            assert SECRET not in out + err, (command, out + err)
+            if command == "run" or failing.endswith("zarr.json"):
+                assert rc == 1, (command, err)
+
+
 # -- fsspec's caching layers over HTTP ---------------------------------------------------------
 
 #: fsspec's block cache leaves each file's cache file to the garbage collector to close
