@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="finish an interrupted run, skipping blocks already written",
     )
-    r.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and what this run (with its flags) would do, then exit as it would "
+        "be refused (1) or not (0); nothing is written",
+    )
     r.add_argument("--report", metavar="FILE.html", help="save Dask's performance report")
     r.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
     r.add_argument(
@@ -450,16 +455,42 @@ def _plan_of(args: argparse.Namespace, config: Any) -> Any:
 
 
 def _plan(args: argparse.Namespace, config: Any) -> int:
-    """``pipeline plan`` (and ``run --dry-run``): the plan, on this machine or the cluster
-    the config joins, and what is at the output now. Where ``run`` writes the output with no
-    command (its "output now" row is ``run``'s refusal), the whole table, then that refusal,
-    raised: its ``error:`` line and exit status 1, as the refused ``run`` gives them."""
+    """``pipeline plan`` and ``run --dry-run``: the plan, on this machine or the cluster the
+    config joins, and what is at the output now.
+
+    ``plan`` names the command of ``run`` that writes the output; where none does (its "output
+    now" row is ``run``'s refusal), the whole table, then that refusal, raised: its ``error:``
+    line and exit status 1, as the refused ``run`` gives them. ``run --dry-run`` says what
+    that run, with its flags, does there (:func:`pipeline.running.runner.preview`, the run's
+    own decision): starts, replaces, resumes, finds nothing to do; or, where it refuses, the
+    whole table, then its refusal, raised as the run raises it (``run ARGS --dry-run && run
+    ARGS`` had run a run that refused)."""
     from pipeline.planning import describe
     from pipeline.running.output import output_now_refused
 
+    opts = None
+    if args.command == "run":
+        from pipeline.running.runner import RunOptions, run_config, settled
+
+        opts = settled(
+            config,
+            RunOptions(
+                overwrite=args.overwrite,
+                resume=args.resume,
+                report=args.report,
+                summary_json=args.summary_json,
+            ),
+        )
+        config = run_config(config, opts)
     p = _plan_of(args, config)
     plan_rows = describe(p, report=bool(getattr(args, "report", None)))
-    now, refused = output_now_refused(p)
+    refused: PipelineError | None
+    if opts is None:
+        now, refused = output_now_refused(p)
+    else:
+        from pipeline.running.runner import preview
+
+        now, refused = preview(p, opts)
     plan_rows.insert(2, ("output now", now))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
     if refused is not None:

@@ -11,6 +11,7 @@ the CLI's ``main()``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ from tests.faultkit import (
     many_blocks_input,
     markers,
     run_and_signal,
+    set_aside,
     status,
     stored_files,
 )
@@ -571,11 +573,12 @@ def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
 
 
 def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
-    """The "output now" line of ``pipeline plan``, the same in ``run --dry-run``; each exits
-    as ``run`` would be refused (1, the refusal its line gives also on stderr, as a refused
-    run prints it) where the line says that no command of `run` writes the output, else 0
-    (``plan && run`` had run the refused run)."""
-    lines = []
+    """The "output now" line of ``pipeline plan``, which exits as ``run`` would be refused
+    (1, the refusal its line gives also on stderr, as a refused run prints it) where the line
+    says that no command of `run` writes the output, else 0 (``plan && run`` had run the
+    refused run). ``run --dry-run`` (a plain run's) is then refused too, its refusal in its
+    own line."""
+    rcs = []
     for command in (["plan", str(cfg)], ["run", str(cfg), "--dry-run"]):
         capsys.readouterr()
         with warnings.catch_warnings():
@@ -585,16 +588,18 @@ def _plan_line(capsys: pytest.CaptureFixture[str], cfg: Path) -> str:
         found = [ln for ln in said.out.splitlines() if "output now" in ln]
         assert len(found) == 1, said.out
         line = found[0]
-        if _names_none(line):
-            assert rc == 1, (command, line)
+        if rc == 1:
             error = said.err.strip()
             assert error.startswith("error: ") and "\n" not in error, said.err
             assert error.removeprefix("error: ") in line, (error, line)
-        else:
-            assert rc == 0 and not said.err.strip(), (command, line, said.err)
-        lines.append(line)
-    assert lines[0] == lines[1], lines
-    return lines[0]
+        if command[0] == "plan":
+            assert rc == (1 if _names_none(line) else 0), (command, line)
+            if rc == 0:
+                assert not said.err.strip(), (command, line, said.err)
+            plan_line = line
+        rcs.append(rc)
+    assert rcs[0] == 0 or rcs[1] == 1, (plan_line, rcs)
+    return plan_line
 
 
 def _names_none(line: str) -> bool:
@@ -936,3 +941,111 @@ def test_plan_of_an_output_no_command_can_write_is_its_refusal_not_a_crash(
     assert _names_none(line) and str(blocker) in line, line
     assert run_err.strip().removeprefix("error: ") in line, (run_err, line)
     assert blocker.read_text() == "mine"
+
+
+def _stale_input(m: Made, out: Path) -> None:  # the input rewritten since the run
+    copy_store(m.ref, out)
+    many_blocks_input(m.input, zarr.open_array(str(m.input), mode="r").shape[0], COLS, seed=1)
+
+
+def _stale_interrupted(m: Made, out: Path) -> None:
+    copy_store(m.killed, out)
+    many_blocks_input(m.input, zarr.open_array(str(m.input), mode="r").shape[0], COLS, seed=1)
+
+
+#: States of the output for the dry run: ``STATES``' own, and an output made from an input
+#: rewritten since (complete, and interrupted), and output paths under a file or a file.
+DRY_STATES = {
+    **{
+        k: STATES[k]
+        for k in (
+            "absent",
+            "incomplete",
+            "incomplete, run record lost",
+            "incomplete, another config's record",
+            "remains of a stopped replacement",
+            "complete",
+            "complete, edited, with notes in it",
+            "foreign array",
+            "group",
+            "not-zarr",
+        )
+    },
+    "complete, input rewritten since": _stale_input,
+    "incomplete, input rewritten since": _stale_interrupted,
+    "under a file": lambda m, out: None,
+    "a file": lambda m, out: None,
+}
+
+
+def _dry_run_config(made: Made, tmp_path: Path, state: str) -> tuple[Path, Path]:
+    """The config of a dry-run case of ``state``, and what to watch for changes (its
+    output, or the folder of the file over it)."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    if state in ("under a file", "a file"):
+        blocker = tmp_path / "afile"
+        blocker.write_text("mine")
+        out = blocker / "out.zarr" if state == "under a file" else blocker
+        doc = yaml.safe_load(cfg.read_text())
+        doc["output"]["store"] = str(out)
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return cfg, tmp_path
+    DRY_STATES[state](made, out)
+    return cfg, out
+
+
+def _said(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``main(ARGS)``: its exit status, stdout and stderr."""
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main([str(a) for a in args])
+    said = capsys.readouterr()
+    return rc, said.out, said.err
+
+
+@pytest.mark.parametrize("flag", ["", "--overwrite", "--resume"])
+@pytest.mark.parametrize("state", list(DRY_STATES))
+def test_a_dry_run_answers_as_the_run_with_its_flags(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str, flag: str
+) -> None:
+    """`run ARGS --dry-run` previews `run ARGS`: it writes, deletes and locks nothing, and
+    exits as that run does (1, after the whole table, with the run's own `error:` line where
+    it refuses; else 0), its "output now" row saying what that run does (it had answered as
+    `plan` whatever the flags: exit 0 before a plain run that refused an existing output, and
+    "`run --overwrite` replaces it" to `--resume`). Then the real run, on the same state."""
+    stale = "rewritten" in state
+    with set_aside(made.input) if stale else contextlib.nullcontext():
+        cfg, watched = _dry_run_config(made, tmp_path, state)
+        flags = [flag] if flag else []
+        before = file_states(watched)
+        rc, said, err = _said(capsys, "run", cfg, "--dry-run", *flags)
+        assert file_states(watched) == before, (state, flag)  # no record, no lock, no change
+        rows = dict(re.findall(r"^  (\S+(?: \S+)?)\s{2,}(.*)$", said, re.M))
+        assert {"output", "output now", "stages", "chunking"} <= set(rows), said
+        now = rows["output now"]
+        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        run_rc, _, run_err = _said(capsys, "run", cfg, "--progress", "none", *flags)
+        run_errors = [ln for ln in run_err.splitlines() if ln.startswith("error: ")]
+    assert (rc, errors) == (run_rc, run_errors), (state, flag, now, err, run_err)
+    if rc == 1:
+        assert len(errors) == 1 and "this run is refused: " in now, (now, err)
+        assert errors[0].removeprefix("error: ") in now, (now, errors)
+        assert "host memory" in said, said  # the whole table, then the error
+        return
+    assert not errors, err
+    if "nothing to do" in now:
+        assert "already complete; nothing to do" in run_err, run_err
+        return
+    resumed = re.search(r"resuming: (\d+) of (\d+) blocks already written.*, (\d+) to go", run_err)
+    if "this run resumes it" in now:
+        assert resumed is not None, run_err
+        left = re.search(r"(\d+) of (\d+) blocks left", now)
+        assert left is not None, now
+        assert (left[1], left[2]) == (resumed[3], resumed[2]), (now, run_err)
+    else:
+        assert resumed is None, run_err
+        assert "this run creates it" in now or "this run replaces it" in now, now
+        if "this run creates it" in now:
+            assert state == "absent" or state.startswith("absent"), (state, now)

@@ -1043,6 +1043,35 @@ def _output_now(plan: Plan, state: str) -> str:
     }[state]
 
 
+def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
+    """What is at the output and what a run that :func:`decide_start` started as ``start``
+    ('fresh', 'resume' or 'done') does with it, in words: ``run --dry-run``'s "output now"
+    row, which speaks of that run, with its flags (``pipeline plan``'s, :func:`output_now`,
+    names the command that writes the output). ``left`` of ``total`` blocks: what a resume
+    computes. Reads only."""
+    state = output_state(plan)
+    there = _NOW.get(state, state)
+    if start == "done":
+        return (
+            f"{there}: this run finds it complete, made from this config and input: nothing to do"
+        )
+    if start == "resume":
+        return f"{there}: this run resumes it, {left} of {total} blocks left to compute"
+    if state == "absent":
+        return "absent: this run creates it"
+    if state == "occupied":
+        return f"absent, in a group that holds {_occupants(plan)}: this run writes it there"
+    return f"{there}: this run replaces it, starting over"
+
+
+def refused_now(refusal: PipelineError) -> str:
+    """``run --dry-run``'s "output now" row where the run refuses (:func:`run_now`'s, for
+    ``refusal``): what is at the output, where the refusal says (its ``status``), and the
+    refusal, which names the fix."""
+    there = _NOW.get(str(refusal.data.get("status")))
+    return f"{there + '; ' if there else ''}this run is refused: {refusal}"
+
+
 # --------------------------------------------------------------------------------------------
 # Creating the output, and marking it complete.
 

@@ -205,7 +205,25 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     take the output's lock, start the cluster, create (or keep, on resume) the output marked
     incomplete, compute the missing blocks, check every block is recorded, mark the output
     complete, drop the record. Any failure before the output was created leaves no trace."""
-    options = options or RunOptions()
+    options = settled(config, options or RunOptions())
+    complete: list[str] = []  # the output, once this run has it complete
+    try:
+        return _run(config, options, client, complete)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted):
+            raise
+        # before the output's lock (the plan, its checks), or after the run (a joined
+        # scheduler's client closing): the output untouched, or complete
+        waiting.take()
+        where = complete[0] if complete else ""
+        raise Interrupted("run", where, "complete" if complete else "untouched") from None
+
+
+def settled(config: Config, options: RunOptions) -> RunOptions:
+    """``options`` as a run of ``config`` takes them, checked before anything is planned (a
+    file it writes at its end that it could not write, or inside a store; a report without
+    bokeh): ConfigError; with ``overwrite`` where the config's ``output.overwrite`` asks for
+    it (and ``resume`` does not). ``run --dry-run`` settles them so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
         if path:
             _check_file_writable(flag, str(path))
@@ -221,17 +239,32 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
             )
     if config.output.overwrite and not options.overwrite and not options.resume:
         options = dataclasses.replace(options, overwrite=True)  # the config asks for it
-    complete: list[str] = []  # the output, once this run has it complete
+    return options
+
+
+def run_config(config: Config, options: RunOptions) -> Config:
+    """The config a run with ``options`` plans: ``output.array`` decided, and on ``--resume``
+    the layout the output was begun in (:func:`pipeline.running.output.recorded_layout`)."""
+    return output.recorded_layout(with_output_array(config), options.resume)
+
+
+def preview(plan: Plan, options: RunOptions) -> tuple[str, PipelineError | None]:
+    """What a run with ``options`` (:func:`settled`) does at the output of ``plan``
+    (:func:`run_config`'s), in words, and its refusal (None where it runs, or finds nothing
+    to do): ``run --dry-run``'s "output now" row and exit. Decided by the run's own
+    :func:`decide`, so the dry run answers as the run does (it had answered as ``pipeline
+    plan``, whatever the flags: exit 0 before a run that refused, and no word of what
+    ``--overwrite`` or ``--resume`` would do). Reads only: no lock, no run record."""
     try:
-        return _run(config, options, client, complete)
-    except KeyboardInterrupt as e:
-        if isinstance(e, Interrupted):
-            raise
-        # before the output's lock (the plan, its checks), or after the run (a joined
-        # scheduler's client closing): the output untouched, or complete
-        waiting.take()
-        where = complete[0] if complete else ""
-        raise Interrupted("run", where, "complete" if complete else "untouched") from None
+        start = decide(plan, options)
+    except PipelineError as e:
+        return output.refused_now(e), e
+    left = total = 0
+    if start == "resume":
+        all_blocks = list(grid.iter_indices(plan.block_grid))
+        done, gone = _written(plan, all_blocks)
+        total, left = len(all_blocks), len(all_blocks) - len(done - set(gone))
+    return output.run_now(plan, start, left, total), None
 
 
 def _check_outside_stores(flag: str, path: str, config: Config) -> None:
@@ -441,14 +474,22 @@ def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -
 def _check(plan: Plan, options: RunOptions) -> str:
     """Every check before anything is written, then how to start: 'fresh', 'resume' or
     'done' (:func:`pipeline.running.output.decide_start`); the plan goes to the log."""
-    output.check_not_overlapping(plan)
-    output.check_writable(plan.output.location)
-    start = output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
+    start = decide(plan, options)
     for label, text in describe(plan, report=bool(options.report)):
         log.debug("plan: %s: %s", label, text)
     for note in plan.notes:
         log.warning("note: %s", note)
     return start
+
+
+def decide(plan: Plan, options: RunOptions) -> str:
+    """How a run with ``options`` starts at the output: 'fresh', 'resume' or 'done'; or its
+    refusal (an OutputError), from its checks before anything is written (the output neither
+    overlaps the input nor is unwritable, :func:`pipeline.running.output.decide_start`).
+    Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it."""
+    output.check_not_overlapping(plan)
+    output.check_writable(plan.output.location)
+    return output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
 
 
 def _execute(
@@ -573,9 +614,7 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
     """The blocks the run record marks written (on a resume; none on a fresh start)."""
     if start != "resume":
         return set()
-    assert plan.sink.ledger is not None
-    done = plan.sink.ledger.done() & set(all_blocks)
-    gone = _blocks_not_as_written(plan, sorted(done))
+    done, gone = _written(plan, all_blocks)
     if gone:
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
@@ -592,6 +631,15 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
         pending,
     )
     return done
+
+
+def _written(plan: Plan, all_blocks: list) -> tuple[set, list]:
+    """The blocks of ``all_blocks`` the run record marks written, and those of them that no
+    longer hold what was written (:func:`_blocks_not_as_written`: a resume writes them
+    again). Reads only."""
+    assert plan.sink.ledger is not None
+    done = plan.sink.ledger.done() & set(all_blocks)
+    return done, _blocks_not_as_written(plan, sorted(done))
 
 
 def _blocks_not_as_written(plan: Plan, done: list) -> list:
