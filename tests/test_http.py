@@ -746,6 +746,24 @@ CACHES = [
 ]
 
 
+def _cached_input(
+    tmp_path: Path, x: np.ndarray, cache: str, url: str, cluster: dict
+) -> tuple[np.ndarray, Path]:
+    """What zarr-python reads of the served ``in.zarr`` (checked to be ``x``), and a config
+    that reads it through the caching layer ``cache`` on 2 workers of 2 threads (``cluster``
+    merged in)."""
+    read = zarr.open_array(f"{url}/in.zarr", mode="r")[...]
+    assert np.array_equal(read, x)
+    cfg = write_config(
+        tmp_path,
+        f"{cache}::{url}/in.zarr",
+        tmp_path / "out.zarr",
+        chunking={"block": [16, COLS]},
+        cluster={"workers": 2, "threads_per_worker": 2, "dashboard": "", **cluster},
+    )
+    return read, cfg
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=["v2", "v3-sharded"])
 @pytest.mark.parametrize("cache", CACHES)
 def test_a_caching_layer_over_http_reads_as_zarr_reads_the_served_store(
@@ -760,15 +778,7 @@ def test_a_caching_layer_over_http_reads_as_zarr_reads_the_served_store(
     filecache had lost a file just downloaded on a worker of 2 threads), and verified."""
     x = _sparse(tmp_path / "in.zarr", zarr_format)
     with serving(tmp_path) as server:
-        read = zarr.open_array(f"{server.url}/in.zarr", mode="r")[...]
-        assert np.array_equal(read, x)
-        cfg = write_config(
-            tmp_path,
-            f"{cache}::{server.url}/in.zarr",
-            tmp_path / "out.zarr",
-            chunking={"block": [16, COLS]},
-            cluster={"workers": 2, "threads_per_worker": 2, "dashboard": ""},
-        )
+        read, cfg = _cached_input(tmp_path, x, cache, server.url, {})
         rc, _, err = cli("plan", cfg)
         assert rc == 0, err
         rc, _, err = cli("run", cfg)
@@ -787,15 +797,7 @@ def test_a_caching_layer_over_http_is_read_by_worker_processes(tmp_path: Path, c
 
     x = _sparse(tmp_path / "in.zarr", 3)
     with serving(tmp_path) as server:
-        read = zarr.open_array(f"{server.url}/in.zarr", mode="r")[...]
-        assert np.array_equal(read, x)
-        cfg = write_config(
-            tmp_path,
-            f"{cache}::{server.url}/in.zarr",
-            tmp_path / "out.zarr",
-            chunking={"block": [16, COLS]},
-            cluster={"protocol": "tcp", "workers": 2, "threads_per_worker": 2, "dashboard": ""},
-        )
+        read, cfg = _cached_input(tmp_path, x, cache, server.url, {"protocol": "tcp"})
         pipeline.run(cfg)
         got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
         assert got.tobytes() == reference(read).tobytes()
