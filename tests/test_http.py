@@ -678,22 +678,25 @@ def test_query_parameters_in_storage_options_reach_every_request_and_stay_secret
 
 
 @pytest.mark.parametrize(
-    "control, options",
+    "control, options, answer",
     [
-        ({"token": {"sig": SECRET}}, None),
-        ({"token": {"sig": SECRET}}, {"params": {"sig": "another"}}),
-        ({"folders": 404, "fail": {"in.zarr/zarr.json": 403}}, None),
+        ({"token": {"sig": SECRET}}, None, "HTTP 403"),
+        ({"token": {"sig": SECRET}}, {"params": {"sig": "another"}}, "HTTP 403"),
+        ({"folders": 404, "fail": {"in.zarr/zarr.json": 403}}, None, "HTTP 403"),
+        ({"fail": {"in.zarr/zarr.json": 403}}, None, "HTTP 403"),
+        ({"fail": {"in.zarr/zarr.json": 500}}, None, "HTTP 500"),
     ],
-    ids=["no-token", "wrong-token", "unlisted-metadata-403"],
+    ids=["no-token", "wrong-token", "unlisted-metadata-403", "metadata-403", "metadata-500"],
 )
 def test_a_store_that_refuses_its_metadata_is_not_called_absent(
-    tmp_path: Path, cli, control: dict, options: dict | None
+    tmp_path: Path, cli, control: dict, options: dict | None, answer: str
 ) -> None:
     """A store that answers 403 for its metadata (a signed URL's token missing or wrong; a
     server without folder listings refusing the array's metadata) was "input store ... does
-    not exist: fix input.store", whose fix is elsewhere: plan and run now say what it
-    answered and to give access (the credentials in input.storage_options), and never the
-    token."""
+    not exist: fix input.store", whose fix is elsewhere, and one that refused or failed only
+    the metadata's GET "cannot open ...: ClientResponseError: 403, message=..., url=...": plan
+    and run now say what it answered and what to do (give access: the credentials in
+    input.storage_options; or the server answering again), and never the token."""
     _sparse(tmp_path / "in.zarr", 3)
     with serving(tmp_path, **control) as server:
         section = {"storage_options": options} if options else {}
@@ -703,7 +706,9 @@ def test_a_store_that_refuses_its_metadata_is_not_called_absent(
             assert rc == 1, err
             line = err.strip().splitlines()[-1]
             assert line.startswith("error: cannot read input store"), err
-            assert "HTTP 403" in line and "input.storage_options" in line, err
+            assert answer in line, err
+            fix = "input.storage_options" if answer == "HTTP 403" else "answering again"
+            assert fix in line, err
             assert "does not exist" not in err and SECRET not in err, err
     assert not (tmp_path / "out.zarr").exists()
 

@@ -336,6 +336,9 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
+        failure = storage_failure(e)  # the store's answer (HTTP 403, 500), not the bytes'
+        if failure is not None:
+            raise unreadable_store(location, path, failure) from None
         raise InputError(
             f"cannot open {location}/{path}: {type(e).__name__}: {e}",
             store=where,
