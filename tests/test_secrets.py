@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
+from pipeline.errors import ConfigError
 from tests.conftest import reference, write_config
 from tests.faultkit import one_line_error
 from tests.httpkit import serving
@@ -98,3 +100,62 @@ def test_every_value_of_params_is_masked_whatever_its_type(tmp_path: Path, cli) 
         for secret in ("98765432109876", "31415.9265"):
             assert secret not in err
             _nowhere(secret, summary, tmp_path / "out.zarr")
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"headers": {"X-Key": 987654321}}, "input.storage_options.headers.X-Key"),
+        (
+            {"headers": {"Authorization": ["987654321"]}},
+            "input.storage_options.headers.Authorization",
+        ),
+        ({"params": {"sig": {"nested": "987654321"}}}, "input.storage_options.params.sig"),
+        ({"params": {"sig": True}}, "input.storage_options.params.sig"),
+        ({"http": {"params": {"sig": None}}}, "input.storage_options.http.params.sig"),
+        ({"params": {"sig": "a%2Bb%2F987654321%3D"}}, "input.storage_options.params.sig"),
+    ],
+    ids=["int-header", "list-header", "nested-param", "bool-param", "null-param", "encoded"],
+)
+def test_a_header_or_parameter_that_cannot_be_sent_as_written_is_refused_unsaid(
+    tmp_path: Path, cli, options: dict, key: str
+) -> None:
+    """A header value that is not a string (``X-Key: 987654321``: "error: TypeError: Cannot
+    serialize non-str key 987654321"), a list or a mapping as a header or parameter value,
+    printed the value. A percent-encoded parameter (``sig: a%2Bb%2Fc%3D``, copied from a
+    URL) was encoded again and answered 403. Each is now one ConfigError naming the file,
+    the line and the key, never the value, before anything is read."""
+    _input(tmp_path / "in.zarr")
+    with serving(tmp_path) as server:
+        cfg = write_config(
+            tmp_path, f"{server.url}/in.zarr", tmp_path / "out.zarr",
+            input={"storage_options": options},
+        )  # fmt: skip
+        for command in ("plan", "run"):
+            rc, o, err = cli(command, cfg)
+            line = one_line_error(err)
+            assert rc == 1 and "987654321" not in o + err, o + err
+            assert f"{cfg}:" in line and key in line, line
+            if "%" in str(options):
+                assert "decoded" in line and "'+'" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    from pipeline.config.loading import load_config
+
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.key == key and e.value.line is not None
+
+
+def test_a_parameter_given_decoded_reaches_the_server_as_the_url_s(tmp_path: Path, cli) -> None:
+    """The README's advice: a SAS ``sig`` copied from a URL (``a%2Bb%2Fc%3D``) goes in params
+    decoded (``a+b/c=``); aiohttp encodes it, and the server gets the URL's value."""
+    x = _input(tmp_path / "in.zarr")
+    with serving(tmp_path, token={"sig": "a+b/c="}) as server:
+        cfg = write_config(
+            tmp_path, f"{server.url}/in.zarr", tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": "a+b/c="}}},
+        )  # fmt: skip
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(x).tobytes()
