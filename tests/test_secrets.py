@@ -159,3 +159,18 @@ def test_a_parameter_given_decoded_reaches_the_server_as_the_url_s(tmp_path: Pat
         assert rc == 0, err
         got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
         assert got.tobytes() == reference(x).tobytes()
+
+
+def test_an_error_s_line_and_fields_mask_every_url_s_password() -> None:
+    """The safety net: a PipelineError's message and string fields (and so its pickled copy,
+    from a worker) show every URL's password as ``***``, in a chain too, with the query
+    hidden as before; a user without a password, and a path with an '@', stay as they are."""
+    import pickle
+
+    from pipeline.errors import InputError
+
+    url = f"simplecache::https://user:{SECRET}@host:8443/in.zarr?sig=abc"
+    e = pickle.loads(pickle.dumps(InputError(f"cannot read input store {url}: x", store=url)))
+    assert SECRET not in str(e) + e.store and "sig=abc" not in str(e)
+    assert e.store == "simplecache::https://user:***@host:8443/in.zarr?..."
+    assert str(InputError("sftp://bob@host/a@b.zarr")) == "sftp://bob@host/a@b.zarr"
