@@ -18,7 +18,7 @@ import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, hide_url_queries
+from pipeline.errors import Interrupted, PipelineError, hide_url_secrets
 from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
@@ -258,7 +258,8 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
-        print(_interrupted(args, e.what, e.where, e.state, e.refused), file=sys.stderr)
+        line = _interrupted(args, e.what, e.where, e.state, e.refused)
+        print(hide_url_secrets(line), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
         waiting.take()
@@ -270,7 +271,7 @@ def _main(argv: list[str] | None) -> int:
         if args.debug:  # another pipe or socket: an error like any other
             raise
         print(
-            hide_url_queries(
+            hide_url_secrets(
                 f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
             ),
             file=sys.stderr,
@@ -281,7 +282,7 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(
             _library_error(e)
-            or hide_url_queries(
+            or hide_url_secrets(
                 f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
             ),
             file=sys.stderr,
@@ -415,7 +416,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         progress = "none" if args.quiet and args.progress == "auto" else args.progress  # as run
         info = generate_input(config, progress=progress, interval=args.progress_interval)
         print_rows(
-            [("created", info.location.join(info.path)), ("array", info.describe())], "generated"
+            [("created", info.location.said(info.path)), ("array", info.describe())], "generated"
         )
         return 0
     if args.command == "verify":

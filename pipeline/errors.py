@@ -36,9 +36,9 @@ class PipelineError(Exception):
     """
 
     def __init__(self, message: str, **data: Any) -> None:
-        super().__init__(hide_url_queries(message))
+        super().__init__(hide_url_secrets(message))
         self.__dict__.update(
-            {k: hide_url_queries(v) if isinstance(v, str) else v for k, v in data.items()}
+            {k: hide_url_secrets(v) if isinstance(v, str) else v for k, v in data.items()}
         )
 
     @property
@@ -60,6 +60,33 @@ def hide_url_queries(text: str) -> str:
     or stores shows them (an error that said ``cannot open ...: ClientResponseError: 500,
     ..., url='.../zarr.json?sig=...'`` printed the token)."""
     return _URL_QUERY.sub(r"\1?...", text) if "?" in text else text
+
+
+#: A URL's user and password (``scheme://user:password@host``); the password ends at the
+#: host's ``@`` (the last one before the path), and holds no '/', '?', '#' or space.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:'\"<>]*):[^\s/?#'\"<>]*@")
+
+
+def hide_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``http://user:password@host/...``,
+    which fsspec's HTTP file system sends as Basic authentication, and which other file
+    systems may read too) shown as ``***``: ``http://user:***@host/...``. No line the
+    pipeline says and nothing it stores (summaries, the output's attributes, its run record,
+    a run's identity) shows a store URL's password; a store URL said or stored goes through
+    this (:func:`public_url`)."""
+    return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
+
+
+def hide_url_secrets(text: str) -> str:
+    """``text`` with every URL's query (:func:`hide_url_queries`) and password
+    (:func:`hide_url_passwords`) hidden: what every error line and field goes through."""
+    return hide_url_passwords(hide_url_queries(text))
+
+
+def public_url(url: str) -> str:
+    """A store URL (or path) as the pipeline says and stores it: its password masked
+    (:func:`hide_url_passwords`); the URL itself otherwise."""
+    return hide_url_passwords(url)
 
 
 class ConfigError(PipelineError):

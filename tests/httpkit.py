@@ -11,7 +11,9 @@ CONTROL, read at every request:
   without its trailing '/') answer, as a server that lists no folders does (nginx without
   ``autoindex``); every file's URL answers as usual;
 - ``token``: {name: value}: every request (GET or HEAD) whose query lacks these parameters
-  answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does.
+  answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does;
+- ``basic``: [user, password]: every request (GET or HEAD) without that HTTP Basic
+  ``Authorization`` header answers 401, as a server behind a password does.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class HttpServer:
         self.control = control
 
     def set(self, **control: Any) -> None:
-        """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``), from
-        its next request on."""
+        """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``,
+        ``basic``), from its next request on."""
         self.control.write_text(json.dumps(control))
 
 
@@ -94,6 +96,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_error(403)
         return True
 
+    def _unauthorized(self) -> bool:
+        """Answer 401 to a request without the ``basic`` credentials, where set."""
+        import base64
+
+        basic = self._control().get("basic")
+        if not basic:
+            return False
+        expected = "Basic " + base64.b64encode(":".join(basic).encode()).decode()
+        if self.headers.get("Authorization") == expected:
+            return False
+        self.send_error(401)
+        return True
+
     def _folder_refused(self) -> bool:
         """Answer ``folders``' status to a request for a folder's URL, where it is set."""
         status = self._control().get("folders")
@@ -108,11 +123,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def do_GET(self) -> None:
-        if not self._unsigned() and not self._folder_refused() and not self._failed():
-            super().do_GET()
+        if self._unauthorized() or self._unsigned() or self._folder_refused() or self._failed():
+            return
+        super().do_GET()
 
     def do_HEAD(self) -> None:
-        if not self._unsigned() and not self._folder_refused():
+        if not self._unauthorized() and not self._unsigned() and not self._folder_refused():
             super().do_HEAD()
 
     def log_message(self, *args: Any) -> None:

@@ -134,6 +134,70 @@ def _first_error(errors: list[Any]) -> Any:
     return extra[0] if extra else errors[0]
 
 
+#: A percent escape (``%2B``), which a value copied from a URL's query holds.
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _option_problem(data: Mapping[str, Any]) -> tuple[tuple, str] | None:
+    """The first value of storage_options' ``headers`` or ``params`` (at any depth: in a chain,
+    ``{http: {params: ...}}``) that would not reach an HTTP server as written, as (its key,
+    why and the fix), never the value (they are credentials); None where there is none.
+
+    A header's value that is not a string (``X-Key: 987654321`` unquoted, a list): aiohttp
+    sends only strings, and its error quoted the value. A parameter's value that is not a
+    string or a number (a list, a mapping, a boolean, null): likewise. A parameter that holds
+    a percent escape (``sig: a%2Bb%3D``, copied from a URL's query): aiohttp encodes every
+    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded."""
+    for side in ("input", "output"):
+        section = data.get(side)
+        options = section.get("storage_options") if isinstance(section, dict) else None
+        if isinstance(options, dict):
+            found = _options_problem(options, (side, "storage_options"))
+            if found is not None:
+                return found
+    return None
+
+
+def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
+    for name, value in options.items():
+        here = (*key, name)
+        kind = str(name).lower()
+        if kind in ("headers", "params") and isinstance(value, dict):
+            for item, v in value.items():
+                why = _sent_problem(kind, v)
+                if not isinstance(item, str):
+                    why = f"a {kind[:-1]}'s name must be a string: quote it"
+                if why is not None:
+                    return (*here, item), why
+        elif isinstance(value, dict):
+            found = _options_problem(value, here)
+            if found is not None:
+                return found
+    return None
+
+
+def _sent_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` of a header (``kind`` 'headers') or query parameter ('params') would not
+    be sent as written; None where it would."""
+    if kind == "headers" and not isinstance(value, str):
+        return (
+            "a header's value must be one string (aiohttp sends no other type): quote it, "
+            'as in Authorization: "..." (its value is not said here)'
+        )
+    if kind == "params" and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+        return (
+            "a query parameter's value must be a string or a number (aiohttp sends no other "
+            "type): give one string, quoted (its value is not said here)"
+        )
+    if kind == "params" and isinstance(value, str) and _PERCENT_ESCAPE.search(value):
+        return (
+            "this query parameter holds a percent escape, as copied from a URL: give it "
+            "decoded ('%2B' as '+', '%2F' as '/', '%3D' as '='), since it is encoded as it "
+            "is sent (its value is not said here)"
+        )
+    return None
+
+
 def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
     """Validate a mapping into a :class:`Config`.
 
@@ -147,6 +211,17 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             line=None,
             key=None,
         )
+    problem = _option_problem(data)
+    if problem is not None:
+        key, said = problem
+        loc, line = key, None
+        while loc and loc not in (positions or {}):
+            loc = loc[:-1]
+        mark = (positions or {}).get(loc) if loc else None
+        line = mark.line + 1 if mark is not None else None
+        named = ".".join(str(k) for k in key)
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
     try:
         return Config.model_validate(data)
     except ValidationError as e:

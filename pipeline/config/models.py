@@ -390,10 +390,16 @@ _SECRET_OPTIONS = ("params", "headers")
 
 def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> Any:
     """``data`` with the credentials in its ``storage_options`` masked: values of options named
-    as secrets (:data:`_SECRET_PARTS`), and every string under :data:`_SECRET_OPTIONS`
-    (``secret_all``)."""
-    if secret_all and isinstance(data, str) and data:
+    as secrets (:data:`_SECRET_PARTS`), and every value under :data:`_SECRET_OPTIONS`
+    (``secret_all``), whatever its type (a number, ``sig: 12345678901234`` unquoted in YAML,
+    had been written as is); and the password of every URL (a store's
+    ``http://user:password@host/...``, an ``endpoint_url``'s) as ``user:***@``."""
+    from pipeline.errors import public_url
+
+    if secret_all and not isinstance(data, (dict, list)) and data not in ("", None):
         return "***"
+    if isinstance(data, str):
+        return public_url(data)
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():

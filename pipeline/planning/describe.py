@@ -23,8 +23,8 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
             "scheduler, no cluster)"
         )
     rows = [
-        ("input", f"{plan.input.location.join(plan.input.path)}: {plan.input.describe()}"),
-        ("output", f"{plan.output.location.join(plan.output.path)}: {plan.output.describe()}"),
+        ("input", f"{plan.input.location.said(plan.input.path)}: {plan.input.describe()}"),
+        ("output", f"{plan.output.location.said(plan.output.path)}: {plan.output.describe()}"),
         ("stages", "; ".join(s.describe() for s in plan.chain)),
         ("backend", f"{plan.backend} ({plan.backend_reason})"),
         (

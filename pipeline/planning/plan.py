@@ -206,7 +206,7 @@ class Plan:
             ],
             # exclude_none: store_raw_below left out keeps the identity of runs made before it
             "output": [
-                self.output.location.join(self.output.path),
+                self.output.location.said(self.output.path),  # a password masked
                 c.output.codec.model_dump(exclude_none=True),
             ],
             "stages": [s.describe() for s in self.chain],
@@ -270,11 +270,13 @@ class Plan:
 def input_place(location: Location, path: str) -> str:
     """Where the input is, as a run's identity records it: the array's path, with links
     resolved for a local store (a store reached through a symlink is the same input: helper-45
-    was refused "the input moved"); the URL otherwise."""
+    was refused "the input moved"); the URL otherwise, with a password in it masked (it is
+    stored in the output's attributes and run record: another password is the same input)."""
     import os
 
-    where = location.join(path)
-    return os.path.realpath(where) if location.is_local else where
+    if location.is_local:
+        return os.path.realpath(location.join(path))
+    return location.said(path)
 
 
 def frame_identity(location: Location, kept: Carried) -> str | None:

@@ -315,7 +315,7 @@ def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried)
         path = f"{within}/{out_path}" if out_path else within
         outer = holder.zarr_store(read_only=True)
         for said in datasets.consolidated_differences(outer, path, members, groups=("",)):
-            found.append(said.replace("of the root", f"of {holder.url}", 1))
+            found.append(said.replace("of the root", f"of {holder}", 1))
     return tuple(found)
 
 

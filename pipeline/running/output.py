@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline._version import __version__
 from pipeline.config.models import Config
-from pipeline.errors import OutputError, PipelineError
+from pipeline.errors import OutputError, PipelineError, public_url
 from pipeline.planning import Plan, make_plan
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
@@ -1083,7 +1083,7 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         "status": status,
         "version": __version__,
         "source": {
-            "store": plan.config.input.store,
+            "store": public_url(plan.config.input.store),
             "array": plan.config.input.array,
             "shape": list(plan.input.shape),
             "dtype": str(plan.input.dtype),

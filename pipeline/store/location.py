@@ -39,6 +39,7 @@ from pipeline.errors import (
     StoreError,
     disk_full,
     missing_credentials,
+    public_url,
     storage_failure,
 )
 
@@ -160,7 +161,12 @@ class Location:
         return inner.removeprefix("file://") if inner.startswith("file://") else None
 
     def __str__(self) -> str:
-        return self.url
+        return public_url(self.url)
+
+    def said(self, *parts: str) -> str:
+        """:meth:`join` as lines and records say it: with a password in the URL masked
+        (:func:`~pipeline.errors.public_url`: ``http://user:***@host/...``)."""
+        return public_url(self.join(*parts))
 
     def join(self, *parts: str) -> str:
         """The address of the key ``parts`` (joined by '/'): a local path, or a URL that fsspec

@@ -1,0 +1,176 @@
+"""Credentials in a config never said or written: a password in a store URL's user part
+(``http://user:password@host/in.zarr``), storage_options' ``params`` and ``headers`` of any
+type, and values that would not reach the server as written. Real servers
+(``tests/httpkit.py``), real zarr-python stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import ConfigError
+from tests.conftest import reference, write_config
+from tests.faultkit import one_line_error
+from tests.httpkit import serving
+
+ROWS, COLS = 32, 64
+SECRET = "pa55w0rdXYZ"
+
+
+def _input(path: Path) -> np.ndarray:
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    z = zarr.create_array(str(path), shape=x.shape, dtype=x.dtype, chunks=(8, COLS))
+    z[...] = x
+    return x
+
+
+def _nowhere(secret: str, *places: Path) -> None:
+    """``secret`` in no file under ``places`` (the output, its run record, a summary)."""
+    for place in places:
+        files = [place] if place.is_file() else [p for p in place.rglob("*") if p.is_file()]
+        for f in files:
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def test_a_password_in_the_store_url_is_never_said_or_written(tmp_path: Path, cli) -> None:
+    """``input.store: http://user:PASSWORD@host/in.zarr`` (fsspec's HTTP file system sends
+    it as Basic authentication) was written whole to --summary-json (``input``,
+    ``config.input.store``), the output's attributes (``pipeline.source.store``, its
+    identity) and error lines ("cannot read input store http://user:PASSWORD@..."). Now
+    every one shows ``user:***@``; the run reads the store with the password, bit for bit;
+    verify and a resume compare the identity in the same masked form."""
+    x = _input(tmp_path / "in.zarr")
+    with serving(tmp_path, basic=["user", SECRET]) as server:
+        url = server.url.replace("http://", f"http://user:{SECRET}@") + "/in.zarr"
+        summary = tmp_path / "summary.json"
+        out = tmp_path / "out.zarr"
+        cfg = write_config(tmp_path, url, out, chunking={"block": [8, COLS]})
+        rc, o, err = cli("plan", cfg)
+        assert rc == 0 and SECRET not in o + err, o + err
+        server.set(basic=["user", SECRET], fail={"in.zarr/c/3/0": 500})  # stopped at the last
+        rc, o, err = cli("run", cfg)
+        assert rc == 1 and SECRET not in o + err, o + err
+        assert zarr.open_array(str(out)).attrs["pipeline"]["status"] == "incomplete"
+        _nowhere(SECRET, out)  # the output's attributes and its run record
+        server.set(basic=["user", SECRET])
+        rc, o, err = cli("run", cfg, "--resume", "--summary-json", summary)
+        assert rc == 0, err
+        assert SECRET not in o + err and "resum" in err, o + err
+        got = zarr.open_array(str(out), mode="r")[...]
+        assert got.tobytes() == reference(x).tobytes()
+        assert "user:***@" in summary.read_text()
+        assert (
+            zarr.open_array(str(out))
+            .attrs["pipeline"]["source"]["store"]
+            .startswith("http://user:***@")
+        )
+        _nowhere(SECRET, summary, out)
+        for args in (("verify", cfg, "--all"), ("run", cfg, "--resume")):
+            rc, o, err = cli(*args)
+            assert rc == 0 and SECRET not in o + err, o + err
+        assert "nothing to do" in err, err
+        server.set(basic=["user", "another"])  # the password refused
+        for args in (("plan", cfg), ("run", cfg, "--overwrite")):
+            rc, o, err = cli(*args)
+            assert rc == 1 and SECRET not in o + err, o + err
+            line = one_line_error(err)
+            assert "user:***@" in line and "401" in line, line
+        _nowhere(SECRET, out)
+
+
+def test_every_value_of_params_is_masked_whatever_its_type(tmp_path: Path, cli) -> None:
+    """A number in ``params`` (``sig: 12345678901234``, unquoted in YAML) was written as is
+    to --summary-json: only strings were masked. Now every value is; the run sends it."""
+    x = _input(tmp_path / "in.zarr")
+    with serving(tmp_path, token={"sig": "98765432109876", "v": "31415.9265"}) as server:
+        summary = tmp_path / "summary.json"
+        cfg = write_config(
+            tmp_path,
+            f"{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": 98765432109876, "v": 31415.9265}}},
+        )
+        rc, _, err = cli("run", cfg, "--summary-json", summary)
+        assert rc == 0, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(x).tobytes()
+        for secret in ("98765432109876", "31415.9265"):
+            assert secret not in err
+            _nowhere(secret, summary, tmp_path / "out.zarr")
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"headers": {"X-Key": 987654321}}, "input.storage_options.headers.X-Key"),
+        (
+            {"headers": {"Authorization": ["987654321"]}},
+            "input.storage_options.headers.Authorization",
+        ),
+        ({"params": {"sig": {"nested": "987654321"}}}, "input.storage_options.params.sig"),
+        ({"params": {"sig": True}}, "input.storage_options.params.sig"),
+        ({"http": {"params": {"sig": None}}}, "input.storage_options.http.params.sig"),
+        ({"params": {"sig": "a%2Bb%2F987654321%3D"}}, "input.storage_options.params.sig"),
+    ],
+    ids=["int-header", "list-header", "nested-param", "bool-param", "null-param", "encoded"],
+)
+def test_a_header_or_parameter_that_cannot_be_sent_as_written_is_refused_unsaid(
+    tmp_path: Path, cli, options: dict, key: str
+) -> None:
+    """A header value that is not a string (``X-Key: 987654321``: "error: TypeError: Cannot
+    serialize non-str key 987654321"), a list or a mapping as a header or parameter value,
+    printed the value. A percent-encoded parameter (``sig: a%2Bb%2Fc%3D``, copied from a
+    URL) was encoded again and answered 403. Each is now one ConfigError naming the file,
+    the line and the key, never the value, before anything is read."""
+    _input(tmp_path / "in.zarr")
+    with serving(tmp_path) as server:
+        cfg = write_config(
+            tmp_path, f"{server.url}/in.zarr", tmp_path / "out.zarr",
+            input={"storage_options": options},
+        )  # fmt: skip
+        for command in ("plan", "run"):
+            rc, o, err = cli(command, cfg)
+            line = one_line_error(err)
+            assert rc == 1 and "987654321" not in o + err, o + err
+            assert f"{cfg}:" in line and key in line, line
+            if "%" in str(options):
+                assert "decoded" in line and "'+'" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    from pipeline.config.loading import load_config
+
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.key == key and e.value.line is not None
+
+
+def test_a_parameter_given_decoded_reaches_the_server_as_the_url_s(tmp_path: Path, cli) -> None:
+    """The README's advice: a SAS ``sig`` copied from a URL (``a%2Bb%2Fc%3D``) goes in params
+    decoded (``a+b/c=``); aiohttp encodes it, and the server gets the URL's value."""
+    x = _input(tmp_path / "in.zarr")
+    with serving(tmp_path, token={"sig": "a+b/c="}) as server:
+        cfg = write_config(
+            tmp_path, f"{server.url}/in.zarr", tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": "a+b/c="}}},
+        )  # fmt: skip
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+        assert got.tobytes() == reference(x).tobytes()
+
+
+def test_an_error_s_line_and_fields_mask_every_url_s_password() -> None:
+    """The safety net: a PipelineError's message and string fields (and so its pickled copy,
+    from a worker) show every URL's password as ``***``, in a chain too, with the query
+    hidden as before; a user without a password, and a path with an '@', stay as they are."""
+    import pickle
+
+    from pipeline.errors import InputError
+
+    url = f"simplecache::https://user:{SECRET}@host:8443/in.zarr?sig=abc"
+    e = pickle.loads(pickle.dumps(InputError(f"cannot read input store {url}: x", store=url)))
+    assert SECRET not in str(e) + e.store and "sig=abc" not in str(e)
+    assert e.store == "simplecache::https://user:***@host:8443/in.zarr?..."
+    assert str(InputError("sftp://bob@host/a@b.zarr")) == "sftp://bob@host/a@b.zarr"
