@@ -11,7 +11,9 @@ CONTROL, read at every request:
   without its trailing '/') answer, as a server that lists no folders does (nginx without
   ``autoindex``); every file's URL answers as usual;
 - ``token``: {name: value}: every request (GET or HEAD) whose query lacks these parameters
-  answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does.
+  answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does;
+- ``log``: the path of a file to which each request's method and path (query and all) is
+  appended, one a line, as it arrives: what a client asked for, or that it asked nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class HttpServer:
         self.control = control
 
     def set(self, **control: Any) -> None:
-        """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``), from
-        its next request on."""
+        """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``,
+        ``log``), from its next request on."""
         self.control.write_text(json.dumps(control))
 
 
@@ -107,11 +109,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().send_header(keyword, value)
 
+    def _logged(self) -> None:
+        log = self._control().get("log")
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{self.command} {self.path}\n")
+
     def do_GET(self) -> None:
+        self._logged()
         if not self._unsigned() and not self._folder_refused() and not self._failed():
             super().do_GET()
 
     def do_HEAD(self) -> None:
+        self._logged()
         if not self._unsigned() and not self._folder_refused():
             super().do_HEAD()
 

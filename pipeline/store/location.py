@@ -27,7 +27,9 @@ from typing import Any
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
+    caching_layer_problem,
     file_url_problem,
+    misplaced_options_problem,
     url_query_problem,
     without_query,
 )
@@ -49,13 +51,6 @@ _FS_LOCK = threading.Lock()
 #: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
 #: locks its own shared file.
 _ARCHIVE_READ_LOCK = threading.RLock()
-#: Held while a file is read through one of fsspec's caching layers (``simplecache::``,
-#: ``filecache::``, ``blockcache::``): they are not safe on several threads at once. simplecache
-#: downloads a file into its cache under the file's final name, so a second reader of it meanwhile
-#: took the part written so far for the whole; filecache and blockcache reload their cache's
-#: index from disk while another thread saves it, and lost a file just downloaded (a worker of 2
-#: threads failed with "cannot unpack non-iterable bool object" inside fsspec).
-_CACHE_READ_LOCK = threading.RLock()
 
 #: What reading a key that holds no bytes raises: no such key, a directory at the key, or a
 #: file where a folder on its path should be. zarr-python's stores (``LocalStore.get``,
@@ -108,13 +103,18 @@ class Location:
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
         A file URL that names a host other than ``localhost`` (``file://HOST/path``) is a
         StoreError (:func:`file_url_problem`), as is an HTTP(S) URL with a query
-        (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``).
+        (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``) or
+        a fragment, one read through one of fsspec's caching layers
+        (:func:`caching_layer_problem`), and ``storage_options`` with a key naming a file
+        system the URL does not chain (:func:`misplaced_options_problem`).
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``), and one that is a tar file as its tar store
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
-        problem = url_query_problem(url)  # says the URL without its query's values
+        problem = caching_layer_problem(url) or url_query_problem(url)  # no query's values
+        if problem is None:
+            problem = misplaced_options_problem(url, storage_options or {})
         if problem is not None:
             raise StoreError(problem, store=without_query(url))
         problem = file_url_problem(url)
@@ -282,13 +282,11 @@ class Location:
 
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
-        options = {"use_listings_cache": False, **self.storage_options}
+        options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
             options["skip_instance_cache"] = True
-        if _async_class(self.url):
-            options["asynchronous"] = True
         fs, root = _open_fs(self.url, options)
-        if not _async_class(self.url):
+        if not fs.async_impl:
             fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
 
@@ -742,26 +740,6 @@ def _target_stamp(refs: Any, url: str) -> str | None:
     return None if stamp is None else f"{info.get('size')}:{stamp}"
 
 
-def _async_class(url: str) -> bool:
-    """Whether the outermost file system of ``url`` is asynchronous by its class (HTTP, s3fs),
-    so that Zarr's store can have an instance of its own made for its event loop.
-
-    Not an instance's ``async_impl``: fsspec's caching layers (``simplecache::``,
-    ``filecache::``, ``blockcache::``) hand every attribute they do not define on to the
-    file system they wrap, so one over HTTP says ``async_impl`` though its own ``_cat_file``
-    awaits the wrapped synchronous HTTP file system, whose aiohttp session belongs to
-    fsspec's event loop: awaited on Zarr's loop, aiohttp raised "Timeout context manager
-    should be used inside a task" (zarr-python's own ``open_array`` of such a URL does).
-    Such a layer is a synchronous file system, and is wrapped as one (:func:`_async_wrapped`:
-    its calls run on threads of their own, through the wrapped file system's own loop)."""
-    import fsspec
-
-    try:
-        return bool(fsspec.get_filesystem_class(_outer_protocol(url)).async_impl)
-    except (ImportError, ValueError):  # _open_fs says why it cannot be opened
-        return False
-
-
 def _async_wrapped(fs: Any) -> Any:
     """A synchronous file system as the asynchronous one Zarr's store needs (fsspec's
     ``AsyncFileSystemWrapper``, which runs each call on a thread of its own). Where the file
@@ -792,16 +770,13 @@ def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
 
 def _read_lock(fs: Any) -> Any:
     """The lock that reads from ``fs`` take one at a time, where they must: an archive whose
-    members share one file position (any but zip), :data:`_ARCHIVE_READ_LOCK`; one of fsspec's
-    caching layers, :data:`_CACHE_READ_LOCK`. None for any other file system."""
+    members share one file position (any but zip), :data:`_ARCHIVE_READ_LOCK`. None for any
+    other file system."""
     from fsspec.archive import AbstractArchiveFileSystem
-    from fsspec.implementations.cached import CachingFileSystem
     from fsspec.implementations.zip import ZipFileSystem
 
     if isinstance(fs, AbstractArchiveFileSystem) and not isinstance(fs, ZipFileSystem):
         return _ARCHIVE_READ_LOCK
-    if isinstance(fs, CachingFileSystem):
-        return _CACHE_READ_LOCK
     return None
 
 
