@@ -84,7 +84,8 @@ def _is_tar(path: str) -> bool:
 @dataclass(frozen=True)
 class Location:
     """A store: a local path or an fsspec URL (chained URLs such as ``zip::file:///a.zip`` or
-    ``simplecache::s3://bucket/x.zarr`` too), with its file system's options.
+    ``zip::s3://bucket/x.zip`` too; none through fsspec's caching layers, which
+    :meth:`of` refuses), with its file system's options.
 
     Keys are store keys (``arr/c/0/1``), taken literally on every file system: ``[``, ``*``,
     ``?`` and spaces are characters of a name, never a pattern. Remote keys are joined onto the
@@ -152,7 +153,7 @@ class Location:
     @property
     def local_root(self) -> str | None:
         """The local path the store's bytes are under: the store's own path, or the
-        ``file://`` path at the end of a chained URL (a cache over local files, an archive);
+        ``file://`` path at the end of a chained URL (an archive);
         None for a store that is not on this machine's file system."""
         if self.is_local:
             return self.url
@@ -685,8 +686,9 @@ def _asked_infos(
 
 
 def _reference_fs(fs: Any) -> Any:
-    """The reference file system (kerchunk) ``fs`` is, or reads through (a caching layer
-    over it: ``simplecache::reference://``); None where it is none."""
+    """The reference file system (kerchunk) ``fs`` is, or reads through (a chained file
+    system over it; fsspec's caching layers are refused: :meth:`Location.of`); None where it
+    is none."""
     from fsspec.implementations.chained import ChainedFileSystem
     from fsspec.implementations.reference import ReferenceFileSystem
 
@@ -923,7 +925,7 @@ def url_unsafe(key: str) -> str | None:
 
 def _over_http(url: str) -> bool:
     """Whether the keys of the store at ``url`` are paths of HTTP(S) URLs: ``url`` itself, or
-    a chain whose keys go to HTTP past its caching layers (``simplecache::https://...``); not
+    a chain whose keys go to HTTP past layers that take no path of their own; not
     one whose keys another file system takes (``zip::https://...``: the archive's members)."""
     try:
         _, protocol, _ = _keys_part(url)
