@@ -860,3 +860,31 @@ def test_options_for_a_file_system_the_url_does_not_chain_are_refused(
             input={"storage_options": options},
         )
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
+
+
+def test_a_403_through_a_chain_with_top_level_options_names_the_inner_file_system_s_key(
+    tmp_path: Path, cli
+) -> None:
+    """``zip::http://host/in.zip`` with ``storage_options: {params: {sig: ...}}``: fsspec gives
+    top-level options to the chain's outermost file system (zip) alone, so the server never
+    got the token and answered 403, and the line said only to give access. Now it also says
+    where the HTTP file system's options go: ``{http: {params: ...}}``."""
+    from zarr.storage import ZipStore
+
+    store = ZipStore(tmp_path / "in.zip", mode="w")
+    z = zarr.create_array(store=store, shape=(ROWS, COLS), dtype="f4", chunks=(CHUNK, COLS))
+    z[...] = 1
+    store.close()
+    with serving(tmp_path, token={"sig": SECRET}) as server:
+        cfg = write_config(
+            tmp_path,
+            f"zip::{server.url}/in.zip",
+            tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": SECRET}}},
+        )
+        for command in ("plan", "run"):
+            rc, _, err = cli(command, cfg)
+            line = one_line_error(err)
+            assert rc == 1 and SECRET not in err, line
+            assert "HTTP 403" in line and "{http: {params: ...}}" in line, line
+    assert not (tmp_path / "out.zarr").exists()

@@ -12,6 +12,7 @@ __all__ = [
     "LOCAL_SCHEMES",
     "caching_layer",
     "caching_layer_problem",
+    "chain_options_hint",
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
@@ -274,3 +275,29 @@ def misplaced_options_problem(url: str, options: object) -> str | None:
             f"storage_options ({{{names}}}), where they go to the URL's file system"
         )
     return None
+
+
+def chain_options_hint(url: str, options: object) -> str | None:
+    """Where ``url`` is a '::' chain and ``options`` (its ``storage_options``) has top-level
+    options that name no protocol: fsspec gives those to the chain's outermost file system
+    alone (``fsspec.core._un_chain``), so ``zip::http://...`` with ``{params: ...}`` sent no
+    ``params`` to the server (an HTTP 403 from a server of signed URLs). Words naming where
+    they go for the innermost one (``{http: {params: ...}}``); None elsewhere."""
+    bits = url.split("::")
+    if len(bits) < 2 or not isinstance(options, dict):
+        return None
+    from fsspec.registry import known_implementations, registry
+
+    protocols = [_part_protocol(b) for b in bits]
+    if protocols[0] not in known_implementations and protocols[0] not in registry:
+        return None  # a local path with '::' in it, not a chain
+    names = [str(k) for k in options if k not in known_implementations and k not in registry]
+    if not names:
+        return None
+    inner = protocols[-1]
+    shown = ", ".join(f"{n}: ..." for n in names)
+    return (
+        f"storage_options' top-level options ({shown}) go to the chain's outermost file "
+        f"system ({protocols[0]!r}) alone: those of {inner!r}, which reaches the server, go "
+        f"under its name ({{{inner}: {{{shown}}}}})"
+    )
