@@ -13,7 +13,9 @@ CONTROL, read at every request:
 - ``token``: {name: value}: every request (GET or HEAD) whose query lacks these parameters
   answers 403, as a server of signed URLs (an Azure SAS token, a presigned URL) does;
 - ``basic``: [user, password]: every request (GET or HEAD) without that HTTP Basic
-  ``Authorization`` header answers 401, as a server behind a password does.
+  ``Authorization`` header answers 401, as a server behind a password does;
+- ``log``: the path of a file to which each request's method and path (query and all) is
+  appended, one a line, as it arrives: what a client asked for, or that it asked nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class HttpServer:
 
     def set(self, **control: Any) -> None:
         """Replace the server's control (``fail``, ``stamps``, ``folders``, ``token``,
-        ``basic``), from its next request on."""
+        ``basic``, ``log``), from its next request on."""
         self.control.write_text(json.dumps(control))
 
 
@@ -122,12 +124,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().send_header(keyword, value)
 
+    def _logged(self) -> None:
+        log = self._control().get("log")
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{self.command} {self.path}\n")
+
     def do_GET(self) -> None:
+        self._logged()
         if self._unauthorized() or self._unsigned() or self._folder_refused() or self._failed():
             return
         super().do_GET()
 
     def do_HEAD(self) -> None:
+        self._logged()
         if not self._unauthorized() and not self._unsigned() and not self._folder_refused():
             super().do_HEAD()
 

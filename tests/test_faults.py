@@ -951,14 +951,14 @@ def test_an_array_path_with_empty_parts_names_the_array_as_zarr_does(
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("scheme", ["local://", "file://", "simplecache::file://"])
+@pytest.mark.parametrize("scheme", ["local://", "file://"])
 def test_an_input_named_by_a_local_url_is_kept_apart_from_outputs_and_reports(
     tmp_path: Path, scheme: str
 ) -> None:
-    """An input store given as a URL of local files (fsspec's ``local://``, ``file://``, a
-    cache over them): an output inside it and a summary over its metadata are refused as for
-    a plain path (helper-38: ``local://`` passed as remote, and both were written into the
-    input)."""
+    """An input store given as a URL of local files (fsspec's ``local://``, ``file://``; a
+    caching layer over them is refused: test_http): an output inside it and a summary over
+    its metadata are refused as for a plain path (helper-38: ``local://`` passed as remote,
+    and both were written into the input)."""
     x = np.arange(100, dtype=np.float64).reshape(10, 10)
     src = tmp_path / "in.zarr"
     make_array(src, x, (5, 10))

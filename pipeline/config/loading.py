@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.models import Config
-from pipeline.config.urls import http_query, without_query
+from pipeline.config.urls import http_fragment, http_query, without_query
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, known_stages
 
@@ -114,8 +114,8 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         known = known_stages()
         return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
-    if isinstance(got, str) and http_query(got) is not None:
-        got = without_query(got)  # a URL's query is often a credential: never said
+    if isinstance(got, str) and (http_query(got) or http_fragment(got)) is not None:
+        got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"

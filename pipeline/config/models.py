@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    ValidationInfo,
     WithJsonSchema,
     create_model,
     field_validator,
@@ -143,11 +144,29 @@ RESERVED_NAMES = frozenset(
 
 def _store_url(v: Any, output: bool = False) -> Any:
     """A store's path or URL, refused when it is a file URL naming another machine
-    (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``), or an HTTP
-    URL with a query (:func:`url_query_problem`: its parameters go in storage_options)."""
-    from pipeline.config.urls import file_url_problem, url_query_problem
+    (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``), an HTTP
+    URL with a query or a fragment (:func:`url_query_problem`: a query's parameters go in
+    storage_options), or one that reads through one of fsspec's caching layers
+    (:func:`caching_layer_problem`: a cache could hand a run an earlier run's bytes)."""
+    from pipeline.config.urls import caching_layer_problem, file_url_problem, url_query_problem
 
-    problem = (file_url_problem(v) or url_query_problem(v, output)) if isinstance(v, str) else None
+    problem = None
+    if isinstance(v, str):
+        problem = (
+            caching_layer_problem(v, output) or file_url_problem(v) or url_query_problem(v, output)
+        )
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
+def _store_options(v: Any, info: ValidationInfo) -> Any:
+    """A store's storage_options, refused where a key names a file system that its URL does
+    not chain (:func:`misplaced_options_problem`: ``{http: {...}}`` on a plain ``http://``)."""
+    from pipeline.config.urls import misplaced_options_problem
+
+    store = info.data.get("store")
+    problem = misplaced_options_problem(store, v) if isinstance(store, str) else None
     if problem is not None:
         raise ValueError(problem)
     return v
@@ -204,6 +223,9 @@ class InputConfig(Model):
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
+    _options = field_validator("storage_options")(
+        classmethod(lambda cls, v, info: _store_options(v, info))
+    )
 
 
 class OutputConfig(Model):
@@ -222,6 +244,9 @@ class OutputConfig(Model):
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v, output=True)))
+    _options = field_validator("storage_options")(
+        classmethod(lambda cls, v, info: _store_options(v, info))
+    )
     codec: CodecConfig = Field(
         default_factory=lambda: CodecConfig(), description="compressor of the output"
     )

@@ -10,10 +10,15 @@ from __future__ import annotations
 __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
+    "caching_layer",
+    "caching_layer_problem",
+    "chain_options_hint",
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
+    "http_fragment",
     "http_query",
+    "misplaced_options_problem",
     "url_query_problem",
     "without_query",
 ]
@@ -88,14 +93,29 @@ def http_query(url: str) -> tuple[str, str] | None:
     return None
 
 
+def http_fragment(url: str) -> tuple[str, str] | None:
+    """(protocol, fragment) of the first part of ``url`` (alone or in a chain) that is an
+    HTTP(S) URL with a fragment (``http://host/in.zarr#x``), which no client sends to the
+    server; None where there is none."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        if sep and protocol.lower() in ("http", "https") and "#" in rest:
+            return protocol, rest.partition("#")[2]
+    return None
+
+
 def without_query(url: str) -> str:
-    """``url`` with the query of each of its HTTP(S) parts shown as ``?...``: what may be said
-    of such a URL (a query is often a credential, which is never printed or written)."""
+    """``url`` with the query of each of its HTTP(S) parts shown as ``?...`` (and a fragment
+    as ``#...``): what may be said of such a URL (a query is often a credential, which is
+    never printed or written, and so may be what follows a '#')."""
     bits = []
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
-        if sep and protocol.lower() in ("http", "https") and "?" in rest:
-            bit = f"{protocol}://{rest.partition('?')[0]}?..."
+        if sep and protocol.lower() in ("http", "https"):
+            if "?" in rest:
+                bit = f"{protocol}://{rest.partition('?')[0]}?..."
+            elif "#" in rest:
+                bit = f"{protocol}://{rest.partition('#')[0]}#..."
         bits.append(bit)
     return "::".join(bits)
 
@@ -112,7 +132,7 @@ def url_query_problem(url: str, output: bool = False) -> str | None:
     they are written: that is the fix. The pipeline writes no output over HTTP at all."""
     found = http_query(url)
     if found is None:
-        return None
+        return _url_fragment_problem(url, output)
     protocol, query = found
     names = [p.partition("=")[0] for p in query.split("&") if "=" in p and p.partition("=")[0]]
     shown = without_query(url)
@@ -133,4 +153,151 @@ def url_query_problem(url: str, output: bool = False) -> str | None:
         f"parameters as storage_options: {where}, which fsspec's HTTP file system sends with "
         "every request (where '?' is part of the store's name: copy the store to a local "
         "folder, or rename it)"
+    )
+
+
+def _url_fragment_problem(url: str, output: bool) -> str | None:
+    """Why ``url``, a store's URL with a fragment in an HTTP(S) part (:func:`http_fragment`),
+    cannot be used; None for any other URL. A fragment is never sent to the server: the keys
+    would be joined after it (``in.zarr#x/zarr.json``) and the server asked for ``in.zarr``
+    alone (zarr-python warned, then 'JSONDecodeError'). What follows the '#' is never said (it
+    could be a credential pasted with the URL)."""
+    if http_fragment(url) is None:
+        return None
+    shown = without_query(url)
+    if output:
+        return (
+            f"{shown} is an HTTP URL with a fragment ('#'): the pipeline writes no output over "
+            "HTTP: choose a local folder or an object store for output.store"
+        )
+    return (
+        f"{shown} holds '#', which starts a URL's fragment, never sent to the server, so it "
+        "cannot be read as an HTTP store (its keys would follow the fragment): give the URL "
+        "without it (where '#' is part of the store's name: copy the store to a local folder, "
+        "or rename it)"
+    )
+
+
+def _part_protocol(bit: str) -> str:
+    """The protocol of one part of a '::' chain as fsspec reads it (``fsspec.core._un_chain``):
+    before its '://', or the part itself where it is a bare name (``zip``), else 'file'."""
+    if "://" in bit:
+        return bit.partition("://")[0]
+    return bit if bit.isalpha() and bit.islower() else "file"
+
+
+def _is_caching_layer(protocol: str) -> bool:
+    """Whether fsspec's file system of ``protocol`` is one of its caching layers (a subclass
+    of ``CachingFileSystem``: ``simplecache``, ``filecache``, ``blockcache``, ``cached``, and
+    any alias or later one); False for a protocol fsspec does not know."""
+    import fsspec
+    from fsspec.implementations.cached import CachingFileSystem
+
+    try:
+        return issubclass(fsspec.get_filesystem_class(protocol), CachingFileSystem)
+    except (ImportError, ValueError):
+        return False
+
+
+def caching_layer(url: str) -> str | None:
+    """The protocol of the first part of ``url`` (alone or in a '::' chain) that is one of
+    fsspec's caching layers (:func:`_is_caching_layer`), as written; None where none is."""
+    for bit in url.split("::"):
+        protocol = _part_protocol(bit)
+        if _is_caching_layer(protocol):
+            return protocol
+    return None
+
+
+def caching_layer_problem(url: str, output: bool = False) -> str | None:
+    """Why ``url`` cannot be used where it reads through one of fsspec's caching layers
+    (:func:`caching_layer`), with the fix; None for any other URL.
+
+    A cache keeps the bytes of an earlier run (on disk, or in this process's instance of the
+    file system: a notebook's, a warm cluster's worker's) without checking that the store
+    changed since: a run computed from the stale chunks of a rewritten input, recorded its new
+    identity and marked the output complete, and ``verify --all``, reading through the same
+    cache, agreed. The pipeline reads each chunk once a run, so a cache gains a run nothing."""
+    layer = caching_layer(url)
+    if layer is None:
+        return None
+    rest = [b for b in url.split("::") if not _is_caching_layer(_part_protocol(b))]
+    plain = without_query("::".join(rest))
+    if len(rest) == 1:
+        inner = _part_protocol(rest[0])
+        options = (
+            f"its '{layer}' key dropped and the options under its '{inner}' key, if any "
+            f"({{{inner}: {{...}}}}), moved to its top level, as no chain is left"
+        )
+    else:
+        options = f"its '{layer}' key dropped"
+    what = "the output" if output else "the input"
+    return (
+        f"{without_query(url)} reads through fsspec's caching layer '{layer}::', which keeps "
+        f"the bytes of an earlier run without checking that {what} changed, so a run could "
+        "compute from stale chunks and verify would not see it: give the URL without it, "
+        f"{plain} (the pipeline reads each chunk once a run), and storage_options with "
+        f"{options}"
+    )
+
+
+def misplaced_options_problem(url: str, options: object) -> str | None:
+    """Why ``options`` (a store's ``storage_options``) cannot go with ``url``: a top-level key
+    that names a protocol fsspec knows and holds a mapping, which fsspec gives to the part of
+    a '::' chain of that very name, on a URL that chains none so named (a plain
+    ``http://...`` with ``{http: {params: ...}}``: fsspec passed ``http=`` on to aiohttp,
+    "RuntimeError: Loop is not running"); None where there is none."""
+    if not isinstance(options, dict):
+        return None
+    from fsspec.registry import known_implementations, registry
+
+    bits = url.split("::")
+    chained = len(bits) > 1 and _part_protocol(bits[0]) in {*known_implementations, *registry}
+    protocols = [_part_protocol(b) for b in bits] if chained else []
+    for key, value in options.items():
+        if not isinstance(value, dict) or key in protocols:
+            continue
+        if key not in known_implementations and key not in registry:
+            continue
+        names = ", ".join(f"{k}: ..." for k in value) or "..."
+        if chained:
+            return (
+                f"storage_options' key {key!r} holds options for fsspec's {key!r} file system, "
+                f"which {without_query(url)} does not chain (fsspec gives options under a "
+                f"protocol's name to the part of the chain of that very name: "
+                f"{', '.join(repr(p) for p in protocols)}): put them under the key of the "
+                "part they are for"
+            )
+        return (
+            f"storage_options' key {key!r} holds options for fsspec's {key!r} file system, "
+            f"which fsspec takes by name only for a part of a '::' chain, and "
+            f"{without_query(url)} is no chain: give those options at the top level of "
+            f"storage_options ({{{names}}}), where they go to the URL's file system"
+        )
+    return None
+
+
+def chain_options_hint(url: str, options: object) -> str | None:
+    """Where ``url`` is a '::' chain and ``options`` (its ``storage_options``) has top-level
+    options that name no protocol: fsspec gives those to the chain's outermost file system
+    alone (``fsspec.core._un_chain``), so ``zip::http://...`` with ``{params: ...}`` sent no
+    ``params`` to the server (an HTTP 403 from a server of signed URLs). Words naming where
+    they go for the innermost one (``{http: {params: ...}}``); None elsewhere."""
+    bits = url.split("::")
+    if len(bits) < 2 or not isinstance(options, dict):
+        return None
+    from fsspec.registry import known_implementations, registry
+
+    protocols = [_part_protocol(b) for b in bits]
+    if protocols[0] not in known_implementations and protocols[0] not in registry:
+        return None  # a local path with '::' in it, not a chain
+    names = [str(k) for k in options if k not in known_implementations and k not in registry]
+    if not names:
+        return None
+    inner = protocols[-1]
+    shown = ", ".join(f"{n}: ..." for n in names)
+    return (
+        f"storage_options' top-level options ({shown}) go to the chain's outermost file "
+        f"system ({protocols[0]!r}) alone: those of {inner!r}, which reaches the server, go "
+        f"under its name ({{{inner}: {{{shown}}}}})"
     )

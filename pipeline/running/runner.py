@@ -281,7 +281,7 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         ("input", config.input.store, config.input.storage_options),
         ("output", config.output.store, config.output.storage_options),
     ):
-        local = Location.of(url, options).local_root  # an archive's or a cache's file too
+        local = Location.of(url, options).local_root  # an archive's file too
         if local is None:
             continue
         root = os.path.realpath(local)

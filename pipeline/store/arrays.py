@@ -436,9 +436,15 @@ def unreadable_store(location: Location, path: str, failure: str) -> InputError:
     """The one-line error for an input store that would not give its metadata: ``failure``
     is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
     store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
+    from pipeline.config.urls import chain_options_hint
+
+    fix = storage_fix(failure)
+    hint = chain_options_hint(location.url, location.storage_options)
+    if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
+        fix = f"{fix}; {hint}"
     return InputError(
         f"cannot read input store {location}: it answered {failure} for the metadata of "
-        f"{path.strip('/') or 'its root'}; {storage_fix(failure)}",
+        f"{path.strip('/') or 'its root'}; {fix}",
         store=location.join(path),
         array=path,
         status="unreadable",

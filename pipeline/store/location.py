@@ -27,7 +27,9 @@ from typing import Any
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
+    caching_layer_problem,
     file_url_problem,
+    misplaced_options_problem,
     url_query_problem,
     without_query,
 )
@@ -50,13 +52,6 @@ _FS_LOCK = threading.Lock()
 #: at once (a worker's task threads, its decoding pool) get each other's bytes. zipfile
 #: locks its own shared file.
 _ARCHIVE_READ_LOCK = threading.RLock()
-#: Held while a file is read through one of fsspec's caching layers (``simplecache::``,
-#: ``filecache::``, ``blockcache::``): they are not safe on several threads at once. simplecache
-#: downloads a file into its cache under the file's final name, so a second reader of it meanwhile
-#: took the part written so far for the whole; filecache and blockcache reload their cache's
-#: index from disk while another thread saves it, and lost a file just downloaded (a worker of 2
-#: threads failed with "cannot unpack non-iterable bool object" inside fsspec).
-_CACHE_READ_LOCK = threading.RLock()
 
 #: What reading a key that holds no bytes raises: no such key, a directory at the key, or a
 #: file where a folder on its path should be. zarr-python's stores (``LocalStore.get``,
@@ -90,7 +85,8 @@ def _is_tar(path: str) -> bool:
 @dataclass(frozen=True)
 class Location:
     """A store: a local path or an fsspec URL (chained URLs such as ``zip::file:///a.zip`` or
-    ``simplecache::s3://bucket/x.zarr`` too), with its file system's options.
+    ``zip::s3://bucket/x.zip`` too; none through fsspec's caching layers, which
+    :meth:`of` refuses), with its file system's options.
 
     Keys are store keys (``arr/c/0/1``), taken literally on every file system: ``[``, ``*``,
     ``?`` and spaces are characters of a name, never a pattern. Remote keys are joined onto the
@@ -109,13 +105,18 @@ class Location:
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
         A file URL that names a host other than ``localhost`` (``file://HOST/path``) is a
         StoreError (:func:`file_url_problem`), as is an HTTP(S) URL with a query
-        (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``).
+        (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``) or
+        a fragment, one read through one of fsspec's caching layers
+        (:func:`caching_layer_problem`), and ``storage_options`` with a key naming a file
+        system the URL does not chain (:func:`misplaced_options_problem`).
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``), and one that is a tar file as its tar store
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
-        problem = url_query_problem(url)  # says the URL without its query's values
+        problem = caching_layer_problem(url) or url_query_problem(url)  # no query's values
+        if problem is None:
+            problem = misplaced_options_problem(url, storage_options or {})
         if problem is not None:
             raise StoreError(problem, store=without_query(url))
         problem = file_url_problem(url)
@@ -153,7 +154,7 @@ class Location:
     @property
     def local_root(self) -> str | None:
         """The local path the store's bytes are under: the store's own path, or the
-        ``file://`` path at the end of a chained URL (a cache over local files, an archive);
+        ``file://`` path at the end of a chained URL (an archive);
         None for a store that is not on this machine's file system."""
         if self.is_local:
             return self.url
@@ -288,13 +289,11 @@ class Location:
 
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
-        options = {"use_listings_cache": False, **self.storage_options}
+        options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
             options["skip_instance_cache"] = True
-        if _async_class(self.url):
-            options["asynchronous"] = True
         fs, root = _open_fs(self.url, options)
-        if not _async_class(self.url):
+        if not fs.async_impl:
             fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
 
@@ -693,8 +692,9 @@ def _asked_infos(
 
 
 def _reference_fs(fs: Any) -> Any:
-    """The reference file system (kerchunk) ``fs`` is, or reads through (a caching layer
-    over it: ``simplecache::reference://``); None where it is none."""
+    """The reference file system (kerchunk) ``fs`` is, or reads through (a chained file
+    system over it; fsspec's caching layers are refused: :meth:`Location.of`); None where it
+    is none."""
     from fsspec.implementations.chained import ChainedFileSystem
     from fsspec.implementations.reference import ReferenceFileSystem
 
@@ -748,26 +748,6 @@ def _target_stamp(refs: Any, url: str) -> str | None:
     return None if stamp is None else f"{info.get('size')}:{stamp}"
 
 
-def _async_class(url: str) -> bool:
-    """Whether the outermost file system of ``url`` is asynchronous by its class (HTTP, s3fs),
-    so that Zarr's store can have an instance of its own made for its event loop.
-
-    Not an instance's ``async_impl``: fsspec's caching layers (``simplecache::``,
-    ``filecache::``, ``blockcache::``) hand every attribute they do not define on to the
-    file system they wrap, so one over HTTP says ``async_impl`` though its own ``_cat_file``
-    awaits the wrapped synchronous HTTP file system, whose aiohttp session belongs to
-    fsspec's event loop: awaited on Zarr's loop, aiohttp raised "Timeout context manager
-    should be used inside a task" (zarr-python's own ``open_array`` of such a URL does).
-    Such a layer is a synchronous file system, and is wrapped as one (:func:`_async_wrapped`:
-    its calls run on threads of their own, through the wrapped file system's own loop)."""
-    import fsspec
-
-    try:
-        return bool(fsspec.get_filesystem_class(_outer_protocol(url)).async_impl)
-    except (ImportError, ValueError):  # _open_fs says why it cannot be opened
-        return False
-
-
 def _async_wrapped(fs: Any) -> Any:
     """A synchronous file system as the asynchronous one Zarr's store needs (fsspec's
     ``AsyncFileSystemWrapper``, which runs each call on a thread of its own). Where the file
@@ -798,16 +778,13 @@ def _one_reader(fs: Any) -> contextlib.AbstractContextManager[Any]:
 
 def _read_lock(fs: Any) -> Any:
     """The lock that reads from ``fs`` take one at a time, where they must: an archive whose
-    members share one file position (any but zip), :data:`_ARCHIVE_READ_LOCK`; one of fsspec's
-    caching layers, :data:`_CACHE_READ_LOCK`. None for any other file system."""
+    members share one file position (any but zip), :data:`_ARCHIVE_READ_LOCK`. None for any
+    other file system."""
     from fsspec.archive import AbstractArchiveFileSystem
-    from fsspec.implementations.cached import CachingFileSystem
     from fsspec.implementations.zip import ZipFileSystem
 
     if isinstance(fs, AbstractArchiveFileSystem) and not isinstance(fs, ZipFileSystem):
         return _ARCHIVE_READ_LOCK
-    if isinstance(fs, CachingFileSystem):
-        return _CACHE_READ_LOCK
     return None
 
 
@@ -954,7 +931,7 @@ def url_unsafe(key: str) -> str | None:
 
 def _over_http(url: str) -> bool:
     """Whether the keys of the store at ``url`` are paths of HTTP(S) URLs: ``url`` itself, or
-    a chain whose keys go to HTTP past its caching layers (``simplecache::https://...``); not
+    a chain whose keys go to HTTP past layers that take no path of their own; not
     one whose keys another file system takes (``zip::https://...``: the archive's members)."""
     try:
         _, protocol, _ = _keys_part(url)
