@@ -62,19 +62,36 @@ def hide_url_queries(text: str) -> str:
     return _URL_QUERY.sub(r"\1?...", text) if "?" in text else text
 
 
-#: A URL's user and password (``scheme://user:password@host``); the password ends at the
-#: host's ``@`` (the last one before the path), and holds no '/', '?', '#' or space.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:'\"<>]*):[^\s/?#'\"<>]*@")
+#: A URL's user information (``scheme://user:password@host``, ``scheme://token@host``): it
+#: ends at the host's ``@`` (the last one before the path), and holds no '/', '?', '#' or space.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*)://([^\s/?#'\"<>]*)@")
+
+#: Schemes whose ``a:b@`` is no credential: fsspec's ``github://org:repo@ref/``.
+_NOT_USERINFO = frozenset(("github", "git"))
+
+
+def _masked_userinfo(m: re.Match[str]) -> str:
+    scheme, info = m.group(1), m.group(2)
+    if scheme.lower() in _NOT_USERINFO:
+        return m.group(0)
+    user, colon, _ = info.partition(":")
+    if colon:
+        return f"{scheme}://{user}:***@"
+    if scheme.lower() in ("http", "https"):  # a token as the user (a GitHub token, say)
+        return f"{scheme}://***@"
+    return m.group(0)  # a user alone (sftp://bob@host): no secret
 
 
 def hide_url_passwords(text: str) -> str:
     """``text`` with the password of every URL in it (``http://user:password@host/...``,
     which fsspec's HTTP file system sends as Basic authentication, and which other file
-    systems may read too) shown as ``***``: ``http://user:***@host/...``. No line the
-    pipeline says and nothing it stores (summaries, the output's attributes, its run record,
-    a run's identity) shows a store URL's password; a store URL said or stored goes through
-    this (:func:`public_url`)."""
-    return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
+    systems may read too) shown as ``***``: ``http://user:***@host/...``; and an HTTP(S)
+    URL's user alone (``https://TOKEN@host``, how tokens are often given) as ``***``; but
+    not ``github://org:repo@ref`` (fsspec's form, no credential). No line the pipeline says
+    and nothing it stores (summaries, the output's attributes, its run record, a run's
+    identity) shows a store URL's password; a store URL said or stored goes through this
+    (:func:`public_url`)."""
+    return _URL_USERINFO.sub(_masked_userinfo, text) if "@" in text else text
 
 
 def hide_url_secrets(text: str) -> str:

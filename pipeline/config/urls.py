@@ -107,11 +107,16 @@ def http_fragment(url: str) -> tuple[str, str] | None:
 def without_query(url: str) -> str:
     """``url`` with the query of each of its HTTP(S) parts shown as ``?...`` (and a fragment
     as ``#...``): what may be said of such a URL (a query is often a credential, which is
-    never printed or written, and so may be what follows a '#')."""
+    never printed or written, and so may be what follows a '#'); its user information (a
+    password, a token, perhaps with a '?' or '#' unencoded in it) as ``***``."""
     bits = []
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
         if sep and protocol.lower() in ("http", "https"):
+            at, slash = rest.find("@"), rest.find("/")
+            if at >= 0 and (slash < 0 or at < slash):  # helper-75: printed up to its '?'
+                rest = f"***@{rest[at + 1 :]}"
+                bit = f"{protocol}://{rest}"
             if "?" in rest:
                 bit = f"{protocol}://{rest.partition('?')[0]}?..."
             elif "#" in rest:

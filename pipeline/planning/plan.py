@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.config.models import Config, GenerateConfig
 from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
-from pipeline.errors import ConfigError, InputError, ListingError, PlanError
+from pipeline.errors import ConfigError, InputError, ListingError, PlanError, public_url
 from pipeline.ops import stages
 from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
@@ -421,13 +421,16 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
             continue
         d = found[name]
         total += int(d.get("size") or 0)
+        # named as said: a URL's password is no part of the identity (another password,
+        # the same input; helper-75: a resume with a new password was refused as a change)
+        said = public_url(name)
         if d["stamp"] is None:
-            unstamped.append(name)
+            unstamped.append(said)
         stamp = "" if d["stamp"] is None else d["stamp"]
-        digest.update(f"{name}\0{d.get('size')}\0{stamp}\n".encode())
+        digest.update(f"{said}\0{d.get('size')}\0{stamp}\n".encode())
     why = None
     if not found:
-        why = f"{location.protocol}:// lists no files under {location.join(path)}"
+        why = f"{location.protocol}:// lists no files under {location.said(path)}"
     elif unstamped:
         why = (
             f"{location.protocol}:// gives no change stamp (ETag, Last-Modified, modification "
