@@ -113,7 +113,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     :class:`PlanError`, ... (their fields as attributes); :class:`OptionError` (a TypeError
     and a ConfigError naming the valid options) for an unknown option;
     :class:`Interrupted`, a KeyboardInterrupt, after Ctrl-C (the output stays resumable:
-    ``resume=True`` finishes it)::
+    ``resume=True`` finishes it); a :class:`StoreError` for a store's answer (an HTTP 401,
+    500) that reached no step that names it, in place of the library's error::
 
         from distributed import Client
         import pipeline
@@ -127,8 +128,18 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     _check_options(
         options, [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
     )
+    from pipeline.errors import store_answer
+
     opts = RunOptions(**{"progress": "none", **_check_values(options)})
-    summary = _run(_config(config), opts, client=client)
+    answer = None
+    try:
+        summary = _run(_config(config), opts, client=client)
+    except Exception as e:
+        answer = store_answer(e)  # a store's answer no step named: its line, as the CLI's
+        if answer is None:
+            raise
+    if answer is not None:  # raised outside the handler: no unpicklable __context__
+        raise answer
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())

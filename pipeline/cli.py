@@ -294,22 +294,16 @@ def _library_error(e: BaseException) -> str | None:
     """The line for an error of a library that names no fix of the user's, where its cause is
     known; None otherwise. An S3 store without credentials (botocore's NoCredentialsError,
     which s3fs passes on: helper-41 got its bare name); a store's answer that no step turned
-    into a line of its own (an HTTP 401 or 500: :func:`~pipeline.errors.storage_failure`),
-    with its URL's secrets hidden."""
-    from pipeline.errors import CREDENTIALS_FIX, missing_credentials, storage_failure, storage_fix
+    into a line of its own (:func:`~pipeline.errors.store_answer`)."""
+    from pipeline.errors import CREDENTIALS_FIX, missing_credentials, store_answer
 
     if missing_credentials(e):
         return (
             "error: an S3 store needs credentials, and none were found (botocore: Unable to "
             f"locate credentials): {CREDENTIALS_FIX}"
         )
-    failure = storage_failure(e)
-    if failure is not None:  # a store's answer that no step named (helper-75: a bare 401)
-        url = getattr(getattr(e, "request_info", None), "real_url", None)
-        where = f" for {hide_url_secrets(str(url))}" if url is not None else ""
-        fix = storage_fix(failure).replace("input.storage_options", "the store's storage_options")
-        return f"error: a store answered {failure}{where}: {fix}"
-    return None
+    answer = store_answer(e)  # a store's answer that no step named (helper-75: a bare 401)
+    return f"error: {answer}" if answer is not None else None
 
 
 #: The exit status of a command whose standard output's reader went away (``| head``): a

@@ -346,6 +346,28 @@ def storage_failure(e: BaseException) -> str | None:
     return None
 
 
+def store_answer(e: BaseException) -> StoreError | None:
+    """The StoreError for ``e`` where it is a store's answer (:func:`storage_failure`: an
+    HTTP 401, 403 or 500, a lost connection) that no step of the pipeline turned into a line
+    of its own, naming the answer, the URL asked (its secrets hidden) and the fix; None for
+    anything else. Fields: ``store`` (that URL, or '') and ``reason`` (the answer). What the
+    command line prints and :func:`pipeline.run` raises in place of the library's error
+    (helper-75: a bare ``ClientResponseError: 401`` on a resume with a wrong password)."""
+    if isinstance(e, PipelineError):
+        return None
+    failure = storage_failure(e)
+    if failure is None:
+        return None
+    url = getattr(getattr(e, "request_info", None), "real_url", None)
+    where = hide_url_secrets(str(url)) if url is not None else ""
+    fix = storage_fix(failure).replace("input.storage_options", "the store's storage_options")
+    return StoreError(
+        f"a store answered {failure}{' for ' + where if where else ''}: {fix}",
+        store=where,
+        reason=failure,
+    )
+
+
 def storage_fix(failure: str) -> str:
     """What to do about a store's ``failure`` (:func:`storage_failure`) on reading."""
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+import pipeline
 from pipeline.errors import ConfigError
 from tests.conftest import reference, write_config
 from tests.faultkit import one_line_error
@@ -212,6 +213,9 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
         assert rc == 1 and two not in o + err, o + err
         line = one_line_error(err)
         assert "HTTP 401" in line and "storage_options" in line, line
+        with pytest.raises(pipeline.StoreError) as e:  # the API raises what the line says
+            pipeline.run(config(two, "out.zarr"), resume=True)
+        assert f"error: {e.value}" == line and e.value.reason == "HTTP 401 Unauthorized"
 
 
 def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:
