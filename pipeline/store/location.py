@@ -957,8 +957,8 @@ def _chain_join(url: str, tail: str) -> str:
 def _keys_part(url: str) -> tuple[int, str, str]:
     """(index in the chain, protocol, path) of the part of ``url`` (plain or chained with
     '::') whose file system the store's keys are paths of: the first that has a path, or that
-    is not a caching layer (fsspec's ``ChainedFileSystem``, which takes the path of what it
-    wraps)."""
+    is not a layer that takes the path of what it wraps (fsspec's ``ChainedFileSystem``; its
+    caching layers are refused by :meth:`Location.of`, so none is expected here)."""
     import fsspec
     from fsspec.implementations.chained import ChainedFileSystem
 
