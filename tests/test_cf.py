@@ -240,6 +240,78 @@ def test_base64_text_is_a_fill_value_only_as_a_v3_fill_value_attribute(
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
+F32_01 = float(np.float32(0.1))  # 0.10000000149011612: the float32 nearest 0.1, widened
+#: name: (zarr format, stored dtype, attributes, the array's fill value (v2), elements)
+FILL_CASES: dict[str, tuple[int, str, dict[str, Any], Any, list]] = {
+    # xarray compares with its float64 scalar in float64: no float32 equals 0.1 there
+    "v3-f4-missing-0.1": (3, "float32", {"missing_value": 0.1}, None, [0.1, 1.5, 2.5, 0.1]),
+    "v2-f4-missing-0.1": (2, "float32", {"missing_value": 0.1}, None, [0.1, 1.5, 2.5, 0.1]),
+    "v3-f4-missing-list": (3, "float32", {"missing_value": [0.1, 2.5]}, None, [0.1, 2.5, 3, 4]),
+    "v2-f4-missing-1e20": (2, "float32", {"missing_value": 1e20}, None, [1e20, 1, 2, 1e20]),
+    # netCDF's default float fill written rounded, as conversions do
+    "v3-f4-missing-9.96921e36": (
+        3,
+        "float32",
+        {"missing_value": 9.96921e36},
+        None,
+        [9.96921e36, 1, 2, 3],
+    ),
+    "v3-f4-missing-exact": (3, "float32", {"missing_value": F32_01}, None, [0.1, 1.5, 2.5, 0.1]),
+    "v3-f2-missing-0.1": (3, "float16", {"missing_value": 0.1}, None, [0.1, 1.5, 2.5, 0.1]),
+    "v3-f2-missing-2049": (3, "float16", {"missing_value": 2049}, None, [2048, 1, 2049, 3]),
+    "v3-f4-missing-int-past-float32": (
+        3,
+        "float32",
+        {"missing_value": 16777217},
+        None,
+        [16777216, 1, 2, 3],
+    ),
+    "v3-f4-missing-int-and-text": (3, "float32", {"missing_value": [1, "a"]}, None, [1, 2, 3, 1]),
+    "v3-f4-missing-0.1-and-null": (
+        3,
+        "float32",
+        {"missing_value": [0.1, None]},
+        None,
+        [0.1, 2, 3, 4],
+    ),
+    "v3-f4-fill-base64-0.1": (3, "float32", {"_FillValue": "mpmZmZmZuT8="}, None, [0.1, 2, 3, 4]),
+    "v3-f4-fill-base64-f32-0.1": (
+        3,
+        "float32",
+        {"_FillValue": "AAAAoJmZuT8="},
+        None,
+        [0.1, 2, 3, 4],
+    ),
+    "v2-f4-array-fill-0.1": (2, "float32", {}, 0.1, [0.1, 1.5, 2.5, 0.1]),
+    "v2-i2-missing-1e40": (2, "int16", {"missing_value": 1e40}, None, [1, 2, 3, 4]),
+    "v2-i2-missing-half": (2, "int16", {"missing_value": [0.5, 3]}, None, [1, 2, 3, 4]),
+    "v2-f8-missing-0.1": (2, "float64", {"missing_value": 0.1}, None, [0.1, 1.5, 2.5, 0.1]),
+}
+
+
+@pytest.mark.parametrize("name", list(FILL_CASES))
+def test_fill_values_mask_the_elements_xarray_masks(tmp_path: Path, name: str) -> None:
+    """A fill value is compared with the elements as xarray's mask coder compares it: its
+    NumPy scalar (a JSON number is a float64), in the dtype of both. helper-77: a float32
+    variable with ``missing_value: 0.1`` had its 0.1s masked to NaN by the pipeline, which
+    xarray reads as numbers (no float32 equals 0.1 in float64); `verify` passed."""
+    zarr_format, stored, attrs, fill, elements = FILL_CASES[name]
+    g = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=zarr_format)
+    dims = {"_ARRAY_DIMENSIONS": ["x"]} if zarr_format == 2 else {}
+    a = g.create_array(
+        "v",
+        shape=(len(elements),),
+        dtype=stored,
+        chunks=(len(elements),),
+        fill_value=fill if zarr_format == 2 else 0,
+        attributes={**dims, **attrs},
+        **({"dimension_names": ("x",)} if zarr_format == 3 else {}),
+    )
+    a[...] = np.array(elements, dtype=stored)
+    got, want = _xarray_and_unpacking(tmp_path / "in.zarr")
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (got, want)
+
+
 @pytest.mark.parametrize(
     ("raw", "stored", "readable"),
     [
@@ -273,6 +345,30 @@ def test_a_v3_fill_value_xarray_cannot_read_as_written_is_refused_naming_the_fix
             FillValueCoder.decode(raw, np.dtype(stored))
     for ok in (2, 2.0, "2", True):
         assert v3_fill_value(ok, np.dtype(stored if stored[0] in "iu" else "int16")) == int(ok)
+
+
+@pytest.mark.parametrize("stored", ["float32", "float16", "float64"])
+def test_the_fix_named_for_a_v3_numeric_fill_value_masks_the_elements_meant(
+    tmp_path: Path, stored: str
+) -> None:
+    """A v3 float variable's ``_FillValue: 0.1`` (a number, which xarray cannot read) is
+    refused naming base64 text; written as named, xarray masks the stored 0.1s, and so does
+    the pipeline. helper-77: the text named was float64 0.1's, which on float32 values masks
+    nothing (xarray compares in float64), so the advice followed kept the 0.1s as numbers."""
+    from pipeline.ops.cf import UnreadableFill, v3_fill_value
+
+    with pytest.raises(UnreadableFill) as info:
+        v3_fill_value(0.1, np.dtype(stored))
+    text = info.value.fix.split("'")[1]
+    g = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
+    a = g.create_array(
+        "v", shape=(4,), dtype=stored, chunks=(4,), fill_value=0, dimension_names=("x",)
+    )
+    a[...] = np.array([0.1, 1.5, 2.5, 0.1], dtype=stored)
+    a.update_attributes({"_FillValue": text})
+    got, want = _xarray_and_unpacking(tmp_path / "in.zarr")
+    assert np.isnan(want).tolist() == [True, False, False, True]
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
 NAN64, ONE64 = "AAAAAAAA+H8=", "AAAAAAAA8D8="  # xarray's v3 _FillValue text of NaN and 1.0

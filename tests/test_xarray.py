@@ -193,6 +193,33 @@ def test_a_dataset_variable_comes_out_as_xarray_opened_it(
         assert record["identity"]["unpack"].startswith("unpack (-9999 -> NaN")
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_float32_variable_s_float64_missing_value_masks_what_xarray_masks(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """helper-77: a float32 variable with ``missing_value: [0.1, 2.5]`` (float64, as JSON
+    holds them): xarray masks the 2.5s and reads the 0.1s as numbers (it compares in float64,
+    where no float32 equals 0.1); the pipeline had written NaN for both, and verify passed."""
+    backend, client = backend_client
+    values = np.array([[0.1, 1.5, 2.5, 0.1], [3.0, 0.1, 2.5, -1.0]], np.float32)
+    ds = xr.Dataset({"t": (("y", "x"), values, {"missing_value": [0.1, 2.5], "units": "K"})})
+    ds["t"].encoding = {"chunks": (1, 4)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "in.zarr", zarr_format=zarr_format, consolidated=True)
+        decoded = xr.open_zarr(tmp_path / "in.zarr")["t"].values
+    assert np.isnan(decoded).sum() == 2 and (decoded == np.float32(0.1)).sum() == 3
+    summary = pipeline.run(config(tmp_path, backend, input={"mask_and_scale": True}), client=client)
+    assert summary.status == "complete"
+    chain = plan_chain(parse_config(config(tmp_path)).stage_specs(), decoded.dtype)
+    with np.errstate(all="ignore"):
+        want = apply_chain(chain, decoded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(tmp_path / "out.zarr")["t"].values
+    assert same_bits(got, want)
+
+
 @pytest.mark.parametrize("array", ["results/t5", ""], ids=["in-a-group", "at-the-root"])
 def test_output_array_names_the_variable_and_its_group(
     tmp_path: Path, backend_client: tuple[str, Any], array: str

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,8 @@ class Unpacking:
         return Unheld(index=index, value=value, masked=converts)
 
     def describe(self) -> str:
+        if not (self.fill_values or self.scale_factor is not None or self.add_offset is not None):
+            return f"convert to {np.dtype(self.dtype)} (no element masked)"
         parts = []
         if self.fill_values:
             parts.append(f"{', '.join(repr(v) for v in self.fill_values)} -> NaN")
@@ -234,9 +236,16 @@ def v3_fill_value(raw: Any, stored: np.dtype) -> Any:
             pass
         text = None
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            text = base64.standard_b64encode(struct.pack("<d", float(raw))).decode()
+            # the stored dtype's value, widened: xarray compares its float64 with the values
+            # in float64, where no float32 equals 0.1 (helper-77: the text of 0.1 itself,
+            # once written as advised, masked nothing), as xarray writes a float32 fill
+            with np.errstate(over="ignore"):
+                held = float(stored.type(raw))
+            value = held if np.isfinite(held) or not np.isfinite(raw) else float(raw)
+            text = base64.standard_b64encode(struct.pack("<d", value)).decode()
+            as_stored = f" as {stored} ({value!r})" if value != raw else ""
         fix = f"_FillValue: {text!r}" if text else "_FillValue as base64 of a float64"
-        written = f"{text!r}, xarray's text for {raw!r}" if text else "xarray writes it"
+        written = f"{text!r}, xarray's text for {raw!r}{as_stored}" if text else "xarray writes it"
         raise UnreadableFill(
             f"{said}, which xarray cannot read (it reads a Zarr v3 float variable's _FillValue "
             "as the base64 text of a little-endian float64, as it writes it): write it as "
@@ -255,11 +264,15 @@ def fill_attributes(
     fill_value: Any = None,
     zarr_format: int = 3,
     as_variable: bool = True,
-) -> tuple[float, ...]:
+) -> tuple[Any, ...]:
     """The stored values that mean "missing": ``_FillValue`` and ``missing_value`` (scalars or
-    lists), with ``fill_value`` (a Zarr v2 array's fill value, not None) in place of
-    ``_FillValue``: xarray reads a v2 array's fill value as its ``_FillValue``, over any
-    ``_FillValue`` attribute. NaN is left out (a NaN stays NaN without masking).
+    lists), with ``fill_value`` (a Zarr v2 array's fill value, not None, a NumPy scalar of
+    the array's dtype as zarr-python gives it) in place of ``_FillValue``: xarray reads a v2
+    array's fill value as its ``_FillValue``, over any ``_FillValue`` attribute. NaN is left
+    out (a NaN stays NaN without masking). Each value as xarray's mask coder holds it, the
+    elements of ``np.ravel`` of the attribute: a NumPy scalar (a JSON number is a float64 or
+    an int64, a list's numbers one dtype for all), or the Python object where that array's
+    dtype is object; :func:`compared_fills` says which elements they mask.
 
     A Zarr v3 variable's ``_FillValue`` attribute is read as xarray reads it
     (:func:`v3_fill_value`: an integer for integers, the base64 text of a little-endian double,
@@ -270,7 +283,7 @@ def fill_attributes(
     variable (``as_variable`` false: no dimension names), which xarray's rule does not reach:
     the number it says (helper-47: a plain array's -9999.0 was refused as unreadable, with or
     without ``mask_and_scale``, the only fix offered an edit of the input)."""
-    found: list[float] = []
+    found: list[Any] = []
     if fill_value is not None:
         fill = fill_value
     elif zarr_format == 3 and as_variable and "_FillValue" in attrs:
@@ -278,11 +291,53 @@ def fill_attributes(
     else:
         fill = attrs.get("_FillValue")
     for raw in (fill, attrs.get("missing_value")):
-        for v in np.ravel(np.asarray(raw if raw is not None else [], dtype=object)):
+        if raw is None:
+            continue
+        # as xarray's mask coder takes them: np.ravel of each, NaN and None left out
+        for v in np.ravel(raw):
             if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
                 continue
-            found.append(v.item() if isinstance(v, np.generic) else v)
+            found.append(v)
     return tuple(dict.fromkeys(found))
+
+
+def compared_fills(fills: Sequence[Any], dtype: np.dtype) -> tuple[Any, ...]:
+    """The fill values ``fills`` (as :func:`fill_attributes` gives them) as Python values
+    that, compared with elements of ``dtype`` (``y == v``, a Python scalar converted to the
+    array's dtype, NEP 50), find the elements xarray's mask coder finds (``data == fv`` with
+    its NumPy scalars, which NumPy compares in the dtype of both).
+
+    A float64 ``missing_value`` of 0.1 on float32 values is compared in float64, where no
+    float32 equals 0.1: it masks nothing, and is left out here (helper-77: the pipeline had
+    masked the float32 0.1s that xarray reads as numbers, netCDF's rounded 9.96921e+36 fill on
+    float32 data alike); a fill value that the elements' dtype holds exactly is kept. Text
+    stays (it equals no number). A comparison that NumPy makes in a float dtype wider than an
+    integer ``dtype`` (an integer decoding) keeps its NumPy scalar, which compares as xarray's
+    does."""
+    dtype = np.dtype(dtype)
+    out: list[Any] = []
+    for fv in fills:
+        if not isinstance(fv, np.generic):  # an element of an object array: xarray's too
+            out.append(fv)
+            continue
+        if not isinstance(fv, np.number) and not isinstance(fv, np.bool_):
+            out.append(fv.item())  # text
+            continue
+        wide = np.result_type(dtype, fv.dtype)
+        if wide == dtype:  # fv converted to dtype, as a Python scalar is
+            out.append(fv.item())
+            continue
+        if dtype.kind != "f":
+            out.append(fv)
+            continue
+        exact = np.asarray(fv).astype(wide)
+        with np.errstate(over="ignore", invalid="ignore"):
+            held = exact.astype(dtype)
+        if held.astype(wide) != exact:
+            continue  # no element of dtype equals it in the wider dtype
+        value = fv.item()
+        out.append(value if value == held.item() else held.item())
+    return tuple(dict.fromkeys(out))
 
 
 def decoded_dtype(stored: np.dtype, attrs: Mapping[str, Any]) -> np.dtype:
@@ -327,11 +382,11 @@ def unpacking(
     ``_FillValue`` attribute is read as xarray reads it, and one xarray cannot read, or reads as
     another value, raises :class:`UnreadableFill` (:func:`fill_attributes`), where the array
     is one xarray reads as a variable (``as_variable``: it has dimension names)."""
-    fills = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable)
-    if not is_packed(attrs) and not fills:
+    found = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable)
+    if not is_packed(attrs) and not found:
         return None
     declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None
-    if is_packed(attrs) and declared and not fills and stored.kind == "f":
+    if is_packed(attrs) and declared and not found and stored.kind == "f":
         # a fill value is declared, but only NaN: xarray's mask coder masks nothing and keeps
         # the stored dtype, and its scale/offset coder then decodes in that dtype (a declared
         # fill skips its own dtype choice), e.g. float32 with a float64 scale stays float32
@@ -342,6 +397,9 @@ def unpacking(
         dtype = stored
     else:  # xarray's maybe_promote: the smallest float that holds every stored integer
         dtype = np.dtype(np.float32 if stored.itemsize <= 2 else np.float64)
+    fills = compared_fills(found, np.dtype(dtype))
+    if not is_packed(attrs) and not fills and np.dtype(dtype) == stored:
+        return None  # no element masked, none converted: the values are the stored elements
     scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
     return Unpacking(
         dtype=np.dtype(dtype).str,
