@@ -132,12 +132,19 @@ class Unpacking:
         converts = x.dtype.kind != "f" or lo <= value < hi
         return Unheld(index=index, value=value, masked=converts)
 
+    def said_fills(self) -> str:
+        """The fill values as a line says them: Python's repr of each number (a NumPy scalar
+        kept for its comparison, :func:`compared_fills`, said as its value)."""
+        return ", ".join(
+            repr(v.item() if isinstance(v, np.generic) else v) for v in self.fill_values
+        )
+
     def describe(self) -> str:
         if not (self.fill_values or self.scale_factor is not None or self.add_offset is not None):
             return f"convert to {np.dtype(self.dtype)} (no element masked)"
         parts = []
         if self.fill_values:
-            parts.append(f"{', '.join(repr(v) for v in self.fill_values)} -> NaN")
+            parts.append(f"{self.said_fills()} -> NaN")
         if self.scale_factor is not None:
             parts.append(f"* {self.scale_factor!r}")
         if self.add_offset is not None:

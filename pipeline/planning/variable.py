@@ -630,7 +630,7 @@ def integer_decoding_note(
     said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
     missing = []
     if unpacking.fill_values:
-        fills = ", ".join(repr(v) for v in unpacking.fill_values)
+        fills = unpacking.said_fills()
         missing.append(f"a missing element (stored {fills}, its _FillValue/missing_value)")
     if floats_stored:
         missing.append(f"a stored NaN, infinity or value past {dtype}")
