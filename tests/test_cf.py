@@ -286,7 +286,16 @@ FILL_CASES: dict[str, tuple[int, str, dict[str, Any], Any, list]] = {
     "v2-i2-missing-1e40": (2, "int16", {"missing_value": 1e40}, None, [1, 2, 3, 4]),
     "v2-i2-missing-half": (2, "int16", {"missing_value": [0.5, 3]}, None, [1, 2, 3, 4]),
     "v2-f8-missing-0.1": (2, "float64", {"missing_value": 0.1}, None, [0.1, 1.5, 2.5, 0.1]),
-}
+    # a null attribute is no fill (xarray's pop_to drops it): decoded in _choose_float_dtype's
+    # float64, not the stored dtype (helper-78)
+    "v3-f4-scale-missing-null": (
+        3, "float32", {"scale_factor": 0.1, "missing_value": None}, None, [1, 2, 3, 0.1]
+    ),
+    "v2-f2-scale-fill-null": (
+        2, "float16", {"scale_factor": 0.1, "_FillValue": None}, None, [1, 2, 3.1, 4]
+    ),
+    "v3-f4-missing-text": (3, "float32", {"missing_value": "NaN"}, None, [1, 2, 3, 4]),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(FILL_CASES))
@@ -369,6 +378,47 @@ def test_the_fix_named_for_a_v3_numeric_fill_value_masks_the_elements_meant(
     got, want = _xarray_and_unpacking(tmp_path / "in.zarr")
     assert np.isnan(want).tolist() == [True, False, False, True]
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("attrs", "said"),
+    [
+        ({"missing_value": 2**1100}, "an integer past a float64"),
+        ({"missing_value": {"a": 1}}, "not a number nor a list of numbers"),
+        ({"_FillValue": [1, [2, 3]]}, "a list that is not flat"),
+        ({"scale_factor": [0.1, 0.2]}, "not one number"),
+        ({"scale_factor": 2**70}, "an integer past int64"),
+        ({"scale_factor": True}, "a boolean, not a number"),
+        ({"add_offset": "1.5"}, "not a number"),
+    ],
+    ids=["huge-int-fill", "dict-fill", "ragged-fill", "scale-list", "huge-scale", "bool-scale",
+         "text-offset"],
+)  # fmt: skip
+def test_cf_attributes_xarray_cannot_decode_with_are_refused_at_plan_time(
+    tmp_path: Path, attrs: dict[str, Any], said: str
+) -> None:
+    """helper-78: a ``missing_value`` of 2**1100 passed the plan, then stopped the run with an
+    OverflowError (xarray fails there too) and left the output incomplete; a dict failed with
+    "unhashable type: 'dict'", a scale_factor list of two with a NumPy ValueError. Each is now
+    refused by the plan in one line naming the attribute, before anything is written."""
+    import pipeline
+    from pipeline.errors import InputError
+
+    _packed_variable(tmp_path / "in.zarr", "int16", attrs, [1, 2, 3, 4, 5, 6, 7, 9])
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "add"}],
+        "backend": "cpu",
+    }
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    (key,) = attrs
+    line = str(info.value)
+    assert f"has {key}=" in line and said in line and "\n" not in line, line
+    assert info.value.attributes == [key]
+    assert len(line) < 400  # a 300-digit number is not said whole
+    assert not (tmp_path / "out.zarr").exists()
 
 
 NAN64, ONE64 = "AAAAAAAA+H8=", "AAAAAAAA8D8="  # xarray's v3 _FillValue text of NaN and 1.0

@@ -317,18 +317,17 @@ def compared_fills(fills: Sequence[Any], dtype: np.dtype) -> tuple[Any, ...]:
     A float64 ``missing_value`` of 0.1 on float32 values is compared in float64, where no
     float32 equals 0.1: it masks nothing, and is left out here (helper-77: the pipeline had
     masked the float32 0.1s that xarray reads as numbers, netCDF's rounded 9.96921e+36 fill on
-    float32 data alike); a fill value that the elements' dtype holds exactly is kept. Text
-    stays (it equals no number). A comparison that NumPy makes in a float dtype wider than an
-    integer ``dtype`` (an integer decoding) keeps its NumPy scalar, which compares as xarray's
-    does."""
+    float32 data alike); a fill value that the elements' dtype holds exactly is kept. A
+    comparison that NumPy makes in a float dtype wider than an integer ``dtype`` (an integer
+    decoding) keeps its NumPy scalar, which compares as xarray's does. Text is left out: it
+    equals no number, so it masks nothing (helper-78: the plan said ``'NaN' -> NaN``)."""
     dtype = np.dtype(dtype)
     out: list[Any] = []
     for fv in fills:
+        if isinstance(fv, (str, bytes, np.str_, np.bytes_)):
+            continue  # text equals no number: it masks nothing
         if not isinstance(fv, np.generic):  # an element of an object array: xarray's too
             out.append(fv)
-            continue
-        if not isinstance(fv, np.number) and not isinstance(fv, np.bool_):
-            out.append(fv.item())  # text
             continue
         wide = np.result_type(dtype, fv.dtype)
         if wide == dtype:  # fv converted to dtype, as a Python scalar is
@@ -392,7 +391,11 @@ def unpacking(
     found = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable)
     if not is_packed(attrs) and not found:
         return None
-    declared = "_FillValue" in attrs or "missing_value" in attrs or fill_value is not None
+    # a null attribute is no declaration: xarray's pop_to drops it (helper-78: a float32
+    # variable with a scale and missing_value null was decoded in float32, xarray's in float64)
+    declared = fill_value is not None or any(
+        attrs.get(k) is not None for k in ("_FillValue", "missing_value")
+    )
     if is_packed(attrs) and declared and not found and stored.kind == "f":
         # a fill value is declared, but only NaN: xarray's mask coder masks nothing and keeps
         # the stored dtype, and its scale/offset coder then decodes in that dtype (a declared

@@ -435,10 +435,22 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     stored = stored.newbyteorder("=")
     for key in ("scale_factor", "add_offset"):  # xarray fails on text there too
         value = attrs.get(key)
-        if value is not None and not _numbers(value):
+        problem = None if value is None else _scale_problem(value)
+        if problem is not None:
             raise InputError(
-                f"input variable {where} has {key}={value!r}, which is not a number (xarray "
-                f"cannot decode with it either): write {key} as a number",
+                f"input variable {where} has {key}={_short(value)}, {problem}: write {key} "
+                "as a number",
+                variable=where,
+                attributes=[key],
+                fix=f"{key} as a number",
+            )
+    for key in ("_FillValue", "missing_value"):
+        problem = _fill_problem(attrs.get(key))
+        if problem is not None:
+            raise InputError(
+                f"input variable {where} has {key}={_short(attrs[key])}, {problem}: write "
+                f"{key} as the number (or list of numbers) that marks missing elements, or "
+                "remove it",
                 variable=where,
                 attributes=[key],
                 fix=f"{key} as a number",
@@ -582,13 +594,53 @@ def values_chain(
         ) from None
 
 
-def _numbers(value: Any) -> bool:
-    """Whether ``value`` is a number, or a list of numbers (not text, not a bool)."""
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 300-digit integer said whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scale_problem(value: Any) -> str | None:
+    """Why xarray cannot decode with ``value`` as a ``scale_factor`` or ``add_offset`` (it
+    takes one number: ``np.asarray(value).item()`` of a list), as a line says it; None where
+    it can. A boolean is refused too (a number is meant); an integer past int64 fails
+    NumPy's arithmetic on the stored integers."""
     items = value if isinstance(value, (list, tuple)) else [value]
-    return bool(items) and all(
-        isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
-        for v in items
-    )
+    if len(items) != 1:
+        return "not one number (xarray cannot decode with a list of another length either)"
+    (v,) = items
+    if isinstance(v, (bool, np.bool_)):
+        return "a boolean, not a number"
+    if not isinstance(v, (int, float, np.number)):
+        return "not a number (xarray cannot decode with it either)"
+    if isinstance(v, int) and not -(2**63) <= v < 2**63:
+        return "an integer past int64 (xarray's decoding overflows on it too)"
+    return None
+
+
+def _fill_problem(value: Any) -> str | None:
+    """Why xarray cannot compare the elements with the ``_FillValue`` or ``missing_value``
+    attribute ``value`` (its mask coder: ``data == fv`` for each element of ``np.ravel``), as
+    a line says it; None where it can (a number, text, a boolean, null, or a list of them).
+    helper-78: a dict failed the run with "unhashable type", an integer past a double (2**1100)
+    passed the plan and stopped the run with an OverflowError, as xarray stops."""
+    if value is None:
+        return None
+    try:
+        items = np.ravel(value)
+    except ValueError:  # a ragged list
+        return "a list that is not flat (xarray cannot read it either)"
+    for v in items:
+        if v is None or isinstance(v, (str, bytes, np.str_, np.bytes_)):
+            continue
+        if not isinstance(v, (int, float, np.number, np.bool_)):
+            return "not a number nor a list of numbers (xarray cannot read it either)"
+        if isinstance(v, int):
+            try:
+                float(v)
+            except OverflowError:
+                return "an integer past a float64 (xarray cannot compare with it either)"
+    return None
 
 
 def _decoded_range(
