@@ -352,3 +352,40 @@ def test_an_s3_store_without_credentials_is_one_line_naming_the_fix(
     assert "credentials" in line and "anon: true" in line, line
     assert "writable store" not in line and "NoCredentialsError" not in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_plan_s_repr_shows_no_credential(bucket) -> None:
+    """``pipeline.plan(cfg)`` ending a notebook's cell displays ``repr(plan)``, which showed
+    storage_options whole (brk76: the S3 key and secret), through its config, its source's and
+    sink's Locations and its ledger. Every value of storage_options is ``***`` there now, as
+    in the config's own repr and str; the plan still runs with the real credentials."""
+    import pipeline
+
+    url, options = bucket
+    key, secret = "AKIDPLANREPR42", "S3CR3TPLANREPR987"  # moto takes any key and secret
+    options = {**options, "key": key, "secret": secret}
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(4, 8)
+    )[...] = x
+    cfg = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+        "stages": [{"op": "square"}],
+    }
+    plan = pipeline.plan(cfg)
+    shown = [repr(plan), str(plan), repr(plan.config), str(plan.config)]
+    shown += [repr(plan.source.info.location), repr(plan.sink), repr(plan.config.input)]
+    for text in shown:
+        assert key not in text and secret not in text, text
+    assert "'secret': '***'" in repr(plan.config.input), repr(plan.config.input)
+    assert plan.config.input.storage_options["secret"] == secret  # the data itself is whole
+    summary = pipeline.run(cfg)
+    assert summary.status == "complete" and secret not in repr(summary)
+    assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], x * x)
+
+
+def _s3_store(url: str, options: dict[str, Any]) -> Any:
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(url, storage_options=options)

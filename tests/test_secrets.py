@@ -232,3 +232,35 @@ def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:
     assert hide_url_passwords("sftp://bob@h/in.zarr") == "sftp://bob@h/in.zarr"
     kept = "github://pydata:xarray-data@master/air.zarr"
     assert hide_url_passwords(kept) == kept
+
+
+def test_the_repr_of_a_config_and_a_location_shows_no_credential() -> None:
+    """``repr()`` and ``str()`` of the config's models showed storage_options whole (brk76: a
+    notebook cell ending in ``pipeline.plan(cfg)`` or a config displayed the S3 secret), and a
+    Location's repr its URL's password. Every value of storage_options, at any depth and of
+    any name or type, is ``***`` now (its keys stay), and every URL's password."""
+    from pipeline.config import parse_config
+    from pipeline.store.location import Location
+
+    options = {
+        "key": "AKIDKEY123",
+        "endpoint_url": f"http://u:{SECRET}@127.0.0.1:1",
+        "client_kwargs": {"aws_session_token": "T0KENVALUE", "region_name": "eu-x"},
+        "anon": False,
+        "profile": "",
+    }
+    url = f"http://user:{SECRET}@127.0.0.1:1/in.zarr"
+    cfg = parse_config(
+        {
+            "input": {"store": url, "storage_options": options},
+            "output": {"store": "s3://b/out.zarr", "storage_options": {"secret": SECRET}},
+            "stages": [{"op": "square"}],
+        }
+    )
+    loc = Location.of(url, options)
+    for text in (repr(cfg), str(cfg), repr(cfg.input), str(cfg.output), repr(loc), str(loc)):
+        for secret in (SECRET, "AKIDKEY123", "T0KENVALUE", "eu-x"):
+            assert secret not in text, text
+    assert "'client_kwargs': {'aws_session_token': '***', 'region_name': '***'}" in repr(cfg)
+    assert "'profile': ''" in repr(cfg) and "user:***@" in repr(cfg) and "user:***@" in repr(loc)
+    assert cfg.input.storage_options == options and loc.storage_options == options

@@ -50,9 +50,23 @@ Shape: TypeAlias = tuple[PositiveInt, ...]
 
 
 class Model(BaseModel):
-    """Frozen, strict about unknown keys."""
+    """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
+    plan, which holds the config) never show a credential: every value of
+    ``storage_options`` as ``***`` (:func:`~pipeline.errors.hidden_options`), and every URL's
+    password and query hidden (:func:`~pipeline.errors.hide_url_secrets`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __repr_args__(self) -> Any:
+        from pipeline.errors import hidden_options, hide_url_secrets
+
+        for name, value in super().__repr_args__():
+            if name == "storage_options":
+                yield name, hidden_options(value)
+            elif isinstance(value, str):
+                yield name, hide_url_secrets(value)
+            else:
+                yield name, value
 
 
 class CodecConfig(Model):

@@ -40,6 +40,8 @@ from pipeline.errors import (
     PipelineError,
     StoreError,
     disk_full,
+    hidden_options,
+    hide_url_secrets,
     missing_credentials,
     public_url,
     storage_failure,
@@ -163,6 +165,13 @@ class Location:
 
     def __str__(self) -> str:
         return public_url(self.url)
+
+    def __repr__(self) -> str:
+        """The URL with its password masked and every value of ``storage_options`` hidden
+        (:func:`~pipeline.errors.hidden_options`): a plan, an array's info and a ledger hold a
+        Location, and their ``repr`` (a notebook's display) had shown the key and secret."""
+        shown = hidden_options(self.storage_options)
+        return f"Location(url={hide_url_secrets(self.url)!r}, storage_options={shown!r})"
 
     def said(self, *parts: str) -> str:
         """:meth:`join` as lines and records say it: with a password in the URL masked
