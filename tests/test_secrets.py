@@ -264,3 +264,23 @@ def test_the_repr_of_a_config_and_a_location_shows_no_credential() -> None:
     assert "'client_kwargs': {'aws_session_token': '***', 'region_name': '***'}" in repr(cfg)
     assert "'profile': ''" in repr(cfg) and "user:***@" in repr(cfg) and "user:***@" in repr(loc)
     assert cfg.input.storage_options == options and loc.storage_options == options
+
+
+@pytest.mark.parametrize(
+    "options", ['"key=AKIDKEY123 secret=S3CR3T987"', "[AKIDKEY123, S3CR3T987]"]
+)
+def test_storage_options_of_the_wrong_type_are_refused_unsaid(
+    tmp_path: Path, cli, options: str
+) -> None:
+    """``storage_options: "key=... secret=..."`` (a string, not a mapping) was refused with
+    its value quoted: ``(got 'key=AKID... secret=...')`` (brk76). The line names the key and
+    the fix, never the value, whatever its type."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: s3://b/in.zarr\n  storage_options: {options}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "input.storage_options" in line and "{key: ..., secret: ...}" in line
+    assert "AKIDKEY123" not in out + err and "S3CR3T987" not in out + err, line
