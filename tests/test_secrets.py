@@ -284,3 +284,46 @@ def test_storage_options_of_the_wrong_type_are_refused_unsaid(
     line = one_line_error(err)
     assert rc == 1 and "input.storage_options" in line and "{key: ..., secret: ...}" in line
     assert "AKIDKEY123" not in out + err and "S3CR3T987" not in out + err, line
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIDKEY123:S3CR3T987@b/in.zarr",
+        "s3://AKIDKEY123:S3/CR3T987@b/in.zarr",
+        "s3a://AKIDKEY123@b/in.zarr",
+        "gs://S3CR3T987@b/in.zarr",
+        "zip::s3://AKIDKEY123:S3CR3T987@b/in.zip",
+        "abfs://container:S3CR3T987@account.dfs.core.windows.net/in.zarr",
+        "file://AKIDKEY123:S3CR3T987@localhost/in.zarr",
+    ],
+)
+def test_credentials_in_a_url_that_takes_none_are_refused_unsaid(url: str) -> None:
+    """A user or password in the URL of a file system that takes none from it (s3, gs, a file
+    URL; a password for Azure's, whose user part names the container) is refused by the
+    config and by ``Location.of`` in one line naming storage_options and neither credential
+    (brk76: botocore's error quoted ``s3://KEY:SECRET@bucket`` whole). Those that take one
+    (HTTP, SFTP) and Azure's ``container@account`` are not."""
+    from pipeline.config import parse_config
+    from pipeline.errors import StoreError
+    from pipeline.store.location import Location
+
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"input": {"store": url}, "output": {"store": url}, "stages": [{"op": "square"}]}
+        )
+    with pytest.raises(StoreError) as s:
+        Location.of(url)
+    for error in (e.value, s.value):
+        text = str(error) + repr(error.data)
+        assert "AKIDKEY123" not in text and "S3CR3T987" not in text and "CR3T987" not in text
+        assert "\n" not in str(error) and "***@" in str(error), str(error)
+    if not url.startswith("file"):
+        assert "storage_options" in str(e.value) and "storage_options" in str(s.value)
+    for fine in (
+        "abfs://container@account.dfs.core.windows.net/in.zarr",
+        "sftp://user:pw@host/in.zarr",
+        "s3://bucket/a@b/in.zarr",
+        "s3://bucket/a:b@c/in.zarr",
+    ):
+        assert Location.of(fine).url == fine

@@ -19,7 +19,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.models import Config
-from pipeline.config.urls import http_fragment, http_query, without_query
+from pipeline.config.urls import (
+    http_fragment,
+    http_query,
+    url_userinfo,
+    without_query,
+    without_userinfo,
+)
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, known_stages
 
@@ -121,9 +127,13 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
     got = err.get("input")
     if isinstance(got, str) and (http_query(got) or http_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
+    said = False
+    if isinstance(got, str) and url_userinfo(got) is not None:
+        got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
+        said = got in err["msg"]  # url_userinfo_problem names it so already
     # storage_options hold credentials: no part of them is ever said, whatever its type
     # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
-    secret = "storage_options" in loc
+    secret = said or "storage_options" in loc
     got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
