@@ -106,6 +106,19 @@ def public_url(url: str) -> str:
     return hide_url_passwords(url)
 
 
+def hidden_options(options: Any) -> Any:
+    """A store's ``storage_options`` as a ``repr()`` shows them: every key, and every value
+    (at any depth of mappings) as ``***``, whatever its name or type (an empty one, or None,
+    as it is). What the config's models, :class:`~pipeline.store.location.Location` and
+    everything holding them (a plan: ``pipeline.plan(cfg)`` ending a notebook's cell) show:
+    a ``repr`` has no use for the values and cannot guess which of them are credentials
+    (brk76: the key and secret had been displayed). Summaries keep what is not secret
+    (``models._masked``)."""
+    if isinstance(options, dict):
+        return {k: hidden_options(v) for k, v in options.items()}
+    return options if options in ("", None) or options == {} else "***"
+
+
 class ConfigError(PipelineError):
     """The config: malformed YAML, an unknown key, a value of the wrong type or range, settings
     that contradict each other; or a command-line option that cannot be honoured.

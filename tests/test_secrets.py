@@ -232,3 +232,98 @@ def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:
     assert hide_url_passwords("sftp://bob@h/in.zarr") == "sftp://bob@h/in.zarr"
     kept = "github://pydata:xarray-data@master/air.zarr"
     assert hide_url_passwords(kept) == kept
+
+
+def test_the_repr_of_a_config_and_a_location_shows_no_credential() -> None:
+    """``repr()`` and ``str()`` of the config's models showed storage_options whole (brk76: a
+    notebook cell ending in ``pipeline.plan(cfg)`` or a config displayed the S3 secret), and a
+    Location's repr its URL's password. Every value of storage_options, at any depth and of
+    any name or type, is ``***`` now (its keys stay), and every URL's password."""
+    from pipeline.config import parse_config
+    from pipeline.store.location import Location
+
+    options = {
+        "key": "AKIDKEY123",
+        "endpoint_url": f"http://u:{SECRET}@127.0.0.1:1",
+        "client_kwargs": {"aws_session_token": "T0KENVALUE", "region_name": "eu-x"},
+        "anon": False,
+        "profile": "",
+    }
+    url = f"http://user:{SECRET}@127.0.0.1:1/in.zarr"
+    cfg = parse_config(
+        {
+            "input": {"store": url, "storage_options": options},
+            "output": {"store": "s3://b/out.zarr", "storage_options": {"secret": SECRET}},
+            "stages": [{"op": "square"}],
+        }
+    )
+    loc = Location.of(url, options)
+    for text in (repr(cfg), str(cfg), repr(cfg.input), str(cfg.output), repr(loc), str(loc)):
+        for secret in (SECRET, "AKIDKEY123", "T0KENVALUE", "eu-x"):
+            assert secret not in text, text
+    assert "'client_kwargs': {'aws_session_token': '***', 'region_name': '***'}" in repr(cfg)
+    assert "'profile': ''" in repr(cfg) and "user:***@" in repr(cfg) and "user:***@" in repr(loc)
+    assert cfg.input.storage_options == options and loc.storage_options == options
+
+
+@pytest.mark.parametrize(
+    "options", ['"key=AKIDKEY123 secret=S3CR3T987"', "[AKIDKEY123, S3CR3T987]"]
+)
+def test_storage_options_of_the_wrong_type_are_refused_unsaid(
+    tmp_path: Path, cli, options: str
+) -> None:
+    """``storage_options: "key=... secret=..."`` (a string, not a mapping) was refused with
+    its value quoted: ``(got 'key=AKID... secret=...')`` (brk76). The line names the key and
+    the fix, never the value, whatever its type."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: s3://b/in.zarr\n  storage_options: {options}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "input.storage_options" in line and "{key: ..., secret: ...}" in line
+    assert "AKIDKEY123" not in out + err and "S3CR3T987" not in out + err, line
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIDKEY123:S3CR3T987@b/in.zarr",
+        "s3://AKIDKEY123:S3/CR3T987@b/in.zarr",
+        "s3a://AKIDKEY123@b/in.zarr",
+        "gs://S3CR3T987@b/in.zarr",
+        "zip::s3://AKIDKEY123:S3CR3T987@b/in.zip",
+        "abfs://container:S3CR3T987@account.dfs.core.windows.net/in.zarr",
+        "file://AKIDKEY123:S3CR3T987@localhost/in.zarr",
+    ],
+)
+def test_credentials_in_a_url_that_takes_none_are_refused_unsaid(url: str) -> None:
+    """A user or password in the URL of a file system that takes none from it (s3, gs, a file
+    URL; a password for Azure's, whose user part names the container) is refused by the
+    config and by ``Location.of`` in one line naming storage_options and neither credential
+    (brk76: botocore's error quoted ``s3://KEY:SECRET@bucket`` whole). Those that take one
+    (HTTP, SFTP) and Azure's ``container@account`` are not."""
+    from pipeline.config import parse_config
+    from pipeline.errors import StoreError
+    from pipeline.store.location import Location
+
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"input": {"store": url}, "output": {"store": url}, "stages": [{"op": "square"}]}
+        )
+    with pytest.raises(StoreError) as s:
+        Location.of(url)
+    for error in (e.value, s.value):
+        text = str(error) + repr(error.data)
+        assert "AKIDKEY123" not in text and "S3CR3T987" not in text and "CR3T987" not in text
+        assert "\n" not in str(error) and "***@" in str(error), str(error)
+    if not url.startswith("file"):
+        assert "storage_options" in str(e.value) and "storage_options" in str(s.value)
+    for fine in (
+        "abfs://container@account.dfs.core.windows.net/in.zarr",
+        "sftp://user:pw@host/in.zarr",
+        "s3://bucket/a@b/in.zarr",
+        "s3://bucket/a:b@c/in.zarr",
+    ):
+        assert Location.of(fine).url == fine

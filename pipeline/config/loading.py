@@ -19,7 +19,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.models import Config
-from pipeline.config.urls import http_fragment, http_query, without_query
+from pipeline.config.urls import (
+    http_fragment,
+    http_query,
+    url_userinfo,
+    without_query,
+    without_userinfo,
+)
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, known_stages
 
@@ -110,13 +116,25 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
     if kind == "missing":
         return f"missing key {key!r}"
+    if kind == "dict_type" and loc[-1:] == ("storage_options",):  # never its value
+        return (
+            f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
+            "for s3:// (its value is not said here)"
+        )
     if kind in ("too_short", "tuple_type") and key == "stages":  # [] or nothing at all
         known = known_stages()
         return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
     if isinstance(got, str) and (http_query(got) or http_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
-    got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    said = False
+    if isinstance(got, str) and url_userinfo(got) is not None:
+        got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
+        said = got in err["msg"]  # url_userinfo_problem names it so already
+    # storage_options hold credentials: no part of them is ever said, whatever its type
+    # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
+    secret = said or "storage_options" in loc
+    got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
 

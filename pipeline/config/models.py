@@ -50,9 +50,23 @@ Shape: TypeAlias = tuple[PositiveInt, ...]
 
 
 class Model(BaseModel):
-    """Frozen, strict about unknown keys."""
+    """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
+    plan, which holds the config) never show a credential: every value of
+    ``storage_options`` as ``***`` (:func:`~pipeline.errors.hidden_options`), and every URL's
+    password and query hidden (:func:`~pipeline.errors.hide_url_secrets`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __repr_args__(self) -> Any:
+        from pipeline.errors import hidden_options, hide_url_secrets
+
+        for name, value in super().__repr_args__():
+            if name == "storage_options":
+                yield name, hidden_options(value)
+            elif isinstance(value, str):
+                yield name, hide_url_secrets(value)
+            else:
+                yield name, value
 
 
 class CodecConfig(Model):
@@ -143,17 +157,27 @@ RESERVED_NAMES = frozenset(
 
 
 def _store_url(v: Any, output: bool = False) -> Any:
-    """A store's path or URL, refused when it is a file URL naming another machine
+    """A store's path or URL, refused when it carries credentials that its file system does
+    not take from a URL (:func:`url_userinfo_problem`: ``s3://KEY:SECRET@bucket/``; they go
+    in storage_options), when it is a file URL naming another machine
     (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``), an HTTP
     URL with a query or a fragment (:func:`url_query_problem`: a query's parameters go in
     storage_options), or one that reads through one of fsspec's caching layers
     (:func:`caching_layer_problem`: a cache could hand a run an earlier run's bytes)."""
-    from pipeline.config.urls import caching_layer_problem, file_url_problem, url_query_problem
+    from pipeline.config.urls import (
+        caching_layer_problem,
+        file_url_problem,
+        url_query_problem,
+        url_userinfo_problem,
+    )
 
     problem = None
     if isinstance(v, str):
         problem = (
-            caching_layer_problem(v, output) or file_url_problem(v) or url_query_problem(v, output)
+            url_userinfo_problem(v)
+            or caching_layer_problem(v, output)
+            or file_url_problem(v)
+            or url_query_problem(v, output)
         )
     if problem is not None:
         raise ValueError(problem)

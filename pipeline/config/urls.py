@@ -20,7 +20,10 @@ __all__ = [
     "http_query",
     "misplaced_options_problem",
     "url_query_problem",
+    "url_userinfo",
+    "url_userinfo_problem",
     "without_query",
+    "without_userinfo",
 ]
 
 #: The URL schemes of fsspec's local file system (``LocalFileSystem.protocol``).
@@ -305,4 +308,93 @@ def chain_options_hint(url: str, options: object) -> str | None:
         f"storage_options' top-level options ({shown}) go to the chain's outermost file "
         f"system ({protocols[0]!r}) alone: those of {inner!r}, which reaches the server, go "
         f"under its name ({{{inner}: {{{shown}}}}})"
+    )
+
+
+#: Schemes whose URLs take no user information: a bucket's name holds neither ':' nor '@'
+#: (s3fs and gcsfs read ``s3://KEY:SECRET@bucket/...`` as a bucket of that name, botocore's
+#: error then quoting it whole), and a file URL names no user.
+_NO_USERINFO = frozenset(("s3", "s3a", "gs", "gcs", "file", "local"))
+
+#: Schemes whose user part is no credential but a container (adlfs:
+#: ``abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/path``): there only a password
+#: (``user:password@``) is refused.
+_USER_IS_NAME = frozenset(("az", "abfs", "abfss", "adl"))
+
+#: Where each file system's credentials go instead, as ``storage_options``.
+_CREDENTIAL_OPTIONS = {
+    "s3": "{key: ..., secret: ...}",
+    "s3a": "{key: ..., secret: ...}",
+    "gs": "{token: ...}",
+    "gcs": "{token: ...}",
+}
+
+
+def _userinfo_end(protocol: str, rest: str) -> int:
+    """Where the user information of a URL part ``protocol://rest`` ends (the index of its
+    '@' in ``rest``), for a protocol that takes none (:data:`_NO_USERINFO`) or no password
+    (:data:`_USER_IS_NAME`); -1 where it has none, or may have one. A secret may hold '/'
+    (an AWS secret key often does: ``s3://KEY:a/b@bucket/``), so a first segment that holds
+    ':', which no bucket's name does, runs to the first '@' after it."""
+    p = protocol.lower()
+    if p not in _NO_USERINFO and p not in _USER_IS_NAME:
+        return -1
+    first = rest.split("/", 1)[0]
+    colon = first.find(":")
+    if "@" in first and (p in _NO_USERINFO or 0 <= colon < first.find("@")):
+        return first.find("@")
+    if colon >= 0 and p in _NO_USERINFO and p not in ("file", "local"):
+        return rest.find("@", colon)
+    if colon >= 0 and p in _USER_IS_NAME:
+        return rest.find("@", colon)
+    return -1
+
+
+def url_userinfo(url: str) -> str | None:
+    """The protocol of the first part of ``url`` (alone or in a '::' chain) that carries user
+    information its file system does not take (``s3://KEY:SECRET@bucket/in.zarr``,
+    ``gs://TOKEN@bucket/``, ``abfs://container:KEY@account...``: :func:`_userinfo_end`); None
+    where none does. HTTP(S), FTP, SFTP and SMB take a user and password in their URLs; they
+    are not refused (their passwords are hidden wherever a URL is said)."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        if sep and _userinfo_end(protocol, rest) >= 0:
+            return protocol
+    return None
+
+
+def without_userinfo(url: str, hidden: str = "***@") -> str:
+    """``url`` with the user information of each part that :func:`url_userinfo` refuses
+    replaced by ``hidden`` (``s3://***@bucket/in.zarr``; '' for the URL without it)."""
+    bits = []
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        end = _userinfo_end(protocol, rest) if sep else -1
+        bits.append(f"{protocol}://{hidden}{rest[end + 1 :]}" if end >= 0 else bit)
+    return "::".join(bits)
+
+
+def url_userinfo_problem(url: str) -> str | None:
+    """Why ``url`` cannot be used where a part carries credentials (or a user) that its file
+    system does not take from a URL (:func:`url_userinfo`), in words that name the fix and
+    never the credentials; None for any other URL. s3fs read ``s3://KEY:SECRET@bucket/...``
+    as a bucket named ``KEY:SECRET@bucket``, and botocore's error, several lines long, quoted
+    it whole (brk76); a key and secret go in ``storage_options``, which no line or summary
+    shows."""
+    protocol = url_userinfo(url)
+    if protocol is None:
+        return None
+    shown, plain = without_userinfo(url), without_userinfo(url, "")
+    p = protocol.lower()
+    if p in ("file", "local"):
+        return (
+            f"{shown} names a user (or a password) before its '@', which a file URL does not "
+            f"take: give it without them, {plain} (a local file's access is its permissions)"
+        )
+    fix = _CREDENTIAL_OPTIONS.get(p, "{account_name: ..., account_key: ...} (or sas_token)")
+    return (
+        f"{shown} carries credentials before its '@', which {protocol}:// does not take from "
+        f"a URL (they would be read as part of the bucket's or container's name): give the "
+        f"URL without them, {plain}, and the credentials in storage_options: {fix} (never "
+        "shown in lines or summaries), or in the environment"
     )

@@ -31,7 +31,9 @@ from pipeline.config.urls import (
     file_url_problem,
     misplaced_options_problem,
     url_query_problem,
+    url_userinfo_problem,
     without_query,
+    without_userinfo,
 )
 from pipeline.errors import (
     CREDENTIALS_FIX,
@@ -40,6 +42,8 @@ from pipeline.errors import (
     PipelineError,
     StoreError,
     disk_full,
+    hidden_options,
+    hide_url_secrets,
     missing_credentials,
     public_url,
     storage_failure,
@@ -103,7 +107,10 @@ class Location:
         ``local://`` store had passed as remote, and the checks that keep the input and the
         output apart, which compare local paths, let it through), or any fsspec URL;
         ``storage_options`` are the file system's options (s3fs: endpoint_url, key, secret...).
-        A file URL that names a host other than ``localhost`` (``file://HOST/path``) is a
+        A URL carrying credentials its file system does not take from a URL
+        (``s3://KEY:SECRET@bucket/``: :func:`url_userinfo_problem`) is a StoreError that
+        names storage_options and never the credentials. A file URL that names a host other
+        than ``localhost`` (``file://HOST/path``) is a
         StoreError (:func:`file_url_problem`), as is an HTTP(S) URL with a query
         (:func:`url_query_problem`: its parameters go in ``storage_options``' ``params``) or
         a fragment, one read through one of fsspec's caching layers
@@ -114,6 +121,9 @@ class Location:
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
         absolute, so every process opens the same file.
         """
+        problem = url_userinfo_problem(url)  # never the credentials
+        if problem is not None:
+            raise StoreError(problem, store=without_userinfo(url))
         problem = caching_layer_problem(url) or url_query_problem(url)  # no query's values
         if problem is None:
             problem = misplaced_options_problem(url, storage_options or {})
@@ -163,6 +173,13 @@ class Location:
 
     def __str__(self) -> str:
         return public_url(self.url)
+
+    def __repr__(self) -> str:
+        """The URL with its password masked and every value of ``storage_options`` hidden
+        (:func:`~pipeline.errors.hidden_options`): a plan, an array's info and a ledger hold a
+        Location, and their ``repr`` (a notebook's display) had shown the key and secret."""
+        shown = hidden_options(self.storage_options)
+        return f"Location(url={hide_url_secrets(self.url)!r}, storage_options={shown!r})"
 
     def said(self, *parts: str) -> str:
         """:meth:`join` as lines and records say it: with a password in the URL masked
