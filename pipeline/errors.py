@@ -209,7 +209,9 @@ class ClusterError(PipelineError):
 
     Fields: ``reason`` ('unreachable', 'not-scheduler', 'http', 'not-dask', 'no-workers',
     'malformed', 'did-not-start', 'lost', 'workers-died', 'closed' for a closed
-    ``distributed.Client`` given to :func:`pipeline.run`), ``address`` (the scheduler's, or
+    ``distributed.Client`` given to :func:`pipeline.run`, 'protocol' for a scheduler address
+    whose protocol Dask here cannot connect over, with ``protocol`` and ``available``, the
+    ones it can), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running), ``during`` (for 'lost': what the run was doing, 'connect',
     'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and
