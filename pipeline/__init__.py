@@ -84,7 +84,51 @@ def _config(config: ConfigLike) -> Config:
         return config
     if isinstance(config, Mapping):
         return parse_config(dict(config), "the config mapping")
+    if not isinstance(config, (str, os.PathLike)):  # os.fspath's bare TypeError otherwise
+        raise OptionError(
+            f"the config must be a YAML file's path, a mapping or a pipeline.Config, not "
+            f"{_kind(config)}",
+            option="config",
+            valid=["a YAML file's path", "a mapping", "a pipeline.Config"],
+            suggestion=None,
+        )
     return load_config(os.fspath(config))
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, in a word: its type's name ('None' for None), never its value (a
+    caller's object may hold anything)."""
+    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+
+
+def _client(client: Any) -> Any:
+    """``client`` as :func:`run` takes it: None, or an open ``distributed.Client``. Anything
+    else is an :class:`OptionError` (a TypeError) saying so, and that a scheduler's address
+    goes in the config's ``cluster.scheduler`` (an address string failed on its missing
+    ``.scheduler``); a closed client is a :class:`ClusterError` (reason 'closed')."""
+    if client is None:
+        return None
+    from distributed import Client
+
+    if not isinstance(client, Client):
+        address = " (a scheduler's address goes in the config's cluster.scheduler)"
+        raise OptionError(
+            f"pipeline.run() option client takes a distributed.Client, not {_kind(client)}"
+            f"{address if isinstance(client, str) else ''}; or leave it out to start or join "
+            "the config's cluster (cluster.scheduler)",
+            option="client",
+            valid=["a distributed.Client", "None"],
+            suggestion=None,
+        )
+    if client.status in ("closing", "closed") or client.scheduler is None:
+        raise ClusterError(
+            f"the distributed.Client given to pipeline.run() is {client.status}: pass an open "
+            "one, or leave client out to start or join the config's cluster "
+            "(cluster.scheduler)",
+            reason="closed",
+            address="",
+        )
+    return client
 
 
 def plan(config: ConfigLike) -> Plan:
@@ -112,6 +156,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
     :class:`PlanError`, ... (their fields as attributes); :class:`OptionError` (a TypeError
     and a ConfigError naming the valid options) for an unknown option;
+    :class:`OptionError` too for a
+    ``config`` or ``client`` of the wrong kind (a closed client: :class:`ClusterError`);
     :class:`Interrupted`, a KeyboardInterrupt, after Ctrl-C (the output stays resumable:
     ``resume=True`` finishes it); a :class:`StoreError` for a store's answer (an HTTP 401,
     500) that reached no step that names it, in place of the library's error::
@@ -131,6 +177,7 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     from pipeline.errors import store_answer
 
     opts = RunOptions(**{"progress": "none", **_check_values(options)})
+    client = _client(client)
     answer = None
     try:
         summary = _run(_config(config), opts, client=client)

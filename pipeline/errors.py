@@ -131,9 +131,10 @@ class ConfigError(PipelineError):
 
 class OptionError(ConfigError, TypeError):
     """An unknown keyword option of :func:`pipeline.run`, or an option's value of the wrong
-    kind: a ``TypeError``, as Python raises for an unknown keyword, and a
-    :class:`ConfigError`. Fields: ``option`` (the unknown or wrong one), ``valid`` (the
-    options there are, or the values this one takes), ``suggestion`` (the closest, or None)."""
+    kind (``config`` and ``client`` too: ``option`` 'config' or 'client'): a ``TypeError``,
+    as Python raises for an unknown keyword, and a :class:`ConfigError`. Fields: ``option``
+    (the unknown or wrong one), ``valid`` (the options there are, or the values this one
+    takes), ``suggestion`` (the closest, or None)."""
 
 
 class InputError(PipelineError):
@@ -220,7 +221,10 @@ class ClusterError(PipelineError):
     keep dying, a lost scheduler.
 
     Fields: ``reason`` ('unreachable', 'not-scheduler', 'http', 'not-dask', 'no-workers',
-    'malformed', 'did-not-start', 'lost', 'workers-died'), ``address`` (the scheduler's, or
+    'malformed', 'did-not-start', 'lost', 'workers-died', 'closed' for a closed
+    ``distributed.Client`` given to :func:`pipeline.run`, 'protocol' for a scheduler address
+    whose protocol Dask here cannot connect over, with ``protocol`` and ``available``, the
+    ones it can), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running), ``during`` (for 'lost': what the run was doing, 'connect',
     'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and

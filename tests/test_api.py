@@ -363,6 +363,47 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
+def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
+    tmp_path: Path, config: Any
+) -> None:
+    """``pipeline.run(None)`` raised os.fspath's bare "expected str, bytes or os.PathLike
+    object, not NoneType" (brk76 f4): an OptionError (a TypeError) says what a config is."""
+    for call in (pipeline.run, pipeline.plan):
+        with pytest.raises(pipeline.OptionError) as info:
+            call(config)
+        e = info.value
+        assert isinstance(e, TypeError) and e.option == "config", e
+        assert "a YAML file's path, a mapping or a pipeline.Config" in str(e), e
+        assert type(config).__name__ in str(e) or config is None, e
+        assert len(str(e).splitlines()) == 1 and "os.PathLike" not in str(e)
+
+
+def test_a_client_that_is_no_client_or_is_closed_is_one_line(tmp_path: Path) -> None:
+    """An address in place of a Client raised "'str' object has no attribute 'scheduler'", a
+    closed Client "'NoneType' object has no attribute 'address'" (brk76 f4): an OptionError
+    saying the address goes in cluster.scheduler; a ClusterError for the closed one; nothing
+    touched."""
+    from distributed import Client, LocalCluster
+
+    path, out, before = _a_finished_output(tmp_path)
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.run(path, client="tcp://127.0.0.1:8786", overwrite=True)
+    e = info.value
+    assert isinstance(e, TypeError) and e.option == "client", e
+    assert "distributed.Client" in str(e) and "cluster.scheduler" in str(e), e
+    with pytest.raises(pipeline.OptionError):
+        pipeline.run(path, client=object(), overwrite=True)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        client = Client(cluster)
+        client.close()
+        with pytest.raises(pipeline.ClusterError) as closed:
+            pipeline.run(path, client=client, overwrite=True)
+    assert closed.value.reason == "closed" and "closed" in str(closed.value), closed.value
+    assert len(str(closed.value).splitlines()) == 1
+    assert file_states(out) == before
+
+
 def test_numpy_bools_and_numbers_are_taken_as_pythons(tmp_path: Path, capsys: Any) -> None:
     """What a caller holds after computing with NumPy: ``np.True_`` (its type is named "bool"
     in NumPy 2, not "bool_": it had been refused as not True or False), ``np.float64``,

@@ -439,3 +439,55 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
     rc, out, err = cli("run", cfg)
     assert rc == 0 and secret not in out + err, err
     assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], reference(x))
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("wrong", "reason"),
+    [
+        ({"bogus_option": 1}, "bogus_option"),
+        ({"config_kwargs": "x"}, "AttributeError"),
+        ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
+    ],
+    ids=["unknown", "config_kwargs", "endpoint"],
+)
+def test_storage_options_that_make_no_file_system_are_one_config_line(
+    tmp_path, cli, bucket, where: str, wrong: dict[str, Any], reason: str
+) -> None:
+    """An unknown s3fs option, a config_kwargs that is no mapping, an endpoint that is no URL:
+    s3fs takes them and fails at its first request, so plan, run and verify said the
+    library's bare TypeError, AttributeError or ValueError (and for the output a line
+    saying "choose a writable store"), and pipeline.run raised them as they were. One
+    ConfigError now names the section's storage_options and the library's reason, with no
+    option's value in it (brk76 f3)."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    import pipeline
+
+    url, options = bucket
+    secret_options = {**options, "secret": "TOPSECRETVALUE42"}
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    sections = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+    }
+    sections[where] = {**sections[where], "storage_options": {**secret_options, **wrong}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    for command in ("plan", "run", "verify"):
+        rc, _, err = cli(command, cfg)
+        assert rc != 0, (command, err)
+        line = one_line_error(err)
+        assert f"{where}.storage_options" in line and reason in line, (command, line)
+        assert "TOPSECRETVALUE42" not in line and "SECRETISH" not in line, line
+        assert "writable store" not in line and "--debug" not in line, line
+    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
+    for call in calls:  # pipeline.plan reads no output
+        with pytest.raises(ConfigError) as got:
+            call(cfg)
+        assert got.value.key == f"{where}.storage_options", got.value
+        assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
+    s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written

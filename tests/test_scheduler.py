@@ -218,6 +218,57 @@ def test_join_refuses_a_malformed_address(address) -> None:
     assert (error.reason, error.address) == ("malformed", address)
 
 
+@pytest.mark.parametrize("scheme", ["ucx", "ucxx", "inproc"])
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_a_protocol_dask_cannot_use_here_is_one_line_naming_those_it_can(
+    tmp_path, scheduler, scheme: str, command: str
+) -> None:
+    """``--scheduler ucx://HOST:PORT`` of a running scheduler (distributed registers ucx
+    without UCX-Py, its connector abstract) said the scheduler did not answer within
+    cluster.timeout, with a TypeError, after waiting for it; ``inproc://x`` said "not enough
+    values to unpack" (brk76 f5). The scheme is checked before any connection: one line
+    naming it and the protocols Dask here connects over, no timeout advice, at once."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 30}
+    )
+    address = scheduler.replace("tcp://", f"{scheme}://") if scheme != "inproc" else "inproc://x"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=OUTER,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert address in line and f"{scheme}://" in line and "tcp://, tls://" in line, line
+    assert "cluster.timeout" not in line and "within" not in line, line
+    assert "TypeError" not in line and "ValueError" not in line, line
+    assert time.monotonic() - started < 25, line  # told before waiting for an answer
+    assert not (tmp_path / "out.zarr").exists()
+    error = _join_bounded(address)
+    assert (error.reason, error.address, error.protocol) == ("protocol", address, scheme)
+    assert error.available[:2] == ["tcp", "tls"], error.available
+
+
+def test_an_inproc_scheduler_of_this_process_is_still_joined() -> None:
+    """``inproc://`` reaches a scheduler of this same process: the check of the scheme
+    (above) lets its address through."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        processes=False, n_workers=1, protocol="inproc", dashboard_address=":0"
+    ) as local:
+        client = cluster.join(local.scheduler_address, TIMEOUT)
+        try:
+            assert client.scheduler_info()["workers"]
+        finally:
+            client.close()
+
+
 def test_join_refuses_a_worker_address(scheduler) -> None:
     from distributed import Client
 

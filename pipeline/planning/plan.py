@@ -621,7 +621,7 @@ def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]
     Zarr array (opened read-only); for an input that ``run`` will generate first
     (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
     interrupted), the layout it will be given, and None."""
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     gen = config.input.generate
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
@@ -670,7 +670,7 @@ def planned_input(config: Config) -> ArrayInfo:
 
     g = generate_section(config)
     chunk, unit = blocks.generated_layout(g)
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     arr = arrays.create_generated(MemoryStore(), "", g, chunk, unit, {})
     return arrays.describe_array(loc, config.input.array.strip("/"), arr)
 
@@ -734,7 +734,9 @@ def check_stores_reachable(config: Config, protocol: str, existing: bool = False
                 key=key,
                 store=url,
             )
-    Location.of(config.output.store, config.output.storage_options).refuse_archive("output.store")
+    Location.of(config.output.store, config.output.storage_options, "output").refuse_archive(
+        "output.store"
+    )
 
 
 def _check_axes(config: Config, info: ArrayInfo) -> None:
@@ -965,7 +967,7 @@ def _assemble(
 ) -> Plan:
     """The plan of the choices made: the input's source, the output's sink, the cluster."""
     config, info = ctx.config, ctx.info
-    loc_out = Location.of(config.output.store, config.output.storage_options)
+    loc_out = Location.of(config.output.store, config.output.storage_options, "output")
     info_out = ArrayInfo(
         location=loc_out,
         path=(config.output.array or "").strip("/"),

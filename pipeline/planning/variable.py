@@ -79,7 +79,7 @@ def with_output_array(config: Config) -> Config:
     variable's name for a variable of an xarray Dataset, else '' (the store's root)."""
     if config.output.array is not None:
         return config
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     try:
         store = loc.zarr_store(read_only=True)
     except Exception:  # an input that cannot be reached: the plan names that problem
@@ -112,7 +112,7 @@ def carried(
     variable, which xarray reads whole (:func:`_check_frame_fits`)."""
     if arr is None:
         return Carried()
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
@@ -417,7 +417,9 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     read or reads as another value (1.5 on integers, which xarray reads as 1: see
     :func:`pipeline.ops.cf.v3_fill_value`)."""
     attrs = dict(arr.attrs)
-    where = Location.of(config.input.store, config.input.storage_options).join(config.input.array)
+    where = Location.of(config.input.store, config.input.storage_options, "input").join(
+        config.input.array
+    )
     if is_variable:
         refuse_non_numbers(where, attrs, np.dtype(arr.dtype))
     if "_Unsigned" in attrs:
@@ -579,7 +581,7 @@ def values_chain(
         ints = _integer_packing(unpacking)
         if not ints or "stage" not in e.data:
             raise
-        where = Location.of(config.input.store, config.input.storage_options)
+        where = Location.of(config.input.store, config.input.storage_options, "input")
         variable = where.join(config.input.array)
         said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
         raise PlanError(

@@ -126,8 +126,8 @@ def verify(
     ``expected_shape``, ``expected_dtype``)."""
     config = with_output_array(config)
     out_path = config.output.array or ""
-    loc_in = Location.of(config.input.store, config.input.storage_options)
-    loc_out = Location.of(config.output.store, config.output.storage_options)
+    loc_in = Location.of(config.input.store, config.input.storage_options, "input")
+    loc_out = Location.of(config.output.store, config.output.storage_options, "output")
     src = arrays.open_zarr_array(loc_in, config.input.array)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)

@@ -765,8 +765,8 @@ def is_exiting(pid: int) -> bool:
 def join(address: str, timeout: float) -> Client:
     """A client of the scheduler at ``address`` that has at least one worker; or ClusterError
     (one line naming the address and the fix; fields ``address`` and ``reason``: 'malformed',
-    'unreachable', 'http', 'not-dask', 'not-scheduler', 'no-workers'), all within ``timeout``
-    seconds.
+    'protocol' (:func:`_protocol_problem`), 'unreachable', 'http', 'not-dask',
+    'not-scheduler', 'no-workers'), all within ``timeout`` seconds.
 
     Dask's client waits without end for the handshake of a server that accepts connections
     but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
@@ -828,6 +828,9 @@ def _scheduler_address(address: str) -> str:
     from distributed.comm.addressing import parse_address, unparse_address
     from distributed.comm.registry import get_backend
 
+    problem = _protocol_problem(address)
+    if problem is not None:
+        raise problem
     try:
         scheme, loc = parse_address(address)
         get_backend(scheme)
@@ -841,6 +844,74 @@ def _scheduler_address(address: str) -> str:
             reason="malformed",
         ) from None
     return full
+
+
+#: Schemes said first, in this order, among those this installation connects over.
+_PROTOCOL_ORDER = ("tcp", "tls", "ws", "wss")
+
+
+def usable_protocols() -> list[str]:
+    """The schemes Dask in this process can connect to a scheduler in another process over:
+    its registered comm backends (``distributed.comm.registry.backends`` and those its
+    ``distributed.comm.backends`` entry points add) whose connector can be made; not
+    ``inproc`` (this process's own). distributed's ``ucx`` backend is registered without
+    UCX-Py, its connector abstract: not usable."""
+    from importlib.metadata import entry_points
+
+    from distributed.comm import registry
+
+    names = set(registry.backends) | {
+        ep.name for ep in entry_points(group="distributed.comm.backends")
+    }
+    usable = []
+    for name in names - {"inproc"}:
+        try:
+            registry.get_backend(name).get_connector()
+        except Exception:  # not installed, or abstract: UCXConnector without UCX-Py
+            continue
+        usable.append(name)
+    order = {name: i for i, name in enumerate(_PROTOCOL_ORDER)}
+    return sorted(usable, key=lambda n: (order.get(n, len(order)), n))
+
+
+def _protocol_problem(address: str) -> ClusterError | None:
+    """The ClusterError (reason 'protocol') for a scheduler address whose scheme Dask here
+    cannot connect over, told before connecting: a backend that is registered but not
+    usable (``ucx://`` without UCX-Py: its connector is abstract, which had read as a
+    scheduler not answering within cluster.timeout), one that is not installed (``ucxx://``
+    without distributed-ucxx), or ``inproc://`` where no listener of this process has that
+    address (``inproc://`` reaches only this process; 'not enough values to unpack' had
+    come out of it). None for a usable scheme, an address without one (read as tcp), or
+    http(s) (the dashboard's: the malformed-address line says where the scheduler is)."""
+    scheme, sep, loc = address.partition("://")
+    if not sep or scheme in ("http", "https"):
+        return None
+    usable = usable_protocols()
+    if scheme in usable:
+        return None
+    if scheme == "inproc":
+        from distributed.comm.inproc import global_manager
+
+        with contextlib.suppress(ValueError):  # not ip/pid/n: no listener's address
+            if global_manager.get_listener_for(loc) is not None:
+                return None
+        why = (
+            "inproc:// reaches only a scheduler of this same process, and none here has that "
+            "address (pass the Client of an in-process cluster as pipeline.run's client)"
+        )
+    else:
+        why = f"the {scheme}:// protocol is not available in this installation"
+        if scheme.startswith("ucx"):
+            why += " (UCX needs distributed-ucxx-cu13 or -cu12 installed, and ucxx:// addresses)"
+    return ClusterError(
+        f"cannot join the Dask scheduler at {address}: {why}; Dask here connects over "
+        f"{', '.join(p + '://' for p in usable)}: use the scheduler's address in one of them "
+        "(`dask scheduler` prints it)",
+        address=address,
+        reason="protocol",
+        protocol=scheme,
+        available=usable,
+    )
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

@@ -60,7 +60,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
             key="input.generate",
         )
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     check_writable(loc)
     check_generate_target(loc, config.input.array)
     where = loc.join(config.input.array.strip("/"))
@@ -154,7 +154,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
     """Create the input's metadata with Zarr (replacing it); the spec of its generation."""
     g = generate_section(config)
     chunk, unit = generated_layout(g)
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
     # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
     checksum = g.codec.name == "zstd" and g.codec.checksum

@@ -1565,7 +1565,7 @@ def _is_shape(v: Any) -> bool:
 def _metadata_digest(config: Config) -> str | None:
     """The digest of the input's metadata document, as the plan's identity takes it
     (``pipeline.planning.plan._input_identity``); None when there is none."""
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
     doc = loc.read(f"{path}/zarr.json" if path else "zarr.json") or loc.read(
         f"{path}/.zarray" if path else ".zarray"
@@ -1603,7 +1603,7 @@ def recorded_layout(config: Config, resume: bool) -> Config:
     versions."""
     if not resume or (config.chunking.block != "auto" and config.output.chunks != "auto"):
         return config
-    loc = Location.of(config.output.store, config.output.storage_options)
+    loc = Location.of(config.output.store, config.output.storage_options, "output")
     path = (config.output.array or "").strip("/")
     try:
         recorded: Any = Ledger(loc, path).read_manifest()

@@ -456,7 +456,7 @@ def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -
     gen = config.input.generate
     if gen is None or not gen.when_missing:
         return False
-    loc = Location.of(config.input.store, config.input.storage_options)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
     key = f"{config.input.array.strip('/')}/zarr.json" if config.input.array else "zarr.json"
     missing = not (loc.exists(key) or loc.exists(key.replace("zarr.json", ".zarray")))
     status = None if missing else arrays.generation_status(loc, config.input.array)

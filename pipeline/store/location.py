@@ -37,6 +37,7 @@ from pipeline.config.urls import (
 )
 from pipeline.errors import (
     CREDENTIALS_FIX,
+    ConfigError,
     ListingError,
     OutputError,
     PipelineError,
@@ -100,9 +101,14 @@ class Location:
 
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+    setting: str = field(default="", compare=False)
+    """The config section that names the store ('input', 'output'), for the lines about its
+    ``storage_options`` (:func:`options_problem`); '' where none does."""
 
     @classmethod
-    def of(cls, url: str, storage_options: dict[str, Any] | None = None) -> Location:
+    def of(
+        cls, url: str, storage_options: dict[str, Any] | None = None, setting: str = ""
+    ) -> Location:
         """``url``: a path, ``file://`` or ``local://`` URL (all read as local files: a
         ``local://`` store had passed as remote, and the checks that keep the input and the
         output apart, which compare local paths, let it through), or any fsspec URL;
@@ -119,7 +125,8 @@ class Location:
         A local path that is a zip file is read as the zip store it holds
         (``zip::file://PATH``), and one that is a tar file as its tar store
         (``tar::file://PATH``); a relative local path at the end of a chained URL is made
-        absolute, so every process opens the same file.
+        absolute, so every process opens the same file. ``setting``: the config section that
+        names the store ('input' or 'output'), which a line about its storage_options names.
         """
         problem = url_userinfo_problem(url)  # never the credentials
         if problem is not None:
@@ -149,7 +156,7 @@ class Location:
                 url = f"zip::file://{url}"
             elif os.path.isfile(url) and _is_tar(url):  # helper-40: "no Zarr array at"
                 url = f"tar::file://{url}"
-        return cls(url, dict(storage_options or {}))
+        return cls(url, dict(storage_options or {}), setting)
 
     @property
     def protocol(self) -> str:
@@ -214,7 +221,7 @@ class Location:
         parent, _, name = rest.rstrip("/").rpartition("/")
         if not parent or not name:
             return None
-        return Location.of(f"{scheme}://{parent}", self.storage_options), name
+        return Location.of(f"{scheme}://{parent}", self.storage_options, self.setting), name
 
     # -- file system -----------------------------------------------------------------------
 
@@ -232,7 +239,8 @@ class Location:
         runs on long-lived workers must not be read from its old directory).
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
-        FileNotFoundError when what holds the store, such as a zip file, is absent)."""
+        FileNotFoundError when what holds the store, such as a zip file, is absent), and
+        ConfigError when its ``storage_options`` make none (:func:`options_problem`)."""
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
         with _FS_LOCK:
@@ -241,7 +249,7 @@ class Location:
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
-                got = (stamp, *_open_fs(self.url, options))
+                got = (stamp, *_open_fs(self.url, options, self.setting))
                 _FS_CACHE[key] = got
         return got[1], got[2]
 
@@ -306,10 +314,11 @@ class Location:
 
         if self.is_local:
             return LocalStore(self.url, read_only=read_only)
+        self._resolve()  # storage_options that make no file system: ConfigError, as for reads
         options = {"use_listings_cache": False, **self.storage_options, "asynchronous": True}
         if self.archive_stamp() is not None:  # a fresh look at a zip that may be replaced
             options["skip_instance_cache"] = True
-        fs, root = _open_fs(self.url, options)
+        fs, root = _open_fs(self.url, options, self.setting)
         if not fs.async_impl:
             fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
@@ -988,14 +997,19 @@ def _keys_part(url: str) -> tuple[int, str, str]:
     raise AssertionError("unreachable: the last bit always takes the path")
 
 
-def _open_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """(file system, root path) of ``url``; StoreError when it cannot be opened."""
+def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any, str]:
+    """(file system, root path) of ``url``, its client made (:func:`_connect`); StoreError
+    when it cannot be opened, ConfigError when ``options`` make no file system
+    (:func:`options_problem`: an unknown option, one of the wrong kind, an endpoint that is
+    no URL), naming ``setting``'s storage_options."""
     import fsspec
 
     try:
-        return fsspec.url_to_fs(url, **options)
+        fs, root = fsspec.url_to_fs(url, **options)
     except ImportError as e:
         raise StoreError(f"cannot open {url}: {e}", store=url) from e
+    except TypeError as e:  # a keyword the file system's class does not take
+        raise options_problem(url, options, setting, e) from None
     except Exception as e:  # each file system raises its own types (BadZipFile, ...)
         if missing_credentials(e):
             raise StoreError(
@@ -1007,6 +1021,82 @@ def _open_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
             "storage_options",
             store=url,
         ) from e
+    try:
+        _connect(fs)
+    except Exception as e:
+        if isinstance(e, OSError) or missing_credentials(e):
+            pass  # an answer, not the options: the first request says it, as it did
+        else:
+            raise options_problem(url, options, setting, e) from None
+    return fs, root
+
+
+def _connect(fs: Any) -> None:
+    """Make the client of a file system that makes it only on its first request (s3fs: its
+    botocore session and client, from ``storage_options``' ``key``, ``secret``,
+    ``endpoint_url``, ``client_kwargs``, ``config_kwargs`` and the rest, unknown ones
+    included), so options that make none are known where the file system is opened, not
+    as the library's error from whatever step asks first. No request is sent. Layers that
+    wrap one (a zip on S3) are connected through the file they read, on their first read."""
+    connect = getattr(fs, "connect", None)
+    if connect is not None and hasattr(fs, "set_session") and not fs.asynchronous:
+        connect()
+
+
+def options_problem(
+    url: str, options: dict[str, Any], setting: str, error: BaseException
+) -> ConfigError:
+    """The ConfigError for ``storage_options`` with which the file system of ``url`` cannot
+    be made (``error``, the library's): one line naming ``{setting}.storage_options`` (or
+    "the store's storage_options" where no setting is known) and the library's reason,
+    without the options' values (:func:`_without_values`: a key or secret it quotes is
+    hidden; option names are said). Fields: ``key`` (the setting's dotted name, or None),
+    ``store`` (the URL, its password hidden) and ``reason`` (the library's, values hidden)."""
+    import fsspec
+
+    key = f"{setting}.storage_options" if setting else None
+    named = key or "the store's storage_options"
+    reason = _without_values(f"{type(error).__name__}: {error}", options)
+    try:
+        cls = fsspec.get_filesystem_class(_outer_protocol(url))
+        takes = f" as {cls.__module__.split('.')[0]}'s {cls.__name__} takes them"
+    except Exception:
+        takes = ""
+    return ConfigError(
+        f"{named} make no file system for {public_url(url)} ({reason}): correct {named}{takes}",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+        reason=reason,
+    )
+
+
+def _without_values(text: str, options: Any) -> str:
+    """``text`` with every text value in ``options`` (nested mappings and lists too) shown as
+    ``...``: a library's error that quotes an option (``Invalid endpoint: VALUE``) says no
+    value, a key or secret above all. A value of fewer than 4 characters is hidden where
+    it stands as a word of its own, so that it does not take letters out of other words."""
+    values: list[str] = []
+
+    def collect(v: Any) -> None:
+        if isinstance(v, str):
+            if v:
+                values.append(v)
+        elif isinstance(v, dict):
+            for item in v.values():
+                collect(item)
+        elif isinstance(v, (list, tuple, set)):
+            for item in v:
+                collect(item)
+
+    collect(options)
+    for value in sorted(set(values), key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "...")
+        else:
+            text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.])", "...", text)
+    return text
 
 
 def _remove_literally(fs: Any, path: str, recursive: bool) -> None:
