@@ -304,7 +304,14 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     location.check_url_safe(path)
     # a store whose server lists no folders (HTTP 403 or 404 for the folder's own URL) does
     # not show itself, but its array's metadata does
-    if not location.exists() and not _metadata_shows(location, path):
+    try:
+        shown = location.exists()
+    except Exception as e:  # the store's answer (a wrong secret: S3 answers HEAD with 403)
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise unreadable_store(location, path, failure) from None
+    if not shown and not _metadata_shows(location, path):
         raise InputError(
             f"input store {location} does not exist: fix input.store",
             store=where,

@@ -42,7 +42,9 @@ from pipeline.errors import (
     disk_full,
     missing_credentials,
     public_url,
+    refused_credentials,
     storage_failure,
+    storage_fix,
 )
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
@@ -566,13 +568,29 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            message = (
-                f"cannot write to {self.url}: no credentials were found for it: {CREDENTIALS_FIX}"
-                if missing_credentials(e)
-                else f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a "
-                "writable store"
-            )
-            raise OutputError(message, output=self.url) from None
+            raise OutputError(_unwritable(str(self), e), output=self.url) from None
+
+
+def _unwritable(where: str, e: BaseException) -> str:
+    """The line for the output store ``where`` (its public URL) that refused the probe's
+    write with ``e``: credentials missing or refused are fixed in output.storage_options, a
+    store that forbids writing by its permissions or another store, anything else by another
+    store."""
+    if missing_credentials(e):
+        return (
+            f"cannot write to the output store {where}: no credentials were found for it: "
+            f"{CREDENTIALS_FIX}"
+        )
+    failure = storage_failure(e) or f"{type(e).__name__}: {e}"
+    fix = storage_fix(failure, "output")
+    if refused_credentials(failure):
+        return f"cannot write to the output store {where} ({failure}): {fix}"
+    if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
+        return (
+            f"cannot write to the output store {where} ({failure}): {fix}, or choose a "
+            "writable output.store"
+        )
+    return f"cannot write to the output store {where} ({failure}); choose a writable output.store"
 
 
 #: What says a file was rewritten, in the details fsspec's file systems give of it (their
