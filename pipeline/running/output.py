@@ -1456,6 +1456,33 @@ _NAMED = {
 }
 
 
+#: Schemes of object stores, whose objects' identity is their ETag (no file times).
+OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2")
+
+
+def _data_changed(place: str) -> str:
+    """Why the input's data is said to have changed (:func:`_what_changed`), in the words of
+    what the input's identity takes of its files there (:func:`identify_store`): a local
+    folder's file times, an object store's ETags, the stamps an HTTP server or an archive
+    gives. ``place``: where the input is, as the identity records it."""
+    loc = Location.of(place)
+    if loc.is_local:
+        return (
+            "the input's data changed (its files were rewritten, or copied back, or their "
+            "permissions, owner or hard links changed: each file's times say so)"
+        )
+    if loc.protocol in OBJECT_STORES:
+        return (
+            "the input's data changed (its objects were rewritten with other bytes: each "
+            "object's ETag says so)"
+        )
+    return (
+        "the input's data changed (its files were rewritten: the stamps its store gives each "
+        "file say so: an HTTP server's ETag or Last-Modified, an archive member's CRC and the "
+        "archive's times)"
+    )
+
+
 def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list[tuple[str, str]]:
     """What differs between a recorded identity and this plan's (see :func:`stale_parts`)."""
     parts: list[tuple[str, str]] = []
@@ -1466,14 +1493,7 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
         if (old_in[1] or [None])[0] != new_in[1][0]:
             parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
         else:
-            parts.append(
-                (
-                    "input.data",
-                    "the input's data changed (its files were rewritten, or copied back, or "
-                    "their permissions, owner or hard links changed: each file's times say "
-                    "so)",
-                )
-            )
+            parts.append(("input.data", _data_changed(str(new_in[0]))))
     if old.get("coordinates") != new.get("coordinates"):
         parts.append(
             (
