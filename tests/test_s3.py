@@ -443,3 +443,30 @@ def test_a_wrong_s3_secret_names_the_store_and_its_credentials(
         assert "writable store" not in line, line
         assert "WRONGsecret" not in out + err and good["secret"] not in out + err
 
+
+def test_an_s3_output_that_is_a_plain_object_is_said_to_be_one(tmp_path, cli, bucket) -> None:
+    """An output key that is one object (a file), not a folder of keys, was refused as "a
+    directory that holds other files (out.zarr, ...)": it is said to be an object, by run,
+    run --overwrite and plan alike, and is kept."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    fs.pipe_file(f"{url}/out.zarr", b"my notes")
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    for args in (("run", cfg), ("run", cfg, "--overwrite"), ("plan", cfg)):
+        rc, _, err = cli(*args)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"{url}/out.zarr is a single object (a file" in line, line
+        assert "directory" not in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.node == "object", e
+    assert fs.cat_file(f"{url}/out.zarr") == b"my notes"

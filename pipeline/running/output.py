@@ -167,9 +167,10 @@ def check_parents(plan: Plan) -> None:
     whose metadata does not read, which may be one), which holds no other nodes (zarr-python
     refuses to create one under it, and an output Dataset's group put in its place would drop
     its metadata), or under a local file; or the output
-    path itself a local file, which the pipeline never replaces (OutputError, before anything
-    is written: fields ``output``, ``status`` 'blocked', ``blocking`` (where that node is),
-    ``node`` ('array', 'v2 array', 'damaged': metadata that does not read, or 'file'))."""
+    path itself a local file or a single object of an object store, which the pipeline never
+    replaces (OutputError, before anything is written: fields ``output``, ``status``
+    'blocked', ``blocking`` (where that node is), ``node`` ('array', 'v2 array', 'damaged':
+    metadata that does not read, 'file' or 'object'))."""
     loc = plan.output.location
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
@@ -652,13 +653,13 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
             folder = plan.output.location.join(output_group(plan) or "")
-        some = ", ".join(n for n in listed[:3])
+        some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
         )
         raise OutputError(
-            f"{folder} is a directory that holds other files ({some}, ...), {what}; the "
+            f"{folder} is a directory that holds other files ({some}), {what}; the "
             "pipeline never deletes it, even with --overwrite: choose another output.store or "
             "remove it yourself",
             output=where,

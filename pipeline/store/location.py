@@ -381,6 +381,19 @@ class Location:
         except Exception:  # one that lists nothing, or refuses to (HTTP 403): not a yes
             return False
 
+    def is_object(self, key: str = "") -> bool:
+        """Whether ``key`` ('' for the store itself) is one stored object (a file) and no
+        folder of keys besides, in a store that is not a local folder (an object store can
+        hold both at one name); False where that cannot be asked."""
+        if self.is_local:
+            return False
+        try:
+            fs, root = self._resolve()
+            path = key_under(root, key)
+            return bool(fs.isfile(path)) and not fs.isdir(path)
+        except Exception:  # a store that cannot tell: what is there is judged later
+            return False
+
     def delete(self, key: str, recursive: bool = False) -> None:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine.
 
