@@ -296,6 +296,24 @@ def test_a_device_budget_over_the_gpus_memory_is_refused(tmp_path: Path) -> None
     assert plan.cluster.device_budget == 100 * GiB // plan.cluster.workers_per_gpu
 
 
+def test_device_memory_advice_is_a_limit_that_plans_or_none(tmp_path: Path) -> None:
+    """A device budget that does not fit names the cluster.device_memory_limit (per GPU, for
+    all its workers) that plans; where the GPU itself cannot hold it, raising the limit (which
+    is refused over the GPU's memory) is not advised."""
+    cfg = _small_job(tmp_path)
+    tiny = {"backend": "gpu", "cluster.device_memory_limit": "1MiB"}
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, tiny), MACHINES["h100"])
+    advised = re.search(r"raise cluster.device_memory_limit to at least (\S+ \S+)", str(e.value))
+    assert advised, e.value
+    raised = {**tiny, "cluster.device_memory_limit": advised[1]}
+    assert make_plan(load_config(cfg, raised), MACHINES["h100"]).cluster.device_budget
+    small_gpu = _gpu_host("a small GPU", 1500)
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, {"backend": "gpu"}), small_gpu)
+    assert "raise cluster.device_memory_limit" not in str(e.value), e.value
+
+
 # --------------------------------------------------------------------------------------------
 # A cluster joined by address: each worker's own memory limit.
 
