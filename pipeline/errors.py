@@ -385,10 +385,39 @@ def store_answer(e: BaseException) -> StoreError | None:
     )
 
 
-def storage_fix(failure: str) -> str:
-    """What to do about a store's ``failure`` (:func:`storage_failure`) on reading."""
+#: Words of an object store's refusal of the credentials it was given (S3: a signature made
+#: with a wrong secret, an access key id it does not know, an invalid or expired token), as
+#: opposed to their owner's lack of access to the store.
+REFUSED_CREDENTIALS = (
+    "signature we calculated does not match",
+    "signaturedoesnotmatch",
+    "invalidaccesskeyid",
+    "access key id you provided does not exist",
+    "security token included in the request is invalid",
+    "invalidtoken",
+    "expiredtoken",
+    "token has expired",
+)
+
+
+def refused_credentials(failure: str) -> bool:
+    """Whether a store's answer ``failure`` (:func:`storage_failure`) says it refused the
+    credentials it was given (:data:`REFUSED_CREDENTIALS`): their fix is the credentials, not
+    the store's permissions nor another store."""
+    said = failure.lower()
+    return any(w in said for w in REFUSED_CREDENTIALS)
+
+
+def storage_fix(failure: str, side: str = "input") -> str:
+    """What to do about a store's ``failure`` (:func:`storage_failure`) on reading; ``side``:
+    'input' or 'output', the config section whose storage_options reach the store."""
+    if refused_credentials(failure):
+        return (
+            f"correct the credentials in {side}.storage_options (key and secret, or token): "
+            "the store refused them"
+        )
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
-        return "give access to it (its permissions, or the credentials in input.storage_options)"
+        return f"give access to it (its permissions, or the credentials in {side}.storage_options)"
     if failure.startswith("HTTP 4"):
-        return "check input.store and that the server serves every chunk"
+        return f"check {side}.store and that the server serves every chunk"
     return "make the store reachable (the server answering again)"

@@ -441,7 +441,7 @@ def test_a_block_that_cannot_fit_the_memory_budget_is_refused_fast(tmp_path: Pat
     assert not started, "refused only after starting processes (a cluster?)"
     assert rc == 1
     line = one_line_error(err)
-    assert "raise cluster.host_memory_limit above" in line, line
+    assert "raise cluster.host_memory_limit to at least" in line, line
     assert not (tmp_path / "out.zarr").exists()
     # the same refusal, as a type with its numbers
     from pipeline.config import load_config

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -295,6 +296,24 @@ def test_a_device_budget_over_the_gpus_memory_is_refused(tmp_path: Path) -> None
     assert plan.cluster.device_budget == 100 * GiB // plan.cluster.workers_per_gpu
 
 
+def test_device_memory_advice_is_a_limit_that_plans_or_none(tmp_path: Path) -> None:
+    """A device budget that does not fit names the cluster.device_memory_limit (per GPU, for
+    all its workers) that plans; where the GPU itself cannot hold it, raising the limit (which
+    is refused over the GPU's memory) is not advised."""
+    cfg = _small_job(tmp_path)
+    tiny = {"backend": "gpu", "cluster.device_memory_limit": "1MiB"}
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, tiny), MACHINES["h100"])
+    advised = re.search(r"raise cluster.device_memory_limit to at least (\S+ \S+)", str(e.value))
+    assert advised, e.value
+    raised = {**tiny, "cluster.device_memory_limit": advised[1]}
+    assert make_plan(load_config(cfg, raised), MACHINES["h100"]).cluster.device_budget
+    small_gpu = _gpu_host("a small GPU", 1500)
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg, {"backend": "gpu"}), small_gpu)
+    assert "raise cluster.device_memory_limit" not in str(e.value), e.value
+
+
 # --------------------------------------------------------------------------------------------
 # A cluster joined by address: each worker's own memory limit.
 
@@ -333,14 +352,14 @@ def test_the_weakest_worker_sets_a_joined_clusters_budget() -> None:
     assert facts_from_workers(infos).worker_memory_limit == 3 * GiB
 
 
-@pytest.fixture
-def uneven_cluster(tmp_path: Path) -> Iterator[str]:
-    """A real `dask scheduler` and two real `dask worker` processes started with their own
-    memory limits, 1 GiB and 1.5 GiB (as on two hosts of different sizes)."""
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path, *limits: str, threads: int = 1) -> Iterator[str]:
+    """A real `dask scheduler` and one real `dask worker` process per memory limit in
+    ``limits`` (``--memory-limit``, ``--nthreads threads``); yields the scheduler's address."""
     from tests.faultkit import env, kill_group
 
-    sched_file = tmp_path / "scheduler.json"
-    log = (tmp_path / "dask.log").open("w")
+    sched_file = tmp_path / f"scheduler-{'-'.join(limits)}.json"
+    log = (tmp_path / "dask.log").open("a")
     common: dict[str, Any] = dict(
         env=env(), start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log
     )
@@ -359,24 +378,32 @@ def uneven_cluster(tmp_path: Path) -> Iterator[str]:
                 json.loads(sched_file.read_text())["address"]
                 break
             time.sleep(0.1)
-        for limit in ("1GiB", "1.5GiB"):
+        for limit in limits:
             procs.append(
                 subprocess.Popen(
-                    [*dask, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1"]
-                    + ["--memory-limit", limit, "--no-dashboard"],
+                    [*dask, "worker", "--scheduler-file", str(sched_file)]
+                    + ["--nthreads", str(threads), "--memory-limit", limit, "--no-dashboard"],
                     **common,
                 )
             )
         from distributed import Client
 
         with Client(scheduler_file=str(sched_file), timeout="60s") as c:
-            c.wait_for_workers(2, timeout=120)
+            c.wait_for_workers(len(limits), timeout=120)
             address = c.scheduler.address
         yield address
     finally:
         for p in reversed(procs):
             kill_group(p)
         log.close()
+
+
+@pytest.fixture
+def uneven_cluster(tmp_path: Path) -> Iterator[str]:
+    """A real `dask scheduler` and two real `dask worker` processes started with their own
+    memory limits, 1 GiB and 1.5 GiB (as on two hosts of different sizes)."""
+    with _dask_cluster(tmp_path, "1GiB", "1.5GiB") as address:
+        yield address
 
 
 def test_a_run_on_a_joined_cluster_uses_the_weakest_workers_memory_limit(
@@ -404,6 +431,74 @@ def test_a_run_on_a_joined_cluster_uses_the_weakest_workers_memory_limit(
     assert rc == 1
     one_line_error(err)
     assert not (tmp_path / "out2.zarr").exists()
+
+
+def test_a_joined_cluster_too_small_for_a_worker_is_told_to_start_its_workers_with_more(
+    tmp_path: Path, cli
+) -> None:
+    """A joined cluster's worker limit caps cluster.host_memory_limit, so a worker of 256 MiB
+    (less than a worker process needs) is told the `--memory-limit` its workers need, not to
+    raise cluster.host_memory_limit (which is refused above the workers' limit); a cluster
+    started as it says plans."""
+    x = np.random.default_rng(16).standard_normal((64, 300)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (16, 100))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with _dask_cluster(tmp_path, "256MiB") as address:
+        rc, _, err = cli("plan", cfg, "--scheduler", address)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "raise cluster.host_memory_limit" not in line, line
+    advised = re.search(r"start the workers with `--memory-limit (\S+)`", line)
+    assert advised, line
+    with _dask_cluster(tmp_path, advised[1]) as address:
+        rc, _, err = cli("plan", cfg, "--scheduler", address)
+    assert rc == 0, err
+
+
+def test_a_joined_clusters_threads_are_advised_as_its_workers_own(tmp_path: Path) -> None:
+    """On a joined cluster the workers' threads are theirs (cluster.threads_per_worker is not
+    used): a refusal names `--nthreads`, and that many threads plan."""
+    tmp = tmp_path
+    make_array(tmp / "in.zarr", np.ones((1024, 1024), np.float32), (256, 1024))
+    cfg = write_config(
+        tmp,
+        tmp / "in.zarr",
+        tmp / "out.zarr",
+        cluster={"scheduler": "tcp://127.0.0.1:8786"},
+        chunking={"block": [256, 1024]},
+    )
+    facts = facts_from_workers(_two_hosts(GiB))
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg), facts, scheduler_workers=8, scheduler_threads=200)
+    line = str(e.value)
+    assert "cluster.threads_per_worker" not in line, line
+    advised = re.search(r"start the workers with `--nthreads (\d+)`", line)
+    assert advised, line
+    plan = make_plan(
+        load_config(cfg), facts, scheduler_workers=8, scheduler_threads=int(advised[1])
+    )
+    assert plan.cluster.threads_per_worker == int(advised[1])
+
+
+def test_a_local_budget_that_the_hosts_ram_cannot_give_every_worker_names_fewer_workers(
+    tmp_path: Path,
+) -> None:
+    """64 local workers share 23.5 GiB: a worker's share does not hold a worker process, and
+    raising cluster.host_memory_limit alone would be refused (more than RAM / workers); the
+    refusal names how many workers can have it, and that config plans."""
+    cfg = _small_job(tmp_path, workers=64)
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg), MACHINES["cpu"])
+    line = str(e.value)
+    advised = re.search(
+        r"run at most (\d+) worker\(s\) \(cluster.workers\) with "
+        r"cluster.host_memory_limit of at least (\S+ \S+)",
+        line,
+    )
+    assert advised, line
+    fewer = {"cluster.workers": int(advised[1]), "cluster.host_memory_limit": advised[2]}
+    plan = make_plan(load_config(cfg, fewer), MACHINES["cpu"])
+    assert plan.cluster.workers == int(advised[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,6 +146,8 @@ def test_resume_notices_an_s3_input_rewritten_since(tmp_path, cli, bucket) -> No
     with pytest.raises(OutputError) as e:
         cli("--debug", "run", cfg, "--resume")
     assert e.value.changed == ["input.data"]
+    # said as an object store's identity is kept: ETags, not file times or hard links
+    assert "ETag" in str(e.value) and "hard links" not in str(e.value), e.value
 
 
 def test_generate_run_verify_on_s3(tmp_path, cli, bucket) -> None:
@@ -491,3 +493,119 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
     s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
+
+
+@pytest.fixture(scope="module")
+def checking_s3() -> Iterator[dict[str, Any]]:
+    """A moto S3 server that checks credentials (``INITIAL_NO_AUTH_ACTION_COUNT``: its first
+    requests are let through, enough to make a user), with one IAM user allowed everything:
+    the storage_options of that user."""
+    import boto3
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        )
+        iam.create_user(UserName="u")
+        key = iam.create_access_key(UserName="u")["AccessKey"]
+        allow = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [allow]}
+        iam.put_user_policy(UserName="u", PolicyName="all", PolicyDocument=json.dumps(policy))
+        yield {
+            "endpoint_url": url,
+            "key": key["AccessKeyId"],
+            "secret": key["SecretAccessKey"],
+            "anon": False,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_wrong_s3_secret_names_the_store_and_its_credentials(
+    tmp_path, cli, checking_s3, where: str
+) -> None:
+    """A wrong secret on the input came out as 'a store answered PermissionError: Forbidden',
+    naming neither the store nor the input; on the output as 'choose a writable store', where
+    the fix is the credentials. Each line names the store (its URL, no credentials), whether
+    it is the input or the output, and that section's storage_options; plan says the same."""
+    import s3fs
+
+    good = checking_s3
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **good).mkdir(name)
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    from zarr.storage import FsspecStore
+
+    store = FsspecStore.from_url(f"s3://{name}/in.zarr", storage_options=good)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(5, 30))[...] = x
+    bad = {**good, "secret": "WRONGsecretWRONGsecret99"}
+    with pytest.raises(PermissionError):  # the server does check credentials
+        s3fs.S3FileSystem(skip_instance_cache=True, **bad).cat_file(f"{name}/in.zarr/zarr.json")
+    opts = {"input": good, "output": good, where: bad}
+    url = f"s3://{name}/{'in' if where == 'input' else 'out'}.zarr"
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"s3://{name}/in.zarr", "storage_options": opts["input"]},
+        output={"store": f"s3://{name}/out.zarr", "storage_options": opts["output"]},
+    )
+    for command in ("run", "plan"):
+        rc, out, err = cli(command, cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"{where} store {url}" in line, line
+        assert f"credentials in {where}.storage_options" in line, line
+        assert "writable store" not in line, line
+        assert "WRONGsecret" not in out + err and good["secret"] not in out + err
+
+
+def test_an_s3_output_that_is_a_plain_object_is_said_to_be_one(tmp_path, cli, bucket) -> None:
+    """An output key that is one object (a file), not a folder of keys, was refused as "a
+    directory that holds other files (out.zarr, ...)": it is said to be an object, by run,
+    run --overwrite and plan alike, and is kept."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    fs.pipe_file(f"{url}/out.zarr", b"my notes")
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    for args in (("run", cfg), ("run", cfg, "--overwrite"), ("plan", cfg)):
+        rc, _, err = cli(*args)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"{url}/out.zarr is a single object (a file" in line, line
+        assert "directory" not in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.node == "object", e
+    assert fs.cat_file(f"{url}/out.zarr") == b"my notes"

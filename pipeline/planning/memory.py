@@ -189,7 +189,7 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
                 f"cluster.host_memory_limit {bytes_text(explicit)} per worker is more than the "
                 f"{bytes_text(limit)} that the cluster's weakest worker may use (its memory "
                 f"limit): lower it, or start the workers with `--memory-limit "
-                f"{bytes_text(explicit)}`",
+                f"{size_flag(explicit)}`",
                 budget=explicit,
                 worker_memory_limit=limit,
             )
@@ -208,6 +208,24 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
     return _resolve_budget(value, share, 0.8)
 
 
+def at_least(n: int) -> int:
+    """``n`` rounded up to what :func:`bytes_text` shows (two decimals of the unit Dask's
+    ``format_bytes`` picks), so that a size written as it is shown (Dask's ``parse_bytes``,
+    through a float) is never less than ``n``."""
+    for unit in (1 << 50, 1 << 40, 1 << 30, 1 << 20, 1 << 10):
+        if n >= unit * 0.9:
+            shown = math.ceil(n * 100 / unit)
+            while int(float(f"{shown / 100:.2f}") * unit) < n:
+                shown += 1
+            return int(float(f"{shown / 100:.2f}") * unit)
+    return n
+
+
+def size_flag(n: int) -> str:
+    """At least ``n`` bytes as a command line's size takes it ('400.10MiB', one word)."""
+    return bytes_text(at_least(n)).replace(" ", "")
+
+
 def bytes_text(n: int | None) -> str:
     """A byte count as people read it ('1.24 GiB'); 'unlimited' for no budget."""
     from dask.utils import format_bytes
@@ -219,11 +237,77 @@ def bytes_text(n: int | None) -> str:
 # The refusal.
 
 
+@dataclass(frozen=True)
+class Room:
+    """What a refusal may tell a user to change, and how far each budget can go.
+
+    ``joined``: the workers were started outside this run (joined by address, or a caller's
+    client): their threads are theirs (the config's ``cluster.threads_per_worker`` is not
+    used), and on a cluster joined by address their memory limit (``worker_memory_limit``, the
+    weakest worker's) caps ``cluster.host_memory_limit``. Else this run starts ``workers``
+    workers that share ``host_memory`` bytes of RAM. ``gpu_memory``: the smallest GPU's bytes,
+    the most ``cluster.device_memory_limit`` may be (None on the CPU).
+    """
+
+    joined: bool = False
+    workers: int = 1
+    host_memory: int = 0
+    worker_memory_limit: int | None = None
+    gpu_memory: int | None = None
+    backend: str = "cpu"
+
+
+def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> str:
+    """How to give a worker ``need`` bytes of ``kind`` memory, as advice that works when it is
+    followed ('' when no setting can: a block or fewer threads must do)."""
+    if kind == "device":
+        size = at_least(need * per_gpu)
+        if room.gpu_memory is None or size <= room.gpu_memory:
+            per = " per GPU" if per_gpu > 1 else ""
+            return f"raise cluster.device_memory_limit to at least {bytes_text(size)}{per}"
+        return ""
+    size = at_least(need)
+    limit = room.worker_memory_limit
+    if room.joined and limit is not None:
+        if size <= limit:
+            return (
+                f"raise cluster.host_memory_limit to at least {bytes_text(size)} (auto: all of "
+                f"the workers' {bytes_text(limit)} memory limit)"
+            )
+        return (
+            f"start the workers with `--memory-limit {size_flag(size)}` or more (the weakest "
+            f"worker's memory limit, {bytes_text(limit)}, is the most cluster.host_memory_limit "
+            "may be on a joined cluster)"
+        )
+    if size * room.workers <= room.host_memory or not room.host_memory:
+        return f"raise cluster.host_memory_limit to at least {bytes_text(size)}"
+    fewer = room.host_memory // size
+    if fewer < 1:
+        return ""
+    lever = (
+        "cluster.gpus or cluster.workers_per_gpu" if room.backend == "gpu" else "cluster.workers"
+    )
+    return (
+        f"run at most {fewer} worker(s) ({lever}) with cluster.host_memory_limit of at least "
+        f"{bytes_text(size)} (this host's {bytes_text(room.host_memory)} of RAM is shared by "
+        "its workers)"
+    )
+
+
 def does_not_fit(
-    mem: Memory, block: Shape, base: Shape, smaller: Shape | None, threads: int, per_gpu: int
+    mem: Memory,
+    block: Shape,
+    base: Shape,
+    smaller: Shape | None,
+    threads: int,
+    per_gpu: int,
+    room: Room | None = None,
 ) -> str:
     """The refusal of a plan whose memory does not fit, in one line: the sum against the
-    budget (and where the budget comes from), then what would fit."""
+    budget (and where the budget comes from), then what would fit, as the settings of the
+    cluster the plan is for can give it (``room``: a joined cluster's workers are started with
+    their threads and memory limits, a local cluster's take the config's)."""
+    room = room or Room()
     if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
         kind, need, budget = "device", mem.device_per_worker, mem.device_budget
         per_task, task, fixed = mem.device_per_task, mem.device_per_task * 1.1, 0
@@ -243,9 +327,12 @@ def does_not_fit(
         f"{list(block)} {overhead}= {bytes_text(need)} > {bytes_text(budget)}{source}"
     )
     if budget <= fixed:
+        fix = _raise_budget(kind, need, per_gpu, room) or (
+            f"run on a host with more than {bytes_text(need)} of RAM per worker"
+        )
         return (
             f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
-            f"hold a worker process: raise cluster.{kind}_memory_limit above {bytes_text(need)}"
+            f"hold a worker process: {fix}"
         )
     if smaller is not None:
         hint = (
@@ -260,14 +347,21 @@ def does_not_fit(
     else:
         hint = "smaller blocks would not fit either"
     fit_threads = int((budget - fixed) // max(task, 1))
-    levers = (
-        f"cluster.threads_per_worker: {fit_threads} would fit"
-        if 1 <= fit_threads < threads
-        else "lower cluster.threads_per_worker"
-    )
+    if room.joined:
+        levers = (
+            f"start the workers with `--nthreads {fit_threads}`"
+            if 1 <= fit_threads < threads
+            else "start the workers with fewer threads (`--nthreads`)"
+        )
+    else:
+        levers = (
+            f"cluster.threads_per_worker: {fit_threads} would fit"
+            if 1 <= fit_threads < threads
+            else "lower cluster.threads_per_worker"
+        )
     if per_gpu > 1 and kind == "device":
         levers += ", lower cluster.workers_per_gpu"
-    return (
-        f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}, "
-        f"or raise cluster.{kind}_memory_limit"
+    fix = _raise_budget(kind, need, per_gpu, room)
+    return f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}" + (
+        f", or {fix}" if fix else ""
     )

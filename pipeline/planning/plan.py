@@ -519,6 +519,8 @@ class _Context:
     carried: Carried = field(default_factory=Carried)
     cores: int = 1
     """the host's cores (``Facts.cpu_count``)"""
+    room: memory.Room = field(default_factory=memory.Room)
+    """what a refusal of memory may advise (:class:`~pipeline.planning.memory.Room`)"""
 
     @property
     def unpacked(self) -> np.dtype | None:
@@ -588,6 +590,14 @@ def make_plan(
         protocol=protocol,
         carried=kept,
         cores=facts.cpu_count,
+        room=memory.Room(
+            joined=scheduler_threads is not None,
+            workers=workers.count,
+            host_memory=facts.host_total_bytes,
+            worker_memory_limit=None if workers.local else facts.worker_memory_limit,
+            gpu_memory=min((g.total_bytes for g in facts.gpus), default=None),
+            backend=backend,
+        ),
     )
     base = blocks.alignment(info, config.output)
     choice = _choose_block(ctx, base)
@@ -921,7 +931,7 @@ def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
         smaller = blocks.largest_fitting(block, base, lambda b: _choose(ctx, b).memory.fits())
         raise PlanError(
             memory.does_not_fit(
-                mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu
+                mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu, ctx.room
             ),
             block=block,
             block_that_fits=smaller,

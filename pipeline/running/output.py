@@ -167,9 +167,10 @@ def check_parents(plan: Plan) -> None:
     whose metadata does not read, which may be one), which holds no other nodes (zarr-python
     refuses to create one under it, and an output Dataset's group put in its place would drop
     its metadata), or under a local file; or the output
-    path itself a local file, which the pipeline never replaces (OutputError, before anything
-    is written: fields ``output``, ``status`` 'blocked', ``blocking`` (where that node is),
-    ``node`` ('array', 'v2 array', 'damaged': metadata that does not read, or 'file'))."""
+    path itself a local file or a single object of an object store, which the pipeline never
+    replaces (OutputError, before anything is written: fields ``output``, ``status``
+    'blocked', ``blocking`` (where that node is), ``node`` ('array', 'v2 array', 'damaged':
+    metadata that does not read, 'file' or 'object'))."""
     loc = plan.output.location
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
@@ -652,13 +653,13 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
             folder = plan.output.location.join(output_group(plan) or "")
-        some = ", ".join(n for n in listed[:3])
+        some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
             f"its {meta[0]} is not readable Zarr metadata" if meta else "not a Zarr array or group"
         )
         raise OutputError(
-            f"{folder} is a directory that holds other files ({some}, ...), {what}; the "
+            f"{folder} is a directory that holds other files ({some}), {what}; the "
             "pipeline never deletes it, even with --overwrite: choose another output.store or "
             "remove it yourself",
             output=where,
@@ -1456,6 +1457,33 @@ _NAMED = {
 }
 
 
+#: Schemes of object stores, whose objects' identity is their ETag (no file times).
+OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2")
+
+
+def _data_changed(place: str) -> str:
+    """Why the input's data is said to have changed (:func:`_what_changed`), in the words of
+    what the input's identity takes of its files there (:func:`identify_store`): a local
+    folder's file times, an object store's ETags, the stamps an HTTP server or an archive
+    gives. ``place``: where the input is, as the identity records it."""
+    loc = Location.of(place)
+    if loc.is_local:
+        return (
+            "the input's data changed (its files were rewritten, or copied back, or their "
+            "permissions, owner or hard links changed: each file's times say so)"
+        )
+    if loc.protocol in OBJECT_STORES:
+        return (
+            "the input's data changed (its objects were rewritten with other bytes: each "
+            "object's ETag says so)"
+        )
+    return (
+        "the input's data changed (its files were rewritten: the stamps its store gives each "
+        "file say so: an HTTP server's ETag or Last-Modified, an archive member's CRC and the "
+        "archive's times)"
+    )
+
+
 def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list[tuple[str, str]]:
     """What differs between a recorded identity and this plan's (see :func:`stale_parts`)."""
     parts: list[tuple[str, str]] = []
@@ -1466,14 +1494,7 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
         if (old_in[1] or [None])[0] != new_in[1][0]:
             parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
         else:
-            parts.append(
-                (
-                    "input.data",
-                    "the input's data changed (its files were rewritten, or copied back, or "
-                    "their permissions, owner or hard links changed: each file's times say "
-                    "so)",
-                )
-            )
+            parts.append(("input.data", _data_changed(str(new_in[0]))))
     if old.get("coordinates") != new.get("coordinates"):
         parts.append(
             (

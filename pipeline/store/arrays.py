@@ -304,7 +304,14 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
     location.check_url_safe(path)
     # a store whose server lists no folders (HTTP 403 or 404 for the folder's own URL) does
     # not show itself, but its array's metadata does
-    if not location.exists() and not _metadata_shows(location, path):
+    try:
+        shown = location.exists()
+    except Exception as e:  # the store's answer (a wrong secret: S3 answers HEAD with 403)
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise unreadable_store(location, path, failure) from None
+    if not shown and not _metadata_shows(location, path):
         raise InputError(
             f"input store {location} does not exist: fix input.store",
             store=where,
@@ -367,12 +374,14 @@ NODE_WORDS = {
     "array": "a Zarr array",
     "v2 array": "a Zarr v2 array",
     "file": "a file",
+    "object": "a single object (a file, not a folder of keys)",
     "damaged": "a Zarr node whose metadata is not readable",
 }
 NODE_WHY = {
     "array": "only a group holds arrays",
     "v2 array": "only a group holds arrays",
     "file": "no folder can be made in a file",
+    "object": "an object is not a folder",
     "damaged": "it may be an array, which holds no other nodes",
 }
 
@@ -383,7 +392,9 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
     ``.zarray``: only a group holds other nodes, and zarr-python refuses to write under an
     array), or one whose metadata is not readable (:func:`node_type`'s 'damaged'), or, in a
     local store, a file (no folder can be made under it); or ``path`` itself, when it is a
-    local file. (its path in the store, its kind: 'array', 'v2 array', 'damaged' or 'file');
+    local file, or in an object store a single object and no folder of keys (it had been
+    called "a directory that holds other files"). (its path in the store, its kind: 'array',
+    'v2 array', 'damaged', 'file' or 'object');
     None where each of them is a group, a folder or nothing yet. Reads only."""
     parts = [p for p in path.strip("/").split("/") if p]
     for depth in range(len(parts) + 1):
@@ -393,7 +404,7 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
             if os.path.lexists(full) and not os.path.isdir(full):
                 return here, "file"
         if depth == len(parts):  # an array (or group) at ``path`` itself is the output's state
-            return None
+            return (here, "object") if location.is_object(here) else None
         kind = node_type(location, here)
         if kind == "array":
             v3 = location.exists(f"{here}/zarr.json" if here else "zarr.json")

@@ -47,7 +47,9 @@ from pipeline.errors import (
     hide_url_secrets,
     missing_credentials,
     public_url,
+    refused_credentials,
     storage_failure,
+    storage_fix,
 )
 
 _FS_CACHE: dict[str, tuple[Any, Any, str]] = {}
@@ -405,6 +407,19 @@ class Location:
         except Exception:  # one that lists nothing, or refuses to (HTTP 403): not a yes
             return False
 
+    def is_object(self, key: str = "") -> bool:
+        """Whether ``key`` ('' for the store itself) is one stored object (a file) and no
+        folder of keys besides, in a store that is not a local folder (an object store can
+        hold both at one name); False where that cannot be asked."""
+        if self.is_local:
+            return False
+        try:
+            fs, root = self._resolve()
+            path = key_under(root, key)
+            return bool(fs.isfile(path)) and not fs.isdir(path)
+        except Exception:  # a store that cannot tell: what is there is judged later
+            return False
+
     def delete(self, key: str, recursive: bool = False) -> None:
         """Delete ``key``, and with ``recursive`` everything under it; nothing there is fine.
 
@@ -592,13 +607,29 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            message = (
-                f"cannot write to {self.url}: no credentials were found for it: {CREDENTIALS_FIX}"
-                if missing_credentials(e)
-                else f"cannot write to {self.url} ({type(e).__name__}: {e}); choose a "
-                "writable store"
-            )
-            raise OutputError(message, output=self.url) from None
+            raise OutputError(_unwritable(str(self), e), output=self.url) from None
+
+
+def _unwritable(where: str, e: BaseException) -> str:
+    """The line for the output store ``where`` (its public URL) that refused the probe's
+    write with ``e``: credentials missing or refused are fixed in output.storage_options, a
+    store that forbids writing by its permissions or another store, anything else by another
+    store."""
+    if missing_credentials(e):
+        return (
+            f"cannot write to the output store {where}: no credentials were found for it: "
+            f"{CREDENTIALS_FIX}"
+        )
+    failure = storage_failure(e) or f"{type(e).__name__}: {e}"
+    fix = storage_fix(failure, "output")
+    if refused_credentials(failure):
+        return f"cannot write to the output store {where} ({failure}): {fix}"
+    if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
+        return (
+            f"cannot write to the output store {where} ({failure}): {fix}, or choose a "
+            "writable output.store"
+        )
+    return f"cannot write to the output store {where} ({failure}); choose a writable output.store"
 
 
 #: What says a file was rewritten, in the details fsspec's file systems give of it (their
