@@ -31,6 +31,10 @@ def _libc() -> ctypes.CDLL | None:
 pytestmark = pytest.mark.skipif(_libc() is None, reason="glibc's allocator (2.33 or later)")
 
 FRAME = 200 << 10  # an allocation over 128 KiB and far under 4 MiB, as an encoded frame
+#: Of the 40 allocations over the mmap threshold, how many at least are mappings: glibc serves
+#: one from a free chunk of its heap where one is large enough (how many such the imports
+#: left is not fixed), and none below the threshold is.
+MAPPED_MOST = 30
 
 
 def mapped_allocations(n: int = 40) -> dict:
@@ -87,7 +91,9 @@ def test_the_workers_of_a_run_s_own_cluster_take_frames_from_their_heaps() -> No
         callers = list(client.run(mapped_allocations).values())
     assert [w["trim"] for w in own + callers] == ["65536"] * 4  # the nanny's, as distributed sets
     assert [w["mapped"] for w in own] == [0, 0]
-    assert [w["mapped"] for w in callers] == [40, 40]
+    # mappings all but those glibc serves from a free chunk its heap happens to hold (the
+    # fresh-clone suite on a loaded machine saw 39 of 40)
+    assert all(w["mapped"] >= MAPPED_MOST for w in callers), callers
 
 
 PROBE = r"""
@@ -114,5 +120,8 @@ def test_a_process_given_its_own_mmap_threshold_keeps_it(tmp_path, own: bool) ->
     r = run_python([script], tmp_path, environ)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
-    assert got["before"] == 40
-    assert got == {"before": 40, "set": not own, "after": 40 if own else 0}
+    assert got["before"] >= MAPPED_MOST and got["set"] is (not own), got
+    if own:
+        assert got["after"] >= MAPPED_MOST, got
+    else:
+        assert got["after"] == 0, got
