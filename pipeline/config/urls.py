@@ -7,6 +7,8 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+from pipeline.errors import said_option
+
 __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
@@ -267,7 +269,7 @@ def misplaced_options_problem(url: str, options: object) -> str | None:
             continue
         if key not in known_implementations and key not in registry:
             continue
-        names = ", ".join(f"{k}: ..." for k in value) or "..."
+        names = ", ".join(f"{said_option(k)}: ..." for k in value) or "..."
         if chained:
             return (
                 f"storage_options' key {key!r} holds options for fsspec's {key!r} file system, "
@@ -299,7 +301,9 @@ def chain_options_hint(url: str, options: object) -> str | None:
     protocols = [_part_protocol(b) for b in bits]
     if protocols[0] not in known_implementations and protocols[0] not in registry:
         return None  # a local path with '::' in it, not a chain
-    names = [str(k) for k in options if k not in known_implementations and k not in registry]
+    names = [
+        str(said_option(k)) for k in options if k not in known_implementations and k not in registry
+    ]
     if not names:
         return None
     inner = protocols[-1]
