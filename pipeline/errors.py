@@ -91,7 +91,24 @@ def hide_url_passwords(text: str) -> str:
     and nothing it stores (summaries, the output's attributes, its run record, a run's
     identity) shows a store URL's password; a store URL said or stored goes through this
     (:func:`public_url`)."""
-    return _URL_USERINFO.sub(_masked_userinfo, text) if "@" in text else text
+    if "@" not in text:
+        return text
+    return _URL_SLASHED_PASSWORD.sub(_masked_slashed, _URL_USERINFO.sub(_masked_userinfo, text))
+
+
+#: A URL's ``user:password@`` whose password holds '/' (``http://user:pa/ss@host/``), which
+#: :data:`_URL_USERINFO` does not reach (it had been shown whole); not ``host:PORT/path@x``
+#: (a password starting with digits then '/', ``http://host:8080/a@b``, is read as a port).
+_URL_SLASHED_PASSWORD = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*)://([^\s/?#'\"<>@:]*):(?!\d*(?:[/?#\s'\"<>]|$))"
+    r"([^\s?#'\"<>@]*/[^\s?#'\"<>@]*)@"
+)
+
+
+def _masked_slashed(m: re.Match[str]) -> str:
+    if m.group(1).lower() in _NOT_USERINFO:
+        return m.group(0)
+    return f"{m.group(1)}://{m.group(2)}:***@"
 
 
 def hide_url_secrets(text: str) -> str:
@@ -106,6 +123,18 @@ def public_url(url: str) -> str:
     return hide_url_passwords(url)
 
 
+#: What an option's name must look like to be said: a plain identifier.
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def said_option(name: Any) -> Any:
+    """An option's name (a key of ``storage_options``) as it may be said: itself where it is a
+    plain identifier, else ``'***'``. YAML's flow mapping ``{secret:VALUE, key: ...}``, no
+    space after the colon, makes one option NAMED ``secret:VALUE``, which the library's
+    error and a ``repr`` had shown: a name no file system takes is never said."""
+    return name if isinstance(name, str) and _OPTION_NAME.fullmatch(name) else "***"
+
+
 def hidden_options(options: Any) -> Any:
     """A store's ``storage_options`` as a ``repr()`` shows them: every key, and every value
     (at any depth of mappings) as ``***``, whatever its name or type (an empty one, or None,
@@ -113,9 +142,9 @@ def hidden_options(options: Any) -> Any:
     everything holding them (a plan: ``pipeline.plan(cfg)`` ending a notebook's cell) show:
     a ``repr`` has no use for the values and cannot guess which of them are credentials
     (brk76: the key and secret had been displayed). Summaries keep what is not secret
-    (``models._masked``)."""
+    (``models._masked``). A key that is no plain name is hidden too (:func:`said_option`)."""
     if isinstance(options, dict):
-        return {k: hidden_options(v) for k, v in options.items()}
+        return {said_option(k): hidden_options(v) for k, v in options.items()}
     return options if options in ("", None) or options == {} else "***"
 
 

@@ -609,3 +609,34 @@ def test_an_s3_output_that_is_a_plain_object_is_said_to_be_one(tmp_path, cli, bu
     e = refused("run", cfg)
     assert isinstance(e, OutputError) and e.node == "object", e
     assert fs.cat_file(f"{url}/out.zarr") == b"my notes"
+
+
+def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path, cli, bucket) -> None:
+    """``storage_options: {secret:VALUE, key: ...}`` (no space after the colon) makes an
+    option NAMED ``secret:VALUE``: the line said s3fs's ``TypeError: AioSession.__init__()
+    got an unexpected keyword argument 'secret:VALUE'`` (brk82). A name that is no plain
+    identifier is never said: the line names storage_options, an option s3fs does not take,
+    and the YAML fix."""
+    import pipeline
+
+    url, options = bucket
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 4)
+    )[...] = x
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: {url}/in.zarr\n"
+        f"  storage_options: {{endpoint_url: '{options['endpoint_url']}', "
+        "secret:SUPERSECRETVALUE, key: testing, anon: false}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nbackend: cpu\nstages: [{{op: square}}]\n"
+    )
+    for command in ("plan", "run"):
+        rc, out, err = cli(command, cfg)
+        line = one_line_error(err)
+        assert rc == 1 and "input.storage_options" in line, line
+        assert "an option s3fs does not take" in line and "needs a space" in line, line
+        assert "SUPERSECRETVALUE" not in out + err, out + err
+    with pytest.raises(ConfigError) as e:
+        pipeline.plan(cfg)
+    assert "SUPERSECRETVALUE" not in str(e.value) + repr(e.value.data), e.value

@@ -390,3 +390,16 @@ def test_no_blocking_client_call_on_the_main_thread(tmp_path, cli, scheduler, co
         rc, _, err = cli(name, cfg, *extra)
     assert rc == 0, err
     assert seen == [], "\n".join(seen)
+
+
+@pytest.mark.parametrize(
+    "address", ["tcp://user:SCHEDPASS@127.0.0.1:1", "tcp://SCHEDPASS@127.0.0.1:1", "SCHEDPASS@h:1"]
+)
+def test_a_scheduler_address_with_a_password_is_refused_unsaid(address) -> None:
+    """``--scheduler tcp://user:PASS@host:1``: Dask's message, quoted in the line, held
+    ``user:PASS@host:1`` (no scheme, so no URL's password seen to hide: brk82). Dask's
+    comms take no user information: one line refuses it, saying none of it."""
+    error = _join_bounded(address)
+    assert error.reason == "malformed" and "\n" not in str(error), error
+    assert "SCHEDPASS" not in str(error) + repr(error.data), error
+    assert "***@" in str(error) and "does not take" in str(error), error

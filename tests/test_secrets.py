@@ -327,3 +327,78 @@ def test_credentials_in_a_url_that_takes_none_are_refused_unsaid(url: str) -> No
         "s3://bucket/a:b@c/in.zarr",
     ):
         assert Location.of(fine).url == fine
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("s3://AKIDKEY123:s3cr@tPART@b/in.zarr", "s3://b/in.zarr"),
+        ("s3://AKIDKEY123:a/b@tPART@b/in.zarr", "s3://b/in.zarr"),
+        ("zip::s3://AKIDKEY123:s3cr@tPART@b/in.zip", "zip::s3://b/in.zip"),
+        ("gs://TOK@tPART@b/in.zarr", "gs://b/in.zarr"),
+    ],
+)
+def test_a_secret_holding_at_is_hidden_whole_and_advised_without(url: str, plain: str) -> None:
+    """``s3://KEY:s3cr@tPART@bucket/in.zarr``: the user information ran to the first '@', so
+    the line showed ``s3://***@tPART@bucket/...`` and advised ``s3://tPART@bucket/...``,
+    refused again (brk82). It runs to the last '@' before the path: neither is said, and the
+    advice is the bare URL. A path holding '@' or ':' is still no user information."""
+    from pipeline.config import parse_config
+    from pipeline.store.location import Location
+
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"input": {"store": url}, "output": {"store": url}, "stages": [{"op": "square"}]}
+        )
+    text = str(e.value) + repr(e.value.data)
+    assert "tPART" not in text and "AKIDKEY123" not in text and "TOK" not in text, text
+    assert f"give the URL without them, {plain}," in str(e.value), str(e.value)
+    for fine in ("s3://bucket/a:b@c/in.zarr", "zip::s3://bucket/a:b@c.zip", "gs://bucket/a@b"):
+        assert Location.of(fine).url == fine
+
+
+def test_an_azure_password_is_hidden_and_its_container_kept() -> None:
+    """``abfs://cont:KEY@account...``: the line hid the container too (``abfs://***@...``,
+    no credential) and advised the URL without it, another store (brk82). Only the password
+    is hidden and stripped: ``abfs://cont:***@...``, advised ``abfs://cont@...``."""
+    from pipeline.config.urls import url_userinfo_problem
+
+    url = "abfs://cont:S3CR3T987@acct.dfs.core.windows.net/x.zarr"
+    line = url_userinfo_problem(url)
+    assert line is not None and "S3CR3T987" not in line, line
+    assert line.startswith("abfs://cont:***@acct.dfs.core.windows.net/x.zarr "), line
+    assert "without them, abfs://cont@acct.dfs.core.windows.net/x.zarr," in line, line
+    slashed = url_userinfo_problem("abfs://cont:S3/CR3T@987@acct.dfs.core.windows.net/x.zarr")
+    assert slashed is not None and "CR3T" not in slashed and "987" not in slashed, slashed
+    assert "without them, abfs://cont@acct.dfs.core.windows.net/x.zarr," in slashed, slashed
+
+
+def test_a_password_holding_a_slash_is_hidden() -> None:
+    """``http://user:pa/ssPW@host/x``: the password ended at its '/' for the mask, so a
+    Location's repr and str showed it whole (brk82); ``host:8080/a@b`` is no password."""
+    from pipeline.errors import hide_url_secrets
+    from pipeline.store.location import Location
+
+    loc = Location.of("http://user:pa/ssPW@h/x")
+    for text in (repr(loc), str(loc), hide_url_secrets("see http://user:pa/ssPW@h/x here")):
+        assert "ssPW" not in text and "user:***@h/x" in text, text
+    for fine in ("http://host:8080/a@b", "https://h/a:b/c@d", "github://org:repo@ref/x"):
+        assert hide_url_secrets(fine) == fine
+
+
+def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path: Path) -> None:
+    """``storage_options: {secret:VALUE, key: ...}`` (no space after the colon) makes an
+    option NAMED ``secret:VALUE``: ``repr(Config)`` masked the values only, showing it
+    (brk82). An option's name that is no plain identifier is ``***``."""
+    from pipeline.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "input:\n  store: s3://b/in.zarr\n"
+        "  storage_options: {endpoint_url: 'http://127.0.0.1:1', secret:S3CR3T987, key: AK}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    config = load_config(cfg)
+    assert "secret:S3CR3T987" in config.input.storage_options  # YAML's reading, kept
+    for text in (repr(config), str(config), repr(config.input)):
+        assert "S3CR3T987" not in text and "'***': None" in text, text

@@ -7,6 +7,8 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+from pipeline.errors import said_option
+
 __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
@@ -267,7 +269,7 @@ def misplaced_options_problem(url: str, options: object) -> str | None:
             continue
         if key not in known_implementations and key not in registry:
             continue
-        names = ", ".join(f"{k}: ..." for k in value) or "..."
+        names = ", ".join(f"{said_option(k)}: ..." for k in value) or "..."
         if chained:
             return (
                 f"storage_options' key {key!r} holds options for fsspec's {key!r} file system, "
@@ -299,7 +301,9 @@ def chain_options_hint(url: str, options: object) -> str | None:
     protocols = [_part_protocol(b) for b in bits]
     if protocols[0] not in known_implementations and protocols[0] not in registry:
         return None  # a local path with '::' in it, not a chain
-    names = [str(k) for k in options if k not in known_implementations and k not in registry]
+    names = [
+        str(said_option(k)) for k in options if k not in known_implementations and k not in registry
+    ]
     if not names:
         return None
     inner = protocols[-1]
@@ -333,21 +337,39 @@ _CREDENTIAL_OPTIONS = {
 def _userinfo_end(protocol: str, rest: str) -> int:
     """Where the user information of a URL part ``protocol://rest`` ends (the index of its
     '@' in ``rest``), for a protocol that takes none (:data:`_NO_USERINFO`) or no password
-    (:data:`_USER_IS_NAME`); -1 where it has none, or may have one. A secret may hold '/'
-    (an AWS secret key often does: ``s3://KEY:a/b@bucket/``), so a first segment that holds
-    ':', which no bucket's name does, runs to the first '@' after it."""
+    (:data:`_USER_IS_NAME`); -1 where it has none, or may have one. It ends at the LAST '@'
+    of the authority (before the first '/'): a secret may hold '@'
+    (``s3://KEY:s3cr@t@bucket/``, whose part after its first '@' had been shown and advised).
+    A secret may hold '/' too (an AWS secret key often does: ``s3://KEY:a/b@bucket/``), so a
+    first segment that holds ':', which no bucket's name does, runs to the first '@' after
+    it, and on to the last '@' of the segment that '@' is in. A path holding '@' or ':'
+    (``s3://bucket/a:b@c/``) is no user information."""
     p = protocol.lower()
     if p not in _NO_USERINFO and p not in _USER_IS_NAME:
         return -1
     first = rest.split("/", 1)[0]
     colon = first.find(":")
-    if "@" in first and (p in _NO_USERINFO or 0 <= colon < first.find("@")):
-        return first.find("@")
-    if colon >= 0 and p in _NO_USERINFO and p not in ("file", "local"):
-        return rest.find("@", colon)
-    if colon >= 0 and p in _USER_IS_NAME:
-        return rest.find("@", colon)
+    if "@" in first and (p in _NO_USERINFO or 0 <= colon < first.rfind("@")):
+        return first.rfind("@")
+    if colon >= 0 and (p in _USER_IS_NAME or p not in ("file", "local")):
+        at = rest.find("@", colon)
+        if at < 0:
+            return -1
+        slash = rest.find("/", at)
+        return rest.rfind("@", 0, slash if slash >= 0 else len(rest))
     return -1
+
+
+def _password_start(protocol: str, rest: str, end: int) -> int:
+    """Where what :func:`without_userinfo` hides of ``rest`` (a URL part's after its '://',
+    its user information ending at ``end``) begins: after the user and its ':' for a protocol
+    whose user is a name (:data:`_USER_IS_NAME`: ``abfs://CONTAINER:KEY@account``, whose
+    container is no credential), else 0 (all of it: an S3 key id and secret)."""
+    if protocol.lower() in _USER_IS_NAME:
+        colon = rest.find(":", 0, end)
+        if colon >= 0:
+            return colon + 1
+    return 0
 
 
 def url_userinfo(url: str) -> str | None:
@@ -365,12 +387,22 @@ def url_userinfo(url: str) -> str | None:
 
 def without_userinfo(url: str, hidden: str = "***@") -> str:
     """``url`` with the user information of each part that :func:`url_userinfo` refuses
-    replaced by ``hidden`` (``s3://***@bucket/in.zarr``; '' for the URL without it)."""
+    replaced by ``hidden`` (``s3://***@bucket/in.zarr``; '' for the URL without it); where the
+    user is a name (:data:`_USER_IS_NAME`), only its password, the name kept
+    (``abfs://container:***@account...``; ``abfs://container@account...`` without it)."""
     bits = []
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
         end = _userinfo_end(protocol, rest) if sep else -1
-        bits.append(f"{protocol}://{hidden}{rest[end + 1 :]}" if end >= 0 else bit)
+        if end < 0:
+            bits.append(bit)
+            continue
+        start = _password_start(protocol, rest, end)
+        if start:  # the name kept: 'cont:***@' or 'cont@'
+            kept = rest[: start - 1]
+            bits.append(f"{protocol}://{kept}{':' + hidden if hidden else '@'}{rest[end + 1 :]}")
+        else:
+            bits.append(f"{protocol}://{hidden}{rest[end + 1 :]}")
     return "::".join(bits)
 
 

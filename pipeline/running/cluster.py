@@ -828,6 +828,18 @@ def _scheduler_address(address: str) -> str:
     from distributed.comm.addressing import parse_address, unparse_address
     from distributed.comm.registry import get_backend
 
+    scheme_part, sep, rest = address.rpartition("://")
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:  # brk82: Dask's error quoted 'user:PASS@host' whole
+        shown = f"{scheme_part}{sep}***@{authority.rpartition('@')[2]}"
+        raise ClusterError(
+            f"{shown!r} names a user or password before its '@', which a Dask scheduler "
+            "address does not take (Dask's comms carry none): write tcp://HOST:8786 (8786 is "
+            "the scheduler's default port), and secure a scheduler with TLS (tls://, "
+            "distributed's security settings)",
+            address=shown,
+            reason="malformed",
+        )
     problem = _protocol_problem(address)
     if problem is not None:
         raise problem

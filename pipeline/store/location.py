@@ -48,6 +48,7 @@ from pipeline.errors import (
     missing_credentials,
     public_url,
     refused_credentials,
+    said_option,
     storage_failure,
     storage_fix,
 )
@@ -1087,12 +1088,18 @@ def options_problem(
 
     key = f"{setting}.storage_options" if setting else None
     named = key or "the store's storage_options"
-    reason = _without_values(f"{type(error).__name__}: {error}", options)
+    reason = _without_values(_without_names(f"{type(error).__name__}: {error}", options), options)
     try:
         cls = fsspec.get_filesystem_class(_outer_protocol(url))
-        takes = f" as {cls.__module__.split('.')[0]}'s {cls.__name__} takes them"
+        library = cls.__module__.split(".")[0]
+        takes = f" as {library}'s {cls.__name__} takes them"
     except Exception:
-        takes = ""
+        library, takes = "its file system", ""
+    if _unsaid_names(options):  # brk82: {secret:VALUE} made an option named 'secret:VALUE'
+        reason += (
+            f"; '***' is an option {library} does not take, whose name is no plain name and "
+            "is not said (in YAML, 'name: value' needs a space after its colon)"
+        )
     return ConfigError(
         f"{named} make no file system for {public_url(url)} ({reason}): correct {named}{takes}",
         file=None,
@@ -1101,6 +1108,34 @@ def options_problem(
         store=public_url(url),
         reason=reason,
     )
+
+
+def _unsaid_names(options: Any) -> list[str]:
+    """The names in ``options`` (keys of nested mappings too) that are never said
+    (:func:`~pipeline.errors.said_option`: no plain identifier), longest first."""
+    names: set[str] = set()
+
+    def collect(v: Any) -> None:
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if said_option(k) != k:
+                    names.add(str(k))
+                collect(item)
+        elif isinstance(v, (list, tuple, set)):
+            for item in v:
+                collect(item)
+
+    collect(options)
+    return sorted(names, key=len, reverse=True)
+
+
+def _without_names(text: str, options: Any) -> str:
+    """``text`` with every option name that is never said (:func:`_unsaid_names`: YAML's
+    ``{secret:VALUE}`` makes one named ``secret:VALUE``) shown as ``***``."""
+    for name in _unsaid_names(options):
+        if name:
+            text = text.replace(name, "***")
+    return text
 
 
 def _without_values(text: str, options: Any) -> str:
