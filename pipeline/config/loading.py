@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.config.models import Config
 from pipeline.config.urls import (
-    http_fragment,
-    http_query,
+    url_fragment,
+    url_query,
     url_userinfo,
     without_query,
     without_userinfo,
@@ -125,7 +125,7 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         known = known_stages()
         return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
-    if isinstance(got, str) and (http_query(got) or http_fragment(got)) is not None:
+    if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
     if isinstance(got, str) and url_userinfo(got) is not None:
