@@ -92,7 +92,33 @@ def _config(config: ConfigLike) -> Config:
             valid=["a YAML file's path", "a mapping", "a pipeline.Config"],
             suggestion=None,
         )
+    if isinstance(config, str) and _yaml_text(config):
+        raise OptionError(
+            f"the config given is YAML text ({_lines(config)}), not a YAML file's path: pass "
+            "the file's path, a mapping (yaml.safe_load(text)) or a pipeline.Config (the text "
+            "is not said here: it may hold credentials)",
+            option="config",
+            valid=["a YAML file's path", "a mapping", "a pipeline.Config"],
+            suggestion=None,
+        )
     return load_config(os.fspath(config))
+
+
+def _yaml_text(config: str) -> bool:
+    """Whether ``config``, a string given as the config, is YAML text rather than a path: it
+    holds a line break or a NUL (no path does), or it is a flow mapping (``{input: ...}``) that
+    names no file here. ``pipeline.plan(open("c.yaml").read())`` was refused as "config file
+    not found: " followed by the whole text, storage_options' secrets included."""
+    if "\n" in config or "\r" in config or "\0" in config:
+        return True
+    text = config.strip()
+    return text.startswith("{") and text.endswith("}") and not os.path.exists(config)
+
+
+def _lines(text: str) -> str:
+    """How long ``text`` is, in words that say none of it."""
+    n = len(text.splitlines()) or 1
+    return f"{n} line{'s' if n != 1 else ''}, {len(text)} characters"
 
 
 def _kind(value: Any) -> str:

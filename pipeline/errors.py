@@ -50,15 +50,18 @@ class PipelineError(Exception):
         return (type(self), (str(self),), self.__dict__)
 
 
-_URL_QUERY = re.compile(r"(?i)\b(https?://[^\s'\"<>?#]*)\?[^\s'\"<>#]*")
+_URL_QUERY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s'\"<>?#]*)\?[^\s'\"<>#]*")
 
 
 def hide_url_queries(text: str) -> str:
-    """``text`` with the query of every HTTP(S) URL in it shown as ``?...``. The errors of
-    aiohttp (fsspec's HTTP file system) quote the URL they asked for, whose query holds
-    ``storage_options``' ``params``, such as a signed URL's token: no line the pipeline says
-    or stores shows them (an error that said ``cannot open ...: ClientResponseError: 500,
-    ..., url='.../zarr.json?sig=...'`` printed the token)."""
+    """``text`` with the query of every URL in it, whatever its scheme, shown as ``?...``.
+    The errors of aiohttp (fsspec's HTTP file system) quote the URL they asked for, whose
+    query holds ``storage_options``' ``params``, such as a signed URL's token: no line the
+    pipeline says or stores shows them (an error that said ``cannot open ...:
+    ClientResponseError: 500, ..., url='.../zarr.json?sig=...'`` printed the token). An
+    object store's URL with a query (``s3://bkt/out.zarr?X-Amz-Security-Token=...``) is
+    refused by the config, but any line that still quotes one hides it too (a '?' in an
+    object's name is hidden with it: a line may lose a name's tail, never a credential)."""
     return _URL_QUERY.sub(r"\1?...", text) if "?" in text else text
 
 

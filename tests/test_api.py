@@ -676,3 +676,41 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     r = run_python([script], tmp_path)
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last
+
+
+def test_yaml_text_given_as_the_config_is_refused_in_one_line_unsaid(tmp_path, cli) -> None:
+    """``pipeline.plan(open("c.yaml").read())``, the YAML text given where a path goes, was
+    "ConfigError: config file not found: input:\\n  store: ..." quoting the whole text over
+    several lines, storage_options' key and secret included (brk82). The API refuses a string
+    that is YAML text (a line break; a one-line flow mapping naming no file) in one line that
+    says none of it and names the fix; the command line's "config file not found" line quotes
+    no more than one short line of the path it was given."""
+    key, secret = "AKIAYAMLTEXT42", "YAMLTEXTS3CR3T"
+    cfg = {
+        "input": {
+            "store": "s3://bkt/in.zarr",
+            "storage_options": {"key": key, "secret": secret},
+        },
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+    }
+    texts = [yaml.safe_dump(cfg), yaml.safe_dump(cfg, default_flow_style=True).strip()]
+    for text in texts:
+        for call in (pipeline.plan, pipeline.run):
+            with pytest.raises(ConfigError) as e:
+                call(text)
+            message = str(e.value)
+            assert "\n" not in message and key not in message and secret not in message, message
+            assert "YAML text" in message and "yaml.safe_load(text)" in message, message
+            assert e.value.option == "config", e.value.data
+    rc, out, err = cli("plan", texts[0])
+    line = one_line_error(err)
+    assert rc == 1 and "config file not found" in line, line
+    assert key not in out + err and secret not in out + err, out + err
+    long = str(tmp_path / ("x" * 300 + ".yaml"))
+    rc, _, err = cli("plan", long)
+    line = one_line_error(err)
+    assert rc == 1 and "config" in line and long not in line and "(cut: " in line, line
+    missing = str(tmp_path / "missing.yaml")  # a short path: said whole
+    rc, _, err = cli("plan", missing)
+    assert rc == 1 and f"config file not found: {missing} " in err, err

@@ -402,3 +402,34 @@ def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path: Path) -> None:
     assert "secret:S3CR3T987" in config.input.storage_options  # YAML's reading, kept
     for text in (repr(config), str(config), repr(config.input)):
         assert "S3CR3T987" not in text and "'***': None" in text, text
+
+
+def test_a_query_on_any_scheme_s_url_is_hidden_and_local_names_are_kept(tmp_path, cli) -> None:
+    """``hide_url_secrets`` hid only an HTTP(S) URL's query: a line quoting
+    ``s3://bkt/out.zarr?X-Amz-Security-Token=...`` showed the token (brk82). Every scheme's
+    query is hidden now. The config refuses a query on object stores only: a local path's
+    or a file URL's '?' and '#' are characters of a file's name (fsspec's local file system
+    reads them so), and such a run writes the folder so named."""
+    from pipeline.config.urls import url_query_problem
+    from pipeline.errors import hide_url_secrets
+
+    for url in (
+        f"s3://bkt/out.zarr?X-Amz-Security-Token={SECRET}",
+        f"zip::gs://bkt/in.zip?token={SECRET}",
+        f"abfs://cont@acct.dfs.core.windows.net/in.zarr?sv=1&sig={SECRET}",
+    ):
+        said = hide_url_secrets(f"cannot open {url}: failed")
+        assert SECRET not in said and "?..." in said, said
+        problem = url_query_problem(url)
+        assert problem is not None and SECRET not in problem, problem
+        assert "storage_options" in problem and "\n" not in problem, problem
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    zarr.create_array(store=str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    for out in ("o?x=1#y.zarr", "f?x=1#y.zarr"):
+        path = tmp_path / out
+        store = f"file://{path}" if out[0] == "f" else str(path)
+        assert url_query_problem(store) is None
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", store)
+        rc, _, err = cli("run", cfg)
+        assert rc == 0, err
+        assert np.array_equal(zarr.open_array(str(path), mode="r")[...], reference(x))

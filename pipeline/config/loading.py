@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.config.models import Config
 from pipeline.config.urls import (
-    http_fragment,
-    http_query,
+    url_fragment,
+    url_query,
     url_userinfo,
     without_query,
     without_userinfo,
@@ -125,7 +125,7 @@ def _message(err: Mapping[str, Any], data: Any) -> str:
         known = known_stages()
         return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
-    if isinstance(got, str) and (http_query(got) or http_fragment(got)) is not None:
+    if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
     if isinstance(got, str) and url_userinfo(got) is not None:
@@ -312,6 +312,25 @@ def _read_stage_numbers(node: yaml.Node, data: Any) -> None:
                         data["stages"][i][k.value] = float(v.value)
 
 
+#: The most characters of a config's path that a line quotes.
+_PATH_SAID = 120
+
+
+def said_path(path: str) -> str:
+    """``path`` as a line quotes it: whole where it is one line of at most
+    :data:`_PATH_SAID` characters; cut to them where longer; not at all where it spans lines
+    (no file's path does: it is a config's text given as its path, ``pipeline plan "$(cat
+    c.yaml)"``, which was quoted whole, over several lines, credentials included)."""
+    if "\n" in path or "\r" in path:
+        return (
+            f"a path of {len(path.splitlines())} lines ({len(path)} characters, not said "
+            "here): YAML text given as the config's path? Give the YAML file's path"
+        )
+    if len(path) <= _PATH_SAID:
+        return path
+    return f"{path[:_PATH_SAID]}... (cut: {len(path)} characters)"
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read and validate a YAML config file.
 
@@ -332,14 +351,17 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ) from None
     except FileNotFoundError:
         raise ConfigError(
-            f"config file not found: {p} (see configs/ for examples)",
-            file=str(p),
+            f"config file not found: {said_path(str(p))} (see configs/ for examples)",
+            file=said_path(str(p)),
             line=None,
             key=None,
         ) from None
     except OSError as e:
         raise ConfigError(
-            f"cannot read config {p}: {e.strerror}", file=str(p), line=None, key=None
+            f"cannot read config {said_path(str(p))}: {e.strerror}",
+            file=said_path(str(p)),
+            line=None,
+            key=None,
         ) from None
     try:
         node = yaml.compose(text, Loader=_Located)

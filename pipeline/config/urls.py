@@ -12,6 +12,7 @@ from pipeline.errors import said_option
 __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
+    "QUERY_REFUSING_SCHEMES",
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
@@ -21,6 +22,8 @@ __all__ = [
     "http_fragment",
     "http_query",
     "misplaced_options_problem",
+    "url_fragment",
+    "url_query",
     "url_query_problem",
     "url_userinfo",
     "url_userinfo_problem",
@@ -86,16 +89,87 @@ def file_url_problem(url: str) -> str | None:
     )
 
 
-def http_query(url: str) -> tuple[str, str] | None:
-    """(protocol, query) of the first part of ``url`` (alone or in a chain) that is an HTTP(S)
-    URL with a query (``https://host/a.zarr?sig=...``, as signed URLs and Azure SAS tokens
-    look); None where there is none. Only HTTP reads '?' as a query's start: elsewhere
-    (``s3://bucket/a?b.zarr``) it is a character of a name."""
+#: Schemes of file systems that name a store by host (or bucket) and path alone, and take
+#: their credentials from options: a '?' or '#' in such a URL is no query or fragment to them
+#: (s3fs put ``outq.zarr?X-Amz-Security-Token=...`` into every key's name, and the token into
+#: the plan line, the summary and the output's ``zarr.json``; s3fs reads a ``?versionId=``
+#: and gcsfs a ``#generation`` of their own; fsspec's URL parsing of sftp, ftp, hdfs and smb
+#: drops both).
+QUERY_REFUSING_SCHEMES = frozenset(
+    (
+        "s3",
+        "s3a",
+        "gs",
+        "gcs",
+        "az",
+        "abfs",
+        "abfss",
+        "adl",
+        "oss",
+        "sftp",
+        "ssh",
+        "ftp",
+        "hdfs",
+        "webhdfs",
+        "smb",
+    )
+)
+
+_HTTP = ("http", "https")
+
+
+def _part_query(protocol: str, rest: str) -> str | None:
+    """The query of one URL part ``protocol://rest`` as :func:`url_query` finds it: any
+    ``?...`` of an HTTP(S) part; of a part of :data:`QUERY_REFUSING_SCHEMES`, a ``?...`` that
+    holds parameters (a '=' or '&': ``?X-Amz-Security-Token=...``), a lone '?' there being a
+    character of a name (``s3://bucket/out a*b?.zarr``, which s3fs stores as written); None
+    elsewhere (a local path's or file URL's '?' is a character of its name)."""
+    p = protocol.lower()
+    if "?" not in rest or (p not in _HTTP and p not in QUERY_REFUSING_SCHEMES):
+        return None
+    query = rest.partition("?")[2].partition("#")[0]
+    if p in _HTTP or "=" in query or "&" in query:
+        return query
+    return None
+
+
+def _part_fragment(protocol: str, rest: str) -> str | None:
+    """The fragment of one URL part as :func:`url_fragment` finds it: what follows a '#' of
+    an HTTP(S) part or of one of :data:`QUERY_REFUSING_SCHEMES`; None elsewhere."""
+    p = protocol.lower()
+    if "#" in rest and (p in _HTTP or p in QUERY_REFUSING_SCHEMES):
+        return rest.partition("#")[2]
+    return None
+
+
+def url_query(url: str) -> tuple[str, str] | None:
+    """(protocol, query) of the first part of ``url`` (alone or in a chain) that has a query
+    (:func:`_part_query`: an HTTP(S) URL's ``?sig=...``, as signed URLs and Azure SAS tokens
+    look; an object store's ``?X-Amz-Security-Token=...``); None where there is none."""
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
-        if sep and protocol.lower() in ("http", "https") and "?" in rest:
-            return protocol, rest.partition("?")[2].partition("#")[0]
+        query = _part_query(protocol, rest) if sep else None
+        if query is not None:
+            return protocol, query
     return None
+
+
+def url_fragment(url: str) -> tuple[str, str] | None:
+    """(protocol, fragment) of the first part of ``url`` (alone or in a chain) that has a
+    fragment (:func:`_part_fragment`); None where there is none."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        fragment = _part_fragment(protocol, rest) if sep else None
+        if fragment is not None:
+            return protocol, fragment
+    return None
+
+
+def http_query(url: str) -> tuple[str, str] | None:
+    """(protocol, query) of the first part of ``url`` (alone or in a chain) that is an HTTP(S)
+    URL with a query (``https://host/a.zarr?sig=...``); None where there is none."""
+    found = url_query(url)
+    return found if found is not None and found[0].lower() in _HTTP else None
 
 
 def http_fragment(url: str) -> tuple[str, str] | None:
@@ -104,44 +178,85 @@ def http_fragment(url: str) -> tuple[str, str] | None:
     server; None where there is none."""
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
-        if sep and protocol.lower() in ("http", "https") and "#" in rest:
+        if sep and protocol.lower() in _HTTP and "#" in rest:
             return protocol, rest.partition("#")[2]
     return None
 
 
-def without_query(url: str) -> str:
-    """``url`` with the query of each of its HTTP(S) parts shown as ``?...`` (and a fragment
-    as ``#...``): what may be said of such a URL (a query is often a credential, which is
-    never printed or written, and so may be what follows a '#'); its user information (a
-    password, a token, perhaps with a '?' or '#' unencoded in it) as ``***``."""
+def without_query(url: str, hidden: bool = True) -> str:
+    """``url`` with the query of each of its parts that has one (:func:`url_query`: HTTP(S),
+    an object store's) shown as ``?...`` (and a fragment as ``#...``): what may be said of
+    such a URL (a query is often a credential, which is never printed or written, and so may
+    be what follows a '#'); an HTTP part's user information (a password, a token, perhaps
+    with a '?' or '#' unencoded in it) as ``***``. ``hidden=False``: the URL without them at
+    all, as it is to be given."""
     bits = []
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
-        if sep and protocol.lower() in ("http", "https"):
+        if sep and protocol.lower() in _HTTP:
             at, slash = rest.find("@"), rest.find("/")
             if at >= 0 and (slash < 0 or at < slash):  # helper-75: printed up to its '?'
                 rest = f"***@{rest[at + 1 :]}"
                 bit = f"{protocol}://{rest}"
-            if "?" in rest:
-                bit = f"{protocol}://{rest.partition('?')[0]}?..."
-            elif "#" in rest:
-                bit = f"{protocol}://{rest.partition('#')[0]}#..."
+        if sep and _part_query(protocol, rest) is not None:
+            bit = f"{protocol}://{rest.partition('?')[0]}{'?...' if hidden else ''}"
+        elif sep and _part_fragment(protocol, rest) is not None:
+            bit = f"{protocol}://{rest.partition('#')[0]}{'#...' if hidden else ''}"
         bits.append(bit)
     return "::".join(bits)
 
 
+#: Where a store's credentials go instead of its URL's query, as ``storage_options``.
+_QUERY_CREDENTIALS = {
+    "s3": "{key: ..., secret: ..., token: ...} (token: a session token, as "
+    "X-Amz-Security-Token is)",
+    "gs": "{token: ...}",
+    "az": "{account_name: ..., account_key: ...} or {account_name: ..., sas_token: ...}",
+}
+for _p, _q in (("s3a", "s3"), ("gcs", "gs"), ("abfs", "az"), ("abfss", "az"), ("adl", "az")):
+    _QUERY_CREDENTIALS[_p] = _QUERY_CREDENTIALS[_q]
+
+
+def _store_query_problem(url: str, protocol: str, what: str) -> str:
+    """Why ``url``, whose ``protocol`` part (an object store's, not HTTP) has a query or a
+    fragment (``what``), cannot be used: in words that name the fix and never its values."""
+    shown, plain = without_query(url), without_query(url, hidden=False)
+    fix = _QUERY_CREDENTIALS.get(
+        protocol.lower(), "the file system's own options (such as key, secret, token)"
+    )
+    mark = "?" if what == "query" else "#"
+    return (
+        f"{shown} has a {what} ('{mark}...'), which {protocol}:// does not read as one: it "
+        f"would become part of every key's name, and the {what}, often a credential, would be "
+        "said in lines and summaries and stored with the output: give the URL without it, "
+        f"{plain}, and credentials in storage_options: {fix} (never shown in lines or "
+        f"summaries), or in the environment (where '{mark}' is part of the store's name: "
+        "copy the store, or rename it)"
+    )
+
+
 def url_query_problem(url: str, output: bool = False) -> str | None:
-    """Why ``url``, a store's URL with a query in an HTTP(S) part (:func:`http_query`), cannot
-    be used, in words that name the fix and never the query's values; None for any other URL.
+    """Why ``url``, a store's URL with a query (:func:`url_query`) or a fragment
+    (:func:`url_fragment`) in an HTTP(S) or object-store part, cannot be used, in words that
+    name the fix and never the query's values; None for any other URL (a local path or file
+    URL, whose '?' and '#' are characters of a name, as fsspec reads them).
 
     An input's keys go into the URL's path, so a query there would end up before them
     (``in.zarr?sig=X/zarr.json``: fsspec and zarr-python ask for that), and a URL is said in
     summaries, run records and errors, while a query often holds a credential. fsspec's HTTP
     file system sends its ``params`` option (any extra keyword of aiohttp's requests) with
     every request it makes, keys in the path, and ``storage_options`` are masked wherever
-    they are written: that is the fix. The pipeline writes no output over HTTP at all."""
-    found = http_query(url)
+    they are written: that is the fix. The pipeline writes no output over HTTP at all. An
+    object store (s3fs, gcsfs, adlfs) reads no query at all: the keys were written under
+    ``bucket/out.zarr?X-Amz-Security-Token=.../c/0/0``, and the token said and stored; its
+    credentials go in storage_options."""
+    found = url_query(url)
+    if found is not None and found[0].lower() not in _HTTP:
+        return _store_query_problem(url, found[0], "query")
     if found is None:
+        fragment = url_fragment(url)
+        if fragment is not None and fragment[0].lower() not in _HTTP:
+            return _store_query_problem(url, fragment[0], "fragment")
         return _url_fragment_problem(url, output)
     protocol, query = found
     names = [p.partition("=")[0] for p in query.split("&") if "=" in p and p.partition("=")[0]]
