@@ -455,6 +455,32 @@ def test_a_joined_cluster_too_small_for_a_worker_is_told_to_start_its_workers_wi
     assert rc == 0, err
 
 
+def test_a_joined_clusters_fractional_budget_is_advised_as_a_limit_that_plans(
+    tmp_path: Path, cli
+) -> None:
+    """cluster.host_memory_limit: 0.5 on a joined cluster makes the budget half of each
+    worker's `--memory-limit`: a refusal advises the limit whose half holds the plan (not the
+    plan's need itself, which would still be refused), and never fewer threads when one thread
+    does not fit; workers started as it says plan."""
+    make_array(tmp_path / "in.zarr", np.ones((4000, 4000), np.float32), (4000, 4000))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"host_memory_limit": 0.5},
+    )
+    with _dask_cluster(tmp_path, "1GiB", threads=3) as address:
+        rc, _, err = cli("plan", cfg, "--scheduler", address)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "--nthreads" not in line, line
+    advised = re.search(r"start the workers with `--memory-limit (\S+)`", line)
+    assert advised, line
+    with _dask_cluster(tmp_path, advised[1], threads=3) as address:
+        rc, _, err = cli("plan", cfg, "--scheduler", address)
+    assert rc == 0, err
+
+
 def test_a_joined_clusters_threads_are_advised_as_its_workers_own(tmp_path: Path) -> None:
     """On a joined cluster the workers' threads are theirs (cluster.threads_per_worker is not
     used): a refusal names `--nthreads`, and that many threads plan."""

@@ -710,3 +710,41 @@ def test_a_question_mark_in_an_s3_name_is_no_query(tmp_path, cli, bucket) -> Non
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     assert np.array_equal(_zarr_s3(f"{url}/out?.zarr", options)[...], reference(x))
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize("wrong", ["refused", "https", "userinfo"])
+def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
+    tmp_path, cli, bucket, where: str, wrong: str
+) -> None:
+    """An endpoint_url where nothing listens, one of https where the server speaks http, or
+    one with credentials in it: the input said the library's HTTPClientError or "make the
+    store reachable", the output "choose a writable output.store" (brk82 f7). One line now
+    names the section's storage_options endpoint_url, and never the password in it."""
+    url, options = bucket
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    from zarr.storage import FsspecStore
+
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    good = options["endpoint_url"]
+    endpoint = {
+        "refused": f"http://127.0.0.1:{_free_port()}",
+        "https": good.replace("http://", "https://"),
+        "userinfo": good.replace("http://", "http://user:PASSW0RDX@"),
+    }[wrong]
+    sections = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+    }
+    sections[where] = {
+        **sections[where],
+        "storage_options": {**options, "endpoint_url": endpoint},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    rc, _, err = cli("plan", cfg)
+    assert rc != 0, err
+    line = one_line_error(err)
+    assert f"{where}.storage_options endpoint_url" in line, line
+    assert "writable output.store" not in line and "PASSW0RDX" not in line, line
+    assert "HTTPClientError" not in line and "--debug" not in line, line

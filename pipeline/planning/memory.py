@@ -255,6 +255,10 @@ class Room:
     worker_memory_limit: int | None = None
     gpu_memory: int | None = None
     backend: str = "cpu"
+    host_fraction: float | None = None
+    """``cluster.host_memory_limit`` when it is a fraction (of a joined worker's memory limit,
+    or of a local worker's share of RAM): a worker limit advised on a joined cluster must
+    hold the budget after it"""
 
 
 def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> str:
@@ -273,6 +277,19 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> str:
             return (
                 f"raise cluster.host_memory_limit to at least {bytes_text(size)} (auto: all of "
                 f"the workers' {bytes_text(limit)} memory limit)"
+            )
+        fraction = room.host_fraction
+        if fraction is not None and fraction < 1:
+            # the budget is int(limit * fraction): the limit whose fraction holds ``size``
+            whole = math.ceil(size / fraction)
+            while int(whole * fraction) < size:
+                whole += 1
+            return (
+                f"start the workers with `--memory-limit {size_flag(whole)}` or more "
+                f"(cluster.host_memory_limit: {fraction} of it is the budget), or with "
+                f"`--memory-limit {size_flag(size)}` and cluster.host_memory_limit: auto (the "
+                f"weakest worker's memory limit, {bytes_text(limit)}, is the most "
+                "cluster.host_memory_limit may be on a joined cluster)"
             )
         return (
             f"start the workers with `--memory-limit {size_flag(size)}` or more (the weakest "
@@ -347,21 +364,30 @@ def does_not_fit(
     else:
         hint = "smaller blocks would not fit either"
     fit_threads = int((budget - fixed) // max(task, 1))
-    if room.joined:
-        levers = (
-            f"start the workers with `--nthreads {fit_threads}`"
-            if 1 <= fit_threads < threads
-            else "start the workers with fewer threads (`--nthreads`)"
-        )
-    else:
-        levers = (
-            f"cluster.threads_per_worker: {fit_threads} would fit"
-            if 1 <= fit_threads < threads
-            else "lower cluster.threads_per_worker"
-        )
+    levers = []
+    # fewer threads only when one thread fits: else no thread count can help
+    if fit_threads >= 1:
+        if room.joined:
+            levers.append(
+                f"start the workers with `--nthreads {fit_threads}`"
+                if fit_threads < threads
+                else "start the workers with fewer threads (`--nthreads`)"
+            )
+        else:
+            levers.append(
+                f"cluster.threads_per_worker: {fit_threads} would fit"
+                if fit_threads < threads
+                else "lower cluster.threads_per_worker"
+            )
     if per_gpu > 1 and kind == "device":
-        levers += ", lower cluster.workers_per_gpu"
+        levers.append("lower cluster.workers_per_gpu")
     fix = _raise_budget(kind, need, per_gpu, room)
-    return f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {levers}" + (
-        f", or {fix}" if fix else ""
-    )
+    if fix:
+        levers.append(("or " if levers else "") + fix)
+    if not levers:
+        levers.append(
+            f"run on a host with more than {bytes_text(need)} of RAM per worker"
+            if kind == "host"
+            else f"run on a GPU with more than {bytes_text(need * per_gpu)} of memory"
+        )
+    return f"the plan does not fit the {kind} memory budget: {sums}; {hint}; " + ", ".join(levers)

@@ -597,6 +597,11 @@ def make_plan(
             worker_memory_limit=None if workers.local else facts.worker_memory_limit,
             gpu_memory=min((g.total_bytes for g in facts.gpus), default=None),
             backend=backend,
+            host_fraction=(
+                config.cluster.host_memory_limit
+                if isinstance(config.cluster.host_memory_limit, float)
+                else None
+            ),
         ),
     )
     base = blocks.alignment(info, config.output)

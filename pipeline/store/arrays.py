@@ -448,8 +448,9 @@ def unreadable_store(location: Location, path: str, failure: str) -> InputError:
     is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
     store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
     from pipeline.config.urls import chain_options_hint
+    from pipeline.store.location import endpoint_fix
 
-    fix = storage_fix(failure)
+    fix = endpoint_fix(location.storage_options, failure, "input") or storage_fix(failure)
     hint = chain_options_hint(location.url, location.storage_options)
     if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
         fix = f"{fix}; {hint}"

@@ -608,10 +608,12 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            raise OutputError(_unwritable(str(self), e), output=self.url) from None
+            raise OutputError(
+                _unwritable(str(self), e, self.storage_options), output=self.url
+            ) from None
 
 
-def _unwritable(where: str, e: BaseException) -> str:
+def _unwritable(where: str, e: BaseException, options: Any = None) -> str:
     """The line for the output store ``where`` (its public URL) that refused the probe's
     write with ``e``: credentials missing or refused are fixed in output.storage_options, a
     store that forbids writing by its permissions or another store, anything else by another
@@ -623,6 +625,9 @@ def _unwritable(where: str, e: BaseException) -> str:
         )
     failure = storage_failure(e) or f"{type(e).__name__}: {e}"
     fix = storage_fix(failure, "output")
+    unreachable = endpoint_fix(options, failure, "output")
+    if unreachable is not None:
+        return f"cannot write to the output store {where} ({failure}): {unreachable}"
     if refused_credentials(failure):
         return f"cannot write to the output store {where} ({failure}): {fix}"
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
@@ -1036,6 +1041,9 @@ def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any,
     no URL), naming ``setting``'s storage_options."""
     import fsspec
 
+    problem = endpoint_userinfo_problem(url, options, setting)
+    if problem is not None:
+        raise problem
     try:
         fs, root = fsspec.url_to_fs(url, **options)
     except ImportError as e:
@@ -1061,6 +1069,75 @@ def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any,
         else:
             raise options_problem(url, options, setting, e) from None
     return fs, root
+
+
+def _endpoint(options: Any) -> str | None:
+    """The ``endpoint_url`` in ``storage_options`` (or their ``client_kwargs``), if any."""
+    if not isinstance(options, dict):
+        return None
+    for where in (options, options.get("client_kwargs")):
+        if isinstance(where, dict) and isinstance(where.get("endpoint_url"), str):
+            return str(where["endpoint_url"])
+    return None
+
+
+def endpoint_userinfo_problem(
+    url: str, options: dict[str, Any], setting: str
+) -> ConfigError | None:
+    """The ConfigError for an ``endpoint_url`` with credentials in it (``http://user:pw@host``:
+    botocore refuses them with its own words, after a request); the password is not said."""
+    from urllib.parse import urlsplit
+
+    endpoint = _endpoint(options)
+    try:
+        userinfo = endpoint is not None and urlsplit(endpoint).username is not None
+    except ValueError:
+        return None
+    if not userinfo:
+        return None
+    key = f"{setting}.storage_options" if setting else None
+    named = key or "the store's storage_options"
+    return ConfigError(
+        f"{named} endpoint_url {public_url(str(endpoint))} has credentials in it: give the "
+        f"endpoint as scheme://host:port, and the credentials as {named} key and secret",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+    )
+
+
+#: Words of a failure to reach a server at all: nothing listens, its name is not known, or it
+#: speaks no TLS where https was asked (or TLS where http was).
+UNREACHABLE = (
+    "cannot connect to host",
+    "could not connect to the endpoint",
+    "connect timeout",
+    "connection refused",
+    "name or service not known",
+    "ssl validation failed",
+    "wrong version number",
+)
+
+
+def endpoint_fix(options: Any, failure: str, side: str) -> str | None:
+    """Where ``storage_options`` name an ``endpoint_url`` and the store's ``failure``
+    (:func:`storage_failure`) says nothing answered there: the fix, naming the section's
+    endpoint_url and its host (never credentials); else None."""
+    from urllib.parse import urlsplit
+
+    endpoint = _endpoint(options)
+    if endpoint is None or not any(w in failure.lower() for w in UNREACHABLE):
+        return None
+    try:
+        parts = urlsplit(endpoint)
+        host = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        host = "its host"
+    return (
+        f"nothing answers at {side}.storage_options endpoint_url ({host}): correct "
+        f"{side}.storage_options endpoint_url (its host, port, and http or https)"
+    )
 
 
 def _connect(fs: Any) -> None:
