@@ -7,6 +7,7 @@ pipeline talks to it through s3fs exactly as it would to AWS (endpoint_url, key 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -38,14 +39,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """The address of a moto S3 server running in its own process."""
+@contextlib.contextmanager
+def _moto_server(environ: dict[str, str] | None = None) -> Iterator[str]:
+    """A moto S3 server in a process of its own, with ``environ`` (or this process's): its
+    address, once it answers."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=environ,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,6 +65,13 @@ def s3_endpoint() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """The address of a moto S3 server running in its own process."""
+    with _moto_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -502,24 +512,7 @@ def checking_s3() -> Iterator[dict[str, Any]]:
     the storage_options of that user."""
     import boto3
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.2)
+    with _moto_server({**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}) as url:
         iam = boto3.client(
             "iam",
             endpoint_url=url,
@@ -538,9 +531,6 @@ def checking_s3() -> Iterator[dict[str, Any]]:
             "secret": key["SecretAccessKey"],
             "anon": False,
         }
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.parametrize("where", ["input", "output"])

@@ -7,6 +7,8 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.errors import said_option
 
 __all__ = [
@@ -146,22 +148,23 @@ def url_query(url: str) -> tuple[str, str] | None:
     """(protocol, query) of the first part of ``url`` (alone or in a chain) that has a query
     (:func:`_part_query`: an HTTP(S) URL's ``?sig=...``, as signed URLs and Azure SAS tokens
     look; an object store's ``?X-Amz-Security-Token=...``); None where there is none."""
-    for bit in url.split("::"):
-        protocol, sep, rest = bit.partition("://")
-        query = _part_query(protocol, rest) if sep else None
-        if query is not None:
-            return protocol, query
-    return None
+    return _first_part(url, _part_query)
 
 
 def url_fragment(url: str) -> tuple[str, str] | None:
     """(protocol, fragment) of the first part of ``url`` (alone or in a chain) that has a
     fragment (:func:`_part_fragment`); None where there is none."""
+    return _first_part(url, _part_fragment)
+
+
+def _first_part(url: str, found: Callable[[str, str], str | None]) -> tuple[str, str] | None:
+    """(protocol, what ``found(protocol, rest)`` finds) for the first part of ``url`` (alone
+    or in a chain, ``a::b``) with a protocol where it finds something; None where none."""
     for bit in url.split("::"):
         protocol, sep, rest = bit.partition("://")
-        fragment = _part_fragment(protocol, rest) if sep else None
-        if fragment is not None:
-            return protocol, fragment
+        got = found(protocol, rest) if sep else None
+        if got is not None:
+            return protocol, got
     return None
 
 
