@@ -393,6 +393,32 @@ def test_a_client_call_made_for_the_main_thread_runs_on_its_own_and_yields_to_ct
     assert ended.wait(30)  # and it ends on its own thread
 
 
+def test_a_wait_ends_as_its_flag_is_set_not_at_the_next_look(monkeypatch) -> None:
+    """The main thread's waits (a run's graph sent, its results, each client call) end as the
+    thread they wait for sets its ``Done`` flag, not at the next look at it: with looks a
+    minute apart, each returns in seconds. A plain ``Event`` is still looked at, and a wait
+    with a timeout still ends at it."""
+    import threading
+
+    from pipeline.running import waiting
+
+    monkeypatch.setattr(waiting, "STEP", 60.0)
+    for _ in range(3):  # again: the pipe's earlier bytes were read
+        done = waiting.Done()
+        threading.Timer(0.05, done.set).start()
+        t0 = time.monotonic()
+        assert waiting.wait(done, 120) is True
+        assert time.monotonic() - t0 < 30
+    t0 = time.monotonic()
+    assert waiting.call(lambda: "answer", "t-prompt") == "answer"
+    assert time.monotonic() - t0 < 30
+    monkeypatch.setattr(waiting, "STEP", 0.01)
+    plain = threading.Event()
+    threading.Timer(0.05, plain.set).start()
+    assert waiting.wait(plain, 120) is True
+    assert waiting.wait(threading.Event(), 0.05) is False
+
+
 def test_a_close_made_for_the_main_thread_ends_before_its_ctrl_c() -> None:
     """``waiting.call(..., to_the_end=True)``, through which the run closes its clients and a
     local cluster: a Ctrl-C during it is raised only once the close has ended (a close cut

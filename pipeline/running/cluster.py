@@ -560,7 +560,7 @@ class _Startup:
         self.client_: Client | None = None
         self.error: BaseException | None = None
         self.cancelled = threading.Event()
-        self.done = threading.Event()
+        self.done = waiting.Done()
         self._lock = threading.Lock()
         self._begun = False
         self.processes = p.backend == "gpu" or p.protocol != "inproc"
