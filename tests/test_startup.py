@@ -9,6 +9,7 @@ end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -170,6 +171,77 @@ with contextlib.redirect_stdout(io.StringIO()):
     importers = set(log.read_text().split()) if log.exists() else set()
     assert importers <= {"zarr.core.buffer.gpu"}, importers
     assert "pipeline.devices.gpu" not in loaded
+
+
+def test_sending_a_graph_tokenizes_none_of_its_plan_objects(tmp_path: Path, monkeypatch) -> None:
+    """``Client.get`` names a graph by a token of every task in it (``LLGExpr(dsk)._name``):
+    a run's or a generation's tasks are tokenized by their graph's name, never by walking the
+    plan objects they carry (which took 50-170 ms of each GPU run's compute phase on the H200
+    host). Each graph's name is its own; a task pickled and unpickled, as a worker gets it,
+    is the same call."""
+    import pickle
+
+    import dask.tokenize
+    from dask._expr import LLGExpr
+
+    from pipeline.running import generate, graph
+    from pipeline.running.workers import Bound
+    from pipeline.store import grid
+
+    walked: list[str] = []
+    for name in ("_normalize_dataclass", "_normalize_pickle"):
+        plain = getattr(dask.tokenize, name)
+
+        def counted(o, *a, _plain=plain, **k):
+            if not isinstance(o, type):  # a class is pickled by name (LLGExpr's own)
+                walked.append(type(o).__name__)
+            return _plain(o, *a, **k)
+
+        monkeypatch.setattr(dask.tokenize, name, counted)
+    plan = plan_here(load_config(_small_input(tmp_path)))
+    blocks = list(grid.iter_indices(plan.block_grid))
+    assert len(blocks) > 1
+    graphs = [graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, blocks)[0]]
+    graphs.append(graph.block_tasks(plan.source, plan.sink, plan.chain, plan.backend, blocks)[0])
+    sent: list[dict] = []
+    real = generate._workers
+
+    @contextlib.contextmanager
+    def recorded(cp):  # the real workers, each graph they are given recorded
+        with real(cp) as workers:
+            plain = workers.compute
+
+            def compute(dsk, keys, each):
+                sent.append(dsk)
+                return plain(dsk, keys, each)
+
+            workers.compute = compute
+            yield workers
+
+    monkeypatch.setattr(generate, "_workers", recorded)
+    gen = tmp_path / "gen.yaml"
+    gen.write_text(
+        yaml.safe_dump(
+            {
+                "input": {
+                    "store": str(tmp_path / "gen.zarr"),
+                    "generate": {"shape": [8, 64], "shards": [4, 64], "dtype": "float32"},
+                },
+                "output": {"store": str(tmp_path / "gen-out.zarr")},
+                "stages": STAGES,
+                "backend": "cpu",
+            }
+        )
+    )
+    generate.generate_input(load_config(gen), progress="none")
+    graphs.append(sent[0])
+    names = [LLGExpr(dsk)._name for dsk in graphs]
+    assert walked == []
+    assert len(set(names)) == 3
+    task = next(iter(graphs[0].values()))
+    assert isinstance(task[0], Bound)
+    again = pickle.loads(pickle.dumps(task[0]))
+    assert (again.fn, again.name, len(again.args)) == (task[0].fn, task[0].name, 4)
 
 
 @pytest.mark.gpu

@@ -11,7 +11,6 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
-import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pipeline.reporting.progress import Progress
 from pipeline.running import waiting
 from pipeline.running.output import check_writable
 from pipeline.running.tasks import write_unit
-from pipeline.running.workers import Workers, local_workers
+from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
@@ -123,8 +122,8 @@ def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: flo
     process, or a Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
     info = spec.sink.info
     units = list(grid.iter_indices(info.grid))
-    make = functools.partial(generate_unit, spec)
     name = f"pipeline-generate-{uuid.uuid4().hex}"  # a name of its own, as a run's blocks
+    make = Bound(name, generate_unit, spec)
     dsk = {(name, *u): (make, tuple(u)) for u in units}
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with (

@@ -14,7 +14,6 @@ through an explicit ``to_device``/``to_host`` step.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from dask.base import tokenize
 
 from pipeline.planning.plan import Sink, Source
 from pipeline.running import tasks
+from pipeline.running.workers import Bound
 from pipeline.store import grid
 from pipeline.store.grid import Shape
 
@@ -36,11 +36,11 @@ def block_tasks(
     """The graph that writes the blocks at ``indices`` (one task each, with no dependencies),
     and its keys in the order of ``indices``. Each task returns the block's statistics
     (:data:`~pipeline.running.tasks.STATS`)."""
-    run = functools.partial(tasks.run_block, source, sink, chain, backend)
     # a name of this run's own: the keys of a run interrupted on the same client (a notebook)
     # may still be cancelled on the scheduler when the resume submits them, which then gets
     # them cancelled too
-    name = "pipeline-block-" + tokenize(source, sink, chain, backend, uuid.uuid4().hex)
+    name = "pipeline-block-" + uuid.uuid4().hex
+    run = Bound(name, tasks.run_block, source, sink, chain, backend)
     keys = [(name, *i) for i in indices]
     return {k: (run, tuple(i)) for k, i in zip(keys, indices, strict=True)}, keys
 
