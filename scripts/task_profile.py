@@ -155,7 +155,10 @@ def _union(spans: list[tuple[float, float]]) -> float:
 
 def summarise(events: list[tuple[Any, ...]], cpu: list[tuple[float, float]]) -> dict[str, Any]:
     """Each step's count, mean wall ms, summed wall and CPU s, and share of the span covered."""
-    t0, t1 = min(e[2] for e in events), max(e[3] for e in events)
+    # the span of the tasks (not the output's metadata written before them)
+    tasks = [e for e in events if e[0] in ("read_block", "stages", "write_block")] or events
+    t0, t1 = min(e[2] for e in tasks), max(e[3] for e in tasks)
+    events = [e for e in events if t0 <= e[2] and e[3] <= t1]
     by: dict[str, list[tuple[float, float, float]]] = {}
     for label, _, a, b, c in events:
         by.setdefault(label, []).append((a, b, c))
@@ -168,30 +171,87 @@ def summarise(events: list[tuple[Any, ...]], cpu: list[tuple[float, float]]) -> 
             "wall_s": round(sum(walls), 3),
             "cpu_s": round(sum(c for _, _, c in rows), 3),
             "covers": round(_union([(a, b) for a, b, _ in rows]) / (t1 - t0), 3),
+            # fill and drain: from the span's start to this step's first start, and from its
+            # last end to the span's end
+            "first_ms": round(1e3 * (min(a for a, _, _ in rows) - t0), 1),
+            "tail_ms": round(1e3 * (t1 - max(b for _, b, _ in rows)), 1),
         }
     busy = [u for t, u in cpu if t0 <= t <= t1]
     out["host_cpu_busy"] = round(statistics.mean(busy), 3) if busy else None
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-gb", type=float, default=8.0)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--workloads", default="v2-blosc,synthetic")
-    ap.add_argument("--layouts", default="3x4,3x4:nomps")
-    ap.add_argument("--waits", default="auto")
-    ap.add_argument("--backend", default="gpu", help="cpu: a quick check of the script")
-    ap.add_argument("--root", default="/dev/shm/task-profile")
-    ap.add_argument("--out", type=Path, default=Path("task-profile.jsonl"))
-    a = ap.parse_args()
-    wanted = a.workloads.split(",")
+#: (start, end) of each ``runner._compute`` call in this process, on time.monotonic's clock
+_COMPUTE_SPANS: list[tuple[float, float]] = []
+
+
+#: (start, end) of each ``Client.get`` call (the graph sent) in this process
+_SUBMITS: list[tuple[float, float]] = []
+
+
+class _Arrivals:
+    """A worker plugin that records when each of a run's tasks reached the worker and when it
+    began executing, as events ``("arrived"|"executing", pid, t, t, 0.0)``."""
+
+    name = "task-profile-arrivals"
+
+    def setup(self, worker: Any) -> None:
+        pass
+
+    def teardown(self, worker: Any) -> None:
+        pass
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if not str(key).startswith("('pipeline-block"):
+            return
+        if finish == "executing":
+            label = "executing"
+        elif start == "released" and finish in ("waiting", "ready"):
+            label = "arrived"
+        else:
+            return
+        t = time.monotonic()
+        _events().append((label, os.getpid(), t, t, 0.0))
+
+
+def _timed_submit() -> None:
+    """``distributed.Client.get`` wrapped to record its span in :data:`_SUBMITS`."""
+    import distributed
+
+    plain = distributed.Client.get
+
+    def get(*a: Any, **k: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return plain(*a, **k)
+        finally:
+            _SUBMITS.append((t0, time.monotonic()))
+
+    distributed.Client.get = get
+
+
+def _timed_compute() -> None:
+    """``runner._compute`` wrapped to record its span in :data:`_COMPUTE_SPANS`."""
+    plain = runner._compute
+
+    def compute(*a: Any, **k: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return plain(*a, **k)
+        finally:
+            _COMPUTE_SPANS.append((t0, time.monotonic()))
+
+    runner._compute = compute
+
+
+def _profile(a: argparse.Namespace, wanted: list[str], size_gb: float) -> list[dict[str, Any]]:
+    """One input size: its inputs written, each layout's cluster started, its runs profiled."""
     root = Path(a.root)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     inputs: dict[str, data.Workload] = {}
     if {"v2-blosc", "v3-zstd"} & set(wanted):
-        shape, chunks = data.field_shape(a.size_gb)
+        shape, chunks = data.field_shape(size_gb)
         values = data.make_field(shape, os.cpu_count() or 1)
         if "v2-blosc" in wanted:
             inputs["v2-blosc"] = data.write_v2_blosc(root, values, chunks, os.cpu_count() or 1)
@@ -199,12 +259,12 @@ def main() -> None:
             inputs["v3-zstd"] = data.write_v3_default(root, values, chunks, os.cpu_count() or 1)
         del values
     if "synthetic" in wanted:
-        inputs["synthetic"] = data.write_synthetic(root, a.size_gb, False, a.backend)
+        inputs["synthetic"] = data.write_synthetic(root, size_gb, False, a.backend)
     rows: list[dict[str, Any]] = []
     waits = a.waits.split(",")
     for layout in a.layouts.split(","):
-        size, _, flag = layout.partition(":")
-        per_gpu, threads = (int(v) for v in size.split("x"))
+        shape, _, flag = layout.partition(":")
+        per_gpu, threads = (int(v) for v in shape.split("x"))
         section = {"dashboard": "", "workers_per_gpu": per_gpu, "threads_per_worker": threads}
         if flag == "nomps":
             section["mps"] = "off"
@@ -214,6 +274,12 @@ def main() -> None:
         )
         with clusters.pipeline_cluster(pipelines.plan(pipelines.config(doc)).cluster) as client:
             client.run(instrument)
+            from distributed.diagnostics.plugin import WorkerPlugin
+
+            class Arrivals(_Arrivals, WorkerPlugin):
+                pass
+
+            client.register_plugin(Arrivals())
             for key in wanted:
                 w = inputs[key]
                 cfg = pipelines.config(
@@ -231,6 +297,7 @@ def main() -> None:
                         sampler = threading.Thread(target=_cpu_sampler, args=(stop, cpu))
                         sampler.start()
                         summary = runner.run(cfg, opts, client=client)
+                        c0, c1 = _COMPUTE_SPANS[-1]
                         stop.set()
                         sampler.join()
                         events = [e for got in client.run(take).values() for e in got]
@@ -239,21 +306,53 @@ def main() -> None:
                             "layout": layout,
                             "wait": wait,
                             "rep": rep,
+                            "size_gb": size_gb,
+                            "compute_s": round(summary.seconds["compute"], 3),
                             "gbps": round(summary.bytes_in / summary.seconds["compute"] / 1e9, 3),
                             **summarise(events, cpu),
                         }
+                        # the compute phase around the tasks: to the first task's start, and
+                        # from the last task's end (one clock: CLOCK_MONOTONIC on Linux)
+                        t0 = min(e[2] for e in events if e[0] == "read_block")
+                        t1 = max(e[3] for e in events if e[0] == "write_block")
+                        row["before_tasks_ms"] = round(1e3 * (t0 - c0), 1)
+                        row["after_tasks_ms"] = round(1e3 * (c1 - t1), 1)
+                        s0, s1 = _SUBMITS[-1]
+                        row["submit_called_ms"] = round(1e3 * (s0 - c0), 1)
+                        row["submit_returned_ms"] = round(1e3 * (s1 - c0), 1)
+                        for label in ("arrived", "executing"):
+                            ts = [e[2] for e in events if e[0] == label]
+                            if ts:
+                                row[f"first_{label}_ms"] = round(1e3 * (min(ts) - c0), 1)
                         rows.append(row)
                         with a.out.open("a") as f:
                             f.write(json.dumps(row) + "\n")
-    for layout in a.layouts.split(","):
-        for key in wanted:
-            for wait in waits:
-                got = [
-                    r["gbps"]
-                    for r in rows
-                    if (r["layout"], r["workload"], r["wait"]) == (layout, key, wait)
-                ]
-                print(f"{layout:12} {key:10} {wait:6} {statistics.median(got):.2f} GB/s {got}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-gb", default="8", help="GB of input; several: 8,24 (one after another)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workloads", default="v2-blosc,synthetic")
+    ap.add_argument("--layouts", default="3x4,3x4:nomps")
+    ap.add_argument("--waits", default="auto")
+    ap.add_argument("--backend", default="gpu", help="cpu: a quick check of the script")
+    ap.add_argument("--root", default="/dev/shm/task-profile")
+    ap.add_argument("--out", type=Path, default=Path("task-profile.jsonl"))
+    a = ap.parse_args()
+    wanted = a.workloads.split(",")
+    _timed_compute()
+    _timed_submit()
+    rows: list[dict[str, Any]] = []
+    for size_gb in (float(v) for v in a.size_gb.split(",")):
+        rows += _profile(a, wanted, size_gb)
+    for r0 in {(r["size_gb"], r["layout"], r["workload"], r["wait"]): r for r in rows}:
+        got = [
+            r["gbps"] for r in rows if (r["size_gb"], r["layout"], r["workload"], r["wait"]) == r0
+        ]
+        size, layout, key, wait = r0
+        print(f"{size:6} {layout:12} {key:10} {wait:6} {statistics.median(got):.2f} GB/s {got}")
 
 
 if __name__ == "__main__":
