@@ -419,6 +419,41 @@ def test_a_wait_ends_as_its_flag_is_set_not_at_the_next_look(monkeypatch) -> Non
     assert waiting.wait(threading.Event(), 0.05) is False
 
 
+def test_a_wait_ends_as_its_flag_is_set_in_a_process_with_many_files(monkeypatch) -> None:
+    """A process that holds over a thousand open files (a notebook's, say) gets descriptors
+    past ``select``'s limit of 1024: the wait's pipe is one of them, and its waits still end
+    as their flag is set (``select`` raised ``ValueError`` there)."""
+    import resource
+    import threading
+
+    from pipeline.running import waiting
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"this machine allows {hard} open files, not 1200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        monkeypatch.setattr(waiting, "_pipe", None)  # the next wait makes one: past 1024
+        monkeypatch.setattr(waiting, "STEP", 60.0)
+        done = waiting.Done()
+        threading.Timer(0.05, done.set).start()
+        t0 = time.monotonic()
+        assert waiting.wait(done, 120) is True
+        assert time.monotonic() - t0 < 30
+        assert waiting._pipe is not None and waiting._pipe[1] > 1024
+    finally:
+        for fd in held:
+            os.close(fd)
+        if waiting._pipe is not None and waiting._pipe[1] > 1024:
+            os.close(waiting._pipe[1])
+            os.close(waiting._pipe[2])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_a_close_made_for_the_main_thread_ends_before_its_ctrl_c() -> None:
     """``waiting.call(..., to_the_end=True)``, through which the run closes its clients and a
     local cluster: a Ctrl-C during it is raised only once the close has ended (a close cut

@@ -6,8 +6,8 @@ Python code around their locks: an interrupt that lands between a lock's release
 re-acquisition inside them leaves the ``with`` that holds it releasing a lock no one holds, and
 ``RuntimeError: release unlocked lock`` replaces the Ctrl-C (seen once, in a fresh-clone test
 run, while a local cluster started). Here the main thread only reads a flag and waits in
-``select`` on a pipe that a :class:`Done` flag writes to as it is set (so the wait ends at
-once, not at the next look); an interrupt in ``select``, as in ``time.sleep``, leaves no lock
+``poll`` on a pipe that a :class:`Done` flag writes to as it is set (so the wait ends at
+once, not at the next look); an interrupt in ``poll``, as in ``time.sleep``, leaves no lock
 behind.
 
 An interrupt can also land where Python drops every exception (a garbage collector callback,
@@ -42,7 +42,7 @@ STEP = 0.02
 
 class Done(threading.Event):
     """A flag that the main thread's :func:`wait` sees as it is set: setting it also writes a
-    byte to this process's wake-up pipe, which :func:`wait` watches with ``select``."""
+    byte to this process's wake-up pipe, which :func:`wait` watches with ``poll``."""
 
     def set(self) -> None:
         super().set()
@@ -84,11 +84,12 @@ def _pause(seconds: float) -> None:
     """Sleep up to ``seconds``, ended early by a :class:`Done` flag being set; the pipe's
     bytes read, so that the next pause sleeps again."""
     pipe = _wake_pipe()
-    if pipe is None:
+    if pipe is None or not hasattr(select, "poll"):  # poll: no limit on the descriptor's number
         time.sleep(seconds)
         return
-    readable, _, _ = select.select([pipe[0]], [], [], seconds)
-    if readable:
+    poller = select.poll()
+    poller.register(pipe[0], select.POLLIN)
+    if poller.poll(seconds * 1000):
         with contextlib.suppress(OSError):
             os.read(pipe[0], 4096)
 
