@@ -214,34 +214,30 @@ class _Arrivals:
         _events().append((label, os.getpid(), t, t, 0.0))
 
 
+def _timed(owner: Any, name: str, spans: list[tuple[float, float]]) -> None:
+    """``owner.name`` (a function) wrapped to append each call's (start, end) to ``spans``."""
+    plain = getattr(owner, name)
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return plain(*a, **k)
+        finally:
+            spans.append((t0, time.monotonic()))
+
+    setattr(owner, name, timed)
+
+
 def _timed_submit() -> None:
     """``distributed.Client.get`` wrapped to record its span in :data:`_SUBMITS`."""
     import distributed
 
-    plain = distributed.Client.get
-
-    def get(*a: Any, **k: Any) -> Any:
-        t0 = time.monotonic()
-        try:
-            return plain(*a, **k)
-        finally:
-            _SUBMITS.append((t0, time.monotonic()))
-
-    distributed.Client.get = get
+    _timed(distributed.Client, "get", _SUBMITS)
 
 
 def _timed_compute() -> None:
     """``runner._compute`` wrapped to record its span in :data:`_COMPUTE_SPANS`."""
-    plain = runner._compute
-
-    def compute(*a: Any, **k: Any) -> Any:
-        t0 = time.monotonic()
-        try:
-            return plain(*a, **k)
-        finally:
-            _COMPUTE_SPANS.append((t0, time.monotonic()))
-
-    runner._compute = compute
+    _timed(runner, "_compute", _COMPUTE_SPANS)
 
 
 def _profile(a: argparse.Namespace, wanted: list[str], size_gb: float) -> list[dict[str, Any]]:
