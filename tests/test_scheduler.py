@@ -403,3 +403,48 @@ def test_a_scheduler_address_with_a_password_is_refused_unsaid(address) -> None:
     assert error.reason == "malformed" and "\n" not in str(error), error
     assert "SCHEDPASS" not in str(error) + repr(error.data), error
     assert "***@" in str(error) and "does not take" in str(error), error
+
+
+@pytest.mark.parametrize("scheme", ["TCP", "Tcp", "TLS", "UCX", "UCXX", "INPROC", "HTTP"])
+def test_a_protocol_in_capitals_is_refused_in_one_line_naming_the_lower_case(
+    tmp_path, scheduler, scheme: str
+) -> None:
+    """``--scheduler TCP://HOST:PORT`` of a running scheduler: Dask's comm registry is
+    case-sensitive (``get_backend('TCP')``: "unknown address scheme"), and the line said
+    "the TCP:// protocol is not available in this installation; Dask here connects over
+    tcp://, ...". One line says that protocol names are lower case and, where the lower-case
+    address is one Dask here takes, to write it; else what that one meets too (UCX not
+    installed, the dashboard's http://); nothing written, before any connection."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    address = scheduler.replace("tcp://", f"{scheme}://")
+    lowered = scheduler.replace("tcp://", f"{scheme.lower()}://")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=OUTER,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert address in line and "protocol names are lower case" in line, line
+    assert f"the {scheme}:// protocol is not available" not in line, line
+    if scheme.lower() in ("tcp", "tls"):
+        assert line.endswith(f"write {lowered}"), line
+    else:
+        assert "write" not in line and "tcp://, tls://" in line, line
+        assert f"{scheme.lower()}://" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    error = _join_bounded(address)
+    assert (error.reason, error.address, error.protocol) == ("protocol", address, scheme)
+
+
+@pytest.mark.parametrize("address", ["Local", "LOCAL"])
+def test_local_in_capitals_is_told_to_be_written_in_lower_case(address) -> None:
+    """``cluster.scheduler: Local`` is read as a host's name (no port): the malformed line
+    says that ``local``, in lower case, starts a cluster here."""
+    error = _join_bounded(address)
+    assert (error.reason, error.address) == ("malformed", address)
+    assert "local, in lower case" in str(error), error

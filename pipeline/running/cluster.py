@@ -849,13 +849,20 @@ def _scheduler_address(address: str) -> str:
         full = unparse_address(scheme, loc)
         _host_port(full)
     except (ValueError, TypeError) as e:
+        local = " or local, in lower case, to start a cluster here" if _is_local(address) else ""
         raise ClusterError(
             f"{address!r} is not a Dask scheduler address ({e}): write tcp://HOST:8786 (8786 "
-            "is the scheduler's default port; 8787 its dashboard)",
+            f"is the scheduler's default port; 8787 its dashboard){local}",
             address=address,
             reason="malformed",
         ) from None
     return full
+
+
+def _is_local(address: str) -> bool:
+    """Whether ``address`` is cluster.scheduler's ``local`` in other letters (``Local``),
+    which is read as a host's name."""
+    return address.strip().lower() == "local" and address != "local"
 
 
 #: Schemes said first, in this order, among those this installation connects over.
@@ -891,39 +898,65 @@ def _protocol_problem(address: str) -> ClusterError | None:
     cannot connect over, told before connecting: a backend that is registered but not
     usable (``ucx://`` without UCX-Py: its connector is abstract, which had read as a
     scheduler not answering within cluster.timeout), one that is not installed (``ucxx://``
-    without distributed-ucxx), or ``inproc://`` where no listener of this process has that
+    without distributed-ucxx), ``inproc://`` where no listener of this process has that
     address (``inproc://`` reaches only this process; 'not enough values to unpack' had
-    come out of it). None for a usable scheme, an address without one (read as tcp), or
-    http(s) (the dashboard's: the malformed-address line says where the scheduler is)."""
+    come out of it), or one written in capitals (``TCP://``: Dask's protocol names are lower
+    case, and it refuses any other; the line had said that TCP:// was not available, then
+    offered tcp://; :func:`_unusable`). None for a usable scheme, an address without one
+    (read as tcp), or http(s) (the dashboard's: the malformed-address line says where the
+    scheduler is)."""
     scheme, sep, loc = address.partition("://")
     if not sep or scheme in ("http", "https"):
         return None
     usable = usable_protocols()
+    why = _unusable(scheme, loc, usable)
+    if why is None:
+        return None
+    lowered = f"{scheme.lower()}://{loc}"
+    if lowered != address and _unusable(scheme.lower(), loc, usable) is None:
+        fix = f"write {lowered}"  # TCP://HOST:PORT
+    else:
+        fix = (
+            f"Dask here connects over {', '.join(p + '://' for p in usable)}: use the "
+            "scheduler's address in one of them (`dask scheduler` prints it)"
+        )
+    return ClusterError(
+        f"cannot join the Dask scheduler at {address}: {why}; {fix}",
+        address=address,
+        reason="protocol",
+        protocol=scheme,
+        available=usable,
+    )
+
+
+def _unusable(scheme: str, loc: str, usable: list[str]) -> str | None:
+    """Why Dask here cannot connect to the scheduler at ``scheme://loc`` over ``scheme``, in
+    words; None where it can (``usable``: :func:`usable_protocols`). A scheme in capitals is
+    none of Dask's (its comm registry is case-sensitive); the words then say what the
+    lower-case one would meet too (the dashboard's http://, ucx:// without UCX-Py)."""
     if scheme in usable:
         return None
+    low = scheme.lower()
+    if low != scheme:
+        why = f"Dask's protocol names are lower case, and {scheme}:// is none of them"
+        if low in ("http", "https"):
+            return f"{why}; {low}:// is the dashboard's (port 8787), not the scheduler's"
+        then = _unusable(low, loc, usable)
+        return why if then is None else f"{why}; and {then}"
     if scheme == "inproc":
         from distributed.comm.inproc import global_manager
 
         with contextlib.suppress(ValueError):  # not ip/pid/n: no listener's address
             if global_manager.get_listener_for(loc) is not None:
                 return None
-        why = (
+        return (
             "inproc:// reaches only a scheduler of this same process, and none here has that "
             "address (pass the Client of an in-process cluster as pipeline.run's client)"
         )
-    else:
-        why = f"the {scheme}:// protocol is not available in this installation"
-        if scheme.startswith("ucx"):
-            why += " (UCX needs distributed-ucxx-cu13 or -cu12 installed, and ucxx:// addresses)"
-    return ClusterError(
-        f"cannot join the Dask scheduler at {address}: {why}; Dask here connects over "
-        f"{', '.join(p + '://' for p in usable)}: use the scheduler's address in one of them "
-        "(`dask scheduler` prints it)",
-        address=address,
-        reason="protocol",
-        protocol=scheme,
-        available=usable,
-    )
+    why = f"the {scheme}:// protocol is not available in this installation"
+    if scheme.startswith("ucx"):
+        why += " (UCX needs distributed-ucxx-cu13 or -cu12 installed, and ucxx:// addresses)"
+    return why
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
