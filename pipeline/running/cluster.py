@@ -766,7 +766,8 @@ def join(address: str, timeout: float) -> Client:
     """A client of the scheduler at ``address`` that has at least one worker; or ClusterError
     (one line naming the address and the fix; fields ``address`` and ``reason``: 'malformed',
     'protocol' (:func:`_protocol_problem`), 'unreachable', 'http', 'not-dask',
-    'not-scheduler', 'no-workers'), all within ``timeout`` seconds.
+    'not-scheduler', 'no-workers', 'not-running' (:func:`_no_running_worker`: workers, none
+    of them running, paused say)), all within ``timeout`` seconds.
 
     Dask's client waits without end for the handshake of a server that accepts connections
     but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
@@ -812,14 +813,87 @@ def join(address: str, timeout: float) -> Client:
         close_client(client)
         raise
     except TimeoutError:
+        problem = _no_running_worker(client, address, timeout)
         close_client(client)
-        raise ClusterError(
-            f"the scheduler at {address} has no workers; start some with "
-            f"`dask worker {address}` or `dask cuda worker {address}`",
+        raise problem from None
+    return client
+
+
+def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterError:
+    """The one-line error for the scheduler ``address`` that got no running worker within
+    ``timeout`` seconds (``wait_for_workers`` counts only those whose status is 'running'):
+    'no-workers' where it has none; where it has some that are not running (a worker Dask
+    paused for memory, one closing or still starting), 'not-running', saying which, why and
+    what to do, with ``states`` ({status: workers}); the line had said "has no workers" of a
+    paused one. A scheduler lost as it is asked is the ClusterError 'lost'."""
+    start = f"`dask worker {address}` or `dask cuda worker {address}`"
+    try:
+        workers = ask(
+            client,
+            lambda: client.scheduler_info()["workers"],
+            "pipeline-connect",
+            address,
+            "connect",
+        )
+    except ClusterError as e:
+        return e
+    if not workers:
+        return ClusterError(
+            f"the scheduler at {address} has no workers; start some with {start}",
             address=address,
             reason="no-workers",
-        ) from None
-    return client
+        )
+    states: dict[str, int] = {}
+    for w in workers.values():
+        states[str(w.get("status"))] = states.get(str(w.get("status")), 0) + 1
+    n = len(workers)
+    said = " and ".join(f"{k} {_STATUS_WORDS.get(s, s)}" for s, k in sorted(states.items()))
+    whys = []
+    if "paused" in states:
+        whys.append(_paused_why([w for w in workers.values() if w.get("status") == "paused"]))
+    if states.keys() & _CLOSING:
+        whys.append("a retiring or closing worker takes no more tasks")
+    if states.keys() - _CLOSING - {"paused"}:
+        whys.append("a starting worker may be running soon: raise cluster.timeout to wait")
+    more = "or start other workers" if len(whys) > 1 or "paused" in states else "start others"
+    return ClusterError(
+        f"the scheduler at {address} has {n} worker{'s' if n != 1 else ''} but none running "
+        f"within {timeout:g} s ({said}): {'; '.join(whys)}; {more} with {start}",
+        address=address,
+        reason="not-running",
+        states=states,
+        timeout=timeout,
+    )
+
+
+#: A worker's status (distributed.core.Status) as the line says it, where not its own name.
+_STATUS_WORDS = {"closing_gracefully": "retiring"}
+
+#: Statuses of a worker that is closing or gone (distributed.core.Status).
+_CLOSING = frozenset(("closing", "closing_gracefully", "stopping", "stopped", "closed", "failed"))
+
+
+def _paused_why(paused: list[dict[str, Any]]) -> str:
+    """Why Dask paused the ``paused`` workers (their entries in ``scheduler_info``), and what
+    to do: a worker stops taking tasks while its process's memory is over its pause threshold
+    (``distributed.worker.memory.pause``, 0.8 of its ``--memory-limit`` by default), and
+    takes them again once it is under."""
+    from dask.utils import format_bytes
+
+    most = max(paused, key=lambda w: (w.get("metrics") or {}).get("memory") or 0)
+    used, limit = (most.get("metrics") or {}).get("memory"), most.get("memory_limit")
+    holds = ""
+    if isinstance(used, (int, float)) and used > 0:
+        of = f" of its {format_bytes(int(limit))} limit" if limit else ""
+        holds = (
+            f"; {'the fullest' if len(paused) > 1 else 'it'} holds {format_bytes(int(used))}{of}"
+        )
+    return (
+        "Dask pauses a worker whose process's memory is over its pause threshold "
+        f"(distributed.worker.memory.pause, 0.8 of its --memory-limit by default{holds}), "
+        "until it is under again: free what the cluster holds (another client's results), "
+        "or restart the workers with a larger --memory-limit"
+    )
 
 
 def _scheduler_address(address: str) -> str:
