@@ -260,7 +260,8 @@ class ClusterError(PipelineError):
     within the timeout, with ``states``, {Dask's worker status ('paused', 'closing_gracefully',
     ...): workers}), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
-    one workers died running), ``during`` (for 'lost': what the run was doing, 'connect',
+    one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
+    address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run was doing, 'connect',
     'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and
     resumable).
     """

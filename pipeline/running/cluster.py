@@ -430,18 +430,89 @@ def _performance_report(path: str | None, ask: Callable[..., Any]) -> Iterator[N
 
 
 def _result(fut: Any) -> Any:
-    """A task's result; workers that kept dying running it as ClusterError."""
+    """A task's result; workers that kept dying running it as ClusterError
+    (:func:`workers_died`, its advice to read the workers' logs: the run's and
+    ``generate``'s say what to change, :func:`workers_died` again)."""
     from distributed import KilledWorker
 
     try:
         return fut.result()
     except KilledWorker as e:
-        raise ClusterError(
-            f"workers died repeatedly running {e.task}, so the output stays incomplete: check "
-            "worker memory (cluster.host_memory_limit); then `run --resume` finishes the output",
-            reason="workers-died",
-            task=str(e.task),
+        worker = e.last_worker
+        raise workers_died(
+            str(e.task),
+            getattr(worker, "address", None),
+            getattr(worker, "memory_limit", None) or None,
+            e.allowed_failures + 1,
+            "the workers' logs say why",
         ) from None
+
+
+def workers_died(
+    task: str, worker: str | None, memory_limit: int | None, deaths: int, fix: str
+) -> ClusterError:
+    """The one-line ClusterError (``reason`` 'workers-died') of a task that ``deaths``
+    workers, one after another, died running (Dask's ``KilledWorker``, after
+    ``distributed.scheduler.allowed-failures``): the task (``task``, its key), the last
+    worker (``worker``, its address) and its ``memory_limit`` (bytes, None for none), what
+    most likely killed them (memory: a worker's nanny ends it past
+    ``distributed.worker.memory.terminate``, 0.95 of its limit by default, and the system's
+    OOM killer one past the machine's RAM; a crash, such as a segfault, is told by the
+    workers' logs), then ``fix``, what to do. Fields: ``task``, ``worker``, ``memory_limit``,
+    ``deaths``."""
+    from dask.utils import format_bytes
+
+    limit = f", {format_bytes(memory_limit)}" if memory_limit else ""
+    last = f" (the last {worker})" if worker else ""
+    return ClusterError(
+        f"{deaths} worker{'s' if deaths != 1 else ''} died one after another running "
+        f"{_task_said(task)}{last}, most likely out of memory: a worker's nanny ends it past "
+        f"distributed.worker.memory.terminate (0.95 of its memory limit{limit}), the system's "
+        f"OOM killer one past the machine's RAM; {fix}",
+        reason="workers-died",
+        task=task,
+        worker=worker,
+        memory_limit=memory_limit,
+        deaths=deaths,
+    )
+
+
+def memory_advice(cp: Any, memory_limit: int | None, own: bool) -> str:
+    """What gives each task on the cluster the plan ``cp`` (a ``ClusterPlan``) describes more
+    memory, where workers kept dying running one (:func:`workers_died`; the last one's memory
+    limit ``memory_limit``, bytes, or None), by the setting that does on this cluster: where
+    the run started it (``own``), ``cluster.threads_per_worker`` (fewer tasks at once on a
+    worker) and ``cluster.host_memory_limit``; else (joined by address, a caller's client)
+    its workers' own ``--nthreads`` and ``--memory-limit``, which the config does not set."""
+    from dask.utils import format_bytes
+
+    threads = cp.threads_per_worker
+    limit = memory_limit or cp.host_budget
+    now = f" ({format_bytes(limit)} now)" if limit else ""
+    fewer = f"{threads} now: the blocks in memory at once on a worker"
+    if own:
+        more = f"raise cluster.host_memory_limit where the machine has the RAM{now}"
+        if threads > 1:
+            return f"lower cluster.threads_per_worker ({fewer}), or {more}"
+        return f"{more}, or give fewer cluster.workers each more of it"
+    if threads > 1:
+        more = f"fewer threads ({fewer}) or a larger memory limit{now}"
+        return f"start the workers with {more}: `dask worker --nthreads N --memory-limit SIZE`"
+    return f"start the workers with a larger memory limit{now}: `dask worker --memory-limit SIZE`"
+
+
+#: A task key of the pipeline's as a line says it: ('pipeline-block-TOKEN', i, j) is block (i, j).
+_TASK_KEY = re.compile(r"^\('pipeline-(block|generate)-[0-9a-f]+', ([0-9, ]+)\)$")
+
+
+def _task_said(task: str) -> str:
+    """The task ``task`` (its key, as ``str``) as the line says it: 'block (0, 3)' for a run's
+    block, 'the input's unit (0, 3)' for one ``generate`` writes, else 'task KEY'."""
+    m = _TASK_KEY.match(task)
+    if m is None:
+        return f"task {task}"
+    where = "block" if m.group(1) == "block" else "the input's unit"
+    return f"{where} ({m.group(2).strip().rstrip(',')})"
 
 
 def _held_by(who_has: dict[Any, Any]) -> dict[str, int]:
