@@ -261,9 +261,9 @@ class ClusterError(PipelineError):
     ...): workers}), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
-    address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run was doing, 'connect',
-    'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and
-    resumable).
+    address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run
+    was doing, 'connect', 'plan', 'setup' or 'compute'; only 'compute' may leave an output,
+    incomplete and resumable; and ``cause``, the error that said so, in a word or two).
     """
 
 

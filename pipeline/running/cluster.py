@@ -284,10 +284,19 @@ def _accepts(host_port: tuple[str, int], seconds: float) -> bool:
     return True
 
 
-def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
+def lost_scheduler(
+    address: str,
+    during: str,
+    cause: str,
+    unfinished: str = "what it did not finish stays marked unfinished",
+    then: str = "`run --resume` finishes the output",
+) -> ClusterError:
     """The one-line ClusterError of the scheduler ``address`` ('local': a local cluster's)
     lost during the run's phase ``during`` (a key of :data:`DOING`), ``cause`` the error that
-    said so, in a word or two. Fields: ``reason`` 'lost', ``address``, ``during``."""
+    said so, in a word or two. Lost during the work ('compute'), the line says what stays
+    ``unfinished`` and what ``then`` finishes it (a run's output, by default; ``generate``
+    says its own: the input, generated again). Fields: ``reason`` 'lost', ``address``,
+    ``during``, ``cause``."""
     check = ""
     name = "the local cluster's scheduler"
     if address != "local":
@@ -295,13 +304,13 @@ def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
         check = f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`)"
     fix = f"{check}, then run again" if check else "run again"
     if during == "compute":  # the command, which the run asks `run` of (runner._as_run_takes)
-        fix = "what it did not finish stays marked unfinished" + (f": {check}" if check else "")
-        fix += "; then `run --resume` finishes the output"
+        fix = unfinished + (f": {check}" if check else "") + f"; then {then}"
     return ClusterError(
         f"lost {name} {DOING[during]} ({cause}); {fix}",
         address=address,
         reason="lost",
         during=during,
+        cause=cause,
     )
 
 

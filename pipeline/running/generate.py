@@ -72,7 +72,16 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
         waiting.take()
         raise Interrupted("generate", where) from None
     except ClusterError as e:
-        if e.data.get("reason") != "workers-died":
+        d = e.data
+        if d.get("reason") == "lost" and d.get("during") == "compute":  # had said run --resume
+            from pipeline.running.cluster import lost_scheduler
+
+            unfinished = f"the input {where} stays unfinished"
+            lost = lost_scheduler(
+                d["address"], "compute", d["cause"], unfinished, "generate it again"
+            )
+            raise lost from None
+        if d.get("reason") != "workers-died":
             raise
         raise _workers_died(e, cp, where) from None
     return spec.sink.info
