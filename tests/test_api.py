@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 import uuid
 from pathlib import Path
@@ -780,3 +781,49 @@ def test_an_override_inside_a_list_or_a_value_is_one_line(tmp_path: Path, cli) -
     listed.write_text("- a\n- b\n")
     rc, _, err = cli("plan", str(listed), "--scheduler", "tcp://127.0.0.1:9")
     assert rc == 1 and "the config must be a mapping" in one_line_error(err), err
+
+
+@pytest.mark.parametrize("workers", ["none", "paused"])
+def test_a_clients_cluster_without_a_running_worker_is_one_line_not_a_wait(
+    tmp_path: Path, workers: str
+) -> None:
+    """``pipeline.run(cfg, client=client)`` on a cluster with no worker (``LocalCluster(
+    n_workers=0)``), or whose one worker Dask paused for memory (over
+    distributed.worker.memory.pause of its memory limit: 1% here), waited without end for a
+    worker to run its tasks. Within cluster.timeout, the ClusterError a joined scheduler
+    gives: 'no-workers', or 'not-running' saying that its worker is paused and why; nothing
+    written."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out, cluster={"timeout": 2})
+    pause = {"distributed.worker.memory.pause": 0.01} if workers == "paused" else {}
+    with (
+        dask.config.set(pause),
+        LocalCluster(
+            n_workers=0 if workers == "none" else 1,
+            processes=False,
+            memory_limit="2GB",
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if workers == "paused":
+            deadline = time.monotonic() + 60
+            while [w["status"] for w in client.scheduler_info()["workers"].values()] != ["paused"]:
+                assert time.monotonic() < deadline, client.scheduler_info()["workers"]
+                time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(pipeline.ClusterError) as info:
+            pipeline.run(path, client=client)
+    e = info.value
+    assert time.monotonic() - started < 30, e
+    assert len(str(e).splitlines()) == 1, e
+    if workers == "none":
+        assert e.reason == "no-workers" and "has no workers" in str(e), e
+    else:
+        assert e.reason == "not-running" and e.states == {"paused": 1}, e.data
+        assert "(1 paused)" in str(e) and "distributed.worker.memory.pause" in str(e), e
+    assert not out.exists()

@@ -882,21 +882,28 @@ def join(address: str, timeout: float) -> Client:
     except (OSError, TimeoutError) as e:
         raise _unreachable(address, timeout, e) from None
     try:
+        wait_running(client, address, left(), timeout)
+    except ClusterError:
+        close_client(client)
+        raise
+    return client
+
+
+def wait_running(client: Client, address: str, seconds: float, timeout: float) -> None:
+    """Return once the cluster of ``client`` (of the scheduler ``address``) has a running
+    worker, waiting up to ``seconds``; else the ClusterError that says why there is none
+    (:func:`_no_running_worker`, ``timeout`` the seconds it names: cluster.timeout). Asked of
+    a caller's client too, whose cluster without one had kept a run waiting without end."""
+    try:
         ask(
             client,
-            lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)),
+            lambda: client.wait_for_workers(1, timeout=max(seconds, 0.1)),
             "pipeline-connect",
             address,
             "connect",
         )
-    except ClusterError:
-        close_client(client)
-        raise
     except TimeoutError:
-        problem = _no_running_worker(client, address, timeout)
-        close_client(client)
-        raise problem from None
-    return client
+        raise _no_running_worker(client, address, timeout) from None
 
 
 def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterError:

@@ -157,6 +157,8 @@ def _planned(
 
     if client is not None:
         address = client.scheduler.address
+        # a cluster without a running worker (none yet, all paused) had kept the run waiting
+        cluster.wait_running(client, address, config.cluster.timeout, config.cluster.timeout)
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client, address)
