@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import inspect
 import numbers
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from pipeline._version import __version__
 from pipeline.errors import (
@@ -31,10 +33,11 @@ from pipeline.errors import (
     PipelineError,
     PlanError,
     StoreError,
+    said_option,
 )
 
 if TYPE_CHECKING:
-    from pipeline.config import Config, load_config
+    from pipeline.config import Config
     from pipeline.planning.plan import Plan
     from pipeline.reporting.summary import Summary
 
@@ -58,16 +61,18 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
 #: What :func:`run` and :func:`plan` take as a config: a YAML file's path, the same as a
 #: mapping, or a :class:`Config`.
 ConfigLike: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any] | Config"
 
 
 def __getattr__(name: str) -> Any:
-    """``Config`` and ``load_config``, imported on first use: the config's models load pydantic
-    and the stage registry (NumPy), which ``pipeline --help`` and the Dask worker processes
-    (they import the command line's module as their ``__main__``) do not need."""
-    if name in ("Config", "load_config"):
+    """``Config``, imported on first use: the config's models load pydantic and the stage
+    registry (NumPy), which ``pipeline --help`` and the Dask worker processes (they import the
+    command line's module as their ``__main__``) do not need."""
+    if name == "Config":
         from pipeline import config
 
         value = getattr(config, name)
@@ -157,6 +162,156 @@ def _client(client: Any) -> Any:
     return client
 
 
+#: What each function of the API takes, said where a call gives it what it does not take.
+_TAKES = {
+    "plan": "it takes only the config",
+    "run": "it takes the config, then client and the run's options by name",
+    "load_config": "it takes a YAML file's path and overrides (a mapping of dotted keys to "
+    "values, such as {'output.overwrite': True})",
+}
+
+
+def _api(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, a function of the API, refusing a call that its signature does not take (an
+    unknown keyword, an argument too many, a missing or doubled one) with an
+    :class:`OptionError`, one line naming the function, the argument and what it takes, in
+    place of Python's bare ``TypeError``: ``pipeline.plan(cfg, client=client)`` had raised
+    "plan() got an unexpected keyword argument 'client'" (:func:`_argument_problem`)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> T:
+        problem = _argument_problem(fn.__name__, signature, args, kwargs)
+        if problem is not None:  # raised outside bind's handler: no TypeError as its context
+            raise problem
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+def _argument_problem(
+    name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> OptionError | None:
+    """The OptionError for a call of the API's function ``name`` with ``args`` and ``kwargs``
+    that ``signature`` does not take; None where it takes them. Fields: ``option`` (the
+    argument at fault), ``valid`` (the names it takes), ``suggestion`` (the closest of them to
+    an unknown one, or None). No value is said, nor a name that is no plain identifier."""
+    try:
+        signature.bind(*args, **kwargs)
+        return None
+    except TypeError:
+        pass
+    params = list(signature.parameters.values())
+    by_position = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    valid = by_position + [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    call, takes = f"pipeline.{name}()", _TAKES.get(name, f"it takes {', '.join(valid)}")
+
+    def refused(message: str, option: str | None, suggestion: str | None = None) -> OptionError:
+        return OptionError(message, option=option, valid=valid, suggestion=suggestion)
+
+    for arg in by_position[: len(args)]:
+        if arg in kwargs:
+            return refused(f"{call} was given its {arg} twice, by position and by name", arg)
+    if len(args) > len(by_position):
+        n = len(by_position)
+        return refused(
+            f"{call} takes {_NUMBERS.get(n, n)} argument{'s' if n != 1 else ''} by position "
+            f"({', '.join(by_position)}), not {len(args)}: {takes}",
+            None,
+        )
+    for key in kwargs:  # a misspelt name before the argument it left out
+        if key in valid or any(p.kind is p.VAR_KEYWORD for p in params):
+            continue
+        said = said_option(key)
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return refused(
+            f"{call} has no option {said!r}: {hint}{takes}{_elsewhere(name, key)}",
+            said,
+            close[0] if close else None,
+        )
+    for p in params[len(args) :]:
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty and p.name not in kwargs:
+            what = _ARGUMENT.get(p.name, p.name)
+            unknown = [said_option(k) for k in kwargs if k not in valid]
+            close = difflib.get_close_matches(p.name, unknown, n=1)  # run(confg=...)
+            misspelt = f" (is {close[0]!r} it, misspelt?)" if close else ""
+            return refused(f"{call} needs its {p.name}: {what}{misspelt}", p.name)
+    return refused(f"{call}: these arguments do not fit it: {takes}", None)  # not reached
+
+
+_NUMBERS = {1: "one", 2: "two"}
+
+#: Each argument of the API's functions that a call may leave out, in words.
+_ARGUMENT = {
+    "config": "a YAML file's path, a mapping or a pipeline.Config",
+    "path": "the YAML file's path",
+}
+
+
+def _elsewhere(name: str, option: str) -> str:
+    """Where ``option``, which the API's function ``name`` does not take, is taken: words
+    to follow its refusal ('' where no other function takes it)."""
+    if name == "run" or option not in ["client", *_run_options()]:
+        return ""
+    if name == "plan" and option == "client":
+        return (
+            " (client is pipeline.run()'s, which plans the run for the client's workers; "
+            "pipeline.plan plans a run on this machine)"
+        )
+    return f" ({option} is an option of pipeline.run())"
+
+
+def _run_options() -> list[str]:
+    """The keyword options of :func:`run` besides ``client``: the command line's."""
+    from pipeline.running.runner import RunOptions
+
+    return [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
+
+
+@_api
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config file into a :class:`Config` (a :class:`ConfigError`
+    naming the file, line and key for an invalid one). ``overrides`` maps dotted keys
+    (``"output.overwrite"``) to values set after reading, as the command line's flags do. A
+    ``path`` or ``overrides`` of the wrong kind is an :class:`OptionError`."""
+    from pipeline.config import load_config as _load
+
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):  # os.fspath's or pathlib's bare TypeError otherwise
+        mapping = " (a mapping is taken by pipeline.run and pipeline.plan as it is)"
+        raise OptionError(
+            f"pipeline.load_config() takes a YAML file's path, not {_kind(path)}"
+            f"{mapping if isinstance(path, Mapping) else ''}",
+            option="path",
+            valid=["a YAML file's path"],
+            suggestion=None,
+        )
+    if isinstance(path, str) and _yaml_text(path):
+        raise OptionError(
+            f"the path given to pipeline.load_config() is YAML text ({_lines(path)}): pass the "
+            "file's path, or the text as a mapping (yaml.safe_load(text)) to pipeline.run or "
+            "pipeline.plan (the text is not said here: it may hold credentials)",
+            option="path",
+            valid=["a YAML file's path"],
+            suggestion=None,
+        )
+    if overrides is not None and not (
+        isinstance(overrides, Mapping) and all(isinstance(k, str) for k in overrides)
+    ):
+        raise OptionError(
+            "pipeline.load_config() option overrides takes a mapping of dotted keys to values "
+            f"(such as {{'output.overwrite': True}}), not {_kind(overrides)}"
+            f"{' with keys that are not all strings' if isinstance(overrides, Mapping) else ''}",
+            option="overrides",
+            valid=["a mapping of dotted keys to values", "None"],
+            suggestion=None,
+        )
+    return _load(path, overrides)
+
+
+@_api
 def plan(config: ConfigLike) -> Plan:
     """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
     cluster is started, nothing is written). ``config``: as :func:`run` takes it."""
@@ -165,6 +320,7 @@ def plan(config: ConfigLike) -> Plan:
     return plan_here(_config(config))
 
 
+@_api
 def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     """Run the pipeline a config describes, as ``pipeline run`` does; its
     :class:`~pipeline.reporting.summary.Summary` (``status``, ``bytes_in``, ``seconds``...).
@@ -197,9 +353,7 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     from pipeline.running.runner import RunOptions
     from pipeline.running.runner import run as _run
 
-    _check_options(
-        options, [f.name for f in dataclasses.fields(RunOptions) if f.name != "process_ends"]
-    )
+    _check_options(options, ["client", *_run_options()])
     from pipeline.errors import store_answer
 
     opts = RunOptions(**{"progress": "none", **_check_values(options)})

@@ -256,11 +256,14 @@ class ClusterError(PipelineError):
     'malformed', 'did-not-start', 'lost', 'workers-died', 'closed' for a closed
     ``distributed.Client`` given to :func:`pipeline.run`, 'protocol' for a scheduler address
     whose protocol Dask here cannot connect over, with ``protocol`` and ``available``, the
-    ones it can), ``address`` (the scheduler's, or
+    ones it can, 'not-running' for a joined scheduler whose workers are none of them running
+    within the timeout, with ``states``, {Dask's worker status ('paused', 'closing_gracefully',
+    ...): workers}), ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
-    one workers died running), ``during`` (for 'lost': what the run was doing, 'connect',
-    'plan', 'setup' or 'compute'; only 'compute' may leave an output, incomplete and
-    resumable).
+    one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
+    address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run
+    was doing, 'connect', 'plan', 'setup' or 'compute'; only 'compute' may leave an output,
+    incomplete and resumable; and ``cause``, the error that said so, in a word or two).
     """
 
 

@@ -412,9 +412,17 @@ class External:
 
 
 @contextlib.contextmanager
-def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
+def external_cluster(
+    tmp: Path,
+    nworkers: int = 2,
+    scheduler_env: dict[str, str] | None = None,
+    worker_args: tuple[str, ...] = (),
+    worker_env: dict[str, str] | None = None,
+) -> Iterator[External]:
     """A scheduler and ``nworkers`` single-thread workers (nanny processes), each a real
-    process started with Dask's own command line; all killed at the end."""
+    process started with Dask's own command line; all killed at the end. ``scheduler_env``
+    and ``worker_env`` are added to their environments (Dask's config, a preload's), and
+    ``worker_args`` to the workers' command line."""
     sched_file = tmp / "scheduler.json"
     log_s = open(tmp / "scheduler.log", "w")  # noqa: SIM115
     log_w = open(tmp / "workers.log", "w")  # noqa: SIM115
@@ -435,7 +443,7 @@ def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
         ],
         stdout=log_s,
         stderr=subprocess.STDOUT,
-        **common,
+        **{**common, "env": {**env(), **(scheduler_env or {})}},
     )
     workers = None
     try:
@@ -458,10 +466,11 @@ def external_cluster(tmp: Path, nworkers: int = 2) -> Iterator[External]:
                 "--nthreads",
                 "1",
                 "--no-dashboard",
+                *worker_args,
             ],
             stdout=log_w,
             stderr=subprocess.STDOUT,
-            **common,
+            **{**common, "env": {**env(), **(worker_env or {})}},
         )
         from distributed import Client
 

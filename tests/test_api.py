@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 import uuid
 from pathlib import Path
@@ -714,3 +715,115 @@ def test_yaml_text_given_as_the_config_is_refused_in_one_line_unsaid(tmp_path, c
     missing = str(tmp_path / "missing.yaml")  # a short path: said whole
     rc, _, err = cli("plan", missing)
     assert rc == 1 and f"config file not found: {missing} " in err, err
+
+
+def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path) -> None:
+    """``pipeline.plan(cfg, client=client)`` raised Python's bare "plan() got an unexpected
+    keyword argument 'client'", ``pipeline.run(cfg, client)`` "takes 1 positional argument but
+    2 were given", ``pipeline.load_config(None)`` os.fspath's "expected str, bytes or
+    os.PathLike object" and ``load_config(cfg, overrides=3)`` an AttributeError: each public
+    function refuses what it does not take with an OptionError (a TypeError), one line
+    naming the function, the argument and what it takes; nothing is written."""
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    calls: list[tuple[Any, tuple[Any, ...], dict[str, Any], str | None, list[str]]] = [
+        (pipeline.plan, (path,), {"client": None}, "client", ["pipeline.run()", "client"]),
+        (pipeline.plan, (path,), {"overwrite": True}, "overwrite", ["pipeline.run()"]),
+        (pipeline.plan, (path, None), {}, None, ["by position", "only the config"]),
+        (pipeline.plan, (), {}, "config", ["needs its config"]),
+        (pipeline.plan, (), {"confg": path}, "confg", ["did you mean 'config'"]),
+        (pipeline.run, (), {"confg": path}, "config", ["needs its config", "'confg'"]),
+        (pipeline.run, (path, None), {}, None, ["by position", "by name"]),
+        (pipeline.run, (), {"overwrite": True}, "config", ["needs its config"]),
+        (pipeline.run, (path,), {"config": path}, "config", ["twice"]),
+        (pipeline.run, (path,), {"clinet": None}, "clinet", ["did you mean 'client'"]),
+        (pipeline.load_config, (path,), {"client": None}, "client", ["pipeline.run()"]),
+        (pipeline.load_config, (path, {}, None), {}, None, ["by position"]),
+        (pipeline.load_config, (None,), {}, "path", ["YAML file's path", "None"]),
+        (pipeline.load_config, (3,), {}, "path", ["builtins.int"]),
+        (pipeline.load_config, (b"run.yaml",), {}, "path", ["builtins.bytes"]),
+        (pipeline.load_config, ({"input": {}},), {}, "path", ["pipeline.run"]),
+        (pipeline.load_config, (path.read_text(),), {}, "path", ["YAML text"]),
+        (pipeline.load_config, (path,), {"overrides": 3}, "overrides", ["mapping"]),
+        (pipeline.load_config, (path, [("a", 1)]), {}, "overrides", ["mapping"]),
+        (pipeline.load_config, (path, {1: 2}), {}, "overrides", ["not all strings"]),
+    ]
+    for fn, args, kwargs, option, words in calls:
+        with pytest.raises(pipeline.OptionError) as info:
+            fn(*args, **kwargs)
+        e = info.value
+        message = str(e)
+        assert isinstance(e, TypeError) and e.option == option, (fn, args, kwargs, e.data, e)
+        assert len(message.splitlines()) == 1 and f"{fn.__name__}()" in message, message
+        assert all(w in message for w in words), (words, message)
+        assert str(tmp_path) not in message, message  # no argument's value is said
+    assert not out.exists()
+    assert pipeline.load_config(path, {"output.overwrite": True}).output.overwrite
+
+
+def test_an_override_inside_a_list_or_a_value_is_one_line(tmp_path: Path, cli) -> None:
+    """An override whose dotted key runs through a list (``stages.0.factor``) or a value
+    (``input.store.x``), and a command-line flag's override of a file that is no mapping
+    (``pipeline plan list.yaml --scheduler ...``), had raised "'list' object has no attribute
+    'setdefault'": one ConfigError line naming the key, or the file's own refusal."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    for key, words in [
+        ("stages.0.factor", "stages holds a list"),
+        ("input.store.x", "input.store holds a value"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            pipeline.load_config(path, {key: 2})
+        assert info.value.key == key and words in str(info.value), info.value
+        assert len(str(info.value).splitlines()) == 1
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    rc, _, err = cli("plan", str(listed), "--scheduler", "tcp://127.0.0.1:9")
+    assert rc == 1 and "the config must be a mapping" in one_line_error(err), err
+
+
+@pytest.mark.parametrize("workers", ["none", "paused"])
+def test_a_clients_cluster_without_a_running_worker_is_one_line_not_a_wait(
+    tmp_path: Path, workers: str
+) -> None:
+    """``pipeline.run(cfg, client=client)`` on a cluster with no worker (``LocalCluster(
+    n_workers=0)``), or whose one worker Dask paused for memory (over
+    distributed.worker.memory.pause of its memory limit: 1% here), waited without end for a
+    worker to run its tasks. Within cluster.timeout, the ClusterError a joined scheduler
+    gives: 'no-workers', or 'not-running' saying that its worker is paused and why; nothing
+    written."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out, cluster={"timeout": 2})
+    pause = {"distributed.worker.memory.pause": 0.01} if workers == "paused" else {}
+    with (
+        dask.config.set(pause),
+        LocalCluster(
+            n_workers=0 if workers == "none" else 1,
+            processes=False,
+            memory_limit="2GB",
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if workers == "paused":
+            deadline = time.monotonic() + 60
+            while [w["status"] for w in client.scheduler_info()["workers"].values()] != ["paused"]:
+                assert time.monotonic() < deadline, client.scheduler_info()["workers"]
+                time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(pipeline.ClusterError) as info:
+            pipeline.run(path, client=client)
+    e = info.value
+    assert time.monotonic() - started < 30, e
+    assert len(str(e).splitlines()) == 1, e
+    if workers == "none":
+        assert e.reason == "no-workers" and "has no workers" in str(e), e
+    else:
+        assert e.reason == "not-running" and e.states == {"paused": 1}, e.data
+        assert "(1 paused)" in str(e) and "distributed.worker.memory.pause" in str(e), e
+    assert not out.exists()

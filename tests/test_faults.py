@@ -31,7 +31,14 @@ import zarr
 
 import pipeline
 from pipeline.errors import ConfigError, InputError, OutputError, StoreError
-from tests.conftest import STAGES, make_array, read_array, reference, write_config
+from tests.conftest import (
+    STAGES,
+    generated_config,
+    make_array,
+    read_array,
+    reference,
+    write_config,
+)
 from tests.faultkit import (
     cli_process,
     env,
@@ -111,6 +118,93 @@ def test_a_killed_worker_is_replaced_and_the_output_is_right(tmp_path: Path) -> 
     assert status(tmp_path / "out.zarr") == "complete"
     y = read_array(tmp_path / "out.zarr")
     assert np.array_equal(y, expected(x), equal_nan=True)
+
+
+#: The environment of processes whose Dask workers die as a task starts (tests/dying_worker.py,
+#: loaded as a preload by Dask's config), two deaths allowed for a task, not four.
+DIES = {
+    "DASK_DISTRIBUTED__WORKER__PRELOAD": '["tests.dying_worker"]',
+    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+}
+
+
+@pytest.mark.parametrize("cluster", ["joined", "local"])
+def test_workers_that_keep_dying_say_what_likely_killed_them_and_the_output_resumes(
+    tmp_path: Path, cluster: str
+) -> None:
+    """Workers that die, one after another, running a block (Dask's KilledWorker): a joined
+    cluster's, each ended by its nanny past its memory limit, had been told to "check worker
+    memory (cluster.host_memory_limit)", a setting that cannot give them more than their own
+    `--memory-limit`. The line says how many died running which block, that memory most
+    likely killed them (the nanny's distributed.worker.memory.terminate, the OOM killer), and
+    the setting that gives a block more on that cluster: a joined one's workers'
+    `--memory-limit` (and `--nthreads`), a local one's cluster.threads_per_worker and
+    cluster.host_memory_limit; the output stays incomplete (its local workers here killed by
+    SIGKILL, as by the OOM killer), and `run --resume` finishes it."""
+    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        chunking={"block": [1, 64]},
+        cluster={"workers": 1, "threads_per_worker": 2, "protocol": "tcp", "dashboard": ""},
+    )
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
+    if cluster == "joined":
+        with external_cluster(
+            tmp_path,
+            nworkers=1,
+            scheduler_env={k: v for k, v in DIES.items() if "SCHEDULER" in k},
+            worker_args=("--memory-limit", "600MB", "--preload", "tests.dying_worker"),
+            worker_env={"WORKER_DIES_BY": "memory"},
+        ) as ext:
+            done = subprocess.run(
+                [*argv, "--scheduler", ext.address], capture_output=True, text=True, env=env()
+            )
+        log = (tmp_path / "workers.log").read_text()
+        assert "exceeded 95% memory budget" in log, log[-3000:]  # its nanny ended it
+    else:
+        dying = {**env(), **DIES, "WORKER_DIES_BY": "kill"}
+        done = subprocess.run(argv, capture_output=True, text=True, env=dying, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    said = [ln for ln in done.stderr.splitlines() if not ln.startswith("dashboard: ")]
+    line = one_line_error("\n".join(said))  # a joined cluster's dashboard is said first
+    assert re.search(r"2 workers died one after another running block \(\d+, 0\)", line), line
+    assert "most likely out of memory" in line, line
+    assert "distributed.worker.memory.terminate" in line and "OOM killer" in line, line
+    if cluster == "joined":
+        assert "larger memory limit (572.20 MiB now)" in line and "--memory-limit" in line, line
+        assert "cluster.host_memory_limit" not in line, line
+    else:
+        assert "lower cluster.threads_per_worker (2 now" in line, line
+        assert "raise cluster.host_memory_limit" in line, line
+    assert line.endswith("then `run --resume` finishes the output"), line
+    assert "KilledWorker" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert status(tmp_path / "out.zarr") == "incomplete"
+    assert markers(tmp_path / "out.zarr") < 8
+    resumed = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(tmp_path / "out.zarr") == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
+def test_workers_that_keep_dying_while_generating_say_to_generate_again(tmp_path: Path) -> None:
+    """Workers that die generating the input had been told that "`run --resume` finishes the
+    output": the line says that the input stays unfinished, what gives a task more memory,
+    and to generate it again, which then makes it whole."""
+    generate = {"shape": [8, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    cluster = {"workers": 1, "threads_per_worker": 1, "protocol": "tcp", "dashboard": ""}
+    cfg = generated_config(tmp_path, generate, cluster=cluster)
+    argv = [sys.executable, "-m", "pipeline", "generate", str(cfg), "--progress", "none"]
+    dying = {**env(), **DIES, "WORKER_DIES_BY": "kill"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=dying, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    line = one_line_error(done.stderr)
+    assert "2 workers died one after another running the input's unit (" in line, line
+    assert "stays unfinished" in line and line.endswith("then generate it again"), line
+    assert "raise cluster.host_memory_limit" in line and "--resume" not in line, line
+    again = subprocess.run(argv, capture_output=True, text=True, env=env(), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -293,3 +293,25 @@ def test_the_commands_lost_scheduler_has_its_fields(tmp_path, command) -> None:
     assert isinstance(e, ClusterError), e
     assert (e.reason, e.address, e.during) == ("lost", address, during)
     _nothing_written(tmp_path, command)
+
+
+def test_a_scheduler_lost_while_generating_says_to_generate_the_input_again(tmp_path) -> None:
+    """``generate`` whose scheduler dies as the units are submitted (``update-graph``) had
+    said "what it did not finish stays marked unfinished ...; then `run --resume` finishes
+    the output": the line says that the input stays unfinished and to generate it again,
+    and generating it again (here on a local cluster) makes it."""
+    with dying_cluster(tmp_path, "update-graph:1") as address, dask.config.set(DASK):
+        cfg = _command_config(tmp_path, "generate", address)
+        e = error_of("generate", cfg)
+    assert isinstance(e, ClusterError), e
+    assert (e.reason, e.address, e.during) == ("lost", address, "compute"), e.data
+    assert f"the input {tmp_path / 'gen.zarr'} stays unfinished" in str(e), e
+    assert str(e).endswith("then generate it again") and "--resume" not in str(e), e
+    local = write_config(
+        tmp_path,
+        tmp_path / "gen.zarr",
+        tmp_path / "out.zarr",
+        "local.yaml",
+        input={"generate": {"shape": [60, 40], "chunks": [20, 40], "dtype": "float32", "seed": 1}},
+    )
+    assert error_of("generate", local) is None

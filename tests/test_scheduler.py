@@ -403,3 +403,147 @@ def test_a_scheduler_address_with_a_password_is_refused_unsaid(address) -> None:
     assert error.reason == "malformed" and "\n" not in str(error), error
     assert "SCHEDPASS" not in str(error) + repr(error.data), error
     assert "***@" in str(error) and "does not take" in str(error), error
+
+
+@pytest.mark.parametrize("scheme", ["TCP", "Tcp", "TLS", "UCX", "UCXX", "INPROC", "HTTP"])
+def test_a_protocol_in_capitals_is_refused_in_one_line_naming_the_lower_case(
+    tmp_path, scheduler, scheme: str
+) -> None:
+    """``--scheduler TCP://HOST:PORT`` of a running scheduler: Dask's comm registry is
+    case-sensitive (``get_backend('TCP')``: "unknown address scheme"), and the line said
+    "the TCP:// protocol is not available in this installation; Dask here connects over
+    tcp://, ...". One line says that protocol names are lower case and, where the lower-case
+    address is one Dask here takes, to write it; else what that one meets too (UCX not
+    installed, the dashboard's http://); nothing written, before any connection."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    address = scheduler.replace("tcp://", f"{scheme}://")
+    lowered = scheduler.replace("tcp://", f"{scheme.lower()}://")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=OUTER,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert address in line and "protocol names are lower case" in line, line
+    assert f"the {scheme}:// protocol is not available" not in line, line
+    if scheme.lower() in ("tcp", "tls"):
+        assert line.endswith(f"write {lowered}"), line
+    else:
+        assert "write" not in line and "tcp://, tls://" in line, line
+        assert f"{scheme.lower()}://" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    error = _join_bounded(address)
+    assert (error.reason, error.address, error.protocol) == ("protocol", address, scheme)
+
+
+@pytest.mark.parametrize("address", ["Local", "LOCAL"])
+def test_local_in_capitals_is_told_to_be_written_in_lower_case(address) -> None:
+    """``cluster.scheduler: Local`` is read as a host's name (no port): the malformed line
+    says that ``local``, in lower case, starts a cluster here."""
+    error = _join_bounded(address)
+    assert (error.reason, error.address) == ("malformed", address)
+    assert "local, in lower case" in str(error), error
+
+
+@contextlib.contextmanager
+def _one_worker_cluster(log: Path, **worker_env: str) -> Iterator[str]:
+    """The address of a `dask scheduler` with one `dask worker` process (2 GB memory limit),
+    the worker started with ``worker_env`` added to its environment (Dask's config)."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    out = log.open("w")
+    dask = [sys.executable, "-m", "dask"]
+    procs = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=out,
+            stderr=out,
+            env=env(),
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert procs[0].poll() is None and time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.2)
+        worker = [*dask, "worker", address, "--nthreads", "1", "--no-dashboard"]
+        procs.append(
+            subprocess.Popen(
+                [*worker, "--memory-limit", "2GB"],
+                stdout=out,
+                stderr=out,
+                env={**env(), **worker_env},
+            )
+        )
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(30)
+        out.close()
+
+
+def _worker_status(address: str, status: str) -> None:
+    """Wait until the one worker of the scheduler ``address`` has ``status``."""
+    from distributed import Client
+
+    with Client(address, timeout="30s") as c:
+        deadline = time.monotonic() + 60
+        while True:
+            states = [w["status"] for w in c.scheduler_info()["workers"].values()]
+            if states == [status]:
+                return
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("state", ["paused", "retiring"])
+def test_a_scheduler_whose_workers_are_not_running_says_so(tmp_path, state: str) -> None:
+    """A joined scheduler whose one worker Dask has paused for memory (its process over
+    distributed.worker.memory.pause of its --memory-limit: 1% here) was refused with "the
+    scheduler ... has no workers; start some": the client waits for a *running* worker. The
+    line says that it has a worker, not running, why (paused: its memory, its limit and the
+    setting; retiring: it takes no more tasks) and what to do; reason 'not-running', its
+    ``states``; nothing written."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 3}
+    )
+    pause = {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.01"} if state == "paused" else {}
+    with _one_worker_cluster(tmp_path / "dask.log", **pause) as address:
+        if state == "retiring":  # closing_gracefully, kept: as while its data moves away
+            from distributed import Client
+
+            with Client(address, timeout="30s") as c:
+                c.wait_for_workers(1, timeout=60)
+                c.retire_workers(close_workers=False, remove=False)
+        _worker_status(address, "paused" if state == "paused" else "closing_gracefully")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=tmp_path,
+        )
+        error = _join_bounded(address)
+    assert proc.returncode == 1, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert "has no workers" not in line and "1 worker but none running" in line, line
+    assert f"(1 {state})" in line and f"dask worker {address}" in line, line
+    if state == "paused":
+        assert "distributed.worker.memory.pause" in line and "--memory-limit" in line, line
+        assert "of its 1.86 GiB limit" in line, line
+    else:
+        assert "takes no more tasks" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    assert (error.reason, error.address) == ("not-running", address), error
+    assert error.states == {"paused" if state == "paused" else "closing_gracefully": 1}

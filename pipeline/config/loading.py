@@ -380,10 +380,28 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     data = data if data is not None else {}
     if node is not None:
         _read_stage_numbers(node, data)
-    for dotted, value in (overrides or {}).items():
-        target = data
+    for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
+        target = data  # (a file that is no mapping is refused as one by parse_config)
         *parents, last = dotted.split(".")
-        for k in parents:
+        for i, k in enumerate(parents):
             target = target.setdefault(k, {})
+            if not isinstance(target, dict):  # a list's index (stages.0.factor), a value's part
+                held = ".".join(parents[: i + 1])
+                mark = positions.get(tuple(parents[: i + 1]))
+                at = f":{mark.line + 1}" if mark is not None else ""
+                fix = (
+                    "set it in the file, or pass the config to pipeline.run as a mapping "
+                    "(yaml.safe_load) with the change made"
+                    if isinstance(target, list)
+                    else f"check the key, or write {held} in the file as a mapping of keys"
+                )
+                raise ConfigError(
+                    f"{p}{at}: {held} holds "
+                    f"{'a list' if isinstance(target, list) else 'a value'}, not a mapping of "
+                    f"keys, so the override {dotted!r} cannot be set in it: {fix}",
+                    file=str(p),
+                    line=mark.line + 1 if mark is not None else None,
+                    key=dotted,
+                )
         target[last] = value
     return parse_config(data, str(p), positions)

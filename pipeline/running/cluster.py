@@ -284,10 +284,19 @@ def _accepts(host_port: tuple[str, int], seconds: float) -> bool:
     return True
 
 
-def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
+def lost_scheduler(
+    address: str,
+    during: str,
+    cause: str,
+    unfinished: str = "what it did not finish stays marked unfinished",
+    then: str = "`run --resume` finishes the output",
+) -> ClusterError:
     """The one-line ClusterError of the scheduler ``address`` ('local': a local cluster's)
     lost during the run's phase ``during`` (a key of :data:`DOING`), ``cause`` the error that
-    said so, in a word or two. Fields: ``reason`` 'lost', ``address``, ``during``."""
+    said so, in a word or two. Lost during the work ('compute'), the line says what stays
+    ``unfinished`` and what ``then`` finishes it (a run's output, by default; ``generate``
+    says its own: the input, generated again). Fields: ``reason`` 'lost', ``address``,
+    ``during``, ``cause``."""
     check = ""
     name = "the local cluster's scheduler"
     if address != "local":
@@ -295,13 +304,13 @@ def lost_scheduler(address: str, during: str, cause: str) -> ClusterError:
         check = f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`)"
     fix = f"{check}, then run again" if check else "run again"
     if during == "compute":  # the command, which the run asks `run` of (runner._as_run_takes)
-        fix = "what it did not finish stays marked unfinished" + (f": {check}" if check else "")
-        fix += "; then `run --resume` finishes the output"
+        fix = unfinished + (f": {check}" if check else "") + f"; then {then}"
     return ClusterError(
         f"lost {name} {DOING[during]} ({cause}); {fix}",
         address=address,
         reason="lost",
         during=during,
+        cause=cause,
     )
 
 
@@ -430,18 +439,89 @@ def _performance_report(path: str | None, ask: Callable[..., Any]) -> Iterator[N
 
 
 def _result(fut: Any) -> Any:
-    """A task's result; workers that kept dying running it as ClusterError."""
+    """A task's result; workers that kept dying running it as ClusterError
+    (:func:`workers_died`, its advice to read the workers' logs: the run's and
+    ``generate``'s say what to change, :func:`workers_died` again)."""
     from distributed import KilledWorker
 
     try:
         return fut.result()
     except KilledWorker as e:
-        raise ClusterError(
-            f"workers died repeatedly running {e.task}, so the output stays incomplete: check "
-            "worker memory (cluster.host_memory_limit); then `run --resume` finishes the output",
-            reason="workers-died",
-            task=str(e.task),
+        worker = e.last_worker
+        raise workers_died(
+            str(e.task),
+            getattr(worker, "address", None),
+            getattr(worker, "memory_limit", None) or None,
+            e.allowed_failures + 1,
+            "the workers' logs say why",
         ) from None
+
+
+def workers_died(
+    task: str, worker: str | None, memory_limit: int | None, deaths: int, fix: str
+) -> ClusterError:
+    """The one-line ClusterError (``reason`` 'workers-died') of a task that ``deaths``
+    workers, one after another, died running (Dask's ``KilledWorker``, after
+    ``distributed.scheduler.allowed-failures``): the task (``task``, its key), the last
+    worker (``worker``, its address) and its ``memory_limit`` (bytes, None for none), what
+    most likely killed them (memory: a worker's nanny ends it past
+    ``distributed.worker.memory.terminate``, 0.95 of its limit by default, and the system's
+    OOM killer one past the machine's RAM; a crash, such as a segfault, is told by the
+    workers' logs), then ``fix``, what to do. Fields: ``task``, ``worker``, ``memory_limit``,
+    ``deaths``."""
+    from dask.utils import format_bytes
+
+    limit = f", {format_bytes(memory_limit)}" if memory_limit else ""
+    last = f" (the last {worker})" if worker else ""
+    return ClusterError(
+        f"{deaths} worker{'s' if deaths != 1 else ''} died one after another running "
+        f"{_task_said(task)}{last}, most likely out of memory: a worker's nanny ends it past "
+        f"distributed.worker.memory.terminate (0.95 of its memory limit{limit}), the system's "
+        f"OOM killer one past the machine's RAM; {fix}",
+        reason="workers-died",
+        task=task,
+        worker=worker,
+        memory_limit=memory_limit,
+        deaths=deaths,
+    )
+
+
+def memory_advice(cp: Any, memory_limit: int | None, own: bool) -> str:
+    """What gives each task on the cluster the plan ``cp`` (a ``ClusterPlan``) describes more
+    memory, where workers kept dying running one (:func:`workers_died`; the last one's memory
+    limit ``memory_limit``, bytes, or None), by the setting that does on this cluster: where
+    the run started it (``own``), ``cluster.threads_per_worker`` (fewer tasks at once on a
+    worker) and ``cluster.host_memory_limit``; else (joined by address, a caller's client)
+    its workers' own ``--nthreads`` and ``--memory-limit``, which the config does not set."""
+    from dask.utils import format_bytes
+
+    threads = cp.threads_per_worker
+    limit = memory_limit or cp.host_budget
+    now = f" ({format_bytes(limit)} now)" if limit else ""
+    fewer = f"{threads} now: the blocks in memory at once on a worker"
+    if own:
+        more = f"raise cluster.host_memory_limit where the machine has the RAM{now}"
+        if threads > 1:
+            return f"lower cluster.threads_per_worker ({fewer}), or {more}"
+        return f"{more}, or give fewer cluster.workers each more of it"
+    if threads > 1:
+        more = f"fewer threads ({fewer}) or a larger memory limit{now}"
+        return f"start the workers with {more}: `dask worker --nthreads N --memory-limit SIZE`"
+    return f"start the workers with a larger memory limit{now}: `dask worker --memory-limit SIZE`"
+
+
+#: A task key of the pipeline's as a line says it: ('pipeline-block-TOKEN', i, j) is block (i, j).
+_TASK_KEY = re.compile(r"^\('pipeline-(block|generate)-[0-9a-f]+', ([0-9, ]+)\)$")
+
+
+def _task_said(task: str) -> str:
+    """The task ``task`` (its key, as ``str``) as the line says it: 'block (0, 3)' for a run's
+    block, 'the input's unit (0, 3)' for one ``generate`` writes, else 'task KEY'."""
+    m = _TASK_KEY.match(task)
+    if m is None:
+        return f"task {task}"
+    where = "block" if m.group(1) == "block" else "the input's unit"
+    return f"{where} ({m.group(2).strip().rstrip(',')})"
 
 
 def _held_by(who_has: dict[Any, Any]) -> dict[str, int]:
@@ -766,7 +846,8 @@ def join(address: str, timeout: float) -> Client:
     """A client of the scheduler at ``address`` that has at least one worker; or ClusterError
     (one line naming the address and the fix; fields ``address`` and ``reason``: 'malformed',
     'protocol' (:func:`_protocol_problem`), 'unreachable', 'http', 'not-dask',
-    'not-scheduler', 'no-workers'), all within ``timeout`` seconds.
+    'not-scheduler', 'no-workers', 'not-running' (:func:`_no_running_worker`: workers, none
+    of them running, paused say)), all within ``timeout`` seconds.
 
     Dask's client waits without end for the handshake of a server that accepts connections
     but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
@@ -801,25 +882,105 @@ def join(address: str, timeout: float) -> Client:
     except (OSError, TimeoutError) as e:
         raise _unreachable(address, timeout, e) from None
     try:
+        wait_running(client, address, left(), timeout)
+    except ClusterError:
+        close_client(client)
+        raise
+    return client
+
+
+def wait_running(client: Client, address: str, seconds: float, timeout: float) -> None:
+    """Return once the cluster of ``client`` (of the scheduler ``address``) has a running
+    worker, waiting up to ``seconds``; else the ClusterError that says why there is none
+    (:func:`_no_running_worker`, ``timeout`` the seconds it names: cluster.timeout). Asked of
+    a caller's client too, whose cluster without one had kept a run waiting without end."""
+    try:
         ask(
             client,
-            lambda: client.wait_for_workers(1, timeout=max(left(), 0.1)),
+            lambda: client.wait_for_workers(1, timeout=max(seconds, 0.1)),
             "pipeline-connect",
             address,
             "connect",
         )
-    except ClusterError:
-        close_client(client)
-        raise
     except TimeoutError:
-        close_client(client)
-        raise ClusterError(
-            f"the scheduler at {address} has no workers; start some with "
-            f"`dask worker {address}` or `dask cuda worker {address}`",
+        raise _no_running_worker(client, address, timeout) from None
+
+
+def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterError:
+    """The one-line error for the scheduler ``address`` that got no running worker within
+    ``timeout`` seconds (``wait_for_workers`` counts only those whose status is 'running'):
+    'no-workers' where it has none; where it has some that are not running (a worker Dask
+    paused for memory, one closing or still starting), 'not-running', saying which, why and
+    what to do, with ``states`` ({status: workers}); the line had said "has no workers" of a
+    paused one. A scheduler lost as it is asked is the ClusterError 'lost'."""
+    start = f"`dask worker {address}` or `dask cuda worker {address}`"
+    try:
+        workers = ask(
+            client,
+            lambda: client.scheduler_info()["workers"],
+            "pipeline-connect",
+            address,
+            "connect",
+        )
+    except ClusterError as e:
+        return e
+    if not workers:
+        return ClusterError(
+            f"the scheduler at {address} has no workers; start some with {start}",
             address=address,
             reason="no-workers",
-        ) from None
-    return client
+        )
+    states: dict[str, int] = {}
+    for w in workers.values():
+        states[str(w.get("status"))] = states.get(str(w.get("status")), 0) + 1
+    n = len(workers)
+    said = " and ".join(f"{k} {_STATUS_WORDS.get(s, s)}" for s, k in sorted(states.items()))
+    whys = []
+    if "paused" in states:
+        whys.append(_paused_why([w for w in workers.values() if w.get("status") == "paused"]))
+    if states.keys() & _CLOSING:
+        whys.append("a retiring or closing worker takes no more tasks")
+    if states.keys() - _CLOSING - {"paused"}:
+        whys.append("a starting worker may be running soon: raise cluster.timeout to wait")
+    more = "or start other workers" if len(whys) > 1 or "paused" in states else "start others"
+    return ClusterError(
+        f"the scheduler at {address} has {n} worker{'s' if n != 1 else ''} but none running "
+        f"within {timeout:g} s ({said}): {'; '.join(whys)}; {more} with {start}",
+        address=address,
+        reason="not-running",
+        states=states,
+        timeout=timeout,
+    )
+
+
+#: A worker's status (distributed.core.Status) as the line says it, where not its own name.
+_STATUS_WORDS = {"closing_gracefully": "retiring"}
+
+#: Statuses of a worker that is closing or gone (distributed.core.Status).
+_CLOSING = frozenset(("closing", "closing_gracefully", "stopping", "stopped", "closed", "failed"))
+
+
+def _paused_why(paused: list[dict[str, Any]]) -> str:
+    """Why Dask paused the ``paused`` workers (their entries in ``scheduler_info``), and what
+    to do: a worker stops taking tasks while its process's memory is over its pause threshold
+    (``distributed.worker.memory.pause``, 0.8 of its ``--memory-limit`` by default), and
+    takes them again once it is under."""
+    from dask.utils import format_bytes
+
+    most = max(paused, key=lambda w: (w.get("metrics") or {}).get("memory") or 0)
+    used, limit = (most.get("metrics") or {}).get("memory"), most.get("memory_limit")
+    holds = ""
+    if isinstance(used, (int, float)) and used > 0:
+        of = f" of its {format_bytes(int(limit))} limit" if limit else ""
+        holds = (
+            f"; {'the fullest' if len(paused) > 1 else 'it'} holds {format_bytes(int(used))}{of}"
+        )
+    return (
+        "Dask pauses a worker whose process's memory is over its pause threshold "
+        f"(distributed.worker.memory.pause, 0.8 of its --memory-limit by default{holds}), "
+        "until it is under again: free what the cluster holds (another client's results), "
+        "or restart the workers with a larger --memory-limit"
+    )
 
 
 def _scheduler_address(address: str) -> str:
@@ -849,13 +1010,20 @@ def _scheduler_address(address: str) -> str:
         full = unparse_address(scheme, loc)
         _host_port(full)
     except (ValueError, TypeError) as e:
+        local = " or local, in lower case, to start a cluster here" if _is_local(address) else ""
         raise ClusterError(
             f"{address!r} is not a Dask scheduler address ({e}): write tcp://HOST:8786 (8786 "
-            "is the scheduler's default port; 8787 its dashboard)",
+            f"is the scheduler's default port; 8787 its dashboard){local}",
             address=address,
             reason="malformed",
         ) from None
     return full
+
+
+def _is_local(address: str) -> bool:
+    """Whether ``address`` is cluster.scheduler's ``local`` in other letters (``Local``),
+    which is read as a host's name."""
+    return address.strip().lower() == "local" and address != "local"
 
 
 #: Schemes said first, in this order, among those this installation connects over.
@@ -891,39 +1059,65 @@ def _protocol_problem(address: str) -> ClusterError | None:
     cannot connect over, told before connecting: a backend that is registered but not
     usable (``ucx://`` without UCX-Py: its connector is abstract, which had read as a
     scheduler not answering within cluster.timeout), one that is not installed (``ucxx://``
-    without distributed-ucxx), or ``inproc://`` where no listener of this process has that
+    without distributed-ucxx), ``inproc://`` where no listener of this process has that
     address (``inproc://`` reaches only this process; 'not enough values to unpack' had
-    come out of it). None for a usable scheme, an address without one (read as tcp), or
-    http(s) (the dashboard's: the malformed-address line says where the scheduler is)."""
+    come out of it), or one written in capitals (``TCP://``: Dask's protocol names are lower
+    case, and it refuses any other; the line had said that TCP:// was not available, then
+    offered tcp://; :func:`_unusable`). None for a usable scheme, an address without one
+    (read as tcp), or http(s) (the dashboard's: the malformed-address line says where the
+    scheduler is)."""
     scheme, sep, loc = address.partition("://")
     if not sep or scheme in ("http", "https"):
         return None
     usable = usable_protocols()
+    why = _unusable(scheme, loc, usable)
+    if why is None:
+        return None
+    lowered = f"{scheme.lower()}://{loc}"
+    if lowered != address and _unusable(scheme.lower(), loc, usable) is None:
+        fix = f"write {lowered}"  # TCP://HOST:PORT
+    else:
+        fix = (
+            f"Dask here connects over {', '.join(p + '://' for p in usable)}: use the "
+            "scheduler's address in one of them (`dask scheduler` prints it)"
+        )
+    return ClusterError(
+        f"cannot join the Dask scheduler at {address}: {why}; {fix}",
+        address=address,
+        reason="protocol",
+        protocol=scheme,
+        available=usable,
+    )
+
+
+def _unusable(scheme: str, loc: str, usable: list[str]) -> str | None:
+    """Why Dask here cannot connect to the scheduler at ``scheme://loc`` over ``scheme``, in
+    words; None where it can (``usable``: :func:`usable_protocols`). A scheme in capitals is
+    none of Dask's (its comm registry is case-sensitive); the words then say what the
+    lower-case one would meet too (the dashboard's http://, ucx:// without UCX-Py)."""
     if scheme in usable:
         return None
+    low = scheme.lower()
+    if low != scheme:
+        why = f"Dask's protocol names are lower case, and {scheme}:// is none of them"
+        if low in ("http", "https"):
+            return f"{why}; {low}:// is the dashboard's (port 8787), not the scheduler's"
+        then = _unusable(low, loc, usable)
+        return why if then is None else f"{why}; and {then}"
     if scheme == "inproc":
         from distributed.comm.inproc import global_manager
 
         with contextlib.suppress(ValueError):  # not ip/pid/n: no listener's address
             if global_manager.get_listener_for(loc) is not None:
                 return None
-        why = (
+        return (
             "inproc:// reaches only a scheduler of this same process, and none here has that "
             "address (pass the Client of an in-process cluster as pipeline.run's client)"
         )
-    else:
-        why = f"the {scheme}:// protocol is not available in this installation"
-        if scheme.startswith("ucx"):
-            why += " (UCX needs distributed-ucxx-cu13 or -cu12 installed, and ucxx:// addresses)"
-    return ClusterError(
-        f"cannot join the Dask scheduler at {address}: {why}; Dask here connects over "
-        f"{', '.join(p + '://' for p in usable)}: use the scheduler's address in one of them "
-        "(`dask scheduler` prints it)",
-        address=address,
-        reason="protocol",
-        protocol=scheme,
-        available=usable,
-    )
+    why = f"the {scheme}:// protocol is not available in this installation"
+    if scheme.startswith("ucx"):
+        why += " (UCX needs distributed-ucxx-cu13 or -cu12 installed, and ucxx:// addresses)"
+    return why
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

@@ -22,7 +22,7 @@ from pipeline import devices
 from pipeline.config.models import Config
 from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts
-from pipeline.errors import ConfigError, InputError, Interrupted
+from pipeline.errors import ClusterError, ConfigError, InputError, Interrupted
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
@@ -70,7 +70,33 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     except KeyboardInterrupt:
         waiting.take()
         raise Interrupted("generate", where) from None
+    except ClusterError as e:
+        d = e.data
+        if d.get("reason") == "lost" and d.get("during") == "compute":  # had said run --resume
+            from pipeline.running.cluster import lost_scheduler
+
+            unfinished = f"the input {where} stays unfinished"
+            lost = lost_scheduler(
+                d["address"], "compute", d["cause"], unfinished, "generate it again"
+            )
+            raise lost from None
+        if d.get("reason") != "workers-died":
+            raise
+        raise _workers_died(e, cp, where) from None
     return spec.sink.info
+
+
+def _workers_died(e: ClusterError, cp: ClusterPlan, where: str) -> ClusterError:
+    """``e``, workers that kept dying generating a unit of the input ``where`` on the cluster
+    ``cp`` (:func:`~pipeline.running.cluster.workers_died`), with what to do: give each task
+    more memory, then generate the input again (it stays unfinished: a run would read none of
+    it); the line had said that `run --resume` finishes the output."""
+    from pipeline.running.cluster import memory_advice, workers_died
+
+    d = e.data
+    more = memory_advice(cp, d.get("memory_limit"), cp.scheduler == "local")
+    fix = f"the input {where} stays unfinished: {more}; then generate it again"
+    return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
 
 
 def check_generate_target(loc: Location, array: str) -> None:

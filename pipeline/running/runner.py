@@ -25,6 +25,7 @@ from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
     INTERRUPTED_FLAG,
+    ClusterError,
     ConfigError,
     InputError,
     Interrupted,
@@ -156,6 +157,8 @@ def _planned(
 
     if client is not None:
         address = client.scheduler.address
+        # a cluster without a running worker (none yet, all paused) had kept the run waiting
+        cluster.wait_running(client, address, config.cluster.timeout, config.cluster.timeout)
         # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client, address)
@@ -766,17 +769,28 @@ def _compute(
             "run", plan.output.location.join(plan.output.path), _incomplete(plan)
         ) from None
     except Exception as e:
-        error = _task_error(e)
+        own = getattr(workers, "scheduler", "local") == "local"  # a cluster this run started
+        error = _task_error(e, plan, own)
         if error is None:
             raise
         raise error from None
     return totals, per_worker
 
 
-def _task_error(e: Exception) -> PipelineError | None:
-    """The error that says what to change for a task's failure ``e``, where the pipeline has
-    one: memory that ran out in a task (PlanError, ``memory`` 'host' or 'gpu'); None for
-    the rest (the pipeline's own errors among them), raised as they are."""
+def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | None:
+    """The error that says what to change for a task's failure ``e`` in a run of ``plan`` (on
+    a cluster the run started: ``own``), where the pipeline has one: memory that ran out in a
+    task (PlanError, ``memory`` 'host' or 'gpu'); workers that died running a block
+    (ClusterError 'workers-died', most likely for memory: what gives a block more memory,
+    :func:`~pipeline.running.cluster.memory_advice`); None for the rest (the pipeline's own
+    errors among them), raised as they are."""
+    if isinstance(e, ClusterError) and e.data.get("reason") == "workers-died":
+        from pipeline.running.cluster import memory_advice, workers_died
+
+        d = e.data
+        more = memory_advice(plan.cluster, d.get("memory_limit"), own)
+        fix = f"the output stays incomplete: {more}; then `run --resume` finishes the output"
+        return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
     if isinstance(e, PipelineError):
         return None
     if isinstance(e, MemoryError):
