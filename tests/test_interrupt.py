@@ -448,10 +448,46 @@ def test_a_wait_ends_as_its_flag_is_set_in_a_process_with_many_files(monkeypatch
     finally:
         for fd in held:
             os.close(fd)
-        if waiting._pipe is not None and waiting._pipe[1] > 1024:
-            os.close(waiting._pipe[1])
-            os.close(waiting._pipe[2])
+        made = waiting._pipe
+        monkeypatch.undo()  # the old pipe back before this one's descriptors are closed
+        if made is not None and made[1] > 1024:
+            os.close(made[1])
+            os.close(made[2])
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_wait_whose_pipe_someone_closed_makes_another(tmp_path: Path, monkeypatch) -> None:
+    """Code that closes descriptors it does not own (a daemonizing library, say) may close
+    the wait's pipe, and a file opened next may take its numbers: setting a flag then writes
+    nothing into that file, and waits still end as their flag is set."""
+    import threading
+
+    from pipeline.running import waiting
+
+    monkeypatch.setattr(waiting, "_pipe", None)
+    monkeypatch.setattr(waiting, "STEP", 60.0)
+    waiting._wake_pipe()
+    first = waiting._pipe
+    assert first is not None
+    os.close(first[1])
+    os.close(first[2])
+    other = [os.open(tmp_path / f"other-{i}", os.O_RDWR | os.O_CREAT) for i in range(2)]
+    try:
+        done = waiting.Done()
+        threading.Timer(0.05, done.set).start()
+        t0 = time.monotonic()
+        assert waiting.wait(done, 120) is True
+        assert time.monotonic() - t0 < 30
+        assert [(tmp_path / f"other-{i}").read_bytes() for i in range(2)] == [b"", b""]
+        assert waiting._pipe is not None and waiting._pipe != first
+    finally:
+        made = waiting._pipe
+        monkeypatch.undo()
+        for fd in other:
+            os.close(fd)
+        if made is not None and made != first:
+            os.close(made[1])
+            os.close(made[2])
 
 
 def test_a_close_made_for_the_main_thread_ends_before_its_ctrl_c() -> None:

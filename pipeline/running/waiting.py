@@ -49,11 +49,22 @@ class Done(threading.Event):
         _wake()
 
 
-#: This process's wake-up pipe: (pid that made it, read end, write end); a forked child
-#: makes its own. No lock (a child forked while another thread held it would wait forever):
-#: two threads that make one at once leave one pipe unused, and a wait on it ends at its
-#: :data:`STEP`.
-_pipe: tuple[int, int, int] | None = None
+#: This process's wake-up pipe: (pid that made it, read end, write end, the pipe's inode); a
+#: forked child makes its own, and so does a process whose descriptors someone closed (the
+#: numbers may name other files by then: each use checks the inode first). No lock (a child
+#: forked while another thread held it would wait forever): two threads that make one at
+#: once leave one pipe unused, and a wait on it ends at its :data:`STEP`.
+_pipe: tuple[int, int, int, int] | None = None
+
+
+def _ours(pipe: tuple[int, int, int, int]) -> bool:
+    """Whether ``pipe`` is this process's, both its descriptors still open on it."""
+    if pipe[0] != os.getpid():
+        return False
+    try:
+        return os.fstat(pipe[1]).st_ino == pipe[3] == os.fstat(pipe[2]).st_ino
+    except OSError:
+        return False
 
 
 def _wake_pipe() -> tuple[int, int] | None:
@@ -61,14 +72,14 @@ def _wake_pipe() -> tuple[int, int] | None:
     pipe cannot be made (then :func:`wait` only looks every :data:`STEP`)."""
     global _pipe
     pipe = _pipe
-    if pipe is None or pipe[0] != os.getpid():
+    if pipe is None or not _ours(pipe):
         try:
             r, w = os.pipe()
             os.set_blocking(r, False)
             os.set_blocking(w, False)
+            pipe = _pipe = (os.getpid(), r, w, os.fstat(r).st_ino)
         except OSError:
             return None
-        pipe = _pipe = (os.getpid(), r, w)
     return pipe[1], pipe[2]
 
 
