@@ -362,11 +362,9 @@ def _interrupted(
             "input's store gives no change stamps, so a resume could not tell a rewrite of it: "
             "`run --overwrite` starts over"
         )
-    if what == "run" and state == "creating":
-        return (
-            "interrupted while the output was being made (what was there before is gone): "
-            "`run --overwrite` starts over"
-        )
+    if what == "run" and state in ("creating", "creating-new"):
+        gone = " (what was there before is gone)" if state == "creating" else ""
+        return f"interrupted while the output was being made{gone}: `run --overwrite` starts over"
     if what == "run" and state == "complete":
         the_output = f"the output {where}" if where else "the output"
         return f"interrupted while the workers stopped: {the_output} is complete"

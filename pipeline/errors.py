@@ -273,10 +273,11 @@ class Interrupted(KeyboardInterrupt):
     what its output ``where`` holds: 'incomplete' (resumable: ``pipeline.run(...,
     resume=True)`` or ``run --resume`` finishes it), 'untouched' (the run stopped before it
     wrote anything), 'creating' (it stopped while it replaced what was at the output: only
-    ``run --overwrite`` starts over), 'unresumable' (incomplete, of an input whose store gives
-    no change stamps, so a resume is refused: ``run --overwrite`` starts over) or 'complete'
-    (the interrupt came after the output was
-    complete, while the workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in
+    ``run --overwrite`` starts over), 'creating-new' (it stopped while it made an output
+    where nothing was: ``run --overwrite`` starts over), 'unresumable' (incomplete, of an
+    input whose store gives no change stamps, so a resume is refused: ``run --overwrite``
+    starts over) or 'complete' (the interrupt came after the output was complete, while the
+    workers stopped). A ``KeyboardInterrupt``, so what catches Ctrl-C in
     a notebook or script catches it; not a :class:`PipelineError` (nothing is wrong with the
     config or data). ``str()`` is one line saying so; the command line prints its own and
     exits 130."""
@@ -309,6 +310,7 @@ INTERRUPTED_FLAG = {
     "incomplete": "--resume",
     "unresumable": "--overwrite",
     "creating": "--overwrite",
+    "creating-new": "--overwrite",
 }
 
 
@@ -331,9 +333,10 @@ def _interrupted_line(what: str, where: str, state: str = "incomplete", refused:
             "stamps, so a resume could not tell a rewrite of it: run again with overwrite=True "
             "(`pipeline run --overwrite`) to start over"
         )
-    if state == "creating":
+    if state in ("creating", "creating-new"):
+        gone = " (what was there before is gone)" if state == "creating" else ""
         return (
-            f"interrupted while {the_output} was being made (what was there before is gone): "
+            f"interrupted while {the_output} was being made{gone}: "
             "run again with overwrite=True (`pipeline run --overwrite`) to start over"
         )
     return (

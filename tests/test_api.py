@@ -578,6 +578,39 @@ def test_ctrl_c_while_an_output_is_replaced_says_overwrite_starts_over(tmp_path:
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_ctrl_c_while_a_new_output_is_made_says_nothing_was_replaced(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    """A Ctrl-C while a run makes an output where nothing was (with or without overwrite):
+    the line had said "what was there before is gone" (helper-89). It says only that the
+    output was being made and that --overwrite starts over, which it does."""
+    from tests.faultkit import many_blocks_input
+
+    out = tmp_path / "out.zarr"
+    path = tmp_path / "run.yaml"
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.running.output", "group_attributes", overwrite=overwrite)
+    )
+    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out)},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["state"] == "creating-new", got
+    assert "before" not in got["str"] and "overwrite=True" in got["str"], got
+    assert len(got["str"].splitlines()) == 1
+    assert pipeline.run(path, overwrite=True).status == "complete"
+    assert np.array_equal(read_array(out), x * 2, equal_nan=True)
+
+
 def test_verify_of_the_remains_of_a_stopped_replacement_says_what_run_says(
     tmp_path: Path, cli
 ) -> None:

@@ -506,7 +506,8 @@ def _execute(
     assert ledger is not None
     ledger.acquire()  # before anything is written: a second run stops here
     exists = start == "resume"  # an output of this run's, incomplete and resumable
-    creating = False  # replacing what was there: resumable only once it is made
+    creating = False  # making the output: resumable only once it is made
+    replacing = False  # and deleting what was there first
     finished = False
     try:
         t0 = time.perf_counter()
@@ -518,6 +519,9 @@ def _execute(
             if dashboard:
                 log.info("dashboard: %s", dashboard)
             if start == "fresh":
+                # only an --overwrite run finds something there to replace (the line of a
+                # Ctrl-C meanwhile says whether what was there is gone: helper-89)
+                replacing = options.overwrite and output.output_state(plan) != "absent"
                 creating = True
                 output.create(plan)
                 creating, exists = False, True
@@ -545,7 +549,7 @@ def _execute(
         state = (
             "complete"
             if finished or (exists and _marked_complete(plan))
-            else "creating"
+            else ("creating" if replacing else "creating-new")
             if creating
             else _incomplete(plan)
             if exists
