@@ -138,6 +138,23 @@ def said_option(name: Any) -> Any:
     return name if isinstance(name, str) and _OPTION_NAME.fullmatch(name) else "***"
 
 
+def said_names(options: Any) -> dict[Any, Any]:
+    """Each key of the mapping ``options`` and its name as said (:func:`said_option`), no
+    two alike: a hidden name is ``***``, the next ones ``***2``, ``***3``, ... in order. A
+    mapping shown with the names :func:`said_option` gives had kept one of two hidden
+    options (``{secret:A, token:B}`` showed as ``{'***': '***'}``, and a summary as the
+    second's value under the first's place)."""
+    out: dict[Any, Any] = {}
+    hidden = 0
+    for k in options:
+        said = said_option(k)
+        if said is not k:  # hidden (a plain name is said as itself)
+            hidden += 1
+            said = "***" if hidden == 1 else f"***{hidden}"
+        out[k] = said
+    return out
+
+
 def hidden_options(options: Any) -> Any:
     """A store's ``storage_options`` as a ``repr()`` shows them: every key, and every value
     (at any depth of mappings) as ``***``, whatever its name or type (an empty one, or None,
@@ -145,9 +162,11 @@ def hidden_options(options: Any) -> Any:
     everything holding them (a plan: ``pipeline.plan(cfg)`` ending a notebook's cell) show:
     a ``repr`` has no use for the values and cannot guess which of them are credentials
     (brk76: the key and secret had been displayed). Summaries keep what is not secret
-    (``models._masked``). A key that is no plain name is hidden too (:func:`said_option`)."""
+    (``models._masked``). A key that is no plain name is hidden too (:func:`said_option`),
+    each as a name of its own (:func:`said_names`)."""
     if isinstance(options, dict):
-        return {said_option(k): hidden_options(v) for k, v in options.items()}
+        names = said_names(options)
+        return {names[k]: hidden_options(v) for k, v in options.items()}
     return options if options in ("", None) or options == {} else "***"
 
 

@@ -485,3 +485,33 @@ def test_a_lone_question_mark_that_s3fs_and_gcsfs_keep_is_no_query() -> None:
     for url in ("s3://bkt/out.zarr#", "gs://bkt/o?#", "ftp://h/o#"):
         problem = url_query_problem(url)
         assert problem is not None and "fragment" in problem, url
+
+
+def test_options_whose_names_are_hidden_stay_apart_in_reprs_and_summaries(tmp_path: Path) -> None:
+    """Two options whose names are no plain identifiers were both shown as ``***``, so a
+    ``repr`` kept one of them (``{secret:A, token:B}`` showed as one option) and the
+    summary's config showed the last one's value in the first one's place (a secret's
+    ``***`` replaced by another option's plain value). Each hidden name is one of its own now:
+    ``***``, ``***2``, ... in order, at every depth; no name nor secret value is said."""
+    from pipeline.config import load_config
+    from pipeline.store.location import Location
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "input:\n  store: s3://b/in.zarr\n"
+        "  storage_options: {secret:S3CR3T987, token:T0K3N654, key: AK, my secret: TOPSECRET,"
+        " my opt: shown, client_kwargs: {x y: 1, z w: 2}}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    config = load_config(cfg)
+    options = config.input.storage_options
+    loc = Location.of(config.input.store, options)
+    want = "'***': None, '***2': None, 'key': '***', '***3': '***', '***4': '***'"
+    for text in (repr(config), str(config), repr(config.input), repr(loc)):
+        assert want in text and "'client_kwargs': {'***': '***', '***2': '***'}" in text, text
+        for secret in ("S3CR3T987", "T0K3N654", "TOPSECRET", "AK'", "my ", "x y", "z w"):
+            assert secret not in text, (secret, text)
+    public = config.public_dict()["input"]["storage_options"]
+    assert list(public) == ["***", "***2", "key", "***3", "***4", "client_kwargs"], public
+    assert public["***3"] == "***" and public["***4"] == "shown", public  # my secret, my opt
+    assert "TOPSECRET" not in repr(public) and "S3CR3T987" not in repr(public), public
