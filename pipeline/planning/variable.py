@@ -446,6 +446,20 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
                 attributes=[key],
                 fix=f"{key} as a number",
             )
+    scale = attrs.get("scale_factor")
+    listed = scale is not None and np.ndim(np.asarray(scale, dtype=object)) > 0
+    if listed and attrs.get("add_offset") is None:
+        # xarray's dtype for it is np.dtype(type(scale_factor)) of the attribute as
+        # written: a list's is object, so it decodes to Python numbers (dtype object)
+        (number,) = np.ravel(np.asarray(scale, dtype=object)).tolist()
+        raise InputError(
+            f"input variable {where} has scale_factor={_short(scale)}, a list, and no "
+            "add_offset, which xarray decodes to Python objects (dtype object), not numbers "
+            f"the stages compute on: write scale_factor as a number ({number!r}), not a list",
+            variable=where,
+            attributes=["scale_factor"],
+            fix="scale_factor as a number",
+        )
     for key in ("_FillValue", "missing_value"):
         problem = _fill_problem(attrs.get(key))
         if problem is not None:
@@ -606,8 +620,12 @@ def _scale_problem(value: Any) -> str | None:
     """Why xarray cannot decode with ``value`` as a ``scale_factor`` or ``add_offset`` (it
     takes one number: ``np.asarray(value).item()`` of a list), as a line says it; None where
     it can. A boolean is refused too (a number is meant); an integer past int64 fails
-    NumPy's arithmetic on the stored integers."""
-    items = value if isinstance(value, (list, tuple)) else [value]
+    NumPy's arithmetic on the stored integers. A list is read as xarray reads it, nested or
+    not (``[[0.5]]`` is 0.5 to it too)."""
+    try:
+        items = np.ravel(np.asarray(value, dtype=object)).tolist()
+    except ValueError:  # a ragged list
+        items = []
     if len(items) != 1:
         return "not one number (xarray cannot decode with a list of another length either)"
     (v,) = items
