@@ -678,3 +678,33 @@ def test_a_scale_factor_list_without_add_offset_is_refused_as_xarray_decodes_it_
     assert f"write scale_factor as a number ({number})" in line and "\n" not in line, line
     assert info.value.attributes == ["scale_factor"]
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_scalar_an_integer_decoding_cannot_hold_names_the_attribute_not_the_input(
+    tmp_path: Path,
+) -> None:
+    """An integer scale_factor decodes to int64 (xarray's dtype is the attribute's alone, so a
+    float64 copy of the stored values decodes to int64 too: converting the input is no fix).
+    A stage scalar past int64 there stopped the plan with KeyError 'bound' (the overflow
+    refusal's rewording assumed an overflow); it is one line now, naming the attribute."""
+    import pipeline
+    from pipeline.errors import PlanError
+
+    _packed_variable(tmp_path / "f8.zarr", "float64", {"scale_factor": 2}, list(range(8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert xr.open_zarr(str(tmp_path / "f8.zarr"))["v"].dtype == np.int64
+    _packed_variable(tmp_path / "in.zarr", "int16", {"scale_factor": 2}, list(range(8)))
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2**70}],
+        "backend": "cpu",
+    }
+    with pytest.raises(PlanError) as info:
+        pipeline.plan(cfg)
+    line = str(info.value)
+    assert "decodes to int64 because of its integer scale_factor=2" in line, line
+    assert "write scale_factor as a float" in line and "convert the input" not in line, line
+    assert info.value.attributes == ["scale_factor"] and info.value.parameter == "factor"
+    assert "\n" not in line and not (tmp_path / "out.zarr").exists()

@@ -581,8 +581,10 @@ def values_chain(
     ``unpacking`` decodes to (:func:`pipeline.ops.stages.plan_chain`).
 
     An integer ``scale_factor`` or ``add_offset`` decodes to int64, as xarray decodes it; a
-    chain that overflows it is refused naming that attribute (PlanError, the chain's fields
-    ``stage``, ``dtype``, ``bound`` and ``variable``, ``attributes``, ``fix``)."""
+    chain that overflows it, or a stage's scalar it cannot hold, is refused naming that
+    attribute (PlanError, the chain's fields ``stage``, ``dtype``, ``bound`` or ``parameter``
+    and ``value``, and ``variable``, ``attributes``, ``fix``): a float64 copy of the input
+    would decode to int64 all the same, so "convert the input" is no fix there."""
     values = np.dtype(unpacking.dtype) if unpacking else stored
     try:
         return stages.plan_chain(
@@ -598,6 +600,20 @@ def values_chain(
         where = Location.of(config.input.store, config.input.storage_options, "input")
         variable = where.join(config.input.array)
         said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
+        if "bound" not in e.data:  # a stage's scalar that int64 cannot hold (check_scalars)
+            # a float64 copy of the stored values would decode to int64 all the same: xarray
+            # takes the dtype from an integer scale_factor alone
+            raise PlanError(
+                f"input variable {variable} decodes to {values} because of its integer "
+                f"{said} (as xarray decodes it), and stage {e.data['position']} "
+                f"({e.data['stage']}): {e.data['parameter']} {_short(e.data['value'])} does not "
+                f"fit {e.data['dtype']}: use a value within its range, or write "
+                f"{' and '.join(ints)} as a float to compute on floats",
+                **e.data,
+                variable=variable,
+                attributes=list(ints),
+                fix=f"{' and '.join(ints)} as a float",
+            ) from None
         raise PlanError(
             f"input variable {variable} decodes to {values} because of its integer {said} (as "
             f"xarray decodes it), and stage {e.data['stage']!r} can overflow {e.data['dtype']} "
