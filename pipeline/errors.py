@@ -126,16 +126,22 @@ def public_url(url: str) -> str:
     return hide_url_passwords(url)
 
 
-#: What an option's name must look like to be said: a plain identifier.
-_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: What an option's name must look like to be said: a file system option's, lower-case words
+#: joined by '_' (``endpoint_url``, ``s3_additional_kwargs``), at most 40 characters and
+#: 2 digits; a key, secret or token (mixed case, or many digits) is none.
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 def said_option(name: Any) -> Any:
-    """An option's name (a key of ``storage_options``) as it may be said: itself where it is a
-    plain identifier, else ``'***'``. YAML's flow mapping ``{secret:VALUE, key: ...}``, no
-    space after the colon, makes one option NAMED ``secret:VALUE``, which the library's
-    error and a ``repr`` had shown: a name no file system takes is never said."""
-    return name if isinstance(name, str) and _OPTION_NAME.fullmatch(name) else "***"
+    """An option's name (a key of ``storage_options``) as it may be said: itself where it
+    looks like a file system's option (:data:`_OPTION_NAME`), else ``'***'``. YAML's flow
+    mapping ``{secret:VALUE, key: ...}``, no space after the colon, makes one option NAMED
+    ``secret:VALUE``, and ``{key: AK, VALUE}`` (a secret without its ``secret:``) one named
+    ``VALUE``, which the library's error ("unexpected keyword argument 'VALUE'") and a
+    ``repr`` had shown: a name no file system takes is never said."""
+    if not isinstance(name, str) or len(name) > 40 or sum(c.isdigit() for c in name) > 2:
+        return "***"
+    return name if _OPTION_NAME.fullmatch(name) else "***"
 
 
 def said_names(options: Any) -> dict[Any, Any]:

@@ -515,3 +515,33 @@ def test_options_whose_names_are_hidden_stay_apart_in_reprs_and_summaries(tmp_pa
     assert list(public) == ["***", "***2", "key", "***3", "***4", "client_kwargs"], public
     assert public["***3"] == "***" and public["***4"] == "shown", public  # my secret, my opt
     assert "TOPSECRET" not in repr(public) and "S3CR3T987" not in repr(public), public
+
+
+def test_a_secret_typed_as_an_option_s_name_is_never_said(tmp_path: Path, cli) -> None:
+    """``storage_options: {key: AK, wJalr...}``, a secret without its ``secret:``, makes YAML
+    an option NAMED after the secret (value null). Its name was a plain identifier, so
+    ``repr(Config)`` showed it and the plan's line quoted botocore's "unexpected keyword
+    argument 'wJalr...'". A name is said only where it looks like a file system's option
+    (lower-case words joined by '_'); the line still names the section and the fix."""
+    from pipeline.config import load_config
+    from pipeline.errors import said_option
+
+    secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "input:\n  store: s3://b/in.zarr\n"
+        f"  storage_options: {{endpoint_url: 'http://127.0.0.1:9', key: AK, {secret}}}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    config = load_config(cfg)
+    assert secret in config.input.storage_options  # YAML's reading, kept
+    for text in (repr(config), str(config), repr(config.input)):
+        assert secret not in text and "'***': None" in text, text
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and secret not in out + err, out + err
+    assert "input.storage_options" in line and "does not take" in line, line
+    for name in ("endpoint_url", "s3_additional_kwargs", "client_kwargs", "anon", "http"):
+        assert said_option(name) == name
+    for name in ("AKIAIOSFODNN7EXAMPLE", "d41d8cd98f00b204e980", "Token", "a" * 41, "x:y"):
+        assert said_option(name) == "***", name
