@@ -126,16 +126,39 @@ def public_url(url: str) -> str:
     return hide_url_passwords(url)
 
 
-#: What an option's name must look like to be said: a plain identifier.
-_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: What an option's name must look like to be said: a file system option's, lower-case words
+#: joined by '_' (``endpoint_url``, ``s3_additional_kwargs``), at most 40 characters and
+#: 2 digits; a key, secret or token (mixed case, or many digits) is none.
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 def said_option(name: Any) -> Any:
-    """An option's name (a key of ``storage_options``) as it may be said: itself where it is a
-    plain identifier, else ``'***'``. YAML's flow mapping ``{secret:VALUE, key: ...}``, no
-    space after the colon, makes one option NAMED ``secret:VALUE``, which the library's
-    error and a ``repr`` had shown: a name no file system takes is never said."""
-    return name if isinstance(name, str) and _OPTION_NAME.fullmatch(name) else "***"
+    """An option's name (a key of ``storage_options``) as it may be said: itself where it
+    looks like a file system's option (:data:`_OPTION_NAME`), else ``'***'``. YAML's flow
+    mapping ``{secret:VALUE, key: ...}``, no space after the colon, makes one option NAMED
+    ``secret:VALUE``, and ``{key: AK, VALUE}`` (a secret without its ``secret:``) one named
+    ``VALUE``, which the library's error ("unexpected keyword argument 'VALUE'") and a
+    ``repr`` had shown: a name no file system takes is never said."""
+    if not isinstance(name, str) or len(name) > 40 or sum(c.isdigit() for c in name) > 2:
+        return "***"
+    return name if _OPTION_NAME.fullmatch(name) else "***"
+
+
+def said_names(options: Any) -> dict[Any, Any]:
+    """Each key of the mapping ``options`` and its name as said (:func:`said_option`), no
+    two alike: a hidden name is ``***``, the next ones ``***2``, ``***3``, ... in order. A
+    mapping shown with the names :func:`said_option` gives had kept one of two hidden
+    options (``{secret:A, token:B}`` showed as ``{'***': '***'}``, and a summary as the
+    second's value under the first's place)."""
+    out: dict[Any, Any] = {}
+    hidden = 0
+    for k in options:
+        said = said_option(k)
+        if said is not k:  # hidden (a plain name is said as itself)
+            hidden += 1
+            said = "***" if hidden == 1 else f"***{hidden}"
+        out[k] = said
+    return out
 
 
 def hidden_options(options: Any) -> Any:
@@ -145,9 +168,11 @@ def hidden_options(options: Any) -> Any:
     everything holding them (a plan: ``pipeline.plan(cfg)`` ending a notebook's cell) show:
     a ``repr`` has no use for the values and cannot guess which of them are credentials
     (brk76: the key and secret had been displayed). Summaries keep what is not secret
-    (``models._masked``). A key that is no plain name is hidden too (:func:`said_option`)."""
+    (``models._masked``). A key that is no plain name is hidden too (:func:`said_option`),
+    each as a name of its own (:func:`said_names`)."""
     if isinstance(options, dict):
-        return {said_option(k): hidden_options(v) for k, v in options.items()}
+        names = said_names(options)
+        return {names[k]: hidden_options(v) for k, v in options.items()}
     return options if options in ("", None) or options == {} else "***"
 
 

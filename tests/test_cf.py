@@ -599,3 +599,112 @@ def test_the_plan_says_a_stored_nan_stops_an_integer_decoding_of_floats(
     assert rc == (0 if held else 1), err
     if not held:
         assert "int64 cannot hold" in err, err
+
+
+#: CF attributes as one-element (or longer) lists, as netCDF conversions store them, that
+#: xarray decodes to numbers: name: (stored dtype, attributes)
+LISTED = {
+    "scale-and-offset-lists": ("int16", {"scale_factor": [0.5], "add_offset": [1.0]}),
+    "scale-list-offset-number": ("int16", {"scale_factor": [0.5], "add_offset": 1.0}),
+    "scale-number-offset-list": ("int32", {"scale_factor": 0.5, "add_offset": [1.0]}),
+    "nested-scale-list": ("int16", {"scale_factor": [[0.5]], "add_offset": 1.0}),
+    "offset-list-alone": ("uint8", {"add_offset": [-3]}),
+    "lists-and-missing-lists": (
+        "int16",
+        {"scale_factor": [0.25], "add_offset": [10.0], "missing_value": [3, 7]},
+    ),
+    "missing-one": ("int16", {"missing_value": [3]}),
+    "float-lists": ("float32", {"scale_factor": [2.0], "add_offset": [0.5]}),
+}
+
+
+@pytest.mark.parametrize("name", list(LISTED))
+def test_cf_attributes_as_lists_decode_as_xarray_decodes_them(tmp_path: Path, name: str) -> None:
+    """``scale_factor: [0.5]`` and the like (netCDF attributes are arrays, and conversions
+    write one-element lists): xarray takes the list's one number (``np.asarray(v).item()``),
+    nested too, and chooses the dtype from the attribute as written (``type([0.5])`` is no
+    float, so float64 where add_offset is given). A run computes exactly xarray's values
+    (here times 1); the nested ``[[0.5]]`` had been refused as "not a number (xarray
+    cannot decode with it either)", which xarray does."""
+    stored, attrs = LISTED[name]
+    _packed_variable(tmp_path / "in.zarr", stored, attrs, [1, 2, 3, 4, 5, 6, 7, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+    assert want.dtype.kind == "f", want.dtype
+    import pipeline
+
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr"), "array": ""},
+        "stages": [{"op": "multiply", "factor": 1}],
+        "backend": "cpu",
+    }
+    pipeline.run(cfg)
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (got, want)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [{"scale_factor": [0.5]}, {"scale_factor": [2], "missing_value": [3]}],
+    ids=["scale-list", "integer-scale-list-missing"],
+)
+def test_a_scale_factor_list_without_add_offset_is_refused_as_xarray_decodes_it_to_objects(
+    tmp_path: Path, attrs: dict[str, Any]
+) -> None:
+    """``scale_factor: [0.5]`` and no add_offset: xarray's dtype is ``type([0.5])``'s,
+    object, so it decodes to Python numbers. The plan said "unsupported dtype object ...
+    convert the input first" (the input is int16); it now says, in one line, which
+    attribute and the fix: the number itself, not a list."""
+    import pipeline
+    from pipeline.errors import InputError
+
+    _packed_variable(tmp_path / "in.zarr", "int16", attrs, [1, 2, 3, 4, 5, 6, 7, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values.dtype == object
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "add"}],
+        "backend": "cpu",
+    }
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    line = str(info.value)
+    number = attrs["scale_factor"][0]
+    assert f"has scale_factor=[{number}], a list, and no add_offset" in line, line
+    assert f"write scale_factor as a number ({number})" in line and "\n" not in line, line
+    assert info.value.attributes == ["scale_factor"]
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_scalar_an_integer_decoding_cannot_hold_names_the_attribute_not_the_input(
+    tmp_path: Path,
+) -> None:
+    """An integer scale_factor decodes to int64 (xarray's dtype is the attribute's alone, so a
+    float64 copy of the stored values decodes to int64 too: converting the input is no fix).
+    A stage scalar past int64 there stopped the plan with KeyError 'bound' (the overflow
+    refusal's rewording assumed an overflow); it is one line now, naming the attribute."""
+    import pipeline
+    from pipeline.errors import PlanError
+
+    _packed_variable(tmp_path / "f8.zarr", "float64", {"scale_factor": 2}, list(range(8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert xr.open_zarr(str(tmp_path / "f8.zarr"))["v"].dtype == np.int64
+    _packed_variable(tmp_path / "in.zarr", "int16", {"scale_factor": 2}, list(range(8)))
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2**70}],
+        "backend": "cpu",
+    }
+    with pytest.raises(PlanError) as info:
+        pipeline.plan(cfg)
+    line = str(info.value)
+    assert "decodes to int64 because of its integer scale_factor=2" in line, line
+    assert "write scale_factor as a float" in line and "convert the input" not in line, line
+    assert info.value.attributes == ["scale_factor"] and info.value.parameter == "factor"
+    assert "\n" not in line and not (tmp_path / "out.zarr").exists()

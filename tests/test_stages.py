@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,6 +224,7 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
     "dtype, value, fixes",
     [
         ("uint8", -1, ["int16", "float64"]),
+        ("uint8", -100000, ["int32", "float64"]),  # int16 had been named
         ("uint16", -1, ["int32", "float64"]),
         ("uint32", -3, ["float64"]),
         ("uint64", -1, ["float64"]),
@@ -483,3 +485,87 @@ def test_gpu_invalid_operations_give_numpys_default_nan(dtype: str) -> None:
     assert np.array_equal(y, ref, equal_nan=True) and np.isnan(y[:2]).all()
     if platform.machine() in ("x86_64", "AMD64"):  # the default NaN is the CPU's own
         assert np.array_equal(y.view(np.uint8), ref.view(np.uint8))
+
+
+#: Refusals on integer inputs whose fix is float64: (dtype, policy, the chain)
+TO_FLOAT64 = {
+    "int64-square": ("int64", "promote", [("square", None)]),
+    "uint64-times-2": ("uint64", "promote", [("multiply", 2)]),
+    "uint64-minus-1": ("uint64", "promote", [("add", -1)]),
+    "uint32-times-minus-3": ("uint32", "promote", [("multiply", -3)]),
+    "int64-times-2**63": ("int64", "promote", [("multiply", 2**63)]),
+    "int32-square-error": ("int32", "error", [("square", None)]),
+}
+
+
+def _specs(chain: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    made = {
+        "square": lambda v: stages.StageParams(),
+        "multiply": lambda v: stages.MultiplyParams(factor=v),
+        "add": lambda v: stages.AddParams(value=v),
+    }
+    return [(name, made[name](v)) for name, v in chain]
+
+
+@pytest.mark.parametrize("name", list(TO_FLOAT64))
+def test_the_float64_advice_for_integers_is_a_stage_that_plans(name: str) -> None:
+    """ "convert the input to float64" named no way to do it, and the input is never
+    modified: the refusal names the config's own, a first stage ``{op: multiply, factor:
+    1.0}`` (an integer array times a Python float is float64), and the chain so made plans,
+    in float64 from its first stage."""
+    dtype, policy, chain = TO_FLOAT64[name]
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain(_specs(chain), np.dtype(dtype), policy)
+    said = str(e.value)
+    assert "make {op: multiply, factor: 1.0} the first stage" in said, said
+    assert "convert the input to float64" in said and "\n" not in said, said
+    followed = stages.plan_chain(_specs([("multiply", 1.0), *chain]), np.dtype(dtype), policy)
+    assert [s.out_dtype for s in followed] == [np.dtype("float64")] * len(followed)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "named"),
+    [("float16", 70000, "float32"), ("float16", 1e-30, "float32"), ("float16", 1e39, "float64"),
+     ("float32", 1e-50, "float64"), ("float32", 1e39, "float64")],
+)  # fmt: skip
+def test_a_float_scalar_that_does_not_fit_names_the_smallest_float_that_holds_it(
+    dtype: str, value: float, named: str
+) -> None:
+    """float16 with a scalar of 70000 was told to convert the input to float64, twice the
+    size of the float32 that holds it; no stage converts floats (float32 times a Python
+    float stays float32), so the input's dtype is the fix, the smallest that holds it."""
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain([("add", stages.AddParams(value=value))], np.dtype(dtype))
+    assert str(e.value).endswith(f"or convert the input to {named}"), str(e.value)
+    stages.plan_chain([("add", stages.AddParams(value=value))], np.dtype(named))
+    if named == "float64":
+        with pytest.raises(PlanError):
+            stages.plan_chain([("add", stages.AddParams(value=value))], np.dtype("float32"))
+
+
+def test_the_float64_advice_followed_computes_what_a_float64_input_computes(tmp_path) -> None:
+    """int64 squared is refused (it can overflow 64-bit integers); the advice followed, a
+    first stage that multiplies by 1.0, runs, and gives bit for bit what the same chain
+    gives on the input converted to float64, the input untouched."""
+    import zarr
+
+    import pipeline
+
+    x = np.array([[3, -(2**40), 2**53 + 1, 7], [0, 1, -(2**62), 2**31]], dtype=np.int64)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    before = (tmp_path / "in.zarr" / "c" / "0" / "0").read_bytes()
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}, {"op": "add", "value": 1}],
+        "backend": "cpu",
+    }
+    with pytest.raises(PlanError) as e:
+        pipeline.plan(cfg)
+    assert "make {op: multiply, factor: 1.0} the first stage" in str(e.value)
+    cfg["stages"] = [{"op": "multiply", "factor": 1.0}, *cfg["stages"]]
+    pipeline.run(cfg)
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x.astype(np.float64) ** 2 + 1
+    assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
+    assert (tmp_path / "in.zarr" / "c" / "0" / "0").read_bytes() == before

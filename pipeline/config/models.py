@@ -443,7 +443,7 @@ def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> An
     (``secret_all``), whatever its type (a number, ``sig: 12345678901234`` unquoted in YAML,
     had been written as is); and the password of every URL (a store's
     ``http://user:password@host/...``, an ``endpoint_url``'s) as ``user:***@``."""
-    from pipeline.errors import public_url, said_option
+    from pipeline.errors import public_url, said_names
 
     if secret_all and not isinstance(data, (dict, list)) and data not in ("", None):
         return "***"
@@ -451,15 +451,14 @@ def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> An
         return public_url(data)
     if isinstance(data, dict):
         out = {}
+        names = said_names(data) if in_options else {k: k for k in data}
         for k, v in data.items():
             secret = in_options and any(p in str(k).lower() for p in _SECRET_PARTS)
             every = secret_all or (in_options and str(k).lower() in _SECRET_OPTIONS)
             if secret and isinstance(v, str) and v:
-                out[said_option(k)] = "***"
+                out[names[k]] = "***"
             else:
-                out[said_option(k) if in_options else k] = _masked(
-                    v, in_options or k == "storage_options", every
-                )
+                out[names[k]] = _masked(v, in_options or k == "storage_options", every)
         return out
     if isinstance(data, list):
         return [_masked(v, in_options, secret_all) for v in data]

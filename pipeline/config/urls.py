@@ -119,18 +119,39 @@ QUERY_REFUSING_SCHEMES = frozenset(
 
 _HTTP = ("http", "https")
 
+#: Schemes whose file system reads its URL's path with fsspec's ``infer_storage_options``
+#: (urllib's ``urlsplit``), which drops a '?' and all that follows it: to them
+#: ``ftp://host/out?.zarr`` is ``/out``, and a '?' is never a character of a name.
+_QUERY_DROPPING = frozenset(("sftp", "ssh", "ftp", "hdfs", "webhdfs", "smb"))
+
+#: Schemes whose file system (adlfs) reads its URL's path so too, then puts a query back
+#: after a '?' (``abfs://cont/out?x.zarr`` is ``out?x.zarr``): an empty one is not, so a
+#: '?' that ends the path (``abfs://cont/out.zarr?``) is dropped.
+_EMPTY_QUERY_DROPPING = frozenset(("az", "abfs", "abfss", "adl"))
+
+
+def _drops_question_mark(protocol: str, query: str) -> bool:
+    """Whether the file system of ``protocol`` reads a URL whose path has a '?' followed by
+    ``query`` (up to any '#') as the path before the '?': :data:`_QUERY_DROPPING`, and
+    :data:`_EMPTY_QUERY_DROPPING` where ``query`` is empty. s3fs, gcsfs and ossfs keep a
+    '?' in a key's name (``s3://bkt/out.zarr?`` is written under ``out.zarr?/``)."""
+    p = protocol.lower()
+    return p in _QUERY_DROPPING or (p in _EMPTY_QUERY_DROPPING and not query)
+
 
 def _part_query(protocol: str, rest: str) -> str | None:
     """The query of one URL part ``protocol://rest`` as :func:`url_query` finds it: any
     ``?...`` of an HTTP(S) part; of a part of :data:`QUERY_REFUSING_SCHEMES`, a ``?...`` that
-    holds parameters (a '=' or '&': ``?X-Amz-Security-Token=...``), a lone '?' there being a
-    character of a name (``s3://bucket/out a*b?.zarr``, which s3fs stores as written); None
-    elsewhere (a local path's or file URL's '?' is a character of its name)."""
+    holds parameters (a '=' or '&': ``?X-Amz-Security-Token=...``) or that its file system
+    drops (:func:`_drops_question_mark`: ``ftp://host/out?.zarr``, ``abfs://cont/out.zarr?``),
+    a lone '?' elsewhere there being a character of a name (``s3://bucket/out a*b?.zarr``,
+    which s3fs stores as written); None elsewhere (a local path's or file URL's '?' is a
+    character of its name)."""
     p = protocol.lower()
     if "?" not in rest or (p not in _HTTP and p not in QUERY_REFUSING_SCHEMES):
         return None
     query = rest.partition("?")[2].partition("#")[0]
-    if p in _HTTP or "=" in query or "&" in query:
+    if p in _HTTP or "=" in query or "&" in query or _drops_question_mark(p, query):
         return query
     return None
 
@@ -228,13 +249,37 @@ def _store_query_problem(url: str, protocol: str, what: str) -> str:
         protocol.lower(), "the file system's own options (such as key, secret, token)"
     )
     mark = "?" if what == "query" else "#"
+    lost = (
+        "it drops it (with all that follows it), so the store would be another one"
+        if what == "query" and protocol.lower() in _QUERY_DROPPING
+        else "it would become part of every key's name"
+    )
     return (
-        f"{shown} has a {what} ('{mark}...'), which {protocol}:// does not read as one: it "
-        f"would become part of every key's name, and the {what}, often a credential, would be "
+        f"{shown} has a {what} ('{mark}...'), which {protocol}:// does not read as one: "
+        f"{lost}, and the {what}, often a credential, would be "
         "said in lines and summaries and stored with the output: give the URL without it, "
         f"{plain}, and credentials in storage_options: {fix} (never shown in lines or "
         f"summaries), or in the environment (where '{mark}' is part of the store's name: "
         "copy the store, or rename it)"
+    )
+
+
+def _dropped_question_mark_problem(url: str, protocol: str) -> str:
+    """Why ``url``, whose ``protocol`` part holds a '?' that its file system drops with what
+    follows it (:func:`_drops_question_mark`), cannot be used: the store read or written
+    would be another one than the URL says (``ftp://host/out?.zarr`` is ``/out`` to fsspec,
+    ``abfs://cont/out.zarr?`` is ``out.zarr`` to adlfs), and a line says the URL."""
+    shown = without_query(url)
+    read = []
+    for bit in url.split("::"):
+        p, sep, rest = bit.partition("://")
+        if sep and p == protocol and _part_query(p, rest) is not None:
+            bit = f"{p}://{rest.partition('?')[0]}"
+        read.append(bit)
+    return (
+        f"{shown} holds '?', which {protocol}:// reads as the start of a query and drops (with "
+        f"all that follows it), so the store would be {'::'.join(read)}, not the one named: "
+        "where '?' is part of the store's name, copy the store, or rename it, without '?'"
     )
 
 
@@ -255,6 +300,8 @@ def url_query_problem(url: str, output: bool = False) -> str | None:
     credentials go in storage_options."""
     found = url_query(url)
     if found is not None and found[0].lower() not in _HTTP:
+        if "=" not in found[1] and "&" not in found[1]:  # a '?' its file system drops
+            return _dropped_question_mark_problem(url, found[0])
         return _store_query_problem(url, found[0], "query")
     if found is None:
         fragment = url_fragment(url)

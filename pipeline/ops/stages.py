@@ -234,6 +234,30 @@ def _shown(value: int | float) -> str:
     return repr(value)
 
 
+#: How a chain on integers computes in float64 without a rewritten input: NumPy's integer
+#: array times a Python float is a float64 (NEP 50), so a first stage that multiplies by 1.0
+#: converts every element, as a float64 copy of the input would (integers past 2**53 rounded
+#: either way).
+IN_FLOAT64 = (
+    "compute in float64 instead: make {op: multiply, factor: 1.0} the first stage (integers "
+    "times a float are float64s), or convert the input to float64"
+)
+
+
+def _smallest_float(value: int | float) -> str | None:
+    """The smallest of float32 and float64 that holds ``value`` as written (finite, and not
+    0 where it is not); None where neither does (an integer past float64's range)."""
+    for name in ("float32", "float64"):
+        try:
+            with np.errstate(over="ignore", under="ignore"):
+                held = np.asarray(value, dtype=name)[()]
+        except OverflowError:
+            continue
+        if np.isfinite(held) and (held != 0 or value == 0):
+            return name
+    return None
+
+
 def _what_holds(dt: np.dtype, key: str, value: int | float) -> str:
     """The fix for a scalar ``value`` of ``key`` that ``dt`` cannot hold: a value within its
     range, or an input dtype that holds it, named where there is one. No wider unsigned
@@ -241,24 +265,32 @@ def _what_holds(dt: np.dtype, key: str, value: int | float) -> str:
     input to a wider dtype): a signed one that holds the input's values does (int16 for
     uint8, int32 for uint16; int64 for uint32 would be refused next, its whole range times
     the scalar overflowing it), or float64; no integer dtype holds one past 64 bits, and
-    none is wider than float64."""
+    none is wider than float64. float64 for integers is named with the config's own way to
+    it (:data:`IN_FLOAT64`), a float input's with the smallest float that holds the value
+    (no stage converts floats); none where no dtype holds it (2**1100)."""
     within = "use a value within that range"
     if dt.kind == "u" and isinstance(value, int) and value < 0:
-        # int64 holds every uint32 value, but its own range times a scalar overflows it
-        signed = {1: "int16", 2: "int32"}.get(dt.itemsize)
-        to = (
-            f"a signed or float dtype ({signed}, which holds every {dt} value, or float64)"
-            if signed
-            else "float64"
-        )
-        return f"use a non-negative {key}, or convert the input to {to}"
+        # int64 holds every uint32 value, but its own range times a scalar overflows it;
+        # the signed dtype named holds the value too (int16 no -100000)
+        both = _smallest_int("i", Interval(value, int(np.iinfo(dt).max)))
+        signed = both if both is not None and dt.itemsize <= 2 and both.itemsize <= 4 else None
+        if _smallest_float(value) is None:
+            return f"use a non-negative {key}"
+        if signed is not None:
+            return (
+                f"use a non-negative {key}, or convert the input to a signed or float dtype "
+                f"({signed}, which holds every {dt} value, or float64)"
+            )
+        return f"use a non-negative {key}, or {IN_FLOAT64}"
     if dt.kind in "iu" and isinstance(value, int):
         wider = _smallest_int(dt.kind, Interval(min(value, 0), max(value, 0)))
         if wider is not None and wider.itemsize > dt.itemsize:
             return f"{within}, or convert the input to {wider}"
-        return f"{within}, or convert the input to float64"
-    if dt.kind == "f" and dt.itemsize < 8:
-        return f"{within}, or convert the input to float64"
+        return f"{within}, or {IN_FLOAT64}" if _smallest_float(value) else within
+    to = _smallest_float(value)
+    if dt.kind == "f" and dt.itemsize < 8 and to is not None:
+        # no stage converts floats (float32 times a Python float stays float32)
+        return f"{within}, or convert the input to {to}"
     return within
 
 
@@ -339,7 +371,7 @@ def plan_chain(
                 if wider is None:
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
-                        f"{_bound(worst):.3g}); convert the input to float64",
+                        f"{_bound(worst):.3g}); {IN_FLOAT64}",
                         **_overflow(name, out, worst),
                         position=position,
                         values=(worst.lo, worst.hi),
@@ -347,8 +379,7 @@ def plan_chain(
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
                     raise PlanError(
-                        f"stage {name!r} needs a wider integer than {current} offers; "
-                        "convert the input to float64",
+                        f"stage {name!r} needs a wider integer than {current} offers; {IN_FLOAT64}",
                         **_overflow(name, current, worst),
                         position=position,
                         values=(worst.lo, worst.hi),
@@ -356,8 +387,8 @@ def plan_chain(
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
-                    f"{_bound(worst):.3g}); set integer_overflow: promote "
-                    "or convert the input to float64",
+                    f"{_bound(worst):.3g}); set integer_overflow: promote, or "
+                    f"{IN_FLOAT64}",
                     **_overflow(name, out, worst),
                     position=position,
                     values=(worst.lo, worst.hi),

@@ -446,6 +446,20 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
                 attributes=[key],
                 fix=f"{key} as a number",
             )
+    scale = attrs.get("scale_factor")
+    listed = scale is not None and np.ndim(np.asarray(scale, dtype=object)) > 0
+    if listed and attrs.get("add_offset") is None:
+        # xarray's dtype for it is np.dtype(type(scale_factor)) of the attribute as
+        # written: a list's is object, so it decodes to Python numbers (dtype object)
+        (number,) = np.ravel(np.asarray(scale, dtype=object)).tolist()
+        raise InputError(
+            f"input variable {where} has scale_factor={_short(scale)}, a list, and no "
+            "add_offset, which xarray decodes to Python objects (dtype object), not numbers "
+            f"the stages compute on: write scale_factor as a number ({number!r}), not a list",
+            variable=where,
+            attributes=["scale_factor"],
+            fix="scale_factor as a number",
+        )
     for key in ("_FillValue", "missing_value"):
         problem = _fill_problem(attrs.get(key))
         if problem is not None:
@@ -567,8 +581,10 @@ def values_chain(
     ``unpacking`` decodes to (:func:`pipeline.ops.stages.plan_chain`).
 
     An integer ``scale_factor`` or ``add_offset`` decodes to int64, as xarray decodes it; a
-    chain that overflows it is refused naming that attribute (PlanError, the chain's fields
-    ``stage``, ``dtype``, ``bound`` and ``variable``, ``attributes``, ``fix``)."""
+    chain that overflows it, or a stage's scalar it cannot hold, is refused naming that
+    attribute (PlanError, the chain's fields ``stage``, ``dtype``, ``bound`` or ``parameter``
+    and ``value``, and ``variable``, ``attributes``, ``fix``): a float64 copy of the input
+    would decode to int64 all the same, so "convert the input" is no fix there."""
     values = np.dtype(unpacking.dtype) if unpacking else stored
     try:
         return stages.plan_chain(
@@ -584,6 +600,20 @@ def values_chain(
         where = Location.of(config.input.store, config.input.storage_options, "input")
         variable = where.join(config.input.array)
         said = ", ".join(f"{k}={v!r}" for k, v in ints.items())
+        if "bound" not in e.data:  # a stage's scalar that int64 cannot hold (check_scalars)
+            # a float64 copy of the stored values would decode to int64 all the same: xarray
+            # takes the dtype from an integer scale_factor alone
+            raise PlanError(
+                f"input variable {variable} decodes to {values} because of its integer "
+                f"{said} (as xarray decodes it), and stage {e.data['position']} "
+                f"({e.data['stage']}): {e.data['parameter']} {_short(e.data['value'])} does not "
+                f"fit {e.data['dtype']}: use a value within its range, or write "
+                f"{' and '.join(ints)} as a float to compute on floats",
+                **e.data,
+                variable=variable,
+                attributes=list(ints),
+                fix=f"{' and '.join(ints)} as a float",
+            ) from None
         raise PlanError(
             f"input variable {variable} decodes to {values} because of its integer {said} (as "
             f"xarray decodes it), and stage {e.data['stage']!r} can overflow {e.data['dtype']} "
@@ -606,8 +636,12 @@ def _scale_problem(value: Any) -> str | None:
     """Why xarray cannot decode with ``value`` as a ``scale_factor`` or ``add_offset`` (it
     takes one number: ``np.asarray(value).item()`` of a list), as a line says it; None where
     it can. A boolean is refused too (a number is meant); an integer past int64 fails
-    NumPy's arithmetic on the stored integers."""
-    items = value if isinstance(value, (list, tuple)) else [value]
+    NumPy's arithmetic on the stored integers. A list is read as xarray reads it, nested or
+    not (``[[0.5]]`` is 0.5 to it too)."""
+    try:
+        items = np.ravel(np.asarray(value, dtype=object)).tolist()
+    except ValueError:  # a ragged list
+        items = []
     if len(items) != 1:
         return "not one number (xarray cannot decode with a list of another length either)"
     (v,) = items

@@ -1174,8 +1174,9 @@ def options_problem(
         library, takes = "its file system", ""
     if _unsaid_names(options):  # brk82: {secret:VALUE} made an option named 'secret:VALUE'
         reason += (
-            f"; '***' is an option {library} does not take, whose name is no plain name and "
-            "is not said (in YAML, 'name: value' needs a space after its colon)"
+            f"; '***' is an option {library} does not take, whose name looks like no option's "
+            "and is not said (in YAML, 'name: value' needs a space after its colon, and each "
+            "value its name)"
         )
     return ConfigError(
         f"{named} make no file system for {public_url(url)} ({reason}): correct {named}{takes}",
