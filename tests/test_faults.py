@@ -188,6 +188,60 @@ def test_workers_that_keep_dying_say_what_likely_killed_them_and_the_output_resu
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
 
 
+def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_path: Path) -> None:
+    """Ctrl-C during a run on a joined cluster: the tasks its workers were executing, though
+    cancelled, ran on and wrote their blocks after the run had given up the output's lock
+    and exited (helper-89), where the next run (an --overwrite with other stages) could get
+    a stale block in an output it marks complete. The run waits for them before it gives
+    up the lock: nothing is written after it exits, and `run --resume` finishes the output."""
+    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        chunking={"block": [1, 64]},
+        cluster={"dashboard": ""},
+    )
+    out = tmp_path / "out.zarr"
+    with external_cluster(
+        tmp_path,
+        nworkers=2,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"SLOW_BLOCK_SECONDS": "3"},
+    ) as ext:
+        argv = [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
+        proc = subprocess.Popen(
+            [*argv, "--scheduler", ext.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while (not out.exists() or markers(out) == 0) and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)  # the workers have begun their next blocks
+            _, err = proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+        assert proc.returncode == 130, err
+        written = (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file()))
+        time.sleep(6)  # twice a block's write: a task still running would have written
+        assert (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file())) == written
+        assert written[0] < 8
+        resumed = subprocess.run(
+            [*argv, "--resume", "--scheduler", ext.address],
+            capture_output=True,
+            text=True,
+            env={**env()},
+        )
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(out) == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
 def test_workers_that_keep_dying_while_generating_say_to_generate_again(tmp_path: Path) -> None:
     """Workers that die generating the input had been told that "`run --resume` finishes the
     output": the line says that the input stays unfinished, what gives a task more memory,

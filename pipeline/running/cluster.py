@@ -34,7 +34,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
-from pipeline.running import dashboard, fork_server, mps, waiting
+from pipeline.running import dashboard, fork_server, mps, threads, waiting
 from pipeline.running.sampler import MemorySampler
 
 if TYPE_CHECKING:
@@ -407,12 +407,63 @@ class DaskWorkers:
                 if futures and not gone:  # a gone scheduler has nothing left to cancel
                     with contextlib.suppress(Exception):
                         waiting.call(lambda: self.client.cancel(futures), "pipeline-cancel")
+                    if self.scheduler != "local":  # workers that stay up run on: wait for them
+                        with contextlib.suppress(Exception):
+                            waiting.call(lambda: self._settle(keys), "pipeline-settle")
                 if gone:
                     raise lost_scheduler(self.scheduler, "compute", type(e).__name__) from None
                 raise
             return self._statistic(
                 lambda: _held_by(self.client.who_has(futures)), "pipeline-who-has", {}
             )
+
+    def _settle(self, keys: list) -> None:
+        """Return once no worker executes a task of ``keys`` any more, or after
+        :data:`SETTLE_TIMEOUT` seconds (logged). A cancelled task that a worker is executing
+        runs on to its end, writing its block: on a cluster that stays up (joined, or a
+        caller's), that write could come after the run has given up the output's lock, into
+        the output of the next run (an ``--overwrite`` with other stages: a stale block in an
+        output marked complete). The cluster a run starts is stopped before the lock is
+        given up, its tasks with it."""
+        names = sorted({k[0] if isinstance(k, tuple) else k for k in keys})
+        t0 = time.monotonic()
+        deadline, told = t0 + SETTLE_TIMEOUT, False
+        while True:
+            running = sum(self.client.run(_executing, names).values())
+            if not running:
+                return
+            if not told and time.monotonic() > t0 + threads.Threads.TELL_AFTER:
+                told = True  # as a run on threads of this process says it
+                log.warning(
+                    "stopping: waiting for the blocks being written to end (each is written "
+                    "whole, then marked)"
+                )
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%d cancelled task(s) still running on the cluster's workers after %g s; "
+                    "they may still write blocks of this output",
+                    running,
+                    SETTLE_TIMEOUT,
+                )
+                return
+            time.sleep(0.1)
+
+
+#: Seconds a run stopped on a cluster that stays up waits for the workers to end the tasks
+#: they were executing (:meth:`DaskWorkers._settle`).
+SETTLE_TIMEOUT = 120.0
+
+
+def _executing(names: list[str], dask_worker: Any) -> int:
+    """How many tasks of the graphs ``names`` this worker is executing (cancelled ones too;
+    ``Client.run`` gives ``dask_worker``)."""
+    wanted = set(names)
+    n = 0
+    for key, ts in list(dask_worker.state.tasks.items()):
+        name = key[0] if isinstance(key, tuple) else key
+        if name in wanted and ts.state in ("executing", "cancelled", "resumed", "long-running"):
+            n += 1
+    return n
 
 
 @contextlib.contextmanager
