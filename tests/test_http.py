@@ -867,6 +867,37 @@ def test_options_for_a_file_system_the_url_does_not_chain_are_refused(
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
 
 
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"bogus_option": SECRET}, ["make no file system", "take no option 'bogus_option'"]),
+        ({"client_kwargs": {"bogus_option": SECRET}}, ["ClientSession", "'bogus_option'"]),
+        ({"asynchronous": True}, ["asynchronous", "remove asynchronous"]),
+        ({"http": {"asynchronous": True}}, ["asynchronous", "remove asynchronous"]),
+    ],
+    ids=["request-option", "session-option", "asynchronous", "chained-asynchronous"],
+)
+def test_http_options_that_fail_on_the_first_request_are_one_config_line(
+    tmp_path: Path, cli, options: dict, words: list[str]
+) -> None:
+    """An option fsspec's HTTP file system takes but aiohttp does not (it passes the
+    unknown ones to every request, ``client_kwargs`` to its session) and ``asynchronous:
+    true`` (a file system for code in an event loop) were taken where the file system was
+    made and failed on its first request: ``error: TypeError: ClientSession._request() got
+    an unexpected keyword argument ...`` and ``RuntimeError: Loop is not running``. Now one
+    line at input.storage_options, before any request, its values unsaid."""
+    _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path) as server:
+        store = server.url + "/in.zarr"
+        if "http" in options:
+            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
+            store = "zip::" + server.url + "/in.zip"
+        cfg = write_config(
+            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
+        )
+        _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
+
+
 def test_a_403_through_a_chain_with_top_level_options_names_the_inner_file_system_s_key(
     tmp_path: Path, cli
 ) -> None:

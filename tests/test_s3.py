@@ -460,8 +460,12 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"bogus_option": 1}, "bogus_option"),
         ({"config_kwargs": "x"}, "AttributeError"),
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
+        ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
+        ({"signature_version": "s3v4"}, "'signature_version'"),
+        ({"secret": 12345678}, "secret is not a string"),
+        ({"asynchronous": True}, "remove asynchronous"),
     ],
-    ids=["unknown", "config_kwargs", "endpoint"],
+    ids=["unknown", "config_kwargs", "endpoint", "signature", "top-signature", "int", "async"],
 )
 def test_storage_options_that_make_no_file_system_are_one_config_line(
     tmp_path, cli, bucket, where: str, wrong: dict[str, Any], reason: str
@@ -471,7 +475,10 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     library's bare TypeError, AttributeError or ValueError (and for the output a line
     saying "choose a writable store"), and pipeline.run raised them as they were. One
     ConfigError now names the section's storage_options and the library's reason, with no
-    option's value in it (brk76 f3)."""
+    option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
+    first request (a signature version it does not know, which its error quoted; a secret
+    that YAML read as a number) and ``asynchronous: true`` (fsspec's "Loop is not
+    running")."""
     import s3fs
     from zarr.storage import FsspecStore
 

@@ -386,6 +386,35 @@ def test_a_password_holding_a_slash_is_hidden() -> None:
         assert hide_url_secrets(fine) == fine
 
 
+@pytest.mark.parametrize(
+    ("store", "options", "key"),
+    [
+        ("s3://b/in.zarr", "{1: S3CR3T987}", "input.storage_options.1"),
+        ("s3://b/in.zarr", "{config_kwargs: {1: S3CR3T987}}", "config_kwargs.1"),
+        ("http://h/in.zarr", "{client_kwargs: {true: S3CR3T987}}", "client_kwargs.True"),
+        ("zip::s3://b/in.zip", "{s3: {client_kwargs: {null: S3CR3T987}}}", "client_kwargs.None"),
+    ],
+    ids=["top", "config_kwargs", "http-client_kwargs", "chained"],
+)
+def test_an_option_whose_name_is_no_string_is_refused_unsaid(
+    tmp_path: Path, cli, store: str, options: str, key: str
+) -> None:
+    """YAML reads ``1:``, ``true:`` and ``null:`` as no string: inside ``client_kwargs`` (or
+    any mapping in storage_options) that was fsspec's or aiohttp's bare ``TypeError: keywords
+    must be strings``, or on S3 a line telling to put a space after a colon. One line now,
+    at the config's line, names the option and the fix, never its value."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: {store}\n  storage_options: {options}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "c.yaml:3: input.storage_options." in line and key in line, line
+    assert "must be a string" in line and "S3CR3T987" not in out + err, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path: Path) -> None:
     """``storage_options: {secret:VALUE, key: ...}`` (no space after the colon) makes an
     option NAMED ``secret:VALUE``: ``repr(Config)`` masked the values only, showing it

@@ -244,6 +244,9 @@ class Location:
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
         ConfigError when its ``storage_options`` make none (:func:`options_problem`)."""
+        problem = async_option_problem(self.url, self.storage_options, self.setting)
+        if problem is not None:
+            raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
         with _FS_LOCK:
@@ -1141,15 +1144,98 @@ def endpoint_fix(options: Any, failure: str, side: str) -> str | None:
 
 
 def _connect(fs: Any) -> None:
-    """Make the client of a file system that makes it only on its first request (s3fs: its
-    botocore session and client, from ``storage_options``' ``key``, ``secret``,
+    """Make the client of a file system that makes it only on its first request, and check
+    what that request would make of the options, so options that make none are known where
+    the file system is opened, not as the library's error from whatever step asks first
+    (a raw ``TypeError`` or botocore error, with no setting named). No request is sent.
+
+    s3fs: its botocore session and client, from ``storage_options``' ``key``, ``secret``,
     ``endpoint_url``, ``client_kwargs``, ``config_kwargs`` and the rest, unknown ones
-    included), so options that make none are known where the file system is opened, not
-    as the library's error from whatever step asks first. No request is sent. Layers that
-    wrap one (a zip on S3) are connected through the file they read, on their first read."""
+    included; then the signature version the client signs with (``config_kwargs``'
+    ``signature_version``: botocore knows it only when it signs) and the credentials' type
+    (YAML's ``secret: 12345678`` is a number, which botocore cannot sign with). fsspec's HTTP
+    file system: its aiohttp session (``client_kwargs``), and the names of the options it
+    passes to every request, which aiohttp must take. Layers that wrap one (a zip on S3) are
+    connected through the file they read, on their first read."""
+    if getattr(fs, "asynchronous", False):
+        return
     connect = getattr(fs, "connect", None)
-    if connect is not None and hasattr(fs, "set_session") and not fs.asynchronous:
+    if connect is not None and hasattr(fs, "set_session"):
         connect()
+        _check_signing(fs)
+        return
+    from fsspec.implementations.http import HTTPFileSystem
+
+    if isinstance(fs, HTTPFileSystem):
+        import inspect
+
+        from aiohttp import ClientSession
+        from fsspec.asyn import sync
+
+        sync(fs.loop, fs.set_session)
+        request = inspect.signature(ClientSession._request)
+        for name in fs.kwargs:
+            if name not in request.parameters or name in ("self", "method", "str_or_url"):
+                raise TypeError(f"aiohttp's requests take no option {name!r}")
+
+
+def _check_signing(fs: Any) -> None:
+    """Raise where the botocore client of an s3fs file system cannot sign a request: a
+    signature version botocore does not know (its own ``UnknownSignatureVersionError``, as
+    its signer would raise on the first request), credentials that are no strings."""
+    import botocore
+    import botocore.auth
+    from botocore.exceptions import UnknownSignatureVersionError
+
+    config = getattr(getattr(getattr(fs, "s3", None), "meta", None), "config", None)
+    version = getattr(config, "signature_version", None)
+    signed = version is not None and version is not botocore.UNSIGNED
+    if signed and (not isinstance(version, str) or version not in botocore.auth.AUTH_TYPE_MAPS):
+        known = ", ".join(sorted(v for v in botocore.auth.AUTH_TYPE_MAPS if "-" not in v))
+        raise UnknownSignatureVersionError(signature_version=f"{version} (botocore knows {known})")
+    for name in ("key", "secret", "token"):
+        value = getattr(fs, name, None)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} is not a string (YAML read it as a number or other type)")
+
+
+def async_option_problem(
+    url: str, options: dict[str, Any], setting: str = ""
+) -> ConfigError | None:
+    """The ConfigError for ``asynchronous: true`` in ``options`` (a store's
+    ``storage_options``, or a chained file system's options under its protocol's name) for
+    a file system that has an asynchronous mode (s3fs, fsspec's HTTP file system): it makes
+    one whose calls must come from a running event loop, and the pipeline's reads and
+    writes call its blocking methods, which then failed with fsspec's bare "RuntimeError:
+    Loop is not running". None where there is none (a local file system takes the option and
+    ignores it)."""
+    import fsspec
+
+    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
+    where = [(protocols[0] if protocols else "", options)]
+    where += [(p, options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, given in where:
+        if not protocol or not isinstance(given, dict) or not given.get("asynchronous"):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        if not getattr(cls, "async_impl", False):
+            continue
+        key = f"{setting}.storage_options" if setting else None
+        named = key or "the store's storage_options"
+        option = "asynchronous" if given is options else f"{protocol}: {{asynchronous}}"
+        return ConfigError(
+            f"{named} {option} makes {cls.__name__} one for code that runs in an event loop, "
+            "which the pipeline's reads and writes do not: remove asynchronous from "
+            f"{named} (the pipeline runs its requests concurrently itself)",
+            file=None,
+            line=None,
+            key=key,
+            store=public_url(url),
+        )
+    return None
 
 
 def options_problem(
