@@ -243,7 +243,11 @@ class Location:
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
-        ConfigError when its ``storage_options`` make none (:func:`options_problem`)."""
+        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, in a
+        process that is no Dask worker, name an ``endpoint_url`` where nothing listens
+        (:func:`endpoint_refused`: botocore retries a connection refused on every request,
+        with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
+        plan found the endpoint listening, keeps those retries for a server restarting)."""
         problem = async_option_problem(self.url, self.storage_options, self.setting)
         if problem is not None:
             raise problem
@@ -252,6 +256,10 @@ class Location:
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
+                if got is None and not _in_worker():  # nothing listening: said at once
+                    refused = endpoint_refused(self.url, self.storage_options, self.setting)
+                    if refused is not None:
+                        raise refused
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
@@ -1121,6 +1129,116 @@ UNREACHABLE = (
     "ssl validation failed",
     "wrong version number",
 )
+
+
+def _speaks_tls(sock: Any, host: str) -> bool:
+    """False where the server on ``sock`` answers a TLS handshake with no TLS (OpenSSL's
+    WRONG_VERSION_NUMBER: a plain HTTP server); True otherwise, its certificate unchecked
+    (the client's ``verify`` decides that) and any other failure left to the client."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        context.wrap_socket(sock, server_hostname=host).close()
+    except ssl.SSLError as e:
+        return e.reason != "WRONG_VERSION_NUMBER"
+    except OSError:
+        return True
+    return True
+
+
+def _in_worker() -> bool:
+    """Whether this thread runs a Dask worker's task (Dask's ``get_worker`` finds one)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _proxied(endpoint: str, options: Any) -> bool:
+    """Whether requests to ``endpoint`` go through a proxy (``config_kwargs``' ``proxies``, or
+    the environment's HTTP(S)_PROXY not bypassed by NO_PROXY): a direct connection says
+    nothing about it then."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    config = options.get("config_kwargs") if isinstance(options, dict) else None
+    if isinstance(config, dict) and config.get("proxies"):
+        return True
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def endpoint_refused(
+    url: str, options: Any, setting: str, attempts: int = 2, pause: float = 0.5
+) -> ConfigError | None:
+    """The ConfigError for ``storage_options``' ``endpoint_url`` (:func:`_endpoint`) where
+    nothing listens: a TCP connection to its host and port refused, or its host's name not
+    known, on each of ``attempts`` tries ``pause`` seconds apart (a server restarting
+    answers the next); or, for an https endpoint, a server that answers a TLS handshake with
+    no TLS (:func:`_speaks_tls`: botocore retried its SSLError as long). None where it
+    connects, where the answer is none of those (a timeout, a network that is down:
+    botocore's retries may yet get through, and say the rest), where a proxy carries the
+    requests (:func:`_proxied`), and where no endpoint_url is given.
+    Nothing is sent; the line names the section's endpoint_url and its host, never a
+    credential (:func:`endpoint_fix`)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    endpoint = _endpoint(options)
+    if endpoint is None or _proxied(endpoint, options):
+        return None
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not host or port is None:
+        return None
+    failure = ""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(pause)
+        try:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                if parts.scheme != "https" or _speaks_tls(sock, host):
+                    return None
+                failure = "wrong version number: it speaks no TLS, where https was asked"
+                break  # an answer, not a blip
+        except ConnectionRefusedError:
+            failure = "connection refused"
+        except socket.gaierror as e:
+            if e.errno not in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)):
+                return None
+            failure = "name or service not known"
+        except OSError:
+            return None
+    side = setting or "input"
+    fix = endpoint_fix(options, failure, side)
+    if fix is None:
+        return None
+    if not setting:
+        fix = fix.replace("input.storage_options", "the store's storage_options")
+    key = f"{setting}.storage_options" if setting else None
+    scheme_host = f"{parts.scheme}://{host}:{port}"
+    return ConfigError(
+        f"{setting + ' store ' if setting else ''}{public_url(url)}: {fix} ({failure})",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+        endpoint=scheme_host,
+    )
 
 
 def endpoint_fix(options: Any, failure: str, side: str) -> str | None:
