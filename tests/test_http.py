@@ -898,6 +898,42 @@ def test_http_options_that_fail_on_the_first_request_are_one_config_line(
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
 
 
+def test_a_refusal_on_resume_names_the_store_and_its_storage_options(tmp_path: Path, cli) -> None:
+    """An input of signed URLs (its token in storage_options' ``params``) left incomplete,
+    then resumed once the server takes another token: the layout read's 403 reached the
+    last resort (:func:`~pipeline.errors.store_answer`), which said "a store answered HTTP
+    403 Forbidden for URL?... give access to it (... the store's storage_options)": no store,
+    no section, and the colon after the URL gone with its masked query. It names the input
+    store and input.storage_options now, never the token, from the command line and the API
+    alike."""
+    import pipeline
+
+    x = np.arange(64 * COLS, dtype=np.float32).reshape(64, COLS)
+    zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(8, COLS)
+    )[...] = x
+    with serving(tmp_path, token={"sig": SECRET}, fail={"in.zarr/c/3/0": 500}) as server:
+        cfg = write_config(
+            tmp_path,
+            server.url + "/in.zarr",
+            tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": SECRET}}},
+            chunking={"block": [8, COLS]},
+        )
+        rc, _, err = cli("run", cfg)
+        assert rc == 1 and "c/3/0" in err, err
+        server.set(token={"sig": "another"})
+        rc, out, err = cli("run", cfg, "--resume")
+        line = one_line_error(err)
+        assert rc == 1 and SECRET not in out + err, err
+        assert f"the input store {server.url}/in.zarr answered HTTP 403" in line, line
+        assert "/in.zarr/zarr.json: give access" in line, line
+        assert "credentials in input.storage_options" in line, line
+        with pytest.raises(pipeline.StoreError) as e:
+            pipeline.run(cfg, resume=True)
+        assert f"error: {e.value}" == line and e.value.setting == "input", e.value.data
+
+
 def test_a_403_through_a_chain_with_top_level_options_names_the_inner_file_system_s_key(
     tmp_path: Path, cli
 ) -> None:

@@ -184,7 +184,9 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
     ahead, bit for bit, and neither password is said or written. Over a server that gives no
     change stamps, verify's line on the unstamped files named the first file's URL whole;
     and a password the server refuses was aiohttp's bare ``ClientResponseError: 401`` on a
-    resume: now one line naming the store's answer and the fix."""
+    resume: now one line naming the store's answer and the fix, which is the password in the
+    input's URL (the line had said "the credentials in the store's storage_options", which
+    this config has none of; verify and plan said input.storage_options)."""
     x = _input(tmp_path / "in.zarr")
     one, two = f"{SECRET}1", f"{SECRET}2"
     with serving(tmp_path, basic=["user", one]) as server:
@@ -212,10 +214,19 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
         rc, o, err = cli("run", config(two, "out.zarr"), "--resume")
         assert rc == 1 and two not in o + err, o + err
         line = one_line_error(err)
-        assert "HTTP 401" in line and "storage_options" in line, line
+        assert "HTTP 401" in line and "the input store http://user:***@" in line, line
+        # the password is in the URL, where the fix is: not in storage_options (it has none)
+        assert "correct the user and password in input.store's URL" in line, line
+        assert "storage_options" not in line, line
         with pytest.raises(pipeline.StoreError) as e:  # the API raises what the line says
             pipeline.run(config(two, "out.zarr"), resume=True)
         assert f"error: {e.value}" == line and e.value.reason == "HTTP 401 Unauthorized"
+        assert e.value.setting == "input", e.value.data
+        for command in ("verify", "plan"):  # the steps that name the store say the same fix
+            rc, o, err = cli(command, config(two, "out.zarr"))
+            line = one_line_error(err)
+            assert rc == 1 and "input.store's URL" in line, line
+            assert "storage_options" not in line and two not in o + err, line
 
 
 def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:

@@ -604,6 +604,74 @@ class Location:
                 archive=kind,
             )
 
+    def answer_fix(self, failure: str, side: str = "") -> str:
+        """What to do about this store's answer ``failure``
+        (:func:`~pipeline.errors.storage_failure`), knowing where its URL and options are
+        set and what they hold: nothing listening at ``storage_options``' endpoint_url
+        (:func:`endpoint_fix`); a refusal of access fixed where its credentials are (a user
+        and password in the URL, said as ``input.store``'s URL, rather than storage_options
+        that hold none: :func:`_url_credentials`), with where a chain's options go
+        (:func:`~pipeline.config.urls.chain_options_hint`); else
+        :func:`~pipeline.errors.storage_fix` for the section (``setting``, or ``side`` where
+        the location has none), or for "the store" where neither is known."""
+        from pipeline.config.urls import chain_options_hint
+
+        setting = self.setting or side
+        side = setting or "input"
+        named = f"{setting}.storage_options" if setting else "the store's storage_options"
+        fix = endpoint_fix(self.storage_options, failure, side)
+        if fix is None:
+            fix = storage_fix(failure, side)
+            refused = refused_credentials(failure)
+            if _url_credentials(self.url) and (
+                refused or failure.startswith(("HTTP 401", "HTTP 403", "PermissionError"))
+            ):
+                url = f"{setting}.store's URL" if setting else "the store's URL"
+                where = f"the user and password in {url}"
+                if _option_credentials(self.storage_options):
+                    where += f" or the credentials in {side}.storage_options"
+                fix = (
+                    f"correct {where}: the store refused them"
+                    if refused or failure.startswith("HTTP 401")
+                    else f"give access to it (its permissions, or {where})"
+                )
+            hint = chain_options_hint(self.url, self.storage_options)
+            if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
+                fix = f"{fix}; {hint}"
+        return fix.replace(f"{side}.storage_options", named).replace(
+            f"{side}.store", f"{setting}.store" if setting else "the store's URL"
+        )
+
+    def answered(self, e: BaseException) -> bool:
+        """Whether the failure ``e`` (or an error it came from) is this store's answer: a
+        request to a URL under the store's (aiohttp's ``request_info``: the same scheme,
+        host, port, and a path below the store's), or a local file under the store's
+        folder (an ``OSError``'s ``filename``)."""
+        from urllib.parse import urlsplit
+
+        here = self.url.rsplit("::", 1)[-1]
+        seen: list[BaseException] = []
+        x: BaseException | None = e
+        while x is not None and not any(x is y for y in seen):
+            seen.append(x)
+            asked = getattr(getattr(x, "request_info", None), "real_url", None)
+            if asked is not None and "://" in here:
+                try:
+                    a, b = urlsplit(str(asked)), urlsplit(here)
+                    same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+                except ValueError:
+                    same = False
+                if same and a.path.rstrip("/").startswith(b.path.rstrip("/")):
+                    return True
+            name = getattr(x, "filename", None) if isinstance(x, OSError) else None
+            root = self.local_root
+            if isinstance(name, str) and root is not None:
+                root = os.path.realpath(root)
+                if os.path.realpath(name) == root or name.startswith(root.rstrip("/") + "/"):
+                    return True
+            x = x.__cause__ or x.__context__
+        return False
+
     def writable_probe(self) -> None:
         """Raise OutputError when nothing can be written here. The probe object is gone
         afterwards, whether the probe succeeded or not."""
@@ -620,23 +688,70 @@ class Location:
             with contextlib.suppress(Exception):
                 self.delete(probe)
             raise OutputError(
-                _unwritable(str(self), e, self.storage_options), output=self.url
+                _unwritable(self, e), output=self.url
             ) from None
 
 
-def _unwritable(where: str, e: BaseException, options: Any = None) -> str:
-    """The line for the output store ``where`` (its public URL) that refused the probe's
-    write with ``e``: credentials missing or refused are fixed in output.storage_options, a
-    store that forbids writing by its permissions or another store, anything else by another
-    store."""
+def config_stores(config: Any) -> list[Location]:
+    """The input's and the output's :class:`Location` of ``config`` (a Config; none for
+    None, or where a store cannot be one: its own line says why elsewhere)."""
+    stores = []
+    for setting in ("input", "output"):
+        section = getattr(config, setting, None)
+        with contextlib.suppress(Exception):
+            stores.append(Location.of(section.store, section.storage_options, setting))  # type: ignore[union-attr]
+    return stores
+
+
+def _url_credentials(url: str) -> bool:
+    """Whether a part of ``url`` (alone or in a '::' chain) carries a user or password that
+    its file system takes from the URL (HTTP(S), FTP, SFTP: ``http://user:pw@host/...``)."""
+    from urllib.parse import urlsplit
+
+    for bit in url.split("::"):
+        if "://" not in bit:
+            continue
+        try:
+            parts = urlsplit(bit)
+            if parts.username is not None or parts.password is not None:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+#: Options that carry credentials to a store: s3fs's and gcsfs's, and the headers, query
+#: parameters and authentication an HTTP file system sends.
+CREDENTIAL_OPTIONS = frozenset(
+    {"key", "secret", "token", "profile", "headers", "params", "auth", "client_kwargs"}
+)
+
+
+def _option_credentials(options: Any) -> bool:
+    """Whether ``options`` (a store's storage_options, a chain's under its protocols' names
+    too) hold an option that carries credentials (:data:`CREDENTIAL_OPTIONS`)."""
+    if not isinstance(options, dict):
+        return False
+    return any(
+        k in CREDENTIAL_OPTIONS or (isinstance(v, dict) and _option_credentials(v))
+        for k, v in options.items()
+    )
+
+
+def _unwritable(location: Location, e: BaseException) -> str:
+    """The line for the output store ``location`` that refused the probe's write with ``e``:
+    credentials missing or refused are fixed where they are (output.storage_options, or the
+    output's URL: :meth:`Location.answer_fix`), a store that forbids writing by its
+    permissions or another store, anything else by another store."""
+    where = str(location)
     if missing_credentials(e):
         return (
             f"cannot write to the output store {where}: no credentials were found for it: "
             f"{CREDENTIALS_FIX}"
         )
     failure = storage_failure(e) or f"{type(e).__name__}: {e}"
-    fix = storage_fix(failure, "output")
-    unreachable = endpoint_fix(options, failure, "output")
+    fix = location.answer_fix(failure, side="output")
+    unreachable = endpoint_fix(location.storage_options, failure, "output")
     if unreachable is not None:
         return f"cannot write to the output store {where} ({failure}): {unreachable}"
     if refused_credentials(failure):
