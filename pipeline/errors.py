@@ -440,14 +440,41 @@ def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | N
     )
 
 
+#: The libraries through which the pipeline reaches remote stores: an error raised in (or
+#: from) one of them is a store's, not the scheduler's or a local file's.
+STORAGE_LIBRARIES = frozenset(
+    {"aiohttp", "aiobotocore", "botocore", "s3fs", "fsspec", "gcsfs", "adlfs", "zarr"}
+)
+
+
+def _through_storage(e: BaseException) -> bool:
+    """Whether ``e``, or an error it came from, was raised in (or is a type of) one of the
+    :data:`STORAGE_LIBRARIES`."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        if type(x).__module__.split(".")[0] in STORAGE_LIBRARIES:
+            return True
+        tb = x.__traceback__
+        while tb is not None:
+            if str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] in STORAGE_LIBRARIES:
+                return True
+            tb = tb.tb_next
+        x = x.__cause__ or x.__context__
+    return False
+
+
 def _answering(e: BaseException, stores: Sequence[Any]) -> Any:
-    """The one of ``stores`` whose answer ``e`` is (``answered``), or, where none says so,
-    the only one that is no local folder; None where that is not one store."""
+    """The one of ``stores`` whose answer ``e`` is (``answered``), or, where none says so
+    and ``e`` came through a storage library (:func:`_through_storage`: not a scheduler's
+    refused connection), the only one that is no local folder; None where that is not one
+    store."""
     stores = [s for s in stores if getattr(s, "setting", "")]
     found = [s for s in stores if s.answered(e)]
     if len(found) == 1:
         return found[0]
-    if found:
+    if found or not _through_storage(e):
         return None
     remote = [s for s in stores if not s.is_local and s.local_root is None]
     return remote[0] if len(remote) == 1 else None

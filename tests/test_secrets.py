@@ -473,3 +473,28 @@ def test_a_query_on_any_scheme_s_url_is_hidden_and_local_names_are_kept(tmp_path
         rc, _, err = cli("run", cfg)
         assert rc == 0, err
         assert np.array_equal(zarr.open_array(str(path), mode="r")[...], reference(x))
+
+
+def test_a_refused_connection_of_no_store_names_no_store() -> None:
+    """The last resort's line names the store that answered only where the answer is that
+    store's: a connection refused that no storage library raised (a scheduler's, say) is
+    not said to be the only remote store's, with its endpoint_url to correct."""
+    import socket
+
+    from pipeline.errors import store_answer
+    from pipeline.store.location import Location
+
+    stores = [
+        Location.of("s3://b/in.zarr", {"endpoint_url": "http://127.0.0.1:9"}, "input"),
+        Location.of("/tmp/out.zarr", {}, "output"),
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    except ConnectionRefusedError as e:
+        refused = e
+    answer = store_answer(refused, stores)
+    assert answer is not None and answer.setting == "", answer
+    assert "input" not in str(answer) and "endpoint_url" not in str(answer), answer

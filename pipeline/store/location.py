@@ -666,8 +666,8 @@ class Location:
             name = getattr(x, "filename", None) if isinstance(x, OSError) else None
             root = self.local_root
             if isinstance(name, str) and root is not None:
-                root = os.path.realpath(root)
-                if os.path.realpath(name) == root or name.startswith(root.rstrip("/") + "/"):
+                root, name = os.path.realpath(root), os.path.realpath(name)
+                if name == root or name.startswith(root.rstrip(os.sep) + os.sep):
                     return True
             x = x.__cause__ or x.__context__
         return False
@@ -687,9 +687,7 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            raise OutputError(
-                _unwritable(self, e), output=self.url
-            ) from None
+            raise OutputError(_unwritable(self, e), output=self.url) from None
 
 
 def config_stores(config: Any) -> list[Location]:
