@@ -874,8 +874,19 @@ def test_options_for_a_file_system_the_url_does_not_chain_are_refused(
         ({"client_kwargs": {"bogus_option": SECRET}}, ["ClientSession", "'bogus_option'"]),
         ({"asynchronous": True}, ["asynchronous", "remove asynchronous"]),
         ({"http": {"asynchronous": True}}, ["asynchronous", "remove asynchronous"]),
+        ({"headers": f"Authorization: {SECRET}"}, ["headers is not a mapping"]),
+        ({"client_kwargs": {"auth": ["user", SECRET]}}, ["BasicAuth", "the store's URL"]),
+        ({"timeout": SECRET}, ["timeout is not a number"]),
     ],
-    ids=["request-option", "session-option", "asynchronous", "chained-asynchronous"],
+    ids=[
+        "request-option",
+        "session-option",
+        "asynchronous",
+        "chained-asynchronous",
+        "headers",
+        "auth",
+        "timeout",
+    ],
 )
 def test_http_options_that_fail_on_the_first_request_are_one_config_line(
     tmp_path: Path, cli, options: dict, words: list[str]
@@ -884,7 +895,9 @@ def test_http_options_that_fail_on_the_first_request_are_one_config_line(
     unknown ones to every request, ``client_kwargs`` to its session) and ``asynchronous:
     true`` (a file system for code in an event loop) were taken where the file system was
     made and failed on its first request: ``error: TypeError: ClientSession._request() got
-    an unexpected keyword argument ...`` and ``RuntimeError: Loop is not running``. Now one
+    an unexpected keyword argument ...`` and ``RuntimeError: Loop is not running``; so were
+    values aiohttp refuses only as it sends (headers that are no mapping, an ``auth`` that is
+    not its BasicAuth object, which YAML cannot make, a timeout that is no number). Now one
     line at input.storage_options, before any request, its values unsaid."""
     _sparse(tmp_path / "in.zarr", 2)
     with serving(tmp_path) as server:

@@ -464,8 +464,20 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"signature_version": "s3v4"}, "'signature_version'"),
         ({"secret": 12345678}, "secret is not a string"),
         ({"asynchronous": True}, "remove asynchronous"),
+        ({"config_kwargs": {"connect_timeout": "SECRETISH"}}, "not a number of seconds"),
+        ({"client_kwargs": {"verify": "/no/SECRETISH.pem"}}, "path of a CA bundle"),
     ],
-    ids=["unknown", "config_kwargs", "endpoint", "signature", "top-signature", "int", "async"],
+    ids=[
+        "unknown",
+        "config_kwargs",
+        "endpoint",
+        "signature",
+        "top-signature",
+        "int",
+        "async",
+        "timeout",
+        "verify",
+    ],
 )
 def test_storage_options_that_make_no_file_system_are_one_config_line(
     tmp_path, cli, bucket, where: str, wrong: dict[str, Any], reason: str
@@ -477,8 +489,10 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     ConfigError now names the section's storage_options and the library's reason, with no
     option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
     first request (a signature version it does not know, which its error quoted; a secret
-    that YAML read as a number) and ``asynchronous: true`` (fsspec's "Loop is not
-    running")."""
+    that YAML read as a number), what botocore's HTTP layer learns only when it sends (a
+    ``connect_timeout`` that is no number, a CA bundle that is not there: 'HTTPClientError:
+    An HTTP Client raised an unhandled exception', after s3fs's retries) and
+    ``asynchronous: true`` (fsspec's "Loop is not running")."""
     import s3fs
     from zarr.storage import FsspecStore
 

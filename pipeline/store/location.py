@@ -253,13 +253,13 @@ class Location:
             raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
+        if key not in _FS_CACHE and not _in_worker():  # nothing listening: said at once
+            refused = endpoint_refused(self.url, self.storage_options, self.setting)
+            if refused is not None:
+                raise refused
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
-                if got is None and not _in_worker():  # nothing listening: said at once
-                    refused = endpoint_refused(self.url, self.storage_options, self.setting)
-                    if refused is not None:
-                        raise refused
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
@@ -1403,11 +1403,35 @@ def _connect(fs: Any) -> None:
         from aiohttp import ClientSession
         from fsspec.asyn import sync
 
-        sync(fs.loop, fs.set_session)
         request = inspect.signature(ClientSession._request)
         for name in fs.kwargs:
             if name not in request.parameters or name in ("self", "method", "str_or_url"):
                 raise TypeError(f"aiohttp's requests take no option {name!r}")
+        _check_http_values(fs)
+        sync(fs.loop, fs.set_session)
+
+
+def _check_http_values(fs: Any) -> None:
+    """Raise where an option of fsspec's HTTP file system has a value aiohttp refuses only
+    when it sends: ``headers`` that are no mapping, and ``auth`` (of the requests, or of
+    ``client_kwargs``' session), which aiohttp takes only as its ``BasicAuth`` object, which
+    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required")."""
+    from aiohttp import BasicAuth
+
+    headers = fs.kwargs.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        raise TypeError("headers is not a mapping of header names to values")
+    timeout = fs.kwargs.get("timeout")
+    if timeout is not None and not _number(timeout):
+        raise TypeError("timeout is not a number of seconds")
+    for where, given in (("auth", fs.kwargs), ("client_kwargs' auth", fs.client_kwargs)):
+        auth = given.get("auth") if isinstance(given, dict) else None
+        if auth is not None and not isinstance(auth, BasicAuth):
+            raise TypeError(
+                f"{where} must be aiohttp's BasicAuth, which a YAML config cannot make: give "
+                "the user and password in the store's URL (https://user:password@host/...), or "
+                "an Authorization header in headers"
+            )
 
 
 def _check_signing(fs: Any) -> None:
@@ -1428,6 +1452,39 @@ def _check_signing(fs: Any) -> None:
         value = getattr(fs, name, None)
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} is not a string (YAML read it as a number or other type)")
+    block = getattr(fs, "default_block_size", None)
+    if block is not None and not (_number(block) and block == int(block) and block >= 1):
+        raise TypeError("default_block_size is not a whole number of bytes")
+    _check_http_settings(getattr(fs, "config_kwargs", None), getattr(fs, "client_kwargs", None))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_http_settings(config: Any, client: Any) -> None:
+    """Raise where botocore's HTTP layer would fail on a setting only when it sends (each
+    request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
+    exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
+    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
+    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path."""
+    config = config if isinstance(config, dict) else {}
+    for name in ("connect_timeout", "read_timeout"):
+        if name in config and config[name] is not None and not _number(config[name]):
+            raise TypeError(f"config_kwargs' {name} is not a number of seconds")
+    pool = config.get("max_pool_connections")
+    if pool is not None and not (_number(pool) and pool == int(pool) and pool >= 1):
+        raise TypeError("config_kwargs' max_pool_connections is not a whole number of at least 1")
+    proxies = config.get("proxies")
+    if proxies is not None and not isinstance(proxies, dict):
+        raise TypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
+    verify = client.get("verify") if isinstance(client, dict) else None
+    bundle = isinstance(verify, str) and os.path.exists(os.path.expanduser(verify))
+    if verify is not None and not isinstance(verify, bool) and not bundle:
+        raise TypeError(
+            "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
+            "exists here"
+        )
 
 
 def async_option_problem(
