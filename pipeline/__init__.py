@@ -355,14 +355,16 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
     _check_options(options, ["client", *_run_options()])
     from pipeline.errors import store_answer
+    from pipeline.store.location import config_stores
 
     opts = RunOptions(**{"progress": "none", **_check_values(options)})
     client = _client(client)
     answer = None
+    cfg = _config(config)
     try:
-        summary = _run(_config(config), opts, client=client)
+        summary = _run(cfg, opts, client=client)
     except Exception as e:
-        answer = store_answer(e)  # a store's answer no step named: its line, as the CLI's
+        answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
             raise
     if answer is not None:  # raised outside the handler: no unpicklable __context__

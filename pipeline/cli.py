@@ -281,7 +281,7 @@ def _main(argv: list[str] | None) -> int:
         if args.debug:
             raise
         print(
-            _library_error(e)
+            _library_error(e, getattr(args, "loaded", None))
             or hide_url_secrets(
                 f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
             ),
@@ -290,19 +290,21 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
-def _library_error(e: BaseException) -> str | None:
+def _library_error(e: BaseException, config: Any = None) -> str | None:
     """The line for an error of a library that names no fix of the user's, where its cause is
     known; None otherwise. An S3 store without credentials (botocore's NoCredentialsError,
     which s3fs passes on: helper-41 got its bare name); a store's answer that no step turned
-    into a line of its own (:func:`~pipeline.errors.store_answer`)."""
+    into a line of its own (:func:`~pipeline.errors.store_answer`, told the stores of
+    ``config``, the command's, where it was loaded)."""
     from pipeline.errors import CREDENTIALS_FIX, missing_credentials, store_answer
+    from pipeline.store.location import config_stores
 
     if missing_credentials(e):
         return (
             "error: an S3 store needs credentials, and none were found (botocore: Unable to "
             f"locate credentials): {CREDENTIALS_FIX}"
         )
-    answer = store_answer(e)  # a store's answer that no step named (helper-75: a bare 401)
+    answer = store_answer(e, config_stores(config))  # no step named it (helper-75: a 401)
     return f"error: {answer}" if answer is not None else None
 
 
@@ -402,6 +404,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         ignore_filter_arithmetic_warnings()
     config = _load(args)
+    args.loaded = config  # whose stores a store's answer that no step named is matched to
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)
     if args.command in ("run", "generate"):

@@ -24,6 +24,7 @@ keeps their fields on the way.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -426,26 +427,88 @@ def storage_failure(e: BaseException) -> str | None:
     return None
 
 
-def store_answer(e: BaseException) -> StoreError | None:
+def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | None:
     """The StoreError for ``e`` where it is a store's answer (:func:`storage_failure`: an
     HTTP 401, 403 or 500, a lost connection) that no step of the pipeline turned into a line
-    of its own, naming the answer, the URL asked (its secrets hidden) and the fix; None for
-    anything else. Fields: ``store`` (that URL, or '') and ``reason`` (the answer). What the
-    command line prints and :func:`pipeline.run` raises in place of the library's error
-    (helper-75: a bare ``ClientResponseError: 401`` on a resume with a wrong password)."""
+    of its own, naming the answer, the URL asked (its secrets and query hidden) and the fix;
+    None for anything else. What the command line prints and :func:`pipeline.run` raises in
+    place of the library's error (helper-75: a bare ``ClientResponseError: 401`` on a resume
+    with a wrong password).
+
+    ``stores``: the run's stores (:class:`~pipeline.store.location.Location`, their
+    ``setting`` known), where the caller has them: the one that gave the answer
+    (``answered``: the URL asked is under its own, or the file; else the only one that is
+    not a local folder) is named, with its section, and the fix is that store's
+    (``answer_fix``: its endpoint_url, the password in its URL, its chain's options), which
+    the answer alone cannot tell. Fields: ``store`` (the URL asked, or that store, or ''),
+    ``reason`` (the answer) and ``setting`` ('input', 'output' or '')."""
     if isinstance(e, PipelineError):
         return None
     failure = storage_failure(e)
     if failure is None:
         return None
     url = getattr(getattr(e, "request_info", None), "real_url", None)
-    where = hide_url_secrets(str(url)) if url is not None else ""
-    fix = storage_fix(failure).replace("input.storage_options", "the store's storage_options")
+    if url is None:  # the answer that an error raised while handling it came from
+        x = e.__cause__ or e.__context__
+        url = getattr(getattr(x, "request_info", None), "real_url", None)
+    # its query is cut (not masked): a masked '?...' took the colon after it away
+    where = hide_url_secrets(str(url).split("?", 1)[0].split("#", 1)[0]) if url else ""
+    store = _answering(e, stores)
+    if store is None:
+        fix = storage_fix(failure).replace("input.storage_options", "the store's storage_options")
+        return StoreError(
+            f"a store answered {failure}{' for ' + where if where else ''}: {fix}",
+            store=where,
+            reason=failure,
+            setting="",
+        )
+    asked = f" for {where}" if where else ""
     return StoreError(
-        f"a store answered {failure}{' for ' + where if where else ''}: {fix}",
-        store=where,
+        f"the {store.setting} store {store} answered {failure}{asked}: {store.answer_fix(failure)}",
+        store=where or str(store),
         reason=failure,
+        setting=store.setting,
     )
+
+
+#: The libraries through which the pipeline reaches remote stores: an error raised in (or
+#: from) one of them is a store's, not the scheduler's or a local file's.
+STORAGE_LIBRARIES = frozenset(
+    {"aiohttp", "aiobotocore", "botocore", "s3fs", "fsspec", "gcsfs", "adlfs", "zarr"}
+)
+
+
+def _through_storage(e: BaseException) -> bool:
+    """Whether ``e``, or an error it came from, was raised in (or is a type of) one of the
+    :data:`STORAGE_LIBRARIES`."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        if type(x).__module__.split(".")[0] in STORAGE_LIBRARIES:
+            return True
+        tb = x.__traceback__
+        while tb is not None:
+            if str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] in STORAGE_LIBRARIES:
+                return True
+            tb = tb.tb_next
+        x = x.__cause__ or x.__context__
+    return False
+
+
+def _answering(e: BaseException, stores: Sequence[Any]) -> Any:
+    """The one of ``stores`` whose answer ``e`` is (``answered``), or, where none says so
+    and ``e`` came through a storage library (:func:`_through_storage`: not a scheduler's
+    refused connection), the only one that is no local folder; None where that is not one
+    store."""
+    stores = [s for s in stores if getattr(s, "setting", "")]
+    found = [s for s in stores if s.answered(e)]
+    if len(found) == 1:
+        return found[0]
+    if found or not _through_storage(e):
+        return None
+    remote = [s for s in stores if not s.is_local and s.local_root is None]
+    return remote[0] if len(remote) == 1 else None
 
 
 #: Words of an object store's refusal of the credentials it was given (S3: a signature made

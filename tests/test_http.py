@@ -867,6 +867,86 @@ def test_options_for_a_file_system_the_url_does_not_chain_are_refused(
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
 
 
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"bogus_option": SECRET}, ["make no file system", "take no option 'bogus_option'"]),
+        ({"client_kwargs": {"bogus_option": SECRET}}, ["ClientSession", "'bogus_option'"]),
+        ({"asynchronous": True}, ["asynchronous", "remove asynchronous"]),
+        ({"http": {"asynchronous": True}}, ["asynchronous", "remove asynchronous"]),
+        ({"headers": f"Authorization: {SECRET}"}, ["headers is not a mapping"]),
+        ({"client_kwargs": {"auth": ["user", SECRET]}}, ["BasicAuth", "the store's URL"]),
+        ({"timeout": SECRET}, ["timeout is not a number"]),
+    ],
+    ids=[
+        "request-option",
+        "session-option",
+        "asynchronous",
+        "chained-asynchronous",
+        "headers",
+        "auth",
+        "timeout",
+    ],
+)
+def test_http_options_that_fail_on_the_first_request_are_one_config_line(
+    tmp_path: Path, cli, options: dict, words: list[str]
+) -> None:
+    """An option fsspec's HTTP file system takes but aiohttp does not (it passes the
+    unknown ones to every request, ``client_kwargs`` to its session) and ``asynchronous:
+    true`` (a file system for code in an event loop) were taken where the file system was
+    made and failed on its first request: ``error: TypeError: ClientSession._request() got
+    an unexpected keyword argument ...`` and ``RuntimeError: Loop is not running``; so were
+    values aiohttp refuses only as it sends (headers that are no mapping, an ``auth`` that is
+    not its BasicAuth object, which YAML cannot make, a timeout that is no number). Now one
+    line at input.storage_options, before any request, its values unsaid."""
+    _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path) as server:
+        store = server.url + "/in.zarr"
+        if "http" in options:
+            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
+            store = "zip::" + server.url + "/in.zip"
+        cfg = write_config(
+            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
+        )
+        _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
+
+
+def test_a_refusal_on_resume_names_the_store_and_its_storage_options(tmp_path: Path, cli) -> None:
+    """An input of signed URLs (its token in storage_options' ``params``) left incomplete,
+    then resumed once the server takes another token: the layout read's 403 reached the
+    last resort (:func:`~pipeline.errors.store_answer`), which said "a store answered HTTP
+    403 Forbidden for URL?... give access to it (... the store's storage_options)": no store,
+    no section, and the colon after the URL gone with its masked query. It names the input
+    store and input.storage_options now, never the token, from the command line and the API
+    alike."""
+    import pipeline
+
+    x = np.arange(64 * COLS, dtype=np.float32).reshape(64, COLS)
+    zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(8, COLS)
+    )[...] = x
+    with serving(tmp_path, token={"sig": SECRET}, fail={"in.zarr/c/3/0": 500}) as server:
+        cfg = write_config(
+            tmp_path,
+            server.url + "/in.zarr",
+            tmp_path / "out.zarr",
+            input={"storage_options": {"params": {"sig": SECRET}}},
+            chunking={"block": [8, COLS]},
+        )
+        rc, _, err = cli("run", cfg)
+        assert rc == 1 and "c/3/0" in err, err
+        server.set(token={"sig": "another"})
+        rc, out, err = cli("run", cfg, "--resume")
+        line = one_line_error(err)
+        assert rc == 1 and SECRET not in out + err, err
+        assert f"the input store {server.url}/in.zarr answered HTTP 403" in line, line
+        assert "/in.zarr/zarr.json: give access" in line, line
+        assert "credentials in input.storage_options" in line, line
+        with pytest.raises(pipeline.StoreError) as e:
+            pipeline.run(cfg, resume=True)
+        assert f"error: {e.value}" == line and e.value.setting == "input", e.value.data
+
+
 def test_a_403_through_a_chain_with_top_level_options_names_the_inner_file_system_s_key(
     tmp_path: Path, cli
 ) -> None:

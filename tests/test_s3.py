@@ -460,8 +460,24 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"bogus_option": 1}, "bogus_option"),
         ({"config_kwargs": "x"}, "AttributeError"),
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
+        ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
+        ({"signature_version": "s3v4"}, "'signature_version'"),
+        ({"secret": 12345678}, "secret is not a string"),
+        ({"asynchronous": True}, "remove asynchronous"),
+        ({"config_kwargs": {"connect_timeout": "SECRETISH"}}, "not a number of seconds"),
+        ({"client_kwargs": {"verify": "/no/SECRETISH.pem"}}, "path of a CA bundle"),
     ],
-    ids=["unknown", "config_kwargs", "endpoint"],
+    ids=[
+        "unknown",
+        "config_kwargs",
+        "endpoint",
+        "signature",
+        "top-signature",
+        "int",
+        "async",
+        "timeout",
+        "verify",
+    ],
 )
 def test_storage_options_that_make_no_file_system_are_one_config_line(
     tmp_path, cli, bucket, where: str, wrong: dict[str, Any], reason: str
@@ -471,7 +487,12 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     library's bare TypeError, AttributeError or ValueError (and for the output a line
     saying "choose a writable store"), and pipeline.run raised them as they were. One
     ConfigError now names the section's storage_options and the library's reason, with no
-    option's value in it (brk76 f3)."""
+    option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
+    first request (a signature version it does not know, which its error quoted; a secret
+    that YAML read as a number), what botocore's HTTP layer learns only when it sends (a
+    ``connect_timeout`` that is no number, a CA bundle that is not there: 'HTTPClientError:
+    An HTTP Client raised an unhandled exception', after s3fs's retries) and
+    ``asynchronous: true`` (fsspec's "Loop is not running")."""
     import s3fs
     from zarr.storage import FsspecStore
 
@@ -745,3 +766,74 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     assert f"{where}.storage_options endpoint_url" in line, line
     assert "writable output.store" not in line and "PASSW0RDX" not in line, line
     assert "HTTPClientError" not in line and "--debug" not in line, line
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize("wrong", ["refused", "unknown-host", "https"])
+def test_an_endpoint_where_nothing_listens_is_said_at_once(
+    tmp_path, cli, bucket, where: str, wrong: str
+) -> None:
+    """An endpoint_url where nothing listens (a port refused, a host name not known, a
+    server that speaks no TLS to https): botocore retried each request with growing pauses,
+    so plan, run and verify said so after 10 to 20 s. Now each says it at once, as a
+    ConfigError keyed at the section's storage_options, naming the endpoint (no credential),
+    before any request; the API raises the same."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
+    )[...] = x
+    endpoint = {
+        "refused": f"http://127.0.0.1:{_free_port()}",
+        "unknown-host": "http://no-such-host.invalid:9000",
+        "https": options["endpoint_url"].replace("http://", "https://"),
+    }[wrong]
+    sections = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+    }
+    sections[where] = {
+        **sections[where],
+        "storage_options": {**options, "secret": "TOPSECRETVALUE42", "endpoint_url": endpoint},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    for command in ("plan", "run", "verify"):
+        t0 = time.monotonic()
+        rc, out, err = cli(command, cfg)
+        took = time.monotonic() - t0
+        line = one_line_error(err)
+        assert rc == 1 and f"{where}.storage_options endpoint_url" in line, (command, line)
+        assert "TOPSECRETVALUE42" not in out + err, line
+        assert took < 10, (command, took, line)  # botocore alone retries for 7-17 s
+    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
+    for call in calls:  # pipeline.plan reads no output
+        with pytest.raises(ConfigError) as e:
+            call(cfg)
+        assert e.value.key == f"{where}.storage_options", e.value.data
+        assert e.value.data["endpoint"] == endpoint, e.value.data
+    s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
+
+
+def test_a_server_that_listens_is_left_to_the_client_s_retries() -> None:
+    """The check of an endpoint connects once and sends nothing: a server that accepts the
+    connection but is slow to answer (or a TLS server slow to shake hands), and an endpoint
+    reached through a proxy, are not refused: botocore's retries and timeouts apply to
+    them as before."""
+    from pipeline.store.location import endpoint_refused
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        for scheme in ("http", "https"):
+            options = {"endpoint_url": f"{scheme}://127.0.0.1:{port}"}
+            assert endpoint_refused("s3://b/x", options, "input") is None, scheme
+    refused = {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}
+    assert endpoint_refused("s3://b/x", refused, "input") is not None
+    proxied = {**refused, "config_kwargs": {"proxies": {"http": "http://proxy:3128"}}}
+    assert endpoint_refused("s3://b/x", proxied, "input") is None

@@ -184,7 +184,9 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
     ahead, bit for bit, and neither password is said or written. Over a server that gives no
     change stamps, verify's line on the unstamped files named the first file's URL whole;
     and a password the server refuses was aiohttp's bare ``ClientResponseError: 401`` on a
-    resume: now one line naming the store's answer and the fix."""
+    resume: now one line naming the store's answer and the fix, which is the password in the
+    input's URL (the line had said "the credentials in the store's storage_options", which
+    this config has none of; verify and plan said input.storage_options)."""
     x = _input(tmp_path / "in.zarr")
     one, two = f"{SECRET}1", f"{SECRET}2"
     with serving(tmp_path, basic=["user", one]) as server:
@@ -212,10 +214,19 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
         rc, o, err = cli("run", config(two, "out.zarr"), "--resume")
         assert rc == 1 and two not in o + err, o + err
         line = one_line_error(err)
-        assert "HTTP 401" in line and "storage_options" in line, line
+        assert "HTTP 401" in line and "the input store http://user:***@" in line, line
+        # the password is in the URL, where the fix is: not in storage_options (it has none)
+        assert "correct the user and password in input.store's URL" in line, line
+        assert "storage_options" not in line, line
         with pytest.raises(pipeline.StoreError) as e:  # the API raises what the line says
             pipeline.run(config(two, "out.zarr"), resume=True)
         assert f"error: {e.value}" == line and e.value.reason == "HTTP 401 Unauthorized"
+        assert e.value.setting == "input", e.value.data
+        for command in ("verify", "plan"):  # the steps that name the store say the same fix
+            rc, o, err = cli(command, config(two, "out.zarr"))
+            line = one_line_error(err)
+            assert rc == 1 and "input.store's URL" in line, line
+            assert "storage_options" not in line and two not in o + err, line
 
 
 def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:
@@ -386,6 +397,35 @@ def test_a_password_holding_a_slash_is_hidden() -> None:
         assert hide_url_secrets(fine) == fine
 
 
+@pytest.mark.parametrize(
+    ("store", "options", "key"),
+    [
+        ("s3://b/in.zarr", "{1: S3CR3T987}", "input.storage_options.1"),
+        ("s3://b/in.zarr", "{config_kwargs: {1: S3CR3T987}}", "config_kwargs.1"),
+        ("http://h/in.zarr", "{client_kwargs: {true: S3CR3T987}}", "client_kwargs.True"),
+        ("zip::s3://b/in.zip", "{s3: {client_kwargs: {null: S3CR3T987}}}", "client_kwargs.None"),
+    ],
+    ids=["top", "config_kwargs", "http-client_kwargs", "chained"],
+)
+def test_an_option_whose_name_is_no_string_is_refused_unsaid(
+    tmp_path: Path, cli, store: str, options: str, key: str
+) -> None:
+    """YAML reads ``1:``, ``true:`` and ``null:`` as no string: inside ``client_kwargs`` (or
+    any mapping in storage_options) that was fsspec's or aiohttp's bare ``TypeError: keywords
+    must be strings``, or on S3 a line telling to put a space after a colon. One line now,
+    at the config's line, names the option and the fix, never its value."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: {store}\n  storage_options: {options}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "c.yaml:3: input.storage_options." in line and key in line, line
+    assert "must be a string" in line and "S3CR3T987" not in out + err, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path: Path) -> None:
     """``storage_options: {secret:VALUE, key: ...}`` (no space after the colon) makes an
     option NAMED ``secret:VALUE``: ``repr(Config)`` masked the values only, showing it
@@ -545,3 +585,28 @@ def test_a_secret_typed_as_an_option_s_name_is_never_said(tmp_path: Path, cli) -
         assert said_option(name) == name
     for name in ("AKIAIOSFODNN7EXAMPLE", "d41d8cd98f00b204e980", "Token", "a" * 41, "x:y"):
         assert said_option(name) == "***", name
+
+
+def test_a_refused_connection_of_no_store_names_no_store() -> None:
+    """The last resort's line names the store that answered only where the answer is that
+    store's: a connection refused that no storage library raised (a scheduler's, say) is
+    not said to be the only remote store's, with its endpoint_url to correct."""
+    import socket
+
+    from pipeline.errors import store_answer
+    from pipeline.store.location import Location
+
+    stores = [
+        Location.of("s3://b/in.zarr", {"endpoint_url": "http://127.0.0.1:9"}, "input"),
+        Location.of("/tmp/out.zarr", {}, "output"),
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    except ConnectionRefusedError as e:
+        refused = e
+    answer = store_answer(refused, stores)
+    assert answer is not None and answer.setting == "", answer
+    assert "input" not in str(answer) and "endpoint_url" not in str(answer), answer

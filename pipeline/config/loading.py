@@ -176,10 +176,25 @@ def _option_problem(data: Mapping[str, Any]) -> tuple[tuple, str] | None:
     return None
 
 
+#: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.
+NAME_NOT_TEXT = (
+    "an option's name must be a string (YAML reads this one as a number, a boolean, a date "
+    "or null, and every file system and client takes its options by name): quote it, or "
+    "correct it (its value is not said here)"
+)
+
+
 def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
+    """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
+    any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
+    refused one with their own ``TypeError: keywords must be strings``, or sent it), or the
+    first header or query parameter that would not be sent as written (:func:`_sent_problem`);
+    as (its key, why and the fix), never a value."""
     for name, value in options.items():
         here = (*key, name)
-        kind = str(name).lower()
+        if not isinstance(name, str):
+            return here, NAME_NOT_TEXT
+        kind = name.lower()
         if kind in ("headers", "params") and isinstance(value, dict):
             for item, v in value.items():
                 why = _sent_problem(kind, v)

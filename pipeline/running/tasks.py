@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import devices
-from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, storage_failure, storage_fix
+from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, storage_failure
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.planning.variable import unheld_error
@@ -119,9 +119,10 @@ def unreadable(info: ArrayInfo, key: str, failure: str) -> InputError:
     (``failure``: :func:`~pipeline.errors.storage_failure`'s words, an HTTP status, a
     permission): fields ``store``, ``key``, ``reason``."""
     store = info.location.url
+    fix = info.location.answer_fix(failure, side="input")
     return InputError(
         f"cannot read input chunk {key!r} of {store}: the store answered {failure}; the "
-        f"output stays incomplete: {storage_fix(failure)}; then {VERIFY_NAMES}",
+        f"output stays incomplete: {fix}; then {VERIFY_NAMES}",
         store=store,
         key=key,
         reason=failure,

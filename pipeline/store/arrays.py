@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, storage_failure, storage_fix
+from pipeline.errors import InputError, storage_failure
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -447,13 +447,7 @@ def unreadable_store(location: Location, path: str, failure: str) -> InputError:
     """The one-line error for an input store that would not give its metadata: ``failure``
     is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
     store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
-    from pipeline.config.urls import chain_options_hint
-    from pipeline.store.location import endpoint_fix
-
-    fix = endpoint_fix(location.storage_options, failure, "input") or storage_fix(failure)
-    hint = chain_options_hint(location.url, location.storage_options)
-    if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
-        fix = f"{fix}; {hint}"
+    fix = location.answer_fix(failure, side="input")
     return InputError(
         f"cannot read input store {location}: it answered {failure} for the metadata of "
         f"{path.strip('/') or 'its root'}; {fix}",

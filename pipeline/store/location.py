@@ -243,9 +243,20 @@ class Location:
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
-        ConfigError when its ``storage_options`` make none (:func:`options_problem`)."""
+        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, in a
+        process that is no Dask worker, name an ``endpoint_url`` where nothing listens
+        (:func:`endpoint_refused`: botocore retries a connection refused on every request,
+        with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
+        plan found the endpoint listening, keeps those retries for a server restarting)."""
+        problem = async_option_problem(self.url, self.storage_options, self.setting)
+        if problem is not None:
+            raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
+        if key not in _FS_CACHE and not _in_worker():  # nothing listening: said at once
+            refused = endpoint_refused(self.url, self.storage_options, self.setting)
+            if refused is not None:
+                raise refused
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
@@ -593,6 +604,74 @@ class Location:
                 archive=kind,
             )
 
+    def answer_fix(self, failure: str, side: str = "") -> str:
+        """What to do about this store's answer ``failure``
+        (:func:`~pipeline.errors.storage_failure`), knowing where its URL and options are
+        set and what they hold: nothing listening at ``storage_options``' endpoint_url
+        (:func:`endpoint_fix`); a refusal of access fixed where its credentials are (a user
+        and password in the URL, said as ``input.store``'s URL, rather than storage_options
+        that hold none: :func:`_url_credentials`), with where a chain's options go
+        (:func:`~pipeline.config.urls.chain_options_hint`); else
+        :func:`~pipeline.errors.storage_fix` for the section (``setting``, or ``side`` where
+        the location has none), or for "the store" where neither is known."""
+        from pipeline.config.urls import chain_options_hint
+
+        setting = self.setting or side
+        side = setting or "input"
+        named = f"{setting}.storage_options" if setting else "the store's storage_options"
+        fix = endpoint_fix(self.storage_options, failure, side)
+        if fix is None:
+            fix = storage_fix(failure, side)
+            refused = refused_credentials(failure)
+            if _url_credentials(self.url) and (
+                refused or failure.startswith(("HTTP 401", "HTTP 403", "PermissionError"))
+            ):
+                url = f"{setting}.store's URL" if setting else "the store's URL"
+                where = f"the user and password in {url}"
+                if _option_credentials(self.storage_options):
+                    where += f" or the credentials in {side}.storage_options"
+                fix = (
+                    f"correct {where}: the store refused them"
+                    if refused or failure.startswith("HTTP 401")
+                    else f"give access to it (its permissions, or {where})"
+                )
+            hint = chain_options_hint(self.url, self.storage_options)
+            if hint is not None and failure.startswith(("HTTP 401", "HTTP 403")):
+                fix = f"{fix}; {hint}"
+        return fix.replace(f"{side}.storage_options", named).replace(
+            f"{side}.store", f"{setting}.store" if setting else "the store's URL"
+        )
+
+    def answered(self, e: BaseException) -> bool:
+        """Whether the failure ``e`` (or an error it came from) is this store's answer: a
+        request to a URL under the store's (aiohttp's ``request_info``: the same scheme,
+        host, port, and a path below the store's), or a local file under the store's
+        folder (an ``OSError``'s ``filename``)."""
+        from urllib.parse import urlsplit
+
+        here = self.url.rsplit("::", 1)[-1]
+        seen: list[BaseException] = []
+        x: BaseException | None = e
+        while x is not None and not any(x is y for y in seen):
+            seen.append(x)
+            asked = getattr(getattr(x, "request_info", None), "real_url", None)
+            if asked is not None and "://" in here:
+                try:
+                    a, b = urlsplit(str(asked)), urlsplit(here)
+                    same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+                except ValueError:
+                    same = False
+                if same and a.path.rstrip("/").startswith(b.path.rstrip("/")):
+                    return True
+            name = getattr(x, "filename", None) if isinstance(x, OSError) else None
+            root = self.local_root
+            if isinstance(name, str) and root is not None:
+                root, name = os.path.realpath(root), os.path.realpath(name)
+                if name == root or name.startswith(root.rstrip(os.sep) + os.sep):
+                    return True
+            x = x.__cause__ or x.__context__
+        return False
+
     def writable_probe(self) -> None:
         """Raise OutputError when nothing can be written here. The probe object is gone
         afterwards, whether the probe succeeded or not."""
@@ -608,24 +687,69 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
-            raise OutputError(
-                _unwritable(str(self), e, self.storage_options), output=self.url
-            ) from None
+            raise OutputError(_unwritable(self, e), output=self.url) from None
 
 
-def _unwritable(where: str, e: BaseException, options: Any = None) -> str:
-    """The line for the output store ``where`` (its public URL) that refused the probe's
-    write with ``e``: credentials missing or refused are fixed in output.storage_options, a
-    store that forbids writing by its permissions or another store, anything else by another
-    store."""
+def config_stores(config: Any) -> list[Location]:
+    """The input's and the output's :class:`Location` of ``config`` (a Config; none for
+    None, or where a store cannot be one: its own line says why elsewhere)."""
+    stores = []
+    for setting in ("input", "output"):
+        section = getattr(config, setting, None)
+        with contextlib.suppress(Exception):
+            stores.append(Location.of(section.store, section.storage_options, setting))  # type: ignore[union-attr]
+    return stores
+
+
+def _url_credentials(url: str) -> bool:
+    """Whether a part of ``url`` (alone or in a '::' chain) carries a user or password that
+    its file system takes from the URL (HTTP(S), FTP, SFTP: ``http://user:pw@host/...``)."""
+    from urllib.parse import urlsplit
+
+    for bit in url.split("::"):
+        if "://" not in bit:
+            continue
+        try:
+            parts = urlsplit(bit)
+            if parts.username is not None or parts.password is not None:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+#: Options that carry credentials to a store: s3fs's and gcsfs's, and the headers, query
+#: parameters and authentication an HTTP file system sends.
+CREDENTIAL_OPTIONS = frozenset(
+    {"key", "secret", "token", "profile", "headers", "params", "auth", "client_kwargs"}
+)
+
+
+def _option_credentials(options: Any) -> bool:
+    """Whether ``options`` (a store's storage_options, a chain's under its protocols' names
+    too) hold an option that carries credentials (:data:`CREDENTIAL_OPTIONS`)."""
+    if not isinstance(options, dict):
+        return False
+    return any(
+        k in CREDENTIAL_OPTIONS or (isinstance(v, dict) and _option_credentials(v))
+        for k, v in options.items()
+    )
+
+
+def _unwritable(location: Location, e: BaseException) -> str:
+    """The line for the output store ``location`` that refused the probe's write with ``e``:
+    credentials missing or refused are fixed where they are (output.storage_options, or the
+    output's URL: :meth:`Location.answer_fix`), a store that forbids writing by its
+    permissions or another store, anything else by another store."""
+    where = str(location)
     if missing_credentials(e):
         return (
             f"cannot write to the output store {where}: no credentials were found for it: "
             f"{CREDENTIALS_FIX}"
         )
     failure = storage_failure(e) or f"{type(e).__name__}: {e}"
-    fix = storage_fix(failure, "output")
-    unreachable = endpoint_fix(options, failure, "output")
+    fix = location.answer_fix(failure, side="output")
+    unreachable = endpoint_fix(location.storage_options, failure, "output")
     if unreachable is not None:
         return f"cannot write to the output store {where} ({failure}): {unreachable}"
     if refused_credentials(failure):
@@ -1120,6 +1244,116 @@ UNREACHABLE = (
 )
 
 
+def _speaks_tls(sock: Any, host: str) -> bool:
+    """False where the server on ``sock`` answers a TLS handshake with no TLS (OpenSSL's
+    WRONG_VERSION_NUMBER: a plain HTTP server); True otherwise, its certificate unchecked
+    (the client's ``verify`` decides that) and any other failure left to the client."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        context.wrap_socket(sock, server_hostname=host).close()
+    except ssl.SSLError as e:
+        return e.reason != "WRONG_VERSION_NUMBER"
+    except OSError:
+        return True
+    return True
+
+
+def _in_worker() -> bool:
+    """Whether this thread runs a Dask worker's task (Dask's ``get_worker`` finds one)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _proxied(endpoint: str, options: Any) -> bool:
+    """Whether requests to ``endpoint`` go through a proxy (``config_kwargs``' ``proxies``, or
+    the environment's HTTP(S)_PROXY not bypassed by NO_PROXY): a direct connection says
+    nothing about it then."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    config = options.get("config_kwargs") if isinstance(options, dict) else None
+    if isinstance(config, dict) and config.get("proxies"):
+        return True
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def endpoint_refused(
+    url: str, options: Any, setting: str, attempts: int = 2, pause: float = 0.5
+) -> ConfigError | None:
+    """The ConfigError for ``storage_options``' ``endpoint_url`` (:func:`_endpoint`) where
+    nothing listens: a TCP connection to its host and port refused, or its host's name not
+    known, on each of ``attempts`` tries ``pause`` seconds apart (a server restarting
+    answers the next); or, for an https endpoint, a server that answers a TLS handshake with
+    no TLS (:func:`_speaks_tls`: botocore retried its SSLError as long). None where it
+    connects, where the answer is none of those (a timeout, a network that is down:
+    botocore's retries may yet get through, and say the rest), where a proxy carries the
+    requests (:func:`_proxied`), and where no endpoint_url is given.
+    Nothing is sent; the line names the section's endpoint_url and its host, never a
+    credential (:func:`endpoint_fix`)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    endpoint = _endpoint(options)
+    if endpoint is None or _proxied(endpoint, options):
+        return None
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not host or port is None:
+        return None
+    failure = ""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(pause)
+        try:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                if parts.scheme != "https" or _speaks_tls(sock, host):
+                    return None
+                failure = "wrong version number: it speaks no TLS, where https was asked"
+                break  # an answer, not a blip
+        except ConnectionRefusedError:
+            failure = "connection refused"
+        except socket.gaierror as e:
+            if e.errno not in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)):
+                return None
+            failure = "name or service not known"
+        except OSError:
+            return None
+    side = setting or "input"
+    fix = endpoint_fix(options, failure, side)
+    if fix is None:
+        return None
+    if not setting:
+        fix = fix.replace("input.storage_options", "the store's storage_options")
+    key = f"{setting}.storage_options" if setting else None
+    scheme_host = f"{parts.scheme}://{host}:{port}"
+    return ConfigError(
+        f"{setting + ' store ' if setting else ''}{public_url(url)}: {fix} ({failure})",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+        endpoint=scheme_host,
+    )
+
+
 def endpoint_fix(options: Any, failure: str, side: str) -> str | None:
     """Where ``storage_options`` name an ``endpoint_url`` and the store's ``failure``
     (:func:`storage_failure`) says nothing answered there: the fix, naming the section's
@@ -1141,15 +1375,155 @@ def endpoint_fix(options: Any, failure: str, side: str) -> str | None:
 
 
 def _connect(fs: Any) -> None:
-    """Make the client of a file system that makes it only on its first request (s3fs: its
-    botocore session and client, from ``storage_options``' ``key``, ``secret``,
+    """Make the client of a file system that makes it only on its first request, and check
+    what that request would make of the options, so options that make none are known where
+    the file system is opened, not as the library's error from whatever step asks first
+    (a raw ``TypeError`` or botocore error, with no setting named). No request is sent.
+
+    s3fs: its botocore session and client, from ``storage_options``' ``key``, ``secret``,
     ``endpoint_url``, ``client_kwargs``, ``config_kwargs`` and the rest, unknown ones
-    included), so options that make none are known where the file system is opened, not
-    as the library's error from whatever step asks first. No request is sent. Layers that
-    wrap one (a zip on S3) are connected through the file they read, on their first read."""
+    included; then the signature version the client signs with (``config_kwargs``'
+    ``signature_version``: botocore knows it only when it signs) and the credentials' type
+    (YAML's ``secret: 12345678`` is a number, which botocore cannot sign with). fsspec's HTTP
+    file system: its aiohttp session (``client_kwargs``), and the names of the options it
+    passes to every request, which aiohttp must take. Layers that wrap one (a zip on S3) are
+    connected through the file they read, on their first read."""
+    if getattr(fs, "asynchronous", False):
+        return
     connect = getattr(fs, "connect", None)
-    if connect is not None and hasattr(fs, "set_session") and not fs.asynchronous:
+    if connect is not None and hasattr(fs, "set_session"):
         connect()
+        _check_signing(fs)
+        return
+    from fsspec.implementations.http import HTTPFileSystem
+
+    if isinstance(fs, HTTPFileSystem):
+        import inspect
+
+        from aiohttp import ClientSession
+        from fsspec.asyn import sync
+
+        request = inspect.signature(ClientSession._request)
+        for name in fs.kwargs:
+            if name not in request.parameters or name in ("self", "method", "str_or_url"):
+                raise TypeError(f"aiohttp's requests take no option {name!r}")
+        _check_http_values(fs)
+        sync(fs.loop, fs.set_session)
+
+
+def _check_http_values(fs: Any) -> None:
+    """Raise where an option of fsspec's HTTP file system has a value aiohttp refuses only
+    when it sends: ``headers`` that are no mapping, and ``auth`` (of the requests, or of
+    ``client_kwargs``' session), which aiohttp takes only as its ``BasicAuth`` object, which
+    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required")."""
+    from aiohttp import BasicAuth
+
+    headers = fs.kwargs.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        raise TypeError("headers is not a mapping of header names to values")
+    timeout = fs.kwargs.get("timeout")
+    if timeout is not None and not _number(timeout):
+        raise TypeError("timeout is not a number of seconds")
+    for where, given in (("auth", fs.kwargs), ("client_kwargs' auth", fs.client_kwargs)):
+        auth = given.get("auth") if isinstance(given, dict) else None
+        if auth is not None and not isinstance(auth, BasicAuth):
+            raise TypeError(
+                f"{where} must be aiohttp's BasicAuth, which a YAML config cannot make: give "
+                "the user and password in the store's URL (https://user:password@host/...), or "
+                "an Authorization header in headers"
+            )
+
+
+def _check_signing(fs: Any) -> None:
+    """Raise where the botocore client of an s3fs file system cannot sign a request: a
+    signature version botocore does not know (its own ``UnknownSignatureVersionError``, as
+    its signer would raise on the first request), credentials that are no strings."""
+    import botocore
+    import botocore.auth
+    from botocore.exceptions import UnknownSignatureVersionError
+
+    config = getattr(getattr(getattr(fs, "s3", None), "meta", None), "config", None)
+    version = getattr(config, "signature_version", None)
+    signed = version is not None and version is not botocore.UNSIGNED
+    if signed and (not isinstance(version, str) or version not in botocore.auth.AUTH_TYPE_MAPS):
+        known = ", ".join(sorted(v for v in botocore.auth.AUTH_TYPE_MAPS if "-" not in v))
+        raise UnknownSignatureVersionError(signature_version=f"{version} (botocore knows {known})")
+    for name in ("key", "secret", "token"):
+        value = getattr(fs, name, None)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} is not a string (YAML read it as a number or other type)")
+    block = getattr(fs, "default_block_size", None)
+    if block is not None and not (_number(block) and block == int(block) and block >= 1):
+        raise TypeError("default_block_size is not a whole number of bytes")
+    _check_http_settings(getattr(fs, "config_kwargs", None), getattr(fs, "client_kwargs", None))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_http_settings(config: Any, client: Any) -> None:
+    """Raise where botocore's HTTP layer would fail on a setting only when it sends (each
+    request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
+    exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
+    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
+    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path."""
+    config = config if isinstance(config, dict) else {}
+    for name in ("connect_timeout", "read_timeout"):
+        if name in config and config[name] is not None and not _number(config[name]):
+            raise TypeError(f"config_kwargs' {name} is not a number of seconds")
+    pool = config.get("max_pool_connections")
+    if pool is not None and not (_number(pool) and pool == int(pool) and pool >= 1):
+        raise TypeError("config_kwargs' max_pool_connections is not a whole number of at least 1")
+    proxies = config.get("proxies")
+    if proxies is not None and not isinstance(proxies, dict):
+        raise TypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
+    verify = client.get("verify") if isinstance(client, dict) else None
+    bundle = isinstance(verify, str) and os.path.exists(os.path.expanduser(verify))
+    if verify is not None and not isinstance(verify, bool) and not bundle:
+        raise TypeError(
+            "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
+            "exists here"
+        )
+
+
+def async_option_problem(
+    url: str, options: dict[str, Any], setting: str = ""
+) -> ConfigError | None:
+    """The ConfigError for ``asynchronous: true`` in ``options`` (a store's
+    ``storage_options``, or a chained file system's options under its protocol's name) for
+    a file system that has an asynchronous mode (s3fs, fsspec's HTTP file system): it makes
+    one whose calls must come from a running event loop, and the pipeline's reads and
+    writes call its blocking methods, which then failed with fsspec's bare "RuntimeError:
+    Loop is not running". None where there is none (a local file system takes the option and
+    ignores it)."""
+    import fsspec
+
+    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
+    where = [(protocols[0] if protocols else "", options)]
+    where += [(p, options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, given in where:
+        if not protocol or not isinstance(given, dict) or not given.get("asynchronous"):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        if not getattr(cls, "async_impl", False):
+            continue
+        key = f"{setting}.storage_options" if setting else None
+        named = key or "the store's storage_options"
+        option = "asynchronous" if given is options else f"{protocol}: {{asynchronous}}"
+        return ConfigError(
+            f"{named} {option} makes {cls.__name__} one for code that runs in an event loop, "
+            "which the pipeline's reads and writes do not: remove asynchronous from "
+            f"{named} (the pipeline runs its requests concurrently itself)",
+            file=None,
+            line=None,
+            key=key,
+            store=public_url(url),
+        )
+    return None
 
 
 def options_problem(
