@@ -808,7 +808,7 @@ def test_an_endpoint_where_nothing_listens_is_said_at_once(
         line = one_line_error(err)
         assert rc == 1 and f"{where}.storage_options endpoint_url" in line, (command, line)
         assert "TOPSECRETVALUE42" not in out + err, line
-        assert took < 10, (command, took, line)  # botocore alone retries for 7-17 s
+        assert took < 10, (command, took, line)  # botocore's retries had taken 12-17 s
     calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
     for call in calls:  # pipeline.plan reads no output
         with pytest.raises(ConfigError) as e:
