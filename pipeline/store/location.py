@@ -1415,14 +1415,17 @@ def _check_http_values(fs: Any) -> None:
     """Raise where an option of fsspec's HTTP file system has a value aiohttp refuses only
     when it sends: ``headers`` that are no mapping, and ``auth`` (of the requests, or of
     ``client_kwargs``' session), which aiohttp takes only as its ``BasicAuth`` object, which
-    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required")."""
-    from aiohttp import BasicAuth
+    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required"). What
+    aiohttp takes besides YAML's kinds, from a config given to the API as a mapping, passes:
+    ``headers`` as a multidict (``CIMultiDict``), a ``timeout`` as its ``ClientTimeout``."""
+    from aiohttp import BasicAuth, ClientTimeout
+    from multidict import MultiDict, MultiDictProxy
 
     headers = fs.kwargs.get("headers")
-    if headers is not None and not isinstance(headers, dict):
+    if headers is not None and not isinstance(headers, (dict, MultiDict, MultiDictProxy)):
         raise TypeError("headers is not a mapping of header names to values")
     timeout = fs.kwargs.get("timeout")
-    if timeout is not None and not _number(timeout):
+    if timeout is not None and not (_number(timeout) or isinstance(timeout, ClientTimeout)):
         raise TypeError("timeout is not a number of seconds")
     for where, given in (("auth", fs.kwargs), ("client_kwargs' auth", fs.client_kwargs)):
         auth = given.get("auth") if isinstance(given, dict) else None
