@@ -435,9 +435,10 @@ class Config(Model):
 _SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
 
 #: Options whose every value is masked: an HTTP store's query parameters (``params``, which
-#: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``)
-#: and request headers (``Authorization``), whose names say nothing of what they hold.
-_SECRET_OPTIONS = ("params", "headers")
+#: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``),
+#: request headers (``Authorization``), whose names say nothing of what they hold, and
+#: aiohttp's ``auth`` (a ``BasicAuth``: user and password, given to the API as a mapping).
+_SECRET_OPTIONS = ("params", "headers", "auth")
 
 
 def _type_name(value: Any) -> str:
