@@ -243,8 +243,9 @@ class Location:
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
-        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, in a
-        process that is no Dask worker, name an ``endpoint_url`` where nothing listens
+        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, once
+        they make one, in a process that is no Dask worker, name an ``endpoint_url`` where
+        nothing listens
         (:func:`endpoint_refused`: botocore retries a connection refused on every request,
         with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
         plan found the endpoint listening, keeps those retries for a server restarting)."""
@@ -253,17 +254,20 @@ class Location:
             raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
-        if key not in _FS_CACHE and not _in_worker():  # nothing listening: said at once
-            refused = endpoint_refused(self.url, self.storage_options, self.setting)
-            if refused is not None:
-                raise refused
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
-                got = (stamp, *_open_fs(self.url, options, self.setting))
+                opened = _open_fs(self.url, options, self.setting)  # sends nothing
+                # nothing listening: said at once, after the options (which say their own
+                # fault without the network: an option s3fs does not take is said first)
+                if key not in _FS_CACHE and not _in_worker():
+                    refused = endpoint_refused(self.url, self.storage_options, self.setting)
+                    if refused is not None:
+                        raise refused
+                got = (stamp, *opened)
                 _FS_CACHE[key] = got
         return got[1], got[2]
 
