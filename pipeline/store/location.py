@@ -1474,7 +1474,9 @@ def _check_http_settings(config: Any, client: Any) -> None:
     request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
     exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
     number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
-    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path."""
+    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path (as
+    text, or a ``pathlib.Path`` in a config given to the API as a mapping: botocore takes
+    either)."""
     config = config if isinstance(config, dict) else {}
     for name in ("connect_timeout", "read_timeout"):
         if name in config and config[name] is not None and not _number(config[name]):
@@ -1486,7 +1488,7 @@ def _check_http_settings(config: Any, client: Any) -> None:
     if proxies is not None and not isinstance(proxies, dict):
         raise TypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
     verify = client.get("verify") if isinstance(client, dict) else None
-    bundle = isinstance(verify, str) and os.path.exists(os.path.expanduser(verify))
+    bundle = isinstance(verify, (str, os.PathLike)) and os.path.exists(os.path.expanduser(verify))
     if verify is not None and not isinstance(verify, bool) and not bundle:
         raise TypeError(
             "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
