@@ -911,6 +911,49 @@ def test_http_options_that_fail_on_the_first_request_are_one_config_line(
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
 
 
+def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:
+    """A config given to the API as a mapping may hold what aiohttp takes besides YAML's
+    kinds: ``headers`` as a ``CIMultiDict``, a ``timeout`` as its ``ClientTimeout``. The
+    checks of the values aiohttp refuses only as it sends (245e3dc) took only a dict and a
+    number ("headers is not a mapping", "timeout is not a number of seconds"), and a run
+    given them before those checks wrote its output, then failed making its summary
+    ("PydanticSerializationError: Unable to serialize unknown type"). The run reads the input
+    behind a password with those headers; its summary says neither the password nor the
+    objects' contents."""
+    import base64
+    import json
+
+    import aiohttp
+    import yaml
+    from multidict import CIMultiDict
+
+    import pipeline
+
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp_path / "in.zarr", x)
+    token = base64.b64encode(f"user:{SECRET}".encode()).decode()
+    with serving(tmp_path, basic=["user", SECRET]) as server:
+        path = write_config(
+            tmp_path,
+            f"{server.url}/in.zarr",
+            tmp_path / "out.zarr",
+            chunking={"block": [CHUNK, COLS]},
+            cluster={"protocol": "tcp", "workers": 1, "threads_per_worker": 1, "dashboard": ""},
+        )
+        cfg = yaml.safe_load(path.read_text())
+        cfg["input"]["storage_options"] = {
+            "headers": CIMultiDict({"Authorization": f"Basic {token}"}),
+            "timeout": aiohttp.ClientTimeout(total=60),
+        }
+        summary = pipeline.run(cfg, summary_json=str(tmp_path / "summary.json"))
+    assert summary.status == "complete", summary.status
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[...], reference(x))
+    written = (tmp_path / "summary.json").read_text()
+    assert SECRET not in written and token not in written, written
+    said = json.loads(written)["config"]["input"]["storage_options"]
+    assert said == {"headers": "***", "timeout": "<ClientTimeout>"}, said
+
+
 def test_a_refusal_on_resume_names_the_store_and_its_storage_options(tmp_path: Path, cli) -> None:
     """An input of signed URLs (its token in storage_options' ``params``) left incomplete,
     then resumed once the server takes another token: the layout read's 403 reached the

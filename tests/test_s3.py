@@ -526,6 +526,39 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
 
 
+def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
+    """A config given to the API as a mapping may name ``client_kwargs``' ``verify`` CA
+    bundle as a ``pathlib.Path``, which botocore takes as it takes the path's text (checked
+    against moto's server over TLS with its own certificate). The check of the values
+    botocore's HTTP layer refuses only as it sends (245e3dc) took only text, and refused it:
+    "verify is neither true, false nor the path of a CA bundle that exists here". A path to
+    a bundle that is not there stays refused, however given."""
+    from pathlib import Path
+
+    from botocore.httpsession import DEFAULT_CA_BUNDLE
+
+    import pipeline
+
+    url, options = bucket
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
+    )[...] = x
+
+    def config(verify: Path) -> dict[str, Any]:
+        given = {**options, "client_kwargs": {"verify": verify}}
+        return {
+            "input": {"store": f"{url}/in.zarr", "storage_options": given},
+            "output": {"store": str(tmp_path / "out.zarr")},
+            "stages": [{"op": "square"}],
+        }
+
+    plan = pipeline.plan(config(Path(DEFAULT_CA_BUNDLE)))
+    assert plan.config.input.storage_options["client_kwargs"]["verify"] == Path(DEFAULT_CA_BUNDLE)
+    with pytest.raises(ConfigError, match="path of a CA bundle"):
+        pipeline.plan(config(tmp_path / "no-such-ca.pem"))
+
+
 @pytest.fixture(scope="module")
 def checking_s3() -> Iterator[dict[str, Any]]:
     """A moto S3 server that checks credentials (``INITIAL_NO_AUTH_ACTION_COUNT``: its first

@@ -557,6 +557,39 @@ def test_options_whose_names_are_hidden_stay_apart_in_reprs_and_summaries(tmp_pa
     assert "TOPSECRET" not in repr(public) and "S3CR3T987" not in repr(public), public
 
 
+def test_an_aiohttp_auth_in_a_mapping_config_is_never_written() -> None:
+    """A config given to the API as a mapping may hold aiohttp's ``BasicAuth`` as an HTTP
+    store's ``auth`` (or its ``client_kwargs``'): the summary's config
+    (:meth:`~pipeline.config.Config.public_dict`, ``--summary-json``) wrote it as
+    ``["user", "PASSWORD", "latin1"]``, ``auth`` being no name of a secret. Every value under
+    ``auth`` is masked now, as under ``headers`` and ``params``."""
+    import json
+    import warnings
+
+    import aiohttp
+
+    from pipeline.config import parse_config
+
+    with warnings.catch_warnings():  # aiohttp 3.14 deprecates it, and still takes it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        auth = aiohttp.BasicAuth("user", SECRET)
+    config = parse_config(
+        {
+            "input": {
+                "store": "https://example.org/in.zarr",
+                "storage_options": {"auth": auth, "client_kwargs": {"auth": auth}},
+            },
+            "output": {"store": "/tmp/out.zarr"},
+            "stages": [{"op": "square"}],
+        },
+        "the config mapping",
+    )
+    public = config.public_dict()["input"]["storage_options"]
+    masked = ["***", "***", "***"]  # user, password, encoding
+    assert public == {"auth": masked, "client_kwargs": {"auth": masked}}, public
+    assert SECRET not in json.dumps(public), public
+
+
 def test_a_secret_typed_as_an_option_s_name_is_never_said(tmp_path: Path, cli) -> None:
     """``storage_options: {key: AK, wJalr...}``, a secret without its ``secret:``, makes YAML
     an option NAMED after the secret (value null). Its name was a plain identifier, so

@@ -413,8 +413,11 @@ class Config(Model):
 
     def public_dict(self) -> dict[str, Any]:
         """The config as plain JSON data with credentials in ``storage_options`` masked, for
-        summaries and logs."""
-        return _masked(self.model_dump(mode="json"))
+        summaries and logs. A value JSON has no kind for (an object a config given to the API
+        as a mapping holds in ``storage_options``: aiohttp's ``ClientTimeout``, a
+        ``CIMultiDict`` of headers) is said by its type's name alone, ``<ClientTimeout>``: the
+        run's summary had failed on it once the output was written."""
+        return _masked(self.model_dump(mode="json", fallback=_type_name))
 
     def stage_specs(self) -> tuple[tuple[str, StageParams], ...]:
         """(name, params) for each stage, for :func:`pipeline.ops.stages.plan_chain`."""
@@ -432,9 +435,16 @@ class Config(Model):
 _SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
 
 #: Options whose every value is masked: an HTTP store's query parameters (``params``, which
-#: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``)
-#: and request headers (``Authorization``), whose names say nothing of what they hold.
-_SECRET_OPTIONS = ("params", "headers")
+#: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``),
+#: request headers (``Authorization``), whose names say nothing of what they hold, and
+#: aiohttp's ``auth`` (a ``BasicAuth``: user and password, given to the API as a mapping).
+_SECRET_OPTIONS = ("params", "headers", "auth")
+
+
+def _type_name(value: Any) -> str:
+    """How :meth:`Config.public_dict` says a value JSON has no kind for: its type's
+    name alone (never its contents, which may hold a credential)."""
+    return f"<{type(value).__name__}>"
 
 
 def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> Any:

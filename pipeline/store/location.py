@@ -243,8 +243,9 @@ class Location:
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
-        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, in a
-        process that is no Dask worker, name an ``endpoint_url`` where nothing listens
+        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, once
+        they make one, in a process that is no Dask worker, name an ``endpoint_url`` where
+        nothing listens
         (:func:`endpoint_refused`: botocore retries a connection refused on every request,
         with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
         plan found the endpoint listening, keeps those retries for a server restarting)."""
@@ -253,17 +254,20 @@ class Location:
             raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
-        if key not in _FS_CACHE and not _in_worker():  # nothing listening: said at once
-            refused = endpoint_refused(self.url, self.storage_options, self.setting)
-            if refused is not None:
-                raise refused
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
-                got = (stamp, *_open_fs(self.url, options, self.setting))
+                opened = _open_fs(self.url, options, self.setting)  # sends nothing
+                # nothing listening: said at once, after the options (which say their own
+                # fault without the network: an option s3fs does not take is said first)
+                if key not in _FS_CACHE and not _in_worker():
+                    refused = endpoint_refused(self.url, self.storage_options, self.setting)
+                    if refused is not None:
+                        raise refused
+                got = (stamp, *opened)
                 _FS_CACHE[key] = got
         return got[1], got[2]
 
@@ -1415,14 +1419,17 @@ def _check_http_values(fs: Any) -> None:
     """Raise where an option of fsspec's HTTP file system has a value aiohttp refuses only
     when it sends: ``headers`` that are no mapping, and ``auth`` (of the requests, or of
     ``client_kwargs``' session), which aiohttp takes only as its ``BasicAuth`` object, which
-    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required")."""
-    from aiohttp import BasicAuth
+    YAML cannot make (a list or text was its bare "BasicAuth() tuple is required"). What
+    aiohttp takes besides YAML's kinds, from a config given to the API as a mapping, passes:
+    ``headers`` as a multidict (``CIMultiDict``), a ``timeout`` as its ``ClientTimeout``."""
+    from aiohttp import BasicAuth, ClientTimeout
+    from multidict import MultiDict, MultiDictProxy
 
     headers = fs.kwargs.get("headers")
-    if headers is not None and not isinstance(headers, dict):
+    if headers is not None and not isinstance(headers, (dict, MultiDict, MultiDictProxy)):
         raise TypeError("headers is not a mapping of header names to values")
     timeout = fs.kwargs.get("timeout")
-    if timeout is not None and not _number(timeout):
+    if timeout is not None and not (_number(timeout) or isinstance(timeout, ClientTimeout)):
         raise TypeError("timeout is not a number of seconds")
     for where, given in (("auth", fs.kwargs), ("client_kwargs' auth", fs.client_kwargs)):
         auth = given.get("auth") if isinstance(given, dict) else None
@@ -1467,7 +1474,9 @@ def _check_http_settings(config: Any, client: Any) -> None:
     request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
     exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
     number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
-    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path."""
+    ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path (as
+    text, or a ``pathlib.Path`` in a config given to the API as a mapping: botocore takes
+    either)."""
     config = config if isinstance(config, dict) else {}
     for name in ("connect_timeout", "read_timeout"):
         if name in config and config[name] is not None and not _number(config[name]):
@@ -1479,7 +1488,7 @@ def _check_http_settings(config: Any, client: Any) -> None:
     if proxies is not None and not isinstance(proxies, dict):
         raise TypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
     verify = client.get("verify") if isinstance(client, dict) else None
-    bundle = isinstance(verify, str) and os.path.exists(os.path.expanduser(verify))
+    bundle = isinstance(verify, (str, os.PathLike)) and os.path.exists(os.path.expanduser(verify))
     if verify is not None and not isinstance(verify, bool) and not bundle:
         raise TypeError(
             "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
