@@ -925,7 +925,7 @@ def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:
 
     import aiohttp
     import yaml
-    from multidict import CIMultiDict
+    from aiohttp.typedefs import CIMultiDict
 
     import pipeline
 

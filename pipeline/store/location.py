@@ -1423,7 +1423,7 @@ def _check_http_values(fs: Any) -> None:
     aiohttp takes besides YAML's kinds, from a config given to the API as a mapping, passes:
     ``headers`` as a multidict (``CIMultiDict``), a ``timeout`` as its ``ClientTimeout``."""
     from aiohttp import BasicAuth, ClientTimeout
-    from multidict import MultiDict, MultiDictProxy
+    from aiohttp.typedefs import MultiDict, MultiDictProxy  # aiohttp's own header types
 
     headers = fs.kwargs.get("headers")
     if headers is not None and not isinstance(headers, (dict, MultiDict, MultiDictProxy)):
