@@ -27,7 +27,7 @@ class Bound:
     ``fn(*args, *more)``. ``Client.get`` names a graph by a deterministic token of every task
     in it; with ``functools.partial`` that walked the bound plan objects field by field, and
     took 50-170 ms of each run's compute phase before the first task was sent (the H200 host,
-    2026-12-02: 63 blocks of 8 GB of v2 Blosc, 3 x 4 GPU workers; 7 ms for 12 blocks on the
+    2026-12-02: 63 blocks of 8 GB of v2 Blosc, 3 x 4 GPU workers; 7 ms for 0.2 GB on the
     2-core machine, 1-3 ms with this). A graph's name is unique to it (a uuid), so its token
     is too."""
 
