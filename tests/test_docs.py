@@ -186,7 +186,11 @@ def test_with_reference_needs_markers() -> None:
 # --------------------------------------------------------------------------------------------
 # Every file the documents name exists.
 
-DOCS = {"README.md": ROOT / "README.md", "pipeline/DESIGN.md": ROOT / "pipeline" / "DESIGN.md"}
+DOCS = {
+    "README.md": ROOT / "README.md",
+    "pipeline/DESIGN.md": ROOT / "pipeline" / "DESIGN.md",
+    "benchmarks/RESULTS.md": ROOT / "benchmarks" / "RESULTS.md",
+}
 
 
 def named_modules(text: str) -> set[str]:
