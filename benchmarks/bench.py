@@ -618,13 +618,13 @@ def evaluate(res: Results, rows: list[dict[str, Any]]) -> None:
         for key, floor in (("v2-blosc", 6.0), ("v3-zstd", 5.0)):
             if key in by:
                 target(f"{key}: compute phase", by[key]["compute_median"], floor, "GB/s")
-                target(f"{key}: of the lowest ceiling of its path", by[key]["of_ceiling"], 0.7, "")
+                target(f"{key}: of the lowest ceiling of its path", by[key]["of_ceiling"], 0.7, "%")
         if "synthetic" in by:
             target(
                 "synthetic: of its lowest ceiling (GPU zstd decode+encode)",
                 by["synthetic"]["of_ceiling"],
                 0.9,
-                "",
+                "%",
             )
         if "synthetic-raw" in by:
             target(
@@ -632,7 +632,7 @@ def evaluate(res: Results, rows: list[dict[str, Any]]) -> None:
                 "ceiling (past it allowed: the output stays standard zstd)",
                 by["synthetic-raw"]["of_ceiling"],
                 0.9,
-                "",
+                "%",
             )
         if "v2-blosc" in by:
             target(
@@ -663,12 +663,14 @@ def targets_table(res: Results) -> str:
     """The targets of :func:`evaluate` as a Markdown table."""
     rows = []
     for t in res.targets:
-        v = (
-            stats.rate(t["value"])
-            if t["unit"] == "GB/s"
-            else report.fmt(t["value"], ".2f", f" {t['unit']}".rstrip())
-        )
-        floor = f"{'at most' if t['at_most'] else 'at least'} {t['floor']:g} {t['unit']}".rstrip()
+        if t["unit"] == "GB/s":
+            v, wanted = stats.rate(t["value"]), f"{t['floor']:g} GB/s"
+        elif t["unit"] == "%":  # a fraction, to a tenth of a point: 69.5% is not 70%
+            v, wanted = report.fmt(t["value"], ".1%"), f"{t['floor']:.0%}"
+        else:
+            v = report.fmt(t["value"], ".2f", f" {t['unit']}".rstrip())
+            wanted = f"{t['floor']:g} {t['unit']}".rstrip()
+        floor = f"{'at most' if t['at_most'] else 'at least'} {wanted}"
         rows.append([t["target"], v, floor, "yes" if t["met"] else "NO"])
     return report.md_table(["target", "measured", "wanted", "met"], rows)
 

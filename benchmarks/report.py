@@ -320,10 +320,10 @@ def workload_table(rows: list[dict[str, Any]]) -> str:
                 f"{rate_spread(r['compute_gbps'])} ({r['backend']})",
                 "-"
                 if r["of_ceiling"] is None
-                else f"{r['of_ceiling']:.0%} of {rate(low['gbps'])} ({low['name']})",
+                else f"{r['of_ceiling']:.1%} of {rate(low['gbps'])} ({low['name']})",
                 "-"
                 if r.get("of_host_path") is None
-                else f"{r['of_host_path']:.0%} of {rate(r['host_path'])}",
+                else f"{r['of_host_path']:.1%} of {rate(r['host_path'])}",
                 f"{fmt(r['wall_s'], '.1f')} ({fmt(r['fixed_s'], '.1f')} fixed)",
                 f"{fmt(r['peer_wall_s'], '.1f')} ({rate(r['peer_gbps'])})",
                 fmt(r["speedup_e2e"], ".2f", "x"),
