@@ -6,7 +6,9 @@ every process shares; the host's CPU use is sampled every 10 ms. Layouts are clu
 settings (``3x4``: 3 workers per GPU of 4 threads; ``3x4:nomps``: the same with
 ``cluster.mps: off``), each on a cluster of its own; waits are how a thread waits for the GPU
 (``auto``: as the plan says; ``spin``, ``yield``, ``block``: the context's scheduling flag),
-alternated on each cluster. Per run, one JSON line (each step's count, mean and summed wall
+alternated on each cluster. The first run on each cluster (its warm-up) gives a line of its
+own: each step inside every task thread's first block against the later ones. Per run, one
+JSON line (each step's count, mean and summed wall
 and CPU time, the share of the span it covers, the host's CPU use) to ``--out``, and the
 medians at the end.
 
@@ -80,7 +82,16 @@ def instrument() -> int:
             try:
                 return _fn(*a, **k)
             finally:
-                events.append((_label, os.getpid(), t0, time.monotonic(), time.thread_time() - c0))
+                events.append(
+                    (
+                        _label,
+                        os.getpid(),
+                        t0,
+                        time.monotonic(),
+                        time.thread_time() - c0,
+                        threading.get_ident(),
+                    )
+                )
 
         functools.update_wrapper(wrapped, fn)
         wrapped._profiled = True  # type: ignore[attr-defined]
@@ -142,6 +153,42 @@ def _cpu_sampler(stop: threading.Event, samples: list[tuple[float, float]]) -> N
         last = cur
 
 
+def first_blocks(events: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """A fresh cluster's first run: each step's mean wall ms inside each task thread's first
+    block (its first ``read_block`` start to its first ``write_block`` end) against its later
+    blocks, and the blocks' own mean wall ms. Steps run on the decoding pool's threads are
+    left out (they belong to no one task thread)."""
+    begins: dict[tuple[int, int], list[float]] = {}
+    ends: dict[tuple[int, int], list[float]] = {}
+    for label, pid, a, b, _, tid in events:
+        if label == "read_block":
+            begins.setdefault((pid, tid), []).append(a)
+        elif label == "write_block":
+            ends.setdefault((pid, tid), []).append(b)
+    firsts: dict[tuple[int, int], tuple[float, float]] = {}
+    blocks: dict[str, list[float]] = {"first": [], "later": []}
+    for key, starts in begins.items():
+        pairs = list(zip(sorted(starts), sorted(ends.get(key, [])), strict=False))
+        for i, (a, b) in enumerate(pairs):
+            blocks["first" if i == 0 else "later"].append(1e3 * (b - a))
+        if pairs:
+            firsts[key] = pairs[0]
+    out: dict[str, Any] = {
+        "threads": len(firsts),
+        "block_ms": {k: round(statistics.mean(v), 1) for k, v in blocks.items() if v},
+    }
+    by: dict[str, dict[str, list[float]]] = {}
+    for label, pid, a, b, _, tid in events:
+        span = firsts.get((pid, tid))
+        if span is None:
+            continue
+        which = "first" if span[0] <= a and b <= span[1] else "later"
+        by.setdefault(label, {"first": [], "later": []})[which].append(1e3 * (b - a))
+    for label, parts in sorted(by.items()):
+        out[label] = {k: round(statistics.mean(v), 1) for k, v in parts.items() if v}
+    return out
+
+
 def _union(spans: list[tuple[float, float]]) -> float:
     total, start, end = 0.0, None, None
     for a, b in sorted(spans):
@@ -160,7 +207,7 @@ def summarise(events: list[tuple[Any, ...]], cpu: list[tuple[float, float]]) -> 
     t0, t1 = min(e[2] for e in tasks), max(e[3] for e in tasks)
     events = [e for e in events if t0 <= e[2] and e[3] <= t1]
     by: dict[str, list[tuple[float, float, float]]] = {}
-    for label, _, a, b, c in events:
+    for label, _, a, b, c, *_ in events:
         by.setdefault(label, []).append((a, b, c))
     out: dict[str, Any] = {"span_s": round(t1 - t0, 3)}
     for label, rows in sorted(by.items()):
@@ -211,7 +258,7 @@ class _Arrivals:
         else:
             return
         t = time.monotonic()
-        _events().append((label, os.getpid(), t, t, 0.0))
+        _events().append((label, os.getpid(), t, t, 0.0, threading.get_ident()))
 
 
 def _timed(owner: Any, name: str, spans: list[tuple[float, float]]) -> None:
@@ -284,8 +331,13 @@ def _profile(a: argparse.Namespace, wanted: list[str], size_gb: float) -> list[d
                     )
                 )
                 opts = RunOptions(progress="none", overwrite=True)
-                runner.run(cfg, opts, client=client)  # warm-up
-                client.run(take)
+                runner.run(cfg, opts, client=client)  # warm-up: the cluster's first run
+                first = [e for got in client.run(take).values() for e in got]
+                row0 = {"workload": key, "layout": layout, "rep": "first", "size_gb": size_gb}
+                row0 |= first_blocks(first)
+                print(json.dumps(row0))
+                with a.out.open("a") as f:
+                    f.write(json.dumps(row0) + "\n")
                 for rep in range(a.reps):
                     for wait in waits if rep % 2 == 0 else waits[::-1]:
                         client.run(set_wait_mode, wait)
