@@ -401,18 +401,10 @@ def test_cf_attributes_xarray_cannot_decode_with_are_refused_at_plan_time(
     OverflowError (xarray fails there too) and left the output incomplete; a dict failed with
     "unhashable type: 'dict'", a scale_factor list of two with a NumPy ValueError. Each is now
     refused by the plan in one line naming the attribute, before anything is written."""
-    import pipeline
     from pipeline.errors import InputError
 
     _packed_variable(tmp_path / "in.zarr", "int16", attrs, [1, 2, 3, 4, 5, 6, 7, 9])
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
-        "output": {"store": str(tmp_path / "out.zarr")},
-        "stages": [{"op": "add"}],
-        "backend": "cpu",
-    }
-    with pytest.raises(InputError) as info:
-        pipeline.plan(cfg)
+    info = _plan_refused(tmp_path, InputError, [{"op": "add"}])
     (key,) = attrs
     line = str(info.value)
     assert f"has {key}=" in line and said in line and "\n" not in line, line
@@ -451,6 +443,36 @@ def _packed_variable(path: Path, stored: str, attrs: dict[str, Any], elements: l
     return arr
 
 
+def _xarray_v(path: Path, attribute: str = "values") -> Any:
+    """``v`` of the Dataset at ``path`` as xarray decodes it (consolidated, masked and
+    scaled): its ``attribute``, read with zarr's and xarray's warnings ignored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(xr.open_zarr(str(path))["v"], attribute)
+
+
+def _decoding(tmp_path: Path, stages: list[dict[str, Any]], **output: Any) -> dict[str, Any]:
+    """The config of a CPU run that decodes ``v`` of ``tmp_path``/in.zarr (mask_and_scale)
+    through ``stages`` into ``tmp_path``/out.zarr (``output``: more of that section)."""
+    return {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr"), **output},
+        "stages": stages,
+        "backend": "cpu",
+    }
+
+
+def _plan_refused(
+    tmp_path: Path, error: type[Exception], stages: list[dict[str, Any]]
+) -> pytest.ExceptionInfo:
+    """The ``error`` that ``pipeline.plan`` raises for :func:`_decoding`'s config."""
+    import pipeline
+
+    with pytest.raises(error) as info:
+        pipeline.plan(_decoding(tmp_path, stages))
+    return info
+
+
 @pytest.mark.parametrize("name", list(UNHELD))
 def test_an_integer_decoding_finds_its_first_element_without_a_value(
     tmp_path: Path, name: str, xp: Any
@@ -472,9 +494,7 @@ def test_an_integer_decoding_finds_its_first_element_without_a_value(
     if first is None:
         assert found is None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+            want = _xarray_v(tmp_path / "in.zarr")
         except ValueError as e:  # xarray 2025.6 decodes it; 2026.9 (the GPU host's) raises
             assert "NaN to integer" in str(e), e
             # CF's decoding of what zarr-python reads, with nothing to mask: x * scale_factor,
@@ -501,9 +521,7 @@ def test_int64_decoded_with_an_integer_scale_factor_is_rounded_where_xarray_roun
     elements = [2**60 + 1, 3, 2**53 + 1, -(2**62) - 3, 7, 2**62 + 1, 0, 2**40 + 1]
     arr = _packed_variable(tmp_path / "in.zarr", "int64", {"scale_factor": 1, **fill}, elements)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+        want = _xarray_v(tmp_path / "in.zarr")
     except ValueError as e:  # xarray 2026.9 (the GPU host's) raises for any fill value here
         assert "NaN to integer" in str(e), e
         pytest.skip(f"xarray {xr.__version__} does not decode it ({e}): no reference")
@@ -628,19 +646,11 @@ def test_cf_attributes_as_lists_decode_as_xarray_decodes_them(tmp_path: Path, na
     cannot decode with it either)", which xarray does."""
     stored, attrs = LISTED[name]
     _packed_variable(tmp_path / "in.zarr", stored, attrs, [1, 2, 3, 4, 5, 6, 7, 9])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        want = xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values
+    want = _xarray_v(tmp_path / "in.zarr")
     assert want.dtype.kind == "f", want.dtype
     import pipeline
 
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
-        "output": {"store": str(tmp_path / "out.zarr"), "array": ""},
-        "stages": [{"op": "multiply", "factor": 1}],
-        "backend": "cpu",
-    }
-    pipeline.run(cfg)
+    pipeline.run(_decoding(tmp_path, [{"op": "multiply", "factor": 1}], array=""))
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (got, want)
 
@@ -657,21 +667,11 @@ def test_a_scale_factor_list_without_add_offset_is_refused_as_xarray_decodes_it_
     object, so it decodes to Python numbers. The plan said "unsupported dtype object ...
     convert the input first" (the input is int16); it now says, in one line, which
     attribute and the fix: the number itself, not a list."""
-    import pipeline
     from pipeline.errors import InputError
 
     _packed_variable(tmp_path / "in.zarr", "int16", attrs, [1, 2, 3, 4, 5, 6, 7, 9])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert xr.open_zarr(str(tmp_path / "in.zarr"))["v"].values.dtype == object
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
-        "output": {"store": str(tmp_path / "out.zarr")},
-        "stages": [{"op": "add"}],
-        "backend": "cpu",
-    }
-    with pytest.raises(InputError) as info:
-        pipeline.plan(cfg)
+    assert _xarray_v(tmp_path / "in.zarr").dtype == object
+    info = _plan_refused(tmp_path, InputError, [{"op": "add"}])
     line = str(info.value)
     number = attrs["scale_factor"][0]
     assert f"has scale_factor=[{number}], a list, and no add_offset" in line, line
@@ -687,22 +687,12 @@ def test_a_scalar_an_integer_decoding_cannot_hold_names_the_attribute_not_the_in
     float64 copy of the stored values decodes to int64 too: converting the input is no fix).
     A stage scalar past int64 there stopped the plan with KeyError 'bound' (the overflow
     refusal's rewording assumed an overflow); it is one line now, naming the attribute."""
-    import pipeline
     from pipeline.errors import PlanError
 
     _packed_variable(tmp_path / "f8.zarr", "float64", {"scale_factor": 2}, list(range(8)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert xr.open_zarr(str(tmp_path / "f8.zarr"))["v"].dtype == np.int64
+    assert _xarray_v(tmp_path / "f8.zarr", "dtype") == np.int64
     _packed_variable(tmp_path / "in.zarr", "int16", {"scale_factor": 2}, list(range(8)))
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr"), "array": "v", "mask_and_scale": True},
-        "output": {"store": str(tmp_path / "out.zarr")},
-        "stages": [{"op": "multiply", "factor": 2**70}],
-        "backend": "cpu",
-    }
-    with pytest.raises(PlanError) as info:
-        pipeline.plan(cfg)
+    info = _plan_refused(tmp_path, PlanError, [{"op": "multiply", "factor": 2**70}])
     line = str(info.value)
     assert "decodes to int64 because of its integer scale_factor=2" in line, line
     assert "write scale_factor as a float" in line and "convert the input" not in line, line

@@ -128,6 +128,17 @@ DIES = {
 }
 
 
+def _eight_blocks(tmp: Path, **cluster: Any) -> tuple[np.ndarray, list[str]]:
+    """An input of 8 rows of 64 (:func:`many_blocks_input`) in ``tmp``, and the argv of a
+    run, without progress, of a config there that computes it a row a block into out.zarr
+    (``cluster``: its cluster section's keys)."""
+    x = many_blocks_input(tmp / "in.zarr", 8, cols=64)
+    cfg = write_config(
+        tmp, tmp / "in.zarr", tmp / "out.zarr", chunking={"block": [1, 64]}, cluster=cluster
+    )
+    return x, [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
+
+
 @pytest.mark.parametrize("cluster", ["joined", "local"])
 def test_workers_that_keep_dying_say_what_likely_killed_them_and_the_output_resumes(
     tmp_path: Path, cluster: str
@@ -141,15 +152,7 @@ def test_workers_that_keep_dying_say_what_likely_killed_them_and_the_output_resu
     `--memory-limit` (and `--nthreads`), a local one's cluster.threads_per_worker and
     cluster.host_memory_limit; the output stays incomplete (its local workers here killed by
     SIGKILL, as by the OOM killer), and `run --resume` finishes it."""
-    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        chunking={"block": [1, 64]},
-        cluster={"workers": 1, "threads_per_worker": 2, "protocol": "tcp", "dashboard": ""},
-    )
-    argv = [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
+    x, argv = _eight_blocks(tmp_path, workers=1, threads_per_worker=2, protocol="tcp", dashboard="")
     if cluster == "joined":
         with external_cluster(
             tmp_path,
@@ -194,14 +197,7 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     and exited (helper-89), where the next run (an --overwrite with other stages) could get
     a stale block in an output it marks complete. The run waits for them before it gives
     up the lock: nothing is written after it exits, and `run --resume` finishes the output."""
-    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
-    cfg = write_config(
-        tmp_path,
-        tmp_path / "in.zarr",
-        tmp_path / "out.zarr",
-        chunking={"block": [1, 64]},
-        cluster={"dashboard": ""},
-    )
+    x, argv = _eight_blocks(tmp_path, dashboard="")
     out = tmp_path / "out.zarr"
     with external_cluster(
         tmp_path,
@@ -209,7 +205,6 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
         worker_args=("--preload", "tests.slow_blocks"),
         worker_env={"SLOW_BLOCK_SECONDS": "3"},
     ) as ext:
-        argv = [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"]
         proc = subprocess.Popen(
             [*argv, "--scheduler", ext.address],
             stdout=subprocess.PIPE,

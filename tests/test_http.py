@@ -32,8 +32,24 @@ def _input(path: Path, x: np.ndarray) -> None:
     z[...] = x
 
 
-def _config(tmp: Path, url: str) -> Path:
-    return write_config(tmp, f"{url}/in.zarr", tmp / "out.zarr", chunking={"block": [CHUNK, COLS]})
+def _ramp(tmp: Path) -> np.ndarray:
+    """ROWS x COLS float32 counting up from 0, written as in.zarr in ``tmp`` (:func:`_input`);
+    those values."""
+    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
+    _input(tmp / "in.zarr", x)
+    return x
+
+
+#: the cluster section of a run on one worker process (its results pickled back)
+WORKER_PROCESS = {"protocol": "tcp", "workers": 1, "threads_per_worker": 1, "dashboard": ""}
+
+
+def _config(tmp: Path, url: str, **sections: Any) -> Path:
+    """A config reading in.zarr served at ``url`` a chunk a block into out.zarr in ``tmp``
+    (``sections`` over :func:`write_config`'s)."""
+    return write_config(
+        tmp, f"{url}/in.zarr", tmp / "out.zarr", chunking={"block": [CHUNK, COLS]}, **sections
+    )
 
 
 def _interrupted(tmp: Path, cli, server, stamps: bool) -> Path:
@@ -56,8 +72,7 @@ def test_resume_is_refused_when_the_served_input_was_rewritten(tmp_path: Path, c
     input for the same and marked complete an output of both versions' values. Where the
     server sends Last-Modified (HEAD), the rewrite is seen; where it sends no stamp, nothing
     can see it, and the resume is refused for that reason."""
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    x = _ramp(tmp_path)
     with serving(tmp_path) as server:
         cfg = _interrupted(tmp_path, cli, server, stamps)
         time.sleep(1.1)  # Last-Modified counts whole seconds
@@ -82,8 +97,7 @@ def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cl
     input unchanged, and say so: the run warns; ``verify`` of sampled blocks fails, naming
     ``--all``, and ``verify --all`` (every block compared with the input as it is) passes
     with a note."""
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    _ramp(tmp_path)
     with serving(tmp_path, stamps=False) as server:
         cfg = _config(tmp_path, server.url)
         rc, _, err = cli("run", cfg)
@@ -103,8 +117,7 @@ def test_a_served_input_without_stamps_is_not_claimed_checked(tmp_path: Path, cl
 def test_a_server_error_on_a_chunk_is_one_line_naming_it(tmp_path: Path, cli) -> None:
     """F8: an HTTP 403 (or 500) on a chunk was a bare ``ClientResponseError: 403, ...``,
     naming no fix and not saying the output stays incomplete."""
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    _ramp(tmp_path)
     with serving(tmp_path) as server:
         cfg = _config(tmp_path, server.url)
         for status in (403, 500):
@@ -164,16 +177,9 @@ def test_a_server_error_on_a_chunk_comes_back_from_worker_processes_as_itself(
     import pipeline
     from pipeline.errors import InputError
 
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    _ramp(tmp_path)
     with serving(tmp_path) as server:
-        cfg = write_config(
-            tmp_path,
-            f"{server.url}/in.zarr",
-            tmp_path / "out.zarr",
-            chunking={"block": [CHUNK, COLS]},
-            cluster={"protocol": "tcp", "workers": 1, "threads_per_worker": 1, "dashboard": ""},
-        )
+        cfg = _config(tmp_path, server.url, cluster=WORKER_PROCESS)
         server.set(fail={"in.zarr/2.0": 403})
         with pytest.raises(InputError) as info:
             pipeline.run(cfg)
@@ -186,8 +192,7 @@ def test_verify_of_an_incomplete_output_of_an_unstamped_input_says_to_start_over
     """An output left incomplete by a run of an input whose server sends no change stamps:
     `run --resume` is refused (`run --overwrite` starts over), but `verify` said "`run
     --resume` finishes it" (F8). It says what `run` says, in one line."""
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    _ramp(tmp_path)
     with serving(tmp_path) as server:
         cfg = _interrupted(tmp_path, cli, server, stamps=False)
         rc, _, err = cli("verify", cfg)
@@ -617,7 +622,7 @@ def test_a_store_url_with_a_query_is_refused_in_one_line_that_keeps_it_secret(
     failed with "JSONDecodeError", the token in the line. Now `plan` and `run` refuse it before
     anything is read, in one line naming storage_options' ``params`` (under the ``http`` key
     in a chain) and never the query's values; an output URL with a query alike."""
-    _input(tmp_path / "in.zarr", np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS))
+    _ramp(tmp_path)
     with serving(tmp_path) as server:
         out = output.format(url=server.url) or str(tmp_path / "out.zarr")
         cfg = write_config(tmp_path, store.format(url=server.url), out)
@@ -929,17 +934,10 @@ def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:
 
     import pipeline
 
-    x = np.arange(ROWS * COLS, dtype="f4").reshape(ROWS, COLS)
-    _input(tmp_path / "in.zarr", x)
+    x = _ramp(tmp_path)
     token = base64.b64encode(f"user:{SECRET}".encode()).decode()
     with serving(tmp_path, basic=["user", SECRET]) as server:
-        path = write_config(
-            tmp_path,
-            f"{server.url}/in.zarr",
-            tmp_path / "out.zarr",
-            chunking={"block": [CHUNK, COLS]},
-            cluster={"protocol": "tcp", "workers": 1, "threads_per_worker": 1, "dashboard": ""},
-        )
+        path = _config(tmp_path, server.url, cluster=WORKER_PROCESS)
         cfg = yaml.safe_load(path.read_text())
         cfg["input"]["storage_options"] = {
             "headers": CIMultiDict({"Authorization": f"Basic {token}"}),

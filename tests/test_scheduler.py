@@ -37,38 +37,48 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a scheduler with one single-threaded worker process."""
+def _dask_scheduler(port: int, out: Any, environ: dict[str, str]) -> subprocess.Popen:
+    """A `dask scheduler` process on 127.0.0.1:``port`` (no dashboard), its output to ``out``,
+    returned once its port accepts connections (within 60 s, else the test fails)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--no-dashboard"],
+        stdout=out,
+        stderr=out,
+        env=environ,
+    )
+    deadline = time.monotonic() + 60
+    while True:  # the scheduler is up once its port accepts connections
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            proc.wait(30)
+            raise RuntimeError("dask scheduler did not start")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _one_worker_cluster(
+    log: Path, environ: dict[str, str], *worker_args: str, **worker_env: str
+) -> Iterator[str]:
+    """The address of a `dask scheduler` with one single-threaded `dask worker` process (its
+    further ``worker_args``), both in ``environ``, the worker with ``worker_env`` added (Dask's
+    config); their output to ``log``."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    log = (tmp_path_factory.mktemp("dask") / "dask.log").open("w")
-    dask = [sys.executable, "-m", "dask"]
-    procs = [
-        subprocess.Popen(
-            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-    ]
+    out = log.open("w")
+    procs: list[subprocess.Popen] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if procs[0].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dask scheduler did not start") from None
-                time.sleep(0.2)
+        procs.append(_dask_scheduler(port, out, environ))
+        worker = [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
         procs.append(
             subprocess.Popen(
-                [*dask, "worker", address, "--nthreads", "1", "--no-dashboard"],
-                stdout=log,
-                stderr=log,
-                env=env,
+                [*worker, "--no-dashboard", *worker_args],
+                stdout=out,
+                stderr=out,
+                env={**environ, **worker_env},
             )
         )
         yield address
@@ -76,7 +86,35 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for p in reversed(procs):
             p.terminate()
             p.wait(30)
-        log.close()
+        out.close()
+
+
+def _small_config(tmp_path: Path, **sections: Any) -> Path:
+    """A 4x4 float32 input of ones (2x4 blocks) in ``tmp_path``, and a config (``sections``
+    over :func:`write_config`'s) reading it into ``out.zarr`` there."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    return write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **sections)
+
+
+def _pipeline(tmp_path: Path, command: str, cfg: Path, address: str) -> subprocess.CompletedProcess:
+    """``python -m pipeline COMMAND CFG --scheduler ADDRESS`` in a process of its own, run in
+    ``tmp_path`` to its end within OUTER seconds; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=OUTER,
+        env=env(),
+        cwd=tmp_path,
+    )
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a scheduler with one single-threaded worker process."""
+    environ = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with _one_worker_cluster(tmp_path_factory.mktemp("dask") / "dask.log", environ) as address:
+        yield address
 
 
 def test_example_config_names_a_scheduler() -> None:
@@ -106,11 +144,7 @@ def test_run_on_an_existing_cluster(tmp_path, cli, scheduler) -> None:
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:
-    x = np.ones((4, 4), np.float32)
-    make_array(tmp_path / "in.zarr", x, (2, 4))
-    cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 0.5}
-    )
+    cfg = _small_config(tmp_path, cluster={"timeout": 0.5})
     rc, _, err = cli("run", cfg, "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
     assert rc == 1
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:"), err
@@ -228,20 +262,10 @@ def test_a_protocol_dask_cannot_use_here_is_one_line_naming_those_it_can(
     cluster.timeout, with a TypeError, after waiting for it; ``inproc://x`` said "not enough
     values to unpack" (brk76 f5). The scheme is checked before any connection: one line
     naming it and the protocols Dask here connects over, no timeout advice, at once."""
-    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
-    cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 30}
-    )
+    cfg = _small_config(tmp_path, cluster={"timeout": 30})
     address = scheduler.replace("tcp://", f"{scheme}://") if scheme != "inproc" else "inproc://x"
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
-        capture_output=True,
-        text=True,
-        timeout=OUTER,
-        env=env(),
-        cwd=tmp_path,
-    )
+    proc = _pipeline(tmp_path, command, cfg, address)
     assert proc.returncode == 1, proc.stderr
     line = one_line_error(proc.stderr)
     assert address in line and f"{scheme}://" in line and "tcp://, tls://" in line, line
@@ -280,22 +304,9 @@ def test_join_refuses_a_worker_address(scheduler) -> None:
 
 def test_join_refuses_a_scheduler_without_workers(tmp_path) -> None:
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--no-dashboard"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env(),
-    )
+    proc = _dask_scheduler(port, subprocess.DEVNULL, env())
     try:
         address = f"tcp://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:  # the scheduler is up once its port accepts connections
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "no scheduler"
-            time.sleep(0.2)
         error = _join_bounded(address)
         assert (error.reason, error.address) == ("no-workers", address)
     finally:
@@ -311,19 +322,9 @@ def test_cli_ends_in_one_line_within_the_timeout(tmp_path, command, server) -> N
     """``run`` and ``plan`` as their own processes: one line, exit status 1, nothing written,
     within the outer bound (they used to hang without end at an HTTP port, or fail with a
     MemoryError). Every kind of server is checked against ``join`` itself above."""
-    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
-    cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": TIMEOUT}
-    )
+    cfg = _small_config(tmp_path, cluster={"timeout": TIMEOUT})
     with SERVERS[server][0]() as address:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
-            capture_output=True,
-            text=True,
-            timeout=OUTER,
-            env=env(),
-            cwd=tmp_path,
-        )
+        proc = _pipeline(tmp_path, command, cfg, address)
     assert proc.returncode == 1, proc.stderr
     assert address in one_line_error(proc.stderr)
     assert not (tmp_path / "out.zarr").exists()
@@ -415,18 +416,10 @@ def test_a_protocol_in_capitals_is_refused_in_one_line_naming_the_lower_case(
     tcp://, ...". One line says that protocol names are lower case and, where the lower-case
     address is one Dask here takes, to write it; else what that one meets too (UCX not
     installed, the dashboard's http://); nothing written, before any connection."""
-    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
-    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    cfg = _small_config(tmp_path)
     address = scheduler.replace("tcp://", f"{scheme}://")
     lowered = scheduler.replace("tcp://", f"{scheme.lower()}://")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
-        capture_output=True,
-        text=True,
-        timeout=OUTER,
-        env=env(),
-        cwd=tmp_path,
-    )
+    proc = _pipeline(tmp_path, "run", cfg, address)
     assert proc.returncode == 1, proc.stderr
     line = one_line_error(proc.stderr)
     assert address in line and "protocol names are lower case" in line, line
@@ -448,47 +441,6 @@ def test_local_in_capitals_is_told_to_be_written_in_lower_case(address) -> None:
     error = _join_bounded(address)
     assert (error.reason, error.address) == ("malformed", address)
     assert "local, in lower case" in str(error), error
-
-
-@contextlib.contextmanager
-def _one_worker_cluster(log: Path, **worker_env: str) -> Iterator[str]:
-    """The address of a `dask scheduler` with one `dask worker` process (2 GB memory limit),
-    the worker started with ``worker_env`` added to its environment (Dask's config)."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    out = log.open("w")
-    dask = [sys.executable, "-m", "dask"]
-    procs = [
-        subprocess.Popen(
-            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=out,
-            stderr=out,
-            env=env(),
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert procs[0].poll() is None and time.monotonic() < deadline, "no scheduler"
-            time.sleep(0.2)
-        worker = [*dask, "worker", address, "--nthreads", "1", "--no-dashboard"]
-        procs.append(
-            subprocess.Popen(
-                [*worker, "--memory-limit", "2GB"],
-                stdout=out,
-                stderr=out,
-                env={**env(), **worker_env},
-            )
-        )
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(30)
-        out.close()
 
 
 def _worker_status(address: str, status: str) -> None:
@@ -513,12 +465,11 @@ def test_a_scheduler_whose_workers_are_not_running_says_so(tmp_path, state: str)
     line says that it has a worker, not running, why (paused: its memory, its limit and the
     setting; retiring: it takes no more tasks) and what to do; reason 'not-running', its
     ``states``; nothing written."""
-    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
-    cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 3}
-    )
+    cfg = _small_config(tmp_path, cluster={"timeout": 3})
     pause = {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.01"} if state == "paused" else {}
-    with _one_worker_cluster(tmp_path / "dask.log", **pause) as address:
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), "--memory-limit", "2GB", **pause
+    ) as address:
         if state == "retiring":  # closing_gracefully, kept: as while its data moves away
             from distributed import Client
 
@@ -526,14 +477,7 @@ def test_a_scheduler_whose_workers_are_not_running_says_so(tmp_path, state: str)
                 c.wait_for_workers(1, timeout=60)
                 c.retire_workers(close_workers=False, remove=False)
         _worker_status(address, "paused" if state == "paused" else "closing_gracefully")
-        proc = subprocess.run(
-            [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
-            capture_output=True,
-            text=True,
-            timeout=OUTER,
-            env=env(),
-            cwd=tmp_path,
-        )
+        proc = _pipeline(tmp_path, "run", cfg, address)
         error = _join_bounded(address)
     assert proc.returncode == 1, proc.stderr
     line = one_line_error(proc.stderr)

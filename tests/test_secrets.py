@@ -6,6 +6,7 @@ type, and values that would not reach the server as written. Real servers
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,25 @@ def _input(path: Path) -> np.ndarray:
     z = zarr.create_array(str(path), shape=x.shape, dtype=x.dtype, chunks=(8, COLS))
     z[...] = x
     return x
+
+
+def _options_config(tmp_path: Path, options: str, store: str = "s3://b/in.zarr") -> Path:
+    """``c.yaml`` in ``tmp_path``: an input ``store`` whose storage_options are the YAML text
+    ``options`` (the file's line 3), squared into out.zarr there."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"input:\n  store: {store}\n  storage_options: {options}\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    )
+    return cfg
+
+
+def _plan_refused(cli: Any, cfg: Path) -> tuple[str, str]:
+    """``plan CFG`` refused: exit status 1, one error line. (That line, all it said.)"""
+    rc, out, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1, out + err
+    return line, out + err
 
 
 def _nowhere(secret: str, *places: Path) -> None:
@@ -286,15 +306,10 @@ def test_storage_options_of_the_wrong_type_are_refused_unsaid(
     """``storage_options: "key=... secret=..."`` (a string, not a mapping) was refused with
     its value quoted: ``(got 'key=AKID... secret=...')`` (brk76). The line names the key and
     the fix, never the value, whatever its type."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"input:\n  store: s3://b/in.zarr\n  storage_options: {options}\n"
-        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
-    )
-    rc, out, err = cli("plan", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and "input.storage_options" in line and "{key: ..., secret: ...}" in line
-    assert "AKIDKEY123" not in out + err and "S3CR3T987" not in out + err, line
+    cfg = _options_config(tmp_path, options)
+    line, said = _plan_refused(cli, cfg)
+    assert "input.storage_options" in line and "{key: ..., secret: ...}" in line
+    assert "AKIDKEY123" not in said and "S3CR3T987" not in said, line
 
 
 @pytest.mark.parametrize(
@@ -414,15 +429,10 @@ def test_an_option_whose_name_is_no_string_is_refused_unsaid(
     any mapping in storage_options) that was fsspec's or aiohttp's bare ``TypeError: keywords
     must be strings``, or on S3 a line telling to put a space after a colon. One line now,
     at the config's line, names the option and the fix, never its value."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"input:\n  store: {store}\n  storage_options: {options}\n"
-        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
-    )
-    rc, out, err = cli("plan", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and "c.yaml:3: input.storage_options." in line and key in line, line
-    assert "must be a string" in line and "S3CR3T987" not in out + err, line
+    cfg = _options_config(tmp_path, options, store)
+    line, said = _plan_refused(cli, cfg)
+    assert "c.yaml:3: input.storage_options." in line and key in line, line
+    assert "must be a string" in line and "S3CR3T987" not in said, line
     assert not (tmp_path / "out.zarr").exists()
 
 
@@ -432,11 +442,8 @@ def test_an_option_named_by_a_yaml_typo_is_never_said(tmp_path: Path) -> None:
     (brk82). An option's name that is no plain identifier is ``***``."""
     from pipeline.config import load_config
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "input:\n  store: s3://b/in.zarr\n"
-        "  storage_options: {endpoint_url: 'http://127.0.0.1:1', secret:S3CR3T987, key: AK}\n"
-        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    cfg = _options_config(
+        tmp_path, "{endpoint_url: 'http://127.0.0.1:1', secret:S3CR3T987, key: AK}"
     )
     config = load_config(cfg)
     assert "secret:S3CR3T987" in config.input.storage_options  # YAML's reading, kept
@@ -504,9 +511,8 @@ def test_a_question_mark_its_file_system_drops_is_refused_naming_the_store_it_wo
     cfg = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", **{side: {"store": store}}
     )
-    rc, _, err = cli("plan", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and f"{side}.store" in line, line
+    line, _ = _plan_refused(cli, cfg)
+    assert f"{side}.store" in line, line
     assert f"so the store would be {read}, not the one named" in line, line
     with pytest.raises(ConfigError) as e:
         pipeline.plan(cfg)
@@ -536,12 +542,10 @@ def test_options_whose_names_are_hidden_stay_apart_in_reprs_and_summaries(tmp_pa
     from pipeline.config import load_config
     from pipeline.store.location import Location
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "input:\n  store: s3://b/in.zarr\n"
-        "  storage_options: {secret:S3CR3T987, token:T0K3N654, key: AK, my secret: TOPSECRET,"
-        " my opt: shown, client_kwargs: {x y: 1, z w: 2}}\n"
-        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
+    cfg = _options_config(
+        tmp_path,
+        "{secret:S3CR3T987, token:T0K3N654, key: AK, my secret: TOPSECRET,"
+        " my opt: shown, client_kwargs: {x y: 1, z w: 2}}",
     )
     config = load_config(cfg)
     options = config.input.storage_options
@@ -600,19 +604,13 @@ def test_a_secret_typed_as_an_option_s_name_is_never_said(tmp_path: Path, cli) -
     from pipeline.errors import said_option
 
     secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "input:\n  store: s3://b/in.zarr\n"
-        f"  storage_options: {{endpoint_url: 'http://127.0.0.1:9', key: AK, {secret}}}\n"
-        f"output:\n  store: {tmp_path / 'out.zarr'}\nstages: [{{op: square}}]\n"
-    )
+    cfg = _options_config(tmp_path, f"{{endpoint_url: 'http://127.0.0.1:9', key: AK, {secret}}}")
     config = load_config(cfg)
     assert secret in config.input.storage_options  # YAML's reading, kept
     for text in (repr(config), str(config), repr(config.input)):
         assert secret not in text and "'***': None" in text, text
-    rc, out, err = cli("plan", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and secret not in out + err, out + err
+    line, said = _plan_refused(cli, cfg)
+    assert secret not in said, said
     assert "input.storage_options" in line and "does not take" in line, line
     for name in ("endpoint_url", "s3_additional_kwargs", "client_kwargs", "anon", "http"):
         assert said_option(name) == name
