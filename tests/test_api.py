@@ -860,3 +860,33 @@ def test_a_clients_cluster_without_a_running_worker_is_one_line_not_a_wait(
         assert e.reason == "not-running" and e.states == {"paused": 1}, e.data
         assert "(1 paused)" in str(e) and "distributed.worker.memory.pause" in str(e), e
     assert not out.exists()
+
+
+def test_a_joined_cluster_whose_workers_all_left_before_the_plan_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """The workers of a joined scheduler can all leave between its join (which saw one) and
+    the plan's look at them (``runner.plan_joined``): the plan took ``min`` of no workers'
+    threads, a bare ValueError. The state after they left is a scheduler with none: the
+    ClusterError 'no-workers' that a join gives, one line saying how to start some."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.running import runner
+
+    small_input(tmp_path)
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as lc,
+        Client(lc) as client,
+    ):
+        path = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            cluster={"scheduler": lc.scheduler_address},
+        )
+        with pytest.raises(pipeline.ClusterError) as info:
+            runner.plan_joined(load_config(path), client)
+    e = info.value
+    assert e.reason == "no-workers" and len(str(e).splitlines()) == 1, e
+    assert f"the scheduler at {lc.scheduler_address} has no workers" in str(e), e
+    assert "dask worker" in str(e), e

@@ -959,6 +959,21 @@ def wait_running(client: Client, address: str, seconds: float, timeout: float) -
         raise _no_running_worker(client, address, timeout) from None
 
 
+_START = "`dask worker {address}` or `dask cuda worker {address}`"
+
+
+def no_workers(address: str) -> ClusterError:
+    """The one-line ClusterError (``reason`` 'no-workers') for the scheduler ``address`` that
+    has no worker: the same line whether it had none at the join or they all left between the
+    join and a later look at them (``runner.plan_joined``)."""
+    return ClusterError(
+        f"the scheduler at {address} has no workers; start some with "
+        f"{_START.format(address=address)}",
+        address=address,
+        reason="no-workers",
+    )
+
+
 def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterError:
     """The one-line error for the scheduler ``address`` that got no running worker within
     ``timeout`` seconds (``wait_for_workers`` counts only those whose status is 'running'):
@@ -966,7 +981,6 @@ def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterE
     paused for memory, one closing or still starting), 'not-running', saying which, why and
     what to do, with ``states`` ({status: workers}); the line had said "has no workers" of a
     paused one. A scheduler lost as it is asked is the ClusterError 'lost'."""
-    start = f"`dask worker {address}` or `dask cuda worker {address}`"
     try:
         workers = ask(
             client,
@@ -978,11 +992,8 @@ def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterE
     except ClusterError as e:
         return e
     if not workers:
-        return ClusterError(
-            f"the scheduler at {address} has no workers; start some with {start}",
-            address=address,
-            reason="no-workers",
-        )
+        return no_workers(address)
+    start = _START.format(address=address)
     states: dict[str, int] = {}
     for w in workers.values():
         states[str(w.get("status"))] = states.get(str(w.get("status")), 0) + 1
