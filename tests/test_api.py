@@ -839,6 +839,36 @@ def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path)
     assert pipeline.load_config(path, {"output.overwrite": True}).output.overwrite
 
 
+def test_an_override_given_as_a_mapping_merges_into_the_files_section(tmp_path: Path) -> None:
+    """``load_config(path, {"cluster": {"workers": 3}})`` replaced the file's whole cluster
+    section, its other keys (threads_per_worker, dashboard, timeout) silently back at their
+    defaults; a user of dask.config expects a nested mapping to merge. It merges, at any
+    depth (output.codec.level keeps output.codec.name), and a later dotted override of the
+    same section neither loses it nor modifies the caller's mapping."""
+    small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"threads_per_worker": 2, "timeout": 7},
+        output={"store": str(tmp_path / "out.zarr"), "codec": {"name": "zstd", "level": 3}},
+    )
+    cluster = {"workers": 3}
+    output = {"codec": {"checksum": True}}
+    given = {"cluster": cluster, "output": output, "cluster.dashboard": ":0"}
+    config = pipeline.load_config(path, given)
+    assert config.cluster.workers == 3 and config.cluster.threads_per_worker == 2
+    assert config.cluster.timeout == 7 and config.cluster.dashboard == ":0"
+    assert config.output.store == str(tmp_path / "out.zarr")
+    assert config.output.codec.level == 3 and config.output.codec.checksum
+    assert cluster == {"workers": 3} and output == {"codec": {"checksum": True}}  # unchanged
+    # a value that is no mapping still replaces, and a mapping over a value does too
+    assert pipeline.load_config(path, {"cluster.workers": 1}).cluster.workers == 1
+    with pytest.raises(ConfigError) as info:
+        pipeline.load_config(path, {"output": {"store": {"x": 1}}})
+    assert info.value.key == "output.store", info.value
+
+
 def test_an_override_inside_a_list_or_a_value_is_one_line(tmp_path: Path, cli) -> None:
     """An override whose dotted key runs through a list (``stages.0.factor``) or a value
     (``input.store.x``), and a command-line flag's override of a file that is no mapping

@@ -371,7 +371,9 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     """Read and validate a YAML config file.
 
     ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
-    as the command line's flags do.
+    as the command line's flags do; a mapping given as a value merges into the file's mapping
+    at that key, at any depth (``{"cluster": {"workers": 2}}`` keeps the file's other cluster
+    keys), as ``dask.config.set`` does; any other value replaces the file's.
     """
     p = Path(path)
     try:
@@ -439,5 +441,19 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
                 )
-        target[last] = value
+        target[last] = _merged(target.get(last), value)
     return parse_config(data, str(p), positions)
+
+
+def _merged(held: Any, value: Any) -> Any:
+    """An override's ``value`` set over what the file ``held`` at its key: a mapping merges
+    into a mapping, key by key at any depth (as ``dask.config.set`` does; ``{"cluster":
+    {"workers": 2}}`` had replaced the file's whole cluster section, its other keys lost);
+    any other value replaces. The override's mappings are copied, never modified (a later
+    dotted override sets its key in the copy)."""
+    if isinstance(value, Mapping):
+        out = dict(held) if isinstance(held, dict) else {}
+        for k, v in value.items():
+            out[k] = _merged(out.get(k), v)
+        return out
+    return value
