@@ -624,16 +624,62 @@ def connect(
     setup = _with_sigint(plugin) or PipelineSetup(
         plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=True
     )
-    startup = _Startup(plan_cluster, level, setup)
+    with silenced_logs(level):
+        startup = _Startup(plan_cluster, level, setup)
+        try:
+            yield startup.client()
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                waiting.take()  # the cluster is closed in order, whatever comes
+            startup.stop()
+            raise
+        if startup.stop(process_ends):
+            raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+
+
+#: The loggers whose stderr handlers a run's local cluster quiets (distributed's
+#: ``silence_logs`` does the same two).
+_SILENCED_ROOTS = ("distributed", "bokeh")
+_silence_lock = threading.Lock()
+#: The level each run whose local cluster is up asked for (:func:`silenced_logs`).
+_silence_levels: list[int] = []
+#: Each quieted handler's level before the first of them, put back after the last.
+_silence_saved: dict[logging.Handler, int] = {}
+
+
+@contextlib.contextmanager
+def silenced_logs(level: int) -> Iterator[None]:
+    """Dask's (and bokeh's) stderr handlers at ``level`` while a run's local cluster is up,
+    counted across runs: the first to enter saves their levels, the last to leave puts them
+    back, and while several are up the handlers take the most verbose level asked for. Two
+    runs at once in one process (threads) each gave their cluster distributed's
+    ``silence_logs``, which saved the level it found and restored it on close: the second
+    saved the first's lowered level, and the first's close brought Dask's INFO lines back
+    while the second ran."""
+    with _silence_lock:
+        if not _silence_levels:
+            _silence_saved.clear()
+            for root in _SILENCED_ROOTS:
+                for h in logging.getLogger(root).handlers:
+                    if isinstance(h, logging.StreamHandler):
+                        _silence_saved[h] = h.level
+        _silence_levels.append(level)
+        _set_silence()
     try:
-        yield startup.client()
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            waiting.take()  # the cluster is closed in order, whatever comes
-        startup.stop()
-        raise
-    if startup.stop(process_ends):
-        raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+        yield
+    finally:
+        with _silence_lock:
+            _silence_levels.remove(level)
+            _set_silence()
+
+
+def _set_silence() -> None:
+    """The quieted handlers at the most verbose level the runs up now asked for; at their own
+    again when none is (call with ``_silence_lock`` held)."""
+    for h, saved in _silence_saved.items():
+        h.setLevel(min(_silence_levels) if _silence_levels else saved)
+    if not _silence_levels:
+        _silence_saved.clear()
 
 
 def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
@@ -1379,7 +1425,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
-            silence_logs=level,
+            silence_logs=False,  # connect's silenced_logs: counted across runs
             local_directory=local_dir,
             **web,
         )
@@ -1391,7 +1437,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
         threads_per_worker=p.threads_per_worker,
         processes=not threads,
         memory_limit=_memory_limit(p, threads),
-        silence_logs=level,
+        silence_logs=False,  # connect's silenced_logs: counted across runs
         local_directory=local_dir,
         **web,
     )
