@@ -249,9 +249,7 @@ class Location:
         (:func:`endpoint_refused`: botocore retries a connection refused on every request,
         with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
         plan found the endpoint listening, keeps those retries for a server restarting)."""
-        problem = async_option_problem(
-            self.url, self.storage_options, self.setting
-        ) or bool_option_problem(self.url, self.storage_options, self.setting)
+        problem = async_option_problem(self.url, self.storage_options, self.setting)
         if problem is not None:
             raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
@@ -1171,7 +1169,9 @@ def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any,
     no URL), naming ``setting``'s storage_options."""
     import fsspec
 
-    problem = endpoint_userinfo_problem(url, options, setting)
+    problem = endpoint_userinfo_problem(url, options, setting) or bool_option_problem(
+        url, options, setting
+    )
     if problem is not None:
         raise problem
     try:
