@@ -419,23 +419,33 @@ class DaskWorkers:
 
     def _settle(self, keys: list) -> None:
         """Return once no worker executes a task of ``keys`` any more, or after
-        :data:`SETTLE_TIMEOUT` seconds (logged). A cancelled task that a worker is executing
-        runs on to its end, writing its block: on a cluster that stays up (joined, or a
-        caller's), that write could come after the run has given up the output's lock, into
+        :data:`SETTLE_TIMEOUT` seconds (logged), whatever the workers answer: each look waits at
+        most :data:`SETTLE_LOOK` seconds, and never past the deadline or past the moment the
+        line "stopping: ..." is due (``Threads.TELL_AFTER``). A cancelled task that a worker is
+        executing runs on to its end, writing its block: on a cluster that stays up (joined, or
+        a caller's), that write could come after the run has given up the output's lock, into
         the output of the next run (an ``--overwrite`` with other stages: a stale block in an
-        output marked complete). The cluster a run starts is stopped before the lock is
-        given up, its tasks with it."""
+        output marked complete). The cluster a run starts is stopped before the lock is given
+        up, its tasks with it."""
         names = sorted({k[0] if isinstance(k, tuple) else k for k in keys})
         t0 = time.monotonic()
         deadline, told = t0 + SETTLE_TIMEOUT, False
+        tell = t0 + threads.Threads.TELL_AFTER
         while True:
-            try:  # a worker that does not answer holds the stop no longer than the deadline
-                running = sum(self.client.run(_executing, names, callback_timeout=10).values())
+            # a worker whose event loop does not answer (a task holding it) holds each look
+            # no longer than SETTLE_LOOK, the line "stopping:" no later than TELL_AFTER, and
+            # the stop no longer than the deadline: a fixed 10 s had run past both
+            now = time.monotonic()
+            bound = min(SETTLE_LOOK, deadline - now, tell - now if not told else SETTLE_LOOK)
+            try:
+                running = sum(
+                    self.client.run(_executing, names, callback_timeout=max(bound, 0.1)).values()
+                )
             except TimeoutError:
                 running = -1  # not known
             if not running:
                 return
-            if not told and time.monotonic() > t0 + threads.Threads.TELL_AFTER:
+            if not told and time.monotonic() >= tell:
                 told = True  # as a run on threads of this process says it
                 log.warning(
                     "stopping: waiting for the blocks being written to end (each is written "
@@ -454,6 +464,9 @@ class DaskWorkers:
 #: Seconds a run stopped on a cluster that stays up waits for the workers to end the tasks
 #: they were executing (:meth:`DaskWorkers._settle`).
 SETTLE_TIMEOUT = 120.0
+#: The most seconds one look at what the workers execute waits for their answers (a worker's
+#: event loop that a task holds answers none).
+SETTLE_LOOK = 10.0
 
 
 def _executing(names: list[str], dask_worker: Any) -> int:
