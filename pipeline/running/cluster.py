@@ -668,7 +668,9 @@ def silenced_logs(level: int) -> Iterator[None]:
     runs at once in one process (threads) each gave their cluster distributed's
     ``silence_logs``, which saved the level it found and restored it on close: the second
     saved the first's lowered level, and the first's close brought Dask's INFO lines back
-    while the second ran."""
+    while the second ran. Entered before the cluster is made, so that distributed's own
+    ``silence_logs`` (still given: it quiets the worker processes too) finds the handlers at
+    its level already, and saves and restores nothing in this process."""
     with _silence_lock:
         if not _silence_levels:
             _silence_saved.clear()
@@ -1438,7 +1440,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
-            silence_logs=False,  # connect's silenced_logs: counted across runs
+            silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
             local_directory=local_dir,
             **web,
         )
@@ -1450,7 +1452,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
         threads_per_worker=p.threads_per_worker,
         processes=not threads,
         memory_limit=_memory_limit(p, threads),
-        silence_logs=False,  # connect's silenced_logs: counted across runs
+        silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
         local_directory=local_dir,
         **web,
     )
