@@ -273,8 +273,11 @@ def _run_options() -> list[str]:
 def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Config:
     """Read and validate a YAML config file into a :class:`Config` (a :class:`ConfigError`
     naming the file, line and key for an invalid one). ``overrides`` maps dotted keys
-    (``"output.overwrite"``) to values set after reading, as the command line's flags do. A
-    ``path`` or ``overrides`` of the wrong kind is an :class:`OptionError`."""
+    (``"output.overwrite"``) to values set after reading, as the command line's flags do; a
+    mapping given as a value merges into the file's at that key, at any depth, as
+    ``dask.config.set`` does (``{"cluster": {"workers": 2}}`` keeps the file's other cluster
+    keys), where any other value replaces. A ``path`` or ``overrides`` of the wrong kind is an
+    :class:`OptionError`."""
     from pipeline.config import load_config as _load
 
     if isinstance(path, os.PathLike):

@@ -364,6 +364,50 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize(
+    ("given", "key", "said"),
+    [
+        ({"foo": 1}, "foo", "unknown key 'foo'"),
+        ({"backend": "x"}, "backend", "backend: Input should be"),
+        ({"stages": []}, "stages", "give at least one stage"),
+        (  # refused before pydantic, as a file's is (loading.option_error)
+            {"input": {"store": "https://h/in.zarr", "storage_options": {"headers": {"A": 1}}}},
+            "input.storage_options.headers.A",
+            "a header's value must be one string",
+        ),
+        (
+            {"input": {"store": "s3://b/in.zarr", "storage_options": "key=SECRETX"}},
+            "input.storage_options",
+            "must be a mapping of fsspec options",
+        ),
+    ],
+)
+def test_the_config_model_made_from_keywords_is_one_config_error_line(
+    given: dict[str, Any], key: str, said: str
+) -> None:
+    """``pipeline.Config(...)`` (the model, made from keywords) gave pydantic's error: a line
+    per problem, plus its URL, each quoting the value given (storage_options' secrets too).
+    Now the one ConfigError line a config file or mapping gets, its key named, no value of
+    storage_options said."""
+    base: dict[str, Any] = {
+        "input": {"store": "in.zarr"},
+        "output": {"store": "out.zarr"},
+        "stages": [{"op": "square"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(**{**base, **given})
+    e = info.value
+    assert len(str(e).splitlines()) == 1, e
+    assert str(e).startswith("pipeline.Config(): ") and e.file == "pipeline.Config()", e
+    assert "SECRETX" not in str(e) and "errors.pydantic.dev" not in str(e), e
+    assert e.key == key and said in str(e), e
+    # a file's or a mapping's error still names it, not the model (pydantic's model_validate
+    # calls a model's own __init__ unless told it is a base one)
+    with pytest.raises(ConfigError) as info:
+        pipeline.plan({**base, **given})
+    assert str(info.value).startswith("the config mapping: "), info.value
+
+
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any
@@ -795,6 +839,36 @@ def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path)
     assert pipeline.load_config(path, {"output.overwrite": True}).output.overwrite
 
 
+def test_an_override_given_as_a_mapping_merges_into_the_files_section(tmp_path: Path) -> None:
+    """``load_config(path, {"cluster": {"workers": 3}})`` replaced the file's whole cluster
+    section, its other keys (threads_per_worker, dashboard, timeout) silently back at their
+    defaults; a user of dask.config expects a nested mapping to merge. It merges, at any
+    depth (output.codec.level keeps output.codec.name), and a later dotted override of the
+    same section neither loses it nor modifies the caller's mapping."""
+    small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"threads_per_worker": 2, "timeout": 7},
+        output={"store": str(tmp_path / "out.zarr"), "codec": {"name": "zstd", "level": 3}},
+    )
+    cluster = {"workers": 3}
+    output = {"codec": {"checksum": True}}
+    given = {"cluster": cluster, "output": output, "cluster.dashboard": ":0"}
+    config = pipeline.load_config(path, given)
+    assert config.cluster.workers == 3 and config.cluster.threads_per_worker == 2
+    assert config.cluster.timeout == 7 and config.cluster.dashboard == ":0"
+    assert config.output.store == str(tmp_path / "out.zarr")
+    assert config.output.codec.level == 3 and config.output.codec.checksum
+    assert cluster == {"workers": 3} and output == {"codec": {"checksum": True}}  # unchanged
+    # a value that is no mapping still replaces, and a mapping over a value does too
+    assert pipeline.load_config(path, {"cluster.workers": 1}).cluster.workers == 1
+    with pytest.raises(ConfigError) as info:
+        pipeline.load_config(path, {"output": {"store": {"x": 1}}})
+    assert info.value.key == "output.store", info.value
+
+
 def test_an_override_inside_a_list_or_a_value_is_one_line(tmp_path: Path, cli) -> None:
     """An override whose dotted key runs through a list (``stages.0.factor``) or a value
     (``input.store.x``), and a command-line flag's override of a file that is no mapping
@@ -860,3 +934,33 @@ def test_a_clients_cluster_without_a_running_worker_is_one_line_not_a_wait(
         assert e.reason == "not-running" and e.states == {"paused": 1}, e.data
         assert "(1 paused)" in str(e) and "distributed.worker.memory.pause" in str(e), e
     assert not out.exists()
+
+
+def test_a_joined_cluster_whose_workers_all_left_before_the_plan_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """The workers of a joined scheduler can all leave between its join (which saw one) and
+    the plan's look at them (``runner.plan_joined``): the plan took ``min`` of no workers'
+    threads, a bare ValueError. The state after they left is a scheduler with none: the
+    ClusterError 'no-workers' that a join gives, one line saying how to start some."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.running import runner
+
+    small_input(tmp_path)
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as lc,
+        Client(lc) as client,
+    ):
+        path = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            cluster={"scheduler": lc.scheduler_address},
+        )
+        with pytest.raises(pipeline.ClusterError) as info:
+            runner.plan_joined(load_config(path), client)
+    e = info.value
+    assert e.reason == "no-workers" and len(str(e).splitlines()) == 1, e
+    assert f"the scheduler at {lc.scheduler_address} has no workers" in str(e), e
+    assert "dask worker" in str(e), e

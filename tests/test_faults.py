@@ -237,6 +237,49 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
 
 
+def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer(
+    monkeypatch, caplog
+) -> None:
+    """A run stopped on a cluster that stays up looks, again and again, at what its workers
+    still execute (``DaskWorkers._settle``). A worker whose event loop does not answer (here
+    held by a function run on it, ``time.sleep``, as a task holding the loop would) had held
+    each look for a fixed 10 s, past the line "stopping:" (due after 2 s) and past the
+    overall bound (``SETTLE_TIMEOUT``, 4 s here): each look is now bounded by what is left
+    of both, so the line comes on time and the stop ends at the bound, said."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.running import cluster
+
+    monkeypatch.setattr(cluster, "SETTLE_TIMEOUT", 4.0)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as lc,
+        Client(lc) as client,
+    ):
+        workers = cluster.DaskWorkers(client, lc.scheduler_address, None)
+        assert list(client.run(cluster._executing, ["x"]).values()) == [0]  # it answers
+
+        async def hold(seconds: float) -> None:
+            time.sleep(seconds)  # on the worker's event loop: it answers nothing meanwhile
+
+        client.run(hold, 15, wait=False)
+        time.sleep(0.5)
+        caplog.set_level(logging.WARNING, logger="pipeline")
+        started = time.monotonic()
+        workers._settle([("block-x", 0, 0)])
+        took = time.monotonic() - started
+        said = [(r.created, r.getMessage()) for r in caplog.records]
+        lines = [m for _, m in said]
+        assert took < 5.5, (took, lines)
+        assert any(m.startswith("stopping: waiting for the blocks") for m in lines), lines
+        told = next(t for t, m in said if m.startswith("stopping:"))
+        assert told - (time.time() - took) < 3.0, (told, lines)
+        assert any("may still be running" in m for m in lines), lines
+
+
 def test_workers_that_keep_dying_while_generating_say_to_generate_again(tmp_path: Path) -> None:
     """Workers that die generating the input had been told that "`run --resume` finishes the
     output": the line says that the input stays unfinished, what gives a task more memory,

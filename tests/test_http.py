@@ -916,6 +916,39 @@ def test_http_options_that_fail_on_the_first_request_are_one_config_line(
         _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
 
 
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"ssl": SECRET}, "input.storage_options.ssl"),
+        (
+            {"client_kwargs": {"trust_env": "false"}},
+            "input.storage_options.client_kwargs.trust_env",
+        ),
+        ({"simple_links": "false"}, "input.storage_options.simple_links"),
+        ({"http": {"allow_redirects": "no"}}, "input.storage_options.http.allow_redirects"),
+    ],
+    ids=["ssl", "session-trust_env", "simple_links", "chained-allow_redirects"],
+)
+def test_http_boolean_options_given_as_text_are_one_config_line(
+    tmp_path: Path, cli, options: dict, key: str
+) -> None:
+    """Options that fsspec's HTTP file system, aiohttp's requests or its session take as
+    true or false, given as text (``ssl: 'false'``, quoted): each tests them for truth, so
+    'false' was true (``trust_env``, ``allow_redirects``), or aiohttp refused ``ssl`` only
+    as it sent. One line naming the key and the fix (a YAML boolean), before any request,
+    the value unsaid (``location.bool_option_problem``)."""
+    _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path) as server:
+        store = server.url + "/in.zarr"
+        if "http" in options:
+            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
+            store = "zip::" + server.url + "/in.zip"
+        cfg = write_config(
+            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
+        )
+        _refused_unread(tmp_path, cli, server, cfg, f"{key} is text", "YAML boolean")
+
+
 def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:
     """A config given to the API as a mapping may hold what aiohttp takes besides YAML's
     kinds: ``headers`` as a ``CIMultiDict``, a ``timeout`` as its ``ClientTimeout``. The

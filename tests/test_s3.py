@@ -526,6 +526,60 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
 
 
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("wrong", "key"),
+    [
+        ({"anon": "false"}, "anon"),
+        ({"use_ssl": "false"}, "use_ssl"),
+        ({"use_listings_cache": "no"}, "use_listings_cache"),
+        ({"client_kwargs": {"use_ssl": "x"}}, "client_kwargs.use_ssl"),
+    ],
+    ids=["anon", "use_ssl", "listings", "client-use_ssl"],
+)
+def test_a_boolean_s3_option_given_as_text_is_one_config_line(
+    tmp_path, cli, bucket, where: str, wrong: dict[str, Any], key: str
+) -> None:
+    """s3fs (and botocore, fsspec) test their boolean options for truth: ``anon: 'false'``
+    (quoted in YAML, or a string in a mapping) was true, so the run went on with unsigned
+    requests, another credentials mode, and said nothing. One ConfigError line names the key
+    and the fix (a YAML boolean), not the value; nothing written. The option names are read
+    from the libraries' signatures (``location.bool_option_problem``)."""
+    import botocore
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    text = s3fs.S3FileSystem(skip_instance_cache=True, **{**options, "anon": "false"})
+    text.connect()
+    assert text.s3.meta.config.signature_version is botocore.UNSIGNED  # 'false' was true
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    from zarr.storage import FsspecStore
+
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    sections = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+    }
+    sections[where] = {**sections[where], "storage_options": {**options, **wrong}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and f"{where}.storage_options.{key} is text" in line, line
+    assert "YAML boolean" in line and "testing" not in line, line
+    with pytest.raises(ConfigError) as got:
+        pipeline.run(cfg)
+    assert got.value.key == f"{where}.storage_options.{key}", got.value
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not fs.exists(f"{url}/out.zarr")  # refused before anything was written
+    sections[where]["storage_options"] = {**options, **{k: False for k in wrong}}
+    if "client_kwargs" in wrong:
+        sections[where]["storage_options"]["client_kwargs"] = {"use_ssl": False}
+    assert pipeline.plan(write_config(tmp_path, "", "", **sections))  # a boolean is taken
+
+
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
     """A config given to the API as a mapping may name ``client_kwargs``' ``verify`` CA
     bundle as a ``pathlib.Path``, which botocore takes as it takes the path's text (checked

@@ -618,3 +618,58 @@ def test_the_program_ends_with_its_exit_hooks_run_and_its_output_whole(tmp_path:
         timeout=300,
     )
     assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
+
+
+def test_overlapping_runs_keep_dasks_logs_silenced_until_the_last_cluster_closes(
+    tmp_path: Path,
+) -> None:
+    """Two runs at once in one process (threads), each with a local cluster of its own:
+    distributed's ``silence_logs`` saved its stderr handlers' level when its cluster started
+    and put it back when it closed, so the second saved the first's lowered level, and the
+    first's close restored Dask's INFO lines while the second still ran (its close printed
+    them), and where the second ended first, its close left them lowered. The silence is
+    counted (``cluster.silenced_logs``): lowered while any run's cluster is up, restored once
+    the last one has closed, in either order. In a fresh interpreter: under pytest (whose
+    capture handler is on the root logger) distributed adds no handler of its own."""
+    code = f"""
+import contextlib, json, logging
+import distributed
+from pipeline.planning import ClusterPlan
+from pipeline.running import cluster
+
+handlers = [
+    h
+    for root in ("distributed", "bokeh")
+    for h in logging.getLogger(root).handlers
+    if isinstance(h, logging.StreamHandler)
+]
+seen = [[h.level for h in handlers]]
+p = ClusterPlan(**{_plan("").__dict__!r})
+for first_ends_first in (True, False):
+    with contextlib.ExitStack() as first:
+        first.enter_context(cluster.connect(p, quiet=True))
+        seen.append([h.level for h in handlers])
+        with cluster.connect(p, quiet=True):
+            if first_ends_first:
+                first.close()  # the first run ends while the second runs
+            seen.append([h.level for h in handlers])
+        seen.append([h.level for h in handlers])
+    seen.append([h.level for h in handlers])
+print(json.dumps(seen))
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.splitlines()[-1])
+    before, quiet = seen[0], [40] * len(seen[0])
+    assert before and 40 not in before, seen
+    # started, both up (the first ended), the second ended, out; then the other order
+    assert seen[1:5] == [quiet, quiet, before, before], seen
+    assert seen[5:] == [quiet, quiet, quiet, before], seen
+    assert " - INFO - " not in r.stderr, r.stderr  # no close said Dask's INFO lines

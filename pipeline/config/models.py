@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -391,6 +392,27 @@ StageConfig = _stage_models()
 
 class Config(Model):
     """A whole run."""
+
+    def __init__(self, **data: Any) -> None:
+        """The config made from keywords (``pipeline.Config(input=..., ...)``); an invalid
+        one is the config file's one ConfigError line naming the key (source
+        ``pipeline.Config()``), not pydantic's lines (which quote the values given,
+        storage_options' too)."""
+        from pipeline.config.loading import option_error, validation_error
+
+        error = option_error(data, "pipeline.Config()")
+        if error is not None:
+            raise error
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise validation_error(e, data, "pipeline.Config()") from None
+
+    # pydantic calls a model's own __init__ from model_validate too (parse_config's: a file's
+    # error had named "pipeline.Config()", not the file and line); this flag, which pydantic
+    # sets on BaseModel.__init__ and RootModel.__init__, says that this one only checks and
+    # so model_validate keeps validating on its own (tests/test_api.py checks both ways)
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     input: InputConfig = Field(description="the input array")
     output: OutputConfig = Field(description="the output array")

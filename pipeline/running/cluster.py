@@ -419,23 +419,33 @@ class DaskWorkers:
 
     def _settle(self, keys: list) -> None:
         """Return once no worker executes a task of ``keys`` any more, or after
-        :data:`SETTLE_TIMEOUT` seconds (logged). A cancelled task that a worker is executing
-        runs on to its end, writing its block: on a cluster that stays up (joined, or a
-        caller's), that write could come after the run has given up the output's lock, into
+        :data:`SETTLE_TIMEOUT` seconds (logged), whatever the workers answer: each look waits at
+        most :data:`SETTLE_LOOK` seconds, and never past the deadline or past the moment the
+        line "stopping: ..." is due (``Threads.TELL_AFTER``). A cancelled task that a worker is
+        executing runs on to its end, writing its block: on a cluster that stays up (joined, or
+        a caller's), that write could come after the run has given up the output's lock, into
         the output of the next run (an ``--overwrite`` with other stages: a stale block in an
-        output marked complete). The cluster a run starts is stopped before the lock is
-        given up, its tasks with it."""
+        output marked complete). The cluster a run starts is stopped before the lock is given
+        up, its tasks with it."""
         names = sorted({k[0] if isinstance(k, tuple) else k for k in keys})
         t0 = time.monotonic()
         deadline, told = t0 + SETTLE_TIMEOUT, False
+        tell = t0 + threads.Threads.TELL_AFTER
         while True:
-            try:  # a worker that does not answer holds the stop no longer than the deadline
-                running = sum(self.client.run(_executing, names, callback_timeout=10).values())
+            # a worker whose event loop does not answer (a task holding it) holds each look
+            # no longer than SETTLE_LOOK, the line "stopping:" no later than TELL_AFTER, and
+            # the stop no longer than the deadline: a fixed 10 s had run past both
+            now = time.monotonic()
+            bound = min(SETTLE_LOOK, deadline - now, tell - now if not told else SETTLE_LOOK)
+            try:
+                running = sum(
+                    self.client.run(_executing, names, callback_timeout=max(bound, 0.1)).values()
+                )
             except TimeoutError:
                 running = -1  # not known
             if not running:
                 return
-            if not told and time.monotonic() > t0 + threads.Threads.TELL_AFTER:
+            if not told and time.monotonic() >= tell:
                 told = True  # as a run on threads of this process says it
                 log.warning(
                     "stopping: waiting for the blocks being written to end (each is written "
@@ -454,6 +464,9 @@ class DaskWorkers:
 #: Seconds a run stopped on a cluster that stays up waits for the workers to end the tasks
 #: they were executing (:meth:`DaskWorkers._settle`).
 SETTLE_TIMEOUT = 120.0
+#: The most seconds one look at what the workers execute waits for their answers (a worker's
+#: event loop that a task holds answers none).
+SETTLE_LOOK = 10.0
 
 
 def _executing(names: list[str], dask_worker: Any) -> int:
@@ -624,16 +637,64 @@ def connect(
     setup = _with_sigint(plugin) or PipelineSetup(
         plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=True
     )
-    startup = _Startup(plan_cluster, level, setup)
+    with silenced_logs(level):
+        startup = _Startup(plan_cluster, level, setup)
+        try:
+            yield startup.client()
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                waiting.take()  # the cluster is closed in order, whatever comes
+            startup.stop()
+            raise
+        if startup.stop(process_ends):
+            raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+
+
+#: The loggers whose stderr handlers a run's local cluster quiets (distributed's
+#: ``silence_logs`` does the same two).
+_SILENCED_ROOTS = ("distributed", "bokeh")
+_silence_lock = threading.Lock()
+#: The level each run whose local cluster is up asked for (:func:`silenced_logs`).
+_silence_levels: list[int] = []
+#: Each quieted handler's level before the first of them, put back after the last.
+_silence_saved: dict[logging.Handler, int] = {}
+
+
+@contextlib.contextmanager
+def silenced_logs(level: int) -> Iterator[None]:
+    """Dask's (and bokeh's) stderr handlers at ``level`` while a run's local cluster is up,
+    counted across runs: the first to enter saves their levels, the last to leave puts them
+    back, and while several are up the handlers take the most verbose level asked for. Two
+    runs at once in one process (threads) each gave their cluster distributed's
+    ``silence_logs``, which saved the level it found and restored it on close: the second
+    saved the first's lowered level, and the first's close brought Dask's INFO lines back
+    while the second ran. Entered before the cluster is made, so that distributed's own
+    ``silence_logs`` (still given: it quiets the worker processes too) finds the handlers at
+    its level already, and saves and restores nothing in this process."""
+    with _silence_lock:
+        if not _silence_levels:
+            _silence_saved.clear()
+            for root in _SILENCED_ROOTS:
+                for h in logging.getLogger(root).handlers:
+                    if isinstance(h, logging.StreamHandler):
+                        _silence_saved[h] = h.level
+        _silence_levels.append(level)
+        _set_silence()
     try:
-        yield startup.client()
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            waiting.take()  # the cluster is closed in order, whatever comes
-        startup.stop()
-        raise
-    if startup.stop(process_ends):
-        raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+        yield
+    finally:
+        with _silence_lock:
+            _silence_levels.remove(level)
+            _set_silence()
+
+
+def _set_silence() -> None:
+    """The quieted handlers at the most verbose level the runs up now asked for; at their own
+    again when none is (call with ``_silence_lock`` held)."""
+    for h, saved in _silence_saved.items():
+        h.setLevel(min(_silence_levels) if _silence_levels else saved)
+    if not _silence_levels:
+        _silence_saved.clear()
 
 
 def _with_sigint(plugin: WorkerPlugin | None) -> WorkerPlugin | None:
@@ -959,6 +1020,21 @@ def wait_running(client: Client, address: str, seconds: float, timeout: float) -
         raise _no_running_worker(client, address, timeout) from None
 
 
+_START = "`dask worker {address}` or `dask cuda worker {address}`"
+
+
+def no_workers(address: str) -> ClusterError:
+    """The one-line ClusterError (``reason`` 'no-workers') for the scheduler ``address`` that
+    has no worker: the same line whether it had none at the join or they all left between the
+    join and a later look at them (``runner.plan_joined``)."""
+    return ClusterError(
+        f"the scheduler at {address} has no workers; start some with "
+        f"{_START.format(address=address)}",
+        address=address,
+        reason="no-workers",
+    )
+
+
 def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterError:
     """The one-line error for the scheduler ``address`` that got no running worker within
     ``timeout`` seconds (``wait_for_workers`` counts only those whose status is 'running'):
@@ -966,7 +1042,6 @@ def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterE
     paused for memory, one closing or still starting), 'not-running', saying which, why and
     what to do, with ``states`` ({status: workers}); the line had said "has no workers" of a
     paused one. A scheduler lost as it is asked is the ClusterError 'lost'."""
-    start = f"`dask worker {address}` or `dask cuda worker {address}`"
     try:
         workers = ask(
             client,
@@ -978,11 +1053,8 @@ def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterE
     except ClusterError as e:
         return e
     if not workers:
-        return ClusterError(
-            f"the scheduler at {address} has no workers; start some with {start}",
-            address=address,
-            reason="no-workers",
-        )
+        return no_workers(address)
+    start = _START.format(address=address)
     states: dict[str, int] = {}
     for w in workers.values():
         states[str(w.get("status"))] = states.get(str(w.get("status")), 0) + 1
@@ -1368,7 +1440,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
             device_memory_limit=0,
             memory_limit=p.host_budget or "auto",
             protocol=None if p.protocol == "tcp" else p.protocol,
-            silence_logs=level,
+            silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
             local_directory=local_dir,
             **web,
         )
@@ -1380,7 +1452,7 @@ def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> A
         threads_per_worker=p.threads_per_worker,
         processes=not threads,
         memory_limit=_memory_limit(p, threads),
-        silence_logs=level,
+        silence_logs=level,  # its workers' own; here connect's silenced_logs set it first
         local_directory=local_dir,
         **web,
     )

@@ -83,7 +83,9 @@ def plan_run(config: Config) -> Plan:
 def plan_joined(config: Config, client: Any) -> Plan:
     """The plan of a run on the cluster ``client`` is joined to (at the config's
     ``cluster.scheduler``): sized for its weakest worker, with its workers and (the fewest)
-    threads. Raises ClusterError (``reason`` 'lost', ``during`` 'plan') for a lost scheduler."""
+    threads. Raises ClusterError (``reason`` 'lost', ``during`` 'plan') for a lost scheduler,
+    and 'no-workers' (:func:`pipeline.running.cluster.no_workers`) where its workers all left
+    after the join (which saw one): a bare ValueError of ``min`` had said so."""
     from pipeline.running import cluster
 
     address = config.cluster.scheduler
@@ -92,6 +94,8 @@ def plan_joined(config: Config, client: Any) -> Plan:
     )
     facts = facts_from_workers(list(answers.values()))
     workers = _scheduler_workers(client, address)
+    if not answers or not workers:
+        raise cluster.no_workers(address)
     threads = min(w["nthreads"] for w in workers.values())
     return make_plan(
         config,

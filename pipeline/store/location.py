@@ -1169,7 +1169,9 @@ def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any,
     no URL), naming ``setting``'s storage_options."""
     import fsspec
 
-    problem = endpoint_userinfo_problem(url, options, setting)
+    problem = endpoint_userinfo_problem(url, options, setting) or bool_option_problem(
+        url, options, setting
+    )
     if problem is not None:
         raise problem
     try:
@@ -1494,6 +1496,113 @@ def _check_http_settings(config: Any, client: Any) -> None:
             "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
             "exists here"
         )
+
+
+#: Options that fsspec's file systems take as true or false through their ``**kwargs``
+#: (``AbstractFileSystem``'s metaclass and its listings cache), in no ``__init__``'s signature.
+_FSSPEC_BOOLS = ("skip_instance_cache", "use_listings_cache")
+#: Options whose default is a boolean but that take text too: gcsfs's ``requester_pays`` (a
+#: project's ID to bill, as text).
+_NOT_ONLY_BOOL = {("GCSFileSystem", "requester_pays")}
+
+
+def _bool_names(cls: type) -> set[str]:
+    """The options the file system class ``cls`` takes as true or false: those whose default
+    is a boolean in the ``__init__`` of it or a class it is made of (read from the library's
+    signatures, so a library's version is not guessed at), and fsspec's own
+    (:data:`_FSSPEC_BOOLS`)."""
+    import inspect
+
+    names = set(_FSSPEC_BOOLS)
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            continue
+        names |= {
+            n
+            for n, p in params.items()
+            if isinstance(p.default, bool) and (klass.__name__, n) not in _NOT_ONLY_BOOL
+        }
+    return names
+
+
+def _nested_bool_names(cls: type) -> dict[str | None, tuple[str, set[str]]]:
+    """{where in the options: (who takes them, the names taken as true or false there)} for
+    what a file system passes on to its client: fsspec's HTTP file system its other options
+    to every aiohttp request (``None``: the options themselves) and ``client_kwargs`` to
+    aiohttp's session; s3fs ``client_kwargs`` to botocore's ``create_client``
+    (``use_ssl``)."""
+    import inspect
+
+    def bools(fn: Any) -> set[str]:
+        params = inspect.signature(fn).parameters
+        return {n for n, p in params.items() if isinstance(p.default, bool)}
+
+    from fsspec.implementations.http import HTTPFileSystem
+
+    if issubclass(cls, HTTPFileSystem):
+        from aiohttp import ClientSession
+
+        return {
+            None: ("each aiohttp request", bools(ClientSession._request)),
+            "client_kwargs": ("aiohttp's ClientSession", bools(ClientSession)),
+        }
+    if cls.__module__.split(".")[0] == "s3fs":
+        from botocore.session import Session
+
+        return {"client_kwargs": ("botocore's client", bools(Session.create_client))}
+    return {}
+
+
+def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") -> ConfigError | None:
+    """The ConfigError for an option that the file system of ``url`` (or a file system it
+    chains, under its protocol's name in ``options``), or the client it passes the option
+    to, takes as true or false (:func:`_bool_names`, :func:`_nested_bool_names`) given as
+    text: each library tests such an option for truth, so ``anon: 'false'`` (quoted, or
+    ``"false"`` in a config given as a mapping) was true, and s3fs sent unsigned requests
+    (another credentials mode, silently). One line naming the option's key and the fix (a
+    YAML boolean), not its value; None where there is none."""
+    import fsspec
+
+    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
+    where: list[tuple[str, tuple[str, ...], Any]] = [
+        (protocols[0] if protocols else "file", (), options)
+    ]
+    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, at, given in where:
+        if not isinstance(given, dict):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
+        found = [
+            (at, n, library) for n in sorted(_bool_names(cls)) if isinstance(given.get(n), str)
+        ]
+        for inner, (taker, names) in _nested_bool_names(cls).items():
+            held = given if inner is None else given.get(inner)
+            if isinstance(held, dict):
+                place = at if inner is None else (*at, inner)
+                found += [(place, n, taker) for n in sorted(names) if isinstance(held.get(n), str)]
+        if found:
+            place, name, taker = found[0]
+            base = f"{setting}.storage_options" if setting else "storage_options"
+            key = ".".join((base, *place, name))
+            return ConfigError(
+                f"{key} is text, where {taker} takes true or false (to it any text, 'false' "
+                f"too, is true, or no value): write {name}: false or {name}: true, a YAML "
+                "boolean, unquoted (its value is not said here)",
+                file=None,
+                line=None,
+                key=key,
+                store=public_url(url),
+            )
+    return None
 
 
 def async_option_problem(
