@@ -331,7 +331,9 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                 if not plain:
                     continue
                 read = _stage_value(data, i, k.value)
-                if _LEADING_ZEROS.fullmatch(v.value):
+                if _LEADING_ZEROS.fullmatch(v.value) and not (
+                    isinstance(read, str) and "_" in read
+                ):
                     meant = int(v.value.replace("_", ""), 10)
                     if isinstance(read, int) and read != meant:
                         _ambiguous(path, v, f"stages.{i}.{k.value}", "leading zeros", read)
