@@ -131,3 +131,30 @@ def test_generate_then_run_then_verify(tmp_path, cli) -> None:
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 1
     assert re.search(r"mismatched\s+1 \(first", out), out
+
+
+@pytest.mark.parametrize("edit", ["negative-zero", "nan-payload"])
+def test_verify_compares_the_bits_of_floats(tmp_path, cli, edit) -> None:
+    """An output that differs from NumPy's only in a zero's sign or a NaN's payload is not
+    NumPy's result to the bit: `verify --all` passed it (np.array_equal with equal_nan)."""
+    x = np.zeros((7, 13), np.float32)
+    x[1, 1] = np.nan
+    make_array(tmp_path / "in.zarr", x, (3, 5))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        stages=[{"op": "multiply", "factor": 2}],
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0 and re.search(r"mismatched\s+0\b", out), err + out
+    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r+")
+    if edit == "negative-zero":
+        y[5, 12] = -0.0  # equal to 0.0, but not NumPy's 0.0 * 2
+    else:
+        y[1, 1] = (np.array(np.nan, np.float32).view(np.uint32) | 7).view(np.float32)
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 1, out
+    assert re.search(r"mismatched\s+1 \(first", out), out

@@ -65,6 +65,37 @@ def test_numbers_are_read_as_yaml_1_2_writes_them(tmp_path, scalar, value) -> No
         assert got == value and type(got) is type(value)
 
 
+@pytest.mark.parametrize(
+    ("scalar", "value"), [("0o17", 15), ("08", 8), ("-007", -7), ("0x10", 16), ("1_000", 1000)]
+)
+def test_integers_every_yaml_reads_alike_are_that_integer(tmp_path, scalar, value) -> None:
+    """``08`` (text to YAML 1.1, so the float 8.0: an int16 input then computed in float64)
+    and ``0o17`` (YAML 1.2's octal, text to YAML 1.1) are the integers YAML 1.2 reads."""
+    c = load_config(_config(tmp_path, scalar))
+    for got in (c.stages[1].factor, c.stages[2].value):
+        assert got == value and type(got) is int
+
+
+@pytest.mark.parametrize(
+    ("scalar", "said"),
+    [
+        ("010", "010 reads as 8 (octal) in YAML 1.1 but 10 in YAML 1.2: write 10, or 8 if"),
+        ("-0100", "-0100 reads as -64 (octal) in YAML 1.1 but -100 in YAML 1.2: write -100"),
+        ("1:30", "1:30 reads as 90 in YAML 1.1 (base 60) but as text in YAML 1.2: write 90"),
+    ],
+)
+def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said) -> None:
+    """``value: 010`` ran as ``value: 8`` (PyYAML reads YAML 1.1, where a leading zero is
+    octal), where YAML 1.2, most tools and the one who wrote it read 10: a wrong output,
+    marked complete. Refused at its line, both readings named."""
+    cfg = _config(tmp_path, scalar)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data == {"file": str(cfg), "line": 7, "key": "stages.1.factor"}
+    assert str(e.value).startswith(f"{cfg}:7: stages.1.factor: {said}"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
 def test_only_stage_parameters_read_yaml_1_2_numbers(tmp_path) -> None:
     """The rest of the config reads YAML as before: an array named 1e3 stays a name."""
     cfg = _config(tmp_path, "2")

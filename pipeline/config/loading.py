@@ -324,11 +324,21 @@ def _other_problems(key: tuple, locs: list[tuple]) -> str:
 #: floats need a dot and a signed exponent: there ``1e39`` is the text "1e39".
 _YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
+#: A number YAML 1.1 and YAML 1.2 read otherwise: leading zeros (``010``: the octal 8 in YAML
+#: 1.1, 10 in YAML 1.2; ``08``: text in YAML 1.1) and base 60 (``1:30``: 90 in YAML 1.1, text
+#: in YAML 1.2).
+_LEADING_ZEROS = re.compile(r"[-+]?0[0-9_]+")
+_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
 
-def _read_stage_numbers(node: yaml.Node, data: Any) -> None:
+
+def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
     """Stage parameters written unquoted as YAML 1.2 numbers become numbers (``factor: 1e39``
-    is the float 1e39, as YAML 1.2 and most tools read it); quoted ones stay text, which a
-    stage's scalar refuses (``factor: "5"`` is not coerced)."""
+    is the float 1e39, as YAML 1.2 and most tools read it, ``0o17`` the octal 15); quoted ones
+    stay text, which a stage's scalar refuses (``factor: "5"`` is not coerced). A number that
+    YAML 1.1 (PyYAML) and YAML 1.2 read as different numbers is refused (ConfigError at its
+    line): ``value: 010`` was the octal 8, where YAML 1.2 and the person who wrote it read 10,
+    and ``1:30`` was 90 (helper-U); leading zeros that change nothing (``007``, or ``08``,
+    text to YAML 1.1) give the decimal integer."""
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:
@@ -338,14 +348,60 @@ def _read_stage_numbers(node: yaml.Node, data: Any) -> None:
             if not isinstance(item, yaml.MappingNode):
                 continue
             for k, v in item.value:
-                plain_text = (
-                    isinstance(v, yaml.ScalarNode)
-                    and v.style is None
-                    and v.tag == "tag:yaml.org,2002:str"
-                )
-                if plain_text and _YAML12_NUMBER.fullmatch(v.value):
+                plain = isinstance(v, yaml.ScalarNode) and v.style is None
+                if not plain:
+                    continue
+                read = _stage_value(data, i, k.value)
+                if _LEADING_ZEROS.fullmatch(v.value) and not (
+                    isinstance(read, str) and "_" in read
+                ):
+                    meant = int(v.value.replace("_", ""), 10)
+                    if isinstance(read, int) and read != meant:
+                        _ambiguous(path, v, f"stages.{i}.{k.value}", "leading zeros", read)
                     with contextlib.suppress(KeyError, IndexError, TypeError):
-                        data["stages"][i][k.value] = float(v.value)
+                        data["stages"][i][k.value] = meant  # 08: text in YAML 1.1
+                    continue
+                if _BASE_60.fullmatch(v.value):
+                    _ambiguous(path, v, f"stages.{i}.{k.value}", "base 60", read)
+                if v.tag != "tag:yaml.org,2002:str":
+                    continue
+                value: int | float | None = None
+                if re.fullmatch(r"0o[0-7]+", v.value):
+                    value = int(v.value[2:], 8)
+                elif _YAML12_NUMBER.fullmatch(v.value):
+                    value = float(v.value)
+                if value is not None:
+                    with contextlib.suppress(KeyError, IndexError, TypeError):
+                        data["stages"][i][k.value] = value
+
+
+def _stage_value(data: Any, i: int, key: Any) -> Any:
+    """What PyYAML read as ``stages[i][key]`` (None where the structure is not that)."""
+    try:
+        return data["stages"][i][key]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _ambiguous(path: Path, node: yaml.ScalarNode, key: str, why: str, read: Any) -> None:
+    """Refuse a stage's number that YAML 1.1 (PyYAML, which made ``read`` of it) reads
+    otherwise than YAML 1.2 (``why``: leading zeros, base 60), naming both readings and how
+    to write the one meant."""
+    text = node.value
+    if why == "leading zeros":
+        digits = text.replace("_", "").lstrip("+-").lstrip("0") or "0"
+        meant = f"{'-' if text.startswith('-') else ''}{digits}"
+        old = f"{read} (octal)" if isinstance(read, int) else "text"
+        said = f"{text} reads as {old} in YAML 1.1 but {meant} in YAML 1.2: write {meant}"
+        if isinstance(read, int):
+            said += f", or {read} if octal {text} was meant"
+    else:
+        said = (
+            f"{text} reads as {read} in YAML 1.1 (base 60) but as text in YAML 1.2: write "
+            f"{read} if that is meant"
+        )
+    line = node.start_mark.line + 1
+    raise ConfigError(f"{path}:{line}: {key}: {said}", file=str(path), line=line, key=key)
 
 
 #: The most characters of a config's path that a line quotes.
@@ -417,7 +473,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     positions = _positions(node) if node is not None else {}
     data = data if data is not None else {}
     if node is not None:
-        _read_stage_numbers(node, data)
+        _read_stage_numbers(node, data, p)
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
         *parents, last = dotted.split(".")

@@ -488,11 +488,19 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     meta: Any = arr.metadata
     if arr.ndim == 0:
         raise InputError(
-            f"{location}/{path} is a 0-d array; the pipeline needs ndim >= 1",
+            f"{location}/{path} is a 0-d array (one value, no axes to cut into blocks); the "
+            "pipeline needs ndim >= 1: store the value as an array of shape [1], or compute "
+            "it with NumPy",
             store=str(location),
             array=path,
         )
-    doc = meta.to_dict()
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        # a dtype without a v3 spec (strings, raw bytes): zarr-python warns as the document is
+        # written out, several lines on stderr before the plan's one-line refusal of the dtype
+        from zarr.errors import UnstableSpecificationWarning
+
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        doc = meta.to_dict()
     parts = _describe_v3(doc, dtype) if meta.zarr_format == 3 else _describe_v2(doc)
     shape = tuple(arr.shape)
     parts.update(_checked_grid(location, path, shape, parts["unit"], parts["chunk"]))
