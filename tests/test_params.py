@@ -96,6 +96,60 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "line", "key", "said"),
+    [
+        ("  chunks: auto", "  chunks: [010, 10]", 6, "output.chunks.0", "010 reads as 8 (octal)"),
+        (
+            "threads_per_worker: 1",
+            "threads_per_worker: 010",
+            7,
+            "cluster.threads_per_worker",
+            "010 reads as 8",
+        ),
+        (
+            "  array: ''",
+            "  array: 010",
+            3,
+            "input.array",
+            "010 reads as 8 (octal) in YAML 1.1 but 10",
+        ),
+        (
+            "  chunks: auto",
+            "  chunks: [1:30, 10]",
+            6,
+            "output.chunks.0",
+            "1:30 reads as 90 in YAML 1.1",
+        ),
+    ],
+)
+def test_a_number_yaml_versions_read_otherwise_is_refused_at_any_key(
+    tmp_path, old, new, line, key, said
+) -> None:
+    """The stages' refusal, above, for every key: ``chunks: [010]`` was 8 rows, where YAML
+    1.2 reads 10, and ``array: 010`` the number 8 where a name was meant. Refused at its line,
+    both readings and the quoted text named; the integers every YAML reads alike still pass."""
+    make_array(tmp_path / "in.zarr", np.arange(60).reshape(6, 10).astype("float32"), (3, 10))
+    text = (
+        f"input:\n  store: {tmp_path / 'in.zarr'}\n  array: ''\n"
+        f"output:\n  store: {tmp_path / 'out.zarr'}\n  chunks: auto\n"
+        "cluster: {workers: 1, dashboard: '', threads_per_worker: 1}\n"
+        "backend: cpu\nstages:\n  - {op: multiply, factor: 2}\n"
+    )
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(text)
+    load_config(cfg)  # the config as it was is taken
+    cfg.write_text(text.replace(old, new))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data == {"file": str(cfg), "line": line, "key": key}
+    assert str(e.value).startswith(f"{cfg}:{line}: {key}: {said}"), str(e.value)
+    assert str(e.value).endswith("(quoted) for the text") and "\n" not in str(e.value)
+    if "array" not in key:
+        cfg.write_text(text.replace(old, new.replace("010", "08").replace("1:30", "007")))
+        load_config(cfg)  # what every YAML reads alike is taken
+
+
 def test_only_stage_parameters_read_yaml_1_2_numbers(tmp_path) -> None:
     """The rest of the config reads YAML as before: an array named 1e3 stays a name."""
     cfg = _config(tmp_path, "2")

@@ -375,6 +375,33 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                         data["stages"][i][k.value] = value
 
 
+def _refuse_ambiguous_numbers(node: yaml.Node, path: Path, key: str = "") -> None:
+    """Refuse a plain scalar anywhere outside ``stages`` (which :func:`_read_stage_numbers`
+    reads) that YAML 1.1 (PyYAML) reads as a number other than YAML 1.2 would: ``chunks:
+    [010]`` was 8 rows, ``threads_per_worker: 010`` 8 threads, ``array: 010`` the number 8
+    where a name was meant. The line names both readings and, since the key may want text,
+    the quoted form too."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+            if not key and name == "stages":
+                continue
+            _refuse_ambiguous_numbers(v, path, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_ambiguous_numbers(item, path, f"{key}.{i}")
+    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        number = node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        if not number:
+            return
+        read = yaml.load(node.value, Loader=yaml.SafeLoader)
+        if _LEADING_ZEROS.fullmatch(node.value):
+            if read != int(node.value.replace("_", ""), 10):
+                _ambiguous(path, node, key, "leading zeros", read, text_too=True)
+        elif _BASE_60.fullmatch(node.value):
+            _ambiguous(path, node, key, "base 60", read, text_too=True)
+
+
 def _stage_value(data: Any, i: int, key: Any) -> Any:
     """What PyYAML read as ``stages[i][key]`` (None where the structure is not that)."""
     try:
@@ -383,10 +410,12 @@ def _stage_value(data: Any, i: int, key: Any) -> Any:
         return None
 
 
-def _ambiguous(path: Path, node: yaml.ScalarNode, key: str, why: str, read: Any) -> None:
-    """Refuse a stage's number that YAML 1.1 (PyYAML, which made ``read`` of it) reads
-    otherwise than YAML 1.2 (``why``: leading zeros, base 60), naming both readings and how
-    to write the one meant."""
+def _ambiguous(
+    path: Path, node: yaml.ScalarNode, key: str, why: str, read: Any, text_too: bool = False
+) -> None:
+    """Refuse a number that YAML 1.1 (PyYAML, which made ``read`` of it) reads otherwise than
+    YAML 1.2 (``why``: leading zeros, base 60), naming both readings and how to write the one
+    meant (``text_too``: and how to write it as text, for a key that may want a name)."""
     text = node.value
     if why == "leading zeros":
         digits = text.replace("_", "").lstrip("+-").lstrip("0") or "0"
@@ -400,6 +429,8 @@ def _ambiguous(path: Path, node: yaml.ScalarNode, key: str, why: str, read: Any)
             f"{text} reads as {read} in YAML 1.1 (base 60) but as text in YAML 1.2: write "
             f"{read} if that is meant"
         )
+    if text_too:
+        said += f', or "{text}" (quoted) for the text'
     line = node.start_mark.line + 1
     raise ConfigError(f"{path}:{line}: {key}: {said}", file=str(path), line=line, key=key)
 
@@ -473,6 +504,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     positions = _positions(node) if node is not None else {}
     data = data if data is not None else {}
     if node is not None:
+        _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
