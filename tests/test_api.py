@@ -860,3 +860,22 @@ def test_a_clients_cluster_without_a_running_worker_is_one_line_not_a_wait(
         assert e.reason == "not-running" and e.states == {"paused": 1}, e.data
         assert "(1 paused)" in str(e) and "distributed.worker.memory.pause" in str(e), e
     assert not out.exists()
+
+
+def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
+    """A notebook builds the mapping with ``pathlib`` (``{"store": data / "in.zarr"}``):
+    refused before as "input.store: Input should be a valid string", which named no fix. A
+    path object is the path it names, for the input and the output, in ``run``, ``plan`` and
+    ``load_config``'s overrides, and what the summary and a resume see is that path."""
+    x = small_input(tmp_path)
+    config = yaml.safe_load(write_config(tmp_path, tmp_path / "in.zarr", "x").read_text())
+    config["input"]["store"] = tmp_path / "in.zarr"
+    config["output"]["store"] = tmp_path / "out.zarr"
+    assert pipeline.plan(config).config.output.store == str(tmp_path / "out.zarr")
+    summary = pipeline.run(config)
+    assert summary.status == "complete" and summary.output == str(tmp_path / "out.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert pipeline.run(config, resume=True).status == "complete (nothing to do)"
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="o.yaml")
+    cfg = load_config(path, {"output.store": tmp_path / "other.zarr"})
+    assert cfg.output.store == str(tmp_path / "other.zarr")
