@@ -879,3 +879,72 @@ def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
     path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="o.yaml")
     cfg = load_config(path, {"output.store": tmp_path / "other.zarr"})
     assert cfg.output.store == str(tmp_path / "other.zarr")
+
+
+#: A script that sends itself SIGINT as a module that a run imports on first use begins its
+#: body (``sys.argv[2]``), the moment a notebook's interrupt of a first run may land, then runs
+#: the same config again in the same process: a notebook's next cell.
+IMPORT_INTERRUPT_SCRIPT = """
+import importlib.machinery, json, signal, sys
+import pipeline
+
+class Interrupting(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != sys.argv[2]:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        body = spec.loader.exec_module
+        def exec_module(module):
+            sys.meta_path.remove(Interrupting)
+            signal.raise_signal(signal.SIGINT)  # its handler runs in this module's import
+            body(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Interrupting)
+try:
+    pipeline.run(sys.argv[1])
+    caught = {"type": None}
+except KeyboardInterrupt as e:
+    caught = {"type": type(e).__name__, "state": getattr(e, "state", None), "str": str(e)}
+print(json.dumps(caught), flush=True)
+try:
+    again = pipeline.run(sys.argv[1], overwrite=True).status
+except BaseException as e:
+    again = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": again}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["pydantic.main", "toolz.functoolz", "zarr.core.array"])
+def test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported(
+    tmp_path: Path, module: str
+) -> None:
+    """A Ctrl-C in a notebook's first ``pipeline.run``, while it imports pydantic, Dask or Zarr
+    (a second or two, cold): Python's ``KeyboardInterrupt`` in a module's body left its
+    package half made, and the kernel's every later call failed on it (``AttributeError:
+    module 'zarr' has no attribute 'core'``; ``NameError: name 'functoolz' is not
+    defined``), until a restart; before the runner it was a bare ``KeyboardInterrupt``, not
+    the ``Interrupted`` the README promises. Now the interrupt waits for the import's end:
+    ``Interrupted``, nothing written, and the next call runs."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("y", "x"), np.arange(60.0).reshape(6, 10))})
+    ds.to_zarr(tmp_path / "in.zarr", zarr_format=2)
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v"},
+        "output": {"store": str(out)},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "script.py").write_text(IMPORT_INTERRUPT_SCRIPT)
+    proc = run_python([tmp_path / "script.py", tmp_path / "run.yaml", module], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    caught, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    assert caught["type"] == "Interrupted" and caught["state"] == "untouched", proc.stdout
+    assert again == {"again": "complete"}, (proc.stdout, proc.stderr)
+    assert np.array_equal(read_array(out, "v"), np.arange(60.0).reshape(6, 10) ** 2)
