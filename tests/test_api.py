@@ -948,3 +948,60 @@ def test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported(
     assert caught["type"] == "Interrupted" and caught["state"] == "untouched", proc.stdout
     assert again == {"again": "complete"}, (proc.stdout, proc.stderr)
     assert np.array_equal(read_array(out, "v"), np.arange(60.0).reshape(6, 10) ** 2)
+
+
+#: A module that runs ``pipeline.run`` as it is imported (``import analysis`` in a notebook),
+#: Ctrl-C'd by a thread once 3 of its blocks are written.
+IMPORTED_CALLER = """
+import json, os, pathlib, signal, sys, threading
+import pipeline
+from tests.faultkit import wait_for_markers
+
+pipeline.run(sys.argv[2], overwrite=True)  # its imports made: the next run's are none
+out = pathlib.Path(sys.argv[3])
+
+def interrupt():
+    wait_for_markers(None, out, 3, timeout=120)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    pipeline.run(sys.argv[1])
+    caught = {"type": None}
+except KeyboardInterrupt as e:
+    caught = {"type": type(e).__name__, "state": getattr(e, "state", None)}
+print(json.dumps(caught), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_run_called_while_its_caller_is_imported_stops_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """Only the imports a call makes hold a Ctrl-C back: a run called by a module as it is
+    imported (its whole stack below importlib's frames) stops at the Ctrl-C, its output
+    resumable, rather than at its end, complete."""
+    from tests.faultkit import many_blocks_input
+
+    many_blocks_input(tmp_path / "in.zarr", 6000)
+    make_array(tmp_path / "small.zarr", np.ones((4, 4), np.float32), (4, 4))
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out), "chunks": [1, 1024]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    small = {**cfg, "input": {"store": str(tmp_path / "small.zarr")}, "chunking": {}}
+    small["output"] = {"store": str(tmp_path / "small-out.zarr")}
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
+    (tmp_path / "analysis.py").write_text(IMPORTED_CALLER)
+    args = [tmp_path / "run.yaml", tmp_path / "small.yaml", out]
+    code = "import sys; sys.path.insert(0, sys.argv.pop(1)); import analysis"
+    proc = run_python(["-c", code, tmp_path, *args], Path.cwd())
+    assert proc.returncode == 0, proc.stderr
+    caught = json.loads(proc.stdout.splitlines()[-1])
+    assert caught == {"type": "Interrupted", "state": "incomplete"}, (proc.stdout, proc.stderr)
+    assert status(out) == "incomplete"
