@@ -964,3 +964,148 @@ def test_a_joined_cluster_whose_workers_all_left_before_the_plan_is_one_line(
     assert e.reason == "no-workers" and len(str(e).splitlines()) == 1, e
     assert f"the scheduler at {lc.scheduler_address} has no workers" in str(e), e
     assert "dask worker" in str(e), e
+
+
+def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
+    """A notebook builds the mapping with ``pathlib`` (``{"store": data / "in.zarr"}``):
+    refused before as "input.store: Input should be a valid string", which named no fix. A
+    path object is the path it names, for the input and the output, in ``run``, ``plan`` and
+    ``load_config``'s overrides, and what the summary and a resume see is that path."""
+    x = small_input(tmp_path)
+    config = yaml.safe_load(write_config(tmp_path, tmp_path / "in.zarr", "x").read_text())
+    config["input"]["store"] = tmp_path / "in.zarr"
+    config["output"]["store"] = tmp_path / "out.zarr"
+    assert pipeline.plan(config).config.output.store == str(tmp_path / "out.zarr")
+    summary = pipeline.run(config)
+    assert summary.status == "complete" and summary.output == str(tmp_path / "out.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    assert pipeline.run(config, resume=True).status == "complete (nothing to do)"
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="o.yaml")
+    cfg = load_config(path, {"output.store": tmp_path / "other.zarr"})
+    assert cfg.output.store == str(tmp_path / "other.zarr")
+
+
+#: A script that sends itself SIGINT as a module that a run imports on first use begins its
+#: body (``sys.argv[2]``), the moment a notebook's interrupt of a first run may land, then runs
+#: the same config again in the same process: a notebook's next cell.
+IMPORT_INTERRUPT_SCRIPT = """
+import importlib.machinery, json, signal, sys
+import pipeline
+
+class Interrupting(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != sys.argv[2]:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        body = spec.loader.exec_module
+        def exec_module(module):
+            sys.meta_path.remove(Interrupting)
+            signal.raise_signal(signal.SIGINT)  # its handler runs in this module's import
+            body(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Interrupting)
+try:
+    pipeline.run(sys.argv[1])
+    caught = {"type": None}
+except KeyboardInterrupt as e:
+    caught = {"type": type(e).__name__, "state": getattr(e, "state", None), "str": str(e)}
+print(json.dumps(caught), flush=True)
+try:
+    again = pipeline.run(sys.argv[1], overwrite=True).status
+except BaseException as e:
+    again = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": again}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["pydantic.main", "toolz.functoolz", "zarr.core.array"])
+def test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported(
+    tmp_path: Path, module: str
+) -> None:
+    """A Ctrl-C in a notebook's first ``pipeline.run``, while it imports pydantic, Dask or Zarr
+    (a second or two, cold): Python's ``KeyboardInterrupt`` in a module's body left its
+    package half made, and the kernel's every later call failed on it (``AttributeError:
+    module 'zarr' has no attribute 'core'``; ``NameError: name 'functoolz' is not
+    defined``), until a restart; before the runner it was a bare ``KeyboardInterrupt``, not
+    the ``Interrupted`` the README promises. Now the interrupt waits for the import's end:
+    ``Interrupted``, nothing written, and the next call runs."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("y", "x"), np.arange(60.0).reshape(6, 10))})
+    ds.to_zarr(tmp_path / "in.zarr", zarr_format=2)
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v"},
+        "output": {"store": str(out)},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "script.py").write_text(IMPORT_INTERRUPT_SCRIPT)
+    proc = run_python([tmp_path / "script.py", tmp_path / "run.yaml", module], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    caught, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    assert caught["type"] == "Interrupted" and caught["state"] == "untouched", proc.stdout
+    assert again == {"again": "complete"}, (proc.stdout, proc.stderr)
+    assert np.array_equal(read_array(out, "v"), np.arange(60.0).reshape(6, 10) ** 2)
+
+
+#: A module that runs ``pipeline.run`` as it is imported (``import analysis`` in a notebook),
+#: Ctrl-C'd by a thread once 3 of its blocks are written.
+IMPORTED_CALLER = """
+import json, os, pathlib, signal, sys, threading
+import pipeline
+from tests.faultkit import wait_for_markers
+
+pipeline.run(sys.argv[2], overwrite=True)  # its imports made: the next run's are none
+out = pathlib.Path(sys.argv[3])
+
+def interrupt():
+    wait_for_markers(None, out, 3, timeout=120)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    pipeline.run(sys.argv[1])
+    caught = {"type": None}
+except KeyboardInterrupt as e:
+    caught = {"type": type(e).__name__, "state": getattr(e, "state", None)}
+print(json.dumps(caught), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_run_called_while_its_caller_is_imported_stops_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """Only the imports a call makes hold a Ctrl-C back: a run called by a module as it is
+    imported (its whole stack below importlib's frames) stops at the Ctrl-C, its output
+    resumable, rather than at its end, complete."""
+    from tests.faultkit import many_blocks_input
+
+    many_blocks_input(tmp_path / "in.zarr", 6000)
+    make_array(tmp_path / "small.zarr", np.ones((4, 4), np.float32), (4, 4))
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out), "chunks": [1, 1024]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    small = {**cfg, "input": {"store": str(tmp_path / "small.zarr")}, "chunking": {}}
+    small["output"] = {"store": str(tmp_path / "small-out.zarr")}
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
+    (tmp_path / "analysis.py").write_text(IMPORTED_CALLER)
+    args = [tmp_path / "run.yaml", tmp_path / "small.yaml", out]
+    code = "import sys; sys.path.insert(0, sys.argv.pop(1)); import analysis"
+    proc = run_python(["-c", code, tmp_path, *args], Path.cwd())
+    assert proc.returncode == 0, proc.stderr
+    caught = json.loads(proc.stdout.splitlines()[-1])
+    assert caught == {"type": "Interrupted", "state": "incomplete"}, (proc.stdout, proc.stderr)
+    assert status(out) == "incomplete"

@@ -8,6 +8,7 @@ dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked,
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
@@ -197,6 +198,13 @@ def _store_options(v: Any, info: ValidationInfo) -> Any:
     return v
 
 
+def _fspath(v: Any) -> Any:
+    """A store given as a path object (``pathlib.Path``, any ``os.PathLike``), as a notebook
+    builds a config mapping for ``pipeline.run``, taken as the path it names (refused before
+    as "Input should be a valid string"); anything else as it is."""
+    return os.fspath(v) if isinstance(v, os.PathLike) else v
+
+
 def _plain_path(v: Any) -> Any:
     """An array path inside a store, normalised as zarr-python normalises one: a backslash is
     a '/', empty parts are dropped (``/g//v/`` is ``g/v``), so every key and record names the
@@ -247,6 +255,7 @@ class InputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+    _store_path = field_validator("store", mode="before")(classmethod(lambda cls, v: _fspath(v)))
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
     _options = field_validator("storage_options")(
         classmethod(lambda cls, v, info: _store_options(v, info))
@@ -268,6 +277,7 @@ class OutputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+    _store_path = field_validator("store", mode="before")(classmethod(lambda cls, v: _fspath(v)))
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v, output=True)))
     _options = field_validator("storage_options")(
         classmethod(lambda cls, v, info: _store_options(v, info))

@@ -29,6 +29,7 @@ __all__ = [
     "url_query_problem",
     "url_userinfo",
     "url_userinfo_problem",
+    "url_without_slashes",
     "without_query",
     "without_userinfo",
 ]
@@ -71,15 +72,46 @@ def file_url_without_slashes(url: str) -> str | None:
     return None
 
 
+def url_without_slashes(url: str) -> tuple[str, str] | None:
+    """The part of ``url`` (alone or in a chain) that names a protocol fsspec knows (``s3``,
+    ``gs``, ``memory``, ...) but misses the ``//`` after it (``s3:/bucket/out.zarr``,
+    ``s3:bucket/out.zarr``, or its ``:``: ``s3//bucket/out.zarr``), with the URL it most
+    likely meant (``s3://bucket/out.zarr``); None where there is none. fsspec takes a protocol
+    only before ``://`` (or ``::``), so it reads such a part as a relative local path: a typo
+    in an output's URL had written the output into a folder ``s3:/`` here, and an input's was
+    "does not exist". A part that starts with ``./`` or ``/`` is a path, and ``data:`` a
+    data URL, which fsspec takes so; file URLs are :func:`file_url_without_slashes`'s."""
+    from fsspec.registry import known_implementations, registry
+
+    protocols = {*known_implementations, *registry} - {"data", "file", "local"}
+    for bit in url.split("::"):
+        head, colon, rest = bit.partition(":")
+        if colon and not rest.startswith("//") and head.lower() in protocols:
+            return bit, f"{head.lower()}://{rest.lstrip('/')}"
+        head, slashes, rest = bit.partition("//")
+        if slashes and "/" not in head and head.lower() in protocols:
+            return bit, f"{head.lower()}://{rest.lstrip('/')}"
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
-    host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`),
-    or None when it can be."""
+    host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
+    and any other protocol's: :func:`url_without_slashes`), or None when it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
             f"{short!r} is a file URL without '//', which would be read as a folder named "
             f"{short.split('/', 1)[0]!r} here: {FILE_URL_FIX}"
+        )
+    typo = url_without_slashes(url)
+    if typo is not None:
+        bit, meant = typo
+        return (
+            f"{without_query(bit)!r} is no URL (a protocol is followed by '://'), and would be "
+            f"read as a local folder named {bit.split('/', 1)[0]!r} here: write "
+            f"{without_query(meant)!r}, or './{without_query(bit)}' for a local folder of "
+            "that name"
         )
     host = file_url_host(url)
     if host is None:
