@@ -172,6 +172,41 @@ def test_a_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, which,
         assert np.array_equal(read_array(tmp_path / url), x * x)
 
 
+@pytest.mark.parametrize(
+    ("which", "url", "meant"),
+    [
+        ("input", "S3://bucket/in.zarr", "s3://bucket/in.zarr"),
+        ("output", "GS://bucket/out.zarr", "gs://bucket/out.zarr"),
+        ("output", "Memory://out.zarr", "memory://out.zarr"),
+        ("input", "zip::S3://bucket/in.zip", "s3://bucket/in.zip"),
+    ],
+)
+def test_a_protocol_in_capitals_is_refused_naming_the_url_meant(tmp_path, cli, which, url, meant):
+    """fsspec knows protocols in small letters only: ``S3://bucket/in.zarr`` failed when
+    opened with fsspec's "Protocol not known: S3" (helper-W). Refused by the API, the command
+    line and ``Location.of`` in one line naming the key and the URL meant; nothing written."""
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = url
+    config = {
+        "input": {"store": stores["input"]},
+        "output": {"store": stores["output"]},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    with pytest.raises(ConfigError) as e:
+        pipeline_run(config)
+    line = str(e.value)
+    assert "\n" not in line and f"{which}.store" in line and repr(meant) in line, line
+    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc == 1, out
+    assert err.count("\n") == 1 and repr(meant) in err and f"{which}.store" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    with pytest.raises(StoreError, match="small letters"):
+        Location.of(url)
+
+
 def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
     """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
     assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"

@@ -94,10 +94,26 @@ def url_without_slashes(url: str) -> tuple[str, str] | None:
     return None
 
 
+def url_in_capitals(url: str) -> tuple[str, str] | None:
+    """The part of ``url`` (alone or in a chain) whose protocol fsspec knows only in small
+    letters (``S3://bucket/in.zarr``, ``GS://``, ``Memory://``), with the URL meant; None
+    where there is none. fsspec looks protocols up as written: such a URL failed only when
+    opened, with fsspec's "Protocol not known: S3", which named no fix."""
+    from fsspec.registry import known_implementations, registry
+
+    protocols = {*known_implementations, *registry}
+    for bit in url.split("::"):
+        head, sep, rest = bit.partition("://")
+        if sep and head not in protocols and head.lower() in protocols:
+            return bit, f"{head.lower()}://{rest}"
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
-    and any other protocol's: :func:`url_without_slashes`), or None when it can be."""
+    and any other protocol's: :func:`url_without_slashes`; a protocol in capitals:
+    :func:`url_in_capitals`), or None when it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
@@ -112,6 +128,13 @@ def file_url_problem(url: str) -> str | None:
             f"read as a local folder named {bit.split('/', 1)[0]!r} here: write "
             f"{without_query(meant)!r}, or './{without_query(bit)}' for a local folder of "
             "that name"
+        )
+    capitals = url_in_capitals(url)
+    if capitals is not None:
+        bit, meant = capitals
+        return (
+            f"{without_query(bit).partition('://')[0]!r} is no protocol fsspec knows (it "
+            f"reads protocols in small letters): write {without_query(meant)!r}"
         )
     host = file_url_host(url)
     if host is None:
