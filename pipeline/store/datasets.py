@@ -43,6 +43,12 @@ class Variable:
     and the coordinates each names, ``cell_measures``, ``formula_terms``, ``geometry``, ...),
     and, in turn, those each of these names so and its dimension coordinates (a coordinate's
     ``bounds``, the terms of its ``formula_terms``: :func:`carried_arrays`)"""
+    listed: tuple[str, ...] = ()
+    """those of ``coords`` that the variable's own ``coordinates`` does not name but xarray
+    reads as its coordinates all the same: named by the group's :data:`GLOBAL_COORDINATES`
+    or another array's ``coordinates`` (xarray's ``decode_coords`` collects them from every
+    variable and the group), on dimensions the variable has (:func:`listed_elsewhere`); the
+    output variable's ``coordinates`` names them (:func:`with_listed`)"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
@@ -114,7 +120,8 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED)])
+    listed = listed_elsewhere(store, group, group_path, name, dims, attrs)
+    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED), *listed])
     coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
     by = dict.fromkeys(dims, name)
@@ -130,10 +137,51 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         dims=dims,
         attrs=attrs,
         coords=coords,
+        listed=tuple(n for n in listed if n in members),
         consolidated=_consolidated(group),
         sizes=sizes,
         conflicts=tuple(conflicts),
     )
+
+
+def listed_elsewhere(
+    store: Any, group: Any, path: str, name: str, dims: tuple[str, ...], attrs: dict[str, Any]
+) -> list[str]:
+    """The arrays of the group ``group`` (opened, at ``path`` of ``store``) that xarray reads
+    as coordinates of its variable ``name`` (dimensions ``dims``, attributes ``attrs``)
+    although its own ``coordinates`` does not name them: those the group's
+    :data:`GLOBAL_COORDINATES` or another array's ``coordinates`` names (xarray's
+    ``decode_coords`` makes each a coordinate of the Dataset), whose dimensions are among
+    ``dims`` (a DataArray taken from the Dataset keeps those); not one the variable names as
+    :data:`DROPPED` (never carried). Arrays that cannot be listed or read name nothing."""
+    found = list(global_coordinates(store, path))
+    try:
+        with _quiet():
+            for k, a in group.arrays():
+                if k != name:
+                    found += references(dict(a.attrs), ("coordinates",))
+    except Exception:  # a group its server will not list: the group's own list alone
+        pass
+    skip = {name, *dims, *references(attrs, ("coordinates", *DROPPED))}
+    kept = []
+    for n in dict.fromkeys(found):
+        a = None if n in skip else _own_array(store, _key(path, n))
+        d = dims_of(a) if a is not None else None
+        if d is not None and set(d) <= set(dims):
+            kept.append(n)
+    return kept
+
+
+def with_listed(attrs: dict[str, Any], var: Variable) -> dict[str, Any]:
+    """``attrs`` (the output variable's) with its ``coordinates`` naming, after those it
+    names, the coordinates of ``var.listed``: xarray reads them as the input variable's
+    coordinates, though only the group or another variable named them; named by the output
+    variable itself, xarray reads them as its coordinates, as CF has it."""
+    if not var.listed:
+        return attrs
+    own = attrs.get("coordinates")
+    names = own.split() if isinstance(own, str) else []
+    return {**attrs, "coordinates": " ".join(dict.fromkeys([*names, *var.listed]))}
 
 
 def _key(group: str, name: str) -> str:
