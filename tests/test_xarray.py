@@ -3262,3 +3262,33 @@ def test_a_coordinate_listed_by_the_group_or_another_variable_is_carried(
     assert attrs["coordinates"] == "lon name"
     rc, out, err = cli("verify", str(cfg))
     assert rc == 0, out + err
+
+
+@pytest.mark.parametrize("where", ["global", "other"])
+def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
+    tmp_path: Path, where: str
+) -> None:
+    """A user's ``mine`` (x) added to an output group whose ``name`` (x) the group's or
+    another variable's ``coordinates`` lists: xarray reads ``name`` as a coordinate of
+    ``mine`` too, though ``mine`` names nothing. An --overwrite from an input whose ``name``
+    has other values replaced it (the output had written it): ``mine`` relabelled. Refused
+    in one line naming ``mine``, nothing touched."""
+    src = tmp_path / "in.zarr"
+    _listed_elsewhere(src, where)
+    out = tmp_path / "out.zarr"
+    cfg = config(tmp_path, input={"array": "a"})
+    assert pipeline.run(cfg).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"mine": ("x", np.arange(3.0))}).to_zarr(str(out), mode="a")
+        assert "name" in xr.open_zarr(str(out))["mine"].coords
+        arr = zarr.open_array(str(src), path="name", mode="r+")
+        arr[...] = arr[...] + 1
+        zarr.consolidate_metadata(str(src))
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("name", ["mine"]) and "relabel" in str(e), e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
