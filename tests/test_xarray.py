@@ -3194,3 +3194,101 @@ def test_a_complete_output_whose_own_groups_consolidated_copy_is_removed_stays_c
     assert rc == 1 and "incomplete" not in err, err
     assert "consolidated metadata" in err and "is gone" in err, err
     assert re.search(r"output status\s+complete", out), out
+
+
+def _listed_elsewhere(path: Path, where: str) -> None:
+    """A Dataset whose variable ``a`` (x, y) names only ``lon`` in its ``coordinates``, while
+    xarray reads ``name`` (x, with bounds ``name_bnds``) as a coordinate of ``a`` too: the
+    group's ``coordinates`` lists it (``where="global"``), or only another variable's,
+    ``b``'s (``where="other"``), as xarray writes them where ``encoding["coordinates"]``
+    says so. ``zc`` (on ``z``, which ``a`` lacks) is listed as ``name`` is and is no
+    coordinate of ``a``."""
+    x = np.arange(3.0)
+    ds = xr.Dataset(
+        {
+            "a": (("x", "y"), np.arange(12.0).reshape(3, 4), {"units": "K"}),
+            "b": (("x", "z"), np.ones((3, 2)), {"units": "1"}),
+        },
+        coords={
+            "x": ("x", x, {"units": "km"}),
+            "name": ("x", x * 10 + 0.1, {"units": "m", "bounds": "name_bnds"}),
+            "name_bnds": (("x", "nv"), np.stack([x * 10, x * 10 + 1], 1)),
+            "lon": ("y", np.linspace(5.0, 6.0, 4), {"units": "degrees_east"}),
+            "zc": ("z", np.array([1.5, 2.5]), {"units": "s"}),
+        },
+    )
+    ds["a"].encoding["coordinates"] = "lon"
+    ds["b"].encoding["coordinates"] = None if where == "global" else "name zc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=3, mode="w", consolidated=True)
+
+
+@pytest.mark.parametrize("where", ["global", "other"])
+def test_a_coordinate_listed_by_the_group_or_another_variable_is_carried(
+    tmp_path: Path, cli, where: str
+) -> None:
+    """brk: ``xr.open_zarr(in)["a"]`` has the coordinate ``name``, which only the group's
+    ``coordinates`` or another variable's names (xarray collects coordinates from every
+    variable and the group, and a DataArray keeps those on its dimensions); the output
+    lacked it, and verify passed. It is carried, with its bounds, and the output variable's
+    ``coordinates`` names it: ``xr.open_zarr(out)["a"]`` has the input's coordinates, as
+    xarray decodes both (by default, and with ``decode_coords="all"``), values to the bit."""
+    src = tmp_path / "in.zarr"
+    _listed_elsewhere(src, where)
+    stored = zarr.open_group(str(src), mode="r")
+    assert "name" not in str(stored["a"].attrs.get("coordinates"))  # named elsewhere only
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**config(tmp_path, input={"array": "a"}), "stages": STAGES}))
+    rc, out, err = cli("run", str(cfg))
+    assert rc == 0, err
+    for decode in (True, "all"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = xr.open_zarr(str(src), decode_coords=decode)["a"].load()
+            b = xr.open_zarr(str(tmp_path / "out.zarr"), decode_coords=decode)["a"].load()
+        assert set(a.coords) == {"x", "lon", "name"}, decode
+        assert set(b.coords) == set(a.coords), decode
+        for c in a.coords:
+            assert b[c].dims == a[c].dims and b[c].attrs == a[c].attrs, (decode, c)
+            assert same_bits(b[c].values, a[c].values), (decode, c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(str(tmp_path / "out.zarr"), decode_coords="all").load()
+        want = xr.open_zarr(str(src), decode_coords="all").load()
+    assert got["name_bnds"].identical(want["name_bnds"])  # carried in turn, as bounds are
+    assert "zc" not in got.variables and "b" not in got.variables
+    attrs = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="a", mode="r").attrs)
+    assert attrs["coordinates"] == "lon name"
+    rc, out, err = cli("verify", str(cfg))
+    assert rc == 0, out + err
+
+
+@pytest.mark.parametrize("where", ["global", "other"])
+def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
+    tmp_path: Path, where: str
+) -> None:
+    """A user's ``mine`` (x) added to an output group whose ``name`` (x) the group's or
+    another variable's ``coordinates`` lists: xarray reads ``name`` as a coordinate of
+    ``mine`` too, though ``mine`` names nothing. An --overwrite from an input whose ``name``
+    has other values replaced it (the output had written it): ``mine`` relabelled. Refused
+    in one line naming ``mine``, nothing touched."""
+    src = tmp_path / "in.zarr"
+    _listed_elsewhere(src, where)
+    out = tmp_path / "out.zarr"
+    cfg = config(tmp_path, input={"array": "a"})
+    assert pipeline.run(cfg).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"mine": ("x", np.arange(3.0))}).to_zarr(str(out), mode="a")
+        assert "name" in xr.open_zarr(str(out))["mine"].coords
+        arr = zarr.open_array(str(src), path="name", mode="r+")
+        arr[...] = arr[...] + 1
+        zarr.consolidate_metadata(str(src))
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("name", ["mine"]) and "relabel" in str(e), e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before

@@ -130,10 +130,11 @@ def carried(
         _check_frame_fits(loc, store, variable, memory_available)
         _check_frame_reads(loc, store, variable)
     attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
+    attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
+    if frame and variable is not None:
+        attrs = datasets.with_listed(attrs, variable)
     return Carried(
-        attrs=datasets.with_written_references(
-            attrs, variable.coords if frame and variable else ()
-        ),
+        attrs=attrs,
         variable=variable,
         unpacking=unpack,
         frame=frame,

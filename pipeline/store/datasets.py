@@ -43,6 +43,12 @@ class Variable:
     and the coordinates each names, ``cell_measures``, ``formula_terms``, ``geometry``, ...),
     and, in turn, those each of these names so and its dimension coordinates (a coordinate's
     ``bounds``, the terms of its ``formula_terms``: :func:`carried_arrays`)"""
+    listed: tuple[str, ...] = ()
+    """those of ``coords`` that the variable's own ``coordinates`` does not name but xarray
+    reads as its coordinates all the same: named by the group's :data:`GLOBAL_COORDINATES`
+    or another array's ``coordinates`` (xarray's ``decode_coords`` collects them from every
+    variable and the group), on dimensions the variable has (:func:`listed_elsewhere`); the
+    output variable's ``coordinates`` names them (:func:`with_listed`)"""
     consolidated: bool = False
     """whether the group has consolidated metadata"""
     sizes: dict[str, int] = field(default_factory=dict, compare=False)
@@ -114,7 +120,10 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
         return Variable(group="", name="", dims=dims, attrs=attrs)
-    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED)])
+    listed = listed_elsewhere(
+        store, group_path, name, dims, attrs, listings(store, group, group_path)
+    )
+    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED), *listed])
     coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
     by = dict.fromkeys(dims, name)
@@ -130,10 +139,63 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         dims=dims,
         attrs=attrs,
         coords=coords,
+        listed=tuple(n for n in listed if n in members),
         consolidated=_consolidated(group),
         sizes=sizes,
         conflicts=tuple(conflicts),
     )
+
+
+def listings(store: Any, group: Any, path: str) -> list[tuple[str, str]]:
+    """(lister, name) for each name that a ``coordinates`` attribute in the group ``group``
+    (opened, at ``path`` of ``store``) lists: the group's :data:`GLOBAL_COORDINATES` (lister
+    '') and each array's (as xarray's ``decode_coords`` collects the Dataset's coordinates).
+    Arrays that cannot be listed or read list nothing."""
+    found = [("", n) for n in global_coordinates(store, path)]
+    try:
+        with _quiet():
+            for k, a in group.arrays():
+                found += [(k, n) for n in references(dict(a.attrs), ("coordinates",))]
+    except Exception:  # a group its server will not list: the group's own list alone
+        pass
+    return found
+
+
+def listed_elsewhere(
+    store: Any,
+    path: str,
+    name: str,
+    dims: tuple[str, ...],
+    attrs: dict[str, Any],
+    listed: list[tuple[str, str]],
+) -> list[str]:
+    """The arrays of the group at ``path`` of ``store`` that xarray reads as coordinates of
+    its variable ``name`` (dimensions ``dims``, attributes ``attrs``) although its own
+    ``coordinates`` does not name them: those the group's :data:`GLOBAL_COORDINATES` or
+    another array's ``coordinates`` lists (``listed``: :func:`listings`; xarray makes each a
+    coordinate of the Dataset), whose dimensions are among ``dims`` (a DataArray taken from
+    the Dataset keeps those); not one the variable names as :data:`DROPPED` (never
+    carried)."""
+    skip = {name, *dims, *references(attrs, ("coordinates", *DROPPED))}
+    kept = []
+    for n in dict.fromkeys(n for lister, n in listed if lister != name):
+        a = None if n in skip else _own_array(store, _key(path, n))
+        d = dims_of(a) if a is not None else None
+        if d is not None and set(d) <= set(dims):
+            kept.append(n)
+    return kept
+
+
+def with_listed(attrs: dict[str, Any], var: Variable) -> dict[str, Any]:
+    """``attrs`` (the output variable's) with its ``coordinates`` naming, after those it
+    names, the coordinates of ``var.listed``: xarray reads them as the input variable's
+    coordinates, though only the group or another variable named them; named by the output
+    variable itself, xarray reads them as its coordinates, as CF has it."""
+    if not var.listed:
+        return attrs
+    own = attrs.get("coordinates")
+    names = own.split() if isinstance(own, str) else []
+    return {**attrs, "coordinates": " ".join(dict.fromkeys([*names, *var.listed]))}
 
 
 def _key(group: str, name: str) -> str:
@@ -893,17 +955,28 @@ def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
     name (:func:`references`: coordinates, grid mappings in either form, cell measures,
     bounds, climatologies, ...), and in turn those that each of these refers to (a
     coordinate's bounds: replacing them relabels it as much as replacing the coordinate);
-    arrays that cannot be read refer to nothing."""
+    arrays that cannot be read refer to nothing. A coordinate that the group's
+    :data:`GLOBAL_COORDINATES` or another array's ``coordinates`` lists describes each array
+    on its dimensions too (:func:`listed_elsewhere`: xarray reads it as theirs)."""
+    import zarr
+
     direct: dict[str, set[str] | None] = {}
+    try:
+        with _quiet():
+            opened = zarr.open_group(store=store, path=group or None, mode="r")
+        listed = listings(store, opened, group)
+    except Exception:  # no group to read: nothing lists anything
+        listed = []
 
     def refers(name: str) -> set[str] | None:
         if name not in direct:
             arr = _own_array(store, _key(group, name))
-            direct[name] = (
-                None
-                if arr is None
-                else {*(dims_of(arr) or ()), *references(dict(arr.attrs))} - {name}
-            )
+            if arr is None:
+                direct[name] = None
+            else:
+                dims, attrs = dims_of(arr) or (), dict(arr.attrs)
+                elsewhere = listed_elsewhere(store, group, name, dims, attrs, listed)
+                direct[name] = {*dims, *references(attrs), *elsewhere} - {name}
         return direct[name]
 
     found: dict[str, set[str]] = {}
