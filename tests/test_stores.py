@@ -125,6 +125,30 @@ def test_a_file_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, w
         Location.of(url)
 
 
+def _refused_everywhere(tmp_path, cli, which: str, url: str, meant: str) -> dict:
+    """``url`` as the ``which`` store (the other a local one over ``in.zarr``, which the
+    caller wrote): refused by ``pipeline.run`` and by the command line's ``run``, each in one
+    line naming the key and ``meant`` (the URL meant), nothing written. The config mapping."""
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = url
+    config = {
+        "input": {"store": stores["input"]},
+        "output": {"store": stores["output"]},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    with pytest.raises(ConfigError) as e:
+        pipeline_run(config)
+    line = str(e.value)
+    assert "\n" not in line and f"{which}.store" in line and repr(meant) in line, line
+    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc == 1, out
+    assert err.count("\n") == 1 and repr(meant) in err and f"{which}.store" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    return config
+
+
 @pytest.mark.parametrize(
     ("which", "url", "meant"),
     [
@@ -147,23 +171,7 @@ def test_a_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, which,
     monkeypatch.chdir(tmp_path)
     x = _input_array()
     make_array(tmp_path / "in.zarr", x, (4, 5))
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = url
-    config = {
-        "input": {"store": stores["input"]},
-        "output": {"store": stores["output"]},
-        "stages": [{"op": "square"}],
-        "backend": "cpu",
-        "cluster": {"dashboard": ""},
-    }
-    with pytest.raises(ConfigError) as e:
-        pipeline_run(config)
-    line = str(e.value)
-    assert "\n" not in line and f"{which}.store" in line and repr(meant) in line, line
-    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
-    assert rc == 1, out
-    assert err.count("\n") == 1 and repr(meant) in err and f"{which}.store" in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    config = _refused_everywhere(tmp_path, cli, which, url, meant)
     with pytest.raises(StoreError, match="is no URL"):
         Location.of(url)
     if which == "output":  # the local folder of that name, said as a path, is written
@@ -186,23 +194,7 @@ def test_a_protocol_in_capitals_is_refused_naming_the_url_meant(tmp_path, cli, w
     opened with fsspec's "Protocol not known: S3" (helper-W). Refused by the API, the command
     line and ``Location.of`` in one line naming the key and the URL meant; nothing written."""
     make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = url
-    config = {
-        "input": {"store": stores["input"]},
-        "output": {"store": stores["output"]},
-        "stages": [{"op": "square"}],
-        "backend": "cpu",
-        "cluster": {"dashboard": ""},
-    }
-    with pytest.raises(ConfigError) as e:
-        pipeline_run(config)
-    line = str(e.value)
-    assert "\n" not in line and f"{which}.store" in line and repr(meant) in line, line
-    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
-    assert rc == 1, out
-    assert err.count("\n") == 1 and repr(meant) in err and f"{which}.store" in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    _refused_everywhere(tmp_path, cli, which, url, meant)
     with pytest.raises(StoreError, match="small letters"):
         Location.of(url)
 
