@@ -401,13 +401,11 @@ StageConfig = _stage_models()
 
 
 class Config(Model):
-    """A whole run."""
+    """A whole run. Made from keywords (``pipeline.Config(input=..., ...)``), an invalid one
+    is the config file's one ConfigError line naming the key (source ``pipeline.Config()``),
+    not pydantic's lines (which quote the values given, storage_options' too)."""
 
     def __init__(self, **data: Any) -> None:
-        """The config made from keywords (``pipeline.Config(input=..., ...)``); an invalid
-        one is the config file's one ConfigError line naming the key (source
-        ``pipeline.Config()``), not pydantic's lines (which quote the values given,
-        storage_options' too)."""
         from pipeline.config.loading import option_error, validation_error
 
         error = option_error(data, "pipeline.Config()")
