@@ -416,12 +416,6 @@ class Config(Model):
         except ValidationError as e:
             raise validation_error(e, data, "pipeline.Config()") from None
 
-    # pydantic calls a model's own __init__ from model_validate too (parse_config's: a file's
-    # error had named "pipeline.Config()", not the file and line); this flag, which pydantic
-    # sets on BaseModel.__init__ and RootModel.__init__, says that this one only checks and
-    # so model_validate keeps validating on its own (tests/test_api.py checks both ways)
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-
     input: InputConfig = Field(description="the input array")
     output: OutputConfig = Field(description="the output array")
     stages: tuple[StageConfig, ...] = Field(  # type: ignore[valid-type]
