@@ -364,45 +364,6 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     assert file_states(out) == before
 
 
-@pytest.mark.parametrize(
-    ("given", "key", "said"),
-    [
-        ({"foo": 1}, "foo", "unknown key 'foo'"),
-        ({"backend": "x"}, "backend", "backend: Input should be"),
-        ({"stages": []}, "stages", "give at least one stage"),
-        (  # refused before pydantic, as a file's is (loading.option_error)
-            {"input": {"store": "https://h/in.zarr", "storage_options": {"headers": {"A": 1}}}},
-            "input.storage_options.headers.A",
-            "a header's value must be one string",
-        ),
-        (
-            {"input": {"store": "s3://b/in.zarr", "storage_options": "key=SECRETX"}},
-            "input.storage_options",
-            "must be a mapping of fsspec options",
-        ),
-    ],
-)
-def test_the_config_model_made_from_keywords_is_one_config_error_line(
-    given: dict[str, Any], key: str, said: str
-) -> None:
-    """``pipeline.Config(...)`` (the model, made from keywords) gave pydantic's error: a line
-    per problem, plus its URL, each quoting the value given (storage_options' secrets too).
-    Now the one ConfigError line a config file or mapping gets, its key named, no value of
-    storage_options said."""
-    base: dict[str, Any] = {
-        "input": {"store": "in.zarr"},
-        "output": {"store": "out.zarr"},
-        "stages": [{"op": "square"}],
-    }
-    with pytest.raises(ConfigError) as info:
-        pipeline.Config(**{**base, **given})
-    e = info.value
-    assert len(str(e).splitlines()) == 1, e
-    assert str(e).startswith("pipeline.Config(): ") and e.file == "pipeline.Config()", e
-    assert "SECRETX" not in str(e) and "errors.pydantic.dev" not in str(e), e
-    assert e.key == key and said in str(e), e
-
-
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any

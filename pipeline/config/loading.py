@@ -244,20 +244,6 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             line=None,
             key=None,
         )
-    error = option_error(data, source, positions)
-    if error is not None:
-        raise error
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        raise validation_error(e, data, source, positions) from None
-
-
-def option_error(
-    data: Mapping[str, Any], source: str, positions: dict | None = None
-) -> ConfigError | None:
-    """The ConfigError for a problem of ``data``'s storage_options that pydantic does not
-    check (:func:`_option_problem`), at its line in ``source``; None for none."""
     problem = _option_problem(data)
     if problem is not None:
         key, said = problem
@@ -268,40 +254,33 @@ def option_error(
         line = mark.line + 1 if mark is not None else None
         named = ".".join(str(k) for k in key)
         where = f"{source}:{line}" if line else source
-        return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
-    return None
-
-
-def validation_error(
-    e: ValidationError, data: Any, source: str, positions: dict | None = None
-) -> ConfigError:
-    """Pydantic's error ``e`` for the config ``data`` as one ConfigError line: its first
-    problem, at its line in ``source`` (from ``positions``), naming the key and the fix, and
-    the keys of the others; never a value of storage_options. Shared by :func:`parse_config`
-    and :class:`~pipeline.config.models.Config`'s own constructor."""
-    errors = e.errors()
-    err = _first_error(errors)
-    where, line = source, None
-    key = _data_loc(err["loc"], data)
-    if positions:
-        loc = key
-        while loc and loc not in positions:
-            loc = loc[:-1]
-        mark = positions.get(loc)
-        if mark is not None:
-            line = mark.line + 1
-            where = f"{source}:{line}"
-    dotted = ".".join(str(k) for k in key) or None
-    more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
-    # a key this version removed: why (its entry in REMOVED), not a typo to correct
-    removed = REMOVED.get(dotted or "") if err["type"] == "extra_forbidden" else None
-    return ConfigError(
-        f"{where}: {_message(err, data)}{more}",
-        file=source,
-        line=line,
-        key=dotted,
-        **({"removed": removed} if removed else {}),
-    )
+        raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        err = _first_error(errors)
+        where, line = source, None
+        key = _data_loc(err["loc"], data)
+        if positions:
+            loc = key
+            while loc and loc not in positions:
+                loc = loc[:-1]
+            mark = positions.get(loc)
+            if mark is not None:
+                line = mark.line + 1
+                where = f"{source}:{line}"
+        dotted = ".".join(str(k) for k in key) or None
+        more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
+        # a key this version removed: why (its entry in REMOVED), not a typo to correct
+        removed = REMOVED.get(dotted or "") if err["type"] == "extra_forbidden" else None
+        raise ConfigError(
+            f"{where}: {_message(err, data)}{more}",
+            file=source,
+            line=line,
+            key=dotted,
+            **({"removed": removed} if removed else {}),
+        ) from None
 
 
 def _other_problems(key: tuple, locs: list[tuple]) -> str:

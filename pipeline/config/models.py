@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -401,20 +400,7 @@ StageConfig = _stage_models()
 
 
 class Config(Model):
-    """A whole run. Made from keywords (``pipeline.Config(input=..., ...)``), an invalid one
-    is the config file's one ConfigError line naming the key (source ``pipeline.Config()``),
-    not pydantic's lines (which quote the values given, storage_options' too)."""
-
-    def __init__(self, **data: Any) -> None:
-        from pipeline.config.loading import option_error, validation_error
-
-        error = option_error(data, "pipeline.Config()")
-        if error is not None:
-            raise error
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise validation_error(e, data, "pipeline.Config()") from None
+    """A whole run."""
 
     input: InputConfig = Field(description="the input array")
     output: OutputConfig = Field(description="the output array")
