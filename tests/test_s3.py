@@ -528,17 +528,35 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
 
 @pytest.mark.parametrize("where", ["input", "output"])
 @pytest.mark.parametrize(
-    ("wrong", "key"),
+    ("wrong", "right", "key"),
     [
-        ({"anon": "false"}, "anon"),
-        ({"use_ssl": "false"}, "use_ssl"),
-        ({"use_listings_cache": "no"}, "use_listings_cache"),
-        ({"client_kwargs": {"use_ssl": "x"}}, "client_kwargs.use_ssl"),
+        ({"anon": "false"}, {"anon": False}, "anon"),
+        ({"use_ssl": "false"}, {"use_ssl": False}, "use_ssl"),
+        ({"use_listings_cache": "no"}, {"use_listings_cache": False}, "use_listings_cache"),
+        (
+            {"client_kwargs": {"use_ssl": "x"}},
+            {"client_kwargs": {"use_ssl": False}},
+            "client_kwargs.use_ssl",
+        ),
+        (
+            {"config_kwargs": {"use_fips_endpoint": "false"}},
+            {"config_kwargs": {"use_fips_endpoint": False}},
+            "config_kwargs.use_fips_endpoint",
+        ),
+        (
+            {"config_kwargs": {"s3": {"addressing_style": "path", "use_accelerate_endpoint": "0"}}},
+            {
+                "config_kwargs": {
+                    "s3": {"addressing_style": "path", "use_accelerate_endpoint": False}
+                }
+            },
+            "config_kwargs.s3.use_accelerate_endpoint",
+        ),
     ],
-    ids=["anon", "use_ssl", "listings", "client-use_ssl"],
+    ids=["anon", "use_ssl", "listings", "client-use_ssl", "config-fips", "config-s3-accelerate"],
 )
 def test_a_boolean_s3_option_given_as_text_is_one_config_line(
-    tmp_path, cli, bucket, where: str, wrong: dict[str, Any], key: str
+    tmp_path, cli, bucket, where: str, wrong: dict[str, Any], right: dict[str, Any], key: str
 ) -> None:
     """s3fs (and botocore, fsspec) test their boolean options for truth: ``anon: 'false'``
     (quoted in YAML, or a string in a mapping) was true, so the run went on with unsigned
@@ -574,9 +592,7 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     assert got.value.key == f"{where}.storage_options.{key}", got.value
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not fs.exists(f"{url}/out.zarr")  # refused before anything was written
-    sections[where]["storage_options"] = {**options, **{k: False for k in wrong}}
-    if "client_kwargs" in wrong:
-        sections[where]["storage_options"]["client_kwargs"] = {"use_ssl": False}
+    sections[where]["storage_options"] = {**options, **right}
     assert pipeline.plan(write_config(tmp_path, "", "", **sections))  # a boolean is taken
 
 

@@ -1530,12 +1530,13 @@ def _bool_names(cls: type) -> set[str]:
     return names
 
 
-def _nested_bool_names(cls: type) -> dict[str | None, tuple[str, set[str]]]:
-    """{where in the options: (who takes them, the names taken as true or false there)} for
-    what a file system passes on to its client: fsspec's HTTP file system its other options
-    to every aiohttp request (``None``: the options themselves) and ``client_kwargs`` to
-    aiohttp's session; s3fs ``client_kwargs`` to botocore's ``create_client``
-    (``use_ssl``)."""
+def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
+    """{where in the options (keys, ``()`` for the options themselves): (who takes them, the
+    names taken as true or false there)} for what a file system passes on to its client:
+    fsspec's HTTP file system its other options to every aiohttp request and
+    ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
+    ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
+    (:func:`_botocore_config_bools`)."""
     import inspect
 
     def bools(fn: Any) -> set[str]:
@@ -1548,14 +1549,44 @@ def _nested_bool_names(cls: type) -> dict[str | None, tuple[str, set[str]]]:
         from aiohttp import ClientSession
 
         return {
-            None: ("each aiohttp request", bools(ClientSession._request)),
-            "client_kwargs": ("aiohttp's ClientSession", bools(ClientSession)),
+            (): ("each aiohttp request", bools(ClientSession._request)),
+            ("client_kwargs",): ("aiohttp's ClientSession", bools(ClientSession)),
         }
     if cls.__module__.split(".")[0] == "s3fs":
         from botocore.session import Session
 
-        return {"client_kwargs": ("botocore's client", bools(Session.create_client))}
+        config, s3 = _botocore_config_bools()
+        return {
+            ("client_kwargs",): ("botocore's client", bools(Session.create_client)),
+            ("config_kwargs",): ("botocore's Config", config),
+            ("config_kwargs", "s3"): ("botocore's Config", s3),
+        }
     return {}
+
+
+def _botocore_config_bools() -> tuple[set[str], set[str]]:
+    """The options botocore's ``Config`` takes as true or false, and those of its ``s3``
+    mapping, read from its docstring (its signature gives every default as None): the
+    options typed ``bool`` (``tcp_keepalive``, ``ignore_configured_endpoint_urls``, ...,
+    which botocore tests for truth: ``'false'`` was true), and the ``s3`` keys it describes
+    as whether something is done (``use_accelerate_endpoint``,
+    ``payload_signing_enabled``, ...)."""
+    import re
+
+    from botocore.config import Config
+
+    doc = Config.__doc__ or ""
+    config = set(re.findall(r":type (\w+): bool\b", doc))
+    start = doc.find(":param s3:")
+    end = doc.find(":type", start) if start >= 0 else -1
+    section = doc[start:end] if start >= 0 else ""
+    items = re.split(r"\n\s*\* ``", section)[1:]
+    s3 = {
+        item.split("``", 1)[0]
+        for item in items
+        if re.search(r"whether|must be a boolean", " ".join(item.split()), re.IGNORECASE)
+    }
+    return config, s3
 
 
 def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") -> ConfigError | None:
@@ -1585,9 +1616,11 @@ def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") ->
             (at, n, library) for n in sorted(_bool_names(cls)) if isinstance(given.get(n), str)
         ]
         for inner, (taker, names) in _nested_bool_names(cls).items():
-            held = given if inner is None else given.get(inner)
+            held: Any = given
+            for step in inner:
+                held = held.get(step) if isinstance(held, dict) else None
             if isinstance(held, dict):
-                place = at if inner is None else (*at, inner)
+                place = (*at, *inner)
                 found += [(place, n, taker) for n in sorted(names) if isinstance(held.get(n), str)]
         if found:
             place, name, taker = found[0]
