@@ -364,6 +364,177 @@ def test_an_option_of_the_wrong_kind_is_refused_before_anything_is_touched(
     assert file_states(out) == before
 
 
+_A_RUN: dict[str, Any] = {
+    "input": {"store": "in.zarr"},
+    "output": {"store": "out.zarr"},
+    "stages": [{"op": "square"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "said"),
+    [
+        ({"foo": 1}, "foo", "unknown key 'foo' (valid keys: input, output, stages,"),
+        ({"backend": "x"}, "backend", "backend: Input should be 'auto', 'gpu' or 'cpu'"),
+        ({"stages": []}, "stages", "give at least one stage"),
+        ({"stages": [{"op": "sqare"}]}, "stages.0", "unknown stage 'sqare'"),
+        ({"stages": [{"op": "multiply", "factr": 2}]}, "stages.0.factr", "did you mean 'factor'"),
+        ({"stages": [{"op": "multiply", "factor": "5"}]}, "stages.0.factor", "not text"),
+        ({"input": None}, "input", "input: Input should be a valid dictionary"),
+        (  # a union: pydantic's lines were one per alternative
+            {"output": {"store": "out.zarr", "chunks": [0, 5]}},
+            "output.chunks.0",
+            "output.chunks.0: Input should be greater than 0",
+        ),
+        (
+            {"cluster": {"device_memory_limit": "lots"}},
+            "cluster.device_memory_limit",
+            "not a size: 'lots'",
+        ),
+        (
+            {"cluster": {"gpu_codec_slots": 2}},
+            "cluster.gpu_codec_slots",
+            "removed in this version",
+        ),
+        (  # refused before pydantic, as a file's is (problems.option_error)
+            {"input": {"store": "https://h/in.zarr", "storage_options": {"headers": {"A": 1}}}},
+            "input.storage_options.headers.A",
+            "a header's value must be one string",
+        ),
+        (
+            {"input": {"store": "s3://b/in.zarr", "storage_options": "key=SECRETX"}},
+            "input.storage_options",
+            "must be a mapping of fsspec options",
+        ),
+    ],
+)
+def test_the_config_made_from_keywords_is_one_config_error_line(
+    tmp_path: Path, given: dict[str, Any], key: str, said: str
+) -> None:
+    """``pipeline.Config(...)`` (the model, made from keywords) gave pydantic's error: a line
+    per problem (per alternative of a union), plus its URL, each quoting the value given
+    (storage_options' secrets too). Now the one ConfigError line a config file or mapping
+    gets, its key named, no value of storage_options said; and a file's and a mapping's
+    errors still name the file and its line, or the mapping, not ``pipeline.Config()``
+    (pydantic's model_validate calls a model's own ``__init__`` unless it is a base one)."""
+    config = {**_A_RUN, **given}
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(**config)
+    e = info.value
+    assert len(str(e).splitlines()) == 1, e
+    assert str(e).startswith("pipeline.Config(): ") and e.file == "pipeline.Config()", e
+    assert "SECRETX" not in str(e) and "errors.pydantic.dev" not in str(e), e
+    assert e.key == key and said in str(e), e
+    assert e.line is None
+    with pytest.raises(ConfigError) as info:
+        pipeline.plan(config)
+    assert str(info.value) == str(e).replace("pipeline.Config()", "the config mapping")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    f = info.value
+    assert (f.file, f.key) == (str(path), key) and f.line is not None, f
+    assert str(f) == str(e).replace("pipeline.Config()", f"{path}:{f.line}"), f
+
+
+@pytest.mark.parametrize(
+    ("section", "given", "key", "said", "place"),
+    [
+        ("InputConfig", {"stor": "in.zarr"}, "stor", "did you mean 'store'?", "input"),
+        (
+            "InputConfig",
+            {"store": "s3://b/in.zarr", "storage_options": {"params": {"sig": "SECRET%2BX"}}},
+            "storage_options.params.sig",
+            "holds a percent escape",
+            "input",
+        ),
+        (
+            "InputConfig",
+            {"store": "s3://b/in.zarr", "storage_options": "key=SECRETX"},
+            "storage_options",
+            "must be a mapping of fsspec options",
+            "input",
+        ),
+        ("OutputConfig", {"store": "o.zarr", "spare_files": 2}, "spare_files", "removed", "output"),
+        (
+            "OutputConfig",
+            {"store": "o.zarr", "shards": [0]},
+            "shards.0",
+            "greater than 0",
+            "output",
+        ),
+        ("CodecConfig", {"level": 99}, "level", "less than or equal to 22", "output.codec"),
+        ("GenerateConfig", {"shape": "big"}, "shape", "shape: Input should be", "input.generate"),
+        ("ChunkingConfig", {"target_bytes": "lots"}, "target_bytes", "not a size", "chunking"),
+        ("ClusterConfig", {"gpu_codec_slots": 1}, "gpu_codec_slots", "removed", "cluster"),
+        ("ClusterConfig", {"workers": 0}, "workers", "greater than 0", "cluster"),
+        ("ClusterConfig", {"host_memory_limit": 2.0}, "host_memory_limit", "(0, 1]", "cluster"),
+    ],
+)
+def test_a_section_made_from_keywords_is_one_config_error_line(
+    tmp_path: Path, section: str, given: dict[str, Any], key: str, said: str, place: str
+) -> None:
+    """Each section's model (``pipeline.config.ClusterConfig(workers=0)``, ...) gave
+    pydantic's lines too; now the one line naming the call and the keyword, as a config file
+    names the same key at its line (a removed key: why, as there, and ``e.removed``)."""
+    model = getattr(pipeline.config, section)
+    with pytest.raises(ConfigError) as info:
+        model(**given)
+    e = info.value
+    assert len(str(e).splitlines()) == 1, e
+    assert str(e).startswith(f"pipeline.config.{section}(): "), e
+    assert e.file == f"pipeline.config.{section}()" and e.line is None, e
+    assert "SECRET" not in str(e) and "errors.pydantic.dev" not in str(e), e
+    assert e.key == key and said in str(e), e
+    # the same keys at the section's place in a file: the file's line names them so
+    config: dict[str, Any] = json.loads(json.dumps(_A_RUN))
+    *parents, last = place.split(".")
+    target = config
+    for k in parents:
+        target = target[k]
+    target[last] = {**target.get(last, {}), **given}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    f = info.value
+    assert f.file == str(path) and f.key == f"{place}.{key}" and f.line is not None, f
+    assert said in str(f) and getattr(f, "removed", None) == getattr(e, "removed", None), f
+
+
+def test_every_config_model_made_from_keywords_names_an_unknown_one() -> None:
+    """The kind, not a list: every model :mod:`pipeline.config` exports, made from
+    keywords with one it does not take, is the one line naming it (a new section too)."""
+    import pydantic
+
+    models = [
+        getattr(pipeline.config, n)
+        for n in pipeline.config.__all__
+        if isinstance(getattr(pipeline.config, n), type)
+        and issubclass(getattr(pipeline.config, n), pydantic.BaseModel)
+    ]
+    assert len(models) >= 7 and pipeline.Config in models
+    for model in models:
+        with pytest.raises(ConfigError) as info:
+            model(bogus_key=1)
+        e = info.value
+        assert e.key == "bogus_key" and len(str(e).splitlines()) == 1, (model, e)
+        assert "unknown key 'bogus_key'" in str(e), (model, e)
+
+
+def test_a_config_made_from_keywords_is_the_one_a_mapping_makes() -> None:
+    """The constructor words only errors: a valid config from keywords, sections given as
+    mappings or as models, is the one ``parse_config`` makes of the mapping."""
+    from pipeline.config import ClusterConfig, InputConfig, parse_config
+
+    made = pipeline.Config(**_A_RUN, cluster={"workers": 2})
+    assert made == parse_config({**_A_RUN, "cluster": {"workers": 2}})
+    assert made == pipeline.Config(
+        **{**_A_RUN, "input": InputConfig(store="in.zarr")}, cluster=ClusterConfig(workers=2)
+    )
+
+
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any

@@ -388,7 +388,7 @@ def test_a_config_error_names_its_other_problems_by_key(
 def test_removed_settings_are_not_settings() -> None:
     """Each key the loader names as removed is no key of its section, and is refused."""
     from pipeline.config import Config, parse_config
-    from pipeline.config.loading import REMOVED
+    from pipeline.config.problems import REMOVED
 
     assert len(REMOVED) == 4
     for dotted in REMOVED:

@@ -2,8 +2,9 @@
 
 :mod:`~pipeline.config.models` holds the models (each section, :class:`Config`, the stage
 models built from the stage registry); :mod:`~pipeline.config.loading` reads YAML into them
-with one-line errors naming the file, line and key; :mod:`~pipeline.config.reference` generates
-the README's reference from them.
+with one-line errors naming the file, line and key, which :mod:`~pipeline.config.problems`
+words (for a model made from keywords too); :mod:`~pipeline.config.reference` generates the
+README's reference from them.
 """
 
 from pipeline.config.loading import load_config, parse_config

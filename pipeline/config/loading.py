@@ -3,31 +3,24 @@
 Every problem (malformed YAML, an unknown key, a wrong type or value, an unknown stage, a
 setting this version removed) becomes one :class:`~pipeline.errors.ConfigError` line that
 names the file, the line and the key, and the fix where one is known; the error carries them
-as its fields ``file``, ``line`` and ``key``. Command-line flags arrive as dotted overrides.
+as its fields ``file``, ``line`` and ``key`` (worded by :mod:`~pipeline.config.problems`).
+Command-line flags arrive as dotted overrides.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from pipeline.config.models import Config
-from pipeline.config.urls import (
-    url_fragment,
-    url_query,
-    url_userinfo,
-    without_query,
-    without_userinfo,
-)
+from pipeline.config.problems import option_error, validation_error
 from pipeline.errors import ConfigError
-from pipeline.ops.stages import REGISTRY, known_stages
 
 
 class _Located(yaml.SafeLoader):
@@ -49,188 +42,6 @@ def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> di
     return out
 
 
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The model class that owns the last key of ``loc`` (outside ``stages``)."""
-    model: type[BaseModel] | None = Config
-    for part in loc[:-1]:
-        f = model.model_fields.get(part) if model else None
-        if f is None:
-            return None
-        ann = f.annotation
-        args = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
-        model = next((a for a in args if issubclass(a, BaseModel)), None)
-    return model
-
-
-def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
-    """The part of a pydantic error location that indexes the user's data.
-
-    Pydantic adds union-branch and validator labels (``float``, ``function-before[...]``) and
-    stage tags; keep only the keys and indices that exist in the data, plus a final missing or
-    unknown key.
-    """
-    out: list[Any] = []
-    node = data
-    for i, part in enumerate(loc):
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
-            out.append(part)
-            node = node[part]
-        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
-            out.append(part)  # a missing key: not in the data, still the one to name
-    return tuple(out)
-
-
-#: Settings that earlier versions had and this one removed, because no measurement showed a
-#: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
-#: offered a close key name.
-REMOVED = {
-    "output.spare_files": "pre-allocated files made no run faster",
-    "cluster.gpu_codec_slots": "limiting the threads in the GPU codec made no run faster",
-    "cluster.host_encode_share": "encoding part of each block on the CPU made runs slower",
-    "cluster.memory_pool": "GPU workers always use CuPy's memory pool",
-}
-
-
-def _message(err: Mapping[str, Any], data: Any) -> str:
-    loc = _data_loc(err["loc"], data)
-    kind = err["type"]
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    if kind == "extra_forbidden" and key in REMOVED:
-        return f"unknown key {key!r} (removed in this version: {REMOVED[key]}; delete it)"
-    if kind == "extra_forbidden":
-        owner = _stage_owner(loc, data) if loc[:1] == ("stages",) else _model_at(loc)
-        names = [n for n in owner.model_fields] if owner else []
-        if loc[:1] == ("stages",):
-            names.append("op")
-        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
-        return f"unknown key {key!r} ({hint})"
-    if kind == "union_tag_invalid":
-        tag = err.get("ctx", {}).get("tag")
-        return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
-    if kind == "union_tag_not_found":
-        return f"{key}: each stage needs 'op:' naming it; known stages: {known_stages()}"
-    if kind in ("model_attributes_type", "dict_type") and len(loc) == 2 and loc[0] == "stages":
-        return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
-    if kind == "missing":
-        return f"missing key {key!r}"
-    if kind == "dict_type" and loc[-1:] == ("storage_options",):  # never its value
-        return (
-            f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
-            "for s3:// (its value is not said here)"
-        )
-    if kind in ("too_short", "tuple_type") and key == "stages":  # [] or nothing at all
-        known = known_stages()
-        return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
-    got = err.get("input")
-    if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
-        got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
-    said = False
-    if isinstance(got, str) and url_userinfo(got) is not None:
-        got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
-        said = got in err["msg"]  # url_userinfo_problem names it so already
-    # storage_options hold credentials: no part of them is ever said, whatever its type
-    # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
-    secret = said or "storage_options" in loc
-    got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{key}: {msg}{got_s}"
-
-
-def _stage_owner(loc: Sequence[Any], data: Any) -> type[BaseModel] | None:
-    try:
-        return REGISTRY[data["stages"][loc[1]]["op"]].params
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-def _first_error(errors: list[Any]) -> Any:
-    """Unknown keys first (they explain the rest), then the first error per location."""
-    extra = [e for e in errors if e["type"] == "extra_forbidden"]
-    return extra[0] if extra else errors[0]
-
-
-#: A percent escape (``%2B``), which a value copied from a URL's query holds.
-_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-
-
-def _option_problem(data: Mapping[str, Any]) -> tuple[tuple, str] | None:
-    """The first value of storage_options' ``headers`` or ``params`` (at any depth: in a chain,
-    ``{http: {params: ...}}``) that would not reach an HTTP server as written, as (its key,
-    why and the fix), never the value (they are credentials); None where there is none.
-
-    A header's value that is not a string (``X-Key: 987654321`` unquoted, a list): aiohttp
-    sends only strings, and its error quoted the value. A parameter's value that is not a
-    string or a number (a list, a mapping, a boolean, null): likewise. A parameter that holds
-    a percent escape (``sig: a%2Bb%3D``, copied from a URL's query): aiohttp encodes every
-    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded."""
-    for side in ("input", "output"):
-        section = data.get(side)
-        options = section.get("storage_options") if isinstance(section, dict) else None
-        if isinstance(options, dict):
-            found = _options_problem(options, (side, "storage_options"))
-            if found is not None:
-                return found
-    return None
-
-
-#: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.
-NAME_NOT_TEXT = (
-    "an option's name must be a string (YAML reads this one as a number, a boolean, a date "
-    "or null, and every file system and client takes its options by name): quote it, or "
-    "correct it (its value is not said here)"
-)
-
-
-def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
-    """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
-    any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
-    refused one with their own ``TypeError: keywords must be strings``, or sent it), or the
-    first header or query parameter that would not be sent as written (:func:`_sent_problem`);
-    as (its key, why and the fix), never a value."""
-    for name, value in options.items():
-        here = (*key, name)
-        if not isinstance(name, str):
-            return here, NAME_NOT_TEXT
-        kind = name.lower()
-        if kind in ("headers", "params") and isinstance(value, dict):
-            for item, v in value.items():
-                why = _sent_problem(kind, v)
-                if not isinstance(item, str):
-                    why = f"a {kind[:-1]}'s name must be a string: quote it"
-                if why is not None:
-                    return (*here, item), why
-        elif isinstance(value, dict):
-            found = _options_problem(value, here)
-            if found is not None:
-                return found
-    return None
-
-
-def _sent_problem(kind: str, value: Any) -> str | None:
-    """Why ``value`` of a header (``kind`` 'headers') or query parameter ('params') would not
-    be sent as written; None where it would."""
-    if kind == "headers" and not isinstance(value, str):
-        return (
-            "a header's value must be one string (aiohttp sends no other type): quote it, "
-            'as in Authorization: "..." (its value is not said here)'
-        )
-    if kind == "params" and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-        return (
-            "a query parameter's value must be a string or a number (aiohttp sends no other "
-            "type): give one string, quoted (its value is not said here)"
-        )
-    if kind == "params" and isinstance(value, str) and _PERCENT_ESCAPE.search(value):
-        return (
-            "this query parameter holds a percent escape, as copied from a URL: give it "
-            "decoded ('%2B' as '+', '%2F' as '/', '%3D' as '='), since it is encoded as it "
-            "is sent (its value is not said here)"
-        )
-    return None
-
-
 def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
     """Validate a mapping into a :class:`Config`.
 
@@ -244,59 +55,13 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             line=None,
             key=None,
         )
-    problem = _option_problem(data)
-    if problem is not None:
-        key, said = problem
-        loc, line = key, None
-        while loc and loc not in (positions or {}):
-            loc = loc[:-1]
-        mark = (positions or {}).get(loc) if loc else None
-        line = mark.line + 1 if mark is not None else None
-        named = ".".join(str(k) for k in key)
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
+    error = option_error(data, Config, source, positions)
+    if error is not None:
+        raise error
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        errors = e.errors()
-        err = _first_error(errors)
-        where, line = source, None
-        key = _data_loc(err["loc"], data)
-        if positions:
-            loc = key
-            while loc and loc not in positions:
-                loc = loc[:-1]
-            mark = positions.get(loc)
-            if mark is not None:
-                line = mark.line + 1
-                where = f"{source}:{line}"
-        dotted = ".".join(str(k) for k in key) or None
-        more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
-        # a key this version removed: why (its entry in REMOVED), not a typo to correct
-        removed = REMOVED.get(dotted or "") if err["type"] == "extra_forbidden" else None
-        raise ConfigError(
-            f"{where}: {_message(err, data)}{more}",
-            file=source,
-            line=line,
-            key=dotted,
-            **({"removed": removed} if removed else {}),
-        ) from None
-
-
-def _other_problems(key: tuple, locs: list[tuple]) -> str:
-    """The keys of the config's other problems, for the end of its one line: " (also: a.b,
-    c)"; '' for none. A location inside or around ``key`` is the same problem, as a union's
-    alternatives report it (``output.chunks: [0, 5]`` at ``output.chunks`` and at
-    ``output.chunks.0``): it had been counted as "1 more problem(s)", and never shown."""
-
-    def related(a: tuple, b: tuple) -> bool:
-        return a[: len(b)] == b or b[: len(a)] == a
-
-    others = [loc for loc in dict.fromkeys(locs) if not related(loc, key)]
-    # a location around others (a union's, again) adds nothing to them
-    others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
-    keys = [".".join(str(k) for k in loc) or "(top level)" for loc in others]
-    return f" (also: {', '.join(keys)})" if keys else ""
+        raise validation_error(e, data, Config, source, positions) from None
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose

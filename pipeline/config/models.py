@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.config.problems import option_error, validation_error
 from pipeline.ops.stages import REGISTRY, StageParams
 
 
@@ -54,9 +56,34 @@ class Model(BaseModel):
     """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
     plan, which holds the config) never show a credential: every value of
     ``storage_options`` as ``***`` (:func:`~pipeline.errors.hidden_options`), and every URL's
-    password and query hidden (:func:`~pipeline.errors.hide_url_secrets`)."""
+    password and query hidden (:func:`~pipeline.errors.hide_url_secrets`). Made from
+    keywords, an invalid one is one :class:`~pipeline.errors.ConfigError` line (``__init__``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        """The model made from keywords (``pipeline.Config(input=..., ...)``,
+        ``pipeline.config.ClusterConfig(workers=2)``); an invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line a config file's or mapping's problem is
+        (:mod:`~pipeline.config.problems`), its ``file`` the call (``pipeline.Config()``), its
+        ``key`` the keyword's, not pydantic's lines, which quoted every value given
+        (storage_options' credentials too)."""
+        cls = type(self)
+        source = _constructor(cls)
+        error = option_error(data, cls, source)
+        if error is not None:
+            raise error
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise validation_error(e, data, cls, source, place=_place(cls)) from None
+
+    # Pydantic calls a model's own __init__ from model_validate, and for a model given as a
+    # mapping inside another, unless it is marked as a base one, as BaseModel.__init__ is:
+    # unmarked, a file's or a mapping's error (parse_config's model_validate) named
+    # pipeline.Config() instead of the file and line. This one validates as BaseModel's does,
+    # only wording its errors, so it is marked as one (tests/test_api.py checks both ways).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     def __repr_args__(self) -> Any:
         from pipeline.errors import hidden_options, hide_url_secrets
@@ -483,3 +510,29 @@ def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> An
     if isinstance(data, list):
         return [_masked(v, in_options, secret_all) for v in data]
     return data
+
+
+def _constructor(cls: type[Model]) -> str:
+    """How an error of a model made from keywords names the call: ``pipeline.Config()`` for
+    the whole run (the API's name), ``pipeline.config.ClusterConfig()`` for a section."""
+    return "pipeline.Config()" if cls is Config else f"pipeline.config.{cls.__name__}()"
+
+
+def _place(cls: type[Model]) -> str:
+    """Where a section ``cls`` sits in a whole :class:`Config` (``cluster``,
+    ``input.generate``), for its keys that this version removed; '' for the whole config, or
+    for a section found in more than one place (:class:`CodecConfig`)."""
+    found: list[str] = []
+
+    def walk(model: type[BaseModel], at: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            for arg in getattr(ann, "__args__", (ann,)):
+                if isinstance(arg, type) and issubclass(arg, Model):
+                    here = f"{at}.{name}" if at else name
+                    if arg is cls:
+                        found.append(here)
+                    walk(arg, here)
+
+    walk(Config, "")
+    return found[0] if len(found) == 1 else ""

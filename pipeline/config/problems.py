@@ -1,0 +1,303 @@
+"""A config's problems as one line each: pydantic's error of a model, or a store option's
+problem that pydantic does not check, as the :class:`~pipeline.errors.ConfigError` that names
+where (a file and line, a mapping, a constructor), the key and the fix, and never a value of
+storage_options (credentials).
+
+Shared by :mod:`~pipeline.config.loading` (a file or a mapping) and the models' own
+constructors in :mod:`~pipeline.config.models` (``pipeline.Config(...)`` from keywords), so
+neither imports the other: the models are known here only as the class an error is of.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipeline.config.urls import (
+    url_fragment,
+    url_query,
+    url_userinfo,
+    without_query,
+    without_userinfo,
+)
+from pipeline.errors import ConfigError
+from pipeline.ops.stages import REGISTRY, known_stages
+
+
+def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (outside ``stages``), a location in
+    the keys of the model ``root``."""
+    model: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        f = model.model_fields.get(part) if model else None
+        if f is None:
+            return None
+        ann = f.annotation
+        args = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        model = next((a for a in args if issubclass(a, BaseModel)), None)
+    return model
+
+
+def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
+    """The part of a pydantic error location that indexes the user's data.
+
+    Pydantic adds union-branch and validator labels (``float``, ``function-before[...]``) and
+    stage tags; keep only the keys and indices that exist in the data, plus a final missing or
+    unknown key.
+    """
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            out.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
+            out.append(part)  # a missing key: not in the data, still the one to name
+    return tuple(out)
+
+
+#: Settings that earlier versions had and this one removed, because no measurement showed a
+#: gain (README, "Benchmarks"): a config that still sets one is told so, instead of being
+#: offered a close key name.
+REMOVED = {
+    "output.spare_files": "pre-allocated files made no run faster",
+    "cluster.gpu_codec_slots": "limiting the threads in the GPU codec made no run faster",
+    "cluster.host_encode_share": "encoding part of each block on the CPU made runs slower",
+    "cluster.memory_pool": "GPU workers always use CuPy's memory pool",
+}
+
+
+def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: str = "") -> str:
+    """What pydantic's error ``err`` of the model ``root``, made from ``data``, says in the
+    one line: the key and the fix (``place``: where ``root`` sits in a whole config, as
+    :func:`validation_error` takes it)."""
+    loc = _data_loc(err["loc"], data)
+    kind = err["type"]
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    full = f"{place}.{key}" if place else key
+    if kind == "extra_forbidden" and full in REMOVED:
+        return f"unknown key {key!r} (removed in this version: {REMOVED[full]}; delete it)"
+    stages = loc[:1] == ("stages",) and "stages" in root.model_fields
+    if kind == "extra_forbidden":
+        owner = _stage_owner(loc, data) if stages else _model_at(loc, root)
+        names = [n for n in owner.model_fields] if owner else []
+        if stages:
+            names.append("op")
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
+        return f"unknown key {key!r} ({hint})"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
+    if kind == "union_tag_not_found":
+        return f"{key}: each stage needs 'op:' naming it; known stages: {known_stages()}"
+    if kind in ("model_attributes_type", "dict_type") and len(loc) == 2 and loc[0] == "stages":
+        return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
+    if kind == "missing":
+        return f"missing key {key!r}"
+    if kind == "dict_type" and loc[-1:] == ("storage_options",):  # never its value
+        return (
+            f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
+            "for s3:// (its value is not said here)"
+        )
+    if kind in ("too_short", "tuple_type") and key == "stages":  # [] or nothing at all
+        known = known_stages()
+        return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
+    got = err.get("input")
+    if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
+        got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
+    said = False
+    if isinstance(got, str) and url_userinfo(got) is not None:
+        got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
+        said = got in err["msg"]  # url_userinfo_problem names it so already
+    # storage_options hold credentials: no part of them is ever said, whatever its type
+    # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
+    secret = said or "storage_options" in loc
+    got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {msg}{got_s}"
+
+
+def _stage_owner(loc: Sequence[Any], data: Any) -> type[BaseModel] | None:
+    try:
+        return REGISTRY[data["stages"][loc[1]]["op"]].params
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """Unknown keys first (they explain the rest), then the first error per location."""
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    return extra[0] if extra else errors[0]
+
+
+#: A percent escape (``%2B``), which a value copied from a URL's query holds.
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tuple, str] | None:
+    """The first value of storage_options' ``headers`` or ``params`` (at any depth: in a chain,
+    ``{http: {params: ...}}``) that would not reach an HTTP server as written, as (its key,
+    why and the fix), never the value (they are credentials); None where there is none.
+    ``data`` is the keys of the model ``root``: a whole config's (its input's and output's
+    storage_options), or a store's section's (its own).
+
+    A header's value that is not a string (``X-Key: 987654321`` unquoted, a list): aiohttp
+    sends only strings, and its error quoted the value. A parameter's value that is not a
+    string or a number (a list, a mapping, a boolean, null): likewise. A parameter that holds
+    a percent escape (``sig: a%2Bb%3D``, copied from a URL's query): aiohttp encodes every
+    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded."""
+    places: list[tuple[str, ...]] = [
+        (side,) for side in ("input", "output") if side in root.model_fields
+    ]
+    if "storage_options" in root.model_fields:
+        places.append(())
+    for place in places:
+        section = data.get(place[0]) if place else data
+        options = section.get("storage_options") if isinstance(section, dict) else None
+        if isinstance(options, dict):
+            found = _options_problem(options, (*place, "storage_options"))
+            if found is not None:
+                return found
+    return None
+
+
+#: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.
+NAME_NOT_TEXT = (
+    "an option's name must be a string (YAML reads this one as a number, a boolean, a date "
+    "or null, and every file system and client takes its options by name): quote it, or "
+    "correct it (its value is not said here)"
+)
+
+
+def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
+    """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
+    any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
+    refused one with their own ``TypeError: keywords must be strings``, or sent it), or the
+    first header or query parameter that would not be sent as written (:func:`_sent_problem`);
+    as (its key, why and the fix), never a value."""
+    for name, value in options.items():
+        here = (*key, name)
+        if not isinstance(name, str):
+            return here, NAME_NOT_TEXT
+        kind = name.lower()
+        if kind in ("headers", "params") and isinstance(value, dict):
+            for item, v in value.items():
+                why = _sent_problem(kind, v)
+                if not isinstance(item, str):
+                    why = f"a {kind[:-1]}'s name must be a string: quote it"
+                if why is not None:
+                    return (*here, item), why
+        elif isinstance(value, dict):
+            found = _options_problem(value, here)
+            if found is not None:
+                return found
+    return None
+
+
+def _sent_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` of a header (``kind`` 'headers') or query parameter ('params') would not
+    be sent as written; None where it would."""
+    if kind == "headers" and not isinstance(value, str):
+        return (
+            "a header's value must be one string (aiohttp sends no other type): quote it, "
+            'as in Authorization: "..." (its value is not said here)'
+        )
+    if kind == "params" and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+        return (
+            "a query parameter's value must be a string or a number (aiohttp sends no other "
+            "type): give one string, quoted (its value is not said here)"
+        )
+    if kind == "params" and isinstance(value, str) and _PERCENT_ESCAPE.search(value):
+        return (
+            "this query parameter holds a percent escape, as copied from a URL: give it "
+            "decoded ('%2B' as '+', '%2F' as '/', '%3D' as '='), since it is encoded as it "
+            "is sent (its value is not said here)"
+        )
+    return None
+
+
+def option_error(
+    data: Mapping[str, Any],
+    root: type[BaseModel],
+    source: str,
+    positions: dict | None = None,
+) -> ConfigError | None:
+    """The ConfigError for a problem of the storage_options in ``data`` (the keys of the
+    model ``root``) that pydantic does not check (:func:`_option_problem`), at its line in
+    ``source`` (from ``positions``, where known); None for none. Never says a value."""
+    problem = _option_problem(data, root)
+    if problem is None:
+        return None
+    key, said = problem
+    loc, line = key, None
+    while loc and loc not in (positions or {}):
+        loc = loc[:-1]
+    mark = (positions or {}).get(loc) if loc else None
+    line = mark.line + 1 if mark is not None else None
+    named = ".".join(str(k) for k in key)
+    where = f"{source}:{line}" if line else source
+    return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
+
+
+def validation_error(
+    e: ValidationError,
+    data: Any,
+    root: type[BaseModel],
+    source: str,
+    positions: dict | None = None,
+    place: str = "",
+) -> ConfigError:
+    """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
+    line: its first problem, at its line in ``source`` (from ``positions``, where known),
+    naming the key and the fix, then the keys of the others; never a value of
+    storage_options. ``place`` is where ``root`` sits in a whole config (``cluster`` for
+    :class:`~pipeline.config.models.ClusterConfig`), so that a key this version removed is
+    said to be one; the key named is ``root``'s own. Fields ``file`` (``source``), ``line``
+    (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why)."""
+    errors = e.errors()
+    err = _first_error(errors)
+    where, line = source, None
+    key = _data_loc(err["loc"], data)
+    if positions:
+        loc = key
+        while loc and loc not in positions:
+            loc = loc[:-1]
+        mark = positions.get(loc)
+        if mark is not None:
+            line = mark.line + 1
+            where = f"{source}:{line}"
+    dotted = ".".join(str(k) for k in key) or None
+    more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
+    # a key this version removed: why (its entry in REMOVED), not a typo to correct
+    full = f"{place}.{dotted}" if place and dotted else dotted
+    removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
+    return ConfigError(
+        f"{where}: {_message(err, data, root, place)}{more}",
+        file=source,
+        line=line,
+        key=dotted,
+        **({"removed": removed} if removed else {}),
+    )
+
+
+def _other_problems(key: tuple, locs: list[tuple]) -> str:
+    """The keys of the config's other problems, for the end of its one line: " (also: a.b,
+    c)"; '' for none. A location inside or around ``key`` is the same problem, as a union's
+    alternatives report it (``output.chunks: [0, 5]`` at ``output.chunks`` and at
+    ``output.chunks.0``): it had been counted as "1 more problem(s)", and never shown."""
+
+    def related(a: tuple, b: tuple) -> bool:
+        return a[: len(b)] == b or b[: len(a)] == a
+
+    others = [loc for loc in dict.fromkeys(locs) if not related(loc, key)]
+    # a location around others (a union's, again) adds nothing to them
+    others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
+    keys = [".".join(str(k) for k in loc) or "(top level)" for loc in others]
+    return f" (also: {', '.join(keys)})" if keys else ""
