@@ -34,7 +34,7 @@ from pipeline.errors import (
     PlanError,
 )
 from tests.conftest import STAGES, make_array, write_config
-from tests.faultkit import file_states, one_line_error, refused
+from tests.faultkit import file_states, one_line_error, refused, run_python
 
 
 @dataclass
@@ -553,23 +553,13 @@ def test_a_dtype_without_a_v3_spec_is_refused_in_one_line(tmp_path: Path, dtype:
     UnstableSpecificationWarning (two lines, from writing out the array's metadata) came on
     stderr before the one-line refusal of its dtype, in a fresh process (pytest's own capture
     hid it)."""
-    import sys
-
     from zarr.errors import UnstableSpecificationWarning
-
-    from tests.faultkit import env
 
     with pytest.warns(UnstableSpecificationWarning):  # the one this is about, from the writer
         zarr.create_array(str(tmp_path / "in.zarr"), shape=(4,), dtype=dtype, chunks=(2,))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
     for command in ("plan", "run"):
-        r = subprocess.run(
-            [sys.executable, "-m", "pipeline", command, str(cfg), "-q"],
-            capture_output=True,
-            text=True,
-            env=env(),
-            timeout=120,
-        )
+        r = run_python(["-m", "pipeline", command, cfg, "-q"], tmp_path, timeout=120)
         assert r.returncode == 1
         line = one_line_error(r.stderr)
         assert "unsupported dtype" in line and "convert the input" in line, line

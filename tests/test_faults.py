@@ -51,6 +51,7 @@ from tests.faultkit import (
     markers,
     one_line_error,
     refused,
+    run_python,
     set_aside,
     status,
     wait_for_markers,
@@ -1082,13 +1083,7 @@ def test_a_damaged_chunk_on_process_workers_is_one_line_on_stderr(tmp_path: Path
     damaged chunk ends the run with its one line: Dask's "Compute Failed" record and its
     traceback are not printed for the pipeline's own errors."""
     cfg = _damaged_input(tmp_path)
-    p = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", "--progress", "none", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=300,
-    )
+    p = run_python(["-m", "pipeline", "run", "--progress", "none", cfg], tmp_path)
     assert p.returncode == 1
     line = one_line_error(p.stderr)
     assert "'1.2'" in line and str(tmp_path / "in.zarr") in line

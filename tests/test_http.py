@@ -761,6 +761,23 @@ def _refused_unread(tmp_path: Path, cli, server, cfg: Path, *words: str) -> str:
     return line
 
 
+def _options_refused_unread(tmp_path: Path, cli, options: dict, *words: str) -> None:
+    """Serve a sparse input and assert (``_refused_unread``) that a config reading it with
+    ``options`` as its input's storage_options is refused in one line holding ``words``,
+    unread. Options chained under ``http`` are given to a ``zip::`` URL over the server (an
+    empty file, never read: refused before)."""
+    _sparse(tmp_path / "in.zarr", 2)
+    with serving(tmp_path) as server:
+        store = server.url + "/in.zarr"
+        if "http" in options:
+            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
+            store = "zip::" + server.url + "/in.zip"
+        cfg = write_config(
+            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
+        )
+        _refused_unread(tmp_path, cli, server, cfg, *words)
+
+
 @pytest.mark.parametrize("cache", ["simplecache", "filecache", "blockcache", "cached"])
 @pytest.mark.parametrize("output", [False, True], ids=["input", "output"])
 def test_a_caching_layer_is_refused_before_anything_is_read_or_written(
@@ -904,16 +921,7 @@ def test_http_options_that_fail_on_the_first_request_are_one_config_line(
     values aiohttp refuses only as it sends (headers that are no mapping, an ``auth`` that is
     not its BasicAuth object, which YAML cannot make, a timeout that is no number). Now one
     line at input.storage_options, before any request, its values unsaid."""
-    _sparse(tmp_path / "in.zarr", 2)
-    with serving(tmp_path) as server:
-        store = server.url + "/in.zarr"
-        if "http" in options:
-            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
-            store = "zip::" + server.url + "/in.zip"
-        cfg = write_config(
-            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
-        )
-        _refused_unread(tmp_path, cli, server, cfg, "input.storage_options", *words)
+    _options_refused_unread(tmp_path, cli, options, "input.storage_options", *words)
 
 
 @pytest.mark.parametrize(
@@ -937,16 +945,7 @@ def test_http_boolean_options_given_as_text_are_one_config_line(
     'false' was true (``trust_env``, ``allow_redirects``), or aiohttp refused ``ssl`` only
     as it sent. One line naming the key and the fix (a YAML boolean), before any request,
     the value unsaid (``location.bool_option_problem``)."""
-    _sparse(tmp_path / "in.zarr", 2)
-    with serving(tmp_path) as server:
-        store = server.url + "/in.zarr"
-        if "http" in options:
-            (tmp_path / "in.zip").write_bytes(b"")  # never read: refused before
-            store = "zip::" + server.url + "/in.zip"
-        cfg = write_config(
-            tmp_path, store, tmp_path / "out.zarr", input={"storage_options": options}
-        )
-        _refused_unread(tmp_path, cli, server, cfg, f"{key} is text", "YAML boolean")
+    _options_refused_unread(tmp_path, cli, options, f"{key} is text", "YAML boolean")
 
 
 def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:

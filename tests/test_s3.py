@@ -403,6 +403,19 @@ def _s3_store(url: str, options: dict[str, Any]) -> Any:
     return FsspecStore.from_url(url, storage_options=options)
 
 
+def _sections_over_an_input(url: str, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Write a 4x5 float32 array at ``{url}/in.zarr``; a config's input and output sections
+    that read it and write ``{url}/out.zarr``, both with ``options``."""
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
+    )[...] = x
+    return {
+        "input": {"store": f"{url}/in.zarr", "storage_options": options},
+        "output": {"store": f"{url}/out.zarr", "storage_options": options},
+    }
+
+
 @pytest.mark.parametrize("secret", ["S3CR3TURL987", "wJalr/K7MDENG/bPxRfi+Y"])
 def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
     tmp_path, cli, bucket, secret: str
@@ -494,19 +507,12 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     An HTTP Client raised an unhandled exception', after s3fs's retries) and
     ``asynchronous: true`` (fsspec's "Loop is not running")."""
     import s3fs
-    from zarr.storage import FsspecStore
 
     import pipeline
 
     url, options = bucket
     secret_options = {**options, "secret": "TOPSECRETVALUE42"}
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
-    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
-    sections = {
-        "input": {"store": f"{url}/in.zarr", "storage_options": options},
-        "output": {"store": f"{url}/out.zarr", "storage_options": options},
-    }
+    sections = _sections_over_an_input(url, options)
     sections[where] = {**sections[where], "storage_options": {**secret_options, **wrong}}
     cfg = write_config(tmp_path, "", "", **sections)
     for command in ("plan", "run", "verify"):
@@ -572,15 +578,7 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     text = s3fs.S3FileSystem(skip_instance_cache=True, **{**options, "anon": "false"})
     text.connect()
     assert text.s3.meta.config.signature_version is botocore.UNSIGNED  # 'false' was true
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    from zarr.storage import FsspecStore
-
-    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
-    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
-    sections = {
-        "input": {"store": f"{url}/in.zarr", "storage_options": options},
-        "output": {"store": f"{url}/out.zarr", "storage_options": options},
-    }
+    sections = _sections_over_an_input(url, options)
     sections[where] = {**sections[where], "storage_options": {**options, **wrong}}
     cfg = write_config(tmp_path, "", "", **sections)
     rc, _, err = cli("run", cfg)
@@ -843,21 +841,13 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     store reachable", the output "choose a writable output.store" (brk82 f7). One line now
     names the section's storage_options endpoint_url, and never the password in it."""
     url, options = bucket
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    from zarr.storage import FsspecStore
-
-    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
-    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(2, 5))[...] = x
+    sections = _sections_over_an_input(url, options)
     good = options["endpoint_url"]
     endpoint = {
         "refused": f"http://127.0.0.1:{_free_port()}",
         "https": good.replace("http://", "https://"),
         "userinfo": good.replace("http://", "http://user:PASSW0RDX@"),
     }[wrong]
-    sections = {
-        "input": {"store": f"{url}/in.zarr", "storage_options": options},
-        "output": {"store": f"{url}/out.zarr", "storage_options": options},
-    }
     sections[where] = {
         **sections[where],
         "storage_options": {**options, "endpoint_url": endpoint},
@@ -886,19 +876,12 @@ def test_an_endpoint_where_nothing_listens_is_said_at_once(
     import pipeline
 
     url, options = bucket
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
-    )[...] = x
+    sections = _sections_over_an_input(url, options)
     endpoint = {
         "refused": f"http://127.0.0.1:{_free_port()}",
         "unknown-host": "http://no-such-host.invalid:9000",
         "https": options["endpoint_url"].replace("http://", "https://"),
     }[wrong]
-    sections = {
-        "input": {"store": f"{url}/in.zarr", "storage_options": options},
-        "output": {"store": f"{url}/out.zarr", "storage_options": options},
-    }
     sections[where] = {
         **sections[where],
         "storage_options": {**options, "secret": "TOPSECRETVALUE42", "endpoint_url": endpoint},

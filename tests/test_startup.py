@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -37,6 +38,24 @@ HEAVY = ("pydantic", "numpy", "dask", "distributed", "zarr", "rich", "yaml", "nu
 INTERRUPTED = "interrupted: the workers are stopped; `run --resume` finishes the output"
 
 
+def _printed_json(
+    code: str, *, cwd: Path, environ: dict[str, str] | None = None
+) -> tuple[Any, str]:
+    """Run ``code`` (Python) in a fresh interpreter in ``cwd``, with the tests' environment
+    or ``environ``; assert that it exits 0, and return the value of the JSON on the last line
+    it printed, and its stderr."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env() if environ is None else environ,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1]), r.stderr
+
+
 def _loaded_after(code: str, *, cwd: Path, extra_path: Path | None = None) -> set[str]:
     """The modules loaded after running ``code`` (Python) in a fresh interpreter; the code's
     own output on stdout must be empty."""
@@ -44,16 +63,8 @@ def _loaded_after(code: str, *, cwd: Path, extra_path: Path | None = None) -> se
     if extra_path is not None:
         e["PYTHONPATH"] = os.pathsep.join((str(extra_path), e["PYTHONPATH"]))
     script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
-    r = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=e,
-        cwd=cwd,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    return set(json.loads(r.stdout.splitlines()[-1]))
+    loaded, _ = _printed_json(script, cwd=cwd, environ=e)
+    return set(loaded)
 
 
 def _small_input(tmp: Path, **sections) -> Path:
@@ -500,16 +511,8 @@ with cluster.connect(p) as client:
         pages[page] = (r.status, r.url.rsplit("/", 1)[1], "Dask" in r.read().decode())
     print(json.dumps([link, before, health.decode(), still, pages, "bokeh" in sys.modules]))
 """
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    link, before, health, still, pages, after = json.loads(r.stdout.splitlines()[-1])
+    printed, _ = _printed_json(code, cwd=tmp_path)
+    link, before, health, still, pages, after = printed
     assert link.startswith("http://") and link.endswith("/status")
     assert before is False and health == "ok" and still is False
     assert pages["status"] == [200, "status", True]
@@ -657,19 +660,10 @@ for first_ends_first in (True, False):
     seen.append([h.level for h in handlers])
 print(json.dumps(seen))
 """
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    seen = json.loads(r.stdout.splitlines()[-1])
+    seen, stderr = _printed_json(code, cwd=tmp_path)
     before, quiet = seen[0], [40] * len(seen[0])
     assert before and 40 not in before, seen
     # started, both up (the first ended), the second ended, out; then the other order
     assert seen[1:5] == [quiet, quiet, before, before], seen
     assert seen[5:] == [quiet, quiet, quiet, before], seen
-    assert " - INFO - " not in r.stderr, r.stderr  # no close said Dask's INFO lines
+    assert " - INFO - " not in stderr, stderr  # no close said Dask's INFO lines

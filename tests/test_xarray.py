@@ -497,6 +497,22 @@ def test_a_coordinate_folder_a_kill_left_unfinished_does_not_block_the_next_run(
     assert not list((out / "lon").glob("*.partial"))
 
 
+def _refused_as_relabelling(
+    cfg: dict[str, Any], out: Path, array: str, users: list[str]
+) -> OutputError:
+    """Assert that ``pipeline.run(cfg, overwrite=True)`` is refused with an OutputError of
+    one line saying that writing ``array`` would relabel ``users``, and that nothing in the
+    output store ``out`` was touched; the error."""
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == (array, users) and "relabel" in str(e), e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(out) == before
+    return e
+
+
 def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> None:
     """A variable written with --overwrite into a group whose other variable refers to the
     coordinate ``lon``, from an input whose ``lon`` has other values (helper-42: the other
@@ -512,14 +528,8 @@ def test_overwrite_never_relabels_the_groups_other_variables(tmp_path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(other))
-    before = file_states(out)
     moved = config(tmp_path, input={"store": str(other)}, output={"array": "t2"})
-    with pytest.raises(OutputError) as info:
-        pipeline.run(moved, overwrite=True)
-    e = info.value
-    assert (e.array, e.users) == ("lon", ["t"]) and "relabel" in str(e), e
-    assert len(str(e).splitlines()) == 1
-    assert file_states(out) == before
+    _refused_as_relabelling(moved, out, "lon", ["t"])
     same = pipeline.run(config(tmp_path, output={"array": "t2"}), overwrite=True)
     assert same.status == "complete"
     ds = open_dataset(out)
@@ -940,14 +950,8 @@ def test_an_output_in_place_of_a_users_cell_measure_is_refused_in_every_layout(
         input={"array": "t" if dataset else ""},
         output={"store": str(tmp_path / store), "array": array},
     )
-    before = file_states(out)
-    with pytest.raises(OutputError) as info:
-        pipeline.run(cfg, overwrite=True)
-    e = info.value
-    assert (e.array, e.users) == ("cell_area", ["mine"]) and "relabel" in str(e), e
+    e = _refused_as_relabelling(cfg, out, "cell_area", ["mine"])
     assert e.group == str(where).rstrip("/") or e.group.rstrip("/") == str(where), e.group
-    assert len(str(e).splitlines()) == 1
-    assert file_states(out) == before
     free = {"store": str(tmp_path / store).replace("cell_area", "air2"), "array": array}
     free["array"] = array.replace("cell_area", "air2")
     done = pipeline.run(config(tmp_path, input=cfg["input"], output=free), overwrite=True)
@@ -3285,10 +3289,4 @@ def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
         arr = zarr.open_array(str(src), path="name", mode="r+")
         arr[...] = arr[...] + 1
         zarr.consolidate_metadata(str(src))
-    before = file_states(out)
-    with pytest.raises(OutputError) as info:
-        pipeline.run(cfg, overwrite=True)
-    e = info.value
-    assert (e.array, e.users) == ("name", ["mine"]) and "relabel" in str(e), e
-    assert len(str(e).splitlines()) == 1
-    assert file_states(out) == before
+    _refused_as_relabelling(cfg, out, "name", ["mine"])
