@@ -176,7 +176,14 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
     unknown keyword, an argument too many, a missing or doubled one) with an
     :class:`OptionError`, one line naming the function, the argument and what it takes, in
     place of Python's bare ``TypeError``: ``pipeline.plan(cfg, client=client)`` had raised
-    "plan() got an unexpected keyword argument 'client'" (:func:`_argument_problem`)."""
+    "plan() got an unexpected keyword argument 'client'" (:func:`_argument_problem`).
+
+    A Ctrl-C that lands while the call imports a module (Dask, Zarr, xarray are imported on
+    first use) is raised once the import is done, so that no package is left half imported
+    for the process's later calls (:func:`~pipeline.running.waiting.imports_uninterrupted`);
+    one that reaches :func:`run` outside its runner (the config read, its imports) is its
+    :class:`Interrupted`, as the runner's own are: nothing written (``state``
+    ``"untouched"``), or, after the run returned, the output complete."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -184,7 +191,18 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         problem = _argument_problem(fn.__name__, signature, args, kwargs)
         if problem is not None:  # raised outside bind's handler: no TypeError as its context
             raise problem
-        return fn(*args, **kwargs)
+        from pipeline.running.waiting import imports_uninterrupted
+
+        done: list[T] = []
+        try:
+            with imports_uninterrupted():
+                done.append(fn(*args, **kwargs))
+        except KeyboardInterrupt as e:
+            if fn.__name__ != "run" or isinstance(e, Interrupted):
+                raise
+            where = str(getattr(done[0], "output", "")) if done else ""
+            raise Interrupted("run", where, "complete" if done else "untouched") from None
+        return done[0]
 
     return checked
 

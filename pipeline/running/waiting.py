@@ -26,6 +26,8 @@ import contextlib
 import contextvars
 import os
 import select
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -227,3 +229,74 @@ def call(fn: Callable[[], T], name: str, to_the_end: bool = False) -> T:
     if error:
         raise error[0]
     return out[0]  # type: ignore[no-any-return]
+
+
+def _imports(frame: Any) -> int:
+    """How many of importlib's bootstrap frames are on the stack below ``frame``: above zero
+    where it runs inside an import (a module's body, run by importlib, whose frames stay)."""
+    n = 0
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            n += 1
+        frame = frame.f_back
+    return n
+
+
+@contextlib.contextmanager
+def imports_uninterrupted() -> Any:
+    """For a call of the Python API: a Ctrl-C (SIGINT) that lands while a module is imported
+    is held back until the import is done, then raised (``KeyboardInterrupt``) where the main
+    thread is then. The run imports Dask, Zarr, xarray and distributed on first use; a
+    ``KeyboardInterrupt`` in a module's body left its package half made (a submodule in
+    ``sys.modules`` but not set on its parent), and every later call in that process (a
+    notebook's kernel) failed on it: ``AttributeError: module 'zarr' has no attribute
+    'core'``, ``NameError: name 'functoolz' is not defined``. A Ctrl-C anywhere else raises at
+    once, as Python's own handler does (in a call made while a module of the caller's is
+    imported too: only the imports the call makes are waited for). Only where the caller is
+    the main thread and SIGINT has Python's default handler (a script, a Jupyter kernel
+    running a cell): a handler of the caller's own, such as the command line's
+    :func:`on_signal`, is left as it is. Held back, the signal is sent again every
+    :data:`STEP` until it lands outside an import; one still held back when the call ends is
+    raised as it ends."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    state = {"on": True, "held": False}
+    # a caller that is itself run by an import (a module calling pipeline.run as it is
+    # imported): only the imports the call makes are held back, not the whole call
+    outer = _imports(sys._getframe())
+    main = threading.main_thread().ident
+    resender: list[threading.Thread] = []
+
+    def resend() -> None:
+        while state["on"] and state["held"]:
+            time.sleep(STEP)
+            if state["on"] and state["held"] and main is not None:
+                signal.pthread_kill(main, signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if _imports(frame) > outer:
+            if not state["held"]:
+                state["held"] = True
+                resender[:] = [threading.Thread(target=resend, name="pipeline-sigint", daemon=True)]
+                resender[0].start()
+            return
+        state["held"] = False
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        state["on"] = False
+        try:
+            for t in resender:
+                t.join()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if state["held"]:  # the call ended before the held-back signal was sent again
+            state["held"] = False
+            raise KeyboardInterrupt

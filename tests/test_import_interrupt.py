@@ -1,0 +1,217 @@
+"""Ctrl-C while a call of the Python API imports the libraries it loads on first use.
+
+A notebook's first ``pipeline.run`` imports pydantic, Dask, xarray and Zarr (a second or
+two, cold); a Ctrl-C then raised ``KeyboardInterrupt`` inside a module's body, which left its
+package half imported, and every later call of that kernel failed on it (``AttributeError:
+module 'zarr' has no attribute 'core'``) until a restart. Each scenario runs in a Python
+process of its own (what the test process has imported does not matter), which sends itself
+SIGINT as the watched module's body begins and reports, as JSON lines, what its caller caught
+and what a second call in the same process (a notebook's next cell) does. The processes set
+SIGINT's handler to Python's own first, as a kernel has it: a shell's background job (a
+fresh-clone ``make test &``) inherits SIGINT ignored, where no Ctrl-C would ever land. No
+timing is asserted: a busy 2-core machine only makes these slower.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import make_array, read_array
+from tests.faultkit import ROOT, many_blocks_input, run_python, status
+
+#: ``python SCRIPT CALL CONFIG MODULE``: SIGINT sent as ``MODULE``'s body begins (the import
+#: machinery's frames on the stack), during a first ``pipeline.CALL(CONFIG)``; then the same
+#: call again. Each JSON line: ``fresh`` (MODULE not imported before the call: the test's
+#: premise), what the first call raised, whether the import had ended when it was raised, and
+#: what the second call returned; ``written``: whether the output existed after the first.
+SCRIPT = """
+import importlib.machinery, json, os, signal, sys
+
+# Ctrl-C raises KeyboardInterrupt, as in a notebook's kernel, however this process was started
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import pipeline
+
+call, config, module = sys.argv[1], sys.argv[2], sys.argv[3]
+seen = {"fresh": module not in sys.modules, "sent": False, "import_ended": False}
+
+
+class Interrupting(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != module:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        body = spec.loader.exec_module
+
+        def exec_module(m):
+            sys.meta_path.remove(Interrupting)
+            seen["sent"] = True
+            signal.raise_signal(signal.SIGINT)  # its handler runs in this module's import
+            body(m)
+            seen["import_ended"] = True
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def first():
+    if call == "run":
+        return pipeline.run(config).status
+    if call == "plan":
+        return pipeline.plan(config).n_blocks
+    return pipeline.load_config(config).output.store
+
+
+def again():
+    if call == "run":
+        return pipeline.run(config, overwrite=True).status
+    return first()
+
+
+sys.meta_path.insert(0, Interrupting)
+try:
+    got = first()
+    caught = {"type": None, "returned": got}
+except KeyboardInterrupt as e:
+    caught = {
+        "type": type(e).__name__,
+        "state": getattr(e, "state", None),
+        "import_ended": seen["import_ended"],
+    }
+written = os.path.exists(os.path.join(os.path.dirname(config), "out.zarr"))
+caught.update(fresh=seen["fresh"], sent=seen["sent"], written=written)
+print(json.dumps(caught), flush=True)
+try:
+    second = again()
+except BaseException as e:
+    second = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": second}), flush=True)
+"""
+
+
+def _config(tmp_path: Path) -> Path:
+    """A small job (an xarray Dataset's variable, CPU, no dashboard) and its config file."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": (("y", "x"), np.arange(60.0).reshape(6, 10))})
+    ds.to_zarr(tmp_path / "in.zarr", zarr_format=2)
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": "v"},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "run.yaml"
+
+
+def _interrupted(tmp_path: Path, call: str, module: str) -> tuple[dict, dict, str]:
+    """Run :data:`SCRIPT` in a process of its own: what its first call raised, what its
+    second returned, and its stderr."""
+    config = _config(tmp_path)
+    (tmp_path / "script.py").write_text(SCRIPT)
+    proc = run_python([tmp_path / "script.py", call, config, module], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    first, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    # the scenario's premise, checked in the process itself: the module is imported by this
+    # call, and the SIGINT was sent inside its import
+    assert first["fresh"] and first["sent"], (module, proc.stdout, proc.stderr)
+    return first, again, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "module", ["pydantic.main", "toolz.functoolz", "xarray.core.dataset", "zarr.core.array"]
+)
+def test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported(
+    tmp_path: Path, module: str
+) -> None:
+    """A Ctrl-C in a notebook's first ``pipeline.run`` while it imports pydantic, Dask,
+    xarray or Zarr: the interrupt waits for the import's end, then reaches the caller as
+    the run's ``Interrupted`` (nothing written: the run did not go on to its end), and the
+    kernel's next call runs. Python's ``KeyboardInterrupt`` in the module's body had left its
+    package half made, and every later call failed (``module 'zarr' has no attribute
+    'core'``, ``name 'functoolz' is not defined``)."""
+    first, again, stderr = _interrupted(tmp_path, "run", module)
+    assert again == {"again": "complete"}, (first, again, stderr)
+    assert first["type"] == "Interrupted" and first["state"] == "untouched", (first, stderr)
+    assert first["import_ended"], first  # held back to the import's end, not raised inside it
+    assert not first["written"], first  # stopped before its output: not run to its end
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
+    )
+
+
+@pytest.mark.parametrize("call", ["load_config", "plan"])
+def test_ctrl_c_while_a_config_call_imports_pydantic_leaves_it_whole(
+    tmp_path: Path, call: str
+) -> None:
+    """The same for ``load_config`` and ``plan``, whose first call imports pydantic: a
+    ``KeyboardInterrupt`` once the import is done (raised as the call ends where the call
+    ended first), and the next call works (``pydantic.main`` half imported had failed it)."""
+    first, again, stderr = _interrupted(tmp_path, call, "pydantic.main")
+    expected = str(tmp_path / "out.zarr") if call == "load_config" else 1
+    assert again == {"again": expected}, (first, again, stderr)
+    assert first["type"] == "KeyboardInterrupt" and first["import_ended"], (first, stderr)
+
+
+#: A module that runs ``pipeline.run`` as it is imported (``import analysis`` in a notebook),
+#: Ctrl-C'd by a thread once 3 of its blocks are written.
+IMPORTED_CALLER = """
+import json, os, pathlib, signal, sys, threading
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a notebook's kernel has it
+import pipeline
+from tests.faultkit import wait_for_markers
+
+pipeline.run(sys.argv[2], overwrite=True)  # its imports made: the next run's are none
+out = pathlib.Path(sys.argv[3])
+
+def interrupt():
+    wait_for_markers(None, out, 3, timeout=300)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    pipeline.run(sys.argv[1])
+    caught = {"type": None}
+except KeyboardInterrupt as e:
+    caught = {"type": type(e).__name__, "state": getattr(e, "state", None)}
+print(json.dumps(caught), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_run_called_while_its_caller_is_imported_stops_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """Only the imports a call makes hold a Ctrl-C back: a run called by a module as it is
+    imported (its whole stack below importlib's frames) stops at the Ctrl-C, its output
+    resumable, rather than at its end, complete."""
+    many_blocks_input(tmp_path / "in.zarr", 6000)
+    make_array(tmp_path / "small.zarr", np.ones((4, 4), np.float32), (4, 4))
+    out = tmp_path / "out.zarr"
+    cfg = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(out), "chunks": [1, 1024]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+        "cluster": {"dashboard": ""},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    small = {**cfg, "input": {"store": str(tmp_path / "small.zarr")}, "chunking": {}}
+    small["output"] = {"store": str(tmp_path / "small-out.zarr")}
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
+    (tmp_path / "analysis.py").write_text(IMPORTED_CALLER)
+    args = [tmp_path / "run.yaml", tmp_path / "small.yaml", out]
+    code = "import sys; sys.path.insert(0, sys.argv.pop(1)); import analysis"
+    proc = run_python(["-c", code, tmp_path, *args], ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    caught = json.loads(proc.stdout.splitlines()[-1])
+    assert caught == {"type": "Interrupted", "state": "incomplete"}, (proc.stdout, proc.stderr)
+    assert status(out) == "incomplete"
