@@ -3292,3 +3292,81 @@ def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
     assert (e.array, e.users) == ("name", ["mine"]) and "relabel" in str(e), e
     assert len(str(e).splitlines()) == 1
     assert file_states(out) == before
+
+
+#: a float64 NaN whose payload is not NumPy's own (``np.nan``'s bits plus one)
+PAYLOAD_NAN = np.frombuffer(np.uint64(0x7FF8000000000001).tobytes(), "f8")[0]
+
+
+def _zero_and_nan(path: Path) -> None:
+    """:func:`write_dataset`'s v3 Dataset with its coordinate ``lon`` holding 0.0 and NaN
+    (NumPy's) first, consolidated again."""
+    write_dataset(path, 3)
+    lon = zarr.open_array(str(path), path="lon", mode="r+")
+    lon[:2] = [0.0, np.nan]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+def _relabel(path: Path, how: str) -> None:
+    """``lon`` of the store at ``path`` (from :func:`_zero_and_nan`) relabelled only to the
+    bit: its 0.0 made -0.0, its NaN one of another payload, or its ``valid_min`` attribute
+    0.0 made -0.0 (xarray's ``identical`` takes each for the same); consolidated again."""
+    lon = zarr.open_array(str(path), path="lon", mode="r+")
+    if how == "-0.0":
+        lon[0] = -0.0
+    elif how == "NaN payload":
+        lon[1] = PAYLOAD_NAN
+        assert lon[1:2].view("u8")[0] == 0x7FF8000000000001  # stored as given
+    else:
+        lon.attrs["valid_min"] = -0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+@pytest.mark.parametrize("how", ["-0.0", "NaN payload", "-0.0 attribute"])
+def test_a_coordinate_relabelled_only_to_the_bit_is_not_the_same(
+    tmp_path: Path, cli, how: str
+) -> None:
+    """Coordinates are compared to the bit, as the output's values are: one whose values
+    differ only by the sign of a zero or a NaN's payload, or whose attribute differs only by
+    the sign of a zero, had passed as the same (xarray's ``identical``, ``np.array_equal``
+    with ``equal_nan``). ``verify`` of an output whose ``lon`` was so edited passed; it fails
+    naming ``lon``. An --overwrite from an input whose ``lon`` differs so replaced the
+    output's, relabelling the group's other variable ``t``; it is refused, nothing touched."""
+    src = tmp_path / "in.zarr"
+    _zero_and_nan(src)
+    src_lon = zarr.open_array(str(src), path="lon")
+    src_lon.attrs["valid_min"] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    kept = tmp_path / "kept.zarr"
+    shutil.copytree(out, kept)
+    _relabel(out, how)
+    rc, out_text, err = cli("verify", "--all", cfg)
+    assert rc == 1, out_text + err
+    line = one_line_error(err)
+    assert "coordinates lon are not the input's" in line, line
+    shutil.rmtree(out)
+    shutil.copytree(kept, out)
+    rc, out_text, err = cli("verify", "--all", cfg)
+    assert rc == 0, out_text + err
+    other = tmp_path / "other.zarr"
+    shutil.copytree(src, other)
+    _relabel(other, how)
+    before = file_states(out)
+    moved = config(tmp_path, input={"store": str(other)}, output={"array": "t2"})
+    with pytest.raises(OutputError) as info:
+        pipeline.run(moved, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("lon", ["t"]) and "relabel" in str(e), e
+    assert file_states(out) == before
+
