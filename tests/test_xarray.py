@@ -3370,3 +3370,32 @@ def test_a_coordinate_relabelled_only_to_the_bit_is_not_the_same(
     assert (e.array, e.users) == ("lon", ["t"]) and "relabel" in str(e), e
     assert file_states(out) == before
 
+
+def test_a_coordinate_listed_elsewhere_and_named_ancillary_is_carried(tmp_path: Path) -> None:
+    """A coordinate ``q`` that another variable's ``coordinates`` lists, and that the run's
+    variable ``t`` names in its ``ancillary_variables``: xarray's ``decode_coords`` (True or
+    "all") makes ``q`` a coordinate of the Dataset all the same, and ``xr.open_zarr(in)["t"]``
+    has it; the output's ``t`` lacked it. It is carried, and named by the output's
+    ``coordinates``; ``ancillary_variables`` is still dropped."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {
+            "t": (("y", "x"), np.arange(12.0).reshape(3, 4), {"ancillary_variables": "q"}),
+            "u": (("y", "x"), np.ones((3, 4)), {"coordinates": "q"}),
+            "q": (("y", "x"), np.arange(12, dtype="i1").reshape(3, 4), {"units": "1"}),
+        },
+        coords={"x": np.arange(4.0), "y": np.arange(3.0)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+    for decode in (True, "all"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert "q" in xr.open_zarr(str(src), decode_coords=decode)["t"].coords
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    want, got = open_dataset(src)["t"], open_dataset(tmp_path / "out.zarr")["t"]
+    assert set(got.coords) == set(want.coords) == {"x", "y", "q"}
+    assert got["q"].identical(want["q"]) and same_bits(got["q"].values, want["q"].values)
+    stored = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="t").attrs)
+    assert "ancillary_variables" not in stored and stored["coordinates"] == "q"

@@ -174,9 +174,11 @@ def listed_elsewhere(
     ``coordinates`` does not name them: those the group's :data:`GLOBAL_COORDINATES` or
     another array's ``coordinates`` lists (``listed``: :func:`listings`; xarray makes each a
     coordinate of the Dataset), whose dimensions are among ``dims`` (a DataArray taken from
-    the Dataset keeps those); not one the variable names as :data:`DROPPED` (never
-    carried)."""
-    skip = {name, *dims, *references(attrs, ("coordinates", *DROPPED))}
+    the Dataset keeps those); one the variable's own ``ancillary_variables`` (a kind of
+    :data:`DROPPED`) names too is among them: xarray's ``decode_coords`` (``True`` or
+    ``"all"``) makes it a coordinate of the Dataset all the same, and ``ds[name]`` keeps it (it
+    had been left out)."""
+    skip = {name, *dims, *references(attrs, ("coordinates",))}
     kept = []
     for n in dict.fromkeys(n for lister, n in listed if lister != name):
         a = None if n in skip else _own_array(store, _key(path, n))
