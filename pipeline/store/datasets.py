@@ -188,6 +188,34 @@ def listed_elsewhere(
     return kept
 
 
+def listed_names(store: Any, var: Variable) -> list[str]:
+    """The names that the group's :data:`GLOBAL_COORDINATES` or another array's
+    ``coordinates`` lists (:func:`listings`) in the group of ``var`` that xarray may give
+    ``var``: those whose array, as the group's consolidated copy or listing gives it, lies on
+    ``var``'s dimensions, or that it does not give (:func:`listed_elsewhere` opens each by its
+    key to see); [] for an array alone or a group that cannot be read."""
+    import zarr
+
+    if not var.name:
+        return []
+    try:
+        with _quiet():
+            opened = zarr.open_group(store=store, path=var.group or None, mode="r")
+    except Exception:
+        return []
+    try:
+        with _quiet():
+            members = dict(opened.arrays())
+    except Exception:  # a member not found by its key, or no listing: none known
+        members = {}
+    found = []
+    for lister, n in listings(store, opened, var.group):
+        d = dims_of(members[n]) if n in members else None
+        if lister != var.name and n != var.name and (d is None or set(d) <= set(var.dims)):
+            found.append(n)
+    return list(dict.fromkeys(found))
+
+
 def with_listed(attrs: dict[str, Any], var: Variable) -> dict[str, Any]:
     """``attrs`` (the output variable's) with its ``coordinates`` naming, after those it
     names, the coordinates of ``var.listed``: xarray reads them as the input variable's
