@@ -34,6 +34,7 @@ from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import (
+    cli_process,
     copy_store,
     ctrl_c_script,
     file_states,
@@ -3399,3 +3400,43 @@ def test_a_coordinate_listed_elsewhere_and_named_ancillary_is_carried(tmp_path: 
     assert got["q"].identical(want["q"]) and same_bits(got["q"].values, want["q"].values)
     stored = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="t").attrs)
     assert "ancillary_variables" not in stored and stored["coordinates"] == "q"
+
+
+def test_two_runs_writing_variables_into_one_group_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Two runs at once (two processes), each writing its own variable (``t``, ``t2``) with
+    --overwrite into one output group that holds an earlier run's ``t0`` and 200 variables
+    more (so that consolidating the group takes a while). Each replaces the coordinates they
+    share and rewrites the group's metadata, a read then a write: one had refused, the other
+    run's half-made variable taken for "a directory that holds other files, not a Zarr array
+    or group", its coordinates deleted under it taken for a relabelling, or failed on xarray's
+    ``ContainsArrayError`` (the other's coordinate written meanwhile). Under the group's lock
+    both finish, complete in their own metadata and in the consolidated copy, each time."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    seed, out = tmp_path / "seed.zarr", tmp_path / "out.zarr"
+    configs = {}
+    for name in ("t0", "t", "t2"):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(config(tmp_path, output={"array": name})))
+    assert pipeline.run(config(tmp_path, output={"array": "t0"})).status == "complete"
+    many = xr.Dataset({f"v{i}": ("x", np.zeros(COLS)) for i in range(200)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many.to_zarr(str(out), mode="a", consolidated=True)
+    out.rename(seed)
+    for _ in range(4):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(seed, out)
+        procs = [cli_process(configs[name], "--overwrite") for name in ("t", "t2")]
+        results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+        assert [rc for rc, _ in results] == [0, 0], [err for _, err in results]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy = zarr.open_consolidated(str(out), mode="r").metadata.consolidated_metadata
+        assert copy is not None
+        for name in ("t0", "t", "t2"):
+            own = zarr.open_array(str(out), path=name).attrs["pipeline"]["status"]
+            listed = copy.metadata[name].attributes["pipeline"]["status"]
+            assert (own, listed) == ("complete", "complete"), name
+        got = open_dataset(out)
+        assert same_bits(got["t"].values, got["t2"].values)
+        assert same_bits(got["t"].values, got["t0"].values)
