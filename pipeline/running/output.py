@@ -258,7 +258,7 @@ def _zarr_or_ours(loc: Location, path: str) -> bool:
     directory that holds other files, not a Zarr array or group")."""
     if arrays.node_type(loc, path) in ("array", "group"):
         return True
-    return RECORD in loc.list(path)
+    return loc.exists(_key(path, RECORD))  # (a file there holds none)
 
 
 def _beside(plan: Plan) -> list[str]:
