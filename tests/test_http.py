@@ -1046,3 +1046,56 @@ def test_a_403_through_a_chain_with_top_level_options_names_the_inner_file_syste
             assert rc == 1 and SECRET not in err, line
             assert "HTTP 403" in line and "{http: {params: ...}}" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("folders", [None, 404], ids=["listing", "no-listing"])
+def test_a_listed_coordinate_a_url_reads_otherwise_is_refused_over_http(
+    tmp_path: Path, cli, folders
+) -> None:
+    """A coordinate on the variable's dimensions that only another variable's
+    ``coordinates`` or the group's ``coordinates`` lists (xarray gives it to the variable),
+    whose name holds '#', '?' or a '%' escape: over HTTP it was looked for by its key, under
+    another URL, not found, and left out of the output silently. It is refused in one line
+    naming the coordinate, the character and the fix, as one the variable names itself; from
+    a local folder it is carried."""
+    import xarray as xr
+
+    values = np.arange(32, dtype="f4").reshape(4, 8)
+    cases = []
+    for i, (name, lister) in enumerate([("la#t", "w"), ("la?t", ""), ("la%41t", "w")]):
+        attrs = {"coordinates": name} if lister else {}
+        ds = xr.Dataset(
+            {
+                "v": (("y", "x"), values),
+                "w": (("y", "x"), values, attrs),
+                name: ("y", np.arange(4.0)),
+            }
+        )
+        store = tmp_path / f"listed{i}.zarr"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ds.to_zarr(store, zarr_format=2)
+            if not lister:  # the group's own list (xarray writes it for no variable here)
+                zarr.open_group(str(store), mode="r+").attrs["coordinates"] = name
+                zarr.consolidate_metadata(str(store))
+            assert name in xr.open_zarr(store)["v"].coords
+        cases.append((store.name, name))
+    control = {} if folders is None else {"folders": folders}
+    with serving(tmp_path, **control) as server:
+        for i, (store, name) in enumerate(cases):
+            out = {"store": str(tmp_path / f"out{i}.zarr")}
+            cfg = write_config(
+                tmp_path, f"{server.url}/{store}", "", input={"array": "v"}, output=out
+            )
+            for command in ("plan", "run"):
+                rc, _, err = cli(command, cfg)
+                line = one_line_error(err)
+                assert rc == 1 and repr(name) in line and "local folder" in line, line
+            assert not (tmp_path / f"out{i}.zarr").exists()
+            local = write_config(tmp_path, tmp_path / store, "", input={"array": "v"}, output=out)
+            rc, _, err = cli("run", local)
+            assert rc == 0, err
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                got = xr.open_zarr(tmp_path / f"out{i}.zarr")
+            assert name in got["v"].coords, name

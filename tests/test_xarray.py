@@ -34,6 +34,7 @@ from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from tests.conftest import STAGES, make_array, write_config
 from tests.faultkit import (
+    cli_process,
     copy_store,
     ctrl_c_script,
     file_states,
@@ -3290,3 +3291,150 @@ def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
         arr[...] = arr[...] + 1
         zarr.consolidate_metadata(str(src))
     _refused_as_relabelling(cfg, out, "name", ["mine"])
+
+
+#: a float64 NaN whose payload is not NumPy's own (``np.nan``'s bits plus one)
+PAYLOAD_NAN = np.frombuffer(np.uint64(0x7FF8000000000001).tobytes(), "f8")[0]
+
+
+def _zero_and_nan(path: Path) -> None:
+    """:func:`write_dataset`'s v3 Dataset with its coordinate ``lon`` holding 0.0 and NaN
+    (NumPy's) first, consolidated again."""
+    write_dataset(path, 3)
+    lon = zarr.open_array(str(path), path="lon", mode="r+")
+    lon[:2] = [0.0, np.nan]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+def _relabel(path: Path, how: str) -> None:
+    """``lon`` of the store at ``path`` (from :func:`_zero_and_nan`) relabelled only to the
+    bit: its 0.0 made -0.0, its NaN one of another payload, or its ``valid_min`` attribute
+    0.0 made -0.0 (xarray's ``identical`` takes each for the same); consolidated again."""
+    lon = zarr.open_array(str(path), path="lon", mode="r+")
+    if how == "-0.0":
+        lon[0] = -0.0
+    elif how == "NaN payload":
+        lon[1] = PAYLOAD_NAN
+        assert lon[1:2].view("u8")[0] == 0x7FF8000000000001  # stored as given
+    else:
+        lon.attrs["valid_min"] = -0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+@pytest.mark.parametrize("how", ["-0.0", "NaN payload", "-0.0 attribute"])
+def test_a_coordinate_relabelled_only_to_the_bit_is_not_the_same(
+    tmp_path: Path, cli, how: str
+) -> None:
+    """Coordinates are compared to the bit, as the output's values are: one whose values
+    differ only by the sign of a zero or a NaN's payload, or whose attribute differs only by
+    the sign of a zero, had passed as the same (xarray's ``identical``, ``np.array_equal``
+    with ``equal_nan``). ``verify`` of an output whose ``lon`` was so edited passed; it fails
+    naming ``lon``. An --overwrite from an input whose ``lon`` differs so replaced the
+    output's, relabelling the group's other variable ``t``; it is refused, nothing touched."""
+    src = tmp_path / "in.zarr"
+    _zero_and_nan(src)
+    src_lon = zarr.open_array(str(src), path="lon")
+    src_lon.attrs["valid_min"] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    kept = tmp_path / "kept.zarr"
+    shutil.copytree(out, kept)
+    _relabel(out, how)
+    rc, out_text, err = cli("verify", "--all", cfg)
+    assert rc == 1, out_text + err
+    line = one_line_error(err)
+    assert "coordinates lon are not the input's" in line, line
+    shutil.rmtree(out)
+    shutil.copytree(kept, out)
+    rc, out_text, err = cli("verify", "--all", cfg)
+    assert rc == 0, out_text + err
+    other = tmp_path / "other.zarr"
+    shutil.copytree(src, other)
+    _relabel(other, how)
+    before = file_states(out)
+    moved = config(tmp_path, input={"store": str(other)}, output={"array": "t2"})
+    with pytest.raises(OutputError) as info:
+        pipeline.run(moved, overwrite=True)
+    e = info.value
+    assert (e.array, e.users) == ("lon", ["t"]) and "relabel" in str(e), e
+    assert file_states(out) == before
+
+
+def test_a_coordinate_listed_elsewhere_and_named_ancillary_is_carried(tmp_path: Path) -> None:
+    """A coordinate ``q`` that another variable's ``coordinates`` lists, and that the run's
+    variable ``t`` names in its ``ancillary_variables``: xarray's ``decode_coords`` (True or
+    "all") makes ``q`` a coordinate of the Dataset all the same, and ``xr.open_zarr(in)["t"]``
+    has it; the output's ``t`` lacked it. It is carried, and named by the output's
+    ``coordinates``; ``ancillary_variables`` is still dropped."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {
+            "t": (("y", "x"), np.arange(12.0).reshape(3, 4), {"ancillary_variables": "q"}),
+            "u": (("y", "x"), np.ones((3, 4)), {"coordinates": "q"}),
+            "q": (("y", "x"), np.arange(12, dtype="i1").reshape(3, 4), {"units": "1"}),
+        },
+        coords={"x": np.arange(4.0), "y": np.arange(3.0)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+    for decode in (True, "all"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert "q" in xr.open_zarr(str(src), decode_coords=decode)["t"].coords
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    want, got = open_dataset(src)["t"], open_dataset(tmp_path / "out.zarr")["t"]
+    assert set(got.coords) == set(want.coords) == {"x", "y", "q"}
+    assert got["q"].identical(want["q"]) and same_bits(got["q"].values, want["q"].values)
+    stored = dict(zarr.open_array(str(tmp_path / "out.zarr"), path="t").attrs)
+    assert "ancillary_variables" not in stored and stored["coordinates"] == "q"
+
+
+def test_two_runs_writing_variables_into_one_group_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Two runs at once (two processes), each writing its own variable (``t``, ``t2``) with
+    --overwrite into one output group that holds an earlier run's ``t0`` and 200 variables
+    more (so that consolidating the group takes a while). Each replaces the coordinates they
+    share and rewrites the group's metadata, a read then a write: one had refused, the other
+    run's half-made variable taken for "a directory that holds other files, not a Zarr array
+    or group", its coordinates deleted under it taken for a relabelling, or failed on xarray's
+    ``ContainsArrayError`` (the other's coordinate written meanwhile). Under the group's lock
+    both finish, complete in their own metadata and in the consolidated copy, each time."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    seed, out = tmp_path / "seed.zarr", tmp_path / "out.zarr"
+    configs = {}
+    for name in ("t0", "t", "t2"):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(config(tmp_path, output={"array": name})))
+    assert pipeline.run(config(tmp_path, output={"array": "t0"})).status == "complete"
+    many = xr.Dataset({f"v{i}": ("x", np.zeros(COLS)) for i in range(200)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many.to_zarr(str(out), mode="a", consolidated=True)
+    out.rename(seed)
+    for _ in range(4):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(seed, out)
+        procs = [cli_process(configs[name], "--overwrite") for name in ("t", "t2")]
+        results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+        assert [rc for rc, _ in results] == [0, 0], [err for _, err in results]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy = zarr.open_consolidated(str(out), mode="r").metadata.consolidated_metadata
+        assert copy is not None
+        for name in ("t0", "t", "t2"):
+            own = zarr.open_array(str(out), path=name).attrs["pipeline"]["status"]
+            listed = copy.metadata[name].attributes["pipeline"]["status"]
+            assert (own, listed) == ("complete", "complete"), name
+        got = open_dataset(out)
+        assert same_bits(got["t"].values, got["t2"].values)
+        assert same_bits(got["t"].values, got["t0"].values)

@@ -315,8 +315,12 @@ def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> Non
     a stale consolidated copy, or left out). A name the variable's dimensions or CF
     attributes give counts where the group holds it, as its consolidated metadata or its
     listing says, or where neither says (a dimension without a coordinate, a reference to
-    nothing, are read by no one)."""
+    nothing, are read by no one); so does one that the group's or another array's
+    ``coordinates`` lists (:func:`datasets.listed_names`: xarray gives it to the variable where
+    it lies on the variable's dimensions, which only its metadata, not found by its key, would
+    say; it was left out silently)."""
     named = (*variable.coords, *variable.dims, *datasets.references(dict(variable.attrs)))
+    named += tuple(datasets.listed_names(store, variable))
     unsafe = [n for n in dict.fromkeys(named) if url_unsafe(n) is not None]
     if not unsafe:
         return

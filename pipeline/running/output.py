@@ -31,7 +31,7 @@ from pipeline.errors import OutputError, PipelineError, public_url
 from pipeline.planning import Plan, make_plan
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
-from pipeline.store.ledger import RECORD, Ledger
+from pipeline.store.ledger import RECORD, Ledger, group_lock
 from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
@@ -245,9 +245,20 @@ def _group_state(plan: Plan, ours: bool) -> str:
     if ours or not others:
         return "absent"
     loc, group = plan.output.location, output_group(plan) or ""
-    if all(arrays.node_type(loc, _key(group, n)) in ("array", "group") for n in others):
+    if all(_zarr_or_ours(loc, _key(group, n)) for n in others):
         return "occupied"
     return "not-zarr"
+
+
+def _zarr_or_ours(loc: Location, path: str) -> bool:
+    """Whether ``path`` is a Zarr array or group, or this pipeline's output there in the
+    making: a folder holding its run record (another run writing another variable into the
+    same group, between taking its lock and creating its array, or while it replaces its
+    metadata), which is no stranger's folder (a run had been refused, the group called "a
+    directory that holds other files, not a Zarr array or group")."""
+    if arrays.node_type(loc, path) in ("array", "group"):
+        return True
+    return loc.exists(_key(path, RECORD))  # (a file there holds none)
 
 
 def _beside(plan: Plan) -> list[str]:
@@ -622,7 +633,14 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     ``blocking`` and ``node``: :func:`check_parents`), ``changed`` (for a stale output),
     ``holder`` (for an output another run is writing: its ``pid``, ``host``, ``since``).
 
-    Reads only: nothing is written before this has decided (and the lock is taken)."""
+    Reads only: nothing is written before this has decided (and the lock is taken); under
+    the group's lock (:func:`pipeline.store.ledger.group_lock`), so what another run writing
+    into the same group changes is read before or after, never half-written."""
+    with group_lock(plan.output.location, output_group(plan)):
+        return _decide_start(plan, overwrite, resume)
+
+
+def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
     where = plan.output.location.join(plan.output.path)
     check_parents(plan)
     ledger = plan.sink.ledger
@@ -1171,7 +1189,14 @@ def create(plan: Plan) -> None:
     copies above it), so a replacement cut short never leaves an array that claims to be
     complete, then its chunks; the new one is created marked incomplete, after the Dataset
     around it (the group's attributes, rewritten in place, and coordinates, written by
-    xarray), with the input's dimension names and attributes."""
+    xarray), with the input's dimension names and attributes. All of it under the group's
+    lock (:func:`pipeline.store.ledger.group_lock`): another run writing another variable
+    into the same group replaces the coordinates and rewrites the group's metadata too."""
+    with group_lock(plan.output.location, output_group(plan)):
+        _create(plan)
+
+
+def _create(plan: Plan) -> None:
     o = plan.output
     ledger = plan.sink.ledger
     assert ledger is not None
@@ -1354,8 +1379,11 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     carried_attrs = recorded_run(plan).get("group_attributes")
     if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
         done["group_attributes"] = carried_attrs
-    arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
-    _consolidate(plan)
+    # under the group's lock: another run's consolidation, begun before this update and
+    # written after it, had put this output's "incomplete" back into the consolidated copy
+    with group_lock(o.location, output_group(plan)):
+        arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
+        _consolidate(plan)
     assert plan.sink.ledger is not None
     try:
         plan.sink.ledger.clear()

@@ -174,9 +174,11 @@ def listed_elsewhere(
     ``coordinates`` does not name them: those the group's :data:`GLOBAL_COORDINATES` or
     another array's ``coordinates`` lists (``listed``: :func:`listings`; xarray makes each a
     coordinate of the Dataset), whose dimensions are among ``dims`` (a DataArray taken from
-    the Dataset keeps those); not one the variable names as :data:`DROPPED` (never
-    carried)."""
-    skip = {name, *dims, *references(attrs, ("coordinates", *DROPPED))}
+    the Dataset keeps those); one the variable's own ``ancillary_variables`` (a kind of
+    :data:`DROPPED`) names too is among them: xarray's ``decode_coords`` (``True`` or
+    ``"all"``) makes it a coordinate of the Dataset all the same, and ``ds[name]`` keeps it (it
+    had been left out)."""
+    skip = {name, *dims, *references(attrs, ("coordinates",))}
     kept = []
     for n in dict.fromkeys(n for lister, n in listed if lister != name):
         a = None if n in skip else _own_array(store, _key(path, n))
@@ -184,6 +186,34 @@ def listed_elsewhere(
         if d is not None and set(d) <= set(dims):
             kept.append(n)
     return kept
+
+
+def listed_names(store: Any, var: Variable) -> list[str]:
+    """The names that the group's :data:`GLOBAL_COORDINATES` or another array's
+    ``coordinates`` lists (:func:`listings`) in the group of ``var`` that xarray may give
+    ``var``: those whose array, as the group's consolidated copy or listing gives it, lies on
+    ``var``'s dimensions, or that it does not give (:func:`listed_elsewhere` opens each by its
+    key to see); [] for an array alone or a group that cannot be read."""
+    import zarr
+
+    if not var.name:
+        return []
+    try:
+        with _quiet():
+            opened = zarr.open_group(store=store, path=var.group or None, mode="r")
+    except Exception:
+        return []
+    try:
+        with _quiet():
+            members = dict(opened.arrays())
+    except Exception:  # a member not found by its key, or no listing: none known
+        members = {}
+    found = []
+    for lister, n in listings(store, opened, var.group):
+        d = dims_of(members[n]) if n in members else None
+        if lister != var.name and n != var.name and (d is None or set(d) <= set(var.dims)):
+            found.append(n)
+    return list(dict.fromkeys(found))
 
 
 def with_listed(attrs: dict[str, Any], var: Variable) -> dict[str, Any]:
@@ -367,8 +397,14 @@ def group_attributes(store: Any, group: str) -> dict[str, Any]:
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    """Whether two attribute values are the same JSON (NaN equal to NaN, as stored)."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    """Whether two attribute values are the same JSON (NaN equal to NaN, as stored; -0.0 not
+    0.0); a NumPy value (xarray's attributes may hold one) as the JSON it is stored as, whole
+    (its ``str`` elides a long array's middle)."""
+    return _json_text(a) == _json_text(b)
+
+
+def _json_text(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=lambda o: getattr(o, "tolist", o.__str__)())
 
 
 #: A group's attribute that is xarray's encoding, not a Dataset attribute: ``coordinates``
@@ -1000,8 +1036,9 @@ def same_coordinate(
 ) -> bool | None:
     """Whether the coordinate ``name`` written beside ``var`` (:func:`write_frame`) would be
     what the output group ``dst_group`` holds under that name now, as xarray reads both
-    (values, dimensions, attributes; encodings aside), or, where xarray cannot decode the
-    output's, as both are stored (values and attributes); None when the output's cannot be read
+    (values to the bit, :func:`same_labels`; dimensions; attributes as stored JSON,
+    :func:`_same_attributes`; encodings aside), or, where xarray cannot decode the output's,
+    as both are stored (values and attributes); None when the output's cannot be read
     at all (a coordinate a stopped run left without its chunks or metadata)."""
     with _quiet():
         new = _frame(src_store, var, (name,), written=var.coords)[name].variable
@@ -1010,7 +1047,41 @@ def same_coordinate(
         except Exception:  # xarray cannot decode it (a calendar without cftime, ...): as stored
             src, dst = _key(var.group, name), _key(dst_group, name)
             return _same_stored(src_store, src, dst_store, dst, var.coords)
-    return bool(new.identical(old))
+    return (
+        new.dims == old.dims
+        and _same_attributes(new.attrs, old.attrs)
+        and same_labels(new.values, old.values)
+    )
+
+
+def _same_attributes(a: Any, b: Any) -> bool:
+    """Whether two attribute mappings hold the same names with the same values as stored
+    JSON (:func:`_same_value`: -0.0 is not 0.0, NaN is NaN; xarray's ``identical`` takes
+    -0.0 for 0.0)."""
+    a, b = dict(a), dict(b)
+    return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+
+
+def same_labels(a: Any, b: Any) -> bool:
+    """Whether two arrays of coordinate labels are the same to the bit, as the output's values
+    are (``verify``'s ``same_bits``): numbers, dates and durations by their bytes, so a label
+    -0.0 where the other holds 0.0, or a NaN of another payload, differs (xarray's
+    ``identical`` and ``np.array_equal`` with ``equal_nan`` take them for the same: a
+    coordinate relabelled only so passed as the same one); the same shape and kind of number
+    (the byte order aside), else they differ; text and objects (strings, cftime dates) as
+    equal values."""
+    import numpy as np
+
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        return False
+    numbers = "biufcmM"
+    if x.dtype.kind not in numbers and y.dtype.kind not in numbers:
+        return bool(np.array_equal(x, y))
+    if x.dtype.newbyteorder("=") != y.dtype.newbyteorder("="):
+        return False
+    native = x.dtype.newbyteorder("=")
+    return np.ascontiguousarray(x, native).tobytes() == np.ascontiguousarray(y, native).tobytes()
 
 
 def _same_stored(
@@ -1031,12 +1102,11 @@ def _same_stored(
     except Exception:
         return None
     skip = {"_ARRAY_DIMENSIONS"}
-    same_attrs = {
-        k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip
-    } == {k: v for k, v in dict(b.attrs).items() if k not in skip}
-    return bool(
-        same_attrs and x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
+    same_attrs = _same_attributes(
+        {k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip},
+        {k: v for k, v in dict(b.attrs).items() if k not in skip},
     )
+    return same_attrs and same_labels(x, y)
 
 
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:

@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,3 +311,55 @@ def _alive(holder: dict[str, Any]) -> bool:
         return True  # cannot tell (permissions): assume it runs
     started = holder.get("started")
     return not isinstance(started, (int, float)) or abs(created - started) < 1.0
+
+
+#: The groups whose lock each thread holds (:func:`group_lock`), by real path.
+_GROUPS_HELD = threading.local()
+
+
+@contextlib.contextmanager
+def group_lock(location: Location, group: str | None) -> Iterator[None]:
+    """Hold the lock of the output group ``group`` of ``location`` (None: an output written
+    alone, no group) while a run reads or rewrites the metadata shared by the runs that write
+    its variables: the group's ``zarr.json`` (its attributes, its consolidated copy, which
+    lists every member's metadata) and the coordinates they share. Each such step is a read
+    then a write: two runs writing different variables into one group at once had failed
+    (a run's coordinates deleted while the other wrote its own, xarray's
+    ``ContainsArrayError``; a coordinate taken for a relabelling, from what the other had
+    half-written), and a consolidation begun before the other's completion and written after
+    it would put back its "incomplete". An OS lock (``flock``) on the
+    group's folder (the nearest folder above that is, before it is made), which stays
+    where the group's documents are replaced, and holds no file a reader would list; the
+    kernel drops it with its process. A thread that holds it already takes it again; one
+    that waits blocks until the other run's step is done (a short one). Object stores have no
+    such lock: there nothing is held, as before."""
+    if group is None or not location.is_local:
+        yield
+        return
+    path = location.join(group)
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            yield
+            return
+        path = parent
+    key = os.path.realpath(path)
+    held: set[str] = _GROUPS_HELD.__dict__.setdefault("paths", set())
+    if key in held:
+        yield
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            # a file system without locks (the output's own lock says so where it matters)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+    finally:
+        os.close(fd)  # the lock goes with it
