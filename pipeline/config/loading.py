@@ -231,12 +231,20 @@ def _sent_problem(kind: str, value: Any) -> str | None:
     return None
 
 
-def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
+def parse_config(
+    data: Any,
+    source: str = "<config>",
+    positions: dict | None = None,
+    overridden: Sequence[tuple] = (),
+) -> Config:
     """Validate a mapping into a :class:`Config`.
 
     Raises :class:`ConfigError` naming ``source``, the line (from ``positions``, as
     :func:`load_config` records them) and the key; fields ``file``, ``line`` (1-based, or None)
-    and ``key`` (dotted, e.g. ``stages.0.factor``)."""
+    and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
+    values an override set, not the file: a problem there names the override, and no line
+    (the file's nearest line, its section's or its first, had been named), with the field
+    ``override`` (the override's dotted key)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the config must be a mapping of keys (input, output, ...)",
@@ -247,29 +255,16 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
     problem = _option_problem(data)
     if problem is not None:
         key, said = problem
-        loc, line = key, None
-        while loc and loc not in (positions or {}):
-            loc = loc[:-1]
-        mark = (positions or {}).get(loc) if loc else None
-        line = mark.line + 1 if mark is not None else None
+        where, line, extra = _where(key, source, positions, overridden)
         named = ".".join(str(k) for k in key)
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
+        raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
     try:
         return Config.model_validate(data)
     except ValidationError as e:
         errors = e.errors()
         err = _first_error(errors)
-        where, line = source, None
         key = _data_loc(err["loc"], data)
-        if positions:
-            loc = key
-            while loc and loc not in positions:
-                loc = loc[:-1]
-            mark = positions.get(loc)
-            if mark is not None:
-                line = mark.line + 1
-                where = f"{source}:{line}"
+        where, line, extra = _where(key, source, positions, overridden)
         dotted = ".".join(str(k) for k in key) or None
         more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
         # a key this version removed: why (its entry in REMOVED), not a typo to correct
@@ -279,8 +274,39 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             file=source,
             line=line,
             key=dotted,
+            **extra,
             **({"removed": removed} if removed else {}),
         ) from None
+
+
+def _where(
+    key: tuple, source: str, positions: dict | None, overridden: Sequence[tuple]
+) -> tuple[str, int | None, dict[str, str]]:
+    """Where a problem at ``key`` is, for its line: (what the line starts with, the file's
+    line or None, the error's ``override`` field where it has one). A value an override set
+    (``key`` at or under one of ``overridden``, or in a section that the file does not have
+    and an override made) is named as the override, with no line of the file: the file's
+    nearest key's line (its section's, or line 1 for a top-level key) was not where it came
+    from."""
+    positions = positions or {}
+    loc = key
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    made = key[: len(loc) + 1]  # the first of key's sections the file does not have, if any
+    by = next((o for o in overridden if key[: len(o)] == o), None)
+    if by is None and made != loc:
+        by = next((o for o in overridden if o[: len(made)] == made), None)
+    if by is not None:
+        name = ".".join(str(k) for k in by)
+        return (
+            f"override {name!r} (given with {source}, not read from it)",
+            None,
+            {"override": name},
+        )
+    mark = positions.get(loc)
+    if mark is None:
+        return source, None, {}
+    return f"{source}:{mark.line + 1}", mark.line + 1, {}
 
 
 def _other_problems(key: tuple, locs: list[tuple]) -> str:
@@ -485,6 +511,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if node is not None:
         _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
+    overridden: list[tuple] = []
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
         *parents, last = dotted.split(".")
@@ -508,8 +535,19 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
                 )
+        overridden += _leaves(tuple(dotted.split(".")), target.get(last), value)
         target[last] = _merged(target.get(last), value)
-    return parse_config(data, str(p), positions)
+    return parse_config(data, str(p), positions, overridden)
+
+
+def _leaves(key: tuple, held: Any, value: Any) -> list[tuple]:
+    """The keys whose values an override of ``key`` to ``value`` sets over what the file
+    ``held`` there (:func:`_merged`): a mapping merged into the file's mapping sets its own
+    keys, at any depth (none for an empty one); any other value, or a mapping in place of
+    the file's value, the whole of ``key``."""
+    if isinstance(value, Mapping) and isinstance(held, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k), v)]
+    return [key]
 
 
 def _merged(held: Any, value: Any) -> Any:
