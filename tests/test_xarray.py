@@ -3292,3 +3292,36 @@ def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
     assert (e.array, e.users) == ("name", ["mine"]) and "relabel" in str(e), e
     assert len(str(e).splitlines()) == 1
     assert file_states(out) == before
+
+
+@pytest.mark.parametrize("array", [None, "results/t5"])
+def test_the_summarys_output_is_what_xarray_opens(tmp_path: Path, cli, array: str | None) -> None:
+    """``summary.output`` of a Dataset output was the variable's array (``out.zarr/t``), on
+    which ``xr.open_zarr`` fails (an array, not a group). It names the group xarray opens
+    (the store, or ``output.array``'s group), and ``summary.output_array`` the variable's
+    array, which zarr opens; the command line's summary says both, its JSON too. An array
+    written alone keeps one path for both."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    output = {} if array is None else {"array": array}
+    cfg = config(tmp_path, output=output, cluster={"dashboard": ""})
+    summary = pipeline.run(cfg)
+    group = tmp_path / "out.zarr" / ("results" if array else "")
+    var = array or "t"
+    assert summary.output == str(group).rstrip("/"), summary.output
+    assert summary.output_array == str(tmp_path / "out.zarr" / var), summary.output_array
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = xr.open_zarr(summary.output)
+    assert opened[var.rpartition("/")[2]].dims == ("y", "x") and "lon" in opened.coords
+    assert zarr.open_array(summary.output_array, mode="r").shape == (ROWS, COLS)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, out, err = cli("run", str(path), "--overwrite", "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    rows = dict(re.findall(r"^\s*(output(?: array)?)\s{2,}(\S.*?)\s*$", out, re.M))
+    assert rows == {"output": summary.output, "output array": summary.output_array}, out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert (saved["output"], saved["output_array"]) == (summary.output, summary.output_array)
+    alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
+    alone_summary = pipeline.run(config(tmp_path, output=alone, cluster={"dashboard": ""}))
+    assert alone_summary.output == alone_summary.output_array == alone["store"]
