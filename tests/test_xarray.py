@@ -3325,3 +3325,45 @@ def test_the_summarys_output_is_what_xarray_opens(tmp_path: Path, cli, array: st
     alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
     alone_summary = pipeline.run(config(tmp_path, output=alone, cluster={"dashboard": ""}))
     assert alone_summary.output == alone_summary.output_array == alone["store"]
+
+
+def test_times_are_carried_as_the_input_stores_them(tmp_path: Path) -> None:
+    """The coordinates were decoded by xarray and encoded again: a time's ``units`` ``hours
+    since 2024-01-01 00:00:00`` came out as ``hours since 2024-01-01``, a time given without
+    a ``calendar`` got one, and a time's bounds got the time's units (the values the same).
+    Each carried coordinate is the input's, its metadata and chunk bytes identical, and
+    xarray decodes the output's times as the input's."""
+    rng = np.random.default_rng(3)
+    time = np.datetime64("2024-01-01T00:00") + np.arange(8) * np.timedelta64(1, "h")
+    ds = xr.Dataset(
+        {"t": (("time", "x"), rng.standard_normal((8, 5)), {"units": "K"})},
+        coords={
+            "time": ("time", time, {"bounds": "time_bnds", "axis": "T"}),
+            "time_bnds": (("time", "nv"), np.stack([time, time + np.timedelta64(1, "h")], 1)),
+            "x": ("x", np.arange(5.0), {"units": "km"}),
+            "lead": ("time", np.arange(8) * np.timedelta64(30, "m")),
+            "noon": ("time", np.arange(8) * 0.5, {"units": "days since 2000-01-01 12:00:00"}),
+        },
+    )
+    ds["t"].encoding = {"chunks": (4, 5)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    names = ["time", "time_bnds", "x", "lead", "noon"]
+    units = json.loads((tmp_path / "in.zarr/time/zarr.json").read_text())["attributes"]["units"]
+    assert units == "hours since 2024-01-01 00:00:00"  # what xarray writes, and then rewrote
+    pipeline.run(config(tmp_path, cluster={"dashboard": ""}))
+    for name in names:
+        a = json.loads((tmp_path / "in.zarr" / name / "zarr.json").read_text())
+        b = json.loads((tmp_path / "out.zarr" / name / "zarr.json").read_text())
+        assert a == b, (name, a, b)
+        src = tmp_path / "in.zarr" / name / "c"
+        chunks = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+        assert chunks, name
+        for c in chunks:
+            dst = tmp_path / "out.zarr" / name / "c" / c
+            assert (src / c).read_bytes() == dst.read_bytes(), (name, c)
+    a_ds, b_ds = open_dataset(tmp_path / "in.zarr"), open_dataset(tmp_path / "out.zarr")
+    for name in names:
+        assert a_ds[name].identical(b_ds[name]), name
+    assert b_ds["time"].encoding["units"] == units

@@ -725,8 +725,11 @@ def write_frame(
 ) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
     v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
-    variables, read and written by xarray (values, dtypes, attributes, time encodings and
-    chunks as xarray round-trips them; codecs its defaults). xarray puts ``attrs`` in place
+    variables, read and written by xarray (values, dtypes, attributes and chunks as xarray
+    round-trips them; codecs its defaults), CF times and durations as they are stored: their
+    numbers and their ``units`` and ``calendar`` as the input has them (decoded and encoded
+    again, xarray rewrote ``hours since 2024-01-01 00:00:00`` as ``hours since 2024-01-01``,
+    added a ``calendar`` the input did not give, and gave a time's bounds its units). xarray puts ``attrs`` in place
     of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
     already in the group stay: the caller removes those the coordinates replace first
     (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
@@ -735,7 +738,7 @@ def write_frame(
     write: :func:`global_coordinates`) that the group still holds are added.
     :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        frame = _frame(src_store, var, var.coords, written=var.coords)
+        frame = _frame(src_store, var, var.coords, written=var.coords, times=False)
         if attrs is not None:
             frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
@@ -743,10 +746,15 @@ def write_frame(
 
 
 def _frame(
-    src_store: Any, var: Variable, names: tuple[str, ...], written: tuple[str, ...] | None = None
+    src_store: Any,
+    var: Variable,
+    names: tuple[str, ...],
+    written: tuple[str, ...] | None = None,
+    times: bool = True,
 ) -> Any:
     """The input group's attributes and its arrays ``names``, as ``xr.open_zarr`` decodes
-    them, each from its own metadata, loaded; the other variables are not decoded. With
+    them (``times`` False: CF times and durations left as their stored numbers, with their
+    attributes), each from its own metadata, loaded; the other variables are not decoded. With
     ``written`` (the arrays written beside the output variable), as they are written: each
     one's CF references naming only those (:func:`with_written_references`; a carried
     coordinate's own ``coordinates``, which xarray keeps in its encoding, too)."""
@@ -762,6 +770,8 @@ def _frame(
         consolidated=False,
         chunks=None,
         drop_variables=others,
+        decode_times=times,
+        decode_timedelta=times,
     )
     ds = ds.drop_vars([v for v in ds.variables if v not in names]).load()
     if written is not None:
@@ -1041,7 +1051,8 @@ def _same_stored(
 
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     """Why :func:`write_frame` would fail, found by writing the frame into memory with xarray
-    as it would (the coordinates read, decoded and encoded as they will be): (the coordinate
+    as it would (the coordinates read and encoded as they will be; CF times decoded too, as
+    ``xr.open_zarr`` of the output will decode them, though they are written as stored): (the coordinate
     that fails alone, '' where none does; xarray's reason in one line); None where it goes.
     A coordinate xarray cannot decode (CF time ``units`` it cannot parse, a ``calendar`` it
     does not know, or needs cftime for; a value out of range) fails ``xr.open_zarr`` of the
