@@ -3367,3 +3367,59 @@ def test_times_are_carried_as_the_input_stores_them(tmp_path: Path) -> None:
     for name in names:
         assert a_ds[name].identical(b_ds[name]), name
     assert b_ds["time"].encoding["units"] == units
+
+
+def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
+    tmp_path: Path,
+) -> None:
+    """The pipeline run on a dimension coordinate (``input.array: lat``) wrote the computed
+    values as the output's ``lat``: the index xarray reads the Dataset on was replaced by
+    them, and kept its ``bounds``, the input's ``lat_bnds``, carried beside it, whose cells
+    bound the input's values, not the computed ones. Under another name (``lat5``) the input's
+    ``lat`` was not carried at all (skipped as the variable itself), so ``lat5`` lay on a
+    dimension without its coordinate, though still naming those bounds. The input's ``lat``
+    is now carried as any dimension coordinate is (with its bounds), so an output of its own
+    name is refused in one line naming the fix, before anything is written; the computed
+    variable keeps no ``bounds`` of the input's values. A time coordinate is refused, as any
+    variable of times is."""
+    lat = np.linspace(-85.0, 85.0, 18)
+    ds = xr.Dataset(
+        {"air": (("lat",), np.arange(18.0), {"units": "K", "coordinates": "z"})},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"}),
+            "lat_bnds": (("lat", "nv"), np.stack([lat - 5, lat + 5], 1)),
+            "z": ("lat", np.arange(18) * 2.0, {"long_name": "auxiliary"}),
+            "time": ("time", np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]")),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    same_name = config(tmp_path, input={"array": "lat"}, cluster={"dashboard": ""})
+    with pytest.raises(ConfigError) as refused:
+        pipeline.run(same_name)
+    assert refused.value.key == "output.array" and "'lat_out'" in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    cfg = config(
+        tmp_path, input={"array": "lat"}, output={"array": "lat5"}, cluster={"dashboard": ""}
+    )
+    summary = pipeline.run(cfg)
+    out = open_dataset(Path(summary.output))
+    expected = apply_chain(plan_chain(parse_config(cfg).stage_specs(), lat.dtype), lat)
+    assert same_bits(out["lat5"].values, expected)
+    assert out["lat5"].dims == ("lat",) and out["lat5"].attrs["units"] == "degrees_north"
+    assert "bounds" not in out["lat5"].attrs, out["lat5"].attrs
+    assert "z" in out["lat5"].coords and "time" not in out.coords
+    assert same_bits(out.indexes["lat"].values, lat)  # the input's, with its bounds
+    assert out["lat"].attrs["bounds"] == "lat_bnds"
+    assert same_bits(out["lat_bnds"].values, ds["lat_bnds"].values)
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
+    pipeline.run(config(tmp_path, input={"array": "lat"}, output=alone, cluster={"dashboard": ""}))
+    written = zarr.open_array(alone["store"], mode="r")
+    assert same_bits(written[...], expected) and "bounds" not in written.attrs
+    times = {"store": str(tmp_path / "t.zarr")}
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"array": "time"}, output=times))
+    assert "holds times" in str(info.value)
