@@ -806,5 +806,5 @@ def _run(args: argparse.Namespace, config: Any) -> int:
                 with open(args.summary_json, "w") as f:
                     f.write(summary.to_json())
     except KeyboardInterrupt:  # the output is complete all the same
-        raise Interrupted("run", summary.output, "complete") from None
+        raise Interrupted("run", summary.output_array, "complete") from None
     return 0

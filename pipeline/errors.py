@@ -183,7 +183,8 @@ class ConfigError(PipelineError):
 
     Fields: ``file``, ``line`` (1-based; None where unknown) and ``key`` (dotted, such as
     ``cluster.gpus``) as far as they are known; ``option`` for a command-line option;
-    ``removed`` (why) for a key that this version removed.
+    ``removed`` (why) for a key that this version removed; ``override`` (its dotted key) for
+    a value that an override of ``load_config`` set, not the file (``line`` is then None).
     """
 
 

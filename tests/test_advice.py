@@ -1026,7 +1026,10 @@ def test_a_dry_run_answers_as_the_run_with_its_flags(
         assert {"output", "output now", "stages", "chunking"} <= set(rows), said
         now = rows["output now"]
         errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
-        run_rc, _, run_err = _said(capsys, "run", cfg, "--progress", "none", *flags)
+        # progress on (plain lines, none due): the run says that it resumes, or has nothing to do
+        run_rc, _, run_err = _said(
+            capsys, "run", cfg, "--progress", "plain", "--progress-interval", "600", *flags
+        )
         run_errors = [ln for ln in run_err.splitlines() if ln.startswith("error: ")]
     assert (rc, errors) == (run_rc, run_errors), (state, flag, now, err, run_err)
     if rc == 1:

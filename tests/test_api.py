@@ -1110,3 +1110,40 @@ def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
     path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="o.yaml")
     cfg = load_config(path, {"output.store": tmp_path / "other.zarr"})
     assert cfg.output.store == str(tmp_path / "other.zarr")
+
+
+def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_path: Path) -> None:
+    """A value an override of ``load_config`` set that the config refuses had been said at a
+    line of the file: the line of the file's value it replaced, its section's, or line 1 for
+    a top-level key (``backend``). It names the override, and no line (``line`` None,
+    ``override`` its key), whether the override is dotted or a mapping merged into the file's
+    section, or made a section the file does not have; a problem of the file's own still
+    names its line, overrides or not."""
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    for overrides, key, override in [
+        ({"backend": "tpu"}, "backend", "backend"),  # the file's own value replaced
+        ({"output.overwrite": "maybe"}, "output.overwrite", "output.overwrite"),
+        ({"input.bogus": 1}, "input.bogus", "input.bogus"),  # unknown key
+        ({"cluster": {"workers": 0}}, "cluster.workers", "cluster.workers"),  # merged
+        ({"output": {"store": {"x": 1}}}, "output.store", "output.store"),
+        ({"input.generate.seed": 1}, "input.generate.shape", "input.generate.seed"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            pipeline.load_config(path, overrides)
+        e = info.value
+        assert (e.line, e.key, e.override) == (None, key, override), (overrides, e)
+        text = str(e)
+        assert text.startswith(f"override {override!r} (given with {path}, not read from it)")
+        assert not re.search(rf"{re.escape(str(path))}:\d", text), text
+        assert len(text.splitlines()) == 1
+    bad = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "bad.yaml", backend="tpu"
+    )
+    with pytest.raises(ConfigError) as info:
+        pipeline.load_config(bad, {"cluster.workers": 3, "output": {"overwrite": True}})
+    line = next(
+        i for i, t in enumerate(bad.read_text().splitlines(), 1) if t.startswith("backend:")
+    )
+    assert (info.value.line, info.value.key) == (line, "backend"), info.value
+    assert str(info.value).startswith(f"{bad}:{line}: backend:")
+    assert "override" not in info.value.data

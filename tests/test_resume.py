@@ -39,6 +39,7 @@ from tests.faultkit import (
     one_line_error,
     refused,
     run_and_signal,
+    run_python,
     set_aside,
     status,
     stored_files,
@@ -352,6 +353,50 @@ def test_resume_of_a_complete_output_does_nothing(work: Work, cli, tmp_path: Pat
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["blocks_done"] == 0 and summary["blocks_skipped"] == work.rows
     assert file_states(work.output) == snapshot
+
+
+#: A script resuming the config argv[1] through the Python API, with progress off (its
+#: default), twice (an incomplete output, then a complete one), then asking for progress;
+#: each call's stderr ends with a line of its own.
+_RESUME_SCRIPT = """
+import sys
+import pipeline
+if __name__ == "__main__":
+    for progress in ("none", "none", "plain"):
+        s = pipeline.run(sys.argv[1], resume=True, progress=progress)
+        print(s.status, s.blocks_done, s.blocks_skipped, flush=True)
+        print("--- end of call", file=sys.stderr, flush=True)
+"""
+
+
+def test_a_resume_with_progress_off_says_nothing_but_its_summary(
+    work: Work, cli, tmp_path: Path
+) -> None:
+    """``pipeline.run(config, resume=True)``, whose progress is off by default, wrote
+    "resuming: N of M blocks already written" and, on a complete output, "... is already
+    complete; nothing to do" on stderr, which a caller who turned progress off had not asked
+    for; the summary says both (blocks skipped, status). With progress off, as with
+    ``--progress none`` or ``-q`` on the command line, nothing is said; with progress on, the
+    lines are said as before."""
+    work.restore_killed()
+    script = tmp_path / "resume.py"
+    script.write_text(_RESUME_SCRIPT)
+    done = run_python([script, work.config], cwd=work.dir, timeout=600)
+    assert done.returncode == 0, done.stderr
+    calls = done.stderr.split("--- end of call\n")
+    assert calls[:2] == ["", ""], done.stderr
+    assert "already complete; nothing to do" in calls[2], done.stderr
+    statuses = [line.split()[0] for line in done.stdout.splitlines()]
+    assert statuses == ["complete", "complete", "complete"], done.stdout
+    assert_same_stores(work.output, work.ref)
+    for flags in (["--progress", "none"], ["-q"]):
+        work.restore_killed()
+        for _ in range(2):  # incomplete, then complete
+            rc, out, err = cli("run", work.config, "--resume", *flags)
+            assert rc == 0 and err == "", err
+            assert "status" in out
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0 and "already complete; nothing to do" in err, err
 
 
 @pytest.mark.parametrize(

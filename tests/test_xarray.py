@@ -3438,3 +3438,134 @@ def test_two_runs_writing_variables_into_one_group_at_once_lose_nothing(tmp_path
         got = open_dataset(out)
         assert same_bits(got["t"].values, got["t2"].values)
         assert same_bits(got["t"].values, got["t0"].values)
+
+
+@pytest.mark.parametrize("array", [None, "results/t5"])
+def test_the_summarys_output_is_what_xarray_opens(tmp_path: Path, cli, array: str | None) -> None:
+    """``summary.output`` of a Dataset output was the variable's array (``out.zarr/t``), on
+    which ``xr.open_zarr`` fails (an array, not a group). It names the group xarray opens
+    (the store, or ``output.array``'s group), and ``summary.output_array`` the variable's
+    array, which zarr opens; the command line's summary says both, its JSON too. An array
+    written alone keeps one path for both."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    output = {} if array is None else {"array": array}
+    cfg = config(tmp_path, output=output, cluster={"dashboard": ""})
+    summary = pipeline.run(cfg)
+    group = tmp_path / "out.zarr" / ("results" if array else "")
+    var = array or "t"
+    assert summary.output == str(group).rstrip("/"), summary.output
+    assert summary.output_array == str(tmp_path / "out.zarr" / var), summary.output_array
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = xr.open_zarr(summary.output)
+    assert opened[var.rpartition("/")[2]].dims == ("y", "x") and "lon" in opened.coords
+    assert zarr.open_array(summary.output_array, mode="r").shape == (ROWS, COLS)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, out, err = cli("run", str(path), "--overwrite", "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    rows = dict(re.findall(r"^\s*(output(?: array)?)\s{2,}(\S.*?)\s*$", out, re.M))
+    assert rows == {"output": summary.output, "output array": summary.output_array}, out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert (saved["output"], saved["output_array"]) == (summary.output, summary.output_array)
+    alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
+    alone_summary = pipeline.run(config(tmp_path, output=alone, cluster={"dashboard": ""}))
+    assert alone_summary.output == alone_summary.output_array == alone["store"]
+
+
+def test_times_are_carried_as_the_input_stores_them(tmp_path: Path) -> None:
+    """The coordinates were decoded by xarray and encoded again: a time's ``units`` ``hours
+    since 2024-01-01 00:00:00`` came out as ``hours since 2024-01-01``, a time given without
+    a ``calendar`` got one, and a time's bounds got the time's units (the values the same).
+    Each carried coordinate is the input's, its metadata and chunk bytes identical, and
+    xarray decodes the output's times as the input's."""
+    rng = np.random.default_rng(3)
+    time = np.datetime64("2024-01-01T00:00") + np.arange(8) * np.timedelta64(1, "h")
+    ds = xr.Dataset(
+        {"t": (("time", "x"), rng.standard_normal((8, 5)), {"units": "K"})},
+        coords={
+            "time": ("time", time, {"bounds": "time_bnds", "axis": "T"}),
+            "time_bnds": (("time", "nv"), np.stack([time, time + np.timedelta64(1, "h")], 1)),
+            "x": ("x", np.arange(5.0), {"units": "km"}),
+            "lead": ("time", np.arange(8) * np.timedelta64(30, "m")),
+            "noon": ("time", np.arange(8) * 0.5, {"units": "days since 2000-01-01 12:00:00"}),
+        },
+    )
+    ds["t"].encoding = {"chunks": (4, 5)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    names = ["time", "time_bnds", "x", "lead", "noon"]
+    units = json.loads((tmp_path / "in.zarr/time/zarr.json").read_text())["attributes"]["units"]
+    assert units == "hours since 2024-01-01 00:00:00"  # what xarray writes, and then rewrote
+    pipeline.run(config(tmp_path, cluster={"dashboard": ""}))
+    for name in names:
+        a = json.loads((tmp_path / "in.zarr" / name / "zarr.json").read_text())
+        b = json.loads((tmp_path / "out.zarr" / name / "zarr.json").read_text())
+        assert a == b, (name, a, b)
+        src = tmp_path / "in.zarr" / name / "c"
+        chunks = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+        assert chunks, name
+        for c in chunks:
+            dst = tmp_path / "out.zarr" / name / "c" / c
+            assert (src / c).read_bytes() == dst.read_bytes(), (name, c)
+    a_ds, b_ds = open_dataset(tmp_path / "in.zarr"), open_dataset(tmp_path / "out.zarr")
+    for name in names:
+        assert a_ds[name].identical(b_ds[name]), name
+    assert b_ds["time"].encoding["units"] == units
+
+
+def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
+    tmp_path: Path,
+) -> None:
+    """The pipeline run on a dimension coordinate (``input.array: lat``) wrote the computed
+    values as the output's ``lat``: the index xarray reads the Dataset on was replaced by
+    them, and kept its ``bounds``, the input's ``lat_bnds``, carried beside it, whose cells
+    bound the input's values, not the computed ones. Under another name (``lat5``) the input's
+    ``lat`` was not carried at all (skipped as the variable itself), so ``lat5`` lay on a
+    dimension without its coordinate, though still naming those bounds. The input's ``lat``
+    is now carried as any dimension coordinate is (with its bounds), so an output of its own
+    name is refused in one line naming the fix, before anything is written; the computed
+    variable keeps no ``bounds`` of the input's values. A time coordinate is refused, as any
+    variable of times is."""
+    lat = np.linspace(-85.0, 85.0, 18)
+    ds = xr.Dataset(
+        {"air": (("lat",), np.arange(18.0), {"units": "K", "coordinates": "z"})},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"}),
+            "lat_bnds": (("lat", "nv"), np.stack([lat - 5, lat + 5], 1)),
+            "z": ("lat", np.arange(18) * 2.0, {"long_name": "auxiliary"}),
+            "time": ("time", np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]")),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w", consolidated=True)
+    same_name = config(tmp_path, input={"array": "lat"}, cluster={"dashboard": ""})
+    with pytest.raises(ConfigError) as refused:
+        pipeline.run(same_name)
+    assert refused.value.key == "output.array" and "'lat_out'" in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    cfg = config(
+        tmp_path, input={"array": "lat"}, output={"array": "lat5"}, cluster={"dashboard": ""}
+    )
+    summary = pipeline.run(cfg)
+    out = open_dataset(Path(summary.output))
+    expected = apply_chain(plan_chain(parse_config(cfg).stage_specs(), lat.dtype), lat)
+    assert same_bits(out["lat5"].values, expected)
+    assert out["lat5"].dims == ("lat",) and out["lat5"].attrs["units"] == "degrees_north"
+    assert "bounds" not in out["lat5"].attrs, out["lat5"].attrs
+    assert "z" in out["lat5"].coords and "time" not in out.coords
+    assert same_bits(out.indexes["lat"].values, lat)  # the input's, with its bounds
+    assert out["lat"].attrs["bounds"] == "lat_bnds"
+    assert same_bits(out["lat_bnds"].values, ds["lat_bnds"].values)
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    alone = {"store": str(tmp_path / "alone.zarr"), "array": ""}
+    pipeline.run(config(tmp_path, input={"array": "lat"}, output=alone, cluster={"dashboard": ""}))
+    written = zarr.open_array(alone["store"], mode="r")
+    assert same_bits(written[...], expected) and "bounds" not in written.attrs
+    times = {"store": str(tmp_path / "t.zarr")}
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, input={"array": "time"}, output=times))
+    assert "holds times" in str(info.value)

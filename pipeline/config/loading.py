@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,20 @@ def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> di
     return out
 
 
-def parse_config(data: Any, source: str = "<config>", positions: dict | None = None) -> Config:
+def parse_config(
+    data: Any,
+    source: str = "<config>",
+    positions: dict | None = None,
+    overridden: Sequence[tuple] = (),
+) -> Config:
     """Validate a mapping into a :class:`Config`.
 
     Raises :class:`ConfigError` naming ``source``, the line (from ``positions``, as
     :func:`load_config` records them) and the key; fields ``file``, ``line`` (1-based, or None)
-    and ``key`` (dotted, e.g. ``stages.0.factor``)."""
+    and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
+    values an override set, not the file: a problem there names the override, and no line
+    (the file's nearest line, its section's or its first, had been named), with the field
+    ``override`` (the override's dotted key)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the config must be a mapping of keys (input, output, ...)",
@@ -55,13 +63,13 @@ def parse_config(data: Any, source: str = "<config>", positions: dict | None = N
             line=None,
             key=None,
         )
-    error = option_error(data, Config, source, positions)
+    error = option_error(data, Config, source, positions, overridden)
     if error is not None:
         raise error
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise validation_error(e, data, Config, source, positions) from None
+        raise validation_error(e, data, Config, source, positions, overridden=overridden) from None
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose
@@ -250,6 +258,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if node is not None:
         _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
+    overridden: list[tuple] = []
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
         *parents, last = dotted.split(".")
@@ -273,8 +282,19 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
                 )
+        overridden += _leaves(tuple(dotted.split(".")), target.get(last), value)
         target[last] = _merged(target.get(last), value)
-    return parse_config(data, str(p), positions)
+    return parse_config(data, str(p), positions, overridden)
+
+
+def _leaves(key: tuple, held: Any, value: Any) -> list[tuple]:
+    """The keys whose values an override of ``key`` to ``value`` sets over what the file
+    ``held`` there (:func:`_merged`): a mapping merged into the file's mapping sets its own
+    keys, at any depth (none for an empty one); any other value, or a mapping in place of
+    the file's value, the whole of ``key``."""
+    if isinstance(value, Mapping) and isinstance(held, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k), v)]
+    return [key]
 
 
 def _merged(held: Any, value: Any) -> Any:

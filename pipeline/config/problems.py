@@ -228,22 +228,19 @@ def option_error(
     root: type[BaseModel],
     source: str,
     positions: dict | None = None,
+    overridden: Sequence[tuple] = (),
 ) -> ConfigError | None:
     """The ConfigError for a problem of the storage_options in ``data`` (the keys of the
     model ``root``) that pydantic does not check (:func:`_option_problem`), at its line in
-    ``source`` (from ``positions``, where known); None for none. Never says a value."""
+    ``source`` (from ``positions``, where known; the override's key, no line, for a value
+    one of ``overridden`` set: :func:`_where`); None for none. Never says a value."""
     problem = _option_problem(data, root)
     if problem is None:
         return None
     key, said = problem
-    loc, line = key, None
-    while loc and loc not in (positions or {}):
-        loc = loc[:-1]
-    mark = (positions or {}).get(loc) if loc else None
-    line = mark.line + 1 if mark is not None else None
+    where, line, extra = _where(key, source, positions, overridden)
     named = ".".join(str(k) for k in key)
-    where = f"{source}:{line}" if line else source
-    return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named)
+    return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
 
 
 def validation_error(
@@ -253,6 +250,7 @@ def validation_error(
     source: str,
     positions: dict | None = None,
     place: str = "",
+    overridden: Sequence[tuple] = (),
 ) -> ConfigError:
     """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
     line: its first problem, at its line in ``source`` (from ``positions``, where known),
@@ -260,19 +258,12 @@ def validation_error(
     storage_options. ``place`` is where ``root`` sits in a whole config (``cluster`` for
     :class:`~pipeline.config.models.ClusterConfig`), so that a key this version removed is
     said to be one; the key named is ``root``'s own. Fields ``file`` (``source``), ``line``
-    (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why)."""
+    (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why); for a
+    value one of ``overridden`` set, ``override`` and no line (:func:`_where`)."""
     errors = e.errors()
     err = _first_error(errors)
-    where, line = source, None
     key = _data_loc(err["loc"], data)
-    if positions:
-        loc = key
-        while loc and loc not in positions:
-            loc = loc[:-1]
-        mark = positions.get(loc)
-        if mark is not None:
-            line = mark.line + 1
-            where = f"{source}:{line}"
+    where, line, extra = _where(key, source, positions, overridden)
     dotted = ".".join(str(k) for k in key) or None
     more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
@@ -283,8 +274,39 @@ def validation_error(
         file=source,
         line=line,
         key=dotted,
+        **extra,
         **({"removed": removed} if removed else {}),
     )
+
+
+def _where(
+    key: tuple, source: str, positions: dict | None, overridden: Sequence[tuple]
+) -> tuple[str, int | None, dict[str, str]]:
+    """Where a problem at ``key`` is, for its line: (what the line starts with, the file's
+    line or None, the error's ``override`` field where it has one). A value an override set
+    (``key`` at or under one of ``overridden``, or in a section that the file does not have
+    and an override made) is named as the override, with no line of the file: the file's
+    nearest key's line (its section's, or line 1 for a top-level key) was not where it came
+    from."""
+    positions = positions or {}
+    loc = key
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    made = key[: len(loc) + 1]  # the first of key's sections the file does not have, if any
+    by = next((o for o in overridden if key[: len(o)] == o), None)
+    if by is None and made != loc:
+        by = next((o for o in overridden if o[: len(made)] == made), None)
+    if by is not None:
+        name = ".".join(str(k) for k in by)
+        return (
+            f"override {name!r} (given with {source}, not read from it)",
+            None,
+            {"override": name},
+        )
+    mark = positions.get(loc)
+    if mark is None:
+        return source, None, {}
+    return f"{source}:{mark.line + 1}", mark.line + 1, {}
 
 
 def _other_problems(key: tuple, locs: list[tuple]) -> str:

@@ -46,7 +46,7 @@ class Carried:
 
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """the output's attributes besides the pipeline's record: the input's, less
-    :data:`NOT_CARRIED`"""
+    :data:`NOT_CARRIED` and its own ``bounds`` and ``climatology``"""
     variable: Variable | None = None
     """the input as an xarray variable (an array with dimension names); None for an array
     without them"""
@@ -120,8 +120,10 @@ def carried(
     if frame:
         assert variable is not None
         _check_names_over_http(loc, store, variable)
+    unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
+    if frame:
+        assert variable is not None
         _check_frame(variable, output_path)
-    unpack = decoding(config, arr, variable is not None)
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
     if frame:
         assert variable is not None
@@ -129,7 +131,9 @@ def carried(
         _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
         _check_frame_fits(loc, store, variable, memory_available)
         _check_frame_reads(loc, store, variable)
-    attrs = {k: v for k, v in dict(arr.attrs).items() if k not in NOT_CARRIED}
+    attrs = {  # its own bounds bound the input's values, not the computed ones
+        k: v for k, v in dict(arr.attrs).items() if k not in (*NOT_CARRIED, *datasets.BOUNDS)
+    }
     attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
     if frame and variable is not None:
         attrs = datasets.with_listed(attrs, variable)
@@ -391,6 +395,15 @@ def _check_frame(variable: Variable, output_path: str) -> None:
     import importlib.util
 
     name = output_path.rpartition("/")[2]
+    if name in variable.coords and name == variable.name and name in variable.dims:
+        raise ConfigError(
+            f"input.array {variable.name!r} is the coordinate of its dimension {name!r} (the "
+            "index xarray reads the Dataset's other variables on), which is written beside the "
+            f"output as it is: the computed values need another name, as output.array "
+            f"{_renamed(output_path)!r}, or output.array: '' to write them alone",
+            key="output.array",
+            value=output_path,
+        )
     if name in variable.coords:
         raise ConfigError(
             f"output.array {output_path!r} names the output variable {name!r}, but the input "
@@ -407,6 +420,12 @@ def _check_frame(variable: Variable, output_path: str) -> None:
             key="output.array",
             value=output_path,
         )
+
+
+def _renamed(output_path: str) -> str:
+    """``output_path`` with its variable's name made another (``lat`` -> ``lat_out``)."""
+    group, _, name = output_path.rpartition("/")
+    return f"{group}/{name}_out" if group else f"{name}_out"
 
 
 def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:

@@ -25,6 +25,12 @@ class Summary:
     backend_reason: str
     input: str
     output: str
+    """what to open the result with: for a Dataset output (the input a variable of an xarray
+    Dataset, written with its coordinates), the group that ``xr.open_zarr`` opens; else the
+    array, which ``zarr.open_array`` opens"""
+    output_array: str
+    """the output array's own path (a Dataset output's variable: ``output`` and the variable's
+    name); the same as ``output`` for an array written alone"""
     workers: int
     threads_per_worker: int
     gpus: list[int]
@@ -114,6 +120,8 @@ class Summary:
             ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
             ("output", self.output),
         ]
+        if self.output_array != self.output:  # a Dataset: the group, and its variable
+            rows.append(("output array", self.output_array))
         if self.dashboard:
             rows.append(("dashboard", self.dashboard))
         rows += [("note", n) for n in self.notes]
@@ -204,7 +212,8 @@ def summarise(
         backend=plan.backend,
         backend_reason=plan.backend_reason,
         input=plan.input.location.said(plan.input.path),
-        output=plan.output.location.said(plan.output.path),
+        output=plan.output.location.said(_opened(plan)),
+        output_array=plan.output.location.said(plan.output.path),
         workers=plan.cluster.workers,
         threads_per_worker=plan.cluster.threads_per_worker,
         gpus=list(plan.cluster.gpus),
@@ -238,3 +247,12 @@ def summarise(
         notes=list(plan.notes),
         workers_in_process=plan.cluster.scheduler == "local" and plan.cluster.protocol == "inproc",
     )
+
+
+def _opened(plan: Plan) -> str:
+    """The path, in the output's store, of what a user opens the output with: a Dataset
+    output's group (``xr.open_zarr`` of the variable's own path fails: it is an array, not a
+    group), else the array."""
+    if plan.carried.frame:
+        return plan.output.path.rpartition("/")[0]
+    return plan.output.path

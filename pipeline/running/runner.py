@@ -350,8 +350,11 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
-            log.warning(
-                "%s is already complete; nothing to do", plan.output.location.join(plan.output.path)
+            _progress_line(
+                options.progress,
+                logging.WARNING,
+                "%s is already complete; nothing to do",
+                plan.output.location.join(plan.output.path),
             )
             if plan.input_unstamped is not None:  # it can show no rewrite since: say so
                 log.warning(
@@ -469,13 +472,25 @@ def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -
     status = None if missing else arrays.generation_status(loc, config.input.array)
     if not missing and status != "incomplete":
         return False
-    log.info(
+    _progress_line(
+        progress,
+        logging.INFO,
         "input %s is %s: generating it (input.generate.when_missing)",
         loc.join(config.input.array),
         "missing" if missing else "unfinished (an interrupted generate)",
     )
     generate_input(config, progress, interval)
     return True
+
+
+def _progress_line(progress: str, level: int, text: str, *args: Any) -> None:
+    """A line of what the run is doing (the input generated first, a resume's blocks already
+    written, an output already complete, nothing to do), logged at ``level`` where progress
+    is shown; with ``progress`` 'none' (``pipeline.run``'s default, ``--progress none``) a
+    debug line only (``-v``): the summary says the same (its phases, blocks skipped and
+    status), and a caller who turned progress off had seen the line on stderr all the
+    same."""
+    log.log(level if progress != "none" else logging.DEBUG, text, *args)
 
 
 def _check(plan: Plan, options: RunOptions) -> str:
@@ -592,7 +607,7 @@ def _compute_and_finish(
     phase (the output made ready since is the ``prepare`` phase)."""
     t_start, t_ready = clock
     all_blocks = list(grid.iter_indices(plan.block_grid))
-    done = _already_written(plan, start, all_blocks)
+    done = _already_written(plan, start, all_blocks, options.progress)
     pending = [b for b in all_blocks if b not in done]
     workers.reset_peaks()
     t_compute = time.perf_counter()
@@ -621,8 +636,9 @@ def _compute_and_finish(
     return summary
 
 
-def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
-    """The blocks the run record marks written (on a resume; none on a fresh start)."""
+def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) -> set:
+    """The blocks the run record marks written (on a resume; none on a fresh start); how many,
+    a line of the run's progress (:func:`_progress_line`)."""
     if start != "resume":
         return set()
     done, gone = _written(plan, all_blocks)
@@ -635,7 +651,9 @@ def _already_written(plan: Plan, start: str, all_blocks: list) -> set:
         )
         done -= set(gone)
     pending = sum(1 for b in all_blocks if b not in done)
-    log.warning(
+    _progress_line(
+        progress,
+        logging.WARNING,
         "resuming: %d of %d blocks already written (skipped), %d to go",
         len(all_blocks) - pending,
         len(all_blocks),

@@ -39,10 +39,12 @@ class Variable:
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
     coords: tuple[str, ...] = ()
     """variables of the group to carry over: dimension coordinates, those the variable's
-    attributes of :data:`CARRIED` name (``coordinates``, ``grid_mapping``: its grid mappings
-    and the coordinates each names, ``cell_measures``, ``formula_terms``, ``geometry``, ...),
-    and, in turn, those each of these names so and its dimension coordinates (a coordinate's
-    ``bounds``, the terms of its ``formula_terms``: :func:`carried_arrays`)"""
+    attributes of :data:`CARRIED_REFERENCES` name (``coordinates``, ``grid_mapping``: its
+    grid mappings and the coordinates each names, ``cell_measures``, ``formula_terms``,
+    ``geometry``, ...; not its own :data:`BOUNDS`, which bound the input's values, not the
+    computed ones), and, in turn, those each of these names by :data:`CARRIED` and its
+    dimension coordinates (a coordinate's ``bounds``, the terms of its ``formula_terms``:
+    :func:`carried_arrays`)"""
     listed: tuple[str, ...] = ()
     """those of ``coords`` that the variable's own ``coordinates`` does not name but xarray
     reads as its coordinates all the same: named by the group's :data:`GLOBAL_COORDINATES`
@@ -123,7 +125,11 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     listed = listed_elsewhere(
         store, group_path, name, dims, attrs, listings(store, group, group_path)
     )
-    members = carried_arrays(store, group_path, name, [*dims, *references(attrs, CARRIED), *listed])
+    own = references(attrs, CARRIED_REFERENCES)  # its own bounds bound the input's values
+    # a dimension coordinate (``lat`` on ``lat``) is its dimension's coordinate too: carried
+    # as the input's, beside the computed values (an output of its name is refused)
+    itself = "" if name in dims else name
+    members = carried_arrays(store, group_path, itself, [*dims, *own, *listed])
     coords = tuple(members)
     sizes = dict(zip(dims, arr.shape, strict=True))
     by = dict.fromkeys(dims, name)
@@ -249,7 +255,9 @@ CARRIED_REFERENCES = (
     "interior_ring",
 )
 #: The attributes of an array that name the variable holding its cells' bounds (CF), carried
-#: too.
+#: too, for the arrays carried beside the output variable; the output variable's own are
+#: left out, with what they name (the input's values' bounds do not bound the computed ones:
+#: the pipeline run on a coordinate, ``lat`` with ``bounds: lat_bnds``).
 BOUNDS = ("bounds", "climatology")
 #: Every attribute by which an array names variables that are carried with it, on any array
 #: the output holds: followed from the variable, and from each array carried, in turn.
@@ -759,19 +767,22 @@ def write_frame(
     attrs: dict[str, Any] | None = None,
     listed: tuple[str, ...] = (),
 ) -> None:
-    """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr
-    v3): the group's attributes (``attrs``; None: the input group's) and the coordinate
-    variables, read and written by xarray (values, dtypes, attributes, time encodings and
-    chunks as xarray round-trips them; codecs its defaults). xarray puts ``attrs`` in place
-    of whatever attributes the group had (:func:`merged_group_attributes` makes them). Arrays
-    already in the group stay: the caller removes those the coordinates replace first
-    (xarray's append mode keeps an existing array's dtype and attributes, and refuses one of
-    another size). The group's :data:`GLOBAL_COORDINATES` is never one of ``attrs``: xarray
-    writes it for the frame's coordinates, and those of ``listed`` (the group's before the
-    write: :func:`global_coordinates`) that the group still holds are added.
+    """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr v3): the
+    group's attributes (``attrs``; None: the input group's) and the coordinate variables, read and
+    written by xarray (values, dtypes, attributes and chunks as xarray round-trips them; codecs its
+    defaults), CF times and durations as they are stored: their numbers and their ``units`` and
+    ``calendar`` as the input has them (decoded and encoded again, xarray rewrote ``hours since
+    2024-01-01 00:00:00`` as ``hours since 2024-01-01``, added a ``calendar`` the input did not
+    give, and gave a time's bounds its units). xarray puts ``attrs`` in place of whatever attributes
+    the group had (:func:`merged_group_attributes` makes them). Arrays already in the group stay:
+    the caller removes those the coordinates replace first (xarray's append mode keeps an existing
+    array's dtype and attributes, and refuses one of another size). The group's
+    :data:`GLOBAL_COORDINATES` is never one of ``attrs``: xarray writes it for the frame's
+    coordinates, and those of ``listed`` (the group's before the write: :func:`global_coordinates`)
+    that the group still holds are added.
     :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        frame = _frame(src_store, var, var.coords, written=var.coords)
+        frame = _frame(src_store, var, var.coords, written=var.coords, times=False)
         if attrs is not None:
             frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
@@ -779,10 +790,15 @@ def write_frame(
 
 
 def _frame(
-    src_store: Any, var: Variable, names: tuple[str, ...], written: tuple[str, ...] | None = None
+    src_store: Any,
+    var: Variable,
+    names: tuple[str, ...],
+    written: tuple[str, ...] | None = None,
+    times: bool = True,
 ) -> Any:
     """The input group's attributes and its arrays ``names``, as ``xr.open_zarr`` decodes
-    them, each from its own metadata, loaded; the other variables are not decoded. With
+    them (``times`` False: CF times and durations left as their stored numbers, with their
+    attributes), each from its own metadata, loaded; the other variables are not decoded. With
     ``written`` (the arrays written beside the output variable), as they are written: each
     one's CF references naming only those (:func:`with_written_references`; a carried
     coordinate's own ``coordinates``, which xarray keeps in its encoding, too)."""
@@ -798,6 +814,8 @@ def _frame(
         consolidated=False,
         chunks=None,
         drop_variables=others,
+        decode_times=times,
+        decode_timedelta=times,
     )
     ds = ds.drop_vars([v for v in ds.variables if v not in names]).load()
     if written is not None:
@@ -1111,8 +1129,10 @@ def _same_stored(
 
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     """Why :func:`write_frame` would fail, found by writing the frame into memory with xarray
-    as it would (the coordinates read, decoded and encoded as they will be): (the coordinate
-    that fails alone, '' where none does; xarray's reason in one line); None where it goes.
+    as it would (the coordinates read and encoded as they will be; CF times decoded too, as
+    ``xr.open_zarr`` of the output will decode them, though they are written as stored): (the
+    coordinate that fails alone, '' where none does; xarray's reason in one line); None where
+    it goes.
     A coordinate xarray cannot decode (CF time ``units`` it cannot parse, a ``calendar`` it
     does not know, or needs cftime for; a value out of range) fails ``xr.open_zarr`` of the
     input too: by default an index coordinate's as it opens, another's as it is read. Raises
