@@ -183,7 +183,10 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
     for the process's later calls (:func:`~pipeline.running.waiting.imports_uninterrupted`);
     one that reaches :func:`run` outside its runner (the config read, its imports) is its
     :class:`Interrupted`, as the runner's own are: nothing written (``state``
-    ``"untouched"``), or, after the run returned, the output complete."""
+    ``"untouched"``), or, after the run returned, the output complete. An S3 store reached
+    with no credentials at all, where no step said so, is the command line's line too (a
+    :class:`StoreError`, :func:`~pipeline.errors.no_credentials_error`), not botocore's bare
+    ``NoCredentialsError``."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -202,6 +205,12 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
                 raise
             where = str(getattr(done[0], "output", "")) if done else ""
             raise Interrupted("run", where, "complete" if done else "untouched") from None
+        except Exception as e:
+            from pipeline.errors import missing_credentials, no_credentials_error
+
+            if isinstance(e, PipelineError) or not missing_credentials(e):
+                raise
+            raise no_credentials_error() from e
         return done[0]
 
     return checked

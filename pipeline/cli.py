@@ -296,14 +296,11 @@ def _library_error(e: BaseException, config: Any = None) -> str | None:
     which s3fs passes on: helper-41 got its bare name); a store's answer that no step turned
     into a line of its own (:func:`~pipeline.errors.store_answer`, told the stores of
     ``config``, the command's, where it was loaded)."""
-    from pipeline.errors import CREDENTIALS_FIX, missing_credentials, store_answer
+    from pipeline.errors import missing_credentials, no_credentials_error, store_answer
     from pipeline.store.location import config_stores
 
     if missing_credentials(e):
-        return (
-            "error: an S3 store needs credentials, and none were found (botocore: Unable to "
-            f"locate credentials): {CREDENTIALS_FIX}"
-        )
+        return f"error: {no_credentials_error()}"
     answer = store_answer(e, config_stores(config))  # no step named it (helper-75: a 401)
     return f"error: {answer}" if answer is not None else None
 

@@ -393,6 +393,18 @@ CREDENTIALS_FIX = (
 )
 
 
+def no_credentials_error() -> StoreError:
+    """The StoreError for an S3 store reached with no credentials at all (botocore's
+    ``NoCredentialsError``, :func:`missing_credentials`) where no step of the pipeline said
+    it: the line the command line prints, which the Python API raises too. Field ``reason``:
+    ``"no-credentials"``."""
+    return StoreError(
+        "an S3 store needs credentials, and none were found (botocore: Unable to locate "
+        f"credentials): {CREDENTIALS_FIX}",
+        reason="no-credentials",
+    )
+
+
 def missing_credentials(e: BaseException) -> bool:
     """Whether ``e``, or an error it came from, is botocore's ``NoCredentialsError`` (an S3
     store reached with no credentials at all; s3fs passes it on as it is)."""

@@ -364,6 +364,18 @@ def test_an_s3_store_without_credentials_is_one_line_naming_the_fix(
     assert "credentials" in line and "anon: true" in line, line
     assert "writable store" not in line and "NoCredentialsError" not in line, line
     assert not (tmp_path / "out.zarr").exists()
+    import pipeline
+    from pipeline.errors import PipelineError
+
+    # the Python API raises what the command line prints (botocore's bare NoCredentialsError
+    # had come out of pipeline.plan and pipeline.run for an input: helper-102)
+    calls = [pipeline.run] + ([pipeline.plan] if where != "output" else [])
+    for call in calls:
+        with pytest.raises(PipelineError) as got:
+            call(cfg)
+        said = str(got.value)
+        assert "credentials" in said and "anon: true" in said and "\n" not in said, said
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_a_plan_s_repr_shows_no_credential(bucket) -> None:
