@@ -51,6 +51,20 @@ def run_python(
     )
 
 
+def many_blocks_config(inp: Path, out: Path, **sections: Any) -> dict[str, Any]:
+    """The config that runs :func:`many_blocks_input`'s ``inp`` to ``out`` on the CPU, one
+    block per stored row (multiply by 2, output chunks of 1024), ``sections`` added or
+    replacing its own."""
+    return {
+        "input": {"store": str(inp)},
+        "output": {"store": str(out), "chunks": [1, 1024]},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+        "chunking": {"block": [1, 4096]},
+        **sections,
+    }
+
+
 def many_blocks_input(path: Path, rows: int, cols: int = 4096, seed: int = 0) -> np.ndarray:
     """A float32 input of ``rows`` stored chunks of one row each (one block per row when
     ``chunking.block`` is ``[1, cols]``), written by Zarr itself. Some values are NaN, +-inf,

@@ -263,7 +263,7 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
     """A real SIGINT to a script running ``pipeline.run`` on its own client (as a notebook's
     interrupt reaches its kernel): caught as KeyboardInterrupt, an ``Interrupted`` of one line
     naming the output and ``resume=True``; the same script then resumes it to complete."""
-    from tests.faultkit import many_blocks_input, wait_for_markers
+    from tests.faultkit import many_blocks_config, many_blocks_input, wait_for_markers
 
     out = tmp_path / "out.zarr"
     (tmp_path / "script.py").write_text(SCRIPT)
@@ -271,13 +271,7 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(tmp_path / "in.zarr", ignore_errors=True)
         many_blocks_input(tmp_path / "in.zarr", rows)
-        cfg = {
-            "input": {"store": str(tmp_path / "in.zarr")},
-            "output": {"store": str(out), "chunks": [1, 1024]},
-            "stages": [{"op": "multiply", "factor": 2}],
-            "backend": "cpu",
-            "chunking": {"block": [1, 4096]},
-        }
+        cfg = many_blocks_config(tmp_path / "in.zarr", out)
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
         proc = subprocess.Popen(
             [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "run.yaml")],
