@@ -22,15 +22,15 @@ import pytest
 import yaml
 
 from tests.conftest import make_array, read_array
-from tests.faultkit import ROOT, many_blocks_input, run_python, status
+from tests.faultkit import ROOT, many_blocks_config, many_blocks_input, run_python, status
 
 #: ``python SCRIPT CALL CONFIG MODULE``: SIGINT sent as ``MODULE``'s body begins (the import
 #: machinery's frames on the stack), during a first ``pipeline.CALL(CONFIG)``; then the same
 #: call again. Each JSON line: ``fresh`` (MODULE not imported before the call: the test's
 #: premise), what the first call raised, whether the import had ended when it was raised, and
-#: what the second call returned; ``written``: whether the output existed after the first.
+#: what the second call returned.
 SCRIPT = """
-import importlib.machinery, json, os, signal, sys
+import importlib.machinery, json, signal, sys
 
 # Ctrl-C raises KeyboardInterrupt, as in a notebook's kernel, however this process was started
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -83,8 +83,7 @@ except KeyboardInterrupt as e:
         "state": getattr(e, "state", None),
         "import_ended": seen["import_ended"],
     }
-written = os.path.exists(os.path.join(os.path.dirname(config), "out.zarr"))
-caught.update(fresh=seen["fresh"], sent=seen["sent"], written=written)
+caught.update(fresh=seen["fresh"], sent=seen["sent"])
 print(json.dumps(caught), flush=True)
 try:
     second = again()
@@ -133,15 +132,17 @@ def test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported(
 ) -> None:
     """A Ctrl-C in a notebook's first ``pipeline.run`` while it imports pydantic, Dask,
     xarray or Zarr: the interrupt waits for the import's end, then reaches the caller as
-    the run's ``Interrupted`` (nothing written: the run did not go on to its end), and the
-    kernel's next call runs. Python's ``KeyboardInterrupt`` in the module's body had left its
-    package half made, and every later call failed (``module 'zarr' has no attribute
-    'core'``, ``name 'functoolz' is not defined``)."""
+    the run's ``Interrupted``, and the kernel's next call runs. Python's
+    ``KeyboardInterrupt`` in the module's body had left its package half made, and every
+    later call failed (``module 'zarr' has no attribute 'core'``, ``name 'functoolz' is not
+    defined``). Where the run is when the held-back signal is sent again (every
+    ``waiting.STEP``) is not asserted: an import made just before the output is created
+    (xarray's) let the run reach 'creating-new' first in one of three runs, on an idle
+    machine."""
     first, again, stderr = _interrupted(tmp_path, "run", module)
     assert again == {"again": "complete"}, (first, again, stderr)
-    assert first["type"] == "Interrupted" and first["state"] == "untouched", (first, stderr)
+    assert first["type"] == "Interrupted", (first, stderr)
     assert first["import_ended"], first  # held back to the import's end, not raised inside it
-    assert not first["written"], first  # stopped before its output: not run to its end
     assert np.array_equal(
         read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
     )
@@ -195,14 +196,7 @@ def test_ctrl_c_in_a_run_called_while_its_caller_is_imported_stops_it_at_once(
     many_blocks_input(tmp_path / "in.zarr", 6000)
     make_array(tmp_path / "small.zarr", np.ones((4, 4), np.float32), (4, 4))
     out = tmp_path / "out.zarr"
-    cfg = {
-        "input": {"store": str(tmp_path / "in.zarr")},
-        "output": {"store": str(out), "chunks": [1, 1024]},
-        "stages": [{"op": "multiply", "factor": 2}],
-        "backend": "cpu",
-        "chunking": {"block": [1, 4096]},
-        "cluster": {"dashboard": ""},
-    }
+    cfg = many_blocks_config(tmp_path / "in.zarr", out, cluster={"dashboard": ""})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     small = {**cfg, "input": {"store": str(tmp_path / "small.zarr")}, "chunking": {}}
     small["output"] = {"store": str(tmp_path / "small-out.zarr")}
