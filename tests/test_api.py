@@ -375,6 +375,38 @@ _A_RUN: dict[str, Any] = {
         ({"stages": [{"op": "multiply", "factr": 2}]}, "stages.0.factr", "did you mean 'factor'"),
         ({"stages": [{"op": "multiply", "factor": "5"}]}, "stages.0.factor", "not text"),
         ({"input": None}, "input", "input: Input should be a valid dictionary"),
+        (  # pydantic's lax mode took true as 1 worker (helper-102)
+            {"cluster": {"workers": True}},
+            "cluster.workers",
+            "cluster.workers: must be a whole number of at least 1, not true/false",
+        ),
+        (
+            {"chunking": {"target_bytes": False}},
+            "chunking.target_bytes",
+            "must be a size in bytes (or text such as '16GiB'), not true/false",
+        ),
+        (  # had been worded as if no stage were given
+            {"stages": "square"},
+            "stages",
+            "stages: must be a list of stages, each a mapping naming its stage with op:, not "
+            "text: write '- op: square' on a line under stages: (or stages: [{op: square}])",
+        ),
+        (
+            {"stages": {"op": "multiply", "factor": 2}},
+            "stages",
+            "not one stage alone: write '- op: multiply'",
+        ),
+        ({"stages": ["square"]}, "stages.0", "write '- op: square' under stages:"),
+        (  # "Input should be a valid tuple"
+            {"cluster": {"gpus": 0}},
+            "cluster.gpus",
+            "cluster.gpus: must be a list of whole numbers: write it in brackets, gpus: [0]",
+        ),
+        (
+            {"output": {"store": "out.zarr", "chunks": "64, 64"}},
+            "output.chunks",
+            "or auto: write it in brackets, chunks: [64, 64] (got '64, 64')",
+        ),
         (  # a union: pydantic's lines were one per alternative
             {"output": {"store": "out.zarr", "chunks": [0, 5]}},
             "output.chunks.0",
@@ -459,7 +491,13 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
             "output",
         ),
         ("CodecConfig", {"level": 99}, "level", "less than or equal to 22", "output.codec"),
-        ("GenerateConfig", {"shape": "big"}, "shape", "shape: Input should be", "input.generate"),
+        (
+            "GenerateConfig",
+            {"shape": "big"},
+            "shape",
+            "shape: must be a list of whole numbers of at least 1",
+            "input.generate",
+        ),
         ("ChunkingConfig", {"target_bytes": "lots"}, "target_bytes", "not a size", "chunking"),
         ("ClusterConfig", {"gpu_codec_slots": 1}, "gpu_codec_slots", "removed", "cluster"),
         ("ClusterConfig", {"workers": 0}, "workers", "greater than 0", "cluster"),
@@ -527,6 +565,118 @@ def test_a_config_made_from_keywords_is_the_one_a_mapping_makes() -> None:
     assert made == pipeline.Config(
         **{**_A_RUN, "input": InputConfig(store="in.zarr")}, cluster=ClusterConfig(workers=2)
     )
+
+
+#: A config with every section (``input.generate`` and both codecs too), each valid.
+_EVERY_SECTION: dict[str, Any] = {
+    "input": {"store": "in.zarr", "generate": {"shape": [4], "codec": {}}},
+    "output": {"store": "out.zarr", "codec": {}},
+    "stages": [{"op": "square"}],
+    "chunking": {},
+    "cluster": {},
+}
+
+
+def _numeric_keys() -> list[tuple[str, ...]]:
+    """Every key of a config (outside stages, whose scalars have their own check) that takes
+    a number or a list of numbers, from the models' JSON schema (a new field too); a list's
+    key ends in its first item's index, 0."""
+    schema = pipeline.Config.model_json_schema()
+
+    def walk(node: dict[str, Any], key: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        found: list[tuple[Any, ...]] = []
+        for alt in node.get("anyOf", [node]):
+            alt = schema["$defs"][alt["$ref"].rsplit("/", 1)[-1]] if "$ref" in alt else alt
+            if alt.get("type") in ("integer", "number"):
+                found.append(key)
+            elif alt.get("type") == "array" and key != ("stages",):
+                found += walk(alt["items"], (*key, 0))
+            for name, sub in alt.get("properties", {}).items():
+                found += walk(sub, (*key, name))
+        return list(dict.fromkeys(found))
+
+    return walk(schema, ())
+
+
+_SECTIONS = {
+    ("input",): "InputConfig",
+    ("input", "generate"): "GenerateConfig",
+    ("input", "generate", "codec"): "CodecConfig",
+    ("output",): "OutputConfig",
+    ("output", "codec"): "CodecConfig",
+    ("chunking",): "ChunkingConfig",
+    ("cluster",): "ClusterConfig",
+}
+
+
+def test_a_boolean_is_no_number_for_any_numeric_key(tmp_path: Path) -> None:
+    """``cluster: {workers: true}`` ran 1 worker, ``chunking.target_bytes: true`` was 1 byte:
+    pydantic's lax mode takes true as 1 and false as 0 (helper-102). Every numeric key of
+    every section, and every item of a list of numbers (found from the JSON schema, so a
+    new one too), refuses a boolean (Python's or NumPy's) in the one line naming the key and
+    what it takes: made from keywords (the section's constructor too), from a file (its
+    line), or set by an override (its name)."""
+    keys = _numeric_keys()
+    dotted = {".".join(map(str, k)) for k in keys}
+    assert {"cluster.workers", "cluster.gpus.0", "chunking.target_bytes", "output.chunks.0"} < (
+        dotted
+    ), dotted
+    assert {"input.generate.codec.level", "cluster.host_memory_limit", "cluster.timeout"} < (
+        dotted
+    ), dotted
+    for key in keys:
+        said = ".".join(map(str, key))
+        where = [i for i, k in enumerate(key) if isinstance(k, int)]
+        field = key[: where[0]] if where else key  # the key that holds the number or list
+        section = field[:-1]
+        assert section in _SECTIONS, key  # a new section: add it above
+        for flag in (True, False, np.True_):
+            config = _with(key, flag)
+            with pytest.raises(ConfigError) as info:
+                pipeline.Config(**config)
+            e = info.value
+            assert e.key == said and str(e).endswith(", not true/false"), (key, e)
+            assert str(e).startswith(f"pipeline.Config(): {said}: must be "), e
+            assert len(str(e).splitlines()) == 1
+            target = config
+            for k in section:
+                target = target[k]
+            with pytest.raises(ConfigError) as info:
+                getattr(pipeline.config, _SECTIONS[section])(**target)
+            assert info.value.key == said.removeprefix(".".join(section) + "."), info.value
+        path = tmp_path / "run.yaml"
+        path.write_text(yaml.safe_dump(_with(key, True), sort_keys=False))
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        f = info.value
+        line = path.read_text().splitlines()[f.line - 1] if f.line else ""
+        assert f.key == said and "true" in line, (key, f, line)
+        assert str(f).startswith(f"{path}:{f.line}: {said}: must be "), f
+        path.write_text(yaml.safe_dump(_EVERY_SECTION, sort_keys=False))
+        with pytest.raises(ConfigError) as info:
+            load_config(path, {".".join(map(str, field)): [True] if where else True})
+        o = info.value
+        assert (o.key, o.override, o.line) == (said, ".".join(map(str, field)), None), o
+    # the other forms each key took are still taken
+    cluster = pipeline.config.ClusterConfig(
+        workers=2.0, timeout=5, host_memory_limit="4 GiB", device_memory_limit=0.5, gpus=[0]
+    )
+    assert (cluster.workers, cluster.timeout, cluster.host_memory_limit) == (2, 5.0, 4 * 2**30)
+    assert pipeline.config.ChunkingConfig(target_bytes="64MiB").target_bytes == 64 * 2**20
+
+
+def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """:data:`_EVERY_SECTION` with ``value`` at ``key`` (a list's index: a list of it)."""
+    config = json.loads(json.dumps(_EVERY_SECTION))
+    target = config
+    where = [i for i, k in enumerate(key) if isinstance(k, int)]
+    field = key[: where[0]] if where else key
+    for k in field[:-1]:
+        target = target[k]
+    target[field[-1]] = [value] if where else value
+    return config
 
 
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
