@@ -679,6 +679,22 @@ def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
     return config
 
 
+def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> None:
+    """``pipeline.Config(foo=1)`` ended "(also: input, output, stages)", not saying that
+    those were required and missing; other problems are still named by key alone."""
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(foo=1)
+    assert str(info.value).endswith(" (also: required, and missing: input, output, stages)")
+    assert info.value.key == "foo"
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(**{**_A_RUN, "output": None, "backend": "x"}, bogus=1)
+    assert str(info.value).endswith(" (also: output, backend)"), info.value
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(input={"store": "in.zarr"}, stages=[{"op": "add", "value": "x"}], x=1)
+    said = " (also: stages.0.value; required, and missing: output)"
+    assert str(info.value).endswith(said), info.value
+
+
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -411,7 +411,11 @@ def validation_error(
     key = _data_loc(err["loc"], data)
     where, line, extra = _where(key, source, positions, overridden)
     dotted = ".".join(str(k) for k in key) or None
-    more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
+    more = _other_problems(
+        key,
+        [_data_loc(x["loc"], data) for x in errors],
+        {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"},
+    )
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
@@ -455,11 +459,14 @@ def _where(
     return f"{source}:{mark.line + 1}", mark.line + 1, {}
 
 
-def _other_problems(key: tuple, locs: list[tuple]) -> str:
+def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = ()) -> str:
     """The keys of the config's other problems, for the end of its one line: " (also: a.b,
-    c)"; '' for none. A location inside or around ``key`` is the same problem, as a union's
-    alternatives report it (``output.chunks: [0, 5]`` at ``output.chunks`` and at
-    ``output.chunks.0``): it had been counted as "1 more problem(s)", and never shown."""
+    c)"; '' for none. Those of ``missing`` (required keys not given) are said to be so:
+    " (also: a.b; required, and missing: input, stages)" (``pipeline.Config(foo=1)`` had
+    ended "(also: input, output, stages)", not saying what was wrong with them). A location
+    inside or around ``key`` is the same problem, as a union's alternatives report it
+    (``output.chunks: [0, 5]`` at ``output.chunks`` and at ``output.chunks.0``): it had been
+    counted as "1 more problem(s)", and never shown."""
 
     def related(a: tuple, b: tuple) -> bool:
         return a[: len(b)] == b or b[: len(a)] == a
@@ -467,5 +474,13 @@ def _other_problems(key: tuple, locs: list[tuple]) -> str:
     others = [loc for loc in dict.fromkeys(locs) if not related(loc, key)]
     # a location around others (a union's, again) adds nothing to them
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
-    keys = [".".join(str(k) for k in loc) or "(top level)" for loc in others]
-    return f" (also: {', '.join(keys)})" if keys else ""
+
+    def said(locs: list[tuple]) -> str:
+        return ", ".join(".".join(str(k) for k in loc) or "(top level)" for loc in locs)
+
+    wrong = said([loc for loc in others if loc not in missing])
+    absent = said([loc for loc in others if loc in missing])
+    parts = [wrong] if wrong else []
+    if absent:
+        parts.append(f"required, and missing: {absent}")
+    return f" (also: {'; '.join(parts)})" if parts else ""
