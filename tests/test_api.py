@@ -695,6 +695,38 @@ def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> No
     assert str(info.value).endswith(said), info.value
 
 
+@pytest.mark.parametrize(
+    ("model", "given", "fix"),
+    [
+        ("Config", [_A_RUN], "write pipeline.Config(**mapping), or give the mapping as it is"),
+        ("ClusterConfig", [{"workers": 2}], "write pipeline.config.ClusterConfig(**mapping)"),
+        ("Config", ["run.yaml"], "pipeline.load_config(path)"),
+        ("CodecConfig", ["zstd", 3], "as in pipeline.config.CodecConfig(name=...)"),
+    ],
+)
+def test_a_positional_argument_to_a_models_constructor_is_one_line(
+    model: str, given: list[Any], fix: str
+) -> None:
+    """``pipeline.Config({...})`` and ``pipeline.config.ClusterConfig({...})`` raised
+    Python's bare "Model.__init__() takes 1 positional argument but 2 were given": the one
+    line naming the fix, an OptionError (a TypeError still, and a ConfigError). Pydantic's
+    own ways of making a model, which do not call the constructor, work as before."""
+    cls = getattr(pipeline.config, model)
+    call = "pipeline.Config" if model == "Config" else f"pipeline.config.{model}"
+    with pytest.raises(pipeline.OptionError) as info:
+        cls(*given)
+    e = info.value
+    assert isinstance(e, TypeError) and isinstance(e, ConfigError)
+    assert str(e).startswith(f"{call}(): takes its keys by name, not "), e
+    assert fix in str(e) and len(str(e).splitlines()) == 1, e
+    assert e.file == f"{call}()" and e.line is None
+    config = pipeline.Config.model_validate(_A_RUN)
+    assert config == pipeline.Config(**_A_RUN)
+    assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
+    cluster = pipeline.config.ClusterConfig.model_validate({"workers": 2})
+    assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
+
+
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any

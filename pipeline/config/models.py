@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
@@ -83,15 +84,20 @@ class Model(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    def __init__(self, /, **data: Any) -> None:
+    def __init__(self, /, *args: Any, **data: Any) -> None:
         """The model made from keywords (``pipeline.Config(input=..., ...)``,
         ``pipeline.config.ClusterConfig(workers=2)``); an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line a config file's or mapping's problem is
         (:mod:`~pipeline.config.problems`), its ``file`` the call (``pipeline.Config()``), its
         ``key`` the keyword's, not pydantic's lines, which quoted every value given
-        (storage_options' credentials too)."""
+        (storage_options' credentials too). An argument given by position (a mapping, a
+        file's path) is an :class:`~pipeline.errors.OptionError` (a ``TypeError``, as
+        Python's own was, and a ConfigError) naming the call that takes it
+        (:func:`_positional_error`)."""
         cls = type(self)
         source = _constructor(cls)
+        if args:
+            raise _positional_error(cls, source, args)
         error = option_error(data, cls, source)
         if error is not None:
             raise error
@@ -540,6 +546,47 @@ def _constructor(cls: type[Model]) -> str:
     """How an error of a model made from keywords names the call: ``pipeline.Config()`` for
     the whole run (the API's name), ``pipeline.config.ClusterConfig()`` for a section."""
     return "pipeline.Config()" if cls is Config else f"pipeline.config.{cls.__name__}()"
+
+
+def _positional_error(cls: type[Model], source: str, args: tuple[Any, ...]) -> Exception:
+    """The one line for a model's constructor given ``args`` by position (it takes keywords
+    only): ``pipeline.Config({...})`` had raised Python's bare "Model.__init__() takes 1
+    positional argument but 2 were given". It names the fix for what was given (a mapping:
+    ``**mapping``, or, for the whole config, the mapping to :func:`pipeline.run`; a YAML
+    file's path: :func:`pipeline.load_config`), never the value."""
+    from pipeline.errors import OptionError
+
+    call = source.removesuffix("()")
+    given = args[0] if len(args) == 1 else None
+    if isinstance(given, Mapping):
+        fix = f"write {call}(**mapping)"
+        if cls is Config:
+            fix += (
+                ", or give the mapping as it is to pipeline.run or pipeline.plan, or to "
+                "pipeline.config.parse_config"
+            )
+        what = "a mapping"
+    elif cls is Config and isinstance(given, (str, os.PathLike)):
+        what, fix = "a path", "a YAML file's config is read by pipeline.load_config(path)"
+    else:
+        n = len(args)
+        what = f"{n} argument{'s' if n != 1 else ''}"
+        fix = f"give each key by name, as in {call}({_example(cls)})"
+    return OptionError(
+        f"{source}: takes its keys by name, not {what} by position: {fix}",
+        file=source,
+        line=None,
+        key=None,
+        option=None,
+        valid=list(cls.model_fields),
+        suggestion=None,
+    )
+
+
+def _example(cls: type[Model]) -> str:
+    """A keyword call's arguments, to show how ``cls`` is made: its first field's name."""
+    first = next(iter(cls.model_fields))
+    return f"{first}=..."
 
 
 def _place(cls: type[Model]) -> str:
