@@ -727,6 +727,21 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
 
 
+@pytest.mark.parametrize("key", ["", "cluster.", ".workers", "cluster..workers", "."])
+def test_an_override_whose_key_has_an_empty_part_is_one_line(tmp_path: Path, key: str) -> None:
+    """``load_config(path, {"": 2})`` was refused as an unknown key '(top level)', and
+    ``{"cluster.": 2}`` as one named 'cluster.': the override's key names no key, and its
+    line says so, naming it."""
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(ConfigError) as info:
+        pipeline.load_config(path, {key: 2})
+    e = info.value
+    assert (e.key, e.override, e.line) == (key, key, None), e
+    assert str(e).startswith(f"override {key!r} (given with {path}) "), e
+    assert "such as 'cluster.workers'" in str(e) and "(top level)" not in str(e)
+    assert len(str(e).splitlines()) == 1
+
+
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
 def test_a_config_of_the_wrong_kind_is_a_type_error_naming_what_it_takes(
     tmp_path: Path, config: Any

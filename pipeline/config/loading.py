@@ -258,6 +258,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if node is not None:
         _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
+    for dotted in overrides or {}:
+        _check_override_key(dotted, p)
     overridden: list[tuple] = []
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
@@ -285,6 +287,24 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         overridden += _leaves(tuple(dotted.split(".")), target.get(last), value)
         target[last] = _merged(target.get(last), value)
     return parse_config(data, str(p), positions, overridden)
+
+
+def _check_override_key(dotted: Any, path: Path) -> None:
+    """Refuse an override's key that names no key: empty (``""``), or with an empty part
+    (``"cluster."``, ``".workers"``, ``"cluster..workers"``), which had been said as an
+    unknown key '(top level)' or 'cluster.'. One line naming it, with the field
+    ``override``."""
+    if isinstance(dotted, str) and dotted and all(dotted.split(".")):
+        return
+    what = "is empty" if dotted == "" else "has an empty part (a leading, trailing or double dot)"
+    raise ConfigError(
+        f"override {dotted!r} (given with {path}) {what}: an override's key is the dotted "
+        "path of a key of the config, such as 'cluster.workers' or 'output.overwrite'",
+        file=str(path),
+        line=None,
+        key=dotted,
+        override=dotted,
+    )
 
 
 def _leaves(key: tuple, held: Any, value: Any) -> list[tuple]:
