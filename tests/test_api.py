@@ -1343,6 +1343,22 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
         assert text.startswith(f"override {override!r} (given with {path}, not read from it)")
         assert not re.search(rf"{re.escape(str(path))}:\d", text), text
         assert len(text.splitlines()) == 1
+    # a section the file does not have, made by a mapping: named by its key, as when the
+    # file has the section (it had been named 'cluster', the section)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({**_A_RUN, "backend": "cpu"}, sort_keys=False))
+    for overrides, key, override in [
+        ({"cluster": {"workers": 0}}, "cluster.workers", "cluster.workers"),
+        ({"cluster.workers": 0}, "cluster.workers", "cluster.workers"),
+        ({"cluster": {"timeout": 1, "gpus": 0}}, "cluster.gpus", "cluster.gpus"),
+        ({"input": {"generate": {"seed": 1}}}, "input.generate.shape", "input.generate.seed"),
+        ({"output": {"codec": {"level": 99}}}, "output.codec.level", "output.codec.level"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            pipeline.load_config(bare, overrides)
+        e = info.value
+        assert (e.line, e.key, e.override) == (None, key, override), (overrides, e)
+        assert str(e).startswith(f"override {override!r} (given with {bare}, not read from it)")
     bad = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "bad.yaml", backend="tpu"
     )

@@ -284,7 +284,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
                 )
-        overridden += _leaves(tuple(dotted.split(".")), target.get(last), value)
+        overridden += _leaves(tuple(dotted.split(".")), target.get(last, _ABSENT), value)
         target[last] = _merged(target.get(last), value)
     return parse_config(data, str(p), positions, overridden)
 
@@ -310,11 +310,22 @@ def _check_override_key(dotted: Any, path: Path) -> None:
 def _leaves(key: tuple, held: Any, value: Any) -> list[tuple]:
     """The keys whose values an override of ``key`` to ``value`` sets over what the file
     ``held`` there (:func:`_merged`): a mapping merged into the file's mapping sets its own
-    keys, at any depth (none for an empty one); any other value, or a mapping in place of
-    the file's value, the whole of ``key``."""
+    keys, at any depth (none for an empty one), and so does a mapping that makes a section
+    the file does not have (``held`` :data:`_ABSENT`: ``{"cluster": {"workers": 0}}`` over a
+    file without ``cluster:`` had its error named by the override 'cluster', where a file
+    with the section had it named 'cluster.workers'); any other value, or a mapping in
+    place of the file's value, the whole of ``key``."""
     if isinstance(value, Mapping) and isinstance(held, dict):
-        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k), v)]
+        return [
+            leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k, _ABSENT), v)
+        ]
+    if isinstance(value, Mapping) and value and held is _ABSENT:  # a section the file lacks
+        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), _ABSENT, v)]
     return [key]
+
+
+#: What :func:`_leaves` is told the file held at a key it does not have.
+_ABSENT = object()
 
 
 def _merged(held: Any, value: Any) -> Any:
