@@ -375,6 +375,38 @@ _A_RUN: dict[str, Any] = {
         ({"stages": [{"op": "multiply", "factr": 2}]}, "stages.0.factr", "did you mean 'factor'"),
         ({"stages": [{"op": "multiply", "factor": "5"}]}, "stages.0.factor", "not text"),
         ({"input": None}, "input", "input: Input should be a valid dictionary"),
+        (  # pydantic's lax mode took true as 1 worker (helper-102)
+            {"cluster": {"workers": True}},
+            "cluster.workers",
+            "cluster.workers: must be a whole number of at least 1, not true/false",
+        ),
+        (
+            {"chunking": {"target_bytes": False}},
+            "chunking.target_bytes",
+            "must be a size in bytes (or text such as '16GiB'), not true/false",
+        ),
+        (  # had been worded as if no stage were given
+            {"stages": "square"},
+            "stages",
+            "stages: must be a list of stages, each a mapping naming its stage with op:, not "
+            "text: write '- op: square' on a line under stages: (or stages: [{op: square}])",
+        ),
+        (
+            {"stages": {"op": "multiply", "factor": 2}},
+            "stages",
+            "not one stage alone: write '- op: multiply'",
+        ),
+        ({"stages": ["square"]}, "stages.0", "write '- op: square' under stages:"),
+        (  # "Input should be a valid tuple"
+            {"cluster": {"gpus": 0}},
+            "cluster.gpus",
+            "cluster.gpus: must be a list of whole numbers: write it in brackets, gpus: [0]",
+        ),
+        (
+            {"output": {"store": "out.zarr", "chunks": "64, 64"}},
+            "output.chunks",
+            "or auto: write it in brackets, chunks: [64, 64] (got '64, 64')",
+        ),
         (  # a union: pydantic's lines were one per alternative
             {"output": {"store": "out.zarr", "chunks": [0, 5]}},
             "output.chunks.0",
@@ -459,7 +491,13 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
             "output",
         ),
         ("CodecConfig", {"level": 99}, "level", "less than or equal to 22", "output.codec"),
-        ("GenerateConfig", {"shape": "big"}, "shape", "shape: Input should be", "input.generate"),
+        (
+            "GenerateConfig",
+            {"shape": "big"},
+            "shape",
+            "shape: must be a list of whole numbers of at least 1",
+            "input.generate",
+        ),
         ("ChunkingConfig", {"target_bytes": "lots"}, "target_bytes", "not a size", "chunking"),
         ("ClusterConfig", {"gpu_codec_slots": 1}, "gpu_codec_slots", "removed", "cluster"),
         ("ClusterConfig", {"workers": 0}, "workers", "greater than 0", "cluster"),
@@ -527,6 +565,181 @@ def test_a_config_made_from_keywords_is_the_one_a_mapping_makes() -> None:
     assert made == pipeline.Config(
         **{**_A_RUN, "input": InputConfig(store="in.zarr")}, cluster=ClusterConfig(workers=2)
     )
+
+
+#: A config with every section (``input.generate`` and both codecs too), each valid.
+_EVERY_SECTION: dict[str, Any] = {
+    "input": {"store": "in.zarr", "generate": {"shape": [4], "codec": {}}},
+    "output": {"store": "out.zarr", "codec": {}},
+    "stages": [{"op": "square"}],
+    "chunking": {},
+    "cluster": {},
+}
+
+
+def _numeric_keys() -> list[tuple[str, ...]]:
+    """Every key of a config (outside stages, whose scalars have their own check) that takes
+    a number or a list of numbers, from the models' JSON schema (a new field too); a list's
+    key ends in its first item's index, 0."""
+    schema = pipeline.Config.model_json_schema()
+
+    def walk(node: dict[str, Any], key: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        found: list[tuple[Any, ...]] = []
+        for alt in node.get("anyOf", [node]):
+            alt = schema["$defs"][alt["$ref"].rsplit("/", 1)[-1]] if "$ref" in alt else alt
+            if alt.get("type") in ("integer", "number"):
+                found.append(key)
+            elif alt.get("type") == "array" and key != ("stages",):
+                found += walk(alt["items"], (*key, 0))
+            for name, sub in alt.get("properties", {}).items():
+                found += walk(sub, (*key, name))
+        return list(dict.fromkeys(found))
+
+    return walk(schema, ())
+
+
+_SECTIONS = {
+    ("input",): "InputConfig",
+    ("input", "generate"): "GenerateConfig",
+    ("input", "generate", "codec"): "CodecConfig",
+    ("output",): "OutputConfig",
+    ("output", "codec"): "CodecConfig",
+    ("chunking",): "ChunkingConfig",
+    ("cluster",): "ClusterConfig",
+}
+
+
+def test_a_boolean_is_no_number_for_any_numeric_key(tmp_path: Path) -> None:
+    """``cluster: {workers: true}`` ran 1 worker, ``chunking.target_bytes: true`` was 1 byte:
+    pydantic's lax mode takes true as 1 and false as 0 (helper-102). Every numeric key of
+    every section, and every item of a list of numbers (found from the JSON schema, so a
+    new one too), refuses a boolean (Python's or NumPy's) in the one line naming the key and
+    what it takes: made from keywords (the section's constructor too), from a file (its
+    line), or set by an override (its name)."""
+    keys = _numeric_keys()
+    dotted = {".".join(map(str, k)) for k in keys}
+    assert {"cluster.workers", "cluster.gpus.0", "chunking.target_bytes", "output.chunks.0"} < (
+        dotted
+    ), dotted
+    assert {"input.generate.codec.level", "cluster.host_memory_limit", "cluster.timeout"} < (
+        dotted
+    ), dotted
+    for key in keys:
+        said = ".".join(map(str, key))
+        where = [i for i, k in enumerate(key) if isinstance(k, int)]
+        field = key[: where[0]] if where else key  # the key that holds the number or list
+        section = field[:-1]
+        assert section in _SECTIONS, key  # a new section: add it above
+        for flag in (True, False, np.True_):
+            config = _with(key, flag)
+            with pytest.raises(ConfigError) as info:
+                pipeline.Config(**config)
+            e = info.value
+            assert e.key == said and str(e).endswith(", not true/false"), (key, e)
+            assert str(e).startswith(f"pipeline.Config(): {said}: must be "), e
+            assert len(str(e).splitlines()) == 1
+            target = config
+            for k in section:
+                target = target[k]
+            with pytest.raises(ConfigError) as info:
+                getattr(pipeline.config, _SECTIONS[section])(**target)
+            assert info.value.key == said.removeprefix(".".join(section) + "."), info.value
+        path = tmp_path / "run.yaml"
+        path.write_text(yaml.safe_dump(_with(key, True), sort_keys=False))
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        f = info.value
+        line = path.read_text().splitlines()[f.line - 1] if f.line else ""
+        assert f.key == said and "true" in line, (key, f, line)
+        assert str(f).startswith(f"{path}:{f.line}: {said}: must be "), f
+        path.write_text(yaml.safe_dump(_EVERY_SECTION, sort_keys=False))
+        with pytest.raises(ConfigError) as info:
+            load_config(path, {".".join(map(str, field)): [True] if where else True})
+        o = info.value
+        assert (o.key, o.override, o.line) == (said, ".".join(map(str, field)), None), o
+    # the other forms each key took are still taken
+    cluster = pipeline.config.ClusterConfig(
+        workers=2.0, timeout=5, host_memory_limit="4 GiB", device_memory_limit=0.5, gpus=[0]
+    )
+    assert (cluster.workers, cluster.timeout, cluster.host_memory_limit) == (2, 5.0, 4 * 2**30)
+    assert pipeline.config.ChunkingConfig(target_bytes="64MiB").target_bytes == 64 * 2**20
+
+
+def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """:data:`_EVERY_SECTION` with ``value`` at ``key`` (a list's index: a list of it)."""
+    config = json.loads(json.dumps(_EVERY_SECTION))
+    target = config
+    where = [i for i, k in enumerate(key) if isinstance(k, int)]
+    field = key[: where[0]] if where else key
+    for k in field[:-1]:
+        target = target[k]
+    target[field[-1]] = [value] if where else value
+    return config
+
+
+def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> None:
+    """``pipeline.Config(foo=1)`` ended "(also: input, output, stages)", not saying that
+    those were required and missing; other problems are still named by key alone."""
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(foo=1)
+    assert str(info.value).endswith(" (also: required, and missing: input, output, stages)")
+    assert info.value.key == "foo"
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(**{**_A_RUN, "output": None, "backend": "x"}, bogus=1)
+    assert str(info.value).endswith(" (also: output, backend)"), info.value
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config(input={"store": "in.zarr"}, stages=[{"op": "add", "value": "x"}], x=1)
+    said = " (also: stages.0.value; required, and missing: output)"
+    assert str(info.value).endswith(said), info.value
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "fix"),
+    [
+        ("Config", [_A_RUN], "write pipeline.Config(**mapping), or give the mapping as it is"),
+        ("ClusterConfig", [{"workers": 2}], "write pipeline.config.ClusterConfig(**mapping)"),
+        ("Config", ["run.yaml"], "pipeline.load_config(path)"),
+        ("CodecConfig", ["zstd", 3], "as in pipeline.config.CodecConfig(name=...)"),
+    ],
+)
+def test_a_positional_argument_to_a_models_constructor_is_one_line(
+    model: str, given: list[Any], fix: str
+) -> None:
+    """``pipeline.Config({...})`` and ``pipeline.config.ClusterConfig({...})`` raised
+    Python's bare "Model.__init__() takes 1 positional argument but 2 were given": the one
+    line naming the fix, an OptionError (a TypeError still, and a ConfigError). Pydantic's
+    own ways of making a model, which do not call the constructor, work as before."""
+    cls = getattr(pipeline.config, model)
+    call = "pipeline.Config" if model == "Config" else f"pipeline.config.{model}"
+    with pytest.raises(pipeline.OptionError) as info:
+        cls(*given)
+    e = info.value
+    assert isinstance(e, TypeError) and isinstance(e, ConfigError)
+    assert str(e).startswith(f"{call}(): takes its keys by name, not "), e
+    assert fix in str(e) and len(str(e).splitlines()) == 1, e
+    assert e.file == f"{call}()" and e.line is None
+    config = pipeline.Config.model_validate(_A_RUN)
+    assert config == pipeline.Config(**_A_RUN)
+    assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
+    cluster = pipeline.config.ClusterConfig.model_validate({"workers": 2})
+    assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
+
+
+@pytest.mark.parametrize("key", ["", "cluster.", ".workers", "cluster..workers", "."])
+def test_an_override_whose_key_has_an_empty_part_is_one_line(tmp_path: Path, key: str) -> None:
+    """``load_config(path, {"": 2})`` was refused as an unknown key '(top level)', and
+    ``{"cluster.": 2}`` as one named 'cluster.': the override's key names no key, and its
+    line says so, naming it."""
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(ConfigError) as info:
+        pipeline.load_config(path, {key: 2})
+    e = info.value
+    assert (e.key, e.override, e.line) == (key, key, None), e
+    assert str(e).startswith(f"override {key!r} (given with {path}) "), e
+    assert "such as 'cluster.workers'" in str(e) and "(top level)" not in str(e)
+    assert len(str(e).splitlines()) == 1
 
 
 @pytest.mark.parametrize("config", [None, [1, 2], 3, b"run.yaml"], ids=repr)
@@ -1130,6 +1343,22 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
         assert text.startswith(f"override {override!r} (given with {path}, not read from it)")
         assert not re.search(rf"{re.escape(str(path))}:\d", text), text
         assert len(text.splitlines()) == 1
+    # a section the file does not have, made by a mapping: named by its key, as when the
+    # file has the section (it had been named 'cluster', the section)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({**_A_RUN, "backend": "cpu"}, sort_keys=False))
+    for overrides, key, override in [
+        ({"cluster": {"workers": 0}}, "cluster.workers", "cluster.workers"),
+        ({"cluster.workers": 0}, "cluster.workers", "cluster.workers"),
+        ({"cluster": {"timeout": 1, "gpus": 0}}, "cluster.gpus", "cluster.gpus"),
+        ({"input": {"generate": {"seed": 1}}}, "input.generate.shape", "input.generate.seed"),
+        ({"output": {"codec": {"level": 99}}}, "output.codec.level", "output.codec.level"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            pipeline.load_config(bare, overrides)
+        e = info.value
+        assert (e.line, e.key, e.override) == (None, key, override), (overrides, e)
+        assert str(e).startswith(f"override {override!r} (given with {bare}, not read from it)")
     bad = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "bad.yaml", backend="tpu"
     )

@@ -175,6 +175,30 @@ CASES: dict[str, Case] = {
         ConfigError,
         {"file": _in("run.yaml"), "line": 4, "key": "cluster.workers"},
     ),
+    "bool-for-a-number": Case(  # pydantic's lax mode ran 1 worker (helper-102)
+        _yaml(BASE.replace("workers: 1", "workers: true") + SEED),
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 4, "key": "cluster.workers"},
+        ["cluster.workers: must be a whole number of at least 1, not true/false"],
+    ),
+    "bool-in-a-list-of-numbers": Case(
+        _yaml(BASE + "chunking: {{block: [5, false]}}\n" + SEED),
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 5, "key": "chunking.block.1"},
+        ["chunking.block.1: must be a whole number of at least 1, not true/false"],
+    ),
+    "stages-as-text": Case(  # had been worded as if no stage were given
+        _yaml(BASE + "stages: square\n"),
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 5, "key": "stages"},
+        ["stages: must be a list of stages", "'- op: square'", "stages: [{op: square}]"],
+    ),
+    "a-number-for-a-list": Case(
+        _yaml(BASE + "chunking: {{block: 5}}\n" + SEED),
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 5, "key": "chunking.block"},
+        ["write it in brackets, block: [5]"],
+    ),
     "out-of-range": Case(
         lambda tmp: _config(tmp, output={"store": str(tmp / "out.zarr"), "codec": {"level": 99}}),
         ConfigError,

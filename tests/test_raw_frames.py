@@ -240,7 +240,7 @@ def test_a_sharded_output_of_noise_is_raw_and_every_reader_reads_it(
         ({"store_raw_below": 0.1, "name": "none"}, "name: zstd"),
         ({"store_raw_below": 0}, "greater than 0"),
         ({"store_raw_below": 1.5}, "less than or equal to 1"),
-        ({"store_raw_below": True}, "valid number"),  # a boolean is no fraction
+        ({"store_raw_below": True}, "greater than 0 and at most 1, not true/false"),
     ],
 )
 def test_store_raw_below_is_checked(tmp_path: Path, cli: Any, codec: dict, words: str) -> None:

@@ -258,6 +258,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if node is not None:
         _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
+    for dotted in overrides or {}:
+        _check_override_key(dotted, p)
     overridden: list[tuple] = []
     for dotted, value in (overrides or {}).items() if isinstance(data, dict) else ():
         target = data  # (a file that is no mapping is refused as one by parse_config)
@@ -282,19 +284,48 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                     line=mark.line + 1 if mark is not None else None,
                     key=dotted,
                 )
-        overridden += _leaves(tuple(dotted.split(".")), target.get(last), value)
+        overridden += _leaves(tuple(dotted.split(".")), target.get(last, _ABSENT), value)
         target[last] = _merged(target.get(last), value)
     return parse_config(data, str(p), positions, overridden)
+
+
+def _check_override_key(dotted: Any, path: Path) -> None:
+    """Refuse an override's key that names no key: empty (``""``), or with an empty part
+    (``"cluster."``, ``".workers"``, ``"cluster..workers"``), which had been said as an
+    unknown key '(top level)' or 'cluster.'. One line naming it, with the field
+    ``override``."""
+    if isinstance(dotted, str) and dotted and all(dotted.split(".")):
+        return
+    what = "is empty" if dotted == "" else "has an empty part (a leading, trailing or double dot)"
+    raise ConfigError(
+        f"override {dotted!r} (given with {path}) {what}: an override's key is the dotted "
+        "path of a key of the config, such as 'cluster.workers' or 'output.overwrite'",
+        file=str(path),
+        line=None,
+        key=dotted,
+        override=dotted,
+    )
 
 
 def _leaves(key: tuple, held: Any, value: Any) -> list[tuple]:
     """The keys whose values an override of ``key`` to ``value`` sets over what the file
     ``held`` there (:func:`_merged`): a mapping merged into the file's mapping sets its own
-    keys, at any depth (none for an empty one); any other value, or a mapping in place of
-    the file's value, the whole of ``key``."""
+    keys, at any depth (none for an empty one), and so does a mapping that makes a section
+    the file does not have (``held`` :data:`_ABSENT`: ``{"cluster": {"workers": 0}}`` over a
+    file without ``cluster:`` had its error named by the override 'cluster', where a file
+    with the section had it named 'cluster.workers'); any other value, or a mapping in
+    place of the file's value, the whole of ``key``."""
     if isinstance(value, Mapping) and isinstance(held, dict):
-        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k), v)]
+        return [
+            leaf for k, v in value.items() for leaf in _leaves((*key, k), held.get(k, _ABSENT), v)
+        ]
+    if isinstance(value, Mapping) and value and held is _ABSENT:  # a section the file lacks
+        return [leaf for k, v in value.items() for leaf in _leaves((*key, k), _ABSENT, v)]
     return [key]
+
+
+#: What :func:`_leaves` is told the file held at a key it does not have.
+_ABSENT = object()
 
 
 def _merged(held: Any, value: Any) -> Any:

@@ -9,6 +9,8 @@ dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked,
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from pipeline.config.problems import option_error, validation_error
 from pipeline.ops.stages import REGISTRY, StageParams
@@ -41,15 +44,35 @@ def _parse_bytes(v: Any) -> Any:
     return v
 
 
+def _not_bool(v: Any) -> Any:
+    """Refuse a boolean (Python's or NumPy's) where a number is wanted: pydantic's lax mode
+    takes ``true`` as 1 and ``false`` as 0 (``cluster: {workers: true}`` ran 1 worker). The
+    error's type, ``bool_not_number``, is worded by :mod:`~pipeline.config.problems` with what
+    the key takes. Anything else passes, for the type's own check (``'16GiB'`` included)."""
+    np = sys.modules.get("numpy")
+    if isinstance(v, bool) or (np is not None and isinstance(v, np.bool_)):
+        raise PydanticCustomError("bool_not_number", "must be a number, not true/false")
+    return v
+
+
+#: On every numeric field and item of a list of numbers (a test finds them all from the
+#: models' JSON schema): a boolean is no number.
+NotBool = BeforeValidator(_not_bool)
+Whole: TypeAlias = Annotated[int, NotBool]
+Positive: TypeAlias = Annotated[PositiveInt, NotBool]
+
 # "format": "bytes" tells the generated reference that a size such as '16GiB' is accepted too
 _SIZE = {"type": "integer", "format": "bytes"}
-Bytes: TypeAlias = Annotated[int, BeforeValidator(_parse_bytes), Field(gt=0), WithJsonSchema(_SIZE)]
+Bytes: TypeAlias = Annotated[
+    int, BeforeValidator(_parse_bytes), NotBool, Field(gt=0), WithJsonSchema(_SIZE)
+]
 AutoBytes: TypeAlias = Annotated[
     Literal["auto"] | int,
     BeforeValidator(_parse_bytes),
+    NotBool,
     WithJsonSchema({"anyOf": [{"const": "auto"}, _SIZE]}),
 ]
-Shape: TypeAlias = tuple[PositiveInt, ...]
+Shape: TypeAlias = tuple[Positive, ...]
 
 
 class Model(BaseModel):
@@ -61,15 +84,20 @@ class Model(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-    def __init__(self, /, **data: Any) -> None:
+    def __init__(self, /, *args: Any, **data: Any) -> None:
         """The model made from keywords (``pipeline.Config(input=..., ...)``,
         ``pipeline.config.ClusterConfig(workers=2)``); an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line a config file's or mapping's problem is
         (:mod:`~pipeline.config.problems`), its ``file`` the call (``pipeline.Config()``), its
         ``key`` the keyword's, not pydantic's lines, which quoted every value given
-        (storage_options' credentials too)."""
+        (storage_options' credentials too). An argument given by position (a mapping, a
+        file's path) is an :class:`~pipeline.errors.OptionError` (a ``TypeError``, as
+        Python's own was, and a ConfigError) naming the call that takes it
+        (:func:`_positional_error`)."""
         cls = type(self)
         source = _constructor(cls)
+        if args:
+            raise _positional_error(cls, source, args)
         error = option_error(data, cls, source)
         if error is not None:
             raise error
@@ -101,11 +129,11 @@ class CodecConfig(Model):
     """How chunks are compressed."""
 
     name: Literal["zstd", "none"] = Field("zstd", description="chunk compressor: zstd or none")
-    level: int = Field(
+    level: Whole = Field(
         1, ge=-7, le=22, description="zstd level (CPU encoder; the GPU encoder has its own)"
     )
     checksum: bool = Field(False, description="zstd frame checksum")
-    store_raw_below: float | None = Field(
+    store_raw_below: Annotated[float | None, NotBool] = Field(
         None,
         gt=0,
         le=1,
@@ -163,8 +191,10 @@ class GenerateConfig(Model):
         description="normal/uniform: random; ramp: a repeating arithmetic sequence that "
         "compresses well (for datasets larger than the disk)",
     )
-    seed: int = Field(0, ge=0, description="seed of the generator; same seed, same data")
-    zarr_format: Literal[2, 3] = Field(3, description="Zarr format of the generated store")
+    seed: Whole = Field(0, ge=0, description="seed of the generator; same seed, same data")
+    zarr_format: Annotated[Literal[2, 3], NotBool] = Field(
+        3, description="Zarr format of the generated store"
+    )
     when_missing: bool = Field(
         False, description="`run` generates the input first when it does not exist"
     )
@@ -345,17 +375,17 @@ class ClusterConfig(Model):
     scheduler: str = Field(
         "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
     )
-    gpus: tuple[int, ...] | None = Field(
+    gpus: tuple[Whole, ...] | None = Field(
         None, description="GPU ids for local GPU workers; omitted, every visible GPU"
     )
-    workers: PositiveInt | None = Field(
+    workers: Positive | None = Field(
         None, description="local CPU workers; omitted, cores / threads_per_worker"
     )
-    threads_per_worker: PositiveInt | None = Field(
+    threads_per_worker: Positive | None = Field(
         None,
         description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
     )
-    workers_per_gpu: PositiveInt = Field(
+    workers_per_gpu: Positive = Field(
         3,
         description="local GPU clusters: worker processes per GPU, each with threads_per_worker "
         "threads (several processes wait less on each other for Python's GIL: on the H100 host "
@@ -369,13 +399,13 @@ class ClusterConfig(Model):
         "2026-12-01, warm, 3 x 4: v2 Blosc 5.89 -> 6.64 GB/s, synthetic 4.81 -> 5.43); off: "
         "never. A user's own MPS daemon (CUDA_MPS_PIPE_DIRECTORY set) is used as it is",
     )
-    device_memory_limit: AutoBytes | float = Field(
+    device_memory_limit: Annotated[AutoBytes | float, NotBool] = Field(
         "auto",
         description="device memory budget per GPU, split between a local cluster's "
         "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
         "free memory, or auto (0.8)",
     )
-    host_memory_limit: AutoBytes | float = Field(
+    host_memory_limit: Annotated[AutoBytes | float, NotBool] = Field(
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
@@ -390,7 +420,7 @@ class ClusterConfig(Model):
         "stores need); auto: inproc for a CPU run of at most 4 task threads (no processes to "
         "start), else tcp",
     )
-    timeout: float = Field(
+    timeout: Annotated[float, NotBool] = Field(
         10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
     )
     dashboard: str = Field(
@@ -516,6 +546,47 @@ def _constructor(cls: type[Model]) -> str:
     """How an error of a model made from keywords names the call: ``pipeline.Config()`` for
     the whole run (the API's name), ``pipeline.config.ClusterConfig()`` for a section."""
     return "pipeline.Config()" if cls is Config else f"pipeline.config.{cls.__name__}()"
+
+
+def _positional_error(cls: type[Model], source: str, args: tuple[Any, ...]) -> Exception:
+    """The one line for a model's constructor given ``args`` by position (it takes keywords
+    only): ``pipeline.Config({...})`` had raised Python's bare "Model.__init__() takes 1
+    positional argument but 2 were given". It names the fix for what was given (a mapping:
+    ``**mapping``, or, for the whole config, the mapping to :func:`pipeline.run`; a YAML
+    file's path: :func:`pipeline.load_config`), never the value."""
+    from pipeline.errors import OptionError
+
+    call = source.removesuffix("()")
+    given = args[0] if len(args) == 1 else None
+    if isinstance(given, Mapping):
+        fix = f"write {call}(**mapping)"
+        if cls is Config:
+            fix += (
+                ", or give the mapping as it is to pipeline.run or pipeline.plan, or to "
+                "pipeline.config.parse_config"
+            )
+        what = "a mapping"
+    elif cls is Config and isinstance(given, (str, os.PathLike)):
+        what, fix = "a path", "a YAML file's config is read by pipeline.load_config(path)"
+    else:
+        n = len(args)
+        what = f"{n} argument{'s' if n != 1 else ''}"
+        fix = f"give each key by name, as in {call}({_example(cls)})"
+    return OptionError(
+        f"{source}: takes its keys by name, not {what} by position: {fix}",
+        file=source,
+        line=None,
+        key=None,
+        option=None,
+        valid=list(cls.model_fields),
+        suggestion=None,
+    )
+
+
+def _example(cls: type[Model]) -> str:
+    """A keyword call's arguments, to show how ``cls`` is made: its first field's name."""
+    first = next(iter(cls.model_fields))
+    return f"{first}=..."
 
 
 def _place(cls: type[Model]) -> str:

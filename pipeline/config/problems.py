@@ -11,8 +11,9 @@ neither imports the other: the models are known here only as the class an error 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -98,6 +99,14 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     if kind == "union_tag_not_found":
         return f"{key}: each stage needs 'op:' naming it; known stages: {known_stages()}"
     if kind in ("model_attributes_type", "dict_type") and len(loc) == 2 and loc[0] == "stages":
+        name = err.get("input")
+        if isinstance(name, str) and name.strip() in REGISTRY:  # stages: [square]
+            name = name.strip()
+            return (
+                f"{key}: a stage is a mapping that names it with op: write '- op: {name}' "
+                f"under stages: (or {{op: {name}}} in a list in brackets); known stages: "
+                f"{known_stages()}"
+            )
         return f"{key}: a stage is a mapping such as '- op: square'; known stages: {known_stages()}"
     if kind == "missing":
         return f"missing key {key!r}"
@@ -106,10 +115,13 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
             f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
             "for s3:// (its value is not said here)"
         )
-    if kind in ("too_short", "tuple_type") and key == "stages":  # [] or nothing at all
-        known = known_stages()
-        return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
     got = err.get("input")
+    if kind in ("too_short", "tuple_type") and key == "stages":
+        return _stages_problem(got)
+    if kind == "bool_not_number":
+        return f"{key}: must be {wanted(root, loc)}, not true/false"
+    if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
+        return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got!r})"
     if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
@@ -122,6 +134,140 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
+
+
+def _stages_problem(got: Any) -> str:
+    """What ``stages`` given as no list of stages (``stages: square``, one stage's mapping
+    without its list, nothing, ``[]``) says: that it is a list of stages, each a mapping
+    naming its stage with ``op:``, and how to write the one meant."""
+    known = known_stages()
+    if got is None or (isinstance(got, (list, tuple)) and not got):
+        return f"stages: give at least one stage, such as '- op: square'; known stages: {known}"
+    name = got.strip() if isinstance(got, str) else None
+    if isinstance(got, dict) and isinstance(got.get("op"), str):
+        name = got["op"]
+    if name in REGISTRY:
+        return (
+            "stages: must be a list of stages, each a mapping naming its stage with op:, not "
+            f"{'one stage alone' if isinstance(got, dict) else 'text'}: write '- op: {name}' "
+            f"on a line under stages: (or stages: [{{op: {name}}}]); known stages: {known}"
+        )
+    what = "text" if isinstance(got, str) else _KIND_SAID.get(type(got), "a single value")
+    return (
+        "stages: must be a list of stages, each a mapping naming its stage with op:, such as "
+        f"'- op: square' on a line under stages:, not {what}; known stages: {known}"
+    )
+
+
+_KIND_SAID: dict[type, str] = {dict: "one mapping", bool: "true/false"}
+
+
+def _as_list(loc: Sequence[Any], got: Any) -> str:
+    """The list that a list-valued key (``gpus``, ``shape``) given one number (``gpus: 0``)
+    or the numbers as text (``shape: "64, 64"``) was meant to be, as the fix: ``, such as
+    gpus: [0]``; '' where ``got`` is neither."""
+    if isinstance(got, int) and not isinstance(got, bool):
+        items = str(got)
+    elif isinstance(got, str) and re.fullmatch(r"\s*-?\d+(\s*,\s*-?\d+)*\s*", got):
+        items = ", ".join(p.strip() for p in got.split(","))
+    else:
+        return ""
+    return f": write it in brackets, {loc[-1]}: [{items}]" if loc else ""
+
+
+def wanted(root: type[BaseModel], loc: Sequence[Any]) -> str:
+    """What the key at ``loc`` (a location in the keys of the model ``root``) takes, in
+    words from its JSON schema: ``a whole number of at least 1``, ``auto or a list of whole
+    numbers of at least 1``, ``a size in bytes (or text such as '16GiB')``; "a value" where
+    the schema says nothing more."""
+    schema = _json_schema(root)
+    node: Any = schema
+    for part in loc:
+        node = _step(schema, node, part)
+        if node is None:
+            return "a value"
+    return _said(schema, node) or "a value"
+
+
+@functools.cache
+def _json_schema(root: type[BaseModel]) -> dict[str, Any]:
+    return root.model_json_schema()
+
+
+def _resolved(schema: dict[str, Any], node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        node = schema.get("$defs", {}).get(node["$ref"].rsplit("/", 1)[-1])
+    return node
+
+
+def _step(schema: dict[str, Any], node: Any, part: Any) -> Any:
+    """The schema of ``part`` (a key or a list's index) of the value ``node`` describes."""
+    node = _resolved(schema, node)
+    if not isinstance(node, dict):
+        return None
+    for alt in [_resolved(schema, a) for a in node.get("anyOf", [node])]:
+        if not isinstance(alt, dict):
+            continue
+        if isinstance(part, str) and part in alt.get("properties", {}):
+            return alt["properties"][part]
+        if isinstance(part, int) and "items" in alt:
+            return alt["items"]
+    return None
+
+
+def _said(schema: dict[str, Any], node: Any, plural: bool = False) -> str:
+    """The values the schema ``node`` takes, in words (``plural``: as a list's items)."""
+    node = _resolved(schema, node)
+    if not isinstance(node, dict):
+        return ""
+    said: list[str] = []
+    for alt in [_resolved(schema, a) for a in node.get("anyOf", [node])]:
+        if not isinstance(alt, dict):
+            continue
+        kind = alt.get("type")
+        if "const" in alt:
+            said.append(str(alt["const"]))
+        elif "enum" in alt:
+            said.append(_either([str(v) for v in alt["enum"]]))
+        elif kind == "integer" and alt.get("format") == "bytes":
+            said.append(f"{'sizes' if plural else 'a size'} in bytes (or text such as '16GiB')")
+        elif kind in ("integer", "number"):
+            noun = {"integer": "whole number", "number": "number"}[kind]
+            said.append(f"{noun}s" if plural else f"a {noun}")
+            said[-1] += _range(alt, kind == "integer")
+        elif kind == "array":
+            items = _said(schema, alt.get("items"), plural=True)
+            said.append(f"a list of {items}" if items else "a list")
+    return _either(said)
+
+
+def _either(said: list[str]) -> str:
+    return said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}" if said else ""
+
+
+def _range(s: dict[str, Any], whole: bool) -> str:
+    """A number's bounds in a JSON schema as words: ' from -7 to 22', ' greater than 0'."""
+    low, high = s.get("minimum"), s.get("maximum")
+    above, below = s.get("exclusiveMinimum"), s.get("exclusiveMaximum")
+    if whole and above is not None:
+        low, above = above + 1, None
+    if whole and below is not None:
+        high, below = below - 1, None
+    if whole and low is not None and high is not None:
+        return f" from {low} to {high}"
+    if whole and low is not None and high is None:
+        return f" of at least {low}"
+    parts = [
+        f"{w} {v}"
+        for w, v in (
+            ("at least", low),
+            ("greater than", above),
+            ("at most", high),
+            ("less than", below),
+        )
+        if v is not None
+    ]
+    return f" {' and '.join(parts)}" if parts else ""
 
 
 def _stage_owner(loc: Sequence[Any], data: Any) -> type[BaseModel] | None:
@@ -265,7 +411,11 @@ def validation_error(
     key = _data_loc(err["loc"], data)
     where, line, extra = _where(key, source, positions, overridden)
     dotted = ".".join(str(k) for k in key) or None
-    more = _other_problems(key, [_data_loc(x["loc"], data) for x in errors])
+    more = _other_problems(
+        key,
+        [_data_loc(x["loc"], data) for x in errors],
+        {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"},
+    )
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
@@ -309,11 +459,14 @@ def _where(
     return f"{source}:{mark.line + 1}", mark.line + 1, {}
 
 
-def _other_problems(key: tuple, locs: list[tuple]) -> str:
+def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = ()) -> str:
     """The keys of the config's other problems, for the end of its one line: " (also: a.b,
-    c)"; '' for none. A location inside or around ``key`` is the same problem, as a union's
-    alternatives report it (``output.chunks: [0, 5]`` at ``output.chunks`` and at
-    ``output.chunks.0``): it had been counted as "1 more problem(s)", and never shown."""
+    c)"; '' for none. Those of ``missing`` (required keys not given) are said to be so:
+    " (also: a.b; required, and missing: input, stages)" (``pipeline.Config(foo=1)`` had
+    ended "(also: input, output, stages)", not saying what was wrong with them). A location
+    inside or around ``key`` is the same problem, as a union's alternatives report it
+    (``output.chunks: [0, 5]`` at ``output.chunks`` and at ``output.chunks.0``): it had been
+    counted as "1 more problem(s)", and never shown."""
 
     def related(a: tuple, b: tuple) -> bool:
         return a[: len(b)] == b or b[: len(a)] == a
@@ -321,5 +474,13 @@ def _other_problems(key: tuple, locs: list[tuple]) -> str:
     others = [loc for loc in dict.fromkeys(locs) if not related(loc, key)]
     # a location around others (a union's, again) adds nothing to them
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
-    keys = [".".join(str(k) for k in loc) or "(top level)" for loc in others]
-    return f" (also: {', '.join(keys)})" if keys else ""
+
+    def said(locs: list[tuple]) -> str:
+        return ", ".join(".".join(str(k) for k in loc) or "(top level)" for loc in locs)
+
+    wrong = said([loc for loc in others if loc not in missing])
+    absent = said([loc for loc in others if loc in missing])
+    parts = [wrong] if wrong else []
+    if absent:
+        parts.append(f"required, and missing: {absent}")
+    return f" (also: {'; '.join(parts)})" if parts else ""
