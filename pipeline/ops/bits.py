@@ -51,13 +51,15 @@ def unequal(want: Any, got: Any) -> np.ndarray:
     if size in (1, 2, 4, 8):
         word = np.dtype(f"u{size}")
         return x.view(word) != y.view(word)
-    # complex256, float128 (16 bytes, of which the padding is left out where NumPy knows it)
-    used = 10 if native.kind in "fc" and np.finfo(native).nexp == 15 else size
+    # x87 extended precision (float128, complex256 on x86-64): 10 bytes of each 16 hold the
+    # number, the rest is padding that may hold anything; IEEE quad precision (aarch64's
+    # float128, 112 bits of mantissa) uses all 16
+    used = 10 if native.kind in "fc" and np.finfo(native).nmant == 63 else size
     if native.kind == "c" and used == 10:  # two extended-precision parts, each padded
         half = size // 2
-        xs, ys = (v.view(np.uint8).reshape(*a.shape, 2, half)[..., :10] for v in (x, y))
+        xs, ys = (v.reshape(-1).view(np.uint8).reshape(*a.shape, 2, half)[..., :10] for v in (x, y))
         return (xs != ys).any(axis=(-2, -1))
-    xs, ys = (v.view(np.uint8).reshape(*a.shape, size)[..., :used] for v in (x, y))
+    xs, ys = (v.reshape(-1).view(np.uint8).reshape(*a.shape, size)[..., :used] for v in (x, y))
     return (xs != ys).any(axis=-1)
 
 

@@ -1089,7 +1089,7 @@ def coordinate_difference(
             return _stored_difference(src_store, src, dst_store, dst, var.coords)
     if new.dims != old.dims:
         return f"dimensions {old.dims}, not {new.dims}"
-    return _attributes_said(_differing_attributes(new.attrs, old.attrs)) or _values_said(
+    return _attributes_said(differing_values(new.attrs, old.attrs)) or _values_said(
         bits.difference(new.values, old.values)
     )
 
@@ -1102,16 +1102,6 @@ def _attributes_said(keys: list[str]) -> str | None:
     if not keys:
         return None
     return f"{', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}"
-
-
-def _differing_attributes(a: Any, b: Any) -> list[str]:
-    """The names of the attributes two mappings do not hold alike: held by one alone, or
-    with another value as stored JSON (:func:`_same_value`: -0.0 is not 0.0, NaN is NaN;
-    xarray's ``identical`` takes -0.0 for 0.0), sorted."""
-    a, b = dict(a), dict(b)
-    both = a.keys() & b.keys()
-    differ = (k for k in a.keys() | b.keys() if k not in both or not _same_value(a[k], b[k]))
-    return sorted(str(k) for k in differ)
 
 
 def _stored_difference(
@@ -1134,7 +1124,7 @@ def _stored_difference(
     except Exception:
         return UNREADABLE
     skip = {"_ARRAY_DIMENSIONS"}
-    keys = _differing_attributes(
+    keys = differing_values(
         {k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip},
         {k: v for k, v in dict(b.attrs).items() if k not in skip},
     )
@@ -1397,16 +1387,15 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     return status if held.get("pipeline") == doc else "incomplete"
 
 
-def differing_values(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two attribute mappings, as stored JSON (NaN equal
-    to NaN); a key in one only differs."""
-
-    def text(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
-
-    return sorted(
-        k for k in a.keys() | b.keys() if k not in a or k not in b or text(a[k]) != text(b[k])
-    )
+def differing_values(a: Any, b: Any) -> list[str]:
+    """The keys whose values differ between two attribute mappings, as stored JSON
+    (:func:`_same_value`: NaN equal to NaN, -0.0 not 0.0, which xarray's ``identical`` takes
+    for the same; a NumPy value as the JSON it is stored as, whole, where its ``str``, which
+    this had compared, elides a long array's middle); a key in one only differs. Sorted."""
+    a, b = dict(a), dict(b)
+    both = a.keys() & b.keys()
+    differ = (k for k in a.keys() | b.keys() if k not in both or not _same_value(a[k], b[k]))
+    return sorted(str(k) for k in differ)
 
 
 def own_metadata_differs(
