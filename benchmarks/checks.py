@@ -96,13 +96,13 @@ def check_output(
         problem = f"dtype {out.dtype}, not the input's {inp.dtype}"
     if problem:
         return Check(name, where, math.prod(out.shape), 0, time.perf_counter() - t0, problem)
-    bits = np.dtype(f"u{out.dtype.itemsize}")
+    from benchmarks.pipelines import bits_unequal  # as `pipeline verify` compares
 
     def one(box: Box) -> int:
         lo, hi = box
         want = reference(inp.read(lo, hi))
         got = out.read(lo, hi)
-        return int(np.count_nonzero(want.view(bits) != got.view(bits)))
+        return int(np.count_nonzero(bits_unequal(want, got)))
 
     boxes = _regions(inp, out)
     with ThreadPoolExecutor(_threads(boxes, out.dtype.itemsize)) as ex:

@@ -191,6 +191,24 @@ def apply_chain(dtype: Any, x: np.ndarray) -> np.ndarray:
     return apply(chain(dtype), x)
 
 
+def bits_unequal(want: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Where ``got``'s elements differ from ``want``'s in their bits (a boolean array), as the
+    pipeline's ``verify`` compares (:func:`pipeline.ops.bits.unequal`: a NaN's payload and a
+    zero's sign count); ValueError for another shape or dtype."""
+    from pipeline.ops.bits import unequal
+
+    return unequal(want, got)
+
+
+def bits_difference(want: np.ndarray, got: np.ndarray) -> str | None:
+    """What ``got`` holds otherwise than ``want`` to the bit, in a few words (another shape or
+    dtype, or the elements that differ and the first); None where none does, as the
+    pipeline's ``verify`` compares (:func:`pipeline.ops.bits.difference`)."""
+    from pipeline.ops.bits import difference
+
+    return difference(want, got)
+
+
 def fused_kernel(dtype: Any) -> tuple[Callable[[Any], Any], str]:
     """The pipeline's fused kernel of the stages for ``dtype`` (CuPy arrays in and out), and a
     description of it."""
@@ -294,8 +312,9 @@ def memory_workload(
     def check(y: Any) -> None:
         blk = tuple(slice(0, ch[0]) for ch in x.chunks)
         want = reference(np.asarray(x[blk].compute()))
-        if not np.array_equal(np.asarray(y[blk].compute()), want):
-            raise AssertionError("the in-memory workload's result differs from NumPy's")
+        said = bits_difference(want, np.asarray(y[blk].compute()))
+        if said is not None:  # to the bit, as verify compares
+            raise AssertionError(f"the in-memory workload's result differs from NumPy's: {said}")
 
     return _persisted(client, lambda: graph.process(x, c, backend), reps, x.nbytes, check)
 

@@ -588,7 +588,12 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         (
             "mismatched",
             str(len(res.mismatched))
-            + (f" (first: {list(res.mismatched[0])})" if res.mismatched else ""),
+            + (
+                f" (first: block {list(res.mismatched[0])}; against NumPy's: "
+                f"{res.first_difference})"
+                if res.mismatched
+                else ""
+            ),
         ),
         ("output status", res.status),
     ]
@@ -662,8 +667,13 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     if res.coordinates_differ:
         print(
             f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
-            "input's (as xarray reads both: edited or lost since the run): readers see its "
-            "values at other places; "
+            "input's (as xarray reads both: edited or lost since the run"
+            + (
+                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
+                if res.coordinate_differences
+                else ""
+            )
+            + "): readers see its values at other places; "
             + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
             file=sys.stderr,
         )

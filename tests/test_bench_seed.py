@@ -102,6 +102,13 @@ def test_compare_catches_one_ulp_and_unwritten_nan() -> None:
     poisoned = np.full_like(want, np.nan)
     assert seed.compare("poison", poisoned, poisoned.copy())["equal"] is False
     assert seed.compare("same", want.copy(), want)["equal"] is True
+    # to the bit, as verify compares: a -0.0 where NumPy gives 0.0 differs (array_equal took
+    # it for the same)
+    zeros = np.zeros(5)
+    signed = zeros.copy()
+    signed[3] = -0.0
+    c = seed.compare("signed zero", signed, zeros)
+    assert c["equal"] is False and c["mismatches"] == 1 and c["first_mismatch"]["index"] == 3
 
 
 def test_full_mode_without_a_gpu_says_to_use_quick(tmp_path: Path) -> None:

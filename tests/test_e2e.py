@@ -158,3 +158,46 @@ def test_verify_compares_the_bits_of_floats(tmp_path, cli, edit) -> None:
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 1, out
     assert re.search(r"mismatched\s+1 \(first", out), out
+    # its one line says what differs, and where: the row had named the block alone
+    said = {
+        "negative-zero": "the first at [5, 12]: -0.0, not 0.0",
+        "nan-payload": "the first at [1, 1]: nan (bits 0x7fc00007), not nan (bits 0x7fc00000)",
+    }[edit]
+    assert re.search(r"1 of \d+ elements differs, " + re.escape(said), " ".join(out.split())), out
+
+
+def _stored(path, values: np.ndarray):
+    """``values`` written to a real Zarr array at ``path`` and read back as zarr-python
+    reads it (as verify reads the output)."""
+    make_array(path, values, (2,))
+    return np.asarray(zarr.open_array(str(path), mode="r")[...])
+
+
+def test_verify_and_coordinates_compare_with_one_function(tmp_path) -> None:
+    """verify's data check (``same_bits``) and the coordinates' (``same_labels``) were
+    near-copies that disagreed: ``same_bits`` compared complex values with ``array_equal``, so
+    a -0.0j where NumPy gives +0.0j passed and a complex NaN differed from itself, and it
+    took integers of other dtypes holding equal values for the same. Both ask
+    :func:`pipeline.ops.bits.difference` now, which says what differs."""
+    from pipeline.ops.bits import difference
+    from pipeline.reporting import verify
+    from pipeline.store import datasets
+
+    assert not hasattr(verify, "same_bits") and not hasattr(datasets, "same_labels")
+    want = np.array([1, 0, 2, 3], np.complex64)
+    edited = want.copy()
+    edited.view(np.float32)[3] = -0.0  # the imaginary part of want[1]
+    got = _stored(tmp_path / "c.zarr", edited)
+    assert got.view(np.uint32)[3] == 0x80000000  # stored as given
+    assert difference(want, got) == "1 of 4 elements differs, the first at [1]: -0j, not 0j"
+    nan = np.array([complex(np.nan, 1.0), 2], np.complex128)
+    assert difference(nan, _stored(tmp_path / "n.zarr", nan)) is None  # the same NaN
+    other = nan.copy()
+    other.view(np.uint64)[0] |= 5
+    said = difference(nan, _stored(tmp_path / "p.zarr", other))
+    assert said is not None and "(nan+1j) (bits 0x7ff8000000000005" in said, said
+    ints = np.arange(4, dtype=np.int32)
+    wide = _stored(tmp_path / "i.zarr", ints.astype(np.int64))
+    assert difference(ints, wide) == "dtype int64, not int32"
+    # byte order aside: a big-endian copy holds the same bits of the same values
+    assert difference(ints.astype(">i8"), wide) is None

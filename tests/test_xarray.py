@@ -2081,6 +2081,7 @@ def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Pat
     assert rc == 1, out
     line = one_line_error(err)
     assert "coordinates lon are not the input's" in line, line
+    assert "lon's values: 60 of 60 elements differ, the first at [0]: 6.0, not 5.0" in line, line
 
 
 def _edit_json(path: Path, edit: Any, reconsolidate: Path | None = None) -> None:
@@ -3354,6 +3355,14 @@ def test_a_coordinate_relabelled_only_to_the_bit_is_not_the_same(
     assert rc == 1, out_text + err
     line = one_line_error(err)
     assert "coordinates lon are not the input's" in line, line
+    # the line says what differs (pipeline.ops.bits.difference, as verify's data check)
+    said = {
+        "-0.0": "lon's values: 1 of 60 elements differs, the first at [0]: -0.0, not 0.0",
+        "NaN payload": "lon's values: 1 of 60 elements differs, the first at [1]: nan (bits "
+        "0x7ff8000000000001), not nan (bits 0x7ff8000000000000)",
+        "-0.0 attribute": "lon's valid_min attribute",
+    }[how]
+    assert said in line, line
     shutil.rmtree(out)
     shutil.copytree(kept, out)
     rc, out_text, err = cli("verify", "--all", cfg)

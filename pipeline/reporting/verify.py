@@ -2,7 +2,10 @@
 
 Both arrays are read through Zarr itself (not the pipeline's own chunk reader), and the reference
 is computed with plain NumPy, stage by stage, so a bug in the pipeline's fast paths cannot hide
-in the check. Floating-point values must match to the bit (NaN where NaN).
+in the check. Values must match to the bit (:func:`pipeline.ops.bits.difference`, which the
+output's coordinates are compared with too): a -0.0 where NumPy gives 0.0, or a NaN of another
+payload, is a mismatch (``np.array_equal`` with ``equal_nan`` takes any NaN for any other and
+-0.0 for 0.0, so an output differing only there had passed `verify --all`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pipeline.errors import (
     storage_failure,
     storage_fix,
 )
-from pipeline.ops import stages
+from pipeline.ops import bits, stages
 from pipeline.planning.plan import StoreIdentity, frame_identity, identify_store, input_place
 from pipeline.planning.variable import (
     Carried,
@@ -43,6 +46,11 @@ class VerifyResult:
     total: int
     mismatched: list[tuple[int, ...]]
     status: str
+    first_difference: str | None = None
+    """what the first block of ``mismatched`` holds otherwise than NumPy's result, in a few
+    words (:func:`pipeline.ops.bits.difference`: how many of its elements differ, and the
+    first, by its index in the array: ``-0.0, not 0.0``; a NaN with its bits); None where
+    every block compared is NumPy's to the bit"""
     writer: dict[str, Any] | None = None
     """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
     None where none does"""
@@ -63,6 +71,11 @@ class VerifyResult:
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
+    coordinate_differences: tuple[str, ...] = ()
+    """what each of ``coordinates_differ`` holds otherwise in the output, in a few words
+    (:func:`pipeline.store.datasets.coordinate_difference`, words that follow its name's
+    possessive: ``values: 1 of 3 elements differs, the first at [0]: -0.0, not 0.0``, an
+    attribute, its dimensions)"""
     metadata_differs: tuple[str, ...] = ()
     """what the output's metadata holds otherwise than the run wrote it (edited since), each
     in a few words: its own attributes, dimension names or fill value against what the input
@@ -205,7 +218,7 @@ def verify(
     if samples is not None and samples < len(blocks):
         blocks = random.Random(seed).sample(blocks, samples)
 
-    def check(index: tuple[int, ...]) -> bool:
+    def check(index: tuple[int, ...]) -> str | None:
         sl = grid.unit_slices(index, block, tuple(src.shape))
         x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
         found = unpack.unheld(x) if unpack else None
@@ -216,15 +229,21 @@ def verify(
             raise unheld_error(info, unpack, found, origin, x.shape, said)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
         got = _read(dst, sl, loc_out.join(out_path), output=True)
-        return same_bits(ref, got)
+        # to the bit (the module's note): a -0.0 or a NaN of another payload differs
+        return bits.difference(ref, got, origin=tuple(s.start for s in sl))
 
     with ThreadPoolExecutor(threads) as ex:
         results = list(ex.map(check, blocks))
-    bad = [b for b, ok in zip(blocks, results, strict=True) if not ok]
+    differing = [(b, d) for b, d in zip(blocks, results, strict=True) if d is not None]
+    bad = [b for b, _ in differing]
     path_in = config.input.array.strip("/")
     now = identify_store(loc_in, path_in)
     changed = _input_changed(record, loc_in, now, kept)
     unopenable = _group_unopenable(loc_out, out_path.strip("/"), kept)
+    # compared as xarray reads them, which needs the group to open
+    coordinates = (
+        () if unopenable else _coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept)
+    )
     store_out, group_out = (
         loc_out.zarr_store(read_only=True),
         out_path.strip("/").rpartition("/")[0],
@@ -234,15 +253,14 @@ def verify(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
         mismatched=bad,
+        first_difference=differing[0][1] if differing else None,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=changed,
         group_unopenable=unopenable,
-        # compared as xarray reads them, which needs the group to open
-        coordinates_differ=()
-        if unopenable
-        else _coordinates_differ(loc_in, loc_out, out_path.strip("/"), kept),
+        coordinates_differ=tuple(name for name, _ in coordinates),
+        coordinate_differences=tuple(said for _, said in coordinates),
         metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
         consolidated_missing=tuple(datasets.consolidated_missing(store_out, group_out))
         if kept.consolidate
@@ -251,24 +269,6 @@ def verify(
         group_attributes_removed=removed,
         input_unchecked=None if changed else now.unstamped,
     )
-
-
-def same_bits(ref: np.ndarray, got: np.ndarray) -> bool:
-    """Whether ``got`` holds ``ref``'s values to the bit, as the run promises: for floats their
-    bit patterns, so a NaN of another payload or a -0.0 where NumPy gives 0.0 is a mismatch
-    (``np.array_equal`` with ``equal_nan`` takes any NaN for any other and -0.0 for 0.0, so an
-    output differing only there passed `verify --all`)."""
-    if ref.shape != got.shape:
-        return False
-    if ref.dtype.kind != "f":
-        return bool(np.array_equal(ref, got))
-    if got.dtype.newbyteorder("=") != ref.dtype.newbyteorder("="):
-        return False
-    bits = np.dtype(f"u{ref.dtype.itemsize}")
-    native = ref.dtype.newbyteorder("=")
-    a = np.ascontiguousarray(ref, native).view(bits)
-    b = np.ascontiguousarray(got, native).view(bits)
-    return bool(np.array_equal(a, b))
 
 
 def _remains(loc: Location, path: str) -> bool:
@@ -372,18 +372,18 @@ def _group_unopenable(
 
 def _coordinates_differ(
     loc_in: Location, loc_out: Location, out_path: str, kept: Carried
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, str], ...]:
     """The coordinates a Dataset output carries that xarray reads otherwise in the output
-    than in the input (:func:`pipeline.store.datasets.same_coordinate`): helper-45 edited an
-    output's ``lat`` after the run and verify passed. () for an output written alone."""
+    than in the input, each with what differs (:func:`pipeline.store.datasets.
+    coordinate_difference`): helper-45 edited an output's ``lat`` after the run and verify
+    passed. () for an output written alone."""
     var = kept.variable
     if not kept.frame or var is None:
         return ()
     group = out_path.rpartition("/")[0]
     src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
-    return tuple(
-        name for name in var.coords if not datasets.same_coordinate(src, var, dst, group, name)
-    )
+    found = ((n, datasets.coordinate_difference(src, var, dst, group, n)) for n in var.coords)
+    return tuple((name, said) for name, said in found if said is not None)
 
 
 def _identity(record: Any) -> dict[str, Any]:

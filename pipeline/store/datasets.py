@@ -1049,68 +1049,72 @@ def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
     return found
 
 
+#: What :func:`coordinate_difference` says of a coordinate the output holds no readable copy of.
+UNREADABLE = "chunks or metadata, which zarr-python cannot read"
+
+
 def same_coordinate(
     src_store: Any, var: Variable, dst_store: Any, dst_group: str, name: str
-) -> bool | None:
+) -> bool:
     """Whether the coordinate ``name`` written beside ``var`` (:func:`write_frame`) would be
-    what the output group ``dst_group`` holds under that name now, as xarray reads both
-    (values to the bit, :func:`same_labels`; dimensions; attributes as stored JSON,
-    :func:`_same_attributes`; encodings aside), or, where xarray cannot decode the output's,
-    as both are stored (values and attributes); None when the output's cannot be read
-    at all (a coordinate a stopped run left without its chunks or metadata)."""
+    what the output group ``dst_group`` holds under that name now:
+    :func:`coordinate_difference` finds nothing (False where the output's cannot be read at
+    all: a coordinate a stopped run left without its chunks or metadata)."""
+    return coordinate_difference(src_store, var, dst_store, dst_group, name) is None
+
+
+def coordinate_difference(
+    src_store: Any, var: Variable, dst_store: Any, dst_group: str, name: str
+) -> str | None:
+    """What the output group ``dst_group`` holds under the name ``name`` otherwise than the
+    coordinate written beside ``var`` (:func:`write_frame`) would be, in a few words that
+    follow its name's possessive (``values: 1 of 3 elements differs, the first at [0]: -0.0,
+    not 0.0``, ``dimensions ('y',), not ('x',)``, ``valid_min attribute``); None where they
+    are the same,
+    as xarray reads both: values to the bit (:func:`pipeline.ops.bits.difference`, as
+    ``verify`` compares the output's values: a label -0.0 where the other holds 0.0, or a NaN
+    of another payload, differs, where xarray's ``identical`` and ``np.array_equal`` with
+    ``equal_nan`` take them for the same), dimensions, attributes as stored JSON
+    (:func:`_same_value`), encodings aside; or, where xarray cannot decode the output's, as
+    both are stored (values and attributes); :data:`UNREADABLE` where the output's cannot be
+    read at all (a coordinate a stopped run left without its chunks or metadata)."""
+    from pipeline.ops import bits
+
     with _quiet():
         new = _frame(src_store, var, (name,), written=var.coords)[name].variable
         try:
             old = _frame(dst_store, Variable(dst_group, "", ()), (name,))[name].variable
         except Exception:  # xarray cannot decode it (a calendar without cftime, ...): as stored
             src, dst = _key(var.group, name), _key(dst_group, name)
-            return _same_stored(src_store, src, dst_store, dst, var.coords)
-    return (
-        new.dims == old.dims
-        and _same_attributes(new.attrs, old.attrs)
-        and same_labels(new.values, old.values)
+            return _stored_difference(src_store, src, dst_store, dst, var.coords)
+    if new.dims != old.dims:
+        return f"dimensions {old.dims}, not {new.dims}"
+    return _attributes_said(differing_values(new.attrs, old.attrs)) or _values_said(
+        bits.difference(new.values, old.values)
     )
 
 
-def _same_attributes(a: Any, b: Any) -> bool:
-    """Whether two attribute mappings hold the same names with the same values as stored
-    JSON (:func:`_same_value`: -0.0 is not 0.0, NaN is NaN; xarray's ``identical`` takes
-    -0.0 for 0.0)."""
-    a, b = dict(a), dict(b)
-    return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+def _values_said(difference: str | None) -> str | None:
+    return None if difference is None else f"values: {difference}"
 
 
-def same_labels(a: Any, b: Any) -> bool:
-    """Whether two arrays of coordinate labels are the same to the bit, as the output's values
-    are (``verify``'s ``same_bits``): numbers, dates and durations by their bytes, so a label
-    -0.0 where the other holds 0.0, or a NaN of another payload, differs (xarray's
-    ``identical`` and ``np.array_equal`` with ``equal_nan`` take them for the same: a
-    coordinate relabelled only so passed as the same one); the same shape and kind of number
-    (the byte order aside), else they differ; text and objects (strings, cftime dates) as
-    equal values."""
-    import numpy as np
-
-    x, y = np.asarray(a), np.asarray(b)
-    if x.shape != y.shape:
-        return False
-    numbers = "biufcmM"
-    if x.dtype.kind not in numbers and y.dtype.kind not in numbers:
-        return bool(np.array_equal(x, y))
-    if x.dtype.newbyteorder("=") != y.dtype.newbyteorder("="):
-        return False
-    native = x.dtype.newbyteorder("=")
-    return np.ascontiguousarray(x, native).tobytes() == np.ascontiguousarray(y, native).tobytes()
+def _attributes_said(keys: list[str]) -> str | None:
+    if not keys:
+        return None
+    return f"{', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}"
 
 
-def _same_stored(
+def _stored_difference(
     src_store: Any, src: str, dst_store: Any, dst: str, written: tuple[str, ...]
-) -> bool | None:
-    """Whether the arrays ``src`` and ``dst`` hold the same stored values and attributes
-    (dimension names aside; those of ``src`` as written beside an output that holds
-    ``written``: :func:`with_written_references`); None when ``dst`` cannot be read at
-    all."""
+) -> str | None:
+    """What the array ``dst`` holds otherwise than ``src``, as stored: values to the bit and
+    attributes (dimension names aside; those of ``src`` as written beside an output that
+    holds ``written``: :func:`with_written_references`), in :func:`coordinate_difference`'s
+    words; :data:`UNREADABLE` where ``dst`` cannot be read at all."""
     import numpy as np
     import zarr
+
+    from pipeline.ops import bits
 
     try:
         with _quiet():
@@ -1118,13 +1122,13 @@ def _same_stored(
             b = zarr.open_array(store=dst_store, path=dst, mode="r")
             x, y = np.asarray(a[...]), np.asarray(b[...])
     except Exception:
-        return None
+        return UNREADABLE
     skip = {"_ARRAY_DIMENSIONS"}
-    same_attrs = _same_attributes(
+    keys = differing_values(
         {k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip},
         {k: v for k, v in dict(b.attrs).items() if k not in skip},
     )
-    return same_attrs and same_labels(x, y)
+    return _attributes_said(keys) or _values_said(bits.difference(x, y))
 
 
 def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
@@ -1383,16 +1387,15 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     return status if held.get("pipeline") == doc else "incomplete"
 
 
-def differing_values(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two attribute mappings, as stored JSON (NaN equal
-    to NaN); a key in one only differs."""
-
-    def text(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
-
-    return sorted(
-        k for k in a.keys() | b.keys() if k not in a or k not in b or text(a[k]) != text(b[k])
-    )
+def differing_values(a: Any, b: Any) -> list[str]:
+    """The keys whose values differ between two attribute mappings, as stored JSON
+    (:func:`_same_value`: NaN equal to NaN, -0.0 not 0.0, which xarray's ``identical`` takes
+    for the same; a NumPy value as the JSON it is stored as, whole, where its ``str``, which
+    this had compared, elides a long array's middle); a key in one only differs. Sorted."""
+    a, b = dict(a), dict(b)
+    both = a.keys() & b.keys()
+    differ = (k for k in a.keys() | b.keys() if k not in both or not _same_value(a[k], b[k]))
+    return sorted(str(k) for k in differ)
 
 
 def own_metadata_differs(
@@ -1406,6 +1409,8 @@ def own_metadata_differs(
     rewrites them, and would mark the output complete with the edit in it)."""
     import numpy as np
 
+    from pipeline.ops import bits
+
     found: list[str] = []
     own = {k: v for k, v in dict(arr.attrs).items() if k != "pipeline"}
     keys = differing_values(own, attrs)
@@ -1418,6 +1423,6 @@ def own_metadata_differs(
             f"(the run wrote {list(dimension_names) if dimension_names is not None else None})"
         )
     fill = np.asarray(arr.metadata.fill_value, dtype=arr.dtype)
-    if fill.tobytes() != np.zeros((), dtype=arr.dtype).tobytes():
+    if bits.difference(np.zeros((), dtype=arr.dtype), fill) is not None:  # -0.0 too
         found.append(f"its fill value {fill.item()!r} (the run wrote 0)")
     return found
