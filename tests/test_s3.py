@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 
 from pipeline.errors import ConfigError, OutputError
@@ -580,7 +581,10 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     (quoted in YAML, or a string in a mapping) was true, so the run went on with unsigned
     requests, another credentials mode, and said nothing. One ConfigError line names the key
     and the fix (a YAML boolean), not the value; nothing written. The option names are read
-    from the libraries' signatures (``location.bool_option_problem``)."""
+    from the libraries' signatures (``urls.text_bool_option``). The line is the config's,
+    where it is read (``problems._text_bool_problem``): it names the file and the option's
+    line, as every other problem of a config does (it had come only when the store was
+    opened, naming neither), and ``pipeline.plan`` refuses the output's too."""
     import botocore
     import s3fs
 
@@ -593,17 +597,71 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     sections = _sections_over_an_input(url, options)
     sections[where] = {**sections[where], "storage_options": {**options, **wrong}}
     cfg = write_config(tmp_path, "", "", **sections)
-    rc, _, err = cli("run", cfg)
-    line = one_line_error(err)
-    assert rc != 0 and f"{where}.storage_options.{key} is text" in line, line
-    assert "YAML boolean" in line and "testing" not in line, line
-    with pytest.raises(ConfigError) as got:
-        pipeline.run(cfg)
-    assert got.value.key == f"{where}.storage_options.{key}", got.value
+    lines = cfg.read_text().splitlines()
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        assert rc != 0 and f"{where}.storage_options.{key}: given as text" in line, line
+        assert "YAML boolean" in line and "testing" not in line, line
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    for call in (pipeline.run, pipeline.plan):
+        with pytest.raises(ConfigError) as got:
+            call(cfg)
+        assert got.value.key == f"{where}.storage_options.{key}", got.value
+        assert got.value.file == str(cfg) and got.value.line == at, got.value.data
+        assert "testing" not in str(got.value) + repr(got.value.data), got.value
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not fs.exists(f"{url}/out.zarr")  # refused before anything was written
     sections[where]["storage_options"] = {**options, **right}
     assert pipeline.plan(write_config(tmp_path, "", "", **sections))  # a boolean is taken
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where: str) -> None:
+    """``anon: 'false'`` (or botocore's ``config_kwargs``' ``use_fips_endpoint: 'false'``) is
+    refused where the config is read, naming where the text came from as every other
+    problem of a config does (``problems._where``): an override by its key and no line of
+    the file, a mapping given to the API as the mapping, a model made from keywords as its
+    call; never the value, nor the credentials beside it. It had been refused only where
+    the store was opened, at plan time, naming none of them (``file`` and ``line`` None).
+    Nothing is asked of a server: the check reads the libraries' signatures."""
+    import pipeline
+    from pipeline.config import InputConfig, OutputConfig
+
+    options = {"key": "AKIDTEXTBOOL", "secret": "SECRETTEXTBOOL", "anon": False}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": options},
+        "output": {"store": "s3://b/out.zarr", "storage_options": options},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    pipeline.load_config(cfg)  # the booleans are taken
+
+    def refused(call: Any, *args: Any, **kwargs: Any) -> ConfigError:
+        with pytest.raises(ConfigError) as got:
+            call(*args, **kwargs)
+        said = str(got.value) + repr(got.value.data)
+        assert "TEXTBOOL" not in said and "YAML boolean" in said, said
+        return got.value
+
+    fips = f"{where}.storage_options.config_kwargs.use_fips_endpoint"
+    e = refused(pipeline.load_config, cfg, {fips: "false"})
+    assert e.key == fips and e.data.get("override") == fips and e.line is None, e.data
+    assert str(e).startswith(f"override {fips!r} (given with {cfg}"), e
+    merged = {f"{where}.storage_options": {"anon": "false"}}  # merged into the file's options
+    e = refused(pipeline.load_config, cfg, merged)
+    anon = f"{where}.storage_options.anon"
+    assert e.key == anon and e.data.get("override") == anon and e.line is None, e.data
+    mapping = {**yaml.safe_load(cfg.read_text())}
+    mapping[where] = {**mapping[where], "storage_options": {**options, "anon": "false"}}
+    e = refused(pipeline.plan, mapping)
+    assert e.key == anon and str(e).startswith(f"the config mapping: {anon}: given as text"), e
+    e = refused(pipeline.Config, **mapping)
+    assert e.key == anon and str(e).startswith(f"pipeline.Config(): {anon}: given as text"), e
+    section = InputConfig if where == "input" else OutputConfig
+    e = refused(section, **mapping[where])
+    assert e.key == "storage_options.anon", e
+    assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
 
 
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:

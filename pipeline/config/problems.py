@@ -11,6 +11,7 @@ neither imports the other: the models are known here only as the class an error 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
+    text_bool_option,
+    text_bool_said,
     url_fragment,
     url_query,
     url_userinfo,
@@ -152,7 +155,9 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
     sends only strings, and its error quoted the value. A parameter's value that is not a
     string or a number (a list, a mapping, a boolean, null): likewise. A parameter that holds
     a percent escape (``sig: a%2Bb%3D``, copied from a URL's query): aiohttp encodes every
-    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded."""
+    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded. An
+    option that the store's file system or its client takes as true or false, given as text
+    (:func:`_text_bool_problem`)."""
     places: list[tuple[str, ...]] = [
         (side,) for side in ("input", "output") if side in root.model_fields
     ]
@@ -161,11 +166,33 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
     for place in places:
         section = data.get(place[0]) if place else data
         options = section.get("storage_options") if isinstance(section, dict) else None
-        if isinstance(options, dict):
+        if isinstance(section, Mapping) and isinstance(options, dict):
             found = _options_problem(options, (*place, "storage_options"))
+            if found is None:
+                found = _text_bool_problem(section, options, (*place, "storage_options"))
             if found is not None:
                 return found
     return None
+
+
+def _text_bool_problem(
+    section: Mapping[str, Any], options: Mapping[Any, Any], key: tuple
+) -> tuple[tuple, str] | None:
+    """The first of ``options`` (the storage_options of ``section``, a store's) that its
+    store's file system, or the client it passes it to, takes as true or false, given as
+    text (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read
+    as true), as (its key, the fix); None where there is none. Refused here, where the config
+    is read, so the line names the option's line in the file, the override that set it, or
+    the call (it had come only when the store was opened, with none of them)."""
+    store = section.get("store")
+    store = os.fspath(store) if isinstance(store, os.PathLike) else store
+    if not isinstance(store, str):
+        return None  # pydantic refuses it
+    found = text_bool_option(store, options)
+    if found is None:
+        return None
+    keys, taker = found
+    return (*key, *keys), text_bool_said(keys[-1], taker)
 
 
 #: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.
