@@ -535,12 +535,12 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
         assert f"{where}.storage_options" in line and reason in line, (command, line)
         assert "TOPSECRETVALUE42" not in line and "SECRETISH" not in line, line
         assert "writable store" not in line and "--debug" not in line, line
-    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
-    for call in calls:  # pipeline.plan reads no output
+    for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
         assert got.value.key == f"{where}.storage_options", got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
+        assert "TOPSECRETVALUE42" not in repr(got.value.data), got.value.data
     s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
 
@@ -901,6 +901,54 @@ def test_a_question_mark_in_an_s3_name_is_no_query(tmp_path, cli, bucket, name: 
     assert f"{bucket_name}/{name}/zarr.json" in written, written
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"no_such_option": 1},
+        {"config_kwargs": {"signature_version": "s3v9"}},
+        {"asynchronous": True},
+        {"anon": "false"},
+        {"endpoint_url": "http://user:TOPSECRETVALUE42@127.0.0.1:9000"},
+        {"endpoint_url": "refused"},
+    ],
+    ids=["unknown", "signature", "asynchronous", "text-boolean", "endpoint-userinfo", "refused"],
+)
+def test_pipeline_plan_refuses_the_output_s_storage_options_as_the_command_does(
+    tmp_path, cli, bucket, wrong: dict[str, Any]
+) -> None:
+    """``pipeline plan`` refused the output's storage_options where they make no file
+    system (an option s3fs does not take, a signature version botocore does not know,
+    ``asynchronous``, an endpoint with credentials in it or where nothing listens), as it
+    looked at what is at the output; ``pipeline.plan``, which does not, returned a plan
+    whose run they refused. The plan opens the output's file system, writing nothing
+    (``plan.check_output_options``): the API's plan, of a file or a mapping, raises the
+    command's own line, keyed at output.storage_options, and says no credential."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    if wrong.get("endpoint_url") == "refused":
+        wrong = {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}
+    sections = _sections_over_an_input(url, options)
+    given = {**options, "secret": "TOPSECRETVALUE42", **wrong}
+    sections["output"] = {**sections["output"], "storage_options": given}
+    cfg = write_config(tmp_path, "", "", **sections)
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "TOPSECRETVALUE42" not in line, line
+    for config in (cfg, yaml.safe_load(cfg.read_text())):
+        with pytest.raises(ConfigError) as got:
+            pipeline.plan(config)
+        said = str(got.value) + repr(got.value.data)
+        assert got.value.key.startswith("output.storage_options"), got.value
+        assert "TOPSECRETVALUE42" not in said and "\n" not in str(got.value), said
+        if config == cfg:
+            assert line == f"error: {got.value}", (line, str(got.value))
+    s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not s3.exists(f"{url}/out.zarr")  # nothing written
+
+
 @pytest.mark.parametrize("where", ["input", "output"])
 @pytest.mark.parametrize("wrong", ["refused", "https", "userinfo"])
 def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
@@ -909,7 +957,10 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     """An endpoint_url where nothing listens, one of https where the server speaks http, or
     one with credentials in it: the input said the library's HTTPClientError or "make the
     store reachable", the output "choose a writable output.store" (brk82 f7). One line now
-    names the section's storage_options endpoint_url, and never the password in it."""
+    names the section's storage_options endpoint_url, and never the password in it;
+    ``pipeline.plan`` raises the same line, for the output too."""
+    import pipeline
+
     url, options = bucket
     sections = _sections_over_an_input(url, options)
     good = options["endpoint_url"]
@@ -929,6 +980,9 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     assert f"{where}.storage_options endpoint_url" in line, line
     assert "writable output.store" not in line and "PASSW0RDX" not in line, line
     assert "HTTPClientError" not in line and "--debug" not in line, line
+    with pytest.raises(ConfigError) as got:  # the output's too (it had returned a plan)
+        pipeline.plan(cfg)
+    assert line == f"error: {got.value}" and "PASSW0RDX" not in repr(got.value.data), line
 
 
 @pytest.mark.parametrize("where", ["input", "output"])
@@ -965,8 +1019,7 @@ def test_an_endpoint_where_nothing_listens_is_said_at_once(
         assert rc == 1 and f"{where}.storage_options endpoint_url" in line, (command, line)
         assert "TOPSECRETVALUE42" not in out + err, line
         assert took < 10, (command, took, line)  # botocore's retries had taken 12-17 s
-    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
-    for call in calls:  # pipeline.plan reads no output
+    for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as e:
             call(cfg)
         assert e.value.key == f"{where}.storage_options", e.value.data
