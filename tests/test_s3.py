@@ -538,7 +538,9 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        assert got.value.key == f"{where}.storage_options", got.value
+        # asynchronous: the option's own key, where the config is read (at its line)
+        key = f"{where}.storage_options{'.asynchronous' if 'asynchronous' in wrong else ''}"
+        assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
         assert "TOPSECRETVALUE42" not in repr(got.value.data), got.value.data
     s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
@@ -582,7 +584,7 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     requests, another credentials mode, and said nothing. One ConfigError line names the key
     and the fix (a YAML boolean), not the value; nothing written. The option names are read
     from the libraries' signatures (``urls.text_bool_option``). The line is the config's,
-    where it is read (``problems._text_bool_problem``): it names the file and the option's
+    where it is read (``problems._store_option_problem``): it names the file and the option's
     line, as every other problem of a config does (it had come only when the store was
     opened, naming neither), and ``pipeline.plan`` refuses the output's too."""
     import botocore
@@ -662,6 +664,54 @@ def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where
     e = refused(section, **mapping[where])
     assert e.key == "storage_options.anon", e
     assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("asynchronous", True, "remove asynchronous"),
+        ("endpoint_url", "http://user:PASSW0RDX@127.0.0.1:9000", "has credentials in it"),
+        ("client_kwargs", {"endpoint_url": "http://user:PASSW0RDX@h:1"}, "has credentials"),
+    ],
+    ids=["asynchronous", "endpoint-userinfo", "client-endpoint-userinfo"],
+)
+def test_options_refused_before_any_request_name_their_line_or_override(
+    tmp_path, where: str, option: str, value: Any, words: str
+) -> None:
+    """``asynchronous: true`` and an ``endpoint_url`` with credentials in it were refused
+    where the store was opened, at plan time, with no file, line or override named, where
+    every other problem of a config names them. They are refused where the config is read
+    (``problems._store_option_problem``), keyed at the option, never saying the password;
+    nothing is asked of a server."""
+    import pipeline
+
+    options = {"key": "AKIDLINE", "secret": "SECRETLINE", "anon": False}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": dict(options)},
+        "output": {"store": "s3://b/out.zarr", "storage_options": dict(options)},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    key = f"{where}.storage_options.{option}"
+    said = key if option != "client_kwargs" else f"{key}.endpoint_url"
+    sections[where]["storage_options"][option] = value
+    wrong = write_config(tmp_path, "", "", name="wrong.yaml", **sections)
+    lines = wrong.read_text().splitlines()
+    for call, args in (
+        (pipeline.load_config, (wrong,)),
+        (pipeline.load_config, (cfg, {key: value})),
+    ):
+        with pytest.raises(ConfigError) as got:
+            call(*args)
+        e = got.value
+        text = str(e) + repr(e.data)
+        assert e.key == said and words in str(e), e
+        assert "PASSW0RDX" not in text and "SECRETLINE" not in text, text
+        if args[0] == wrong:
+            assert str(e).startswith(f"{wrong}:{e.line}: {said}: "), e
+            assert lines[e.line - 1].strip().startswith(said.rsplit(".", 1)[-1]), e.line
+        else:
+            assert e.data.get("override") == key and e.line is None, e.data
 
 
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
@@ -977,7 +1027,10 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     rc, _, err = cli("plan", cfg)
     assert rc != 0, err
     line = one_line_error(err)
-    assert f"{where}.storage_options endpoint_url" in line, line
+    if wrong == "userinfo":  # refused where the config is read, at the option's line
+        assert f"{cfg}:" in line and f"{where}.storage_options.endpoint_url: " in line, line
+    else:
+        assert f"{where}.storage_options endpoint_url" in line, line
     assert "writable output.store" not in line and "PASSW0RDX" not in line, line
     assert "HTTPClientError" not in line and "--debug" not in line, line
     with pytest.raises(ConfigError) as got:  # the output's too (it had returned a plan)

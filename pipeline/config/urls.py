@@ -16,9 +16,13 @@ __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
     "QUERY_REFUSING_SCHEMES",
+    "async_option",
+    "async_said",
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
+    "endpoint_userinfo_said",
+    "endpoint_with_userinfo",
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
@@ -808,4 +812,77 @@ def text_bool_said(name: str, taker: str) -> str:
         f"given as text, where {taker} takes true or false (to it any text, 'false' too, is "
         f"true, or no value): write {name}: false or {name}: true, a YAML boolean, unquoted "
         "(its value is not said here)"
+    )
+
+
+def async_option(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
+    """Where ``options`` (a store's ``storage_options``, or a chained file system's under its
+    protocol's name) give ``asynchronous: true`` for a file system of ``url`` that has an
+    asynchronous mode (s3fs, fsspec's HTTP file system), as (the option's keys in
+    ``options``, the file system's class name); None where none does (a local file system
+    takes the option and ignores it). It makes one whose calls must come from a running
+    event loop, and the pipeline's reads and writes call its blocking methods, which failed
+    with fsspec's bare "RuntimeError: Loop is not running"."""
+    if not isinstance(options, dict):
+        return None
+    import fsspec
+
+    bits = url.split("::")
+    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
+    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
+    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, at, given in where:
+        if not isinstance(given, dict) or not given.get("asynchronous"):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        if getattr(cls, "async_impl", False):
+            return (*at, "asynchronous"), cls.__name__
+    return None
+
+
+def async_said(name: str) -> str:
+    """What a line says of ``asynchronous: true`` (:func:`async_option`) for a file system of
+    the class ``name``, after its key: why, and the fix."""
+    return (
+        f"makes {name} one for code that runs in an event loop, which the pipeline's reads "
+        "and writes do not: remove asynchronous (the pipeline runs its requests concurrently "
+        "itself)"
+    )
+
+
+def endpoint_with_userinfo(options: object) -> tuple[tuple[str, ...], str] | None:
+    """Where ``options`` (a store's ``storage_options``, or their ``client_kwargs``) give an
+    ``endpoint_url`` with a user or password in it (``http://user:pw@host``, which botocore
+    refused with its own words, after a request), as (its keys, the endpoint); None where
+    none does."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(options, dict):
+        return None
+    for at, held in (((), options), (("client_kwargs",), options.get("client_kwargs"))):
+        endpoint = held.get("endpoint_url") if isinstance(held, dict) else None
+        if not isinstance(endpoint, str):
+            continue
+        try:
+            userinfo = urlsplit(endpoint).username is not None
+        except ValueError:
+            continue
+        if userinfo:
+            return (*at, "endpoint_url"), endpoint
+        return None  # the first endpoint_url is the one used, as location._endpoint reads it
+    return None
+
+
+def endpoint_userinfo_said(endpoint: str, named: str) -> str:
+    """What a line says of an ``endpoint_url`` with credentials in it
+    (:func:`endpoint_with_userinfo`), after its key: the endpoint with its password hidden,
+    and the fix (``named``: the store's storage_options, as the line names them)."""
+    from pipeline.errors import public_url
+
+    return (
+        f"{public_url(endpoint)} has credentials in it: give the endpoint as "
+        f"scheme://host:port, and the credentials as {named} key and secret"
     )

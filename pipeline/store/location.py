@@ -27,7 +27,11 @@ from typing import Any
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
+    async_option,
+    async_said,
     caching_layer_problem,
+    endpoint_userinfo_said,
+    endpoint_with_userinfo,
     file_url_problem,
     misplaced_options_problem,
     text_bool_option,
@@ -1216,22 +1220,20 @@ def _endpoint(options: Any) -> str | None:
 def endpoint_userinfo_problem(
     url: str, options: dict[str, Any], setting: str
 ) -> ConfigError | None:
-    """The ConfigError for an ``endpoint_url`` with credentials in it (``http://user:pw@host``:
-    botocore refuses them with its own words, after a request); the password is not said."""
-    from urllib.parse import urlsplit
-
-    endpoint = _endpoint(options)
-    try:
-        userinfo = endpoint is not None and urlsplit(endpoint).username is not None
-    except ValueError:
+    """The ConfigError for an ``endpoint_url`` with credentials in it
+    (:func:`~pipeline.config.urls.endpoint_with_userinfo`: ``http://user:pw@host``, which
+    botocore refuses with its own words, after a request); the password is not said. A
+    config's stores are refused so where it is read, at the option's line
+    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    opened otherwise."""
+    found = endpoint_with_userinfo(options)
+    if found is None:
         return None
-    if not userinfo:
-        return None
-    key = f"{setting}.storage_options" if setting else None
-    named = key or "the store's storage_options"
+    keys, endpoint = found
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
     return ConfigError(
-        f"{named} endpoint_url {public_url(str(endpoint))} has credentials in it: give the "
-        f"endpoint as scheme://host:port, and the credentials as {named} key and secret",
+        f"{key}: {endpoint_userinfo_said(endpoint, base)}",
         file=None,
         line=None,
         key=key,
@@ -1530,38 +1532,24 @@ def async_option_problem(
 ) -> ConfigError | None:
     """The ConfigError for ``asynchronous: true`` in ``options`` (a store's
     ``storage_options``, or a chained file system's options under its protocol's name) for
-    a file system that has an asynchronous mode (s3fs, fsspec's HTTP file system): it makes
-    one whose calls must come from a running event loop, and the pipeline's reads and
-    writes call its blocking methods, which then failed with fsspec's bare "RuntimeError:
-    Loop is not running". None where there is none (a local file system takes the option and
-    ignores it)."""
-    import fsspec
-
-    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
-    where = [(protocols[0] if protocols else "", options)]
-    where += [(p, options[p]) for p in protocols if isinstance(options.get(p), dict)]
-    for protocol, given in where:
-        if not protocol or not isinstance(given, dict) or not given.get("asynchronous"):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
-        if not getattr(cls, "async_impl", False):
-            continue
-        key = f"{setting}.storage_options" if setting else None
-        named = key or "the store's storage_options"
-        option = "asynchronous" if given is options else f"{protocol}: {{asynchronous}}"
-        return ConfigError(
-            f"{named} {option} makes {cls.__name__} one for code that runs in an event loop, "
-            "which the pipeline's reads and writes do not: remove asynchronous from "
-            f"{named} (the pipeline runs its requests concurrently itself)",
-            file=None,
-            line=None,
-            key=key,
-            store=public_url(url),
-        )
-    return None
+    a file system that has an asynchronous mode (:func:`~pipeline.config.urls.async_option`:
+    the pipeline's blocking calls then failed with fsspec's bare "RuntimeError: Loop is not
+    running"). A config's stores are refused so where it is read, at the option's line
+    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    opened otherwise. None where there is none."""
+    found = async_option(url, options)
+    if found is None:
+        return None
+    keys, name = found
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
+    return ConfigError(
+        f"{key}: {async_said(name)}",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+    )
 
 
 def options_problem(
