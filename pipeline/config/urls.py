@@ -7,6 +7,7 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -704,9 +705,10 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
         params = inspect.signature(fn).parameters
         return {n for n, p in params.items() if isinstance(p.default, bool)}
 
-    from fsspec.implementations.http import HTTPFileSystem
-
-    if issubclass(cls, HTTPFileSystem):
+    # a subclass of fsspec's HTTP file system has imported its module (and aiohttp): any
+    # other file system's options, read as the config is, import neither
+    http = sys.modules.get("fsspec.implementations.http")
+    if http is not None and issubclass(cls, http.HTTPFileSystem):
         from aiohttp import ClientSession
 
         return {
