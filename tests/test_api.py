@@ -1203,6 +1203,34 @@ def test_an_override_given_as_a_mapping_merges_into_the_files_section(tmp_path: 
     assert info.value.key == "output.store", info.value
 
 
+def test_an_override_sets_its_key_alone_where_the_file_shares_a_mapping(
+    tmp_path: Path,
+) -> None:
+    """A file that gives its input and output one mapping through a YAML alias
+    (``storage_options: &opts {...}`` and ``*opts``, as yaml.safe_dump writes one dict given
+    twice): a dotted override of one side's key (``output.storage_options.auto_mkdir``) set
+    it on both, the input's options (its credentials, say) changed by an override that
+    named the output's. It sets its own key only, dotted or as a mapping, at any depth."""
+    small_input(tmp_path)
+    path = tmp_path / "alias.yaml"
+    path.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}, storage_options: &opts {{auto_mkdir: false,"
+        " listings: {cache: false}}}\n"
+        f"output: {{store: {tmp_path / 'out.zarr'}, storage_options: *opts}}\n"
+        "stages: [{op: square}]\nbackend: cpu\n"
+    )
+    for key, value in (
+        ("output.storage_options.auto_mkdir", True),
+        ("output.storage_options.listings.cache", True),
+        ("output.storage_options", {"auto_mkdir": True}),
+    ):
+        config = pipeline.load_config(path, {key: value})
+        shared = {"auto_mkdir": False, "listings": {"cache": False}}
+        assert config.input.storage_options == shared, (key, config.input.storage_options)
+        assert config.output.storage_options != shared, key
+    assert pipeline.load_config(path).output.storage_options == shared
+
+
 def test_an_override_inside_a_list_or_a_value_is_one_line(tmp_path: Path, cli) -> None:
     """An override whose dotted key runs through a list (``stages.0.factor``) or a value
     (``input.store.x``), and a command-line flag's override of a file that is no mapping

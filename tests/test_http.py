@@ -944,8 +944,8 @@ def test_http_boolean_options_given_as_text_are_one_config_line(
     true or false, given as text (``ssl: 'false'``, quoted): each tests them for truth, so
     'false' was true (``trust_env``, ``allow_redirects``), or aiohttp refused ``ssl`` only
     as it sent. One line naming the key and the fix (a YAML boolean), before any request,
-    the value unsaid (``location.bool_option_problem``)."""
-    _options_refused_unread(tmp_path, cli, options, f"{key} is text", "YAML boolean")
+    the value unsaid, at the option's line (``urls.text_bool_option``)."""
+    _options_refused_unread(tmp_path, cli, options, f"{key}: given as text", "YAML boolean")
 
 
 def test_aiohttp_objects_in_a_mapping_config_are_taken(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 
 from pipeline.errors import ConfigError, OutputError
@@ -534,12 +535,14 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
         assert f"{where}.storage_options" in line and reason in line, (command, line)
         assert "TOPSECRETVALUE42" not in line and "SECRETISH" not in line, line
         assert "writable store" not in line and "--debug" not in line, line
-    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
-    for call in calls:  # pipeline.plan reads no output
+    for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        assert got.value.key == f"{where}.storage_options", got.value
+        # asynchronous: the option's own key, where the config is read (at its line)
+        key = f"{where}.storage_options{'.asynchronous' if 'asynchronous' in wrong else ''}"
+        assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
+        assert "TOPSECRETVALUE42" not in repr(got.value.data), got.value.data
     s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not s3.exists(f"{url}/out.zarr")  # refused before anything was written
 
@@ -580,7 +583,10 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     (quoted in YAML, or a string in a mapping) was true, so the run went on with unsigned
     requests, another credentials mode, and said nothing. One ConfigError line names the key
     and the fix (a YAML boolean), not the value; nothing written. The option names are read
-    from the libraries' signatures (``location.bool_option_problem``)."""
+    from the libraries' signatures (``urls.text_bool_option``). The line is the config's,
+    where it is read (``problems._store_option_problem``): it names the file and the option's
+    line, as every other problem of a config does (it had come only when the store was
+    opened, naming neither), and ``pipeline.plan`` refuses the output's too."""
     import botocore
     import s3fs
 
@@ -593,17 +599,119 @@ def test_a_boolean_s3_option_given_as_text_is_one_config_line(
     sections = _sections_over_an_input(url, options)
     sections[where] = {**sections[where], "storage_options": {**options, **wrong}}
     cfg = write_config(tmp_path, "", "", **sections)
-    rc, _, err = cli("run", cfg)
-    line = one_line_error(err)
-    assert rc != 0 and f"{where}.storage_options.{key} is text" in line, line
-    assert "YAML boolean" in line and "testing" not in line, line
-    with pytest.raises(ConfigError) as got:
-        pipeline.run(cfg)
-    assert got.value.key == f"{where}.storage_options.{key}", got.value
+    lines = cfg.read_text().splitlines()
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        assert rc != 0 and f"{where}.storage_options.{key}: given as text" in line, line
+        assert "YAML boolean" in line and "testing" not in line, line
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    for call in (pipeline.run, pipeline.plan):
+        with pytest.raises(ConfigError) as got:
+            call(cfg)
+        assert got.value.key == f"{where}.storage_options.{key}", got.value
+        assert got.value.file == str(cfg) and got.value.line == at, got.value.data
+        assert "testing" not in str(got.value) + repr(got.value.data), got.value
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     assert not fs.exists(f"{url}/out.zarr")  # refused before anything was written
     sections[where]["storage_options"] = {**options, **right}
     assert pipeline.plan(write_config(tmp_path, "", "", **sections))  # a boolean is taken
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where: str) -> None:
+    """``anon: 'false'`` (or botocore's ``config_kwargs``' ``use_fips_endpoint: 'false'``) is
+    refused where the config is read, naming where the text came from as every other
+    problem of a config does (``problems._where``): an override by its key and no line of
+    the file, a mapping given to the API as the mapping, a model made from keywords as its
+    call; never the value, nor the credentials beside it. It had been refused only where
+    the store was opened, at plan time, naming none of them (``file`` and ``line`` None).
+    Nothing is asked of a server: the check reads the libraries' signatures."""
+    import pipeline
+    from pipeline.config import InputConfig, OutputConfig
+
+    options = {"key": "AKIDTEXTBOOL", "secret": "SECRETTEXTBOOL", "anon": False}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": options},
+        "output": {"store": "s3://b/out.zarr", "storage_options": options},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    pipeline.load_config(cfg)  # the booleans are taken
+
+    def refused(call: Any, *args: Any, **kwargs: Any) -> ConfigError:
+        with pytest.raises(ConfigError) as got:
+            call(*args, **kwargs)
+        said = str(got.value) + repr(got.value.data)
+        assert "TEXTBOOL" not in said and "YAML boolean" in said, said
+        return got.value
+
+    fips = f"{where}.storage_options.config_kwargs.use_fips_endpoint"
+    e = refused(pipeline.load_config, cfg, {fips: "false"})
+    assert e.key == fips and e.data.get("override") == fips and e.line is None, e.data
+    assert str(e).startswith(f"override {fips!r} (given with {cfg}"), e
+    merged = {f"{where}.storage_options": {"anon": "false"}}  # merged into the file's options
+    e = refused(pipeline.load_config, cfg, merged)
+    anon = f"{where}.storage_options.anon"
+    assert e.key == anon and e.data.get("override") == anon and e.line is None, e.data
+    mapping = {**yaml.safe_load(cfg.read_text())}
+    mapping[where] = {**mapping[where], "storage_options": {**options, "anon": "false"}}
+    e = refused(pipeline.plan, mapping)
+    assert e.key == anon and str(e).startswith(f"the config mapping: {anon}: given as text"), e
+    e = refused(pipeline.Config, **mapping)
+    assert e.key == anon and str(e).startswith(f"pipeline.Config(): {anon}: given as text"), e
+    section = InputConfig if where == "input" else OutputConfig
+    e = refused(section, **mapping[where])
+    assert e.key == "storage_options.anon", e
+    assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("asynchronous", True, "remove asynchronous"),
+        ("endpoint_url", "http://user:PASSW0RDX@127.0.0.1:9000", "has credentials in it"),
+        ("client_kwargs", {"endpoint_url": "http://user:PASSW0RDX@h:1"}, "has credentials"),
+    ],
+    ids=["asynchronous", "endpoint-userinfo", "client-endpoint-userinfo"],
+)
+def test_options_refused_before_any_request_name_their_line_or_override(
+    tmp_path, where: str, option: str, value: Any, words: str
+) -> None:
+    """``asynchronous: true`` and an ``endpoint_url`` with credentials in it were refused
+    where the store was opened, at plan time, with no file, line or override named, where
+    every other problem of a config names them. They are refused where the config is read
+    (``problems._store_option_problem``), keyed at the option, never saying the password;
+    nothing is asked of a server."""
+    import pipeline
+
+    options = {"key": "AKIDLINE", "secret": "SECRETLINE", "anon": False}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": dict(options)},
+        "output": {"store": "s3://b/out.zarr", "storage_options": dict(options)},
+    }
+    cfg = write_config(tmp_path, "", "", **sections)
+    key = f"{where}.storage_options.{option}"
+    said = key if option != "client_kwargs" else f"{key}.endpoint_url"
+    sections[where]["storage_options"][option] = value
+    wrong = write_config(tmp_path, "", "", name="wrong.yaml", **sections)
+    lines = wrong.read_text().splitlines()
+    for call, args in (
+        (pipeline.load_config, (wrong,)),
+        (pipeline.load_config, (cfg, {key: value})),
+    ):
+        with pytest.raises(ConfigError) as got:
+            call(*args)
+        e = got.value
+        text = str(e) + repr(e.data)
+        assert e.key == said and words in str(e), e
+        assert "PASSW0RDX" not in text and "SECRETLINE" not in text, text
+        if args[0] == wrong:
+            assert str(e).startswith(f"{wrong}:{e.line}: {said}: "), e
+            assert lines[e.line - 1].strip().startswith(said.rsplit(".", 1)[-1]), e.line
+        else:
+            assert e.data.get("override") == key and e.line is None, e.data
 
 
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
@@ -843,6 +951,54 @@ def test_a_question_mark_in_an_s3_name_is_no_query(tmp_path, cli, bucket, name: 
     assert f"{bucket_name}/{name}/zarr.json" in written, written
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"no_such_option": 1},
+        {"config_kwargs": {"signature_version": "s3v9"}},
+        {"asynchronous": True},
+        {"anon": "false"},
+        {"endpoint_url": "http://user:TOPSECRETVALUE42@127.0.0.1:9000"},
+        {"endpoint_url": "refused"},
+    ],
+    ids=["unknown", "signature", "asynchronous", "text-boolean", "endpoint-userinfo", "refused"],
+)
+def test_pipeline_plan_refuses_the_output_s_storage_options_as_the_command_does(
+    tmp_path, cli, bucket, wrong: dict[str, Any]
+) -> None:
+    """``pipeline plan`` refused the output's storage_options where they make no file
+    system (an option s3fs does not take, a signature version botocore does not know,
+    ``asynchronous``, an endpoint with credentials in it or where nothing listens), as it
+    looked at what is at the output; ``pipeline.plan``, which does not, returned a plan
+    whose run they refused. The plan opens the output's file system, writing nothing
+    (``plan.check_output_options``): the API's plan, of a file or a mapping, raises the
+    command's own line, keyed at output.storage_options, and says no credential."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    if wrong.get("endpoint_url") == "refused":
+        wrong = {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}
+    sections = _sections_over_an_input(url, options)
+    given = {**options, "secret": "TOPSECRETVALUE42", **wrong}
+    sections["output"] = {**sections["output"], "storage_options": given}
+    cfg = write_config(tmp_path, "", "", **sections)
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "TOPSECRETVALUE42" not in line, line
+    for config in (cfg, yaml.safe_load(cfg.read_text())):
+        with pytest.raises(ConfigError) as got:
+            pipeline.plan(config)
+        said = str(got.value) + repr(got.value.data)
+        assert got.value.key.startswith("output.storage_options"), got.value
+        assert "TOPSECRETVALUE42" not in said and "\n" not in str(got.value), said
+        if config == cfg:
+            assert line == f"error: {got.value}", (line, str(got.value))
+    s3 = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not s3.exists(f"{url}/out.zarr")  # nothing written
+
+
 @pytest.mark.parametrize("where", ["input", "output"])
 @pytest.mark.parametrize("wrong", ["refused", "https", "userinfo"])
 def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
@@ -851,7 +1007,10 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     """An endpoint_url where nothing listens, one of https where the server speaks http, or
     one with credentials in it: the input said the library's HTTPClientError or "make the
     store reachable", the output "choose a writable output.store" (brk82 f7). One line now
-    names the section's storage_options endpoint_url, and never the password in it."""
+    names the section's storage_options endpoint_url, and never the password in it;
+    ``pipeline.plan`` raises the same line, for the output too."""
+    import pipeline
+
     url, options = bucket
     sections = _sections_over_an_input(url, options)
     good = options["endpoint_url"]
@@ -868,9 +1027,15 @@ def test_a_wrong_endpoint_url_names_the_endpoint_not_the_store(
     rc, _, err = cli("plan", cfg)
     assert rc != 0, err
     line = one_line_error(err)
-    assert f"{where}.storage_options endpoint_url" in line, line
+    if wrong == "userinfo":  # refused where the config is read, at the option's line
+        assert f"{cfg}:" in line and f"{where}.storage_options.endpoint_url: " in line, line
+    else:
+        assert f"{where}.storage_options endpoint_url" in line, line
     assert "writable output.store" not in line and "PASSW0RDX" not in line, line
     assert "HTTPClientError" not in line and "--debug" not in line, line
+    with pytest.raises(ConfigError) as got:  # the output's too (it had returned a plan)
+        pipeline.plan(cfg)
+    assert line == f"error: {got.value}" and "PASSW0RDX" not in repr(got.value.data), line
 
 
 @pytest.mark.parametrize("where", ["input", "output"])
@@ -907,8 +1072,7 @@ def test_an_endpoint_where_nothing_listens_is_said_at_once(
         assert rc == 1 and f"{where}.storage_options endpoint_url" in line, (command, line)
         assert "TOPSECRETVALUE42" not in out + err, line
         assert took < 10, (command, took, line)  # botocore's retries had taken 12-17 s
-    calls = [pipeline.run, pipeline.plan] if where == "input" else [pipeline.run]
-    for call in calls:  # pipeline.plan reads no output
+    for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as e:
             call(cfg)
         assert e.value.key == f"{where}.storage_options", e.value.data

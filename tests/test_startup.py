@@ -110,6 +110,20 @@ def test_the_plan_of_a_local_run_loads_no_dask_cluster(tmp_path: Path) -> None:
     assert not loaded & {"distributed", "dask.array", "bokeh", "xarray", "pandas"}
 
 
+def test_reading_a_local_store_s_options_loads_no_remote_client(tmp_path: Path) -> None:
+    """The config's check of storage_options given as text where a boolean is taken
+    (``problems._store_option_problem``) reads the signatures of the libraries the store's
+    URL names: a local store's options, read as the config is, load neither aiohttp (fsspec's
+    HTTP file system) nor botocore or s3fs."""
+    cfg = _small_input(tmp_path, input={"storage_options": {"auto_mkdir": False, "x": "y"}})
+    loaded = _loaded_after(
+        f"import pipeline\npipeline.load_config({str(cfg)!r})\n",
+        cwd=tmp_path,
+    )
+    assert "pydantic" in loaded  # it did read the config
+    assert not loaded & {"aiohttp", "botocore", "s3fs", "fsspec.implementations.http"}, loaded
+
+
 def test_a_run_loads_neither_dask_array_nor_the_dashboard_unless_asked(tmp_path: Path) -> None:
     """A run's graph is one task per block, written without dask.array; its dashboard (on by
     default) is made only when someone asks for a page of it."""

@@ -212,7 +212,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     ``overrides`` maps dotted keys (``"output.overwrite"``) to values set after reading,
     as the command line's flags do; a mapping given as a value merges into the file's mapping
     at that key, at any depth (``{"cluster": {"workers": 2}}`` keeps the file's other cluster
-    keys), as ``dask.config.set`` does; any other value replaces the file's.
+    keys), as ``dask.config.set`` does; any other value replaces the file's. An override
+    sets its key alone: a mapping the file gives at two keys through a YAML alias (``input:
+    {storage_options: &creds {...}}``, ``output: {storage_options: *creds}``) changes at the
+    override's key only (``output.storage_options.anon`` had set the input's too).
     """
     p = Path(path)
     try:
@@ -265,7 +268,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         target = data  # (a file that is no mapping is refused as one by parse_config)
         *parents, last = dotted.split(".")
         for i, k in enumerate(parents):
-            target = target.setdefault(k, {})
+            held = target.setdefault(k, {})
+            if isinstance(held, dict):  # a copy: a mapping the file shares (&x ... *x) is
+                held = target[k] = dict(held)  # set at this key only, not at all its places
+            target = held
             if not isinstance(target, dict):  # a list's index (stages.0.factor), a value's part
                 held = ".".join(parents[: i + 1])
                 mark = positions.get(tuple(parents[: i + 1]))

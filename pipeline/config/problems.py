@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
+    async_option,
+    async_said,
+    endpoint_userinfo_said,
+    endpoint_with_userinfo,
+    text_bool_option,
+    text_bool_said,
     url_fragment,
     url_query,
     url_userinfo,
@@ -298,7 +305,10 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
     sends only strings, and its error quoted the value. A parameter's value that is not a
     string or a number (a list, a mapping, a boolean, null): likewise. A parameter that holds
     a percent escape (``sig: a%2Bb%3D``, copied from a URL's query): aiohttp encodes every
-    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded."""
+    value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded. An
+    option that the store's file system or its client takes as true or false, given as text
+    (:func:`_store_option_problem`), with ``asynchronous: true`` and an ``endpoint_url``
+    holding credentials."""
     places: list[tuple[str, ...]] = [
         (side,) for side in ("input", "output") if side in root.model_fields
     ]
@@ -307,11 +317,48 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
     for place in places:
         section = data.get(place[0]) if place else data
         options = section.get("storage_options") if isinstance(section, dict) else None
-        if isinstance(options, dict):
+        if isinstance(section, Mapping) and isinstance(options, dict):
             found = _options_problem(options, (*place, "storage_options"))
+            if found is None:
+                found = _store_option_problem(section, options, (*place, "storage_options"))
             if found is not None:
                 return found
     return None
+
+
+def _store_option_problem(
+    section: Mapping[str, Any], options: Mapping[Any, Any], key: tuple
+) -> tuple[tuple, str] | None:
+    """The first of ``options`` (the storage_options of ``section``, a store's, at ``key``)
+    that its store's file system would refuse or misread, as (its key, why and the fix),
+    never a value; None where there is none: an ``endpoint_url`` with credentials in it
+    (:func:`~pipeline.config.urls.endpoint_with_userinfo`), ``asynchronous: true`` for a
+    file system with an asynchronous mode (:func:`~pipeline.config.urls.async_option`), an
+    option that the file system or its client takes as true or false given as text
+    (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
+    true). Refused here, where the config is read, so the line names the option's line in
+    the file, the override that set it, or the call (they had come only when the store was
+    opened, at plan time, with none of them). The libraries asked are those the URL's
+    protocols name, which :func:`~pipeline.config.urls.caching_layer_problem` has imported
+    for the config already."""
+    store = section.get("store")
+    store = os.fspath(store) if isinstance(store, os.PathLike) else store
+    if not isinstance(store, str):
+        return None  # pydantic refuses it
+    named = ".".join(str(k) for k in key)
+    endpoint = endpoint_with_userinfo(options)
+    if endpoint is not None:
+        keys, url = endpoint
+        return (*key, *keys), endpoint_userinfo_said(url, named)
+    made = async_option(store, options)
+    if made is not None:
+        keys, name = made
+        return (*key, *keys), async_said(name)
+    found = text_bool_option(store, options)
+    if found is None:
+        return None
+    keys, taker = found
+    return (*key, *keys), text_bool_said(keys[-1], taker)
 
 
 #: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.

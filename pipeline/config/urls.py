@@ -7,7 +7,9 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.errors import said_option
 
@@ -15,15 +17,21 @@ __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
     "QUERY_REFUSING_SCHEMES",
+    "async_option",
+    "async_said",
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
+    "endpoint_userinfo_said",
+    "endpoint_with_userinfo",
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
     "http_fragment",
     "http_query",
     "misplaced_options_problem",
+    "text_bool_option",
+    "text_bool_said",
     "url_fragment",
     "url_query",
     "url_query_problem",
@@ -649,4 +657,234 @@ def url_userinfo_problem(url: str) -> str | None:
         f"a URL (they would be read as part of the bucket's or container's name): give the "
         f"URL without them, {plain}, and the credentials in storage_options: {fix} (never "
         "shown in lines or summaries), or in the environment"
+    )
+
+
+#: Options that fsspec's file systems take as true or false through their ``**kwargs``
+#: (``AbstractFileSystem``'s metaclass and its listings cache), in no ``__init__``'s signature.
+_FSSPEC_BOOLS = ("skip_instance_cache", "use_listings_cache")
+#: Options whose default is a boolean but that take text too: gcsfs's ``requester_pays`` (a
+#: project's ID to bill, as text).
+_NOT_ONLY_BOOL = {("GCSFileSystem", "requester_pays")}
+
+
+def _bool_names(cls: type) -> set[str]:
+    """The options the file system class ``cls`` takes as true or false: those whose default
+    is a boolean in the ``__init__`` of it or a class it is made of (read from the library's
+    signatures, so a library's version is not guessed at), and fsspec's own
+    (:data:`_FSSPEC_BOOLS`)."""
+    import inspect
+
+    names = set(_FSSPEC_BOOLS)
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            continue
+        names |= {
+            n
+            for n, p in params.items()
+            if isinstance(p.default, bool) and (klass.__name__, n) not in _NOT_ONLY_BOOL
+        }
+    return names
+
+
+def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
+    """{where in the options (keys, ``()`` for the options themselves): (who takes them, the
+    names taken as true or false there)} for what a file system passes on to its client:
+    fsspec's HTTP file system its other options to every aiohttp request and
+    ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
+    ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
+    (:func:`_botocore_config_bools`)."""
+    import inspect
+
+    def bools(fn: Any) -> set[str]:
+        params = inspect.signature(fn).parameters
+        return {n for n, p in params.items() if isinstance(p.default, bool)}
+
+    # a subclass of fsspec's HTTP file system has imported its module (and aiohttp): any
+    # other file system's options, read as the config is, import neither
+    http = sys.modules.get("fsspec.implementations.http")
+    if http is not None and issubclass(cls, http.HTTPFileSystem):
+        from aiohttp import ClientSession
+
+        return {
+            (): ("each aiohttp request", bools(ClientSession._request)),
+            ("client_kwargs",): ("aiohttp's ClientSession", bools(ClientSession)),
+        }
+    if cls.__module__.split(".")[0] == "s3fs":
+        from botocore.session import Session
+
+        config, s3 = _botocore_config_bools()
+        return {
+            ("client_kwargs",): ("botocore's client", bools(Session.create_client)),
+            ("config_kwargs",): ("botocore's Config", config),
+            ("config_kwargs", "s3"): ("botocore's Config", s3),
+        }
+    return {}
+
+
+def _botocore_config_bools() -> tuple[set[str], set[str]]:
+    """The options botocore's ``Config`` takes as true or false, and those of its ``s3``
+    mapping, read from its docstring (its signature gives every default as None): the
+    options typed ``bool`` (``tcp_keepalive``, ``ignore_configured_endpoint_urls``, ...,
+    which botocore tests for truth: ``'false'`` was true), and the ``s3`` keys it describes
+    as whether something is done (``use_accelerate_endpoint``,
+    ``payload_signing_enabled``, ...)."""
+    import re
+
+    from botocore.config import Config
+
+    doc = Config.__doc__ or ""
+    config = set(re.findall(r":type (\w+): bool\b", doc))
+    start = doc.find(":param s3:")
+    end = doc.find(":type", start) if start >= 0 else -1
+    section = doc[start:end] if start >= 0 else ""
+    items = re.split(r"\n\s*\* ``", section)[1:]
+    s3 = {
+        item.split("``", 1)[0]
+        for item in items
+        if re.search(r"whether|must be a boolean", " ".join(item.split()), re.IGNORECASE)
+    }
+    return config, s3
+
+
+def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
+    """The first option in ``options`` (a store's ``storage_options``) that the file system
+    of ``url`` (or a file system it chains, under its protocol's name in ``options``), or
+    the client it passes the option to, takes as true or false (:func:`_bool_names`,
+    :func:`_nested_bool_names`) and that is given as text, as (its keys in ``options``,
+    who takes it); None where there is none. Each library tests such an option for truth,
+    so ``anon: 'false'`` (quoted, or ``"false"`` in a config given as a mapping) was true,
+    and s3fs sent unsigned requests (another credentials mode, silently). The libraries are
+    those the URL's protocols name, which :func:`caching_layer_problem` has imported for
+    the config already; nothing is asked of them for options that hold no text. The code
+    that reads the libraries' names here is the one both the config's check
+    (:func:`~pipeline.config.problems.option_error`, at the option's line) and the store's
+    (:func:`~pipeline.store.location.bool_option_problem`, where it is opened) ask."""
+    if not isinstance(options, dict) or not _holds_text(options):
+        return None
+    import fsspec
+
+    bits = url.split("::")
+    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
+    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
+    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, at, given in where:
+        if not isinstance(given, dict):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
+        for n in sorted(_bool_names(cls)):
+            if isinstance(given.get(n), str):
+                return (*at, n), library
+        for inner, (taker, names) in _nested_bool_names(cls).items():
+            held: Any = given
+            for step in inner:
+                held = held.get(step) if isinstance(held, dict) else None
+            if isinstance(held, dict):
+                for n in sorted(names):
+                    if isinstance(held.get(n), str):
+                        return (*at, *inner, n), taker
+    return None
+
+
+def _protocol(url: str) -> str:
+    """The protocol of a URL that chains nothing: before its '://', else 'file' (a path)."""
+    return url.partition("://")[0] if "://" in url else "file"
+
+
+def _holds_text(options: dict[Any, Any]) -> bool:
+    """Whether ``options``, or a mapping in them at any depth, holds a value that is text."""
+    return any(
+        isinstance(v, str) or (isinstance(v, dict) and _holds_text(v)) for v in options.values()
+    )
+
+
+def text_bool_said(name: str, taker: str) -> str:
+    """What a line says of the option ``name`` that ``taker`` takes as true or false, given
+    as text (:func:`text_bool_option`), after its key: the fix, never the value."""
+    return (
+        f"given as text, where {taker} takes true or false (to it any text, 'false' too, is "
+        f"true, or no value): write {name}: false or {name}: true, a YAML boolean, unquoted "
+        "(its value is not said here)"
+    )
+
+
+def async_option(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
+    """Where ``options`` (a store's ``storage_options``, or a chained file system's under its
+    protocol's name) give ``asynchronous: true`` for a file system of ``url`` that has an
+    asynchronous mode (s3fs, fsspec's HTTP file system), as (the option's keys in
+    ``options``, the file system's class name); None where none does (a local file system
+    takes the option and ignores it). It makes one whose calls must come from a running
+    event loop, and the pipeline's reads and writes call its blocking methods, which failed
+    with fsspec's bare "RuntimeError: Loop is not running"."""
+    if not isinstance(options, dict):
+        return None
+    import fsspec
+
+    bits = url.split("::")
+    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
+    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
+    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    for protocol, at, given in where:
+        if not isinstance(given, dict) or not given.get("asynchronous"):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        if getattr(cls, "async_impl", False):
+            return (*at, "asynchronous"), cls.__name__
+    return None
+
+
+def async_said(name: str) -> str:
+    """What a line says of ``asynchronous: true`` (:func:`async_option`) for a file system of
+    the class ``name``, after its key: why, and the fix."""
+    return (
+        f"makes {name} one for code that runs in an event loop, which the pipeline's reads "
+        "and writes do not: remove asynchronous (the pipeline runs its requests concurrently "
+        "itself)"
+    )
+
+
+def endpoint_with_userinfo(options: object) -> tuple[tuple[str, ...], str] | None:
+    """Where ``options`` (a store's ``storage_options``, or their ``client_kwargs``) give an
+    ``endpoint_url`` with a user or password in it (``http://user:pw@host``, which botocore
+    refused with its own words, after a request), as (its keys, the endpoint); None where
+    none does."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(options, dict):
+        return None
+    for at, held in (((), options), (("client_kwargs",), options.get("client_kwargs"))):
+        endpoint = held.get("endpoint_url") if isinstance(held, dict) else None
+        if not isinstance(endpoint, str):
+            continue
+        try:
+            userinfo = urlsplit(endpoint).username is not None
+        except ValueError:
+            continue
+        if userinfo:
+            return (*at, "endpoint_url"), endpoint
+        return None  # the first endpoint_url is the one used, as location._endpoint reads it
+    return None
+
+
+def endpoint_userinfo_said(endpoint: str, named: str) -> str:
+    """What a line says of an ``endpoint_url`` with credentials in it
+    (:func:`endpoint_with_userinfo`), after its key: the endpoint with its password hidden,
+    and the fix (``named``: the store's storage_options, as the line names them)."""
+    from pipeline.errors import public_url
+
+    return (
+        f"{public_url(endpoint)} has credentials in it: give the endpoint as "
+        f"scheme://host:port, and the credentials as {named} key and secret"
     )

@@ -572,6 +572,7 @@ def make_plan(
     )
     check_stores_reachable(config, protocol, existing=worker_protocol is not None)
     info, arr = input_info(config, notes)
+    check_output_options(config)
     kept = carried(config, arr, (config.output.array or "").strip("/"), facts.host_available_bytes)
     notes += kept.notes
     integer_note = integer_decoding_note(info.location.join(info.path), kept.unpacking, info.dtype)
@@ -752,6 +753,17 @@ def check_stores_reachable(config: Config, protocol: str, existing: bool = False
     Location.of(config.output.store, config.output.storage_options, "output").refuse_archive(
         "output.store"
     )
+
+
+def check_output_options(config: Config) -> None:
+    """Refuse the output's ``storage_options`` where they make no file system, as the
+    input's are refused where its metadata is read: its file system is opened (nothing is
+    read or written; :meth:`~pipeline.store.location.Location.fs`: options the library does
+    not take, ``asynchronous``, an ``endpoint_url`` with credentials in it or where nothing
+    listens, ...), a ConfigError keyed ``output.storage_options``. ``pipeline plan`` had
+    said them only where it looked at what is at the output, and ``pipeline.plan``, which
+    does not, returned a plan whose run they refused."""
+    Location.of(config.output.store, config.output.storage_options, "output").fs()
 
 
 def _check_axes(config: Config, info: ArrayInfo) -> None:

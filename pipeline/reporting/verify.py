@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import (
+    ConfigError,
     InputError,
     OutputError,
     PipelineError,
@@ -146,6 +147,8 @@ def verify(
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     try:
         dst = arrays.open_zarr_array(loc_out, out_path)
+    except ConfigError:  # output.storage_options that make no file system: their own line
+        raise
     except PipelineError:
         where = loc_out.join(out_path)
         if _remains(loc_out, out_path):  # as `run` says it (F7: verify said run it first)

@@ -27,9 +27,15 @@ from typing import Any
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
+    async_option,
+    async_said,
     caching_layer_problem,
+    endpoint_userinfo_said,
+    endpoint_with_userinfo,
     file_url_problem,
     misplaced_options_problem,
+    text_bool_option,
+    text_bool_said,
     url_query_problem,
     url_userinfo_problem,
     without_query,
@@ -1214,22 +1220,20 @@ def _endpoint(options: Any) -> str | None:
 def endpoint_userinfo_problem(
     url: str, options: dict[str, Any], setting: str
 ) -> ConfigError | None:
-    """The ConfigError for an ``endpoint_url`` with credentials in it (``http://user:pw@host``:
-    botocore refuses them with its own words, after a request); the password is not said."""
-    from urllib.parse import urlsplit
-
-    endpoint = _endpoint(options)
-    try:
-        userinfo = endpoint is not None and urlsplit(endpoint).username is not None
-    except ValueError:
+    """The ConfigError for an ``endpoint_url`` with credentials in it
+    (:func:`~pipeline.config.urls.endpoint_with_userinfo`: ``http://user:pw@host``, which
+    botocore refuses with its own words, after a request); the password is not said. A
+    config's stores are refused so where it is read, at the option's line
+    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    opened otherwise."""
+    found = endpoint_with_userinfo(options)
+    if found is None:
         return None
-    if not userinfo:
-        return None
-    key = f"{setting}.storage_options" if setting else None
-    named = key or "the store's storage_options"
+    keys, endpoint = found
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
     return ConfigError(
-        f"{named} endpoint_url {public_url(str(endpoint))} has credentials in it: give the "
-        f"endpoint as scheme://host:port, and the credentials as {named} key and secret",
+        f"{key}: {endpoint_userinfo_said(endpoint, base)}",
         file=None,
         line=None,
         key=key,
@@ -1498,144 +1502,29 @@ def _check_http_settings(config: Any, client: Any) -> None:
         )
 
 
-#: Options that fsspec's file systems take as true or false through their ``**kwargs``
-#: (``AbstractFileSystem``'s metaclass and its listings cache), in no ``__init__``'s signature.
-_FSSPEC_BOOLS = ("skip_instance_cache", "use_listings_cache")
-#: Options whose default is a boolean but that take text too: gcsfs's ``requester_pays`` (a
-#: project's ID to bill, as text).
-_NOT_ONLY_BOOL = {("GCSFileSystem", "requester_pays")}
-
-
-def _bool_names(cls: type) -> set[str]:
-    """The options the file system class ``cls`` takes as true or false: those whose default
-    is a boolean in the ``__init__`` of it or a class it is made of (read from the library's
-    signatures, so a library's version is not guessed at), and fsspec's own
-    (:data:`_FSSPEC_BOOLS`)."""
-    import inspect
-
-    names = set(_FSSPEC_BOOLS)
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            continue
-        names |= {
-            n
-            for n, p in params.items()
-            if isinstance(p.default, bool) and (klass.__name__, n) not in _NOT_ONLY_BOOL
-        }
-    return names
-
-
-def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
-    """{where in the options (keys, ``()`` for the options themselves): (who takes them, the
-    names taken as true or false there)} for what a file system passes on to its client:
-    fsspec's HTTP file system its other options to every aiohttp request and
-    ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
-    ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
-    (:func:`_botocore_config_bools`)."""
-    import inspect
-
-    def bools(fn: Any) -> set[str]:
-        params = inspect.signature(fn).parameters
-        return {n for n, p in params.items() if isinstance(p.default, bool)}
-
-    from fsspec.implementations.http import HTTPFileSystem
-
-    if issubclass(cls, HTTPFileSystem):
-        from aiohttp import ClientSession
-
-        return {
-            (): ("each aiohttp request", bools(ClientSession._request)),
-            ("client_kwargs",): ("aiohttp's ClientSession", bools(ClientSession)),
-        }
-    if cls.__module__.split(".")[0] == "s3fs":
-        from botocore.session import Session
-
-        config, s3 = _botocore_config_bools()
-        return {
-            ("client_kwargs",): ("botocore's client", bools(Session.create_client)),
-            ("config_kwargs",): ("botocore's Config", config),
-            ("config_kwargs", "s3"): ("botocore's Config", s3),
-        }
-    return {}
-
-
-def _botocore_config_bools() -> tuple[set[str], set[str]]:
-    """The options botocore's ``Config`` takes as true or false, and those of its ``s3``
-    mapping, read from its docstring (its signature gives every default as None): the
-    options typed ``bool`` (``tcp_keepalive``, ``ignore_configured_endpoint_urls``, ...,
-    which botocore tests for truth: ``'false'`` was true), and the ``s3`` keys it describes
-    as whether something is done (``use_accelerate_endpoint``,
-    ``payload_signing_enabled``, ...)."""
-    import re
-
-    from botocore.config import Config
-
-    doc = Config.__doc__ or ""
-    config = set(re.findall(r":type (\w+): bool\b", doc))
-    start = doc.find(":param s3:")
-    end = doc.find(":type", start) if start >= 0 else -1
-    section = doc[start:end] if start >= 0 else ""
-    items = re.split(r"\n\s*\* ``", section)[1:]
-    s3 = {
-        item.split("``", 1)[0]
-        for item in items
-        if re.search(r"whether|must be a boolean", " ".join(item.split()), re.IGNORECASE)
-    }
-    return config, s3
-
-
 def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") -> ConfigError | None:
     """The ConfigError for an option that the file system of ``url`` (or a file system it
     chains, under its protocol's name in ``options``), or the client it passes the option
-    to, takes as true or false (:func:`_bool_names`, :func:`_nested_bool_names`) given as
-    text: each library tests such an option for truth, so ``anon: 'false'`` (quoted, or
-    ``"false"`` in a config given as a mapping) was true, and s3fs sent unsigned requests
-    (another credentials mode, silently). One line naming the option's key and the fix (a
-    YAML boolean), not its value; None where there is none."""
-    import fsspec
-
-    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
-    where: list[tuple[str, tuple[str, ...], Any]] = [
-        (protocols[0] if protocols else "file", (), options)
-    ]
-    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
-    for protocol, at, given in where:
-        if not isinstance(given, dict):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
-        library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
-        found = [
-            (at, n, library) for n in sorted(_bool_names(cls)) if isinstance(given.get(n), str)
-        ]
-        for inner, (taker, names) in _nested_bool_names(cls).items():
-            held: Any = given
-            for step in inner:
-                held = held.get(step) if isinstance(held, dict) else None
-            if isinstance(held, dict):
-                place = (*at, *inner)
-                found += [(place, n, taker) for n in sorted(names) if isinstance(held.get(n), str)]
-        if found:
-            place, name, taker = found[0]
-            base = f"{setting}.storage_options" if setting else "storage_options"
-            key = ".".join((base, *place, name))
-            return ConfigError(
-                f"{key} is text, where {taker} takes true or false (to it any text, 'false' "
-                f"too, is true, or no value): write {name}: false or {name}: true, a YAML "
-                "boolean, unquoted (its value is not said here)",
-                file=None,
-                line=None,
-                key=key,
-                store=public_url(url),
-            )
-    return None
+    to, takes as true or false given as text (:func:`~pipeline.config.urls.text_bool_option`:
+    ``anon: 'false'`` was true, and s3fs sent unsigned requests). A config's stores are
+    refused so where the config is read, at the option's line
+    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store's
+    options that no config check saw (a ``Location`` made otherwise, options changed
+    since). One line naming the option's key and the fix (a YAML boolean), not its value;
+    None where there is none."""
+    found = text_bool_option(url, options)
+    if found is None:
+        return None
+    keys, taker = found
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
+    return ConfigError(
+        f"{key}: {text_bool_said(keys[-1], taker)}",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+    )
 
 
 def async_option_problem(
@@ -1643,38 +1532,24 @@ def async_option_problem(
 ) -> ConfigError | None:
     """The ConfigError for ``asynchronous: true`` in ``options`` (a store's
     ``storage_options``, or a chained file system's options under its protocol's name) for
-    a file system that has an asynchronous mode (s3fs, fsspec's HTTP file system): it makes
-    one whose calls must come from a running event loop, and the pipeline's reads and
-    writes call its blocking methods, which then failed with fsspec's bare "RuntimeError:
-    Loop is not running". None where there is none (a local file system takes the option and
-    ignores it)."""
-    import fsspec
-
-    protocols = [bit.split("://", 1)[0] for bit in url.split("::")] if "://" in url else []
-    where = [(protocols[0] if protocols else "", options)]
-    where += [(p, options[p]) for p in protocols if isinstance(options.get(p), dict)]
-    for protocol, given in where:
-        if not protocol or not isinstance(given, dict) or not given.get("asynchronous"):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
-        if not getattr(cls, "async_impl", False):
-            continue
-        key = f"{setting}.storage_options" if setting else None
-        named = key or "the store's storage_options"
-        option = "asynchronous" if given is options else f"{protocol}: {{asynchronous}}"
-        return ConfigError(
-            f"{named} {option} makes {cls.__name__} one for code that runs in an event loop, "
-            "which the pipeline's reads and writes do not: remove asynchronous from "
-            f"{named} (the pipeline runs its requests concurrently itself)",
-            file=None,
-            line=None,
-            key=key,
-            store=public_url(url),
-        )
-    return None
+    a file system that has an asynchronous mode (:func:`~pipeline.config.urls.async_option`:
+    the pipeline's blocking calls then failed with fsspec's bare "RuntimeError: Loop is not
+    running"). A config's stores are refused so where it is read, at the option's line
+    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    opened otherwise. None where there is none."""
+    found = async_option(url, options)
+    if found is None:
+        return None
+    keys, name = found
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
+    return ConfigError(
+        f"{key}: {async_said(name)}",
+        file=None,
+        line=None,
+        key=key,
+        store=public_url(url),
+    )
 
 
 def options_problem(
