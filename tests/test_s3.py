@@ -710,8 +710,8 @@ def test_options_refused_before_any_request_name_their_line_or_override(
         if args[0] == wrong:
             assert str(e).startswith(f"{wrong}:{e.line}: {said}: "), e
             assert lines[e.line - 1].strip().startswith(said.rsplit(".", 1)[-1]), e.line
-        else:
-            assert e.data.get("override") == key and e.line is None, e.data
+        else:  # a mapping that makes a section the file lacks: named by the key it sets
+            assert e.data.get("override") == said and e.line is None, e.data
 
 
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
