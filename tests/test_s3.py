@@ -714,6 +714,66 @@ def test_options_refused_before_any_request_name_their_line_or_override(
             assert e.data.get("override") == said and e.line is None, e.data
 
 
+@pytest.mark.parametrize(
+    ("store", "options", "said", "words"),
+    [
+        (
+            "zip::s3://b/in.zip",
+            {"s3": {"endpoint_url": "http://u:PASSW0RDX@127.0.0.1:1", "key": "k"}},
+            "input.storage_options.s3.endpoint_url",
+            "as input.storage_options.s3 key and secret",
+        ),
+        (
+            "zip::s3://b/in.zip",
+            {"s3": {"client_kwargs": {"endpoint_url": "http://u:PASSW0RDX@127.0.0.1:1"}}},
+            "input.storage_options.s3.client_kwargs.endpoint_url",
+            "has credentials in it",
+        ),
+        (
+            "s3://b/in.zarr",
+            {
+                "endpoint_url": "http://127.0.0.1:1",
+                "client_kwargs": {"endpoint_url": "http://u:PASSW0RDX@127.0.0.1:1"},
+            },
+            "input.storage_options.client_kwargs.endpoint_url",
+            "has credentials in it",
+        ),
+        (
+            "s3://b/in.zarr",
+            {"endpoint_url": "http://127.0.0.1:1", "client_kwargs": {"endpoint_url": "http://h:2"}},
+            "input.storage_options.client_kwargs.endpoint_url",
+            "keep one of the two",
+        ),
+    ],
+    ids=["chained-endpoint", "chained-client-endpoint", "second-endpoint", "endpoint-twice"],
+)
+def test_every_endpoint_url_is_checked_where_the_config_is_read(
+    tmp_path, store: str, options: dict, said: str, words: str
+) -> None:
+    """An ``endpoint_url`` with credentials in it under a chained URL's file system
+    (``zip::s3://`` with ``s3: {endpoint_url: ...}``), or beside another that a client
+    would take first, reached botocore (its own words, no file, line or key); two
+    endpoint_urls (the options' own and client_kwargs') reached it too (``TypeError: got
+    multiple values for keyword argument 'endpoint_url'``). Each is refused where the config
+    is read, at its line, never saying the password."""
+    import pipeline
+
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": store, "storage_options": options},
+        output={"store": str(tmp_path / "out.zarr")},
+    )
+    with pytest.raises(ConfigError) as got:
+        pipeline.load_config(cfg)
+    e = got.value
+    assert e.key == said and words in str(e), e
+    assert str(e).startswith(f"{cfg}:{e.line}: {said}: "), e
+    assert "PASSW0RDX" not in str(e) + repr(e.data), e
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
     """A config given to the API as a mapping may name ``client_kwargs``' ``verify`` CA
     bundle as a ``pathlib.Path``, which botocore takes as it takes the path's text (checked

@@ -20,8 +20,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
+    ENDPOINT_TWICE,
     async_option,
     async_said,
+    endpoint_twice,
     endpoint_userinfo_said,
     endpoint_with_userinfo,
     text_bool_option,
@@ -349,7 +351,11 @@ def _store_option_problem(
     endpoint = endpoint_with_userinfo(options)
     if endpoint is not None:
         keys, url = endpoint
-        return (*key, *keys), endpoint_userinfo_said(url, named)
+        layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
+        return (*key, *keys), endpoint_userinfo_said(url, ".".join((named, *layer)))
+    twice = endpoint_twice(options)
+    if twice is not None:
+        return (*key, *twice), ENDPOINT_TWICE
     made = async_option(store, options)
     if made is not None:
         keys, name = made

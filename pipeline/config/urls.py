@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.errors import said_option
 
 __all__ = [
+    "ENDPOINT_TWICE",
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
     "QUERY_REFUSING_SCHEMES",
@@ -22,6 +23,7 @@ __all__ = [
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
+    "endpoint_twice",
     "endpoint_userinfo_said",
     "endpoint_with_userinfo",
     "file_url_host",
@@ -855,27 +857,66 @@ def async_said(name: str) -> str:
     )
 
 
+#: Options of a store's file system that are no file system's options of a chained layer.
+_NOT_LAYERS = frozenset(
+    {"client_kwargs", "config_kwargs", "headers", "params", "s3_additional_kwargs"}
+)
+
+
+def _endpoint_layers(options: dict) -> list[tuple[tuple[str, ...], dict]]:
+    """The mappings of ``options`` that may give a file system an ``endpoint_url``: the
+    options themselves, and those of each file system a chained URL names under its
+    protocol (``zip::s3://...`` with ``{s3: {endpoint_url: ...}}``), as (their keys, them)."""
+    layers: list[tuple[tuple[str, ...], dict]] = [((), options)]
+    for name, held in options.items():
+        if isinstance(name, str) and name not in _NOT_LAYERS and isinstance(held, dict):
+            layers.append(((name,), held))
+    return layers
+
+
 def endpoint_with_userinfo(options: object) -> tuple[tuple[str, ...], str] | None:
-    """Where ``options`` (a store's ``storage_options``, or their ``client_kwargs``) give an
-    ``endpoint_url`` with a user or password in it (``http://user:pw@host``, which botocore
-    refused with its own words, after a request), as (its keys, the endpoint); None where
-    none does."""
+    """Where ``options`` (a store's ``storage_options``: their own ``endpoint_url``, their
+    ``client_kwargs``', and those of a chained URL's file systems under their protocols'
+    names) give an ``endpoint_url`` with a user or password in it (``http://user:pw@host``,
+    which botocore refused with its own words, after a request), as (its keys, the
+    endpoint); None where none does. Every one is looked at, not only the one a client would
+    use: a chained layer's (``s3: {endpoint_url: ...}``) had reached botocore unchecked."""
     from urllib.parse import urlsplit
 
     if not isinstance(options, dict):
         return None
-    for at, held in (((), options), (("client_kwargs",), options.get("client_kwargs"))):
-        endpoint = held.get("endpoint_url") if isinstance(held, dict) else None
-        if not isinstance(endpoint, str):
-            continue
-        try:
-            userinfo = urlsplit(endpoint).username is not None
-        except ValueError:
-            continue
-        if userinfo:
-            return (*at, "endpoint_url"), endpoint
-        return None  # the first endpoint_url is the one used, as location._endpoint reads it
+    for layer, opts in _endpoint_layers(options):
+        for at, held in (((), opts), (("client_kwargs",), opts.get("client_kwargs"))):
+            endpoint = held.get("endpoint_url") if isinstance(held, dict) else None
+            if not isinstance(endpoint, str):
+                continue
+            try:
+                userinfo = urlsplit(endpoint).username is not None
+            except ValueError:
+                continue
+            if userinfo:
+                return (*layer, *at, "endpoint_url"), endpoint
     return None
+
+
+def endpoint_twice(options: object) -> tuple[str, ...] | None:
+    """The keys of a second ``endpoint_url`` where one file system's options give two, their
+    own and their ``client_kwargs``' (s3fs passes both to botocore's client, which raised
+    ``TypeError: got multiple values for keyword argument 'endpoint_url'`` at the first
+    request); None where none does."""
+    if not isinstance(options, dict):
+        return None
+    for layer, opts in _endpoint_layers(options):
+        inner = opts.get("client_kwargs")
+        if "endpoint_url" in opts and isinstance(inner, dict) and "endpoint_url" in inner:
+            return (*layer, "client_kwargs", "endpoint_url")
+    return None
+
+
+ENDPOINT_TWICE = (
+    "an endpoint_url is given here and another beside client_kwargs: the client takes one "
+    "(both reach it, and it refuses them): keep one of the two"
+)
 
 
 def endpoint_userinfo_said(endpoint: str, named: str) -> str:

@@ -1232,8 +1232,9 @@ def endpoint_userinfo_problem(
     keys, endpoint = found
     base = f"{setting}.storage_options" if setting else "storage_options"
     key = ".".join((base, *keys))
+    layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
     return ConfigError(
-        f"{key}: {endpoint_userinfo_said(endpoint, base)}",
+        f"{key}: {endpoint_userinfo_said(endpoint, '.'.join((base, *layer)))}",
         file=None,
         line=None,
         key=key,
