@@ -673,7 +673,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
                 if res.coordinate_differences
                 else ""
             )
-            + "): readers see its values at other places; "
+            + "): readers see the output's values under other labels; "
             + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
             file=sys.stderr,
         )

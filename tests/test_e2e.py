@@ -201,3 +201,19 @@ def test_verify_and_coordinates_compare_with_one_function(tmp_path) -> None:
     assert difference(ints, wide) == "dtype int64, not int32"
     # byte order aside: a big-endian copy holds the same bits of the same values
     assert difference(ints.astype(">i8"), wide) is None
+
+
+def test_one_function_takes_missing_text_as_itself_and_says_dates_as_dates() -> None:
+    """An object array of text holding NaN for a missing value (as xarray reads a string
+    coordinate with a fill value) differed from an identical copy of itself, NaN != NaN
+    (found by a reviewer, helper-108); a date was said as its count of nanoseconds."""
+    from pipeline.ops.bits import difference
+
+    text = np.array(["a", np.nan, "c"], dtype=object)
+    assert difference(text, text.copy()) is None
+    said = difference(text, np.array(["a", "b", "c"], dtype=object))
+    assert said == "1 of 3 elements differs, the first at [1]: 'b', not nan", said
+    days = np.array(["2000-01-01", "2000-01-02"], "datetime64[ns]")
+    moved = days + np.array([0, 3], "timedelta64[D]")
+    said = difference(days, moved)
+    assert said is not None and "2000-01-05T00:00:00" in said and "not 2000-01-02T" in said, said

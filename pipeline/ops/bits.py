@@ -41,7 +41,11 @@ def unequal(want: Any, got: Any) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"shape {b.shape} where {a.shape} is compared")
     if not (_by_bytes(a.dtype) or _by_bytes(b.dtype)):
-        return np.broadcast_to(np.asarray(a != b, dtype=bool), a.shape)
+        ne = np.broadcast_to(np.asarray(a != b, dtype=bool), a.shape)
+        if a.dtype.kind == "O" or b.dtype.kind == "O":  # a missing value (NaN) is itself
+            nan = np.frompyfunc(_is_nan, 1, 1)
+            ne = ne & ~(nan(a).astype(bool) & nan(b).astype(bool))
+        return ne
     native = a.dtype.newbyteorder("=")
     if b.dtype.newbyteorder("=") != native:
         raise ValueError(f"dtype {b.dtype} where {a.dtype} is compared")
@@ -63,11 +67,21 @@ def unequal(want: Any, got: Any) -> np.ndarray:
     return (xs != ys).any(axis=-1)
 
 
+def _is_nan(x: Any) -> bool:
+    """Whether the object ``x`` is a NaN (not equal to itself: ``float('nan')``, NumPy's,
+    pandas' NaT), which an object array of text or dates holds for a missing value."""
+    try:
+        return bool(x != x)
+    except Exception:  # an object whose comparison is no truth value
+        return False
+
+
 def _said(value: Any, dtype: np.dtype) -> str:
     """One element as a line says it: its Python repr, with its bits in hex where the repr
     does not tell them apart (NaN payloads)."""
     v = np.asarray(value, dtype)
-    text = repr(v.item())
+    # a date or duration as NumPy writes it (its item() is a number of nanoseconds)
+    text = str(v) if dtype.kind in "mM" else repr(v.item())
     if _by_bytes(dtype) and dtype.kind in "fc" and np.isnan(v):
         text += f" (bits 0x{v.astype(dtype.newbyteorder('>')).tobytes().hex()})"
     return text
