@@ -702,7 +702,10 @@ def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> No
         ("ClusterConfig", [{"workers": 2}], "write pipeline.config.ClusterConfig(**mapping)"),
         ("Config", ["run.yaml"], "pipeline.load_config(path)"),
         ("CodecConfig", ["zstd", 3], "as in pipeline.config.CodecConfig(name=...)"),
+        ("Config", ["input:\n  store: s3://AKID:SECRETX@b/x\n"], "yaml.safe_load(text)"),
+        ("ClusterConfig", [pipeline.config.ClusterConfig()], "it is made already"),
     ],
+    ids=["mapping", "section-mapping", "path", "two", "yaml-text", "made-already"],
 )
 def test_a_positional_argument_to_a_models_constructor_is_one_line(
     model: str, given: list[Any], fix: str
@@ -719,12 +722,48 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert isinstance(e, TypeError) and isinstance(e, ConfigError)
     assert str(e).startswith(f"{call}(): takes its keys by name, not "), e
     assert fix in str(e) and len(str(e).splitlines()) == 1, e
+    assert "SECRETX" not in str(e) and "not 1 argument" not in str(e), e
     assert e.file == f"{call}()" and e.line is None
     config = pipeline.Config.model_validate(_A_RUN)
     assert config == pipeline.Config(**_A_RUN)
     assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
     cluster = pipeline.config.ClusterConfig.model_validate({"workers": 2})
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
+
+
+def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
+    """``host_memory_limit: '0.5'`` (a number quoted) was cut to whole bytes by dask's
+    parse_bytes, a budget of 0 bytes, and ``'1.0'`` one of 1 byte; ``mps: off``, as the
+    README writes it, is false to YAML and was refused as "Input should be 'auto' or 'off'
+    (got False)"; a size of less than one byte (``'0 B'``, ``0``) was taken, and refused
+    only by the plan (found by a reviewer, helper-108)."""
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    text = path.read_text()
+    for given, limit in (
+        ("'0.5'", 0.5),
+        ("'1.0'", 1.0),
+        ("0.5", 0.5),
+        ("'2'", 2),
+        ("'1KiB'", 1024),
+    ):
+        p = tmp_path / "ok.yaml"
+        p.write_text(f"{text}\ncluster:\n  mps: off\n  host_memory_limit: {given}\n")
+        cluster = load_config(p).cluster
+        assert cluster.mps == "off" and cluster.host_memory_limit == limit, given
+        assert type(cluster.host_memory_limit) is type(limit), given
+        assert load_config(p, {"cluster.device_memory_limit": given.strip("'")}).cluster
+    for key, given in (
+        ("host_memory_limit", "'0 B'"),
+        ("device_memory_limit", "0"),
+        ("host_memory_limit", "'0.3 B'"),
+    ):
+        p = tmp_path / "bad.yaml"
+        p.write_text(f"{text}\ncluster:\n  {key}: {given}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(p)
+        e = info.value
+        assert e.key == f"cluster.{key}" and e.line is not None, e
+        assert "byte" in str(e) and len(str(e).splitlines()) == 1, e
 
 
 @pytest.mark.parametrize("key", ["", "cluster.", ".workers", "cluster..workers", "."])

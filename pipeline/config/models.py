@@ -9,6 +9,7 @@ dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked,
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias, Union
@@ -31,16 +32,35 @@ from pydantic_core import PydanticCustomError
 from pipeline.config.problems import option_error, validation_error
 from pipeline.ops.stages import REGISTRY, StageParams
 
+#: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _number_text(v: Any) -> Any:
+    """Text that is a number alone (``'0.5'``, ``'4096'``) as the number YAML reads unquoted,
+    a float where it has a point or an exponent; anything else as it is."""
+    if isinstance(v, str) and _NUMBER_TEXT.fullmatch(v):
+        return int(v) if re.fullmatch(r"\s*[+-]?\d+\s*", v) else float(v)
+    return v
+
 
 def _parse_bytes(v: Any) -> Any:
-    """Accept 1_000_000, '500MB', '16 GiB'; leave other values for the type check."""
+    """Accept 1_000_000, '500MB', '16 GiB'; leave other values for the type check. A number
+    given as text (``'0.5'``) is the number, as unquoted: dask's ``parse_bytes`` had cut it to
+    whole bytes (``host_memory_limit: '0.5'`` was a budget of 0 bytes, not half, and
+    ``target_bytes: '0.5'`` said "greater than 0 (got '0.5')"). A size of less than one byte
+    with a unit (``'0.3 B'``) is refused (ValueError), where it had been 0."""
+    v = _number_text(v)
     if isinstance(v, str) and v.strip().lower() not in ("auto", ""):
         from dask.utils import parse_bytes
 
         try:
-            return parse_bytes(v)
+            size = parse_bytes(v)
         except ValueError:
             raise ValueError(f"not a size: {v!r} (write e.g. '16GiB' or '500MB')") from None
+        if size < 1:
+            raise ValueError(f"not a size: {v!r} is less than one byte (write e.g. '16GiB')")
+        return size
     return v
 
 
@@ -53,6 +73,13 @@ def _not_bool(v: Any) -> Any:
     if isinstance(v, bool) or (np is not None and isinstance(v, np.bool_)):
         raise PydanticCustomError("bool_not_number", "must be a number, not true/false")
     return v
+
+
+def _off(v: Any) -> Any:
+    """``off`` as YAML reads it unquoted (false; ``no`` too) is the value ``'off'``: ``mps:
+    off``, as the README writes it, had been refused as "Input should be 'auto' or 'off' (got
+    False)"."""
+    return "off" if v is False else v
 
 
 #: On every numeric field and item of a list of numbers (a test finds them all from the
@@ -391,7 +418,7 @@ class ClusterConfig(Model):
         "threads (several processes wait less on each other for Python's GIL: on the H100 host "
         "3 x 4 threads ran 4.71 GB/s, 1 x 8 threads 4.26, in one run)",
     )
-    mps: Literal["auto", "off"] = Field(
+    mps: Annotated[Literal["auto", "off"], BeforeValidator(_off)] = Field(
         "auto",
         description="local GPU clusters of several workers per GPU: auto runs them under a "
         "CUDA MPS daemon of the run's own (nvidia-cuda-mps-control, where the driver has it), so "
@@ -399,13 +426,15 @@ class ClusterConfig(Model):
         "2026-12-01, warm, 3 x 4: v2 Blosc 5.89 -> 6.64 GB/s, synthetic 4.81 -> 5.43); off: "
         "never. A user's own MPS daemon (CUDA_MPS_PIPE_DIRECTORY set) is used as it is",
     )
-    device_memory_limit: Annotated[AutoBytes | float, NotBool] = Field(
-        "auto",
-        description="device memory budget per GPU, split between a local cluster's "
-        "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
-        "free memory, or auto (0.8)",
+    device_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = (
+        Field(
+            "auto",
+            description="device memory budget per GPU, split between a local cluster's "
+            "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
+            "free memory, or auto (0.8)",
+        )
     )
-    host_memory_limit: Annotated[AutoBytes | float, NotBool] = Field(
+    host_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = Field(
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
@@ -435,6 +464,8 @@ class ClusterConfig(Model):
     def _fraction(cls, v: Any) -> Any:
         if isinstance(v, float) and not 0 < v <= 1:
             raise ValueError("a fraction must be in (0, 1]; write a size such as '40GiB' instead")
+        if isinstance(v, int) and v < 1:  # 0 bytes had passed here, refused only by the plan
+            raise ValueError("a size must be at least one byte; write a size such as '40GiB'")
         return v
 
 
@@ -553,9 +584,8 @@ def _positional_error(cls: type[Model], source: str, args: tuple[Any, ...]) -> E
     only): ``pipeline.Config({...})`` had raised Python's bare "Model.__init__() takes 1
     positional argument but 2 were given". It names the fix for what was given (a mapping:
     ``**mapping``, or, for the whole config, the mapping to :func:`pipeline.run`; a YAML
-    file's path: :func:`pipeline.load_config`), never the value."""
-    from pipeline.errors import OptionError
-
+    file's path: :func:`pipeline.load_config`; YAML text; a model made already), never the
+    value."""
     call = source.removesuffix("()")
     given = args[0] if len(args) == 1 else None
     if isinstance(given, Mapping):
@@ -566,14 +596,28 @@ def _positional_error(cls: type[Model], source: str, args: tuple[Any, ...]) -> E
                 "pipeline.config.parse_config"
             )
         what = "a mapping"
+    elif isinstance(given, cls):  # one made already: nothing to make again
+        what, fix = f"a {cls.__name__}", "it is made already: use it as it is"
+    elif cls is Config and isinstance(given, str) and ("\n" in given or given.lstrip()[:1] == "{"):
+        what = "YAML text"  # never quoted: it may hold credentials
+        fix = "give yaml.safe_load(text) to pipeline.run or pipeline.plan, or write it to a file"
     elif cls is Config and isinstance(given, (str, os.PathLike)):
         what, fix = "a path", "a YAML file's config is read by pipeline.load_config(path)"
     else:
         n = len(args)
         what = f"{n} argument{'s' if n != 1 else ''}"
         fix = f"give each key by name, as in {call}({_example(cls)})"
+    return _positional(
+        source, f"{source}: takes its keys by name, not {what} by position: {fix}", cls
+    )
+
+
+def _positional(source: str, line: str, cls: type[Model]) -> Exception:
+    """The :class:`~pipeline.errors.OptionError` of :func:`_positional_error`'s ``line``."""
+    from pipeline.errors import OptionError
+
     return OptionError(
-        f"{source}: takes its keys by name, not {what} by position: {fix}",
+        line,
         file=source,
         line=None,
         key=None,
