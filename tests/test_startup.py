@@ -108,6 +108,8 @@ def test_the_plan_of_a_local_run_loads_no_dask_cluster(tmp_path: Path) -> None:
     )
     assert {"pydantic", "zarr"} <= loaded  # it did plan
     assert not loaded & {"distributed", "dask.array", "bokeh", "xarray", "pandas"}
+    # nor a remote store's client, for the output's options opened where the plan is made
+    assert not loaded & {"aiohttp", "botocore", "s3fs", "fsspec.implementations.http"}, loaded
 
 
 def test_reading_a_local_store_s_options_loads_no_remote_client(tmp_path: Path) -> None:

@@ -1406,9 +1406,10 @@ def _connect(fs: Any) -> None:
         connect()
         _check_signing(fs)
         return
-    from fsspec.implementations.http import HTTPFileSystem
-
-    if isinstance(fs, HTTPFileSystem):
+    # an HTTP file system's module is loaded where one is made: not imported for another
+    # (aiohttp's import took 0.15 s of a local run's plan, 2026-12-03)
+    http = sys.modules.get("fsspec.implementations.http")
+    if http is not None and isinstance(fs, http.HTTPFileSystem):
         import inspect
 
         from aiohttp import ClientSession
