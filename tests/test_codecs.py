@@ -414,3 +414,21 @@ def test_a_shard_index_pointing_into_its_own_index_says_so(at_end: bool) -> None
         shards.shard_frames(shard([inside, [130, 16]]), 2, fmt)
     assert "outside the shard" in str(e.value), e.value
 
+
+@pytest.mark.parametrize(
+    "checksum",
+    [numcodecs.Fletcher32(), numcodecs.JenkinsLookup3(), numcodecs.CRC32(), numcodecs.Adler32()],
+    ids=lambda c: c.codec_id,
+)
+def test_a_checksum_mismatch_is_said_in_one_line(checksum: Any) -> None:
+    """numcodecs' Fletcher32 error holds a newline (review 41: the run's line spanned two):
+    the cause a Damaged quotes is one line, whatever the codec says."""
+    x = np.ones((4, 4), "<f8")
+    raw = bytearray(checksum.encode(x.tobytes()))
+    raw[20] ^= 1
+    fmt = codecs.ChunkFormat(
+        shape=(4, 4), stored="<f8", codecs=(codecs._json(checksum.get_config()),)
+    )
+    with pytest.raises(Damaged) as e:
+        fmt.decode_into(bytes(raw), np.empty((4, 4), "<f8"))
+    assert e.value.problem == "codec" and "\n" not in str(e.value), repr(str(e.value))

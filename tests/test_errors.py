@@ -603,3 +603,26 @@ def test_a_structured_dtype_is_refused_in_one_line_in_either_format(
         assert "unsupported dtype" in line and "convert the input" in line, line
     assert not (tmp_path / "out.zarr").exists()
 
+
+@pytest.mark.parametrize("codec", ["fletcher32", "jenkins_lookup3"])
+def test_a_checksum_mismatch_is_one_line_naming_the_chunk(tmp_path: Path, codec: str) -> None:
+    """numcodecs' Fletcher32 and JenkinsLookup3 errors hold a newline: the damaged chunk's
+    line spanned two (review 41); in a fresh process, as a user sees it, it is one."""
+    import numcodecs
+
+    checksum = {"fletcher32": numcodecs.Fletcher32, "jenkins_lookup3": numcodecs.JenkinsLookup3}
+    src = tmp_path / "in.zarr"
+    a = zarr.create_array(
+        str(src), shape=(8, 8), chunks=(4, 4), dtype="f8", zarr_format=2,
+        compressors=checksum[codec](),
+    )  # fmt: skip
+    a[...] = 1.0
+    raw = bytearray((src / "0.0").read_bytes())
+    raw[20] ^= 1
+    (src / "0.0").write_bytes(bytes(raw))
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    r = run_python(["-m", "pipeline", "run", cfg, "--progress", "none"], tmp_path, timeout=120)
+    assert r.returncode == 1
+    line = one_line_error(r.stderr)
+    assert "input chunk '0.0'" in line and "is damaged" in line and "checksum" in line, line
+

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, storage_failure
+from pipeline.errors import InputError, cause, storage_failure
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -347,11 +347,11 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
         raise InputError(
-            f"cannot open {location}/{path}: {type(e).__name__}: {e}",
+            f"cannot open {location}/{path}: {cause(e)}",
             store=where,
             array=path,
             status="unreadable",
-            reason=f"{type(e).__name__}: {e}",
+            reason=cause(e),
         ) from None
     if isinstance(node, zarr.Group):
         with format_warnings_ignored():  # opening each member warns again

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.errors import cause
 from pipeline.store.grid import Shape
 from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc32c
 
@@ -137,7 +138,7 @@ class ChunkFormat:
         except Damaged:
             raise
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            raise Damaged(f"{type(e).__name__}: {e}", "codec") from None
+            raise Damaged(cause(e), "codec") from None
 
     def decode(self, raw: Any) -> np.ndarray:
         """One stored chunk's bytes as its array (a new array, native byte order)."""
