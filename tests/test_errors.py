@@ -626,3 +626,90 @@ def test_a_checksum_mismatch_is_one_line_naming_the_chunk(tmp_path: Path, codec:
     line = one_line_error(r.stderr)
     assert "input chunk '0.0'" in line and "is damaged" in line and "checksum" in line, line
 
+
+def _bad_documents(src: Path, case: str) -> tuple[str, str]:
+    """A store at ``src`` with one metadata document that is JSON but no JSON object (its
+    ``input.array``, and the file's path below ``src``)."""
+    import json
+    import warnings
+
+    import xarray as xr
+
+    def edit_json(path: Path, change: Callable[[Any], Any]) -> None:
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    if case in ("v2-zattrs", "v3-attributes", "v2-zarray"):
+        fmt = 3 if case.startswith("v3") else 2
+        zarr.create_array(str(src), shape=(4,), chunks=(2,), dtype="f4", zarr_format=fmt)[...] = 1
+        if case == "v2-zattrs":
+            (src / ".zattrs").write_text("[1, 2]")
+            return "", ".zattrs"
+        if case == "v2-zarray":
+            (src / ".zarray").write_text("[1]")
+            return "", ".zarray"
+        edit_json(src / "zarr.json", lambda d: {**d, "attributes": [1, 2]})
+        return "", "zarr.json"
+    fmt = 3 if case.endswith("3") else 2
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))}, coords={"x": np.arange(4.0)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=fmt, consolidated=False)
+    if case.startswith("group-attributes"):
+        if fmt == 2:
+            (src / ".zattrs").write_text('"x"')
+            return "v", ".zattrs"
+        edit_json(src / "zarr.json", lambda d: {**d, "attributes": "x"})
+        return "v", "zarr.json"
+    if case.startswith("group-metadata"):
+        (src / (".zgroup" if fmt == 2 else "zarr.json")).write_text("[2]")
+        return "v", ".zgroup" if fmt == 2 else "zarr.json"
+    # a coordinate's attributes
+    if fmt == 2:
+        (src / "x" / ".zattrs").write_text("[2]")
+        return "v", "x/.zattrs"
+    edit_json(src / "x" / "zarr.json", lambda d: {**d, "attributes": [2]})
+    return "v", "x/zarr.json"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "v2-zattrs",
+        "v3-attributes",
+        "v2-zarray",
+        "group-attributes-2",
+        "group-attributes-3",
+        "group-metadata-2",
+        "group-metadata-3",
+        "coordinate-2",
+        "coordinate-3",
+    ],
+)
+def test_metadata_that_is_no_json_object_is_one_line_naming_the_file(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """Attributes (a v2 ``.zattrs``, a v3 ``zarr.json``'s ``attributes``) or metadata
+    (``.zarray``, ``.zgroup``, ``zarr.json``) that are JSON but no object, of the input array,
+    its group or a coordinate beside it: zarr-python opens most of them, and the run had
+    failed with a bare ``IndexError: list index out of range`` naming no file, or (a group's)
+    run on, the variable taken for an array alone (review 41). One line naming the file and
+    the fix, for plan and run, before anything is written."""
+    src = tmp_path / "in.zarr"
+    array, name = _bad_documents(src, case)
+    cfg = write_config(
+        tmp_path, "", tmp_path / "out.zarr", input={"store": str(src), "array": array}
+    )
+    before = file_states(src)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert f"{src / name}: " in line and "not a JSON object" in line, line
+        fix = "make them a JSON object" if "attributes" in line else "restore it"
+        assert fix in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.store == str(src / name), e
+    assert file_states(src) == before
+    assert not (tmp_path / "out.zarr").exists()
