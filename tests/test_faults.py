@@ -868,16 +868,23 @@ def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
     assert file_states(data) == before
 
 
-def test_a_run_that_generates_its_input_refuses_an_output_inside_it_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["inside", "containing"])
+def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
+    tmp_path: Path, where: str
+) -> None:
     """``input.generate.when_missing`` with the output in the store the input is to be made
-    in: refused before the input is generated (it had been generated, then refused)."""
+    in, or containing it (``output.array`` omitted: the store's root): refused before the
+    input is generated (it had been generated, then refused)."""
+    output = {
+        "inside": {"store": str(tmp_path / "in.zarr"), "array": "w"},
+        "containing": {"store": str(tmp_path)},
+    }[where]
     cfg = generated_config(
-        tmp_path,
-        {"shape": [8, 8], "chunks": [4, 8], "when_missing": True},
-        output={"store": str(tmp_path / "in.zarr"), "array": "w"},
+        tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True}, output=output
     )
     e = refused("run", cfg)
-    assert isinstance(e, OutputError) and e.relation == "is inside", e
+    assert isinstance(e, OutputError), e
+    assert e.relation == {"inside": "is inside", "containing": "contains"}[where], e
     assert not (tmp_path / "in.zarr").exists()
 
 

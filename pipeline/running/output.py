@@ -86,33 +86,34 @@ def check_not_overlapping(plan: Plan) -> None:
 def check_stores_apart(config: Config) -> None:
     """:func:`check_not_overlapping` from the config alone, for a run that writes the input
     first (``input.generate.when_missing``): refused before the input is generated (it had
-    been generated, then the output refused). ``output.array`` omitted, only the output's
-    store is compared (the plan decides its array, and the run checks it again)."""
+    been generated, then the output refused). ``output.array`` omitted is the store's root,
+    as :func:`~pipeline.planning.variable.with_output_array` decides it for a generated
+    input (an array alone, no Dataset's variable)."""
     _refuse_overlap(
         Location.of(config.input.store, config.input.storage_options, "input"),
         Location.of(config.output.store, config.output.storage_options, "output"),
-        config.output.array,
+        config.output.array or "",
     )
 
 
-def _refuse_overlap(src: Location, dst: Location, path: str | None) -> None:
+def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
     """The refusal of :func:`check_not_overlapping`: an output at ``path`` of the store
-    ``dst`` (None: the store alone) against the input store ``src``."""
+    ``dst`` against the input store ``src``."""
     if (src.local_root is None) != (dst.local_root is None):
         return  # a local store and a remote one never overlap
     a, store = _real(src, "").rstrip("/"), _real(dst, "").rstrip("/")
-    node = None if path is None else _real(dst, path).rstrip("/")
+    node = _real(dst, path).rstrip("/")
 
     def within(x: str, root: str) -> bool:
         return x == root or x.startswith(root + "/")
 
     found = None
     for b in (node, store):  # the output itself first: it names what the run writes
-        if b is not None and within(b, a):
+        if within(b, a):
             found = b, "is" if b == a else "is inside"
             break
     else:
-        if node is not None and within(a, node):
+        if within(a, node):
             found = node, "contains"
     if found is None:
         return
