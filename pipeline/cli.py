@@ -18,7 +18,7 @@ import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, hide_url_secrets
+from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets
 from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
@@ -271,9 +271,7 @@ def _main(argv: list[str] | None) -> int:
         if args.debug:  # another pipe or socket: an error like any other
             raise
         print(
-            hide_url_secrets(
-                f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
-            ),
+            hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"),
             file=sys.stderr,
         )
         return 1
@@ -282,9 +280,7 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(
             _library_error(e, getattr(args, "loaded", None))
-            or hide_url_secrets(
-                f"error: {type(e).__name__}: {e} (run with --debug for the traceback)"
-            ),
+            or hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"),
             file=sys.stderr,
         )
         return 1

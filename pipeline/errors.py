@@ -418,6 +418,18 @@ def missing_credentials(e: BaseException) -> bool:
     return False
 
 
+def one_line(text: str) -> str:
+    """``text`` with its runs of whitespace, line breaks too, as one space: a library's message
+    quoted in a line of the pipeline's (numcodecs' checksum errors hold a newline)."""
+    return " ".join(text.split())
+
+
+def cause(e: BaseException) -> str:
+    """``e`` quoted as a line's cause, in one line: its type's name and its message
+    (:func:`one_line`)."""
+    return one_line(f"{type(e).__name__}: {e}")
+
+
 def storage_failure(e: BaseException) -> str | None:
     """What a store answered where reading failed, in a few words, when ``e`` (or an error it
     came from: a reference file system's ``ReferenceNotReachable`` wraps its target's) is the
@@ -433,9 +445,9 @@ def storage_failure(e: BaseException) -> str | None:
         if type(x).__name__ == "ClientResponseError" and isinstance(status, int):
             return f"HTTP {status} {getattr(x, 'message', '') or ''}".strip()
         if isinstance(x, OSError) and not isinstance(x, FileNotFoundError):
-            return f"{type(x).__name__}: {x}"
+            return cause(x)
         if type(x).__name__.startswith("Client") and "aiohttp" in type(x).__module__:
-            return f"{type(x).__name__}: {x}"  # a connection lost or refused
+            return cause(x)  # a connection lost or refused
         x = x.__cause__ or x.__context__
     return None
 

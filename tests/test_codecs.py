@@ -388,3 +388,47 @@ def test_check_frames_sends_chunks_of_several_zstd_frames_to_the_host() -> None:
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
     host = codecs.check_frames(buf, Frames(offsets, sizes), "zstd", nbytes)
     assert host.tolist() == [False] + [True] * len(cases) + [False], list(cases)
+
+
+@pytest.mark.parametrize("at_end", [True, False])
+def test_a_shard_index_pointing_into_its_own_index_says_so(at_end: bool) -> None:
+    """An index entry whose bytes are the index's own (review 41): refused as before, but
+    said to point into the shard's index, not outside the shard, which it is not."""
+    import google_crc32c
+
+    def shard(table: list[list[int]]) -> bytes:
+        index = np.array(table, "<u8").tobytes()
+        index += google_crc32c.value(index).to_bytes(4, "little")
+        return b"x" * 100 + index if at_end else index + b"x" * 100
+
+    k = 2 * 16 + 4
+    fmt = shards.ShardFormat(index_at_end=at_end, index_crc32c=True)
+    inside = [0, 60] if at_end else [k, 60]
+    into = [100, 16] if at_end else [4, 16]  # within the shard, over its index
+    with pytest.raises(Damaged) as e:
+        shards.shard_frames(shard([inside, into]), 2, fmt)
+    said = str(e.value)
+    assert (e.value.problem, e.value.chunk) == ("index", 1), said
+    assert "into the shard's own index" in said and "outside" not in said, said
+    with pytest.raises(Damaged) as e:  # past the shard's end: outside, as before
+        shards.shard_frames(shard([inside, [130, 16]]), 2, fmt)
+    assert "outside the shard" in str(e.value), e.value
+
+
+@pytest.mark.parametrize(
+    "checksum",
+    [numcodecs.Fletcher32(), numcodecs.JenkinsLookup3(), numcodecs.CRC32(), numcodecs.Adler32()],
+    ids=lambda c: c.codec_id,
+)
+def test_a_checksum_mismatch_is_said_in_one_line(checksum: Any) -> None:
+    """numcodecs' Fletcher32 error holds a newline (review 41: the run's line spanned two):
+    the cause a Damaged quotes is one line, whatever the codec says."""
+    x = np.ones((4, 4), "<f8")
+    raw = bytearray(checksum.encode(x.tobytes()))
+    raw[20] ^= 1
+    fmt = codecs.ChunkFormat(
+        shape=(4, 4), stored="<f8", codecs=(codecs._json(checksum.get_config()),)
+    )
+    with pytest.raises(Damaged) as e:
+        fmt.decode_into(bytes(raw), np.empty((4, 4), "<f8"))
+    assert e.value.problem == "codec" and "\n" not in str(e.value), repr(str(e.value))

@@ -599,3 +599,141 @@ def test_a_0d_input_is_refused_naming_a_fix(tmp_path: Path, cli) -> None:
     line = one_line_error(err)
     assert "0-d array" in line and "shape [1]" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_structured_dtype_is_refused_in_one_line_in_either_format(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """A v2 array of a structured dtype (``.zarray``'s dtype a JSON list of fields) had been
+    NumPy's "TypeError: Field elements must be 2- or 3-tuples" (review 41): the line a v3
+    one gets, refusing the dtype and naming the fix."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's: no v3 spec for structured dtypes
+        zarr.create_array(
+            str(tmp_path / "in.zarr"),
+            shape=(5,),
+            chunks=(3,),
+            dtype=[("a", "<f4"), ("b", "<i2")],
+            zarr_format=zarr_format,
+        )
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert "unsupported dtype" in line and "convert the input" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("codec", ["fletcher32", "jenkins_lookup3"])
+def test_a_checksum_mismatch_is_one_line_naming_the_chunk(tmp_path: Path, codec: str) -> None:
+    """numcodecs' Fletcher32 and JenkinsLookup3 errors hold a newline: the damaged chunk's
+    line spanned two (review 41); in a fresh process, as a user sees it, it is one."""
+    import numcodecs
+
+    checksum = {"fletcher32": numcodecs.Fletcher32, "jenkins_lookup3": numcodecs.JenkinsLookup3}
+    src = tmp_path / "in.zarr"
+    a = zarr.create_array(
+        str(src), shape=(8, 8), chunks=(4, 4), dtype="f8", zarr_format=2,
+        compressors=checksum[codec](),
+    )  # fmt: skip
+    a[...] = 1.0
+    raw = bytearray((src / "0.0").read_bytes())
+    raw[20] ^= 1
+    (src / "0.0").write_bytes(bytes(raw))
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    r = run_python(["-m", "pipeline", "run", cfg, "--progress", "none"], tmp_path, timeout=120)
+    assert r.returncode == 1
+    line = one_line_error(r.stderr)
+    assert "input chunk '0.0'" in line and "is damaged" in line and "checksum" in line, line
+
+
+def _bad_documents(src: Path, case: str) -> tuple[str, str]:
+    """A store at ``src`` with one metadata document that is JSON but no JSON object (its
+    ``input.array``, and the file's path below ``src``)."""
+    import json
+    import warnings
+
+    import xarray as xr
+
+    def edit_json(path: Path, change: Callable[[Any], Any]) -> None:
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    if case in ("v2-zattrs", "v3-attributes", "v2-zarray"):
+        fmt = 3 if case.startswith("v3") else 2
+        zarr.create_array(str(src), shape=(4,), chunks=(2,), dtype="f4", zarr_format=fmt)[...] = 1
+        if case == "v2-zattrs":
+            (src / ".zattrs").write_text("[1, 2]")
+            return "", ".zattrs"
+        if case == "v2-zarray":
+            (src / ".zarray").write_text("[1]")
+            return "", ".zarray"
+        edit_json(src / "zarr.json", lambda d: {**d, "attributes": [1, 2]})
+        return "", "zarr.json"
+    fmt = 3 if case.endswith("3") else 2
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))}, coords={"x": np.arange(4.0)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=fmt, consolidated=False)
+    if case.startswith("group-attributes"):
+        if fmt == 2:
+            (src / ".zattrs").write_text('"x"')
+            return "v", ".zattrs"
+        edit_json(src / "zarr.json", lambda d: {**d, "attributes": "x"})
+        return "v", "zarr.json"
+    if case.startswith("group-metadata"):
+        (src / (".zgroup" if fmt == 2 else "zarr.json")).write_text("[2]")
+        return "v", ".zgroup" if fmt == 2 else "zarr.json"
+    # a coordinate's attributes
+    if fmt == 2:
+        (src / "x" / ".zattrs").write_text("[2]")
+        return "v", "x/.zattrs"
+    edit_json(src / "x" / "zarr.json", lambda d: {**d, "attributes": [2]})
+    return "v", "x/zarr.json"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "v2-zattrs",
+        "v3-attributes",
+        "v2-zarray",
+        "group-attributes-2",
+        "group-attributes-3",
+        "group-metadata-2",
+        "group-metadata-3",
+        "coordinate-2",
+        "coordinate-3",
+    ],
+)
+def test_metadata_that_is_no_json_object_is_one_line_naming_the_file(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """Attributes (a v2 ``.zattrs``, a v3 ``zarr.json``'s ``attributes``) or metadata
+    (``.zarray``, ``.zgroup``, ``zarr.json``) that are JSON but no object, of the input array,
+    its group or a coordinate beside it: zarr-python opens most of them, and the run had
+    failed with a bare ``IndexError: list index out of range`` naming no file, or (a group's)
+    run on, the variable taken for an array alone (review 41). One line naming the file and
+    the fix, for plan and run, before anything is written."""
+    src = tmp_path / "in.zarr"
+    array, name = _bad_documents(src, case)
+    cfg = write_config(
+        tmp_path, "", tmp_path / "out.zarr", input={"store": str(src), "array": array}
+    )
+    before = file_states(src)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert f"{src / name}: " in line and "not a JSON object" in line, line
+        fix = "make them a JSON object" if "attributes" in line else "restore it"
+        assert fix in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.store == str(src / name), e
+    assert file_states(src) == before
+    assert not (tmp_path / "out.zarr").exists()

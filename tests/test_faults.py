@@ -806,6 +806,88 @@ def test_an_output_overlapping_the_input_is_refused(tmp_path: Path, cli, where: 
     assert file_states(data) == before  # nothing written, nothing created
 
 
+def _input_store_with_room(data: Path, case: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An input store in ``data`` and an output written into it (its ``input`` and
+    ``output`` sections): 'sibling', an array beside the input's in its consolidated v3
+    group; 'store-inside', an output store in a folder of the input store; 'dataset', beside
+    an xarray Dataset's group ``a/b`` (a group ``a/c`` of its own); 'array-path', the output
+    store above the input's whose ``output.array`` goes into the input store."""
+    import warnings
+
+    src = data / "in.zarr"
+    if case == "dataset":
+        import xarray as xr
+
+        ds = xr.Dataset(
+            {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))},
+            coords={"x": np.arange(4.0)},
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr's: v3 consolidated metadata is no spec yet
+            ds.to_zarr(str(src), group="a/b", zarr_format=3)
+        return {"store": str(src), "array": "a/b/v"}, {"store": str(src), "array": "a/c/w"}
+    group = zarr.open_group(str(src), mode="w", zarr_format=3)
+    v = group.create_array("v", shape=(4, 4), dtype="f4", chunks=(2, 2))
+    v[...] = np.arange(16.0).reshape(4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's: v3 consolidated metadata is no spec yet
+        zarr.consolidate_metadata(str(src))
+    output = {
+        "sibling": {"store": str(src), "array": "w"},
+        "store-inside": {"store": str(src / "sub")},
+        "array-path": {"store": str(data), "array": "in.zarr/w"},
+    }[case]
+    return {"store": str(src), "array": "v"}, output
+
+
+@pytest.mark.parametrize("flag", ["", "--overwrite", "--resume"])
+@pytest.mark.parametrize("case", ["sibling", "store-inside", "dataset", "array-path"])
+def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
+    tmp_path: Path, case: str, flag: str
+) -> None:
+    """An output anywhere in the store ``input.store`` names, beside the input array or its
+    Dataset's group (review 41: it ran, writing an array into the input's store and its
+    consolidated ``zarr.json`` again to list it), is refused in one line naming the input's
+    store and the fix, with every flag, before anything is written: the input's files the
+    same bytes, inodes and modification times, and nothing added."""
+    data = tmp_path / "data"
+    data.mkdir()
+    source, out = _input_store_with_room(data, case)
+    cfg = write_config(tmp_path, "", "", input=source, output=out)
+    before = file_states(data)
+    e = refused("run", cfg, *([flag] if flag else []))
+    assert isinstance(e, OutputError), e
+    assert e.input == os.path.realpath(data / "in.zarr")
+    assert e.relation in ("is", "is inside"), e
+    assert "input store" in str(e) and "output.store outside" in str(e), e
+    assert file_states(data) == before
+    with pytest.raises(OutputError):  # the Python API: the same check
+        pipeline.run(cfg, overwrite=True)
+    with pytest.raises(OutputError):
+        pipeline.run(cfg, resume=True)
+    assert file_states(data) == before
+
+
+@pytest.mark.parametrize("where", ["inside", "containing"])
+def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
+    tmp_path: Path, where: str
+) -> None:
+    """``input.generate.when_missing`` with the output in the store the input is to be made
+    in, or containing it (``output.array`` omitted: the store's root): refused before the
+    input is generated (it had been generated, then refused)."""
+    output = {
+        "inside": {"store": str(tmp_path / "in.zarr"), "array": "w"},
+        "containing": {"store": str(tmp_path)},
+    }[where]
+    cfg = generated_config(
+        tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True}, output=output
+    )
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError), e
+    assert e.relation == {"inside": "is inside", "containing": "contains"}[where], e
+    assert not (tmp_path / "in.zarr").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # 7 (end). A full disk, and NaN/inf.
 

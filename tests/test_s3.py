@@ -1159,3 +1159,51 @@ def test_a_server_that_listens_is_left_to_the_client_s_retries() -> None:
     assert endpoint_refused("s3://b/x", refused, "input") is not None
     proxied = {**refused, "config_kwargs": {"proxies": {"http": "http://proxy:3128"}}}
     assert endpoint_refused("s3://b/x", proxied, "input") is None
+
+
+@pytest.mark.parametrize("output", [{"array": "w"}, {"store": "in.zarr/sub"}])
+def test_an_s3_output_in_the_input_s_store_is_refused_and_the_input_kept(
+    tmp_path, cli, bucket, output: dict[str, str]
+) -> None:
+    """An output in the S3 input's store, beside its array in its consolidated group or as a
+    store of its own in a folder of it, is refused in one line naming the input's store and
+    the fix, before anything is written: the bucket's objects the same, with the same ETags
+    (review 41: it ran, writing the array and the group's ``zarr.json`` again)."""
+    import warnings
+
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    url, options = bucket
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    group = zarr.open_group(store=store, mode="w", zarr_format=3)
+    group.create_array("v", shape=(4, 4), dtype="f4", chunks=(2, 2))[...] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's: v3 consolidated metadata is no spec yet
+        zarr.consolidate_metadata(store)
+    out = {"store": f"{url}/{output.get('store', 'in.zarr')}", "storage_options": options}
+    if "array" in output:
+        out["array"] = output["array"]
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"{url}/in.zarr", "array": "v", "storage_options": options},
+        output=out,
+    )
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+
+    def objects() -> dict[str, Any]:
+        fs.invalidate_cache()
+        return {k: (v["ETag"], v["size"]) for k, v in fs.find(url, detail=True).items()}
+
+    before = objects()
+    for flags in ((), ("--overwrite",)):
+        rc, _, err = cli("run", cfg, *flags)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"the input store {url}/in.zarr" in line and "output.store outside" in line, line
+        assert "testing" not in err
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.relation == "is inside", e
+    assert objects() == before

@@ -651,6 +651,7 @@ def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]
             )
             return planned_input(config), None
     try:
+        arrays.check_documents(loc, config.input.array, around=True)
         arr = arrays.open_zarr_array(loc, config.input.array)
     except InputError as e:
         if getattr(e, "status", "") != "absent" or loc.exists():

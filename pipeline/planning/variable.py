@@ -26,7 +26,7 @@ from pipeline.ops.cf import (
     v3_fill_value,
 )
 from pipeline.planning.memory import bytes_text
-from pipeline.store import datasets
+from pipeline.store import arrays, datasets
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
@@ -80,6 +80,7 @@ def with_output_array(config: Config) -> Config:
     if config.output.array is not None:
         return config
     loc = Location.of(config.input.store, config.input.storage_options, "input")
+    arrays.check_documents(loc, config.input.array, around=True)  # read for the name
     try:
         store = loc.zarr_store(read_only=True)
     except Exception:  # an input that cannot be reached: the plan names that problem

@@ -23,6 +23,7 @@ from pipeline.errors import (
     InputError,
     OutputError,
     PipelineError,
+    cause,
     storage_failure,
     storage_fix,
 )
@@ -461,7 +462,7 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
             ) from None
         said = (
             f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
-            f"region {region} ({type(e).__name__}: {e}): a chunk there is damaged; "
+            f"region {region} ({cause(e)}): a chunk there is damaged; "
         )
         if output:
             raise OutputError(

@@ -67,27 +67,64 @@ def _real(loc: Location, path: str) -> str:
 
 
 def check_not_overlapping(plan: Plan) -> None:
-    """Refuse an output equal to, inside, or containing the input: for a variable of a
-    Dataset, its group is the input; for an output written as a Dataset, its group is the
-    output (OutputError: ``output``, ``input``, and ``relation``: 'is', 'is inside' or
-    'contains')."""
-    variable = plan.carried.variable
+    """Refuse an output that would write into the input's store or contain it: the output's
+    store equal to or inside the store ``input.store`` names, whatever array or group of it
+    the input is (an array, group or file made there, and the consolidated metadata or parent
+    groups' documents a run writes again to list it, are the input store's files, which no
+    run creates, rewrites or deletes), the output (for an output written as a Dataset, its
+    group) there, or the output containing that store (which ``--overwrite`` would delete).
+    OutputError, before anything is written: ``output``, ``input`` (the input's store), and
+    ``relation``: 'is', 'is inside' or 'contains'."""
     group = output_group(plan)
-    in_path = variable.group if variable is not None and variable.name else plan.input.path
-    a = _real(plan.input.location, in_path)
-    b = _real(plan.output.location, plan.output.path if group is None else group)
-    if (plan.input.location.local_root is None) != (plan.output.location.local_root is None):
+    _refuse_overlap(
+        plan.input.location,
+        plan.output.location,
+        plan.output.path if group is None else group,
+    )
+
+
+def check_stores_apart(config: Config) -> None:
+    """:func:`check_not_overlapping` from the config alone, for a run that writes the input
+    first (``input.generate.when_missing``): refused before the input is generated (it had
+    been generated, then the output refused). ``output.array`` omitted is the store's root,
+    as :func:`~pipeline.planning.variable.with_output_array` decides it for a generated
+    input (an array alone, no Dataset's variable)."""
+    _refuse_overlap(
+        Location.of(config.input.store, config.input.storage_options, "input"),
+        Location.of(config.output.store, config.output.storage_options, "output"),
+        config.output.array or "",
+    )
+
+
+def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
+    """The refusal of :func:`check_not_overlapping`: an output at ``path`` of the store
+    ``dst`` against the input store ``src``."""
+    if (src.local_root is None) != (dst.local_root is None):
+        return  # a local store and a remote one never overlap
+    a, store = _real(src, "").rstrip("/"), _real(dst, "").rstrip("/")
+    node = _real(dst, path).rstrip("/")
+
+    def within(x: str, root: str) -> bool:
+        return x == root or x.startswith(root + "/")
+
+    found = None
+    for b in (node, store):  # the output itself first: it names what the run writes
+        if within(b, a):
+            found = b, "is" if b == a else "is inside"
+            break
+    else:
+        if within(a, node):
+            found = node, "contains"
+    if found is None:
         return
-    sep = "/"
-    if a == b or b.startswith(a + sep) or a.startswith(b + sep):
-        rel = "is" if a == b else ("is inside" if b.startswith(a + sep) else "contains")
-        raise OutputError(
-            f"the output {b} {rel} the input {a}; the input is never modified: choose an "
-            "output.store elsewhere",
-            output=b,
-            input=a,
-            relation=rel,
-        )
+    b, rel = found
+    raise OutputError(
+        f"the output {b} {rel} the input store {a}, which is never modified: choose an "
+        "output.store outside the input's store",
+        output=b,
+        input=a,
+        relation=rel,
+    )
 
 
 def check_writable(loc: Location) -> None:

@@ -472,6 +472,7 @@ def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -
     status = None if missing else arrays.generation_status(loc, config.input.array)
     if not missing and status != "incomplete":
         return False
+    output.check_stores_apart(config)  # before the input is written: the run would refuse
     _progress_line(
         progress,
         logging.INFO,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import devices
-from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, storage_failure
+from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, cause, one_line, storage_failure
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.planning.variable import unheld_error
@@ -100,7 +100,7 @@ def _unreadable_unit(
     zarr-python cannot read on its own (each is read once more, only on this failure path),
     or the block's region where every unit reads alone; the InputError of
     :func:`unreadable` where the store would not give a unit's bytes (not damage)."""
-    reason = f"{type(error).__name__}: {error}"
+    reason = cause(error)
     z = _zarr_array(info)
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         try:
@@ -109,7 +109,7 @@ def _unreadable_unit(
             failure = storage_failure(e)
             if failure is not None:
                 return unreadable(info, info.key(unit), failure)
-            return damaged(info, info.key(unit), f"{type(e).__name__}: {e}", "codec")
+            return damaged(info, info.key(unit), cause(e), "codec")
     region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
 
@@ -119,6 +119,7 @@ def unreadable(info: ArrayInfo, key: str, failure: str) -> InputError:
     (``failure``: :func:`~pipeline.errors.storage_failure`'s words, an HTTP status, a
     permission): fields ``store``, ``key``, ``reason``."""
     store = info.location.url
+    failure = one_line(failure)
     fix = info.location.answer_fix(failure, side="input")
     return InputError(
         f"cannot read input chunk {key!r} of {store}: the store answered {failure}; the "
@@ -145,8 +146,10 @@ def _read_unit(info: ArrayInfo, key: str, alloc: Callable[[int], memoryview]) ->
 
 def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
     """The one-line error for a stored unit of the input that cannot be decoded (``problem``:
-    a key of :data:`~pipeline.store.shards.PROBLEMS`)."""
+    a key of :data:`~pipeline.store.shards.PROBLEMS`; ``reason`` said in one line: a codec's
+    message may hold line breaks)."""
     store = info.location.url
+    reason = one_line(reason)
     return ChunkError(
         f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
         "restore the chunk (or delete it, and it reads as the fill value); then "

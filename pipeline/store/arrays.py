@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, storage_failure
+from pipeline.errors import InputError, cause, storage_failure
 from pipeline.store import codecs, grid
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -292,6 +292,83 @@ def _did_you_mean(location: Location, path: str) -> str:
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
+#: The metadata documents of a node that must each be a JSON object where they are there, by
+#: name: what each holds, in a line's words.
+_OBJECT_DOCUMENTS = {
+    "zarr.json": "Zarr v3 metadata",
+    ".zarray": "Zarr v2 array metadata",
+    ".zgroup": "Zarr v2 group metadata",
+    ".zattrs": "Zarr v2 attributes",
+}
+
+_JSON_KINDS = {
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
+def check_documents(location: Location, path: str, around: bool = False) -> None:
+    """Refuse, in one line naming the file, a metadata document of the node at ``path`` that
+    is JSON but no JSON object (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``; JSON
+    ``null`` attributes read as none, as zarr-python reads them), or a ``zarr.json`` whose
+    ``attributes`` are no object: zarr-python opens such an array, and its attributes had
+    failed later as a bare ``IndexError``/``TypeError`` naming no file, or a group's had made
+    a Dataset's variable an array alone (review 41). With ``around`` (the input, as it is
+    planned), the groups above it too and the other members of its group (its Dataset's
+    coordinates), which a run reads. InputError, fields ``store`` (the file), ``array``,
+    ``status`` 'unreadable', ``reason``. A document that is absent, unreadable or not JSON
+    is left to the opening that follows."""
+    path = path.strip("/")
+    _check_node_documents(location, path, path)
+    if not around or not path:
+        return
+    parts = path.split("/")
+    for i in range(len(parts)):
+        _check_node_documents(location, "/".join(parts[:i]), path)
+    group = "/".join(parts[:-1])
+    try:
+        names = location.list(group)
+    except Exception:  # a store that lists nothing: its members are read as they are
+        return
+    for name in names:
+        if name != parts[-1] and not name.startswith(".") and name not in _OBJECT_DOCUMENTS:
+            _check_node_documents(location, f"{group}/{name}" if group else name, path)
+
+
+def _check_node_documents(location: Location, node: str, path: str) -> None:
+    """:func:`check_documents` for the documents of the one node ``node``."""
+    for name, what in _OBJECT_DOCUMENTS.items():
+        key = f"{node}/{name}" if node else name
+        try:
+            raw = location.read(key)
+            doc = None if raw is None else json.loads(raw)
+        except Exception:  # a folder, unreadable, not JSON: the opening says so
+            continue
+        if raw is None:
+            continue  # absent
+        found = doc
+        if name == "zarr.json" and isinstance(doc, dict):
+            found, what = doc.get("attributes"), "its attributes"
+        if isinstance(found, dict) or (found is None and name in ("zarr.json", ".zattrs")):
+            if name == "zarr.json":
+                return  # a v3 node: its v2 documents, if any, are not read
+            continue
+        said = _JSON_KINDS.get(type(found), "no JSON object")
+        attributes = "attributes" in what
+        fix = "make them a JSON object ({} for none)" if attributes else "restore it"
+        raise InputError(
+            f"{location.said(key)}: {'' if attributes else 'the '}{what} "
+            f"{'are' if attributes else 'is'} {said}, not a JSON object; {fix}",
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=f"{name}: {what} {said}",
+        )
+
+
 def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
     ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
@@ -318,6 +395,7 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             array=path,
             status="absent",
         )
+    check_documents(location, path)
     try:
         with format_warnings_ignored():
             node = zarr.open(
@@ -347,11 +425,11 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
         raise InputError(
-            f"cannot open {location}/{path}: {type(e).__name__}: {e}",
+            f"cannot open {location}/{path}: {cause(e)}",
             store=where,
             array=path,
             status="unreadable",
-            reason=f"{type(e).__name__}: {e}",
+            reason=cause(e),
         ) from None
     if isinstance(node, zarr.Group):
         with format_warnings_ignored():  # opening each member warns again

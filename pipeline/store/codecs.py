@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.errors import cause
 from pipeline.store.grid import Shape
 from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc32c
 
@@ -137,7 +138,7 @@ class ChunkFormat:
         except Damaged:
             raise
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            raise Damaged(f"{type(e).__name__}: {e}", "codec") from None
+            raise Damaged(cause(e), "codec") from None
 
     def decode(self, raw: Any) -> np.ndarray:
         """One stored chunk's bytes as its array (a new array, native byte order)."""
@@ -476,13 +477,35 @@ def v2_format(meta: dict[str, Any]) -> StoredFormat | None:
     return StoredFormat(
         chunk=ChunkFormat(
             shape=tuple(meta["chunks"]),
-            stored=np.dtype(meta["dtype"]).str,
+            stored=v2_dtype(meta["dtype"]).str,
             codecs=tuple(_json(c) for c in codecs),
             filters=tuple(_json(f) for f in filters),
             order=meta.get("order", "C"),
         ),
         shard=None,
     )
+
+
+def v2_dtype(said: Any) -> np.dtype:
+    """The NumPy dtype a ``.zarray``'s ``dtype`` says: a type string, or a structured type's
+    fields as JSON gives them, lists (``[["a", "<f4"], ["b", "<i2", [2]]]``), which NumPy takes
+    only as tuples (it had raised "Field elements must be 2- or 3-tuples", and not the
+    plan's line refusing the dtype, as a v3 array's)."""
+
+    def fields(x: Any) -> Any:
+        if not isinstance(x, list):
+            return x
+        return [
+            tuple(
+                fields(part) if i == 1 else (tuple(part) if i == 2 else part)
+                for i, part in enumerate(f)
+            )
+            if isinstance(f, list)
+            else f
+            for f in x
+        ]
+
+    return np.dtype(fields(said))
 
 
 def v3_format(meta: dict[str, Any], dtype: np.dtype) -> StoredFormat | None:
@@ -744,6 +767,7 @@ __all__ = [
     "raw_frame",
     "sample_frames",
     "stores_raw",
+    "v2_dtype",
     "v2_format",
     "v3_format",
     "zstd_content_size",

@@ -131,9 +131,18 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
         bad = (off < lo) | (n > hi - off) | (off > hi)
         if bad.any():
             first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
+            o, n_first = int(offsets[first]), int(sizes[first])
+            at = (size - k, size) if shard.index_at_end else (0, k)
+            where = f"chunk {first}: offset {o}, {n_first} bytes"
+            if o + n_first <= size and o < at[1] and o + n_first > at[0]:  # in the shard
+                raise Damaged(  # review 41: it had said "outside the shard"
+                    f"its shard index points into the shard's own index ({where}, over the "
+                    f"{k}-byte index at bytes {at[0]}..{at[1]} of {size})",
+                    "index",
+                    chunk=first,
+                )
             raise Damaged(
-                f"its shard index points outside the shard (chunk {first}: offset "
-                f"{int(offsets[first])}, {int(sizes[first])} bytes, of {size})",
+                f"its shard index points outside the shard ({where}, of {size})",
                 "index",
                 chunk=first,
             )
