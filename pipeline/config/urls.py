@@ -771,11 +771,7 @@ def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] |
         return None
     import fsspec
 
-    bits = url.split("::")
-    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
-    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
-    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
-    for protocol, at, given in where:
+    for protocol, at, given in _protocol_options(url, options):
         if not isinstance(given, dict):
             continue
         try:
@@ -795,6 +791,17 @@ def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] |
                     if isinstance(held.get(n), str):
                         return (*at, *inner, n), taker
     return None
+
+
+def _protocol_options(url: str, options: dict) -> list[tuple[str, tuple[str, ...], Any]]:
+    """The file systems ``url`` names and the options each is given, as (its protocol, the
+    options' keys in ``options``, them): the first's are ``options``; a chained URL's others'
+    are under their protocols' names (``zip::s3://...`` with ``{s3: {...}}``)."""
+    bits = url.split("::")
+    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
+    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
+    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
+    return where
 
 
 def _protocol(url: str) -> str:
@@ -831,11 +838,7 @@ def async_option(url: str, options: object) -> tuple[tuple[str, ...], str] | Non
         return None
     import fsspec
 
-    bits = url.split("::")
-    protocols = [_part_protocol(bit) for bit in bits] if len(bits) > 1 else [_protocol(url)]
-    where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
-    where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
-    for protocol, at, given in where:
+    for protocol, at, given in _protocol_options(url, options):
         if not isinstance(given, dict) or not given.get("asynchronous"):
             continue
         try:

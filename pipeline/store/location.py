@@ -1217,6 +1217,15 @@ def _endpoint(options: Any) -> str | None:
     return None
 
 
+def _option_error(url: str, setting: str, keys: tuple[str, ...], said: str) -> ConfigError:
+    """The one line for the store option at ``keys`` of ``setting``'s storage_options (of the
+    store at ``url``), ``said`` after its key; no file or line (a store opened otherwise
+    than from a config, whose check names them)."""
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    key = ".".join((base, *keys))
+    return ConfigError(f"{key}: {said}", file=None, line=None, key=key, store=public_url(url))
+
+
 def endpoint_userinfo_problem(
     url: str, options: dict[str, Any], setting: str
 ) -> ConfigError | None:
@@ -1231,14 +1240,9 @@ def endpoint_userinfo_problem(
         return None
     keys, endpoint = found
     base = f"{setting}.storage_options" if setting else "storage_options"
-    key = ".".join((base, *keys))
     layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
-    return ConfigError(
-        f"{key}: {endpoint_userinfo_said(endpoint, '.'.join((base, *layer)))}",
-        file=None,
-        line=None,
-        key=key,
-        store=public_url(url),
+    return _option_error(
+        url, setting, keys, endpoint_userinfo_said(endpoint, ".".join((base, *layer)))
     )
 
 
@@ -1518,15 +1522,7 @@ def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") ->
     if found is None:
         return None
     keys, taker = found
-    base = f"{setting}.storage_options" if setting else "storage_options"
-    key = ".".join((base, *keys))
-    return ConfigError(
-        f"{key}: {text_bool_said(keys[-1], taker)}",
-        file=None,
-        line=None,
-        key=key,
-        store=public_url(url),
-    )
+    return _option_error(url, setting, keys, text_bool_said(keys[-1], taker))
 
 
 def async_option_problem(
@@ -1543,15 +1539,7 @@ def async_option_problem(
     if found is None:
         return None
     keys, name = found
-    base = f"{setting}.storage_options" if setting else "storage_options"
-    key = ".".join((base, *keys))
-    return ConfigError(
-        f"{key}: {async_said(name)}",
-        file=None,
-        line=None,
-        key=key,
-        store=public_url(url),
-    )
+    return _option_error(url, setting, keys, async_said(name))
 
 
 def options_problem(
