@@ -27,9 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from pipeline.config.problems import option_error, validation_error
+from pipeline.config.problems import BoolNotNumber, option_error, validation_error
 from pipeline.ops.stages import REGISTRY, StageParams
 
 #: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
@@ -67,11 +66,11 @@ def _parse_bytes(v: Any) -> Any:
 def _not_bool(v: Any) -> Any:
     """Refuse a boolean (Python's or NumPy's) where a number is wanted: pydantic's lax mode
     takes ``true`` as 1 and ``false`` as 0 (``cluster: {workers: true}`` ran 1 worker). The
-    error's type, ``bool_not_number``, is worded by :mod:`~pipeline.config.problems` with what
-    the key takes. Anything else passes, for the type's own check (``'16GiB'`` included)."""
+    error, :class:`~pipeline.config.problems.BoolNotNumber`, is worded there with what the
+    key takes. Anything else passes, for the type's own check (``'16GiB'`` included)."""
     np = sys.modules.get("numpy")
     if isinstance(v, bool) or (np is not None and isinstance(v, np.bool_)):
-        raise PydanticCustomError("bool_not_number", "must be a number, not true/false")
+        raise BoolNotNumber("must be a number, not true/false")
     return v
 
 

@@ -127,7 +127,7 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     got = err.get("input")
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
-    if kind == "bool_not_number":
+    if kind == "value_error" and isinstance(err.get("ctx", {}).get("error"), BoolNotNumber):
         return f"{key}: must be {wanted(root, loc)}, not true/false"
     if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
         return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got!r})"
@@ -143,6 +143,11 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
+
+
+class BoolNotNumber(ValueError):
+    """A boolean given where a number is wanted (raised by the models' ``NotBool``), which
+    :func:`_message` words with what the key takes."""
 
 
 def _stages_problem(got: Any) -> str:
