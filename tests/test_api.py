@@ -455,6 +455,12 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
     with pytest.raises(ConfigError) as info:
         pipeline.plan(config)
     assert str(info.value) == str(e).replace("pipeline.Config()", "the config mapping")
+    # pydantic's model_validate: the same line, not pydantic's ValidationError (fix42-A)
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config.model_validate(config)
+    call = "pipeline.Config.model_validate()"
+    assert str(info.value) == str(e).replace("pipeline.Config()", call)
+    assert (info.value.file, info.value.key, info.value.line) == (call, key, None)
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     with pytest.raises(ConfigError) as info:
@@ -519,6 +525,10 @@ def test_a_section_made_from_keywords_is_one_config_error_line(
     assert e.file == f"pipeline.config.{section}()" and e.line is None, e
     assert "SECRET" not in str(e) and "errors.pydantic.dev" not in str(e), e
     assert e.key == key and said in str(e), e
+    with pytest.raises(ConfigError) as info:  # model_validate too (fix42-A)
+        model.model_validate(given)
+    call = f"pipeline.config.{section}.model_validate()"
+    assert str(info.value) == str(e).replace(f"pipeline.config.{section}()", call)
     # the same keys at the section's place in a file: the file's line names them so
     config: dict[str, Any] = json.loads(json.dumps(_A_RUN))
     *parents, last = place.split(".")
@@ -726,6 +736,7 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert e.file == f"{call}()" and e.line is None
     config = pipeline.Config.model_validate(_A_RUN)
     assert config == pipeline.Config(**_A_RUN)
+    assert pipeline.Config.model_validate(config) is config
     assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
     cluster = pipeline.config.ClusterConfig.model_validate({"workers": 2})
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
@@ -1437,3 +1448,20 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
     assert (info.value.line, info.value.key) == (line, "backend"), info.value
     assert str(info.value).startswith(f"{bad}:{line}: backend:")
     assert "override" not in info.value.data
+
+
+@pytest.mark.parametrize(
+    "given", ["input: {store: in.zarr}\nsecret: SECRETX\n", ["SECRETX"], None, 5]
+)
+def test_model_validate_of_no_mapping_is_one_line(given: Any) -> None:
+    """``pipeline.Config.model_validate`` of what is no mapping (YAML text, a list, None) was
+    pydantic's ValidationError, quoting the value; now one ConfigError line naming what the
+    call takes, never the value (fix42-A)."""
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config.model_validate(given)
+    e = info.value
+    assert str(e) == (
+        "pipeline.Config.model_validate(): takes a mapping of keys (input, output, stages, "
+        f"backend, integer_overflow, chunking, cluster), not {type(given).__name__}"
+    )
+    assert e.file == "pipeline.Config.model_validate()" and e.key is None

@@ -737,3 +737,96 @@ def test_metadata_that_is_no_json_object_is_one_line_naming_the_file(
     assert isinstance(e, InputError) and e.store == str(src / name), e
     assert file_states(src) == before
     assert not (tmp_path / "out.zarr").exists()
+
+
+_RUN = {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": STAGES}
+
+
+@pytest.mark.parametrize(
+    "sections, key, also",
+    [
+        (  # an option's problem first, in the config's order, then pydantic's
+            {
+                "input": {
+                    "store": "s3://b/in.zarr",
+                    "storage_options": {"anon": "false", "secret": "SECRETX"},
+                },
+                "cluster": {"workers": 0},
+            },
+            "input.storage_options.anon",
+            " (also: cluster.workers)",
+        ),
+        (
+            {
+                "input": {"store": "s3://b/in.zarr", "storage_options": {"asynchronous": True}},
+                "cluster": {"workers": 2.5, "threads_per_worker": 0},
+            },
+            "input.storage_options.asynchronous",
+            " (also: cluster.workers, cluster.threads_per_worker)",
+        ),
+        (  # after an earlier key's problem (the input's array), and an unknown key
+            {
+                "input": {
+                    "store": "s3://b/in.zarr",
+                    "array": "../x",
+                    "storage_options": {"anon": "false"},
+                },
+                "output": {"store": "out.zarr", "storage_options": {"asynchronous": True}},
+            },
+            "input.array",
+            " (also: input.storage_options.anon)",
+        ),
+        (
+            {
+                "input": {"store": "s3://b/in.zarr", "storage_options": {"anon": "false"}},
+                "cluster": {"wrokers": 2},
+            },
+            "cluster.wrokers",
+            " (also: input.storage_options.anon)",
+        ),
+    ],
+    ids=["text-bool", "asynchronous", "after-an-earlier-key", "after-an-unknown-key"],
+)
+def test_a_storage_option_problem_is_one_of_the_config_problems(
+    tmp_path: Path, cli, sections: dict[str, Any], key: str, also: str
+) -> None:
+    """A storage option's problem (``anon: 'false'``, ``asynchronous: true``) was said alone,
+    the config's other problems (a bad ``cluster.workers``) unsaid: it is one of them, in the
+    config's order, with " (also: ...)" naming the rest, as pydantic's problems are said; the
+    same from a file, the command line, an override, a mapping, the constructor and
+    ``model_validate`` (fix42-A)."""
+    import yaml
+
+    from pipeline.config import Config, load_config, parse_config
+
+    doc = {**_RUN, **sections}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    errors = []
+    for make in (
+        lambda: parse_config(doc),
+        lambda: Config(**doc),
+        lambda: Config.model_validate(doc),
+        lambda: load_config(path),
+    ):
+        with pytest.raises(ConfigError) as e:
+            make()
+        errors.append(e.value)
+        assert e.value.key == key and str(e.value).endswith(also), e.value
+        assert len(str(e.value).splitlines()) == 1 and "SECRETX" not in str(e.value)
+    assert errors[-1].line is not None
+    said = str(errors[0]).removeprefix("<config>: ")
+    assert [str(e) for e in errors[1:]] == [
+        f"pipeline.Config(): {said}",
+        f"pipeline.Config.model_validate(): {said}",
+        f"{path}:{errors[-1].line}: {said}",
+    ]
+    rc, _, err = cli("plan", path)
+    assert rc == 1 and one_line_error(err) == f"error: {errors[-1]}"
+    # set by an override: named as the override, the file's problems after it
+    first = key.split(".")[0]
+    base = {k: v for k, v in doc.items() if k != first}
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides={first: doc[first]})
+    assert str(e.value) == f"override {key!r} (given with {path}, not read from it): {said}"

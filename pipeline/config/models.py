@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -28,7 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.config.problems import BoolNotNumber, option_error, validation_error
+from pipeline.config.problems import BoolNotNumber, checked
+from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, StageParams
 
 #: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
@@ -114,23 +114,45 @@ class Model(BaseModel):
         """The model made from keywords (``pipeline.Config(input=..., ...)``,
         ``pipeline.config.ClusterConfig(workers=2)``); an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line a config file's or mapping's problem is
-        (:mod:`~pipeline.config.problems`), its ``file`` the call (``pipeline.Config()``), its
-        ``key`` the keyword's, not pydantic's lines, which quoted every value given
-        (storage_options' credentials too). An argument given by position (a mapping, a
-        file's path) is an :class:`~pipeline.errors.OptionError` (a ``TypeError``, as
-        Python's own was, and a ConfigError) naming the call that takes it
-        (:func:`_positional_error`)."""
+        (:func:`~pipeline.config.problems.checked`), its ``file`` the call
+        (``pipeline.Config()``), its ``key`` the keyword's, not pydantic's lines, which
+        quoted every value given (storage_options' credentials too). An argument given by
+        position (a mapping, a file's path) is an :class:`~pipeline.errors.OptionError` (a
+        ``TypeError``, as Python's own was, and a ConfigError) naming the call that takes
+        it (:func:`_positional_error`)."""
         cls = type(self)
         source = _constructor(cls)
         if args:
             raise _positional_error(cls, source, args)
-        error = option_error(data, cls, source)
-        if error is not None:
-            raise error
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise validation_error(e, data, cls, source, place=_place(cls)) from None
+        checked(lambda: super(Model, self).__init__(**data), data, cls, source, place=_place(cls))
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        """The model made from the mapping ``obj``, as pydantic's ``model_validate`` makes it
+        (its keyword arguments too); an invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line the constructor's is (``__init__``), its
+        ``file`` ``pipeline.Config.model_validate()``: pydantic's ValidationError had been a
+        line per problem, each quoting the value given, and storage_options' problems that
+        pydantic does not check (``anon: 'false'``) had passed. A model of the class is
+        itself, as pydantic's; anything else that is no mapping is one line too."""
+        source = f"{_constructor(cls).removesuffix('()')}.model_validate()"
+        if isinstance(obj, cls):
+            return super().model_validate(obj, **kwargs)
+        if not isinstance(obj, Mapping):
+            raise ConfigError(  # never its value: YAML text, a list, may hold credentials
+                f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
+                f"{type(obj).__name__}",
+                file=source,
+                line=None,
+                key=None,
+            )
+        return checked(
+            lambda: super(Model, cls).model_validate(obj, **kwargs),
+            obj,
+            cls,
+            source,
+            place=_place(cls),
+        )
 
     # Pydantic calls a model's own __init__ from model_validate, and for a model given as a
     # mapping inside another, unless it is marked as a base one, as BaseModel.__init__ is:
@@ -525,6 +547,24 @@ class Config(Model):
             fields = {k: getattr(s, k) for k in params_cls.model_fields}
             out.append((op, params_cls(**fields)))
         return tuple(out)
+
+
+def validated(
+    data: Any, source: str, positions: dict | None = None, overridden: Sequence[tuple] = ()
+) -> Config:
+    """The :class:`Config` that ``data`` (a config file's mapping, or one given to the API)
+    describes, validated as pydantic's ``model_validate`` does; an invalid one is the one
+    ConfigError line of :func:`~pipeline.config.problems.checked`, naming ``source``, the
+    line (``positions``) or the override (``overridden``), not
+    ``pipeline.Config.model_validate()``."""
+    return checked(
+        lambda: super(Model, Config).model_validate(data),
+        data,
+        Config,
+        source,
+        positions,
+        overridden=overridden,
+    )
 
 
 #: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs

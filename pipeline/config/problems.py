@@ -14,8 +14,8 @@ import difflib
 import functools
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -36,6 +36,8 @@ from pipeline.config.urls import (
 )
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, known_stages
+
+_T = TypeVar("_T")
 
 
 def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | None:
@@ -427,24 +429,53 @@ def _sent_problem(kind: str, value: Any) -> str | None:
     return None
 
 
-def option_error(
-    data: Mapping[str, Any],
+def checked(
+    make: Callable[[], _T],
+    data: Any,
     root: type[BaseModel],
     source: str,
     positions: dict | None = None,
+    place: str = "",
     overridden: Sequence[tuple] = (),
-) -> ConfigError | None:
-    """The ConfigError for a problem of the storage_options in ``data`` (the keys of the
-    model ``root``) that pydantic does not check (:func:`_option_problem`), at its line in
-    ``source`` (from ``positions``, where known; the override's key, no line, for a value
-    one of ``overridden`` set: :func:`_where`); None for none. Never says a value."""
-    problem = _option_problem(data, root)
-    if problem is None:
-        return None
-    key, said = problem
+) -> _T:
+    """What ``make()`` (pydantic's validation of ``data``, the keys of the model ``root``)
+    returns, where ``data`` has no problem; else the one ConfigError line for its problems,
+    pydantic's (:func:`validation_error`) and those of its storage_options that pydantic does
+    not check (:func:`_option_problem`) together: the first of them named at its line in
+    ``source`` (from ``positions``, where known; the override's key, no line, for a value one
+    of ``overridden`` set: :func:`_where`), with the fix, then the keys of the others (" (also:
+    ...)"). An option's problem had been said alone, before pydantic's were looked for (a
+    bad ``cluster.workers`` beside ``anon: 'false'`` went unsaid). Never says a value of
+    storage_options. Used by the models' constructors and ``model_validate`` and by
+    :func:`~pipeline.config.loading.parse_config` (a file or a mapping) alike."""
+    option = _option_problem(data, root) if isinstance(data, Mapping) else None
+    try:
+        made = make()
+    except ValidationError as e:
+        raise validation_error(
+            e, data, root, source, positions, place, overridden, option
+        ) from None
+    if option is None:
+        return made
+    key, said = option
     where, line, extra = _where(key, source, positions, overridden)
     named = ".".join(str(k) for k in key)
-    return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
+    raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
+
+
+def _rank(loc: Sequence[Any], root: type[BaseModel]) -> tuple[int, ...]:
+    """Where the key at ``loc`` (in the keys of the model ``root``) comes in the config's
+    order, as pydantic reports its problems: each key by its field's place in its model (an
+    unknown key after them), each list's item by its index."""
+    out: list[int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out.append(part)
+            continue
+        model = _model_at((*loc[: i + 1],), root)
+        names = list(model.model_fields) if model is not None else []
+        out.append(names.index(part) if part in names else len(names))
+    return tuple(out)
 
 
 def validation_error(
@@ -455,6 +486,7 @@ def validation_error(
     positions: dict | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
+    option: tuple[tuple, str] | None = None,
 ) -> ConfigError:
     """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
     line: its first problem, at its line in ``source`` (from ``positions``, where known),
@@ -463,22 +495,33 @@ def validation_error(
     :class:`~pipeline.config.models.ClusterConfig`), so that a key this version removed is
     said to be one; the key named is ``root``'s own. Fields ``file`` (``source``), ``line``
     (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why); for a
-    value one of ``overridden`` set, ``override`` and no line (:func:`_where`)."""
+    value one of ``overridden`` set, ``override`` and no line (:func:`_where`). ``option``:
+    a problem of the storage_options in ``data`` (:func:`_option_problem`), as (its key, why
+    and the fix), among the others in the config's order (:func:`_rank`), after an unknown
+    key (which explains the rest)."""
     errors = e.errors()
     err = _first_error(errors)
     key = _data_loc(err["loc"], data)
+    locs = [_data_loc(x["loc"], data) for x in errors]
+    message = None
+    if option is not None:
+        at = _rank(option[0], root)
+        locs.insert(
+            next((i for i, x in enumerate(locs) if _rank(x, root) > at), len(locs)), option[0]
+        )
+        if err["type"] != "extra_forbidden" and at <= _rank(key, root):
+            key = option[0]
+            message = f"{'.'.join(str(k) for k in key)}: {option[1]}"
     where, line, extra = _where(key, source, positions, overridden)
     dotted = ".".join(str(k) for k in key) or None
     more = _other_problems(
-        key,
-        [_data_loc(x["loc"], data) for x in errors],
-        {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"},
+        key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
     return ConfigError(
-        f"{where}: {_message(err, data, root, place)}{more}",
+        f"{where}: {message or _message(err, data, root, place)}{more}",
         file=source,
         line=line,
         key=dotted,
