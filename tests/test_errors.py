@@ -830,3 +830,56 @@ def test_a_storage_option_problem_is_one_of_the_config_problems(
     with pytest.raises(ConfigError) as e:
         load_config(path, overrides={first: doc[first]})
     assert str(e.value) == f"override {key!r} (given with {path}, not read from it): {said}"
+
+
+@pytest.mark.parametrize(
+    "sections, parent",
+    [
+        ({"cluster": {"": 2}}, "cluster"),
+        ({"output": {"store": "out.zarr", "codec": {"": 1}}}, "output.codec"),
+        ({"": 1}, "(top level)"),
+    ],
+    ids=["cluster", "nested", "top-level"],
+)
+def test_an_empty_key_name_is_said_to_be_one(
+    tmp_path: Path, cli, sections: dict[str, Any], parent: str
+) -> None:
+    """``cluster: {"": 2}`` was "unknown key 'cluster.'" (and ``{"": 1}`` "unknown key '(top
+    level)'"), where the override 'cluster.' is said to have an empty part: an empty key's
+    name is said to be one, with the keys its section takes, at its line, from a file, the
+    command line, a mapping and an override alike (fix42-A)."""
+    import yaml
+
+    from pipeline.config import Config, load_config, parse_config
+
+    doc = {**_RUN, **sections}
+    said = f"{parent}: a key's name is empty (''), which names no key: write the key meant"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    line = 1 + next(i for i, t in enumerate(path.read_text().splitlines()) if "''" in t)
+    key = None if parent == "(top level)" else f"{parent}."
+    for make, where in (
+        (lambda: parse_config(doc), "<config>"),
+        (lambda: Config(**doc), "pipeline.Config()"),
+        (lambda: load_config(path), f"{path}:{line}"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            make()
+        assert str(e.value).startswith(f"{where}: {said}, or delete it (valid keys: "), e.value
+        assert "unknown key" not in str(e.value) and len(str(e.value).splitlines()) == 1
+        assert e.value.key == key
+    rc, _, err = cli("plan", path)
+    assert rc == 1 and one_line_error(err).startswith(f"error: {path}:{line}: {said}")
+    if key is not None:
+        first = parent.split(".")[0]
+        path.write_text(yaml.safe_dump({k: v for k, v in _RUN.items() if k != first}))
+        with pytest.raises(ConfigError) as e:
+            load_config(path, overrides={first: doc[first]})
+        assert str(e.value).startswith(
+            f"override {key!r} (given with {path}, not read from it): {said}"
+        )
+    # among the other problems, named as an empty name too
+    with pytest.raises(ConfigError) as e:
+        parse_config({**doc, "input": {"store": "in.zarr", "arary": ""}})
+    assert str(e.value).startswith("<config>: unknown key 'input.arary'")
+    assert str(e.value).endswith(f" (also: {key or ''}'')"), e.value

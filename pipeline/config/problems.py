@@ -101,6 +101,12 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         names = [n for n in owner.model_fields] if owner else []
         if stages:
             names.append("op")
+        if loc[-1] == "":  # cluster: {"": 2}, as the override 'cluster.' is said
+            parent = ".".join(str(p) for p in loc[:-1]) or "(top level)"
+            return (
+                f"{parent}: a key's name is empty (''), which names no key: write the key "
+                f"meant, or delete it (valid keys: {', '.join(names)})"
+            )
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
         return f"unknown key {key!r} ({hint})"
@@ -576,8 +582,10 @@ def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = 
     # a location around others (a union's, again) adds nothing to them
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
 
-    def said(locs: list[tuple]) -> str:
-        return ", ".join(".".join(str(k) for k in loc) or "(top level)" for loc in locs)
+    def said(locs: list[tuple]) -> str:  # an empty key's name as '' (cluster.'')
+        return ", ".join(
+            ".".join(str(k) if k != "" else "''" for k in loc) or "(top level)" for loc in locs
+        )
 
     wrong = said([loc for loc in others if loc not in missing])
     absent = said([loc for loc in others if loc in missing])
