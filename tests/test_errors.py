@@ -883,3 +883,73 @@ def test_an_empty_key_name_is_said_to_be_one(
         parse_config({**doc, "input": {"store": "in.zarr", "arary": ""}})
     assert str(e.value).startswith("<config>: unknown key 'input.arary'")
     assert str(e.value).endswith(f" (also: {key or ''}'')"), e.value
+
+
+@pytest.mark.parametrize(
+    "store, options, key, said",
+    [
+        ("s3://b/in.zarr", {"": "SECRETX"}, "input.storage_options.", "input.storage_options: "),
+        ("in.zarr", {"a.b": "SECRETX"}, "input.storage_options.***", "holds a dot"),
+        ("s3://b/in.zarr", {"secret:SECRETX.y": 1}, "input.storage_options.***", "a dot"),
+        (
+            "s3://b/in.zarr",
+            {"client_kwargs": {"region.name": "SECRETX"}},
+            "input.storage_options.client_kwargs.***",
+            "such as client_kwargs: {region_name: ...}",
+        ),
+        (
+            "memory://in.zarr",
+            {"client_kwargs": {"": "SECRETX"}},
+            "input.storage_options.client_kwargs.",
+            "input.storage_options.client_kwargs: an option's name is empty",
+        ),
+        (
+            "https://h/in.zarr",
+            {"headers": {"": "SECRETX"}},
+            "input.storage_options.headers.",
+            "input.storage_options.headers: a header's name is empty",
+        ),
+    ],
+    ids=["empty", "dotted", "flow-secret", "nested-dotted", "nested-empty", "header-empty"],
+)
+def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
+    tmp_path: Path, cli, store: str, options: dict[str, Any], key: str, said: str
+) -> None:
+    """A storage option named '' or with a dot in its name (``{"a.b": 1}``, or YAML's
+    ``{secret:VALUE.x}``, no space after the colon, one option named so) was taken by the
+    config and refused only by the file system, when the plan opened the store, with no line
+    of the file (a local store's took it silently): it is refused where the config is read,
+    at the option's line, the override or the call, its name (which may be the value) and
+    value never said (fix42-A). A header's or query parameter's name may hold a dot."""
+    import yaml
+
+    from pipeline.config import Config, load_config
+
+    doc = {**_RUN, "input": {"store": store, "storage_options": options}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inner = options
+    while isinstance(next(iter(inner.values())), dict):
+        inner = next(iter(inner.values()))
+    name = next(iter(inner)) or "''"  # the option's own line, in block style
+    lines = path.read_text().splitlines()
+    line = 1 + next(i for i, t in enumerate(lines) if i > 2 and name in t)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    f = e.value
+    assert "SECRETX" not in str(f) and said in str(f) and len(str(f).splitlines()) == 1, f
+    assert (f.file, f.key, f.line) == (str(path), key, line), f
+    assert "(its value is not said here)" in str(f)
+    rc, _, err = cli("plan", path)
+    assert rc == 1 and one_line_error(err) == f"error: {f}"
+    with pytest.raises(ConfigError) as e:
+        Config(**doc)
+    assert str(e.value) == str(f).replace(f"{path}:{line}", "pipeline.Config()")
+    path.write_text(yaml.safe_dump({**_RUN, "input": {"store": store}}))
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides={"input.storage_options": options})
+    assert "SECRETX" not in str(e.value) and e.value.key == key and e.value.line is None
+    assert str(e.value).startswith(f"override {key!r} (given with {path}, not read from it)")
+    # a header's or a query parameter's name may hold a dot
+    http = {"headers": {"X.Trace": "a"}, "params": {"filter.name": "b"}}
+    assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})

@@ -388,22 +388,47 @@ NAME_NOT_TEXT = (
 )
 
 
+#: Why an option's name that is empty (``storage_options: {"": 1}``) is refused.
+NAME_EMPTY = (
+    "an option's name is empty (''), which names no option of any file system or client: "
+    "write the option's name, or delete it (its value is not said here)"
+)
+
+#: Why an option's name that holds a dot (``{client_kwargs.region_name: x}``) is refused.
+NAME_DOTTED = (
+    "an option's name holds a dot, which no file system's or client's option has (the name "
+    "is not said: written as {secret:VALUE}, with no space after the colon, it is the "
+    "value): write its plain name, and an option of another as a mapping in it, such as "
+    "client_kwargs: {region_name: ...} (its value is not said here)"
+)
+
+
 def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
     """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
     any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
-    refused one with their own ``TypeError: keywords must be strings``, or sent it), or the
+    refused one with their own ``TypeError: keywords must be strings``, or sent it), that is
+    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a header's or query
+    parameter's name may, and only it may not be empty), which the file system or its client
+    refused only once the store was opened, at plan time, without the option's line; or the
     first header or query parameter that would not be sent as written (:func:`_sent_problem`);
-    as (its key, why and the fix), never a value."""
+    as (its key, why and the fix), never a value (nor a name with a dot: :func:`_dotted`)."""
     for name, value in options.items():
         here = (*key, name)
         if not isinstance(name, str):
             return here, NAME_NOT_TEXT
+        if name == "" or "." in name:
+            return here, NAME_DOTTED if name else NAME_EMPTY
         kind = name.lower()
         if kind in ("headers", "params") and isinstance(value, dict):
             for item, v in value.items():
                 why = _sent_problem(kind, v)
                 if not isinstance(item, str):
                     why = f"a {kind[:-1]}'s name must be a string: quote it"
+                elif item == "":
+                    why = (
+                        f"a {kind[:-1]}'s name is empty (''): name it, or delete it (its "
+                        "value is not said here)"
+                    )
                 if why is not None:
                     return (*here, item), why
         elif isinstance(value, dict):
@@ -465,8 +490,28 @@ def checked(
         return made
     key, said = option
     where, line, extra = _where(key, source, positions, overridden)
-    named = ".".join(str(k) for k in key)
-    raise ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
+    line_said = f"{where}: {_option_said(key, said)}"
+    raise ConfigError(line_said, file=source, line=line, key=_dotted(key), **extra)
+
+
+def _dotted(key: Sequence[Any], empty: str = "") -> str:
+    """``key`` (a location in a config's keys) as its dotted name, an empty part as
+    ``empty``: a name in storage_options that holds a dot, a colon or a space as ``***``,
+    since it is no option's and may be a value (``{secret:VALUE}``, no space after the
+    colon, is one option named so) and would not be told from the dots between keys."""
+    out: list[str] = []
+    for i, part in enumerate(key):
+        hidden = "storage_options" in key[:i] and isinstance(part, str)
+        if hidden and (re.search(r"[.:\s]", part) is not None):
+            part = "***"
+        out.append(str(part) if part != "" else empty)
+    return ".".join(out)
+
+
+def _option_said(key: Sequence[Any], said: str) -> str:
+    """An option's problem (at ``key``, why and the fix ``said``) as its line says it after
+    where: the option's name, or for an empty name its mapping's (as for any key's)."""
+    return f"{_dotted(key[:-1] if key[-1:] == ('',) else key)}: {said}"
 
 
 def _rank(loc: Sequence[Any], root: type[BaseModel]) -> tuple[int, ...]:
@@ -517,9 +562,9 @@ def validation_error(
         )
         if err["type"] != "extra_forbidden" and at <= _rank(key, root):
             key = option[0]
-            message = f"{'.'.join(str(k) for k in key)}: {option[1]}"
+            message = _option_said(*option)
     where, line, extra = _where(key, source, positions, overridden)
-    dotted = ".".join(str(k) for k in key) or None
+    dotted = _dotted(key) or None
     more = _other_problems(
         key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
@@ -554,7 +599,7 @@ def _where(
     if by is None and made != loc:
         by = next((o for o in overridden if o[: len(made)] == made), None)
     if by is not None:
-        name = ".".join(str(k) for k in by)
+        name = _dotted(by)
         return (
             f"override {name!r} (given with {source}, not read from it)",
             None,
@@ -583,9 +628,7 @@ def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = 
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
 
     def said(locs: list[tuple]) -> str:  # an empty key's name as '' (cluster.'')
-        return ", ".join(
-            ".".join(str(k) if k != "" else "''" for k in loc) or "(top level)" for loc in locs
-        )
+        return ", ".join(_dotted(loc, "''") or "(top level)" for loc in locs)
 
     wrong = said([loc for loc in others if loc not in missing])
     absent = said([loc for loc in others if loc in missing])
