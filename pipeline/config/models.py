@@ -90,7 +90,11 @@ Positive: TypeAlias = Annotated[PositiveInt, NotBool]
 # "format": "bytes" tells the generated reference that a size such as '16GiB' is accepted too
 _SIZE = {"type": "integer", "format": "bytes"}
 Bytes: TypeAlias = Annotated[
-    int, BeforeValidator(_parse_bytes), NotBool, Field(gt=0), WithJsonSchema(_SIZE)
+    int,
+    BeforeValidator(_parse_bytes),
+    NotBool,
+    Field(gt=0),
+    WithJsonSchema({**_SIZE, "minimum": 1}),
 ]
 AutoBytes: TypeAlias = Annotated[
     Literal["auto"] | int,

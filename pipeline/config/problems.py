@@ -149,8 +149,34 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
     secret = said or "storage_options" in loc
     got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
+    takes = wanted(root, loc) if kind in _WANTED_SAYS and not stages else "a value"
+    if takes != "a value":  # workers: 2.5, level: 30: not pydantic's words, what it takes
+        return f"{key}: must be {takes}{got_s}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
+
+
+#: Pydantic's errors of a number's type or bounds, and of a value not among those a key
+#: takes, which it words in its own phrasing ("Input should be a valid integer, got a
+#: number with a fractional part", "Input should be greater than 0"): said instead with
+#: what the key takes, from the schema (:func:`wanted`: "must be a whole number of at least
+#: 1"), as the other lines are.
+_WANTED_SAYS = frozenset(
+    (
+        "int_type",
+        "int_parsing",
+        "int_from_float",
+        "float_type",
+        "float_parsing",
+        "finite_number",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "multiple_of",
+        "literal_error",
+    )
+)
 
 
 class BoolNotNumber(ValueError):
@@ -252,7 +278,10 @@ def _said(schema: dict[str, Any], node: Any, plural: bool = False) -> str:
         elif "enum" in alt:
             said.append(_either([str(v) for v in alt["enum"]]))
         elif kind == "integer" and alt.get("format") == "bytes":
-            said.append(f"{'sizes' if plural else 'a size'} in bytes (or text such as '16GiB')")
+            least = _range(alt, True)  # ' of at least 1'
+            said.append(
+                f"{'sizes' if plural else 'a size'} in bytes{least} (or text such as '16GiB')"
+            )
         elif kind in ("integer", "number"):
             noun = {"integer": "whole number", "number": "number"}[kind]
             said.append(f"{noun}s" if plural else f"a {noun}")
