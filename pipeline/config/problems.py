@@ -91,7 +91,7 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     :func:`validation_error` takes it)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = _dotted(loc) or "(top level)"
     full = f"{place}.{key}" if place else key
     if kind == "extra_forbidden" and full in REMOVED:
         return f"unknown key {key!r} (removed in this version: {REMOVED[full]}; delete it)"
