@@ -383,7 +383,7 @@ _A_RUN: dict[str, Any] = {
         (
             {"chunking": {"target_bytes": False}},
             "chunking.target_bytes",
-            "must be a size in bytes (or text such as '16GiB'), not true/false",
+            "must be a size in bytes of at least 1 (or text such as '16GiB'), not true/false",
         ),
         (  # had been worded as if no stage were given
             {"stages": "square"},

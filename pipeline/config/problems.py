@@ -589,7 +589,8 @@ def validation_error(
         locs.insert(
             next((i for i, x in enumerate(locs) if _rank(x, root) > at), len(locs)), option[0]
         )
-        if err["type"] != "extra_forbidden" and at <= _rank(key, root):
+        first = _rank(key, root)  # an option inside pydantic's key is said, as the finer
+        if err["type"] != "extra_forbidden" and at[: len(first)] <= first:
             key = option[0]
             message = _option_said(*option)
     where, line, extra = _where(key, source, positions, overridden)
