@@ -1477,3 +1477,19 @@ def test_model_validate_of_no_mapping_is_one_line(given: Any) -> None:
         f"backend, integer_overflow, chunking, cluster), not {type(given).__name__}"
     )
     assert e.file == "pipeline.Config.model_validate()" and e.key is None
+
+
+def test_model_validate_from_attributes_is_pydantics_with_the_one_line() -> None:
+    """``model_validate(obj, from_attributes=True)`` reads an object's attributes, as
+    pydantic's does; an invalid one is the one ConfigError line (fix42-A)."""
+    from types import SimpleNamespace
+
+    cluster = pipeline.config.ClusterConfig
+    made = cluster.model_validate(SimpleNamespace(workers=2), from_attributes=True)
+    assert made.workers == 2
+    with pytest.raises(ConfigError) as info:
+        cluster.model_validate(SimpleNamespace(workers=0), from_attributes=True)
+    assert str(info.value) == (
+        "pipeline.config.ClusterConfig.model_validate(): workers: must be a whole number of "
+        "at least 1 (got 0)"
+    )

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from typing import Annotated, Any, Literal, Self, TypeAlias, Union
 
 from pydantic import (
     BaseModel,
@@ -131,18 +131,19 @@ class Model(BaseModel):
         checked(lambda: super(Model, self).__init__(**data), data, cls, source, place=_place(cls))
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         """The model made from the mapping ``obj``, as pydantic's ``model_validate`` makes it
         (its keyword arguments too); an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line the constructor's is (``__init__``), its
         ``file`` ``pipeline.Config.model_validate()``: pydantic's ValidationError had been a
         line per problem, each quoting the value given, and storage_options' problems that
         pydantic does not check (``anon: 'false'``) had passed. A model of the class is
-        itself, as pydantic's; anything else that is no mapping is one line too."""
+        itself, as pydantic's; anything else that is no mapping (unless read by its
+        attributes, ``from_attributes=True``) is one line too."""
         source = f"{_constructor(cls).removesuffix('()')}.model_validate()"
         if isinstance(obj, cls):
             return super().model_validate(obj, **kwargs)
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, Mapping) and not kwargs.get("from_attributes"):
             raise ConfigError(  # never its value: YAML text, a list, may hold credentials
                 f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
                 f"{type(obj).__name__}",
@@ -150,9 +151,12 @@ class Model(BaseModel):
                 line=None,
                 key=None,
             )
+        data = obj  # an object's attributes as the keys named (from_attributes)
+        if not isinstance(obj, Mapping):
+            data = {n: getattr(obj, n) for n in cls.model_fields if hasattr(obj, n)}
         return checked(
             lambda: super(Model, cls).model_validate(obj, **kwargs),
-            obj,
+            data,
             cls,
             source,
             place=_place(cls),
@@ -160,7 +164,7 @@ class Model(BaseModel):
 
     # Pydantic calls a model's own __init__ from model_validate, and for a model given as a
     # mapping inside another, unless it is marked as a base one, as BaseModel.__init__ is:
-    # unmarked, a file's or a mapping's error (parse_config's model_validate) named
+    # unmarked, a file's or a mapping's error (parse_config's validation, validated) named
     # pipeline.Config() instead of the file and line. This one validates as BaseModel's does,
     # only wording its errors, so it is marked as one (tests/test_api.py checks both ways).
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
