@@ -369,7 +369,7 @@ _A_RUN: dict[str, Any] = {
     ("given", "key", "said"),
     [
         ({"foo": 1}, "foo", "unknown key 'foo' (valid keys: input, output, stages,"),
-        ({"backend": "x"}, "backend", "backend: Input should be 'auto', 'gpu' or 'cpu'"),
+        ({"backend": "x"}, "backend", "backend: must be auto, gpu or cpu (got 'x')"),
         ({"stages": []}, "stages", "give at least one stage"),
         ({"stages": [{"op": "sqare"}]}, "stages.0", "unknown stage 'sqare'"),
         ({"stages": [{"op": "multiply", "factr": 2}]}, "stages.0.factr", "did you mean 'factor'"),
@@ -383,7 +383,7 @@ _A_RUN: dict[str, Any] = {
         (
             {"chunking": {"target_bytes": False}},
             "chunking.target_bytes",
-            "must be a size in bytes (or text such as '16GiB'), not true/false",
+            "must be a size in bytes of at least 1 (or text such as '16GiB'), not true/false",
         ),
         (  # had been worded as if no stage were given
             {"stages": "square"},
@@ -410,7 +410,7 @@ _A_RUN: dict[str, Any] = {
         (  # a union: pydantic's lines were one per alternative
             {"output": {"store": "out.zarr", "chunks": [0, 5]}},
             "output.chunks.0",
-            "output.chunks.0: Input should be greater than 0",
+            "output.chunks.0: must be a whole number of at least 1 (got 0)",
         ),
         (
             {"cluster": {"device_memory_limit": "lots"}},
@@ -455,6 +455,12 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
     with pytest.raises(ConfigError) as info:
         pipeline.plan(config)
     assert str(info.value) == str(e).replace("pipeline.Config()", "the config mapping")
+    # pydantic's model_validate: the same line, not pydantic's ValidationError (fix42-A)
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config.model_validate(config)
+    call = "pipeline.Config.model_validate()"
+    assert str(info.value) == str(e).replace("pipeline.Config()", call)
+    assert (info.value.file, info.value.key, info.value.line) == (call, key, None)
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     with pytest.raises(ConfigError) as info:
@@ -487,10 +493,16 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
             "OutputConfig",
             {"store": "o.zarr", "shards": [0]},
             "shards.0",
-            "greater than 0",
+            "shards.0: must be a whole number of at least 1 (got 0)",
             "output",
         ),
-        ("CodecConfig", {"level": 99}, "level", "less than or equal to 22", "output.codec"),
+        (
+            "CodecConfig",
+            {"level": 99},
+            "level",
+            "level: must be a whole number from -7 to 22 (got 99)",
+            "output.codec",
+        ),
         (
             "GenerateConfig",
             {"shape": "big"},
@@ -500,7 +512,13 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
         ),
         ("ChunkingConfig", {"target_bytes": "lots"}, "target_bytes", "not a size", "chunking"),
         ("ClusterConfig", {"gpu_codec_slots": 1}, "gpu_codec_slots", "removed", "cluster"),
-        ("ClusterConfig", {"workers": 0}, "workers", "greater than 0", "cluster"),
+        (
+            "ClusterConfig",
+            {"workers": 0},
+            "workers",
+            "workers: must be a whole number of at least 1 (got 0)",
+            "cluster",
+        ),
         ("ClusterConfig", {"host_memory_limit": 2.0}, "host_memory_limit", "(0, 1]", "cluster"),
     ],
 )
@@ -519,6 +537,10 @@ def test_a_section_made_from_keywords_is_one_config_error_line(
     assert e.file == f"pipeline.config.{section}()" and e.line is None, e
     assert "SECRET" not in str(e) and "errors.pydantic.dev" not in str(e), e
     assert e.key == key and said in str(e), e
+    with pytest.raises(ConfigError) as info:  # model_validate too (fix42-A)
+        model.model_validate(given)
+    call = f"pipeline.config.{section}.model_validate()"
+    assert str(info.value) == str(e).replace(f"pipeline.config.{section}()", call)
     # the same keys at the section's place in a file: the file's line names them so
     config: dict[str, Any] = json.loads(json.dumps(_A_RUN))
     *parents, last = place.split(".")
@@ -726,6 +748,7 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert e.file == f"{call}()" and e.line is None
     config = pipeline.Config.model_validate(_A_RUN)
     assert config == pipeline.Config(**_A_RUN)
+    assert pipeline.Config.model_validate(config) is config
     assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
     cluster = pipeline.config.ClusterConfig.model_validate({"workers": 2})
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
@@ -1437,3 +1460,36 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
     assert (info.value.line, info.value.key) == (line, "backend"), info.value
     assert str(info.value).startswith(f"{bad}:{line}: backend:")
     assert "override" not in info.value.data
+
+
+@pytest.mark.parametrize(
+    "given", ["input: {store: in.zarr}\nsecret: SECRETX\n", ["SECRETX"], None, 5]
+)
+def test_model_validate_of_no_mapping_is_one_line(given: Any) -> None:
+    """``pipeline.Config.model_validate`` of what is no mapping (YAML text, a list, None) was
+    pydantic's ValidationError, quoting the value; now one ConfigError line naming what the
+    call takes, never the value (fix42-A)."""
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config.model_validate(given)
+    e = info.value
+    assert str(e) == (
+        "pipeline.Config.model_validate(): takes a mapping of keys (input, output, stages, "
+        f"backend, integer_overflow, chunking, cluster), not {type(given).__name__}"
+    )
+    assert e.file == "pipeline.Config.model_validate()" and e.key is None
+
+
+def test_model_validate_from_attributes_is_pydantics_with_the_one_line() -> None:
+    """``model_validate(obj, from_attributes=True)`` reads an object's attributes, as
+    pydantic's does; an invalid one is the one ConfigError line (fix42-A)."""
+    from types import SimpleNamespace
+
+    cluster = pipeline.config.ClusterConfig
+    made = cluster.model_validate(SimpleNamespace(workers=2), from_attributes=True)
+    assert made.workers == 2
+    with pytest.raises(ConfigError) as info:
+        cluster.model_validate(SimpleNamespace(workers=0), from_attributes=True)
+    assert str(info.value) == (
+        "pipeline.config.ClusterConfig.model_validate(): workers: must be a whole number of "
+        "at least 1 (got 0)"
+    )

@@ -238,8 +238,8 @@ def test_a_sharded_output_of_noise_is_raw_and_every_reader_reads_it(
     [
         ({"store_raw_below": 0.1, "checksum": True}, "checksum"),
         ({"store_raw_below": 0.1, "name": "none"}, "name: zstd"),
-        ({"store_raw_below": 0}, "greater than 0"),
-        ({"store_raw_below": 1.5}, "less than or equal to 1"),
+        ({"store_raw_below": 0}, "must be a number greater than 0 and at most 1 (got 0)"),
+        ({"store_raw_below": 1.5}, "must be a number greater than 0 and at most 1 (got 1.5)"),
         ({"store_raw_below": True}, "greater than 0 and at most 1, not true/false"),
     ],
 )

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from pipeline.config.models import Config
-from pipeline.config.problems import option_error, validation_error
+from pipeline.config.models import Config, validated
 from pipeline.errors import ConfigError
 
 
@@ -63,13 +61,7 @@ def parse_config(
             line=None,
             key=None,
         )
-    error = option_error(data, Config, source, positions, overridden)
-    if error is not None:
-        raise error
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        raise validation_error(e, data, Config, source, positions, overridden=overridden) from None
+    return validated(data, source, positions, overridden)
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose

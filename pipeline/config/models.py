@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Self, TypeAlias, Union
 
 from pydantic import (
     BaseModel,
@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     create_model,
@@ -28,7 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.config.problems import BoolNotNumber, option_error, validation_error
+from pipeline.config.problems import BoolNotNumber, checked
+from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, StageParams
 
 #: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
@@ -90,7 +90,11 @@ Positive: TypeAlias = Annotated[PositiveInt, NotBool]
 # "format": "bytes" tells the generated reference that a size such as '16GiB' is accepted too
 _SIZE = {"type": "integer", "format": "bytes"}
 Bytes: TypeAlias = Annotated[
-    int, BeforeValidator(_parse_bytes), NotBool, Field(gt=0), WithJsonSchema(_SIZE)
+    int,
+    BeforeValidator(_parse_bytes),
+    NotBool,
+    Field(gt=0),
+    WithJsonSchema({**_SIZE, "minimum": 1}),
 ]
 AutoBytes: TypeAlias = Annotated[
     Literal["auto"] | int,
@@ -114,27 +118,53 @@ class Model(BaseModel):
         """The model made from keywords (``pipeline.Config(input=..., ...)``,
         ``pipeline.config.ClusterConfig(workers=2)``); an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line a config file's or mapping's problem is
-        (:mod:`~pipeline.config.problems`), its ``file`` the call (``pipeline.Config()``), its
-        ``key`` the keyword's, not pydantic's lines, which quoted every value given
-        (storage_options' credentials too). An argument given by position (a mapping, a
-        file's path) is an :class:`~pipeline.errors.OptionError` (a ``TypeError``, as
-        Python's own was, and a ConfigError) naming the call that takes it
-        (:func:`_positional_error`)."""
+        (:func:`~pipeline.config.problems.checked`), its ``file`` the call
+        (``pipeline.Config()``), its ``key`` the keyword's, not pydantic's lines, which
+        quoted every value given (storage_options' credentials too). An argument given by
+        position (a mapping, a file's path) is an :class:`~pipeline.errors.OptionError` (a
+        ``TypeError``, as Python's own was, and a ConfigError) naming the call that takes
+        it (:func:`_positional_error`)."""
         cls = type(self)
         source = _constructor(cls)
         if args:
             raise _positional_error(cls, source, args)
-        error = option_error(data, cls, source)
-        if error is not None:
-            raise error
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise validation_error(e, data, cls, source, place=_place(cls)) from None
+        checked(lambda: super(Model, self).__init__(**data), data, cls, source, place=_place(cls))
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """The model made from the mapping ``obj``, as pydantic's ``model_validate`` makes it
+        (its keyword arguments too); an invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line the constructor's is (``__init__``), its
+        ``file`` ``pipeline.Config.model_validate()``: pydantic's ValidationError had been a
+        line per problem, each quoting the value given, and storage_options' problems that
+        pydantic does not check (``anon: 'false'``) had passed. A model of the class is
+        itself, as pydantic's; anything else that is no mapping (unless read by its
+        attributes, ``from_attributes=True``) is one line too."""
+        source = f"{_constructor(cls).removesuffix('()')}.model_validate()"
+        if isinstance(obj, cls):
+            return super().model_validate(obj, **kwargs)
+        if not isinstance(obj, Mapping) and not kwargs.get("from_attributes"):
+            raise ConfigError(  # never its value: YAML text, a list, may hold credentials
+                f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
+                f"{type(obj).__name__}",
+                file=source,
+                line=None,
+                key=None,
+            )
+        data = obj  # an object's attributes as the keys named (from_attributes)
+        if not isinstance(obj, Mapping):
+            data = {n: getattr(obj, n) for n in cls.model_fields if hasattr(obj, n)}
+        return checked(
+            lambda: super(Model, cls).model_validate(obj, **kwargs),
+            data,
+            cls,
+            source,
+            place=_place(cls),
+        )
 
     # Pydantic calls a model's own __init__ from model_validate, and for a model given as a
     # mapping inside another, unless it is marked as a base one, as BaseModel.__init__ is:
-    # unmarked, a file's or a mapping's error (parse_config's model_validate) named
+    # unmarked, a file's or a mapping's error (parse_config's validation, validated) named
     # pipeline.Config() instead of the file and line. This one validates as BaseModel's does,
     # only wording its errors, so it is marked as one (tests/test_api.py checks both ways).
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
@@ -525,6 +555,24 @@ class Config(Model):
             fields = {k: getattr(s, k) for k in params_cls.model_fields}
             out.append((op, params_cls(**fields)))
         return tuple(out)
+
+
+def validated(
+    data: Any, source: str, positions: dict | None = None, overridden: Sequence[tuple] = ()
+) -> Config:
+    """The :class:`Config` that ``data`` (a config file's mapping, or one given to the API)
+    describes, validated as pydantic's ``model_validate`` does; an invalid one is the one
+    ConfigError line of :func:`~pipeline.config.problems.checked`, naming ``source``, the
+    line (``positions``) or the override (``overridden``), not
+    ``pipeline.Config.model_validate()``."""
+    return checked(
+        lambda: super(Model, Config).model_validate(data),
+        data,
+        Config,
+        source,
+        positions,
+        overridden=overridden,
+    )
 
 
 #: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs

@@ -14,8 +14,8 @@ import difflib
 import functools
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -36,6 +36,8 @@ from pipeline.config.urls import (
 )
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, known_stages
+
+_T = TypeVar("_T")
 
 
 def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | None:
@@ -89,7 +91,7 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     :func:`validation_error` takes it)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = _dotted(loc) or "(top level)"
     full = f"{place}.{key}" if place else key
     if kind == "extra_forbidden" and full in REMOVED:
         return f"unknown key {key!r} (removed in this version: {REMOVED[full]}; delete it)"
@@ -99,6 +101,12 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         names = [n for n in owner.model_fields] if owner else []
         if stages:
             names.append("op")
+        if loc[-1] == "":  # cluster: {"": 2}, as the override 'cluster.' is said
+            parent = ".".join(str(p) for p in loc[:-1]) or "(top level)"
+            return (
+                f"{parent}: a key's name is empty (''), which names no key: write the key "
+                f"meant, or delete it (valid keys: {', '.join(names)})"
+            )
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
         return f"unknown key {key!r} ({hint})"
@@ -141,8 +149,34 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
     secret = said or "storage_options" in loc
     got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
+    takes = wanted(root, loc) if kind in _WANTED_SAYS and not stages else "a value"
+    if takes != "a value":  # workers: 2.5, level: 30: not pydantic's words, what it takes
+        return f"{key}: must be {takes}{got_s}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
+
+
+#: Pydantic's errors of a number's type or bounds, and of a value not among those a key
+#: takes, which it words in its own phrasing ("Input should be a valid integer, got a
+#: number with a fractional part", "Input should be greater than 0"): said instead with
+#: what the key takes, from the schema (:func:`wanted`: "must be a whole number of at least
+#: 1"), as the other lines are.
+_WANTED_SAYS = frozenset(
+    (
+        "int_type",
+        "int_parsing",
+        "int_from_float",
+        "float_type",
+        "float_parsing",
+        "finite_number",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "multiple_of",
+        "literal_error",
+    )
+)
 
 
 class BoolNotNumber(ValueError):
@@ -244,7 +278,10 @@ def _said(schema: dict[str, Any], node: Any, plural: bool = False) -> str:
         elif "enum" in alt:
             said.append(_either([str(v) for v in alt["enum"]]))
         elif kind == "integer" and alt.get("format") == "bytes":
-            said.append(f"{'sizes' if plural else 'a size'} in bytes (or text such as '16GiB')")
+            least = _range(alt, True)  # ' of at least 1'
+            said.append(
+                f"{'sizes' if plural else 'a size'} in bytes{least} (or text such as '16GiB')"
+            )
         elif kind in ("integer", "number"):
             noun = {"integer": "whole number", "number": "number"}[kind]
             said.append(f"{noun}s" if plural else f"a {noun}")
@@ -380,22 +417,47 @@ NAME_NOT_TEXT = (
 )
 
 
+#: Why an option's name that is empty (``storage_options: {"": 1}``) is refused.
+NAME_EMPTY = (
+    "an option's name is empty (''), which names no option of any file system or client: "
+    "write the option's name, or delete it (its value is not said here)"
+)
+
+#: Why an option's name that holds a dot (``{client_kwargs.region_name: x}``) is refused.
+NAME_DOTTED = (
+    "an option's name holds a dot, which no file system's or client's option has (the name "
+    "is not said: written as {secret:VALUE}, with no space after the colon, it is the "
+    "value): write its plain name, and an option of another as a mapping in it, such as "
+    "client_kwargs: {region_name: ...} (its value is not said here)"
+)
+
+
 def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
     """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
     any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
-    refused one with their own ``TypeError: keywords must be strings``, or sent it), or the
+    refused one with their own ``TypeError: keywords must be strings``, or sent it), that is
+    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a header's or query
+    parameter's name may, and only it may not be empty), which the file system or its client
+    refused only once the store was opened, at plan time, without the option's line; or the
     first header or query parameter that would not be sent as written (:func:`_sent_problem`);
-    as (its key, why and the fix), never a value."""
+    as (its key, why and the fix), never a value (nor a name with a dot: :func:`_dotted`)."""
     for name, value in options.items():
         here = (*key, name)
         if not isinstance(name, str):
             return here, NAME_NOT_TEXT
+        if name == "" or "." in name:
+            return here, NAME_DOTTED if name else NAME_EMPTY
         kind = name.lower()
         if kind in ("headers", "params") and isinstance(value, dict):
             for item, v in value.items():
                 why = _sent_problem(kind, v)
                 if not isinstance(item, str):
                     why = f"a {kind[:-1]}'s name must be a string: quote it"
+                elif item == "":
+                    why = (
+                        f"a {kind[:-1]}'s name is empty (''): name it, or delete it (its "
+                        "value is not said here)"
+                    )
                 if why is not None:
                     return (*here, item), why
         elif isinstance(value, dict):
@@ -427,24 +489,73 @@ def _sent_problem(kind: str, value: Any) -> str | None:
     return None
 
 
-def option_error(
-    data: Mapping[str, Any],
+def checked(
+    make: Callable[[], _T],
+    data: Any,
     root: type[BaseModel],
     source: str,
     positions: dict | None = None,
+    place: str = "",
     overridden: Sequence[tuple] = (),
-) -> ConfigError | None:
-    """The ConfigError for a problem of the storage_options in ``data`` (the keys of the
-    model ``root``) that pydantic does not check (:func:`_option_problem`), at its line in
-    ``source`` (from ``positions``, where known; the override's key, no line, for a value
-    one of ``overridden`` set: :func:`_where`); None for none. Never says a value."""
-    problem = _option_problem(data, root)
-    if problem is None:
-        return None
-    key, said = problem
+) -> _T:
+    """What ``make()`` (pydantic's validation of ``data``, the keys of the model ``root``)
+    returns, where ``data`` has no problem; else the one ConfigError line for its problems,
+    pydantic's (:func:`validation_error`) and those of its storage_options that pydantic does
+    not check (:func:`_option_problem`) together: the first of them named at its line in
+    ``source`` (from ``positions``, where known; the override's key, no line, for a value one
+    of ``overridden`` set: :func:`_where`), with the fix, then the keys of the others (" (also:
+    ...)"). An option's problem had been said alone, before pydantic's were looked for (a
+    bad ``cluster.workers`` beside ``anon: 'false'`` went unsaid). Never says a value of
+    storage_options. Used by the models' constructors and ``model_validate`` and by
+    :func:`~pipeline.config.loading.parse_config` (a file or a mapping) alike."""
+    option = _option_problem(data, root) if isinstance(data, Mapping) else None
+    try:
+        made = make()
+    except ValidationError as e:
+        raise validation_error(
+            e, data, root, source, positions, place, overridden, option
+        ) from None
+    if option is None:
+        return made
+    key, said = option
     where, line, extra = _where(key, source, positions, overridden)
-    named = ".".join(str(k) for k in key)
-    return ConfigError(f"{where}: {named}: {said}", file=source, line=line, key=named, **extra)
+    line_said = f"{where}: {_option_said(key, said)}"
+    raise ConfigError(line_said, file=source, line=line, key=_dotted(key), **extra)
+
+
+def _dotted(key: Sequence[Any], empty: str = "") -> str:
+    """``key`` (a location in a config's keys) as its dotted name, an empty part as
+    ``empty``: a name in storage_options that holds a dot, a colon or a space as ``***``,
+    since it is no option's and may be a value (``{secret:VALUE}``, no space after the
+    colon, is one option named so) and would not be told from the dots between keys."""
+    out: list[str] = []
+    for i, part in enumerate(key):
+        hidden = "storage_options" in key[:i] and isinstance(part, str)
+        if hidden and (re.search(r"[.:\s]", part) is not None):
+            part = "***"
+        out.append(str(part) if part != "" else empty)
+    return ".".join(out)
+
+
+def _option_said(key: Sequence[Any], said: str) -> str:
+    """An option's problem (at ``key``, why and the fix ``said``) as its line says it after
+    where: the option's name, or for an empty name its mapping's (as for any key's)."""
+    return f"{_dotted(key[:-1] if key[-1:] == ('',) else key)}: {said}"
+
+
+def _rank(loc: Sequence[Any], root: type[BaseModel]) -> tuple[int, ...]:
+    """Where the key at ``loc`` (in the keys of the model ``root``) comes in the config's
+    order, as pydantic reports its problems: each key by its field's place in its model (an
+    unknown key after them), each list's item by its index."""
+    out: list[int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out.append(part)
+            continue
+        model = _model_at((*loc[: i + 1],), root)
+        names = list(model.model_fields) if model is not None else []
+        out.append(names.index(part) if part in names else len(names))
+    return tuple(out)
 
 
 def validation_error(
@@ -455,6 +566,7 @@ def validation_error(
     positions: dict | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
+    option: tuple[tuple, str] | None = None,
 ) -> ConfigError:
     """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
     line: its first problem, at its line in ``source`` (from ``positions``, where known),
@@ -463,22 +575,34 @@ def validation_error(
     :class:`~pipeline.config.models.ClusterConfig`), so that a key this version removed is
     said to be one; the key named is ``root``'s own. Fields ``file`` (``source``), ``line``
     (1-based, or None), ``key`` (dotted) and, for a removed key, ``removed`` (why); for a
-    value one of ``overridden`` set, ``override`` and no line (:func:`_where`)."""
+    value one of ``overridden`` set, ``override`` and no line (:func:`_where`). ``option``:
+    a problem of the storage_options in ``data`` (:func:`_option_problem`), as (its key, why
+    and the fix), among the others in the config's order (:func:`_rank`), after an unknown
+    key (which explains the rest)."""
     errors = e.errors()
     err = _first_error(errors)
     key = _data_loc(err["loc"], data)
+    locs = [_data_loc(x["loc"], data) for x in errors]
+    message = None
+    if option is not None:
+        at = _rank(option[0], root)
+        locs.insert(
+            next((i for i, x in enumerate(locs) if _rank(x, root) > at), len(locs)), option[0]
+        )
+        first = _rank(key, root)  # an option inside pydantic's key is said, as the finer
+        if err["type"] != "extra_forbidden" and at[: len(first)] <= first:
+            key = option[0]
+            message = _option_said(*option)
     where, line, extra = _where(key, source, positions, overridden)
-    dotted = ".".join(str(k) for k in key) or None
+    dotted = _dotted(key) or None
     more = _other_problems(
-        key,
-        [_data_loc(x["loc"], data) for x in errors],
-        {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"},
+        key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
     # a key this version removed: why (its entry in REMOVED), not a typo to correct
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
     return ConfigError(
-        f"{where}: {_message(err, data, root, place)}{more}",
+        f"{where}: {message or _message(err, data, root, place)}{more}",
         file=source,
         line=line,
         key=dotted,
@@ -505,7 +629,7 @@ def _where(
     if by is None and made != loc:
         by = next((o for o in overridden if o[: len(made)] == made), None)
     if by is not None:
-        name = ".".join(str(k) for k in by)
+        name = _dotted(by)
         return (
             f"override {name!r} (given with {source}, not read from it)",
             None,
@@ -533,8 +657,8 @@ def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = 
     # a location around others (a union's, again) adds nothing to them
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
 
-    def said(locs: list[tuple]) -> str:
-        return ", ".join(".".join(str(k) for k in loc) or "(top level)" for loc in locs)
+    def said(locs: list[tuple]) -> str:  # an empty key's name as '' (cluster.'')
+        return ", ".join(_dotted(loc, "''") or "(top level)" for loc in locs)
 
     wrong = said([loc for loc in others if loc not in missing])
     absent = said([loc for loc in others if loc in missing])

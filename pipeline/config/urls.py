@@ -765,7 +765,7 @@ def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] |
     those the URL's protocols name, which :func:`caching_layer_problem` has imported for
     the config already; nothing is asked of them for options that hold no text. The code
     that reads the libraries' names here is the one both the config's check
-    (:func:`~pipeline.config.problems.option_error`, at the option's line) and the store's
+    (:func:`~pipeline.config.problems.checked`, at the option's line) and the store's
     (:func:`~pipeline.store.location.bool_option_problem`, where it is opened) ask."""
     if not isinstance(options, dict) or not _holds_text(options):
         return None

@@ -1233,7 +1233,7 @@ def endpoint_userinfo_problem(
     (:func:`~pipeline.config.urls.endpoint_with_userinfo`: ``http://user:pw@host``, which
     botocore refuses with its own words, after a request); the password is not said. A
     config's stores are refused so where it is read, at the option's line
-    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    (:func:`~pipeline.config.problems.checked`); this is the same line for a store
     opened otherwise."""
     found = endpoint_with_userinfo(options)
     if found is None:
@@ -1514,7 +1514,7 @@ def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") ->
     to, takes as true or false given as text (:func:`~pipeline.config.urls.text_bool_option`:
     ``anon: 'false'`` was true, and s3fs sent unsigned requests). A config's stores are
     refused so where the config is read, at the option's line
-    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store's
+    (:func:`~pipeline.config.problems.checked`); this is the same line for a store's
     options that no config check saw (a ``Location`` made otherwise, options changed
     since). One line naming the option's key and the fix (a YAML boolean), not its value;
     None where there is none."""
@@ -1533,7 +1533,7 @@ def async_option_problem(
     a file system that has an asynchronous mode (:func:`~pipeline.config.urls.async_option`:
     the pipeline's blocking calls then failed with fsspec's bare "RuntimeError: Loop is not
     running"). A config's stores are refused so where it is read, at the option's line
-    (:func:`~pipeline.config.problems.option_error`); this is the same line for a store
+    (:func:`~pipeline.config.problems.checked`); this is the same line for a store
     opened otherwise. None where there is none."""
     found = async_option(url, options)
     if found is None:
