@@ -386,8 +386,7 @@ def _coordinates_differ(
         return ()
     group = out_path.rpartition("/")[0]
     src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
-    found = ((n, datasets.coordinate_difference(src, var, dst, group, n)) for n in var.coords)
-    return tuple((name, said) for name, said in found if said is not None)
+    return tuple(datasets.coordinates_differ(src, var, dst, group))
 
 
 def _identity(record: Any) -> dict[str, Any]:

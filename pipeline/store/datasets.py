@@ -1094,6 +1094,22 @@ def coordinate_difference(
     )
 
 
+def coordinates_differ(
+    src_store: Any, var: Variable, dst_store: Any, dst_group: str
+) -> list[tuple[str, str]]:
+    """The coordinates written beside ``var`` (its ``coords``) that the output group
+    ``dst_group`` holds otherwise than the input's as xarray reads them, each with what
+    differs (:func:`coordinate_difference`'s words: values, dimensions, attributes, or
+    :data:`UNREADABLE` for one deleted or not readable); [] where all are the same. Reads
+    the coordinates (small) on both sides, never the variable's data: what ``verify``
+    compares, and what ``run`` checks before it finds a Dataset output done or resumes it
+    (a coordinate edited in a complete output had been "nothing to do")."""
+    found = (
+        (n, coordinate_difference(src_store, var, dst_store, dst_group, n)) for n in var.coords
+    )
+    return [(name, said) for name, said in found if said is not None]
+
+
 def _values_said(difference: str | None) -> str | None:
     return None if difference is None else f"values: {difference}"
 
