@@ -2098,6 +2098,18 @@ def _edit_output(store: Path, edit: str, consolidate: bool = True) -> str:
     elif edit == "coordinate removed":
         shutil.rmtree(store / "lon")
         said = "its coordinate lon is gone or unreadable"
+    elif edit == "dtype":
+        _edit_json(store / "t" / "zarr.json", lambda d: d.update(data_type="int64", fill_value=0))
+        said = "its metadata says [40, 60] int64"
+    elif edit == "consolidated copy edited":
+        _edit_json(
+            store / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["x"]["attributes"].update(units="m"),
+        )
+        return "the consolidated metadata of the root holds another units attribute of 'x'"
+    elif edit == "consolidated copy removed":
+        _edit_json(store / "zarr.json", lambda d: d.pop("consolidated_metadata"))
+        return "the consolidated metadata of the root is gone"
     else:
         zarr.open_array(str(store), path="t", mode="r+").attrs["units"] = "degC"
         said = "its units attribute"
@@ -2109,17 +2121,20 @@ def _edit_output(store: Path, edit: str, consolidate: bool = True) -> str:
 
 
 EDITS = ["coordinate values", "coordinate attribute", "coordinate removed", "own attribute"]
+#: and what a resume writes again, which nothing rewrites in a complete output
+WHOLE_EDITS = [*EDITS, "dtype", "consolidated copy edited", "consolidated copy removed"]
 
 
-@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("edit", WHOLE_EDITS)
 def test_a_complete_output_edited_since_its_run_is_not_called_done(
     tmp_path: Path, cli, edit: str
 ) -> None:
     """A complete Dataset output whose coordinate ``x`` got other values, or another
-    ``units``, or whose ``lon`` was deleted, or whose own ``units`` was edited, after the run
-    (zarr-python): verify failed it, but `run --resume` said "already complete; nothing to
-    do" (exit 0), `run --dry-run --resume` the same, and `plan` "complete: `run --overwrite`
-    replaces it", as of a good output (helper-42B). Each refuses in one line naming the edit
+    ``units``, or whose ``lon`` was deleted, or whose own ``units`` or dtype was edited, or
+    whose consolidated copy was edited or removed, after the run (zarr-python): verify failed
+    it, but `run --resume` said "already complete; nothing to do" (exit 0), `run --dry-run
+    --resume` the same, and `plan` "complete: `run --overwrite` replaces it", as of a good
+    output (helper-42B). Each refuses in one line naming the edit
     and `run --overwrite`, plain `run` too, writing nothing; `run --overwrite` writes it
     again, and verify passes."""
     write_dataset(tmp_path / "in.zarr", 3)
@@ -2149,6 +2164,25 @@ def test_a_complete_output_edited_since_its_run_is_not_called_done(
     assert rc == 0, err + out
     rc, out, err = cli("run", cfg, "--resume", "--progress", "none")
     assert rc == 0 and "complete (nothing to do)" in out, err + out
+
+
+def test_a_complete_array_whose_attributes_were_edited_is_not_called_done(
+    tmp_path: Path, cli
+) -> None:
+    """The same of an array written alone (no Dataset, no coordinates): an attribute added
+    to the complete output, which verify fails, was "nothing to do" to `run --resume`
+    (helper-42B). Refused in one line naming it and `run --overwrite`."""
+    make_array(tmp_path / "in.zarr", np.arange(64.0).reshape(8, 8), (4, 8))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(str(tmp_path / "out.zarr"), mode="r+").attrs["units"] = "K"
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and "is complete, but it is not what the run wrote (its units attribute" in line
+    assert "`run --overwrite` writes it again" in line, line
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1 and "units attribute" in err, err
 
 
 @pytest.mark.parametrize("edit", EDITS)

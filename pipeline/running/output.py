@@ -855,28 +855,62 @@ def check_layout_kept(plan: Plan) -> None:
         )
 
 
-def output_edits(plan: Plan) -> list[tuple[str, str]]:
+def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     """What the output holds otherwise than the run that wrote it made it, edited or lost
     since, as (part, words) pairs: 'metadata', its own attributes, dimension names or fill
     value (:func:`pipeline.store.datasets.own_metadata_differs`); 'coordinates', for a
     Dataset output, each coordinate written beside it that xarray reads otherwise than the
     input's (:func:`pipeline.store.datasets.coordinates_differ`: values, dimensions,
-    attributes, or the coordinate gone). What ``verify`` fails of a complete output; asked
-    once the input's identity (its coordinates' bytes among it) matched the run's record, so
-    the input's coordinates are what the run wrote. Reads metadata and the coordinates
-    (small), never the variable's data. [] where nothing differs, or no array is there (what
-    is there is decided and named elsewhere: :func:`output_state`)."""
+    attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
+    rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
+    'metadata' its consolidated copies, stale or gone
+    (:func:`pipeline.store.datasets.output_metadata_differs`, ``consolidated_missing``),
+    which a resume writes again. What ``verify`` fails of a complete output; asked once the
+    input's identity (its coordinates' bytes among it) and the config matched the run's
+    record, so the input's coordinates are what the run wrote. Reads metadata and the
+    coordinates (small), never the variable's data. [] where nothing differs, or no array is
+    there (what is there is decided and named elsewhere: :func:`output_state`)."""
     o = plan.output
     try:
         arr = arrays.open_zarr_array(o.location, o.path)
+        now = arrays.describe_array(o.location, o.path) if whole else None
     except Exception:
         return []
     found: list[tuple[str, str]] = []
-    own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
+    group, variable = output_group(plan), plan.carried.variable
+    members = variable.coords if group is not None and variable is not None else ()
+    if now is not None:
+        has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
+        ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
+        if has != ran:
+            found.append(
+                (
+                    "layout",
+                    f"its metadata says {list(has[0])} {has[1]}, chunks {list(has[2])} in units "
+                    f"{list(has[3])}, where the run wrote {list(ran[0])} {ran[1]}, chunks "
+                    f"{list(ran[2])} in units {list(ran[3])}",
+                )
+            )
+        own = datasets.output_metadata_differs(
+            o.location,
+            o.path.strip("/"),
+            arr,
+            plan.carried.attrs,
+            plan.carried.dimension_names,
+            members,
+        )
+        if plan.carried.consolidate:
+            store = o.location.zarr_store(read_only=True)
+            own += [
+                f"the consolidated metadata of {f'the group {g!r}' if g else 'the root'} is gone"
+                for g in datasets.consolidated_missing(store, o.path.strip("/").rpartition("/")[0])
+            ]
+    else:
+        own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
     if own:
         found.append(("metadata", "; ".join(own)))
-    group, variable = output_group(plan), plan.carried.variable
-    if group is not None and variable is not None:
+    if members:
+        assert group is not None and variable is not None
         src = plan.input.location.zarr_store(read_only=True)
         dst = o.location.zarr_store(read_only=True)
         for name, said in datasets.coordinates_differ(src, variable, dst, group):
@@ -901,9 +935,10 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     complete one told the user that an output verify fails was fine (helper-42B: a
     coordinate's values edited with zarr-python). OutputError, fields ``output``,
     ``status`` (``state``), ``changed`` (the parts: 'metadata', 'coordinates'), naming the
-    fix, ``run --overwrite``. Its consolidated copies are not judged here: a resume writes
-    them again from the output's own metadata when it completes it."""
-    found = output_edits(plan)
+    fix, ``run --overwrite``. A complete output's layout and consolidated copies are judged
+    too (:func:`output_edits` with ``whole``); an incomplete one's copies are not: a resume
+    writes them again from the output's own metadata when it completes it."""
+    found = output_edits(plan, whole=state == "complete")
     if not found:
         return
     where = plan.output.location.join(plan.output.path)
@@ -1130,7 +1165,7 @@ def _output_now(plan: Plan, state: str) -> str:
         changed = stale_parts(recorded, as_recorded(plan, recorded.get("identity")), whole=True)
         if changed:
             return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
-        edits = output_edits(as_recorded(plan, recorded.get("identity")))
+        edits = output_edits(as_recorded(plan, recorded.get("identity")), whole=True)
         if edits:  # as `run --resume` refuses it (verify fails it): not "replaces it"
             return (
                 f"complete, but not what the run wrote ({edits_said(edits)}: edited or "

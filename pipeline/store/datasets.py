@@ -1414,6 +1414,41 @@ def differing_values(a: Any, b: Any) -> list[str]:
     return sorted(str(k) for k in differ)
 
 
+def output_metadata_differs(
+    location: Any,
+    path: str,
+    arr: Any,
+    attrs: dict[str, Any],
+    dimension_names: tuple[str | None, ...] | None,
+    members: tuple[str, ...] = (),
+) -> list[str]:
+    """What the metadata of the output array ``arr`` (at ``path`` of the store at
+    ``location``, a :class:`~pipeline.store.location.Location`) holds otherwise than the run
+    wrote it, each in a few words (helper-47: an output whose attributes, dimension names,
+    fill value or consolidated copies were edited after the run passed verify, its values
+    being intact): its own metadata (:func:`own_metadata_differs`, against ``attrs`` and
+    ``dimension_names``, those the input gives it), and the consolidated copies above it
+    against the own metadata of the output, of its ``members`` (the coordinates written
+    beside it) and of its group (:func:`consolidated_differences`), and those of the groups
+    that enclose the store (``output.store: out.zarr/sub``, whose copies list what it holds,
+    and which a run writes again: brk59, left stale, and passed). [] where all agree. What
+    ``verify`` fails, and ``run`` before it finds a complete output done. The group's
+    attributes are not the output's: those the run carried from the input are the user's to
+    edit (README: one you edited since is yours and stays, even through ``--overwrite``)."""
+    from pipeline.store import arrays
+
+    found = own_metadata_differs(arr, attrs, dimension_names)
+    if path:
+        store = location.zarr_store(read_only=True)
+        found += consolidated_differences(store, path, members)
+    for holder, within in arrays.enclosing_groups(location):
+        inner = f"{within}/{path}" if path else within
+        outer = holder.zarr_store(read_only=True)
+        for said in consolidated_differences(outer, inner, members, groups=("",)):
+            found.append(said.replace("of the root", f"of {holder}", 1))
+    return found
+
+
 def own_metadata_differs(
     arr: Any, attrs: dict[str, Any], dimension_names: tuple[str | None, ...] | None
 ) -> list[str]:
