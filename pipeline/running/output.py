@@ -863,13 +863,16 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     input's (:func:`pipeline.store.datasets.coordinates_differ`: values, dimensions,
     attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
     rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
-    'metadata' its consolidated copies, stale or gone
-    (:func:`pipeline.store.datasets.output_metadata_differs`, ``consolidated_missing``),
-    which a resume writes again. What ``verify`` fails of a complete output; asked once the
-    input's identity (its coordinates' bytes among it) and the config matched the run's
-    record, so the input's coordinates are what the run wrote. Reads metadata and the
-    coordinates (small), never the variable's data. [] where nothing differs, or no array is
-    there (what is there is decided and named elsewhere: :func:`output_state`)."""
+    'metadata' its consolidated copies that disagree with what they list
+    (:func:`pipeline.store.datasets.output_metadata_differs`), which a resume writes again.
+    A copy that is gone is not judged (``verify`` names it, with its fix): another
+    variable's run into the group, stopped, leaves the group without one until it is
+    finished, and the output is complete as its own metadata says. What ``verify`` fails of
+    a complete output; asked once the input's identity (its coordinates' bytes among it) and
+    the config matched the run's record, so the input's coordinates are what the run wrote.
+    Reads metadata and the coordinates (small), never the variable's data. [] where nothing
+    differs, or no array is there (what is there is decided and named elsewhere:
+    :func:`output_state`)."""
     o = plan.output
     try:
         arr = arrays.open_zarr_array(o.location, o.path)
@@ -899,12 +902,6 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
             plan.carried.dimension_names,
             members,
         )
-        if plan.carried.consolidate:
-            store = o.location.zarr_store(read_only=True)
-            own += [
-                f"the consolidated metadata of {f'the group {g!r}' if g else 'the root'} is gone"
-                for g in datasets.consolidated_missing(store, o.path.strip("/").rpartition("/")[0])
-            ]
     else:
         own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
     if own:
