@@ -2084,6 +2084,125 @@ def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Pat
     assert "lon's values: 60 of 60 elements differ, the first at [0]: 6.0, not 5.0" in line, line
 
 
+def _edit_output(store: Path, edit: str, consolidate: bool = True) -> str:
+    """Edit the output Dataset at ``store`` after its run, as a user with zarr-python would:
+    ``edit`` one of :data:`EDITS`; its metadata consolidated again, as xarray would see it.
+    The words the refusal names it by."""
+    if edit == "coordinate values":
+        x = zarr.open_array(str(store), path="x", mode="r+")
+        x[...] = x[...] + 100
+        said = "its coordinate x's values: "
+    elif edit == "coordinate attribute":
+        zarr.open_array(str(store), path="x", mode="r+").attrs["units"] = "m"
+        said = "its coordinate x's units attribute"
+    elif edit == "coordinate removed":
+        shutil.rmtree(store / "lon")
+        said = "its coordinate lon is gone or unreadable"
+    elif edit == "dtype":
+        _edit_json(store / "t" / "zarr.json", lambda d: d.update(data_type="int64", fill_value=0))
+        said = "its metadata says [40, 60] int64"
+    elif edit == "consolidated copy edited":
+        _edit_json(
+            store / "zarr.json",
+            lambda d: d["consolidated_metadata"]["metadata"]["x"]["attributes"].update(units="m"),
+        )
+        return "the consolidated metadata of the root holds another units attribute of 'x'"
+    else:
+        zarr.open_array(str(store), path="t", mode="r+").attrs["units"] = "degC"
+        said = "its units attribute"
+    if consolidate:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(store))
+    return said
+
+
+EDITS = ["coordinate values", "coordinate attribute", "coordinate removed", "own attribute"]
+#: and what a resume writes again, which nothing rewrites in a complete output
+WHOLE_EDITS = [*EDITS, "dtype", "consolidated copy edited"]
+
+
+@pytest.mark.parametrize("edit", WHOLE_EDITS)
+def test_a_complete_output_edited_since_its_run_is_not_called_done(
+    tmp_path: Path, cli, edit: str
+) -> None:
+    """A complete Dataset output whose coordinate ``x`` got other values, or another
+    ``units``, or whose ``lon`` was deleted, or whose own ``units`` or dtype was edited, or
+    whose consolidated copy was edited, after the run (zarr-python): verify failed
+    it, but `run --resume` said "already complete; nothing to do" (exit 0), `run --dry-run
+    --resume` the same, and `plan` "complete: `run --overwrite` replaces it", as of a good
+    output (helper-42B). Each refuses in one line naming the edit
+    and `run --overwrite`, plain `run` too, writing nothing; `run --overwrite` writes it
+    again, and verify passes."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    said = _edit_output(tmp_path / "out.zarr", edit)
+    before = file_states(tmp_path / "out.zarr")
+    for flags in (["--resume"], []):
+        rc, out, err = cli("run", cfg, "--progress", "none", *flags)
+        assert rc == 1 and "nothing to do" not in out + err, out + err
+        line = one_line_error(err)
+        assert "is complete, but it is not what the run wrote" in line, line
+        assert said in line and "`run --overwrite` writes it again" in line, line
+    rc, out, err = cli("run", cfg, "--dry-run", "--resume")
+    assert rc == 1 and "nothing to do" not in out, out
+    assert said in out and "this run is refused" in out, out
+    rc, out, err = cli("plan", cfg)
+    (row,) = [ln for ln in out.splitlines() if "output now" in ln]
+    assert rc == 0 and "complete, but not what the run wrote" in row, out
+    assert said in row and "`run --overwrite` writes it again" in row, row
+    assert file_states(tmp_path / "out.zarr") == before
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
+    rc, out, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "complete (nothing to do)" in out, err + out
+
+
+def test_a_complete_array_whose_attributes_were_edited_is_not_called_done(
+    tmp_path: Path, cli
+) -> None:
+    """The same of an array written alone (no Dataset, no coordinates): an attribute added
+    to the complete output, which verify fails, was "nothing to do" to `run --resume`
+    (helper-42B). Refused in one line naming it and `run --overwrite`."""
+    make_array(tmp_path / "in.zarr", np.arange(64.0).reshape(8, 8), (4, 8))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    zarr.open_array(str(tmp_path / "out.zarr"), mode="r+").attrs["units"] = "K"
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    line = one_line_error(err)
+    assert rc == 1 and "is complete, but it is not what the run wrote (its units attribute" in line
+    assert "`run --overwrite` writes it again" in line, line
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1 and "units attribute" in err, err
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_resume_refuses_an_output_whose_coordinates_were_edited_since(
+    killed: Killed, edit: str
+) -> None:
+    """An interrupted Dataset output whose coordinates were edited (or one removed) before
+    its resume: the resume never writes them again, and marked the output complete with the
+    edit in it, which verify then failed (helper-42B; its own attributes were refused
+    already, brk59). Refused, naming the edit, the output untouched; `--overwrite` starts
+    over."""
+    killed.restore()
+    said = _edit_output(killed.output, edit, consolidate=False)
+    before = file_states(killed.output)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(killed.config(), resume=True)
+    assert info.value.changed == ["metadata" if edit == "own attribute" else "coordinates"]
+    assert said in str(info.value) and "`run --overwrite` starts over" in str(info.value)
+    assert str(info.value).startswith("cannot resume "), info.value
+    assert file_states(killed.output) == before
+    assert pipeline.run(killed.config(), overwrite=True).status == "complete"
+
+
 def _edit_json(path: Path, edit: Any, reconsolidate: Path | None = None) -> None:
     doc = json.loads(path.read_text())
     edit(doc)

@@ -317,28 +317,17 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
 
 def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried) -> tuple[str, ...]:
     """What the output's metadata holds otherwise than the run wrote it, each in a few words
-    (helper-47: an output whose attributes, dimension names, fill value or consolidated
-    copies were edited after the run passed, its values being intact): its own metadata
-    (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes besides the
-    pipeline's record against those the input gives it, ``kept``; its dimension names against
-    the input's; its fill value against the pipeline's, 0), and the consolidated copies above
-    it against the own metadata of the output, of the coordinates written beside it and of
-    its group. () where all agree. The group's attributes are not the output's: those the
-    run carried from the input are the user's to edit (README: one you edited since is yours
-    and stays, even through ``--overwrite``); :func:`_group_attributes_changed` names them."""
-    found = datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names)
+    (:func:`pipeline.store.datasets.output_metadata_differs`: its own attributes, dimension
+    names and fill value against what the input (``kept``) and the pipeline give it, and the
+    consolidated copies above it against the own metadata of the output, of the coordinates
+    written beside it and of its group). () where all agree. The group's attributes are not
+    the output's: :func:`_group_attributes_changed` names them."""
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
-    if out_path:
-        store = loc_out.zarr_store(read_only=True)
-        found += datasets.consolidated_differences(store, out_path, members)
-    # the copies of the groups that enclose the store (output.store: out.zarr/sub), which
-    # list what it holds, and which a run writes again (brk59: left stale, and passed)
-    for holder, within in arrays.enclosing_groups(loc_out):
-        path = f"{within}/{out_path}" if out_path else within
-        outer = holder.zarr_store(read_only=True)
-        for said in datasets.consolidated_differences(outer, path, members, groups=("",)):
-            found.append(said.replace("of the root", f"of {holder}", 1))
-    return tuple(found)
+    return tuple(
+        datasets.output_metadata_differs(
+            loc_out, out_path, dst, kept.attrs, kept.dimension_names, members
+        )
+    )
 
 
 def _group_attributes_changed(
@@ -386,8 +375,7 @@ def _coordinates_differ(
         return ()
     group = out_path.rpartition("/")[0]
     src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
-    found = ((n, datasets.coordinate_difference(src, var, dst, group, n)) for n in var.coords)
-    return tuple((name, said) for name, said in found if said is not None)
+    return tuple(datasets.coordinates_differ(src, var, dst, group))
 
 
 def _identity(record: Any) -> dict[str, Any]:

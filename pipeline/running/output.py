@@ -774,6 +774,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
                 changed=[part for part, _ in changed],
             )
         check_group_opens(plan)  # nothing to do would leave a group xarray cannot open
+        check_metadata_kept(plan, state)  # nor an output edited since, which verify fails
         return "done"
     if state in ("foreign", "occupied"):
         raise OutputError(
@@ -854,30 +855,109 @@ def check_layout_kept(plan: Plan) -> None:
         )
 
 
-def check_metadata_kept(plan: Plan) -> None:
-    """Refuse to resume an output whose own metadata was edited since the interrupted run
-    (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension names or
-    fill value, what ``verify`` checks of a complete one): a resume never rewrites them, and
-    would mark the output complete with the edit in it, which verify then fails (brk59: an
-    edited ``units`` resumed to "complete"). OutputError, fields ``output``, ``status``
-    'incomplete', ``changed`` ['metadata']. Its consolidated copies are not judged here: the
-    resume writes them again from the output's own metadata when it completes it."""
+def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
+    """What the output holds otherwise than the run that wrote it made it, edited or lost
+    since, as (part, words) pairs: 'metadata', its own attributes, dimension names or fill
+    value (:func:`pipeline.store.datasets.own_metadata_differs`); 'coordinates', for a
+    Dataset output, each coordinate written beside it that xarray reads otherwise than the
+    input's (:func:`pipeline.store.datasets.coordinates_differ`: values, dimensions,
+    attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
+    rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
+    'metadata' its consolidated copies that disagree with what they list
+    (:func:`pipeline.store.datasets.output_metadata_differs`), which a resume writes again.
+    A copy that is gone is not judged (``verify`` names it, with its fix): another
+    variable's run into the group, stopped, leaves the group without one until it is
+    finished, and the output is complete as its own metadata says. What ``verify`` fails of
+    a complete output; asked once the input's identity (its coordinates' bytes among it) and
+    the config matched the run's record, so the input's coordinates are what the run wrote.
+    Reads metadata and the coordinates (small), never the variable's data. [] where nothing
+    differs, or no array is there (what is there is decided and named elsewhere:
+    :func:`output_state`)."""
     o = plan.output
     try:
         arr = arrays.open_zarr_array(o.location, o.path)
+        now = arrays.describe_array(o.location, o.path) if whole else None
     except Exception:
-        return  # what is there is decided and named elsewhere (output_state)
-    found = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
-    if found:
-        where = o.location.join(o.path)
-        raise OutputError(
-            f"cannot resume {where}: its metadata is not what the interrupted run wrote "
-            f"({'; '.join(found)}: edited since), and a resume would mark it complete with "
-            "that edit in it: `run --overwrite` starts over",
-            output=where,
-            status="incomplete",
-            changed=["metadata"],
+        return []
+    found: list[tuple[str, str]] = []
+    group, variable = output_group(plan), plan.carried.variable
+    members = variable.coords if group is not None and variable is not None else ()
+    if now is not None:
+        has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
+        ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
+        if has != ran:
+            found.append(
+                (
+                    "layout",
+                    f"its metadata says {list(has[0])} {has[1]}, chunks {list(has[2])} in units "
+                    f"{list(has[3])}, where the run wrote {list(ran[0])} {ran[1]}, chunks "
+                    f"{list(ran[2])} in units {list(ran[3])}",
+                )
+            )
+        own = datasets.output_metadata_differs(
+            o.location,
+            o.path.strip("/"),
+            arr,
+            plan.carried.attrs,
+            plan.carried.dimension_names,
+            members,
         )
+    else:
+        own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
+    if own:
+        found.append(("metadata", "; ".join(own)))
+    if members:
+        assert group is not None and variable is not None
+        src = plan.input.location.zarr_store(read_only=True)
+        dst = o.location.zarr_store(read_only=True)
+        for name, said in datasets.coordinates_differ(src, variable, dst, group):
+            if said == datasets.UNREADABLE:  # deleted, or a part of it
+                found.append(("coordinates", f"its coordinate {name} is gone or unreadable"))
+            else:
+                found.append(("coordinates", f"its coordinate {name}'s {said}"))
+    return found
+
+
+def edits_said(edits: list[tuple[str, str]]) -> str:
+    """:func:`output_edits`' words as one clause."""
+    return "; ".join(words for _, words in edits)
+
+
+def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
+    """Refuse to resume (``state`` 'incomplete'), or to find done ('complete'), an output
+    whose own metadata or carried coordinates were edited, or a coordinate removed, since the
+    run wrote them (:func:`output_edits`, what ``verify`` checks of a complete one): a resume
+    never rewrites them, and would mark the output complete with the edit in it, which verify
+    then fails (brk59: an edited ``units`` resumed to "complete"); and "nothing to do" of a
+    complete one told the user that an output verify fails was fine (helper-42B: a
+    coordinate's values edited with zarr-python). OutputError, fields ``output``,
+    ``status`` (``state``), ``changed`` (the parts: 'metadata', 'coordinates'), naming the
+    fix, ``run --overwrite``. A complete output's layout and consolidated copies are judged
+    too (:func:`output_edits` with ``whole``); an incomplete one's copies are not: a resume
+    writes them again from the output's own metadata when it completes it."""
+    found = output_edits(plan, whole=state == "complete")
+    if not found:
+        return
+    where = plan.output.location.join(plan.output.path)
+    if state == "complete":
+        said = (
+            f"{where} is complete, but it is not what the run wrote ({edits_said(found)}: "
+            "edited or removed since), so readers see other labels, attributes or values than "
+            "the run made: `run --overwrite` writes it again (`pipeline verify` says what "
+            "differs)"
+        )
+    else:
+        said = (
+            f"cannot resume {where}: it is not what the interrupted run wrote "
+            f"({edits_said(found)}: edited or removed since), and a resume would mark it "
+            "complete with that edit in it: `run --overwrite` starts over"
+        )
+    raise OutputError(
+        said,
+        output=where,
+        status=state,
+        changed=list(dict.fromkeys(part for part, _ in found)),
+    )
 
 
 def _exists(plan: Plan, state: str, where: str) -> OutputError:
@@ -904,6 +984,9 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
             status=state,
         )
     if state == "complete":
+        edited = _complete_edited(plan)
+        if edited is not None:  # the edit named (verify fails it), with the same fix
+            return edited
         return OutputError(
             f"{where} already exists; pass --overwrite (overwrite=True in pipeline.run) to "
             "replace it",
@@ -927,6 +1010,22 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
         output=where,
         status=state,
     )
+
+
+def _complete_edited(plan: Plan) -> OutputError | None:
+    """:func:`check_metadata_kept`'s refusal of a complete output made from this config and
+    input (as ``run --resume`` plans it: :func:`resumed_plan`) that was edited since; None
+    where it was not, or where it is stale, whose own refusal names what changed (an output
+    made from another input differs from this one's coordinates without any edit)."""
+    recorded = recorded_run(plan)
+    resumed = as_recorded(plan, recorded.get("identity"))
+    if stale_parts(recorded, resumed, whole=True):
+        return None
+    try:
+        check_metadata_kept(resumed, "complete")
+    except OutputError as e:
+        return e
+    return None
 
 
 def _foreign_words(plan: Plan) -> str:
@@ -1063,6 +1162,12 @@ def _output_now(plan: Plan, state: str) -> str:
         changed = stale_parts(recorded, as_recorded(plan, recorded.get("identity")), whole=True)
         if changed:
             return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
+        edits = output_edits(as_recorded(plan, recorded.get("identity")), whole=True)
+        if edits:  # as `run --resume` refuses it (verify fails it): not "replaces it"
+            return (
+                f"complete, but not what the run wrote ({edits_said(edits)}: edited or "
+                "removed since): `run --overwrite` writes it again"
+            )
     if state == "incomplete":
         manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
         if manifest is None:

@@ -1094,6 +1094,22 @@ def coordinate_difference(
     )
 
 
+def coordinates_differ(
+    src_store: Any, var: Variable, dst_store: Any, dst_group: str
+) -> list[tuple[str, str]]:
+    """The coordinates written beside ``var`` (its ``coords``) that the output group
+    ``dst_group`` holds otherwise than the input's as xarray reads them, each with what
+    differs (:func:`coordinate_difference`'s words: values, dimensions, attributes, or
+    :data:`UNREADABLE` for one deleted or not readable); [] where all are the same. Reads
+    the coordinates (small) on both sides, never the variable's data: what ``verify``
+    compares, and what ``run`` checks before it finds a Dataset output done or resumes it
+    (a coordinate edited in a complete output had been "nothing to do")."""
+    found = (
+        (n, coordinate_difference(src_store, var, dst_store, dst_group, n)) for n in var.coords
+    )
+    return [(name, said) for name, said in found if said is not None]
+
+
 def _values_said(difference: str | None) -> str | None:
     return None if difference is None else f"values: {difference}"
 
@@ -1396,6 +1412,41 @@ def differing_values(a: Any, b: Any) -> list[str]:
     both = a.keys() & b.keys()
     differ = (k for k in a.keys() | b.keys() if k not in both or not _same_value(a[k], b[k]))
     return sorted(str(k) for k in differ)
+
+
+def output_metadata_differs(
+    location: Any,
+    path: str,
+    arr: Any,
+    attrs: dict[str, Any],
+    dimension_names: tuple[str | None, ...] | None,
+    members: tuple[str, ...] = (),
+) -> list[str]:
+    """What the metadata of the output array ``arr`` (at ``path`` of the store at
+    ``location``, a :class:`~pipeline.store.location.Location`) holds otherwise than the run
+    wrote it, each in a few words (helper-47: an output whose attributes, dimension names,
+    fill value or consolidated copies were edited after the run passed verify, its values
+    being intact): its own metadata (:func:`own_metadata_differs`, against ``attrs`` and
+    ``dimension_names``, those the input gives it), and the consolidated copies above it
+    against the own metadata of the output, of its ``members`` (the coordinates written
+    beside it) and of its group (:func:`consolidated_differences`), and those of the groups
+    that enclose the store (``output.store: out.zarr/sub``, whose copies list what it holds,
+    and which a run writes again: brk59, left stale, and passed). [] where all agree. What
+    ``verify`` fails, and ``run`` before it finds a complete output done. The group's
+    attributes are not the output's: those the run carried from the input are the user's to
+    edit (README: one you edited since is yours and stays, even through ``--overwrite``)."""
+    from pipeline.store import arrays
+
+    found = own_metadata_differs(arr, attrs, dimension_names)
+    if path:
+        store = location.zarr_store(read_only=True)
+        found += consolidated_differences(store, path, members)
+    for holder, within in arrays.enclosing_groups(location):
+        inner = f"{within}/{path}" if path else within
+        outer = holder.zarr_store(read_only=True)
+        for said in consolidated_differences(outer, inner, members, groups=("",)):
+            found.append(said.replace("of the root", f"of {holder}", 1))
+    return found
 
 
 def own_metadata_differs(
