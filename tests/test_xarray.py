@@ -3389,6 +3389,51 @@ def test_a_coordinate_listed_by_the_group_or_another_variable_is_carried(
     assert rc == 0, out + err
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_scalar_coordinate_listed_by_another_variable_is_carried(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """rev42-C: a scalar coordinate ``height`` that only the data variable's ``coordinates``
+    names is a coordinate of ``xr.open_zarr(in)["lat"]`` (a 2-D coordinate run as the input
+    variable): xarray writes no ``dimension_names`` for a v3 scalar and reads it as having no
+    dimensions, but the pipeline took it for an array without dimension names, left it out of
+    the v3 output (the v2 one, whose ``_ARRAY_DIMENSIONS`` is ``[]``, had it), and verify
+    passed. Both outputs have the input's coordinates, to the bit."""
+    src = tmp_path / "in.zarr"
+    rng = np.random.default_rng(3)
+    ds = xr.Dataset(
+        {"v": (("y", "x"), rng.standard_normal((4, 5)).astype("float32"))},
+        coords={
+            "y": ("y", np.arange(4.0), {"units": "m"}),
+            "x": ("x", np.arange(5.0) * 2),
+            "lat": (("y", "x"), rng.random((4, 5)), {"units": "degrees_north"}),
+            "height": ((), 2.5, {"units": "m"}),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=zarr_format, mode="w")
+    stored = zarr.open_group(str(src), mode="r")
+    assert "coordinates" not in stored["lat"].attrs  # only v's names height
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**config(tmp_path, input={"array": "lat"}), "stages": STAGES}))
+    rc, out, err = cli("run", str(cfg))
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = xr.open_zarr(str(src))["lat"].load()
+        b = xr.open_zarr(str(tmp_path / "out.zarr"))["lat"].load()
+    assert set(a.coords) == {"x", "y", "lat", "height"}
+    assert set(b.coords) == set(a.coords) - {"lat"}
+    for c in b.coords:
+        assert b[c].dims == a[c].dims and b[c].attrs == a[c].attrs, c
+        assert same_bits(b[c].values, a[c].values), c
+    chain = plan_chain(parse_config(config(tmp_path)).stage_specs(), a.dtype)
+    assert same_bits(b.values, apply_chain(chain, a.values))
+    rc, out, err = cli("verify", str(cfg))
+    assert rc == 0, out + err
+
+
 @pytest.mark.parametrize("where", ["global", "other"])
 def test_overwrite_never_relabels_a_variable_through_a_listed_coordinate(
     tmp_path: Path, where: str

@@ -78,8 +78,13 @@ def _quiet() -> Iterator[None]:
 
 def dims_of(arr: Any) -> tuple[str, ...] | None:
     """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
-    xarray writes them); None when it has none."""
+    xarray writes them); None when it has none. A v3 scalar has none to name: xarray writes
+    none for it (zarr-python stores no empty ``dimension_names``) and reads it as a variable
+    of no dimensions, ``()`` here too (it had been None, so a scalar coordinate that only
+    another variable's ``coordinates`` listed was not carried, and verify passed)."""
     names = getattr(arr.metadata, "dimension_names", None)
+    if names is None and arr.ndim == 0 and getattr(arr.metadata, "zarr_format", 2) == 3:
+        return ()
     if names is None:
         names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
     if names is None or any(n is None for n in names) or len(names) != arr.ndim:
