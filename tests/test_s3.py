@@ -1207,3 +1207,46 @@ def test_an_s3_output_in_the_input_s_store_is_refused_and_the_input_kept(
     e = refused("run", cfg)
     assert isinstance(e, OutputError) and e.relation == "is inside", e
     assert objects() == before
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_metadata_no_json_object_among_many_s3_members_is_found(tmp_path, bucket, fmt) -> None:
+    """A Dataset of many variables on S3, whose documents the plan reads on several threads
+    (``arrays.check_documents``): planned as before where every document is an object, and a
+    member's attributes that are a list, wherever it lists, refused in one line naming that
+    member's file, before anything is written."""
+    import warnings
+
+    import s3fs
+    import xarray as xr
+
+    import pipeline
+    from pipeline.errors import InputError
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    ds = xr.Dataset(
+        {f"v{i:02d}": (("y", "x"), np.full((4, 4), i, "f4")) for i in range(24)},
+        coords={"x": np.arange(4.0), "y": np.arange(4)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(fs.get_mapper(f"{url}/in.zarr"), zarr_format=fmt, mode="w")
+    cfg = {
+        "input": {"store": f"{url}/in.zarr", "array": "v03", "storage_options": options},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+    }
+    plan = pipeline.plan(pipeline.Config(**cfg))
+    assert plan.output.path == "v03" and plan.input.shape == (4, 4)
+    # the last member listed, and one in the middle
+    for member in ("v23", "v11"):
+        key = f"{url}/in.zarr/{member}/" + (".zattrs" if fmt == 2 else "zarr.json")
+        doc = json.loads(fs.cat_file(key))
+        fs.pipe_file(key, json.dumps([1] if fmt == 2 else {**doc, "attributes": [1]}).encode())
+        with pytest.raises(InputError) as e:
+            pipeline.plan(pipeline.Config(**cfg))
+        assert str(e.value).startswith(key) and "not a JSON object" in str(e.value), e.value
+        assert "\n" not in str(e.value) and "testing" not in str(e.value)
+        fs.pipe_file(key, json.dumps(doc).encode())
+    assert not (tmp_path / "out.zarr").exists()
