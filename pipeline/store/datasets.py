@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ListingError
-from pipeline.store.arrays import format_warnings_ignored
+from pipeline.store.arrays import enclosing_groups, format_warnings_ignored
 from pipeline.store.location import key_under, listing_error
 
 
@@ -1440,13 +1440,11 @@ def output_metadata_differs(
     ``verify`` fails, and ``run`` before it finds a complete output done. The group's
     attributes are not the output's: those the run carried from the input are the user's to
     edit (README: one you edited since is yours and stays, even through ``--overwrite``)."""
-    from pipeline.store import arrays
-
     found = own_metadata_differs(arr, attrs, dimension_names)
     if path:
         store = location.zarr_store(read_only=True)
         found += consolidated_differences(store, path, members)
-    for holder, within in arrays.enclosing_groups(location):
+    for holder, within in enclosing_groups(location):
         inner = f"{within}/{path}" if path else within
         outer = holder.zarr_store(read_only=True)
         for said in consolidated_differences(outer, inner, members, groups=("",)):
