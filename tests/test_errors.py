@@ -975,7 +975,23 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
             "output.codec.level",
             "a whole number from -7 to 22 (got 1.5)",
         ),
-        ({"cluster": {"timeout": 0}}, "cluster.timeout", "a number greater than 0 (got 0)"),
+        (
+            {"cluster": {"timeout": 0}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got 0)",
+        ),
+        # no bound had been set above: .inf passed, and joining a scheduler failed in
+        # Python's "OverflowError: timestamp out of range for platform time_t" (review43)
+        (
+            {"cluster": {"timeout": float("inf")}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got inf)",
+        ),
+        (
+            {"cluster": {"timeout": 1e12}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got 1000000000000.0)",
+        ),
         (
             {"chunking": {"target_bytes": 0}},
             "chunking.target_bytes",

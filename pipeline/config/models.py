@@ -425,6 +425,12 @@ class ChunkingConfig(Model):
     target_bytes: Bytes = Field(256 * 2**20, description="auto block size target (input bytes)")
 
 
+#: The longest ``cluster.timeout``, a week: a longer one (``.inf``, ``1e12``) had passed, and
+#: joining a scheduler then failed in Python's ``OverflowError: timestamp out of range for
+#: platform time_t`` (a socket's timeout), not a line naming the key.
+_WEEK = 7 * 24 * 3600
+
+
 class ClusterConfig(Model):
     """Which cluster runs the tasks."""
 
@@ -479,7 +485,10 @@ class ClusterConfig(Model):
         "start), else tcp",
     )
     timeout: Annotated[float, NotBool] = Field(
-        10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
+        10.0,
+        gt=0,
+        le=_WEEK,
+        description="seconds to wait for a scheduler and its first worker, at most a week",
     )
     dashboard: str = Field(
         ":0",
