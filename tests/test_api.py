@@ -374,7 +374,12 @@ _A_RUN: dict[str, Any] = {
         ({"stages": [{"op": "sqare"}]}, "stages.0", "unknown stage 'sqare'"),
         ({"stages": [{"op": "multiply", "factr": 2}]}, "stages.0.factr", "did you mean 'factor'"),
         ({"stages": [{"op": "multiply", "factor": "5"}]}, "stages.0.factor", "not text"),
-        ({"input": None}, "input", "input: Input should be a valid dictionary"),
+        (  # pydantic's "Input should be a valid dictionary or instance of InputConfig"
+            {"input": None},
+            "input",
+            "input: must be a mapping of its keys (store, array, storage_options, generate, "
+            "mask_and_scale), not null",
+        ),
         (  # pydantic's lax mode took true as 1 worker (helper-102)
             {"cluster": {"workers": True}},
             "cluster.workers",

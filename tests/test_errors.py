@@ -1023,6 +1023,59 @@ def test_a_number_out_of_its_kind_or_bounds_is_said_as_what_the_key_takes(
     assert str(e.value) == f"pipeline.Config(): {key}: must be {said}"
 
 
+@pytest.mark.parametrize(
+    "sections, key, said",
+    [
+        (
+            {"input": None},
+            "input",
+            "a mapping of its keys (store, array, storage_options, generate, mask_and_scale), "
+            "not null (a key left empty: its keys go on the lines below it, indented)",
+        ),
+        (
+            {"input": "s3://AKID:SECRETX@b/in.zarr"},
+            "input",
+            "a mapping of its keys (store, array, storage_options, generate, mask_and_scale), "
+            "not text ('s3://***@b/in.zarr')",
+        ),
+        (
+            {"output": {"store": "out.zarr", "codec": ["zstd"]}},
+            "output.codec",
+            "a mapping of its keys (name, level, checksum, store_raw_below), not a list",
+        ),
+        (
+            {"cluster": 4},
+            "cluster",
+            "a mapping of its keys (scheduler, gpus, workers, threads_per_worker, "
+            "workers_per_gpu, mps, device_memory_limit, host_memory_limit, protocol, timeout, "
+            "dashboard), not a number (4)",
+        ),
+    ],
+)
+def test_a_section_given_as_no_mapping_is_said_as_what_it_takes(
+    tmp_path: Path, sections: dict[str, Any], key: str, said: str
+) -> None:
+    """``input:`` left empty, or given a store's URL, or ``codec: [zstd]``: pydantic's own
+    words, "Input should be a valid dictionary or instance of InputConfig" (a class of the
+    code; "Input should be an object" from model_validate_json), were the line. Said as what
+    the section takes, its keys, and what it was given, never a URL's credentials, in a file
+    as through the API (review43)."""
+    import yaml
+
+    from pipeline.config import Config, load_config
+
+    doc = {**_RUN, **sections}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{e.value.line}: {key}: must be {said}"
+    assert e.value.key == key and "SECRETX" not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        Config(**doc)
+    assert str(e.value) == f"pipeline.Config(): {key}: must be {said}"
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is

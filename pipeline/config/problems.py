@@ -132,6 +132,9 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
             f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
             "for s3:// (its value is not said here)"
         )
+    section = _model_at((*loc, ""), root) if kind in _NO_MAPPING and not stages else None
+    if section is not None and loc:  # input: (empty), input: in.zarr, codec: [zstd]
+        return _section_problem(key, section, err.get("input"))
     got = err.get("input")
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
@@ -154,6 +157,35 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         return f"{key}: must be {takes}{got_s}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}{got_s}"
+
+
+#: Pydantic's errors of a section (``input``, ``cluster``, ``output.codec``) given as no
+#: mapping: "Input should be a valid dictionary or instance of InputConfig" (JSON: "Input
+#: should be an object"), naming a class of the code, not what the key takes (review43).
+_NO_MAPPING = frozenset(("model_type", "model_attributes_type", "dict_type"))
+
+
+def _section_problem(key: str, section: type[BaseModel], got: Any) -> str:
+    """What a section given as no mapping says: that it is one, with its keys indented below
+    it, and what it was given (nothing, text, a list), never a value of a list or mapping."""
+    keys = ", ".join(section.model_fields)
+    if got is None:
+        given = "null (a key left empty: its keys go on the lines below it, indented)"
+    elif isinstance(got, str):
+        if (url_query(got) or url_fragment(got)) is not None:
+            got = without_query(got)  # a URL's query (or fragment) may be a credential
+        if url_userinfo(got) is not None:
+            got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
+        given = f"text ({got!r})"
+    elif isinstance(got, bool):
+        given = "true/false"
+    elif isinstance(got, (int, float)):
+        given = f"a number ({got!r})"
+    elif isinstance(got, (list, tuple)):
+        given = "a list"
+    else:
+        given = f"a value of type {type(got).__name__}"
+    return f"{key}: must be a mapping of its keys ({keys}), not {given}"
 
 
 #: Pydantic's errors of a number's type or bounds, and of a value not among those a key
