@@ -954,6 +954,26 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
     # a header's or a query parameter's name may hold a dot
     http = {"headers": {"X.Trace": "a"}, "params": {"filter.name": "b"}}
     assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})
+    # and a cookie's, an S3 metadata key's, a proxy's host (all three had been refused as an
+    # option's name with a dot: review43), at any depth
+    http = {"cookies": {"connect.sid": "a"}, "client_kwargs": {"cookies": {"a.b": "c"}}}
+    assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})
+    s3 = {
+        "s3_additional_kwargs": {"Metadata": {"made.by": "pipeline"}},
+        "config_kwargs": {"proxies": {"http://10.0.0.1": "http://proxy.example:3128"}},
+    }
+    assert Config(**{**_RUN, "output": {"store": "s3://b/out.zarr", "storage_options": s3}})
+    with pytest.raises(ConfigError) as e:  # only a name that is empty is no cookie's
+        Config(
+            **{
+                **_RUN,
+                "input": {
+                    "store": "https://h/in.zarr",
+                    "storage_options": {"cookies": {"": "SECRETX"}},
+                },
+            }
+        )
+    assert "a cookie's name is empty" in str(e.value) and "SECRETX" not in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -464,15 +464,31 @@ NAME_DOTTED = (
 )
 
 
+#: The mappings in storage_options whose names are no options but what a request sends
+#: (each as the thing it names): aiohttp's ``headers``, query ``params`` and ``cookies``
+#: (``connect.sid``, Express's session cookie), S3's user ``Metadata`` (in s3fs's
+#: ``s3_additional_kwargs``), and botocore's ``proxies`` (by host: ``http://10.0.0.1``).
+#: Their names may hold a dot; the cookies', the metadata's and the proxies' had been
+#: refused as an option's name with one (review43).
+NAMED_DATA = {
+    "headers": "header",
+    "params": "query parameter",
+    "cookies": "cookie",
+    "metadata": "metadata key",
+    "proxies": "proxy",
+}
+
+
 def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
     """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
     any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
     refused one with their own ``TypeError: keywords must be strings``, or sent it), that is
-    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a header's or query
-    parameter's name may, and only it may not be empty), which the file system or its client
-    refused only once the store was opened, at plan time, without the option's line; or the
-    first header or query parameter that would not be sent as written (:func:`_sent_problem`);
-    as (its key, why and the fix), never a value (nor a name with a dot: :func:`_dotted`)."""
+    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a name in one of
+    :data:`NAMED_DATA`, a header's, say, may, and only it may not be empty), which the file
+    system or its client refused only once the store was opened, at plan time, without the
+    option's line; or the first header or query parameter that would not be sent as written
+    (:func:`_sent_problem`); as (its key, why and the fix), never a value (nor a name with a
+    dot: :func:`_dotted`)."""
     for name, value in options.items():
         here = (*key, name)
         if not isinstance(name, str):
@@ -480,14 +496,15 @@ def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str
         if name == "" or "." in name:
             return here, NAME_DOTTED if name else NAME_EMPTY
         kind = name.lower()
-        if kind in ("headers", "params") and isinstance(value, dict):
+        if kind in NAMED_DATA and isinstance(value, dict):
+            what = NAMED_DATA[kind]
             for item, v in value.items():
                 why = _sent_problem(kind, v)
                 if not isinstance(item, str):
-                    why = f"a {kind[:-1]}'s name must be a string: quote it"
+                    why = f"a {what}'s name must be a string: quote it"
                 elif item == "":
                     why = (
-                        f"a {kind[:-1]}'s name is empty (''): name it, or delete it (its "
+                        f"a {what}'s name is empty (''): name it, or delete it (its "
                         "value is not said here)"
                     )
                 if why is not None:
