@@ -1096,6 +1096,37 @@ def test_a_section_given_as_no_mapping_is_said_as_what_it_takes(
     assert str(e.value) == f"pipeline.Config(): {key}: must be {said}"
 
 
+@pytest.mark.parametrize(
+    "sections, key, said",
+    [
+        (
+            {"cluster": {"host_memory_limit": "12XB"}},
+            "cluster.host_memory_limit",
+            "not a size: '12XB' (write e.g. '16GiB' or '500MB')",
+        ),
+        (
+            {"chunking": {"target_bytes": "-1GiB"}},
+            "chunking.target_bytes",
+            "not a size: '-1GiB' is less than one byte (write e.g. '16GiB')",
+        ),
+    ],
+)
+def test_a_value_the_line_quotes_is_not_said_again(
+    tmp_path: Path, sections: dict[str, Any], key: str, said: str
+) -> None:
+    """``host_memory_limit: 12XB`` was "not a size: '12XB' (write e.g. '16GiB' or '500MB')
+    (got '12XB')": the value said twice; once is enough (review43)."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**_RUN, **sections}, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{e.value.line}: {key}: {said}"
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is

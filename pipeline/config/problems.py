@@ -156,6 +156,9 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     if takes != "a value":  # workers: 2.5, level: 30: not pydantic's words, what it takes
         return f"{key}: must be {takes}{got_s}"
     msg = err["msg"].removeprefix("Value error, ")
+    # "not a size: '12XB' (...)": the text quoted already, not said twice (review43)
+    if got_s and isinstance(got, str) and repr(got) in msg:
+        got_s = ""
     return f"{key}: {msg}{got_s}"
 
 
