@@ -1127,6 +1127,42 @@ def test_a_value_the_line_quotes_is_not_said_again(
     assert str(e.value) == f"{path}:{e.value.line}: {key}: {said}"
 
 
+_NOT_TEXT = ", as YAML reads an unquoted number, true/false, null or date: quote it, or write"
+
+
+@pytest.mark.parametrize(
+    "text, key, said",
+    [
+        ("cluster: {1: 2}", "cluster", "a key's name must be text, not 1 (a number)"),
+        ("cluster: {null: 2}", "cluster", "a key's name must be text, not null"),
+        (
+            "output: {store: out.zarr, 2024-01-01: x}",
+            "output",
+            "a key's name must be text, not 2024-01-01 (a date or time)",
+        ),
+        ("1: 2", "(top level)", "a key's name must be text, not 1 (a number)"),
+    ],
+)
+def test_a_key_yaml_reads_as_no_text_is_said_with_the_keys_its_section_takes(
+    tmp_path: Path, text: str, key: str, said: str
+) -> None:
+    """``cluster: {1: 2}`` was pydantic's "cluster.1: Keys should be strings (got 1)", and a
+    date "input.datetime.date(2024, 1, 1): Keys should be strings (got datetime.date(2024,
+    1, 1))": said as the section's, what it takes, and the fix (review43)."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    doc = {k: v for k, v in _RUN.items() if not text.startswith(f"{k}:")}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False) + text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    line = str(e.value)
+    assert line.startswith(f"{path}:{e.value.line}: {key}: {said}{_NOT_TEXT} the key meant")
+    assert "Keys should be strings" not in line and "datetime" not in line, line
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is

@@ -10,6 +10,7 @@ neither imports the other: the models are known here only as the class an error 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import os
@@ -110,6 +111,8 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
         return f"unknown key {key!r} ({hint})"
+    if kind == "invalid_key":  # cluster: {1: 2}, {null: x}, {2024-01-01: x}
+        return _key_not_text(loc, err.get("input"), data, root, stages)
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
         return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
@@ -160,6 +163,33 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     if got_s and isinstance(got, str) and repr(got) in msg:
         got_s = ""
     return f"{key}: {msg}{got_s}"
+
+
+def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages: bool) -> str:
+    """What a key that YAML read as no string (``1: 2``, ``null: x``, ``2024-01-01: x``)
+    says: pydantic's own "Keys should be strings (got datetime.date(2024, 1, 1))", naming
+    the date as a key below ``input``, had been the line (review43)."""
+    parent = loc[:-1] if loc and loc[-1] in (got, str(got), repr(got)) else loc
+    owner = _stage_owner(parent, data) if stages else _model_at((*parent, ""), root)
+    names = list(owner.model_fields) if owner else []
+    if stages and names:
+        names.append("op")
+    if got is None:
+        shown = "null"
+    elif isinstance(got, bool):
+        shown = f"{str(got).lower()} (a boolean)"
+    elif isinstance(got, (int, float)):
+        shown = f"{got!r} (a number)"
+    elif isinstance(got, (datetime.date, datetime.time)):
+        shown = f"{got.isoformat()} (a date or time)"
+    else:
+        shown = f"a {type(got).__name__}"
+    valid = f" (valid keys: {', '.join(names)})" if names else ""
+    return (
+        f"{_dotted(parent) or '(top level)'}: a key's name must be text, not {shown}, as YAML "
+        f"reads an unquoted number, true/false, null or date: quote it, or write the key "
+        f"meant{valid}"
+    )
 
 
 #: Pydantic's errors of a section (``input``, ``cluster``, ``output.codec``) given as no
