@@ -1163,6 +1163,56 @@ def test_a_key_yaml_reads_as_no_text_is_said_with_the_keys_its_section_takes(
     assert "Keys should be strings" not in line and "datetime" not in line, line
 
 
+@pytest.mark.parametrize(
+    "text, line, key, where",
+    [
+        # the line in the text (from 1) after the config's own; lines said the same way
+        ("cluster: {workers: 1}\ncluster: {workers: 2}\n", 2, "cluster", "at lines {1} and {2}"),
+        ("cluster: {workers: 1, workers: 2}\n", 1, "cluster.workers", "both on this line"),
+        (
+            "cluster:\n  dashboard: ''\n  workers: 1\n  workers: 2\n",
+            4,
+            "cluster.workers",
+            "at lines {3} and {4}",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_at_its_second_line(
+    tmp_path: Path, text: str, line: int, key: str, where: str
+) -> None:
+    """Two ``cluster:`` sections, or ``workers`` twice in one: PyYAML keeps the last, and
+    the first was dropped without a word (review43). Refused at the second, naming the
+    first; an option's name in storage_options is not said; a merge (``<<:``) overridden by
+    the mapping's own key is no key given twice."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    own = yaml.safe_dump(_RUN, sort_keys=False)
+    path.write_text(own + text)
+    n = len(own.splitlines())
+    line += n
+    where = where.format(*(n + i for i in range(5)))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (
+        f"{path}:{line}: {key}: this key is given twice in one mapping ({where}); YAML keeps "
+        "only the last, and the first would be lost without a word: keep one, merging what "
+        "they set"
+    )
+    assert (e.value.line, e.value.key) == (line, key)
+    options = '{"secret:SECRETX": 1, "secret:SECRETX": 2}'
+    path.write_text(f"input: {{store: s3://b/in.zarr, storage_options: {options}}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "SECRETX" not in str(e.value) and e.value.key == "input.storage_options", e.value
+    path.write_text(
+        yaml.safe_dump(_RUN, sort_keys=False) + "cluster:\n  <<: {workers: 1}\n  workers: 2\n"
+    )
+    assert load_config(path).cluster.workers == 2
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is
