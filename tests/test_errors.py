@@ -954,6 +954,26 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
     # a header's or a query parameter's name may hold a dot
     http = {"headers": {"X.Trace": "a"}, "params": {"filter.name": "b"}}
     assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})
+    # and a cookie's, an S3 metadata key's, a proxy's host (all three had been refused as an
+    # option's name with a dot: review43), at any depth
+    http = {"cookies": {"connect.sid": "a"}, "client_kwargs": {"cookies": {"a.b": "c"}}}
+    assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})
+    s3 = {
+        "s3_additional_kwargs": {"Metadata": {"made.by": "pipeline"}},
+        "config_kwargs": {"proxies": {"http://10.0.0.1": "http://proxy.example:3128"}},
+    }
+    assert Config(**{**_RUN, "output": {"store": "s3://b/out.zarr", "storage_options": s3}})
+    with pytest.raises(ConfigError) as e:  # only a name that is empty is no cookie's
+        Config(
+            **{
+                **_RUN,
+                "input": {
+                    "store": "https://h/in.zarr",
+                    "storage_options": {"cookies": {"": "SECRETX"}},
+                },
+            }
+        )
+    assert "a cookie's name is empty" in str(e.value) and "SECRETX" not in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -975,7 +995,23 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
             "output.codec.level",
             "a whole number from -7 to 22 (got 1.5)",
         ),
-        ({"cluster": {"timeout": 0}}, "cluster.timeout", "a number greater than 0 (got 0)"),
+        (
+            {"cluster": {"timeout": 0}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got 0)",
+        ),
+        # no bound had been set above: .inf passed, and joining a scheduler failed in
+        # Python's "OverflowError: timestamp out of range for platform time_t" (review43)
+        (
+            {"cluster": {"timeout": float("inf")}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got inf)",
+        ),
+        (
+            {"cluster": {"timeout": 1e12}},
+            "cluster.timeout",
+            "a number greater than 0 and at most 604800 (got 1000000000000.0)",
+        ),
         (
             {"chunking": {"target_bytes": 0}},
             "chunking.target_bytes",
@@ -1005,6 +1041,176 @@ def test_a_number_out_of_its_kind_or_bounds_is_said_as_what_the_key_takes(
     with pytest.raises(ConfigError) as e:
         Config(**doc)
     assert str(e.value) == f"pipeline.Config(): {key}: must be {said}"
+
+
+@pytest.mark.parametrize(
+    "sections, key, said",
+    [
+        (
+            {"input": None},
+            "input",
+            "a mapping of its keys (store, array, storage_options, generate, mask_and_scale), "
+            "not null (a key left empty: its keys go on the lines below it, indented)",
+        ),
+        (
+            {"input": "s3://AKID:SECRETX@b/in.zarr"},
+            "input",
+            "a mapping of its keys (store, array, storage_options, generate, mask_and_scale), "
+            "not text ('s3://***@b/in.zarr')",
+        ),
+        (
+            {"output": {"store": "out.zarr", "codec": ["zstd"]}},
+            "output.codec",
+            "a mapping of its keys (name, level, checksum, store_raw_below), not a list",
+        ),
+        (
+            {"cluster": 4},
+            "cluster",
+            "a mapping of its keys (scheduler, gpus, workers, threads_per_worker, "
+            "workers_per_gpu, mps, device_memory_limit, host_memory_limit, protocol, timeout, "
+            "dashboard), not a number (4)",
+        ),
+    ],
+)
+def test_a_section_given_as_no_mapping_is_said_as_what_it_takes(
+    tmp_path: Path, sections: dict[str, Any], key: str, said: str
+) -> None:
+    """``input:`` left empty, or given a store's URL, or ``codec: [zstd]``: pydantic's own
+    words, "Input should be a valid dictionary or instance of InputConfig" (a class of the
+    code; "Input should be an object" from model_validate_json), were the line. Said as what
+    the section takes, its keys, and what it was given, never a URL's credentials, in a file
+    as through the API (review43)."""
+    import yaml
+
+    from pipeline.config import Config, load_config
+
+    doc = {**_RUN, **sections}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{e.value.line}: {key}: must be {said}"
+    assert e.value.key == key and "SECRETX" not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        Config(**doc)
+    assert str(e.value) == f"pipeline.Config(): {key}: must be {said}"
+
+
+@pytest.mark.parametrize(
+    "sections, key, said",
+    [
+        (
+            {"cluster": {"host_memory_limit": "12XB"}},
+            "cluster.host_memory_limit",
+            "not a size: '12XB' (write e.g. '16GiB' or '500MB')",
+        ),
+        (
+            {"chunking": {"target_bytes": "-1GiB"}},
+            "chunking.target_bytes",
+            "not a size: '-1GiB' is less than one byte (write e.g. '16GiB')",
+        ),
+    ],
+)
+def test_a_value_the_line_quotes_is_not_said_again(
+    tmp_path: Path, sections: dict[str, Any], key: str, said: str
+) -> None:
+    """``host_memory_limit: 12XB`` was "not a size: '12XB' (write e.g. '16GiB' or '500MB')
+    (got '12XB')": the value said twice; once is enough (review43)."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**_RUN, **sections}, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{e.value.line}: {key}: {said}"
+
+
+_NOT_TEXT = ", as YAML reads an unquoted number, true/false, null or date: quote it, or write"
+
+
+@pytest.mark.parametrize(
+    "text, key, said",
+    [
+        ("cluster: {1: 2}", "cluster", "a key's name must be text, not 1 (a number)"),
+        ("cluster: {null: 2}", "cluster", "a key's name must be text, not null"),
+        (
+            "output: {store: out.zarr, 2024-01-01: x}",
+            "output",
+            "a key's name must be text, not 2024-01-01 (a date or time)",
+        ),
+        ("1: 2", "(top level)", "a key's name must be text, not 1 (a number)"),
+    ],
+)
+def test_a_key_yaml_reads_as_no_text_is_said_with_the_keys_its_section_takes(
+    tmp_path: Path, text: str, key: str, said: str
+) -> None:
+    """``cluster: {1: 2}`` was pydantic's "cluster.1: Keys should be strings (got 1)", and a
+    date "input.datetime.date(2024, 1, 1): Keys should be strings (got datetime.date(2024,
+    1, 1))": said as the section's, what it takes, and the fix (review43)."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    doc = {k: v for k, v in _RUN.items() if not text.startswith(f"{k}:")}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False) + text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    line = str(e.value)
+    assert line.startswith(f"{path}:{e.value.line}: {key}: {said}{_NOT_TEXT} the key meant")
+    assert "Keys should be strings" not in line and "datetime" not in line, line
+
+
+@pytest.mark.parametrize(
+    "text, line, key, where",
+    [
+        # the line in the text (from 1) after the config's own; lines said the same way
+        ("cluster: {workers: 1}\ncluster: {workers: 2}\n", 2, "cluster", "at lines {1} and {2}"),
+        ("cluster: {workers: 1, workers: 2}\n", 1, "cluster.workers", "both on this line"),
+        (
+            "cluster:\n  dashboard: ''\n  workers: 1\n  workers: 2\n",
+            4,
+            "cluster.workers",
+            "at lines {3} and {4}",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_at_its_second_line(
+    tmp_path: Path, text: str, line: int, key: str, where: str
+) -> None:
+    """Two ``cluster:`` sections, or ``workers`` twice in one: PyYAML keeps the last, and
+    the first was dropped without a word (review43). Refused at the second, naming the
+    first; an option's name in storage_options is not said; a merge (``<<:``) overridden by
+    the mapping's own key is no key given twice."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    own = yaml.safe_dump(_RUN, sort_keys=False)
+    path.write_text(own + text)
+    n = len(own.splitlines())
+    line += n
+    where = where.format(*(n + i for i in range(5)))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (
+        f"{path}:{line}: {key}: this key is given twice in one mapping ({where}); YAML keeps "
+        "only the last, and the first would be lost without a word: keep one, merging what "
+        "they set"
+    )
+    assert (e.value.line, e.value.key) == (line, key)
+    options = '{"secret:SECRETX": 1, "secret:SECRETX": 2}'
+    path.write_text(f"input: {{store: s3://b/in.zarr, storage_options: {options}}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "SECRETX" not in str(e.value) and e.value.key == "input.storage_options", e.value
+    path.write_text(
+        yaml.safe_dump(_RUN, sort_keys=False) + "cluster:\n  <<: {workers: 1}\n  workers: 2\n"
+    )
+    assert load_config(path).cluster.workers == 2
 
 
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:

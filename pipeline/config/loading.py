@@ -119,6 +119,45 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                         data["stages"][i][k.value] = value
 
 
+def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None:
+    """Refuse a key given twice in one mapping (two ``cluster:`` sections, ``{workers: 1,
+    workers: 2}``), at its second line, naming the first: PyYAML keeps the last silently, so
+    the first was dropped without a word (review43). In storage_options the name is not said
+    (it may be a value: :func:`pipeline.config.problems._dotted`). A merge (``<<: *base``)
+    is no key given twice: what it brings is overridden by the mapping's own keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for k, v in node.value:
+            here = (*key, k.value if isinstance(k, yaml.ScalarNode) else "?")
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                line = k.start_mark.line + 1
+                if (k.tag, k.value) in seen:
+                    _duplicate(path, here, seen[(k.tag, k.value)], line)
+                seen[(k.tag, k.value)] = line
+            _refuse_duplicate_keys(v, path, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, (*key, i))
+
+
+def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
+    """Raise the line of the key ``key`` given a second time at ``line`` (first at
+    ``first``)."""
+    secret = "storage_options" in key
+    at = key[: key.index("storage_options") + 1] if secret else key
+    dotted = ".".join(str(part) for part in at) or "(top level)"
+    what = "an option's name (not said here)" if secret else "this key"
+    where = "both on this line" if first == line else f"at lines {first} and {line}"
+    raise ConfigError(
+        f"{path}:{line}: {dotted}: {what} is given twice in one mapping ({where}); YAML keeps "
+        "only the last, and the first would be lost without a word: keep one, merging what "
+        "they set",
+        file=str(path),
+        line=line,
+        key=dotted,
+    )
+
+
 def _refuse_ambiguous_numbers(node: yaml.Node, path: Path, key: str = "") -> None:
     """Refuse a plain scalar anywhere outside ``stages`` (which :func:`_read_stage_numbers`
     reads) that YAML 1.1 (PyYAML) reads as a number other than YAML 1.2 would: ``chunks:
@@ -251,6 +290,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     positions = _positions(node) if node is not None else {}
     data = data if data is not None else {}
     if node is not None:
+        _refuse_duplicate_keys(node, p)
         _refuse_ambiguous_numbers(node, p)
         _read_stage_numbers(node, data, p)
     for dotted in overrides or {}:

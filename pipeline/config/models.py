@@ -105,6 +105,18 @@ AutoBytes: TypeAlias = Annotated[
 Shape: TypeAlias = tuple[Positive, ...]
 
 
+def _no_mapping(cls: type[BaseModel], source: str, obj: Any) -> ConfigError:
+    """The line of a model's validation (``source``) given no mapping: never its value (YAML
+    or JSON text, a list, may hold credentials), only its type."""
+    return ConfigError(
+        f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
+        f"{type(obj).__name__}",
+        file=source,
+        line=None,
+        key=None,
+    )
+
+
 class Model(BaseModel):
     """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
     plan, which holds the config) never show a credential: every value of
@@ -144,19 +156,68 @@ class Model(BaseModel):
         if isinstance(obj, cls):
             return super().model_validate(obj, **kwargs)
         if not isinstance(obj, Mapping) and not kwargs.get("from_attributes"):
-            raise ConfigError(  # never its value: YAML text, a list, may hold credentials
-                f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
-                f"{type(obj).__name__}",
-                file=source,
-                line=None,
-                key=None,
-            )
+            raise _no_mapping(cls, source, obj)
         data = obj  # an object's attributes as the keys named (from_attributes)
         if not isinstance(obj, Mapping):
             data = {n: getattr(obj, n) for n in cls.model_fields if hasattr(obj, n)}
         return checked(
             lambda: super(Model, cls).model_validate(obj, **kwargs),
             data,
+            cls,
+            source,
+            place=_place(cls),
+        )
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Self:
+        """The model made from the JSON text ``json_data`` (str, bytes), as pydantic's
+        ``model_validate_json`` makes it; an invalid one, or text that is no JSON object, is
+        the one :class:`~pipeline.errors.ConfigError` line ``model_validate``'s is, its
+        ``file`` ``pipeline.Config.model_validate_json()``, never quoting the text. It had
+        been pydantic's ValidationError, a line per problem quoting each value given
+        (``storage_options: "key=... secret=..."`` whole), and storage_options' problems that
+        pydantic does not check (``anon: 'false'``) had passed (review43)."""
+        import json
+
+        source = f"{_constructor(cls).removesuffix('()')}.model_validate_json()"
+        try:
+            data = json.loads(json_data)
+        except (TypeError, ValueError) as e:  # never the text: it may hold credentials
+            where = (
+                f" ({e.msg}: line {e.lineno}, column {e.colno})"
+                if isinstance(e, json.JSONDecodeError)
+                else ""
+            )
+            raise ConfigError(
+                f"{source}: takes a JSON object of keys ({', '.join(cls.model_fields)}), and "
+                f"this is no JSON{where}",
+                file=source,
+                line=None,
+                key=None,
+            ) from None
+        if not isinstance(data, Mapping):
+            raise _no_mapping(cls, source, data)
+        return checked(
+            lambda: super(Model, cls).model_validate_json(json_data, **kwargs),
+            data,
+            cls,
+            source,
+            place=_place(cls),
+        )
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **kwargs: Any) -> Self:
+        """The model made from the mapping ``obj`` of text values, as pydantic's
+        ``model_validate_strings`` makes it; an invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line ``model_validate``'s is, its ``file``
+        ``pipeline.Config.model_validate_strings()`` (it had been pydantic's ValidationError,
+        quoting every value given: review43)."""
+        source = f"{_constructor(cls).removesuffix('()')}.model_validate_strings()"
+        if not isinstance(obj, Mapping):
+            raise _no_mapping(cls, source, obj)
+        return checked(
+            lambda: super(Model, cls).model_validate_strings(obj, **kwargs),
+            obj,
             cls,
             source,
             place=_place(cls),
@@ -425,6 +486,12 @@ class ChunkingConfig(Model):
     target_bytes: Bytes = Field(256 * 2**20, description="auto block size target (input bytes)")
 
 
+#: The longest ``cluster.timeout``, a week: a longer one (``.inf``, ``1e12``) had passed, and
+#: joining a scheduler then failed in Python's ``OverflowError: timestamp out of range for
+#: platform time_t`` (a socket's timeout), not a line naming the key.
+_WEEK = 7 * 24 * 3600
+
+
 class ClusterConfig(Model):
     """Which cluster runs the tasks."""
 
@@ -479,7 +546,10 @@ class ClusterConfig(Model):
         "start), else tcp",
     )
     timeout: Annotated[float, NotBool] = Field(
-        10.0, gt=0, description="seconds to wait for a scheduler and its first worker"
+        10.0,
+        gt=0,
+        le=_WEEK,
+        description="seconds to wait for a scheduler and its first worker, at most a week",
     )
     dashboard: str = Field(
         ":0",

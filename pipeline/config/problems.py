@@ -10,6 +10,7 @@ neither imports the other: the models are known here only as the class an error 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import os
@@ -110,6 +111,8 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
         return f"unknown key {key!r} ({hint})"
+    if kind == "invalid_key":  # cluster: {1: 2}, {null: x}, {2024-01-01: x}
+        return _key_not_text(loc, err.get("input"), data, root, stages)
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
         return f"unknown stage {tag!r} at {key}; known stages: {known_stages()}"
@@ -132,6 +135,9 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
             f"{key}: must be a mapping of fsspec options, such as {{key: ..., secret: ...}} "
             "for s3:// (its value is not said here)"
         )
+    section = _model_at((*loc, ""), root) if kind in _NO_MAPPING and not stages else None
+    if section is not None and loc:  # input: (empty), input: in.zarr, codec: [zstd]
+        return _section_problem(key, section, err.get("input"))
     got = err.get("input")
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
@@ -153,7 +159,66 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
     if takes != "a value":  # workers: 2.5, level: 30: not pydantic's words, what it takes
         return f"{key}: must be {takes}{got_s}"
     msg = err["msg"].removeprefix("Value error, ")
+    # "not a size: '12XB' (...)": the text quoted already, not said twice (review43)
+    if got_s and isinstance(got, str) and repr(got) in msg:
+        got_s = ""
     return f"{key}: {msg}{got_s}"
+
+
+def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages: bool) -> str:
+    """What a key that YAML read as no string (``1: 2``, ``null: x``, ``2024-01-01: x``)
+    says: pydantic's own "Keys should be strings (got datetime.date(2024, 1, 1))", naming
+    the date as a key below ``input``, had been the line (review43)."""
+    parent = loc[:-1] if loc and loc[-1] in (got, str(got), repr(got)) else loc
+    owner = _stage_owner(parent, data) if stages else _model_at((*parent, ""), root)
+    names = list(owner.model_fields) if owner else []
+    if stages and names:
+        names.append("op")
+    if got is None:
+        shown = "null"
+    elif isinstance(got, bool):
+        shown = f"{str(got).lower()} (a boolean)"
+    elif isinstance(got, (int, float)):
+        shown = f"{got!r} (a number)"
+    elif isinstance(got, (datetime.date, datetime.time)):
+        shown = f"{got.isoformat()} (a date or time)"
+    else:
+        shown = f"a {type(got).__name__}"
+    valid = f" (valid keys: {', '.join(names)})" if names else ""
+    return (
+        f"{_dotted(parent) or '(top level)'}: a key's name must be text, not {shown}, as YAML "
+        f"reads an unquoted number, true/false, null or date: quote it, or write the key "
+        f"meant{valid}"
+    )
+
+
+#: Pydantic's errors of a section (``input``, ``cluster``, ``output.codec``) given as no
+#: mapping: "Input should be a valid dictionary or instance of InputConfig" (JSON: "Input
+#: should be an object"), naming a class of the code, not what the key takes (review43).
+_NO_MAPPING = frozenset(("model_type", "model_attributes_type", "dict_type"))
+
+
+def _section_problem(key: str, section: type[BaseModel], got: Any) -> str:
+    """What a section given as no mapping says: that it is one, with its keys indented below
+    it, and what it was given (nothing, text, a list), never a value of a list or mapping."""
+    keys = ", ".join(section.model_fields)
+    if got is None:
+        given = "null (a key left empty: its keys go on the lines below it, indented)"
+    elif isinstance(got, str):
+        if (url_query(got) or url_fragment(got)) is not None:
+            got = without_query(got)  # a URL's query (or fragment) may be a credential
+        if url_userinfo(got) is not None:
+            got = without_userinfo(got)  # s3://KEY:SECRET@...: neither said
+        given = f"text ({got!r})"
+    elif isinstance(got, bool):
+        given = "true/false"
+    elif isinstance(got, (int, float)):
+        given = f"a number ({got!r})"
+    elif isinstance(got, (list, tuple)):
+        given = "a list"
+    else:
+        given = f"a value of type {type(got).__name__}"
+    return f"{key}: must be a mapping of its keys ({keys}), not {given}"
 
 
 #: Pydantic's errors of a number's type or bounds, and of a value not among those a key
@@ -432,15 +497,31 @@ NAME_DOTTED = (
 )
 
 
+#: The mappings in storage_options whose names are no options but what a request sends
+#: (each as the thing it names): aiohttp's ``headers``, query ``params`` and ``cookies``
+#: (``connect.sid``, Express's session cookie), S3's user ``Metadata`` (in s3fs's
+#: ``s3_additional_kwargs``), and botocore's ``proxies`` (by host: ``http://10.0.0.1``).
+#: Their names may hold a dot; the cookies', the metadata's and the proxies' had been
+#: refused as an option's name with one (review43).
+NAMED_DATA = {
+    "headers": "header",
+    "params": "query parameter",
+    "cookies": "cookie",
+    "metadata": "metadata key",
+    "proxies": "proxy",
+}
+
+
 def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str] | None:
     """The first name in ``options`` (a store's ``storage_options``, or a mapping in them, at
     any depth) that is no string (:data:`NAME_NOT_TEXT`: s3fs, aiohttp and botocore each
     refused one with their own ``TypeError: keywords must be strings``, or sent it), that is
-    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a header's or query
-    parameter's name may, and only it may not be empty), which the file system or its client
-    refused only once the store was opened, at plan time, without the option's line; or the
-    first header or query parameter that would not be sent as written (:func:`_sent_problem`);
-    as (its key, why and the fix), never a value (nor a name with a dot: :func:`_dotted`)."""
+    empty (:data:`NAME_EMPTY`) or holds a dot (:data:`NAME_DOTTED`; a name in one of
+    :data:`NAMED_DATA`, a header's, say, may, and only it may not be empty), which the file
+    system or its client refused only once the store was opened, at plan time, without the
+    option's line; or the first header or query parameter that would not be sent as written
+    (:func:`_sent_problem`); as (its key, why and the fix), never a value (nor a name with a
+    dot: :func:`_dotted`)."""
     for name, value in options.items():
         here = (*key, name)
         if not isinstance(name, str):
@@ -448,14 +529,15 @@ def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str
         if name == "" or "." in name:
             return here, NAME_DOTTED if name else NAME_EMPTY
         kind = name.lower()
-        if kind in ("headers", "params") and isinstance(value, dict):
+        if kind in NAMED_DATA and isinstance(value, dict):
+            what = NAMED_DATA[kind]
             for item, v in value.items():
                 why = _sent_problem(kind, v)
                 if not isinstance(item, str):
-                    why = f"a {kind[:-1]}'s name must be a string: quote it"
+                    why = f"a {what}'s name must be a string: quote it"
                 elif item == "":
                     why = (
-                        f"a {kind[:-1]}'s name is empty (''): name it, or delete it (its "
+                        f"a {what}'s name is empty (''): name it, or delete it (its "
                         "value is not said here)"
                     )
                 if why is not None:
