@@ -963,6 +963,14 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
         "config_kwargs": {"proxies": {"http://10.0.0.1": "http://proxy.example:3128"}},
     }
     assert Config(**{**_RUN, "output": {"store": "s3://b/out.zarr", "storage_options": s3}})
+    # and a proxy header's, a WebHDFS data node's address, a reference:// store's references
+    # given as its fo (each had been refused as an option's name with a dot: review44)
+    http = {"proxy_headers": {"X.Proxy-Trace": "a"}}
+    assert Config(**{**_RUN, "input": {"store": "https://h/in.zarr", "storage_options": http}})
+    hdfs = {"data_proxy": {"dn1.cluster.local:9864": "localhost:9864"}}
+    assert Config(**{**_RUN, "input": {"store": "webhdfs://nn:9870/in", "storage_options": hdfs}})
+    for fo in ({".zgroup": '{"zarr_format": 2}'}, {"version": 1, "refs": {"x/0.0": ["a", 0, 9]}}):
+        assert Config(**{**_RUN, "input": {"store": "reference://", "storage_options": {"fo": fo}}})
     with pytest.raises(ConfigError) as e:  # only a name that is empty is no cookie's
         Config(
             **{

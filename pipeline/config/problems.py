@@ -500,15 +500,22 @@ NAME_DOTTED = (
 #: The mappings in storage_options whose names are no options but what a request sends
 #: (each as the thing it names): aiohttp's ``headers``, query ``params`` and ``cookies``
 #: (``connect.sid``, Express's session cookie), S3's user ``Metadata`` (in s3fs's
-#: ``s3_additional_kwargs``), and botocore's ``proxies`` (by host: ``http://10.0.0.1``).
-#: Their names may hold a dot; the cookies', the metadata's and the proxies' had been
-#: refused as an option's name with one (review43).
+#: ``s3_additional_kwargs``), and botocore's ``proxies`` (by host: ``http://10.0.0.1``);
+#: aiohttp's ``proxy_headers`` (headers sent to an HTTP store's proxy), fsspec WebHDFS's
+#: ``data_proxy`` (data nodes' addresses, ``dn1.cluster.local:9864``, each mapped to the one
+#: that reaches it) and a ``reference://`` store's ``fo`` given as its references themselves
+#: (``.zgroup``, ``x/0.0``; a version 1 one's ``refs`` are in it). Their names may hold a
+#: dot; the cookies', the metadata's and the proxies' had been refused as an option's name
+#: with one (review43), and the proxy headers', data nodes' and references' too (review44).
 NAMED_DATA = {
     "headers": "header",
     "params": "query parameter",
     "cookies": "cookie",
     "metadata": "metadata key",
     "proxies": "proxy",
+    "proxy_headers": "proxy header",
+    "data_proxy": "data node's address",
+    "fo": "reference",
 }
 
 
