@@ -1521,3 +1521,23 @@ def test_model_validate_from_attributes_is_pydantics_with_the_one_line() -> None
         "pipeline.config.ClusterConfig.model_validate(): workers: must be a whole number of "
         "at least 1 (got 0)"
     )
+
+
+def test_a_proxys_headers_are_masked_in_the_public_config() -> None:
+    """An HTTP store's ``proxy_headers`` (aiohttp sends them to the proxy: its
+    ``Proxy-Authorization``) are credentials as ``headers`` are: the summary's config
+    (``Config.public_dict``, ``--summary-json``) had written their values as they are, no
+    header's name being a secret's (review44)."""
+    options = {
+        "proxy": "http://proxy.example:3128",
+        "proxy_headers": {"Proxy-Authorization": "Basic SECRETX"},
+        "client_kwargs": {"proxy_headers": {"X-Proxy-Token": "SECRETY"}},
+    }
+    config = pipeline.Config(
+        input={"store": "https://h.example/in.zarr", "storage_options": options},
+        output={"store": "out.zarr"},
+        stages=[{"op": "square"}],
+    )
+    public = json.dumps(config.public_dict())
+    assert "SECRETX" not in public and "SECRETY" not in public, public
+    assert "http://proxy.example:3128" in public, public  # no credential: said as it is

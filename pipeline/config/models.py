@@ -652,8 +652,10 @@ _SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
 #: Options whose every value is masked: an HTTP store's query parameters (``params``, which
 #: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``),
 #: request headers (``Authorization``), whose names say nothing of what they hold, and
-#: aiohttp's ``auth`` (a ``BasicAuth``: user and password, given to the API as a mapping).
-_SECRET_OPTIONS = ("params", "headers", "auth")
+#: aiohttp's ``auth`` (a ``BasicAuth``: user and password, given to the API as a mapping);
+#: and so the headers and ``auth`` of an HTTP store's proxy (``proxy_headers``:
+#: ``Proxy-Authorization``, which had been written as it is: review44).
+_SECRET_OPTIONS = ("params", "headers", "auth", "proxy_headers", "proxy_auth")
 
 
 def _type_name(value: Any) -> str:
