@@ -495,6 +495,32 @@ def test_model_validate_json_is_one_config_error_line_never_quoting_the_text() -
     assert pipeline.Config.model_validate_json(json.dumps(_A_RUN)) == pipeline.Config(**_A_RUN)
 
 
+def test_model_validate_strings_names_the_list_it_cannot_read() -> None:
+    """Pydantic's strings mode reads no list: ``model_validate_strings`` of a whole config
+    (its ``stages``) or of ``gpus: ["0"]`` had been "(top level): Input should be a valid
+    string", naming no key, a tuple quoted whole (a credential in it too); now the list's
+    key and the calls that take it (review44). Text values still make a section."""
+    cluster = pipeline.config.ClusterConfig
+    assert cluster.model_validate_strings({"workers": "2", "timeout": "30"}).workers == 2
+    cases = [
+        (pipeline.Config, {**_A_RUN, "stages": ({"op": "square"},)}, "stages"),
+        (cluster, {"gpus": ["0"]}, "gpus"),
+        (
+            pipeline.config.InputConfig,
+            {"store": "s3://b/x", "storage_options": {"token": ("SECRETX",)}},
+            "storage_options.token",
+        ),
+    ]
+    for model, given, key in cases:
+        with pytest.raises(ConfigError) as info:
+            model.model_validate_strings(given)
+        e = info.value
+        call = f"pipeline.{'config.' if model is not pipeline.Config else ''}{model.__name__}"
+        assert str(e).startswith(f"{call}.model_validate_strings(): {key}: is a list, "), e
+        assert f"{call}.model_validate()" in str(e) and "SECRETX" not in str(e), e
+        assert (e.key, e.line, len(str(e).splitlines())) == (key, None, 1), e
+
+
 @pytest.mark.parametrize(
     ("section", "given", "key", "said", "place"),
     [

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.config.problems import BoolNotNumber, checked
+from pipeline.config.problems import BoolNotNumber, _dotted, checked
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, StageParams
 
@@ -211,17 +211,35 @@ class Model(BaseModel):
         ``model_validate_strings`` makes it; an invalid one is the one
         :class:`~pipeline.errors.ConfigError` line ``model_validate``'s is, its ``file``
         ``pipeline.Config.model_validate_strings()`` (it had been pydantic's ValidationError,
-        quoting every value given: review43)."""
+        quoting every value given: review43). A list that pydantic's strings mode refuses
+        (a whole config's ``stages``, ``gpus: ["0"]``) is said at its key, with the call that
+        takes it (:func:`_strings_list`): it had been "(top level): Input should be a valid
+        string", naming no key, and quoting the list (review44)."""
         source = f"{_constructor(cls).removesuffix('()')}.model_validate_strings()"
         if not isinstance(obj, Mapping):
             raise _no_mapping(cls, source, obj)
-        return checked(
-            lambda: super(Model, cls).model_validate_strings(obj, **kwargs),
-            obj,
-            cls,
-            source,
-            place=_place(cls),
-        )
+        try:
+            return checked(
+                lambda: super(Model, cls).model_validate_strings(obj, **kwargs),
+                obj,
+                cls,
+                source,
+                place=_place(cls),
+            )
+        except ConfigError:
+            listed = _strings_list(cls, obj, kwargs)
+            if listed is None:
+                raise
+            key = _dotted(listed) or None
+            call = source.removesuffix("_strings()")
+            raise ConfigError(
+                f"{source}: {key or '(top level)'}: is a list, and model_validate_strings "
+                "takes text and mappings of text only (pydantic's strings mode reads no list): "
+                f"give the config to {call}() as it is, or as JSON to {call}_json()",
+                file=source,
+                line=None,
+                key=key,
+            ) from None
 
     # Pydantic calls a model's own __init__ from model_validate, and for a model given as a
     # mapping inside another, unless it is marked as a base one, as BaseModel.__init__ is:
@@ -690,6 +708,35 @@ def _masked(data: Any, in_options: bool = False, secret_all: bool = False) -> An
     if isinstance(data, list):
         return [_masked(v, in_options, secret_all) for v in data]
     return data
+
+
+def _strings_list(cls: type[Model], obj: Mapping[str, Any], kwargs: Any) -> tuple | None:
+    """The key in ``obj`` of the first list (or tuple) that pydantic's
+    ``model_validate_strings`` of ``cls`` refused ("Input should be a valid string", at the
+    mapping that holds it, or at no key), found by identity; None where it refused none."""
+    from pydantic import ValidationError
+
+    try:
+        super(Model, cls).model_validate_strings(obj, **kwargs)
+    except ValidationError as e:
+        refused = [
+            x["input"]
+            for x in e.errors()
+            if x["type"] == "string_type" and isinstance(x["input"], (list, tuple))
+        ]
+    else:
+        return None
+
+    def find(node: Any, at: tuple) -> tuple | None:
+        for k, v in node.items() if isinstance(node, Mapping) else ():
+            if any(v is r for r in refused):
+                return (*at, k)
+            found = find(v, (*at, k))
+            if found is not None:
+                return found
+        return None
+
+    return find(obj, ()) if refused else None
 
 
 def _constructor(cls: type[Model]) -> str:
