@@ -1221,6 +1221,31 @@ def test_a_key_given_twice_is_refused_at_its_second_line(
     assert load_config(path).cluster.workers == 2
 
 
+def test_a_stages_number_a_merge_brings_is_read_as_its_own(tmp_path: Path) -> None:
+    """A stage's parameter that a merge brings (``- <<: *m``) is read as YAML 1.2, as the
+    stage's own is: ``&m {op: multiply, factor: 1e3}`` was 1000.0 and the stage merged from
+    it had been refused as text (review44). Its own key overrides the merge's, a later
+    ``<<:`` an earlier one's, in a list of merges the first, as PyYAML reads them."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    head = "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+    a, b = "  - &a {op: multiply, factor: 1e3}\n", "  - &b {op: multiply, factor: 2e3}\n"
+    for stage, factor in [
+        ("  - <<: *a\n", 1e3),
+        ("  - <<: *a\n    factor: 3e3\n", 3e3),
+        ("  - {<<: *a, <<: *b}\n", 2e3),
+        ("  - <<: [*a, *b]\n", 1e3),
+    ]:
+        path.write_text(head + a + b + stage)
+        factors = [s.factor for s in load_config(path).stages]
+        assert factors == [1e3, 2e3, factor], (stage, factors)
+    path.write_text(head + a + "  - <<: *a\n    factor: '3e3'\n")  # quoted: text, as before
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert e.value.key == "stages.1.factor" and e.value.line == 6, e.value
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is

@@ -82,7 +82,10 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
     YAML 1.1 (PyYAML) and YAML 1.2 read as different numbers is refused (ConfigError at its
     line): ``value: 010`` was the octal 8, where YAML 1.2 and the person who wrote it read 10,
     and ``1:30`` was 90 (helper-U); leading zeros that change nothing (``007``, or ``08``,
-    text to YAML 1.1) give the decimal integer."""
+    text to YAML 1.1) give the decimal integer. A stage's parameter a merge brings (``- <<:
+    *m``) is read as the stage's own (:func:`_merged_pairs`): it had stayed text, and the
+    stage merged from ``&m {op: multiply, factor: 1e3}`` was refused where ``&m`` was not
+    (review44)."""
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:
@@ -91,7 +94,7 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
         for i, item in enumerate(value_node.value):
             if not isinstance(item, yaml.MappingNode):
                 continue
-            for k, v in item.value:
+            for k, v in _merged_pairs(item):
                 plain = isinstance(v, yaml.ScalarNode) and v.style is None
                 if not plain:
                     continue
@@ -117,6 +120,33 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
                 if value is not None:
                     with contextlib.suppress(KeyError, IndexError, TypeError):
                         data["stages"][i][k.value] = value
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _merged_pairs(
+    node: yaml.MappingNode, within: frozenset[int] = frozenset()
+) -> list[tuple[Any, Any]]:
+    """The (key, value) nodes of the mapping ``node`` as PyYAML makes it, merges (``<<: *m``,
+    ``<<: [*a, *b]``) brought in: its own keys first, then a later ``<<:``'s over an earlier
+    one's, and in a list of them an earlier mapping's over a later one's, each key's first
+    kept (as ``SafeConstructor.flatten_mapping`` lets them override); a key only once. A
+    mapping merged into itself (``&m {<<: *m}``, which PyYAML reads) brings nothing more."""
+    within = within | {id(node)}
+    pairs = [(k, v) for k, v in node.value if k.tag != _MERGE]
+    for v in reversed([v for k, v in node.value if k.tag == _MERGE]):
+        for src in v.value if isinstance(v, yaml.SequenceNode) else [v]:
+            if isinstance(src, yaml.MappingNode) and id(src) not in within:
+                pairs += _merged_pairs(src, within)
+    out: list[tuple[Any, Any]] = []
+    seen: set[Any] = set()
+    for k, v in pairs:
+        name = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else id(k)
+        if name not in seen:
+            seen.add(name)
+            out.append((k, v))
+    return out
 
 
 def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None:
