@@ -1246,6 +1246,36 @@ def test_a_stages_number_a_merge_brings_is_read_as_its_own(tmp_path: Path) -> No
     assert e.value.key == "stages.1.factor" and e.value.line == 6, e.value
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("input: &a {store: in.zarr, storage_options: {x: *a}}\n", 1, "input.storage_options.x"),
+        (
+            "input: {store: in.zarr, storage_options: {x: &l [1, *l]}}\n",
+            1,
+            "input.storage_options.x.1",
+        ),
+        ("input:\n  &a store: in.zarr\ncluster: &c\n  workers: 1\n  x: [*c]\n", 5, "cluster.x.0"),
+    ],
+)
+def test_an_alias_inside_its_own_anchor_is_one_line(
+    tmp_path: Path, cli, text: str, line: int, key: str
+) -> None:
+    """An alias used inside its own anchor's mapping or list makes a config that holds
+    itself without end: reading it had failed in Python's RecursionError, not a line
+    (review44). One line at the alias's key."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert (e.value.line, e.value.key) == (line, key), e.value
+    assert str(e.value).startswith(f"{path}:{line}: {key}: an alias of a mapping or list "), e
+    rc, _, err = cli("plan", path)
+    assert rc == 1 and one_line_error(err) == f"error: {e.value}"
+
+
 def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
     """The kind, not a list: every key outside the stages that takes a number, or a list of
     them (found from the schema), given text, a fraction, or a number beyond any bound, is

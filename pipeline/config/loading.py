@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.models import Config, validated
+from pipeline.config.problems import _dotted
 from pipeline.errors import ConfigError
 
 
@@ -147,6 +148,45 @@ def _merged_pairs(
             seen.add(name)
             out.append((k, v))
     return out
+
+
+def _refuse_cycles(
+    node: yaml.Node,
+    path: Path,
+    key: tuple = (),
+    mark: Any = None,
+    within: set[int] | None = None,
+    done: set[int] | None = None,
+) -> None:
+    """Refuse an alias used inside its own anchor's mapping or list (``input: &a {x: *a}``,
+    ``&l [*l]``, ``&m {<<: *m}``), at the line of its key: the config would hold itself
+    without end, and reading it had failed in Python's RecursionError, not a line
+    (review44). Each node is walked once (``done``), however many aliases name it."""
+    within = set() if within is None else within
+    done = set() if done is None else done
+    if id(node) in within:
+        line = (mark or node.start_mark).line + 1
+        dotted = _dotted(key) or "(top level)"
+        raise ConfigError(
+            f"{path}:{line}: {dotted}: an alias of a mapping or list that holds it (used "
+            "inside its own anchor), so the config would hold itself without end: write out "
+            "what is meant there",
+            file=str(path),
+            line=line,
+            key=dotted,
+        )
+    if id(node) in done:
+        return
+    within.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+            _refuse_cycles(v, path, (*key, name), k.start_mark, within, done)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_cycles(item, path, (*key, i), mark, within, done)
+    within.discard(id(node))
+    done.add(id(node))
 
 
 def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None:
@@ -317,6 +357,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
             line=mark.line + 1 if mark else None,
             key=None,
         ) from None
+    if node is not None:
+        _refuse_cycles(node, p)
     positions = _positions(node) if node is not None else {}
     data = data if data is not None else {}
     if node is not None:
