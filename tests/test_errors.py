@@ -138,6 +138,12 @@ CASES: dict[str, Case] = {
         ConfigError,
         {"file": _in("run.yaml"), "line": 6, "key": None},
     ),
+    "two-documents": Case(  # it had said "malformed YAML: but found another document"
+        _yaml(BASE + SEED + "---\ncluster: {{workers: 2}}\n"),
+        ConfigError,
+        {"file": _in("run.yaml"), "line": 6, "key": None},
+        ["a second YAML document starts here", "delete the '---' line"],
+    ),
     "not-utf8": Case(
         _latin1_yaml,
         ConfigError,

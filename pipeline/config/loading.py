@@ -351,8 +351,15 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        said = f"malformed YAML: {problem}"
+        if problem == "but found another document":  # a '---' after the config (review44)
+            said = (
+                "a second YAML document starts here ('---' after the config), and a config "
+                "is one document: delete the '---' line (and merge what follows it into the "
+                "config), or keep the other document in a file of its own"
+            )
         raise ConfigError(
-            f"{where}: malformed YAML: {problem}",
+            f"{where}: {said}",
             file=str(p),
             line=mark.line + 1 if mark else None,
             key=None,
