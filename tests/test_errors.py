@@ -1221,6 +1221,23 @@ def test_a_key_given_twice_is_refused_at_its_second_line(
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert "SECRETX" not in str(e.value) and e.value.key == "input.storage_options", e.value
+    assert ": an option (its name not said here) is given twice" in str(e.value), e.value
+    # named at the mapping that holds it, as what it is there: a header, not an option; and
+    # storage_options itself given twice is a key given twice (review44)
+    for options, key, what in [
+        (
+            '{client_kwargs: {headers: {"a.SECRETX": 1, "a.SECRETX": 2}}}',
+            ".client_kwargs.headers",
+            "a header (its name not said here)",
+        ),
+        ("{anon: true}, storage_options: {anon: false}", "", "this key"),
+    ]:
+        path.write_text(f"input: {{store: s3://b/in.zarr, storage_options: {options}}}\n")
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        key = f"input.storage_options{key}"
+        assert str(e.value).startswith(f"{path}:1: {key}: {what} is given twice "), e.value
+        assert "SECRETX" not in str(e.value) and e.value.key == key, e.value
     path.write_text(
         yaml.safe_dump(_RUN, sort_keys=False) + "cluster:\n  <<: {workers: 1}\n  workers: 2\n"
     )

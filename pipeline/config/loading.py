@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.models import Config, validated
-from pipeline.config.problems import _dotted
+from pipeline.config.problems import NAMED_DATA, _dotted
 from pipeline.errors import ConfigError
 
 
@@ -213,10 +213,13 @@ def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None
 def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
     """Raise the line of the key ``key`` given a second time at ``line`` (first at
     ``first``)."""
-    secret = "storage_options" in key
-    at = key[: key.index("storage_options") + 1] if secret else key
-    dotted = ".".join(str(part) for part in at) or "(top level)"
-    what = "an option's name (not said here)" if secret else "this key"
+    secret = "storage_options" in key[:-1]
+    at = key[:-1] if secret else key  # in storage_options, the mapping that holds the name
+    dotted = _dotted(at) or "(top level)"
+    what = "this key"
+    if secret:  # a header in ...storage_options.client_kwargs.headers (review44)
+        held = str(at[-1]).lower() if at[-1] != "storage_options" else ""
+        what = f"{_a(NAMED_DATA.get(held, 'option'))} (its name not said here)"
     where = "both on this line" if first == line else f"at lines {first} and {line}"
     raise ConfigError(
         f"{path}:{line}: {dotted}: {what} is given twice in one mapping ({where}); YAML keeps "
@@ -226,6 +229,11 @@ def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
         line=line,
         key=dotted,
     )
+
+
+def _a(thing: str) -> str:
+    """``thing`` with its article: "a header", "an option"."""
+    return f"{'an' if thing[:1] in 'aeiou' else 'a'} {thing}"
 
 
 def _refuse_ambiguous_numbers(node: yaml.Node, path: Path, key: str = "") -> None:
