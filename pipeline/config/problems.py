@@ -86,10 +86,12 @@ REMOVED = {
 }
 
 
-def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: str = "") -> str:
+def _message(
+    err: Mapping[str, Any], data: Any, root: type[BaseModel], place: str = "", file: bool = False
+) -> str:
     """What pydantic's error ``err`` of the model ``root``, made from ``data``, says in the
     one line: the key and the fix (``place``: where ``root`` sits in a whole config, as
-    :func:`validation_error` takes it)."""
+    :func:`validation_error` takes it; ``file``: ``data`` is a YAML file's)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
     key = _dotted(loc) or "(top level)"
@@ -137,7 +139,7 @@ def _message(err: Mapping[str, Any], data: Any, root: type[BaseModel], place: st
         )
     section = _model_at((*loc, ""), root) if kind in _NO_MAPPING and not stages else None
     if section is not None and loc:  # input: (empty), input: in.zarr, codec: [zstd]
-        return _section_problem(key, section, err.get("input"))
+        return _section_problem(key, section, err.get("input"), file)
     got = err.get("input")
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
@@ -198,11 +200,15 @@ def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages
 _NO_MAPPING = frozenset(("model_type", "model_attributes_type", "dict_type"))
 
 
-def _section_problem(key: str, section: type[BaseModel], got: Any) -> str:
+def _section_problem(key: str, section: type[BaseModel], got: Any, file: bool = False) -> str:
     """What a section given as no mapping says: that it is one, with its keys indented below
-    it, and what it was given (nothing, text, a list), never a value of a list or mapping."""
+    it, and what it was given (nothing, text, a list), never a value of a list or mapping.
+    Null is a key left empty in a YAML ``file``, else None (``pipeline.Config(input=None)``,
+    JSON's null), which had been said as a key left empty too (review44)."""
     keys = ", ".join(section.model_fields)
-    if got is None:
+    if got is None and not file:
+        given = "null (None)"
+    elif got is None:
         given = "null (a key left empty: its keys go on the lines below it, indented)"
     elif isinstance(got, str):
         if (url_query(got) or url_fragment(got)) is not None:
@@ -691,7 +697,7 @@ def validation_error(
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
     return ConfigError(
-        f"{where}: {message or _message(err, data, root, place)}{more}",
+        f"{where}: {message or _message(err, data, root, place, positions is not None)}{more}",
         file=source,
         line=line,
         key=dotted,
