@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.models import Config, validated
-from pipeline.config.problems import NAMED_DATA, _dotted
+from pipeline.config.problems import NAMED_DATA, dotted_key
 from pipeline.errors import ConfigError
 
 
@@ -166,7 +166,7 @@ def _refuse_cycles(
     done = set() if done is None else done
     if id(node) in within:
         line = (mark or node.start_mark).line + 1
-        dotted = _dotted(key) or "(top level)"
+        dotted = dotted_key(key) or "(top level)"
         raise ConfigError(
             f"{path}:{line}: {dotted}: an alias of a mapping or list that holds it (used "
             "inside its own anchor), so the config would hold itself without end: write out "
@@ -193,7 +193,7 @@ def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None
     """Refuse a key given twice in one mapping (two ``cluster:`` sections, ``{workers: 1,
     workers: 2}``), at its second line, naming the first: PyYAML keeps the last silently, so
     the first was dropped without a word (review43). In storage_options the name is not said
-    (it may be a value: :func:`pipeline.config.problems._dotted`). A merge (``<<: *base``)
+    (it may be a value: :func:`pipeline.config.problems.dotted_key`). A merge (``<<: *base``)
     is no key given twice: what it brings is overridden by the mapping's own keys."""
     if isinstance(node, yaml.MappingNode):
         seen: dict[tuple[str, str], int] = {}
@@ -215,7 +215,7 @@ def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
     ``first``)."""
     secret = "storage_options" in key[:-1]
     at = key[:-1] if secret else key  # in storage_options, the mapping that holds the name
-    dotted = _dotted(at) or "(top level)"
+    dotted = dotted_key(at) or "(top level)"
     what = "this key"
     if secret:  # a header in ...storage_options.client_kwargs.headers (review44)
         held = str(at[-1]).lower() if at[-1] != "storage_options" else ""

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.config.problems import BoolNotNumber, _dotted, checked
+from pipeline.config.problems import BoolNotNumber, checked, dotted_key
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import REGISTRY, StageParams
 
@@ -230,7 +230,7 @@ class Model(BaseModel):
             listed = _strings_list(cls, obj, kwargs)
             if listed is None:
                 raise
-            key = _dotted(listed) or None
+            key = dotted_key(listed) or None
             call = source.removesuffix("_strings()")
             raise ConfigError(
                 f"{source}: {key or '(top level)'}: is a list, and model_validate_strings "

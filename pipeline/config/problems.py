@@ -94,7 +94,7 @@ def _message(
     :func:`validation_error` takes it; ``file``: ``data`` is a YAML file's)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
-    key = _dotted(loc) or "(top level)"
+    key = dotted_key(loc) or "(top level)"
     full = f"{place}.{key}" if place else key
     if kind == "extra_forbidden" and full in REMOVED:
         return f"unknown key {key!r} (removed in this version: {REMOVED[full]}; delete it)"
@@ -188,7 +188,7 @@ def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages
         shown = f"a {type(got).__name__}"
     valid = f" (valid keys: {', '.join(names)})" if names else ""
     return (
-        f"{_dotted(parent) or '(top level)'}: a key's name must be text, not {shown}, as YAML "
+        f"{dotted_key(parent) or '(top level)'}: a key's name must be text, not {shown}, as YAML "
         f"reads an unquoted number, true/false, null or date: quote it, or write the key "
         f"meant{valid}"
     )
@@ -534,7 +534,7 @@ def _options_problem(options: Mapping[Any, Any], key: tuple) -> tuple[tuple, str
     system or its client refused only once the store was opened, at plan time, without the
     option's line; or the first header or query parameter that would not be sent as written
     (:func:`_sent_problem`); as (its key, why and the fix), never a value (nor a name with a
-    dot: :func:`_dotted`)."""
+    dot: :func:`dotted_key`)."""
     for name, value in options.items():
         here = (*key, name)
         if not isinstance(name, str):
@@ -615,10 +615,10 @@ def checked(
     key, said = option
     where, line, extra = _where(key, source, positions, overridden)
     line_said = f"{where}: {_option_said(key, said)}"
-    raise ConfigError(line_said, file=source, line=line, key=_dotted(key), **extra)
+    raise ConfigError(line_said, file=source, line=line, key=dotted_key(key), **extra)
 
 
-def _dotted(key: Sequence[Any], empty: str = "") -> str:
+def dotted_key(key: Sequence[Any], empty: str = "") -> str:
     """``key`` (a location in a config's keys) as its dotted name, an empty part as
     ``empty``: a name in storage_options that holds a dot, a colon or a space as ``***``,
     since it is no option's and may be a value (``{secret:VALUE}``, no space after the
@@ -635,7 +635,7 @@ def _dotted(key: Sequence[Any], empty: str = "") -> str:
 def _option_said(key: Sequence[Any], said: str) -> str:
     """An option's problem (at ``key``, why and the fix ``said``) as its line says it after
     where: the option's name, or for an empty name its mapping's (as for any key's)."""
-    return f"{_dotted(key[:-1] if key[-1:] == ('',) else key)}: {said}"
+    return f"{dotted_key(key[:-1] if key[-1:] == ('',) else key)}: {said}"
 
 
 def _rank(loc: Sequence[Any], root: type[BaseModel]) -> tuple[int, ...]:
@@ -689,7 +689,7 @@ def validation_error(
             key = option[0]
             message = _option_said(*option)
     where, line, extra = _where(key, source, positions, overridden)
-    dotted = _dotted(key) or None
+    dotted = dotted_key(key) or None
     more = _other_problems(
         key, locs, {_data_loc(x["loc"], data) for x in errors if x["type"] == "missing"}
     )
@@ -724,7 +724,7 @@ def _where(
     if by is None and made != loc:
         by = next((o for o in overridden if o[: len(made)] == made), None)
     if by is not None:
-        name = _dotted(by)
+        name = dotted_key(by)
         return (
             f"override {name!r} (given with {source}, not read from it)",
             None,
@@ -753,7 +753,7 @@ def _other_problems(key: tuple, locs: list[tuple], missing: Collection[tuple] = 
     others = [a for a in others if not any(b != a and b[: len(a)] == a for b in others)]
 
     def said(locs: list[tuple]) -> str:  # an empty key's name as '' (cluster.'')
-        return ", ".join(_dotted(loc, "''") or "(top level)" for loc in locs)
+        return ", ".join(dotted_key(loc, "''") or "(top level)" for loc in locs)
 
     wrong = said([loc for loc in others if loc not in missing])
     absent = said([loc for loc in others if loc in missing])
