@@ -829,3 +829,32 @@ def test_gpu_numpy_scalars_give_numpys_bits(dtype: str, scalar: Any) -> None:
         want = stages.apply_chain(chain, x)
         numpy_own = (x * scalar + scalar).astype(chain[-1].out_dtype)
     assert y.dtype == want.dtype and y.tobytes() == want.tobytes() == numpy_own.tobytes()
+
+
+def test_a_resume_tells_a_numpy_scalar_from_the_python_number(tmp_path) -> None:
+    """A float16 output made with ``np.float32(2)`` (float32, NumPy's) is not the one the
+    Python ``2`` makes (float16): a resume with the other is refused, naming both as the
+    plan does; with the same scalar it finds the output complete."""
+    import zarr
+
+    import pipeline
+
+    x = np.arange(12, dtype=np.float16).reshape(3, 4)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": np.float32(2)}],
+        "backend": "cpu",
+    }
+    pipeline.run(cfg)
+    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").dtype == np.float32
+    cfg["stages"] = [{"op": "multiply", "factor": 2}]
+    with pytest.raises(pipeline.OutputError) as e:
+        pipeline.run(cfg, resume=True)
+    assert (
+        "were multiply(factor=np.float32(2.0)) float16 -> float32, now multiply(factor=2) "
+        "float16 -> float16" in str(e.value)
+    )
+    cfg["stages"] = [{"op": "multiply", "factor": np.array(2, dtype=np.float32)}]
+    assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
