@@ -364,6 +364,12 @@ def test_stage_scalars_keep_their_type() -> None:
     assert type(stages.AddParams(value=np.float32(0.5)).value) is np.float32
     assert type(stages.AddParams(value=np.float64(0.5)).value) is np.float64
     assert type(stages.AddParams(value=np.array(2, dtype=np.uint8)).value) is np.uint8
+    # the typed form, as a file or the summary's JSON gives it: NumPy's scalar of that dtype
+    typed = stages.AddParams(value={"dtype": "float32", "value": np.float64(0.1)}).value
+    assert type(typed) is np.float32 and typed == np.float32(0.1)
+    big = stages.AddParams(value={"dtype": "uint64", "value": 2**64 - 1}).value
+    assert type(big) is np.uint64 and int(big) == 2**64 - 1
+    assert type(stages.AddParams(value={"dtype": "int8", "value": 4.0}).value) is np.int8
     assert stages.AddParams().value is None
 
 
@@ -760,6 +766,7 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         ({"dtype": "float128", "value": 1}, "a typed number's dtype must be one of int8, "),
         ({"dtype": "int8", "value": 300}, "300 does not fit int8 (integers -128..127)"),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
+        ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
         ({"dtype": "float16", "value": 1e6}, "finite number (not inf or NaN) in float16"),
         ({"dtype": "float32", "value": True}, "a typed number's value must be a number"),
         ({"value": 1}, "a typed number is a mapping of dtype and value, as in {dtype: float32"),

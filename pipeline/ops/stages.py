@@ -87,11 +87,11 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
     name, value = v["dtype"], v["value"]
     if not isinstance(name, str) or name not in SCALAR_DTYPES:
         raise ValueError(f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)}")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
     dtype = np.dtype(name)
     if dtype.kind in "iu":
-        if isinstance(value, float) and not value.is_integer():
+        if not isinstance(value, numbers.Integral) and not float(value).is_integer():
             raise ValueError(f"a typed number of dtype {name} must be a whole number")
         info = np.iinfo(dtype)
         if not info.min <= int(value) <= info.max:
