@@ -816,7 +816,7 @@ def test_cuda_source_takes_a_numpy_scalar_in_numpys_result_dtype() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("scalar", NUMPY_SCALARS, ids=lambda s: type(s).__name__)
-@pytest.mark.parametrize("dtype", ["float16", "int16", "uint8", "float32", "int64"])
+@pytest.mark.parametrize("dtype", ["float16", "int16", "uint8", "uint16", "float32", "int32"])
 def test_gpu_numpy_scalars_give_numpys_bits(dtype: str, scalar: Any) -> None:
     """The GPU kernel with a NumPy scalar in each stage: NumPy's dtype and bits."""
     import cupy as cp
