@@ -768,6 +768,7 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
         ({"dtype": "float16", "value": 1e6}, "finite number (not inf or NaN) in float16"),
+        ({"dtype": "float64", "value": 10**400}, "finite number (not inf or NaN) in float64"),
         ({"dtype": "float32", "value": True}, "a typed number's value must be a number"),
         ({"value": 1}, "a typed number is a mapping of dtype and value, as in {dtype: float32"),
     ],

@@ -91,14 +91,21 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
         raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
     dtype = np.dtype(name)
     if dtype.kind in "iu":
-        if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+        if isinstance(value, numbers.Integral):
+            whole = int(value)
+        elif float(value).is_integer():
+            whole = int(float(value))
+        else:
             raise ValueError(f"a typed number of dtype {name} must be a whole number")
         info = np.iinfo(dtype)
-        if not info.min <= int(value) <= info.max:
-            raise ValueError(f"{int(value)} does not fit {name} (integers {info.min}..{info.max})")
-        return dtype.type(int(value))
-    with np.errstate(over="ignore"):
-        held = dtype.type(value)
+        if not info.min <= whole <= info.max:
+            raise ValueError(f"{whole} does not fit {name} (integers {info.min}..{info.max})")
+        return dtype.type(whole)
+    try:
+        with np.errstate(over="ignore"):
+            held = dtype.type(value)
+    except OverflowError:  # an int past float64's range: no finite float holds it
+        held = dtype.type("inf")
     if not np.isfinite(held):
         raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
     return held
