@@ -355,12 +355,21 @@ def test_stage_scalars_are_finite_numbers_never_coerced(value, problem, model) -
 
 
 def test_stage_scalars_keep_their_type() -> None:
-    """An int stays an int (``int16 * 5`` is int16), a float a float; NumPy scalars become the
-    Python numbers they are."""
+    """An int stays an int (``int16 * 5`` is int16), a float a float; a NumPy scalar stays
+    the NumPy scalar it is (strongly typed, as NumPy computes with it), a 0-d array becomes
+    its scalar."""
     assert type(stages.MultiplyParams(factor=5).factor) is int
     assert type(stages.MultiplyParams(factor=5.0).factor) is float
-    assert type(stages.AddParams(value=np.int64(3)).value) is int
-    assert type(stages.AddParams(value=np.float32(0.5)).value) is float
+    assert type(stages.AddParams(value=np.int64(3)).value) is np.int64
+    assert type(stages.AddParams(value=np.float32(0.5)).value) is np.float32
+    assert type(stages.AddParams(value=np.float64(0.5)).value) is np.float64
+    assert type(stages.AddParams(value=np.array(2, dtype=np.uint8)).value) is np.uint8
+    # the typed form, as a file or the summary's JSON gives it: NumPy's scalar of that dtype
+    typed = stages.AddParams(value={"dtype": "float32", "value": np.float64(0.1)}).value
+    assert type(typed) is np.float32 and typed == np.float32(0.1)
+    big = stages.AddParams(value={"dtype": "uint64", "value": 2**64 - 1}).value
+    assert type(big) is np.uint64 and int(big) == 2**64 - 1
+    assert type(stages.AddParams(value={"dtype": "int8", "value": 4.0}).value) is np.int8
     assert stages.AddParams().value is None
 
 
@@ -569,3 +578,291 @@ def test_the_float64_advice_followed_computes_what_a_float64_input_computes(tmp_
     want = x.astype(np.float64) ** 2 + 1
     assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
     assert (tmp_path / "in.zarr" / "c" / "0" / "0").read_bytes() == before
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy scalars given through the API: strongly typed, as NumPy computes with them (NEP 50).
+
+#: One of each NumPy scalar type the stages take, with values that neither overflow a narrow
+#: integer input nor round to the same thing in every dtype (0.1 differs in each float).
+NUMPY_SCALARS = [
+    np.int8(-3), np.int16(7), np.int32(-5), np.int64(3),
+    np.uint8(3), np.uint16(5), np.uint32(2), np.uint64(3),
+    np.float16(0.1), np.float32(0.1), np.float64(0.1),
+]  # fmt: skip
+
+
+def _small(dtype: np.dtype) -> np.ndarray:
+    """Values of ``dtype`` whose products and sums with :data:`NUMPY_SCALARS` fit any integer
+    result (so NumPy's own values are the promoted chain's), with float fractions, zeros of
+    both signs and a subnormal where the dtype has them."""
+    if dtype.kind in "iu":
+        lo = 0 if dtype.kind == "u" else -9
+        return np.arange(lo, lo + 19).astype(dtype)
+    v = np.array([0.0, -0.0, 1.0, -2.5, 3.3, 100.7, 1e-3, -7.1, 0.2], dtype=dtype)
+    return np.append(v, np.finfo(dtype).smallest_subnormal)
+
+
+@pytest.mark.parametrize("scalar", NUMPY_SCALARS, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["multiply", "add"])
+def test_a_numpy_scalar_gives_numpys_dtype_and_bits(op: str, dtype: str, scalar: Any) -> None:
+    """``x * np.float32(2)`` is float32 for a float16 ``x`` (NEP 50: a NumPy scalar is strongly
+    typed); the stage had taken the scalar as its Python number, weakly (float16 stayed
+    float16, int16 times np.float32(0.1) became float64, uint8 with np.int8(-1) refused).
+    Every input dtype with every NumPy scalar type: the plan's dtype is ``np.result_type``'s
+    (an integer one widened only where the overflow policy widens, as for a Python int), and
+    the values are NumPy's to the bit, evaluated whole, in pieces, and on the traced tape."""
+    x = _small(np.dtype(dtype))
+    params = (
+        stages.MultiplyParams(factor=scalar) if op == "multiply" else stages.AddParams(value=scalar)
+    )
+    assert type(getattr(params, "factor" if op == "multiply" else "value")) is type(scalar)
+    want = x * scalar if op == "multiply" else x + scalar
+    try:
+        (bound,) = stages.plan_chain([(op, params)], x.dtype)
+    except PlanError as e:  # a dtype's whole range times the scalar past 64 bits: as for 3
+        assert want.dtype.kind in "iu" and "can overflow even 64-bit integers" in str(e)
+        assert want.dtype.itemsize == 8 and abs(int(scalar)) > 1
+        return
+    assert bound.out_dtype.kind == want.dtype.kind
+    if want.dtype.kind == "f":
+        assert bound.out_dtype == want.dtype == np.result_type(x.dtype, scalar)
+    else:  # integer_overflow: promote may widen it, never narrow it
+        assert np.promote_types(want.dtype, bound.out_dtype) == bound.out_dtype
+    got = stages.apply_chain([bound], x)
+    pieces = np.empty(x.shape, dtype=bound.out_dtype)
+    stages.apply_chain_blocked([bound], x, pieces, block=4)
+    assert stages.trace_chain([bound], x.dtype) is not None  # replayed, not evaluated as is
+    for y in (got, pieces):
+        assert y.dtype == bound.out_dtype
+        assert y.tobytes() == want.astype(bound.out_dtype).tobytes(), (x, y, want)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scalar", "result"),
+    [
+        ("float16", np.float32(2), "float32"),
+        ("float16", np.float64(0.1), "float64"),
+        ("int16", np.float32(0.1), "float32"),
+        ("int32", np.float32(0.5), "float64"),
+        ("uint8", np.int8(-1), "int16"),
+        ("float32", np.float64(0.1), "float64"),
+        ("int8", np.uint64(3), "float64"),
+        ("float32", np.array(2.5, dtype=np.float32), "float32"),  # a 0-d array: its scalar
+        ("float16", np.array(3, dtype=np.int8), "float16"),
+    ],
+)
+def test_numpy_scalars_through_the_api_run_as_numpy_computes(
+    tmp_path, backend_client: tuple[str, Any], dtype: str, scalar: Any, result: str
+) -> None:
+    """A whole run on a cluster, its stages given as NumPy scalars through the API: the
+    output zarr-python reads is NumPy's chain on the input, dtype and bits; the plan and the
+    summary name the scalar's type; the summary's config (JSON) runs again to the same bytes,
+    and the config's model_dump makes the same config."""
+    import json
+
+    import zarr
+
+    import pipeline
+
+    backend, client = backend_client
+    floats = np.dtype(result).kind == "f"
+    rng = np.random.default_rng(5)
+    if np.dtype(dtype).kind == "f":
+        x = (rng.standard_normal((40, 30)) * 50).astype(dtype)
+        x[0, :4] = [np.nan, np.inf, -0.0, np.finfo(dtype).smallest_subnormal]
+    else:
+        x = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, (40, 30), endpoint=True)
+        x = x.astype(dtype)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(10, 30))[
+        ...
+    ] = x
+    cfg = pipeline.Config(
+        input={"store": str(tmp_path / "in.zarr")},
+        output={"store": str(tmp_path / "out.zarr")},
+        stages=[
+            {"op": "multiply", "factor": scalar},
+            *([{"op": "square"}] if floats else []),  # integers: no promotion past NumPy's
+            {"op": "add", "value": scalar},
+            {"op": "add"},
+        ],
+        backend=backend,
+        chunking={"block": [10, 30]},
+    )
+    assert pipeline.Config(**cfg.model_dump()) == cfg
+    s = np.asarray(scalar)[()]
+    with np.errstate(all="ignore"):
+        y = x * s
+        if floats:
+            y = y * y
+        want = (y + s) + (y + s)
+    assert want.dtype == np.dtype(result)
+    plan = pipeline.plan(cfg)
+    assert plan.chain[0].describe() == f"multiply(factor={s!r}) {dtype} -> {result}"
+    summary = pipeline.run(cfg, client=client, summary_json=tmp_path / "s.json")
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert summary.stages[0] == plan.chain[0].describe()
+    saved = json.loads((tmp_path / "s.json").read_text())
+    again = saved["config"]
+    assert again["stages"][0]["factor"] == {"dtype": s.dtype.name, "value": s.item()}
+    again["output"]["store"] = str(tmp_path / "again.zarr")
+    pipeline.run(again, client=client)
+    assert zarr.open_array(str(tmp_path / "again.zarr"), mode="r")[...].tobytes() == got.tobytes()
+
+
+def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) -> None:
+    """A config file's ``factor: 2.0`` is a Python float, weak (float16 stays float16), as
+    before; ``value: {dtype: float32, value: 0.1}`` is ``np.float32(0.1)``, which the
+    summary's JSON writes for a NumPy scalar: ``run`` computes NumPy's float32 result from
+    it, the plan and the summary name it, and ``verify`` finds the output NumPy's."""
+    import json
+
+    import zarr
+
+    import pipeline
+
+    x = (np.random.default_rng(7).standard_normal((20, 16)) * 30).astype(np.float16)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(5, 16))[
+        ...
+    ] = x
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        f"input: {{store: {tmp_path / 'in.zarr'}}}\noutput: {{store: {tmp_path / 'out.zarr'}}}\n"
+        "stages:\n  - {op: multiply, factor: 2.0}\n"
+        "  - {op: add, value: {dtype: float32, value: 0.1}}\n"
+        "backend: cpu\ncluster: {workers: 1, threads_per_worker: 2, dashboard: ''}\n"
+    )
+    cfg = pipeline.load_config(path)
+    weak, strong = cfg.stage_specs()
+    assert type(weak[1].factor) is float
+    assert type(strong[1].value) is np.float32 and strong[1].value == np.float32(0.1)
+    chain = stages.plan_chain(cfg.stage_specs(), np.dtype("float16"))
+    assert [str(s.out_dtype) for s in chain] == ["float16", "float32"]
+    rc, out, err = cli("plan", path)
+    assert rc == 0 and "add(value=np.float32(0.1)) float16 -> float32" in out, (out, err)
+    rc, out, err = cli("run", path, "--summary-json", tmp_path / "s.json")
+    assert rc == 0, err
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x * 2.0 + np.float32(0.1)
+    assert got.dtype == want.dtype == np.float32 and got.tobytes() == want.tobytes()
+    saved = json.loads((tmp_path / "s.json").read_text())
+    exact = float(np.float32(0.1))  # 0.10000000149011612: the float32 exactly
+    assert saved["config"]["stages"][1]["value"] == {"dtype": "float32", "value": exact}
+    assert saved["config"]["stages"][0]["factor"] == 2.0
+    rc, out, err = cli("verify", path, "--all")
+    assert rc == 0, (out, err)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (np.longdouble(2), "a NumPy float128 is wider than any dtype the stages compute in; give "),
+        (np.complex64(1), "not a complex number"),
+        (np.array([2.0]), "not that"),
+        (np.float32("inf"), "finite"),
+        (np.True_, "true/false"),
+        ({"dtype": "float128", "value": 1}, "a typed number's dtype must be one of int8, "),
+        ({"dtype": "int8", "value": 300}, "300 does not fit int8 (integers -128..127)"),
+        ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
+        ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
+        ({"dtype": "float16", "value": 1e6}, "finite number (not inf or NaN) in float16"),
+        ({"dtype": "float64", "value": 10**400}, "finite number (not inf or NaN) in float64"),
+        ({"dtype": "float32", "value": True}, "a typed number's value must be a number"),
+        ({"value": 1}, "a typed number is a mapping of dtype and value, as in {dtype: float32"),
+    ],
+)
+def test_a_scalar_no_stage_computes_as_numpy_does_is_one_config_error_line(value, words) -> None:
+    """A NumPy scalar wider than 64 bits (np.longdouble: NumPy would compute in it, no
+    stage does), a complex one, and a typed form that names no such NumPy scalar: one
+    ConfigError line naming the key and what to give."""
+    import pipeline
+
+    if isinstance(value, np.longdouble) and np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("this platform's longdouble is float64")
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.Config(
+            input={"store": "in.zarr"},
+            output={"store": "out.zarr"},
+            stages=[{"op": "multiply", "factor": value}],
+        )
+    line = str(e.value)
+    assert len(line.splitlines()) == 1 and "stages.0.factor: " in line and words in line, line
+
+
+def test_a_numpy_integer_is_planned_in_exact_integers() -> None:
+    """The worst case of ``int64 * np.int64(3)`` is computed in Python's ints: in NumPy's
+    int64 arithmetic it overflows (a warning, and a wrapped bound); ``int32 * np.int64(5)``
+    is int64, as in NumPy (a Python 5 keeps int32, which promote widens to int64)."""
+    with pytest.raises(PlanError, match="overflow even 64-bit"):
+        stages.plan_chain([("multiply", stages.MultiplyParams(factor=np.int64(3)))], np.int64)
+    (bound,) = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=np.int64(5)))], np.dtype("int32")
+    )
+    assert bound.out_dtype == np.int64
+
+
+def test_cuda_source_takes_a_numpy_scalar_in_numpys_result_dtype() -> None:
+    """The kernel's scalar argument is the NumPy scalar converted to the stage's dtype, the
+    input converted there first: float16 times np.float32(0.1) computes in float32."""
+    chain = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=np.float32(0.1)))], np.dtype("float16")
+    )
+    src = kernel.cuda_source(chain)
+    assert src.in_params == "float16 x, float32 s0_0" and src.out_params == "float32 y"
+    assert src.scalars == (np.float32(0.1),) and type(src.scalars[0]) is np.float32
+    assert "float t0_in = pl_h2f(x);" in src.body and "pl_mul_f32(t0_in, s0_0)" in src.body
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scalar", NUMPY_SCALARS, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("dtype", ["float16", "int16", "uint8", "uint16", "float32", "int32"])
+def test_gpu_numpy_scalars_give_numpys_bits(dtype: str, scalar: Any) -> None:
+    """The GPU kernel with a NumPy scalar in each stage: NumPy's dtype and bits."""
+    import cupy as cp
+
+    from pipeline import devices
+
+    x = np.tile(_small(np.dtype(dtype)), 1000)
+    specs = [
+        ("multiply", stages.MultiplyParams(factor=scalar)),
+        ("add", stages.AddParams(value=scalar)),
+    ]
+    chain = stages.plan_chain(specs, x.dtype)
+    be = devices.get("gpu")
+    be.prepare()
+    y = cp.asnumpy(be.apply_chain(chain, cp.asarray(x)))
+    with np.errstate(all="ignore"):
+        want = stages.apply_chain(chain, x)
+        numpy_own = (x * scalar + scalar).astype(chain[-1].out_dtype)
+    assert y.dtype == want.dtype and y.tobytes() == want.tobytes() == numpy_own.tobytes()
+
+
+def test_a_resume_tells_a_numpy_scalar_from_the_python_number(tmp_path) -> None:
+    """A float16 output made with ``np.float32(2)`` (float32, NumPy's) is not the one the
+    Python ``2`` makes (float16): a resume with the other is refused, naming both as the
+    plan does; with the same scalar it finds the output complete."""
+    import zarr
+
+    import pipeline
+
+    x = np.arange(12, dtype=np.float16).reshape(3, 4)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": np.float32(2)}],
+        "backend": "cpu",
+    }
+    pipeline.run(cfg)
+    assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").dtype == np.float32
+    cfg["stages"] = [{"op": "multiply", "factor": 2}]
+    with pytest.raises(pipeline.OutputError) as e:
+        pipeline.run(cfg, resume=True)
+    assert (
+        "were multiply(factor=np.float32(2.0)) float16 -> float32, now multiply(factor=2) "
+        "float16 -> float16" in str(e.value)
+    )
+    cfg["stages"] = [{"op": "multiply", "factor": np.array(2, dtype=np.float32)}]
+    assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"

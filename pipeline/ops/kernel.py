@@ -189,7 +189,9 @@ class _Builder:
     prefix: str
     scalars: list[tuple[str, np.generic]] = field(default_factory=list)
 
-    def scalar(self, value: float | int) -> Expr:
+    def scalar(self, value: float | int | np.number) -> Expr:
+        # the stage's dtype is NumPy's result dtype with the scalar (a NumPy scalar's own, or
+        # one it promotes to), so converting it there is what NumPy does with it
         name = f"{self.prefix}{len(self.scalars)}"
         self.scalars.append((name, np.asarray(value, dtype=self.dtype)[()]))  # type: ignore[arg-type]
         return Expr(name, self)

@@ -11,7 +11,9 @@ the reference, the GPU kernel and dtype planning follow from it):
 
 Dtype policy (decided before the run, recorded in the output's attributes):
 each stage's result dtype is NumPy's own (NumPy 2, NEP 50: ``int16 * 5`` stays ``int16``,
-``int16 * 5.5`` becomes ``float64``). Floating-point results follow IEEE arithmetic (overflow
+``int16 * 5.5`` becomes ``float64``; a NumPy scalar given through the API is strongly typed, as
+NumPy computes with it: ``float16 * np.float32(2)`` is ``float32``, ``uint8 * np.int8(-1)``
+``int16``). Floating-point results follow IEEE arithmetic (overflow
 gives inf, NaN propagates). Integer results that could overflow are handled by
 ``integer_overflow``: ``promote`` (default) widens each stage to the smallest integer dtype of
 the same signedness that holds its worst case, and refuses a chain that even 64 bits cannot hold;
@@ -22,12 +24,19 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 from pipeline.errors import InputError, PlanError
 
@@ -47,18 +56,93 @@ class StageParams(BaseModel):
 
 _KINDS: dict[type, str] = {str: "text (write it unquoted)", list: "a list", dict: "a mapping"}
 
+#: The dtypes a typed scalar may have: those the stages compute in.
+SCALAR_DTYPES = (
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
+
+#: How a typed scalar is written in a config file (and in a summary's config).
+TYPED_FORM = "{dtype: float32, value: 2}"
+
+
+def _typed(v: Mapping[Any, Any]) -> np.generic:
+    """The NumPy scalar that a config's typed form ``{dtype: NAME, value: NUMBER}`` names
+    (how a summary's JSON writes a NumPy scalar given through the API, so that its config
+    computes what the run computed). Raises ValueError naming what is wrong."""
+    if set(v) != {"dtype", "value"}:
+        raise ValueError(
+            f"a typed number is a mapping of dtype and value, as in {TYPED_FORM}; "
+            "or write a plain number"
+        )
+    name, value = v["dtype"], v["value"]
+    if not isinstance(name, str) or name not in SCALAR_DTYPES:
+        raise ValueError(f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
+    dtype = np.dtype(name)
+    if dtype.kind in "iu":
+        if isinstance(value, numbers.Integral):
+            whole = int(value)
+        elif float(value).is_integer():
+            whole = int(float(value))
+        else:
+            raise ValueError(f"a typed number of dtype {name} must be a whole number")
+        info = np.iinfo(dtype)
+        if not info.min <= whole <= info.max:
+            raise ValueError(f"{whole} does not fit {name} (integers {info.min}..{info.max})")
+        return dtype.type(whole)
+    try:
+        with np.errstate(over="ignore"):
+            held = dtype.type(value)
+    except OverflowError:  # an int past float64's range: no finite float holds it
+        held = dtype.type("inf")
+    if not np.isfinite(held):
+        raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
+    return held
+
 
 def _finite_number(v: Any) -> Any:
-    """A stage's scalar as a Python int or float: a finite real number, never text (``"5"``)
-    or a boolean (``true``), which pydantic would coerce to 5 and 1; None passes (an omitted
-    optional scalar).
+    """A stage's scalar: a finite real number, never text (``"5"``) or a boolean (``true``),
+    which pydantic would coerce to 5 and 1; None passes (an omitted optional scalar).
+
+    A Python int or float (all a YAML file gives) stays one: a weak scalar, which takes the
+    array's dtype (NEP 50: ``float16 * 2.0`` is float16). A NumPy scalar (``np.float32(2)``,
+    ``np.int8(-1)``; a 0-d array is its scalar) is kept as it is: strongly typed, as NumPy
+    computes with it (``float16 * np.float32(2)`` is float32), so the run computes what NumPy
+    computes; the typed form ``{dtype: float32, value: 2}`` makes one in a file. One wider
+    than 64 bits (``np.longdouble``) is refused: no stage computes in it.
 
     Raises ValueError (a config error naming the key) otherwise."""
     if v is None:
         return v
+    if isinstance(v, Mapping):
+        return _typed(v)
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         what = "true/false" if isinstance(v, (bool, np.bool_)) else _KINDS.get(type(v), "that")
+        if isinstance(v, numbers.Complex) and what == "that":
+            what = "a complex number"
         raise ValueError(f"must be a number such as 5 or 0.5, not {what}")
+    if isinstance(v, np.generic):
+        if v.dtype.name not in SCALAR_DTYPES:  # np.longdouble, and whatever else is Real
+            raise ValueError(
+                f"a NumPy {v.dtype.name} is wider than any dtype the stages compute in; give "
+                "np.float64(...) or a Python float"
+            )
+        if v.dtype.kind == "f" and not np.isfinite(v):
+            raise ValueError("must be a finite number (not inf or NaN)")
+        return v
     if isinstance(v, numbers.Integral):
         return int(v)
     if not math.isfinite(v):
@@ -66,8 +150,36 @@ def _finite_number(v: Any) -> Any:
     return float(v)
 
 
-#: A scalar operand of a stage: a finite int or float (ints stay ints: ``int16 * 5`` is int16).
-Scalar: TypeAlias = Annotated[float | int, BeforeValidator(_finite_number)]
+def _as_json(v: Any) -> Any:
+    """A stage's scalar as JSON: a Python number as it is, a NumPy scalar in the typed form
+    (``{"dtype": "float32", "value": 2.0}``), which reads back as the same scalar."""
+    if isinstance(v, np.generic):
+        return {"dtype": v.dtype.name, "value": v.item()}
+    return v
+
+
+#: A scalar operand of a stage: a finite Python int or float (ints stay ints: ``int16 * 5``
+#: is int16), or a NumPy scalar of one of :data:`SCALAR_DTYPES`, kept strongly typed.
+Scalar: TypeAlias = Annotated[
+    Any,
+    PlainValidator(_finite_number),
+    PlainSerializer(_as_json, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "dtype": {"enum": list(SCALAR_DTYPES)},
+                        "value": {"type": "number"},
+                    },
+                    "required": ["dtype", "value"],
+                },
+            ]
+        }
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -77,7 +189,7 @@ class StageDef:
     name: str
     """Name used in the config's ``op:`` field."""
     fn: Callable[[Any, Any], Any]
-    """The elementwise function, written with ``+``, ``*`` and Python scalars."""
+    """The elementwise function, written with ``+``, ``*`` and its params' scalars."""
     params: type[StageParams]
     """Pydantic model of the stage's parameters."""
     doc: str
@@ -105,7 +217,11 @@ def stage(name: str, params: type[StageParams] = StageParams) -> Callable[[Calla
 
 
 class MultiplyParams(StageParams):
-    factor: Scalar = Field(description="the scalar every element is multiplied by")
+    factor: Scalar = Field(
+        description="the scalar every element is multiplied by: a number, which takes the "
+        "array's dtype (float16 times 2.0 is float16), or a typed one, as NumPy's scalars "
+        "compute: {dtype: float32, value: 2} (float16 times it is float32)"
+    )
 
 
 @stage("multiply", MultiplyParams)
@@ -122,7 +238,9 @@ def square(x, p: StageParams):
 
 class AddParams(StageParams):
     value: Scalar | None = Field(
-        default=None, description="scalar to add; omitted, the array is added to itself"
+        default=None,
+        description="scalar to add, a number or a typed one as multiply's factor; omitted, the "
+        "array is added to itself",
     )
 
 
@@ -150,6 +268,8 @@ class Interval:
         return cls(int(info.min), int(info.max))
 
     def _combine(self, other: Interval | float, op: Callable[[float, float], float]) -> Interval:
+        if isinstance(other, np.generic):  # a NumPy scalar's bounds, in Python's exact ints
+            other = other.item()
         o = other if isinstance(other, Interval) else Interval(other, other)
         if self is o:  # x * x and x + x: the same element on both sides
             vals = [op(self.lo, self.lo), op(self.hi, self.hi)]
@@ -201,7 +321,13 @@ class BoundStage:
         return self.definition.name
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.params.model_dump().items() if v is not None)
+        """``multiply(factor=5) int16 -> int16``: a NumPy scalar named with its type
+        (``factor=np.float32(0.1)``), which computes otherwise than the Python ``0.1``."""
+        args = ", ".join(
+            f"{k}={v!r}" if isinstance(v, np.generic) else f"{k}={v}"
+            for k, v in self.params.model_dump().items()
+            if v is not None
+        )
         return f"{self.name}({args}) {self.in_dtype} -> {self.out_dtype}"
 
 
@@ -306,7 +432,9 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
     ``parameter``, ``value``, ``dtype``).
     """
     for key, value in params.model_dump().items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, (bool, np.generic)):
+            # a NumPy scalar is strongly typed: the result dtype is its own or one its own
+            # promotes to, which holds it as NumPy converts it
             continue
         dt = np.result_type(dtype, type(value)(0))
         try:
@@ -495,7 +623,7 @@ class Tape:
 
 @dataclass(frozen=True)
 class _Scalar:
-    value: int | float
+    value: int | float | np.number
 
 
 def _cast(x: np.ndarray, out: np.ndarray) -> None:
@@ -518,8 +646,8 @@ class _Traced:
         other_sample: Any
         if isinstance(other, _Traced):
             operand, other_sample = other.buffer, other.sample
-        elif isinstance(other, (int, float)) and not isinstance(other, bool):
-            operand, other_sample = _Scalar(other), other
+        elif isinstance(other, (int, float, np.number)) and not isinstance(other, bool):
+            operand, other_sample = _Scalar(other), other  # a NumPy scalar stays one
         else:
             raise _Untraceable(type(other).__name__)
         pair: list[tuple[int | _Scalar, Any]] = [
@@ -572,7 +700,8 @@ class _Recording:
 def trace_chain(chain: Sequence[BoundStage], dtype: np.dtype) -> Tape | None:
     """``chain`` over an input of ``dtype`` as a :class:`Tape` of NumPy ufunc calls, the same
     calls, on the same dtypes, that :func:`apply_chain` makes; None where a stage uses
-    anything but ``+`` and ``*`` of arrays and Python scalars (it is then evaluated as is)."""
+    anything but ``+`` and ``*`` of arrays and scalars (Python's or NumPy's: a NumPy scalar
+    goes to the ufunc as it is, strongly typed); such a chain is then evaluated as is."""
     rec = _Recording(np.dtype(dtype))
     x = _Traced(0, np.ones(1, dtype=dtype), rec)
     try:
