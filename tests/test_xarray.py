@@ -2901,6 +2901,54 @@ def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordin
     assert got["name"].attrs == want["name"].attrs
 
 
+#: ``run``, ``verify`` and ``run --resume`` (nothing to do) of the config ``argv[1]``, as the
+#: command line runs each, in one process: its exit status the worst of theirs.
+RUN_VERIFY_RUN = """
+import sys
+from pipeline.cli import main
+cfg = sys.argv[1]
+rcs = [main(["run", cfg, "--progress", "none"]), main(["verify", cfg])]
+rcs.append(main(["run", cfg, "--resume", "-v"]))
+sys.exit(max(rcs))
+"""
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_fixed_length_string_coordinates_print_no_library_warning(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Coordinates of fixed-length strings (``<U5`` and ``S5``, as xarray writes them) in a
+    consolidated input: zarr-python's two-line ``UnstableSpecificationWarning`` (no Zarr v3
+    spec for the dtype) came on stderr as the run compared the input's consolidated copy with
+    its arrays (a v3 input), and as ``verify`` and ``--resume`` compared the output's (any
+    input). The output keeps the dtype xarray writes to v3 for them (xarray warns the same
+    there): no line of stderr names a warning, and each coordinate's dtype, values and
+    attributes are what xarray reads from the input."""
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.arange(20.0).reshape(4, 5), {"units": "K"})},
+        coords={
+            "x": ("x", np.arange(5)),
+            "name": ("x", np.array(["alpha", "beta", "gam", "delta", "eps"]), {"a": "n"}),
+            "code": ("x", np.array([b"A1", b"B22", b"C333", b"D4444", b"E5555"]), {"a": "c"}),
+        },
+    )
+    assert (ds["name"].dtype, ds["code"].dtype) == (np.dtype("<U5"), np.dtype("S5"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    proc = run_python(["-c", RUN_VERIFY_RUN, cfg], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing to do" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stderr and "warn(" not in proc.stderr, proc.stderr
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    for name in ("name", "code"):
+        assert got[name].dtype == want[name].dtype, name
+        assert same_bits(got[name].values, want[name].values), name
+        assert got[name].attrs == want[name].attrs, name
+
+
 @pytest.mark.parametrize("key, value", [("scale_factor", "0.1"), ("add_offset", ["x"])])
 def test_a_packing_attribute_of_text_is_refused_naming_it(
     tmp_path: Path, key: str, value: Any

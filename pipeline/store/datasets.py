@@ -76,6 +76,17 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _document(meta: Any) -> dict[str, Any]:
+    """A node's metadata (zarr-python's ``ArrayV2Metadata``, ``ArrayV3Metadata``,
+    ``GroupMetadata``) as its JSON document, quietly: zarr-python warns, in two lines of
+    stderr, each time it writes out a v3 data type that has no spec yet, as a coordinate of
+    fixed-length strings (``<U5``, ``S5``: what xarray writes for one, and the output keeps as
+    xarray writes it) has; every run and ``verify`` compare such documents (:func:`stale`,
+    :func:`consolidated_differences`), and had printed it."""
+    with _quiet():
+        return dict(meta.to_dict())
+
+
 def dims_of(arr: Any) -> tuple[str, ...] | None:
     """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
     xarray writes them); None when it has none. A v3 scalar has none to name: xarray writes
@@ -697,7 +708,7 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
 def _structure(arr: Any) -> dict[str, Any]:
     """What an array's metadata says of its values, without its attributes (v2's dimension
     names, which live there, included)."""
-    doc = dict(arr.metadata.to_dict())
+    doc = _document(arr.metadata)
     doc.pop("attributes", None)
     doc["dimension_names"] = dims_of(arr)
     return doc
@@ -1294,7 +1305,7 @@ def consolidated_differences(
             if copy is None:
                 found.append(f"{where} does not list {rel!r}")
                 continue
-            said = _said_differing(own.metadata.to_dict(), copy.to_dict())
+            said = _said_differing(_document(own.metadata), _document(copy))
             if said:
                 found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
         if parent != group:  # the group's attributes, as a copy above it holds them
@@ -1338,7 +1349,7 @@ def _other_members_differ(
         if name not in held:
             found.append(f"{where} lists {name!r}, which the group no longer holds")
             continue
-        own, copy = dict(held[name].to_dict()), dict(listed[name].to_dict())
+        own, copy = _document(held[name]), _document(listed[name])
         own.pop("consolidated_metadata", None)
         copy.pop("consolidated_metadata", None)
         said = _said_differing(own, copy)
