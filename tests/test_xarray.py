@@ -1408,6 +1408,154 @@ def test_a_geometry_and_what_it_names_are_carried(tmp_path: Path, zarr_format: i
     assert "geometry" not in zarr.open_array(str(tmp_path / "a.zarr"), mode="r").attrs
 
 
+def _edit_doc(path: Path, **keys: Any) -> None:
+    """Add ``keys`` to the JSON document at ``path`` (None: remove that key)."""
+    doc = json.loads(path.read_text())
+    doc.update({k: v for k, v in keys.items() if v is not None})
+    for k in [k for k, v in keys.items() if v is None]:
+        doc.pop(k, None)
+    path.write_text(json.dumps(doc))
+
+
+def _nczarr(path: Path, layout: str) -> None:
+    """A Dataset laid out as netCDF-C writes it (``ncgen``, ``nc_create`` with
+    ``#mode=nczarr,file``): ``t(y, x)`` with ``grid_mapping: crs``, coordinate variables
+    ``y`` and ``x``, and a scalar ``crs``, which netCDF-C stores as one element on its
+    ``_scalar_`` dimension; NCZarr's records of the layout beside xarray's. ``layout``:
+    '4.9' (netCDF-C 4.9: ``_nczarr_superblock`` and ``_nczarr_group`` in ``.zgroup``,
+    ``_nczarr_array`` in each ``.zarray``, ``_nczarr_attr`` in every ``.zattrs``, and
+    ``_ARRAY_DIMENSIONS``), '4.8.1' (the same records in capitals, ``_NCZARR_ARRAY`` the only
+    dimension names: xarray reads them, the pipeline reads bare arrays), '4.8.0' (the records
+    in files of their own: ``.nczarr``, ``.nczgroup``, ``.nczarray``, ``.nczattr``), 'v3'
+    (Zarr v3, ``_nczarr_attr`` among each node's attributes)."""
+    ds = xr.Dataset(
+        {
+            "t": (
+                ("y", "x"),
+                np.arange(20.0).reshape(4, 5) - 3.5,
+                {"units": "K", "grid_mapping": "crs"},
+            ),
+            "crs": (
+                ("_scalar_",),
+                np.array([0], "i4"),
+                {"grid_mapping_name": "latitude_longitude"},
+            ),
+        },
+        coords={
+            "y": ("y", np.arange(4.0), {"units": "degrees_north"}),
+            "x": ("x", np.arange(5.0), {"units": "degrees_east"}),
+        },
+        attrs={"title": "from netCDF-C"},
+    )
+    fmt = 3 if layout == "v3" else 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=fmt, consolidated=False, mode="w")
+    upper = layout == "4.8.1"
+    key = str.upper if upper else str
+    dims = {"y": 4, "x": 5, "_scalar_": 1}
+    names = list(ds.variables)
+    types = {k: ">S1" for k in ds.attrs}
+    if layout == "v3":
+        _edit_doc(path / "zarr.json", attributes={**ds.attrs, "_nczarr_attr": {"types": types}})
+        for n, v in ds.variables.items():
+            doc = json.loads((path / n / "zarr.json").read_text())
+            attrs = {**doc["attributes"], "_nczarr_attr": {"types": dict.fromkeys(v.attrs, ">S1")}}
+            _edit_doc(path / n / "zarr.json", attributes=attrs)
+        return
+    if layout == "4.8.0":
+        (path / ".nczarr").write_text(json.dumps({"zarr_format": 2, "nczarr_version": "1.0.0"}))
+        (path / ".nczgroup").write_text(json.dumps({"dims": dims, "vars": names, "groups": []}))
+        (path / ".nczattr").write_text(json.dumps({"types": types}))
+    else:
+        _edit_doc(
+            path / ".zgroup",
+            **{
+                key("_nczarr_superblock"): {"version": "1.0.0" if upper else "2.0.0"},
+                key("_nczarr_group"): {"dims": dims, "vars": names, "groups": []},
+            },
+        )
+        _edit_doc(path / ".zattrs", **{key("_nczarr_attr"): {"types": types}})
+    for n, v in ds.variables.items():
+        array = {"dimrefs": [f"/{d}" for d in v.dims], "storage": "chunked"}
+        attr = {"types": dict.fromkeys(v.attrs, ">S1")}
+        if layout == "4.8.0":
+            (path / n / ".nczarray").write_text(json.dumps(array))
+            (path / n / ".nczattr").write_text(json.dumps(attr))
+            continue
+        _edit_doc(path / n / ".zarray", **{key("_nczarr_array"): array})
+        _edit_doc(
+            path / n / ".zattrs",
+            **{key("_nczarr_attr"): attr, "_ARRAY_DIMENSIONS": None if upper else list(v.dims)},
+        )
+
+
+def _netcdf_records(store: Path) -> list[tuple[str, str]]:
+    """(node, attribute) for every attribute of a netCDF-C record (a name beginning with
+    ``_nc``, in any case) that a node of ``store`` holds, as zarr-python reads it."""
+    found = []
+    node = zarr.open(str(store), mode="r")
+    nodes = [("", node)] + (
+        list(node.members(max_depth=None)) if isinstance(node, zarr.Group) else []
+    )
+    for name, n in nodes:
+        found += [(name, k) for k in n.attrs if k.lower().startswith("_nc")]
+    return found
+
+
+@pytest.mark.parametrize("layout", ["4.9", "4.8.1", "4.8.0", "v3"])
+def test_nczarrs_records_of_the_inputs_layout_are_not_carried(
+    tmp_path: Path, cli, layout: str
+) -> None:
+    """An input netCDF-C wrote as NCZarr: its ``_nczarr_attr`` (the input's attributes' netCDF
+    types) came into the output variable's attributes and its group's, in capitals too
+    (``_NCZARR_ATTR``, netCDF-C 4.8.1, whose arrays the pipeline reads as arrays alone), where
+    xarray hides them (a v3 output shows them), and a v3 input's came on every carried array.
+    The output holds none of them, whatever the layout: the variable's attributes, the
+    group's and each carried array's are what xarray reads of the input (v2; v3 less the
+    records), the grid mapping ``crs`` too, values to the bit; ``verify`` passes."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _nczarr(src, layout)
+    before = file_states(src)
+    cfg = config(tmp_path)
+    assert pipeline.run(cfg).status == "complete"
+    assert file_states(src) == before
+    assert _netcdf_records(out) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), consolidated=False).load()
+
+    def seen(attrs: dict[str, Any]) -> dict[str, Any]:  # v3: xarray shows the records
+        return {k: v for k, v in attrs.items() if not k.lower().startswith("_nc")}
+
+    values = np.asarray(zarr.open_array(str(src), path="t", mode="r")[...])
+    chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
+    with np.errstate(all="ignore"):
+        computed = apply_chain(chain, values)
+    if layout == "4.8.1":  # no _ARRAY_DIMENSIONS: an array alone, at the output's root
+        arr = zarr.open_array(str(out), mode="r")
+        # written alone, it names no variable it does not hold (its grid mapping)
+        assert {k: v for k, v in arr.attrs.items() if k != "pipeline"} == {"units": "K"}
+        assert want["t"].attrs == {"units": "K", "grid_mapping": "crs"}
+        assert same_bits(np.asarray(arr[...]), computed)
+    else:
+        got = open_dataset(out)
+        assert got.attrs == seen(want.attrs) == {"title": "from netCDF-C"}
+        attrs = dict(got["t"].attrs)
+        assert attrs.pop("pipeline")["status"] == "complete"
+        assert attrs == seen(want["t"].attrs) == {"units": "K", "grid_mapping": "crs"}
+        assert same_bits(got["t"].values, computed)
+        assert set(got.variables) == {"t", "crs", "x", "y"}
+        for name in ("crs", "x", "y"):
+            assert got[name].dims == want[name].dims, name
+            assert got[name].attrs == seen(want[name].attrs), name
+            assert same_bits(got[name].values, want[name].values), name
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    rc, text, err = cli("verify", str(config_file))
+    assert rc == 0, text + err
+
+
 def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:
     """Give the root group of ``store`` the attributes ``attrs``, consolidated again, as a
     user (or xarray) rewriting a Dataset's attributes does."""
