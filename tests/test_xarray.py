@@ -1208,6 +1208,104 @@ def test_the_coordinates_a_grid_mapping_names_are_carried(tmp_path: Path, cli) -
         assert np.array_equal(got[name].values, ds[name].values), name
 
 
+def _projected(grid_mapping: str) -> Any:
+    """A Dataset on a projected grid: ``t(time, y, x)`` with ``grid_mapping`` (``crs`` or the
+    long form ``crs: x y``), a scalar int ``crs`` with CF grid-mapping attributes, ``x`` and
+    ``y`` with ``bounds``."""
+    x, y = np.arange(5) * 1000.0, np.arange(4) * -1000.0
+    crs = {
+        "grid_mapping_name": "lambert_conformal_conic",
+        "standard_parallel": [25.0, 25.0],
+        "longitude_of_central_meridian": 265.0,
+        "crs_wkt": 'PROJCS["LCC"]',
+    }
+    return xr.Dataset(
+        {
+            "t": (
+                ("time", "y", "x"),
+                np.random.default_rng(5).uniform(250, 300, (3, 4, 5)),
+                {"units": "K", "grid_mapping": grid_mapping},
+            ),
+            "crs": ((), np.int32(0), crs),
+            "x_bnds": (("x", "nv"), np.stack([x - 500, x + 500], 1)),
+            "y_bnds": (("y", "nv"), np.stack([y - 500, y + 500], 1)),
+        },
+        coords={
+            "time": ("time", np.arange(3.0), {"units": "days since 2000-01-01"}),
+            "y": ("y", y, {"bounds": "y_bnds", "standard_name": "projection_y_coordinate"}),
+            "x": ("x", x, {"bounds": "x_bnds", "standard_name": "projection_x_coordinate"}),
+        },
+        attrs={"Conventions": "CF-1.8"},
+    )
+
+
+def _by_zarr_python(ds: Any, path: Path, zarr_format: int) -> None:
+    """``ds`` written by zarr-python itself, no xarray: each variable an array with its
+    dimension names (v3 ``dimension_names``, none for the scalar; v2 ``_ARRAY_DIMENSIONS``)
+    and its attributes, no fill value a reader would mask with; not consolidated."""
+    g = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    g.attrs.update(ds.attrs)
+    for name, v in ds.variables.items():
+        shape = dict(name=str(name), shape=v.shape, dtype=v.dtype, chunks=v.shape)
+        if zarr_format == 3:
+            a = g.create_array(**shape, dimension_names=v.dims or None, fill_value=0)
+            a.attrs.update(v.attrs)
+        else:
+            a = g.create_array(**shape, fill_value=None)
+            a.attrs.update({**v.attrs, "_ARRAY_DIMENSIONS": list(v.dims)})
+        a[...] = v.values
+
+
+@pytest.mark.parametrize(
+    "writer, zarr_format, grid_mapping",
+    [
+        ("decode_coords_all", 2, "crs: x y"),
+        ("decode_coords_all", 3, "crs"),
+        ("zarr_python", 2, "crs"),
+        ("zarr_python", 3, "crs: x y"),
+    ],
+)
+def test_a_grid_mapping_comes_through_from_every_writer(
+    tmp_path: Path, cli, writer: str, zarr_format: int, grid_mapping: str
+) -> None:
+    """A review said that a grid mapping read with ``decode_coords="all"`` was not carried.
+    Written as xarray writes a Dataset it opened with ``decode_coords="all"`` (``crs`` a
+    coordinate, ``grid_mapping`` and ``bounds`` in the encodings, written back its own way;
+    consolidated), or by zarr-python directly (not consolidated), in either form of
+    ``grid_mapping``, Zarr v2 and v3: ``xr.open_zarr(out, decode_coords="all")`` gives the
+    variable the same ``grid_mapping`` and coordinates as the input, and ``crs`` (and the
+    bounds) the input's values to the bit, dtype and attributes; ``verify`` passes."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = _projected(grid_mapping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if writer == "zarr_python":
+            _by_zarr_python(ds, src, zarr_format)
+        else:
+            ds.to_zarr(str(tmp_path / "first.zarr"), zarr_format=zarr_format, consolidated=True)
+            opened = xr.open_zarr(str(tmp_path / "first.zarr"), decode_coords="all").load()
+            assert "crs" in opened.coords and "grid_mapping" in opened["t"].encoding
+            opened.to_zarr(str(src), zarr_format=zarr_format, consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, text, err = cli("run", str(cfg), "-q")
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), decode_coords="all").load()
+        got = xr.open_zarr(str(out), decode_coords="all").load()
+    assert got["t"].encoding["grid_mapping"] == want["t"].encoding["grid_mapping"] == grid_mapping
+    assert set(got["t"].coords) == set(want["t"].coords) >= {"crs", "x", "y", "time"}
+    for name in ("crs", "x_bnds", "y_bnds", "x", "y"):
+        assert got[name].dims == want[name].dims, name
+        assert got[name].dtype == want[name].dtype, name
+        assert same_bits(got[name].values, want[name].values), name
+        assert got[name].attrs == want[name].attrs, name
+    assert want["crs"].dtype == np.int32 and want["crs"].attrs["crs_wkt"] == 'PROJCS["LCC"]'
+    rc, text, err = cli("verify", str(cfg))
+    assert rc == 0, text + err
+
+
 #: The CF attributes that name variables, and, for those of ``key: name`` pairs, whether the
 #: key is a variable too (a grid mapping's long form) or not (a cell measure, a formula term).
 CF_NAMING = {
