@@ -1208,6 +1208,104 @@ def test_the_coordinates_a_grid_mapping_names_are_carried(tmp_path: Path, cli) -
         assert np.array_equal(got[name].values, ds[name].values), name
 
 
+def _projected(grid_mapping: str) -> Any:
+    """A Dataset on a projected grid: ``t(time, y, x)`` with ``grid_mapping`` (``crs`` or the
+    long form ``crs: x y``), a scalar int ``crs`` with CF grid-mapping attributes, ``x`` and
+    ``y`` with ``bounds``."""
+    x, y = np.arange(5) * 1000.0, np.arange(4) * -1000.0
+    crs = {
+        "grid_mapping_name": "lambert_conformal_conic",
+        "standard_parallel": [25.0, 25.0],
+        "longitude_of_central_meridian": 265.0,
+        "crs_wkt": 'PROJCS["LCC"]',
+    }
+    return xr.Dataset(
+        {
+            "t": (
+                ("time", "y", "x"),
+                np.random.default_rng(5).uniform(250, 300, (3, 4, 5)),
+                {"units": "K", "grid_mapping": grid_mapping},
+            ),
+            "crs": ((), np.int32(0), crs),
+            "x_bnds": (("x", "nv"), np.stack([x - 500, x + 500], 1)),
+            "y_bnds": (("y", "nv"), np.stack([y - 500, y + 500], 1)),
+        },
+        coords={
+            "time": ("time", np.arange(3.0), {"units": "days since 2000-01-01"}),
+            "y": ("y", y, {"bounds": "y_bnds", "standard_name": "projection_y_coordinate"}),
+            "x": ("x", x, {"bounds": "x_bnds", "standard_name": "projection_x_coordinate"}),
+        },
+        attrs={"Conventions": "CF-1.8"},
+    )
+
+
+def _by_zarr_python(ds: Any, path: Path, zarr_format: int) -> None:
+    """``ds`` written by zarr-python itself, no xarray: each variable an array with its
+    dimension names (v3 ``dimension_names``, none for the scalar; v2 ``_ARRAY_DIMENSIONS``)
+    and its attributes, no fill value a reader would mask with; not consolidated."""
+    g = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    g.attrs.update(ds.attrs)
+    for name, v in ds.variables.items():
+        shape = dict(name=str(name), shape=v.shape, dtype=v.dtype, chunks=v.shape)
+        if zarr_format == 3:
+            a = g.create_array(**shape, dimension_names=v.dims or None, fill_value=0)
+            a.attrs.update(v.attrs)
+        else:
+            a = g.create_array(**shape, fill_value=None)
+            a.attrs.update({**v.attrs, "_ARRAY_DIMENSIONS": list(v.dims)})
+        a[...] = v.values
+
+
+@pytest.mark.parametrize(
+    "writer, zarr_format, grid_mapping",
+    [
+        ("decode_coords_all", 2, "crs: x y"),
+        ("decode_coords_all", 3, "crs"),
+        ("zarr_python", 2, "crs"),
+        ("zarr_python", 3, "crs: x y"),
+    ],
+)
+def test_a_grid_mapping_comes_through_from_every_writer(
+    tmp_path: Path, cli, writer: str, zarr_format: int, grid_mapping: str
+) -> None:
+    """A review said that a grid mapping read with ``decode_coords="all"`` was not carried.
+    Written as xarray writes a Dataset it opened with ``decode_coords="all"`` (``crs`` a
+    coordinate, ``grid_mapping`` and ``bounds`` in the encodings, written back its own way;
+    consolidated), or by zarr-python directly (not consolidated), in either form of
+    ``grid_mapping``, Zarr v2 and v3: ``xr.open_zarr(out, decode_coords="all")`` gives the
+    variable the same ``grid_mapping`` and coordinates as the input, and ``crs`` (and the
+    bounds) the input's values to the bit, dtype and attributes; ``verify`` passes."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = _projected(grid_mapping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if writer == "zarr_python":
+            _by_zarr_python(ds, src, zarr_format)
+        else:
+            ds.to_zarr(str(tmp_path / "first.zarr"), zarr_format=zarr_format, consolidated=True)
+            opened = xr.open_zarr(str(tmp_path / "first.zarr"), decode_coords="all").load()
+            assert "crs" in opened.coords and "grid_mapping" in opened["t"].encoding
+            opened.to_zarr(str(src), zarr_format=zarr_format, consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, text, err = cli("run", str(cfg), "-q")
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), decode_coords="all").load()
+        got = xr.open_zarr(str(out), decode_coords="all").load()
+    assert got["t"].encoding["grid_mapping"] == want["t"].encoding["grid_mapping"] == grid_mapping
+    assert set(got["t"].coords) == set(want["t"].coords) >= {"crs", "x", "y", "time"}
+    for name in ("crs", "x_bnds", "y_bnds", "x", "y"):
+        assert got[name].dims == want[name].dims, name
+        assert got[name].dtype == want[name].dtype, name
+        assert same_bits(got[name].values, want[name].values), name
+        assert got[name].attrs == want[name].attrs, name
+    assert want["crs"].dtype == np.int32 and want["crs"].attrs["crs_wkt"] == 'PROJCS["LCC"]'
+    rc, text, err = cli("verify", str(cfg))
+    assert rc == 0, text + err
+
+
 #: The CF attributes that name variables, and, for those of ``key: name`` pairs, whether the
 #: key is a variable too (a grid mapping's long form) or not (a cell measure, a formula term).
 CF_NAMING = {
@@ -1406,6 +1504,154 @@ def test_a_geometry_and_what_it_names_are_carried(tmp_path: Path, zarr_format: i
     alone["output"]["array"] = ""
     assert pipeline.run(alone).status == "complete"
     assert "geometry" not in zarr.open_array(str(tmp_path / "a.zarr"), mode="r").attrs
+
+
+def _edit_doc(path: Path, **keys: Any) -> None:
+    """Add ``keys`` to the JSON document at ``path`` (None: remove that key)."""
+    doc = json.loads(path.read_text())
+    doc.update({k: v for k, v in keys.items() if v is not None})
+    for k in [k for k, v in keys.items() if v is None]:
+        doc.pop(k, None)
+    path.write_text(json.dumps(doc))
+
+
+def _nczarr(path: Path, layout: str) -> None:
+    """A Dataset laid out as netCDF-C writes it (``ncgen``, ``nc_create`` with
+    ``#mode=nczarr,file``): ``t(y, x)`` with ``grid_mapping: crs``, coordinate variables
+    ``y`` and ``x``, and a scalar ``crs``, which netCDF-C stores as one element on its
+    ``_scalar_`` dimension; NCZarr's records of the layout beside xarray's. ``layout``:
+    '4.9' (netCDF-C 4.9: ``_nczarr_superblock`` and ``_nczarr_group`` in ``.zgroup``,
+    ``_nczarr_array`` in each ``.zarray``, ``_nczarr_attr`` in every ``.zattrs``, and
+    ``_ARRAY_DIMENSIONS``), '4.8.1' (the same records in capitals, ``_NCZARR_ARRAY`` the only
+    dimension names: xarray reads them, the pipeline reads bare arrays), '4.8.0' (the records
+    in files of their own: ``.nczarr``, ``.nczgroup``, ``.nczarray``, ``.nczattr``), 'v3'
+    (Zarr v3, ``_nczarr_attr`` among each node's attributes)."""
+    ds = xr.Dataset(
+        {
+            "t": (
+                ("y", "x"),
+                np.arange(20.0).reshape(4, 5) - 3.5,
+                {"units": "K", "grid_mapping": "crs"},
+            ),
+            "crs": (
+                ("_scalar_",),
+                np.array([0], "i4"),
+                {"grid_mapping_name": "latitude_longitude"},
+            ),
+        },
+        coords={
+            "y": ("y", np.arange(4.0), {"units": "degrees_north"}),
+            "x": ("x", np.arange(5.0), {"units": "degrees_east"}),
+        },
+        attrs={"title": "from netCDF-C"},
+    )
+    fmt = 3 if layout == "v3" else 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(path), zarr_format=fmt, consolidated=False, mode="w")
+    upper = layout == "4.8.1"
+    key = str.upper if upper else str
+    dims = {"y": 4, "x": 5, "_scalar_": 1}
+    names = list(ds.variables)
+    types = {k: ">S1" for k in ds.attrs}
+    if layout == "v3":
+        _edit_doc(path / "zarr.json", attributes={**ds.attrs, "_nczarr_attr": {"types": types}})
+        for n, v in ds.variables.items():
+            doc = json.loads((path / n / "zarr.json").read_text())
+            attrs = {**doc["attributes"], "_nczarr_attr": {"types": dict.fromkeys(v.attrs, ">S1")}}
+            _edit_doc(path / n / "zarr.json", attributes=attrs)
+        return
+    if layout == "4.8.0":
+        (path / ".nczarr").write_text(json.dumps({"zarr_format": 2, "nczarr_version": "1.0.0"}))
+        (path / ".nczgroup").write_text(json.dumps({"dims": dims, "vars": names, "groups": []}))
+        (path / ".nczattr").write_text(json.dumps({"types": types}))
+    else:
+        _edit_doc(
+            path / ".zgroup",
+            **{
+                key("_nczarr_superblock"): {"version": "1.0.0" if upper else "2.0.0"},
+                key("_nczarr_group"): {"dims": dims, "vars": names, "groups": []},
+            },
+        )
+        _edit_doc(path / ".zattrs", **{key("_nczarr_attr"): {"types": types}})
+    for n, v in ds.variables.items():
+        array = {"dimrefs": [f"/{d}" for d in v.dims], "storage": "chunked"}
+        attr = {"types": dict.fromkeys(v.attrs, ">S1")}
+        if layout == "4.8.0":
+            (path / n / ".nczarray").write_text(json.dumps(array))
+            (path / n / ".nczattr").write_text(json.dumps(attr))
+            continue
+        _edit_doc(path / n / ".zarray", **{key("_nczarr_array"): array})
+        _edit_doc(
+            path / n / ".zattrs",
+            **{key("_nczarr_attr"): attr, "_ARRAY_DIMENSIONS": None if upper else list(v.dims)},
+        )
+
+
+def _netcdf_records(store: Path) -> list[tuple[str, str]]:
+    """(node, attribute) for every attribute of a netCDF-C record (a name beginning with
+    ``_nc``, in any case) that a node of ``store`` holds, as zarr-python reads it."""
+    found = []
+    node = zarr.open(str(store), mode="r")
+    nodes = [("", node)] + (
+        list(node.members(max_depth=None)) if isinstance(node, zarr.Group) else []
+    )
+    for name, n in nodes:
+        found += [(name, k) for k in n.attrs if k.lower().startswith("_nc")]
+    return found
+
+
+@pytest.mark.parametrize("layout", ["4.9", "4.8.1", "4.8.0", "v3"])
+def test_nczarrs_records_of_the_inputs_layout_are_not_carried(
+    tmp_path: Path, cli, layout: str
+) -> None:
+    """An input netCDF-C wrote as NCZarr: its ``_nczarr_attr`` (the input's attributes' netCDF
+    types) came into the output variable's attributes and its group's, in capitals too
+    (``_NCZARR_ATTR``, netCDF-C 4.8.1, whose arrays the pipeline reads as arrays alone), where
+    xarray hides them (a v3 output shows them), and a v3 input's came on every carried array.
+    The output holds none of them, whatever the layout: the variable's attributes, the
+    group's and each carried array's are what xarray reads of the input (v2; v3 less the
+    records), the grid mapping ``crs`` too, values to the bit; ``verify`` passes."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _nczarr(src, layout)
+    before = file_states(src)
+    cfg = config(tmp_path)
+    assert pipeline.run(cfg).status == "complete"
+    assert file_states(src) == before
+    assert _netcdf_records(out) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), consolidated=False).load()
+
+    def seen(attrs: dict[str, Any]) -> dict[str, Any]:  # v3: xarray shows the records
+        return {k: v for k, v in attrs.items() if not k.lower().startswith("_nc")}
+
+    values = np.asarray(zarr.open_array(str(src), path="t", mode="r")[...])
+    chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
+    with np.errstate(all="ignore"):
+        computed = apply_chain(chain, values)
+    if layout == "4.8.1":  # no _ARRAY_DIMENSIONS: an array alone, at the output's root
+        arr = zarr.open_array(str(out), mode="r")
+        # written alone, it names no variable it does not hold (its grid mapping)
+        assert {k: v for k, v in arr.attrs.items() if k != "pipeline"} == {"units": "K"}
+        assert want["t"].attrs == {"units": "K", "grid_mapping": "crs"}
+        assert same_bits(np.asarray(arr[...]), computed)
+    else:
+        got = open_dataset(out)
+        assert got.attrs == seen(want.attrs) == {"title": "from netCDF-C"}
+        attrs = dict(got["t"].attrs)
+        assert attrs.pop("pipeline")["status"] == "complete"
+        assert attrs == seen(want["t"].attrs) == {"units": "K", "grid_mapping": "crs"}
+        assert same_bits(got["t"].values, computed)
+        assert set(got.variables) == {"t", "crs", "x", "y"}
+        for name in ("crs", "x", "y"):
+            assert got[name].dims == want[name].dims, name
+            assert got[name].attrs == seen(want[name].attrs), name
+            assert same_bits(got[name].values, want[name].values), name
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    rc, text, err = cli("verify", str(config_file))
+    assert rc == 0, text + err
 
 
 def _set_group_attributes(store: Path, attrs: dict[str, Any]) -> None:
@@ -2899,6 +3145,54 @@ def test_a_run_warns_nothing_for_an_unconsolidated_dataset_with_a_string_coordin
     assert got["name"].dtype == want["name"].dtype
     assert np.array_equal(got["name"].values, want["name"].values)
     assert got["name"].attrs == want["name"].attrs
+
+
+#: ``run``, ``verify`` and ``run --resume`` (nothing to do) of the config ``argv[1]``, as the
+#: command line runs each, in one process: its exit status the worst of theirs.
+RUN_VERIFY_RUN = """
+import sys
+from pipeline.cli import main
+cfg = sys.argv[1]
+rcs = [main(["run", cfg, "--progress", "none"]), main(["verify", cfg])]
+rcs.append(main(["run", cfg, "--resume", "-v"]))
+sys.exit(max(rcs))
+"""
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_fixed_length_string_coordinates_print_no_library_warning(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Coordinates of fixed-length strings (``<U5`` and ``S5``, as xarray writes them) in a
+    consolidated input: zarr-python's two-line ``UnstableSpecificationWarning`` (no Zarr v3
+    spec for the dtype) came on stderr as the run compared the input's consolidated copy with
+    its arrays (a v3 input), and as ``verify`` and ``--resume`` compared the output's (any
+    input). The output keeps the dtype xarray writes to v3 for them (xarray warns the same
+    there): no line of stderr names a warning, and each coordinate's dtype, values and
+    attributes are what xarray reads from the input."""
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.arange(20.0).reshape(4, 5), {"units": "K"})},
+        coords={
+            "x": ("x", np.arange(5)),
+            "name": ("x", np.array(["alpha", "beta", "gam", "delta", "eps"]), {"a": "n"}),
+            "code": ("x", np.array([b"A1", b"B22", b"C333", b"D4444", b"E5555"]), {"a": "c"}),
+        },
+    )
+    assert (ds["name"].dtype, ds["code"].dtype) == (np.dtype("<U5"), np.dtype("S5"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, consolidated=True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    proc = run_python(["-c", RUN_VERIFY_RUN, cfg], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing to do" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stderr and "warn(" not in proc.stderr, proc.stderr
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    for name in ("name", "code"):
+        assert got[name].dtype == want[name].dtype, name
+        assert same_bits(got[name].values, want[name].values), name
+        assert got[name].attrs == want[name].attrs, name
 
 
 @pytest.mark.parametrize("key, value", [("scale_factor", "0.1"), ("add_offset", ["x"])])

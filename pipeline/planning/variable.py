@@ -36,7 +36,9 @@ from pipeline.store.location import Location, url_unsafe
 #: how the input was made (the output's own record replaces them).
 #: ``dtype``: xarray's note of the type its numbers decode to (``bool`` on int8, timedelta64):
 #: the output's numbers are the stages' values, which it no longer describes (an int8 output
-#: with ``dtype: bool`` reads as True/False: helper-41).
+#: with ``dtype: bool`` reads as True/False: helper-41). netCDF-C's records of the input's
+#: layout (``_nczarr_attr``, ...: :func:`pipeline.store.datasets.without_netcdf_records`) are
+#: not carried either, whatever the input's format.
 NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", "pipeline", GENERATED, "dtype")
 
 
@@ -46,7 +48,7 @@ class Carried:
 
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """the output's attributes besides the pipeline's record: the input's, less
-    :data:`NOT_CARRIED` and its own ``bounds`` and ``climatology``"""
+    :data:`NOT_CARRIED`, netCDF-C's records and its own ``bounds`` and ``climatology``"""
     variable: Variable | None = None
     """the input as an xarray variable (an array with dimension names); None for an array
     without them"""
@@ -133,7 +135,9 @@ def carried(
         _check_frame_fits(loc, store, variable, memory_available)
         _check_frame_reads(loc, store, variable)
     attrs = {  # its own bounds bound the input's values, not the computed ones
-        k: v for k, v in dict(arr.attrs).items() if k not in (*NOT_CARRIED, *datasets.BOUNDS)
+        k: v
+        for k, v in datasets.without_netcdf_records(dict(arr.attrs)).items()
+        if k not in (*NOT_CARRIED, *datasets.BOUNDS)
     }
     attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
     if frame and variable is not None:

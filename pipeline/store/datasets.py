@@ -76,6 +76,17 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _document(meta: Any) -> dict[str, Any]:
+    """A node's metadata (zarr-python's ``ArrayV2Metadata``, ``ArrayV3Metadata``,
+    ``GroupMetadata``) as its JSON document, quietly: zarr-python warns, in two lines of
+    stderr, each time it writes out a v3 data type that has no spec yet, as a coordinate of
+    fixed-length strings (``<U5``, ``S5``: what xarray writes for one, and the output keeps as
+    xarray writes it) has; every run and ``verify`` compare such documents (:func:`stale`,
+    :func:`consolidated_differences`), and had printed it."""
+    with _quiet():
+        return dict(meta.to_dict())
+
+
 def dims_of(arr: Any) -> tuple[str, ...] | None:
     """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
     xarray writes them); None when it has none. A v3 scalar has none to name: xarray writes
@@ -243,6 +254,24 @@ def _key(group: str, name: str) -> str:
     return f"{group}/{name}" if group else name
 
 
+#: How the names of netCDF-C's own attributes begin (any case): NCZarr's records of the
+#: store's layout (``_nczarr_attr``: each attribute's netCDF type, ``_nczarr_array``: the
+#: dimensions it references and its storage, ``_nczarr_group``, ``_nczarr_superblock``; in
+#: capitals, ``_NCZARR_ATTR``, before netCDF-C 4.9) and ``_NCProperties`` (the library that
+#: wrote it). xarray's zarr backend hides every attribute so named, of a group (any Zarr
+#: format) and of a Zarr v2 array (``_get_zarr_dims_and_attrs``).
+NETCDF_PREFIX = "_nc"
+
+
+def without_netcdf_records(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` without netCDF-C's own attributes (:data:`NETCDF_PREFIX`): they describe
+    how the input was laid out and by which library, which the output, written by the
+    pipeline and xarray, is not (carried, ``_nczarr_attr`` listed the input's attributes'
+    types beside the output's, and a v3 output showed it to xarray). What xarray reads of a
+    v2 input's attributes; of a v3 one's, less these records too."""
+    return {k: v for k, v in attrs.items() if not str(k).lower().startswith(NETCDF_PREFIX)}
+
+
 #: The attributes of a variable that name other variables of its Dataset which describe its
 #: grid, carried beside it: auxiliary coordinates, the grid mapping (and the coordinates its
 #: long form names), cell measures, the terms of a parametric vertical coordinate's formula,
@@ -395,8 +424,9 @@ def own_attributes(store: Any, group: str, name: str) -> dict[str, Any]:
 
 def group_attributes(store: Any, group: str) -> dict[str, Any]:
     """The attributes of the group at ``group`` of ``store`` from its own metadata (v3
-    ``zarr.json``, v2 ``.zattrs``), as xarray reads them as a Dataset's; {} where there is no
-    group."""
+    ``zarr.json``, v2 ``.zattrs``), as xarray reads them as a Dataset's (netCDF-C's own
+    records left out, as xarray hides them: :func:`without_netcdf_records`); {} where there
+    is no group."""
     import zarr
 
     try:
@@ -406,7 +436,7 @@ def group_attributes(store: Any, group: str) -> dict[str, Any]:
             )
     except Exception:
         return {}
-    return dict(found.attrs)
+    return without_netcdf_records(dict(found.attrs))
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -697,7 +727,7 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
 def _structure(arr: Any) -> dict[str, Any]:
     """What an array's metadata says of its values, without its attributes (v2's dimension
     names, which live there, included)."""
-    doc = dict(arr.metadata.to_dict())
+    doc = _document(arr.metadata)
     doc.pop("attributes", None)
     doc["dimension_names"] = dims_of(arr)
     return doc
@@ -931,12 +961,14 @@ def _listed_store(store: Any, group: str, members: list[str]) -> Any:
 def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     """Make the xarray variable ``v``'s CF references name only arrays of ``written``
     (:func:`with_written_references`), in its attributes and in its encoding, where xarray's
-    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was)."""
+    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was);
+    netCDF-C's records of the input's layout (:func:`without_netcdf_records`, which xarray
+    shows on a v3 array) go."""
     attrs = dict(v.attrs)
     listed = v.encoding.pop("coordinates", None)
     if isinstance(listed, str) and "coordinates" not in attrs:
         attrs["coordinates"] = listed
-    attrs = with_written_references(attrs, written)
+    attrs = with_written_references(without_netcdf_records(attrs), written)
     coordinates = attrs.pop("coordinates", None)
     v.attrs = attrs
     if coordinates is not None:
@@ -1130,7 +1162,8 @@ def _stored_difference(
 ) -> str | None:
     """What the array ``dst`` holds otherwise than ``src``, as stored: values to the bit and
     attributes (dimension names aside; those of ``src`` as written beside an output that
-    holds ``written``: :func:`with_written_references`), in :func:`coordinate_difference`'s
+    holds ``written``: :func:`with_written_references`, :func:`without_netcdf_records`), in
+    :func:`coordinate_difference`'s
     words; :data:`UNREADABLE` where ``dst`` cannot be read at all."""
     import numpy as np
     import zarr
@@ -1146,7 +1179,13 @@ def _stored_difference(
         return UNREADABLE
     skip = {"_ARRAY_DIMENSIONS"}
     keys = differing_values(
-        {k: v for k, v in with_written_references(dict(a.attrs), written).items() if k not in skip},
+        {
+            k: v
+            for k, v in with_written_references(
+                without_netcdf_records(dict(a.attrs)), written
+            ).items()
+            if k not in skip
+        },
         {k: v for k, v in dict(b.attrs).items() if k not in skip},
     )
     return _attributes_said(keys) or _values_said(bits.difference(x, y))
@@ -1294,7 +1333,7 @@ def consolidated_differences(
             if copy is None:
                 found.append(f"{where} does not list {rel!r}")
                 continue
-            said = _said_differing(own.metadata.to_dict(), copy.to_dict())
+            said = _said_differing(_document(own.metadata), _document(copy))
             if said:
                 found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
         if parent != group:  # the group's attributes, as a copy above it holds them
@@ -1338,7 +1377,7 @@ def _other_members_differ(
         if name not in held:
             found.append(f"{where} lists {name!r}, which the group no longer holds")
             continue
-        own, copy = dict(held[name].to_dict()), dict(listed[name].to_dict())
+        own, copy = _document(held[name]), _document(listed[name])
         own.pop("consolidated_metadata", None)
         copy.pop("consolidated_metadata", None)
         said = _said_differing(own, copy)
