@@ -1335,3 +1335,52 @@ def test_no_numeric_key_is_refused_in_pydantics_words() -> None:
                 parse_config(doc)
             except ConfigError as e:
                 assert "Input should" not in str(e) and len(str(e).splitlines()) == 1, e
+
+
+_HEAD = "# the job\n# (two lines of comments)\ninput: {store: in.zarr}\noutput: {store: out.zarr}\n"
+
+
+@pytest.mark.parametrize(
+    "text, line, key, said",
+    [
+        # a key YAML reads as no text: found by what PyYAML made of it, not by its text
+        (_HEAD + "stages: [{op: square}]\n1: 2\n", 6, "1", "(top level): a key's name"),
+        (_HEAD + "stages: [{op: square}]\nyes: 2\n", 6, "1", "(top level): a key's name"),
+        (_HEAD + "stages: [{op: square}]\nnull: 2\n", 6, "None", "(top level): a key's name"),
+        (
+            _HEAD + "stages: [{op: square}]\n2024-01-01: 2\n",
+            6,
+            "2024-01-01",
+            "(top level): a key's name",
+        ),
+        (_HEAD + "stages: [{op: square}]\ncluster:\n  workers: 1\n  0x1: 2\n", 8, "cluster.1", ""),
+        # a key a merge brings: at its line in the mapping merged, where it is written
+        (_HEAD + "stages: [{op: square}]\nx: &b {bogus: 1}\n<<: *b\n", 6, "bogus", "unknown key"),
+        ("base: &b\n  bogus: 1\n" + _HEAD + "stages: [{op: square}]\n<<: *b\n", 2, "bogus", ""),
+        (_HEAD + "stages: [{op: square}]\n<<: [{cluster: 4}]\n", 6, "cluster", "cluster: must"),
+        (
+            _HEAD + "stages: [{op: square}]\ncluster:\n  <<: {workers: 0}\n",
+            7,
+            "cluster.workers",
+            "",
+        ),
+        # a key after comments, after other sections, in a flow mapping: at its own line
+        (_HEAD + "stages: [{op: square}]\nbogus: 1\n", 6, "bogus", "unknown key 'bogus'"),
+        (_HEAD + "stages: [{op: square}]\ncluster: 4\n", 6, "cluster", "cluster: must be"),
+        ("{input: {store: in.zarr},\n output: {store: o.zarr},\n stages: [],\n x: 1}", 4, "x", ""),
+    ],
+)
+def test_a_top_level_key_is_said_at_its_own_line(
+    tmp_path: Path, text: str, line: int, key: str, said: str
+) -> None:
+    """A key YAML reads as no text (``1:``, ``yes:``, ``null:``, a date), or one a merge
+    brings (``<<: *base``), was looked for by its text, or not at all, so said at the line of
+    the mapping holding it: line 1 of the file (or its first key's), for a top-level key."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert (e.value.line, e.value.key) == (line, key), e.value
+    assert str(e.value).startswith(f"{path}:{line}: {said}"), e.value

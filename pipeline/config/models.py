@@ -646,7 +646,10 @@ class Config(Model):
 
 
 def validated(
-    data: Any, source: str, positions: dict | None = None, overridden: Sequence[tuple] = ()
+    data: Any,
+    source: str,
+    positions: Mapping[tuple, Any] | None = None,
+    overridden: Sequence[tuple] = (),
 ) -> Config:
     """The :class:`Config` that ``data`` (a config file's mapping, or one given to the API)
     describes, validated as pydantic's ``model_validate`` does; an invalid one is the one

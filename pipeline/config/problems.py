@@ -71,7 +71,10 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
             out.append(part)
             node = node[part]
         elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
-            out.append(part)  # a missing key: not in the data, still the one to name
+            # a key that is no text (None, a date), which pydantic names by its repr(): the
+            # key itself, so that its line is found; else a missing key, still the one to name
+            held = [k for k in node if not isinstance(k, str) and part in (repr(k), str(k))]
+            out.append(held[0] if held else part)
     return tuple(out)
 
 
@@ -589,7 +592,7 @@ def checked(
     data: Any,
     root: type[BaseModel],
     source: str,
-    positions: dict | None = None,
+    positions: Mapping[tuple, Any] | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
 ) -> _T:
@@ -658,7 +661,7 @@ def validation_error(
     data: Any,
     root: type[BaseModel],
     source: str,
-    positions: dict | None = None,
+    positions: Mapping[tuple, Any] | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
     option: tuple[tuple, str] | None = None,
@@ -707,7 +710,7 @@ def validation_error(
 
 
 def _where(
-    key: tuple, source: str, positions: dict | None, overridden: Sequence[tuple]
+    key: tuple, source: str, positions: Mapping[tuple, Any] | None, overridden: Sequence[tuple]
 ) -> tuple[str, int | None, dict[str, str]]:
     """Where a problem at ``key`` is, for its line: (what the line starts with, the file's
     line or None, the error's ``override`` field where it has one). A value an override set
