@@ -11,6 +11,7 @@ cannot be written.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import subprocess
 import time
@@ -1384,3 +1385,76 @@ def test_a_top_level_key_is_said_at_its_own_line(
         load_config(path)
     assert (e.value.line, e.value.key) == (line, key), e.value
     assert str(e.value).startswith(f"{path}:{line}: {said}"), e.value
+
+
+def _bomb(levels: int, merges: bool, at: str = "") -> str:
+    """An alias bomb ("billion laughs"): ``levels`` lists (or mappings merging) of ten
+    aliases of the one before, 10**levels values written out; under ``at`` (a key of
+    storage_options) where given, else as top-level keys."""
+    names = [f"l{i}" for i in range(levels)]
+    if merges:
+        rows = [f"&{names[0]} {{" + ", ".join(f"k{i}: {i}" for i in range(10)) + "}"]
+        rows += [
+            f"&{n} {{<<: [{', '.join([f'*{p}'] * 10)}]}}" for p, n in itertools.pairwise(names)
+        ]
+    else:
+        rows = [f"&{names[0]} [{', '.join(['x'] * 10)}]"]
+        rows += [f"&{n} [{', '.join([f'*{p}'] * 10)}]" for p, n in itertools.pairwise(names)]
+    if at:
+        body = "".join(f"    {n}: {r}\n" for n, r in zip(names, rows, strict=True))
+        return f"input:\n  store: in.zarr\n  storage_options:\n{body}output: {{store: o.zarr}}\n"
+    return (
+        "".join(f"{n}: {r}\n" for n, r in zip(names, rows, strict=True))
+        + "input: {store: in.zarr}\n"
+    )
+
+
+@pytest.mark.parametrize("merges", [False, True], ids=["lists", "merges"])
+@pytest.mark.parametrize("at", ["", "x"], ids=["top", "storage_options"])
+def test_an_alias_bomb_is_one_line_at_once(tmp_path: Path, merges: bool, at: str) -> None:
+    """An alias bomb, ten levels of ten aliases of the level before (10**10 values written
+    out), had taken hours: the checks that walk the config walked every path its aliases
+    make, and PyYAML's merges copy every key they bring (a merge bomb of 6 levels took it
+    1.6 s, and 6x more each level). Refused in one line at the first key holding too many,
+    before PyYAML constructs it; the walks visit each node once. In a process of its own,
+    with a time limit, so that without the fix it fails and does not hang."""
+    path = tmp_path / "run.yaml"
+    path.write_text(_bomb(10, merges, at))
+    code = (
+        "import sys\nfrom pipeline.config import load_config\nfrom pipeline.errors import "
+        "ConfigError\ntry:\n    load_config(sys.argv[1])\nexcept ConfigError as e:\n"
+        "    print(e.line, e.key, e, sep='|')\n"
+    )
+    try:
+        done = run_python(["-c", code, path], cwd=Path(__file__).parents[1], timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading an alias bomb took more than 30 s")
+    line, key, said = done.stdout.strip().split("|")
+    # the first key holding more than 100,000: l4 (10**5 values, with its lists or keys)
+    where = (8, "input.storage_options.l4") if at else (5, "l4")
+    assert (int(line), key) == where, done.stdout + done.stderr
+    assert said.startswith(f"{path}:{where[0]}: {where[1]}: its aliases make it "), said
+    assert "more than the 100,000 a config may" in said and "\n" not in said
+
+
+def test_aliases_a_config_needs_are_read(tmp_path: Path) -> None:
+    """The limit on what aliases repeat leaves a config's own use of them alone: the same
+    credentials for both stores, a merge of shared settings, a long list written out."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    rows = ", ".join(["1"] * 50_000)
+    path.write_text(
+        "x-base: &o {anon: true}\ninput: {store: in.zarr, storage_options: &s {<<: *o}}\n"
+        "output: {store: o.zarr, storage_options: *s}\nstages: [{op: square}]\n"
+        "cluster: {<<: {workers: 2}}\n"
+    )
+    with pytest.raises(ConfigError) as e:  # x-base: an unknown key (item 5 decides)
+        load_config(path)
+    assert e.value.key == "x-base", e.value
+    path.write_text(
+        "input: {store: in.zarr, storage_options: &s {anon: true, fo: [" + rows + "]}}\n"
+        "output: {store: o.zarr, storage_options: *s}\nstages: [{op: square}]\n"
+    )
+    config = load_config(path)
+    assert config.output.storage_options["anon"] is True

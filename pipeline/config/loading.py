@@ -241,6 +241,61 @@ def _refuse_cycles(
     done.add(id(node))
 
 
+#: The most values a config's aliases may repeat (its values written out, each alias as the
+#: values it names, less those written in the file): a config needs a few; an alias bomb
+#: ("billion laughs": ``b: &b [*a, *a, ...]`` over ``a: &a [x, x, ...]``, ten deep) makes
+#: 10**10, which reading it (PyYAML's merges, the checks here, pydantic, the summary) would
+#: take hours or all memory over.
+MOST_REPEATED = 100_000
+
+
+def _refuse_alias_bombs(root: yaml.Node, path: Path) -> None:
+    """Refuse a config whose aliases repeat more than :data:`MOST_REPEATED` values, in one
+    line at the top-level key that holds them (at the deepest key of a mapping that does,
+    ``input.storage_options.x``), before PyYAML constructs it: its merges (``<<: [*a, *a,
+    ...]``) copy every key they bring, so a merge bomb had taken time and memory
+    exponential in its depth there, and an alias bomb of lists, which PyYAML makes as one
+    shared list, in every check that walks the config (:func:`_Lines` aside). Each node's
+    size is counted once (``sizes``). Called after :func:`_refuse_cycles` (a cycle has no
+    size)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            n = 1
+            if isinstance(node, yaml.MappingNode):
+                n += sum(size(k) + size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                n += sum(size(v) for v in node.value)
+            sizes[id(node)] = n
+        return sizes[id(node)]
+
+    total = size(root)
+    repeated = total - len(sizes)
+    if repeated <= MOST_REPEATED:
+        return
+    key: tuple = ()
+    node, mark = root, root.start_mark
+    while isinstance(node, yaml.MappingNode):  # down to the key that holds them
+        big = [(k, v) for k, v in node.value if size(v) > MOST_REPEATED and k.tag != _MERGE]
+        if not big:
+            break
+        k, node = big[0]
+        key, mark = (*key, k.value if isinstance(k, yaml.ScalarNode) else "?"), k.start_mark
+    line = mark.line + 1
+    dotted = dotted_key(key) or "(top level)"
+    raise ConfigError(
+        f"{path}:{line}: {dotted}: its aliases make it {size(node):,} values written out, "
+        f"and the config's aliases repeat {repeated:,}, more than the {MOST_REPEATED:,} a "
+        "config may (aliases of lists or mappings that hold aliases: an alias bomb?), which "
+        "reading would take hours or all memory over: write out what is meant there, with "
+        "fewer aliases",
+        file=str(path),
+        line=line,
+        key=dotted,
+    )
+
+
 def _refuse_duplicate_keys(
     node: yaml.Node, path: Path, key: tuple = (), done: set[int] | None = None
 ) -> None:
@@ -420,8 +475,9 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ) from None
     try:
         node = yaml.compose(text, Loader=_Located)
-        if node is not None:
+        if node is not None:  # before PyYAML constructs it: an alias bomb's merges
             _refuse_cycles(node, p)
+            _refuse_alias_bombs(node, p)
         data = yaml.load(text, Loader=_Located)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
