@@ -1458,3 +1458,53 @@ def test_aliases_a_config_needs_are_read(tmp_path: Path) -> None:
     )
     config = load_config(path)
     assert config.output.storage_options["anon"] is True
+
+
+@pytest.mark.parametrize(
+    "key, said",
+    [
+        ("cluster.workers", "a whole number from 1 to 65536"),
+        ("cluster.threads_per_worker", "a whole number from 1 to 65536"),
+        ("cluster.workers_per_gpu", "a whole number from 1 to 1024"),
+        ("cluster.gpus.0", "a whole number from 0 to 65535"),
+        ("chunking.block.0", "a whole number from 1 to 1099511627776"),
+        ("output.chunks.0", "a whole number from 1 to 1099511627776"),
+        ("output.shards.0", "a whole number from 1 to 1099511627776"),
+        ("input.generate.chunks.0", "a whole number from 1 to 1099511627776"),
+        ("input.generate.shards.0", "a whole number from 1 to 1099511627776"),
+        ("input.generate.shape.0", "a whole number from 1 to 281474976710656"),
+        ("cluster.timeout", "a number greater than 0 and at most 604800"),
+        ("output.codec.level", "a whole number from -7 to 22"),
+    ],
+)
+@pytest.mark.parametrize("value", [10**23, 2**62, 1e300], ids=["1e23", "2**62", "1e300"])
+def test_an_absurd_number_is_refused_at_its_key(
+    tmp_path: Path, key: str, said: str, value: Any
+) -> None:
+    """``cluster.workers: 100000000000000000000000`` was taken, and refused by the memory plan
+    as a budget of 0 B per worker; ``block: [4611686018427387904]`` (2**62) took the plan
+    hours (the divisors of the shard it made), ``1e300`` was pydantic's "Unable to parse
+    input string as an integer, exceeded maximum size". Each key that takes a count or a
+    length has the bound no machine passes, from its schema, and is refused at its line
+    with it. (Sizes in bytes, ``target_bytes`` and the memory limits, are the plan's: it
+    says a budget the machine cannot give at its key; a seed may be any whole number.)"""
+    import yaml
+
+    from pipeline.config import load_config
+
+    doc: dict[str, Any] = json.loads(json.dumps(_RUN))
+    doc["input"]["generate"] = {"shape": [4]}
+    *parents, last = key.split(".")
+    target = doc
+    for part in parents if last != "0" else parents[:-1]:
+        target = target.setdefault(part, {})
+    if last == "0":
+        target[parents[-1]] = [value]
+    else:
+        target[last] = value
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{e.value.line}: {key}: must be {said} (got {value!r})"
+    assert e.value.key == key and e.value.line is not None

@@ -239,6 +239,7 @@ _WANTED_SAYS = frozenset(
     (
         "int_type",
         "int_parsing",
+        "int_parsing_size",
         "int_from_float",
         "float_type",
         "float_parsing",
