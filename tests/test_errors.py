@@ -187,13 +187,13 @@ CASES: dict[str, Case] = {
         _yaml(BASE.replace("workers: 1", "workers: true") + SEED),
         ConfigError,
         {"file": _in("run.yaml"), "line": 4, "key": "cluster.workers"},
-        ["cluster.workers: must be a whole number of at least 1, not true/false"],
+        ["cluster.workers: must be a whole number from 1 to 65536, not true/false"],
     ),
     "bool-in-a-list-of-numbers": Case(
         _yaml(BASE + "chunking: {{block: [5, false]}}\n" + SEED),
         ConfigError,
         {"file": _in("run.yaml"), "line": 5, "key": "chunking.block.1"},
-        ["chunking.block.1: must be a whole number of at least 1, not true/false"],
+        ["chunking.block.1: must be a whole number from 1 to 1099511627776, not true/false"],
     ),
     "stages-as-text": Case(  # had been worded as if no stage were given
         _yaml(BASE + "stages: square\n"),
@@ -997,13 +997,13 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
         (
             {"cluster": {"workers": 2.5}},
             "cluster.workers",
-            "a whole number of at least 1 (got 2.5)",
+            "a whole number from 1 to 65536 (got 2.5)",
         ),
-        ({"cluster": {"workers": 0}}, "cluster.workers", "a whole number of at least 1 (got 0)"),
+        ({"cluster": {"workers": 0}}, "cluster.workers", "a whole number from 1 to 65536 (got 0)"),
         (
             {"cluster": {"threads_per_worker": "2.5"}},
             "cluster.threads_per_worker",
-            "a whole number of at least 1 (got '2.5')",
+            "a whole number from 1 to 65536 (got '2.5')",
         ),
         (
             {"output": {"store": "out.zarr", "codec": {"level": 1.5}}},
@@ -1032,7 +1032,11 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
             "chunking.target_bytes",
             "a size in bytes of at least 1 (or text such as '16GiB') (got 0)",
         ),
-        ({"cluster": {"gpus": [0, 1.5]}}, "cluster.gpus.1", "a whole number (got 1.5)"),
+        (
+            {"cluster": {"gpus": [0, 1.5]}},
+            "cluster.gpus.1",
+            "a whole number from 0 to 65535 (got 1.5)",
+        ),
         ({"backend": "tpu"}, "backend", "auto, gpu or cpu (got 'tpu')"),
     ],
 )
