@@ -248,6 +248,7 @@ class Model(BaseModel):
                 cls,
                 source,
                 place=_place(cls),
+                strings=source.removesuffix("_strings()"),
             )
         except ConfigError:
             listed = _strings_list(cls, obj, kwargs)
