@@ -480,11 +480,15 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
         load_config(path)
     f = info.value
     assert (f.file, f.key) == (str(path), key) and f.line is not None, f
-    # a null in a file is a key left empty there; through the API, None (review44)
-    left = "(a key left empty: its keys go on the lines below it, indented)"
-    assert str(f).replace(left, "(None)") == str(e).replace(
-        "pipeline.Config()", f"{path}:{f.line}"
-    ), f
+    # a null in a file is a section left empty there; through the API, None (review44)
+    if given.get("input", {}) is None:
+        assert str(f) == (
+            f"{path}:{f.line}: input: is empty (nothing under it, or only comments, which "
+            "YAML reads as null): write its keys on the lines below it, indented (it takes a "
+            "mapping of its keys: store, array, storage_options, generate, mask_and_scale)"
+        )
+        return
+    assert str(f) == str(e).replace("pipeline.Config()", f"{path}:{f.line}"), f
 
 
 def test_model_validate_json_is_one_config_error_line_never_quoting_the_text() -> None:

@@ -97,7 +97,8 @@ def parse_config(
     and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
     values an override set, not the file: a problem there names the override, and no line
     (the file's nearest line, its section's or its first, had been named), with the field
-    ``override`` (the override's dotted key)."""
+    ``override`` (the override's dotted key). Top-level keys starting with ``x-`` are
+    extension fields, ignored (:func:`is_extension`)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the config must be a mapping of keys (input, output, ...)",
@@ -105,7 +106,16 @@ def parse_config(
             line=None,
             key=None,
         )
+    data = {k: v for k, v in data.items() if not is_extension(k)}
     return validated(data, source, positions, overridden)
+
+
+def is_extension(key: Any) -> bool:
+    """Whether the top-level ``key`` is an extension field, which the config ignores: a name
+    starting with ``x-`` (``x-base: &base {...}``, to hold a YAML anchor that sections merge
+    or alias), as docker-compose takes them. Such a key had been refused as an unknown key;
+    any other unknown key still is, at its line."""
+    return isinstance(key, str) and key.startswith("x-")
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose

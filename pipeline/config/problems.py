@@ -149,7 +149,10 @@ def _message(
         )
     section = _model_at((*loc, ""), root) if kind in _NO_MAPPING and not stages else None
     if section is not None and loc:  # input: (empty), input: in.zarr, codec: [zstd]
-        return _section_problem(key, section, err.get("input"), file)
+        owner = _model_at(loc, root)
+        field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
+        required = field is None or field.is_required()
+        return _section_problem(key, section, err.get("input"), file, required)
     got = err.get("input")
     if kind in ("too_short", "tuple_type") and key == "stages" and strings and got is not None:
         return f"stages: must be a list of stages, {strings_fix(strings, 'stages', 'a list')}"
@@ -215,16 +218,28 @@ def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages
 _NO_MAPPING = frozenset(("model_type", "model_attributes_type", "dict_type"))
 
 
-def _section_problem(key: str, section: type[BaseModel], got: Any, file: bool = False) -> str:
+def _section_problem(
+    key: str, section: type[BaseModel], got: Any, file: bool = False, required: bool = True
+) -> str:
     """What a section given as no mapping says: that it is one, with its keys indented below
     it, and what it was given (nothing, text, a list), never a value of a list or mapping.
     Null is a key left empty in a YAML ``file``, else None (``pipeline.Config(input=None)``,
-    JSON's null), which had been said as a key left empty too (review44)."""
+    JSON's null), which had been said as a key left empty too (review44). A section left
+    empty in a file (``cluster:`` with nothing under it, or only its keys commented out) is
+    said to be empty, with what to do: its keys below it, or, where it is not ``required``,
+    the line deleted or ``{}`` for its defaults (it had said only where keys go)."""
     keys = ", ".join(section.model_fields)
     if got is None and not file:
         given = "null (None)"
     elif got is None:
-        given = "null (a key left empty: its keys go on the lines below it, indented)"
+        name = key.rsplit(".", 1)[-1]
+        given = (
+            "empty (nothing under it, or only comments, which YAML reads as null): write its "
+            "keys on the lines below it, indented"
+        )
+        if not required:
+            given += f", or delete the line, or write {name}: {{}}, for its defaults"
+        return f"{key}: is {given} (it takes a mapping of its keys: {keys})"
     elif isinstance(got, str):
         if (url_query(got) or url_fragment(got)) is not None:
             got = without_query(got)  # a URL's query (or fragment) may be a credential
