@@ -83,6 +83,9 @@ class _Lines(Mapping):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def __bool__(self) -> bool:  # a file's lines, whose root is there: not walked to say so
+        return True
+
 
 def parse_config(
     data: Any,
