@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +26,71 @@ class _Located(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key and sequence item."""
 
 
-def _positions(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            out[path + (key,)] = k.start_mark
-            _positions(v, path + (key,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out[path + (i,)] = v.start_mark
-            _positions(v, path + (i,), out)
-    return out
+class _Lines(Mapping):
+    """The line (PyYAML's mark) of every key and list item of a config file, by its key as
+    the data holds it (``("cluster", "workers")``, ``("stages", 0, "factor")``, ``()`` for
+    the file's mapping): a key by the mark of its name, an item by its own. A key is found as
+    PyYAML read it, not as written: ``1:``, ``yes:``, ``null:`` or ``2024-01-01:`` by the
+    number, boolean, None or date the data holds (they had been found by their text, so not
+    at all, and said at the line of the mapping that holds them: line 1 for a top-level
+    key), and a key a merge brings (``<<: *base``) at its line in the mapping merged, where
+    it is written (said at line 1 too, for a top-level key). Looked up along the key's path
+    from the root, so an alias's keys are found wherever it is used, without walking every
+    path an alias makes (an alias bomb's are too many to list); iterated, a node's keys once,
+    under the first key that reaches it."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self._root = root
+        self._loader = yaml.SafeLoader("")  # constructs a key's scalar as the data holds it
+
+    def _key(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            with contextlib.suppress(yaml.YAMLError, TypeError, ValueError):
+                return self._loader.construct_object(node, deep=True)
+            return node.value
+        return id(node)
+
+    def _children(self, node: yaml.Node) -> list[tuple[Any, yaml.Node, Any]]:
+        """(key, value node, mark) of each key or item of ``node``."""
+        if isinstance(node, yaml.MappingNode):
+            return [(self._key(k), v, k.start_mark) for k, v in _merged_pairs(node)]
+        if isinstance(node, yaml.SequenceNode):
+            return [(i, v, v.start_mark) for i, v in enumerate(node.value)]
+        return []
+
+    def __getitem__(self, path: tuple) -> Any:
+        node, mark = self._root, self._root.start_mark
+        for part in path:
+            for key, value, at in self._children(node):
+                if key == part:
+                    node, mark = value, at
+                    break
+            else:
+                raise KeyError(path)
+        return mark
+
+    def __iter__(self) -> Iterator[tuple]:
+        seen: set[int] = set()
+        todo: list[tuple[tuple, yaml.Node]] = [((), self._root)]
+        while todo:
+            path, node = todo.pop()
+            yield path
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            todo += [((*path, k), v) for k, v, _ in reversed(self._children(node))]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:  # a file's lines, whose root is there: not walked to say so
+        return True
 
 
 def parse_config(
     data: Any,
     source: str = "<config>",
-    positions: dict | None = None,
+    positions: Mapping[tuple, Any] | None = None,
     overridden: Sequence[tuple] = (),
 ) -> Config:
     """Validate a mapping into a :class:`Config`.
@@ -54,7 +100,8 @@ def parse_config(
     and ``key`` (dotted, e.g. ``stages.0.factor``). ``overridden``: the keys (as tuples) whose
     values an override set, not the file: a problem there names the override, and no line
     (the file's nearest line, its section's or its first, had been named), with the field
-    ``override`` (the override's dotted key)."""
+    ``override`` (the override's dotted key). Top-level keys starting with ``x-`` are
+    extension fields, ignored (:func:`is_extension`)."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the config must be a mapping of keys (input, output, ...)",
@@ -62,7 +109,16 @@ def parse_config(
             line=None,
             key=None,
         )
+    data = {k: v for k, v in data.items() if not is_extension(k)}
     return validated(data, source, positions, overridden)
+
+
+def is_extension(key: Any) -> bool:
+    """Whether the top-level ``key`` is an extension field, which the config ignores: a name
+    starting with ``x-`` (``x-base: &base {...}``, to hold a YAML anchor that sections merge
+    or alias), as docker-compose takes them. Such a key had been refused as an unknown key;
+    any other unknown key still is, at its line."""
+    return isinstance(key, str) and key.startswith("x-")
 
 
 #: A number as YAML 1.2 writes it (``1e39``, ``1e-3``, ``-.5``). PyYAML reads YAML 1.1, whose
@@ -127,19 +183,27 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 
 def _merged_pairs(
-    node: yaml.MappingNode, within: frozenset[int] = frozenset()
+    node: yaml.MappingNode,
+    within: frozenset[int] = frozenset(),
+    made: dict[int, list[tuple[Any, Any]]] | None = None,
 ) -> list[tuple[Any, Any]]:
     """The (key, value) nodes of the mapping ``node`` as PyYAML makes it, merges (``<<: *m``,
     ``<<: [*a, *b]``) brought in: its own keys first, then a later ``<<:``'s over an earlier
     one's, and in a list of them an earlier mapping's over a later one's, each key's first
     kept (as ``SafeConstructor.flatten_mapping`` lets them override); a key only once. A
-    mapping merged into itself (``&m {<<: *m}``, which PyYAML reads) brings nothing more."""
+    mapping merged into itself (``&m {<<: *m}``, which PyYAML reads) brings nothing more.
+    Each mapping merged is flattened once (``made``), however often it is merged: merges of
+    merges (``&b {<<: [*a, *a, ...]}``, ten deep) had taken time exponential in their
+    depth."""
+    made = {} if made is None else made
+    if id(node) in made:
+        return made[id(node)]
     within = within | {id(node)}
     pairs = [(k, v) for k, v in node.value if k.tag != _MERGE]
     for v in reversed([v for k, v in node.value if k.tag == _MERGE]):
         for src in v.value if isinstance(v, yaml.SequenceNode) else [v]:
             if isinstance(src, yaml.MappingNode) and id(src) not in within:
-                pairs += _merged_pairs(src, within)
+                pairs += _merged_pairs(src, within, made)
     out: list[tuple[Any, Any]] = []
     seen: set[Any] = set()
     for k, v in pairs:
@@ -147,6 +211,7 @@ def _merged_pairs(
         if name not in seen:
             seen.add(name)
             out.append((k, v))
+    made[id(node)] = out
     return out
 
 
@@ -189,12 +254,75 @@ def _refuse_cycles(
     done.add(id(node))
 
 
-def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None:
+#: The most values a config's aliases may repeat (its values written out, each alias as the
+#: values it names, less those written in the file): a config needs a few; an alias bomb
+#: ("billion laughs": ``b: &b [*a, *a, ...]`` over ``a: &a [x, x, ...]``, ten deep) makes
+#: 10**10, which reading it (PyYAML's merges, the checks here, pydantic, the summary) would
+#: take hours or all memory over.
+MOST_REPEATED = 100_000
+
+
+def _refuse_alias_bombs(root: yaml.Node, path: Path) -> None:
+    """Refuse a config whose aliases repeat more than :data:`MOST_REPEATED` values, in one
+    line at the top-level key that holds them (at the deepest key of a mapping that does,
+    ``input.storage_options.x``), before PyYAML constructs it: its merges (``<<: [*a, *a,
+    ...]``) copy every key they bring, so a merge bomb had taken time and memory
+    exponential in its depth there, and an alias bomb of lists, which PyYAML makes as one
+    shared list, in every check that walks the config (:func:`_Lines` aside). Each node's
+    size is counted once (``sizes``). Called after :func:`_refuse_cycles` (a cycle has no
+    size)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            n = 1
+            if isinstance(node, yaml.MappingNode):
+                n += sum(size(k) + size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                n += sum(size(v) for v in node.value)
+            sizes[id(node)] = n
+        return sizes[id(node)]
+
+    total = size(root)
+    repeated = total - len(sizes)
+    if repeated <= MOST_REPEATED:
+        return
+    key: tuple = ()
+    node, mark = root, root.start_mark
+    while isinstance(node, yaml.MappingNode):  # down to the key that holds them
+        big = [(k, v) for k, v in node.value if size(v) > MOST_REPEATED and k.tag != _MERGE]
+        if not big:
+            break
+        k, node = big[0]
+        key, mark = (*key, k.value if isinstance(k, yaml.ScalarNode) else "?"), k.start_mark
+    line = mark.line + 1
+    dotted = dotted_key(key) or "(top level)"
+    raise ConfigError(
+        f"{path}:{line}: {dotted}: its aliases make it {size(node):,} values written out, "
+        f"and the config's aliases repeat {repeated:,}, more than the {MOST_REPEATED:,} a "
+        "config may (aliases of lists or mappings that hold aliases: an alias bomb?), which "
+        "reading would take hours or all memory over: write out what is meant there, with "
+        "fewer aliases",
+        file=str(path),
+        line=line,
+        key=dotted,
+    )
+
+
+def _refuse_duplicate_keys(
+    node: yaml.Node, path: Path, key: tuple = (), done: set[int] | None = None
+) -> None:
     """Refuse a key given twice in one mapping (two ``cluster:`` sections, ``{workers: 1,
     workers: 2}``), at its second line, naming the first: PyYAML keeps the last silently, so
     the first was dropped without a word (review43). In storage_options the name is not said
     (it may be a value: :func:`pipeline.config.problems.dotted_key`). A merge (``<<: *base``)
-    is no key given twice: what it brings is overridden by the mapping's own keys."""
+    is no key given twice: what it brings is overridden by the mapping's own keys. Each node
+    is walked once (``done``), at the first key that reaches it, however many aliases name
+    it."""
+    done = set() if done is None else done
+    if id(node) in done:
+        return
+    done.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[tuple[str, str], int] = {}
         for k, v in node.value:
@@ -204,10 +332,10 @@ def _refuse_duplicate_keys(node: yaml.Node, path: Path, key: tuple = ()) -> None
                 if (k.tag, k.value) in seen:
                     _duplicate(path, here, seen[(k.tag, k.value)], line)
                 seen[(k.tag, k.value)] = line
-            _refuse_duplicate_keys(v, path, here)
+            _refuse_duplicate_keys(v, path, here, done)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, path, (*key, i))
+            _refuse_duplicate_keys(item, path, (*key, i), done)
 
 
 def _duplicate(path: Path, key: tuple, first: int, line: int) -> None:
@@ -236,21 +364,27 @@ def _a(thing: str) -> str:
     return f"{'an' if thing[:1] in 'aeiou' else 'a'} {thing}"
 
 
-def _refuse_ambiguous_numbers(node: yaml.Node, path: Path, key: str = "") -> None:
+def _refuse_ambiguous_numbers(
+    node: yaml.Node, path: Path, key: str = "", done: set[int] | None = None
+) -> None:
     """Refuse a plain scalar anywhere outside ``stages`` (which :func:`_read_stage_numbers`
     reads) that YAML 1.1 (PyYAML) reads as a number other than YAML 1.2 would: ``chunks:
     [010]`` was 8 rows, ``threads_per_worker: 010`` 8 threads, ``array: 010`` the number 8
     where a name was meant. The line names both readings and, since the key may want text,
-    the quoted form too."""
+    the quoted form too. Each node is walked once (``done``), however many aliases name it."""
+    done = set() if done is None else done
+    if id(node) in done:
+        return
+    done.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             name = k.value if isinstance(k, yaml.ScalarNode) else "?"
             if not key and name == "stages":
                 continue
-            _refuse_ambiguous_numbers(v, path, f"{key}.{name}" if key else str(name))
+            _refuse_ambiguous_numbers(v, path, f"{key}.{name}" if key else str(name), done)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_ambiguous_numbers(item, path, f"{key}.{i}")
+            _refuse_ambiguous_numbers(item, path, f"{key}.{i}", done)
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
         number = node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
         if not number:
@@ -354,6 +488,9 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ) from None
     try:
         node = yaml.compose(text, Loader=_Located)
+        if node is not None:  # before PyYAML constructs it: an alias bomb's merges
+            _refuse_cycles(node, p)
+            _refuse_alias_bombs(node, p)
         data = yaml.load(text, Loader=_Located)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -372,9 +509,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
             line=mark.line + 1 if mark else None,
             key=None,
         ) from None
-    if node is not None:
-        _refuse_cycles(node, p)
-    positions = _positions(node) if node is not None else {}
+    positions: Mapping[tuple, Any] = _Lines(node) if node is not None else {}
     data = data if data is not None else {}
     if node is not None:
         _refuse_duplicate_keys(node, p)

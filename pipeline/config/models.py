@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Self, TypeAlias, Union
 
+from annotated_types import Ge, Le
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -102,7 +103,29 @@ AutoBytes: TypeAlias = Annotated[
     NotBool,
     WithJsonSchema({"anyOf": [{"const": "auto"}, _SIZE]}),
 ]
-Shape: TypeAlias = tuple[Positive, ...]
+#: The most elements along one axis of a block, chunk or shard: 2**40. A length the plan can
+#: take apart had no bound, and one of 2**62 (``block: [4611686018427387904]``, a typo's
+#: extra digits) took the plan hours, finding the divisors of the shard it makes (no chunk
+#: or task of 2**40 elements, 4 TiB of float32, fits a machine).
+MOST_PER_AXIS = 2**40
+
+#: The most elements along one axis of a generated input: 2**48 (1 PiB of float32 in one
+#: axis), so that its size in bytes stays far from the 2**63 that NumPy and Zarr count in.
+MOST_GENERATED_PER_AXIS = 2**48
+
+#: The most workers, or threads per worker, of a local cluster (``cluster.workers: 1e23``
+#: had been taken, and refused by the memory plan as a budget of 0 B per worker).
+MOST_WORKERS = 2**16
+
+#: The most worker processes per GPU: each holds a CUDA context of its own (hundreds of
+#: MiB), so no GPU holds more.
+MOST_WORKERS_PER_GPU = 1024
+
+#: The highest GPU id (CUDA's ordinals run from 0).
+MOST_GPU_ID = 2**16 - 1
+
+Shape: TypeAlias = tuple[Annotated[PositiveInt, Le(MOST_PER_AXIS), NotBool], ...]
+GeneratedShape: TypeAlias = tuple[Annotated[PositiveInt, Le(MOST_GENERATED_PER_AXIS), NotBool], ...]
 
 
 def _no_mapping(cls: type[BaseModel], source: str, obj: Any) -> ConfigError:
@@ -225,6 +248,7 @@ class Model(BaseModel):
                 cls,
                 source,
                 place=_place(cls),
+                strings=source.removesuffix("_strings()"),
             )
         except ConfigError:
             listed = _strings_list(cls, obj, kwargs)
@@ -305,7 +329,7 @@ class CodecConfig(Model):
 class GenerateConfig(Model):
     """How ``pipeline generate`` creates the input (deterministic from the seed)."""
 
-    shape: Shape = Field(description="array shape, e.g. [4096, 4096, 64]")
+    shape: GeneratedShape = Field(description="array shape, e.g. [4096, 4096, 64]")
     dtype: str = Field("float32", description="NumPy dtype name of the generated array")
     chunks: Shape | Literal["auto"] = Field(
         "auto",
@@ -516,18 +540,19 @@ class ClusterConfig(Model):
     scheduler: str = Field(
         "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
     )
-    gpus: tuple[Whole, ...] | None = Field(
+    gpus: tuple[Annotated[int, Ge(0), Le(MOST_GPU_ID), NotBool], ...] | None = Field(
         None, description="GPU ids for local GPU workers; omitted, every visible GPU"
     )
-    workers: Positive | None = Field(
+    workers: Annotated[PositiveInt, Le(MOST_WORKERS), NotBool] | None = Field(
         None, description="local CPU workers; omitted, cores / threads_per_worker"
     )
-    threads_per_worker: Positive | None = Field(
+    threads_per_worker: Annotated[PositiveInt, Le(MOST_WORKERS), NotBool] | None = Field(
         None,
         description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
     )
     workers_per_gpu: Positive = Field(
         3,
+        le=MOST_WORKERS_PER_GPU,
         description="local GPU clusters: worker processes per GPU, each with threads_per_worker "
         "threads (several processes wait less on each other for Python's GIL: on the H100 host "
         "3 x 4 threads ran 4.71 GB/s, 1 x 8 threads 4.26, in one run)",
@@ -646,7 +671,10 @@ class Config(Model):
 
 
 def validated(
-    data: Any, source: str, positions: dict | None = None, overridden: Sequence[tuple] = ()
+    data: Any,
+    source: str,
+    positions: Mapping[tuple, Any] | None = None,
+    overridden: Sequence[tuple] = (),
 ) -> Config:
     """The :class:`Config` that ``data`` (a config file's mapping, or one given to the API)
     describes, validated as pydantic's ``model_validate`` does; an invalid one is the one

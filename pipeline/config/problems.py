@@ -71,7 +71,10 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
             out.append(part)
             node = node[part]
         elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
-            out.append(part)  # a missing key: not in the data, still the one to name
+            # a key that is no text (None, a date), which pydantic names by its repr(): the
+            # key itself, so that its line is found; else a missing key, still the one to name
+            held = [k for k in node if not isinstance(k, str) and part in (repr(k), str(k))]
+            out.append(held[0] if held else part)
     return tuple(out)
 
 
@@ -87,10 +90,17 @@ REMOVED = {
 
 
 def _message(
-    err: Mapping[str, Any], data: Any, root: type[BaseModel], place: str = "", file: bool = False
+    err: Mapping[str, Any],
+    data: Any,
+    root: type[BaseModel],
+    place: str = "",
+    file: bool = False,
+    strings: str = "",
 ) -> str:
     """What pydantic's error ``err`` of the model ``root``, made from ``data``, says in the
-    one line: the key and the fix (``place``: where ``root`` sits in a whole config, as
+    one line: the key and the fix (``strings``: the call that takes what
+    ``model_validate_strings`` cannot, :func:`strings_fix`; ``place``: where ``root`` sits in
+    a whole config, as
     :func:`validation_error` takes it; ``file``: ``data`` is a YAML file's)."""
     loc = _data_loc(err["loc"], data)
     kind = err["type"]
@@ -139,12 +149,20 @@ def _message(
         )
     section = _model_at((*loc, ""), root) if kind in _NO_MAPPING and not stages else None
     if section is not None and loc:  # input: (empty), input: in.zarr, codec: [zstd]
-        return _section_problem(key, section, err.get("input"), file)
+        owner = _model_at(loc, root)
+        field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
+        required = field is None or field.is_required()
+        return _section_problem(key, section, err.get("input"), file, required)
     got = err.get("input")
+    if kind in ("too_short", "tuple_type") and key == "stages" and strings and got is not None:
+        return f"stages: must be a list of stages, {strings_fix(strings, 'stages', 'a list')}"
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
     if kind == "value_error" and isinstance(err.get("ctx", {}).get("error"), BoolNotNumber):
         return f"{key}: must be {wanted(root, loc)}, not true/false"
+    if kind in ("tuple_type", "list_type") and not stages and strings:  # not gpus: [0]
+        fix = strings_fix(strings, key, "a list")
+        return f"{key}: must be {wanted(root, loc)}, {fix} (got {got!r})"
     if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
         return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got!r})"
     if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
@@ -200,16 +218,28 @@ def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages
 _NO_MAPPING = frozenset(("model_type", "model_attributes_type", "dict_type"))
 
 
-def _section_problem(key: str, section: type[BaseModel], got: Any, file: bool = False) -> str:
+def _section_problem(
+    key: str, section: type[BaseModel], got: Any, file: bool = False, required: bool = True
+) -> str:
     """What a section given as no mapping says: that it is one, with its keys indented below
     it, and what it was given (nothing, text, a list), never a value of a list or mapping.
     Null is a key left empty in a YAML ``file``, else None (``pipeline.Config(input=None)``,
-    JSON's null), which had been said as a key left empty too (review44)."""
+    JSON's null), which had been said as a key left empty too (review44). A section left
+    empty in a file (``cluster:`` with nothing under it, or only its keys commented out) is
+    said to be empty, with what to do: its keys below it, or, where it is not ``required``,
+    the line deleted or ``{}`` for its defaults (it had said only where keys go)."""
     keys = ", ".join(section.model_fields)
     if got is None and not file:
         given = "null (None)"
     elif got is None:
-        given = "null (a key left empty: its keys go on the lines below it, indented)"
+        name = key.rsplit(".", 1)[-1]
+        given = (
+            "empty (nothing under it, or only comments, which YAML reads as null): write its "
+            "keys on the lines below it, indented"
+        )
+        if not required:
+            given += f", or delete the line, or write {name}: {{}}, for its defaults"
+        return f"{key}: is {given} (it takes a mapping of its keys: {keys})"
     elif isinstance(got, str):
         if (url_query(got) or url_fragment(got)) is not None:
             got = without_query(got)  # a URL's query (or fragment) may be a credential
@@ -236,6 +266,7 @@ _WANTED_SAYS = frozenset(
     (
         "int_type",
         "int_parsing",
+        "int_parsing_size",
         "int_from_float",
         "float_type",
         "float_parsing",
@@ -409,7 +440,9 @@ def _first_error(errors: list[Any]) -> Any:
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
-def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tuple, str] | None:
+def _option_problem(
+    data: Mapping[str, Any], root: type[BaseModel], strings: str = ""
+) -> tuple[tuple, str] | None:
     """The first value of storage_options' ``headers`` or ``params`` (at any depth: in a chain,
     ``{http: {params: ...}}``) that would not reach an HTTP server as written, as (its key,
     why and the fix), never the value (they are credentials); None where there is none.
@@ -423,7 +456,7 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
     value as it sends it, so the server got ``%252B`` and answered 403; it goes decoded. An
     option that the store's file system or its client takes as true or false, given as text
     (:func:`_store_option_problem`), with ``asynchronous: true`` and an ``endpoint_url``
-    holding credentials."""
+    holding credentials. ``strings``: as :func:`checked` takes it."""
     places: list[tuple[str, ...]] = [
         (side,) for side in ("input", "output") if side in root.model_fields
     ]
@@ -435,14 +468,16 @@ def _option_problem(data: Mapping[str, Any], root: type[BaseModel]) -> tuple[tup
         if isinstance(section, Mapping) and isinstance(options, dict):
             found = _options_problem(options, (*place, "storage_options"))
             if found is None:
-                found = _store_option_problem(section, options, (*place, "storage_options"))
+                found = _store_option_problem(
+                    section, options, (*place, "storage_options"), strings
+                )
             if found is not None:
                 return found
     return None
 
 
 def _store_option_problem(
-    section: Mapping[str, Any], options: Mapping[Any, Any], key: tuple
+    section: Mapping[str, Any], options: Mapping[Any, Any], key: tuple, strings: str = ""
 ) -> tuple[tuple, str] | None:
     """The first of ``options`` (the storage_options of ``section``, a store's, at ``key``)
     that its store's file system would refuse or misread, as (its key, why and the fix),
@@ -477,7 +512,28 @@ def _store_option_problem(
     if found is None:
         return None
     keys, taker = found
+    if strings:  # model_validate_strings: text it must be, and a YAML boolean is no fix
+        return (*key, *keys), (
+            f"given as text, where {taker} takes true or false (to it any text, 'false' "
+            f"too, is true, or no value): it takes a boolean, "
+            f"{strings_fix(strings, dotted_key((*key, *keys)), 'true or false')} (its value is "
+            "not said here)"
+        )
     return (*key, *keys), text_bool_said(keys[-1], taker)
+
+
+def strings_fix(call: str, key: str, what: str) -> str:
+    """The fix for a value that ``model_validate_strings`` cannot give (a list, a boolean in
+    storage_options), whose every value is text and whose strings mode reads no list: the
+    same config given to ``call`` (``pipeline.Config.model_validate``) with the key as
+    ``what`` (a list; true or false), or as JSON to its
+    ``_json`` form. Its lines had named a YAML spelling that call cannot take (``gpus:
+    [0]``, ``anon: false``, unquoted)."""
+    return (
+        "which model_validate_strings cannot give (every value it takes is text, and it reads "
+        f"no list): give the config to {call}() with {key} as {what}, or as JSON to "
+        f"{call}_json()"
+    )
 
 
 #: Why an option's name that YAML read as no string (``1: x``, ``true: x``) is refused.
@@ -589,9 +645,10 @@ def checked(
     data: Any,
     root: type[BaseModel],
     source: str,
-    positions: dict | None = None,
+    positions: Mapping[tuple, Any] | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
+    strings: str = "",
 ) -> _T:
     """What ``make()`` (pydantic's validation of ``data``, the keys of the model ``root``)
     returns, where ``data`` has no problem; else the one ConfigError line for its problems,
@@ -602,13 +659,16 @@ def checked(
     ...)"). An option's problem had been said alone, before pydantic's were looked for (a
     bad ``cluster.workers`` beside ``anon: 'false'`` went unsaid). Never says a value of
     storage_options. Used by the models' constructors and ``model_validate`` and by
-    :func:`~pipeline.config.loading.parse_config` (a file or a mapping) alike."""
-    option = _option_problem(data, root) if isinstance(data, Mapping) else None
+    :func:`~pipeline.config.loading.parse_config` (a file or a mapping) alike. ``strings``:
+    for ``model_validate_strings``, the call (``pipeline.Config.model_validate``) whose
+    fixes its lines name where a value is one it cannot give (a list, a boolean option),
+    not a YAML spelling (:func:`strings_fix`)."""
+    option = _option_problem(data, root, strings) if isinstance(data, Mapping) else None
     try:
         made = make()
     except ValidationError as e:
         raise validation_error(
-            e, data, root, source, positions, place, overridden, option
+            e, data, root, source, positions, place, overridden, option, strings
         ) from None
     if option is None:
         return made
@@ -658,10 +718,11 @@ def validation_error(
     data: Any,
     root: type[BaseModel],
     source: str,
-    positions: dict | None = None,
+    positions: Mapping[tuple, Any] | None = None,
     place: str = "",
     overridden: Sequence[tuple] = (),
     option: tuple[tuple, str] | None = None,
+    strings: str = "",
 ) -> ConfigError:
     """Pydantic's error ``e``, of the model ``root`` made from ``data``, as one ConfigError
     line: its first problem, at its line in ``source`` (from ``positions``, where known),
@@ -697,7 +758,8 @@ def validation_error(
     full = f"{place}.{dotted}" if place and dotted else dotted
     removed = REMOVED.get(full or "") if err["type"] == "extra_forbidden" else None
     return ConfigError(
-        f"{where}: {message or _message(err, data, root, place, positions is not None)}{more}",
+        f"{where}: "
+        f"{message or _message(err, data, root, place, positions is not None, strings)}{more}",
         file=source,
         line=line,
         key=dotted,
@@ -707,7 +769,7 @@ def validation_error(
 
 
 def _where(
-    key: tuple, source: str, positions: dict | None, overridden: Sequence[tuple]
+    key: tuple, source: str, positions: Mapping[tuple, Any] | None, overridden: Sequence[tuple]
 ) -> tuple[str, int | None, dict[str, str]]:
     """Where a problem at ``key`` is, for its line: (what the line starts with, the file's
     line or None, the error's ``override`` field where it has one). A value an override set
