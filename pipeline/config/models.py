@@ -14,7 +14,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Self, TypeAlias, Union
 
-from annotated_types import Ge, Le
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -124,8 +123,10 @@ MOST_WORKERS_PER_GPU = 1024
 #: The highest GPU id (CUDA's ordinals run from 0).
 MOST_GPU_ID = 2**16 - 1
 
-Shape: TypeAlias = tuple[Annotated[PositiveInt, Le(MOST_PER_AXIS), NotBool], ...]
-GeneratedShape: TypeAlias = tuple[Annotated[PositiveInt, Le(MOST_GENERATED_PER_AXIS), NotBool], ...]
+Shape: TypeAlias = tuple[Annotated[PositiveInt, Field(le=MOST_PER_AXIS), NotBool], ...]
+GeneratedShape: TypeAlias = tuple[
+    Annotated[PositiveInt, Field(le=MOST_GENERATED_PER_AXIS), NotBool], ...
+]
 
 
 def _no_mapping(cls: type[BaseModel], source: str, obj: Any) -> ConfigError:
@@ -540,13 +541,13 @@ class ClusterConfig(Model):
     scheduler: str = Field(
         "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
     )
-    gpus: tuple[Annotated[int, Ge(0), Le(MOST_GPU_ID), NotBool], ...] | None = Field(
+    gpus: tuple[Annotated[int, Field(ge=0, le=MOST_GPU_ID), NotBool], ...] | None = Field(
         None, description="GPU ids for local GPU workers; omitted, every visible GPU"
     )
-    workers: Annotated[PositiveInt, Le(MOST_WORKERS), NotBool] | None = Field(
+    workers: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
         None, description="local CPU workers; omitted, cores / threads_per_worker"
     )
-    threads_per_worker: Annotated[PositiveInt, Le(MOST_WORKERS), NotBool] | None = Field(
+    threads_per_worker: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
         None,
         description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
     )
