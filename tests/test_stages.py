@@ -866,3 +866,94 @@ def test_a_resume_tells_a_numpy_scalar_from_the_python_number(tmp_path) -> None:
     )
     cfg["stages"] = [{"op": "multiply", "factor": np.array(2, dtype=np.float32)}]
     assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
+
+
+@pytest.mark.parametrize(
+    ("written", "scalar"),
+    [
+        ("1e-5", np.float32(1e-5)),  # YAML 1.2's float; text to PyYAML (YAML 1.1)
+        ("-2.5E+3", np.float32(-2500.0)),
+        ("1e300", np.float64(1e300)),
+        ("0o17", np.float32(15)),
+        ("007", np.int8(7)),
+        ("08", np.int8(8)),  # text to YAML 1.1
+    ],
+)
+def test_a_typed_numbers_value_is_read_as_a_plain_factor_is(tmp_path, written, scalar) -> None:
+    """``factor: {dtype: float32, value: 1e-5}`` is np.float32(1e-5), as ``factor: 1e-5`` is
+    the float 1e-5 (YAML 1.2): the typed form's value had stayed PyYAML's text, refused as
+    no number."""
+    import pipeline
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+        f"  - {{op: multiply, factor: {{dtype: {scalar.dtype.name}, value: {written}}}}}\n"
+        f"  - op: add\n    value:\n      dtype: {scalar.dtype.name}\n      value: {written}\n"
+    )
+    (_, multiply), (_, add) = pipeline.load_config(path).stage_specs()
+    for got in (multiply.factor, add.value):
+        assert type(got) is type(scalar) and got == scalar
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("010", "stages.0.factor.value: 010 reads as 8 (octal) in YAML 1.1 but 10 in YAML 1.2"),
+        ("1:30", "stages.0.factor.value: 1:30 reads as 90 in YAML 1.1 (base 60)"),
+    ],
+)
+def test_a_typed_numbers_value_yaml_reads_two_ways_is_refused(tmp_path, written, words) -> None:
+    """A typed number's ``value: 010`` (the octal 8 to PyYAML, 10 to YAML 1.2 and to whoever
+    wrote it) is refused at its line, as ``factor: 010`` is; it had run as 8."""
+    import pipeline
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+        f"  - {{op: multiply, factor: {{dtype: int16, value: {written}}}}}\n"
+    )
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.load_config(path)
+    line = str(e.value)
+    assert len(line.splitlines()) == 1 and f"c.yaml:4: {words}" in line, line
+
+
+def test_the_summarys_config_saved_as_a_file_runs_to_the_same_bytes(tmp_path, cli) -> None:
+    """The summary's config, saved as a file (JSON, which YAML reads), runs again through
+    the command line to the same bytes with NumPy scalars whose JSON has an exponent and
+    no dot (np.float64(1e-05) is written 1e-05, which PyYAML had read as text)."""
+    import json
+
+    import zarr
+
+    import pipeline
+
+    x = np.linspace(-3, 3, 60, dtype=np.float32).reshape(6, 10)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(3, 10))[
+        ...
+    ] = x
+    cfg = pipeline.Config(
+        input={"store": str(tmp_path / "in.zarr")},
+        output={"store": str(tmp_path / "out.zarr")},
+        stages=[
+            {"op": "multiply", "factor": np.float64(1e-5)},
+            {"op": "add", "value": np.float32(1e20)},
+        ],
+        backend="cpu",
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    pipeline.run(cfg, summary_json=tmp_path / "s.json")
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x * np.float64(1e-5) + np.float32(1e20)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    again = json.loads((tmp_path / "s.json").read_text())["config"]
+    assert again["stages"][0]["factor"] == {"dtype": "float64", "value": 1e-05}
+    again["output"]["store"] = str(tmp_path / "again.zarr")
+    (tmp_path / "again.json").write_text(json.dumps(again))
+    assert "1e-05" in (tmp_path / "again.json").read_text()
+    rc, out, err = cli("run", tmp_path / "again.json")
+    assert rc == 0, err
+    assert zarr.open_array(str(tmp_path / "again.zarr"), mode="r")[...].tobytes() == got.tobytes()
+    rc, out, err = cli("verify", tmp_path / "again.json", "--all")
+    assert rc == 0, (out, err)
