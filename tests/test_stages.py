@@ -767,8 +767,14 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         ({"dtype": "int8", "value": 300}, "300 does not fit int8 (integers -128..127)"),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
-        ({"dtype": "float16", "value": 1e6}, "finite number (not inf or NaN) in float16"),
-        ({"dtype": "float64", "value": 10**400}, "finite number (not inf or NaN) in float64"),
+        ({"dtype": "float16", "value": 1e6}, "1000000.0 does not fit float16, which holds "),
+        ({"dtype": "float16", "value": 1e6}, "; use a value within that range, or dtype float32"),
+        ({"dtype": "float64", "value": 10**400}, "1.000000e+400 does not fit float64, which "),
+        # below the dtype's least subnormal: 0, multiplying by 0 (r46b: it had run so)
+        ({"dtype": "float32", "value": 1e-50}, "1e-50 does not fit float32, which holds "),
+        ({"dtype": "float32", "value": 1e-50}, "down to 1.4e-45; use a value within that range, "),
+        ({"dtype": "float16", "value": np.float32(1e-8)}, "or dtype float32"),
+        ({"dtype": "float32", "value": float("nan")}, "finite number (not inf or NaN) in float32"),
         ({"dtype": "float32", "value": True}, "a typed number's value must be a number"),
         ({"value": 1}, "a typed number is a mapping of dtype and value, as in {dtype: float32"),
     ],
@@ -789,6 +795,29 @@ def test_a_scalar_no_stage_computes_as_numpy_does_is_one_config_error_line(value
         )
     line = str(e.value)
     assert len(line.splitlines()) == 1 and "stages.0.factor: " in line and words in line, line
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"),
+    [
+        ("float32", -0.0),
+        ("float16", 2.0**-24),  # float16's least subnormal
+        ("float32", float(np.finfo(np.float32).smallest_subnormal)),
+        ("float32", float(np.finfo(np.float32).max)),
+        ("float64", -float(np.finfo(np.float64).max)),
+        ("float16", 65519),  # rounds to float16's max, 65504, as NumPy converts it
+        ("int8", -128),
+        ("int8", 127),
+        ("uint64", 2**64 - 1),
+        ("int64", -(2**63)),
+    ],
+)
+def test_a_typed_number_at_its_dtypes_bounds_is_numpys(dtype, value) -> None:
+    """A typed number at the edge of its dtype (its least subnormal, its largest, a negative
+    zero, an integer's bounds) is the NumPy scalar of that value, never refused."""
+    got = stages.MultiplyParams(factor={"dtype": dtype, "value": value}).factor
+    want = np.dtype(dtype).type(value)
+    assert type(got) is type(want) and got.tobytes() == want.tobytes()
 
 
 def test_a_numpy_integer_is_planned_in_exact_integers() -> None:

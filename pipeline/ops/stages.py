@@ -78,7 +78,10 @@ TYPED_FORM = "{dtype: float32, value: 2}"
 def _typed(v: Mapping[Any, Any]) -> np.generic:
     """The NumPy scalar that a config's typed form ``{dtype: NAME, value: NUMBER}`` names
     (how a summary's JSON writes a NumPy scalar given through the API, so that its config
-    computes what the run computed). Raises ValueError naming what is wrong."""
+    computes what the run computed). A value its dtype cannot hold as written (an integer
+    out of range, a fraction for an integer dtype, a float past the dtype's range or below
+    its least subnormal, which would be inf or 0) is refused, as a plain number the array's
+    dtype cannot hold is (:func:`check_scalars`). Raises ValueError naming what is wrong."""
     if set(v) != {"dtype", "value"}:
         raise ValueError(
             f"a typed number is a mapping of dtype and value, as in {TYPED_FORM}; "
@@ -101,13 +104,27 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
         if not info.min <= whole <= info.max:
             raise ValueError(f"{whole} does not fit {name} (integers {info.min}..{info.max})")
         return dtype.type(whole)
+    if isinstance(value, numbers.Integral):
+        value = int(value)  # Python's exact int: np.int64(10**18) is not converted twice
+    elif not math.isfinite(value):
+        raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
     try:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             held = dtype.type(value)
     except OverflowError:  # an int past float64's range: no finite float holds it
         held = dtype.type("inf")
-    if not np.isfinite(held):
-        raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
+    if not np.isfinite(held) or (held == 0 and value != 0):
+        # past the dtype's range it is inf, below it 0: another number than written
+        wider = _smallest_float(value)
+        fix = (
+            f", or dtype {wider}"
+            if wider is not None and np.dtype(wider).itemsize > dtype.itemsize
+            else ""
+        )
+        raise ValueError(
+            f"{_shown(value)} does not fit {name}, which holds {_holds(dtype)}; use a value "
+            f"within that range{fix}"
+        )
     return held
 
 
