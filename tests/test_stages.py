@@ -986,3 +986,30 @@ def test_the_summarys_config_saved_as_a_file_runs_to_the_same_bytes(tmp_path, cl
     assert zarr.open_array(str(tmp_path / "again.zarr"), mode="r")[...].tobytes() == got.tobytes()
     rc, out, err = cli("verify", tmp_path / "again.json", "--all")
     assert rc == 0, (out, err)
+
+
+def test_a_numpy_scalars_record_does_not_follow_the_callers_print_options(tmp_path) -> None:
+    """The plan, the summary and the output's record name a NumPy scalar with its type
+    whatever NumPy's print options: with ``legacy='1.25'`` set (repr(np.float32(2)) is then
+    ``2.0``) they had written ``multiply(factor=2.0)``, as for the Python number, and a
+    resume with the default options refused the complete output as made by other stages."""
+    import zarr
+
+    import pipeline
+
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": np.float32(2)}],
+        "backend": "cpu",
+    }
+    said = "multiply(factor=np.float32(2.0)) float32 -> float32"
+    with np.printoptions(legacy="1.25"):
+        assert pipeline.plan(cfg).chain[0].describe() == said
+        summary = pipeline.run(cfg)
+    assert summary.stages == [said]
+    record = zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]
+    assert record["stages"] == [said]
+    assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"

@@ -339,12 +339,15 @@ class BoundStage:
 
     def describe(self) -> str:
         """``multiply(factor=5) int16 -> int16``: a NumPy scalar named with its type
-        (``factor=np.float32(0.1)``), which computes otherwise than the Python ``0.1``."""
-        args = ", ".join(
-            f"{k}={v!r}" if isinstance(v, np.generic) else f"{k}={v}"
-            for k, v in self.params.model_dump().items()
-            if v is not None
-        )
+        (``factor=np.float32(0.1)``), which computes otherwise than the Python ``0.1``,
+        whatever print options the caller set (NumPy's ``legacy='1.25'`` writes it ``0.1``,
+        as the Python number: the output's record, and so a resume, had followed them)."""
+        with np.printoptions(legacy=False):
+            args = ", ".join(
+                f"{k}={v!r}" if isinstance(v, np.generic) else f"{k}={v}"
+                for k, v in self.params.model_dump().items()
+                if v is not None
+            )
         return f"{self.name}({args}) {self.in_dtype} -> {self.out_dtype}"
 
 
