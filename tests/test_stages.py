@@ -820,6 +820,65 @@ def test_a_typed_number_at_its_dtypes_bounds_is_numpys(dtype, value) -> None:
     assert type(got) is type(want) and got.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize(
+    ("given", "scalar"),
+    [
+        ("f4", np.float32(2)),
+        ("<f4", np.float32(2)),
+        (">f4", np.float32(2)),  # the scalar is NumPy's, in the machine's byte order
+        ("=i2", np.int16(2)),
+        ("|u1", np.uint8(2)),
+        ("u8", np.uint64(2)),
+        ("f2", np.float16(2)),
+        (np.float32, np.float32(2)),
+        (np.dtype("float64"), np.float64(2)),
+        (np.dtype(">i4"), np.int32(2)),
+    ],
+    ids=str,
+)
+def test_a_typed_numbers_dtype_may_be_spelled_as_numpy_spells_it(tmp_path, given, scalar) -> None:
+    """A typed number's dtype given as NumPy's sized code (``f4``, ``<f4``: what
+    ``np.dtype(...).str`` writes) or, through the API, as the NumPy type or dtype itself is
+    that dtype's scalar; it had been refused as no dtype of the list. In a file too, and
+    the summary's JSON writes its name."""
+    import pipeline
+
+    got = stages.MultiplyParams(factor={"dtype": given, "value": 2}).factor
+    assert type(got) is type(scalar) and got == scalar and got.dtype.isnative
+    typed = stages.AddParams(value={"dtype": given, "value": np.array(2)}).value  # a 0-d array
+    assert type(typed) is type(scalar) and typed == scalar
+    if isinstance(given, str):
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+            f"  - {{op: multiply, factor: {{dtype: '{given}', value: 2}}}}\n"
+        )
+        cfg = pipeline.load_config(path)
+        (_, params), *_ = cfg.stage_specs()
+        assert type(params.factor) is type(scalar) and params.factor == scalar
+        dumped = cfg.model_dump(mode="json")["stages"][0]["factor"]
+        assert dumped == {"dtype": scalar.dtype.name, "value": scalar.item()}
+
+
+@pytest.mark.parametrize("given", ["float", "int", "double", "d", "l", "f1", "i16", "c8", float])
+def test_a_typed_numbers_dtype_without_its_size_is_one_config_error_line(given) -> None:
+    """``int``, ``float``, ``double`` and the codes without a size (``l`` is another size on
+    another platform, ``int`` reads as Python's weak int) are refused, in one line naming
+    the names and codes taken."""
+    import pipeline
+
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.Config(
+            input={"store": "in.zarr"},
+            output={"store": "out.zarr"},
+            stages=[{"op": "multiply", "factor": {"dtype": given, "value": 2}}],
+        )
+    line = str(e.value)
+    assert len(line.splitlines()) == 1, line
+    assert "stages.0.factor: a typed number's dtype must be one of int8, " in line
+    assert "(or NumPy's code for one with its size, f4 or <f4 for float32)" in line
+
+
 def test_a_numpy_integer_is_planned_in_exact_integers() -> None:
     """The worst case of ``int64 * np.int64(3)`` is computed in Python's ints: in NumPy's
     int64 arithmetic it overflows (a warning, and a wrapped bound); ``int32 * np.int64(5)``

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
@@ -75,6 +76,33 @@ SCALAR_DTYPES = (
 TYPED_FORM = "{dtype: float32, value: 2}"
 
 
+#: NumPy's codes for the dtypes of :data:`SCALAR_DTYPES` with their size (``f4``, ``<f4``,
+#: ``u8``): a typed number may name its dtype so. Codes without a size (``d``, ``l``, ``int``,
+#: ``float``, ``double``) are not taken: ``int`` reads as Python's (weak) number, and ``l``
+#: is another size on another platform.
+_SIZED_CODE = re.compile(r"[<>=|]?([iu][1248]|f[248])")
+
+
+def _scalar_dtype(given: Any) -> np.dtype | None:
+    """The dtype of :data:`SCALAR_DTYPES` that a typed number's ``dtype`` names: its name
+    (``float32``), NumPy's code for it with its size (``f4``, ``<f4``, ``>f4``: the scalar
+    is NumPy's, in the machine's byte order, as ``np.dtype('>f4').type(2)`` is), or, through
+    the API, the ``np.dtype`` or the NumPy scalar type itself (``np.float32``); None where
+    it names none of them."""
+    if isinstance(given, str):
+        if given not in SCALAR_DTYPES and not _SIZED_CODE.fullmatch(given):
+            return None
+    elif not isinstance(given, np.dtype) and not (
+        isinstance(given, type) and issubclass(given, np.generic)
+    ):
+        return None
+    try:
+        dtype = np.dtype(given)
+    except TypeError:
+        return None
+    return dtype.newbyteorder("=") if dtype.name in SCALAR_DTYPES else None
+
+
 def _typed(v: Mapping[Any, Any]) -> np.generic:
     """The NumPy scalar that a config's typed form ``{dtype: NAME, value: NUMBER}`` names
     (how a summary's JSON writes a NumPy scalar given through the API, so that its config
@@ -87,12 +115,17 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
             f"a typed number is a mapping of dtype and value, as in {TYPED_FORM}; "
             "or write a plain number"
         )
-    name, value = v["dtype"], v["value"]
-    if not isinstance(name, str) or name not in SCALAR_DTYPES:
-        raise ValueError(f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)}")
+    dtype, value = _scalar_dtype(v["dtype"]), v["value"]
+    if dtype is None:
+        raise ValueError(
+            f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)} (or NumPy's "
+            "code for one with its size, f4 or <f4 for float32)"
+        )
+    name = dtype.name
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # a 0-d array is its scalar, as a plain one's is
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
-    dtype = np.dtype(name)
     if dtype.kind in "iu":
         if isinstance(value, numbers.Integral):
             whole = int(value)
@@ -188,7 +221,12 @@ Scalar: TypeAlias = Annotated[
                 {
                     "type": "object",
                     "properties": {
-                        "dtype": {"enum": list(SCALAR_DTYPES)},
+                        "dtype": {
+                            "anyOf": [
+                                {"enum": list(SCALAR_DTYPES)},
+                                {"type": "string", "pattern": f"^{_SIZED_CODE.pattern}$"},
+                            ]
+                        },
                         "value": {"type": "number"},
                     },
                     "required": ["dtype", "value"],
