@@ -111,8 +111,7 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
     """Read the plain scalar ``v``, which PyYAML read as ``data[keys[0]][keys[1]]...``, as
     YAML 1.2 reads a number (:func:`_read_stage_numbers`), setting it there; refuse one that
     YAML 1.1 and YAML 1.2 read as different numbers."""
-    plain = isinstance(v, yaml.ScalarNode) and v.style is None
-    if not plain:
+    if not isinstance(v, yaml.ScalarNode) or v.style is not None:  # only a plain scalar
         return
     dotted = ".".join(str(k) for k in keys)
     read = _value_at(data, keys)
