@@ -765,6 +765,11 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         (np.True_, "true/false"),
         ({"dtype": "float128", "value": 1}, "a typed number's dtype must be one of int8, "),
         ({"dtype": "int8", "value": 300}, "300 does not fit int8 (integers -128..127)"),
+        ({"dtype": "int8", "value": 300}, "; use a value within that range, or dtype int16"),
+        ({"dtype": "uint8", "value": -1}, "-1 does not fit uint8 (integers 0..255); use a "),
+        ({"dtype": "uint8", "value": -1}, "or dtype int8"),
+        # said as written, not as its 301 digits (r46b)
+        ({"dtype": "int8", "value": 1e300}, "factor: 1e+300 does not fit int8 (integers "),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
         ({"dtype": "float16", "value": 1e6}, "1000000.0 does not fit float16, which holds "),

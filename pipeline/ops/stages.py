@@ -135,7 +135,12 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
             raise ValueError(f"a typed number of dtype {name} must be a whole number")
         info = np.iinfo(dtype)
         if not info.min <= whole <= info.max:
-            raise ValueError(f"{whole} does not fit {name} (integers {info.min}..{info.max})")
+            said = _shown(value.item() if isinstance(value, np.generic) else value)
+            wider = _smallest_int("i" if whole < 0 else dtype.kind, Interval(min(whole, 0), whole))
+            raise ValueError(
+                f"{said} does not fit {name} (integers {info.min}..{info.max}); use a value "
+                f"within that range{'' if wider is None else f', or dtype {wider}'}"
+            )
         return dtype.type(whole)
     if isinstance(value, numbers.Integral):
         value = int(value)  # Python's exact int: np.int64(10**18) is not converted twice
