@@ -1077,3 +1077,38 @@ def test_a_numpy_scalars_record_does_not_follow_the_callers_print_options(tmp_pa
     record = zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]
     assert record["stages"] == [said]
     assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "params"),
+    [
+        ("int8", stages.MultiplyParams(factor=np.int8(100))),
+        ("int8", stages.MultiplyParams(factor=100)),
+        ("uint8", stages.MultiplyParams(factor={"dtype": "uint64", "value": 2**64 - 1})),
+        ("uint64", stages.MultiplyParams(factor=3)),
+        ("int64", stages.AddParams(value=np.int64(-(2**63)))),
+        ("int32", stages.MultiplyParams(factor=5)),
+    ],
+    ids=str,
+)
+def test_integer_overflow_error_names_promote_only_where_promote_plans_it(dtype, params) -> None:
+    """``integer_overflow: error``'s refusal names ``integer_overflow: promote`` as a fix
+    only where promote plans the stage: uint8 times np.uint64(2**64 - 1) and uint64 times 3
+    are past 64 bits, which promote refuses too (the line had named it there as well);
+    the float64 fix is named always, and plans it."""
+    op = "multiply" if isinstance(params, stages.MultiplyParams) else "add"
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain([(op, params)], np.dtype(dtype), policy="error")
+    line = str(e.value)
+    assert len(line.splitlines()) == 1 and "make {op: multiply, factor: 1.0} the first" in line
+    try:
+        stages.plan_chain([(op, params)], np.dtype(dtype), policy="promote")
+        promotes = True
+    except PlanError:
+        promotes = False
+    assert ("set integer_overflow: promote" in line) == promotes, line
+    assert ("past 64 bits" in line) != promotes, line
+    (_, bound) = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=1.0)), (op, params)], np.dtype(dtype)
+    )
+    assert bound.out_dtype == np.float64

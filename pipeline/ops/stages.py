@@ -576,10 +576,15 @@ def plan_chain(
                         values=(worst.lo, worst.hi),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
+                # promote is named only where it widens this stage to an integer that holds
+                # it (uint64 times 3 is past 64 bits: promote refuses it too)
+                wider = _smallest_int(out.kind, worst)
+                widens = wider is not None and np.promote_types(out, wider).kind in "iu"
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
-                    f"{_bound(worst):.3g}); set integer_overflow: promote, or "
-                    f"{IN_FLOAT64}",
+                    f"{_bound(worst):.3g}"
+                    + ("); set integer_overflow: promote, or " if widens else ", past 64 bits); ")
+                    + IN_FLOAT64,
                     **_overflow(name, out, worst),
                     position=position,
                     values=(worst.lo, worst.hi),
