@@ -135,7 +135,8 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
             raise ValueError(f"a typed number of dtype {name} must be a whole number")
         info = np.iinfo(dtype)
         if not info.min <= whole <= info.max:
-            said = _shown(value.item() if isinstance(value, np.generic) else value)
+            written = value.item() if isinstance(value, np.generic) else value
+            said = _shown(written if isinstance(written, (int, float)) else whole)
             wider = _smallest_int("i" if whole < 0 else dtype.kind, Interval(min(whole, 0), whole))
             raise ValueError(
                 f"{said} does not fit {name} (integers {info.min}..{info.max}); use a value "
@@ -153,10 +154,10 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
         held = dtype.type("inf")
     if not np.isfinite(held) or (held == 0 and value != 0):
         # past the dtype's range it is inf, below it 0: another number than written
-        wider = _smallest_float(value)
+        holds = _smallest_float(value)
         fix = (
-            f", or dtype {wider}"
-            if wider is not None and np.dtype(wider).itemsize > dtype.itemsize
+            f", or dtype {holds}"
+            if holds is not None and np.dtype(holds).itemsize > dtype.itemsize
             else ""
         )
         raise ValueError(
