@@ -771,6 +771,7 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         # said as written, not as its 301 digits (r46b)
         ({"dtype": "int8", "value": 1e300}, "factor: 1e+300 does not fit int8 (integers "),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
+        ({"dtype": "int8", "value": 2.5}, "; for a fraction give a float dtype, as in {dtype: "),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
         ({"dtype": "float16", "value": 1e6}, "1000000.0 does not fit float16, which holds "),
         ({"dtype": "float16", "value": 1e6}, "; use a value within that range, or dtype float32"),

@@ -132,7 +132,10 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
         elif float(value).is_integer():
             whole = int(float(value))
         else:
-            raise ValueError(f"a typed number of dtype {name} must be a whole number")
+            raise ValueError(
+                f"a typed number of dtype {name} must be a whole number; for a fraction give a "
+                "float dtype, as in {dtype: float64, value: 2.5}"
+            )
         info = np.iinfo(dtype)
         if not info.min <= whole <= info.max:
             written = value.item() if isinstance(value, np.generic) else value
