@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -772,6 +773,10 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         ({"dtype": "int8", "value": 1e300}, "factor: 1e+300 does not fit int8 (integers "),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
         ({"dtype": "int8", "value": 2.5}, "; for a fraction give a float dtype, as in {dtype: "),
+        # a Fraction past float64: Python's OverflowError had come through as it was (r46b)
+        (Fraction(10**400, 3), "must be a finite number float64 holds (magnitudes up to "),
+        ({"dtype": "float32", "value": Fraction(10**400, 3)}, "finite number float64 holds"),
+        ({"dtype": "int8", "value": Fraction(10**400, 3)}, "finite number float64 holds"),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
         ({"dtype": "float16", "value": 1e6}, "1000000.0 does not fit float16, which holds "),
         ({"dtype": "float16", "value": 1e6}, "; use a value within that range, or dtype float32"),

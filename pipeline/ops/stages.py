@@ -129,7 +129,7 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
     if dtype.kind in "iu":
         if isinstance(value, numbers.Integral):
             whole = int(value)
-        elif float(value).is_integer():
+        elif math.isfinite(_as_float(value)) and float(value).is_integer():
             whole = int(float(value))
         else:
             raise ValueError(
@@ -148,7 +148,7 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
         return dtype.type(whole)
     if isinstance(value, numbers.Integral):
         value = int(value)  # Python's exact int: np.int64(10**18) is not converted twice
-    elif not math.isfinite(value):
+    elif not math.isfinite(value := _as_float(value)):
         raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
     try:
         with np.errstate(over="ignore", under="ignore"):
@@ -204,9 +204,22 @@ def _finite_number(v: Any) -> Any:
         return v
     if isinstance(v, numbers.Integral):
         return int(v)
+    v = _as_float(v)
     if not math.isfinite(v):
         raise ValueError("must be a finite number (not inf or NaN)")
-    return float(v)
+    return v
+
+
+def _as_float(v: Any) -> float:
+    """A real number that is no int (a float, a ``Fraction``) as a Python float; ValueError
+    for one past float64's range (``Fraction(10**400)``: Python's OverflowError had come
+    through ``pipeline.Config`` as it was)."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(
+            f"must be a finite number float64 holds ({_holds(np.dtype('float64'))})"
+        ) from None
 
 
 def _as_json(v: Any) -> Any:
