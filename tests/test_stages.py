@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -765,10 +766,26 @@ def test_a_yaml_number_stays_weak_and_the_typed_form_is_numpys(tmp_path, cli) ->
         (np.True_, "true/false"),
         ({"dtype": "float128", "value": 1}, "a typed number's dtype must be one of int8, "),
         ({"dtype": "int8", "value": 300}, "300 does not fit int8 (integers -128..127)"),
+        ({"dtype": "int8", "value": 300}, "; use a value within that range, or dtype int16"),
+        ({"dtype": "uint8", "value": -1}, "-1 does not fit uint8 (integers 0..255); use a "),
+        ({"dtype": "uint8", "value": -1}, "or dtype int8"),
+        # said as written, not as its 301 digits (r46b)
+        ({"dtype": "int8", "value": 1e300}, "factor: 1e+300 does not fit int8 (integers "),
         ({"dtype": "int8", "value": 2.5}, "a typed number of dtype int8 must be a whole number"),
+        ({"dtype": "int8", "value": 2.5}, "; for a fraction give a float dtype, as in {dtype: "),
+        # a Fraction past float64: Python's OverflowError had come through as it was (r46b)
+        (Fraction(10**400, 3), "must be a finite number float64 holds (magnitudes up to "),
+        ({"dtype": "float32", "value": Fraction(10**400, 3)}, "finite number float64 holds"),
+        ({"dtype": "int8", "value": Fraction(10**400, 3)}, "finite number float64 holds"),
         ({"dtype": "int8", "value": np.float32(2.5)}, "of dtype int8 must be a whole number"),
-        ({"dtype": "float16", "value": 1e6}, "finite number (not inf or NaN) in float16"),
-        ({"dtype": "float64", "value": 10**400}, "finite number (not inf or NaN) in float64"),
+        ({"dtype": "float16", "value": 1e6}, "1000000.0 does not fit float16, which holds "),
+        ({"dtype": "float16", "value": 1e6}, "; use a value within that range, or dtype float32"),
+        ({"dtype": "float64", "value": 10**400}, "1.000000e+400 does not fit float64, which "),
+        # below the dtype's least subnormal: 0, multiplying by 0 (r46b: it had run so)
+        ({"dtype": "float32", "value": 1e-50}, "1e-50 does not fit float32, which holds "),
+        ({"dtype": "float32", "value": 1e-50}, "down to 1.4e-45; use a value within that range, "),
+        ({"dtype": "float16", "value": np.float32(1e-8)}, "or dtype float32"),
+        ({"dtype": "float32", "value": float("nan")}, "finite number (not inf or NaN) in float32"),
         ({"dtype": "float32", "value": True}, "a typed number's value must be a number"),
         ({"value": 1}, "a typed number is a mapping of dtype and value, as in {dtype: float32"),
     ],
@@ -789,6 +806,88 @@ def test_a_scalar_no_stage_computes_as_numpy_does_is_one_config_error_line(value
         )
     line = str(e.value)
     assert len(line.splitlines()) == 1 and "stages.0.factor: " in line and words in line, line
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"),
+    [
+        ("float32", -0.0),
+        ("float16", 2.0**-24),  # float16's least subnormal
+        ("float32", float(np.finfo(np.float32).smallest_subnormal)),
+        ("float32", float(np.finfo(np.float32).max)),
+        ("float64", -float(np.finfo(np.float64).max)),
+        ("float16", 65519),  # rounds to float16's max, 65504, as NumPy converts it
+        ("int8", -128),
+        ("int8", 127),
+        ("uint64", 2**64 - 1),
+        ("int64", -(2**63)),
+    ],
+)
+def test_a_typed_number_at_its_dtypes_bounds_is_numpys(dtype, value) -> None:
+    """A typed number at the edge of its dtype (its least subnormal, its largest, a negative
+    zero, an integer's bounds) is the NumPy scalar of that value, never refused."""
+    got = stages.MultiplyParams(factor={"dtype": dtype, "value": value}).factor
+    want = np.dtype(dtype).type(value)
+    assert type(got) is type(want) and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("given", "scalar"),
+    [
+        ("f4", np.float32(2)),
+        ("<f4", np.float32(2)),
+        (">f4", np.float32(2)),  # the scalar is NumPy's, in the machine's byte order
+        ("=i2", np.int16(2)),
+        ("|u1", np.uint8(2)),
+        ("u8", np.uint64(2)),
+        ("f2", np.float16(2)),
+        (np.float32, np.float32(2)),
+        (np.dtype("float64"), np.float64(2)),
+        (np.dtype(">i4"), np.int32(2)),
+    ],
+    ids=str,
+)
+def test_a_typed_numbers_dtype_may_be_spelled_as_numpy_spells_it(tmp_path, given, scalar) -> None:
+    """A typed number's dtype given as NumPy's sized code (``f4``, ``<f4``: what
+    ``np.dtype(...).str`` writes) or, through the API, as the NumPy type or dtype itself is
+    that dtype's scalar; it had been refused as no dtype of the list. In a file too, and
+    the summary's JSON writes its name."""
+    import pipeline
+
+    got = stages.MultiplyParams(factor={"dtype": given, "value": 2}).factor
+    assert type(got) is type(scalar) and got == scalar and got.dtype.isnative
+    typed = stages.AddParams(value={"dtype": given, "value": np.array(2)}).value  # a 0-d array
+    assert type(typed) is type(scalar) and typed == scalar
+    if isinstance(given, str):
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+            f"  - {{op: multiply, factor: {{dtype: '{given}', value: 2}}}}\n"
+        )
+        cfg = pipeline.load_config(path)
+        (_, params), *_ = cfg.stage_specs()
+        assert type(params.factor) is type(scalar) and params.factor == scalar
+        dumped = cfg.model_dump(mode="json")["stages"][0]["factor"]
+        assert dumped == {"dtype": scalar.dtype.name, "value": scalar.item()}
+
+
+@pytest.mark.parametrize("given", ["float", "int", "double", "d", "l", "f1", "i16", "c8", float])
+def test_a_typed_numbers_dtype_without_its_size_is_one_config_error_line(given) -> None:
+    """``int``, ``float``, ``double`` and the codes without a size (``l`` is another size on
+    another platform, ``int`` reads as Python's weak int) are refused, in one line naming
+    the names and codes taken."""
+    import pipeline
+
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.Config(
+            input={"store": "in.zarr"},
+            output={"store": "out.zarr"},
+            stages=[{"op": "multiply", "factor": {"dtype": given, "value": 2}}],
+        )
+    line = str(e.value)
+    assert len(line.splitlines()) == 1, line
+    assert "stages.0.factor: a typed number's dtype must be one of int8, " in line
+    assert "(or NumPy's code for one with its size, f4 or <f4 for float32)" in line
 
 
 def test_a_numpy_integer_is_planned_in_exact_integers() -> None:
@@ -866,3 +965,156 @@ def test_a_resume_tells_a_numpy_scalar_from_the_python_number(tmp_path) -> None:
     )
     cfg["stages"] = [{"op": "multiply", "factor": np.array(2, dtype=np.float32)}]
     assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
+
+
+@pytest.mark.parametrize(
+    ("written", "scalar"),
+    [
+        ("1e-5", np.float32(1e-5)),  # YAML 1.2's float; text to PyYAML (YAML 1.1)
+        ("-2.5E+3", np.float32(-2500.0)),
+        ("1e300", np.float64(1e300)),
+        ("0o17", np.float32(15)),
+        ("007", np.int8(7)),
+        ("08", np.int8(8)),  # text to YAML 1.1
+    ],
+)
+def test_a_typed_numbers_value_is_read_as_a_plain_factor_is(tmp_path, written, scalar) -> None:
+    """``factor: {dtype: float32, value: 1e-5}`` is np.float32(1e-5), as ``factor: 1e-5`` is
+    the float 1e-5 (YAML 1.2): the typed form's value had stayed PyYAML's text, refused as
+    no number."""
+    import pipeline
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+        f"  - {{op: multiply, factor: {{dtype: {scalar.dtype.name}, value: {written}}}}}\n"
+        f"  - op: add\n    value:\n      dtype: {scalar.dtype.name}\n      value: {written}\n"
+    )
+    (_, multiply), (_, add) = pipeline.load_config(path).stage_specs()
+    for got in (multiply.factor, add.value):
+        assert type(got) is type(scalar) and got == scalar
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("010", "stages.0.factor.value: 010 reads as 8 (octal) in YAML 1.1 but 10 in YAML 1.2"),
+        ("1:30", "stages.0.factor.value: 1:30 reads as 90 in YAML 1.1 (base 60)"),
+    ],
+)
+def test_a_typed_numbers_value_yaml_reads_two_ways_is_refused(tmp_path, written, words) -> None:
+    """A typed number's ``value: 010`` (the octal 8 to PyYAML, 10 to YAML 1.2 and to whoever
+    wrote it) is refused at its line, as ``factor: 010`` is; it had run as 8."""
+    import pipeline
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: {store: in.zarr}\noutput: {store: out.zarr}\nstages:\n"
+        f"  - {{op: multiply, factor: {{dtype: int16, value: {written}}}}}\n"
+    )
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.load_config(path)
+    line = str(e.value)
+    assert len(line.splitlines()) == 1 and f"c.yaml:4: {words}" in line, line
+
+
+def test_the_summarys_config_saved_as_a_file_runs_to_the_same_bytes(tmp_path, cli) -> None:
+    """The summary's config, saved as a file (JSON, which YAML reads), runs again through
+    the command line to the same bytes with NumPy scalars whose JSON has an exponent and
+    no dot (np.float64(1e-05) is written 1e-05, which PyYAML had read as text)."""
+    import json
+
+    import zarr
+
+    import pipeline
+
+    x = np.linspace(-3, 3, 60, dtype=np.float32).reshape(6, 10)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype, chunks=(3, 10))[
+        ...
+    ] = x
+    cfg = pipeline.Config(
+        input={"store": str(tmp_path / "in.zarr")},
+        output={"store": str(tmp_path / "out.zarr")},
+        stages=[
+            {"op": "multiply", "factor": np.float64(1e-5)},
+            {"op": "add", "value": np.float32(1e20)},
+        ],
+        backend="cpu",
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    pipeline.run(cfg, summary_json=tmp_path / "s.json")
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x * np.float64(1e-5) + np.float32(1e20)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    again = json.loads((tmp_path / "s.json").read_text())["config"]
+    assert again["stages"][0]["factor"] == {"dtype": "float64", "value": 1e-05}
+    again["output"]["store"] = str(tmp_path / "again.zarr")
+    (tmp_path / "again.json").write_text(json.dumps(again))
+    assert "1e-05" in (tmp_path / "again.json").read_text()
+    rc, out, err = cli("run", tmp_path / "again.json")
+    assert rc == 0, err
+    assert zarr.open_array(str(tmp_path / "again.zarr"), mode="r")[...].tobytes() == got.tobytes()
+    rc, out, err = cli("verify", tmp_path / "again.json", "--all")
+    assert rc == 0, (out, err)
+
+
+def test_a_numpy_scalars_record_does_not_follow_the_callers_print_options(tmp_path) -> None:
+    """The plan, the summary and the output's record name a NumPy scalar with its type
+    whatever NumPy's print options: with ``legacy='1.25'`` set (repr(np.float32(2)) is then
+    ``2.0``) they had written ``multiply(factor=2.0)``, as for the Python number, and a
+    resume with the default options refused the complete output as made by other stages."""
+    import zarr
+
+    import pipeline
+
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": np.float32(2)}],
+        "backend": "cpu",
+    }
+    said = "multiply(factor=np.float32(2.0)) float32 -> float32"
+    with np.printoptions(legacy="1.25"):
+        assert pipeline.plan(cfg).chain[0].describe() == said
+        summary = pipeline.run(cfg)
+    assert summary.stages == [said]
+    record = zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]
+    assert record["stages"] == [said]
+    assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "params"),
+    [
+        ("int8", stages.MultiplyParams(factor=np.int8(100))),
+        ("int8", stages.MultiplyParams(factor=100)),
+        ("uint8", stages.MultiplyParams(factor={"dtype": "uint64", "value": 2**64 - 1})),
+        ("uint64", stages.MultiplyParams(factor=3)),
+        ("int64", stages.AddParams(value=np.int64(-(2**63)))),
+        ("int32", stages.MultiplyParams(factor=5)),
+    ],
+    ids=str,
+)
+def test_integer_overflow_error_names_promote_only_where_promote_plans_it(dtype, params) -> None:
+    """``integer_overflow: error``'s refusal names ``integer_overflow: promote`` as a fix
+    only where promote plans the stage: uint8 times np.uint64(2**64 - 1) and uint64 times 3
+    are past 64 bits, which promote refuses too (the line had named it there as well);
+    the float64 fix is named always, and plans it."""
+    op = "multiply" if isinstance(params, stages.MultiplyParams) else "add"
+    with pytest.raises(PlanError) as e:
+        stages.plan_chain([(op, params)], np.dtype(dtype), policy="error")
+    line = str(e.value)
+    assert len(line.splitlines()) == 1 and "make {op: multiply, factor: 1.0} the first" in line
+    try:
+        stages.plan_chain([(op, params)], np.dtype(dtype), policy="promote")
+        promotes = True
+    except PlanError:
+        promotes = False
+    assert ("set integer_overflow: promote" in line) == promotes, line
+    assert ("past 64 bits" in line) != promotes, line
+    (_, bound) = stages.plan_chain(
+        [("multiply", stages.MultiplyParams(factor=1.0)), (op, params)], np.dtype(dtype)
+    )
+    assert bound.out_dtype == np.float64

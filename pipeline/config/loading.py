@@ -142,7 +142,9 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
     text to YAML 1.1) give the decimal integer. A stage's parameter a merge brings (``- <<:
     *m``) is read as the stage's own (:func:`_merged_pairs`): it had stayed text, and the
     stage merged from ``&m {op: multiply, factor: 1e3}`` was refused where ``&m`` was not
-    (review44)."""
+    (review44). A typed number's value (``factor: {dtype: float32, value: 1e-5}``) is read
+    the same way (r46b: it had stayed text, ``1e-5`` refused as no number and ``010`` read as
+    the octal 8)."""
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:
@@ -152,31 +154,40 @@ def _read_stage_numbers(node: yaml.Node, data: Any, path: Path) -> None:
             if not isinstance(item, yaml.MappingNode):
                 continue
             for k, v in _merged_pairs(item):
-                plain = isinstance(v, yaml.ScalarNode) and v.style is None
-                if not plain:
-                    continue
-                read = _stage_value(data, i, k.value)
-                if _LEADING_ZEROS.fullmatch(v.value) and not (
-                    isinstance(read, str) and "_" in read
-                ):
-                    meant = int(v.value.replace("_", ""), 10)
-                    if isinstance(read, int) and read != meant:
-                        _ambiguous(path, v, f"stages.{i}.{k.value}", "leading zeros", read)
-                    with contextlib.suppress(KeyError, IndexError, TypeError):
-                        data["stages"][i][k.value] = meant  # 08: text in YAML 1.1
-                    continue
-                if _BASE_60.fullmatch(v.value):
-                    _ambiguous(path, v, f"stages.{i}.{k.value}", "base 60", read)
-                if v.tag != "tag:yaml.org,2002:str":
-                    continue
-                value: int | float | None = None
-                if re.fullmatch(r"0o[0-7]+", v.value):
-                    value = int(v.value[2:], 8)
-                elif _YAML12_NUMBER.fullmatch(v.value):
-                    value = float(v.value)
-                if value is not None:
-                    with contextlib.suppress(KeyError, IndexError, TypeError):
-                        data["stages"][i][k.value] = value
+                if isinstance(v, yaml.MappingNode):  # a typed number: {dtype: ..., value: ...}
+                    for tk, tv in _merged_pairs(v):
+                        if isinstance(tk, yaml.ScalarNode) and tk.value == "value":
+                            keys = ("stages", i, k.value, "value")
+                            _read_number(tv, data, keys, path)
+                else:
+                    _read_number(v, data, ("stages", i, k.value), path)
+
+
+def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
+    """Read the plain scalar ``v``, which PyYAML read as ``data[keys[0]][keys[1]]...``, as
+    YAML 1.2 reads a number (:func:`_read_stage_numbers`), setting it there; refuse one that
+    YAML 1.1 and YAML 1.2 read as different numbers."""
+    if not isinstance(v, yaml.ScalarNode) or v.style is not None:  # only a plain scalar
+        return
+    dotted = ".".join(str(k) for k in keys)
+    read = _value_at(data, keys)
+    if _LEADING_ZEROS.fullmatch(v.value) and not (isinstance(read, str) and "_" in read):
+        meant = int(v.value.replace("_", ""), 10)
+        if isinstance(read, int) and read != meant:
+            _ambiguous(path, v, dotted, "leading zeros", read)
+        _set_at(data, keys, meant)  # 08: text in YAML 1.1
+        return
+    if _BASE_60.fullmatch(v.value):
+        _ambiguous(path, v, dotted, "base 60", read)
+    if v.tag != "tag:yaml.org,2002:str":
+        return
+    value: int | float | None = None
+    if re.fullmatch(r"0o[0-7]+", v.value):
+        value = int(v.value[2:], 8)
+    elif _YAML12_NUMBER.fullmatch(v.value):
+        value = float(v.value)
+    if value is not None:
+        _set_at(data, keys, value)
 
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -397,12 +408,21 @@ def _refuse_ambiguous_numbers(
             _ambiguous(path, node, key, "base 60", read, text_too=True)
 
 
-def _stage_value(data: Any, i: int, key: Any) -> Any:
-    """What PyYAML read as ``stages[i][key]`` (None where the structure is not that)."""
+def _value_at(data: Any, keys: tuple) -> Any:
+    """What PyYAML read as ``data[keys[0]][keys[1]]...`` (None where the structure is not
+    that)."""
     try:
-        return data["stages"][i][key]
+        for k in keys:
+            data = data[k]
     except (KeyError, IndexError, TypeError):
         return None
+    return data
+
+
+def _set_at(data: Any, keys: tuple, value: Any) -> None:
+    """Set ``data[keys[0]][keys[1]]...`` to ``value``, where the structure is that."""
+    with contextlib.suppress(KeyError, IndexError, TypeError):
+        _value_at(data, keys[:-1])[keys[-1]] = value
 
 
 def _ambiguous(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
@@ -75,39 +76,97 @@ SCALAR_DTYPES = (
 TYPED_FORM = "{dtype: float32, value: 2}"
 
 
+#: NumPy's codes for the dtypes of :data:`SCALAR_DTYPES` with their size (``f4``, ``<f4``,
+#: ``u8``): a typed number may name its dtype so. Codes without a size (``d``, ``l``, ``int``,
+#: ``float``, ``double``) are not taken: ``int`` reads as Python's (weak) number, and ``l``
+#: is another size on another platform.
+_SIZED_CODE = re.compile(r"[<>=|]?([iu][1248]|f[248])")
+
+
+def _scalar_dtype(given: Any) -> np.dtype | None:
+    """The dtype of :data:`SCALAR_DTYPES` that a typed number's ``dtype`` names: its name
+    (``float32``), NumPy's code for it with its size (``f4``, ``<f4``, ``>f4``: the scalar
+    is NumPy's, in the machine's byte order, as ``np.dtype('>f4').type(2)`` is), or, through
+    the API, the ``np.dtype`` or the NumPy scalar type itself (``np.float32``); None where
+    it names none of them."""
+    if isinstance(given, str):
+        if given not in SCALAR_DTYPES and not _SIZED_CODE.fullmatch(given):
+            return None
+    elif not isinstance(given, np.dtype) and not (
+        isinstance(given, type) and issubclass(given, np.generic)
+    ):
+        return None
+    try:
+        dtype = np.dtype(given)
+    except TypeError:
+        return None
+    return dtype.newbyteorder("=") if dtype.name in SCALAR_DTYPES else None
+
+
 def _typed(v: Mapping[Any, Any]) -> np.generic:
     """The NumPy scalar that a config's typed form ``{dtype: NAME, value: NUMBER}`` names
     (how a summary's JSON writes a NumPy scalar given through the API, so that its config
-    computes what the run computed). Raises ValueError naming what is wrong."""
+    computes what the run computed). A value its dtype cannot hold as written (an integer
+    out of range, a fraction for an integer dtype, a float past the dtype's range or below
+    its least subnormal, which would be inf or 0) is refused, as a plain number the array's
+    dtype cannot hold is (:func:`check_scalars`). Raises ValueError naming what is wrong."""
     if set(v) != {"dtype", "value"}:
         raise ValueError(
             f"a typed number is a mapping of dtype and value, as in {TYPED_FORM}; "
             "or write a plain number"
         )
-    name, value = v["dtype"], v["value"]
-    if not isinstance(name, str) or name not in SCALAR_DTYPES:
-        raise ValueError(f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)}")
+    dtype, value = _scalar_dtype(v["dtype"]), v["value"]
+    if dtype is None:
+        raise ValueError(
+            f"a typed number's dtype must be one of {', '.join(SCALAR_DTYPES)} (or NumPy's "
+            "code for one with its size, f4 or <f4 for float32)"
+        )
+    name = dtype.name
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # a 0-d array is its scalar, as a plain one's is
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
-    dtype = np.dtype(name)
     if dtype.kind in "iu":
         if isinstance(value, numbers.Integral):
             whole = int(value)
-        elif float(value).is_integer():
+        elif math.isfinite(_as_float(value)) and float(value).is_integer():
             whole = int(float(value))
         else:
-            raise ValueError(f"a typed number of dtype {name} must be a whole number")
+            raise ValueError(
+                f"a typed number of dtype {name} must be a whole number; for a fraction give a "
+                "float dtype, as in {dtype: float64, value: 2.5}"
+            )
         info = np.iinfo(dtype)
         if not info.min <= whole <= info.max:
-            raise ValueError(f"{whole} does not fit {name} (integers {info.min}..{info.max})")
+            written = value.item() if isinstance(value, np.generic) else value
+            said = _shown(written if isinstance(written, (int, float)) else whole)
+            wider = _smallest_int("i" if whole < 0 else dtype.kind, Interval(min(whole, 0), whole))
+            raise ValueError(
+                f"{said} does not fit {name} (integers {info.min}..{info.max}); use a value "
+                f"within that range{'' if wider is None else f', or dtype {wider}'}"
+            )
         return dtype.type(whole)
+    if isinstance(value, numbers.Integral):
+        value = int(value)  # Python's exact int: np.int64(10**18) is not converted twice
+    elif not math.isfinite(value := _as_float(value)):
+        raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
     try:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             held = dtype.type(value)
     except OverflowError:  # an int past float64's range: no finite float holds it
         held = dtype.type("inf")
-    if not np.isfinite(held):
-        raise ValueError(f"must be a finite number (not inf or NaN) in {name}")
+    if not np.isfinite(held) or (held == 0 and value != 0):
+        # past the dtype's range it is inf, below it 0: another number than written
+        holds = _smallest_float(value)
+        fix = (
+            f", or dtype {holds}"
+            if holds is not None and np.dtype(holds).itemsize > dtype.itemsize
+            else ""
+        )
+        raise ValueError(
+            f"{_shown(value)} does not fit {name}, which holds {_holds(dtype)}; use a value "
+            f"within that range{fix}"
+        )
     return held
 
 
@@ -145,9 +204,22 @@ def _finite_number(v: Any) -> Any:
         return v
     if isinstance(v, numbers.Integral):
         return int(v)
+    v = _as_float(v)
     if not math.isfinite(v):
         raise ValueError("must be a finite number (not inf or NaN)")
-    return float(v)
+    return v
+
+
+def _as_float(v: Any) -> float:
+    """A real number that is no int (a float, a ``Fraction``) as a Python float; ValueError
+    for one past float64's range (``Fraction(10**400)``: Python's OverflowError had come
+    through ``pipeline.Config`` as it was)."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(
+            f"must be a finite number float64 holds ({_holds(np.dtype('float64'))})"
+        ) from None
 
 
 def _as_json(v: Any) -> Any:
@@ -171,7 +243,12 @@ Scalar: TypeAlias = Annotated[
                 {
                     "type": "object",
                     "properties": {
-                        "dtype": {"enum": list(SCALAR_DTYPES)},
+                        "dtype": {
+                            "anyOf": [
+                                {"enum": list(SCALAR_DTYPES)},
+                                {"type": "string", "pattern": f"^{_SIZED_CODE.pattern}$"},
+                            ]
+                        },
                         "value": {"type": "number"},
                     },
                     "required": ["dtype", "value"],
@@ -322,12 +399,15 @@ class BoundStage:
 
     def describe(self) -> str:
         """``multiply(factor=5) int16 -> int16``: a NumPy scalar named with its type
-        (``factor=np.float32(0.1)``), which computes otherwise than the Python ``0.1``."""
-        args = ", ".join(
-            f"{k}={v!r}" if isinstance(v, np.generic) else f"{k}={v}"
-            for k, v in self.params.model_dump().items()
-            if v is not None
-        )
+        (``factor=np.float32(0.1)``), which computes otherwise than the Python ``0.1``,
+        whatever print options the caller set (NumPy's ``legacy='1.25'`` writes it ``0.1``,
+        as the Python number: the output's record, and so a resume, had followed them)."""
+        with np.printoptions(legacy=False):
+            args = ", ".join(
+                f"{k}={v!r}" if isinstance(v, np.generic) else f"{k}={v}"
+                for k, v in self.params.model_dump().items()
+                if v is not None
+            )
         return f"{self.name}({args}) {self.in_dtype} -> {self.out_dtype}"
 
 
@@ -513,10 +593,15 @@ def plan_chain(
                         values=(worst.lo, worst.hi),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
+                # promote is named only where it widens this stage to an integer that holds
+                # it (uint64 times 3 is past 64 bits: promote refuses it too)
+                wider = _smallest_int(out.kind, worst)
+                widens = wider is not None and np.promote_types(out, wider).kind in "iu"
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
-                    f"{_bound(worst):.3g}); set integer_overflow: promote, or "
-                    f"{IN_FLOAT64}",
+                    f"{_bound(worst):.3g}"
+                    + ("); set integer_overflow: promote, or " if widens else ", past 64 bits); ")
+                    + IN_FLOAT64,
                     **_overflow(name, out, worst),
                     position=position,
                     values=(worst.lo, worst.hi),
