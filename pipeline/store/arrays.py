@@ -415,12 +415,15 @@ def _check_node_documents(location: Location, node: str, path: str, found: dict[
         )
 
 
-def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r") -> Any:
+def open_zarr_array(
+    location: Location, path: str, mode: Literal["r", "r+"] = "r", checked: bool = False
+) -> Any:
     """Open an array with Zarr, turning the usual mistakes into one-line InputErrors, with
     ``store`` (where the array was looked for: the store and ``array``, the path in it, joined)
     and ``status``: 'absent' (no store, or no array at the path), 'unreadable' (metadata Zarr
     cannot read; ``reason`` says why) or 'group' (a group, not an array; ``arrays``: the arrays
-    in it)."""
+    in it). ``checked``: the caller has just made :func:`check_documents` of ``path`` (with
+    ``around`` or not), which is then not made again."""
     import zarr
 
     where = location.join(path)
@@ -441,7 +444,8 @@ def open_zarr_array(location: Location, path: str, mode: Literal["r", "r+"] = "r
             array=path,
             status="absent",
         )
-    check_documents(location, path)
+    if not checked:
+        check_documents(location, path)
     try:
         with format_warnings_ignored():
             node = zarr.open(

@@ -600,9 +600,9 @@ def dataset_variable_name(store: Any, path: str) -> str:
     try:
         with _quiet():
             arr = zarr.open_array(store=store, path=path.strip("/"), mode="r")
-    except Exception:
+        var = variable_of(store, path, arr)
+    except Exception:  # e.g. attributes that are a list (arrays.check_documents says so)
         return ""
-    var = variable_of(store, path, arr)
     return var.name if var is not None else ""
 
 
