@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.errors import ListingError
 from pipeline.store.arrays import enclosing_groups, format_warnings_ignored
-from pipeline.store.location import key_under, listing_error
+from pipeline.store.location import key_under, listing_error, whole_read_options
 
 
 @dataclass(frozen=True)
@@ -967,8 +967,23 @@ def _read_once(store: Any) -> Any:
             if byte_range is not None or key.rpartition("/")[2] not in METADATA_NAMES:
                 return await self._store.get(key, prototype, byte_range)
             if key not in self._memo:
-                self._memo[key] = await self._store.get(key, prototype)
+                self._memo[key] = await self._read(key, prototype)
             return self._memo[key]
+
+        async def _read(self, key: str, prototype: Any) -> Any:
+            """The document ``key``, of an fsspec store in one request (s3fs's own read
+            asks for its size first: ``whole_read_options``), else as the store reads it."""
+            inner = self._store
+            fs = getattr(inner, "fs", None)
+            options = whole_read_options(fs) if fs is not None else {}
+            if not options or not hasattr(inner, "allowed_exceptions"):
+                return await inner.get(key, prototype)
+            try:
+                return prototype.buffer.from_bytes(
+                    await fs._cat_file(key_under(inner.path, key), **options)
+                )
+            except inner.allowed_exceptions:  # as the store's get: absent
+                return None
 
         async def list_dir(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
             if prefix not in self._listed:
