@@ -976,7 +976,7 @@ def _read_once(store: Any) -> Any:
             inner = self._store
             fs = getattr(inner, "fs", None)
             options = whole_read_options(fs) if fs is not None else {}
-            if not options or not hasattr(inner, "allowed_exceptions"):
+            if fs is None or not options or not hasattr(inner, "allowed_exceptions"):
                 return await inner.get(key, prototype)
             try:
                 return prototype.buffer.from_bytes(
