@@ -565,13 +565,14 @@ def make_plan(
     their addresses, :func:`protocol_of`): what they can reach is theirs, not the config's.
     """
     notes: list[str] = []
+    decided = config.output.array is None  # with_output_array checks the input's documents
     config = with_output_array(config)
     backend, why = choose_backend(config, facts)
     protocol = worker_protocol or local_protocol(
         config, backend, facts, joined=scheduler_workers is not None
     )
     check_stores_reachable(config, protocol, existing=worker_protocol is not None)
-    info, arr = input_info(config, notes)
+    info, arr = input_info(config, notes, checked=decided)
     check_output_options(config)
     kept = carried(config, arr, (config.output.array or "").strip("/"), facts.host_available_bytes)
     notes += kept.notes
@@ -632,11 +633,16 @@ def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
     return "cpu", f"auto: no GPU ({facts.gpu_reason}), running on the CPU"
 
 
-def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]:
+def input_info(
+    config: Config, notes: list[str], checked: bool = False
+) -> tuple[ArrayInfo, Any | None]:
     """The input's layout, checked readable and finished (InputError otherwise), and the
     Zarr array (opened read-only); for an input that ``run`` will generate first
     (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
-    interrupted), the layout it will be given, and None."""
+    interrupted), the layout it will be given, and None. Its metadata documents, its groups'
+    and its group's members', are checked (:func:`arrays.check_documents`) unless
+    ``checked``: :func:`with_output_array` has just checked them, deciding ``output.array``
+    (one check per plan: on a remote store each document is a request)."""
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     gen = config.input.generate
     if gen is not None and gen.when_missing:
@@ -651,8 +657,9 @@ def input_info(config: Config, notes: list[str]) -> tuple[ArrayInfo, Any | None]
             )
             return planned_input(config), None
     try:
-        arrays.check_documents(loc, config.input.array, around=True)
-        arr = arrays.open_zarr_array(loc, config.input.array)
+        if not checked:
+            arrays.check_documents(loc, config.input.array, around=True)
+        arr = arrays.open_zarr_array(loc, config.input.array, checked=True)
     except InputError as e:
         if getattr(e, "status", "") != "absent" or loc.exists():
             raise

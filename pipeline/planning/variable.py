@@ -76,13 +76,20 @@ class Carried:
         return self.frame and self.variable is not None and self.variable.consolidated
 
 
-def with_output_array(config: Config) -> Config:
+def with_output_array(config: Config, check: bool = True) -> Config:
     """``config`` with ``output.array`` decided: when the config omits it, the input
-    variable's name for a variable of an xarray Dataset, else '' (the store's root)."""
+    variable's name for a variable of an xarray Dataset, else '' (the store's root). The
+    input's metadata documents, read for the name, are checked first
+    (:func:`~pipeline.store.arrays.check_documents`, its groups and members too: a group's
+    attributes that are a list had made the variable an array alone, written at the root),
+    unless ``check`` is False: where the config goes to :func:`~pipeline.planning.plan.make_plan`
+    next, whose ``input_info`` checks them (a run: one check per plan, each a request per
+    document on a remote store)."""
     if config.output.array is not None:
         return config
     loc = Location.of(config.input.store, config.input.storage_options, "input")
-    arrays.check_documents(loc, config.input.array, around=True)  # read for the name
+    if check:
+        arrays.check_documents(loc, config.input.array, around=True)  # read for the name
     try:
         store = loc.zarr_store(read_only=True)
     except Exception:  # an input that cannot be reached: the plan names that problem

@@ -252,7 +252,8 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
 def run_config(config: Config, options: RunOptions) -> Config:
     """The config a run with ``options`` plans: ``output.array`` decided, and on ``--resume``
     the layout the output was begun in (:func:`pipeline.running.output.recorded_layout`)."""
-    return output.recorded_layout(with_output_array(config), options.resume)
+    # the plan made of it next checks the input's documents (make_plan's input_info)
+    return output.recorded_layout(with_output_array(config, check=False), options.resume)
 
 
 def preview(plan: Plan, options: RunOptions) -> tuple[str, PipelineError | None]:
@@ -346,7 +347,8 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     # the run's own clock starts once the input exists; its making is a phase of its own
     made = _generate_if_missing(config, options.progress, options.interval)
     t_start = time.perf_counter() if made else t_begin
-    config = output.recorded_layout(with_output_array(config), options.resume)
+    # _planned's make_plan checks the input's documents (input_info): once, not here too
+    config = output.recorded_layout(with_output_array(config, check=False), options.resume)
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":

@@ -366,6 +366,36 @@ class Location:
         except NO_BYTES:
             return None
 
+    def read_small(self, keys: Sequence[str], batch: int = 64) -> dict[str, bytes | None] | None:
+        """The bytes under each of ``keys``, small files read whole (metadata documents), or
+        None for one that is absent or cannot be read (a folder, HTTP 403, a name a URL reads
+        otherwise: whatever reads it next says why): of a store whose file system is
+        asynchronous (s3, gcs, http), ``batch`` at a time on its event loop, each one request
+        (:func:`whole_read_options`). None where the store's file system is not asynchronous
+        (a local folder, an archive): the caller reads them one by one (:meth:`read`)."""
+        if self.is_local or self.archive() is not None:
+            return None
+        fs = self.fs()
+        if not getattr(fs, "async_impl", False) or getattr(fs, "asynchronous", False):
+            return None
+        from fsspec.asyn import sync
+
+        options = whole_read_options(fs)
+
+        async def one(key: str) -> bytes | None:
+            try:
+                return bytes(await fs._cat_file(self._path(key), **options))
+            except Exception:  # absent, a folder, refused: the reader that follows says so
+                return None
+
+        async def all_of() -> list[bytes | None]:
+            got: list[bytes | None] = []
+            for i in range(0, len(keys), batch):
+                got += await asyncio.gather(*(one(k) for k in keys[i : i + batch]))
+            return got
+
+        return dict(zip(keys, sync(fs.loop, all_of), strict=True))
+
     def read_into(self, key: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
         """Read ``key`` into a buffer that ``alloc(size)`` returns (e.g. page-locked memory,
         reused across calls); the filled view, or None when the key is absent (as for
@@ -850,6 +880,21 @@ def _absent(error: BaseException) -> bool:
         return False
     failure = storage_failure(error)
     return failure is None or failure.startswith(("HTTP 404", "HTTP 410"))
+
+
+def whole_read_options(fs: Any) -> dict[str, Any]:
+    """Keyword arguments of ``fs._cat_file`` that read a small file whole in one request:
+    s3fs asks for an object's size first (a HEAD, then the GET: two round trips per metadata
+    document; for an absent one a HEAD and a listing) so as to read a large one in parts on
+    several connections (``max_concurrency``, 10 by default); ``max_concurrency=1`` reads it
+    with one GET, an absent one a 404. {} for file systems without that option."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(fs._cat_file).parameters
+    except (AttributeError, TypeError, ValueError):
+        return {}
+    return {"max_concurrency": 1} if "max_concurrency" in parameters else {}
 
 
 def _asked_infos(
