@@ -164,9 +164,8 @@ def listings(store: Any, group: Any, path: str) -> list[tuple[str, str]]:
     Arrays that cannot be listed or read list nothing."""
     found = [("", n) for n in global_coordinates(store, path)]
     try:
-        with _quiet():
-            for k, a in group.arrays():
-                found += [(k, n) for n in references(dict(a.attrs), ("coordinates",))]
+        for k, a in readable_arrays(group)[0]:
+            found += [(k, n) for n in references(dict(a.attrs), ("coordinates",))]
     except Exception:  # a group its server will not list: the group's own list alone
         pass
     return found
@@ -215,8 +214,7 @@ def listed_names(store: Any, var: Variable) -> list[str]:
     except Exception:
         return []
     try:
-        with _quiet():
-            members = dict(opened.arrays())
+        members = dict(readable_arrays(opened)[0])
     except Exception:  # a member not found by its key, or no listing: none known
         members = {}
     found = []
@@ -237,6 +235,63 @@ def with_listed(attrs: dict[str, Any], var: Variable) -> dict[str, Any]:
     own = attrs.get("coordinates")
     names = own.split() if isinstance(own, str) else []
     return {**attrs, "coordinates": " ".join(dict.fromkeys([*names, *var.listed]))}
+
+
+def not_json(e: BaseException) -> bool:
+    """Whether ``e`` (or what it was raised from) is a metadata document that is not JSON (a
+    truncated or hand-edited ``.zattrs``, ``.zarray`` or ``zarr.json``: json's
+    ``JSONDecodeError``, or bytes that are no UTF-8 text)."""
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, json.JSONDecodeError | UnicodeDecodeError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def readable_arrays(group: Any) -> tuple[list[tuple[str, Any]], list[str] | None]:
+    """The arrays of the zarr group ``group`` (opened), by name, as ``group.arrays()`` gives
+    them, read around a member whose metadata is not JSON (:func:`not_json`), which made
+    that call fail for every member, and made the Dataset's other arrays (their
+    ``coordinates``, as xarray reads them) unseen: and the names of the members kept where
+    one was so left out (for :func:`_listed_store`), else None. Such a member is not one the
+    variable names (``arrays.check_documents`` refused the input then): another variable of
+    the Dataset, which ``xr.open_zarr`` of a consolidated group reads around too (from the
+    copy). Other errors are raised."""
+    import zarr
+    from zarr.core.sync import sync
+
+    try:
+        with _quiet():
+            return list(group.arrays()), None
+    except Exception as e:
+        if not not_json(e):
+            raise
+    prefix = f"{group.path}/" if group.path else ""
+
+    async def names() -> list[str]:
+        return [n async for n in group.store_path.store.list_dir(prefix)]
+
+    found: list[tuple[str, Any]] = []
+    kept: list[str] = []
+    for name in sorted(sync(names())):
+        if name.startswith(".") or name == "zarr.json":
+            continue
+        try:
+            with _quiet():
+                node = group[name]
+        except Exception as e:
+            if not_json(e):
+                continue  # not needed: read around
+            if isinstance(e, KeyError):
+                continue  # a folder that is no Zarr node
+            raise
+        kept.append(name)
+        if isinstance(node, zarr.Array):
+            found.append((name, node))
+    return found, kept
 
 
 def _key(group: str, name: str) -> str:
@@ -531,7 +586,7 @@ def group_arrays(store: Any, group: str) -> dict[str, Any]:
     try:
         with _quiet():
             found = zarr.open_group(store=store, path=group or None, mode="r")
-            return dict(found.arrays())
+        return dict(readable_arrays(found)[0])
     except Exception:
         return {}
 
@@ -838,14 +893,20 @@ def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str],
     listed so (:func:`_listed_store`): each member is still read from its own metadata (a
     GET of its ``.zarray`` or ``zarr.json``, no listing), which :func:`stale` compares with
     the copy; only an array added to the group since it was consolidated, and named by
-    nothing carried, is not seen. Raises ListingError where neither gives the members."""
+    nothing carried, is not seen. A member whose metadata is not JSON, which ``names`` does
+    not hold, is left out of the listing (:func:`readable_arrays`): xarray would fail on the
+    whole group for it. Raises ListingError where neither gives the members."""
     import zarr
 
     with _quiet():
         found = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
     refused: ListingError | None = None
     try:
-        listed = list(found.array_keys())
+        arrays, kept = readable_arrays(found)
+        listed = [k for k, _ in arrays]
+        if kept is not None and not [n for n in names if n not in listed]:
+            # a member whose metadata is not JSON, not needed: xarray lists the others only
+            return listed, _listed_store(store, group, kept)
     except Exception as e:  # a server that lists no folders: xarray cannot open the group
         refused = _listing_refused(store, group, e)  # without consolidated metadata
         if refused is None:
