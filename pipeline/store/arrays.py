@@ -445,7 +445,7 @@ def _named_words(nodes: list[str], found: dict[str, Any]) -> set[str]:
             parsed = found.get(_key_in(node, name))
             if not isinstance(parsed, _Parsed) or not isinstance(parsed.doc, dict):
                 continue
-            doc = parsed.doc
+            doc: Any = parsed.doc
             if name == "zarr.json":
                 add(doc.get("dimension_names"))
                 doc = doc.get("attributes")
