@@ -902,8 +902,8 @@ def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str],
         found = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
     refused: ListingError | None = None
     try:
-        arrays, kept = readable_arrays(found)
-        listed = [k for k, _ in arrays]
+        readable, kept = readable_arrays(found)
+        listed = [k for k, _ in readable]
         if kept is not None and not [n for n in names if n not in listed]:
             # a member whose metadata is not JSON, not needed: xarray lists the others only
             return listed, _listed_store(store, group, kept)
@@ -1344,9 +1344,15 @@ def consolidated_differences(
             continue
         where = f"the consolidated metadata of {'group ' + repr(group) if group else 'the root'}"
         prefix = f"{group}/" if group else ""
+        # a v2 copy (.zmetadata) lists the v2 nodes below it, which are all a v2 reader
+        # sees: a v3 node (the output, in a v2 group enclosing its store) is none of its
+        # business, and no consolidation lists it (it had failed verify after every run)
+        v2 = getattr(meta, "zarr_format", 3) == 2
         for target in targets:
             rel = target[len(prefix) :]
             own = _own_array(store, target)
+            if v2 and own is not None and own.metadata.zarr_format == 3:
+                continue
             copy = listed.get(rel)
             if own is None:
                 if copy is not None and target != path:
@@ -1361,7 +1367,7 @@ def consolidated_differences(
         if parent != group:  # the group's attributes, as a copy above it holds them
             copy = listed.get(parent[len(prefix) :])
             own_attrs = group_attributes(store, parent)
-            if copy is not None:
+            if copy is not None and not (v2 and _zarr_format(store, parent) == 3):
                 said = _said_differing(
                     {"attributes": own_attrs}, {"attributes": dict(copy.attributes)}
                 )
@@ -1370,17 +1376,30 @@ def consolidated_differences(
         skip = {t[len(prefix) :] for t in targets}
         if parent != group and listed.get(parent[len(prefix) :]) is not None:
             skip.add(parent[len(prefix) :])  # its attributes compared above
-        found += _other_members_differ(store, group, listed, skip, where)
+        found += _other_members_differ(store, group, listed, skip, where, v2)
     return found
 
 
+def _zarr_format(store: Any, group: str) -> int | None:
+    """The Zarr format of the group ``group`` of ``store`` (None where none opens)."""
+    import zarr
+
+    try:
+        with _quiet():
+            g = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
+    except Exception:
+        return None
+    return int(g.metadata.zarr_format)
+
+
 def _other_members_differ(
-    store: Any, group: str, listed: dict[str, Any], skip: set[str], where: str
+    store: Any, group: str, listed: dict[str, Any], skip: set[str], where: str, v2: bool = False
 ) -> list[str]:
     """Where the consolidated copy ``listed`` (flattened, by path below ``group``) disagrees
     with what the group holds below it now, by its own metadata, for the nodes besides those
     of ``skip`` (compared by the caller): one it does not list, one it lists that is gone,
-    one whose metadata it holds otherwise (a nested group's own consolidated copy aside)."""
+    one whose metadata it holds otherwise (a nested group's own consolidated copy aside).
+    ``v2``: a v2 copy, which lists no v3 node (nor anything below one)."""
     import zarr
 
     try:
@@ -1389,6 +1408,11 @@ def _other_members_differ(
             held = {name: node.metadata for name, node in g.members(max_depth=None)}
     except Exception:
         return []
+    if v2:
+        v3 = [n for n, m in held.items() if getattr(m, "zarr_format", 2) == 3]
+        held = {
+            n: m for n, m in held.items() if not any(n == x or n.startswith(x + "/") for x in v3)
+        }
     found: list[str] = []
     for name in sorted(held.keys() | listed.keys()):
         if name in skip:
@@ -1480,37 +1504,45 @@ def differing_values(a: Any, b: Any) -> list[str]:
     return sorted(str(k) for k in differ)
 
 
-def output_metadata_differs(
-    location: Any,
-    path: str,
-    arr: Any,
-    attrs: dict[str, Any],
-    dimension_names: tuple[str | None, ...] | None,
-    members: tuple[str, ...] = (),
-) -> list[str]:
-    """What the metadata of the output array ``arr`` (at ``path`` of the store at
-    ``location``, a :class:`~pipeline.store.location.Location`) holds otherwise than the run
-    wrote it, each in a few words (helper-47: an output whose attributes, dimension names,
-    fill value or consolidated copies were edited after the run passed verify, its values
-    being intact): its own metadata (:func:`own_metadata_differs`, against ``attrs`` and
-    ``dimension_names``, those the input gives it), and the consolidated copies above it
-    against the own metadata of the output, of its ``members`` (the coordinates written
-    beside it) and of its group (:func:`consolidated_differences`), and those of the groups
-    that enclose the store (``output.store: out.zarr/sub``, whose copies list what it holds,
-    and which a run writes again: brk59, left stale, and passed). [] where all agree. What
-    ``verify`` fails, and ``run`` before it finds a complete output done. The group's
-    attributes are not the output's: those the run carried from the input are the user's to
-    edit (README: one you edited since is yours and stays, even through ``--overwrite``)."""
-    found = own_metadata_differs(arr, attrs, dimension_names)
+def copies_differ(location: Any, path: str, members: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The consolidated copies above the output at ``path`` of the store at ``location`` (a
+    :class:`~pipeline.store.location.Location`) that disagree with what they list
+    (:func:`consolidated_differences`: its groups' in the store, and those of the groups
+    that enclose the store, ``output.store: out.zarr/sub``): (words, the call that writes
+    that copy again from what its group holds, :func:`consolidate_call`) for each
+    difference. A stale copy is the copy's fault, not the output's, whose own metadata is
+    compared apart (:func:`own_metadata_differs`): consolidating its group is the fix, which
+    a plain ``run`` of a complete output does (helper-46c: ``run`` and ``verify`` had named
+    ``run --overwrite``, rewriting the whole output, for a copy that did not list an array
+    someone added to an enclosing group). [] where all agree."""
+    found: list[tuple[str, str]] = []
     if path:
         store = location.zarr_store(read_only=True)
-        found += consolidated_differences(store, path, members)
+        for group in consolidated_groups(store, path.rpartition("/")[0]):
+            for said in consolidated_differences(store, path, members, groups=(group,)):
+                found.append((said, consolidate_call(location, group)))
     for holder, within in enclosing_groups(location):
         inner = f"{within}/{path}" if path else within
         outer = holder.zarr_store(read_only=True)
         for said in consolidated_differences(outer, inner, members, groups=("",)):
-            found.append(said.replace("of the root", f"of {holder}", 1))
+            found.append(
+                (said.replace("of the root", f"of {holder}", 1), consolidate_call(holder, ""))
+            )
     return found
+
+
+def consolidate_call(location: Any, group: str) -> str:
+    """The zarr-python call that writes the consolidated metadata of the group ``group`` of
+    the store at ``location`` again from what it holds, as a user types it:
+    ``zarr.consolidate_metadata('/data/out.zarr', path='g')``; a remote store opened with its
+    ``storage_options`` (``FsspecStore.from_url``), its URL's password masked."""
+    url = location.said()
+    store = (
+        repr(url)
+        if location.is_local
+        else f"zarr.storage.FsspecStore.from_url({url!r}, storage_options=...)"
+    )
+    return f"zarr.consolidate_metadata({store}{f', path={group!r}' if group else ''})"
 
 
 def own_metadata_differs(
