@@ -1031,6 +1031,9 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
             return edited
         copies = _complete_copies(plan)
         if copies:  # verify fails them too: `run --resume` writes them again
+            took, refusals = run_accepts(plan, ("--resume",))
+            if took is None and refusals:  # what else it refuses first (an array in the
+                return refusals[0]  # group that xarray cannot open): that line
             return OutputError(
                 f"{where} is complete, made from this config and input, but "
                 f"{copies_said(copies)}: `run --resume` writes it again from the output's "
