@@ -685,6 +685,24 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    calls = " then ".join(f"`{c}`" for c in res.consolidate_calls)
+    if res.consolidated_stale:
+        more = len(res.consolidated_stale) - 1
+        print(
+            f"error: {res.consolidated_stale[0]}"
+            + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
+            + ": readers of that group through its consolidated copy see another group than "
+            "it holds (the output itself is as the run wrote it); "
+            + _run_says(
+                args,
+                config,
+                ("--resume",),
+                f"`run --resume` writes it again from the output's metadata, nothing "
+                f"recomputed (as {calls} does)",
+            ),
+            file=sys.stderr,
+        )
+        return 1
     if res.consolidated_missing:
         which = " and ".join(
             f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
@@ -696,10 +714,9 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             + _run_says(
                 args,
                 config,
-                ("--overwrite",),
-                "`zarr.consolidate_metadata` on the output store"
-                + (" and on the group" if any(res.consolidated_missing) else "")
-                + " writes it again, as `run --overwrite` does",
+                ("--resume",),
+                f"`run --resume` writes it again from the output's metadata, nothing "
+                f"recomputed (as {calls} does)",
             ),
             file=sys.stderr,
         )

@@ -550,7 +550,11 @@ def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
     wrote, was removed since, or no longer listed what the group holds (xr.open_zarr reads
     that copy: it did not show the array added). verify fails each in one line that says so,
     and the command it names ends with a passing verify and a copy that xarray reads as the
-    group is."""
+    group is. That command is `run --resume`, which writes the copy again and recomputes
+    nothing, with the zarr-python call that does the same; a plain run's refusal and the
+    plan's "output now" row say so too (helper-46c: verify had named `run --overwrite`,
+    rewriting the whole output for its copy, and `run --resume` had said "nothing to do" of
+    a copy gone)."""
     import xarray as xr
 
     cfg = _config(tmp_path, made_ds.input, "v")
@@ -559,11 +563,19 @@ def test_a_missing_or_stale_consolidated_copy_fails_verify_with_a_fix_run_takes(
     setup(made_ds, out)
     line = _verify_error(capsys, cfg)
     assert "consolidated metadata" in line and said in line, line
+    assert f"`zarr.consolidate_metadata({str(out)!r})`" in line, line
     command = advised(line)
-    assert command == ["--overwrite"], line
+    assert command == ["--resume"], line
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and said in run_err and "`run --resume` writes it again" in run_err, run_err
+    plan_line = _plan_line(capsys, cfg)
+    assert said in plan_line and "`run --resume` writes it again" in plan_line, plan_line
+    chunks = {k: v for k, v in file_states(out / "v").items() if not k.endswith("zarr.json")}
     rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *command)
     assert rc == 0, run_err
     _whole(out / "v", made_ds.ref / "v")
+    now = {k: v for k, v in file_states(out / "v").items() if not k.endswith("zarr.json")}
+    assert now == chunks  # nothing recomputed: the same files, untouched
     rc, err = _cli(capsys, "-q", "verify", cfg, "--all")
     assert rc == 0, err
     with warnings.catch_warnings():

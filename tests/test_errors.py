@@ -10,6 +10,7 @@ cannot be written.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -35,7 +36,7 @@ from pipeline.errors import (
     PipelineError,
     PlanError,
 )
-from tests.conftest import STAGES, make_array, write_config
+from tests.conftest import STAGES, make_array, reference, write_config
 from tests.faultkit import file_states, one_line_error, refused, run_python
 
 
@@ -782,6 +783,140 @@ def test_input_documents_are_checked_once_per_plan(tmp_path: Path, cli, monkeypa
         assert [c for c in checks if c[1]] == [("v1", True)], (args, checks)
     out = zarr.open_array(tmp_path / "out.zarr", path="v1", mode="r")
     assert out[...].tolist() == np.full((4, 4), 50, "f4").tolist()  # ((1 * 5) ** 2) * 2
+
+
+_THREADS = {"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"}
+
+
+def _dataset_with_sibling(src: Path, fmt: int, consolidated: bool) -> Any:
+    """An xarray Dataset at ``src`` (Zarr ``fmt``): ``v`` on (y, x) with its coordinate
+    ``x``, and ``w``, ``u`` and ``lat`` on y, which ``v`` does not name; returned as
+    written."""
+    import warnings
+
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {
+            "v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4), {"units": "m"}),
+            "w": (("y",), np.arange(4, dtype="f4")),
+            "u": (("y",), np.arange(4, dtype="f4")),
+            "lat": (("y",), np.linspace(-1.0, 1.0, 4)),
+        },
+        coords={"x": np.arange(4.0)},
+        attrs={"title": "t"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=fmt, consolidated=consolidated)
+    return ds
+
+
+@pytest.mark.parametrize(
+    "document, consolidated",
+    [("w/.zattrs", True), ("w/.zarray", False), ("w/zarr.json", True), ("w/zarr.json", False)],
+)
+def test_sibling_whose_metadata_is_not_json_is_read_around(
+    tmp_path: Path, cli, document: str, consolidated: bool
+) -> None:
+    """A Dataset's other variable ``w`` (not a coordinate of ``v``, named by nothing ``v``
+    reads) whose ``.zattrs``/``.zarray``/``zarr.json`` is not JSON: the run of ``v`` had
+    failed in xarray's "JSONDecodeError: Expecting property name ..." naming no file
+    (helper-46c). ``xr.open_zarr`` of a consolidated group reads around it (from the copy);
+    the pipeline needs nothing of ``w``, so it reads around it too, consolidated or not:
+    ``v`` and its coordinates written (``lat`` too, which another variable, ``u``, lists:
+    unseen, had the group's other arrays been read all or nothing), the input untouched."""
+    import xarray as xr
+
+    fmt = 3 if document.endswith("zarr.json") else 2
+    src = tmp_path / "in.zarr"
+    ds = _dataset_with_sibling(src, fmt, consolidated)
+    # u lists lat as a coordinate, which xarray then gives v too (on v's dimension y): a
+    # member that cannot be read had made the group's other arrays unseen, lat with them
+    key = "u/zarr.json" if fmt == 3 else "u/.zattrs"
+    doc = json.loads((src / key).read_text())
+    (doc["attributes"] if fmt == 3 else doc)["coordinates"] = "lat"
+    (src / key).write_text(json.dumps(doc))
+    if consolidated:
+        with pytest.warns(UserWarning) if fmt == 3 else contextlib.nullcontext():
+            zarr.consolidate_metadata(str(src), zarr_format=fmt)  # v3: not in the spec
+    (src / document).write_text('{"zarr_format": ')
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, "", out, input={"store": str(src), "array": "v"}, cluster=_THREADS)
+    before = file_states(src)
+    rc, _, err = cli("plan", cfg)
+    assert rc == 0, err
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    got = xr.open_zarr(str(out), consolidated=consolidated)
+    assert sorted(got.variables) == ["lat", "v", "x"], got
+    assert sorted(got["v"].coords) == ["lat", "x"], got
+    np.testing.assert_array_equal(got["x"].values, ds["x"].values)
+    np.testing.assert_array_equal(got["lat"].values, ds["lat"].values)
+    np.testing.assert_array_equal(got["v"].values, reference(ds["v"].values))
+    assert got.attrs["title"] == "t" and got["v"].attrs["units"] == "m"
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err
+    assert file_states(src) == before
+
+
+@pytest.mark.parametrize(
+    "fmt, document",
+    [
+        (fmt, document)
+        for fmt in (2, 3)
+        for document in ("coordinate", "variable", "group-attributes", "group", "named-sibling")
+    ]
+    + [(2, "consolidated")],  # v3 keeps the consolidated copy in the group's zarr.json
+)
+def test_needed_metadata_that_is_not_json_is_one_line_naming_the_file(
+    tmp_path: Path, cli, fmt: int, document: str
+) -> None:
+    """A document the run needs that is not JSON at all (truncated): the variable's own, its
+    coordinate's, its group's attributes or metadata, the group's consolidated copy (v2's
+    ``.zmetadata``; v3 keeps it in the group's ``zarr.json``), or a sibling that ``v`` names
+    in an attribute (``ancillary_variables: w``). Each had been left to the opening that
+    followed: "cannot open ...: JSONDecodeError" naming no file, a coordinate called gone
+    from a stale consolidated copy (with the wrong fix), or, the group's, the variable run
+    as an array alone, its Dataset silently dropped (helper-46c). One line naming the file,
+    where its JSON breaks and the fix, for plan and run, nothing written."""
+    src = tmp_path / "in.zarr"
+    _dataset_with_sibling(src, fmt, consolidated=True)
+    v3 = fmt == 3
+    name = {
+        "coordinate": "x/zarr.json" if v3 else "x/.zattrs",
+        "variable": "v/zarr.json" if v3 else "v/.zarray",
+        "group-attributes": "zarr.json" if v3 else ".zattrs",
+        "group": "zarr.json" if v3 else ".zgroup",
+        "consolidated": ".zmetadata",
+        "named-sibling": "w/zarr.json" if v3 else "w/.zattrs",
+    }[document]
+    if document == "named-sibling":  # v names w: it is read with v
+        key = "v/zarr.json" if v3 else "v/.zattrs"
+        doc = json.loads((src / key).read_text())
+        (doc["attributes"] if v3 else doc)["ancillary_variables"] = "w"
+        (src / key).write_text(json.dumps(doc))
+    (src / name).write_text('{"a": 1,\n "b" 2}')
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": str(src), "array": "v"},
+        cluster=_THREADS,
+    )
+    before = file_states(src)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert line.startswith(
+            f"error: {src / name}: not JSON (Expecting ':' delimiter at line 2 column 6)"
+        ), line
+        assert "restore it" in line, line
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.store == str(src / name), e
+    assert file_states(src) == before
+    assert not (tmp_path / "out.zarr").exists()
 
 
 _RUN = {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": STAGES}

@@ -723,8 +723,14 @@ def test_a_ctrl_c_while_one_variable_is_replaced_leaves_the_others_readable(
     for name in ("lon", "x", "y"):
         assert now[name].identical(ref[name]), name
     # t is complete as its own metadata says: no consolidated copy says otherwise now
-    # (helper-45: called incomplete, with no run record to resume from)
-    assert pipeline.run(config(tmp_path), resume=True).status == "complete (nothing to do)"
+    # (helper-45: called incomplete, with no run record to resume from); its resume writes
+    # the group's copy again, as the group is (helper-46c: verify fails t without it)
+    done = pipeline.run(config(tmp_path), resume=True).status
+    assert done == "complete (consolidated metadata written again)", done
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the copy read, no warning
+        now = xr.open_zarr(str(out))
+    assert same_bits(now["t"].values, ref["t"].values) and "t2" not in now
     assert pipeline.run(cfg, overwrite=True).status == "complete"
     got = open_dataset(out)
     assert same_bits(got["t2"].values, ref["t2"].values) and got["lon"].identical(ref["lon"])
@@ -2364,8 +2370,9 @@ def _edit_output(store: Path, edit: str, consolidate: bool = True) -> str:
 
 
 EDITS = ["coordinate values", "coordinate attribute", "coordinate removed", "own attribute"]
-#: and what a resume writes again, which nothing rewrites in a complete output
-WHOLE_EDITS = [*EDITS, "dtype", "consolidated copy edited"]
+#: and what a resume writes again, which nothing rewrites in a complete output (an edited
+#: consolidated copy `run --resume` writes again: test_verify_fails_on_output_metadata_...)
+WHOLE_EDITS = [*EDITS, "dtype"]
 
 
 @pytest.mark.parametrize("edit", WHOLE_EDITS)
@@ -2373,8 +2380,8 @@ def test_a_complete_output_edited_since_its_run_is_not_called_done(
     tmp_path: Path, cli, edit: str
 ) -> None:
     """A complete Dataset output whose coordinate ``x`` got other values, or another
-    ``units``, or whose ``lon`` was deleted, or whose own ``units`` or dtype was edited, or
-    whose consolidated copy was edited, after the run (zarr-python): verify failed
+    ``units``, or whose ``lon`` was deleted, or whose own ``units`` or dtype was edited,
+    after the run (zarr-python): verify failed
     it, but `run --resume` said "already complete; nothing to do" (exit 0), `run --dry-run
     --resume` the same, and `plan` "complete: `run --overwrite` replaces it", as of a good
     output (helper-42B). Each refuses in one line naming the edit
@@ -2543,7 +2550,19 @@ def test_verify_fails_on_output_metadata_edited_after_the_run(
     rc, out, err = cli("verify", "--all", cfg)
     assert rc == 1, out
     line = one_line_error(err)
-    assert words in line and "--overwrite" in line, line
+    if "consolidated" not in edit:
+        assert words in line and "--overwrite" in line, line
+        return
+    # a copy edited, the output as the run wrote it: `run --resume` writes the copy again
+    # from the output's metadata, nothing recomputed (helper-46c: it had named --overwrite)
+    assert words in line and "`run --resume` writes it again" in line, line
+    assert "`zarr.consolidate_metadata(" in line and "--overwrite" not in line, line
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out.zarr").rglob("c/*")}
+    rc, out, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "consolidated metadata written again" in out, err + out
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out.zarr").rglob("c/*")} == before
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + out
 
 
 def test_verify_notes_a_group_attribute_edited_after_the_run(tmp_path: Path, cli) -> None:
@@ -3544,12 +3563,157 @@ def test_a_run_into_an_earlier_outputs_group_keeps_its_consolidated_metadata_cur
         assert main(["-q", "verify", str(c)]) == 1
         err = capsys.readouterr().err
         assert "consolidated metadata" in err and "does not list 'sub" in err, err
-        assert "`run --overwrite`" in err, err
+        assert "`run --resume`" in err, err  # the copy written again, nothing recomputed
+        assert f"`zarr.consolidate_metadata({str(out)!r})`" in err, err
     assert main(["-q", "run", str(second), "--progress", "none", "--overwrite"]) == 0
     listed, held = _consolidated_listing(out)
     assert listed == held, (listed, held)
     for c in (first, second):
         assert main(["-q", "verify", str(c), "--all"]) == 0, capsys.readouterr().err
+
+
+def _said(command: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``python -m pipeline COMMAND`` in this process: (exit status, stdout and stderr)."""
+    from pipeline.cli import main
+
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(command)
+    said = capsys.readouterr()
+    return rc, said.out + said.err
+
+
+def _chunk_states(root: Path) -> dict[str, tuple[int, int]]:
+    """(mtime in ns, inode) of every file under ``root`` but its metadata."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in ("zarr.json", ".zmetadata", ".zgroup", ".zattrs")
+    }
+
+
+@pytest.mark.parametrize("fmt", [3, 2])
+def test_a_stale_copy_of_an_enclosing_group_is_written_again_not_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: int
+) -> None:
+    """helper-46c: `encl.zarr` consolidated (v3 `zarr.json`, v2 `.zmetadata`), a complete
+    output at `encl.zarr/sub`, then an array added at `encl.zarr/other/new` without
+    consolidating: `run` and `run --resume` refused the complete output and `verify` failed
+    it, all naming `run --overwrite` (the whole output rewritten) for a copy that only does
+    not list someone else's array. Nothing about `sub` is wrong: every command names the
+    stale copy and `run --resume`, which writes it again and recomputes nothing, with the
+    zarr-python call that does the same; then verify passes and the copy lists the group. A
+    v2 copy never lists the v3 output (a v2 reader does not see it): it had failed verify
+    right after the run."""
+    from pipeline.cli import main
+
+    src = tmp_path / "in.zarr"
+    zarr.create_array(str(src), shape=(8, 8), chunks=(4, 4), dtype="f4")[...] = 1.0
+    encl = tmp_path / "encl.zarr"
+    zarr.open_group(str(encl), mode="w", zarr_format=fmt).create_group("keep")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(encl), zarr_format=fmt)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"store": str(src)},
+                "output": {"store": str(encl / "sub")},
+                "stages": STAGES,
+                "backend": "cpu",
+                "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+            }
+        )
+    )
+    assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0, capsys.readouterr().err
+    rc, said = _said(["-q", "verify", str(cfg)], capsys)
+    assert rc == 0, said
+    zarr.create_array(str(encl), name="other/new", shape=(3,), dtype="i4", zarr_format=fmt)
+    chunks = _chunk_states(encl / "sub")
+    call = f"`zarr.consolidate_metadata({str(encl)!r})`"
+    stale = f"the consolidated metadata of {encl} does not list 'other'"
+    rc, said = _said(["-q", "verify", str(cfg)], capsys)
+    assert rc == 1 and stale in said and "`run --resume` writes it again" in said, said
+    assert call in said and "--overwrite" not in said, said
+    for command in (["run", str(cfg)], ["run", str(cfg), "--dry-run"]):
+        rc, said = _said(["-q", *command, "--progress", "none"], capsys)
+        assert rc == 1 and stale in said and call in said, said
+        assert "`run --resume` writes it again" in said and "--overwrite" not in said, said
+    rc, said = _said(["-q", "plan", str(cfg)], capsys)
+    row = [ln for ln in said.splitlines() if "output now" in ln]
+    assert rc == 0 and stale in row[0] and "`run --resume` writes it again" in row[0], said
+    rc, said = _said(["run", str(cfg), "--resume", "--dry-run"], capsys)
+    assert rc == 0 and "writes its consolidated metadata again" in said, said
+    rc, said = _said(["-q", "run", str(cfg), "--resume", "--progress", "none"], capsys)
+    assert rc == 0, said
+    assert _chunk_states(encl / "sub") == chunks  # nothing recomputed
+    rc, said = _said(["-q", "verify", str(cfg), "--all"], capsys)
+    assert rc == 0, said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listed = zarr.open_consolidated(str(encl), mode="r", zarr_format=fmt)
+        assert "other/new" in dict(listed.members(max_depth=None)), listed
+
+
+@pytest.mark.parametrize("how", ["group attribute edited", "copy dropped"])
+def test_a_copy_removed_from_a_complete_output_is_written_again_by_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """helper-46c: the consolidated copy of a complete Dataset output removed (zarr-python's
+    group attribute edit with ``use_consolidated=False`` rewrites a v3 ``zarr.json`` without
+    it): `run --resume` said "nothing to do" while `verify` failed it, and verify named `run
+    --overwrite`. `run --resume` writes it again, from the output's metadata (the user's
+    group attribute kept, nothing recomputed), its dry run and `plan` say so, a plain run's
+    refusal and verify name it with the zarr-python call; then verify passes, and
+    ``xr.open_zarr`` reads the output without a warning."""
+    from pipeline.cli import main
+
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))},
+        coords={"x": np.arange(4.0)},
+        attrs={"title": "t"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": "v"}, cluster={"workers": 1}
+    )
+    assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0, capsys.readouterr().err
+    if how == "group attribute edited":
+        zarr.open_group(str(out), mode="r+", use_consolidated=False).attrs["note"] = "mine"
+    else:
+        doc = json.loads((out / "zarr.json").read_text())
+        doc.pop("consolidated_metadata")
+        (out / "zarr.json").write_text(json.dumps(doc))
+    assert json.loads((out / "zarr.json").read_text()).get("consolidated_metadata") is None
+    chunks = _chunk_states(out / "v")
+    gone = f"the consolidated metadata of {out} is gone"
+    call = f"`zarr.consolidate_metadata({str(out)!r})`"
+    rc, said = _said(["-q", "verify", str(cfg)], capsys)
+    assert rc == 1 and "is gone" in said and "`run --resume` writes it again" in said, said
+    assert call in said and "--overwrite" not in said, said
+    rc, said = _said(["-q", "run", str(cfg), "--progress", "none"], capsys)
+    assert rc == 1 and gone in said and call in said and "`run --resume`" in said, said
+    rc, said = _said(["-q", "plan", str(cfg)], capsys)
+    assert rc == 0 and gone in said and "`run --resume` writes it again" in said, said
+    rc, said = _said(["run", str(cfg), "--resume", "--dry-run"], capsys)
+    assert rc == 0 and "writes its consolidated metadata again" in said, said
+    rc, said = _said(["run", str(cfg), "--resume", "--progress", "none"], capsys)
+    assert rc == 0 and "consolidated metadata written again" in said, said
+    assert "nothing to do" not in said, said
+    assert _chunk_states(out / "v") == chunks  # nothing recomputed
+    rc, said = _said(["-q", "verify", str(cfg), "--all"], capsys)
+    assert rc == 0, said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Failed to open Zarr store with consolidated"
+        got = xr.open_zarr(str(out))
+    assert got.attrs.get("note") == ("mine" if how.startswith("group") else None), got.attrs
+    assert sorted(got.variables) == ["v", "x"], got
 
 
 @pytest.mark.parametrize("writer", ["xarray", "zarr-python"])

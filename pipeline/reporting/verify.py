@@ -83,6 +83,17 @@ class VerifyResult:
     in a few words: its own attributes, dimension names or fill value against what the input
     and the config make, and each consolidated copy above it against the own metadata of what
     it lists (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    consolidated_stale: tuple[str, ...] = ()
+    """each consolidated copy above the output (its store's groups', and those of groups
+    enclosing the store) that disagrees with what its group holds now, in a few words
+    (:func:`pipeline.store.datasets.copies_differ`: edited, or not listing an array added
+    since): readers of that group through the copy see another group than it holds. The
+    copy's fault, not the output's: ``run --resume`` writes it again from the output's
+    metadata, as :attr:`consolidate_calls` do (helper-46c: the fix named had been ``run
+    --overwrite``, rewriting the output)"""
+    consolidate_calls: tuple[str, ...] = ()
+    """the zarr-python calls that write the copies of :attr:`consolidated_stale` and
+    :attr:`consolidated_missing` again (:func:`pipeline.store.datasets.consolidate_call`)"""
     consolidated_missing: tuple[str, ...] = ()
     """the groups (the output's, the store's root: '') whose consolidated metadata the run
     wrote, since the input's group has some (``Carried.consolidate``), and that have none
@@ -120,6 +131,7 @@ class VerifyResult:
             and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
+            and not self.consolidated_stale
             and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
         )
@@ -253,6 +265,9 @@ def verify(
         out_path.strip("/").rpartition("/")[0],
     )
     edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
+    members = kept.variable.coords if kept.frame and kept.variable is not None else ()
+    stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
+    missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
     return VerifyResult(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
@@ -265,10 +280,15 @@ def verify(
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
-        metadata_differs=_metadata_differs(dst, loc_out, out_path.strip("/"), kept),
-        consolidated_missing=tuple(datasets.consolidated_missing(store_out, group_out))
-        if kept.consolidate
-        else (),
+        metadata_differs=_metadata_differs(dst, kept),
+        consolidated_stale=tuple(said for said, _ in stale),
+        consolidate_calls=tuple(
+            dict.fromkeys(
+                [call for _, call in stale]
+                + [datasets.consolidate_call(loc_out, g) for g in missing]
+            )
+        ),
+        consolidated_missing=missing,
         group_attributes_edited=edited,
         group_attributes_removed=removed,
         input_unchecked=None if changed else now.unstamped,
@@ -315,19 +335,14 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
     )
 
 
-def _metadata_differs(dst: Any, loc_out: Location, out_path: str, kept: Carried) -> tuple[str, ...]:
-    """What the output's metadata holds otherwise than the run wrote it, each in a few words
-    (:func:`pipeline.store.datasets.output_metadata_differs`: its own attributes, dimension
-    names and fill value against what the input (``kept``) and the pipeline give it, and the
-    consolidated copies above it against the own metadata of the output, of the coordinates
-    written beside it and of its group). () where all agree. The group's attributes are not
-    the output's: :func:`_group_attributes_changed` names them."""
-    members = kept.variable.coords if kept.frame and kept.variable is not None else ()
-    return tuple(
-        datasets.output_metadata_differs(
-            loc_out, out_path, dst, kept.attrs, kept.dimension_names, members
-        )
-    )
+def _metadata_differs(dst: Any, kept: Carried) -> tuple[str, ...]:
+    """What the output's own metadata holds otherwise than the run wrote it, each in a few
+    words (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension
+    names and fill value against what the input (``kept``) and the pipeline give it). ()
+    where all agree. Its consolidated copies are :attr:`VerifyResult.consolidated_stale`;
+    the group's attributes are not the output's: :func:`_group_attributes_changed` names
+    them."""
+    return tuple(datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names))
 
 
 def _group_attributes_changed(

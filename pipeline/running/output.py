@@ -864,10 +864,9 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
     rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
     'metadata' its consolidated copies that disagree with what they list
-    (:func:`pipeline.store.datasets.output_metadata_differs`), which a resume writes again.
-    A copy that is gone is not judged (``verify`` names it, with its fix): another
-    variable's run into the group, stopped, leaves the group without one until it is
-    finished, and the output is complete as its own metadata says. What ``verify`` fails of
+    (:func:`pipeline.store.datasets.copies_differ`), which a resume writes again, are part
+    'consolidated': not the output's fault, and a plain run of a complete output writes them
+    again (:func:`copies_to_write`). What ``verify`` fails of
     a complete output; asked once the input's identity (its coordinates' bytes among it) and
     the config matched the run's record, so the input's coordinates are what the run wrote.
     Reads metadata and the coordinates (small), never the variable's data. [] where nothing
@@ -894,18 +893,12 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
                     f"{list(ran[2])} in units {list(ran[3])}",
                 )
             )
-        own = datasets.output_metadata_differs(
-            o.location,
-            o.path.strip("/"),
-            arr,
-            plan.carried.attrs,
-            plan.carried.dimension_names,
-            members,
-        )
-    else:
-        own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
+    own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
     if own:
         found.append(("metadata", "; ".join(own)))
+    if now is not None:
+        for said, _ in datasets.copies_differ(o.location, o.path.strip("/"), members):
+            found.append(("consolidated", said))
     if members:
         assert group is not None and variable is not None
         src = plan.input.location.zarr_store(read_only=True)
@@ -923,6 +916,54 @@ def edits_said(edits: list[tuple[str, str]]) -> str:
     return "; ".join(words for _, words in edits)
 
 
+def copies_to_write(plan: Plan) -> list[str]:
+    """The consolidated copies of a complete output that are not what its groups hold, in
+    words: stale ones (:func:`pipeline.store.datasets.copies_differ`: an edit of the copy,
+    an array added to a group since it was consolidated, in the store or a group enclosing
+    it) and, where the run writes some (``Carried.consolidate``), those gone
+    (:func:`pipeline.store.datasets.consolidated_missing`: zarr-python's group-attribute
+    edit with ``use_consolidated=False`` drops a v3 copy; a deleted ``.zmetadata``). A
+    plain run (and ``--resume``) of an output complete and otherwise as the run wrote it
+    writes them again, from its verified metadata (:func:`write_copies`), as every run's end
+    writes them; ``verify`` fails them, naming that and the zarr-python call (helper-46c:
+    ``run`` had said "nothing to do" of a copy gone, which ``verify`` failed, and refused a
+    stale one with ``run --overwrite``, rewriting the whole output). Reads only."""
+    o = plan.output
+    path = o.path.strip("/")
+    group, variable = output_group(plan), plan.carried.variable
+    members = variable.coords if group is not None and variable is not None else ()
+    try:
+        found = [said for said, _ in datasets.copies_differ(o.location, path, members)]
+    except Exception:  # what is there is decided and named elsewhere
+        return []
+    if plan.carried.consolidate:
+        store = o.location.zarr_store(read_only=True)
+        for g in datasets.consolidated_missing(store, path.rpartition("/")[0]):
+            found.append(f"the consolidated metadata of {o.location.said(g)} is gone")
+    return found
+
+
+def copies_said(copies: list[str]) -> str:
+    """:func:`copies_to_write`'s words as one clause: the first, and how many more."""
+    more = len(copies) - 1
+    return copies[0] + (
+        f" (and {more} more such difference{'s' if more > 1 else ''})" if more else ""
+    )
+
+
+def write_copies(plan: Plan) -> None:
+    """Write the consolidated copies of a complete output again (:func:`copies_to_write`),
+    under its lock and its group's, as a run's end writes them (:func:`_consolidate`)."""
+    ledger = plan.sink.ledger
+    assert ledger is not None
+    ledger.acquire()
+    try:
+        with group_lock(plan.output.location, output_group(plan)):
+            _consolidate(plan)
+    finally:
+        ledger.release()
+
+
 def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     """Refuse to resume (``state`` 'incomplete'), or to find done ('complete'), an output
     whose own metadata or carried coordinates were edited, or a coordinate removed, since the
@@ -932,11 +973,12 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     complete one told the user that an output verify fails was fine (helper-42B: a
     coordinate's values edited with zarr-python). OutputError, fields ``output``,
     ``status`` (``state``), ``changed`` (the parts: 'metadata', 'coordinates'), naming the
-    fix, ``run --overwrite``. A complete output's layout and consolidated copies are judged
-    too (:func:`output_edits` with ``whole``); an incomplete one's copies are not: a resume
-    writes them again from the output's own metadata when it completes it."""
-    found = output_edits(plan, whole=state == "complete")
-    if not found:
+    fix, ``run --overwrite``. A complete output's layout is judged too (:func:`output_edits`
+    with ``whole``); its consolidated copies are not refused here: ``run --resume`` writes
+    them again (:func:`copies_to_write`), and a plain run's refusal names that
+    (:func:`_exists`); an incomplete one's a resume writes again when it completes it."""
+    found = [e for e in output_edits(plan, whole=state == "complete") if e[0] != "consolidated"]
+    if not found:  # a stale copy alone: a plain run writes it again (copies_to_write)
         return
     where = plan.output.location.join(plan.output.path)
     if state == "complete":
@@ -987,6 +1029,19 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
         edited = _complete_edited(plan)
         if edited is not None:  # the edit named (verify fails it), with the same fix
             return edited
+        copies = _complete_copies(plan)
+        if copies:  # verify fails them too: `run --resume` writes them again
+            took, refusals = run_accepts(plan, ("--resume",))
+            if took is None and refusals:  # what else it refuses first (an array in the
+                return refusals[0]  # group that xarray cannot open): that line
+            return OutputError(
+                f"{where} is complete, made from this config and input, but "
+                f"{copies_said(copies)}: `run --resume` writes it again from the output's "
+                f"metadata, nothing recomputed (as {_calls(plan)} does)",
+                output=where,
+                status=state,
+                changed=["consolidated"],
+            )
         return OutputError(
             f"{where} already exists; pass --overwrite (overwrite=True in pipeline.run) to "
             "replace it",
@@ -1026,6 +1081,32 @@ def _complete_edited(plan: Plan) -> OutputError | None:
     except OutputError as e:
         return e
     return None
+
+
+def _complete_copies(plan: Plan) -> list[str]:
+    """:func:`copies_to_write` of a complete output made from this config and input (as
+    ``run --resume`` plans it, :func:`resumed_plan`), [] where it is stale or edited, whose
+    refusals say so first."""
+    recorded = recorded_run(plan)
+    resumed = as_recorded(plan, recorded.get("identity"))
+    if stale_parts(recorded, resumed, whole=True):
+        return []
+    return copies_to_write(resumed)
+
+
+def _calls(plan: Plan) -> str:
+    """The zarr-python calls that write the consolidated copies :func:`copies_to_write`
+    names (:func:`pipeline.store.datasets.consolidate_call`), in words."""
+    o = plan.output
+    path = o.path.strip("/")
+    group, variable = output_group(plan), plan.carried.variable
+    members = variable.coords if group is not None and variable is not None else ()
+    calls = [call for _, call in datasets.copies_differ(o.location, path, members)]
+    if plan.carried.consolidate:
+        store = o.location.zarr_store(read_only=True)
+        for g in datasets.consolidated_missing(store, path.rpartition("/")[0]):
+            calls.append(datasets.consolidate_call(o.location, g))
+    return " then ".join(f"`{c}`" for c in dict.fromkeys(calls)) or "zarr.consolidate_metadata"
 
 
 def _foreign_words(plan: Plan) -> str:
@@ -1163,10 +1244,17 @@ def _output_now(plan: Plan, state: str) -> str:
         if changed:
             return f"complete, but {said(changed)}: `run --overwrite` recomputes it"
         edits = output_edits(as_recorded(plan, recorded.get("identity")), whole=True)
+        edits = [e for e in edits if e[0] != "consolidated"]  # `run --resume` writes those
         if edits:  # as `run --resume` refuses it (verify fails it): not "replaces it"
             return (
                 f"complete, but not what the run wrote ({edits_said(edits)}: edited or "
                 "removed since): `run --overwrite` writes it again"
+            )
+        copies = _complete_copies(plan)
+        if copies:
+            return (
+                f"complete, but {copies_said(copies)}: `run --resume` writes it again, "
+                "nothing recomputed"
             )
     if state == "incomplete":
         manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger else None
@@ -1213,6 +1301,13 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     state = output_state(plan)
     there = _NOW.get(state, state)
     if start == "done":
+        copies = copies_to_write(plan)
+        if copies:
+            return (
+                f"{there}: this run finds it complete, made from this config and input, and "
+                f"writes its consolidated metadata again ({copies_said(copies)}): nothing "
+                "else to do"
+            )
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"
         )

@@ -352,12 +352,24 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
-            _progress_line(
-                options.progress,
-                logging.WARNING,
-                "%s is already complete; nothing to do",
-                plan.output.location.join(plan.output.path),
-            )
+            copies = output.copies_to_write(plan)
+            if copies:  # stale or gone, the rest as the run wrote it: written again
+                output.write_copies(plan)
+                _progress_line(
+                    options.progress,
+                    logging.WARNING,
+                    "%s is already complete; its consolidated metadata written again (%s): "
+                    "nothing else to do",
+                    plan.output.location.join(plan.output.path),
+                    output.copies_said(copies),
+                )
+            else:
+                _progress_line(
+                    options.progress,
+                    logging.WARNING,
+                    "%s is already complete; nothing to do",
+                    plan.output.location.join(plan.output.path),
+                )
             if plan.input_unstamped is not None:  # it can show no rewrite since: say so
                 log.warning(
                     "its input's store gives no change stamps (%s): whether the input was "
@@ -387,7 +399,9 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
                 t_start,
                 {"plan": t_finish - t_start},
                 None,
-                "complete (nothing to do)",
+                "complete (consolidated metadata written again)"
+                if copies
+                else "complete (nothing to do)",
             )
             # making the summary (the library versions, the hardware) is this run's finish
             summary.seconds["finish"] = time.perf_counter() - t_finish

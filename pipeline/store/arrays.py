@@ -320,8 +320,18 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
     a Dataset's variable an array alone (review 41). With ``around`` (the input, as it is
     planned), the groups above it too and the other members of its group (its Dataset's
     coordinates), which a run reads. InputError, fields ``store`` (the file), ``array``,
-    ``status`` 'unreadable', ``reason``. A document that is absent, unreadable or not JSON
-    is left to the opening that follows.
+    ``status`` 'unreadable', ``reason``. A document that is there but not JSON at all (a
+    truncated or hand-edited file, not UTF-8) is refused too, in one line naming the file and
+    where its JSON breaks, where the run needs it: the node's, its groups' (a v2 group's
+    consolidated copy, ``.zmetadata``, as well: ``xr.open_zarr`` reads it), and a member of
+    its group that the node names (a dimension, a word of any attribute's text of the node,
+    its groups or the group's other members: a coordinate or a CF reference); they had been
+    left to the opening that follows, which named no file, called a coordinate gone from a
+    consolidated group ("stale"), or, for a group's, took the variable for an array alone
+    and wrote it without its Dataset. A member that nothing names is not needed (another
+    variable of the Dataset): the frame is read around it (:func:`pipeline.store.datasets`'s
+    ``_frame``), as ``xr.open_zarr`` reads such a group from its consolidated metadata. A
+    document that is absent or unreadable is left to the opening that follows.
 
     The documents are read in two rounds, each all at once where the store is not local
     (:func:`_read_documents`): every node's ``zarr.json``, then the v2 documents of the
@@ -344,14 +354,20 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
             for name in names
             if name != parts[-1] and not name.startswith(".") and name not in _OBJECT_DOCUMENTS
         ]
+    groups = set(nodes[1 : len(path.split("/")) + 1]) if around and path else set()
     v3 = _read_documents(location, [_key_in(node, "zarr.json") for node in nodes])
     v2_nodes = [n for n in nodes if v3[_key_in(n, "zarr.json")] is None]
     v2 = _read_documents(
         location,
-        [_key_in(n, name) for n in v2_nodes for name in _OBJECT_DOCUMENTS if name != "zarr.json"],
+        [_key_in(n, name) for n in v2_nodes for name in _OBJECT_DOCUMENTS if name != "zarr.json"]
+        + [_key_in(n, ".zmetadata") for n in v2_nodes if n in groups],
     )
     found = {**v3, **v2}
+    named = _named_words(nodes, found) if around else set()
     for node in nodes:
+        member = node not in groups and node != path
+        if not member or node.rpartition("/")[2] in named:
+            _check_not_broken(location, node, path, found, member)
         _check_node_documents(location, node, path, found)
 
 
@@ -372,9 +388,14 @@ def _read_documents(location: Location, keys: list[str]) -> dict[str, Any]:
     def one(key: str) -> Any:
         try:
             raw = location.read(key)
-            return None if raw is None else _Parsed(json.loads(raw))
-        except Exception:  # a folder, unreadable, not JSON: the opening says so
+        except Exception:  # a folder, unreadable: the opening says so
             return None
+        if raw is None:
+            return None
+        try:
+            return _Parsed(json.loads(raw))
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            return _Broken(_where_broken(e))
 
     if not location.is_local and keys:
         raw = location.read_small(keys)  # an asynchronous file system's: a GET each
@@ -401,14 +422,91 @@ class _Parsed:
     doc: Any
 
 
+@dataclass(frozen=True)
+class _Broken:
+    """A document read that is not JSON: where, in a few words (:func:`_where_broken`)."""
+
+    said: str
+
+
+def _where_broken(e: ValueError) -> str:
+    """Where a document's JSON breaks, in a few words: ``Expecting ',' delimiter at line 3
+    column 5``; ``not UTF-8 text`` for bytes that are no text."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg} at line {e.lineno} column {e.colno}"
+    return "not UTF-8 text"
+
+
+def _named_words(nodes: list[str], found: dict[str, Any]) -> set[str]:
+    """Every name the documents read (``found``) give: each node's dimension names (v3's
+    ``dimension_names``, v2's ``_ARRAY_DIMENSIONS``) and each word of any text among their
+    attributes (a coordinate, a CF reference: ``coordinates``, ``bounds``, ``grid_mapping``'s
+    ``crs: x y``), found anywhere; what a member of the group must be readable for."""
+    words: set[str] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, str):
+            words.update(w for w in re.split(r"[\s:,]+", value) if w)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                add(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                add(v)
+
+    for node in nodes:
+        for name in ("zarr.json", ".zattrs"):
+            parsed = found.get(_key_in(node, name))
+            if not isinstance(parsed, _Parsed) or not isinstance(parsed.doc, dict):
+                continue
+            doc: Any = parsed.doc
+            if name == "zarr.json":
+                add(doc.get("dimension_names"))
+                doc = doc.get("attributes")
+            add(doc)
+    return words
+
+
+def _check_not_broken(
+    location: Location, node: str, path: str, found: dict[str, Any], member: bool
+) -> None:
+    """:func:`check_documents`: refuse a document of ``node`` (the input's, a group's above
+    it, or, ``member``, a member of its group that it names) that is not JSON."""
+    for name in (*_OBJECT_DOCUMENTS, ".zmetadata"):
+        key = _key_in(node, name)
+        broken = found.get(key)
+        if not isinstance(broken, _Broken):
+            continue
+        what = _OBJECT_DOCUMENTS.get(name, "Zarr v2 consolidated metadata")
+        whose = (
+            f" of {node.rpartition('/')[2]!r}, which {path.rpartition('/')[2]!r} names (a "
+            "coordinate or reference xarray reads with it)"
+            if member
+            else ""
+        )
+        fix = (
+            "restore it, or write it again from the group (zarr.consolidate_metadata)"
+            if name == ".zmetadata"
+            else "restore it"
+        )
+        raise InputError(
+            f"{location.said(key)}: not JSON ({broken.said}), the {what}{whose}; {fix}",
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=f"{name}: not JSON ({broken.said})",
+        )
+
+
 def _check_node_documents(location: Location, node: str, path: str, found: dict[str, Any]) -> None:
     """:func:`check_documents` for the documents of the one node ``node``, as read
     (``found``: :func:`_read_documents`)."""
     for name, what in _OBJECT_DOCUMENTS.items():
         key = _key_in(node, name)
         parsed = found.get(key)
-        if parsed is None:
-            continue  # absent, unreadable, not JSON, or not read (a v3 node's v2 documents)
+        if not isinstance(parsed, _Parsed):
+            continue  # absent, unreadable, not JSON (:func:`_check_not_broken`'s), or not
+            # read (a v3 node's v2 documents)
         doc = found_doc = parsed.doc
         if name == "zarr.json" and isinstance(doc, dict):
             found_doc, what = doc.get("attributes"), "its attributes"
