@@ -208,7 +208,8 @@ class InputError(PipelineError):
     setting that decodes a packed variable); for a Dataset whose consolidated metadata is
     stale, ``member`` (the array it describes otherwise) and ``differs`` (what: metadata
     fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
-    ``dimension``, ``size`` and ``expected``.
+    ``dimension``, ``size`` and ``expected``; for a damaged NCZarr record of the array's
+    dimensions, ``file`` (its ``.zarray``).
     """
 
 

@@ -1529,7 +1529,7 @@ def _nczarr(path: Path, layout: str) -> None:
     '4.9' (netCDF-C 4.9: ``_nczarr_superblock`` and ``_nczarr_group`` in ``.zgroup``,
     ``_nczarr_array`` in each ``.zarray``, ``_nczarr_attr`` in every ``.zattrs``, and
     ``_ARRAY_DIMENSIONS``), '4.8.1' (the same records in capitals, ``_NCZARR_ARRAY`` the only
-    dimension names: xarray reads them, the pipeline reads bare arrays), '4.8.0' (the records
+    dimension names: xarray reads them, and so does the pipeline), '4.8.0' (the records
     in files of their own: ``.nczarr``, ``.nczgroup``, ``.nczarray``, ``.nczattr``), 'v3'
     (Zarr v3, ``_nczarr_attr`` among each node's attributes)."""
     ds = xr.Dataset(
@@ -1636,24 +1636,178 @@ def test_nczarrs_records_of_the_inputs_layout_are_not_carried(
     chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
     with np.errstate(all="ignore"):
         computed = apply_chain(chain, values)
-    if layout == "4.8.1":  # no _ARRAY_DIMENSIONS: an array alone, at the output's root
-        arr = zarr.open_array(str(out), mode="r")
-        # written alone, it names no variable it does not hold (its grid mapping)
-        assert {k: v for k, v in arr.attrs.items() if k != "pipeline"} == {"units": "K"}
-        assert want["t"].attrs == {"units": "K", "grid_mapping": "crs"}
-        assert same_bits(np.asarray(arr[...]), computed)
-    else:
-        got = open_dataset(out)
-        assert got.attrs == seen(want.attrs) == {"title": "from netCDF-C"}
-        attrs = dict(got["t"].attrs)
-        assert attrs.pop("pipeline")["status"] == "complete"
-        assert attrs == seen(want["t"].attrs) == {"units": "K", "grid_mapping": "crs"}
-        assert same_bits(got["t"].values, computed)
-        assert set(got.variables) == {"t", "crs", "x", "y"}
-        for name in ("crs", "x", "y"):
-            assert got[name].dims == want[name].dims, name
-            assert got[name].attrs == seen(want[name].attrs), name
-            assert same_bits(got[name].values, want[name].values), name
+    # 4.8.1, no _ARRAY_DIMENSIONS: read by its _NCZARR_ARRAY's dimrefs, as xarray reads
+    # it (it had been an array alone at the output's root, without dimension names)
+    got = open_dataset(out)
+    assert got.attrs == seen(want.attrs) == {"title": "from netCDF-C"}
+    attrs = dict(got["t"].attrs)
+    assert attrs.pop("pipeline")["status"] == "complete"
+    assert attrs == seen(want["t"].attrs) == {"units": "K", "grid_mapping": "crs"}
+    assert got["t"].dims == want["t"].dims == ("y", "x")
+    assert same_bits(got["t"].values, computed)
+    assert set(got.variables) == {"t", "crs", "x", "y"}
+    assert set(got.coords) == set(want["t"].coords) == {"x", "y"}
+    for name in ("crs", "x", "y"):
+        assert got[name].dims == want[name].dims, name
+        assert got[name].attrs == seen(want[name].attrs), name
+        assert same_bits(got[name].values, want[name].values), name
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    rc, text, err = cli("verify", str(config_file))
+    assert rc == 0, text + err
+
+
+@pytest.mark.parametrize("group", ["", "g"], ids=["root", "in-a-group"])
+def test_an_nczarr_4_8_1_dataset_is_overwritten_and_resumed_as_a_dataset(
+    tmp_path: Path, cli, group: str
+) -> None:
+    """netCDF-C 4.8.1's store (dimensions in ``_NCZARR_ARRAY`` only), at the store's root or
+    in a group: ``run --overwrite`` writes the Dataset again, ``run --resume`` of the complete
+    output finds nothing to do (the dimension names it planned are those the output holds),
+    ``verify`` passes after each, and the input is never modified."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _nczarr(src / group if group else src, "4.8.1")
+    if group:
+        (src / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
+    before = file_states(src)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config(tmp_path, input={"array": f"{group}/t"})))
+    for args in ((), ("--overwrite",), ("--resume",)):
+        rc, text, err = cli("-q", "run", str(config_file), *args)
+        assert rc == 0, text + err
+        assert ("nothing to do" in text) == (args == ("--resume",)), text
+        arr = zarr.open_array(str(out), path="t", mode="r")  # output.array's default: 't'
+        assert arr.metadata.dimension_names == ("y", "x")
+        rc, text, err = cli("verify", str(config_file))
+        assert rc == 0, text + err
+    assert file_states(src) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), group=group or None, consolidated=False).load()
+    got = open_dataset(out)
+    assert got["t"].dims == want["t"].dims == ("y", "x")
+    assert set(got["t"].coords) == set(want["t"].coords) == {"y", "x"}
+
+
+def test_an_nczarr_4_8_1_array_on_s3_keeps_its_dimension_names(
+    tmp_path: Path, bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """The NCZarr record is read through the store's file system (an S3 server here: one GET
+    of each ``.zarray`` that lacks ``_ARRAY_DIMENSIONS``). xarray's own reading of it does not
+    work there (xarray 2025.6 calls the store's ``get`` without the ``prototype`` that
+    zarr-python's ``FsspecStore`` needs: ``xr.open_zarr`` raises), so the Dataset, whose
+    coordinates xarray writes, is refused in one line before anything is written, naming
+    ``output.array: ''``; the variable written alone keeps the record's dimension names (it
+    had none)."""
+    import s3fs
+
+    url, options = bucket
+    src = tmp_path / "in.zarr"
+    _nczarr(src, "4.8.1")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    fs.put(str(src), f"{url}/in.zarr", recursive=True)
+    cfg = config(
+        tmp_path,
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            xr.open_zarr(f"{url}/in.zarr", storage_options=options, consolidated=False)
+            xarray_reads_it = True
+        except TypeError:
+            xarray_reads_it = False
+    if not xarray_reads_it:
+        with pytest.raises(InputError) as info:
+            pipeline.run(cfg)
+        assert "output.array: ''" in str(info.value)
+        assert not fs.exists(f"{url}/out.zarr")
+        cfg["output"]["array"] = ""
+    assert pipeline.run(cfg).status == "complete"
+    path = "" if cfg["output"].get("array") == "" else "t"
+    arr = zarr.open_array(f"{url}/out.zarr", path=path, mode="r", storage_options=options)
+    assert arr.metadata.dimension_names == ("y", "x")
+    values = np.asarray(zarr.open_array(str(src), path="t", mode="r")[...])
+    chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
+    with np.errstate(all="ignore"):
+        assert same_bits(np.asarray(arr[...]), apply_chain(chain, values))
+
+
+NO_LIST = "_NCZARR_ARRAY whose dimrefs is no list of dimension paths"
+NAMES = "_NCZARR_ARRAY whose dimrefs names"
+
+
+def _nczarr_record(store: Path, name: str, record: Any) -> None:
+    """Put ``record`` in place of the ``_NCZARR_ARRAY`` of ``name``'s ``.zarray``."""
+    _edit_doc(store / name / ".zarray", _NCZARR_ARRAY=record)
+
+
+@pytest.mark.parametrize(
+    "record, said",
+    [
+        ("/y /x", "_NCZARR_ARRAY that is no mapping"),
+        ({"storage": "chunked"}, f"{NO_LIST}"),
+        ({"dimrefs": [1, 2], "storage": "chunked"}, f"{NO_LIST}"),
+        ({"dimrefs": ["/y"], "storage": "chunked"}, f"{NAMES} 1 dimensions, and the array has 2"),
+        ({"dimrefs": ["/y", "/x", "/z"]}, f"{NAMES} 3 dimensions, and the array has 2"),
+    ],
+    ids=["no-mapping", "no-dimrefs", "not-paths", "too-few", "too-many"],
+)
+def test_a_damaged_nczarr_record_is_one_line_before_anything_is_written(
+    tmp_path: Path, cli, record: Any, said: str
+) -> None:
+    """An input array without ``_ARRAY_DIMENSIONS`` whose NCZarr record xarray fails on
+    (``xr.open_zarr`` raises) had been read as an array alone, its Dataset silently lost: it
+    is one line naming the ``.zarray`` and what to write there, before the output is made;
+    the input is not modified."""
+    src = tmp_path / "in.zarr"
+    _nczarr(src, "4.8.1")
+    _nczarr_record(src, "t", record)
+    with warnings.catch_warnings(), pytest.raises((KeyError, TypeError, ValueError)):
+        warnings.simplefilter("ignore")
+        xr.open_zarr(str(src), consolidated=False)
+    before = file_states(src)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config(tmp_path)))
+    for command in ("run", "plan"):
+        rc, text, err = cli(command, str(config_file))
+        assert rc == 1, text + err
+        line = err if command == "plan" else one_line_error(err)
+        assert f"{src / 't' / '.zarray'} has an {said}" in line, line
+        assert "_ARRAY_DIMENSIONS" in line and "dimrefs" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    assert info.value.file == str(src / "t" / ".zarray")
+
+
+@pytest.mark.parametrize(
+    "dimrefs",
+    [["/y", "/w"], ["/y", "/grp/x"], ["/g/y", "/x"]],
+    ids=["undefined", "in-a-group", "both"],
+)
+def test_nczarr_dimrefs_the_group_does_not_define_are_read_as_xarray_reads_them(
+    tmp_path: Path, cli, dimrefs: list[str]
+) -> None:
+    """A dimref naming a dimension that the group's ``_NCZARR_GROUP`` does not define, or one
+    of another group (a full path): xarray reads each by the last part of its path, without
+    looking at the group's record; so does the pipeline, the output what xarray reads of the
+    input (its dimensions, the coordinates on them), verify passes."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _nczarr(src, "4.8.1")
+    _nczarr_record(src, "t", {"dimrefs": dimrefs, "storage": "chunked"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), consolidated=False).load()
+    cfg = config(tmp_path)
+    assert pipeline.run(cfg).status == "complete"
+    got = open_dataset(out)
+    assert got["t"].dims == want["t"].dims == tuple(d.rsplit("/", 1)[-1] for d in dimrefs)
+    assert set(got["t"].coords) == set(want["t"].coords)
+    for name in got["t"].coords:
+        assert same_bits(got[name].values, want[name].values), name
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(cfg))
     rc, text, err = cli("verify", str(config_file))

@@ -124,6 +124,7 @@ def carried(
         return Carried()
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     path = config.input.array.strip("/")
+    _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
     frame = variable is not None and bool(variable.name) and bool(output_path)
@@ -156,6 +157,31 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _refuse_damaged_nczarr(loc: Location, path: str, arr: Any) -> None:
+    """Refuse, before anything is written, an input array without ``_ARRAY_DIMENSIONS``
+    whose NCZarr record of its dimensions (netCDF-C 4.8.1's ``_NCZARR_ARRAY`` in its
+    ``.zarray``) is damaged (:func:`pipeline.store.datasets.nczarr_problem`): xarray fails
+    on it, and read as an array alone its output would lose the Dataset the record meant.
+    InputError, fields ``variable`` (the input array), ``file`` (the ``.zarray``),
+    ``fix``."""
+    found = datasets.nczarr_problem(arr)
+    if found is None:
+        return
+    key, what = found
+    fix = (
+        'write its dimrefs there as one dimension path per axis (["/y", "/x"], as '
+        "netCDF-C does), or give the array an _ARRAY_DIMENSIONS attribute (its dimension "
+        "names) in its .zattrs"
+    )
+    raise InputError(
+        f"input array {loc.join(path)} has no _ARRAY_DIMENSIONS, and {loc.join(key)} {what} "
+        f"(xr.open_zarr fails on it too): {fix}",
+        variable=loc.join(path),
+        file=loc.join(key),
+        fix=fix,
     )
 
 

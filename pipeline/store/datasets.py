@@ -89,7 +89,9 @@ def _document(meta: Any) -> dict[str, Any]:
 
 def dims_of(arr: Any) -> tuple[str, ...] | None:
     """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
-    xarray writes them); None when it has none. A v3 scalar has none to name: xarray writes
+    xarray writes them), or, for a v2 array without that attribute, those of netCDF-C 4.8's
+    NCZarr record (:func:`nczarr_dims`, as xarray's zarr backend reads them); None when it
+    has none. A v3 scalar has none to name: xarray writes
     none for it (zarr-python stores no empty ``dimension_names``) and reads it as a variable
     of no dimensions, ``()`` here too (it had been None, so a scalar coordinate that only
     another variable's ``coordinates`` listed was not carried, and verify passed)."""
@@ -97,7 +99,7 @@ def dims_of(arr: Any) -> tuple[str, ...] | None:
     if names is None and arr.ndim == 0 and getattr(arr.metadata, "zarr_format", 2) == 3:
         return ()
     if names is None:
-        names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
+        names = _v2_names(arr)
     if names is None or any(n is None for n in names) or len(names) != arr.ndim:
         return None
     return tuple(str(n) for n in names)
@@ -106,18 +108,112 @@ def dims_of(arr: Any) -> tuple[str, ...] | None:
 def dimension_names(arr: Any) -> tuple[str | None, ...] | None:
     """A Zarr array's dimension names as given, some perhaps None (v3 ``dimension_names``
     such as (None, "x"), or a v2 ``_ARRAY_DIMENSIONS`` list of one name or null per
-    dimension): what an output made from it keeps; None where it has none (or a v2 list of
+    dimension, or the names of its NCZarr record, :func:`nczarr_dims`): what an output made
+    from it keeps; None where it has none (or a v2 list of
     another length or with other entries). Unlike :func:`dims_of`, which names an xarray
     variable's dimensions, a partial list is kept (helper-47: (None, "x") gave an output
     with no dimension names at all)."""
     names = getattr(arr.metadata, "dimension_names", None)
     if names is None:
-        names = dict(arr.attrs).get("_ARRAY_DIMENSIONS")
+        names = _v2_names(arr)
     if not isinstance(names, (list, tuple)) or len(names) != arr.ndim:
         return None
     if not all(n is None or isinstance(n, str) for n in names):
         return None
     return tuple(names)
+
+
+def _v2_names(arr: Any) -> Any:
+    """A Zarr v2 array's ``_ARRAY_DIMENSIONS`` as stored; where it has no such attribute,
+    the names of its NCZarr record (:func:`nczarr_dims`), as xarray's zarr backend reads
+    them (only where the attribute is absent: a null one is not replaced)."""
+    attrs = dict(arr.attrs)
+    if "_ARRAY_DIMENSIONS" in attrs:
+        return attrs["_ARRAY_DIMENSIONS"]
+    return nczarr_dims(arr)
+
+
+#: The key of netCDF-C 4.8.1's NCZarr record of an array in its ``.zarray`` (beside Zarr's
+#: own keys, which zarr-python drops): ``{"dimrefs": ["/y", "/x"], "storage": "chunked"}``,
+#: each dimension by its full path in the store. netCDF-C 4.9 writes ``_nczarr_array`` (with
+#: ``_ARRAY_DIMENSIONS`` beside it), which xarray does not read, nor does the pipeline.
+NCZARR_ARRAY = "_NCZARR_ARRAY"
+
+_NCZARR_CACHE = "_pipeline_nczarr"
+
+
+def nczarr_record(arr: Any) -> tuple[str, Any]:
+    """(key, value) of the NCZarr record of the Zarr v2 array ``arr`` (:data:`NCZARR_ARRAY`
+    of its ``.zarray``, read from the store: zarr-python keeps no key it does not know), or
+    (key, None) where it has none or is no v2 array; key is the ``.zarray``'s path in the
+    store. ``(key, ValueError)`` where the ``.zarray`` is not JSON. Read once per opened
+    array, and only for one without ``_ARRAY_DIMENSIONS`` (:func:`dims_of`): one more GET of
+    a small file over HTTP or S3, as xarray makes for it."""
+    key = f"{arr.path}/.zarray" if arr.path else ".zarray"
+    if getattr(arr.metadata, "zarr_format", 3) != 2:
+        return key, None
+    cached = vars(arr).get(_NCZARR_CACHE)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    try:
+        raw = sync(arr.store_path.store.get(key, prototype=default_buffer_prototype()))
+    except Exception:  # not readable now: reading its values says why
+        raw = None
+    found: Any = None
+    if raw is not None:
+        try:
+            doc = json.loads(raw.to_bytes())
+        except ValueError:
+            found = ValueError
+        else:
+            found = doc.get(NCZARR_ARRAY) if isinstance(doc, dict) else None
+    vars(arr)[_NCZARR_CACHE] = (key, found)
+    return key, found
+
+
+def nczarr_problem(arr: Any) -> tuple[str, str] | None:
+    """(the ``.zarray``'s key, what is wrong with it in a few words) where the v2 array
+    ``arr`` has no ``_ARRAY_DIMENSIONS`` and an NCZarr record that xarray fails on
+    (``xr.open_zarr`` raises): the ``.zarray`` not JSON, the record no mapping, its
+    ``dimrefs`` absent or no list of paths, or of another length than the array's
+    dimensions. None where it has no record (an array without dimension names) or a sound
+    one; a dimension the group's ``_NCZARR_GROUP`` does not define is read by its name, as
+    xarray reads it (it does not look there)."""
+    if "_ARRAY_DIMENSIONS" in dict(arr.attrs):
+        return None
+    key, record = nczarr_record(arr)
+    if record is ValueError:
+        return key, "is not JSON"
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        return key, f"has an {NCZARR_ARRAY} that is no mapping"
+    refs = record.get("dimrefs")
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        return key, f"has an {NCZARR_ARRAY} whose dimrefs is no list of dimension paths"
+    if len(refs) != arr.ndim:
+        return key, (
+            f"has an {NCZARR_ARRAY} whose dimrefs names {len(refs)} dimensions, "
+            f"and the array has {arr.ndim}"
+        )
+    return None
+
+
+def nczarr_dims(arr: Any) -> list[str] | None:
+    """The dimension names of the Zarr v2 array ``arr`` by its NCZarr record (netCDF-C 4.8.1:
+    :data:`NCZARR_ARRAY`'s ``dimrefs`` in its ``.zarray``), each the last part of its path
+    (``/g/y`` is ``y``), as xarray's zarr backend reads them for an array without
+    ``_ARRAY_DIMENSIONS`` (``_get_zarr_dims_and_attrs``); None where it has no such record, or
+    a damaged one (:func:`nczarr_problem`, which the input's planning refuses)."""
+    if nczarr_problem(arr) is not None:
+        return None
+    _, record = nczarr_record(arr)
+    if not isinstance(record, dict):
+        return None
+    return [r.rsplit("/", 1)[-1] for r in record["dimrefs"]]
 
 
 def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
