@@ -499,55 +499,6 @@ def test_every_gpu_worker_is_up_when_the_cluster_has_started() -> None:
         lc.close(timeout=60)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("wait", ["block", "auto"])
-def test_gpu_workers_begin_their_setup_as_they_are_made(wait: str) -> None:
-    """With the plugin given at start, every GPU worker is a GpuWorker that made its CUDA
-    context itself, with the plan's wait flags (dask-cuda's preload asked to make none), and
-    its staging buffers; the plugin registered after waits for that and raises nothing."""
-    from distributed import Client
-
-    from pipeline.devices.hardware import Facts as HostFacts
-
-    gpus = tuple(range(len(HostFacts.local().gpus)))[:1]
-    p = ClusterPlan(
-        scheduler="local",
-        backend="gpu",
-        gpus=gpus,
-        workers=2,
-        threads_per_worker=3,
-        workers_per_gpu=2,
-        device_budget=None,
-        host_budget=None,
-        protocol="tcp",
-        timeout=10.0,
-        dashboard="",
-    )
-    setup = cluster.PipelineSetup("gpu", None, staging_bytes=1 << 20, gpu_wait=wait)
-    lc = cluster._start_local(p, 40, {}, setup)
-
-    def state(dask_worker: object) -> tuple[str, bool, str, int]:
-        from pipeline.devices import gpu
-
-        begun = getattr(dask_worker, "pipeline_gpu_setup", None)
-        assert begun is not None
-        begun.result(timeout=120)
-        return type(dask_worker).__name__, begun.done(), gpu.wait_mode(), gpu.page_locked_buffers()
-
-    try:
-        assert all(
-            "--create-cuda-context" not in spec["options"]["preload_argv"]
-            for spec in lc.worker_spec.values()
-        )
-        with Client(lc) as client:
-            client.wait_for_workers(2, timeout=120)
-            client.register_plugin(setup)
-            got = sorted(client.run(state).values())
-        assert got == [("GpuWorker", True, wait, 2 * 3)] * 2
-    finally:
-        lc.close(timeout=60)
-
-
 # --------------------------------------------------------------------------------------------
 # The dashboard, made on first use.
 

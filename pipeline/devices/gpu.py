@@ -295,32 +295,6 @@ def set_wait(mode: GpuWait) -> bool:
     return False
 
 
-def open_context(mode: GpuWait) -> bool:
-    """Make this process's CUDA context (device 0's primary context, as CuPy's runtime calls
-    will use it) current on this thread, with ``mode``'s scheduling flags (:func:`set_wait`)
-    given before it exists. Through the driver API by ``ctypes``, which lets go of the GIL
-    for each call, so a worker's other threads run while the driver makes the context (0.57-0.63
-    s of a worker's start on the H200 host, 2026-12-01: benchmarks/RESULTS.md). Whether it
-    was made this way; False (nothing done) where the driver cannot be loaded or refuses a
-    step, and the first CuPy call makes the context as before."""
-    try:
-        driver = ctypes.CDLL("libcuda.so.1")
-        init, device_get = driver.cuInit, driver.cuDeviceGet
-        set_flags, retain = driver.cuDevicePrimaryCtxSetFlags_v2, driver.cuDevicePrimaryCtxRetain
-        make_current = driver.cuCtxSetCurrent
-    except (OSError, AttributeError):
-        return False
-    device, ctx = ctypes.c_int(), ctypes.c_void_p()
-    sched = _SCHED_BLOCKING_SYNC if mode == "block" else _SCHED_AUTO
-    return (
-        init(ctypes.c_uint(0)) == 0
-        and device_get(ctypes.byref(device), ctypes.c_int(0)) == 0
-        and set_flags(device, ctypes.c_uint(sched)) == 0
-        and retain(ctypes.byref(ctx), device) == 0
-        and make_current(ctx) == 0
-    )
-
-
 def wait_mode() -> str:
     """'block' or 'auto' (see :func:`set_wait`), as the current context's flags say; 'other'
     for a scheduling flag this module does not set, or where the driver cannot say."""

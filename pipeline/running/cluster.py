@@ -18,7 +18,6 @@ run as soon as they are up; and it is closed in order (:func:`_stop_local`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -31,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from distributed import Client, Worker, WorkerPlugin
+from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
@@ -113,11 +112,15 @@ class PipelineSetup(WorkerPlugin):
             # it whatever a library later does with the thread's signal mask
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
-            begun = getattr(worker, "pipeline_gpu_setup", None)
-            if begun is not None:  # a GpuWorker began it as it was made: its end, or its error
-                begun.result()
-            else:  # a caller's own process keeps its CUDA flags
-                self.gpu_setup(worker.state.nthreads, own_flags=os.getpid() != self.client_pid)
+            from pipeline.devices import gpu
+
+            gpu.setup(self.device_budget)
+            if os.getpid() != self.client_pid:  # a caller's own process keeps its CUDA flags
+                gpu.set_wait(self.gpu_wait)
+            if self.staging_bytes:
+                # the staging every thread holds at once, and the chain's kernel
+                buffers = self.staging_per_thread * worker.state.nthreads
+                gpu.warm(self.chain, buffers, self.staging_bytes)
         _quiet_task_errors()
         if os.getpid() != self.client_pid:  # the command line's own process does both itself
             from pipeline.running import allocator
@@ -131,19 +134,6 @@ class PipelineSetup(WorkerPlugin):
         worker._pipeline_sampler = sampler
         worker._pipeline_heartbeat = HeartbeatGuard(worker)
 
-    def gpu_setup(self, nthreads: int, own_flags: bool) -> None:
-        """The GPU's part of :meth:`setup` in a worker of ``nthreads`` task threads: nvCOMP's
-        allocator, the CUDA context's wait flags (``own_flags``: the process is the worker's
-        own, not a caller's), the staging every thread holds at once and the chain's kernel.
-        Raises what CuPy or the driver raise (no GPU, out of memory)."""
-        from pipeline.devices import gpu
-
-        gpu.setup(self.device_budget)
-        if own_flags:
-            gpu.set_wait(self.gpu_wait)
-        if self.staging_bytes:
-            gpu.warm(self.chain, self.staging_per_thread * nthreads, self.staging_bytes)
-
     async def teardown(self, worker: Any) -> None:
         sampler = getattr(worker, "_pipeline_sampler", None)
         if sampler is not None:
@@ -155,40 +145,6 @@ class PipelineSetup(WorkerPlugin):
             await guard.release(
                 closing=worker.status in (Status.closing, Status.closing_gracefully)
             )
-
-
-class GpuWorker(Worker):
-    """A worker of a GPU cluster this process starts (:func:`_cuda_cluster`), which begins
-    its :class:`PipelineSetup` (``pipeline_setup``, the plugin the client registers once the
-    cluster is up) on a thread of its own as it is made: the CUDA context, made with the
-    plan's wait flags (:func:`pipeline.devices.gpu.open_context`, in place of dask-cuda's
-    preload, which made it on the worker's event loop before the worker registered), then
-    the staging buffers and the chain's kernel, while the worker starts, registers, and the
-    client connects. The plugin's :meth:`PipelineSetup.setup` waits for it
-    (:attr:`pipeline_gpu_setup`) and raises its error."""
-
-    def __init__(self, *args: Any, pipeline_setup: PipelineSetup | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        #: the set-up begun at start: its end (None) or its error, once done
-        self.pipeline_gpu_setup: concurrent.futures.Future[None] | None = None
-        if pipeline_setup is None:
-            return
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        nthreads = self.state.nthreads
-
-        def begin() -> None:
-            from pipeline.devices import gpu
-
-            try:
-                gpu.open_context(pipeline_setup.gpu_wait)
-                pipeline_setup.gpu_setup(nthreads, own_flags=True)
-            except BaseException as e:
-                done.set_exception(e)
-            else:
-                done.set_result(None)
-
-        threading.Thread(target=begin, name="pipeline-gpu-setup", daemon=True).start()
-        self.pipeline_gpu_setup = done
 
 
 class HeartbeatGuard:
@@ -817,8 +773,7 @@ class _Startup:
             try:  # its workers too: the client's wait for them ends in a TimeoutError
                 if p.mps:
                     self.mps = mps.start(p.mps)
-                setup = plugin if isinstance(plugin, PipelineSetup) else None
-                self.cluster = _start_local(p, level, self.mps.env if self.mps else {}, setup)
+                self.cluster = _start_local(p, level, self.mps.env if self.mps else {})
                 if self.cancelled.is_set():
                     return
                 self.client_ = Client(self.cluster)
@@ -1430,40 +1385,27 @@ class CopiesPerDevice:
     copies = 1
     #: environment variables every worker gets besides the device's (the MPS daemon's)
     extra_env: dict[str, str] = {}  # noqa: RUF012 (a class's setting, never changed in place)
-    #: the workers make their CUDA context themselves (:class:`GpuWorker`), so dask-cuda's
-    #: preload is not asked to (its ``--create-cuda-context``)
-    own_context = False
 
     def new_worker_spec(self) -> dict[Any, Any]:
         import copy
 
         (name, spec), *more = super().new_worker_spec().items()  # type: ignore[misc]
         assert not more, "one spec at a time"
-        options = spec.setdefault("options", {})
         if self.extra_env:  # a nanny's option (a worker that is a thread takes no env)
+            options = spec.setdefault("options", {})
             options["env"] = {**(options.get("env") or {}), **self.extra_env}
-        if self.own_context:
-            argv = options.get("preload_argv") or []
-            options["preload_argv"] = [a for a in argv if a != "--create-cuda-context"]
         return {name: spec, **{f"{name}-{k}": copy.deepcopy(spec) for k in range(1, self.copies)}}
 
 
-def _cuda_cluster(
-    p: Any, env: dict[str, str], setup: PipelineSetup | None = None, **options: Any
-) -> Any:
+def _cuda_cluster(p: Any, env: dict[str, str], **options: Any) -> Any:
     """A LocalCUDACluster of ``p.workers_per_gpu`` workers on each of ``p.gpus``, all started
-    at once (:class:`CopiesPerDevice`), each with ``env`` in its environment; with ``setup``
-    (the plugin the client registers once they are up), each a :class:`GpuWorker` that begins
-    it as it is made."""
+    at once (:class:`CopiesPerDevice`), each with ``env`` in its environment."""
     from dask_cuda import LocalCUDACluster
 
     class PerGpu(CopiesPerDevice, LocalCUDACluster):
         copies = p.workers_per_gpu
         extra_env = env
-        own_context = setup is not None
 
-    if setup is not None:
-        options.update(worker_class=GpuWorker, pipeline_setup=setup)
     return PerGpu(
         CUDA_VISIBLE_DEVICES=",".join(str(g) for g in p.gpus) or None,
         n_workers=p.workers,  # the plan's: GPUs x workers_per_gpu
@@ -1471,18 +1413,15 @@ def _cuda_cluster(
     )
 
 
-def _start_local(
-    p: Any, level: int, env: dict[str, str], setup: PipelineSetup | None = None
-) -> Any:
+def _start_local(p: Any, level: int, env: dict[str, str]) -> Any:
     """The local cluster of plan ``p``, started, its dashboard made on first use; GPU workers
-    get ``env`` (an MPS daemon's: :mod:`pipeline.running.mps`), and begin ``setup`` as they
-    are made (:class:`GpuWorker`). GPU workers are forked from
+    get ``env`` (an MPS daemon's: :mod:`pipeline.running.mps`). GPU workers are forked from
     the fork server where the command line started one (:mod:`pipeline.running.fork_server`,
     before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
     if p.backend == "gpu":
         with fork_server.forked_workers():
-            cluster = _local_cluster(p, level, local_dir, env, setup)
+            cluster = _local_cluster(p, level, local_dir, env)
     else:
         cluster = _local_cluster(p, level, local_dir, env)
     if p.dashboard:
@@ -1490,15 +1429,12 @@ def _start_local(
     return cluster
 
 
-def _local_cluster(
-    p: Any, level: int, local_dir: str, env: dict[str, str], setup: PipelineSetup | None = None
-) -> Any:
+def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> Any:
     web = dashboard.scheduler_options(p.dashboard or None)
     if p.backend == "gpu":
         return _cuda_cluster(
             p,
             env,
-            setup,
             threads_per_worker=p.threads_per_worker,
             # a block never rests in worker memory (one task per block), so nothing to spill
             device_memory_limit=0,
