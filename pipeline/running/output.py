@@ -865,8 +865,8 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
     'metadata' its consolidated copies that disagree with what they list
     (:func:`pipeline.store.datasets.copies_differ`), which a resume writes again, are part
-    'consolidated': not the output's fault, and a plain run of a complete output writes them
-    again (:func:`copies_to_write`). What ``verify`` fails of
+    'consolidated': not the output's fault; ``run --resume`` of a complete output writes them
+    again (:func:`copies_to_write`), a plain run's refusal names that. What ``verify`` fails of
     a complete output; asked once the input's identity (its coordinates' bytes among it) and
     the config matched the run's record, so the input's coordinates are what the run wrote.
     Reads metadata and the coordinates (small), never the variable's data. [] where nothing
@@ -922,10 +922,11 @@ def copies_to_write(plan: Plan) -> list[str]:
     an array added to a group since it was consolidated, in the store or a group enclosing
     it) and, where the run writes some (``Carried.consolidate``), those gone
     (:func:`pipeline.store.datasets.consolidated_missing`: zarr-python's group-attribute
-    edit with ``use_consolidated=False`` drops a v3 copy; a deleted ``.zmetadata``). A
-    plain run (and ``--resume``) of an output complete and otherwise as the run wrote it
-    writes them again, from its verified metadata (:func:`write_copies`), as every run's end
-    writes them; ``verify`` fails them, naming that and the zarr-python call (helper-46c:
+    edit with ``use_consolidated=False`` drops a v3 copy; a deleted ``.zmetadata``).
+    ``run --resume`` of an output complete and otherwise as the run wrote it writes them
+    again, from its verified metadata (:func:`write_copies`), as every run's end writes
+    them; a plain run refuses it and ``verify`` fails it, each naming that and the
+    zarr-python call (helper-46c:
     ``run`` had said "nothing to do" of a copy gone, which ``verify`` failed, and refused a
     stale one with ``run --overwrite``, rewriting the whole output). Reads only."""
     o = plan.output
