@@ -685,21 +685,24 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
-    calls = " then ".join(f"`{c}`" for c in res.consolidate_calls)
+
+    def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
+        calls = " then ".join(f"`{c}`" for c in res.consolidate_calls)
+        return _run_says(
+            args,
+            config,
+            ("--resume",),
+            f"`run --resume` writes it again from the output's metadata, nothing "
+            f"recomputed (as {calls} does)",
+        )
+
     if res.consolidated_stale:
         more = len(res.consolidated_stale) - 1
         print(
             f"error: {res.consolidated_stale[0]}"
             + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
             + ": readers of that group through its consolidated copy see another group than "
-            "it holds (the output itself is as the run wrote it); "
-            + _run_says(
-                args,
-                config,
-                ("--resume",),
-                f"`run --resume` writes it again from the output's metadata, nothing "
-                f"recomputed (as {calls} does)",
-            ),
+            "it holds (the output itself is as the run wrote it); " + copies_fix(),
             file=sys.stderr,
         )
         return 1
@@ -710,14 +713,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             f"error: the output's consolidated metadata, which the run wrote for {which} (its "
             "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
-            "with a warning, listing every member; "
-            + _run_says(
-                args,
-                config,
-                ("--resume",),
-                f"`run --resume` writes it again from the output's metadata, nothing "
-                f"recomputed (as {calls} does)",
-            ),
+            "with a warning, listing every member; " + copies_fix(),
             file=sys.stderr,
         )
         return 1
