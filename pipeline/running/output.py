@@ -292,10 +292,21 @@ def _zarr_or_ours(loc: Location, path: str) -> bool:
     making: a folder holding its run record (another run writing another variable into the
     same group, between taking its lock and creating its array, or while it replaces its
     metadata), which is no stranger's folder (a run had been refused, the group called "a
-    directory that holds other files, not a Zarr array or group")."""
+    directory that holds other files, not a Zarr array or group"); or an empty folder of a
+    local store, which holds nothing to keep (such a run's folder, made the moment before its
+    record's, in which the lock makes both: a run beside it, on a busy machine, had been
+    refused so, naming it among "other files")."""
     if arrays.node_type(loc, path) in ("array", "group"):
         return True
-    return loc.exists(_key(path, RECORD))  # (a file there holds none)
+    if loc.exists(_key(path, RECORD)):  # (a file there holds none)
+        return True
+    if not loc.is_local:  # an object store holds no empty folder
+        return False
+    folder = loc.path_of(path)
+    try:
+        return os.path.isdir(folder) and not os.listdir(folder)
+    except OSError:  # gone meanwhile (that run's folder, removed), or unreadable
+        return not os.path.lexists(folder)
 
 
 def _beside(plan: Plan) -> list[str]:
