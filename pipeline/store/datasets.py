@@ -1150,7 +1150,10 @@ def _read_once(store: Any) -> Any:
         def __repr__(self) -> str:
             return repr(self._store)
 
-        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            if prototype is None:  # as the store's own get takes none (xarray's read of an
+                # NCZarr record gives none: a local store makes its default, fsspec's refuses)
+                return await self._store.get(key, byte_range=byte_range)
             if byte_range is not None or key.rpartition("/")[2] not in METADATA_NAMES:
                 return await self._store.get(key, prototype, byte_range)
             if key not in self._memo:
