@@ -32,7 +32,7 @@ from pipeline.config import parse_config
 from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
-from tests.conftest import STAGES, make_array, write_config
+from tests.conftest import STAGES, make_array, reference, write_config
 from tests.faultkit import (
     cli_process,
     copy_store,
@@ -42,6 +42,7 @@ from tests.faultkit import (
     marker_names,
     markers,
     one_line_error,
+    refused,
     run_and_signal,
     run_python,
     set_aside,
@@ -299,6 +300,207 @@ def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_for
     (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(doc))
     rc, out, err = cli("verify", "--all", cfg)
     assert rc == 1 and "its dimension names None (the run wrote [None, 'x'])" in err, err
+
+
+def _named_dataset(src: Path, zarr_format: int) -> Any:
+    """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
+    is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and
+    ``lon``, another variable ``p`` on t; returned as written."""
+    ds = xr.Dataset(
+        {
+            "temp": (
+                ("t", "lat", "lon"),
+                np.arange(24, dtype="f4").reshape(2, 3, 4) + 270,
+                {"units": "K"},
+            ),
+            "p": (("t",), np.array([1000.0, 990.0], "f4")),
+        },
+        coords={"lat": ("lat", [10.0, 20.0, 30.0]), "lon": ("lon", [1.0, 2.0, 3.0, 4.0])},
+        attrs={"title": "named dimensions"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=zarr_format, mode="w", consolidated=False)
+    return ds
+
+
+def _store_dimension_names(src: Path, zarr_format: int, node: str, value: Any) -> Path:
+    """Write ``value`` as the stored dimension names of the array ``node`` of ``src`` (v2:
+    its ``.zattrs``' ``_ARRAY_DIMENSIONS``; v3: its ``zarr.json``'s ``dimension_names``), by
+    editing the JSON file, as a damaged store would have it; the file edited."""
+    doc_path = src / node / (".zattrs" if zarr_format == 2 else "zarr.json")
+    doc = json.loads(doc_path.read_text())
+    doc["_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"] = value
+    doc_path.write_text(json.dumps(doc))
+    return doc_path
+
+
+#: A cluster of one thread in this process: these runs are of a few elements.
+_THREADS = {"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"}
+
+_FAILS_2 = "xr.open_zarr fails on it"
+_FAILS_3 = "zarr-python cannot open it"
+
+
+@pytest.mark.parametrize(
+    "zarr_format, node, value, problem",
+    [
+        (2, "temp", ["lat", "lon"], f"lists 2 names for a 3-dimensional array ({_FAILS_2})"),
+        (
+            2,
+            "temp",
+            ["t", "lat", "lon", "z"],
+            f"lists 4 names for a 3-dimensional array ({_FAILS_2})",
+        ),
+        (2, "temp", "t", f"is the text 't', one name, for a 3-dimensional array ({_FAILS_2})"),
+        (2, "temp", 3, f"is a number, not a list of dimension names ({_FAILS_2})"),
+        (2, "temp", None, f"is null, not a list of dimension names ({_FAILS_2})"),
+        (
+            2,
+            "temp",
+            {"t": 0, "lat": 1},
+            f"is a JSON object of 2 keys, read as names, for a 3-dimensional array ({_FAILS_2})",
+        ),
+        (
+            2,
+            "temp",
+            ["t", 1, "lon"],
+            "gives axis 1 the name 1, a number, not text (a Zarr v3 output cannot hold it)",
+        ),
+        (
+            2,
+            "temp",
+            ["t", ["lat"], "lon"],
+            f'gives axis 1 the name ["lat"], a list, not text ({_FAILS_2})',
+        ),
+        (
+            2,
+            "temp",
+            ["t", "lat", "lat"],
+            "names 'lat' for 2 axes, of 3 and 4 elements (a dimension of an xarray Dataset has "
+            f"one size: {_FAILS_2})",
+        ),
+        (2, "lon", [], f"lists 0 names for a 1-dimensional array ({_FAILS_2})"),
+        (2, "lon", 4, f"is a number, not a list of dimension names ({_FAILS_2})"),
+        (2, "lon", "lon", f"is the text 'lon', not a list of dimension names ({_FAILS_2})"),
+        (3, "temp", ["lat", "lon"], f"lists 2 names for a 3-dimensional array ({_FAILS_3})"),
+        (3, "temp", 3, f"is a number, not a list of dimension names ({_FAILS_3})"),
+        (3, "temp", ["t", 1, "lon"], f"gives axis 1 the name 1, a number, not text ({_FAILS_3})"),
+        (
+            3,
+            "temp",
+            [None, "lat", "lat"],
+            "names 'lat' for 2 axes, of 3 and 4 elements (a dimension of an xarray Dataset has "
+            f"one size: {_FAILS_2})",
+        ),
+        (3, "lon", ["lon", "lon"], f"lists 2 names for a 1-dimensional array ({_FAILS_3})"),
+    ],
+    ids=[
+        "v2-too-few",
+        "v2-too-many",
+        "v2-text",
+        "v2-number",
+        "v2-null",
+        "v2-object",
+        "v2-a-number-name",
+        "v2-a-list-name",
+        "v2-one-name-two-sizes",
+        "v2-coordinate-none",
+        "v2-coordinate-number",
+        "v2-coordinate-text",
+        "v3-too-few",
+        "v3-number",
+        "v3-a-number-name",
+        "v3-one-name-two-sizes",
+        "v3-coordinate-too-many",
+    ],
+)
+def test_damaged_dimension_names_are_one_line_before_anything_is_written(
+    tmp_path: Path, cli, zarr_format: int, node: str, value: Any, problem: str
+) -> None:
+    """Stored dimension names of the input variable, or of its coordinate, that xarray (or,
+    for v3, zarr-python) refuses, or that a Zarr v3 output cannot hold (a number xarray reads
+    as a name): a v2 ``_ARRAY_DIMENSIONS`` of another length had made the variable an array
+    alone, its Dataset silently dropped (helper-47a); others failed as a bare TypeError, or
+    in a line naming no file, or wrote an output xarray cannot open (a name for two axes of
+    different sizes). One line for plan, run and verify, naming the file, the problem and the
+    fix, before anything is written; the input's files unchanged."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _named_dataset(src, zarr_format)
+    doc = _store_dimension_names(src, zarr_format, node, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "Zarr v3 output" in problem:  # xarray reads it, the number as the name
+            assert xr.open_zarr(str(src), consolidated=False)["temp"].dims == ("t", 1, "lon")
+        else:
+            with pytest.raises((KeyError, TypeError, ValueError)):
+                xr.open_zarr(str(src), consolidated=False)
+    key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
+    whose = (
+        " (of 'lon', which 'temp' names: a coordinate or reference xarray reads with it)"
+        if node == "lon"
+        else ""
+    )
+    ndim = 3 if node == "temp" else 1
+    fix = (
+        f"restore it: a list of {ndim} name{'s' if ndim > 1 else ''}, one per dimension, each text"
+        + (" (or null)" if zarr_format == 3 else "")
+        + (", each used for axes of one size" if "2 axes" in problem else "")
+    )
+    want = f"error: {doc}{whose}: {key} {problem}; {fix}"
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
+    )
+    before = stored_files(src)
+    for command in ("plan", "run", "verify"):
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == want
+        assert not out.exists()
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.store == str(doc) and e.status == "unreadable", e
+    assert stored_files(src) == before
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "array, value, dims",
+    [("temp", {"t": 0, "lat": 1, "lon": 2}, ("t", "lat", "lon")), ("p", "t", ("t",))],
+    ids=["v2-object", "v2-one-letter-text"],
+)
+def test_odd_dimension_names_that_xarray_reads_are_read_as_it_reads_them(
+    tmp_path: Path, cli, array: str, value: Any, dims: tuple[str, ...]
+) -> None:
+    """A v2 ``_ARRAY_DIMENSIONS`` that is no list, which xarray still reads: a JSON object
+    (its keys are the names) and a one-letter text (one name, of a 1-dimensional array). The
+    object had made the variable an array alone, written in a group beside coordinates that
+    xarray cannot open with it ("missing the `dimension_names`"); the text, an output
+    variable without dimension names in its Dataset, which xarray cannot open either. Read as
+    xarray reads them: the output opens as xarray opens the input (dimensions, coordinates,
+    attributes), its values the chain's; verify passes; the input unchanged."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = _named_dataset(src, 2)
+    _store_dimension_names(src, 2, array, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(src), consolidated=False).load()
+    assert want[array].dims == dims
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": array}, cluster=_THREADS
+    )
+    before = stored_files(src)
+    for args in (("plan",), ("run", "--progress", "none"), ("verify",)):
+        rc, text, err = cli(args[0], cfg, *args[1:])
+        assert rc == 0, text + err
+    got = open_dataset(out)
+    assert got[array].dims == dims
+    assert sorted(got[array].coords) == sorted(want[array].coords)
+    for c in want[array].coords:
+        assert got[c].dims == want[c].dims
+        np.testing.assert_array_equal(got[c].values, want[c].values)
+    np.testing.assert_array_equal(got[array].values, reference(ds[array].values))
+    assert got.attrs == want.attrs
+    assert stored_files(src) == before
 
 
 def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(

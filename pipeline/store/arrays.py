@@ -308,6 +308,7 @@ _JSON_KINDS = {
     bool: "a boolean",
     int: "a number",
     float: "a number",
+    dict: "a JSON object",
 }
 
 
@@ -369,6 +370,8 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
         if not member or node.rpartition("/")[2] in named:
             _check_not_broken(location, node, path, found, member)
         _check_node_documents(location, node, path, found)
+        if around and (not member or node.rpartition("/")[2] in named):
+            _check_dimension_names(location, node, path, found, member)
 
 
 #: Threads that read a remote store's metadata documents at once (:func:`check_documents`).
@@ -463,6 +466,8 @@ def _named_words(nodes: list[str], found: dict[str, Any]) -> set[str]:
             if name == "zarr.json":
                 add(doc.get("dimension_names"))
                 doc = doc.get("attributes")
+            elif "_ARRAY_DIMENSIONS" in doc:  # as xarray reads them: an object's keys too
+                add(list(xarray_dimension_names(doc["_ARRAY_DIMENSIONS"]) or ()))
             add(doc)
     return words
 
@@ -496,6 +501,139 @@ def _check_not_broken(
             status="unreadable",
             reason=f"{name}: not JSON ({broken.said})",
         )
+
+
+def xarray_dimension_names(value: Any) -> tuple[Any, ...] | None:
+    """A Zarr v2 ``_ARRAY_DIMENSIONS`` attribute's value as xarray reads it: a list's
+    entries, a JSON object's keys, a text of one letter as that one name (``"x"`` is
+    ``("x",)``); None for a value xarray cannot read as names at all (a number, a boolean,
+    null: ``xr.open_zarr`` raises a TypeError; a longer text: xarray's zarr backend pairs
+    the value's items with the array's chunks, a text's letters, and its ``Variable`` then
+    takes a text as one name, so that only a one-letter text of a 1-dimensional array
+    reads, 2025.6.0). The entries are as stored (text, or null, a number, ... where the
+    attribute is damaged: :func:`dimension_names_problem` says which are)."""
+    if isinstance(value, str):
+        return (value,) if len(value) == 1 else None
+    if isinstance(value, list | tuple | dict):
+        return tuple(value)
+    return None
+
+
+def _names(count: int) -> str:
+    return f"{count} name" if count == 1 else f"{count} names"
+
+
+def dimension_names_problem(
+    value: Any, shape: tuple[int, ...], zarr_format: int, in_dataset: bool
+) -> str | None:
+    """What is wrong, in a few words, with the stored dimension names ``value`` (a Zarr v2
+    ``_ARRAY_DIMENSIONS`` attribute, or a v3 ``dimension_names``, as parsed from their JSON)
+    of an array of ``shape``, where ``xr.open_zarr`` (or zarr-python, for v3) fails on them or
+    the output (Zarr v3) cannot hold them; None where they are read as xarray reads them
+    (:func:`xarray_dimension_names`), some perhaps null or empty. ``in_dataset``: the array is
+    a variable of an xarray Dataset (a group's member), whose dimension names xarray requires
+    one size each: a name given to two axes of different sizes is refused then (xarray's
+    "conflicting sizes for dimension"); an array alone keeps them as given. A v3 array with
+    no ``dimension_names`` (null) is not looked at here (an array without dimension names)."""
+    key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
+    fails = (
+        "zarr-python cannot open it"
+        if zarr_format == 3
+        else "xr.open_zarr fails on it"
+        if in_dataset
+        else "the output cannot carry it"
+    )
+    ndim = len(shape)
+    of = f"for a {ndim}-dimensional array ({fails})"
+    if zarr_format == 2:
+        names = xarray_dimension_names(value)
+    else:  # zarr-python reads any iterable (a text's letters, an object's keys)
+        names = tuple(value) if isinstance(value, str | list | dict) else None
+    if names is None:
+        kind = "null" if value is None else _JSON_KINDS.get(type(value), "no list")
+        if isinstance(value, str):
+            kind = f"the text {value!r}"
+        return f"{key} is {kind}, not a list of dimension names ({fails})"
+    if len(names) != ndim:
+        if isinstance(value, str) and zarr_format == 2:
+            return f"{key} is the text {value!r}, one name, {of}"
+        if isinstance(value, dict):
+            return f"{key} is a JSON object of {len(names)} keys, read as names, {of}"
+        return f"{key} lists {_names(len(names))} {of}"
+    for axis, name in enumerate(names):
+        if name is None or isinstance(name, str):
+            continue
+        said = json.dumps(name)
+        kind = _JSON_KINDS.get(type(name), "no text")
+        if zarr_format == 3 or isinstance(name, list | dict):
+            why = fails
+        else:  # xarray reads a number as a name, which Zarr v3's dimension_names cannot hold
+            why = "a Zarr v3 output cannot hold it"
+        return f"{key} gives axis {axis} the name {said}, {kind}, not text ({why})"
+    if in_dataset:
+        for name in dict.fromkeys(n for n in names if n is not None):
+            sizes = [size for n, size in zip(names, shape, strict=True) if n == name]
+            if len(set(sizes)) > 1:
+                return (
+                    f"{key} names {name!r} for {len(sizes)} axes, of "
+                    f"{' and '.join(str(s) for s in sizes)} elements (a dimension of an "
+                    "xarray Dataset has one size: xr.open_zarr fails on it)"
+                )
+    return None
+
+
+def _check_dimension_names(
+    location: Location, node: str, path: str, found: dict[str, Any], member: bool
+) -> None:
+    """:func:`check_documents`: refuse the stored dimension names of the array ``node`` (the
+    input, or a member of its group that it names: a coordinate, a CF reference) that
+    :func:`dimension_names_problem` finds wrong, in one line naming the file (its
+    ``.zattrs`` or ``zarr.json``), the problem and the fix. A v2 array's damaged
+    ``_ARRAY_DIMENSIONS`` (another length than its dimensions: helper-47a) had made the input
+    variable an array alone, its Dataset silently dropped, where xarray refuses the store;
+    other damage failed as xarray's bare TypeError, or in a line naming no file; a v3 one,
+    zarr-python's "ValueError: `dimension_names` and `shape` ...", naming no file either."""
+    v3 = found.get(_key_in(node, "zarr.json"))
+    if isinstance(v3, _Parsed) and isinstance(v3.doc, dict):
+        doc, key, zarr_format = v3.doc, _key_in(node, "zarr.json"), 3
+        if doc.get("node_type") != "array" or doc.get("dimension_names") is None:
+            return
+        value, shape = doc["dimension_names"], doc.get("shape")
+    else:
+        meta = found.get(_key_in(node, ".zarray"))
+        attrs = found.get(_key_in(node, ".zattrs"))
+        if not isinstance(meta, _Parsed) or not isinstance(meta.doc, dict):
+            return
+        if not isinstance(attrs, _Parsed) or not isinstance(attrs.doc, dict):
+            return
+        if "_ARRAY_DIMENSIONS" not in attrs.doc:
+            return  # none, or an NCZarr record's (datasets.nczarr_problem)
+        key, zarr_format = _key_in(node, ".zattrs"), 2
+        value, shape = attrs.doc["_ARRAY_DIMENSIONS"], meta.doc.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+        return  # zarr-python's own refusal names it
+    problem = dimension_names_problem(value, tuple(shape), zarr_format, bool(path))
+    if problem is None:
+        return
+    whose = (
+        f" (of {node.rpartition('/')[2]!r}, which {path.rpartition('/')[2]!r} names: a "
+        "coordinate or reference xarray reads with it)"
+        if member
+        else ""
+    )
+    fix = (
+        f"restore it: a list of {_names(len(shape))}, one per dimension, each text"
+        + (" (or null)" if zarr_format == 3 else "")
+        + (", each used for axes of one size" if "axes, of" in problem else "")
+    )
+    raise InputError(
+        f"{location.said(key)}{whose}: {problem}; {fix}",
+        store=location.join(key),
+        array=path,
+        status="unreadable",
+        reason=f"{key.rpartition('/')[2]}: {problem}",
+        fix=fix,
+    )
 
 
 def _check_node_documents(location: Location, node: str, path: str, found: dict[str, Any]) -> None:

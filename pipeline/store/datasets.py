@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ListingError
-from pipeline.store.arrays import enclosing_groups, format_warnings_ignored
+from pipeline.store.arrays import (
+    enclosing_groups,
+    format_warnings_ignored,
+    xarray_dimension_names,
+)
 from pipeline.store.location import key_under, listing_error, whole_read_options
 
 
@@ -100,9 +104,11 @@ def dims_of(arr: Any) -> tuple[str, ...] | None:
         return ()
     if names is None:
         names = _v2_names(arr)
-    if names is None or any(n is None for n in names) or len(names) != arr.ndim:
+    if names is None or len(names) != arr.ndim:
         return None
-    return tuple(str(n) for n in names)
+    if not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
 
 
 def dimension_names(arr: Any) -> tuple[str | None, ...] | None:
@@ -116,20 +122,23 @@ def dimension_names(arr: Any) -> tuple[str | None, ...] | None:
     names = getattr(arr.metadata, "dimension_names", None)
     if names is None:
         names = _v2_names(arr)
-    if not isinstance(names, (list, tuple)) or len(names) != arr.ndim:
+    if names is None or len(names) != arr.ndim:
         return None
     if not all(n is None or isinstance(n, str) for n in names):
         return None
     return tuple(names)
 
 
-def _v2_names(arr: Any) -> Any:
-    """A Zarr v2 array's ``_ARRAY_DIMENSIONS`` as stored; where it has no such attribute,
-    the names of its NCZarr record (:func:`nczarr_dims`), as xarray's zarr backend reads
-    them (only where the attribute is absent: a null one is not replaced)."""
+def _v2_names(arr: Any) -> tuple[Any, ...] | list[str] | None:
+    """A Zarr v2 array's ``_ARRAY_DIMENSIONS`` as xarray reads it
+    (:func:`~pipeline.store.arrays.xarray_dimension_names`: a text is one name, ``"x"``, and
+    a JSON object's keys are its names; None for a number, a boolean, null, which
+    ``arrays.check_documents`` refuses for the input and what it reads); where it has no such
+    attribute, the names of its NCZarr record (:func:`nczarr_dims`), as xarray's zarr backend
+    reads them (only where the attribute is absent: a null one is not replaced)."""
     attrs = dict(arr.attrs)
     if "_ARRAY_DIMENSIONS" in attrs:
-        return attrs["_ARRAY_DIMENSIONS"]
+        return xarray_dimension_names(attrs["_ARRAY_DIMENSIONS"])
     return nczarr_dims(arr)
 
 
