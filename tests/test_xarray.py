@@ -305,15 +305,17 @@ def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_for
 def _named_dataset(src: Path, zarr_format: int) -> Any:
     """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
     is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and
-    ``lon``, another variable ``p`` on t; returned as written."""
+    ``lon``, its grid mapping ``crs`` (a scalar), another variable ``p`` on t; returned as
+    written."""
     ds = xr.Dataset(
         {
             "temp": (
                 ("t", "lat", "lon"),
                 np.arange(24, dtype="f4").reshape(2, 3, 4) + 270,
-                {"units": "K"},
+                {"units": "K", "grid_mapping": "crs"},
             ),
             "p": (("t",), np.array([1000.0, 990.0], "f4")),
+            "crs": ((), np.int32(0), {"grid_mapping_name": "latitude_longitude"}),
         },
         coords={"lat": ("lat", [10.0, 20.0, 30.0]), "lon": ("lon", [1.0, 2.0, 3.0, 4.0])},
         attrs={"title": "named dimensions"},
@@ -394,6 +396,8 @@ _FAILS_3 = "zarr-python cannot open it"
             f"one size: {_FAILS_2})",
         ),
         (3, "lon", ["lon", "lon"], f"lists 2 names for a 1-dimensional array ({_FAILS_3})"),
+        (2, "crs", ["x"], f"lists 1 name for a 0-dimensional array ({_FAILS_2})"),
+        (3, "crs", ["x"], f"lists 1 name for a 0-dimensional array ({_FAILS_3})"),
     ],
     ids=[
         "v2-too-few",
@@ -413,6 +417,8 @@ _FAILS_3 = "zarr-python cannot open it"
         "v3-a-number-name",
         "v3-one-name-two-sizes",
         "v3-coordinate-too-many",
+        "v2-grid-mapping-too-many",
+        "v3-grid-mapping-too-many",
     ],
 )
 def test_damaged_dimension_names_are_one_line_before_anything_is_written(
@@ -437,13 +443,16 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
                 xr.open_zarr(str(src), consolidated=False)
     key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
     whose = (
-        " (of 'lon', which 'temp' names: a coordinate or reference xarray reads with it)"
-        if node == "lon"
+        f" (of {node!r}, which 'temp' names: a coordinate or reference xarray reads with it)"
+        if node != "temp"
         else ""
     )
-    ndim = 3 if node == "temp" else 1
+    ndim = {"temp": 3, "lon": 1, "crs": 0}[node]
     fix = (
-        f"restore it: a list of {ndim} name{'s' if ndim > 1 else ''}, one per dimension, each text"
+        "restore it: an empty list (the array has no dimensions)"
+        if ndim == 0
+        else f"restore it: a list of {ndim} name{'s' if ndim > 1 else ''}, one per dimension, "
+        "each text"
         + (" (or null)" if zarr_format == 3 else "")
         + (", each used for axes of one size" if "2 axes" in problem else "")
     )

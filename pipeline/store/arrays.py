@@ -622,7 +622,9 @@ def _check_dimension_names(
         else ""
     )
     fix = (
-        f"restore it: a list of {_names(len(shape))}, one per dimension, each text"
+        "restore it: an empty list (the array has no dimensions)"
+        if not shape
+        else f"restore it: a list of {_names(len(shape))}, one per dimension, each text"
         + (" (or null)" if zarr_format == 3 else "")
         + (", each used for axes of one size" if "axes, of" in problem else "")
     )
