@@ -267,7 +267,7 @@ def test_an_array_alone_keeps_its_attributes_and_dimension_names(
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_format: int) -> None:
     """An array with names for some dimensions only (v3 ``dimension_names`` (None, "x"), or a
-    v2 ``_ARRAY_DIMENSIONS`` [null, "x"]), which xarray does not read as a variable: the
+    v2 ``_ARRAY_DIMENSIONS`` [null, "x"]), an array alone (at the root of its store): the
     output had no dimension names at all, "x" dropped silently (F7). Kept as given; verify
     passes, and fails once they are edited away."""
     x = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
@@ -396,6 +396,13 @@ _FAILS_3 = "zarr-python cannot open it"
             f"one size: {_FAILS_2})",
         ),
         (3, "lon", ["lon", "lon"], f"lists 2 names for a 1-dimensional array ({_FAILS_3})"),
+        (
+            3,
+            "temp",
+            [None, None, "lon"],
+            "names null for 2 axes, of 2 and 3 elements (a dimension of an xarray Dataset has "
+            f"one size: {_FAILS_2})",
+        ),
         (2, "crs", ["x"], f"lists 1 name for a 0-dimensional array ({_FAILS_2})"),
         (3, "crs", ["x"], f"lists 1 name for a 0-dimensional array ({_FAILS_3})"),
     ],
@@ -417,6 +424,7 @@ _FAILS_3 = "zarr-python cannot open it"
         "v3-a-number-name",
         "v3-one-name-two-sizes",
         "v3-coordinate-too-many",
+        "v3-null-for-two-sizes",
         "v2-grid-mapping-too-many",
         "v3-grid-mapping-too-many",
     ],
@@ -473,23 +481,30 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
 
 
 @pytest.mark.parametrize(
-    "array, value, dims",
-    [("temp", {"t": 0, "lat": 1, "lon": 2}, ("t", "lat", "lon")), ("p", "t", ("t",))],
-    ids=["v2-object", "v2-one-letter-text"],
+    "zarr_format, array, value, dims",
+    [
+        (2, "temp", {"t": 0, "lat": 1, "lon": 2}, ("t", "lat", "lon")),
+        (2, "p", "t", ("t",)),
+        (2, "temp", [None, "lat", "lon"], (None, "lat", "lon")),
+        (3, "temp", [None, "lat", "lon"], (None, "lat", "lon")),
+    ],
+    ids=["v2-object", "v2-one-letter-text", "v2-a-null-name", "v3-a-null-name"],
 )
 def test_odd_dimension_names_that_xarray_reads_are_read_as_it_reads_them(
-    tmp_path: Path, cli, array: str, value: Any, dims: tuple[str, ...]
+    tmp_path: Path, cli, zarr_format: int, array: str, value: Any, dims: tuple[Any, ...]
 ) -> None:
-    """A v2 ``_ARRAY_DIMENSIONS`` that is no list, which xarray still reads: a JSON object
-    (its keys are the names) and a one-letter text (one name, of a 1-dimensional array). The
-    object had made the variable an array alone, written in a group beside coordinates that
-    xarray cannot open with it ("missing the `dimension_names`"); the text, an output
-    variable without dimension names in its Dataset, which xarray cannot open either. Read as
-    xarray reads them: the output opens as xarray opens the input (dimensions, coordinates,
-    attributes), its values the chain's; verify passes; the input unchanged."""
+    """Stored dimension names that xarray reads although they are odd: a v2
+    ``_ARRAY_DIMENSIONS`` that is a JSON object (its keys are the names) or a one-letter text
+    (one name, of a 1-dimensional array), and a null name (v2 or v3), which xarray reads as
+    the dimension None. The object and the null had made the variable an array alone, its
+    Dataset dropped (written beside coordinates xarray could not open with it, for the
+    object: "missing the `dimension_names`"); the text, an output variable without dimension
+    names in its Dataset, which xarray cannot open either. Read as xarray reads them: the
+    output opens as xarray opens the input (dimensions, coordinates, attributes), its values
+    the chain's; verify passes; the input unchanged."""
     src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    ds = _named_dataset(src, 2)
-    _store_dimension_names(src, 2, array, value)
+    ds = _named_dataset(src, zarr_format)
+    _store_dimension_names(src, zarr_format, array, value)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = xr.open_zarr(str(src), consolidated=False).load()

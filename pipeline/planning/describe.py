@@ -108,7 +108,7 @@ def _variable_rows(plan: Plan) -> list[tuple[str, str]]:
     rows = []
     if k.variable is not None:
         v = k.variable
-        text = f"dimensions {', '.join(v.dims)}; its attributes carried over"
+        text = f"dimensions {', '.join(str(d) for d in v.dims)}; its attributes carried over"
         if k.frame:
             coords = ", ".join(v.coords) or "none"
             text += (

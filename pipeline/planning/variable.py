@@ -62,11 +62,11 @@ class Carried:
     """what the plan says besides (attributes a stale consolidated copy holds otherwise)"""
     dimension_names: tuple[str | None, ...] | None = None
     """the output's dimension names: the input's as given, some perhaps None (an array with
-    names for some of its dimensions only, which xarray does not read as a variable, keeps
-    them); None where it has none"""
+    names for some of its dimensions only keeps them, and, in a group, is a variable of a
+    dimension None for each null, as xarray reads it); None where it has none"""
 
     @property
-    def dims(self) -> tuple[str, ...] | None:
+    def dims(self) -> tuple[str | None, ...] | None:
         """The output's dimension names (the input's); None when it has none."""
         return self.variable.dims if self.variable is not None else None
 
@@ -361,7 +361,8 @@ def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> Non
     ``coordinates`` lists (:func:`datasets.listed_names`: xarray gives it to the variable where
     it lies on the variable's dimensions, which only its metadata, not found by its key, would
     say; it was left out silently)."""
-    named = (*variable.coords, *variable.dims, *datasets.references(dict(variable.attrs)))
+    dims = (d for d in variable.dims if d is not None)
+    named = (*variable.coords, *dims, *datasets.references(dict(variable.attrs)))
     named += tuple(datasets.listed_names(store, variable))
     unsafe = [n for n in dict.fromkeys(named) if url_unsafe(n) is not None]
     if not unsafe:

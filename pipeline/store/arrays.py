@@ -570,12 +570,13 @@ def dimension_names_problem(
         else:  # xarray reads a number as a name, which Zarr v3's dimension_names cannot hold
             why = "a Zarr v3 output cannot hold it"
         return f"{key} gives axis {axis} the name {said}, {kind}, not text ({why})"
-    if in_dataset:
-        for name in dict.fromkeys(n for n in names if n is not None):
+    if in_dataset:  # xarray's dimension None (a null name) too
+        for name in dict.fromkeys(names):
             sizes = [size for n, size in zip(names, shape, strict=True) if n == name]
             if len(set(sizes)) > 1:
+                said = "null" if name is None else repr(name)
                 return (
-                    f"{key} names {name!r} for {len(sizes)} axes, of "
+                    f"{key} names {said} for {len(sizes)} axes, of "
                     f"{' and '.join(str(s) for s in sizes)} elements (a dimension of an "
                     "xarray Dataset has one size: xr.open_zarr fails on it)"
                 )

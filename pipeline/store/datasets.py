@@ -38,7 +38,10 @@ class Variable:
     name: str
     """the array's name in the group ('' for an array in no group: at the root of its store,
     or under a path that Zarr opens as no group)"""
-    dims: tuple[str, ...]
+    dims: tuple[str | None, ...]
+    """its dimension names, as xarray reads them: a null one (v3 ``dimension_names`` such
+    as [null, "x"], or a v2 ``_ARRAY_DIMENSIONS`` [null, "x"]) is the dimension None, which
+    xarray reads, and writes, as it is (:func:`variable_of`)"""
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     """its attributes as xarray sees them (Zarr v2's ``_ARRAY_DIMENSIONS`` left out)"""
     coords: tuple[str, ...] = ()
@@ -93,9 +96,10 @@ def _document(meta: Any) -> dict[str, Any]:
 
 def dims_of(arr: Any) -> tuple[str, ...] | None:
     """A Zarr array's dimension names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS`` (as
-    xarray writes them), or, for a v2 array without that attribute, those of netCDF-C 4.8's
-    NCZarr record (:func:`nczarr_dims`, as xarray's zarr backend reads them); None when it
-    has none. A v3 scalar has none to name: xarray writes
+    xarray reads them: :func:`_v2_names`), or, for a v2 array without that attribute, those
+    of netCDF-C 4.8's NCZarr record (:func:`nczarr_dims`, as xarray's zarr backend reads
+    them); None when it has none, or names that are not all text (a null one:
+    :func:`dimension_names` keeps it). A v3 scalar has none to name: xarray writes
     none for it (zarr-python stores no empty ``dimension_names``) and reads it as a variable
     of no dimensions, ``()`` here too (it had been None, so a scalar coordinate that only
     another variable's ``coordinates`` listed was not carried, and verify passed)."""
@@ -230,18 +234,24 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     with its group's coordinates; None for an array without dimension names."""
     import zarr
 
-    dims = dims_of(arr)
-    if dims is None:
-        return None
     attrs = {k: v for k, v in dict(arr.attrs).items() if k != "_ARRAY_DIMENSIONS"}
     path = path.strip("/")
     group_path, _, name = path.rpartition("/")
+    dims: tuple[str | None, ...] | None = dims_of(arr)
+    if dims is None and name:
+        # names for some dimensions only, in a group: xarray reads the variable, of a
+        # dimension None for each null (helper-47a: it had been written as an array alone)
+        dims = dimension_names(arr)
+    if dims is None:
+        return None
     if not name:  # the array is the store's root: no group, nothing beside it
         return Variable(group="", name="", dims=dims, attrs=attrs)
     try:
         with _quiet():
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
     except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
+        if None in dims:
+            return None  # no Dataset: an array alone keeps them as given
         return Variable(group="", name="", dims=dims, attrs=attrs)
     listed = listed_elsewhere(
         store, group_path, name, dims, attrs, listings(store, group, group_path)
@@ -250,9 +260,11 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     # a dimension coordinate (``lat`` on ``lat``) is its dimension's coordinate too: carried
     # as the input's, beside the computed values (an output of its name is refused)
     itself = "" if name in dims else name
-    members = carried_arrays(store, group_path, itself, [*dims, *own, *listed])
+    members = carried_arrays(
+        store, group_path, itself, [*(d for d in dims if d is not None), *own, *listed]
+    )
     coords = tuple(members)
-    sizes = dict(zip(dims, arr.shape, strict=True))
+    sizes = {d: size for d, size in zip(dims, arr.shape, strict=True) if d is not None}
     by = dict.fromkeys(dims, name)
     conflicts = []
     for c in coords:
@@ -291,7 +303,7 @@ def listed_elsewhere(
     store: Any,
     path: str,
     name: str,
-    dims: tuple[str, ...],
+    dims: tuple[str | None, ...],
     attrs: dict[str, Any],
     listed: list[tuple[str, str]],
 ) -> list[str]:
