@@ -481,6 +481,66 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
 
 
 @pytest.mark.parametrize(
+    "zarr_format, value, problem",
+    [
+        (2, 3, f"is a number, not a list of dimension names ({_FAILS_2})"),
+        (2, ["t", "x"], f"lists 2 names for a 1-dimensional array ({_FAILS_2})"),
+        (3, ["t", "x"], f"lists 2 names for a 1-dimensional array ({_FAILS_3})"),
+    ],
+    ids=["v2-number", "v2-too-many", "v3-too-many"],
+)
+def test_another_variable_s_damaged_dimension_names_are_one_line_naming_its_file(
+    tmp_path: Path, cli, zarr_format: int, value: Any, problem: str
+) -> None:
+    """Damaged dimension names of another variable of the Dataset (``p``, which the input
+    ``temp`` does not name): xarray reads every array of a group to open it, so the frame of
+    the Dataset output cannot be read; the line named only the group and xarray's bare
+    reason ("'int' object is not iterable", "zip() argument 2 is shorter ..."). It names the
+    file, the problem and both fixes, for plan and run, before anything is written; with
+    ``output.array: ''``, as it says, the variable is written alone."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = _named_dataset(src, zarr_format)
+    doc = _store_dimension_names(src, zarr_format, "p", value)
+    with warnings.catch_warnings(), pytest.raises((KeyError, TypeError, ValueError)):
+        warnings.simplefilter("ignore")
+        xr.open_zarr(str(src), consolidated=False)
+    key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
+    fix = "restore it: a list of 1 name, one per dimension, each text" + (
+        " (or null)" if zarr_format == 3 else ""
+    )
+    want = (
+        f"error: {doc} (another variable of the input Dataset {src}, which xarray reads to "
+        f"open it): {key} {problem}; {fix}, or set output.array: '' to write the variable "
+        "alone, without its Dataset"
+    )
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
+    )
+    before = stored_files(src)
+    for command in ("plan", "run"):
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == want
+        assert not out.exists()
+    assert stored_files(src) == before
+    alone = write_config(
+        tmp_path,
+        "",
+        out,
+        name="alone.yaml",
+        input={"store": str(src), "array": "temp"},
+        output={"array": ""},
+        cluster=_THREADS,
+    )
+    rc, text, err = cli("run", alone, "--progress", "none")
+    assert rc == 0, text + err
+    got = zarr.open_array(str(out), mode="r")
+    assert got.metadata.dimension_names == ("t", "lat", "lon")
+    np.testing.assert_array_equal(got[...], reference(ds["temp"].values))
+    assert stored_files(src) == before
+
+
+@pytest.mark.parametrize(
     "zarr_format, array, value, dims",
     [
         (2, "temp", {"t": 0, "lat": 1, "lon": 2}, ("t", "lat", "lon")),

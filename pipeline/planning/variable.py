@@ -292,6 +292,21 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     coord, reason = failed
     group = loc.join(variable.group) if variable.group else loc.url
     if not coord:
+        damaged = arrays.unreadable_dimension_names(
+            loc, variable.group, (variable.name, *variable.coords)
+        )
+        if damaged is not None:
+            key, problem, fix = damaged
+            raise InputError(
+                f"{loc.said(key)} (another variable of the input Dataset {group}, which "
+                f"xarray reads to open it): {problem}; {fix}, or set output.array: '' to "
+                "write the variable alone, without its Dataset",
+                variable=group,
+                store=loc.join(key),
+                status="unreadable",
+                reason=problem,
+                fix=fix,
+            )
         raise InputError(
             f"xarray cannot read and write the coordinates of the input Dataset {group} "
             f"({reason}): set output.array: '' to write the variable alone, without them",

@@ -524,7 +524,7 @@ def _names(count: int) -> str:
 
 
 def dimension_names_problem(
-    value: Any, shape: tuple[int, ...], zarr_format: int, in_dataset: bool
+    value: Any, shape: tuple[int, ...], zarr_format: int, in_dataset: bool, written: bool = True
 ) -> str | None:
     """What is wrong, in a few words, with the stored dimension names ``value`` (a Zarr v2
     ``_ARRAY_DIMENSIONS`` attribute, or a v3 ``dimension_names``, as parsed from their JSON)
@@ -534,7 +534,9 @@ def dimension_names_problem(
     a variable of an xarray Dataset (a group's member), whose dimension names xarray requires
     one size each: a name given to two axes of different sizes is refused then (xarray's
     "conflicting sizes for dimension"); an array alone keeps them as given. A v3 array with
-    no ``dimension_names`` (null) is not looked at here (an array without dimension names)."""
+    no ``dimension_names`` (null) is not looked at here (an array without dimension names).
+    ``written`` False: the array is not written to the output (another variable of the
+    Dataset), so a v2 number for a name, which xarray reads, is no problem."""
     key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
     fails = (
         "zarr-python cannot open it"
@@ -567,6 +569,8 @@ def dimension_names_problem(
         kind = _JSON_KINDS.get(type(name), "no text")
         if zarr_format == 3 or isinstance(name, list | dict):
             why = fails
+        elif not written:
+            continue  # xarray reads a number as a name, and the output does not hold it
         else:  # xarray reads a number as a name, which Zarr v3's dimension_names cannot hold
             why = "a Zarr v3 output cannot hold it"
         return f"{key} gives axis {axis} the name {said}, {kind}, not text ({why})"
@@ -583,6 +587,49 @@ def dimension_names_problem(
     return None
 
 
+def _stored_dimension_names(
+    node: str, found: dict[str, Any]
+) -> tuple[str, Any, tuple[int, ...], int] | None:
+    """The stored dimension names of the array ``node``, from its documents as read
+    (``found``: :func:`_read_documents`): (the key of the document that holds them, their
+    value, the array's shape, its Zarr format); None for no array, one without them (v3
+    ``dimension_names`` absent or null, v2 ``_ARRAY_DIMENSIONS`` absent: an NCZarr record's
+    are ``datasets.nczarr_problem``'s), or a shape that is no list of numbers (zarr-python's
+    own refusal names it)."""
+    v3 = found.get(_key_in(node, "zarr.json"))
+    if isinstance(v3, _Parsed) and isinstance(v3.doc, dict):
+        doc, key, zarr_format = v3.doc, _key_in(node, "zarr.json"), 3
+        if doc.get("node_type") != "array" or doc.get("dimension_names") is None:
+            return None
+        value, shape = doc["dimension_names"], doc.get("shape")
+    else:
+        meta = found.get(_key_in(node, ".zarray"))
+        attrs = found.get(_key_in(node, ".zattrs"))
+        if not isinstance(meta, _Parsed) or not isinstance(meta.doc, dict):
+            return None
+        if not isinstance(attrs, _Parsed) or not isinstance(attrs.doc, dict):
+            return None
+        if "_ARRAY_DIMENSIONS" not in attrs.doc:
+            return None
+        key, zarr_format = _key_in(node, ".zattrs"), 2
+        value, shape = attrs.doc["_ARRAY_DIMENSIONS"], meta.doc.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+        return None
+    return key, value, tuple(shape), zarr_format
+
+
+def _dimension_names_fix(shape: tuple[int, ...], zarr_format: int, problem: str) -> str:
+    """What to write in place of damaged dimension names (:func:`dimension_names_problem`'s
+    ``problem``) of an array of ``shape``, in words."""
+    if not shape:
+        return "restore it: an empty list (the array has no dimensions)"
+    return (
+        f"restore it: a list of {_names(len(shape))}, one per dimension, each text"
+        + (" (or null)" if zarr_format == 3 else "")
+        + (", each used for axes of one size" if "axes, of" in problem else "")
+    )
+
+
 def _check_dimension_names(
     location: Location, node: str, path: str, found: dict[str, Any], member: bool
 ) -> None:
@@ -594,26 +641,11 @@ def _check_dimension_names(
     variable an array alone, its Dataset silently dropped, where xarray refuses the store;
     other damage failed as xarray's bare TypeError, or in a line naming no file; a v3 one,
     zarr-python's "ValueError: `dimension_names` and `shape` ...", naming no file either."""
-    v3 = found.get(_key_in(node, "zarr.json"))
-    if isinstance(v3, _Parsed) and isinstance(v3.doc, dict):
-        doc, key, zarr_format = v3.doc, _key_in(node, "zarr.json"), 3
-        if doc.get("node_type") != "array" or doc.get("dimension_names") is None:
-            return
-        value, shape = doc["dimension_names"], doc.get("shape")
-    else:
-        meta = found.get(_key_in(node, ".zarray"))
-        attrs = found.get(_key_in(node, ".zattrs"))
-        if not isinstance(meta, _Parsed) or not isinstance(meta.doc, dict):
-            return
-        if not isinstance(attrs, _Parsed) or not isinstance(attrs.doc, dict):
-            return
-        if "_ARRAY_DIMENSIONS" not in attrs.doc:
-            return  # none, or an NCZarr record's (datasets.nczarr_problem)
-        key, zarr_format = _key_in(node, ".zattrs"), 2
-        value, shape = attrs.doc["_ARRAY_DIMENSIONS"], meta.doc.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
-        return  # zarr-python's own refusal names it
-    problem = dimension_names_problem(value, tuple(shape), zarr_format, bool(path))
+    stored = _stored_dimension_names(node, found)
+    if stored is None:
+        return
+    key, value, shape, zarr_format = stored
+    problem = dimension_names_problem(value, shape, zarr_format, bool(path))
     if problem is None:
         return
     whose = (
@@ -622,13 +654,7 @@ def _check_dimension_names(
         if member
         else ""
     )
-    fix = (
-        "restore it: an empty list (the array has no dimensions)"
-        if not shape
-        else f"restore it: a list of {_names(len(shape))}, one per dimension, each text"
-        + (" (or null)" if zarr_format == 3 else "")
-        + (", each used for axes of one size" if "axes, of" in problem else "")
-    )
+    fix = _dimension_names_fix(shape, zarr_format, problem)
     raise InputError(
         f"{location.said(key)}{whose}: {problem}; {fix}",
         store=location.join(key),
@@ -637,6 +663,44 @@ def _check_dimension_names(
         reason=f"{key.rpartition('/')[2]}: {problem}",
         fix=fix,
     )
+
+
+def unreadable_dimension_names(
+    location: Location, group: str, skip: tuple[str, ...]
+) -> tuple[str, str, str] | None:
+    """The first array directly in the group ``group`` of ``location`` (besides those of
+    ``skip``) whose stored dimension names ``xr.open_zarr`` of the group (or, v3,
+    zarr-python) fails on (:func:`dimension_names_problem`; a number for a name, which
+    xarray reads, is not one): (the key of its ``.zattrs`` or ``zarr.json``, the problem in
+    a few words, the fix in words); None where there is none, or the group cannot be listed.
+    xarray reads every array of a group to open it, the variables it then drops too, so such
+    an array that nothing the input names (:func:`check_documents` refuses those) makes the
+    frame of a Dataset output unreadable to xarray; a line naming only the group and
+    xarray's bare reason ("'int' object is not iterable") had said so."""
+    try:
+        names = location.list(group)
+    except Exception:
+        return None
+    nodes = [
+        _key_in(group, n)
+        for n in sorted(names)
+        if n not in skip and not n.startswith(".") and n not in _OBJECT_DOCUMENTS
+    ]
+    v3 = _read_documents(location, [_key_in(n, "zarr.json") for n in nodes])
+    v2_nodes = [n for n in nodes if v3[_key_in(n, "zarr.json")] is None]
+    v2 = _read_documents(
+        location, [_key_in(n, d) for n in v2_nodes for d in (".zarray", ".zattrs")]
+    )
+    found = {**v3, **v2}
+    for node in nodes:
+        stored = _stored_dimension_names(node, found)
+        if stored is None:
+            continue
+        key, value, shape, zarr_format = stored
+        problem = dimension_names_problem(value, shape, zarr_format, True, written=False)
+        if problem is not None:
+            return key, problem, _dimension_names_fix(shape, zarr_format, problem)
+    return None
 
 
 def _check_node_documents(location: Location, node: str, path: str, found: dict[str, Any]) -> None:
