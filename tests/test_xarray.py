@@ -540,6 +540,44 @@ def test_another_variable_s_damaged_dimension_names_are_one_line_naming_its_file
     assert stored_files(src) == before
 
 
+@pytest.mark.parametrize("member", ["temp", "p"])
+def test_a_v3_consolidated_copy_with_damaged_dimension_names_is_one_line(
+    tmp_path: Path, cli, member: str
+) -> None:
+    """A v3 group's consolidated metadata (which ``xr.open_zarr`` reads by default) holding,
+    for the input variable or another one, ``dimension_names`` zarr-python cannot parse:
+    xarray fails on the input, and the pipeline, which reads each array's own metadata, had
+    planned and run on as if nothing were wrong. One line naming the group's ``zarr.json``,
+    the array, the problem and the fix, for plan and run, before anything is written."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    ds = _named_dataset(src, 3)
+    with pytest.warns(UserWarning):  # v3 consolidated metadata: not in the spec yet
+        zarr.consolidate_metadata(str(src), zarr_format=3)
+    doc = json.loads((src / "zarr.json").read_text())
+    doc["consolidated_metadata"]["metadata"][member]["dimension_names"] = ["x", "y"]
+    (src / "zarr.json").write_text(json.dumps(doc))
+    with warnings.catch_warnings(), pytest.raises(ValueError):
+        warnings.simplefilter("ignore")
+        xr.open_zarr(str(src))
+    ndim = ds[member].ndim
+    want = (
+        f"error: {src / 'zarr.json'}: its consolidated metadata, which xr.open_zarr reads, is "
+        f"damaged for {member!r}: dimension_names lists 2 names for a {ndim}-dimensional array "
+        f"({_FAILS_3}); consolidate the input's metadata again (zarr.consolidate_metadata on "
+        "its store), which copies each array's own"
+    )
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
+    )
+    before = stored_files(src)
+    for command in ("plan", "run"):
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == want
+        assert not out.exists()
+    assert stored_files(src) == before
+
+
 @pytest.mark.parametrize(
     "zarr_format, array, value, dims",
     [

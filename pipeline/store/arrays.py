@@ -372,6 +372,8 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
         _check_node_documents(location, node, path, found)
         if around and (not member or node.rpartition("/")[2] in named):
             _check_dimension_names(location, node, path, found, member)
+        if around and node in groups:
+            _check_consolidated_dimension_names(location, node, path, found)
 
 
 #: Threads that read a remote store's metadata documents at once (:func:`check_documents`).
@@ -663,6 +665,47 @@ def _check_dimension_names(
         reason=f"{key.rpartition('/')[2]}: {problem}",
         fix=fix,
     )
+
+
+def _check_consolidated_dimension_names(
+    location: Location, node: str, path: str, found: dict[str, Any]
+) -> None:
+    """:func:`check_documents`: refuse a v3 group's consolidated metadata (in its
+    ``zarr.json``, which ``xr.open_zarr`` reads by default) that holds, for any array, stored
+    dimension names zarr-python cannot parse (:func:`dimension_names_problem`): it then
+    opens the group from it for none, and xarray fails on the input; the pipeline reads each
+    array's own metadata, and had run on, silently, where xarray refuses. One line naming the
+    file, the array and the fix (consolidate again). A v2 group's ``.zmetadata`` that differs
+    from an array's own is ``datasets.stale``'s."""
+    key = _key_in(node, "zarr.json")
+    parsed = found.get(key)
+    if not isinstance(parsed, _Parsed) or not isinstance(parsed.doc, dict):
+        return
+    copy = parsed.doc.get("consolidated_metadata")
+    members = copy.get("metadata") if isinstance(copy, dict) else None
+    if not isinstance(members, dict):
+        return
+    for name, doc in members.items():
+        stored = _stored_dimension_names("", {"zarr.json": _Parsed(doc)})
+        if stored is None or stored[3] != 3:
+            continue
+        _, value, shape, _ = stored
+        problem = dimension_names_problem(value, shape, 3, True)
+        if problem is None or "zarr-python" not in problem:
+            continue  # parsed: xarray's reading of the copy is datasets.stale's concern
+        fix = (
+            "consolidate the input's metadata again (zarr.consolidate_metadata on its "
+            "store), which copies each array's own"
+        )
+        raise InputError(
+            f"{location.said(key)}: its consolidated metadata, which xr.open_zarr reads, is "
+            f"damaged for {name!r}: {problem}; {fix}",
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=f"zarr.json: consolidated metadata of {name!r}: {problem}",
+            fix=fix,
+        )
 
 
 def unreadable_dimension_names(
