@@ -331,7 +331,7 @@ def _store_dimension_names(src: Path, zarr_format: int, node: str, value: Any) -
     its ``.zattrs``' ``_ARRAY_DIMENSIONS``; v3: its ``zarr.json``'s ``dimension_names``), by
     editing the JSON file, as a damaged store would have it; the file edited."""
     doc_path = src / node / (".zattrs" if zarr_format == 2 else "zarr.json")
-    doc = json.loads(doc_path.read_text())
+    doc = json.loads(doc_path.read_text()) if doc_path.exists() else {}
     doc["_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"] = value
     doc_path.write_text(json.dumps(doc))
     return doc_path
@@ -622,6 +622,47 @@ def test_odd_dimension_names_that_xarray_reads_are_read_as_it_reads_them(
         np.testing.assert_array_equal(got[c].values, want[c].values)
     np.testing.assert_array_equal(got[array].values, reference(ds[array].values))
     assert got.attrs == want.attrs
+    assert stored_files(src) == before
+
+
+@pytest.mark.parametrize(
+    "zarr_format, value, problem",
+    [
+        (2, ["x"], "lists 1 name for a 2-dimensional array (the output cannot carry it)"),
+        (2, 7, "is a number, not a list of dimension names (the output cannot carry it)"),
+        (
+            2,
+            ["y", 7],
+            "gives axis 1 the name 7, a number, not text (a Zarr v3 output cannot hold it)",
+        ),
+        (3, ["x"], "lists 1 name for a 2-dimensional array (zarr-python cannot open it)"),
+    ],
+    ids=["v2-too-few", "v2-number", "v2-a-number-name", "v3-too-few"],
+)
+def test_an_array_alone_with_damaged_dimension_names_is_one_line(
+    tmp_path: Path, cli, zarr_format: int, value: Any, problem: str
+) -> None:
+    """An array alone (the root of its store, no Dataset) whose stored dimension names the
+    output cannot carry: the v2 ones had been dropped silently (an output without dimension
+    names), the v3 ones refused as zarr-python's ValueError naming no file. One line naming
+    the file, the problem and the fix, for plan and run; nothing written."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    z = zarr.create_array(
+        str(src), shape=(4, 6), dtype="f4", chunks=(2, 3), zarr_format=zarr_format, fill_value=0
+    )
+    z[...] = np.arange(24, dtype="f4").reshape(4, 6)
+    doc = _store_dimension_names(src, zarr_format, "", value)
+    key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
+    fix = "restore it: a list of 2 names, one per dimension, each text" + (
+        " (or null)" if zarr_format == 3 else ""
+    )
+    cfg = write_config(tmp_path, "", out, input={"store": str(src), "array": ""}, cluster=_THREADS)
+    before = stored_files(src)
+    for command in ("plan", "run"):
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == f"error: {doc}: {key} {problem}; {fix}"
+        assert not out.exists()
     assert stored_files(src) == before
 
 
