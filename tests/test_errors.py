@@ -875,7 +875,8 @@ def test_needed_metadata_that_is_not_json_is_one_line_naming_the_file(
     """A document the run needs that is not JSON at all (truncated): the variable's own, its
     coordinate's, its group's attributes or metadata, the group's consolidated copy (v2's
     ``.zmetadata``; v3 keeps it in the group's ``zarr.json``), or a sibling that ``v`` names
-    in an attribute (``ancillary_variables: w``). Each had been left to the opening that
+    by a CF reference the run follows (``cell_measures: "area: w"``; every such form is
+    test_sibling_named_by_a_cf_reference_is_needed's). Each had been left to the opening that
     followed: "cannot open ...: JSONDecodeError" naming no file, a coordinate called gone
     from a stale consolidated copy (with the wrong fix), or, the group's, the variable run
     as an array alone, its Dataset silently dropped (helper-46c). One line naming the file,
@@ -894,7 +895,7 @@ def test_needed_metadata_that_is_not_json_is_one_line_naming_the_file(
     if document == "named-sibling":  # v names w: it is read with v
         key = "v/zarr.json" if v3 else "v/.zattrs"
         doc = json.loads((src / key).read_text())
-        (doc["attributes"] if v3 else doc)["ancillary_variables"] = "w"
+        (doc["attributes"] if v3 else doc)["cell_measures"] = "area: w"
         (src / key).write_text(json.dumps(doc))
     (src / name).write_text('{"a": 1,\n "b" 2}')
     cfg = write_config(
@@ -915,6 +916,149 @@ def test_needed_metadata_that_is_not_json_is_one_line_naming_the_file(
         assert "restore it" in line, line
     e = refused("run", cfg)
     assert isinstance(e, InputError) and e.store == str(src / name), e
+    assert file_states(src) == before
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _dataset_with_surface(
+    src: Path, fmt: int, attrs: dict[str, Any], consolidated: bool = True
+) -> Any:
+    """An xarray Dataset at ``src`` (Zarr ``fmt``, ``consolidated``): ``v`` on (y, x), with
+    ``attrs``, and its coordinate ``x``; ``surface`` and ``w`` on y, which xarray does not give
+    ``v``; then ``surface``'s metadata made no JSON. Returned as written."""
+    import warnings
+
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {
+            "v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4), attrs),
+            "surface": (("y",), np.arange(4, dtype="f4")),
+            "w": (("y",), np.arange(4, dtype="f4")),
+        },
+        coords={"x": np.arange(4.0)},
+        attrs={"title": "air temperature at surface"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=fmt, consolidated=consolidated)
+    (src / ("surface/zarr.json" if fmt == 3 else "surface/.zattrs")).write_text('{"a": 1,\n "b" 2}')
+    return ds
+
+
+def _edit_attributes(src: Path, fmt: int, name: str, **attrs: Any) -> None:
+    """Give the array ``name`` of ``src`` the attributes ``attrs`` too, in its own metadata."""
+    key = f"{name}/zarr.json" if fmt == 3 else f"{name}/.zattrs"
+    if not name:
+        key = "zarr.json" if fmt == 3 else ".zattrs"
+    doc = json.loads((src / key).read_text())
+    (doc["attributes"] if fmt == 3 else doc).update(attrs)
+    (src / key).write_text(json.dumps(doc))
+
+
+#: Attributes of ``v`` that hold the word ``surface`` as free text, or as a reference the run
+#: does not follow: its ``ancillary_variables`` (not carried, the attribute dropped: xarray's
+#: ``decode_coords``, True or "all", does not follow it) and its own ``bounds`` (the input's
+#: values' bounds, left out with what they name).
+_FREE_TEXT = {
+    "long_name": "air temperature at surface",
+    "comment": "surface",
+    "history": "2026-12-01 surface: made",
+    "units": "surface",
+    "source": {"from": "surface", "list": ["surface"]},
+    "ancillary_variables": "surface",
+    "bounds": "surface",
+    "grid_mapping_name": "surface",
+}
+
+
+@pytest.mark.parametrize("fmt, consolidated", [(2, True), (2, False), (3, True), (3, False)])
+def test_sibling_named_only_in_free_text_is_read_around(
+    tmp_path: Path, cli, fmt: int, consolidated: bool
+) -> None:
+    """A sibling ``surface`` whose metadata is not JSON, that ``v`` names only as a word of
+    free text (its ``long_name`` "air temperature at surface", a ``comment``, ``units``,
+    ``history``, a dict attribute, a ``grid_mapping_name``; another member's ``long_name``,
+    the group's ``title``), or by a reference the run does not follow (its
+    ``ancillary_variables``, its own ``bounds``): the run had been refused ("..., which 'v'
+    names (a coordinate or reference xarray reads with it)"), every word of every text
+    attribute counting as a name. Now plan, run and verify succeed, the output what xarray
+    and NumPy give, ``surface`` not carried, the input untouched."""
+    import xarray as xr
+
+    src = tmp_path / "in.zarr"
+    ds = _dataset_with_surface(src, fmt, _FREE_TEXT, consolidated)
+    _edit_attributes(src, fmt, "w", long_name="surface", description="at surface")
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, "", out, input={"store": str(src), "array": "v"}, cluster=_THREADS)
+    before = file_states(src)
+    for args in (("plan", cfg), ("run", cfg, "--progress", "none"), ("verify", cfg)):
+        rc, _, err = cli(*args)
+        assert rc == 0, (args, err)
+    got = xr.open_zarr(str(out), consolidated=consolidated)
+    assert sorted(got.variables) == ["v", "x"], got
+    np.testing.assert_array_equal(got["x"].values, ds["x"].values)
+    assert got["v"].dtype == ds["v"].dtype
+    np.testing.assert_array_equal(got["v"].values, reference(ds["v"].values))
+    kept = {k: v for k, v in _FREE_TEXT.items() if k not in ("ancillary_variables", "bounds")}
+    assert {k: got["v"].attrs.get(k) for k in kept} == kept, got["v"].attrs
+    assert "ancillary_variables" not in got["v"].attrs and "bounds" not in got["v"].attrs
+    assert got.attrs["title"] == "air temperature at surface"
+    assert file_states(src) == before
+
+
+#: Each form by which the run follows a name to a member of ``v``'s group (xarray's
+#: ``decode_coords``: ``coordinates``, the group's ``coordinates`` and another member's; the
+#: carried arrays' CF references, parsed as xarray's ``decode_coords="all"`` parses them):
+#: (array whose attributes name it, attributes).
+_FOLLOWED = {
+    "coordinates": ("v", {"coordinates": "surface"}),
+    "grid_mapping": ("v", {"grid_mapping": "surface"}),
+    "grid_mapping-long": ("v", {"grid_mapping": "surface: x"}),
+    "grid_mapping-long-coordinate": ("v", {"grid_mapping": "crs: x surface"}),
+    "cell_measures": ("v", {"cell_measures": "area: surface"}),
+    "cell_measures-stray-space": ("v", {"cell_measures": "area : surface"}),
+    "formula_terms": ("v", {"formula_terms": "a: w b: surface"}),
+    "geometry": ("v", {"geometry": "surface"}),
+    "node_coordinates": ("v", {"node_coordinates": "w surface"}),
+    "node_count": ("v", {"node_count": "surface"}),
+    "part_node_count": ("v", {"part_node_count": "surface"}),
+    "interior_ring": ("v", {"interior_ring": "surface"}),
+    "group-coordinates": ("", {"coordinates": "surface"}),
+    "other-member-coordinates": ("w", {"coordinates": "surface"}),
+    "coordinate-bounds": ("x", {"bounds": "surface"}),
+    "coordinate-climatology": ("x", {"climatology": "surface"}),
+    "coordinate-grid_mapping": ("x", {"grid_mapping": "surface"}),
+}
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("form", list(_FOLLOWED))
+def test_sibling_named_by_a_cf_reference_is_needed(
+    tmp_path: Path, cli, fmt: int, form: str
+) -> None:
+    """A sibling ``surface`` whose metadata is not JSON, named by a reference the run follows
+    (:data:`_FOLLOWED`: ``v``'s ``coordinates``, each CF form a carried array follows,
+    ``grid_mapping``'s long form by its grid mapping and by a coordinate, ``cell_measures``
+    with a stray space; the group's or another member's ``coordinates``; its coordinate
+    ``x``'s ``bounds``): still refused in one line naming the file, the same for plan and
+    run, nothing written, whatever free text beside it says."""
+    src = tmp_path / "in.zarr"
+    _dataset_with_surface(src, fmt, {"long_name": "air temperature"})
+    array, attrs = _FOLLOWED[form]
+    _edit_attributes(src, fmt, array, **attrs)
+    cfg = write_config(tmp_path, "", tmp_path / "out.zarr", input={"store": str(src), "array": "v"})
+    name = "surface/zarr.json" if fmt == 3 else "surface/.zattrs"
+    before = file_states(src)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1, (command, err)
+        line = one_line_error(err)
+        assert line == (
+            f"error: {src / name}: not JSON (Expecting ':' delimiter at line 2 column 6), the "
+            f"Zarr v{fmt} {'metadata' if fmt == 3 else 'attributes'} of 'surface', which 'v' "
+            "names (a coordinate or reference xarray reads with it); restore it"
+        ), line
     assert file_states(src) == before
     assert not (tmp_path / "out.zarr").exists()
 

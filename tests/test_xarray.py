@@ -4608,6 +4608,111 @@ def test_an_empty_folder_in_the_output_group_is_no_strangers(tmp_path: Path) -> 
     assert (out / "t2").is_dir() and not any((out / "t2").iterdir())
 
 
+def _output_now(out: str) -> str:
+    """The "output now" row of ``plan``'s or ``run --dry-run``'s table, its words alone."""
+    (row,) = [ln for ln in out.splitlines() if "output now" in ln]
+    return row.split("output now", 1)[1].strip()
+
+
+_THREADS = {"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"}
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_a_group_holding_only_empty_folders_is_written_as_a_new_one(
+    tmp_path: Path, cli, group: bool
+) -> None:
+    """An output store that holds only empty folders (``e``, and ``x``, where the coordinate
+    ``x`` is written), as a plain directory or in a Zarr group of no arrays: an empty folder
+    holds nothing a write beside it changes (``xr.open_zarr`` reads the group as if it were
+    not there), yet each had been called "a group this pipeline did not write", so that
+    ``plan``, ``run`` and ``run --dry-run`` named --overwrite and ``verify`` refused with the
+    same line. Now the output is absent to each, a plain run writes it, to the bit what a
+    run into an empty store writes, and ``verify`` passes; the folders are left as they
+    were."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    if group:
+        zarr.open_group(str(out), mode="w", zarr_format=3)
+    for name in ("e", "x"):
+        (out / name).mkdir(parents=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    rc, text, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert _output_now(text) == "absent: `run` creates it", text
+    rc, text, err = cli("run", cfg, "--dry-run")
+    assert rc == 0, err
+    assert _output_now(text) == "absent: this run creates it", text
+    rc, _, err = cli("verify", cfg)
+    assert (
+        rc == 1
+        and one_line_error(err) == f"error: no output at {out / 't'}: run the pipeline first"
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err
+    assert (out / "e").is_dir() and not any((out / "e").iterdir())
+    got = assert_variable_as_xarray_opened_it(out, tmp_path / "in.zarr")
+    fresh = dict(config(tmp_path, cluster=_THREADS), output={"store": str(tmp_path / "o2.zarr")})
+    assert pipeline.run(fresh).status == "complete"
+    want = open_dataset(tmp_path / "o2.zarr")
+    assert sorted(got.variables) == sorted(want.variables)
+    for name in want.variables:
+        assert same_bits(got[name].values, want[name].values), name
+
+
+def test_an_empty_folder_beside_other_members_is_called_an_empty_folder(
+    tmp_path: Path, cli
+) -> None:
+    """An empty folder ``e`` in an output group that holds another array (``a``, another
+    tool's), or in a Zarr group at the output's own path: each line that lists the group's
+    members had called it "a group this pipeline did not write"; it is called "an empty
+    folder" by ``plan``, ``run``, ``run --resume``, ``run --dry-run`` and ``verify``, each
+    with the fix it gave before, nothing written."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"a": ("z", np.arange(3.0))}).to_zarr(str(out), zarr_format=3)
+    (out / "e").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    holds = "'a' (an array this pipeline did not write), 'e' (an empty folder)"
+    before = file_states(out)
+    rc, text, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert (
+        _output_now(text)
+        == f"absent, in a group that holds {holds}: `run --overwrite` writes it there"
+    )
+    refusal = (
+        f"error: the group of {out / 't'} already holds {holds}: pass --overwrite "
+        "(overwrite=True in pipeline.run) to write the variable into it beside them"
+    )
+    for args in (("run",), ("run", "--dry-run"), ("verify",)):
+        rc, _, err = cli(*args, cfg)
+        assert rc == 1, (args, err)
+        line = one_line_error(err)
+        assert refusal.replace("error: ", "") in line, (args, line)
+    rc, _, err = cli("run", cfg, "--resume")
+    assert rc == 1
+    assert one_line_error(err) == (
+        f"error: {out / 't'} is absent, and its group holds {holds}; nothing to resume: "
+        "`run --overwrite` writes it into the group"
+    )
+    (out / "g" / "e").mkdir(parents=True)
+    zarr.open_group(str(out), path="g", mode="a", zarr_format=3)
+    at_group = dict(config(tmp_path, cluster=_THREADS), output={"store": str(out), "array": "g"})
+    cfg.write_text(yaml.safe_dump(at_group))
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    assert one_line_error(err).startswith(
+        f"error: {out / 'g'} is a Zarr group that holds 'e' (an empty folder), not an array;"
+    ), err
+    assert {k: v for k, v in file_states(out).items() if not k.startswith("g")} == before
+
+
 @pytest.mark.parametrize("array", [None, "results/t5"])
 def test_the_summarys_output_is_what_xarray_opens(tmp_path: Path, cli, array: str | None) -> None:
     """``summary.output`` of a Dataset output was the variable's array (``out.zarr/t``), on

@@ -26,7 +26,7 @@ from pipeline.ops.cf import (
     v3_fill_value,
 )
 from pipeline.planning.memory import bytes_text
-from pipeline.store import arrays, datasets
+from pipeline.store import arrays, datasets, references
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
@@ -145,7 +145,7 @@ def carried(
     attrs = {  # its own bounds bound the input's values, not the computed ones
         k: v
         for k, v in datasets.without_netcdf_records(dict(arr.attrs)).items()
-        if k not in (*NOT_CARRIED, *datasets.BOUNDS)
+        if k not in (*NOT_CARRIED, *references.BOUNDS)
     }
     attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
     if frame and variable is not None:
@@ -377,7 +377,7 @@ def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> Non
     it lies on the variable's dimensions, which only its metadata, not found by its key, would
     say; it was left out silently)."""
     dims = (d for d in variable.dims if d is not None)
-    named = (*variable.coords, *dims, *datasets.references(dict(variable.attrs)))
+    named = (*variable.coords, *dims, *references.references(dict(variable.attrs)))
     named += tuple(datasets.listed_names(store, variable))
     unsafe = [n for n in dict.fromkeys(named) if url_unsafe(n) is not None]
     if not unsafe:

@@ -273,15 +273,19 @@ def check_formats_agree(plan: Plan) -> None:
 
 
 def _group_state(plan: Plan, ours: bool) -> str:
-    """'absent', or for an output variable not there yet whose group holds other things:
+    """'absent', or for an output variable not there yet whose group holds other things
+    than empty folders (of a local store: nothing there to keep or change):
     'occupied' (Zarr arrays or groups: another tool's, or other outputs of this pipeline,
     :func:`_occupants`) or 'not-zarr'.
     ``ours``: the variable's place holds this pipeline's run record, so what is beside it is
     what an interrupted creation wrote, which a fresh start writes again."""
-    others = _beside(plan)
+    loc, group = plan.output.location, output_group(plan) or ""
+    # an empty folder holds nothing a write beside it could change: a group holding only
+    # such had been 'occupied', each called "a group this pipeline did not write", and every
+    # command had named --overwrite for it
+    others = [n for n in _beside(plan) if not _empty_folder(loc, _key(group, n))]
     if ours or not others:
         return "absent"
-    loc, group = plan.output.location, output_group(plan) or ""
     if all(_zarr_or_ours(loc, _key(group, n)) for n in others):
         return "occupied"
     return "not-zarr"
@@ -300,13 +304,19 @@ def _zarr_or_ours(loc: Location, path: str) -> bool:
         return True
     if loc.exists(_key(path, RECORD)):  # (a file there holds none)
         return True
-    if not loc.is_local:  # an object store holds no empty folder
+    return _empty_folder(loc, path, gone=True)
+
+
+def _empty_folder(loc: Location, path: str, gone: bool = False) -> bool:
+    """Whether ``path`` is an empty folder of a local store (an object store holds none);
+    ``gone``: or one that is gone by the time it is listed (another run's folder, removed)."""
+    if not loc.is_local:
         return False
     folder = loc.path_of(path)
     try:
         return os.path.isdir(folder) and not os.listdir(folder)
-    except OSError:  # gone meanwhile (that run's folder, removed), or unreadable
-        return not os.path.lexists(folder)
+    except OSError:  # gone meanwhile, or unreadable
+        return gone and not os.path.lexists(folder)
 
 
 def _beside(plan: Plan) -> list[str]:
@@ -330,10 +340,16 @@ def _occupants(plan: Plan) -> str:
 
 def members_words(loc: Location, group: str, names: list[str]) -> str:
     """The members ``names`` of the group at ``group``, in words, each named with what it is
-    (:func:`_member_words`; three at most, then '...')."""
+    (:func:`_member_words`; an empty folder of a local store as such, which had been called
+    "a group this pipeline did not write"; three at most, then '...')."""
     store = loc.zarr_store(read_only=True)
     here = datasets.group_arrays(store, group)
-    said = [f"{n!r} ({_member_words(store, group, n, here)})" for n in names[:3]]
+    said = [
+        f"{n!r} (an empty folder)"
+        if _empty_folder(loc, _key(group, n))
+        else f"{n!r} ({_member_words(store, group, n, here)})"
+        for n in names[:3]
+    ]
     return ", ".join(said) + (", ..." if len(names) > 3 else "")
 
 

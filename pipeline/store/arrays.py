@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.config.models import GenerateConfig
 from pipeline.errors import InputError, cause, storage_failure
-from pipeline.store import codecs, grid
+from pipeline.store import codecs, grid, references
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.location import WRITE_PROBE, Location, key_under
@@ -325,14 +325,18 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
     truncated or hand-edited file, not UTF-8) is refused too, in one line naming the file and
     where its JSON breaks, where the run needs it: the node's, its groups' (a v2 group's
     consolidated copy, ``.zmetadata``, as well: ``xr.open_zarr`` reads it), and a member of
-    its group that the node names (a dimension, a word of any attribute's text of the node,
-    its groups or the group's other members: a coordinate or a CF reference); they had been
-    left to the opening that follows, which named no file, called a coordinate gone from a
-    consolidated group ("stale"), or, for a group's, took the variable for an array alone
-    and wrote it without its Dataset. A member that nothing names is not needed (another
-    variable of the Dataset): the frame is read around it (:func:`pipeline.store.datasets`'s
-    ``_frame``), as ``xr.open_zarr`` reads such a group from its consolidated metadata. A
-    document that is absent or unreadable is left to the opening that follows.
+    its group that the run reads (:func:`_needed_members`: a dimension coordinate, one its
+    ``coordinates`` or another CF reference that the carried arrays follow names, one the
+    group's or another member's ``coordinates`` lists; in turn, what each of these names so);
+    they had been left to the opening that follows, which named no file, called a coordinate
+    gone from a consolidated group ("stale"), or, for a group's, took the variable for an
+    array alone and wrote it without its Dataset. A member that nothing so names is not
+    needed (another variable of the Dataset, one a ``long_name`` or ``comment`` mentions, or
+    the variable's ``ancillary_variables``, which the run leaves out): the frame is read
+    around it (:func:`pipeline.store.datasets`'s ``_frame``), as ``xr.open_zarr`` reads such
+    a group from its consolidated metadata (a word of free text had made it needed: a broken
+    sibling ``surface`` refused the run of a variable described "air temperature at
+    surface"). A document that is absent or unreadable is left to the opening that follows.
 
     The documents are read in two rounds, each all at once where the store is not local
     (:func:`_read_documents`): every node's ``zarr.json``, then the v2 documents of the
@@ -364,7 +368,8 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
         + [_key_in(n, ".zmetadata") for n in v2_nodes if n in groups],
     )
     found = {**v3, **v2}
-    named = _named_words(nodes, found) if around else set()
+    members = [n for n in nodes if n not in groups and n != path]
+    named = _needed_members(path, members, found) if around and path else set()
     for node in nodes:
         member = node not in groups and node != path
         if not member or node.rpartition("/")[2] in named:
@@ -442,36 +447,98 @@ def _where_broken(e: ValueError) -> str:
     return "not UTF-8 text"
 
 
-def _named_words(nodes: list[str], found: dict[str, Any]) -> set[str]:
-    """Every name the documents read (``found``) give: each node's dimension names (v3's
-    ``dimension_names``, v2's ``_ARRAY_DIMENSIONS``) and each word of any text among their
-    attributes (a coordinate, a CF reference: ``coordinates``, ``bounds``, ``grid_mapping``'s
-    ``crs: x y``), found anywhere; what a member of the group must be readable for."""
-    words: set[str] = set()
+def _needed_members(path: str, members: list[str], found: dict[str, Any]) -> set[str]:
+    """The names of those of ``members`` (nodes of the group of the variable at ``path``)
+    that a run of the variable reads, by the documents read (``found``): what xarray's
+    reading of it, and the arrays carried beside it, follow from its dimension names and CF
+    references (:func:`pipeline.store.references.needed_members`), never a word of free text
+    (a ``long_name``, a ``comment``: one had made a broken sibling named ``surface`` refuse
+    the run of a variable whose ``long_name`` was "air temperature at surface")."""
+    group, _, name = path.rpartition("/")
+    variable = _variable_documents(path, found)
+    if variable is None:  # its own documents are refused (or opened) first
+        return set()
+    infos: dict[str, tuple[tuple[str | None, ...] | None, dict[str, Any]] | None] = {}
+    for node in members:
+        if not _is_group(node, found):
+            infos[node.rpartition("/")[2]] = _variable_documents(node, found)
+    group_attrs = _group_attributes(group, found)
+    return references.needed_members(name, variable[0], variable[1], group_attrs, infos)
 
-    def add(value: Any) -> None:
-        if isinstance(value, str):
-            words.update(w for w in re.split(r"[\s:,]+", value) if w)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                add(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                add(v)
 
-    for node in nodes:
-        for name in ("zarr.json", ".zattrs"):
-            parsed = found.get(_key_in(node, name))
-            if not isinstance(parsed, _Parsed) or not isinstance(parsed.doc, dict):
-                continue
-            doc: Any = parsed.doc
-            if name == "zarr.json":
-                add(doc.get("dimension_names"))
-                doc = doc.get("attributes")
-            elif "_ARRAY_DIMENSIONS" in doc:  # as xarray reads them: an object's keys too
-                add(list(xarray_dimension_names(doc["_ARRAY_DIMENSIONS"]) or ()))
-            add(doc)
-    return words
+def _parsed_object(found: dict[str, Any], key: str) -> dict[str, Any] | None:
+    parsed = found.get(key)
+    return parsed.doc if isinstance(parsed, _Parsed) and isinstance(parsed.doc, dict) else None
+
+
+def _is_group(node: str, found: dict[str, Any]) -> bool:
+    """Whether the node is a group by its documents (a v3 ``zarr.json`` saying so, a v2
+    ``.zgroup`` and no ``.zarray``): xarray reads no group of a group as a variable."""
+    v3 = _parsed_object(found, _key_in(node, "zarr.json"))
+    if v3 is not None:
+        return v3.get("node_type") == "group"
+    return found.get(_key_in(node, ".zgroup")) is not None and (
+        found.get(_key_in(node, ".zarray")) is None
+    )
+
+
+def _group_attributes(group: str, found: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of the group ``group``, by its documents ({} where none are read)."""
+    v3 = _parsed_object(found, _key_in(group, "zarr.json"))
+    if v3 is not None:
+        attrs = v3.get("attributes")
+    else:
+        attrs = _parsed_object(found, _key_in(group, ".zattrs"))
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def _variable_documents(
+    node: str, found: dict[str, Any]
+) -> tuple[tuple[str | None, ...] | None, dict[str, Any]] | None:
+    """(dimension names, attributes) of the array ``node`` by its documents, as xarray reads
+    them (``pipeline.store.datasets.variable_of``: v3 ``dimension_names``, () for a v3
+    scalar without; v2 ``_ARRAY_DIMENSIONS`` as xarray reads it, :func:`xarray_dimension_names`,
+    else the names of the ``.zarray``'s NCZarr record; a null name is xarray's dimension None;
+    None where it has none, or one not a name); None where one of its documents is not JSON
+    (or not an object), so what it names is unknown."""
+    keys = [_key_in(node, n) for n in (*_OBJECT_DOCUMENTS, ".zmetadata")]
+    if any(isinstance(found.get(k), _Broken) for k in keys):
+        return None
+    v3 = found.get(_key_in(node, "zarr.json"))
+    if isinstance(v3, _Parsed):
+        if not isinstance(v3.doc, dict) or not isinstance(v3.doc.get("attributes", {}), dict):
+            return None
+        attrs = v3.doc.get("attributes") or {}
+        names = v3.doc.get("dimension_names")
+        shape = v3.doc.get("shape")
+        if names is None and shape == []:
+            names = []
+    else:
+        zattrs = found.get(_key_in(node, ".zattrs"))
+        zarray = found.get(_key_in(node, ".zarray"))
+        if isinstance(zattrs, _Parsed) and not isinstance(zattrs.doc, dict | None):
+            return None
+        if isinstance(zarray, _Parsed) and not isinstance(zarray.doc, dict):
+            return None
+        attrs = zattrs.doc or {} if isinstance(zattrs, _Parsed) else {}
+        meta = zarray.doc if isinstance(zarray, _Parsed) else {}
+        shape = meta.get("shape")
+        if "_ARRAY_DIMENSIONS" in attrs:  # as xarray reads it: an object's keys, ...
+            found_names = xarray_dimension_names(attrs["_ARRAY_DIMENSIONS"])
+            names = list(found_names) if found_names is not None else None
+        else:
+            record = meta.get("_NCZARR_ARRAY")
+            refs = record.get("dimrefs") if isinstance(record, dict) else None
+            names = [r.rsplit("/", 1)[-1] if isinstance(r, str) else r for r in refs or []]
+            names = names if refs is not None else None
+    dims: tuple[str | None, ...] | None = None
+    if (
+        isinstance(names, list)
+        and all(n is None or isinstance(n, str) for n in names)
+        and (not isinstance(shape, list) or len(shape) == len(names))
+    ):
+        dims = tuple(names)
+    return dims, attrs
 
 
 def _check_not_broken(

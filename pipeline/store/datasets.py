@@ -27,6 +27,15 @@ from pipeline.store.arrays import (
     xarray_dimension_names,
 )
 from pipeline.store.location import key_under, listing_error, whole_read_options
+from pipeline.store.references import (
+    CARRIED,
+    CARRIED_REFERENCES,
+    DROPPED,
+    GLOBAL_COORDINATES,
+    REFERENCES,
+    reference_groups,
+    references,
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,10 @@ class Variable:
     """variables of the group to carry over: dimension coordinates, those the variable's
     attributes of :data:`CARRIED_REFERENCES` name (``coordinates``, ``grid_mapping``: its
     grid mappings and the coordinates each names, ``cell_measures``, ``formula_terms``,
-    ``geometry``, ...; not its own :data:`BOUNDS`, which bound the input's values, not the
-    computed ones), and, in turn, those each of these names by :data:`CARRIED` and its
-    dimension coordinates (a coordinate's ``bounds``, the terms of its ``formula_terms``:
-    :func:`carried_arrays`)"""
+    ``geometry``, ...; not its own :data:`~pipeline.store.references.BOUNDS`, which bound
+    the input's values, not the computed ones), and, in turn, those each of these names by
+    :data:`CARRIED` and its dimension coordinates (a coordinate's ``bounds``, the terms of
+    its ``formula_terms``: :func:`carried_arrays`)"""
     listed: tuple[str, ...] = ()
     """those of ``coords`` that the variable's own ``coordinates`` does not name but xarray
     reads as its coordinates all the same: named by the group's :data:`GLOBAL_COORDINATES`
@@ -444,83 +453,6 @@ def without_netcdf_records(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if not str(k).lower().startswith(NETCDF_PREFIX)}
 
 
-#: The attributes of a variable that name other variables of its Dataset which describe its
-#: grid, carried beside it: auxiliary coordinates, the grid mapping (and the coordinates its
-#: long form names), cell measures, the terms of a parametric vertical coordinate's formula,
-#: a geometry container and what it names: what xarray's ``decode_coords="all"`` reads as
-#: coordinates (its ``CF_RELATED_DATA``, bounds aside).
-CARRIED_REFERENCES = (
-    "coordinates",
-    "grid_mapping",
-    "cell_measures",
-    "formula_terms",
-    "geometry",
-    "node_coordinates",
-    "node_count",
-    "part_node_count",
-    "interior_ring",
-)
-#: The attributes of an array that name the variable holding its cells' bounds (CF), carried
-#: too, for the arrays carried beside the output variable; the output variable's own are
-#: left out, with what they name (the input's values' bounds do not bound the computed ones:
-#: the pipeline run on a coordinate, ``lat`` with ``bounds: lat_bnds``).
-BOUNDS = ("bounds", "climatology")
-#: Every attribute by which an array names variables that are carried with it, on any array
-#: the output holds: followed from the variable, and from each array carried, in turn.
-CARRIED = (*CARRIED_REFERENCES, *BOUNDS)
-#: The attributes by which an array names variables that describe its stored values rather
-#: than its grid (``ancillary_variables``: their errors, quality flags; CF 1.12's
-#: ``quantization``: how they were rounded): the computed values are not those, so these
-#: variables are never carried, and the attribute is dropped from every array the output holds.
-DROPPED = ("ancillary_variables", "quantization")
-#: Every attribute by which CF names other variables of a Dataset (:data:`CARRIED`,
-#: :data:`DROPPED`).
-REFERENCES = (*CARRIED, *DROPPED)
-#: Every attribute by which a variable refers to others of its Dataset, as CF and xarray's
-#: ``decode_coords`` read them.
-NAMING = REFERENCES
-#: The attributes whose value is ``key: name ...`` pairs, as xarray parses them: a grid
-#: mapping's ``crs: lat lon`` (the key the grid mapping, the names the coordinates it maps),
-#: a cell measure's ``area: cell_area``, a formula's ``a: var_a b: var_b`` (the names the
-#: variables); a single name (``grid_mapping: crs``) is a plain list.
-PAIRED = ("grid_mapping", "cell_measures", "formula_terms")
-
-
-def _reference_groups(value: str, key: str) -> list[tuple[str, list[str]]]:
-    """The CF attribute ``key``'s value as (key, names) pairs, parsed as xarray's
-    ``decode_coords`` parses it: for an attribute of :data:`PAIRED` of more than one word,
-    ``area: cell_area`` is [('area', ['cell_area'])], ``crs: lat lon`` [('crs', ['lat',
-    'lon'])] (a word with a colon is a key, a stray space before the colon aside); otherwise
-    (``crs``, a ``coordinates`` or ``bounds`` list) [('', names)]."""
-    tokens = value.replace(" :", ":").split()
-    if key not in PAIRED or len(tokens) < 2:
-        return [("", tokens)]
-    groups: list[tuple[str, list[str]]] = []
-    for token in tokens:
-        if ":" in token:
-            groups.append((token.strip(":"), []))
-        elif groups:
-            groups[-1][1].append(token)
-        else:  # a name before any key (xarray refuses it): a name alone
-            groups.append(("", [token]))
-    return groups
-
-
-def references(attrs: dict[str, Any], keys: tuple[str, ...] = NAMING) -> list[str]:
-    """Every variable of its Dataset that the CF attributes ``keys`` of ``attrs`` name (by
-    :func:`_reference_groups`, as xarray's ``decode_coords="all"`` reads them): a list of
-    names (``coordinates``, ``bounds``, ``ancillary_variables``, ``grid_mapping: crs``), the
-    variables of ``cell_measures: area: cell_area``, the grid mappings of ``grid_mapping:
-    crs: lat lon`` and the coordinates each names."""
-    found: list[str] = []
-    for key in keys:
-        value = attrs.get(key)
-        if isinstance(value, str):
-            for k, names in _reference_groups(value, key):
-                found += ([k] if k and key == "grid_mapping" else []) + names
-    return list(dict.fromkeys(found))
-
-
 def carried_arrays(store: Any, group: str, name: str, wanted: list[str]) -> dict[str, Any]:
     """The arrays of ``group`` carried beside its variable ``name``, opened from their own
     metadata (not a consolidated copy of it: see :func:`stale`), by name: those of
@@ -553,7 +485,7 @@ def only_written(attrs: dict[str, Any], key: str, written: tuple[str, ...]) -> s
         return None
     kept: list[str] = []
     mappings: list[tuple[str, list[str]]] = []  # grid_mapping's long form: (crs, its names)
-    for k, names in _reference_groups(value, key):
+    for k, names in reference_groups(value, key):
         if not k:
             kept += [n for n in names if n in written]
         elif key == "grid_mapping":
@@ -620,12 +552,6 @@ def _same_value(a: Any, b: Any) -> bool:
 
 def _json_text(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=lambda o: getattr(o, "tolist", o.__str__)())
-
-
-#: A group's attribute that is xarray's encoding, not a Dataset attribute: ``coordinates``
-#: lists the coordinates no variable's dimensions cover (a ``time_bnds``, a coordinate on a
-#: dimension of its own), which ``xr.open_zarr`` takes out of the Dataset's attributes.
-GLOBAL_COORDINATES = "coordinates"
 
 
 def merged_group_attributes(
