@@ -481,6 +481,56 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
 
 
 @pytest.mark.parametrize(
+    "zarr_format, names, damage, problem",
+    [
+        (
+            2,
+            {"t": 0, "lat": 1, "lon": 2},
+            4,
+            f"is a number, not a list of dimension names ({_FAILS_2})",
+        ),
+        (
+            3,
+            [None, "lat", "lon"],
+            ["lon", "lon"],
+            f"lists 2 names for a 1-dimensional array ({_FAILS_3})",
+        ),
+    ],
+    ids=["v2-object-names", "v3-a-null-name"],
+)
+def test_a_coordinate_of_a_variable_with_odd_names_is_checked_too(
+    tmp_path: Path, cli, zarr_format: int, names: Any, damage: Any, problem: str
+) -> None:
+    """The input's names are odd but read as xarray reads them (a v2 JSON object's keys, a
+    null name): its coordinate ``lon``, with damaged names, is one the run needs, and is
+    refused in the line naming its file, as for a variable with plain names (the members a
+    run needs had been followed from plain names only: the line named the group and
+    xarray's bare reason)."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    _named_dataset(src, zarr_format)
+    _store_dimension_names(src, zarr_format, "temp", names)
+    doc = _store_dimension_names(src, zarr_format, "lon", damage)
+    key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
+    fix = "restore it: a list of 1 name, one per dimension, each text" + (
+        " (or null)" if zarr_format == 3 else ""
+    )
+    want = (
+        f"error: {doc} (of 'lon', which 'temp' names: a coordinate or reference xarray reads "
+        f"with it): {key} {problem}; {fix}"
+    )
+    cfg = write_config(
+        tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
+    )
+    before = stored_files(src)
+    for command in ("plan", "run"):
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == want
+        assert not out.exists()
+    assert stored_files(src) == before
+
+
+@pytest.mark.parametrize(
     "zarr_format, value, problem",
     [
         (2, 3, f"is a number, not a list of dimension names ({_FAILS_2})"),
