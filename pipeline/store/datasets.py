@@ -1098,12 +1098,18 @@ def array_names(store: Any, group: str) -> list[str] | None:
 def _listed_store(store: Any, group: str, members: list[str]) -> Any:
     """``store`` (a zarr store), read-only, whose folder ``group`` lists as ``members``
     (zarr-python's ``list_dir``, which ``xr.open_zarr`` asks for a group's members); every
-    other call goes to ``store`` itself."""
+    other call goes to ``store`` itself, a ``get`` without a prototype too (xarray's read of
+    an NCZarr record, which :func:`_read_once`'s store serves: zarr-python's wrapper requires
+    one, and a netCDF-C 4.8.1 group with an unreadable member beside it had been refused with
+    that TypeError)."""
     from zarr.storage import WrapperStore
 
     class Listed(WrapperStore[Any]):
         def _with_store(self, inner: Any) -> Any:
             return Listed(inner)
+
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            return await self._store.get(key, prototype, byte_range)
 
         async def list_dir(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
             if prefix.strip("/") == group:
@@ -1151,14 +1157,26 @@ def _read_once(store: Any) -> Any:
             return repr(self._store)
 
         async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
-            if prototype is None:  # as the store's own get takes none (xarray's read of an
-                # NCZarr record gives none: a local store makes its default, fsspec's refuses)
-                return await self._store.get(key, byte_range=byte_range)
+            if prototype is None:  # xarray's read of an NCZarr record's .zarray
+                return self._unprompted(key, byte_range)
             if byte_range is not None or key.rpartition("/")[2] not in METADATA_NAMES:
                 return await self._store.get(key, prototype, byte_range)
             if key not in self._memo:
                 self._memo[key] = await self._read(key, prototype)
             return self._memo[key]
+
+        def _unprompted(self, key: str, byte_range: Any) -> Any:
+            """``key`` as :meth:`get` reads it, for xarray's read of an NCZarr record
+            (``_get_zarr_dims_and_attrs``: ``asyncio.run(store.get(".../.zarray"))``, no
+            prototype, in an event loop of its own): with zarr-python's default prototype
+            (an fsspec store's ``get`` requires one: xarray's ``TypeError``), on zarr-python's
+            own event loop (where an fsspec store's file system and its session live; another
+            loop's request fails), blocking xarray's loop, which waits on nothing else. The
+            document is the one :func:`_members` read already, from the memo."""
+            from zarr.core.buffer import default_buffer_prototype
+            from zarr.core.sync import sync
+
+            return sync(self.get(key, default_buffer_prototype(), byte_range))
 
         async def _read(self, key: str, prototype: Any) -> Any:
             """The document ``key``, of an fsspec store in one request (s3fs's own read
