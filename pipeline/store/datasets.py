@@ -1170,9 +1170,11 @@ def _read_once(store: Any) -> Any:
             (``_get_zarr_dims_and_attrs``: ``asyncio.run(store.get(".../.zarray"))``, no
             prototype, in an event loop of its own): with zarr-python's default prototype
             (an fsspec store's ``get`` requires one: xarray's ``TypeError``), on zarr-python's
-            own event loop (where an fsspec store's file system and its session live; another
-            loop's request fails), blocking xarray's loop, which waits on nothing else. The
-            document is the one :func:`_members` read already, from the memo."""
+            own event loop, where an fsspec store's file system keeps its session (s3fs: a
+            request from xarray's loop fails, "attached to a different loop", or, made first,
+            binds the session to that loop, closed at once, and every later read fails),
+            blocking xarray's loop, which waits on nothing else. The document is the one
+            :func:`_members` read already, from the memo: no request of its own."""
             from zarr.core.buffer import default_buffer_prototype
             from zarr.core.sync import sync
 
