@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1757,16 +1757,36 @@ def copies_differ(location: Any, path: str, members: tuple[str, ...] = ()) -> li
 
 def consolidate_call(location: Any, group: str) -> str:
     """The zarr-python call that writes the consolidated metadata of the group ``group`` of
-    the store at ``location`` again from what it holds, as a user types it:
-    ``zarr.consolidate_metadata('/data/out.zarr', path='g')``; a remote store opened with its
-    ``storage_options`` (``FsspecStore.from_url``), its URL's password masked."""
+    the store at ``location`` again from what it holds, as a user pastes it:
+    ``zarr.consolidate_metadata('/data/out.zarr', path='g')``; a remote store without
+    ``storage_options`` by its URL (zarr-python makes its fsspec store), one with them opened
+    with them by name (``FsspecStore.from_url(url, storage_options=storage_options)``, which
+    :func:`consolidate_words` says are the config's: never their values, which hold
+    credentials; it had shown ``storage_options=...``, which Python reads as Ellipsis and
+    zarr-python refuses), its URL's password masked."""
     url = location.said()
     store = (
         repr(url)
-        if location.is_local
-        else f"zarr.storage.FsspecStore.from_url({url!r}, storage_options=...)"
+        if location.is_local or not location.storage_options
+        else f"zarr.storage.FsspecStore.from_url({url!r}, {_OPTIONS_ARGUMENT})"
     )
     return f"zarr.consolidate_metadata({store}{f', path={group!r}' if group else ''})"
+
+
+#: How :func:`consolidate_call` passes a remote store's options: by name.
+_OPTIONS_ARGUMENT = "storage_options=storage_options"
+
+
+def consolidate_words(calls: Iterable[str], setting: str = "output") -> str:
+    """The calls of :func:`consolidate_call` as a clause, each in backticks, in order, once
+    each, joined by "then"; where one passes the store's options by name, saying what they
+    are (``setting``'s ``storage_options`` in the config: the output's, which the groups
+    enclosing it share). '' for none."""
+    calls = list(dict.fromkeys(calls))
+    said = " then ".join(f"`{c}`" for c in calls)
+    if any(_OPTIONS_ARGUMENT in c for c in calls):
+        said += f", storage_options being the config's {setting}.storage_options"
+    return said
 
 
 def own_metadata_differs(
