@@ -1711,7 +1711,8 @@ def test_an_nczarr_4_8_1_dataset_over_s3_or_http_is_what_xarray_reads_of_the_loc
     the output Dataset is the one a run of the local copy makes (every variable identical,
     the group's attributes too), its coordinates as ``xr.open_zarr`` reads them of the local
     copy, the variable computed bit for bit; ``verify`` passes, ``run --resume`` has nothing
-    to do, and the input is never modified. 'http unlisted': a server that lists no folders
+    to do, the variable written alone (``output.array: ''``) keeps the record's dimension
+    names, and the input is never modified. 'http unlisted': a server that lists no folders
     (404), the store consolidated (``zarr.consolidate_metadata``, which keeps no NCZarr
     record: xarray still reads each ``.zarray``), whose members the pipeline takes from that
     copy (``datasets._listed_store``, whose ``get`` had required the prototype too)."""
@@ -1750,8 +1751,17 @@ def test_an_nczarr_4_8_1_dataset_over_s3_or_http_is_what_xarray_reads_of_the_loc
         assert rc == 0, text + err
         rc, text, err = cli("run", str(config_file), "--resume")
         assert rc == 0 and "nothing to do" in err, text + err
+        # the variable alone keeps the record's dimension names (its own read of the record)
+        alone = config(
+            tmp_path,
+            input={"store": remote, **section},
+            output={"store": str(tmp_path / "alone.zarr"), "array": ""},
+        )
+        assert pipeline.run(alone).status == "complete"
         after = _remote_records(remote, options) if where == "s3" else file_states(src)
         assert after == before
+    arr = zarr.open_array(str(tmp_path / "alone.zarr"), mode="r")
+    assert arr.metadata.dimension_names == ("y", "x")
     assert (
         pipeline.run(
             config(tmp_path, input={"store": str(src)}, output={"store": str(local / "out.zarr")})
@@ -1777,6 +1787,7 @@ def test_an_nczarr_4_8_1_dataset_over_s3_or_http_is_what_xarray_reads_of_the_loc
     chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
     with np.errstate(all="ignore"):
         assert same_bits(got["t"].values, apply_chain(chain, values))
+    assert same_bits(np.asarray(arr[...]), got["t"].values)
 
 
 def test_an_nczarr_4_8_1_dataset_beside_an_unreadable_member_is_read_as_a_dataset(
