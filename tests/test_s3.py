@@ -1282,12 +1282,13 @@ def _chunk_stamps(url: str, options: dict[str, Any]) -> dict[str, tuple[Any, Any
 
 def _pasted(said: str, call: str, options: dict[str, Any]) -> None:
     """Run the zarr-python call that ``said`` names, as a user pastes it: ``call`` in
-    backticks, with ``storage_options`` bound to the config's output.storage_options, as the
-    line says."""
+    backticks, with ``storage_options`` bound to the config's output.storage_options where it
+    names them, as the line then says."""
     import warnings
 
     assert f"`{call}`" in said, said
-    assert "storage_options being the config's output.storage_options" in said, said
+    named = "storage_options being the config's output.storage_options" in said
+    assert named == ("storage_options=storage_options" in call), said
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         eval(call, {"zarr": zarr, "storage_options": options})
@@ -1376,23 +1377,37 @@ def test_a_stale_copy_of_an_enclosing_group_on_s3_is_written_again_not_the_outpu
     assert "other/new" in members and "other/newer" in members, members
 
 
-@pytest.mark.parametrize("how", ["group attribute edited", "copy dropped"])
+@pytest.mark.parametrize(
+    ("how", "given"),
+    [
+        ("group attribute edited", "storage_options"),
+        ("copy dropped", "storage_options"),
+        ("copy dropped", "environment"),
+    ],
+)
 def test_a_copy_removed_from_a_complete_output_on_s3_is_written_again_by_resume(
-    tmp_path, cli, bucket, how: str
+    tmp_path, cli, bucket, monkeypatch, how: str, given: str
 ) -> None:
     """The consolidated copy of a complete Dataset output on S3 removed (zarr-python's group
     attribute edit with ``use_consolidated=False`` rewrites a v3 ``zarr.json`` without it, or
     the copy dropped from it): `verify`, a plain `run` and `plan` name it as gone, `run
     --resume` and the zarr-python call that writes it again, one a user can paste for the
-    s3:// URL with its storage options; that call, run, makes verify pass; removed again, `run
-    --resume` writes it again from the output's metadata (the user's attribute kept, nothing
-    recomputed), verify passes, and ``xr.open_zarr`` reads the output without a warning."""
+    s3:// URL with its storage options (``given`` in the config, or by the AWS environment:
+    the URL alone); that call, run, makes verify pass; removed again, `run --resume` writes
+    it again from the output's metadata (the user's attribute kept, nothing recomputed),
+    verify passes, and ``xr.open_zarr`` reads the output without a warning."""
     import warnings
 
     xr = pytest.importorskip("xarray")
     from tests.storekit import zarr_store
 
     url, options = bucket
+    section: dict[str, Any] = {"storage_options": options}
+    if given == "environment":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+        section = {}
     src, out = f"{url}/in.zarr", f"{url}/out.zarr"
     ds = xr.Dataset(
         {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))},
@@ -1406,8 +1421,8 @@ def test_a_copy_removed_from_a_complete_output_on_s3_is_written_again_by_resume(
         tmp_path,
         "",
         "",
-        input={"store": src, "array": "v", "storage_options": options},
-        output={"store": out, "storage_options": options},
+        input={"store": src, "array": "v", **section},
+        output={"store": out, **section},
         cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
     )
     rc, said = _said(cli, "-q", "run", cfg, "--progress", "none")
@@ -1429,6 +1444,8 @@ def test_a_copy_removed_from_a_complete_output_on_s3_is_written_again_by_resume(
     call = (
         f"zarr.consolidate_metadata(zarr.storage.FsspecStore.from_url({out!r}, "
         "storage_options=storage_options))"
+        if section
+        else f"zarr.consolidate_metadata({out!r})"
     )
     rc, said = _said(cli, "-q", "verify", cfg)
     assert rc == 1 and "is gone" in said and "`run --resume` writes it again" in said, said
