@@ -687,7 +687,9 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         return 1
 
     def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
-        calls = " then ".join(f"`{c}`" for c in res.consolidate_calls)
+        from pipeline.store.datasets import consolidate_words
+
+        calls = consolidate_words(res.consolidate_calls)
         return _run_says(
             args,
             config,

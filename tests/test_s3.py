@@ -1250,3 +1250,230 @@ def test_metadata_no_json_object_among_many_s3_members_is_found(tmp_path, bucket
         assert "\n" not in str(e.value) and "testing" not in str(e.value)
         fs.pipe_file(key, json.dumps(doc).encode())
     assert not (tmp_path / "out.zarr").exists()
+
+
+# A complete output's consolidated copies on S3: stale (an array added to an enclosing group
+# since it was consolidated, v3 and v2) and removed (the output's own v3 copy), as
+# tests/test_xarray.py checks them on local stores.
+
+
+def _said(cli, *command: str) -> tuple[int, str]:
+    """``python -m pipeline COMMAND`` in this process, quietly: (exit status, its words)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's: v3 consolidated metadata is no spec yet
+        rc, out, err = cli(*command)
+    return rc, out + err
+
+
+def _chunk_stamps(url: str, options: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """(ETag, LastModified) of every object below ``url`` but the metadata documents."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    meta = ("zarr.json", ".zmetadata", ".zgroup", ".zattrs", ".zarray")
+    return {
+        k: (fs.info(k)["ETag"], fs.info(k)["LastModified"])
+        for k in fs.find(url)
+        if k.rpartition("/")[2] not in meta
+    }
+
+
+def _pasted(said: str, call: str, options: dict[str, Any]) -> None:
+    """Run the zarr-python call that ``said`` names, as a user pastes it: ``call`` in
+    backticks, with ``storage_options`` bound to the config's output.storage_options where it
+    names them, as the line then says."""
+    import warnings
+
+    assert f"`{call}`" in said, said
+    named = "storage_options being the config's output.storage_options" in said
+    assert named == ("storage_options=storage_options" in call), said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eval(call, {"zarr": zarr, "storage_options": options})
+
+
+@pytest.mark.parametrize("fmt", [3, 2])
+def test_a_stale_copy_of_an_enclosing_group_on_s3_is_written_again_not_the_output(
+    tmp_path, cli, bucket, fmt: int
+) -> None:
+    """`encl.zarr` on S3 consolidated (v3 `zarr.json`, v2 `.zmetadata`), a complete output at
+    `encl.zarr/sub`, then an array added at `encl.zarr/other/new` without consolidating:
+    `verify`, a plain `run` (and its dry run) and `plan` name the stale copy and `run
+    --resume`, never `run --overwrite`, with the zarr-python call that writes it: one a user
+    can paste for the s3:// URL, its storage options named (it had shown
+    ``storage_options=...``, which zarr-python takes as Ellipsis). That call, run, makes
+    verify pass; an array added again, `run --resume` writes the copy again, nothing
+    recomputed; verify passes and the copy lists both."""
+    import warnings
+
+    from tests.storekit import zarr_store
+
+    url, options = bucket
+    src, encl = f"{url}/in.zarr", f"{url}/encl.zarr"
+    zarr.create_array(
+        store=zarr_store(src, options, read_only=False), shape=(8, 8), chunks=(4, 4), dtype="f4"
+    )[...] = 1.0
+    zarr.open_group(zarr_store(encl, options, False), mode="w", zarr_format=fmt).create_group(
+        "keep"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(zarr_store(encl, options, False), zarr_format=fmt)
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": src, "storage_options": options},
+        output={"store": f"{encl}/sub", "storage_options": options},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    rc, said = _said(cli, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, said
+    rc, said = _said(cli, "-q", "verify", cfg)
+    assert rc == 0, said
+
+    def add(name: str) -> None:
+        zarr.create_array(
+            zarr_store(encl, options, False), name=name, shape=(3,), dtype="i4", zarr_format=fmt
+        )
+
+    add("other/new")
+    call = (
+        f"zarr.consolidate_metadata(zarr.storage.FsspecStore.from_url({encl!r}, "
+        "storage_options=storage_options))"
+    )
+    stale = f"the consolidated metadata of {encl} does not list 'other'"
+    rc, said = _said(cli, "-q", "verify", cfg)
+    assert rc == 1 and stale in said and "`run --resume` writes it again" in said, said
+    assert f"`{call}`" in said and "--overwrite" not in said, said
+    for command in (("run", cfg), ("run", cfg, "--dry-run")):
+        rc, said = _said(cli, "-q", *command, "--progress", "none")
+        assert rc == 1 and stale in said and f"`{call}`" in said, said
+        assert "`run --resume` writes it again" in said and "--overwrite" not in said, said
+    rc, said = _said(cli, "-q", "plan", cfg)
+    row = [ln for ln in said.splitlines() if "output now" in ln]
+    assert rc == 0 and stale in row[0] and "`run --resume` writes it again" in row[0], said
+    rc, said = _said(cli, "-q", "verify", cfg)
+    _pasted(said, call, options)
+    rc, said = _said(cli, "-q", "verify", cfg, "--all")
+    assert rc == 0, said
+
+    add("other/newer")
+    rc, said = _said(cli, "run", cfg, "--resume", "--dry-run")
+    assert rc == 0 and "writes its consolidated metadata again" in said, said
+    chunks = _chunk_stamps(f"{encl}/sub", options)
+    time.sleep(1.1)  # an object written again would show a later LastModified
+    rc, said = _said(cli, "run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "consolidated metadata written again" in said, said
+    assert _chunk_stamps(f"{encl}/sub", options) == chunks  # nothing recomputed
+    rc, said = _said(cli, "-q", "verify", cfg, "--all")
+    assert rc == 0, said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listed = zarr.open_consolidated(zarr_store(encl, options), mode="r", zarr_format=fmt)
+        members = dict(listed.members(max_depth=None))
+    assert "other/new" in members and "other/newer" in members, members
+
+
+@pytest.mark.parametrize(
+    ("how", "given"),
+    [
+        ("group attribute edited", "storage_options"),
+        ("copy dropped", "storage_options"),
+        ("copy dropped", "environment"),
+    ],
+)
+def test_a_copy_removed_from_a_complete_output_on_s3_is_written_again_by_resume(
+    tmp_path, cli, bucket, monkeypatch, how: str, given: str
+) -> None:
+    """The consolidated copy of a complete Dataset output on S3 removed (zarr-python's group
+    attribute edit with ``use_consolidated=False`` rewrites a v3 ``zarr.json`` without it, or
+    the copy dropped from it): `verify`, a plain `run` and `plan` name it as gone, `run
+    --resume` and the zarr-python call that writes it again, one a user can paste for the
+    s3:// URL with its storage options (``given`` in the config, or by the AWS environment:
+    the URL alone); that call, run, makes verify pass; removed again, `run --resume` writes
+    it again from the output's metadata (the user's attribute kept, nothing recomputed),
+    verify passes, and ``xr.open_zarr`` reads the output without a warning."""
+    import warnings
+
+    xr = pytest.importorskip("xarray")
+    from tests.storekit import zarr_store
+
+    url, options = bucket
+    section: dict[str, Any] = {"storage_options": options}
+    if given == "environment":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+        section = {}
+    src, out = f"{url}/in.zarr", f"{url}/out.zarr"
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.arange(16, dtype="f4").reshape(4, 4))},
+        coords={"x": np.arange(4.0)},
+        attrs={"title": "t"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(src, zarr_format=3, consolidated=True, storage_options=options)
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": src, "array": "v", **section},
+        output={"store": out, **section},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    rc, said = _said(cli, "-q", "run", cfg, "--progress", "none")
+    assert rc == 0, said
+    loc = Location.of(out, options)
+
+    def remove() -> None:
+        if how == "group attribute edited":
+            group = zarr.open_group(zarr_store(out, options, False), use_consolidated=False)
+            group.attrs["note"] = "mine"
+        else:
+            doc = json.loads(loc.read("zarr.json") or b"")
+            doc.pop("consolidated_metadata")
+            loc.write("zarr.json", [json.dumps(doc).encode()])
+        assert json.loads(loc.read("zarr.json") or b"").get("consolidated_metadata") is None
+
+    remove()
+    gone = f"the consolidated metadata of {out} is gone"
+    call = (
+        f"zarr.consolidate_metadata(zarr.storage.FsspecStore.from_url({out!r}, "
+        "storage_options=storage_options))"
+        if section
+        else f"zarr.consolidate_metadata({out!r})"
+    )
+    rc, said = _said(cli, "-q", "verify", cfg)
+    assert rc == 1 and "is gone" in said and "`run --resume` writes it again" in said, said
+    assert f"`{call}`" in said and "--overwrite" not in said, said
+    rc, said = _said(cli, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1 and gone in said and f"`{call}`" in said and "`run --resume`" in said, said
+    rc, said = _said(cli, "-q", "plan", cfg)
+    assert rc == 0 and gone in said and "`run --resume` writes it again" in said, said
+    rc, said = _said(cli, "-q", "verify", cfg)
+    _pasted(said, call, options)
+    rc, said = _said(cli, "-q", "verify", cfg, "--all")
+    assert rc == 0, said
+
+    remove()
+    rc, said = _said(cli, "run", cfg, "--resume", "--dry-run")
+    assert rc == 0 and "writes its consolidated metadata again" in said, said
+    chunks = _chunk_stamps(f"{out}/v", options)
+    time.sleep(1.1)  # an object written again would show a later LastModified
+    rc, said = _said(cli, "run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "consolidated metadata written again" in said, said
+    assert "nothing to do" not in said, said
+    assert _chunk_stamps(f"{out}/v", options) == chunks  # nothing recomputed
+    rc, said = _said(cli, "-q", "verify", cfg, "--all")
+    assert rc == 0, said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Failed to open Zarr store with consolidated"
+        got = xr.open_zarr(out, storage_options=options).load()
+    assert got.attrs.get("note") == ("mine" if how.startswith("group") else None), got.attrs
+    assert sorted(got.variables) == ["v", "x"], got
+    want = ((ds["v"].values * 5) ** 2) * 2
+    assert got["v"].values.tobytes() == want.tobytes()

@@ -13,6 +13,7 @@ overwritten and checked for staleness like any other. GPU variants run with ``-m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -2104,49 +2105,142 @@ def test_an_nczarr_4_8_1_dataset_is_overwritten_and_resumed_as_a_dataset(
     assert set(got["t"].coords) == set(want["t"].coords) == {"y", "x"}
 
 
-def test_an_nczarr_4_8_1_array_on_s3_keeps_its_dimension_names(
-    tmp_path: Path, bucket: tuple[str, dict[str, Any]]
-) -> None:
-    """The NCZarr record is read through the store's file system (an S3 server here: one GET
-    of each ``.zarray`` that lacks ``_ARRAY_DIMENSIONS``). xarray's own reading of it does not
-    work there (xarray 2025.6 calls the store's ``get`` without the ``prototype`` that
-    zarr-python's ``FsspecStore`` needs: ``xr.open_zarr`` raises), so the Dataset, whose
-    coordinates xarray writes, is refused in one line before anything is written, naming
-    ``output.array: ''``; the variable written alone keeps the record's dimension names (it
-    had none)."""
-    import s3fs
+def _remote_records(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every object below ``url`` (an fsspec URL): its bytes, as a remote store lists them."""
+    import fsspec
 
-    url, options = bucket
-    src = tmp_path / "in.zarr"
+    fs, root = fsspec.url_to_fs(url, **options)
+    return {k: fs.cat_file(k) for k in sorted(fs.find(root))}
+
+
+@pytest.mark.parametrize("where", ["s3", "http", "http unlisted"])
+def test_an_nczarr_4_8_1_dataset_over_s3_or_http_is_what_xarray_reads_of_the_local_copy(
+    tmp_path: Path, cli, request: pytest.FixtureRequest, where: str
+) -> None:
+    """netCDF-C 4.8.1's store (dimensions in ``_NCZARR_ARRAY`` only) read over S3 (a moto
+    server) or HTTP (tests/httpkit.py): xarray's zarr backend reads that record with
+    ``asyncio.run(store.get(".../.zarray"))``, without the ``prototype`` that zarr-python's
+    ``FsspecStore.get`` requires and on an event loop of its own (xarray 2025.6: ``xr.open_zarr``
+    of such a store over fsspec raises a TypeError), so the Dataset output had been refused,
+    quoting that TypeError. The pipeline serves that read itself (``datasets._read_once``):
+    the output Dataset is the one a run of the local copy makes (every variable identical,
+    the group's attributes too), its coordinates as ``xr.open_zarr`` reads them of the local
+    copy, the variable computed bit for bit; ``verify`` passes, ``run --resume`` has nothing
+    to do, the variable written alone (``output.array: ''``) keeps the record's dimension
+    names, and the input is never modified. 'http unlisted': a server that lists no folders
+    (404), the store consolidated (``zarr.consolidate_metadata``, which keeps no NCZarr
+    record: xarray still reads each ``.zarray``), whose members the pipeline takes from that
+    copy (``datasets._listed_store``, whose ``get`` had required the prototype too)."""
+    from tests.httpkit import serving
+
+    local = tmp_path / "local"
+    local.mkdir()
+    src = local / "in.zarr"
     _nczarr(src, "4.8.1")
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-    fs.put(str(src), f"{url}/in.zarr", recursive=True)
-    cfg = config(
-        tmp_path,
-        input={"store": f"{url}/in.zarr", "storage_options": options},
-        output={"store": f"{url}/out.zarr", "storage_options": options},
+    if where == "http unlisted":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(src))
+    if where == "s3":
+        import s3fs
+
+        url, options = request.getfixturevalue("bucket")
+        s3fs.S3FileSystem(skip_instance_cache=True, **options).put(
+            str(src), f"{url}/in.zarr", recursive=True
+        )
+        served: Any = contextlib.nullcontext(url)
+    else:
+        options = {}
+        served = serving(local, **({"folders": 404} if where == "http unlisted" else {}))
+    with served as server:
+        base = server if isinstance(server, str) else server.url
+        remote = f"{base}/in.zarr"
+        section = {"storage_options": options} if options else {}
+        before = _remote_records(remote, options) if where == "s3" else file_states(src)
+        cfg = config(tmp_path, input={"store": remote, **section}, cluster={"workers": 1})
+        config_file = tmp_path / "run.yaml"
+        config_file.write_text(yaml.safe_dump(cfg))
+        rc, text, err = cli("-q", "run", str(config_file))
+        assert rc == 0, text + err
+        rc, text, err = cli("verify", str(config_file), "--all")
+        assert rc == 0, text + err
+        rc, text, err = cli("run", str(config_file), "--resume")
+        assert rc == 0 and "nothing to do" in err, text + err
+        # the variable alone keeps the record's dimension names (its own read of the record)
+        alone = config(
+            tmp_path,
+            input={"store": remote, **section},
+            output={"store": str(tmp_path / "alone.zarr"), "array": ""},
+        )
+        assert pipeline.run(alone).status == "complete"
+        after = _remote_records(remote, options) if where == "s3" else file_states(src)
+        assert after == before
+    arr = zarr.open_array(str(tmp_path / "alone.zarr"), mode="r")
+    assert arr.metadata.dimension_names == ("y", "x")
+    assert (
+        pipeline.run(
+            config(tmp_path, input={"store": str(src)}, output={"store": str(local / "out.zarr")})
+        ).status
+        == "complete"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            xr.open_zarr(f"{url}/in.zarr", storage_options=options, consolidated=False)
-            xarray_reads_it = True
-        except TypeError:
-            xarray_reads_it = False
-    if not xarray_reads_it:
-        with pytest.raises(InputError) as info:
-            pipeline.run(cfg)
-        assert "output.array: ''" in str(info.value)
-        assert not fs.exists(f"{url}/out.zarr")
-        cfg["output"]["array"] = ""
-    assert pipeline.run(cfg).status == "complete"
-    path = "" if cfg["output"].get("array") == "" else "t"
-    arr = zarr.open_array(f"{url}/out.zarr", path=path, mode="r", storage_options=options)
-    assert arr.metadata.dimension_names == ("y", "x")
+        want = xr.open_zarr(str(src), consolidated=False).load()
+    got, made = open_dataset(tmp_path / "out.zarr"), open_dataset(local / "out.zarr")
+    assert got.attrs == made.attrs == {"title": "from netCDF-C"}
+    assert set(got.variables) == set(made.variables) == {"t", "crs", "x", "y"}
+    for name in ("crs", "x", "y"):
+        assert got[name].variable.identical(made[name].variable), name
+        assert got[name].dims == want[name].dims, name
+        assert same_bits(got[name].values, want[name].values), name
+    assert got["t"].dims == made["t"].dims == want["t"].dims == ("y", "x")
+    own = {k: v for k, v in got["t"].attrs.items() if k != "pipeline"}
+    assert own == {k: v for k, v in made["t"].attrs.items() if k != "pipeline"}
+    assert own == {"units": "K", "grid_mapping": "crs"}
+    assert same_bits(got["t"].values, made["t"].values)
     values = np.asarray(zarr.open_array(str(src), path="t", mode="r")[...])
     chain = plan_chain(parse_config(cfg).stage_specs(), values.dtype)
     with np.errstate(all="ignore"):
-        assert same_bits(np.asarray(arr[...]), apply_chain(chain, values))
+        assert same_bits(got["t"].values, apply_chain(chain, values))
+    assert same_bits(np.asarray(arr[...]), got["t"].values)
+
+
+def test_an_nczarr_4_8_1_dataset_beside_an_unreadable_member_is_read_as_a_dataset(
+    tmp_path: Path,
+) -> None:
+    """netCDF-C 4.8.1's store with another member whose ``.zarray`` is not JSON (which the
+    pipeline reads around, as ``xr.open_zarr`` of a consolidated group does): the members
+    xarray then opens are listed by a wrapper of the store (``datasets._listed_store``),
+    whose ``get`` required the prototype that xarray's read of the NCZarr record does not
+    give, so the Dataset output had been refused quoting that TypeError. The output is what
+    a run of the store without that member makes, which is what xarray reads of it."""
+    src = tmp_path / "in.zarr"
+    _nczarr(src, "4.8.1")
+    shutil.copytree(src, tmp_path / "clean.zarr")
+    (src / "junk").mkdir()
+    (src / "junk" / ".zarray").write_text("{not JSON")
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    clean = config(
+        tmp_path,
+        input={"store": str(tmp_path / "clean.zarr")},
+        output={"store": str(tmp_path / "made.zarr")},
+    )
+    assert pipeline.run(clean).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = xr.open_zarr(str(tmp_path / "clean.zarr"), consolidated=False).load()
+    got, made = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "made.zarr")
+    assert got.attrs == made.attrs == want.attrs == {"title": "from netCDF-C"}
+    assert set(got.variables) == set(made.variables) == {"t", "crs", "x", "y"}
+    assert got["t"].dims == want["t"].dims == ("y", "x")
+    for name in ("t", "crs", "x", "y"):
+        assert same_bits(got[name].values, made[name].values), name
+        assert got[name].dims == made[name].dims, name
+        assert {k: v for k, v in got[name].attrs.items() if k != "pipeline"} == {
+            k: v for k, v in made[name].attrs.items() if k != "pipeline"
+        }, name
+    for name in ("crs", "x", "y"):
+        assert got[name].variable.identical(want[name].variable), name
 
 
 NO_LIST = "_NCZARR_ARRAY whose dimrefs is no list of dimension paths"

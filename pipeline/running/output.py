@@ -1134,7 +1134,7 @@ def _calls(plan: Plan) -> str:
         store = o.location.zarr_store(read_only=True)
         for g in datasets.consolidated_missing(store, path.rpartition("/")[0]):
             calls.append(datasets.consolidate_call(o.location, g))
-    return " then ".join(f"`{c}`" for c in dict.fromkeys(calls)) or "zarr.consolidate_metadata"
+    return datasets.consolidate_words(calls) or "zarr.consolidate_metadata"
 
 
 def _foreign_words(plan: Plan) -> str:

@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1045,12 +1045,18 @@ def array_names(store: Any, group: str) -> list[str] | None:
 def _listed_store(store: Any, group: str, members: list[str]) -> Any:
     """``store`` (a zarr store), read-only, whose folder ``group`` lists as ``members``
     (zarr-python's ``list_dir``, which ``xr.open_zarr`` asks for a group's members); every
-    other call goes to ``store`` itself."""
+    other call goes to ``store`` itself, a ``get`` without a prototype too (xarray's read of
+    an NCZarr record, which :func:`_read_once`'s store serves: zarr-python's wrapper requires
+    one, and a netCDF-C 4.8.1 group with an unreadable member beside it had been refused with
+    that TypeError)."""
     from zarr.storage import WrapperStore
 
     class Listed(WrapperStore[Any]):
         def _with_store(self, inner: Any) -> Any:
             return Listed(inner)
+
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            return await self._store.get(key, prototype, byte_range)
 
         async def list_dir(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
             if prefix.strip("/") == group:
@@ -1098,14 +1104,28 @@ def _read_once(store: Any) -> Any:
             return repr(self._store)
 
         async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
-            if prototype is None:  # as the store's own get takes none (xarray's read of an
-                # NCZarr record gives none: a local store makes its default, fsspec's refuses)
-                return await self._store.get(key, byte_range=byte_range)
+            if prototype is None:  # xarray's read of an NCZarr record's .zarray
+                return self._unprompted(key, byte_range)
             if byte_range is not None or key.rpartition("/")[2] not in METADATA_NAMES:
                 return await self._store.get(key, prototype, byte_range)
             if key not in self._memo:
                 self._memo[key] = await self._read(key, prototype)
             return self._memo[key]
+
+        def _unprompted(self, key: str, byte_range: Any) -> Any:
+            """``key`` as :meth:`get` reads it, for xarray's read of an NCZarr record
+            (``_get_zarr_dims_and_attrs``: ``asyncio.run(store.get(".../.zarray"))``, no
+            prototype, in an event loop of its own): with zarr-python's default prototype
+            (an fsspec store's ``get`` requires one: xarray's ``TypeError``), on zarr-python's
+            own event loop, where an fsspec store's file system keeps its session (s3fs: a
+            request from xarray's loop fails, "attached to a different loop", or, made first,
+            binds the session to that loop, closed at once, and every later read fails),
+            blocking xarray's loop, which waits on nothing else. The document is the one
+            :func:`_members` read already, from the memo: no request of its own."""
+            from zarr.core.buffer import default_buffer_prototype
+            from zarr.core.sync import sync
+
+            return sync(self.get(key, default_buffer_prototype(), byte_range))
 
         async def _read(self, key: str, prototype: Any) -> Any:
             """The document ``key``, of an fsspec store in one request (s3fs's own read
@@ -1684,16 +1704,36 @@ def copies_differ(location: Any, path: str, members: tuple[str, ...] = ()) -> li
 
 def consolidate_call(location: Any, group: str) -> str:
     """The zarr-python call that writes the consolidated metadata of the group ``group`` of
-    the store at ``location`` again from what it holds, as a user types it:
-    ``zarr.consolidate_metadata('/data/out.zarr', path='g')``; a remote store opened with its
-    ``storage_options`` (``FsspecStore.from_url``), its URL's password masked."""
+    the store at ``location`` again from what it holds, as a user pastes it:
+    ``zarr.consolidate_metadata('/data/out.zarr', path='g')``; a remote store without
+    ``storage_options`` by its URL (zarr-python makes its fsspec store), one with them opened
+    with them by name (``FsspecStore.from_url(url, storage_options=storage_options)``, which
+    :func:`consolidate_words` says are the config's: never their values, which hold
+    credentials; it had shown ``storage_options=...``, which Python reads as Ellipsis and
+    zarr-python refuses), its URL's password masked."""
     url = location.said()
     store = (
         repr(url)
-        if location.is_local
-        else f"zarr.storage.FsspecStore.from_url({url!r}, storage_options=...)"
+        if location.is_local or not location.storage_options
+        else f"zarr.storage.FsspecStore.from_url({url!r}, {_OPTIONS_ARGUMENT})"
     )
     return f"zarr.consolidate_metadata({store}{f', path={group!r}' if group else ''})"
+
+
+#: How :func:`consolidate_call` passes a remote store's options: by name.
+_OPTIONS_ARGUMENT = "storage_options=storage_options"
+
+
+def consolidate_words(calls: Iterable[str], setting: str = "output") -> str:
+    """The calls of :func:`consolidate_call` as a clause, each in backticks, in order, once
+    each, joined by "then"; where one passes the store's options by name, saying what they
+    are (``setting``'s ``storage_options`` in the config: the output's, which the groups
+    enclosing it share). '' for none."""
+    calls = list(dict.fromkeys(calls))
+    said = " then ".join(f"`{c}`" for c in calls)
+    if any(_OPTIONS_ARGUMENT in c for c in calls):
+        said += f", storage_options being the config's {setting}.storage_options"
+    return said
 
 
 def own_metadata_differs(
