@@ -127,6 +127,8 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is not None and variable.unreadable:
+        variable = _unreadable_group(loc, variable, output_path)
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
@@ -157,6 +159,30 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _unreadable_group(loc: Location, variable: Variable, output_path: str) -> Variable:
+    """A variable whose group Zarr finds but cannot open (``variable.unreadable`` says why: a
+    member's codec, in the group's consolidated copy, that no installed package provides):
+    refused where the output is a Dataset (``output_path`` not ''), as the run of one whose
+    coordinates xarray cannot read is (:func:`_check_frame_reads`), since ``xr.open_zarr``
+    fails on the group; the variable alone where ``output.array: ''`` asks for it. It had been
+    run as an array alone, written at the output store's root, without its coordinates and
+    saying nothing. InputError, fields ``variable`` (the group), ``coordinate`` (''),
+    ``attributes`` ([]), ``reason``, ``fix``."""
+    if not output_path:
+        return Variable(group="", name="", dims=variable.dims, attrs=variable.attrs)
+    group = loc.join(variable.group) if variable.group else loc.url
+    raise InputError(
+        f"xarray cannot read and write the coordinates of the input Dataset {group} "
+        f"({variable.unreadable}): set output.array: '' to write the variable alone, "
+        "without them",
+        variable=group,
+        coordinate="",
+        attributes=[],
+        reason=variable.unreadable,
+        fix="output.array: ''",
     )
 
 
