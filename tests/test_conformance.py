@@ -859,6 +859,54 @@ def test_a_codec_not_installed_is_refused_before_anything_is_written(
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
 
 
+class XorCodec(numcodecs.abc.Codec):
+    """A codec of the test's own (each byte XOR 0x5A), registered in the test's process only,
+    as a notebook registers one (``numcodecs.register_codec``): the workers do not have it."""
+
+    codec_id = "pipeline_test_xor"
+
+    def encode(self, buf: Any) -> bytes:
+        return (np.frombuffer(bytes(buf), np.uint8) ^ 0x5A).tobytes()
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        data = (np.frombuffer(bytes(buf), np.uint8) ^ 0x5A).tobytes()
+        return numcodecs.compat.ndarray_copy(data, out) if out is not None else data
+
+
+def test_a_codec_the_workers_lack_is_said_so_not_called_damage(
+    tmp_path: Path, backend_client
+) -> None:
+    """A codec this process has (registered here alone) and the cluster's worker processes do
+    not: the plan passes, each worker fails to decode. It had come back as the bare
+    UnknownCodecError with the worker's traceback, or, where a chunk decodes into its place,
+    been called a damaged chunk, with the fix to restore or delete it (deleted, it reads as
+    the fill value). One InputError naming the .zarray, the codec and that the workers lack
+    it; the input untouched."""
+    numcodecs.register_codec(XorCodec)
+    try:
+        src = tmp_path / "in.zarr"
+        zarr2(compressors=XorCodec())(src)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = zarr.open_array(str(src), mode="r")[...]
+        assert same_bits(x, values("float32"))  # zarr-python reads it here
+        before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+        with pytest.raises(InputError) as info:
+            _run(tmp_path, backend_client)
+        e = info.value
+        assert (e.store, e.status, e.codec) == (
+            str(src / ".zarray"),
+            "unreadable",
+            "pipeline_test_xor",
+        ), e
+        line = str(e)
+        assert len(line.splitlines()) == 1 and "damaged" not in line, line
+        assert "no implementation in the workers" in line and "register_codec" in line, line
+        assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+    finally:
+        numcodecs.registry.codec_registry.pop(XorCodec.codec_id, None)
+
+
 def test_missing_chunks_are_not_damage(tmp_path: Path, backend_client) -> None:
     """Every chunk of a store absent (a store of fill values): the output is the chain over
     the fill value, not an error."""

@@ -587,7 +587,7 @@ def open_zarr_array(
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
         if codecs.is_unknown_codec(e):
-            raise _unknown_codec(location, path, _named_codec(e), cause(e)) from None
+            raise unknown_codec(location, path, codecs.named_codec(e), cause(e)) from None
         raise InputError(
             f"cannot open {location}/{path}: {cause(e)}",
             store=where,
@@ -598,7 +598,7 @@ def open_zarr_array(
     if isinstance(node, zarr.Array):
         missing = codecs.missing_codec(node)
         if missing is not None:
-            raise _unknown_codec(location, path, *missing)
+            raise unknown_codec(location, path, *missing)
     if isinstance(node, zarr.Group):
         with format_warnings_ignored():  # opening each member warns again
             found = node.members(max_depth=None)
@@ -615,17 +615,13 @@ def open_zarr_array(
     return node
 
 
-def _named_codec(e: BaseException) -> str:
-    """The codec an ``UnknownCodecError`` names (its id, unquoted), or '' where its message
-    names none."""
-    found = re.findall(r"'+([^']+)'+", str(e))
-    return found[-1] if found else ""
-
-
-def _unknown_codec(location: Location, path: str, name: str, reason: str) -> InputError:
-    """The refusal of an array whose metadata names a codec with no implementation here: one
-    line naming the metadata document (v3's ``zarr.json``, else v2's ``.zarray``), the codec
-    and the package to install. InputError, fields ``store`` (the document), ``array``,
+def unknown_codec(
+    location: Location, path: str, name: str, reason: str, where: str = ""
+) -> InputError:
+    """The refusal of an array whose metadata names a codec with no implementation here
+    (``where``: in the process that met it, '' for this one, or ``'the workers'``): one line
+    naming the metadata document (v3's ``zarr.json``, else v2's ``.zarray``), the codec and
+    the package to install. InputError, fields ``store`` (the document), ``array``,
     ``status`` 'unreadable', ``codec``, ``reason``, ``fix``. It had been ``cannot open ...:
     UnknownCodecError`` (v2), or, for a v3 ``numcodecs.*`` codec whose package is missing
     (``numcodecs.pcodec``, ``numcodecs.zfpy``), which zarr-python opens, every chunk called
@@ -634,9 +630,16 @@ def _unknown_codec(location: Location, path: str, name: str, reason: str) -> Inp
     key = key_under(path, "zarr.json" if v3 else ".zarray")
     fix = codecs.unknown_codec_fix(name)
     codec = f"the codec {name!r}" if name else "a codec"
+    here = f"in {where}" if where else "here"
+    also = (
+        " (a codec registered in this process alone, by numcodecs.register_codec, is not "
+        "registered in them)"
+        if where
+        else ""
+    )
     return InputError(
-        f"{location.said(key)} names {codec}, which has no implementation here ({reason}): "
-        f"{fix}, or rewrite the array with a codec this Python decodes",
+        f"{location.said(key)} names {codec}, which has no implementation {here} ({reason}): "
+        f"{fix}{also}, or rewrite the array with a codec this Python decodes",
         store=location.join(key),
         array=path,
         status="unreadable",

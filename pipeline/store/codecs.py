@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -130,7 +131,8 @@ class ChunkFormat:
     def decode_into(self, raw: Any, dest: np.ndarray) -> None:
         """Decode one stored chunk's bytes into ``dest`` (the chunk's shape and
         :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
-        exactly the chunk."""
+        exactly the chunk, and numcodecs' ``UnknownCodecError`` as it is where a codec of the
+        chain has no implementation in this process (:func:`is_unknown_codec`)."""
         try:
             if self._fast_into(raw, dest):
                 return
@@ -138,6 +140,8 @@ class ChunkFormat:
         except Damaged:
             raise
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if is_unknown_codec(e):
+                raise  # no implementation here: no bytes are damaged (the caller says so)
             raise Damaged(cause(e), "codec") from None
 
     def decode(self, raw: Any) -> np.ndarray:
@@ -616,6 +620,13 @@ def is_unknown_codec(e: BaseException) -> bool:
     (numcodecs' or zarr's ``UnknownCodecError``): the package that provides it is not
     installed, which no chunk's bytes cause."""
     return type(e).__name__ == "UnknownCodecError"
+
+
+def named_codec(e: BaseException) -> str:
+    """The codec an ``UnknownCodecError`` names (its id, unquoted), or '' where its message
+    names none."""
+    found = re.findall(r"'+([^']+)'+", str(e))
+    return found[-1] if found else ""
 
 
 def missing_codec(arr: Any) -> tuple[str, str] | None:
