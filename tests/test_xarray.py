@@ -2363,6 +2363,45 @@ def test_a_consolidated_group_zarr_cannot_read_is_refused_not_run_as_an_array_al
     assert out.attrs["units"] == "K"
 
 
+@pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
+def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_fill_value(
+    tmp_path: Path, consolidated: bool
+) -> None:
+    """A v3 Dataset whose coordinate ``lon`` is stored with ``numcodecs.pcodec``, where pcodec
+    is not installed: zarr-python opens it and fails as it decodes, so ``xr.open_zarr`` fails
+    on the input. The refusal had blamed the coordinate's ``_FillValue`` ("correct _FillValue
+    in the input"); it names lon's zarr.json, the codec and `pip install pcodec`, with
+    ``output.array: ''``, which runs."""
+    import importlib.util
+
+    if importlib.util.find_spec("pcodec") is not None:
+        pytest.skip("pcodec is installed here: the codec has an implementation")
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3)
+    pcodec = [{"name": "numcodecs.pcodec", "configuration": {"level": 8}}]
+    doc = json.loads((src / "lon" / "zarr.json").read_text())
+    doc["codecs"] = pcodec
+    (src / "lon" / "zarr.json").write_text(json.dumps(doc))
+    root = json.loads((src / "zarr.json").read_text())
+    if consolidated:
+        root["consolidated_metadata"]["metadata"]["lon"]["codecs"] = pcodec
+    else:
+        root.pop("consolidated_metadata", None)
+    (src / "zarr.json").write_text(json.dumps(root))
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    line = str(e)
+    assert (e.store, e.codec) == (str(src / "lon" / "zarr.json"), "numcodecs.pcodec"), e
+    assert line.startswith(f"{src / 'lon' / 'zarr.json'} names the codec 'numcodecs.pcodec'")
+    assert "`pip install pcodec`" in line and "output.array: ''" in line, line
+    assert "_FillValue" not in line and len(line.splitlines()) == 1, line
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+
+
 def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
     """A 360-day calendar, which xarray decodes with cftime only: without cftime refused,
     naming it as the fix; with it, the coordinate comes out as xarray opens it."""

@@ -26,7 +26,7 @@ from pipeline.ops.cf import (
     v3_fill_value,
 )
 from pipeline.planning.memory import bytes_text
-from pipeline.store import arrays, datasets
+from pipeline.store import arrays, codecs, datasets
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
@@ -301,6 +301,26 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
     )
 
 
+def _refuse_missing_codec(loc: Location, store: Any, variable: Variable, coord: str) -> None:
+    """Refuse the coordinate ``coord`` of ``variable`` (one xarray failed on) where a codec of
+    its chain has no implementation here (a ``numcodecs.pcodec`` without pcodec, which
+    zarr-python opens, failing only as it decodes), in the one line of
+    :func:`pipeline.store.arrays.unknown_codec`, with ``output.array: ''`` as a fix too. It had
+    been blamed on the coordinate's ``_FillValue`` ("correct _FillValue in the input")."""
+    import zarr
+
+    path = f"{variable.group}/{coord}" if variable.group else coord
+    try:
+        with arrays.format_warnings_ignored():
+            arr = zarr.open_array(store=store, path=path, mode="r")
+    except Exception:  # unreadable otherwise: the caller says why
+        return
+    missing = codecs.missing_codec(arr)
+    if missing is not None:
+        alone = "set output.array: '' to write the variable alone, without its coordinates"
+        raise arrays.unknown_codec(loc, path, *missing, other=alone)
+
+
 def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     """Refuse, at plan time, a Dataset whose coordinates xarray cannot read, decode and write
     as ``create`` will (:func:`pipeline.store.datasets.frame_failure`: the frame written into
@@ -317,6 +337,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         return
     coord, reason = failed
     group = loc.join(variable.group) if variable.group else loc.url
+    if coord:
+        _refuse_missing_codec(loc, store, variable, coord)
     if not coord:
         raise InputError(
             f"xarray cannot read and write the coordinates of the input Dataset {group} "

@@ -616,10 +616,11 @@ def open_zarr_array(
 
 
 def unknown_codec(
-    location: Location, path: str, name: str, reason: str, where: str = ""
+    location: Location, path: str, name: str, reason: str, where: str = "", other: str = ""
 ) -> InputError:
     """The refusal of an array whose metadata names a codec with no implementation here
-    (``where``: in the process that met it, '' for this one, or ``'the workers'``): one line
+    (``where``: in the process that met it, '' for this one, or ``'the workers'``; ``other``:
+    one more fix, in a line's words, as ``set output.array: '' ...`` for a coordinate): one line
     naming the metadata document (v3's ``zarr.json``, else v2's ``.zarray``), the codec and
     the package to install. InputError, fields ``store`` (the document), ``array``,
     ``status`` 'unreadable', ``codec``, ``reason``, ``fix``. It had been ``cannot open ...:
@@ -639,7 +640,8 @@ def unknown_codec(
     )
     return InputError(
         f"{location.said(key)} names {codec}, which has no implementation {here} ({reason}): "
-        f"{fix}{also}, or rewrite the array with a codec this Python decodes",
+        f"{fix}{also}, or rewrite the array with a codec this Python decodes"
+        + (f", or {other}" if other else ""),
         store=location.join(key),
         array=path,
         status="unreadable",
