@@ -575,6 +575,21 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        if not path and location.archive() is None:
+            kind = _plain_file_kind(location)
+            if kind is not None:
+                fix = (
+                    "convert it to Zarr first (in xarray: xr.open_dataset(FILE)"
+                    ".to_zarr(STORE)), or set input.store to the Zarr store's folder"
+                )
+                raise InputError(
+                    f"input store {location} is {kind}, not a Zarr store (a folder of keys "
+                    f"with its zarr.json or .zarray): {fix}",
+                    store=where,
+                    array=path,
+                    status="absent",
+                    reason=kind,
+                ) from None
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
             + _did_you_mean(location, path),
@@ -694,6 +709,32 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
         if kind == "damaged":  # found by helper-38: written under, and left as it was
             return here, "damaged"
     return None
+
+
+#: The first bytes of files people point ``input.store`` at that are no Zarr store, and what
+#: each is, in a line's words.
+_FILE_MAGIC = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (netCDF-4)"),
+    (b"CDF\x01", "a netCDF classic file"),
+    (b"CDF\x02", "a netCDF 64-bit offset file"),
+    (b"CDF\x05", "a netCDF 64-bit data file"),
+    (b"GRIB", "a GRIB file"),
+)
+
+
+def _plain_file_kind(location: Location) -> str | None:
+    """What the store ``location`` is where it is one plain local file, not a folder (an HDF5
+    or netCDF file, by its first bytes; else 'a file'); None where it is no such file (a
+    folder, an object store's prefix, nothing)."""
+    root = location.local_root
+    if root is None or not location.is_local or not os.path.isfile(root):
+        return None
+    try:
+        with open(root, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "a file"
+    return next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
 
 
 def _members_under_dot(location: Location) -> bool:
