@@ -209,7 +209,8 @@ class InputError(PipelineError):
     stale, ``member`` (the array it describes otherwise) and ``differs`` (what: metadata
     fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
     ``dimension``, ``size`` and ``expected``; for a damaged NCZarr record of the array's
-    dimensions, ``file`` (its ``.zarray``).
+    dimensions, ``file`` (its ``.zarray``); for a codec with no implementation here,
+    ``codec`` (its name in the metadata), ``reason`` and ``fix``.
     """
 
 

@@ -37,7 +37,7 @@ from zarr.codecs import (
 )
 
 from pipeline.config import parse_config
-from pipeline.errors import ChunkError
+from pipeline.errors import ChunkError, InputError
 from pipeline.running.runner import RunOptions, run
 from pipeline.store.shards import PROBLEMS
 
@@ -789,6 +789,122 @@ def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) ->
     e = refused("run", cfg, "--progress", "none", "--overwrite")
     assert isinstance(e, ChunkError) and lines[0] == f"error: {e}"
     assert (e.store, e.key) == (str(tmp_path / "in.zarr"), "1.2")
+
+
+def _renamed_codec(fmt: int, name: str, package: str | None) -> Callable[[Path], None]:
+    """An array zarr-python wrote (zstd), whose metadata then names the codec ``name`` in its
+    place, as a store written where that codec's package is installed reads here, where it is
+    not (skipped where ``package`` is installed)."""
+
+    def write(path: Path) -> None:
+        import importlib.util
+
+        if package and importlib.util.find_spec(package) is not None:
+            pytest.skip(f"{package} is installed here: the codec has an implementation")
+        if fmt == 2:
+            zarr2(compressors=numcodecs.Zstd(level=1))(path)
+        else:
+            zarr3(compressors=ZstdCodec(level=1))(path)
+        doc_path = path / (".zarray" if fmt == 2 else "zarr.json")
+        doc = json.loads(doc_path.read_text())
+        if fmt == 2:
+            doc["compressor"] = {"id": name, "level": 8}
+        elif name in ("numcodecs.pcodec", "numcodecs.zfpy"):  # array-to-bytes: the chain
+            doc["codecs"] = [{"name": name, "configuration": {"level": 8}}]
+        else:
+            doc["codecs"][-1] = {"name": name, "configuration": {"level": 8}}
+        doc_path.write_text(json.dumps(doc))
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "fmt, name, package, fix",
+    [
+        (3, "numcodecs.pcodec", "pcodec", "`pip install pcodec`"),
+        (3, "numcodecs.zfpy", "zfpy", "`pip install zfpy`"),
+        (2, "pcodec", "pcodec", "`pip install pcodec`"),
+        (2, "imagecodecs_jpeg2k", None, "install the package that provides it"),
+        (3, "imagecodecs_jpeg2k", None, "install the package that provides it"),
+    ],
+)
+def test_a_codec_not_installed_is_refused_before_anything_is_written(
+    tmp_path: Path, cli, fmt: int, name: str, package: str | None, fix: str
+) -> None:
+    """An input whose metadata names a codec with no implementation here (numcodecs' optional
+    pcodec and zfpy without their packages, an imagecodecs codec): one line naming the
+    metadata document, the codec and what to install, from plan and run, nothing written. A
+    v3 ``numcodecs.*`` codec zarr-python opens, failing only as it decodes: the run had made
+    the output, then called every chunk damaged and told to restore or delete it (deleted, it
+    reads as the fill value); the others were "cannot open ...: UnknownCodecError", no fix."""
+    from tests.conftest import write_config
+    from tests.faultkit import refused
+
+    src = tmp_path / "in.zarr"
+    _renamed_codec(fmt, name, package)(src)
+    document = src / (".zarray" if fmt == 2 else "zarr.json")
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(f"error: {document} names the codec {name!r}"), lines[0]
+        assert fix in lines[0] and "damaged" not in lines[0], lines[0]
+    e = refused("run", cfg)
+    assert isinstance(e, InputError), e
+    assert (e.store, e.codec, e.status) == (str(document), name, "unreadable")
+    assert not (tmp_path / "out.zarr").exists()
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
+class XorCodec(numcodecs.abc.Codec):
+    """A codec of the test's own (each byte XOR 0x5A), registered in the test's process only,
+    as a notebook registers one (``numcodecs.register_codec``): the workers do not have it."""
+
+    codec_id = "pipeline_test_xor"
+
+    def encode(self, buf: Any) -> bytes:
+        return (np.frombuffer(bytes(buf), np.uint8) ^ 0x5A).tobytes()
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        data = (np.frombuffer(bytes(buf), np.uint8) ^ 0x5A).tobytes()
+        return numcodecs.compat.ndarray_copy(data, out) if out is not None else data
+
+
+def test_a_codec_the_workers_lack_is_said_so_not_called_damage(
+    tmp_path: Path, backend_client
+) -> None:
+    """A codec this process has (registered here alone) and the cluster's worker processes do
+    not: the plan passes, each worker fails to decode. It had come back as the bare
+    UnknownCodecError with the worker's traceback, or, where a chunk decodes into its place,
+    been called a damaged chunk, with the fix to restore or delete it (deleted, it reads as
+    the fill value). One InputError naming the .zarray, the codec and that the workers lack
+    it; the input untouched."""
+    numcodecs.register_codec(XorCodec)
+    try:
+        src = tmp_path / "in.zarr"
+        zarr2(compressors=XorCodec())(src)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = zarr.open_array(str(src), mode="r")[...]
+        assert same_bits(x, values("float32"))  # zarr-python reads it here
+        before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+        with pytest.raises(InputError) as info:
+            _run(tmp_path, backend_client)
+        e = info.value
+        assert (e.store, e.status, e.codec) == (
+            str(src / ".zarray"),
+            "unreadable",
+            "pipeline_test_xor",
+        ), e
+        line = str(e)
+        assert len(line.splitlines()) == 1 and "damaged" not in line, line
+        assert "no implementation in the workers" in line and "register_codec" in line, line
+        assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+    finally:
+        numcodecs.registry.codec_registry.pop(XorCodec.codec_id, None)
 
 
 def test_missing_chunks_are_not_damage(tmp_path: Path, backend_client) -> None:

@@ -110,6 +110,22 @@ def _group_input_asking(array: str) -> Any:
     return make
 
 
+def _file_input(name: str, content: bytes) -> Callable[[Path], Path]:
+    """A config whose input.store is the plain file ``name`` holding ``content``: what people
+    point it at that is no Zarr store (a netCDF file, a text file)."""
+
+    def make(tmp: Path) -> Path:
+        (tmp / name).write_bytes(content)
+        return write_config(tmp, tmp / name, tmp / "out.zarr")
+
+    return make
+
+
+#: An empty netCDF classic file, by the format's spec: the magic number and version, no
+#: records, and absent dimension, attribute and variable lists.
+NETCDF_CLASSIC = b"CDF\x01" + bytes(4) + bytes(8) * 3
+
+
 def _dtype_input(kind: str) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         if kind == "bool":
@@ -262,6 +278,18 @@ CASES: dict[str, Case] = {
         InputError,
         {"store": _in("nowhere.zarr"), "status": "absent"},
         ["does not exist: fix input.store"],
+    ),
+    "input-store-a-netcdf-file": Case(  # had been "no Zarr array at ...; check input.array"
+        _file_input("air.nc", NETCDF_CLASSIC),
+        InputError,
+        {"store": _in("air.nc"), "status": "absent", "reason": "a netCDF classic file"},
+        ["is a netCDF classic file, not a Zarr store", "xr.open_dataset(FILE).to_zarr(STORE)"],
+    ),
+    "input-store-a-plain-file": Case(
+        _file_input("notes.txt", b"not a store"),
+        InputError,
+        {"store": _in("notes.txt"), "status": "absent", "reason": "a file"},
+        ["is a file, not a Zarr store", "set input.store to the Zarr store's folder"],
     ),
     "missing-generated-input-store": Case(  # generate named only where the config describes it
         lambda tmp: write_config(

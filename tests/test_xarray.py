@@ -2804,6 +2804,113 @@ def test_a_coordinate_xarray_cannot_decode_is_refused_in_the_plan(
     assert zarr.open_array(str(tmp_path / "out.zarr"), mode="r").shape == (len(values),) * 2
 
 
+#: Metadata of a Dataset's member that zarr-python cannot read, as a real store has it: a
+#: codec of a package not installed here (imagecodecs'), a data type it does not know.
+UNREADABLE_MEMBER = {
+    "codec": (
+        lambda m: m.update(compressor={"id": "imagecodecs_jpeg2k", "level": 80}),
+        lambda m: m["codecs"].append({"name": "imagecodecs_jpeg2k", "configuration": {}}),
+    ),
+    "data-type": (
+        lambda m: m.update(dtype="<x9"),
+        lambda m: m.update(data_type="r24"),
+    ),
+}
+
+
+def _unreadable_member(src: Path, zarr_format: int, member: str, case: str) -> None:
+    """Make the metadata of ``member`` of the Dataset at ``src`` one zarr-python cannot read,
+    in its own document and in the group's consolidated copy alike."""
+    edit = UNREADABLE_MEMBER[case][zarr_format - 2]
+    own = src / member / (".zarray" if zarr_format == 2 else "zarr.json")
+    doc = json.loads(own.read_text())
+    edit(doc)
+    own.write_text(json.dumps(doc))
+    copy = src / (".zmetadata" if zarr_format == 2 else "zarr.json")
+    doc = json.loads(copy.read_text())
+    if zarr_format == 2:
+        edit(doc["metadata"][f"{member}/.zarray"])
+    else:
+        edit(doc["consolidated_metadata"]["metadata"][member])
+    copy.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("member", ["lon", "p"], ids=["coordinate", "other-variable"])
+@pytest.mark.parametrize("case", list(UNREADABLE_MEMBER))
+def test_a_consolidated_group_zarr_cannot_read_is_refused_not_run_as_an_array_alone(
+    tmp_path: Path, zarr_format: int, member: str, case: str
+) -> None:
+    """A Dataset whose consolidated copy holds a member that zarr-python cannot read (a
+    codec of a package not installed, a data type it does not know): ``xr.open_zarr`` of the
+    input fails. The group failing to open had been taken for no group at all: the variable
+    run as an array alone, written at the output store's root without its coordinates, the
+    run saying nothing (the same group unconsolidated was refused, in the plan's trial
+    write). Refused in one line naming the group, zarr's reason and the fix, nothing
+    written; the variable alone (``output.array: ''``) runs, bit for bit."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    _unreadable_member(src, zarr_format, member, case)
+    with warnings.catch_warnings():  # what xarray does with it
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception):  # noqa: B017  (zarr's own, varied, errors)
+            xr.open_zarr(str(src))
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(InputError) as info:
+            call(config(tmp_path))
+        e = info.value
+        assert (e.variable, e.coordinate, e.fix) == (str(src), "", "output.array: ''")
+        assert len(str(e).splitlines()) == 1 and str(src) in str(e), e
+        assert "output.array: ''" in str(e) and e.reason in str(e), e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+    t = zarr.open_array(str(src), path="t", mode="r")[...]
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert same_bits(out[...], ((t * 5) ** 2) * 2)
+    assert out.attrs["units"] == "K"
+
+
+@pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
+def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_fill_value(
+    tmp_path: Path, consolidated: bool
+) -> None:
+    """A v3 Dataset whose coordinate ``lon`` is stored with ``numcodecs.pcodec``, where pcodec
+    is not installed: zarr-python opens it and fails as it decodes, so ``xr.open_zarr`` fails
+    on the input. The refusal had blamed the coordinate's ``_FillValue`` ("correct _FillValue
+    in the input"); it names lon's zarr.json, the codec and `pip install pcodec`, with
+    ``output.array: ''``, which runs."""
+    import importlib.util
+
+    if importlib.util.find_spec("pcodec") is not None:
+        pytest.skip("pcodec is installed here: the codec has an implementation")
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3)
+    pcodec = [{"name": "numcodecs.pcodec", "configuration": {"level": 8}}]
+    doc = json.loads((src / "lon" / "zarr.json").read_text())
+    doc["codecs"] = pcodec
+    (src / "lon" / "zarr.json").write_text(json.dumps(doc))
+    root = json.loads((src / "zarr.json").read_text())
+    if consolidated:
+        root["consolidated_metadata"]["metadata"]["lon"]["codecs"] = pcodec
+    else:
+        root.pop("consolidated_metadata", None)
+    (src / "zarr.json").write_text(json.dumps(root))
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    line = str(e)
+    assert (e.store, e.codec) == (str(src / "lon" / "zarr.json"), "numcodecs.pcodec"), e
+    assert line.startswith(f"{src / 'lon' / 'zarr.json'} names the codec 'numcodecs.pcodec'")
+    assert "`pip install pcodec`" in line and "output.array: ''" in line, line
+    assert "_FillValue" not in line and len(line.splitlines()) == 1, line
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+
+
 def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
     """A 360-day calendar, which xarray decodes with cftime only: without cftime refused,
     naming it as the fix; with it, the coordinate comes out as xarray opens it."""

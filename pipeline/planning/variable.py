@@ -26,7 +26,7 @@ from pipeline.ops.cf import (
     v3_fill_value,
 )
 from pipeline.planning.memory import bytes_text
-from pipeline.store import arrays, datasets, references
+from pipeline.store import arrays, codecs, datasets, references
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
@@ -127,6 +127,8 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is not None and variable.unreadable:
+        variable = _unreadable_group(loc, variable, output_path)
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
@@ -157,6 +159,30 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _unreadable_group(loc: Location, variable: Variable, output_path: str) -> Variable:
+    """A variable whose group Zarr finds but cannot open (``variable.unreadable`` says why: a
+    member's codec, in the group's consolidated copy, that no installed package provides):
+    refused where the output is a Dataset (``output_path`` not ''), as the run of one whose
+    coordinates xarray cannot read is (:func:`_check_frame_reads`), since ``xr.open_zarr``
+    fails on the group; the variable alone where ``output.array: ''`` asks for it. It had been
+    run as an array alone, written at the output store's root, without its coordinates and
+    saying nothing. InputError, fields ``variable`` (the group), ``coordinate`` (''),
+    ``attributes`` ([]), ``reason``, ``fix``."""
+    if not output_path:
+        return Variable(group="", name="", dims=variable.dims, attrs=variable.attrs)
+    group = loc.join(variable.group) if variable.group else loc.url
+    raise InputError(
+        f"xarray cannot read and write the coordinates of the input Dataset {group} "
+        f"({variable.unreadable}): set output.array: '' to write the variable alone, "
+        "without them",
+        variable=group,
+        coordinate="",
+        attributes=[],
+        reason=variable.unreadable,
+        fix="output.array: ''",
     )
 
 
@@ -275,6 +301,26 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
     )
 
 
+def _refuse_missing_codec(loc: Location, store: Any, variable: Variable, coord: str) -> None:
+    """Refuse the coordinate ``coord`` of ``variable`` (one xarray failed on) where a codec of
+    its chain has no implementation here (a ``numcodecs.pcodec`` without pcodec, which
+    zarr-python opens, failing only as it decodes), in the one line of
+    :func:`pipeline.store.arrays.unknown_codec`, with ``output.array: ''`` as a fix too. It had
+    been blamed on the coordinate's ``_FillValue`` ("correct _FillValue in the input")."""
+    import zarr
+
+    path = f"{variable.group}/{coord}" if variable.group else coord
+    try:
+        with arrays.format_warnings_ignored():
+            arr = zarr.open_array(store=store, path=path, mode="r")
+    except Exception:  # unreadable otherwise: the caller says why
+        return
+    missing = codecs.missing_codec(arr)
+    if missing is not None:
+        alone = "set output.array: '' to write the variable alone, without its coordinates"
+        raise arrays.unknown_codec(loc, path, *missing, other=alone)
+
+
 def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
     """Refuse, at plan time, a Dataset whose coordinates xarray cannot read, decode and write
     as ``create`` will (:func:`pipeline.store.datasets.frame_failure`: the frame written into
@@ -291,6 +337,8 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         return
     coord, reason = failed
     group = loc.join(variable.group) if variable.group else loc.url
+    if coord:
+        _refuse_missing_codec(loc, store, variable, coord)
     if not coord:
         damaged = arrays.unreadable_dimension_names(
             loc, variable.group, (variable.name, *variable.coords)

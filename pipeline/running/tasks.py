@@ -24,7 +24,7 @@ from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, cause, one_lin
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.planning.variable import unheld_error
-from pipeline.store import codecs, grid, shards
+from pipeline.store import arrays, codecs, grid, shards
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.shards import EMPTY
@@ -99,7 +99,10 @@ def _unreadable_unit(
     """The ChunkError for a block zarr-python could not read: its first stored unit that
     zarr-python cannot read on its own (each is read once more, only on this failure path),
     or the block's region where every unit reads alone; the InputError of
-    :func:`unreadable` where the store would not give a unit's bytes (not damage)."""
+    :func:`unreadable` where the store would not give a unit's bytes, and of
+    :func:`codec_missing_here` where a codec has no implementation here (not damage)."""
+    if codecs.is_unknown_codec(error):  # no bytes are damaged: the codec is missing here
+        return codec_missing_here(info, error)
     reason = cause(error)
     z = _zarr_array(info)
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
@@ -109,6 +112,8 @@ def _unreadable_unit(
             failure = storage_failure(e)
             if failure is not None:
                 return unreadable(info, info.key(unit), failure)
+            if codecs.is_unknown_codec(e):
+                return codec_missing_here(info, e)
             return damaged(info, info.key(unit), cause(e), "codec")
     region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
@@ -158,6 +163,19 @@ def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
         key=key,
         reason=reason,
         problem=problem,
+    )
+
+
+def codec_missing_here(info: ArrayInfo, e: BaseException) -> InputError:
+    """The one line for a codec of the input's chain that this worker's process has no
+    implementation of (``e``: numcodecs' ``UnknownCodecError``), though the plan's process
+    had one: a codec registered in that process alone (``numcodecs.register_codec`` in a
+    notebook), or a package its workers lack. It had been called a damaged chunk, with the fix
+    to restore or delete it (a deleted chunk reads as the fill value), or come back as the bare
+    UnknownCodecError with the worker's traceback. InputError, fields ``store`` (the metadata
+    document), ``array``, ``status`` 'unreadable', ``codec``, ``reason``, ``fix``."""
+    return arrays.unknown_codec(
+        info.location, info.path, codecs.named_codec(e), cause(e), where="the workers"
     )
 
 
@@ -337,6 +355,7 @@ def _decode_unit_on_host(
             raise damaged(info, key, str(e), e.problem) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
         unit_origin = [i * u for i, u in zip(unit_index, info.unit, strict=True)]
+        missing: InputError | None = None
         for c, chunk_index in enumerate(grid.iter_indices(info.chunks_per_unit)):
             start = [
                 o + i * n for o, i, n in zip(unit_origin, chunk_index, info.chunk, strict=True)
@@ -363,6 +382,12 @@ def _decode_unit_on_host(
             except shards.Damaged as e:
                 where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
                 raise damaged(info, key, f"{e}{where}", e.problem) from None
+            except Exception as e:
+                if not codecs.is_unknown_codec(e):
+                    raise
+                missing = codec_missing_here(info, e)
+            if missing is not None:  # raised outside the handler: no unpicklable __context__
+                raise missing
 
 
 class _DecodeOnHost(Exception):

@@ -890,6 +890,21 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        if not path and location.archive() is None:
+            kind = _plain_file_kind(location)
+            if kind is not None:
+                fix = (
+                    "convert it to Zarr first (in xarray: xr.open_dataset(FILE)"
+                    ".to_zarr(STORE)), or set input.store to the Zarr store's folder"
+                )
+                raise InputError(
+                    f"input store {location} is {kind}, not a Zarr store (a folder of keys "
+                    f"with its zarr.json or .zarray): {fix}",
+                    store=where,
+                    array=path,
+                    status="absent",
+                    reason=kind,
+                ) from None
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
             + _did_you_mean(location, path),
@@ -901,6 +916,8 @@ def open_zarr_array(
         failure = storage_failure(e)  # the store's answer (HTTP 403, 500), not the bytes'
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
+        if codecs.is_unknown_codec(e):
+            raise unknown_codec(location, path, codecs.named_codec(e), cause(e)) from None
         raise InputError(
             f"cannot open {location}/{path}: {cause(e)}",
             store=where,
@@ -908,6 +925,10 @@ def open_zarr_array(
             status="unreadable",
             reason=cause(e),
         ) from None
+    if isinstance(node, zarr.Array):
+        missing = codecs.missing_codec(node)
+        if missing is not None:
+            raise unknown_codec(location, path, *missing)
     if isinstance(node, zarr.Group):
         with format_warnings_ignored():  # opening each member warns again
             found = node.members(max_depth=None)
@@ -922,6 +943,42 @@ def open_zarr_array(
             arrays=members,
         )
     return node
+
+
+def unknown_codec(
+    location: Location, path: str, name: str, reason: str, where: str = "", other: str = ""
+) -> InputError:
+    """The refusal of an array whose metadata names a codec with no implementation here
+    (``where``: in the process that met it, '' for this one, or ``'the workers'``; ``other``:
+    one more fix, in a line's words, as ``set output.array: '' ...`` for a coordinate): one line
+    naming the metadata document (v3's ``zarr.json``, else v2's ``.zarray``), the codec and
+    the package to install. InputError, fields ``store`` (the document), ``array``,
+    ``status`` 'unreadable', ``codec``, ``reason``, ``fix``. It had been ``cannot open ...:
+    UnknownCodecError`` (v2), or, for a v3 ``numcodecs.*`` codec whose package is missing
+    (``numcodecs.pcodec``, ``numcodecs.zfpy``), which zarr-python opens, every chunk called
+    damaged after the output was made, with the fix to restore or delete it."""
+    v3 = location.exists(key_under(path, "zarr.json"))
+    key = key_under(path, "zarr.json" if v3 else ".zarray")
+    fix = codecs.unknown_codec_fix(name)
+    codec = f"the codec {name!r}" if name else "a codec"
+    here = f"in {where}" if where else "here"
+    also = (
+        " (a codec registered in this process alone, by numcodecs.register_codec, is not "
+        "registered in them)"
+        if where
+        else ""
+    )
+    return InputError(
+        f"{location.said(key)} names {codec}, which has no implementation {here} ({reason}): "
+        f"{fix}{also}, or rewrite the array with a codec this Python decodes"
+        + (f", or {other}" if other else ""),
+        store=location.join(key),
+        array=path,
+        status="unreadable",
+        codec=name,
+        reason=reason,
+        fix=fix,
+    )
 
 
 #: What :func:`node_in_the_way` finds, in words, and why nothing can be made under it.
@@ -967,6 +1024,32 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
         if kind == "damaged":  # found by helper-38: written under, and left as it was
             return here, "damaged"
     return None
+
+
+#: The first bytes of files people point ``input.store`` at that are no Zarr store, and what
+#: each is, in a line's words.
+_FILE_MAGIC = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (netCDF-4)"),
+    (b"CDF\x01", "a netCDF classic file"),
+    (b"CDF\x02", "a netCDF 64-bit offset file"),
+    (b"CDF\x05", "a netCDF 64-bit data file"),
+    (b"GRIB", "a GRIB file"),
+)
+
+
+def _plain_file_kind(location: Location) -> str | None:
+    """What the store ``location`` is where it is one plain local file, not a folder (an HDF5
+    or netCDF file, by its first bytes; else 'a file'); None where it is no such file (a
+    folder, an object store's prefix, nothing)."""
+    root = location.local_root
+    if root is None or not location.is_local or not os.path.isfile(root):
+        return None
+    try:
+        with open(root, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "a file"
+    return next((kind for magic, kind in _FILE_MAGIC if head.startswith(magic)), "a file")
 
 
 def _members_under_dot(location: Location) -> bool:

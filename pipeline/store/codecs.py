@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -130,7 +131,8 @@ class ChunkFormat:
     def decode_into(self, raw: Any, dest: np.ndarray) -> None:
         """Decode one stored chunk's bytes into ``dest`` (the chunk's shape and
         :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
-        exactly the chunk."""
+        exactly the chunk, and numcodecs' ``UnknownCodecError`` as it is where a codec of the
+        chain has no implementation in this process (:func:`is_unknown_codec`)."""
         try:
             if self._fast_into(raw, dest):
                 return
@@ -138,6 +140,8 @@ class ChunkFormat:
         except Damaged:
             raise
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if is_unknown_codec(e):
+                raise  # no implementation here: no bytes are damaged (the caller says so)
             raise Damaged(cause(e), "codec") from None
 
     def decode(self, raw: Any) -> np.ndarray:
@@ -604,6 +608,60 @@ def _known(configs: Sequence[dict[str, Any]]) -> bool:
 
 def _json(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
+
+
+#: The Python package that gives numcodecs a codec it registers only where the package is
+#: installed, by the codec's id (numcodecs' optional codecs).
+CODEC_PACKAGES = {"zfpy": "zfpy", "pcodec": "pcodec"}
+
+
+def is_unknown_codec(e: BaseException) -> bool:
+    """Whether ``e`` says that a codec the metadata names has no implementation here
+    (numcodecs' or zarr's ``UnknownCodecError``): the package that provides it is not
+    installed, which no chunk's bytes cause."""
+    return type(e).__name__ == "UnknownCodecError"
+
+
+def named_codec(e: BaseException) -> str:
+    """The codec an ``UnknownCodecError`` names (its id, unquoted), or '' where its message
+    names none."""
+    found = re.findall(r"'+([^']+)'+", str(e))
+    return found[-1] if found else ""
+
+
+def missing_codec(arr: Any) -> tuple[str, str] | None:
+    """The first codec of the opened Zarr v3 array ``arr``'s chain (sharding's inner and
+    index chains too) whose implementation is not installed here, as (its name in the
+    metadata, the cause: numcodecs' ``UnknownCodecError``); None where every codec has one.
+    zarr-python opens a v3 array that names a ``numcodecs.*`` codec whose package is missing
+    (``numcodecs.pcodec`` without pcodec, ``numcodecs.zfpy`` without zfpy) and fails only as
+    it decodes a chunk; a v2 array's codecs are made as it opens (it fails there)."""
+    import numcodecs
+
+    todo = list(getattr(arr.metadata, "codecs", ()))
+    while todo:
+        codec = todo.pop(0)
+        todo += [*getattr(codec, "codecs", ()), *getattr(codec, "index_codecs", ())]
+        config = getattr(codec, "codec_config", None)  # zarr's wrapper of a numcodecs codec
+        if not isinstance(config, dict):
+            continue
+        try:
+            numcodecs.get_codec(dict(config))
+        except Exception as e:
+            if is_unknown_codec(e):
+                return str(getattr(codec, "codec_name", config.get("id"))), cause(e)
+            raise
+    return None
+
+
+def unknown_codec_fix(name: str) -> str:
+    """What installs the codec ``name`` (as the metadata names it: ``numcodecs.pcodec``,
+    ``zfpy``, ``imagecodecs_jpeg2k``), in a line's words: numcodecs' optional codecs by their
+    package (:data:`CODEC_PACKAGES`), others in general."""
+    codec_id = name.removeprefix("numcodecs.")
+    package = CODEC_PACKAGES.get(codec_id)
+    how = f"`pip install {package}`" if package else "install the package that provides it"
+    return f"{how} where the pipeline and its workers run"
 
 
 def fill_bits(fill: Any, dtype: np.dtype) -> bytes:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import ListingError
+from pipeline.errors import ListingError, cause, storage_failure
 from pipeline.store.arrays import (
     enclosing_groups,
     format_warnings_ignored,
@@ -76,6 +76,11 @@ class Variable:
     """coordinates with a dimension of another size than the variable's (or an earlier
     coordinate's), which xarray refuses (one size per dimension in a Dataset): (coordinate,
     dimension, its size, the array that has the other size, that size)"""
+    unreadable: str = ""
+    """why Zarr cannot open the group that holds it, though the group is there (its metadata,
+    or a member's in its consolidated copy: a codec no installed package provides, a fill
+    value its dtype cannot hold, ...), as a line's cause; '' where it opens. Such a variable
+    has no ``coords``: ``xr.open_zarr`` fails on its group too"""
 
 
 @contextlib.contextmanager
@@ -242,6 +247,7 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
     with its group's coordinates; None for an array without dimension names."""
     import zarr
+    from zarr.errors import NodeNotFoundError
 
     attrs = {k: v for k, v in dict(arr.attrs).items() if k != "_ARRAY_DIMENSIONS"}
     path = path.strip("/")
@@ -258,10 +264,17 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     try:
         with _quiet():
             group = zarr.open_group(store=store, path=group_path or None, mode="r")
-    except Exception:  # e.g. no group metadata above the array: xarray cannot open it either
-        if None in dims:
-            return None  # no Dataset: an array alone keeps them as given
-        return Variable(group="", name="", dims=dims, attrs=attrs)
+    except Exception as e:
+        if isinstance(e, NodeNotFoundError | FileNotFoundError | KeyError) or storage_failure(e):
+            # no group metadata above the array (xarray cannot open it either), or a store
+            # that will not give it: the array alone, its names as given (a null one too)
+            if None in dims:
+                return None
+            return Variable(group="", name="", dims=dims, attrs=attrs)
+        # a group that is there but that Zarr cannot read (a member's codec, in its
+        # consolidated copy, that no installed package provides): a Dataset xarray cannot
+        # open, which had been run silently as the array alone, written at the output's root
+        return Variable(group=group_path, name=name, dims=dims, attrs=attrs, unreadable=cause(e))
     listed = listed_elsewhere(
         store, group_path, name, dims, attrs, listings(store, group, group_path)
     )
