@@ -674,6 +674,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.files_differ is not None:
+        print(
+            f"error: the output was damaged since the run ({res.files_differ}), whether or "
+            "not a compared block shows it; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+            file=sys.stderr,
+        )
+        return 1
     if res.metadata_differs:
         more = len(res.metadata_differs) - 1
         print(

@@ -185,6 +185,41 @@ def test_generate_run_verify_on_s3(tmp_path, cli, bucket) -> None:
     assert np.array_equal(y[...], reference(x))
 
 
+def test_a_complete_s3_output_missing_a_shard_object_fails_verify(tmp_path, cli, bucket) -> None:
+    """A shard object of a complete output on S3 deleted since the run (read as the fill
+    value): a verify that compared only another block had passed it, and `run --resume` had
+    said "nothing to do". The output's record of its objects' keys and sizes, against one
+    listing, fails it; `run --overwrite` writes it again."""
+    import s3fs
+
+    url, options = bucket
+    x = np.random.default_rng(4).standard_normal((16, 9)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 9))
+    out = f"{url}/damaged.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": out, "storage_options": options, "chunks": [4, 9], "shards": [8, 9]},
+        chunking={"block": [8, 9]},
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    # verify --samples 1 (seed 0) compares block [1, 0]: the shard of block [0, 0] goes
+    s3fs.S3FileSystem(skip_instance_cache=True, **options).rm(f"{out[5:]}/c/0/0")
+    rc, text, err = cli("verify", cfg, "--samples", "1")
+    assert rc == 1 and "mismatched     0" in text, err
+    assert "1 of its 2 shard files gone (first: c/0/0)" in err, err
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 1 and "it is not what the run wrote" in err, err
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    y = _zarr_s3(out, options)[...]
+    assert y.tobytes() == reference(x).tobytes()
+    rc, _, err = cli("verify", cfg, "--samples", "1")
+    assert rc == 0, err
+
+
 def test_s3_location_primitives(bucket) -> None:
     """What the run record relies on: exclusive create, and listings that see other
     processes' writes (no stale listing cache)."""

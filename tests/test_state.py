@@ -328,6 +328,63 @@ def test_a_complete_output_that_was_moved_is_still_complete(done: Done, cli) -> 
     assert plan_rows(out_text)["output now"] == "complete: `run --overwrite` replaces it"
 
 
+def _damage(out: Path, damage: str) -> str:
+    """Damage the first shard file (block [0, 0]) of the complete output ``out`` as another
+    program or a disk would: ``deleted`` (read as the fill value), ``cut short``, or
+    ``emptied``. The shard's key."""
+    a = out / "c" / "0" / "0"
+    if damage == "deleted":
+        a.unlink()
+    elif damage == "cut short":
+        a.write_bytes(a.read_bytes()[:-5])
+    else:  # as a full disk leaves a file
+        a.write_bytes(b"")
+    return "c/0/0"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short", "emptied"])
+def test_a_complete_output_whose_shard_file_was_damaged_is_not_verified_nor_done(
+    done: Done, cli, damage: str
+) -> None:
+    """A shard file of a complete output deleted (Zarr reads it as the fill value), cut
+    short, or emptied since the run: a sampled `verify` that did not sample
+    its block had passed it (exit 0, "mismatched 0"), and `run --resume` had said "nothing
+    to do", trusting the record. The output records its files' keys and sizes when it is
+    complete; verify fails it whatever it samples, `run --resume`, `run` and `plan` name it
+    and `run --overwrite`, which writes it again, NumPy's to the bit."""
+    out = done.dir / f"damaged-{damage.replace(' ', '-')}.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with(f"damaged-{damage.replace(' ', '-')}.yaml", output={"store": str(out)})
+    key = _damage(out, damage)
+    # the one block verify samples with --samples 1 (seed 0) is the other, [1, 0]
+    rc, text, err = cli("verify", cfg, "--samples", "1")
+    assert rc == 1, err
+    assert "mismatched     0" in text
+    line = one_line_error(err)
+    assert line.startswith("error: the output was damaged since the run (")
+    assert line.endswith("`run --overwrite` writes it again"), line
+    if damage == "deleted":
+        assert f"1 of its 2 shard files gone (first: {key})" in line
+    else:
+        assert "shard files' sizes differ from those the run wrote" in line
+    before = file_states(out)
+    for flags in (("--resume",), ()):
+        line, e = refused(cli, OutputError, "run", cfg, *flags)
+        assert "is complete, but it is not what the run wrote" in line, line
+        assert "`run --overwrite` writes it again" in line
+        assert e.changed == ["chunks"]
+    assert file_states(out) == before  # refused: nothing written
+    rc, text, err = cli("plan", cfg)
+    assert "not what the run wrote" in plan_rows(text)["output now"]
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    got = read_array(out)
+    assert got.view(np.uint32).tobytes() == reference(done.x).view(np.uint32).tobytes()
+    rc, _, err = cli("verify", cfg, "--samples", "1")
+    assert rc == 0, err
+    shutil.rmtree(out)
+
+
 def _without_identity(meta: dict[str, Any]) -> None:
     del meta["identity"]  # what versions before the identity was recorded wrote
 

@@ -83,6 +83,12 @@ class VerifyResult:
     in a few words: its own attributes, dimension names or fill value against what the input
     and the config make, and each consolidated copy above it against the own metadata of what
     it lists (:func:`pipeline.store.datasets.consolidated_differences`)"""
+    files_differ: str | None = None
+    """the output's unit files (shard files, or chunk files) are not those its run wrote, in
+    a few words (:func:`pipeline.store.arrays.units_differ`: a file gone, which reads as the
+    fill value, or files of other sizes): judged from one listing of the output against what
+    its complete record says the run wrote, so a damaged block fails however few blocks were
+    compared; None where they are those, or the record says nothing of them"""
     consolidated_stale: tuple[str, ...] = ()
     """each consolidated copy above the output (its store's groups', and those of groups
     enclosing the store) that disagrees with what its group holds now, in a few words
@@ -131,6 +137,7 @@ class VerifyResult:
             and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
+            and self.files_differ is None
             and not self.consolidated_stale
             and not self.consolidated_missing
             and (self.input_unchecked is None or self.checked == self.total)
@@ -281,6 +288,9 @@ def verify(
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
         metadata_differs=_metadata_differs(dst, kept),
+        files_differ=arrays.units_differ(
+            loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
+        ),
         consolidated_stale=tuple(said for said, _ in stale),
         consolidate_calls=tuple(
             dict.fromkeys(

@@ -890,6 +890,8 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     input's (:func:`pipeline.store.datasets.coordinates_differ`: values, dimensions,
     attributes, or the coordinate gone). With ``whole`` (a complete output, which nothing
     rewrites), also 'layout', another shape, dtype, chunks or shards than the plan's, and in
+    'chunks', its unit files gone or of other sizes than the run recorded of them
+    (:func:`pipeline.store.arrays.units_differ`: a file deleted reads as the fill value), and in
     'metadata' its consolidated copies that disagree with what they list
     (:func:`pipeline.store.datasets.copies_differ`), which a resume writes again, are part
     'consolidated': not the output's fault; ``run --resume`` of a complete output writes them
@@ -923,6 +925,10 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
     own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
     if own:
         found.append(("metadata", "; ".join(own)))
+    if now is not None and not any(part == "layout" for part, _ in found):  # its grid's files
+        files = arrays.units_differ(o.location, o.path, arr, recorded_run(plan).get("stored"))
+        if files is not None:
+            found.append(("chunks", files))
     if now is not None:
         for said, _ in datasets.copies_differ(o.location, o.path.strip("/"), members):
             found.append(("consolidated", said))
@@ -1640,7 +1646,10 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
         **{k: whole.get(k, 0) for k in NONFINITE},
         "seconds": round(compute_seconds, 3),
     }
-    done: dict[str, Any] = {"finished": _now(), "summary": summary}
+    # what its files are (one listing): a complete output whose chunk is deleted or cut short
+    # since reads as the fill value or fails, which only a sampled verify would have seen
+    stored = arrays.stored_units(o.location, o.path, arrays.open_zarr_array(o.location, o.path))
+    done: dict[str, Any] = {"finished": _now(), "summary": summary, "stored": stored}
     carried_attrs = recorded_run(plan).get("group_attributes")
     if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
         done["group_attributes"] = carried_attrs

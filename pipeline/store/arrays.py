@@ -1521,3 +1521,76 @@ def check_finished(location: Location, path: str, described: bool) -> None:
             status="incomplete",
             made_by="run",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# What an output's stored units are, by their files' sizes.
+
+
+def _unit_keys(arr: Any) -> list[str]:
+    """Every key of the unit grid of the Zarr v3 array ``arr`` (its shards, or chunks where it
+    is unsharded), relative to the array, in the grid's order."""
+    unit = tuple(arr.shards or arr.chunks)
+    return [
+        arr.metadata.encode_chunk_key(index)
+        for index in grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit))
+    ]
+
+
+def _unit_sizes(location: Location, path: str, arr: Any) -> list[tuple[str, int | None]]:
+    """Each unit key of ``arr`` (:func:`_unit_keys`) with its file's size, None where no file
+    is there: one listing of the array's folder."""
+    base = path.strip("/")
+    sizes = location.file_sizes(base)
+    return [(key, sizes.get(f"{base}/{key}" if base else key)) for key in _unit_keys(arr)]
+
+
+def stored_units(location: Location, path: str, arr: Any) -> dict[str, Any]:
+    """What the Zarr v3 array ``arr`` at ``path`` stores now, by its units' files (its shard
+    files, or chunk files where it is unsharded), from one listing of its folder (no reads):
+    ``files`` (how many keys of its unit grid hold a file), ``bytes`` (their sizes' sum) and
+    ``digest`` (32 hex digits, of every key of the grid, relative to the array, with its
+    file's size or its absence). Two listings with one digest hold the same keys with files of
+    the same sizes; where the array is does not enter it (an output moved holds the same).
+    What a complete output records of the files its run wrote (:func:`units_differ` compares
+    with it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = size = 0
+    for key, n in _unit_sizes(location, path, arr):
+        h.update(f"{key}:{'-' if n is None else n}\n".encode())
+        if n is not None:
+            files, size = files + 1, size + n
+    return {"files": files, "bytes": size, "digest": h.hexdigest()[:32]}
+
+
+def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str | None:
+    """Whether the unit files of the array ``arr`` at ``path`` are not those its run wrote
+    (``recorded``: :func:`stored_units` then, the ``stored`` of a complete output's record),
+    in a few words: how many of them are gone and the first one's key, or that their sizes
+    differ (a file cut short, or another unit's put in its place). A file deleted reads as
+    the fill value and a damaged one fails, which a sampled ``verify`` and a resume that
+    trusted the record had passed. A file rewritten to its own size is not seen (``verify
+    --all`` compares every block). None where they are the same, or nothing is recorded (an
+    output written by a version that did not record its files)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("digest"), str):
+        return None
+    if stored_units(location, path, arr)["digest"] == recorded["digest"]:
+        return None
+    what = "shard files" if arr.shards else "chunk files"
+    found = _unit_sizes(location, path, arr)
+    gone = [key for key, n in found if n is None]
+    if gone:  # its key in the store, as a listing shows it
+        base = path.strip("/")
+        gone[0] = f"{base}/{gone[0]}" if base else gone[0]
+        return (
+            f"{len(gone)} of its {len(found)} {what} gone (first: {gone[0]}), read as the "
+            "fill value"
+        )
+    now = sum(n or 0 for _, n in found)
+    return (
+        f"its {what}' sizes differ from those the run wrote ({now} bytes in all now, "
+        f"{recorded.get('bytes', '?')} then: a file cut short or grown, or another unit's put "
+        "in its place)"
+    )
