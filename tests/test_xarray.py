@@ -4264,12 +4264,12 @@ def test_two_runs_writing_variables_into_one_s3_group_at_once_lose_nothing(
 ) -> None:
     """As the test above, on an S3 server: two runs at once (two processes), each writing
     its own variable (``t``, ``t2``) with --overwrite into one output group on S3 that holds
-    an earlier run's ``t0`` and 50 variables more. Without it, one run had failed on xarray's
-    ``ContainsArrayError`` (the other's coordinate ``x`` written meanwhile), or had found the
-    group's consolidated copy describing its variables not as they are. The group's lock (a lock object created
-    with a conditional PUT) holds there too: both finish, complete in their own metadata and
-    in the consolidated copy, the coordinates intact, ``verify`` passes for both, and no
-    lock object is left."""
+    an earlier run's ``t0`` and 50 variables more. The group's lock had held nothing on an
+    object store: one run had failed on xarray's ``ContainsArrayError`` (the other's
+    coordinate ``x`` written meanwhile), or had found the group's consolidated copy describing
+    its variables not as they are. Its lock object (created with a conditional PUT) holds
+    there: both finish, complete in their own metadata and in the consolidated copy, the
+    coordinates intact, ``verify`` passes for both, and no lock object is left."""
     import s3fs
     from zarr.storage import FsspecStore
 
@@ -4561,3 +4561,59 @@ def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
     with pytest.raises(InputError) as info:
         pipeline.run(config(tmp_path, input={"array": "time"}, output=times))
     assert "holds times" in str(info.value)
+
+
+def test_an_s3_group_s_lock_object_changes_no_listing_of_the_group(
+    tmp_path: Path, cli, bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """While a run holds the lock of an output group on S3 (its lock object in the group's
+    ``.pipeline`` folder), the group reads as it does without it: ``verify`` of its variable
+    passes, ``xr.open_zarr`` finds the same variables and coordinates (from the consolidated
+    copy, and from the listing of its members, where zarr-python skips the folder with a
+    warning), and a run writing another variable into it (--overwrite, as into any group
+    holding other outputs) waits for the lock and finishes."""
+    import threading
+
+    from pipeline.store.ledger import group_lock
+    from pipeline.store.location import Location
+
+    url, options = bucket
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(
+        tmp_path,
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+        cluster=_THREADS,
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert pipeline.run(cfg).status == "complete"
+
+    def opened(consolidated: bool) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = xr.open_zarr(f"{url}/out.zarr", storage_options=options, consolidated=consolidated)
+            return ds.load()
+
+    before = {c: opened(c) for c in (True, False)}
+    loc = Location.of(f"{url}/out.zarr", options)
+    second = dict(cfg, output={**cfg["output"], "array": "t2"})
+    done: list[str] = []
+    with group_lock(loc, ""):
+        assert loc.list(".pipeline") == ["group.lock"]
+        rc, out, err = cli("verify", path)
+        assert rc == 0, out + err
+        for c in (True, False):
+            assert opened(c).identical(before[c]), c
+        other = threading.Thread(
+            target=lambda: done.append(pipeline.run(second, overwrite=True).status)
+        )
+        other.start()
+        other.join(2)
+        assert done == []
+    other.join(240)
+    assert done == ["complete"]
+    assert ".pipeline" not in loc.list("")
+    got = opened(True)
+    assert same_bits(got["t2"].values, got["t"].values)
+    rc, out, err = cli("verify", path)
+    assert rc == 0, out + err
