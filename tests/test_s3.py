@@ -1332,3 +1332,28 @@ def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket
     assert "\n" not in line and "pid 1 on elsewhere" in line, line
     assert f"remove {lock} if that run is gone" in line, line
     assert loc.read("g/.pipeline/group.lock") == body
+
+
+def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None:
+    """A run holding a group's lock on S3 renews its lock object (its ``beat``) every
+    ``GROUP_LOCK_BEAT`` seconds (0.2 here), so that a long step (an overwritten output's
+    chunks deleted) is never taken for a stopped run's; the object is still its own, and
+    gone after."""
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_BEAT", 0.2)
+    with ledger.group_lock(loc, "g"):
+        first = _lock_object(loc, "g")
+        assert first is not None
+        beats = {first["beat"]}
+        for _ in range(100):
+            now = _lock_object(loc, "g")
+            assert now is not None and now["token"] == first["token"]
+            beats.add(now["beat"])
+            if len(beats) > 2:
+                break
+            time.sleep(0.1)
+        assert len(beats) > 2 and max(beats) > first["beat"]
+    assert loc.list("g") == []

@@ -702,7 +702,8 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
 
     Reads only: nothing is written before this has decided (and the lock is taken); under
     the group's lock (:func:`pipeline.store.ledger.group_lock`), so what another run writing
-    into the same group changes is read before or after, never half-written."""
+    into the same group changes is read before or after, never half-written (on an object
+    store that lock is an object, made and deleted, as :func:`check_writable`'s probe is)."""
     with group_lock(plan.output.location, output_group(plan)):
         return _decide_start(plan, overwrite, resume)
 
