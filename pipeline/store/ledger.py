@@ -446,15 +446,16 @@ def _take_group_lock(location: Location, group: str, key: str, wait: float) -> s
         if location.create_exclusive(key, json.dumps(mine).encode()):
             return token
         holder = _read_holder(location, key)
-        if holder is None:  # released meanwhile
-            continue
-        if _stale(holder):
+        if holder is None:  # released meanwhile: try again after a pause (never a busy loop)
+            holder = {}
+        elif _stale(holder):
             # delete it only if it is still the one found stale (another waiter may have
             # taken it over meanwhile), then race for it as for a free one
             if _read_holder(location, key) == holder:
                 log.warning("taking over %s, left by a stopped run", location.join(key))
                 location.delete(key)
-            continue
+            if time.monotonic() < deadline:  # (a store whose deletes fail gets its bound too)
+                continue
         if time.monotonic() >= deadline:
             raise _group_busy(location, group, key, holder, wait)
         time.sleep(pause)
