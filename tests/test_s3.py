@@ -1512,3 +1512,110 @@ def test_a_copy_removed_from_a_complete_output_on_s3_is_written_again_by_resume(
     assert sorted(got.variables) == ["v", "x"], got
     want = ((ds["v"].values * 5) ** 2) * 2
     assert got["v"].values.tobytes() == want.tobytes()
+
+
+def _lock_object(loc: Location, group: str) -> dict[str, Any] | None:
+    """The group's lock object, read (None where there is none)."""
+    raw = loc.read(f"{group}/.pipeline/group.lock")
+    return None if raw is None else json.loads(raw)
+
+
+def test_an_s3_group_lock_is_waited_for_and_leaves_nothing(bucket) -> None:
+    """The lock of an output group on S3 (``ledger.group_lock``) is a lock object,
+    ``<group>/.pipeline/group.lock``, made with a conditional PUT: it names its holder (pid,
+    host, since); the thread holding it takes it again; another thread of this process (a
+    second ``pipeline.run``) waits until the first lets it go, and the object is gone after.
+    It had held nothing on an object store: the second went in at once."""
+    import threading
+
+    from pipeline.store.ledger import group_lock
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    order: list[str] = []
+
+    def second() -> None:
+        with group_lock(loc, "g"):
+            order.append("second in")
+            assert _lock_object(loc, "g") is not None
+
+    with group_lock(loc, "g"):
+        held = _lock_object(loc, "g")
+        assert held is not None
+        assert (held["pid"], held["host"]) == (os.getpid(), socket.gethostname())
+        assert isinstance(held["since"], float)
+        with group_lock(loc, "g"):  # the same thread: taken again at once
+            order.append("again")
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(1.5)
+        assert other.is_alive()  # waiting
+        order.append("first out")
+    other.join(60)
+    assert order == ["again", "first out", "second in"]
+    assert loc.list("g") == [] and loc.list("") == []
+
+
+def test_a_stopped_run_s_s3_group_lock_is_taken_over_and_a_live_one_named(bucket) -> None:
+    """A group lock object left by a stopped run is taken over: one whose holder on this
+    host has ended, and one not renewed for longer than ``GROUP_LOCK_STALE`` (a run on
+    another host, killed); the taker's own object is gone after. One a live run holds
+    (renewed now, another host) is waited for, up to the wait's bound, then refused in one
+    line naming the object to remove; it is left as it was."""
+    from pipeline.store.ledger import GROUP_LOCK_STALE, group_lock
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    now = time.time()
+    for holder in (
+        {"pid": int(ended.stdout), "host": socket.gethostname(), "since": now, "beat": now},
+        {"pid": 1, "host": "elsewhere", "since": now - 3600, "beat": now - GROUP_LOCK_STALE - 5},
+    ):
+        loc.write("g/.pipeline/group.lock", [json.dumps(holder).encode()])
+        with group_lock(loc, "g", wait=30):
+            taken = _lock_object(loc, "g")
+            assert taken is not None and taken["pid"] == os.getpid(), holder
+        assert loc.list("g") == [], holder
+    live = {"pid": 1, "host": "elsewhere", "since": now - 5, "beat": time.time()}
+    body = json.dumps(live).encode()
+    loc.write("g/.pipeline/group.lock", [body])
+    with pytest.raises(OutputError) as info, group_lock(loc, "g", wait=1.0):
+        pass
+    e = info.value
+    lock = f"{url}/out.zarr/g/.pipeline/group.lock"
+    assert (e.lock, e.output, e.holder) == (lock, f"{url}/out.zarr/g", live)
+    line = str(e)
+    assert "\n" not in line and "pid 1 on elsewhere" in line, line
+    assert f"remove {lock} if that run is gone" in line, line
+    assert loc.read("g/.pipeline/group.lock") == body
+
+
+def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None:
+    """A run holding a group's lock on S3 renews its lock object (its ``beat``) every
+    ``GROUP_LOCK_BEAT`` seconds (0.2 here), so that a long step (an overwritten output's
+    chunks deleted) is never taken for a stopped run's; the object is still its own, and
+    gone after."""
+    from pipeline.store import ledger
+
+    url, options = bucket
+    loc = Location.of(f"{url}/out.zarr", options)
+    monkeypatch.setattr(ledger, "GROUP_LOCK_BEAT", 0.2)
+    with ledger.group_lock(loc, "g"):
+        first = _lock_object(loc, "g")
+        assert first is not None
+        beats = {first["beat"]}
+        for _ in range(100):
+            now = _lock_object(loc, "g")
+            assert now is not None and now["token"] == first["token"]
+            beats.add(now["beat"])
+            if len(beats) > 2:
+                break
+            time.sleep(0.1)
+        assert len(beats) > 2 and max(beats) > first["beat"]
+    assert loc.list("g") == []

@@ -4841,6 +4841,90 @@ def test_two_runs_writing_variables_into_one_group_at_once_lose_nothing(tmp_path
         assert same_bits(got["t"].values, got["t0"].values)
 
 
+def _s3_seeded_group(
+    tmp_path: Path, url: str, options: dict[str, Any], variables: int
+) -> tuple[Path, dict[str, Path]]:
+    """A local output group holding an earlier run's ``t0`` and ``variables`` float arrays
+    more (``tmp/seed.zarr``), put onto S3 under a fresh name by :func:`_put_seed`; the
+    configs (by variable name) of runs of ``t`` of ``tmp/in.zarr``, put onto S3 as
+    ``url/in.zarr``, into ``url/out.zarr``."""
+    import s3fs
+
+    write_dataset(tmp_path / "in.zarr", 3)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    fs.put(str(tmp_path / "in.zarr"), f"{url}/in.zarr", recursive=True)
+    seed = tmp_path / "seed.zarr"
+    assert pipeline.run(config(tmp_path, output={"store": str(seed), "array": "t0"})).status == (
+        "complete"
+    )
+    many = xr.Dataset({f"v{i}": ("x", np.zeros(COLS)) for i in range(variables)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many.to_zarr(str(seed), mode="a", consolidated=True)
+    configs = {}
+    for name in ("t", "t2"):
+        configs[name] = tmp_path / f"{name}.yaml"
+        cfg = config(
+            tmp_path,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options, "array": name},
+            cluster=_THREADS,
+        )
+        configs[name].write_text(yaml.safe_dump(cfg))
+    return seed, configs
+
+
+@pytest.mark.timeout(900)  # two rounds of two real runs on S3, on a loaded 2-core machine
+def test_two_runs_writing_variables_into_one_s3_group_at_once_lose_nothing(
+    tmp_path: Path, cli, bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """As the test above, on an S3 server: two runs at once (two processes), each writing
+    its own variable (``t``, ``t2``) with --overwrite into one output group on S3 that holds
+    an earlier run's ``t0`` and 50 variables more. The group's lock had held nothing on an
+    object store: one run had failed on xarray's ``ContainsArrayError`` (the other's
+    coordinate ``x`` written meanwhile), or had found the group's consolidated copy describing
+    its variables not as they are. Its lock object (created with a conditional PUT) holds
+    there: both finish, complete in their own metadata and in the consolidated copy, the
+    coordinates intact, ``verify`` passes for both, and no lock object is left."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    seed, configs = _s3_seeded_group(tmp_path, url, options, 50)
+    want = open_dataset(seed)
+    for _ in range(2):
+        if fs.exists(f"{url}/out.zarr"):
+            fs.rm(f"{url}/out.zarr", recursive=True)
+        fs.put(str(seed), f"{url}/out.zarr", recursive=True)
+        procs = [cli_process(configs[name], "--overwrite") for name in ("t", "t2")]
+        results = [(p.communicate(timeout=240)[1], p.returncode) for p in procs]
+        assert [rc for _, rc in results] == [0, 0], [err for err, _ in results]
+        assert all("Traceback" not in err and "Warning" not in err for err, _ in results), [
+            err for err, _ in results
+        ]
+        store = FsspecStore.from_url(f"{url}/out.zarr", storage_options=options, read_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy = zarr.open_consolidated(store, mode="r").metadata.consolidated_metadata
+            got = xr.open_zarr(f"{url}/out.zarr", storage_options=options, consolidated=True)
+            got = got.load()
+        assert copy is not None
+        for name in ("t0", "t", "t2"):
+            own = zarr.open_array(store, path=name, mode="r").attrs["pipeline"]["status"]
+            listed = copy.metadata[name].attributes["pipeline"]["status"]
+            assert (own, listed) == ("complete", "complete"), name
+        assert same_bits(got["t"].values, got["t2"].values)
+        assert same_bits(got["t"].values, got["t0"].values)
+        for name in want.coords:
+            assert got[name].identical(want[name]), name
+            assert same_bits(got[name].values, want[name].values), name
+        for name in ("t", "t2"):
+            rc, out, err = cli("verify", configs[name])
+            assert rc == 0, out + err
+        assert not fs.exists(f"{url}/out.zarr/.pipeline")
+
+
 def test_an_empty_folder_in_the_output_group_is_no_strangers(tmp_path: Path) -> None:
     """An empty folder in the output group (another run's new variable the moment its lock
     made the folder and not yet its record inside: the race the test above met once on a
@@ -5093,3 +5177,59 @@ def test_a_dimension_coordinate_is_computed_beside_itself_under_another_name(
     with pytest.raises(InputError) as info:
         pipeline.run(config(tmp_path, input={"array": "time"}, output=times))
     assert "holds times" in str(info.value)
+
+
+def test_an_s3_group_s_lock_object_changes_no_listing_of_the_group(
+    tmp_path: Path, cli, bucket: tuple[str, dict[str, Any]]
+) -> None:
+    """While a run holds the lock of an output group on S3 (its lock object in the group's
+    ``.pipeline`` folder), the group reads as it does without it: ``verify`` of its variable
+    passes, ``xr.open_zarr`` finds the same variables and coordinates (from the consolidated
+    copy, and from the listing of its members, where zarr-python skips the folder with a
+    warning), and a run writing another variable into it (--overwrite, as into any group
+    holding other outputs) waits for the lock and finishes."""
+    import threading
+
+    from pipeline.store.ledger import group_lock
+    from pipeline.store.location import Location
+
+    url, options = bucket
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(
+        tmp_path,
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+        cluster=_THREADS,
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert pipeline.run(cfg).status == "complete"
+
+    def opened(consolidated: bool) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = xr.open_zarr(f"{url}/out.zarr", storage_options=options, consolidated=consolidated)
+            return ds.load()
+
+    before = {c: opened(c) for c in (True, False)}
+    loc = Location.of(f"{url}/out.zarr", options)
+    second = dict(cfg, output={**cfg["output"], "array": "t2"})
+    done: list[str] = []
+    with group_lock(loc, ""):
+        assert loc.list(".pipeline") == ["group.lock"]
+        rc, out, err = cli("verify", path)
+        assert rc == 0, out + err
+        for c in (True, False):
+            assert opened(c).identical(before[c]), c
+        other = threading.Thread(
+            target=lambda: done.append(pipeline.run(second, overwrite=True).status)
+        )
+        other.start()
+        other.join(2)
+        assert done == []
+    other.join(240)
+    assert done == ["complete"]
+    assert ".pipeline" not in loc.list("")
+    got = opened(True)
+    assert same_bits(got["t2"].values, got["t"].values)
+    rc, out, err = cli("verify", path)
+    assert rc == 0, out + err

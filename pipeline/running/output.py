@@ -320,14 +320,17 @@ def _empty_folder(loc: Location, path: str, gone: bool = False) -> bool:
 
 
 def _beside(plan: Plan) -> list[str]:
-    """What the output group holds besides the output variable and its own metadata ([] for
-    an output written as an array alone)."""
+    """What the output group holds besides the output variable, its own metadata and this
+    pipeline's record folder there, which holds the group's lock object on an object store
+    (:func:`pipeline.store.ledger.group_lock`: a run taking the lock had found its own lock
+    object beside the output, and refused the group as one holding other files) ([] for an
+    output written as an array alone)."""
     group = output_group(plan)
     if group is None:
         return []
     name = plan.output.path.rpartition("/")[2]
     listed = plan.output.location.list(group)
-    return [n for n in listed if n != name and n not in GROUP_METADATA]
+    return [n for n in listed if n != name and n not in GROUP_METADATA and n != RECORD]
 
 
 def _occupants(plan: Plan) -> str:
@@ -699,7 +702,8 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
 
     Reads only: nothing is written before this has decided (and the lock is taken); under
     the group's lock (:func:`pipeline.store.ledger.group_lock`), so what another run writing
-    into the same group changes is read before or after, never half-written."""
+    into the same group changes is read before or after, never half-written (on an object
+    store that lock is an object, made and deleted, as :func:`check_writable`'s probe is)."""
     with group_lock(plan.output.location, output_group(plan)):
         return _decide_start(plan, overwrite, resume)
 

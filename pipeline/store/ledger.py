@@ -20,10 +20,12 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -313,12 +315,30 @@ def _alive(holder: dict[str, Any]) -> bool:
     return not isinstance(started, (int, float)) or abs(created - started) < 1.0
 
 
-#: The groups whose lock each thread holds (:func:`group_lock`), by real path.
+#: The groups whose lock each thread holds (:func:`group_lock`), by real path (local) or by
+#: the URL of their lock object (object stores).
 _GROUPS_HELD = threading.local()
+
+#: The name of an output group's lock object on an object store, in the group's record folder
+#: (``<group>/.pipeline/group.lock``): a name every listing of the group by this pipeline
+#: leaves out, as it leaves out an array's record, and that no Zarr node is.
+GROUP_LOCK = "group.lock"
+#: Seconds between a holder's renewals of its group lock object (its ``beat``).
+GROUP_LOCK_BEAT = 10.0
+#: A group lock object not renewed for this long (seconds) is a stopped run's: taken over.
+#: Well above a renewal's period, and independent of how long the held step takes.
+GROUP_LOCK_STALE = 120.0
+#: The longest (seconds) a run waits for another run's hold of a group's lock on an object
+#: store before it gives up, naming the lock object.
+GROUP_LOCK_WAIT = 900.0
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def group_lock(location: Location, group: str | None) -> Iterator[None]:
+def group_lock(
+    location: Location, group: str | None, wait: float = GROUP_LOCK_WAIT
+) -> Iterator[None]:
     """Hold the lock of the output group ``group`` of ``location`` (None: an output written
     alone, no group) while a run reads or rewrites the metadata shared by the runs that write
     its variables: the group's ``zarr.json`` (its attributes, its consolidated copy, which
@@ -327,14 +347,31 @@ def group_lock(location: Location, group: str | None) -> Iterator[None]:
     (a run's coordinates deleted while the other wrote its own, xarray's
     ``ContainsArrayError``; a coordinate taken for a relabelling, from what the other had
     half-written), and a consolidation begun before the other's completion and written after
-    it would put back its "incomplete". An OS lock (``flock``) on the
-    group's folder (the nearest folder above that is, before it is made), which stays
-    where the group's documents are replaced, and holds no file a reader would list; the
-    kernel drops it with its process. A thread that holds it already takes it again; one
-    that waits blocks until the other run's step is done (a short one). Object stores have no
-    such lock: there nothing is held, as before."""
-    if group is None or not location.is_local:
+    it would put back its "incomplete". A thread that holds it already takes it again; one
+    that waits blocks until the other run's step is done (a short one).
+
+    On a local file system: an OS lock (``flock``) on the group's folder (the nearest folder
+    above that is, before it is made), which stays where the group's documents are replaced,
+    and holds no file a reader would list; the kernel drops it with its process.
+
+    On an object store (S3): a lock object, ``<group>/.pipeline/group.lock``
+    (:data:`GROUP_LOCK`), created only where none is (:meth:`Location.create_exclusive`: a
+    conditional PUT, as the output's own lock), holding the holder's ``pid``, ``host``,
+    ``since``, renewed (``beat``) every :data:`GROUP_LOCK_BEAT` seconds while held, and
+    deleted at the end. A run that finds it polls (0.05 s, up to 1 s apart); it takes over an
+    object whose holder is gone (same host: its process has ended) or has not renewed it for
+    :data:`GROUP_LOCK_STALE` seconds (a killed run's), and after ``wait`` seconds gives up:
+    OutputError (fields ``output``, the group; ``lock``, the object's URL; ``holder``), one
+    line naming the object to remove if its run is gone. While it is held, zarr-python's
+    listing of the group's members (``xr.open_zarr`` without consolidated metadata) sees a
+    ``.pipeline`` entry, which it skips with a warning (a ``ZarrUserWarning``, "not
+    recognized as a component of a Zarr hierarchy"): the members it finds are the same."""
+    if group is None:
         yield
+        return
+    if not location.is_local:
+        with _object_group_lock(location, group, wait):
+            yield
         return
     path = location.join(group)
     while not os.path.isdir(path):
@@ -363,3 +400,117 @@ def group_lock(location: Location, group: str | None) -> Iterator[None]:
             held.discard(key)
     finally:
         os.close(fd)  # the lock goes with it
+
+
+def group_lock_key(group: str) -> str:
+    """The key of the lock object of the output group ``group`` on an object store."""
+    return "/".join(p for p in (group.strip("/"), RECORD, GROUP_LOCK) if p)
+
+
+@contextlib.contextmanager
+def _object_group_lock(location: Location, group: str, wait: float) -> Iterator[None]:
+    """:func:`group_lock` on an object store: its lock object, taken, renewed, deleted."""
+    key = group_lock_key(group)
+    where = location.join(key)
+    held: set[str] = _GROUPS_HELD.__dict__.setdefault("paths", set())
+    if where in held:
+        yield
+        return
+    token = _take_group_lock(location, group, key, wait)
+    held.add(where)
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_renew_group_lock,
+        args=(location, key, token, stop),
+        name="pipeline-group-lock",
+        daemon=True,
+    )
+    beat.start()
+    try:
+        yield
+    finally:
+        held.discard(where)
+        stop.set()
+        beat.join()
+        _drop_group_lock(location, key, token)
+
+
+def _take_group_lock(location: Location, group: str, key: str, wait: float) -> str:
+    """Create the group's lock object ``key``, waiting while a live run holds it (taking over
+    a stale one: :func:`_stale`); its token (OutputError after ``wait`` seconds)."""
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while True:
+        mine = {**_me(), "token": token, "beat": time.time()}
+        if location.create_exclusive(key, json.dumps(mine).encode()):
+            return token
+        holder = _read_holder(location, key)
+        if holder is None:  # released meanwhile: try again after a pause (never a busy loop)
+            holder = {}
+        elif _stale(holder):
+            # delete it only if it is still the one found stale (another waiter may have
+            # taken it over meanwhile), then race for it as for a free one
+            if _read_holder(location, key) == holder:
+                log.warning("taking over %s, left by a stopped run", location.join(key))
+                location.delete(key)
+            if time.monotonic() < deadline:  # (a store whose deletes fail gets its bound too)
+                continue
+        if time.monotonic() >= deadline:
+            raise _group_busy(location, group, key, holder, wait)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 1.0)
+
+
+def _stale(holder: dict[str, Any]) -> bool:
+    """Whether a group lock object's ``holder`` is gone: its process ended (on this host), or
+    it has not renewed the object for :data:`GROUP_LOCK_STALE` seconds."""
+    if holder.get("host") == socket.gethostname() and not _alive(holder):
+        return True
+    beat = holder.get("beat", holder.get("since"))
+    return isinstance(beat, (int, float)) and time.time() - beat > GROUP_LOCK_STALE
+
+
+def _renew_group_lock(location: Location, key: str, token: str, stop: threading.Event) -> None:
+    """Rewrite the group's lock object ``key`` with a new ``beat`` every
+    :data:`GROUP_LOCK_BEAT` seconds until ``stop``, while it is still this holder's."""
+    while not stop.wait(GROUP_LOCK_BEAT):
+        try:
+            holder = _read_holder(location, key)
+            if not holder or holder.get("token") != token:
+                return  # taken over (this run was thought stopped): nothing of ours to renew
+            location.write(key, [json.dumps({**holder, "beat": time.time()}).encode()])
+        except Exception as e:  # a renewal missed: the next one may pass
+            log.debug("cannot renew %s: %s", location.join(key), e)
+
+
+def _drop_group_lock(location: Location, key: str, token: str) -> None:
+    """Delete the group's lock object ``key`` if it is still this holder's (``token``)."""
+    try:
+        holder = _read_holder(location, key)
+        if holder is not None and holder.get("token") == token:
+            location.delete(key)
+    except Exception as e:  # never hide what the held step raised: say what stays
+        log.warning(
+            "cannot remove the lock %s (%s): later runs take it over after %.0f s",
+            location.join(key),
+            e,
+            GROUP_LOCK_STALE,
+        )
+
+
+def _group_busy(
+    location: Location, group: str, key: str, holder: dict[str, Any], wait: float
+) -> OutputError:
+    """The refusal of a run that waited ``wait`` seconds for the group's lock object."""
+    where, lock = location.join(group), location.join(key)
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    beat = holder.get("beat", holder.get("since"))
+    ago = f", renewed {time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
+    return OutputError(
+        f"another run has held the lock of the output group {where} for over {wait:.0f} s "
+        f"(pid {pid} on {host}{ago}): wait for it, or remove {lock} if that run is gone",
+        output=where,
+        lock=lock,
+        holder=holder,
+    )
