@@ -96,7 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--samples", type=_at_least_one, default=8, help="random blocks to check (default 8)"
     )
-    v.add_argument("--seed", type=int, default=0, help="seed of the block sample (the same seed compares the same blocks; default 0)")
+    v.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the block sample (the same seed compares the same blocks; default 0)",
+    )
     with_config("plan", "print what a run would do, without computing")
     sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
     sch = sub.add_parser("schema", help="print the config reference (Markdown)")
