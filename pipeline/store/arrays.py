@@ -593,7 +593,12 @@ def _names(count: int) -> str:
 
 
 def dimension_names_problem(
-    value: Any, shape: tuple[int, ...], zarr_format: int, in_dataset: bool, written: bool = True
+    value: Any,
+    shape: tuple[int, ...],
+    zarr_format: int,
+    in_dataset: bool,
+    written: bool = True,
+    null_axes: bool = True,
 ) -> str | None:
     """What is wrong, in a few words, with the stored dimension names ``value`` (a Zarr v2
     ``_ARRAY_DIMENSIONS`` attribute, or a v3 ``dimension_names``, as parsed from their JSON)
@@ -605,7 +610,11 @@ def dimension_names_problem(
     "conflicting sizes for dimension"); an array alone keeps them as given. A v3 array with
     no ``dimension_names`` (null) is not looked at here (an array without dimension names).
     ``written`` False: the array is not written to the output (another variable of the
-    Dataset), so a v2 number for a name, which xarray reads, is no problem."""
+    Dataset), so a v2 number for a name, which xarray reads, is no problem. ``null_axes``
+    False: a null name for axes of different sizes is no problem either (the input itself:
+    Zarr's unnamed axes, as tensorstore writes a partly labelled array, ``["time", null,
+    null]``; xarray cannot read it as a Dataset variable, so ``datasets.variable_of`` runs it
+    as an array alone, as one without dimension names)."""
     key = "_ARRAY_DIMENSIONS" if zarr_format == 2 else "dimension_names"
     fails = (
         "zarr-python cannot open it"
@@ -645,6 +654,8 @@ def dimension_names_problem(
         return f"{key} gives axis {axis} the name {said}, {kind}, not text ({why})"
     if in_dataset:  # xarray's dimension None (a null name) too
         for name in dict.fromkeys(names):
+            if name is None and not null_axes:
+                continue
             sizes = [size for n, size in zip(names, shape, strict=True) if n == name]
             if len(set(sizes)) > 1:
                 said = "null" if name is None else repr(name)
@@ -714,7 +725,9 @@ def _check_dimension_names(
     if stored is None:
         return
     key, value, shape, zarr_format = stored
-    problem = dimension_names_problem(value, shape, zarr_format, bool(path))
+    # the input's own null names for axes of different sizes are unnamed axes: an array
+    # alone (datasets.variable_of), not damage
+    problem = dimension_names_problem(value, shape, zarr_format, bool(path), null_axes=member)
     if problem is None:
         return
     whose = (

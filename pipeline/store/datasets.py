@@ -243,6 +243,12 @@ def nczarr_dims(arr: Any) -> list[str] | None:
     return [r.rsplit("/", 1)[-1] for r in record["dimrefs"]]
 
 
+def _null_sizes_differ(dims: tuple[str | None, ...], shape: tuple[int, ...]) -> bool:
+    """Whether the null names (None) of ``dims`` are given to axes of ``shape`` of different
+    sizes, which xarray refuses as one dimension None of conflicting sizes."""
+    return len({size for d, size in zip(dims, shape, strict=True) if d is None}) > 1
+
+
 def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     """The variable that the array ``arr`` at ``path`` of ``store`` (a zarr store object) is,
     with its group's coordinates; None for an array without dimension names."""
@@ -257,6 +263,12 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
         # names for some dimensions only, in a group: xarray reads the variable, of a
         # dimension None for each null (helper-47a: it had been written as an array alone)
         dims = dimension_names(arr)
+        if dims is not None and _null_sizes_differ(dims, tuple(arr.shape)):
+            # null for axes of different sizes (tensorstore's unlabelled axes, ["time",
+            # null, null]): no variable xarray reads ("conflicting sizes for dimension
+            # None"), so the array alone, as one without names; it had been refused as
+            # damaged dimension names, with the fix to restore them
+            return None
     if dims is None:
         return None
     if not name:  # the array is the store's root: no group, nothing beside it
