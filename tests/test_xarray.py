@@ -473,11 +473,11 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("writer", ["tensorstore", "zarr-python", "xarray-group"])
+@pytest.mark.parametrize("writer", ["tensorstore", "zarr-python", "zarr-python-v2", "xarray-group"])
 def test_null_names_for_axes_of_different_sizes_run_as_an_array_alone(
     tmp_path: Path, cli, writer: str
 ) -> None:
-    """A v3 array of a group whose unlabelled axes, of different sizes, are null in its
+    """A v3 (or v2) array of a group whose unlabelled axes, of different sizes, are null in its
     ``dimension_names`` (tensorstore writes a partly labelled array so: ``["time", null,
     null]``; zarr-python as given; an array beside an xarray Dataset's variables) is Zarr's
     array with unnamed axes, which xarray cannot read as a Dataset variable (one dimension
@@ -491,7 +491,8 @@ def test_null_names_for_axes_of_different_sizes_run_as_an_array_alone(
     if writer == "xarray-group":
         _named_dataset(src, 3)
     else:
-        zarr.open_group(str(src), mode="w")
+        zarr.open_group(str(src), mode="w", zarr_format=2 if writer.endswith("v2") else 3)
+    doc = src / "v" / "zarr.json"
     if writer == "tensorstore":
         ts = pytest.importorskip("tensorstore")
         t = ts.open(
@@ -502,12 +503,24 @@ def test_null_names_for_axes_of_different_sizes_run_as_an_array_alone(
             chunk_layout=ts.ChunkLayout(chunk_shape=[1, 3, 2]),
         ).result()
         t[...] = x
+    elif writer.endswith("v2"):  # _ARRAY_DIMENSIONS [time, null, null]
+        z = zarr.open_group(str(src), mode="a").create_array(
+            "v",
+            shape=x.shape,
+            dtype=x.dtype,
+            chunks=(1, 3, 2),
+            fill_value=None,
+            attributes={"_ARRAY_DIMENSIONS": names},
+        )
+        z[...] = x
+        doc = src / "v" / ".zattrs"
     else:
         z = zarr.open_group(str(src), mode="a").create_array(
             "v", shape=x.shape, dtype=x.dtype, chunks=(1, 3, 2), dimension_names=names
         )
         z[...] = x
-    assert json.loads((src / "v" / "zarr.json").read_text())["dimension_names"] == names
+    stored = json.loads(doc.read_text())
+    assert stored.get("dimension_names", stored.get("_ARRAY_DIMENSIONS")) == names
     cfg = write_config(tmp_path, "", out, input={"store": str(src), "array": "v"}, cluster=_THREADS)
     before = stored_files(src)
     rc, text, err = cli("run", cfg)
