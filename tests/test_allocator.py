@@ -83,7 +83,7 @@ def test_the_workers_of_a_run_s_own_cluster_take_frames_from_their_heaps() -> No
         own = list(client.run(mapped_allocations).values())
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as theirs,
         Client(theirs) as client,
     ):

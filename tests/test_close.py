@@ -45,7 +45,7 @@ if __name__ == "__main__":
     fork_server.start()  # as the command line does: the workers end as forked GPU workers do
     with fork_server.forked_workers():
         cluster = LocalCluster(
-            n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     client = Client(cluster)
     pids = sorted(client.run(lambda: __import__("os").getpid()).values())

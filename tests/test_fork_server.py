@@ -49,7 +49,7 @@ if __name__ == "__main__":
 
     with fork_server.forked_workers():
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     wanted = fork_server.pre_spawn_environ()
     with Client(cluster) as client:

@@ -507,7 +507,10 @@ def test_an_input_read_through_zarr_python_counts_its_stored_bytes(tmp_path: Pat
     s = json.loads((tmp_path / "s.json").read_text())
     assert len(chunk_files) == 4 and s["stored_bytes_read"] == stored
     assert "read+decode" in s["task_time"] and not {"read", "decode"} & set(s["task_time"])
-    assert "storage-bound" not in s["bound_by"]
+    # the verdict follows the phases as counted: zarr-python's decoding is no store read, so
+    # only the writes (which a busy machine can make most of task time) can make it storage-bound
+    storage = s["task_time"].get("write", 0.0) >= 0.6
+    assert ("storage-bound" in s["bound_by"]) == storage, s
     assert "0 B stored" not in out
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     with warnings.catch_warnings():
