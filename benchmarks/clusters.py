@@ -29,11 +29,12 @@ def pipeline_cluster(cluster_plan: Any) -> Iterator[Any]:
 @contextlib.contextmanager
 def naive_cuda() -> Iterator[Any]:
     """A ``LocalCUDACluster`` with dask-cuda's defaults (one worker per GPU), as the dask-cuda
-    docs start one; no dashboard, Dask's logs at errors only."""
+    docs start one, its dashboard on any free port (None would be distributed's 8787, which
+    another process may hold); Dask's logs at errors only."""
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    cluster = LocalCUDACluster(dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = LocalCUDACluster(dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         client.wait_for_workers(len(cluster.worker_spec), timeout=300)

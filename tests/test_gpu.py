@@ -389,7 +389,7 @@ def test_a_warm_clusters_own_device_memory_counts_as_free(tmp_path) -> None:
         )
     )
     with (
-        LocalCUDACluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as lc,
+        LocalCUDACluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as lc,
         Client(lc) as client,
     ):
         run(cfg, RunOptions(progress="none", overwrite=True), client=client)
@@ -445,7 +445,7 @@ def test_a_worker_page_locks_only_the_staging_its_threads_hold_at_once(
         return gpu.page_locked_buffers()
 
     with (
-        LocalCUDACluster(n_workers=1, threads_per_worker=threads, dashboard_address=None) as lc,
+        LocalCUDACluster(n_workers=1, threads_per_worker=threads, dashboard_address=":0") as lc,
         Client(lc) as client,
     ):
         first = run(cfg, RunOptions(progress="none", overwrite=True), client=client)
