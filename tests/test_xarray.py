@@ -345,6 +345,28 @@ _FAILS_2 = "xr.open_zarr fails on it"
 _FAILS_3 = "zarr-python cannot open it"
 
 
+def _refused_before_anything_is_written(
+    cli: Any,
+    cfg: Path,
+    want: str,
+    src: Path,
+    out: Path,
+    commands: tuple[str, ...] = ("plan", "run"),
+) -> dict[str, bytes]:
+    """Assert that each of ``commands`` (``python -m pipeline COMMAND cfg``, in this process)
+    exits with status 1 and exactly the one stderr line ``want``, that no output store ``out``
+    is made, and that the input's files under ``src`` are unchanged, bit for bit; the input's
+    files as they were before (:func:`stored_files`), for the caller's later checks."""
+    before = stored_files(src)
+    for command in commands:
+        rc, text, err = cli(command, cfg)
+        assert rc == 1, text + err
+        assert one_line_error(err) == want
+        assert not out.exists()
+    assert stored_files(src) == before
+    return before
+
+
 @pytest.mark.parametrize(
     "zarr_format, node, value, problem",
     [
@@ -461,12 +483,9 @@ def test_damaged_dimension_names_are_one_line_before_anything_is_written(
     cfg = write_config(
         tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
     )
-    before = stored_files(src)
-    for command in ("plan", "run", "verify"):
-        rc, text, err = cli(command, cfg)
-        assert rc == 1, text + err
-        assert one_line_error(err) == want
-        assert not out.exists()
+    before = _refused_before_anything_is_written(
+        cli, cfg, want, src, out, ("plan", "run", "verify")
+    )
     e = refused("run", cfg)
     assert isinstance(e, InputError) and e.store == str(doc) and e.status == "unreadable", e
     assert stored_files(src) == before
@@ -575,13 +594,7 @@ def test_a_coordinate_of_a_variable_with_odd_names_is_checked_too(
     cfg = write_config(
         tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
     )
-    before = stored_files(src)
-    for command in ("plan", "run"):
-        rc, text, err = cli(command, cfg)
-        assert rc == 1, text + err
-        assert one_line_error(err) == want
-        assert not out.exists()
-    assert stored_files(src) == before
+    _refused_before_anything_is_written(cli, cfg, want, src, out)
 
 
 @pytest.mark.parametrize(
@@ -620,13 +633,7 @@ def test_another_variable_s_damaged_dimension_names_are_one_line_naming_its_file
     cfg = write_config(
         tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
     )
-    before = stored_files(src)
-    for command in ("plan", "run"):
-        rc, text, err = cli(command, cfg)
-        assert rc == 1, text + err
-        assert one_line_error(err) == want
-        assert not out.exists()
-    assert stored_files(src) == before
+    before = _refused_before_anything_is_written(cli, cfg, want, src, out)
     alone = write_config(
         tmp_path,
         "",
@@ -673,13 +680,7 @@ def test_a_v3_consolidated_copy_with_damaged_dimension_names_is_one_line(
     cfg = write_config(
         tmp_path, "", out, input={"store": str(src), "array": "temp"}, cluster=_THREADS
     )
-    before = stored_files(src)
-    for command in ("plan", "run"):
-        rc, text, err = cli(command, cfg)
-        assert rc == 1, text + err
-        assert one_line_error(err) == want
-        assert not out.exists()
-    assert stored_files(src) == before
+    _refused_before_anything_is_written(cli, cfg, want, src, out)
 
 
 @pytest.mark.parametrize(
@@ -761,13 +762,8 @@ def test_an_array_alone_with_damaged_dimension_names_is_one_line(
         " (or null)" if zarr_format == 3 else ""
     )
     cfg = write_config(tmp_path, "", out, input={"store": str(src), "array": ""}, cluster=_THREADS)
-    before = stored_files(src)
-    for command in ("plan", "run"):
-        rc, text, err = cli(command, cfg)
-        assert rc == 1, text + err
-        assert one_line_error(err) == f"error: {doc}: {key} {problem}; {fix}"
-        assert not out.exists()
-    assert stored_files(src) == before
+    want = f"error: {doc}: {key} {problem}; {fix}"
+    _refused_before_anything_is_written(cli, cfg, want, src, out)
 
 
 def test_a_dataset_on_s3_comes_out_as_a_dataset_on_s3(
