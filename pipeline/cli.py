@@ -394,9 +394,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return _schema(args)
     if args.command == "generate" or (args.command == "run" and not args.dry_run):
-        from pipeline.running import fork_server
+        from pipeline.running import fork_server, mps
 
-        fork_server.start_early(args.config, getattr(args, "scheduler", None))
+        cluster = fork_server.start_early(args.config, getattr(args, "scheduler", None))
+        if cluster is not None:  # a local GPU cluster's: its MPS daemon starts now too
+            mps.start_early(cluster)
+            try:
+                return _configured(args)
+            finally:  # where no cluster took it (the plan refused the run, or wants no MPS)
+                mps.stop_early(wait=not args.program)
+    return _configured(args)
+
+
+def _configured(args: argparse.Namespace) -> int:
+    """:func:`_dispatch` of a command that loads its config."""
     if args.command in ("run", "verify"):
         from pipeline.store.codecs import ignore_filter_arithmetic_warnings
 

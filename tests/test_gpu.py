@@ -604,3 +604,105 @@ def test_two_runs_at_once_each_under_a_daemon_of_its_own(tmp_path) -> None:
             break
         time.sleep(0.2)
     assert now <= before, now - before
+
+
+def _mps_folders() -> set[str]:
+    import os
+    import tempfile
+
+    from pipeline.running import mps
+
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(mps.PREFIX)}
+
+
+def _server_list(daemon) -> list[str]:
+    import os
+    import subprocess
+
+    done = subprocess.run(
+        [daemon.control],
+        input="get_server_list\n",
+        env={**os.environ, **daemon.env},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return done.stdout.split()
+
+
+def test_an_mps_daemon_started_before_the_plan_has_its_server_up_for_the_cluster() -> None:
+    """The command line's early daemon (`mps.start_early`, from the config's plain read) starts
+    its MPS server through a client of its own, before any worker exists; the cluster's start
+    takes that daemon (`mps.take`: a new one would have no server up); a section the plan would
+    run without MPS (`mps: off`, YAML's `off` read as false too, one worker per GPU) starts
+    none; stopped, the daemon and its folder are gone."""
+    import os
+    import time
+
+    from pipeline.devices import hardware
+    from pipeline.running import mps
+
+    control = hardware.mps_control()
+    if not control:
+        pytest.skip("no nvidia-cuda-mps-control here, or the environment names an MPS of its own")
+    before = _mps_folders()
+    for section in ({"mps": "off"}, {"mps": False}, {"workers_per_gpu": 1}):
+        mps.start_early(section)
+        assert _mps_folders() == before, section
+        mps.stop_early()
+    mps.start_early({"workers_per_gpu": 2})  # on a thread of its own: take waits for it
+    daemon = mps.take(control)
+    try:
+        assert daemon is not None
+        assert _mps_folders() - before == {os.path.basename(daemon.folder)}
+        deadline = time.monotonic() + 20
+        while not _server_list(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _server_list(daemon), "the early client did not start the MPS server"
+        running = mps.processes(daemon)
+    finally:
+        mps.stop(daemon)
+    assert _mps_folders() == before
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in running)
+
+
+def test_a_run_refused_after_its_early_mps_daemon_started_leaves_none(tmp_path) -> None:
+    """`pipeline run` of a local GPU cluster under MPS starts its daemon before the config is
+    checked; a run the plan then refuses (its input array missing) stops it: once the command
+    has ended, no daemon of it runs and its folder is gone. So does a run that completes."""
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.devices import hardware
+
+    if not hardware.mps_control():
+        pytest.skip("no nvidia-cuda-mps-control here, or the environment names an MPS of its own")
+    before = _mps_folders()
+    x = np.random.default_rng(21).standard_normal((32, 2048)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 2048), shards=(4, 2048))
+    cluster = {"threads_per_worker": 2, "workers_per_gpu": 2, "dashboard": ""}
+    refused = write_config(
+        tmp_path,
+        tmp_path / "absent.zarr",
+        tmp_path / "out.zarr",
+        name="r.yaml",
+        backend="gpu",
+        cluster=cluster,
+    )
+    runs = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", backend="gpu", cluster=cluster
+    )
+    for cfg, status in ((refused, 1), (runs, 0)):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == status, done.stderr
+        deadline = time.monotonic() + 30
+        while _mps_folders() - before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _mps_folders() - before, cfg
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))

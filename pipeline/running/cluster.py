@@ -772,7 +772,7 @@ class _Startup:
         try:
             try:  # its workers too: the client's wait for them ends in a TimeoutError
                 if p.mps:
-                    self.mps = mps.start(p.mps)
+                    self.mps = mps.take(p.mps)  # the command line may have started it
                 self.cluster = _start_local(p, level, self.mps.env if self.mps else {})
                 if self.cancelled.is_set():
                     return

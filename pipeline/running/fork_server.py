@@ -90,7 +90,7 @@ def start_for(config: Any) -> None:
         start()
 
 
-def start_early(path: str, scheduler: str | None = None) -> None:
+def start_early(path: str, scheduler: str | None = None) -> dict[str, Any] | None:
     """:func:`start`, before the config file at ``path`` is parsed and checked (pydantic's and
     NumPy's imports and the models' validation: 0.55-0.98 s on the 2-core machine), where a
     plain read of its YAML says the run is local (``cluster.scheduler``, or the command line's
@@ -98,26 +98,32 @@ def start_early(path: str, scheduler: str | None = None) -> None:
     read so is left to :func:`start_for`, once the config is loaded; a config that is then
     refused leaves an idle server, which ends with this process. Only a regular file is read
     here: a pipe (``pipeline run <(envsubst < cfg.yaml)``, ``/dev/stdin``) reads once, and
-    this read would leave the config's load an empty file."""
+    this read would leave the config's load an empty file. Returns the file's ``cluster``
+    section as read (a mapping) where it so reads, else None: the run's MPS daemon may start
+    early too (:func:`pipeline.running.mps.start_early`)."""
     import stat
 
     import yaml
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
-            return
+            return None
         with open(path) as f:
             doc = yaml.load(f, Loader=_safe_loader(yaml))
         cluster = doc.get("cluster") or {}
         backend = doc.get("backend", "auto")
         local = (scheduler or cluster.get("scheduler", "local")) == "local"
+        if not isinstance(cluster, dict):
+            return None
     except Exception:  # unreadable, not YAML, not a mapping: the config's load says why
-        return
+        return None
     if local and backend != "cpu":
         from pipeline.devices.hardware import gpu_status
 
         if gpu_status()[0]:
             start()
+            return cluster
+    return None
 
 
 def start() -> None:
