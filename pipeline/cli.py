@@ -397,9 +397,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.running import fork_server, mps
 
         cluster = fork_server.start_early(args.config, getattr(args, "scheduler", None))
-        if cluster is not None:  # a local GPU cluster's: its MPS daemon starts now too
-            mps.start_early(cluster)
+        # a local GPU run's cluster: its MPS daemon starts now too (not generate's: its plan,
+        # plan_generation, never runs under MPS)
+        if cluster is not None and args.command == "run":
             try:
+                mps.start_early(cluster)  # in the try: a Ctrl-C right after it stops it too
                 return _configured(args)
             finally:  # where no cluster took it (the plan refused the run, or wants no MPS)
                 mps.stop_early(wait=not args.program)

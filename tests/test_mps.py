@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +107,109 @@ def test_what_a_killed_run_left_is_cleared_and_a_running_ones_is_kept() -> None:
 def _folders() -> set[str]:
     root = tempfile.gettempdir()
     return {n for n in os.listdir(root) if n.startswith(mps.PREFIX)}
+
+
+def _fake_control(tmp_path: Path, start_delay: float = 0.0) -> tuple[Path, Path]:
+    """A stand-in for nvidia-cuda-mps-control in ``tmp_path/bin`` (for PATH) and the log of its
+    calls: ``-d`` (after ``start_delay`` seconds) leaves a background process named as MPS's
+    are (``nvidia-cuda-mps``, what :func:`mps.processes` looks for; it ends by itself within
+    30 s), with the daemon's environment; ``quit`` on its stdin ends it."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    calls = tmp_path / "calls.log"
+    server = tmp_path / "nvidia-cuda-mps-server"
+    server.write_text("#!/bin/sh\ni=0\nwhile [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n")
+    control = bin_ / "nvidia-cuda-mps-control"
+    control.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = "-d" ]; then\n'
+        f"  sleep {start_delay}\n"
+        f"  {server} >/dev/null 2>&1 </dev/null &\n"
+        '  echo $! > "$CUDA_MPS_PIPE_DIRECTORY/fake.pid"\n'
+        "  exit 0\n"
+        "fi\n"
+        "read cmd\n"
+        f'echo "$cmd" >> {calls}\n'
+        '[ "$cmd" = quit ] && kill $(cat "$CUDA_MPS_PIPE_DIRECTORY/fake.pid")\n'
+        "exit 0\n"
+    )
+    for f in (server, control):
+        f.chmod(0o755)
+    return bin_, calls
+
+
+@pytest.fixture
+def fresh_control() -> Any:
+    """:func:`hardware.mps_control` (cached) looked up afresh in the test, and after it."""
+    hardware.mps_control.cache_clear()
+    yield
+    hardware.mps_control.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_control")
+def test_a_ctrl_c_while_the_early_daemon_is_stopped_does_not_leave_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`mps.stop_early` (the command line's `finally`, after a Ctrl-C that stopped the plan)
+    waits for the start thread, then stops the daemon: a second Ctrl-C landing in that wait had
+    raised out of it and left the daemon running and its folder behind. It runs to its end, and
+    the interrupt stays pending for the command (`waiting.raise_pending`)."""
+    import contextlib
+    import signal
+    import threading
+
+    from pipeline.running import waiting
+
+    bin_, calls = _fake_control(tmp_path, start_delay=1.0)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    before = _folders()
+    handler = signal.signal(signal.SIGINT, waiting.on_signal)
+    waiting.reset()
+    try:
+        mps.start_early({"workers_per_gpu": 2})
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            mps.stop_early()  # the start takes 1 s: the Ctrl-C lands in the wait for it
+        except KeyboardInterrupt:
+            raised = True
+        else:
+            raised = False
+        took = time.monotonic() - t0
+        time.sleep(1.5)  # an abandoned start thread has ended by now
+        assert not raised
+        assert took > 0.5
+        with pytest.raises(KeyboardInterrupt):
+            waiting.raise_pending()  # not lost: the command raises it once done
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        waiting.reset()
+        left = _folders() - before
+        for name in left:
+            folder = os.path.join(tempfile.gettempdir(), name)
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(Path(folder, "pipe", "fake.pid").read_text()), signal.SIGTERM)
+            subprocess.run(["rm", "-rf", folder], check=False)
+    assert not left
+    assert calls.read_text().split("\n")[:3] == ["-d", "", "quit"]
+
+
+@pytest.mark.usefixtures("fresh_control")
+def test_generate_starts_no_early_mps_daemon(tmp_path: Path, monkeypatch) -> None:
+    """`generate`'s cluster never runs under MPS (`plan_generation`), so the command line
+    starts no early daemon for it, where the plain read of its YAML says a local GPU cluster
+    (here made so)."""
+    from pipeline import cli
+    from pipeline.running import fork_server
+    from tests.conftest import generated_config
+
+    bin_, calls = _fake_control(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.setattr(fork_server, "start_early", lambda path, scheduler=None: {})
+    generate = {"shape": [8, 64], "dtype": "float32", "seed": 3, "chunks": [4, 64]}
+    cfg = generated_config(tmp_path, generate)
+    assert cli.main(["generate", str(cfg), "-q", "--progress", "none"]) == 0
+    assert not calls.exists()

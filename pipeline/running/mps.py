@@ -184,10 +184,31 @@ def take(control: str) -> Daemon | None:
 
 def stop_early(wait: bool = True) -> None:
     """Stop the daemon :func:`start_early` started where no cluster took it (a run refused
-    before its workers started, a plan that runs without MPS); ``wait``: as :func:`stop`."""
-    early = _taken()
-    if early is not None:
-        stop(early, wait)
+    before its workers started, a plan that runs without MPS); ``wait``: as :func:`stop`.
+
+    The wait for the start thread and the stop run to their end on a thread of their own: a
+    Ctrl-C landing in them (a second one, after one that stopped the plan) had left the daemon
+    and its folder. Its ``KeyboardInterrupt`` is dropped here, not raised over the exception
+    that may be on its way out (``cli._dispatch`` calls this in a ``finally``): the command
+    line's handler keeps it pending (``running/waiting.py``), and the command raises it once
+    done (``waiting.raise_pending``)."""
+    with _EARLY_LOCK:
+        if _EARLY_START is None and _EARLY is None:
+            return  # none started, or a cluster took it
+    done = threading.Event()
+
+    def body() -> None:
+        try:
+            early = _taken()
+            if early is not None:
+                stop(early, wait)
+        finally:
+            done.set()
+
+    threading.Thread(target=body, name="pipeline-mps-stop", daemon=True).start()
+    while not done.is_set():
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(0.005)
 
 
 def _taken() -> Daemon | None:
