@@ -60,9 +60,11 @@ def test_a_cpu_run_never_runs_under_mps(tmp_path: Path) -> None:
     assert make_plan(load_config(cfg), facts).cluster.mps == ""
 
 
+@pytest.mark.usefixtures("fresh_control")
 def test_a_users_own_mps_pipe_folder_means_no_daemon_of_the_runs(monkeypatch) -> None:
     """Where the environment names an MPS pipe folder, the user runs MPS their own way: the
-    workers inherit it, and the run starts none."""
+    workers inherit it, and the run starts none. (The answer is cached per process: looked up
+    afresh here and after, so later tests of the process see the machine's own.)"""
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/tmp/their-mps")
     assert hardware.mps_control() == ""
 
