@@ -215,3 +215,32 @@ def test_generate_starts_no_early_mps_daemon(tmp_path: Path, monkeypatch) -> Non
     cfg = generated_config(tmp_path, generate)
     assert cli.main(["generate", str(cfg), "-q", "--progress", "none"]) == 0
     assert not calls.exists()
+
+
+def test_a_warm_client_that_ends_after_its_daemon_was_taken_is_reaped(tmp_path: Path) -> None:
+    """The early daemon's warm client is reaped as it ends, also where the cluster's start took
+    the daemon before the client ended: an unreaped one was warned about ("ResourceWarning:
+    subprocess ... is still running") as the process that had started it exited."""
+    bin_, _ = _fake_control(tmp_path)
+    script = (
+        "import time\n"
+        "from pipeline.devices import hardware\n"
+        "from pipeline.running import mps\n"
+        "mps.start_early({'workers_per_gpu': 2})\n"
+        "daemon = mps.take(hardware.mps_control())  # at once: its client is still starting\n"
+        "assert daemon is not None\n"
+        "mps.stop(daemon)\n"
+        "time.sleep(1.0)  # the client has ended by now\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_MPS_PIPE_DIRECTORY"}
+    env["PATH"] = f"{bin_}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr

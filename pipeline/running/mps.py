@@ -114,8 +114,6 @@ def start(control: str) -> Daemon | None:
 #: starts it.
 _EARLY: Daemon | None = None
 _EARLY_START: threading.Thread | None = None
-#: Warm clients not seen to end yet: kept, so that each is reaped (not warned about) once it has.
-_WARMING: list[subprocess.Popen[bytes]] = []
 _EARLY_LOCK = threading.Lock()
 
 
@@ -165,7 +163,9 @@ def _start_early(control: str) -> None:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C at the terminal is the run's alone
             )
-            _WARMING.append(client)
+            # reaped as it ends, by a thread of its own (an unreaped one was warned about, at
+            # the exit of a process that had taken the daemon before the client ended)
+            threading.Thread(target=client.wait, name="pipeline-mps-warm", daemon=True).start()
         except OSError as e:  # the server then starts with the first worker
             log.debug("MPS server not started early: %s: %s", type(e).__name__, e)
 
@@ -212,8 +212,7 @@ def stop_early(wait: bool = True) -> None:
 
 
 def _taken() -> Daemon | None:
-    """The early daemon, now the caller's, once its start has ended (its warm client reaped if
-    it has ended)."""
+    """The early daemon, now the caller's, once its start has ended."""
     global _EARLY, _EARLY_START
     with _EARLY_LOCK:
         starting, _EARLY_START = _EARLY_START, None
@@ -221,7 +220,6 @@ def _taken() -> Daemon | None:
         starting.join()  # the control program's own start: tens of milliseconds
     with _EARLY_LOCK:
         early, _EARLY = _EARLY, None
-        _WARMING[:] = [c for c in _WARMING if c.poll() is None]
     return early
 
 
