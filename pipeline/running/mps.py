@@ -59,7 +59,7 @@ CONTROL_TIMEOUT = 10.0
 
 #: The MPS server's starter: a client that loads the CUDA driver, initialises it (which has the
 #: daemon start its server) and exits; the driver API through ctypes, in a Python that loads
-#: nothing else (``-S -I``: 0.02 s to start).
+#: nothing else (``-S -I``: no site packages, no user environment; its start was not timed).
 WARM_CLIENT = "import ctypes; ctypes.CDLL('libcuda.so.1').cuInit(0)"
 
 
