@@ -111,10 +111,10 @@ def start_early(path: str, scheduler: str | None = None) -> dict[str, Any] | Non
         with open(path) as f:
             doc = yaml.load(f, Loader=_safe_loader(yaml))
         cluster = doc.get("cluster") or {}
-        backend = doc.get("backend", "auto")
-        local = (scheduler or cluster.get("scheduler", "local")) == "local"
         if not isinstance(cluster, dict):
             return None
+        backend = doc.get("backend", "auto")
+        local = (scheduler or cluster.get("scheduler", "local")) == "local"
     except Exception:  # unreadable, not YAML, not a mapping: the config's load says why
         return None
     if local and backend != "cpu":
