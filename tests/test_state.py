@@ -328,6 +328,93 @@ def test_a_complete_output_that_was_moved_is_still_complete(done: Done, cli) -> 
     assert plan_rows(out_text)["output now"] == "complete: `run --overwrite` replaces it"
 
 
+#: Where Finder, Explorer and macOS's copy write their files into an output or input:
+#: beside its metadata, next to its chunk folder, inside it, and an AppleDouble file beside a
+#: chunk folder (``._0``, of ``c/0``); the same places take a foreign file in the last test.
+OS_FILES_AT = [".DS_Store", "c/.DS_Store", "c/0/.DS_Store", "c/._0"]
+
+
+def _commands(cli: Any, cfg: Path) -> dict[str, tuple[int, str]]:
+    """What each command says of the output of ``cfg``: (exit status, its line: the plan's
+    'output now' row, the run's error line or status, verify's output status)."""
+    said: dict[str, tuple[int, str]] = {}
+    rc, out, err = cli("plan", cfg)
+    said["plan"] = (rc, plan_rows(out).get("output now", err))
+    for name, flags in (("run", ()), ("resume", ("--resume",))):
+        rc, out, err = cli("run", cfg, *flags, "--progress", "none")
+        said[name] = (rc, one_line_error(err) if rc else "nothing to do" * ("nothing" in out + err))
+    rc, out, err = cli("verify", cfg, "--samples", "2")
+    status = re.search(r"output status\s+(\S+)", out)
+    said["verify"] = (rc, status.group(1) if status else err)
+    return said
+
+
+def test_files_an_os_writes_into_a_complete_output_change_nothing(done: Done, cli) -> None:
+    """A ``.DS_Store`` (macOS Finder writes one into every folder it shows) and an AppleDouble
+    ``._0`` in a complete output: no Zarr reader reads them, yet ``plan`` and ``run`` had
+    refused the output ("holds, beside the array's metadata and chunks, .DS_Store") and
+    ``run --overwrite`` would not replace it. Every command now says what it says of the
+    output without them, and ``--overwrite`` replaces the output whole, those files too."""
+    out = done.dir / "os-files.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with("os-files.yaml", output={"store": str(out)})
+    clean = _commands(cli, cfg)
+    assert clean["plan"] == (0, "complete: `run --overwrite` replaces it")
+    assert clean["resume"] == (0, "nothing to do") and clean["verify"] == (0, "complete")
+    assert clean["run"][0] == 1 and "already exists; pass --overwrite" in clean["run"][1]
+    files = set(file_states(out))
+    for rel in OS_FILES_AT:
+        (out / rel).write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert _commands(cli, cfg) == clean
+    assert attributes(out)["pipeline"]["status"] == "complete"
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert set(file_states(out)) == files  # the OS files went with the output they were in
+    got = read_array(out)
+    assert got.view(np.uint32).tobytes() == reference(done.x).view(np.uint32).tobytes()
+    shutil.rmtree(out)
+
+
+def test_files_an_os_writes_into_the_input_are_no_change_of_it(done: Done, cli) -> None:
+    """A ``.DS_Store`` and an AppleDouble ``._0`` written into the input after the run (its
+    folder opened in Finder): ``run --resume`` had refused the complete output ("the input's
+    data changed") and ``verify`` failed it; they are no part of the input's identity."""
+    added = [done.input / rel for rel in OS_FILES_AT]
+    before = file_states(done.output)
+    try:
+        for path in added:
+            path.write_bytes(b"\x00\x05\x16\x07")  # AppleDouble's magic number
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0 and "nothing to do" in err, err
+        rc, out, err = cli("verify", done.config, "--samples", "2")
+        assert rc == 0, err
+        assert re.search(r"output status\s+complete", out)
+    finally:
+        for path in added:
+            path.unlink(missing_ok=True)
+    assert file_states(done.output) == before
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "DS_Store", "._"], ids=str)
+def test_a_foreign_file_where_os_files_are_taken_is_still_refused(
+    done: Done, cli, name: str
+) -> None:
+    """Only the OS's own names pass: another file at those places (a user's notes, names
+    near them) still makes ``run`` and ``run --overwrite`` refuse the output, naming it, and
+    nothing is deleted."""
+    out = done.dir / "foreign-file.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with("foreign-file.yaml", output={"store": str(out)})
+    (out / "c" / "0" / name).write_bytes(b"mine")
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        line, e = refused(cli, OutputError, "run", cfg, *flags)
+        assert f"beside the array's metadata and chunks, c/0/{name}: --overwrite" in line
+        assert e.stray == [f"c/0/{name}"]
+    assert file_states(out) == before
+    shutil.rmtree(out)
+
+
 def _damage(out: Path, damage: str) -> str:
     """Damage the first shard file (block [0, 0]) of the complete output ``out`` as another
     program or a disk would: ``deleted`` (read as the fill value), ``cut short``, or
@@ -571,3 +658,26 @@ def test_an_input_generated_by_an_older_version_counts_as_finished(tmp_path: Pat
     assert rc == 0, err
     x = read_array(tmp_path / "in.zarr")
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_folders_holding_only_an_os_file_are_empty_to_generate_and_run(tmp_path: Path, cli) -> None:
+    """An input and an output folder made ahead and opened in Finder (a ``.DS_Store`` each):
+    `generate` had refused the input's ("already holds data that `pipeline generate` did not
+    create") and `run` the output's ("a directory that holds other files (.DS_Store)").
+    A ``._x`` AppleDouble file beside a foreign one still leaves generate's refusal."""
+    cfg = _gen_config(tmp_path, 4)
+    for folder in ("in.zarr", "out.zarr"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    x = read_array(tmp_path / "in.zarr")
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    other = _gen_config(tmp_path, 4, input={"store": str(tmp_path / "other.zarr")})
+    (tmp_path / "other.zarr").mkdir()
+    (tmp_path / "other.zarr" / "._x").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "other.zarr" / "x").write_bytes(b"mine")
+    line, _ = refused(cli, InputError, "generate", other)
+    assert "already holds data that `pipeline generate` did not create" in line

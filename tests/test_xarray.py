@@ -3254,6 +3254,43 @@ def test_a_complete_array_whose_attributes_were_edited_is_not_called_done(
     assert rc == 1 and "units attribute" in err, err
 
 
+def test_files_an_os_writes_into_a_dataset_output_and_its_input_change_nothing(
+    tmp_path: Path, cli
+) -> None:
+    """A ``.DS_Store`` (macOS Finder), ``Thumbs.db`` (Windows Explorer) and AppleDouble
+    ``._0`` files in an output Dataset's group, in its variable's and its coordinates'
+    folders, and in the input's coordinate folder: `plan` and `run --overwrite` had refused
+    the output ("the coordinate array .../x, which it replaces, holds beside its metadata
+    and chunks .DS_Store"), and `run --resume` the input ("the input's coordinates ...
+    changed"). Each command now says what it says without them; `--overwrite` deletes those
+    in the arrays it replaces, and writes the same Dataset again."""
+    write_dataset(tmp_path / "in.zarr", 3, rows=8, cols=6, chunks=(4, 6))
+    cfg = tmp_path / "run.yaml"
+    cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=cluster), sort_keys=False))
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    made = open_dataset(out)
+    replaced = ["t/.DS_Store", "t/c/._0", "x/.DS_Store", "y/c/._0", "lon/Thumbs.db"]
+    for rel in [".DS_Store", "Thumbs.db", *replaced]:
+        (out / rel).write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / "in.zarr" / "x" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    rc, text, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert re.search(r"output now\s+complete: `run --overwrite` replaces it", text), text
+    rc, text, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "nothing to do" in text + err, err
+    rc, text, err = cli("verify", cfg)
+    assert rc == 0 and re.search(r"output status\s+complete", text), err
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert not [rel for rel in replaced if (out / rel).exists()]
+    again = open_dataset(out)
+    assert again.equals(made)  # the record's times aside, the same Dataset
+    assert same_bits(again["t"].values, made["t"].values)
+
+
 @pytest.mark.parametrize("edit", EDITS)
 def test_a_resume_refuses_an_output_whose_coordinates_were_edited_since(
     killed: Killed, edit: str

@@ -41,7 +41,7 @@ from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
-from pipeline.store.location import Location
+from pipeline.store.location import Location, is_os_file
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
 #: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
@@ -298,7 +298,7 @@ def frame_identity(location: Location, kept: Carried) -> str | None:
         digest.update(f"{name}\0".encode())
         for key in _array_keys(location, path):
             rel = key[len(path) + 1 :] if path else key
-            if rel.split("/", 1)[0] == ".pipeline":
+            if rel.split("/", 1)[0] == ".pipeline" or is_os_file(rel):
                 continue
             data = location.read(key)
             if data is None:  # a key the metadata implies, not there (a listing omits it)
@@ -417,7 +417,7 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
     total = 0
     unstamped: list[str] = []
     for name in sorted(found):
-        if "/.pipeline/" in name:
+        if "/.pipeline/" in name or is_os_file(name):
             continue
         d = found[name]
         total += int(d.get("size") or 0)
@@ -440,8 +440,10 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
 
 
 def _local_files_identity(root: str) -> list[Any]:
-    """[total bytes, digest] of the files under ``root`` (the run record left out): each file's
-    path below ``root``, size, modification and status-change time (nanoseconds)."""
+    """[total bytes, digest] of the files under ``root`` (the run record and the files an
+    operating system writes into folders, :func:`~pipeline.store.location.is_os_file`, left
+    out): each file's path below ``root``, size, modification and status-change time
+    (nanoseconds)."""
     import os
 
     total = 0
@@ -462,6 +464,8 @@ def _local_files_identity(root: str) -> list[Any]:
             if d != ".pipeline" and not _links_above(os.path.join(dirpath, d), real_root)
         ]
         for f in files:
+            if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
+                continue
             path = os.path.join(dirpath, f)
             rel = os.path.relpath(path, root)
             try:

@@ -28,7 +28,7 @@ from pipeline.errors import InputError, cause, storage_failure
 from pipeline.store import codecs, grid, references
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
-from pipeline.store.location import WRITE_PROBE, Location, key_under
+from pipeline.store.location import WRITE_PROBE, Location, is_os_file, key_under
 
 
 def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
@@ -1381,18 +1381,25 @@ def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> 
     one of those being written when a run was stopped), nor under one of ``keep`` (names
     directly under the array), which replacing the array must not delete: a user's notes,
     another array put inside it, a backup folder, at any depth (``c/notes.txt``, ``c/0/README``,
-    a group at ``c/keep``: helper-41). One listing of every file under it."""
+    a group at ``c/keep``: helper-41). One listing of every file under it. Files that
+    operating systems and file managers write into any folder (:data:`OS_FILES
+    <pipeline.store.location.OS_FILES>`: a ``.DS_Store``, an AppleDouble ``._c``) are none of
+    them: replacing the array deletes them with it (a complete output holding one had been
+    refused by ``plan`` and ``run``, and ``run --overwrite`` had refused to replace it)."""
     base = f"{path.strip('/')}/" if path.strip("/") else ""
     rule = _key_rule(location, path)
     stray = [  # folders too, empty ones among them
         n
         for n in location.list(path)
-        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n, rule)
+        if n not in keep
+        and not _CHUNK_KEY_ROOT.match(n)
+        and not _is_array_file(n, rule)
+        and not is_os_file(n)
     ]
     for key in location.file_sizes(path):
         rel = key[len(base) :]
         top = rel.split("/", 1)[0]
-        if top in keep or top in stray or _is_array_file(rel, rule):
+        if top in keep or top in stray or _is_array_file(rel, rule) or is_os_file(rel):
             continue
         stray.append(rel)
     return sorted(stray)
@@ -1402,9 +1409,12 @@ def only_remains(location: Location, path: str) -> bool:
     """Whether the folder at ``path`` holds no file but those a write stopped midway leaves
     (zarr-python's ``NAME.HEX.partial``, the pipeline's ``.NAME.tmp-PID-TID``), if any: an
     array whose making a kill interrupted before its metadata was there (helper-42: such an
-    empty coordinate folder blocked every later run). Nothing of anyone's is lost by deleting
-    it."""
-    return all(_TEMPORARY.match(key.rpartition("/")[2]) for key in location.file_sizes(path))
+    empty coordinate folder blocked every later run), or those an operating system wrote there
+    (:func:`~pipeline.store.location.is_os_file`). Nothing of anyone's is lost by deleting it."""
+    return all(
+        _TEMPORARY.match(key.rpartition("/")[2]) or is_os_file(key)
+        for key in location.file_sizes(path)
+    )
 
 
 def clear_array(location: Location, path: str, keep: str) -> None:

@@ -77,6 +77,30 @@ NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 #: The file :meth:`Location.writable_probe` writes and deletes at a store's root.
 WRITE_PROBE = ".pipeline-write-probe"
 
+#: Files that operating systems and file managers write into any folder a user browses, and
+#: that no Zarr reader reads, by name: ``.DS_Store`` (macOS Finder's view settings),
+#: ``Thumbs.db`` (Windows Explorer's thumbnail cache), ``desktop.ini`` (Windows Explorer's
+#: folder settings) and ``.directory`` (KDE's Dolphin and Konqueror); and, by prefix,
+#: ``._NAME`` (AppleDouble files: macOS writes one beside each file it copies to a volume that
+#: keeps no extended attributes, such as FAT, exFAT, SMB and NFS shares, and tar/zip of its
+#: files hold them). Where they are says nothing about who wrote a store or whether it is
+#: whole: the checks that an output or input is this pipeline's, complete, unchanged or
+#: alone in its folder pass them by (:func:`is_os_file`); ``--overwrite`` deletes them with
+#: the output they are in.
+OS_FILES = frozenset((".DS_Store", "Thumbs.db", "desktop.ini", ".directory"))
+
+#: The prefix of AppleDouble files (see :data:`OS_FILES`).
+APPLE_DOUBLE_PREFIX = "._"
+
+
+def is_os_file(key: str) -> bool:
+    """Whether the last part of ``key`` (a name, or a key or path with ``/`` between its
+    parts) names a file of :data:`OS_FILES`, or an AppleDouble file (``._NAME``)."""
+    name = key.rstrip("/").rpartition("/")[2]
+    return name in OS_FILES or (
+        name.startswith(APPLE_DOUBLE_PREFIX) and len(name) > len(APPLE_DOUBLE_PREFIX)
+    )
+
 
 def _without_localhost(path: str) -> str:
     """The path of a ``file://`` URL without its scheme: ``localhost/tmp/x`` is ``/tmp/x``
