@@ -491,6 +491,51 @@ def test_the_config_made_from_keywords_is_one_config_error_line(
     assert str(f) == str(e).replace("pipeline.Config()", f"{path}:{f.line}"), f
 
 
+def _multi_line_objects(tmp: Path) -> dict[str, Any]:
+    """Objects a notebook holds whose reprs span lines, given where the config takes text or a
+    number: the Dataset of the input (in place of its path), a NumPy array."""
+    import xarray as xr
+
+    x = small_input(tmp)
+    ds = xr.Dataset({f"v{i}": (("y", "x"), x) for i in range(8)}, attrs={"title": "t"})
+    ds.to_zarr(tmp / "ds.zarr", mode="w", zarr_format=2)
+    return {
+        "dataset": ds,
+        "numpy": np.zeros((30, 30)),
+    }
+
+
+@pytest.mark.parametrize("case", ["dataset", "numpy"])
+def test_an_object_whose_repr_spans_lines_is_quoted_in_one_line(tmp_path: Path, case: str) -> None:
+    """``pipeline.run({"input": {"store": ds}})``, a new user's first try with the Dataset
+    in hand: the ConfigError quoted the object's repr whole, a dozen lines in what is one
+    line (an xarray.Dataset's, a NumPy array's). Now its repr in one line, cut to 100
+    characters; nothing is written."""
+    given = _multi_line_objects(tmp_path)[case]
+    out = tmp_path / "out.zarr"
+    for where, config in [
+        ("input.store", {"input": {"store": given}, "stages": [{"op": "square"}]}),
+        (
+            "stages.0.factor",
+            {
+                "input": {"store": str(tmp_path / "in.zarr")},
+                "stages": [{"op": "multiply", "factor": given}],
+            },
+        ),
+    ]:
+        config = {**config, "output": {"store": str(out)}, "backend": "cpu"}
+        for call in (pipeline.plan, pipeline.run, lambda c: pipeline.Config(**c)):
+            with pytest.raises(ConfigError) as info:
+                call(config)
+            e = info.value
+            assert len(str(e).splitlines()) == 1, e
+            assert e.key == where, e
+            got = str(e).split("(got ", 1)[1]
+            assert len(got) <= 100 + len(")"), e
+            assert got.startswith(" ".join(repr(given).split())[:40]), e
+    assert not out.exists()
+
+
 def test_model_validate_json_is_one_config_error_line_never_quoting_the_text() -> None:
     """``pipeline.Config.model_validate_json``: text that is no JSON, or JSON that is no
     object, had been pydantic's ValidationError quoting the text whole (a credential in it

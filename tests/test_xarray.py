@@ -303,6 +303,44 @@ def test_partial_dimension_names_are_kept_as_given(tmp_path: Path, cli, zarr_for
     assert rc == 1 and "its dimension names None (the run wrote [None, 'x'])" in err, err
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_dimension_coordinate_of_text_is_carried(tmp_path: Path, cli, zarr_format: int) -> None:
+    """Station time series: the dimension ``station`` labelled by text (``<U3``), as xarray
+    writes it. pandas 3 indexes it as ``StringDtype``, whose index xarray 2025.6 fails to
+    write (``TypeError: Cannot interpret '<StringDtype(...)>' as a data type``): the run was
+    refused, saying that xarray cannot read the coordinate and xr.open_zarr fails on the input,
+    which it opens. Now the output carries it; xarray reads it back as the input's, and verify
+    passes."""
+    import pandas as pd
+
+    t = np.random.default_rng(5).standard_normal((6, 4)).astype(np.float32)
+    with warnings.catch_warnings():  # pandas 3 cannot write its own text index either
+        warnings.simplefilter("ignore")
+        with pd.option_context("future.infer_string", False):
+            ds = xr.Dataset(
+                {"t": (("time", "station"), t, {"units": "K"})},
+                coords={
+                    "time": ("time", np.arange(6.0), {"units": "h"}),
+                    "station": ("station", np.array(["aa", "b", "ccc", "dd"]), {"long_name": "id"}),
+                },
+                attrs={"title": "stations"},
+            )
+            ds["t"].encoding = {"_FillValue": None, "chunks": (3, 4)}
+            ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    before = open_dataset(tmp_path / "in.zarr")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(t))
+    assert out["station"].identical(before["station"]), out["station"]
+    assert out["station"].values.tolist() == ["aa", "b", "ccc", "dd"]
+    assert out["time"].identical(before["time"]) and out.attrs["title"] == "stations"
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
 def _named_dataset(src: Path, zarr_format: int) -> Any:
     """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
     is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and

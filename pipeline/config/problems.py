@@ -41,6 +41,23 @@ from pipeline.ops.stages import REGISTRY, known_stages
 _T = TypeVar("_T")
 
 
+#: The most characters of an object's repr that a problem's line quotes (``(got ...)``).
+GOT_WIDTH = 100
+
+
+def got_said(got: Any) -> str:
+    """``repr(got)`` as a problem's one line quotes it. Text, numbers, booleans and None
+    (what a config file gives, whose repr is one line) whole; any other object, which only a
+    mapping given to ``pipeline.run`` or a model's constructor holds (an ``xarray.Dataset``, a
+    zarr array or group, a NumPy array, whose reprs span lines), with its runs of white space
+    made one space and cut to :data:`GOT_WIDTH` characters with ``...``: its repr had been
+    quoted whole, a dozen lines in the one line of the error."""
+    if got is None or isinstance(got, (str, bytes, int, float)):
+        return repr(got)
+    text = " ".join(repr(got).split())
+    return text if len(text) <= GOT_WIDTH else text[: GOT_WIDTH - 3] + "..."
+
+
 def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | None:
     """The model class that owns the last key of ``loc`` (outside ``stages``), a location in
     the keys of the model ``root``."""
@@ -162,9 +179,9 @@ def _message(
         return f"{key}: must be {wanted(root, loc)}, not true/false"
     if kind in ("tuple_type", "list_type") and not stages and strings:  # not gpus: [0]
         fix = strings_fix(strings, key, "a list")
-        return f"{key}: must be {wanted(root, loc)}, {fix} (got {got!r})"
+        return f"{key}: must be {wanted(root, loc)}, {fix} (got {got_said(got)})"
     if kind in ("tuple_type", "list_type") and not stages:  # gpus: 0, shape: "4096"
-        return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got!r})"
+        return f"{key}: must be {wanted(root, loc)}{_as_list(loc, got)} (got {got_said(got)})"
     if isinstance(got, str) and (url_query(got) or url_fragment(got)) is not None:
         got = without_query(got)  # a URL's query (or fragment) may be a credential: never said
     said = False
@@ -174,7 +191,7 @@ def _message(
     # storage_options hold credentials: no part of them is ever said, whatever its type
     # (brk76: ``storage_options: "key=... secret=..."`` was quoted whole)
     secret = said or "storage_options" in loc
-    got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got!r})"
+    got_s = "" if secret or isinstance(got, (dict, list)) else f" (got {got_said(got)})"
     takes = wanted(root, loc) if kind in _WANTED_SAYS and not stages else "a value"
     if takes != "a value":  # workers: 2.5, level: 30: not pydantic's words, what it takes
         return f"{key}: must be {takes}{got_s}"

@@ -1255,7 +1255,36 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
             "fill_value",
         ):
             v.encoding.pop(key, None)
+    frame = _without_extension_indexes(frame)
     frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
+
+
+def _without_extension_indexes(frame: Any) -> Any:
+    """``frame`` with each dimension coordinate that xarray indexes by a pandas index of an
+    extension dtype (pandas 3 reads text as ``StringDtype``: a coordinate of station names)
+    made a coordinate of its NumPy values (the same dtype, ``<U3``, attributes and encoding)
+    without an index: xarray 2025.6 fails to write such an index (``TypeError: Cannot
+    interpret '<StringDtype(...)>' as a data type``), so ``xr.open_zarr(...).to_zarr(...)``
+    of the input fails too, and the Dataset had been refused as one that xarray cannot read.
+    The written array is the one xarray writes of the NumPy values, which ``xr.open_zarr``
+    reads back as the input's."""
+    import numpy as np
+    import xarray as xr
+
+    names = [
+        name
+        for name, index in frame.xindexes.items()
+        if not isinstance(getattr(getattr(index, "index", None), "dtype", np.dtype("f8")), np.dtype)
+    ]
+    if not names:
+        return frame
+    plain = {
+        n: xr.Variable(
+            frame[n].dims, np.asarray(frame[n].values), frame[n].attrs, frame[n].encoding
+        )
+        for n in names
+    }
+    return frame.drop_indexes(names).assign_coords(xr.Coordinates(plain, indexes={}))
 
 
 def users(store: Any, group: str, names: list[str]) -> dict[str, set[str]]:
