@@ -27,7 +27,7 @@ from pipeline.devices.hardware import Facts, GpuInfo, facts_from_workers
 from pipeline.errors import InputError, PlanError
 from pipeline.planning import blocks, describe, make_plan
 from pipeline.planning.plan import CPU_DECODE_BLOCKS_PER_THREAD as CPU_BLOCKS
-from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK, gpu_wait
+from pipeline.planning.plan import CPU_DECODE_MIN_BLOCK, gpu_wait, local_cluster_plan
 from pipeline.store import grid
 from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, status
@@ -132,6 +132,8 @@ def test_every_shipped_config_plans_on_the_machines_it_is_for(
     if how == "local":
         plan = make_plan(config, facts)
         local_workers = plan.cluster.workers
+        # the cluster a command line's GPU run begins before the input is read is the plan's
+        assert local_cluster_plan(config, facts) == plan.cluster
     else:
         facts, workers, threads = _joined(facts, how)
         plan = make_plan(config, facts, scheduler_workers=workers, scheduler_threads=threads)

@@ -29,7 +29,15 @@ from pipeline.planning import ClusterPlan, make_plan, plan_here
 from pipeline.planning.plan import THREADS_IN_PROCESS
 from pipeline.running import cluster, dashboard
 from tests.conftest import STAGES, make_array, read_array, reference, write_config
-from tests.faultkit import cpu_cluster_plan, env, expected, many_blocks_input, markers, status
+from tests.faultkit import (
+    cpu_cluster_plan,
+    env,
+    expected,
+    many_blocks_input,
+    markers,
+    run_python,
+    status,
+)
 from tests.terminal import start, wait_until
 
 #: Libraries that a command which does not need them must not load.
@@ -334,6 +342,42 @@ def test_the_client_of_a_gpu_run_forks_its_workers_without_loading_pandas(tmp_pa
     assert np.array_equal(
         read_array(tmp_path / "out.zarr"), reference(read_array(tmp_path / "in.zarr"))
     )
+
+
+@pytest.mark.gpu
+def test_a_gpu_command_begins_its_workers_before_the_plan_reads_the_input(tmp_path: Path) -> None:
+    """The command line's GPU run begins its local cluster before the plan reads the input,
+    the workers starting while it does (``workers.begun_early``), and its output is right; a
+    run the plan then refuses (an input whose metadata is damaged) stops them and says why
+    in one line, writing nothing; so does a run that finds its output complete. The API's
+    run starts its cluster after every check, as before."""
+    cfg = _small_input(tmp_path, backend="gpu", cluster={"workers_per_gpu": 2, "dashboard": ""})
+    said = "workers start while the plan reads the input"
+
+    def command(*more: str) -> subprocess.CompletedProcess:
+        return run_python(
+            ["-m", "pipeline", "run", str(cfg), "--progress", "none", "-v", *more],
+            tmp_path,
+            timeout=300,
+        )
+
+    r = command()
+    assert r.returncode == 0, r.stderr
+    assert said in r.stderr
+    expected = reference(read_array(tmp_path / "in.zarr"))
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected)
+    r = command("--resume")  # complete: nothing to do, the workers begun stopped
+    assert r.returncode == 0, r.stderr
+    assert said in r.stderr
+    assert "already complete; nothing to do" in r.stderr
+    meta = next(p for p in (tmp_path / "in.zarr").iterdir() if p.name in ("zarr.json", ".zarray"))
+    meta.write_text("{ damaged")
+    r = command("--overwrite")
+    assert r.returncode == 1, r.stderr
+    assert said in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and meta.name in last, r.stderr
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected)  # not replaced
 
 
 @pytest.mark.gpu

@@ -1051,19 +1051,14 @@ def _assemble(
         chain=chain,
         block=block,
         n_blocks=math.prod(grid.grid_shape(info.shape, block)),
-        cluster=ClusterPlan(
-            scheduler=config.cluster.scheduler,
-            backend=ctx.backend,
-            gpus=ctx.workers.gpus,
-            workers=ctx.workers.count,
-            threads_per_worker=ctx.workers.threads,
-            workers_per_gpu=ctx.workers.per_gpu,
-            device_budget=ctx.device_budget,
-            host_budget=ctx.host_budget,
-            protocol=ctx.protocol,
-            timeout=config.cluster.timeout,
-            dashboard=config.cluster.dashboard,
-            mps=plan_mps(config, ctx.backend, ctx.workers.per_gpu, facts),
+        cluster=_cluster_plan(
+            config,
+            ctx.backend,
+            facts,
+            ctx.workers,
+            ctx.protocol,
+            ctx.device_budget,
+            ctx.host_budget,
         ),
         memory=choice.memory,
         decode_on=choice.decode_on,
@@ -1071,6 +1066,52 @@ def _assemble(
         notes=tuple(notes),
         facts=facts,
         carried=ctx.carried,
+    )
+
+
+def _cluster_plan(
+    config: Config,
+    backend: str,
+    facts: Facts,
+    workers: _Workers,
+    protocol: str,
+    device_budget: int | None,
+    host_budget: int | None,
+) -> ClusterPlan:
+    return ClusterPlan(
+        scheduler=config.cluster.scheduler,
+        backend=backend,
+        gpus=workers.gpus,
+        workers=workers.count,
+        threads_per_worker=workers.threads,
+        workers_per_gpu=workers.per_gpu,
+        device_budget=device_budget,
+        host_budget=host_budget,
+        protocol=protocol,
+        timeout=config.cluster.timeout,
+        dashboard=config.cluster.dashboard,
+        mps=plan_mps(config, backend, workers.per_gpu, facts),
+    )
+
+
+def local_cluster_plan(config: Config, facts: Facts) -> ClusterPlan:
+    """The local cluster (``cluster.scheduler`` 'local') that :func:`make_plan` plans for a
+    run of ``config`` on this machine (``facts``), from the config and the facts alone: its
+    backend, workers, threads, budgets and protocol do not depend on the input, so a run may
+    begin starting it before the input is read (``running/runner.py``), and compares it with
+    the plan's own (``Plan.cluster``) once that is made. Raises what :func:`make_plan` raises
+    for them (PlanError: ``backend: gpu`` where no GPU is usable)."""
+    backend, _ = choose_backend(config, facts)
+    protocol = local_protocol(config, backend, facts)
+    workers = _plan_workers(config, backend, facts, None, None)
+    return _cluster_plan(
+        config,
+        backend,
+        facts,
+        workers,
+        protocol,
+        _device_budget(config, backend, facts, workers),
+        memory.host_budget(config, facts, workers.count, workers.local),
     )
 
 

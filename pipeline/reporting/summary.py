@@ -167,7 +167,9 @@ def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
 #: between them (the total is their sum): ``start`` the command line's own start (process
 #: start to the run's, its imports and the config), set by the command line only; ``generate``
 #: the input made first (``input.generate.when_missing``), where it was; ``plan`` the plan,
-#: the checks and the output's lock; ``cluster`` the workers started or joined; ``prepare``
+#: the checks and the output's lock (a command's local GPU cluster begun first, its workers
+#: starting meanwhile: ``workers.begun_early``); ``cluster`` the workers started or joined
+#: (what is left of their start); ``prepare``
 #: the output made ready (a replaced one deleted, the new one created, or a resumed one's
 #: record read); ``compute``; ``finish`` (every block checked, the output marked complete);
 #: ``close`` the stop of the workers the run started.

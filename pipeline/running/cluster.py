@@ -11,7 +11,7 @@ limit, and a sampler of peak memory that the run summary reads back.
 
 A local cluster is started and stopped so that Ctrl-C (SIGINT) ends a run at any moment and
 nothing but the pipeline's own lines reaches the terminal: its worker processes never see SIGINT
-(they are started with it blocked, see :class:`_Startup`); a Ctrl-C while they start stops the
+(they are started with it blocked, see :class:`LocalStart`); a Ctrl-C while they start stops the
 run as soon as they are up; and it is closed in order (:func:`_stop_local`).
 """
 
@@ -108,7 +108,7 @@ class PipelineSetup(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         if self.ignore_sigint and threading.current_thread() is threading.main_thread():
-            # it started with SIGINT blocked (see _Startup); ignored as well, it stays without
+            # it started with SIGINT blocked (see LocalStart); ignored as well, it stays without
             # it whatever a library later does with the thread's signal mask
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.backend == "gpu":
@@ -612,6 +612,7 @@ def connect(
     quiet: bool | None = None,
     plugin: WorkerPlugin | None = None,
     process_ends: bool = False,
+    started: LocalStart | None = None,
 ) -> Iterator[Client]:
     """Start or join the cluster the plan describes; always close what was started.
 
@@ -619,10 +620,11 @@ def connect(
     ``process_ends``: this process ends as soon as the work is done (the command line's), so
     a local cluster's close, after a run that raised nothing, stops waiting once every worker
     process is exiting (:func:`_stop_local`).
-    A local cluster starts on a thread of its own (:class:`_Startup`); a Ctrl-C
+    A local cluster starts on a thread of its own (:class:`LocalStart`); a Ctrl-C
     (``KeyboardInterrupt``) while it starts, or at any later moment, closes it in order
     (:func:`_stop_local`) before the interrupt goes on. Raises :class:`ClusterError` when a
-    local cluster cannot start.
+    local cluster cannot start. ``started``: the local cluster's start, begun already
+    (:func:`begin`) for this plan.
     """
     if plan_cluster.scheduler != "local":
         client = join(plan_cluster.scheduler, plan_cluster.timeout)
@@ -633,21 +635,50 @@ def connect(
         finally:
             close_client(client)
         return
-    level = DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
     setup = _with_sigint(plugin) or PipelineSetup(
         plan_cluster.backend, plan_cluster.device_budget, ignore_sigint=True
     )
-    with silenced_logs(level):
-        startup = _Startup(plan_cluster, level, setup)
-        try:
-            yield startup.client()
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):
-                waiting.take()  # the cluster is closed in order, whatever comes
-            startup.stop()
-            raise
-        if startup.stop(process_ends):
-            raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+    startup = started or LocalStart(plan_cluster, _level(quiet))
+    try:
+        yield startup.client(setup)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()  # the cluster is closed in order, whatever comes
+        startup.stop()
+        raise
+    if startup.stop(process_ends):
+        raise KeyboardInterrupt  # pressed while the cluster closed after the work was done
+
+
+def _level(quiet: bool | None) -> int:
+    """The level of Dask's own logs for :func:`connect`'s ``quiet``."""
+    return DASK_LOG_LEVEL if quiet is None else (logging.ERROR if quiet else logging.WARNING)
+
+
+#: Seconds :func:`begin` waits at most for the workers' processes to be forked.
+FORK_WAIT = 1.0
+
+
+def begin(plan_cluster: Any, quiet: bool | None = None) -> LocalStart:
+    """Begin starting the local cluster of ``plan_cluster`` (a
+    :class:`~pipeline.planning.plan.ClusterPlan`, scheduler 'local') on a thread of its own,
+    and return once its worker processes are forked (:meth:`LocalStart.wait_forked`, at most
+    :data:`FORK_WAIT` seconds): the caller then does its own work (a run's plan) while the
+    workers start in their processes, and hands the start to :func:`connect` (``started``),
+    which registers the plugin and closes the cluster; where it never does, the caller stops
+    it (``stop()``, which a later :func:`connect` makes a no-op). The start's own Python work
+    is done before the caller's begins: the two on two threads of one interpreter took turns
+    on its lock (H200 host, 2026-12-03: the workers were forked 0.25 s later and the plan
+    ended 0.70 s later than one after the other). Raises ``KeyboardInterrupt`` on Ctrl-C
+    (the start is stopped first)."""
+    startup = LocalStart(plan_cluster, _level(quiet))
+    try:
+        startup.begin()
+        startup.wait_forked(FORK_WAIT)
+    except BaseException:
+        startup.stop()
+        raise
+    return startup
 
 
 #: The loggers whose stderr handlers a run's local cluster quiets (distributed's
@@ -730,7 +761,7 @@ def _script_hint() -> str:
     )
 
 
-class _Startup:
+class LocalStart:
     """A local cluster brought up on a thread of its own, with SIGINT blocked on that thread.
 
     Ctrl-C at a terminal signals the whole process group. The workers must not get it (each
@@ -742,14 +773,18 @@ class _Startup:
     ignored SIGINT would drop it): the main thread's wait is interrupted, and :meth:`stop` lets
     the start finish (at most ``START_WAIT`` seconds), then closes the cluster.
 
-    Nothing starts before :meth:`client`; :meth:`stop` is safe at any moment after (a start
-    that had not begun never will).
+    Nothing starts before :meth:`begin` (or :meth:`client`); :meth:`stop` is safe at any
+    moment after (a start that had not begun never will), and more than once. From
+    :meth:`begin` to :meth:`stop`, Dask's loggers are quieted (:func:`silenced_logs`). The
+    workers' plugin may be given once the start is under way (:meth:`client`): the start
+    registers it as soon as the workers are up, or :meth:`client` does, whichever comes later.
     """
 
     #: Seconds :meth:`stop` waits for a start under way (its own timeouts end it sooner).
     START_WAIT = 300.0
 
-    def __init__(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+    def __init__(self, p: Any, level: int, plugin: WorkerPlugin | None = None) -> None:
+        self.plan = p
         self.cluster: Any = None
         self.client_: Client | None = None
         self.error: BaseException | None = None
@@ -757,13 +792,18 @@ class _Startup:
         self.done = waiting.Done()
         self._lock = threading.Lock()
         self._begun = False
+        self._stopped = False
+        self._plugin = plugin
+        self._registered = False  # the plugin, by the start (under _lock)
+        self._level = level
+        self._quiet = contextlib.ExitStack()
         self.processes = p.backend == "gpu" or p.protocol != "inproc"
         self.mps: mps.Daemon | None = None
         self._thread = threading.Thread(
-            target=self._start, args=(p, level, plugin), name="pipeline-cluster-start", daemon=True
+            target=self._start, args=(p, level), name="pipeline-cluster-start", daemon=True
         )
 
-    def _start(self, p: Any, level: int, plugin: WorkerPlugin) -> None:
+    def _start(self, p: Any, level: int) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         with self._lock:
             if self.cancelled.is_set():
@@ -785,16 +825,20 @@ class _Startup:
                     address="local",
                     reason="did-not-start",
                 ) from None
-            if not self.cancelled.is_set():
+            with self._lock:
+                plugin, self._registered = self._plugin, self._plugin is not None
+            if plugin is not None and not self.cancelled.is_set():
                 self.client_.register_plugin(plugin)
         except BaseException as e:
             self.error = e
         finally:
             self.done.set()
 
-    def client(self) -> Client:
-        """Start the cluster; its client once it is up. Raises the start's error, or the
-        ``KeyboardInterrupt`` of a Ctrl-C while waiting for it."""
+    def begin(self) -> None:
+        """Begin the start on its thread (once; later calls do nothing) and return."""
+        if self._thread.is_alive() or self.done.is_set() or self._stopped:
+            return
+        self._quiet.enter_context(silenced_logs(self._level))
         if self.processes:
             from multiprocessing import resource_tracker
 
@@ -803,30 +847,67 @@ class _Startup:
             # (Workers that are threads of this process need neither it nor a blocked SIGINT.)
             resource_tracker.ensure_running()
         self._thread.start()
+
+    def wait_forked(self, seconds: float) -> None:
+        """Wait until the start has forked or spawned every worker process (this process's
+        children that ``multiprocessing`` started: only the cluster's, in the command line's
+        process), or has ended, or ``seconds`` have passed: the Python work of the start
+        (the scheduler, the nannies) is then done, and what is left of it happens in the
+        workers' own processes. Raises ``KeyboardInterrupt`` on Ctrl-C."""
+        import multiprocessing
+
+        deadline = time.monotonic() + seconds
+        while not self.done.is_set() and time.monotonic() < deadline:
+            if len(multiprocessing.active_children()) >= self.plan.workers:
+                return
+            waiting.wait(self.done, 0.005)
+
+    def client(self, plugin: WorkerPlugin | None = None) -> Client:
+        """Start the cluster (where :meth:`begin` has not); its client once it is up, with
+        ``plugin`` (where given) registered with its workers. Raises the start's error, what
+        a worker's set-up raised, or the ``KeyboardInterrupt`` of a Ctrl-C while waiting."""
+        with self._lock:
+            if plugin is not None and self._plugin is None:
+                self._plugin = plugin
+        self.begin()
         waiting.wait(self.done)
         if self.error is not None:
             raise self.error
         assert self.client_ is not None
+        with self._lock:
+            late = not self._registered and self._plugin is not None
+            self._registered = self._registered or late
+        given = self._plugin
+        if late and given is not None:  # given once the workers were up: registered here
+            client = self.client_
+            waiting.call(lambda: client.register_plugin(given), "pipeline-plugin")
         return self.client_
 
     def stop(self, process_ends: bool = False) -> bool:
         """Wait for a start under way to end, then close what it started, in order; each step
         runs to its end even when Ctrl-C interrupts it (``process_ends``: see
-        :func:`_stop_local`). Whether a Ctrl-C came meanwhile."""
+        :func:`_stop_local`). Whether a Ctrl-C came meanwhile. A second call does nothing."""
         with self._lock:
             self.cancelled.set()
             begun = self._begun
-        interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
-        if not self.done.is_set():
+            if self._stopped:
+                return False
+            self._stopped = True
+        try:
+            interrupted = begun and _to_the_end(lambda: waiting.wait(self.done, self.START_WAIT))
+            if not self.done.is_set():
+                return interrupted
+            if self.cluster is not None:
+                cluster, self.cluster = self.cluster, None
+                interrupted = _stop_local(self.client_, cluster, process_ends) or interrupted
+            if self.mps is not None:  # once its clients, the workers, are gone or going
+                daemon, self.mps = self.mps, None
+                interrupted = (
+                    _to_the_end(lambda: mps.stop(daemon, wait=not process_ends)) or interrupted
+                )
             return interrupted
-        if self.cluster is not None:
-            interrupted = _stop_local(self.client_, self.cluster, process_ends) or interrupted
-        if self.mps is not None:  # once its clients, the workers, are gone or going
-            daemon, self.mps = self.mps, None
-            interrupted = (
-                _to_the_end(lambda: mps.stop(daemon, wait=not process_ends)) or interrupted
-            )
-        return interrupted
+        finally:
+            self._quiet.close()
 
 
 def _to_the_end(step: Callable[[], Any]) -> bool:

@@ -126,6 +126,11 @@ def start_early(path: str, scheduler: str | None = None) -> dict[str, Any] | Non
     return None
 
 
+def started() -> bool:
+    """Whether this process started the fork server (:func:`start`)."""
+    return _STARTED
+
+
 def start() -> None:
     """Start the fork server (once per process; later calls return at once), loading
     :data:`PRELOAD` in the background: this returns as soon as the server's process exists.

@@ -1,8 +1,10 @@
 """A run from start to finish: plan, check, start the cluster, compute, finish, summarise.
 
 The order matters for the guarantees: everything that can be checked is checked before the
-cluster starts or any byte is written; the output is marked incomplete from its creation until
-every block is recorded as written; the cluster is closed on every exit path; and an
+cluster starts or any byte is written (the command line's local GPU cluster alone begins
+starting just before the plan reads the input, and is stopped where a check refuses the run:
+its workers write nothing, ``workers.begun_early``); the output is marked incomplete from its
+creation until every block is recorded as written; the cluster is closed on every exit path; and an
 interrupted run leaves a record that ``--resume`` continues from. What the output is and how
 a run starts there is :mod:`pipeline.running.output`'s; the cluster is
 :mod:`pipeline.running.cluster`'s; one task is :mod:`pipeline.running.tasks`'.
@@ -35,14 +37,14 @@ from pipeline.errors import (
     disk_full,
 )
 from pipeline.planning import Plan, describe, make_plan, plan_here
-from pipeline.planning.plan import gpu_wait, protocol_of
+from pipeline.planning.plan import ClusterPlan, gpu_wait, local_cluster_plan, protocol_of
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import graph, output, waiting
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
-from pipeline.running.workers import Workers, local_workers
+from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.location import Location
 
@@ -78,6 +80,16 @@ class RunOptions:
 def plan_run(config: Config) -> Plan:
     """The plan of a run on a local cluster (no cluster is started)."""
     return plan_here(config)
+
+
+def _early_cluster(config: Config, facts: Facts) -> ClusterPlan | None:
+    """The local cluster a run of ``config`` plans on this machine (``facts``), known before
+    the input is read (:func:`~pipeline.planning.plan.local_cluster_plan`); None where the
+    config is refused for it (the plan says why)."""
+    try:
+        return local_cluster_plan(config, facts)
+    except PipelineError:
+        return None
 
 
 def plan_joined(config: Config, client: Any) -> Plan:
@@ -149,13 +161,22 @@ def _planned(
     benchmark reusing warm workers) is used as is and left open. ``report``: where to save
     Dask's performance report. ``process_ends``: see :class:`RunOptions`."""
     if config.cluster.scheduler == "local" and client is None:
-        plan = plan_run(config)
-        yield (
-            plan,
-            lambda: local_workers(
-                plan.cluster, report, plugin=lambda: setup_plugin(plan), process_ends=process_ends
-            ),
-        )
+        facts = Facts.local(want_gpu=config.backend != "cpu")  # once: the workers use memory
+        with begun_early(_early_cluster(config, facts), process_ends) as early:
+            plan = make_plan(config, facts)
+            if early is not None and early.plan != plan.cluster:  # not the cluster begun
+                early.stop()
+                early = None
+            yield (
+                plan,
+                lambda: local_workers(
+                    plan.cluster,
+                    report,
+                    plugin=lambda: setup_plugin(plan),
+                    process_ends=process_ends,
+                    started=early,
+                ),
+            )
         return
     from pipeline.running import cluster
 

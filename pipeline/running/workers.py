@@ -14,11 +14,14 @@ workers are set up (memory pool, staging buffers, kernels) before their first ta
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from pipeline.planning.plan import ClusterPlan
 from pipeline.running import threads
+
+log = logging.getLogger("pipeline")
 
 
 class Bound:
@@ -77,13 +80,15 @@ def local_workers(
     report: str | None = None,
     plugin: Callable[[], Any] | None = None,
     process_ends: bool = False,
+    started: Any = None,
 ) -> Iterator[Workers]:
     """The workers of a local run on ``p``, started, and closed on every exit: threads of this
     process where :meth:`ClusterPlan.on_threads` says so, else a local Dask cluster
     (:func:`pipeline.running.cluster.connect`, whose workers get the plugin ``plugin()``
     makes) that saves Dask's performance report to ``report``; ``process_ends``: this process
-    ends right after (:func:`pipeline.running.cluster.connect`). Raises what starting them
-    raises (:class:`~pipeline.errors.ClusterError`), ``KeyboardInterrupt`` on Ctrl-C."""
+    ends right after (:func:`pipeline.running.cluster.connect`). ``started``: the cluster's
+    start, begun already for ``p`` (:func:`begun_early`). Raises what starting them raises
+    (:class:`~pipeline.errors.ClusterError`), ``KeyboardInterrupt`` on Ctrl-C."""
     if p.on_threads(report=bool(report)):
         with threads.start(p.workers * p.threads_per_worker, p.backend) as here:
             yield here
@@ -91,6 +96,45 @@ def local_workers(
     from pipeline.running import cluster
 
     with cluster.connect(
-        p, plugin=plugin() if plugin else None, process_ends=process_ends
+        p, plugin=plugin() if plugin else None, process_ends=process_ends, started=started
     ) as client:
         yield cluster.DaskWorkers(client, p.scheduler, report)
+
+
+def begins_early(p: ClusterPlan, process_ends: bool) -> bool:
+    """Whether a run begins starting its local cluster ``p`` before its plan reads the input
+    (:func:`begun_early`): the command line's run (``process_ends``) of a local GPU cluster
+    whose workers are forked from the command's fork server
+    (:mod:`pipeline.running.fork_server`), so that its own start is short and what remains
+    of it, the workers' start in their processes, overlaps the plan. An API caller's run, a
+    CPU run and a joined cluster start as before: after every check."""
+    from pipeline.running import fork_server
+
+    return (
+        process_ends
+        and p.scheduler == "local"
+        and p.backend == "gpu"
+        and not p.on_threads()
+        and fork_server.started()
+    )
+
+
+@contextlib.contextmanager
+def begun_early(p: ClusterPlan | None, process_ends: bool) -> Iterator[Any]:
+    """The start of the local cluster ``p`` begun now (:func:`pipeline.running.cluster.begin`)
+    where :func:`begins_early` says so, to pass to :func:`local_workers` (``started``), which
+    closes the cluster; else None. A start that :func:`local_workers` did not take (the plan
+    refused the run, or found the output complete) is stopped on leaving."""
+    if p is None or not begins_early(p, process_ends):
+        yield None
+        return
+    from pipeline.running import cluster
+
+    started = cluster.begin(p)
+    log.debug("the local cluster's workers start while the plan reads the input")
+    try:
+        yield started
+    except BaseException:
+        started.stop()
+        raise
+    started.stop(process_ends)  # nothing when local_workers has closed it
