@@ -536,6 +536,61 @@ def test_an_object_whose_repr_spans_lines_is_quoted_in_one_line(tmp_path: Path, 
     assert not out.exists()
 
 
+def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_text(
+    tmp_path: Path,
+) -> None:
+    """A store object given through the API where the config takes its path or URL (a
+    zarr-python ``LocalStore``, ``MemoryStore``, ``FsspecStore``, an fsspec mapper, a zarr
+    array as ``input.array``), or a ``distributed.LocalCluster`` and a port number where
+    the cluster takes an address, had been pydantic's "Input should be a valid string": the
+    line now names the key and the text it takes (the local path the store was opened at,
+    where it has one; a cluster's address), before anything is written. A pathlib.Path is
+    taken as the path it names, for a store."""
+    import fsspec
+    import zarr
+
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    local = zarr.storage.LocalStore(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    run = {"input": {"store": str(tmp_path / "in.zarr")}, "output": {"store": str(out)}}
+    said = "must be the store's path or URL as text (a str, such as '/data/{}.zarr' or "
+    memory = zarr.storage.MemoryStore()
+    remote = zarr.storage.FsspecStore.from_url("memory://somewhere")
+    cases = [
+        ("input.store", local, said.format("in"), f"here {str(tmp_path / 'in.zarr')!r}"),
+        ("input.store", fsspec.get_mapper(str(tmp_path / "in.zarr")), said.format("in"), "here"),
+        ("output.store", memory, said.format("out"), "not a zarr MemoryStore: give the path"),
+        ("output.store", remote, said.format("out"), "not a zarr FsspecStore: give the path"),
+        ("input.array", zarr.open_array(local), "must be the array's path inside the", "'' here"),
+        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an int"),
+    ]
+    for key, given, wanted, fix in cases:
+        section, name = key.split(".")
+        config = {**run, section: {**run.get(section, {}), name: given}}
+        for call in (pipeline.plan, pipeline.run, lambda c: pipeline.Config(**c)):
+            with pytest.raises(ConfigError) as info:
+                call({**config, "stages": [{"op": "square"}], "backend": "cpu"})
+            e = info.value
+            assert e.key == key and "\n" not in str(e), e
+            assert f"{key}: {wanted}" in str(e) and fix in str(e), e
+            assert "valid string" not in str(e), e
+        assert not out.exists()
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(ConfigError) as info:
+            pipeline.config.ClusterConfig(scheduler=cluster)
+        assert str(info.value).startswith(
+            "pipeline.config.ClusterConfig(): scheduler: must be the scheduler's address as "
+            "text, such as 'tcp://host:8786', or 'local', not a distributed LocalCluster: give "
+            f"its address, here {cluster.scheduler_address!r}"
+        ), info.value
+    paths = {"input": {"store": tmp_path / "in.zarr"}, "output": {"store": out}}
+    config = pipeline.Config(**{**paths, "stages": [{"op": "square"}]})
+    assert (config.input.store, config.output.store) == (str(tmp_path / "in.zarr"), str(out))
+
+
 def test_model_validate_json_is_one_config_error_line_never_quoting_the_text() -> None:
     """``pipeline.Config.model_validate_json``: text that is no JSON, or JSON that is no
     object, had been pydantic's ValidationError quoting the text whole (a credential in it
