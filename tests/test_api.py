@@ -905,6 +905,66 @@ def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
     return config
 
 
+def _made_or_said(config: dict[str, Any]) -> Any:
+    """The config ``config`` makes, or its ConfigError's line without the value it quotes."""
+    try:
+        return pipeline.Config(**config)
+    except ConfigError as e:
+        return re.sub(r" \(got .*\)$", "", str(e))
+
+
+def test_a_fraction_and_a_decimal_are_the_float_they_convert_to_for_every_numeric_key() -> None:
+    """One rule for the exact rationals NumPy converts with float(): a ``fractions.Fraction``
+    and a ``decimal.Decimal`` are each taken as ``float(x)`` would be, for every numeric key
+    (from the JSON schema, a new one too) and every stage's scalar (plain, and a typed one's
+    value): the same config, or the same refusal, as the float; a whole one as a typed
+    integer's value, exactly. A Fraction had been taken as a stage's factor and a Decimal
+    refused ("must be a number such as 5 or 0.5, not that"). One past float64's range (or
+    below its least subnormal, which float() makes 0) and a NaN are refused in one line
+    naming the key."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    keys = [*_numeric_keys(), ("stages", 0, "factor"), ("stages", 1, "value")]
+    typed = [("stages", 1, "value", "f4"), ("stages", 1, "value", "i2")]
+
+    def config(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
+        if key[0] != "stages":
+            return _with(key, value)
+        if key[3:] == ("f4",):
+            value = {"dtype": "float32", "value": value}
+        elif key[3:] == ("i2",):
+            value = {"dtype": "int16", "value": value}
+        stages = [{"op": "multiply", "factor": 3}, {"op": "add", "value": 1}]
+        stages[key[1]][key[2]] = value
+        return {**_EVERY_SECTION, "stages": stages}
+
+    for key in [*keys, *typed]:
+        for number in (Fraction(1, 2), Fraction(1, 3), Fraction(2), Fraction(4096), Fraction(-7)):
+            as_float = _made_or_said(config(key, float(number)))
+            decimal = Decimal(number.numerator) / Decimal(number.denominator)
+            for given in (number, decimal):
+                assert _made_or_said(config(key, given)) == as_float, (key, given)
+    stage = pipeline.Config(**config(("stages", 0, "factor"), Decimal("0.1"))).stages[0]
+    assert type(stage.factor) is float and stage.factor == 0.1
+    # a whole one of an integer dtype exactly, as np.int64(Fraction(2**60 + 1)) is (the
+    # Fraction had gone through float64: 2**60)
+    for given in (Fraction(2**60 + 1), Decimal(2**60 + 1)):
+        typed_int = {"dtype": "int64", "value": given}
+        value = pipeline.Config(**config(("stages", 1, "value"), typed_int)).stages[1].value
+        assert type(value) is np.int64 and value == np.int64(given) == 2**60 + 1, value
+    for given in (Decimal("1e400"), Decimal("-1e-400"), Fraction(1, 10**400)):
+        for key in [*keys[-2:], typed[0]]:
+            line = _made_or_said(config(key, given))
+            said = ".".join(map(str, key[:3]))
+            assert line.startswith(f"pipeline.Config(): {said}: must be a finite number "), line
+            assert "float64 holds (magnitudes up to 1.79769e+308, down to 4.94e-324)" in line
+    for given in (Decimal("NaN"), Decimal("sNaN"), Decimal("-Infinity")):
+        line = _made_or_said(config(("stages", 0, "factor"), given))
+        said = "stages.0.factor: must be a finite number (not inf or NaN)"
+        assert line == f"pipeline.Config(): {said}", line
+
+
 def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> None:
     """``pipeline.Config(foo=1)`` ended "(also: input, output, stages)", not saying that
     those were required and missing; other problems are still named by key alone."""
