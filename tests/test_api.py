@@ -545,7 +545,8 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
     the cluster takes an address, had been pydantic's "Input should be a valid string": the
     line now names the key and the text it takes (the local path the store was opened at,
     where it has one; a cluster's address), before anything is written. A pathlib.Path is
-    taken as the path it names, for a store."""
+    taken as the path it names, for a store; a NumPy dtype (or scalar type) as its name,
+    for a generated input's dtype (refused as "Input should be a valid string" too)."""
     import fsspec
     import zarr
 
@@ -586,6 +587,17 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
             "text, such as 'tcp://host:8786', or 'local', not a distributed LocalCluster: give "
             f"its address, here {cluster.scheduler_address!r}"
         ), info.value
+    generate = pipeline.config.GenerateConfig
+    assert [generate(shape=[2], dtype=d).dtype for d in (np.int16, np.dtype("f4"))] == [
+        "int16",
+        "float32",
+    ]
+    with pytest.raises(ConfigError) as info:
+        generate(shape=[2], dtype=np.float32(1))
+    assert str(info.value).startswith(
+        "pipeline.config.GenerateConfig(): dtype: must be a NumPy dtype's name as text, such "
+        "as 'float32' (or a NumPy dtype), not a numpy float32 (got "
+    ), info.value
     paths = {"input": {"store": tmp_path / "in.zarr"}, "output": {"store": out}}
     config = pipeline.Config(**{**paths, "stages": [{"op": "square"}]})
     assert (config.input.store, config.output.store) == (str(tmp_path / "in.zarr"), str(out))

@@ -327,6 +327,26 @@ class CodecConfig(Model):
         return self
 
 
+def _dtype_name(v: Any) -> Any:
+    """A dtype given through the API as NumPy's (``np.dtype('int16')``, the scalar type
+    ``np.float32``) as its name (one of the other byte order as its code, ``'>f8'``), as the
+    stages' typed numbers take one; other text as it is.
+    Any other object is refused with one line that says to give the name as text (both had
+    been "Input should be a valid string"). Raises ValueError."""
+    np = sys.modules.get("numpy")
+    if np is not None and (
+        isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic))
+    ):
+        dtype = np.dtype(v)
+        return dtype.name if dtype.isnative else dtype.str  # '>f8', as text names it
+    if isinstance(v, (str, bytes)):
+        return v
+    raise ValueError(
+        f"must be a NumPy dtype's name as text, such as 'float32' (or a NumPy dtype), not "
+        f"{_kind_of(v)}"
+    )
+
+
 class GenerateConfig(Model):
     """How ``pipeline generate`` creates the input (deterministic from the seed)."""
 
@@ -358,6 +378,8 @@ class GenerateConfig(Model):
     when_missing: bool = Field(
         False, description="`run` generates the input first when it does not exist"
     )
+
+    _dtype = field_validator("dtype", mode="before")(classmethod(lambda cls, v: _dtype_name(v)))
 
 
 #: Names of a Zarr store's own files (v3, v2, consolidated metadata) and of the pipeline's run
