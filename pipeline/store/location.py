@@ -656,19 +656,16 @@ class Location:
         if not any(is_os_file(n) for n in names):
             return names
 
-        def is_folder(path: str) -> bool:
+        def is_folder(name: str) -> bool:
+            at = f"{key.strip('/')}/{name}".lstrip("/")
             if self.is_local:
-                return os.path.isdir(path)
+                return os.path.isdir(self._path(at))
             try:
-                return bool(self.fs().isdir(path))
-            except FileNotFoundError:  # gone meanwhile
-                return False
+                return bool(self.fs().isdir(self._path(at)))
+            except Exception:  # gone meanwhile, or a server that will not say: a file, as
+                return False  # its name says (what every listing had taken it for)
 
-        return [
-            n
-            for n in names
-            if not is_os_file(n) or is_folder(self._path(f"{key.strip('/')}/{n}".lstrip("/")))
-        ]
+        return [n for n in names if not is_os_file(n) or is_folder(n)]
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False when it already did."""
