@@ -536,6 +536,73 @@ def test_an_object_whose_repr_spans_lines_is_quoted_in_one_line(tmp_path: Path, 
     assert not out.exists()
 
 
+def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_text(
+    tmp_path: Path,
+) -> None:
+    """A store object given through the API where the config takes its path or URL (a
+    zarr-python ``LocalStore``, ``MemoryStore``, ``FsspecStore``, an fsspec mapper, a zarr
+    array as ``input.array``), or a ``distributed.LocalCluster`` and a port number where
+    the cluster takes an address, had been pydantic's "Input should be a valid string": the
+    line now names the key and the text it takes (the local path the store was opened at,
+    where it has one; a cluster's address), before anything is written. A pathlib.Path is
+    taken as the path it names, for a store; a NumPy dtype (or scalar type) as its name,
+    for a generated input's dtype (refused as "Input should be a valid string" too)."""
+    import fsspec
+    import zarr
+
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    local = zarr.storage.LocalStore(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    run = {"input": {"store": str(tmp_path / "in.zarr")}, "output": {"store": str(out)}}
+    said = "must be the store's path or URL as text (a str, such as '/data/{}.zarr' or "
+    memory = zarr.storage.MemoryStore()
+    remote = zarr.storage.FsspecStore.from_url("memory://somewhere")
+    cases = [
+        ("input.store", local, said.format("in"), f"here {str(tmp_path / 'in.zarr')!r}"),
+        ("input.store", fsspec.get_mapper(str(tmp_path / "in.zarr")), said.format("in"), "here"),
+        ("output.store", memory, said.format("out"), "not a zarr MemoryStore: give the path"),
+        ("output.store", remote, said.format("out"), "not a zarr FsspecStore: give the path"),
+        ("input.array", zarr.open_array(local), "must be the array's path inside the", "'' here"),
+        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an int"),
+    ]
+    for key, given, wanted, fix in cases:
+        section, name = key.split(".")
+        config = {**run, section: {**run.get(section, {}), name: given}}
+        for call in (pipeline.plan, pipeline.run, lambda c: pipeline.Config(**c)):
+            with pytest.raises(ConfigError) as info:
+                call({**config, "stages": [{"op": "square"}], "backend": "cpu"})
+            e = info.value
+            assert e.key == key and "\n" not in str(e), e
+            assert f"{key}: {wanted}" in str(e) and fix in str(e), e
+            assert "valid string" not in str(e), e
+        assert not out.exists()
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(ConfigError) as info:
+            pipeline.config.ClusterConfig(scheduler=cluster)
+        assert str(info.value).startswith(
+            "pipeline.config.ClusterConfig(): scheduler: must be the scheduler's address as "
+            "text, such as 'tcp://host:8786', or 'local', not a distributed LocalCluster: give "
+            f"its address, here {cluster.scheduler_address!r}"
+        ), info.value
+    generate = pipeline.config.GenerateConfig
+    assert [generate(shape=[2], dtype=d).dtype for d in (np.int16, np.dtype("f4"))] == [
+        "int16",
+        "float32",
+    ]
+    with pytest.raises(ConfigError) as info:
+        generate(shape=[2], dtype=np.float32(1))
+    assert str(info.value).startswith(
+        "pipeline.config.GenerateConfig(): dtype: must be a NumPy dtype's name as text, such "
+        "as 'float32' (or a NumPy dtype), not a numpy float32 (got "
+    ), info.value
+    paths = {"input": {"store": tmp_path / "in.zarr"}, "output": {"store": out}}
+    config = pipeline.Config(**{**paths, "stages": [{"op": "square"}]})
+    assert (config.input.store, config.output.store) == (str(tmp_path / "in.zarr"), str(out))
+
+
 def test_model_validate_json_is_one_config_error_line_never_quoting_the_text() -> None:
     """``pipeline.Config.model_validate_json``: text that is no JSON, or JSON that is no
     object, had been pydantic's ValidationError quoting the text whole (a credential in it
@@ -848,6 +915,66 @@ def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
         target = target[k]
     target[field[-1]] = [value] if where else value
     return config
+
+
+def _made_or_said(config: dict[str, Any]) -> Any:
+    """The config ``config`` makes, or its ConfigError's line without the value it quotes."""
+    try:
+        return pipeline.Config(**config)
+    except ConfigError as e:
+        return re.sub(r" \(got .*\)$", "", str(e))
+
+
+def test_a_fraction_and_a_decimal_are_the_float_they_convert_to_for_every_numeric_key() -> None:
+    """One rule for the exact rationals NumPy converts with float(): a ``fractions.Fraction``
+    and a ``decimal.Decimal`` are each taken as ``float(x)`` would be, for every numeric key
+    (from the JSON schema, a new one too) and every stage's scalar (plain, and a typed one's
+    value): the same config, or the same refusal, as the float; a whole one as a typed
+    integer's value, exactly. A Fraction had been taken as a stage's factor and a Decimal
+    refused ("must be a number such as 5 or 0.5, not that"). One past float64's range (or
+    below its least subnormal, which float() makes 0) and a NaN are refused in one line
+    naming the key."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    keys = [*_numeric_keys(), ("stages", 0, "factor"), ("stages", 1, "value")]
+    typed = [("stages", 1, "value", "f4"), ("stages", 1, "value", "i2")]
+
+    def config(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
+        if key[0] != "stages":
+            return _with(key, value)
+        if key[3:] == ("f4",):
+            value = {"dtype": "float32", "value": value}
+        elif key[3:] == ("i2",):
+            value = {"dtype": "int16", "value": value}
+        stages = [{"op": "multiply", "factor": 3}, {"op": "add", "value": 1}]
+        stages[key[1]][key[2]] = value
+        return {**_EVERY_SECTION, "stages": stages}
+
+    for key in [*keys, *typed]:
+        for number in (Fraction(1, 2), Fraction(1, 3), Fraction(2), Fraction(4096), Fraction(-7)):
+            as_float = _made_or_said(config(key, float(number)))
+            decimal = Decimal(number.numerator) / Decimal(number.denominator)
+            for given in (number, decimal):
+                assert _made_or_said(config(key, given)) == as_float, (key, given)
+    stage = pipeline.Config(**config(("stages", 0, "factor"), Decimal("0.1"))).stages[0]
+    assert type(stage.factor) is float and stage.factor == 0.1
+    # a whole one of an integer dtype exactly, as np.int64(Fraction(2**60 + 1)) is (the
+    # Fraction had gone through float64: 2**60)
+    for given in (Fraction(2**60 + 1), Decimal(2**60 + 1)):
+        typed_int = {"dtype": "int64", "value": given}
+        value = pipeline.Config(**config(("stages", 1, "value"), typed_int)).stages[1].value
+        assert type(value) is np.int64 and value == np.int64(given) == 2**60 + 1, value
+    for given in (Decimal("1e400"), Decimal("-1e-400"), Fraction(1, 10**400)):
+        for key in [*keys[-2:], typed[0]]:
+            line = _made_or_said(config(key, given))
+            said = ".".join(map(str, key[:3]))
+            assert line.startswith(f"pipeline.Config(): {said}: must be a finite number "), line
+            assert "float64 holds (magnitudes up to 1.79769e+308, down to 4.94e-324)" in line
+    for given in (Decimal("NaN"), Decimal("sNaN"), Decimal("-Infinity")):
+        line = _made_or_said(config(("stages", 0, "factor"), given))
+        said = "stages.0.factor: must be a finite number (not inf or NaN)"
+        assert line == f"pipeline.Config(): {said}", line
 
 
 def test_missing_keys_named_after_another_problem_are_said_to_be_missing() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -1619,3 +1620,78 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
             time.sleep(0.1)
         assert len(beats) > 2 and max(beats) > first["beat"]
     assert loc.list("g") == []
+
+
+def test_os_files_in_an_s3_output_change_nothing_and_a_node_named_so_is_one(
+    tmp_path, cli, bucket
+) -> None:
+    """A ``.DS_Store`` and an AppleDouble ``._0`` object in a complete S3 output (copied
+    there with the folder from a Mac) are passed by as on a local disk
+    (tests/test_state.py): ``plan``, ``run``, ``run --resume`` and ``verify`` say of the
+    output what they say without them, and ``run --overwrite`` replaces it, them too. A
+    prefix named ``._x`` that holds a Zarr array (a legal node name) is no such file: the
+    group holding it is a group that holds a node, which no run replaces (it had been taken
+    for an empty group, and its ``._x`` files said to be beside "the array's" chunks)."""
+    import s3fs
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    x = np.random.default_rng(5).standard_normal((8, 6)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (4, 6))
+    out = f"{url}/os-files.zarr"
+    one = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": out, "storage_options": options, "chunks": [4, 6]},
+        cluster=one,
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+
+    def said() -> list[Any]:
+        rc, text, err = cli("plan", cfg)
+        now = re.search(r"output now\s+(.*)", text)
+        rc_run, _, err_run = cli("run", cfg, "--progress", "none")
+        rc_resume, out_resume, err_resume = cli("run", cfg, "--resume", "--progress", "none")
+        rc_verify, text_verify, _ = cli("verify", cfg, "--samples", "2")
+        status = re.search(r"output status\s+(\S+)", text_verify)
+        return [
+            (rc, now.group(1) if now else err),
+            (rc_run, one_line_error(err_run)),
+            (rc_resume, "nothing to do" in out_resume + err_resume),
+            (rc_verify, status.group(1) if status else text_verify),
+        ]
+
+    clean = said()
+    assert clean[0] == (0, "complete: `run --overwrite` replaces it"), clean
+    assert clean[1][0] == 1 and "already exists; pass --overwrite" in clean[1][1], clean
+    assert clean[2:] == [(0, True), (0, "complete")], clean
+    objects = set(fs.find(out[5:]))
+    added = [".DS_Store", "c/.DS_Store", "c/._0"]
+    for rel in added:
+        fs.pipe_file(f"{out[5:]}/{rel}", b"\x00\x00\x00\x01Bud1")
+    fs.invalidate_cache()
+    assert said() == clean
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    fs.invalidate_cache()
+    assert set(fs.find(out[5:])) == objects  # the OS files went with the output
+    assert _zarr_s3(out, options)[...].tobytes() == reference(x).tobytes()
+
+    group = f"{url}/group.zarr"
+    store = zarr.storage.FsspecStore.from_url(group, storage_options=options)
+    zarr.open_group(store, mode="w").create_array("._x", shape=(3,), dtype="int16")[...] = 7
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": group, "storage_options": options},
+        cluster=one,
+    )
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError) and e.status == "group", e
+        assert "is a Zarr group that holds '._x'" in str(e), e
+    assert np.array_equal(_zarr_s3(f"{group}/._x", options)[...], np.full(3, 7, np.int16))

@@ -967,6 +967,42 @@ def test_a_resume_tells_a_numpy_scalar_from_the_python_number(tmp_path) -> None:
     assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)"
 
 
+def test_an_output_made_with_a_decimal_resumes_with_the_float_and_the_fraction(tmp_path) -> None:
+    """A ``decimal.Decimal`` factor is the float ``float(x)`` gives, as a ``Fraction`` is
+    (it had been refused): the output is NumPy's ``x * 0.1`` (a weak float: float32 stays
+    float32) bit for bit, its record holds the float, and a resume with the Decimal, the
+    Fraction or the float 0.1 finds it complete; one with another number is refused."""
+    from decimal import Decimal
+
+    import zarr
+
+    import pipeline
+
+    x = np.random.default_rng(7).standard_normal((6, 5)).astype(np.float32)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, dtype=x.dtype)[...] = x
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": Decimal("0.1")}, {"op": "add", "value": 1}],
+        "backend": "cpu",
+        "cluster": {"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    }
+    summary = pipeline.run(cfg)
+    assert summary.config["stages"][0]["factor"] == 0.1
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x * 0.1 + 1
+    assert got.dtype == want.dtype == np.float32 and got.tobytes() == want.tobytes()
+    for same in (Decimal("0.1"), Fraction(1, 10), 0.1):
+        cfg["stages"][0]["factor"] = same
+        assert pipeline.run(cfg, resume=True).status == "complete (nothing to do)", same
+    cfg["stages"][0]["factor"] = Decimal("0.2")
+    with pytest.raises(pipeline.OutputError) as e:
+        pipeline.run(cfg, resume=True)
+    assert "were multiply(factor=0.1)" in str(e.value) and "now multiply(factor=0.2)" in str(
+        e.value
+    ), e.value
+
+
 @pytest.mark.parametrize(
     ("written", "scalar"),
     [

@@ -681,3 +681,60 @@ def test_folders_holding_only_an_os_file_are_empty_to_generate_and_run(tmp_path:
     (tmp_path / "other.zarr" / "x").write_bytes(b"mine")
     line, _ = refused(cli, InputError, "generate", other)
     assert "already holds data that `pipeline generate` did not create" in line
+
+
+def _node_named_apple_double(folder: Path, kind: str) -> None:
+    """An array (of 0, 1, 2) or a group (attribute ``mine: 1``) named ``._x`` in ``folder``,
+    written by zarr-python."""
+    if kind == "array":
+        zarr.create_array(str(folder / "._x"), shape=(3,), dtype="int16", chunks=(3,))[...] = (
+            np.arange(3, dtype=np.int16)
+        )
+    else:
+        zarr.open_group(str(folder / "._x"), mode="w").attrs["mine"] = 1
+
+
+def _node_kept(folder: Path, kind: str) -> None:
+    got = zarr.open(str(folder / "._x"), mode="r")
+    if kind == "array":
+        assert np.array_equal(got[...], np.arange(3, dtype=np.int16))
+    else:
+        assert dict(got.attrs) == {"mine": 1}
+
+
+@pytest.mark.parametrize("kind", ["array", "group"])
+def test_a_zarr_node_named_like_an_appledouble_file_is_a_node(
+    tmp_path: Path, done: Done, cli, kind: str
+) -> None:
+    """An array or group named ``._x`` (a legal Zarr node name) is a node, not an AppleDouble
+    file: an AppleDouble file is a file, and only files are passed by as an operating
+    system's (:meth:`~pipeline.store.location.Location.entries`). In the output's group it
+    had been passed by: the group was taken for an empty one, and ``run`` called ``._x``'s
+    files "beside the array's metadata and chunks" of an array that is none; it is now the
+    group that holds a node, which no run replaces. A folder holding it alone (no metadata
+    of its own) had been empty to ``run``, which wrote the output array over it, and to
+    ``generate``, which wrote the input there; both refuse it now. The node is kept."""
+    out = tmp_path / "group.zarr"
+    zarr.open_group(str(out), mode="w")
+    _node_named_apple_double(out, kind)
+    cfg = done.config_with(f"group-{kind}.yaml", output={"store": str(out)})
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        line, e = refused(cli, OutputError, "run", cfg, *flags)
+        assert "is a Zarr group that holds '._x'" in line, line
+        assert e.status == "group"
+    assert file_states(out) == before
+    _node_kept(out, kind)
+    folder = tmp_path / "folder.zarr"
+    folder.mkdir()
+    _node_named_apple_double(folder, kind)
+    cfg = done.config_with(f"folder-{kind}.yaml", output={"store": str(folder)})
+    before = file_states(folder)
+    for flags in ((), ("--overwrite",)):
+        line, e = refused(cli, OutputError, "run", cfg, *flags)
+        assert "is a directory that holds other files (._x)" in line, line
+    gen = _gen_config(tmp_path, 4, input={"store": str(folder)})
+    line, _ = refused(cli, InputError, "generate", gen)
+    assert "already holds data that `pipeline generate` did not create" in line
+    assert file_states(folder) == before
+    _node_kept(folder, kind)

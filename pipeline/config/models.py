@@ -327,6 +327,26 @@ class CodecConfig(Model):
         return self
 
 
+def _dtype_name(v: Any) -> Any:
+    """A dtype given through the API as NumPy's (``np.dtype('int16')``, the scalar type
+    ``np.float32``) as its name (one of the other byte order as its code, ``'>f8'``), as the
+    stages' typed numbers take one; other text as it is.
+    Any other object is refused with one line that says to give the name as text (both had
+    been "Input should be a valid string"). Raises ValueError."""
+    np = sys.modules.get("numpy")
+    if np is not None and (
+        isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic))
+    ):
+        dtype = np.dtype(v)
+        return dtype.name if dtype.isnative else dtype.str  # '>f8', as text names it
+    if isinstance(v, (str, bytes)):
+        return v
+    raise ValueError(
+        f"must be a NumPy dtype's name as text, such as 'float32' (or a NumPy dtype), not "
+        f"{_kind_of(v)}"
+    )
+
+
 class GenerateConfig(Model):
     """How ``pipeline generate`` creates the input (deterministic from the seed)."""
 
@@ -358,6 +378,8 @@ class GenerateConfig(Model):
     when_missing: bool = Field(
         False, description="`run` generates the input first when it does not exist"
     )
+
+    _dtype = field_validator("dtype", mode="before")(classmethod(lambda cls, v: _dtype_name(v)))
 
 
 #: Names of a Zarr store's own files (v3, v2, consolidated metadata) and of the pipeline's run
@@ -421,6 +443,87 @@ def _fspath(v: Any) -> Any:
     return os.fspath(v) if isinstance(v, os.PathLike) else v
 
 
+def _kind_of(v: Any) -> str:
+    """An object's kind, as a problem's line names it: its type's module's top name and its
+    name (``a zarr LocalStore``, ``an fsspec FSMap``), its name alone for a builtin
+    (``an int``)."""
+    t = type(v)
+    top = t.__module__.partition(".")[0]
+    kind = t.__name__ if top == "builtins" else f"{top} {t.__name__}"
+    return f"{'an' if kind[0] in 'aeiou' or top == 'fsspec' else 'a'} {kind}"
+
+
+def _local_path_of(v: Any) -> str | None:
+    """The local path a store object was opened at, where it is one of a local folder: a
+    zarr-python ``LocalStore`` (its ``root``), an fsspec mapper (``FSMap``, what
+    ``fsspec.get_mapper`` gives) or a zarr-python ``FsspecStore`` on the local file system;
+    None otherwise (a remote one's URL would lose its storage_options, and may carry
+    credentials: it is not said)."""
+    root = getattr(v, "root", None)
+    if isinstance(root, os.PathLike):  # zarr.storage.LocalStore
+        return os.fspath(root)
+    fs = getattr(v, "fs", None)
+    where = root if isinstance(root, str) else getattr(v, "path", None)
+    protocol = getattr(fs, "protocol", None)
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol or ())
+    if isinstance(where, str) and any(p in ("file", "local") for p in protocols):
+        return where
+    return None
+
+
+def _path_text(v: Any, key: str, side: str = "in") -> Any:
+    """A store's path or URL (``key``: ``store``) or an array's path inside its store
+    (``array``) as text: a store's path object (:func:`_fspath`) as the path it names (an
+    array's is none: ``Path('')`` names ``'.'``), text (and bytes, which pydantic reads as
+    text) as it is. Any other object (a zarr-python store or
+    array, an fsspec mapper, an ``xarray.Dataset``, given through the API; ``side``: ``in``
+    or ``out``, for the example its line gives) is refused with
+    one line that says to give its path or URL as text: pydantic's "Input should be a valid
+    string" had named neither. Raises ValueError."""
+    if key == "store":
+        v = _fspath(v)
+    if v is None or isinstance(v, (str, bytes)):
+        return v
+    kind = _kind_of(v)
+    if key == "array":
+        path = getattr(v, "path", None)
+        said = f" ({path!r} here)" if isinstance(path, str) and hasattr(v, "store") else ""
+        raise ValueError(
+            f"must be the array's path inside the store as text (a str, such as 'g/v'), not "
+            f"{kind}: give its path{said}, and its store's path or URL as store"
+        )
+    local = _local_path_of(v)
+    said = f", here {local!r}" if local is not None else ""
+    raise ValueError(
+        f"must be the store's path or URL as text (a str, such as '/data/{side}.zarr' or "
+        f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}: give the path or URL it "
+        f"was opened at{said}, and its file system's options as storage_options"
+    )
+
+
+def _address_text(v: Any, key: str) -> Any:
+    """A cluster's address (``key``: ``scheduler``, ``dashboard``) as text; any other object
+    (a ``distributed.Client`` or ``LocalCluster``, a port given as a number) refused with one
+    line that says which text it takes (pydantic's "Input should be a valid string" had not).
+    Raises ValueError."""
+    if isinstance(v, (str, bytes)):
+        return v
+    kind = _kind_of(v)
+    if key == "dashboard":
+        raise ValueError(
+            f"must be the dashboard's address as text, such as ':8787' or 'host:8787', or '' "
+            f"for none, not {kind}"
+        )
+    address = getattr(v, "scheduler_address", None)  # a LocalCluster's, a Client's cluster's
+    if not isinstance(address, str):
+        address = getattr(getattr(v, "scheduler", None), "address", None)  # a Client's
+    said = f", here {address!r}" if isinstance(address, str) else ""
+    raise ValueError(
+        f"must be the scheduler's address as text, such as 'tcp://host:8786', or 'local', not "
+        f"{kind}: give its address{said}"
+    )
+
+
 def _plain_path(v: Any) -> Any:
     """An array path inside a store, normalised as zarr-python normalises one: a backslash is
     a '/', empty parts are dropped (``/g//v/`` is ``g/v``), so every key and record names the
@@ -471,7 +574,12 @@ class InputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
-    _store_path = field_validator("store", mode="before")(classmethod(lambda cls, v: _fspath(v)))
+    _array_text = field_validator("array", mode="before")(
+        classmethod(lambda cls, v: _path_text(v, "array"))
+    )
+    _store_path = field_validator("store", mode="before")(
+        classmethod(lambda cls, v: _path_text(v, "store"))
+    )
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v)))
     _options = field_validator("storage_options")(
         classmethod(lambda cls, v, info: _store_options(v, info))
@@ -493,7 +601,12 @@ class OutputConfig(Model):
     )
 
     _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
-    _store_path = field_validator("store", mode="before")(classmethod(lambda cls, v: _fspath(v)))
+    _array_text = field_validator("array", mode="before")(
+        classmethod(lambda cls, v: _path_text(v, "array"))
+    )
+    _store_path = field_validator("store", mode="before")(
+        classmethod(lambda cls, v: _path_text(v, "store", "out"))
+    )
     _store = field_validator("store")(classmethod(lambda cls, v: _store_url(v, output=True)))
     _options = field_validator("storage_options")(
         classmethod(lambda cls, v, info: _store_options(v, info))
@@ -600,6 +713,10 @@ class ClusterConfig(Model):
         description="dashboard address of a local cluster; '' for none (then a CPU run whose "
         "workers are threads of this process runs on Dask's threaded scheduler: no cluster, "
         "no distributed)",
+    )
+
+    _addresses = field_validator("scheduler", "dashboard", mode="before")(
+        classmethod(lambda cls, v, info: _address_text(v, info.field_name))
     )
 
     @field_validator("device_memory_limit", "host_memory_limit")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
@@ -124,13 +125,16 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
     name = dtype.name
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is its scalar, as a plain one's is
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not _real(value):
         raise ValueError(f"a typed number's value must be a number, as in {TYPED_FORM}")
     if dtype.kind in "iu":
+        exact = isinstance(value, numbers.Rational) or _is_decimal(value)
         if isinstance(value, numbers.Integral):
             whole = int(value)
-        elif math.isfinite(_as_float(value)) and float(value).is_integer():
-            whole = int(float(value))
+        elif math.isfinite(_as_float(value)) and (
+            value == int(value) if exact else float(value).is_integer()
+        ):  # an exact rational's whole number exactly, as np.int64(Fraction(2**60 + 1)) is
+            whole = int(value) if exact else int(float(value))
         else:
             raise ValueError(
                 f"a typed number of dtype {name} must be a whole number; for a fraction give a "
@@ -181,6 +185,13 @@ def _finite_number(v: Any) -> Any:
     computes; the typed form ``{dtype: float32, value: 2}`` makes one in a file. One wider
     than 64 bits (``np.longdouble``) is refused: no stage computes in it.
 
+    An exact rational, a ``fractions.Fraction`` or a ``decimal.Decimal`` (a whole one too),
+    is the Python float ``float(v)`` gives, the float64 NumPy computes with where it
+    converts one (``np.float64(v)``): a weak float, as the number written in a file is. A
+    Fraction had been taken so, and a Decimal refused ("not that"). One past float64's range
+    is refused, as inf and NaN are. The config and the output's record hold the float, so
+    an output made with ``Decimal('0.5')`` resumes with 0.5, and the other way round.
+
     Raises ValueError (a config error naming the key) otherwise."""
     if v is None:
         return v
@@ -188,6 +199,8 @@ def _finite_number(v: Any) -> Any:
         return _typed(v)
     if isinstance(v, np.ndarray) and v.ndim == 0:
         v = v[()]
+    if _is_decimal(v):
+        v = _as_float(v)
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         what = "true/false" if isinstance(v, (bool, np.bool_)) else _KINDS.get(type(v), "that")
         if isinstance(v, numbers.Complex) and what == "that":
@@ -210,16 +223,37 @@ def _finite_number(v: Any) -> Any:
     return v
 
 
+def _is_decimal(v: Any) -> bool:
+    """Whether ``v`` is a ``decimal.Decimal`` (one needs the module imported: the package
+    does not import it itself)."""
+    module = sys.modules.get("decimal")
+    return module is not None and isinstance(v, module.Decimal)
+
+
+def _real(v: Any) -> bool:
+    """Whether ``v`` is a real number a stage's scalar may be: a ``numbers.Real`` (int, float,
+    ``Fraction``, NumPy's), or a ``decimal.Decimal``, an exact rational as a Fraction is,
+    which the standard library registers as no Real."""
+    return isinstance(v, numbers.Real) or _is_decimal(v)
+
+
 def _as_float(v: Any) -> float:
-    """A real number that is no int (a float, a ``Fraction``) as a Python float; ValueError
-    for one past float64's range (``Fraction(10**400)``: Python's OverflowError had come
-    through ``pipeline.Config`` as it was)."""
+    """A real number that is no int (a float, a ``Fraction``, a ``Decimal``) as the Python
+    float ``float(v)`` gives; ValueError for one past float64's range (``Fraction(10**400)``:
+    Python's OverflowError had come through ``pipeline.Config`` as it was;
+    ``Decimal('1e400')``, which float() makes inf), or below its least subnormal
+    (``Decimal('1e-400')``, which float() makes 0, as a typed float refuses one below its
+    dtype's), and for a signalling ``Decimal('sNaN')`` (which float() refuses)."""
+    past = f"must be a finite number float64 holds ({_holds(np.dtype('float64'))})"
     try:
-        return float(v)
+        got = float(v)
     except OverflowError:
-        raise ValueError(
-            f"must be a finite number float64 holds ({_holds(np.dtype('float64'))})"
-        ) from None
+        raise ValueError(past) from None
+    except ValueError:  # Decimal('sNaN')
+        raise ValueError("must be a finite number (not inf or NaN)") from None
+    if (math.isinf(got) and _is_decimal(v) and v.is_finite()) or (got == 0 and v != 0):
+        raise ValueError(past)  # float() made it inf, or 0 (Fraction(1, 10**400)): not it
+    return got
 
 
 def _as_json(v: Any) -> Any:

@@ -39,7 +39,7 @@ from pipeline.planning.variable import (
 )
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.ledger import RECORD, Ledger
-from pipeline.store.location import Location, is_os_file
+from pipeline.store.location import Location
 
 
 @dataclass(frozen=True)
@@ -309,9 +309,9 @@ def _remains(loc: Location, path: str) -> bool:
     """Whether ``path``, where no array opens, holds the remains of an output a stopped run
     was making or replacing: its run record, and other files beside it (what ``run`` calls
     'remains' and clears only with ``--overwrite``); files an operating system wrote there
-    (:func:`~pipeline.store.location.is_os_file`) are no remains."""
+    (:meth:`~pipeline.store.location.Location.entries`) are no remains."""
     try:
-        names = [n for n in loc.list(path) if not is_os_file(n)]
+        names = loc.entries(path)
     except Exception:
         return False
     return RECORD in names and any(n != RECORD for n in names)

@@ -33,7 +33,7 @@ from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
-from pipeline.store.location import Location, is_os_file
+from pipeline.store.location import Location
 
 RAMP_PERIOD = 1024
 
@@ -133,7 +133,7 @@ def check_generate_target(loc: Location, array: str) -> None:
                 return  # ours: generating again gives the same data
             break
     else:
-        if all(is_os_file(n) for n in loc.list(path)):  # empty, or a .DS_Store alone
+        if not loc.entries(path):  # empty, or a .DS_Store alone
             return
     raise InputError(
         f"{where} already holds data that `pipeline generate` did not create; generate never "

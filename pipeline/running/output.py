@@ -32,7 +32,7 @@ from pipeline.planning import Plan, make_plan
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
-from pipeline.store.location import Location, is_os_file
+from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -172,7 +172,7 @@ def output_state(plan: Plan) -> str:
         return "group"
     # a .DS_Store (or any OS file) says nothing of what is there: a folder holding one and
     # no array is as empty as one without (it had been 'not-zarr')
-    names = [n for n in info.location.list(info.path) if not is_os_file(n)]
+    names = info.location.entries(info.path)
     if not info.location.exists(_key(info.path, "zarr.json")):
         others = [n for n in names if n != RECORD]
         if not others:
@@ -195,13 +195,11 @@ def output_state(plan: Plan) -> str:
 
 def group_members(loc: Location, path: str) -> list[str]:
     """What a Zarr group at ``path`` holds besides its own metadata and this pipeline's run
-    record, and files an operating system wrote there (:func:`is_os_file`) ([] where ``path``
-    is no group: an array, nothing, a plain directory)."""
+    record, and files an operating system wrote there (:meth:`Location.entries`) ([] where
+    ``path`` is no group: an array, nothing, a plain directory)."""
     if arrays.node_type(loc, path) != "group":
         return []
-    return [
-        n for n in loc.list(path) if n not in GROUP_METADATA and n != RECORD and not is_os_file(n)
-    ]
+    return [n for n in loc.entries(path) if n not in GROUP_METADATA and n != RECORD]
 
 
 def check_parents(plan: Plan) -> None:
@@ -314,14 +312,14 @@ def _zarr_or_ours(loc: Location, path: str) -> bool:
 
 def _empty_folder(loc: Location, path: str, gone: bool = False) -> bool:
     """Whether ``path`` is an empty folder of a local store (an object store holds none), or
-    one holding only files an operating system wrote there (:func:`is_os_file`);
+    one holding only files an operating system wrote there (:meth:`Location.entries`);
     ``gone``: or one that is gone by the time it is listed (another run's folder, removed)."""
     if not loc.is_local:
         return False
     folder = loc.path_of(path)
     try:
-        return os.path.isdir(folder) and all(is_os_file(n) for n in os.listdir(folder))
-    except OSError:  # gone meanwhile, or unreadable
+        return os.path.isdir(folder) and not loc.entries(path)
+    except OSError:  # unreadable (one gone meanwhile lists empty)
         return gone and not os.path.lexists(folder)
 
 
@@ -330,18 +328,14 @@ def _beside(plan: Plan) -> list[str]:
     pipeline's record folder there, which holds the group's lock object on an object store
     (:func:`pipeline.store.ledger.group_lock`: a run taking the lock had found its own lock
     object beside the output, and refused the group as one holding other files), nor the
-    files an operating system wrote there (:func:`is_os_file`) ([] for an output written as
-    an array alone)."""
+    files an operating system wrote there (:meth:`Location.entries`) ([] for an output written
+    as an array alone)."""
     group = output_group(plan)
     if group is None:
         return []
     name = plan.output.path.rpartition("/")[2]
-    listed = plan.output.location.list(group)
-    return [
-        n
-        for n in listed
-        if n != name and n not in GROUP_METADATA and n != RECORD and not is_os_file(n)
-    ]
+    listed = plan.output.location.entries(group)
+    return [n for n in listed if n != name and n not in GROUP_METADATA and n != RECORD]
 
 
 def _occupants(plan: Plan) -> str:
@@ -745,7 +739,7 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
             status=state,
         )
     if state == "not-zarr":
-        listed = [n for n in plan.output.location.list(plan.output.path) if not is_os_file(n)]
+        listed = plan.output.location.entries(plan.output.path)
         folder = where
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)

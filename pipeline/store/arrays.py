@@ -1390,11 +1390,8 @@ def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> 
     rule = _key_rule(location, path)
     stray = [  # folders too, empty ones among them
         n
-        for n in location.list(path)
-        if n not in keep
-        and not _CHUNK_KEY_ROOT.match(n)
-        and not _is_array_file(n, rule)
-        and not is_os_file(n)
+        for n in location.entries(path)
+        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n, rule)
     ]
     for key in location.file_sizes(path):
         rel = key[len(base) :]

@@ -12,6 +12,7 @@ lazily, once per process.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import errno
 import functools
@@ -95,7 +96,11 @@ APPLE_DOUBLE_PREFIX = "._"
 
 def is_os_file(key: str) -> bool:
     """Whether the last part of ``key`` (a name, or a key or path with ``/`` between its
-    parts) names a file of :data:`OS_FILES`, or an AppleDouble file (``._NAME``)."""
+    parts) names a file of :data:`OS_FILES`, or an AppleDouble file (``._NAME``). By the
+    name alone: ``key`` must be known to be a file's (a key of a file listing, such as
+    :meth:`Location.file_sizes` gives); a name from a listing of one folder, which may be a
+    folder's (a Zarr array or group named ``._x``, a legal node name), is judged by
+    :meth:`Location.entries`, which keeps folders."""
     name = key.rstrip("/").rpartition("/")[2]
     return name in OS_FILES or (
         name.startswith(APPLE_DOUBLE_PREFIX) and len(name) > len(APPLE_DOUBLE_PREFIX)
@@ -636,6 +641,31 @@ class Location:
         except FileNotFoundError:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed)
+
+    def entries(self, key: str) -> builtins.list[str]:
+        """The names directly under ``key`` that are no files an operating system wrote there
+        (:func:`is_os_file`: ``.DS_Store``, ``Thumbs.db``, an AppleDouble ``._NAME``), sorted,
+        as :meth:`list` gives them otherwise (empty when ``key`` does not exist): how the
+        checks of what an output, an input or a group holds list a folder. A name of that
+        kind that is a folder (a local directory; a prefix of an object store, with or
+        without an object at the same name), such as a Zarr array or group named ``._x``, is
+        kept: such files are files, and a node of that name had been passed by as one. Only
+        such names are asked about (one ``isdir`` each). Raises ListingError as
+        :meth:`list` does."""
+        names = self.list(key)
+        if not any(is_os_file(n) for n in names):
+            return names
+
+        def is_folder(name: str) -> bool:
+            at = f"{key.strip('/')}/{name}".lstrip("/")
+            if self.is_local:
+                return os.path.isdir(self._path(at))
+            try:
+                return bool(self.fs().isdir(self._path(at)))
+            except Exception:  # gone meanwhile, or a server that will not say: a file, as
+                return False  # its name says (what every listing had taken it for)
+
+        return [n for n in names if not is_os_file(n) or is_folder(n)]
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False when it already did."""
