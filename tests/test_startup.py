@@ -35,6 +35,7 @@ from tests.faultkit import (
     expected,
     many_blocks_input,
     markers,
+    pid_gone,
     run_python,
     status,
 )
@@ -504,6 +505,40 @@ def test_workers_made_with_copies_start_in_one_scale(tmp_path: Path) -> None:
         one, copied = lc.worker_spec[1], lc.worker_spec["1-2"]
         assert copied["cls"] is one["cls"] and copied["options"].keys() == one["options"].keys()
         assert copied["options"] is not one["options"]  # a copy: the spec of a worker of its own
+
+
+@pytest.mark.parametrize("plugin_given", ["while-starting", "once-up"])
+def test_a_cluster_begun_ahead_is_taken_by_connect_with_its_plugin(plugin_given: str) -> None:
+    """A local cluster begun ahead of its plan (``cluster.begin``, as a command line's GPU run
+    does) is handed to ``connect`` (``started``): the plugin given then reaches every worker,
+    whether the start registers it (given while the workers start) or ``connect`` does (given
+    once they are up), and leaving closes the cluster, its worker processes gone."""
+    p = cpu_cluster_plan(workers=2)
+    begun = cluster.begin(p, quiet=True)
+    if plugin_given == "once-up":
+        assert begun.done.wait(120) and begun.error is None
+    plugin = cluster.PipelineSetup("cpu", None)
+    with cluster.connect(p, quiet=True, plugin=plugin, started=begun) as client:
+        has = client.run(lambda dask_worker: "pipeline-setup" in dask_worker.plugins)
+        pids = [w.pid for w in begun.cluster.workers.values()]
+    assert len(has) == 2 and all(has.values()), has
+    assert len(pids) == 2 and all(pid_gone(pid) for pid in pids)
+    assert not begun.stop()  # taken and closed: a second stop does nothing
+
+
+def test_a_cluster_begun_ahead_and_never_taken_is_stopped() -> None:
+    """A cluster begun ahead whose run never takes it (its plan refused the run) is stopped:
+    the start is let end, then every worker process is closed; stopping again does
+    nothing."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    begun = cluster.begin(cpu_cluster_plan(workers=2), quiet=True)
+    assert not begun.stop()
+    assert begun.done.is_set() and begun.error is None
+    left = set(multiprocessing.active_children()) - before
+    assert not left, left
+    assert not begun.stop()
 
 
 @pytest.mark.gpu
