@@ -414,6 +414,51 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
     assert {k: getattr(e, k, "(no such field)") for k in want} == want
 
 
+#: Metadata zarr-python writes, then edited to a value zarr-python refuses to open:
+#: (zarr_format, the document's key path, the value).
+REFUSED_VALUES = {
+    "v2-order": (2, ("order",), "X"),
+    "v2-fill-value": (2, ("fill_value",), "banana"),
+    "v3-data-type": (3, ("data_type",), "float128x"),
+    "v3-chunk-grid": (3, ("chunk_grid", "name"), "rectilinear"),
+    "v3-chunk-key-encoding": (3, ("chunk_key_encoding",), {"name": "weird"}),
+    "v3-chunk-axes": (3, ("chunk_grid", "configuration", "chunk_shape"), [4]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_VALUES))
+def test_metadata_zarr_python_cannot_read_is_named_with_its_document(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """An input whose metadata holds a value zarr-python refuses to open (an array it wrote,
+    then edited) is refused in one line that names the document (``.zarray``,
+    ``zarr.json``), zarr-python's reason and the fix, before anything is written; the input
+    is left as it was. It had been "cannot open STORE/: ValueError: ...", naming neither."""
+    zarr_format, keys, value = REFUSED_VALUES[case]
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 4), zarr_format=zarr_format)
+    doc = tmp_path / "in.zarr" / ("zarr.json" if zarr_format == 3 else ".zarray")
+    meta = json.loads(doc.read_text())
+    inner = meta
+    for k in keys[:-1]:
+        inner = inner[k]
+    inner[keys[-1]] = value
+    doc.write_text(json.dumps(meta))
+    with pytest.raises((ValueError, TypeError)):  # zarr-python refuses it too
+        zarr.open_array(tmp_path / "in.zarr", mode="r")
+    before = file_states(tmp_path / "in.zarr")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert f"{doc} holds metadata zarr-python cannot read (" in line, line
+    assert "mend the value it names in that document" in line, line
+    e = refused("plan", cfg)
+    assert isinstance(e, InputError) and (e.store, e.status) == (str(doc), "unreadable"), e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(tmp_path / "in.zarr") == before
+
+
 @pytest.mark.parametrize(
     "sections, key, also",
     [

@@ -931,13 +931,7 @@ def open_zarr_array(
             raise unreadable_store(location, path, failure) from None
         if codecs.is_unknown_codec(e):
             raise unknown_codec(location, path, codecs.named_codec(e), cause(e)) from None
-        raise InputError(
-            f"cannot open {location}/{path}: {cause(e)}",
-            store=where,
-            array=path,
-            status="unreadable",
-            reason=cause(e),
-        ) from None
+        raise unreadable_metadata(location, path, cause(e)) from None
     if isinstance(node, zarr.Array):
         missing = codecs.missing_codec(node)
         if missing is not None:
@@ -956,6 +950,31 @@ def open_zarr_array(
             arrays=members,
         )
     return node
+
+
+def unreadable_metadata(location: Location, path: str, reason: str) -> InputError:
+    """The refusal of a node whose metadata document zarr-python refuses to open, for a value
+    it does not take (an unknown data type, chunk grid or chunk key encoding, an ``order``
+    other than C or F, a fill value its dtype cannot hold, chunks of another number of axes
+    than the shape): one line naming the document (v3's ``zarr.json``, else v2's ``.zarray``
+    or ``.zgroup``), zarr-python's reason, and the fix. InputError, fields ``store`` (the
+    document), ``array``, ``status`` 'unreadable', ``reason``. It had been "cannot open
+    STORE/PATH: ValueError: ...", naming neither the document nor what to do."""
+    key = key_under(path, "zarr.json")
+    if not location.exists(key):
+        for v2 in (".zarray", ".zgroup"):
+            if location.exists(key_under(path, v2)):
+                key = key_under(path, v2)
+                break
+    return InputError(
+        f"{location.said(key)} holds metadata zarr-python cannot read ({reason}): mend the "
+        "value it names in that document, or write the array again with zarr-python or "
+        "xarray",
+        store=location.join(key),
+        array=path,
+        status="unreadable",
+        reason=reason,
+    )
 
 
 def unknown_codec(
