@@ -2959,6 +2959,48 @@ def test_a_consolidated_group_zarr_cannot_read_is_refused_not_run_as_an_array_al
     assert out.attrs["units"] == "K"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("member", ["lon", "p"], ids=["coordinate", "other-variable"])
+def test_an_unconsolidated_dataset_member_zarr_cannot_read_is_named_by_its_document(
+    tmp_path: Path, zarr_format: int, member: str
+) -> None:
+    """A Dataset without consolidated metadata whose other member (a coordinate, another
+    variable) has a data type zarr-python does not know: ``xr.open_zarr`` fails on the input.
+    Refused in one line naming that member's document, zarr-python's reason and both fixes
+    (mend it, or ``output.array: ''``), nothing written; it had been "xarray cannot read and
+    write the coordinates of the input Dataset ..." naming neither the member nor its
+    document. The variable alone runs, bit for bit."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    _unreadable_member(src, zarr_format, member, "data-type")
+    if zarr_format == 2:
+        (src / ".zmetadata").unlink()
+    else:
+        root = json.loads((src / "zarr.json").read_text())
+        root.pop("consolidated_metadata")
+        (src / "zarr.json").write_text(json.dumps(root))
+    with warnings.catch_warnings():  # what xarray does with it
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError):
+            xr.open_zarr(str(src), consolidated=False)
+    doc = src / member / (".zarray" if zarr_format == 2 else "zarr.json")
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(InputError) as info:
+            call(config(tmp_path))
+        e = info.value
+        assert (e.store, e.status) == (str(doc), "unreadable"), e
+        line = str(e)
+        assert len(line.splitlines()) == 1 and line.startswith(f"{doc} (another member"), e
+        assert "zarr-python cannot read" in line and "output.array: ''" in line, e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+    t = zarr.open_array(str(src), path="t", mode="r")[...]
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert same_bits(out[...], ((t * 5) ** 2) * 2)
+
+
 @pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
 def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_fill_value(
     tmp_path: Path, consolidated: bool

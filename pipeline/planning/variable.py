@@ -355,6 +355,9 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
                 reason=problem,
                 fix=fix,
             )
+        member = arrays.unreadable_member(loc, variable.group, skip=(variable.name,))
+        if member is not None:
+            raise member
         raise InputError(
             f"xarray cannot read and write the coordinates of the input Dataset {group} "
             f"({reason}): set output.array: '' to write the variable alone, without them",

@@ -952,24 +952,70 @@ def open_zarr_array(
     return node
 
 
-def unreadable_metadata(location: Location, path: str, reason: str) -> InputError:
+def unreadable_member(
+    location: Location, group: str, skip: tuple[str, ...] = ()
+) -> InputError | None:
+    """The first member of the group ``group`` (by name; ``skip``: names not to try) whose
+    metadata zarr-python refuses to open, as :func:`unreadable_metadata` refuses it, with
+    the words of a Dataset's other member (xarray opens every member of the group, so one
+    such member keeps it from opening the Dataset); None where every member opens, or the
+    group cannot be listed. For a Dataset that xarray cannot open: which document to mend."""
+    import zarr
+
+    try:
+        names = location.entries(group)
+    except Exception:
+        return None
+    store = location.zarr_store(read_only=True)
+    for name in names:
+        if name in skip or name.startswith(".") or name in _OBJECT_DOCUMENTS:
+            continue
+        path = key_under(group, name)
+        try:
+            with format_warnings_ignored():
+                zarr.open(store=store, path=path, mode="r")
+        except Exception as e:
+            if isinstance(e, FileNotFoundError) or storage_failure(e) is not None:
+                continue  # no node there, or the store's answer: not the document's fault
+            if codecs.is_unknown_codec(e):
+                return unknown_codec(location, path, codecs.named_codec(e), cause(e), other=_ALONE)
+            return unreadable_metadata(
+                location,
+                path,
+                cause(e),
+                what=f"another member of the Dataset {location.said(group)}, which xarray "
+                "reads to open it",
+                other=_ALONE,
+            )
+    return None
+
+
+#: The fix of a Dataset whose other member keeps xarray from opening it.
+_ALONE = "set output.array: '' to write the variable alone, without its Dataset"
+
+
+def unreadable_metadata(
+    location: Location, path: str, reason: str, what: str = "", other: str = ""
+) -> InputError:
     """The refusal of a node whose metadata document zarr-python refuses to open, for a value
     it does not take (an unknown data type, chunk grid or chunk key encoding, an ``order``
     other than C or F, a fill value its dtype cannot hold, chunks of another number of axes
     than the shape): one line naming the document (v3's ``zarr.json``, else v2's ``.zarray``
     or ``.zgroup``), zarr-python's reason, and the fix. InputError, fields ``store`` (the
     document), ``array``, ``status`` 'unreadable', ``reason``. It had been "cannot open
-    STORE/PATH: ValueError: ...", naming neither the document nor what to do."""
+    STORE/PATH: ValueError: ...", naming neither the document nor what to do. ``what``: what
+    the node is to the run, in words; ``other``: one more fix, in a line's words."""
     key = key_under(path, "zarr.json")
     if not location.exists(key):
         for v2 in (".zarray", ".zgroup"):
             if location.exists(key_under(path, v2)):
                 key = key_under(path, v2)
                 break
+    said = f"{location.said(key)} ({what})" if what else location.said(key)
     return InputError(
-        f"{location.said(key)} holds metadata zarr-python cannot read ({reason}): mend the "
-        "value it names in that document, or write the array again with zarr-python or "
-        "xarray",
+        f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
+        "in that document, or write the array again with zarr-python or xarray"
+        + (f", or {other}" if other else ""),
         store=location.join(key),
         array=path,
         status="unreadable",
