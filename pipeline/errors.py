@@ -203,7 +203,8 @@ class InputError(PipelineError):
     it, joined; ``input`` where the check is of a whole input), ``status`` ('absent',
     'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
     replace, 'blocked' for a path it cannot write under a Zarr array or a file, with
-    ``blocking`` and ``node`` as an OutputError's), ``dtype``, ``shape`` and ``chunks``,
+    ``blocking`` and ``node`` as an OutputError's, 'stray' for an input it made whose folder
+    holds other files since, with ``stray``, their keys below it), ``dtype``, ``shape`` and ``chunks``,
     ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and ``fix`` (the
     setting that decodes a packed variable); for a Dataset whose consolidated metadata is
     stale, ``member`` (the array it describes otherwise) and ``differs`` (what: metadata
