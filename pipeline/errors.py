@@ -203,14 +203,15 @@ class InputError(PipelineError):
     it, joined; ``input`` where the check is of a whole input), ``status`` ('absent',
     'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
     replace, 'blocked' for a path it cannot write under a Zarr array or a file, with
-    ``blocking`` and ``node`` as an OutputError's), ``dtype``, ``shape`` and ``chunks``,
-    ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and ``fix`` (the
-    setting that decodes a packed variable); for a Dataset whose consolidated metadata is
-    stale, ``member`` (the array it describes otherwise) and ``differs`` (what: metadata
-    fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
+    ``blocking`` and ``node`` as an OutputError's, 'stray' for an input it made whose folder
+    holds other files since, with ``stray``, their keys below it), ``dtype``, ``shape`` and
+    ``chunks``, ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and
+    ``fix`` (the setting that decodes a packed variable); for a Dataset whose consolidated
+    metadata is stale, ``member`` (the array it describes otherwise) and ``differs`` (what:
+    metadata fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
     ``dimension``, ``size`` and ``expected``; for a damaged NCZarr record of the array's
-    dimensions, ``file`` (its ``.zarray``); for a codec with no implementation here,
-    ``codec`` (its name in the metadata), ``reason`` and ``fix``.
+    dimensions, ``file`` (its ``.zarray``); for a codec with no implementation here, ``codec``
+    (its name in the metadata), ``reason`` and ``fix``.
     """
 
 

@@ -1330,6 +1330,38 @@ def test_ctrl_c_while_a_new_output_is_made_says_nothing_was_replaced(
     assert np.array_equal(read_array(out), x * 2, equal_nan=True)
 
 
+def test_ctrl_c_before_the_output_is_made_keeps_the_users_empty_folder(tmp_path: Path) -> None:
+    """A Ctrl-C once the output's lock is taken and the cluster is up, before the output is
+    made: the folders the lock made go (no trace), but an empty folder the user had made to
+    receive the output stays; it had been removed, as one the lock created."""
+    from tests.faultkit import many_blocks_input
+
+    x = many_blocks_input(tmp_path / "in.zarr", 8, cols=64)
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.running.runner", "_dashboard", overwrite=False)
+    )
+    mine, new = tmp_path / "results", tmp_path / "new" / "deeper" / "out.zarr"
+    mine.mkdir()
+    for out in (mine, new):
+        path = tmp_path / "run.yaml"
+        cfg = {
+            "input": {"store": str(tmp_path / "in.zarr")},
+            "output": {"store": str(out)},
+            "stages": [{"op": "multiply", "factor": 2}],
+            "backend": "cpu",
+            "cluster": {"dashboard": ""},
+        }
+        path.write_text(yaml.safe_dump(cfg))
+        proc = run_python([tmp_path / "script.py", path], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert got["state"] == "untouched", got
+    assert mine.is_dir() and not any(mine.iterdir())  # the user's folder, as it was
+    assert not (tmp_path / "new").exists()  # what the lock made, gone
+    assert pipeline.run(path).status == "complete"
+    assert np.array_equal(read_array(new), x * 2, equal_nan=True)
+
+
 def test_verify_of_the_remains_of_a_stopped_replacement_says_what_run_says(
     tmp_path: Path, cli
 ) -> None:

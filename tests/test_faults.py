@@ -738,6 +738,35 @@ def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> 
     assert file_states(tmp_path / "in.zarr") == before
 
 
+def test_generate_again_never_deletes_files_put_in_its_input(tmp_path: Path, cli) -> None:
+    """`generate` over an input it made replaces the array; files put into the array's folder
+    since (a user's notes, a folder of their own) are refused in one line, kept: zarr's
+    ``create_array(overwrite=True)`` had deleted them with exit 0. An OS file goes with it."""
+    store = tmp_path / "gen.zarr"
+
+    def config(seed: int) -> Path:
+        gen = {"shape": [10, 10], "chunks": [5, 10], "seed": seed}
+        return write_config(tmp_path, store, tmp_path / "out.zarr", input={"generate": gen})
+
+    rc, _, err = cli("generate", config(0), "--progress", "none")
+    assert rc == 0, err
+    (store / "notes.txt").write_text("mine")
+    (store / "mine").mkdir()
+    (store / "mine" / "a.txt").write_text("mine too")
+    before = file_states(store)
+    e = refused("generate", config(1), "--progress", "none")
+    assert isinstance(e, InputError), e
+    assert (e.input, e.status, e.stray) == (str(store), "stray", ["mine", "notes.txt"])
+    assert "never deletes other files" in str(e)
+    assert file_states(store) == before
+    (store / "notes.txt").unlink()
+    (store / "mine" / "a.txt").unlink()
+    (store / "mine").rmdir()
+    (store / ".DS_Store").write_bytes(b"finder")
+    rc, _, err = cli("generate", config(1), "--progress", "none")
+    assert rc == 0, err
+
+
 # --------------------------------------------------------------------------------------------
 # 4. The input is read-only.
 

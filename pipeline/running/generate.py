@@ -104,7 +104,8 @@ def check_generate_target(loc: Location, array: str) -> None:
     the input's path, and an input is someone's data (InputError: ``input``, ``status``
     'foreign'); and a path under a Zarr array or a local file, or one that is a local file,
     where nothing can be made (InputError: ``input``, ``status`` 'blocked', ``blocking``,
-    ``node``, as :func:`pipeline.running.output.check_parents`)."""
+    ``node``, as :func:`pipeline.running.output.check_parents`); nor an input it generated
+    whose folder now holds files that are not the array's (:func:`_refuse_stray`)."""
     path = array.strip("/")
     where = loc.join(path)
     found = arrays.node_in_the_way(loc, path)
@@ -129,8 +130,9 @@ def check_generate_target(loc: Location, array: str) -> None:
                 attrs = arrays.read_attributes(loc, path)
             except Exception:
                 attrs = {}
-            if GENERATED in attrs:
-                return  # ours: generating again gives the same data
+            if GENERATED in attrs:  # ours: generating again replaces what is under it
+                _refuse_stray(loc, path, where)
+                return
             break
     else:
         if not loc.entries(path):  # empty, or a .DS_Store alone
@@ -140,6 +142,27 @@ def check_generate_target(loc: Location, array: str) -> None:
         "replaces it: point input.store (or input.array) elsewhere, or remove it yourself",
         input=where,
         status="foreign",
+    )
+
+
+def _refuse_stray(loc: Location, path: str, where: str) -> None:
+    """Refuse to generate again over an input ``generate`` made whose folder holds, beside the
+    array's metadata and chunks, files or folders put there since
+    (:func:`pipeline.store.arrays.stray_entries`: a user's notes, another array put inside
+    it): Zarr's ``create_array(overwrite=True)`` deletes everything under the array's path,
+    and had deleted them (``run --overwrite`` refuses the same, ``check_only_array_files``).
+    InputError: ``input``, ``status`` 'stray', ``stray`` (their keys below the array)."""
+    stray = arrays.stray_entries(loc, path)
+    if not stray:
+        return
+    some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
+    raise InputError(
+        f"{where} holds, beside the generated array's metadata and chunks, {some}: generate "
+        "replaces the array and never deletes other files: move them out, or point "
+        "input.store (or input.array) elsewhere",
+        input=where,
+        status="stray",
+        stray=stray,
     )
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -1404,14 +1405,30 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
     return {"pipeline": doc}
 
 
-def remove_if_empty(plan: Plan) -> None:
-    """After a run that failed before creating its output: remove the record directory and the
-    output directory when nothing else is in them (what the lock created)."""
+def folders_to_make(plan: Plan) -> list[str]:
+    """The local folders that taking the output's lock creates, read before it is taken: the
+    run record's and each above it that does not exist yet, deepest first ([] for a store
+    that is not a local folder). What :func:`remove_if_empty` may remove, and nothing else."""
     o = plan.output
     if not o.location.is_local:
-        return
-    root = o.location.join(o.path)
-    for d in (os.path.join(root, RECORD), root):
+        return []
+    made: list[str] = []
+    d = os.path.join(o.location.join(o.path), RECORD)
+    while not os.path.lexists(d):
+        made.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            break
+        d = up
+    return made
+
+
+def remove_if_empty(made: Sequence[str]) -> None:
+    """After a run that failed before creating its output: remove the folders its lock made
+    (``made``, deepest first: :func:`folders_to_make`) that nothing else is in. A folder that
+    was there before the run (the user's own, empty, made to receive the output) is never
+    removed: it had been, as one the lock created."""
+    for d in made:
         with contextlib.suppress(OSError):
             os.rmdir(d)
 

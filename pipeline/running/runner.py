@@ -561,6 +561,7 @@ def _execute(
     clock) follow each other, with no time between them."""
     ledger = plan.sink.ledger
     assert ledger is not None
+    made = output.folders_to_make(plan)  # what the lock creates: all a failure may remove
     ledger.acquire()  # before anything is written: a second run stops here
     exists = start == "resume"  # an output of this run's, incomplete and resumable
     creating = False  # making the output: resumable only once it is made
@@ -618,7 +619,7 @@ def _execute(
             with contextlib.suppress(Exception):
                 ledger.release()
             if not exists and not creating:  # the record marks what a replacement left
-                output.remove_if_empty(plan)
+                output.remove_if_empty(made)
 
 
 def _marked_complete(plan: Plan) -> bool:
