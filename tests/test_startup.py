@@ -25,6 +25,7 @@ import yaml
 
 from pipeline.config import load_config
 from pipeline.devices.hardware import Facts, GpuInfo
+from pipeline.errors import ClusterError
 from pipeline.planning import ClusterPlan, make_plan, plan_here
 from pipeline.planning.plan import THREADS_IN_PROCESS
 from pipeline.running import cluster, dashboard
@@ -539,6 +540,8 @@ def test_a_cluster_begun_ahead_and_never_taken_is_stopped() -> None:
     left = set(multiprocessing.active_children()) - before
     assert not left, left
     assert not begun.stop()
+    with pytest.raises(ClusterError, match="stopped before it was used"):
+        begun.client()
 
 
 @pytest.mark.gpu

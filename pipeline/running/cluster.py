@@ -665,9 +665,10 @@ def begin(plan_cluster: Any, quiet: bool | None = None) -> LocalStart:
     and return once its worker processes are forked (:meth:`LocalStart.wait_forked`, at most
     :data:`FORK_WAIT` seconds): the caller then does its own work (a run's plan) while the
     workers start in their processes, and hands the start to :func:`connect` (``started``),
-    which registers the plugin and closes the cluster; where it never does, the caller stops
-    it (``stop()``, which a later :func:`connect` makes a no-op). The start's own Python work
-    is done before the caller's begins: the two on two threads of one interpreter took turns
+    which registers the plugin and closes the cluster (a later ``stop()`` then does nothing);
+    where it never does, the caller stops it (``stop()``). The start's own Python work (up to
+    the forks; the workers' registration with the scheduler follows on Dask's event loop) is
+    done before the caller's begins: the two on two threads of one interpreter took turns
     on its lock (H200 host, 2026-12-03: the workers were forked 0.25 s later and the plan
     ended 0.70 s later than one after the other). Raises ``KeyboardInterrupt`` on Ctrl-C
     (the start is stopped first)."""
@@ -675,7 +676,9 @@ def begin(plan_cluster: Any, quiet: bool | None = None) -> LocalStart:
     try:
         startup.begin()
         startup.wait_forked(FORK_WAIT)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()  # the start is stopped in order, whatever comes
         startup.stop()
         raise
     return startup
@@ -807,6 +810,7 @@ class LocalStart:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         with self._lock:
             if self.cancelled.is_set():
+                self.done.set()
                 return
             self._begun = True
         try:
@@ -851,9 +855,10 @@ class LocalStart:
     def wait_forked(self, seconds: float) -> None:
         """Wait until the start has forked or spawned every worker process (this process's
         children that ``multiprocessing`` started: only the cluster's, in the command line's
-        process), or has ended, or ``seconds`` have passed: the Python work of the start
-        (the scheduler, the nannies) is then done, and what is left of it happens in the
-        workers' own processes. Raises ``KeyboardInterrupt`` on Ctrl-C."""
+        process), or has ended, or ``seconds`` have passed: the start's Python work up to the
+        forks (the scheduler, the nannies) is then done; the workers then start in their own
+        processes, and their registration with the scheduler runs on Dask's event loop.
+        Raises ``KeyboardInterrupt`` on Ctrl-C."""
         import multiprocessing
 
         deadline = time.monotonic() + seconds
@@ -867,6 +872,12 @@ class LocalStart:
         ``plugin`` (where given) registered with its workers. Raises the start's error, what
         a worker's set-up raised, or the ``KeyboardInterrupt`` of a Ctrl-C while waiting."""
         with self._lock:
+            if self._stopped:  # a stopped start never comes up
+                raise ClusterError(
+                    "the local Dask cluster was stopped before it was used",
+                    address="local",
+                    reason="stopped",
+                )
             if plugin is not None and self._plugin is None:
                 self._plugin = plugin
         self.begin()

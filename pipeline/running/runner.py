@@ -3,11 +3,11 @@
 The order matters for the guarantees: everything that can be checked is checked before the
 cluster starts or any byte is written (the command line's local GPU cluster alone begins
 starting just before the plan reads the input, and is stopped where a check refuses the run:
-its workers write nothing, ``workers.begun_early``); the output is marked incomplete from its
-creation until every block is recorded as written; the cluster is closed on every exit path; and an
-interrupted run leaves a record that ``--resume`` continues from. What the output is and how
-a run starts there is :mod:`pipeline.running.output`'s; the cluster is
-:mod:`pipeline.running.cluster`'s; one task is :mod:`pipeline.running.tasks`'.
+its workers write nothing to the output, ``workers.begun_early``); the output is marked
+incomplete from its creation until every block is recorded as written; the cluster is closed
+on every exit path; and an interrupted run leaves a record that ``--resume`` continues from.
+What the output is and how a run starts there is :mod:`pipeline.running.output`'s; the
+cluster is :mod:`pipeline.running.cluster`'s; one task is :mod:`pipeline.running.tasks`'.
 """
 
 from __future__ import annotations
@@ -165,8 +165,9 @@ def _planned(
         with begun_early(_early_cluster(config, facts), process_ends) as early:
             plan = make_plan(config, facts)
             if early is not None and early.plan != plan.cluster:  # not the cluster begun
-                early.stop()
-                early = None
+                stopped, early = early, None
+                if stopped.stop():
+                    raise KeyboardInterrupt  # pressed while it stopped
             yield (
                 plan,
                 lambda: local_workers(

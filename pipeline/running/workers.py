@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from pipeline.planning.plan import ClusterPlan
-from pipeline.running import threads
+from pipeline.running import threads, waiting
 
 log = logging.getLogger("pipeline")
 
@@ -124,17 +124,24 @@ def begun_early(p: ClusterPlan | None, process_ends: bool) -> Iterator[Any]:
     """The start of the local cluster ``p`` begun now (:func:`pipeline.running.cluster.begin`)
     where :func:`begins_early` says so, to pass to :func:`local_workers` (``started``), which
     closes the cluster; else None. A start that :func:`local_workers` did not take (the plan
-    refused the run, or found the output complete) is stopped on leaving."""
+    refused the run, or found the output complete) is stopped on leaving: after the start
+    has ended (the workers up, about a second after :func:`begun_early`), so a refusal's line
+    comes that much later. Raises ``KeyboardInterrupt`` for a Ctrl-C while it stops."""
     if p is None or not begins_early(p, process_ends):
         yield None
         return
     from pipeline.running import cluster
 
     started = cluster.begin(p)
-    log.debug("the local cluster's workers start while the plan reads the input")
     try:
+        log.debug("the local cluster's workers start while the plan reads the input")
         yield started
-    except BaseException:
-        started.stop()
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            waiting.take()  # the cluster is closed in order, whatever comes
+            started.stop()
+        else:  # a refusal: the workers did no work, and the command ends right after
+            started.stop(process_ends)
         raise
-    started.stop(process_ends)  # nothing when local_workers has closed it
+    if started.stop(process_ends):  # nothing when local_workers has closed it
+        raise KeyboardInterrupt  # pressed while the workers begun stopped
