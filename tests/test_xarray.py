@@ -1521,6 +1521,39 @@ def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> 
     assert "lon" not in own.split()  # t's own coordinates are the new input's
 
 
+@pytest.mark.parametrize("flags", [(), ("--overwrite",)])
+def test_a_group_of_both_zarr_formats_is_refused_and_its_v2_files_kept(
+    tmp_path: Path, cli, flags: tuple[str, ...]
+) -> None:
+    """A v3 group (zarr.json, attribute ``title``) with the user's own v2 ``.zgroup`` and
+    ``.zattrs`` beside it: a plain run of a Dataset output into ``o2.zarr/out`` had deleted
+    both v2 files. Refused in one line naming the group, both formats' files and the fix,
+    nothing written; with --overwrite too, and for such a pair at the output array's place."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "o2.zarr"
+    zarr.open_group(str(out), mode="w", zarr_format=3).attrs["title"] = "mine"
+    (out / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
+    (out / ".zattrs").write_text(json.dumps({"title": "mine, v2"}))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"store": str(out), "array": "out"})))
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", *flags)
+    line = one_line_error(err)
+    assert rc != 0 and f"{out} holds both" in line, line
+    assert "zarr.json" in line and ".zgroup, .zattrs" in line and "remove one" in line, line
+    assert file_states(out) == before
+    (out / ".zgroup").unlink()
+    (out / ".zattrs").unlink()
+    rc, _, err = cli("run", str(cfg), "-q", *flags)
+    assert rc == 0, err
+    (out / "out" / ".zattrs").write_text(json.dumps({"units": "mine"}))  # at the array
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    line = one_line_error(err)
+    assert rc != 0 and f"{out / 'out'} holds both" in line and "(.zattrs)" in line, line
+    assert file_states(out) == before
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

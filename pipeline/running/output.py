@@ -258,9 +258,26 @@ def check_formats_agree(plan: Plan) -> None:
     """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
     and its parents' ``zarr.json`` would hide the v2 arrays beside it from readers that open
-    the store as v3, as xarray does first (OutputError, fields ``output``, ``group``)."""
+    the store as v3, as xarray does first. Refuse as well a group above the output, or the
+    output variable's place, that holds both v3 and v2 metadata (:func:`_mixed_formats`):
+    readers take its zarr.json and ignore the v2 files, which are the user's, never this
+    pipeline's, and writing there had deleted them (OutputError, fields ``output``,
+    ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
+    for depth in range(len(parts) + 1):
+        node = "/".join(parts[:depth])
+        mixed = _mixed_formats(loc, node, array=depth == len(parts))
+        if mixed:
+            where = loc.join(node) if node else loc.url
+            raise OutputError(
+                f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+                f"({', '.join(mixed)}): zarr-python and xarray read its zarr.json and ignore "
+                f"the v2 files, which a run would delete, even without --overwrite; remove one "
+                "format's metadata yourself, or choose another output.store or output.array",
+                output=loc.join(plan.output.path),
+                group=where,
+            )
     for depth in range(len(parts)):
         group = "/".join(parts[:depth])
         v2 = [m for m in (".zgroup", ".zarray") if loc.exists(_key(group, m))]
@@ -274,6 +291,18 @@ def check_formats_agree(plan: Plan) -> None:
                 output=loc.join(plan.output.path),
                 group=where,
             )
+
+
+def _mixed_formats(loc: Location, node: str, array: bool) -> list[str]:
+    """The Zarr v2 metadata documents (``.zgroup``, ``.zattrs``, ``.zmetadata``; of the output
+    variable's own place, ``array``: ``.zarray``, ``.zattrs``) that ``node`` holds beside a
+    v3 ``zarr.json``, or [] where it holds no ``zarr.json`` or none of them. The pipeline
+    writes v3 alone, so such documents are never its own: a group's would be deleted when
+    its frame is written, an output array's by --overwrite."""
+    if not loc.exists(_key(node, "zarr.json")):
+        return []
+    names = (".zarray", ".zattrs") if array else (".zgroup", ".zattrs", ".zmetadata")
+    return [m for m in names if loc.exists(_key(node, m))]
 
 
 def _group_state(plan: Plan, ours: bool) -> str:
@@ -1559,10 +1588,9 @@ def _create(plan: Plan) -> None:
         # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
         # write, so a stop or a failure (a full disk) before that leaves the group as it was,
         # never without its attributes (F2: deleted first, a stop there lost the user's and
-        # other outputs' attributes for good, and a rerun wrote the input's alone); the v2
-        # documents beside it, which v3 readers do not read, go
-        for meta in (".zgroup", ".zattrs", ".zmetadata") if group is not None else ():
-            o.location.delete(_key(group or "", meta))
+        # other outputs' attributes for good, and a rerun wrote the input's alone); v2
+        # documents beside it are the user's and stay: a group holding them was refused
+        # (check_formats_agree; they had been deleted here, even without --overwrite)
         for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
             key = _key(group or "", name)
             node = arrays.node_type(o.location, key)
