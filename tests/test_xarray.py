@@ -1554,6 +1554,52 @@ def test_a_group_of_both_zarr_formats_is_refused_and_its_v2_files_kept(
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_users_coordinate_found_in_the_group_is_never_claimed_nor_deleted(
+    tmp_path: Path, resumed: bool
+) -> None:
+    """The user's own Dataset (a standalone coordinate ``lat``, a variable ``other`` on
+    another dimension) receives ``t`` from an input with an identical ``lat``: the run had
+    recorded ``lat`` as a coordinate it wrote, and a later --overwrite from an input without
+    ``lat`` deleted the user's array. It stays the user's: unrecorded (a resumed run too),
+    kept, its values as the user wrote them."""
+    lat = np.linspace(-60.0, 60.0, 6)
+    t = np.arange(24, dtype=np.float64).reshape(6, 4)
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"lat": ("lat", lat), "other": ("y", np.arange(3.0))}).to_zarr(
+            str(out), zarr_format=3, mode="w", consolidated=True
+        )
+        xr.Dataset({"t": (("lat", "x"), t)}, coords={"lat": lat}).to_zarr(
+            str(tmp_path / "in1.zarr"), zarr_format=3, mode="w", consolidated=True
+        )
+        xr.Dataset({"t": (("lat", "x"), t)}).to_zarr(
+            str(tmp_path / "in2.zarr"), zarr_format=3, mode="w", consolidated=True
+        )
+    mine = open_dataset(out)["lat"]
+    first = config(tmp_path, input={"store": str(tmp_path / "in1.zarr")}, output={"array": "out"})
+    if resumed:  # a real Ctrl-C as it marks its output complete, then resumed
+        cfg = tmp_path / "first.yaml"
+        cfg.write_text(yaml.safe_dump(first))
+        stop = ctrl_c_script("pipeline.running.output", "mark_complete", overwrite=True)
+        (tmp_path / "stop.py").write_text(stop)
+        proc = run_python([tmp_path / "stop.py", cfg], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] is not None
+        summary = pipeline.run(first, resume=True)
+    else:
+        summary = pipeline.run(first, overwrite=True)
+    assert summary.status == "complete"
+    record = zarr.open_array(str(out), path="out", mode="r").attrs["pipeline"]
+    assert "lat" not in record["coordinates"], record
+    made = open_dataset(out)["out"].values
+    second = config(tmp_path, input={"store": str(tmp_path / "in2.zarr")}, output={"array": "out"})
+    assert pipeline.run(second, overwrite=True).status == "complete"
+    kept = open_dataset(out)
+    assert kept["lat"].identical(mine) and same_bits(kept["out"].values, made)
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

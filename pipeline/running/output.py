@@ -433,9 +433,7 @@ def replaced_coordinates(plan: Plan) -> list[str]:
     variable = plan.carried.variable
     if output_group(plan) is None or variable is None:
         return []
-    ledger = plan.sink.ledger
-    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
-    names = [*_names(recorded_run(plan).get("coordinates")), *_names(manifest.get("coordinates"))]
+    names = _recorded_coordinates(plan)
     own = plan.output.path.rpartition("/")[2]
     every = [n for n in dict.fromkeys([*names, *variable.coords]) if n != own]
     gone = [n for n in every if n not in variable.coords]  # recorded, not written again
@@ -447,6 +445,35 @@ def replaced_coordinates(plan: Plan) -> list[str]:
     store = plan.output.location.zarr_store(read_only=True)
     used = set().union(*datasets.users(store, output_group(plan) or "", kept).values())
     return [n for n in every if n not in gone or n not in used]
+
+
+def found_coordinates(plan: Plan) -> list[str]:
+    """The coordinates of the input variable that the output group already holds and this
+    pipeline has no record of writing there (:func:`_recorded_coordinates`), and those a run
+    stopped while creating the output had found so (its run record's ``found``; it may have
+    deleted them before it stopped): the user's, or another output's. A fresh
+    start writes them again (equal values: :func:`check_frame_fits`), but never records them
+    as its own, so no later --overwrite deletes them. [] for an output written as an array
+    alone."""
+    variable = plan.carried.variable
+    if output_group(plan) is None or variable is None:
+        return []
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    ours, theirs = set(_recorded_coordinates(plan)), set(_names(manifest.get("found")))
+    present = set(_beside(plan))
+    return [n for n in variable.coords if n in theirs or (n in present and n not in ours)]
+
+
+def _recorded_coordinates(plan: Plan) -> list[str]:
+    """The coordinates this pipeline recorded writing in the output group as its own: the
+    output variable's ``pipeline`` record's, and those of the run record of a run stopped
+    while creating it, less those that run had found there (its ``found``: the user's)."""
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    theirs = set(_names(manifest.get("found")))
+    stopped = [n for n in _names(manifest.get("coordinates")) if n not in theirs]
+    return [*_names(recorded_run(plan).get("coordinates")), *stopped]
 
 
 def _names(recorded: Any) -> list[str]:
@@ -1528,6 +1555,7 @@ def _create(plan: Plan) -> None:
     assert ledger is not None
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
+    found = found_coordinates(plan)  # and the user's coordinates this run writes again
     group_attrs, carried_attrs, before = group_attributes(plan)  # so are these, and the group's
     listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
         datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
@@ -1555,6 +1583,9 @@ def _create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    if found:  # those of them it found there, the user's: a rerun after a stop from an input
+        # without them must not delete them as its own
+        manifest["found"] = found
     if kept or had:  # the groups with consolidated copies, which go next and come back
         manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
     if outside_had:  # and those of groups enclosing the store, by folders up
@@ -1582,7 +1613,11 @@ def _create(plan: Plan) -> None:
         datasets.drop_consolidated(enclosing[up - 1][0], "")
     arrays.clear_array(o.location, o.path, keep=RECORD)
 
-    extra = {"group_attributes": carried_attrs} if group is not None else {}
+    extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
+    if group is not None and plan.carried.variable is not None:
+        # the coordinates this output owns: those it creates, never one it found there (F:
+        # claimed, a later --overwrite from an input without it deleted the user's array)
+        extra["coordinates"] = [n for n in plan.carried.variable.coords if n not in found]
 
     def frame_and_array() -> None:
         # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
@@ -1704,9 +1739,13 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     # since reads as the fill value or fails, which only a sampled verify would have seen
     stored = arrays.stored_units(o.location, o.path, arrays.open_zarr_array(o.location, o.path))
     done: dict[str, Any] = {"finished": _now(), "summary": summary, "stored": stored}
-    carried_attrs = recorded_run(plan).get("group_attributes")
+    created = recorded_run(plan)
+    carried_attrs = created.get("group_attributes")
     if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
         done["group_attributes"] = carried_attrs
+    if isinstance(created.get("coordinates"), list):  # and the coordinates it owns (a
+        # resumed run had claimed those it found there too)
+        done["coordinates"] = created["coordinates"]
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
