@@ -1528,7 +1528,8 @@ def test_a_group_of_both_zarr_formats_is_refused_and_its_v2_files_kept(
     """A v3 group (zarr.json, attribute ``title``) with the user's own v2 ``.zgroup`` and
     ``.zattrs`` beside it: a plain run of a Dataset output into ``o2.zarr/out`` had deleted
     both v2 files. Refused in one line naming the group, both formats' files and the fix,
-    nothing written; with --overwrite too, and for such a pair at the output array's place."""
+    nothing written; with --overwrite too; a v2 .zattrs beside the output array's zarr.json
+    is refused as a file beside the array (check_only_array_files), and kept."""
     write_dataset(tmp_path / "in.zarr", 3)
     out = tmp_path / "o2.zarr"
     zarr.open_group(str(out), mode="w", zarr_format=3).attrs["title"] = "mine"
@@ -1550,7 +1551,7 @@ def test_a_group_of_both_zarr_formats_is_refused_and_its_v2_files_kept(
     before = file_states(out)
     rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
     line = one_line_error(err)
-    assert rc != 0 and f"{out / 'out'} holds both" in line and "(.zattrs)" in line, line
+    assert rc != 0 and f"{out / 'out'} holds" in line and ".zattrs" in line, line
     assert file_states(out) == before
 
 

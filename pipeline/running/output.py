@@ -258,16 +258,16 @@ def check_formats_agree(plan: Plan) -> None:
     """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
     and its parents' ``zarr.json`` would hide the v2 arrays beside it from readers that open
-    the store as v3, as xarray does first. Refuse as well a group above the output, or the
-    output variable's place, that holds both v3 and v2 metadata (:func:`_mixed_formats`):
+    the store as v3, as xarray does first. Refuse as well a group above the output that
+    holds both v3 and v2 metadata (:func:`_mixed_formats`):
     readers take its zarr.json and ignore the v2 files, which are the user's, never this
     pipeline's, and writing there had deleted them (OutputError, fields ``output``,
     ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
-    for depth in range(len(parts) + 1):
+    for depth in range(len(parts)):
         node = "/".join(parts[:depth])
-        mixed = _mixed_formats(loc, node, array=depth == len(parts))
+        mixed = _mixed_formats(loc, node)
         if mixed:
             where = loc.join(node) if node else loc.url
             raise OutputError(
@@ -293,16 +293,16 @@ def check_formats_agree(plan: Plan) -> None:
             )
 
 
-def _mixed_formats(loc: Location, node: str, array: bool) -> list[str]:
-    """The Zarr v2 metadata documents (``.zgroup``, ``.zattrs``, ``.zmetadata``; of the output
-    variable's own place, ``array``: ``.zarray``, ``.zattrs``) that ``node`` holds beside a
-    v3 ``zarr.json``, or [] where it holds no ``zarr.json`` or none of them. The pipeline
-    writes v3 alone, so such documents are never its own: a group's would be deleted when
-    its frame is written, an output array's by --overwrite."""
+def _mixed_formats(loc: Location, node: str) -> list[str]:
+    """The Zarr v2 group documents (``.zgroup``, ``.zattrs``, ``.zmetadata``) that the group
+    ``node`` holds beside a v3 ``zarr.json``, or [] where it holds no ``zarr.json`` or none of
+    them. The pipeline writes v3 alone, so such documents are never its own, and writing the
+    output's frame had deleted them. (A v2 document beside an output array's v3 ``zarr.json``
+    is not its own either: :func:`check_only_array_files` refuses it as a file beside the
+    array.)"""
     if not loc.exists(_key(node, "zarr.json")):
         return []
-    names = (".zarray", ".zattrs") if array else (".zgroup", ".zattrs", ".zmetadata")
-    return [m for m in names if loc.exists(_key(node, m))]
+    return [m for m in (".zgroup", ".zattrs", ".zmetadata") if loc.exists(_key(node, m))]
 
 
 def _group_state(plan: Plan, ours: bool) -> str:
