@@ -1521,6 +1521,86 @@ def test_a_coordinate_the_groups_other_variables_use_is_kept(tmp_path: Path) -> 
     assert "lon" not in own.split()  # t's own coordinates are the new input's
 
 
+@pytest.mark.parametrize("flags", [(), ("--overwrite",)])
+def test_a_group_of_both_zarr_formats_is_refused_and_its_v2_files_kept(
+    tmp_path: Path, cli, flags: tuple[str, ...]
+) -> None:
+    """A v3 group (zarr.json, attribute ``title``) with the user's own v2 ``.zgroup`` and
+    ``.zattrs`` beside it: a plain run of a Dataset output into ``o2.zarr/out`` had deleted
+    both v2 files. Refused in one line naming the group, both formats' files and the fix,
+    nothing written; with --overwrite too; a v2 .zattrs beside the output array's zarr.json
+    is refused as a file beside the array (check_only_array_files), and kept."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "o2.zarr"
+    zarr.open_group(str(out), mode="w", zarr_format=3).attrs["title"] = "mine"
+    (out / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
+    (out / ".zattrs").write_text(json.dumps({"title": "mine, v2"}))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"store": str(out), "array": "out"})))
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", *flags)
+    line = one_line_error(err)
+    assert rc != 0 and f"{out} holds both" in line, line
+    assert "zarr.json" in line and ".zgroup, .zattrs" in line and "remove one" in line, line
+    assert file_states(out) == before
+    (out / ".zgroup").unlink()
+    (out / ".zattrs").unlink()
+    rc, _, err = cli("run", str(cfg), "-q", *flags)
+    assert rc == 0, err
+    (out / "out" / ".zattrs").write_text(json.dumps({"units": "mine"}))  # at the array
+    before = file_states(out)
+    rc, _, err = cli("run", str(cfg), "-q", "--overwrite")
+    line = one_line_error(err)
+    assert rc != 0 and f"{out / 'out'} holds" in line and ".zattrs" in line, line
+    assert file_states(out) == before
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_users_coordinate_found_in_the_group_is_never_claimed_nor_deleted(
+    tmp_path: Path, resumed: bool
+) -> None:
+    """The user's own Dataset (a standalone coordinate ``lat``, a variable ``other`` on
+    another dimension) receives ``t`` from an input with an identical ``lat``: the run had
+    recorded ``lat`` as a coordinate it wrote, and a later --overwrite from an input without
+    ``lat`` deleted the user's array. It stays the user's: unrecorded (a resumed run too),
+    kept, its values as the user wrote them."""
+    lat = np.linspace(-60.0, 60.0, 6)
+    t = np.arange(24, dtype=np.float64).reshape(6, 4)
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"lat": ("lat", lat), "other": ("y", np.arange(3.0))}).to_zarr(
+            str(out), zarr_format=3, mode="w", consolidated=True
+        )
+        xr.Dataset({"t": (("lat", "x"), t)}, coords={"lat": lat}).to_zarr(
+            str(tmp_path / "in1.zarr"), zarr_format=3, mode="w", consolidated=True
+        )
+        xr.Dataset({"t": (("lat", "x"), t)}).to_zarr(
+            str(tmp_path / "in2.zarr"), zarr_format=3, mode="w", consolidated=True
+        )
+    mine = open_dataset(out)["lat"]
+    first = config(tmp_path, input={"store": str(tmp_path / "in1.zarr")}, output={"array": "out"})
+    if resumed:  # a real Ctrl-C as it marks its output complete, then resumed
+        cfg = tmp_path / "first.yaml"
+        cfg.write_text(yaml.safe_dump(first))
+        stop = ctrl_c_script("pipeline.running.output", "mark_complete", overwrite=True)
+        (tmp_path / "stop.py").write_text(stop)
+        proc = run_python([tmp_path / "stop.py", cfg], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] is not None
+        summary = pipeline.run(first, resume=True)
+    else:
+        summary = pipeline.run(first, overwrite=True)
+    assert summary.status == "complete"
+    record = zarr.open_array(str(out), path="out", mode="r").attrs["pipeline"]
+    assert "lat" not in record["coordinates"], record
+    made = open_dataset(out)["out"].values
+    second = config(tmp_path, input={"store": str(tmp_path / "in2.zarr")}, output={"array": "out"})
+    assert pipeline.run(second, overwrite=True).status == "complete"
+    kept = open_dataset(out)
+    assert kept["lat"].identical(mine) and same_bits(kept["out"].values, made)
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

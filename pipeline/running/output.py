@@ -258,9 +258,26 @@ def check_formats_agree(plan: Plan) -> None:
     """Refuse an output inside a Zarr v2 hierarchy: the groups above the output variable that
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
     and its parents' ``zarr.json`` would hide the v2 arrays beside it from readers that open
-    the store as v3, as xarray does first (OutputError, fields ``output``, ``group``)."""
+    the store as v3, as xarray does first. Refuse as well a group above the output that
+    holds both v3 and v2 metadata (:func:`_mixed_formats`):
+    readers take its zarr.json and ignore the v2 files, which are the user's, never this
+    pipeline's, and writing there had deleted them (OutputError, fields ``output``,
+    ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
+    for depth in range(len(parts)):
+        node = "/".join(parts[:depth])
+        mixed = _mixed_formats(loc, node)
+        if mixed:
+            where = loc.join(node) if node else loc.url
+            raise OutputError(
+                f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+                f"({', '.join(mixed)}): zarr-python and xarray read its zarr.json and ignore "
+                f"the v2 files, which a run would delete, even without --overwrite; remove one "
+                "format's metadata yourself, or choose another output.store or output.array",
+                output=loc.join(plan.output.path),
+                group=where,
+            )
     for depth in range(len(parts)):
         group = "/".join(parts[:depth])
         v2 = [m for m in (".zgroup", ".zarray") if loc.exists(_key(group, m))]
@@ -274,6 +291,18 @@ def check_formats_agree(plan: Plan) -> None:
                 output=loc.join(plan.output.path),
                 group=where,
             )
+
+
+def _mixed_formats(loc: Location, node: str) -> list[str]:
+    """The Zarr v2 group documents (``.zgroup``, ``.zattrs``, ``.zmetadata``) that the group
+    ``node`` holds beside a v3 ``zarr.json``, or [] where it holds no ``zarr.json`` or none of
+    them. The pipeline writes v3 alone, so such documents are never its own, and writing the
+    output's frame had deleted them. (A v2 document beside an output array's v3 ``zarr.json``
+    is not its own either: :func:`check_only_array_files` refuses it as a file beside the
+    array.)"""
+    if not loc.exists(_key(node, "zarr.json")):
+        return []
+    return [m for m in (".zgroup", ".zattrs", ".zmetadata") if loc.exists(_key(node, m))]
 
 
 def _group_state(plan: Plan, ours: bool) -> str:
@@ -404,9 +433,7 @@ def replaced_coordinates(plan: Plan) -> list[str]:
     variable = plan.carried.variable
     if output_group(plan) is None or variable is None:
         return []
-    ledger = plan.sink.ledger
-    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
-    names = [*_names(recorded_run(plan).get("coordinates")), *_names(manifest.get("coordinates"))]
+    names = _recorded_coordinates(plan)
     own = plan.output.path.rpartition("/")[2]
     every = [n for n in dict.fromkeys([*names, *variable.coords]) if n != own]
     gone = [n for n in every if n not in variable.coords]  # recorded, not written again
@@ -418,6 +445,35 @@ def replaced_coordinates(plan: Plan) -> list[str]:
     store = plan.output.location.zarr_store(read_only=True)
     used = set().union(*datasets.users(store, output_group(plan) or "", kept).values())
     return [n for n in every if n not in gone or n not in used]
+
+
+def found_coordinates(plan: Plan) -> list[str]:
+    """The coordinates of the input variable that the output group already holds and this
+    pipeline has no record of writing there (:func:`_recorded_coordinates`), and those a run
+    stopped while creating the output had found so (its run record's ``found``; it may have
+    deleted them before it stopped): the user's, or another output's. A fresh
+    start writes them again (equal values: :func:`check_frame_fits`), but never records them
+    as its own, so no later --overwrite deletes them. [] for an output written as an array
+    alone."""
+    variable = plan.carried.variable
+    if output_group(plan) is None or variable is None:
+        return []
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    ours, theirs = set(_recorded_coordinates(plan)), set(_names(manifest.get("found")))
+    present = set(_beside(plan))
+    return [n for n in variable.coords if n in theirs or (n in present and n not in ours)]
+
+
+def _recorded_coordinates(plan: Plan) -> list[str]:
+    """The coordinates this pipeline recorded writing in the output group as its own: the
+    output variable's ``pipeline`` record's, and those of the run record of a run stopped
+    while creating it, less those that run had found there (its ``found``: the user's)."""
+    ledger = plan.sink.ledger
+    manifest = (ledger.read_manifest() if ledger is not None else None) or {}
+    theirs = set(_names(manifest.get("found")))
+    stopped = [n for n in _names(manifest.get("coordinates")) if n not in theirs]
+    return [*_names(recorded_run(plan).get("coordinates")), *stopped]
 
 
 def _names(recorded: Any) -> list[str]:
@@ -1499,6 +1555,7 @@ def _create(plan: Plan) -> None:
     assert ledger is not None
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
+    found = found_coordinates(plan)  # and the user's coordinates this run writes again
     group_attrs, carried_attrs, before = group_attributes(plan)  # so are these, and the group's
     listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
         datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
@@ -1526,6 +1583,9 @@ def _create(plan: Plan) -> None:
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
+    if found:  # those of them it found there, the user's: a rerun after a stop from an input
+        # without them must not delete them as its own
+        manifest["found"] = found
     if kept or had:  # the groups with consolidated copies, which go next and come back
         manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
     if outside_had:  # and those of groups enclosing the store, by folders up
@@ -1553,16 +1613,19 @@ def _create(plan: Plan) -> None:
         datasets.drop_consolidated(enclosing[up - 1][0], "")
     arrays.clear_array(o.location, o.path, keep=RECORD)
 
-    extra = {"group_attributes": carried_attrs} if group is not None else {}
+    extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
+    if group is not None and plan.carried.variable is not None:
+        # the coordinates this output owns: those it creates, never one it found there (F:
+        # claimed, a later --overwrite from an input without it deleted the user's array)
+        extra["coordinates"] = [n for n in plan.carried.variable.coords if n not in found]
 
     def frame_and_array() -> None:
         # the group's zarr.json stays: xarray rewrites its attributes in place, in one atomic
         # write, so a stop or a failure (a full disk) before that leaves the group as it was,
         # never without its attributes (F2: deleted first, a stop there lost the user's and
-        # other outputs' attributes for good, and a rerun wrote the input's alone); the v2
-        # documents beside it, which v3 readers do not read, go
-        for meta in (".zgroup", ".zattrs", ".zmetadata") if group is not None else ():
-            o.location.delete(_key(group or "", meta))
+        # other outputs' attributes for good, and a rerun wrote the input's alone); v2
+        # documents beside it are the user's and stay: a group holding them was refused
+        # (check_formats_agree; they had been deleted here, even without --overwrite)
         for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
             key = _key(group or "", name)
             node = arrays.node_type(o.location, key)
@@ -1676,9 +1739,13 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     # since reads as the fill value or fails, which only a sampled verify would have seen
     stored = arrays.stored_units(o.location, o.path, arrays.open_zarr_array(o.location, o.path))
     done: dict[str, Any] = {"finished": _now(), "summary": summary, "stored": stored}
-    carried_attrs = recorded_run(plan).get("group_attributes")
+    created = recorded_run(plan)
+    carried_attrs = created.get("group_attributes")
     if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
         done["group_attributes"] = carried_attrs
+    if isinstance(created.get("coordinates"), list):  # and the coordinates it owns (a
+        # resumed run had claimed those it found there too)
+        done["coordinates"] = created["coordinates"]
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
