@@ -266,23 +266,23 @@ def check_formats_agree(plan: Plan) -> None:
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
     for depth in range(len(parts)):
-        node = "/".join(parts[:depth])
-        mixed = _mixed_formats(loc, node)
-        if mixed:
-            where = loc.join(node) if node else loc.url
-            raise OutputError(
-                f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
-                f"({', '.join(mixed)}): zarr-python and xarray read its zarr.json and ignore "
-                f"the v2 files, which a run would delete, even without --overwrite; remove one "
-                "format's metadata yourself, or choose another output.store or output.array",
-                output=loc.join(plan.output.path),
-                group=where,
-            )
-    for depth in range(len(parts)):
         group = "/".join(parts[:depth])
+        where = loc.join(group) if group else loc.url
+        if loc.exists(_key(group, "zarr.json")):
+            mixed = _mixed_formats(loc, group)
+            if mixed:
+                raise OutputError(
+                    f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+                    f"({', '.join(mixed)}): zarr-python and xarray read its zarr.json and "
+                    "ignore the v2 files, which a run would delete, even without --overwrite; "
+                    "remove one format's metadata yourself, or choose another output.store or "
+                    "output.array",
+                    output=loc.join(plan.output.path),
+                    group=where,
+                )
+            continue
         v2 = [m for m in (".zgroup", ".zarray") if loc.exists(_key(group, m))]
-        if v2 and not loc.exists(_key(group, "zarr.json")):
-            where = loc.join(group) if group else loc.url
+        if v2:
             raise OutputError(
                 f"{where} holds Zarr v2 metadata ({v2[0]}), and the pipeline writes Zarr v3: "
                 f"a v3 output "
@@ -295,13 +295,11 @@ def check_formats_agree(plan: Plan) -> None:
 
 def _mixed_formats(loc: Location, node: str) -> list[str]:
     """The Zarr v2 group documents (``.zgroup``, ``.zattrs``, ``.zmetadata``) that the group
-    ``node`` holds beside a v3 ``zarr.json``, or [] where it holds no ``zarr.json`` or none of
-    them. The pipeline writes v3 alone, so such documents are never its own, and writing the
-    output's frame had deleted them. (A v2 document beside an output array's v3 ``zarr.json``
+    ``node``, which holds a v3 ``zarr.json``, holds beside it ([] for none). The pipeline
+    writes v3 alone, so such documents are never its own, and writing the output's frame had
+    deleted them. (A v2 document beside an output array's v3 ``zarr.json``
     is not its own either: :func:`check_only_array_files` refuses it as a file beside the
     array.)"""
-    if not loc.exists(_key(node, "zarr.json")):
-        return []
     return [m for m in (".zgroup", ".zattrs", ".zmetadata") if loc.exists(_key(node, m))]
 
 
