@@ -26,7 +26,7 @@ import yaml
 import zarr
 
 from pipeline.errors import ConfigError, OutputError
-from pipeline.store.location import Location
+from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
@@ -293,6 +293,26 @@ def test_write_probe_leaves_nothing(bucket) -> None:
         Location.of(f"{url}-missing/out[v0].zarr", options).writable_probe()
     assert e.value.output == f"{url}-missing/out[v0].zarr"
     assert fs.find(url) == []
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_write_probe_leaves_another_run_s_probe_alone(tmp_path, bucket, where) -> None:
+    """Two runs probe one store at once (two writing variables into one group): each writes
+    and deletes its own object, so neither deletes the other's nor finds it after deleting
+    its own (one shared name had failed a run on S3 with "... is still there after it was
+    deleted"). Another run's probe in flight, of this release's name or an older one's,
+    is there before and after, byte for byte."""
+    url, options = (str(tmp_path / "out.zarr"), {}) if where == "local" else bucket
+    loc = Location.of(url, options)
+    others = [WRITE_PROBE, f"{WRITE_PROBE}-{'0' * 32}"]
+    for other in others:
+        loc.write(other, [b"in flight"])
+    loc.writable_probe()
+    loc.writable_probe()
+    assert loc.list("") == sorted(others)
+    assert all(loc.read(o) == b"in flight" for o in others)
+    assert all(is_write_probe(o) for o in others)
+    assert not is_write_probe(f"{WRITE_PROBE}-x") and not is_write_probe(f"{WRITE_PROBE}.tmp")
 
 
 def test_zip_input_on_s3(tmp_path, cli, bucket) -> None:

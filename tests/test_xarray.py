@@ -33,6 +33,7 @@ from pipeline.config import parse_config
 from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
+from pipeline.store.location import WRITE_PROBE
 from tests.conftest import STAGES, make_array, reference, write_config
 from tests.faultkit import (
     cli_process,
@@ -5085,6 +5086,29 @@ def test_two_runs_writing_variables_into_one_group_at_once_lose_nothing(tmp_path
         got = open_dataset(out)
         assert same_bits(got["t"].values, got["t2"].values)
         assert same_bits(got["t"].values, got["t0"].values)
+
+
+def test_another_run_s_write_probe_in_the_output_group_is_no_stranger(tmp_path: Path, cli) -> None:
+    """Another run probing the output group at that moment (its write probe's object in the
+    group, of this release's name or an older one's, left where its run stopped) is neither
+    a member of the group nor a stranger in it: a run writing a new variable into the group
+    (--overwrite) finishes, ``verify`` passes, and the other's objects are left as they
+    were."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    assert pipeline.run(config(tmp_path, output={"array": "t0"})).status == "complete"
+    probes = [out / WRITE_PROBE, out / f"{WRITE_PROBE}-{'ab' * 16}"]
+    for p in probes:
+        p.write_bytes(b"in flight")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t"})))
+    rc, said, err = cli("run", "--overwrite", cfg)
+    assert rc == 0, said + err
+    rc, said, err = cli("verify", cfg)
+    assert rc == 0, said + err
+    got = open_dataset(out)
+    assert same_bits(got["t"].values, got["t0"].values)
+    assert all(p.read_bytes() == b"in flight" for p in probes)
 
 
 def _s3_seeded_group(

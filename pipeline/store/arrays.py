@@ -28,7 +28,7 @@ from pipeline.errors import InputError, cause, storage_failure
 from pipeline.store import codecs, grid, references
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
-from pipeline.store.location import WRITE_PROBE, Location, is_os_file, key_under
+from pipeline.store.location import Location, is_os_file, is_write_probe, key_under
 
 
 def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
@@ -1420,7 +1420,7 @@ def _is_array_file(rel: str, rule: _KeyRule | None = None) -> bool:
     """Whether ``rel`` (a key below an array) is the array's: its metadata, a chunk (one of
     ``rule``'s keys where the array's metadata gives it, else any name shaped like a chunk
     key), or one of those being written when its writer stopped."""
-    if rel in (rule.documents if rule is not None else ARRAY_DOCUMENTS) or rel == WRITE_PROBE:
+    if rel in (rule.documents if rule is not None else ARRAY_DOCUMENTS) or is_write_probe(rel):
         return True  # a v2 document in a v3 array's folder is a user's (helper-45)
     if rule.holds(rel) if rule is not None else _CHUNK_KEY.match(rel):
         return True

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import threading
+import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,8 +76,21 @@ _ARCHIVE_READ_LOCK = threading.RLock()
 NO_BYTES = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
-#: The file :meth:`Location.writable_probe` writes and deletes at a store's root.
+#: The name that :meth:`Location.writable_probe`'s object, written and deleted at a store's
+#: root, begins with; each probe adds ``-`` and a fresh UUID's 32 hex digits, so that runs
+#: probing one store at once (two writing variables into one group) never delete or find
+#: each other's object (one shared name had failed a run: "... is still there after it was
+#: deleted", the other run's probe).
 WRITE_PROBE = ".pipeline-write-probe"
+_PROBE_NAME = re.compile(re.escape(WRITE_PROBE) + r"(?:-[0-9a-f]{32})?")
+
+
+def is_write_probe(name: str) -> bool:
+    """Whether ``name`` (a key relative to a store's root) is a write probe's object, this
+    release's (:data:`WRITE_PROBE`, ``-`` and 32 hex digits) or an older one's (the bare
+    name), left where its run stopped mid-probe or still in flight."""
+    return _PROBE_NAME.fullmatch(name) is not None
+
 
 #: Files that operating systems and file managers write into any folder a user browses, and
 #: that no Zarr reader reads, by name: ``.DS_Store`` (macOS Finder's view settings),
@@ -644,7 +658,9 @@ class Location:
 
     def entries(self, key: str) -> builtins.list[str]:
         """The names directly under ``key`` that are no files an operating system wrote there
-        (:func:`is_os_file`: ``.DS_Store``, ``Thumbs.db``, an AppleDouble ``._NAME``), sorted,
+        (:func:`is_os_file`: ``.DS_Store``, ``Thumbs.db``, an AppleDouble ``._NAME``) nor a
+        write probe's object (:func:`is_write_probe`: another run's, probing the same store
+        at once, had made a group look occupied for that moment), sorted,
         as :meth:`list` gives them otherwise (empty when ``key`` does not exist): how the
         checks of what an output, an input or a group holds list a folder. A name of that
         kind that is a folder (a local directory; a prefix of an object store, with or
@@ -653,7 +669,7 @@ class Location:
         such names are asked about (one ``isdir`` each). Raises ListingError as
         :meth:`list` does."""
         names = self.list(key)
-        if not any(is_os_file(n) for n in names):
+        if not any(is_os_file(n) or is_write_probe(n) for n in names):
             return names
 
         def is_folder(name: str) -> bool:
@@ -665,7 +681,7 @@ class Location:
             except Exception:  # gone meanwhile, or a server that will not say: a file, as
                 return False  # its name says (what every listing had taken it for)
 
-        return [n for n in names if not is_os_file(n) or is_folder(n)]
+        return [n for n in names if not (is_os_file(n) or is_write_probe(n)) or is_folder(n)]
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False when it already did."""
@@ -770,7 +786,7 @@ class Location:
         """Raise OutputError when nothing can be written here. The probe object is gone
         afterwards, whether the probe succeeded or not."""
         self.refuse_archive()
-        probe = WRITE_PROBE
+        probe = f"{WRITE_PROBE}-{uuid.uuid4().hex}"
         try:
             self.write(probe, [b"ok"])
             self.delete(probe)
