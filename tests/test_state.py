@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -681,6 +682,110 @@ def test_folders_holding_only_an_os_file_are_empty_to_generate_and_run(tmp_path:
     (tmp_path / "other.zarr" / "x").write_bytes(b"mine")
     line, _ = refused(cli, InputError, "generate", other)
     assert "already holds data that `pipeline generate` did not create" in line
+
+
+def _users_group(store: Path, kind: str) -> None:
+    """A user's group at ``store`` of ``kind``, written by zarr-python or xarray: a plain
+    group with a consolidated copy of its members' metadata (v3, v2), an xarray Dataset
+    (v3, v2; no consolidated copy), a plain v2 or v3 group, or a v3 group with a v2
+    ``.zgroup`` beside its ``zarr.json``. Each holds an array of the user's."""
+    import xarray as xr
+
+    fmt = 2 if kind.endswith("v2") else 3
+    if kind.startswith("dataset"):
+        ds = xr.Dataset({"t": (("x",), np.arange(4.0))})
+        ds.to_zarr(store, mode="w", zarr_format=fmt, consolidated=False)
+        return
+    group = zarr.open_group(str(store), mode="w", zarr_format=fmt)
+    group.create_array("a", shape=(4,), dtype="f4")[...] = 1
+    if kind.startswith("consolidated"):
+        with warnings.catch_warnings():  # zarr-python: consolidated metadata is not in the spec
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(store))
+    if kind == "mixed":
+        (store / ".zgroup").write_text('{"zarr_format": 2}')
+
+
+@pytest.mark.parametrize(
+    "kind, zarr_format, status",
+    [
+        ("consolidated-v3", 3, "consolidated"),
+        ("consolidated-v2", 2, "consolidated"),
+        ("dataset-v3", 3, "dataset"),
+        ("dataset-v2", 2, "dataset"),
+        ("plain-v2", 3, "formats"),
+        ("plain-v3", 2, "formats"),
+        ("mixed", 3, "formats"),
+    ],
+)
+def test_generate_into_a_group_it_would_leave_inconsistent_is_refused(
+    tmp_path: Path, cli, kind: str, zarr_format: int, status: str
+) -> None:
+    """`generate` (and a run that generates its input first) into a user's group that the
+    new array would leave inconsistent is refused in one line, before anything is written.
+    It had written there and exited 0: a group's consolidated copy no longer listed its
+    members (zarr.open_group did not see the new array); an xarray Dataset's group held an
+    array without dimension names (xr.open_zarr then failed with a KeyError); a v2 group (a
+    Dataset xarray wrote with zarr_format=2) got a v3 zarr.json beside its .zgroup, and
+    readers, which take the zarr.json, no longer saw the user's own arrays."""
+    store = tmp_path / "s.zarr"
+    _users_group(store, kind)
+    before = file_states(store)
+    gen = {"zarr_format": zarr_format}
+    cfg = _gen_config(tmp_path, 4, input={"store": str(store), "array": "gen"}, generate=gen)
+    line, e = refused(cli, InputError, "generate", cfg)
+    assert e.status == status, line
+    assert f"cannot generate the input at {store}/gen" in line, line
+    assert file_states(store) == before
+    gen["when_missing"] = True
+    cfg = _gen_config(tmp_path, 4, input={"store": str(store), "array": "gen"}, generate=gen)
+    rc, _, err = cli("run", cfg)  # says first that it generates the missing input
+    assert rc == 1, err
+    said = err.strip().splitlines()
+    assert len(said) == 2 and said[1].startswith("error: cannot generate the input at"), err
+    with pytest.raises(InputError) as raised:
+        cli("--debug", "run", cfg)
+    assert raised.value.status == status
+    assert file_states(store) == before
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_generate_into_a_group_it_leaves_consistent_still_writes(tmp_path: Path, cli) -> None:
+    """What the refusals above leave alone: a plain v3 group of the user's (no consolidated
+    copy, no dimension names), generated into twice, and a new group below an xarray
+    Dataset's, which ``xr.open_zarr`` of the Dataset does not read: the Dataset still opens
+    as it was, and the user's array is unchanged."""
+    import xarray as xr
+
+    plain = tmp_path / "plain.zarr"
+    _users_group(plain, "plain-v3")
+    cfg = _gen_config(tmp_path, 4, input={"store": str(plain), "array": "gen"})
+    for _ in range(2):
+        rc, _, err = cli("generate", cfg, "--progress", "none")
+        assert rc == 0, err
+    group = zarr.open_group(str(plain), mode="r")
+    assert sorted(group.array_keys()) == ["a", "gen"]
+    assert np.array_equal(group["a"][...], np.ones(4, "f4"))
+    ds_store = tmp_path / "ds.zarr"
+    _users_group(ds_store, "dataset-v3")
+    cfg = _gen_config(tmp_path, 4, input={"store": str(ds_store), "array": "sub/gen"})
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    with xr.open_zarr(ds_store, consolidated=False) as ds:
+        assert list(ds.data_vars) == ["t"]
+        assert np.array_equal(ds["t"].values, np.arange(4.0))
+
+
+def test_generate_under_a_file_names_input_store(tmp_path: Path, cli) -> None:
+    """`generate` with input.store under a file (nothing can be written there) is an input
+    error naming input.store; it had been an output error that said to choose another
+    output.store, which the user need not change."""
+    (tmp_path / "afile").write_text("mine")
+    cfg = _gen_config(tmp_path, 4, input={"store": str(tmp_path / "afile" / "in.zarr")})
+    line, e = refused(cli, InputError, "generate", cfg)
+    assert "choose another input.store" in line and "output" not in line, line
+    assert e.directory == str(tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def _node_named_apple_double(folder: Path, kind: str) -> None:

@@ -26,11 +26,11 @@ from pipeline.errors import ClusterError, ConfigError, InputError, Interrupted
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
-from pipeline.running import waiting
+from pipeline.running import output, waiting
 from pipeline.running.output import check_writable
 from pipeline.running.tasks import write_unit
 from pipeline.running.workers import Bound, Workers, local_workers
-from pipeline.store import arrays, grid
+from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.location import Location
@@ -61,7 +61,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     check_writable(loc)
-    check_generate_target(loc, config.input.array)
+    check_generate_target(loc, config.input.array, config.input.generate.zarr_format)
     where = loc.join(config.input.array.strip("/"))
     try:
         spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
@@ -99,13 +99,15 @@ def _workers_died(e: ClusterError, cp: ClusterPlan, where: str) -> ClusterError:
     return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
 
 
-def check_generate_target(loc: Location, array: str) -> None:
+def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> None:
     """Refuse to generate over data that ``generate`` did not create: it replaces what is at
     the input's path, and an input is someone's data (InputError: ``input``, ``status``
     'foreign'); and a path under a Zarr array or a local file, or one that is a local file,
     where nothing can be made (InputError: ``input``, ``status`` 'blocked', ``blocking``,
     ``node``, as :func:`pipeline.running.output.check_parents`); nor an input it generated
-    whose folder now holds files that are not the array's (:func:`_refuse_stray`)."""
+    whose folder now holds files that are not the array's (:func:`_refuse_stray`); nor an
+    array (of Zarr format ``zarr_format``) in a group it would leave inconsistent
+    (:func:`_check_enclosing_groups`)."""
     path = array.strip("/")
     where = loc.join(path)
     found = arrays.node_in_the_way(loc, path)
@@ -132,10 +134,12 @@ def check_generate_target(loc: Location, array: str) -> None:
                 attrs = {}
             if GENERATED in attrs:  # ours: generating again replaces what is under it
                 _refuse_stray(loc, path, where)
+                _check_enclosing_groups(loc, path, zarr_format)
                 return
             break
     else:
         if not loc.entries(path):  # empty, or a .DS_Store alone
+            _check_enclosing_groups(loc, path, zarr_format)
             return
     raise InputError(
         f"{where} already holds data that `pipeline generate` did not create; generate never "
@@ -143,6 +147,91 @@ def check_generate_target(loc: Location, array: str) -> None:
         input=where,
         status="foreign",
     )
+
+
+def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
+    """Refuse to generate the array at ``path`` (of Zarr format ``zarr_format``) inside
+    groups it would leave inconsistent, before anything is written (InputError: ``input``,
+    ``group``, ``status``):
+
+    - 'formats': a group above it of the other Zarr format, or holding both formats'
+      metadata (:func:`pipeline.running.output.mixed_formats`). zarr-python then wrote the
+      array's format's metadata above it: a v2 group (a Dataset xarray wrote with
+      ``zarr_format=2``) got a v3 ``zarr.json`` beside its ``.zgroup``, and readers, which
+      take the ``zarr.json``, no longer saw the group's own arrays.
+    - 'consolidated': a group at or above it holding a consolidated copy of its members'
+      metadata (v2 ``.zmetadata``, v3 ``consolidated_metadata``): the copy, which
+      ``zarr.open_group`` and ``xr.open_zarr`` read in place of the members' own, did not
+      list the new array.
+    - 'dataset': its group holds an xarray Dataset (arrays that name their dimensions,
+      :func:`pipeline.store.datasets.dims_of`): the array generate makes names none, and
+      ``xr.open_zarr`` of the group then failed (KeyError) for every variable.
+    """
+    parts = path.split("/") if path else []
+    if not parts:  # the store's root is the array: no group around it
+        return
+    where = loc.join(path)
+    other = 2 if zarr_format == 3 else 3
+    for depth in range(len(parts)):
+        group = "/".join(parts[:depth])
+        place = loc.join(group) if group else loc.url
+        key = f"{group}/{{}}" if group else "{}"
+        v3 = loc.exists(key.format("zarr.json"))
+        mixed = output.mixed_formats(loc, group) if v3 else []
+        v2 = [m for m in (".zgroup", ".zattrs") if loc.exists(key.format(m))] if not v3 else []
+        if mixed:
+            why = (
+                f"it holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+                f"({', '.join(mixed)}), and readers take its zarr.json"
+            )
+        elif (v3 and zarr_format == 2) or (v2 and zarr_format == 3):
+            found = "zarr.json" if v3 else v2[0]
+            why = (
+                f"it is a Zarr v{other} group ({found}) and generate writes Zarr v{zarr_format} "
+                f"(input.generate.zarr_format), whose metadata in it would hide "
+                + ("the new array from readers of the v3 group" if v3 else "its v2 arrays")
+                + f"; set input.generate.zarr_format: {other}, or"
+            )
+        else:
+            continue
+        raise InputError(
+            f"cannot generate the input at {where} inside {place}: {why}"
+            + ("" if why.endswith(", or") else ";")
+            + " point input.store (or input.array) outside it",
+            input=where,
+            group=place,
+            status="formats",
+        )
+    store = loc.zarr_store(read_only=True)
+    parent = "/".join(parts[:-1])
+    copies = datasets.consolidated_groups(store, parent)
+    if copies:
+        place = loc.join(copies[0]) if copies[0] else loc.url
+        raise InputError(
+            f"cannot generate the input at {where}: {place} holds a consolidated copy of its "
+            "members' metadata, which zarr.open_group and xr.open_zarr read in place of the "
+            "members' own and which would not list the new array; point input.store (or "
+            "input.array) outside that group",
+            input=where,
+            group=place,
+            status="consolidated",
+        )
+    named = [
+        name
+        for name, arr in datasets.group_arrays(store, parent).items()
+        if name != parts[-1] and datasets.dims_of(arr)
+    ]
+    if named:
+        place = loc.join(parent) if parent else loc.url
+        raise InputError(
+            f"cannot generate the input at {where}: {place} holds an xarray Dataset (its "
+            f"arrays name their dimensions: {named[0]}), and the array generate makes names "
+            "none, so xarray could no longer open the group; point input.store (or "
+            "input.array) outside it",
+            input=where,
+            group=place,
+            status="dataset",
+        )
 
 
 def _refuse_stray(loc: Location, path: str, where: str) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline._version import __version__
 from pipeline.config.models import Config
-from pipeline.errors import OutputError, PipelineError, public_url
+from pipeline.errors import InputError, OutputError, PipelineError, public_url
 from pipeline.planning import Plan, make_plan
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
@@ -131,7 +131,10 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
 def check_writable(loc: Location) -> None:
     """Refuse an output location that cannot be written, before anything is written
     (OutputError: ``output``; for a local path also ``directory``, the nearest existing one,
-    which cannot be written)."""
+    which cannot be written). The input's store, which ``generate`` writes (``loc.setting``
+    'input'), the same way: InputError (``input``, ``directory``), its line naming
+    input.store (it had named output.store, which the user need not change)."""
+    side = "input" if loc.setting == "input" else "output"
     if loc.is_local:
         probe = loc.url
         while not os.path.exists(probe):
@@ -140,12 +143,13 @@ def check_writable(loc: Location) -> None:
                 break
             probe = parent
         if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-            raise OutputError(
-                f"cannot write the output at {loc.url}: {probe} is not a writable directory; "
-                "choose another output.store or fix its permissions",
-                output=loc.url,
-                directory=probe,
+            line = (
+                f"cannot write the {side} at {loc.url}: {probe} is not a writable directory; "
+                f"choose another {side}.store or fix its permissions"
             )
+            if side == "input":
+                raise InputError(line, input=loc.url, directory=probe)
+            raise OutputError(line, output=loc.url, directory=probe)
         return
     loc.writable_probe()
 
@@ -259,7 +263,7 @@ def check_formats_agree(plan: Plan) -> None:
     hold v2 metadata (``.zgroup``, ``.zarray``) and no ``zarr.json``. The output is Zarr v3,
     and its parents' ``zarr.json`` would hide the v2 arrays beside it from readers that open
     the store as v3, as xarray does first. Refuse as well a group above the output that
-    holds both v3 and v2 metadata (:func:`_mixed_formats`):
+    holds both v3 and v2 metadata (:func:`mixed_formats`):
     readers take its zarr.json and ignore the v2 files, which are the user's, never this
     pipeline's, and writing there had deleted them (OutputError, fields ``output``,
     ``group``)."""
@@ -269,7 +273,7 @@ def check_formats_agree(plan: Plan) -> None:
         group = "/".join(parts[:depth])
         where = loc.join(group) if group else loc.url
         if loc.exists(_key(group, "zarr.json")):
-            mixed = _mixed_formats(loc, group)
+            mixed = mixed_formats(loc, group)
             if mixed:
                 raise OutputError(
                     f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
@@ -293,7 +297,7 @@ def check_formats_agree(plan: Plan) -> None:
             )
 
 
-def _mixed_formats(loc: Location, node: str) -> list[str]:
+def mixed_formats(loc: Location, node: str) -> list[str]:
     """The Zarr v2 group documents (``.zgroup``, ``.zattrs``, ``.zmetadata``) that the group
     ``node``, which holds a v3 ``zarr.json``, holds beside it ([] for none). The pipeline
     writes v3 alone, so such documents are never its own, and writing the output's frame had

@@ -46,6 +46,7 @@ from pipeline.config.urls import (
 from pipeline.errors import (
     CREDENTIALS_FIX,
     ConfigError,
+    InputError,
     ListingError,
     OutputError,
     PipelineError,
@@ -783,7 +784,8 @@ class Location:
         return False
 
     def writable_probe(self) -> None:
-        """Raise OutputError when nothing can be written here. The probe object is gone
+        """Raise OutputError when nothing can be written here (InputError for the input's
+        store, which ``generate`` writes: ``setting`` 'input'). The probe object is gone
         afterwards, whether the probe succeeded or not."""
         self.refuse_archive()
         probe = f"{WRITE_PROBE}-{uuid.uuid4().hex}"
@@ -797,6 +799,8 @@ class Location:
         except Exception as e:
             with contextlib.suppress(Exception):
                 self.delete(probe)
+            if self.setting == "input":
+                raise InputError(_unwritable(self, e), input=self.url) from None
             raise OutputError(_unwritable(self, e), output=self.url) from None
 
 
@@ -847,29 +851,32 @@ def _option_credentials(options: Any) -> bool:
 
 
 def _unwritable(location: Location, e: BaseException) -> str:
-    """The line for the output store ``location`` that refused the probe's write with ``e``:
-    credentials missing or refused are fixed where they are (output.storage_options, or the
-    output's URL: :meth:`Location.answer_fix`), a store that forbids writing by its
-    permissions or another store, anything else by another store."""
+    """The line for the store ``location`` that refused the probe's write with ``e``: the
+    output's, or the input's that ``generate`` writes (``location.setting`` 'input', whose
+    line names input.store and input.storage_options). Credentials missing or refused are
+    fixed where they are (the section's storage_options, or its URL:
+    :meth:`Location.answer_fix`), a store that forbids writing by its permissions or another
+    store, anything else by another store."""
     where = str(location)
+    side = "input" if location.setting == "input" else "output"
     if missing_credentials(e):
         return (
-            f"cannot write to the output store {where}: no credentials were found for it: "
+            f"cannot write to the {side} store {where}: no credentials were found for it: "
             f"{CREDENTIALS_FIX}"
         )
     failure = storage_failure(e) or f"{type(e).__name__}: {e}"
-    fix = location.answer_fix(failure, side="output")
-    unreachable = endpoint_fix(location.storage_options, failure, "output")
+    fix = location.answer_fix(failure, side=side)
+    unreachable = endpoint_fix(location.storage_options, failure, side)
     if unreachable is not None:
-        return f"cannot write to the output store {where} ({failure}): {unreachable}"
+        return f"cannot write to the {side} store {where} ({failure}): {unreachable}"
     if refused_credentials(failure):
-        return f"cannot write to the output store {where} ({failure}): {fix}"
+        return f"cannot write to the {side} store {where} ({failure}): {fix}"
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
         return (
-            f"cannot write to the output store {where} ({failure}): {fix}, or choose a "
-            "writable output.store"
+            f"cannot write to the {side} store {where} ({failure}): {fix}, or choose a "
+            f"writable {side}.store"
         )
-    return f"cannot write to the output store {where} ({failure}); choose a writable output.store"
+    return f"cannot write to the {side} store {where} ({failure}); choose a writable {side}.store"
 
 
 #: What says a file was rewritten, in the details fsspec's file systems give of it (their
