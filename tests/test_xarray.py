@@ -1656,6 +1656,40 @@ def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
         assert same_bits(got, want), (got.shape, want.shape)
 
 
+@pytest.mark.parametrize("place", ["store", "enclosing"])
+def test_a_run_that_could_not_consolidate_again_keeps_the_copy_and_writes_nothing(
+    tmp_path: Path, place: str
+) -> None:
+    """A consolidated group holding a member whose metadata zarr-python cannot read (its
+    zarr.json cut short): a run writing a new variable into the store (``place`` 'store':
+    ``out.zarr``, array ``new/t``) or into a store it encloses ('enclosing':
+    ``out.zarr/sub``) consolidates it again at its end, which reads every member. It had
+    dropped the user's copy, then failed at its end with the member's bare JSONDecodeError:
+    the copy was lost for good, and a new group was left behind. It is refused before
+    anything is written, in a line naming the member; the store is as it was, copy and all."""
+    outer = tmp_path / "out.zarr"
+    users = xr.Dataset({"q": ("z", np.arange(3.0)), "r": ("z", np.ones(3))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        users.to_zarr(str(outer), zarr_format=3, consolidated=True)
+    (outer / "r" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "array", "sh')
+    write_dataset(tmp_path / "in.zarr", 3)
+    output = (
+        {"store": str(outer), "array": "new/t"}
+        if place == "store"
+        else {"store": str(outer / "sub"), "array": "t"}
+    )
+    cfg = config(tmp_path, output=output)
+    before = file_states(outer)
+    with pytest.raises(OutputError) as refusal:
+        pipeline.run(cfg)
+    line = str(refusal.value)
+    assert f"{outer}/r holds Zarr metadata that zarr-python cannot read (JSONDecodeError" in line
+    assert refusal.value.member == f"{outer}/r"
+    assert file_states(outer) == before
+    assert consolidated(outer) is not None
+
+
 def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

@@ -785,6 +785,7 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
         check_formats_agree(plan)
     if state == "absent":
         check_frame_fits(plan)
+        check_consolidatable(plan)
         return "fresh"
     if state == "group":
         loc, path = plan.output.location, plan.output.path
@@ -836,6 +837,7 @@ def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:
         if state != "occupied":  # an array there, which the fresh start replaces
             check_only_array_files(plan, state)
         check_frame_fits(plan)
+        check_consolidatable(plan)
     except OutputError as e:
         return e
     return None
@@ -1674,6 +1676,54 @@ def _consolidated_before(manifest: dict[str, Any] | None, parent: str) -> list[s
     parts = parent.split("/") if parent else []
     groups = {"/".join(parts[:depth]) for depth in range(len(parts) + 1)}
     return [g for g in recorded if isinstance(g, str) and g in groups]
+
+
+def check_consolidatable(plan: Plan) -> None:
+    """Refuse a fresh start (or ``--overwrite``) that would drop a consolidated copy of
+    members' metadata, or write one at its end, where it could not write it again: the
+    store's, or that of a group enclosing the store (``output.store: out.zarr/sub``), holds a
+    member whose metadata zarr-python cannot read (:func:`_check_consolidatable`). Reads only,
+    before anything is written; the groups as :func:`_create` finds them."""
+    o = plan.output
+    group = output_group(plan)
+    store = o.location.zarr_store(read_only=True)
+    parent = o.path.rpartition("/")[0]
+    kept = group is not None and datasets.has_consolidated(store, group)
+    manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger is not None else None
+    above = datasets.consolidated_groups(store, parent)
+    if plan.carried.consolidate or kept or above or _consolidated_before(manifest, parent):
+        _check_consolidatable(o.location, "", o.path)
+    outside = {*_enclosing_consolidated(plan), *_enclosing_before(manifest)}
+    if outside:
+        enclosing = arrays.enclosing_groups(o.location)
+        for up in sorted(outside):
+            if up <= len(enclosing):
+                holder, tail = enclosing[up - 1]
+                _check_consolidatable(holder, tail, f"{tail}/{o.path}" if o.path else tail)
+
+
+def _check_consolidatable(loc: Location, store_path: str, output: str) -> None:
+    """Refuse a store (``loc``; ``store_path``: the output's store's path in it, '' for the
+    store itself) that a run could not consolidate again at its end
+    (:func:`pipeline.store.datasets.unconsolidatable`, the output array at ``output`` passed
+    by: the run replaces it): a member whose metadata zarr-python cannot read. The run had
+    failed at its end with that member's bare error after dropping the copy, which was lost
+    for good. OutputError: ``output``, ``member``, ``reason``."""
+    found = datasets.unconsolidatable(loc.zarr_store(read_only=True), "", output)
+    if found is None:
+        return
+    node, reason = found
+    member = loc.join(node) if node else loc.url
+    where = loc.join(output) if output else loc.url
+    raise OutputError(
+        f"cannot write the output at {where}: {member} holds Zarr metadata that zarr-python "
+        f"cannot read ({reason}), and the run writes again the consolidated copy of the "
+        f"members' metadata {'of ' + loc.url if not store_path else 'around it'}, which reads "
+        "every member's: mend or remove that member, or choose another output.store",
+        output=where,
+        member=member,
+        reason=reason,
+    )
 
 
 def _enclosing_consolidated(plan: Plan) -> list[int]:

@@ -1496,6 +1496,77 @@ def consolidate(store: Any, group: str) -> None:
             zarr.consolidate_metadata(store)
 
 
+def unconsolidatable(store: Any, group: str, skip: str = "") -> tuple[str, str] | None:
+    """Where :func:`consolidate` of the group ``group`` of ``store`` ('' the root) would fail,
+    before anything is dropped: (the path of the first node below it, at any depth, whose
+    metadata zarr-python cannot read, or ``group`` itself where the failure names none; the
+    reason in a few words, :func:`_reason`); None where every member opens, or where there is
+    no group, or where only the node at ``skip`` (and below it) is unreadable: the array a
+    run replaces. ``zarr.consolidate_metadata`` reads every member's own metadata: one it cannot
+    read (JSON cut short, say) made the run fail at its end, after it had dropped the
+    group's consolidated copy, which was then lost for good. One concurrent walk of the
+    members (``Group.members``); the slower search for the node only where it fails."""
+    import zarr
+
+    try:
+        with _quiet():
+            found = zarr.open_group(
+                store=store, path=group or None, mode="r", use_consolidated=False
+            )
+    except FileNotFoundError:
+        return None
+    except Exception as e:
+        return group, _reason(e)
+    try:
+        with _quiet():
+            for _ in found.members(max_depth=None):
+                pass
+        return None
+    except Exception as e:
+        if storage_failure(e) is not None:
+            raise
+        first = e
+    node = _first_unreadable_node(store, group, skip)
+    return node if node is not None or skip else (group, _reason(first))
+
+
+def _first_unreadable_node(store: Any, group: str, skip: str = "") -> tuple[str, str] | None:
+    """The first node below the group ``group`` (breadth first, by name; the node at
+    ``skip`` and what is below it passed by) whose metadata zarr-python cannot read, and
+    why; None where each one opens."""
+    import zarr
+    from zarr.core.sync import sync
+
+    async def names(prefix: str) -> list[str]:
+        return [n async for n in store.list_dir(prefix)]
+
+    todo = [group]
+    while todo:
+        here = todo.pop(0)
+        try:
+            listed = sorted(sync(names(f"{here}/" if here else "")))
+        except Exception:
+            continue
+        for name in listed:
+            if name in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"):
+                continue
+            path = f"{here}/{name}" if here else name
+            if skip and path == skip:
+                continue
+            try:
+                with _quiet():
+                    node = zarr.open(store=store, path=path, mode="r")
+            except FileNotFoundError:
+                continue  # a folder that is no node
+            except Exception as e:
+                if storage_failure(e) is not None:
+                    raise
+                return path, _reason(e)
+            if isinstance(node, zarr.Group):
+                todo.append(path)
+    return None
+
+
 def drop_consolidated(location: Any, group: str) -> None:
     """Remove the consolidated metadata of ``group`` (a v3 ``zarr.json``'s
     ``consolidated_metadata``, rewritten without it; a v2 ``.zmetadata``), its own metadata
