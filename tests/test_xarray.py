@@ -1278,6 +1278,61 @@ def test_a_ctrl_c_then_overwrite_keeps_the_groups_consolidated_metadata(tmp_path
     assert sorted(ds.data_vars) == ["a", "t"]
 
 
+KILLED_AT_THE_FRAME = """
+import os, signal, sys
+import pipeline
+from pipeline.store import datasets
+
+write = datasets._write
+
+
+def kill(frame, dst_store, dst_group):
+    if "Memory" in type(dst_store).__name__:  # the plan's trial write (frame_failure)
+        return write(frame, dst_store, dst_group)
+    os.kill(os.getpid(), signal.SIGKILL)  # as xarray is about to write the frame
+
+
+if __name__ == "__main__":
+    datasets._write = kill
+    pipeline.run(sys.argv[1], overwrite=True)
+"""
+
+
+def _coordinate_files(out: Path) -> dict[str, Any]:
+    """The files of the coordinate arrays ``x``, ``y`` and ``lon`` of the group ``out``."""
+    return {name: file_states(out / name) for name in ("x", "y", "lon")}
+
+
+def test_the_users_coordinates_are_left_in_place_never_deleted_nor_written_again(
+    tmp_path: Path,
+) -> None:
+    """A variable written into a user's Dataset whose coordinates equal the input's (found
+    there, the user's): they are left as they are, byte for byte, never deleted and written
+    again, and the Dataset opens with the new variable beside the user's, on them. A SIGKILL
+    as the frame is written (after the arrays the frame replaces are deleted) had left the
+    user's Dataset without its x, y and lon; now it loses none of them, and --overwrite then
+    finishes."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    write_dataset(out, 3)  # the user's own Dataset: t, p and the coordinates x, y, lon
+    users = open_dataset(out)
+    before = _coordinate_files(out)
+    cfg = tmp_path / "t2.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t2"})))
+    (tmp_path / "script.py").write_text(KILLED_AT_THE_FRAME)
+    proc = run_python([tmp_path / "script.py", cfg], tmp_path)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert _coordinate_files(out) == before
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert _coordinate_files(out) == before
+    got = open_dataset(out)
+    for name in ("x", "y", "lon"):
+        assert got[name].identical(users[name]), name
+    assert same_bits(got["t"].values, users["t"].values)
+    ref = open_dataset(tmp_path / "in.zarr")
+    assert got["t2"].dims == ref["t"].dims and "lon" in got["t2"].coords
+
+
 def test_coordinates_a_kill_left_half_written_are_rewritten(tmp_path: Path) -> None:
     """A kill while --overwrite rewrote the coordinates of a group whose other variable uses
     them left them with metadata and no chunks (read as fill values): every later run, resume

@@ -467,6 +467,27 @@ def found_coordinates(plan: Plan) -> list[str]:
     return [n for n in variable.coords if n in theirs or (n in present and n not in ours)]
 
 
+def _kept_coordinates(plan: Plan, found: list[str]) -> list[str]:
+    """Of the coordinates ``found`` (:func:`found_coordinates`: the user's), those the output
+    group holds now as arrays equal to the input's, values and attributes
+    (:func:`pipeline.store.datasets.same_coordinate`): a fresh start leaves them as they are,
+    never deleted nor written again (a kill between xarray's delete and its write of one had
+    left the user's Dataset without it). One a stopped run deleted, or left half-written (an
+    earlier version wrote them again), is written again."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None or not found:
+        return []
+    loc = plan.output.location
+    src = plan.input.location.zarr_store(read_only=True)
+    store = loc.zarr_store(read_only=True)
+    return [
+        n
+        for n in found
+        if arrays.node_type(loc, _key(group, n)) == "array"
+        and datasets.same_coordinate(src, variable, store, group, n)
+    ]
+
+
 def _recorded_coordinates(plan: Plan) -> list[str]:
     """The coordinates this pipeline recorded writing in the output group as its own: the
     output variable's ``pipeline`` record's, and those of the run record of a run stopped
@@ -1560,13 +1581,14 @@ def _create(plan: Plan) -> None:
     group = output_group(plan)
     replaced = replaced_coordinates(plan)  # read before the records that name them go
     found = found_coordinates(plan)  # and the user's coordinates this run writes again
+    kept = _kept_coordinates(plan, found)  # those of them there now: left as they are
     group_attrs, carried_attrs, before = group_attributes(plan)  # so are these, and the group's
     listed = (  # coordinates xarray listed on the group (its encoding, not an attribute)
         datasets.global_coordinates(o.location.zarr_store(read_only=True), group)
         if group is not None
         else ()
     )
-    kept = group is not None and datasets.has_consolidated(
+    consolidated = group is not None and datasets.has_consolidated(
         o.location.zarr_store(read_only=True), group
     )  # the group's other outputs are complete only where its consolidated copy says so
     parent = o.path.rpartition("/")[0]
@@ -1590,8 +1612,8 @@ def _create(plan: Plan) -> None:
     if found:  # those of them it found there, the user's: a rerun after a stop from an input
         # without them must not delete them as its own
         manifest["found"] = found
-    if kept or had:  # the groups with consolidated copies, which go next and come back
-        manifest["consolidated"] = list(dict.fromkeys([*([parent] if kept else []), *had]))
+    if consolidated or had:  # the groups with consolidated copies, which go next and come back
+        manifest["consolidated"] = list(dict.fromkeys([*([parent] if consolidated else []), *had]))
     if outside_had:  # and those of groups enclosing the store, by folders up
         manifest["consolidated_enclosing"] = outside_had
     if group is not None:  # the group's attributes this run gives it from the input's
@@ -1631,6 +1653,8 @@ def _create(plan: Plan) -> None:
         # documents beside it are the user's and stay: a group holding them was refused
         # (check_formats_agree; they had been deleted here, even without --overwrite)
         for name in replaced:  # arrays, or a stopped write's remains (check_frame_fits)
+            if name in kept:  # the user's, equal to the input's: never deleted
+                continue
             key = _key(group or "", name)
             node = arrays.node_type(o.location, key)
             if node == "array" or (node == "none" and arrays.only_remains(o.location, key)):
@@ -1644,6 +1668,7 @@ def _create(plan: Plan) -> None:
                 group,
                 group_attrs,
                 listed,
+                kept=tuple(kept),
             )
         arrays.create_output(
             o.location,
@@ -1659,7 +1684,7 @@ def _create(plan: Plan) -> None:
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
         )
-        _consolidate(plan, kept, had, outside_had)
+        _consolidate(plan, consolidated, had, outside_had)
 
     # the group's metadata and coordinates go and come back in one step, which a Ctrl-C does
     # not cut (it takes effect once the step is done: a short one, coordinates are small)

@@ -924,6 +924,7 @@ def write_frame(
     dst_group: str,
     attrs: dict[str, Any] | None = None,
     listed: tuple[str, ...] = (),
+    kept: tuple[str, ...] = (),
 ) -> None:
     """Write the Dataset around ``var`` into the group ``dst_group`` of ``dst_store`` (Zarr v3): the
     group's attributes (``attrs``; None: the input group's) and the coordinate variables, read and
@@ -937,10 +938,13 @@ def write_frame(
     array's dtype and attributes, and refuses one of another size). The group's
     :data:`GLOBAL_COORDINATES` is never one of ``attrs``: xarray writes it for the frame's
     coordinates, and those of ``listed`` (the group's before the write: :func:`global_coordinates`)
-    that the group still holds are added.
+    that the group still holds are added. The coordinates ``kept`` (the user's, equal to the
+    input's, already in the group) are left as they are, not written; CF references still
+    name them.
     :func:`frame_failure` does the same into memory, at plan time."""
     with _quiet():
-        frame = _frame(src_store, var, var.coords, written=var.coords, times=False)
+        names = tuple(n for n in var.coords if n not in kept)
+        frame = _frame(src_store, var, names, written=var.coords, times=False)
         if attrs is not None:
             frame.attrs = {k: v for k, v in attrs.items() if k != GLOBAL_COORDINATES}
         _write(frame, dst_store, dst_group)
