@@ -1713,10 +1713,10 @@ def check_consolidatable(plan: Plan) -> None:
     group = output_group(plan)
     store = o.location.zarr_store(read_only=True)
     parent = o.path.rpartition("/")[0]
-    kept = group is not None and datasets.has_consolidated(store, group)
+    consolidated = group is not None and datasets.has_consolidated(store, group)
     manifest = plan.sink.ledger.read_manifest() if plan.sink.ledger is not None else None
     above = datasets.consolidated_groups(store, parent)
-    if plan.carried.consolidate or kept or above or _consolidated_before(manifest, parent):
+    if plan.carried.consolidate or consolidated or above or _consolidated_before(manifest, parent):
         _check_consolidatable(o.location, "", o.path)
     outside = {*_enclosing_consolidated(plan), *_enclosing_before(manifest)}
     if outside:
