@@ -1745,6 +1745,32 @@ def test_a_run_that_could_not_consolidate_again_keeps_the_copy_and_writes_nothin
     assert consolidated(outer) is not None
 
 
+@pytest.mark.parametrize("member", ["b", ".b"])
+def test_a_group_member_with_damaged_metadata_is_named_and_kept(
+    tmp_path: Path, member: str
+) -> None:
+    """A Dataset variable written into a user's Zarr group (zarr-python's) that holds a
+    member whose zarr.json is cut short (named ``b``, or ``.b``, which zarr-python and xarray
+    read as a member like any other): refused in one line naming that member, with and
+    without --overwrite, and nothing changed. The line had called the group "a directory
+    that holds other files (a, b), not a Zarr array or group", which it is not."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    group = zarr.open_group(str(out), mode="w")
+    for name in ("a", member):
+        group.create_array(name, shape=(4,), dtype="f4")[...] = 1
+    (out / member / "zarr.json").write_bytes(b'{"zarr_format": 3, "node_type": "arr')
+    before = file_states(out)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as refusal:
+            pipeline.run(config(tmp_path), overwrite=overwrite)
+        line = str(refusal.value)
+        assert len(line.splitlines()) == 1
+        assert f"{out} holds {out}/{member}, a Zarr node whose metadata is not readable" in line
+        assert refusal.value.member == f"{out}/{member}"
+    assert file_states(out) == before
+
+
 def test_an_output_group_of_other_arrays_is_written_into_only_with_overwrite(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

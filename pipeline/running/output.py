@@ -821,10 +821,27 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
         )
     if state == "not-zarr":
         listed = plan.output.location.entries(plan.output.path)
-        folder = where
+        folder, folder_path = where, plan.output.path
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
-            folder = plan.output.location.join(output_group(plan) or "")
+            folder_path = output_group(plan) or ""
+            folder = plan.output.location.join(folder_path)
+        damaged = [
+            n
+            for n in listed
+            if arrays.node_type(plan.output.location, _key(folder_path, n)) == "damaged"
+        ]
+        if damaged:  # a Zarr group whose member's metadata is not readable: name it
+            member = plan.output.location.join(_key(folder_path, damaged[0]))
+            raise OutputError(
+                f"{folder} holds {member}, a Zarr node whose metadata is not readable (cut "
+                "short, not JSON, or lacking what Zarr requires); the pipeline never writes "
+                "beside it nor deletes it, even with --overwrite: mend or remove that member "
+                "yourself, or choose another output.store",
+                output=where,
+                status=state,
+                member=member,
+            )
         some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
