@@ -736,6 +736,9 @@ def test_generate_into_a_group_it_would_leave_inconsistent_is_refused(
     line, e = refused(cli, InputError, "generate", cfg)
     assert e.status == status, line
     assert f"cannot generate the input at {store}/gen" in line, line
+    if kind == "mixed":  # the words of run's refusal of such an output group
+        both = "holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata (.zgroup)"
+        assert both in line, line
     assert file_states(store) == before
     gen["when_missing"] = True
     cfg = _gen_config(tmp_path, 4, input={"store": str(store), "array": "gen"}, generate=gen)

@@ -184,10 +184,7 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
         mixed = output.mixed_formats(loc, group) if v3 else []
         v2 = [m for m in (".zgroup", ".zattrs") if loc.exists(key.format(m))] if not v3 else []
         if mixed:
-            why = (
-                f"it holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
-                f"({', '.join(mixed)}), and readers take its zarr.json"
-            )
+            why = f"it {output.both_formats(mixed)}, and readers take its zarr.json"
         elif (v3 and zarr_format == 2) or (v2 and zarr_format == 3):
             found = "zarr.json" if v3 else v2[0]
             why = (
