@@ -1715,3 +1715,40 @@ def test_os_files_in_an_s3_output_change_nothing_and_a_node_named_so_is_one(
         assert isinstance(e, OutputError) and e.status == "group", e
         assert "is a Zarr group that holds '._x'" in str(e), e
     assert np.array_equal(_zarr_s3(f"{group}/._x", options)[...], np.full(3, 7, np.int16))
+
+
+def test_generate_with_input_store_inside_a_dataset_on_s3_is_refused(tmp_path, cli, bucket) -> None:
+    """input.store inside a user's xarray Dataset on S3 (``ds.zarr/gen``): the group above
+    the store's root is looked at on S3 as on a local disk (``Location.parent``), and the
+    write that had left the Dataset unopenable (an array naming no dimensions) is refused
+    in one line, nothing written."""
+    import s3fs
+    import xarray as xr
+    from zarr.storage import FsspecStore
+
+    from pipeline.errors import InputError
+
+    url, options = bucket
+    store = FsspecStore.from_url(f"{url}/ds.zarr", storage_options=options, read_only=False)
+    xr.Dataset({"t": (("x",), np.arange(4.0))}).to_zarr(store, mode="w", consolidated=False)
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={
+            "store": f"{url}/ds.zarr/gen",
+            "storage_options": options,
+            "generate": {"shape": [4, 8], "chunks": [2, 8], "shards": "none"},
+        },
+        output={"store": f"{url}/res.zarr", "storage_options": options},
+    )
+    e = refused("generate", cfg)
+    assert isinstance(e, InputError) and e.status == "dataset", e
+    rc, _, err = cli("generate", cfg)
+    line = one_line_error(err)
+    assert rc == 1 and "holds an xarray Dataset" in line, err
+    fs = s3fs.S3FileSystem(**options)
+    assert not fs.exists(f"{url}/ds.zarr/gen".removeprefix("s3://"))
+    read = FsspecStore.from_url(f"{url}/ds.zarr", storage_options=options, read_only=True)
+    with xr.open_zarr(read, consolidated=False) as ds:
+        assert list(ds.data_vars) == ["t"]

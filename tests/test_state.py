@@ -736,6 +736,9 @@ def test_generate_into_a_group_it_would_leave_inconsistent_is_refused(
     line, e = refused(cli, InputError, "generate", cfg)
     assert e.status == status, line
     assert f"cannot generate the input at {store}/gen" in line, line
+    if kind == "mixed":  # the words of run's refusal of such an output group
+        both = "holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata (.zgroup)"
+        assert both in line, line
     assert file_states(store) == before
     gen["when_missing"] = True
     cfg = _gen_config(tmp_path, 4, input={"store": str(store), "array": "gen"}, generate=gen)
@@ -748,6 +751,42 @@ def test_generate_into_a_group_it_would_leave_inconsistent_is_refused(
     assert raised.value.status == status
     assert file_states(store) == before
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "kind, zarr_format, status, store_in",
+    [
+        ("dataset-v3", 3, "dataset", "gen"),
+        ("dataset-v2", 2, "dataset", "gen"),
+        ("consolidated-v3", 3, "consolidated", "sub"),
+        ("consolidated-v2", 2, "consolidated", "sub"),
+        ("plain-v2", 3, "formats", "gen"),
+        ("plain-v3", 2, "formats", "gen"),
+    ],
+)
+def test_generate_with_input_store_inside_a_group_checks_the_groups_above_it(
+    tmp_path: Path, cli, kind: str, zarr_format: int, status: str, store_in: str
+) -> None:
+    """The same refusals where input.store itself lies inside the user's group
+    (``input.store: ds.zarr/gen``, ``input.array: ''``; or ``ds.zarr/sub`` with
+    ``input.array: gen``): the groups above the store's root had not been looked at, and
+    generate wrote there with exit 0 (xr.open_zarr of the Dataset then failed with a
+    KeyError; the consolidated copy did not list the new group). Nothing is written."""
+    import xarray as xr
+
+    group = tmp_path / "s.zarr"
+    _users_group(group, kind)
+    before = file_states(group)
+    array = "" if store_in == "gen" else "gen"
+    inp = {"store": str(group / store_in), "array": array}
+    cfg = _gen_config(tmp_path, 4, input=inp, generate={"zarr_format": zarr_format})
+    line, e = refused(cli, InputError, "generate", cfg)
+    assert e.status == status, line
+    assert f"cannot generate the input at {group}/{store_in}" in line, line
+    assert file_states(group) == before
+    if kind.startswith("dataset"):
+        with xr.open_zarr(group, consolidated=False) as ds:
+            assert list(ds.data_vars) == ["t"]
 
 
 def test_generate_into_a_group_it_leaves_consistent_still_writes(tmp_path: Path, cli) -> None:

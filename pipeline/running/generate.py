@@ -166,9 +166,13 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
     - 'dataset': its group holds an xarray Dataset (arrays that name their dimensions,
       :func:`pipeline.store.datasets.dims_of`): the array generate makes names none, and
       ``xr.open_zarr`` of the group then failed (KeyError) for every variable.
+
+    The groups counted include those above the store's root (:func:`_outermost_group`:
+    ``input.store: ds.zarr/gen``).
     """
+    loc, path = _outermost_group(loc, path)
     parts = path.split("/") if path else []
-    if not parts:  # the store's root is the array: no group around it
+    if not parts:  # the store's root is the array, in no group
         return
     where = loc.join(path)
     other = 2 if zarr_format == 3 else 3
@@ -180,10 +184,7 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
         mixed = output.mixed_formats(loc, group) if v3 else []
         v2 = [m for m in (".zgroup", ".zattrs") if loc.exists(key.format(m))] if not v3 else []
         if mixed:
-            why = (
-                f"it holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
-                f"({', '.join(mixed)}), and readers take its zarr.json"
-            )
+            why = f"it {output.both_formats(mixed)}, and readers take its zarr.json"
         elif (v3 and zarr_format == 2) or (v2 and zarr_format == 3):
             found = "zarr.json" if v3 else v2[0]
             why = (
@@ -232,6 +233,25 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
             group=place,
             status="dataset",
         )
+
+
+def _outermost_group(loc: Location, path: str) -> tuple[Location, str]:
+    """The array at ``path`` of ``loc`` seen from the outermost Zarr group that holds the
+    store's root, where there is one (``input.store: ds.zarr/gen``, or ``ds.zarr/sub`` with
+    ``input.array: gen``): that group's location and the array's path in it; else ``loc``
+    and ``path``. A group is a folder holding ``zarr.json``, ``.zgroup`` or ``.zattrs``; the
+    climb stops at the first folder that holds none, or where the store has no folder above
+    it (:meth:`~pipeline.store.location.Location.parent`). The groups above the store's root
+    had not been looked at: an xarray Dataset, a group with a consolidated copy, a group of
+    the other format got the new array with exit 0, and xr.open_zarr of the Dataset failed."""
+    while True:
+        up = loc.parent()
+        if up is None:
+            return loc, path
+        holder, name = up
+        if not any(holder.exists(m) for m in ("zarr.json", ".zgroup", ".zattrs")):
+            return loc, path
+        loc, path = holder, f"{name}/{path}" if path else name
 
 
 def _refuse_stray(loc: Location, path: str, where: str) -> None:

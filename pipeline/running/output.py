@@ -276,8 +276,7 @@ def check_formats_agree(plan: Plan) -> None:
             mixed = mixed_formats(loc, group)
             if mixed:
                 raise OutputError(
-                    f"{where} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
-                    f"({', '.join(mixed)}): zarr-python and xarray read its zarr.json and "
+                    f"{where} {both_formats(mixed)}: zarr-python and xarray read its zarr.json and "
                     "ignore the v2 files, which a run would delete, even without --overwrite; "
                     "remove one format's metadata yourself, or choose another output.store or "
                     "output.array",
@@ -295,6 +294,13 @@ def check_formats_agree(plan: Plan) -> None:
                 output=loc.join(plan.output.path),
                 group=where,
             )
+
+
+def both_formats(mixed: list[str]) -> str:
+    """The words for a group that holds both formats' metadata, ``mixed`` the v2 documents
+    :func:`mixed_formats` found beside its ``zarr.json``: one text for the output's refusal
+    (:func:`check_formats_agree`) and ``generate``'s."""
+    return f"holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata ({', '.join(mixed)})"
 
 
 def mixed_formats(loc: Location, node: str) -> list[str]:
