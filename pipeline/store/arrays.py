@@ -92,7 +92,7 @@ async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
     at = prefix
     for _ in range(levels):
         listed = [n async for n in store.list_dir(at)]
-        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
+        names = sorted(n for n in listed if is_member_name(n))
         if not names:
             return None
         at = key_under(at, names[0])
@@ -302,6 +302,21 @@ _OBJECT_DOCUMENTS = {
     ".zattrs": "Zarr v2 attributes",
 }
 
+
+def is_member_name(name: str) -> bool:
+    """Whether ``name`` (one name of a group's listing) may be a member of the group: any
+    name but Zarr's own metadata files (:data:`_OBJECT_DOCUMENTS`, ``.zmetadata``), an OS
+    file (``.DS_Store``, ``._x``) and the pipeline's write probes. A name starting with
+    ``.`` (``.x``) is a member like any other: xarray reads it as a variable, so it is
+    checked like one."""
+    return not (
+        name in _OBJECT_DOCUMENTS
+        or name == ".zmetadata"
+        or is_os_file(name)
+        or is_write_probe(name)
+    )
+
+
 _JSON_KINDS = {
     list: "a list",
     str: "a string",
@@ -357,7 +372,7 @@ def check_documents(location: Location, path: str, around: bool = False) -> None
         nodes += [
             f"{group}/{name}" if group else name
             for name in names
-            if name != parts[-1] and not name.startswith(".") and name not in _OBJECT_DOCUMENTS
+            if name != parts[-1] and is_member_name(name)
         ]
     groups = set(nodes[1 : len(path.split("/")) + 1]) if around and path else set()
     v3 = _read_documents(location, [_key_in(node, "zarr.json") for node in nodes])
@@ -804,11 +819,7 @@ def unreadable_dimension_names(
         names = location.list(group)
     except Exception:
         return None
-    nodes = [
-        _key_in(group, n)
-        for n in sorted(names)
-        if n not in skip and not n.startswith(".") and n not in _OBJECT_DOCUMENTS
-    ]
+    nodes = [_key_in(group, n) for n in sorted(names) if n not in skip and is_member_name(n)]
     v3 = _read_documents(location, [_key_in(n, "zarr.json") for n in nodes])
     v2_nodes = [n for n in nodes if v3[_key_in(n, "zarr.json")] is None]
     v2 = _read_documents(
@@ -968,7 +979,7 @@ def unreadable_member(
         return None
     store = location.zarr_store(read_only=True)
     for name in names:
-        if name in skip or name.startswith(".") or name in _OBJECT_DOCUMENTS:
+        if name in skip or not is_member_name(name):
             continue
         path = key_under(group, name)
         try:

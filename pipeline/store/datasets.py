@@ -24,6 +24,7 @@ from pipeline.errors import ListingError, cause, storage_failure
 from pipeline.store.arrays import (
     enclosing_groups,
     format_warnings_ignored,
+    is_member_name,
     xarray_dimension_names,
 )
 from pipeline.store.location import key_under, listing_error, whole_read_options
@@ -439,7 +440,7 @@ def readable_arrays(group: Any) -> tuple[list[tuple[str, Any]], list[str] | None
     found: list[tuple[str, Any]] = []
     kept: list[str] = []
     for name in sorted(sync(names())):
-        if name.startswith(".") or name == "zarr.json":
+        if not is_member_name(name):
             continue
         try:
             with _quiet():
