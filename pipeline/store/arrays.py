@@ -28,6 +28,7 @@ from pipeline.errors import InputError, cause, storage_failure
 from pipeline.store import codecs, grid, references
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
+from pipeline.store.ledger import RECORD
 from pipeline.store.location import Location, is_os_file, is_write_probe, key_under
 
 
@@ -92,7 +93,8 @@ async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
     at = prefix
     for _ in range(levels):
         listed = [n async for n in store.list_dir(at)]
-        names = sorted(n for n in listed if is_member_name(n))
+        # chunk keys (a chunk's name never starts with '.': not this pipeline's .pipeline)
+        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
         if not names:
             return None
         at = key_under(at, names[0])
@@ -306,12 +308,13 @@ _OBJECT_DOCUMENTS = {
 def is_member_name(name: str) -> bool:
     """Whether ``name`` (one name of a group's listing) may be a member of the group: any
     name but Zarr's own metadata files (:data:`_OBJECT_DOCUMENTS`, ``.zmetadata``), an OS
-    file (``.DS_Store``, ``._x``) and the pipeline's write probes. A name starting with
+    file (``.DS_Store``, ``._x``), the pipeline's write probes and its record folder
+    (:data:`pipeline.store.ledger.RECORD`, where a group's lock is). A name starting with
     ``.`` (``.x``) is a member like any other: xarray reads it as a variable, so it is
     checked like one."""
     return not (
         name in _OBJECT_DOCUMENTS
-        or name == ".zmetadata"
+        or name in (".zmetadata", RECORD)
         or is_os_file(name)
         or is_write_probe(name)
     )
