@@ -5637,3 +5637,21 @@ def test_an_s3_group_s_lock_object_changes_no_listing_of_the_group(
     assert same_bits(got["t2"].values, got["t"].values)
     rc, out, err = cli("verify", path)
     assert rc == 0, out + err
+
+
+def test_a_users_file_in_a_found_coordinates_folder_is_kept(tmp_path: Path) -> None:
+    """A file of the user's inside the folder of a coordinate the run finds in the output group
+    (equal to the input's, left in place): --overwrite neither refuses for it (it had: the
+    coordinate's folder 'holds beside its metadata and chunks notes.txt') nor deletes it, nor
+    does a second --overwrite."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    write_dataset(out, 3)
+    note = out / "lon" / "notes.txt"
+    note.write_text("the user's")
+    cfg = tmp_path / "t2.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t2"})))
+    for _ in range(2):  # writing t2 beside the user's variables, then again over its own
+        assert pipeline.run(cfg, overwrite=True).status == "complete"
+        assert note.read_text() == "the user's"
+    assert "lon" in open_dataset(out)["t2"].coords

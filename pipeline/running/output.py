@@ -518,15 +518,22 @@ def check_frame_fits(plan: Plan) -> None:
     (xarray holds one size per dimension in a Dataset): fields ``output``, ``array`` (the
     kept one), ``dimension``, ``size`` (its), ``input_size``; or whose group holds, where a
     coordinate is written, something other than an array (a group, a plain directory), which
-    a fresh start would have to delete: fields ``output``, ``array``. Nor one that relabels
+    a fresh start would have to delete: fields ``output``, ``array``; or where a coordinate
+    array it replaces holds other files beside its metadata and chunks: fields ``output``,
+    ``array``, ``stray``. A coordinate the run leaves in place (the user's, equal to the
+    input's: :func:`_kept_coordinates`) is none of these: its folder is not touched, and what
+    else it holds stays. Nor one that relabels
     (:func:`_refuse_relabelling`, :func:`_refuse_replacing_a_reference`)."""
     group, variable = output_group(plan), plan.carried.variable
     _refuse_replacing_a_reference(plan)
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
+    # the user's coordinates equal to the input's are left in place (_create): never deleted,
+    # so nothing of the user's in their folders goes, and nothing there is refused
+    kept = set(_kept_coordinates(plan, found_coordinates(plan)))
     loc = plan.output.location
-    for name in sorted(replaced):
+    for name in sorted(replaced - kept):
         node = arrays.node_type(loc, _key(group, name))
         remains = node == "none" and arrays.only_remains(loc, _key(group, name))
         if node != "array" and not remains and loc.exists(_key(group, name)):
