@@ -1553,7 +1553,7 @@ def _first_unreadable_node(store: Any, group: str, skip: str = "") -> tuple[str,
         except Exception:
             continue
         for name in listed:
-            if name in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"):
+            if not is_member_name(name):  # metadata, OS files, probes, the record folder
                 continue
             path = f"{here}/{name}" if here else name
             if skip and path == skip:
