@@ -203,6 +203,23 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.communicate(timeout=10)
 
 
+def end_process(proc: subprocess.Popen) -> None:
+    """Cleanup of a process a test started, in whatever state the test left it: its process
+    group SIGKILLed if it still runs (not when it has ended: what it left running is for the
+    test to see), then its pipes closed. A pipe left open (a test failing after ``poll()``
+    saw the end, before ``communicate()``) warns as an unclosed file in whichever later test
+    the garbage collector happens to run in, and fails that test. A process started in the
+    test's own group is SIGKILLed alone."""
+    if proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        kill_group(proc)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 @dataclass
 class Stopped:
     """A run stopped by a signal: exit status, output, and the processes it had started."""
@@ -242,8 +259,7 @@ def run_and_signal(
         out, err = proc.communicate(timeout=300)
         return Stopped(proc.returncode, out, err, n, children)
     finally:
-        if proc.returncode is None:
-            kill_group(proc)
+        end_process(proc)
 
 
 def kill_procs(procs: list[psutil.Process]) -> None:

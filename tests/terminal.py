@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.faultkit import ROOT, env
+from tests.faultkit import ROOT, end_process, env
 
 #: Makes its stdin (a pseudo-terminal) the controlling terminal of the new session it leads,
 #: then becomes the command (same pid).
@@ -120,6 +120,13 @@ class Watched:
                 p.kill()
         with contextlib.suppress(Exception):
             self.proc.communicate(timeout=30)
+
+    def close(self) -> None:
+        """Cleanup when the test is done with it, passed or failed: :meth:`kill` if it still
+        runs, its pipes closed either way (:func:`tests.faultkit.end_process`)."""
+        if self.proc.poll() is None:
+            self.kill()
+        end_process(self.proc)
 
 
 def is_worker(p: psutil.Process) -> bool:
@@ -219,7 +226,6 @@ def at_terminal(*args: str | Path, cwd: Path | None = None) -> Iterator[tuple[Wa
     try:
         yield watched, term
     finally:
-        if proc.returncode is None and proc.poll() is None:
-            watched.kill()
+        watched.close()
         with contextlib.suppress(OSError):
             os.close(term.master)

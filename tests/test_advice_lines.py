@@ -17,7 +17,13 @@ import yaml
 
 from pipeline.cli import main
 from tests.conftest import STAGES, read_array, reference
-from tests.faultkit import cli_process, many_blocks_input, status, wait_for_markers
+from tests.faultkit import (
+    cli_process,
+    end_process,
+    many_blocks_input,
+    status,
+    wait_for_markers,
+)
 
 COLS = 1024
 
@@ -68,9 +74,7 @@ def test_the_ctrl_c_line_of_a_run_whose_input_changed_names_what_run_takes(
                 os.kill(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=300)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
+            end_process(proc)
         if n >= 0 and proc.returncode == 130:
             break
         rows *= 4

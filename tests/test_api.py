@@ -31,6 +31,7 @@ from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import (
     ROOT,
     ctrl_c_script,
+    end_process,
     env,
     file_states,
     one_line_error,
@@ -286,8 +287,7 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_says_the_output_is_resu
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=300)
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            end_process(proc)
         assert proc.returncode == 0, stderr
         caught, resumed = (json.loads(line) for line in stdout.splitlines()[-2:])
         if caught["type"] is not None:

@@ -655,8 +655,7 @@ def test_ctrl_c_stops_a_threads_run_which_resume_finishes(tmp_path: Path, cli) -
             w.interrupt()
             rc, err = w.finish()
         finally:
-            if w.proc.returncode is None:
-                w.kill()
+            w.close()
         if rc == 0:
             continue  # it ended just before the interrupt
         break

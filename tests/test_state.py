@@ -46,8 +46,8 @@ from tests.faultkit import (
     cli_process,
     copy_store,
     descendants,
+    end_process,
     file_states,
-    kill_group,
     kill_procs,
     one_line_error,
     set_aside,
@@ -571,8 +571,7 @@ def _interrupt_generate(d: Path, command: str = "generate", **sections: Any) -> 
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=120)
         finally:
-            if proc.returncode is None:
-                kill_group(proc)
+            end_process(proc)
         left = wait_gone(children, timeout=30)
         kill_procs(left)
         assert not left, f"left running after Ctrl-C: {left}"

@@ -310,8 +310,7 @@ def test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for(
             f.write(stored)  # the read returns (a FIFO has no size: it reads nothing)
         rc, err = w.finish()
     finally:
-        if w.proc.returncode is None:
-            w.kill()
+        w.close()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 130, err
     assert lines[-1].startswith("interrupted: the workers are stopped;") and len(lines) == 2, err
