@@ -1764,6 +1764,51 @@ def test_a_run_that_could_not_consolidate_again_keeps_the_copy_and_writes_nothin
         assert (outer / ".zmetadata").is_file()
 
 
+@pytest.mark.parametrize("place", ["store", "enclosing"])
+def test_a_resume_that_could_not_consolidate_again_is_refused_before_its_blocks(
+    tmp_path: Path, place: str
+) -> None:
+    """The same consolidated group (v3), a run into it stopped by a Ctrl-C after its first
+    block (its copy of the members' metadata to be written again at the end), then the member
+    ``r`` damaged (zarr.json cut short) before ``--resume``. The resume computed every missing
+    block, then failed at its end with the member's bare JSONDecodeError. It is refused before
+    any block, in the line of a fresh start naming the member, with nothing changed; once the
+    member is mended, the resume finishes, the group consolidated."""
+    outer = tmp_path / "out.zarr"
+    users = xr.Dataset({"q": ("z", np.arange(3.0)), "r": ("z", np.ones(3))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        users.to_zarr(str(outer), zarr_format=3, consolidated=True)
+    write_dataset(tmp_path / "in.zarr", 3)
+    output = (
+        {"store": str(outer), "array": "new/t"}
+        if place == "store"
+        else {"store": str(outer / "sub"), "array": "t"}
+    )
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output=output)))
+    (tmp_path / "stop.py").write_text(ctrl_c_script("pipeline.store.ledger", "Ledger.mark", False))
+    proc = run_python([tmp_path / "stop.py", cfg], tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "incomplete", proc.stderr
+    document = outer / "r" / "zarr.json"
+    whole = document.read_bytes()
+    document.write_bytes(whole[: len(whole) // 2])
+    before = file_states(outer)
+    with pytest.raises(OutputError) as refusal:
+        pipeline.run(cfg, resume=True)
+    line = str(refusal.value)
+    assert len(line.splitlines()) == 1
+    assert f"{outer}/r holds Zarr metadata that zarr-python cannot read (JSONDecodeError" in line
+    assert refusal.value.member == f"{outer}/r"
+    assert file_states(outer) == before
+    document.write_bytes(whole)
+    assert pipeline.run(cfg, resume=True).status == "complete"
+    assert consolidated(outer) is not None
+    ds = _opens_without_warnings(outer, "new" if place == "store" else "sub")
+    assert sorted(ds.data_vars) == ["t"]
+    assert sorted(_opens_without_warnings(outer, "").data_vars) == ["q", "r"]
+
+
 @pytest.mark.parametrize("member", ["b", ".b"])
 def test_a_group_member_with_damaged_metadata_is_named_and_kept(
     tmp_path: Path, member: str

@@ -975,6 +975,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     check_layout_kept(plan)
     check_metadata_kept(plan)
     check_group_opens(plan)
+    check_consolidatable(plan)  # a member damaged since: refused before, not after, the blocks
     return "resume"
 
 
@@ -1737,7 +1738,9 @@ def check_consolidatable(plan: Plan) -> None:
     """Refuse a fresh start (or ``--overwrite``) that would drop a consolidated copy of
     members' metadata, or write one at its end, where it could not write it again: the
     store's, or that of a group enclosing the store (``output.store: out.zarr/sub``), holds a
-    member whose metadata zarr-python cannot read (:func:`_check_consolidatable`). Reads only,
+    member whose metadata zarr-python cannot read (:func:`_check_consolidatable`). A resume,
+    which writes the copies again at its end too, is refused alike before its blocks (it had
+    computed them all, then failed with the member's bare JSONDecodeError). Reads only,
     before anything is written; the groups as :func:`_create` finds them."""
     o = plan.output
     group = output_group(plan)
