@@ -1752,3 +1752,50 @@ def test_generate_with_input_store_inside_a_dataset_on_s3_is_refused(tmp_path, c
     read = FsspecStore.from_url(f"{url}/ds.zarr", storage_options=options, read_only=True)
     with xr.open_zarr(read, consolidated=False) as ds:
         assert list(ds.data_vars) == ["t"]
+
+
+def test_a_run_that_could_not_consolidate_again_on_s3_is_refused_and_writes_nothing(
+    tmp_path, cli, bucket
+) -> None:
+    """A consolidated Dataset on S3 (v3, xarray's) whose member ``r`` has its zarr.json cut
+    short: a run writing a new variable into that store would consolidate it again at its
+    end, which reads every member. Refused before anything is written, in one line naming
+    the member's s3:// URL, as tests/test_xarray.py checks on local stores; every object is
+    as it was (ETags and times), the consolidated copy with them."""
+    import warnings
+
+    import s3fs
+
+    xr = pytest.importorskip("xarray")
+    url, options = bucket
+    out = f"{url}/out.zarr"
+    users = xr.Dataset({"q": ("z", np.arange(3.0)), "r": ("z", np.ones(3))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        users.to_zarr(out, zarr_format=3, consolidated=True, storage_options=options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    document = f"{out}/r/zarr.json"
+    whole = fs.cat_file(document)
+    fs.pipe_file(document, whole[: len(whole) // 2])
+    x = np.arange(48, dtype=np.float32).reshape(6, 8)
+    make_array(tmp_path / "in.zarr", x, (3, 8))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        "",
+        output={"store": out, "array": "new/t", "storage_options": options},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+
+    def objects() -> dict[str, tuple[Any, Any]]:
+        found = fs.find(out, detail=True)
+        return {k: (v["ETag"], v["LastModified"]) for k, v in found.items()}
+
+    before = objects()
+    time.sleep(1.1)  # an object written again would show a later LastModified
+    rc, said = _said(cli, "-q", "run", cfg, "--progress", "none")
+    assert rc == 1, said
+    assert len(said.strip().splitlines()) == 1, said
+    assert f"{out}/r holds Zarr metadata that zarr-python cannot read (JSONDecodeError" in said
+    assert objects() == before
+    assert json.loads(fs.cat_file(f"{out}/zarr.json")).get("consolidated_metadata") is not None
