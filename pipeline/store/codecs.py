@@ -20,13 +20,14 @@ frame, zstd's skippable frames, zstd frames back to back are read as numcodecs r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,19 +134,22 @@ class ChunkFormat:
         :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
         exactly the chunk, and numcodecs' ``UnknownCodecError`` as it is where a codec of the
         chain has no implementation in this process (:func:`is_unknown_codec`)."""
-        try:
+        with _codec_errors_as_damage():
             if self._fast_into(raw, dest):
                 return
-            dest[...] = self.decode(raw)
-        except Damaged:
-            raise
-        except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            if is_unknown_codec(e):
-                raise  # no implementation here: no bytes are damaged (the caller says so)
-            raise Damaged(cause(e), "codec") from None
+            dest[...] = self._decoded(raw)
 
     def decode(self, raw: Any) -> np.ndarray:
-        """One stored chunk's bytes as its array (a new array, native byte order)."""
+        """One stored chunk's bytes as its array (a new array of the chunk's shape, native byte
+        order): how an edge chunk, stored whole and partly outside the array, is read. Raises
+        :class:`Damaged` and ``UnknownCodecError`` as :meth:`decode_into` does (a codec's
+        own error, a cut zstd frame's ``RuntimeError``, had come out as it was, a line naming
+        neither the store nor the chunk)."""
+        with _codec_errors_as_damage():
+            return self._decoded(raw)
+
+    def _decoded(self, raw: Any) -> np.ndarray:
+        """:meth:`decode` without its errors turned into :class:`Damaged`."""
         data: Any = raw
         for config in reversed(self.codecs):
             data = _decode_bytes(config, data)
@@ -189,6 +193,21 @@ class ChunkFormat:
         if np.dtype(self.stored) != self.dtype:
             dest.view(np.dtype(self.stored)).byteswap(inplace=True)
         return True
+
+
+@contextlib.contextmanager
+def _codec_errors_as_damage() -> Iterator[None]:
+    """A codec's error decoding a stored chunk as :class:`Damaged` ('codec'); numcodecs'
+    ``UnknownCodecError`` passes as it is (no implementation here: no bytes are damaged, the
+    caller says so)."""
+    try:
+        yield
+    except Damaged:
+        raise
+    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+        if is_unknown_codec(e):
+            raise
+        raise Damaged(cause(e), "codec") from None
 
 
 def _single_axis(shape: Shape) -> bool:
