@@ -30,7 +30,7 @@ import zarr
 
 import pipeline
 from pipeline.config import parse_config
-from pipeline.errors import ConfigError, InputError, OutputError
+from pipeline.errors import ChunkError, ConfigError, InputError, OutputError
 from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from pipeline.store.location import WRITE_PROBE
@@ -75,10 +75,12 @@ def write_dataset(
     rows: int = ROWS,
     cols: int = COLS,
     chunks: tuple[int, int] = (10, COLS),
+    coord_chunks: int | None = None,
 ) -> None:
     """A Dataset as xarray writes it: the variable ``t`` (y, x) in kelvin with NaNs, a
     second variable ``p``, dimension coordinates with attributes, a non-dimension
-    coordinate ``lon``, Dataset attributes, consolidated metadata."""
+    coordinate ``lon``, Dataset attributes, consolidated metadata. ``coord_chunks``: the
+    chunk length of the coordinates x and lon (default: one chunk each)."""
     rng = np.random.default_rng(7)
     t = rng.uniform(-40.0, 40.0, (rows, cols)) + 273.15
     t[3, 5] = np.nan
@@ -96,6 +98,9 @@ def write_dataset(
         attrs={"title": "a test field", "institution": "tests"},
     )
     ds["t"].encoding = {**(encoding or {}), "chunks": chunks}
+    if coord_chunks is not None:
+        for name in ("x", "lon"):
+            ds[name].encoding = {"chunks": (coord_chunks,)}
     with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
         warnings.simplefilter("ignore")
         ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
@@ -3296,6 +3301,42 @@ def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_
     assert "`pip install pcodec`" in line and "output.array: ''" in line, line
     assert "_FillValue" not in line and len(line.splitlines()) == 1, line
     assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "coord", "coord_chunks"),
+    [(2, "x", None), (2, "lon", None), (3, "x", None), (3, "lon", None), (2, "x", 5)],
+    ids=["v2-x", "v2-lon", "v3-x", "v3-lon", "v2-x-small-blosc-frames"],
+)
+def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_written(
+    tmp_path: Path, zarr_format: int, coord: str, coord_chunks: int | None
+) -> None:
+    """A Dataset as xarray writes it whose coordinate's stored chunk was cut to half its
+    bytes (the dimension coordinate x, or lon): one ChunkError naming the input store and the
+    chunk's key, from plan and run, nothing written, the input untouched; ``output.array: ''``
+    then runs. A cut Blosc frame of a small chunk (v2's default codec stores its bytes as they
+    are) had been read by zarr-python, and so xarray, from whatever memory followed it: the
+    output's coordinate held those bytes and was marked complete; other cut frames had been
+    blamed on the coordinate ("correct the coordinate", v3's on its ``_FillValue``)."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format, coord_chunks=coord_chunks)
+    first = "1" if coord_chunks else "0"
+    key = f"{coord}/{first}" if zarr_format == 2 else f"{coord}/c/{first}"
+    raw = (src / key).read_bytes()
+    (src / key).write_bytes(raw[: len(raw) // 2])
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ChunkError) as info:
+            call(config(tmp_path))
+        e = info.value
+        line = str(e)
+        assert (e.store, e.key) == (str(src), key), e
+        assert line.startswith(f"input chunk {key!r} of {src} (of {coord},"), line
+        assert "_FillValue" not in line and len(line.splitlines()) == 1, line
+        assert "output.array: ''" in line, line
+        assert not (tmp_path / "out.zarr").exists()
     assert file_states(src) == before
     assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
 
