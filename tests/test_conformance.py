@@ -325,6 +325,9 @@ _BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
 
 _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
 
+#: A chain only Zarr decodes (numcodecs' Delta filter), its chunks Blosc frames.
+_DELTA_BLOSC = zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=_BLOSC_LZ4)
+
 CASES = [
     # zarr-python 3, Zarr v3
     Case("zarr3-default-zstd", zarr3()),
@@ -731,6 +734,24 @@ DAMAGES = [
         sharded(),
         "c/1/1",
         lambda p: _cut_frame_in_shard(p, which=3),
+    ),
+    # cut Blosc frames of chains only Zarr decodes (a numcodecs.delta filter): c-blosc, and
+    # zarr-python with it, decodes a small chunk's cut frame from whatever memory follows it,
+    # without an error; the run had written those bytes' chain and marked the output complete
+    ("v3-delta-blosc-cut", _DELTA_BLOSC, "c/1/1", _truncate),
+    ("v3-delta-blosc-edge-chunk-cut", _DELTA_BLOSC, "c/3/3", _truncate),
+    (
+        "shard-delta-blosc-cut-frame",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=CHUNKS,
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec(), _BLOSC_LZ4],
+            ),
+            compressors=None,
+        ),
+        "c/1/0",
+        _cut_frame_in_shard,
     ),
 ]
 

@@ -132,6 +132,10 @@ class ArrayInfo:
     can read this array (the slow path)"""
     fill: bytes | None = None
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
+    blosc: codecs.BloscCheck | None = None
+    """for an array only Zarr decodes (``format`` None) whose chunks end in a Blosc frame: where
+    those frames lie, to check before Zarr reads them (a cut one reads as whatever memory
+    follows it); else None"""
 
     @property
     def grid(self) -> Shape:
@@ -1244,6 +1248,7 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
         zarr_format=meta.zarr_format,
         codec=fmt.chunk.frame_codec if plain else None,
         fill=codecs.fill_bits(meta.fill_value, dtype),
+        blosc=codecs.blosc_check(doc) if fmt is None and meta.zarr_format == 3 else None,
         **parts,
     )
 
@@ -1273,15 +1278,17 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
     stored = np.dtype(arr.dtype)
     fmt: codecs.StoredFormat | None = None
     unit: Shape = tuple(arr.shape)
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doc = meta.to_dict()
     if stored.kind in _OWN_DECODE_KINDS:
         native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            doc = meta.to_dict()
         parts = _describe_v3(doc, native) if meta.zarr_format == 3 else _describe_v2(doc)
         fmt, unit = parts["format"], tuple(parts["unit"])
+    blosc = None
     if fmt is None:
         unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
+        blosc = codecs.blosc_check(doc) if meta.zarr_format == 3 else None
     prefix = path.strip("/")
     indices = list(grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit)))
     keys = [key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in ix))) for ix in indices]
@@ -1290,6 +1297,12 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
     for index, key in zip(indices, keys, strict=True):
         try:
             if fmt is None:
+                if blosc is not None:  # a cut frame Zarr reads without an error
+                    inner = (
+                        doc["codecs"][0]["configuration"]["chunk_shape"] if blosc.shard else unit
+                    )
+                    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
+                    codecs.check_blosc_frames(location.read(key), n, blosc)
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
