@@ -325,6 +325,9 @@ _BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
 
 _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
 
+#: A chain only Zarr decodes (numcodecs' Delta filter), its chunks Blosc frames.
+_DELTA_BLOSC = zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=_BLOSC_LZ4)
+
 CASES = [
     # zarr-python 3, Zarr v3
     Case("zarr3-default-zstd", zarr3()),
@@ -644,9 +647,10 @@ def _short_frame_in_shard(p: Path) -> None:
     p.write_bytes(body + index + google_crc32c.value(index).to_bytes(4, "little"))
 
 
-def _cut_frame_in_shard(p: Path) -> None:
-    """The shard's first inner frame cut to half its bytes, with a valid index and crc32c
-    pointing at what is left (the frames after it moved up)."""
+def _cut_frame_in_shard(p: Path, which: int = 0) -> None:
+    """The shard's inner frame ``which`` (in index order; the first by default) cut to half its
+    bytes, with a valid index and crc32c pointing at what is left (the frames after it moved
+    up)."""
     import google_crc32c
 
     raw = p.read_bytes()
@@ -654,7 +658,7 @@ def _cut_frame_in_shard(p: Path) -> None:
     k = 16 * n + 4
     table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2)
     frames = [raw[o : o + s] for o, s in table]
-    frames[0] = frames[0][: len(frames[0]) // 2]
+    frames[which] = frames[which][: len(frames[which]) // 2]
     sizes = [len(f) for f in frames]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     index = np.stack([offsets, sizes], -1).astype("<u8").tobytes()
@@ -701,6 +705,54 @@ DAMAGES = [
     ("shard-index-size", sharded(), "c/1/0", _shard_index(_size_past_end)),
     ("shard-index-crc", sharded(), "c/0/0", _flip_crc),
     ("shard-short-frame", sharded(), "c/1/1", _short_frame_in_shard),
+    # edge chunks (stored whole, partly past the array's end: decoded whole, then cut), whose
+    # codec's own error (a cut zstd or zlib stream, a checksum) had ended the run as the bare
+    # "RuntimeError: Zstd decompression error", naming neither the store nor the chunk
+    ("v3-edge-chunk-truncated", _zarr3_unsharded, "c/3/3", _truncate),
+    (
+        "v3-transpose-edge-chunk-truncated",
+        zarr3(filters=[TransposeCodec(order=(1, 0))]),
+        "c/3/0",
+        _truncate,
+    ),
+    ("v2-edge-chunk-truncated", _zarr2_zstd, "3.1", _truncate),
+    ("v2-zlib-edge-chunk-truncated", zarr2(compressors=numcodecs.Zlib()), "1.3", _truncate),
+    (
+        "v2-order-f-edge-chunk-truncated",
+        zarr2(order="F", compressors=numcodecs.BZ2()),
+        "3.3",
+        _truncate,
+    ),
+    (
+        "v2-fletcher32-edge-chunk-mismatch",
+        zarr2(compressors=numcodecs.Fletcher32()),
+        "2.3",
+        _flip_crc,
+    ),
+    (
+        "shard-edge-inner-frame-cut",  # inner chunk [1, 1] of shard [1, 1] is an edge chunk
+        sharded(),
+        "c/1/1",
+        lambda p: _cut_frame_in_shard(p, which=3),
+    ),
+    # cut Blosc frames of chains only Zarr decodes (a numcodecs.delta filter): c-blosc, and
+    # zarr-python with it, decodes a small chunk's cut frame from whatever memory follows it,
+    # without an error; the run had written those bytes' chain and marked the output complete
+    ("v3-delta-blosc-cut", _DELTA_BLOSC, "c/1/1", _truncate),
+    ("v3-delta-blosc-edge-chunk-cut", _DELTA_BLOSC, "c/3/3", _truncate),
+    (
+        "shard-delta-blosc-cut-frame",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=CHUNKS,
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec(), _BLOSC_LZ4],
+            ),
+            compressors=None,
+        ),
+        "c/1/0",
+        _cut_frame_in_shard,
+    ),
 ]
 
 

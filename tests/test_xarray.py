@@ -30,7 +30,7 @@ import zarr
 
 import pipeline
 from pipeline.config import parse_config
-from pipeline.errors import ConfigError, InputError, OutputError
+from pipeline.errors import ChunkError, ConfigError, InputError, OutputError
 from pipeline.ops.cf import PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from pipeline.store.location import WRITE_PROBE
@@ -75,10 +75,12 @@ def write_dataset(
     rows: int = ROWS,
     cols: int = COLS,
     chunks: tuple[int, int] = (10, COLS),
+    coord_encoding: dict[str, Any] | None = None,
 ) -> None:
     """A Dataset as xarray writes it: the variable ``t`` (y, x) in kelvin with NaNs, a
     second variable ``p``, dimension coordinates with attributes, a non-dimension
-    coordinate ``lon``, Dataset attributes, consolidated metadata."""
+    coordinate ``lon``, Dataset attributes, consolidated metadata. ``coord_encoding``: the
+    encoding of the coordinates x and lon (default: xarray's, one chunk each)."""
     rng = np.random.default_rng(7)
     t = rng.uniform(-40.0, 40.0, (rows, cols)) + 273.15
     t[3, 5] = np.nan
@@ -96,6 +98,8 @@ def write_dataset(
         attrs={"title": "a test field", "institution": "tests"},
     )
     ds["t"].encoding = {**(encoding or {}), "chunks": chunks}
+    for name in ("x", "lon") if coord_encoding else ():
+        ds[name].encoding = dict(coord_encoding)
     with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
         warnings.simplefilter("ignore")
         ds.to_zarr(str(path), zarr_format=zarr_format, mode="w", consolidated=True)
@@ -3296,6 +3300,61 @@ def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_
     assert "`pip install pcodec`" in line and "output.array: ''" in line, line
     assert "_FillValue" not in line and len(line.splitlines()) == 1, line
     assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "coord", "layout"),
+    [
+        (2, "x", "one-chunk"),
+        (2, "lon", "one-chunk"),
+        (3, "x", "one-chunk"),
+        (3, "lon", "one-chunk"),
+        (2, "x", "small-blosc-frames"),
+        (3, "lon", "delta-filter-small-blosc-frames"),
+    ],
+    ids=lambda v: f"v{v}" if isinstance(v, int) else v,
+)
+def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_written(
+    tmp_path: Path, zarr_format: int, coord: str, layout: str
+) -> None:
+    """A Dataset as xarray writes it whose coordinate's stored chunk was cut to half its
+    bytes (the dimension coordinate x, or lon): one ChunkError naming the input store and the
+    chunk's key, from plan and run, nothing written, the input untouched; ``output.array: ''``
+    then runs. A cut Blosc frame of a small chunk (v2's default codec stores its bytes as they
+    are) had been read by zarr-python, and so xarray, from whatever memory followed it: the
+    output's coordinate held those bytes and was marked complete, also where the chain is one
+    only Zarr decodes (a ``numcodecs.delta`` filter); other cut frames had been blamed on the
+    coordinate ("correct the coordinate", v3's on its ``_FillValue``)."""
+    from zarr.codecs import BloscCodec
+    from zarr.codecs.numcodecs import Delta
+
+    encoding: dict[str, Any] | None = None
+    if layout != "one-chunk":
+        encoding = {"chunks": (5,)}
+    if layout.startswith("delta"):
+        with warnings.catch_warnings():  # numcodecs' codecs are not in the v3 spec
+            warnings.simplefilter("ignore")
+            encoding["filters"] = [Delta(dtype="<f8")]
+        encoding["compressors"] = [BloscCodec(cname="lz4", shuffle="shuffle")]
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format, coord_encoding=encoding)
+    first = "0" if layout == "one-chunk" else "1"
+    key = f"{coord}/{first}" if zarr_format == 2 else f"{coord}/c/{first}"
+    raw = (src / key).read_bytes()
+    (src / key).write_bytes(raw[: len(raw) // 2])
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ChunkError) as info:
+            call(config(tmp_path))
+        e = info.value
+        line = str(e)
+        assert (e.store, e.key) == (str(src), key), e
+        assert line.startswith(f"input chunk {key!r} of {src} (of {coord},"), line
+        assert "_FillValue" not in line and len(line.splitlines()) == 1, line
+        assert "output.array: ''" in line, line
+        assert not (tmp_path / "out.zarr").exists()
     assert file_states(src) == before
     assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.models import Config
-from pipeline.errors import ConfigError, InputError, PlanError
+from pipeline.errors import ChunkError, ConfigError, InputError, PlanError
 from pipeline.ops import stages
 from pipeline.ops.cf import (
     PACKING_ATTRIBUTES,
@@ -143,6 +143,7 @@ def carried(
         _refuse_unreadable_fills(store, variable, loc)
         _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
         _check_frame_fits(loc, store, variable, memory_available)
+        _refuse_damaged_carried(loc, variable)
         _check_frame_reads(loc, store, variable)
     attrs = {  # its own bounds bound the input's values, not the computed ones
         k: v
@@ -319,6 +320,37 @@ def _refuse_missing_codec(loc: Location, store: Any, variable: Variable, coord: 
     if missing is not None:
         alone = "set output.array: '' to write the variable alone, without its coordinates"
         raise arrays.unknown_codec(loc, path, *missing, other=alone)
+
+
+def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
+    """Refuse, before anything is written, a Dataset whose arrays carried beside the variable
+    (``variable.coords``: its coordinates, bounds, grid mappings, ...) hold a stored chunk that
+    does not decode to exactly its size, as the input's own chunks are refused
+    (:func:`pipeline.store.arrays.damaged_unit`). xarray writes the frame from what zarr-python
+    reads: a cut Blosc frame had given the output's coordinate whatever memory followed it,
+    the output marked complete; a cut zstd frame had been blamed on the coordinate's
+    ``_FillValue`` ("correct _FillValue in the input"). ChunkError, fields ``store`` (the
+    input store), ``key`` (the unit's key in it), ``reason``, ``problem``."""
+    for coord in variable.coords:
+        path = f"{variable.group}/{coord}" if variable.group else coord
+        try:
+            found = arrays.damaged_unit(loc, path)
+        except InputError:  # no array Zarr opens there: the frame's own checks say why
+            continue
+        if found is None:
+            continue
+        key, reason, problem = found
+        reason = " ".join(reason.split())
+        raise ChunkError(
+            f"input chunk {key!r} of {loc.url} (of {coord}, which the output carries beside "
+            f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
+            "delete it, and it reads as the fill value), or set output.array: '' to write the "
+            "variable alone, without its coordinates",
+            store=loc.url,
+            key=key,
+            reason=reason,
+            problem=problem,
+        )
 
 
 def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:

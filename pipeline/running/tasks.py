@@ -232,6 +232,9 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
+        if info.blosc is not None:  # Zarr reads a cut Blosc frame without an error
+            with _timed("read"):
+                _check_blosc_frames(info, block_index, src.block)
         with _timed("read"):
             failed: InputError | None = None
             try:
@@ -258,6 +261,26 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
         for u in units:
             _decode_unit_on_host(info, u, origin, out, lambda n: be.host_buffer(n, "read"))
     return be.from_host(out)
+
+
+def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
+    """Before Zarr reads the block ``block_index`` of an input only Zarr decodes whose chunks
+    end in a Blosc frame (``info.blosc``), check each stored unit's frames
+    (:func:`codecs.check_blosc_frames`): c-blosc decodes a frame cut short from whatever memory
+    follows it, without an error, so Zarr's read had given the output those bytes, marked
+    complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
+    assert info.blosc is not None
+    n_chunks = math.prod(info.chunks_per_unit)
+    for unit in grid.units_in(block_index, block, info.unit, info.shape):
+        key = info.key(unit)
+        raw = _read_unit(info, key, lambda n: memoryview(bytearray(n)))
+        try:
+            codecs.check_blosc_frames(raw, n_chunks, info.blosc)
+        except shards.Damaged as e:
+            error = damaged(info, key, str(e), e.problem)
+        else:
+            continue
+        raise error  # outside the handler: no __context__ to pickle
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (its threads, the pool)

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.config.models import GenerateConfig
 from pipeline.errors import InputError, cause, storage_failure
-from pipeline.store import codecs, grid, references
+from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD
@@ -132,6 +132,10 @@ class ArrayInfo:
     can read this array (the slow path)"""
     fill: bytes | None = None
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
+    blosc: codecs.BloscCheck | None = None
+    """for an array only Zarr decodes (``format`` None) whose chunks end in a Blosc frame: where
+    those frames lie, to check before Zarr reads them (a cut one reads as whatever memory
+    follows it); else None"""
 
     @property
     def grid(self) -> Shape:
@@ -1244,8 +1248,78 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
         zarr_format=meta.zarr_format,
         codec=fmt.chunk.frame_codec if plain else None,
         fill=codecs.fill_bits(meta.fill_value, dtype),
+        blosc=codecs.blosc_check(doc) if fmt is None and meta.zarr_format == 3 else None,
         **parts,
     )
+
+
+#: Kinds of dtypes whose stored chunks :func:`damaged_unit` decodes itself (fixed-size
+#: elements); others (objects, text of variable length) are read through zarr-python.
+_OWN_DECODE_KINDS = "biufcmM"
+
+
+def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
+    """The first stored unit (chunk or shard) of the array at ``path`` that does not decode to
+    exactly its chunks, as the run's reader decodes the input's (the shard index checked,
+    :meth:`codecs.ChunkFormat.decode`: a Blosc frame cut short, which zarr-python decodes from
+    whatever memory follows it, is damage, as are a cut zstd or zlib stream and a wrong
+    checksum): (its key in the store, why in a few words, the problem: a key of
+    :data:`~pipeline.store.shards.PROBLEMS`); None where every stored unit decodes (absent ones
+    read as the fill value). An array whose codec chain only Zarr knows, or of objects or
+    text, is read unit by unit through zarr-python, and one of its units that fails is
+    damaged; a store that does not answer, or a codec not installed here, is no damage (None:
+    whatever reads the array next says so). For the arrays a Dataset output carries beside
+    the variable (coordinates, bounds, grid mappings: 0-d ones too), which xarray reads whole.
+    Raises the InputError of :func:`open_zarr_array`."""
+    arr = open_zarr_array(location, path)
+    meta: Any = arr.metadata
+    if 0 in arr.shape:
+        return None
+    stored = np.dtype(arr.dtype)
+    fmt: codecs.StoredFormat | None = None
+    unit: Shape = tuple(arr.shape)
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doc = meta.to_dict()
+    if stored.kind in _OWN_DECODE_KINDS:
+        native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
+        parts = _describe_v3(doc, native) if meta.zarr_format == 3 else _describe_v2(doc)
+        fmt, unit = parts["format"], tuple(parts["unit"])
+    blosc = None
+    if fmt is None:
+        unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
+        blosc = codecs.blosc_check(doc) if meta.zarr_format == 3 else None
+    prefix = path.strip("/")
+    indices = list(grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit)))
+    keys = [key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in ix))) for ix in indices]
+    # an object store's units read concurrently, as xarray reads them (a local folder: None)
+    fetched = location.read_small(keys) if fmt is not None else None
+    for index, key in zip(indices, keys, strict=True):
+        try:
+            if fmt is None:
+                if blosc is not None:  # a cut frame Zarr reads without an error
+                    inner = (
+                        doc["codecs"][0]["configuration"]["chunk_shape"] if blosc.shard else unit
+                    )
+                    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
+                    codecs.check_blosc_frames(location.read(key), n, blosc)
+                with format_warnings_ignored():
+                    arr[grid.unit_slices(index, unit, tuple(arr.shape))]
+                continue
+            raw = fetched[key] if fetched is not None else location.read(key)
+            n = math.prod(grid.chunks_per_unit(unit, fmt.chunk.shape))
+            frames = shards.unit_frames(raw, n, fmt.shard)
+            for c in np.flatnonzero(frames.sizes != shards.EMPTY):
+                off, size = int(frames.offsets[c]), int(frames.sizes[c])
+                assert raw is not None
+                fmt.chunk.decode(memoryview(raw)[off : off + size])
+        except shards.Damaged as e:
+            return key, str(e), e.problem
+        except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if storage_failure(e) is not None or codecs.is_unknown_codec(e):
+                return None
+            return key, cause(e), "codec"
+    return None
 
 
 def create_output(

@@ -20,13 +20,14 @@ frame, zstd's skippable frames, zstd frames back to back are read as numcodecs r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +35,14 @@ import numpy as np
 
 from pipeline.errors import cause
 from pipeline.store.grid import Shape
-from pipeline.store.shards import EMPTY, Damaged, Frames, ShardFormat, strip_crc32c
+from pipeline.store.shards import (
+    EMPTY,
+    Damaged,
+    Frames,
+    ShardFormat,
+    strip_crc32c,
+    unit_frames,
+)
 
 #: How the pipeline itself encodes and decodes a chunk: one zstd frame, or the raw bytes.
 FrameCodec = Literal["zstd", "none"]
@@ -133,19 +141,22 @@ class ChunkFormat:
         :attr:`dtype`; any strides). Raises :class:`Damaged` when the bytes do not decode to
         exactly the chunk, and numcodecs' ``UnknownCodecError`` as it is where a codec of the
         chain has no implementation in this process (:func:`is_unknown_codec`)."""
-        try:
+        with _codec_errors_as_damage():
             if self._fast_into(raw, dest):
                 return
-            dest[...] = self.decode(raw)
-        except Damaged:
-            raise
-        except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            if is_unknown_codec(e):
-                raise  # no implementation here: no bytes are damaged (the caller says so)
-            raise Damaged(cause(e), "codec") from None
+            dest[...] = self._decoded(raw)
 
     def decode(self, raw: Any) -> np.ndarray:
-        """One stored chunk's bytes as its array (a new array, native byte order)."""
+        """One stored chunk's bytes as its array (a new array of the chunk's shape, native byte
+        order): how an edge chunk, stored whole and partly outside the array, is read. Raises
+        :class:`Damaged` and ``UnknownCodecError`` as :meth:`decode_into` does (a codec's
+        own error, a cut zstd frame's ``RuntimeError``, had come out as it was, a line naming
+        neither the store nor the chunk)."""
+        with _codec_errors_as_damage():
+            return self._decoded(raw)
+
+    def _decoded(self, raw: Any) -> np.ndarray:
+        """:meth:`decode` without its errors turned into :class:`Damaged`."""
         data: Any = raw
         for config in reversed(self.codecs):
             data = _decode_bytes(config, data)
@@ -191,6 +202,21 @@ class ChunkFormat:
         return True
 
 
+@contextlib.contextmanager
+def _codec_errors_as_damage() -> Iterator[None]:
+    """A codec's error decoding a stored chunk as :class:`Damaged` ('codec'); numcodecs'
+    ``UnknownCodecError`` passes as it is (no implementation here: no bytes are damaged, the
+    caller says so)."""
+    try:
+        yield
+    except Damaged:
+        raise
+    except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+        if is_unknown_codec(e):
+            raise
+        raise Damaged(cause(e), "codec") from None
+
+
 def _single_axis(shape: Shape) -> bool:
     """At most one axis longer than 1: C and F order lay the elements out alike."""
     return sum(1 for s in shape if s != 1) <= 1
@@ -229,11 +255,11 @@ def _decode_bytes(config: str, data: Any) -> Any:
     if config == CRC32C:
         return strip_crc32c(data)
     if json.loads(config)["id"] == "blosc":
-        _blosc_header(data)
+        blosc_header(data)
     return _codec(config).decode(data)
 
 
-def _blosc_header(data: Any) -> int:
+def blosc_header(data: Any) -> int:
     """The decoded size a Blosc frame's header declares (``nbytes``), once its ``cbytes`` is
     checked against the bytes stored. c-blosc's decompressor is given no source length and
     reads ``cbytes`` bytes whatever is there: a frame cut short would decode the bytes that
@@ -268,7 +294,7 @@ def _content_size(codec_id: str, data: Any) -> int | None:
             return None
         return zstd_content_size(view)
     if codec_id == "blosc":
-        return _blosc_header(data)
+        return blosc_header(data)
     return None
 
 
@@ -560,6 +586,66 @@ def _v3_chain(
     )
 
 
+@dataclass(frozen=True)
+class BloscCheck:
+    """Where the Blosc frames lie in the stored units of a v3 array whose codec chain only Zarr
+    decodes (an array-to-array ``numcodecs.*`` filter, say): c-blosc decodes a frame cut
+    short from whatever memory follows it, without an error, and zarr-python with it, so such
+    a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it)."""
+
+    checksums: int
+    """how many crc32c codecs follow the Blosc one (each adds 4 bytes after its frame)"""
+    shard: ShardFormat | None
+    """the shard index, for a sharded array (each inner chunk's frame checked)"""
+
+
+def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
+    """For a Zarr v3 array's ``zarr.json`` document: the :class:`BloscCheck` of its stored
+    units where each chunk's outermost codec, after any crc32c checksums, is Blosc (``blosc``
+    or ``numcodecs.blosc``) and a shard's index is one this module reads; else None."""
+    chain = list(meta["codecs"])
+    shard = None
+    if len(chain) == 1 and chain[0]["name"] == "sharding_indexed":
+        conf = chain[0].get("configuration", {})
+        index = [c["name"] for c in conf.get("index_codecs", [])]
+        little = all(
+            (c.get("configuration") or {}).get("endian", "little") == "little"
+            for c in conf.get("index_codecs", [])
+        )
+        if index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+            return None
+        shard = ShardFormat(
+            conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
+        )
+        chain = list(conf.get("codecs", []))
+    names = [c["name"] for c in chain]
+    checksums = 0
+    while names and names[-1] == "crc32c":
+        names.pop()
+        checksums += 1
+    if not names or names[-1] not in ("blosc", "numcodecs.blosc"):
+        return None
+    return BloscCheck(checksums, shard)
+
+
+def check_blosc_frames(raw: Any, n_chunks: int, check: BloscCheck) -> None:
+    """Check the Blosc frame of each chunk present in one stored unit ``raw`` (None: absent)
+    of ``n_chunks`` chunks (1 unsharded) laid out as ``check`` says: raises :class:`Damaged`
+    where a shard's index, a crc32c checksum or a Blosc header (:func:`blosc_header`) is
+    wrong, naming the inner chunk's index in the shard's message."""
+    frames = unit_frames(raw, n_chunks if check.shard else 1, check.shard)
+    for c in np.flatnonzero(frames.sizes != EMPTY):
+        off, size = int(frames.offsets[c]), int(frames.sizes[c])
+        frame: Any = memoryview(raw).cast("B")[off : off + size]
+        try:
+            for _ in range(check.checksums):
+                frame = strip_crc32c(frame)
+            blosc_header(frame)
+        except Damaged as e:
+            where = f" (inner chunk {int(c)})" if check.shard else ""
+            raise Damaged(f"{e}{where}", e.problem, int(c) if check.shard else None) from None
+
+
 def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
     """A v3 bytes-to-bytes codec as a numcodecs configuration (None: not one we know)."""
     name = codec["name"]
@@ -814,11 +900,15 @@ __all__ = [
     "ZSTD_BLOCK_MAX",
     "ZSTD_MAGIC",
     "ZSTD_SKIPPABLE",
+    "BloscCheck",
     "ChunkFormat",
     "Damaged",
     "FrameCodec",
     "RawFrame",
     "StoredFormat",
+    "blosc_check",
+    "blosc_header",
+    "check_blosc_frames",
     "check_frames",
     "fill_bits",
     "may_store_raw",
