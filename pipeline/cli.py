@@ -670,11 +670,11 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         name, why = res.group_unopenable[0]
         more = len(res.group_unopenable) - 1
         print(
-            f"error: the output group holds {name!r}"
+            f"error: the output group holds {res.group_unopenable_said or repr(name)}"
             + (f" (and {more} more such arrays)" if more else "")
-            + f", {why}, which this pipeline did not write: xarray cannot open the group, nor "
-            f"the output in it; {unopenable_fix(name, why)}, then verify again (the pipeline "
-            "never deletes nor edits it, even with --overwrite)",
+            + f", {why}: xarray cannot open the group, nor the output in it; "
+            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
+            "deletes nor edits it, even with --overwrite)",
             file=sys.stderr,
         )
         return 1

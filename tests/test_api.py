@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -803,6 +804,72 @@ def test_a_config_made_from_keywords_is_the_one_a_mapping_makes() -> None:
     assert made == pipeline.Config(
         **{**_A_RUN, "input": InputConfig(store="in.zarr")}, cluster=ClusterConfig(workers=2)
     )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stage", "one", "other"),
+    [
+        ("int16", "multiply", 2, 2.0),  # int16 * 2 is int16, * 2.0 float64
+        ("float16", "multiply", 2, np.float32(2)),  # float16 * np.float32(2) is float32
+        ("float32", "multiply", 2.0, np.float64(2)),
+        ("uint8", "multiply", np.int8(-1), np.int16(-1)),
+        ("float32", "add", 0.0, -0.0),  # -0.0 + 0.0 is 0.0, -0.0 + -0.0 is -0.0
+    ],
+)
+def test_configs_whose_runs_differ_are_unequal_and_those_that_do_not_hash_alike(
+    tmp_path: Path, dtype: str, stage: str, one: Any, other: Any
+) -> None:
+    """``==`` of two configs says whether they describe the same run: a stage's scalars of
+    other kinds (a weak int, a weak float, NumPy's strongly typed scalars, -0.0 for 0.0), equal
+    to Python, plan other dtypes or compute other bits, and a resume of the one's output with
+    the other is refused as "the stages changed"; they had compared equal. Configs that are
+    the same run (a file's typed number and the NumPy scalar, a pickled copy) are equal and
+    hash alike, storage_options and all: pydantic's hash of a frozen config had raised
+    ``TypeError: unhashable type: 'dict'``."""
+    make_array(tmp_path / "in.zarr", np.arange(12, dtype=dtype).reshape(3, 4), (3, 4))
+    key = "factor" if stage == "multiply" else "value"
+
+    def config(scalar: Any) -> pipeline.Config:
+        return pipeline.Config(
+            input={"store": str(tmp_path / "in.zarr"), "storage_options": {"auto_mkdir": True}},
+            output={"store": str(tmp_path / "out.zarr")},
+            stages=[{"op": stage, key: scalar}],
+            backend="cpu",
+        )
+
+    a, b = config(one), config(other)
+    assert one == other  # to Python
+    assert pipeline.plan(a).fingerprint() != pipeline.plan(b).fingerprint()  # to a resume
+    assert a != b and a.stages != b.stages and (a == b) is False
+    assert len({a, b}) == 2
+    for scalar in (one, other):
+        made = config(scalar)
+        typed = (
+            {"dtype": scalar.dtype.name, "value": scalar.item()}
+            if isinstance(scalar, np.generic)
+            else scalar
+        )
+        mapping = made.model_dump()
+        mapping["stages"] = [{"op": stage, key: typed}]
+        for same in (
+            pipeline.Config.model_validate(mapping),
+            pipeline.Config.model_validate_json(made.model_dump_json()),
+            pickle.loads(pickle.dumps(made)),
+        ):
+            assert same == made and hash(same) == hash(made)
+            assert pipeline.plan(same).fingerprint() == pipeline.plan(made).fingerprint()
+    assert len({a, config(one), b, config(other)}) == 2
+
+
+def test_a_memory_limit_of_bytes_is_not_the_fraction_written_alike() -> None:
+    """``host_memory_limit: 1`` is a byte, ``1.0`` the whole budget: unequal configs (they
+    had compared equal), and hashable."""
+    from pipeline.config import ClusterConfig
+
+    for key in ("host_memory_limit", "device_memory_limit"):
+        as_bytes, as_fraction = ClusterConfig(**{key: 1}), ClusterConfig(**{key: 1.0})
+        assert as_bytes != as_fraction
+        assert len({as_bytes, as_fraction, ClusterConfig(**{key: 1})}) == 2
 
 
 #: A config with every section (``input.generate`` and both codecs too), each valid.

@@ -716,6 +716,27 @@ def test_a_store_that_refuses_its_metadata_is_not_called_absent(
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("array", ["", "v"])
+def test_a_store_whose_server_does_not_answer_is_not_called_absent(
+    tmp_path: Path, cli, array: str
+) -> None:
+    """An HTTP input whose server is down (nothing listens at its port): plan and run had
+    said "input store ... does not exist: fix input.store", the connection refused taken for
+    a folder where the metadata belongs; they say that it could not be read, and to make the
+    store reachable, before anything is written."""
+    _sparse(tmp_path / "in.zarr", 3)
+    with serving(tmp_path) as server:
+        url = server.url
+    # the server has stopped: nothing listens at its port
+    cfg = write_config(tmp_path, f"{url}/in.zarr", tmp_path / "out.zarr", input={"array": array})
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = err.strip().splitlines()[-1]
+        assert rc == 1 and line.startswith("error: cannot read input store"), err
+        assert "reachable" in line and "does not exist" not in err, err
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("failing", ["in.zarr/zarr.json", "in.zarr/c/1/0"])
 def test_a_failing_request_never_shows_the_query_parameters(
     tmp_path: Path, cli, failing: str

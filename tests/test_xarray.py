@@ -1513,8 +1513,10 @@ def test_an_output_in_place_of_a_users_cell_measure_is_refused_in_every_layout(
     every layout; a name nothing refers to is written."""
     if dataset:  # a variable that names no cell_area itself (that is a ConfigError)
         write_dataset(tmp_path / "in.zarr", 3, rows=6, cols=8, chunks=(6, 8))
-    else:
-        make_array(tmp_path / "in.zarr", np.arange(24.0).reshape(6, 4), (6, 4))
+    else:  # naming its dimensions as the group's: one naming none would close the group to
+        # xarray, refused as such (test_an_array_alone_that_would_close_a_dataset_group_...)
+        x = np.arange(24.0).reshape(6, 4)
+        make_array(tmp_path / "in.zarr", x, (6, 4), dimension_names=["row", "col"])
     out = tmp_path / "out.zarr"
     _a_users_cell_measure(out, "" if "g/sub" not in store + "/" + array else "g/sub")
     where = out / "g/sub" if "g/sub" in f"{store}/{array}" else out
@@ -1689,7 +1691,9 @@ def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
 ) -> None:
     """An output that is no Dataset variable (its input a plain array), replaced in a group
     whose consolidated metadata lists it: xarray opens the group with the new array's shape
-    and values, not the old ones the consolidated copy had kept."""
+    and values, not the old ones the consolidated copy had kept. Its input names its
+    dimensions: one naming none would close the group to xarray, and is refused
+    (test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused)."""
     out = tmp_path / "out.zarr"
     other = xr.Dataset({"q": ("z", np.arange(3.0))})
     with warnings.catch_warnings():
@@ -1698,7 +1702,7 @@ def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
     path = f"{where}/v" if where else "v"
     for rows in (6, 9):  # a first output, listed in the consolidated metadata; then replaced
         x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
-        make_array(tmp_path / "in.zarr", x, (3, 4))
+        make_array(tmp_path / "in.zarr", x, (3, 4), dimension_names=["r", "c"])
         cfg = {
             "input": {"store": str(tmp_path / "in.zarr")},
             "output": {"store": str(out), "array": path},
@@ -1709,10 +1713,10 @@ def test_an_array_written_alone_into_a_consolidated_group_keeps_it_current(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # read as a reader of the group reads it: through its consolidated metadata
-            # (xarray leaves out an array without dimension names)
             root = zarr.open_group(str(out), mode="r")
             assert root.metadata.consolidated_metadata is not None
             got = root[path][...]
+            assert same_bits(open_dataset(out, where or None)["v"].values, got)
             if rows == 6:
                 zarr.consolidate_metadata(str(out))  # as a user, or another tool, would
         want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), x.dtype), x)
@@ -5759,3 +5763,85 @@ def test_a_users_file_in_a_found_coordinates_folder_is_kept(tmp_path: Path) -> N
         assert pipeline.run(cfg, overwrite=True).status == "complete"
         assert note.read_text() == "the user's"
     assert "lon" in open_dataset(out)["t2"].coords
+
+
+@pytest.mark.parametrize(
+    ("dims", "rows", "layout"),
+    [
+        (None, ROWS, "member"),  # no dimension names
+        (None, ROWS, "store"),  # output.store: out.zarr/a, output.array: '' (its folder's group)
+        (["y", "x"], ROWS + 1, "member"),  # 'y' of another size than the Dataset's
+    ],
+)
+def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
+    tmp_path: Path, dims: list[str] | None, rows: int, layout: str
+) -> None:
+    """An input array that is no Dataset variable, written alone into a group that holds a
+    Dataset output: it had been written, exit 0, without dimension names (or with a dimension
+    of another size), and ``xr.open_zarr`` of the group then failed (KeyError), for the
+    Dataset output too, which ``verify`` and ``run --resume`` then refused. Refused before
+    anything is written, with --overwrite too, in one line naming the group and the fix; an
+    array whose dimensions fit is written beside the Dataset, which still opens."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    pipeline.run(config(tmp_path))  # the Dataset output t, with its coordinates
+    x = np.arange(rows * COLS, dtype=np.float32).reshape(rows, COLS)
+    make_array(tmp_path / "a.zarr", x, (10, COLS), dimension_names=dims)
+    store, array = (str(out), "a") if layout == "member" else (str(out / "a"), "")
+    alone = {**config(tmp_path), "input": {"store": str(tmp_path / "a.zarr")}}
+    alone["output"] = {"store": store, "array": array}
+    before = file_states(out)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(alone, overwrite=overwrite)
+        line = str(info.value)
+        assert "\n" not in line and f"the group {out}" in line and "output.array" in line, line
+        assert ("no dimension names" if dims is None else "'y' has 41 elements") in line, line
+        assert file_states(out) == before
+    assert list(open_dataset(out).data_vars) == ["t"]
+    make_array(tmp_path / "a.zarr", x[:ROWS], (10, COLS), dimension_names=["y", "x"])
+    pipeline.run(alone)  # dimensions that fit the Dataset's
+    assert sorted(open_dataset(out).data_vars) == ["a", "t"]
+
+
+def test_a_pipeline_output_that_closes_a_group_to_xarray_is_named_as_one(
+    tmp_path: Path, cli
+) -> None:
+    """An array alone that a run wrote into an empty group, then a Dataset variable into the
+    same group, and a Dataset output whose group holds another output of other sizes: the
+    refusals, and verify's line, had said the array was "not written by this pipeline"; they
+    name it as an output of this pipeline."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    make_array(tmp_path / "a.zarr", np.ones((4, 5), np.float32), (4, 5))
+    alone = {**config(tmp_path), "input": {"store": str(tmp_path / "a.zarr")}}
+    alone["output"] = {"store": str(out), "array": "a"}
+    pipeline.run(alone)  # into a group of nothing else: no Dataset to close
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config(tmp_path), overwrite=overwrite)
+        line = str(info.value)
+        assert "'a' (an output of this pipeline), an array without dimension names" in line
+        assert "did not write" not in line, line
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_dataset(other / "in.zarr", 3, rows=ROWS // 2)
+    out2 = tmp_path / "out2.zarr"
+    pipeline.run(config(tmp_path, output={"store": str(out2)}))
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(other, output={"store": str(out2), "array": "t2"}), overwrite=True)
+    line = str(info.value)
+    assert "the array 't' (an output of this pipeline) whose dimension 'y'" in line, line
+
+    # the array alone beside a complete Dataset output, as a run before this check wrote it
+    shutil.rmtree(out)
+    pipeline.run(config(tmp_path))
+    made = tmp_path / "made.zarr"
+    pipeline.run({**alone, "output": {"store": str(made), "array": "a"}})
+    shutil.copytree(made / "a", out / "a")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("verify", str(cfg))
+    assert rc == 1 and "'a' (an output of this pipeline), an array without dimension" in err, err
+    assert "did not write" not in err, err

@@ -29,7 +29,7 @@ from pydantic import (
 
 from pipeline.config.problems import BoolNotNumber, checked, dotted_key
 from pipeline.errors import ConfigError
-from pipeline.ops.stages import REGISTRY, StageParams
+from pipeline.ops.stages import REGISTRY, StageParams, exact_hash, exactly_equal
 
 #: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
@@ -149,6 +149,17 @@ class Model(BaseModel):
     keywords, an invalid one is one :class:`~pipeline.errors.ConfigError` line (``__init__``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal where pydantic calls the fields equal and each number is of the same kind
+        too (``host_memory_limit: 1``, a byte, is not ``1.0``, the whole; a stage's ``2`` is
+        not ``2.0`` nor ``np.float32(2)``): :func:`~pipeline.ops.stages.exactly_equal`."""
+        return exactly_equal(self, other)
+
+    def __hash__(self) -> int:
+        """Consistent with ``==``, ``storage_options`` hashed as their frozen form:
+        :func:`~pipeline.ops.stages.exact_hash` (pydantic's had raised TypeError)."""
+        return exact_hash(self)
 
     def __init__(self, /, *args: Any, **data: Any) -> None:
         """The model made from keywords (``pipeline.Config(input=..., ...)``,

@@ -51,9 +51,83 @@ SUPPORTED_KINDS = "iuf"
 class StageParams(BaseModel):
     """Base of every stage's parameters: frozen, unknown keys rejected. Numeric fields are the
     stage's scalar operands (type them :data:`Scalar`): :func:`plan_chain` checks each against
-    the dtype it meets."""
+    the dtype it meets. Equal only where each scalar is the same number of the same kind, and
+    hashable (:func:`exactly_equal`, :func:`exact_hash`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __eq__(self, other: object) -> bool:
+        return exactly_equal(self, other)
+
+    def __hash__(self) -> int:
+        return exact_hash(self)
+
+
+def exactly_equal(model: BaseModel, other: object) -> bool:
+    """Whether the frozen models ``model`` and ``other`` are equal as pydantic compares them
+    and each number in their fields is also of the same kind (:func:`_exact`): ``2``, ``2.0``
+    and ``np.float32(2)`` are equal to Python, yet a stage computes otherwise with each (NEP
+    50: an int16 array times ``2`` is int16, times ``2.0`` float64; a float16 one times
+    ``np.float32(2)`` float32), ``0.0`` and ``-0.0`` add otherwise (``-0.0 + 0.0`` is 0.0), and
+    ``host_memory_limit: 1`` is a byte where ``1.0`` is the whole: configs that ``==`` called
+    equal planned and computed other outputs, whose resume each refused as "the stages
+    changed". ``NotImplemented`` where ``other`` is no pydantic model, as pydantic's."""
+    same = BaseModel.__eq__(model, other)
+    if same is not True:
+        return same
+    assert isinstance(other, BaseModel)
+    return _exact_fields(model) == _exact_fields(other)
+
+
+def exact_hash(model: BaseModel) -> int:
+    """The hash of the frozen model ``model``, consistent with :func:`exactly_equal`: a
+    mapping or list among its values (``storage_options``) is hashed as its frozen form,
+    where pydantic's own hash of a frozen model had raised ``TypeError: unhashable type:
+    'dict'`` for every config (so none could key a cache or join a set)."""
+    return hash((type(model).__qualname__, _exact_fields(model)))
+
+
+def _exact_fields(model: BaseModel) -> tuple[Any, ...]:
+    """The values of ``model``'s fields, each as :func:`_exact` compares it."""
+    return tuple(_exact(getattr(model, name)) for name in type(model).model_fields)
+
+
+def _exact(v: Any) -> Any:
+    """``v``, a model field's value, as a hashable key that tells numbers of other kinds
+    apart: a NumPy scalar by its dtype and bytes, a Python float by its bits (``-0.0`` is not
+    ``0.0``), a Python int as an int; a tuple or list item by item. A mapping (a store's
+    ``storage_options``, which the file system reads as Python compares it) is its frozen form
+    (:func:`_frozen`); a model is itself (it compares and hashes so)."""
+    if isinstance(v, (bool, np.bool_)):
+        return v
+    if isinstance(v, np.generic):
+        return ("numpy", v.dtype.name, v.tobytes())
+    if isinstance(v, float):
+        return ("float", v.hex())
+    if isinstance(v, int):
+        return ("int", v)
+    if isinstance(v, (tuple, list)):
+        return tuple(_exact(x) for x in v)
+    return _frozen(v)
+
+
+def _frozen(v: Any) -> Any:
+    """``v`` as a hashable value equal where ``v`` is equal: a mapping as a frozenset of its
+    items, a list or tuple as a tuple, a set as a frozenset, each item so too; a value
+    Python cannot hash (an object given in storage_options) as its type's name alone."""
+    if isinstance(v, BaseModel):
+        return v
+    if isinstance(v, Mapping):
+        return frozenset((k, _frozen(x)) for k, x in v.items())
+    if isinstance(v, (tuple, list)):
+        return tuple(_frozen(x) for x in v)
+    if isinstance(v, (set, frozenset)):
+        return frozenset(_frozen(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return ("unhashable", type(v).__qualname__)
+    return v
 
 
 _KINDS: dict[type, str] = {str: "text (write it unquoted)", list: "a list", dict: "a mapping"}

@@ -389,7 +389,7 @@ def members_words(loc: Location, group: str, names: list[str]) -> str:
     (:func:`_member_words`; an empty folder of a local store as such, which had been called
     "a group this pipeline did not write"; three at most, then '...')."""
     store = loc.zarr_store(read_only=True)
-    here = datasets.group_arrays(store, group)
+    here = datasets.group_arrays(store, group, listed=True)  # one a stale copy lacks too
     said = [
         f"{n!r} (an empty folder)"
         if _empty_folder(loc, _key(group, n))
@@ -526,6 +526,7 @@ def check_frame_fits(plan: Plan) -> None:
     (:func:`_refuse_relabelling`, :func:`_refuse_replacing_a_reference`)."""
     group, variable = output_group(plan), plan.carried.variable
     _refuse_replacing_a_reference(plan)
+    _refuse_closing_a_dataset(plan)
     if group is None or variable is None:
         return
     replaced = set(replaced_coordinates(plan))
@@ -571,9 +572,11 @@ def check_frame_fits(plan: Plan) -> None:
             wanted = variable.sizes.get(dim)
             if wanted is not None and wanted != size:
                 where = plan.output.location.join(plan.output.path)
+                here = datasets.group_arrays(store, group, listed=True)
                 raise OutputError(
-                    f"cannot write {where}: its group keeps the array {name!r} (not written by "
-                    f"this pipeline) whose dimension {dim!r} has {size} elements, but the "
+                    f"cannot write {where}: its group keeps the array {name!r} "
+                    f"({_member_words(store, group, name, here)}) whose dimension {dim!r} has "
+                    f"{size} elements, but the "
                     f"input's has {wanted}, and a Dataset has one size per dimension: choose "
                     "another output.store or output.array, or remove that array",
                     output=where,
@@ -608,14 +611,71 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
     name, why = found[0]
     where = plan.output.location.join(plan.output.path)
     more = f" (and {len(found) - 1} more such arrays)" if len(found) > 1 else ""
+    what = _member_words(store, group, name, datasets.group_arrays(store, group, listed=True))
     raise OutputError(
-        f"cannot write {where}: its group holds {name!r}{more}, {why}, which this pipeline "
-        "did not write and which makes the group unreadable to xarray (`xr.open_zarr` fails "
-        "on it), so the output would be too; the pipeline never deletes nor edits it, even "
-        f"with --overwrite: {datasets.unopenable_fix(name, why)}, then run again",
+        f"cannot write {where}: its group holds {name!r} ({what}){more}, {why}, which "
+        "makes the group unreadable to xarray (`xr.open_zarr` fails on it), so the output "
+        "would be too; this run never deletes nor edits it, even with --overwrite: "
+        f"{datasets.unopenable_fix(name, why)}, then run again",
         output=where,
         array=name,
         status=output_state(plan),
+    )
+
+
+def _refuse_closing_a_dataset(plan: Plan) -> None:
+    """Refuse (OutputError, before anything is written) an output written as an array alone
+    (no Dataset variable: ``plan.carried.frame`` False) into a group that ``xr.open_zarr``
+    opens now, where the array would make it fail (:func:`datasets.unopenable_arrays`'s
+    reasons: no dimension names, a dimension of another size than the group's arrays give
+    it): every variable of the group, a Dataset output of this pipeline's too, would no
+    longer open, and ``verify`` and ``run --resume`` of that output would refuse its group
+    (an input array without dimension names had been written, with exit 0, beside a
+    Dataset output, which xarray then failed to open). In every layout
+    (:func:`enclosing_group`). A group without other arrays, or one xarray cannot open
+    already, is written into as before. Fields ``output``, ``group``, ``arrays`` (the
+    group's, at most three)."""
+    if plan.carried.frame:
+        return
+    found = enclosing_group(plan)
+    if found is None:
+        return
+    holder, group, name = found
+    try:
+        store = holder.zarr_store(read_only=True)
+        found_here = datasets.group_arrays(store, group, listed=True)
+        others = {n: a for n, a in found_here.items() if n != name}
+        if not others or datasets.unopenable_arrays(store, group, (name,), {}):
+            return  # no Dataset there, or one xarray cannot open already
+    except Exception:  # no group there to read
+        return
+    shape, dims = plan.output.shape, plan.carried.dimension_names
+    sizes = {
+        d: n
+        for a in others.values()
+        for d, n in zip(datasets.dims_of(a) or (), a.shape, strict=False)
+    }
+    if dims is None and len(shape) > 0:
+        why = "it has no dimension names (its input has none)"
+    else:
+        clash = [
+            (d, n) for d, n in zip(dims or (), shape, strict=True) if d in sizes and sizes[d] != n
+        ]
+        if not clash:
+            return
+        d, n = clash[0]
+        why = f"its dimension {d!r} has {n} elements, and the group's arrays' {sizes[d]}"
+    where = plan.output.location.join(plan.output.path)
+    listed = sorted(others)
+    some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
+    raise OutputError(
+        f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
+        f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
+        "those variables), even with --overwrite; choose another output.store, or a group "
+        "of its own (output.array: '<group>/<name>')",
+        output=where,
+        group=holder.join(group),
+        arrays=listed[:3],
     )
 
 

@@ -1390,12 +1390,17 @@ def node_type(location: Location, path: str) -> NodeType:
     ``.zarray`` / ``.zgroup`` that is a JSON object with ``zarr_format`` 2; an array's with
     every member its spec requires), 'damaged' (such a document that is not: truncated, not
     JSON, an array's without its shape or dtype), or 'none' (no such document: a plain
-    directory, a lone ``.zattrs``, or nothing). Only metadata is read."""
+    directory, a lone ``.zattrs``, or nothing). Only metadata is read. A store not on this
+    machine that could not be asked (no server answering: aiohttp's connection errors are
+    ``OSError``s) raises that error, for the caller to name (:func:`_metadata_shows`): it had
+    been 'none', and an HTTP input whose server was down "does not exist: fix input.store"."""
     for name, fmt in (("zarr.json", 3), (".zarray", 2), (".zgroup", 2)):
         key = f"{path}/{name}" if path else name
         try:
             doc = location.read(key)
-        except OSError:  # a directory where the document belongs, or a file above it
+        except OSError as e:  # a directory where the document belongs, or a file above it
+            if not location.is_local and _unanswered(e):
+                raise
             if location.exists(key):
                 return "damaged"
             continue
@@ -1412,6 +1417,13 @@ def node_type(location: Location, path: str) -> NodeType:
             return "array" if _ARRAY_KEYS[fmt] <= set(meta) else "damaged"
         return "group" if kind == "group" else "damaged"
     return "none"
+
+
+def _unanswered(e: OSError) -> bool:
+    """Whether ``e``, raised reading a store not on this machine, says that no answer came (a
+    connection refused, reset or timed out: Python's own, or aiohttp's, which are
+    ``OSError``s too), not what the store answered."""
+    return isinstance(e, (ConnectionError, TimeoutError)) or "aiohttp" in type(e).__module__
 
 
 #: The members an array's metadata document must have for zarr-python to open it (each one

@@ -676,15 +676,21 @@ def array_sizes(store: Any, path: str) -> dict[str, int]:
     return dict(zip(dims_of(arr) or (), arr.shape, strict=False))
 
 
-def group_arrays(store: Any, group: str) -> dict[str, Any]:
+def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]:
     """The arrays directly in the group at ``group`` of ``store`` ('' for the root), opened
-    read-only, by name (those ``xr.open_zarr`` reads for that group); {} where there is no
-    group."""
+    read-only, by name (those ``xr.open_zarr`` reads for that group; ``listed``: those the
+    group's own listing holds, an array added since its consolidated copy was made too); {}
+    where there is no group."""
     import zarr
 
     try:
         with _quiet():
-            found = zarr.open_group(store=store, path=group or None, mode="r")
+            found = zarr.open_group(
+                store=store,
+                path=group or None,
+                mode="r",
+                use_consolidated=False if listed else None,
+            )
         return dict(readable_arrays(found)[0])
     except Exception:
         return {}
