@@ -23,6 +23,7 @@ keeps their fields on the way.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -574,4 +575,40 @@ def storage_fix(failure: str, side: str = "input") -> str:
         return f"give access to it (its permissions, or the credentials in {side}.storage_options)"
     if failure.startswith("HTTP 4"):
         return f"check {side}.store and that the server serves every chunk"
+    number = re.search(r"\[Errno (\d+)\]", failure)
+    if number is not None and int(number[1]) not in _NETWORK_ERRNOS:
+        return _file_system_fix(int(number[1]))
     return "make the store reachable (the server answering again)"
+
+
+#: The errors of a connection (refused, reset, timed out, no route), whose fix is the server
+#: or the network; every other ``OSError`` with a number comes from a file system.
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+        "ENOTCONN",
+        "EPIPE",
+        "EAGAIN",
+    )
+    if hasattr(errno, name)
+)
+
+
+def _file_system_fix(number: int) -> str:
+    """What to do about a file system's error ``number`` (an ``errno``) on reading a store's
+    file: a symbolic link that leads back to itself (ELOOP) had been told "make the store
+    reachable (the server answering again)", as if a server were there."""
+    if number == errno.ELOOP:
+        return "mend or remove that symbolic link: it leads back to itself"
+    if number == errno.EIO:
+        return "check the disk or file system that holds the store: it could not be read there"
+    return "mend what is at that path of the store (the file system's error above)"

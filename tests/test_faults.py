@@ -1173,6 +1173,37 @@ def test_an_input_reached_through_a_symlink_is_the_same_input(tmp_path: Path, cl
     assert rc == 0 and "nothing to do" in err, err
 
 
+def test_a_chunk_that_is_a_symbolic_link_loop_is_named_with_its_fix(tmp_path: Path, cli) -> None:
+    """A chunk of a local input that is a symbolic link leading back to itself (c/1/1 ->
+    loop -> c/1/1): the run ends in one line naming the link and saying to mend or remove
+    it. It had said "make the store reachable (the server answering again)", as if a server
+    were there. The input is left as it was."""
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 4))
+    chunk = tmp_path / "in.zarr" / "c" / "1" / "1"
+    chunk.unlink()
+    chunk.symlink_to("loop")
+    (chunk.parent / "loop").symlink_to("1")
+
+    def contents() -> dict[str, Any]:  # each link's target, each file's bytes
+        return {
+            str(f): os.readlink(f) if f.is_symlink() else f.read_bytes()
+            for f in (tmp_path / "in.zarr").rglob("*")
+            if f.is_symlink() or f.is_file()
+        }
+
+    before = contents()
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("-q", "run", cfg, "--progress", "none")
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Too many levels of symbolic links" in lines[0], err
+    assert lines[0].endswith("mend or remove that symbolic link: it leads back to itself"), err
+    assert "server" not in lines[0], err
+    assert contents() == before
+
+
 @pytest.mark.parametrize("samples", ["0", "-1", "two"])
 def test_verify_refuses_a_sample_of_no_blocks(tmp_path: Path, samples: str) -> None:
     """``--samples`` below 1 checked nothing and passed (0) or crashed (-1): refused by the
