@@ -1071,8 +1071,59 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     assert isinstance(e, InputError) and e.store == str(tmp_path / "in.zarr")
     (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
     assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
+    # the chunk zarr-python cannot read alone, by its key, as the run names it
+    assert e.key == "1.2" and "input chunk '1.2'" in line, line
     # no command: `pipeline run` of a complete output reads no input, so names no chunk
-    assert "restore the chunks of that region" in line and "`pipeline run`" not in line
+    assert "restore that chunk from its source" in line and "`pipeline run`" not in line
+
+
+@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded"])
+def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
+    tmp_path: Path, cli, layout: str
+) -> None:
+    """h54c: an input chunk whose Blosc frame was cut short after a complete run. c-blosc
+    decodes it from whatever memory follows it, without an error, so zarr-python's read gave
+    verify those bytes: it said "mismatched 1" and then "the input changed since", with `run
+    --overwrite`, which stops on that chunk. verify now checks the frames as the run does and
+    names the input store and the chunk's key, in one line."""
+    import numcodecs
+    from zarr.codecs import BloscCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    if layout == "v2":
+        kwargs: dict[str, Any] = {"zarr_format": 2, "compressors": numcodecs.Blosc(cname="lz4")}
+    else:
+        kwargs = {"zarr_format": 3, "compressors": BloscCodec(cname="lz4")}
+    if layout == "v3-sharded":
+        kwargs["shards"] = (10, 30)
+    z = zarr.create_array(str(inp), shape=x.shape, chunks=(5, 10), dtype="float32", **kwargs)
+    z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = {"v2": "1.1", "v3": "c/1/1", "v3-sharded": "c/1/0"}[layout]
+    unit = inp / key
+    raw = unit.read_bytes()
+    if layout == "v3-sharded":  # the first inner chunk's frame cut, the shard's index kept
+        index = np.frombuffer(raw[-(6 * 16 + 4) : -4], dtype="<u8").reshape(6, 2).copy()
+        import google_crc32c
+
+        index[0, 1] //= 2
+        body = index.tobytes()
+        unit.write_bytes(
+            raw[: -(6 * 16 + 4)] + body + google_crc32c.value(body).to_bytes(4, "little")
+        )
+    else:
+        unit.write_bytes(raw[: len(raw) // 2])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert "Blosc header" in line and "restore that chunk from its source" in line, line
+    assert "--overwrite" not in line, line
 
 
 def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
@@ -1093,6 +1144,7 @@ def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
     e = refused("verify", "--all", cfg)
     assert line == f"error: {e}"
     assert isinstance(e, OutputError) and e.output == str(out) and len(e.region) == 2
+    assert e.key == chunk.relative_to(out).as_posix(), line  # the shard, by its key
     assert "`run --overwrite`" in line and "RuntimeError" not in line.split("(")[0]
 
 

@@ -24,6 +24,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     cause,
+    one_line,
     storage_failure,
     storage_fix,
 )
@@ -243,7 +244,7 @@ def verify(
 
     def check(index: tuple[int, ...]) -> str | None:
         sl = grid.unit_slices(index, block, tuple(src.shape))
-        x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
+        x = _read(src, sl, loc_in, config.input.array).astype(native, copy=False)
         found = unpack.unheld(x) if unpack else None
         if unpack and found:  # no value to compare with: the run stops there too
             info = arrays.describe_array(loc_in, config.input.array, src)
@@ -251,7 +252,7 @@ def verify(
             said = "verify has no value to compare there"  # (the output is not a run's stop)
             raise unheld_error(info, unpack, found, origin, x.shape, said)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
-        got = _read(dst, sl, loc_out.join(out_path), output=True)
+        got = _read(dst, sl, loc_out, out_path, output=True)
         # to the bit (the module's note): a -0.0 or a NaN of another payload differs
         return bits.difference(ref, got, origin=tuple(s.start for s in sl))
 
@@ -453,19 +454,31 @@ def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
     return stored
 
 
-def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> np.ndarray:
-    """The region ``sl`` of the input (or the ``output``) as zarr-python reads it (the
-    reference is computed from it, not from the pipeline's own decoding); InputError (fields
-    ``store``, ``region``), or OutputError (``output``, ``region``), when zarr-python cannot
-    read it: a damaged chunk, named with the fix (an output's had been a bare codec error,
-    helper-39)."""
+def _read(
+    arr: Any, sl: tuple[slice, ...], location: Location, path: str, output: bool = False
+) -> np.ndarray:
+    """The region ``sl`` of the input (or the ``output``), the array ``arr`` at ``path`` of
+    ``location``, as zarr-python reads it (the reference is computed from it, not from the
+    pipeline's own decoding). A damaged stored unit there is named by its key, as the run
+    names its input's (:func:`pipeline.store.arrays.damaged_unit_in`): a Blosc frame cut
+    short, which zarr-python reads from whatever memory follows it without an error (it had
+    come out as mismatches, and the input's as "the input changed since", with `run
+    --overwrite`, which stops on that chunk), is checked before the read; a unit that
+    zarr-python cannot read is looked for after its read failed. Raises InputError (fields
+    ``store``, ``region``, and ``key`` where a unit is named), or OutputError (``output``,
+    ``region``, ``key``), when the region cannot be read: a damaged chunk, named with the
+    fix (an output's had been a bare codec error, helper-39), or a store that would not
+    give it."""
+    where = location.join(path)
+    region = [[s.start, s.stop] for s in sl]
+    side = "output" if output else "input"
     try:
-        return np.asarray(arr[sl])
+        found = arrays.damaged_unit_in(location, path, arr, sl)
+        if found is None:
+            return np.asarray(arr[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-        region = [[s.start, s.stop] for s in sl]
         failure = storage_failure(e)
         if failure is not None:  # the store would not give it: no damage (F8)
-            side = "output" if output else "input"
             raise (OutputError if output else InputError)(
                 f"cannot read the {side} {where} in the region {region}: the store answered "
                 f"{failure}; {storage_fix(failure).replace('input.', side + '.')}, then verify "
@@ -474,18 +487,35 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
                 region=region,
                 reason=failure,
             ) from None
+        try:
+            found = arrays.damaged_unit_in(location, path, arr, sl, failed=True)
+        except Exception:  # the store failed now: the region's own failure says enough
+            found = None
+        if found is None:
+            found = ("", cause(e), "codec")
+    key, reason, _ = found
+    fields: dict[str, Any] = {"output" if output else "store": where, "region": region}
+    if key:
         said = (
-            f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
-            f"region {region} ({cause(e)}): a chunk there is damaged; "
+            f"{side} chunk {key!r} of {location} (in the region {region}) is damaged "
+            f"({one_line(reason)}); "
         )
-        if output:
-            raise OutputError(
-                said + "`run --overwrite` writes the output again", output=where, region=region
-            ) from None
-        raise InputError(
-            # (it had said "`pipeline run` names the chunk": a run of a complete output reads
-            # no input, and says "nothing to do")
-            said + "restore the chunks of that region from their source",
-            store=where,
-            region=region,
-        ) from None
+        fields["key"] = key
+    else:
+        said = (
+            f"zarr-python cannot read the {side} {where} in the region {region} "
+            f"({one_line(reason)}): a chunk there is damaged; "
+        )
+    if output:
+        raise OutputError(said + "`run --overwrite` writes the output again", **fields)
+    raise InputError(
+        # (it had said "`pipeline run` names the chunk": a run of a complete output reads
+        # no input, and says "nothing to do")
+        said
+        + (
+            "restore that chunk from its source"
+            if key
+            else "restore the chunks of that region from their source"
+        ),
+        **fields,
+    )
