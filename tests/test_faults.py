@@ -1148,6 +1148,37 @@ def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
     assert "`run --overwrite`" in line and "RuntimeError" not in line.split("(")[0]
 
 
+def test_verify_of_an_output_whose_shape_was_edited_says_so_and_what_run_says(
+    tmp_path: Path, cli
+) -> None:
+    """h54c: a complete output whose ``zarr.json`` shape was edited smaller since the run.
+    `run --overwrite` refuses it (its chunks past the new grid are not the array's); verify
+    said only "nothing to verify at OUT: OUT holds ... c/0/2", though an array is there, and
+    not a word of the edit. It says what it found, then run's refusal, in one line."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    meta = json.loads((out / "zarr.json").read_text())
+    meta["shape"] = [20, 20]
+    (out / "zarr.json").write_text(json.dumps(meta))
+    before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert line.startswith("error: the output is [20, 20] float32, but its metadata was edited"), (
+        line
+    )
+    assert "nothing to verify" not in line, line
+    run_rc, _, run_err = cli("run", "--progress", "none", "--overwrite", cfg)
+    assert run_rc == 1
+    assert line.endswith(one_line_error(run_err).removeprefix("error: ")), (line, run_err)
+    after = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    assert after == before  # neither verify nor the refused run touched it
+
+
 @pytest.mark.parametrize("record", ["absent", "a string", "a list"])
 def test_verify_of_an_output_without_the_pipelines_record_says_so(
     tmp_path: Path, cli, record: str
