@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import (
+    ChunkError,
     ConfigError,
     InputError,
     OutputError,
@@ -185,7 +186,10 @@ def verify(
     record = dict(dst.attrs).get("pipeline")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
-    kept = carried(config, src, out_path.strip("/"))
+    try:
+        kept = carried(config, src, out_path.strip("/"))
+    except ChunkError as e:  # a carried coordinate's damaged chunk: as its verify says it
+        raise _carried_damage(e) from None
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
     block = _blocks_of(record, tuple(dst.shards or dst.chunks))
@@ -304,6 +308,19 @@ def verify(
         group_attributes_removed=removed,
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _carried_damage(e: ChunkError) -> ChunkError:
+    """The plan's refusal ``e`` of an input whose array carried beside the variable holds a
+    damaged chunk (fields ``store``, ``key``), as verify says it: the fix is the chunk
+    restored from its source. The run's own words, "nothing was written ... or set
+    output.array: '' to write the variable alone", are no fix for an output that exists:
+    that config verifies another output (h54c)."""
+    said = str(e)
+    found, named, _ = said.partition("; nothing was written:")
+    if not named:
+        return e
+    return ChunkError(f"{found}; restore that chunk from its source", **e.data)
 
 
 def _remains(loc: Location, path: str) -> bool:
