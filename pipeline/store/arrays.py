@@ -1123,6 +1123,29 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
     return None
 
 
+def array_above(location: Location) -> tuple[str, str] | None:
+    """The Zarr array whose folder holds the store's root, where there is one: the first
+    folder above the root that is no Zarr group (those that are climbed, as
+    :func:`enclosing_groups` climbs them), where it is an array, or a node whose metadata
+    does not read (:func:`node_type`'s 'damaged', which may be one): (its URL, its kind as
+    :func:`node_in_the_way` gives it: 'array', 'v2 array' or 'damaged'). None where that
+    folder is none of these, or the store has no folder above it. What
+    :func:`node_in_the_way` finds inside the store, above it: ``input.store:
+    arr.zarr/gen`` (or ``output.store``), under an array, had been written into the array's
+    folder (h54c). Reads only metadata."""
+    here = location
+    while (up := here.parent()) is not None:
+        holder, _ = up
+        kind = node_type(holder, "")
+        if kind == "group":
+            here = holder
+            continue
+        if kind == "array":
+            return holder.url, "array" if holder.exists("zarr.json") else "v2 array"
+        return (holder.url, "damaged") if kind == "damaged" else None
+    return None
+
+
 #: The first bytes of files people point ``input.store`` at that are no Zarr store, and what
 #: each is, in a line's words.
 _FILE_MAGIC = (
