@@ -3392,6 +3392,28 @@ def test_verify_names_a_carried_coordinates_chunk_damaged_since_the_run(
     assert file_states(src) == before and file_states(tmp_path / "out.zarr") == out_before
 
 
+def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
+    """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
+    since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It
+    names the chunk by its key, and the codec's reason, in its one line."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    chunk = next(p for p in sorted((out / "x" / "c").rglob("*")) if p.is_file())
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    before = file_states(out)
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    key = chunk.relative_to(out).as_posix()
+    assert f"x's chunk {key!r}, which is damaged (" in line, line
+    assert "`run --overwrite`" in line, line
+    assert file_states(out) == before
+
+
 def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
     """A 360-day calendar, which xarray decodes with cftime only: without cftime refused,
     naming it as the fix; with it, the coordinate comes out as xarray opens it."""

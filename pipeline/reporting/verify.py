@@ -413,13 +413,26 @@ def _coordinates_differ(
     """The coordinates a Dataset output carries that xarray reads otherwise in the output
     than in the input, each with what differs (:func:`pipeline.store.datasets.
     coordinate_difference`): helper-45 edited an output's ``lat`` after the run and verify
-    passed. () for an output written alone."""
+    passed; one that zarr-python cannot read because a stored chunk of it is damaged names
+    that chunk's key (:func:`pipeline.store.arrays.damaged_unit`). () for an output written
+    alone."""
     var = kept.variable
     if not kept.frame or var is None:
         return ()
     group = out_path.rpartition("/")[0]
     src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
-    return tuple(datasets.coordinates_differ(src, var, dst, group))
+    found = []
+    for name, said in datasets.coordinates_differ(src, var, dst, group):
+        if said == datasets.UNREADABLE:  # a damaged chunk is named by its key (h54c)
+            try:
+                damaged = arrays.damaged_unit(loc_out, f"{group}/{name}" if group else name)
+            except PipelineError:  # no array there (deleted): the words say so
+                damaged = None
+            if damaged is not None:
+                key, reason, _ = damaged
+                said = f"chunk {key!r}, which is damaged ({one_line(reason)})"
+        found.append((name, said))
+    return tuple(found)
 
 
 def _identity(record: Any) -> dict[str, Any]:
