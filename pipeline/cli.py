@@ -595,8 +595,14 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         told = _run_says(args, config, flags, str(e))
         if told == str(e):
             raise
-        where = getattr(e, "output", "the output")
-        raise OutputError(f"nothing to verify at {where}: {told}", **e.data) from None
+        if status in ("absent", "remains"):
+            where = getattr(e, "output", "the output")
+            raise OutputError(f"nothing to verify at {where}: {told}", **e.data) from None
+        # an array of another shape or dtype: what verify found, then run's own refusal of
+        # the command it named (h54c: "nothing to verify at" a shape edited since the run,
+        # and not a word of the edit)
+        found, named, _ = str(e).rpartition("; `run --overwrite`")
+        raise OutputError(f"{found if named else str(e)}; {told}", **e.data) from None
     table = [
         ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
         (

@@ -721,6 +721,39 @@ def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str)
     assert file_states(store) == before
 
 
+@pytest.mark.parametrize("command", ["run", "generate"])
+@pytest.mark.parametrize("kind", ["array", "v2-array", "root-array"])
+def test_a_store_whose_root_lies_inside_an_arrays_folder_is_refused(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """h54c: ``output.store`` (or a generated ``input.store``) a folder inside a Zarr array's
+    folder (``arr.zarr/sub``, or ``grp.zarr/keep/sub`` with ``keep`` an array of the group),
+    its ``array`` ''. The same path given as ``store`` and ``array`` was refused ("only a
+    group holds arrays"), but this one had been written into the array's folder, exit 0.
+    Refused in one line naming the array, before anything is written."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    outer = tmp_path / "outer.zarr"
+    here = _blocker(outer, kind)
+    array = outer / here if here else outer
+    store = array / "sub"
+    node = {"array": "array", "root-array": "array", "v2-array": "v2 array"}[kind]
+    before = file_states(outer)
+    if command == "run":
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", store)
+        e = refused("run", cfg, "--progress", "none")
+        assert isinstance(e, OutputError), e
+        assert (e.output, e.status, e.blocking, e.node) == (str(store), "blocked", str(array), node)
+    else:
+        gen = {"array": "", "generate": {"shape": [10, 10]}}
+        cfg = write_config(tmp_path, store, tmp_path / "out.zarr", input=gen)
+        e = refused("generate", cfg, "--progress", "none")
+        assert isinstance(e, InputError), e
+        assert (e.input, e.status, e.blocking, e.node) == (str(store), "blocked", str(array), node)
+    assert f"{array} is a Zarr" in str(e) and "only a group holds arrays" in str(e), e
+    assert file_states(outer) == before
+
+
 def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
     """`generate` writes an input; pointed at existing data by mistake, it must refuse."""
     x = np.arange(100, dtype=np.float32).reshape(10, 10)
@@ -1071,8 +1104,59 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     assert isinstance(e, InputError) and e.store == str(tmp_path / "in.zarr")
     (r0, r1), (c0, c1) = e.region  # a region that holds chunk '1.2' (rows 4-8, columns 10-15)
     assert r0 <= 4 and r1 >= 8 and c0 <= 10 and c1 >= 15, e.region
+    # the chunk zarr-python cannot read alone, by its key, as the run names it
+    assert e.key == "1.2" and "input chunk '1.2'" in line, line
     # no command: `pipeline run` of a complete output reads no input, so names no chunk
-    assert "restore the chunks of that region" in line and "`pipeline run`" not in line
+    assert "restore that chunk from its source" in line and "`pipeline run`" not in line
+
+
+@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded"])
+def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
+    tmp_path: Path, cli, layout: str
+) -> None:
+    """h54c: an input chunk whose Blosc frame was cut short after a complete run. c-blosc
+    decodes it from whatever memory follows it, without an error, so zarr-python's read gave
+    verify those bytes: it said "mismatched 1" and then "the input changed since", with `run
+    --overwrite`, which stops on that chunk. verify now checks the frames as the run does and
+    names the input store and the chunk's key, in one line."""
+    import numcodecs
+    from zarr.codecs import BloscCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    if layout == "v2":
+        kwargs: dict[str, Any] = {"zarr_format": 2, "compressors": numcodecs.Blosc(cname="lz4")}
+    else:
+        kwargs = {"zarr_format": 3, "compressors": BloscCodec(cname="lz4")}
+    if layout == "v3-sharded":
+        kwargs["shards"] = (10, 30)
+    z = zarr.create_array(str(inp), shape=x.shape, chunks=(5, 10), dtype="float32", **kwargs)
+    z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = {"v2": "1.1", "v3": "c/1/1", "v3-sharded": "c/1/0"}[layout]
+    unit = inp / key
+    raw = unit.read_bytes()
+    if layout == "v3-sharded":  # the first inner chunk's frame cut, the shard's index kept
+        index = np.frombuffer(raw[-(6 * 16 + 4) : -4], dtype="<u8").reshape(6, 2).copy()
+        import google_crc32c
+
+        index[0, 1] //= 2
+        body = index.tobytes()
+        unit.write_bytes(
+            raw[: -(6 * 16 + 4)] + body + google_crc32c.value(body).to_bytes(4, "little")
+        )
+    else:
+        unit.write_bytes(raw[: len(raw) // 2])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert "Blosc header" in line and "restore that chunk from its source" in line, line
+    assert "--overwrite" not in line, line
 
 
 def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
@@ -1093,7 +1177,39 @@ def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
     e = refused("verify", "--all", cfg)
     assert line == f"error: {e}"
     assert isinstance(e, OutputError) and e.output == str(out) and len(e.region) == 2
+    assert e.key == chunk.relative_to(out).as_posix(), line  # the shard, by its key
     assert "`run --overwrite`" in line and "RuntimeError" not in line.split("(")[0]
+
+
+def test_verify_of_an_output_whose_shape_was_edited_says_so_and_what_run_says(
+    tmp_path: Path, cli
+) -> None:
+    """h54c: a complete output whose ``zarr.json`` shape was edited smaller since the run.
+    `run --overwrite` refuses it (its chunks past the new grid are not the array's); verify
+    said only "nothing to verify at OUT: OUT holds ... c/0/2", though an array is there, and
+    not a word of the edit. It says what it found, then run's refusal, in one line."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    meta = json.loads((out / "zarr.json").read_text())
+    meta["shape"] = [20, 20]
+    (out / "zarr.json").write_text(json.dumps(meta))
+    before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert line.startswith("error: the output is [20, 20] float32, but its metadata was edited"), (
+        line
+    )
+    assert "nothing to verify" not in line, line
+    run_rc, _, run_err = cli("run", "--progress", "none", "--overwrite", cfg)
+    assert run_rc == 1
+    assert line.endswith(one_line_error(run_err).removeprefix("error: ")), (line, run_err)
+    after = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    assert after == before  # neither verify nor the refused run touched it
 
 
 @pytest.mark.parametrize("record", ["absent", "a string", "a list"])

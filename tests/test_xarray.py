@@ -3363,6 +3363,61 @@ def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_wri
     assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_verify_names_a_carried_coordinates_chunk_damaged_since_the_run(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """h54c: a complete Dataset output whose input coordinate ``x`` (small Blosc frames) had
+    a chunk cut short since the run. verify refused it with the plan's words, "nothing was
+    written: restore the chunk ..., or set output.array: '' to write the variable alone": a
+    config that verifies another output, not this one. One line naming the input store and
+    the chunk's key, and the chunk restored as the fix; nothing modified."""
+    from zarr.codecs import BloscCodec
+
+    encoding: dict[str, Any] = {"chunks": (5,)}
+    if zarr_format == 3:
+        encoding["compressors"] = [BloscCodec(cname="lz4")]
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format, coord_encoding=encoding)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    key = "x/1" if zarr_format == 2 else "x/c/1"
+    raw = (src / key).read_bytes()
+    (src / key).write_bytes(raw[: len(raw) // 2])
+    before, out_before = file_states(src), file_states(tmp_path / "out.zarr")
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert line.startswith(f"error: input chunk {key!r} of {src} (of x,"), line
+    assert line.endswith("; restore that chunk from its source"), line
+    assert "output.array" not in line and "nothing was written" not in line, line
+    assert file_states(src) == before and file_states(tmp_path / "out.zarr") == out_before
+
+
+def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
+    """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
+    since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It
+    names the chunk by its key, and the codec's reason, in its one line."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0, err
+    out = tmp_path / "out.zarr"
+    chunk = next(p for p in sorted((out / "x" / "c").rglob("*")) if p.is_file())
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    before = file_states(out)
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    key = chunk.relative_to(out).as_posix()
+    assert f"x's chunk {key!r}, which is damaged (" in line, line
+    assert "`run --overwrite`" in line, line
+    assert file_states(out) == before
+
+
 def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
     """A 360-day calendar, which xarray decodes with cftime only: without cftime refused,
     naming it as the fix; with it, the coordinate comes out as xarray opens it."""

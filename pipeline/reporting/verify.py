@@ -19,11 +19,13 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import (
+    ChunkError,
     ConfigError,
     InputError,
     OutputError,
     PipelineError,
     cause,
+    one_line,
     storage_failure,
     storage_fix,
 )
@@ -189,7 +191,10 @@ def verify(
     record = dict(dst.attrs).get("pipeline")
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
-    kept = carried(config, src, out_path.strip("/"))
+    try:
+        kept = carried(config, src, out_path.strip("/"))
+    except ChunkError as e:  # a carried coordinate's damaged chunk: as its verify says it
+        raise _carried_damage(e) from None
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
     block = _blocks_of(record, tuple(dst.shards or dst.chunks))
@@ -248,7 +253,7 @@ def verify(
 
     def check(index: tuple[int, ...]) -> str | None:
         sl = grid.unit_slices(index, block, tuple(src.shape))
-        x = _read(src, sl, loc_in.join(config.input.array)).astype(native, copy=False)
+        x = _read(src, sl, loc_in, config.input.array).astype(native, copy=False)
         found = unpack.unheld(x) if unpack else None
         if unpack and found:  # no value to compare with: the run stops there too
             info = arrays.describe_array(loc_in, config.input.array, src)
@@ -256,7 +261,7 @@ def verify(
             said = "verify has no value to compare there"  # (the output is not a run's stop)
             raise unheld_error(info, unpack, found, origin, x.shape, said)
         ref = stages.apply_chain(chain, unpack.apply(x, np) if unpack else x)
-        got = _read(dst, sl, loc_out.join(out_path), output=True)
+        got = _read(dst, sl, loc_out, out_path, output=True)
         # to the bit (the module's note): a -0.0 or a NaN of another payload differs
         return bits.difference(ref, got, origin=tuple(s.start for s in sl))
 
@@ -309,6 +314,19 @@ def verify(
         group_attributes_removed=removed,
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _carried_damage(e: ChunkError) -> ChunkError:
+    """The plan's refusal ``e`` of an input whose array carried beside the variable holds a
+    damaged chunk (fields ``store``, ``key``), as verify says it: the fix is the chunk
+    restored from its source. The run's own words, "nothing was written ... or set
+    output.array: '' to write the variable alone", are no fix for an output that exists:
+    that config verifies another output (h54c)."""
+    said = str(e)
+    found, named, _ = said.partition("; nothing was written:")
+    if not named:
+        return e
+    return ChunkError(f"{found}; restore that chunk from its source", **e.data)
 
 
 def _remains(loc: Location, path: str) -> bool:
@@ -411,13 +429,26 @@ def _coordinates_differ(
     """The coordinates a Dataset output carries that xarray reads otherwise in the output
     than in the input, each with what differs (:func:`pipeline.store.datasets.
     coordinate_difference`): helper-45 edited an output's ``lat`` after the run and verify
-    passed. () for an output written alone."""
+    passed; one that zarr-python cannot read because a stored chunk of it is damaged names
+    that chunk's key (:func:`pipeline.store.arrays.damaged_unit`). () for an output written
+    alone."""
     var = kept.variable
     if not kept.frame or var is None:
         return ()
     group = out_path.rpartition("/")[0]
     src, dst = loc_in.zarr_store(read_only=True), loc_out.zarr_store(read_only=True)
-    return tuple(datasets.coordinates_differ(src, var, dst, group))
+    found = []
+    for name, said in datasets.coordinates_differ(src, var, dst, group):
+        if said == datasets.UNREADABLE:  # a damaged chunk is named by its key (h54c)
+            try:
+                damaged = arrays.damaged_unit(loc_out, f"{group}/{name}" if group else name)
+            except PipelineError:  # no array there (deleted): the words say so
+                damaged = None
+            if damaged is not None:
+                key, reason, _ = damaged
+                said = f"chunk {key!r}, which is damaged ({one_line(reason)})"
+        found.append((name, said))
+    return tuple(found)
 
 
 def _identity(record: Any) -> dict[str, Any]:
@@ -469,19 +500,31 @@ def _blocks_of(record: Any, stored: tuple[int, ...]) -> tuple[int, ...]:
     return stored
 
 
-def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> np.ndarray:
-    """The region ``sl`` of the input (or the ``output``) as zarr-python reads it (the
-    reference is computed from it, not from the pipeline's own decoding); InputError (fields
-    ``store``, ``region``), or OutputError (``output``, ``region``), when zarr-python cannot
-    read it: a damaged chunk, named with the fix (an output's had been a bare codec error,
-    helper-39)."""
+def _read(
+    arr: Any, sl: tuple[slice, ...], location: Location, path: str, output: bool = False
+) -> np.ndarray:
+    """The region ``sl`` of the input (or the ``output``), the array ``arr`` at ``path`` of
+    ``location``, as zarr-python reads it (the reference is computed from it, not from the
+    pipeline's own decoding). A damaged stored unit there is named by its key, as the run
+    names its input's (:func:`pipeline.store.arrays.damaged_unit_in`): a Blosc frame cut
+    short, which zarr-python reads from whatever memory follows it without an error (it had
+    come out as mismatches, and the input's as "the input changed since", with `run
+    --overwrite`, which stops on that chunk), is checked before the read; a unit that
+    zarr-python cannot read is looked for after its read failed. Raises InputError (fields
+    ``store``, ``region``, and ``key`` where a unit is named), or OutputError (``output``,
+    ``region``, ``key``), when the region cannot be read: a damaged chunk, named with the
+    fix (an output's had been a bare codec error, helper-39), or a store that would not
+    give it."""
+    where = location.join(path)
+    region = [[s.start, s.stop] for s in sl]
+    side = "output" if output else "input"
     try:
-        return np.asarray(arr[sl])
+        found = arrays.damaged_unit_in(location, path, arr, sl)
+        if found is None:
+            return np.asarray(arr[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-        region = [[s.start, s.stop] for s in sl]
         failure = storage_failure(e)
         if failure is not None:  # the store would not give it: no damage (F8)
-            side = "output" if output else "input"
             raise (OutputError if output else InputError)(
                 f"cannot read the {side} {where} in the region {region}: the store answered "
                 f"{failure}; {storage_fix(failure).replace('input.', side + '.')}, then verify "
@@ -490,18 +533,35 @@ def _read(arr: Any, sl: tuple[slice, ...], where: str, output: bool = False) -> 
                 region=region,
                 reason=failure,
             ) from None
+        try:
+            found = arrays.damaged_unit_in(location, path, arr, sl, failed=True)
+        except Exception:  # the store failed now: the region's own failure says enough
+            found = None
+        if found is None:
+            found = ("", cause(e), "codec")
+    key, reason, _ = found
+    fields: dict[str, Any] = {"output" if output else "store": where, "region": region}
+    if key:
         said = (
-            f"zarr-python cannot read the {'output' if output else 'input'} {where} in the "
-            f"region {region} ({cause(e)}): a chunk there is damaged; "
+            f"{side} chunk {key!r} of {location} (in the region {region}) is damaged "
+            f"({one_line(reason)}); "
         )
-        if output:
-            raise OutputError(
-                said + "`run --overwrite` writes the output again", output=where, region=region
-            ) from None
-        raise InputError(
-            # (it had said "`pipeline run` names the chunk": a run of a complete output reads
-            # no input, and says "nothing to do")
-            said + "restore the chunks of that region from their source",
-            store=where,
-            region=region,
-        ) from None
+        fields["key"] = key
+    else:
+        said = (
+            f"zarr-python cannot read the {side} {where} in the region {region} "
+            f"({one_line(reason)}): a chunk there is damaged; "
+        )
+    if output:
+        raise OutputError(said + "`run --overwrite` writes the output again", **fields)
+    raise InputError(
+        # (it had said "`pipeline run` names the chunk": a run of a complete output reads
+        # no input, and says "nothing to do")
+        said
+        + (
+            "restore that chunk from its source"
+            if key
+            else "restore the chunks of that region from their source"
+        ),
+        **fields,
+    )

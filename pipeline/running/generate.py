@@ -102,7 +102,9 @@ def _workers_died(e: ClusterError, cp: ClusterPlan, where: str) -> ClusterError:
 def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> None:
     """Refuse to generate over data that ``generate`` did not create: it replaces what is at
     the input's path, and an input is someone's data (InputError: ``input``, ``status``
-    'foreign'); and a path under a Zarr array or a local file, or one that is a local file,
+    'foreign'); and a path under a Zarr array (also where the array's folder holds the
+    store's root, :func:`pipeline.store.arrays.array_above`) or a local file, or one that is
+    a local file,
     where nothing can be made (InputError: ``input``, ``status`` 'blocked', ``blocking``,
     ``node``, as :func:`pipeline.running.output.check_parents`); nor an input it generated
     whose folder now holds files that are not the array's (:func:`_refuse_stray`); nor an
@@ -111,13 +113,18 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
     path = array.strip("/")
     where = loc.join(path)
     found = arrays.node_in_the_way(loc, path)
-    if found is not None:
-        here, node = found
-        place = loc.join(here)
-        if here == path:
-            why = f"{where} is a file, which generate never replaces"
-        else:
+    above = arrays.array_above(loc)  # the store's root itself inside an array's folder
+    if above is not None or found is not None:
+        if above is not None:
+            place, node = above
             why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
+        elif found is not None:
+            here, node = found
+            place = loc.join(here)
+            if here == path:
+                why = f"{where} is a file, which generate never replaces"
+            else:
+                why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
         raise InputError(
             f"cannot generate the input at {where}: {why}; point input.store (or input.array) "
             "elsewhere",

@@ -209,7 +209,8 @@ def group_members(loc: Location, path: str) -> list[str]:
 
 def check_parents(plan: Plan) -> None:
     """Refuse an output that nothing can be written at: under a Zarr array (v3 or v2, or a node
-    whose metadata does not read, which may be one), which holds no other nodes (zarr-python
+    whose metadata does not read, which may be one; also one whose folder holds the output's
+    store, :func:`pipeline.store.arrays.array_above`), which holds no other nodes (zarr-python
     refuses to create one under it, and an output Dataset's group put in its place would drop
     its metadata), or under a local file; or the output
     path itself a local file or a single object of an object store, which the pipeline never
@@ -217,6 +218,18 @@ def check_parents(plan: Plan) -> None:
     'blocked', ``blocking`` (where that node is), ``node`` ('array', 'v2 array', 'damaged':
     metadata that does not read, 'file' or 'object'))."""
     loc = plan.output.location
+    above = arrays.array_above(loc)  # the store's root itself inside an array's folder
+    if above is not None:
+        place, node = above
+        raise OutputError(
+            f"cannot write the output at {loc.join(plan.output.path)}: {place} is "
+            f"{arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}: choose an output.store "
+            "that is not under it",
+            output=loc.join(plan.output.path),
+            status="blocked",
+            blocking=place,
+            node=node,
+        )
     found = arrays.node_in_the_way(loc, plan.output.path)
     if found is None:
         return

@@ -10,6 +10,7 @@ the codecs (by spec name, :mod:`pipeline.store.codecs`) and the fill value.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -1122,6 +1123,29 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
     return None
 
 
+def array_above(location: Location) -> tuple[str, str] | None:
+    """The Zarr array whose folder holds the store's root, where there is one: the first
+    folder above the root that is no Zarr group (those that are climbed, as
+    :func:`enclosing_groups` climbs them), where it is an array, or a node whose metadata
+    does not read (:func:`node_type`'s 'damaged', which may be one): (its URL, its kind as
+    :func:`node_in_the_way` gives it: 'array', 'v2 array' or 'damaged'). None where that
+    folder is none of these, or the store has no folder above it. What
+    :func:`node_in_the_way` finds inside the store, above it: ``input.store:
+    arr.zarr/gen`` (or ``output.store``), under an array, had been written into the array's
+    folder (h54c). Reads only metadata."""
+    here = location
+    while (up := here.parent()) is not None:
+        holder, _ = up
+        kind = node_type(holder, "")
+        if kind == "group":
+            here = holder
+            continue
+        if kind == "array":
+            return holder.url, "array" if holder.exists("zarr.json") else "v2 array"
+        return (holder.url, "damaged") if kind == "damaged" else None
+    return None
+
+
 #: The first bytes of files people point ``input.store`` at that are no Zarr store, and what
 #: each is, in a line's words.
 _FILE_MAGIC = (
@@ -1319,6 +1343,53 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
             if storage_failure(e) is not None or codecs.is_unknown_codec(e):
                 return None
             return key, cause(e), "codec"
+    return None
+
+
+def damaged_unit_in(
+    location: Location, path: str, arr: Any, region: tuple[slice, ...], failed: bool = False
+) -> tuple[str, str, str] | None:
+    """The first stored unit (chunk or shard) of the array ``arr`` (opened at ``path``) that
+    holds part of ``region`` and is damaged, as the run finds its input's: (its key in the
+    store, why in a few words, the problem: a key of :data:`~pipeline.store.shards.PROBLEMS`);
+    None where none is found. Where the outermost codec is Blosc (v2's compressor, v3's
+    after any crc32c), each unit's frames are checked (:func:`codecs.check_blosc_frames`):
+    zarr-python decodes a frame cut short from whatever memory follows it, without an error.
+    Where ``failed`` (zarr-python's read of ``region`` raised), each unit is also read alone
+    through zarr-python, and the first that fails is the damaged one (a store that does not
+    answer, or a codec not installed here, is no damage). For ``pipeline verify``, which
+    reads both arrays through zarr-python; a storage failure reading a unit's bytes for the
+    frame check is raised as the store raised it."""
+    meta: Any = arr.metadata
+    if 0 in arr.shape or not region:
+        return None
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doc = meta.to_dict()
+    unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
+    shape = tuple(arr.shape)
+    blosc = codecs.blosc_check(doc)
+    inner = doc["codecs"][0]["configuration"]["chunk_shape"] if blosc and blosc.shard else unit
+    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
+    ranges = [
+        range(r.start // u, grid.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
+    ]
+    prefix = path.strip("/")
+    for index in itertools.product(*ranges):
+        key = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
+        if blosc is not None:
+            try:
+                codecs.check_blosc_frames(location.read(key), n, blosc)
+            except shards.Damaged as e:
+                return key, str(e), e.problem
+        if failed:
+            try:
+                with format_warnings_ignored():
+                    arr[grid.unit_slices(index, unit, shape)]
+            except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+                if storage_failure(e) is not None or codecs.is_unknown_codec(e):
+                    return None
+                return key, cause(e), "codec"
     return None
 
 

@@ -602,7 +602,12 @@ class BloscCheck:
 def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
     """For a Zarr v3 array's ``zarr.json`` document: the :class:`BloscCheck` of its stored
     units where each chunk's outermost codec, after any crc32c checksums, is Blosc (``blosc``
-    or ``numcodecs.blosc``) and a shard's index is one this module reads; else None."""
+    or ``numcodecs.blosc``) and a shard's index is one this module reads; for a Zarr v2
+    array's ``.zarray`` document (``zarr_format`` 2), where its compressor is Blosc (outermost
+    in v2, after any filters); else None."""
+    if meta.get("zarr_format") == 2:
+        comp = meta.get("compressor")
+        return BloscCheck(0, None) if isinstance(comp, dict) and comp.get("id") == "blosc" else None
     chain = list(meta["codecs"])
     shard = None
     if len(chain) == 1 and chain[0]["name"] == "sharding_indexed":
