@@ -565,6 +565,23 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
     return str(refusals[0] if took is not None else refusals[-1])
 
 
+def _member_said(config: Any, name: str) -> str:
+    """The member ``name`` of the output's group, named with what it is (an output of this
+    pipeline, an array a run of it copied, one it did not write:
+    :func:`pipeline.running.output.members_words`), for verify's line: it had said "which
+    this pipeline did not write" of every one, an array alone the pipeline wrote there too.
+    ``repr(name)`` where the group cannot be read."""
+    from pipeline.running.output import members_words
+    from pipeline.store.location import Location
+
+    try:
+        loc = Location.of(config.output.store, config.output.storage_options, "output")
+        group = (config.output.array or "").strip("/").rpartition("/")[0]
+        return members_words(loc, group, [name])
+    except Exception:
+        return repr(name)
+
+
 def _verify(args: argparse.Namespace, config: Any) -> int:
     from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
@@ -676,7 +693,7 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         name, why = res.group_unopenable[0]
         more = len(res.group_unopenable) - 1
         print(
-            f"error: the output group holds {res.group_unopenable_said or repr(name)}"
+            f"error: the output group holds {_member_said(config, name)}"
             + (f" (and {more} more such arrays)" if more else "")
             + f", {why}: xarray cannot open the group, nor the output in it; "
             f"{unopenable_fix(name, why)}, then verify again (a run of this output never "

@@ -72,11 +72,6 @@ class VerifyResult:
     unopenable_arrays`: no dimension names, a dimension of another size); xarray then opens
     neither the group nor the output in it (brk59: an array zarr-python added was blamed on
     the coordinates, whose comparison needs xarray to open the group)"""
-    group_unopenable_said: str = ""
-    """the first of ``group_unopenable`` named with what it is (an output of this pipeline,
-    an array a run of it copied, one it did not write: :func:`pipeline.running.output.
-    members_words`), where the line had said "which this pipeline did not write" of every
-    one, an array alone the pipeline had written there too"""
     coordinates_differ: tuple[str, ...] = ()
     """for a Dataset output: the coordinates it carries that xarray reads otherwise in the
     output than in the input (edited, or lost, since the run)"""
@@ -295,7 +290,6 @@ def verify(
         made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
         input_changed=changed,
         group_unopenable=unopenable,
-        group_unopenable_said=_members_said(loc_out, out_path.strip("/"), unopenable),
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
         metadata_differs=_metadata_differs(dst, kept),
@@ -411,16 +405,6 @@ def _group_unopenable(
     group, _, name = out_path.rpartition("/")
     store = loc_out.zarr_store(read_only=True)
     return tuple(datasets.unopenable_arrays(store, group, (name, *var.coords), var.sizes))
-
-
-def _members_said(loc_out: Location, out_path: str, found: tuple[tuple[str, str], ...]) -> str:
-    """The first array of ``found`` (:func:`_group_unopenable`) with what it is, in words;
-    '' where none."""
-    if not found:
-        return ""
-    from pipeline.running.output import members_words
-
-    return members_words(loc_out, out_path.rpartition("/")[0], [found[0][0]])
 
 
 def _coordinates_differ(
