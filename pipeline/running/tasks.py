@@ -270,12 +270,11 @@ def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> No
     follows it, without an error, so Zarr's read had given the output those bytes, marked
     complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
     assert info.blosc is not None
-    n_chunks = math.prod(info.chunks_per_unit)
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         key = info.key(unit)
         raw = _read_unit(info, key, lambda n: memoryview(bytearray(n)))
         try:
-            codecs.check_blosc_frames(raw, n_chunks, info.blosc)
+            codecs.check_blosc_frames(raw, info.unit, info.blosc)
         except shards.Damaged as e:
             error = damaged(info, key, str(e), e.problem)
         else:

@@ -1322,11 +1322,7 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
         try:
             if fmt is None:
                 if blosc is not None:  # a cut frame Zarr reads without an error
-                    inner = (
-                        doc["codecs"][0]["configuration"]["chunk_shape"] if blosc.shard else unit
-                    )
-                    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
-                    codecs.check_blosc_frames(location.read(key), n, blosc)
+                    codecs.check_blosc_frames(location.read(key), unit, blosc)
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
@@ -1337,13 +1333,21 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                 off, size = int(frames.offsets[c]), int(frames.sizes[c])
                 assert raw is not None
                 fmt.chunk.decode(memoryview(raw)[off : off + size])
-        except shards.Damaged as e:
-            return key, str(e), e.problem
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            if storage_failure(e) is not None or codecs.is_unknown_codec(e):
-                return None
-            return key, cause(e), "codec"
+            return _unit_damage(key, e)
     return None
+
+
+def _unit_damage(key: str, e: Exception) -> tuple[str, str, str] | None:
+    """What reading the stored unit ``key`` raising ``e`` says, as :func:`damaged_unit` and
+    :func:`damaged_unit_in` answer: (the key, why in a few words, the problem) for
+    :class:`~pipeline.store.shards.Damaged` (its own problem) or a codec's error ('codec');
+    None for a store that does not answer or a codec not installed here (no damage)."""
+    if isinstance(e, shards.Damaged):
+        return key, str(e), e.problem
+    if storage_failure(e) is not None or codecs.is_unknown_codec(e):
+        return None
+    return key, cause(e), "codec"
 
 
 def damaged_unit_in(
@@ -1369,8 +1373,6 @@ def damaged_unit_in(
     unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
     shape = tuple(arr.shape)
     blosc = codecs.blosc_check(doc)
-    inner = doc["codecs"][0]["configuration"]["chunk_shape"] if blosc and blosc.shard else unit
-    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
     ranges = [
         range(r.start // u, grid.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
     ]
@@ -1379,17 +1381,15 @@ def damaged_unit_in(
         key = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
         if blosc is not None:
             try:
-                codecs.check_blosc_frames(location.read(key), n, blosc)
+                codecs.check_blosc_frames(location.read(key), unit, blosc)
             except shards.Damaged as e:
-                return key, str(e), e.problem
+                return _unit_damage(key, e)
         if failed:
             try:
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, shape)]
             except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-                if storage_failure(e) is not None or codecs.is_unknown_codec(e):
-                    return None
-                return key, cause(e), "codec"
+                return _unit_damage(key, e)
     return None
 
 

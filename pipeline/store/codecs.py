@@ -597,6 +597,12 @@ class BloscCheck:
     """how many crc32c codecs follow the Blosc one (each adds 4 bytes after its frame)"""
     shard: ShardFormat | None
     """the shard index, for a sharded array (each inner chunk's frame checked)"""
+    chunk: Shape | None = None
+    """a shard's inner chunk shape (None: unsharded, one chunk a unit)"""
+
+    def chunks_in(self, unit: Shape) -> int:
+        """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
+        return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
 
 def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
@@ -610,6 +616,7 @@ def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
         return BloscCheck(0, None) if isinstance(comp, dict) and comp.get("id") == "blosc" else None
     chain = list(meta["codecs"])
     shard = None
+    chunk: Shape | None = None
     if len(chain) == 1 and chain[0]["name"] == "sharding_indexed":
         conf = chain[0].get("configuration", {})
         index = [c["name"] for c in conf.get("index_codecs", [])]
@@ -622,6 +629,7 @@ def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
         shard = ShardFormat(
             conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
         )
+        chunk = tuple(conf["chunk_shape"])
         chain = list(conf.get("codecs", []))
     names = [c["name"] for c in chain]
     checksums = 0
@@ -630,15 +638,15 @@ def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
         checksums += 1
     if not names or names[-1] not in ("blosc", "numcodecs.blosc"):
         return None
-    return BloscCheck(checksums, shard)
+    return BloscCheck(checksums, shard, chunk)
 
 
-def check_blosc_frames(raw: Any, n_chunks: int, check: BloscCheck) -> None:
+def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
     """Check the Blosc frame of each chunk present in one stored unit ``raw`` (None: absent)
-    of ``n_chunks`` chunks (1 unsharded) laid out as ``check`` says: raises :class:`Damaged`
-    where a shard's index, a crc32c checksum or a Blosc header (:func:`blosc_header`) is
-    wrong, naming the inner chunk's index in the shard's message."""
-    frames = unit_frames(raw, n_chunks if check.shard else 1, check.shard)
+    of shape ``unit``, laid out as ``check`` says: raises :class:`Damaged` where a shard's
+    index, a crc32c checksum or a Blosc header (:func:`blosc_header`) is wrong, naming the
+    inner chunk's index in the shard's message."""
+    frames = unit_frames(raw, check.chunks_in(unit), check.shard)
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
