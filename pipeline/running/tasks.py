@@ -265,7 +265,7 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
 
 def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
     """Before Zarr reads the block ``block_index`` of an input only Zarr decodes whose chunks
-    end in a Blosc frame (``info.blosc``), check each stored unit's frames
+    hold a Blosc frame (``info.blosc``), check each stored unit's frames
     (:func:`codecs.check_blosc_frames`): c-blosc decodes a frame cut short from whatever memory
     follows it, without an error, so Zarr's read had given the output those bytes, marked
     complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
