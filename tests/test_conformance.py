@@ -693,6 +693,14 @@ def _delta_blosc_under(outer: Callable[[], Any]) -> Callable[[Path], None]:
     )
 
 
+def _cut_frames_of_zstd_shard(p: Path) -> None:
+    """A shard compressed whole by zstd whose inner Blosc frames are cut to half their bytes
+    (its index rewritten to point at what is left), the zstd frame around it whole again."""
+    shard = bytes(numcodecs.Zstd().decode(p.read_bytes()))
+    cut = rewrite_shard(shard, lambda frame: frame[: len(frame) // 2])
+    p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
+
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -897,6 +905,23 @@ def test_a_damaged_chunk_ends_the_run_naming_it(
     assert y.attrs["pipeline"]["status"] == "incomplete"
     after = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
     assert after == before, "the input was modified"
+
+
+@pytest.mark.filterwarnings("ignore:Combining a `sharding_indexed` codec")  # zarr-python's
+def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
+    tmp_path: Path, backend_client
+) -> None:
+    """A shard that zarr-python compressed whole (zstd after the sharding codec), its inner
+    chunks Blosc frames, one of them cut, the zstd frame around the shard whole: Zarr had read
+    the cut frame from whatever memory followed it and the run marked the output complete."""
+    writer = zarr3(
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), _BLOSC_LZ4]),
+        compressors=ZstdCodec(),
+    )
+    test_a_damaged_chunk_ends_the_run_naming_it(
+        tmp_path, backend_client, writer, "c/1/1", _cut_frames_of_zstd_shard
+    )
 
 
 def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) -> None:

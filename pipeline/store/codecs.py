@@ -600,11 +600,15 @@ class BloscCheck:
     layers: tuple[str, ...]
     """the chunk's bytes-to-bytes codecs from its innermost Blosc one outward, in encode order,
     as numcodecs configurations (JSON; :data:`CRC32C` a crc32c checksum at the end): the first
-    is that Blosc codec, whose frame the others, decoded, give"""
+    is that Blosc codec, whose frame the others, decoded, give (none: only
+    :attr:`whole` holds Blosc)"""
     shard: ShardFormat | None
     """the shard index, for a sharded array (each inner chunk's frame checked)"""
     chunk: Shape | None = None
     """a shard's inner chunk shape (None: unsharded, one chunk a unit)"""
+    whole: tuple[str, ...] = ()
+    """bytes-to-bytes codecs after the sharding one, over the whole shard (encode order, as
+    :attr:`layers`): decoded first, each Blosc frame among them checked"""
 
     def chunks_in(self, unit: Shape) -> int:
         """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
@@ -615,18 +619,21 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
     """For an array's metadata document (a Zarr v3 ``zarr.json``, or a v2 ``.zarray`` with
     ``zarr_format`` 2) and its (native) ``dtype``: the :class:`BloscCheck` of its stored units
     where a chunk's chain holds a Blosc codec (``blosc``, ``numcodecs.blosc``; in v2 the
-    compressor or a filter) and every bytes-to-bytes codec after the innermost one is one
-    numcodecs decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this
-    module reads; else None."""
+    compressor or a filter; in v3 a shard's inner chain, or after the sharding codec, over the
+    whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
+    decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
+    reads; else None."""
     shard = None
     chunk: Shape | None = None
+    whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
         comp = meta.get("compressor")
         configs = [*(meta.get("filters") or []), *([comp] if isinstance(comp, dict) else [])]
         chain: list[dict[str, Any] | None] = [_by_format(dict(c)) for c in configs]
     else:
         v3 = list(meta["codecs"])
-        if len(v3) == 1 and v3[0]["name"] == "sharding_indexed":
+        if v3 and v3[0]["name"] == "sharding_indexed":
+            whole = [_check_codec(c, dtype) for c in v3[1:]]
             conf = v3[0].get("configuration", {})
             index = [c["name"] for c in conf.get("index_codecs", [])]
             little = all(
@@ -644,10 +651,15 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
         chain = [_check_codec(c, dtype) for c in v3[blosc[0] :]] if blosc else []
     innermost = [i for i, c in enumerate(chain) if c is not None and c.get("id") == "blosc"]
     layers = chain[innermost[0] :] if innermost else []
-    known = [c for c in layers if c is not None]
-    if not layers or len(known) < len(layers) or not _known(known[1:]):
+    if not layers and not any(c is not None and c.get("id") == "blosc" for c in whole):
         return None
-    return BloscCheck(tuple(_json(c) for c in known), shard, chunk)
+    known = [c for c in layers if c is not None]
+    outside = [c for c in whole if c is not None]
+    if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
+        return None
+    return BloscCheck(
+        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside)
+    )
 
 
 def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
@@ -669,8 +681,12 @@ def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
     where a shard's index, a crc32c checksum, a Blosc header (:func:`blosc_header`) or an outer
     codec's stream (a cut gzip or zstd one: 'codec') is wrong, naming the inner chunk's index
     in the shard's message; numcodecs' ``UnknownCodecError`` as it is."""
+    if raw is not None and check.whole:
+        with _codec_errors_as_damage():
+            for config in reversed(check.whole):
+                raw = _decode_bytes(config, raw)
     frames = unit_frames(raw, check.chunks_in(unit), check.shard)
-    for c in np.flatnonzero(frames.sizes != EMPTY):
+    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
         try:
