@@ -665,6 +665,42 @@ def _cut_frame_in_shard(p: Path, which: int = 0) -> None:
     p.write_bytes(b"".join(frames) + index + google_crc32c.value(index).to_bytes(4, "little"))
 
 
+def _cut_blosc_under(outer: Any) -> Callable[[bytes], bytes]:
+    """A chunk's bytes whose Blosc frame, under the codec ``outer`` (a numcodecs codec), is cut
+    to half its bytes, ``outer``'s own stream (a gzip or zstd stream, a checksum) whole again:
+    the outer codec decodes it without an error."""
+
+    def change(raw: bytes) -> bytes:
+        frame = bytes(outer.decode(raw))
+        return bytes(outer.encode(frame[: len(frame) // 2]))
+
+    return change
+
+
+def _cut_blosc_frame_under(outer: Any) -> Callable[[Path], None]:
+    def damage(p: Path) -> None:
+        p.write_bytes(_cut_blosc_under(outer)(p.read_bytes()))
+
+    return damage
+
+
+def _delta_blosc_under(outer: Callable[[], Any]) -> Callable[[Path], None]:
+    """A chain only Zarr decodes (numcodecs' Delta filter) whose Blosc frames lie under the
+    bytes-to-bytes codec ``outer()`` makes."""
+    return zarr3(
+        filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")],
+        compressors=lambda: [_BLOSC_LZ4, outer()],
+    )
+
+
+def _cut_frames_of_zstd_shard(p: Path) -> None:
+    """A shard compressed whole by zstd whose inner Blosc frames are cut to half their bytes
+    (its index rewritten to point at what is left), the zstd frame around it whole again."""
+    shard = bytes(numcodecs.Zstd().decode(p.read_bytes()))
+    cut = rewrite_shard(shard, lambda frame: frame[: len(frame) // 2])
+    p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
+
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -753,6 +789,53 @@ DAMAGES = [
         "c/1/0",
         _cut_frame_in_shard,
     ),
+    # Blosc frames that are not the chunk's outermost codec, cut: a v2 filter's (the pipeline's
+    # own decoder had not checked it) and, in chains only Zarr decodes, one under gzip, zstd or
+    # a numcodecs checksum whose stream is whole (a file cut short fails in those codecs
+    # already); each had been read from whatever memory followed it, the output complete
+    (
+        "v2-blosc-filter-cut",
+        zarr2(filters=[numcodecs.Blosc(cname="lz4")], compressors=None),
+        "1.1",
+        _truncate,
+    ),
+    (
+        "v2-delta-blosc-filters-edge-chunk-cut",
+        zarr2(filters=[numcodecs.Delta(dtype="<f4"), numcodecs.Blosc()], compressors=None),
+        "3.1",
+        _truncate,
+    ),
+    (
+        "v3-delta-blosc-under-gzip-cut",
+        _delta_blosc_under(GzipCodec),
+        "c/1/1",
+        _cut_blosc_frame_under(numcodecs.GZip()),
+    ),
+    (
+        "v3-delta-blosc-under-zstd-cut",
+        _delta_blosc_under(ZstdCodec),
+        "c/2/0",
+        _cut_blosc_frame_under(numcodecs.Zstd()),
+    ),
+    (
+        "v3-delta-blosc-under-crc32-cut",
+        _delta_blosc_under(lambda: numcodecs.zarr3.CRC32()),
+        "c/0/2",
+        _cut_blosc_frame_under(numcodecs.CRC32()),
+    ),
+    (
+        "shard-delta-blosc-under-zstd-cut-frame",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=CHUNKS,
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec(), _BLOSC_LZ4, ZstdCodec()],
+            ),
+            compressors=None,
+        ),
+        "c/0/1",
+        lambda p: p.write_bytes(rewrite_shard(p.read_bytes(), _cut_blosc_under(numcodecs.Zstd()))),
+    ),
 ]
 
 
@@ -822,6 +905,23 @@ def test_a_damaged_chunk_ends_the_run_naming_it(
     assert y.attrs["pipeline"]["status"] == "incomplete"
     after = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
     assert after == before, "the input was modified"
+
+
+@pytest.mark.filterwarnings("ignore:Combining a `sharding_indexed` codec")  # zarr-python's
+def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
+    tmp_path: Path, backend_client
+) -> None:
+    """A shard that zarr-python compressed whole (zstd after the sharding codec), its inner
+    chunks Blosc frames, one of them cut, the zstd frame around the shard whole: Zarr had read
+    the cut frame from whatever memory followed it and the run marked the output complete."""
+    writer = zarr3(
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), _BLOSC_LZ4]),
+        compressors=ZstdCodec(),
+    )
+    test_a_damaged_chunk_ends_the_run_naming_it(
+        tmp_path, backend_client, writer, "c/1/1", _cut_frames_of_zstd_shard
+    )
 
 
 def test_a_damaged_chunk_is_one_line_on_the_command_line(tmp_path: Path, cli) -> None:

@@ -1110,7 +1110,9 @@ def test_verify_names_a_damaged_input_in_one_line(tmp_path: Path, cli) -> None:
     assert "restore that chunk from its source" in line and "`pipeline run`" not in line
 
 
-@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded"])
+@pytest.mark.parametrize(
+    "layout", ["v2", "v3", "v3-sharded", "v2-blosc-filter", "v3-blosc-under-gzip"]
+)
 def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     tmp_path: Path, cli, layout: str
 ) -> None:
@@ -1118,14 +1120,20 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     decodes it from whatever memory follows it, without an error, so zarr-python's read gave
     verify those bytes: it said "mismatched 1" and then "the input changed since", with `run
     --overwrite`, which stops on that chunk. verify now checks the frames as the run does and
-    names the input store and the chunk's key, in one line."""
+    names the input store and the chunk's key, in one line. h55c: also a Blosc frame that is
+    not the chunk's outermost codec (a v2 filter's; one under gzip, its stream whole), which
+    had not been checked."""
     import numcodecs
-    from zarr.codecs import BloscCodec
+    from zarr.codecs import BloscCodec, GzipCodec
 
     x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
     inp = tmp_path / "in.zarr"
     if layout == "v2":
         kwargs: dict[str, Any] = {"zarr_format": 2, "compressors": numcodecs.Blosc(cname="lz4")}
+    elif layout == "v2-blosc-filter":
+        kwargs = {"zarr_format": 2, "filters": [numcodecs.Blosc(cname="lz4")], "compressors": None}
+    elif layout == "v3-blosc-under-gzip":
+        kwargs = {"zarr_format": 3, "compressors": [BloscCodec(cname="lz4"), GzipCodec()]}
     else:
         kwargs = {"zarr_format": 3, "compressors": BloscCodec(cname="lz4")}
     if layout == "v3-sharded":
@@ -1135,10 +1143,13 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
     rc, _, err = cli("run", "--progress", "none", cfg)
     assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
-    key = {"v2": "1.1", "v3": "c/1/1", "v3-sharded": "c/1/0"}[layout]
+    key = {"v3": "c/1/1", "v3-sharded": "c/1/0", "v3-blosc-under-gzip": "c/1/1"}.get(layout, "1.1")
     unit = inp / key
     raw = unit.read_bytes()
-    if layout == "v3-sharded":  # the first inner chunk's frame cut, the shard's index kept
+    if layout == "v3-blosc-under-gzip":  # the frame cut, the gzip stream around it whole
+        frame = bytes(numcodecs.GZip().decode(raw))
+        unit.write_bytes(bytes(numcodecs.GZip().encode(frame[: len(frame) // 2])))
+    elif layout == "v3-sharded":  # the first inner chunk's frame cut, the shard's index kept
         index = np.frombuffer(raw[-(6 * 16 + 4) : -4], dtype="<u8").reshape(6, 2).copy()
         import google_crc32c
 

@@ -5900,3 +5900,35 @@ def test_a_pipeline_output_that_closes_a_group_to_xarray_is_named_as_one(
     rc, _, err = cli("verify", str(cfg))
     assert rc == 1 and "'a' (an output of this pipeline), an array without dimension" in err, err
     assert "did not write" not in err, err
+
+
+def test_a_cut_blosc_frame_of_a_carried_v2_text_coordinate_is_named_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """A v2 Dataset (as xarray writes it) whose text coordinate ``station`` (``<U5``, which
+    only zarr-python decodes), Blosc at clevel 0 in chunks of 10, had a chunk cut to half its
+    bytes: zarr-python, and so xarray, read the cut frame from whatever memory followed it, no
+    error, and the run wrote those characters into the output's coordinate, marked complete
+    (only a v3 chain's Blosc frames were checked). Now one ChunkError naming the input store
+    and the chunk's key, from plan and run, nothing written, the input untouched."""
+    import numcodecs
+
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 2)
+    ds = xr.Dataset(coords={"station": ("x", np.array([f"st{i:03d}" for i in range(COLS)]))})
+    ds["station"].encoding = {"chunks": (10,), "compressor": numcodecs.Blosc(clevel=0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), mode="a", consolidated=True)
+    key = "station/1"
+    raw = (src / key).read_bytes()
+    (src / key).write_bytes(raw[: len(raw) // 2])
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ChunkError) as info:
+            call(config(tmp_path))
+        e = info.value
+        assert (e.store, e.key) == (str(src), key), e
+        assert "Blosc header" in str(e) and len(str(e).splitlines()) == 1, e
+        assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before

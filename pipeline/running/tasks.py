@@ -265,17 +265,16 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
 
 def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
     """Before Zarr reads the block ``block_index`` of an input only Zarr decodes whose chunks
-    end in a Blosc frame (``info.blosc``), check each stored unit's frames
+    hold a Blosc frame (``info.blosc``), check each stored unit's frames
     (:func:`codecs.check_blosc_frames`): c-blosc decodes a frame cut short from whatever memory
     follows it, without an error, so Zarr's read had given the output those bytes, marked
     complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
     assert info.blosc is not None
-    n_chunks = math.prod(info.chunks_per_unit)
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         key = info.key(unit)
         raw = _read_unit(info, key, lambda n: memoryview(bytearray(n)))
         try:
-            codecs.check_blosc_frames(raw, n_chunks, info.blosc)
+            codecs.check_blosc_frames(raw, info.unit, info.blosc)
         except shards.Damaged as e:
             error = damaged(info, key, str(e), e.problem)
         else:

@@ -134,9 +134,9 @@ class ArrayInfo:
     fill: bytes | None = None
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
     blosc: codecs.BloscCheck | None = None
-    """for an array only Zarr decodes (``format`` None) whose chunks end in a Blosc frame: where
-    those frames lie, to check before Zarr reads them (a cut one reads as whatever memory
-    follows it); else None"""
+    """for an array only Zarr decodes (``format`` None) whose chunks hold a Blosc frame (under
+    other codecs too): where those frames lie, to check before Zarr reads them (a cut one
+    reads as whatever memory follows it); else None"""
 
     @property
     def grid(self) -> Shape:
@@ -1272,7 +1272,7 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
         zarr_format=meta.zarr_format,
         codec=fmt.chunk.frame_codec if plain else None,
         fill=codecs.fill_bits(meta.fill_value, dtype),
-        blosc=codecs.blosc_check(doc) if fmt is None and meta.zarr_format == 3 else None,
+        blosc=codecs.blosc_check(doc, dtype) if fmt is None else None,
         **parts,
     )
 
@@ -1312,7 +1312,7 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
     blosc = None
     if fmt is None:
         unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
-        blosc = codecs.blosc_check(doc) if meta.zarr_format == 3 else None
+        blosc = codecs.blosc_check(doc, stored)
     prefix = path.strip("/")
     indices = list(grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit)))
     keys = [key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in ix))) for ix in indices]
@@ -1322,11 +1322,7 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
         try:
             if fmt is None:
                 if blosc is not None:  # a cut frame Zarr reads without an error
-                    inner = (
-                        doc["codecs"][0]["configuration"]["chunk_shape"] if blosc.shard else unit
-                    )
-                    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
-                    codecs.check_blosc_frames(location.read(key), n, blosc)
+                    codecs.check_blosc_frames(location.read(key), unit, blosc)
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
@@ -1337,13 +1333,21 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                 off, size = int(frames.offsets[c]), int(frames.sizes[c])
                 assert raw is not None
                 fmt.chunk.decode(memoryview(raw)[off : off + size])
-        except shards.Damaged as e:
-            return key, str(e), e.problem
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            if storage_failure(e) is not None or codecs.is_unknown_codec(e):
-                return None
-            return key, cause(e), "codec"
+            return _unit_damage(key, e)
     return None
+
+
+def _unit_damage(key: str, e: Exception) -> tuple[str, str, str] | None:
+    """What reading the stored unit ``key`` raising ``e`` says, as :func:`damaged_unit` and
+    :func:`damaged_unit_in` answer: (the key, why in a few words, the problem) for
+    :class:`~pipeline.store.shards.Damaged` (its own problem) or a codec's error ('codec');
+    None for a store that does not answer or a codec not installed here (no damage)."""
+    if isinstance(e, shards.Damaged):
+        return key, str(e), e.problem
+    if storage_failure(e) is not None or codecs.is_unknown_codec(e):
+        return None
+    return key, cause(e), "codec"
 
 
 def damaged_unit_in(
@@ -1352,9 +1356,10 @@ def damaged_unit_in(
     """The first stored unit (chunk or shard) of the array ``arr`` (opened at ``path``) that
     holds part of ``region`` and is damaged, as the run finds its input's: (its key in the
     store, why in a few words, the problem: a key of :data:`~pipeline.store.shards.PROBLEMS`);
-    None where none is found. Where the outermost codec is Blosc (v2's compressor, v3's
-    after any crc32c), each unit's frames are checked (:func:`codecs.check_blosc_frames`):
-    zarr-python decodes a frame cut short from whatever memory follows it, without an error.
+    None where none is found. Where the chain holds a Blosc codec (v2's compressor or a
+    filter, v3's, under other bytes-to-bytes codecs too: :func:`codecs.blosc_check`), each
+    unit's Blosc frames are checked (:func:`codecs.check_blosc_frames`): zarr-python decodes a
+    frame cut short from whatever memory follows it, without an error.
     Where ``failed`` (zarr-python's read of ``region`` raised), each unit is also read alone
     through zarr-python, and the first that fails is the damaged one (a store that does not
     answer, or a codec not installed here, is no damage). For ``pipeline verify``, which
@@ -1368,9 +1373,7 @@ def damaged_unit_in(
         doc = meta.to_dict()
     unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
     shape = tuple(arr.shape)
-    blosc = codecs.blosc_check(doc)
-    inner = doc["codecs"][0]["configuration"]["chunk_shape"] if blosc and blosc.shard else unit
-    n = math.prod(grid.chunks_per_unit(unit, tuple(inner)))
+    blosc = codecs.blosc_check(doc, np.dtype(arr.dtype))
     ranges = [
         range(r.start // u, grid.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
     ]
@@ -1379,17 +1382,15 @@ def damaged_unit_in(
         key = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
         if blosc is not None:
             try:
-                codecs.check_blosc_frames(location.read(key), n, blosc)
+                codecs.check_blosc_frames(location.read(key), unit, blosc)
             except shards.Damaged as e:
-                return key, str(e), e.problem
+                return _unit_damage(key, e)
         if failed:
             try:
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, shape)]
             except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-                if storage_failure(e) is not None or codecs.is_unknown_codec(e):
-                    return None
-                return key, cause(e), "codec"
+                return _unit_damage(key, e)
     return None
 
 

@@ -165,6 +165,8 @@ class ChunkFormat:
         # ignore_filter_arithmetic_warnings for Zarr's own decoding threads)
         with np.errstate(all="ignore"):
             for config in reversed(self.filters):
+                if json.loads(config)["id"] == "blosc":  # a v2 filter's frame, as a compressor's
+                    blosc_header(data)
                 data = _codec(config).decode(data)
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
@@ -588,64 +590,110 @@ def _v3_chain(
 
 @dataclass(frozen=True)
 class BloscCheck:
-    """Where the Blosc frames lie in the stored units of a v3 array whose codec chain only Zarr
+    """Where the Blosc frames lie in the stored units of an array whose codec chain only Zarr
     decodes (an array-to-array ``numcodecs.*`` filter, say): c-blosc decodes a frame cut
     short from whatever memory follows it, without an error, and zarr-python with it, so such
-    a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it)."""
+    a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it). A Blosc
+    frame under other bytes-to-bytes codecs (gzip, zstd, a checksum, a v2 filter's Blosc under
+    the compressor) is reached by decoding those first, each Blosc frame among them checked."""
 
-    checksums: int
-    """how many crc32c codecs follow the Blosc one (each adds 4 bytes after its frame)"""
+    layers: tuple[str, ...]
+    """the chunk's bytes-to-bytes codecs from its innermost Blosc one outward, in encode order,
+    as numcodecs configurations (JSON; :data:`CRC32C` a crc32c checksum at the end): the first
+    is that Blosc codec, whose frame the others, decoded, give (none: only
+    :attr:`whole` holds Blosc)"""
     shard: ShardFormat | None
     """the shard index, for a sharded array (each inner chunk's frame checked)"""
+    chunk: Shape | None = None
+    """a shard's inner chunk shape (None: unsharded, one chunk a unit)"""
+    whole: tuple[str, ...] = ()
+    """bytes-to-bytes codecs after the sharding one, over the whole shard (encode order, as
+    :attr:`layers`): decoded first, each Blosc frame among them checked"""
+
+    def chunks_in(self, unit: Shape) -> int:
+        """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
+        return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
 
-def blosc_check(meta: dict[str, Any]) -> BloscCheck | None:
-    """For a Zarr v3 array's ``zarr.json`` document: the :class:`BloscCheck` of its stored
-    units where each chunk's outermost codec, after any crc32c checksums, is Blosc (``blosc``
-    or ``numcodecs.blosc``) and a shard's index is one this module reads; for a Zarr v2
-    array's ``.zarray`` document (``zarr_format`` 2), where its compressor is Blosc (outermost
-    in v2, after any filters); else None."""
+def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
+    """For an array's metadata document (a Zarr v3 ``zarr.json``, or a v2 ``.zarray`` with
+    ``zarr_format`` 2) and its (native) ``dtype``: the :class:`BloscCheck` of its stored units
+    where a chunk's chain holds a Blosc codec (``blosc``, ``numcodecs.blosc``; in v2 the
+    compressor or a filter; in v3 a shard's inner chain, or after the sharding codec, over the
+    whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
+    decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
+    reads; else None."""
+    shard = None
+    chunk: Shape | None = None
+    whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
         comp = meta.get("compressor")
-        return BloscCheck(0, None) if isinstance(comp, dict) and comp.get("id") == "blosc" else None
-    chain = list(meta["codecs"])
-    shard = None
-    if len(chain) == 1 and chain[0]["name"] == "sharding_indexed":
-        conf = chain[0].get("configuration", {})
-        index = [c["name"] for c in conf.get("index_codecs", [])]
-        little = all(
-            (c.get("configuration") or {}).get("endian", "little") == "little"
-            for c in conf.get("index_codecs", [])
-        )
-        if index not in (["bytes"], ["bytes", "crc32c"]) or not little:
-            return None
-        shard = ShardFormat(
-            conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
-        )
-        chain = list(conf.get("codecs", []))
-    names = [c["name"] for c in chain]
-    checksums = 0
-    while names and names[-1] == "crc32c":
-        names.pop()
-        checksums += 1
-    if not names or names[-1] not in ("blosc", "numcodecs.blosc"):
+        configs = [*(meta.get("filters") or []), *([comp] if isinstance(comp, dict) else [])]
+        chain: list[dict[str, Any] | None] = [_by_format(dict(c)) for c in configs]
+    else:
+        v3 = list(meta["codecs"])
+        if v3 and v3[0]["name"] == "sharding_indexed":
+            whole = [_check_codec(c, dtype) for c in v3[1:]]
+            conf = v3[0].get("configuration", {})
+            index = [c["name"] for c in conf.get("index_codecs", [])]
+            little = all(
+                (c.get("configuration") or {}).get("endian", "little") == "little"
+                for c in conf.get("index_codecs", [])
+            )
+            if index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+                return None
+            shard = ShardFormat(
+                conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
+            )
+            chunk = tuple(conf["chunk_shape"])
+            v3 = list(conf.get("codecs", []))
+        blosc = [i for i, c in enumerate(v3) if c["name"] in ("blosc", "numcodecs.blosc")]
+        chain = [_check_codec(c, dtype) for c in v3[blosc[0] :]] if blosc else []
+    innermost = [i for i, c in enumerate(chain) if c is not None and c.get("id") == "blosc"]
+    layers = chain[innermost[0] :] if innermost else []
+    if not layers and not any(c is not None and c.get("id") == "blosc" for c in whole):
         return None
-    return BloscCheck(checksums, shard)
+    known = [c for c in layers if c is not None]
+    outside = [c for c in whole if c is not None]
+    if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
+        return None
+    return BloscCheck(
+        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside)
+    )
 
 
-def check_blosc_frames(raw: Any, n_chunks: int, check: BloscCheck) -> None:
-    """Check the Blosc frame of each chunk present in one stored unit ``raw`` (None: absent)
-    of ``n_chunks`` chunks (1 unsharded) laid out as ``check`` says: raises :class:`Damaged`
-    where a shard's index, a crc32c checksum or a Blosc header (:func:`blosc_header`) is
-    wrong, naming the inner chunk's index in the shard's message."""
-    frames = unit_frames(raw, n_chunks if check.shard else 1, check.shard)
-    for c in np.flatnonzero(frames.sizes != EMPTY):
+def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
+    """A v3 bytes-to-bytes codec as the numcodecs configuration that decodes it for
+    :func:`blosc_check`: those the pipeline decodes (:func:`_v3_bytes_codec`), and any other
+    ``numcodecs.*`` one numcodecs has (``numcodecs.crc32``, ``numcodecs.fletcher32``...)."""
+    config = _v3_bytes_codec(codec, dtype)
+    if config is None and codec["name"].startswith("numcodecs."):
+        config = _by_format(
+            {"id": codec["name"].removeprefix("numcodecs."), **(codec.get("configuration") or {})}
+        )
+    return config
+
+
+def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
+    """Check the Blosc frames of each chunk present in one stored unit ``raw`` (None: absent)
+    of shape ``unit``, laid out as ``check`` says: the codecs outside the innermost Blosc one
+    are decoded, each Blosc frame among them checked, then that one's. Raises :class:`Damaged`
+    where a shard's index, a crc32c checksum, a Blosc header (:func:`blosc_header`) or an outer
+    codec's stream (a cut gzip or zstd one: 'codec') is wrong, naming the inner chunk's index
+    in the shard's message; numcodecs' ``UnknownCodecError`` as it is."""
+    if raw is not None and check.whole:
+        with _codec_errors_as_damage():
+            for config in reversed(check.whole):
+                raw = _decode_bytes(config, raw)
+    frames = unit_frames(raw, check.chunks_in(unit), check.shard)
+    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
         try:
-            for _ in range(check.checksums):
-                frame = strip_crc32c(frame)
-            blosc_header(frame)
+            with _codec_errors_as_damage():
+                for config in reversed(check.layers[1:]):
+                    frame = _decode_bytes(config, frame)
+                blosc_header(frame)
         except Damaged as e:
             where = f" (inner chunk {int(c)})" if check.shard else ""
             raise Damaged(f"{e}{where}", e.problem, int(c) if check.shard else None) from None
