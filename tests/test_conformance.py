@@ -907,7 +907,6 @@ def test_a_damaged_chunk_ends_the_run_naming_it(
     assert after == before, "the input was modified"
 
 
-@pytest.mark.filterwarnings("ignore:Combining a `sharding_indexed` codec")  # zarr-python's
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
     tmp_path: Path, backend_client
 ) -> None:
