@@ -636,7 +636,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
     )
 
 
-def _refuse_closing_a_dataset(plan: Plan) -> None:
+def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     """Refuse (OutputError, before anything is written) an output written as an array alone
     (no Dataset variable: ``plan.carried.frame`` False) into a group that ``xr.open_zarr``
     opens now, where the array would make it fail (:func:`datasets.unopenable_arrays`'s
@@ -646,8 +646,10 @@ def _refuse_closing_a_dataset(plan: Plan) -> None:
     (an input array without dimension names had been written, with exit 0, beside a
     Dataset output, which xarray then failed to open). In every layout
     (:func:`enclosing_group`). A group without other arrays, or one xarray cannot open
-    already, is written into as before. Fields ``output``, ``group``, ``arrays`` (the
-    group's, at most three)."""
+    already, is written into as before. With ``resume``, of an incomplete output there (begun
+    by a run before this check), ``run --resume``'s refusal, before any block: finished, it
+    would keep the group closed (the line says to remove it). Fields ``output``, ``group``,
+    ``arrays`` (the group's, at most three)."""
     if plan.carried.frame:
         return
     found = enclosing_group(plan)
@@ -681,15 +683,23 @@ def _refuse_closing_a_dataset(plan: Plan) -> None:
     where = plan.output.location.join(plan.output.path)
     listed = sorted(others)
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
-    raise OutputError(
-        f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
-        f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
-        "those variables), even with --overwrite; choose another output.store, or a group "
-        "of its own (output.array: '<group>/<name>')",
-        output=where,
-        group=holder.join(group),
-        arrays=listed[:3],
-    )
+    if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
+        line = (
+            f"cannot resume {where}: it is an array alone in the group {holder.join(group)}, "
+            f"an xarray Dataset of {some}, and {why}: xarray does not open the group while it "
+            "is there, nor would once it is finished (nor those variables), even with "
+            f"--overwrite; remove {where} (an unfinished output of this pipeline) yourself, "
+            "then run it into another output.store, or a group of its own (output.array: "
+            "'<group>/<name>')"
+        )
+    else:
+        line = (
+            f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
+            f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
+            "those variables), even with --overwrite; choose another output.store, or a group "
+            "of its own (output.array: '<group>/<name>')"
+        )
+    raise OutputError(line, output=where, group=holder.join(group), arrays=listed[:3])
 
 
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
@@ -1048,6 +1058,9 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     check_layout_kept(plan)
     check_metadata_kept(plan)
     check_group_opens(plan)
+    # an array alone begun in a Dataset's group by a run before this check (ddc6267) would be
+    # finished there, closing the group to xarray: refused as a fresh start is
+    _refuse_closing_a_dataset(plan, resume=True)
     check_consolidatable(plan)  # a member damaged since: refused before, not after, the blocks
     return "resume"
 
