@@ -721,22 +721,28 @@ def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str)
     assert file_states(store) == before
 
 
+@pytest.mark.parametrize("between", ["", "plain", "new"])
 @pytest.mark.parametrize("command", ["run", "generate"])
 @pytest.mark.parametrize("kind", ["array", "v2-array", "root-array"])
 def test_a_store_whose_root_lies_inside_an_arrays_folder_is_refused(
-    tmp_path: Path, command: str, kind: str
+    tmp_path: Path, command: str, kind: str, between: str
 ) -> None:
     """h54c: ``output.store`` (or a generated ``input.store``) a folder inside a Zarr array's
     folder (``arr.zarr/sub``, or ``grp.zarr/keep/sub`` with ``keep`` an array of the group),
     its ``array`` ''. The same path given as ``store`` and ``array`` was refused ("only a
     group holds arrays"), but this one had been written into the array's folder, exit 0.
-    Refused in one line naming the array, before anything is written."""
+    Refused in one line naming the array, before anything is written. h55a: so is one with
+    a folder between the array's and the store's (``arr.zarr/plain/sub``): a plain folder
+    of no Zarr metadata (``between`` 'plain'), or one not made yet ('new'), which had ended
+    the climb: written into the array's folder, exit 0."""
     x = np.arange(100, dtype=np.float64).reshape(10, 10)
     make_array(tmp_path / "in.zarr", x, (5, 10))
     outer = tmp_path / "outer.zarr"
     here = _blocker(outer, kind)
     array = outer / here if here else outer
-    store = array / "sub"
+    store = array / between / "sub" if between else array / "sub"
+    if between == "plain":
+        (array / between).mkdir()
     node = {"array": "array", "root-array": "array", "v2-array": "v2 array"}[kind]
     before = file_states(outer)
     if command == "run":
@@ -751,7 +757,7 @@ def test_a_store_whose_root_lies_inside_an_arrays_folder_is_refused(
         assert isinstance(e, InputError), e
         assert (e.input, e.status, e.blocking, e.node) == (str(store), "blocked", str(array), node)
     assert f"{array} is a Zarr" in str(e) and "only a group holds arrays" in str(e), e
-    assert file_states(outer) == before
+    assert file_states(outer) == before and not store.exists()
 
 
 def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
