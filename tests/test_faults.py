@@ -641,6 +641,43 @@ def test_a_v3_output_is_refused_inside_a_zarr_v2_group(tmp_path: Path, cli) -> N
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("where", ["root", "between"])
+@pytest.mark.parametrize("doc", [".zattrs", ".zmetadata"])
+def test_a_folder_of_lone_v2_documents_above_the_output_is_refused(
+    tmp_path: Path, cli, doc: str, where: str
+) -> None:
+    """A folder above the output array with no Zarr metadata but a lone v2 document (a
+    ``.zattrs`` or ``.zmetadata`` without its ``.zgroup``): the store's root (``output.array:
+    v``), or a plain folder between the store's v3 root group and the array
+    (``plain/v``). zarr-python makes each missing group above the array, so the run put a
+    v3 ``zarr.json`` beside that document, exit 0, and every later run (plain, --overwrite,
+    --resume) refused the group it had made ("holds both Zarr v3 metadata ... and Zarr v2
+    metadata"). Refused before anything is written, in one line naming the folder and the
+    document; without the document the run writes the group, which zarr-python lists."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "o.zarr"
+    if where == "root":
+        folder, array = out, "v"
+        out.mkdir()
+    else:
+        folder, array = out / "plain", "plain/v"
+        zarr.open_group(str(out), mode="w", zarr_format=3)
+        folder.mkdir()
+    (folder / doc).write_text('{"zarr_consolidated_format": 1, "metadata": {}}')
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError) and e.group == str(folder), e
+        assert f"{folder} holds Zarr v2 metadata ({doc}) and no zarr.json" in str(e), e
+    assert file_states(out) == before and not (folder / "zarr.json").exists()
+    (folder / doc).unlink()
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert array in dict(zarr.open_group(str(out), mode="r").members(max_depth=None))
+
+
 def _blocker(out: Path, kind: str) -> str:
     """Put in ``out`` (an output store) what nothing can be written under: a Zarr array
     ``keep`` (v3 or v2, written by zarr-python, with data), the store's root an array, or a

@@ -278,8 +278,11 @@ def check_formats_agree(plan: Plan) -> None:
     the store as v3, as xarray does first. Refuse as well a group above the output that
     holds both v3 and v2 metadata (:func:`mixed_formats`):
     readers take its zarr.json and ignore the v2 files, which are the user's, never this
-    pipeline's, and writing there had deleted them (OutputError, fields ``output``,
-    ``group``)."""
+    pipeline's, and writing there had deleted them; and a folder above it without a
+    ``zarr.json`` that holds those v2 documents alone (a lone ``.zattrs`` or
+    ``.zmetadata``), where the run's ``zarr.json`` would make such a group (zarr-python makes
+    each missing group above the array: the run had done so, exit 0, and every later run
+    then refused the group it made) (OutputError, fields ``output``, ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
     for depth in range(len(parts)):
@@ -304,6 +307,17 @@ def check_formats_agree(plan: Plan) -> None:
                 f"a v3 output "
                 f"at {loc.join(plan.output.path)} would hide its v2 arrays from readers that "
                 "open the store as v3 (xarray does); choose another output.store",
+                output=loc.join(plan.output.path),
+                group=where,
+            )
+        lone = mixed_formats(loc, group)  # no group to Zarr, but the run's zarr.json would mix
+        if lone:
+            raise OutputError(
+                f"{where} holds Zarr v2 metadata ({', '.join(lone)}) and no zarr.json, which a "
+                f"run writing {loc.join(plan.output.path)} would put beside it (Zarr v3 "
+                "group metadata, as zarr-python makes each group missing above an array): "
+                "readers would take the zarr.json and ignore the v2 files; remove them "
+                "yourself, or choose another output.store or output.array",
                 output=loc.join(plan.output.path),
                 group=where,
             )
