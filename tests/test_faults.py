@@ -973,23 +973,30 @@ def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
     assert file_states(data) == before
 
 
-@pytest.mark.parametrize("where", ["inside", "containing"])
+@pytest.mark.parametrize("command", ["run", "generate"])
+@pytest.mark.parametrize("where", ["inside", "containing", "same"])
 def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
-    tmp_path: Path, where: str
+    tmp_path: Path, where: str, command: str
 ) -> None:
     """``input.generate.when_missing`` with the output in the store the input is to be made
-    in, or containing it (``output.array`` omitted: the store's root): refused before the
-    input is generated (it had been generated, then refused)."""
+    in, or containing it (``output.array`` omitted: the store's root), or the same store:
+    refused before the input is generated (it had been generated, then refused). So is
+    ``pipeline generate`` of such a config (h55a: it made the input, exit 0, where the run
+    then refused it; the check had been when_missing's alone)."""
     output = {
         "inside": {"store": str(tmp_path / "in.zarr"), "array": "w"},
         "containing": {"store": str(tmp_path)},
+        "same": {"store": str(tmp_path / "in.zarr")},
     }[where]
-    cfg = generated_config(
-        tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True}, output=output
-    )
-    e = refused("run", cfg)
+    gen = {
+        "shape": [8, 8],
+        "chunks": [4, 8],
+        **({"when_missing": True} if command == "run" else {}),
+    }
+    cfg = generated_config(tmp_path, gen, output=output)
+    e = refused(command, cfg, "--progress", "none")
     assert isinstance(e, OutputError), e
-    assert e.relation == {"inside": "is inside", "containing": "contains"}[where], e
+    assert e.relation == {"inside": "is inside", "containing": "contains", "same": "is"}[where], e
     assert not (tmp_path / "in.zarr").exists()
 
 

@@ -51,13 +51,17 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     """Create the input ``config.input.generate`` describes, on the run's backend; the
     input's :class:`ArrayInfo` (``interval``: seconds between plain progress lines). Raises
     :class:`~pipeline.errors.Interrupted` on Ctrl-C (the input stays marked unfinished),
-    ConfigError (``key``) when the config has no ``input.generate``."""
+    ConfigError (``key``) when the config has no ``input.generate``; OutputError, before
+    anything is written, where the config's output lies in the input's store or contains it
+    (:func:`pipeline.running.output.check_stores_apart`: its run would refuse it; ``pipeline
+    generate`` had made the input there, then ``run`` refused, as ``when_missing`` had)."""
     if config.input.generate is None:
         raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data",
             key="input.generate",
         )
+    output.check_stores_apart(config)
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     check_writable(loc)
