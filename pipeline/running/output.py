@@ -700,11 +700,11 @@ def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
         line = (
             f"cannot resume {where}: it is an array alone in the group {holder.join(group)}, "
-            f"an xarray Dataset of {some}, and {why}: xarray does not open the group while it "
-            "is there, nor would once it is finished (nor those variables), even with "
-            f"--overwrite; remove {where} (an unfinished output of this pipeline) yourself, "
-            "then run it into another output.store, or a group of its own (output.array: "
-            "'<group>/<name>')"
+            f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
+            "those variables) while it is there, finished or not, and no run writes it there, "
+            f"even with --overwrite; remove {where} (an unfinished output of this pipeline) "
+            "yourself, then run it into another output.store, or a group of its own "
+            "(output.array: '<group>/<name>')"
         )
     else:
         line = (
