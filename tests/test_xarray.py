@@ -5859,49 +5859,6 @@ def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
     assert sorted(open_dataset(out).data_vars) == ["a", "t"]
 
 
-def test_a_pipeline_output_that_closes_a_group_to_xarray_is_named_as_one(
-    tmp_path: Path, cli
-) -> None:
-    """An array alone that a run wrote into an empty group, then a Dataset variable into the
-    same group, and a Dataset output whose group holds another output of other sizes: the
-    refusals, and verify's line, had said the array was "not written by this pipeline"; they
-    name it as an output of this pipeline."""
-    write_dataset(tmp_path / "in.zarr", 3)
-    out = tmp_path / "out.zarr"
-    make_array(tmp_path / "a.zarr", np.ones((4, 5), np.float32), (4, 5))
-    alone = {**config(tmp_path), "input": {"store": str(tmp_path / "a.zarr")}}
-    alone["output"] = {"store": str(out), "array": "a"}
-    pipeline.run(alone)  # into a group of nothing else: no Dataset to close
-    for overwrite in (False, True):
-        with pytest.raises(OutputError) as info:
-            pipeline.run(config(tmp_path), overwrite=overwrite)
-        line = str(info.value)
-        assert "'a' (an output of this pipeline), an array without dimension names" in line
-        assert "did not write" not in line, line
-
-    other = tmp_path / "other"
-    other.mkdir()
-    write_dataset(other / "in.zarr", 3, rows=ROWS // 2)
-    out2 = tmp_path / "out2.zarr"
-    pipeline.run(config(tmp_path, output={"store": str(out2)}))
-    with pytest.raises(OutputError) as info:
-        pipeline.run(config(other, output={"store": str(out2), "array": "t2"}), overwrite=True)
-    line = str(info.value)
-    assert "the array 't' (an output of this pipeline) whose dimension 'y'" in line, line
-
-    # the array alone beside a complete Dataset output, as a run before this check wrote it
-    shutil.rmtree(out)
-    pipeline.run(config(tmp_path))
-    made = tmp_path / "made.zarr"
-    pipeline.run({**alone, "output": {"store": str(made), "array": "a"}})
-    shutil.copytree(made / "a", out / "a")
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump(config(tmp_path)))
-    rc, _, err = cli("verify", str(cfg))
-    assert rc == 1 and "'a' (an output of this pipeline), an array without dimension" in err, err
-    assert "did not write" not in err, err
-
-
 @pytest.mark.parametrize("dims", [None, ["y", "x"]])
 def test_an_array_alone_begun_in_a_dataset_group_is_not_resumed_there(
     tmp_path: Path, cli, dims: list[str] | None
@@ -5948,3 +5905,46 @@ def test_an_array_alone_begun_in_a_dataset_group_is_not_resumed_there(
     assert file_states(out) == before
     shutil.rmtree(out / "a")  # as the line says: the Dataset opens again, untouched
     assert list(open_dataset(out).data_vars) == ["t"]
+
+
+def test_a_pipeline_output_that_closes_a_group_to_xarray_is_named_as_one(
+    tmp_path: Path, cli
+) -> None:
+    """An array alone that a run wrote into an empty group, then a Dataset variable into the
+    same group, and a Dataset output whose group holds another output of other sizes: the
+    refusals, and verify's line, had said the array was "not written by this pipeline"; they
+    name it as an output of this pipeline."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    make_array(tmp_path / "a.zarr", np.ones((4, 5), np.float32), (4, 5))
+    alone = {**config(tmp_path), "input": {"store": str(tmp_path / "a.zarr")}}
+    alone["output"] = {"store": str(out), "array": "a"}
+    pipeline.run(alone)  # into a group of nothing else: no Dataset to close
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config(tmp_path), overwrite=overwrite)
+        line = str(info.value)
+        assert "'a' (an output of this pipeline), an array without dimension names" in line
+        assert "did not write" not in line, line
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_dataset(other / "in.zarr", 3, rows=ROWS // 2)
+    out2 = tmp_path / "out2.zarr"
+    pipeline.run(config(tmp_path, output={"store": str(out2)}))
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(other, output={"store": str(out2), "array": "t2"}), overwrite=True)
+    line = str(info.value)
+    assert "the array 't' (an output of this pipeline) whose dimension 'y'" in line, line
+
+    # the array alone beside a complete Dataset output, as a run before this check wrote it
+    shutil.rmtree(out)
+    pipeline.run(config(tmp_path))
+    made = tmp_path / "made.zarr"
+    pipeline.run({**alone, "output": {"store": str(made), "array": "a"}})
+    shutil.copytree(made / "a", out / "a")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("verify", str(cfg))
+    assert rc == 1 and "'a' (an output of this pipeline), an array without dimension" in err, err
+    assert "did not write" not in err, err
