@@ -641,6 +641,43 @@ def test_a_v3_output_is_refused_inside_a_zarr_v2_group(tmp_path: Path, cli) -> N
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("where", ["root", "between"])
+@pytest.mark.parametrize("doc", [".zattrs", ".zmetadata"])
+def test_a_folder_of_lone_v2_documents_above_the_output_is_refused(
+    tmp_path: Path, cli, doc: str, where: str
+) -> None:
+    """A folder above the output array with no Zarr metadata but a lone v2 document (a
+    ``.zattrs`` or ``.zmetadata`` without its ``.zgroup``): the store's root (``output.array:
+    v``), or a plain folder between the store's v3 root group and the array
+    (``plain/v``). zarr-python makes each missing group above the array, so the run put a
+    v3 ``zarr.json`` beside that document, exit 0, and every later run (plain, --overwrite,
+    --resume) refused the group it had made ("holds both Zarr v3 metadata ... and Zarr v2
+    metadata"). Refused before anything is written, in one line naming the folder and the
+    document; without the document the run writes the group, which zarr-python lists."""
+    x = np.arange(100, dtype=np.float64).reshape(10, 10)
+    make_array(tmp_path / "in.zarr", x, (5, 10))
+    out = tmp_path / "o.zarr"
+    if where == "root":
+        folder, array = out, "v"
+        out.mkdir()
+    else:
+        folder, array = out / "plain", "plain/v"
+        zarr.open_group(str(out), mode="w", zarr_format=3)
+        folder.mkdir()
+    (folder / doc).write_text('{"zarr_consolidated_format": 1, "metadata": {}}')
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out, output={"array": array})
+    before = file_states(out)
+    for flags in ((), ("--overwrite",)):
+        e = refused("run", cfg, *flags)
+        assert isinstance(e, OutputError) and e.group == str(folder), e
+        assert f"{folder} holds Zarr v2 metadata ({doc}) and no zarr.json" in str(e), e
+    assert file_states(out) == before and not (folder / "zarr.json").exists()
+    (folder / doc).unlink()
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert array in dict(zarr.open_group(str(out), mode="r").members(max_depth=None))
+
+
 def _blocker(out: Path, kind: str) -> str:
     """Put in ``out`` (an output store) what nothing can be written under: a Zarr array
     ``keep`` (v3 or v2, written by zarr-python, with data), the store's root an array, or a
@@ -721,22 +758,28 @@ def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str)
     assert file_states(store) == before
 
 
+@pytest.mark.parametrize("between", ["", "plain", "new"])
 @pytest.mark.parametrize("command", ["run", "generate"])
 @pytest.mark.parametrize("kind", ["array", "v2-array", "root-array"])
 def test_a_store_whose_root_lies_inside_an_arrays_folder_is_refused(
-    tmp_path: Path, command: str, kind: str
+    tmp_path: Path, command: str, kind: str, between: str
 ) -> None:
     """h54c: ``output.store`` (or a generated ``input.store``) a folder inside a Zarr array's
     folder (``arr.zarr/sub``, or ``grp.zarr/keep/sub`` with ``keep`` an array of the group),
     its ``array`` ''. The same path given as ``store`` and ``array`` was refused ("only a
     group holds arrays"), but this one had been written into the array's folder, exit 0.
-    Refused in one line naming the array, before anything is written."""
+    Refused in one line naming the array, before anything is written. h55a: so is one with
+    a folder between the array's and the store's (``arr.zarr/plain/sub``): a plain folder
+    of no Zarr metadata (``between`` 'plain'), or one not made yet ('new'), which had ended
+    the climb: written into the array's folder, exit 0."""
     x = np.arange(100, dtype=np.float64).reshape(10, 10)
     make_array(tmp_path / "in.zarr", x, (5, 10))
     outer = tmp_path / "outer.zarr"
     here = _blocker(outer, kind)
     array = outer / here if here else outer
-    store = array / "sub"
+    store = array / between / "sub" if between else array / "sub"
+    if between == "plain":
+        (array / between).mkdir()
     node = {"array": "array", "root-array": "array", "v2-array": "v2 array"}[kind]
     before = file_states(outer)
     if command == "run":
@@ -751,7 +794,7 @@ def test_a_store_whose_root_lies_inside_an_arrays_folder_is_refused(
         assert isinstance(e, InputError), e
         assert (e.input, e.status, e.blocking, e.node) == (str(store), "blocked", str(array), node)
     assert f"{array} is a Zarr" in str(e) and "only a group holds arrays" in str(e), e
-    assert file_states(outer) == before
+    assert file_states(outer) == before and not store.exists()
 
 
 def test_generate_never_replaces_data_it_did_not_create(tmp_path: Path, cli) -> None:
@@ -930,23 +973,30 @@ def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
     assert file_states(data) == before
 
 
-@pytest.mark.parametrize("where", ["inside", "containing"])
+@pytest.mark.parametrize("command", ["run", "generate"])
+@pytest.mark.parametrize("where", ["inside", "containing", "same"])
 def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
-    tmp_path: Path, where: str
+    tmp_path: Path, where: str, command: str
 ) -> None:
     """``input.generate.when_missing`` with the output in the store the input is to be made
-    in, or containing it (``output.array`` omitted: the store's root): refused before the
-    input is generated (it had been generated, then refused)."""
+    in, or containing it (``output.array`` omitted: the store's root), or the same store:
+    refused before the input is generated (it had been generated, then refused). So is
+    ``pipeline generate`` of such a config (h55a: it made the input, exit 0, where the run
+    then refused it; the check had been when_missing's alone)."""
     output = {
         "inside": {"store": str(tmp_path / "in.zarr"), "array": "w"},
         "containing": {"store": str(tmp_path)},
+        "same": {"store": str(tmp_path / "in.zarr")},
     }[where]
-    cfg = generated_config(
-        tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True}, output=output
-    )
-    e = refused("run", cfg)
+    gen = {
+        "shape": [8, 8],
+        "chunks": [4, 8],
+        **({"when_missing": True} if command == "run" else {}),
+    }
+    cfg = generated_config(tmp_path, gen, output=output)
+    e = refused(command, cfg, "--progress", "none")
     assert isinstance(e, OutputError), e
-    assert e.relation == {"inside": "is inside", "containing": "contains"}[where], e
+    assert e.relation == {"inside": "is inside", "containing": "contains", "same": "is"}[where], e
     assert not (tmp_path / "in.zarr").exists()
 
 

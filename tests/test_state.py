@@ -752,6 +752,29 @@ def test_generate_into_a_group_it_would_leave_inconsistent_is_refused(
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize(("zarr_format", "status"), [(3, "formats"), (2, "consolidated")])
+def test_generate_into_a_folder_of_a_lone_zmetadata_is_refused(
+    tmp_path: Path, cli, zarr_format: int, status: str
+) -> None:
+    """A folder holding a v2 ``.zmetadata`` and no group's metadata (its ``.zgroup`` gone),
+    and ``generate`` of ``gen`` in it: Zarr made the group above the array, a v3
+    ``zarr.json`` beside the ``.zmetadata`` (the next generate then refused the group it had
+    made: "holds both Zarr v3 metadata ... and Zarr v2 metadata (.zmetadata)"), or a v2
+    ``.zgroup``, whose group's consolidated copy, read by ``zarr.open_group``, did not list
+    the new array. Both exit 0; refused, before anything is written, as a v2 group and as a
+    consolidated copy are."""
+    store = tmp_path / "s.zarr"
+    store.mkdir()
+    (store / ".zmetadata").write_text('{"zarr_consolidated_format": 1, "metadata": {}}')
+    before = file_states(store)
+    gen = {"zarr_format": zarr_format}
+    cfg = _gen_config(tmp_path, 4, input={"store": str(store), "array": "gen"}, generate=gen)
+    line, e = refused(cli, InputError, "generate", cfg)
+    assert e.status == status and e.group == str(store), line
+    assert f"cannot generate the input at {store}/gen" in line, line
+    assert file_states(store) == before and not (store / "gen").exists()
+
+
 @pytest.mark.parametrize(
     "kind, zarr_format, status, store_in",
     [

@@ -5859,6 +5859,54 @@ def test_an_array_alone_that_would_close_a_dataset_group_to_xarray_is_refused(
     assert sorted(open_dataset(out).data_vars) == ["a", "t"]
 
 
+@pytest.mark.parametrize("dims", [None, ["y", "x"]])
+def test_an_array_alone_begun_in_a_dataset_group_is_not_resumed_there(
+    tmp_path: Path, cli, dims: list[str] | None
+) -> None:
+    """An array alone (no dimension names, or a 'y' of another size) that a run before the
+    fresh start's refusal (ddc6267) began in the group of a Dataset output, and was stopped
+    there: ``run --resume`` finished it, exit 0, and ``xr.open_zarr`` of the group then
+    failed for every variable. Refused before any block, in one line that names the group
+    and says to remove the unfinished array; nothing in the group changes. The stopped run
+    is a real one (a Ctrl-C after its first block), made in a group of its own and copied
+    into the Dataset's group, as a run made before the check would have left it there."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    threads = {"dashboard": ""}  # no cluster to start: the runs go on threads of the process
+    pipeline.run(config(tmp_path, cluster=threads))  # the Dataset output t, with coordinates
+    rows = ROWS if dims is None else ROWS + 10
+    x = np.arange(rows * COLS, dtype=np.float32).reshape(rows, COLS)
+    make_array(tmp_path / "a.zarr", x, (10, COLS), dimension_names=dims)
+    alone = {
+        **config(tmp_path, cluster=threads),
+        "input": {"store": str(tmp_path / "a.zarr")},
+        "chunking": {"block": [10, COLS]},
+    }
+    made = tmp_path / "made.zarr"
+    begun = tmp_path / "made.yaml"
+    begun.write_text(yaml.safe_dump({**alone, "output": {"store": str(made), "array": "a"}}))
+    (tmp_path / "stop.py").write_text(ctrl_c_script("pipeline.store.ledger", "Ledger.mark", False))
+    proc = run_python([tmp_path / "stop.py", begun], tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "incomplete", proc.stderr
+    shutil.copytree(made / "a", out / "a")
+    cfg = tmp_path / "alone.yaml"
+    cfg.write_text(yaml.safe_dump({**alone, "output": {"store": str(out), "array": "a"}}))
+    before = file_states(out)
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 1, err  # it had been finished there, exit 0
+    line = one_line_error(err)
+    assert line.startswith(f"error: cannot resume {out / 'a'}:"), line
+    assert f"in the group {out}, an xarray Dataset of" in line, line
+    why = "no dimension names" if dims is None else f"'y' has {rows} elements"
+    assert why in line and f"remove {out / 'a'}" in line, line
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, resume=True)
+    assert (info.value.output, info.value.group) == (str(out / "a"), str(out))
+    assert file_states(out) == before
+    shutil.rmtree(out / "a")  # as the line says: the Dataset opens again, untouched
+    assert list(open_dataset(out).data_vars) == ["t"]
+
+
 def test_a_pipeline_output_that_closes_a_group_to_xarray_is_named_as_one(
     tmp_path: Path, cli
 ) -> None:

@@ -51,13 +51,17 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     """Create the input ``config.input.generate`` describes, on the run's backend; the
     input's :class:`ArrayInfo` (``interval``: seconds between plain progress lines). Raises
     :class:`~pipeline.errors.Interrupted` on Ctrl-C (the input stays marked unfinished),
-    ConfigError (``key``) when the config has no ``input.generate``."""
+    ConfigError (``key``) when the config has no ``input.generate``; OutputError, before
+    anything is written, where the config's output lies in the input's store or contains it
+    (:func:`pipeline.running.output.check_stores_apart`: its run would refuse it; ``pipeline
+    generate`` had made the input there, then ``run`` refused, as ``when_missing`` had)."""
     if config.input.generate is None:
         raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
             "input.store at existing data",
             key="input.generate",
         )
+    output.check_stores_apart(config)
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     check_writable(loc)
@@ -189,7 +193,8 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
         key = f"{group}/{{}}" if group else "{}"
         v3 = loc.exists(key.format("zarr.json"))
         mixed = output.mixed_formats(loc, group) if v3 else []
-        v2 = [m for m in (".zgroup", ".zattrs") if loc.exists(key.format(m))] if not v3 else []
+        # a lone .zmetadata too: the zarr.json made beside it had mixed the formats (h55a)
+        v2 = output.mixed_formats(loc, group) if not v3 else []
         if mixed:
             why = f"it {output.both_formats(mixed)}, and readers take its zarr.json"
         elif (v3 and zarr_format == 2) or (v2 and zarr_format == 3):
@@ -212,7 +217,13 @@ def _check_enclosing_groups(loc: Location, path: str, zarr_format: int) -> None:
         )
     store = loc.zarr_store(read_only=True)
     parent = "/".join(parts[:-1])
-    copies = datasets.consolidated_groups(store, parent)
+    # a v2 .zmetadata without its .zgroup opens as no group, but the .zgroup Zarr writes
+    # beside it for the new array makes it one, whose copy would not list that array (h55a)
+    copies = datasets.consolidated_groups(store, parent) or [
+        g
+        for g in ("/".join(parts[:d]) for d in range(len(parts) - 1, -1, -1))
+        if loc.exists(f"{g}/.zmetadata" if g else ".zmetadata")
+    ]
     if copies:
         place = loc.join(copies[0]) if copies[0] else loc.url
         raise InputError(

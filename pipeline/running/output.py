@@ -278,8 +278,11 @@ def check_formats_agree(plan: Plan) -> None:
     the store as v3, as xarray does first. Refuse as well a group above the output that
     holds both v3 and v2 metadata (:func:`mixed_formats`):
     readers take its zarr.json and ignore the v2 files, which are the user's, never this
-    pipeline's, and writing there had deleted them (OutputError, fields ``output``,
-    ``group``)."""
+    pipeline's, and writing there had deleted them; and a folder above it without a
+    ``zarr.json`` that holds those v2 documents alone (a lone ``.zattrs`` or
+    ``.zmetadata``), where the run's ``zarr.json`` would make such a group (zarr-python makes
+    each missing group above the array: the run had done so, exit 0, and every later run
+    then refused the group it made) (OutputError, fields ``output``, ``group``)."""
     loc = plan.output.location
     parts = plan.output.path.split("/") if plan.output.path else []
     for depth in range(len(parts)):
@@ -304,6 +307,17 @@ def check_formats_agree(plan: Plan) -> None:
                 f"a v3 output "
                 f"at {loc.join(plan.output.path)} would hide its v2 arrays from readers that "
                 "open the store as v3 (xarray does); choose another output.store",
+                output=loc.join(plan.output.path),
+                group=where,
+            )
+        lone = mixed_formats(loc, group)  # no group to Zarr, but the run's zarr.json would mix
+        if lone:
+            raise OutputError(
+                f"{where} holds Zarr v2 metadata ({', '.join(lone)}) and no zarr.json, which a "
+                f"run writing {loc.join(plan.output.path)} would put beside it (Zarr v3 "
+                "group metadata, as zarr-python makes each group missing above an array): "
+                "readers would take the zarr.json and ignore the v2 files; remove them "
+                "yourself, or choose another output.store or output.array",
                 output=loc.join(plan.output.path),
                 group=where,
             )
@@ -636,7 +650,7 @@ def check_group_opens(plan: Plan, sizes: bool = True) -> None:
     )
 
 
-def _refuse_closing_a_dataset(plan: Plan) -> None:
+def _refuse_closing_a_dataset(plan: Plan, resume: bool = False) -> None:
     """Refuse (OutputError, before anything is written) an output written as an array alone
     (no Dataset variable: ``plan.carried.frame`` False) into a group that ``xr.open_zarr``
     opens now, where the array would make it fail (:func:`datasets.unopenable_arrays`'s
@@ -646,8 +660,10 @@ def _refuse_closing_a_dataset(plan: Plan) -> None:
     (an input array without dimension names had been written, with exit 0, beside a
     Dataset output, which xarray then failed to open). In every layout
     (:func:`enclosing_group`). A group without other arrays, or one xarray cannot open
-    already, is written into as before. Fields ``output``, ``group``, ``arrays`` (the
-    group's, at most three)."""
+    already, is written into as before. With ``resume``, of an incomplete output there (begun
+    by a run before this check), ``run --resume``'s refusal, before any block: finished, it
+    would keep the group closed (the line says to remove it). Fields ``output``, ``group``,
+    ``arrays`` (the group's, at most three)."""
     if plan.carried.frame:
         return
     found = enclosing_group(plan)
@@ -681,15 +697,23 @@ def _refuse_closing_a_dataset(plan: Plan) -> None:
     where = plan.output.location.join(plan.output.path)
     listed = sorted(others)
     some = ", ".join(repr(n) for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
-    raise OutputError(
-        f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
-        f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
-        "those variables), even with --overwrite; choose another output.store, or a group "
-        "of its own (output.array: '<group>/<name>')",
-        output=where,
-        group=holder.join(group),
-        arrays=listed[:3],
-    )
+    if resume:  # its unfinished remains close the group now: they go, then it runs elsewhere
+        line = (
+            f"cannot resume {where}: it is an array alone in the group {holder.join(group)}, "
+            f"an xarray Dataset of {some}, and {why}: xarray does not open the group (nor "
+            "those variables) while it is there, finished or not, and no run writes it there, "
+            f"even with --overwrite; remove {where} (an unfinished output of this pipeline) "
+            "yourself, then run it into another output.store, or a group of its own "
+            "(output.array: '<group>/<name>')"
+        )
+    else:
+        line = (
+            f"cannot write {where}: it is an array alone in the group {holder.join(group)}, an "
+            f"xarray Dataset of {some}, and {why}: xarray would no longer open the group (nor "
+            "those variables), even with --overwrite; choose another output.store, or a group "
+            "of its own (output.array: '<group>/<name>')"
+        )
+    raise OutputError(line, output=where, group=holder.join(group), arrays=listed[:3])
 
 
 def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
@@ -1048,6 +1072,9 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
     check_layout_kept(plan)
     check_metadata_kept(plan)
     check_group_opens(plan)
+    # an array alone begun in a Dataset's group by a run before this check (ddc6267) would be
+    # finished there, closing the group to xarray: refused as a fresh start is
+    _refuse_closing_a_dataset(plan, resume=True)
     check_consolidatable(plan)  # a member damaged since: refused before, not after, the blocks
     return "resume"
 

@@ -1128,24 +1128,33 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
 
 def array_above(location: Location) -> tuple[str, str] | None:
     """The Zarr array whose folder holds the store's root, where there is one: the first
-    folder above the root that is no Zarr group (those that are climbed, as
-    :func:`enclosing_groups` climbs them), where it is an array, or a node whose metadata
-    does not read (:func:`node_type`'s 'damaged', which may be one): (its URL, its kind as
-    :func:`node_in_the_way` gives it: 'array', 'v2 array' or 'damaged'). None where that
-    folder is none of these, or the store has no folder above it. What
-    :func:`node_in_the_way` finds inside the store, above it: ``input.store:
-    arr.zarr/gen`` (or ``output.store``), under an array, had been written into the array's
-    folder (h54c). Reads only metadata."""
-    here = location
+    folder above the root that is neither a Zarr group nor a folder without Zarr metadata
+    (a plain folder, or one not made yet: both are climbed, as groups are), where it is an
+    array, or a node whose metadata does not read (:func:`node_type`'s 'damaged', which may
+    be one): (its URL, its kind as :func:`node_in_the_way` gives it: 'array', 'v2 array' or
+    'damaged'). None where the climb reaches the top of the file system (or bucket) without
+    one, or the store has no folder above it; or, past a folder without metadata, a folder
+    whose metadata could not be asked for (an object store that refuses keys above a prefix:
+    nothing is known there). What :func:`node_in_the_way` finds inside the store, above it:
+    ``input.store: arr.zarr/gen`` (or ``output.store``), under an array, had been written
+    into the array's folder (h54c), and so had ``arr.zarr/plain/gen`` (a plain folder
+    between, or one the write makes: h55a). Reads only metadata."""
+    here, past_plain = location, False
     while (up := here.parent()) is not None:
         holder, _ = up
-        kind = node_type(holder, "")
-        if kind == "group":
+        try:
+            kind = node_type(holder, "")
+        except OSError:
+            if past_plain:  # above a plain folder: not asked before, never a failure
+                return None
+            raise
+        if kind in ("group", "none"):
+            past_plain = past_plain or kind == "none"
             here = holder
             continue
         if kind == "array":
             return holder.url, "array" if holder.exists("zarr.json") else "v2 array"
-        return (holder.url, "damaged") if kind == "damaged" else None
+        return holder.url, "damaged"
     return None
 
 
