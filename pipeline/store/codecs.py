@@ -164,10 +164,8 @@ class ChunkFormat:
         # what Zarr reads too; NumPy's warning about it is not the run's to print (see
         # ignore_filter_arithmetic_warnings for Zarr's own decoding threads)
         with np.errstate(all="ignore"):
-            for config in reversed(self.filters):
-                if json.loads(config)["id"] == "blosc":  # a v2 filter's frame, as a compressor's
-                    blosc_header(data)
-                data = _codec(config).decode(data)
+            for config in reversed(self.filters):  # a v2 Blosc filter's frame checked too
+                data = _decode_bytes(config, data)
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
