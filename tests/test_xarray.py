@@ -3097,6 +3097,9 @@ def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
 
 UNDECODABLE = {  # a time coordinate's attributes, its values, whether it is t's dimension
     "units": ({"units": "days since banana"}, [0.0, 1.0], True, ["units"]),
+    # time units to xarray, which holds any with "since" so: the line had blamed the
+    # coordinate's _FillValue (v3), or named no attribute (v2)
+    "units-run-together": ({"units": "days_since_1970"}, [0.0, 1.0], True, ["units"]),
     "calendar": (
         {"units": "days since 2000-01-01", "calendar": "banana"},
         [0.0, 1.0],
@@ -4224,6 +4227,10 @@ TIMES = {
     "dates": (np.datetime64("2000-01-01T00", "h") + np.arange(ROWS * COLS), {"units", "calendar"}),
     "durations": (np.arange(ROWS * COLS).astype("timedelta64[h]"), {"units", "dtype"}),
     "seconds": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
+    # "since" with no spaces around it: xarray takes them for time units all the same, fails to
+    # decode them and so opens neither the input nor the output (h55d: the run wrote that output
+    # and marked it complete)
+    "seconds_since_1970": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
     # xarray stores booleans as int8 with dtype: bool, and reads every nonzero one as True
     "booleans": (np.arange(ROWS * COLS) % 3 == 0, {"dtype"}),
 }
@@ -4236,11 +4243,11 @@ def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
 ) -> None:
     """A variable of dates, durations or booleans, as xarray writes it (numbers with CF time
     ``units``, ``calendar``, a ``dtype`` attribute; numbers in "seconds", which xarray
-    decodes to durations; int8 with ``dtype: bool``, whose output xarray read as all True:
-    helper-41): refused in one line naming it and the attributes, with or without
-    mask_and_scale, before anything is written."""
+    decodes to durations, or in "seconds_since_1970", which it fails to; int8 with ``dtype:
+    bool``, whose output xarray read as all True: helper-41): refused in one line naming it
+    and the attributes, with or without mask_and_scale, before anything is written."""
     values, named = TIMES[name]
-    attrs = {"units": "seconds"} if name == "seconds" else {}
+    attrs = {"units": name} if name.startswith("seconds") else {}
     ds = xr.Dataset({"t": (("y", "x"), values.reshape(ROWS, COLS), attrs)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
