@@ -3097,6 +3097,9 @@ def test_a_variable_xarray_cannot_decode_beside_the_input_does_not_stop_a_run(
 
 UNDECODABLE = {  # a time coordinate's attributes, its values, whether it is t's dimension
     "units": ({"units": "days since banana"}, [0.0, 1.0], True, ["units"]),
+    # time units to xarray, which holds any with "since" so: the line had blamed the
+    # coordinate's _FillValue (v3), or named no attribute (v2)
+    "units-run-together": ({"units": "days_since_1970"}, [0.0, 1.0], True, ["units"]),
     "calendar": (
         {"units": "days since 2000-01-01", "calendar": "banana"},
         [0.0, 1.0],
@@ -4224,6 +4227,10 @@ TIMES = {
     "dates": (np.datetime64("2000-01-01T00", "h") + np.arange(ROWS * COLS), {"units", "calendar"}),
     "durations": (np.arange(ROWS * COLS).astype("timedelta64[h]"), {"units", "dtype"}),
     "seconds": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
+    # "since" with no spaces around it: xarray takes them for time units all the same, fails to
+    # decode them and so opens neither the input nor the output (h55d: the run wrote that output
+    # and marked it complete)
+    "seconds_since_1970": (np.arange(ROWS * COLS, dtype=np.float64), {"units"}),
     # xarray stores booleans as int8 with dtype: bool, and reads every nonzero one as True
     "booleans": (np.arange(ROWS * COLS) % 3 == 0, {"dtype"}),
 }
@@ -4236,11 +4243,11 @@ def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
 ) -> None:
     """A variable of dates, durations or booleans, as xarray writes it (numbers with CF time
     ``units``, ``calendar``, a ``dtype`` attribute; numbers in "seconds", which xarray
-    decodes to durations; int8 with ``dtype: bool``, whose output xarray read as all True:
-    helper-41): refused in one line naming it and the attributes, with or without
-    mask_and_scale, before anything is written."""
+    decodes to durations, or in "seconds_since_1970", which it fails to; int8 with ``dtype:
+    bool``, whose output xarray read as all True: helper-41): refused in one line naming it
+    and the attributes, with or without mask_and_scale, before anything is written."""
     values, named = TIMES[name]
-    attrs = {"units": "seconds"} if name == "seconds" else {}
+    attrs = {"units": name} if name.startswith("seconds") else {}
     ds = xr.Dataset({"t": (("y", "x"), values.reshape(ROWS, COLS), attrs)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -4255,15 +4262,66 @@ def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("stored", ["uint8", "int16", "float32"])
+def test_a_variable_xarray_decodes_to_booleans_from_any_dtype_is_refused(
+    tmp_path: Path, zarr_format: int, stored: str
+) -> None:
+    """xarray's ``BooleanCoder`` decodes a variable with ``dtype: bool`` to True/False
+    whatever its stored dtype, not only int8, as xarray writes it (h55d: uint8, int16 or
+    float32 numbers so marked ran, and the output held the chain of 0, 1, 2, 3 where xarray
+    reads False and True): refused in one line before anything is written, with or without
+    mask_and_scale; and so where only the consolidated copy, which xr.open_zarr reads, says
+    ``dtype: bool``."""
+    src = tmp_path / "in.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=zarr_format)
+    names = {"_ARRAY_DIMENSIONS": ["x"]} if zarr_format == 2 else {}
+    t = g.create_array(
+        "t",
+        shape=(6,),
+        dtype=stored,
+        chunks=(3,),
+        fill_value=None if zarr_format == 2 else 0,  # v2: no _FillValue to mask with
+        attributes={**names, "dtype": "bool"},
+        **({"dimension_names": ("x",)} if zarr_format == 3 else {}),
+    )
+    t[...] = np.array([0, 1, 2, 0, 3, 1], dtype=stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    want = [False, True, True, False, True, True]
+    assert open_dataset(src)["t"].values.tolist() == want  # what xarray reads
+    before = file_states(src)
+    for mask_and_scale in (False, True):
+        with pytest.raises(InputError) as info:
+            pipeline.run(config(tmp_path, input={"mask_and_scale": mask_and_scale}))
+        e = info.value
+        assert (e.variable, e.attributes) == (str(src / "t"), ["dtype"]), e
+        assert len(str(e).splitlines()) == 1 and stored in str(e)
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    # the attribute removed from the array's own metadata only: xarray still reads booleans
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = zarr.open_array(str(src), path="t", mode="r+", use_consolidated=False)
+        own.attrs.update({"dtype": "none"})
+    assert open_dataset(src)["t"].values.tolist() == want
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    assert info.value.member == "t" and info.value.differs == ["dtype"], info.value
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+
+
 def test_a_dtype_attribute_is_not_carried_to_the_output(tmp_path: Path) -> None:
     """xarray's ``dtype`` attribute says what its stored numbers decode to; the output's
     numbers are the stages' values, which it does not describe (an int8 output with
-    ``dtype: bool`` reads as True/False): left out of the output's attributes."""
-    ds = xr.Dataset({"t": (("y", "x"), np.ones((ROWS, COLS), np.int16), {"dtype": "bool"})})
+    ``dtype: bool`` reads as True/False): left out of the output's attributes, where it
+    names a dtype xarray does not decode by."""
+    ds = xr.Dataset({"t": (("y", "x"), np.ones((ROWS, COLS), np.int16), {"dtype": "int16"})})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=3, mode="w")
-    assert zarr.open_array(str(tmp_path / "in.zarr"), path="t").attrs["dtype"] == "bool"
+    assert zarr.open_array(str(tmp_path / "in.zarr"), path="t").attrs["dtype"] == "int16"
     assert pipeline.run(config(tmp_path)).status == "complete"
     out = zarr.open_array(str(tmp_path / "out.zarr"), path="t")
     assert "dtype" not in out.attrs

@@ -162,10 +162,13 @@ def time_attributes(attrs: Mapping[str, Any]) -> list[str]:
     """The attributes that make xarray decode a variable's numbers to dates or durations
     (datetime64/timedelta64): CF time ``units`` ("hours since 2000-01-01", or a duration unit
     such as "hours"), a ``calendar``, or the ``dtype`` attribute xarray writes for timedelta64
-    (and datetime64) values; [] for none."""
+    (and datetime64) values; [] for none. Units are time units wherever they hold "since", as
+    xarray's ``CFDatetimeCoder`` tells them: "seconds_since_1970" too, which it then fails to
+    decode, so that xr.open_zarr opens neither the input nor an output carrying them (the
+    run had written one with " since " looked for, and marked it complete)."""
     found = []
     units = attrs.get("units")
-    if isinstance(units, str) and (" since " in units or units in TIMEDELTA_UNITS):
+    if isinstance(units, str) and ("since" in units or units in TIMEDELTA_UNITS):
         found.append("units")
     if "calendar" in attrs:
         found.append("calendar")

@@ -515,13 +515,16 @@ def _decodes_otherwise(stale: datasets.Stale) -> bool:
     """Whether a member's attributes that differ between the consolidated copy and its own
     metadata make xarray decode its values otherwise (found by helper-38: a stale
     ``scale_factor`` gave an output of 4x the values xarray read): masking or packing ones,
-    or time ``units``, ``calendar`` or ``dtype`` where either side makes it a time."""
+    or time ``units``, ``calendar`` or ``dtype`` where either side makes it a time, or a
+    ``dtype`` where either side makes it booleans."""
     for key, seen, own in stale.values:
         if key in DECODING_ATTRIBUTES:
             return True
         if key in ("units", "calendar", "dtype") and (
             time_attributes({key: seen}) or time_attributes({key: own})
         ):
+            return True
+        if key == "dtype" and (decodes_to_booleans({key: seen}) or decodes_to_booleans({key: own})):
             return True
     return False
 
@@ -706,13 +709,21 @@ def unheld_error(
     )
 
 
+def decodes_to_booleans(attrs: dict[str, Any]) -> bool:
+    """Whether xarray decodes a variable with the attributes ``attrs`` to booleans: its
+    ``BooleanCoder`` does so for ``dtype: bool``, whatever the stored dtype."""
+    return bool(attrs.get("dtype") == "bool")
+
+
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:
     """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
-    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute), or to booleans (int8 with
-    the ``dtype: bool`` attribute xarray writes for a bool variable): the stages are
-    arithmetic on numbers, and an output that kept those attributes would read as wrong
-    dates or as True/False (helper-41: every nonzero value read as True) (InputError, fields
-    ``variable``, ``attributes``, ``fix``)."""
+    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute), or to booleans (the
+    ``dtype: bool`` attribute xarray writes for a bool variable, on int8: its ``BooleanCoder``
+    decodes numbers of any dtype with it, uint8 or float32 too, which the run had computed on
+    as numbers, an output of other values than xarray's): the stages are arithmetic on
+    numbers, and an output that kept those attributes would read as wrong dates or as
+    True/False (helper-41: every nonzero value read as True) (InputError, fields
+    ``variable``, ``attributes``, ``fix``). ``stored``: the stored dtype, said in the line."""
     found = time_attributes(attrs)
     if found:
         said = ", ".join(f"{k}={attrs[k]!r}" for k in found)
@@ -724,11 +735,12 @@ def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> N
             attributes=found,
             fix="a variable of numbers",
         )
-    if attrs.get("dtype") == "bool" and stored == np.dtype("int8"):
+    if decodes_to_booleans(attrs):
         raise InputError(
-            f"input variable {where} holds booleans (dtype='bool': xarray decodes its numbers "
-            "to True and False), and the stages are arithmetic on numbers: run them on a "
-            "variable of numbers, or write this one as numbers (xarray: .astype('int8'))",
+            f"input variable {where} holds booleans (dtype='bool': xarray decodes its "
+            f"{stored} numbers to True and False), and the stages are arithmetic on numbers: "
+            "run them on a variable of numbers, or write this one as numbers (xarray: "
+            ".astype('int8'))",
             variable=where,
             attributes=["dtype"],
             fix="a variable of numbers",
