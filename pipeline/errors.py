@@ -205,11 +205,13 @@ class InputError(PipelineError):
     'unreadable', 'group', 'incomplete', or 'foreign' for data that ``generate`` would not
     replace, 'blocked' for a path it cannot write under a Zarr array or a file, with
     ``blocking`` and ``node`` as an OutputError's, 'stray' for an input it made whose folder
-    holds other files since, with ``stray``, their keys below it), ``dtype``, ``shape`` and
-    ``chunks``, ``region`` (one zarr-python cannot read), ``variable``, ``attributes`` and
-    ``fix`` (the setting that decodes a packed variable); for a Dataset whose consolidated
-    metadata is stale, ``member`` (the array it describes otherwise) and ``differs`` (what:
-    metadata fields, 'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
+    holds other files since, with ``stray``, their keys below it, 'differs' for an input it
+    made from another ``input.generate`` than the config's, with ``differs``, each differing
+    field's stored value and the config's), ``dtype``, ``shape`` and ``chunks``, ``region``
+    (one zarr-python cannot read), ``variable``, ``attributes`` and ``fix`` (the setting
+    that decodes a packed variable); for a Dataset whose consolidated metadata is stale,
+    ``member`` (the array it describes otherwise) and ``differs`` (what: metadata fields,
+    'unlisted' or 'gone'); for coordinates of another size, ``coordinate``,
     ``dimension``, ``size`` and ``expected``; for a damaged NCZarr record of the array's
     dimensions, ``file`` (its ``.zarray``); for a codec with no implementation here, ``codec``
     (its name in the metadata), ``reason`` and ``fix``.

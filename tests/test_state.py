@@ -660,6 +660,99 @@ def test_an_input_generated_by_an_older_version_counts_as_finished(tmp_path: Pat
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
+#: A change of each field of input.generate that decides the stored input (values or layout).
+_GENERATE_CHANGES = {
+    "shape": {"shape": [12, GEN_COLS]},
+    "dtype": {"dtype": "float64"},
+    "chunks": {"chunks": [2, GEN_COLS]},
+    "shards": {"shards": [4, GEN_COLS]},
+    "codec": {"codec": {"level": 3, "checksum": True}},
+    "zarr_format": {"zarr_format": 2},
+    "distribution": {"distribution": "uniform"},
+    "seed": {"seed": 12},
+}
+
+
+@pytest.mark.parametrize("field", list(_GENERATE_CHANGES))
+def test_an_input_generated_from_another_generate_section_is_refused(
+    tmp_path: Path, cli, field: str
+) -> None:
+    """`run` with ``when_missing`` after a change of ``input.generate`` had read the input the
+    old section made (it is not missing), with exit 0: an output of data the config no longer
+    describes. `run` (CLI and ``pipeline.run``), `plan` and `verify` refuse it in one line
+    naming the field, before anything is written; `pipeline generate` (the fix named) makes
+    it again as a fresh generate does, and the run then computes from it."""
+    import pipeline
+
+    base = {"when_missing": True}
+    out = {"output": {"overwrite": True}}
+    cfg = _gen_config(tmp_path, 8, generate=base, **out)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    inp, dst = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    changed = _gen_config(
+        tmp_path, 8, generate={**base, **_GENERATE_CHANGES[field]}, name="changed.yaml", **out
+    )
+    before = {"in": file_states(inp), "out": file_states(dst)}
+    for args in (("run", changed), ("plan", changed), ("verify", changed)):
+        line, e = refused(cli, InputError, *args)
+        assert e.input == str(inp) and e.status == "differs", line
+        assert set(e.differs) == {field}, e.differs  # the one field changed, named
+        assert f"was generated with {field} " in line, line
+        assert "`pipeline generate CONFIG` generates it again" in line, line
+    with pytest.raises(InputError) as info:
+        pipeline.run(str(changed))
+    assert info.value.status == "differs" and field in info.value.differs
+    assert {"in": file_states(inp), "out": file_states(dst)} == before  # nothing written
+
+    # generate again with the changed section: the input a fresh generate makes, bit for bit
+    rc, _, err = cli("generate", changed, "--progress", "none")
+    assert rc == 0, err
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    rc, _, err = cli("generate", _gen_config(fresh, 8, generate=_GENERATE_CHANGES[field]))
+    assert rc == 0, err
+    x = read_array(inp)
+    assert x.dtype == read_array(fresh / "in.zarr").dtype
+    assert np.array_equal(x, read_array(fresh / "in.zarr"))
+    rc, _, err = cli("run", changed)
+    assert rc == 0, err
+    assert np.array_equal(read_array(dst), reference(x))
+    # and the first config now refuses it in turn
+    line, e = refused(cli, InputError, "run", cfg)
+    assert e.status == "differs" and field in e.differs, line
+
+
+def test_only_what_generate_recorded_is_compared_with_input_generate(tmp_path: Path, cli) -> None:
+    """An array at ``input.store`` that `generate` did not make is read as before by a run
+    with ``when_missing`` whatever input.generate says (it is the user's data); an input of a
+    version that recorded no seed is not compared by seed; one that records it is."""
+    written = np.arange(48, dtype=np.float32).reshape(6, 8)
+    make_array(tmp_path / "in.zarr", written, (3, 8))
+    cfg = _gen_config(tmp_path, 8, generate={"when_missing": True, "seed": 3})
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(written))
+
+    d = tmp_path / "older"
+    d.mkdir()
+    cfg = _gen_config(d, 8, generate={"when_missing": True})
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    attrs = attributes(d / "in.zarr")
+    del attrs["pipeline_generated"]["seed"]
+    set_attributes(d / "in.zarr", attrs)
+    reseeded = _gen_config(d, 8, generate={"when_missing": True, "seed": 5}, name="b.yaml")
+    rc, _, err = cli("run", reseeded)
+    assert rc == 0, err
+    assert np.array_equal(read_array(d / "out.zarr"), reference(read_array(d / "in.zarr")))
+
+    attrs["pipeline_generated"]["seed"] = 11  # what it was made with, recorded
+    set_attributes(d / "in.zarr", attrs)
+    line, e = refused(cli, InputError, "run", reseeded, "--overwrite")
+    assert e.differs == {"seed": [11, 5]}, line
+
+
 def test_folders_holding_only_an_os_file_are_empty_to_generate_and_run(tmp_path: Path, cli) -> None:
     """An input and an output folder made ahead and opened in Finder (a ``.DS_Store`` each):
     `generate` had refused the input's ("already holds data that `pipeline generate` did not

@@ -670,6 +670,7 @@ def input_info(
         raise InputError(_absent_store_line(config, loc), **e.data) from None
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
+    check_generated_input(config, arr)
     arrays.check_reader_sees_chunks(info)
     return info, arr
 
@@ -701,6 +702,27 @@ def planned_input(config: Config) -> ArrayInfo:
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     arr = arrays.create_generated(MemoryStore(), "", g, chunk, unit, {})
     return arrays.describe_array(loc, config.input.array.strip("/"), arr)
+
+
+def check_generated_input(config: Config, arr: Any) -> None:
+    """Refuse (InputError, status 'differs': :func:`pipeline.store.arrays.check_as_generated`)
+    the input ``arr`` (the Zarr array at ``input.store``/``input.array``) where ``generate``
+    made it from another ``input.generate`` than the config's (shape, dtype, chunks, shards,
+    codec, zarr_format, distribution or seed changed since): ``run``, with ``when_missing``
+    too (it is not missing), had computed from the old data. Nothing where the config has no
+    ``input.generate`` or ``generate`` did not make the array; ConfigError where the section
+    makes no array (:func:`planned_input`'s)."""
+    from zarr.storage import MemoryStore
+
+    g = config.input.generate
+    if g is None or arrays.GENERATED not in dict(arr.attrs):
+        return
+    g = generate_section(config)
+    chunk, unit = blocks.generated_layout(g)
+    made = {arrays.GENERATED: {"distribution": g.distribution, "seed": g.seed}}
+    planned = arrays.create_generated(MemoryStore(), "", g, chunk, unit, made)
+    loc = Location.of(config.input.store, config.input.storage_options, "input")
+    arrays.check_as_generated(loc, config.input.array, arr, planned)
 
 
 def generate_section(config: Config) -> GenerateConfig:

@@ -30,7 +30,13 @@ from pipeline.errors import (
     storage_fix,
 )
 from pipeline.ops import bits, stages
-from pipeline.planning.plan import StoreIdentity, frame_identity, identify_store, input_place
+from pipeline.planning.plan import (
+    StoreIdentity,
+    check_generated_input,
+    frame_identity,
+    identify_store,
+    input_place,
+)
 from pipeline.planning.variable import (
     Carried,
     carried,
@@ -156,10 +162,11 @@ def verify(
     (an interrupted run) is reported as such before anything else is judged: no block is
     compared (``checked`` 0), its metadata not checked.
 
-    Raises InputError for an unfinished input (an interrupted generate or run) or a packed
-    one that the config does not decode, OutputError for no output (``status`` 'absent') or
-    one of another shape or dtype than the config makes (``shape``, ``dtype`` and the
-    ``expected_shape``, ``expected_dtype``)."""
+    Raises InputError for an unfinished input (an interrupted generate or run), one that
+    ``generate`` made from another ``input.generate`` than the config's (status 'differs'), or
+    a packed one that the config does not decode, OutputError for no output (``status``
+    'absent') or one of another shape or dtype than the config makes (``shape``, ``dtype`` and
+    the ``expected_shape``, ``expected_dtype``)."""
     config = with_output_array(config)
     out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options, "input")
@@ -167,6 +174,7 @@ def verify(
     src = arrays.open_zarr_array(loc_in, config.input.array)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
+    check_generated_input(config, src)  # as run refuses it: the config describes other data
     try:
         dst = arrays.open_zarr_array(loc_out, out_path)
     except ConfigError:  # output.storage_options that make no file system: their own line

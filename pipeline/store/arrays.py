@@ -1792,6 +1792,77 @@ def check_finished(location: Location, path: str, described: bool) -> None:
         )
 
 
+def check_as_generated(location: Location, path: str, arr: Any, planned: Any) -> None:
+    """Refuse (InputError) an input that ``generate`` made (its ``pipeline_generated``
+    attribute) from another ``input.generate`` than the config's: ``arr`` the stored Zarr
+    array, ``planned`` the Zarr array (metadata only, in memory) that ``input.generate`` makes
+    now, with its ``pipeline_generated`` attribute. Compared: every field that the section holds
+    and the input records, the metadata's shape, dtype, chunks, shards, compressor and Zarr
+    format, and the attribute's distribution and seed (one that an older version did not
+    record is not compared). An input that a run with ``when_missing`` finds, not missing, had
+    been read as it was: an output computed from data the config no longer describes. An array
+    that ``generate`` did not make is not compared.
+
+    The error's fields: ``input`` (where), ``status`` 'differs', ``differs`` (each differing
+    field's name, with its stored value and the config's)."""
+    doc = dict(arr.attrs).get(GENERATED)
+    if not isinstance(doc, dict):
+        return
+    made = dict(planned.attrs).get(GENERATED) or {}
+    differs: dict[str, list[Any]] = {}
+    stored, wanted = _made_of(arr, doc), _made_of(planned, made)
+    for name, was in stored.items():
+        if name in wanted and was != wanted[name]:
+            differs[name] = [was, wanted[name]]
+    if not differs:
+        return
+    where = location.join(path.strip("/"))
+    was_words = ", ".join(f"{k} {_field_words(v[0])}" for k, v in differs.items())
+    says_words = ", ".join(f"{k} {_field_words(v[1])}" for k, v in differs.items())
+    raise InputError(
+        f"the input {where} was generated with {was_words}, where input.generate now makes "
+        f"{says_words}: a run would read an input that the config no longer describes; "
+        "`pipeline generate CONFIG` generates it again as input.generate says (replacing it), "
+        "or set input.generate back as it was",
+        input=where,
+        status="differs",
+        differs=differs,
+    )
+
+
+def _made_of(arr: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """What a generated array (``arr``, its ``pipeline_generated`` attribute ``doc``) was made
+    with, by the names of ``input.generate``'s fields: JSON-like values."""
+    codec: Any = "none"
+    if arr.compressors:  # zarr's ZstdCodec (v3) or numcodecs' Zstd (v2), as generate writes
+        c = arr.compressors[0]
+        codec = {
+            "name": type(c).__name__.lower().removesuffix("codec"),
+            "level": getattr(c, "level", None),
+            "checksum": bool(getattr(c, "checksum", False)),
+        }
+    made: dict[str, Any] = {
+        "shape": list(arr.shape),
+        "dtype": str(np.dtype(arr.dtype).newbyteorder("=")),
+        "chunks": list(arr.chunks),
+        "shards": list(arr.shards) if arr.shards else "none",
+        "codec": codec,
+        "zarr_format": int(arr.metadata.zarr_format),
+    }
+    for name in ("distribution", "seed"):
+        if name in doc:
+            made[name] = doc[name]
+    return made
+
+
+def _field_words(value: Any) -> str:
+    """A field's value as the config writes it: ``[40, 50]``, ``zstd level 1``."""
+    if isinstance(value, dict):
+        words = f"{value['name']} level {value['level']}"
+        return words + (" with checksum" if value["checksum"] else "")
+    return str(value)
+
+
 # --------------------------------------------------------------------------------------------
 # What an output's stored units are, by their files' sizes.
 
