@@ -312,15 +312,21 @@ def verify(
 
 def _carried_damage(e: ChunkError) -> ChunkError:
     """The plan's refusal ``e`` of an input whose array carried beside the variable holds a
-    damaged chunk (fields ``store``, ``key``), as verify says it: the fix is the chunk
-    restored from its source. The run's own words, "nothing was written ... or set
-    output.array: '' to write the variable alone", are no fix for an output that exists:
-    that config verifies another output (h54c)."""
-    said = str(e)
-    found, named, _ = said.partition("; nothing was written:")
-    if not named:
+    damaged chunk (fields ``store``, ``key``, ``reason``, ``coordinate``), as verify says it:
+    the fix is the chunk restored from its source. The run's own words, "nothing was written
+    ... or set output.array: '' to write the variable alone", are no fix for an output that
+    exists: that config verifies another output (h54c). Worded from the fields, not from the
+    run's line (h55b: a rewording of that line had left verify's with the run's fix); ``e``
+    itself where it is not of a carried array."""
+    fields = e.data
+    if not all(isinstance(fields.get(k), str) for k in ("store", "key", "reason", "coordinate")):
         return e
-    return ChunkError(f"{found}; restore that chunk from its source", **e.data)
+    return ChunkError(
+        f"input chunk {fields['key']!r} of {fields['store']} (of {fields['coordinate']}, which "
+        f"the output carries beside the variable) is damaged: {one_line(fields['reason'])}; "
+        "restore that chunk from its source",
+        **fields,
+    )
 
 
 def _remains(loc: Location, path: str) -> bool:
