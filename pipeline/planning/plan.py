@@ -262,9 +262,15 @@ class Plan:
         return fresh
 
     def fingerprint(self) -> str:
-        """A short hash of :meth:`identity`."""
-        doc = self.identity
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+        """A short hash of :meth:`identity` (:func:`identity_fingerprint`)."""
+        return identity_fingerprint(self.identity)
+
+
+def identity_fingerprint(identity: dict[str, Any]) -> str:
+    """A short hash of a run's ``identity`` (:attr:`Plan.identity`, or one read back from an
+    output's record, as JSON holds it): 16 hex digits. The record holds both, so an identity
+    edited since the run is one its ``fingerprint`` was not taken of (``pipeline verify``)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def input_place(location: Location, path: str) -> str:
