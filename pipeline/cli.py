@@ -635,6 +635,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         ("output status", res.status),
     ]
     print_rows(table, "verify")
+    if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
+        print(f"note: {res.input_formats}", file=sys.stderr)
     if res.status == "none":
         print(
             "error: the output holds no record of `pipeline run` (another tool wrote it, or its "

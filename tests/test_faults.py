@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1345,6 +1346,38 @@ def test_verify_of_an_output_another_config_made_fails_whatever_blocks_it_compar
     assert "`run --overwrite`" in line, line
     rc, out, err = cli("verify", "--samples", "1", "--seed", "0", made)
     assert rc == 0, out + err
+
+
+def test_an_input_both_zarr_versions_wrote_is_read_as_zarr_python_reads_it_said_once(
+    tmp_path: Path,
+) -> None:
+    """h55b: an input path where zarr-python 3 wrote a v3 array (zarr.json) and zarr-python 2
+    another (.zarray, other dtype and values). zarr-python 3 reads the zarr.json's, and so
+    does the run: the output is NumPy's chain over it, bit for bit. Its warning that both are
+    there had been printed 3 times in a run and 2 in a verify (its own lines, and Python's
+    ``warnings.warn(...)`` line under each); each command says it in one note of its own,
+    naming which one it reads."""
+    x = np.random.default_rng(5).standard_normal((40, 30)).astype(np.float32)
+    src = tmp_path / "in.zarr"
+    make_array(src, x, (10, 30))  # zarr-python 3's v3 array
+    v2 = zarr.create_array(str(src), shape=(40, 30), chunks=(20, 30), dtype="f8", zarr_format=2)
+    v2[:] = -1.0
+    assert {p.name for p in src.iterdir()} >= {"zarr.json", ".zarray"}
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    note = f"note: {src} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata (.zarray)"
+    for command in (["run", "--progress", "none"], ["verify", "--all"]):
+        p = run_python(["-m", "pipeline", *command, cfg], tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "Both zarr.json" not in p.stderr and "Warning" not in p.stderr, p.stderr
+        said = [ln for ln in p.stderr.splitlines() if "zarr.json" in ln]
+        assert len(said) == 1 and said[0].startswith(note), p.stderr
+        assert "reads the zarr.json's array ([40, 30] float32)" in said[0], said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's warning of the two
+        read = zarr.open_array(str(src), mode="r")[:]
+    assert np.array_equal(read, x)
+    got = read_array(tmp_path / "out.zarr")
+    assert got.dtype == np.float32 and got.tobytes() == reference(x).tobytes()
 
 
 def test_an_input_reached_through_a_symlink_is_the_same_input(tmp_path: Path, cli) -> None:

@@ -677,6 +677,8 @@ def input_info(
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     arrays.check_reader_sees_chunks(info)
+    both = arrays.other_format_metadata(loc, config.input.array.strip("/"), arr)
+    notes += [both] if both else []
     return info, arr
 
 

@@ -141,6 +141,10 @@ class VerifyResult:
     group's attributes are the user's), but not an edit that runs keep: ``run --overwrite``
     carries them from the input again; verify notes them as removed (it had said "differs
     (edited since)" of an attribute that was gone)"""
+    input_formats: str | None = None
+    """where the input array has both Zarr v3 and v2 metadata (zarr-python 3 and 2 both wrote
+    at its path): which one the input is read from, in words for a note
+    (:func:`pipeline.store.arrays.other_format_metadata`); None where it has one"""
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
@@ -188,6 +192,7 @@ def verify(
     loc_in = Location.of(config.input.store, config.input.storage_options, "input")
     loc_out = Location.of(config.output.store, config.output.storage_options, "output")
     src = arrays.open_zarr_array(loc_in, config.input.array)
+    formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     try:
@@ -264,6 +269,7 @@ def verify(
             mismatched=[],
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
+            input_formats=formats,
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
@@ -334,6 +340,7 @@ def verify(
         consolidated_missing=missing,
         group_attributes_edited=edited,
         group_attributes_removed=removed,
+        input_formats=formats,
         input_unchecked=None if changed else now.unstamped,
     )
 
