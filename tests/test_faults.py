@@ -1300,9 +1300,11 @@ def test_verify_of_an_output_whose_record_was_edited_says_so(
 ) -> None:
     """h55b: the output's ``pipeline`` record edited after the run (its stages, the blocks
     verify compares, the input's stamps), its values untouched. verify passed the stages and
-    block edits (``run --resume`` then called the first "the stages changed"), and called the
-    stamps' edit "the input changed since". Every block compares equal; verify fails, in one
-    line saying the record was edited, with `run --overwrite`, after which it passes."""
+    block edits, and called the stamps' edit "the input changed since"; ``run --resume`` called
+    the stages' edit "the stages changed", the stamps' "the input's metadata changed", and
+    the block's "nothing to do". Every block compares equal; verify and ``run --resume`` fail,
+    each in one line saying the record was edited, with `run --overwrite`, after which verify
+    passes."""
     x = np.random.default_rng(5).standard_normal((40, 30)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (5, 30))
     cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
@@ -1316,6 +1318,11 @@ def test_verify_of_an_output_whose_record_was_edited_says_so(
     assert "(its `pipeline` attribute) was edited since the run (" in line, line
     assert line.endswith("`run --overwrite` writes it again"), line
     assert "input changed" not in line, line
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")  # as `run` says it
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert "its record of the run that made it was edited since (its " in line, line
+    assert line.endswith("`run --overwrite` recomputes it"), line
     rc, _, err = cli("run", cfg, "--overwrite")
     assert rc == 0, err
     rc, out, err = cli("verify", "--all", cfg)

@@ -273,6 +273,24 @@ def identity_fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def record_edited(record: Any) -> str | None:
+    """How a run's ``record`` (its run record, or an output's ``pipeline`` attribute) is not
+    as a run writes it, in a few words: its ``identity`` is not the one its ``fingerprint``
+    was taken of (:func:`identity_fingerprint`), or its ``stages``, where it repeats them
+    for readers, are not its identity's. Edited since the run, so nothing it says of what
+    made the output can be taken (``pipeline verify``; ``run``, which had called an edit of
+    its stages "the stages changed"). None where it is whole, or holds no identity: no
+    record, or an earlier version's, which did not record one."""
+    if not isinstance(record, dict) or "identity" not in record:
+        return None
+    identity, fingerprint = record.get("identity"), record.get("fingerprint")
+    if not isinstance(identity, dict) or fingerprint != identity_fingerprint(identity):
+        return "its identity is not the one its fingerprint was taken of"
+    if "stages" in record and record.get("stages") != identity.get("stages"):
+        return "its stages are not those its identity records"
+    return None
+
+
 def input_place(location: Location, path: str) -> str:
     """Where the input is, as a run's identity records it: the array's path, with links
     resolved for a local store (a store reached through a symlink is the same input: helper-45

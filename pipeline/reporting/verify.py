@@ -34,8 +34,8 @@ from pipeline.planning.plan import (
     StoreIdentity,
     frame_identity,
     identify_store,
-    identity_fingerprint,
     input_place,
+    record_edited,
 )
 from pipeline.planning.variable import (
     Carried,
@@ -212,9 +212,9 @@ def verify(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
     record = dict(dst.attrs).get("pipeline")
-    record_edited = _record_edited(record)
+    edited_record = record_edited(record)
     # what made the output, as its record says; nothing of an edited one (h55b)
-    made = record if record_edited is None else None
+    made = record if edited_record is None else None
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
     try:
@@ -319,7 +319,7 @@ def verify(
         first_difference=differing[0][1] if differing else None,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
-        record_edited=record_edited,
+        record_edited=edited_record,
         made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
         made_with=_made_with(made, chain, unpack),
         input_changed=changed,
@@ -403,23 +403,6 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
         and same_dtype
         and record.get("stages") == [s.describe() for s in chain]
     )
-
-
-def _record_edited(record: Any) -> str | None:
-    """How the output's ``pipeline`` record is not as a run writes it, in a few words: its
-    ``identity`` is not the one its ``fingerprint`` was taken of
-    (:func:`pipeline.planning.plan.identity_fingerprint`, as the run took it), or its
-    ``stages`` (the record's words for readers) are not those of its identity. None where it
-    is whole, or holds no identity: no record, or an earlier version's, which did not record
-    one."""
-    if not isinstance(record, dict) or "identity" not in record:
-        return None
-    identity, fingerprint = record.get("identity"), record.get("fingerprint")
-    if not isinstance(identity, dict) or fingerprint != identity_fingerprint(identity):
-        return "its identity is not the one its fingerprint was taken of"
-    if "stages" in record and record.get("stages") != identity.get("stages"):
-        return "its stages are not those its identity records"
-    return None
 
 
 def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
