@@ -635,6 +635,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         ("output status", res.status),
     ]
     print_rows(table, "verify")
+    if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
+        print(f"note: {res.input_formats}", file=sys.stderr)
     if res.status == "none":
         print(
             "error: the output holds no record of `pipeline run` (another tool wrote it, or its "
@@ -669,12 +671,31 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.record_edited is not None:  # nothing it says is taken (h55b)
+        print(
+            "error: the output's record of the run that made it (its `pipeline` attribute) "
+            f"was edited since the run ({res.record_edited}): what made the output cannot be "
+            "told from it; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+            file=sys.stderr,
+        )
+        return 1
     if res.made_from is not None:
         print(
             f"error: the output was made from {res.made_from}, not from this config's input "
             "(another run replaced it, or the input moved): its values were compared with an "
             "input that did not make them; "
             + _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
+            file=sys.stderr,
+        )
+        return 1
+    if res.made_with is not None:  # sampled blocks may agree where the stages do (h55b)
+        print(
+            f"error: the output was computed with {res.made_with}, as its record says: it is "
+            "another config's output, whatever the blocks compared show; "
+            + _run_says(
+                args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
+            ),
             file=sys.stderr,
         )
         return 1

@@ -224,7 +224,9 @@ class ChunkError(InputError):
 
     Fields: ``store`` (the input store's URL), ``key`` (the unit's key in the store),
     ``reason`` (what is wrong with it, in a few words), ``problem`` (its kind: 'size',
-    'frame', 'checksum', 'index' or 'codec', as ``pipeline.store.shards.PROBLEMS`` says).
+    'frame', 'checksum', 'index' or 'codec', as ``pipeline.store.shards.PROBLEMS`` says);
+    ``coordinate`` (the array's name) where the unit is of an array carried beside the
+    variable (a Dataset's coordinate, bounds, ...), not of the variable itself.
     """
 
     store: str

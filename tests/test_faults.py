@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1331,6 +1332,120 @@ def test_verify_of_an_output_made_from_another_input_fails(tmp_path: Path, cli) 
     assert rc == 1 and re.search(r"mismatched\s+0\b", out), out
     line = one_line_error(err)
     assert f"made from {tmp_path / 'copy.zarr'}" in line, line
+
+
+def _edit_record(out: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """``edit`` the output's ``pipeline`` record in its zarr.json, as a user or a tool would."""
+    meta = json.loads((out / "zarr.json").read_text())
+    edit(meta["attributes"]["pipeline"])
+    (out / "zarr.json").write_text(json.dumps(meta))
+
+
+def _other_stages(record: dict[str, Any]) -> None:  # both its lists of stages, alike
+    for doc in (record, record["identity"]):
+        doc["stages"][0] = doc["stages"][0].replace("factor=5", "factor=3")
+
+
+_RECORD_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "stages": _other_stages,
+    "identity-stages": lambda r: r["identity"]["stages"].append("add(value=1)"),
+    "shown-stages": lambda r: r["stages"].pop(),
+    "identity-block": lambda r: r["identity"]["block"].__setitem__(0, 20),
+    "identity-input-stamps": lambda r: r["identity"]["input"][1].__setitem__(0, "0" * 16),
+}
+
+
+@pytest.mark.parametrize("edit", list(_RECORD_EDITS))
+def test_verify_of_an_output_whose_record_was_edited_says_so(
+    tmp_path: Path, cli, edit: str
+) -> None:
+    """h55b: the output's ``pipeline`` record edited after the run (its stages, the blocks
+    verify compares, the input's stamps), its values untouched. verify passed the stages and
+    block edits, and called the stamps' edit "the input changed since"; ``run --resume`` called
+    the stages' edit "the stages changed", the stamps' "the input's metadata changed", and
+    the block's "nothing to do". Every block compares equal; verify and ``run --resume`` fail,
+    each in one line saying the record was edited, with `run --overwrite`, after which verify
+    passes."""
+    x = np.random.default_rng(5).standard_normal((40, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    _edit_record(tmp_path / "out.zarr", _RECORD_EDITS[edit])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and re.search(r"mismatched\s+0\b", out), out + err
+    assert "checked        4 of 4 blocks" in out, out  # its 4 units: no edited block
+    line = one_line_error(err)
+    assert "(its `pipeline` attribute) was edited since the run (" in line, line
+    assert line.endswith("`run --overwrite` writes it again"), line
+    assert "input changed" not in line, line
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")  # as `run` says it
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert "its record of the run that made it was edited since (its " in line, line
+    assert line.endswith("`run --overwrite` recomputes it"), line
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 0, out + err
+
+
+def test_verify_of_an_output_another_config_made_fails_whatever_blocks_it_compares(
+    tmp_path: Path, cli
+) -> None:
+    """h55b: an output made with ``multiply(factor=5)`` verified with a config of
+    ``factor=3``, on an input of zeros but in its first block: a sample missing that block
+    compared equal (0 * 5 == 0 * 3), and verify passed, where the output's record says the
+    stages that made it, and `run --resume` calls it stale. It fails, naming both."""
+    x = np.zeros((40, 30), np.float32)
+    x[0:5] = 1.5  # in the first block only, which the sample (block 3) misses
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    made = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="m.yaml")
+    rc, _, err = cli("run", made)
+    assert rc == 0, err
+    other = [{"op": "multiply", "factor": 3}, *STAGES[1:]]
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=other)
+    rc, out, err = cli("verify", "--samples", "1", "--seed", "0", cfg)
+    assert rc == 1
+    assert re.search(r"mismatched\s+0\b", out), out  # the sample missed the block
+    line = one_line_error(err)
+    assert "the output was computed with stages multiply(factor=5) float32" in line, line
+    assert "(this config's: multiply(factor=3) float32" in line, line
+    assert "`run --overwrite`" in line, line
+    rc, out, err = cli("verify", "--samples", "1", "--seed", "0", made)
+    assert rc == 0, out + err
+
+
+def test_an_input_both_zarr_versions_wrote_is_read_as_zarr_python_reads_it_said_once(
+    tmp_path: Path,
+) -> None:
+    """h55b: an input path where zarr-python 3 wrote a v3 array (zarr.json) and zarr-python 2
+    another (.zarray, other dtype and values). zarr-python 3 reads the zarr.json's, and so
+    does the run: the output is NumPy's chain over it, bit for bit. Its warning that both are
+    there had been printed 3 times in a run and 2 in a verify (its own lines, and Python's
+    ``warnings.warn(...)`` line under each); each command says it in one note of its own,
+    naming which one it reads."""
+    x = np.random.default_rng(5).standard_normal((40, 30)).astype(np.float32)
+    src = tmp_path / "in.zarr"
+    make_array(src, x, (10, 30))  # zarr-python 3's v3 array
+    v2 = zarr.create_array(str(src), shape=(40, 30), chunks=(20, 30), dtype="f8", zarr_format=2)
+    v2[:] = -1.0
+    assert {p.name for p in src.iterdir()} >= {"zarr.json", ".zarray"}
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    note = f"note: {src} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata (.zarray)"
+    for command in (["run", "--progress", "none"], ["verify", "--all"]):
+        p = run_python(["-m", "pipeline", *command, cfg], tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "Both zarr.json" not in p.stderr and "Warning" not in p.stderr, p.stderr
+        said = [ln for ln in p.stderr.splitlines() if "zarr.json" in ln]
+        assert len(said) == 1 and said[0].startswith(note), p.stderr
+        assert "reads the zarr.json's array ([40, 30] float32)" in said[0], said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's warning of the two
+        read = zarr.open_array(str(src), mode="r")[:]
+    assert np.array_equal(read, x)
+    got = read_array(tmp_path / "out.zarr")
+    assert got.dtype == np.float32 and got.tobytes() == reference(x).tobytes()
 
 
 def test_an_input_reached_through_a_symlink_is_the_same_input(tmp_path: Path, cli) -> None:

@@ -3399,6 +3399,34 @@ def test_verify_names_a_carried_coordinates_chunk_damaged_since_the_run(
     assert file_states(src) == before and file_states(tmp_path / "out.zarr") == out_before
 
 
+def test_verify_words_a_carried_coordinates_damaged_chunk_from_the_error_s_fields(
+    tmp_path: Path,
+) -> None:
+    """h55b: verify's line for a carried coordinate's damaged chunk had been the plan's line
+    split at "; nothing was written:", so a rewording of the run's line would have given
+    verify the run's fix again ("or set output.array: ''"). It is worded from the error's
+    fields (``store``, ``key``, ``reason``, ``coordinate``), whatever the run's line says."""
+    from zarr.codecs import BloscCodec
+
+    from pipeline.reporting import verify
+
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding={"chunks": (5,), "compressors": [BloscCodec()]})
+    raw = (src / "x" / "c" / "1").read_bytes()
+    (src / "x" / "c" / "1").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ChunkError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    assert e.coordinate == "x", e.data
+    line = str(verify._carried_damage(e))
+    assert line == (
+        f"input chunk 'x/c/1' of {src} (of x, which the output carries beside the variable) "
+        f"is damaged: {e.reason}; restore that chunk from its source"
+    ), line
+    reworded = ChunkError("chunk x/c/1 is damaged, so no output was made", **e.data)
+    assert str(verify._carried_damage(reworded)) == line
+
+
 def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
     """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
     since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It

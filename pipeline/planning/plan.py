@@ -262,9 +262,33 @@ class Plan:
         return fresh
 
     def fingerprint(self) -> str:
-        """A short hash of :meth:`identity`."""
-        doc = self.identity
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+        """A short hash of :meth:`identity` (:func:`identity_fingerprint`)."""
+        return identity_fingerprint(self.identity)
+
+
+def identity_fingerprint(identity: dict[str, Any]) -> str:
+    """A short hash of a run's ``identity`` (:attr:`Plan.identity`, or one read back from an
+    output's record, as JSON holds it): 16 hex digits. The record holds both, so an identity
+    edited since the run is one its ``fingerprint`` was not taken of (``pipeline verify``)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record_edited(record: Any) -> str | None:
+    """How a run's ``record`` (its run record, or an output's ``pipeline`` attribute) is not
+    as a run writes it, in a few words: its ``identity`` is not the one its ``fingerprint``
+    was taken of (:func:`identity_fingerprint`), or its ``stages``, where it repeats them
+    for readers, are not its identity's. Edited since the run, so nothing it says of what
+    made the output can be taken (``pipeline verify``; ``run``, which had called an edit of
+    its stages "the stages changed"). None where it is whole, or holds no identity: no
+    record, or an earlier version's, which did not record one."""
+    if not isinstance(record, dict) or "identity" not in record:
+        return None
+    identity, fingerprint = record.get("identity"), record.get("fingerprint")
+    if not isinstance(identity, dict) or fingerprint != identity_fingerprint(identity):
+        return "its identity is not the one its fingerprint was taken of"
+    if "stages" in record and record.get("stages") != identity.get("stages"):
+        return "its stages are not those its identity records"
+    return None
 
 
 def input_place(location: Location, path: str) -> str:
@@ -672,6 +696,8 @@ def input_info(
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     check_generated_input(config, arr)
     arrays.check_reader_sees_chunks(info)
+    both = arrays.other_format_metadata(loc, config.input.array.strip("/"), arr)
+    notes += [both] if both else []
     return info, arr
 
 

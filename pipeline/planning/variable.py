@@ -330,7 +330,8 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
     reads: a cut Blosc frame had given the output's coordinate whatever memory followed it,
     the output marked complete; a cut zstd frame had been blamed on the coordinate's
     ``_FillValue`` ("correct _FillValue in the input"). ChunkError, fields ``store`` (the
-    input store), ``key`` (the unit's key in it), ``reason``, ``problem``."""
+    input store), ``key`` (the unit's key in it), ``reason``, ``problem``, ``coordinate``
+    (the carried array's name, which ``verify`` words its own line with)."""
     for coord in variable.coords:
         path = f"{variable.group}/{coord}" if variable.group else coord
         try:
@@ -350,6 +351,7 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
             key=key,
             reason=reason,
             problem=problem,
+            coordinate=coord,
         )
 
 

@@ -36,6 +36,7 @@ from pipeline.planning.plan import (
     frame_identity,
     identify_store,
     input_place,
+    record_edited,
 )
 from pipeline.planning.variable import (
     Carried,
@@ -64,10 +65,25 @@ class VerifyResult:
     writer: dict[str, Any] | None = None
     """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
     None where none does"""
+    record_edited: str | None = None
+    """how the output's ``pipeline`` record is not as its run wrote it, in a few words: its
+    ``identity`` (what made the output, which verify's other checks read: the input's
+    place, files and coordinates, the stages, the blocks) is not the one its ``fingerprint``
+    was taken of, or its ``stages`` are not its identity's. Edited since the run, so nothing
+    it says is taken: ``made_from``, ``made_with`` and ``input_changed`` are not judged, and
+    the blocks compared are the stored units (h55b: an edited record had passed, and ``run
+    --resume`` had called it "the stages changed"); None where it is whole, or records no
+    identity (an earlier version's)"""
     made_from: str | None = None
     """the input the output's record says it was made from, where that is not this config's
     (another variable's run replaced it, or the input moved): its values were compared with
     this input's, which is not what made them"""
+    made_with: str | None = None
+    """what the output's record says computed its values, where that is not this config's
+    chain (its stages, or the unpacking of a packed input), in a few words: ``stages
+    multiply(factor=5) float32 -> float32 (this config's: multiply(factor=3) float32 ->
+    float32)``. The output is another config's: sampled blocks where both give the same
+    values (zeros multiplied) had passed it (h55b), where ``run`` calls it stale"""
     input_changed: bool = False
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
@@ -126,6 +142,10 @@ class VerifyResult:
     group's attributes are the user's), but not an edit that runs keep: ``run --overwrite``
     carries them from the input again; verify notes them as removed (it had said "differs
     (edited since)" of an attribute that was gone)"""
+    input_formats: str | None = None
+    """where the input array has both Zarr v3 and v2 metadata (zarr-python 3 and 2 both wrote
+    at its path): which one the input is read from, in words for a note
+    (:func:`pipeline.store.arrays.other_format_metadata`); None where it has one"""
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
@@ -140,8 +160,10 @@ class VerifyResult:
         return (
             not self.mismatched
             and self.status == "complete"
+            and self.record_edited is None
             and not self.input_changed
             and self.made_from is None
+            and self.made_with is None
             and not self.group_unopenable
             and not self.coordinates_differ
             and not self.metadata_differs
@@ -172,6 +194,7 @@ def verify(
     loc_in = Location.of(config.input.store, config.input.storage_options, "input")
     loc_out = Location.of(config.output.store, config.output.storage_options, "output")
     src = arrays.open_zarr_array(loc_in, config.input.array)
+    formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
     check_generated_input(config, src)  # as run refuses it: the config describes other data
@@ -192,6 +215,9 @@ def verify(
             f"no output at {where}: run the pipeline first", output=where, status="absent"
         ) from None
     record = dict(dst.attrs).get("pipeline")
+    edited_record = record_edited(record)
+    # what made the output, as its record says; nothing of an edited one (h55b)
+    made = record if edited_record is None else None
     native = np.dtype(src.dtype).newbyteorder("=")  # zarr returns big-endian data as stored
     # the plan's checks of the input as xarray reads it (a stale consolidated copy: helper-43)
     try:
@@ -200,7 +226,7 @@ def verify(
         raise _carried_damage(e) from None
     unpack = decoding(config, src, datasets.dims_of(src) is not None)
     chain = values_chain(config, native, unpack)
-    block = _blocks_of(record, tuple(dst.shards or dst.chunks))
+    block = _blocks_of(made, tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
     # the output's status as `run` decides it, first: an interrupted output is said to be one
     # (`run --resume` finishes it, or run's refusal of that says what does), its chunks and
@@ -213,16 +239,16 @@ def verify(
         tuple(dst.shape) != tuple(src.shape) or np.dtype(dst.dtype) != chain[-1].out_dtype
     ):
         makes = f"{list(src.shape)} {chain[-1].out_dtype}"
-        if _made_by_this(record, tuple(src.shape), native, chain):
+        if _made_by_this(made, tuple(src.shape), native, chain):
             # the record says this config made it: its metadata was edited since
             said = (
                 f"its metadata was edited since the run, whose record says it wrote {makes}; "
                 "`run --overwrite` writes it again"
             )
         elif _made_from(
-            record, input_place(loc_in, config.input.array.strip("/"))
+            made, input_place(loc_in, config.input.array.strip("/"))
         ) is None and _input_changed(
-            record, loc_in, identify_store(loc_in, config.input.array.strip("/")), kept
+            made, loc_in, identify_store(loc_in, config.input.array.strip("/")), kept
         ):  # as `run` says it: the input changed since (a scale_factor written as a float)
             said = (
                 f"the input changed since the run made it (its metadata or files were "
@@ -246,6 +272,7 @@ def verify(
             mismatched=[],
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
+            input_formats=formats,
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
@@ -274,7 +301,7 @@ def verify(
     bad = [b for b, _ in differing]
     path_in = config.input.array.strip("/")
     now = identify_store(loc_in, path_in)
-    changed = _input_changed(record, loc_in, now, kept)
+    changed = _input_changed(made, loc_in, now, kept)
     unopenable = _group_unopenable(loc_out, out_path.strip("/"), kept)
     # compared as xarray reads them, which needs the group to open
     coordinates = (
@@ -295,7 +322,9 @@ def verify(
         first_difference=differing[0][1] if differing else None,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
-        made_from=_made_from(record, input_place(loc_in, config.input.array.strip("/"))),
+        record_edited=edited_record,
+        made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
+        made_with=_made_with(made, chain, unpack),
         input_changed=changed,
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
@@ -314,21 +343,28 @@ def verify(
         consolidated_missing=missing,
         group_attributes_edited=edited,
         group_attributes_removed=removed,
+        input_formats=formats,
         input_unchecked=None if changed else now.unstamped,
     )
 
 
 def _carried_damage(e: ChunkError) -> ChunkError:
     """The plan's refusal ``e`` of an input whose array carried beside the variable holds a
-    damaged chunk (fields ``store``, ``key``), as verify says it: the fix is the chunk
-    restored from its source. The run's own words, "nothing was written ... or set
-    output.array: '' to write the variable alone", are no fix for an output that exists:
-    that config verifies another output (h54c)."""
-    said = str(e)
-    found, named, _ = said.partition("; nothing was written:")
-    if not named:
+    damaged chunk (fields ``store``, ``key``, ``reason``, ``coordinate``), as verify says it:
+    the fix is the chunk restored from its source. The run's own words, "nothing was written
+    ... or set output.array: '' to write the variable alone", are no fix for an output that
+    exists: that config verifies another output (h54c). Worded from the fields, not from the
+    run's line (h55b: a rewording of that line had left verify's with the run's fix); ``e``
+    itself where it is not of a carried array."""
+    fields = e.data
+    if not all(isinstance(fields.get(k), str) for k in ("store", "key", "reason", "coordinate")):
         return e
-    return ChunkError(f"{found}; restore that chunk from its source", **e.data)
+    return ChunkError(
+        f"input chunk {fields['key']!r} of {fields['store']} (of {fields['coordinate']}, which "
+        f"the output carries beside the variable) is damaged: {one_line(fields['reason'])}; "
+        "restore that chunk from its source",
+        **fields,
+    )
 
 
 def _remains(loc: Location, path: str) -> bool:
@@ -370,6 +406,31 @@ def _made_by_this(record: Any, shape: tuple[int, ...], dtype: np.dtype, chain: A
         and same_dtype
         and record.get("stages") == [s.describe() for s in chain]
     )
+
+
+def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
+    """What the output's ``record`` says computed its values (its identity's ``stages``, and
+    ``unpack``: how a packed input's stored elements were decoded), where that is not this
+    config's ``chain`` and ``unpack`` (:func:`pipeline.planning.variable.values_chain`,
+    :func:`~pipeline.planning.variable.decoding`), in a few words; None where they are, or
+    the record says nothing of them."""
+    identity = _identity(record)
+    recorded = identity.get("stages")
+    if not isinstance(recorded, list):
+        return None
+    stages_now = [s.describe() for s in chain]
+    if recorded != stages_now:
+        return (
+            f"stages {'; '.join(map(str, recorded)) or 'none'} "
+            f"(this config's: {'; '.join(stages_now) or 'none'})"
+        )
+    unpack_now = unpack.describe() if unpack else None
+    if identity.get("unpack") != unpack_now:
+        return (
+            f"{identity.get('unpack') or 'no unpacking'} of the stored values "
+            f"(this config's: {unpack_now or 'no unpacking'})"
+        )
+    return None
 
 
 def _metadata_differs(dst: Any, kept: Carried) -> tuple[str, ...]:

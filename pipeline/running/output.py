@@ -30,6 +30,7 @@ from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import InputError, OutputError, PipelineError, public_url
 from pipeline.planning import Plan, make_plan
+from pipeline.planning.plan import record_edited
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
@@ -2012,7 +2013,13 @@ def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tu
     Where the output is does not matter (an output moved or copied holds the same bytes);
     ``whole``: the output is complete, so neither does how its work was split into blocks
     (its chunks and shards do). [('unrecorded', ...)] when the record cannot tell: an output
-    written by a version that did not record its identity."""
+    written by a version that did not record its identity; [('record', ...)] when it was
+    edited since (:func:`pipeline.planning.plan.record_edited`: what it says cannot be
+    taken, h55b: an edit of its stages had been "the stages changed", and of its block
+    nothing to do, where ``verify`` fails it)."""
+    edited = record_edited(recorded)
+    if edited is not None:
+        return [("record", f"its record of the run that made it was edited since ({edited})")]
     if recorded.get("fingerprint") == plan.fingerprint():
         return []
     identity = recorded.get("identity")

@@ -261,6 +261,10 @@ FORMAT_WARNINGS = (
     # a shard compressed whole (codecs after `sharding_indexed`): the pipeline reads whole
     # units, so partial reads lost cost it nothing; the line had shown twice a run (h55c)
     "Combining a `sharding_indexed` codec disables partial reads",
+    # a v3 and a v2 document side by side (zarr-python 3 and 2 both wrote there): said
+    # once a command, by the plan's note and verify's (:func:`other_format_metadata`); it
+    # had been zarr-python's warning each time the input was opened, 3 times in a run
+    r"Both zarr\.json \(Zarr format 3\) and \.z(array|group) \(Zarr format 2\) metadata",
 )
 
 #: ``warnings.catch_warnings`` swaps the process's filters and puts the old ones back on exit:
@@ -280,6 +284,26 @@ def format_warnings_ignored() -> Iterator[None]:
         for message in FORMAT_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=ZarrUserWarning)
         yield
+
+
+def other_format_metadata(location: Location, path: str, arr: Any) -> str | None:
+    """Where the array ``arr`` at ``path`` is read from its Zarr v3 ``zarr.json`` and a Zarr
+    v2 ``.zarray`` is there too (zarr-python 3 and 2 both wrote at that path): what is read,
+    in words for a note, as zarr-python 3 reads it (the ``zarr.json`` whenever there is one,
+    as the pipeline's own readers do; zarr-python 2 reads the ``.zarray``); None where there
+    is no such pair. zarr-python's own warning of it, each time the array is opened, is
+    ignored (:data:`FORMAT_WARNINGS`)."""
+    if getattr(arr.metadata, "zarr_format", None) != 3:
+        return None
+    v2 = _key_in(path, ".zarray")
+    if not location.exists(v2):
+        return None
+    return (
+        f"{location.said(path)} holds both Zarr v3 metadata (zarr.json) and Zarr v2 metadata "
+        "(.zarray), as zarr-python 3 and 2 both writing there leave it: this reads the "
+        f"zarr.json's array ({list(arr.shape)} {arr.dtype}), as zarr-python 3 does, where "
+        "zarr-python 2 reads the .zarray's; delete the metadata and chunks of the one not meant"
+    )
 
 
 def _did_you_mean(location: Location, path: str) -> str:
