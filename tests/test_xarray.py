@@ -4262,6 +4262,77 @@ def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
     assert not (tmp_path / "out.zarr").exists()
 
 
+#: Attributes of times that the installed xarray (2025.6.0) decodes nothing by, without time
+#: units beside them: it opens the numbers as they are, the attribute kept in ``attrs``
+NOT_TIMES = {
+    "calendar": {"calendar": "noleap"},
+    "timedelta-dtype": {"dtype": "timedelta64[s]"},
+    "datetime-dtype": {"dtype": "datetime64[ns]"},
+    "timedelta-dtype-in-metres": {"dtype": "timedelta64[s]", "units": "m"},
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(NOT_TIMES))
+def test_a_time_attribute_without_time_units_is_run_as_numbers(
+    tmp_path: Path, zarr_format: int, name: str
+) -> None:
+    """A ``calendar``, or a ``dtype`` of timedelta64 or datetime64, without time ``units``:
+    xarray (2025.6.0: its ``CFTimedeltaCoder`` decodes by a duration unit, with or without the
+    dtype; its ``CFDatetimeCoder`` by units holding "since") opens the numbers as they are.
+    The run had refused each as holding times (h55g); it computes now, and its output opens
+    in xarray as numbers, the chain over what xarray reads bit for bit, the calendar and
+    units carried, the dtype attribute not (it describes the input's numbers)."""
+    attrs = NOT_TIMES[name]
+    values = np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS) / 7
+    ds = xr.Dataset({"t": (("y", "x"), values, attrs)}, coords={"x": np.arange(COLS) * 2.0})
+    ds["t"].encoding = {"chunks": (10, COLS)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    read = open_dataset(tmp_path / "in.zarr")["t"]
+    assert read.dtype == np.float64 and read.attrs == attrs  # numbers, to xarray
+    assert pipeline.run(config(tmp_path, cluster={"dashboard": ""})).status == "complete"
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(read.values))
+    kept = {k: v for k, v in out["t"].attrs.items() if k != "pipeline"}
+    assert kept == {k: v for k, v in attrs.items() if k != "dtype"}
+    assert out["x"].identical(read["x"])
+
+
+def test_a_calendar_changed_after_consolidation_is_refused_beside_time_units_only(
+    tmp_path: Path,
+) -> None:
+    """A coordinate's ``calendar`` changed in its own metadata after consolidation: beside
+    time units xarray decodes by it, refused as a stale decoding attribute; on a coordinate of
+    numbers (no time units) it decodes nothing, a note, and the run completes (it had been
+    refused as one xarray decodes by: h55g)."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {"t": (("time", "x"), np.ones((4, 3)))},
+        coords={
+            "time": np.arange("2024-01-01", "2024-01-05", dtype="datetime64[D]").astype("M8[ns]"),
+            "x": ("x", np.arange(3.0), {"calendar": "noleap"}),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+        arr = zarr.open_array(str(src), path="time", mode="r+", use_consolidated=False)
+        arr.attrs["calendar"] = "standard"
+    cfg = config(tmp_path, cluster={"dashboard": ""})
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    assert info.value.member == "time" and info.value.differs == ["calendar"]
+    assert not (tmp_path / "out.zarr").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+        arr = zarr.open_array(str(src), path="x", mode="r+", use_consolidated=False)
+        arr.attrs["calendar"] = "360_day"
+    assert pipeline.run(cfg).status == "complete"
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 @pytest.mark.parametrize("stored", ["uint8", "int16", "float32"])
 def test_a_variable_xarray_decodes_to_booleans_from_any_dtype_is_refused(

@@ -515,16 +515,17 @@ def _decodes_otherwise(stale: datasets.Stale) -> bool:
     """Whether a member's attributes that differ between the consolidated copy and its own
     metadata make xarray decode its values otherwise (found by helper-38: a stale
     ``scale_factor`` gave an output of 4x the values xarray read): masking or packing ones,
-    or time ``units``, ``calendar`` or ``dtype`` where either side makes it a time, or a
-    ``dtype`` where either side makes it booleans."""
-    for key, seen, own in stale.values:
-        if key in DECODING_ATTRIBUTES:
+    or those by which either side decodes it to times (:func:`time_attributes` of each side's
+    attributes: a ``calendar`` beside time units, not one beside none), or a ``dtype`` where
+    either side makes it booleans."""
+    seen, own = stale.attributes
+    timed = {*time_attributes(seen), *time_attributes(own)}
+    for key, seen_value, own_value in stale.values:
+        if key in DECODING_ATTRIBUTES or key in timed:
             return True
-        if key in ("units", "calendar", "dtype") and (
-            time_attributes({key: seen}) or time_attributes({key: own})
+        if key == "dtype" and (
+            decodes_to_booleans({key: seen_value}) or decodes_to_booleans({key: own_value})
         ):
-            return True
-        if key == "dtype" and (decodes_to_booleans({key: seen}) or decodes_to_booleans({key: own})):
             return True
     return False
 
@@ -717,7 +718,9 @@ def decodes_to_booleans(attrs: dict[str, Any]) -> bool:
 
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:
     """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
-    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute), or to booleans (the
+    ``units``, with the ``calendar`` or timedelta64 ``dtype`` beside them:
+    :func:`~pipeline.ops.cf.time_attributes`; a ``calendar`` or ``dtype`` without time units
+    is an attribute of numbers to xarray, run as such), or to booleans (the
     ``dtype: bool`` attribute xarray writes for a bool variable, on int8: its ``BooleanCoder``
     decodes numbers of any dtype with it, uint8 or float32 too, which the run had computed on
     as numbers, an output of other values than xarray's): the stages are arithmetic on

@@ -827,6 +827,11 @@ class Stale:
     values: tuple[tuple[str, Any, Any], ...] = ()
     """for a member's 'attributes': each differing attribute's (name, value in the
     consolidated copy, value in its own metadata; None where absent)"""
+    attributes: tuple[dict[str, Any], dict[str, Any]] = field(
+        default=({}, {}), compare=False, repr=False
+    )
+    """for a member's 'attributes': all of them, in the consolidated copy and in its own
+    metadata (whether a ``calendar`` decodes anything depends on the ``units`` beside it)"""
 
 
 def _as_xarray_opens(store: Any, group: str) -> Any:
@@ -912,7 +917,8 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
         if keys:
             values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
             said = f"{', '.join(keys)} of {name!r}"
-            found.append(Stale(name, "attributes", keys, said, values))
+            both = (dict(a.attrs), dict(b.attrs))
+            found.append(Stale(name, "attributes", keys, said, values, both))
     if with_coords and var.name in seen:
         wanted = list(dims_of(seen[var.name]) or ()) + references(
             dict(seen[var.name].attrs), ("coordinates",)
