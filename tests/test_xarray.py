@@ -4300,6 +4300,40 @@ def test_a_time_attribute_without_time_units_is_run_as_numbers(
     assert out["x"].identical(read["x"])
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_the_bounds_of_a_time_are_refused_as_times(tmp_path: Path, zarr_format: int) -> None:
+    """A time's bounds without units of their own, as CF writes them: xarray gives them the
+    time's ``units`` and ``calendar`` (its ``decode_cf``) and reads dates; the run had
+    multiplied the day numbers and marked the output complete (h55g). Refused in one line
+    naming the time and the attributes, before anything is written; bounds with units of
+    their own are numbers to xarray, and are run."""
+    time = {"units": "days since 2000-01-01", "calendar": "standard", "bounds": "tb"}
+    ds = xr.Dataset(
+        {"tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5)},
+        coords={"time": ("time", np.arange(4.0) + 1, time)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    assert open_dataset(tmp_path / "in.zarr")["tb"].dtype.kind == "M"  # dates, to xarray
+    before = file_states(tmp_path / "in.zarr")
+    cfg = config(tmp_path, input={"array": "tb"}, cluster={"dashboard": ""})
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(tmp_path / "in.zarr" / "tb"), "time"), e
+    assert e.attributes == ["units", "calendar"] and len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists() and file_states(tmp_path / "in.zarr") == before
+    ds["tb"].attrs["units"] = "K"  # its own: xarray keeps them, and reads numbers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    read = open_dataset(tmp_path / "in.zarr")["tb"]
+    assert read.dtype == np.float64
+    assert pipeline.run(cfg).status == "complete"
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["tb"].values, reference(read.values))
+
+
 def test_a_calendar_changed_after_consolidation_is_refused_beside_time_units_only(
     tmp_path: Path,
 ) -> None:

@@ -112,7 +112,9 @@ def carried(
     ``run`` generates first) carries into the output at ``output_path``.
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
-    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, and
+    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, for
+    one xarray decodes to times, booleans or, as a time's bounds, dates
+    (:func:`refuse_time_bounds`, field ``coordinate`` too), and
     for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
     variable of its group; InputError (fields ``variable``, ``member``, ``differs``, ``fix``)
     for a variable whose group's consolidated metadata is stale (:func:`check_consolidated`),
@@ -133,6 +135,8 @@ def carried(
     if frame:
         assert variable is not None
         _check_names_over_http(loc, store, variable)
+    if variable is not None:  # the bounds of a time: xarray decodes them by the time's units
+        refuse_time_bounds(loc.join(path), store, variable)
     unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
     if frame:
         assert variable is not None
@@ -714,6 +718,39 @@ def decodes_to_booleans(attrs: dict[str, Any]) -> bool:
     """Whether xarray decodes a variable with the attributes ``attrs`` to booleans: its
     ``BooleanCoder`` does so for ``dtype: bool``, whatever the stored dtype."""
     return bool(attrs.get("dtype") == "bool")
+
+
+def refuse_time_bounds(where: str, store: Any, variable: Variable) -> None:
+    """Refuse a variable that xarray decodes to dates as the bounds of a time of its group
+    (:func:`pipeline.store.datasets.bounded_by`: a ``bounds`` attribute naming it on an array
+    whose ``units`` hold "since", as xarray's ``decode_cf`` tells it, which then gives the
+    variable that time's ``units`` and ``calendar`` where it has none of its own): numbers
+    to the pipeline, which had computed on them and marked an output complete while
+    xr.open_zarr read the input as dates (h55g). InputError, fields ``variable``,
+    ``coordinate`` (the time's name), ``attributes`` (those the variable gets from it),
+    ``fix``."""
+    own = dict(variable.attrs)
+    for name, attrs in datasets.bounded_by(store, variable):
+        units = attrs.get("units")
+        if not (isinstance(units, str) and "since" in units):
+            continue
+        given: dict[str, Any] = {
+            k: attrs[k] for k in ("units", "calendar") if k in attrs and k not in own
+        }
+        found = [k for k in time_attributes({**given, **own}) if k in given]
+        if not found:
+            continue  # its own units, which xarray keeps
+        said = ", ".join(f"{k}={given[k]!r}" for k in found)
+        raise InputError(
+            f"input variable {where} holds times: it is the bounds of {name!r} (bounds="
+            f"{variable.name!r}), whose {said} xarray gives it, decoding its numbers to dates, "
+            "and the stages are arithmetic on numbers, not times: run them on a variable of "
+            "numbers",
+            variable=where,
+            coordinate=name,
+            attributes=found,
+            fix="a variable of numbers",
+        )
 
 
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:

@@ -696,6 +696,23 @@ def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]
         return {}
 
 
+def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
+    """(name, attributes) of each array of the group of ``var`` (as ``xr.open_zarr`` reads
+    them: through the consolidated copy where there is one) whose ``bounds`` attribute names
+    ``var``, in the group's order: xarray's ``decode_cf`` gives a time's bounds variable the
+    time's ``units`` and ``calendar`` where it has none of its own
+    (``conventions._update_bounds_attributes``), so what the variable decodes to depends on
+    them. [] for an array alone, or a group that cannot be read (its reading says why)."""
+    if not var.name:
+        return []
+    found = []
+    for name, arr in group_arrays(store, var.group).items():
+        attrs = dict(arr.attrs)
+        if name != var.name and attrs.get("bounds") == var.name:
+            found.append((name, attrs))
+    return found
+
+
 def unopenable_arrays(
     store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
 ) -> list[tuple[str, str]]:
