@@ -4334,6 +4334,70 @@ def test_the_bounds_of_a_time_are_refused_as_times(tmp_path: Path, zarr_format: 
     assert same_bits(open_dataset(tmp_path / "out.zarr")["tb"].values, reference(read.values))
 
 
+#: A Zarr v3 group as zarr-python writes it, its arrays' dimension names in ``dimension_names``
+#: or only in a v2-style ``_ARRAY_DIMENSIONS`` attribute ("attribute"): which array is so
+#: named, whether the group has a coordinate ``x``
+V2_NAMES_IN_V3 = {
+    "the variable, no coordinates": ("t", False),
+    "the variable, a coordinate": ("t", True),
+    "its coordinate": ("x", True),
+    "another variable": ("p", False),
+}
+
+
+@pytest.mark.parametrize("case", list(V2_NAMES_IN_V3))
+def test_v2_dimension_names_in_a_v3_group_are_refused_naming_the_array(
+    tmp_path: Path, case: str
+) -> None:
+    """A Zarr v3 array naming its dimensions only in an ``_ARRAY_DIMENSIONS`` attribute
+    (zarr-python 2's convention, copied into v3): xarray reads a v3 array's names from its
+    ``dimension_names`` only and fails on the group. The pipeline had read the attribute as
+    names, and refused the input in a line blaming "the coordinates" of the Dataset (none,
+    or readable ones), naming neither the array nor why (h55g). Refused in one line naming
+    the array and the attribute, before anything is written; ``output.array: ''`` runs the
+    variable alone, as zarr-python reads it: no dimension names, the chain over its values
+    bit for bit."""
+    named, coordinate = V2_NAMES_IN_V3[case]
+    src = tmp_path / "in.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=3)
+    rng = np.random.default_rng(5)
+    arrays = {"t": (ROWS, COLS), "p": (ROWS,), **({"x": (COLS,)} if coordinate else {})}
+    dims = {"t": ["y", "x"], "p": ["y"], "x": ["x"]}
+    for name, shape in arrays.items():
+        names: dict[str, Any] = {"dimension_names": dims[name]}
+        attrs = {"units": "K"}
+        if name == named:
+            names, attrs = {}, {**attrs, "_ARRAY_DIMENSIONS": dims[name]}
+        a = g.create_array(
+            name, shape=shape, dtype="float64", chunks=shape, attributes=attrs, **names
+        )
+        a[...] = rng.standard_normal(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    with pytest.raises(KeyError, match="dimension_names"):
+        open_dataset(src)  # xarray cannot open the group
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster={"dashboard": ""}))
+    e, line = info.value, str(info.value)
+    assert len(line.splitlines()) == 1 and "coordinates of" not in line, line
+    assert f"/{named} " in line and "_ARRAY_DIMENSIONS" in line, line
+    if named == "t":
+        assert (e.variable, e.attributes) == (str(src / "t"), ["_ARRAY_DIMENSIONS"]), e
+    else:
+        assert (e.variable, e.member) == (str(src), named), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    alone = config(tmp_path, output={"array": ""}, cluster={"dashboard": ""})
+    assert pipeline.run(alone).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    want = reference(zarr.open_array(str(src), path="t", mode="r")[...])
+    assert same_bits(out[...], want)
+    names = out.metadata.dimension_names
+    assert names == (None if named == "t" else ("y", "x")), names
+    assert file_states(src) == before
+
+
 def test_a_calendar_changed_after_consolidation_is_refused_beside_time_units_only(
     tmp_path: Path,
 ) -> None:

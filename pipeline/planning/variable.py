@@ -129,6 +129,8 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is None and path and output_path and datasets.attribute_names_only(arr):
+        _refuse_attribute_names(loc, path, arr)
     if variable is not None and variable.unreadable:
         variable = _unreadable_group(loc, variable, output_path)
     frame = variable is not None and bool(variable.name) and bool(output_path)
@@ -164,6 +166,27 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _refuse_attribute_names(loc: Location, path: str, arr: Any) -> None:
+    """Refuse, before anything is written, an input array of a group that is Zarr v3 and names
+    its dimensions only in an ``_ARRAY_DIMENSIONS`` attribute
+    (:func:`pipeline.store.datasets.attribute_names_only`), where the output is a Dataset
+    variable: xarray reads no names there, and ``xr.open_zarr`` fails on its group, which
+    the run had said as "xarray cannot read and write the coordinates" of a Dataset without
+    any. ``output.array: ''`` writes it alone, as xarray and zarr-python read it (no
+    dimension names). InputError, fields ``variable``, ``attributes``, ``fix``."""
+    names = dict(arr.attrs)["_ARRAY_DIMENSIONS"]
+    raise InputError(
+        f"input array {loc.join(path)} is Zarr v3 and names its dimensions only in the "
+        f"attribute _ARRAY_DIMENSIONS={names!r} (Zarr v2's convention), which xarray does not "
+        "read for Zarr v3 (xr.open_zarr fails on its group: it needs dimension_names): write "
+        "them as its dimension_names (zarr-python's create_array(..., dimension_names=...), "
+        "or xarray's to_zarr), or set output.array: '' to write the array alone",
+        variable=loc.join(path),
+        attributes=["_ARRAY_DIMENSIONS"],
+        fix="dimension_names, or output.array: ''",
     )
 
 
@@ -394,6 +417,7 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         member = arrays.unreadable_member(loc, variable.group, skip=(variable.name,))
         if member is not None:
             raise member
+        _refuse_unnamed_member(loc, store, variable, reason)
         raise InputError(
             f"xarray cannot read and write the coordinates of the input Dataset {group} "
             f"({reason}): set output.array: '' to write the variable alone, without them",
@@ -437,6 +461,42 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         attributes=named,
         reason=reason,
         fix=fix,
+    )
+
+
+def _refuse_unnamed_member(loc: Location, store: Any, variable: Variable, reason: str) -> None:
+    """Refuse a Dataset whose group holds, beside the variable, an array without dimension
+    names (:func:`pipeline.store.datasets.unopenable_arrays`), a coordinate or another
+    variable, on which ``xr.open_zarr`` of the group fails (``reason``: xarray's), naming it:
+    a Zarr v3 one with its names only in an ``_ARRAY_DIMENSIONS`` attribute too, which
+    xarray does not read for v3. The line had named neither the array nor that, and blamed
+    "the coordinates". InputError, fields ``variable`` (the group), ``member``, ``reason``,
+    ``fix``."""
+    found = datasets.unopenable_arrays(store, variable.group, (variable.name,), {})
+    if not found:
+        return
+    name, why = found[0]
+    group = loc.join(variable.group) if variable.group else loc.url
+    try:
+        attribute = datasets.attribute_names_only(
+            datasets.group_arrays(store, variable.group, listed=True)[name]
+        )
+    except KeyError:
+        attribute = False
+    if attribute:
+        why += (
+            " (Zarr v3, its names only in an _ARRAY_DIMENSIONS attribute: Zarr v2's "
+            "convention, which xarray does not read for Zarr v3)"
+        )
+    fix = "write it again with dimension names (zarr-python's dimension_names=, or xarray)"
+    raise InputError(
+        f"{loc.join(variable.group, name)} (another array of the input Dataset {group}, which "
+        f"xarray reads to open it) is {why}, and xr.open_zarr fails on the group ({reason}): "
+        f"{fix}, or set output.array: '' to write the variable alone, without its Dataset",
+        variable=group,
+        member=name,
+        reason=reason,
+        fix=f"{fix}, or output.array: ''",
     )
 
 

@@ -154,11 +154,31 @@ def _v2_names(arr: Any) -> tuple[Any, ...] | list[str] | None:
     a JSON object's keys are its names; None for a number, a boolean, null, which
     ``arrays.check_documents`` refuses for the input and what it reads); where it has no such
     attribute, the names of its NCZarr record (:func:`nczarr_dims`), as xarray's zarr backend
-    reads them (only where the attribute is absent: a null one is not replaced)."""
+    reads them (only where the attribute is absent: a null one is not replaced). None for a
+    Zarr v3 array: xarray reads its names from ``dimension_names`` only, and an
+    ``_ARRAY_DIMENSIONS`` attribute there is an attribute (:func:`attribute_names_only`: it
+    had been read as names, and a variable so named run as one of a Dataset that xarray
+    cannot open)."""
+    if getattr(arr.metadata, "zarr_format", 2) == 3:
+        return None
     attrs = dict(arr.attrs)
     if "_ARRAY_DIMENSIONS" in attrs:
         return xarray_dimension_names(attrs["_ARRAY_DIMENSIONS"])
     return nczarr_dims(arr)
+
+
+def attribute_names_only(arr: Any) -> bool:
+    """Whether ``arr`` is a Zarr v3 array of one or more dimensions without
+    ``dimension_names`` that names them in an ``_ARRAY_DIMENSIONS`` attribute (Zarr v2's
+    convention, as zarr-python 2 and xarray write v2 arrays, copied into v3 metadata):
+    xarray reads a v3 array's names from ``dimension_names`` only, and ``xr.open_zarr`` of
+    its group fails on it ("missing the `dimension_names` metadata")."""
+    return (
+        getattr(arr.metadata, "zarr_format", 2) == 3
+        and arr.ndim > 0
+        and getattr(arr.metadata, "dimension_names", None) is None
+        and "_ARRAY_DIMENSIONS" in dict(arr.attrs)
+    )
 
 
 #: The key of netCDF-C 4.8.1's NCZarr record of an array in its ``.zarray`` (beside Zarr's
@@ -770,14 +790,18 @@ def unopenable_fix(name: str, why: str) -> str:
 
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
-    Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
-    readable is there (whoever reads it next names that problem)."""
+    Dataset (an array with dimension names, inside a group), or one meant as such, which
+    planning refuses (a v3 array with its names only in an ``_ARRAY_DIMENSIONS`` attribute:
+    :func:`attribute_names_only`); '' otherwise, and when nothing readable is there (whoever
+    reads it next names that problem)."""
     import zarr
 
     try:
         with _quiet():
             arr = zarr.open_array(store=store, path=path.strip("/"), mode="r")
         var = variable_of(store, path, arr)
+        if var is None and attribute_names_only(arr):
+            return path.strip("/").rpartition("/")[2]
     except Exception:  # e.g. attributes that are a list (arrays.check_documents says so)
         return ""
     return var.name if var is not None else ""
