@@ -4395,6 +4395,8 @@ def test_v2_dimension_names_in_a_v3_group_are_refused_naming_the_array(
     assert same_bits(out[...], want)
     names = out.metadata.dimension_names
     assert names == (None if named == "t" else ("y", "x")), names
+    if named == "t":  # an attribute of a v3 array, carried as one
+        assert out.attrs["_ARRAY_DIMENSIONS"] == ["y", "x"], dict(out.attrs)
     assert file_states(src) == before
 
 

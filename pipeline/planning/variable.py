@@ -32,7 +32,9 @@ from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
 
 #: Input attributes the output never carries: packing (its values are no longer packed, and
-#: the stages changed them), Zarr v2's dimension names (the output is v3), and the records of
+#: the stages changed them), Zarr v2's dimension names (the output is v3; on a v3 input,
+#: ``_ARRAY_DIMENSIONS`` names nothing to xarray or zarr-python, and is carried as the
+#: attribute it is there, which xarray shows in ``attrs``), and the records of
 #: how the input was made (the output's own record replaces them).
 #: ``dtype``: xarray's note of the type its numbers decode to (``bool`` on int8, timedelta64):
 #: the output's numbers are the stages' values, which it no longer describes (an int8 output
@@ -151,10 +153,13 @@ def carried(
         _check_frame_fits(loc, store, variable, memory_available)
         _refuse_damaged_carried(loc, variable)
         _check_frame_reads(loc, store, variable)
+    dropped: tuple[str, ...] = NOT_CARRIED
+    if arr.metadata.zarr_format == 3:  # no names there, as xarray reads it: an attribute
+        dropped = tuple(k for k in NOT_CARRIED if k != "_ARRAY_DIMENSIONS")
     attrs = {  # its own bounds bound the input's values, not the computed ones
         k: v
         for k, v in datasets.without_netcdf_records(dict(arr.attrs)).items()
-        if k not in (*NOT_CARRIED, *references.BOUNDS)
+        if k not in (*dropped, *references.BOUNDS)
     }
     attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
     if frame and variable is not None:
