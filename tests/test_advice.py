@@ -468,9 +468,20 @@ def _ds_killed_zarr_added_array(m: Made, out: Path) -> None:
     _add_array_without_dimension_names(out)
 
 
+def _ds_complete_attribute_names_added(m: Made, out: Path) -> None:
+    """An array beside the output that names its dimensions in an ``_ARRAY_DIMENSIONS``
+    attribute, as zarr-python 2 did for v2, in the v3 group: xarray reads no names there, and
+    fails on the group (h55g: verify had passed it, the names read from the attribute)."""
+    copy_store(m.ref, out)
+    group = zarr.open_group(str(out), mode="r+")
+    names = {"_ARRAY_DIMENSIONS": ["nv"]}
+    group.create_array("extra", shape=(3,), dtype="f4", attributes=names)[...] = 1
+
+
 #: (set-up, the command verify advises once the user has removed the array, None for none)
 DS_UNOPENABLE: dict[str, tuple[Callable[[Made, Path], None], list[str] | None]] = {
     "complete, an array without dimension names added": (_ds_complete_zarr_added_array, None),
+    "complete, an array with v2 names in v3 added": (_ds_complete_attribute_names_added, None),
     "incomplete, an array without dimension names added": (
         _ds_killed_zarr_added_array,
         ["--resume"],

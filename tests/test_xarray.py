@@ -4290,6 +4290,177 @@ def test_a_variable_xarray_decodes_to_times_or_booleans_is_refused(
     assert not (tmp_path / "out.zarr").exists()
 
 
+#: Attributes of times that the installed xarray (2025.6.0) decodes nothing by, without time
+#: units beside them: it opens the numbers as they are, the attribute kept in ``attrs``
+NOT_TIMES = {
+    "calendar": {"calendar": "noleap"},
+    "timedelta-dtype": {"dtype": "timedelta64[s]"},
+    "datetime-dtype": {"dtype": "datetime64[ns]"},
+    "timedelta-dtype-in-metres": {"dtype": "timedelta64[s]", "units": "m"},
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(NOT_TIMES))
+def test_a_time_attribute_without_time_units_is_run_as_numbers(
+    tmp_path: Path, zarr_format: int, name: str
+) -> None:
+    """A ``calendar``, or a ``dtype`` of timedelta64 or datetime64, without time ``units``:
+    xarray (2025.6.0: its ``CFTimedeltaCoder`` decodes by a duration unit, with or without the
+    dtype; its ``CFDatetimeCoder`` by units holding "since") opens the numbers as they are.
+    The run had refused each as holding times (h55g); it computes now, and its output opens
+    in xarray as numbers, the chain over what xarray reads bit for bit, the calendar and
+    units carried, the dtype attribute not (it describes the input's numbers)."""
+    attrs = NOT_TIMES[name]
+    values = np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS) / 7
+    ds = xr.Dataset({"t": (("y", "x"), values, attrs)}, coords={"x": np.arange(COLS) * 2.0})
+    ds["t"].encoding = {"chunks": (10, COLS)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    read = open_dataset(tmp_path / "in.zarr")["t"]
+    assert read.dtype == np.float64 and read.attrs == attrs  # numbers, to xarray
+    assert pipeline.run(config(tmp_path, cluster={"dashboard": ""})).status == "complete"
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(read.values))
+    kept = {k: v for k, v in out["t"].attrs.items() if k != "pipeline"}
+    assert kept == {k: v for k, v in attrs.items() if k != "dtype"}
+    assert out["x"].identical(read["x"])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_the_bounds_of_a_time_are_refused_as_times(tmp_path: Path, zarr_format: int) -> None:
+    """A time's bounds without units of their own, as CF writes them: xarray gives them the
+    time's ``units`` and ``calendar`` (its ``decode_cf``) and reads dates; the run had
+    multiplied the day numbers and marked the output complete (h55g). Refused in one line
+    naming the time and the attributes, before anything is written; bounds with units of
+    their own are numbers to xarray, and are run."""
+    time = {"units": "days since 2000-01-01", "calendar": "standard", "bounds": "tb"}
+    ds = xr.Dataset(
+        {"tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5)},
+        coords={"time": ("time", np.arange(4.0) + 1, time)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    assert open_dataset(tmp_path / "in.zarr")["tb"].dtype.kind == "M"  # dates, to xarray
+    before = file_states(tmp_path / "in.zarr")
+    cfg = config(tmp_path, input={"array": "tb"}, cluster={"dashboard": ""})
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(tmp_path / "in.zarr" / "tb"), "time"), e
+    assert e.attributes == ["units", "calendar"] and len(str(e).splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists() and file_states(tmp_path / "in.zarr") == before
+    ds["tb"].attrs["units"] = "K"  # its own: xarray keeps them, and reads numbers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    read = open_dataset(tmp_path / "in.zarr")["tb"]
+    assert read.dtype == np.float64
+    assert pipeline.run(cfg).status == "complete"
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["tb"].values, reference(read.values))
+
+
+#: A Zarr v3 group as zarr-python writes it, its arrays' dimension names in ``dimension_names``
+#: or only in a v2-style ``_ARRAY_DIMENSIONS`` attribute ("attribute"): which array is so
+#: named, whether the group has a coordinate ``x``
+V2_NAMES_IN_V3 = {
+    "the variable, no coordinates": ("t", False),
+    "the variable, a coordinate": ("t", True),
+    "its coordinate": ("x", True),
+    "another variable": ("p", False),
+}
+
+
+@pytest.mark.parametrize("case", list(V2_NAMES_IN_V3))
+def test_v2_dimension_names_in_a_v3_group_are_refused_naming_the_array(
+    tmp_path: Path, case: str
+) -> None:
+    """A Zarr v3 array naming its dimensions only in an ``_ARRAY_DIMENSIONS`` attribute
+    (zarr-python 2's convention, copied into v3): xarray reads a v3 array's names from its
+    ``dimension_names`` only and fails on the group. The pipeline had read the attribute as
+    names, and refused the input in a line blaming "the coordinates" of the Dataset (none,
+    or readable ones), naming neither the array nor why (h55g). Refused in one line naming
+    the array and the attribute, before anything is written; ``output.array: ''`` runs the
+    variable alone, as zarr-python reads it: no dimension names, the chain over its values
+    bit for bit."""
+    named, coordinate = V2_NAMES_IN_V3[case]
+    src = tmp_path / "in.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=3)
+    rng = np.random.default_rng(5)
+    arrays = {"t": (ROWS, COLS), "p": (ROWS,), **({"x": (COLS,)} if coordinate else {})}
+    dims = {"t": ["y", "x"], "p": ["y"], "x": ["x"]}
+    for name, shape in arrays.items():
+        names: dict[str, Any] = {"dimension_names": dims[name]}
+        attrs = {"units": "K"}
+        if name == named:
+            names, attrs = {}, {**attrs, "_ARRAY_DIMENSIONS": dims[name]}
+        a = g.create_array(
+            name, shape=shape, dtype="float64", chunks=shape, attributes=attrs, **names
+        )
+        a[...] = rng.standard_normal(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    with pytest.raises(KeyError, match="dimension_names"):
+        open_dataset(src)  # xarray cannot open the group
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster={"dashboard": ""}))
+    e, line = info.value, str(info.value)
+    assert len(line.splitlines()) == 1 and "coordinates of" not in line, line
+    assert f"/{named} " in line and "_ARRAY_DIMENSIONS" in line, line
+    if named == "t":
+        assert (e.variable, e.attributes) == (str(src / "t"), ["_ARRAY_DIMENSIONS"]), e
+    else:
+        assert (e.variable, e.member) == (str(src), named), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    alone = config(tmp_path, output={"array": ""}, cluster={"dashboard": ""})
+    assert pipeline.run(alone).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    want = reference(zarr.open_array(str(src), path="t", mode="r")[...])
+    assert same_bits(out[...], want)
+    names = out.metadata.dimension_names
+    assert names == (None if named == "t" else ("y", "x")), names
+    if named == "t":  # an attribute of a v3 array, carried as one
+        assert out.attrs["_ARRAY_DIMENSIONS"] == ["y", "x"], dict(out.attrs)
+    assert file_states(src) == before
+
+
+def test_a_calendar_changed_after_consolidation_is_refused_beside_time_units_only(
+    tmp_path: Path,
+) -> None:
+    """A coordinate's ``calendar`` changed in its own metadata after consolidation: beside
+    time units xarray decodes by it, refused as a stale decoding attribute; on a coordinate of
+    numbers (no time units) it decodes nothing, a note, and the run completes (it had been
+    refused as one xarray decodes by: h55g)."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {"t": (("time", "x"), np.ones((4, 3)))},
+        coords={
+            "time": np.arange("2024-01-01", "2024-01-05", dtype="datetime64[D]").astype("M8[ns]"),
+            "x": ("x", np.arange(3.0), {"calendar": "noleap"}),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=3, consolidated=True)
+        arr = zarr.open_array(str(src), path="time", mode="r+", use_consolidated=False)
+        arr.attrs["calendar"] = "standard"
+    cfg = config(tmp_path, cluster={"dashboard": ""})
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    assert info.value.member == "time" and info.value.differs == ["calendar"]
+    assert not (tmp_path / "out.zarr").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+        arr = zarr.open_array(str(src), path="x", mode="r+", use_consolidated=False)
+        arr.attrs["calendar"] = "360_day"
+    assert pipeline.run(cfg).status == "complete"
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 @pytest.mark.parametrize("stored", ["uint8", "int16", "float32"])
 def test_a_variable_xarray_decodes_to_booleans_from_any_dtype_is_refused(

@@ -159,23 +159,31 @@ TIMEDELTA_UNITS = frozenset(
 
 
 def time_attributes(attrs: Mapping[str, Any]) -> list[str]:
-    """The attributes that make xarray decode a variable's numbers to dates or durations
-    (datetime64/timedelta64): CF time ``units`` ("hours since 2000-01-01", or a duration unit
-    such as "hours"), a ``calendar``, or the ``dtype`` attribute xarray writes for timedelta64
-    (and datetime64) values; [] for none. Units are time units wherever they hold "since", as
-    xarray's ``CFDatetimeCoder`` tells them: "seconds_since_1970" too, which it then fails to
-    decode, so that xr.open_zarr opens neither the input nor an output carrying them (the
-    run had written one with " since " looked for, and marked it complete)."""
-    found = []
+    """The attributes by which xarray decodes a variable's numbers to dates or durations
+    (datetime64/timedelta64), as the installed xarray (2025.6.0) decides it; [] where it reads
+    numbers. Its ``units`` alone decide (``CFTimedeltaCoder``, then ``CFDatetimeCoder``):
+    text equal to a duration unit ("hours": durations), else text holding "since" ("hours
+    since 2000-01-01", "seconds_since_1970" too, which xarray then fails to decode, so that
+    xr.open_zarr opens neither the input nor an output carrying them: dates). With such units,
+    ``calendar`` is named beside them for dates (xarray decodes by it), and a ``dtype``
+    attribute of timedelta64 for durations (xarray decodes to its resolution).
+
+    A ``calendar`` without time units, a ``dtype`` of timedelta64 or datetime64 without a
+    duration unit, are plain attributes to this xarray (it opens the numbers as they are, and
+    keeps them in ``attrs``): not named (h55g: they had been refused as times). This is the
+    installed version's rule: its ``CFTimedeltaCoder`` says that a later version will not
+    decode durations by their units by default, but by the timedelta64 ``dtype`` attribute
+    (which it reads only beside a duration unit now)."""
     units = attrs.get("units")
-    if isinstance(units, str) and ("since" in units or units in TIMEDELTA_UNITS):
-        found.append("units")
-    if "calendar" in attrs:
-        found.append("calendar")
+    if not isinstance(units, str):
+        return []
     dtype = attrs.get("dtype")
-    if isinstance(dtype, str) and dtype.startswith(("timedelta64", "datetime64")):
-        found.append("dtype")
-    return found
+    if units in TIMEDELTA_UNITS:
+        timedelta = isinstance(dtype, str) and dtype.startswith("timedelta64")
+        return ["units", "dtype"] if timedelta else ["units"]
+    if "since" in units:
+        return ["units", "calendar"] if "calendar" in attrs else ["units"]
+    return []
 
 
 def is_packed(attrs: Mapping[str, Any]) -> bool:

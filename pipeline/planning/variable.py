@@ -32,7 +32,9 @@ from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
 
 #: Input attributes the output never carries: packing (its values are no longer packed, and
-#: the stages changed them), Zarr v2's dimension names (the output is v3), and the records of
+#: the stages changed them), Zarr v2's dimension names (the output is v3; on a v3 input,
+#: ``_ARRAY_DIMENSIONS`` names nothing to xarray or zarr-python, and is carried as the
+#: attribute it is there, which xarray shows in ``attrs``), and the records of
 #: how the input was made (the output's own record replaces them).
 #: ``dtype``: xarray's note of the type its numbers decode to (``bool`` on int8, timedelta64):
 #: the output's numbers are the stages' values, which it no longer describes (an int8 output
@@ -112,7 +114,9 @@ def carried(
     ``run`` generates first) carries into the output at ``output_path``.
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
-    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, and
+    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, for
+    one xarray decodes to times, booleans or, as a time's bounds, dates
+    (:func:`refuse_time_bounds`, field ``coordinate`` too), and
     for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
     variable of its group; InputError (fields ``variable``, ``member``, ``differs``, ``fix``)
     for a variable whose group's consolidated metadata is stale (:func:`check_consolidated`),
@@ -127,12 +131,16 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is None and path and output_path and datasets.attribute_names_only(arr):
+        _refuse_attribute_names(loc, path, arr)
     if variable is not None and variable.unreadable:
         variable = _unreadable_group(loc, variable, output_path)
     frame = variable is not None and bool(variable.name) and bool(output_path)
     if frame:
         assert variable is not None
         _check_names_over_http(loc, store, variable)
+    if variable is not None:  # the bounds of a time: xarray decodes them by the time's units
+        refuse_time_bounds(loc.join(path), store, variable)
     unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
     if frame:
         assert variable is not None
@@ -145,10 +153,13 @@ def carried(
         _check_frame_fits(loc, store, variable, memory_available)
         _refuse_damaged_carried(loc, variable)
         _check_frame_reads(loc, store, variable)
+    dropped: tuple[str, ...] = NOT_CARRIED
+    if arr.metadata.zarr_format == 3:  # no names there, as xarray reads it: an attribute
+        dropped = tuple(k for k in NOT_CARRIED if k != "_ARRAY_DIMENSIONS")
     attrs = {  # its own bounds bound the input's values, not the computed ones
         k: v
         for k, v in datasets.without_netcdf_records(dict(arr.attrs)).items()
-        if k not in (*NOT_CARRIED, *references.BOUNDS)
+        if k not in (*dropped, *references.BOUNDS)
     }
     attrs = datasets.with_written_references(attrs, variable.coords if frame and variable else ())
     if frame and variable is not None:
@@ -160,6 +171,27 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _refuse_attribute_names(loc: Location, path: str, arr: Any) -> None:
+    """Refuse, before anything is written, an input array of a group that is Zarr v3 and names
+    its dimensions only in an ``_ARRAY_DIMENSIONS`` attribute
+    (:func:`pipeline.store.datasets.attribute_names_only`), where the output is a Dataset
+    variable: xarray reads no names there, and ``xr.open_zarr`` fails on its group, which
+    the run had said as "xarray cannot read and write the coordinates" of a Dataset without
+    any. ``output.array: ''`` writes it alone, as xarray and zarr-python read it (no
+    dimension names). InputError, fields ``variable``, ``attributes``, ``fix``."""
+    names = dict(arr.attrs)["_ARRAY_DIMENSIONS"]
+    raise InputError(
+        f"input array {loc.join(path)} is Zarr v3 and names its dimensions only in the "
+        f"attribute _ARRAY_DIMENSIONS={names!r} (Zarr v2's convention), which xarray does not "
+        "read for Zarr v3 (xr.open_zarr fails on its group: it needs dimension_names): write "
+        "them as its dimension_names (zarr-python's create_array(..., dimension_names=...), "
+        "or xarray's to_zarr), or set output.array: '' to write the array alone",
+        variable=loc.join(path),
+        attributes=["_ARRAY_DIMENSIONS"],
+        fix="dimension_names, or output.array: ''",
     )
 
 
@@ -392,6 +424,7 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         member = arrays.unreadable_member(loc, variable.group, skip=(variable.name,))
         if member is not None:
             raise member
+        _refuse_unnamed_member(loc, store, variable, reason)
         raise InputError(
             f"xarray cannot read and write the coordinates of the input Dataset {group} "
             f"({reason}): set output.array: '' to write the variable alone, without them",
@@ -435,6 +468,42 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         attributes=named,
         reason=reason,
         fix=fix,
+    )
+
+
+def _refuse_unnamed_member(loc: Location, store: Any, variable: Variable, reason: str) -> None:
+    """Refuse a Dataset whose group holds, beside the variable, an array without dimension
+    names (:func:`pipeline.store.datasets.unopenable_arrays`), a coordinate or another
+    variable, on which ``xr.open_zarr`` of the group fails (``reason``: xarray's), naming it:
+    a Zarr v3 one with its names only in an ``_ARRAY_DIMENSIONS`` attribute too, which
+    xarray does not read for v3. The line had named neither the array nor that, and blamed
+    "the coordinates". InputError, fields ``variable`` (the group), ``member``, ``reason``,
+    ``fix``."""
+    found = datasets.unopenable_arrays(store, variable.group, (variable.name,), {})
+    if not found:
+        return
+    name, why = found[0]
+    group = loc.join(variable.group) if variable.group else loc.url
+    try:
+        attribute = datasets.attribute_names_only(
+            datasets.group_arrays(store, variable.group, listed=True)[name]
+        )
+    except KeyError:
+        attribute = False
+    if attribute:
+        why += (
+            " (Zarr v3, its names only in an _ARRAY_DIMENSIONS attribute: Zarr v2's "
+            "convention, which xarray does not read for Zarr v3)"
+        )
+    fix = "write it again with dimension names (zarr-python's dimension_names=, or xarray)"
+    raise InputError(
+        f"{loc.join(variable.group, name)} (another array of the input Dataset {group}, which "
+        f"xarray reads to open it) is {why}, and xr.open_zarr fails on the group ({reason}): "
+        f"{fix}, or set output.array: '' to write the variable alone, without its Dataset",
+        variable=group,
+        member=name,
+        reason=reason,
+        fix=f"{fix}, or output.array: ''",
     )
 
 
@@ -517,16 +586,17 @@ def _decodes_otherwise(stale: datasets.Stale) -> bool:
     """Whether a member's attributes that differ between the consolidated copy and its own
     metadata make xarray decode its values otherwise (found by helper-38: a stale
     ``scale_factor`` gave an output of 4x the values xarray read): masking or packing ones,
-    or time ``units``, ``calendar`` or ``dtype`` where either side makes it a time, or a
-    ``dtype`` where either side makes it booleans."""
-    for key, seen, own in stale.values:
-        if key in DECODING_ATTRIBUTES:
+    or those by which either side decodes it to times (:func:`time_attributes` of each side's
+    attributes: a ``calendar`` beside time units, not one beside none), or a ``dtype`` where
+    either side makes it booleans."""
+    seen, own = stale.attributes
+    timed = {*time_attributes(seen), *time_attributes(own)}
+    for key, seen_value, own_value in stale.values:
+        if key in DECODING_ATTRIBUTES or key in timed:
             return True
-        if key in ("units", "calendar", "dtype") and (
-            time_attributes({key: seen}) or time_attributes({key: own})
+        if key == "dtype" and (
+            decodes_to_booleans({key: seen_value}) or decodes_to_booleans({key: own_value})
         ):
-            return True
-        if key == "dtype" and (decodes_to_booleans({key: seen}) or decodes_to_booleans({key: own})):
             return True
     return False
 
@@ -717,9 +787,44 @@ def decodes_to_booleans(attrs: dict[str, Any]) -> bool:
     return bool(attrs.get("dtype") == "bool")
 
 
+def refuse_time_bounds(where: str, store: Any, variable: Variable) -> None:
+    """Refuse a variable that xarray decodes to dates as the bounds of a time of its group
+    (:func:`pipeline.store.datasets.bounded_by`: a ``bounds`` attribute naming it on an array
+    whose ``units`` hold "since", as xarray's ``decode_cf`` tells it, which then gives the
+    variable that time's ``units`` and ``calendar`` where it has none of its own): numbers
+    to the pipeline, which had computed on them and marked an output complete while
+    xr.open_zarr read the input as dates (h55g). InputError, fields ``variable``,
+    ``coordinate`` (the time's name), ``attributes`` (those the variable gets from it),
+    ``fix``."""
+    own = dict(variable.attrs)
+    for name, attrs in datasets.bounded_by(store, variable):
+        units = attrs.get("units")
+        if not (isinstance(units, str) and "since" in units):
+            continue
+        given: dict[str, Any] = {
+            k: attrs[k] for k in ("units", "calendar") if k in attrs and k not in own
+        }
+        found = [k for k in time_attributes({**given, **own}) if k in given]
+        if not found:
+            continue  # its own units, which xarray keeps
+        said = ", ".join(f"{k}={given[k]!r}" for k in found)
+        raise InputError(
+            f"input variable {where} holds times: it is the bounds of {name!r} (bounds="
+            f"{variable.name!r}), whose {said} xarray gives it, decoding its numbers to dates, "
+            "and the stages are arithmetic on numbers, not times: run them on a variable of "
+            "numbers",
+            variable=where,
+            coordinate=name,
+            attributes=found,
+            fix="a variable of numbers",
+        )
+
+
 def refuse_non_numbers(where: str, attrs: dict[str, Any], stored: np.dtype) -> None:
     """Refuse a variable whose numbers xarray decodes to datetime64 or timedelta64 (CF time
-    ``units``, ``calendar``, a timedelta64 ``dtype`` attribute), or to booleans (the
+    ``units``, with the ``calendar`` or timedelta64 ``dtype`` beside them:
+    :func:`~pipeline.ops.cf.time_attributes`; a ``calendar`` or ``dtype`` without time units
+    is an attribute of numbers to xarray, run as such), or to booleans (the
     ``dtype: bool`` attribute xarray writes for a bool variable, on int8: its ``BooleanCoder``
     decodes numbers of any dtype with it, uint8 or float32 too, which the run had computed on
     as numbers, an output of other values than xarray's): the stages are arithmetic on

@@ -154,11 +154,31 @@ def _v2_names(arr: Any) -> tuple[Any, ...] | list[str] | None:
     a JSON object's keys are its names; None for a number, a boolean, null, which
     ``arrays.check_documents`` refuses for the input and what it reads); where it has no such
     attribute, the names of its NCZarr record (:func:`nczarr_dims`), as xarray's zarr backend
-    reads them (only where the attribute is absent: a null one is not replaced)."""
+    reads them (only where the attribute is absent: a null one is not replaced). None for a
+    Zarr v3 array: xarray reads its names from ``dimension_names`` only, and an
+    ``_ARRAY_DIMENSIONS`` attribute there is an attribute (:func:`attribute_names_only`: it
+    had been read as names, and a variable so named run as one of a Dataset that xarray
+    cannot open)."""
+    if getattr(arr.metadata, "zarr_format", 2) == 3:
+        return None
     attrs = dict(arr.attrs)
     if "_ARRAY_DIMENSIONS" in attrs:
         return xarray_dimension_names(attrs["_ARRAY_DIMENSIONS"])
     return nczarr_dims(arr)
+
+
+def attribute_names_only(arr: Any) -> bool:
+    """Whether ``arr`` is a Zarr v3 array of one or more dimensions without
+    ``dimension_names`` that names them in an ``_ARRAY_DIMENSIONS`` attribute (Zarr v2's
+    convention, as zarr-python 2 and xarray write v2 arrays, copied into v3 metadata):
+    xarray reads a v3 array's names from ``dimension_names`` only, and ``xr.open_zarr`` of
+    its group fails on it ("missing the `dimension_names` metadata")."""
+    return (
+        getattr(arr.metadata, "zarr_format", 2) == 3
+        and arr.ndim > 0
+        and getattr(arr.metadata, "dimension_names", None) is None
+        and "_ARRAY_DIMENSIONS" in dict(arr.attrs)
+    )
 
 
 #: The key of netCDF-C 4.8.1's NCZarr record of an array in its ``.zarray`` (beside Zarr's
@@ -696,6 +716,23 @@ def group_arrays(store: Any, group: str, listed: bool = False) -> dict[str, Any]
         return {}
 
 
+def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
+    """(name, attributes) of each array of the group of ``var`` (as ``xr.open_zarr`` reads
+    them: through the consolidated copy where there is one) whose ``bounds`` attribute names
+    ``var``, in the group's order: xarray's ``decode_cf`` gives a time's bounds variable the
+    time's ``units`` and ``calendar`` where it has none of its own
+    (``conventions._update_bounds_attributes``), so what the variable decodes to depends on
+    them. [] for an array alone, or a group that cannot be read (its reading says why)."""
+    if not var.name:
+        return []
+    found = []
+    for name, arr in group_arrays(store, var.group).items():
+        attrs = dict(arr.attrs)
+        if name != var.name and attrs.get("bounds") == var.name:
+            found.append((name, attrs))
+    return found
+
+
 def unopenable_arrays(
     store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
 ) -> list[tuple[str, str]]:
@@ -753,14 +790,18 @@ def unopenable_fix(name: str, why: str) -> str:
 
 def dataset_variable_name(store: Any, path: str) -> str:
     """The name of the array at ``path`` of ``store`` when it is a variable of an xarray
-    Dataset (an array with dimension names, inside a group); '' otherwise, and when nothing
-    readable is there (whoever reads it next names that problem)."""
+    Dataset (an array with dimension names, inside a group), or one meant as such, which
+    planning refuses (a v3 array with its names only in an ``_ARRAY_DIMENSIONS`` attribute:
+    :func:`attribute_names_only`); '' otherwise, and when nothing readable is there (whoever
+    reads it next names that problem)."""
     import zarr
 
     try:
         with _quiet():
             arr = zarr.open_array(store=store, path=path.strip("/"), mode="r")
         var = variable_of(store, path, arr)
+        if var is None and attribute_names_only(arr):
+            return path.strip("/").rpartition("/")[2]
     except Exception:  # e.g. attributes that are a list (arrays.check_documents says so)
         return ""
     return var.name if var is not None else ""
@@ -827,6 +868,11 @@ class Stale:
     values: tuple[tuple[str, Any, Any], ...] = ()
     """for a member's 'attributes': each differing attribute's (name, value in the
     consolidated copy, value in its own metadata; None where absent)"""
+    attributes: tuple[dict[str, Any], dict[str, Any]] = field(
+        default=({}, {}), compare=False, repr=False
+    )
+    """for a member's 'attributes': all of them, in the consolidated copy and in its own
+    metadata (whether a ``calendar`` decodes anything depends on the ``units`` beside it)"""
 
 
 def _as_xarray_opens(store: Any, group: str) -> Any:
@@ -912,7 +958,8 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
         if keys:
             values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
             said = f"{', '.join(keys)} of {name!r}"
-            found.append(Stale(name, "attributes", keys, said, values))
+            both = (dict(a.attrs), dict(b.attrs))
+            found.append(Stale(name, "attributes", keys, said, values, both))
     if with_coords and var.name in seen:
         wanted = list(dims_of(seen[var.name]) or ()) + references(
             dict(seen[var.name].attrs), ("coordinates",)
