@@ -328,6 +328,37 @@ _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name"
 #: A chain only Zarr decodes (numcodecs' Delta filter), its chunks Blosc frames.
 _DELTA_BLOSC = zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=_BLOSC_LZ4)
 
+
+def _ts_sharded(codecs: list[Any], index_codecs: list[Any], partial: bool = False) -> Any:
+    """tensorstore writing shards of 2 x 2 chunks, their inner chunks' ``codecs``, their index's
+    ``index_codecs`` (only some chunks written where ``partial``)."""
+    sharding = {"chunk_shape": list(CHUNKS), "codecs": codecs, "index_codecs": index_codecs}
+    spec = _ts_v3([{"name": "sharding_indexed", "configuration": sharding}], chunks=(8, 12))
+    return tensorstore(spec, partial=partial)
+
+
+#: An index of big-endian integers (tensorstore and zarr-python write one where asked): the
+#: pipeline reads such shards only through Zarr.
+_BIG_ENDIAN_INDEX = [{"name": "bytes", "configuration": {"endian": "big"}}, {"name": "crc32c"}]
+
+
+def _sharded_delta_raw(index_location: str = "end", drop: bool = False) -> Callable[[Path], None]:
+    """A chain only Zarr decodes (numcodecs' Delta filter), uncompressed, in shards whose index
+    is bytes alone (no crc32c), at the shard's end (or its start); ``drop``: some shards
+    deleted."""
+    return zarr3(
+        drop=drop,
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(
+            chunk_shape=CHUNKS,
+            codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()],
+            index_codecs=[BytesCodec()],
+            index_location=index_location,
+        ),
+        compressors=None,
+    )
+
+
 CASES = [
     # zarr-python 3, Zarr v3
     Case("zarr3-default-zstd", zarr3()),
@@ -455,6 +486,12 @@ CASES = [
             partial=True,
         ),
     ),
+    Case(
+        "tensorstore-v3-sharded-big-endian-index-partial",
+        _ts_sharded(_BYTES_ZSTD, _BIG_ENDIAN_INDEX, partial=True),
+    ),
+    Case("zarr3-sharded-delta-uncompressed-index-bytes-only", _sharded_delta_raw()),
+    Case("zarr3-sharded-delta-uncompressed-index-at-start", _sharded_delta_raw("start", drop=True)),
     # xarray
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
@@ -701,6 +738,29 @@ def _cut_frames_of_zstd_shard(p: Path) -> None:
     p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
 
 
+def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[Path], None]:
+    """A shard's first index entry moved to point into the shard's own index (its chunk's
+    size kept; the index at the shard's ``at_end`` or start, with a ``crc`` valid again, its
+    integers ``big``-endian): zarr-python reads that chunk from the index's bytes."""
+
+    def damage(p: Path) -> None:
+        import google_crc32c
+
+        raw = p.read_bytes()
+        n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+        k = 16 * n + (4 if crc else 0)
+        order = ">u8" if big else "<u8"
+        index = raw[-k:] if at_end else raw[:k]
+        table = np.frombuffer(index[: 16 * n], order).reshape(n, 2).astype(np.uint64)
+        size = int(table[0, 1])
+        table[0, 0] = len(raw) - k - size + 8 if at_end else 0
+        body = table.astype(order).tobytes()
+        body += google_crc32c.value(body).to_bytes(4, "little") if crc else b""
+        p.write_bytes(raw[:-k] + body if at_end else body + raw[k:])
+
+    return damage
+
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -835,6 +895,27 @@ DAMAGES = [
         ),
         "c/0/1",
         lambda p: p.write_bytes(rewrite_shard(p.read_bytes(), _cut_blosc_under(numcodecs.Zstd()))),
+    ),
+    # a shard's index entry pointing into the index itself, in chains only Zarr decodes (no
+    # Blosc, so no frame check): zarr-python read that chunk from the index's bytes without an
+    # error, and the run marked the output complete (the pipeline's own decoder refuses it)
+    (
+        "shard-delta-index-into-itself",
+        _sharded_delta_raw(),
+        "c/1/0",
+        _index_into_itself(True, False),
+    ),
+    (
+        "shard-delta-index-at-start-into-itself",
+        _sharded_delta_raw("start"),
+        "c/0/1",
+        _index_into_itself(False, False),
+    ),
+    (
+        "tensorstore-shard-big-endian-index-into-itself",
+        _ts_sharded([{"name": "bytes", "configuration": {"endian": "little"}}], _BIG_ENDIAN_INDEX),
+        "c/1/1",
+        _index_into_itself(True, True, big=True),
     ),
 ]
 

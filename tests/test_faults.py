@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1217,6 +1218,59 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     assert line == f"error: {e}"
     assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
     assert "Blosc header" in line and "restore that chunk from its source" in line, line
+    assert "--overwrite" not in line, line
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+def test_verify_names_an_input_shard_whose_index_points_into_itself(
+    tmp_path: Path, cli, index_location: str
+) -> None:
+    """h55f: a sharded input whose chain only Zarr decodes and holds no Blosc (numcodecs'
+    Delta filter, uncompressed, an index of bytes alone), one index entry moved after a
+    complete run to point into the shard's own index: zarr-python reads that chunk from the
+    index's bytes without an error, so verify said "mismatched" and then "the input changed
+    since", with `run --overwrite`. verify now checks the shard's index as the run does and
+    names the input store and the shard's key, in one line."""
+    import numcodecs.zarr3
+    from zarr.codecs import BytesCodec, ShardingCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    with warnings.catch_warnings():  # numcodecs.* codecs are not in the spec
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            str(inp),
+            shape=x.shape,
+            chunks=(10, 30),
+            dtype="float32",
+            serializer=ShardingCodec(
+                chunk_shape=(5, 10),
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()],
+                index_codecs=[BytesCodec()],
+                index_location=index_location,
+            ),
+            compressors=None,
+        )
+        z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = "c/1/0"
+    unit = inp / key
+    raw = unit.read_bytes()
+    k = 6 * 16
+    index = raw[-k:] if index_location == "end" else raw[:k]
+    table = np.frombuffer(index, dtype="<u8").reshape(6, 2).copy()
+    table[0, 0] = len(raw) - k - int(table[0, 1]) + 8 if index_location == "end" else 0
+    body = table.tobytes()
+    unit.write_bytes(raw[:-k] + body if index_location == "end" else body + raw[k:])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert "shard's own index" in line and "restore that chunk from its source" in line, line
     assert "--overwrite" not in line, line
 
 

@@ -135,8 +135,9 @@ class ArrayInfo:
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
     blosc: codecs.BloscCheck | None = None
     """for an array only Zarr decodes (``format`` None) whose chunks hold a Blosc frame (under
-    other codecs too): where those frames lie, to check before Zarr reads them (a cut one
-    reads as whatever memory follows it); else None"""
+    other codecs too), or that is sharded: where those frames lie, to check before Zarr reads
+    them (a cut one reads as whatever memory follows it; an index entry pointing into the
+    shard's own index, as the index's bytes); else None"""
 
     @property
     def grid(self) -> Shape:

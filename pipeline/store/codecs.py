@@ -548,17 +548,22 @@ def v3_format(meta: dict[str, Any], dtype: np.dtype) -> StoredFormat | None:
     if len(codecs) == 1 and codecs[0]["name"] == "sharding_indexed":
         conf = codecs[0].get("configuration", {})
         chunk = _v3_chain(conf.get("codecs", []), tuple(conf["chunk_shape"]), dtype)
-        index = [c["name"] for c in conf.get("index_codecs", [])]
-        little = all(
-            (c.get("configuration") or {}).get("endian", "little") == "little"
-            for c in conf.get("index_codecs", [])
-        )
-        if chunk is None or index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+        shard = _shard_format(conf)
+        if chunk is None or shard is None or shard.index_big_endian:
             return None
-        at_end = conf.get("index_location", "end") == "end"
-        return StoredFormat(chunk, ShardFormat(at_end, index == ["bytes", "crc32c"]))
+        return StoredFormat(chunk, shard)
     chunk = _v3_chain(codecs, outer, dtype)
     return None if chunk is None else StoredFormat(chunk, None)
+
+
+def _shard_format(conf: dict[str, Any]) -> ShardFormat | None:
+    """The index of a ``sharding_indexed`` codec's configuration as a :class:`ShardFormat`;
+    None for index codecs other than ``bytes`` with or without ``crc32c``."""
+    index = conf.get("index_codecs", [])
+    if [c["name"] for c in index] not in (["bytes"], ["bytes", "crc32c"]):
+        return None
+    endian = (index[0].get("configuration") or {}).get("endian", "little")
+    return ShardFormat(conf.get("index_location", "end") == "end", len(index) == 2, endian == "big")
 
 
 def _v3_chain(
@@ -595,7 +600,10 @@ class BloscCheck:
     short from whatever memory follows it, without an error, and zarr-python with it, so such
     a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it). A Blosc
     frame under other bytes-to-bytes codecs (gzip, zstd, a checksum, a v2 filter's Blosc under
-    the compressor) is reached by decoding those first, each Blosc frame among them checked."""
+    the compressor) is reached by decoding those first, each Blosc frame among them checked.
+    A shard's index is checked too (:func:`shards.shard_frames`), Blosc or not: zarr-python
+    reads a chunk whose entry points into the index from the index's bytes, without an
+    error."""
 
     layers: tuple[str, ...]
     """the chunk's bytes-to-bytes codecs from its innermost Blosc one outward, in encode order,
@@ -622,7 +630,8 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
     compressor or a filter; in v3 a shard's inner chain, or after the sharding codec, over the
     whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
     decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
-    reads; else None."""
+    reads; and so for a sharded array whose chain :func:`v3_format` does not know (which only
+    Zarr reads), its shard index alone checked where it holds no Blosc; else None."""
     shard = None
     chunk: Shape | None = None
     whole: list[dict[str, Any] | None] = []
@@ -635,24 +644,18 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
         if v3 and v3[0]["name"] == "sharding_indexed":
             whole = [_check_codec(c, dtype) for c in v3[1:]]
             conf = v3[0].get("configuration", {})
-            index = [c["name"] for c in conf.get("index_codecs", [])]
-            little = all(
-                (c.get("configuration") or {}).get("endian", "little") == "little"
-                for c in conf.get("index_codecs", [])
-            )
-            if index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+            shard = _shard_format(conf)
+            if shard is None:
                 return None
-            shard = ShardFormat(
-                conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
-            )
             chunk = tuple(conf["chunk_shape"])
             v3 = list(conf.get("codecs", []))
         blosc = [i for i, c in enumerate(v3) if c["name"] in ("blosc", "numcodecs.blosc")]
         chain = [_check_codec(c, dtype) for c in v3[blosc[0] :]] if blosc else []
     innermost = [i for i, c in enumerate(chain) if c is not None and c.get("id") == "blosc"]
     layers = chain[innermost[0] :] if innermost else []
-    if not layers and not any(c is not None and c.get("id") == "blosc" for c in whole):
-        return None
+    no_blosc = not layers and not any(c is not None and c.get("id") == "blosc" for c in whole)
+    if no_blosc and (shard is None or v3_format(meta, dtype) is not None):
+        return None  # a shard only Zarr decodes has its index checked, Blosc or not
     known = [c for c in layers if c is not None]
     outside = [c for c in whole if c is not None]
     if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
