@@ -761,6 +761,17 @@ def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[
     return damage
 
 
+def _under_gzip(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``damage`` done to a shard compressed whole by gzip, the gzip stream whole again."""
+
+    def under(p: Path) -> None:
+        p.write_bytes(bytes(numcodecs.GZip().decode(p.read_bytes())))
+        damage(p)
+        p.write_bytes(bytes(numcodecs.GZip().encode(p.read_bytes())))
+
+    return under
+
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -916,6 +927,16 @@ DAMAGES = [
         _ts_sharded([{"name": "bytes", "configuration": {"endian": "little"}}], _BIG_ENDIAN_INDEX),
         "c/1/1",
         _index_into_itself(True, True, big=True),
+    ),
+    (  # a shard compressed whole (gzip after the sharding codec), the gzip stream whole
+        "shard-gzip-whole-index-into-itself",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec()]),
+            compressors=GzipCodec(),
+        ),
+        "c/0/0",
+        _under_gzip(_index_into_itself(True, True)),
     ),
 ]
 
