@@ -761,6 +761,12 @@ def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[
     return damage
 
 
+def _header_zeroed(p: Path) -> None:
+    """The chunk's first 10 bytes zeroed (a gzip or bz2 stream's header)."""
+    raw = p.read_bytes()
+    p.write_bytes(bytes(10) + raw[10:])
+
+
 def _under_gzip(damage: Callable[[Path], None]) -> Callable[[Path], None]:
     """``damage`` done to a shard compressed whole by gzip, the gzip stream whole again."""
 
@@ -927,6 +933,24 @@ DAMAGES = [
         _ts_sharded([{"name": "bytes", "configuration": {"endian": "little"}}], _BIG_ENDIAN_INDEX),
         "c/1/1",
         _index_into_itself(True, True, big=True),
+    ),
+    # a gzip or bz2 stream's header zeroed in a chain only Zarr decodes: Python's decompressors
+    # say so with an OSError (gzip's BadGzipFile, bz2's 'Invalid data stream'), which the run
+    # had taken for the store's answer ("the store answered BadGzipFile", a storage fix)
+    (
+        "v3-delta-gzip-header-zeroed",
+        zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=GzipCodec()),
+        "c/1/1",
+        _header_zeroed,
+    ),
+    (
+        "v3-delta-bz2-header-zeroed",
+        zarr3(
+            filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")],
+            compressors=lambda: numcodecs.zarr3.BZ2(),
+        ),
+        "c/0/2",
+        _header_zeroed,
     ),
     (  # a shard compressed whole (gzip after the sharding codec), the gzip stream whole
         "shard-gzip-whole-index-into-itself",
