@@ -359,6 +359,20 @@ def _sharded_delta_raw(index_location: str = "end", drop: bool = False) -> Calla
     )
 
 
+#: Shards of 2 inner shards of 2 chunks each (nested sharding, which only Zarr reads), the
+#: inner shards' index bytes alone (no crc32c).
+_NESTED_SHARDS = zarr3(
+    chunks=(8, 12),
+    serializer=lambda: ShardingCodec(
+        chunk_shape=(4, 12),
+        codecs=[
+            ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec()], index_codecs=[BytesCodec()])
+        ],
+    ),
+    compressors=None,
+)
+
+
 CASES = [
     # zarr-python 3, Zarr v3
     Case("zarr3-default-zstd", zarr3()),
@@ -492,6 +506,7 @@ CASES = [
     ),
     Case("zarr3-sharded-delta-uncompressed-index-bytes-only", _sharded_delta_raw()),
     Case("zarr3-sharded-delta-uncompressed-index-at-start", _sharded_delta_raw("start", drop=True)),
+    Case("zarr3-nested-shards", _NESTED_SHARDS),
     # xarray
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
@@ -761,6 +776,20 @@ def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[
     return damage
 
 
+def _inner_index_into_itself(p: Path) -> None:
+    """In a shard of :data:`_NESTED_SHARDS` (its index at the end, with its crc32c), the first
+    inner shard's first index entry moved 8 bytes into that inner shard's own index (which
+    has no crc32c); the outer index as it was."""
+    raw = p.read_bytes()
+    outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
+    start, size = int(outer[0, 0]), int(outer[0, 1])
+    inner = raw[start : start + size]
+    table = np.frombuffer(inner[-32:], "<u8").reshape(2, 2).copy()
+    table[0, 0] = size - 32 - int(table[0, 1]) + 8
+    inner = inner[:-32] + table.tobytes()
+    p.write_bytes(raw[:start] + inner + raw[start + size :])
+
+
 def _header_zeroed(p: Path) -> None:
     """The chunk's first 10 bytes zeroed (a gzip or bz2 stream's header)."""
     raw = p.read_bytes()
@@ -952,6 +981,7 @@ DAMAGES = [
         "c/0/2",
         _header_zeroed,
     ),
+    ("shard-nested-inner-index-into-itself", _NESTED_SHARDS, "c/1/1", _inner_index_into_itself),
     (  # a shard compressed whole (gzip after the sharding codec), the gzip stream whole
         "shard-gzip-whole-index-into-itself",
         zarr3(

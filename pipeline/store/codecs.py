@@ -617,6 +617,9 @@ class BloscCheck:
     whole: tuple[str, ...] = ()
     """bytes-to-bytes codecs after the sharding one, over the whole shard (encode order, as
     :attr:`layers`): decoded first, each Blosc frame among them checked"""
+    nested: BloscCheck | None = None
+    """where a shard's inner chunks are shards themselves (a sharding codec in its inner
+    chain): their check, each present inner chunk's bytes checked by it"""
 
     def chunks_in(self, unit: Shape) -> int:
         """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
@@ -631,8 +634,16 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
     whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
     decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
     reads; and so for a sharded array whose chain :func:`v3_format` does not know (which only
-    Zarr reads), its shard index alone checked where it holds no Blosc; else None."""
+    Zarr reads), its shard index alone checked where it holds no Blosc (shards within shards
+    too); else None."""
+    return _blosc_check(meta, dtype, nested=False)
+
+
+def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCheck | None:
+    """:func:`blosc_check`; ``nested``: ``meta`` holds only the ``codecs`` of a shard's inner
+    chunks, themselves shards (only Zarr reads such an array)."""
     shard = None
+    inner: BloscCheck | None = None
     chunk: Shape | None = None
     whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
@@ -649,19 +660,24 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
                 return None
             chunk = tuple(conf["chunk_shape"])
             v3 = list(conf.get("codecs", []))
+            if v3 and v3[0]["name"] == "sharding_indexed":
+                inner = _blosc_check({"codecs": v3}, dtype, nested=True)
+                if inner is None:
+                    return None
+                v3 = []
         blosc = [i for i, c in enumerate(v3) if c["name"] in ("blosc", "numcodecs.blosc")]
         chain = [_check_codec(c, dtype) for c in v3[blosc[0] :]] if blosc else []
     innermost = [i for i, c in enumerate(chain) if c is not None and c.get("id") == "blosc"]
     layers = chain[innermost[0] :] if innermost else []
     no_blosc = not layers and not any(c is not None and c.get("id") == "blosc" for c in whole)
-    if no_blosc and (shard is None or v3_format(meta, dtype) is not None):
+    if no_blosc and (shard is None or (not nested and v3_format(meta, dtype) is not None)):
         return None  # a shard only Zarr decodes has its index checked, Blosc or not
     known = [c for c in layers if c is not None]
     outside = [c for c in whole if c is not None]
     if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
         return None
     return BloscCheck(
-        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside)
+        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside), inner
     )
 
 
@@ -689,10 +705,14 @@ def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
             for config in reversed(check.whole):
                 raw = _decode_bytes(config, raw)
     frames = unit_frames(raw, check.chunks_in(unit), check.shard)
-    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers else ():
+    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
         try:
+            if check.nested is not None:  # the inner chunk is a shard: its own check
+                assert check.chunk is not None
+                check_blosc_frames(frame, check.chunk, check.nested)
+                continue
             with _codec_errors_as_damage():
                 for config in reversed(check.layers[1:]):
                     frame = _decode_bytes(config, frame)
