@@ -359,18 +359,20 @@ def _sharded_delta_raw(index_location: str = "end", drop: bool = False) -> Calla
     )
 
 
-#: Shards of 2 inner shards of 2 chunks each (nested sharding, which only Zarr reads), the
-#: inner shards' index bytes alone (no crc32c).
-_NESTED_SHARDS = zarr3(
-    chunks=(8, 12),
-    serializer=lambda: ShardingCodec(
-        chunk_shape=(4, 12),
-        codecs=[
-            ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec()], index_codecs=[BytesCodec()])
-        ],
-    ),
-    compressors=None,
-)
+def _nested_shards(inner: Callable[[], list[Any]]) -> Callable[[Path], None]:
+    """Shards of 2 inner shards of 2 chunks each (nested sharding, which only Zarr reads), the
+    chunks' codecs ``inner()``, the inner shards' index bytes alone (no crc32c)."""
+    return zarr3(
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(
+            chunk_shape=(4, 12),
+            codecs=[ShardingCodec(chunk_shape=CHUNKS, codecs=inner(), index_codecs=[BytesCodec()])],
+        ),
+        compressors=None,
+    )
+
+
+_NESTED_SHARDS = _nested_shards(lambda: [BytesCodec()])
 
 
 CASES = [
@@ -790,6 +792,24 @@ def _inner_index_into_itself(p: Path) -> None:
     p.write_bytes(raw[:start] + inner + raw[start + size :])
 
 
+def _inner_blosc_frame_cut(p: Path) -> None:
+    """In a shard of :func:`_nested_shards` (its index at the end, with its crc32c), the first
+    inner shard's first Blosc frame cut to half its bytes, both indexes pointing at what is
+    left (the outer one's crc32c valid again)."""
+    import google_crc32c
+
+    raw = p.read_bytes()
+    outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
+    shards = [raw[int(o) : int(o) + int(n)] for o, n in outer]
+    table = np.frombuffer(shards[0][-32:], "<u8").reshape(2, 2)
+    frames = [shards[0][int(o) : int(o) + int(n)] for o, n in table]
+    frames[0] = frames[0][: len(frames[0]) // 2]
+    index = np.array([[0, len(frames[0])], [len(frames[0]), len(frames[1])]], "<u8")
+    shards[0] = b"".join(frames) + index.tobytes()
+    body = np.array([[0, len(shards[0])], [len(shards[0]), len(shards[1])]], "<u8").tobytes()
+    p.write_bytes(b"".join(shards) + body + google_crc32c.value(body).to_bytes(4, "little"))
+
+
 def _header_zeroed(p: Path) -> None:
     """The chunk's first 10 bytes zeroed (a gzip or bz2 stream's header)."""
     raw = p.read_bytes()
@@ -982,6 +1002,12 @@ DAMAGES = [
         _header_zeroed,
     ),
     ("shard-nested-inner-index-into-itself", _NESTED_SHARDS, "c/1/1", _inner_index_into_itself),
+    (
+        "shard-nested-inner-blosc-cut",
+        _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),
+        "c/0/0",
+        _inner_blosc_frame_cut,
+    ),
     (  # a shard compressed whole (gzip after the sharding codec), the gzip stream whole
         "shard-gzip-whole-index-into-itself",
         zarr3(
