@@ -626,7 +626,9 @@ class BloscCheck:
         return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
 
-def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
+def blosc_check(
+    meta: dict[str, Any], dtype: np.dtype, every_index: bool = False
+) -> BloscCheck | None:
     """For an array's metadata document (a Zarr v3 ``zarr.json``, or a v2 ``.zarray`` with
     ``zarr_format`` 2) and its (native) ``dtype``: the :class:`BloscCheck` of its stored units
     where a chunk's chain holds a Blosc codec (``blosc``, ``numcodecs.blosc``; in v2 the
@@ -635,13 +637,15 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
     decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
     reads; and so for a sharded array whose chain :func:`v3_format` does not know (which only
     Zarr reads), its shard index alone checked where it holds no Blosc (shards within shards
-    too); else None."""
-    return _blosc_check(meta, dtype, nested=False)
+    too), and with ``every_index`` for every sharded array whose index this module reads
+    (``verify``, which reads inputs the pipeline decodes through zarr-python too); else
+    None."""
+    return _blosc_check(meta, dtype, nested=every_index)
 
 
 def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCheck | None:
-    """:func:`blosc_check`; ``nested``: ``meta`` holds only the ``codecs`` of a shard's inner
-    chunks, themselves shards (only Zarr reads such an array)."""
+    """:func:`blosc_check`; ``nested``: a shard's index is checked whatever its chain (``meta``
+    may hold only the ``codecs`` of a shard's inner chunks, themselves shards)."""
     shard = None
     inner: BloscCheck | None = None
     chunk: Shape | None = None
