@@ -24,6 +24,7 @@ keeps their fields on the way.
 from __future__ import annotations
 
 import errno
+import gzip
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -438,13 +439,30 @@ def cause(e: BaseException) -> str:
     return one_line(f"{type(e).__name__}: {e}")
 
 
+def _decompressor_refused(e: BaseException) -> bool:
+    """Whether ``e``, an ``OSError``, was raised inside one of Python's decompression modules
+    (:data:`_DECOMPRESSORS`): bz2 says 'Invalid data stream' of damaged bytes with a bare
+    ``OSError`` (numcodecs' BZ2), as gzip says 'Not a gzipped file' with its ``BadGzipFile``
+    (numcodecs' GZip), neither the store's answer."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") in _DECOMPRESSORS
+
+
+#: Python's decompression modules, whose ``OSError`` is damaged bytes' (:func:`storage_failure`).
+_DECOMPRESSORS = frozenset({"bz2", "gzip", "lzma", "zlib", "_compression"})
+
+
 def storage_failure(e: BaseException) -> str | None:
     """What a store answered where reading failed, in a few words, when ``e`` (or an error it
     came from: a reference file system's ``ReferenceNotReachable`` wraps its target's) is the
     storage's failure rather than the bytes': an HTTP status ('HTTP 403 Forbidden', from
     aiohttp's ``ClientResponseError``, as fsspec's HTTP file system raises it), or an
     ``OSError`` (permission, connection, timeout) other than a missing file, which reads as
-    the fill value. None for anything else (a codec's error: damaged bytes)."""
+    the fill value, and other than one a Python decompressor raised for the bytes it was given
+    (:func:`_decompressor_refused`). None for anything else (a codec's error: damaged
+    bytes)."""
     seen: list[BaseException] = []
     x: BaseException | None = e
     while x is not None and not any(x is s for s in seen):
@@ -452,7 +470,8 @@ def storage_failure(e: BaseException) -> str | None:
         status = getattr(x, "status", None)
         if type(x).__name__ == "ClientResponseError" and isinstance(status, int):
             return f"HTTP {status} {getattr(x, 'message', '') or ''}".strip()
-        if isinstance(x, OSError) and not isinstance(x, FileNotFoundError):
+        damage = isinstance(x, gzip.BadGzipFile) or _decompressor_refused(x)  # bz2's OSError
+        if isinstance(x, OSError) and not isinstance(x, FileNotFoundError) and not damage:
             return cause(x)
         if type(x).__name__.startswith("Client") and "aiohttp" in type(x).__module__:
             return cause(x)  # a connection lost or refused

@@ -328,6 +328,53 @@ _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name"
 #: A chain only Zarr decodes (numcodecs' Delta filter), its chunks Blosc frames.
 _DELTA_BLOSC = zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=_BLOSC_LZ4)
 
+
+def _ts_sharded(codecs: list[Any], index_codecs: list[Any], partial: bool = False) -> Any:
+    """tensorstore writing shards of 2 x 2 chunks, their inner chunks' ``codecs``, their index's
+    ``index_codecs`` (only some chunks written where ``partial``)."""
+    sharding = {"chunk_shape": list(CHUNKS), "codecs": codecs, "index_codecs": index_codecs}
+    spec = _ts_v3([{"name": "sharding_indexed", "configuration": sharding}], chunks=(8, 12))
+    return tensorstore(spec, partial=partial)
+
+
+#: An index of big-endian integers (tensorstore and zarr-python write one where asked): the
+#: pipeline reads such shards only through Zarr.
+_BIG_ENDIAN_INDEX = [{"name": "bytes", "configuration": {"endian": "big"}}, {"name": "crc32c"}]
+
+
+def _sharded_delta_raw(index_location: str = "end", drop: bool = False) -> Callable[[Path], None]:
+    """A chain only Zarr decodes (numcodecs' Delta filter), uncompressed, in shards whose index
+    is bytes alone (no crc32c), at the shard's end (or its start); ``drop``: some shards
+    deleted."""
+    return zarr3(
+        drop=drop,
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(
+            chunk_shape=CHUNKS,
+            codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()],
+            index_codecs=[BytesCodec()],
+            index_location=index_location,
+        ),
+        compressors=None,
+    )
+
+
+def _nested_shards(inner: Callable[[], list[Any]]) -> Callable[[Path], None]:
+    """Shards of 2 inner shards of 2 chunks each (nested sharding, which only Zarr reads), the
+    chunks' codecs ``inner()``, the inner shards' index bytes alone (no crc32c)."""
+    return zarr3(
+        chunks=(8, 12),
+        serializer=lambda: ShardingCodec(
+            chunk_shape=(4, 12),
+            codecs=[ShardingCodec(chunk_shape=CHUNKS, codecs=inner(), index_codecs=[BytesCodec()])],
+        ),
+        compressors=None,
+    )
+
+
+_NESTED_SHARDS = _nested_shards(lambda: [BytesCodec()])
+
+
 CASES = [
     # zarr-python 3, Zarr v3
     Case("zarr3-default-zstd", zarr3()),
@@ -455,6 +502,13 @@ CASES = [
             partial=True,
         ),
     ),
+    Case(
+        "tensorstore-v3-sharded-big-endian-index-partial",
+        _ts_sharded(_BYTES_ZSTD, _BIG_ENDIAN_INDEX, partial=True),
+    ),
+    Case("zarr3-sharded-delta-uncompressed-index-bytes-only", _sharded_delta_raw()),
+    Case("zarr3-sharded-delta-uncompressed-index-at-start", _sharded_delta_raw("start", drop=True)),
+    Case("zarr3-nested-shards", _NESTED_SHARDS),
     # xarray
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),
@@ -701,6 +755,78 @@ def _cut_frames_of_zstd_shard(p: Path) -> None:
     p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
 
 
+def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[Path], None]:
+    """A shard's first index entry moved to point into the shard's own index (its chunk's
+    size kept; the index at the shard's ``at_end`` or start, with a ``crc`` valid again, its
+    integers ``big``-endian): zarr-python reads that chunk from the index's bytes."""
+
+    def damage(p: Path) -> None:
+        import google_crc32c
+
+        raw = p.read_bytes()
+        n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+        k = 16 * n + (4 if crc else 0)
+        order = ">u8" if big else "<u8"
+        index = raw[-k:] if at_end else raw[:k]
+        table = np.frombuffer(index[: 16 * n], order).reshape(n, 2).astype(np.uint64)
+        size = int(table[0, 1])
+        table[0, 0] = len(raw) - k - size + 8 if at_end else 0
+        body = table.astype(order).tobytes()
+        body += google_crc32c.value(body).to_bytes(4, "little") if crc else b""
+        p.write_bytes(raw[:-k] + body if at_end else body + raw[k:])
+
+    return damage
+
+
+def _inner_index_into_itself(p: Path) -> None:
+    """In a shard of :data:`_NESTED_SHARDS` (its index at the end, with its crc32c), the first
+    inner shard's first index entry moved 8 bytes into that inner shard's own index (which
+    has no crc32c); the outer index as it was."""
+    raw = p.read_bytes()
+    outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
+    start, size = int(outer[0, 0]), int(outer[0, 1])
+    inner = raw[start : start + size]
+    table = np.frombuffer(inner[-32:], "<u8").reshape(2, 2).copy()
+    table[0, 0] = size - 32 - int(table[0, 1]) + 8
+    inner = inner[:-32] + table.tobytes()
+    p.write_bytes(raw[:start] + inner + raw[start + size :])
+
+
+def _inner_blosc_frame_cut(p: Path) -> None:
+    """In a shard of :func:`_nested_shards` (its index at the end, with its crc32c), the first
+    inner shard's first Blosc frame cut to half its bytes, both indexes pointing at what is
+    left (the outer one's crc32c valid again)."""
+    import google_crc32c
+
+    raw = p.read_bytes()
+    outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
+    shards = [raw[int(o) : int(o) + int(n)] for o, n in outer]
+    table = np.frombuffer(shards[0][-32:], "<u8").reshape(2, 2)
+    frames = [shards[0][int(o) : int(o) + int(n)] for o, n in table]
+    frames[0] = frames[0][: len(frames[0]) // 2]
+    index = np.array([[0, len(frames[0])], [len(frames[0]), len(frames[1])]], "<u8")
+    shards[0] = b"".join(frames) + index.tobytes()
+    body = np.array([[0, len(shards[0])], [len(shards[0]), len(shards[1])]], "<u8").tobytes()
+    p.write_bytes(b"".join(shards) + body + google_crc32c.value(body).to_bytes(4, "little"))
+
+
+def _header_zeroed(p: Path) -> None:
+    """The chunk's first 10 bytes zeroed (a gzip or bz2 stream's header)."""
+    raw = p.read_bytes()
+    p.write_bytes(bytes(10) + raw[10:])
+
+
+def _under_gzip(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``damage`` done to a shard compressed whole by gzip, the gzip stream whole again."""
+
+    def under(p: Path) -> None:
+        p.write_bytes(bytes(numcodecs.GZip().decode(p.read_bytes())))
+        damage(p)
+        p.write_bytes(bytes(numcodecs.GZip().encode(p.read_bytes())))
+
+    return under
+
+
 DAMAGES = [
     ("v3-truncated", _zarr3_unsharded, "c/1/1", _truncate),
     ("v3-empty-file", _zarr3_unsharded, "c/0/1", _empty),
@@ -835,6 +961,62 @@ DAMAGES = [
         ),
         "c/0/1",
         lambda p: p.write_bytes(rewrite_shard(p.read_bytes(), _cut_blosc_under(numcodecs.Zstd()))),
+    ),
+    # a shard's index entry pointing into the index itself, in chains only Zarr decodes (no
+    # Blosc, so no frame check): zarr-python read that chunk from the index's bytes without an
+    # error, and the run marked the output complete (the pipeline's own decoder refuses it)
+    (
+        "shard-delta-index-into-itself",
+        _sharded_delta_raw(),
+        "c/1/0",
+        _index_into_itself(True, False),
+    ),
+    (
+        "shard-delta-index-at-start-into-itself",
+        _sharded_delta_raw("start"),
+        "c/0/1",
+        _index_into_itself(False, False),
+    ),
+    (
+        "tensorstore-shard-big-endian-index-into-itself",
+        _ts_sharded([{"name": "bytes", "configuration": {"endian": "little"}}], _BIG_ENDIAN_INDEX),
+        "c/1/1",
+        _index_into_itself(True, True, big=True),
+    ),
+    # a gzip or bz2 stream's header zeroed in a chain only Zarr decodes: Python's decompressors
+    # say so with an OSError (gzip's BadGzipFile, bz2's 'Invalid data stream'), which the run
+    # had taken for the store's answer ("the store answered BadGzipFile", a storage fix)
+    (
+        "v3-delta-gzip-header-zeroed",
+        zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=GzipCodec()),
+        "c/1/1",
+        _header_zeroed,
+    ),
+    (
+        "v3-delta-bz2-header-zeroed",
+        zarr3(
+            filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")],
+            compressors=lambda: numcodecs.zarr3.BZ2(),
+        ),
+        "c/0/2",
+        _header_zeroed,
+    ),
+    ("shard-nested-inner-index-into-itself", _NESTED_SHARDS, "c/1/1", _inner_index_into_itself),
+    (
+        "shard-nested-inner-blosc-cut",
+        _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),
+        "c/0/0",
+        _inner_blosc_frame_cut,
+    ),
+    (  # a shard compressed whole (gzip after the sharding codec), the gzip stream whole
+        "shard-gzip-whole-index-into-itself",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec()]),
+            compressors=GzipCodec(),
+        ),
+        "c/0/0",
+        _under_gzip(_index_into_itself(True, True)),
     ),
 ]
 

@@ -1221,6 +1221,103 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     assert "--overwrite" not in line, line
 
 
+@pytest.mark.parametrize(
+    ("index_location", "chain"), [("end", "delta"), ("start", "delta"), ("end", "bytes")]
+)
+def test_verify_names_an_input_shard_whose_index_points_into_itself(
+    tmp_path: Path, cli, index_location: str, chain: str
+) -> None:
+    """h55f: a sharded input whose chain only Zarr decodes and holds no Blosc (numcodecs'
+    Delta filter, uncompressed, an index of bytes alone), or one the pipeline decodes itself
+    (bytes alone), one index entry moved after a complete run to point into the shard's own
+    index: zarr-python reads that chunk from the index's bytes without an error, so verify
+    said "mismatched" and then "the input changed since", with `run --overwrite` (which then
+    stopped on that shard, the complete output lost). verify now checks the shard's index as
+    the run does and names the input store and the shard's key, in one line."""
+    import numcodecs.zarr3
+    from zarr.codecs import BytesCodec, ShardingCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    with warnings.catch_warnings():  # numcodecs.* codecs are not in the spec
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            str(inp),
+            shape=x.shape,
+            chunks=(10, 30),
+            dtype="float32",
+            serializer=ShardingCodec(
+                chunk_shape=(5, 10),
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()][chain == "bytes" :],
+                index_codecs=[BytesCodec()],
+                index_location=index_location,
+            ),
+            compressors=None,
+        )
+        z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = "c/1/0"
+    unit = inp / key
+    raw = unit.read_bytes()
+    k = 6 * 16
+    index = raw[-k:] if index_location == "end" else raw[:k]
+    table = np.frombuffer(index, dtype="<u8").reshape(6, 2).copy()
+    table[0, 0] = len(raw) - k - int(table[0, 1]) + 8 if index_location == "end" else 0
+    body = table.tobytes()
+    unit.write_bytes(raw[:-k] + body if index_location == "end" else body + raw[k:])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert "shard's own index" in line and "restore that chunk from its source" in line, line
+    assert "--overwrite" not in line, line
+
+
+@pytest.mark.parametrize("compressor", ["gzip", "bz2"])
+def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
+    tmp_path: Path, cli, compressor: str
+) -> None:
+    """h55f: an input chunk of a chain only Zarr decodes (numcodecs' Delta filter) whose gzip
+    or bz2 stream's header was zeroed after a complete run: Python's decompressor says so with
+    an OSError (gzip's BadGzipFile, bz2's 'Invalid data stream'), which verify (and the run)
+    had taken for the store's answer, "the store answered BadGzipFile", with a fix for the
+    store. It is the chunk's damage, named by its key in one line."""
+    import numcodecs.zarr3
+    from zarr.codecs import GzipCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    with warnings.catch_warnings():  # numcodecs.* codecs are not in the spec
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            str(inp),
+            shape=x.shape,
+            chunks=(10, 15),
+            dtype="float32",
+            filters=[numcodecs.zarr3.Delta(dtype="<f4")],
+            compressors=GzipCodec() if compressor == "gzip" else numcodecs.zarr3.BZ2(),
+        )
+        z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = "c/1/0"
+    raw = (inp / key).read_bytes()
+    (inp / key).write_bytes(bytes(10) + raw[10:])
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert "is damaged" in line and "store answered" not in line, line
+    assert "restore that chunk from its source" in line, line
+
+
 def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
     """A complete output whose chunk was cut short afterwards (helper-39): ``verify --all``
     said only the codec's ``RuntimeError``; one line now names the output and the region that

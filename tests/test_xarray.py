@@ -3320,6 +3320,7 @@ def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_
         (3, "lon", "one-chunk"),
         (2, "x", "small-blosc-frames"),
         (3, "lon", "delta-filter-small-blosc-frames"),
+        (3, "lon", "delta-filter-shard-index-into-itself"),
     ],
     ids=lambda v: f"v{v}" if isinstance(v, int) else v,
 )
@@ -3333,24 +3334,43 @@ def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_wri
     are) had been read by zarr-python, and so xarray, from whatever memory followed it: the
     output's coordinate held those bytes and was marked complete, also where the chain is one
     only Zarr decodes (a ``numcodecs.delta`` filter); other cut frames had been blamed on the
-    coordinate ("correct the coordinate", v3's on its ``_FillValue``)."""
-    from zarr.codecs import BloscCodec
+    coordinate ("correct the coordinate", v3's on its ``_FillValue``). h55f: a shard of such a
+    chain, uncompressed, whose index (bytes alone) points into itself, which zarr-python read
+    from the index's bytes."""
+    from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
     from zarr.codecs.numcodecs import Delta
 
     encoding: dict[str, Any] | None = None
     if layout != "one-chunk":
         encoding = {"chunks": (5,)}
+    sharded = layout == "delta-filter-shard-index-into-itself"
     if layout.startswith("delta"):
         with warnings.catch_warnings():  # numcodecs' codecs are not in the v3 spec
             warnings.simplefilter("ignore")
             encoding["filters"] = [Delta(dtype="<f8")]
         encoding["compressors"] = [BloscCodec(cname="lz4", shuffle="shuffle")]
+    if sharded:  # shards of 4 chunks, uncompressed, the index with no crc32c
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inner = [Delta(dtype="<f8"), BytesCodec()]
+        encoding = {
+            "chunks": (20,),
+            "serializer": ShardingCodec(
+                chunk_shape=(5,), codecs=inner, index_codecs=[BytesCodec()]
+            ),
+            "compressors": None,
+        }
     src = tmp_path / "in.zarr"
     write_dataset(src, zarr_format, coord_encoding=encoding)
     first = "0" if layout == "one-chunk" else "1"
     key = f"{coord}/{first}" if zarr_format == 2 else f"{coord}/c/{first}"
     raw = (src / key).read_bytes()
-    (src / key).write_bytes(raw[: len(raw) // 2])
+    if sharded:  # the first chunk's entry moved 8 bytes into the 64-byte index
+        table = np.frombuffer(raw[-64:], "<u8").reshape(4, 2).copy()
+        table[0, 0] = len(raw) - 64 - int(table[0, 1]) + 8
+        (src / key).write_bytes(raw[:-64] + table.tobytes())
+    else:
+        (src / key).write_bytes(raw[: len(raw) // 2])
     before = file_states(src)
     for call in (pipeline.plan, pipeline.run):
         with pytest.raises(ChunkError) as info:

@@ -135,8 +135,9 @@ class ArrayInfo:
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
     blosc: codecs.BloscCheck | None = None
     """for an array only Zarr decodes (``format`` None) whose chunks hold a Blosc frame (under
-    other codecs too): where those frames lie, to check before Zarr reads them (a cut one
-    reads as whatever memory follows it); else None"""
+    other codecs too), or that is sharded: where those frames lie, to check before Zarr reads
+    them (a cut one reads as whatever memory follows it; an index entry pointing into the
+    shard's own index, as the index's bytes); else None"""
 
     @property
     def grid(self) -> Shape:
@@ -1387,7 +1388,12 @@ def _unit_damage(key: str, e: Exception) -> tuple[str, str, str] | None:
 
 
 def damaged_unit_in(
-    location: Location, path: str, arr: Any, region: tuple[slice, ...], failed: bool = False
+    location: Location,
+    path: str,
+    arr: Any,
+    region: tuple[slice, ...],
+    failed: bool = False,
+    every_index: bool = False,
 ) -> tuple[str, str, str] | None:
     """The first stored unit (chunk or shard) of the array ``arr`` (opened at ``path``) that
     holds part of ``region`` and is damaged, as the run finds its input's: (its key in the
@@ -1395,7 +1401,9 @@ def damaged_unit_in(
     None where none is found. Where the chain holds a Blosc codec (v2's compressor or a
     filter, v3's, under other bytes-to-bytes codecs too: :func:`codecs.blosc_check`), each
     unit's Blosc frames are checked (:func:`codecs.check_blosc_frames`): zarr-python decodes a
-    frame cut short from whatever memory follows it, without an error.
+    frame cut short from whatever memory follows it, without an error; with ``every_index``,
+    each shard's index too, whatever the chain (:func:`codecs.blosc_check`: zarr-python reads
+    a chunk whose entry points into the index from the index's bytes, without an error).
     Where ``failed`` (zarr-python's read of ``region`` raised), each unit is also read alone
     through zarr-python, and the first that fails is the damaged one (a store that does not
     answer, or a codec not installed here, is no damage). For ``pipeline verify``, which
@@ -1409,7 +1417,7 @@ def damaged_unit_in(
         doc = meta.to_dict()
     unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
     shape = tuple(arr.shape)
-    blosc = codecs.blosc_check(doc, np.dtype(arr.dtype))
+    blosc = codecs.blosc_check(doc, np.dtype(arr.dtype), every_index)
     ranges = [
         range(r.start // u, grid.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
     ]

@@ -546,17 +546,22 @@ def v3_format(meta: dict[str, Any], dtype: np.dtype) -> StoredFormat | None:
     if len(codecs) == 1 and codecs[0]["name"] == "sharding_indexed":
         conf = codecs[0].get("configuration", {})
         chunk = _v3_chain(conf.get("codecs", []), tuple(conf["chunk_shape"]), dtype)
-        index = [c["name"] for c in conf.get("index_codecs", [])]
-        little = all(
-            (c.get("configuration") or {}).get("endian", "little") == "little"
-            for c in conf.get("index_codecs", [])
-        )
-        if chunk is None or index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+        shard = _shard_format(conf)
+        if chunk is None or shard is None or shard.index_big_endian:
             return None
-        at_end = conf.get("index_location", "end") == "end"
-        return StoredFormat(chunk, ShardFormat(at_end, index == ["bytes", "crc32c"]))
+        return StoredFormat(chunk, shard)
     chunk = _v3_chain(codecs, outer, dtype)
     return None if chunk is None else StoredFormat(chunk, None)
+
+
+def _shard_format(conf: dict[str, Any]) -> ShardFormat | None:
+    """The index of a ``sharding_indexed`` codec's configuration as a :class:`ShardFormat`;
+    None for index codecs other than ``bytes`` with or without ``crc32c``."""
+    index = conf.get("index_codecs", [])
+    if [c["name"] for c in index] not in (["bytes"], ["bytes", "crc32c"]):
+        return None
+    endian = (index[0].get("configuration") or {}).get("endian", "little")
+    return ShardFormat(conf.get("index_location", "end") == "end", len(index) == 2, endian == "big")
 
 
 def _v3_chain(
@@ -593,7 +598,10 @@ class BloscCheck:
     short from whatever memory follows it, without an error, and zarr-python with it, so such
     a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it). A Blosc
     frame under other bytes-to-bytes codecs (gzip, zstd, a checksum, a v2 filter's Blosc under
-    the compressor) is reached by decoding those first, each Blosc frame among them checked."""
+    the compressor) is reached by decoding those first, each Blosc frame among them checked.
+    A shard's index is checked too (:func:`shards.shard_frames`), Blosc or not: zarr-python
+    reads a chunk whose entry points into the index from the index's bytes, without an
+    error."""
 
     layers: tuple[str, ...]
     """the chunk's bytes-to-bytes codecs from its innermost Blosc one outward, in encode order,
@@ -607,21 +615,37 @@ class BloscCheck:
     whole: tuple[str, ...] = ()
     """bytes-to-bytes codecs after the sharding one, over the whole shard (encode order, as
     :attr:`layers`): decoded first, each Blosc frame among them checked"""
+    nested: BloscCheck | None = None
+    """where a shard's inner chunks are shards themselves (a sharding codec in its inner
+    chain): their check, each present inner chunk's bytes checked by it"""
 
     def chunks_in(self, unit: Shape) -> int:
         """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
         return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
 
-def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
+def blosc_check(
+    meta: dict[str, Any], dtype: np.dtype, every_index: bool = False
+) -> BloscCheck | None:
     """For an array's metadata document (a Zarr v3 ``zarr.json``, or a v2 ``.zarray`` with
     ``zarr_format`` 2) and its (native) ``dtype``: the :class:`BloscCheck` of its stored units
     where a chunk's chain holds a Blosc codec (``blosc``, ``numcodecs.blosc``; in v2 the
     compressor or a filter; in v3 a shard's inner chain, or after the sharding codec, over the
     whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
     decodes (gzip, zstd, crc32c, ``numcodecs.*``...), and a shard's index is one this module
-    reads; else None."""
+    reads; and so for a sharded array whose chain :func:`v3_format` does not know (which only
+    Zarr reads), its shard index alone checked where it holds no Blosc (shards within shards
+    too), and with ``every_index`` for every sharded array whose index this module reads
+    (``verify``, which reads inputs the pipeline decodes through zarr-python too); else
+    None."""
+    return _blosc_check(meta, dtype, nested=every_index)
+
+
+def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCheck | None:
+    """:func:`blosc_check`; ``nested``: a shard's index is checked whatever its chain (``meta``
+    may hold only the ``codecs`` of a shard's inner chunks, themselves shards)."""
     shard = None
+    inner: BloscCheck | None = None
     chunk: Shape | None = None
     whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
@@ -633,30 +657,29 @@ def blosc_check(meta: dict[str, Any], dtype: np.dtype) -> BloscCheck | None:
         if v3 and v3[0]["name"] == "sharding_indexed":
             whole = [_check_codec(c, dtype) for c in v3[1:]]
             conf = v3[0].get("configuration", {})
-            index = [c["name"] for c in conf.get("index_codecs", [])]
-            little = all(
-                (c.get("configuration") or {}).get("endian", "little") == "little"
-                for c in conf.get("index_codecs", [])
-            )
-            if index not in (["bytes"], ["bytes", "crc32c"]) or not little:
+            shard = _shard_format(conf)
+            if shard is None:
                 return None
-            shard = ShardFormat(
-                conf.get("index_location", "end") == "end", index == ["bytes", "crc32c"]
-            )
             chunk = tuple(conf["chunk_shape"])
             v3 = list(conf.get("codecs", []))
+            if v3 and v3[0]["name"] == "sharding_indexed":
+                inner = _blosc_check({"codecs": v3}, dtype, nested=True)
+                if inner is None:
+                    return None
+                v3 = []
         blosc = [i for i, c in enumerate(v3) if c["name"] in ("blosc", "numcodecs.blosc")]
         chain = [_check_codec(c, dtype) for c in v3[blosc[0] :]] if blosc else []
     innermost = [i for i, c in enumerate(chain) if c is not None and c.get("id") == "blosc"]
     layers = chain[innermost[0] :] if innermost else []
-    if not layers and not any(c is not None and c.get("id") == "blosc" for c in whole):
-        return None
+    no_blosc = not layers and not any(c is not None and c.get("id") == "blosc" for c in whole)
+    if no_blosc and (shard is None or (not nested and v3_format(meta, dtype) is not None)):
+        return None  # a shard only Zarr decodes has its index checked, Blosc or not
     known = [c for c in layers if c is not None]
     outside = [c for c in whole if c is not None]
     if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
         return None
     return BloscCheck(
-        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside)
+        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside), inner
     )
 
 
@@ -684,10 +707,14 @@ def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
             for config in reversed(check.whole):
                 raw = _decode_bytes(config, raw)
     frames = unit_frames(raw, check.chunks_in(unit), check.shard)
-    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers else ():
+    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
         try:
+            if check.nested is not None:  # the inner chunk is a shard: its own check
+                assert check.chunk is not None
+                check_blosc_frames(frame, check.chunk, check.nested)
+                continue
             with _codec_errors_as_damage():
                 for config in reversed(check.layers[1:]):
                     frame = _decode_bytes(config, frame)

@@ -66,6 +66,10 @@ class ShardFormat:
 
     index_at_end: bool
     index_crc32c: bool
+    index_big_endian: bool = False
+    """the index's integers big-endian (its ``bytes`` codec's ``endian``), as tensorstore and
+    zarr-python may write it; the pipeline decodes such shards only through Zarr, each shard's
+    index checked first (:func:`codecs.blosc_check`)"""
 
 
 def strip_crc32c(data: Any) -> memoryview:
@@ -97,9 +101,12 @@ def encode_index(offsets: np.ndarray, sizes: np.ndarray) -> bytes:
     return raw + google_crc32c.value(raw).to_bytes(4, "little")
 
 
-def decode_index(raw: Any, n_chunks: int, crc32c: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, sizes) from index bytes. Raises :class:`Damaged` when the index is not
-    :func:`index_nbytes` long or its checksum does not match."""
+def decode_index(
+    raw: Any, n_chunks: int, crc32c: bool = True, big_endian: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, sizes) from index bytes (uint64 each, little-endian unless ``big_endian``).
+    Raises :class:`Damaged` when the index is not :func:`index_nbytes` long or its checksum
+    does not match."""
     view = memoryview(raw).cast("B")
     want = index_nbytes(n_chunks, crc32c)
     if len(view) != want:
@@ -108,8 +115,8 @@ def decode_index(raw: Any, n_chunks: int, crc32c: bool = True) -> tuple[np.ndarr
         body = strip_crc32c(view) if crc32c else view
     except Damaged:
         raise Damaged("its shard index's crc32c checksum does not match", "index") from None
-    table = np.frombuffer(body, "<u8").reshape(n_chunks, 2)
-    return table[:, 0].copy(), table[:, 1].copy()
+    table = np.frombuffer(body, ">u8" if big_endian else "<u8").reshape(n_chunks, 2)
+    return table[:, 0].astype(np.uint64), table[:, 1].astype(np.uint64)
 
 
 def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
@@ -122,7 +129,7 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
         raise Damaged(f"the shard holds {size} bytes, fewer than its {k}-byte index", "index")
     view = memoryview(raw).cast("B")
     index = view[size - k :] if shard.index_at_end else view[:k]
-    offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c)
+    offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c, shard.index_big_endian)
     absent = (offsets == EMPTY) & (sizes == EMPTY)
     lo, hi = (0, size - k) if shard.index_at_end else (k, size)
     present = ~absent
