@@ -183,6 +183,31 @@ def test_new_run_and_verify_say_the_output_is_incomplete(work: Work, cli) -> Non
     assert file_states(work.output) == snapshot  # neither wrote anything
 
 
+def test_an_interrupted_output_whose_status_was_edited_to_complete_is_incomplete(
+    work: Work, cli
+) -> None:
+    """h56b: the killed run's output with its record's ``status`` edited to "complete" (its
+    identity and fingerprint untouched, its run record kept): ``run --resume`` said "nothing
+    to do" and a sampled ``verify`` could pass, its unwritten blocks read as the fill value.
+    No run that finished wrote that record (it has no ``summary``): verify says the output is
+    incomplete, with `run --resume`, which finishes it, skipping the blocks written, to the
+    uninterrupted run's values."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    arr = zarr.open_array(str(work.output), mode="r+")
+    record = dict(arr.attrs)["pipeline"]
+    arr.update_attributes({"pipeline": {**record, "status": "complete"}})
+    rc, out, err = cli("verify", work.config)
+    assert rc == 1, out + err
+    assert re.search(r"output status\s+incomplete", out), out
+    assert "`run --resume` finishes it" in one_line_error(err), err
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 def test_resume_is_refused_when_a_stage_parameter_changed(work: Work, cli) -> None:
     work.restore_killed()
     snapshot = file_states(work.output)

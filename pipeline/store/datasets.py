@@ -1831,11 +1831,19 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     ``pipeline`` attribute: a run stopped after it marked the output complete and before the
     copy, which ``xr.open_zarr`` reads, said so too (``run --resume`` finishes it). Where the
     group has no copy (a replacement of another of its variables stopped after it dropped
-    them: helper-45), xarray reads the variable's own metadata, which says what it is."""
+    them: helper-45), xarray reads the variable's own metadata, which says what it is.
+
+    One whose record says complete but holds no ``summary`` (which every run that finishes
+    an output writes with its "complete", whatever its version) is 'incomplete' too: its
+    status was edited, and nothing else of the record says the run finished (h56b: an
+    interrupted output edited to "complete" had been "nothing to do" to ``run --resume``,
+    and a sampled ``verify`` passed blocks never written, read as the fill value)."""
     doc = attrs.get("pipeline")
     status = doc.get("status") if isinstance(doc, dict) else None
     if status not in ("complete", "incomplete"):
         return None
+    if status == "complete" and isinstance(doc, dict) and not isinstance(doc.get("summary"), dict):
+        return "incomplete"  # said complete, but no run that finished wrote this record
     if status == "incomplete" or not consolidate:
         return status
     group, _, name = path.rpartition("/")
