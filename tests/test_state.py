@@ -473,6 +473,54 @@ def test_a_complete_output_whose_shard_file_was_damaged_is_not_verified_nor_done
     shutil.rmtree(out)
 
 
+def _edit_stored(stored: dict[str, Any], edit: str) -> None:
+    """Edit the ``stored`` of a complete output's record as a hand might: its ``digest``
+    changed in one digit, or a record from before ``check`` with it so, or cut short."""
+    digest = stored["digest"]
+    stored["digest"] = ("1" if digest[0] != "1" else "2") + digest[1:]
+    if edit != "digest":
+        stored.pop("check", None)  # what versions before the check wrote
+    if edit == "older, cut short":
+        stored["digest"] = digest[:20]
+
+
+@pytest.mark.parametrize("edit", ["digest", "older, digest", "older, cut short"])
+def test_a_complete_output_whose_stored_digest_was_edited_says_so(
+    done: Done, cli, edit: str
+) -> None:
+    """h56b: the ``stored.digest`` of a complete output's record edited since the run, its
+    files untouched: verify said "the output was damaged since the run (its shard files'
+    sizes differ from those the run wrote ...)", which they do not. The record holds a check
+    of its ``stored``: verify and ``run --resume`` say the record was edited, with `run
+    --overwrite`; a record from before the check says so where its digest is not one a run
+    writes, and else that the files are as many and as large as the run wrote, not at the
+    same keys, or the record's digest was edited."""
+    name = "stored-" + edit.replace(" ", "").replace(",", "-")
+    out = done.dir / f"{name}.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with(f"{name}.yaml", output={"store": str(out)})
+    attrs = attributes(out)
+    _edit_stored(attrs["pipeline"]["stored"], edit)
+    set_attributes(out, attrs)
+    rc, text, err = cli("verify", cfg)
+    assert rc == 1, text + err
+    line = one_line_error(err)
+    assert "sizes differ" not in line, line
+    assert line.endswith("`run --overwrite` writes it again"), line
+    if edit == "older, digest":  # cannot be told from two files swapped: both said
+        assert "bytes in all, as the run wrote, but not at the same keys" in line, line
+        assert "or the digest of them that its record holds was edited since" in line, line
+    else:
+        assert "(its `pipeline` attribute) was edited since the run (its `stored`" in line
+        line, _ = refused(cli, OutputError, "run", cfg, "--resume")
+        assert "its record of the run that made it was edited since (its `stored`" in line
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", cfg)
+    assert rc == 0, err
+    shutil.rmtree(out)
+
+
 def _without_identity(meta: dict[str, Any]) -> None:
     del meta["identity"]  # what versions before the identity was recorded wrote
 

@@ -277,7 +277,9 @@ def record_edited(record: Any) -> str | None:
     """How a run's ``record`` (its run record, or an output's ``pipeline`` attribute) is not
     as a run writes it, in a few words: its ``identity`` is not the one its ``fingerprint``
     was taken of (:func:`identity_fingerprint`), or its ``stages``, where it repeats them
-    for readers, are not its identity's. Edited since the run, so nothing it says of what
+    for readers, are not its identity's, or its ``stored`` record of the files the run wrote
+    is not as the run took it (:func:`pipeline.store.arrays.stored_edited`). Edited since
+    the run, so nothing it says of what
     made the output can be taken (``pipeline verify``; ``run``, which had called an edit of
     its stages "the stages changed"). None where it is whole, or holds no identity: no
     record, or an earlier version's, which did not record one."""
@@ -288,6 +290,8 @@ def record_edited(record: Any) -> str | None:
         return "its identity is not the one its fingerprint was taken of"
     if "stages" in record and record.get("stages") != identity.get("stages"):
         return "its stages are not those its identity records"
+    if arrays.stored_edited(record.get("stored")):  # h56b: had been "files' sizes differ"
+        return "its `stored` record of the files the run wrote is not the one the run took"
     return None
 
 

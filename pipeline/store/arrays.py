@@ -1925,7 +1925,8 @@ def stored_units(location: Location, path: str, arr: Any) -> dict[str, Any]:
     file's size or its absence). Two listings with one digest hold the same keys with files of
     the same sizes; where the array is does not enter it (an output moved holds the same).
     What a complete output records of the files its run wrote (:func:`units_differ` compares
-    with it)."""
+    with it), with ``check``, :func:`_stored_check` of the three, so that an edit of the
+    record is told from a change of the files (:func:`stored_edited`)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -1934,7 +1935,34 @@ def stored_units(location: Location, path: str, arr: Any) -> dict[str, Any]:
         h.update(f"{key}:{'-' if n is None else n}\n".encode())
         if n is not None:
             files, size = files + 1, size + n
-    return {"files": files, "bytes": size, "digest": h.hexdigest()[:32]}
+    doc: dict[str, Any] = {"files": files, "bytes": size, "digest": h.hexdigest()[:32]}
+    return {**doc, "check": _stored_check(doc)}
+
+
+def _stored_check(stored: dict[str, Any]) -> str:
+    """16 hex digits of :func:`stored_units`' ``files``, ``bytes`` and ``digest``, as JSON
+    holds them."""
+    import hashlib
+
+    doc = json.dumps([stored.get("files"), stored.get("bytes"), stored.get("digest")])
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def stored_edited(recorded: Any) -> bool:
+    """Whether ``recorded``, the ``stored`` of a complete output's record
+    (:func:`stored_units` as its run took it), was edited since: its ``check`` is not that
+    of its other fields, or (a record from before ``check``) its ``digest`` is not 32 hex
+    digits, as no run writes it. False where nothing is recorded (h56b: an edited digest had
+    been "its shard files' sizes differ", the output said damaged where its files were
+    whole)."""
+    if not isinstance(recorded, dict) or "digest" not in recorded:
+        return False
+    if "check" in recorded:
+        return recorded["check"] != _stored_check(recorded)
+    digest = recorded["digest"]
+    return not (
+        isinstance(digest, str) and len(digest) == 32 and set(digest) <= set("0123456789abcdef")
+    )
 
 
 def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str | None:
@@ -1961,6 +1989,13 @@ def units_differ(location: Location, path: str, arr: Any, recorded: Any) -> str 
             "fill value"
         )
     now = sum(n or 0 for _, n in found)
+    held = sum(n is not None for _, n in found)
+    if (held, now) == (recorded.get("files"), recorded.get("bytes")):  # the same in all
+        return (
+            f"its {held} {what} hold {now} bytes in all, as the run wrote, but not at the "
+            "same keys (files swapped or moved), or the digest of them that its record "
+            "holds was edited since"
+        )
     return (
         f"its {what}' sizes differ from those the run wrote ({now} bytes in all now, "
         f"{recorded.get('bytes', '?')} then: a file cut short or grown, or another unit's put "
