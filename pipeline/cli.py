@@ -551,7 +551,12 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
     else what ``run`` says (:func:`pipeline.running.output.run_accepts`): its refusal of that
     command, which names the one it takes (a later one of ``flags``), or what to do where it
     takes none (F-B1: verify said `run --resume` of an incomplete output whose run record was
-    gone, which `run --resume` refused). ``said`` too where no plan can be made here."""
+    gone, which `run --resume` refused). Where it takes none, the refusal of the first that
+    names no later one of ``flags`` (all refused): the first's says what to do in the state
+    the output is in, unless it names a command refused too (h56b: verify of an incomplete
+    output that `run --resume` refuses, an array alone begun in a Dataset's group, gave `run
+    --overwrite`'s refusal, the last, and not the resume's, which says what to remove).
+    ``said`` too where no plan can be made here."""
     from pipeline.errors import PipelineError
     from pipeline.running.output import run_accepts
 
@@ -562,7 +567,13 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
     took, refusals = run_accepts(plan, flags)
     if took == flags[0] or not refusals:
         return said
-    return str(refusals[0] if took is not None else refusals[-1])
+    if took is not None:
+        return str(refusals[0])
+    for i, refusal in enumerate(refusals[:-1]):
+        text = str(refusal).replace("even with --overwrite", "")
+        if not any(flag and flag in text for flag in flags[i + 1 :]):
+            return str(refusal)
+    return str(refusals[-1])
 
 
 def _member_said(config: Any, name: str) -> str:

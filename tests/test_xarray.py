@@ -6179,6 +6179,13 @@ def test_an_array_alone_begun_in_a_dataset_group_is_not_resumed_there(
     with pytest.raises(OutputError) as info:
         pipeline.run(cfg, resume=True)
     assert (info.value.output, info.value.group) == (str(out / "a"), str(out))
+    # verify's advice is that line (h56b: it gave `run --overwrite`'s refusal, which says to
+    # choose another store, and not to remove what keeps the group closed)
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1, err
+    told = one_line_error(err)
+    assert told.startswith("error: the output is incomplete: it was not finished; "), told
+    assert told.endswith(line[len("error: ") :]), told
     assert file_states(out) == before
     shutil.rmtree(out / "a")  # as the line says: the Dataset opens again, untouched
     assert list(open_dataset(out).data_vars) == ["t"]
