@@ -314,6 +314,12 @@ CASES: dict[str, Case] = {
         {"array": "fields/tmep", "status": "absent"},
         ["check input.array (did you mean 'temp'?)"],
     ),
+    "array-named-in-another-case": Case(  # 'TEMP' for 'temp', 'SST' for 'sst': no hint had
+        _group_input_asking("fields/TEMP"),  # come, the names being too short to look close
+        InputError,
+        {"array": "fields/TEMP", "status": "absent"},
+        ["check input.array (did you mean 'temp'?)"],
+    ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
         InputError,
