@@ -280,6 +280,11 @@ def _main(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+    except ModuleNotFoundError as e:  # before the handler below, which imports the store
+        if args.debug or not e.name:
+            raise
+        print(_missing_module(e.name), file=sys.stderr)
+        return 1
     except Exception as e:
         if args.debug:
             raise
@@ -289,6 +294,18 @@ def _main(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _missing_module(name: str) -> str:
+    """The line for a module this interpreter lacks (``make run PYTHON=python3`` with a Python
+    that has not the package's dependencies: numpy, say), which had ended the command in two
+    tracebacks, the second from the handler of the first, which imports the store layer."""
+    return (
+        f"error: this Python ({sys.executable}) has no module {name.split('.')[0]!r}, which "
+        "the command needs: install the package's dependencies into it (`python -m pip "
+        "install -e .` in the checkout), or run the command with the Python that has them "
+        "(.venv/bin/python, which `make run` creates)"
+    )
 
 
 def _library_error(e: BaseException, config: Any = None) -> str | None:

@@ -242,6 +242,26 @@ def _python(*args: str | Path) -> subprocess.CompletedProcess:
     )
 
 
+def test_a_python_without_the_dependencies_is_one_line(tmp_path) -> None:
+    """``make run PYTHON=python3`` with a Python that lacks numpy (this one without its
+    site-packages, ``-S``) had ended in two tracebacks: the error handler imported the store
+    layer, which imports numpy, again."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # not a PYTHONPATH's own site (/tmp/site)
+    for command in (("plan", cfg), ("run", cfg), ("verify", cfg), ("info",)):
+        argv = [sys.executable, "-S", "-m", "pipeline", *map(str, command)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith(f"error: this Python ({sys.executable}) has no module "), (
+            r.stderr
+        )
+        assert "which the command needs" in r.stderr and "pip install -e ." in r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
 #: What Dask's scheduler, nanny and worker processes say at INFO level.
 CHATTER = re.compile(r"distributed\.|Start worker|Register worker|Scheduler at|Nanny|Listening")
 
