@@ -979,6 +979,8 @@ def open_zarr_array(
             status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
+        if isinstance(e, ImportError):  # zarr's own import (a zarr.py of the user's): no
+            raise  # document's fault; the command's line names the module and its file
         failure = storage_failure(e)  # the store's answer (HTTP 403, 500), not the bytes'
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
