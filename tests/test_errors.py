@@ -649,11 +649,14 @@ def test_a_missing_input_store_names_generate_only_where_the_config_describes_it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # a config run from another directory than its author's
-    rc, _, err = cli("run", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and "generate" not in line, line
-    assert f"input store {elsewhere / 'data' / 'in.zarr'} does not exist: fix input.store" in line
-    assert "relative path 'data/in.zarr' is taken from" in line and str(elsewhere) in line
+    for command in (["run"], ["plan"], ["verify"], ["run", "--dry-run"]):  # verify had said
+        rc, _, err = cli(*command, cfg)  # no directory: it opened the input on its own
+        line = one_line_error(err)
+        assert rc == 1 and "generate" not in line, (command, line)
+        said = f"input store {elsewhere / 'data' / 'in.zarr'} does not exist: fix input.store"
+        assert said in line, (command, line)
+        assert "relative path 'data/in.zarr' is taken from" in line, (command, line)
+        assert str(elsewhere) in line, (command, line)
     rc, _, err = cli("generate", cfg)  # what the line had advised: refused
     assert rc == 1 and "no input.generate" in one_line_error(err)
     assert not (tmp_path / "out.zarr").exists()

@@ -689,9 +689,7 @@ def input_info(
             arrays.check_documents(loc, config.input.array, around=True)
         arr = arrays.open_zarr_array(loc, config.input.array, checked=True)
     except InputError as e:
-        if getattr(e, "status", "") != "absent" or loc.exists():
-            raise
-        raise InputError(_absent_store_line(config, loc), **e.data) from None
+        raise absent_input(config, loc, e) from None
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     check_generated_input(config, arr)
@@ -699,6 +697,16 @@ def input_info(
     both = arrays.other_format_metadata(loc, config.input.array.strip("/"), arr)
     notes += [both] if both else []
     return info, arr
+
+
+def absent_input(config: Config, loc: Location, e: InputError) -> InputError:
+    """``e``, the refusal of the input at ``loc``; for a store that does not exist (``status``
+    'absent'), the same refusal with the line that says what makes it and, for a relative
+    path, the directory it was taken from (:func:`_absent_store_line`), as ``plan``, ``run``
+    and ``verify`` all say it (``verify``, opening the input itself, had said neither)."""
+    if getattr(e, "status", "") != "absent" or loc.exists():
+        return e
+    return InputError(_absent_store_line(config, loc), **e.data)
 
 
 def _absent_store_line(config: Config, loc: Location) -> str:
