@@ -662,6 +662,31 @@ def test_a_missing_input_store_names_generate_only_where_the_config_describes_it
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_verify_of_an_output_not_found_names_the_directory_of_its_relative_path(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify` run from another directory than the run's, its config naming the output by a
+    relative path: "no output at ...: run the pipeline first" had not said where the path was
+    taken from, and the output is there, beside the config."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", "out.zarr")
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rc, _, err = cli("verify", cfg)
+    line = one_line_error(err)
+    assert rc == 1, line
+    said = f"error: no output at {elsewhere / 'out.zarr'}: run the pipeline first"
+    assert line.startswith(said), line
+    assert line.endswith(
+        f" (its relative path 'out.zarr' is taken from the directory the command runs in, "
+        f"{elsewhere})"
+    ), line
+
+
 @pytest.mark.parametrize("dtype", ["<U4", "V8"])
 def test_a_dtype_without_a_v3_spec_is_refused_in_one_line(tmp_path: Path, dtype: str) -> None:
     """A v3 array of fixed-length strings or raw bytes: zarr-python's

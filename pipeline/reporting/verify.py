@@ -38,6 +38,7 @@ from pipeline.planning.plan import (
     identify_store,
     input_place,
     record_edited,
+    relative_store_note,
 )
 from pipeline.planning.variable import (
     Carried,
@@ -216,7 +217,10 @@ def verify(
                 status="remains",
             ) from None
         raise OutputError(
-            f"no output at {where}: run the pipeline first", output=where, status="absent"
+            f"no output at {where}: run the pipeline first"
+            + relative_store_note(config.output.store, loc_out),
+            output=where,
+            status="absent",
         ) from None
     record = dict(dst.attrs).get("pipeline")
     edited_record = record_edited(record)
