@@ -970,7 +970,7 @@ def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
     assert isinstance(e, OutputError), e
     assert e.input == os.path.realpath(data / "in.zarr")
     assert e.relation in ("is", "is inside"), e
-    assert "input store" in str(e) and "output.store outside" in str(e), e
+    assert "input store" in str(e) and "output.store apart from the input's store" in str(e), e
     assert file_states(data) == before
     with pytest.raises(OutputError):  # the Python API: the same check
         pipeline.run(cfg, overwrite=True)
