@@ -280,6 +280,11 @@ def _main(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+    except ImportError as e:  # before the handler below, which imports the store layer
+        if args.debug or not e.name:  # fsspec's "Install s3fs to access S3" names none
+            raise
+        print(_import_failure(e, e.name), file=sys.stderr)
+        return 1
     except Exception as e:
         if args.debug:
             raise
@@ -289,6 +294,35 @@ def _main(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _import_failure(e: ImportError, name: str) -> str:
+    """The line for a module of ``name`` that this interpreter cannot import: one it lacks
+    (``make run PYTHON=python3`` with a Python that has not the package's dependencies: numpy,
+    say), or one it has that is not what the pipeline imports from it (an old release, or a
+    file of the user's, ``zarr.py`` in the folder the command runs in, in its place), named
+    with the file it was loaded from. Either had ended the command in two tracebacks, the
+    second from the handler of the first, which imports the store layer again."""
+    top = name.split(".")[0]
+    fix = (
+        "install the package's dependencies into it (`python -m pip install -e .` in the "
+        "checkout), or run the command with the Python that has them (.venv/bin/python, "
+        "which `make run` creates)"
+    )
+    loaded = sys.modules.get(top)
+    if loaded is None:
+        return (
+            f"error: this Python ({sys.executable}) has no module {top!r}, which the command "
+            f"needs: {fix}"
+        )
+    version = getattr(loaded, "__version__", None)
+    said = f"{top} {version}" if isinstance(version, str) else top
+    where = getattr(loaded, "__file__", None) or "no file"
+    return (
+        f"error: {said}, as this Python ({sys.executable}) imports it from {where}, is not "
+        f"what the command needs ({cause(e)}): rename a file of yours that takes its name, "
+        f"or {fix}"
+    )
 
 
 def _library_error(e: BaseException, config: Any = None) -> str | None:

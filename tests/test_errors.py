@@ -314,6 +314,12 @@ CASES: dict[str, Case] = {
         {"array": "fields/tmep", "status": "absent"},
         ["check input.array (did you mean 'temp'?)"],
     ),
+    "array-named-in-another-case": Case(  # 'TEMP' for 'temp', 'SST' for 'sst': no hint had
+        _group_input_asking("fields/TEMP"),  # come, the names being too short to look close
+        InputError,
+        {"array": "fields/TEMP", "status": "absent"},
+        ["check input.array (did you mean 'temp'?)"],
+    ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
         InputError,
@@ -643,14 +649,42 @@ def test_a_missing_input_store_names_generate_only_where_the_config_describes_it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # a config run from another directory than its author's
-    rc, _, err = cli("run", cfg)
-    line = one_line_error(err)
-    assert rc == 1 and "generate" not in line, line
-    assert f"input store {elsewhere / 'data' / 'in.zarr'} does not exist: fix input.store" in line
-    assert "relative path 'data/in.zarr' is taken from" in line and str(elsewhere) in line
+    for command in (["run"], ["plan"], ["verify"], ["run", "--dry-run"]):  # verify had said
+        rc, _, err = cli(*command, cfg)  # no directory: it opened the input on its own
+        line = one_line_error(err)
+        assert rc == 1 and "generate" not in line, (command, line)
+        said = f"input store {elsewhere / 'data' / 'in.zarr'} does not exist: fix input.store"
+        assert said in line, (command, line)
+        assert "relative path 'data/in.zarr' is taken from" in line, (command, line)
+        assert str(elsewhere) in line, (command, line)
     rc, _, err = cli("generate", cfg)  # what the line had advised: refused
     assert rc == 1 and "no input.generate" in one_line_error(err)
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_verify_of_an_output_not_found_names_the_directory_of_its_relative_path(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify` run from another directory than the run's, its config naming the output by a
+    relative path: "no output at ...: run the pipeline first" had not said where the path was
+    taken from, and the output is there, beside the config."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", "out.zarr")
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rc, _, err = cli("verify", cfg)
+    line = one_line_error(err)
+    assert rc == 1, line
+    said = f"error: no output at {elsewhere / 'out.zarr'}: run the pipeline first"
+    assert line.startswith(said), line
+    assert line.endswith(
+        f" (its relative path 'out.zarr' is taken from the directory the command runs in, "
+        f"{elsewhere})"
+    ), line
 
 
 @pytest.mark.parametrize("dtype", ["<U4", "V8"])

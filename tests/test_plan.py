@@ -179,6 +179,22 @@ def test_larger_than_ram_config_keeps_its_purpose(tmp_path: Path) -> None:
     assert plan.cluster.workers == 2
 
 
+def test_example_configs_sharing_an_input_describe_it_alike() -> None:
+    """Example configs that name one input store (configs/cluster.yaml runs the default job's)
+    describe the same generated input: else the second one run refuses the first's input as
+    no longer what its input.generate makes."""
+    by_store: dict[str, list[tuple[str, Config]]] = {}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = load_config(path)
+        by_store.setdefault(config.input.store, []).append((path.name, config))
+    shared = {store: configs for store, configs in by_store.items() if len(configs) > 1}
+    assert shared, "no two example configs share an input"
+    for configs in shared.values():
+        (first, a), *others = configs
+        for name, b in others:
+            assert a.input.generate == b.input.generate, (first, name)
+
+
 # --------------------------------------------------------------------------------------------
 # The device budget of workers that share a GPU.
 

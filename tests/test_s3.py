@@ -1258,7 +1258,10 @@ def test_an_s3_output_in_the_input_s_store_is_refused_and_the_input_kept(
         rc, _, err = cli("run", cfg, *flags)
         assert rc == 1
         line = one_line_error(err)
-        assert f"the input store {url}/in.zarr" in line and "output.store outside" in line, line
+        assert (
+            f"the input store {url}/in.zarr" in line
+            and "output.store apart from the input's store" in line
+        ), line
         assert "testing" not in err
     e = refused("run", cfg)
     assert isinstance(e, OutputError) and e.relation == "is inside", e

@@ -242,6 +242,48 @@ def _python(*args: str | Path) -> subprocess.CompletedProcess:
     )
 
 
+def test_a_python_without_the_dependencies_is_one_line(tmp_path) -> None:
+    """``make run PYTHON=python3`` with a Python that lacks numpy (this one without its
+    site-packages, ``-S``) had ended in two tracebacks: the error handler imported the store
+    layer, which imports numpy, again."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # not a PYTHONPATH's own site (/tmp/site)
+    for command in (("plan", cfg), ("run", cfg), ("verify", cfg), ("info",)):
+        argv = [sys.executable, "-S", "-m", "pipeline", *map(str, command)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith(f"error: this Python ({sys.executable}) has no module "), (
+            r.stderr
+        )
+        assert "which the command needs" in r.stderr and "pip install -e ." in r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_module_of_the_users_in_a_librarys_place_is_named(tmp_path) -> None:
+    """A ``zarr.py`` of the user's in the folder the command runs in takes zarr's place: the
+    line names the module, the file it was imported from, and the fix. The input had been
+    blamed ("holds metadata zarr-python cannot read: mend the value it names")."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / "zarr.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command in ("plan", "run"):
+        argv = [sys.executable, "-m", "pipeline", command, str(cfg)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 1, r.stderr
+        said = (
+            f"error: zarr, as this Python ({sys.executable}) imports it from {tmp_path / 'zarr.py'}"
+        )
+        assert r.stderr.startswith(said), r.stderr
+        assert "rename a file of yours that takes its name" in r.stderr
+        assert "metadata" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
 #: What Dask's scheduler, nanny and worker processes say at INFO level.
 CHATTER = re.compile(r"distributed\.|Start worker|Register worker|Scheduler at|Nanny|Listening")
 

@@ -693,9 +693,7 @@ def input_info(
             arrays.check_documents(loc, config.input.array, around=True)
         arr = arrays.open_zarr_array(loc, config.input.array, checked=True)
     except InputError as e:
-        if getattr(e, "status", "") != "absent" or loc.exists():
-            raise
-        raise InputError(_absent_store_line(config, loc), **e.data) from None
+        raise absent_input(config, loc, e) from None
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     check_generated_input(config, arr)
@@ -705,21 +703,39 @@ def input_info(
     return info, arr
 
 
+def absent_input(config: Config, loc: Location, e: InputError) -> InputError:
+    """``e``, the refusal of the input at ``loc``; for a store that does not exist (``status``
+    'absent'), the same refusal with the line that says what makes it and, for a relative
+    path, the directory it was taken from (:func:`_absent_store_line`), as ``plan``, ``run``
+    and ``verify`` all say it (``verify``, opening the input itself, had said neither)."""
+    if getattr(e, "status", "") != "absent" or loc.exists():
+        return e
+    return InputError(_absent_store_line(config, loc), **e.data)
+
+
 def _absent_store_line(config: Config, loc: Location) -> str:
     """The line for an input store that does not exist: ``pipeline generate`` where the config
     describes the input (``input.generate``), and where the path is relative, the directory it
     was taken from (a config run from another directory than its author's)."""
-    import os
-
     fixes = ["fix input.store"]
     if config.input.generate is not None:
         fixes.insert(0, "`pipeline generate CONFIG` creates it from input.generate")
-    text = f"input store {loc} does not exist: {' or '.join(fixes)}"
-    raw = config.input.store
-    if loc.is_local and not os.path.isabs(os.path.expanduser(raw.removeprefix("file://"))):
-        text += f" (its relative path {raw!r} is taken from the directory the command runs in, "
-        text += f"{os.getcwd()})"
-    return text
+    return f"input store {loc} does not exist: {' or '.join(fixes)}" + relative_store_note(
+        config.input.store, loc
+    )
+
+
+def relative_store_note(raw: str, loc: Location) -> str:
+    """`` (its relative path 'data/in.zarr' is taken from the directory the command runs in,
+    /home/me)`` for a store the config names by a relative path, ``raw`` as written; '' for
+    an absolute one or a URL: where a store is not found, the hint for a config run from
+    another directory than its author's."""
+    import os
+
+    if not loc.is_local or os.path.isabs(os.path.expanduser(raw.removeprefix("file://"))):
+        return ""
+    where = os.getcwd()
+    return f" (its relative path {raw!r} is taken from the directory the command runs in, {where})"
 
 
 def planned_input(config: Config) -> ArrayInfo:

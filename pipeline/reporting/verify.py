@@ -32,11 +32,13 @@ from pipeline.errors import (
 from pipeline.ops import bits, stages
 from pipeline.planning.plan import (
     StoreIdentity,
+    absent_input,
     check_generated_input,
     frame_identity,
     identify_store,
     input_place,
     record_edited,
+    relative_store_note,
 )
 from pipeline.planning.variable import (
     Carried,
@@ -193,7 +195,10 @@ def verify(
     out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options, "input")
     loc_out = Location.of(config.output.store, config.output.storage_options, "output")
-    src = arrays.open_zarr_array(loc_in, config.input.array)
+    try:
+        src = arrays.open_zarr_array(loc_in, config.input.array)
+    except InputError as e:
+        raise absent_input(config, loc_in, e) from None
     formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
     # its unwritten chunks would read as fill values on both sides
     arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
@@ -212,7 +217,10 @@ def verify(
                 status="remains",
             ) from None
         raise OutputError(
-            f"no output at {where}: run the pipeline first", output=where, status="absent"
+            f"no output at {where}: run the pipeline first"
+            + relative_store_note(config.output.store, loc_out),
+            output=where,
+            status="absent",
         ) from None
     record = dict(dst.attrs).get("pipeline")
     edited_record = record_edited(record)

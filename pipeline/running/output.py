@@ -122,7 +122,8 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
     b, rel = found
     raise OutputError(
         f"the output {b} {rel} the input store {a}, which is never modified: choose an "
-        "output.store outside the input's store",
+        "output.store apart from the input's store (not it, not inside it, not a folder "
+        "that holds it)",
         output=b,
         input=a,
         relation=rel,

@@ -310,7 +310,8 @@ def other_format_metadata(location: Location, path: str, arr: Any) -> str | None
 def _did_you_mean(location: Location, path: str) -> str:
     """`` (did you mean 'air'?)`` naming the arrays of ``path``'s parent group whose names
     are close to its last part (helper-41: a misspelled array got no hint, a group lists its
-    arrays); '' when none is close or the parent holds none."""
+    arrays), a name that differs only in case first (``TEMP`` for ``temp``, which difflib
+    alone finds no closer than any other); '' when none is close or the parent holds none."""
     import difflib
 
     parent, _, name = path.strip("/").rpartition("/")
@@ -324,7 +325,12 @@ def _did_you_mean(location: Location, path: str) -> str:
         ]
     except Exception:  # a hint only: a listing that fails gives none
         return ""
-    close = difflib.get_close_matches(name, names, n=3)
+    # compared case-folded, so a name in another case is closest ('TEMP' for 'temp', which
+    # difflib alone finds no closer than any other name)
+    folded = [n.casefold() for n in names]
+    near = difflib.get_close_matches(name.casefold(), folded, n=3)
+    close = [n for f in near for n in names if n.casefold() == f]
+    close = list(dict.fromkeys(close))[:3]
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
@@ -973,6 +979,8 @@ def open_zarr_array(
             status="absent",
         ) from None
     except Exception as e:  # zarr raises several types for unreadable metadata
+        if isinstance(e, ImportError):  # zarr's own import (a zarr.py of the user's): no
+            raise  # document's fault; the command's line names the module and its file
         failure = storage_failure(e)  # the store's answer (HTTP 403, 500), not the bytes'
         if failure is not None:
             raise unreadable_store(location, path, failure) from None
