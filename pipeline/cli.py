@@ -281,19 +281,25 @@ def _main(argv: list[str] | None) -> int:
         )
         return 1
     except ImportError as e:  # before the handler below, which imports the store layer
-        if args.debug or not e.name:  # fsspec's "Install s3fs to access S3" names none
+        if args.debug:
             raise
-        print(_import_failure(e, e.name), file=sys.stderr)
+        # one that names no module (a library's own "install X", a module raising it itself)
+        # is any error's line: re-raised, it had ended the command in a traceback
+        print(_import_failure(e, e.name) if e.name else _error_line(args, e), file=sys.stderr)
         return 1
     except Exception as e:
         if args.debug:
             raise
-        print(
-            _library_error(e, getattr(args, "loaded", None))
-            or hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"),
-            file=sys.stderr,
-        )
+        print(_error_line(args, e), file=sys.stderr)
         return 1
+
+
+def _error_line(args: argparse.Namespace, e: Exception) -> str:
+    """The line of an error that no handler of :func:`_main` words itself: a library's
+    (:func:`_library_error`), else its type and message, with --debug's offer."""
+    return _library_error(e, getattr(args, "loaded", None)) or hide_url_secrets(
+        f"error: {cause(e)} (run with --debug for the traceback)"
+    )
 
 
 def _import_failure(e: ImportError, name: str) -> str:

@@ -284,6 +284,24 @@ def test_a_module_of_the_users_in_a_librarys_place_is_named(tmp_path) -> None:
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
+    """An ImportError that names no module (a module that raises it itself, as a library's
+    "install X to ..." does) is one line, as any other error: the handler for those naming a
+    module had re-raised it, a traceback."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / "zarr.py").write_text('raise ImportError("this zarr needs its C part")\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (
+        "error: ImportError: this zarr needs its C part (run with --debug for the traceback)\n"
+    ), r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
 #: What Dask's scheduler, nanny and worker processes say at INFO level.
 CHATTER = re.compile(r"distributed\.|Start worker|Register worker|Scheduler at|Nanny|Listening")
 
