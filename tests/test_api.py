@@ -580,7 +580,7 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
         assert not out.exists()
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
         with pytest.raises(ConfigError) as info:
             pipeline.config.ClusterConfig(scheduler=cluster)
         assert str(info.value).startswith(
