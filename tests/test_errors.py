@@ -426,6 +426,7 @@ REFUSED_VALUES = {
     "v2-order": (2, ("order",), "X"),
     "v2-fill-value": (2, ("fill_value",), "banana"),
     "v3-data-type": (3, ("data_type",), "float128x"),
+    "v2-data-type-spelt-otherwise": (2, ("dtype",), "<i1"),  # zarr-python: |i1
     "v3-chunk-grid": (3, ("chunk_grid", "name"), "rectilinear"),
     "v3-chunk-key-encoding": (3, ("chunk_key_encoding",), {"name": "weird"}),
     "v3-chunk-axes": (3, ("chunk_grid", "configuration", "chunk_shape"), [4]),
@@ -742,6 +743,83 @@ def test_a_structured_dtype_is_refused_in_one_line_in_either_format(
         line = one_line_error(err)
         assert "unsupported dtype" in line and "convert the input" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def _tensorstore_array(path: Path, driver: str, dtype: str) -> None:
+    """An array of ``dtype`` written by tensorstore's ``driver`` (zarr: v2, zarr3: v3),
+    some of its chunks written."""
+    ts = pytest.importorskip("tensorstore")
+    meta: dict[str, Any] = {"shape": [6, 4]}
+    if driver == "zarr":
+        meta["chunks"] = [3, 4]
+    else:
+        meta["chunk_grid"] = {"name": "regular", "configuration": {"chunk_shape": [3, 4]}}
+    spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}}
+    t = ts.open({**spec, "dtype": dtype, "metadata": meta}, create=True).result()
+    t[:3].write((np.arange(12).reshape(3, 4) % 7).astype(t.dtype.numpy_dtype)).result()
+
+
+def _long_double_v2_array(path: Path, dtype: str) -> None:
+    """A v2 array of NumPy's long double (``<f16``, ``<c32``), written by hand: its ``.zarray``
+    and one raw chunk (zarr-python writes no such array)."""
+    if np.dtype(dtype).itemsize != int(dtype[2:]):
+        pytest.skip(f"NumPy's {dtype} is another size on this platform")
+    path.mkdir()
+    meta = {
+        "zarr_format": 2, "shape": [6, 4], "chunks": [3, 4], "dtype": dtype, "compressor": None,
+        "fill_value": 0, "order": "C", "filters": None, "dimension_separator": ".",
+    }  # fmt: skip
+    (path / ".zarray").write_text(json.dumps(meta))
+    (path / "0.0").write_bytes(np.arange(12).astype(dtype).tobytes())
+
+
+#: Arrays whose data type is real but one zarr-python does not read: tensorstore's, NumPy's
+#: long double in v2.
+UNREAD_DATA_TYPES = {
+    "tensorstore-v2-bfloat16": (lambda p: _tensorstore_array(p, "zarr", "bfloat16"), "bfloat16"),
+    "tensorstore-v3-bfloat16": (lambda p: _tensorstore_array(p, "zarr3", "bfloat16"), "bfloat16"),
+    "tensorstore-v3-float8": (
+        lambda p: _tensorstore_array(p, "zarr3", "float8_e4m3fn"),
+        "float8_e4m3fn",
+    ),
+    "tensorstore-v3-int4": (lambda p: _tensorstore_array(p, "zarr3", "int4"), "int4"),
+    "v2-long-double": (lambda p: _long_double_v2_array(p, "<f16"), "<f16"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREAD_DATA_TYPES))
+def test_a_data_type_zarr_python_does_not_read_is_refused_as_a_dtype(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """An array of a data type other tools write that zarr-python does not read (tensorstore's
+    bfloat16, 8-bit floats, 4-bit integers; NumPy's long double): the line had said its
+    document "holds metadata zarr-python cannot read: mend the value it names in that
+    document", as for a misspelt name, where no edit of the name reads the bytes as what they
+    are (bfloat16 mended to float16 computes on other numbers). Refused as an unsupported
+    dtype, in one line naming the document and the fix, nothing written, the input as it
+    was."""
+    write, name = UNREAD_DATA_TYPES[case]
+    src = tmp_path / "in.zarr"
+    write(src)
+    with pytest.raises((ValueError, TypeError)):  # zarr-python refuses it too
+        zarr.open_array(src, mode="r")
+    doc = src / ("zarr.json" if (src / "zarr.json").exists() else ".zarray")
+    before = file_states(src)
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert line.startswith(f"error: unsupported dtype {name}: {doc} names a data type"), line
+        assert "convert the input first" in line and "mend" not in line, line
+    e = refused("plan", cfg)
+    assert isinstance(e, InputError) and (e.store, e.status, e.dtype) == (
+        str(doc),
+        "unreadable",
+        name,
+    ), e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
 
 
 @pytest.mark.parametrize("codec", ["fletcher32", "jenkins_lookup3"])

@@ -3276,6 +3276,61 @@ def test_an_unconsolidated_dataset_member_zarr_cannot_read_is_named_by_its_docum
     assert same_bits(out[...], ((t * 5) ** 2) * 2)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_dataset_member_of_a_data_type_zarr_python_does_not_read_is_not_to_be_mended(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A Dataset (unconsolidated) whose other variable ``p`` tensorstore wrote as bfloat16,
+    which zarr-python does not read, so ``xr.open_zarr`` fails on the input. The line had
+    said to "mend the value it names in that document", where no edit of the name reads
+    the bytes as what they are; it names the member's document, its data type and the
+    fixes (convert it, or ``output.array: ''``), nothing written. The variable alone runs."""
+    ts = pytest.importorskip("tensorstore")
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    shutil.rmtree(src / "p")
+    meta: dict[str, Any] = {"shape": [ROWS]}
+    if zarr_format == 2:
+        meta["chunks"] = [10]
+        driver = "zarr"
+    else:
+        meta["chunk_grid"] = {"name": "regular", "configuration": {"chunk_shape": [10]}}
+        meta["dimension_names"] = ["y"]
+        driver = "zarr3"
+    spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(src / "p")}}
+    p = ts.open({**spec, "dtype": "bfloat16", "metadata": meta}, create=True).result()
+    p.write(np.linspace(900, 1000, ROWS).astype(p.dtype.numpy_dtype)).result()
+    if zarr_format == 2:
+        (src / "p" / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["y"]}))
+        (src / ".zmetadata").unlink()
+    else:
+        root = json.loads((src / "zarr.json").read_text())
+        root.pop("consolidated_metadata")
+        (src / "zarr.json").write_text(json.dumps(root))
+    with warnings.catch_warnings():  # what xarray does with it
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError):
+            xr.open_zarr(str(src), consolidated=False)
+    doc = src / "p" / (".zarray" if zarr_format == 2 else "zarr.json")
+    before = file_states(src)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(InputError) as info:
+            call(config(tmp_path))
+        e = info.value
+        assert (e.store, e.status, e.dtype) == (str(doc), "unreadable", "bfloat16"), e
+        line = str(e)
+        assert len(line.splitlines()) == 1 and line.startswith(f"{doc} (another member"), e
+        assert "names the data type bfloat16, which zarr-python cannot read" in line, e
+        assert "convert that array first" in line and "output.array: ''" in line, e
+        assert "mend" not in line, e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+    assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
+    t = zarr.open_array(str(src), path="t", mode="r")[...]
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert same_bits(out[...], ((t * 5) ** 2) * 2)
+
+
 @pytest.mark.parametrize("consolidated", [True, False], ids=["consolidated", "unconsolidated"])
 def test_a_coordinate_whose_codec_is_not_installed_is_said_so_not_blamed_on_its_fill_value(
     tmp_path: Path, consolidated: bool

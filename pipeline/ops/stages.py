@@ -519,13 +519,24 @@ class BoundStage:
         return f"{self.name}({args}) {self.in_dtype} -> {self.out_dtype}"
 
 
+#: What the stages compute on, in a line's words (the refusals of other dtypes say it).
+COMPUTED_ON = (
+    "the stages compute on integer and floating-point arrays (int8-64, uint8-64, float16/32/64)"
+)
+
+
+def supported_dtype(dtype: np.dtype) -> bool:
+    """Whether the stages compute on ``dtype``: integers and floats of at most 8 bytes (not
+    bool, complex, text, objects, records, dates, NumPy's long double)."""
+    return dtype.kind in SUPPORTED_KINDS and dtype.itemsize <= 8
+
+
 def check_dtype(dtype: np.dtype) -> None:
     """Refuse dtypes the stages cannot compute on (bool, complex, strings, objects):
     :class:`InputError`."""
-    if dtype.kind not in SUPPORTED_KINDS or dtype.itemsize > 8:
+    if not supported_dtype(dtype):
         raise InputError(
-            f"unsupported dtype {dtype}: the stages compute on integer and floating-point "
-            "arrays (int8-64, uint8-64, float16/32/64); convert the input first",
+            f"unsupported dtype {dtype}: {COMPUTED_ON}; convert the input first",
             dtype=str(dtype),
         )
 

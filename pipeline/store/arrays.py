@@ -26,6 +26,7 @@ import numpy as np
 
 from pipeline.config.models import GenerateConfig
 from pipeline.errors import InputError, cause, storage_failure
+from pipeline.ops import stages
 from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
@@ -1058,8 +1059,12 @@ def unreadable_metadata(
     than the shape): one line naming the document (v3's ``zarr.json``, else v2's ``.zarray``
     or ``.zgroup``), zarr-python's reason, and the fix. InputError, fields ``store`` (the
     document), ``array``, ``status`` 'unreadable', ``reason``. It had been "cannot open
-    STORE/PATH: ValueError: ...", naming neither the document nor what to do. ``what``: what
-    the node is to the run, in words; ``other``: one more fix, in a line's words."""
+    STORE/PATH: ValueError: ...", naming neither the document nor what to do. A data type
+    that is an array's real one, which zarr-python does not read (:func:`unread_data_type`:
+    tensorstore's ``bfloat16``), is no value to mend: the line says the dtype, as the plan's
+    refusal of a dtype the stages do not compute on does, with "convert" (field ``dtype``).
+    ``what``: what the node is to the run, in words; ``other``: one more fix, in a line's
+    words."""
     key = key_under(path, "zarr.json")
     if not location.exists(key):
         for v2 in (".zarray", ".zgroup"):
@@ -1067,6 +1072,27 @@ def unreadable_metadata(
                 key = key_under(path, v2)
                 break
     said = f"{location.said(key)} ({what})" if what else location.said(key)
+    found = _read_documents(location, [key])[key]
+    name = unread_data_type(found.doc if isinstance(found, _Parsed) else None)
+    if name is not None:  # a data type of the array's own, which no edit of the name mends
+        tool = " (tensorstore does)" if OTHER_TOOLS_DATA_TYPES.fullmatch(name) else ""
+        if what:
+            says = f"{said} names the data type {name}, which zarr-python cannot read ({reason})"
+            fix = f"convert that array first, with a tool that reads it{tool}"
+        else:
+            says = (
+                f"unsupported dtype {name}: {said} names a data type zarr-python cannot read "
+                f"({reason}), and {stages.COMPUTED_ON}"
+            )
+            fix = f"convert the input first, with a tool that reads it{tool}"
+        return InputError(
+            f"{says}; {fix}" + (f", or {other}" if other else ""),
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=reason,
+            dtype=name,
+        )
     return InputError(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         "in that document, or write the array again with zarr-python or xarray"
@@ -1076,6 +1102,39 @@ def unreadable_metadata(
         status="unreadable",
         reason=reason,
     )
+
+
+#: Data types that other tools write and zarr-python does not read: tensorstore's (from
+#: ml_dtypes) bfloat16, the 8-, 6- and 4-bit floats (``float8_e4m3fn``, ``float4_e2m1fn``)
+#: and the 2- and 4-bit integers, by their names in a v2 ``dtype`` or v3 ``data_type``.
+OTHER_TOOLS_DATA_TYPES = re.compile(r"bfloat16|float[468]_e\w+|u?int[24]")
+
+
+def unread_data_type(doc: Any) -> str | None:
+    """The data type a metadata document (``doc``: a v3 ``zarr.json``'s or v2 ``.zarray``'s
+    JSON) names where that is an array's real data type that zarr-python does not read and
+    the stages do not compute on: one of :data:`OTHER_TOOLS_DATA_TYPES` (tensorstore's
+    ``bfloat16``), or one NumPy knows (a v2 ``<f16``, NumPy's long double); None for any
+    other (a name garbled or misspelt, ``float128x``: a value of the document to mend; one
+    NumPy reads as a dtype the stages compute on, ``<i1``, which zarr-python spells ``|i1``).
+    Such an array is refused as its dtype is, not as a document to mend: no edit of its
+    name reads its bytes as what they are."""
+    if not isinstance(doc, dict):
+        return None
+    said = doc.get("data_type" if doc.get("zarr_format") == 3 else "dtype")
+    if isinstance(said, dict):  # a v3 data type with a configuration
+        said = said.get("name")
+    if not isinstance(said, str):
+        return None
+    if OTHER_TOOLS_DATA_TYPES.fullmatch(said):
+        return said
+    try:
+        with warnings.catch_warnings():  # NumPy's deprecated codes ('a') warn
+            warnings.simplefilter("ignore")
+            dtype = np.dtype(said)
+    except Exception:  # TypeError: not a data type NumPy knows
+        return None
+    return None if stages.supported_dtype(dtype) else said
 
 
 def unknown_codec(
