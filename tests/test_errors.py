@@ -36,6 +36,7 @@ from pipeline.errors import (
     PipelineError,
     PlanError,
 )
+from pipeline.store.codecs import v2_dtype
 from tests.conftest import STAGES, make_array, reference, write_config
 from tests.faultkit import file_states, one_line_error, refused, run_python
 
@@ -759,22 +760,35 @@ def _tensorstore_array(path: Path, driver: str, dtype: str) -> None:
     t[:3].write((np.arange(12).reshape(3, 4) % 7).astype(t.dtype.numpy_dtype)).result()
 
 
-def _long_double_v2_array(path: Path, dtype: str) -> None:
-    """A v2 array of NumPy's long double (``<f16``, ``<c32``), written by hand: its ``.zarray``
-    and one raw chunk (zarr-python writes no such array)."""
-    if np.dtype(dtype).itemsize != int(dtype[2:]):
-        pytest.skip(f"NumPy's {dtype} is another size on this platform")
+def _v2_array_by_hand(path: Path, dtype: Any, filters: Any = None) -> None:
+    """A v2 array of ``dtype`` (as ``.zarray`` says it) that zarr-python 3 writes no more, by
+    hand: its ``.zarray``, as zarr-python 2 wrote it, and one raw chunk (numcodecs' filters'
+    encoding, where ``filters`` name an object codec)."""
+    import numcodecs
+
+    stored = np.dtype(dtype) if isinstance(dtype, str) else v2_dtype(dtype)
     path.mkdir()
     meta = {
         "zarr_format": 2, "shape": [6, 4], "chunks": [3, 4], "dtype": dtype, "compressor": None,
-        "fill_value": 0, "order": "C", "filters": None, "dimension_separator": ".",
+        "fill_value": None, "order": "C", "filters": filters, "dimension_separator": ".",
     }  # fmt: skip
     (path / ".zarray").write_text(json.dumps(meta))
-    (path / "0.0").write_bytes(np.arange(12).astype(dtype).tobytes())
+    chunk: Any = np.zeros((3, 4), stored)
+    for f in filters or []:
+        chunk = numcodecs.get_codec(f).encode(chunk)
+    (path / "0.0").write_bytes(bytes(chunk))
+
+
+def _long_double_v2_array(path: Path) -> None:
+    """A v2 array of NumPy's long double (``<f16``)."""
+    if np.dtype(np.longdouble).itemsize != 16:
+        pytest.skip("NumPy's long double is another size on this platform")
+    _v2_array_by_hand(path, "<f16")
 
 
 #: Arrays whose data type is real but one zarr-python does not read: tensorstore's, NumPy's
-#: long double in v2.
+#: long double in v2, zarr-python 2's records of records and pickled objects (the name the
+#: line says: NumPy's).
 UNREAD_DATA_TYPES = {
     "tensorstore-v2-bfloat16": (lambda p: _tensorstore_array(p, "zarr", "bfloat16"), "bfloat16"),
     "tensorstore-v3-bfloat16": (lambda p: _tensorstore_array(p, "zarr3", "bfloat16"), "bfloat16"),
@@ -783,7 +797,15 @@ UNREAD_DATA_TYPES = {
         "float8_e4m3fn",
     ),
     "tensorstore-v3-int4": (lambda p: _tensorstore_array(p, "zarr3", "int4"), "int4"),
-    "v2-long-double": (lambda p: _long_double_v2_array(p, "<f16"), "<f16"),
+    "v2-long-double": (_long_double_v2_array, "float128"),
+    "zarr2-nested-record": (
+        lambda p: _v2_array_by_hand(p, [["a", "<f4", [2]], ["b", [["c", "<i2"]]]]),
+        "[('a', '<f4', (2,)), ('b', [('c', '<i2')])]",
+    ),
+    "zarr2-objects-pickled": (
+        lambda p: _v2_array_by_hand(p, "|O", [{"id": "pickle"}]),
+        "object",
+    ),
 }
 
 
@@ -792,7 +814,8 @@ def test_a_data_type_zarr_python_does_not_read_is_refused_as_a_dtype(
     tmp_path: Path, cli, case: str
 ) -> None:
     """An array of a data type other tools write that zarr-python does not read (tensorstore's
-    bfloat16, 8-bit floats, 4-bit integers; NumPy's long double): the line had said its
+    bfloat16, 8-bit floats, 4-bit integers; NumPy's long double; zarr-python 2's nested
+    records and pickled objects): the line had said its
     document "holds metadata zarr-python cannot read: mend the value it names in that
     document", as for a misspelt name, where no edit of the name reads the bytes as what they
     are (bfloat16 mended to float16 computes on other numbers). Refused as an unsupported

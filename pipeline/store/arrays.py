@@ -1114,27 +1114,30 @@ def unread_data_type(doc: Any) -> str | None:
     """The data type a metadata document (``doc``: a v3 ``zarr.json``'s or v2 ``.zarray``'s
     JSON) names where that is an array's real data type that zarr-python does not read and
     the stages do not compute on: one of :data:`OTHER_TOOLS_DATA_TYPES` (tensorstore's
-    ``bfloat16``), or one NumPy knows (a v2 ``<f16``, NumPy's long double); None for any
+    ``bfloat16``), or one NumPy knows, as NumPy writes it (a v2 ``<f16``, NumPy's long
+    double, is ``float128``; a v2 record whose fields are records or arrays, which
+    zarr-python 2 wrote and 3 does not read; objects without a codec 3 reads); None for any
     other (a name garbled or misspelt, ``float128x``: a value of the document to mend; one
     NumPy reads as a dtype the stages compute on, ``<i1``, which zarr-python spells ``|i1``).
     Such an array is refused as its dtype is, not as a document to mend: no edit of its
     name reads its bytes as what they are."""
     if not isinstance(doc, dict):
         return None
-    said = doc.get("data_type" if doc.get("zarr_format") == 3 else "dtype")
+    v3 = doc.get("zarr_format") == 3
+    said = doc.get("data_type" if v3 else "dtype")
     if isinstance(said, dict):  # a v3 data type with a configuration
         said = said.get("name")
-    if not isinstance(said, str):
-        return None
-    if OTHER_TOOLS_DATA_TYPES.fullmatch(said):
+    if isinstance(said, str) and OTHER_TOOLS_DATA_TYPES.fullmatch(said):
         return said
+    if not isinstance(said, str) and (v3 or not isinstance(said, list)):
+        return None
     try:
         with warnings.catch_warnings():  # NumPy's deprecated codes ('a') warn
             warnings.simplefilter("ignore")
-            dtype = np.dtype(said)
-    except Exception:  # TypeError: not a data type NumPy knows
+            dtype = codecs.v2_dtype(said)  # a v2 record's fields as lists, too
+    except Exception:  # TypeError, ValueError: not a data type NumPy knows
         return None
-    return None if stages.supported_dtype(dtype) else said
+    return None if stages.supported_dtype(dtype) else str(dtype)
 
 
 def unknown_codec(
