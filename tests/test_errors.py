@@ -845,6 +845,32 @@ def test_a_data_type_zarr_python_does_not_read_is_refused_as_a_dtype(
     assert file_states(src) == before
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("dtype", ["complex64", "datetime64[s]"])
+def test_a_fill_value_zarr_python_cannot_read_is_to_be_mended_whatever_the_dtype(
+    tmp_path: Path, cli, zarr_format: int, dtype: str
+) -> None:
+    """An array of a data type zarr-python reads (one the stages do not compute on) whose
+    fill value it cannot read: the fill value is the document's to mend, and the line says
+    so; the data type is not called one zarr-python cannot read."""
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=(4,), chunks=(2,), dtype=dtype, zarr_format=zarr_format
+    )
+    doc = tmp_path / "in.zarr" / ("zarr.json" if zarr_format == 3 else ".zarray")
+    meta = json.loads(doc.read_text())
+    meta["fill_value"] = "banana"
+    doc.write_text(json.dumps(meta))
+    with pytest.raises((ValueError, TypeError)):  # zarr-python refuses it too
+        zarr.open_array(tmp_path / "in.zarr", mode="r")
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert f"{doc} holds metadata zarr-python cannot read (" in line, line
+    assert "banana" in line and "mend the value it names in that document" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("codec", ["fletcher32", "jenkins_lookup3"])
 def test_a_checksum_mismatch_is_one_line_naming_the_chunk(tmp_path: Path, codec: str) -> None:
     """numcodecs' Fletcher32 and JenkinsLookup3 errors hold a newline: the damaged chunk's

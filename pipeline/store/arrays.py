@@ -1121,8 +1121,8 @@ def unread_data_type(doc: Any) -> str | None:
     NumPy reads as a dtype the stages compute on, ``<i1``, which zarr-python spells ``|i1``).
     Such an array is refused as its dtype is, not as a document to mend: no edit of its
     name reads its bytes as what they are."""
-    if not isinstance(doc, dict):
-        return None
+    if not isinstance(doc, dict) or _zarr_reads_data_type(doc):
+        return None  # zarr-python failed on another value of the document
     v3 = doc.get("zarr_format") == 3
     said = doc.get("data_type" if v3 else "dtype")
     if isinstance(said, dict):  # a v3 data type with a configuration
@@ -1138,6 +1138,25 @@ def unread_data_type(doc: Any) -> str | None:
     except Exception:  # TypeError, ValueError: not a data type NumPy knows
         return None
     return None if stages.supported_dtype(dtype) else str(dtype)
+
+
+def _zarr_reads_data_type(doc: dict[str, Any]) -> bool:
+    """Whether zarr-python reads the data type of the metadata document ``doc`` (a v2 one's
+    with the object codec its filters or compressor name, as zarr-python looks it up)."""
+    from zarr.core.dtype import get_data_type_from_json
+    from zarr.core.metadata.v2 import get_object_codec_id
+
+    try:
+        if doc.get("zarr_format") == 3:
+            get_data_type_from_json(doc.get("data_type"), zarr_format=3)
+        else:
+            filters = doc.get("filters")
+            codecs_named = (*(filters if isinstance(filters, list) else ()), doc.get("compressor"))
+            spec = {"name": doc.get("dtype"), "object_codec_id": get_object_codec_id(codecs_named)}
+            get_data_type_from_json(spec, zarr_format=2)
+    except Exception:
+        return False
+    return True
 
 
 def unknown_codec(
