@@ -1142,9 +1142,14 @@ def unread_data_type(doc: Any) -> str | None:
 
 def _zarr_reads_data_type(doc: dict[str, Any]) -> bool:
     """Whether zarr-python reads the data type of the metadata document ``doc`` (a v2 one's
-    with the object codec its filters or compressor name, as zarr-python looks it up)."""
-    from zarr.core.dtype import get_data_type_from_json
-    from zarr.core.metadata.v2 import get_object_codec_id
+    with the object codec its filters or compressor name, as zarr-python looks it up); True
+    where its modules that say so are not there (another release's layout: the refusal is
+    then zarr-python's own, to mend)."""
+    try:
+        from zarr.core.dtype import get_data_type_from_json
+        from zarr.core.metadata.v2 import get_object_codec_id
+    except ImportError:
+        return True
 
     try:
         if doc.get("zarr_format") == 3:
