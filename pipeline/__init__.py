@@ -11,13 +11,25 @@ things are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m pipeline`, this package being found: it is the program
+
+    def _excepthook(*failure: Any) -> None:
+        """An error before the command's handlers (:func:`pipeline.shadowing.excepthook`)."""
+        from pipeline.shadowing import excepthook
+
+        excepthook(*failure)
+
+    # before any other import, each of which a file of the user's may take the place of
+    sys.excepthook = _excepthook
+
 import dataclasses
 import difflib
 import functools
 import inspect
 import numbers
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 

@@ -259,7 +259,7 @@ def _main(argv: list[str] | None) -> int:
     except PipelineError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(_shadowed(str(e)) or f"error: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
@@ -285,13 +285,26 @@ def _main(argv: list[str] | None) -> int:
             raise
         # one that names no module (a library's own "install X", a module raising it itself)
         # is any error's line: re-raised, it had ended the command in a traceback
-        print(_import_failure(e, e.name) if e.name else _error_line(args, e), file=sys.stderr)
+        line = _import_failure(e, e.name) if e.name else _error_line(args, e)
+        print(_shadowed(cause(e)) or line, file=sys.stderr)
         return 1
     except Exception as e:
         if args.debug:
             raise
-        print(_error_line(args, e), file=sys.stderr)
+        print(_shadowed(cause(e)) or _error_line(args, e), file=sys.stderr)
         return 1
+
+
+def _shadowed(failure: str) -> str | None:
+    """The line of a failure (``failure``: its own words) where files of the user's take the
+    place of modules the command imports (a ``yaml.py`` in the folder it runs in): each file
+    named, with the fix, as the library's error (``module 'yaml' has no attribute
+    'SafeLoader'``) or a step's that blamed the input for it did not; None where none does
+    (:mod:`pipeline.shadowing`, which looks only now)."""
+    from pipeline.shadowing import shadow_line
+
+    line = shadow_line(failure)
+    return hide_url_secrets(line) if line is not None else None
 
 
 def _error_line(args: argparse.Namespace, e: Exception) -> str:

@@ -275,12 +275,40 @@ def test_a_module_of_the_users_in_a_librarys_place_is_named(tmp_path) -> None:
         argv = [sys.executable, "-m", "pipeline", command, str(cfg)]
         r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert r.returncode == 1, r.stderr
-        said = (
-            f"error: zarr, as this Python ({sys.executable}) imports it from {tmp_path / 'zarr.py'}"
-        )
+        said = f"error: {tmp_path / 'zarr.py'} takes the place of the module 'zarr' installed at "
         assert r.stderr.startswith(said), r.stderr
-        assert "rename a file of yours that takes its name" in r.stderr
+        assert r.stderr.endswith(": rename that file of yours\n"), r.stderr
         assert "metadata" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "yaml",  # the library's AttributeError, said as any error (no file named)
+        "numpy",
+        "logging",  # imported before the command's handlers: a traceback
+        "queue",  # zarr-python's error, taken for the input's metadata ("mend the value")
+        "platform",  # pydantic's import failed: the line named pydantic's own file
+    ],
+)
+def test_any_file_of_the_users_in_an_imported_modules_place_is_named(tmp_path, module) -> None:
+    """A file of the user's named as a module the command imports, in the folder it runs in,
+    takes that module's place: the line names the file, the module, and the fix, whatever
+    failed of it and wherever (a library's AttributeError, an error before the command's
+    handlers, a step's error blaming the input, another module's ImportError)."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / f"{module}.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = f"error: {tmp_path / module}.py takes the place of the module {module!r} installed at "
+    assert r.stderr.startswith(said), r.stderr
+    assert r.stderr.endswith(": rename that file of yours\n"), r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "out.zarr").exists()
 
 
