@@ -987,6 +987,44 @@ def test_a_group_or_directory_named_as_a_coordinate_is_never_deleted(
     assert file_states(out) == before
 
 
+def test_a_plain_folder_in_the_output_group_is_named_and_the_group_called_one(
+    tmp_path: Path,
+) -> None:
+    """The output's group, a Dataset xarray wrote, holds a folder of no Zarr metadata (which
+    zarr-python passes over: "Object at plain is not recognized"): the refusal names that
+    folder in the group. It had said of the group itself "is a directory that holds other
+    files (plain, x, y, ...), not a Zarr array or group". Nothing is written."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    write_dataset(out, 3)
+    (out / "plain").mkdir()
+    (out / "plain" / "notes.txt").write_text("mine")
+    before = file_states(out)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config(tmp_path, output={"array": "new"}), overwrite=overwrite)
+        line = str(info.value)
+        assert "is a Zarr group that holds 'plain' (a folder of no Zarr metadata)" in line, line
+        assert "move it out of the group yourself" in line and "not a Zarr" not in line, line
+        assert info.value.status == "not-zarr" and len(line.splitlines()) == 1
+    assert file_states(out) == before
+
+
+def test_an_array_in_a_plain_output_folder_is_called_an_array(tmp_path: Path) -> None:
+    """The output Dataset's group is to be a folder of no Zarr metadata that holds an array
+    of the user's (zarr-python's, at ``out.zarr/mine``): the refusal calls it an array; it
+    had been "a group this pipeline did not write". Nothing is written."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    out = tmp_path / "out.zarr"
+    make_array(out / "mine", np.arange(6.0).reshape(2, 3), (2, 3))
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(config(tmp_path, output={"array": "new"}))
+    line = str(info.value)
+    assert "'mine' (an array this pipeline did not write)" in line, line
+    assert file_states(out) == before
+
+
 @pytest.mark.parametrize("left", ["empty", "partial"])
 def test_a_coordinate_folder_a_kill_left_unfinished_does_not_block_the_next_run(
     tmp_path: Path, left: str

@@ -390,6 +390,41 @@ def _empty_folder(loc: Location, path: str, gone: bool = False) -> bool:
         return gone and not os.path.lexists(folder)
 
 
+def _strays_in_group(plan: Plan, group: str, group_path: str, listed: list[str]) -> OutputError:
+    """The refusal of an output variable whose Zarr group (``group``, at ``group_path``) holds
+    what is no Zarr node (a folder of no Zarr metadata, which zarr-python passes over with
+    "Object at plain is not recognized", a file): the group named as one, the strays by
+    name. It had said "is a directory that holds other files (...), not a Zarr array or
+    group" of the group itself, listing its arrays with the strays."""
+    loc = plan.output.location
+    strays = [
+        n
+        for n in listed
+        if not _zarr_or_ours(loc, _key(group_path, n))
+        and not _empty_folder(loc, _key(group_path, n))
+    ] or listed
+    said = ", ".join(f"{n!r} ({_stray_words(loc, _key(group_path, n))})" for n in strays[:3])
+    said += ", ..." if len(strays) > 3 else ""
+    them = "it" if len(strays) == 1 else "them"
+    return OutputError(
+        f"{group} is a Zarr group that holds {said}, no Zarr array or group, which zarr-python "
+        f"does not recognize as a member; the pipeline never writes beside {them}, even with "
+        f"--overwrite: move {them} out of the group yourself, or choose another output.store",
+        output=loc.join(plan.output.path),
+        status="not-zarr",
+        stray=[loc.join(_key(group_path, n)) for n in strays],
+    )
+
+
+def _stray_words(loc: Location, path: str) -> str:
+    """What a member of a group that is no Zarr node is, in words: a folder or a file."""
+    try:
+        folder = bool(loc.entries(path))
+    except OSError:
+        folder = False
+    return "a folder of no Zarr metadata" if folder else "a file"
+
+
 def _beside(plan: Plan) -> list[str]:
     """What the output group holds besides the output variable, its own metadata and this
     pipeline's record folder there, which holds the group's lock object on an object store
@@ -439,10 +474,25 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
         return _what_array(store, group, [n for n in here if n != name], name)
     outputs = _outputs_under(store, _key(group, name))
     if not outputs:
-        return "a group this pipeline did not write"
+        # an array where ``group`` is no Zarr group (a folder of no metadata: ``here`` is
+        # empty) had been called "a group this pipeline did not write"
+        array = _array_at(store, _key(group, name))
+        if array is not None and isinstance(array.attrs.get("pipeline"), dict):
+            return "an output of this pipeline"
+        return f"{'a group' if array is None else 'an array'} this pipeline did not write"
     some = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
     what = "outputs" if len(outputs) > 1 else "an output"
     return f"a group that holds {what} of this pipeline, {some}"
+
+
+def _array_at(store: Any, path: str) -> Any:
+    """The Zarr array at ``path`` of ``store``, opened read-only; None where there is none."""
+    import zarr
+
+    try:
+        return zarr.open_array(store=store, path=path, mode="r")
+    except Exception:
+        return None
 
 
 def _outputs_under(store: Any, path: str) -> list[str]:
@@ -932,7 +982,8 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
             status=state,
         )
     if state == "not-zarr":
-        listed = plan.output.location.entries(plan.output.path)
+        loc = plan.output.location
+        listed = loc.entries(plan.output.path)
         folder, folder_path = where, plan.output.path
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
@@ -954,6 +1005,8 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
                 status=state,
                 member=member,
             )
+        if folder_path != plan.output.path and arrays.node_type(loc, folder_path) == "group":
+            raise _strays_in_group(plan, folder, folder_path, listed)
         some = ", ".join(n for n in listed[:3]) + (", ..." if len(listed) > 3 else "")
         meta = [m for m in ("zarr.json", ".zarray", ".zgroup") if m in listed]
         what = (
