@@ -111,6 +111,21 @@ def _group_input_asking(array: str) -> Any:
     return make
 
 
+def _plain_folder_input(store: str, array: str) -> Callable[[Path], Path]:
+    """A config reading ``array`` of ``in.zarr/STORE``, where ``in.zarr`` is a Zarr group
+    holding a folder of no Zarr metadata, ``notes`` (a text file), and one, ``plain``, that
+    holds an array zarr-python wrote (``plain/temp``)."""
+
+    def make(tmp: Path) -> Path:
+        _group_input(tmp)
+        (tmp / "in.zarr" / "notes").mkdir()
+        (tmp / "in.zarr" / "notes" / "a.txt").write_text("mine")
+        make_array(tmp / "in.zarr" / "plain" / "temp", np.ones((4, 4), np.float32), (4, 4))
+        return write_config(tmp, tmp / "in.zarr" / store, tmp / "out.zarr", input={"array": array})
+
+    return make
+
+
 def _file_input(name: str, content: bytes) -> Callable[[Path], Path]:
     """A config whose input.store is the plain file ``name`` holding ``content``: what people
     point it at that is no Zarr store (a netCDF file, a text file)."""
@@ -326,6 +341,18 @@ CASES: dict[str, Case] = {
         InputError,
         {"store": _in("in.zarr"), "array": "", "status": "group", "arrays": ["fields/temp"]},
         ["set input.array"],
+    ),
+    "input-store-a-plain-folder-in-a-group": Case(  # had been "...; check input.array"
+        _plain_folder_input("notes", ""),  # (input.array being '')
+        InputError,
+        {"store": _in("in.zarr/notes"), "array": "", "status": "absent", "arrays": []},
+        ["is a folder of no Zarr metadata", "set input.store to the Zarr store's folder"],
+    ),
+    "input-array-a-plain-folder-of-arrays": Case(  # had named none of them
+        _plain_folder_input("", "plain"),
+        InputError,
+        {"array": "plain", "status": "absent", "arrays": ["plain/temp"]},
+        ["set input.array to the path of one of the arrays below it: plain/temp"],
     ),
     "dtype-bool": Case(_dtype_input("bool"), InputError, {"dtype": "bool"}, ["convert the input"]),
     "dtype-complex": Case(

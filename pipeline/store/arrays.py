@@ -972,6 +972,9 @@ def open_zarr_array(
                     status="absent",
                     reason=kind,
                 ) from None
+        plain = _plain_folder_refusal(location, path)
+        if plain is not None:
+            raise plain from None
         raise InputError(
             f"no Zarr array at {location}{'/' + path if path else ''}; check input.array"
             + _did_you_mean(location, path),
@@ -1006,6 +1009,73 @@ def open_zarr_array(
             arrays=members,
         )
     return node
+
+
+#: How many folders :func:`_arrays_below` looks into at most, and how many names in them it
+#: asks about (a few reads each): a hint, not a search.
+_MOST_FOLDERS_LOOKED_INTO = 64
+_MOST_NAMES_ASKED = 256
+
+
+def _plain_folder_refusal(location: Location, path: str) -> InputError | None:
+    """The refusal of an input whose ``path`` (the store's root for '') is a folder of no
+    Zarr metadata (a plain folder in a Dataset's group, an empty folder): it says so, with
+    the arrays below it (:func:`_arrays_below`) for input.array, else names input.store where
+    the folder is the store's root. Fields ``store``, ``array``, ``status`` 'absent',
+    ``arrays``. It had been "no Zarr array at ...; check input.array", input.array being ''
+    and the arrays in the folder unsaid. None where ``path`` is no folder, or a node."""
+    try:
+        listed = location.entries(path)
+        if node_type(location, path) != "none" or (path and not listed):
+            return None
+        found = _arrays_below(location, path)
+    except Exception:  # a hint only: the plain line
+        return None
+    where = location.join(path)
+    what = "an empty folder" if not listed else "a folder of no Zarr metadata"
+    if found:
+        fix = f"set input.array to the path of one of the arrays below it: {', '.join(found[:8])}"
+        fix += ", ..." if len(found) > 8 else ""
+    elif path:
+        fix = "check input.array" + _did_you_mean(location, path)
+    else:
+        fix = "set input.store to the Zarr store's folder (its zarr.json or .zarray is there)"
+    return InputError(
+        f"no Zarr array at {where}: it is {what} (no zarr.json, .zarray or .zgroup); {fix}",
+        store=where,
+        array=path,
+        status="absent",
+        arrays=found,
+    )
+
+
+def _arrays_below(location: Location, path: str) -> list[str]:
+    """The paths (from the store's root) of the Zarr arrays in the folder ``path`` and its
+    groups and plain folders below, as their metadata says, in the order found, breadth
+    first, looking into :data:`_MOST_FOLDERS_LOOKED_INTO` folders and asking about
+    :data:`_MOST_NAMES_ASKED` names at most."""
+    found: list[str] = []
+    folders, looked, asked = [path], 0, 0
+    while folders and looked < _MOST_FOLDERS_LOOKED_INTO:
+        folder = folders.pop(0)
+        looked += 1
+        try:
+            names = location.entries(folder)
+        except Exception:  # a file, not a folder: nothing below it
+            continue
+        for name in names:
+            if not is_member_name(name):
+                continue
+            asked += 1
+            if asked > _MOST_NAMES_ASKED:
+                return found
+            below = key_under(folder, name)
+            kind = node_type(location, below)
+            if kind == "array":
+                found.append(below)
+            elif kind in ("group", "none"):
+                folders.append(below)
+    return found
 
 
 def unreadable_member(
