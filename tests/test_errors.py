@@ -111,6 +111,13 @@ def _group_input_asking(array: str) -> Any:
     return make
 
 
+def _config_folder(tmp: Path) -> Path:
+    """A folder, ``configs``, holding a config ``run.yaml``: what a command is given for it."""
+    (tmp / "configs").mkdir()
+    _config(tmp, name="configs/run.yaml")
+    return tmp / "configs"
+
+
 def _plain_folder_input(store: str, array: str) -> Callable[[Path], Path]:
     """A config reading ``array`` of ``in.zarr/STORE``, where ``in.zarr`` is a Zarr group
     holding a folder of no Zarr metadata, ``notes`` (a text file), and one, ``plain``, that
@@ -288,6 +295,12 @@ CASES: dict[str, Case] = {
     ),
     "config-not-found": Case(
         lambda tmp: tmp / "nope.yaml", ConfigError, {"file": _in("nope.yaml"), "line": None}
+    ),
+    "config-a-folder": Case(  # `pipeline run configs`: "cannot read config ...: Is a directory"
+        lambda tmp: _config_folder(tmp),
+        ConfigError,
+        {"file": _in("configs"), "line": None},
+        ["is a folder, not a YAML file: give the config file's path (such as ", "run.yaml)"],
     ),
     "missing-input-store": Case(
         lambda tmp: write_config(tmp, tmp / "nowhere.zarr", tmp / "out.zarr"),

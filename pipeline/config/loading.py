@@ -454,6 +454,17 @@ def _ambiguous(
 _PATH_SAID = 120
 
 
+def _yaml_files_in(folder: Path) -> str:
+    """`` (such as FOLDER/a.yaml, FOLDER/b.yaml)`` naming YAML files in ``folder`` (three at
+    most), the config it may have been meant for; '' where it holds none or cannot be read."""
+    try:
+        found = sorted(f.name for f in folder.iterdir() if f.suffix in (".yaml", ".yml"))
+    except OSError:
+        return ""
+    said = ", ".join(said_path(str(folder / name)) for name in found[:3])
+    return f" (such as {said}{', ...' if len(found) > 3 else ''})" if found else ""
+
+
 def said_path(path: str) -> str:
     """``path`` as a line quotes it: whole where it is one line of at most
     :data:`_PATH_SAID` characters; cut to them where longer; not at all where it spans lines
@@ -495,6 +506,14 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except FileNotFoundError:
         raise ConfigError(
             f"config file not found: {said_path(str(p))} (see configs/ for examples)",
+            file=said_path(str(p)),
+            line=None,
+            key=None,
+        ) from None
+    except IsADirectoryError:  # `pipeline run configs`: its folder for the file
+        raise ConfigError(
+            f"config {said_path(str(p))} is a folder, not a YAML file: give the config "
+            f"file's path{_yaml_files_in(p)}",
             file=said_path(str(p)),
             line=None,
             key=None,
