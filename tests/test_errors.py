@@ -421,6 +421,15 @@ CASES: dict[str, Case] = {
         {"output": _in("file.txt/out.zarr"), "directory": _in("file.txt")},
         ["output.store"],
     ),
+    "output-store-a-file": Case(  # had said "not a writable directory; ... fix its permissions"
+        lambda tmp: (
+            (tmp / "file.txt").write_text("x"),
+            write_config(tmp, _input(tmp), tmp / "file.txt"),
+        )[1],
+        OutputError,
+        {"output": _in("file.txt"), "directory": _in("file.txt")},
+        ["file.txt is a file, not a directory", "; choose another output.store"],
+    ),
 }
 
 

@@ -149,6 +149,12 @@ def check_writable(loc: Location) -> None:
                 f"cannot write the {side} at {loc.url}: {probe} is not a writable directory; "
                 f"choose another {side}.store or fix its permissions"
             )
+            if not os.path.isdir(probe):  # permissions would not mend it (had been said)
+                line = (
+                    f"cannot write the {side} at {loc.url}: {probe} is a file, not a "
+                    f"directory, and the pipeline never replaces a file; choose another "
+                    f"{side}.store"
+                )
             if side == "input":
                 raise InputError(line, input=loc.url, directory=probe)
             raise OutputError(line, output=loc.url, directory=probe)
