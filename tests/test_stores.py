@@ -199,6 +199,31 @@ def test_a_protocol_in_capitals_is_refused_naming_the_url_meant(tmp_path, cli, w
         Location.of(url)
 
 
+@pytest.mark.parametrize("which", ["input", "output"])
+def test_a_protocol_fsspec_does_not_know_is_refused_naming_the_key(tmp_path, cli, which) -> None:
+    """``foo://bucket/x.zarr``: a protocol fsspec knows in no case had failed when opened, in
+    "cannot open ... (ValueError: Protocol not known: foo); check the store's URL and its
+    storage_options", naming neither the key nor what to write. Refused where the config is
+    read, by the API and the command line, in one line naming the key; nothing written."""
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = f"foo://bucket/{which}.zarr"
+    words = f"{which}.store: 'foo' is no protocol fsspec knows: write a local path, or a URL"
+    with pytest.raises(ConfigError) as e:
+        pipeline_run(
+            {
+                "input": {"store": stores["input"]},
+                "output": {"store": stores["output"]},
+                "stages": [{"op": "square"}],
+                "backend": "cpu",
+            }
+        )
+    assert words in str(e.value) and e.value.key == f"{which}.store", e.value
+    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc == 1 and err.count("\n") == 1 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+
+
 def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
     """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
     assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"

@@ -7,6 +7,7 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -119,11 +120,31 @@ def url_in_capitals(url: str) -> tuple[str, str] | None:
     return None
 
 
+def unknown_protocol(url: str) -> str | None:
+    """The protocol of ``url`` (alone or in a chain) that fsspec knows in no case
+    (``foo://bucket/out.zarr``, ``azure://``); None where there is none. Such a URL failed only
+    when opened, with "cannot open ... (ValueError: Protocol not known: foo); check the
+    store's URL and its storage_options", naming neither the key nor what to write."""
+    from fsspec.registry import known_implementations, registry
+
+    protocols = {p.lower() for p in (*known_implementations, *registry)}
+    for bit in url.split("::"):
+        head, sep, _ = bit.partition("://")
+        if sep and _SCHEME.fullmatch(head) and head.lower() not in protocols:
+            return head
+    return None
+
+
+#: What a URL's protocol may be written as (RFC 3986's scheme).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
     and any other protocol's: :func:`url_without_slashes`; a protocol in capitals:
-    :func:`url_in_capitals`), or None when it can be."""
+    :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`), or None
+    when it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
@@ -145,6 +166,12 @@ def file_url_problem(url: str) -> str | None:
         return (
             f"{without_query(bit).partition('://')[0]!r} is no protocol fsspec knows (it "
             f"reads protocols in small letters): write {without_query(meant)!r}"
+        )
+    unknown = unknown_protocol(url)
+    if unknown is not None:
+        return (
+            f"{unknown!r} is no protocol fsspec knows: write a local path, or a URL of a "
+            "protocol it knows (such as s3://, gs://, https://, file://)"
         )
     host = file_url_host(url)
     if host is None:
