@@ -293,6 +293,30 @@ CASES: dict[str, Case] = {
         ConfigError,
         {"line": 5, "key": "stages.0.factor"},
     ),
+    "store-without-value": Case(  # "input.store: Input should be a valid string (got None)"
+        _yaml(
+            "input:\n  store:\noutput: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"
+            "cluster: {{workers: 1, dashboard: ''}}\n" + SEED
+        ),
+        ConfigError,
+        {"line": 2, "key": "input.store"},
+        ["input.store: has no value (null: ", "give the path or fsspec URL"],
+    ),
+    "stage-scalar-without-value": Case(  # had been a TypeError of the plan's NumPy call
+        _yaml(BASE + "stages: [{{op: multiply, factor: }}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.factor"},
+        ["stages.0.factor: has no value (null: ", "give a number"],
+    ),
+    "empty-input-store": Case(  # '' had been the folder the command runs in
+        _yaml(
+            "input: {{store: ''}}\noutput: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"
+            "cluster: {{workers: 1, dashboard: ''}}\n" + SEED
+        ),
+        ConfigError,
+        {"line": 1, "key": "input.store"},
+        ["input.store: names no store (it is empty", "('.' for the folder the command runs in)"],
+    ),
     "config-not-found": Case(
         lambda tmp: tmp / "nope.yaml", ConfigError, {"file": _in("nope.yaml"), "line": None}
     ),

@@ -414,7 +414,9 @@ def _store_url(v: Any, output: bool = False) -> Any:
     (``file://HOST/path``, which fsspec reads as the relative path ``HOST/path``), an HTTP
     URL with a query or a fragment (:func:`url_query_problem`: a query's parameters go in
     storage_options), or one that reads through one of fsspec's caching layers
-    (:func:`caching_layer_problem`: a cache could hand a run an earlier run's bytes)."""
+    (:func:`caching_layer_problem`: a cache could hand a run an earlier run's bytes), or
+    when it is empty or blank (the input had been read from, and the output written to, the
+    folder the command runs in, or a folder named by spaces)."""
     from pipeline.config.urls import (
         caching_layer_problem,
         file_url_problem,
@@ -423,7 +425,13 @@ def _store_url(v: Any, output: bool = False) -> Any:
     )
 
     problem = None
-    if isinstance(v, str):
+    if isinstance(v, str) and not v.strip():  # '' had been the folder the command runs in
+        side = "output" if output else "input"
+        problem = (
+            f"names no store (it is empty, or spaces alone): give the {side} store's path or "
+            "URL ('.' for the folder the command runs in)"
+        )
+    elif isinstance(v, str):
         problem = (
             url_userinfo_problem(v)
             or caching_layer_problem(v, output)

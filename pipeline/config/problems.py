@@ -171,6 +171,8 @@ def _message(
         required = field is None or field.is_required()
         return _section_problem(key, section, err.get("input"), file, required)
     got = err.get("input")
+    if kind == "string_type" and got is None and not stages:  # store: (nothing after it)
+        return _null_text_problem(key, loc, root)
     if kind in ("too_short", "tuple_type") and key == "stages" and strings and got is not None:
         return f"stages: must be a list of stages, {strings_fix(strings, 'stages', 'a list')}"
     if kind in ("too_short", "tuple_type") and key == "stages":
@@ -200,6 +202,19 @@ def _message(
     if got_s and isinstance(got, str) and repr(got) in msg:
         got_s = ""
     return f"{key}: {msg}{got_s}"
+
+
+def _null_text_problem(key: str, loc: tuple, root: type[BaseModel]) -> str:
+    """What a key that takes text says of null (``store:`` with nothing after its colon):
+    pydantic's "Input should be a valid string (got None)" had been the line, its "Input"
+    no section of the config's."""
+    owner = _model_at(loc, root)
+    field = owner.model_fields.get(str(loc[-1])) if owner is not None and loc else None
+    what = f": give the {field.description}" if field is not None and field.description else ""
+    return (
+        f"{key}: has no value (null: nothing after its colon, or ~, in YAML; None in Python), "
+        f"where it takes text{what}"
+    )
 
 
 def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages: bool) -> str:

@@ -250,7 +250,7 @@ def _typed(v: Mapping[Any, Any]) -> np.generic:
 
 def _finite_number(v: Any) -> Any:
     """A stage's scalar: a finite real number, never text (``"5"``) or a boolean (``true``),
-    which pydantic would coerce to 5 and 1; None passes (an omitted optional scalar).
+    which pydantic would coerce to 5 and 1, nor None (an optional scalar's is taken before).
 
     A Python int or float (all a YAML file gives) stays one: a weak scalar, which takes the
     array's dtype (NEP 50: ``float16 * 2.0`` is float16). A NumPy scalar (``np.float32(2)``,
@@ -267,8 +267,13 @@ def _finite_number(v: Any) -> Any:
     an output made with ``Decimal('0.5')`` resumes with 0.5, and the other way round.
 
     Raises ValueError (a config error naming the key) otherwise."""
-    if v is None:
-        return v
+    if v is None:  # ``factor:`` with nothing after it (an optional scalar's None never
+        # comes here: ``Scalar | None`` takes it first); it had failed in the plan, "TypeError:
+        # unsupported operand type(s) for *: 'float' and 'NoneType'"
+        raise ValueError(
+            "has no value (null: nothing after its colon, or ~, in YAML; None in Python): give "
+            "a number, or a typed one such as {dtype: float32, value: 2}"
+        )
     if isinstance(v, Mapping):
         return _typed(v)
     if isinstance(v, np.ndarray) and v.ndim == 0:
