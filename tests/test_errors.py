@@ -344,6 +344,12 @@ CASES: dict[str, Case] = {
         {"store": _in("notes.txt"), "status": "absent", "reason": "a file"},
         ["is a file, not a Zarr store", "set input.store to the Zarr store's folder"],
     ),
+    "input-store-its-zarr-json": Case(  # had said to convert it to Zarr (xr.open_dataset)
+        lambda tmp: write_config(tmp, _input(tmp) / "zarr.json", tmp / "out.zarr"),
+        InputError,
+        {"store": _in("in.zarr/zarr.json"), "status": "absent", "reason": "a metadata document"},
+        ["in.zarr/zarr.json is the Zarr metadata document of ", "set input.store to that folder"],
+    ),
     "missing-generated-input-store": Case(  # generate named only where the config describes it
         lambda tmp: write_config(
             tmp,

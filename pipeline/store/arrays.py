@@ -959,6 +959,17 @@ def open_zarr_array(
             ) from None
         if not path and location.archive() is None:
             kind = _plain_file_kind(location)
+            root = location.local_root or ""
+            if kind is not None and os.path.basename(root) in _METADATA_NAMES:
+                folder = os.path.dirname(root)  # in.zarr/zarr.json: the document, not its store
+                raise InputError(
+                    f"input store {location} is the Zarr metadata document of "
+                    f"{folder}, not a store: set input.store to that folder",
+                    store=where,
+                    array=path,
+                    status="absent",
+                    reason="a metadata document",
+                ) from None
             if kind is not None:
                 fix = (
                     "convert it to Zarr first (in xarray: xr.open_dataset(FILE)"
@@ -1356,6 +1367,10 @@ _FILE_MAGIC = (
     (b"CDF\x05", "a netCDF 64-bit data file"),
     (b"GRIB", "a GRIB file"),
 )
+
+
+#: The names of Zarr's metadata documents (v3, v2 and consolidated), which a store holds.
+_METADATA_NAMES = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"))
 
 
 def _plain_file_kind(location: Location) -> str | None:
