@@ -224,6 +224,37 @@ def test_a_protocol_fsspec_does_not_know_is_refused_naming_the_key(tmp_path, cli
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
 
 
+@pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("form", ["$H57G_DATA", "${H57G_DATA}"])
+def test_an_environment_variable_in_a_store_path_is_refused_with_its_value(
+    tmp_path, cli, monkeypatch, which, form
+) -> None:
+    """``$HOME/out.zarr``: nothing expands a variable in the config, so the path was taken
+    as it is, relative: the input "did not exist" (in a folder named ``$HOME``), and the
+    output was written into ``./$HOME/out.zarr``. Refused where the config is read, naming
+    the key and the path meant; nothing written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("H57G_DATA", str(tmp_path))
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = f"{form}/{which[:2]}.zarr"
+    meant = repr(str(tmp_path / f"{which[:2]}.zarr"))
+    words = f"{which}.store: {form} is an environment variable, which the config does not expand"
+    with pytest.raises(ConfigError) as e:
+        pipeline_run(
+            {
+                "input": {"store": stores["input"]},
+                "output": {"store": stores["output"]},
+                "stages": [{"op": "square"}],
+                "backend": "cpu",
+            }
+        )
+    assert words in str(e.value) and meant in str(e.value), e.value
+    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc == 1 and err.count("\n") == 1 and words in err and meant in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+
+
 def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
     """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
     assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"

@@ -7,6 +7,7 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -120,6 +121,25 @@ def url_in_capitals(url: str) -> tuple[str, str] | None:
     return None
 
 
+#: A shell's reference to an environment variable: ``$HOME``, ``${HOME}``.
+_VARIABLE = re.compile(r"\$(\{)?([A-Za-z_][A-Za-z0-9_]*)(?(1)\})")
+
+
+def environment_variable(path: str) -> str | None:
+    """The first reference to a set environment variable (``$HOME``, ``${SCRATCH}``) in the
+    local path or ``file://`` URL ``path``, as written; None where there is none (a URL of
+    another protocol, a ``$`` naming no variable set here). Such a path had been taken as it
+    is, relative: the input "did not exist" under a folder named ``$HOME``, and an output
+    was written into one."""
+    protocol = path.partition("://")[0] if "://" in path else ""
+    if protocol not in ("", "file", "local"):
+        return None
+    for m in _VARIABLE.finditer(path):
+        if m.group(2) in os.environ:
+            return m.group(0)
+    return None
+
+
 def unknown_protocol(url: str) -> str | None:
     """The protocol of ``url`` (alone or in a chain) that fsspec knows in no case
     (``foo://bucket/out.zarr``, ``azure://``); None where there is none. Such a URL failed only
@@ -143,8 +163,9 @@ def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
     and any other protocol's: :func:`url_without_slashes`; a protocol in capitals:
-    :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`), or None
-    when it can be."""
+    :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`; an
+    environment variable, which nothing expands: :func:`environment_variable`), or None when
+    it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
@@ -166,6 +187,13 @@ def file_url_problem(url: str) -> str | None:
         return (
             f"{without_query(bit).partition('://')[0]!r} is no protocol fsspec knows (it "
             f"reads protocols in small letters): write {without_query(meant)!r}"
+        )
+    variable = environment_variable(url)
+    if variable is not None:
+        return (
+            f"{variable} is an environment variable, which the config does not expand (the "
+            f"path would be a folder named {variable!r}): write the path it stands for, "
+            f"{os.path.expandvars(url)!r}"
         )
     unknown = unknown_protocol(url)
     if unknown is not None:
