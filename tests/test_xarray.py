@@ -1709,6 +1709,185 @@ def test_a_users_coordinate_found_in_the_group_is_never_claimed_nor_deleted(
     assert kept["lat"].identical(mine) and same_bits(kept["out"].values, made)
 
 
+def _users_group_stopped(tmp: Path) -> tuple[Path, Path]:
+    """The input ``t`` (:func:`write_dataset`, v3), a user's group ``out.zarr`` holding their
+    own array ``mine`` and attributes ``owner`` and ``title``, and ``t`` written into it
+    (``--overwrite``) by a run stopped with a real Ctrl-C before its first block was marked:
+    (the group, the config)."""
+    write_dataset(tmp / "in.zarr", 3)
+    out = tmp / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(
+            {"mine": (("z",), np.arange(5.0))}, attrs={"owner": "me", "title": "mine"}
+        ).to_zarr(str(out), zarr_format=3, mode="w", consolidated=True)
+    cfg = tmp / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp, output={"array": "t"})))
+    (tmp / "stop.py").write_text(ctrl_c_script("pipeline.store.ledger", "Ledger.mark", True))
+    proc = run_python([tmp / "stop.py", cfg], tmp)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "incomplete", proc.stderr
+    return out, cfg
+
+
+def _names_the_users(record: dict[str, Any]) -> None:
+    """Edit a run's record as a hand or another tool might: the user's ``mine`` among the
+    coordinates the run wrote, the user's ``owner`` among the group attributes it carried."""
+    record["coordinates"] = [*record.get("coordinates", []), "mine"]
+    record["group_attributes"] = {**record.get("group_attributes", {}), "owner": "me"}
+
+
+def _the_users_kept(out: Path) -> None:
+    """The user's ``mine`` and group attributes are as they wrote them."""
+    group = zarr.open_group(str(out), mode="r")
+    assert group.attrs["owner"] == "me" and group.attrs["title"] == "mine", dict(group.attrs)
+    np.testing.assert_array_equal(group["mine"][:], np.arange(5.0))
+
+
+def _t_as_made(out: Path, src: Path) -> None:
+    """``t`` of the group ``out`` as xarray opens it: NumPy's chain over the input's values,
+    to the bit, on the input's coordinates."""
+    a, b = open_dataset(src)["t"], open_dataset(out)["t"]
+    chain = plan_chain(parse_config(config(src.parent)).stage_specs(), a.dtype)
+    with np.errstate(all="ignore"):
+        assert same_bits(b.values, apply_chain(chain, a.values))
+    for name in ("y", "x", "lon"):
+        assert b[name].identical(a[name]), name
+
+
+def test_an_edit_of_an_interrupted_outputs_record_is_not_kept_by_its_resume(
+    tmp_path: Path, cli
+) -> None:
+    """h57a: the ``pipeline`` record of an interrupted Dataset output edited (the user's
+    ``mine`` among its coordinates, their ``owner`` among its group attributes), then
+    ``run --resume``: the resume took both from it into the complete record, with a new
+    check, verify passed, and the next ``run --overwrite`` deleted ``mine`` and ``owner``.
+    The resume keeps what the run record (which it checked) says the run wrote."""
+    out, cfg = _users_group_stopped(tmp_path)
+    arr = zarr.open_array(str(out), path="t", mode="r+")
+    record = dict(arr.attrs)["pipeline"]
+    _names_the_users(record)
+    arr.update_attributes({"pipeline": record})
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    done = zarr.open_array(str(out), path="t", mode="r").attrs["pipeline"]
+    assert done["status"] == "complete"
+    assert sorted(done["coordinates"]) == ["lon", "x", "y"], done
+    assert "owner" not in done["group_attributes"], done
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, text + err
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    _the_users_kept(out)
+    _t_as_made(out, tmp_path / "in.zarr")
+
+
+def _edit_output_record(out: Path) -> None:
+    """The complete output's record edited, and its group consolidated again, as a tool
+    writing attributes with xarray or zarr-python's consolidation leaves it."""
+    arr = zarr.open_array(str(out), path="t", mode="r+")
+    record = dict(arr.attrs)["pipeline"]
+    _names_the_users(record)
+    arr.update_attributes({"pipeline": record})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out))
+
+
+def _edit_run_record(out: Path) -> None:
+    """The stopped run's run record edited."""
+    path = out / "t" / ".pipeline" / "run.json"
+    record = json.loads(path.read_text())
+    _names_the_users(record)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("edited", ["pipeline attribute", "run record"])
+def test_a_fresh_start_takes_nothing_from_an_edited_record(
+    tmp_path: Path, cli, edited: str
+) -> None:
+    """h57a: the record of the run that wrote ``t`` into a user's group (the complete
+    output's ``pipeline`` attribute, or a stopped run's run record) edited to name the
+    user's ``mine`` among the coordinates it wrote and their ``owner`` among the group
+    attributes it carried: ``run --overwrite`` took it, deleting ``mine`` and ``owner``
+    (exit 0), and verify passed the complete output. Refused in one line naming the record
+    and the fix, nothing written; verify fails the complete one; once ``t`` is removed, as
+    the line says, ``run --overwrite`` writes it, the user's kept."""
+    out, cfg = _users_group_stopped(tmp_path)
+    if edited == "pipeline attribute":
+        rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+        assert rc == 0, err
+        _edit_output_record(out)
+        rc, text, err = cli("verify", "--all", cfg)
+        assert rc == 1, text + err
+        assert re.search(r"output status\s+complete", text), text
+        line = one_line_error(err)
+        assert "(its `pipeline` attribute) was edited since the run (its fields are" in line
+    else:
+        _edit_run_record(out)
+    before = file_states(out)
+    for flags in (("--overwrite",), ("--resume",), ()):
+        rc, _, err = cli("run", cfg, *flags, "--progress", "none")
+        assert rc == 1, err
+        line = one_line_error(err)
+        e = refused("run", cfg, *flags, "--progress", "none")
+        assert isinstance(e, OutputError) and e.changed == ["record"], e
+        what = "its run record (.pipeline/run.json" if edited == "run record" else "(its `pipeline`"
+        assert what in line and "was edited since" in line, line
+        assert f"remove {out / 't'} yourself, after which `run --overwrite` writes it" in line
+        assert file_states(out) == before
+    shutil.rmtree(out / "t")
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    _the_users_kept(out)
+    _t_as_made(out, tmp_path / "in.zarr")
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, text + err
+
+
+def test_a_fresh_start_after_a_stop_refuses_an_edited_record_of_consolidated_copies(
+    tmp_path: Path,
+) -> None:
+    """h57a: ``t`` written from an input without consolidated metadata into a user's group
+    that has some (which the run drops, then writes again), stopped by a Ctrl-C while the
+    old chunks go, the copy dropped by then; the run record's ``consolidated`` (the groups
+    whose copies that run dropped) edited to none: ``--overwrite`` took it and left the
+    group without its copy (exit 0), which an uninterrupted run keeps (F7). Refused in one
+    line; with the record as the run wrote it, ``--overwrite`` writes the copy again."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    doc = json.loads((tmp_path / "in.zarr" / "zarr.json").read_text())
+    del doc["consolidated_metadata"]  # the same Dataset, unconsolidated
+    (tmp_path / "in.zarr" / "zarr.json").write_text(json.dumps(doc))
+    out = tmp_path / "out.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"mine": (("z",), np.arange(5.0))}).to_zarr(
+            str(out), zarr_format=3, mode="w", consolidated=True
+        )
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, output={"array": "t"})))
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert _has_consolidated(out / "zarr.json")
+    (tmp_path / "stop.py").write_text(
+        ctrl_c_script("pipeline.store.arrays", "clear_array", overwrite=True)
+    )
+    proc = run_python([tmp_path / "stop.py", cfg], tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "creating", proc.stderr
+    assert not _has_consolidated(out / "zarr.json")  # dropped, as the stop left it
+    path = out / "t" / ".pipeline" / "run.json"
+    written = path.read_text()
+    path.write_text(json.dumps({**json.loads(written), "consolidated": []}))
+    before = file_states(out)
+    with pytest.raises(OutputError) as info:
+        pipeline.run(cfg, overwrite=True)
+    line = str(info.value)
+    assert len(line.splitlines()) == 1 and info.value.changed == ["record"], line
+    assert "its run record (.pipeline/run.json, of a stopped run) was edited since" in line
+    assert file_states(out) == before
+    path.write_text(written)  # restored, as the line says
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    assert _has_consolidated(out / "zarr.json")
+
+
 def test_a_users_file_in_a_replaced_coordinates_folder_is_never_deleted(tmp_path: Path) -> None:
     """A file of a user's in the chunk folder of a coordinate that --overwrite replaces
     (helper-41's kind, for the coordinates): refused in one line naming it, nothing deleted;

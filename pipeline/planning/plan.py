@@ -273,12 +273,45 @@ def identity_fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: The fields of a run's record that its ``check`` (:func:`record_check`) does not cover,
+#: each covered otherwise: ``identity`` by ``fingerprint``, ``stages`` by the identity's,
+#: ``stored`` by its own ``check`` (:func:`pipeline.store.arrays.stored_edited`).
+COVERED_OTHERWISE = ("check", "fingerprint", "identity", "stages", "stored")
+
+
+def record_check(record: dict[str, Any]) -> str:
+    """16 hex digits of every field of a run's ``record`` (its run record, or an output's
+    ``pipeline`` attribute) but those :data:`COVERED_OTHERWISE`, as JSON holds them: what
+    it says of the coordinates and group attributes the run wrote, of the groups whose
+    consolidated copies it drops and writes again, its status and summary (h57a: an edit of
+    these had been taken, a later fresh start deleting the user's array the record was
+    edited to name)."""
+    rest = {k: v for k, v in record.items() if k not in COVERED_OTHERWISE}
+    doc = json.dumps(rest, sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def with_check(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``check`` (:func:`record_check`), as a run writes it."""
+    return {**record, "check": record_check(record)}
+
+
+def fields_edited(record: Any) -> bool:
+    """Whether a run's ``record`` holds a ``check`` that is not that of its fields
+    (:func:`record_check`): one of them edited since the run wrote it. False where it holds
+    none (an earlier version's record)."""
+    return (
+        isinstance(record, dict) and "check" in record and record["check"] != record_check(record)
+    )
+
+
 def record_edited(record: Any) -> str | None:
     """How a run's ``record`` (its run record, or an output's ``pipeline`` attribute) is not
     as a run writes it, in a few words: its ``identity`` is not the one its ``fingerprint``
     was taken of (:func:`identity_fingerprint`), or its ``stages``, where it repeats them
     for readers, are not its identity's, or its ``stored`` record of the files the run wrote
-    is not as the run took it (:func:`pipeline.store.arrays.stored_edited`). Edited since
+    is not as the run took it (:func:`pipeline.store.arrays.stored_edited`), or its other
+    fields are not those its ``check`` was taken of (:func:`fields_edited`). Edited since
     the run, so nothing it says of what
     made the output can be taken (``pipeline verify``; ``run``, which had called an edit of
     its stages "the stages changed"). None where it is whole, or holds no identity: no
@@ -292,6 +325,12 @@ def record_edited(record: Any) -> str | None:
         return "its stages are not those its identity records"
     if arrays.stored_edited(record.get("stored")):  # h56b: had been "files' sizes differ"
         return "its `stored` record of the files the run wrote is not the one the run took"
+    if fields_edited(record):  # h57a: its coordinates, group attributes, ... had been taken
+        return (
+            "its fields are not those its `check` was taken of: what it says of the "
+            "coordinates, group attributes or consolidated copies the run wrote, or of its "
+            "status, was changed"
+        )
     return None
 
 

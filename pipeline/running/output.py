@@ -30,7 +30,7 @@ from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import InputError, OutputError, PipelineError, public_url
 from pipeline.planning import Plan, make_plan
-from pipeline.planning.plan import record_edited
+from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
@@ -587,7 +587,7 @@ def _recorded_coordinates(plan: Plan) -> list[str]:
     manifest = (ledger.read_manifest() if ledger is not None else None) or {}
     theirs = set(_names(manifest.get("found")))
     stopped = [n for n in _names(manifest.get("coordinates")) if n not in theirs]
-    return [*_names(recorded_run(plan).get("coordinates")), *stopped]
+    return [*_names(own_record(plan).get("coordinates")), *stopped]
 
 
 def _names(recorded: Any) -> list[str]:
@@ -888,7 +888,7 @@ def _refuse_relabelling(plan: Plan, replaced: set[str], store: Any) -> None:
         return
     refs = datasets.users(store, group, kept) if kept else {}
     src = plan.input.location.zarr_store(read_only=True)
-    recorded = set(_names(recorded_run(plan).get("coordinates")))  # written by this output
+    recorded = set(_names(own_record(plan).get("coordinates")))  # written by this output
     for name in written:
         using = sorted(k for k, r in refs.items() if name in r)
         if name in trusted or (not using and name in recorded):
@@ -932,6 +932,8 @@ def _made_from_this_input(recorded: dict[str, Any], plan: Plan) -> bool:
     identity = recorded.get("identity")
     if not isinstance(identity, dict) or plan.input_unstamped is not None:
         return False
+    if record_edited(recorded) is not None:  # what it says cannot be taken (h57a)
+        return False
 
     def plain(x: Any) -> str:
         return json.dumps(x, sort_keys=True, default=str)
@@ -973,6 +975,7 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
     if state != "group":
         check_formats_agree(plan)
     if state == "absent":
+        check_records_whole(plan)
         check_frame_fits(plan)
         check_consolidatable(plan)
         return "fresh"
@@ -1045,6 +1048,7 @@ def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:
     try:
         if state != "occupied":  # an array there, which the fresh start replaces
             check_only_array_files(plan, state)
+        check_records_whole(plan)
         check_frame_fits(plan)
         check_consolidatable(plan)
     except OutputError as e:
@@ -1675,7 +1679,7 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         # attributes and size, and a coordinate the input no longer has would stay attached)
         doc["coordinates"] = list(plan.carried.variable.coords)
     doc.update(extra or {})
-    return {"pipeline": doc}
+    return {"pipeline": with_check(doc)}
 
 
 def folders_to_make(plan: Plan) -> list[str]:
@@ -1734,7 +1738,7 @@ def group_attributes(
         plan.input.location.zarr_store(read_only=True), variable.group
     )
     ledger = plan.sink.ledger
-    records = [recorded_run(plan), (ledger.read_manifest() if ledger is not None else None) or {}]
+    records = [own_record(plan), (ledger.read_manifest() if ledger is not None else None) or {}]
     before: list[dict[str, Any]] = []
     for doc in records:
         for key in ("group_attributes", "group_before"):
@@ -1818,7 +1822,7 @@ def _create(plan: Plan) -> None:
     # while it went leaves the old chunks as this pipeline's 'remains', which --overwrite
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
-    ledger.write_manifest(manifest)
+    ledger.write_manifest(with_check(manifest))
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     # no consolidated copy says the old array is there (complete) while its chunks go; the
@@ -2010,7 +2014,7 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     # since reads as the fill value or fails, which only a sampled verify would have seen
     stored = arrays.stored_units(o.location, o.path, arrays.open_zarr_array(o.location, o.path))
     done: dict[str, Any] = {"finished": _now(), "summary": summary, "stored": stored}
-    created = recorded_run(plan)
+    created = _created(plan)
     carried_attrs = created.get("group_attributes")
     if isinstance(carried_attrs, dict):  # create's record, which the complete one keeps
         done["group_attributes"] = carried_attrs
@@ -2027,6 +2031,27 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
         plan.sink.ledger.clear()
     except OutputError as e:  # every byte is written and the output says so: only a leftover
         log.warning("the output is complete, but its run record stays: %s", e)
+
+
+def _created(plan: Plan) -> dict[str, Any]:
+    """What :func:`create` recorded of the output it made (``group_attributes``, the group
+    attributes it carried; ``coordinates``, those it owns), for :func:`mark_complete` to keep:
+    from its run record, which a resume took whole (:func:`stale_parts`), where it holds its
+    ``check``; the output's own record, not checked by a resume, had been taken, an edit of
+    it (the user's array named among its coordinates) kept, checked again, in the complete
+    record (h57a). From the output's record where the run record is an earlier version's."""
+    ledger = plan.sink.ledger
+    manifest = ledger.read_manifest() if ledger is not None else None
+    if not isinstance(manifest, dict) or "check" not in manifest:
+        return recorded_run(plan)
+    variable = plan.carried.variable
+    if output_group(plan) is None or variable is None:
+        return {}
+    found = set(_names(manifest.get("found")))
+    return {
+        "group_attributes": manifest.get("group_attributes"),
+        "coordinates": [n for n in variable.coords if n not in found],
+    }
 
 
 def drop_leftover_record(plan: Plan) -> None:
@@ -2063,6 +2088,58 @@ def recorded_run(plan: Plan) -> dict[str, Any]:
     except Exception:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def own_record(plan: Plan) -> dict[str, Any]:
+    """:func:`recorded_run`, as a fresh start takes it (the coordinates and group attributes
+    it says this output wrote in its group, which that start replaces): {} where its fields
+    were edited since (:func:`pipeline.planning.plan.fields_edited`) and the run record of
+    a stopped run is there, whole, which says all that it did, and more (that run read it
+    before it wrote its own). Where no such run record is, :func:`check_records_whole`
+    refuses the start."""
+    recorded = recorded_run(plan)
+    if not fields_edited(recorded):
+        return recorded
+    ledger = plan.sink.ledger
+    manifest = ledger.read_manifest() if ledger is not None else None
+    return {} if manifest is not None and not fields_edited(manifest) else recorded
+
+
+def check_records_whole(plan: Plan) -> None:
+    """Refuse a fresh start (or ``--overwrite``) that would take what an edited record says
+    (:func:`pipeline.planning.plan.fields_edited`: its fields are not those its ``check``
+    was taken of): the run record of a stopped run (which arrays and attributes of the group
+    that run wrote, or found there, and which consolidated copies it dropped), or, for an
+    output in a group with no such run record, the output's ``pipeline`` record (the
+    coordinates and group attributes it wrote). What they say decides what the start
+    deletes and replaces (h57a: a record edited to name the user's array, taken, had the
+    start delete it, and the user's group attribute). OutputError, before anything is
+    written: fields ``output``, ``record`` (which), ``changed`` ['record']."""
+    where = plan.output.location.join(plan.output.path)
+    ledger = plan.sink.ledger
+    manifest = ledger.read_manifest() if ledger is not None else None
+    which = None
+    if fields_edited(manifest):
+        which = (
+            f"its run record ({RECORD}/run.json, of a stopped run) was edited since that run "
+            "wrote it, so which arrays and attributes of its group, and which consolidated "
+            "copies above it, that run wrote or dropped"
+        )
+    elif output_group(plan) is not None and own_record(plan) and fields_edited(own_record(plan)):
+        which = (
+            "its record of the run that made it (its `pipeline` attribute) was edited since "
+            "the run wrote it, so which arrays and attributes of its group that run wrote"
+        )
+    if which is None:
+        return
+    raise OutputError(
+        f"cannot write {where}: {which}, which a fresh start replaces, cannot be told: "
+        f"restore the record, or remove {where} yourself, after which `run --overwrite` "
+        "writes it, taking what its group holds as the group's own",
+        output=where,
+        record="run record" if fields_edited(manifest) else "pipeline attribute",
+        changed=["record"],
+    )
 
 
 def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tuple[str, str]]:
