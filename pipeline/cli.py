@@ -18,7 +18,7 @@ import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets
+from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets, wrong_library
 from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
@@ -290,7 +290,10 @@ def _main(argv: list[str] | None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        print(_error_line(args, e), file=sys.stderr)
+        # a module of a library's name that is not it (a ``yaml.py`` of the user's beside
+        # the command, whose missing attribute had been a bare AttributeError's line)
+        library = wrong_library(e)
+        print(_import_failure(e, library) if library else _error_line(args, e), file=sys.stderr)
         return 1
 
 
@@ -302,13 +305,15 @@ def _error_line(args: argparse.Namespace, e: Exception) -> str:
     )
 
 
-def _import_failure(e: ImportError, name: str) -> str:
+def _import_failure(e: Exception, name: str) -> str:
     """The line for a module of ``name`` that this interpreter cannot import: one it lacks
     (``make run PYTHON=python3`` with a Python that has not the package's dependencies: numpy,
     say), or one it has that is not what the pipeline imports from it (an old release, or a
     file of the user's, ``zarr.py`` in the folder the command runs in, in its place), named
-    with the file it was loaded from. Either had ended the command in two tracebacks, the
-    second from the handler of the first, which imports the store layer again."""
+    with the file it was loaded from; ``e`` is the ImportError, or the AttributeError raised
+    on such a module (:func:`~pipeline.errors.wrong_library`). Either had ended the command
+    in two tracebacks, the second from the handler of the first, which imports the store
+    layer again."""
     top = name.split(".")[0]
     fix = (
         "install the package's dependencies into it (`python -m pip install -e .` in the "

@@ -284,6 +284,47 @@ def test_a_module_of_the_users_in_a_librarys_place_is_named(tmp_path) -> None:
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("module", ["yaml", "numpy"])
+def test_a_module_of_the_users_lacking_an_attribute_is_named(tmp_path, module) -> None:
+    """A ``yaml.py`` (or ``numpy.py``) of the user's that imports, but lacks what the pipeline
+    uses of the library, is named as a ``zarr.py`` is: the line had been a bare
+    ``error: AttributeError: module 'yaml' has no attribute 'SafeLoader'``, naming neither
+    the file nor the fix."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / f"{module}.py").write_text("x = 1  # a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = f"error: {module}, as this Python ({sys.executable}) imports it from {tmp_path}"
+    assert r.stderr.startswith(said), r.stderr
+    assert "rename a file of yours that takes its name" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_an_xarray_of_the_users_is_not_blamed_on_the_dataset(tmp_path) -> None:
+    """An ``xarray.py`` of the user's beside the command, with a Dataset variable as the
+    input, is named as the module in xarray's place: the plan had said "xarray cannot read
+    and write the coordinates of the input Dataset ... set output.array: ''", a fix of the
+    config for a fault of the folder."""
+    xr = pytest.importorskip("xarray")
+    t = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ds = xr.Dataset({"t": (("y", "x"), t)}, coords={"y": [0.0, 1.0, 2.0], "x": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", zarr_format=2, consolidated=True)
+    cfg = write_config(tmp_path, tmp_path / "ds.zarr", tmp_path / "out.zarr", input={"array": "t"})
+    (tmp_path / "xarray.py").write_text("x = 1  # a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "plan", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = f"error: xarray, as this Python ({sys.executable}) imports it from {tmp_path}"
+    assert r.stderr.startswith(said), r.stderr
+    assert "output.array" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
     """An ImportError that names no module (a module that raises it itself, as a library's
     "install X to ..." does) is one line, as any other error: the handler for those naming a
