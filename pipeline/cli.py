@@ -43,20 +43,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"pipeline {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+    def subcommand(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("config", help="the run's YAML config file")
-        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
         sp.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
-        # -v and -q also after the command (`pipeline run CONFIG -q`)
+        # -v and -q also after the command (`pipeline run CONFIG -q`), on every command, as
+        # README says (`pipeline info -v` had been refused: "unrecognized arguments")
         sp.add_argument(
             "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
         )
         sp.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="less output"
         )
+        return sp
+
+    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+        sp = subcommand(name, help)
+        sp.add_argument("config", help="the run's YAML config file")
+        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -103,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         help="seed of the block sample (the same seed compares the same blocks; default 0)",
     )
     with_config("plan", "print what a run would do, without computing")
-    sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
-    sch = sub.add_parser("schema", help="print the config reference (Markdown)")
+    subcommand("info", "GPUs, driver, libraries, and what backend auto would pick")
+    sch = subcommand("schema", "print the config reference (Markdown)")
     sch.add_argument(
         "--update",
         metavar="FILE",

@@ -369,6 +369,17 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
     assert rc == 1 and err.startswith("error: config file not found") and out == ""
 
 
+@pytest.mark.parametrize("option", ["-v", "-vv", "-q", "--debug"])
+def test_every_command_takes_the_common_options_after_it(cli, option) -> None:
+    """README: "Options for every command: -v, -vv, -q, --debug". ``pipeline info -v`` and
+    ``pipeline schema --debug`` had been refused by argparse ("unrecognized arguments",
+    status 2), where ``run``, ``plan``, ``generate`` and ``verify`` took them."""
+    rc, out, err = cli("info", option)
+    assert rc == 0 and out.startswith("pipeline info"), err
+    rc, out, err = cli("schema", option)
+    assert rc == 0 and out.startswith("**top level**"), err
+
+
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
     """`make run` twice: configs/default.yaml says output.overwrite: true."""
     cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})
