@@ -997,8 +997,8 @@ def open_zarr_array(
         members = sorted(k for k, v in found if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
         raise InputError(
-            f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
-            f"path{hint}",
+            f"{location.join(path)} is a Zarr group, not an array: set input.array to the "
+            f"array's path{hint}",
             store=where,
             array=path,
             status="group",
@@ -1291,7 +1291,7 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     meta: Any = arr.metadata
     if arr.ndim == 0:
         raise InputError(
-            f"{location}/{path} is a 0-d array (one value, no axes to cut into blocks); the "
+            f"{location.join(path)} is a 0-d array (one value, no axes to cut into blocks); the "
             "pipeline needs ndim >= 1: store the value as an array of shape [1], or compute "
             "it with NumPy",
             store=str(location),
