@@ -709,9 +709,9 @@ class ClusterConfig(Model):
     protocol: Literal["auto", "tcp", "ucx", "inproc"] = Field(
         "auto",
         description="how a local cluster's workers talk: tcp between worker processes; ucx "
-        "(NVLink, InfiniBand; needs UCX); inproc: threads in this process (what memory:// "
-        "stores need); auto: inproc for a CPU run of at most 4 task threads (no processes to "
-        "start), else tcp",
+        "(GPU workers only: NVLink, InfiniBand; needs UCX); inproc: threads in this process "
+        "(what memory:// stores need); auto: inproc for a CPU run of at most 4 task threads (no "
+        "processes to start), else tcp",
     )
     timeout: Annotated[float, NotBool] = Field(
         10.0,
