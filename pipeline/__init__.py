@@ -389,8 +389,9 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
         from distributed import Client
         import pipeline
 
-        with Client(n_workers=2) as client:
-            summary = pipeline.run("my.yaml", client=client, overwrite=True)
+        if __name__ == "__main__":  # a script: Dask's worker processes import it again
+            with Client(n_workers=2) as client:
+                summary = pipeline.run("my.yaml", client=client, overwrite=True)
     """
     from pipeline.running.runner import RunOptions
     from pipeline.running.runner import run as _run

@@ -18,7 +18,7 @@ import time
 from typing import Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets
+from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets, wrong_library
 from pipeline.running import waiting
 
 log = logging.getLogger("pipeline")
@@ -43,20 +43,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"pipeline {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+    def subcommand(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("config", help="the run's YAML config file")
-        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
         sp.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
-        # -v and -q also after the command (`pipeline run CONFIG -q`)
+        # -v and -q also after the command (`pipeline run CONFIG -q`), on every command, as
+        # README says (`pipeline info -v` had been refused: "unrecognized arguments")
         sp.add_argument(
             "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
         )
         sp.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="less output"
         )
+        return sp
+
+    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+        sp = subcommand(name, help)
+        sp.add_argument("config", help="the run's YAML config file")
+        sp.add_argument("--scheduler", help="join an existing Dask scheduler (tcp://host:8786)")
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
@@ -103,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         help="seed of the block sample (the same seed compares the same blocks; default 0)",
     )
     with_config("plan", "print what a run would do, without computing")
-    sub.add_parser("info", help="GPUs, driver, libraries, and what backend auto would pick")
-    sch = sub.add_parser("schema", help="print the config reference (Markdown)")
+    subcommand("info", "GPUs, driver, libraries, and what backend auto would pick")
+    sch = subcommand("schema", "print the config reference (Markdown)")
     sch.add_argument(
         "--update",
         metavar="FILE",
@@ -291,7 +296,12 @@ def _main(argv: list[str] | None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        print(_shadowed(cause(e)) or _error_line(args, e), file=sys.stderr)
+        # a file of the user's in a library's place (_shadowed), else a module of a library's
+        # name that is not it (an old release, whose missing attribute had been a bare
+        # AttributeError's line)
+        library = wrong_library(e)
+        line = _import_failure(e, library) if library else _error_line(args, e)
+        print(_shadowed(cause(e)) or line, file=sys.stderr)
         return 1
 
 
@@ -315,13 +325,15 @@ def _error_line(args: argparse.Namespace, e: Exception) -> str:
     )
 
 
-def _import_failure(e: ImportError, name: str) -> str:
+def _import_failure(e: Exception, name: str) -> str:
     """The line for a module of ``name`` that this interpreter cannot import: one it lacks
     (``make run PYTHON=python3`` with a Python that has not the package's dependencies: numpy,
     say), or one it has that is not what the pipeline imports from it (an old release, or a
     file of the user's, ``zarr.py`` in the folder the command runs in, in its place), named
-    with the file it was loaded from. Either had ended the command in two tracebacks, the
-    second from the handler of the first, which imports the store layer again."""
+    with the file it was loaded from; ``e`` is the ImportError, or the AttributeError raised
+    on such a module (:func:`~pipeline.errors.wrong_library`). Either had ended the command
+    in two tracebacks, the second from the handler of the first, which imports the store
+    layer again."""
     top = name.split(".")[0]
     fix = (
         "install the package's dependencies into it (`python -m pip install -e .` in the "

@@ -427,6 +427,29 @@ def missing_credentials(e: BaseException) -> bool:
     return False
 
 
+def wrong_library(e: BaseException) -> str | None:
+    """The top-level name of the module that ``e`` shows is not the library the code needs,
+    though this Python imported one of that name: an ImportError naming a module of it
+    (``zarr.errors`` where ``zarr`` is a file, ``zarr.py``), or an AttributeError raised on the
+    module itself (``module 'yaml' has no attribute 'SafeLoader'``: a ``yaml.py`` of the
+    user's in the folder the command runs in, or a release without it). None for anything
+    else: a module that is not there at all, an attribute missing from another object, or
+    the pipeline's own modules (a fault of the pipeline, not of what is installed)."""
+    import sys
+    import types
+
+    if isinstance(e, ImportError) and e.name:
+        name = e.name
+    elif isinstance(e, AttributeError) and isinstance(getattr(e, "obj", None), types.ModuleType):
+        name = e.obj.__name__  # type: ignore[attr-defined]
+    else:
+        return None
+    top = name.split(".")[0]
+    if top == "pipeline" or sys.modules.get(top) is None:
+        return None
+    return top
+
+
 def one_line(text: str) -> str:
     """``text`` with its runs of whitespace, line breaks too, as one space: a library's message
     quoted in a line of the pipeline's (numcodecs' checksum errors hold a newline)."""

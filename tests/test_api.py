@@ -562,7 +562,11 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
     cases = [
         ("input.store", local, said.format("in"), f"here {str(tmp_path / 'in.zarr')!r}"),
         ("input.store", fsspec.get_mapper(str(tmp_path / "in.zarr")), said.format("in"), "here"),
-        ("output.store", memory, said.format("out"), "not a zarr MemoryStore: give the path"),
+        # in this process's memory, where no path names it: written to a store first (its
+        # line had said to give "the path or URL it was opened at", which it has none of)
+        ("output.store", memory, said.format("out"), "MemoryStore, which this process holds"),
+        ("input.store", x, said.format("in"), "not a numpy ndarray, which this process holds"),
+        ("input.store", zarr.create_array(memory, data=x), said.format("in"), "write it to a"),
         ("output.store", remote, said.format("out"), "not a zarr FsspecStore: give the path"),
         ("input.array", zarr.open_array(local), "must be the array's path inside the", "'' here"),
         ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an int"),

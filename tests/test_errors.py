@@ -795,7 +795,24 @@ def test_a_0d_input_is_refused_naming_a_fix(tmp_path: Path, cli) -> None:
     assert rc == 1
     line = one_line_error(err)
     assert "0-d array" in line and "shape [1]" in line, line
+    # the store as it is named, not with a slash after it for the array's path ''
+    assert f"error: {tmp_path / 'in.zarr'} is a 0-d array" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> None:
+    """A group at the store's root is named as the store (``in.zarr``, as the config gives
+    it), a group inside it by its path: the line had said ``in.zarr/`` for the root."""
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    root.create_group("fields").create_array("temp", shape=(4,), dtype="f4")
+    for array, said in (("", "in.zarr"), ("fields", "in.zarr/fields")):
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": array}
+        )
+        rc, _, err = cli("plan", cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert line.startswith(f"error: {tmp_path / said} is a Zarr group, not an array"), line
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])

@@ -1079,3 +1079,23 @@ def test_a_block_across_the_array_takes_whole_output_chunks_in_its_shard(
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_ucx_is_refused_for_a_local_cpu_cluster(tmp_path: Path) -> None:
+    """``cluster.protocol: ucx`` on a local CPU cluster had been left out of its LocalCluster
+    without a word (the run went over tcp, the plan saying nothing of it): refused, naming
+    the settings that apply. A local GPU cluster still plans with it (dask-cuda's)."""
+    from pipeline.errors import ConfigError
+
+    x = np.arange(64, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 8))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    for backend in ("cpu", "auto"):
+        config = load_config(cfg, {"cluster.protocol": "ucx", "backend": backend})
+        with pytest.raises(ConfigError) as e:
+            make_plan(config, MACHINES["cpu"])
+        assert e.value.data["key"] == "cluster.protocol"
+        assert "set cluster.protocol: auto" in str(e.value)
+    config = load_config(cfg, {"cluster.protocol": "ucx", "backend": "gpu"})
+    assert make_plan(config, MACHINES["h200"]).cluster.protocol == "ucx"
+    assert not (tmp_path / "out.zarr").exists()

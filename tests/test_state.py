@@ -676,6 +676,11 @@ def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Pat
     assert rc == 0, err
     assert "the input is unfinished (an interrupted generate): `run` generates it" in out
     assert _generated(u.input)["status"] == "incomplete"  # plan wrote nothing
+    # verify names what finishes it with this config: `run` (it had asked to set
+    # input.generate.when_missing: true, which the config says already)
+    line, _ = refused(cli, InputError, "verify", u.config)
+    assert "`pipeline run CONFIG` generates it again first" in line, line
+    assert "set input.generate.when_missing" not in line, line
     rc, _, err = cli("run", u.config, "--summary-json", tmp_path / "s.json")
     assert rc == 0, err
     assert re.search(r"input .*in\.zarr is unfinished \(an interrupted generate\): generating", err)

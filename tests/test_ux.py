@@ -50,6 +50,55 @@ def test_plain_progress_prints_at_a_steady_interval() -> None:
     assert any(line.startswith("[run] 3/4 blocks (75%)") and "eta" in line for line in lines)
 
 
+def test_plain_progress_stops_at_the_last_block() -> None:
+    """Once every block is done, the clock and the lines stop: the run's work after its last
+    block (``--report``'s report fetched and saved: 1.5 s of a 0.1 s run on 2 cores) had
+    printed a line every interval at 100%, its rate falling each time."""
+    out = io.StringIO()
+    with Progress(2, 1e6, mode="plain", interval=0.01, stream=out) as p:
+        p.advance(2)
+        rate = p.rate_text()
+        time.sleep(0.5)  # a line being printed as the last block came is out by now
+        lines = len(out.getvalue().splitlines())
+        time.sleep(0.5)
+        assert len(out.getvalue().splitlines()) == lines, out.getvalue()
+        assert p.rate_text() == rate  # the rate of the blocks' time, not of the time since
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(f"[run] 2/2 blocks (100%), {rate}"), last
+
+
+def test_the_reports_save_is_no_part_of_the_compute_phase(
+    tmp_path, cli, small, monkeypatch
+) -> None:
+    """The compute phase, whose throughput the summary gives, ends with the last block's
+    result: Dask's performance report, fetched from the scheduler and saved after it, is
+    the finish phase's. It had been counted in the compute phase (0.01 GB/s against 0.11
+    without ``--report`` in a run of 4 blocks on 2 cores)."""
+    pytest.importorskip("bokeh")
+    from distributed import performance_report
+
+    _, cfg = small
+    saves: list[float] = []
+    save = performance_report.__exit__
+
+    def timed(self: Any, *exc: Any) -> Any:  # the real save, its seconds noted
+        t = time.perf_counter()
+        try:
+            time.sleep(0.5)  # a long run's report: its phase is plain against the rest
+            return save(self, *exc)
+        finally:
+            saves.append(time.perf_counter() - t)
+
+    monkeypatch.setattr(performance_report, "__exit__", timed)
+    summary_path = tmp_path / "summary.json"
+    argv = ("run", cfg, "--report", tmp_path / "r.html", "--summary-json", summary_path)
+    rc, _, err = cli(*argv, "--progress", "none")
+    assert rc == 0, err
+    assert len(saves) == 1 and (tmp_path / "r.html").exists()
+    seconds = json.loads(summary_path.read_text())["seconds"]
+    assert seconds["finish"] >= saves[0], (seconds, saves)
+
+
 def test_bar_mode_draws_blocks_and_rate() -> None:
     out = io.StringIO()
     with Progress(3, 1e9, mode="bar", stream=out) as p:
@@ -312,6 +361,26 @@ def test_any_file_of_the_users_in_an_imported_modules_place_is_named(tmp_path, m
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_an_xarray_of_the_users_is_not_blamed_on_the_dataset(tmp_path) -> None:
+    """An ``xarray.py`` of the user's beside the command, with a Dataset variable as the
+    input, is named as the module in xarray's place: the plan had said "xarray cannot read
+    and write the coordinates of the input Dataset ... set output.array: ''", a fix of the
+    config for a fault of the folder."""
+    xr = pytest.importorskip("xarray")
+    t = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ds = xr.Dataset({"t": (("y", "x"), t)}, coords={"y": [0.0, 1.0, 2.0], "x": np.arange(4)})
+    ds.to_zarr(tmp_path / "ds.zarr", zarr_format=2, consolidated=True)
+    cfg = write_config(tmp_path, tmp_path / "ds.zarr", tmp_path / "out.zarr", input={"array": "t"})
+    (tmp_path / "xarray.py").write_text("x = 1  # a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "plan", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = f"error: {tmp_path / 'xarray'}.py takes the place of the module 'xarray' "
+    assert r.stderr.startswith(said), r.stderr
+    assert "output.array" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
     """An ImportError that names no module (a module that raises it itself, as a library's
     "install X to ..." does) is one line, as any other error: the handler for those naming a
@@ -354,6 +423,17 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
     assert "plan: stages: multiply(factor=5) float32 -> float32" in err
     rc, out, err = cli("run", tmp_path / "missing.yaml", "-q")
     assert rc == 1 and err.startswith("error: config file not found") and out == ""
+
+
+@pytest.mark.parametrize("option", ["-v", "-vv", "-q", "--debug"])
+def test_every_command_takes_the_common_options_after_it(cli, option) -> None:
+    """README: "Options for every command: -v, -vv, -q, --debug". ``pipeline info -v`` and
+    ``pipeline schema --debug`` had been refused by argparse ("unrecognized arguments",
+    status 2), where ``run``, ``plan``, ``generate`` and ``verify`` took them."""
+    rc, out, err = cli("info", option)
+    assert rc == 0 and out.startswith("pipeline info"), err
+    rc, out, err = cli("schema", option)
+    assert rc == 0 and out.startswith("**top level**"), err
 
 
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:

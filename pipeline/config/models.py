@@ -490,6 +490,20 @@ def _local_path_of(v: Any) -> str | None:
     return None
 
 
+def _held_in_memory(v: Any) -> bool:
+    """Whether ``v`` holds its values in this process's memory, where no path or URL names
+    them: a NumPy (or CuPy) array, a zarr-python ``MemoryStore``, or a zarr array or
+    group on one (whose ``memory://...`` name is zarr's own, no fsspec URL reaches it)."""
+    t = type(v)
+    top = t.__module__.partition(".")[0]
+    if top in ("numpy", "cupy") and hasattr(v, "__array__"):
+        return True
+    if top == "zarr":
+        store = v if t.__name__ == "MemoryStore" else getattr(v, "store", None)
+        return type(store).__name__ == "MemoryStore"
+    return False
+
+
 def _path_text(v: Any, key: str, side: str = "in") -> Any:
     """A store's path or URL (``key``: ``store``) or an array's path inside its store
     (``array``) as text: a store's path object (:func:`_fspath`) as the path it names (an
@@ -510,6 +524,14 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
         raise ValueError(
             f"must be the array's path inside the store as text (a str, such as 'g/v'), not "
             f"{kind}: give its path{said}, and its store's path or URL as store"
+        )
+    if _held_in_memory(v):  # it has no path or URL to give: it was opened at none
+        raise ValueError(
+            f"must be the store's path or URL as text (a str, such as '/data/{side}.zarr' or "
+            f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}, which this process "
+            "holds in its memory and no path names: write it to a Zarr store first "
+            "(zarr.create_array(STORE, data=...), or xarray's to_zarr(STORE)) and give that "
+            "store's path or URL"
         )
     local = _local_path_of(v)
     said = f", here {local!r}" if local is not None else ""
@@ -717,9 +739,9 @@ class ClusterConfig(Model):
     protocol: Literal["auto", "tcp", "ucx", "inproc"] = Field(
         "auto",
         description="how a local cluster's workers talk: tcp between worker processes; ucx "
-        "(NVLink, InfiniBand; needs UCX); inproc: threads in this process (what memory:// "
-        "stores need); auto: inproc for a CPU run of at most 4 task threads (no processes to "
-        "start), else tcp",
+        "(GPU workers only: NVLink, InfiniBand; needs UCX); inproc: threads in this process "
+        "(what memory:// stores need); auto: inproc for a CPU run of at most 4 task threads (no "
+        "processes to start), else tcp",
     )
     timeout: Annotated[float, NotBool] = Field(
         10.0,

@@ -828,8 +828,19 @@ def local_protocol(config: Config, backend: str, facts: Facts, joined: bool = Fa
     threads of this process ('inproc') for the CPU backend when the run has at most
     :data:`THREADS_IN_PROCESS` task threads, else worker processes ('tcp'). A cluster that is
     already there (joined by address, or a caller's client: ``joined``) keeps the config's:
-    what its workers are is not this process's to choose."""
+    what its workers are is not this process's to choose. ConfigError (``key``
+    'cluster.protocol') for ``ucx`` on a local CPU cluster, which has no UCX workers."""
     chosen = config.cluster.protocol
+    if chosen == "ucx" and backend != "gpu" and config.cluster.scheduler == "local" and not joined:
+        # a local CPU cluster is a LocalCluster of tcp processes or threads: ucx had been
+        # left out of it without a word, the run going over tcp
+        raise ConfigError(
+            "cluster.protocol: ucx is for a local GPU cluster (dask-cuda's workers, over "
+            "NVLink); a local CPU cluster's workers are processes that talk over tcp, or "
+            "threads of this process (inproc), and its blocks never travel between them: set "
+            "cluster.protocol: auto (or tcp, inproc)",
+            key="cluster.protocol",
+        )
     if chosen != "auto" or config.cluster.scheduler != "local" or joined:
         return chosen
     if backend == "gpu":

@@ -67,6 +67,7 @@ class Progress:
         self.label = label
         self.done = 0
         self.t0 = time.perf_counter()
+        self.t_done: float | None = None  # when the last block came: the clock stops there
         self._bar: Any = None
         self._task: Any = None
         self._stop = threading.Event()
@@ -117,7 +118,13 @@ class Progress:
             self.line()
 
     def advance(self, n: int = 1) -> None:
+        """``n`` more blocks done. The last one stops the clock and the plain lines: what the
+        run does after it (a performance report fetched, ``--report``) is not the blocks'
+        time, whose rate had kept falling, line after line, at 100%."""
         self.done += n
+        if self.done >= self.total and self.t_done is None:
+            self.t_done = time.perf_counter()
+            self._stop.set()
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, rate=self.rate_text())
 
@@ -128,13 +135,16 @@ class Progress:
         finally:
             self._ticked.set()
 
+    def elapsed(self) -> float:
+        """Seconds since the start, up to the last block where all are done."""
+        return (self.t_done or time.perf_counter()) - self.t0
+
     def rate_text(self) -> str:
-        elapsed = time.perf_counter() - self.t0
-        return f"{gbps(self.done * self.bytes_per_block, elapsed):.2f} GB/s"
+        return f"{gbps(self.done * self.bytes_per_block, self.elapsed()):.2f} GB/s"
 
     def line(self) -> None:
         """Print the plain progress line now."""
-        done, elapsed = self.done, time.perf_counter() - self.t0
+        done, elapsed = self.done, self.elapsed()
         rate = done / elapsed if elapsed > 0 else 0
         pct = 100.0 * done / self.total if self.total else 100.0
         if done >= self.total:

@@ -171,7 +171,8 @@ def task_breakdown(us: dict[str, int]) -> tuple[dict[str, float], str]:
 #: starting meanwhile: ``workers.begun_early``); ``cluster`` the workers started or joined
 #: (what is left of their start); ``prepare``
 #: the output made ready (a replaced one deleted, the new one created, or a resumed one's
-#: record read); ``compute``; ``finish`` (every block checked, the output marked complete);
+#: record read); ``compute``, up to the last block's result; ``finish`` (Dask's performance
+#: report fetched and saved, ``--report``; every block checked, the output marked complete);
 #: ``close`` the stop of the workers the run started.
 PHASES = ("start", "generate", "plan", "cluster", "prepare", "compute", "finish", "close")
 

@@ -201,7 +201,10 @@ def verify(
         raise absent_input(config, loc_in, e) from None
     formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
     # its unwritten chunks would read as fill values on both sides
-    arrays.check_finished(loc_in, config.input.array, config.input.generate is not None)
+    g = config.input.generate
+    arrays.check_finished(
+        loc_in, config.input.array, g is not None, g is not None and g.when_missing
+    )
     check_generated_input(config, src)  # as run refuses it: the config describes other data
     try:
         dst = arrays.open_zarr_array(loc_out, out_path)

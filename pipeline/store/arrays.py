@@ -1012,8 +1012,8 @@ def open_zarr_array(
         members = sorted(k for k, v in found if isinstance(v, zarr.Array))
         hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
         raise InputError(
-            f"{location}/{path} is a Zarr group, not an array: set input.array to the array's "
-            f"path{hint}",
+            f"{location.join(path)} is a Zarr group, not an array: set input.array to the "
+            f"array's path{hint}",
             store=where,
             array=path,
             status="group",
@@ -1462,7 +1462,7 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     meta: Any = arr.metadata
     if arr.ndim == 0:
         raise InputError(
-            f"{location}/{path} is a 0-d array (one value, no axes to cut into blocks); the "
+            f"{location.join(path)} is a 0-d array (one value, no axes to cut into blocks); the "
             "pipeline needs ndim >= 1: store the value as an array of shape [1], or compute "
             "it with NumPy",
             store=str(location),
@@ -1966,11 +1966,14 @@ def _attributes(location: Location, path: str) -> dict[str, Any]:
         return {}
 
 
-def check_finished(location: Location, path: str, described: bool) -> None:
+def check_finished(
+    location: Location, path: str, described: bool, when_missing: bool = False
+) -> None:
     """Refuse (InputError) an input that the pipeline began and did not finish: one whose
     generation was interrupted, or the output of an interrupted run (a chained run). The
     chunks they lack would be read as fill values. ``described``: the config has an
-    ``input.generate`` section for it (the fix then is to generate it again with that config).
+    ``input.generate`` section for it (the fix then is to generate it again with that config);
+    ``when_missing``: that section has ``when_missing: true``, so ``run`` itself does.
 
     The error's fields: ``input`` (where), ``status`` ('incomplete'), ``made_by`` ('generate'
     or 'run')."""
@@ -1978,12 +1981,15 @@ def check_finished(location: Location, path: str, described: bool) -> None:
     attrs = _attributes(location, path)
     where = location.join(path)
     if _generation_status(attrs) == "incomplete":
-        fix = (
-            "`pipeline generate CONFIG` generates it again (or set input.generate.when_missing: "
-            "true and `run` does)"
-            if described
-            else "generate it again with `pipeline generate` and the config that describes it"
-        )
+        if when_missing:  # the setting is there already (verify's line had asked for it)
+            fix = "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"
+        elif described:
+            fix = (
+                "`pipeline generate CONFIG` generates it again (or set "
+                "input.generate.when_missing: true and `run` does)"
+            )
+        else:
+            fix = "generate it again with `pipeline generate` and the config that describes it"
         raise InputError(
             f"the input {where} is unfinished: its generation was interrupted, so some of its "
             f"chunks were never written; {fix}",

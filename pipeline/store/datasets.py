@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import ListingError, cause, storage_failure
+from pipeline.errors import ListingError, cause, storage_failure, wrong_library
 from pipeline.store.arrays import (
     enclosing_groups,
     format_warnings_ignored,
@@ -1516,6 +1516,8 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     except ListingError:  # the group cannot be read at all: its own line
         raise
     except Exception as e:
+        if wrong_library(e):  # xarray (or pandas) is a file of the user's: not the input's
+            raise  # fault, whose fix had been named as output.array: ''
         first = e
     try:  # the group itself, no coordinate in it: xarray cannot open it at all
         with _quiet():
