@@ -4386,6 +4386,100 @@ def test_the_bounds_of_a_time_are_refused_as_times(tmp_path: Path, zarr_format: 
     assert same_bits(open_dataset(tmp_path / "out.zarr")["tb"].values, reference(read.values))
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_bounds_shared_by_times_of_other_units_are_refused(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """Two times of a group share one bounds variable ``tb`` without units of its own:
+    ``atime`` (a data variable, in days) and ``time`` (the dimension coordinate, in hours).
+    xarray gives ``tb`` the units of whichever it reads first, in the group's listing order
+    (zarr-python's, in no fixed order). The run on ``v`` carries ``time`` and ``tb``, not
+    ``atime``: the output's ``tb`` was decoded by ``time``'s hours where the input's had read
+    as days, the output marked complete, and ``verify`` then said its coordinates were not
+    the input's (h57b). Refused in one line naming ``tb``, both times and their units, before
+    anything is written; with units of its own, ``tb`` is carried and reads as the input's."""
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "atime": (
+                ("time",),
+                np.arange(4.0),
+                {"units": "days since 2000-01-01", "bounds": "tb"},
+            ),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01", "bounds": "tb"})
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    before = file_states(tmp_path / "in.zarr")
+    cfg = config(tmp_path, input={"array": "v"}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(tmp_path / "in.zarr" / "tb"), "tb"), e
+    assert e.attributes == ["units"] and len(str(e).splitlines()) == 1, e
+    assert "'atime' (units='days since 2000-01-01') and 'time' (units='hours since" in str(e)
+    assert "give it units of its own" in str(e) and "output.array: ''" in str(e)
+    assert not (tmp_path / "out.zarr").exists() and file_states(tmp_path / "in.zarr") == before
+    ds["tb"].attrs["units"] = "hours since 2000-01-01"  # its own: xarray keeps them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    assert pipeline.run(cfg).status == "complete"
+    src, out = open_dataset(tmp_path / "in.zarr"), open_dataset(tmp_path / "out.zarr")
+    assert src["tb"].dtype.kind == "M" and same_bits(out["tb"].values, src["tb"].values)
+    assert same_bits(out["v"].values, reference(src["v"].values))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_bounds_given_units_by_a_time_not_carried_keep_its_dates(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """``tb``, a coordinate of ``v`` without units of its own, is the bounds of ``atime`` (a
+    data variable in days): xarray gives it ``atime``'s units and reads dates. The run on
+    ``v`` carries ``tb``, not ``atime``: the output's ``tb`` had no units at all, numbers
+    where the input's were dates, marked complete (h57b). It holds the units xarray gave it
+    as its own: the input's dates to the bit, its stored numbers the input's; ``verify``
+    passes. Bounds given the units of a time carried beside them stay as stored."""
+    ds = xr.Dataset(
+        {
+            "v": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 1.25, {"units": "K"}),
+            "atime": (
+                ("time",),
+                np.arange(4.0),
+                {"units": "days since 2000-01-01", "bounds": "tb"},
+            ),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    src = open_dataset(tmp_path / "in.zarr")
+    assert src["tb"].dtype.kind == "M"  # atime's days
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "v"}, cluster=_THREADS)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert "atime" not in out.variables
+    assert same_bits(out["tb"].values, src["tb"].values), out["tb"].values
+    assert same_bits(out["time"].values, src["time"].values)
+    assert same_bits(out["v"].values, reference(src["v"].values))
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), path="tb", mode="r")
+    assert raw.attrs["units"] == "days since 2000-01-01" and "calendar" not in raw.attrs
+    assert same_bits(raw[...], zarr.open_array(str(tmp_path / "in.zarr"), path="tb")[...])
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
 #: A Zarr v3 group as zarr-python writes it, its arrays' dimension names in ``dimension_names``
 #: or only in a v2-style ``_ARRAY_DIMENSIONS`` attribute ("attribute"): which array is so
 #: named, whether the group has a coordinate ``x``

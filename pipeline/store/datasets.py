@@ -1038,7 +1038,55 @@ def _frame(
     if written is not None:
         for v in ds.variables.values():
             _keep_written_references(v, written)
+        if not times:
+            _keep_given_time_attributes(ds, store, var.group, listed, written)
     return ds
+
+
+def _keep_given_time_attributes(
+    ds: Any, store: Any, group: str, listed: list[str], written: tuple[str, ...]
+) -> None:
+    """Give each bounds array of the frame ``ds`` (stored numbers, ``decode_times=False``)
+    the ``units`` and ``calendar`` that xarray gives it in the input group (those of the first
+    time whose ``bounds`` name it: :func:`pipeline.ops.cf.bounds_time_attributes`, over the
+    members ``listed``, in order, each from its own metadata as :func:`_frame` reads it) as
+    attributes of its own, where the times written beside it (``written``) would give it
+    others, or none: several times sharing one bounds variable, the first not carried or
+    with other units, had left the output's bounds decoded by another time's units (other
+    dates, and ``verify`` then found the coordinates not the input's). Where they give it
+    the same, whatever their order, it stays as stored. A ``calendar`` the input gives none
+    of, which a written time would give, is written as ``standard`` (xarray's default)."""
+    from pipeline.ops.cf import bounds_time_attributes
+
+    if all({"units", "calendar"} <= set(v.attrs) for v in ds.variables.values()):
+        return  # nothing to be given
+    import zarr
+
+    with _quiet():
+        found = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
+        members: list[tuple[str, dict[str, Any]]] = []
+        for name in listed:
+            try:
+                members.append((name, dict(found[name].attrs)))
+            except Exception:  # not readable: xarray's reading of the group says so
+                continue
+    given = bounds_time_attributes(members)
+    own = dict(members)
+    for name, v in ds.variables.items():
+        want = given.get(name, {})
+        if not want:
+            continue
+        by = [  # what each written time whose bounds name it would give it in the output
+            bounds_time_attributes([(t, own[t]), (name, v.attrs)]).get(name, {})
+            for t in written
+            if t != name and t in own and own[t].get("bounds") == name
+        ]
+        if by and all(b == want for b in by):
+            continue
+        attrs = {**v.attrs, **want}
+        if "calendar" not in attrs and any("calendar" in b for b in by):
+            attrs["calendar"] = "standard"
+        v.attrs = attrs
 
 
 def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str], Any]:
