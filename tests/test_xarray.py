@@ -3065,6 +3065,46 @@ def test_a_time_coordinates_units_changed_after_consolidation_are_refused(
     assert pipeline.run(cfg).status == "complete"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_times_bounds_changed_after_consolidation_are_refused(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A time's ``bounds: tb`` added in its own metadata after consolidation (``tb`` without
+    units): xr.open_zarr, reading the copy, shows ``tb`` as numbers; the output carried it
+    beside the time, as the arrays' own metadata have it, and read as dates, with only a
+    note that attributes differ (h57b). Refused in one line naming ``tb`` and the units, as
+    a time's changed ``units`` are; consolidated again, ``tb`` comes out as xarray reads the
+    input: dates, to the bit."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+        coords={"time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01"})},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=zarr_format, consolidated=True)
+        arr = zarr.open_array(str(src), path="time", mode="r+", use_consolidated=False)
+        arr.attrs["bounds"] = "tb"
+    assert open_dataset(src)["tb"].dtype == np.float64  # numbers, to xarray: the copy
+    before = file_states(src)
+    cfg = config(tmp_path, input={"array": "v"}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.member, e.differs) == ("tb", ["units"]), e
+    assert len(str(e).splitlines()) == 1 and "consolidate" in e.fix
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    assert pipeline.run(cfg).status == "complete"
+    want, got = open_dataset(src), open_dataset(tmp_path / "out.zarr")
+    assert want["tb"].dtype.kind == "M" and same_bits(got["tb"].values, want["tb"].values)
+
+
 def test_a_dataset_consolidated_only_in_its_group_is_read_from_its_arrays(
     tmp_path: Path,
 ) -> None:

@@ -832,10 +832,7 @@ def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> No
     dates, marked complete, and ``verify`` then found the coordinates not the input's).
     InputError, fields ``variable`` (the bounds' path), ``coordinate`` (its name),
     ``attributes`` (those the times would give it otherwise), ``fix``."""
-    if not variable.coords:
-        return
-    members = datasets.group_arrays(store, variable.group, listed=True)
-    conflicts = bounds_time_conflicts([(n, dict(a.attrs)) for n, a in members.items()])
+    conflicts = bounds_time_conflicts(datasets.bounds_members(store, variable, variable.coords))
     for name in variable.coords:
         offered = conflicts.get(name)
         if not offered:

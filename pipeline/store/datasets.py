@@ -733,6 +733,23 @@ def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def bounds_members(store: Any, var: Variable, names: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(name, attributes) of each array of the group of ``var``, from its own metadata, in
+    the group's listing (as the output's frame reads them), where an array ``names`` names
+    lacks ``units`` or ``calendar`` of its own: bounds to which a time of the group, by its
+    ``bounds``, gives them (:func:`pipeline.ops.cf.bounds_time_attributes`); [] where each
+    holds both (nothing can be given: no member is read), or for an array alone."""
+    if not var.name:
+        return []
+    for name in names:
+        arr = _own_array(store, _key(var.group, name))
+        if arr is not None and not {"units", "calendar"} <= set(arr.attrs):
+            break
+    else:
+        return []
+    return [(n, dict(a.attrs)) for n, a in group_arrays(store, var.group, listed=True).items()]
+
+
 def unopenable_arrays(
     store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
 ) -> list[tuple[str, str]]:
@@ -960,6 +977,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             said = f"{', '.join(keys)} of {name!r}"
             both = (dict(a.attrs), dict(b.attrs))
             found.append(Stale(name, "attributes", keys, said, values, both))
+    found += _stale_bounds_times(store, var, members, seen)
     if with_coords and var.name in seen:
         wanted = list(dims_of(seen[var.name]) or ()) + references(
             dict(seen[var.name].attrs), ("coordinates",)
@@ -968,6 +986,39 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             if c in seen and c != var.name and _own_array(store, _key(var.group, c)) is None:
                 said = f"it lists {c!r}, which the group no longer holds"
                 found.append(Stale(c, "gone", said=said))
+    return found
+
+
+def _stale_bounds_times(
+    store: Any, var: Variable, members: tuple[str, ...], seen: dict[str, Any]
+) -> list[Stale]:
+    """Each of ``members`` to which the times of the group give other ``units`` or
+    ``calendar`` (:func:`pipeline.ops.cf.bounds_time_attributes`) in the consolidated copy
+    (``seen``: its arrays, in its order, as ``xr.open_zarr`` reads them) than in their own
+    metadata: a time's ``bounds``, ``units`` or ``calendar`` changed since the copy was made,
+    though the bounds' own attributes are the same. xarray decodes those bounds to other
+    dates, or dates where the pipeline reads numbers (h57b: the output's bounds read as dates
+    where the input's read as numbers, a note only). Stale 'attributes' whose ``values``
+    are the given ones, (name, in the copy, in their own metadata)."""
+    from pipeline.ops.cf import bounds_time_attributes
+
+    own = bounds_members(store, var, members)
+    if not own:
+        return []
+    given_own = bounds_time_attributes(own)
+    with _quiet():
+        given_seen = bounds_time_attributes([(k, dict(a.attrs)) for k, a in seen.items()])
+    attrs = dict(own)
+    found: list[Stale] = []
+    for name in members:
+        a, b = given_seen.get(name, {}), given_own.get(name, {})
+        keys = tuple(k for k in ("units", "calendar") if a.get(k) != b.get(k))
+        if not keys or name not in attrs or name not in seen:
+            continue
+        values = tuple((k, a.get(k), b.get(k)) for k in keys)
+        said = f"the {' and '.join(keys)} that the times whose bounds name {name!r} give it"
+        both = ({**dict(seen[name].attrs), **a}, {**attrs[name], **b})
+        found.append(Stale(name, "attributes", keys, said, values, both))
     return found
 
 
