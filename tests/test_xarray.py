@@ -346,6 +346,59 @@ def test_a_dimension_coordinate_of_text_is_carried(tmp_path: Path, cli, zarr_for
     assert rc == 0, err + text
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["all-held", "one-masked"])
+@pytest.mark.parametrize("dtype", ["S2", "U2", "vlen-utf8"])
+def test_a_text_coordinate_with_a_fill_value_opens_in_the_output(
+    tmp_path: Path, cli, dtype: str, masked: bool
+) -> None:
+    """A Zarr v2 Dataset written by zarr-python, whose text coordinate ``name`` (fixed-length
+    bytes or unicode, or variable-length) has zarr-python's default fill value ``""``, which
+    xarray reads as a mask. xarray wrote a fixed-length one into the v3 output with a
+    ``_FillValue`` attribute it cannot read back ("Failed to decode fill_value. Unsupported
+    dtype |S2"): ``xr.open_zarr`` failed on the output, marked complete; a variable-length
+    one it could not write, refused as a coordinate xarray "cannot read", on which
+    "xr.open_zarr fails on the input", which it opens (h57b). Written without it where no
+    element is masked: the output opens, ``name`` reads as the input's, verify passes; an
+    element equal to the fill value (missing, to xarray), which the output could not give
+    back, is refused in one line naming the coordinate, before anything is written."""
+    src = tmp_path / "in.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=2)
+    t = np.random.default_rng(5).standard_normal((4, 3))
+    a = g.create_array("t", shape=t.shape, dtype="f8", chunks=t.shape, fill_value=np.nan)
+    a[...] = t
+    a.attrs.update({"_ARRAY_DIMENSIONS": ["station", "x"], "coordinates": "name"})
+    names = np.array(
+        ["a", "bb", "" if masked else "cc", "d"], dtype=dtype.replace("vlen-utf8", "U2")
+    )
+    stored = str if dtype == "vlen-utf8" else dtype
+    n = g.create_array("name", shape=names.shape, dtype=stored, chunks=names.shape)
+    n[...] = names
+    n.attrs["_ARRAY_DIMENSIONS"] = ["station"]
+    assert json.loads((src / "name" / ".zarray").read_text())["fill_value"] == ""
+    want = open_dataset(src)
+    assert want["name"].dtype == object  # masked by its fill value
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    if masked:
+        before = file_states(src)
+        with pytest.raises(InputError) as info:
+            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
+        e = info.value
+        assert (e.variable, e.coordinate) == (str(src / "name"), "name"), e
+        assert len(str(e).splitlines()) == 1 and "fill value" in str(e)
+        assert "output.array: ''" in str(e)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(t))
+    assert out["name"].identical(want["name"]), (out["name"], want["name"])
+    assert out["name"].values.tolist() == names.tolist()
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
 def _named_dataset(src: Path, zarr_format: int) -> Any:
     """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
     is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and

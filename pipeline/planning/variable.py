@@ -437,6 +437,18 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             fix="output.array: ''",
         )
     where = loc.join(variable.group, coord)
+    masked = f"{datasets.MaskedText.__name__}: "
+    if reason.startswith(masked):  # the input opens; the output would not
+        raise InputError(
+            f"input coordinate {where} holds {reason[len(masked) :]}: write it with no fill "
+            "value (fill_value null) or without those elements, or set output.array: '' to "
+            "write the variable alone, without its coordinates",
+            variable=where,
+            coordinate=coord,
+            attributes=["_FillValue"],
+            reason=reason,
+            fix="a text coordinate without a fill value, or output.array: ''",
+        )
     try:
         attrs = datasets.own_attributes(store, variable.group, coord)
     except Exception:
