@@ -399,6 +399,101 @@ def test_a_text_coordinate_with_a_fill_value_opens_in_the_output(
     assert rc == 0, err + text
 
 
+def _zarr_python_dataset(src: Path, zarr_format: int, c: np.ndarray) -> np.ndarray:
+    """A Dataset as zarr-python writes it (its default fill values): ``t`` (station, x) of
+    floats, whose ``coordinates`` name ``c`` (station), holding ``c``. Returns ``t``."""
+    g = zarr.open_group(str(src), mode="w", zarr_format=zarr_format)
+    t = np.random.default_rng(5).standard_normal((c.size, 3))
+
+    def named(dims: list[str]) -> dict[str, Any]:
+        return {"dimension_names": dims} if zarr_format == 3 else {}
+
+    a = g.create_array("t", shape=t.shape, dtype="f8", fill_value=np.nan, **named(["station", "x"]))
+    a[...] = t
+    a.attrs["coordinates"] = "c"
+    n = g.create_array("c", shape=c.shape, dtype=c.dtype, **named(["station"]))
+    n[...] = c
+    if zarr_format == 2:
+        a.attrs["_ARRAY_DIMENSIONS"] = ["station", "x"]
+        n.attrs["_ARRAY_DIMENSIONS"] = ["station"]
+    return t
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all-held", "one-masked"])
+def test_a_boolean_coordinate_masked_by_its_fill_value_keeps_its_meaning(
+    tmp_path: Path, cli, masked: bool
+) -> None:
+    """A Zarr v2 boolean coordinate with zarr-python's default fill value ``false``: xarray
+    reads its False elements as missing (an object array, NaN there). The output read True
+    there, marked complete (h57b); one without False elements read as the input's, yet
+    verify said its coordinate was not the input's (``dtype bool, not object``). Refused in
+    one line naming it where an element is masked, before anything is written; else run,
+    and verify passes."""
+    src = tmp_path / "in.zarr"
+    c = np.array([True, not masked, True, True])
+    t = _zarr_python_dataset(src, 2, c)
+    assert json.loads((src / "c" / ".zarray").read_text())["fill_value"] is False
+    want = open_dataset(src)
+    assert want["c"].dtype == object  # masked by its fill value
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    if masked:
+        before = file_states(src)
+        with pytest.raises(InputError) as info:
+            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
+        e = info.value
+        assert (e.variable, e.coordinate) == (str(src / "c"), "c"), e
+        assert len(str(e).splitlines()) == 1 and "fill value False" in str(e)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(t))
+    assert out["c"].values.tolist() == c.tolist() and out["c"].identical(want["c"])
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
+def test_a_native_datetime_coordinate_of_seconds_verifies(tmp_path: Path, cli) -> None:
+    """A Zarr v3 coordinate of zarr-python's native ``datetime64[s]`` (a NaT among them):
+    xarray writes it as CF times and reads the output's back as ``datetime64[ns]``, the same
+    instants. verify had said the output's coordinate was not the input's (``dtype
+    datetime64[ns], not datetime64[s]``), and ``run --resume`` refused the complete output
+    (h57b). Both pass; the dates are the input's."""
+    src = tmp_path / "in.zarr"
+    c = np.array(["2001-01-01", "2001-01-02T12:00:01", "NaT", "1969-07-20"], dtype="M8[s]")
+    _zarr_python_dataset(src, 3, c)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out, want = open_dataset(tmp_path / "out.zarr"), open_dataset(src)
+    assert out["c"].identical(want["c"]) and want["c"].dtype == "M8[s]"
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+    rc, text, err = cli("run", cfg, "--resume")
+    assert rc == 0, err + text
+
+
+def test_a_coordinate_xarray_cannot_write_is_refused_saying_so(tmp_path: Path) -> None:
+    """A Zarr v2 complex coordinate with zarr-python's default fill value: xarray opens the
+    input, but cannot write the coordinate into a Zarr v3 output ("Failed to encode
+    fill_value"). The refusal had said that xarray cannot read the coordinate and that
+    xr.open_zarr fails on the input (h57b). It says what fails, in one line, before anything
+    is written."""
+    src = tmp_path / "in.zarr"
+    _zarr_python_dataset(src, 2, np.array([1 + 2j, 0j, 3j, 4]))
+    open_dataset(src)  # opens
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(src / "c"), "c"), e
+    assert "opens in xarray, but xarray cannot write it into a Zarr v3 output" in str(e)
+    assert "xr.open_zarr fails" not in str(e) and len(str(e).splitlines()) == 1
+    assert "output.array: ''" in str(e) and not (tmp_path / "out.zarr").exists()
+
+
 def _named_dataset(src: Path, zarr_format: int) -> Any:
     """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
     is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and

@@ -437,7 +437,18 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             fix="output.array: ''",
         )
     where = loc.join(variable.group, coord)
-    masked = f"{datasets.MaskedText.__name__}: "
+    if reason.startswith(datasets.UNWRITABLE):  # the input opens; the output would not
+        raise InputError(
+            f"input coordinate {where} opens in xarray, but {reason}: set output.array: '' "
+            "to write the variable alone, without its coordinates, or write the coordinate "
+            "in a form xarray writes to Zarr v3",
+            variable=where,
+            coordinate=coord,
+            attributes=[],
+            reason=reason,
+            fix="output.array: ''",
+        )
+    masked = f"{datasets.MaskedElements.__name__}: "
     if reason.startswith(masked):  # the input opens; the output would not
         raise InputError(
             f"input coordinate {where} holds {reason[len(masked) :]}: write it with no fill "
@@ -447,7 +458,7 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             coordinate=coord,
             attributes=["_FillValue"],
             reason=reason,
-            fix="a text coordinate without a fill value, or output.array: ''",
+            fix="a coordinate without a fill value, or output.array: ''",
         )
     try:
         attrs = datasets.own_attributes(store, variable.group, coord)

@@ -1412,44 +1412,49 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
             "fill_value",
         ):
             v.encoding.pop(key, None)
-        _without_text_fill(v)
+        _writable_fill(v)
     frame = _without_extension_indexes(frame)
     frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
 
 
-def _without_text_fill(v: Any) -> None:
-    """Drop the ``_FillValue`` of the frame's variable ``v`` where it holds text (stored
-    bytes or unicode, fixed-length or not, as the encoded dtype says): xarray 2025.6 writes a
-    fixed-length one into a Zarr v3 array's attributes but cannot read it back
-    (``FillValueCoder.decode``: "Unsupported dtype |S2"), so ``xr.open_zarr`` failed on the
-    whole output, marked complete; a variable-length one it cannot write ("Failed to encode
-    fill_value. Unsupported dtype StringDType()"), which the plan had refused saying that
-    xarray cannot read the input (h57b: a v2 input's text coordinate with zarr-python's
-    default fill value ``""``, which xarray reads as a mask). Where no element is masked
-    (equal to the fill value in the input), the texts are the same without it; where one
-    is, :class:`MaskedText` is raised (the output cannot give it no value: the plan refuses
-    it, :func:`frame_failure`)."""
+def _writable_fill(v: Any) -> None:
+    """Make the ``_FillValue`` of the frame's variable ``v`` one xarray writes into a Zarr v3
+    output and reads back as the input's. Text (stored bytes or unicode, fixed-length or
+    not, as the encoded dtype says) goes without it: xarray 2025.6 writes a fixed-length
+    one into the array's attributes but cannot read it back (``FillValueCoder.decode``:
+    "Unsupported dtype |S2"), so ``xr.open_zarr`` failed on the whole output, marked
+    complete; a variable-length one it cannot write ("Failed to encode fill_value.
+    Unsupported dtype StringDType()"), which the plan had refused saying that xarray cannot
+    read the input (h57b: a v2 input's text coordinate with zarr-python's default fill value
+    ``""``, which xarray reads as a mask). Where no element is masked (equal to the fill
+    value in the input), the texts are the same without it. An element masked in text or
+    booleans (xarray's object array holds a NaN there) cannot be written back: booleans had
+    been written True there (a v2 coordinate with zarr-python's default fill value
+    ``false``: its False elements read as missing in the input, True in the output, marked
+    complete); :class:`MaskedElements` is raised (the plan refuses it,
+    :func:`frame_failure`)."""
     import numpy as np
     import pandas as pd
 
     stored = np.dtype(v.encoding.get("dtype", v.dtype))
-    if stored.kind not in "SUTO" or "_FillValue" not in v.encoding:
+    if stored.kind not in "bSUTO" or "_FillValue" not in v.encoding:
         return
     if v.dtype.kind == "O" and bool(pd.isnull(np.asarray(v.values)).any()):
-        raise MaskedText(v.encoding["_FillValue"], stored)
-    v.encoding.pop("_FillValue")
+        raise MaskedElements(v.encoding["_FillValue"], stored)
+    if stored.kind != "b":
+        v.encoding.pop("_FillValue")
 
 
-class MaskedText(ValueError):
-    """A text coordinate holding elements equal to its fill value, which xarray reads as
-    missing and cannot write into a Zarr v3 output so as to read them back
-    (:func:`_without_text_fill`)."""
+class MaskedElements(ValueError):
+    """A text or boolean coordinate holding elements equal to its fill value, which xarray
+    reads as missing and cannot write into a Zarr v3 output so as to read them back
+    (:func:`_writable_fill`)."""
 
     def __init__(self, fill: Any, stored: Any) -> None:
         said = fill.item() if hasattr(fill, "item") else fill
         super().__init__(
-            f"elements equal to its fill value {said!r} ({stored} text), which xarray reads "
-            "as missing and cannot write into a Zarr v3 array so as to read them back"
+            f"elements equal to its fill value {said!r} ({stored}), which xarray reads as "
+            "missing and cannot write into a Zarr v3 array so as to read them back"
         )
         self.fill = fill
 
@@ -1569,8 +1574,33 @@ def coordinate_difference(
     if new.dims != old.dims:
         return f"dimensions {old.dims}, not {new.dims}"
     return _attributes_said(differing_values(new.attrs, old.attrs)) or _values_said(
-        bits.difference(new.values, old.values)
+        bits.difference(*_as_one_dtype(new.values, old.values))
     )
+
+
+def _as_one_dtype(a: Any, b: Any) -> tuple[Any, Any]:
+    """``a`` and ``b`` (the coordinate written beside the variable and the output's, as
+    xarray reads them) in one dtype where xarray gives the same values two: a masked
+    variable's object array (a v2 input's fill value masks booleans or text, though no
+    element equals it) and the output's unmasked one, compared as objects; dates or
+    durations of another unit (a native ``datetime64[s]`` input, which xarray writes as CF
+    times and reads back as ``datetime64[ns]``), compared in the finer unit where each
+    value is exactly held there. verify had found such an output's coordinates not the
+    input's, and run refused the complete output (h57b). Otherwise as they are."""
+    import numpy as np
+
+    a, b = np.asarray(a), np.asarray(b)
+    if (a.dtype.kind == "O") != (b.dtype.kind == "O"):
+        return a.astype(object), b.astype(object)
+    if a.dtype.kind in "Mm" and a.dtype.kind == b.dtype.kind and a.dtype != b.dtype:
+        finer = np.promote_types(a.dtype, b.dtype)
+        x, y = a.astype(finer), b.astype(finer)
+        exact = np.array_equal(x.astype(a.dtype), a, equal_nan=True) and np.array_equal(
+            y.astype(b.dtype), b, equal_nan=True
+        )
+        if exact:
+            return x, y
+    return a, b
 
 
 def coordinates_differ(
@@ -1663,10 +1693,23 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     for c in var.coords:  # which one: the first that fails alone
         try:
             with _quiet():
-                _write(_frame(src_store, var, (c,)), MemoryStore(), "")
+                alone = _frame(src_store, var, (c,))
         except Exception as e:
             return c, _reason(e)
+        try:  # read and decoded as xr.open_zarr of the input does: its writing fails
+            with _quiet():
+                _write(alone, MemoryStore(), "")
+        except MaskedElements as e:
+            return c, _reason(e)
+        except Exception as e:  # (h57b: a v2 input's complex coordinate had been refused
+            # as one on which "xr.open_zarr fails on the input", which opens)
+            return c, UNWRITABLE + _reason(e)
     return "", _reason(first)
+
+
+#: How :func:`frame_failure`'s reason begins where xarray reads and decodes the coordinate,
+#: as ``xr.open_zarr`` of the input does, but cannot write it into a Zarr v3 output.
+UNWRITABLE = "xarray cannot write it into a Zarr v3 output: "
 
 
 def _reason(e: Exception) -> str:
