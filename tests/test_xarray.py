@@ -346,6 +346,154 @@ def test_a_dimension_coordinate_of_text_is_carried(tmp_path: Path, cli, zarr_for
     assert rc == 0, err + text
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["all-held", "one-masked"])
+@pytest.mark.parametrize("dtype", ["S2", "U2", "vlen-utf8"])
+def test_a_text_coordinate_with_a_fill_value_opens_in_the_output(
+    tmp_path: Path, cli, dtype: str, masked: bool
+) -> None:
+    """A Zarr v2 Dataset written by zarr-python, whose text coordinate ``name`` (fixed-length
+    bytes or unicode, or variable-length) has zarr-python's default fill value ``""``, which
+    xarray reads as a mask. xarray wrote a fixed-length one into the v3 output with a
+    ``_FillValue`` attribute it cannot read back ("Failed to decode fill_value. Unsupported
+    dtype |S2"): ``xr.open_zarr`` failed on the output, marked complete; a variable-length
+    one it could not write, refused as a coordinate xarray "cannot read", on which
+    "xr.open_zarr fails on the input", which it opens (h57b). Written without it where no
+    element is masked: the output opens, ``name`` reads as the input's, verify passes; an
+    element equal to the fill value (missing, to xarray), which the output could not give
+    back, is refused in one line naming the coordinate, before anything is written."""
+    src = tmp_path / "in.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=2)
+    t = np.random.default_rng(5).standard_normal((4, 3))
+    a = g.create_array("t", shape=t.shape, dtype="f8", chunks=t.shape, fill_value=np.nan)
+    a[...] = t
+    a.attrs.update({"_ARRAY_DIMENSIONS": ["station", "x"], "coordinates": "name"})
+    names = np.array(
+        ["a", "bb", "" if masked else "cc", "d"], dtype=dtype.replace("vlen-utf8", "U2")
+    )
+    stored = str if dtype == "vlen-utf8" else dtype
+    n = g.create_array("name", shape=names.shape, dtype=stored, chunks=names.shape)
+    n[...] = names
+    n.attrs["_ARRAY_DIMENSIONS"] = ["station"]
+    assert json.loads((src / "name" / ".zarray").read_text())["fill_value"] == ""
+    want = open_dataset(src)
+    assert want["name"].dtype == object  # masked by its fill value
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    if masked:
+        before = file_states(src)
+        with pytest.raises(InputError) as info:
+            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
+        e = info.value
+        assert (e.variable, e.coordinate) == (str(src / "name"), "name"), e
+        assert len(str(e).splitlines()) == 1 and "fill value" in str(e)
+        assert "output.array: ''" in str(e)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(t))
+    assert out["name"].identical(want["name"]), (out["name"], want["name"])
+    assert out["name"].values.tolist() == names.tolist()
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
+def _zarr_python_dataset(src: Path, zarr_format: int, c: np.ndarray) -> np.ndarray:
+    """A Dataset as zarr-python writes it (its default fill values): ``t`` (station, x) of
+    floats, whose ``coordinates`` name ``c`` (station), holding ``c``. Returns ``t``."""
+    g = zarr.open_group(str(src), mode="w", zarr_format=zarr_format)
+    t = np.random.default_rng(5).standard_normal((c.size, 3))
+
+    def named(dims: list[str]) -> dict[str, Any]:
+        return {"dimension_names": dims} if zarr_format == 3 else {}
+
+    a = g.create_array("t", shape=t.shape, dtype="f8", fill_value=np.nan, **named(["station", "x"]))
+    a[...] = t
+    a.attrs["coordinates"] = "c"
+    n = g.create_array("c", shape=c.shape, dtype=c.dtype, **named(["station"]))
+    n[...] = c
+    if zarr_format == 2:
+        a.attrs["_ARRAY_DIMENSIONS"] = ["station", "x"]
+        n.attrs["_ARRAY_DIMENSIONS"] = ["station"]
+    return t
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all-held", "one-masked"])
+def test_a_boolean_coordinate_masked_by_its_fill_value_keeps_its_meaning(
+    tmp_path: Path, cli, masked: bool
+) -> None:
+    """A Zarr v2 boolean coordinate with zarr-python's default fill value ``false``: xarray
+    reads its False elements as missing (an object array, NaN there). The output read True
+    there, marked complete (h57b); one without False elements read as the input's, yet
+    verify said its coordinate was not the input's (``dtype bool, not object``). Refused in
+    one line naming it where an element is masked, before anything is written; else run,
+    and verify passes."""
+    src = tmp_path / "in.zarr"
+    c = np.array([True, not masked, True, True])
+    t = _zarr_python_dataset(src, 2, c)
+    assert json.loads((src / "c" / ".zarray").read_text())["fill_value"] is False
+    want = open_dataset(src)
+    assert want["c"].dtype == object  # masked by its fill value
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    if masked:
+        before = file_states(src)
+        with pytest.raises(InputError) as info:
+            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
+        e = info.value
+        assert (e.variable, e.coordinate) == (str(src / "c"), "c"), e
+        assert len(str(e).splitlines()) == 1 and "fill value False" in str(e)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert same_bits(out["t"].values, reference(t))
+    assert out["c"].values.tolist() == c.tolist() and out["c"].identical(want["c"])
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+
+
+def test_a_native_datetime_coordinate_of_seconds_verifies(tmp_path: Path, cli) -> None:
+    """A Zarr v3 coordinate of zarr-python's native ``datetime64[s]`` (a NaT among them):
+    xarray writes it as CF times and reads the output's back as ``datetime64[ns]``, the same
+    instants. verify had said the output's coordinate was not the input's (``dtype
+    datetime64[ns], not datetime64[s]``), and ``run --resume`` refused the complete output
+    (h57b). Both pass; the dates are the input's."""
+    src = tmp_path / "in.zarr"
+    c = np.array(["2001-01-01", "2001-01-02T12:00:01", "NaT", "1969-07-20"], dtype="M8[s]")
+    _zarr_python_dataset(src, 3, c)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out, want = open_dataset(tmp_path / "out.zarr"), open_dataset(src)
+    assert out["c"].identical(want["c"]) and want["c"].dtype == "M8[s]"
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
+    rc, text, err = cli("run", cfg, "--resume")
+    assert rc == 0, err + text
+
+
+def test_a_coordinate_xarray_cannot_write_is_refused_saying_so(tmp_path: Path) -> None:
+    """A Zarr v2 complex coordinate with zarr-python's default fill value: xarray opens the
+    input, but cannot write the coordinate into a Zarr v3 output ("Failed to encode
+    fill_value"). The refusal had said that xarray cannot read the coordinate and that
+    xr.open_zarr fails on the input (h57b). It says what fails, in one line, before anything
+    is written."""
+    src = tmp_path / "in.zarr"
+    _zarr_python_dataset(src, 2, np.array([1 + 2j, 0j, 3j, 4]))
+    open_dataset(src)  # opens
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(src / "c"), "c"), e
+    assert "opens in xarray, but xarray cannot write it into a Zarr v3 output" in str(e)
+    assert "xr.open_zarr fails" not in str(e) and len(str(e).splitlines()) == 1
+    assert "output.array: ''" in str(e) and not (tmp_path / "out.zarr").exists()
+
+
 def _named_dataset(src: Path, zarr_format: int) -> Any:
     """A Dataset as xarray writes it (no consolidated copy, so that a member's own metadata
     is what xarray reads): ``temp`` on (t, lat, lon), 2 x 3 x 4, its coordinates ``lat`` and
@@ -3282,6 +3430,46 @@ def test_a_time_coordinates_units_changed_after_consolidation_are_refused(
     assert pipeline.run(cfg).status == "complete"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_times_bounds_changed_after_consolidation_are_refused(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A time's ``bounds: tb`` added in its own metadata after consolidation (``tb`` without
+    units): xr.open_zarr, reading the copy, shows ``tb`` as numbers; the output carried it
+    beside the time, as the arrays' own metadata have it, and read as dates, with only a
+    note that attributes differ (h57b). Refused in one line naming ``tb`` and the units, as
+    a time's changed ``units`` are; consolidated again, ``tb`` comes out as xarray reads the
+    input: dates, to the bit."""
+    src = tmp_path / "in.zarr"
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+        coords={"time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01"})},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(src), zarr_format=zarr_format, consolidated=True)
+        arr = zarr.open_array(str(src), path="time", mode="r+", use_consolidated=False)
+        arr.attrs["bounds"] = "tb"
+    assert open_dataset(src)["tb"].dtype == np.float64  # numbers, to xarray: the copy
+    before = file_states(src)
+    cfg = config(tmp_path, input={"array": "v"}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.member, e.differs) == ("tb", ["units"]), e
+    assert len(str(e).splitlines()) == 1 and "consolidate" in e.fix
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    assert pipeline.run(cfg).status == "complete"
+    want, got = open_dataset(src), open_dataset(tmp_path / "out.zarr")
+    assert want["tb"].dtype.kind == "M" and same_bits(got["tb"].values, want["tb"].values)
+
+
 def test_a_dataset_consolidated_only_in_its_group_is_read_from_its_arrays(
     tmp_path: Path,
 ) -> None:
@@ -4656,6 +4844,100 @@ def test_the_bounds_of_a_time_are_refused_as_times(tmp_path: Path, zarr_format: 
     assert read.dtype == np.float64
     assert pipeline.run(cfg).status == "complete"
     assert same_bits(open_dataset(tmp_path / "out.zarr")["tb"].values, reference(read.values))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_bounds_shared_by_times_of_other_units_are_refused(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """Two times of a group share one bounds variable ``tb`` without units of its own:
+    ``atime`` (a data variable, in days) and ``time`` (the dimension coordinate, in hours).
+    xarray gives ``tb`` the units of whichever it reads first, in the group's listing order
+    (zarr-python's, in no fixed order). The run on ``v`` carries ``time`` and ``tb``, not
+    ``atime``: the output's ``tb`` was decoded by ``time``'s hours where the input's had read
+    as days, the output marked complete, and ``verify`` then said its coordinates were not
+    the input's (h57b). Refused in one line naming ``tb``, both times and their units, before
+    anything is written; with units of its own, ``tb`` is carried and reads as the input's."""
+    ds = xr.Dataset(
+        {
+            "v": (("time",), np.arange(4.0) + 1.25, {"units": "K"}),
+            "atime": (
+                ("time",),
+                np.arange(4.0),
+                {"units": "days since 2000-01-01", "bounds": "tb"},
+            ),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01", "bounds": "tb"})
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    before = file_states(tmp_path / "in.zarr")
+    cfg = config(tmp_path, input={"array": "v"}, cluster=_THREADS)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(tmp_path / "in.zarr" / "tb"), "tb"), e
+    assert e.attributes == ["units"] and len(str(e).splitlines()) == 1, e
+    assert "'atime' (units='days since 2000-01-01') and 'time' (units='hours since" in str(e)
+    assert "give it units of its own" in str(e) and "output.array: ''" in str(e)
+    assert not (tmp_path / "out.zarr").exists() and file_states(tmp_path / "in.zarr") == before
+    ds["tb"].attrs["units"] = "hours since 2000-01-01"  # its own: xarray keeps them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    assert pipeline.run(cfg).status == "complete"
+    src, out = open_dataset(tmp_path / "in.zarr"), open_dataset(tmp_path / "out.zarr")
+    assert src["tb"].dtype.kind == "M" and same_bits(out["tb"].values, src["tb"].values)
+    assert same_bits(out["v"].values, reference(src["v"].values))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_bounds_given_units_by_a_time_not_carried_keep_its_dates(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """``tb``, a coordinate of ``v`` without units of its own, is the bounds of ``atime`` (a
+    data variable in days): xarray gives it ``atime``'s units and reads dates. The run on
+    ``v`` carries ``tb``, not ``atime``: the output's ``tb`` had no units at all, numbers
+    where the input's were dates, marked complete (h57b). It holds the units xarray gave it
+    as its own: the input's dates to the bit, its stored numbers the input's; ``verify``
+    passes. Bounds given the units of a time carried beside them stay as stored."""
+    ds = xr.Dataset(
+        {
+            "v": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 1.25, {"units": "K"}),
+            "atime": (
+                ("time",),
+                np.arange(4.0),
+                {"units": "days since 2000-01-01", "bounds": "tb"},
+            ),
+        },
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "hours since 2000-01-01"}),
+            "tb": (("time", "nv"), np.arange(8.0).reshape(4, 2) + 0.5),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(tmp_path / "in.zarr"), zarr_format=zarr_format, mode="w")
+    src = open_dataset(tmp_path / "in.zarr")
+    assert src["tb"].dtype.kind == "M"  # atime's days
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, input={"array": "v"}, cluster=_THREADS)))
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    out = open_dataset(tmp_path / "out.zarr")
+    assert "atime" not in out.variables
+    assert same_bits(out["tb"].values, src["tb"].values), out["tb"].values
+    assert same_bits(out["time"].values, src["time"].values)
+    assert same_bits(out["v"].values, reference(src["v"].values))
+    raw = zarr.open_array(str(tmp_path / "out.zarr"), path="tb", mode="r")
+    assert raw.attrs["units"] == "days since 2000-01-01" and "calendar" not in raw.attrs
+    assert same_bits(raw[...], zarr.open_array(str(tmp_path / "in.zarr"), path="tb")[...])
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, err + text
 
 
 #: A Zarr v3 group as zarr-python writes it, its arrays' dimension names in ``dimension_names``

@@ -186,6 +186,74 @@ def time_attributes(attrs: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def bounds_time_attributes(
+    arrays: Sequence[tuple[str, Mapping[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """The ``units`` and ``calendar`` xarray's ``decode_cf`` gives each bounds variable of a
+    group from the times whose ``bounds`` name it (``conventions._update_bounds_attributes``,
+    2025.6.0), ``arrays`` its (name, attributes) in the order xarray reads the group: for each
+    array whose ``units`` (its own, or given earlier: xarray changes them in place, so bounds
+    of bounds are given them in turn) are text holding "since", in order, the array its
+    ``bounds`` names gets those ``units`` and, where the time has one, its ``calendar``, each
+    unless it holds it already (its own or one an earlier time gave: the first time decides
+    ``units``, the first with a ``calendar`` decides that). {name: the attributes given},
+    only names of ``arrays`` that are given some."""
+    now = {name: dict(attrs) for name, attrs in arrays}
+    for name, _ in arrays:
+        attrs = now[name]
+        units = attrs.get("units")
+        target = attrs.get("bounds")
+        if not (isinstance(units, str) and "since" in units) or not isinstance(target, str):
+            continue
+        if target not in now:
+            continue
+        for key in ("units", "calendar"):
+            if key in attrs:
+                now[target].setdefault(key, attrs[key])
+    given: dict[str, dict[str, Any]] = {}
+    for name, stored in arrays:
+        added = {k: v for k, v in now[name].items() if k not in stored}
+        if added:
+            given[name] = added
+    return given
+
+
+def bounds_time_conflicts(
+    arrays: Sequence[tuple[str, Mapping[str, Any]]],
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The bounds variables of a group (``arrays``: (name, attributes)) that several times
+    name by their ``bounds`` and would give other ``units``, or other ``calendar``s, of
+    those it lacks (:func:`bounds_time_attributes`): the first xarray reads decides, and the
+    order xarray reads a group's arrays in is its listing's, which zarr-python gives in no
+    fixed order for a group without consolidated metadata, so which dates xarray decodes
+    there is not defined. Where the bounds variable's own ``units`` are no time's, a
+    ``calendar`` decides nothing and is left out. {name: [(time, the attributes it would
+    give), ...] in the order of ``arrays``}; {} where there is none."""
+    own = {name: dict(attrs) for name, attrs in arrays}
+    offers: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, attrs in arrays:
+        units = attrs.get("units")
+        target = attrs.get("bounds")
+        if not (isinstance(units, str) and "since" in units) or not isinstance(target, str):
+            continue
+        if target not in own or target == name:
+            continue
+        offer = {k: attrs[k] for k in ("units", "calendar") if k in attrs and k not in own[target]}
+        offers.setdefault(target, []).append((name, offer))
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for target, offered in offers.items():
+        units = own[target].get("units")
+        keys = ["units", "calendar"]
+        if "units" in own[target] and not (isinstance(units, str) and "since" in units):
+            keys = []  # numbers whatever they are given (a calendar alone decodes nothing)
+        for key in keys:
+            values = {repr(o[key]) for _, o in offered if key in o}
+            if len(values) > 1:
+                found[target] = offered
+                break
+    return found
+
+
 def is_packed(attrs: Mapping[str, Any]) -> bool:
     """Whether a variable's attributes say its stored values are packed."""
     return "scale_factor" in attrs or "add_offset" in attrs

@@ -20,6 +20,7 @@ from pipeline.ops.cf import (
     Unheld,
     Unpacking,
     UnreadableFill,
+    bounds_time_conflicts,
     is_packed,
     time_attributes,
     unpacking,
@@ -153,6 +154,7 @@ def carried(
         _check_frame_fits(loc, store, variable, memory_available)
         _refuse_damaged_carried(loc, variable)
         _check_frame_reads(loc, store, variable)
+        refuse_ambiguous_bounds(loc, store, variable)
     dropped: tuple[str, ...] = NOT_CARRIED
     if arr.metadata.zarr_format == 3:  # no names there, as xarray reads it: an attribute
         dropped = tuple(k for k in NOT_CARRIED if k != "_ARRAY_DIMENSIONS")
@@ -435,6 +437,29 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             fix="output.array: ''",
         )
     where = loc.join(variable.group, coord)
+    if reason.startswith(datasets.UNWRITABLE):  # the input opens; the output would not
+        raise InputError(
+            f"input coordinate {where} opens in xarray, but {reason}: set output.array: '' "
+            "to write the variable alone, without its coordinates, or write the coordinate "
+            "in a form xarray writes to Zarr v3",
+            variable=where,
+            coordinate=coord,
+            attributes=[],
+            reason=reason,
+            fix="output.array: ''",
+        )
+    masked = f"{datasets.MaskedElements.__name__}: "
+    if reason.startswith(masked):  # the input opens; the output would not
+        raise InputError(
+            f"input coordinate {where} holds {reason[len(masked) :]}: write it with no fill "
+            "value (fill_value null) or without those elements, or set output.array: '' to "
+            "write the variable alone, without its coordinates",
+            variable=where,
+            coordinate=coord,
+            attributes=["_FillValue"],
+            reason=reason,
+            fix="a coordinate without a fill value, or output.array: ''",
+        )
     try:
         attrs = datasets.own_attributes(store, variable.group, coord)
     except Exception:
@@ -817,6 +842,43 @@ def refuse_time_bounds(where: str, store: Any, variable: Variable) -> None:
             coordinate=name,
             attributes=found,
             fix="a variable of numbers",
+        )
+
+
+def refuse_ambiguous_bounds(loc: Location, store: Any, variable: Variable) -> None:
+    """Refuse a Dataset variable that carries the bounds of several times of its group which
+    would give them other ``units`` or ``calendar``
+    (:func:`~pipeline.ops.cf.bounds_time_conflicts`, over each array's own metadata, as the
+    output's coordinates are read): xarray gives bounds without their own those of the first
+    time it reads, in the group's listing order, which zarr-python gives in no fixed order;
+    the output's bounds had been decoded by another time's units than the input's (other
+    dates, marked complete, and ``verify`` then found the coordinates not the input's).
+    InputError, fields ``variable`` (the bounds' path), ``coordinate`` (its name),
+    ``attributes`` (those the times would give it otherwise), ``fix``."""
+    conflicts = bounds_time_conflicts(datasets.bounds_members(store, variable, variable.coords))
+    for name in variable.coords:
+        offered = conflicts.get(name)
+        if not offered:
+            continue
+        said = " and ".join(
+            f"{t!r} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
+            for t, o in sorted(offered, key=lambda x: x[0])
+            if o
+        )
+        keys = [
+            k for k in ("units", "calendar") if len({repr(o[k]) for _, o in offered if k in o}) > 1
+        ]
+        where = loc.join(variable.group, name)
+        raise InputError(
+            f"input coordinate {where} (carried beside the variable) is the bounds of the "
+            f"times {said}, which give it other {' and '.join(keys)}: xarray decodes it by "
+            "those of whichever it reads first, so its dates are not defined; give it "
+            f"{' and '.join(keys)} of its own (CF: those of its time), or set output.array: "
+            "'' to write the variable alone, without its coordinates",
+            variable=where,
+            coordinate=name,
+            attributes=keys,
+            fix="bounds with units of their own",
         )
 
 

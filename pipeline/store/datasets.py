@@ -733,6 +733,23 @@ def bounded_by(store: Any, var: Variable) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def bounds_members(store: Any, var: Variable, names: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(name, attributes) of each array of the group of ``var``, from its own metadata, in
+    the group's listing (as the output's frame reads them), where an array ``names`` names
+    lacks ``units`` or ``calendar`` of its own: bounds to which a time of the group, by its
+    ``bounds``, gives them (:func:`pipeline.ops.cf.bounds_time_attributes`); [] where each
+    holds both (nothing can be given: no member is read), or for an array alone."""
+    if not var.name:
+        return []
+    for name in names:
+        arr = _own_array(store, _key(var.group, name))
+        if arr is not None and not {"units", "calendar"} <= set(arr.attrs):
+            break
+    else:
+        return []
+    return [(n, dict(a.attrs)) for n, a in group_arrays(store, var.group, listed=True).items()]
+
+
 def unopenable_arrays(
     store: Any, group: str, skip: tuple[str, ...], sizes: dict[str, int]
 ) -> list[tuple[str, str]]:
@@ -960,6 +977,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             said = f"{', '.join(keys)} of {name!r}"
             both = (dict(a.attrs), dict(b.attrs))
             found.append(Stale(name, "attributes", keys, said, values, both))
+    found += _stale_bounds_times(store, var, members, seen)
     if with_coords and var.name in seen:
         wanted = list(dims_of(seen[var.name]) or ()) + references(
             dict(seen[var.name].attrs), ("coordinates",)
@@ -968,6 +986,39 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             if c in seen and c != var.name and _own_array(store, _key(var.group, c)) is None:
                 said = f"it lists {c!r}, which the group no longer holds"
                 found.append(Stale(c, "gone", said=said))
+    return found
+
+
+def _stale_bounds_times(
+    store: Any, var: Variable, members: tuple[str, ...], seen: dict[str, Any]
+) -> list[Stale]:
+    """Each of ``members`` to which the times of the group give other ``units`` or
+    ``calendar`` (:func:`pipeline.ops.cf.bounds_time_attributes`) in the consolidated copy
+    (``seen``: its arrays, in its order, as ``xr.open_zarr`` reads them) than in their own
+    metadata: a time's ``bounds``, ``units`` or ``calendar`` changed since the copy was made,
+    though the bounds' own attributes are the same. xarray decodes those bounds to other
+    dates, or dates where the pipeline reads numbers (h57b: the output's bounds read as dates
+    where the input's read as numbers, a note only). Stale 'attributes' whose ``values``
+    are the given ones, (name, in the copy, in their own metadata)."""
+    from pipeline.ops.cf import bounds_time_attributes
+
+    own = bounds_members(store, var, members)
+    if not own:
+        return []
+    given_own = bounds_time_attributes(own)
+    with _quiet():
+        given_seen = bounds_time_attributes([(k, dict(a.attrs)) for k, a in seen.items()])
+    attrs = dict(own)
+    found: list[Stale] = []
+    for name in members:
+        a, b = given_seen.get(name, {}), given_own.get(name, {})
+        keys = tuple(k for k in ("units", "calendar") if a.get(k) != b.get(k))
+        if not keys or name not in attrs or name not in seen:
+            continue
+        values = tuple((k, a.get(k), b.get(k)) for k in keys)
+        said = f"the {' and '.join(keys)} that the times whose bounds name {name!r} give it"
+        both = ({**dict(seen[name].attrs), **a}, {**attrs[name], **b})
+        found.append(Stale(name, "attributes", keys, said, values, both))
     return found
 
 
@@ -1038,7 +1089,55 @@ def _frame(
     if written is not None:
         for v in ds.variables.values():
             _keep_written_references(v, written)
+        if not times:
+            _keep_given_time_attributes(ds, store, var.group, listed, written)
     return ds
+
+
+def _keep_given_time_attributes(
+    ds: Any, store: Any, group: str, listed: list[str], written: tuple[str, ...]
+) -> None:
+    """Give each bounds array of the frame ``ds`` (stored numbers, ``decode_times=False``)
+    the ``units`` and ``calendar`` that xarray gives it in the input group (those of the first
+    time whose ``bounds`` name it: :func:`pipeline.ops.cf.bounds_time_attributes`, over the
+    members ``listed``, in order, each from its own metadata as :func:`_frame` reads it) as
+    attributes of its own, where the times written beside it (``written``) would give it
+    others, or none: several times sharing one bounds variable, the first not carried or
+    with other units, had left the output's bounds decoded by another time's units (other
+    dates, and ``verify`` then found the coordinates not the input's). Where they give it
+    the same, whatever their order, it stays as stored. A ``calendar`` the input gives none
+    of, which a written time would give, is written as ``standard`` (xarray's default)."""
+    from pipeline.ops.cf import bounds_time_attributes
+
+    if all({"units", "calendar"} <= set(v.attrs) for v in ds.variables.values()):
+        return  # nothing to be given
+    import zarr
+
+    with _quiet():
+        found = zarr.open_group(store=store, path=group or None, mode="r", use_consolidated=False)
+        members: list[tuple[str, dict[str, Any]]] = []
+        for name in listed:
+            try:
+                members.append((name, dict(found[name].attrs)))
+            except Exception:  # not readable: xarray's reading of the group says so
+                continue
+    given = bounds_time_attributes(members)
+    own = dict(members)
+    for name, v in ds.variables.items():
+        want = given.get(name, {})
+        if not want:
+            continue
+        by = [  # what each written time whose bounds name it would give it in the output
+            bounds_time_attributes([(t, own[t]), (name, v.attrs)]).get(name, {})
+            for t in written
+            if t != name and t in own and own[t].get("bounds") == name
+        ]
+        if by and all(b == want for b in by):
+            continue
+        attrs = {**v.attrs, **want}
+        if "calendar" not in attrs and any("calendar" in b for b in by):
+            attrs["calendar"] = "standard"
+        v.attrs = attrs
 
 
 def _members(store: Any, group: str, names: tuple[str, ...]) -> tuple[list[str], Any]:
@@ -1313,8 +1412,51 @@ def _write(frame: Any, dst_store: Any, dst_group: str) -> None:
             "fill_value",
         ):
             v.encoding.pop(key, None)
+        _writable_fill(v)
     frame = _without_extension_indexes(frame)
     frame.to_zarr(dst_store, group=dst_group or None, mode="a", zarr_format=3, consolidated=False)
+
+
+def _writable_fill(v: Any) -> None:
+    """Make the ``_FillValue`` of the frame's variable ``v`` one xarray writes into a Zarr v3
+    output and reads back as the input's. Text (stored bytes or unicode, fixed-length or
+    not, as the encoded dtype says) goes without it: xarray 2025.6 writes a fixed-length
+    one into the array's attributes but cannot read it back (``FillValueCoder.decode``:
+    "Unsupported dtype |S2"), so ``xr.open_zarr`` failed on the whole output, marked
+    complete; a variable-length one it cannot write ("Failed to encode fill_value.
+    Unsupported dtype StringDType()"), which the plan had refused saying that xarray cannot
+    read the input (h57b: a v2 input's text coordinate with zarr-python's default fill value
+    ``""``, which xarray reads as a mask). Where no element is masked (equal to the fill
+    value in the input), the texts are the same without it. An element masked in text or
+    booleans (xarray's object array holds a NaN there) cannot be written back: booleans had
+    been written True there (a v2 coordinate with zarr-python's default fill value
+    ``false``: its False elements read as missing in the input, True in the output, marked
+    complete); :class:`MaskedElements` is raised (the plan refuses it,
+    :func:`frame_failure`)."""
+    import numpy as np
+    import pandas as pd
+
+    stored = np.dtype(v.encoding.get("dtype", v.dtype))
+    if stored.kind not in "bSUTO" or "_FillValue" not in v.encoding:
+        return
+    if v.dtype.kind == "O" and bool(pd.isnull(np.asarray(v.values)).any()):
+        raise MaskedElements(v.encoding["_FillValue"], stored)
+    if stored.kind != "b":
+        v.encoding.pop("_FillValue")
+
+
+class MaskedElements(ValueError):
+    """A text or boolean coordinate holding elements equal to its fill value, which xarray
+    reads as missing and cannot write into a Zarr v3 output so as to read them back
+    (:func:`_writable_fill`)."""
+
+    def __init__(self, fill: Any, stored: Any) -> None:
+        said = fill.item() if hasattr(fill, "item") else fill
+        super().__init__(
+            f"elements equal to its fill value {said!r} ({stored}), which xarray reads as "
+            "missing and cannot write into a Zarr v3 array so as to read them back"
+        )
+        self.fill = fill
 
 
 def _without_extension_indexes(frame: Any) -> Any:
@@ -1432,8 +1574,33 @@ def coordinate_difference(
     if new.dims != old.dims:
         return f"dimensions {old.dims}, not {new.dims}"
     return _attributes_said(differing_values(new.attrs, old.attrs)) or _values_said(
-        bits.difference(new.values, old.values)
+        bits.difference(*_as_one_dtype(new.values, old.values))
     )
+
+
+def _as_one_dtype(a: Any, b: Any) -> tuple[Any, Any]:
+    """``a`` and ``b`` (the coordinate written beside the variable and the output's, as
+    xarray reads them) in one dtype where xarray gives the same values two: a masked
+    variable's object array (a v2 input's fill value masks booleans or text, though no
+    element equals it) and the output's unmasked one, compared as objects; dates or
+    durations of another unit (a native ``datetime64[s]`` input, which xarray writes as CF
+    times and reads back as ``datetime64[ns]``), compared in the finer unit where each
+    value is exactly held there. verify had found such an output's coordinates not the
+    input's, and run refused the complete output (h57b). Otherwise as they are."""
+    import numpy as np
+
+    a, b = np.asarray(a), np.asarray(b)
+    if (a.dtype.kind == "O") != (b.dtype.kind == "O"):
+        return a.astype(object), b.astype(object)
+    if a.dtype.kind in "Mm" and a.dtype.kind == b.dtype.kind and a.dtype != b.dtype:
+        finer = np.promote_types(a.dtype, b.dtype)
+        x, y = a.astype(finer), b.astype(finer)
+        exact = np.array_equal(x.astype(a.dtype), a, equal_nan=True) and np.array_equal(
+            y.astype(b.dtype), b, equal_nan=True
+        )
+        if exact:
+            return x, y
+    return a, b
 
 
 def coordinates_differ(
@@ -1528,10 +1695,23 @@ def frame_failure(src_store: Any, var: Variable) -> tuple[str, str] | None:
     for c in var.coords:  # which one: the first that fails alone
         try:
             with _quiet():
-                _write(_frame(src_store, var, (c,)), MemoryStore(), "")
+                alone = _frame(src_store, var, (c,))
         except Exception as e:
             return c, _reason(e)
+        try:  # read and decoded as xr.open_zarr of the input does: its writing fails
+            with _quiet():
+                _write(alone, MemoryStore(), "")
+        except MaskedElements as e:
+            return c, _reason(e)
+        except Exception as e:  # (h57b: a v2 input's complex coordinate had been refused
+            # as one on which "xr.open_zarr fails on the input", which opens)
+            return c, UNWRITABLE + _reason(e)
     return "", _reason(first)
+
+
+#: How :func:`frame_failure`'s reason begins where xarray reads and decodes the coordinate,
+#: as ``xr.open_zarr`` of the input does, but cannot write it into a Zarr v3 output.
+UNWRITABLE = "xarray cannot write it into a Zarr v3 output: "
 
 
 def _reason(e: Exception) -> str:
