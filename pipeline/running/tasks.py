@@ -232,9 +232,9 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
-        if info.blosc is not None:  # Zarr reads a cut Blosc frame without an error
+        if info.unit_check is not None:  # Zarr reads a cut Blosc frame without an error
             with _timed("read"):
-                _check_blosc_frames(info, block_index, src.block)
+                _check_units(info, block_index, src.block)
         with _timed("read"):
             failed: InputError | None = None
             try:
@@ -263,18 +263,19 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     return be.from_host(out)
 
 
-def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
+def _check_units(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
     """Before Zarr reads the block ``block_index`` of an input only Zarr decodes whose chunks
-    hold a Blosc frame (``info.blosc``), check each stored unit's frames
-    (:func:`codecs.check_blosc_frames`): c-blosc decodes a frame cut short from whatever memory
-    follows it, without an error, so Zarr's read had given the output those bytes, marked
-    complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
-    assert info.blosc is not None
+    hold a Blosc frame or that is sharded (``info.unit_check``), check each stored unit
+    (:func:`codecs.check_unit`: its Blosc frames, its shard index): c-blosc decodes a frame
+    cut short from whatever memory follows it, without an error, so Zarr's read had given the
+    output those bytes, marked complete. Raises the ChunkError of :func:`damaged` naming the
+    unit's key."""
+    assert info.unit_check is not None
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         key = info.key(unit)
         raw = _read_unit(info, key, lambda n: memoryview(bytearray(n)))
         try:
-            codecs.check_blosc_frames(raw, info.unit, info.blosc)
+            codecs.check_unit(raw, info.unit, info.unit_check)
         except shards.Damaged as e:
             error = damaged(info, key, str(e), e.problem)
         else:

@@ -592,11 +592,12 @@ def _v3_chain(
 
 
 @dataclass(frozen=True)
-class BloscCheck:
-    """Where the Blosc frames lie in the stored units of an array whose codec chain only Zarr
-    decodes (an array-to-array ``numcodecs.*`` filter, say): c-blosc decodes a frame cut
-    short from whatever memory follows it, without an error, and zarr-python with it, so such
-    a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it). A Blosc
+class UnitCheck:
+    """How the stored units (chunks or shards) of an array whose codec chain only Zarr decodes
+    are checked before Zarr reads them: where their Blosc frames lie, and their shard index.
+    For such an array (an array-to-array ``numcodecs.*`` filter, say): c-blosc decodes a frame
+    cut short from whatever memory follows it, without an error, and zarr-python with it, so
+    such a chunk is damage that Zarr's read does not show (:func:`blosc_header` finds it). A Blosc
     frame under other bytes-to-bytes codecs (gzip, zstd, a checksum, a v2 filter's Blosc under
     the compressor) is reached by decoding those first, each Blosc frame among them checked.
     A shard's index is checked too (:func:`shards.shard_frames`), Blosc or not: zarr-python
@@ -615,7 +616,7 @@ class BloscCheck:
     whole: tuple[str, ...] = ()
     """bytes-to-bytes codecs after the sharding one, over the whole shard (encode order, as
     :attr:`layers`): decoded first, each Blosc frame among them checked"""
-    nested: BloscCheck | None = None
+    nested: UnitCheck | None = None
     """where a shard's inner chunks are shards themselves (a sharding codec in its inner
     chain): their check, each present inner chunk's bytes checked by it"""
 
@@ -624,11 +625,11 @@ class BloscCheck:
         return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
 
-def blosc_check(
+def unit_check(
     meta: dict[str, Any], dtype: np.dtype, every_index: bool = False
-) -> BloscCheck | None:
+) -> UnitCheck | None:
     """For an array's metadata document (a Zarr v3 ``zarr.json``, or a v2 ``.zarray`` with
-    ``zarr_format`` 2) and its (native) ``dtype``: the :class:`BloscCheck` of its stored units
+    ``zarr_format`` 2) and its (native) ``dtype``: the :class:`UnitCheck` of its stored units
     where a chunk's chain holds a Blosc codec (``blosc``, ``numcodecs.blosc``; in v2 the
     compressor or a filter; in v3 a shard's inner chain, or after the sharding codec, over the
     whole shard) and every bytes-to-bytes codec outside the innermost one is one numcodecs
@@ -638,14 +639,14 @@ def blosc_check(
     too), and with ``every_index`` for every sharded array whose index this module reads
     (``verify``, which reads inputs the pipeline decodes through zarr-python too); else
     None."""
-    return _blosc_check(meta, dtype, nested=every_index)
+    return _unit_check(meta, dtype, nested=every_index)
 
 
-def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCheck | None:
-    """:func:`blosc_check`; ``nested``: a shard's index is checked whatever its chain (``meta``
+def _unit_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> UnitCheck | None:
+    """:func:`unit_check`; ``nested``: a shard's index is checked whatever its chain (``meta``
     may hold only the ``codecs`` of a shard's inner chunks, themselves shards)."""
     shard = None
-    inner: BloscCheck | None = None
+    inner: UnitCheck | None = None
     chunk: Shape | None = None
     whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
@@ -663,7 +664,7 @@ def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCh
             chunk = tuple(conf["chunk_shape"])
             v3 = list(conf.get("codecs", []))
             if v3 and v3[0]["name"] == "sharding_indexed":
-                inner = _blosc_check({"codecs": v3}, dtype, nested=True)
+                inner = _unit_check({"codecs": v3}, dtype, nested=True)
                 if inner is None:
                     return None
                 v3 = []
@@ -678,14 +679,14 @@ def _blosc_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> BloscCh
     outside = [c for c in whole if c is not None]
     if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
         return None
-    return BloscCheck(
+    return UnitCheck(
         tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside), inner
     )
 
 
 def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
     """A v3 bytes-to-bytes codec as the numcodecs configuration that decodes it for
-    :func:`blosc_check`: those the pipeline decodes (:func:`_v3_bytes_codec`), and any other
+    :func:`unit_check`: those the pipeline decodes (:func:`_v3_bytes_codec`), and any other
     ``numcodecs.*`` one numcodecs has (``numcodecs.crc32``, ``numcodecs.fletcher32``...)."""
     config = _v3_bytes_codec(codec, dtype)
     if config is None and codec["name"].startswith("numcodecs."):
@@ -695,13 +696,14 @@ def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | Non
     return config
 
 
-def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
-    """Check the Blosc frames of each chunk present in one stored unit ``raw`` (None: absent)
-    of shape ``unit``, laid out as ``check`` says: the codecs outside the innermost Blosc one
-    are decoded, each Blosc frame among them checked, then that one's. Raises :class:`Damaged`
-    where a shard's index, a crc32c checksum, a Blosc header (:func:`blosc_header`) or an outer
-    codec's stream (a cut gzip or zstd one: 'codec') is wrong, naming the inner chunk's index
-    in the shard's message; numcodecs' ``UnknownCodecError`` as it is."""
+def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> None:
+    """Check one stored unit ``raw`` (None: absent) of shape ``unit`` as ``check`` says: its
+    shard index, and the Blosc frames of each chunk present in it: the codecs outside the
+    innermost Blosc one are decoded, each Blosc frame among them checked, then that one's.
+    Raises :class:`Damaged` where a shard's index, a crc32c checksum, a Blosc header
+    (:func:`blosc_header`) or an outer codec's stream (a cut gzip or zstd one: 'codec') is
+    wrong, naming the inner chunk's index in the shard's message; numcodecs'
+    ``UnknownCodecError`` as it is."""
     if raw is not None and check.whole:
         with _codec_errors_as_damage():
             for config in reversed(check.whole):
@@ -713,7 +715,7 @@ def check_blosc_frames(raw: Any, unit: Shape, check: BloscCheck) -> None:
         try:
             if check.nested is not None:  # the inner chunk is a shard: its own check
                 assert check.chunk is not None
-                check_blosc_frames(frame, check.chunk, check.nested)
+                check_unit(frame, check.chunk, check.nested)
                 continue
             with _codec_errors_as_damage():
                 for config in reversed(check.layers[1:]):
@@ -978,21 +980,21 @@ __all__ = [
     "ZSTD_BLOCK_MAX",
     "ZSTD_MAGIC",
     "ZSTD_SKIPPABLE",
-    "BloscCheck",
     "ChunkFormat",
     "Damaged",
     "FrameCodec",
     "RawFrame",
     "StoredFormat",
-    "blosc_check",
+    "UnitCheck",
     "blosc_header",
-    "check_blosc_frames",
     "check_frames",
+    "check_unit",
     "fill_bits",
     "may_store_raw",
     "raw_frame",
     "sample_frames",
     "stores_raw",
+    "unit_check",
     "v2_dtype",
     "v2_format",
     "v3_format",

@@ -69,7 +69,7 @@ class ShardFormat:
     index_big_endian: bool = False
     """the index's integers big-endian (its ``bytes`` codec's ``endian``), as tensorstore and
     zarr-python may write it; the pipeline decodes such shards only through Zarr, each shard's
-    index checked first (:func:`codecs.blosc_check`)"""
+    index checked first (:func:`codecs.unit_check`)"""
 
 
 def strip_crc32c(data: Any) -> memoryview:
