@@ -1322,6 +1322,33 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     )
 
 
+def array_over_units(arr: Any, path: str, check: codecs.UnitCheck, units: dict[str, Any]) -> Any:
+    """A Zarr array read from memory: the metadata of ``arr`` (the input's array, opened at
+    ``path``) less the codecs ``check`` decodes (:func:`codecs.stripped_document`), over
+    ``units``, the stored units :func:`codecs.check_unit` returned, by their keys in the store
+    (an absent unit left out, which reads as the fill value). zarr-python reads a region of
+    these units as it reads the same region of ``arr``, without decoding again what the check
+    has decoded (a gzip or zstd stream over each Blosc frame, or over a whole shard)."""
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
+    from zarr.storage import MemoryStore
+
+    meta: Any = arr.metadata
+    prototype = default_buffer_prototype()
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's about the format (see describe_array)
+        doc = codecs.stripped_document(meta.to_dict(), check)
+        kind = ArrayV3Metadata if meta.zarr_format == 3 else ArrayV2Metadata
+        documents = kind.from_dict(doc).to_buffer_dict(prototype)
+    path = path.strip("/")
+    stored = {key_under(path, k): v for k, v in documents.items()}
+    for key, raw in units.items():
+        stored[key] = prototype.buffer.from_bytes(memoryview(raw).cast("B"))
+    with format_warnings_ignored():
+        return zarr.open_array(MemoryStore(stored, read_only=True), path=path, mode="r")
+
+
 #: Kinds of dtypes whose stored chunks :func:`damaged_unit` decodes itself (fixed-size
 #: elements); others (objects, text of variable length) are read through zarr-python.
 _OWN_DECODE_KINDS = "biufcmM"

@@ -40,6 +40,7 @@ from pipeline.store.shards import (
     Damaged,
     Frames,
     ShardFormat,
+    encode_shard,
     strip_crc32c,
     unit_frames,
 )
@@ -624,6 +625,17 @@ class UnitCheck:
         """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
         return 1 if self.chunk is None else math.prod(unit) // math.prod(self.chunk)
 
+    @property
+    def strips(self) -> bool:
+        """Whether the check decodes codecs of the chain (outside the innermost Blosc one, or
+        over the whole shard), which :func:`check_unit` then takes off the unit's bytes."""
+        return bool(self.whole) or self._strips_chunks
+
+    @property
+    def _strips_chunks(self) -> bool:
+        """Whether each chunk's (or inner shard's) bytes lose codecs: a shard is made anew."""
+        return len(self.layers) > 1 or (self.nested is not None and self.nested.strips)
+
 
 def unit_check(
     meta: dict[str, Any], dtype: np.dtype, every_index: bool = False
@@ -696,11 +708,16 @@ def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | Non
     return config
 
 
-def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> None:
+def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> Any:
     """Check one stored unit ``raw`` (None: absent) of shape ``unit`` as ``check`` says: its
     shard index, and the Blosc frames of each chunk present in it: the codecs outside the
     innermost Blosc one are decoded, each Blosc frame among them checked, then that one's.
-    Raises :class:`Damaged` where a shard's index, a crc32c checksum, a Blosc header
+    Returns the unit's bytes with the codecs so decoded taken off (the bytes Zarr reads under
+    :func:`stripped_document`'s chain, so that it does not decode them again): ``raw`` as it
+    is where the check decodes none (:attr:`UnitCheck.strips`), an unsharded chunk's Blosc
+    frame, a shard made anew of its chunks' frames (:func:`shards.encode_shard`, the index
+    laid out as the original's) where they lose codecs; None for an absent unit. Raises
+    :class:`Damaged` where a shard's index, a crc32c checksum, a Blosc header
     (:func:`blosc_header`) or an outer codec's stream (a cut gzip or zstd one: 'codec') is
     wrong, naming the inner chunk's index in the shard's message; numcodecs'
     ``UnknownCodecError`` as it is."""
@@ -709,21 +726,65 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> None:
             for config in reversed(check.whole):
                 raw = _decode_bytes(config, raw)
     frames = unit_frames(raw, check.chunks_in(unit), check.shard)
-    for c in np.flatnonzero(frames.sizes != EMPTY) if check.layers or check.nested else ():
+    present = frames.sizes != EMPTY
+    kept: list[Any] = [None] * len(present)
+    for c in np.flatnonzero(present) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
         try:
             if check.nested is not None:  # the inner chunk is a shard: its own check
                 assert check.chunk is not None
-                check_unit(frame, check.chunk, check.nested)
+                kept[c] = check_unit(frame, check.chunk, check.nested)
                 continue
             with _codec_errors_as_damage():
                 for config in reversed(check.layers[1:]):
                     frame = _decode_bytes(config, frame)
                 blosc_header(frame)
+            kept[c] = frame
         except Damaged as e:
             where = f" (inner chunk {int(c)})" if check.shard else ""
             raise Damaged(f"{e}{where}", e.problem, int(c) if check.shard else None) from None
+    if raw is None or not check._strips_chunks:
+        return raw
+    if check.shard is None:
+        return kept[0]
+    return encode_shard(kept, check.shard)
+
+
+def stripped_document(meta: dict[str, Any], check: UnitCheck) -> dict[str, Any]:
+    """The metadata document ``meta`` (as :func:`unit_check` took it, with ``check`` its
+    check) less the codecs the check decodes: those after the innermost Blosc codec of a
+    chunk's chain (the v2 compressor, a v2 filter's Blosc, a shard's inner chain, shards within
+    shards too) and those over the whole shard. Zarr reads the bytes :func:`check_unit`
+    returns under it as it reads the stored ones under ``meta``."""
+    out = dict(meta)
+    if meta.get("zarr_format") == 2:
+        filters = list(meta.get("filters") or [])
+        blosc = [i for i, c in enumerate(filters) if _by_format(dict(c)).get("id") == "blosc"]
+        if len(check.layers) > 1 and blosc:  # a filter's Blosc frame is handed on
+            out.update(filters=filters[: blosc[0] + 1], compressor=None)
+        return out
+    out["codecs"] = _stripped_codecs(list(meta["codecs"]), check)
+    return out
+
+
+def _stripped_codecs(codecs: list[dict[str, Any]], check: UnitCheck) -> list[dict[str, Any]]:
+    """A v3 chain less the codecs ``check`` decodes (see :func:`stripped_document`)."""
+    if codecs and codecs[0]["name"] == "sharding_indexed":
+        conf = dict(codecs[0].get("configuration") or {})
+        inner = list(conf.get("codecs", []))
+        if check.nested is not None:
+            conf["codecs"] = _stripped_codecs(inner, check.nested)
+        elif len(check.layers) > 1:
+            conf["codecs"] = inner[: _first_blosc(inner) + 1]
+        return [{**codecs[0], "configuration": conf}]  # the whole shard's codecs decoded
+    return codecs[: _first_blosc(codecs) + 1] if len(check.layers) > 1 else codecs
+
+
+def _first_blosc(codecs: list[dict[str, Any]]) -> int:
+    """Where a v3 chain's first (innermost) Blosc codec is (:func:`unit_check`'s layers
+    start there)."""
+    return next(i for i, c in enumerate(codecs) if c["name"] in ("blosc", "numcodecs.blosc"))
 
 
 def _v3_bytes_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
@@ -994,6 +1055,7 @@ __all__ = [
     "raw_frame",
     "sample_frames",
     "stores_raw",
+    "stripped_document",
     "unit_check",
     "v2_dtype",
     "v2_format",

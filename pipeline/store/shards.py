@@ -101,6 +101,31 @@ def encode_index(offsets: np.ndarray, sizes: np.ndarray) -> bytes:
     return raw + google_crc32c.value(raw).to_bytes(4, "little")
 
 
+def encode_shard(frames: list[Any], shard: ShardFormat) -> bytes:
+    """A shard of the chunks' ``frames`` (bytes-like each, in C order over the shard's chunk
+    grid; None for an absent chunk) back to back, with its index laid out as ``shard`` says
+    (at its end or start, with a crc32c checksum or not, its integers little or big endian):
+    what Zarr's sharding codec reads as those chunks."""
+    import google_crc32c
+
+    n = len(frames)
+    k = index_nbytes(n, shard.index_crc32c)
+    offsets = np.full(n, EMPTY, np.uint64)
+    sizes = np.full(n, EMPTY, np.uint64)
+    at = 0 if shard.index_at_end else k
+    for i, frame in enumerate(frames):
+        if frame is not None:
+            size = len(memoryview(frame).cast("B"))
+            offsets[i], sizes[i] = at, size
+            at += size
+    table = np.stack([offsets, sizes], axis=-1)
+    index = table.astype(">u8" if shard.index_big_endian else "<u8").tobytes()
+    if shard.index_crc32c:
+        index += google_crc32c.value(index).to_bytes(4, "little")
+    body = b"".join(memoryview(f).cast("B") for f in frames if f is not None)
+    return body + index if shard.index_at_end else index + body
+
+
 def decode_index(
     raw: Any, n_chunks: int, crc32c: bool = True, big_endian: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
