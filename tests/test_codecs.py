@@ -4,6 +4,7 @@ what fails says why."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -432,3 +433,133 @@ def test_a_checksum_mismatch_is_said_in_one_line(checksum: Any) -> None:
     with pytest.raises(Damaged) as e:
         fmt.decode_into(bytes(raw), np.empty((4, 4), "<f8"))
     assert e.value.problem == "codec" and "\n" not in str(e.value), repr(str(e.value))
+
+
+def _handed_on_layouts() -> dict[str, dict[str, Any]]:
+    """zarr-python 3 arrays (of 12 x 20 float32, chunks 4 x 5, the first rows zeros: chunks
+    and inner chunks of the fill value are not stored) whose units' check decodes codecs that
+    Zarr would decode again: over each Blosc frame, or over a whole shard."""
+    import numcodecs.zarr3
+    from zarr.codecs import (
+        BloscCodec,
+        BytesCodec,
+        Crc32cCodec,
+        GzipCodec,
+        ShardingCodec,
+        ZstdCodec,
+    )
+
+    def blosc() -> Any:
+        return BloscCodec(cname="lz4", shuffle="shuffle")
+
+    def delta() -> Any:
+        return numcodecs.zarr3.Delta(dtype="<f4")
+
+    def shards_of(inner: list[Any], **kw: Any) -> Any:
+        return ShardingCodec(chunk_shape=(4, 5), codecs=inner, **kw)
+
+    big_index = [BytesCodec(endian="big"), Crc32cCodec()]
+    return {
+        "v3-delta-blosc-zstd-crc32c": dict(
+            filters=[delta()], compressors=[blosc(), ZstdCodec(), Crc32cCodec()]
+        ),
+        "v3-delta-blosc-gzip": dict(filters=[delta()], compressors=[blosc(), GzipCodec()]),
+        "v3-shard-compressed-whole": dict(
+            chunks=(8, 10), serializer=shards_of([BytesCodec(), blosc()]), compressors=ZstdCodec()
+        ),
+        "v3-shard-delta-blosc-zstd-index-at-start": dict(
+            chunks=(8, 10),
+            serializer=shards_of(
+                [delta(), BytesCodec(), blosc(), ZstdCodec()], index_location="start"
+            ),
+            compressors=None,
+        ),
+        "v3-shard-blosc-gzip-big-endian-index": dict(
+            chunks=(8, 10),
+            serializer=shards_of([BytesCodec(), blosc(), GzipCodec()], index_codecs=big_index),
+            compressors=None,
+        ),
+        "v3-shards-in-shards-blosc-zstd": dict(
+            chunks=(8, 10),
+            serializer=ShardingCodec(
+                chunk_shape=(4, 10),
+                codecs=[shards_of([BytesCodec(), blosc(), ZstdCodec()])],
+            ),
+            compressors=GzipCodec(),
+        ),
+        "v2-blosc-filter-zstd": dict(
+            zarr_format=2,
+            filters=[numcodecs.Blosc(cname="lz4")],
+            compressors=numcodecs.Zstd(),
+        ),
+        "v2-delta-blosc-filters-gzip": dict(
+            zarr_format=2,
+            filters=[numcodecs.Delta(dtype="<f4"), numcodecs.Blosc()],
+            compressors=numcodecs.GZip(),
+        ),
+    }
+
+
+_HANDED_ON = [
+    "v3-delta-blosc-zstd-crc32c",
+    "v3-delta-blosc-gzip",
+    "v3-shard-compressed-whole",
+    "v3-shard-delta-blosc-zstd-index-at-start",
+    "v3-shard-blosc-gzip-big-endian-index",
+    "v3-shards-in-shards-blosc-zstd",
+    "v2-blosc-filter-zstd",
+    "v2-delta-blosc-filters-gzip",
+]
+
+
+@pytest.mark.parametrize("layout", _HANDED_ON)
+def test_zarr_reads_the_units_a_check_hands_on_as_it_reads_the_store(
+    tmp_path: Path, layout: str
+) -> None:
+    """h57c: the check of an input only Zarr decodes decodes the codecs over each Blosc frame
+    (or over a whole shard) to reach the frame, and Zarr had decoded them all again: the check
+    now hands its bytes on (:func:`codecs.check_unit`), and Zarr reads them under the chain
+    less those codecs (:func:`arrays.array_over_units`), bit for bit what it reads from the
+    store, without one of the codecs the check decoded left to decode again."""
+    from pipeline.store import arrays, grid
+
+    x = np.arange(240, dtype=np.float32).reshape(12, 20) / 7
+    x[:4] = 0  # chunks of the fill value: absent chunks, absent inner chunks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numcodecs.* codecs are not in the spec
+        kw = dict(_handed_on_layouts()[layout])
+        kw.setdefault("chunks", (4, 5))
+        z = zarr.create_array(str(tmp_path / "a.zarr"), shape=x.shape, dtype="float32", **kw)
+        z[...] = x
+        doc = z.metadata.to_dict()
+    check = codecs.unit_check(doc, np.dtype("float32"))
+    assert check is not None and check.strips, check
+    unit = tuple(kw["chunks"])
+    units = {}
+    for index in grid.iter_indices(grid.grid_shape(x.shape, unit)):
+        key = z.metadata.encode_chunk_key(index)
+        path = tmp_path / "a.zarr" / key
+        raw = path.read_bytes() if path.exists() else None
+        checked = codecs.check_unit(raw, unit, check)
+        if checked is not None:
+            units[key] = checked
+    assert len(units) < math.prod(grid.grid_shape(x.shape, unit)) or "shard" in layout
+    got = arrays.array_over_units(z, "", check, units)[...]
+    assert np.array_equal(got.view(np.uint32), z[...].view(np.uint32))
+    assert np.array_equal(got, x)
+    left = _chunk_codecs(codecs.stripped_document(doc, check))
+    assert left[-1] == "blosc" and not {"zstd", "gzip", "crc32c"} & set(left), left
+
+
+def _chunk_codecs(doc: dict[str, Any]) -> list[str]:
+    """The names of the codecs a metadata document's chunks are decoded by, shards' inner
+    chunks' too (their index's not), in encode order."""
+    if doc.get("zarr_format") == 2:
+        return [c["id"] for c in [*(doc["filters"] or []), doc["compressor"]] if c]
+    names: list[str] = []
+    for c in doc["codecs"]:
+        if c["name"] == "sharding_indexed":
+            names += _chunk_codecs({"codecs": c["configuration"]["codecs"]})
+        else:
+            names.append(c["name"])
+    return names

@@ -509,6 +509,41 @@ CASES = [
     Case("zarr3-sharded-delta-uncompressed-index-bytes-only", _sharded_delta_raw()),
     Case("zarr3-sharded-delta-uncompressed-index-at-start", _sharded_delta_raw("start", drop=True)),
     Case("zarr3-nested-shards", _NESTED_SHARDS),
+    # chains only Zarr decodes whose check decodes the codecs over each Blosc frame, or over a
+    # whole shard, and hands its bytes on to Zarr under the chain less those (h57c)
+    Case(
+        "zarr3-delta-blosc-under-zstd-crc32c-missing",
+        zarr3(
+            filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")],
+            compressors=lambda: [_BLOSC_LZ4, ZstdCodec(), Crc32cCodec()],
+            drop=True,
+        ),
+    ),
+    Case(
+        "zarr3-sharded-blosc-compressed-whole-missing",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), _BLOSC_LZ4]),
+            compressors=ZstdCodec(),
+            drop=True,
+        ),
+    ),
+    Case(
+        "zarr3-sharded-delta-blosc-under-zstd-index-at-start",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=CHUNKS,
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec(), _BLOSC_LZ4, ZstdCodec()],
+                index_location="start",
+            ),
+            compressors=None,
+        ),
+    ),
+    Case(
+        "zarr3-nested-shards-blosc-under-gzip",
+        _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4, GzipCodec()]),
+    ),
     # xarray
     Case("xarray-v2-dataset", xarray_dataset(2), array="temp", output="temp"),
     Case("xarray-v3-dataset", xarray_dataset(3), array="temp", output="temp"),

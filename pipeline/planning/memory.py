@@ -54,7 +54,8 @@ class ReadCost:
     stored: int
     """bytes of stored (compressed) units held at once: one unit when the CPU decodes (units
     are read and decoded one after another), the whole block's when the GPU does (one copy to
-    the device); a compressed unit can be a little larger than its data"""
+    the device) or when Zarr reads the block from the units its check hands on
+    (``info.unit_check``); a compressed unit can be a little larger than its data"""
     scratch: int
     """decoding temporaries: a chunk-sized array for an edge chunk or a chain that cannot
     decode into place (filters, transposition, codecs with no size header: about three chunks'
@@ -69,7 +70,13 @@ def read_cost(info: ArrayInfo, block: Shape, direct: bool, decode_on: str) -> Re
     bin_ = grid.nbytes(block, info.dtype)
     if not direct:
         chunks = math.prod(grid.grid_shape(block, info.chunk))
-        return ReadCost(stored=0, scratch=min(chunks, 10) * 2 * chunk + bin_)
+        scratch = min(chunks, 10) * 2 * chunk + bin_
+        if info.unit_check is None:
+            return ReadCost(stored=0, scratch=scratch)
+        # the block's units, checked and handed on to Zarr (tasks._checked_units), held at
+        # once, and one more as it is read and checked
+        units = math.prod(grid.grid_shape(block, info.unit)) + 1
+        return ReadCost(stored=int(1.05 * units * unit) + (1 << 16), scratch=scratch)
     if decode_on == "gpu":
         return ReadCost(stored=int(1.05 * bin_) + (1 << 16), scratch=0)
     fast = info.format is not None and info.format.chunk.in_place

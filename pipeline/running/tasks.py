@@ -232,18 +232,21 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     info = src.info
     slices = _block_slices(block_index, src.block, info.shape)
     if not src.direct:
-        if info.blosc is not None:  # Zarr reads a cut Blosc frame without an error
-            with _timed("read"):
-                _check_blosc_frames(info, block_index, src.block)
         with _timed("read"):
+            checked = None
+            if info.unit_check is not None:  # Zarr reads a cut Blosc frame without an error
+                checked = _checked_units(info, block_index, src.block)
             failed: InputError | None = None
             try:
-                host = np.asarray(_zarr_array(info)[slices])
+                z = _zarr_array(info)
+                if info.unit_check is not None and checked is not None:
+                    z = arrays.array_over_units(z, info.path, info.unit_check, checked)
+                host = np.asarray(z[slices])
             except Exception as e:  # Zarr names no chunk: find the unit it cannot read
                 failed = _unreadable_unit(info, block_index, src.block, e)
             if failed is not None:  # raised outside the handler: no unpicklable __context__
                 raise failed
-            if info.location.is_local:  # zarr-python's reads are not counted: its files' sizes
+            if info.unit_check is None and info.location.is_local:  # Zarr's reads: not counted
                 _count_stored(info, grid.units_in(block_index, src.block, info.unit, info.shape))
         return be.from_host(np.ascontiguousarray(host, dtype=info.dtype))
     units = grid.units_in(block_index, src.block, info.unit, info.shape)
@@ -263,23 +266,32 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
     return be.from_host(out)
 
 
-def _check_blosc_frames(info: ArrayInfo, block_index: Shape, block: Shape) -> None:
-    """Before Zarr reads the block ``block_index`` of an input only Zarr decodes whose chunks
-    hold a Blosc frame (``info.blosc``), check each stored unit's frames
-    (:func:`codecs.check_blosc_frames`): c-blosc decodes a frame cut short from whatever memory
-    follows it, without an error, so Zarr's read had given the output those bytes, marked
-    complete. Raises the ChunkError of :func:`damaged` naming the unit's key."""
-    assert info.blosc is not None
+def _checked_units(info: ArrayInfo, block_index: Shape, block: Shape) -> dict[str, Any]:
+    """The stored units of the block ``block_index`` of an input only Zarr decodes whose
+    chunks hold a Blosc frame or that is sharded (``info.unit_check``), each checked
+    (:func:`codecs.check_unit`: its Blosc frames, its shard index) and handed on as the check
+    leaves it, for Zarr to read (:func:`arrays.array_over_units`): c-blosc decodes a frame cut
+    short from whatever memory follows it, without an error, so Zarr's read had given the
+    output those bytes, marked complete; the codecs the check decodes (gzip or zstd over each
+    Blosc frame, or over a whole shard) are not decoded again. {key: bytes}, absent units left
+    out; their bytes are counted as read. Raises the ChunkError of :func:`damaged` naming the
+    unit's key."""
+    assert info.unit_check is not None
+    out: dict[str, Any] = {}
     for unit in grid.units_in(block_index, block, info.unit, info.shape):
         key = info.key(unit)
-        raw = _read_unit(info, key, lambda n: memoryview(bytearray(n)))
+        raw = _read_unit(info, key, lambda n: np.empty(n, np.uint8).data)  # not zeroed
+        _count_read(raw)
         try:
-            codecs.check_blosc_frames(raw, info.unit, info.blosc)
+            checked = codecs.check_unit(raw, info.unit, info.unit_check)
         except shards.Damaged as e:
             error = damaged(info, key, str(e), e.problem)
         else:
+            if checked is not None:
+                out[key] = checked
             continue
         raise error  # outside the handler: no __context__ to pickle
+    return out
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (its threads, the pool)

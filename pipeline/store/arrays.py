@@ -134,11 +134,11 @@ class ArrayInfo:
     can read this array (the slow path)"""
     fill: bytes | None = None
     """the fill value's bytes, one native element (what an absent chunk reads as); None: zeros"""
-    blosc: codecs.BloscCheck | None = None
+    unit_check: codecs.UnitCheck | None = None
     """for an array only Zarr decodes (``format`` None) whose chunks hold a Blosc frame (under
-    other codecs too), or that is sharded: where those frames lie, to check before Zarr reads
-    them (a cut one reads as whatever memory follows it; an index entry pointing into the
-    shard's own index, as the index's bytes); else None"""
+    other codecs too), or that is sharded: how its stored units are checked before Zarr reads
+    them (a cut Blosc frame reads as whatever memory follows it; an index entry pointing into
+    the shard's own index, as the index's bytes); else None"""
 
     @property
     def grid(self) -> Shape:
@@ -1488,9 +1488,36 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
         zarr_format=meta.zarr_format,
         codec=fmt.chunk.frame_codec if plain else None,
         fill=codecs.fill_bits(meta.fill_value, dtype),
-        blosc=codecs.blosc_check(doc, dtype) if fmt is None else None,
+        unit_check=codecs.unit_check(doc, dtype) if fmt is None else None,
         **parts,
     )
+
+
+def array_over_units(arr: Any, path: str, check: codecs.UnitCheck, units: dict[str, Any]) -> Any:
+    """A Zarr array read from memory: the metadata of ``arr`` (the input's array, opened at
+    ``path``) less the codecs ``check`` decodes (:func:`codecs.stripped_document`), over
+    ``units``, the stored units :func:`codecs.check_unit` returned, by their keys in the store
+    (an absent unit left out, which reads as the fill value). zarr-python reads a region of
+    these units as it reads the same region of ``arr``, without decoding again what the check
+    has decoded (a gzip or zstd stream over each Blosc frame, or over a whole shard)."""
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
+    from zarr.storage import MemoryStore
+
+    meta: Any = arr.metadata
+    prototype = default_buffer_prototype()
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's about the format (see describe_array)
+        doc = codecs.stripped_document(meta.to_dict(), check)
+        kind = ArrayV3Metadata if meta.zarr_format == 3 else ArrayV2Metadata
+        documents = kind.from_dict(doc).to_buffer_dict(prototype)
+    path = path.strip("/")
+    stored = {key_under(path, k): v for k, v in documents.items()}
+    for key, raw in units.items():
+        stored[key] = prototype.buffer.from_bytes(memoryview(raw).cast("B"))
+    with format_warnings_ignored():
+        return zarr.open_array(MemoryStore(stored, read_only=True), path=path, mode="r")
 
 
 #: Kinds of dtypes whose stored chunks :func:`damaged_unit` decodes itself (fixed-size
@@ -1525,10 +1552,10 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
         native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
         parts = _describe_v3(doc, native) if meta.zarr_format == 3 else _describe_v2(doc)
         fmt, unit = parts["format"], tuple(parts["unit"])
-    blosc = None
+    check = None
     if fmt is None:
         unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
-        blosc = codecs.blosc_check(doc, stored)
+        check = codecs.unit_check(doc, stored)
     prefix = path.strip("/")
     indices = list(grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit)))
     keys = [key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in ix))) for ix in indices]
@@ -1537,8 +1564,8 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
     for index, key in zip(indices, keys, strict=True):
         try:
             if fmt is None:
-                if blosc is not None:  # a cut frame Zarr reads without an error
-                    codecs.check_blosc_frames(location.read(key), unit, blosc)
+                if check is not None:  # a cut frame Zarr reads without an error
+                    codecs.check_unit(location.read(key), unit, check)
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
@@ -1578,10 +1605,10 @@ def damaged_unit_in(
     holds part of ``region`` and is damaged, as the run finds its input's: (its key in the
     store, why in a few words, the problem: a key of :data:`~pipeline.store.shards.PROBLEMS`);
     None where none is found. Where the chain holds a Blosc codec (v2's compressor or a
-    filter, v3's, under other bytes-to-bytes codecs too: :func:`codecs.blosc_check`), each
-    unit's Blosc frames are checked (:func:`codecs.check_blosc_frames`): zarr-python decodes a
+    filter, v3's, under other bytes-to-bytes codecs too: :func:`codecs.unit_check`), each
+    unit's Blosc frames are checked (:func:`codecs.check_unit`): zarr-python decodes a
     frame cut short from whatever memory follows it, without an error; with ``every_index``,
-    each shard's index too, whatever the chain (:func:`codecs.blosc_check`: zarr-python reads
+    each shard's index too, whatever the chain (:func:`codecs.unit_check`: zarr-python reads
     a chunk whose entry points into the index from the index's bytes, without an error).
     Where ``failed`` (zarr-python's read of ``region`` raised), each unit is also read alone
     through zarr-python, and the first that fails is the damaged one (a store that does not
@@ -1596,16 +1623,16 @@ def damaged_unit_in(
         doc = meta.to_dict()
     unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
     shape = tuple(arr.shape)
-    blosc = codecs.blosc_check(doc, np.dtype(arr.dtype), every_index)
+    check = codecs.unit_check(doc, np.dtype(arr.dtype), every_index)
     ranges = [
         range(r.start // u, grid.ceil_div(r.stop, u)) for r, u in zip(region, unit, strict=True)
     ]
     prefix = path.strip("/")
     for index in itertools.product(*ranges):
         key = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
-        if blosc is not None:
+        if check is not None:
             try:
-                codecs.check_blosc_frames(location.read(key), unit, blosc)
+                codecs.check_unit(location.read(key), unit, check)
             except shards.Damaged as e:
                 return _unit_damage(key, e)
         if failed:

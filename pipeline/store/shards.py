@@ -69,7 +69,7 @@ class ShardFormat:
     index_big_endian: bool = False
     """the index's integers big-endian (its ``bytes`` codec's ``endian``), as tensorstore and
     zarr-python may write it; the pipeline decodes such shards only through Zarr, each shard's
-    index checked first (:func:`codecs.blosc_check`)"""
+    index checked first (:func:`codecs.unit_check`)"""
 
 
 def strip_crc32c(data: Any) -> memoryview:
@@ -99,6 +99,31 @@ def encode_index(offsets: np.ndarray, sizes: np.ndarray) -> bytes:
 
     raw = np.stack([offsets, sizes], axis=-1).astype("<u8").tobytes()
     return raw + google_crc32c.value(raw).to_bytes(4, "little")
+
+
+def encode_shard(frames: list[Any], shard: ShardFormat) -> bytes:
+    """A shard of the chunks' ``frames`` (bytes-like each, in C order over the shard's chunk
+    grid; None for an absent chunk) back to back, with its index laid out as ``shard`` says
+    (at its end or start, with a crc32c checksum or not, its integers little or big endian):
+    what Zarr's sharding codec reads as those chunks."""
+    import google_crc32c
+
+    n = len(frames)
+    k = index_nbytes(n, shard.index_crc32c)
+    offsets = np.full(n, EMPTY, np.uint64)
+    sizes = np.full(n, EMPTY, np.uint64)
+    at = 0 if shard.index_at_end else k
+    for i, frame in enumerate(frames):
+        if frame is not None:
+            size = len(memoryview(frame).cast("B"))
+            offsets[i], sizes[i] = at, size
+            at += size
+    table = np.stack([offsets, sizes], axis=-1)
+    index = table.astype(">u8" if shard.index_big_endian else "<u8").tobytes()
+    if shard.index_crc32c:
+        index += google_crc32c.value(index).to_bytes(4, "little")
+    body = b"".join(memoryview(f).cast("B") for f in frames if f is not None)
+    return body + index if shard.index_at_end else index + body
 
 
 def decode_index(
