@@ -1048,6 +1048,41 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".pipeline"]
 
 
+def test_a_full_disk_while_generating_says_to_generate_again(tmp_path: Path, cli) -> None:
+    """`pipeline generate` of an input (4 MiB that does not compress) onto a 1 MiB file
+    system, and `run` generating it (input.generate.when_missing): the line had said "then
+    `run --resume` finishes the output", which then refused, the input being unfinished; it
+    says to free space and generate it again, which then makes it whole."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    generate = {
+        "shape": [32, 32768],
+        "dtype": "float32",
+        "distribution": "uniform",
+        "chunks": [1, 32768],
+        "shards": [1, 32768],
+        "codec": {"name": "none"},
+    }
+    cfg = generated_config(tmp_path, generate, input={"store": str(disk / "in.zarr")})
+    when_missing = generated_config(
+        tmp_path,
+        {**generate, "when_missing": True},
+        input={"store": str(disk / "in.zarr")},
+        name="when_missing.yaml",
+    )
+    with _mounted(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], disk):
+        for args in (("generate", cfg), ("run", when_missing, "--progress", "none")):
+            e = refused(*args)
+            assert isinstance(e, StoreError) and e.where.startswith(str(disk / "in.zarr")), e
+            assert str(e).endswith("free space; then generate it again"), e
+            assert "--resume" not in str(e), e
+        r = subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        rc, _, err = cli("run", when_missing, "--progress", "none")
+        assert rc == 0, err
+        assert status(tmp_path / "out.zarr") == "complete"
+
+
 def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
     x = np.array([1.0, np.nan, np.inf, -np.inf, 1e30, -1e30, -0.0, 3.0] * 25, np.float32)
     make_array(tmp_path / "in.zarr", x, (40,))

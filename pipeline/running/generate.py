@@ -22,7 +22,16 @@ from pipeline import devices
 from pipeline.config.models import Config
 from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts
-from pipeline.errors import ClusterError, ConfigError, InputError, Interrupted
+from pipeline.errors import (
+    GENERATE_AGAIN,
+    ClusterError,
+    ConfigError,
+    InputError,
+    Interrupted,
+    StoreError,
+    disk_full,
+    no_space,
+)
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
@@ -74,6 +83,16 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     except KeyboardInterrupt:
         waiting.take()
         raise Interrupted("generate", where) from None
+    except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
+        full, reason = e.data.get("where"), e.data.get("reason")
+        if not isinstance(full, str) or not isinstance(reason, str):
+            raise
+        raise no_space(full, reason, GENERATE_AGAIN) from None
+    except OSError as e:  # a full disk under zarr-python's writes of the metadata
+        said = disk_full(e, where, GENERATE_AGAIN)
+        if said is None:
+            raise
+        raise said from None
     except ClusterError as e:
         d = e.data
         if d.get("reason") == "lost" and d.get("during") == "compute":  # had said run --resume
