@@ -1553,6 +1553,37 @@ def test_verify_of_an_output_another_config_made_fails_whatever_blocks_it_compar
     assert rc == 0, out + err
 
 
+def test_verify_of_an_output_another_config_of_another_dtype_made_names_the_command(
+    tmp_path: Path, cli
+) -> None:
+    """h57f: the same with a config whose stages make float64 (``factor: {dtype: float64,
+    value: 5}``): verify had said "the output is [40, 30] float32, but this config makes [40,
+    30] float64: is it the same config?", naming no command, where a config of the same dtype
+    is told `run --overwrite`, as `run --resume` names it. It says both configs' stages and
+    `run --overwrite`, which then makes the output verify passes, bit for bit NumPy's."""
+    x = np.random.default_rng(7).standard_normal((40, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    made = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="m.yaml")
+    rc, _, err = cli("run", made)
+    assert rc == 0, err
+    wide = [{"op": "multiply", "factor": {"dtype": "float64", "value": 5}}, *STAGES[1:]]
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=wide)
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "but this config makes [40, 30] float64" in line, line
+    assert "the output was computed with stages multiply(factor=5) float32" in line, line
+    assert "(this config's: multiply(factor=np.float64(5.0)) float32 -> float64" in line, line
+    assert "same config?" not in line and "`run --overwrite`" in line, line
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    got = read_array(tmp_path / "out.zarr")
+    assert got.dtype == np.float64
+    assert got.tobytes() == (((x * np.float64(5)) ** 2) * 2).tobytes()
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, out + err
+
+
 def test_an_input_both_zarr_versions_wrote_is_read_as_zarr_python_reads_it_said_once(
     tmp_path: Path,
 ) -> None:
