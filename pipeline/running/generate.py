@@ -144,7 +144,9 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
         elif found is not None:
             here, node = found
             place = loc.join(here)
-            if here == path:
+            if node == "dangling":
+                why = arrays.dangling_link(place, "input")
+            elif here == path:
                 why = f"{where} is a file, which generate never replaces"
             else:
                 why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
