@@ -11,6 +11,7 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -368,7 +369,15 @@ def create_input(config: Config, backend: str) -> GenSpec:
             else "arithmetic",
         }
     }
-    arrays.create_generated(loc.zarr_store(read_only=False), path, g, chunk, unit, attrs)
+    store = loc.zarr_store(read_only=False)
+    if loc.is_local and not path and os.path.islink(loc.url):
+        # zarr-python replaces an array at the store's root by deleting the root folder
+        # (rmtree), which refuses a symbolic link ("a store answered OSError: Cannot call
+        # rmtree on a symbolic link", h57f): the folder the link leads to is the store
+        from zarr.storage import LocalStore
+
+        store = LocalStore(os.path.realpath(loc.url), read_only=False)
+    arrays.create_generated(store, path, g, chunk, unit, attrs)
     info = arrays.describe_array(loc, path)
     sink = Sink(
         info=info,
