@@ -381,17 +381,32 @@ def _interrupted_line(what: str, where: str, state: str = "incomplete", refused:
     )
 
 
-def disk_full(e: OSError, where: str) -> StoreError | None:
-    """The one-line error for a full disk (or quota) while writing ``where``; None otherwise."""
+#: What a run's line says to do once its cause is fixed: the output it leaves is resumable.
+RESUME_FINISHES = "`run --resume` finishes the output"
+#: What a line of ``generate`` (or of a run generating its input) says to do once its cause is
+#: fixed: the input it leaves is unfinished, and only generating it again finishes it.
+GENERATE_AGAIN = "generate it again"
+
+
+def disk_full(e: OSError, where: str, then: str = RESUME_FINISHES) -> StoreError | None:
+    """The one-line error for a full disk (or quota) while writing ``where``, saying to free
+    space and ``then`` what finishes the work (:data:`RESUME_FINISHES` for a run's output,
+    :data:`GENERATE_AGAIN` for a generated input); None otherwise. Fields ``where`` and
+    ``reason`` (the file system's words)."""
     import errno
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StoreError(
-            f"no space left writing {where} ({e.strerror}): free space; then `run --resume` "
-            "finishes the output",
-            where=where,
-        )
+        return no_space(where, e.strerror or "no space left on the device", then)
     return None
+
+
+def no_space(where: str, reason: str, then: str) -> StoreError:
+    """:func:`disk_full`'s line, from its fields (``where``, ``reason``) and ``then``."""
+    return StoreError(
+        f"no space left writing {where} ({reason}): free space; then {then}",
+        where=where,
+        reason=reason,
+    )
 
 
 #: What gives an S3 store credentials: the words of every refusal for their absence.

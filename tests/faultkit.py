@@ -430,6 +430,35 @@ def undeletable(path: Path) -> Iterator[None]:
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[None]:
+    """Within this block nothing can be created in the folder ``folder`` (what a resume meets
+    in an output another user's run began): for root, whom permissions do not stop, it is
+    made immutable (``chattr +i``; the test is skipped where that cannot be done), for anyone
+    else read-only. Writable again afterwards."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    import pytest
+
+    chattr = shutil.which("chattr")
+    made = (
+        chattr is not None
+        and not subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode
+    )
+    if not made:
+        pytest.skip(f"cannot make {folder} immutable here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
 # --------------------------------------------------------------------------------------------
 # An external Dask cluster: `dask scheduler` and `dask worker` processes.
 

@@ -739,6 +739,46 @@ def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path: Path) -> None:
     assert file_states(out) == before
 
 
+@pytest.mark.parametrize("command", ["run", "generate"])
+def test_a_store_that_is_a_link_to_nothing_is_refused_naming_its_target(
+    tmp_path: Path, cli, command: str
+) -> None:
+    """h57f: an output.store (or a generated input.store) that is a symbolic link to a path
+    that does not exist had been refused as "a file, not a Zarr array", which `ls` shows it
+    is not, with the fix to remove it. The line names the link, its target and the fixes;
+    nothing is written; once that folder is made, the same command writes there (generate's
+    zarr-python, which replaces an array at the store's root by deleting the root folder,
+    had failed on the link: "a store answered OSError: Cannot call rmtree on a symbolic
+    link"), and generating again replaces what it made there, the link kept."""
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    target = tmp_path / "elsewhere" / "store.zarr"
+    link = tmp_path / "link.zarr"
+    link.symlink_to(target)
+    if command == "run":
+        make_array(tmp_path / "in.zarr", x, (5, 10))
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", link)
+    else:
+        generate = {"shape": [10, 10], "dtype": "float32", "chunks": [5, 10]}
+        cfg = generated_config(tmp_path, generate, input={"store": str(link)})
+    setting = "output" if command == "run" else "input"
+    for flags in ((), ("--overwrite",)) if command == "run" else ((),):
+        e = refused(command, cfg, *flags)
+        assert isinstance(e, OutputError if command == "run" else InputError), e
+        assert (e.status, e.blocking, e.node) == ("blocked", str(link), "dangling")
+        assert f"{link} is a symbolic link to {target}, which does not exist" in str(e), e
+        assert "a file" not in str(e) and f"another {setting}.store" in str(e), e
+    assert link.is_symlink() and not (tmp_path / "elsewhere").exists()
+    target.mkdir(parents=True)
+    for _ in range(2 if command == "generate" else 1):
+        rc, _, err = cli(command, cfg)
+        assert rc == 0, err
+        assert link.is_symlink() and (target / "zarr.json").is_file()
+    if command == "run":
+        assert np.array_equal(read_array(target), expected(x))
+    else:
+        assert read_array(link).shape == (10, 10)
+
+
 @pytest.mark.parametrize("kind", ["array", "v2-array", "file", "damaged"])
 def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str) -> None:
     """``input.generate`` into ``keep/x`` under a Zarr array or a file: refused in one line
@@ -1046,6 +1086,41 @@ def test_a_full_disk_fails_clearly_and_the_output_resumes(tmp_path: Path, cli) -
         assert status(out) == "complete"
         assert np.array_equal(read_array(out), expected(x))
         assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".pipeline"]
+
+
+def test_a_full_disk_while_generating_says_to_generate_again(tmp_path: Path, cli) -> None:
+    """`pipeline generate` of an input (4 MiB that does not compress) onto a 1 MiB file
+    system, and `run` generating it (input.generate.when_missing): the line had said "then
+    `run --resume` finishes the output", which then refused, the input being unfinished; it
+    says to free space and generate it again, which then makes it whole."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    generate = {
+        "shape": [32, 32768],
+        "dtype": "float32",
+        "distribution": "uniform",
+        "chunks": [1, 32768],
+        "shards": [1, 32768],
+        "codec": {"name": "none"},
+    }
+    cfg = generated_config(tmp_path, generate, input={"store": str(disk / "in.zarr")})
+    when_missing = generated_config(
+        tmp_path,
+        {**generate, "when_missing": True},
+        input={"store": str(disk / "in.zarr")},
+        name="when_missing.yaml",
+    )
+    with _mounted(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], disk):
+        for args in (("generate", cfg), ("run", when_missing, "--progress", "none")):
+            e = refused(*args)
+            assert isinstance(e, StoreError) and e.where.startswith(str(disk / "in.zarr")), e
+            assert str(e).endswith("free space; then generate it again"), e
+            assert "--resume" not in str(e), e
+        r = subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        rc, _, err = cli("run", when_missing, "--progress", "none")
+        assert rc == 0, err
+        assert status(tmp_path / "out.zarr") == "complete"
 
 
 def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
@@ -1515,6 +1590,37 @@ def test_verify_of_an_output_another_config_made_fails_whatever_blocks_it_compar
     assert "(this config's: multiply(factor=3) float32" in line, line
     assert "`run --overwrite`" in line, line
     rc, out, err = cli("verify", "--samples", "1", "--seed", "0", made)
+    assert rc == 0, out + err
+
+
+def test_verify_of_an_output_another_config_of_another_dtype_made_names_the_command(
+    tmp_path: Path, cli
+) -> None:
+    """h57f: the same with a config whose stages make float64 (``factor: {dtype: float64,
+    value: 5}``): verify had said "the output is [40, 30] float32, but this config makes [40,
+    30] float64: is it the same config?", naming no command, where a config of the same dtype
+    is told `run --overwrite`, as `run --resume` names it. It says both configs' stages and
+    `run --overwrite`, which then makes the output verify passes, bit for bit NumPy's."""
+    x = np.random.default_rng(7).standard_normal((40, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    made = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="m.yaml")
+    rc, _, err = cli("run", made)
+    assert rc == 0, err
+    wide = [{"op": "multiply", "factor": {"dtype": "float64", "value": 5}}, *STAGES[1:]]
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=wide)
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1
+    line = one_line_error(err)
+    assert "but this config makes [40, 30] float64" in line, line
+    assert "the output was computed with stages multiply(factor=5) float32" in line, line
+    assert "(this config's: multiply(factor=np.float64(5.0)) float32 -> float64" in line, line
+    assert "same config?" not in line and "`run --overwrite`" in line, line
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    got = read_array(tmp_path / "out.zarr")
+    assert got.dtype == np.float64
+    assert got.tobytes() == (((x * np.float64(5)) ** 2) * 2).tobytes()
+    rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, out + err
 
 

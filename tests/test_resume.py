@@ -37,6 +37,7 @@ from tests.faultkit import (
     marker_names,
     markers,
     one_line_error,
+    read_only_folder,
     refused,
     run_and_signal,
     run_python,
@@ -292,6 +293,38 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     assert rc == 0, err
     assert "1 block(s) marked written no longer hold what was written" in err
     assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("folder", "what"),
+    [("c", "output chunk"), (".pipeline/done", "the run record's marker")],
+)
+def test_a_resume_that_cannot_write_into_the_output_says_so_in_one_line_and_resumes_after(
+    work: Work, cli, folder: str, what: str
+) -> None:
+    """A folder of the killed output in which nothing can be created (the chunks' folder, or
+    the run record's markers': an output another user's run began), resumed on worker
+    processes: the run ends with one line naming the file, the output staying incomplete, the
+    fix and `run --resume`; no worker prints distributed's "Compute Failed" traceback (the
+    write's bare PermissionError had been printed by each worker, then the run's line, which
+    said nothing of the output's state nor of the resume). Once the folder is writable
+    again, the resume finishes the output, equal to NumPy's."""
+    work.restore_killed()
+    with read_only_folder(work.output / folder):
+        p = run_python(
+            ["-m", "pipeline", "run", "--resume", "--progress", "none", work.config], work.dir
+        )
+    assert p.returncode == 1, p.stderr
+    assert "Compute Failed" not in p.stderr
+    line = one_line_error(p.stderr)
+    assert line.startswith(f"error: cannot write {what} '{folder}/"), line
+    assert f"of {work.output}: the store answered PermissionError" in line, line
+    assert "the output stays incomplete" in line and "`run --resume` finishes the output" in line
+    assert status(work.output) == "incomplete"
+    rc, _, err = cli("run", work.config, "--resume", "--progress", "none")
+    assert rc == 0, err
     assert status(work.output) == "complete"
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 

@@ -266,6 +266,15 @@ def verify(
                 f"rewritten), and this config makes {makes} of it now; `run --overwrite` "
                 "computes it from the input as it is now"
             )
+        elif (made_with := _made_with(made, chain, unpack)) is not None:
+            # its record says another config's stages made it, as `run --resume` says (h57f:
+            # "is it the same config?", naming no command, where a config of the same dtype
+            # was told `run --overwrite`)
+            said = (
+                f"this config makes {makes}: the output was computed with {made_with}, as its "
+                "record says: it is another config's output; `run --overwrite` computes it "
+                "with this config"
+            )
         else:
             said = f"this config makes {makes}: is it the same config?"
         raise OutputError(

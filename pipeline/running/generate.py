@@ -11,6 +11,7 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,16 @@ from pipeline import devices
 from pipeline.config.models import Config
 from pipeline.devices.base import Encoding
 from pipeline.devices.hardware import Facts
-from pipeline.errors import ClusterError, ConfigError, InputError, Interrupted
+from pipeline.errors import (
+    GENERATE_AGAIN,
+    ClusterError,
+    ConfigError,
+    InputError,
+    Interrupted,
+    StoreError,
+    disk_full,
+    no_space,
+)
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
 from pipeline.reporting.progress import Progress
@@ -74,6 +84,16 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     except KeyboardInterrupt:
         waiting.take()
         raise Interrupted("generate", where) from None
+    except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
+        full, reason = e.data.get("where"), e.data.get("reason")
+        if not isinstance(full, str) or not isinstance(reason, str):
+            raise
+        raise no_space(full, reason, GENERATE_AGAIN) from None
+    except OSError as e:  # a full disk under zarr-python's writes of the metadata
+        said = disk_full(e, where, GENERATE_AGAIN)
+        if said is None:
+            raise
+        raise said from None
     except ClusterError as e:
         d = e.data
         if d.get("reason") == "lost" and d.get("during") == "compute":  # had said run --resume
@@ -125,7 +145,9 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
         elif found is not None:
             here, node = found
             place = loc.join(here)
-            if here == path:
+            if node == "dangling":
+                why = arrays.dangling_link(place, "input")
+            elif here == path:
                 why = f"{where} is a file, which generate never replaces"
             else:
                 why = f"{place} is {arrays.NODE_WORDS[node]}, and {arrays.NODE_WHY[node]}"
@@ -347,7 +369,15 @@ def create_input(config: Config, backend: str) -> GenSpec:
             else "arithmetic",
         }
     }
-    arrays.create_generated(loc.zarr_store(read_only=False), path, g, chunk, unit, attrs)
+    store = loc.zarr_store(read_only=False)
+    if loc.is_local and not path and os.path.islink(loc.url):
+        # zarr-python replaces an array at the store's root by deleting the root folder
+        # (rmtree), which refuses a symbolic link ("a store answered OSError: Cannot call
+        # rmtree on a symbolic link", h57f): the folder the link leads to is the store
+        from zarr.storage import LocalStore
+
+        store = LocalStore(os.path.realpath(loc.url), read_only=False)
+    arrays.create_generated(store, path, g, chunk, unit, attrs)
     info = arrays.describe_array(loc, path)
     sink = Sink(
         info=info,

@@ -244,7 +244,9 @@ def check_parents(plan: Plan) -> None:
     here, node = found
     where, place = loc.join(plan.output.path), loc.join(here)
     what = arrays.NODE_WORDS[node]
-    if here == plan.output.path.strip("/"):
+    if node == "dangling":
+        message = f"cannot write the output at {where}: {arrays.dangling_link(place, 'output')}"
+    elif here == plan.output.path.strip("/"):
         message = (
             f"{where} is {what}, not a Zarr array; the pipeline never replaces it, even with "
             "--overwrite: choose another output.array or output.store, or remove it yourself"

@@ -20,7 +20,18 @@ from typing import Any
 import numpy as np
 
 from pipeline import devices
-from pipeline.errors import VERIFY_NAMES, ChunkError, InputError, cause, one_line, storage_failure
+from pipeline.errors import (
+    GENERATE_AGAIN,
+    RESUME_FINISHES,
+    VERIFY_NAMES,
+    ChunkError,
+    InputError,
+    PipelineError,
+    StoreError,
+    cause,
+    one_line,
+    storage_failure,
+)
 from pipeline.ops import stages
 from pipeline.planning.plan import Sink, Source
 from pipeline.planning.variable import unheld_error
@@ -547,8 +558,61 @@ def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) ->
             real = sizes != EMPTY
             offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
             parts = [*parts, shards.encode_index(offsets, sizes)]
-    with _timed("write"):
+    with _timed("write"), _storing(sink, info.key(unit_index)):
         return info.location.write(info.key(unit_index), parts)
+
+
+def _then(sink: Sink) -> tuple[str, str, str]:
+    """What ``sink`` writes, for a line about a write of it that failed: ('output', what is
+    left, what finishes it) for a run's output (its blocks are marked in a run record:
+    ``sink.ledger``), ('input', ...) for an input being generated, which has none."""
+    where = sink.info.location.join(sink.info.path)
+    if sink.ledger is None:
+        return "input", f"the input {where} stays unfinished", GENERATE_AGAIN
+    return "output", "the output stays incomplete", RESUME_FINISHES
+
+
+def unwritable(sink: Sink, key: str, failure: str, what: str = "") -> StoreError:
+    """The one-line error for ``key`` of ``sink`` (``what`` it is: a chunk or shard file by
+    default, a block's marker) that its store would not take (``failure``:
+    :func:`~pipeline.errors.storage_failure`'s words, a permission, an HTTP status), saying
+    what is left and what finishes it once fixed; fields ``store``, ``key``, ``reason``,
+    ``setting`` ('output', or 'input' for a generated input). A task had raised the bare
+    ``OSError``, whose traceback each worker process printed ("Compute Failed"), before the
+    run's last line (h57f)."""
+    side, left, then = _then(sink)
+    store = sink.info.location.url
+    failure = one_line(failure)
+    what = what or f"{side} chunk"
+    fix = sink.info.location.answer_fix(failure, side=side)
+    return StoreError(
+        f"cannot write {what} {key!r} of {store}: the store answered {failure}; {left}: {fix}; "
+        f"then {then}",
+        store=store,
+        key=key,
+        reason=failure,
+        setting=side,
+    )
+
+
+@contextlib.contextmanager
+def _storing(sink: Sink, key: str, what: str = "") -> Iterator[None]:
+    """A write of ``key`` to ``sink``'s store: a store's refusal (a permission, an HTTP
+    status: :func:`~pipeline.errors.storage_failure`) raised as :func:`unwritable`'s line (a
+    full disk is :func:`~pipeline.errors.disk_full`'s already)."""
+    failure = None
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as e:
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+    # raised outside the handler, so the store's error is not its __context__ (as
+    # _read_unit's: an error that does not pickle made distributed hand back a bare Exception)
+    if failure is not None:
+        raise unwritable(sink, key, failure, what)
 
 
 def write_block(y: Any, sink: Sink, block_id: Shape) -> np.ndarray:
@@ -584,7 +648,8 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
     if sink.ledger is not None:
         counts = {"elements": int(y.size), "bytes_written": int(written)}
         counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
-        with _timed("write"):
+        marker = sink.ledger.marker_key(block_index)
+        with _timed("write"), _storing(sink, marker, "the run record's marker"):
             sink.ledger.mark(block_index, counts)
     t = _take_tally()
     micros = [int(t.get(k, 0.0) * 1e6) for k in ("read", "decode", "stages", "encode", "write")]

@@ -1288,6 +1288,7 @@ NODE_WORDS = {
     "file": "a file",
     "object": "a single object (a file, not a folder of keys)",
     "damaged": "a Zarr node whose metadata is not readable",
+    "dangling": "a symbolic link to a path that does not exist",
 }
 NODE_WHY = {
     "array": "only a group holds arrays",
@@ -1295,6 +1296,7 @@ NODE_WHY = {
     "file": "no folder can be made in a file",
     "object": "an object is not a folder",
     "damaged": "it may be an array, which holds no other nodes",
+    "dangling": "nothing can be written through it",
 }
 
 
@@ -1305,14 +1307,17 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
     array), or one whose metadata is not readable (:func:`node_type`'s 'damaged'), or, in a
     local store, a file (no folder can be made under it); or ``path`` itself, when it is a
     local file, or in an object store a single object and no folder of keys (it had been
-    called "a directory that holds other files"). (its path in the store, its kind: 'array',
-    'v2 array', 'damaged', 'file' or 'object');
+    called "a directory that holds other files"), or a symbolic link to a path that does not
+    exist (:func:`dangling_link`). (its path in the store, its kind: 'array', 'v2 array',
+    'damaged', 'file', 'object' or 'dangling');
     None where each of them is a group, a folder or nothing yet. Reads only."""
     parts = [p for p in path.strip("/").split("/") if p]
     for depth in range(len(parts) + 1):
         here = "/".join(parts[:depth])
         if location.is_local:
             full = location.join(here)
+            if os.path.islink(full) and not os.path.exists(full):  # it had been "a file"
+                return here, "dangling"
             if os.path.lexists(full) and not os.path.isdir(full):
                 return here, "file"
         if depth == len(parts):  # an array (or group) at ``path`` itself is the output's state
@@ -1324,6 +1329,21 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
         if kind == "damaged":  # found by helper-38: written under, and left as it was
             return here, "damaged"
     return None
+
+
+def dangling_link(path: str, setting: str) -> str:
+    """The refusal's words for the local ``path``, a symbolic link to a path that does not
+    exist (:func:`node_in_the_way`'s 'dangling'), naming its target and the fixes, the store
+    being ``setting``'s ('output' or 'input'): it had been called "a file", which ``ls``
+    shows it is not."""
+    try:
+        target = os.path.join(os.path.dirname(path), os.readlink(path))
+    except OSError:
+        target = "a path"
+    return (
+        f"{path} is a symbolic link to {target}, which does not exist: make that folder (the "
+        f"{setting} is then written there), remove the link, or choose another {setting}.store"
+    )
 
 
 def array_above(location: Location) -> tuple[str, str] | None:

@@ -56,12 +56,16 @@ class Ledger:
     def _name(block: Shape) -> str:
         return ".".join(str(i) for i in block)
 
+    def marker_key(self, block: Shape) -> str:
+        """The key of ``block``'s marker in the store ('out/.pipeline/done/3.0')."""
+        return self._key("done", self._name(block))
+
     def mark(self, block: Shape, counts: dict[str, int] | None = None) -> None:
         """Record that every byte of ``block`` is stored (call after the chunk writes), with
         the block's ``counts`` (elements, NaN, ...), so a resumed run can report the whole
         output's counts without reading the blocks it skips."""
         body = json.dumps(counts or {}, separators=(",", ":")).encode()
-        self.location.write(self._key("done", self._name(block)), [body], atomic=True)
+        self.location.write(self.marker_key(block), [body], atomic=True)
 
     def done(self) -> set[Shape]:
         """Blocks recorded as finished."""
