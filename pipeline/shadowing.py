@@ -49,6 +49,8 @@ def _shadowing_files() -> list[tuple[str, str, str]]:
             folder = os.path.dirname(folder)
         if folder not in entries or any(_within(folder, f) for f in installed):
             continue
+        if _installed_into(folder, name):  # pip install --target, a PYTHONPATH's release
+            continue
         later = entries[entries.index(folder) + 1 :]
         other = PathFinder.find_spec(name, [p for p in later if p != folder])
         origin = getattr(other, "origin", None)
@@ -66,6 +68,29 @@ def _installation_folders() -> list[str]:
     folders += site.getsitepackages() if hasattr(site, "getsitepackages") else []
     folders.append(site.getusersitepackages())
     return [os.path.realpath(f) for f in folders if isinstance(f, str)]
+
+
+def _installed_into(folder: str, name: str) -> bool:
+    """Whether ``folder`` holds module ``name`` as an installed distribution's (a
+    ``*.dist-info`` whose RECORD, or an ``*.egg-info`` whose top_level.txt, lists it): a release
+    put there on purpose (``pip install --target DIR``, a folder on PYTHONPATH), which takes the
+    place of another release of the library, not of the library. Reads with ``os`` alone."""
+    heads = (f"{name}/", f"{name}.py,", f"{name}.")
+    for entry in os.listdir(folder):
+        if entry.endswith(".dist-info"):
+            listing, lines_name = os.path.join(folder, entry, "RECORD"), False
+        elif entry.endswith(".egg-info"):
+            listing, lines_name = os.path.join(folder, entry, "top_level.txt"), True
+        else:
+            continue
+        try:
+            with open(listing, encoding="utf-8") as f:
+                for line in f:
+                    if (line.strip() == name) if lines_name else line.startswith(heads):
+                        return True
+        except OSError:
+            continue
+    return False
 
 
 def _within(path: str, folder: str) -> bool:

@@ -361,6 +361,30 @@ def test_any_file_of_the_users_in_an_imported_modules_place_is_named(tmp_path, m
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_a_release_installed_into_a_pythonpath_folder_is_no_file_of_the_users(tmp_path) -> None:
+    """A library's release installed into a folder on PYTHONPATH (``pip install --target``,
+    with its ``*.dist-info``), ahead of the environment's own, is no file of the user's in the
+    library's place: a command's error is its own line. Every error had been said as
+    "``.../yaml/__init__.py`` takes the place of the module 'yaml' ...: rename that file of
+    yours", a config not found too, the fix to rename a working install."""
+    import importlib.metadata
+    import shutil
+
+    import yaml
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(yaml.__file__).parent, site / "yaml")
+    files = importlib.metadata.distribution("PyYAML").files or []
+    record = next(Path(str(f.locate())) for f in files if f.name == "RECORD")
+    shutil.copytree(record.parent, site / record.parent.name)  # its PyYAML-*.dist-info
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(site)))}
+    argv = [sys.executable, "-m", "pipeline", "plan", str(tmp_path / "none.yaml")]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error: config file not found: "), r.stderr
+    assert "takes the place" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_an_xarray_of_the_users_is_not_blamed_on_the_dataset(tmp_path) -> None:
     """An ``xarray.py`` of the user's beside the command, with a Dataset variable as the
     input, is named as the module in xarray's place: the plan had said "xarray cannot read
