@@ -255,6 +255,28 @@ def test_an_environment_variable_in_a_store_path_is_refused_with_its_value(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
 
 
+@pytest.mark.parametrize("which", ["input", "output"])
+def test_a_folder_named_with_a_dollar_as_written_is_that_folder(
+    tmp_path, cli, monkeypatch, which
+) -> None:
+    """A store in a folder whose name holds ``$NAME`` as written (``run$H58C_DATA``), the
+    variable set: that folder exists, so it is the path meant, which no other writing names.
+    It had been refused as an environment variable to expand, naming a path that did not
+    exist."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("H58C_DATA", str(tmp_path / "elsewhere"))
+    folder = tmp_path / "run$H58C_DATA"
+    folder.mkdir()
+    x = _input_array()
+    stores = {"input": tmp_path / "in.zarr", "output": tmp_path / "out.zarr"}
+    stores[which] = folder / f"{which[:2]}.zarr"
+    make_array(stores["input"], x, (4, 5))
+    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc == 0, err
+    np.testing.assert_array_equal(zarr.open_array(stores["output"], mode="r")[...], reference(x))
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_a_file_url_host_localhost_in_any_case_is_this_machine(tmp_path) -> None:
     """RFC 8089's ``localhost`` is a host name, so case-insensitive."""
     assert Location.of(f"file://LocalHost{tmp_path}/x.zarr").url == f"{tmp_path}/x.zarr"

@@ -130,12 +130,17 @@ def environment_variable(path: str) -> str | None:
     local path or ``file://`` URL ``path``, as written; None where there is none (a URL of
     another protocol, a ``$`` naming no variable set here). Such a path had been taken as it
     is, relative: the input "did not exist" under a folder named ``$HOME``, and an output
-    was written into one."""
+    was written into one. A reference whose folder or file exists as written (a folder named
+    ``run$USER``) is none: that is the path meant, and no other way of writing it would do."""
     protocol = path.partition("://")[0] if "://" in path else ""
     if protocol not in ("", "file", "local"):
         return None
-    for m in _VARIABLE.finditer(path):
-        if m.group(2) in os.environ:
+    local = path.partition("://")[2] if protocol else path
+    for m in _VARIABLE.finditer(local):
+        if m.group(2) not in os.environ:
+            continue
+        end = local.find("/", m.end())
+        if not os.path.lexists(os.path.expanduser(local if end < 0 else local[:end])):
             return m.group(0)
     return None
 
