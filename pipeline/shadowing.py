@@ -76,7 +76,11 @@ def _installed_into(folder: str, name: str) -> bool:
     put there on purpose (``pip install --target DIR``, a folder on PYTHONPATH), which takes the
     place of another release of the library, not of the library. Reads with ``os`` alone."""
     heads = (f"{name}/", f"{name}.py,", f"{name}.")
-    for entry in os.listdir(folder):
+    try:
+        entries = os.listdir(folder)
+    except OSError:  # a zip file on sys.path, say: no installed distribution to read
+        return False
+    for entry in entries:
         if entry.endswith(".dist-info"):
             listing, lines_name = os.path.join(folder, entry, "RECORD"), False
         elif entry.endswith(".egg-info"):
