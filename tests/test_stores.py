@@ -256,8 +256,9 @@ def test_an_environment_variable_in_a_store_path_is_refused_with_its_value(
 
 
 @pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("scheme", ["", "file://", "file://localhost"])
 def test_a_folder_named_with_a_dollar_as_written_is_that_folder(
-    tmp_path, cli, monkeypatch, which
+    tmp_path, cli, monkeypatch, which, scheme
 ) -> None:
     """A store in a folder whose name holds ``$NAME`` as written (``run$H58C_DATA``), the
     variable set: that folder exists, so it is the path meant, which no other writing names.
@@ -271,7 +272,8 @@ def test_a_folder_named_with_a_dollar_as_written_is_that_folder(
     stores = {"input": tmp_path / "in.zarr", "output": tmp_path / "out.zarr"}
     stores[which] = folder / f"{which[:2]}.zarr"
     make_array(stores["input"], x, (4, 5))
-    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    urls = {k: f"{scheme}{v}" for k, v in stores.items()}
+    rc, _, err = cli("run", write_config(tmp_path, urls["input"], urls["output"]))
     assert rc == 0, err
     np.testing.assert_array_equal(zarr.open_array(stores["output"], mode="r")[...], reference(x))
     assert not (tmp_path / "elsewhere").exists()

@@ -136,6 +136,9 @@ def environment_variable(path: str) -> str | None:
     if protocol not in ("", "file", "local"):
         return None
     local = path.partition("://")[2] if protocol else path
+    host, slash, rest = local.partition("/")
+    if protocol and host.lower() == "localhost":  # file://localhost/tmp/x: /tmp/x
+        local = slash + rest
     for m in _VARIABLE.finditer(local):
         if m.group(2) not in os.environ:
             continue
