@@ -21,7 +21,8 @@ _PROGRAM = frozenset(("__main__", "__mp_main__", "pipeline"))
 
 def shadowing_files() -> list[tuple[str, str, str]]:
     """``(module, file, installed)`` for each top-level module this process imported from a
-    file of the user's (not the interpreter's standard library, nor a site-packages folder)
+    file of the user's (not the interpreter's standard library, nor a site-packages folder,
+    nor a release installed into a folder of sys.path: :func:`_installed_into`)
     while a module of the same name lies further along ``sys.path``, ``installed`` being that
     one's file: the file took its place. Empty where there is none. Raises nothing."""
     try:
