@@ -491,3 +491,63 @@ def test_a_scheduler_whose_workers_are_not_running_says_so(tmp_path, state: str)
     assert not (tmp_path / "out.zarr").exists()
     assert (error.reason, error.address) == ("not-running", address), error
     assert error.states == {"paused" if state == "paused" else "closing_gracefully": 1}
+
+
+#: A ``sitecustomize`` that makes the import of every top-level module named in
+#: ``WITHOUT_MODULES`` (commas between) fail as a package that is not installed does
+#: (ModuleNotFoundError): a worker started with it on its PYTHONPATH is one whose Python
+#: environment lacks those packages, though this process has them.
+_WITHOUT_MODULES = """
+import os, sys
+
+_ABSENT = set(filter(None, os.environ.get("WITHOUT_MODULES", "").split(",")))
+
+
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _ABSENT:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_workers_lacking_a_store_s_file_system_package_are_refused_before_anything_is_written(
+    tmp_path, command: str
+) -> None:
+    """A joined cluster whose worker's Python lacks the package of a store's file system
+    (aiohttp, which fsspec's HTTP file system needs, for an input served over HTTP; s3fs for
+    ``s3://`` alike), this process having it: every task had failed with "cannot open URL:
+    HTTPFileSystem requires "requests" and "aiohttp" to be installed", which named no worker
+    (this process has it, a user installs it here in vain), after the output was made
+    (incomplete). It is one line naming the store, the cluster, the worker and what to install
+    where, before anything is written; ``plan`` says the same."""
+    from tests.httpkit import serving
+
+    pytest.importorskip("aiohttp")
+    served = tmp_path / "served"
+    served.mkdir()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    make_array(served / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    with serving(served) as server:
+        url = f"{server.url}/in.zarr"
+        cfg = write_config(
+            tmp_path, url, tmp_path / "out.zarr", cluster={"scheduler": "local", "timeout": 60}
+        )
+        worker_env = {
+            "PYTHONPATH": os.pathsep.join((str(site), str(ROOT))),
+            "WITHOUT_MODULES": "aiohttp",
+        }
+        with _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env) as address:
+            proc = _pipeline(tmp_path, command, cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert f"the input store {url} cannot be opened on the cluster at {address}" in line, line
+    assert re.search(r"its worker tcp://127\.0\.0\.1:\d+ lacks its file system's package", line)
+    assert "aiohttp" in line and "install it in the workers' Python environment" in line, line
+    assert not (tmp_path / "out.zarr").exists()

@@ -942,6 +942,49 @@ def register(client: Client, plugin: WorkerPlugin, address: str) -> None:
     ask(client, lambda: client.register_plugin(plugin), "pipeline-plugin", address, "setup")
 
 
+def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a store whose file system the workers of
+    ``client``'s scheduler (``address``, as the config names it) cannot open for want of its
+    package (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp
+    for ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
+    :class:`~pipeline.store.location.Location`}. Every task had failed with ``cannot open
+    URL: Install s3fs to access S3``, which named no worker (this process has s3fs), after
+    the output was made. ClusterError (``reason`` 'missing-package', ``address``, ``store``,
+    ``workers``: those that lack it, ``cause``: fsspec's line); ClusterError 'lost' for a
+    lost scheduler."""
+    from pipeline.store.location import missing_packages
+
+    urls = sorted({loc.url for loc in stores.values()})
+    answers: dict[str, dict[str, str]] = ask(
+        client,
+        lambda: client.run(missing_packages, urls),
+        "pipeline-packages",
+        address,
+        "plan",
+    )
+    for setting, loc in stores.items():
+        lacking = sorted(w for w, missing in answers.items() if loc.url in missing)
+        if not lacking:
+            continue
+        why = answers[lacking[0]][loc.url]
+        if len(answers) == 1:
+            which = f"its worker {lacking[0]} lacks"
+        else:
+            more = ", ..." if len(lacking) > 1 else ""
+            verb = "lack" if len(lacking) > 1 else "lacks"
+            which = f"{len(lacking)} of its {len(answers)} workers ({lacking[0]}{more}) {verb}"
+        raise ClusterError(
+            f"the {setting} store {loc} cannot be opened on the cluster at {address}: "
+            f"{which} its file system's package ({why}); install it in the workers' "
+            "Python environment, as it is in this one, and start them again",
+            reason="missing-package",
+            address=address,
+            store=str(loc),
+            workers=lacking,
+            cause=why,
+        )
+
+
 def close_client(client: Client, timeout: float = 10) -> None:
     """Close ``client`` (of a joined scheduler) to its end, off the main thread; its errors
     dropped (the scheduler may be gone). Raises ``KeyboardInterrupt`` once it is closed when a
