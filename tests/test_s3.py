@@ -1067,6 +1067,60 @@ def test_a_question_mark_in_an_s3_name_is_no_query(tmp_path, cli, bucket, name: 
     assert f"{bucket_name}/{name}/zarr.json" in written, written
 
 
+def _object_keys(bucket_name: str, options: dict[str, Any]) -> list[str]:
+    """Every object's key in the bucket, as S3 keeps them (a key may begin with '/', which
+    s3fs's listings drop), through botocore's own listing."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id=options["key"],
+        aws_secret_access_key=options["secret"],
+        region_name="us-east-1",
+    )
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.mark.parametrize("side", ["input", "output"])
+@pytest.mark.parametrize("slashes", ["//", "///"])
+def test_an_s3_url_whose_bucket_is_followed_by_an_empty_name_is_one_config_line(
+    tmp_path, cli, bucket, side: str, slashes: str
+) -> None:
+    """``s3://bucket//out.zarr``: s3fs writes and reads its objects under keys beginning with
+    '/' (as zarr-python does), but lists the folder without it, another folder. An output there
+    had every block written, under '/out.zarr/...', and the check that each was recorded
+    found none ("6 block(s) have no record of being written ...; `run --resume` retries
+    them", as each resume again); an input there was "no Zarr array at ...; check
+    input.array", though its folder, listed, was the input's without '//'. It is refused
+    where the config is read, naming the URL meant, and nothing is written."""
+    url, options = bucket
+    name = url.removeprefix("s3://")
+    x = np.arange(48, dtype=np.float32).reshape(12, 4)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 4)
+    )[...] = x
+    stores = {"input": f"{url}/in.zarr", "output": f"{url}/out.zarr"}
+    stores[side] = stores[side].replace(f"{name}/", f"{name}{slashes}")
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": stores["input"], "storage_options": options},
+        output={"store": stores["output"], "storage_options": options},
+        chunking={"target_bytes": 64},
+    )
+    before = sorted(_object_keys(name, options))
+    rc, _, err = cli("run", cfg)
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert f"{side}.store: {stores[side]!r} has an empty name after its bucket" in line, line
+    meant = f"{url}/in.zarr" if side == "input" else f"{url}/out.zarr"
+    assert line.endswith(f"write {meant!r}"), line
+    assert sorted(_object_keys(name, options)) == before
+
+
 @pytest.mark.parametrize(
     "wrong",
     [
