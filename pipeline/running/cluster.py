@@ -223,10 +223,57 @@ def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: st
     except Exception as e:
         if scheduler_gone(e, client):
             raise lost_scheduler(address, during, type(e).__name__) from None
+        other = other_pipeline(e, address)
+        if other is not None:
+            raise other from None
         raise
     if client.status != "running":
         raise lost_scheduler(address, during, "connection lost")
     return out
+
+
+#: How distributed hands back a worker's failure to unpickle a function of the pipeline's
+#: (its ``exception_text`` in a bare Exception): the package absent from the worker's Python,
+#: or a name this process's pipeline has and the worker's, another version, has not.
+_NO_PIPELINE = re.compile(r"No module named '(pipeline(?:\.[\w.]+)?)'")
+_NOT_IN_PIPELINE = re.compile(r"Can't get attribute '([\w.]+)' on <module '(pipeline[\w.]*)'")
+
+
+def other_pipeline(e: BaseException, address: str) -> ClusterError | None:
+    """The one-line ClusterError for ``e``, a worker's failure to load what this process sent
+    it (distributed's bare ``Exception`` quoting the worker's error), where the worker's Python
+    has no pipeline (``reason`` 'no-pipeline') or another version of it, which lacks a name this
+    one sends (``reason`` 'other-pipeline', ``module``, ``name``); None for any other error.
+    The run had ended in ``error: Exception: ModuleNotFoundError("No module named
+    'pipeline'")``, which did not say that it was the workers' (``address``: the scheduler's,
+    as the config names it)."""
+    if type(e) is not Exception:
+        return None
+    text = str(e)
+    start = f"start them again with {_START.format(address=address)}"
+    missing = _NO_PIPELINE.search(text)
+    if missing is not None:
+        return ClusterError(
+            f"the workers of the cluster at {address} cannot import the pipeline (no module "
+            f"named {missing.group(1)!r} in their Python): install it where they run, the "
+            f"same version as this process's, or put it on their PYTHONPATH, and {start}",
+            reason="no-pipeline",
+            address=address,
+            module=missing.group(1),
+        )
+    other = _NOT_IN_PIPELINE.search(text)
+    if other is not None:
+        name, module = other.groups()
+        return ClusterError(
+            f"the workers of the cluster at {address} run another version of the pipeline "
+            f"than this process (their {module} has no {name!r}): {start}, in an environment "
+            "with this process's version of the pipeline",
+            reason="other-pipeline",
+            address=address,
+            module=module,
+            name=name,
+        )
+    return None
 
 
 def scheduler_gone(e: BaseException, client: Client) -> bool:
