@@ -1121,6 +1121,50 @@ def test_an_s3_url_whose_bucket_is_followed_by_an_empty_name_is_one_config_line(
     assert sorted(_object_keys(name, options)) == before
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_an_s3_prefix_of_chunks_without_metadata_is_said_to_be_one(
+    tmp_path, cli, bucket, fmt: int
+) -> None:
+    """An input prefix that holds an array's chunks but not its metadata (its ``zarr.json``
+    or ``.zarray`` deleted, or never copied): it had been "no Zarr array at ...; check
+    input.array", though no input.array is set and none finds it. The line says that the
+    prefix holds chunks and no metadata, and what to do; nothing written, the input kept."""
+    import s3fs
+
+    url, options = bucket
+    x = np.arange(48, dtype=np.float32).reshape(12, 4)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options),
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(4, 4),
+        zarr_format=fmt,
+    )[...] = x
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    name = url.removeprefix("s3://")
+    for document in ("zarr.json", ".zarray", ".zattrs"):
+        if fs.exists(f"{name}/in.zarr/{document}"):
+            fs.rm(f"{name}/in.zarr/{document}")
+    kept = {p: fs.info(p)["ETag"] for p in fs.find(f"{name}/in.zarr")}
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 1, err
+    line = one_line_error(err)
+    first = "under 'c/'" if fmt == 3 else "'0.0'"
+    assert line.startswith(
+        f"error: no Zarr array at {url}/in.zarr: it holds chunks ({first}) but no metadata"
+    ), line
+    assert "check input.array" not in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    fs.invalidate_cache()
+    assert {p: fs.info(p)["ETag"] for p in fs.find(f"{name}/in.zarr")} == kept
+
+
 @pytest.mark.parametrize(
     "wrong",
     [

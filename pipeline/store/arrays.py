@@ -957,6 +957,18 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        chunks = _chunks_without_metadata(location, path)
+        if chunks is not None:
+            raise InputError(
+                f"no Zarr array at {location.said(path)}: it holds chunks ({chunks}) but no "
+                "metadata (zarr.json or .zarray), which Zarr reads first; restore the array's "
+                "metadata document, or point input.store (or input.array) at the folder that "
+                "holds it",
+                store=where,
+                array=path,
+                status="absent",
+                reason="no metadata",
+            ) from None
         if not path and location.archive() is None:
             kind = _plain_file_kind(location)
             if kind is not None:
@@ -1286,6 +1298,27 @@ _FILE_MAGIC = (
     (b"CDF\x05", "a netCDF 64-bit data file"),
     (b"GRIB", "a GRIB file"),
 )
+
+
+#: A name of a folder's listing that is a chunk's key, or the first part of one: v3's
+#: default ``c`` (its chunks under ``c/0/1``), v2's ``0.1`` (or ``0`` under ``/`` keys).
+_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
+
+
+def _chunks_without_metadata(location: Location, path: str) -> str | None:
+    """The first of the names at ``path`` of ``location`` (a folder with no Zarr metadata of
+    its own) that look like chunks' keys (:data:`_CHUNK_NAME`), said (``under 'c/'``,
+    ``'0.0'``), where every name there does and there is one: an array whose ``zarr.json`` or
+    ``.zarray`` is gone, or was never copied (a copy of its chunks alone); None elsewhere (a
+    folder of arrays or groups, one that lists nothing or refuses to). It had been "no Zarr
+    array at ...; check input.array", though no ``input.array`` finds the array there."""
+    try:
+        names = location.entries(path)
+    except Exception:  # a hint only: the usual line stands
+        return None
+    if not names or not all(_CHUNK_NAME.fullmatch(n) for n in names):
+        return None
+    return "under 'c/'" if names[0] == "c" else repr(names[0])
 
 
 def _plain_file_kind(location: Location) -> str | None:
