@@ -1310,13 +1310,19 @@ def _chunks_without_metadata(location: Location, path: str) -> str | None:
     its own) that look like chunks' keys (:data:`_CHUNK_NAME`), said (``under 'c/'``,
     ``'0.0'``), where every name there does and there is one: an array whose ``zarr.json`` or
     ``.zarray`` is gone, or was never copied (a copy of its chunks alone); None elsewhere (a
-    folder of arrays or groups, one that lists nothing or refuses to). It had been "no Zarr
+    folder of arrays or groups, those of a multiscale image named '0', '1', ... too, one that
+    lists nothing or refuses to). It had been "no Zarr
     array at ...; check input.array", though no ``input.array`` finds the array there."""
     try:
         names = location.entries(path)
     except Exception:  # a hint only: the usual line stands
         return None
     if not names or not all(_CHUNK_NAME.fullmatch(n) for n in names):
+        return None
+    try:  # members named so ('0', '1': the levels of a multiscale image) are no chunks
+        if node_type(location, key_under(path, names[0])) != "none":
+            return None
+    except Exception:  # a hint only: the usual line stands
         return None
     return "under 'c/'" if names[0] == "c" else repr(names[0])
 
