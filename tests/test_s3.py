@@ -1900,3 +1900,58 @@ def test_a_run_that_could_not_consolidate_again_on_s3_is_refused_and_writes_noth
     assert f"{out}/r holds Zarr metadata that zarr-python cannot read (JSONDecodeError" in said
     assert objects() == before
     assert json.loads(fs.cat_file(f"{out}/zarr.json")).get("consolidated_metadata") is not None
+
+
+@pytest.mark.parametrize("command", ["run", "generate"])
+def test_workers_lacking_s3fs_are_refused_naming_them(tmp_path, bucket, command: str) -> None:
+    """A joined cluster whose worker's Python lacks s3fs, this process having it: every task
+    had failed with "cannot open s3://...: Install s3fs to access S3", which named no worker,
+    after a run had made its output (left incomplete). The run is refused before anything is
+    written, and generate before its units are, in one line naming the store, the worker and
+    where to install s3fs."""
+    import s3fs
+
+    from tests.faultkit import env
+    from tests.test_scheduler import _WITHOUT_MODULES, ROOT, _one_worker_cluster
+
+    url, options = bucket
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    if command == "run":
+        x = np.arange(48, dtype=np.float32).reshape(12, 4)
+        zarr.create_array(
+            store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(4, 4)
+        )[...] = x
+        input_section: dict[str, Any] = {}
+    else:
+        input_section = {"generate": {"shape": [12, 4], "chunks": [4, 4], "dtype": "float32"}}
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"{url}/in.zarr", "storage_options": options, **input_section},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+        cluster={"timeout": 60},
+    )
+    worker_env = {"PYTHONPATH": os.pathsep.join((str(site), str(ROOT))), "WITHOUT_MODULES": "s3fs"}
+    with _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env(),
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the input store {url}/in.zarr cannot be opened on the cluster at {address}: "
+        "its worker tcp://127.0.0.1:"
+    ), line
+    assert "lacks its file system's package (Install s3fs to access S3)" in line, line
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not fs.exists(f"{url}/out.zarr")
+    if command == "generate":  # its metadata made, marked unfinished: no unit written
+        assert not fs.exists(f"{url}/in.zarr/c")
