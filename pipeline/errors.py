@@ -294,7 +294,11 @@ class ClusterError(PipelineError):
     whose protocol Dask here cannot connect over, with ``protocol`` and ``available``, the
     ones it can, 'not-running' for a joined scheduler whose workers are none of them running
     within the timeout, with ``states``, {Dask's worker status ('paused', 'closing_gracefully',
-    ...): workers}), ``address`` (the scheduler's, or
+    ...): workers}, 'missing-package' for a joined cluster's workers that cannot open a store
+    for want of its file system's package, with ``store``, ``workers`` and ``cause``,
+    'no-pipeline' for workers whose Python has no pipeline and 'other-pipeline' for workers
+    running another version of it, with ``module`` (and ``name``, what theirs lacks)),
+    ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
     address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run

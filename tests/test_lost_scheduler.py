@@ -141,10 +141,11 @@ LOST = {
     "identity:3": {"connect"},  # waiting for its first worker (the 3rd identity request)
     "broadcast:1": {"plan"},  # the device memory its workers hold (Client.run)
     "broadcast:2": {"plan"},  # its workers' facts (Client.run)
+    "broadcast:3": {"plan"},  # whether its workers open the stores' file systems (Client.run)
     "identity:4": {"plan", "setup"},  # its workers' threads (Client.scheduler_info)
     "register_worker_plugin:1": {"setup"},  # the workers' set-up (Client.register_plugin)
     "identity:5": {"setup", "compute"},  # the dashboard's link
-    "broadcast:3": {"compute"},  # the peaks reset, the output made (Client.run)
+    "broadcast:4": {"compute"},  # the peaks reset, the output made (Client.run)
     "update-graph:1": {"compute"},  # the graph submitted
     "gather:1": {"compute"},  # the first results gathered
 }
@@ -172,7 +173,7 @@ def test_a_scheduler_lost_before_the_work_ends_is_a_cluster_error(tmp_path, mome
     assert np.array_equal(read_array(out), reference(x))
 
 
-@pytest.mark.parametrize("moment", ["who_has:1", "broadcast:4", "close-client:1"])
+@pytest.mark.parametrize("moment", ["who_has:1", "broadcast:5", "close-client:1"])
 def test_a_scheduler_lost_after_every_block_is_written_leaves_a_complete_output(
     tmp_path, moment
 ) -> None:

@@ -1067,6 +1067,104 @@ def test_a_question_mark_in_an_s3_name_is_no_query(tmp_path, cli, bucket, name: 
     assert f"{bucket_name}/{name}/zarr.json" in written, written
 
 
+def _object_keys(bucket_name: str, options: dict[str, Any]) -> list[str]:
+    """Every object's key in the bucket, as S3 keeps them (a key may begin with '/', which
+    s3fs's listings drop), through botocore's own listing."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id=options["key"],
+        aws_secret_access_key=options["secret"],
+        region_name="us-east-1",
+    )
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.mark.parametrize("side", ["input", "output"])
+@pytest.mark.parametrize("slashes", ["//", "///"])
+def test_an_s3_url_whose_bucket_is_followed_by_an_empty_name_is_one_config_line(
+    tmp_path, cli, bucket, side: str, slashes: str
+) -> None:
+    """``s3://bucket//out.zarr``: s3fs writes and reads its objects under keys beginning with
+    '/' (as zarr-python does), but lists the folder without it, another folder. An output there
+    had every block written, under '/out.zarr/...', and the check that each was recorded
+    found none ("6 block(s) have no record of being written ...; `run --resume` retries
+    them", as each resume again); an input there was "no Zarr array at ...; check
+    input.array", though its folder, listed, was the input's without '//'. It is refused
+    where the config is read, naming the URL meant, and nothing is written."""
+    url, options = bucket
+    name = url.removeprefix("s3://")
+    x = np.arange(48, dtype=np.float32).reshape(12, 4)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 4)
+    )[...] = x
+    stores = {"input": f"{url}/in.zarr", "output": f"{url}/out.zarr"}
+    stores[side] = stores[side].replace(f"{name}/", f"{name}{slashes}")
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": stores["input"], "storage_options": options},
+        output={"store": stores["output"], "storage_options": options},
+        chunking={"target_bytes": 64},
+    )
+    before = sorted(_object_keys(name, options))
+    rc, _, err = cli("run", cfg)
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert f"{side}.store: {stores[side]!r} has an empty name after its bucket" in line, line
+    meant = f"{url}/in.zarr" if side == "input" else f"{url}/out.zarr"
+    assert line.endswith(f"write {meant!r}"), line
+    assert sorted(_object_keys(name, options)) == before
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_an_s3_prefix_of_chunks_without_metadata_is_said_to_be_one(
+    tmp_path, cli, bucket, fmt: int
+) -> None:
+    """An input prefix that holds an array's chunks but not its metadata (its ``zarr.json``
+    or ``.zarray`` deleted, or never copied): it had been "no Zarr array at ...; check
+    input.array", though no input.array is set and none finds it. The line says that the
+    prefix holds chunks and no metadata, and what to do; nothing written, the input kept."""
+    import s3fs
+
+    url, options = bucket
+    x = np.arange(48, dtype=np.float32).reshape(12, 4)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options),
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(4, 4),
+        zarr_format=fmt,
+    )[...] = x
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    name = url.removeprefix("s3://")
+    for document in ("zarr.json", ".zarray", ".zattrs"):
+        if fs.exists(f"{name}/in.zarr/{document}"):
+            fs.rm(f"{name}/in.zarr/{document}")
+    kept = {p: fs.info(p)["ETag"] for p in fs.find(f"{name}/in.zarr")}
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+    )
+    rc, _, err = cli("run", cfg)
+    assert rc == 1, err
+    line = one_line_error(err)
+    first = "under 'c/'" if fmt == 3 else "'0.0'"
+    assert line.startswith(
+        f"error: no Zarr array at {url}/in.zarr: it holds chunks ({first}) but no metadata"
+    ), line
+    assert "check input.array" not in line, line
+    assert not (tmp_path / "out.zarr").exists()
+    fs.invalidate_cache()
+    assert {p: fs.info(p)["ETag"] for p in fs.find(f"{name}/in.zarr")} == kept
+
+
 @pytest.mark.parametrize(
     "wrong",
     [
@@ -1802,3 +1900,58 @@ def test_a_run_that_could_not_consolidate_again_on_s3_is_refused_and_writes_noth
     assert f"{out}/r holds Zarr metadata that zarr-python cannot read (JSONDecodeError" in said
     assert objects() == before
     assert json.loads(fs.cat_file(f"{out}/zarr.json")).get("consolidated_metadata") is not None
+
+
+@pytest.mark.parametrize("command", ["run", "generate"])
+def test_workers_lacking_s3fs_are_refused_naming_them(tmp_path, bucket, command: str) -> None:
+    """A joined cluster whose worker's Python lacks s3fs, this process having it: every task
+    had failed with "cannot open s3://...: Install s3fs to access S3", which named no worker,
+    after a run had made its output (left incomplete). The run is refused before anything is
+    written, and generate before its units are, in one line naming the store, the worker and
+    where to install s3fs."""
+    import s3fs
+
+    from tests.faultkit import env
+    from tests.test_scheduler import _WITHOUT_MODULES, ROOT, _one_worker_cluster
+
+    url, options = bucket
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    if command == "run":
+        x = np.arange(48, dtype=np.float32).reshape(12, 4)
+        zarr.create_array(
+            store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(4, 4)
+        )[...] = x
+        input_section: dict[str, Any] = {}
+    else:
+        input_section = {"generate": {"shape": [12, 4], "chunks": [4, 4], "dtype": "float32"}}
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"{url}/in.zarr", "storage_options": options, **input_section},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+        cluster={"timeout": 60},
+    )
+    worker_env = {"PYTHONPATH": os.pathsep.join((str(site), str(ROOT))), "WITHOUT_MODULES": "s3fs"}
+    with _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", command, str(cfg), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env(),
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the input store {url}/in.zarr cannot be opened on the cluster at {address}: "
+        "its worker tcp://127.0.0.1:"
+    ), line
+    assert "lacks its file system's package (Install s3fs to access S3)" in line, line
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert not fs.exists(f"{url}/out.zarr")
+    if command == "generate":  # its metadata made, marked unfinished: no unit written
+        assert not fs.exists(f"{url}/in.zarr/c")

@@ -61,11 +61,16 @@ def _dask_scheduler(port: int, out: Any, environ: dict[str, str]) -> subprocess.
 
 @contextlib.contextmanager
 def _one_worker_cluster(
-    log: Path, environ: dict[str, str], *worker_args: str, **worker_env: str
+    log: Path,
+    environ: dict[str, str],
+    *worker_args: str,
+    worker_cwd: Path | None = None,
+    **worker_env: str,
 ) -> Iterator[str]:
     """The address of a `dask scheduler` with one single-threaded `dask worker` process (its
-    further ``worker_args``), both in ``environ``, the worker with ``worker_env`` added (Dask's
-    config); their output to ``log``."""
+    further ``worker_args``, run in ``worker_cwd``, else this process's directory, which
+    ``python -m`` puts first on its module path), both in ``environ``, the worker with
+    ``worker_env`` added (Dask's config); their output to ``log``."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = log.open("w")
@@ -79,6 +84,7 @@ def _one_worker_cluster(
                 stdout=out,
                 stderr=out,
                 env={**environ, **worker_env},
+                cwd=worker_cwd,
             )
         )
         yield address
@@ -491,3 +497,117 @@ def test_a_scheduler_whose_workers_are_not_running_says_so(tmp_path, state: str)
     assert not (tmp_path / "out.zarr").exists()
     assert (error.reason, error.address) == ("not-running", address), error
     assert error.states == {"paused" if state == "paused" else "closing_gracefully": 1}
+
+
+#: A ``sitecustomize`` that makes the import of every top-level module named in
+#: ``WITHOUT_MODULES`` (commas between) fail as a package that is not installed does
+#: (ModuleNotFoundError): a worker started with it on its PYTHONPATH is one whose Python
+#: environment lacks those packages, though this process has them.
+_WITHOUT_MODULES = """
+import os, sys
+
+_ABSENT = set(filter(None, os.environ.get("WITHOUT_MODULES", "").split(",")))
+
+
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _ABSENT:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_workers_lacking_a_store_s_file_system_package_are_refused_before_anything_is_written(
+    tmp_path, command: str
+) -> None:
+    """A joined cluster whose worker's Python lacks the package of a store's file system
+    (aiohttp, which fsspec's HTTP file system needs, for an input served over HTTP; s3fs for
+    ``s3://`` alike), this process having it: every task had failed with "cannot open URL:
+    HTTPFileSystem requires "requests" and "aiohttp" to be installed", which named no worker
+    (this process has it, a user installs it here in vain), after the output was made
+    (incomplete). It is one line naming the store, the cluster, the worker and what to install
+    where, before anything is written; ``plan`` says the same."""
+    from tests.httpkit import serving
+
+    pytest.importorskip("aiohttp")
+    served = tmp_path / "served"
+    served.mkdir()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    make_array(served / "in.zarr", np.ones((4, 4), np.float32), (2, 4))
+    with serving(served) as server:
+        url = f"{server.url}/in.zarr"
+        cfg = write_config(
+            tmp_path, url, tmp_path / "out.zarr", cluster={"scheduler": "local", "timeout": 60}
+        )
+        worker_env = {
+            "PYTHONPATH": os.pathsep.join((str(site), str(ROOT))),
+            "WITHOUT_MODULES": "aiohttp",
+        }
+        with _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env) as address:
+            proc = _pipeline(tmp_path, command, cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert f"the input store {url} cannot be opened on the cluster at {address}" in line, line
+    assert re.search(r"its worker tcp://127\.0\.0\.1:\d+ lacks its file system's package", line)
+    assert "aiohttp" in line and "install it in the workers' Python environment" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_workers_without_the_pipeline_are_refused_naming_them(tmp_path, command: str) -> None:
+    """A joined cluster whose worker's Python has no pipeline (not installed there, not on its
+    PYTHONPATH): the run had ended in ``error: Exception: ModuleNotFoundError("No module
+    named 'pipeline'")``, which did not say whose Python lacks it (this one has it). It is one
+    line naming the cluster, what to install where and how to start the workers again;
+    reason 'no-pipeline'; nothing written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    worker_env = {"PYTHONPATH": str(site), "WITHOUT_MODULES": "pipeline"}
+    with _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env) as address:
+        proc = _pipeline(tmp_path, command, cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} cannot import the pipeline"
+    ), line
+    assert "install it where they run" in line and f"`dask worker {address}`" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> None:
+    """A joined cluster whose worker runs another version of the pipeline, one without a
+    function this process sends it (a copy of this checkout as it was before
+    ``location.missing_packages``): the run had ended in ``error: Exception:
+    AttributeError("Can't get attribute ...")``. It is one line saying that the workers run
+    another version and naming the name theirs lacks; reason 'other-pipeline'; nothing
+    written."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(
+        ROOT / "pipeline", old / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    location = old / "pipeline" / "store" / "location.py"
+    text = location.read_text()
+    assert "\ndef missing_packages(" in text
+    location.write_text(text.replace("\ndef missing_packages(", "\ndef _not_yet_written("))
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=old, PYTHONPATH=str(old)
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} run another version of the pipeline"
+    ), line
+    assert "pipeline.store.location has no 'missing_packages'" in line, line
+    assert not (tmp_path / "out.zarr").exists()

@@ -33,6 +33,7 @@ __all__ = [
     "file_url_without_slashes",
     "http_fragment",
     "http_query",
+    "key_after_slash",
     "misplaced_options_problem",
     "text_bool_option",
     "text_bool_said",
@@ -167,13 +168,37 @@ def unknown_protocol(url: str) -> str | None:
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
+#: Schemes of s3fs, whose listings drop the ``/`` that begins a key (``s3://bucket//x``:
+#: :func:`key_after_slash`).
+_KEY_SLASH_DROPPING = frozenset(("s3", "s3a"))
+
+
+def key_after_slash(url: str) -> tuple[str, str] | None:
+    """The part of ``url`` (alone or in a chain) whose bucket is followed by an empty name
+    (``s3://bucket//out.zarr``: a key that begins with ``/``), with the URL it most likely
+    meant (``s3://bucket/out.zarr``); None where there is none. s3fs reads and writes such
+    objects under keys that begin with ``/``, as zarr-python does, but lists the folder
+    without it (its ``_lsdir`` strips the key's leading ``/``), another folder: an output
+    written there had every block written and none found by the check that they all were
+    ("no record of being written", and ``run --resume`` again the same), and an input was
+    looked for in the other folder."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        if not sep or protocol not in _KEY_SLASH_DROPPING:
+            continue
+        bucket, slash, key = rest.lstrip("/").partition("/")
+        if slash and key.startswith("/") and key.strip("/"):  # not the bucket itself
+            return bit, f"{protocol}://{bucket}/{key.lstrip('/')}"
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
     and any other protocol's: :func:`url_without_slashes`; a protocol in capitals:
     :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`; an
-    environment variable, which nothing expands: :func:`environment_variable`), or None when
-    it can be."""
+    environment variable, which nothing expands: :func:`environment_variable`; an S3 bucket
+    followed by ``//``: :func:`key_after_slash`), or None when it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
@@ -195,6 +220,14 @@ def file_url_problem(url: str) -> str | None:
         return (
             f"{without_query(bit).partition('://')[0]!r} is no protocol fsspec knows (it "
             f"reads protocols in small letters): write {without_query(meant)!r}"
+        )
+    slash = key_after_slash(url)
+    if slash is not None:
+        bit, meant = slash
+        return (
+            f"{without_query(bit)!r} has an empty name after its bucket ('//'), which s3fs "
+            "writes into its keys but drops from its listings, so a run would not find what "
+            f"it wrote: write {without_query(meant)!r}"
         )
     variable = environment_variable(url)
     if variable is not None:

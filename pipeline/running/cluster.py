@@ -223,10 +223,57 @@ def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: st
     except Exception as e:
         if scheduler_gone(e, client):
             raise lost_scheduler(address, during, type(e).__name__) from None
+        other = other_pipeline(e, address)
+        if other is not None:
+            raise other from None
         raise
     if client.status != "running":
         raise lost_scheduler(address, during, "connection lost")
     return out
+
+
+#: How distributed hands back a worker's failure to unpickle a function of the pipeline's
+#: (its ``exception_text`` in a bare Exception): the package absent from the worker's Python,
+#: or a name this process's pipeline has and the worker's, another version, has not.
+_NO_PIPELINE = re.compile(r"No module named '(pipeline(?:\.[\w.]+)?)'")
+_NOT_IN_PIPELINE = re.compile(r"Can't get attribute '([\w.]+)' on <module '(pipeline[\w.]*)'")
+
+
+def other_pipeline(e: BaseException, address: str) -> ClusterError | None:
+    """The one-line ClusterError for ``e``, a worker's failure to load what this process sent
+    it (distributed's bare ``Exception`` quoting the worker's error), where the worker's Python
+    has no pipeline (``reason`` 'no-pipeline') or another version of it, which lacks a name this
+    one sends (``reason`` 'other-pipeline', ``module``, ``name``); None for any other error.
+    The run had ended in ``error: Exception: ModuleNotFoundError("No module named
+    'pipeline'")``, which did not say that it was the workers' (``address``: the scheduler's,
+    as the config names it)."""
+    if type(e) is not Exception:
+        return None
+    text = str(e)
+    start = f"start them again with {_START.format(address=address)}"
+    missing = _NO_PIPELINE.search(text)
+    if missing is not None:
+        return ClusterError(
+            f"the workers of the cluster at {address} cannot import the pipeline (no module "
+            f"named {missing.group(1)!r} in their Python): install it where they run, the "
+            f"same version as this process's, or put it on their PYTHONPATH, and {start}",
+            reason="no-pipeline",
+            address=address,
+            module=missing.group(1),
+        )
+    other = _NOT_IN_PIPELINE.search(text)
+    if other is not None:
+        name, module = other.groups()
+        return ClusterError(
+            f"the workers of the cluster at {address} run another version of the pipeline "
+            f"than this process (their {module} has no {name!r}): {start}, in an environment "
+            "with this process's version of the pipeline",
+            reason="other-pipeline",
+            address=address,
+            module=module,
+            name=name,
+        )
+    return None
 
 
 def scheduler_gone(e: BaseException, client: Client) -> bool:
@@ -940,6 +987,49 @@ def register(client: Client, plugin: WorkerPlugin, address: str) -> None:
     config names it): each worker runs its set-up now, and every worker that joins later
     runs it too. Raises what a worker's set-up raised, ClusterError for a lost scheduler."""
     ask(client, lambda: client.register_plugin(plugin), "pipeline-plugin", address, "setup")
+
+
+def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a store whose file system the workers of
+    ``client``'s scheduler (``address``, as the config names it) cannot open for want of its
+    package (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp
+    for ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
+    :class:`~pipeline.store.location.Location`}. Every task had failed with ``cannot open
+    URL: Install s3fs to access S3``, which named no worker (this process has s3fs), after
+    the output was made. ClusterError (``reason`` 'missing-package', ``address``, ``store``,
+    ``workers``: those that lack it, ``cause``: fsspec's line); ClusterError 'lost' for a
+    lost scheduler."""
+    from pipeline.store.location import missing_packages
+
+    urls = sorted({loc.url for loc in stores.values()})
+    answers: dict[str, dict[str, str]] = ask(
+        client,
+        lambda: client.run(missing_packages, urls),
+        "pipeline-packages",
+        address,
+        "plan",
+    )
+    for setting, loc in stores.items():
+        lacking = sorted(w for w, missing in answers.items() if loc.url in missing)
+        if not lacking:
+            continue
+        why = answers[lacking[0]][loc.url]
+        if len(answers) == 1:
+            which = f"its worker {lacking[0]} lacks"
+        else:
+            more = ", ..." if len(lacking) > 1 else ""
+            verb = "lack" if len(lacking) > 1 else "lacks"
+            which = f"{len(lacking)} of its {len(answers)} workers ({lacking[0]}{more}) {verb}"
+        raise ClusterError(
+            f"the {setting} store {loc} cannot be opened on the cluster at {address}: "
+            f"{which} its file system's package ({why}); install it in the workers' "
+            "Python environment, as it is in this one, and start them again",
+            reason="missing-package",
+            address=address,
+            store=str(loc),
+            workers=lacking,
+            cause=why,
+        )
 
 
 def close_client(client: Client, timeout: float = 10) -> None:

@@ -325,22 +325,25 @@ def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: flo
     dsk = {(name, *u): (make, tuple(u)) for u in units}
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with (
-        _workers(cp) as workers,
+        _workers(cp, info.location) as workers,
         Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
     ):
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 
-def _workers(cp: ClusterPlan) -> contextlib.AbstractContextManager[Workers]:
-    return local_workers(cp) if cp.scheduler == "local" else _joined(cp)
+def _workers(cp: ClusterPlan, store: Location) -> contextlib.AbstractContextManager[Workers]:
+    return local_workers(cp) if cp.scheduler == "local" else _joined(cp, store)
 
 
 @contextlib.contextmanager
-def _joined(cp: ClusterPlan) -> Iterator[Workers]:
+def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
+    """The workers of the scheduler ``cp`` names, refused where they cannot open the input's
+    ``store`` (:func:`~pipeline.running.cluster.check_store_packages`)."""
     from pipeline.running import cluster
 
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
+        cluster.check_store_packages(client, cp.scheduler, {"input": store})
         cluster.register(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler)
         yield cluster.DaskWorkers(client, cp.scheduler)
     finally:

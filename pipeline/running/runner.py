@@ -109,13 +109,20 @@ def plan_joined(config: Config, client: Any) -> Plan:
     if not answers or not workers:
         raise cluster.no_workers(address)
     threads = min(w["nthreads"] for w in workers.values())
-    return make_plan(
+    plan = make_plan(
         config,
         facts,
         scheduler_workers=len(workers),
         scheduler_threads=threads,
         worker_protocol=protocol_of(workers),
     )
+    cluster.check_store_packages(client, address, _stores(plan))
+    return plan
+
+
+def _stores(plan: Plan) -> dict[str, Any]:
+    """{'input': the input's Location, 'output': the output's}, as the workers open them."""
+    return {"input": plan.input.location, "output": plan.output.location}
 
 
 def _scheduler_workers(client: Any, address: str) -> dict[str, Any]:
@@ -196,6 +203,7 @@ def _planned(
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
             worker_protocol=protocol_of(workers),
         )
+        cluster.check_store_packages(client, address, _stores(plan))
         yield plan, _registered(client, address, plan, report)
         return
     address = config.cluster.scheduler

@@ -957,6 +957,18 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        chunks = _chunks_without_metadata(location, path)
+        if chunks is not None:
+            raise InputError(
+                f"no Zarr array at {location.said(path)}: it holds chunks ({chunks}) but no "
+                "metadata (zarr.json or .zarray), which Zarr reads first; restore the array's "
+                "metadata document, or point input.store (or input.array) at the folder that "
+                "holds it",
+                store=where,
+                array=path,
+                status="absent",
+                reason="no metadata",
+            ) from None
         if not path and location.archive() is None:
             kind = _plain_file_kind(location)
             root = location.local_root or ""
@@ -1391,6 +1403,33 @@ _FILE_MAGIC = (
 
 #: The names of Zarr's metadata documents (v3, v2 and consolidated), which a store holds.
 _METADATA_NAMES = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"))
+
+
+#: A name of a folder's listing that is a chunk's key, or the first part of one: v3's
+#: default ``c`` (its chunks under ``c/0/1``), v2's ``0.1`` (or ``0`` under ``/`` keys).
+_CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
+
+
+def _chunks_without_metadata(location: Location, path: str) -> str | None:
+    """The first of the names at ``path`` of ``location`` (a folder with no Zarr metadata of
+    its own) that look like chunks' keys (:data:`_CHUNK_NAME`), said (``under 'c/'``,
+    ``'0.0'``), where every name there does and there is one: an array whose ``zarr.json`` or
+    ``.zarray`` is gone, or was never copied (a copy of its chunks alone); None elsewhere (a
+    folder of arrays or groups, those of a multiscale image named '0', '1', ... too, one that
+    lists nothing or refuses to). It had been "no Zarr
+    array at ...; check input.array", though no ``input.array`` finds the array there."""
+    try:
+        names = location.entries(path)
+    except Exception:  # a hint only: the usual line stands
+        return None
+    if not names or not all(_CHUNK_NAME.fullmatch(n) for n in names):
+        return None
+    try:  # members named so ('0', '1': the levels of a multiscale image) are no chunks
+        if node_type(location, key_under(path, names[0])) != "none":
+            return None
+    except Exception:  # a hint only: the usual line stands
+        return None
+    return "under 'c/'" if names[0] == "c" else repr(names[0])
 
 
 def _plain_file_kind(location: Location) -> str | None:

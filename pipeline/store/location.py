@@ -55,6 +55,7 @@ from pipeline.errors import (
     hidden_options,
     hide_url_secrets,
     missing_credentials,
+    one_line,
     public_url,
     refused_credentials,
     said_option,
@@ -1226,6 +1227,32 @@ def _chained(url: str) -> bool:
 
     protocol = _outer_protocol(url)
     return protocol in known_implementations or protocol in registry
+
+
+def missing_packages(urls: list[str]) -> dict[str, str]:
+    """{URL: why this process cannot open its file systems} for those of ``urls`` (
+    :class:`Location` URLs: a local path, a URL, a chain ``zip::s3://...``) whose file system's
+    package is not installed here: fsspec's ImportError in one line (``Install s3fs to access
+    S3``); a URL whose every file system imports (or names a protocol fsspec does not know,
+    which opening the store says) is left out. Run on the workers of a joined cluster
+    (:func:`pipeline.running.cluster.check_store_packages`), whose Python may lack what the
+    plan's process has."""
+    import fsspec
+
+    missing: dict[str, str] = {}
+    for url in urls:
+        if "://" not in url and "::" not in url:
+            continue  # a local path: fsspec's own local file system
+        for bit in url.split("::"):
+            protocol = bit.partition("://")[0]
+            try:
+                fsspec.get_filesystem_class(protocol)
+            except ImportError as e:
+                missing[url] = one_line(str(e) or type(e).__name__)
+                break
+            except Exception:  # not a protocol fsspec knows: the store's opening says so
+                continue
+    return missing
 
 
 def _outer_protocol(url: str) -> str:
