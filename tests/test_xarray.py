@@ -1929,6 +1929,86 @@ def test_an_edit_of_an_interrupted_outputs_record_is_not_kept_by_its_resume(
     _t_as_made(out, tmp_path / "in.zarr")
 
 
+def _as_an_earlier_release_wrote(out: Path) -> None:
+    """The records of the run stopped in ``out/t`` as 3b41ad4 (the release before the
+    records' ``check``) wrote them: the same fields, with no ``check``."""
+    path = out / "t" / ".pipeline" / "run.json"
+    run_record = json.loads(path.read_text())
+    del run_record["check"]
+    path.write_text(json.dumps(run_record, indent=1))
+    arr = zarr.open_array(str(out), path="t", mode="r+")
+    record = dict(arr.attrs)["pipeline"]
+    del record["check"]
+    arr.update_attributes({"pipeline": record})
+
+
+@pytest.mark.parametrize("edited", ["pipeline attribute", "run record"])
+def test_an_edit_of_an_earlier_releases_records_is_not_kept_by_its_resume(
+    tmp_path: Path, cli, edited: str
+) -> None:
+    """h58b: a Dataset output an earlier release (3b41ad4) stopped in the user's group, its
+    records without a ``check``, one of them edited to name the user's ``mine`` and
+    ``owner``; ``run --resume`` kept the edit of the ``pipeline`` attribute in the complete
+    record, checked now, and the next ``run --overwrite`` deleted ``mine`` and ``owner``.
+    The resume keeps only what both records say the run wrote."""
+    out, cfg = _users_group_stopped(tmp_path)
+    _as_an_earlier_release_wrote(out)
+    if edited == "pipeline attribute":
+        arr = zarr.open_array(str(out), path="t", mode="r+")
+        record = dict(arr.attrs)["pipeline"]
+        _names_the_users(record)
+        arr.update_attributes({"pipeline": record})
+    else:
+        _edit_run_record(out)
+    rc, _, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    done = zarr.open_array(str(out), path="t", mode="r").attrs["pipeline"]
+    assert done["status"] == "complete"
+    assert sorted(done["coordinates"]) == ["lon", "x", "y"], done
+    assert "owner" not in done["group_attributes"], done
+    rc, text, err = cli("verify", "--all", cfg)
+    assert rc == 0, text + err
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    _the_users_kept(out)
+    _t_as_made(out, tmp_path / "in.zarr")
+
+
+@pytest.mark.parametrize("edited", ["pipeline attribute", "run record"])
+def test_a_fresh_start_refuses_an_earlier_releases_records_that_disagree(
+    tmp_path: Path, cli, edited: str
+) -> None:
+    """h58b: a Dataset output an earlier release (3b41ad4) stopped in the user's group, one
+    of its records (no ``check``) edited to name the user's ``mine`` and ``owner``:
+    ``run --overwrite`` took it and deleted both (exit 0). The two records of one run say
+    the same where unedited: where they do not, the start is refused in one line naming
+    them and the fix, nothing written; once ``t`` is removed, it is written, the user's
+    kept."""
+    out, cfg = _users_group_stopped(tmp_path)
+    _as_an_earlier_release_wrote(out)
+    if edited == "pipeline attribute":
+        arr = zarr.open_array(str(out), path="t", mode="r+")
+        record = dict(arr.attrs)["pipeline"]
+        _names_the_users(record)
+        arr.update_attributes({"pipeline": record})
+    else:
+        _edit_run_record(out)
+    before = file_states(out)
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    e = refused("run", cfg, "--overwrite", "--progress", "none")
+    assert isinstance(e, OutputError) and e.changed == ["record"], e
+    assert "as an earlier release wrote them (with no `check`), do not say the same" in line
+    assert f"remove {out / 't'} yourself, after which `run --overwrite` writes it" in line
+    assert file_states(out) == before
+    shutil.rmtree(out / "t")
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    _the_users_kept(out)
+    _t_as_made(out, tmp_path / "in.zarr")
+
+
 def _edit_output_record(out: Path) -> None:
     """The complete output's record edited, and its group consolidated again, as a tool
     writing attributes with xarray or zarr-python's consolidation leaves it."""

@@ -2041,11 +2041,14 @@ def _created(plan: Plan) -> dict[str, Any]:
     from its run record, which a resume took whole (:func:`stale_parts`), where it holds its
     ``check``; the output's own record, not checked by a resume, had been taken, an edit of
     it (the user's array named among its coordinates) kept, checked again, in the complete
-    record (h57a). From the output's record where the run record is an earlier version's."""
+    record (h57a). Where the run record is an earlier version's, with no ``check``:
+    :func:`_created_by_earlier_version`."""
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger is not None else None
-    if not isinstance(manifest, dict) or "check" not in manifest:
+    if not isinstance(manifest, dict):
         return recorded_run(plan)
+    if "check" not in manifest:
+        return _created_by_earlier_version(plan, recorded_run(plan), manifest)
     variable = plan.carried.variable
     if output_group(plan) is None or variable is None:
         return {}
@@ -2054,6 +2057,35 @@ def _created(plan: Plan) -> dict[str, Any]:
         "group_attributes": manifest.get("group_attributes"),
         "coordinates": [n for n in variable.coords if n not in found],
     }
+
+
+def _created_by_earlier_version(
+    plan: Plan, recorded: dict[str, Any], manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`_created` where both records of a stopped run are an earlier version's, with
+    no ``check`` to tell an edit of either (``recorded``: the output's ``pipeline`` record,
+    ``manifest``: its run record, which wrote the same ``group_attributes`` and the
+    variable's coordinates but those it ``found``): only what both say, so that an edit of
+    one naming the user's arrays or group attributes is not kept, checked, in the complete
+    record, for a later ``--overwrite`` to delete them (h58b: h57a's fault, for the outputs
+    of earlier releases). ``recorded`` as it is where the run record is older still (no
+    ``group_attributes``) or the output is not in a group."""
+    variable = plan.carried.variable
+    theirs = manifest.get("group_attributes")
+    if output_group(plan) is None or variable is None or not isinstance(theirs, dict):
+        return recorded
+    agreed = dict(recorded)
+    carried = recorded.get("group_attributes")
+    if isinstance(carried, dict):
+        agreed["group_attributes"] = {
+            k: v for k, v in carried.items() if k in theirs and theirs[k] == v
+        }
+    if isinstance(recorded.get("coordinates"), list):
+        found = set(_names(manifest.get("found")))
+        agreed["coordinates"] = [
+            n for n in _names(recorded["coordinates"]) if n in variable.coords and n not in found
+        ]
+    return agreed
 
 
 def drop_leftover_record(plan: Plan) -> None:
@@ -2132,6 +2164,13 @@ def check_records_whole(plan: Plan) -> None:
             "its record of the run that made it (its `pipeline` attribute) was edited since "
             "the run wrote it, so which arrays and attributes of its group that run wrote"
         )
+    elif _earlier_records_disagree(plan, manifest):
+        which = (
+            f"its run record ({RECORD}/run.json, of a stopped run) and its `pipeline` "
+            "attribute, as an earlier release wrote them (with no `check`), do not say the "
+            "same of the run, one edited since, so which arrays and attributes of its group "
+            "that run wrote"
+        )
     if which is None:
         return
     raise OutputError(
@@ -2139,9 +2178,36 @@ def check_records_whole(plan: Plan) -> None:
         f"restore the record, or remove {where} yourself, after which `run --overwrite` "
         "writes it, taking what its group holds as the group's own",
         output=where,
-        record="run record" if fields_edited(manifest) else "pipeline attribute",
+        record="run record" if which.startswith("its run record") else "pipeline attribute",
         changed=["record"],
     )
+
+
+def _earlier_records_disagree(plan: Plan, manifest: Any) -> bool:
+    """Whether the run record (``manifest``) of a run an earlier release (3b41ad4) stopped
+    while making an output in a group, and the output's ``pipeline`` record that run wrote
+    (the same ``started`` and ``fingerprint``), both without a ``check``, do not say the
+    same: other ``group_attributes``, or coordinates the output's record owns that the run
+    record does not say the run wrote (its ``coordinates`` but those it ``found``). Such a
+    run wrote both alike, so one was edited since (h58b: an edit of either, naming the user's
+    array or attribute, taken, had ``run --overwrite`` delete it). False where either holds
+    a ``check`` (:func:`check_records_whole` judges those) or they are not of one run."""
+    recorded = recorded_run(plan)
+    if (
+        output_group(plan) is None
+        or not isinstance(manifest, dict)
+        or "check" in manifest
+        or "check" in recorded
+        or not isinstance(manifest.get("group_attributes"), dict)
+        or "started" not in manifest
+        or recorded.get("started") != manifest["started"]
+        or recorded.get("fingerprint") != manifest.get("fingerprint")
+    ):
+        return False
+    if recorded.get("group_attributes") != manifest["group_attributes"]:
+        return True
+    written = set(_names(manifest.get("coordinates"))) - set(_names(manifest.get("found")))
+    return not set(_names(recorded.get("coordinates"))) <= written
 
 
 def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tuple[str, str]]:
