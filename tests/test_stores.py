@@ -125,10 +125,11 @@ def test_a_file_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, w
         Location.of(url)
 
 
-def _refused_everywhere(tmp_path, cli, which: str, url: str, meant: str) -> dict:
+def _refused_everywhere(tmp_path, cli, which: str, url: str, *said: str) -> dict:
     """``url`` as the ``which`` store (the other a local one over ``in.zarr``, which the
     caller wrote): refused by ``pipeline.run`` and by the command line's ``run``, each in one
-    line naming the key and ``meant`` (the URL meant), nothing written. The config mapping."""
+    line naming the key and holding each of ``said`` (the URL meant, as ``repr``), nothing
+    written. The config mapping."""
     stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
     stores[which] = url
     config = {
@@ -141,10 +142,12 @@ def _refused_everywhere(tmp_path, cli, which: str, url: str, meant: str) -> dict
     with pytest.raises(ConfigError) as e:
         pipeline_run(config)
     line = str(e.value)
-    assert "\n" not in line and f"{which}.store" in line and repr(meant) in line, line
+    assert "\n" not in line and f"{which}.store" in line, line
+    assert all(words in line for words in said), line
     rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
     assert rc == 1, out
-    assert err.count("\n") == 1 and repr(meant) in err and f"{which}.store" in err, err
+    assert err.count("\n") == 1 and f"{which}.store" in err, err
+    assert all(words in err for words in said), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
     return config
 
@@ -171,7 +174,7 @@ def test_a_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, which,
     monkeypatch.chdir(tmp_path)
     x = _input_array()
     make_array(tmp_path / "in.zarr", x, (4, 5))
-    config = _refused_everywhere(tmp_path, cli, which, url, meant)
+    config = _refused_everywhere(tmp_path, cli, which, url, repr(meant))
     with pytest.raises(StoreError, match="is no URL"):
         Location.of(url)
     if which == "output":  # the local folder of that name, said as a path, is written
@@ -194,7 +197,7 @@ def test_a_protocol_in_capitals_is_refused_naming_the_url_meant(tmp_path, cli, w
     opened with fsspec's "Protocol not known: S3" (helper-W). Refused by the API, the command
     line and ``Location.of`` in one line naming the key and the URL meant; nothing written."""
     make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
-    _refused_everywhere(tmp_path, cli, which, url, meant)
+    _refused_everywhere(tmp_path, cli, which, url, repr(meant))
     with pytest.raises(StoreError, match="small letters"):
         Location.of(url)
 
@@ -206,22 +209,8 @@ def test_a_protocol_fsspec_does_not_know_is_refused_naming_the_key(tmp_path, cli
     storage_options", naming neither the key nor what to write. Refused where the config is
     read, by the API and the command line, in one line naming the key; nothing written."""
     make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = f"foo://bucket/{which}.zarr"
     words = f"{which}.store: 'foo' is no protocol fsspec knows: write a local path, or a URL"
-    with pytest.raises(ConfigError) as e:
-        pipeline_run(
-            {
-                "input": {"store": stores["input"]},
-                "output": {"store": stores["output"]},
-                "stages": [{"op": "square"}],
-                "backend": "cpu",
-            }
-        )
-    assert words in str(e.value) and e.value.key == f"{which}.store", e.value
-    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
-    assert rc == 1 and err.count("\n") == 1 and words in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    _refused_everywhere(tmp_path, cli, which, f"foo://bucket/{which}.zarr", words)
 
 
 @pytest.mark.parametrize("which", ["input", "output"])
@@ -236,23 +225,9 @@ def test_an_environment_variable_in_a_store_path_is_refused_with_its_value(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("H57G_DATA", str(tmp_path))
     make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = f"{form}/{which[:2]}.zarr"
     meant = repr(str(tmp_path / f"{which[:2]}.zarr"))
     words = f"{which}.store: {form} is an environment variable, which the config does not expand"
-    with pytest.raises(ConfigError) as e:
-        pipeline_run(
-            {
-                "input": {"store": stores["input"]},
-                "output": {"store": stores["output"]},
-                "stages": [{"op": "square"}],
-                "backend": "cpu",
-            }
-        )
-    assert words in str(e.value) and meant in str(e.value), e.value
-    rc, _, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
-    assert rc == 1 and err.count("\n") == 1 and words in err and meant in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+    _refused_everywhere(tmp_path, cli, which, f"{form}/{which[:2]}.zarr", words, meant)
 
 
 @pytest.mark.parametrize("which", ["input", "output"])
