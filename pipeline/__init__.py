@@ -213,6 +213,8 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
             with imports_uninterrupted():
                 done.append(fn(*args, **kwargs))
         except KeyboardInterrupt as e:
+            if isinstance(e, Interrupted):
+                _say_as_api(e)
             if fn.__name__ != "run" or isinstance(e, Interrupted):
                 raise
             where = str(getattr(done[0], "output", "")) if done else ""
@@ -220,12 +222,27 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         except Exception as e:
             from pipeline.errors import missing_credentials, no_credentials_error
 
-            if isinstance(e, PipelineError) or not missing_credentials(e):
+            if isinstance(e, PipelineError):
+                _say_as_api(e)
+                raise
+            if not missing_credentials(e):
                 raise
             raise no_credentials_error() from e
         return done[0]
 
     return checked
+
+
+def _say_as_api(e: PipelineError | Interrupted) -> None:
+    """``e``, raised through the API, its line (and an :class:`Interrupted`'s ``refused``)
+    saying the run's commands as the call's options (:func:`~pipeline.errors.api_words`:
+    ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`);
+    its type, fields and traceback kept."""
+    from pipeline.errors import api_words
+
+    if isinstance(e, Interrupted):
+        e.refused = api_words(e.refused)
+    e.args = (api_words(str(e)), *e.args[1:])
 
 
 def _argument_problem(
@@ -377,10 +394,11 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     progress lines, at least 0.01). Their bools and numbers may be NumPy's.
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
-    message: :class:`ConfigError`, :class:`InputError`, :class:`OutputError`,
-    :class:`PlanError`, ... (their fields as attributes); :class:`OptionError` (a TypeError
-    and a ConfigError naming the valid options) for an unknown option;
-    :class:`OptionError` too for a
+    message, its commands said as this call's options (`run --overwrite` as
+    ``pipeline.run(config, overwrite=True)``, :func:`~pipeline.errors.api_words`):
+    :class:`ConfigError`, :class:`InputError`, :class:`OutputError`, :class:`PlanError`, ...
+    (their fields as attributes); :class:`OptionError` (a TypeError and a ConfigError naming
+    the valid options) for an unknown option; :class:`OptionError` too for a
     ``config`` or ``client`` of the wrong kind (a closed client: :class:`ClusterError`);
     :class:`Interrupted`, a KeyboardInterrupt, after Ctrl-C (the output stays resumable:
     ``resume=True`` finishes it); a :class:`StoreError` for a store's answer (an HTTP 401,

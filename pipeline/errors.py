@@ -385,6 +385,26 @@ def _interrupted_line(what: str, where: str, state: str = "incomplete", refused:
     )
 
 
+#: A command line's ``run`` with its flag that :func:`api_words` says as :func:`pipeline.run`'s
+#: call (`run --resume`, `pipeline run --overwrite`); not one that a line already gives as the
+#: option's, ``overwrite=True (`pipeline run --overwrite`)``.
+_CLI_RUN = re.compile(r"(?<!=True \()`(?:pipeline )?run --(overwrite|resume)`")
+#: A flag alone (``even with --overwrite``, ```--overwrite` too``); not one a line already
+#: gives with the option, ``--overwrite (overwrite=True in pipeline.run)``.
+_CLI_FLAG = re.compile(r"(?<!run )(`?)--(overwrite|resume)(?![\w-])\1(?! \(\2=True)")
+
+
+def api_words(line: str) -> str:
+    """``line``, an error's words for the command line, as :func:`pipeline.run` and
+    :func:`pipeline.plan` raise it: ``run --overwrite`` and ``run --resume`` said as the call
+    (```pipeline.run(config, overwrite=True)```), a flag alone as the option
+    (``even with overwrite=True``). Where a line gives both forms already, it is kept: the
+    commands a refusal names are the same, only said as the caller gives them (an API user was
+    told `run --overwrite` with no word of ``overwrite=True``)."""
+    line = _CLI_RUN.sub(r"`pipeline.run(config, \1=True)`", line)
+    return _CLI_FLAG.sub(r"\1\2=True\1", line)
+
+
 #: What a run's line says to do once its cause is fixed: the output it leaves is resumable.
 RESUME_FINISHES = "`run --resume` finishes the output"
 #: What a line of ``generate`` (or of a run generating its input) says to do once its cause is

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+import zarr
 
 import pipeline
 from pipeline.config import load_config
@@ -1269,6 +1270,7 @@ CALLERS_WARNINGS = """
 import sys, warnings
 import numpy as np
 import yaml
+import zarr
 import pipeline
 
 if __name__ == "__main__":
@@ -1895,3 +1897,51 @@ def test_a_proxys_headers_are_masked_in_the_public_config() -> None:
     public = json.dumps(config.public_dict())
     assert "SECRETX" not in public and "SECRETY" not in public, public
     assert "http://proxy.example:3128" in public, public  # no credential: said as it is
+
+
+def test_a_refusal_raised_through_the_api_names_the_calls_options_not_the_flags(
+    tmp_path: Path, backend_client: tuple[str, Any], cli
+) -> None:
+    """A refusal that ``pipeline.run`` raises says the command it names as the call's option
+    (``pipeline.run(config, overwrite=True)``, ``even without overwrite=True``), where it had
+    said the command line's (`run --overwrite`, ``--overwrite``) to an API user; the command
+    line's own line is unchanged, and is the same refusal in its own words."""
+    from pipeline.errors import api_words
+
+    backend, client = backend_client
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", backend=backend)
+    assert pipeline.run(path, client=client).status == "complete"
+    other = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        "other.yaml",
+        backend=backend,
+        stages=[{"op": "multiply", "factor": 3}],
+    )
+    mixed = tmp_path / "mixed.zarr"  # a group of both formats: a run would delete its v2 files
+    zarr.open_group(str(mixed), mode="w", zarr_format=2)
+    zarr.open_group(str(mixed), mode="a", zarr_format=3)
+    beside = write_config(
+        tmp_path, tmp_path / "in.zarr", mixed, "mixed.yaml", backend=backend, output={"array": "t"}
+    )
+    for config, options, flags, said in [
+        (
+            other,
+            {"resume": True},
+            ["--resume"],
+            "`pipeline.run(config, overwrite=True)` recomputes",
+        ),
+        (beside, {}, [], "a run would delete, even without overwrite=True;"),
+    ]:
+        before = file_states(tmp_path)
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config, client=client, **options)
+        assert said in str(info.value), info.value
+        assert "--overwrite" not in str(info.value) and "`run " not in str(info.value)
+        rc, _, err = cli("run", config, "-q", *flags)
+        line = one_line_error(err)
+        assert rc == 1 and "--overwrite" in line, line  # the command line's words, kept
+        assert api_words(line) == f"error: {info.value}"
+        assert file_states(tmp_path) == before

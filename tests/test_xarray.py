@@ -4343,7 +4343,8 @@ def test_a_resume_refuses_an_output_whose_coordinates_were_edited_since(
     with pytest.raises(OutputError) as info:
         pipeline.run(killed.config(), resume=True)
     assert info.value.changed == ["metadata" if edit == "own attribute" else "coordinates"]
-    assert said in str(info.value) and "`run --overwrite` starts over" in str(info.value)
+    assert said in str(info.value)
+    assert "`pipeline.run(config, overwrite=True)` starts over" in str(info.value)
     assert str(info.value).startswith("cannot resume "), info.value
     assert file_states(killed.output) == before
     assert pipeline.run(killed.config(), overwrite=True).status == "complete"
