@@ -635,7 +635,7 @@ def test_a_joined_scheduler_is_left_without_the_pipeline_s_plugin(tmp_path) -> N
             assert "pipeline-setup" not in left, left
             later = subprocess.Popen(
                 [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
-                + ["--no-dashboard"],
+                + ["--no-dashboard", "--no-nanny"],  # one process, ended by terminate()
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env={**env(), "PYTHONPATH": str(site), "WITHOUT_MODULES": "pipeline"},
