@@ -611,3 +611,68 @@ def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> N
     ), line
     assert "pipeline.store.location has no 'missing_packages'" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_joined_scheduler_is_left_without_the_pipeline_s_plugin(tmp_path) -> None:
+    """A run on a joined scheduler left its workers' plugin (``pipeline-setup``) registered
+    there: a worker that joined it later, from a Python without the pipeline, could not
+    unpickle the plugin and never started (``ModuleNotFoundError: No module named
+    'pipeline'``). The run unregisters it at its end (no other run of the pipeline uses it):
+    such a worker joins, and the scheduler has no plugin of the pipeline left."""
+    from distributed import Client
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _one_worker_cluster(tmp_path / "dask.log", env()) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with Client(address, timeout=60, set_as_default=False) as client:
+            left = client.run_on_scheduler(
+                lambda dask_scheduler: list(dask_scheduler.worker_plugins)
+            )
+            assert "pipeline-setup" not in left, left
+            later = subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
+                + ["--no-dashboard", "--no-nanny"],  # one process, ended by terminate()
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**env(), "PYTHONPATH": str(site), "WITHOUT_MODULES": "pipeline"},
+                cwd=tmp_path,
+            )
+            try:
+                client.wait_for_workers(2, timeout=60)
+            finally:
+                later.terminate()
+                later.wait(30)
+    np.testing.assert_array_equal(
+        read_array(tmp_path / "out.zarr"), reference(np.ones((4, 4), np.float32))
+    )
+
+
+def test_a_run_s_end_leaves_the_plugin_of_another_run_on_the_same_scheduler(scheduler) -> None:
+    """Two runs of the pipeline on one joined scheduler register the same plugin: the first to
+    end leaves it registered (and set up on the workers: the other run reads their memory
+    sampler), the last to end unregisters it (and the workers tear it down)."""
+    from distributed import Client
+
+    def plugins(client: Client) -> tuple[list[str], list[bool]]:
+        on_scheduler = client.run_on_scheduler(
+            lambda dask_scheduler: sorted(dask_scheduler.worker_plugins)
+        )
+        set_up = client.run(lambda dask_worker: "pipeline-setup" in dask_worker.plugins)
+        return on_scheduler, list(set_up.values())
+
+    with (
+        Client(scheduler, timeout=60, set_as_default=False) as one,
+        Client(scheduler, timeout=60, set_as_default=False) as other,
+    ):
+        one.wait_for_workers(1, timeout=60)
+        with cluster.registered(other, cluster.PipelineSetup("cpu", None), scheduler):
+            with cluster.registered(one, cluster.PipelineSetup("cpu", None), scheduler):
+                assert "pipeline-setup" in plugins(one)[0]
+            left, set_up = plugins(one)
+            assert "pipeline-setup" in left and set_up == [True], (left, set_up)
+        left, set_up = plugins(one)
+        assert "pipeline-setup" not in left and set_up == [False], (left, set_up)

@@ -677,8 +677,8 @@ def connect(
         client = join(plan_cluster.scheduler, plan_cluster.timeout)
         try:
             setup = plugin or PipelineSetup(plan_cluster.backend, plan_cluster.device_budget)
-            register(client, setup, plan_cluster.scheduler)
-            yield client
+            with registered(client, setup, plan_cluster.scheduler):
+                yield client
         finally:
             close_client(client)
         return
@@ -987,6 +987,79 @@ def register(client: Client, plugin: WorkerPlugin, address: str) -> None:
     config names it): each worker runs its set-up now, and every worker that joins later
     runs it too. Raises what a worker's set-up raised, ClusterError for a lost scheduler."""
     ask(client, lambda: client.register_plugin(plugin), "pipeline-plugin", address, "setup")
+
+
+#: Names, on a joined scheduler, of the distributed ``Semaphore`` whose leases are the runs of
+#: the pipeline using its workers' plugin there, and of the ``Lock`` under which a run takes its
+#: lease and registers the plugin, or gives it back and unregisters the plugin.
+PLUGIN_USERS = "pipeline-setup-users"
+PLUGIN_GUARD = "pipeline-setup-guard"
+#: Leases of :data:`PLUGIN_USERS`: more runs at once than any scheduler sees.
+_MAX_USERS = 1 << 20
+#: Seconds a run's end waits at most for :data:`PLUGIN_GUARD`.
+GUARD_WAIT = 30.0
+
+
+@contextlib.contextmanager
+def registered(client: Client, plugin: WorkerPlugin, address: str) -> Iterator[None]:
+    """``plugin`` registered (:func:`register`) with the workers of a joined scheduler
+    (``client``'s, ``address`` as the config names it) while the block runs; at its end it is
+    unregistered again, unless another run of the pipeline still uses it. A plugin left on a
+    shared scheduler was sent to every worker that joined it later: one started from a Python
+    without the pipeline could not unpickle it and never started. The runs using the plugin
+    are the leases of a distributed ``Semaphore`` on the scheduler (:data:`PLUGIN_USERS`;
+    a lease of a run whose process died expires with its client's), taken and given back
+    under a distributed ``Lock`` (:data:`PLUGIN_GUARD`), so that a run ending while another
+    starts never unregisters the plugin that one has just registered. Raises what
+    :func:`register` raises; the end's errors are dropped (the scheduler may be gone), a
+    Ctrl-C meanwhile is raised once the end is done."""
+    from distributed import Lock, Semaphore
+
+    users = Semaphore(_MAX_USERS, PLUGIN_USERS, client.scheduler, client.loop)
+    guard = Lock(PLUGIN_GUARD, client.scheduler, client.loop)
+
+    def enter() -> None:
+        guard.acquire()
+        try:
+            users.acquire()
+            try:
+                client.register_plugin(plugin)
+            except BaseException:
+                users.release()
+                raise
+        finally:
+            guard.release()
+
+    def leave() -> None:
+        if not guard.acquire(timeout=GUARD_WAIT):
+            return  # another run holds it past all reason: the plugin is left
+        try:
+            users.release()
+            if users.get_value() == 0:
+                client.unregister_worker_plugin(_plugin_name(plugin))
+        finally:
+            guard.release()
+
+    try:
+        ask(client, enter, "pipeline-plugin", address, "setup")
+        try:
+            yield
+        finally:
+            if client.status == "running":
+                with contextlib.suppress(Exception):
+                    waiting.call(leave, "pipeline-plugin", to_the_end=True)
+    finally:
+        for held in (users, guard):  # their leases' refresh, on the client's event loop
+            callback = getattr(held, "refresh_callback", None)
+            if callback is not None and client.loop is not None:
+                client.loop.add_callback(callback.stop)
+
+
+def _plugin_name(plugin: WorkerPlugin) -> str:
+    """The name ``plugin`` is registered under (distributed's own rule)."""
+    from distributed.diagnostics.plugin import _get_plugin_name
+
+    return str(_get_plugin_name(plugin))
 
 
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:

@@ -344,8 +344,8 @@ def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
     client = cluster.join(cp.scheduler, cp.timeout)
     try:
         cluster.check_store_packages(client, cp.scheduler, {"input": store})
-        cluster.register(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler)
-        yield cluster.DaskWorkers(client, cp.scheduler)
+        with cluster.registered(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler):
+            yield cluster.DaskWorkers(client, cp.scheduler)
     finally:
         cluster.close_client(client)
 

@@ -218,13 +218,14 @@ def _planned(
 
 def _registered(client: Any, address: str, plan: Plan, report: str | None) -> Connect:
     """How to connect to a cluster that is already there (its scheduler at ``address``): set
-    its workers up for ``plan``."""
+    its workers up for ``plan``, and leave it without the pipeline's plugin once the run is
+    done (:func:`~pipeline.running.cluster.registered`)."""
     from pipeline.running import cluster
 
     @contextlib.contextmanager
     def connect() -> Iterator[Workers]:
-        cluster.register(client, setup_plugin(plan), address)
-        yield cluster.DaskWorkers(client, address, report)
+        with cluster.registered(client, setup_plugin(plan), address):
+            yield cluster.DaskWorkers(client, address, report)
 
     return connect
 
