@@ -1439,12 +1439,11 @@ def _writable_fill(v: Any) -> None:
     complete); :class:`MaskedElements` is raised (the plan refuses it,
     :func:`frame_failure`)."""
     import numpy as np
-    import pandas as pd
 
     stored = np.dtype(v.encoding.get("dtype", v.dtype))
     if stored.kind not in "bSUTO" or "_FillValue" not in v.encoding:
         return
-    if v.dtype.kind == "O" and bool(pd.isnull(np.asarray(v.values)).any()):
+    if v.dtype.kind == "O" and bool(v.isnull().values.any()):
         raise MaskedElements(v.encoding["_FillValue"], stored)
     if stored.kind != "b":
         v.encoding.pop("_FillValue")
