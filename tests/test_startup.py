@@ -244,8 +244,8 @@ def test_sending_a_graph_tokenizes_none_of_its_plan_objects(tmp_path: Path, monk
     real = generate._workers
 
     @contextlib.contextmanager
-    def recorded(cp):  # the real workers, each graph they are given recorded
-        with real(cp) as workers:
+    def recorded(cp, *args):  # the real workers, each graph they are given recorded
+        with real(cp, *args) as workers:
             plain = workers.compute
 
             def compute(dsk, keys, each):
