@@ -416,6 +416,154 @@ def test_a_shard_index_pointing_into_its_own_index_says_so(at_end: bool) -> None
     assert "outside the shard" in str(e.value), e.value
 
 
+def _zarr_shards(path: Path, index_location: str, **config: Any) -> tuple[Any, np.ndarray]:
+    """A zarr-python 3 array of 8 x 12 float32 in shards of 2 x 2 uncompressed chunks, its
+    index bytes alone (no crc32c) at the shard's ``index_location``, its first chunk the fill
+    value 0 (an inner chunk zarr-python leaves absent, unless ``write_empty_chunks``); (the
+    array, its data)."""
+    from zarr.codecs import BytesCodec, ShardingCodec
+
+    x = np.arange(1, 97, dtype=np.float32).reshape(8, 12)
+    x[:2, :3] = 0
+    z = zarr.create_array(
+        str(path),
+        shape=x.shape,
+        chunks=(4, 6),
+        dtype="float32",
+        fill_value=0,
+        serializer=ShardingCodec(
+            chunk_shape=(2, 3), index_codecs=[BytesCodec()], index_location=index_location
+        ),
+        compressors=None,
+        config=config,
+    )
+    z[...] = x
+    return z, x
+
+
+def _index_table(raw: bytes, at_end: bool, n: int = 4) -> tuple[np.ndarray, int]:
+    """A shard's index of ``n`` chunks (bytes alone) as an (n, 2) table, and its size."""
+    k = 16 * n
+    return np.frombuffer(raw[-k:] if at_end else raw[:k], "<u8").reshape(n, 2).copy(), k
+
+
+def _with_index(raw: bytes, table: np.ndarray, at_end: bool) -> bytes:
+    index = table.astype("<u8").tobytes()
+    return raw[: -len(index)] + index if at_end else index + raw[len(index) :]
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+@pytest.mark.parametrize("write_empty_chunks", [False, True])
+def test_the_shards_zarr_python_and_tensorstore_write_pass_the_index_checks(
+    tmp_path: Path, index_location: str, write_empty_chunks: bool
+) -> None:
+    """What writers make is never called damage by the index checks that find a damaged
+    shard's (below): zarr-python's shards, an inner chunk of the fill value absent or stored
+    (``write_empty_chunks``), rewritten in part; tensorstore's, written in part, an inner chunk
+    set back to the fill value; and the spec's allowances, bytes between frames that no entry
+    names (an append-only writer's earlier frames) and one frame named by two entries."""
+    ts = pytest.importorskip("tensorstore")
+    at_end = index_location == "end"
+    z, _ = _zarr_shards(tmp_path / "z.zarr", index_location, write_empty_chunks=write_empty_chunks)
+    z[5:8, 7:12] = 7.0  # a part of a shard rewritten: zarr-python writes the shard anew
+    made = sorted((tmp_path / "z.zarr").rglob("*"))
+    stored = [p for p in made if p.is_file() and p.name != "zarr.json"]
+    fmt = shards.ShardFormat(index_at_end=at_end, index_crc32c=False)
+    assert len(stored) == 4, stored
+    for p in stored:
+        shards.shard_frames(p.read_bytes(), 4, fmt)
+    path = tmp_path / "ts.zarr"
+    sharding = {
+        "chunk_shape": [2, 3],
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        "index_location": index_location,
+    }
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(path)},
+        "metadata": {
+            "shape": [8, 12],
+            "data_type": "float32",
+            "fill_value": 0,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 6]}},
+            "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
+        },
+    }
+    t = ts.open(spec, create=True).result()
+    t[:3, :8].write(np.ones((3, 8), np.float32)).result()
+    t[:2, :3].write(np.zeros((2, 3), np.float32)).result()  # an inner chunk back to the fill
+    written = [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != "zarr.json"]
+    assert len(written) == 2, written  # shards of the first row only
+    for p in written:
+        shards.shard_frames(p.read_bytes(), 4, fmt)
+    raw = (tmp_path / "z.zarr" / "c" / "1" / "1").read_bytes()
+    table, k = _index_table(raw, at_end)
+    body = raw[:-k] if at_end else raw[k:]
+    gap = b"stale frame"
+    spaced = table.copy()
+    spaced[:, 0] += len(gap)  # every frame after bytes no entry names
+    index = spaced.astype("<u8").tobytes()
+    shards.shard_frames(gap + body + index if at_end else index + gap + body, 4, fmt)
+    twice = table.copy()
+    twice[1] = twice[0]  # chunk 1 names chunk 0's frame
+    got = shards.shard_frames(_with_index(raw, twice, at_end), 4, fmt)
+    assert got.offsets.tolist()[:2] == [table[0, 0]] * 2, got
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+def test_a_shard_whose_index_says_every_chunk_is_absent_over_stored_bytes_is_damage(
+    tmp_path: Path, index_location: str
+) -> None:
+    """h60f: a zarr-python shard whose index (bytes alone, no crc32c to catch it) was
+    overwritten with every entry absent, its chunks' bytes still stored: zarr-python reads the
+    shard as the fill value without an error, and so had the run, the output marked complete,
+    and verify passed it. No writer makes such a shard (zarr-python, tensorstore and zarrs
+    delete a shard whose chunks are all the fill value): its index is damaged."""
+    at_end = index_location == "end"
+    z, x = _zarr_shards(tmp_path / "a.zarr", index_location)
+    unit = tmp_path / "a.zarr" / "c" / "0" / "1"
+    raw = unit.read_bytes()
+    table, k = _index_table(raw, at_end)
+    unit.write_bytes(_with_index(raw, np.full_like(table, EMPTY), at_end))
+    assert np.all(z[:4, 6:] == 0) and np.any(x[:4, 6:] != 0)  # zarr-python: the fill value
+    fmt = shards.ShardFormat(index_at_end=at_end, index_crc32c=False)
+    with pytest.raises(Damaged) as e:
+        shards.shard_frames(unit.read_bytes(), 4, fmt)
+    said = str(e.value)
+    assert e.value.problem == "index" and "every chunk is absent" in said, said
+    assert f"{len(raw) - k} bytes besides its {k}-byte index" in said, said
+    alone = np.full_like(table, EMPTY).astype("<u8").tobytes()  # the index, and nothing else
+    assert shards.shard_frames(alone, 4, fmt).sizes.tolist() == [EMPTY] * 4
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+def test_a_shard_whose_index_gives_chunks_overlapping_bytes_is_damage(
+    tmp_path: Path, index_location: str
+) -> None:
+    """h60f: a zarr-python shard of uncompressed chunks whose index (no crc32c) was changed
+    to start one chunk's frame inside another's: zarr-python reads both from those bytes
+    without an error, the second chunk wrong. No writer lays frames over one another: the
+    index is damaged, the chunk it names the later one's."""
+    at_end = index_location == "end"
+    z, x = _zarr_shards(tmp_path / "a.zarr", index_location)
+    unit = tmp_path / "a.zarr" / "c" / "0" / "1"
+    raw = unit.read_bytes()
+    table, _ = _index_table(raw, at_end)
+    first = int(np.argmin(table[:, 0]))
+    later = int(np.argsort(table[:, 0])[1])
+    table[later, 0] = table[first, 0] + 8  # inside the first frame, its size kept
+    unit.write_bytes(_with_index(raw, table, at_end))
+    assert not np.array_equal(z[:4, 6:], x[:4, 6:])  # zarr-python: no error, wrong values
+    fmt = shards.ShardFormat(index_at_end=at_end, index_crc32c=False)
+    with pytest.raises(Damaged) as e:
+        shards.shard_frames(unit.read_bytes(), 4, fmt)
+    said = str(e.value)
+    assert (e.value.problem, e.value.chunk) == ("index", later), said
+    a, b = sorted((first, later))
+    assert f"gives chunks {a} and {b} overlapping bytes" in said, said
+
+
 @pytest.mark.parametrize(
     "checksum",
     [numcodecs.Fletcher32(), numcodecs.JenkinsLookup3(), numcodecs.CRC32(), numcodecs.Adler32()],

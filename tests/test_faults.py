@@ -1357,6 +1357,67 @@ def test_verify_names_an_input_shard_whose_index_points_into_itself(
     assert "--overwrite" not in line, line
 
 
+@pytest.mark.parametrize(
+    ("damage", "index_location"), [("all-absent", "start"), ("overlapping", "end")]
+)
+def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
+    tmp_path: Path, cli, damage: str, index_location: str
+) -> None:
+    """h60f: an input of shards (uncompressed, an index of bytes alone: no crc32c) whose
+    index, after a complete run, says every chunk is absent while the chunks' bytes are still
+    stored (an index never written, or overwritten), or gives two chunks overlapping bytes:
+    zarr-python reads the fill value, or the wrong bytes, without an error, and so had the
+    run (its output marked complete) and verify ("mismatched 0"). Both now name the input
+    store and the shard's key in one line, and the run writes nothing complete."""
+    from zarr.codecs import BytesCodec, ShardingCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    z = zarr.create_array(
+        str(inp),
+        shape=x.shape,
+        chunks=(10, 30),
+        dtype="float32",
+        serializer=ShardingCodec(
+            chunk_shape=(5, 10), index_codecs=[BytesCodec()], index_location=index_location
+        ),
+        compressors=None,
+    )
+    z[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    key = "c/1/0"
+    unit = inp / key
+    raw = unit.read_bytes()
+    k = 6 * 16
+    at_end = index_location == "end"
+    table = np.frombuffer(raw[-k:] if at_end else raw[:k], "<u8").reshape(6, 2).copy()
+    if damage == "all-absent":
+        table[...] = 2**64 - 1
+    else:  # the frame stored second starts inside the first one
+        first, second = np.argsort(table[:, 0])[:2]
+        table[second, 0] = table[first, 0] + 8
+    index = table.tobytes()
+    damaged = raw[:-k] + index if at_end else index + raw[k:]
+    unit.write_bytes(damaged)
+    read = zarr.open_array(str(inp), mode="r")[10:]
+    assert not np.array_equal(read, x[10:])  # zarr-python: no error, other values
+    said = "every chunk is absent" if damage == "all-absent" else "overlapping bytes"
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1 and "mismatched" not in out, out
+    line = one_line_error(err)
+    e = refused("verify", "--all", cfg)
+    assert line == f"error: {e}"
+    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    assert said in line and "restore that chunk from its source" in line, line
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and status(tmp_path / "out.zarr") != "complete", line
+    assert f"input chunk {key!r} of {inp} is damaged" in line and said in line, line
+    assert unit.read_bytes() == damaged  # the input kept as it is
+
+
 @pytest.mark.parametrize("compressor", ["gzip", "bz2"])
 def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     tmp_path: Path, cli, compressor: str

@@ -594,9 +594,11 @@ def _read(
     try:
         # an input's every shard index, as the run's own decoder checks it (zarr-python does
         # not); an output's that zarr-python reads wrong is a mismatch, which a new run mends
-        found = arrays.damaged_unit_in(location, path, arr, sl, every_index=not output)
-        if found is None:
-            return np.asarray(arr[sl])
+        units: dict[str, Any] = {}
+        found = arrays.damaged_unit_in(location, path, arr, sl, every_index=not output, units=units)
+        if found is None:  # the units the check read, read once (zarr-python decodes them)
+            source = arrays.array_over_units(arr, path, None, units) if units else arr
+            return np.asarray(source[sl])
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
         failure = storage_failure(e)
         if failure is not None:  # the store would not give it: no damage (F8)

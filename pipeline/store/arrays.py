@@ -1552,13 +1552,17 @@ def describe_array(location: Location, path: str, arr: Any | None = None) -> Arr
     )
 
 
-def array_over_units(arr: Any, path: str, check: codecs.UnitCheck, units: dict[str, Any]) -> Any:
+def array_over_units(
+    arr: Any, path: str, check: codecs.UnitCheck | None, units: dict[str, Any]
+) -> Any:
     """A Zarr array read from memory: the metadata of ``arr`` (the input's array, opened at
-    ``path``) less the codecs ``check`` decodes (:func:`codecs.stripped_document`), over
-    ``units``, the stored units :func:`codecs.check_unit` returned, by their keys in the store
-    (an absent unit left out, which reads as the fill value). zarr-python reads a region of
-    these units as it reads the same region of ``arr``, without decoding again what the check
-    has decoded (a gzip or zstd stream over each Blosc frame, or over a whole shard)."""
+    ``path``) less the codecs ``check`` decodes (:func:`codecs.stripped_document`; None: all
+    of them kept), over ``units``, the stored units :func:`codecs.check_unit` returned (with
+    ``check`` None, the stored units as they were read), by their keys in the store (an absent
+    unit left out, which reads as the fill value). zarr-python reads a region of these units
+    as it reads the same region of ``arr``, without reading the store again, nor decoding
+    again what the check has decoded (a gzip or zstd stream over each Blosc frame, or over a
+    whole shard)."""
     import zarr
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
@@ -1568,7 +1572,8 @@ def array_over_units(arr: Any, path: str, check: codecs.UnitCheck, units: dict[s
     prototype = default_buffer_prototype()
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr-python's about the format (see describe_array)
-        doc = codecs.stripped_document(meta.to_dict(), check)
+        doc = meta.to_dict()
+        doc = doc if check is None else codecs.stripped_document(doc, check)
         kind = ArrayV3Metadata if meta.zarr_format == 3 else ArrayV2Metadata
         documents = kind.from_dict(doc).to_buffer_dict(prototype)
     path = path.strip("/")
@@ -1659,6 +1664,7 @@ def damaged_unit_in(
     region: tuple[slice, ...],
     failed: bool = False,
     every_index: bool = False,
+    units: dict[str, Any] | None = None,
 ) -> tuple[str, str, str] | None:
     """The first stored unit (chunk or shard) of the array ``arr`` (opened at ``path``) that
     holds part of ``region`` and is damaged, as the run finds its input's: (its key in the
@@ -1673,7 +1679,11 @@ def damaged_unit_in(
     through zarr-python, and the first that fails is the damaged one (a store that does not
     answer, or a codec not installed here, is no damage). For ``pipeline verify``, which
     reads both arrays through zarr-python; a storage failure reading a unit's bytes for the
-    frame check is raised as the store raised it."""
+    frame check is raised as the store raised it. ``units``, where given and a unit is
+    checked, gets each present unit's stored bytes by its key, as they were read: the region
+    is then read from them (:func:`array_over_units` with no check, the stored bytes under
+    the array's own chain), not from the store again (h60f: verify had read every unit of a
+    sharded input twice)."""
     meta: Any = arr.metadata
     if 0 in arr.shape or not region:
         return None
@@ -1690,10 +1700,13 @@ def damaged_unit_in(
     for index in itertools.product(*ranges):
         key = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
         if check is not None:
+            raw = location.read(key)
             try:
-                codecs.check_unit(location.read(key), unit, check)
+                codecs.check_unit(raw, unit, check)
             except shards.Damaged as e:
                 return _unit_damage(key, e)
+            if units is not None and raw is not None:
+                units[key] = raw
         if failed:
             try:
                 with format_warnings_ignored():

@@ -26,7 +26,9 @@ PROBLEMS = {
     "frame": "the frame checks before decoding found it cut short (longer than the bytes "
     "stored) or malformed",
     "checksum": "its crc32c codec's checksum is missing or does not match",
-    "index": "its shard index is short, fails its crc32c checksum, or points outside the shard",
+    "index": "its shard index is short, fails its crc32c checksum, points outside the shard or "
+    "into its index, has two chunks' bytes overlapping, or says every chunk is absent in a "
+    "shard that holds bytes besides it",
     "codec": "a codec refused its bytes (a cut or malformed frame, a codec's own checksum) or "
     "decoded them to the wrong shape",
 }
@@ -146,8 +148,11 @@ def decode_index(
 
 def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
     """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
-    index; raises :class:`Damaged` for an index that is missing, fails its checksum, or points
-    outside the shard's chunk bytes."""
+    index; raises :class:`Damaged` ('index') for an index that is missing, fails its checksum,
+    points outside the shard's chunk bytes, gives two chunks overlapping bytes
+    (:func:`_overlapping`), or says every chunk is absent in a shard that holds bytes besides
+    its index (:func:`_all_absent`). Unused bytes between frames are allowed, as the sharding
+    specification allows them (an append-only writer leaves them)."""
     size = len(memoryview(raw).cast("B")) if raw is not None else 0
     k = index_nbytes(n_chunks, shard.index_crc32c)
     if size < k:
@@ -158,7 +163,9 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
     absent = (offsets == EMPTY) & (sizes == EMPTY)
     lo, hi = (0, size - k) if shard.index_at_end else (k, size)
     present = ~absent
-    if present.any():
+    if not present.any():
+        _all_absent(size, k)
+    else:
         off, n = offsets[present], sizes[present]
         bad = (off < lo) | (n > hi - off) | (off > hi)
         if bad.any():
@@ -178,7 +185,53 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
                 "index",
                 chunk=first,
             )
+        _overlapping(offsets, sizes, np.flatnonzero(present))
     return Frames(offsets, sizes)
+
+
+def _all_absent(size: int, k: int) -> None:
+    """Raise :class:`Damaged` ('index') for a shard of ``size`` bytes whose ``k``-byte index
+    says every chunk is absent while it holds bytes besides the index. No writer makes one:
+    zarr-python (``write_empty_chunks`` false or true), tensorstore and zarrs delete a shard
+    whose chunks all read as the fill value, or store those chunks. Such a shard is damaged
+    (its index overwritten, or never written over the chunks a writer stopped midway had
+    written), and zarr-python reads every chunk of it as the fill value, without an error."""
+    if size > k:
+        raise Damaged(
+            f"its shard index says every chunk is absent, but the shard holds {size - k} bytes "
+            f"besides its {k}-byte index",
+            "index",
+        )
+
+
+def _overlapping(offsets: np.ndarray, sizes: np.ndarray, present: np.ndarray) -> None:
+    """Raise :class:`Damaged` ('index') where the index gives two of the ``present`` chunks
+    (their indices, in C order) bytes that overlap, other than one frame named twice (the same
+    offset and size, as a writer storing equal chunks once may write). No writer lays frames
+    over one another (zarr-python, tensorstore and zarrs write each chunk's frame after the
+    last): such an index is damaged, and zarr-python reads the chunks from the bytes it points
+    to without an error (an uncompressed chunk from the bytes of others)."""
+    if len(present) < 2:
+        return
+    off, n = offsets[present], sizes[present]
+    order = np.lexsort((n, off))
+    so, sn = off[order], n[order]
+    reach = np.maximum.accumulate(so + sn)[:-1]  # the furthest any frame before each one ends
+    twice = (so[1:] == so[:-1]) & (sn[1:] == sn[:-1])
+    bad = (so[1:] < reach) & ~twice
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0]) + 1
+        later = int(present[order[j]])
+        # the frame before it in offset order that reaches furthest: one it overlaps
+        earlier = int(present[order[int(np.argmax(so[:j] + sn[:j]))]])
+        a, b = sorted((earlier, later))
+        raise Damaged(
+            f"its shard index gives chunks {a} and {b} overlapping bytes (chunk {a}: offset "
+            f"{int(offsets[a])}, {int(sizes[a])} bytes; chunk {b}: offset {int(offsets[b])}, "
+            f"{int(sizes[b])} bytes)",
+            "index",
+            chunk=later,
+        )
 
 
 def unit_frames(raw: Any, n_chunks: int, shard: ShardFormat | None) -> Frames:
