@@ -14,6 +14,7 @@ overwritten and checked for staleness like any other. GPU variants run with ``-m
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -1902,9 +1903,12 @@ def _t_as_made(out: Path, src: Path) -> None:
         assert b[name].identical(a[name]), name
 
 
-def _as_an_earlier_release_wrote(out: Path) -> None:
+def _as_an_earlier_release_wrote(out: Path, later: int = 0) -> None:
     """The records of the run stopped in ``out/t`` as 3b41ad4 (the release before the
-    records' ``check``) wrote them: the same fields, with no ``check``."""
+    records' ``check``) wrote them: the same fields, with no ``check``; the output's
+    ``started``, which that release took from the clock again as it made the output array,
+    ``later`` seconds after the run record's (1: a second began between the two, as it
+    did now and then: h60c)."""
     path = out / "t" / ".pipeline" / "run.json"
     run_record = json.loads(path.read_text())
     del run_record["check"]
@@ -1912,6 +1916,8 @@ def _as_an_earlier_release_wrote(out: Path) -> None:
     arr = zarr.open_array(str(out), path="t", mode="r+")
     record = dict(arr.attrs)["pipeline"]
     del record["check"]
+    started = dt.datetime.fromisoformat(run_record["started"]) + dt.timedelta(seconds=later)
+    record["started"] = started.isoformat(timespec="seconds")
     arr.update_attributes({"pipeline": record})
 
 
@@ -1958,18 +1964,28 @@ def test_an_edit_of_a_stopped_outputs_records_is_not_kept_by_its_resume(
     _t_as_made(out, tmp_path / "in.zarr")
 
 
-@pytest.mark.parametrize("edited", ["pipeline attribute", "run record"])
+@pytest.mark.parametrize(
+    ("edited", "later"),
+    [
+        pytest.param(edited, later, id=edited + (", started a second apart" if later else ""))
+        for later in (0, 1)
+        for edited in ("pipeline attribute", "run record")
+    ],
+)
 def test_a_fresh_start_refuses_an_earlier_releases_records_that_disagree(
-    tmp_path: Path, cli, edited: str
+    tmp_path: Path, cli, edited: str, later: int
 ) -> None:
     """h58b: a Dataset output an earlier release (3b41ad4) stopped in the user's group, one
     of its records (no ``check``) edited to name the user's ``mine`` and ``owner``:
     ``run --overwrite`` took it and deleted both (exit 0). The two records of one run say
     the same where unedited: where they do not, the start is refused in one line naming
     them and the fix, nothing written; once ``t`` is removed, it is written, the user's
-    kept."""
+    kept. h60c: also where that release's output record says the run started a second
+    after its run record does (it read the clock for each; taken for two runs' records,
+    they had not been compared, and the edit was taken: a fresh clone's run failed this
+    test now and then, as a second began between the two)."""
     out, cfg = _users_group_stopped(tmp_path)
-    _as_an_earlier_release_wrote(out)
+    _as_an_earlier_release_wrote(out, later)
     if edited == "pipeline attribute":
         arr = zarr.open_array(str(out), path="t", mode="r+")
         record = dict(arr.attrs)["pipeline"]
