@@ -159,6 +159,37 @@ def _setup_logging(args: argparse.Namespace) -> None:
         _quiet_dask(args)
 
 
+def _contradiction(args: argparse.Namespace) -> str | None:
+    """The words of the refusal of a command line whose ``-q`` (only errors and the summary,
+    no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log output), or
+    ``--progress bar`` or ``plain`` (progress shown), on any command that takes them; None
+    where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
+    Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
+    ``--overwrite`` had won over ``--resume`` (now refused too). ``--progress auto`` (the
+    default) and ``none`` are quiet with ``-q``."""
+    if not args.quiet:
+        return None
+    if args.verbose:
+        more = "-" + "v" * args.verbose
+        return (
+            f"-q (only errors and the summary) contradicts {more} (more log output): "
+            "drop one of them"
+        )
+    progress = getattr(args, "progress", "none")  # run and generate take --progress
+    if progress in ("bar", "plain"):
+        return (
+            f"-q (no progress) contradicts --progress {progress}: drop -q to see the "
+            f"progress, or --progress {progress} to be quiet"
+        )
+    return None
+
+
+def _progress(args: argparse.Namespace) -> str:
+    """The progress mode of ``run`` or ``generate``: their ``--progress``, or ``none`` with
+    ``-q`` (which a mode that shows progress contradicts: :func:`_contradiction`)."""
+    return "none" if args.quiet else str(args.progress)
+
+
 def _driver_level(args: argparse.Namespace) -> int:
     return logging.INFO if args.verbose >= 2 else logging.CRITICAL
 
@@ -255,6 +286,10 @@ def _forget_exiting() -> None:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    contradiction = _contradiction(args)
+    if contradiction is not None:  # a usage error, as argparse's own (status 2), in one line
+        print(f"pipeline {args.command}: error: {contradiction}", file=sys.stderr)
+        return 2
     args.program = argv is None and _started_for_the_command()  # its age is the command's
     _setup_logging(args)
     try:
@@ -492,8 +527,7 @@ def _configured(args: argparse.Namespace) -> int:
     if args.command == "generate":
         from pipeline.running.generate import generate_input
 
-        progress = "none" if args.quiet and args.progress == "auto" else args.progress  # as run
-        info = generate_input(config, progress=progress, interval=args.progress_interval)
+        info = generate_input(config, progress=_progress(args), interval=args.progress_interval)
         print_rows(
             [("created", info.location.said(info.path)), ("array", info.describe())], "generated"
         )
@@ -953,7 +987,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         resume=args.resume,
         report=args.report,
         summary_json=args.summary_json,
-        progress="none" if args.quiet and args.progress == "auto" else args.progress,
+        progress=_progress(args),
         interval=args.progress_interval,
         process_ends=args.program,  # _leave ends it
     )

@@ -460,6 +460,44 @@ def test_every_command_takes_the_common_options_after_it(cli, option) -> None:
     assert rc == 0 and out.startswith("**top level**"), err
 
 
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("run", ["--progress", "plain"]),
+        ("run", ["--progress", "bar", "--dry-run"]),
+        ("generate", ["--progress", "plain"]),
+        ("generate", ["--progress", "bar"]),
+        ("run", ["-v"]),
+        ("generate", ["-vv"]),
+        ("plan", ["-v"]),
+        ("verify", ["-vv"]),
+        ("info", ["-v"]),
+        ("schema", ["-v"]),
+    ],
+)
+def test_quiet_with_an_option_that_contradicts_it_is_refused_in_one_line(
+    tmp_path, cli, command, options
+) -> None:
+    """``-q`` (only errors and the summary, no progress) with ``--progress plain`` or ``bar``
+    had printed the progress (the mode given won, silently), and with ``-vv`` Dask's logs but
+    not the pipeline's. Refused on every command that takes them, in one line naming both
+    and the fix, status 2 as argparse's refusals, before anything is written (``generate``'s
+    input), whichever side of the command the options stand."""
+    cfg = generated_config(tmp_path, {"shape": [40, 20], "chunks": [2, 20]})
+    before = sorted(tmp_path.rglob("*"))
+    config = [] if command in ("info", "schema") else [cfg]
+    lines = [["-q", command, *config, *options], [command, *config, *options, "-q"]]
+    if options[0] != "--progress":  # -v before the command too
+        lines.append([*options, command, *config, "-q"])
+    said = " ".join(options[:2]) if options[0] == "--progress" else options[0]
+    for line in lines:
+        rc, out, err = cli(*line)
+        assert rc == 2 and out == "", (line, err)
+        assert err.startswith(f"pipeline {command}: error: -q (") and err.count("\n") == 1, err
+        assert f"contradicts {said}" in err and "drop" in err, err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_output_overwrite_in_the_config_is_honoured(tmp_path, cli, small) -> None:
     """`make run` twice: configs/default.yaml says output.overwrite: true."""
     cfg = _config(tmp_path, output={"store": str(tmp_path / "out.zarr"), "overwrite": True})

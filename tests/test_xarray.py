@@ -14,6 +14,7 @@ overwritten and checked for staleness like any other. GPU variants run with ``-m
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -346,6 +347,32 @@ def test_a_dimension_coordinate_of_text_is_carried(tmp_path: Path, cli, zarr_for
     assert rc == 0, err + text
 
 
+def _run_of_a_masked_coordinate(
+    src: Path, name: str, masked: bool, *said: str
+) -> tuple[Any, Path] | None:
+    """The input ``src`` (in ``tmp_path``), whose coordinate ``name`` xarray reads masked by
+    its fill value (an object array), and the config of a run of it into ``out.zarr``
+    beside it: (the input as xarray opens it, the config). None where ``masked`` (an element
+    equal to the fill value, which the output could not give back): the run was refused in
+    one line naming the coordinate and saying each of ``said``, before anything was
+    written (no output, the input's files as they were)."""
+    tmp_path = src.parent
+    want = open_dataset(src)
+    assert want[name].dtype == object  # masked by its fill value
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
+    if not masked:
+        return want, cfg
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
+    e = info.value
+    assert (e.variable, e.coordinate) == (str(src / name), name), e
+    assert len(str(e).splitlines()) == 1 and all(words in str(e) for words in said), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    return None
+
+
 @pytest.mark.parametrize("masked", [False, True], ids=["all-held", "one-masked"])
 @pytest.mark.parametrize("dtype", ["S2", "U2", "vlen-utf8"])
 def test_a_text_coordinate_with_a_fill_value_opens_in_the_output(
@@ -375,20 +402,10 @@ def test_a_text_coordinate_with_a_fill_value_opens_in_the_output(
     n[...] = names
     n.attrs["_ARRAY_DIMENSIONS"] = ["station"]
     assert json.loads((src / "name" / ".zarray").read_text())["fill_value"] == ""
-    want = open_dataset(src)
-    assert want["name"].dtype == object  # masked by its fill value
-    cfg = tmp_path / "t.yaml"
-    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
-    if masked:
-        before = file_states(src)
-        with pytest.raises(InputError) as info:
-            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
-        e = info.value
-        assert (e.variable, e.coordinate) == (str(src / "name"), "name"), e
-        assert len(str(e).splitlines()) == 1 and "fill value" in str(e)
-        assert "output.array: ''" in str(e)
-        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    ran = _run_of_a_masked_coordinate(src, "name", masked, "fill value", "output.array: ''")
+    if ran is None:
         return
+    want, cfg = ran
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     out = open_dataset(tmp_path / "out.zarr")
@@ -433,19 +450,10 @@ def test_a_boolean_coordinate_masked_by_its_fill_value_keeps_its_meaning(
     c = np.array([True, not masked, True, True])
     t = _zarr_python_dataset(src, 2, c)
     assert json.loads((src / "c" / ".zarray").read_text())["fill_value"] is False
-    want = open_dataset(src)
-    assert want["c"].dtype == object  # masked by its fill value
-    cfg = tmp_path / "t.yaml"
-    cfg.write_text(yaml.safe_dump(config(tmp_path, cluster=_THREADS)))
-    if masked:
-        before = file_states(src)
-        with pytest.raises(InputError) as info:
-            pipeline.run(parse_config(yaml.safe_load(cfg.read_text())))
-        e = info.value
-        assert (e.variable, e.coordinate) == (str(src / "c"), "c"), e
-        assert len(str(e).splitlines()) == 1 and "fill value False" in str(e)
-        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    ran = _run_of_a_masked_coordinate(src, "c", masked, "fill value False")
+    if ran is None:
         return
+    want, cfg = ran
     rc, _, err = cli("run", cfg)
     assert rc == 0, err
     out = open_dataset(tmp_path / "out.zarr")
@@ -1902,9 +1910,12 @@ def _t_as_made(out: Path, src: Path) -> None:
         assert b[name].identical(a[name]), name
 
 
-def _as_an_earlier_release_wrote(out: Path) -> None:
+def _as_an_earlier_release_wrote(out: Path, later: int = 0) -> None:
     """The records of the run stopped in ``out/t`` as 3b41ad4 (the release before the
-    records' ``check``) wrote them: the same fields, with no ``check``."""
+    records' ``check``) wrote them: the same fields, with no ``check``; the output's
+    ``started``, which that release took from the clock again as it made the output array,
+    ``later`` seconds after the run record's (1: a second began between the two, as it
+    did now and then: h60c)."""
     path = out / "t" / ".pipeline" / "run.json"
     run_record = json.loads(path.read_text())
     del run_record["check"]
@@ -1912,6 +1923,8 @@ def _as_an_earlier_release_wrote(out: Path) -> None:
     arr = zarr.open_array(str(out), path="t", mode="r+")
     record = dict(arr.attrs)["pipeline"]
     del record["check"]
+    started = dt.datetime.fromisoformat(run_record["started"]) + dt.timedelta(seconds=later)
+    record["started"] = started.isoformat(timespec="seconds")
     arr.update_attributes({"pipeline": record})
 
 
@@ -1958,18 +1971,28 @@ def test_an_edit_of_a_stopped_outputs_records_is_not_kept_by_its_resume(
     _t_as_made(out, tmp_path / "in.zarr")
 
 
-@pytest.mark.parametrize("edited", ["pipeline attribute", "run record"])
+@pytest.mark.parametrize(
+    ("edited", "later"),
+    [
+        pytest.param(edited, later, id=edited + (", started a second apart" if later else ""))
+        for later in (0, 1)
+        for edited in ("pipeline attribute", "run record")
+    ],
+)
 def test_a_fresh_start_refuses_an_earlier_releases_records_that_disagree(
-    tmp_path: Path, cli, edited: str
+    tmp_path: Path, cli, edited: str, later: int
 ) -> None:
     """h58b: a Dataset output an earlier release (3b41ad4) stopped in the user's group, one
     of its records (no ``check``) edited to name the user's ``mine`` and ``owner``:
     ``run --overwrite`` took it and deleted both (exit 0). The two records of one run say
     the same where unedited: where they do not, the start is refused in one line naming
     them and the fix, nothing written; once ``t`` is removed, it is written, the user's
-    kept."""
+    kept. h60c: also where that release's output record says the run started a second
+    after its run record does (it read the clock for each; taken for two runs' records,
+    they had not been compared, and the edit was taken: a fresh clone's run failed this
+    test now and then, as a second began between the two)."""
     out, cfg = _users_group_stopped(tmp_path)
-    _as_an_earlier_release_wrote(out)
+    _as_an_earlier_release_wrote(out, later)
     if edited == "pipeline attribute":
         arr = zarr.open_array(str(out), path="t", mode="r+")
         record = dict(arr.attrs)["pipeline"]

@@ -1799,11 +1799,14 @@ def _create(plan: Plan) -> None:
     outside = _enclosing_consolidated(plan)
     outside_had = sorted({*outside, *_enclosing_before(ledger.read_manifest())})
     ledger.clear_done()
+    # one time for both records of the run (h60c: each had taken the clock, a second apart
+    # where a second began between them)
+    started = _now()
     manifest: dict[str, Any] = {
         "fingerprint": plan.fingerprint(),
         "identity": plan.identity,
         "version": __version__,
-        "started": _now(),
+        "started": started,
     }
     if replaced:  # the coordinates this run writes, or wrote before it stopped
         manifest["coordinates"] = replaced
@@ -1878,7 +1881,7 @@ def _create(plan: Plan) -> None:
             o.codec or "none",
             plan.sink.encoding.level,
             plan.sink.encoding.checksum,
-            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": _now(), **extra})},
+            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": started, **extra})},
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
         )
@@ -2186,12 +2189,17 @@ def check_records_whole(plan: Plan) -> None:
 def _earlier_records_disagree(plan: Plan, manifest: Any) -> bool:
     """Whether the run record (``manifest``) of a run an earlier release (3b41ad4) stopped
     while making an output in a group, and the output's ``pipeline`` record that run wrote
-    (the same ``started`` and ``fingerprint``), both without a ``check``, do not say the
-    same: other ``group_attributes``, or coordinates the output's record owns that the run
-    record does not say the run wrote (its ``coordinates`` but those it ``found``). Such a
-    run wrote both alike, so one was edited since (h58b: an edit of either, naming the user's
-    array or attribute, taken, had ``run --overwrite`` delete it). False where either holds
-    a ``check`` (:func:`check_records_whole` judges those) or they are not of one run."""
+    (the same ``fingerprint``, and a ``started`` not before the run record's: that release
+    took the time again as it made the output array, after the run record, a second later
+    where a second began between the two; h60c: taken for records of two runs, they were
+    not compared, the edit taken), both without a ``check``, do not say the same: other
+    ``group_attributes``, or coordinates the output's record owns that the run record does
+    not say the run wrote (its ``coordinates`` but those it ``found``). Such a run wrote
+    both alike, so one was edited since (h58b: an edit of either, naming the user's array
+    or attribute, taken, had ``run --overwrite`` delete it). False where either holds a
+    ``check`` (:func:`check_records_whole` judges those) or they are not of one run (the
+    output's record older than the run record: a run stopped before it removed the array
+    an earlier run made)."""
     recorded = recorded_run(plan)
     if (
         output_group(plan) is None
@@ -2199,8 +2207,7 @@ def _earlier_records_disagree(plan: Plan, manifest: Any) -> bool:
         or "check" in manifest
         or "check" in recorded
         or not isinstance(manifest.get("group_attributes"), dict)
-        or "started" not in manifest
-        or recorded.get("started") != manifest["started"]
+        or not _not_before(recorded.get("started"), manifest.get("started"))
         or recorded.get("fingerprint") != manifest.get("fingerprint")
     ):
         return False
@@ -2208,6 +2215,16 @@ def _earlier_records_disagree(plan: Plan, manifest: Any) -> bool:
         return True
     written = set(_names(manifest.get("coordinates"))) - set(_names(manifest.get("found")))
     return not set(_names(recorded.get("coordinates"))) <= written
+
+
+def _not_before(later: Any, earlier: Any) -> bool:
+    """Whether the time ``later`` (a record's ``started``, as :func:`_now` writes it: ISO
+    8601, to the second, in UTC) is not before the time ``earlier``; False where either is
+    not such a time."""
+    try:
+        return bool(dt.datetime.fromisoformat(later) >= dt.datetime.fromisoformat(earlier))
+    except (TypeError, ValueError):  # not text, not a time, or one without its time zone
+        return False
 
 
 def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tuple[str, str]]:
