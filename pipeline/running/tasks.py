@@ -395,7 +395,7 @@ def _decode_unit_on_host(
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
         try:
-            frames = shards.unit_frames(raw, n_chunks, info.format.shard)
+            frames = shards.unit_frames(raw, n_chunks, info.format.shard, info.chunks_per_unit)
         except shards.Damaged as e:
             raise damaged(info, key, str(e), e.problem) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
@@ -425,7 +425,7 @@ def _decode_unit_on_host(
                     whole = fmt.decode(frame)
                     dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
             except shards.Damaged as e:
-                where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
+                where = f" ({codecs.inner_chunk(c, info.unit, info.chunk)})" if info.sharded else ""
                 raise damaged(info, key, f"{e}{where}", e.problem) from None
             except Exception as e:
                 if not codecs.is_unknown_codec(e):
@@ -462,7 +462,7 @@ def _read_block_gpu(
         with _timed("decode"):
             try:
                 shard = info.format.shard if info.format is not None else None
-                frames = shards.unit_frames(raw, n_chunks, shard)
+                frames = shards.unit_frames(raw, n_chunks, shard, info.chunks_per_unit)
                 host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
                 needs_host = codecs.check_frames(
                     host, frames, info.codec or "none", info.chunk_nbytes

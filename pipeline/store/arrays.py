@@ -1629,8 +1629,8 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
             raw = fetched[key] if fetched is not None else location.read(key)
-            n = math.prod(grid.chunks_per_unit(unit, fmt.chunk.shape))
-            frames = shards.unit_frames(raw, n, fmt.shard)
+            per_unit = grid.chunks_per_unit(unit, fmt.chunk.shape)
+            frames = shards.unit_frames(raw, math.prod(per_unit), fmt.shard, per_unit)
             for c in np.flatnonzero(frames.sizes != shards.EMPTY):
                 off, size = int(frames.offsets[c]), int(frames.sizes[c])
                 assert raw is not None

@@ -144,10 +144,14 @@ def decode_index(
     return table[:, 0].astype(np.uint64), table[:, 1].astype(np.uint64)
 
 
-def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
+def shard_frames(
+    raw: Any, n_chunks: int, shard: ShardFormat, grid: tuple[int, ...] | None = None
+) -> Frames:
     """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
     index; raises :class:`Damaged` for an index that is missing, fails its checksum, or points
-    outside the shard's chunk bytes."""
+    outside the shard's chunk bytes, naming the inner chunk whose entry does by its
+    coordinates in the shard's chunk grid ``grid`` (``n_chunks`` chunks; None: by its index in
+    C order), as the damage lines of its frames name it."""
     size = len(memoryview(raw).cast("B")) if raw is not None else 0
     k = index_nbytes(n_chunks, shard.index_crc32c)
     if size < k:
@@ -165,7 +169,12 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
             first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
             o, n_first = int(offsets[first]), int(sizes[first])
             at = (size - k, size) if shard.index_at_end else (0, k)
-            where = f"chunk {first}: offset {o}, {n_first} bytes"
+            chunk = (
+                f"inner chunk {[int(i) for i in np.unravel_index(first, grid)]}"
+                if grid is not None
+                else f"chunk {first}"
+            )
+            where = f"{chunk}: offset {o}, {n_first} bytes"
             if o + n_first <= size and o < at[1] and o + n_first > at[0]:  # in the shard
                 raise Damaged(  # review 41: it had said "outside the shard"
                     f"its shard index points into the shard's own index ({where}, over the "
@@ -181,13 +190,16 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
     return Frames(offsets, sizes)
 
 
-def unit_frames(raw: Any, n_chunks: int, shard: ShardFormat | None) -> Frames:
+def unit_frames(
+    raw: Any, n_chunks: int, shard: ShardFormat | None, grid: tuple[int, ...] | None = None
+) -> Frames:
     """Where each chunk's bytes lie in a stored unit (``raw`` None: the unit is absent, so
-    every chunk is)."""
+    every chunk is); ``grid``: a shard's chunk grid, which names the inner chunk whose index
+    entry is wrong (:func:`shard_frames`)."""
     if raw is None:
         empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
         return Frames(empty, empty.copy())
     if shard is None:
         n = len(memoryview(raw).cast("B"))
         return Frames(np.zeros(1, np.uint64), np.array([n], np.uint64))
-    return shard_frames(raw, n_chunks, shard)
+    return shard_frames(raw, n_chunks, shard, grid)
