@@ -29,6 +29,7 @@ from pipeline.errors import (
     PipelineError,
     StoreError,
     cause,
+    disk_full,
     one_line,
     storage_failure,
 )
@@ -599,18 +600,27 @@ def unwritable(sink: Sink, key: str, failure: str, what: str = "") -> StoreError
 def _storing(sink: Sink, key: str, what: str = "") -> Iterator[None]:
     """A write of ``key`` to ``sink``'s store: a store's refusal (a permission, an HTTP
     status: :func:`~pipeline.errors.storage_failure`) raised as :func:`unwritable`'s line (a
-    full disk is :func:`~pipeline.errors.disk_full`'s already)."""
-    failure = None
+    full disk is :func:`~pipeline.errors.disk_full`'s: a chunk's write says so already, a
+    marker's had been "the store answered OSError: [Errno 28] ...: mend what is at that
+    path")."""
+    failure: str | StoreError | None = None
     try:
         yield
     except PipelineError:
         raise
     except Exception as e:
-        failure = storage_failure(e)
+        full = (
+            disk_full(e, sink.info.location.join(key), _then(sink)[2])
+            if isinstance(e, OSError)
+            else None
+        )
+        failure = full or storage_failure(e)
         if failure is None:
             raise
     # raised outside the handler, so the store's error is not its __context__ (as
     # _read_unit's: an error that does not pickle made distributed hand back a bare Exception)
+    if isinstance(failure, StoreError):
+        raise failure
     if failure is not None:
         raise unwritable(sink, key, failure, what)
 
