@@ -1248,6 +1248,40 @@ def test_a_write_too_large_says_what_finishes_the_output_as_it_is_left(tmp_path:
     finishes("mixed", "--resume")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
+def test_a_lock_that_could_not_be_written_does_not_hold_the_next_run(tmp_path: Path) -> None:
+    """``pipeline.run`` twice in one process, the first with no file allowed to grow (its
+    lock's write fails, EFBIG), the second once the limit is back: the first had left its lock
+    file open and locked, and the second was refused, "another run is writing ... (pid ? on
+    ?)"; it runs."""
+    x = np.random.default_rng(4).random((4, COLS), dtype=np.float32)
+    make_array(tmp_path / "in.zarr", x, (1, COLS))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    script = (
+        "import resource, pipeline\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))\n"
+        "try:\n"
+        f"    pipeline.run({str(cfg)!r})\n"
+        "except pipeline.errors.StoreError as e:\n"
+        "    print(e)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n"
+        f"print(pipeline.run({str(cfg)!r}).status)\n"
+    )
+    r = run_python(["-c", script], tmp_path)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.strip().splitlines()
+    assert first.startswith(f"file too large writing {tmp_path / 'out.zarr'} "), first
+    assert first.endswith("; then run again: nothing was written"), first
+    assert second == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x))
+
+
 def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
     x = np.array([1.0, np.nan, np.inf, -np.inf, 1e30, -1e30, -0.0, 3.0] * 25, np.float32)
     make_array(tmp_path / "in.zarr", x, (40,))
