@@ -1634,7 +1634,13 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
             for c in np.flatnonzero(frames.sizes != shards.EMPTY):
                 off, size = int(frames.offsets[c]), int(frames.sizes[c])
                 assert raw is not None
-                fmt.chunk.decode(memoryview(raw)[off : off + size])
+                try:
+                    fmt.chunk.decode(memoryview(raw)[off : off + size])
+                except shards.Damaged as e:  # which of the shard's chunks, as the run says
+                    if fmt.shard is None:
+                        raise
+                    where = codecs.inner_chunk(int(c), unit, fmt.chunk.shape)
+                    raise shards.Damaged(f"{e} ({where})", e.problem, int(c)) from None
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
             return _unit_damage(key, e)
     return None
