@@ -466,7 +466,7 @@ def _read_block_gpu(
                 frames = shards.unit_frames(raw, n_chunks, shard, info.chunks_per_unit)
                 host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
                 needs_host = codecs.check_frames(
-                    host, frames, info.codec or "none", info.chunk_nbytes
+                    host, frames, info.codec or "none", info.chunk_nbytes, info.chunks_per_unit
                 )
             except shards.Damaged as e:
                 raise damaged(info, key, str(e), e.problem) from None

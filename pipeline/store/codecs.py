@@ -950,7 +950,25 @@ def fill_bits(fill: Any, dtype: np.dtype) -> bytes:
     return np.asarray(fill, dtype=dtype).tobytes()
 
 
-def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
+def check_frames(
+    buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int, grid: Shape | None = None
+) -> np.ndarray:
+    """:func:`_check_frames` of one stored unit's frames, whose chunk grid is ``grid`` (its
+    damage named as every other damage line names it: "(in the shard's inner chunk [1, 1])",
+    nothing more for an unsharded chunk; it had been "chunk 3: ...", a flat index); None: of
+    frames that are no one unit's, their index in ``frames`` named ("chunk 3: ...")."""
+    try:
+        return _check_frames(buf, frames, codec, chunk_nbytes)
+    except Damaged as e:
+        if grid is None or e.chunk is None:
+            raise
+        text = str(e).removeprefix(f"chunk {e.chunk}: ")
+        if math.prod(grid) > 1:
+            text += f" ({inner_chunk(e.chunk, grid, (1,) * len(grid))})"
+        raise Damaged(text, e.problem, e.chunk) from None
+
+
+def _check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
     """Check, before a GPU decodes them, the present frames of ``buf`` (a uint8 array holding
     stored units; ``frames`` offsets into it): which of them the GPU's decoder may take, and
     which no decoder decodes to exactly ``chunk_nbytes`` bytes. For no codec, each must be
