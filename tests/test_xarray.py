@@ -3937,6 +3937,37 @@ def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_wri
     assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
 
 
+def test_a_carried_coordinates_damaged_shard_names_its_inner_chunk(tmp_path: Path) -> None:
+    """A coordinate stored in shards of 4 zstd chunks (a layout the pipeline decodes itself),
+    one inner chunk's frame damaged: the line names that inner chunk by its coordinates in the
+    shard, as a run names the variable's own (it had named the shard alone)."""
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+
+    shards = {
+        "chunks": (20,),
+        "serializer": ShardingCodec(chunk_shape=(5,), codecs=[BytesCodec(), ZstdCodec()]),
+        "compressors": None,
+    }
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding=shards)
+    key = "lon/c/1"
+    raw = bytearray((src / key).read_bytes())
+    table = np.frombuffer(bytes(raw[-68:-4]), "<u8").reshape(4, 2)
+    raw[int(table[2, 0])] ^= 0xFF  # inner chunk 2's zstd magic number
+    (src / key).write_bytes(bytes(raw))
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ChunkError) as info:
+            call(config(tmp_path))
+        assert str(info.value) == (
+            f"input chunk {key!r} of {src} (of lon, which the output carries beside the "
+            "variable) is damaged: RuntimeError: Zstd decompression error: invalid input data "
+            "(in the shard's inner chunk [2]); nothing was written: restore the chunk (or delete "
+            "it, and it reads as the fill value), or set output.array: '' to write the variable "
+            "alone, without its coordinates"
+        )
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_verify_names_a_carried_coordinates_chunk_damaged_since_the_run(
     tmp_path: Path, cli, zarr_format: int
