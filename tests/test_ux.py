@@ -405,6 +405,57 @@ def test_an_xarray_of_the_users_is_not_blamed_on_the_dataset(tmp_path) -> None:
     assert "output.array" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.parametrize("module", ["queue", "zarr", "dask", "xarray"])
+def test_a_file_of_the_users_with_no_part_in_an_error_leaves_its_line(tmp_path, module) -> None:
+    """A file of the user's in a module's place that the error does not come from (a
+    ``queue.py`` beside a config with a wrong value, or whose input is not there) leaves the
+    error's own line: the shadow's line had replaced every error's, its fix (rename the file)
+    no fix of the config's value or of the missing input."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    (tmp_path / f"{module}.py").write_text("# a script of the user's\n")
+    wrong = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "wrong.yaml")
+    wrong.write_text(wrong.read_text().replace("workers: 2", "workers: two"))
+    gone = write_config(tmp_path, tmp_path / "gone.zarr", tmp_path / "out.zarr", "gone.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command, cfg, said in (
+        ("plan", wrong, f"error: {wrong}:"),
+        ("run", wrong, f"error: {wrong}:"),
+        ("plan", gone, f"error: input store {tmp_path / 'gone.zarr'} does not exist: "),
+    ):
+        argv = [sys.executable, "-m", "pipeline", command, str(cfg)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith(said), (command, r.stderr)
+        assert "takes the place" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_workers_error_through_a_file_of_the_users_names_it(tmp_path) -> None:
+    """An error that comes from a file of the user's in a module's place, as a Dask worker
+    sends it (pickled: an AttributeError loses the module it was raised on, a PipelineError
+    the error it came from), still names the file, from its words; one in other words does
+    not."""
+    (tmp_path / "queue.py").write_text("# a script of the user's\n")
+    script = """
+import pickle, queue
+from pipeline.errors import InputError
+from pipeline.shadowing import linked_shadows
+try:
+    queue.SimpleQueue
+except AttributeError as e:
+    raised = e
+failed = InputError(f"in.zarr/zarr.json holds metadata zarr-python cannot read ({raised!r})")
+for error in (raised, failed, InputError("input store in.zarr does not exist")):
+    print([name for name, _, _ in linked_shadows(pickle.loads(pickle.dumps(error)))])
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", script]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["['queue']", "['queue']", "[]"], r.stdout
+
+
 def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
     """An ImportError that names no module (a module that raises it itself, as a library's
     "install X to ..." does) is one line, as any other error: the handler for those naming a
