@@ -431,6 +431,48 @@ def test_a_file_of_the_users_with_no_part_in_an_error_leaves_its_line(tmp_path, 
     assert not (tmp_path / "out.zarr").exists()
 
 
+#: A script of the user's, run in the folder of a ``queue.py`` of theirs (``python -c``: the
+#: folder is first on sys.path), that calls the API and prints what it raised.
+API_SCRIPT = """
+import sys
+import pipeline
+try:
+    getattr(pipeline, sys.argv[1])(sys.argv[2])
+except pipeline.PipelineError as e:
+    print(type(e).__name__, getattr(e, "files", None), e, sep="|")
+"""
+
+
+def test_the_api_names_a_file_of_the_users_in_a_modules_place(tmp_path) -> None:
+    """Through the API, a ``queue.py`` of the user's beside the script is named as the command
+    line names it, in a ShadowedModuleError (the file in ``files``): the plan
+    had raised the InputError that blamed the input's metadata ("holds metadata zarr-python
+    cannot read ... mend the value"), and the run Python's bare ImportError. An error it has no
+    part in (a config's wrong value) keeps its own."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    wrong = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "wrong.yaml")
+    wrong.write_text(wrong.read_text().replace("workers: 2", "workers: two"))
+    (tmp_path / "queue.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shadow = f"{tmp_path / 'queue.py'} takes the place of the module 'queue' installed at "
+    for function in ("plan", "run"):
+        argv = [sys.executable, "-c", API_SCRIPT, function, str(cfg)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        kind, files, line = r.stdout.rstrip("\n").split("|")
+        assert (kind, files) == ("ShadowedModuleError", str([shadow.split()[0]]))
+        assert line.startswith(shadow) and f"which pipeline.{function}() imports" in line, line
+        assert line.endswith(": rename that file of yours") and "mend" not in line, line
+    argv = [sys.executable, "-c", API_SCRIPT, "plan", str(wrong)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"ConfigError|None|{wrong}:"), r.stdout
+    assert "takes the place" not in r.stdout, r.stdout
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_a_workers_error_through_a_file_of_the_users_names_it(tmp_path) -> None:
     """An error that comes from a file of the user's in a module's place, as a Dask worker
     sends it (pickled: an AttributeError loses the module it was raised on, a PipelineError
