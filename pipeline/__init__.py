@@ -245,24 +245,27 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
     """The error that the API's function ``name`` raises in place of ``e`` where files of the
     user's take the place of modules it imports (a ``queue.py`` in the folder of the script,
-    which Python puts first on ``sys.path``) and ``e`` comes from or through them, or, where
-    nothing explains ``e`` (``explained`` false: no PipelineError), may: a
+    which Python puts first on ``sys.path``) and ``e`` comes from or through them: a
     :class:`ShadowedModuleError` with the command line's line, not the library's error nor a
-    step's line that blamed the input for it. None where none does (an error such a file has
-    no part in keeps its own: :func:`pipeline.shadowing.shadows_behind`, which looks only
-    now)."""
+    step's line that blamed the input for it. None where none does: an error such a file has
+    no part in keeps its own (:func:`pipeline.shadowing.shadows_behind`, which looks only
+    now), and one that nothing explains (``explained`` false: no PipelineError) a note, under
+    its traceback, that they may be its cause (the script's own modules are in this process
+    too: ``e`` is not taken for theirs)."""
     from pipeline.errors import cause
     from pipeline.shadowing import shadow_message, shadows_behind
 
     shadows, maybe, failing = shadows_behind(e, explained)
     if not shadows:
         return None
+    if maybe:
+        e.add_note(shadow_message(shadows, maybe, None, f"pipeline.{name}()"))
+        return None
     failure = str(e) if failing is e and isinstance(e, PipelineError) else cause(failing)
     return ShadowedModuleError(
         shadow_message(shadows, maybe, failure, f"pipeline.{name}()"),
         files=[file for _, file, _ in shadows],
         modules=[module for module, _, _ in shadows],
-        maybe=maybe,
     )
 
 

@@ -311,12 +311,12 @@ class ClusterError(PipelineError):
 class ShadowedModuleError(PipelineError):
     """A file of the user's takes the place of a module the pipeline imports (a ``queue.py``
     beside the script that calls :func:`pipeline.run`, which Python puts first on
-    ``sys.path``), and the error came from or through it, or, where nothing explains the
-    error, may have (:mod:`pipeline.shadowing`): raised in place of that error (its
-    ``__cause__``), a library's or a step's that blamed the input for it.
+    ``sys.path``), and the error came from or through it (:mod:`pipeline.shadowing`): raised
+    in place of that error (its ``__cause__``), a library's or a step's that blamed the input
+    for it.
 
     Fields: ``files`` (the files), ``modules`` (the modules they take the place of, in the
-    same order), ``maybe`` (True where they only may be the cause).
+    same order).
     """
 
 

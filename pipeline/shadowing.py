@@ -262,15 +262,19 @@ def shadows_behind(
 
 
 def shadow_message(
-    shadows: list[tuple[str, str, str]], maybe: bool, failure: str, importer: str = "the command"
+    shadows: list[tuple[str, str, str]],
+    maybe: bool,
+    failure: str | None,
+    importer: str = "the command",
 ) -> str:
     """The words naming ``shadows`` (:func:`shadows_behind`) as the cause of ``failure``, the
-    error's own words, put in brackets, or as what ``maybe`` is: each file, the module it
-    hides, and the fix. ``importer``: what imports the modules (the command, or
-    ``pipeline.run()``)."""
+    error's own words, put in brackets (none where None: a note under the error), or as what
+    ``maybe`` is: each file, the module it hides, and the fix. ``importer``: what imports the
+    modules (the command, or ``pipeline.run()``)."""
     said = ", and may be the cause" if len(shadows) == 1 else "; one of them may be the cause"
+    quoted = f" ({failure})" if failure is not None else ""
     return (
-        f"{_said(shadows)}, which {importer} imports{said if maybe else ''} ({failure}): "
+        f"{_said(shadows)}, which {importer} imports{said if maybe else ''}{quoted}: "
         f"rename {_them(shadows)} of yours"
     )
 

@@ -438,8 +438,8 @@ import sys
 import pipeline
 try:
     getattr(pipeline, sys.argv[1])(sys.argv[2])
-except pipeline.PipelineError as e:
-    print(type(e).__name__, getattr(e, "files", None), e, sep="|")
+except Exception as e:
+    print(type(e).__name__, getattr(e, "files", None), e, *getattr(e, "__notes__", ()), sep="|")
 """
 
 
@@ -471,6 +471,24 @@ def test_the_api_names_a_file_of_the_users_in_a_modules_place(tmp_path) -> None:
     assert r.stdout.startswith(f"ConfigError|None|{wrong}:"), r.stdout
     assert "takes the place" not in r.stdout, r.stdout
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_the_api_notes_a_file_of_the_users_that_may_cause_a_librarys_error(tmp_path) -> None:
+    """A library's error that hides what it met (pydantic's "cannot import name 'BaseModel'"
+    where a ``platform.py`` of the user's failed its import) is raised as it is through the
+    API, with a note naming the file as what may be its cause: the script's own modules are in
+    the process too, so it is not taken for the file's."""
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / "platform.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", API_SCRIPT, "plan", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    kind, files, line, note = r.stdout.rstrip("\n").split("|")
+    assert (kind, files) == ("ImportError", "None") and "pydantic" in line, r.stdout
+    said = f"{tmp_path / 'platform.py'} takes the place of the module 'platform' installed at "
+    assert note.startswith(said) and "which pipeline.plan() imports, and may be the cause: " in note
+    assert note.endswith(": rename that file of yours"), note
 
 
 def test_a_workers_error_through_a_file_of_the_users_names_it(tmp_path) -> None:
