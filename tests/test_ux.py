@@ -491,6 +491,32 @@ def test_the_api_notes_a_file_of_the_users_that_may_cause_a_librarys_error(tmp_p
     assert note.endswith(": rename that file of yours"), note
 
 
+def test_a_file_of_the_users_that_fails_a_workers_task_is_named(tmp_path) -> None:
+    """A file of the user's in the place of a module a Dask worker's task uses (a
+    ``google_crc32c.py``: a sharded output's index checksum) is named as the cause of the
+    error the worker sent back, from its words (pickled, the AttributeError no longer holds
+    the module): not as what only may be the cause."""
+    pytest.importorskip("google_crc32c")
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    output = {"store": str(tmp_path / "out.zarr"), "chunks": [1, 4], "shards": [3, 4]}
+    cluster = {"dashboard": ":0"}  # distributed's worker processes, not this one's threads
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", output=output, cluster=cluster
+    )
+    (tmp_path / "google_crc32c.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("dashboard: "), r.stderr  # the run's tasks went to workers
+    line = r.stderr.splitlines()[-1]
+    said = f"error: {tmp_path / 'google_crc32c.py'} takes the place of the module 'google_crc32c' "
+    assert line.startswith(said), r.stderr
+    assert "which the command imports (AttributeError: module 'google_crc32c' " in line
+    assert "may be the cause" not in line and r.stderr.count("\n") == 2, r.stderr
+
+
 def test_a_workers_error_through_a_file_of_the_users_names_it(tmp_path) -> None:
     """An error that comes from a file of the user's in a module's place, as a Dask worker
     sends it (pickled: an AttributeError loses the module it was raised on, a PipelineError
