@@ -44,6 +44,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     PlanError,
+    ShadowedModuleError,
     StoreError,
     said_option,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "OutputError",
     "PipelineError",
     "PlanError",
+    "ShadowedModuleError",
     "StoreError",
     "__version__",
     "load_config",
@@ -206,10 +208,12 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         problem = _argument_problem(fn.__name__, signature, args, kwargs)
         if problem is not None:  # raised outside bind's handler: no TypeError as its context
             raise problem
-        from pipeline.running.waiting import imports_uninterrupted
-
         done: list[T] = []
         try:
+            # in the handlers' reach: a file of the user's may take the place of a module it
+            # imports (threading.py)
+            from pipeline.running.waiting import imports_uninterrupted
+
             with imports_uninterrupted():
                 done.append(fn(*args, **kwargs))
         except KeyboardInterrupt as e:
@@ -222,15 +226,47 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         except Exception as e:
             from pipeline.errors import missing_credentials, no_credentials_error
 
+            credentials = not isinstance(e, PipelineError) and missing_credentials(e)
+            shadowed = _shadowed(fn.__name__, e, isinstance(e, PipelineError) or credentials)
+            if shadowed is not None:
+                _say_as_api(shadowed)
+                raise shadowed from e
             if isinstance(e, PipelineError):
                 _say_as_api(e)
                 raise
-            if not missing_credentials(e):
+            if not credentials:
                 raise
             raise no_credentials_error() from e
         return done[0]
 
     return checked
+
+
+def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
+    """The error that the API's function ``name`` raises in place of ``e`` where files of the
+    user's take the place of modules it imports (a ``queue.py`` in the folder of the script,
+    which Python puts first on ``sys.path``) and ``e`` comes from or through them: a
+    :class:`ShadowedModuleError` with the command line's line, not the library's error nor a
+    step's line that blamed the input for it. None where none does: an error such a file has
+    no part in keeps its own (:func:`pipeline.shadowing.shadows_behind`, which looks only
+    now), and one that nothing explains (``explained`` false: no PipelineError) a note, under
+    its traceback, that they may be its cause (the script's own modules are in this process
+    too: ``e`` is not taken for theirs)."""
+    from pipeline.errors import cause
+    from pipeline.shadowing import shadow_message, shadows_behind
+
+    shadows, maybe, failing = shadows_behind(e, explained)
+    if not shadows:
+        return None
+    if maybe:
+        e.add_note(shadow_message(shadows, maybe, None, f"pipeline.{name}()"))
+        return None
+    failure = str(e) if failing is e and isinstance(e, PipelineError) else cause(failing)
+    return ShadowedModuleError(
+        shadow_message(shadows, maybe, failure, f"pipeline.{name}()"),
+        files=[file for _, file, _ in shadows],
+        modules=[module for module, _, _ in shadows],
+    )
 
 
 def _say_as_api(e: PipelineError | Interrupted) -> None:

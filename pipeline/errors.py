@@ -15,7 +15,8 @@ of matching message text::
     ├── PlanError       the run cannot be laid out: shapes, memory budgets
     ├── StoreError      storage I/O: a full disk, an unreachable store
     │   └── ListingError a folder the store's server refuses to list, where a listing is needed
-    └── ClusterError    the Dask cluster: unreachable scheduler, dying workers
+    ├── ClusterError    the Dask cluster: unreachable scheduler, dying workers
+    └── ShadowedModuleError a file of the user's in the place of a module the pipeline imports
 
 Errors travel from Dask workers to the client by pickling; :meth:`PipelineError.__reduce__`
 keeps their fields on the way.
@@ -304,6 +305,18 @@ class ClusterError(PipelineError):
     address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run
     was doing, 'connect', 'plan', 'setup' or 'compute'; only 'compute' may leave an output,
     incomplete and resumable; and ``cause``, the error that said so, in a word or two).
+    """
+
+
+class ShadowedModuleError(PipelineError):
+    """A file of the user's takes the place of a module the pipeline imports (a ``queue.py``
+    beside the script that calls :func:`pipeline.run`, which Python puts first on
+    ``sys.path``), and the error came from or through it (:mod:`pipeline.shadowing`): raised
+    in place of that error (its ``__cause__``), a library's or a step's that blamed the input
+    for it.
+
+    Fields: ``files`` (the files), ``modules`` (the modules they take the place of, in the
+    same order).
     """
 
 
