@@ -1044,6 +1044,26 @@ def test_a_packed_variable_is_refused_without_mask_and_scale(
     assert plan.source.unpacking is not None and plan.chain[0].in_dtype.kind == "f"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_masked_variables_refusal_names_only_the_attributes_that_mask(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A float variable with a ``missing_value``, as xarray writes it: beside it xarray stores
+    its ``_FillValue`` NaN (Zarr v3: the attribute ``'AAAAAAAA+H8='``), which masks nothing.
+    The refusal names ``missing_value`` alone (h60g: on v3 it named ``_FillValue`` too, as a
+    reason the stored numbers are not the values)."""
+    write_dataset(tmp_path / "in.zarr", zarr_format, {"missing_value": -999.0})
+    if zarr_format == 3:  # the NaN fill xarray writes beside it
+        assert zarr.open_array(str(tmp_path / "in.zarr"), path="t").attrs["_FillValue"]
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert e.attributes == ["missing_value"], e
+    assert "(missing_value)" in str(e) and "_FillValue" not in str(e)
+    assert e.fix == "input.mask_and_scale: true"
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("backend", ["cpu", "gpu"], ids=["host", "device"])  # no GPU needed
 def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> None:
     """The model only (no GPU needed): an unpacked block is held decoded (float64 here) with
