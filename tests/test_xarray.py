@@ -4171,7 +4171,9 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
 def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, what: str) -> None:
     """verify compared the variable's values only: a rewritten coordinate or group attribute
     (which a resume refuses), or a consolidated copy made stale by a ``scale_factor`` edited in
-    it alone (which xarray reads), passed with exit 0 (helper-43). Each fails in one line."""
+    it alone (which xarray reads), passed with exit 0 (helper-43). Each fails in one line,
+    naming what changed (h60g: "the coordinates and attributes the output carries, were
+    rewritten", naming neither)."""
     write_dataset(tmp_path / "in.zarr", 2, PACKED)
     cfg = tmp_path / "t.yaml"
     cfg.write_text(yaml.safe_dump(config(tmp_path, input={"mask_and_scale": True})))
@@ -4187,6 +4189,10 @@ def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, 
     assert rc == 1, out
     line = one_line_error(err)
     assert ("stale" if what == "consolidated only" else "input changed") in line, line
+    if what == "coordinate":
+        assert "(its coordinate lon, which the output's copy holds otherwise (values: " in line
+    elif what == "group attribute":
+        assert "(its group's attribute 'title' (changed))" in line, line
 
 
 def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Path, cli) -> None:
