@@ -4148,7 +4148,12 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
     """The output carries the input group's coordinates and attributes, written when it is
     created: rewritten since, a resume of an interrupted output finished it, and one of a
     complete output said "nothing to do", keeping the old ones (helper-41). Refused, naming
-    them, the output untouched; with the input as it was, the resume goes on."""
+    them (h60g: "the input's coordinates or its group's attributes changed", naming neither),
+    the output untouched; with the input as it was, the resume goes on."""
+    named = {
+        "coordinate": "(its coordinate lon, which the output's copy holds otherwise (values: ",
+        "group attribute": "(its group's attribute 'title' (changed))",
+    }[what]
     killed.restore()
     before = file_states(killed.output)
     with set_aside(killed.input, "lon", ".zattrs", ".zmetadata"):  # the variable's own kept
@@ -4156,7 +4161,7 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
         with pytest.raises(OutputError) as info:
             pipeline.run(killed.config(), resume=True)
         assert info.value.changed == ["input.coordinates"], info.value
-        assert "coordinates or its group's attributes changed" in str(info.value)
+        assert f"the input changed what the output carries {named}" in str(info.value)
     assert file_states(killed.output) == before
     assert pipeline.run(killed.config(), resume=True).status == "complete"
     write_dataset(tmp_path / "in.zarr", 3)
@@ -4165,6 +4170,7 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
     with pytest.raises(OutputError) as info:
         pipeline.run(config(tmp_path), resume=True)
     assert info.value.changed == ["input.coordinates"], info.value
+    assert f"the input changed what the output carries {named}" in str(info.value)
 
 
 @pytest.mark.parametrize("what", ["coordinate", "group attribute", "consolidated only"])

@@ -495,26 +495,16 @@ def _group_attributes_changed(
 def _input_changes(
     loc_in: Location, kept: Carried, record: Any, coordinates: tuple[tuple[str, str], ...]
 ) -> tuple[str, ...]:
-    """What of the input that a Dataset output carries is not as the run carried it, in a few
-    words each (:attr:`VerifyResult.input_changes`): the group attributes its record says it
-    carried (``group_attributes``) that the input's group holds otherwise or no longer, and
-    the ``coordinates`` that differ (:func:`_coordinates_differ`, the input's now against
-    the output's copies). () for an output written alone."""
+    """What of the input that a Dataset output carries is not as the run carried it
+    (:attr:`VerifyResult.input_changes`, :func:`pipeline.store.datasets.frame_changes`): the
+    group attributes its record says it carried, and the ``coordinates`` that differ
+    (:func:`_coordinates_differ`). () for an output written alone."""
     var = kept.variable
     if not kept.frame or var is None:
         return ()
-    found = []
     carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
-    if isinstance(carried_attrs, dict):
-        now = datasets.group_attributes(loc_in.zarr_store(read_only=True), var.group)
-        for key in datasets.differing_values(
-            {k: v for k, v in now.items() if k in carried_attrs}, carried_attrs
-        ):
-            how = "changed" if key in now else "removed"
-            found.append(f"its group's attribute {key!r} ({how})")
-    for name, said in coordinates:
-        found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
-    return tuple(found)
+    store = loc_in.zarr_store(read_only=True)
+    return tuple(datasets.frame_changes(store, var.group, carried_attrs, coordinates))
 
 
 def _group_unopenable(
