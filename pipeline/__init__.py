@@ -272,13 +272,28 @@ def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError |
 def _say_as_api(e: PipelineError | Interrupted) -> None:
     """``e``, raised through the API, its line (and an :class:`Interrupted`'s ``refused``)
     saying the run's commands as the call's options (:func:`~pipeline.errors.api_words`:
-    ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`);
-    its type, fields and traceback kept."""
+    ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`),
+    and a refused ``--report`` or ``--summary-json`` file as the call's ``report=`` or
+    ``summary_json=`` (its field ``option`` too); its type, other fields and traceback kept."""
     from pipeline.errors import api_words
 
     if isinstance(e, Interrupted):
         e.refused = api_words(e.refused)
     e.args = (api_words(str(e)), *e.args[1:])
+    flag = getattr(e, "option", None)
+    if isinstance(e, ConfigError) and flag in _FLAG_OPTIONS:
+        # a file the run writes at its end, refused as its command-line flag: said as the
+        # call's option (``summary_json=``, not ``--summary-json``), field ``option`` too
+        name, path, line = _FLAG_OPTIONS[flag], getattr(e, "path", None), str(e)
+        said = flag if path is None else f"{flag} {path}"
+        if line.startswith(said):
+            given = "" if path is None else f"={path!r}"
+            e.args = (f"pipeline.run() option {name}{given}{line[len(said) :]}", *e.args[1:])
+        e.__dict__["option"] = name  # a field, as PipelineError sets its data
+
+
+#: The command line's flags that :func:`run` takes as keyword options, by those options' names.
+_FLAG_OPTIONS = {"--report": "report", "--summary-json": "summary_json"}
 
 
 def _argument_problem(

@@ -818,10 +818,15 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         )
         return 1
     if res.input_changed:
+        what = (
+            "; ".join(res.input_changes)
+            if res.input_changes
+            else "its metadata or files, or the coordinates and attributes the output carries, "
+            "were rewritten"
+        )
         print(
-            "error: the input changed since the output was made (its metadata or files, or "
-            "the coordinates and attributes the output carries, were rewritten): the output "
-            "holds what the run made of the input as it was; "
+            f"error: the input changed since the output was made ({what}): the output holds "
+            "what the run made of the input as it was; "
             + _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
             file=sys.stderr,
         )

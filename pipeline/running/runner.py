@@ -267,9 +267,9 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
     bokeh): ConfigError; with ``overwrite`` where the config's ``output.overwrite`` asks for
     it (and ``resume`` does not). ``run --dry-run`` settles them so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
-        if path:
-            _check_file_writable(flag, str(path))
+        if path:  # a store first: an output's folder not made yet is no "unwritable folder"
             _check_outside_stores(flag, str(path), config)
+            _check_file_writable(flag, str(path))
     if options.report:
         import importlib.util
 
