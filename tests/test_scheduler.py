@@ -153,7 +153,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:
     cfg = _small_config(tmp_path, cluster={"timeout": 0.5})
     rc, _, err = cli("run", cfg, "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
     assert rc == 1
-    assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:"), err
+    assert err.startswith("error: nothing listens at tcp://127.0.0.1:"), err
     assert err.count("\n") == 1
     assert not (tmp_path / "out.zarr").exists()
 
@@ -221,14 +221,15 @@ SERVERS: dict[str, tuple[Callable[[], Any], str]] = {
 }
 
 
-def _join_bounded(address: str) -> ClusterError:
-    """``cluster.join``'s error, from a daemon thread that must end within OUTER seconds (a
-    join that hangs fails the test, and does not keep the test process alive)."""
+def _join_bounded(address: str, timeout: float = TIMEOUT) -> ClusterError:
+    """``cluster.join``'s error (``timeout``: cluster.timeout), from a daemon thread that must
+    end within OUTER seconds (a join that hangs fails the test, and does not keep the test
+    process alive)."""
     got: list[BaseException | None] = []
 
     def attempt() -> None:
         try:
-            cluster.join(address, TIMEOUT).close()
+            cluster.join(address, timeout).close()
             got.append(None)
         except BaseException as e:
             got.append(e)
@@ -236,7 +237,7 @@ def _join_bounded(address: str) -> ClusterError:
     thread = threading.Thread(target=attempt, daemon=True)
     thread.start()
     thread.join(OUTER)
-    assert got, f"join({address!r}, {TIMEOUT}) did not end within {OUTER} s"
+    assert got, f"join({address!r}, {timeout}) did not end within {OUTER} s"
     assert isinstance(got[0], ClusterError), got[0]
     return got[0]
 
@@ -676,3 +677,199 @@ def test_a_run_s_end_leaves_the_plugin_of_another_run_on_the_same_scheduler(sche
             assert "pipeline-setup" in left and set_up == [True], (left, set_up)
         left, set_up = plugins(one)
         assert "pipeline-setup" not in left and set_up == [False], (left, set_up)
+
+
+# --------------------------------------------------------------------------------------------
+# What is known at once is said at once, whatever cluster.timeout.
+
+#: A cluster.timeout long enough that a refusal within FAR_LESS seconds did not wait for it.
+LONG_TIMEOUT = 120.0
+FAR_LESS = 60.0
+
+
+@contextlib.contextmanager
+def _python_http_server(tmp_path: Path) -> Iterator[str]:
+    """A plain ``python -m http.server`` process on 127.0.0.1, serving ``tmp_path``: it waits
+    for a request line, as the dashboard's port does."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "no http.server"
+            time.sleep(0.1)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def _free_tls_port() -> Iterator[str]:
+    yield f"tls://127.0.0.1:{_free_port()}"
+
+
+#: {case: (the address's maker, given tmp_path; reason; cause, or None for none)}
+AT_ONCE: dict[str, tuple[Callable[[Path], Any], str, str | None]] = {
+    "refused": (lambda _: _nobody(), "unreachable", "refused"),
+    "unknown-host": (
+        lambda _: contextlib.nullcontext("tcp://no-such-host.invalid:8786"),
+        "unreachable",
+        "unknown-host",
+    ),
+    "http-server": (_python_http_server, "http", None),
+    "tls-without-certificates": (lambda _: _free_tls_port(), "tls", None),
+}
+
+
+@pytest.mark.parametrize("case", list(AT_ONCE))
+def test_an_address_where_no_scheduler_can_be_is_refused_at_once(tmp_path, case: str) -> None:
+    """``plan`` of a config whose scheduler's port refuses the connection (nothing listens
+    there), whose host is not known, where a plain ``python -m http.server`` listens, or a
+    ``tls://`` address where this process has no TLS certificates: each had waited for the
+    whole cluster.timeout (a refused port, a TLS address, the HTTP server) or said to raise
+    it (an unknown host). Each is one line naming the address and the fix, well before a
+    long cluster.timeout, without advice to raise it; nothing written."""
+    make, reason, cause = AT_ONCE[case]
+    cfg = _small_config(tmp_path, cluster={"timeout": LONG_TIMEOUT})
+    with make(tmp_path) as address:
+        started = time.monotonic()
+        proc = _pipeline(tmp_path, "plan", cfg, address)
+        took = time.monotonic() - started
+        error = _join_bounded(address, LONG_TIMEOUT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert address in line and "cluster.timeout" not in line, line
+    assert took < FAR_LESS, f"{took:.1f} s for: {line}"
+    assert (error.reason, error.address, getattr(error, "cause", None)) == (
+        reason,
+        address,
+        cause,
+    )
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, written to ``folder``."""
+    import datetime
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _tls_settings(cert: Path, key: Path) -> dict[str, str]:
+    """Dask's config of a TLS client whose CA is ``cert`` and whose certificate it is."""
+    return {
+        "distributed.comm.tls.ca-file": str(cert),
+        "distributed.comm.tls.client.cert": str(cert),
+        "distributed.comm.tls.client.key": str(key),
+    }
+
+
+def test_a_tls_scheduler_is_joined_with_certificates_and_refused_at_once_without(
+    tmp_path,
+) -> None:
+    """A real ``dask scheduler --protocol tls`` with a worker: joined where Dask's config here
+    names its CA and a certificate it signed; without any, refused before any connection
+    ('tls': had been 'not-dask', "does not answer as a Dask scheduler within 120 s (TypeError:
+    TLS expects a `ssl_context` argument ...)"), with certificates it did not sign refused as
+    a failed TLS handshake, and its address written tcp:// refused without advice to wait
+    longer; each well before a long cluster.timeout."""
+    import dask
+
+    cert, key = _certificate(tmp_path, "cluster")
+    other_cert, other_key = _certificate(tmp_path, "other")
+    port = _free_port()
+    address = f"tls://127.0.0.1:{port}"
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    out = (tmp_path / "dask.log").open("w")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port"]
+            + [str(port), "--no-dashboard", "--protocol", "tls", *tls],
+            stdout=out,
+            stderr=out,
+            env=env(),
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert procs[0].poll() is None and time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.2)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
+                + ["--no-dashboard", *tls],
+                stdout=out,
+                stderr=out,
+                env=env(),
+            )
+        )
+        with dask.config.set(_tls_settings(cert, key)):
+            client = cluster.join(address, LONG_TIMEOUT)
+            try:
+                assert client.scheduler_info()["workers"]
+            finally:
+                client.close()
+        started = time.monotonic()
+        bare = _join_bounded(address, LONG_TIMEOUT)
+        with dask.config.set(_tls_settings(other_cert, other_key)):
+            unsigned = _join_bounded(address, LONG_TIMEOUT)
+        plain = _join_bounded(address.replace("tls://", "tcp://"), LONG_TIMEOUT)
+        took = time.monotonic() - started
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(30)
+        out.close()
+    assert (bare.reason, bare.address) == ("tls", address), bare
+    assert "distributed.comm.tls.ca-file" in str(bare), bare
+    assert (unsigned.reason, unsigned.address) == ("tls", address), unsigned
+    assert "TLS handshake failed" in str(unsigned), unsigned
+    assert plain.reason == "not-dask" and "cluster.timeout" not in str(plain), plain
+    assert "tls://HOST:PORT" in str(plain), plain
+    assert took < 3 * FAR_LESS, f"{took:.1f} s for three refusals"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -1222,17 +1223,35 @@ def join(address: str, timeout: float) -> Client:
     but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
     a frame count (``MemoryError``); so the port is first seen to listen, and the server's
     identity is asked on a connection of our own, bounded in time, before the client
-    connects."""
+    connects.
+
+    What is known at once is said at once, whatever ``timeout``: a port where nothing listens
+    (the connection refused), a host name not known, a host with no route to it
+    (:func:`_nothing_there`, 'unreachable' with ``cause``), a ``tls://`` address where this
+    process has no usable TLS settings ('tls', :func:`_tls_problem`), and a ``tcp://`` port
+    whose server says nothing of its own within :data:`GREETING` seconds (a Dask server sends
+    its handshake as it accepts a connection) and answers HTTP ('http': the dashboard's port,
+    ``python -m http.server``, which had waited for the whole timeout). ``timeout`` is what
+    is waited for a server that accepts the connection to answer as a scheduler, and for its
+    first running worker; a scheduler that is not listening yet is not waited for (a script
+    that starts one waits for its port, or its ``--scheduler-file``, before the run)."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
     where = _scheduler_address(address)
+    problem = _tls_problem(address, where)
+    if problem is not None:
+        raise problem
     host_port = _host_port(where)
-    if host_port is not None:
-        _wait_listening(address, host_port, timeout, deadline)
     reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
+    if host_port is not None:
+        tcp = where.startswith("tcp://")  # a TLS client speaks first: no greeting to wait for
+        greeting = min(GREETING, left() / 4) if tcp else 0.0
+        greeted = _wait_listening(address, host_port, timeout, deadline, greeting)
+        if tcp and not greeted and _speaks_http(host_port, min(reserve, left())):
+            raise _answers_http(address)
     try:
         kind = _identity(where, left() - 1.5 * reserve)  # and half as much for a gone one
     except Exception as e:
@@ -1508,23 +1527,128 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return parse_host_port(loc) if scheme in ("tcp", "tls") else None
 
 
+#: Seconds a joined scheduler's port gets to send the first bytes of its own on a connection
+#: (a Dask server sends its handshake as soon as it accepts one; an HTTP server, such as the
+#: dashboard's, waits for the request) before the port is asked whether it answers HTTP.
+GREETING = 2.0
+
+#: ``errno`` of a connection's failure that says at once that no scheduler is at the address:
+#: nothing listens on the port, no route to the network or host.
+_NOTHING_THERE = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "no route to its network",
+    errno.EHOSTUNREACH: "no route to its host",
+}
+
+
 def _wait_listening(
-    address: str, host_port: tuple[str, int], timeout: float, deadline: float
-) -> None:
-    """Return once something accepts connections at ``host_port``, trying again until the
-    ``deadline`` (a scheduler may be starting); else ClusterError ('unreachable')."""
+    address: str, host_port: tuple[str, int], timeout: float, deadline: float, greeting: float
+) -> bool:
+    """Return once something accepts connections at ``host_port``: whether it sent bytes of
+    its own within ``greeting`` seconds (False at once where ``greeting`` is 0). A connection
+    not answered at all (a firewall dropping it) is tried again until the ``deadline``, then
+    ClusterError ('unreachable'); one refused, a host name not known or a host with no route
+    is ClusterError at once (:func:`_nothing_there`)."""
     import socket
 
     while True:
         try:
-            socket.create_connection(
+            sock = socket.create_connection(
                 host_port, timeout=max(deadline - time.monotonic(), 0.05)
-            ).close()
-            return
+            )
         except OSError as e:
-            if isinstance(e, socket.gaierror) or time.monotonic() + 0.1 >= deadline:
+            if isinstance(e, socket.gaierror) or e.errno in _NOTHING_THERE:
+                raise _nothing_there(address, host_port, e) from None
+            if time.monotonic() + 0.1 >= deadline:
                 raise _unreachable(address, timeout, e) from None
             time.sleep(0.1)
+            continue
+        with sock:
+            if greeting <= 0:
+                return False
+            try:
+                sock.settimeout(greeting)
+                return bool(sock.recv(1))
+            except OSError:  # nothing within greeting, or the connection reset
+                return False
+
+
+def _nothing_there(address: str, host_port: tuple[str, int], e: OSError) -> ClusterError:
+    """The one-line error for the scheduler ``address`` (at ``host_port``) whose connection
+    failed in a way that is known at once (``e``): nothing listens on the port (refused), the
+    host's name is not known, no route to it. The line had come after the whole
+    cluster.timeout, and advised raising it. Fields: ``reason`` 'unreachable', ``address``,
+    ``cause`` ('refused', 'unknown-host', 'no-route')."""
+    import socket
+
+    host, port = host_port
+    if isinstance(e, socket.gaierror):
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: its host {host!r} is not known "
+            f"({e.strerror or e}): check the address (the host `dask scheduler` runs on)",
+            address=address,
+            reason="unreachable",
+            cause="unknown-host",
+        )
+    said = _NOTHING_THERE.get(e.errno or 0, e.strerror or str(e))
+    if e.errno != errno.ECONNREFUSED:
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: {said} ({e.strerror or e}): check "
+            "the address, and that this machine reaches that host",
+            address=address,
+            reason="unreachable",
+            cause="no-route",
+        )
+    return ClusterError(
+        f"nothing listens at {address} ({said}): start the scheduler there (`dask scheduler "
+        f"--port {port}` on {host}), or fix the address (the one `dask scheduler` prints; its "
+        "default port is 8786)",
+        address=address,
+        reason="unreachable",
+        cause="refused",
+    )
+
+
+#: The settings of Dask's config that a client connecting over TLS reads, and their variables.
+_TLS_SETTINGS = (
+    "distributed.comm.tls.ca-file, distributed.comm.tls.client.cert and "
+    "distributed.comm.tls.client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)"
+)
+
+
+def _tls_problem(address: str, where: str) -> ClusterError | None:
+    """The ClusterError (``reason`` 'tls') for a ``tls://`` scheduler address (``where``, in
+    full) that this process cannot connect to for its TLS settings, told before any
+    connection: Dask's config here names no CA file and client certificate (the connection
+    had failed in distributed's ``TypeError: TLS expects a `ssl_context` argument``, said as
+    a server that does not answer as a scheduler within cluster.timeout), or names ones that
+    make no TLS context (a file not there, a key that is not the certificate's). None for
+    other schemes, and for usable settings."""
+    if not where.startswith("tls://"):
+        return None
+    from distributed.security import Security
+
+    settings = _TLS_SETTINGS
+    try:
+        context = Security().get_connection_args("client")["ssl_context"]
+    except Exception as e:  # a file not there or unreadable, a key not the certificate's
+        why = errors.one_line(f"{type(e).__name__}: {e}")
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: this process's TLS settings make "
+            f"no TLS context ({why}): check {settings}",
+            address=address,
+            reason="tls",
+        )
+    if context is not None:
+        return None
+    return ClusterError(
+        f"cannot join the Dask scheduler at {address}: tls:// needs this process's TLS "
+        f"certificates, and Dask's config here names none: set {settings} to the cluster's CA "
+        "and this client's certificate and key",
+        address=address,
+        reason="tls",
+    )
 
 
 def _unreachable(address: str, timeout: float, e: BaseException) -> ClusterError:
@@ -1571,24 +1695,51 @@ def _not_a_scheduler(
     """The one-line error for a server that did not answer the identity question in Dask's
     protocol: an HTTP server (the dashboard), something else, or nothing any more (a
     scheduler that died as it was asked: its port refuses connections now, seen within
-    ``seconds`` / 2), each told within ``seconds``."""
+    ``seconds`` / 2), each told within ``seconds``; a TLS scheduler whose handshake failed
+    (distributed's ``FatalCommClosedError``: the certificates do not match) is 'tls'. Only a
+    server that gave no answer within ``timeout`` is told to be given a longer one: one that
+    answered otherwise than Dask did at once, and waiting longer changes nothing."""
+    from distributed.comm.core import FatalCommClosedError
+
     half = seconds / 2
     if host_port is not None and _seen_within(lambda: not _accepts(host_port, half), half):
         return _unreachable(address, timeout, e)
     if host_port is not None and _speaks_http(host_port, seconds):
+        return _answers_http(address)
+    if isinstance(e, FatalCommClosedError) and address.startswith("tls://"):
         return ClusterError(
-            f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
-            "scheduler listens on 8786 (tcp://HOST:8786)",
+            f"cannot join the Dask scheduler at {address}: the TLS handshake failed "
+            f"({errors.one_line(str(e) or type(e).__name__)}): set {_TLS_SETTINGS} to the "
+            "cluster's CA and a certificate and key it signed",
             address=address,
-            reason="http",
+            reason="tls",
         )
-    what = "no answer" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, TimeoutError):
+        return ClusterError(
+            f"{address} does not answer as a Dask scheduler within {timeout:g} s (no answer): "
+            "check the address (the scheduler's default port is 8786), or raise cluster.timeout",
+            address=address,
+            reason="not-dask",
+            timeout=timeout,
+        )
+    tls = "; one started with --protocol tls is at tls://HOST:PORT"
     return ClusterError(
-        f"{address} does not answer as a Dask scheduler within {timeout:g} s ({what}): check "
-        "the address (the scheduler's default port is 8786), or raise cluster.timeout",
+        f"{address} does not answer as a Dask scheduler ({type(e).__name__}: "
+        f"{errors.one_line(str(e))}): check the address (the scheduler's default port is "
+        f"8786{tls if address.startswith('tcp://') else ''})",
         address=address,
         reason="not-dask",
         timeout=timeout,
+    )
+
+
+def _answers_http(address: str) -> ClusterError:
+    """The one-line error (``reason`` 'http') for an address whose server answers HTTP."""
+    return ClusterError(
+        f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
+        "scheduler listens on 8786 (tcp://HOST:8786)",
+        address=address,
+        reason="http",
     )
 
 
