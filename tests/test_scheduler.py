@@ -304,6 +304,7 @@ def test_join_refuses_a_worker_address(scheduler) -> None:
     from distributed import Client
 
     with Client(scheduler, timeout="30s") as c:
+        c.wait_for_workers(1, timeout=60)  # the module's worker may still be starting
         worker = next(iter(c.scheduler_info()["workers"]))
     error = _join_bounded(worker)
     assert (error.reason, error.address) == ("not-scheduler", worker)
