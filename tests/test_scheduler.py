@@ -589,8 +589,8 @@ def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> N
     function this process sends it (a copy of this checkout as it was before
     ``location.missing_packages``): the run had ended in ``error: Exception:
     AttributeError("Can't get attribute ...")``. It is one line saying that the workers run
-    another version and naming the name theirs lacks; reason 'other-pipeline'; nothing
-    written."""
+    another pipeline, naming both (their source's digest differs); reason 'other-pipeline';
+    nothing written."""
     import shutil
 
     old = tmp_path / "old"
@@ -609,9 +609,9 @@ def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> N
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = one_line_error(proc.stderr)
     assert line.startswith(
-        f"error: the workers of the cluster at {address} run another version of the pipeline"
+        f"error: the workers of the cluster at {address} run another pipeline than this process"
     ), line
-    assert "pipeline.store.location has no 'missing_packages'" in line, line
+    assert f"at {old / 'pipeline'})" in line and f"at {ROOT / 'pipeline'})" in line, line
     assert not (tmp_path / "out.zarr").exists()
 
 
@@ -874,3 +874,52 @@ def test_a_tls_scheduler_is_joined_with_certificates_and_refused_at_once_without
     assert plain.reason == "not-dask" and "cluster.timeout" not in str(plain), plain
     assert "tls://HOST:PORT" in str(plain), plain
     assert took < 3 * FAR_LESS, f"{took:.1f} s for three refusals"
+
+
+# --------------------------------------------------------------------------------------------
+# The workers' pipeline is this process's.
+
+
+@pytest.mark.parametrize("copy", ["older", "edited"])
+def test_workers_running_an_older_or_edited_pipeline_are_refused_naming_both(
+    tmp_path, copy: str
+) -> None:
+    """A joined cluster whose worker imports another copy of the pipeline that has every name
+    this process sends: an older version (its ``__version__`` lower), or the same version
+    edited (``multiply`` changed). The run had gone on silently, the edited copy's output
+    wrong. It is one line naming the workers' pipeline (version, digest of the source, folder)
+    and this process's, and how to start the workers again; reason 'other-pipeline';
+    nothing written."""
+    import shutil
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(
+        ROOT / "pipeline", theirs / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    if copy == "older":
+        edited, before, after = "_version.py", '__version__ = "', '__version__ = "0.0.1-was-'
+    else:
+        edited, before, after = (
+            "ops/stages.py",
+            "return x * p.factor\n",
+            "return x * 2 * p.factor\n",
+        )
+    path = theirs / "pipeline" / edited
+    text = path.read_text()
+    assert before in text
+    path.write_text(text.replace(before, after, 1))
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=theirs, PYTHONPATH=str(theirs)
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} run another pipeline than this process"
+    ), line
+    assert f"at {theirs / 'pipeline'})" in line and f"at {ROOT / 'pipeline'})" in line, line
+    assert ("0.0.1-was-" in line) == (copy == "older"), line
+    assert ("(the same version, edited)" in line) == (copy == "edited"), line
+    assert f"`dask worker {address}`" in line, line
+    assert not (tmp_path / "out.zarr").exists()

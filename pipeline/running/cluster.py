@@ -1063,47 +1063,166 @@ def _plugin_name(plugin: WorkerPlugin) -> str:
     return str(_get_plugin_name(plugin))
 
 
+def _worker_side() -> tuple[Callable[[], dict[str, Any]], Callable[[list[str]], dict[str, Any]]]:
+    """``(pipeline_here, on_worker)``, made inside this function so that cloudpickle sends
+    them by value (it sends a module's own function by name): a worker whose pipeline is
+    another version, lacks these very functions, or is none, still answers which it runs.
+
+    ``pipeline_here()``: the pipeline the calling process imports, {'version': its
+    ``__version__``, 'source': the first 16 hex digits of the SHA-256 of its source (every
+    ``.py`` file under the package's folder, ``__pycache__`` left out, by relative path and
+    bytes: 1.4 MB, a few milliseconds), 'path': that folder}, each None where it has none.
+    ``on_worker(urls)``: what a joined cluster's worker answers :func:`check_store_packages`,
+    one round trip: {'pipeline': ``pipeline_here()`` there, 'missing':
+    :func:`~pipeline.store.location.missing_packages` of ``urls`` there, None where its
+    pipeline has none}. Both use the standard library and the package alone."""
+
+    def pipeline_here() -> dict[str, Any]:
+        import hashlib
+        import os
+
+        try:
+            import pipeline
+
+            init = pipeline.__file__  # None for a folder without __init__.py
+        except ImportError:
+            init = None
+        if not init:
+            return {"version": None, "source": None, "path": None}
+        root = os.path.dirname(os.path.abspath(init))
+        digest = hashlib.sha256()
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    relative = os.path.relpath(path, root).replace(os.sep, "/")
+                    digest.update(relative.encode() + b"\0")
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+        version = getattr(pipeline, "__version__", None)
+        return {"version": version, "source": digest.hexdigest()[:16], "path": root}
+
+    def on_worker(urls: list[str]) -> dict[str, Any]:
+        facts = pipeline_here()
+        try:
+            from pipeline.store.location import missing_packages
+        except ImportError:  # no pipeline, or one without it
+            return {"pipeline": facts, "missing": None}
+        return {"pipeline": facts, "missing": missing_packages(urls)}
+
+    return pipeline_here, on_worker
+
+
+#: The pipeline this process imports (``pipeline_here()`` of :func:`_worker_side`), once: its
+#: source does not change under a run.
+_HERE: list[dict[str, Any]] = []
+
+
+def _this_pipeline() -> dict[str, Any]:
+    if not _HERE:
+        _HERE.append(_worker_side()[0]())
+    return _HERE[0]
+
+
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
-    """Refuse, before anything is written, a store whose file system the workers of
-    ``client``'s scheduler (``address``, as the config names it) cannot open for want of its
-    package (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp
-    for ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
+    """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
+    the config names it) that run another pipeline than this process's, or that cannot open a
+    store, in one round trip to them (which the plan of a joined cluster makes anyway; a local
+    cluster the run starts runs this process's pipeline and is not asked).
+
+    Another pipeline: another version, or the same version edited (its source's digest,
+    :func:`_worker_side`), or none; the workers would run other code than this process
+    plans for, silently, unless a name this process sends was missing there
+    (:func:`other_pipeline`). ClusterError (``reason`` 'other-pipeline', ``address``,
+    ``workers``: those whose pipeline differs, ``theirs`` and ``ours``: the first one's and
+    this process's pipeline, as :func:`_worker_side` says them; 'no-pipeline' with
+    ``workers`` where it has none).
+
+    A store whose file system the workers cannot open for want of its package
+    (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp for
+    ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
     :class:`~pipeline.store.location.Location`}. Every task had failed with ``cannot open
     URL: Install s3fs to access S3``, which named no worker (this process has s3fs), after
     the output was made. ClusterError (``reason`` 'missing-package', ``address``, ``store``,
     ``workers``: those that lack it, ``cause``: fsspec's line); ClusterError 'lost' for a
     lost scheduler."""
-    from pipeline.store.location import missing_packages
-
     urls = sorted({loc.url for loc in stores.values()})
-    answers: dict[str, dict[str, str]] = ask(
+    on_worker = _worker_side()[1]
+    answers: dict[str, dict[str, Any]] = ask(
         client,
-        lambda: client.run(missing_packages, urls),
+        lambda: client.run(on_worker, urls),
         "pipeline-packages",
         address,
         "plan",
     )
+    ours = _this_pipeline()
+    _check_pipeline(address, ours, {w: a["pipeline"] for w, a in answers.items()})
+    missing = {w: a["missing"] or {} for w, a in answers.items()}
     for setting, loc in stores.items():
-        lacking = sorted(w for w, missing in answers.items() if loc.url in missing)
+        lacking = sorted(w for w, there in missing.items() if loc.url in there)
         if not lacking:
             continue
-        why = answers[lacking[0]][loc.url]
-        if len(answers) == 1:
-            which = f"its worker {lacking[0]} lacks"
-        else:
-            more = ", ..." if len(lacking) > 1 else ""
-            verb = "lack" if len(lacking) > 1 else "lacks"
-            which = f"{len(lacking)} of its {len(answers)} workers ({lacking[0]}{more}) {verb}"
+        why = missing[lacking[0]][loc.url]
         raise ClusterError(
             f"the {setting} store {loc} cannot be opened on the cluster at {address}: "
-            f"{which} its file system's package ({why}); install it in the workers' "
-            "Python environment, as it is in this one, and start them again",
+            f"{_which_workers(lacking, len(answers))} its file system's package ({why}); "
+            "install it in the workers' Python environment, as it is in this one, and start "
+            "them again",
             reason="missing-package",
             address=address,
             store=str(loc),
             workers=lacking,
             cause=why,
         )
+
+
+def _which_workers(some: list[str], total: int, verb: tuple[str, str] = ("lack", "lacks")) -> str:
+    """'its worker W lacks' where the cluster has one worker; '2 of its 3 workers (W, ...)
+    lack' else (``some``: the workers said, sorted; ``verb``: its plural and singular)."""
+    if total == 1:
+        return f"its worker {some[0]} {verb[1]}"
+    more = ", ..." if len(some) > 1 else ""
+    return f"{len(some)} of its {total} workers ({some[0]}{more}) {verb[len(some) == 1]}"
+
+
+def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[str, Any]]) -> None:
+    """Refuse workers (``theirs``: {worker address: its pipeline, :func:`_worker_side`}) of the
+    scheduler ``address`` whose pipeline is not this process's (``ours``): see
+    :func:`check_store_packages`."""
+    start = f"start them again with {_START.format(address=address)}"
+    none = sorted(w for w, t in theirs.items() if t.get("source") is None)
+    if none:
+        which = _which_workers(none, len(theirs), ("have", "has"))
+        raise ClusterError(
+            f"the workers of the cluster at {address} cannot import the pipeline ({which} "
+            "none in their Python): install it where they run, the same version as this "
+            f"process's, or put it on their PYTHONPATH, and {start}",
+            reason="no-pipeline",
+            address=address,
+            module="pipeline",
+            workers=none,
+        )
+    other = sorted(w for w, t in theirs.items() if t.get("source") != ours["source"])
+    if not other:
+        return
+    first = theirs[other[0]]
+
+    def said(p: dict[str, Any]) -> str:
+        return f"{p.get('version')} (source {p.get('source')}, at {p.get('path')})"
+
+    edited = "" if first.get("version") != ours["version"] else " (the same version, edited)"
+    which = _which_workers(other, len(theirs), ("run", "runs"))
+    raise ClusterError(
+        f"the workers of the cluster at {address} run another pipeline than this process"
+        f"{edited}: {which} {said(first)}, this process {said(ours)}; {start}, in an "
+        "environment with this process's pipeline (or run the pipeline from theirs)",
+        reason="other-pipeline",
+        address=address,
+        workers=other,
+        theirs=first,
+        ours=ours,
+    )
 
 
 def close_client(client: Client, timeout: float = 10) -> None:
