@@ -923,3 +923,94 @@ def test_workers_running_an_older_or_edited_pipeline_are_refused_naming_both(
     assert ("(the same version, edited)" in line) == (copy == "edited"), line
     assert f"`dask worker {address}`" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A joined scheduler is left as it was, however the run ends.
+
+
+def _plugins_left(client: Any) -> tuple[list[str], list[bool], int]:
+    """The scheduler's worker plugins, whether each worker holds the pipeline's, and the
+    leases of the pipeline's runs using it."""
+    from distributed import Semaphore
+
+    on_scheduler = client.run_on_scheduler(
+        lambda dask_scheduler: sorted(dask_scheduler.worker_plugins)
+    )
+    set_up = client.run(lambda dask_worker: "pipeline-setup" in dask_worker.plugins)
+    users = Semaphore(cluster._MAX_USERS, cluster.PLUGIN_USERS, client.scheduler, client.loop)
+    try:
+        leases = users.get_value()
+    finally:
+        users.close()
+    return on_scheduler, list(set_up.values()), leases
+
+
+def test_a_worker_set_up_that_fails_leaves_no_plugin_on_the_scheduler(scheduler) -> None:
+    """A worker whose set-up raises: distributed had stored the plugin on the scheduler before
+    it sent it to the workers, and the run's end did not unregister it (the registration
+    failed): every worker that joined later ran it. The error is raised as the worker's, and
+    the scheduler is left without the plugin."""
+    from distributed import Client
+
+    class FailingSetup(cluster.PipelineSetup):  # made here: sent by value
+        def setup(self, worker: Any) -> None:
+            raise RuntimeError("this worker's set-up fails")
+
+    with Client(scheduler, timeout=60, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        with (
+            pytest.raises(RuntimeError, match="this worker's set-up fails"),
+            cluster.registered(client, FailingSetup("cpu", None), scheduler),
+        ):
+            pytest.fail("the block ran")
+        on_scheduler, set_up, leases = _plugins_left(client)
+    assert "pipeline-setup" not in on_scheduler and set_up == [False], (on_scheduler, set_up)
+    assert leases == 0
+
+
+def test_a_ctrl_c_while_the_plugin_is_registered_leaves_no_plugin(tmp_path, scheduler) -> None:
+    """A Ctrl-C while the workers set the plugin up (the scheduler has it already): the
+    interrupt had been raised at once, the registration going on on its own thread, and
+    nothing unregistered the plugin. The registration's end is waited for, the plugin is
+    unregistered, then the KeyboardInterrupt is raised."""
+    import signal
+
+    from distributed import Client
+
+    started = tmp_path / "setting-up"
+
+    class SlowSetup(cluster.PipelineSetup):  # made here: sent by value
+        def __init__(self, marker: str) -> None:
+            super().__init__("cpu", None)
+            self.marker = marker
+
+        def setup(self, worker: Any) -> None:
+            Path(self.marker).touch()
+            time.sleep(3)  # the Ctrl-C comes meanwhile
+            super().setup(worker)
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + OUTER
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Client(scheduler, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            ctrl_c = threading.Thread(target=interrupt, daemon=True)
+            ctrl_c.start()
+            with (
+                pytest.raises(KeyboardInterrupt),
+                cluster.registered(client, SlowSetup(str(started)), scheduler),
+            ):
+                pytest.fail("the block ran")
+            ctrl_c.join(OUTER)
+            on_scheduler, set_up, leases = _plugins_left(client)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert started.exists()
+    assert "pipeline-setup" not in on_scheduler and set_up == [False], (on_scheduler, set_up)
+    assert leases == 0

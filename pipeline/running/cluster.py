@@ -206,10 +206,18 @@ DOING = {
 }
 
 
-def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: str) -> T:
+def ask(
+    client: Client,
+    fn: Callable[[], T],
+    name: str,
+    address: str,
+    during: str,
+    to_the_end: bool = False,
+) -> T:
     """``fn()``, a blocking call on ``client`` (of the scheduler ``address`` as the config
     names it, or 'local'), made off the main thread (:func:`waiting.call`, on a thread named
-    ``name``) during the run's phase ``during`` (a key of :data:`DOING`); its result.
+    ``name``, waited for to its end on a Ctrl-C where ``to_the_end``) during the run's phase
+    ``during`` (a key of :data:`DOING`); its result.
 
     A scheduler that is gone or cannot be reached is raised as :func:`lost_scheduler`'s
     ClusterError, not as distributed's ``OSError``, ``CommClosedError`` or ``TimeoutError``
@@ -220,7 +228,7 @@ def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: st
     if client.status != "running":
         raise lost_scheduler(address, during, "connection lost")
     try:
-        out = waiting.call(fn, name)
+        out = waiting.call(fn, name, to_the_end=to_the_end)
     except Exception as e:
         if scheduler_gone(e, client):
             raise lost_scheduler(address, during, type(e).__name__) from None
@@ -1011,22 +1019,40 @@ def registered(client: Client, plugin: WorkerPlugin, address: str) -> Iterator[N
     are the leases of a distributed ``Semaphore`` on the scheduler (:data:`PLUGIN_USERS`;
     a lease of a run whose process died expires with its client's), taken and given back
     under a distributed ``Lock`` (:data:`PLUGIN_GUARD`), so that a run ending while another
-    starts never unregisters the plugin that one has just registered. Raises what
-    :func:`register` raises; the end's errors are dropped (the scheduler may be gone), a
-    Ctrl-C meanwhile is raised once the end is done."""
+    starts never unregisters the plugin that one has just registered.
+
+    The scheduler is left as it was however the run ends: done, refused, failed, or stopped
+    by Ctrl-C at any moment. A worker's set-up that raises leaves the plugin registered on
+    the scheduler (distributed stores it before it sends it to the workers): it is
+    unregistered before the error is raised (unless another run uses it). A Ctrl-C while the
+    plugin is registered waits for the registration's end (it had gone on on its own thread,
+    after the run had ended), then the end is done and the ``KeyboardInterrupt`` raised.
+    Raises what :func:`register` raises; the end's errors are dropped (the scheduler may be
+    gone)."""
     from distributed import Lock, Semaphore
 
     users = Semaphore(_MAX_USERS, PLUGIN_USERS, client.scheduler, client.loop)
     guard = Lock(PLUGIN_GUARD, client.scheduler, client.loop)
+    name = _plugin_name(plugin)
+    leased: list[bool] = []  # the lease this run holds, once taken
+
+    def give_back() -> None:  # under the guard
+        leased.clear()
+        with contextlib.suppress(Exception):  # a lease expired meanwhile counts no more
+            users.release()
+        if users.get_value() == 0:
+            client.unregister_worker_plugin(name)
 
     def enter() -> None:
         guard.acquire()
         try:
             users.acquire()
+            leased.append(True)
             try:
                 client.register_plugin(plugin)
             except BaseException:
-                users.release()
+                with contextlib.suppress(Exception):  # the worker's error is what is raised
+                    give_back()
                 raise
         finally:
             guard.release()
@@ -1035,18 +1061,16 @@ def registered(client: Client, plugin: WorkerPlugin, address: str) -> Iterator[N
         if not guard.acquire(timeout=GUARD_WAIT):
             return  # another run holds it past all reason: the plugin is left
         try:
-            users.release()
-            if users.get_value() == 0:
-                client.unregister_worker_plugin(_plugin_name(plugin))
+            give_back()
         finally:
             guard.release()
 
     try:
-        ask(client, enter, "pipeline-plugin", address, "setup")
         try:
+            ask(client, enter, "pipeline-plugin", address, "setup", to_the_end=True)
             yield
         finally:
-            if client.status == "running":
+            if leased and client.status == "running":
                 with contextlib.suppress(Exception):
                     waiting.call(leave, "pipeline-plugin", to_the_end=True)
     finally:
