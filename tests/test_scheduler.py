@@ -726,6 +726,11 @@ AT_ONCE: dict[str, tuple[Callable[[Path], Any], str, str | None]] = {
         "unreachable",
         "unknown-host",
     ),
+    "websocket-refused": (
+        lambda _: contextlib.nullcontext(f"ws://127.0.0.1:{_free_port()}"),
+        "unreachable",
+        "refused",
+    ),
     "http-server": (_python_http_server, "http", None),
     "tls-without-certificates": (lambda _: _free_tls_port(), "tls", None),
 }
@@ -734,7 +739,8 @@ AT_ONCE: dict[str, tuple[Callable[[Path], Any], str, str | None]] = {
 @pytest.mark.parametrize("case", list(AT_ONCE))
 def test_an_address_where_no_scheduler_can_be_is_refused_at_once(tmp_path, case: str) -> None:
     """``plan`` of a config whose scheduler's port refuses the connection (nothing listens
-    there), whose host is not known, where a plain ``python -m http.server`` listens, or a
+    there; ws:// too, which distributed's client tried again and again), whose host is not
+    known, where a plain ``python -m http.server`` listens, or a
     ``tls://`` address where this process has no TLS certificates: each had waited for the
     whole cluster.timeout (a refused port, a TLS address, the HTTP server) or said to raise
     it (an unknown host). Each is one line naming the address and the fix, well before a

@@ -1389,11 +1389,12 @@ def join(address: str, timeout: float) -> Client:
         raise problem
     host_port = _host_port(where)
     reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
-    if host_port is not None:
-        tcp = where.startswith("tcp://")  # a TLS client speaks first: no greeting to wait for
+    listening = host_port or _websocket_host_port(where)
+    if listening is not None:
+        tcp = where.startswith("tcp://")  # a TLS or websocket client speaks first
         greeting = min(GREETING, left() / 4) if tcp else 0.0
-        greeted = _wait_listening(address, host_port, timeout, deadline, greeting)
-        if tcp and not greeted and _speaks_http(host_port, min(reserve, left())):
+        greeted = _wait_listening(address, listening, timeout, deadline, greeting)
+        if tcp and not greeted and _speaks_http(listening, min(reserve, left())):
             raise _answers_http(address)
     try:
         kind = _identity(where, left() - 1.5 * reserve)  # and half as much for a gone one
@@ -1684,6 +1685,17 @@ _NOTHING_THERE = {
 }
 
 
+def _websocket_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ws:// or wss:// address (a TCP port too, where distributed's client
+    had tried again for the whole cluster.timeout when nothing listened); None for others."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    if scheme not in ("ws", "wss"):
+        return None
+    return parse_host_port(loc.split("/", 1)[0])
+
+
 def _wait_listening(
     address: str, host_port: tuple[str, int], timeout: float, deadline: float, greeting: float
 ) -> bool:
@@ -1857,7 +1869,7 @@ def _not_a_scheduler(
             address=address,
             reason="tls",
         )
-    if isinstance(e, TimeoutError):
+    if isinstance(e, TimeoutError) or _connect_timed_out(e):
         return ClusterError(
             f"{address} does not answer as a Dask scheduler within {timeout:g} s (no answer): "
             "check the address (the scheduler's default port is 8786), or raise cluster.timeout",
@@ -1874,6 +1886,12 @@ def _not_a_scheduler(
         reason="not-dask",
         timeout=timeout,
     )
+
+
+def _connect_timed_out(e: BaseException) -> bool:
+    """Whether ``e`` is distributed's ``OSError`` for a connection not made in time ("Timed
+    out trying to connect to ..."), which is no ``TimeoutError``."""
+    return type(e) is OSError and str(e).startswith("Timed out trying to connect")
 
 
 def _answers_http(address: str) -> ClusterError:
