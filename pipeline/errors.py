@@ -298,7 +298,10 @@ class ClusterError(PipelineError):
     ...): workers}, 'missing-package' for a joined cluster's workers that cannot open a store
     for want of its file system's package, with ``store``, ``workers`` and ``cause``,
     'no-pipeline' for workers whose Python has no pipeline and 'other-pipeline' for workers
-    running another version of it, with ``module`` (and ``name``, what theirs lacks)),
+    running another version of it, with ``module`` (and ``name``, what theirs lacks), or
+    ``workers``, ``theirs`` and ``ours`` (version, source digest, folder: one of the same
+    version edited too), 'tls' for a ``tls://`` address this process's TLS settings cannot
+    join; 'unreachable' said at once has ``cause``: 'refused', 'unknown-host', 'no-route'),
     ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
