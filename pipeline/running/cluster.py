@@ -1105,13 +1105,11 @@ def _worker_side() -> tuple[Callable[[], dict[str, Any]], Callable[[list[str]], 
         import hashlib
         import os
 
-        try:
-            import pipeline
+        try:  # the package's own version module (every release has one), not its API
+            from pipeline import _version
 
-            init = pipeline.__file__  # None for a folder without __init__.py
+            init = _version.__file__
         except ImportError:
-            init = None
-        if not init:
             return {"version": None, "source": None, "path": None}
         root = os.path.dirname(os.path.abspath(init))
         digest = hashlib.sha256()
@@ -1124,7 +1122,7 @@ def _worker_side() -> tuple[Callable[[], dict[str, Any]], Callable[[list[str]], 
                     digest.update(relative.encode() + b"\0")
                     with open(path, "rb") as f:
                         digest.update(f.read())
-        version = getattr(pipeline, "__version__", None)
+        version = getattr(_version, "__version__", None)
         return {"version": version, "source": digest.hexdigest()[:16], "path": root}
 
     def on_worker(urls: list[str]) -> dict[str, Any]:
