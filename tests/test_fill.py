@@ -174,3 +174,27 @@ def test_a_packed_inputs_fill_value_is_decoded_then_chained(
     got = np.asarray(out.fill_value, dtype=out.dtype)
     assert _same(np.asarray(expected), got), (expected, got)
     _verify(cfg, cli)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_nan_and_infinite_attributes_are_carried_as_the_same_numbers(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """Attributes holding NaN and infinities are written as zarr-python writes them (bare
+    tokens in ``zarr.json``, pipeline/DESIGN.md says why): zarr-python reads back the same
+    floats, never text."""
+    backend, client = backend_client
+    attrs = {"threshold": np.inf, "ratio": np.nan, "range": [-np.inf, 1.5], "units": "K"}
+    data = np.arange(24, dtype="float32").reshape(4, 6)
+    make_array(tmp_path / "in.zarr", data, (2, 3), zarr_format=zarr_format, attributes=attrs)
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=CHAIN, backend=backend
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+    got = {k: v for k, v in zarr.open_array(str(tmp_path / "out.zarr")).attrs.items()}
+    got.pop("pipeline")
+    assert got.keys() == attrs.keys()
+    assert got["units"] == "K"
+    assert got["threshold"] == np.inf and isinstance(got["threshold"], float)
+    assert isinstance(got["ratio"], float) and np.isnan(got["ratio"])
+    assert got["range"] == [-np.inf, 1.5]
