@@ -4497,7 +4497,7 @@ OUTPUT_EDITS: dict[str, tuple[Any, str]] = {
         lambda o: _edit_json(
             o / "results" / "t" / "zarr.json", lambda d: d.update(fill_value=-1.0), reconsolidate=o
         ),
-        "its fill value -1.0 (the run wrote 0)",
+        "its fill value -1.0 (the run wrote 0.0)",
     ),
     "own dtype": (
         lambda o: _edit_json(

@@ -30,6 +30,7 @@ from pipeline.errors import (
     storage_fix,
 )
 from pipeline.ops import bits, stages
+from pipeline.ops.cf import Unpacking
 from pipeline.planning.plan import (
     StoreIdentity,
     absent_input,
@@ -48,7 +49,7 @@ from pipeline.planning.variable import (
     values_chain,
     with_output_array,
 )
-from pipeline.store import arrays, datasets, grid
+from pipeline.store import arrays, codecs, datasets, grid
 from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location
 
@@ -359,7 +360,9 @@ def verify(
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
-        metadata_differs=_metadata_differs(dst, kept),
+        metadata_differs=_metadata_differs(
+            dst, kept, _wrote_fill(record, src, native, unpack, chain)
+        ),
         files_differ=arrays.units_differ(
             loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
         ),
@@ -463,14 +466,30 @@ def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
     return None
 
 
-def _metadata_differs(dst: Any, kept: Carried) -> tuple[str, ...]:
+def _metadata_differs(dst: Any, kept: Carried, fill: np.ndarray | None) -> tuple[str, ...]:
     """What the output's own metadata holds otherwise than the run wrote it, each in a few
     words (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension
-    names and fill value against what the input (``kept``) and the pipeline give it). ()
-    where all agree. Its consolidated copies are :attr:`VerifyResult.consolidated_stale`;
-    the group's attributes are not the output's: :func:`_group_attributes_changed` names
-    them."""
-    return tuple(datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names))
+    names and fill value against what the input (``kept``) and the pipeline give it, ``fill``
+    as :func:`_wrote_fill` says). () where all agree. Its consolidated copies are
+    :attr:`VerifyResult.consolidated_stale`; the group's attributes are not the output's:
+    :func:`_group_attributes_changed` names them."""
+    return tuple(datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names, fill))
+
+
+def _wrote_fill(
+    record: Any,
+    src: Any,
+    native: np.dtype,
+    unpack: Unpacking | None,
+    chain: tuple[stages.BoundStage, ...],
+) -> np.ndarray | None:
+    """The fill value the run wrote into the output's metadata, as its ``record`` says: the
+    chain of the input's (``src``, its elements ``native``, decoded by ``unpack``;
+    :func:`pipeline.store.arrays.chained_fill`) where it says ``fill_value``; None (zero)
+    where it does not (an earlier version's output)."""
+    if not (isinstance(record, dict) and "fill_value" in record):
+        return None
+    return arrays.chained_fill(codecs.fill_bits(src.fill_value, native), native, unpack, chain)
 
 
 def _group_attributes_changed(

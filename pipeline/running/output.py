@@ -1211,7 +1211,9 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
                     f"{list(ran[2])} in units {list(ran[3])}",
                 )
             )
-    own = datasets.own_metadata_differs(arr, plan.carried.attrs, plan.carried.dimension_names)
+    own = datasets.own_metadata_differs(
+        arr, plan.carried.attrs, plan.carried.dimension_names, recorded_fill(plan)
+    )
     if own:
         found.append(("metadata", "; ".join(own)))
     if now is not None and not any(part == "layout" for part, _ in found):  # its grid's files
@@ -1841,6 +1843,9 @@ def _create(plan: Plan) -> None:
     arrays.clear_array(o.location, o.path, keep=RECORD)
 
     extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
+    fill = output_fill(plan)
+    # what the output's fill value is: its record says so, as an earlier version's wrote 0
+    extra["fill_value"] = arrays.fill_said(fill)
     if group is not None and plan.carried.variable is not None:
         # the coordinates this output owns: those it creates, never one it found there (F:
         # claimed, a later --overwrite from an input without it deleted the user's array)
@@ -1884,6 +1889,7 @@ def _create(plan: Plan) -> None:
             {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": started, **extra})},
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
+            fill=fill,
         )
         _consolidate(plan, consolidated, had, outside_had)
 
@@ -2026,6 +2032,9 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     if isinstance(created.get("coordinates"), list):  # and the coordinates it owns (a
         # resumed run had claimed those it found there too)
         done["coordinates"] = created["coordinates"]
+    if "fill_value" in recorded_run(plan):  # the fill value create wrote: an earlier
+        # version's, resumed, wrote 0 and says nothing
+        done["fill_value"] = arrays.fill_said(output_fill(plan))
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
@@ -2115,6 +2124,21 @@ def drop_leftover_record(plan: Plan) -> None:
 
 # --------------------------------------------------------------------------------------------
 # What an output was made from, against a plan.
+
+
+def output_fill(plan: Plan) -> np.ndarray:
+    """The fill value a run writes into the output's metadata: the chain of the input's
+    (:func:`pipeline.store.arrays.chained_fill`), a 0-d array of the output's dtype."""
+    return arrays.chained_fill(
+        plan.input.fill_bytes, plan.input.dtype, plan.source.unpacking, plan.chain
+    )
+
+
+def recorded_fill(plan: Plan) -> np.ndarray | None:
+    """The fill value the output's metadata should hold, as its record says the run wrote it:
+    :func:`output_fill` where it says ``fill_value``; None (zero) where it does not (an
+    earlier version's output, which wrote zarr-python's default)."""
+    return output_fill(plan) if "fill_value" in recorded_run(plan) else None
 
 
 def recorded_run(plan: Plan) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -1735,9 +1735,12 @@ def create_output(
     attributes: dict[str, Any],
     overwrite: bool,
     dimension_names: tuple[str | None, ...] | None = None,
+    fill: np.ndarray | None = None,
 ) -> ArrayInfo:
     """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (the
-    input's, some perhaps None; None: none); chunks are written later, raw."""
+    input's, some perhaps None; None: none) and the fill value ``fill`` (a 0-d array of
+    ``dtype``, :func:`chained_fill`; None: zero); chunks are written later, raw, every one
+    of them, whatever its values (a chunk all fill value too)."""
     import zarr
     from zarr.codecs import ZstdCodec
 
@@ -1750,7 +1753,7 @@ def create_output(
         chunks=chunk,
         shards=shard,
         compressors=compressors,
-        fill_value=0,
+        fill_value=0 if fill is None else fill[()],
         attributes=attributes,
         overwrite=overwrite,
         zarr_format=3,
@@ -1760,6 +1763,48 @@ def create_output(
     if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
         raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
     return info
+
+
+def chained_fill(
+    fill: bytes, dtype: np.dtype, unpacking: Any, chain: Sequence[stages.BoundStage]
+) -> np.ndarray:
+    """The output's fill value: what a run computes of an input element equal to the input's
+    fill value (``fill``: its bytes, one native element of ``dtype``, the stored dtype,
+    :attr:`ArrayInfo.fill_bytes`), decoded by ``unpacking`` (CF packing,
+    :class:`pipeline.ops.cf.Unpacking`; None: none) and put through ``chain`` as NumPy
+    computes it (:func:`pipeline.ops.stages.apply_chain`, the run's arithmetic bit for bit):
+    a 0-d array of the chain's result dtype. So the output's metadata says what an absent
+    chunk of the input computes to (NaN stays NaN, 1.0 through ``* 2``, square, ``+ 1`` is
+    5.0). Zero (zarr-python's default) where the decoding gives that element no value (an
+    integer decoding of a masked element: a run refuses a block holding one, so no output
+    element is computed from it)."""
+    x = np.frombuffer(fill, dtype).copy()
+    if unpacking is not None:
+        if unpacking.unheld(x) is not None:
+            out = chain[-1].out_dtype if chain else np.dtype(unpacking.dtype)
+            return np.zeros((), out)
+        x = unpacking.apply(x, np)
+    return np.asarray(stages.apply_chain(chain, x)).reshape(())
+
+
+def fill_said(fill: np.ndarray) -> int | float | str:
+    """A fill value (0-d) as zarr-python writes it in a v3 ``zarr.json``, and as the output's
+    record says it: an integer, a float, or "NaN", "Infinity", "-Infinity" (which JSON has no
+    number for)."""
+    value = fill.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def fills_agree(expected: np.ndarray, found: Any) -> bool:
+    """Whether the fill value ``found`` (as zarr-python parsed it from the metadata) is
+    ``expected`` (0-d), bit for bit, -0.0 apart from 0.0, but for a NaN's sign and payload
+    (zarr-python writes every NaN as "NaN")."""
+    got = np.asarray(0 if found is None else found, dtype=expected.dtype)
+    if expected.dtype.kind == "f" and np.isnan(expected) and np.isnan(got):
+        return True
+    return got.tobytes() == expected.tobytes()
 
 
 #: What Zarr metadata says is at a path (:func:`node_type`).

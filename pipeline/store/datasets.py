@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.errors import ListingError, cause, storage_failure, wrong_library
 from pipeline.store.arrays import (
     enclosing_groups,
+    fills_agree,
     format_warnings_ignored,
     is_member_name,
     xarray_dimension_names,
@@ -2141,17 +2142,21 @@ def consolidate_words(calls: Iterable[str], setting: str = "output") -> str:
 
 
 def own_metadata_differs(
-    arr: Any, attrs: dict[str, Any], dimension_names: tuple[str | None, ...] | None
+    arr: Any,
+    attrs: dict[str, Any],
+    dimension_names: tuple[str | None, ...] | None,
+    fill: Any = None,
 ) -> list[str]:
     """What the own metadata of the output array ``arr`` holds otherwise than a run writes it,
     each in a few words: its attributes (besides the pipeline's record) against ``attrs``
     (those the input gives it), its dimension names against ``dimension_names`` (the
-    input's), its fill value against the pipeline's (0). [] where all agree. What ``verify``
-    checks of a complete output, and ``run --resume`` of an incomplete one (which never
-    rewrites them, and would mark the output complete with the edit in it)."""
+    input's), its fill value against ``fill`` (a 0-d array: the chain of the input's fill
+    value, :func:`pipeline.store.arrays.chained_fill`, where the output's record says it
+    wrote that, ``fill_value``; None: zero, which earlier versions wrote), bit for bit but a
+    NaN's payload (:func:`pipeline.store.arrays.fills_agree`). [] where all agree. What
+    ``verify`` checks of a complete output, and ``run --resume`` of an incomplete one (which
+    never rewrites them, and would mark the output complete with the edit in it)."""
     import numpy as np
-
-    from pipeline.ops import bits
 
     found: list[str] = []
     own = {k: v for k, v in dict(arr.attrs).items() if k != "pipeline"}
@@ -2164,7 +2169,8 @@ def own_metadata_differs(
             f"its dimension names {list(names) if names is not None else None} "
             f"(the run wrote {list(dimension_names) if dimension_names is not None else None})"
         )
-    fill = np.asarray(arr.metadata.fill_value, dtype=arr.dtype)
-    if bits.difference(np.zeros((), dtype=arr.dtype), fill) is not None:  # -0.0 too
-        found.append(f"its fill value {fill.item()!r} (the run wrote 0)")
+    wrote = np.zeros((), dtype=arr.dtype) if fill is None else fill
+    if not fills_agree(wrote, arr.metadata.fill_value):  # -0.0 too
+        has = np.asarray(arr.metadata.fill_value, dtype=arr.dtype).item()
+        found.append(f"its fill value {has!r} (the run wrote {wrote.item()!r})")
     return found

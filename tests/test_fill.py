@@ -1,0 +1,200 @@
+"""The output's fill value is the chain of the input's.
+
+Real zarr-python writes each input, Zarr v2 and v3, with a fill value (NaN, an infinity, -0.0,
+1.0, an integer) and a chunk it leaves unwritten (all fill value); the pipeline runs on a
+``distributed.Client`` made here; the output's metadata must hold, as its fill value, NumPy's
+chain over the input's fill value, to the bit (a NaN's payload aside: zarr-python writes every
+NaN as "NaN"), every chunk must be written (an all-fill one too), and ``verify --all`` must
+pass, also of an output an earlier version wrote (fill value 0, its record saying none).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+import pipeline
+from pipeline.planning.plan import with_check
+from tests.conftest import make_array, write_config
+
+#: multiply by 2, square, add 1: an input fill value of 1.0 is 5.0 in the output
+CHAIN = [{"op": "multiply", "factor": 2}, {"op": "square"}, {"op": "add", "value": 1}]
+
+
+def _chain(x: np.ndarray) -> np.ndarray:
+    """NumPy's chain, as :data:`CHAIN` says it (integers promoted as the plan promotes them)."""
+    with np.errstate(all="ignore"):
+        if x.dtype.kind in "iu":
+            x = x.astype(np.int64)
+        return (x * x.dtype.type(2)) ** 2 + x.dtype.type(1)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """To the bit, a NaN's payload and sign aside."""
+    if a.dtype != b.dtype:
+        return False
+    if a.dtype.kind == "f" and bool(np.isnan(a)) and bool(np.isnan(b)):
+        return True
+    return a.tobytes() == b.tobytes()
+
+
+def _verify(cfg: Path, cli: Any) -> str:
+    rc, out, err = cli("verify", cfg, "--all")
+    assert rc == 0, out + err
+    return out
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize(
+    "dtype, fill",
+    [
+        ("float32", np.nan),
+        ("float64", np.inf),
+        ("float32", -np.inf),
+        ("float32", -0.0),
+        ("float32", 1.0),
+        ("int16", 7),
+        ("float32", None),
+    ],
+    ids=["nan", "inf", "-inf", "-0.0", "1.0", "int16", "null"],
+)
+def test_the_output_fill_value_is_the_chain_of_the_inputs(
+    tmp_path: Path,
+    backend_client: tuple[str, Any],
+    cli: Any,
+    zarr_format: int,
+    dtype: str,
+    fill: Any,
+) -> None:
+    backend, client = backend_client
+    data = np.arange(48, dtype=dtype).reshape(6, 8) + 2
+    # one chunk all fill value (a null one reads as 0), which zarr-python leaves unwritten
+    data[:3, :4] = np.asarray(0 if fill is None else fill, dtype=dtype)
+    src = make_array(tmp_path / "in.zarr", data, (3, 4), zarr_format=zarr_format, fill_value=fill)
+    first = "0.0" if zarr_format == 2 else "c/0/0"
+    assert not (tmp_path / "in.zarr" / first).exists()  # zarr-python leaves it unwritten
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=CHAIN, backend=backend
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    read_as = 0 if src.fill_value is None else src.fill_value  # as zarr-python reads null
+    expected = _chain(np.asarray(read_as, dtype=np.dtype(dtype).newbyteorder("=")))
+    got = np.asarray(out.fill_value, dtype=out.dtype)
+    assert _same(expected, got), (expected, got)
+    assert np.array_equal(out[...], _chain(data), equal_nan=True)
+    # every unit is written, the one all fill value too
+    units = np.ndindex(
+        *(-(-n // u) for n, u in zip(out.shape, out.shards or out.chunks, strict=True))
+    )
+    for index in units:
+        assert (tmp_path / "out.zarr" / "c" / "/".join(map(str, index))).is_file(), index
+    # tensorstore opens it (a NaN fill value is "NaN", the v3 spec's form) and reads the same
+    ts = pytest.importorskip("tensorstore")
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
+    t = ts.open(spec).result()
+    assert _same(expected, np.asarray(t.fill_value)), t.fill_value
+    assert np.array_equal(t.read().result(), out[...], equal_nan=True)
+    record = dict(out.attrs)["pipeline"]
+    assert record["fill_value"] == json.loads(
+        json.dumps(json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())["fill_value"])
+    )
+    _verify(cfg, cli)
+
+    # an earlier version's output: fill value 0, its record saying none; verify passes it
+    meta = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    meta["fill_value"] = 0
+    old = {k: v for k, v in meta["attributes"]["pipeline"].items() if k not in ("fill_value",)}
+    old.pop("check")
+    meta["attributes"]["pipeline"] = with_check(old)
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(meta))
+    _verify(cfg, cli)
+    # and one edited since: its fill value said, with what the run wrote
+    meta["fill_value"] = 3
+    (tmp_path / "out.zarr" / "zarr.json").write_text(json.dumps(meta))
+    rc, said, err = cli("verify", cfg, "--all")
+    assert rc != 0 and "its fill value 3" in said + err, said + err
+
+
+@pytest.mark.parametrize(
+    "zarr_format, scale_factor, zarr_fill, expected",
+    [
+        (2, 0.5, -999, np.float64(np.nan)),  # the fill value is missing: NaN, through the chain
+        (3, 0.5, 0, np.float64(1.0)),  # zarr's fill value 0 is no _FillValue: 0 * 0.5, 2, ^2, +1
+        (3, 2, 5, np.int64(401)),  # an integer decoding: 5 * 2 = 10, then 20, 400, 401
+        (2, 2, -999, np.int64(0)),  # masked, which int64 cannot hold: zarr-python's default
+    ],
+    ids=["v2-masked", "v3-attribute", "v3-int", "v2-int-masked"],
+)
+def test_a_packed_inputs_fill_value_is_decoded_then_chained(
+    tmp_path: Path,
+    backend_client: tuple[str, Any],
+    cli: Any,
+    zarr_format: int,
+    scale_factor: Any,
+    zarr_fill: int,
+    expected: np.generic,
+) -> None:
+    """An input decoded (``input.mask_and_scale``): the output's fill value is the chain of
+    the input's fill value as the run decodes it (NaN where it is a ``_FillValue``)."""
+    backend, client = backend_client
+    g = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=zarr_format)
+    attrs: dict[str, Any] = {"scale_factor": scale_factor}
+    if zarr_format == 2:
+        attrs["_ARRAY_DIMENSIONS"] = ["y", "x"]
+    else:
+        attrs["_FillValue"] = -999
+    more = {"dimension_names": ["y", "x"]} if zarr_format == 3 else {}
+    a = g.create_array(
+        "v",
+        shape=(4, 6),
+        dtype="int16",
+        chunks=(2, 3),
+        fill_value=zarr_fill,
+        attributes=attrs,
+        **more,
+    )
+    a[...] = np.arange(24, dtype="int16").reshape(4, 6) + 10
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        stages=CHAIN,
+        backend=backend,
+        input={"array": "v", "mask_and_scale": True},
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), path="v", mode="r")
+    got = np.asarray(out.fill_value, dtype=out.dtype)
+    assert _same(np.asarray(expected), got), (expected, got)
+    _verify(cfg, cli)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_nan_and_infinite_attributes_are_carried_as_the_same_numbers(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """Attributes holding NaN and infinities are written as zarr-python writes them (bare
+    tokens in ``zarr.json``, pipeline/DESIGN.md says why): zarr-python reads back the same
+    floats, never text."""
+    backend, client = backend_client
+    attrs = {"threshold": np.inf, "ratio": np.nan, "range": [-np.inf, 1.5], "units": "K"}
+    data = np.arange(24, dtype="float32").reshape(4, 6)
+    make_array(tmp_path / "in.zarr", data, (2, 3), zarr_format=zarr_format, attributes=attrs)
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=CHAIN, backend=backend
+    )
+    assert pipeline.run(cfg, client=client).status == "complete"
+    got = {k: v for k, v in zarr.open_array(str(tmp_path / "out.zarr")).attrs.items()}
+    got.pop("pipeline")
+    assert got.keys() == attrs.keys()
+    assert got["units"] == "K"
+    assert got["threshold"] == np.inf and isinstance(got["threshold"], float)
+    assert isinstance(got["ratio"], float) and np.isnan(got["ratio"])
+    assert got["range"] == [-np.inf, 1.5]
