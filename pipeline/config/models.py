@@ -392,6 +392,18 @@ class GenerateConfig(Model):
 
     _dtype = field_validator("dtype", mode="before")(classmethod(lambda cls, v: _dtype_name(v)))
 
+    @field_validator("shape")
+    @classmethod
+    def _has_an_axis(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        """Refuse ``shape: []``: a 0-d array, which the run refuses (no axis to cut into
+        blocks). h60h: ``pipeline generate`` had written it, then refused it as an input."""
+        if not v:
+            raise ValueError(
+                "[] makes a 0-d array (one value, no axis to cut into blocks), which the "
+                "pipeline does not run on: give at least one axis ([1] for a single value)"
+            )
+        return v
+
 
 #: Names of a Zarr store's own files (v3, v2, consolidated metadata) and of the pipeline's run
 #: record, which no array of a path may be named.
