@@ -44,6 +44,7 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     PlanError,
+    ShadowedModuleError,
     StoreError,
     said_option,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "OutputError",
     "PipelineError",
     "PlanError",
+    "ShadowedModuleError",
     "StoreError",
     "__version__",
     "load_config",
@@ -206,10 +208,12 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         problem = _argument_problem(fn.__name__, signature, args, kwargs)
         if problem is not None:  # raised outside bind's handler: no TypeError as its context
             raise problem
-        from pipeline.running.waiting import imports_uninterrupted
-
         done: list[T] = []
         try:
+            # in the handlers' reach: a file of the user's may take the place of a module it
+            # imports (threading.py)
+            from pipeline.running.waiting import imports_uninterrupted
+
             with imports_uninterrupted():
                 done.append(fn(*args, **kwargs))
         except KeyboardInterrupt as e:
@@ -222,10 +226,15 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         except Exception as e:
             from pipeline.errors import missing_credentials, no_credentials_error
 
+            credentials = not isinstance(e, PipelineError) and missing_credentials(e)
+            shadowed = _shadowed(fn.__name__, e, isinstance(e, PipelineError) or credentials)
+            if shadowed is not None:
+                _say_as_api(shadowed)
+                raise shadowed from e
             if isinstance(e, PipelineError):
                 _say_as_api(e)
                 raise
-            if not missing_credentials(e):
+            if not credentials:
                 raise
             raise no_credentials_error() from e
         return done[0]
@@ -233,16 +242,58 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
     return checked
 
 
+def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
+    """The error that the API's function ``name`` raises in place of ``e`` where files of the
+    user's take the place of modules it imports (a ``queue.py`` in the folder of the script,
+    which Python puts first on ``sys.path``) and ``e`` comes from or through them: a
+    :class:`ShadowedModuleError` with the command line's line, not the library's error nor a
+    step's line that blamed the input for it. None where none does: an error such a file has
+    no part in keeps its own (:func:`pipeline.shadowing.shadows_behind`, which looks only
+    now), and one that nothing explains (``explained`` false: no PipelineError) a note, under
+    its traceback, that they may be its cause (the script's own modules are in this process
+    too: ``e`` is not taken for theirs)."""
+    from pipeline.errors import cause
+    from pipeline.shadowing import shadow_message, shadows_behind
+
+    shadows, maybe, failing = shadows_behind(e, explained)
+    if not shadows:
+        return None
+    if maybe:
+        e.add_note(shadow_message(shadows, maybe, None, f"pipeline.{name}()"))
+        return None
+    failure = str(e) if failing is e and isinstance(e, PipelineError) else cause(failing)
+    return ShadowedModuleError(
+        shadow_message(shadows, maybe, failure, f"pipeline.{name}()"),
+        files=[file for _, file, _ in shadows],
+        modules=[module for module, _, _ in shadows],
+    )
+
+
 def _say_as_api(e: PipelineError | Interrupted) -> None:
     """``e``, raised through the API, its line (and an :class:`Interrupted`'s ``refused``)
     saying the run's commands as the call's options (:func:`~pipeline.errors.api_words`:
-    ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`);
-    its type, fields and traceback kept."""
+    ``pipeline.run(config, overwrite=True)`` where the command line says `run --overwrite`),
+    and a refused ``--report`` or ``--summary-json`` file as the call's ``report=`` or
+    ``summary_json=`` (its field ``option`` too); its type, other fields and traceback kept."""
     from pipeline.errors import api_words
 
     if isinstance(e, Interrupted):
         e.refused = api_words(e.refused)
     e.args = (api_words(str(e)), *e.args[1:])
+    flag = getattr(e, "option", None)
+    if isinstance(e, ConfigError) and flag in _FLAG_OPTIONS:
+        # a file the run writes at its end, refused as its command-line flag: said as the
+        # call's option (``summary_json=``, not ``--summary-json``), field ``option`` too
+        name, path, line = _FLAG_OPTIONS[flag], getattr(e, "path", None), str(e)
+        said = flag if path is None else f"{flag} {path}"
+        if line.startswith(said):
+            given = "" if path is None else f"={path!r}"
+            e.args = (f"pipeline.run() option {name}{given}{line[len(said) :]}", *e.args[1:])
+        e.__dict__["option"] = name  # a field, as PipelineError sets its data
+
+
+#: The command line's flags that :func:`run` takes as keyword options, by those options' names.
+_FLAG_OPTIONS = {"--report": "report", "--summary-json": "summary_json"}
 
 
 def _argument_problem(

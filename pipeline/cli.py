@@ -340,7 +340,7 @@ def _main(argv: list[str] | None) -> int:
     except PipelineError as e:
         if args.debug:
             raise
-        print(_shadowed(str(e)) or f"error: {e}", file=sys.stderr)
+        print(_shadowed(str(e), e, True) or f"error: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
@@ -366,8 +366,8 @@ def _main(argv: list[str] | None) -> int:
             raise
         # one that names no module (a library's own "install X", a module raising it itself)
         # is any error's line: re-raised, it had ended the command in a traceback
-        line = _import_failure(e, e.name) if e.name else _error_line(args, e)
-        print(_shadowed(cause(e)) or line, file=sys.stderr)
+        line, explained = _failure_line(args, e, e.name)
+        print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
         return 1
     except Exception as e:
         if args.debug:
@@ -375,30 +375,38 @@ def _main(argv: list[str] | None) -> int:
         # a file of the user's in a library's place (_shadowed), else a module of a library's
         # name that is not it (an old release, whose missing attribute had been a bare
         # AttributeError's line)
-        library = wrong_library(e)
-        line = _import_failure(e, library) if library else _error_line(args, e)
-        print(_shadowed(cause(e)) or line, file=sys.stderr)
+        line, explained = _failure_line(args, e, wrong_library(e))
+        print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
         return 1
 
 
-def _shadowed(failure: str) -> str | None:
-    """The line of a failure (``failure``: its own words) where files of the user's take the
-    place of modules the command imports (a ``yaml.py`` in the folder it runs in): each file
-    named, with the fix, as the library's error (``module 'yaml' has no attribute
-    'SafeLoader'``) or a step's that blamed the input for it did not; None where none does
-    (:mod:`pipeline.shadowing`, which looks only now)."""
+def _shadowed(failure: str, e: BaseException, explained: bool) -> str | None:
+    """The line of the failure ``e`` (``failure``: its own words) where files of the user's
+    take the place of modules the command imports (a ``yaml.py`` in the folder it runs in)
+    and ``e`` comes from or through them, or, where nothing explains ``e`` (``explained``
+    false), may: each such file named, with the fix, as the library's error (``module 'yaml'
+    has no attribute 'SafeLoader'``) or a step's that blamed the input for it did not; None
+    where none does (:func:`pipeline.shadowing.shadow_line`, which looks only now). An error
+    such a file has no part in (a config's wrong value, an input that is not there, beside a
+    ``queue.py``) keeps its own line, which that file's had replaced."""
     from pipeline.shadowing import shadow_line
 
-    line = shadow_line(failure)
+    line = shadow_line(failure, e, explained)
     return hide_url_secrets(line) if line is not None else None
 
 
-def _error_line(args: argparse.Namespace, e: Exception) -> str:
-    """The line of an error that no handler of :func:`_main` words itself: a library's
-    (:func:`_library_error`), else its type and message, with --debug's offer."""
-    return _library_error(e, getattr(args, "loaded", None)) or hide_url_secrets(
-        f"error: {cause(e)} (run with --debug for the traceback)"
-    )
+def _failure_line(args: argparse.Namespace, e: Exception, library: str | None) -> tuple[str, bool]:
+    """The line of an error that no handler of :func:`_main` words itself, and whether it
+    says the error's cause: ``library``'s, the module ``e`` shows is not what the command
+    needs (:func:`_import_failure`: its cause is known where this Python lacks the module);
+    else a library's error whose cause is known (:func:`_library_error`); else its type and
+    message, with --debug's offer."""
+    if library:
+        return _import_failure(e, library), sys.modules.get(library.split(".")[0]) is None
+    line = _library_error(e, getattr(args, "loaded", None))
+    if line is not None:
+        return line, True
+    return hide_url_secrets(f"error: {cause(e)} (run with --debug for the traceback)"), False
 
 
 def _import_failure(e: Exception, name: str) -> str:
@@ -851,10 +859,15 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         )
         return 1
     if res.input_changed:
+        what = (
+            "; ".join(res.input_changes)
+            if res.input_changes
+            else "its metadata or files, or the coordinates and attributes the output carries, "
+            "were rewritten"
+        )
         print(
-            "error: the input changed since the output was made (its metadata or files, or "
-            "the coordinates and attributes the output carries, were rewritten): the output "
-            "holds what the run made of the input as it was; "
+            f"error: the input changed since the output was made ({what}): the output holds "
+            "what the run made of the input as it was; "
             + _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
             file=sys.stderr,
         )

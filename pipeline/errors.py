@@ -15,7 +15,8 @@ of matching message text::
     ├── PlanError       the run cannot be laid out: shapes, memory budgets
     ├── StoreError      storage I/O: a full disk, an unreachable store
     │   └── ListingError a folder the store's server refuses to list, where a listing is needed
-    └── ClusterError    the Dask cluster: unreachable scheduler, dying workers
+    ├── ClusterError    the Dask cluster: unreachable scheduler, dying workers
+    └── ShadowedModuleError a file of the user's in the place of a module the pipeline imports
 
 Errors travel from Dask workers to the client by pickling; :meth:`PipelineError.__reduce__`
 keeps their fields on the way.
@@ -297,13 +298,28 @@ class ClusterError(PipelineError):
     ...): workers}, 'missing-package' for a joined cluster's workers that cannot open a store
     for want of its file system's package, with ``store``, ``workers`` and ``cause``,
     'no-pipeline' for workers whose Python has no pipeline and 'other-pipeline' for workers
-    running another version of it, with ``module`` (and ``name``, what theirs lacks)),
+    running another version of it, with ``module`` (and ``name``, what theirs lacks), or
+    ``workers``, ``theirs`` and ``ours`` (version, source digest, folder: one of the same
+    version edited too), 'tls' for a ``tls://`` address this process's TLS settings cannot
+    join; 'unreachable' said at once has ``cause``: 'refused', 'unknown-host', 'no-route'),
     ``address`` (the scheduler's, or
     'local' for a local cluster), ``timeout`` (seconds waited for an answer), ``task`` (the
     one workers died running, its key; with ``deaths``, how many, ``worker``, the last one's
     address, and its ``memory_limit``, bytes or None), ``during`` (for 'lost': what the run
     was doing, 'connect', 'plan', 'setup' or 'compute'; only 'compute' may leave an output,
     incomplete and resumable; and ``cause``, the error that said so, in a word or two).
+    """
+
+
+class ShadowedModuleError(PipelineError):
+    """A file of the user's takes the place of a module the pipeline imports (a ``queue.py``
+    beside the script that calls :func:`pipeline.run`, which Python puts first on
+    ``sys.path``), and the error came from or through it (:mod:`pipeline.shadowing`): raised
+    in place of that error (its ``__cause__``), a library's or a step's that blamed the input
+    for it.
+
+    Fields: ``files`` (the files), ``modules`` (the modules they take the place of, in the
+    same order).
     """
 
 
@@ -407,30 +423,74 @@ def api_words(line: str) -> str:
 
 #: What a run's line says to do once its cause is fixed: the output it leaves is resumable.
 RESUME_FINISHES = "`run --resume` finishes the output"
+#: What a run's line says where the output it leaves holds nothing a resume keeps: it stopped
+#: while it made the output (or replaced what was there), or its input's store gives no change
+#: stamps; a fresh start makes it.
+OVERWRITE_STARTS_OVER = "`run --overwrite` starts over"
+#: What a run's line says where it stopped before it wrote anything at the output.
+RUN_AGAIN = "run again: nothing was written"
 #: What a line of ``generate`` (or of a run generating its input) says to do once its cause is
 #: fixed: the input it leaves is unfinished, and only generating it again finishes it.
 GENERATE_AGAIN = "generate it again"
+
+#: What a run's line says to do, once its cause is fixed, by what its output holds (the
+#: states of :class:`Interrupted`: the same commands as its lines name).
+RUN_THEN = {
+    "untouched": RUN_AGAIN,
+    "creating": OVERWRITE_STARTS_OVER,
+    "creating-new": OVERWRITE_STARTS_OVER,
+    "unresumable": OVERWRITE_STARTS_OVER,
+    "incomplete": RESUME_FINISHES,
+}
 
 
 def disk_full(e: OSError, where: str, then: str = RESUME_FINISHES) -> StoreError | None:
     """The one-line error for a full disk (or quota) while writing ``where``, saying to free
     space and ``then`` what finishes the work (:data:`RESUME_FINISHES` for a run's output,
-    :data:`GENERATE_AGAIN` for a generated input); None otherwise. Fields ``where`` and
-    ``reason`` (the file system's words)."""
+    which the run says again by what its output then holds, :data:`RUN_THEN`;
+    :data:`GENERATE_AGAIN` for a generated input), or for a file larger than the file system
+    or this process's file size limit takes (``EFBIG``: ``ulimit -f``, a FAT32 drive's 4 GiB),
+    saying so; None otherwise. Fields ``where``, ``reason`` (the file system's words) and
+    ``full`` ('space' or 'size')."""
     import errno
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return no_space(where, e.strerror or "no space left on the device", then)
+    if e.errno == errno.EFBIG:
+        return no_space(where, e.strerror or "file too large", then, "size")
     return None
 
 
-def no_space(where: str, reason: str, then: str) -> StoreError:
-    """:func:`disk_full`'s line, from its fields (``where``, ``reason``) and ``then``."""
+def no_space(where: str, reason: str, then: str, full: str = "space") -> StoreError:
+    """:func:`disk_full`'s line, from its fields (``where``, ``reason``, ``full``) and
+    ``then``."""
+    if full == "size":
+        return StoreError(
+            f"file too large writing {where} ({reason}): the file system, or this process's "
+            f"file size limit (ulimit -f), takes no file this large; raise the limit, or write "
+            f"to a file system that takes larger files; then {then}",
+            where=where,
+            reason=reason,
+            full=full,
+        )
     return StoreError(
         f"no space left writing {where} ({reason}): free space; then {then}",
         where=where,
         reason=reason,
+        full=full,
     )
+
+
+def said_then(e: BaseException, then: str) -> StoreError | None:
+    """``e``, a :func:`disk_full` line, saying ``then`` as what to do once space is freed
+    (a line made where what the work leaves was not known: a write's, deep in a store);
+    None for any other error."""
+    if not isinstance(e, StoreError):
+        return None
+    where, reason, full = (e.data.get(k) for k in ("where", "reason", "full"))
+    if not (isinstance(where, str) and isinstance(reason, str) and full in ("space", "size")):
+        return None
+    return no_space(where, reason, then, full)
 
 
 #: What gives an S3 store credentials: the words of every refusal for their absence.

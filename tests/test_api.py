@@ -1224,7 +1224,7 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
         return tmp_path / "in.zarr" / "c" / "0" / "0", "inside the input store"
     if case == "input-metadata":
         return tmp_path / "in.zarr" / "zarr.json", "inside the input store"
-    if case == "output-store":
+    if case in ("output-store", "output-store-new"):
         return tmp_path / "out.zarr" / "report.html", "inside the output store"
     if os.geteuid() == 0:  # root writes a read-only file anyway
         pytest.skip("root can write a read-only file")
@@ -1243,6 +1243,7 @@ def _unwritable_report(tmp_path: Path, case: str) -> tuple[Path, str]:
         "input-chunk",
         "input-metadata",
         "output-store",
+        "output-store-new",
     ],
 )
 @pytest.mark.parametrize("option", ["report", "summary_json"])
@@ -1250,7 +1251,10 @@ def test_a_report_file_the_run_may_not_write_is_refused_before_the_run(
     tmp_path: Path, option: str, case: str
 ) -> None:
     """Found out only after the run, it had left the output incomplete (``report``) or the
-    run failing on a complete output (``summary_json``)."""
+    run failing on a complete output (``summary_json``). The refusal names the call's option
+    (h60g: it said the command line's ``--summary-json``, which the caller never gave, and its
+    field ``option`` was that flag); a file in an output store not made yet is inside it, not
+    in "a folder that is not writable" (h60g: it was said so, the store being absent)."""
     small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
@@ -1261,9 +1265,29 @@ def test_a_report_file_the_run_may_not_write_is_refused_before_the_run(
     with pytest.raises(ConfigError) as info:
         pipeline.run(path, overwrite=True, **{option: str(where)})
     assert word in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert str(info.value).startswith(f"pipeline.run() option {option}={str(where)!r}: ")
+    assert "--" not in str(info.value) and info.value.option == option
     assert (file_states(tmp_path / "in.zarr"), file_states(out)) == before
     if case == "read-only-file":
         assert where.read_text() == "kept"
+
+
+def test_a_report_without_bokeh_is_refused_naming_the_calls_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bokeh absent (``sys.modules`` holding None, as Python's import system reads a module
+    known to be missing): ``report=`` is refused before anything is written, in the call's
+    words (h60g: it said ``--report``, a flag the caller never gave, its field ``option`` too)."""
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    monkeypatch.setitem(sys.modules, "bokeh", None)
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(path, report=str(tmp_path / "r.html"))
+    line = str(info.value)
+    assert line.startswith("pipeline.run() option report needs bokeh"), line
+    assert "--" not in line and info.value.option == "report"
+    assert not out.exists()
 
 
 CALLERS_WARNINGS = """

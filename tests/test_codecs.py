@@ -68,6 +68,27 @@ def test_check_frames_accepts_whole_frames_back_to_back() -> None:
     assert not needs_host.any() and len(needs_host) == len(frames)
 
 
+def test_check_frames_names_a_shards_inner_chunk_as_the_other_damage_lines_do() -> None:
+    """The GPU path's frame check of one unit names its damaged frame as the CPU's reader
+    does, by the inner chunk's coordinates in the shard (it had been "chunk 2: ...", a flat
+    index), and an unsharded chunk's by nothing more than the key its line names."""
+    z = numcodecs.Zstd(level=1)
+    frames = [z.encode(np.full(N, i, np.uint8).tobytes()) for i in range(4)]
+    frames[2] = frames[2][: len(frames[2]) - 3]  # cut short
+    buf = np.frombuffer(b"".join(frames) + b"\x00" * 64, np.uint8)
+    offsets = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.uint64)
+    sizes = np.array([len(f) for f in frames], np.uint64)
+    with pytest.raises(Damaged) as e:
+        codecs.check_frames(buf, Frames(offsets, sizes), "zstd", N, (2, 2))
+    assert str(e.value).endswith("(in the shard's inner chunk [1, 0])"), e.value
+    assert not str(e.value).startswith("chunk"), e.value
+    assert (e.value.problem, e.value.chunk) == ("frame", 2)
+    one = Frames(offsets[2:3], sizes[2:3])
+    with pytest.raises(Damaged) as e:
+        codecs.check_frames(buf, one, "zstd", N, (1, 1))
+    assert str(e.value).startswith("its zstd frame"), e.value
+
+
 def _one(frame: bytes, expected: int = N, size: int | None = None) -> np.ndarray:
     buf = np.frombuffer(frame + b"\x00" * 64, np.uint8)  # bytes past the frame, as in a shard
     n = len(frame) if size is None else size

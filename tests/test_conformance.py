@@ -1408,3 +1408,181 @@ def test_numcodecs_codecs_of_a_dataset_print_no_warning(tmp_path: Path) -> None:
         read = zarr.open_array(str(tmp_path / "in.zarr"), path="temp", mode="r")[...]
     got = zarr.open_array(str(tmp_path / "out.zarr"), path="temp", mode="r")[...]
     assert same_bits(got, chain(read))
+
+
+def _frame_at(raw: bytearray, at: list[int], crc32c: list[bool]) -> tuple[int, int]:
+    """Where a frame lies in a shard's bytes ``raw`` (every index at its end): ``at``, one
+    inner chunk's index (C order) a level, outermost first, each level's index with a crc32c
+    or not (``crc32c``); (offset, size)."""
+    start, size = 0, len(raw)
+    for c, crc in zip(at, crc32c, strict=True):
+        shard = bytes(raw[start : start + size])
+        n = 2  # the shards below hold 2 inner chunks a level
+        table = np.frombuffer(shard[-(16 * n + 4 * crc) :][: 16 * n], "<u8").reshape(n, 2)
+        start, size = start + int(table[c, 0]), int(table[c, 1])
+    return start, size
+
+
+def _edit_nested(
+    at: list[int], edit: Callable[[bytearray, int, int], None], crc32c: bool = True
+) -> Callable:
+    """A damage of a nested shard: ``edit(raw, offset, size)`` of the frame at ``at`` (outer
+    inner chunk, then nested inner chunk; one index: the nested shard itself), in place (no
+    frame changes its length, so no index above it changes); ``crc32c``: the nested shards'
+    indexes have one (:data:`_NESTED_CRC`), else not (:func:`_nested_shards`)."""
+
+    def damage(p: Path) -> None:
+        raw = bytearray(p.read_bytes())
+        edit(raw, *_frame_at(raw, at, [True, crc32c][: len(at)]))
+        p.write_bytes(bytes(raw))
+
+    return damage
+
+
+def _blosc_cbytes_grown(raw: bytearray, off: int, size: int) -> None:
+    """A Blosc frame's header saying 7 more compressed bytes than it holds."""
+    cbytes = int.from_bytes(raw[off + 12 : off + 16], "little")
+    raw[off + 12 : off + 16] = (cbytes + 7).to_bytes(4, "little")
+
+
+def _flip_middle(raw: bytearray, off: int, size: int) -> None:
+    raw[off + size // 2] ^= 0xFF
+
+
+def _entry_past_the_end(raw: bytearray, off: int, size: int) -> None:
+    """A shard's index (at its end, 2 entries, no crc32c) whose second entry's size is 1000
+    bytes more."""
+    at = off + size - 8
+    grown = int.from_bytes(raw[at : at + 8], "little") + 1000
+    raw[at : at + 8] = grown.to_bytes(8, "little")
+
+
+def _flip_index(raw: bytearray, off: int, size: int) -> None:
+    """A byte of a shard's index (at its end: its last 36 bytes for 2 chunks) flipped."""
+    raw[off + size - 10] ^= 0xFF
+
+
+def _edit_flat(p: Path, c: int, edit: Callable[[bytearray, int, int], None]) -> None:
+    """``edit`` of the frame of inner chunk ``c`` of a shard of ``sharded`` (4 chunks)."""
+    raw = bytearray(p.read_bytes())
+    table = np.frombuffer(bytes(raw[-68:-4]), "<u8").reshape(4, 2)
+    edit(raw, int(table[c, 0]), int(table[c, 1]))
+    p.write_bytes(bytes(raw))
+
+
+def _entry_past_the_end_flat(p: Path) -> None:
+    """In a shard of ``sharded`` (4 chunks, its index at the end with its crc32c), the index
+    entry of inner chunk 2 ([1, 0]) 1000 bytes longer, the index's crc32c valid again."""
+    import google_crc32c
+
+    raw = bytearray(p.read_bytes())
+    at = len(raw) - 68 + 16 * 2 + 8
+    raw[at : at + 8] = (int.from_bytes(raw[at : at + 8], "little") + 1000).to_bytes(8, "little")
+    raw[-4:] = google_crc32c.value(bytes(raw[-68:-4])).to_bytes(4, "little")
+    p.write_bytes(bytes(raw))
+
+
+def _zstd_cut(raw: bytearray, off: int, size: int) -> None:
+    """A zstd frame's first block header saying it is the last block, of more bytes than
+    stored."""
+    raw[off] ^= 0xFF
+
+
+#: Shards of 2 inner shards (4 x 12, one above the other) of 2 chunks each (4 x 6, side by
+#: side), Blosc frames with a crc32c checksum, both levels' indexes with their crc32c: the
+#: inner chunk [1, 0] of a shard holds its nested shard's inner chunks [0, 0] and [0, 1].
+_NESTED_CRC = zarr3(
+    chunks=(8, 12),
+    serializer=lambda: ShardingCodec(
+        chunk_shape=(4, 12),
+        codecs=[
+            ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), _BLOSC_LZ4, Crc32cCodec()])
+        ],
+    ),
+    compressors=None,
+)
+
+#: Damage at each level of a shard, and the reason its one line gives: each level named by its
+#: grid coordinates and told apart (a nested shard's frame had been "(inner chunk 1) (inner
+#: chunk 2)", flat indexes of both levels in the same words).
+LEVELS = [
+    (
+        "nested-blosc-header",
+        _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),
+        "c/0/1",
+        _edit_nested([1, 1], _blosc_cbytes_grown, crc32c=False),
+        "its Blosc header says 119 bytes, but 112 are stored (in the shard's inner chunk [1, 0], "
+        "itself a shard: in its inner chunk [0, 1])",
+    ),
+    (
+        "nested-crc32c",
+        _NESTED_CRC,
+        "c/1/0",
+        _edit_nested([0, 1], _flip_middle),
+        "its crc32c checksum does not match (in the shard's inner chunk [0, 0], itself a "
+        "shard: in its inner chunk [0, 1])",
+    ),
+    (
+        "nested-index",
+        _NESTED_CRC,
+        "c/0/1",
+        _edit_nested([1], _flip_index),
+        "its shard index's crc32c checksum does not match (in the shard's inner chunk [1, 0], "
+        "itself a shard)",
+    ),
+    (
+        "nested-index-outside",
+        _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),
+        "c/1/1",
+        _edit_nested([1], _entry_past_the_end, crc32c=False),
+        "its shard index points outside the shard (inner chunk [0, 1]: offset 112, 1112 bytes, "
+        "of 256) (in the shard's inner chunk [1, 0], itself a shard)",
+    ),
+    (
+        "index-outside",
+        sharded(),
+        "c/1/1",
+        _entry_past_the_end_flat,
+        "its shard index points outside the shard (inner chunk [1, 0]: offset 105, 1040 bytes, "
+        "of 337)",
+    ),
+    (
+        "outer-index",
+        _NESTED_CRC,
+        "c/0/1",
+        lambda p: p.write_bytes(p.read_bytes()[:-10] + b"\xff" + p.read_bytes()[-9:]),
+        "its shard index's crc32c checksum does not match",
+    ),
+    (
+        "blosc-header",
+        sharded(inner=[BytesCodec(), _BLOSC_LZ4]),
+        "c/0/1",
+        lambda p: _edit_flat(p, 3, _blosc_cbytes_grown),
+        "its Blosc header says 119 bytes, but 112 are stored (in the shard's inner chunk [1, 1])",
+    ),
+    (
+        "zstd-cut",
+        sharded(),
+        "c/0/1",
+        lambda p: _edit_flat(p, 2, _zstd_cut),
+        "RuntimeError: Zstd decompression error: invalid input data (in the shard's inner chunk "
+        "[1, 0])",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("writer", "key", "damage", "reason"), [c[1:] for c in LEVELS], ids=[c[0] for c in LEVELS]
+)
+def test_a_damaged_frame_is_named_at_each_shard_level(
+    tmp_path: Path, backend_client, writer, key, damage, reason
+) -> None:
+    writer(tmp_path / "in.zarr")
+    damage(tmp_path / "in.zarr" / key)
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client)
+    assert str(err.value) == (
+        f"input chunk {key!r} of {tmp_path / 'in.zarr'} is damaged: {reason}; the output stays "
+        "incomplete: restore the chunk (or delete it, and it reads as the fill value); then "
+        "`pipeline verify` with the run's config names the command that finishes the output"
+    )

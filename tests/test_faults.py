@@ -1183,6 +1183,165 @@ def test_a_full_disk_while_generating_says_to_generate_again(tmp_path: Path, cli
         assert status(tmp_path / "out.zarr") == "complete"
 
 
+def _limited_run(cfg: Path, limit: int, api: bool = False) -> str:
+    """``pipeline run CFG`` in a process whose files may not grow past ``limit`` bytes
+    (RLIMIT_FSIZE, as ``ulimit -f`` sets it: a write past it fails with EFBIG, as a full disk's
+    with ENOSPC; any user may lower it); its one line on stderr, the run refused. ``api``:
+    ``pipeline.run(CFG)`` instead, its error's line."""
+    import resource
+
+    def lowered() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    call = (
+        [
+            "-c",
+            f"import pipeline, sys\ntry: pipeline.run({str(cfg)!r})\nexcept Exception as e: "
+            "sys.exit(f'error: {e}')",
+        ]
+        if api
+        else ["-m", "pipeline", "run", str(cfg), "--progress", "none"]
+    )
+    r = subprocess.run(
+        [sys.executable, *call],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=cfg.parent,
+        timeout=300,
+        preexec_fn=lowered,
+    )
+    assert r.returncode == 1, r.stderr
+    return one_line_error(r.stderr)
+
+
+#: What a file size limit's line says, from "writing", before what to do then.
+_TOO_LARGE = (
+    "(File too large): the file system, or this process's file size limit (ulimit -f), takes "
+    "no file this large; raise the limit, or write to a file system that takes larger files; "
+    "then "
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
+def test_a_write_too_large_says_what_finishes_the_output_as_it_is_left(tmp_path: Path) -> None:
+    """A run whose writes the process's file size limit stops (EFBIG, the kin of a full
+    disk's ENOSPC, set as any user may), at each step: before anything is written, while the
+    output is made, once it holds some blocks, while it is marked complete. Each line names
+    the command that then works, and that command, run, makes the output NumPy's: the line
+    had said "`run --resume` finishes the output" wherever the write came, while the output
+    was made as well (nothing to resume there), and the limit's own error had been "a store
+    answered OSError: [Errno 27] File too large: mend what is at that path"."""
+    # rows of random values (frames of about 14 KiB) and rows of zeros (tens of bytes)
+    x = np.zeros((8, COLS), np.float32)
+    x[::2] = np.random.default_rng(3).random((4, COLS), dtype=np.float32)
+    small = np.zeros((8, COLS), np.float32)
+    out = tmp_path / "out.zarr"
+    configs = {}
+    for name, data in (("mixed", x), ("small", small)):
+        make_array(tmp_path / f"{name}.zarr", data, (1, COLS))
+        configs[name] = write_config(
+            tmp_path,
+            tmp_path / f"{name}.zarr",
+            out,
+            name=f"{name}.yaml",
+            output={"store": str(out), "chunks": [1, COLS]},
+            chunking={"block": [1, COLS]},
+            cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+        )
+
+    def finishes(name: str, *flags: str) -> None:
+        r = run_python(
+            ["-m", "pipeline", "run", configs[name], "--progress", "none", *flags], tmp_path
+        )
+        assert r.returncode == 0, r.stderr
+        assert status(out) == "complete"
+        assert np.array_equal(read_array(out), expected(x if name == "mixed" else small))
+
+    # a whole run's output: its metadata's size at the end (its record and summary added)
+    finishes("small")
+    final = (out / "zarr.json").stat().st_size
+    shutil.rmtree(out)
+
+    # while it is marked complete: every frame is small, the metadata's last write is not
+    line = _limited_run(configs["small"], final - 100)
+    assert (
+        line
+        == f"error: file too large writing {out} {_TOO_LARGE}`run --resume` finishes the output"
+    )
+    assert status(out) == "incomplete" and markers(out) == 8
+    made, record = (
+        (out / "zarr.json").stat().st_size,
+        (out / ".pipeline" / "run.json").stat().st_size,
+    )
+    assert record < made < final - 100
+    finishes("small", "--resume")
+    shutil.rmtree(out)
+
+    # while it is made: its run record is written, its metadata is not
+    line = _limited_run(configs["small"], (record + made) // 2)
+    assert line == f"error: file too large writing {out} {_TOO_LARGE}`run --overwrite` starts over"
+    assert not (out / "zarr.json").exists()
+    line = _limited_run(configs["small"], (record + made) // 2, api=True)  # in the API's words
+    assert line == (
+        f"error: file too large writing {out} {_TOO_LARGE}"
+        "`pipeline.run(config, overwrite=True)` starts over"
+    )
+    finishes("small", "--overwrite")
+    shutil.rmtree(out)
+
+    # before anything is written: its lock's first byte
+    line = _limited_run(configs["small"], 0)
+    assert line == f"error: file too large writing {out} {_TOO_LARGE}run again: nothing was written"
+    assert not out.exists()  # no lock nor folder left
+    finishes("small")
+    shutil.rmtree(out)
+
+    # once it holds blocks: the random rows' frames are over the limit, the zeros' are not
+    line = _limited_run(configs["mixed"], 8000)
+    assert re.fullmatch(
+        rf"error: file too large writing {re.escape(str(out))}/c/[0246]/0 "
+        + re.escape(f"{_TOO_LARGE}`run --resume` finishes the output"),
+        line,
+    ), line
+    assert status(out) == "incomplete"
+    finishes("mixed", "--resume")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
+def test_a_lock_that_could_not_be_written_does_not_hold_the_next_run(tmp_path: Path) -> None:
+    """``pipeline.run`` twice in one process, the first with no file allowed to grow (its
+    lock's write fails, EFBIG), the second once the limit is back: the first had left its lock
+    file open and locked, and the second was refused, "another run is writing ... (pid ? on
+    ?)"; it runs."""
+    x = np.random.default_rng(4).random((4, COLS), dtype=np.float32)
+    make_array(tmp_path / "in.zarr", x, (1, COLS))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    script = (
+        "import resource, pipeline\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))\n"
+        "try:\n"
+        f"    pipeline.run({str(cfg)!r})\n"
+        "except pipeline.errors.StoreError as e:\n"
+        "    print(e)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n"
+        f"print(pipeline.run({str(cfg)!r}).status)\n"
+    )
+    r = run_python(["-c", script], tmp_path)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.strip().splitlines()
+    assert first.startswith(f"file too large writing {tmp_path / 'out.zarr'} "), first
+    assert first.endswith("; then run again: nothing was written"), first
+    assert second == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x))
+
+
 def test_nan_and_infinity_flow_through_and_are_counted(tmp_path: Path, cli) -> None:
     x = np.array([1.0, np.nan, np.inf, -np.inf, 1e30, -1e30, -0.0, 3.0] * 25, np.float32)
     make_array(tmp_path / "in.zarr", x, (40,))

@@ -153,7 +153,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:
     cfg = _small_config(tmp_path, cluster={"timeout": 0.5})
     rc, _, err = cli("run", cfg, "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
     assert rc == 1
-    assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:"), err
+    assert err.startswith("error: nothing listens at tcp://127.0.0.1:"), err
     assert err.count("\n") == 1
     assert not (tmp_path / "out.zarr").exists()
 
@@ -221,14 +221,15 @@ SERVERS: dict[str, tuple[Callable[[], Any], str]] = {
 }
 
 
-def _join_bounded(address: str) -> ClusterError:
-    """``cluster.join``'s error, from a daemon thread that must end within OUTER seconds (a
-    join that hangs fails the test, and does not keep the test process alive)."""
+def _join_bounded(address: str, timeout: float = TIMEOUT) -> ClusterError:
+    """``cluster.join``'s error (``timeout``: cluster.timeout), from a daemon thread that must
+    end within OUTER seconds (a join that hangs fails the test, and does not keep the test
+    process alive)."""
     got: list[BaseException | None] = []
 
     def attempt() -> None:
         try:
-            cluster.join(address, TIMEOUT).close()
+            cluster.join(address, timeout).close()
             got.append(None)
         except BaseException as e:
             got.append(e)
@@ -236,7 +237,7 @@ def _join_bounded(address: str) -> ClusterError:
     thread = threading.Thread(target=attempt, daemon=True)
     thread.start()
     thread.join(OUTER)
-    assert got, f"join({address!r}, {TIMEOUT}) did not end within {OUTER} s"
+    assert got, f"join({address!r}, {timeout}) did not end within {OUTER} s"
     assert isinstance(got[0], ClusterError), got[0]
     return got[0]
 
@@ -303,6 +304,7 @@ def test_join_refuses_a_worker_address(scheduler) -> None:
     from distributed import Client
 
     with Client(scheduler, timeout="30s") as c:
+        c.wait_for_workers(1, timeout=60)  # the module's worker may still be starting
         worker = next(iter(c.scheduler_info()["workers"]))
     error = _join_bounded(worker)
     assert (error.reason, error.address) == ("not-scheduler", worker)
@@ -587,8 +589,8 @@ def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> N
     function this process sends it (a copy of this checkout as it was before
     ``location.missing_packages``): the run had ended in ``error: Exception:
     AttributeError("Can't get attribute ...")``. It is one line saying that the workers run
-    another version and naming the name theirs lacks; reason 'other-pipeline'; nothing
-    written."""
+    another pipeline, naming both (their source's digest differs); reason 'other-pipeline';
+    nothing written."""
     import shutil
 
     old = tmp_path / "old"
@@ -607,9 +609,9 @@ def test_workers_running_another_pipeline_are_refused_naming_them(tmp_path) -> N
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = one_line_error(proc.stderr)
     assert line.startswith(
-        f"error: the workers of the cluster at {address} run another version of the pipeline"
+        f"error: the workers of the cluster at {address} run another pipeline than this process"
     ), line
-    assert "pipeline.store.location has no 'missing_packages'" in line, line
+    assert f"at {old / 'pipeline'})" in line and f"at {ROOT / 'pipeline'})" in line, line
     assert not (tmp_path / "out.zarr").exists()
 
 
@@ -676,3 +678,345 @@ def test_a_run_s_end_leaves_the_plugin_of_another_run_on_the_same_scheduler(sche
             assert "pipeline-setup" in left and set_up == [True], (left, set_up)
         left, set_up = plugins(one)
         assert "pipeline-setup" not in left and set_up == [False], (left, set_up)
+
+
+# --------------------------------------------------------------------------------------------
+# What is known at once is said at once, whatever cluster.timeout.
+
+#: A cluster.timeout long enough that a refusal within FAR_LESS seconds did not wait for it.
+LONG_TIMEOUT = 120.0
+FAR_LESS = 60.0
+
+
+@contextlib.contextmanager
+def _python_http_server(tmp_path: Path) -> Iterator[str]:
+    """A plain ``python -m http.server`` process on 127.0.0.1, serving ``tmp_path``: it waits
+    for a request line, as the dashboard's port does."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "no http.server"
+            time.sleep(0.1)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def _free_tls_port() -> Iterator[str]:
+    yield f"tls://127.0.0.1:{_free_port()}"
+
+
+#: {case: (the address's maker, given tmp_path; reason; cause, or None for none)}
+AT_ONCE: dict[str, tuple[Callable[[Path], Any], str, str | None]] = {
+    "refused": (lambda _: _nobody(), "unreachable", "refused"),
+    "unknown-host": (
+        lambda _: contextlib.nullcontext("tcp://no-such-host.invalid:8786"),
+        "unreachable",
+        "unknown-host",
+    ),
+    "websocket-refused": (
+        lambda _: contextlib.nullcontext(f"ws://127.0.0.1:{_free_port()}"),
+        "unreachable",
+        "refused",
+    ),
+    "http-server": (_python_http_server, "http", None),
+    "tls-without-certificates": (lambda _: _free_tls_port(), "tls", None),
+}
+
+
+@pytest.mark.parametrize("case", list(AT_ONCE))
+def test_an_address_where_no_scheduler_can_be_is_refused_at_once(tmp_path, case: str) -> None:
+    """``plan`` of a config whose scheduler's port refuses the connection (nothing listens
+    there; ws:// too, which distributed's client tried again and again), whose host is not
+    known, where a plain ``python -m http.server`` listens, or a
+    ``tls://`` address where this process has no TLS certificates: each had waited for the
+    whole cluster.timeout (a refused port, a TLS address, the HTTP server) or said to raise
+    it (an unknown host). Each is one line naming the address and the fix, well before a
+    long cluster.timeout, without advice to raise it; nothing written."""
+    make, reason, cause = AT_ONCE[case]
+    cfg = _small_config(tmp_path, cluster={"timeout": LONG_TIMEOUT})
+    with make(tmp_path) as address:
+        started = time.monotonic()
+        proc = _pipeline(tmp_path, "plan", cfg, address)
+        took = time.monotonic() - started
+        error = _join_bounded(address, LONG_TIMEOUT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert address in line and "cluster.timeout" not in line, line
+    assert took < FAR_LESS, f"{took:.1f} s for: {line}"
+    assert (error.reason, error.address, getattr(error, "cause", None)) == (
+        reason,
+        address,
+        cause,
+    )
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, written to ``folder``."""
+    import datetime
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _tls_settings(cert: Path, key: Path) -> dict[str, str]:
+    """Dask's config of a TLS client whose CA is ``cert`` and whose certificate it is."""
+    return {
+        "distributed.comm.tls.ca-file": str(cert),
+        "distributed.comm.tls.client.cert": str(cert),
+        "distributed.comm.tls.client.key": str(key),
+    }
+
+
+def test_a_tls_scheduler_is_joined_with_certificates_and_refused_at_once_without(
+    tmp_path,
+) -> None:
+    """A real ``dask scheduler --protocol tls`` with a worker: joined where Dask's config here
+    names its CA and a certificate it signed; without any, refused before any connection
+    ('tls': had been 'not-dask', "does not answer as a Dask scheduler within 120 s (TypeError:
+    TLS expects a `ssl_context` argument ...)"), with certificates it did not sign refused as
+    a failed TLS handshake, and its address written tcp:// refused without advice to wait
+    longer; each well before a long cluster.timeout."""
+    import dask
+
+    cert, key = _certificate(tmp_path, "cluster")
+    other_cert, other_key = _certificate(tmp_path, "other")
+    port = _free_port()
+    address = f"tls://127.0.0.1:{port}"
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    out = (tmp_path / "dask.log").open("w")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port"]
+            + [str(port), "--no-dashboard", "--protocol", "tls", *tls],
+            stdout=out,
+            stderr=out,
+            env=env(),
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert procs[0].poll() is None and time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.2)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
+                + ["--no-dashboard", *tls],
+                stdout=out,
+                stderr=out,
+                env=env(),
+            )
+        )
+        with dask.config.set(_tls_settings(cert, key)):
+            client = cluster.join(address, LONG_TIMEOUT)
+            try:
+                assert client.scheduler_info()["workers"]
+            finally:
+                client.close()
+        started = time.monotonic()
+        bare = _join_bounded(address, LONG_TIMEOUT)
+        with dask.config.set(_tls_settings(other_cert, other_key)):
+            unsigned = _join_bounded(address, LONG_TIMEOUT)
+        plain = _join_bounded(address.replace("tls://", "tcp://"), LONG_TIMEOUT)
+        took = time.monotonic() - started
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(30)
+        out.close()
+    assert (bare.reason, bare.address) == ("tls", address), bare
+    assert "distributed.comm.tls.ca-file" in str(bare), bare
+    assert (unsigned.reason, unsigned.address) == ("tls", address), unsigned
+    assert "TLS handshake failed" in str(unsigned), unsigned
+    assert plain.reason == "not-dask" and "cluster.timeout" not in str(plain), plain
+    assert "tls://HOST:PORT" in str(plain), plain
+    assert took < 3 * FAR_LESS, f"{took:.1f} s for three refusals"
+
+
+# --------------------------------------------------------------------------------------------
+# The workers' pipeline is this process's.
+
+
+@pytest.mark.parametrize("copy", ["older", "edited"])
+def test_workers_running_an_older_or_edited_pipeline_are_refused_naming_both(
+    tmp_path, copy: str
+) -> None:
+    """A joined cluster whose worker imports another copy of the pipeline that has every name
+    this process sends: an older version (its ``__version__`` lower), or the same version
+    edited (``multiply`` changed). The run had gone on silently, the edited copy's output
+    wrong. It is one line naming the workers' pipeline (version, digest of the source, folder)
+    and this process's, and how to start the workers again; reason 'other-pipeline';
+    nothing written."""
+    import shutil
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(
+        ROOT / "pipeline", theirs / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    if copy == "older":
+        edited, before, after = "_version.py", '__version__ = "', '__version__ = "0.0.1-was-'
+    else:
+        edited, before, after = (
+            "ops/stages.py",
+            "return x * p.factor\n",
+            "return x * 2 * p.factor\n",
+        )
+    path = theirs / "pipeline" / edited
+    text = path.read_text()
+    assert before in text
+    path.write_text(text.replace(before, after, 1))
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=theirs, PYTHONPATH=str(theirs)
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} run another pipeline than this process"
+    ), line
+    assert f"at {theirs / 'pipeline'})" in line and f"at {ROOT / 'pipeline'})" in line, line
+    assert ("0.0.1-was-" in line) == (copy == "older"), line
+    assert ("(the same version, edited)" in line) == (copy == "edited"), line
+    assert f"`dask worker {address}`" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A joined scheduler is left as it was, however the run ends.
+
+
+def _plugins_left(client: Any) -> tuple[list[str], list[bool], int]:
+    """The scheduler's worker plugins, whether each worker holds the pipeline's, and the
+    leases of the pipeline's runs using it."""
+    from distributed import Semaphore
+
+    on_scheduler = client.run_on_scheduler(
+        lambda dask_scheduler: sorted(dask_scheduler.worker_plugins)
+    )
+    set_up = client.run(lambda dask_worker: "pipeline-setup" in dask_worker.plugins)
+    users = Semaphore(cluster._MAX_USERS, cluster.PLUGIN_USERS, client.scheduler, client.loop)
+    try:
+        leases = users.get_value()
+    finally:
+        users.close()
+    return on_scheduler, list(set_up.values()), leases
+
+
+def test_a_worker_set_up_that_fails_leaves_no_plugin_on_the_scheduler(scheduler) -> None:
+    """A worker whose set-up raises: distributed had stored the plugin on the scheduler before
+    it sent it to the workers, and the run's end did not unregister it (the registration
+    failed): every worker that joined later ran it. The error is raised as the worker's, and
+    the scheduler is left without the plugin."""
+    from distributed import Client
+
+    class FailingSetup(cluster.PipelineSetup):  # made here: sent by value
+        def setup(self, worker: Any) -> None:
+            raise RuntimeError("this worker's set-up fails")
+
+    with Client(scheduler, timeout=60, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        with (
+            pytest.raises(RuntimeError, match="this worker's set-up fails"),
+            cluster.registered(client, FailingSetup("cpu", None), scheduler),
+        ):
+            pytest.fail("the block ran")
+        on_scheduler, set_up, leases = _plugins_left(client)
+    assert "pipeline-setup" not in on_scheduler and set_up == [False], (on_scheduler, set_up)
+    assert leases == 0
+
+
+def test_a_ctrl_c_while_the_plugin_is_registered_leaves_no_plugin(tmp_path, scheduler) -> None:
+    """A Ctrl-C while the workers set the plugin up (the scheduler has it already): the
+    interrupt had been raised at once, the registration going on on its own thread, and
+    nothing unregistered the plugin. The registration's end is waited for, the plugin is
+    unregistered, then the KeyboardInterrupt is raised."""
+    import signal
+
+    from distributed import Client
+
+    started = tmp_path / "setting-up"
+
+    class SlowSetup(cluster.PipelineSetup):  # made here: sent by value
+        def __init__(self, marker: str) -> None:
+            super().__init__("cpu", None)
+            self.marker = marker
+
+        def setup(self, worker: Any) -> None:
+            Path(self.marker).touch()
+            time.sleep(3)  # the Ctrl-C comes meanwhile
+            super().setup(worker)
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + OUTER
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Client(scheduler, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            ctrl_c = threading.Thread(target=interrupt, daemon=True)
+            ctrl_c.start()
+            with (
+                pytest.raises(KeyboardInterrupt),
+                cluster.registered(client, SlowSetup(str(started)), scheduler),
+            ):
+                pytest.fail("the block ran")
+            ctrl_c.join(OUTER)
+            on_scheduler, set_up, leases = _plugins_left(client)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert started.exists()
+    assert "pipeline-setup" not in on_scheduler and set_up == [False], (on_scheduler, set_up)
+    assert leases == 0

@@ -405,6 +405,143 @@ def test_an_xarray_of_the_users_is_not_blamed_on_the_dataset(tmp_path) -> None:
     assert "output.array" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.parametrize("module", ["queue", "zarr", "dask", "xarray"])
+def test_a_file_of_the_users_with_no_part_in_an_error_leaves_its_line(tmp_path, module) -> None:
+    """A file of the user's in a module's place that the error does not come from (a
+    ``queue.py`` beside a config with a wrong value, or whose input is not there) leaves the
+    error's own line: the shadow's line had replaced every error's, its fix (rename the file)
+    no fix of the config's value or of the missing input."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    (tmp_path / f"{module}.py").write_text("# a script of the user's\n")
+    wrong = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "wrong.yaml")
+    wrong.write_text(wrong.read_text().replace("workers: 2", "workers: two"))
+    gone = write_config(tmp_path, tmp_path / "gone.zarr", tmp_path / "out.zarr", "gone.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command, cfg, said in (
+        ("plan", wrong, f"error: {wrong}:"),
+        ("run", wrong, f"error: {wrong}:"),
+        ("plan", gone, f"error: input store {tmp_path / 'gone.zarr'} does not exist: "),
+    ):
+        argv = [sys.executable, "-m", "pipeline", command, str(cfg)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith(said), (command, r.stderr)
+        assert "takes the place" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+#: A script of the user's, run in the folder of a ``queue.py`` of theirs (``python -c``: the
+#: folder is first on sys.path), that calls the API and prints what it raised.
+API_SCRIPT = """
+import sys
+import pipeline
+try:
+    getattr(pipeline, sys.argv[1])(sys.argv[2])
+except Exception as e:
+    print(type(e).__name__, getattr(e, "files", None), e, *getattr(e, "__notes__", ()), sep="|")
+"""
+
+
+def test_the_api_names_a_file_of_the_users_in_a_modules_place(tmp_path) -> None:
+    """Through the API, a ``queue.py`` of the user's beside the script is named as the command
+    line names it, in a ShadowedModuleError (the file in ``files``): the plan
+    had raised the InputError that blamed the input's metadata ("holds metadata zarr-python
+    cannot read ... mend the value"), and the run Python's bare ImportError. An error it has no
+    part in (a config's wrong value) keeps its own."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    wrong = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", "wrong.yaml")
+    wrong.write_text(wrong.read_text().replace("workers: 2", "workers: two"))
+    (tmp_path / "queue.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shadow = f"{tmp_path / 'queue.py'} takes the place of the module 'queue' installed at "
+    for function in ("plan", "run"):
+        argv = [sys.executable, "-c", API_SCRIPT, function, str(cfg)]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        kind, files, line = r.stdout.rstrip("\n").split("|")
+        assert (kind, files) == ("ShadowedModuleError", str([shadow.split()[0]]))
+        assert line.startswith(shadow) and f"which pipeline.{function}() imports" in line, line
+        assert line.endswith(": rename that file of yours") and "mend" not in line, line
+    argv = [sys.executable, "-c", API_SCRIPT, "plan", str(wrong)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"ConfigError|None|{wrong}:"), r.stdout
+    assert "takes the place" not in r.stdout, r.stdout
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_the_api_notes_a_file_of_the_users_that_may_cause_a_librarys_error(tmp_path) -> None:
+    """A library's error that hides what it met (pydantic's "cannot import name 'BaseModel'"
+    where a ``platform.py`` of the user's failed its import) is raised as it is through the
+    API, with a note naming the file as what may be its cause: the script's own modules are in
+    the process too, so it is not taken for the file's."""
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / "platform.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", API_SCRIPT, "plan", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    kind, files, line, note = r.stdout.rstrip("\n").split("|")
+    assert (kind, files) == ("ImportError", "None") and "pydantic" in line, r.stdout
+    said = f"{tmp_path / 'platform.py'} takes the place of the module 'platform' installed at "
+    assert note.startswith(said) and "which pipeline.plan() imports, and may be the cause: " in note
+    assert note.endswith(": rename that file of yours"), note
+
+
+def test_a_file_of_the_users_that_fails_a_workers_task_is_named(tmp_path) -> None:
+    """A file of the user's in the place of a module a Dask worker's task uses (a
+    ``google_crc32c.py``: a sharded output's index checksum) is named as the cause of the
+    error the worker sent back, from its words (pickled, the AttributeError no longer holds
+    the module): not as what only may be the cause."""
+    pytest.importorskip("google_crc32c")
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    make_array(tmp_path / "in.zarr", x, (3, 4))
+    output = {"store": str(tmp_path / "out.zarr"), "chunks": [1, 4], "shards": [3, 4]}
+    cluster = {"dashboard": ":0"}  # distributed's worker processes, not this one's threads
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", output=output, cluster=cluster
+    )
+    (tmp_path / "google_crc32c.py").write_text("# a script of the user's\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("dashboard: "), r.stderr  # the run's tasks went to workers
+    line = r.stderr.splitlines()[-1]
+    said = f"error: {tmp_path / 'google_crc32c.py'} takes the place of the module 'google_crc32c' "
+    assert line.startswith(said), r.stderr
+    assert "which the command imports (AttributeError: module 'google_crc32c' " in line
+    assert "may be the cause" not in line and r.stderr.count("\n") == 2, r.stderr
+
+
+def test_a_workers_error_through_a_file_of_the_users_names_it(tmp_path) -> None:
+    """An error that comes from a file of the user's in a module's place, as a Dask worker
+    sends it (pickled: an AttributeError loses the module it was raised on, a PipelineError
+    the error it came from), still names the file, from its words; one in other words does
+    not."""
+    (tmp_path / "queue.py").write_text("# a script of the user's\n")
+    script = """
+import pickle, queue
+from pipeline.errors import InputError
+from pipeline.shadowing import linked_shadows
+try:
+    queue.SimpleQueue
+except AttributeError as e:
+    raised = e
+failed = InputError(f"in.zarr/zarr.json holds metadata zarr-python cannot read ({raised!r})")
+for error in (raised, failed, InputError("input store in.zarr does not exist")):
+    print([name for name, _, _ in linked_shadows(pickle.loads(pickle.dumps(error)))])
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", script]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["['queue']", "['queue']", "[]"], r.stdout
+
+
 def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
     """An ImportError that names no module (a module that raises it itself, as a library's
     "install X to ..." does) is one line, as any other error: the handler for those naming a

@@ -1052,6 +1052,26 @@ def test_a_packed_variable_is_refused_without_mask_and_scale(
     assert plan.source.unpacking is not None and plan.chain[0].in_dtype.kind == "f"
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_a_masked_variables_refusal_names_only_the_attributes_that_mask(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A float variable with a ``missing_value``, as xarray writes it: beside it xarray stores
+    its ``_FillValue`` NaN (Zarr v3: the attribute ``'AAAAAAAA+H8='``), which masks nothing.
+    The refusal names ``missing_value`` alone (h60g: on v3 it named ``_FillValue`` too, as a
+    reason the stored numbers are not the values)."""
+    write_dataset(tmp_path / "in.zarr", zarr_format, {"missing_value": -999.0})
+    if zarr_format == 3:  # the NaN fill xarray writes beside it
+        assert zarr.open_array(str(tmp_path / "in.zarr"), path="t").attrs["_FillValue"]
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert e.attributes == ["missing_value"], e
+    assert "(missing_value)" in str(e) and "_FillValue" not in str(e)
+    assert e.fix == "input.mask_and_scale: true"
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("backend", ["cpu", "gpu"], ids=["host", "device"])  # no GPU needed
 def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> None:
     """The model only (no GPU needed): an unpacked block is held decoded (float64 here) with
@@ -3937,6 +3957,37 @@ def test_a_damaged_chunk_of_a_carried_coordinate_is_named_before_anything_is_wri
     assert pipeline.run(config(tmp_path, output={"array": ""})).status == "complete"
 
 
+def test_a_carried_coordinates_damaged_shard_names_its_inner_chunk(tmp_path: Path) -> None:
+    """A coordinate stored in shards of 4 zstd chunks (a layout the pipeline decodes itself),
+    one inner chunk's frame damaged: the line names that inner chunk by its coordinates in the
+    shard, as a run names the variable's own (it had named the shard alone)."""
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+
+    shards = {
+        "chunks": (20,),
+        "serializer": ShardingCodec(chunk_shape=(5,), codecs=[BytesCodec(), ZstdCodec()]),
+        "compressors": None,
+    }
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding=shards)
+    key = "lon/c/1"
+    raw = bytearray((src / key).read_bytes())
+    table = np.frombuffer(bytes(raw[-68:-4]), "<u8").reshape(4, 2)
+    raw[int(table[2, 0])] ^= 0xFF  # inner chunk 2's zstd magic number
+    (src / key).write_bytes(bytes(raw))
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ChunkError) as info:
+            call(config(tmp_path))
+        assert str(info.value) == (
+            f"input chunk {key!r} of {src} (of lon, which the output carries beside the "
+            "variable) is damaged: RuntimeError: Zstd decompression error: invalid input data "
+            "(in the shard's inner chunk [2]); nothing was written: restore the chunk (or delete "
+            "it, and it reads as the fill value), or set output.array: '' to write the variable "
+            "alone, without its coordinates"
+        )
+    assert not (tmp_path / "out.zarr").exists()
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_verify_names_a_carried_coordinates_chunk_damaged_since_the_run(
     tmp_path: Path, cli, zarr_format: int
@@ -4151,7 +4202,12 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
     """The output carries the input group's coordinates and attributes, written when it is
     created: rewritten since, a resume of an interrupted output finished it, and one of a
     complete output said "nothing to do", keeping the old ones (helper-41). Refused, naming
-    them, the output untouched; with the input as it was, the resume goes on."""
+    them (h60g: "the input's coordinates or its group's attributes changed", naming neither),
+    the output untouched; with the input as it was, the resume goes on."""
+    named = {
+        "coordinate": "(its coordinate lon, which the output's copy holds otherwise (values: ",
+        "group attribute": "(its group's attribute 'title' (changed))",
+    }[what]
     killed.restore()
     before = file_states(killed.output)
     with set_aside(killed.input, "lon", ".zattrs", ".zmetadata"):  # the variable's own kept
@@ -4159,7 +4215,7 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
         with pytest.raises(OutputError) as info:
             pipeline.run(killed.config(), resume=True)
         assert info.value.changed == ["input.coordinates"], info.value
-        assert "coordinates or its group's attributes changed" in str(info.value)
+        assert f"the input changed what the output carries {named}" in str(info.value)
     assert file_states(killed.output) == before
     assert pipeline.run(killed.config(), resume=True).status == "complete"
     write_dataset(tmp_path / "in.zarr", 3)
@@ -4168,13 +4224,16 @@ def test_a_resume_refuses_an_input_whose_carried_coordinates_changed(
     with pytest.raises(OutputError) as info:
         pipeline.run(config(tmp_path), resume=True)
     assert info.value.changed == ["input.coordinates"], info.value
+    assert f"the input changed what the output carries {named}" in str(info.value)
 
 
 @pytest.mark.parametrize("what", ["coordinate", "group attribute", "consolidated only"])
 def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, what: str) -> None:
     """verify compared the variable's values only: a rewritten coordinate or group attribute
     (which a resume refuses), or a consolidated copy made stale by a ``scale_factor`` edited in
-    it alone (which xarray reads), passed with exit 0 (helper-43). Each fails in one line."""
+    it alone (which xarray reads), passed with exit 0 (helper-43). Each fails in one line,
+    naming what changed (h60g: "the coordinates and attributes the output carries, were
+    rewritten", naming neither)."""
     write_dataset(tmp_path / "in.zarr", 2, PACKED)
     cfg = tmp_path / "t.yaml"
     cfg.write_text(yaml.safe_dump(config(tmp_path, input={"mask_and_scale": True})))
@@ -4190,6 +4249,10 @@ def test_verify_fails_when_what_the_output_carries_changed(tmp_path: Path, cli, 
     assert rc == 1, out
     line = one_line_error(err)
     assert ("stale" if what == "consolidated only" else "input changed") in line, line
+    if what == "coordinate":
+        assert "(its coordinate lon, which the output's copy holds otherwise (values: " in line
+    elif what == "group attribute":
+        assert "(its group's attribute 'title' (changed))" in line, line
 
 
 def test_verify_fails_on_an_output_coordinate_edited_after_the_run(tmp_path: Path, cli) -> None:

@@ -781,7 +781,9 @@ class ClusterConfig(Model):
         10.0,
         gt=0,
         le=_WEEK,
-        description="seconds to wait for a scheduler and its first worker, at most a week",
+        description="seconds a scheduler that accepts the connection gets to answer and to "
+        "give its first worker (an address where nothing listens is refused at once), at most "
+        "a week",
     )
     dashboard: str = Field(
         ":0",

@@ -21,6 +21,8 @@ from pipeline.ops.cf import (
     Unpacking,
     UnreadableFill,
     bounds_time_conflicts,
+    compared_fills,
+    fill_attributes,
     is_packed,
     time_attributes,
     unpacking,
@@ -748,6 +750,17 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
     if found.fill_values and "_FillValue" not in attrs and "missing_value" not in attrs:
         names.append("_FillValue")  # Zarr v2: the array's fill value, where xarray puts it
+    if not is_packed(attrs):
+        # only masked: the attributes whose fill values mask elements (a Zarr v2 array's fill
+        # value as its _FillValue); xarray's NaN _FillValue beside a float's missing_value
+        # masks nothing, and had been named as a reason (h60g)
+        def masks(key: str) -> bool:
+            own = {key: attrs[key]} if key in attrs else {}
+            fill = v2_fill if key == "_FillValue" else None
+            read = fill_attributes(own, stored, fill, zarr_format, as_variable=is_variable)
+            return bool(compared_fills(read, np.dtype(found.dtype)))
+
+        names = [k for k in ("_FillValue", "missing_value") if masks(k)]
     how = "packed" if is_packed(attrs) else "masked"
     raise InputError(
         f"input variable {where} is stored {how} ({', '.join(names)}): its stored {stored} "

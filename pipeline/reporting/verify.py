@@ -90,6 +90,14 @@ class VerifyResult:
     """the input's metadata or files are not what the run that made the output recorded
     (:func:`pipeline.planning.plan.store_identity`): rewritten since, so the output holds
     the stages' values of the input as it was, which sampled blocks may not show"""
+    input_changes: tuple[str, ...] = ()
+    """where ``input_changed``: what of the input that the output carries differs now, each in
+    a few words: a group attribute the run carried that the input's group holds otherwise or
+    no longer (``its group's attribute 'title'``), a coordinate that xarray reads otherwise
+    in the input than in the output's copy (``its coordinate y, which the output's copy holds
+    otherwise (values: ...)``); () where the change is in none of them (the variable's own
+    metadata or files), or not one of these words can name it (h60g: verify had said only
+    "the coordinates and attributes the output carries, were rewritten", naming none)"""
     group_unopenable: tuple[tuple[str, str], ...] = ()
     """for a Dataset output: the arrays of its group that the pipeline did not write and that
     ``xr.open_zarr`` of the group fails on, each with why (:func:`pipeline.store.datasets.
@@ -332,6 +340,7 @@ def verify(
         out_path.strip("/").rpartition("/")[0],
     )
     edited, removed = _group_attributes_changed(loc_out, out_path.strip("/"), kept, record)
+    changes = _input_changes(loc_in, kept, record, coordinates) if changed else ()
     members = kept.variable.coords if kept.frame and kept.variable is not None else ()
     stale = datasets.copies_differ(loc_out, out_path.strip("/"), members)
     missing = tuple(datasets.consolidated_missing(store_out, group_out)) if kept.consolidate else ()
@@ -346,6 +355,7 @@ def verify(
         made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
         made_with=_made_with(made, chain, unpack),
         input_changed=changed,
+        input_changes=changes,
         group_unopenable=unopenable,
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
@@ -480,6 +490,21 @@ def _group_attributes_changed(
     now = {k: v for k, v in now.items() if k in carried_attrs}
     differ = datasets.differing_values(now, carried_attrs)
     return tuple(k for k in differ if k in now), tuple(k for k in differ if k not in now)
+
+
+def _input_changes(
+    loc_in: Location, kept: Carried, record: Any, coordinates: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    """What of the input that a Dataset output carries is not as the run carried it
+    (:attr:`VerifyResult.input_changes`, :func:`pipeline.store.datasets.frame_changes`): the
+    group attributes its record says it carried, and the ``coordinates`` that differ
+    (:func:`_coordinates_differ`). () for an output written alone."""
+    var = kept.variable
+    if not kept.frame or var is None:
+        return ()
+    carried_attrs = record.get("group_attributes") if isinstance(record, dict) else None
+    store = loc_in.zarr_store(read_only=True)
+    return tuple(datasets.frame_changes(store, var.group, carried_attrs, coordinates))
 
 
 def _group_unopenable(

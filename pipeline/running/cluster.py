@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -205,10 +206,18 @@ DOING = {
 }
 
 
-def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: str) -> T:
+def ask(
+    client: Client,
+    fn: Callable[[], T],
+    name: str,
+    address: str,
+    during: str,
+    to_the_end: bool = False,
+) -> T:
     """``fn()``, a blocking call on ``client`` (of the scheduler ``address`` as the config
     names it, or 'local'), made off the main thread (:func:`waiting.call`, on a thread named
-    ``name``) during the run's phase ``during`` (a key of :data:`DOING`); its result.
+    ``name``, waited for to its end on a Ctrl-C where ``to_the_end``) during the run's phase
+    ``during`` (a key of :data:`DOING`); its result.
 
     A scheduler that is gone or cannot be reached is raised as :func:`lost_scheduler`'s
     ClusterError, not as distributed's ``OSError``, ``CommClosedError`` or ``TimeoutError``
@@ -219,7 +228,7 @@ def ask(client: Client, fn: Callable[[], T], name: str, address: str, during: st
     if client.status != "running":
         raise lost_scheduler(address, during, "connection lost")
     try:
-        out = waiting.call(fn, name)
+        out = waiting.call(fn, name, to_the_end=to_the_end)
     except Exception as e:
         if scheduler_gone(e, client):
             raise lost_scheduler(address, during, type(e).__name__) from None
@@ -1010,22 +1019,40 @@ def registered(client: Client, plugin: WorkerPlugin, address: str) -> Iterator[N
     are the leases of a distributed ``Semaphore`` on the scheduler (:data:`PLUGIN_USERS`;
     a lease of a run whose process died expires with its client's), taken and given back
     under a distributed ``Lock`` (:data:`PLUGIN_GUARD`), so that a run ending while another
-    starts never unregisters the plugin that one has just registered. Raises what
-    :func:`register` raises; the end's errors are dropped (the scheduler may be gone), a
-    Ctrl-C meanwhile is raised once the end is done."""
+    starts never unregisters the plugin that one has just registered.
+
+    The scheduler is left as it was however the run ends: done, refused, failed, or stopped
+    by Ctrl-C at any moment. A worker's set-up that raises leaves the plugin registered on
+    the scheduler (distributed stores it before it sends it to the workers): it is
+    unregistered before the error is raised (unless another run uses it). A Ctrl-C while the
+    plugin is registered waits for the registration's end (it had gone on on its own thread,
+    after the run had ended), then the end is done and the ``KeyboardInterrupt`` raised.
+    Raises what :func:`register` raises; the end's errors are dropped (the scheduler may be
+    gone)."""
     from distributed import Lock, Semaphore
 
     users = Semaphore(_MAX_USERS, PLUGIN_USERS, client.scheduler, client.loop)
     guard = Lock(PLUGIN_GUARD, client.scheduler, client.loop)
+    name = _plugin_name(plugin)
+    leased: list[bool] = []  # the lease this run holds, once taken
+
+    def give_back() -> None:  # under the guard
+        leased.clear()
+        with contextlib.suppress(Exception):  # a lease expired meanwhile counts no more
+            users.release()
+        if users.get_value() == 0:
+            client.unregister_worker_plugin(name)
 
     def enter() -> None:
         guard.acquire()
         try:
             users.acquire()
+            leased.append(True)
             try:
                 client.register_plugin(plugin)
             except BaseException:
-                users.release()
+                with contextlib.suppress(Exception):  # the worker's error is what is raised
+                    give_back()
                 raise
         finally:
             guard.release()
@@ -1034,18 +1061,16 @@ def registered(client: Client, plugin: WorkerPlugin, address: str) -> Iterator[N
         if not guard.acquire(timeout=GUARD_WAIT):
             return  # another run holds it past all reason: the plugin is left
         try:
-            users.release()
-            if users.get_value() == 0:
-                client.unregister_worker_plugin(_plugin_name(plugin))
+            give_back()
         finally:
             guard.release()
 
     try:
-        ask(client, enter, "pipeline-plugin", address, "setup")
         try:
+            ask(client, enter, "pipeline-plugin", address, "setup", to_the_end=True)
             yield
         finally:
-            if client.status == "running":
+            if leased and client.status == "running":
                 with contextlib.suppress(Exception):
                     waiting.call(leave, "pipeline-plugin", to_the_end=True)
     finally:
@@ -1062,47 +1087,166 @@ def _plugin_name(plugin: WorkerPlugin) -> str:
     return str(_get_plugin_name(plugin))
 
 
+def _worker_side() -> tuple[Callable[[], dict[str, Any]], Callable[[list[str]], dict[str, Any]]]:
+    """``(pipeline_here, on_worker)``, made inside this function so that cloudpickle sends
+    them by value (it sends a module's own function by name): a worker whose pipeline is
+    another version, lacks these very functions, or is none, still answers which it runs.
+
+    ``pipeline_here()``: the pipeline the calling process imports, {'version': its
+    ``__version__``, 'source': the first 16 hex digits of the SHA-256 of its source (every
+    ``.py`` file under the package's folder, ``__pycache__`` left out, by relative path and
+    bytes: 1.4 MB, a few milliseconds), 'path': that folder}, each None where it has none.
+    ``on_worker(urls)``: what a joined cluster's worker answers :func:`check_store_packages`,
+    one round trip: {'pipeline': ``pipeline_here()`` there, 'missing':
+    :func:`~pipeline.store.location.missing_packages` of ``urls`` there, None where its
+    pipeline has none}. Both use the standard library and the package alone."""
+
+    def pipeline_here() -> dict[str, Any]:
+        import hashlib
+        import os
+
+        try:
+            import pipeline
+
+            init = pipeline.__file__  # None for a folder without __init__.py
+        except ImportError:
+            init = None
+        if not init:
+            return {"version": None, "source": None, "path": None}
+        root = os.path.dirname(os.path.abspath(init))
+        digest = hashlib.sha256()
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    relative = os.path.relpath(path, root).replace(os.sep, "/")
+                    digest.update(relative.encode() + b"\0")
+                    with open(path, "rb") as f:
+                        digest.update(f.read())
+        version = getattr(pipeline, "__version__", None)
+        return {"version": version, "source": digest.hexdigest()[:16], "path": root}
+
+    def on_worker(urls: list[str]) -> dict[str, Any]:
+        facts = pipeline_here()
+        try:
+            from pipeline.store.location import missing_packages
+        except ImportError:  # no pipeline, or one without it
+            return {"pipeline": facts, "missing": None}
+        return {"pipeline": facts, "missing": missing_packages(urls)}
+
+    return pipeline_here, on_worker
+
+
+#: The pipeline this process imports (``pipeline_here()`` of :func:`_worker_side`), once: its
+#: source does not change under a run.
+_HERE: list[dict[str, Any]] = []
+
+
+def _this_pipeline() -> dict[str, Any]:
+    if not _HERE:
+        _HERE.append(_worker_side()[0]())
+    return _HERE[0]
+
+
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
-    """Refuse, before anything is written, a store whose file system the workers of
-    ``client``'s scheduler (``address``, as the config names it) cannot open for want of its
-    package (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp
-    for ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
+    """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
+    the config names it) that run another pipeline than this process's, or that cannot open a
+    store, in one round trip to them (which the plan of a joined cluster makes anyway; a local
+    cluster the run starts runs this process's pipeline and is not asked).
+
+    Another pipeline: another version, or the same version edited (its source's digest,
+    :func:`_worker_side`), or none; the workers would run other code than this process
+    plans for, silently, unless a name this process sends was missing there
+    (:func:`other_pipeline`). ClusterError (``reason`` 'other-pipeline', ``address``,
+    ``workers``: those whose pipeline differs, ``theirs`` and ``ours``: the first one's and
+    this process's pipeline, as :func:`_worker_side` says them; 'no-pipeline' with
+    ``workers`` where it has none).
+
+    A store whose file system the workers cannot open for want of its package
+    (:func:`~pipeline.store.location.missing_packages`: s3fs for ``s3://``, aiohttp for
+    ``http://``), though this process has it: ``stores`` is {'input' or 'output': its
     :class:`~pipeline.store.location.Location`}. Every task had failed with ``cannot open
     URL: Install s3fs to access S3``, which named no worker (this process has s3fs), after
     the output was made. ClusterError (``reason`` 'missing-package', ``address``, ``store``,
     ``workers``: those that lack it, ``cause``: fsspec's line); ClusterError 'lost' for a
     lost scheduler."""
-    from pipeline.store.location import missing_packages
-
     urls = sorted({loc.url for loc in stores.values()})
-    answers: dict[str, dict[str, str]] = ask(
+    on_worker = _worker_side()[1]
+    answers: dict[str, dict[str, Any]] = ask(
         client,
-        lambda: client.run(missing_packages, urls),
+        lambda: client.run(on_worker, urls),
         "pipeline-packages",
         address,
         "plan",
     )
+    ours = _this_pipeline()
+    _check_pipeline(address, ours, {w: a["pipeline"] for w, a in answers.items()})
+    missing = {w: a["missing"] or {} for w, a in answers.items()}
     for setting, loc in stores.items():
-        lacking = sorted(w for w, missing in answers.items() if loc.url in missing)
+        lacking = sorted(w for w, there in missing.items() if loc.url in there)
         if not lacking:
             continue
-        why = answers[lacking[0]][loc.url]
-        if len(answers) == 1:
-            which = f"its worker {lacking[0]} lacks"
-        else:
-            more = ", ..." if len(lacking) > 1 else ""
-            verb = "lack" if len(lacking) > 1 else "lacks"
-            which = f"{len(lacking)} of its {len(answers)} workers ({lacking[0]}{more}) {verb}"
+        why = missing[lacking[0]][loc.url]
         raise ClusterError(
             f"the {setting} store {loc} cannot be opened on the cluster at {address}: "
-            f"{which} its file system's package ({why}); install it in the workers' "
-            "Python environment, as it is in this one, and start them again",
+            f"{_which_workers(lacking, len(answers))} its file system's package ({why}); "
+            "install it in the workers' Python environment, as it is in this one, and start "
+            "them again",
             reason="missing-package",
             address=address,
             store=str(loc),
             workers=lacking,
             cause=why,
         )
+
+
+def _which_workers(some: list[str], total: int, verb: tuple[str, str] = ("lack", "lacks")) -> str:
+    """'its worker W lacks' where the cluster has one worker; '2 of its 3 workers (W, ...)
+    lack' else (``some``: the workers said, sorted; ``verb``: its plural and singular)."""
+    if total == 1:
+        return f"its worker {some[0]} {verb[1]}"
+    more = ", ..." if len(some) > 1 else ""
+    return f"{len(some)} of its {total} workers ({some[0]}{more}) {verb[len(some) == 1]}"
+
+
+def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[str, Any]]) -> None:
+    """Refuse workers (``theirs``: {worker address: its pipeline, :func:`_worker_side`}) of the
+    scheduler ``address`` whose pipeline is not this process's (``ours``): see
+    :func:`check_store_packages`."""
+    start = f"start them again with {_START.format(address=address)}"
+    none = sorted(w for w, t in theirs.items() if t.get("source") is None)
+    if none:
+        which = _which_workers(none, len(theirs), ("have", "has"))
+        raise ClusterError(
+            f"the workers of the cluster at {address} cannot import the pipeline ({which} "
+            "none in their Python): install it where they run, the same version as this "
+            f"process's, or put it on their PYTHONPATH, and {start}",
+            reason="no-pipeline",
+            address=address,
+            module="pipeline",
+            workers=none,
+        )
+    other = sorted(w for w, t in theirs.items() if t.get("source") != ours["source"])
+    if not other:
+        return
+    first = theirs[other[0]]
+
+    def said(p: dict[str, Any]) -> str:
+        return f"{p.get('version')} (source {p.get('source')}, at {p.get('path')})"
+
+    edited = "" if first.get("version") != ours["version"] else " (the same version, edited)"
+    which = _which_workers(other, len(theirs), ("run", "runs"))
+    raise ClusterError(
+        f"the workers of the cluster at {address} run another pipeline than this process"
+        f"{edited}: {which} {said(first)}, this process {said(ours)}; {start}, in an "
+        "environment with this process's pipeline (or run the pipeline from theirs)",
+        reason="other-pipeline",
+        address=address,
+        workers=other,
+        theirs=first,
+        ours=ours,
+    )
 
 
 def close_client(client: Client, timeout: float = 10) -> None:
@@ -1222,17 +1366,36 @@ def join(address: str, timeout: float) -> Client:
     but does not speak its protocol (the dashboard's HTTP port), and reads an HTTP answer as
     a frame count (``MemoryError``); so the port is first seen to listen, and the server's
     identity is asked on a connection of our own, bounded in time, before the client
-    connects."""
+    connects.
+
+    What is known at once is said at once, whatever ``timeout``: a port where nothing listens
+    (the connection refused), a host name not known, a host with no route to it
+    (:func:`_nothing_there`, 'unreachable' with ``cause``), a ``tls://`` address where this
+    process has no usable TLS settings ('tls', :func:`_tls_problem`), and a ``tcp://`` port
+    whose server says nothing of its own within :data:`GREETING` seconds (a Dask server sends
+    its handshake as it accepts a connection) and answers HTTP ('http': the dashboard's port,
+    ``python -m http.server``, which had waited for the whole timeout). ``timeout`` is what
+    is waited for a server that accepts the connection to answer as a scheduler, and for its
+    first running worker; a scheduler that is not listening yet is not waited for (a script
+    that starts one waits for its port, or its ``--scheduler-file``, before the run)."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
     where = _scheduler_address(address)
+    problem = _tls_problem(address, where)
+    if problem is not None:
+        raise problem
     host_port = _host_port(where)
-    if host_port is not None:
-        _wait_listening(address, host_port, timeout, deadline)
     reserve = min(1.0, timeout / 4)  # to tell an HTTP server from a silent one
+    listening = host_port or _websocket_host_port(where)
+    if listening is not None:
+        tcp = where.startswith("tcp://")  # a TLS or websocket client speaks first
+        greeting = min(GREETING, left() / 4) if tcp else 0.0
+        greeted = _wait_listening(address, listening, timeout, deadline, greeting)
+        if tcp and not greeted and _speaks_http(listening, min(reserve, left())):
+            raise _answers_http(address)
     try:
         kind = _identity(where, left() - 1.5 * reserve)  # and half as much for a gone one
     except Exception as e:
@@ -1508,23 +1671,139 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return parse_host_port(loc) if scheme in ("tcp", "tls") else None
 
 
+#: Seconds a joined scheduler's port gets to send the first bytes of its own on a connection
+#: (a Dask server sends its handshake as soon as it accepts one; an HTTP server, such as the
+#: dashboard's, waits for the request) before the port is asked whether it answers HTTP.
+GREETING = 2.0
+
+#: ``errno`` of a connection's failure that says at once that no scheduler is at the address:
+#: nothing listens on the port, no route to the network or host.
+_NOTHING_THERE = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "no route to its network",
+    errno.EHOSTUNREACH: "no route to its host",
+}
+
+
+def _websocket_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ws:// or wss:// address (a TCP port too, where distributed's client
+    had tried again for the whole cluster.timeout when nothing listened); None for others."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    if scheme not in ("ws", "wss"):
+        return None
+    return parse_host_port(loc.split("/", 1)[0])
+
+
 def _wait_listening(
-    address: str, host_port: tuple[str, int], timeout: float, deadline: float
-) -> None:
-    """Return once something accepts connections at ``host_port``, trying again until the
-    ``deadline`` (a scheduler may be starting); else ClusterError ('unreachable')."""
+    address: str, host_port: tuple[str, int], timeout: float, deadline: float, greeting: float
+) -> bool:
+    """Return once something accepts connections at ``host_port``: whether it sent bytes of
+    its own within ``greeting`` seconds (False at once where ``greeting`` is 0). A connection
+    not answered at all (a firewall dropping it) is tried again until the ``deadline``, then
+    ClusterError ('unreachable'); one refused, a host name not known or a host with no route
+    is ClusterError at once (:func:`_nothing_there`)."""
     import socket
 
     while True:
         try:
-            socket.create_connection(
+            sock = socket.create_connection(
                 host_port, timeout=max(deadline - time.monotonic(), 0.05)
-            ).close()
-            return
+            )
         except OSError as e:
-            if isinstance(e, socket.gaierror) or time.monotonic() + 0.1 >= deadline:
+            if isinstance(e, socket.gaierror) or e.errno in _NOTHING_THERE:
+                raise _nothing_there(address, host_port, e) from None
+            if time.monotonic() + 0.1 >= deadline:
                 raise _unreachable(address, timeout, e) from None
             time.sleep(0.1)
+            continue
+        with sock:
+            if greeting <= 0:
+                return False
+            try:
+                sock.settimeout(greeting)
+                return bool(sock.recv(1))
+            except OSError:  # nothing within greeting, or the connection reset
+                return False
+
+
+def _nothing_there(address: str, host_port: tuple[str, int], e: OSError) -> ClusterError:
+    """The one-line error for the scheduler ``address`` (at ``host_port``) whose connection
+    failed in a way that is known at once (``e``): nothing listens on the port (refused), the
+    host's name is not known, no route to it. The line had come after the whole
+    cluster.timeout, and advised raising it. Fields: ``reason`` 'unreachable', ``address``,
+    ``cause`` ('refused', 'unknown-host', 'no-route')."""
+    import socket
+
+    host, port = host_port
+    if isinstance(e, socket.gaierror):
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: its host {host!r} is not known "
+            f"({e.strerror or e}): check the address (the host `dask scheduler` runs on)",
+            address=address,
+            reason="unreachable",
+            cause="unknown-host",
+        )
+    said = _NOTHING_THERE.get(e.errno or 0, e.strerror or str(e))
+    if e.errno != errno.ECONNREFUSED:
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: {said} ({e.strerror or e}): check "
+            "the address, and that this machine reaches that host",
+            address=address,
+            reason="unreachable",
+            cause="no-route",
+        )
+    return ClusterError(
+        f"nothing listens at {address} ({said}): start the scheduler there (`dask scheduler "
+        f"--port {port}` on {host}), or fix the address (the one `dask scheduler` prints; its "
+        "default port is 8786)",
+        address=address,
+        reason="unreachable",
+        cause="refused",
+    )
+
+
+#: The settings of Dask's config that a client connecting over TLS reads, and their variables.
+_TLS_SETTINGS = (
+    "distributed.comm.tls.ca-file, distributed.comm.tls.client.cert and "
+    "distributed.comm.tls.client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+    "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)"
+)
+
+
+def _tls_problem(address: str, where: str) -> ClusterError | None:
+    """The ClusterError (``reason`` 'tls') for a ``tls://`` scheduler address (``where``, in
+    full) that this process cannot connect to for its TLS settings, told before any
+    connection: Dask's config here names no CA file and client certificate (the connection
+    had failed in distributed's ``TypeError: TLS expects a `ssl_context` argument``, said as
+    a server that does not answer as a scheduler within cluster.timeout), or names ones that
+    make no TLS context (a file not there, a key that is not the certificate's). None for
+    other schemes, and for usable settings."""
+    if not where.startswith("tls://"):
+        return None
+    from distributed.security import Security
+
+    settings = _TLS_SETTINGS
+    try:
+        context = Security().get_connection_args("client")["ssl_context"]
+    except Exception as e:  # a file not there or unreadable, a key not the certificate's
+        why = errors.one_line(f"{type(e).__name__}: {e}")
+        return ClusterError(
+            f"cannot join the Dask scheduler at {address}: this process's TLS settings make "
+            f"no TLS context ({why}): check {settings}",
+            address=address,
+            reason="tls",
+        )
+    if context is not None:
+        return None
+    return ClusterError(
+        f"cannot join the Dask scheduler at {address}: tls:// needs this process's TLS "
+        f"certificates, and Dask's config here names none: set {settings} to the cluster's CA "
+        "and this client's certificate and key",
+        address=address,
+        reason="tls",
+    )
 
 
 def _unreachable(address: str, timeout: float, e: BaseException) -> ClusterError:
@@ -1571,24 +1850,57 @@ def _not_a_scheduler(
     """The one-line error for a server that did not answer the identity question in Dask's
     protocol: an HTTP server (the dashboard), something else, or nothing any more (a
     scheduler that died as it was asked: its port refuses connections now, seen within
-    ``seconds`` / 2), each told within ``seconds``."""
+    ``seconds`` / 2), each told within ``seconds``; a TLS scheduler whose handshake failed
+    (distributed's ``FatalCommClosedError``: the certificates do not match) is 'tls'. Only a
+    server that gave no answer within ``timeout`` is told to be given a longer one: one that
+    answered otherwise than Dask did at once, and waiting longer changes nothing."""
+    from distributed.comm.core import FatalCommClosedError
+
     half = seconds / 2
     if host_port is not None and _seen_within(lambda: not _accepts(host_port, half), half):
         return _unreachable(address, timeout, e)
     if host_port is not None and _speaks_http(host_port, seconds):
+        return _answers_http(address)
+    if isinstance(e, FatalCommClosedError) and address.startswith("tls://"):
         return ClusterError(
-            f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
-            "scheduler listens on 8786 (tcp://HOST:8786)",
+            f"cannot join the Dask scheduler at {address}: the TLS handshake failed "
+            f"({errors.one_line(str(e) or type(e).__name__)}): set {_TLS_SETTINGS} to the "
+            "cluster's CA and a certificate and key it signed",
             address=address,
-            reason="http",
+            reason="tls",
         )
-    what = "no answer" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, TimeoutError) or _connect_timed_out(e):
+        return ClusterError(
+            f"{address} does not answer as a Dask scheduler within {timeout:g} s (no answer): "
+            "check the address (the scheduler's default port is 8786), or raise cluster.timeout",
+            address=address,
+            reason="not-dask",
+            timeout=timeout,
+        )
+    tls = "; one started with --protocol tls is at tls://HOST:PORT"
     return ClusterError(
-        f"{address} does not answer as a Dask scheduler within {timeout:g} s ({what}): check "
-        "the address (the scheduler's default port is 8786), or raise cluster.timeout",
+        f"{address} does not answer as a Dask scheduler ({type(e).__name__}: "
+        f"{errors.one_line(str(e))}): check the address (the scheduler's default port is "
+        f"8786{tls if address.startswith('tcp://') else ''})",
         address=address,
         reason="not-dask",
         timeout=timeout,
+    )
+
+
+def _connect_timed_out(e: BaseException) -> bool:
+    """Whether ``e`` is distributed's ``OSError`` for a connection not made in time ("Timed
+    out trying to connect to ..."), which is no ``TimeoutError``."""
+    return type(e) is OSError and str(e).startswith("Timed out trying to connect")
+
+
+def _answers_http(address: str) -> ClusterError:
+    """The one-line error (``reason`` 'http') for an address whose server answers HTTP."""
+    return ClusterError(
+        f"{address} answers HTTP, not the Dask protocol: is it the dashboard (8787)? the "
+        "scheduler listens on 8786 (tcp://HOST:8786)",
+        address=address,
+        reason="http",
     )
 
 

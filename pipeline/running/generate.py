@@ -31,7 +31,7 @@ from pipeline.errors import (
     Interrupted,
     StoreError,
     disk_full,
-    no_space,
+    said_then,
 )
 from pipeline.planning.blocks import generated_layout
 from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_generation
@@ -85,10 +85,10 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
         waiting.take()
         raise Interrupted("generate", where) from None
     except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
-        full, reason = e.data.get("where"), e.data.get("reason")
-        if not isinstance(full, str) or not isinstance(reason, str):
+        said = said_then(e, GENERATE_AGAIN)
+        if said is None:
             raise
-        raise no_space(full, reason, GENERATE_AGAIN) from None
+        raise said from None
     except OSError as e:  # a full disk under zarr-python's writes of the metadata
         said = disk_full(e, where, GENERATE_AGAIN)
         if said is None:

@@ -2246,7 +2246,13 @@ def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tu
         return []
     identity = recorded.get("identity")
     if isinstance(identity, dict):
-        return _what_changed(identity, plan.identity, whole)
+        parts = _what_changed(identity, plan.identity, whole)
+        if any(part == "input.coordinates" for part, _ in parts):
+            named = _frame_changes(recorded, plan)
+            if named:  # what of it, where words name it
+                words = f"the input changed what the output carries ({'; '.join(named)})"
+                parts = [(p, words if p == "input.coordinates" else w) for p, w in parts]
+        return parts
     by = f"pipeline {recorded.get('version', '?')}"
     if recorded.get("fingerprint"):
         return [
@@ -2264,6 +2270,25 @@ def stale_parts(recorded: dict[str, Any], plan: Plan, *, whole: bool) -> list[tu
             "whether it matches this config and input cannot be told",
         )
     ]
+
+
+def _frame_changes(recorded: dict[str, Any], plan: Plan) -> list[str]:
+    """What of the input that a Dataset output carries differs from what its run carried
+    (:func:`pipeline.store.datasets.frame_changes`: the group attributes ``recorded`` says it
+    carried, the coordinates xarray reads otherwise in the output than in the input); [] for
+    an output written alone, or where no such words name the change."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None:
+        return []
+    src = plan.input.location.zarr_store(read_only=True)
+    dst = plan.output.location.zarr_store(read_only=True)
+    try:
+        coordinates = datasets.coordinates_differ(src, variable, dst, group)
+        return datasets.frame_changes(
+            src, variable.group, recorded.get("group_attributes"), coordinates
+        )
+    except Exception:  # words for a refusal already decided: never a failure of their own
+        return []
 
 
 def said(changed: list[tuple[str, str]]) -> str:

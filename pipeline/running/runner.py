@@ -27,6 +27,8 @@ from pipeline.config.models import Config
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
     INTERRUPTED_FLAG,
+    RUN_AGAIN,
+    RUN_THEN,
     ClusterError,
     ConfigError,
     InputError,
@@ -34,7 +36,9 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     PlanError,
+    StoreError,
     disk_full,
+    said_then,
 )
 from pipeline.ops import stages
 from pipeline.planning import Plan, describe, make_plan, plan_here
@@ -264,9 +268,9 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
     bokeh): ConfigError; with ``overwrite`` where the config's ``output.overwrite`` asks for
     it (and ``resume`` does not). ``run --dry-run`` settles them so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
-        if path:
-            _check_file_writable(flag, str(path))
+        if path:  # a store first: an output's folder not made yet is no "unwritable folder"
             _check_outside_stores(flag, str(path), config)
+            _check_file_writable(flag, str(path))
     if options.report:
         import importlib.util
 
@@ -603,7 +607,15 @@ def _execute(
     ledger = plan.sink.ledger
     assert ledger is not None
     made = output.folders_to_make(plan)  # what the lock creates: all a failure may remove
-    ledger.acquire()  # before anything is written: a second run stops here
+    try:
+        ledger.acquire()  # before anything is written: a second run stops here
+    except OSError as e:  # the lock's own write, on a full disk: had been "a store answered
+        # OSError: [Errno 28] ...: mend what is at that path"
+        full = disk_full(e, plan.output.location.join(plan.output.path), RUN_AGAIN)
+        if full is None:
+            raise
+        output.remove_if_empty(made)
+        raise full from None
     exists = start == "resume"  # an output of this run's, incomplete and resumable
     creating = False  # making the output: resumable only once it is made
     replacing = False  # and deleting what was there first
@@ -633,27 +645,24 @@ def _execute(
         # options.process_ends: see cluster._stop_local); a cluster joined or given is left
         # running, and takes no time here
         return summary
-    except OSError as e:
-        full = disk_full(e, plan.output.location.join(plan.output.path))
-        if full is not None:
-            raise full from None
-        raise
+    except (OSError, StoreError) as e:  # a full disk: what to do then, by what is left
+        full = (
+            disk_full(e, plan.output.location.join(plan.output.path))
+            if isinstance(e, OSError)
+            else e
+        )
+        state = _left(plan, finished, exists, creating, replacing) if full is not None else ""
+        said = said_then(full, RUN_THEN[state]) if full is not None and state in RUN_THEN else None
+        if said is None:
+            raise
+        # a write's line said `run --resume` wherever it came: while the output was made
+        # (nothing to resume, what was there maybe deleted) as much as once it held blocks
+        raise said from None
     except KeyboardInterrupt as e:
         waiting.take()  # the lock is given up below, whatever comes
         if isinstance(e, Interrupted):
             raise
-        # before the output was made (the cluster's start), while it was made (what was there
-        # partly deleted: helper-39 was told to resume, which then refused), or after it was
-        # complete (the workers' stop): the line says which, not "resumable"
-        state = (
-            "complete"
-            if finished or (exists and _marked_complete(plan))
-            else ("creating" if replacing else "creating-new")
-            if creating
-            else _incomplete(plan)
-            if exists
-            else "untouched"
-        )
+        state = _left(plan, finished, exists, creating, replacing)
         raise Interrupted("run", plan.output.location.join(plan.output.path), state) from None
     finally:
         if not finished:
@@ -661,6 +670,20 @@ def _execute(
                 ledger.release()
             if not exists and not creating:  # the record marks what a replacement left
                 output.remove_if_empty(made)
+
+
+def _left(plan: Plan, finished: bool, exists: bool, creating: bool, replacing: bool) -> str:
+    """What a run that stopped leaves at its output, as :class:`Interrupted`'s ``state``
+    says it: stopped before the output was made (the cluster's start), while it was made (what
+    was there partly deleted: helper-39 was told to resume, which then refused), or after it
+    was complete (the workers' stop); not "resumable" in all of them. ``finished``: the run's
+    work was done; ``exists``: the output was made (or resumed); ``creating``: it was being
+    made, ``replacing`` what was there."""
+    if finished or (exists and _marked_complete(plan)):
+        return "complete"
+    if creating:
+        return "creating" if replacing else "creating-new"
+    return _incomplete(plan) if exists else "untouched"
 
 
 def _marked_complete(plan: Plan) -> bool:

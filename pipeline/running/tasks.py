@@ -29,6 +29,7 @@ from pipeline.errors import (
     PipelineError,
     StoreError,
     cause,
+    disk_full,
     one_line,
     storage_failure,
 )
@@ -395,7 +396,7 @@ def _decode_unit_on_host(
     with _timed("decode"):
         n_chunks = math.prod(info.chunks_per_unit)
         try:
-            frames = shards.unit_frames(raw, n_chunks, info.format.shard)
+            frames = shards.unit_frames(raw, n_chunks, info.format.shard, info.chunks_per_unit)
         except shards.Damaged as e:
             raise damaged(info, key, str(e), e.problem) from None
         fill = np.frombuffer(info.fill_bytes, info.dtype)[0]
@@ -425,7 +426,7 @@ def _decode_unit_on_host(
                     whole = fmt.decode(frame)
                     dest[...] = whole[tuple(slice(0, e) for e in dest.shape)]
             except shards.Damaged as e:
-                where = f" (inner chunk {list(chunk_index)})" if info.sharded else ""
+                where = f" ({codecs.inner_chunk(c, info.unit, info.chunk)})" if info.sharded else ""
                 raise damaged(info, key, f"{e}{where}", e.problem) from None
             except Exception as e:
                 if not codecs.is_unknown_codec(e):
@@ -462,10 +463,10 @@ def _read_block_gpu(
         with _timed("decode"):
             try:
                 shard = info.format.shard if info.format is not None else None
-                frames = shards.unit_frames(raw, n_chunks, shard)
+                frames = shards.unit_frames(raw, n_chunks, shard, info.chunks_per_unit)
                 host = np.frombuffer(raw, np.uint8) if raw is not None else np.zeros(0, np.uint8)
                 needs_host = codecs.check_frames(
-                    host, frames, info.codec or "none", info.chunk_nbytes
+                    host, frames, info.codec or "none", info.chunk_nbytes, info.chunks_per_unit
                 )
             except shards.Damaged as e:
                 raise damaged(info, key, str(e), e.problem) from None
@@ -599,18 +600,27 @@ def unwritable(sink: Sink, key: str, failure: str, what: str = "") -> StoreError
 def _storing(sink: Sink, key: str, what: str = "") -> Iterator[None]:
     """A write of ``key`` to ``sink``'s store: a store's refusal (a permission, an HTTP
     status: :func:`~pipeline.errors.storage_failure`) raised as :func:`unwritable`'s line (a
-    full disk is :func:`~pipeline.errors.disk_full`'s already)."""
-    failure = None
+    full disk is :func:`~pipeline.errors.disk_full`'s: a chunk's write says so already, a
+    marker's had been "the store answered OSError: [Errno 28] ...: mend what is at that
+    path")."""
+    failure: str | StoreError | None = None
     try:
         yield
     except PipelineError:
         raise
     except Exception as e:
-        failure = storage_failure(e)
+        full = (
+            disk_full(e, sink.info.location.join(key), _then(sink)[2])
+            if isinstance(e, OSError)
+            else None
+        )
+        failure = full or storage_failure(e)
         if failure is None:
             raise
     # raised outside the handler, so the store's error is not its __context__ (as
     # _read_unit's: an error that does not pickle made distributed hand back a bare Exception)
+    if isinstance(failure, StoreError):
+        raise failure
     if failure is not None:
         raise unwritable(sink, key, failure, what)
 

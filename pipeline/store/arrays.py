@@ -1634,12 +1634,18 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                     arr[grid.unit_slices(index, unit, tuple(arr.shape))]
                 continue
             raw = fetched[key] if fetched is not None else location.read(key)
-            n = math.prod(grid.chunks_per_unit(unit, fmt.chunk.shape))
-            frames = shards.unit_frames(raw, n, fmt.shard)
+            per_unit = grid.chunks_per_unit(unit, fmt.chunk.shape)
+            frames = shards.unit_frames(raw, math.prod(per_unit), fmt.shard, per_unit)
             for c in np.flatnonzero(frames.sizes != shards.EMPTY):
                 off, size = int(frames.offsets[c]), int(frames.sizes[c])
                 assert raw is not None
-                fmt.chunk.decode(memoryview(raw)[off : off + size])
+                try:
+                    fmt.chunk.decode(memoryview(raw)[off : off + size])
+                except shards.Damaged as e:  # which of the shard's chunks, as the run says
+                    if fmt.shard is None:
+                        raise
+                    where = codecs.inner_chunk(int(c), unit, fmt.chunk.shape)
+                    raise shards.Damaged(f"{e} ({where})", e.problem, int(c)) from None
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
             return _unit_damage(key, e)
     return None

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.errors import cause
-from pipeline.store.grid import Shape
+from pipeline.store.grid import Shape, chunks_per_unit
 from pipeline.store.shards import (
     EMPTY,
     Damaged,
@@ -718,7 +718,7 @@ def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | Non
     return config
 
 
-def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> Any:
+def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> Any:
     """Check one stored unit ``raw`` (None: absent) of shape ``unit`` as ``check`` says: its
     shard index, and the Blosc frames of each chunk present in it: the codecs outside the
     innermost Blosc one are decoded, each Blosc frame among them checked, then that one's.
@@ -729,36 +729,73 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck) -> Any:
     laid out as the original's) where they lose codecs; None for an absent unit. Raises
     :class:`Damaged` where a shard's index, a crc32c checksum, a Blosc header
     (:func:`blosc_header`) or an outer codec's stream (a cut gzip or zstd one: 'codec') is
-    wrong, naming the inner chunk's index in the shard's message; numcodecs'
-    ``UnknownCodecError`` as it is."""
-    if raw is not None and check.whole:
-        with _codec_errors_as_damage():
-            for config in reversed(check.whole):
-                raw = _decode_bytes(config, raw)
-    frames = unit_frames(raw, check.chunks_in(unit), check.shard)
+    wrong, naming where in the shard by each level's grid coordinates (:func:`inner_chunk`:
+    "(in the shard's inner chunk [1, 0])"; in a nested shard, "(in the shard's inner chunk
+    [1, 0], itself a shard: in its inner chunk [0, 1])", its own index's damage "(in the
+    shard's inner chunk [1, 0], itself a shard)": both levels had been "(inner chunk 1)
+    (inner chunk 2)", flat indexes in words that did not tell them apart); numcodecs'
+    ``UnknownCodecError`` as it is. ``nested_in``: for the check of a nested shard, which
+    inner chunk of the shard holding it that is (its words)."""
+    try:
+        if raw is not None and check.whole:
+            with _codec_errors_as_damage():
+                for config in reversed(check.whole):
+                    raw = _decode_bytes(config, raw)
+        frames = unit_frames(raw, check.chunks_in(unit), check.shard, _grid(unit, check.chunk))
+    except Damaged as e:
+        if not nested_in:
+            raise
+        raise Damaged(f"{e} ({nested_in}, itself a shard)", e.problem, e.chunk) from None
     present = frames.sizes != EMPTY
     kept: list[Any] = [None] * len(present)
     for c in np.flatnonzero(present) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
+        where = inner_chunk(int(c), unit, check.chunk) if check.shard else ""
+        if check.nested is not None:  # the inner chunk is a shard: its own check, which names
+            # both levels (a damage of its own index named by this one alone)
+            assert check.chunk is not None
+            try:
+                kept[c] = check_unit(frame, check.chunk, check.nested, where)
+            except Damaged as e:  # the unit's chunk whose bytes hold the damage: this one
+                raise Damaged(str(e), e.problem, int(c)) from None
+            continue
         try:
-            if check.nested is not None:  # the inner chunk is a shard: its own check
-                assert check.chunk is not None
-                kept[c] = check_unit(frame, check.chunk, check.nested)
-                continue
             with _codec_errors_as_damage():
                 for config in reversed(check.layers[1:]):
                     frame = _decode_bytes(config, frame)
                 blosc_header(frame)
             kept[c] = frame
         except Damaged as e:
-            where = f" (inner chunk {int(c)})" if check.shard else ""
-            raise Damaged(f"{e}{where}", e.problem, int(c) if check.shard else None) from None
+            said = f"{e} ({_within(nested_in, where)})" if where or nested_in else str(e)
+            raise Damaged(said, e.problem, int(c) if check.shard else None) from None
     if raw is None or not check._strips_chunks:
         return raw
     if check.shard is None:
         return kept[0]
     return encode_shard(kept, check.shard)
+
+
+def inner_chunk(c: int, unit: Shape, chunk: Shape | None) -> str:
+    """The words for the inner chunk ``c`` (its index in C order over the shard's chunk grid)
+    of a shard of shape ``unit`` whose chunks are of shape ``chunk``: "in the shard's inner
+    chunk [1, 0]", by its grid coordinates, as every damage line names one."""
+    at = [int(i) for i in np.unravel_index(c, _grid(unit, chunk) or (1,))]
+    return f"in the shard's inner chunk {at}"
+
+
+def _grid(unit: Shape, chunk: Shape | None) -> Shape | None:
+    """A shard's chunk grid (None unsharded)."""
+    return None if chunk is None else chunks_per_unit(unit, chunk)
+
+
+def _within(nested_in: str, where: str) -> str:
+    """Where a frame lies, for a damage line: ``where`` in its shard (:func:`inner_chunk`'s
+    words), that shard being the inner chunk ``nested_in`` of the shard holding it (a nested
+    shard), else ``where`` alone."""
+    if not nested_in:
+        return where
+    return f"{nested_in}, itself a shard: " + where.replace("the shard's", "its", 1)
 
 
 def stripped_document(meta: dict[str, Any], check: UnitCheck) -> dict[str, Any]:
@@ -913,7 +950,25 @@ def fill_bits(fill: Any, dtype: np.dtype) -> bytes:
     return np.asarray(fill, dtype=dtype).tobytes()
 
 
-def check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
+def check_frames(
+    buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int, grid: Shape | None = None
+) -> np.ndarray:
+    """:func:`_check_frames` of one stored unit's frames, whose chunk grid is ``grid`` (its
+    damage named as every other damage line names it: "(in the shard's inner chunk [1, 1])",
+    nothing more for an unsharded chunk; it had been "chunk 3: ...", a flat index); None: of
+    frames that are no one unit's, their index in ``frames`` named ("chunk 3: ...")."""
+    try:
+        return _check_frames(buf, frames, codec, chunk_nbytes)
+    except Damaged as e:
+        if grid is None or e.chunk is None:
+            raise
+        text = str(e).removeprefix(f"chunk {e.chunk}: ")
+        if math.prod(grid) > 1:
+            text += f" ({inner_chunk(e.chunk, grid, (1,) * len(grid))})"
+        raise Damaged(text, e.problem, e.chunk) from None
+
+
+def _check_frames(buf: np.ndarray, frames: Frames, codec: str, chunk_nbytes: int) -> np.ndarray:
     """Check, before a GPU decodes them, the present frames of ``buf`` (a uint8 array holding
     stored units; ``frames`` offsets into it): which of them the GPU's decoder may take, and
     which no decoder decodes to exactly ``chunk_nbytes`` bytes. For no codec, each must be

@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import warnings
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1621,6 +1621,33 @@ def coordinates_differ(
         (n, coordinate_difference(src_store, var, dst_store, dst_group, n)) for n in var.coords
     )
     return [(name, said) for name, said in found if said is not None]
+
+
+def frame_changes(
+    src_store: Any,
+    group: str,
+    carried_attrs: Any,
+    coordinates: Sequence[tuple[str, str]],
+) -> list[str]:
+    """What of the input that a Dataset output carries is not as its run carried it, in a few
+    words each: the group attributes the run recorded as carried (``carried_attrs``, its
+    record's ``group_attributes``) that the input's group ``group`` of ``src_store`` holds
+    otherwise or no longer (``its group's attribute 'title' (changed)``), and the
+    ``coordinates`` that differ, with :func:`coordinates_differ`'s words (``its coordinate
+    lon, which the output's copy holds otherwise (values: ...)``). [] where none does: the
+    change is elsewhere, or in bytes xarray reads the same (h60g: ``run --resume`` and
+    ``verify`` had named neither)."""
+    found = []
+    if isinstance(carried_attrs, dict):
+        now = group_attributes(src_store, group)
+        held = {k: v for k, v in now.items() if k in carried_attrs}
+        for key in differing_values(held, carried_attrs):
+            found.append(
+                f"its group's attribute {key!r} ({'changed' if key in now else 'removed'})"
+            )
+    for name, said in coordinates:
+        found.append(f"its coordinate {name}, which the output's copy holds otherwise ({said})")
+    return found
 
 
 def _values_said(difference: str | None) -> str | None:

@@ -212,8 +212,15 @@ class Ledger:
                 if not same:
                     os.close(fd)
                     continue
-                os.ftruncate(fd, 0)
-                os.write(fd, json.dumps(_me()).encode())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, json.dumps(_me()).encode())
+                except OSError:  # a full disk: the lock is not taken, nor its file left
+                    # (held open, its flock had refused this process's next run as busy)
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+                    os.close(fd)
+                    raise
                 _HELD[path] = fd
                 return
             raise OutputError(

@@ -146,13 +146,17 @@ def decode_index(
     return table[:, 0].astype(np.uint64), table[:, 1].astype(np.uint64)
 
 
-def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
+def shard_frames(
+    raw: Any, n_chunks: int, shard: ShardFormat, grid: tuple[int, ...] | None = None
+) -> Frames:
     """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
     index; raises :class:`Damaged` ('index') for an index that is missing, fails its checksum,
     points outside the shard's chunk bytes, gives two chunks overlapping bytes
     (:func:`_overlapping`), or says every chunk is absent in a shard that holds bytes besides
-    its index (:func:`_all_absent`). Unused bytes between frames are allowed, as the sharding
-    specification allows them (an append-only writer leaves them)."""
+    its index (:func:`_all_absent`), naming the inner chunk whose entry is wrong by its
+    coordinates in the shard's chunk grid ``grid`` (``n_chunks`` chunks; None: by its index in
+    C order), as the damage lines of its frames name it. Unused bytes between frames are
+    allowed, as the sharding specification allows them (an append-only writer leaves them)."""
     size = len(memoryview(raw).cast("B")) if raw is not None else 0
     k = index_nbytes(n_chunks, shard.index_crc32c)
     if size < k:
@@ -172,7 +176,7 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
             first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
             o, n_first = int(offsets[first]), int(sizes[first])
             at = (size - k, size) if shard.index_at_end else (0, k)
-            where = f"chunk {first}: offset {o}, {n_first} bytes"
+            where = f"{_chunk_named(first, grid)}: offset {o}, {n_first} bytes"
             if o + n_first <= size and o < at[1] and o + n_first > at[0]:  # in the shard
                 raise Damaged(  # review 41: it had said "outside the shard"
                     f"its shard index points into the shard's own index ({where}, over the "
@@ -185,8 +189,16 @@ def shard_frames(raw: Any, n_chunks: int, shard: ShardFormat) -> Frames:
                 "index",
                 chunk=first,
             )
-        _overlapping(offsets, sizes, np.flatnonzero(present))
+        _overlapping(offsets, sizes, np.flatnonzero(present), grid)
     return Frames(offsets, sizes)
+
+
+def _chunk_named(i: int, grid: tuple[int, ...] | None) -> str:
+    """The inner chunk ``i`` (its index in C order) in a damage line: by its coordinates in
+    the shard's chunk grid ``grid`` (``inner chunk [0, 1]``), or ``chunk i`` where None."""
+    if grid is None:
+        return f"chunk {i}"
+    return f"inner chunk {[int(c) for c in np.unravel_index(i, grid)]}"
 
 
 def _all_absent(size: int, k: int) -> None:
@@ -204,13 +216,16 @@ def _all_absent(size: int, k: int) -> None:
         )
 
 
-def _overlapping(offsets: np.ndarray, sizes: np.ndarray, present: np.ndarray) -> None:
+def _overlapping(
+    offsets: np.ndarray, sizes: np.ndarray, present: np.ndarray, grid: tuple[int, ...] | None
+) -> None:
     """Raise :class:`Damaged` ('index') where the index gives two of the ``present`` chunks
     (their indices, in C order) bytes that overlap, other than one frame named twice (the same
     offset and size, as a writer storing equal chunks once may write). No writer lays frames
     over one another (zarr-python, tensorstore and zarrs write each chunk's frame after the
     last): such an index is damaged, and zarr-python reads the chunks from the bytes it points
-    to without an error (an uncompressed chunk from the bytes of others)."""
+    to without an error (an uncompressed chunk from the bytes of others). The chunks are named
+    as :func:`_chunk_named` names them in ``grid``."""
     if len(present) < 2:
         return
     off, n = offsets[present], sizes[present]
@@ -225,22 +240,27 @@ def _overlapping(offsets: np.ndarray, sizes: np.ndarray, present: np.ndarray) ->
         # the frame before it in offset order that reaches furthest: one it overlaps
         earlier = int(present[order[int(np.argmax(so[:j] + sn[:j]))]])
         a, b = sorted((earlier, later))
+        na, nb = _chunk_named(a, grid), _chunk_named(b, grid)
+        both = f"{na.replace('chunk', 'chunks', 1)} and {nb.rsplit('chunk ', 1)[1]}"
         raise Damaged(
-            f"its shard index gives chunks {a} and {b} overlapping bytes (chunk {a}: offset "
-            f"{int(offsets[a])}, {int(sizes[a])} bytes; chunk {b}: offset {int(offsets[b])}, "
+            f"its shard index gives {both} overlapping bytes ({na}: offset "
+            f"{int(offsets[a])}, {int(sizes[a])} bytes; {nb}: offset {int(offsets[b])}, "
             f"{int(sizes[b])} bytes)",
             "index",
             chunk=later,
         )
 
 
-def unit_frames(raw: Any, n_chunks: int, shard: ShardFormat | None) -> Frames:
+def unit_frames(
+    raw: Any, n_chunks: int, shard: ShardFormat | None, grid: tuple[int, ...] | None = None
+) -> Frames:
     """Where each chunk's bytes lie in a stored unit (``raw`` None: the unit is absent, so
-    every chunk is)."""
+    every chunk is); ``grid``: a shard's chunk grid, which names the inner chunk whose index
+    entry is wrong (:func:`shard_frames`)."""
     if raw is None:
         empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
         return Frames(empty, empty.copy())
     if shard is None:
         n = len(memoryview(raw).cast("B"))
         return Frames(np.zeros(1, np.uint64), np.array([n], np.uint64))
-    return shard_frames(raw, n_chunks, shard)
+    return shard_frames(raw, n_chunks, shard, grid)
