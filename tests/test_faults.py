@@ -1091,7 +1091,7 @@ def test_a_run_that_generates_its_input_refuses_first_what_it_would_refuse_after
 
         with (
             LocalCluster(
-                n_workers=1, threads_per_worker=1, processes=False, dashboard_address=""
+                n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
             ) as cluster,
             Client(cluster) as client,
             pytest.raises(pipeline.PipelineError, match=re.escape(refusal)),
