@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import difflib
 import logging
 import os
 import signal
@@ -116,6 +117,43 @@ def _parser() -> argparse.ArgumentParser:
         help="instead, rewrite the reference between the schema markers in FILE (README.md)",
     )
     return p
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each command of ``parser`` (:func:`_parser`), by its name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> NoReturn:
+    """Refuse a command line with arguments its command does not take, as argparse refuses
+    them (its usage, then one line; status 2), but with the command's own usage and the fix:
+    the option meant (``--overwite``: ``--overwrite``), the command that takes one given to
+    another (``plan --overwrite``: ``run``'s), a command's option given before the command,
+    and ``--help``. argparse's ``parse_args`` had shown the usage of ``pipeline`` itself and
+    the bare "unrecognized arguments: --overwite", naming neither the command nor a fix."""
+    commands = _commands(parser)
+    own = commands[command]
+    hint = ""
+    options = [a for a in unknown if a.startswith("-") and len(a) > 1]
+    if options:
+        name = options[0].split("=", 1)[0]
+        takes = [c for c, sp in commands.items() if name in sp._option_string_actions]
+        mine = sorted(o for o in own._option_string_actions if o.startswith("--"))
+        close = difflib.get_close_matches(name, mine, n=1)
+        if command in takes:
+            hint = f" ({name} goes after the command: pipeline {command} ... {name})"
+        elif takes:
+            others = " and ".join(f"`pipeline {c}`" for c in takes)
+            hint = f" ({name} is an option of {others}, not of `pipeline {command}`)"
+        elif close:
+            hint = f" (did you mean {close[0]}?)"
+    own.error(
+        f"unrecognized arguments: {' '.join(unknown)}{hint}; "
+        f"`pipeline {command} --help` lists what it takes"
+    )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -285,7 +323,10 @@ def _forget_exiting() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unrecognized(parser, args.command, unknown)
     contradiction = _contradiction(args)
     if contradiction is not None:  # a usage error, as argparse's own (status 2), in one line
         print(f"pipeline {args.command}: error: {contradiction}", file=sys.stderr)

@@ -2240,3 +2240,59 @@ def test_x_keys_are_extension_fields_and_other_unknown_keys_are_not(tmp_path: Pa
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert (e.value.line, e.value.key) == (5, "cluster.x-a"), e.value
+
+
+@pytest.mark.parametrize(
+    ("generate", "said"),
+    [
+        ({"shape": []}, "input.generate.shape: [] makes a 0-d array"),
+        ({"shape": [30, 7], "chunks": [5]}, "input.generate.chunks [5] has 1 axis, "),
+        ({"shape": [30, 7], "chunks": []}, "input.generate.chunks [] has 0 axes, "),
+        ({"shape": [30, 7], "shards": [10, 7, 1]}, "input.generate.shards [10, 7, 1] has 3 axes"),
+    ],
+)
+@pytest.mark.parametrize("command", ["generate", "plan", "run"])
+def test_a_generated_shape_of_no_axis_or_chunks_of_other_axes_are_one_line_and_write_nothing(
+    tmp_path: Path, cli, generate: dict[str, Any], said: str, command: str
+) -> None:
+    """``input.generate.shape: []`` had been generated, a 0-d array, which ``generate`` then
+    refused as an input, and ``run`` and ``plan`` with it; chunks or shards of another number
+    of axes than the shape had been zarr-python's "ValueError: `chunk_shape` and `shape` need
+    to have the same number of dimensions", naming no key (h60h). One line naming the key and
+    the fix, nothing written, for ``generate``, ``plan`` and ``run`` with ``when_missing``."""
+    from tests.conftest import generated_config
+
+    cfg = generated_config(tmp_path, {**generate, "when_missing": True})
+    rc, out, err = cli(command, cfg, *(["--progress", "none"] if command != "plan" else []))
+    line = one_line_error(err)
+    assert rc == 1 and out == "", err
+    assert said in line and ("give at least one axis" in line or "one number per axis" in line)
+    assert "ValueError" not in line
+    assert not (tmp_path / "in.zarr").exists() and not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "said"),
+    [
+        ("foo", "input.generate.dtype: 'foo' is no NumPy dtype: give one by its name, such as "),
+        ("bool", "input.generate.dtype: 'bool': the stages compute on integer and floating-"),
+        ("complex64", "input.generate.dtype: 'complex64': the stages compute on integer and "),
+        ("V8", "input.generate.dtype: 'V8' (|V8): the stages compute on integer and floating-"),
+    ],
+)
+def test_a_generated_dtype_that_is_none_or_that_the_stages_do_not_take_names_the_key(
+    tmp_path: Path, cli, dtype: str, said: str
+) -> None:
+    """``input.generate.dtype: foo`` had been NumPy's bare "TypeError: data type 'foo' not
+    understood", naming no key, and ``bool`` or ``complex64`` "unsupported dtype ...; convert
+    the input first", of an input the config makes (h60h): refused at the config's line,
+    naming the key and what to give, before anything is written."""
+    from tests.conftest import generated_config
+
+    cfg = generated_config(tmp_path, {"shape": [30, 7], "dtype": dtype, "when_missing": True})
+    for command in ("generate", "run"):
+        rc, _, err = cli(command, cfg, "--progress", "none")
+        line = one_line_error(err)
+        assert rc == 1 and said in line and line.endswith("give one of those") == (dtype != "foo")
+        assert "convert the input" not in line and "TypeError" not in line, line
+    assert not (tmp_path / "in.zarr").exists() and not (tmp_path / "out.zarr").exists()

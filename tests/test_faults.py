@@ -1046,6 +1046,66 @@ def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
     assert not (tmp_path / "in.zarr").exists()
 
 
+@pytest.mark.parametrize(
+    ("case", "refusal"),
+    [
+        ("scalar", "factor 1e+39 does not fit float32"),
+        ("overflow", "stage 'square' can overflow int16"),
+        ("output there", "already exists (not written by this pipeline); pass --overwrite"),
+        ("block", "chunking.block"),
+    ],
+)
+def test_a_run_that_generates_its_input_refuses_first_what_it_would_refuse_after(
+    tmp_path: Path, cli, case: str, refusal: str
+) -> None:
+    """``run`` with ``input.generate.when_missing`` refuses, before it generates the input,
+    what it would refuse once the input is there: a stage's scalar the dtype to be made
+    cannot hold, an integer chain that overflows under ``integer_overflow: error``, an output
+    already there without ``--overwrite``, a block that is no whole number of the input's
+    shards (h60h: the whole input had been generated first, 137 GB for configs/big.yaml, then
+    the run refused, where ``run --dry-run`` had refused at once). One line, nothing
+    written; ``run --dry-run`` says the same."""
+    gen: dict[str, Any] = {"shape": [16, 8], "chunks": [2, 8], "shards": [4, 8]}
+    sections: dict[str, Any] = {}
+    if case == "scalar":
+        sections["stages"] = [{"op": "multiply", "factor": 1e39}]
+    elif case == "overflow":
+        gen["dtype"] = "int16"
+        sections.update(stages=[{"op": "square"}], integer_overflow="error")
+    elif case == "block":
+        sections["chunking"] = {"block": [6, 8]}
+    cfg = generated_config(tmp_path, {**gen, "when_missing": True}, **sections)
+    if case == "output there":  # an array of the user's, not a run's
+        zarr.create_array(str(tmp_path / "out.zarr"), shape=(3,), dtype="f4")[...] = 1
+    kept = file_states(tmp_path / "out.zarr") if case == "output there" else None
+    for dry in (["--dry-run"], []):
+        rc, _, err = cli("run", cfg, "--progress", "plain", *dry)
+        assert rc == 1, err
+        line = one_line_error(err)
+        assert refusal in line, line
+        assert not (tmp_path / "in.zarr").exists(), dry
+    assert kept is None or file_states(tmp_path / "out.zarr") == kept
+    # the API with a cluster of the caller's, whose plan needs its workers: the chain at least
+    if case in ("scalar", "overflow"):
+        from distributed import Client, LocalCluster
+
+        with (
+            LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+            pytest.raises(pipeline.PipelineError, match=re.escape(refusal)),
+        ):
+            pipeline.run(str(cfg), client=client)
+        assert not (tmp_path / "in.zarr").exists()
+    # nothing else in the way: the same run generates the input and computes
+    if case != "output there":
+        fixed = generated_config(tmp_path, {**gen, "when_missing": True}, name="fixed.yaml")
+        rc, _, err = cli("run", fixed, "--progress", "none")
+        assert rc == 0, err
+        assert status(tmp_path / "out.zarr") == "complete"
+
+
 # --------------------------------------------------------------------------------------------
 # 7 (end). A full disk, and NaN/inf.
 

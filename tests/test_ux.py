@@ -586,6 +586,57 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
     assert rc == 1 and err.startswith("error: config file not found") and out == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "CFG", "--overwite"], "--overwite (did you mean --overwrite?)"),
+        (["run", "CFG", "--dryrun"], "--dryrun (did you mean --dry-run?)"),
+        (
+            ["plan", "CFG", "--overwrite"],
+            "--overwrite (--overwrite is an option of `pipeline run`, not of `pipeline plan`)",
+        ),
+        (
+            ["verify", "CFG", "--progress", "none"],
+            "--progress none (--progress is an option of `pipeline run` and `pipeline generate`,"
+            " not of `pipeline verify`)",
+        ),
+        (
+            ["run", "CFG", "--samples=3"],
+            "--samples=3 (--samples is an option of `pipeline verify`, not of `pipeline run`)",
+        ),
+        (
+            ["--overwrite", "run", "CFG"],
+            "--overwrite (--overwrite goes after the command: pipeline run ... --overwrite)",
+        ),
+        (["generate", "CFG", "other.yaml"], "other.yaml;"),
+        (["info", "--gpus"], "--gpus;"),
+    ],
+)
+def test_an_option_the_command_does_not_take_is_refused_naming_the_command_and_the_fix(
+    tmp_path, capsys, args, said
+) -> None:
+    """A user's misspelt or misplaced option (h60h: ``pipeline run cfg --overwite``, ``plan
+    cfg --overwrite``, ``verify cfg --progress none``) had been refused with the usage of
+    ``pipeline`` itself and "pipeline: error: unrecognized arguments: --overwite", naming
+    neither the command nor what to give: now the command's own usage and one line naming
+    the option meant, the command that takes it, or where it goes, and ``--help``; status 2
+    as argparse's other refusals, before the config is read."""
+    from pipeline.cli import main
+
+    cfg = tmp_path / "absent.yaml"  # never read: the command line is refused first
+    command = next(a for a in args if not a.startswith("-"))
+    with pytest.raises(SystemExit) as stopped:
+        main([str(cfg) if a == "CFG" else a for a in args])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and lines[0].startswith(f"usage: pipeline {command} "), err
+    assert lines[-1] == (
+        f"pipeline {command}: error: unrecognized arguments: {said.removesuffix(';')}; "
+        f"`pipeline {command} --help` lists what it takes"
+    ), err
+
+
 @pytest.mark.parametrize("option", ["-v", "-vv", "-q", "--debug"])
 def test_every_command_takes_the_common_options_after_it(cli, option) -> None:
     """README: "Options for every command: -v, -vv, -q, --debug". ``pipeline info -v`` and

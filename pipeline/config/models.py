@@ -392,6 +392,40 @@ class GenerateConfig(Model):
 
     _dtype = field_validator("dtype", mode="before")(classmethod(lambda cls, v: _dtype_name(v)))
 
+    @field_validator("dtype")
+    @classmethod
+    def _a_dtype_the_stages_take(cls, v: str) -> str:
+        """Refuse a name that is no NumPy dtype (``foo``: NumPy's bare "TypeError: data type
+        'foo' not understood", naming no key) or one the stages do not compute on (``bool``,
+        ``complex64``: "convert the input first", of an input the config makes), naming the
+        dtypes to give instead (h60h)."""
+        import numpy as np
+
+        from pipeline.ops.stages import COMPUTED_ON, supported_dtype
+
+        try:
+            dtype = np.dtype(v)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{v!r} is no NumPy dtype: give one by its name, such as float32, int16 or uint8"
+            ) from None
+        if not supported_dtype(dtype):
+            said = repr(v) if str(dtype) == v else f"{v!r} ({dtype})"
+            raise ValueError(f"{said}: {COMPUTED_ON}; give one of those")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _has_an_axis(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        """Refuse ``shape: []``: a 0-d array, which the run refuses (no axis to cut into
+        blocks). h60h: ``pipeline generate`` had written it, then refused it as an input."""
+        if not v:
+            raise ValueError(
+                "[] makes a 0-d array (one value, no axis to cut into blocks), which the "
+                "pipeline does not run on: give at least one axis ([1] for a single value)"
+            )
+        return v
+
 
 #: Names of a Zarr store's own files (v3, v2, consolidated metadata) and of the pipeline's run
 #: record, which no array of a path may be named.

@@ -142,9 +142,20 @@ def _keeps_input_chunks(unit: Shape, info: ArrayInfo, dtype: np.dtype) -> bool:
 
 def generated_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
     """(chunk, unit) of the array ``input.generate`` describes. Raises ConfigError (``key``)
-    for shards of a Zarr v2 array, or shards that are not whole chunks."""
+    for chunks or shards of another number of axes than the shape (h60h: zarr-python's
+    "`chunk_shape` and `shape` need to have the same number of dimensions", naming no key),
+    shards of a Zarr v2 array, or shards that are not whole chunks."""
     dtype = np.dtype(g.dtype)
     shape = tuple(g.shape)
+    for key, given in (("input.generate.chunks", g.chunks), ("input.generate.shards", g.shards)):
+        if isinstance(given, tuple) and len(given) != len(shape):
+            raise ConfigError(
+                f"{key} {list(given)} has {_axes(len(given))}, input.generate.shape "
+                f"{list(shape)} {_axes(len(shape))}: give one number per axis of the shape",
+                key=key,
+                shape=given,
+                input_shape=shape,
+            )
     sharded = g.shards != "none" and g.zarr_format == 3
     if g.shards != "none" and g.zarr_format == 2 and isinstance(g.shards, tuple):
         raise ConfigError(
@@ -173,6 +184,11 @@ def generated_layout(g: GenerateConfig) -> tuple[Shape, Shape]:
             multiple_of=chunk,
         )
     return tuple(chunk), tuple(unit)
+
+
+def _axes(n: int) -> str:
+    """``1 axis``, ``2 axes``."""
+    return f"{n} axis" if n == 1 else f"{n} axes"
 
 
 def _slab(shape: Shape, itemsize: int, target: int) -> Shape:

@@ -40,6 +40,7 @@ from pipeline.errors import (
     disk_full,
     said_then,
 )
+from pipeline.ops import stages
 from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.plan import ClusterPlan, gpu_wait, local_cluster_plan, protocol_of
 from pipeline.planning.variable import with_output_array
@@ -380,7 +381,12 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     :class:`Interrupted`, elsewhere as a bare ``KeyboardInterrupt``."""
     t_begin = time.perf_counter()
     # the run's own clock starts once the input exists; its making is a phase of its own
-    made = _generate_if_missing(config, options.progress, options.interval)
+    made = _generate_if_missing(
+        config,
+        options.progress,
+        options.interval,
+        before=lambda: _check_before_generating(config, options, client),
+    )
     t_start = time.perf_counter() if made else t_begin
     # _planned's make_plan checks the input's documents (input_info): once, not here too
     config = output.recorded_layout(with_output_array(config, check=False), options.resume)
@@ -509,9 +515,32 @@ def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
     return summary
 
 
-def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -> bool:
+def _check_before_generating(config: Config, options: RunOptions, client: Any) -> None:
+    """Refuse, before the input is generated, what the run would refuse once it is: the run
+    of a local cluster plans the input to be made (its layout from ``input.generate``, as
+    ``run --dry-run`` plans it) and decides at the output (:func:`decide`); a run on a
+    cluster joined or given, whose plan needs its workers, checks its stage chain on the
+    dtype to be made. h60h: a run with ``when_missing`` had generated the whole input (137 GB
+    for configs/big.yaml) before refusing a stage's scalar its dtype cannot hold, an output
+    already there without ``--overwrite``, a plan that cannot fit, all of which ``run
+    --dry-run`` had refused at once."""
+    planned = run_config(config, options)
+    if planned.cluster.scheduler == "local" and client is None:
+        decide(plan_here(planned), options)
+        return
+    from pipeline.planning.plan import generate_section
+
+    stages.plan_chain(
+        planned.stage_specs(), np.dtype(generate_section(planned).dtype), planned.integer_overflow
+    )
+
+
+def _generate_if_missing(
+    config: Config, progress: str, interval: float = 5.0, before: Callable[[], None] | None = None
+) -> bool:
     """Generate the input first when ``input.generate.when_missing`` asks for it and the input
-    is missing or unfinished; whether it did."""
+    is missing or unfinished; whether it did. ``before``: the run's checks that need no input
+    (:func:`_check_before_generating`), made first."""
     from pipeline.running.generate import generate_input
 
     gen = config.input.generate
@@ -524,6 +553,8 @@ def _generate_if_missing(config: Config, progress: str, interval: float = 5.0) -
     if not missing and status != "incomplete":
         return False
     output.check_stores_apart(config)  # before the input is written: the run would refuse
+    if before is not None:
+        before()
     _progress_line(
         progress,
         logging.INFO,
