@@ -546,10 +546,20 @@ def verify(
         raise _wrong_kind("samples", samples, "a whole number of blocks, at least 1")
     if start is None:
         raise _wrong_kind("seed", seed, "a whole number")
+    from pipeline.errors import store_answer
+    from pipeline.store.location import config_stores
+
     cfg = _config(config)
     # the command line's own call, given as its flags are (its refusals' words: verified)
     args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0)
-    return verified(args, cfg)
+    answer = None
+    try:
+        return verified(args, cfg)
+    except Exception as e:
+        answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
+        if answer is None:
+            raise
+    raise answer  # outside the handler, as run raises it
 
 
 def _wrong_kind(name: str, value: Any, what: str) -> OptionError:

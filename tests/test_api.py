@@ -2068,3 +2068,36 @@ def test_verify_refuses_an_option_it_does_not_take_as_run_does(tmp_path: Path) -
     with pytest.raises(pipeline.OptionError):
         pipeline.verify(path, True)  # all by name only
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_verify_of_a_store_that_refuses_raises_the_command_lines_input_error(
+    tmp_path: Path, cli
+) -> None:
+    """An input over HTTP whose server refuses the password given, or fails a chunk while
+    ``pipeline.verify`` compares its block: the command line's ``error:`` line, raised as its
+    InputError with its fields (the store, the answer, the region), the password unsaid."""
+    from tests.httpkit import serving
+
+    x = np.arange(32 * 64, dtype="f4").reshape(32, 64)
+    make_array(tmp_path / "in.zarr", x, (8, 64))
+    with serving(tmp_path, basic=["user", "right"]) as server:
+
+        def config(password: str) -> Path:
+            url = server.url.replace("http://", f"http://user:{password}@") + "/in.zarr"
+            return write_config(tmp_path, url, tmp_path / "out.zarr")
+
+        pipeline.run(config("right"))
+        assert pipeline.verify(config("right"), all=True).ok
+        for password, fail, field in (
+            ("wrong", {}, "status"),
+            ("right", {"in.zarr/c/1/0": 500}, "region"),
+        ):
+            server.set(basic=["user", "right"], fail=fail)
+            rc, _, err = cli("verify", config(password), "--all")
+            line = one_line_error(err)
+            with pytest.raises(InputError) as info:
+                pipeline.verify(config(password), all=True)
+            e = info.value
+            assert rc == 1 and line == f"error: {e}", (line, e)
+            assert e.reason.startswith(("HTTP 401", "HTTP 500")) and hasattr(e, field), e.data
+            assert f":{password}@" not in str(e) and "user:***@" in str(e), e
