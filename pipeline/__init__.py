@@ -1,9 +1,9 @@
 """pipeline: push Zarr arrays larger than any one GPU through a chain of array stages.
 
-The public API: :func:`load_config` and :class:`Config`, :func:`plan` (what a run would do) and
-:func:`run`, the error types, ``__version__``. ``pipeline/DESIGN.md`` says how the pieces fit
-together; the subpackages follow the data flow (config, ops, store, devices, planning,
-reporting, running).
+The public API: :func:`load_config` and :class:`Config`, :func:`plan` (what a run would do),
+:func:`run` and :func:`verify` (its output against NumPy), the error types, ``__version__``.
+``pipeline/DESIGN.md`` says how the pieces fit together; the subpackages follow the data flow
+(config, ops, store, devices, planning, reporting, running).
 
 Importing the package is light (the config's models, no Dask, no Zarr): the modules that run
 things are imported inside the functions that need them.
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.planning.plan import Plan
     from pipeline.reporting.summary import Summary
+    from pipeline.reporting.verify import VerifyResult
 
 __all__ = [
     "ChunkError",
@@ -72,6 +73,7 @@ __all__ = [
     "load_config",
     "plan",
     "run",
+    "verify",
 ]
 
 
@@ -180,6 +182,7 @@ def _client(client: Any) -> Any:
 _TAKES = {
     "plan": "it takes only the config",
     "run": "it takes the config, then client and the run's options by name",
+    "verify": "it takes the config, then all, samples and seed by name",
     "load_config": "it takes a YAML file's path and overrides (a mapping of dotted keys to "
     "values, such as {'output.overwrite': True})",
 }
@@ -359,6 +362,11 @@ _ARGUMENT = {
 def _elsewhere(name: str, option: str) -> str:
     """Where ``option``, which the API's function ``name`` does not take, is taken: words
     to follow its refusal ('' where no other function takes it)."""
+    if name == "verify" and option == "client":
+        return (
+            " (verify runs no Dask: it reads both arrays with zarr-python and computes with "
+            "NumPy in this process)"
+        )
     if name == "run" or option not in ["client", *_run_options()]:
         return ""
     if name == "plan" and option == "client":
@@ -485,6 +493,92 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())
     return summary
+
+
+@_api
+def verify(
+    config: ConfigLike, *, all: bool = False, samples: int = 8, seed: int = 0
+) -> VerifyResult:
+    """Compare the output of ``config`` with the input, as ``pipeline verify`` does; its
+    :class:`~pipeline.reporting.verify.VerifyResult`, the one the command line prints.
+
+    What is compared: blocks of the output (the run's blocks as its record says, else its
+    shards or chunks), ``samples`` of them drawn at random by ``seed`` (the command line's
+    ``--samples``, ``--seed``: the same seed compares the same blocks), or every one with
+    ``all=True`` (``--all``), each against NumPy's chain of the config's stages over the input's
+    block, both arrays read with zarr-python (not the pipeline's own reader), bit for bit (a
+    zero's sign and a NaN's payload count: :func:`pipeline.ops.bits.difference`); and what
+    ``verify`` checks besides (the output's state and record, its files, metadata,
+    consolidated copies and coordinates, the input unchanged since the run). Nothing is
+    written, and no cluster started: the blocks are read and computed in this process, on
+    threads (a config that joins a scheduler joins it only for the plan whose command a
+    refusal names, as the command line does).
+
+    The result: ``ok`` (every check passed: the command line's exit status 0), ``status`` (the
+    output's: ``"complete"``, ``"incomplete"``, ``"none"`` where it holds no record of a run),
+    ``checked`` of ``total`` blocks, ``mismatched`` (the indices, in the grid of blocks, of
+    those that differ from NumPy's), ``first_difference`` (in the first of them: how many
+    elements differ, and the first by its index in the array, with both values), and a field
+    for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...).
+
+    A mismatch is no exception: ``result.ok`` is False and ``result.mismatched`` names the
+    blocks, as ``numpy.array_equal`` or xarray's ``Dataset.identical`` answer a comparison
+    with a value, and as the command line prints the table and exits 1; a script tests
+    ``if not result.ok`` (or ``assert result.ok, result``). An exception is raised where
+    nothing could be compared, the command line's ``error:`` lines that print no table, its
+    commands said as :func:`run`'s options (`run --overwrite` as
+    ``pipeline.run(config, overwrite=True)``): :class:`OutputError` for no output (``status``
+    ``"absent"``), the remains of a stopped run (``"remains"``), one of another shape or dtype
+    (``shape``, ``dtype``, ``expected_shape``, ``expected_dtype``) or a damaged chunk of it
+    (``region``, ``key``); :class:`InputError` for a missing, unfinished or damaged input;
+    :class:`ConfigError` for an invalid config; :class:`StoreError` for a store that would not
+    answer; :class:`OptionError` (a TypeError) for an option it does not take or one of the
+    wrong kind (``all`` not a bool, ``samples`` not a whole number of at least 1, ``seed`` not a
+    whole number)."""
+    from argparse import Namespace
+
+    from pipeline.cli import verified
+
+    if not _is_bool(all):
+        raise _wrong_kind("all", all, "True or False")
+    blocks, start = _whole(samples), _whole(seed)
+    if blocks is None or blocks < 1:
+        raise _wrong_kind("samples", samples, "a whole number of blocks, at least 1")
+    if start is None:
+        raise _wrong_kind("seed", seed, "a whole number")
+    from pipeline.errors import store_answer
+    from pipeline.store.location import config_stores
+
+    cfg = _config(config)
+    # the command line's own call, given as its flags are (its refusals' words: verified)
+    args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0)
+    answer = None
+    try:
+        return verified(args, cfg)
+    except Exception as e:
+        answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
+        if answer is None:
+            raise
+    raise answer  # outside the handler, as run raises it
+
+
+def _wrong_kind(name: str, value: Any, what: str) -> OptionError:
+    """The OptionError for :func:`verify`'s option ``name`` given ``value``, which it does not
+    take: it takes ``what``."""
+    return OptionError(
+        f"pipeline.verify() option {name}={value!r}: it takes {what}",
+        option=name,
+        valid=[what],
+        suggestion=None,
+    )
+
+
+def _whole(v: Any) -> int | None:
+    """``v`` as an int where it is a whole number (Python's or NumPy's, not a bool); else
+    None."""
+    if not isinstance(v, numbers.Integral) or _is_bool(v):
+        return None
+    return int(v)
 
 
 def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:

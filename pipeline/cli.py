@@ -16,11 +16,14 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline._version import __version__
 from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets, wrong_library
 from pipeline.running import waiting
+
+if TYPE_CHECKING:
+    from pipeline.reporting.verify import VerifyResult
 
 log = logging.getLogger("pipeline")
 
@@ -741,12 +744,17 @@ def _member_said(config: Any, name: str) -> str:
         return repr(name)
 
 
-def _verify(args: argparse.Namespace, config: Any) -> int:
+def verified(args: argparse.Namespace, config: Any) -> VerifyResult:
+    """``verify``'s :class:`~pipeline.reporting.verify.VerifyResult` of ``config`` (``args``:
+    its ``all``, ``samples``, ``seed``, and ``verbose`` for a joined cluster's plan), or its
+    refusal as the command line raises it: a refusal that names a command of ``run`` names the
+    one ``run`` takes at the output (:func:`_run_says`). :func:`pipeline.verify` returns and
+    raises the same, in the API's words."""
     from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
 
     try:
-        res = verify(config, samples=None if args.all else args.samples, seed=args.seed)
+        return verify(config, samples=None if args.all else args.samples, seed=args.seed)
     except InputError as e:  # an element of the input its packing cannot hold: asks `run`
         named = "; then `run --overwrite` starts over"
         if not str(e).endswith(named):
@@ -779,6 +787,10 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         # and not a word of the edit)
         found, named, _ = str(e).rpartition("; `run --overwrite`")
         raise OutputError(f"{found if named else str(e)}; {told}", **e.data) from None
+
+
+def _verify(args: argparse.Namespace, config: Any) -> int:
+    res = verified(args, config)
     table = [
         ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
         (

@@ -1969,3 +1969,135 @@ def test_a_refusal_raised_through_the_api_names_the_calls_options_not_the_flags(
         assert rc == 1 and "--overwrite" in line, line  # the command line's words, kept
         assert api_words(line) == f"error: {info.value}"
         assert file_states(tmp_path) == before
+
+
+def test_verify_returns_the_result_the_command_line_prints_and_a_changed_chunk_fails_it(
+    tmp_path: Path, cli
+) -> None:
+    """``pipeline.verify`` did not exist: a script had to run ``python -m pipeline verify`` and
+    read its table. It returns the command line's result: a complete output compared block by
+    block with NumPy, ``ok``; one whose chunk was replaced by a valid chunk of other values
+    (written by zarr-python) not ``ok``, the block named in ``mismatched`` and
+    ``first_difference``, as the command line's table names them. Nothing is written."""
+    path, out, _ = _a_finished_output(tmp_path)
+    result = pipeline.verify(path)
+    assert result.ok and result.status == "complete" and result.mismatched == []
+    assert (result.checked, result.total) == (3, 3)  # 3 blocks of 10 rows, fewer than 8
+    assert pipeline.verify(path, samples=np.int64(1), seed=2).checked == 1
+    rc, table, _ = cli("verify", path)
+    assert rc == 0 and "3 of 3 blocks" in table, table
+    # a valid chunk of other values, written by zarr-python, in the place of the second
+    other = tmp_path / "other.zarr"
+    shutil.copytree(out, other)
+    changed = zarr.open_array(str(other), mode="r+")
+    changed[10:20] = changed[10:20] + 1
+    shutil.copyfile(other / "c" / "1" / "0", out / "c" / "1" / "0")
+    before = file_states(tmp_path)
+    result = pipeline.verify(path, all=True)
+    assert not result.ok and result.status == "complete"
+    assert result.mismatched == [(1, 0)] and (result.checked, result.total) == (3, 3)
+    assert result.first_difference is not None and "[10, 0]" in result.first_difference
+    rc, table, _ = cli("verify", path, "--all")
+    assert rc == 1
+    row = next(line for line in table.splitlines() if "mismatched" in line)
+    assert f"block [1, 0]; against NumPy's: {result.first_difference}" in " ".join(row.split())
+    assert file_states(tmp_path) == before
+
+
+def test_verify_of_no_output_raises_the_command_lines_error_in_the_calls_words(
+    tmp_path: Path, cli
+) -> None:
+    """Where there is nothing to verify, ``pipeline.verify`` raises the command line's error,
+    of its type, with its fields, and its commands said as ``pipeline.run``'s options: no
+    output at all ("run the pipeline first"), and no output in a group that a run would not
+    write into without deleting (both Zarr formats' metadata), where the command line names
+    `run`'s refusal with its flag."""
+    from pipeline.errors import api_words
+
+    small_input(tmp_path)
+    mixed = tmp_path / "mixed.zarr"
+    zarr.open_group(str(mixed), mode="w", zarr_format=2)
+    zarr.open_group(str(mixed), mode="a", zarr_format=3)
+    configs = [
+        write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr"),
+        write_config(tmp_path, tmp_path / "in.zarr", mixed, "mixed.yaml", output={"array": "t"}),
+    ]
+    for config in configs:
+        before = file_states(tmp_path)
+        rc, _, err = cli("verify", config)
+        line = one_line_error(err)
+        with pytest.raises(OutputError) as info:
+            pipeline.verify(config)
+        e = info.value
+        assert rc == 1 and api_words(line) == f"error: {e}", (line, e)
+        assert e.status == "absent" and e.output.endswith(("out.zarr", "t")), e.data
+        assert "--overwrite" not in str(e) and "`run " not in str(e), e
+        assert file_states(tmp_path) == before
+    # the group's: the command line's flag, said as the call's option
+    assert "--overwrite" in line and "nothing to verify" in str(e), line
+    assert "overwrite=True" in str(e), e
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_verify_refuses_an_option_it_does_not_take_as_run_does(tmp_path: Path) -> None:
+    """An unknown keyword option of ``pipeline.verify`` (``sample=2``), one of ``run``'s, a
+    client, or an option of the wrong kind (``all="yes"``, ``samples=0``, ``seed=1.5``) is an
+    OptionError (a TypeError) in one line naming the call and what it takes, before anything
+    is read."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    cases: list[tuple[dict[str, Any], str, str | None, list[str]]] = [
+        ({"sample": 2}, "sample", "samples", ["did you mean 'samples'", "all, samples"]),
+        ({"overwrite": True}, "overwrite", None, ["an option of pipeline.run()"]),
+        ({"client": None}, "client", None, ["verify runs no Dask"]),
+        ({"all": "yes"}, "all", None, ["all='yes'", "True or False"]),
+        ({"all": None}, "all", None, ["True or False"]),
+        ({"samples": 0}, "samples", None, ["at least 1"]),
+        ({"samples": True}, "samples", None, ["at least 1"]),
+        ({"seed": 1.5}, "seed", None, ["a whole number"]),
+    ]
+    for kwargs, option, suggestion, words in cases:
+        with pytest.raises(pipeline.OptionError) as info:
+            pipeline.verify(path, **kwargs)
+        e = info.value
+        message = str(e)
+        assert isinstance(e, TypeError) and e.option == option, (kwargs, e.data)
+        assert e.suggestion == suggestion, e.data
+        assert len(message.splitlines()) == 1 and "pipeline.verify()" in message, message
+        assert all(w in message for w in words), (words, message)
+    with pytest.raises(pipeline.OptionError):
+        pipeline.verify(path, True)  # all by name only
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_verify_of_a_store_that_refuses_raises_the_command_lines_input_error(
+    tmp_path: Path, cli
+) -> None:
+    """An input over HTTP whose server refuses the password given, or fails a chunk while
+    ``pipeline.verify`` compares its block: the command line's ``error:`` line, raised as its
+    InputError with its fields (the store, the answer, the region), the password unsaid."""
+    from tests.httpkit import serving
+
+    x = np.arange(32 * 64, dtype="f4").reshape(32, 64)
+    make_array(tmp_path / "in.zarr", x, (8, 64))
+    with serving(tmp_path, basic=["user", "right"]) as server:
+
+        def config(password: str) -> Path:
+            url = server.url.replace("http://", f"http://user:{password}@") + "/in.zarr"
+            return write_config(tmp_path, url, tmp_path / "out.zarr")
+
+        pipeline.run(config("right"))
+        assert pipeline.verify(config("right"), all=True).ok
+        for password, fail, field in (
+            ("wrong", {}, "status"),
+            ("right", {"in.zarr/c/1/0": 500}, "region"),
+        ):
+            server.set(basic=["user", "right"], fail=fail)
+            rc, _, err = cli("verify", config(password), "--all")
+            line = one_line_error(err)
+            with pytest.raises(InputError) as info:
+                pipeline.verify(config(password), all=True)
+            e = info.value
+            assert rc == 1 and line == f"error: {e}", (line, e)
+            assert e.reason.startswith(("HTTP 401", "HTTP 500")) and hasattr(e, field), e.data
+            assert f":{password}@" not in str(e) and "user:***@" in str(e), e

@@ -56,10 +56,21 @@ from pipeline.store.location import Location
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What ``pipeline verify`` found (:func:`verify`), which :func:`pipeline.verify` returns:
+    :attr:`ok` whether the output passed every check."""
+
     checked: int
+    """how many blocks were compared with NumPy's result"""
     total: int
+    """how many blocks the output has"""
     mismatched: list[tuple[int, ...]]
+    """the blocks compared that differ from NumPy's result, each by its index in the grid of
+    blocks (the run's blocks where the output's record says them, else its shards or chunks:
+    ``(1, 0)``, the second along the first dimension); :attr:`first_difference` names the first
+    element that differs by its index in the array"""
     status: str
+    """the output's: 'complete', 'incomplete' (a run did not finish it: no block compared),
+    its record's own word, or 'none' where it holds no record of the pipeline's"""
     first_difference: str | None = None
     """what the first block of ``mismatched`` holds otherwise than NumPy's result, in a few
     words (:func:`pipeline.ops.bits.difference`: how many of its elements differ, and the
