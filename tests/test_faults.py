@@ -1520,6 +1520,50 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
     assert "--overwrite" not in line, line
 
 
+def _run_over_shards(
+    tmp_path: Path, cli, index_location: str, codecs: list[Any]
+) -> tuple[Path, Path, np.ndarray]:
+    """A complete run over a zarr-python input of 20 x 30 float32 in shards of (10, 30), six
+    inner chunks of (5, 10) each, their chain ``codecs``, the index of bytes alone (no crc32c)
+    at ``index_location``: (the config, the input, its values)."""
+    from zarr.codecs import BytesCodec, ShardingCodec
+
+    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
+    inp = tmp_path / "in.zarr"
+    with warnings.catch_warnings():  # numcodecs.* codecs are not in the spec
+        warnings.simplefilter("ignore")
+        zarr.create_array(
+            str(inp),
+            shape=x.shape,
+            chunks=(10, 30),
+            dtype="float32",
+            serializer=ShardingCodec(
+                chunk_shape=(5, 10),
+                codecs=codecs,
+                index_codecs=[BytesCodec()],
+                index_location=index_location,
+            ),
+            compressors=None,
+        )[...] = x
+    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    return cfg, inp, x
+
+
+def _edit_index(unit: Path, at_end: bool, edit: Callable[[np.ndarray, bytes], None]) -> bytes:
+    """Rewrite the six-entry shard index (no crc32c) of the shard file ``unit`` as ``edit``
+    changes its (offset, size) table in place, given the shard's bytes: the bytes written."""
+    raw = unit.read_bytes()
+    k = 6 * 16
+    table = np.frombuffer(raw[-k:] if at_end else raw[:k], "<u8").reshape(6, 2).copy()
+    edit(table, raw)
+    index = table.tobytes()
+    damaged = raw[:-k] + index if at_end else index + raw[k:]
+    unit.write_bytes(damaged)
+    return damaged
+
+
 @pytest.mark.parametrize(
     ("index_location", "chain"), [("end", "delta"), ("start", "delta"), ("end", "bytes")]
 )
@@ -1534,38 +1578,19 @@ def test_verify_names_an_input_shard_whose_index_points_into_itself(
     stopped on that shard, the complete output lost). verify now checks the shard's index as
     the run does and names the input store and the shard's key, in one line."""
     import numcodecs.zarr3
-    from zarr.codecs import BytesCodec, ShardingCodec
+    from zarr.codecs import BytesCodec
 
-    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
-    inp = tmp_path / "in.zarr"
     with warnings.catch_warnings():  # numcodecs.* codecs are not in the spec
         warnings.simplefilter("ignore")
-        z = zarr.create_array(
-            str(inp),
-            shape=x.shape,
-            chunks=(10, 30),
-            dtype="float32",
-            serializer=ShardingCodec(
-                chunk_shape=(5, 10),
-                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()][chain == "bytes" :],
-                index_codecs=[BytesCodec()],
-                index_location=index_location,
-            ),
-            compressors=None,
-        )
-        z[...] = x
-    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
-    rc, _, err = cli("run", "--progress", "none", cfg)
-    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+        codecs = [numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec()][chain == "bytes" :]
+    cfg, inp, _ = _run_over_shards(tmp_path, cli, index_location, codecs)
     key = "c/1/0"
-    unit = inp / key
-    raw = unit.read_bytes()
-    k = 6 * 16
-    index = raw[-k:] if index_location == "end" else raw[:k]
-    table = np.frombuffer(index, dtype="<u8").reshape(6, 2).copy()
-    table[0, 0] = len(raw) - k - int(table[0, 1]) + 8 if index_location == "end" else 0
-    body = table.tobytes()
-    unit.write_bytes(raw[:-k] + body if index_location == "end" else body + raw[k:])
+
+    def into_itself(table: np.ndarray, raw: bytes) -> None:
+        k = table.nbytes
+        table[0, 0] = len(raw) - k - int(table[0, 1]) + 8 if index_location == "end" else 0
+
+    _edit_index(inp / key, index_location == "end", into_itself)
     rc, out, err = cli("verify", "--all", cfg)
     assert rc == 1 and "mismatched" not in out, out
     line = one_line_error(err)
@@ -1588,38 +1613,20 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
     zarr-python reads the fill value, or the wrong bytes, without an error, and so had the
     run (its output marked complete) and verify ("mismatched 0"). Both now name the input
     store and the shard's key in one line, and the run writes nothing complete."""
-    from zarr.codecs import BytesCodec, ShardingCodec
+    from zarr.codecs import BytesCodec
 
-    x = np.random.default_rng(7).standard_normal((20, 30)).astype(np.float32)
-    inp = tmp_path / "in.zarr"
-    z = zarr.create_array(
-        str(inp),
-        shape=x.shape,
-        chunks=(10, 30),
-        dtype="float32",
-        serializer=ShardingCodec(
-            chunk_shape=(5, 10), index_codecs=[BytesCodec()], index_location=index_location
-        ),
-        compressors=None,
-    )
-    z[...] = x
-    cfg = write_config(tmp_path, inp, tmp_path / "out.zarr")
-    rc, _, err = cli("run", "--progress", "none", cfg)
-    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    cfg, inp, x = _run_over_shards(tmp_path, cli, index_location, [BytesCodec()])
     key = "c/1/0"
     unit = inp / key
-    raw = unit.read_bytes()
-    k = 6 * 16
-    at_end = index_location == "end"
-    table = np.frombuffer(raw[-k:] if at_end else raw[:k], "<u8").reshape(6, 2).copy()
-    if damage == "all-absent":
-        table[...] = 2**64 - 1
-    else:  # the frame stored second starts inside the first one
-        first, second = np.argsort(table[:, 0])[:2]
-        table[second, 0] = table[first, 0] + 8
-    index = table.tobytes()
-    damaged = raw[:-k] + index if at_end else index + raw[k:]
-    unit.write_bytes(damaged)
+
+    def damage_it(table: np.ndarray, raw: bytes) -> None:
+        if damage == "all-absent":
+            table[...] = 2**64 - 1
+        else:  # the frame stored second starts inside the first one
+            first, second = np.argsort(table[:, 0])[:2]
+            table[second, 0] = table[first, 0] + 8
+
+    damaged = _edit_index(unit, index_location == "end", damage_it)
     read = zarr.open_array(str(inp), mode="r")[10:]
     assert not np.array_equal(read, x[10:])  # zarr-python: no error, other values
     said = "every chunk is absent" if damage == "all-absent" else "overlapping bytes"
