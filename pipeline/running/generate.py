@@ -85,7 +85,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
         waiting.take()
-        raise Interrupted("generate", where) from None
+        raise Interrupted("generate", where, joined=cp.scheduler != "local") from None
     except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
         said = said_then(e, GENERATE_AGAIN)
         if said is None:
