@@ -347,7 +347,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
-        line = _interrupted(args, e.what, e.where, e.state, e.refused)
+        line = _interrupted(args, e.what, e.where, e.state, e.refused, e.joined)
         print(hide_url_secrets(line), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
@@ -498,19 +498,31 @@ TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 def _interrupted(
-    args: argparse.Namespace, what: str, where: str, state: str, refused: str = ""
+    args: argparse.Namespace,
+    what: str,
+    where: str,
+    state: str,
+    refused: str = "",
+    joined: bool = False,
 ) -> str:
     """The line after Ctrl-C: what finishes the work that ``what`` ('run', 'generate', or
     another command: nothing) left undone; for a run, by its output's ``state``
     (:class:`~pipeline.errors.Interrupted`), or ``run``'s own ``refused`` where it refuses the
-    command that state names."""
+    command that state names. On a cluster the run joined (``joined``), whose workers are
+    the user's and keep running, it says that the run's tasks are cancelled (h60j: it had
+    said "the workers are stopped" there too)."""
+    stopped = (
+        f"the {'generation' if what == 'generate' else 'run'}'s tasks are cancelled"
+        if joined
+        else "the workers are stopped"
+    )
     if what == "run" and refused:
-        return f"interrupted: the workers are stopped; the output is unfinished; {refused}"
+        return f"interrupted: {stopped}; the output is unfinished; {refused}"
     if what == "run" and state == "incomplete":
-        return "interrupted: the workers are stopped; `run --resume` finishes the output"
+        return f"interrupted: {stopped}; `run --resume` finishes the output"
     if what == "run" and state == "unresumable":
         return (
-            "interrupted: the workers are stopped; the output stays incomplete, and its "
+            f"interrupted: {stopped}; the output stays incomplete, and its "
             "input's store gives no change stamps, so a resume could not tell a rewrite of it: "
             "`run --overwrite` starts over"
         )
@@ -519,11 +531,12 @@ def _interrupted(
         return f"interrupted while the output was being made{gone}: `run --overwrite` starts over"
     if what == "run" and state == "complete":
         the_output = f"the output {where}" if where else "the output"
-        return f"interrupted while the workers stopped: {the_output} is complete"
+        ending = "as the run ended" if joined else "while the workers stopped"
+        return f"interrupted {ending}: {the_output} is complete"
     if what == "generate":
         the_input = f"the input {where}" if where else "the input"
         return (
-            f"interrupted: the workers are stopped; {the_input} is unfinished: "
+            f"interrupted: {stopped}; {the_input} is unfinished: "
             f"`pipeline generate {args.config}` generates it again"
         )
     return "interrupted: nothing was written"
@@ -1070,5 +1083,6 @@ def _run(args: argparse.Namespace, config: Any) -> int:
                 with open(args.summary_json, "w") as f:
                     f.write(summary.to_json())
     except KeyboardInterrupt:  # the output is complete all the same
-        raise Interrupted("run", summary.output_array, "complete") from None
+        joined = config.cluster.scheduler != "local"
+        raise Interrupted("run", summary.output_array, "complete", joined=joined) from None
     return 0

@@ -339,7 +339,12 @@ class Interrupted(KeyboardInterrupt):
     exits 130."""
 
     def __init__(
-        self, what: str = "run", where: str = "", state: str = "incomplete", refused: str = ""
+        self,
+        what: str = "run",
+        where: str = "",
+        state: str = "incomplete",
+        refused: str = "",
+        joined: bool = False,
     ) -> None:
         super().__init__(_interrupted_line(what, where, state, refused))
         self.what = what
@@ -350,9 +355,13 @@ class Interrupted(KeyboardInterrupt):
         once the run's lock is given up: an input rewritten during the run, a run record
         gone); it says what ``run`` takes there instead, or that none writes there. "" where
         ``run`` takes that command, or for a state that names none."""
+        self.joined = joined
+        """The work ran on a cluster it did not start (``cluster.scheduler``'s, or a client
+        given): its tasks are cancelled, and that cluster's workers keep running. False: the
+        workers were the run's own, and are stopped."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.what, self.where, self.state, self.refused))
+        return (type(self), (self.what, self.where, self.state, self.refused, self.joined))
 
 
 #: What a line says to run next where the command that finishes an output depends on what the

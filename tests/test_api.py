@@ -311,6 +311,9 @@ def test_interrupted_is_a_keyboard_interrupt_and_keeps_its_fields_when_pickled()
     assert len(str(e).splitlines()) == 1
     done = pickle.loads(pickle.dumps(pipeline.Interrupted("run", "/data/out.zarr", "complete")))
     assert (done.what, done.where, done.state) == ("run", "/data/out.zarr", "complete")
+    assert not done.joined  # the run's own workers; a joined cluster's run on (h60j)
+    on_theirs = pickle.loads(pickle.dumps(pipeline.Interrupted("run", "/o", joined=True)))
+    assert (on_theirs.state, on_theirs.joined) == ("incomplete", True)
 
 
 def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:

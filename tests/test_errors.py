@@ -2296,3 +2296,42 @@ def test_a_generated_dtype_that_is_none_or_that_the_stages_do_not_take_names_the
         assert rc == 1 and said in line and line.endswith("give one of those") == (dtype != "foo")
         assert "convert the input" not in line and "TypeError" not in line, line
     assert not (tmp_path / "in.zarr").exists() and not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "dtype, zarr_format",
+    [(">f4", 3), (">f4", 2), (">i2", 3), (">u2", 2), ("<f4", 3), ("=f4", 2), ("|u1", 3)],
+)
+def test_a_generated_dtype_of_a_byte_order_is_stored_in_that_order(
+    tmp_path: Path, cli, dtype: str, zarr_format: int
+) -> None:
+    """``input.generate.dtype: '>f4'`` had written a little-endian array (zarr-python's
+    ``create_array`` writes the v3 bytes codec little whatever the dtype's order, and generate
+    asked v2 for '<' always): the stored array is big-endian as written ('>f4' in v2, the bytes
+    codec's endian 'big' in v3), its values those of the native dtype's input (the same
+    seed); '<f4', '=f4' and '|u1' stay little-endian (or of no order)."""
+    import zarr
+
+    from tests.conftest import generated_config
+
+    native = np.dtype(dtype).newbyteorder("=")
+    gen = {"shape": [30, 7], "chunks": [10, 7], "seed": 5, "zarr_format": zarr_format}
+    cfg = generated_config(tmp_path, {**gen, "dtype": dtype})
+    assert cli("generate", cfg, "--progress", "none")[0] == 0
+    arr = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")
+    big = np.dtype(dtype).byteorder == ">"
+    if zarr_format == 2:
+        assert (arr.dtype.byteorder == ">") == big
+    else:
+        serializer = arr.metadata.to_dict()["codecs"][0]
+        if serializer["name"] == "sharding_indexed":
+            serializer = serializer["configuration"]["codecs"][0]
+        endian = (serializer.get("configuration") or {}).get("endian", "little")
+        assert endian == ("big" if big else "little") or np.dtype(dtype).itemsize == 1
+    values = arr[...]
+    (tmp_path / "n").mkdir()
+    cfg_n = generated_config(tmp_path / "n", {**gen, "dtype": str(native)})
+    assert cli("generate", cfg_n, "--progress", "none")[0] == 0
+    expected = zarr.open_array(str(tmp_path / "n" / "in.zarr"), mode="r")[...]
+    assert values.dtype.newbyteorder("=") == native and expected.dtype == native
+    assert np.array_equal(values, expected) and values.tobytes() != b"\0" * values.nbytes

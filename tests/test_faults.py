@@ -239,6 +239,51 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
 
 
+def test_a_run_stopped_on_a_joined_cluster_says_its_tasks_are_cancelled_not_the_workers(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C during a run on a joined cluster had said "interrupted: the workers are
+    stopped; ...", where the workers are the user's and keep running (h60j). The line says
+    that the run's tasks are cancelled, and they are: the scheduler holds none of them
+    afterwards, and its workers are all still there."""
+    from distributed import Client
+
+    _, argv = _eight_blocks(tmp_path, dashboard="")
+    out = tmp_path / "out.zarr"
+    with external_cluster(
+        tmp_path,
+        nworkers=2,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"SLOW_BLOCK_SECONDS": "3"},
+    ) as ext:
+        proc = subprocess.Popen(
+            [*argv, "--scheduler", ext.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while (not out.exists() or markers(out) == 0) and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)  # the workers have begun their next blocks
+            _, err = proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+        assert proc.returncode == 130, err
+        lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+        assert lines == [
+            "interrupted: the run's tasks are cancelled; `run --resume` finishes the output"
+        ], err
+        with Client(ext.address, timeout=60, set_as_default=False) as client:
+            tasks = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            workers = len(client.scheduler_info()["workers"])
+    assert (tasks, workers) == (0, 2)
+    assert status(out) == "incomplete" and markers(out) < 8
+
+
 def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer(
     monkeypatch, caplog
 ) -> None:

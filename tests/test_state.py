@@ -156,6 +156,23 @@ def test_resume_of_a_current_complete_output_does_nothing(done: Done, cli) -> No
     assert plan_rows(out)["output now"] == "complete: `run --overwrite` replaces it"
 
 
+def test_plan_of_a_config_that_overwrites_says_a_plain_run_replaces_the_output(
+    done: Done, cli
+) -> None:
+    """`plan` had said "`run --overwrite` replaces it" of a complete output where the config
+    sets ``output.overwrite: true``, whose plain `run` already replaces it: it names the plain
+    `run`, as `run --dry-run` says that run does (nothing written by either)."""
+    before = file_states(done.output)
+    cfg = done.config_with("overwrites.yaml", output={"overwrite": True})
+    rc, out, err = cli("plan", cfg)
+    assert rc == 0, err
+    assert plan_rows(out)["output now"] == "complete: `run` (output.overwrite: true) replaces it"
+    rc, out, err = cli("run", cfg, "--dry-run")
+    assert rc == 0, err
+    assert plan_rows(out)["output now"] == "complete: this run replaces it, starting over"
+    assert file_states(done.output) == before
+
+
 def _stages(factor: float) -> list[dict[str, Any]]:
     return [{"op": "multiply", "factor": factor}, {"op": "square"}, {"op": "add"}]
 

@@ -55,6 +55,8 @@ class GenSpec:
     sink: Sink
     distribution: str
     seed: int
+    big_endian: bool = False
+    """the input is stored big-endian (``dtype: '>f4'``): units are byte-swapped on the CPU"""
 
 
 def generate_input(config: Config, progress: str = "auto", interval: float = 5.0) -> ArrayInfo:
@@ -83,7 +85,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
         waiting.take()
-        raise Interrupted("generate", where) from None
+        raise Interrupted("generate", where, joined=cp.scheduler != "local") from None
     except StoreError as e:  # a full disk: its line had said `run --resume`, which refused
         said = said_then(e, GENERATE_AGAIN)
         if said is None:
@@ -359,7 +361,8 @@ def create_input(config: Config, backend: str) -> GenSpec:
     # nvCOMP encodes frames up to 4 MiB, and writes no content checksum
     checksum = g.codec.name == "zstd" and g.codec.checksum
     small = grid.nbytes(chunk, np.dtype(g.dtype)) <= (4 << 20)
-    encode_on = backend if small and not checksum else "cpu"
+    big_endian = np.dtype(g.dtype).byteorder == ">"
+    encode_on = backend if small and not checksum and not big_endian else "cpu"
     attrs: dict[str, Any] = {
         GENERATED: {
             # until every unit is written (mark_generated): a reader must not take the chunks
@@ -394,7 +397,7 @@ def create_input(config: Config, backend: str) -> GenSpec:
         ),
         ledger=None,
     )
-    return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed)
+    return GenSpec(sink=sink, distribution=g.distribution, seed=g.seed, big_endian=big_endian)
 
 
 def mark_generated(loc: Location, path: str) -> None:
@@ -442,6 +445,8 @@ def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them
         data = unit_values(spec, unit_index, be.xp)
+        if spec.big_endian:  # the values' bytes as the store holds them
+            data = data.byteswap()
         written = write_unit(be, spec.sink, tuple(unit_index), data)
         be.synchronize()
     return written

@@ -1525,7 +1525,9 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     && run`` ran the refused run). Where ``run`` refuses every command before it looks at
     what is there (the output overlaps the input, cannot be written, lies under a file or an
     array, or is a file: :func:`check_parents`), that refusal is the words (review: an output
-    under a file had been a NotADirectoryError, and no table)."""
+    under a file had been a NotADirectoryError, and no table). Where the config sets
+    ``output.overwrite: true``, the `run --overwrite` they name is a plain `run` (h60j: "`run
+    --overwrite` replaces it" of a config whose plain `run` replaces it)."""
     try:
         check_not_overlapping(plan)
         check_writable(plan.output.location)
@@ -1540,6 +1542,8 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         took, refusals = run_accepts(plan, (flag,))
         if took is None and refusals:
             row = f"{_NOW.get(state, state)}; {refusals[0]}"
+    if plan.config.output.overwrite:  # a plain `run` overwrites (settled): say that run
+        row = row.replace("`run --overwrite`", "`run` (output.overwrite: true)")
     took, refusals = run_accepts(plan, ("", "--overwrite"))
     if took is not None or _resumes(plan):
         return row, None

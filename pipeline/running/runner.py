@@ -253,13 +253,18 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
     try:
         return _run(config, options, client, complete)
     except KeyboardInterrupt as e:
+        joined = client is not None or config.cluster.scheduler != "local"
         if isinstance(e, Interrupted):
+            if joined and not e.joined:  # the workers are not the run's: they run on
+                raise Interrupted(e.what, e.where, e.state, e.refused, joined=True) from None
             raise
         # before the output's lock (the plan, its checks), or after the run (a joined
         # scheduler's client closing): the output untouched, or complete
         waiting.take()
         where = complete[0] if complete else ""
-        raise Interrupted("run", where, "complete" if complete else "untouched") from None
+        raise Interrupted(
+            "run", where, "complete" if complete else "untouched", joined=joined
+        ) from None
 
 
 def settled(config: Config, options: RunOptions) -> RunOptions:
@@ -488,7 +493,7 @@ def _as_run_takes(plan: Plan, e: PipelineError | Interrupted) -> PipelineError |
         return e
     refused = str(refusals[0])
     if isinstance(e, Interrupted):
-        return Interrupted(e.what, e.where, e.state, refused)
+        return Interrupted(e.what, e.where, e.state, refused, e.joined)
     text = str(e)
     cut = text.rfind("; ", 0, _NAMED.search(text).start())  # type: ignore[union-attr]
     return type(e)(f"{text[:cut] if cut > 0 else text}; {refused}", **e.data)

@@ -2064,12 +2064,16 @@ def create_generated(
 ) -> Any:
     """A generated input's metadata, created with Zarr in the Zarr store ``store`` (replacing
     what is there): Zarr v3 with zstd frames, in shards of ``unit`` when it is not ``chunk``,
-    or Zarr v2 (little-endian); the Zarr array."""
+    or Zarr v2; little-endian, or big-endian where ``g.dtype`` says so ('>f4': the v3 bytes
+    codec's endian 'big', the v2 dtype '>f4'); the Zarr array."""
     import numcodecs
     import zarr
-    from zarr.codecs import ZstdCodec
+    from zarr.codecs import BytesCodec, ZstdCodec
 
     dtype = np.dtype(g.dtype)
+    order: Literal["<", ">"] = (
+        ">" if dtype.byteorder == ">" else "<"
+    )  # zarr writes '>f4' little in v3
     zstd = g.codec.name == "zstd"
     v3 = g.zarr_format == 3
     if v3:
@@ -2080,7 +2084,8 @@ def create_generated(
         store=store,
         name=path or None,
         shape=g.shape,
-        dtype=dtype if v3 else dtype.newbyteorder("<"),
+        dtype=dtype if v3 else dtype.newbyteorder(order),
+        serializer=BytesCodec(endian="big") if v3 and order == ">" else "auto",
         chunks=chunk,
         shards=unit if v3 and unit != chunk else None,
         compressors=comp,
