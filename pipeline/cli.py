@@ -143,20 +143,36 @@ def _unrecognized(parser: argparse.ArgumentParser, command: str, unknown: list[s
     options = [a for a in unknown if a.startswith("-") and len(a) > 1]
     if options:
         name = options[0].split("=", 1)[0]
-        takes = [c for c, sp in commands.items() if name in sp._option_string_actions]
+        meant = {c: _option_named(sp, name) for c, sp in commands.items()}
+        takes = [c for c, full in meant.items() if full is not None]
         mine = sorted(o for o in own._option_string_actions if o.startswith("--"))
         close = difflib.get_close_matches(name, mine, n=1)
         if command in takes:
             hint = f" ({name} goes after the command: pipeline {command} ... {name})"
         elif takes:
             others = " and ".join(f"`pipeline {c}`" for c in takes)
-            hint = f" ({name} is an option of {others}, not of `pipeline {command}`)"
+            full = meant[takes[0]]
+            said = name if full == name else f"{name} ({full})"
+            hint = f" ({said} is an option of {others}, not of `pipeline {command}`)"
         elif close:
             hint = f" (did you mean {close[0]}?)"
     own.error(
         f"unrecognized arguments: {' '.join(unknown)}{hint}; "
         f"`pipeline {command} --help` lists what it takes"
     )
+
+
+def _option_named(parser: argparse.ArgumentParser, name: str) -> str | None:
+    """The option of ``parser`` that ``name`` names as argparse reads it: the option itself, or
+    the one long option it abbreviates (``--sample``: ``--samples``); None where it names none
+    (or several). So ``run --sample 2`` is said as verify's ``--samples``, not ``--help``'s
+    close match."""
+    if name in parser._option_string_actions:
+        return name
+    if not name.startswith("--"):
+        return None
+    longer = [o for o in parser._option_string_actions if o.startswith(name)]
+    return longer[0] if len(longer) == 1 else None
 
 
 def _load(args: argparse.Namespace) -> Any:

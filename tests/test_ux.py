@@ -604,6 +604,17 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
             ["run", "CFG", "--samples=3"],
             "--samples=3 (--samples is an option of `pipeline verify`, not of `pipeline run`)",
         ),
+        # an abbreviation argparse takes of another command's option (h60k: `--al` had been
+        # "did you mean --help?", `--sample 2` said nothing of verify's --samples)
+        (
+            ["run", "--al", "CFG"],
+            "--al (--al (--all) is an option of `pipeline verify`, not of `pipeline run`)",
+        ),
+        (
+            ["run", "CFG", "--sample", "2"],
+            "--sample 2 (--sample (--samples) is an option of `pipeline verify`, not of "
+            "`pipeline run`)",
+        ),
         (
             ["--overwrite", "run", "CFG"],
             "--overwrite (--overwrite goes after the command: pipeline run ... --overwrite)",

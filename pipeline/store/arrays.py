@@ -2215,7 +2215,7 @@ def _made_of(arr: Any, doc: dict[str, Any]) -> dict[str, Any]:
         }
     made: dict[str, Any] = {
         "shape": list(arr.shape),
-        "dtype": str(np.dtype(arr.dtype).newbyteorder("=")),
+        "dtype": _stored_dtype_words(arr),
         "chunks": list(arr.chunks),
         "shards": list(arr.shards) if arr.shards else "none",
         "codec": codec,
@@ -2225,6 +2225,25 @@ def _made_of(arr: Any, doc: dict[str, Any]) -> dict[str, Any]:
         if name in doc:
             made[name] = doc[name]
     return made
+
+
+def _stored_dtype_words(arr: Any) -> str:
+    """The dtype of the Zarr array ``arr`` as ``input.generate.dtype`` names it, with the byte
+    order it is stored in: ``'float32'`` little-endian, ``'>f4'`` big-endian (Zarr v2's dtype,
+    v3's ``bytes`` codec's ``endian``, inside a sharding codec too), so a little-endian input
+    is not taken for the big-endian one a config now describes."""
+    stored = np.dtype(arr.dtype)
+    native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
+    big = stored.str[0] == ">"
+    if arr.metadata.zarr_format == 3:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chain = arr.metadata.to_dict().get("codecs") or []
+        while chain and chain[0].get("name") == "sharding_indexed":
+            chain = (chain[0].get("configuration") or {}).get("codecs") or []
+        conf = next((c.get("configuration") or {} for c in chain if c.get("name") == "bytes"), {})
+        big = conf.get("endian", "little") == "big"
+    return ">" + native.str[1:] if big and native.itemsize > 1 else str(native)
 
 
 def _field_words(value: Any) -> str:
