@@ -198,57 +198,13 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     cancelled, ran on and wrote their blocks after the run had given up the output's lock
     and exited (helper-89), where the next run (an --overwrite with other stages) could get
     a stale block in an output it marks complete. The run waits for them before it gives
-    up the lock: nothing is written after it exits, and `run --resume` finishes the output."""
-    x, argv = _eight_blocks(tmp_path, dashboard="")
-    out = tmp_path / "out.zarr"
-    with external_cluster(
-        tmp_path,
-        nworkers=2,
-        worker_args=("--preload", "tests.slow_blocks"),
-        worker_env={"SLOW_BLOCK_SECONDS": "3"},
-    ) as ext:
-        proc = subprocess.Popen(
-            [*argv, "--scheduler", ext.address],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while (not out.exists() or markers(out) == 0) and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)  # the workers have begun their next blocks
-            _, err = proc.communicate(timeout=120)
-        finally:
-            kill_group(proc)
-        assert proc.returncode == 130, err
-        written = (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file()))
-        time.sleep(6)  # twice a block's write: a task still running would have written
-        assert (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file())) == written
-        assert written[0] < 8
-        resumed = subprocess.run(
-            [*argv, "--resume", "--scheduler", ext.address],
-            capture_output=True,
-            text=True,
-            env={**env()},
-        )
-    assert resumed.returncode == 0, resumed.stderr
-    assert status(out) == "complete"
-    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
-
-
-def test_a_run_stopped_on_a_joined_cluster_says_its_tasks_are_cancelled_not_the_workers(
-    tmp_path: Path,
-) -> None:
-    """Ctrl-C during a run on a joined cluster had said "interrupted: the workers are
-    stopped; ...", where the workers are the user's and keep running (h60j). The line says
-    that the run's tasks are cancelled, and they are: the scheduler holds none of them
-    afterwards, and its workers are all still there."""
+    up the lock: nothing is written after it exits, and `run --resume` finishes the output.
+    Its line had said "interrupted: the workers are stopped; ...", where the workers are the
+    user's and keep running (h60j): it says that the run's tasks are cancelled, and they
+    are: the scheduler holds none of them afterwards, and its workers are all still there."""
     from distributed import Client
 
-    _, argv = _eight_blocks(tmp_path, dashboard="")
+    x, argv = _eight_blocks(tmp_path, dashboard="")
     out = tmp_path / "out.zarr"
     with external_cluster(
         tmp_path,
@@ -277,11 +233,23 @@ def test_a_run_stopped_on_a_joined_cluster_says_its_tasks_are_cancelled_not_the_
         assert lines == [
             "interrupted: the run's tasks are cancelled; `run --resume` finishes the output"
         ], err
+        written = (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file()))
+        time.sleep(6)  # twice a block's write: a task still running would have written
+        assert (markers(out), sorted(p.name for p in out.rglob("*") if p.is_file())) == written
+        assert written[0] < 8 and status(out) == "incomplete"
         with Client(ext.address, timeout=60, set_as_default=False) as client:
             tasks = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
             workers = len(client.scheduler_info()["workers"])
-    assert (tasks, workers) == (0, 2)
-    assert status(out) == "incomplete" and markers(out) < 8
+        assert (tasks, workers) == (0, 2)
+        resumed = subprocess.run(
+            [*argv, "--resume", "--scheduler", ext.address],
+            capture_output=True,
+            text=True,
+            env={**env()},
+        )
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(out) == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
 
 
 def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer(
