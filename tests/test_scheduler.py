@@ -669,13 +669,7 @@ def _python_http_server(tmp_path: Path) -> Iterator[str]:
         cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "no http.server"
-            time.sleep(0.1)
+        _wait_listening(port, proc, "no http.server")
         yield f"tcp://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -731,6 +725,18 @@ def test_an_address_where_no_scheduler_can_be_is_refused_at_once(tmp_path, case:
         cause,
     )
     assert not (tmp_path / "out.zarr").exists()
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, what: str) -> None:
+    """Wait (at most 60 s) until something listens at 127.0.0.1:``port``, the server
+    ``proc`` still running; fail saying ``what`` otherwise."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        assert proc.poll() is None and time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
@@ -809,13 +815,7 @@ def test_a_tls_scheduler_is_joined_with_certificates_and_refused_at_once_without
         )
     ]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert procs[0].poll() is None and time.monotonic() < deadline, "no scheduler"
-            time.sleep(0.2)
+        _wait_listening(port, procs[0], "no scheduler")
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
