@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline")
 
 
+#: What -v and -q do, said alike before the command and after it (``pipeline run CFG -q``).
+VERBOSE_HELP = "more log output: -v the plan and debug lines, -vv also Dask's own logs"
+QUIET_HELP = "only errors and the summary (no progress)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pipeline",
@@ -38,11 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="more log output: -v the plan and debug lines, -vv also Dask's own logs",
+        help=VERBOSE_HELP,
     )
-    p.add_argument(
-        "-q", "--quiet", action="store_true", help="only errors and the summary (no progress)"
-    )
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"pipeline {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,10 +58,10 @@ def _parser() -> argparse.ArgumentParser:
         # -v and -q also after the command (`pipeline run CONFIG -q`), on every command, as
         # README says (`pipeline info -v` had been refused: "unrecognized arguments")
         sp.add_argument(
-            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE_HELP
         )
         sp.add_argument(
-            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="less output"
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
         )
         return sp
 
