@@ -656,13 +656,14 @@ def _execute(
             if isinstance(e, OSError)
             else e
         )
-        state = _left(plan, finished, exists, creating, replacing) if full is not None else ""
-        said = said_then(full, RUN_THEN[state]) if full is not None and state in RUN_THEN else None
-        if said is None:
-            raise
+        if full is None or full.data.get("full") is None:  # no disk full: the error as it
+            raise  # is, the output not read again (a store failing may fail that too)
+        state = _left(plan, finished, exists, creating, replacing)
         # a write's line said `run --resume` wherever it came: while the output was made
-        # (nothing to resume, what was there maybe deleted) as much as once it held blocks
-        raise said from None
+        # (nothing to resume, what was there maybe deleted) as much as once it held blocks;
+        # an output complete keeps the write's own line (not Python's OSError)
+        then = RUN_THEN.get(state)
+        raise (said_then(full, then) if then is not None else None) or full from None
     except KeyboardInterrupt as e:
         waiting.take()  # the lock is given up below, whatever comes
         if isinstance(e, Interrupted):
