@@ -1523,14 +1523,22 @@ def test_verify_names_an_input_chunk_whose_blosc_frame_was_cut(
         )
     else:
         unit.write_bytes(raw[: len(raw) // 2])
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
+    assert "Blosc header" in line and "restore that chunk from its source" in line, line
+    assert "--overwrite" not in line, line
+
+
+def _verify_refuses_input_chunk(cli, cfg: Path, inp: Path, key: str) -> str:
+    """Check that ``verify --all`` of ``cfg`` is refused (no "mismatched" table) in one line
+    that is the InputError it raises, naming the input store ``inp`` and its unit ``key``:
+    that line."""
     rc, out, err = cli("verify", "--all", cfg)
     assert rc == 1 and "mismatched" not in out, out
     line = one_line_error(err)
     e = refused("verify", "--all", cfg)
     assert line == f"error: {e}"
     assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
-    assert "Blosc header" in line and "restore that chunk from its source" in line, line
-    assert "--overwrite" not in line, line
+    return line
 
 
 def _run_over_shards(
@@ -1604,12 +1612,7 @@ def test_verify_names_an_input_shard_whose_index_points_into_itself(
         table[0, 0] = len(raw) - k - int(table[0, 1]) + 8 if index_location == "end" else 0
 
     _edit_index(inp / key, index_location == "end", into_itself)
-    rc, out, err = cli("verify", "--all", cfg)
-    assert rc == 1 and "mismatched" not in out, out
-    line = one_line_error(err)
-    e = refused("verify", "--all", cfg)
-    assert line == f"error: {e}"
-    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
     assert "shard's own index" in line and "restore that chunk from its source" in line, line
     assert "--overwrite" not in line, line
 
@@ -1643,12 +1646,7 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
     read = zarr.open_array(str(inp), mode="r")[10:]
     assert not np.array_equal(read, x[10:])  # zarr-python: no error, other values
     said = "every chunk is absent" if damage == "all-absent" else "overlapping bytes"
-    rc, out, err = cli("verify", "--all", cfg)
-    assert rc == 1 and "mismatched" not in out, out
-    line = one_line_error(err)
-    e = refused("verify", "--all", cfg)
-    assert line == f"error: {e}"
-    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
     assert said in line and "restore that chunk from its source" in line, line
     rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
     line = one_line_error(err)
@@ -1688,12 +1686,7 @@ def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     key = "c/1/0"
     raw = (inp / key).read_bytes()
     (inp / key).write_bytes(bytes(10) + raw[10:])
-    rc, out, err = cli("verify", "--all", cfg)
-    assert rc == 1 and "mismatched" not in out, out
-    line = one_line_error(err)
-    e = refused("verify", "--all", cfg)
-    assert line == f"error: {e}"
-    assert isinstance(e, InputError) and e.store == str(inp) and e.key == key, line
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
     assert "is damaged" in line and "store answered" not in line, line
     assert "restore that chunk from its source" in line, line
 
