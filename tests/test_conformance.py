@@ -234,12 +234,13 @@ def stored_units(root: Path) -> list[Path]:
     )
 
 
-def rewrite_shard(raw: bytes, change: Callable[[bytes], bytes]) -> bytes:
+def rewrite_shard(raw: bytes, change: Callable[[bytes], bytes], n: int = 0) -> bytes:
     """A shard of the ``sharded`` writer (index at the end, with its crc32c) with each inner
-    frame changed by ``change``, and an index that points at the new frames."""
+    frame changed by ``change``, and an index that points at the new frames; ``n``: how many
+    chunks the shard holds (0: the ``sharded`` writer's 4)."""
     import google_crc32c
 
-    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    n = n or (8 // CHUNKS[0]) * (12 // CHUNKS[1])
     k = 16 * n + 4
     table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2).copy()
     body = b""
@@ -335,6 +336,20 @@ def _ts_sharded(codecs: list[Any], index_codecs: list[Any], partial: bool = Fals
     sharding = {"chunk_shape": list(CHUNKS), "codecs": codecs, "index_codecs": index_codecs}
     spec = _ts_v3([{"name": "sharding_indexed", "configuration": sharding}], chunks=(8, 12))
     return tensorstore(spec, partial=partial)
+
+
+#: The chunks in a shard of :func:`_ts_transposed_shards`: 3 x 2 of its transposed 12 x 8.
+_TRANSPOSED_SHARD_CHUNKS = 6
+
+
+def _ts_transposed_shards(codecs: list[Any]) -> Any:
+    """tensorstore writing a ``transpose`` codec (order [1, 0]) before ``sharding_indexed``
+    (valid Zarr v3): shards of 8 x 12 stored as 12 x 8, cut into inner chunks of 4 x 4 (which
+    cut the shard untransposed too, so zarr-python reads it), their ``codecs`` given."""
+    sharding = {"chunk_shape": [4, 4], "codecs": codecs}
+    transpose = {"name": "transpose", "configuration": {"order": [1, 0]}}
+    codecs_ = [transpose, {"name": "sharding_indexed", "configuration": sharding}]
+    return tensorstore(_ts_v3(codecs_, chunks=(8, 12)))
 
 
 #: An index of big-endian integers (tensorstore and zarr-python write one where asked): the
@@ -790,20 +805,23 @@ def _cut_frames_of_zstd_shard(p: Path) -> None:
     p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
 
 
-def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[Path], None]:
+def _index_into_itself(
+    at_end: bool, crc: bool, big: bool = False, n: int = 0
+) -> Callable[[Path], None]:
     """A shard's first index entry moved to point into the shard's own index (its chunk's
     size kept; the index at the shard's ``at_end`` or start, with a ``crc`` valid again, its
-    integers ``big``-endian): zarr-python reads that chunk from the index's bytes."""
+    integers ``big``-endian; ``n`` chunks in the shard, 0: 4): zarr-python reads that chunk
+    from the index's bytes."""
 
     def damage(p: Path) -> None:
         import google_crc32c
 
         raw = p.read_bytes()
-        n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
-        k = 16 * n + (4 if crc else 0)
+        n_ = n or (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+        k = 16 * n_ + (4 if crc else 0)
         order = ">u8" if big else "<u8"
         index = raw[-k:] if at_end else raw[:k]
-        table = np.frombuffer(index[: 16 * n], order).reshape(n, 2).astype(np.uint64)
+        table = np.frombuffer(index[: 16 * n_], order).reshape(n_, 2).astype(np.uint64)
         size = int(table[0, 1])
         table[0, 0] = len(raw) - k - size + 8 if at_end else 0
         body = table.astype(order).tobytes()
@@ -1037,6 +1055,32 @@ DAMAGES = [
         _header_zeroed,
     ),
     ("shard-nested-inner-index-into-itself", _NESTED_SHARDS, "c/1/1", _inner_index_into_itself),
+    # shards after a transpose codec (valid Zarr v3, which tensorstore writes; zarr-python
+    # reads it where the inner chunks cut the shard both ways): the shard index and Blosc
+    # frames had not been checked, zarr-python read a chunk from the index's bytes, or a cut
+    # frame from whatever memory followed it, and the run marked the output complete
+    (
+        "tensorstore-transposed-shard-index-into-itself",
+        _ts_transposed_shards([{"name": "bytes", "configuration": {"endian": "little"}}]),
+        "c/0/1",
+        _index_into_itself(True, True, n=_TRANSPOSED_SHARD_CHUNKS),
+    ),
+    (
+        "tensorstore-transposed-shard-blosc-under-zstd-cut",
+        _ts_transposed_shards(
+            [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}},
+                {"name": "zstd"},
+            ]
+        ),
+        "c/1/0",
+        lambda p: p.write_bytes(
+            rewrite_shard(
+                p.read_bytes(), _cut_blosc_under(numcodecs.Zstd()), n=_TRANSPOSED_SHARD_CHUNKS
+            )
+        ),
+    ),
     (
         "shard-nested-inner-blosc-cut",
         _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),

@@ -2239,8 +2239,8 @@ def _stored_dtype_words(arr: Any) -> str:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             chain = arr.metadata.to_dict().get("codecs") or []
-        while chain and chain[0].get("name") == "sharding_indexed":
-            chain = (chain[0].get("configuration") or {}).get("codecs") or []
+        while (at := codecs.sharding_at(chain)) is not None:  # after transposes too
+            chain = (chain[at].get("configuration") or {}).get("codecs") or []
         conf = next((c.get("configuration") or {} for c in chain if c.get("name") == "bytes"), {})
         big = conf.get("endian", "little") == "big"
     return ">" + native.str[1:] if big and native.itemsize > 1 else str(native)
