@@ -831,17 +831,17 @@ def _index_into_itself(
     return damage
 
 
-def _inner_index_into_itself(p: Path) -> None:
+def _inner_index_into_itself(p: Path, n: int = 2) -> None:
     """In a shard of :data:`_NESTED_SHARDS` (its index at the end, with its crc32c), the first
     inner shard's first index entry moved 8 bytes into that inner shard's own index (which
-    has no crc32c); the outer index as it was."""
+    has no crc32c, and ``n`` entries); the outer index as it was."""
     raw = p.read_bytes()
     outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
     start, size = int(outer[0, 0]), int(outer[0, 1])
     inner = raw[start : start + size]
-    table = np.frombuffer(inner[-32:], "<u8").reshape(2, 2).copy()
-    table[0, 0] = size - 32 - int(table[0, 1]) + 8
-    inner = inner[:-32] + table.tobytes()
+    table = np.frombuffer(inner[-16 * n :], "<u8").reshape(n, 2).copy()
+    table[0, 0] = size - 16 * n - int(table[0, 1]) + 8
+    inner = inner[: -16 * n] + table.tobytes()
     p.write_bytes(raw[:start] + inner + raw[start + size :])
 
 
@@ -1064,6 +1064,35 @@ DAMAGES = [
         _ts_transposed_shards([{"name": "bytes", "configuration": {"endian": "little"}}]),
         "c/0/1",
         _index_into_itself(True, True, n=_TRANSPOSED_SHARD_CHUNKS),
+    ),
+    (  # shards of 2 inner shards of 4 x 12, each after a transpose: 12 x 4, of 3 chunks
+        "tensorstore-nested-transposed-shard-inner-index-into-itself",
+        tensorstore(
+            _ts_v3(
+                [
+                    {
+                        "name": "sharding_indexed",
+                        "configuration": {
+                            "chunk_shape": [4, 12],
+                            "codecs": [
+                                {"name": "transpose", "configuration": {"order": [1, 0]}},
+                                {
+                                    "name": "sharding_indexed",
+                                    "configuration": {
+                                        "chunk_shape": [4, 4],
+                                        "codecs": [{"name": "bytes"}],
+                                        "index_codecs": [{"name": "bytes"}],
+                                    },
+                                },
+                            ],
+                        },
+                    }
+                ],
+                chunks=(8, 12),
+            )
+        ),
+        "c/0/1",
+        lambda p: _inner_index_into_itself(p, n=3),
     ),
     (
         "tensorstore-transposed-shard-blosc-under-zstd-cut",
