@@ -1197,6 +1197,28 @@ def test_a_damaged_chunk_ends_the_run_naming_it(
     assert after == before, "the input was modified"
 
 
+def test_the_plan_says_the_inner_chunks_of_shards_after_a_transpose(tmp_path: Path) -> None:
+    """An input whose shards follow a transpose codec (tensorstore's layout, read through Zarr)
+    is described with its inner chunks in the array's axes, as a shard's inner chunks are
+    where the sharding codec comes first: the plan had said chunks of the shard's shape."""
+    import pipeline
+
+    src = tmp_path / "in.zarr"
+    sharding = {"chunk_shape": [4, 2], "codecs": [{"name": "bytes"}, {"name": "zstd"}]}
+    codecs = [
+        {"name": "transpose", "configuration": {"order": [1, 0]}},
+        {"name": "sharding_indexed", "configuration": sharding},
+    ]
+    tensorstore(_ts_v3(codecs, chunks=(8, 12)))(src)  # stored shards of 12 x 8
+    with warnings.catch_warnings():  # zarr-python's, that a transpose first reads whole shards
+        warnings.simplefilter("ignore")
+        assert same_bits(zarr.open_array(src, mode="r")[...], values("float32"))
+    cfg = _config(tmp_path, "cpu")
+    info = pipeline.plan(cfg).input
+    assert (info.chunk, info.unit) == ((2, 4), (8, 12)), (info.chunk, info.unit)
+    assert "chunks [2, 4]" in info.describe(), info.describe()
+
+
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
     tmp_path: Path, backend_client
 ) -> None:

@@ -200,8 +200,11 @@ def _describe_v3(doc: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
     sep = (enc.get("configuration") or {}).get("separator", "/" if default else ".")
     fmt = codecs.v3_format(doc, dtype)
     sharded = fmt is not None and fmt.shard is not None
-    if not sharded and doc["codecs"] and doc["codecs"][0]["name"] == "sharding_indexed":
-        inner = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # read through Zarr
+    at = codecs.sharding_at(doc["codecs"])
+    if not sharded and at is not None:  # read through Zarr; after transposes, in the array's axes
+        given = doc["codecs"][at]["configuration"]["chunk_shape"]
+        order = codecs.transposed_order(doc["codecs"][:at], len(given)) or range(len(given))
+        inner = tuple(given[list(order).index(axis)] for axis in range(len(given)))
     else:
         inner = fmt.chunk.shape if fmt is not None else outer
     return dict(

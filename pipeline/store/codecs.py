@@ -696,7 +696,7 @@ def _unit_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> UnitChec
             if shard is None:
                 return None
             chunk = tuple(conf["chunk_shape"])
-            order = _transposed_order(v3[:at], len(chunk))
+            order = transposed_order(v3[:at], len(chunk))
             v3 = list(conf.get("codecs", []))
             if sharding_at(v3) is not None:
                 inner = _unit_check({"codecs": v3}, dtype, nested=True)
@@ -737,7 +737,7 @@ def sharding_at(chain: Sequence[dict[str, Any]]) -> int | None:
     return None
 
 
-def _transposed_order(lead: Sequence[dict[str, Any]], ndim: int) -> tuple[int, ...] | None:
+def transposed_order(lead: Sequence[dict[str, Any]], ndim: int) -> tuple[int, ...] | None:
     """The order the ``transpose`` codecs ``lead`` (in encode order) put a chunk's ``ndim``
     axes in, one after the other: the encoded chunk's axis ``k`` is the chunk's axis
     ``order[k]``; None where that is no change."""
