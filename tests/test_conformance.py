@@ -234,12 +234,13 @@ def stored_units(root: Path) -> list[Path]:
     )
 
 
-def rewrite_shard(raw: bytes, change: Callable[[bytes], bytes]) -> bytes:
+def rewrite_shard(raw: bytes, change: Callable[[bytes], bytes], n: int = 0) -> bytes:
     """A shard of the ``sharded`` writer (index at the end, with its crc32c) with each inner
-    frame changed by ``change``, and an index that points at the new frames."""
+    frame changed by ``change``, and an index that points at the new frames; ``n``: how many
+    chunks the shard holds (0: the ``sharded`` writer's 4)."""
     import google_crc32c
 
-    n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+    n = n or (8 // CHUNKS[0]) * (12 // CHUNKS[1])
     k = 16 * n + 4
     table = np.frombuffer(raw[-k:-4], "<u8").reshape(n, 2).copy()
     body = b""
@@ -335,6 +336,20 @@ def _ts_sharded(codecs: list[Any], index_codecs: list[Any], partial: bool = Fals
     sharding = {"chunk_shape": list(CHUNKS), "codecs": codecs, "index_codecs": index_codecs}
     spec = _ts_v3([{"name": "sharding_indexed", "configuration": sharding}], chunks=(8, 12))
     return tensorstore(spec, partial=partial)
+
+
+#: The chunks in a shard of :func:`_ts_transposed_shards`: 3 x 2 of its transposed 12 x 8.
+_TRANSPOSED_SHARD_CHUNKS = 6
+
+
+def _ts_transposed_shards(codecs: list[Any]) -> Any:
+    """tensorstore writing a ``transpose`` codec (order [1, 0]) before ``sharding_indexed``
+    (valid Zarr v3): shards of 8 x 12 stored as 12 x 8, cut into inner chunks of 4 x 4 (which
+    cut the shard untransposed too, so zarr-python reads it), their ``codecs`` given."""
+    sharding = {"chunk_shape": [4, 4], "codecs": codecs}
+    transpose = {"name": "transpose", "configuration": {"order": [1, 0]}}
+    codecs_ = [transpose, {"name": "sharding_indexed", "configuration": sharding}]
+    return tensorstore(_ts_v3(codecs_, chunks=(8, 12)))
 
 
 #: An index of big-endian integers (tensorstore and zarr-python write one where asked): the
@@ -790,20 +805,23 @@ def _cut_frames_of_zstd_shard(p: Path) -> None:
     p.write_bytes(bytes(numcodecs.Zstd().encode(cut)))
 
 
-def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[Path], None]:
+def _index_into_itself(
+    at_end: bool, crc: bool, big: bool = False, n: int = 0
+) -> Callable[[Path], None]:
     """A shard's first index entry moved to point into the shard's own index (its chunk's
     size kept; the index at the shard's ``at_end`` or start, with a ``crc`` valid again, its
-    integers ``big``-endian): zarr-python reads that chunk from the index's bytes."""
+    integers ``big``-endian; ``n`` chunks in the shard, 0: 4): zarr-python reads that chunk
+    from the index's bytes."""
 
     def damage(p: Path) -> None:
         import google_crc32c
 
         raw = p.read_bytes()
-        n = (8 // CHUNKS[0]) * (12 // CHUNKS[1])
-        k = 16 * n + (4 if crc else 0)
+        n_ = n or (8 // CHUNKS[0]) * (12 // CHUNKS[1])
+        k = 16 * n_ + (4 if crc else 0)
         order = ">u8" if big else "<u8"
         index = raw[-k:] if at_end else raw[:k]
-        table = np.frombuffer(index[: 16 * n], order).reshape(n, 2).astype(np.uint64)
+        table = np.frombuffer(index[: 16 * n_], order).reshape(n_, 2).astype(np.uint64)
         size = int(table[0, 1])
         table[0, 0] = len(raw) - k - size + 8 if at_end else 0
         body = table.astype(order).tobytes()
@@ -813,17 +831,17 @@ def _index_into_itself(at_end: bool, crc: bool, big: bool = False) -> Callable[[
     return damage
 
 
-def _inner_index_into_itself(p: Path) -> None:
+def _inner_index_into_itself(p: Path, n: int = 2) -> None:
     """In a shard of :data:`_NESTED_SHARDS` (its index at the end, with its crc32c), the first
     inner shard's first index entry moved 8 bytes into that inner shard's own index (which
-    has no crc32c); the outer index as it was."""
+    has no crc32c, and ``n`` entries); the outer index as it was."""
     raw = p.read_bytes()
     outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
     start, size = int(outer[0, 0]), int(outer[0, 1])
     inner = raw[start : start + size]
-    table = np.frombuffer(inner[-32:], "<u8").reshape(2, 2).copy()
-    table[0, 0] = size - 32 - int(table[0, 1]) + 8
-    inner = inner[:-32] + table.tobytes()
+    table = np.frombuffer(inner[-16 * n :], "<u8").reshape(n, 2).copy()
+    table[0, 0] = size - 16 * n - int(table[0, 1]) + 8
+    inner = inner[: -16 * n] + table.tobytes()
     p.write_bytes(raw[:start] + inner + raw[start + size :])
 
 
@@ -1037,6 +1055,61 @@ DAMAGES = [
         _header_zeroed,
     ),
     ("shard-nested-inner-index-into-itself", _NESTED_SHARDS, "c/1/1", _inner_index_into_itself),
+    # shards after a transpose codec (valid Zarr v3, which tensorstore writes; zarr-python
+    # reads it where the inner chunks cut the shard both ways): the shard index and Blosc
+    # frames had not been checked, zarr-python read a chunk from the index's bytes, or a cut
+    # frame from whatever memory followed it, and the run marked the output complete
+    (
+        "tensorstore-transposed-shard-index-into-itself",
+        _ts_transposed_shards([{"name": "bytes", "configuration": {"endian": "little"}}]),
+        "c/0/1",
+        _index_into_itself(True, True, n=_TRANSPOSED_SHARD_CHUNKS),
+    ),
+    (  # shards of 2 inner shards of 4 x 12, each after a transpose: 12 x 4, of 3 chunks
+        "tensorstore-nested-transposed-shard-inner-index-into-itself",
+        tensorstore(
+            _ts_v3(
+                [
+                    {
+                        "name": "sharding_indexed",
+                        "configuration": {
+                            "chunk_shape": [4, 12],
+                            "codecs": [
+                                {"name": "transpose", "configuration": {"order": [1, 0]}},
+                                {
+                                    "name": "sharding_indexed",
+                                    "configuration": {
+                                        "chunk_shape": [4, 4],
+                                        "codecs": [{"name": "bytes"}],
+                                        "index_codecs": [{"name": "bytes"}],
+                                    },
+                                },
+                            ],
+                        },
+                    }
+                ],
+                chunks=(8, 12),
+            )
+        ),
+        "c/0/1",
+        lambda p: _inner_index_into_itself(p, n=3),
+    ),
+    (
+        "tensorstore-transposed-shard-blosc-under-zstd-cut",
+        _ts_transposed_shards(
+            [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}},
+                {"name": "zstd"},
+            ]
+        ),
+        "c/1/0",
+        lambda p: p.write_bytes(
+            rewrite_shard(
+                p.read_bytes(), _cut_blosc_under(numcodecs.Zstd()), n=_TRANSPOSED_SHARD_CHUNKS
+            )
+        ),
+    ),
     (
         "shard-nested-inner-blosc-cut",
         _nested_shards(lambda: [BytesCodec(), _BLOSC_LZ4]),
@@ -1122,6 +1195,28 @@ def test_a_damaged_chunk_ends_the_run_naming_it(
     assert y.attrs["pipeline"]["status"] == "incomplete"
     after = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
     assert after == before, "the input was modified"
+
+
+def test_the_plan_says_the_inner_chunks_of_shards_after_a_transpose(tmp_path: Path) -> None:
+    """An input whose shards follow a transpose codec (tensorstore's layout, read through Zarr)
+    is described with its inner chunks in the array's axes, as a shard's inner chunks are
+    where the sharding codec comes first: the plan had said chunks of the shard's shape."""
+    import pipeline
+
+    src = tmp_path / "in.zarr"
+    sharding = {"chunk_shape": [4, 2], "codecs": [{"name": "bytes"}, {"name": "zstd"}]}
+    codecs = [
+        {"name": "transpose", "configuration": {"order": [1, 0]}},
+        {"name": "sharding_indexed", "configuration": sharding},
+    ]
+    tensorstore(_ts_v3(codecs, chunks=(8, 12)))(src)  # stored shards of 12 x 8
+    with warnings.catch_warnings():  # zarr-python's, that a transpose first reads whole shards
+        warnings.simplefilter("ignore")
+        assert same_bits(zarr.open_array(src, mode="r")[...], values("float32"))
+    cfg = _config(tmp_path, "cpu")
+    info = pipeline.plan(cfg).input
+    assert (info.chunk, info.unit) == ((2, 4), (8, 12)), (info.chunk, info.unit)
+    assert "chunks [2, 4]" in info.describe(), info.describe()
 
 
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(

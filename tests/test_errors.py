@@ -942,6 +942,69 @@ def test_a_data_type_zarr_python_does_not_read_is_refused_as_a_dtype(
     assert file_states(src) == before
 
 
+#: Shards after a ``transpose`` codec as tensorstore writes them, whose inner chunks cut the
+#: transposed shard and not the shard as zarr-python checks them: (array shape, shard,
+#: order, inner chunks (of the transposed shard), the shard and inner chunks the line says).
+TRANSPOSED_SHARDS = {
+    "2d": ([13, 22], [8, 12], [1, 0], [6, 4], "in shards [8, 12] of inner chunks [4, 6]"),
+    "3d": (
+        [5, 7, 9],
+        [4, 6, 8],
+        [2, 0, 1],
+        [4, 2, 3],
+        "in shards [4, 6, 8] of inner chunks [2, 3, 4]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPOSED_SHARDS))
+def test_a_transpose_before_sharding_is_refused_as_a_layout_zarr_python_cannot_read(
+    tmp_path: Path, cli, case: str
+) -> None:
+    """tensorstore's ``transpose`` codec before ``sharding_indexed``, the inner chunks cutting
+    the transposed shard (valid Zarr v3; zarr-python 3 checks them against the shard
+    untransposed and refuses to open the array): the line had said to "mend the value it
+    names in that document", when no value is wrong. It says the layout, that it is valid
+    Zarr v3 that zarr-python cannot read, and the fix: the array written again without that
+    transpose, in the shards and inner chunks that hold the same values; one line, nothing
+    written, the input as it was."""
+    ts = pytest.importorskip("tensorstore")
+    shape, shard, order, inner, fix = TRANSPOSED_SHARDS[case]
+    src = tmp_path / "in.zarr"
+    sharding = {"chunk_shape": inner, "codecs": [{"name": "bytes"}, {"name": "zstd"}]}
+    meta = {
+        "shape": shape,
+        "data_type": "float32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shard}},
+        "codecs": [
+            {"name": "transpose", "configuration": {"order": order}},
+            {"name": "sharding_indexed", "configuration": sharding},
+        ],
+    }
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(src)}, "metadata": meta}
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    ts.open(spec, create=True).result().write(x).result()
+    assert np.array_equal(ts.open(spec).result().read().result(), x)  # tensorstore reads it
+    with pytest.raises(ValueError, match="divisible"):  # zarr-python does not
+        zarr.open_array(src, mode="r")
+    doc = src / "zarr.json"
+    before = file_states(src)
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert line.startswith(f"error: {doc} puts a transpose codec (order {order}) before "), line
+        assert "valid Zarr v3" in line and "zarr-python cannot read" in line, line
+        assert "write the array again without that transpose" in line and fix in line, line
+        assert "mend" not in line, line
+    e = refused("plan", cfg)
+    assert isinstance(e, InputError) and (e.store, e.status) == (str(doc), "unreadable"), e
+    assert e.codecs == "transpose before sharding_indexed", e
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize("dtype", ["complex64", "datetime64[s]"])
 def test_a_fill_value_zarr_python_cannot_read_is_to_be_mended_whatever_the_dtype(

@@ -200,8 +200,11 @@ def _describe_v3(doc: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
     sep = (enc.get("configuration") or {}).get("separator", "/" if default else ".")
     fmt = codecs.v3_format(doc, dtype)
     sharded = fmt is not None and fmt.shard is not None
-    if not sharded and doc["codecs"] and doc["codecs"][0]["name"] == "sharding_indexed":
-        inner = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # read through Zarr
+    at = codecs.sharding_at(doc["codecs"])
+    if not sharded and at is not None:  # read through Zarr; after transposes, in the array's axes
+        given = doc["codecs"][at]["configuration"]["chunk_shape"]
+        order = codecs.transposed_order(doc["codecs"][:at], len(given)) or range(len(given))
+        inner = tuple(given[list(order).index(axis)] for axis in range(len(given)))
     else:
         inner = fmt.chunk.shape if fmt is not None else outer
     return dict(
@@ -1156,8 +1159,12 @@ def unreadable_metadata(
     that is an array's real one, which zarr-python does not read (:func:`unread_data_type`:
     tensorstore's ``bfloat16``), is no value to mend: the line says the dtype, as the plan's
     refusal of a dtype the stages do not compute on does, with "convert" (field ``dtype``).
-    ``what``: what the node is to the run, in words; ``other``: one more fix, in a line's
-    words."""
+    Nor is a ``transpose`` codec before ``sharding_indexed`` whose inner chunks cut the
+    transposed shard (:func:`transposed_sharding`: valid Zarr v3, which tensorstore writes,
+    that zarr-python checks against the shard untransposed): the line says so, and to write
+    the array again without that transpose (field ``codecs``); it had said to mend a value
+    the document names, when none is wrong. ``what``: what the node is to the run, in words;
+    ``other``: one more fix, in a line's words."""
     key = key_under(path, "zarr.json")
     if not location.exists(key):
         for v2 in (".zarray", ".zgroup"):
@@ -1186,6 +1193,20 @@ def unreadable_metadata(
             reason=reason,
             dtype=name,
         )
+    layout = transposed_sharding(found.doc if isinstance(found, _Parsed) else None)
+    if layout is not None:
+        words, shard, inner = layout
+        return InputError(
+            f"{said} puts {words}: valid Zarr v3 (tensorstore writes it) that zarr-python "
+            f"cannot read ({reason}); write the array again without that transpose, with a "
+            f"tool that reads it (tensorstore does), in shards {shard} of inner chunks {inner}"
+            + (f", or {other}" if other else ""),
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=reason,
+            codecs="transpose before sharding_indexed",
+        )
     return InputError(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         "in that document, or write the array again with zarr-python or xarray"
@@ -1194,6 +1215,45 @@ def unreadable_metadata(
         array=path,
         status="unreadable",
         reason=reason,
+    )
+
+
+def transposed_sharding(doc: Any) -> tuple[str, list[int], list[int]] | None:
+    """Where a Zarr v3 metadata document (``doc``, its JSON) has ``transpose`` codecs before
+    its ``sharding_indexed`` one (:func:`codecs.sharding_at`) whose inner chunks cut the
+    shard as those transpose it, and not the shard untransposed, as zarr-python 3 checks
+    them (valid Zarr v3, which tensorstore writes and reads; zarr-python refuses to open
+    it): the layout in words ("a transpose codec (order [1, 0]) before sharding_indexed,
+    whose inner chunks [6, 4] cut the transposed shard [12, 8]"), the shard's shape and the
+    inner chunks' in the array's axes ([8, 12], [4, 6]); None for any other document."""
+    try:
+        chain = doc["codecs"] if doc.get("zarr_format") == 3 else []
+        at = codecs.sharding_at(chain)
+        if not at:
+            return None
+        shard = [int(n) for n in doc["chunk_grid"]["configuration"]["chunk_shape"]]
+        inner = [int(n) for n in chain[at]["configuration"]["chunk_shape"]]
+        order = list(range(len(shard)))
+        for c in chain[:at]:
+            order = [order[int(i)] for i in c["configuration"]["order"]]
+        if sorted(order) != list(range(len(shard))) or len(inner) != len(shard):
+            return None
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        return None  # a document zarr-python refuses for another value
+    stored = [shard[i] for i in order]
+    untransposed = [0] * len(order)
+    for k, i in enumerate(order):
+        untransposed[i] = inner[k]
+    if any(n < 1 for n in inner) or any(s % c for s, c in zip(stored, inner, strict=True)):
+        return None  # inner chunks that cut no shard: a value to mend
+    if not any(s % c for s, c in zip(shard, inner, strict=True)):
+        return None  # zarr-python's check passes: its refusal is of another value
+    codec = "a transpose codec" if at == 1 else f"{at} transpose codecs"
+    return (
+        f"{codec} (order {order}) before sharding_indexed, whose inner chunks {inner} cut "
+        f"the transposed shard {stored}",
+        shard,
+        untransposed,
     )
 
 
@@ -2239,8 +2299,8 @@ def _stored_dtype_words(arr: Any) -> str:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             chain = arr.metadata.to_dict().get("codecs") or []
-        while chain and chain[0].get("name") == "sharding_indexed":
-            chain = (chain[0].get("configuration") or {}).get("codecs") or []
+        while (at := codecs.sharding_at(chain)) is not None:  # after transposes too
+            chain = (chain[at].get("configuration") or {}).get("codecs") or []
         conf = next((c.get("configuration") or {} for c in chain if c.get("name") == "bytes"), {})
         big = conf.get("endian", "little") == "big"
     return ">" + native.str[1:] if big and native.itemsize > 1 else str(native)

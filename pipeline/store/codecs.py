@@ -630,6 +630,16 @@ class UnitCheck:
     nested: UnitCheck | None = None
     """where a shard's inner chunks are shards themselves (a sharding codec in its inner
     chain): their check, each present inner chunk's bytes checked by it"""
+    order: tuple[int, ...] | None = None
+    """where ``transpose`` codecs come before the sharding one (tensorstore writes them so):
+    the order they put a unit's axes in, so that a stored shard of a unit of shape ``unit``
+    is of shape ``unit[order]`` and :attr:`chunk` is an inner chunk of that (None: no
+    transposition)"""
+
+    def stored_unit(self, unit: Shape) -> Shape:
+        """The shape of the shard a unit of shape ``unit`` is stored as (its axes in
+        :attr:`order`)."""
+        return unit if self.order is None else tuple(unit[i] for i in self.order)
 
     def chunks_in(self, unit: Shape) -> int:
         """How many chunks one stored unit of shape ``unit`` holds (1 unsharded)."""
@@ -670,6 +680,7 @@ def _unit_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> UnitChec
     shard = None
     inner: UnitCheck | None = None
     chunk: Shape | None = None
+    order: tuple[int, ...] | None = None
     whole: list[dict[str, Any] | None] = []
     if meta.get("zarr_format") == 2:
         comp = meta.get("compressor")
@@ -677,15 +688,17 @@ def _unit_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> UnitChec
         chain: list[dict[str, Any] | None] = [_by_format(dict(c)) for c in configs]
     else:
         v3 = list(meta["codecs"])
-        if v3 and v3[0]["name"] == "sharding_indexed":
-            whole = [_check_codec(c, dtype) for c in v3[1:]]
-            conf = v3[0].get("configuration", {})
+        at = sharding_at(v3)
+        if at is not None:
+            whole = [_check_codec(c, dtype) for c in v3[at + 1 :]]
+            conf = v3[at].get("configuration", {})
             shard = _shard_format(conf)
             if shard is None:
                 return None
             chunk = tuple(conf["chunk_shape"])
+            order = transposed_order(v3[:at], len(chunk))
             v3 = list(conf.get("codecs", []))
-            if v3 and v3[0]["name"] == "sharding_indexed":
+            if sharding_at(v3) is not None:
                 inner = _unit_check({"codecs": v3}, dtype, nested=True)
                 if inner is None:
                     return None
@@ -702,8 +715,36 @@ def _unit_check(meta: dict[str, Any], dtype: np.dtype, nested: bool) -> UnitChec
     if len(known) < len(layers) or len(outside) < len(whole) or not _known(known[1:] + outside):
         return None
     return UnitCheck(
-        tuple(_json(c) for c in known), shard, chunk, tuple(_json(c) for c in outside), inner
+        tuple(_json(c) for c in known),
+        shard,
+        chunk,
+        tuple(_json(c) for c in outside),
+        inner,
+        order,
     )
+
+
+def sharding_at(chain: Sequence[dict[str, Any]]) -> int | None:
+    """Where a v3 codec chain's ``sharding_indexed`` codec is: first, or after ``transpose``
+    codecs only (valid Zarr v3, which tensorstore and zarr-python write: each shard is then
+    stored transposed, its inner chunks cut from that); None where the chain has no sharding
+    codec as its array-to-bytes one."""
+    for i, c in enumerate(chain):
+        if c.get("name") == "sharding_indexed":
+            return i
+        if c.get("name") != "transpose":
+            return None
+    return None
+
+
+def transposed_order(lead: Sequence[dict[str, Any]], ndim: int) -> tuple[int, ...] | None:
+    """The order the ``transpose`` codecs ``lead`` (in encode order) put a chunk's ``ndim``
+    axes in, one after the other: the encoded chunk's axis ``k`` is the chunk's axis
+    ``order[k]``; None where that is no change."""
+    order = list(range(ndim))
+    for c in lead:
+        order = [order[i] for i in c["configuration"]["order"]]
+    return None if order == list(range(ndim)) else tuple(order)
 
 
 def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | None:
@@ -736,6 +777,7 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     (inner chunk 2)", flat indexes in words that did not tell them apart); numcodecs'
     ``UnknownCodecError`` as it is. ``nested_in``: for the check of a nested shard, which
     inner chunk of the shard holding it that is (its words)."""
+    unit = check.stored_unit(unit)
     try:
         if raw is not None and check.whole:
             with _codec_errors_as_damage():
@@ -816,15 +858,17 @@ def stripped_document(meta: dict[str, Any], check: UnitCheck) -> dict[str, Any]:
 
 
 def _stripped_codecs(codecs: list[dict[str, Any]], check: UnitCheck) -> list[dict[str, Any]]:
-    """A v3 chain less the codecs ``check`` decodes (see :func:`stripped_document`)."""
-    if codecs and codecs[0]["name"] == "sharding_indexed":
-        conf = dict(codecs[0].get("configuration") or {})
+    """A v3 chain less the codecs ``check`` decodes (see :func:`stripped_document`); the
+    array-to-array codecs before a sharding one kept."""
+    at = sharding_at(codecs)
+    if at is not None:
+        conf = dict(codecs[at].get("configuration") or {})
         inner = list(conf.get("codecs", []))
         if check.nested is not None:
             conf["codecs"] = _stripped_codecs(inner, check.nested)
         elif len(check.layers) > 1:
             conf["codecs"] = inner[: _first_blosc(inner) + 1]
-        return [{**codecs[0], "configuration": conf}]  # the whole shard's codecs decoded
+        return [*codecs[:at], {**codecs[at], "configuration": conf}]  # the whole shard's decoded
     return codecs[: _first_blosc(codecs) + 1] if len(check.layers) > 1 else codecs
 
 
