@@ -1057,6 +1057,41 @@ def test_a_file_in_a_modules_place_on_a_worker_is_refused_naming_it(tmp_path, wh
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_a_scripts_own_module_in_a_modules_place_is_not_refused_on_its_workers(tmp_path) -> None:
+    """A script's own ``test.py`` (which takes the standard library's ``test`` package's place,
+    on purpose: the script imports it), run with ``pipeline.run`` on a cluster whose worker
+    was started in the script's folder too, runs: the worker's file in a module's place is one
+    only where this process imported the installed module."""
+    import importlib.util
+
+    if importlib.util.find_spec("test") is None:
+        pytest.skip("this Python has no standard library test package")
+    folder = tmp_path / "script"
+    folder.mkdir()
+    (folder / "test.py").write_text("HELPER = 1  # the script's own module\n")
+    x = np.random.default_rng(6).standard_normal((4, 4)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 4))
+    script = "import sys, test, pipeline; print(pipeline.run(sys.argv[1]).status, test.HELPER)"
+    with _one_worker_cluster(tmp_path / "dask.log", env(), worker_cwd=folder) as address:
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            cluster={"scheduler": address, "timeout": 60},
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=folder,
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "complete 1\n", proc.stdout + proc.stderr
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 # --------------------------------------------------------------------------------------------
 # A joined scheduler is left as it was, however the run ends.
 

@@ -1188,13 +1188,18 @@ def _this_pipeline(code: bool = False) -> dict[str, Any]:
 
 def _imported_modules() -> list[str]:
     """The top-level modules this process has imported from files (a run's tasks import the
-    same on the workers), the program's own and the pipeline left out."""
+    same on the workers), the program's own and the pipeline left out, and those it imported
+    from a file of the user's itself (a script's own ``test.py``: meant, not taken by
+    mistake, where the workers start in its folder too)."""
+    from pipeline.shadowing import shadowing_files
+
     names = []
     for name, module in list(sys.modules.items()):
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
         if "." not in name and isinstance(origin, str) and os.path.isabs(origin):
             names.append(name)
-    return sorted(set(names) - {"__main__", "__mp_main__", "pipeline"})
+    mine = {name for name, _, _ in shadowing_files()}
+    return sorted(set(names) - mine - {"__main__", "__mp_main__", "pipeline"})
 
 
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
