@@ -30,15 +30,14 @@ if sys.argv[:1] == ["-m"]:  # `python -m pipeline`, this package being found: it
             _excepthook_alone()(*failure)
 
     def _excepthook_alone() -> Callable[..., None]:
-        """The excepthook of ``pipeline/shadowing.py``, loaded from this file's folder as a
-        module of its own, this package not imported; ``sys.__excepthook__`` where it cannot
-        be (a package that is no folder, a zip)."""
+        """The excepthook of ``pipeline/shadowing.py``, loaded from this package's folder (or
+        zip file) as a module of its own, this package not imported; ``sys.__excepthook__``
+        where it cannot be."""
         import importlib.util
-        import os
+        from importlib.machinery import PathFinder
 
         try:
-            file = os.path.join(os.path.dirname(__file__), "shadowing.py")
-            spec = importlib.util.spec_from_file_location("pipeline.shadowing", file)
+            spec = PathFinder.find_spec("pipeline.shadowing", list(__path__))
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception:
