@@ -1102,10 +1102,10 @@ def _worker_side() -> tuple[
     a 'source' and not this one (the caller's, or '' to have it: else None), each file's
     syntax tree without its positions (``ast.dump``), so that an edit of comments, blank
     lines or layout alone does not count (a file Python cannot parse counts by its bytes;
-    0.4 s), 'unread': why the source could not
-    be read (a package whose loader gives no ``.py`` files: compiled files alone, a loader of
-    its own), else None}; 'version' and 'path' None where it has no pipeline, 'source' and
-    'code' None where it has none or 'unread' says why. The files are read through the
+    0.4 s), 'unread': why the source could not be read (a package whose loader gives no
+    ``.py`` files: compiled files alone, a loader of its own), else None}; 'version' and
+    'path' None where it has no pipeline, 'source' and 'code' None where it has none or
+    'unread' says why. The files are read through the
     package's loader (``importlib.resources``): a folder, or a zip file on ``sys.path``.
     ``on_worker(urls, source, modules)``: what a joined cluster's worker answers
     :func:`check_store_packages`, one round trip: {'pipeline': ``pipeline_here(source)``
