@@ -1206,7 +1206,9 @@ def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -
     """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
     the config names it) that run another pipeline than this process's, or that cannot open a
     store, in one round trip to them (which the plan of a joined cluster makes anyway; a local
-    cluster the run starts runs this process's pipeline and is not asked).
+    cluster the run starts runs this process's pipeline and is not asked), or that would
+    import a file of the user's in the place of a module this process imported
+    (:func:`_check_shadows`: ShadowedModuleError).
 
     Another pipeline: another version, or the same version edited (its source's digest,
     :func:`_worker_side`), or none; the workers would run other code than this process
