@@ -16,10 +16,34 @@ import sys
 if sys.argv[:1] == ["-m"]:  # `python -m pipeline`, this package being found: it is the program
 
     def _excepthook(*failure: Any) -> None:
-        """An error before the command's handlers (:func:`pipeline.shadowing.excepthook`)."""
-        from pipeline.shadowing import excepthook
+        """An error before the command's handlers (:func:`pipeline.shadowing.excepthook`).
+        Where it is this package's own import that failed (a ``typing.py`` of the user's in
+        the folder: ``cannot import name 'TYPE_CHECKING' from 'typing'``), the package is no
+        module (importing ``pipeline.shadowing`` would run this file again, and fail the
+        same): the module is loaded from its file alone, as it imports no module of the
+        package's; where that fails too, the error is said as Python says it."""
+        if "pipeline" in sys.modules:
+            from pipeline.shadowing import excepthook
 
-        excepthook(*failure)
+            excepthook(*failure)
+        else:
+            _excepthook_alone()(*failure)
+
+    def _excepthook_alone() -> Callable[..., None]:
+        """The excepthook of ``pipeline/shadowing.py``, loaded from this package's folder (or
+        zip file) as a module of its own, this package not imported; ``sys.__excepthook__``
+        where it cannot be."""
+        import importlib.util
+        from importlib.machinery import PathFinder
+
+        try:
+            spec = PathFinder.find_spec("pipeline.shadowing", list(__path__))
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception:
+            return sys.__excepthook__
+        hook: Callable[..., None] = module.excepthook
+        return hook
 
     # before any other import, each of which a file of the user's may take the place of
     sys.excepthook = _excepthook

@@ -21,28 +21,33 @@ import types
 _PROGRAM = frozenset(("__main__", "__mp_main__", "pipeline"))
 
 
-def shadowing_files() -> list[tuple[str, str, str]]:
+def shadowing_files(names: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
     """``(module, file, installed)`` for each top-level module this process imported from a
     file of the user's (not the interpreter's standard library, nor a site-packages folder,
     nor a release installed into a folder of sys.path: :func:`_installed_into`)
     while a module of the same name lies further along ``sys.path``, ``installed`` being that
-    one's file: the file took its place. Empty where there is none. Raises nothing."""
+    one's file: the file took its place. And the same for each of ``names`` (top-level
+    modules) that this process has not imported, which an import would take from such a file
+    (a Dask worker, asked about the modules the run's tasks will import there before they
+    do: ``running.cluster.check_store_packages``). Empty where there is none. Raises
+    nothing."""
     try:
-        return _shadowing_files()
+        return _shadowing_files(names)
     except Exception:  # a broken sys.path or module: no shadow said, the error's own line is
         return []
 
 
-def _shadowing_files() -> list[tuple[str, str, str]]:
+def _shadowing_files(names: list[str] | tuple[str, ...]) -> list[tuple[str, str, str]]:
     from importlib.machinery import PathFinder
 
     entries = [os.path.realpath(p or os.curdir) for p in sys.path if isinstance(p, str)]
     installed = _installation_folders()
     found = []
-    for name, module in list(sys.modules.items()):
+    specs = [(n, getattr(m, "__spec__", None)) for n, m in list(sys.modules.items())]
+    specs += [(n, _found(n)) for n in sorted(set(names)) if n not in sys.modules]
+    for name, spec in specs:
         if "." in name or name in _PROGRAM:
             continue
-        spec = getattr(module, "__spec__", None)
         file = getattr(spec, "origin", None)
         if not isinstance(file, str) or not os.path.isabs(file):  # built-in, frozen, namespace
             continue
@@ -60,6 +65,18 @@ def _shadowing_files() -> list[tuple[str, str, str]]:
         if isinstance(origin, str) and os.path.realpath(origin) != file:
             found.append((name, file, origin))
     return found
+
+
+def _found(name: str) -> object:
+    """The spec an import of the top-level module ``name`` would load now (the interpreter's
+    finders in their order: a built-in module before any file), nothing imported; None where
+    there is none, or a finder fails."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) if name.isidentifier() else None
+    except Exception:  # a finder that refuses the name: no module found
+        return None
 
 
 def _installation_folders() -> list[str]:

@@ -4,8 +4,10 @@ Layers, lowest first (a module imports only from its own layer or lower ones)::
 
     errors < ops < config < store < devices < planning < reporting < running < api
 
-``errors`` is ``errors.py`` and ``_version.py``; ``api`` is ``__init__.py``, ``cli.py``,
-``shadowing.py`` and ``__main__.py``; every other layer is the subpackage of that name.
+``errors`` is ``errors.py``, ``_version.py`` and ``shadowing.py`` (which imports no module of
+the package: the workers' check in ``running/cluster.py`` asks them for its files there);
+``api`` is ``__init__.py``, ``cli.py`` and ``__main__.py``; every other layer is the subpackage
+of that name.
 ``ops`` sits below ``config`` because the config's stage models are made from the stage
 registry. Imports inside functions count as much as those at the top of a module (a lazy
 import hides a cycle, it does not remove it). CuPy is imported at a module's top by
@@ -57,9 +59,9 @@ def modules(package: Path) -> dict[str, Path]:
 
 def layer(module: str) -> int:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("cli", "shadowing", "__main__"):
+    if len(parts) == 1 or parts[1] in ("cli", "__main__"):
         return LAYERS.index("api")
-    if parts[1] in ("errors", "_version"):
+    if parts[1] in ("errors", "_version", "shadowing"):
         return LAYERS.index("errors")
     return LAYERS.index(parts[1])
 

@@ -908,6 +908,190 @@ def test_workers_running_an_older_or_edited_pipeline_are_refused_naming_both(
     assert not (tmp_path / "out.zarr").exists()
 
 
+def _copy_of_the_pipeline(folder: Path, edit: tuple[str, str, str] | None = None) -> Path:
+    """A copy of this checkout's ``pipeline`` package in ``folder`` (``__pycache__`` left out),
+    ``edit`` (file, text, its replacement) made in it: the folder to put on a worker's
+    PYTHONPATH."""
+    import shutil
+
+    shutil.copytree(
+        ROOT / "pipeline", folder / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    if edit is not None:
+        path = folder / "pipeline" / edit[0]
+        text = path.read_text()
+        assert edit[1] in text
+        path.write_text(text.replace(edit[1], edit[2], 1))
+    return folder
+
+
+def _zipped(folder: Path, zip_file: Path) -> Path:
+    """The ``pipeline`` package in ``folder`` as a zip file (``zip_file``), which Python
+    imports from where it is on ``sys.path``."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_file, "w") as z:
+        for path in sorted((folder / "pipeline").rglob("*.py")):
+            z.write(path, path.relative_to(folder).as_posix())
+    return zip_file
+
+
+#: A comment and blank lines added to a module of the workers' pipeline: its code unchanged,
+#: the lines after it moved.
+_COMMENTED = ("ops/stages.py", "\ndef ", "\n# a note of the cluster's admin\n\n\ndef ")
+
+
+@pytest.mark.parametrize("copy", ["commented", "zipped", "zipped-commented"])
+def test_workers_whose_pipeline_differs_in_comments_or_is_zipped_run(tmp_path, copy) -> None:
+    """A joined cluster whose worker imports a copy of this process's pipeline with a comment
+    and blank lines added (its code unchanged), or the same from a zip file on its
+    PYTHONPATH, runs, the output NumPy's: the digest of the source's bytes refused the first
+    as "the same version, edited", and a zip file, whose folder has no files to read, was
+    never this process's."""
+    theirs = _copy_of_the_pipeline(tmp_path / "theirs", _COMMENTED if copy != "zipped" else None)
+    path = _zipped(theirs, tmp_path / "theirs.zip") if copy.startswith("zipped") else theirs
+    x = np.random.default_rng(3).standard_normal((4, 4)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 4))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 60}
+    )
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=tmp_path, PYTHONPATH=str(path)
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_workers_running_an_edited_zipped_pipeline_are_refused(tmp_path) -> None:
+    """A worker whose pipeline, from a zip file on its PYTHONPATH, has its code edited
+    (``multiply`` changed) is refused as one from a folder is: the zip file's folder, which
+    has no files, gave the same digest of nothing to every zipped copy, edited or not."""
+    edit = ("ops/stages.py", "return x * p.factor\n", "return x * 2 * p.factor\n")
+    theirs = _copy_of_the_pipeline(tmp_path / "theirs", edit)
+    zipped = _zipped(theirs, tmp_path / "theirs.zip")
+    ours = _zipped(_copy_of_the_pipeline(tmp_path / "ours"), tmp_path / "ours.zip")
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=tmp_path, PYTHONPATH=str(zipped)
+    ) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env={**env(), "PYTHONPATH": str(ours)},
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} run another pipeline than this process"
+        " (the same version, edited)"
+    ), line
+    assert f"at {zipped / 'pipeline'})" in line and f"at {ours / 'pipeline'})" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_workers_whose_pipeline_has_no_source_are_compared_by_version(tmp_path) -> None:
+    """A worker whose pipeline is compiled files alone (``compileall -b``, the ``.py`` files
+    removed: a loader that gives no source) runs, its version being this process's, with a
+    line saying that its source was not compared and why: its source's digest had been that
+    of no file, never this process's, refused as "the same version, edited"."""
+    import compileall
+
+    theirs = _copy_of_the_pipeline(tmp_path / "theirs")
+    assert compileall.compile_dir(theirs / "pipeline", legacy=True, quiet=1)
+    for path in (theirs / "pipeline").rglob("*.py"):
+        path.unlink()
+    x = np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 4))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 60}
+    )
+    with _one_worker_cluster(
+        tmp_path / "dask.log", env(), worker_cwd=tmp_path, PYTHONPATH=str(theirs)
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    said = re.search(
+        rf"the workers of the cluster at {address} run the pipeline \S+, as this process does; "
+        r"their source was not compared with its, as worker tcp://127\.0\.0\.1:\d+'s pipeline "
+        rf"gives none to read \(no \.py files at {re.escape(str(theirs / 'pipeline'))}\)",
+        proc.stderr,
+    )
+    assert said, proc.stderr
+
+
+@pytest.mark.parametrize("where", ["cwd", "PYTHONPATH"])
+def test_a_file_in_a_modules_place_on_a_worker_is_refused_naming_it(tmp_path, where) -> None:
+    """A ``numcodecs.py`` of the user's in the folder a joined cluster's ``dask worker`` was
+    started in, or in a folder on its PYTHONPATH, which the worker's tasks import in
+    numcodecs' place (the worker itself imports none at its start), this process having
+    none: the run's tasks failed in numcodecs' words, said as a damaged input chunk ("module
+    'numcodecs' has no attribute 'get_codec'": restore the chunk), the output left
+    incomplete, and this process, which looks for such files among its own modules, named
+    none. It is one line naming the worker, the file and
+    the fix, before anything is written."""
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "numcodecs.py").write_text("# a script of the user's\n")
+    worker_path = os.pathsep.join([str(ROOT)] + ([str(folder)] if where != "cwd" else []))
+    with _one_worker_cluster(
+        tmp_path / "dask.log",
+        env(),
+        worker_cwd=folder if where == "cwd" else tmp_path,
+        PYTHONPATH=worker_path,
+    ) as address:
+        proc = _pipeline(tmp_path, "run", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} take a file of the user's in the place "
+        "of a module the pipeline imports: its worker tcp://127.0.0.1:"
+    ), line
+    assert f" imports {folder / 'numcodecs.py'} for the module 'numcodecs' (installed at " in line
+    assert "rename that file of yours" in line and f"`dask worker {address}`" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_scripts_own_module_in_a_modules_place_is_not_refused_on_its_workers(tmp_path) -> None:
+    """A script's own ``test.py`` (which takes the standard library's ``test`` package's place,
+    on purpose: the script imports it), run with ``pipeline.run`` on a cluster whose worker
+    was started in the script's folder too, runs: the worker's file in a module's place is one
+    only where this process imported the installed module."""
+    import importlib.util
+
+    if importlib.util.find_spec("test") is None:
+        pytest.skip("this Python has no standard library test package")
+    folder = tmp_path / "script"
+    folder.mkdir()
+    (folder / "test.py").write_text("HELPER = 1  # the script's own module\n")
+    x = np.random.default_rng(6).standard_normal((4, 4)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (2, 4))
+    script = "import sys, test, pipeline; print(pipeline.run(sys.argv[1]).status, test.HELPER)"
+    with _one_worker_cluster(tmp_path / "dask.log", env(), worker_cwd=folder) as address:
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            cluster={"scheduler": address, "timeout": 60},
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=folder,
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "complete 1\n", proc.stdout + proc.stderr
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 # --------------------------------------------------------------------------------------------
 # A joined scheduler is left as it was, however the run ends.
 

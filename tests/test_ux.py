@@ -542,6 +542,49 @@ for error in (raised, failed, InputError("input store in.zarr does not exist")):
     assert r.stdout.splitlines() == ["['queue']", "['queue']", "[]"], r.stdout
 
 
+@pytest.mark.parametrize(
+    ("module", "where"),
+    [
+        ("typing", "cwd"),
+        ("inspect", "cwd"),
+        ("weakref", "cwd"),
+        ("typing", "PYTHONPATH"),
+        ("inspect", "zip"),
+    ],
+)
+def test_a_file_of_the_users_that_fails_the_packages_own_import_is_named(
+    tmp_path, module, where
+) -> None:
+    """A file of the user's in the place of a module that ``pipeline/__init__.py`` itself
+    imports (``typing``: its own import line; ``inspect``: a call at its import; ``weakref``:
+    through the standard library's ``dataclasses``), in the folder ``python -m pipeline`` runs
+    in or on PYTHONPATH, the pipeline imported from its folder or from a zip file, is named in
+    one line: the hook's own import of ``pipeline.shadowing`` had run the failing package
+    again, and Python printed "Error in sys.excepthook" and two tracebacks."""
+    import zipfile
+
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text("# a script of the user's\n")
+    path = [str(ROOT)] if where != "PYTHONPATH" else [str(folder), str(ROOT)]
+    if where == "zip":
+        with zipfile.ZipFile(tmp_path / "pipeline.zip", "w") as z:
+            for file in sorted((ROOT / "pipeline").rglob("*.py")):
+                z.write(file, file.relative_to(ROOT).as_posix())
+        path = [str(tmp_path / "pipeline.zip")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    cwd = tmp_path if where == "PYTHONPATH" else folder
+    argv = [sys.executable, "-m", "pipeline", "run", str(cfg)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = f"error: {folder / module}.py takes the place of the module {module!r} installed at "
+    assert r.stderr.startswith(said), r.stderr
+    assert r.stderr.endswith(": rename that file of yours\n"), r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_an_import_error_naming_no_module_is_one_line(tmp_path) -> None:
     """An ImportError that names no module (a module that raises it itself, as a library's
     "install X to ..." does) is one line, as any other error: the handler for those naming a

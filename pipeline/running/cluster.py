@@ -1087,71 +1087,128 @@ def _plugin_name(plugin: WorkerPlugin) -> str:
     return str(_get_plugin_name(plugin))
 
 
-def _worker_side() -> tuple[Callable[[], dict[str, Any]], Callable[[list[str]], dict[str, Any]]]:
+def _worker_side() -> tuple[
+    Callable[[str | None], dict[str, Any]],
+    Callable[[list[str], str | None, list[str]], dict[str, Any]],
+]:
     """``(pipeline_here, on_worker)``, made inside this function so that cloudpickle sends
     them by value (it sends a module's own function by name): a worker whose pipeline is
     another version, lacks these very functions, or is none, still answers which it runs.
 
-    ``pipeline_here()``: the pipeline the calling process imports, {'version': its
-    ``__version__``, 'source': the first 16 hex digits of the SHA-256 of its source (every
-    ``.py`` file under the package's folder, ``__pycache__`` left out, by relative path and
-    bytes: 1.4 MB, a few milliseconds), 'path': that folder}, each None where it has none.
-    ``on_worker(urls)``: what a joined cluster's worker answers :func:`check_store_packages`,
-    one round trip: {'pipeline': ``pipeline_here()`` there, 'missing':
-    :func:`~pipeline.store.location.missing_packages` of ``urls`` there, None where its
-    pipeline has none}. Both use the standard library and the package alone."""
+    ``pipeline_here(unless)``: the pipeline the calling process imports, {'version': its
+    ``__version__``, 'path': its folder, 'source': the first 16 hex digits of the SHA-256 of
+    its source (every ``.py`` file of the package, ``__pycache__`` left out, by relative path
+    and bytes: 1.4 MB, a few milliseconds), 'code': the same of its code, where ``unless`` is
+    a 'source' and not this one (the caller's, or '' to have it: else None), each file's
+    syntax tree without its positions (``ast.dump``), so that an edit of comments, blank
+    lines or layout alone does not count (a file Python cannot parse counts by its bytes;
+    0.4 s), 'unread': why the source could not be read (a package whose loader gives no
+    ``.py`` files: compiled files alone, a loader of its own), else None}; 'version' and
+    'path' None where it has no pipeline, 'source' and 'code' None where it has none or
+    'unread' says why. The files are read through the
+    package's loader (``importlib.resources``): a folder, or a zip file on ``sys.path``.
+    ``on_worker(urls, source, modules)``: what a joined cluster's worker answers
+    :func:`check_store_packages`, one round trip: {'pipeline': ``pipeline_here(source)``
+    there, 'missing': :func:`~pipeline.store.location.missing_packages` of ``urls`` there,
+    'shadows': :func:`~pipeline.shadowing.shadowing_files` there of ``modules`` (those this
+    process has imported: the run's tasks import them there), each None where its pipeline
+    has none}. Both use the standard library and the package alone."""
 
-    def pipeline_here() -> dict[str, Any]:
+    def pipeline_here(unless: str | None = None) -> dict[str, Any]:
+        import ast
         import hashlib
-        import os
 
         try:  # the package's own version module (every release has one), not its API
             from pipeline import _version
-
-            init = _version.__file__
         except ImportError:
-            return {"version": None, "source": None, "path": None}
-        root = os.path.dirname(os.path.abspath(init))
-        digest = hashlib.sha256()
-        for folder, subfolders, files in os.walk(root):
-            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-            for name in sorted(files):
-                if name.endswith(".py"):
-                    path = os.path.join(folder, name)
-                    relative = os.path.relpath(path, root).replace(os.sep, "/")
-                    digest.update(relative.encode() + b"\0")
-                    with open(path, "rb") as f:
-                        digest.update(f.read())
+            return {"version": None, "source": None, "code": None, "path": None, "unread": None}
         version = getattr(_version, "__version__", None)
-        return {"version": version, "source": digest.hexdigest()[:16], "path": root}
-
-    def on_worker(urls: list[str]) -> dict[str, Any]:
-        facts = pipeline_here()
+        facts: dict[str, Any] = {"version": version, "source": None, "code": None}
         try:
+            from importlib.resources import files
+
+            root = files("pipeline")
+            facts["path"] = str(root).rstrip("/\\")
+            sources: list[tuple[str, bytes]] = []
+            folders = [("", root)]
+            while folders:
+                relative, folder = folders.pop()
+                for entry in folder.iterdir():
+                    if entry.is_dir():
+                        if entry.name != "__pycache__":
+                            folders.append((f"{relative}{entry.name}/", entry))
+                    elif entry.name.endswith(".py"):
+                        sources.append((relative + entry.name, entry.read_bytes()))
+        except Exception as e:  # a loader that gives no files
+            return {"path": None, **facts, "unread": f"{type(e).__name__}: {e}"}
+        if not sources:
+            return {**facts, "unread": f"no .py files at {facts['path']}"}
+        sources.sort()
+        digest = hashlib.sha256()
+        for relative, text in sources:
+            digest.update(relative.encode() + b"\0" + text)
+        facts["source"] = digest.hexdigest()[:16]
+        if unless is not None and facts["source"] != unless:
+            code = hashlib.sha256()
+            for relative, text in sources:
+                try:
+                    tree = ast.dump(ast.parse(text)).encode()
+                except (SyntaxError, ValueError):
+                    tree = text
+                code.update(relative.encode() + b"\0" + tree + b"\0")
+            facts["code"] = code.hexdigest()[:16]
+        return {**facts, "unread": None}
+
+    def on_worker(urls: list[str], source: str | None, modules: list[str]) -> dict[str, Any]:
+        facts = pipeline_here(source)
+        try:
+            from pipeline.shadowing import shadowing_files
             from pipeline.store.location import missing_packages
-        except ImportError:  # no pipeline, or one without it
-            return {"pipeline": facts, "missing": None}
-        return {"pipeline": facts, "missing": missing_packages(urls)}
+        except ImportError:  # no pipeline, or one without them
+            return {"pipeline": facts, "missing": None, "shadows": None}
+        try:
+            shadows = shadowing_files(modules)
+        except TypeError:  # another pipeline's, which takes no modules: refused as another
+            shadows = None
+        return {"pipeline": facts, "missing": missing_packages(urls), "shadows": shadows}
 
     return pipeline_here, on_worker
 
 
 #: The pipeline this process imports (``pipeline_here()`` of :func:`_worker_side`), once: its
-#: source does not change under a run.
+#: source does not change under a run. Its 'code' too, once a worker's source differed.
 _HERE: list[dict[str, Any]] = []
 
 
-def _this_pipeline() -> dict[str, Any]:
-    if not _HERE:
-        _HERE.append(_worker_side()[0]())
+def _this_pipeline(code: bool = False) -> dict[str, Any]:
+    if not _HERE or (code and _HERE[0]["code"] is None and _HERE[0]["source"] is not None):
+        _HERE[:] = [_worker_side()[0]("" if code else None)]
     return _HERE[0]
+
+
+def _imported_modules() -> list[str]:
+    """The top-level modules this process has imported from files (a run's tasks import the
+    same on the workers), the program's own and the pipeline left out, and those it imported
+    from a file of the user's itself (a script's own ``test.py``: meant, not taken by
+    mistake, where the workers start in its folder too)."""
+    from pipeline.shadowing import shadowing_files
+
+    names = []
+    for name, module in list(sys.modules.items()):
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+        if "." not in name and isinstance(origin, str) and os.path.isabs(origin):
+            names.append(name)
+    mine = {name for name, _, _ in shadowing_files()}
+    return sorted(set(names) - mine - {"__main__", "__mp_main__", "pipeline"})
 
 
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
     """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
     the config names it) that run another pipeline than this process's, or that cannot open a
     store, in one round trip to them (which the plan of a joined cluster makes anyway; a local
-    cluster the run starts runs this process's pipeline and is not asked).
+    cluster the run starts runs this process's pipeline and is not asked), or that would
+    import a file of the user's in the place of a module this process imported
+    (:func:`_check_shadows`: ShadowedModuleError).
 
     Another pipeline: another version, or the same version edited (its source's digest,
     :func:`_worker_side`), or none; the workers would run other code than this process
@@ -1171,15 +1228,17 @@ def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -
     lost scheduler."""
     urls = sorted({loc.url for loc in stores.values()})
     on_worker = _worker_side()[1]
+    ours = _this_pipeline()
+    modules = _imported_modules()
     answers: dict[str, dict[str, Any]] = ask(
         client,
-        lambda: client.run(on_worker, urls),
+        lambda: client.run(on_worker, urls, ours["source"], modules),
         "pipeline-packages",
         address,
         "plan",
     )
-    ours = _this_pipeline()
     _check_pipeline(address, ours, {w: a["pipeline"] for w, a in answers.items()})
+    _check_shadows(address, {w: a.get("shadows") or [] for w, a in answers.items()})
     missing = {w: a["missing"] or {} for w, a in answers.items()}
     for setting, loc in stores.items():
         lacking = sorted(w for w, there in missing.items() if loc.url in there)
@@ -1213,7 +1272,7 @@ def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[s
     scheduler ``address`` whose pipeline is not this process's (``ours``): see
     :func:`check_store_packages`."""
     start = f"start them again with {_START.format(address=address)}"
-    none = sorted(w for w, t in theirs.items() if t.get("source") is None)
+    none = sorted(w for w, t in theirs.items() if t.get("source") is None and not t.get("unread"))
     if none:
         which = _which_workers(none, len(theirs), ("have", "has"))
         raise ClusterError(
@@ -1225,13 +1284,25 @@ def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[s
             module="pipeline",
             workers=none,
         )
-    other = sorted(w for w, t in theirs.items() if t.get("source") != ours["source"])
+    other = sorted(w for w, t in theirs.items() if not _same_pipeline(ours, t))
+    unread = sorted(w for w, t in theirs.items() if t.get("source") is None or not ours["source"])
+    if unread and not other:  # the same version: what can be compared
+        why = theirs[unread[0]].get("unread") if ours["source"] else ours.get("unread")
+        whose = f"worker {unread[0]}'s" if ours["source"] else "this process's"
+        log.warning(
+            "the workers of the cluster at %s run the pipeline %s, as this process does; their "
+            "source was not compared with its, as %s pipeline gives none to read (%s)",
+            address,
+            ours["version"],
+            whose,
+            why,
+        )
     if not other:
         return
     first = theirs[other[0]]
 
     def said(p: dict[str, Any]) -> str:
-        return f"{p.get('version')} (source {p.get('source')}, at {p.get('path')})"
+        return f"{p.get('version')} (source {p.get('source') or 'unread'}, at {p.get('path')})"
 
     edited = "" if first.get("version") != ours["version"] else " (the same version, edited)"
     which = _which_workers(other, len(theirs), ("run", "runs"))
@@ -1244,6 +1315,52 @@ def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[s
         workers=other,
         theirs=first,
         ours=ours,
+    )
+
+
+def _same_pipeline(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether a worker's pipeline (``theirs``) is this process's (``ours``), as
+    :func:`_worker_side` says them: the same source, or the same code (its comments, blank
+    lines or layout edited: the worker sent its code's digest as its source differed); the
+    same version where either source cannot be read (a loader without ``.py`` files)."""
+    if ours["source"] is None or theirs.get("source") is None:
+        return bool(theirs.get("version") == ours["version"])
+    if theirs["source"] == ours["source"]:
+        return True
+    code = theirs.get("code")
+    return code is not None and code == _this_pipeline(code=True)["code"]
+
+
+def _check_shadows(address: str, shadows: dict[str, list[Any]]) -> None:
+    """Refuse workers of the scheduler ``address`` whose import of a module this process has
+    imported (which the run's tasks import there) would take a file of the user's in its
+    place (``shadows``: {worker address: its ``(module, file, installed)`` rows,
+    :func:`~pipeline.shadowing.shadowing_files` there}): a ``numcodecs.py`` in the folder a
+    ``dask worker`` was started in, or on its PYTHONPATH. The tasks had failed in the
+    library's words, taken for a damaged input chunk ("module 'numcodecs' has no attribute
+    'get_codec'"), the output left incomplete, and this process, looking for such files
+    among its own modules, found none.
+    ShadowedModuleError (``files`` and ``modules``: the first such worker's, ``workers``:
+    every such worker, ``address``)."""
+    which = sorted(w for w, rows in shadows.items() if rows)
+    if not which:
+        return
+    rows = [tuple(row) for row in shadows[which[0]]]
+    said = "; ".join(
+        f"{file} for the module {name!r} (installed at {at})" for name, file, at in rows
+    )
+    them = "that file" if len(rows) == 1 else "those files"
+    importing = _which_workers(which, len(shadows), ("import", "imports"))
+    raise errors.ShadowedModuleError(
+        f"the workers of the cluster at {address} take a file of the user's in the place of a "
+        f"module the pipeline imports: {importing} "
+        f"{said}; rename {them} of yours, or start the workers where it is not on their module "
+        "path (another working folder; a PYTHONPATH without its folder), and start them again "
+        f"with {_START.format(address=address)}",
+        files=[file for _, file, _ in rows],
+        modules=[name for name, _, _ in rows],
+        workers=which,
+        address=address,
     )
 
 
