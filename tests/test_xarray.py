@@ -32,7 +32,7 @@ import zarr
 import pipeline
 from pipeline.config import parse_config
 from pipeline.errors import ChunkError, ConfigError, InputError, OutputError
-from pipeline.ops.cf import PACKING_ATTRIBUTES
+from pipeline.ops.cf import NAN_FILL_TEXT, PACKING_ATTRIBUTES
 from pipeline.ops.stages import Interval, apply_chain, plan_chain
 from pipeline.store.location import WRITE_PROBE
 from tests.conftest import STAGES, make_array, reference, write_config
@@ -145,7 +145,9 @@ def assert_variable_as_xarray_opened_it(
     """``xr.open_zarr(out)`` holds ``name``: the input variable ``t``'s dimensions,
     coordinates and attributes (less packing ones, plus the pipeline's record), the input
     Dataset's attributes, and NumPy's chain over the input's decoded values to the bit. The
-    output's own attributes hold no packing attribute. Returns the output Dataset."""
+    output's own attributes hold no packing attribute, but for the ``_FillValue`` NaN that
+    xarray's ``to_zarr`` writes on every float variable (base64 text in Zarr v3), which
+    xarray reads into its encoding. Returns the output Dataset."""
     a_ds, b_ds = open_dataset(src), open_dataset(out, group)
     a, b = a_ds["t"], b_ds[name]
     assert list(b_ds.data_vars) == [name]
@@ -167,7 +169,10 @@ def assert_variable_as_xarray_opened_it(
     raw = zarr.open_array(str(out), path=f"{group}/{name}" if group else name, mode="r")
     assert raw.metadata.zarr_format == 3
     assert raw.metadata.dimension_names == a.dims
-    assert not set(raw.attrs) & set(PACKING_ATTRIBUTES)
+    assert not set(raw.attrs) & set(PACKING_ATTRIBUTES) - {"_FillValue"}
+    assert raw.attrs.get("_FillValue") == (NAN_FILL_TEXT if b.dtype.kind == "f" else None)
+    if b.dtype.kind == "f":
+        assert np.isnan(b.encoding["_FillValue"])
     return b_ds
 
 
@@ -227,6 +232,108 @@ def test_a_float32_variable_s_float64_missing_value_masks_what_xarray_masks(
         warnings.simplefilter("ignore")
         got = xr.open_zarr(tmp_path / "out.zarr")["t"].values
     assert same_bits(got, want)
+
+
+#: Encodings of the variable ``t`` that xarray writes, one of each kind of CF fill and mask:
+#: floats with a NaN fill, none (null), a number, a missing_value; integers packed with a fill
+#: or a missing_value, masked by a fill alone; floats packed (xarray adds a NaN fill).
+CF_FILLS: dict[str, dict[str, Any]] = {
+    "float-nan-fill": {"dtype": "float32", "_FillValue": np.nan},
+    "float-no-fill": {"dtype": "float32", "_FillValue": None},
+    "float-number-fill": {"dtype": "float32", "_FillValue": -9999.0},
+    "float-missing-value": {"dtype": "float32", "missing_value": -9999.0},
+    "int16-packed-fill": PACKED,
+    "int16-packed-missing-value": {**PACKED, "_FillValue": None, "missing_value": -9999},
+    "int16-fill-only": {"dtype": "int16", "_FillValue": -1},
+    "float-packed": {"dtype": "float32", "scale_factor": 0.5, "add_offset": 1.0},
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("name", list(CF_FILLS))
+def test_a_dataset_output_s_fill_is_what_xarray_writes_and_reads(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int, name: str
+) -> None:
+    """h61a: the computed variable's ``_FillValue`` is xarray's own for the output, what
+    ``to_zarr`` of NumPy's chain over the decoded input writes (NaN on floats, whatever the
+    input's fill, which no longer describes the values: base64 text in Zarr v3), so that
+    ``xr.open_zarr`` gives the output ``encoding["_FillValue"]`` NaN, as it gives the input and
+    every float coordinate beside it (the output had none, and, with ``decode_cf=False``, no
+    ``_FillValue`` attribute where xarray's own output has NaN). The Zarr fill value stays
+    what an absent chunk of the input computes to as xarray reads it (not xarray's 0, nor the
+    input's ``_FillValue``: a v3 input's absent chunk reads as its Zarr fill value 0)."""
+    backend, client = backend_client
+    src, out, ref = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "ref.zarr"
+    write_dataset(src, zarr_format, CF_FILLS[name])
+    # the second row of chunks absent, as zarr-python leaves a chunk all its fill value
+    chunk = src / "t" / ("c/1/0" if zarr_format == 3 else "1.0")
+    chunk.unlink()
+    cfg = config(tmp_path, backend, input={"mask_and_scale": True})
+    assert pipeline.run(cfg, client=client).status == "complete"
+    got = assert_variable_as_xarray_opened_it(out, src)["t"]
+    decoded = open_dataset(src)["t"]
+    chain = plan_chain(parse_config(cfg).stage_specs(), decoded.dtype)
+    with np.errstate(all="ignore"):
+        computed = xr.DataArray(apply_chain(chain, decoded.values), dims=decoded.dims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        computed.to_dataset(name="t").to_zarr(ref, zarr_format=3)
+    want = open_dataset(ref)["t"]
+    assert same_bits(got.values, want.values)
+    assert np.isnan(got.encoding["_FillValue"]) and np.isnan(want.encoding["_FillValue"])
+    raw_out = zarr.open_array(str(out), path="t", mode="r")
+    raw_ref = zarr.open_array(str(ref), path="t", mode="r")
+    assert raw_out.attrs["_FillValue"] == raw_ref.attrs["_FillValue"] == NAN_FILL_TEXT
+    undecoded = open_dataset(out, raw=True)["t"]
+    assert np.isnan(undecoded.attrs["_FillValue"]) and undecoded.dtype == want.dtype
+    # an absent chunk of the output reads as the absent input chunk computes, to xarray
+    absent = got.values[10:20]
+    fill = np.asarray(raw_out.fill_value, dtype=raw_out.dtype)
+    assert np.array_equal(absent, np.broadcast_to(fill, absent.shape), equal_nan=True)
+    assert pipeline.verify(cfg, all=True).ok
+
+
+def test_an_outputs_fill_attribute_is_checked_as_its_record_says(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """h61a: the ``_FillValue`` a run writes on a Dataset's float variable is part of what
+    verify and a later run check of the output's own metadata (an edit that removes it fails
+    verify, naming it), where its record says the run wrote it (``fill_attribute``); an
+    earlier version's output, which holds none and whose record says nothing of it, still
+    verifies and is complete to a later run."""
+    from pipeline.planning.plan import with_check
+
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = tmp_path / "out.zarr"
+    arr = zarr.open_array(str(out), path="t", mode="r+")
+    assert arr.attrs["_FillValue"] == NAN_FILL_TEXT
+    record = dict(arr.attrs)["pipeline"]
+    assert record["fill_attribute"] == NAN_FILL_TEXT
+    assert pipeline.verify(cfg).ok
+    attrs = dict(arr.attrs)
+    del attrs["_FillValue"]  # a user's edit
+    arr.attrs.clear()
+    arr.update_attributes(attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out), zarr_format=3)
+    result = pipeline.verify(cfg)
+    assert not result.ok and result.metadata_differs == ("its _FillValue attribute",)
+    with pytest.raises(OutputError, match="its _FillValue attribute"):
+        pipeline.run(cfg, client=client, resume=True)
+    # as the version before wrote it: no _FillValue, and its record says nothing of one
+    del record["fill_attribute"], record["check"]
+    arr.update_attributes({"pipeline": with_check(record)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out), zarr_format=3)
+    assert pipeline.verify(cfg).ok
+    done = pipeline.run(cfg, client=client, resume=True)
+    assert done.status == "complete (nothing to do)"
+    assert "_FillValue" not in zarr.open_array(str(out), path="t", mode="r").attrs
 
 
 @pytest.mark.parametrize("array", ["results/t5", ""], ids=["in-a-group", "at-the-root"])

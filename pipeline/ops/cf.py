@@ -14,6 +14,7 @@ on CuPy arrays is exact only for float16, where the GPU backend uses it.
 from __future__ import annotations
 
 import base64
+import math
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -342,6 +343,25 @@ def v3_fill_value(raw: Any, stored: np.dtype) -> Any:
     if stored.kind == "b":
         return bool(raw)
     return raw
+
+
+#: xarray's ``_FillValue`` attribute of NaN in a Zarr v3 array (``FillValueCoder.encode``: the
+#: base64 text of a little-endian float64), "AAAAAAAA+H8=".
+NAN_FILL_TEXT = base64.standard_b64encode(struct.pack("<d", math.nan)).decode()
+
+
+def output_fill_attribute(dtype: np.dtype, variable: bool) -> str | None:
+    """The ``_FillValue`` attribute of an output of ``dtype`` (never packed: its missing
+    elements are NaN) as xarray's ``to_zarr`` writes one of a computed variable, which holds
+    none of the input's encoding: NaN, as :data:`NAN_FILL_TEXT`, on every float variable (its
+    ``DefaultFillvalueCoder``; none on integers), so ``xr.open_zarr`` gives the output
+    ``encoding["_FillValue"]`` NaN, as it does the input written by xarray and every float
+    coordinate written beside it. None where the output holds none: an integer dtype, or an
+    output that is no Dataset's variable (``variable`` false: an array written alone, whose
+    attributes are the input's as given). The Zarr fill value is another thing (what an
+    absent chunk reads as: :func:`pipeline.store.arrays.chained_fill`), which xarray does not
+    read as a mask in Zarr v3."""
+    return NAN_FILL_TEXT if variable and np.dtype(dtype).kind == "f" else None
 
 
 def fill_attributes(

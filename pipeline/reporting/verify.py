@@ -30,7 +30,7 @@ from pipeline.errors import (
     storage_fix,
 )
 from pipeline.ops import bits, stages
-from pipeline.ops.cf import Unpacking
+from pipeline.ops.cf import Unpacking, output_fill_attribute
 from pipeline.planning.plan import (
     StoreIdentity,
     absent_input,
@@ -372,7 +372,7 @@ def verify(
         coordinates_differ=tuple(name for name, _ in coordinates),
         coordinate_differences=tuple(said for _, said in coordinates),
         metadata_differs=_metadata_differs(
-            dst, kept, _wrote_fill(record, src, native, unpack, chain)
+            dst, kept, _wrote_fill(record, src, native, unpack, chain), record
         ),
         files_differ=arrays.units_differ(
             loc_out, out_path, dst, record.get("stored") if isinstance(record, dict) else None
@@ -477,14 +477,22 @@ def _made_with(record: Any, chain: Any, unpack: Any) -> str | None:
     return None
 
 
-def _metadata_differs(dst: Any, kept: Carried, fill: np.ndarray | None) -> tuple[str, ...]:
+def _metadata_differs(
+    dst: Any, kept: Carried, fill: np.ndarray | None, record: Any
+) -> tuple[str, ...]:
     """What the output's own metadata holds otherwise than the run wrote it, each in a few
     words (:func:`pipeline.store.datasets.own_metadata_differs`: its attributes, dimension
     names and fill value against what the input (``kept``) and the pipeline give it, ``fill``
-    as :func:`_wrote_fill` says). () where all agree. Its consolidated copies are
-    :attr:`VerifyResult.consolidated_stale`; the group's attributes are not the output's:
-    :func:`_group_attributes_changed` names them."""
-    return tuple(datasets.own_metadata_differs(dst, kept.attrs, kept.dimension_names, fill))
+    as :func:`_wrote_fill` says, and xarray's ``_FillValue`` where the output's ``record``
+    says the run wrote one, ``fill_attribute``: an earlier version's wrote none). () where
+    all agree. Its consolidated copies are :attr:`VerifyResult.consolidated_stale`; the
+    group's attributes are not the output's: :func:`_group_attributes_changed` names them."""
+    attrs = dict(kept.attrs)
+    if isinstance(record, dict) and "fill_attribute" in record:
+        text = output_fill_attribute(np.dtype(dst.dtype), kept.frame)
+        if text is not None:
+            attrs["_FillValue"] = text
+    return tuple(datasets.own_metadata_differs(dst, attrs, kept.dimension_names, fill))
 
 
 def _wrote_fill(

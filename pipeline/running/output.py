@@ -29,6 +29,7 @@ import numpy as np
 from pipeline._version import __version__
 from pipeline.config.models import Config
 from pipeline.errors import InputError, OutputError, PipelineError, public_url
+from pipeline.ops import cf
 from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
@@ -1212,7 +1213,7 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
                 )
             )
     own = datasets.own_metadata_differs(
-        arr, plan.carried.attrs, plan.carried.dimension_names, recorded_fill(plan)
+        arr, recorded_attributes(plan), plan.carried.dimension_names, recorded_fill(plan)
     )
     if own:
         found.append(("metadata", "; ".join(own)))
@@ -1850,6 +1851,9 @@ def _create(plan: Plan) -> None:
     fill = output_fill(plan)
     # what the output's fill value is: its record says so, as an earlier version's wrote 0
     extra["fill_value"] = arrays.fill_said(fill)
+    # and its _FillValue attribute, xarray's (NaN on floats): an earlier version wrote none
+    fill_attr = fill_attribute(plan)
+    extra["fill_attribute"] = fill_attr.get("_FillValue")
     if group is not None and plan.carried.variable is not None:
         # the coordinates this output owns: those it creates, never one it found there (F:
         # claimed, a later --overwrite from an input without it deleted the user's array)
@@ -1890,7 +1894,11 @@ def _create(plan: Plan) -> None:
             o.codec or "none",
             plan.sink.encoding.level,
             plan.sink.encoding.checksum,
-            {**plan.carried.attrs, **attributes(plan, "incomplete", {"started": started, **extra})},
+            {
+                **plan.carried.attrs,
+                **fill_attr,
+                **attributes(plan, "incomplete", {"started": started, **extra}),
+            },
             overwrite=False,
             dimension_names=plan.carried.dimension_names,
             fill=fill,
@@ -2039,6 +2047,8 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     if "fill_value" in recorded_run(plan):  # the fill value create wrote: an earlier
         # version's, resumed, wrote 0 and says nothing
         done["fill_value"] = arrays.fill_said(output_fill(plan))
+    if "fill_attribute" in recorded_run(plan):  # and its _FillValue attribute (or none)
+        done["fill_attribute"] = fill_attribute(plan).get("_FillValue")
     # under the group's lock: another run's consolidation, begun before this update and
     # written after it, had put this output's "incomplete" back into the consolidated copy
     with group_lock(o.location, output_group(plan)):
@@ -2143,6 +2153,23 @@ def recorded_fill(plan: Plan) -> np.ndarray | None:
     :func:`output_fill` where it says ``fill_value``; None (zero) where it does not (an
     earlier version's output, which wrote zarr-python's default)."""
     return output_fill(plan) if "fill_value" in recorded_run(plan) else None
+
+
+def fill_attribute(plan: Plan) -> dict[str, str]:
+    """The output's ``_FillValue`` attribute as a run writes it, xarray's for the output's
+    dtype (:func:`pipeline.ops.cf.output_fill_attribute`: NaN on a float variable xarray
+    reads): {"_FillValue": text}, or {} for none."""
+    text = cf.output_fill_attribute(plan.output.dtype, plan.carried.frame)
+    return {} if text is None else {"_FillValue": text}
+
+
+def recorded_attributes(plan: Plan) -> dict[str, Any]:
+    """The output's own attributes besides its ``pipeline`` record, as the run that wrote it
+    wrote them: the input's it carries and, where its record says it wrote one
+    (``fill_attribute``), its ``_FillValue`` (:func:`fill_attribute`; an earlier version's
+    output holds none, and its record says nothing)."""
+    wrote = fill_attribute(plan) if "fill_attribute" in recorded_run(plan) else {}
+    return {**plan.carried.attrs, **wrote}
 
 
 def recorded_run(plan: Plan) -> dict[str, Any]:
