@@ -1431,6 +1431,56 @@ def test_a_report_is_of_the_clients_cluster_where_another_client_was_made_since(
     assert tasks and int(tasks[0]) == summary.blocks_total, tasks
 
 
+ON_THE_LOOP = """
+import asyncio, json, os, sys
+import pipeline
+
+
+async def main():
+    from distributed import Client, LocalCluster
+
+    async with (
+        LocalCluster(
+            n_workers=1, processes=False, asynchronous=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster, asynchronous=True) as client,
+    ):
+        try:
+            pipeline.run(sys.argv[1], client=client)
+        except pipeline.OptionError as e:
+            said = {"option": e.option, "line": str(e), "written": os.path.exists(sys.argv[2])}
+        # the fix the line names, which runs it
+        summary = await asyncio.to_thread(pipeline.run, sys.argv[1], client=client)
+        said["status"] = summary.status
+        print(json.dumps(said))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_an_asynchronous_client_on_the_calls_own_loop_is_refused_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    """``pipeline.run(config, client=client)`` inside a running event loop (a notebook's, or
+    ``asyncio.run``'s), ``client`` an asynchronous one of that loop: the run blocked the loop
+    that had to answer the client, and the call hung without end. Refused in one line before
+    anything is written, naming the fix (a thread: ``asyncio.to_thread``), which runs it."""
+    x = small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    script = tmp_path / "loop.py"
+    script.write_text(ON_THE_LOOP)
+    done = run_python([script, path, tmp_path / "out.zarr"], tmp_path, timeout=180)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said["option"] == "client" and "\n" not in said["line"], said
+    assert not said["written"]
+    assert "asyncio.to_thread(pipeline.run, config, client=client)" in said["line"]
+    assert said["status"] == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     tmp_path: Path,
 ) -> None:
