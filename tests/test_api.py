@@ -1481,6 +1481,55 @@ def test_an_asynchronous_client_on_the_calls_own_loop_is_refused_not_a_hang(
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
 
 
+CALLERS_ENVIRONMENT = """
+import json, os, subprocess, sys
+import pipeline
+
+if __name__ == "__main__":
+    before = dict(os.environ)
+    status = pipeline.run(sys.argv[1]).status
+    changed = {
+        k: [before.get(k), os.environ.get(k)]
+        for k in {*before, *os.environ}
+        if before.get(k) != os.environ.get(k)
+    }
+    # what a subprocess the caller starts next inherits
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    print(json.dumps({"status": status, "changed": changed, "child": child}))
+"""
+
+
+def test_a_run_on_worker_processes_leaves_the_callers_environment_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """``pipeline.run`` on a local cluster of worker processes it starts: distributed's nanny
+    sets, in the caller's own process, the environment it gives the workers
+    (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``, ``__DASK_PARENT_PID``); it stayed after the
+    run, and every subprocess the caller started later inherited it (its BLAS on one thread).
+    Put back once the cluster is closed."""
+    x = small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "protocol": "tcp", "dashboard": ""},
+    )
+    script = tmp_path / "caller.py"
+    script.write_text(CALLERS_ENVIRONMENT)
+    nanny = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"}
+    nanny |= {"MALLOC_TRIM_THRESHOLD_", "__DASK_PARENT_PID"}  # (the test's process may have them)
+    environ = {k: v for k, v in env().items() if k not in nanny}
+    done = run_python([script, path], tmp_path, environ=environ)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"status": "complete", "changed": {}, "child": "None"}, said
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     tmp_path: Path,
 ) -> None:

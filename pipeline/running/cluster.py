@@ -809,6 +809,49 @@ def silenced_logs(level: int) -> Iterator[None]:
             _set_silence()
 
 
+_environ_lock = threading.Lock()
+#: the local clusters of worker processes up now, and this process's environment before them
+_environ_users: list[object] = []
+_environ_saved: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def nanny_environment() -> Iterator[None]:
+    """This process's environment put back, once the local clusters of worker processes up in
+    it are closed, where distributed's nanny had changed it: before it spawns a worker it sets
+    its ``pre-spawn-environ`` (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS``: 1, ``MALLOC_TRIM_THRESHOLD_``, a fixed ``PYTHONHASHSEED``) and
+    ``__DASK_PARENT_PID`` in its own process's ``os.environ``, which an API caller's later
+    subprocesses inherited after ``pipeline.run`` had returned. Counted across runs, as
+    :func:`silenced_logs` is (two at once in threads: the first to enter saves, the last to
+    leave puts back); a variable whose value is no longer the nanny's (set since by the caller)
+    is left as it is."""
+    from pipeline.running.fork_server import pre_spawn_environ
+
+    token = object()
+    with _environ_lock:
+        if not _environ_users:
+            _environ_saved.clear()
+            _environ_saved.update(os.environ)
+        _environ_users.append(token)
+    try:
+        yield
+    finally:
+        with _environ_lock:
+            _environ_users.remove(token)
+            if not _environ_users:
+                saved = dict(_environ_saved)
+                _environ_saved.clear()
+                nanny = {**pre_spawn_environ(saved), "__DASK_PARENT_PID": str(os.getpid())}
+                for name, value in nanny.items():
+                    if os.environ.get(name) != value:
+                        continue
+                    if name in saved:
+                        os.environ[name] = saved[name]
+                    else:
+                        os.environ.pop(name, None)
+
+
 def _set_silence() -> None:
     """The quieted handlers at the most verbose level the runs up now asked for; at their own
     again when none is (call with ``_silence_lock`` held)."""
@@ -931,6 +974,7 @@ class LocalStart:
             return
         self._quiet.enter_context(silenced_logs(self._level))
         if self.processes:
+            self._quiet.enter_context(nanny_environment())
             from multiprocessing import resource_tracker
 
             # The tracker's start unblocks SIGINT in the thread that starts it: start it here,
