@@ -191,6 +191,17 @@ def _client(client: Any) -> Any:
             valid=["a distributed.Client", "None"],
             suggestion=None,
         )
+    if _on_this_threads_loop(client):
+        raise OptionError(
+            "pipeline.run() option client is an asynchronous distributed.Client whose event "
+            "loop is the one this call runs on: pipeline.run blocks until the run ends, so that "
+            "loop could never answer the client (the call would hang); call it on a thread, "
+            "`await asyncio.to_thread(pipeline.run, config, client=client)`, or give a Client "
+            "made without asynchronous=True",
+            option="client",
+            valid=["a distributed.Client whose event loop is not this thread's", "None"],
+            suggestion=None,
+        )
     if client.status in ("closing", "closed") or client.scheduler is None:
         raise ClusterError(
             f"the distributed.Client given to pipeline.run() is {client.status}: pass an open "
@@ -200,6 +211,20 @@ def _client(client: Any) -> Any:
             address="",
         )
     return client
+
+
+def _on_this_threads_loop(client: Any) -> bool:
+    """Whether ``client``'s event loop is the one running in this thread: an asynchronous
+    client (``Client(asynchronous=True)``, awaited in a notebook's or ``asyncio.run``'s loop)
+    called from that loop, which :func:`run`, blocking, would keep from ever answering it (the
+    call hung without end)."""
+    import asyncio
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread
+        return False
+    return getattr(getattr(client, "loop", None), "asyncio_loop", None) is running
 
 
 #: What each function of the API takes, said where a call gives it what it does not take.

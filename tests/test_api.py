@@ -1336,6 +1336,200 @@ def test_a_callers_process_keeps_numpys_warnings(tmp_path: Path, cluster: str) -
     assert done.stdout.split()[-1] == "1", done.stdout + done.stderr
 
 
+RUNS_AT_ONCE = """
+import json, sys, threading
+import dask
+import dask.array as da
+import pipeline
+from pipeline.running import tasks
+
+# each run's block writes wait on its gate (the runs' inputs differ in rows): the first run
+# starts, the second starts, the first ends, then the second
+writing = {30: threading.Event(), 40: threading.Event()}
+gate = {30: threading.Event(), 40: threading.Event()}
+plain = tasks.write_block
+
+
+def write_block(y, sink, block_id):
+    rows = sink.info.shape[0]
+    writing[rows].set()
+    gate[rows].wait(300)
+    return plain(y, sink, block_id)
+
+
+tasks.write_block = write_block
+
+if __name__ == "__main__":
+    done = []
+    first = threading.Thread(target=lambda: done.append(pipeline.run(sys.argv[1]).status))
+    second = threading.Thread(target=lambda: done.append(pipeline.run(sys.argv[2]).status))
+    first.start()
+    writing[30].wait(300)
+    second.start()
+    writing[40].wait(300)
+    during = dask.config.get("scheduler", None)
+    gate[30].set()
+    first.join()
+    gate[40].set()
+    second.join()
+    try:
+        total = float(da.ones(10, chunks=5).sum().compute())
+    except Exception as e:
+        total = f"{type(e).__name__}: {e}"
+    after = dask.config.get("scheduler", None)
+    print(json.dumps({"done": done, "during": during, "after": after, "total": total}))
+"""
+
+
+def test_runs_at_once_in_threads_leave_dasks_scheduler_as_it_was(tmp_path: Path) -> None:
+    """Two ``pipeline.run`` calls at once in threads of one process, each on a local cluster
+    of its own, the first ending first: each run's client had been made distributed's default,
+    which sets Dask's ``scheduler`` for the whole process and puts back, on its close, the
+    setting it found; the second had found the first's, so after both ended the process was
+    left with ``dask.distributed`` and no client, and the caller's next ``dask.compute`` failed
+    ("Requested dask.distributed scheduler but no Client active"). While they ran, the
+    caller's plain computations went to a run's cluster."""
+    for rows in (30, 40):
+        x = np.random.default_rng(rows).standard_normal((rows, 70)).astype(np.float32)
+        make_array(tmp_path / f"in{rows}.zarr", x, (10, 70))
+        write_config(
+            tmp_path,
+            tmp_path / f"in{rows}.zarr",
+            tmp_path / f"out{rows}.zarr",
+            name=f"run{rows}.yaml",
+            cluster={"workers": 1, "dashboard": ":0", "protocol": "inproc"},
+        )
+    script = tmp_path / "runs.py"
+    script.write_text(RUNS_AT_ONCE)
+    done = run_python([script, tmp_path / "run30.yaml", tmp_path / "run40.yaml"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"done": ["complete", "complete"], "during": None, "after": None, "total": 10.0}
+    for rows in (30, 40):
+        assert pipeline.verify(tmp_path / f"run{rows}.yaml", all=True).ok
+
+
+def test_a_report_is_of_the_clients_cluster_where_another_client_was_made_since(
+    tmp_path: Path,
+) -> None:
+    """``report=`` with a ``client`` that is not the latest the process made: the report was
+    fetched from distributed's default client, the latest, whose cluster ran nothing of the
+    run (the page said 0 tasks); it is the given client's, whose cluster ran the blocks."""
+    from distributed import Client, LocalCluster
+
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    report = tmp_path / "report.html"
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as given,
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other,
+        Client(given) as client,
+        Client(other),
+    ):
+        summary = pipeline.run(path, client=client, report=str(report))
+    tasks = re.findall(r"number of tasks: (\d+)", report.read_text())
+    assert tasks and int(tasks[0]) == summary.blocks_total, tasks
+
+
+ON_THE_LOOP = """
+import asyncio, json, os, sys
+import pipeline
+
+
+async def main():
+    from distributed import Client, LocalCluster
+
+    async with (
+        LocalCluster(
+            n_workers=1, processes=False, asynchronous=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster, asynchronous=True) as client,
+    ):
+        try:
+            pipeline.run(sys.argv[1], client=client)
+        except pipeline.OptionError as e:
+            said = {"option": e.option, "line": str(e), "written": os.path.exists(sys.argv[2])}
+        # the fix the line names, which runs it
+        summary = await asyncio.to_thread(pipeline.run, sys.argv[1], client=client)
+        said["status"] = summary.status
+        print(json.dumps(said))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_an_asynchronous_client_on_the_calls_own_loop_is_refused_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    """``pipeline.run(config, client=client)`` inside a running event loop (a notebook's, or
+    ``asyncio.run``'s), ``client`` an asynchronous one of that loop: the run blocked the loop
+    that had to answer the client, and the call hung without end. Refused in one line before
+    anything is written, naming the fix (a thread: ``asyncio.to_thread``), which runs it."""
+    x = small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    script = tmp_path / "loop.py"
+    script.write_text(ON_THE_LOOP)
+    done = run_python([script, path, tmp_path / "out.zarr"], tmp_path, timeout=180)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said["option"] == "client" and "\n" not in said["line"], said
+    assert not said["written"]
+    assert "asyncio.to_thread(pipeline.run, config, client=client)" in said["line"]
+    assert said["status"] == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+CALLERS_ENVIRONMENT = """
+import json, os, subprocess, sys
+import pipeline
+
+if __name__ == "__main__":
+    before = dict(os.environ)
+    status = pipeline.run(sys.argv[1]).status
+    changed = {
+        k: [before.get(k), os.environ.get(k)]
+        for k in {*before, *os.environ}
+        if before.get(k) != os.environ.get(k)
+    }
+    # what a subprocess the caller starts next inherits
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    print(json.dumps({"status": status, "changed": changed, "child": child}))
+"""
+
+
+def test_a_run_on_worker_processes_leaves_the_callers_environment_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """``pipeline.run`` on a local cluster of worker processes it starts: distributed's nanny
+    sets, in the caller's own process, the environment it gives the workers
+    (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``, ``__DASK_PARENT_PID``); it stayed after the
+    run, and every subprocess the caller started later inherited it (its BLAS on one thread).
+    Put back once the cluster is closed."""
+    x = small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        cluster={"workers": 1, "protocol": "tcp", "dashboard": ""},
+    )
+    script = tmp_path / "caller.py"
+    script.write_text(CALLERS_ENVIRONMENT)
+    nanny = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"}
+    nanny |= {"MALLOC_TRIM_THRESHOLD_", "__DASK_PARENT_PID"}  # (the test's process may have them)
+    environ = {k: v for k, v in env().items() if k not in nanny}
+    done = run_python([script, path], tmp_path, environ=environ)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"status": "complete", "changed": {}, "child": "None"}, said
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
 def test_a_resume_of_a_complete_output_reports_its_recorded_nonfinite_counts(
     tmp_path: Path,
 ) -> None:

@@ -431,7 +431,7 @@ class DaskWorkers:
         scheduler as ClusterError (``reason`` 'lost', ``address``, ``during`` 'compute')."""
         from distributed import as_completed
 
-        with _performance_report(self.report, self._ask):
+        with _performance_report(self.report, self._ask, self.client):
             futures: list = []
             outcome: list[BaseException] = []
             given_up = threading.Event()
@@ -439,8 +439,8 @@ class DaskWorkers:
             def results() -> None:
                 # on a thread of its own: as_completed waits on a Condition, which a Ctrl-C
                 # landing inside it can break (running/waiting.py); this thread gets none
-                try:
-                    for fut in as_completed(futures):
+                try:  # on the client's loop: the run's client is no default (_client)
+                    for fut in as_completed(futures, loop=self.client.loop):
                         if given_up.is_set():  # the run stopped: its results are not counted
                             return
                         each(_result(fut))
@@ -538,26 +538,57 @@ def _executing(names: list[str], dask_worker: Any) -> int:
 
 
 @contextlib.contextmanager
-def _performance_report(path: str | None, ask: Callable[..., Any]) -> Iterator[None]:
-    """Dask's performance report of what runs inside, saved to ``path`` (none when None). Its
-    start and its fetch from the scheduler (seconds) are blocking client calls, made with
-    ``ask(fn, name, during)`` (:meth:`DaskWorkers._ask`: off the main thread, a lost
-    scheduler as ClusterError). When what runs inside fails, that failure is what is raised,
-    not the report's."""
+def _performance_report(path: str | None, ask: Callable[..., Any], client: Any) -> Iterator[None]:
+    """Dask's performance report of what runs inside, saved to ``path`` (none when None), of
+    ``client``'s cluster. Its start and its fetch from the scheduler (seconds) are blocking
+    client calls, made with ``ask(fn, name, during)`` (:meth:`DaskWorkers._ask`: off the main
+    thread, a lost scheduler as ClusterError). When what runs inside fails, that failure is
+    what is raised, not the report's."""
     if not path:
         yield
         return
     from distributed import performance_report
 
     saving = performance_report(filename=path)
-    ask(saving.__enter__, "pipeline-report", "compute")
+    ask(_as_current(client, saving.__enter__), "pipeline-report", "compute")
+    done = _as_current(client, lambda: saving.__exit__(None, None, None))
     try:
         yield
     except BaseException:
         with contextlib.suppress(Exception):
-            ask(lambda: saving.__exit__(None, None, None), "pipeline-report", "compute")
+            ask(done, "pipeline-report", "compute")
         raise
-    ask(lambda: saving.__exit__(None, None, None), "pipeline-report", "compute")
+    ask(done, "pipeline-report", "compute")
+
+
+def _as_current(client: Any, fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn``, called with ``client`` as what distributed's ``get_client()`` returns (the
+    performance report asks it for its client): in the context of that call alone. The run's
+    clients are no process-wide default (:func:`_client`), and a caller's client given to
+    ``pipeline.run`` need not be the latest made; ``Client.as_current`` would also set Dask's
+    ``scheduler`` for the whole process."""
+    from distributed.client import _current_client
+
+    def call() -> T:
+        token = _current_client.set(client)
+        try:
+            return fn()
+        finally:
+            _current_client.reset(token)
+
+    return call
+
+
+def _client(address: Any, **kwargs: Any) -> Client:
+    """A ``distributed.Client`` of the run's own (of a local cluster, or a scheduler's
+    ``address``), never made the process's default: one that is (distributed's default
+    ``set_as_default=True``) sets Dask's ``scheduler`` to ``dask.distributed`` for the whole
+    process and takes ``get_client()`` and a plain ``dask.compute`` of the caller's other
+    threads to the run's cluster while it runs; and two runs at once in threads, each
+    restoring the setting it found on its close, left it set with no client after both had
+    ended, so that the caller's next ``dask.compute`` failed ("Requested dask.distributed
+    scheduler but no Client active"). The run sends its graph through the client itself."""
+    return Client(address, set_as_default=False, **kwargs)
 
 
 def _result(fut: Any) -> Any:
@@ -778,6 +809,49 @@ def silenced_logs(level: int) -> Iterator[None]:
             _set_silence()
 
 
+_environ_lock = threading.Lock()
+#: the local clusters of worker processes up now, and this process's environment before them
+_environ_users: list[object] = []
+_environ_saved: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def nanny_environment() -> Iterator[None]:
+    """This process's environment put back, once the local clusters of worker processes up in
+    it are closed, where distributed's nanny had changed it: before it spawns a worker it sets
+    its ``pre-spawn-environ`` (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS``: 1, ``MALLOC_TRIM_THRESHOLD_``, a fixed ``PYTHONHASHSEED``) and
+    ``__DASK_PARENT_PID`` in its own process's ``os.environ``, which an API caller's later
+    subprocesses inherited after ``pipeline.run`` had returned. Counted across runs, as
+    :func:`silenced_logs` is (two at once in threads: the first to enter saves, the last to
+    leave puts back); a variable whose value is no longer the nanny's (set since by the caller)
+    is left as it is."""
+    from pipeline.running.fork_server import pre_spawn_environ
+
+    token = object()
+    with _environ_lock:
+        if not _environ_users:
+            _environ_saved.clear()
+            _environ_saved.update(os.environ)
+        _environ_users.append(token)
+    try:
+        yield
+    finally:
+        with _environ_lock:
+            _environ_users.remove(token)
+            if not _environ_users:
+                saved = dict(_environ_saved)
+                _environ_saved.clear()
+                nanny = {**pre_spawn_environ(saved), "__DASK_PARENT_PID": str(os.getpid())}
+                for name, value in nanny.items():
+                    if os.environ.get(name) != value:
+                        continue
+                    if name in saved:
+                        os.environ[name] = saved[name]
+                    else:
+                        os.environ.pop(name, None)
+
+
 def _set_silence() -> None:
     """The quieted handlers at the most verbose level the runs up now asked for; at their own
     again when none is (call with ``_silence_lock`` held)."""
@@ -876,7 +950,7 @@ class LocalStart:
                 self.cluster = _start_local(p, level, self.mps.env if self.mps else {})
                 if self.cancelled.is_set():
                     return
-                self.client_ = Client(self.cluster)
+                self.client_ = _client(self.cluster)
                 self.client_.wait_for_workers(p.workers, timeout=120)
             except (ImportError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 raise ClusterError(
@@ -900,6 +974,7 @@ class LocalStart:
             return
         self._quiet.enter_context(silenced_logs(self._level))
         if self.processes:
+            self._quiet.enter_context(nanny_environment())
             from multiprocessing import resource_tracker
 
             # The tracker's start unblocks SIGINT in the thread that starts it: start it here,
@@ -1524,7 +1599,7 @@ def join(address: str, timeout: float) -> Client:
         )
     try:
         client = waiting.call(
-            lambda: Client(where, timeout=f"{max(left(), 0.1)}s"), "pipeline-connect"
+            lambda: _client(where, timeout=f"{max(left(), 0.1)}s"), "pipeline-connect"
         )
     except (OSError, TimeoutError) as e:
         raise _unreachable(address, timeout, e) from None
