@@ -1655,6 +1655,34 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
     assert unit.read_bytes() == damaged  # the input kept as it is
 
 
+def test_verify_names_the_damaged_frame_of_a_nested_shard(tmp_path: Path, cli) -> None:
+    """h61e: an input of shards of six nested shards of one zstd chunk each (which only Zarr
+    reads), one inner frame's zstd magic number flipped after a complete run: zarr-python's
+    error names no inner chunk, and verify (as the run) had named the shard's key alone. Both
+    now name the frame at each level, as they name a flat shard's."""
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+
+    nested = ShardingCodec(chunk_shape=(5, 10), codecs=[BytesCodec(), ZstdCodec(level=1)])
+    cfg, inp, _ = _run_over_shards(tmp_path, cli, "end", [nested])
+    key = "c/1/0"
+    raw = bytearray((inp / key).read_bytes())
+    outer = np.frombuffer(bytes(raw[-6 * 16 :]), "<u8").reshape(6, 2)  # (5, 10) shards: 2 x 3
+    start, size = (int(v) for v in outer[4])  # the nested shard [1, 1]
+    # its one chunk's index entry, before the index's crc32c
+    inner = np.frombuffer(bytes(raw[start + size - 20 : start + size - 4]), "<u8")
+    raw[start + int(inner[0])] ^= 0xFF
+    (inp / key).write_bytes(bytes(raw))
+    said = (
+        "invalid input data (in the shard's inner chunk [1, 1], itself a shard: in its inner "
+        "chunk [0, 0])"
+    )
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
+    assert said in line and "restore that chunk from its source" in line, line
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and f"input chunk {key!r} of {inp} is damaged" in line and said in line, line
+
+
 @pytest.mark.parametrize("compressor", ["gzip", "bz2"])
 def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     tmp_path: Path, cli, compressor: str
