@@ -221,7 +221,7 @@ class Ledger:
                     continue
                 try:
                     os.ftruncate(fd, 0)
-                    os.write(fd, json.dumps(_me()).encode())
+                    _write_all(fd, json.dumps(_me()).encode())
                 except OSError:  # a full disk: the lock is not taken, nor its file left
                     # (held open, its flock had refused this process's next run as busy)
                     with contextlib.suppress(OSError):
@@ -287,6 +287,15 @@ class Ledger:
             fd = _HELD.pop(self.location.join(self._key("lock")), None)
         if fd is not None:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file ``fd``, or raise the OSError that stopped it: one
+    ``os.write`` may write part of it (at a file size limit, ``ulimit -f``, a lock file had
+    been left holding part of its holder, its run going on), the next one then raising."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _me() -> dict[str, Any]:
