@@ -297,6 +297,27 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
+@pytest.mark.parametrize("record", ["cut short", "deleted"])
+def test_a_run_record_damaged_is_not_called_gone(work: Work, cli, record: str) -> None:
+    """h61e: an interrupted output whose run record (``run.json``) was cut short: the resume's
+    refusal had said the record "is gone", the file there. It says it is damaged (gone where
+    it is), nothing written, and ``run --overwrite`` starts over."""
+    work.restore_killed()
+    manifest = work.output / ".pipeline" / "run.json"
+    if record == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_bytes(manifest.read_bytes()[:50])
+    snapshot = file_states(work.output)
+    rc, _, err = cli("run", work.config, "--resume")
+    said = "damaged (it holds no JSON object)" if record == "cut short" else "gone"
+    assert rc == 1 and f"its run record (.pipeline/run.json) is {said}, so" in err, err
+    assert file_states(work.output) == snapshot
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize("marker", ["empty", "cut short", "garbage"])
 def test_a_block_whose_marker_is_unreadable_is_written_again(work: Work, cli, marker: str) -> None:
     """h61e: a block's marker that holds no JSON object (empty, cut short, overwritten: no

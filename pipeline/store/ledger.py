@@ -127,6 +127,10 @@ class Ledger:
             return None  # torn by a crash while it was written: no usable record
         return doc if isinstance(doc, dict) else None
 
+    def manifest_key(self) -> str:
+        """The run record's key in the store ('out/.pipeline/run.json')."""
+        return self._key("run.json")
+
     def delete_manifest(self) -> None:
         self.location.delete(self._key("run.json"))
 
