@@ -816,7 +816,10 @@ def damaged_frame(
         frames = unit_frames(raw, math.prod(_grid(unit, chunk) or ()), shard, _grid(unit, chunk))
     except Damaged as e:
         return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
-    leaf = None if inner[0]["name"] == "sharding_indexed" else _v3_chain(inner, chunk, dtype)
+    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
+    leaf = (
+        _v3_chain(inner, chunk, dtype) if inner[0]["name"] != "sharding_indexed" and fixed else None
+    )
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame = memoryview(raw).cast("B")[off : off + size]
@@ -828,7 +831,7 @@ def damaged_frame(
             continue
         try:
             with _codec_errors_as_damage():
-                if leaf is not None and dtype.kind in "biufcmM":
+                if leaf is not None:
                     leaf.decode(frame)
                 else:  # its trailing checksums checked here, said as every other one is
                     chain = list(inner)
