@@ -1724,6 +1724,41 @@ def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     assert "restore that chunk from its source" in line, line
 
 
+def test_verify_says_what_to_do_with_an_output_that_differs(tmp_path: Path, cli) -> None:
+    """h61e: a complete output one of whose chunks was rewritten since the run to other values
+    of the same size (a flipped bit zstd decodes, an edit through zarr-python): ``verify``
+    had printed its table, "mismatched 1", exit 1, and not a word of which file or what to
+    do. One line now names the output's chunk and the command that writes it again."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(out) == "complete", err
+    y = zarr.open_array(str(out), mode="r+")
+    y[7, 3] = y[7, 3] + 1
+    units = [
+        f"'{p.relative_to(out).as_posix()}'" for p in sorted((out / "c").rglob("*")) if p.is_file()
+    ]
+    for args in (("verify", "--all", cfg), ("verify", cfg)):
+        rc, out_text, err = cli(*args)
+        assert rc == 1 and re.search(r"mismatched\s+1 \(first", out_text), out_text
+        line = one_line_error(err)
+        assert line.startswith(
+            "error: 1 compared block of the output differs from what this config computes of "
+            "the input (the first, block ["
+        ), line
+        assert re.search(r"in output chunk 'c/[\d/]+' of " + re.escape(str(out)), line), line
+        assert line.endswith(
+            "written otherwise since the run, or damaged; `run --overwrite` writes it again"
+        ), line
+        assert any(u in line for u in units), (line, units)
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    assert rc == 0, err
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 0, err
+
+
 def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:
     """A complete output whose chunk was cut short afterwards (helper-39): ``verify --all``
     said only the codec's ``RuntimeError``; one line now names the output and the region that
