@@ -567,7 +567,9 @@ def verify(
     output's: ``"complete"``, ``"incomplete"``, ``"none"`` where it holds no record of a run),
     ``checked`` of ``total`` blocks, ``mismatched`` (the indices, in the grid of blocks, of
     those that differ from NumPy's), ``first_difference`` (in the first of them: how many
-    elements differ, and the first by its index in the array, with both values), and a field
+    elements differ, and the first by its index in the array, with both values),
+    ``mismatched_units`` (the output's files that hold it, which the command line's line names
+    with the command that writes them again), and a field
     for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...).
 
     A mismatch is no exception: ``result.ok`` is False and ``result.mismatched`` names the

@@ -997,6 +997,25 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    if res.mismatched and res.status == "complete":  # the table's row had been all it said
+        n, units = len(res.mismatched), res.mismatched_units
+        print(
+            f"error: {n} compared block{'s' if n > 1 else ''} of the output "
+            f"{'differ' if n > 1 else 'differs'} from what this config computes of the input "
+            f"(the first, block {list(res.mismatched[0])}"
+            + (f", in output chunk {units[0]}" if units else "")
+            + (f" and {len(units) - 1} more" if len(units) > 1 else "")
+            + "): written otherwise since the run, or damaged"
+            + (
+                " (or the input was rewritten since, which its store cannot show)"
+                if res.input_unchecked is not None
+                else ""
+            )
+            + "; "
+            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+            file=sys.stderr,
+        )
+        return 1
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
         print(

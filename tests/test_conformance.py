@@ -1582,6 +1582,34 @@ def _zstd_magic_broken(raw: bytearray, off: int, size: int) -> None:
     raw[off] ^= 0xFF
 
 
+def _zero_tail(raw: bytearray, off: int, size: int) -> None:
+    """A frame's second half zeroed (its length kept)."""
+    raw[off + size // 2 : off + size] = bytes(size - size // 2)
+
+
+def _nested_entry_shrunk(p: Path) -> None:
+    """In a shard of :data:`_NESTED_SHARDS`, the index entry (no crc32c) of the nested shard
+    [1, 0]'s inner chunk [0, 1] 8 bytes shorter: that chunk's frame is 88 bytes, not 96."""
+    raw = bytearray(p.read_bytes())
+    start, size = _frame_at(raw, [1], [True])
+    at = start + size - 32 + 16 + 8
+    raw[at : at + 8] = (int.from_bytes(raw[at : at + 8], "little") - 8).to_bytes(8, "little")
+    p.write_bytes(bytes(raw))
+
+
+def _edit_three_levels(p: Path) -> None:
+    """In a shard of shards of shards (1, then 2, then 2 inner chunks, every index with its
+    crc32c), the first byte of the frame of the innermost chunk [0, 0] / [1, 0] / [0, 1]
+    flipped: no longer a zstd frame."""
+    raw = bytearray(p.read_bytes())
+    start, size = 0, len(raw)
+    for c, n in [(0, 1), (1, 2), (1, 2)]:
+        table = np.frombuffer(bytes(raw[start : start + size])[-(16 * n + 4) : -4], "<u8")
+        start, size = start + int(table.reshape(n, 2)[c, 0]), int(table.reshape(n, 2)[c, 1])
+    raw[start] ^= 0xFF
+    p.write_bytes(bytes(raw))
+
+
 #: Shards of 2 inner shards (4 x 12, one above the other) of 2 chunks each (4 x 6, side by
 #: side), Blosc frames with a crc32c checksum, both levels' indexes with their crc32c: the
 #: inner chunk [1, 0] of a shard holds its nested shard's inner chunks [0, 0] and [0, 1].
@@ -1653,6 +1681,77 @@ LEVELS = [
         "c/0/1",
         lambda p: _edit_flat(p, 3, _blosc_cbytes_grown),
         "its Blosc header says 119 bytes, but 112 are stored (in the shard's inner chunk [1, 1])",
+    ),
+    # zarr-python's read of these fails naming no inner chunk (only Zarr reads nested shards
+    # and chains with a numcodecs filter): the failing unit's frames are walked at each level
+    (
+        "nested-zstd-magic",
+        _nested_shards(lambda: [BytesCodec(), ZstdCodec(level=1)]),
+        "c/0/1",
+        _edit_nested([1, 1], _zstd_magic_broken, crc32c=False),
+        "RuntimeError: Zstd decompression error: invalid input data (in the shard's inner chunk "
+        "[1, 0], itself a shard: in its inner chunk [0, 1])",
+    ),
+    (
+        "nested-gzip-crc",
+        _nested_shards(lambda: [BytesCodec(), GzipCodec()]),
+        "c/1/0",
+        _edit_nested([0, 1], lambda raw, off, size: _zero_tail(raw, off, size), crc32c=False),
+        "BadGzipFile: CRC check failed 0x0 != 0xf1d1ea00 (in the shard's inner chunk [0, 0], "
+        "itself a shard: in its inner chunk [0, 1])",
+    ),
+    (
+        "nested-zstd-crc32c",
+        _nested_shards(lambda: [BytesCodec(), ZstdCodec(level=1), Crc32cCodec()]),
+        "c/0/1",
+        _edit_nested([1, 1], _flip_middle, crc32c=False),
+        "its crc32c checksum does not match (in the shard's inner chunk [1, 0], itself a shard: "
+        "in its inner chunk [0, 1])",
+    ),
+    (
+        "nested-bytes-size",
+        _NESTED_SHARDS,
+        "c/0/1",
+        _nested_entry_shrunk,
+        "it decodes to 88 bytes, not the chunk's 96 (in the shard's inner chunk [1, 0], itself a "
+        "shard: in its inner chunk [0, 1])",
+    ),
+    (
+        "three-levels-zstd",
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=(8, 12),
+                codecs=[
+                    ShardingCodec(
+                        chunk_shape=(4, 12),
+                        codecs=[
+                            ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), ZstdCodec()])
+                        ],
+                    )
+                ],
+            ),
+            compressors=None,
+        ),
+        "c/0/1",
+        _edit_three_levels,
+        "RuntimeError: Zstd decompression error: invalid input data (in the shard's inner chunk "
+        "[0, 0], itself a shard: in its inner chunk [1, 0], itself a shard: in its inner chunk "
+        "[0, 1])",
+    ),
+    (
+        "delta-crc32c",  # a numcodecs filter: only Zarr decodes the chain
+        zarr3(
+            chunks=(8, 12),
+            serializer=lambda: ShardingCodec(
+                chunk_shape=CHUNKS,
+                codecs=[numcodecs.zarr3.Delta(dtype="<f4"), BytesCodec(), Crc32cCodec()],
+            ),
+            compressors=None,
+        ),
+        "c/0/1",
+        lambda p: _edit_flat(p, 2, _flip_middle),
+        "its crc32c checksum does not match (in the shard's inner chunk [1, 0])",
     ),
     (
         "zstd-magic",

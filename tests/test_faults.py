@@ -1303,10 +1303,15 @@ def test_a_write_too_large_says_what_finishes_the_output_as_it_is_left(tmp_path:
     finishes("small", "--overwrite")
     shutil.rmtree(out)
 
-    # before anything is written: its lock's first byte
-    line = _limited_run(configs["small"], 0)
-    assert line == f"error: file too large writing {out} {_TOO_LARGE}run again: nothing was written"
-    assert not out.exists()  # no lock nor folder left
+    # before anything is written: its lock's first byte, or its holder's 20th (h61e: the lock
+    # had been left holding 20 bytes of its holder, the run going on to fail on its record,
+    # "`run --overwrite` starts over", nothing there)
+    for limit in (0, 20):
+        line = _limited_run(configs["small"], limit)
+        assert line == (
+            f"error: file too large writing {out} {_TOO_LARGE}run again: nothing was written"
+        )
+        assert not out.exists()  # no lock nor folder left
     finishes("small")
     shutil.rmtree(out)
 
@@ -1655,6 +1660,34 @@ def test_a_shard_index_no_writer_makes_is_named_by_run_and_verify(
     assert unit.read_bytes() == damaged  # the input kept as it is
 
 
+def test_verify_names_the_damaged_frame_of_a_nested_shard(tmp_path: Path, cli) -> None:
+    """h61e: an input of shards of six nested shards of one zstd chunk each (which only Zarr
+    reads), one inner frame's zstd magic number flipped after a complete run: zarr-python's
+    error names no inner chunk, and verify (as the run) had named the shard's key alone. Both
+    now name the frame at each level, as they name a flat shard's."""
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+
+    nested = ShardingCodec(chunk_shape=(5, 10), codecs=[BytesCodec(), ZstdCodec(level=1)])
+    cfg, inp, _ = _run_over_shards(tmp_path, cli, "end", [nested])
+    key = "c/1/0"
+    raw = bytearray((inp / key).read_bytes())
+    outer = np.frombuffer(bytes(raw[-6 * 16 :]), "<u8").reshape(6, 2)  # (5, 10) shards: 2 x 3
+    start, size = (int(v) for v in outer[4])  # the nested shard [1, 1]
+    # its one chunk's index entry, before the index's crc32c
+    inner = np.frombuffer(bytes(raw[start + size - 20 : start + size - 4]), "<u8")
+    raw[start + int(inner[0])] ^= 0xFF
+    (inp / key).write_bytes(bytes(raw))
+    said = (
+        "invalid input data (in the shard's inner chunk [1, 1], itself a shard: in its inner "
+        "chunk [0, 0])"
+    )
+    line = _verify_refuses_input_chunk(cli, cfg, inp, key)
+    assert said in line and "restore that chunk from its source" in line, line
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and f"input chunk {key!r} of {inp} is damaged" in line and said in line, line
+
+
 @pytest.mark.parametrize("compressor", ["gzip", "bz2"])
 def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     tmp_path: Path, cli, compressor: str
@@ -1689,6 +1722,41 @@ def test_verify_names_an_input_chunk_whose_stream_header_was_zeroed(
     line = _verify_refuses_input_chunk(cli, cfg, inp, key)
     assert "is damaged" in line and "store answered" not in line, line
     assert "restore that chunk from its source" in line, line
+
+
+def test_verify_says_what_to_do_with_an_output_that_differs(tmp_path: Path, cli) -> None:
+    """h61e: a complete output one of whose chunks was rewritten since the run to other values
+    of the same size (a flipped bit zstd decodes, an edit through zarr-python): ``verify``
+    had printed its table, "mismatched 1", exit 1, and not a word of which file or what to
+    do. One line now names the output's chunk and the command that writes it again."""
+    x = np.random.default_rng(5).standard_normal((20, 30)).astype(np.float32)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc == 0 and status(out) == "complete", err
+    y = zarr.open_array(str(out), mode="r+")
+    y[7, 3] = y[7, 3] + 1
+    units = [
+        f"'{p.relative_to(out).as_posix()}'" for p in sorted((out / "c").rglob("*")) if p.is_file()
+    ]
+    for args in (("verify", "--all", cfg), ("verify", cfg)):
+        rc, out_text, err = cli(*args)
+        assert rc == 1 and re.search(r"mismatched\s+1 \(first", out_text), out_text
+        line = one_line_error(err)
+        assert line.startswith(
+            "error: 1 compared block of the output differs from what this config computes of "
+            "the input (the first, block ["
+        ), line
+        assert re.search(r"in output chunk 'c/[\d/]+' of " + re.escape(str(out)), line), line
+        assert line.endswith(
+            "written otherwise since the run, or damaged; `run --overwrite` writes it again"
+        ), line
+        assert any(u in line for u in units), (line, units)
+    rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
+    assert rc == 0, err
+    rc, _, err = cli("verify", "--all", cfg)
+    assert rc == 0, err
 
 
 def test_verify_names_a_damaged_output_in_one_line(tmp_path: Path, cli) -> None:

@@ -297,6 +297,53 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
+@pytest.mark.parametrize("record", ["cut short", "deleted"])
+def test_a_run_record_damaged_is_not_called_gone(work: Work, cli, record: str) -> None:
+    """h61e: an interrupted output whose run record (``run.json``) was cut short: the resume's
+    refusal had said the record "is gone", the file there. It says it is damaged (gone where
+    it is), nothing written, and ``run --overwrite`` starts over."""
+    work.restore_killed()
+    manifest = work.output / ".pipeline" / "run.json"
+    if record == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_bytes(manifest.read_bytes()[:50])
+    snapshot = file_states(work.output)
+    rc, _, err = cli("run", work.config, "--resume")
+    said = "damaged (it holds no JSON object)" if record == "cut short" else "gone"
+    assert rc == 1 and f"its run record (.pipeline/run.json) is {said}, so" in err, err
+    assert file_states(work.output) == snapshot
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+@pytest.mark.parametrize("marker", ["empty", "cut short", "garbage"])
+def test_a_block_whose_marker_is_unreadable_is_written_again(work: Work, cli, marker: str) -> None:
+    """h61e: a block's marker that holds no JSON object (empty, cut short, overwritten: no
+    release writes one, each written whole and atomically), its chunk cut short: the resume
+    had taken the marker for proof, skipped the block without checking its chunk's size
+    (the marker's ``bytes_written`` unread) and marked the output complete, that chunk
+    unreadable. A marker so damaged proves nothing: its block is written again, said in the
+    warning, and the output ends equal to the uninterrupted run's."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    name = sorted(marker_names(work.output))[0]
+    done = work.output / ".pipeline" / "done" / name
+    raw = done.read_bytes()
+    done.write_bytes(
+        {"empty": b"", "cut short": raw[: len(raw) // 2], "garbage": b"\xff\x00"}[marker]
+    )
+    chunk = work.output / ("c/" + name.replace(".", "/"))
+    chunk.write_bytes(chunk.read_bytes()[:-3])
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert "1 block(s) marked written no longer hold what was written" in err
+    assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize(
     ("folder", "what"),
     [("c", "output chunk"), (".pipeline/done", "the run record's marker")],

@@ -51,7 +51,7 @@ from pipeline.planning.variable import (
 )
 from pipeline.store import arrays, codecs, datasets, grid
 from pipeline.store.ledger import RECORD, Ledger
-from pipeline.store.location import Location
+from pipeline.store.location import Location, key_under
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class VerifyResult:
     words (:func:`pipeline.ops.bits.difference`: how many of its elements differ, and the
     first, by its index in the array: ``-0.0, not 0.0``; a NaN with its bits); None where
     every block compared is NumPy's to the bit"""
+    mismatched_units: tuple[str, ...] = ()
+    """the output's stored units (shards, or chunks) that hold the first block of
+    :attr:`mismatched`, each as ``'c/0/0' of STORE`` (its key, the output's store); ()
+    where no block differs"""
     writer: dict[str, Any] | None = None
     """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
     None where none does"""
@@ -339,6 +343,14 @@ def verify(
         results = list(ex.map(check, blocks))
     differing = [(b, d) for b, d in zip(blocks, results, strict=True) if d is not None]
     bad = [b for b, _ in differing]
+    first_units: tuple[str, ...] = ()
+    if differing:  # which files hold it, for the line that names the fix (h61e: none had)
+        meta: Any = dst.metadata
+        unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
+        first_units = tuple(
+            f"{key_under(out_path.strip('/'), meta.encode_chunk_key(u))!r} of {loc_out}"
+            for u in grid.units_in(differing[0][0], block, unit, tuple(dst.shape))
+        )
     path_in = config.input.array.strip("/")
     now = identify_store(loc_in, path_in)
     changed = _input_changed(made, loc_in, now, kept)
@@ -360,6 +372,7 @@ def verify(
         checked=len(blocks),
         total=int(np.prod(block_grid)),
         mismatched=bad,
+        mismatched_units=first_units,
         first_difference=differing[0][1] if differing else None,
         status=status,
         writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,

@@ -1108,11 +1108,13 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
         )
     ledger = plan.sink.ledger
     manifest = ledger.read_manifest() if ledger else None
-    if manifest is None:  # lost, or deleted: which blocks were written cannot be told
+    if manifest is None:  # lost, deleted or damaged: which blocks were written cannot be told
+        # one there that holds no JSON object (cut short, overwritten) had been called gone
+        there = ledger is not None and ledger.location.exists(ledger.manifest_key())
         raise OutputError(
-            f"{where} is incomplete, and its run record ({RECORD}/run.json) is gone, so "
-            "which blocks were written cannot be told: nothing to resume; `run --overwrite` "
-            "starts over",
+            f"{where} is incomplete, and its run record ({RECORD}/run.json) is "
+            f"{'damaged (it holds no JSON object)' if there else 'gone'}, so which blocks "
+            "were written cannot be told: nothing to resume; `run --overwrite` starts over",
             output=where,
             status=state,
             changed=[],

@@ -757,7 +757,7 @@ def _already_written(plan: Plan, start: str, all_blocks: list, progress: str) ->
     if gone:
         log.warning(
             "resuming: %d block(s) marked written no longer hold what was written (a chunk "
-            "gone or of another size; first: %s): written again",
+            "gone or of another size, or a marker unreadable; first: %s): written again",
             len(gone),
             list(gone[0]),
         )
@@ -787,19 +787,24 @@ def _blocks_not_as_written(plan: Plan, done: list) -> list:
     """Of the blocks marked written (``done``), those whose stored units are no longer all
     there with the bytes written (their sizes' sum against the marker's ``bytes_written``,
     where it has one): a chunk deleted, or a copy that took the run record and not every chunk
-    file (helper-40), which Zarr would read as the fill value, and call complete."""
+    file (helper-40), which Zarr would read as the fill value, and call complete; and those
+    whose marker holds no JSON object (:meth:`Ledger.each_marker`: empty, cut short, garbage;
+    no release writes one), which proves nothing of its block (h61e: a block so marked, its
+    chunk cut short, had been skipped unchecked and the output marked complete, unreadable)."""
     info, ledger = plan.sink.info, plan.sink.ledger
     assert ledger is not None
     if not done:
         return []
     sizes = info.location.file_sizes(info.path)
-    counts = ledger.each_counts(done)
+    markers = ledger.each_marker(done)
     gone = []
-    for block, recorded in zip(done, counts, strict=True):
+    for block, recorded in zip(done, markers, strict=True):
         keys = [info.key(u) for u in grid.units_in(block, plan.sink.block, info.unit, info.shape)]
         written = (recorded or {}).get("bytes_written")
-        if any(k not in sizes for k in keys) or (
-            written is not None and sum(sizes[k] for k in keys) != written
+        if (
+            recorded is None
+            or any(k not in sizes for k in keys)
+            or (written is not None and sum(sizes[k] for k in keys) != written)
         ):
             gone.append(block)
     return gone

@@ -126,7 +126,11 @@ def _unreadable_unit(
                 return unreadable(info, info.key(unit), failure)
             if codecs.is_unknown_codec(e):
                 return codec_missing_here(info, e)
-            return damaged(info, info.key(unit), cause(e), "codec")
+            key = info.key(unit)  # a shard's damaged frame named at each level, as the run names
+            found = arrays.damaged_frame_in(info.location, z, key)  # one it decodes itself
+            if found is not None:
+                return damaged(info, key, str(found), found.problem)
+            return damaged(info, key, cause(e), "codec")
     region = [[s.start, s.stop] for s in _block_slices(block_index, block, info.shape)]
     return damaged(info, f"in the region {region}", reason, "codec")
 

@@ -1707,20 +1707,91 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                     where = codecs.inner_chunk(int(c), unit, fmt.chunk.shape)
                     raise shards.Damaged(f"{e} ({where})", e.problem, int(c)) from None
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-            return _unit_damage(key, e)
+            return _unit_damage(key, e, location, arr)
     return None
 
 
-def _unit_damage(key: str, e: Exception) -> tuple[str, str, str] | None:
+def _unit_damage(
+    key: str, e: Exception, location: Location | None = None, arr: Any = None
+) -> tuple[str, str, str] | None:
     """What reading the stored unit ``key`` raising ``e`` says, as :func:`damaged_unit` and
     :func:`damaged_unit_in` answer: (the key, why in a few words, the problem) for
-    :class:`~pipeline.store.shards.Damaged` (its own problem) or a codec's error ('codec');
+    :class:`~pipeline.store.shards.Damaged` (its own problem) or a codec's error ('codec': of
+    a shard of ``arr``, read from ``location``, its frame named, :func:`damaged_frame_in`);
     None for a store that does not answer or a codec not installed here (no damage)."""
     if isinstance(e, shards.Damaged):
         return key, str(e), e.problem
     if storage_failure(e) is not None or codecs.is_unknown_codec(e):
         return None
+    found = damaged_frame_in(location, arr, key) if location is not None else None
+    if found is not None:
+        return key, str(found), found.problem
     return key, cause(e), "codec"
+
+
+def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged | None:
+    """Where the Zarr v3 array ``arr`` is sharded and zarr-python could not read its stored
+    unit ``key`` (read again from ``location``): the damage of the first frame of it that does
+    not decode, at every level of shards within shards, named and said as the run's reader
+    says a frame's (:func:`codecs.damaged_frame`: "... (in the shard's inner chunk [1, 0],
+    itself a shard: in its inner chunk [0, 1])"; a chain it does not decode, one chunk read
+    through zarr-python, :func:`_zarr_decoded_chunk`). None for an unsharded array, a unit
+    the store does not give, or where no frame is found damaged (the caller says zarr-python's
+    error for the unit). zarr-python's own errors name no inner chunk: a nested shard's zstd,
+    gzip or crc32c damage had been named by its key alone (h61e). On the failure path only."""
+    meta: Any = arr.metadata
+    if meta.zarr_format != 3:
+        return None
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doc = meta.to_dict()
+    chain = list(doc.get("codecs") or [])
+    if not chain or chain[0].get("name") != "sharding_indexed":
+        return None
+    stored = np.dtype(arr.dtype)
+    native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
+    unit = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
+    try:
+        raw = location.read(key)
+        if raw is None:
+            return None
+
+        def decode(chain: Sequence[dict[str, Any]], shape: Shape, frame: Any) -> Any:
+            return _zarr_decoded_chunk(doc, chain, shape, frame)
+
+        return codecs.damaged_frame(raw, unit, chain, native, decode)
+    except Exception:  # a store that fails now, a codec missing: zarr-python's error is said
+        return None
+
+
+def _zarr_decoded_chunk(
+    doc: dict[str, Any], chain: Sequence[dict[str, Any]], shape: Shape, frame: Any
+) -> Any:
+    """One chunk of shape ``shape`` decoded from its bytes ``frame`` by zarr-python, under the
+    v3 codec chain ``chain`` and the data type and fill value of the array document ``doc``:
+    an array of that one chunk, in memory. Raises what zarr-python raises."""
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.metadata import ArrayV3Metadata
+    from zarr.storage import MemoryStore
+
+    one = {
+        **doc,
+        "shape": list(shape),
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shape)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "codecs": list(chain),
+        "attributes": {},
+    }
+    prototype = default_buffer_prototype()
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = ArrayV3Metadata.from_dict(one)
+        stored = dict(meta.to_buffer_dict(prototype))
+    key = meta.encode_chunk_key((0,) * len(shape))
+    stored[key] = prototype.buffer.from_bytes(bytes(memoryview(frame).cast("B")))
+    with format_warnings_ignored():
+        return zarr.open_array(MemoryStore(stored, read_only=True), mode="r")[...]
 
 
 def damaged_unit_in(
@@ -1778,7 +1849,7 @@ def damaged_unit_in(
                 with format_warnings_ignored():
                     arr[grid.unit_slices(index, unit, shape)]
             except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-                return _unit_damage(key, e)
+                return _unit_damage(key, e, location, arr)
     return None
 
 

@@ -27,7 +27,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -797,8 +797,8 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
         if check.nested is not None:  # the inner chunk is a shard: its own check, which names
             # both levels (a damage of its own index named by this one alone)
             assert check.chunk is not None
-            try:
-                kept[c] = check_unit(frame, check.chunk, check.nested, where)
+            try:  # every level above named (three levels had lost the outermost)
+                kept[c] = check_unit(frame, check.chunk, check.nested, _within(nested_in, where))
             except Damaged as e:  # the unit's chunk whose bytes hold the damage: this one
                 raise Damaged(str(e), e.problem, int(c)) from None
             continue
@@ -816,6 +816,74 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     if check.shard is None:
         return kept[0]
     return encode_shard(kept, check.shard)
+
+
+def damaged_frame(
+    raw: Any,
+    unit: Shape,
+    codecs: Sequence[dict[str, Any]],
+    dtype: np.dtype,
+    decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
+    nested_in: str = "",
+) -> Damaged | None:
+    """The damage of the first frame of the stored shard ``raw`` (of shape ``unit``; its v3
+    chain ``codecs``, a ``sharding_indexed`` codec first; ``dtype`` the array's, native) that
+    does not decode, at every level of shards within shards, named as the run's reader names
+    a frame of a shard it decodes (:func:`inner_chunk`, :func:`_within`: "(in the shard's inner
+    chunk [1, 0], itself a shard: in its inner chunk [0, 1])") and said in its words: an inner
+    chunk whose chain :func:`v3_format` knows is decoded by :meth:`ChunkFormat.decode` (a
+    crc32c mismatch "its crc32c checksum does not match", a frame of the wrong size "it decodes
+    to ... bytes"), any other by ``decode_other(codecs, shape, frame)``, which decodes one
+    chunk of that chain (less the crc32c checksums at its end, checked here) as Zarr does
+    (its error said as :func:`_codec_errors_as_damage` says it); the whole shard's codecs
+    (after the sharding one) and each level's index (big-endian too) first.
+    None where every frame decodes, or where a codec or index is one this module does not
+    read. For the failure path only: where zarr-python could not read a sharded unit, which it
+    names by no inner chunk (a nested shard's zstd, gzip or checksum damage had been named by
+    the shard's key alone, in zarr-python's words)."""
+    conf = dict(codecs[0].get("configuration") or {})
+    shard = _shard_format(conf)
+    if shard is None or "chunk_shape" not in conf:
+        return None
+    chunk = tuple(int(n) for n in conf["chunk_shape"])
+    inner = list(conf.get("codecs", []))
+    whole = [_check_codec(c, dtype) for c in codecs[1:]]
+    if not inner or any(c is None for c in whole) or not _known([c for c in whole if c]):
+        return None
+    try:
+        with _codec_errors_as_damage():
+            for config in reversed(whole):
+                assert config is not None
+                raw = _decode_bytes(_json(config), raw)
+        frames = unit_frames(raw, math.prod(_grid(unit, chunk) or ()), shard, _grid(unit, chunk))
+    except Damaged as e:
+        return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
+    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
+    leaf = (
+        _v3_chain(inner, chunk, dtype) if inner[0]["name"] != "sharding_indexed" and fixed else None
+    )
+    for c in np.flatnonzero(frames.sizes != EMPTY):
+        off, size = int(frames.offsets[c]), int(frames.sizes[c])
+        frame = memoryview(raw).cast("B")[off : off + size]
+        where = _within(nested_in, inner_chunk(int(c), unit, chunk))
+        if inner[0]["name"] == "sharding_indexed":
+            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where)
+            if found is not None:
+                return Damaged(str(found), found.problem, int(c))
+            continue
+        try:
+            with _codec_errors_as_damage():
+                if leaf is not None:
+                    leaf.decode(frame)
+                else:  # its trailing checksums checked here, said as every other one is
+                    chain = list(inner)
+                    while chain and chain[-1]["name"] == "crc32c":
+                        frame = strip_crc32c(frame)
+                        chain.pop()
+                    decode_other(chain, chunk, frame)
+        except Damaged as e:
+            return Damaged(f"{e} ({where})", e.problem, int(c))
+    return None
 
 
 def inner_chunk(c: int, unit: Shape, chunk: Shape | None) -> str:
@@ -1159,6 +1227,7 @@ __all__ = [
     "blosc_header",
     "check_frames",
     "check_unit",
+    "damaged_frame",
     "fill_bits",
     "may_store_raw",
     "raw_frame",

@@ -72,23 +72,30 @@ class Ledger:
         names = self.location.list(self._key("done"))
         return {tuple(int(i) for i in n.split(".")) for n in names if n and n[0].isdigit()}
 
-    def each_counts(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, int] | None]:
-        """The counts recorded with each of ``blocks``, in order (None where a block's marker
-        holds none, or is gone)."""
+    def each_marker(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, Any] | None]:
+        """What the marker of each of ``blocks`` holds, in order: its JSON object (``{}``
+        where an earlier release recorded no counts), or None where the marker is gone or
+        holds no JSON object (empty, cut short, overwritten: :meth:`mark` writes a whole one
+        atomically, so such a marker is damage, and proves nothing of its block)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(block: Shape) -> dict[str, int] | None:
+        def one(block: Shape) -> dict[str, Any] | None:
             raw = self.location.read(self._key("done", self._name(block)))
             try:
                 doc = json.loads(raw) if raw else None
-            except ValueError:
+            except ValueError:  # UnicodeDecodeError too
                 return None
-            return doc if isinstance(doc, dict) and doc else None
+            return doc if isinstance(doc, dict) else None
 
         if not blocks:
             return []
         with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as ex:
             return list(ex.map(one, blocks))
+
+    def each_counts(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, int] | None]:
+        """The counts recorded with each of ``blocks``, in order (None where a block's marker
+        holds none, is gone or is no JSON object: :meth:`each_marker`)."""
+        return [doc or None for doc in self.each_marker(blocks, threads)]
 
     def counts(self, blocks: list[Shape], threads: int = 16) -> dict[str, int] | None:
         """The summed counts recorded with ``blocks``; None when one has none (unknown)."""
@@ -119,6 +126,10 @@ class Ledger:
         except ValueError:
             return None  # torn by a crash while it was written: no usable record
         return doc if isinstance(doc, dict) else None
+
+    def manifest_key(self) -> str:
+        """The run record's key in the store ('out/.pipeline/run.json')."""
+        return self._key("run.json")
 
     def delete_manifest(self) -> None:
         self.location.delete(self._key("run.json"))
@@ -214,7 +225,7 @@ class Ledger:
                     continue
                 try:
                     os.ftruncate(fd, 0)
-                    os.write(fd, json.dumps(_me()).encode())
+                    _write_all(fd, json.dumps(_me()).encode())
                 except OSError:  # a full disk: the lock is not taken, nor its file left
                     # (held open, its flock had refused this process's next run as busy)
                     with contextlib.suppress(OSError):
@@ -280,6 +291,15 @@ class Ledger:
             fd = _HELD.pop(self.location.join(self._key("lock")), None)
         if fd is not None:
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file ``fd``, or raise the OSError that stopped it: one
+    ``os.write`` may write part of it (at a file size limit, ``ulimit -f``, a lock file had
+    been left holding part of its holder, its run going on), the next one then raising."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _me() -> dict[str, Any]:
