@@ -235,6 +235,7 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
                 _say_as_api(shadowed)
                 raise shadowed from e
             if isinstance(e, PipelineError):
+                _located(fn.__name__, signature, args, kwargs, e)
                 _say_as_api(e)
                 raise
             if not credentials:
@@ -243,6 +244,26 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         return done[0]
 
     return checked
+
+
+def _located(
+    name: str,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    e: PipelineError,
+) -> None:
+    """``e``, a refusal of the config that the call of the API's function ``name`` gave as a
+    YAML file's path, which names its key but not where (the plan's, generate's), given
+    that key's file and line (:func:`pipeline.config.loading.locate`), as the command line
+    gives it."""
+    if not isinstance(e, ConfigError) or "config" not in signature.parameters:
+        return
+    config = signature.bind(*args, **kwargs).arguments.get("config")
+    if isinstance(config, (str, os.PathLike)) and not isinstance(e, OptionError):
+        from pipeline.config.loading import locate
+
+        locate(e, config)
 
 
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:

@@ -360,6 +360,7 @@ def _main(argv: list[str] | None) -> int:
         waiting.raise_pending()  # a signal whose interrupt was dropped after the last wait
         return status
     except PipelineError as e:
+        _located(args, e)
         if args.debug:
             raise
         print(_shadowed(str(e), e, True) or f"error: {e}", file=sys.stderr)
@@ -400,6 +401,19 @@ def _main(argv: list[str] | None) -> int:
         line, explained = _failure_line(args, e, wrong_library(e))
         print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
         return 1
+
+
+def _located(args: argparse.Namespace, e: PipelineError) -> None:
+    """``e``, a refusal of the command's config file that names its key but not where
+    (the plan's, generate's), given that key's file and line
+    (:func:`pipeline.config.loading.locate`); not where ``--scheduler`` set the key."""
+    from pipeline.errors import ConfigError
+
+    config = getattr(args, "config", None)
+    if isinstance(e, ConfigError) and config is not None and "pipeline.config" in sys.modules:
+        from pipeline.config.loading import locate
+
+        locate(e, config, ["cluster.scheduler"] if getattr(args, "scheduler", None) else [])
 
 
 def _shadowed(failure: str, e: BaseException, explained: bool) -> str | None:
