@@ -650,7 +650,10 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _plan_of(args: argparse.Namespace, config: Any) -> Any:
     """The plan of a run of ``config``: on this machine, or on the cluster it joins (joined
-    for the plan only)."""
+    for the plan only). Dask's loggers are quieted for the join (:func:`_quiet_dask`) by the
+    command line only (``args`` of a command): :func:`pipeline.verify`, whose refusals name
+    the command of ``run`` this plan takes, leaves its caller's logging as it is (it had set
+    every ``distributed`` and ``tornado`` logger of the caller's process to CRITICAL)."""
     from pipeline.planning import plan_here
 
     if config.cluster.scheduler == "local":
@@ -658,7 +661,8 @@ def _plan_of(args: argparse.Namespace, config: Any) -> Any:
     from pipeline.running import cluster
     from pipeline.running.runner import plan_joined
 
-    _quiet_dask(args)
+    if getattr(args, "command", None) is not None:  # the command line's process, not a caller's
+        _quiet_dask(args)
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
         return plan_joined(config, client)
