@@ -504,6 +504,11 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     cfg = _config(config)
     try:
         summary = _run(cfg, opts, client=client)
+    except PipelineError as e:  # its commands as this config makes them (a plain run overwrites)
+        from pipeline.errors import as_configured
+
+        e.args = (as_configured(str(e), bool(cfg.output.overwrite)), *e.args[1:])
+        raise
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
@@ -540,7 +545,10 @@ def verify(
     ``checked`` of ``total`` blocks, ``mismatched`` (the indices, in the grid of blocks, of
     those that differ from NumPy's), ``first_difference`` (in the first of them: how many
     elements differ, and the first by its index in the array, with both values), and a field
-    for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...).
+    for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...);
+    ``advice``, what to do about the first failure (None where ``ok``), as the command line's
+    line ends, its commands said as :func:`run`'s options (```pipeline.run(config,
+    resume=True)` finishes it``).
 
     A mismatch is no exception: ``result.ok`` is False and ``result.mismatched`` names the
     blocks, as ``numpy.array_equal`` or xarray's ``Dataset.identical`` answer a comparison
@@ -575,11 +583,15 @@ def verify(
     args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0)
     answer = None
     try:
-        return verified(args, cfg)
+        res = verified(args, cfg)
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
             raise
+    if answer is None:  # its advice in this API's words, as its errors say theirs
+        from pipeline.errors import api_words
+
+        return dataclasses.replace(res, advice=api_words(res.advice) if res.advice else None)
     raise answer  # outside the handler, as run raises it
 
 

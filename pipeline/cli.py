@@ -19,7 +19,14 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets, wrong_library
+from pipeline.errors import (
+    Interrupted,
+    PipelineError,
+    as_configured,
+    cause,
+    hide_url_secrets,
+    wrong_library,
+)
 from pipeline.running import waiting
 
 if TYPE_CHECKING:
@@ -361,6 +368,7 @@ def _main(argv: list[str] | None) -> int:
         return status
     except PipelineError as e:
         _located(args, e)
+        _configured_words(args, e)
         if args.debug:
             raise
         print(_shadowed(str(e), e, True) or f"error: {e}", file=sys.stderr)
@@ -368,6 +376,8 @@ def _main(argv: list[str] | None) -> int:
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
         line = _interrupted(args, e.what, e.where, e.state, e.refused, e.joined)
+        if e.what == "run":
+            line = as_configured(line, _overwrites(args))
         print(hide_url_secrets(line), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
@@ -401,6 +411,21 @@ def _main(argv: list[str] | None) -> int:
         line, explained = _failure_line(args, e, wrong_library(e))
         print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
         return 1
+
+
+def _overwrites(args: argparse.Namespace) -> bool:
+    """Whether the command's config, where it was loaded, sets ``output.overwrite: true``."""
+    config = getattr(args, "loaded", None)
+    return bool(config is not None and config.output.overwrite)
+
+
+def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
+    """``e``'s line naming commands of ``run`` as they hold for the command's config
+    (:func:`pipeline.errors.as_configured`: a plain `run` of one with ``output.overwrite:
+    true`` starts over)."""
+    said = as_configured(str(e), _overwrites(args))
+    if said != str(e):
+        e.args = (said, *e.args[1:])
 
 
 def _located(args: argparse.Namespace, e: PipelineError) -> None:
@@ -707,6 +732,8 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
         from pipeline.running.runner import preview
 
         now, refused = preview(p, opts)
+    if opts is None:  # what `run` does there, as the config makes it
+        now = as_configured(now, config.output.overwrite)
     plan_rows.insert(2, ("output now", now))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
     if refused is not None:
@@ -796,10 +823,16 @@ def _member_said(config: Any, name: str) -> str:
 
 def verified(args: argparse.Namespace, config: Any) -> VerifyResult:
     """``verify``'s :class:`~pipeline.reporting.verify.VerifyResult` of ``config`` (``args``:
-    its ``all``, ``samples``, ``seed``, and ``verbose`` for a joined cluster's plan), or its
+    its ``all``, ``samples``, ``seed``, and ``verbose`` for a joined cluster's plan), with its
+    ``advice``, the words that end verify's line of its failure (:func:`_judged`); or its
     refusal as the command line raises it: a refusal that names a command of ``run`` names the
     one ``run`` takes at the output (:func:`_run_says`). :func:`pipeline.verify` returns and
     raises the same, in the API's words."""
+    return _judged(args, config)[0]
+
+
+def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
+    """:func:`verified`'s result before its advice is said, or its refusal."""
     from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
 
@@ -840,7 +873,7 @@ def verified(args: argparse.Namespace, config: Any) -> VerifyResult:
 
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
-    res = verified(args, config)
+    res, failure = _judged(args, config)
     table = [
         ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
         (
@@ -858,162 +891,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     print_rows(table, "verify")
     if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
         print(f"note: {res.input_formats}", file=sys.stderr)
-    if res.status == "none":
-        print(
-            "error: the output holds no record of `pipeline run` (another tool wrote it, or its "
-            "`pipeline` attribute was changed): its sampled values were compared, but nothing "
-            "says it is whole; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
-        w = res.writer
-        print(
-            f"error: the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
-            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): verify it once "
-            "that run is done",
-            file=sys.stderr,
-        )
-        return 1
-    if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
-        print(
-            "error: the output is incomplete: it was not finished, and its input's store gives "
-            f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
-            "two versions of the input); "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.status != "complete":
-        print(
-            f"error: the output is {res.status}: it was not finished; "
-            + _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.record_edited is not None:  # nothing it says is taken (h55b)
-        print(
-            "error: the output's record of the run that made it (its `pipeline` attribute) "
-            f"was edited since the run ({res.record_edited}): what made the output cannot be "
-            "told from it; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.made_from is not None:
-        print(
-            f"error: the output was made from {res.made_from}, not from this config's input "
-            "(another run replaced it, or the input moved): its values were compared with an "
-            "input that did not make them; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.made_with is not None:  # sampled blocks may agree where the stages do (h55b)
-        print(
-            f"error: the output was computed with {res.made_with}, as its record says: it is "
-            "another config's output, whatever the blocks compared show; "
-            + _run_says(
-                args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
-            ),
-            file=sys.stderr,
-        )
-        return 1
-    if res.input_changed:
-        what = (
-            "; ".join(res.input_changes)
-            if res.input_changes
-            else "its metadata or files, or the coordinates and attributes the output carries, "
-            "were rewritten"
-        )
-        print(
-            f"error: the input changed since the output was made ({what}): the output holds "
-            "what the run made of the input as it was; "
-            + _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
-            file=sys.stderr,
-        )
-        return 1
-    if res.group_unopenable:
-        from pipeline.store.datasets import unopenable_fix
-
-        name, why = res.group_unopenable[0]
-        more = len(res.group_unopenable) - 1
-        print(
-            f"error: the output group holds {_member_said(config, name)}"
-            + (f" (and {more} more such arrays)" if more else "")
-            + f", {why}: xarray cannot open the group, nor the output in it; "
-            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
-            "deletes nor edits it, even with --overwrite)",
-            file=sys.stderr,
-        )
-        return 1
-    if res.coordinates_differ:
-        print(
-            f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
-            "input's (as xarray reads both: edited or lost since the run"
-            + (
-                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
-                if res.coordinate_differences
-                else ""
-            )
-            + "): readers see the output's values under other labels; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.files_differ is not None:
-        print(
-            f"error: the output was damaged since the run ({res.files_differ}), whether or "
-            "not a compared block shows it; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.metadata_differs:
-        more = len(res.metadata_differs) - 1
-        print(
-            f"error: the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
-            + (f"; and {more} more" if more else "")
-            + "): edited since the run, so readers see other attributes or values than it "
-            "holds; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-
-    def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
-        from pipeline.store.datasets import consolidate_words
-
-        calls = consolidate_words(res.consolidate_calls)
-        return _run_says(
-            args,
-            config,
-            ("--resume",),
-            f"`run --resume` writes it again from the output's metadata, nothing "
-            f"recomputed (as {calls} does)",
-        )
-
-    if res.consolidated_stale:
-        more = len(res.consolidated_stale) - 1
-        print(
-            f"error: {res.consolidated_stale[0]}"
-            + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
-            + ": readers of that group through its consolidated copy see another group than "
-            "it holds (the output itself is as the run wrote it); " + copies_fix(),
-            file=sys.stderr,
-        )
-        return 1
-    if res.consolidated_missing:
-        which = " and ".join(
-            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
-        )
-        print(
-            f"error: the output's consolidated metadata, which the run wrote for {which} (its "
-            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
-            "with a warning, listing every member; " + copies_fix(),
-            file=sys.stderr,
-        )
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
         return 1
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
@@ -1036,13 +915,16 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             + ' gone (removed since: xarray\'s `to_zarr(mode="a")` of another variable '
             "removes those its Dataset lacks); a group's attributes are yours, so this is no "
             "failure; "
-            + _run_says(
-                args,
-                config,
-                ("--overwrite",),
-                "`run --overwrite` carries "
-                + ("them" if len(keys) > 1 else "it")
-                + " from the input again",
+            + as_configured(
+                _run_says(
+                    args,
+                    config,
+                    ("--overwrite",),
+                    "`run --overwrite` carries "
+                    + ("them" if len(keys) > 1 else "it")
+                    + " from the input again",
+                ),
+                bool(config.output.overwrite),
             ),
             file=sys.stderr,
         )
@@ -1051,15 +933,173 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
             f"the run that kept its files' names and sizes ({res.input_unchecked}); "
-            + (
-                "every block was compared with the input as it is now"
-                if every
-                else "only the blocks compared vouch for the output: `verify --all` compares "
-                "every block"
-            ),
+            + ("every block was compared with the input as it is now" if every else VERIFY_ALL),
             file=sys.stderr,
         )
     return 0 if res.ok else 1
+
+
+#: verify's advice where only the blocks it compared vouch for the output.
+VERIFY_ALL = "only the blocks compared vouch for the output: `verify --all` compares every block"
+
+
+def _judged(args: argparse.Namespace, config: Any) -> tuple[VerifyResult, str | None]:
+    """``verify``'s :func:`verified` result of ``config``, its :attr:`~pipeline.reporting.
+    verify.VerifyResult.advice` set, and the line of its failure (without ``error:``) where
+    one is said before any note (:func:`_verdict`); None where none is."""
+    import dataclasses
+
+    res = _compared(args, config)
+    failure, advice = _verdict(args, config, res)
+    if failure is None and res.input_unchecked is not None and res.checked != res.total:
+        advice = VERIFY_ALL
+    return dataclasses.replace(res, advice=advice), failure
+
+
+def _verdict(
+    args: argparse.Namespace, config: Any, res: VerifyResult
+) -> tuple[str | None, str | None]:
+    """The line (without ``error:``) of the first failure of ``res`` that ``verify`` says
+    before its notes, and its advice, the words that end it: the command of ``run`` that
+    finishes or replaces the output where ``run`` takes it (:func:`_run_says`), or what else to
+    do; (None, None) where there is none."""
+
+    def said(line: str, advice: str) -> tuple[str, str]:
+        advice = as_configured(advice, bool(config.output.overwrite))
+        return line + advice, advice
+
+    if res.status == "none":
+        return said(
+            "the output holds no record of `pipeline run` (another tool wrote it, or its "
+            "`pipeline` attribute was changed): its sampled values were compared, but nothing "
+            "says it is whole; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
+        )
+    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
+        w = res.writer
+        return said(
+            f"the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
+            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): ",
+            "verify it once that run is done",
+        )
+    if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
+        return said(
+            "the output is incomplete: it was not finished, and its input's store gives "
+            f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
+            "two versions of the input); ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
+        )
+    if res.status != "complete":
+        return said(
+            f"the output is {res.status}: it was not finished; ",
+            _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
+        )
+    if res.record_edited is not None:  # nothing it says is taken (h55b)
+        return said(
+            "the output's record of the run that made it (its `pipeline` attribute) "
+            f"was edited since the run ({res.record_edited}): what made the output cannot be "
+            "told from it; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    if res.made_from is not None:
+        return said(
+            f"the output was made from {res.made_from}, not from this config's input "
+            "(another run replaced it, or the input moved): its values were compared with an "
+            "input that did not make them; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
+        )
+    if res.made_with is not None:  # sampled blocks may agree where the stages do (h55b)
+        return said(
+            f"the output was computed with {res.made_with}, as its record says: it is "
+            "another config's output, whatever the blocks compared show; ",
+            _run_says(
+                args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
+            ),
+        )
+    if res.input_changed:
+        what = (
+            "; ".join(res.input_changes)
+            if res.input_changes
+            else "its metadata or files, or the coordinates and attributes the output carries, "
+            "were rewritten"
+        )
+        return said(
+            f"the input changed since the output was made ({what}): the output holds "
+            "what the run made of the input as it was; ",
+            _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
+        )
+    if res.group_unopenable:
+        from pipeline.store.datasets import unopenable_fix
+
+        name, why = res.group_unopenable[0]
+        more = len(res.group_unopenable) - 1
+        return said(
+            f"the output group holds {_member_said(config, name)}"
+            + (f" (and {more} more such arrays)" if more else "")
+            + f", {why}: xarray cannot open the group, nor the output in it; ",
+            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
+            "deletes nor edits it, even with --overwrite)",
+        )
+    if res.coordinates_differ:
+        return said(
+            f"the output's coordinates {', '.join(res.coordinates_differ)} are not the "
+            "input's (as xarray reads both: edited or lost since the run"
+            + (
+                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
+                if res.coordinate_differences
+                else ""
+            )
+            + "): readers see the output's values under other labels; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
+        )
+    if res.files_differ is not None:
+        return said(
+            f"the output was damaged since the run ({res.files_differ}), whether or "
+            "not a compared block shows it; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    if res.metadata_differs:
+        more = len(res.metadata_differs) - 1
+        return said(
+            f"the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
+            + (f"; and {more} more" if more else "")
+            + "): edited since the run, so readers see other attributes or values than it "
+            "holds; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+
+    def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
+        from pipeline.store.datasets import consolidate_words
+
+        calls = consolidate_words(res.consolidate_calls)
+        return _run_says(
+            args,
+            config,
+            ("--resume",),
+            f"`run --resume` writes it again from the output's metadata, nothing "
+            f"recomputed (as {calls} does)",
+        )
+
+    if res.consolidated_stale:
+        more = len(res.consolidated_stale) - 1
+        return said(
+            f"{res.consolidated_stale[0]}"
+            + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
+            + ": readers of that group through its consolidated copy see another group than "
+            "it holds (the output itself is as the run wrote it); ",
+            copies_fix(),
+        )
+    if res.consolidated_missing:
+        which = " and ".join(
+            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
+        )
+        return said(
+            f"the output's consolidated metadata, which the run wrote for {which} (its "
+            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
+            "with a warning, listing every member; ",
+            copies_fix(),
+        )
+    return None, None
 
 
 def _start_dask(args: argparse.Namespace, config: Any) -> None:
