@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline")
 
 
+#: How many random blocks ``verify`` compares without ``--samples`` or ``--all``.
+SAMPLES = 8
+
 #: What -v and -q do, said alike before the command and after it (``pipeline run CFG -q``).
 VERBOSE_HELP = "more log output: -v the plan and debug lines, -vv also Dask's own logs"
 QUIET_HELP = "only errors and the summary (no progress)"
@@ -101,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="progress display (auto: a bar on a terminal, plain lines otherwise)",
     )
     g = with_config("generate", "create the input a config describes (input.generate)")
-    g.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
+    g.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="progress display (auto: a bar on a terminal, plain lines otherwise)",
+    )
     for command in (r, g):  # helper-40: generate had no --progress-interval
         command.add_argument(
             "--progress-interval",
@@ -113,7 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     v = with_config("verify", "recompute blocks with NumPy and compare with the output")
     v.add_argument("--all", action="store_true", help="check every block")
     v.add_argument(
-        "--samples", type=_at_least_one, default=8, help="random blocks to check (default 8)"
+        "--samples",
+        type=_at_least_one,
+        default=None,  # 8 (SAMPLES); None: not given, which --all contradicts (_contradiction)
+        help=f"random blocks to check (default {SAMPLES})",
     )
     v.add_argument(
         "--seed",
@@ -227,13 +238,19 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _contradiction(args: argparse.Namespace) -> str | None:
-    """The words of the refusal of a command line whose ``-q`` (only errors and the summary,
+    """The words of the refusal of a command line whose ``verify --all`` (every block) its
+    ``--samples`` contradicts, or whose ``-q`` (only errors and the summary,
     no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log output), or
     ``--progress bar`` or ``plain`` (progress shown), on any command that takes them; None
     where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
     Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
     ``--overwrite`` had won over ``--resume`` (now refused too). ``--progress auto`` (the
     default) and ``none`` are quiet with ``-q``."""
+    if getattr(args, "all", False) and getattr(args, "samples", None) is not None:
+        return (  # --all had won, silently, as --overwrite had over --resume
+            f"--all (every block) contradicts --samples {args.samples} (that many random "
+            "blocks): drop one of them"
+        )
     if not args.quiet:
         return None
     if args.verbose:
@@ -422,8 +439,16 @@ def _overwrites(args: argparse.Namespace) -> bool:
 def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
     """``e``'s line naming commands of ``run`` as they hold for the command's config
     (:func:`pipeline.errors.as_configured`: a plain `run` of one with ``output.overwrite:
-    true`` starts over)."""
+    true`` starts over), and ``pipeline generate`` with the command's config file in place of
+    the placeholder ``CONFIG`` (`pipeline generate c.yaml`, which can be run as it is)."""
     said = as_configured(str(e), _overwrites(args))
+    config = getattr(args, "config", None)
+    if config is not None:
+        import shlex
+
+        said = said.replace(
+            "`pipeline generate CONFIG`", f"`pipeline generate {shlex.quote(config)}`"
+        )
     if said != str(e):
         e.args = (said, *e.args[1:])
 
@@ -665,9 +690,22 @@ def _schema(args: argparse.Namespace) -> int:
 
     from pipeline.config.reference import schema_markdown, with_reference
 
-    if args.update:
+    if args.update:  # a file that cannot be read or written: one line naming it (it had been
+        # "a store answered IsADirectoryError ...: mend what is at that path of the store")
+        from pipeline.errors import ConfigError
+
         path = Path(args.update)
-        path.write_text(with_reference(path.read_text()))
+        try:
+            text = path.read_text(encoding="utf-8")
+            path.write_text(with_reference(text), encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+            raise ConfigError(
+                f"schema --update {args.update}: cannot update that file ({why}); give the "
+                "path of a Markdown file that holds the reference markers (README.md)",
+                option="--update",
+                path=args.update,
+            ) from None
         return 0
     print(schema_markdown(), end="")
     return 0
@@ -837,7 +875,8 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
     from pipeline.reporting.verify import verify
 
     try:
-        return verify(config, samples=None if args.all else args.samples, seed=args.seed)
+        samples = None if args.all else (args.samples or SAMPLES)
+        return verify(config, samples=samples, seed=args.seed)
     except InputError as e:  # an element of the input its packing cannot hold: asks `run`
         named = "; then `run --overwrite` starts over"
         if not str(e).endswith(named):

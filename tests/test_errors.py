@@ -359,7 +359,8 @@ CASES: dict[str, Case] = {
         ),
         InputError,
         {"store": _in("nowhere.zarr"), "status": "absent"},
-        ["`pipeline generate CONFIG` creates it from input.generate or fix input.store"],
+        # the command named with the config's file, as it can be run (it had said CONFIG)
+        ["`pipeline generate ", "run.yaml` creates it from input.generate or fix input.store"],
     ),
     "missing-array-in-group": Case(
         _group_input_asking("fields/pressure"),
