@@ -509,6 +509,9 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
         e.args = (as_configured(str(e), bool(cfg.output.overwrite)), *e.args[1:])
         raise
+    except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)
+        _interrupted_as_configured(e, bool(cfg.output.overwrite))
+        raise
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
@@ -593,6 +596,26 @@ def verify(
 
         return dataclasses.replace(res, advice=api_words(res.advice) if res.advice else None)
     raise answer  # outside the handler, as run raises it
+
+
+def _interrupted_as_configured(e: Interrupted, overwrite: bool) -> None:
+    """``e``, a run of a config whose ``output.overwrite`` is ``overwrite`` stopped by
+    Ctrl-C, its words as they hold for that config, as the command line's are
+    (:func:`pipeline.errors.as_configured`): ``run``'s refusal it gives as its ``refused``;
+    and where it says that ``resume=True`` finishes the output, that a plain call of a config
+    with ``output.overwrite: true`` starts over."""
+    if not overwrite or e.what != "run":
+        return
+    from pipeline.errors import as_configured
+
+    if e.refused:
+        e.refused = as_configured(e.refused, overwrite)
+        e.args = (as_configured(str(e), overwrite), *e.args[1:])
+    elif e.state == "incomplete":
+        e.args = (
+            f"{e}; a plain `pipeline.run(config)` (output.overwrite: true) starts over",
+            *e.args[1:],
+        )
 
 
 def _wrong_kind(name: str, value: Any, what: str) -> OptionError:

@@ -35,8 +35,10 @@ from tests.faultkit import (
     ctrl_c_script,
     end_process,
     env,
+    expected,
     external_cluster,
     file_states,
+    many_blocks_input,
     one_line_error,
     run_python,
     status,
@@ -2164,3 +2166,35 @@ def test_verify_and_run_joining_a_scheduler_leave_the_callers_logging_as_it_is(
             else:
                 dask.config.set({"logging": config})
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_ctrl_c_of_a_run_whose_config_overwrites_says_its_plain_run_starts_over(
+    tmp_path: Path,
+) -> None:
+    """A real Ctrl-C while ``pipeline.run`` of a config with ``output.overwrite: true``
+    writes a block: its Interrupted had said only that ``resume=True`` finishes the output,
+    as for any config, where the plain call the script makes again starts over; it says
+    both, as the command line's line does. The plain call then replaces the output whole."""
+    x = many_blocks_input(tmp_path / "in.zarr", 40, 1024)
+    out = tmp_path / "out.zarr"
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={"overwrite": True, "chunks": [1, 1024]},
+        chunking={"block": [1, 1024]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=False)
+    )
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["state"] == "incomplete" and status(out) == "incomplete", got
+    assert got["str"].endswith(
+        "run again with resume=True (`pipeline run --resume`) to finish it; a plain "
+        "`pipeline.run(config)` (output.overwrite: true) starts over"
+    ), got
+    assert pipeline.run(path).status == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)
