@@ -502,6 +502,10 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     client = _client(client)
     answer = None
     cfg = _config(config)
+    if isinstance(config, (str, os.PathLike)):  # the config file is no file to write over
+        from pipeline.cli import check_not_the_config
+
+        check_not_the_config(config, {"--report": opts.report, "--summary-json": opts.summary_json})
     try:
         summary = _run(cfg, opts, client=client)
     except PipelineError as e:  # its commands as this config makes them (a plain run overwrites)

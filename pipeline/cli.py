@@ -664,6 +664,10 @@ def _configured(args: argparse.Namespace) -> int:
         ignore_filter_arithmetic_warnings()
     config = _load(args)
     args.loaded = config  # whose stores a store's answer that no step named is matched to
+    if args.command == "run":
+        check_not_the_config(
+            args.config, {"--report": args.report, "--summary-json": args.summary_json}
+        )
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)
     if args.command in ("run", "generate"):
@@ -683,6 +687,28 @@ def _configured(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return _verify(args, config)
     return _run(args, config)
+
+
+def check_not_the_config(config: Any, files: dict[str, Any]) -> None:
+    """Refuse a file that a run writes at its end (``files``: ``--report``, ``--summary-json``
+    by their flags, a path or None) that is the run's config file ``config`` (a path): the
+    run had written its summary over the config (``run c.yaml --summary-json c.yaml``), which
+    was then gone. ConfigError, fields ``option`` (the flag) and ``path``, before anything is
+    done."""
+    import os
+
+    for flag, path in files.items():
+        if not path or not os.path.isfile(path) or not os.path.isfile(config):
+            continue
+        if os.path.samefile(path, config):
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(
+                f"{flag} {path}: that file is the run's config, which the run would replace: "
+                "give another file",
+                option=flag,
+                path=str(path),
+            )
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -1009,3 +1009,32 @@ def test_verify_all_with_samples_is_refused_as_a_contradiction(tmp_path: Path, c
     for flags, checked in (["--all"], "12 of 12"), (["--samples", "3"], "3 of 12"), ([], "8 of 12"):
         rc, out, err = cli("verify", cfg, *flags)
         assert rc == 0 and f"checked        {checked} blocks" in out, (flags, out, err)
+
+
+def test_a_run_refuses_to_write_its_summary_or_report_over_its_config(tmp_path: Path, cli) -> None:
+    """`run c.yaml --summary-json c.yaml` had run, then written its summary over the config,
+    which was gone (the JSON in its place); `--report` would have written Dask's HTML there.
+    Refused in one line before anything is done, by the command line (its dry run too) and
+    the API; the config and the output's place untouched."""
+    import pipeline
+
+    x = np.arange(4 * 16, dtype=np.float32).reshape(4, 16)
+    make_array(tmp_path / "in.zarr", x, (1, 16))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    text = cfg.read_bytes()
+    for flags in (
+        ["--summary-json", str(cfg)],
+        ["--report", str(cfg), "--dry-run"],
+        ["--summary-json", f"{tmp_path}/./{cfg.name}"],
+    ):
+        rc, out, err = cli("run", cfg, *flags)
+        assert rc == 1 and err == (
+            f"error: {flags[0]} {flags[1]}: that file is the run's config, which the run would "
+            "replace: give another file\n"
+        ), (flags, out, err)
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.run(cfg, summary_json=str(cfg))
+    assert e.value.option == "summary_json" and "the run's config" in str(e.value)
+    assert cfg.read_bytes() == text and not (tmp_path / "out.zarr").exists()
+    rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")  # another file: runs
+    assert rc == 0 and json.loads((tmp_path / "s.json").read_text())["status"] == "complete"
