@@ -284,6 +284,7 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
                 _say_as_api(shadowed)
                 raise shadowed from e
             if isinstance(e, PipelineError):
+                _located(fn.__name__, signature, args, kwargs, e)
                 _say_as_api(e)
                 raise
             if not credentials:
@@ -292,6 +293,26 @@ def _api(fn: Callable[..., T]) -> Callable[..., T]:
         return done[0]
 
     return checked
+
+
+def _located(
+    name: str,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    e: PipelineError,
+) -> None:
+    """``e``, a refusal of the config that the call of the API's function ``name`` gave as a
+    YAML file's path, which names its key but not where (the plan's, generate's), given
+    that key's file and line (:func:`pipeline.config.loading.locate`), as the command line
+    gives it."""
+    if not isinstance(e, ConfigError) or "config" not in signature.parameters:
+        return
+    config = signature.bind(*args, **kwargs).arguments.get("config")
+    if isinstance(config, (str, os.PathLike)) and not isinstance(e, OptionError):
+        from pipeline.config.loading import locate
+
+        locate(e, config)
 
 
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
@@ -530,8 +551,20 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     client = _client(client)
     answer = None
     cfg = _config(config)
+    if isinstance(config, (str, os.PathLike)):  # the config file is no file to write over
+        from pipeline.cli import check_not_the_config
+
+        check_not_the_config(config, {"--report": opts.report, "--summary-json": opts.summary_json})
     try:
         summary = _run(cfg, opts, client=client)
+    except PipelineError as e:  # its commands as this config makes them (a plain run overwrites)
+        from pipeline.errors import as_configured
+
+        e.args = (as_configured(str(e), bool(cfg.output.overwrite)), *e.args[1:])
+        raise
+    except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)
+        _interrupted_as_configured(e, bool(cfg.output.overwrite))
+        raise
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
@@ -570,7 +603,10 @@ def verify(
     elements differ, and the first by its index in the array, with both values),
     ``mismatched_units`` (the output's files that hold it, which the command line's line names
     with the command that writes them again), and a field
-    for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...).
+    for each other check (``files_differ``, ``metadata_differs``, ``input_changed``, ...);
+    ``advice``, what to do about the first failure (None where ``ok``), as the command line's
+    line ends, its commands said as :func:`run`'s options (```pipeline.run(config,
+    resume=True)` finishes it``).
 
     A mismatch is no exception: ``result.ok`` is False and ``result.mismatched`` names the
     blocks, as ``numpy.array_equal`` or xarray's ``Dataset.identical`` answer a comparison
@@ -605,12 +641,36 @@ def verify(
     args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0)
     answer = None
     try:
-        return verified(args, cfg)
+        res = verified(args, cfg)
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
         if answer is None:
             raise
+    if answer is None:  # its advice in this API's words, as its errors say theirs
+        from pipeline.errors import api_words
+
+        return dataclasses.replace(res, advice=api_words(res.advice) if res.advice else None)
     raise answer  # outside the handler, as run raises it
+
+
+def _interrupted_as_configured(e: Interrupted, overwrite: bool) -> None:
+    """``e``, a run of a config whose ``output.overwrite`` is ``overwrite`` stopped by
+    Ctrl-C, its words as they hold for that config, as the command line's are
+    (:func:`pipeline.errors.as_configured`): ``run``'s refusal it gives as its ``refused``;
+    and where it says that ``resume=True`` finishes the output, that a plain call of a config
+    with ``output.overwrite: true`` starts over."""
+    if not overwrite or e.what != "run":
+        return
+    from pipeline.errors import as_configured
+
+    if e.refused:
+        e.refused = as_configured(e.refused, overwrite)
+        e.args = (as_configured(str(e), overwrite), *e.args[1:])
+    elif e.state == "incomplete":
+        e.args = (
+            f"{e}; a plain `pipeline.run(config)` (output.overwrite: true) starts over",
+            *e.args[1:],
+        )
 
 
 def _wrong_kind(name: str, value: Any, what: str) -> OptionError:

@@ -19,7 +19,14 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline._version import __version__
-from pipeline.errors import Interrupted, PipelineError, cause, hide_url_secrets, wrong_library
+from pipeline.errors import (
+    Interrupted,
+    PipelineError,
+    as_configured,
+    cause,
+    hide_url_secrets,
+    wrong_library,
+)
 from pipeline.running import waiting
 
 if TYPE_CHECKING:
@@ -27,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline")
 
+
+#: How many random blocks ``verify`` compares without ``--samples`` or ``--all``.
+SAMPLES = 8
 
 #: What -v and -q do, said alike before the command and after it (``pipeline run CFG -q``).
 VERBOSE_HELP = "more log output: -v the plan and debug lines, -vv also Dask's own logs"
@@ -94,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="progress display (auto: a bar on a terminal, plain lines otherwise)",
     )
     g = with_config("generate", "create the input a config describes (input.generate)")
-    g.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
+    g.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="progress display (auto: a bar on a terminal, plain lines otherwise)",
+    )
     for command in (r, g):  # helper-40: generate had no --progress-interval
         command.add_argument(
             "--progress-interval",
@@ -106,7 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     v = with_config("verify", "recompute blocks with NumPy and compare with the output")
     v.add_argument("--all", action="store_true", help="check every block")
     v.add_argument(
-        "--samples", type=_at_least_one, default=8, help="random blocks to check (default 8)"
+        "--samples",
+        type=_at_least_one,
+        default=None,  # 8 (SAMPLES); None: not given, which --all contradicts (_contradiction)
+        help=f"random blocks to check (default {SAMPLES})",
     )
     v.add_argument(
         "--seed",
@@ -220,13 +238,19 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _contradiction(args: argparse.Namespace) -> str | None:
-    """The words of the refusal of a command line whose ``-q`` (only errors and the summary,
+    """The words of the refusal of a command line whose ``verify --all`` (every block) its
+    ``--samples`` contradicts, or whose ``-q`` (only errors and the summary,
     no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log output), or
     ``--progress bar`` or ``plain`` (progress shown), on any command that takes them; None
     where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
     Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
     ``--overwrite`` had won over ``--resume`` (now refused too). ``--progress auto`` (the
     default) and ``none`` are quiet with ``-q``."""
+    if getattr(args, "all", False) and getattr(args, "samples", None) is not None:
+        return (  # --all had won, silently, as --overwrite had over --resume
+            f"--all (every block) contradicts --samples {args.samples} (that many random "
+            "blocks): drop one of them"
+        )
     if not args.quiet:
         return None
     if args.verbose:
@@ -360,6 +384,8 @@ def _main(argv: list[str] | None) -> int:
         waiting.raise_pending()  # a signal whose interrupt was dropped after the last wait
         return status
     except PipelineError as e:
+        _located(args, e)
+        _configured_words(args, e)
         if args.debug:
             raise
         print(_shadowed(str(e), e, True) or f"error: {e}", file=sys.stderr)
@@ -367,6 +393,8 @@ def _main(argv: list[str] | None) -> int:
     except Interrupted as e:  # a KeyboardInterrupt that knows what it stopped: first
         waiting.take()  # its line is printed whole
         line = _interrupted(args, e.what, e.where, e.state, e.refused, e.joined)
+        if e.what == "run":
+            line = as_configured(line, _overwrites(args))
         print(hide_url_secrets(line), file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # outside what a run or generate knows: nothing written
@@ -400,6 +428,42 @@ def _main(argv: list[str] | None) -> int:
         line, explained = _failure_line(args, e, wrong_library(e))
         print(_shadowed(cause(e), e, explained) or line, file=sys.stderr)
         return 1
+
+
+def _overwrites(args: argparse.Namespace) -> bool:
+    """Whether the command's config, where it was loaded, sets ``output.overwrite: true``."""
+    config = getattr(args, "loaded", None)
+    return bool(config is not None and config.output.overwrite)
+
+
+def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
+    """``e``'s line naming commands of ``run`` as they hold for the command's config
+    (:func:`pipeline.errors.as_configured`: a plain `run` of one with ``output.overwrite:
+    true`` starts over), and ``pipeline generate`` with the command's config file in place of
+    the placeholder ``CONFIG`` (`pipeline generate c.yaml`, which can be run as it is)."""
+    said = as_configured(str(e), _overwrites(args))
+    config = getattr(args, "config", None)
+    if config is not None:
+        import shlex
+
+        said = said.replace(
+            "`pipeline generate CONFIG`", f"`pipeline generate {shlex.quote(config)}`"
+        )
+    if said != str(e):
+        e.args = (said, *e.args[1:])
+
+
+def _located(args: argparse.Namespace, e: PipelineError) -> None:
+    """``e``, a refusal of the command's config file that names its key but not where
+    (the plan's, generate's), given that key's file and line
+    (:func:`pipeline.config.loading.locate`); not where ``--scheduler`` set the key."""
+    from pipeline.errors import ConfigError
+
+    config = getattr(args, "config", None)
+    if isinstance(e, ConfigError) and config is not None and "pipeline.config" in sys.modules:
+        from pipeline.config.loading import locate
+
+        locate(e, config, ["cluster.scheduler"] if getattr(args, "scheduler", None) else [])
 
 
 def _shadowed(failure: str, e: BaseException, explained: bool) -> str | None:
@@ -600,6 +664,10 @@ def _configured(args: argparse.Namespace) -> int:
         ignore_filter_arithmetic_warnings()
     config = _load(args)
     args.loaded = config  # whose stores a store's answer that no step named is matched to
+    if args.command == "run":
+        check_not_the_config(
+            args.config, {"--report": args.report, "--summary-json": args.summary_json}
+        )
     if args.command == "plan" or (args.command == "run" and args.dry_run):
         return _plan(args, config)
     if args.command in ("run", "generate"):
@@ -621,14 +689,49 @@ def _configured(args: argparse.Namespace) -> int:
     return _run(args, config)
 
 
+def check_not_the_config(config: Any, files: dict[str, Any]) -> None:
+    """Refuse a file that a run writes at its end (``files``: ``--report``, ``--summary-json``
+    by their flags, a path or None) that is the run's config file ``config`` (a path): the
+    run had written its summary over the config (``run c.yaml --summary-json c.yaml``), which
+    was then gone. ConfigError, fields ``option`` (the flag) and ``path``, before anything is
+    done."""
+    import os
+
+    for flag, path in files.items():
+        if not path or not os.path.isfile(path) or not os.path.isfile(config):
+            continue
+        if os.path.samefile(path, config):
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(
+                f"{flag} {path}: that file is the run's config, which the run would replace: "
+                "give another file",
+                option=flag,
+                path=str(path),
+            )
+
+
 def _schema(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline.config.reference import schema_markdown, with_reference
 
-    if args.update:
+    if args.update:  # a file that cannot be read or written: one line naming it (it had been
+        # "a store answered IsADirectoryError ...: mend what is at that path of the store")
+        from pipeline.errors import ConfigError
+
         path = Path(args.update)
-        path.write_text(with_reference(path.read_text()))
+        try:
+            text = path.read_text(encoding="utf-8")
+            path.write_text(with_reference(text), encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+            raise ConfigError(
+                f"schema --update {args.update}: cannot update that file ({why}); give the "
+                "path of a Markdown file that holds the reference markers (README.md)",
+                option="--update",
+                path=args.update,
+            ) from None
         return 0
     print(schema_markdown(), end="")
     return 0
@@ -636,7 +739,10 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _plan_of(args: argparse.Namespace, config: Any) -> Any:
     """The plan of a run of ``config``: on this machine, or on the cluster it joins (joined
-    for the plan only)."""
+    for the plan only). Dask's loggers are quieted for the join (:func:`_quiet_dask`) by the
+    command line only (``args`` of a command): :func:`pipeline.verify`, whose refusals name
+    the command of ``run`` this plan takes, leaves its caller's logging as it is (it had set
+    every ``distributed`` and ``tornado`` logger of the caller's process to CRITICAL)."""
     from pipeline.planning import plan_here
 
     if config.cluster.scheduler == "local":
@@ -644,7 +750,8 @@ def _plan_of(args: argparse.Namespace, config: Any) -> Any:
     from pipeline.running import cluster
     from pipeline.running.runner import plan_joined
 
-    _quiet_dask(args)
+    if getattr(args, "command", None) is not None:  # the command line's process, not a caller's
+        _quiet_dask(args)
     client = cluster.join(config.cluster.scheduler, config.cluster.timeout)
     try:
         return plan_joined(config, client)
@@ -689,6 +796,8 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
         from pipeline.running.runner import preview
 
         now, refused = preview(p, opts)
+    if opts is None:  # what `run` does there, as the config makes it
+        now = as_configured(now, config.output.overwrite)
     plan_rows.insert(2, ("output now", now))
     print_rows(plan_rows, f"plan of {args.config} (nothing computed, nothing written)")
     if refused is not None:
@@ -778,15 +887,22 @@ def _member_said(config: Any, name: str) -> str:
 
 def verified(args: argparse.Namespace, config: Any) -> VerifyResult:
     """``verify``'s :class:`~pipeline.reporting.verify.VerifyResult` of ``config`` (``args``:
-    its ``all``, ``samples``, ``seed``, and ``verbose`` for a joined cluster's plan), or its
+    its ``all``, ``samples``, ``seed``, and ``verbose`` for a joined cluster's plan), with its
+    ``advice``, the words that end verify's line of its failure (:func:`_judged`); or its
     refusal as the command line raises it: a refusal that names a command of ``run`` names the
     one ``run`` takes at the output (:func:`_run_says`). :func:`pipeline.verify` returns and
     raises the same, in the API's words."""
+    return _judged(args, config)[0]
+
+
+def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
+    """:func:`verified`'s result before its advice is said, or its refusal."""
     from pipeline.errors import InputError, OutputError
     from pipeline.reporting.verify import verify
 
     try:
-        return verify(config, samples=None if args.all else args.samples, seed=args.seed)
+        samples = None if args.all else (args.samples or SAMPLES)
+        return verify(config, samples=samples, seed=args.seed)
     except InputError as e:  # an element of the input its packing cannot hold: asks `run`
         named = "; then `run --overwrite` starts over"
         if not str(e).endswith(named):
@@ -822,7 +938,7 @@ def verified(args: argparse.Namespace, config: Any) -> VerifyResult:
 
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
-    res = verified(args, config)
+    res, failure = _judged(args, config)
     table = [
         ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
         (
@@ -840,181 +956,8 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
     print_rows(table, "verify")
     if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
         print(f"note: {res.input_formats}", file=sys.stderr)
-    if res.status == "none":
-        print(
-            "error: the output holds no record of `pipeline run` (another tool wrote it, or its "
-            "`pipeline` attribute was changed): its sampled values were compared, but nothing "
-            "says it is whole; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
-        w = res.writer
-        print(
-            f"error: the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
-            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): verify it once "
-            "that run is done",
-            file=sys.stderr,
-        )
-        return 1
-    if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
-        print(
-            "error: the output is incomplete: it was not finished, and its input's store gives "
-            f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
-            "two versions of the input); "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.status != "complete":
-        print(
-            f"error: the output is {res.status}: it was not finished; "
-            + _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.record_edited is not None:  # nothing it says is taken (h55b)
-        print(
-            "error: the output's record of the run that made it (its `pipeline` attribute) "
-            f"was edited since the run ({res.record_edited}): what made the output cannot be "
-            "told from it; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.made_from is not None:
-        print(
-            f"error: the output was made from {res.made_from}, not from this config's input "
-            "(another run replaced it, or the input moved): its values were compared with an "
-            "input that did not make them; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.made_with is not None:  # sampled blocks may agree where the stages do (h55b)
-        print(
-            f"error: the output was computed with {res.made_with}, as its record says: it is "
-            "another config's output, whatever the blocks compared show; "
-            + _run_says(
-                args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
-            ),
-            file=sys.stderr,
-        )
-        return 1
-    if res.input_changed:
-        what = (
-            "; ".join(res.input_changes)
-            if res.input_changes
-            else "its metadata or files, or the coordinates and attributes the output carries, "
-            "were rewritten"
-        )
-        print(
-            f"error: the input changed since the output was made ({what}): the output holds "
-            "what the run made of the input as it was; "
-            + _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
-            file=sys.stderr,
-        )
-        return 1
-    if res.group_unopenable:
-        from pipeline.store.datasets import unopenable_fix
-
-        name, why = res.group_unopenable[0]
-        more = len(res.group_unopenable) - 1
-        print(
-            f"error: the output group holds {_member_said(config, name)}"
-            + (f" (and {more} more such arrays)" if more else "")
-            + f", {why}: xarray cannot open the group, nor the output in it; "
-            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
-            "deletes nor edits it, even with --overwrite)",
-            file=sys.stderr,
-        )
-        return 1
-    if res.coordinates_differ:
-        print(
-            f"error: the output's coordinates {', '.join(res.coordinates_differ)} are not the "
-            "input's (as xarray reads both: edited or lost since the run"
-            + (
-                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
-                if res.coordinate_differences
-                else ""
-            )
-            + "): readers see the output's values under other labels; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.files_differ is not None:
-        print(
-            f"error: the output was damaged since the run ({res.files_differ}), whether or "
-            "not a compared block shows it; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-    if res.metadata_differs:
-        more = len(res.metadata_differs) - 1
-        print(
-            f"error: the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
-            + (f"; and {more} more" if more else "")
-            + "): edited since the run, so readers see other attributes or values than it "
-            "holds; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
-        return 1
-
-    def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
-        from pipeline.store.datasets import consolidate_words
-
-        calls = consolidate_words(res.consolidate_calls)
-        return _run_says(
-            args,
-            config,
-            ("--resume",),
-            f"`run --resume` writes it again from the output's metadata, nothing "
-            f"recomputed (as {calls} does)",
-        )
-
-    if res.consolidated_stale:
-        more = len(res.consolidated_stale) - 1
-        print(
-            f"error: {res.consolidated_stale[0]}"
-            + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
-            + ": readers of that group through its consolidated copy see another group than "
-            "it holds (the output itself is as the run wrote it); " + copies_fix(),
-            file=sys.stderr,
-        )
-        return 1
-    if res.consolidated_missing:
-        which = " and ".join(
-            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
-        )
-        print(
-            f"error: the output's consolidated metadata, which the run wrote for {which} (its "
-            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
-            "with a warning, listing every member; " + copies_fix(),
-            file=sys.stderr,
-        )
-        return 1
-    if res.mismatched and res.status == "complete":  # the table's row had been all it said
-        n, units = len(res.mismatched), res.mismatched_units
-        print(
-            f"error: {n} compared block{'s' if n > 1 else ''} of the output "
-            f"{'differ' if n > 1 else 'differs'} from what this config computes of the input "
-            f"(the first, block {list(res.mismatched[0])}"
-            + (f", in output chunk {units[0]}" if units else "")
-            + (f" and {len(units) - 1} more" if len(units) > 1 else "")
-            + "): written otherwise since the run, or damaged"
-            + (
-                " (or the input was rewritten since, which its store cannot show)"
-                if res.input_unchecked is not None
-                else ""
-            )
-            + "; "
-            + _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
-            file=sys.stderr,
-        )
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
         return 1
     if res.group_attributes_edited:  # the user's, kept by every run: not a failure
         keys = res.group_attributes_edited
@@ -1037,13 +980,16 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
             + ' gone (removed since: xarray\'s `to_zarr(mode="a")` of another variable '
             "removes those its Dataset lacks); a group's attributes are yours, so this is no "
             "failure; "
-            + _run_says(
-                args,
-                config,
-                ("--overwrite",),
-                "`run --overwrite` carries "
-                + ("them" if len(keys) > 1 else "it")
-                + " from the input again",
+            + as_configured(
+                _run_says(
+                    args,
+                    config,
+                    ("--overwrite",),
+                    "`run --overwrite` carries "
+                    + ("them" if len(keys) > 1 else "it")
+                    + " from the input again",
+                ),
+                bool(config.output.overwrite),
             ),
             file=sys.stderr,
         )
@@ -1052,15 +998,190 @@ def _verify(args: argparse.Namespace, config: Any) -> int:
         print(
             f"{'note' if every else 'error'}: the input's identity cannot show a rewrite since "
             f"the run that kept its files' names and sizes ({res.input_unchecked}); "
-            + (
-                "every block was compared with the input as it is now"
-                if every
-                else "only the blocks compared vouch for the output: `verify --all` compares "
-                "every block"
-            ),
+            + ("every block was compared with the input as it is now" if every else VERIFY_ALL),
             file=sys.stderr,
         )
     return 0 if res.ok else 1
+
+
+#: verify's advice where only the blocks it compared vouch for the output.
+VERIFY_ALL = "only the blocks compared vouch for the output: `verify --all` compares every block"
+
+
+def _judged(args: argparse.Namespace, config: Any) -> tuple[VerifyResult, str | None]:
+    """``verify``'s :func:`verified` result of ``config``, its :attr:`~pipeline.reporting.
+    verify.VerifyResult.advice` set, and the line of its failure (without ``error:``) where
+    one is said before any note (:func:`_verdict`); None where none is."""
+    import dataclasses
+
+    res = _compared(args, config)
+    failure, advice = _verdict(args, config, res)
+    if failure is None and res.input_unchecked is not None and res.checked != res.total:
+        advice = VERIFY_ALL
+    return dataclasses.replace(res, advice=advice), failure
+
+
+def _verdict(
+    args: argparse.Namespace, config: Any, res: VerifyResult
+) -> tuple[str | None, str | None]:
+    """The line (without ``error:``) of the first failure of ``res`` that ``verify`` says
+    before its notes, and its advice, the words that end it: the command of ``run`` that
+    finishes or replaces the output where ``run`` takes it (:func:`_run_says`), or what else to
+    do; (None, None) where there is none."""
+
+    def said(line: str, advice: str) -> tuple[str, str]:
+        advice = as_configured(advice, bool(config.output.overwrite))
+        return line + advice, advice
+
+    if res.status == "none":
+        return said(
+            "the output holds no record of `pipeline run` (another tool wrote it, or its "
+            "`pipeline` attribute was changed): its sampled values were compared, but nothing "
+            "says it is whole; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
+        )
+    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
+        w = res.writer
+        return said(
+            f"the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
+            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): ",
+            "verify it once that run is done",
+        )
+    if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
+        return said(
+            "the output is incomplete: it was not finished, and its input's store gives "
+            f"no change stamps ({res.input_unchecked}), so a resume is refused (it could mix "
+            "two versions of the input); ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` starts over"),
+        )
+    if res.status != "complete":
+        return said(
+            f"the output is {res.status}: it was not finished; ",
+            _run_says(args, config, ("--resume", "--overwrite"), "`run --resume` finishes it"),
+        )
+    if res.record_edited is not None:  # nothing it says is taken (h55b)
+        return said(
+            "the output's record of the run that made it (its `pipeline` attribute) "
+            f"was edited since the run ({res.record_edited}): what made the output cannot be "
+            "told from it; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    if res.made_from is not None:
+        return said(
+            f"the output was made from {res.made_from}, not from this config's input "
+            "(another run replaced it, or the input moved): its values were compared with an "
+            "input that did not make them; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` makes it from this one"),
+        )
+    if res.made_with is not None:  # sampled blocks may agree where the stages do (h55b)
+        return said(
+            f"the output was computed with {res.made_with}, as its record says: it is "
+            "another config's output, whatever the blocks compared show; ",
+            _run_says(
+                args, config, ("--overwrite",), "`run --overwrite` computes it with this config"
+            ),
+        )
+    if res.input_changed:
+        what = (
+            "; ".join(res.input_changes)
+            if res.input_changes
+            else "its metadata or files, or the coordinates and attributes the output carries, "
+            "were rewritten"
+        )
+        return said(
+            f"the input changed since the output was made ({what}): the output holds "
+            "what the run made of the input as it was; ",
+            _run_says(args, config, ("--overwrite",), OVERWRITE_COMPUTES),
+        )
+    if res.group_unopenable:
+        from pipeline.store.datasets import unopenable_fix
+
+        name, why = res.group_unopenable[0]
+        more = len(res.group_unopenable) - 1
+        return said(
+            f"the output group holds {_member_said(config, name)}"
+            + (f" (and {more} more such arrays)" if more else "")
+            + f", {why}: xarray cannot open the group, nor the output in it; ",
+            f"{unopenable_fix(name, why)}, then verify again (a run of this output never "
+            "deletes nor edits it, even with --overwrite)",
+        )
+    if res.coordinates_differ:
+        return said(
+            f"the output's coordinates {', '.join(res.coordinates_differ)} are not the "
+            "input's (as xarray reads both: edited or lost since the run"
+            + (
+                f"; {res.coordinates_differ[0]}'s {res.coordinate_differences[0]}"
+                if res.coordinate_differences
+                else ""
+            )
+            + "): readers see the output's values under other labels; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes them again"),
+        )
+    if res.files_differ is not None:
+        return said(
+            f"the output was damaged since the run ({res.files_differ}), whether or "
+            "not a compared block shows it; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    if res.metadata_differs:
+        more = len(res.metadata_differs) - 1
+        return said(
+            f"the output's metadata is not what the run wrote ({res.metadata_differs[0]}"
+            + (f"; and {more} more" if more else "")
+            + "): edited since the run, so readers see other attributes or values than it "
+            "holds; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+
+    def copies_fix() -> str:  # a stale or removed consolidated copy's: `run --resume`
+        from pipeline.store.datasets import consolidate_words
+
+        calls = consolidate_words(res.consolidate_calls)
+        return _run_says(
+            args,
+            config,
+            ("--resume",),
+            f"`run --resume` writes it again from the output's metadata, nothing "
+            f"recomputed (as {calls} does)",
+        )
+
+    if res.consolidated_stale:
+        more = len(res.consolidated_stale) - 1
+        return said(
+            f"{res.consolidated_stale[0]}"
+            + (f" (and {more} more such difference{'s' if more > 1 else ''})" if more else "")
+            + ": readers of that group through its consolidated copy see another group than "
+            "it holds (the output itself is as the run wrote it); ",
+            copies_fix(),
+        )
+    if res.consolidated_missing:
+        which = " and ".join(
+            f"group {g!r}" if g else "the store's root" for g in res.consolidated_missing
+        )
+        return said(
+            f"the output's consolidated metadata, which the run wrote for {which} (its "
+            "input's group has some), is gone: `xr.open_zarr` reads the output without it only "
+            "with a warning, listing every member; ",
+            copies_fix(),
+        )
+    if res.mismatched and res.status == "complete":  # the table's row had been all it said
+        n, units = len(res.mismatched), res.mismatched_units
+        return said(
+            f"{n} compared block{'s' if n > 1 else ''} of the output "
+            f"{'differ' if n > 1 else 'differs'} from what this config computes of the input "
+            f"(the first, block {list(res.mismatched[0])}"
+            + (f", in output chunk {units[0]}" if units else "")
+            + (f" and {len(units) - 1} more" if len(units) > 1 else "")
+            + "): written otherwise since the run, or damaged"
+            + (
+                " (or the input was rewritten since, which its store cannot show)"
+                if res.input_unchecked is not None
+                else ""
+            )
+            + "; ",
+            _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it again"),
+        )
+    return None, None
 
 
 def _start_dask(args: argparse.Namespace, config: Any) -> None:

@@ -419,14 +419,37 @@ _CLI_RUN = re.compile(r"(?<!=True \()`(?:pipeline )?run --(overwrite|resume)`")
 _CLI_FLAG = re.compile(r"(?<!run )(`?)--(overwrite|resume)(?![\w-])\1(?! \(\2=True)")
 
 
+#: A plain ``run`` of a config that sets ``output.overwrite: true``, which replaces the output
+#: (:func:`pipeline.running.runner.settled`), as a line names it (:func:`as_configured`).
+PLAIN_RUN = "`run` (output.overwrite: true)"
+
+
+def as_configured(line: str, overwrite: bool) -> str:
+    """``line``, words that name commands of ``run``, as they hold for a config whose
+    ``output.overwrite`` is ``overwrite``. Where it is true, a plain ``run`` replaces the
+    output: the `run --overwrite` named is that plain run (:data:`PLAIN_RUN`, as ``pipeline
+    plan`` says it, h60j), and where `run --resume` is named as what finishes the output,
+    the line adds that the plain run starts over, throwing away the blocks written: ``plan``,
+    ``verify`` and a stopped run's line had named `run --resume` alone, of a config whose
+    plain run (``make run``) a user runs and which starts over. Unchanged where it is false."""
+    if not overwrite:
+        return line
+    line = line.replace("`run --overwrite`", PLAIN_RUN)
+    if "`run --resume` finishes" in line and PLAIN_RUN not in line:
+        line += f"; {PLAIN_RUN} starts over"
+    return line
+
+
 def api_words(line: str) -> str:
     """``line``, an error's words for the command line, as :func:`pipeline.run` and
     :func:`pipeline.plan` raise it: ``run --overwrite`` and ``run --resume`` said as the call
     (```pipeline.run(config, overwrite=True)```), a flag alone as the option
-    (``even with overwrite=True``). Where a line gives both forms already, it is kept: the
+    (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call. Where a
+    line gives both forms already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
     line = _CLI_RUN.sub(r"`pipeline.run(config, \1=True)`", line)
+    line = line.replace(PLAIN_RUN, "`pipeline.run(config)` (output.overwrite: true)")
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
 
 

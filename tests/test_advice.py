@@ -1075,3 +1075,67 @@ def test_a_dry_run_answers_as_the_run_with_its_flags(
         assert "this run creates it" in now or "this run replaces it" in now, now
         if "this run creates it" in now:
             assert state == "absent" or state.startswith("absent"), (state, now)
+
+
+def _overwriting(cfg: Path) -> Path:
+    """``cfg`` with ``output.overwrite: true``, as ``configs/default.yaml`` has it."""
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["overwrite"] = True
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return cfg
+
+
+def test_an_incomplete_output_of_a_config_that_overwrites_is_advised_with_its_plain_run(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stopped run's output, of a config with ``output.overwrite: true`` (whose plain
+    `run`, what ``make run`` runs, starts over): `plan`, `verify` and :func:`pipeline.verify`
+    had named `run --resume` alone, as for any config; they now also say that the plain `run`
+    starts over (the blocks written thrown away), as their line for a config without it names
+    `run --overwrite`. Both commands are then taken, and each ends with the output a run never
+    stopped writes."""
+    import pipeline
+
+    cfg = _overwriting(_config(tmp_path, made.input))
+    out = tmp_path / "out.zarr"
+    _killed(made, out)
+    both = "`run --resume` finishes it; `run` (output.overwrite: true) starts over"
+    line = _plan_line(capsys, cfg)
+    assert line.endswith(both), line
+    rc, err = _cli(capsys, "verify", cfg)
+    assert rc == 1 and err.strip().endswith(f"it was not finished; {both}"), err
+    res = pipeline.verify(cfg)
+    assert not res.ok and res.advice == (
+        "`pipeline.run(config, resume=True)` finishes it; `pipeline.run(config)` "
+        "(output.overwrite: true) starts over"
+    ), res.advice
+    for flags in (["--resume"], []):
+        shutil.rmtree(out)
+        _killed(made, out)
+        rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", *flags)
+        assert rc == 0, (flags, run_err)
+        _whole(out, made.ref)
+
+
+def test_the_api_verify_result_carries_the_advice_verify_prints(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """:class:`~pipeline.reporting.verify.VerifyResult` had no word of what to do: the
+    command line ends its line with the command of `run` that finishes the output, the API's
+    result said only ``status`` 'incomplete'. Its ``advice`` is that line's end, said as
+    :func:`pipeline.run`'s call (`run --resume` as ``pipeline.run(config, resume=True)``);
+    None for an output that passes."""
+    import pipeline
+
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    _killed(made, out)
+    rc, err = _cli(capsys, "verify", cfg)
+    assert rc == 1 and err.strip().endswith("; `run --resume` finishes it"), err
+    res = pipeline.verify(cfg)
+    assert res.status == "incomplete" and not res.ok
+    assert res.advice == "`pipeline.run(config, resume=True)` finishes it", res.advice
+    rc, run_err = _cli(capsys, "-q", "run", cfg, "--progress", "none", "--resume")
+    assert rc == 0, run_err
+    res = pipeline.verify(cfg, all=True)
+    assert res.ok and res.advice is None, res

@@ -35,7 +35,10 @@ from tests.faultkit import (
     ctrl_c_script,
     end_process,
     env,
+    expected,
+    external_cluster,
     file_states,
+    many_blocks_input,
     one_line_error,
     run_python,
     status,
@@ -2298,3 +2301,94 @@ def test_verify_of_a_store_that_refuses_raises_the_command_lines_input_error(
             assert rc == 1 and line == f"error: {e}", (line, e)
             assert e.reason.startswith(("HTTP 401", "HTTP 500")) and hasattr(e, field), e.data
             assert f":{password}@" not in str(e) and "user:***@" in str(e), e
+
+
+def test_verify_and_run_joining_a_scheduler_leave_the_callers_logging_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """``pipeline.verify`` of a config that joins a scheduler (``cluster.scheduler``), whose
+    refusal names the command `run` takes there (a plan on that cluster), had set every
+    ``distributed`` and ``tornado`` logger of the caller's process, and Dask's config
+    ``logging``, to CRITICAL: the caller's own client then said nothing of a lost worker.
+    The API leaves the caller's logging as it is; so does ``pipeline.run`` there, whose
+    output then verifies."""
+    import logging
+
+    import dask.config
+    import distributed  # noqa: F401  (the caller's own, loaded before the call)
+
+    x = np.arange(8 * 64, dtype=np.float32).reshape(8, 64)
+    make_array(tmp_path / "in.zarr", x, (1, 64))
+    with external_cluster(tmp_path, nworkers=1) as ext:
+        cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+        cfg.write_text(
+            cfg.read_text().replace("cluster:\n", f"cluster:\n  scheduler: {ext.address}\n")
+        )
+        names = {
+            "distributed": logging.DEBUG,
+            "distributed.client": logging.WARNING,
+            "distributed.worker": logging.INFO,
+            "tornado": logging.INFO,
+            "tornado.application": logging.WARNING,
+        }
+        saved = {n: logging.getLogger(n).level for n in names}
+        config = dask.config.get("logging", None)
+        try:
+            for n, level in names.items():
+                logging.getLogger(n).setLevel(level)
+
+            def levels() -> tuple[dict[str, int], Any]:
+                return {n: logging.getLogger(n).level for n in names}, dask.config.get(
+                    "logging", None
+                )
+
+            before = levels()
+            with pytest.raises(OutputError) as e:  # no output yet: `run` writes it
+                pipeline.verify(cfg)
+            assert e.value.status == "absent", e.value
+            assert levels() == before
+            summary = pipeline.run(cfg)
+            assert summary.status == "complete"
+            assert levels() == before
+            assert pipeline.verify(cfg, all=True).ok
+            assert levels() == before
+        finally:
+            for n, level in saved.items():
+                logging.getLogger(n).setLevel(level)
+            if config is None:
+                dask.config.config.pop("logging", None)
+            else:
+                dask.config.set({"logging": config})
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+def test_ctrl_c_of_a_run_whose_config_overwrites_says_its_plain_run_starts_over(
+    tmp_path: Path,
+) -> None:
+    """A real Ctrl-C while ``pipeline.run`` of a config with ``output.overwrite: true``
+    writes a block: its Interrupted had said only that ``resume=True`` finishes the output,
+    as for any config, where the plain call the script makes again starts over; it says
+    both, as the command line's line does. The plain call then replaces the output whole."""
+    x = many_blocks_input(tmp_path / "in.zarr", 40, 1024)
+    out = tmp_path / "out.zarr"
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={"overwrite": True, "chunks": [1, 1024]},
+        chunking={"block": [1, 1024]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    (tmp_path / "script.py").write_text(
+        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=False)
+    )
+    proc = run_python([tmp_path / "script.py", path], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["state"] == "incomplete" and status(out) == "incomplete", got
+    assert got["str"].endswith(
+        "run again with resume=True (`pipeline run --resume`) to finish it; a plain "
+        "`pipeline.run(config)` (output.overwrite: true) starts over"
+    ), got
+    assert pipeline.run(path).status == "complete"
+    assert np.array_equal(read_array(out), expected(x), equal_nan=True)

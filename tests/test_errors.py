@@ -359,7 +359,8 @@ CASES: dict[str, Case] = {
         ),
         InputError,
         {"store": _in("nowhere.zarr"), "status": "absent"},
-        ["`pipeline generate CONFIG` creates it from input.generate or fix input.store"],
+        # the command named with the config's file, as it can be run (it had said CONFIG)
+        ["`pipeline generate ", "run.yaml` creates it from input.generate or fix input.store"],
     ),
     "missing-array-in-group": Case(
         _group_input_asking("fields/pressure"),
@@ -2398,3 +2399,78 @@ def test_a_generated_dtype_of_a_byte_order_is_stored_in_that_order(
     expected = zarr.open_array(str(tmp_path / "n" / "in.zarr"), mode="r")[...]
     assert values.dtype.newbyteorder("=") == native and expected.dtype == native
     assert np.array_equal(values, expected) and values.tobytes() != b"\0" * values.nbytes
+
+
+#: A config whose lines the test knows: ``input.generate.shards`` at line 5, ``chunks`` at 6,
+#: ``cluster.protocol`` at 15.
+LINED = """\
+input:
+  store: {inp}
+  generate:
+    shape: [8, 6, 4]
+    shards: [2, 6, 4]
+    chunks: {chunks}
+    dtype: float32
+output:
+  store: {out}
+stages:
+  - op: add
+backend: cpu
+cluster:
+  dashboard: ""
+  protocol: {protocol}
+"""
+
+
+def _lined(tmp_path: Path, chunks: str = "[1, 6, 4]", protocol: str = "auto") -> Path:
+    p = tmp_path / "c.yaml"
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    p.write_text(LINED.format(inp=inp, out=out, chunks=chunks, protocol=protocol))
+    return p
+
+
+@pytest.mark.parametrize(
+    "chunks, line, key, words",
+    [
+        ("[3, 6, 4]", 5, "input.generate.shards", "is not a whole multiple of chunks"),
+        ("[1, 6]", 6, "input.generate.chunks", "give one number per axis"),
+    ],
+    ids=["not-a-multiple", "other-axes"],
+)
+def test_a_refusal_of_a_key_after_the_config_is_read_names_its_file_and_line(
+    tmp_path: Path, cli, chunks: str, line: int, key: str, words: str
+) -> None:
+    """`generate` of chunks that do not tile the shards, or of another number of axes than
+    the shape, is refused after the file was read (by the layout's check): its line had named
+    the key alone, where every other refusal of a key names the file and line first
+    (``c.yaml:6: input.generate.chunks.2: must be ...``). Now ``c.yaml:LINE: KEY ...``, with
+    the fields ``file`` and ``line``, from the command line and the API, nothing written."""
+    cfg = _lined(tmp_path, chunks)
+    rc, _, err = cli("generate", cfg)
+    assert rc == 1 and err.startswith(f"error: {cfg}:{line}: {key} "), err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "in.zarr").exists()
+    import pipeline
+
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(ConfigError) as e:  # the layout is checked before the input's absence
+            call(str(cfg))
+        assert str(e.value).startswith(f"{cfg}:{line}: {key} "), str(e.value)
+        assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
+    assert not (tmp_path / "in.zarr").exists() and not (tmp_path / "out.zarr").exists()
+
+
+def test_a_plan_refusal_of_a_key_names_its_file_and_line(tmp_path: Path, cli) -> None:
+    """`plan` of ``cluster.protocol: ucx`` on a local CPU cluster, refused by the plan, names
+    the file and line of the key as a refusal of the file's own reading does; the API's
+    :func:`pipeline.plan` of the file too."""
+    assert cli("generate", _lined(tmp_path))[0] == 0
+    cfg = _lined(tmp_path, protocol="ucx")
+    rc, _, err = cli("plan", cfg)
+    assert rc == 1 and err.startswith(f"error: {cfg}:15: cluster.protocol: ucx is for"), err
+    import pipeline
+
+    with pytest.raises(ConfigError) as e:
+        pipeline.plan(str(cfg))
+    assert str(e.value).startswith(f"{cfg}:15: cluster.protocol: ucx is for"), str(e.value)
+    assert (e.value.file, e.value.line) == (str(cfg), 15)

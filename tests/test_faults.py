@@ -1753,6 +1753,12 @@ def test_verify_says_what_to_do_with_an_output_that_differs(tmp_path: Path, cli)
             "written otherwise since the run, or damaged; `run --overwrite` writes it again"
         ), line
         assert any(u in line for u in units), (line, units)
+    import pipeline
+
+    res = pipeline.verify(cfg, all=True)  # the API's result carries the line's advice
+    assert not res.ok and any(u in res.mismatched_units[0] for u in units), res
+    assert res.advice is not None and res.advice.endswith("writes it again"), res.advice
+    assert "overwrite=True" in res.advice, res.advice
     rc, _, err = cli("run", "--progress", "none", "--overwrite", cfg)
     assert rc == 0, err
     rc, _, err = cli("verify", "--all", cfg)

@@ -669,7 +669,7 @@ def test_an_interrupted_generate_leaves_an_input_marked_unfinished(tmp_path: Pat
         line, e = refused(cli, InputError, *args)
         assert e.input == str(u.input) and e.status == "incomplete"
         assert e.made_by == "generate"
-        assert "`pipeline generate CONFIG`" in line, line
+        assert f"`pipeline generate {u.config}`" in line, line  # as it runs (not CONFIG)
         assert not out.exists(), f"{args} created the output"
         assert file_states(u.input) == before  # the input is never modified
     line, e = refused(cli, InputError, "verify", u.config)
@@ -775,7 +775,7 @@ def test_an_input_generated_from_another_generate_section_is_refused(
         assert e.input == str(inp) and e.status == "differs", line
         assert set(e.differs) == {field}, e.differs  # the one field changed, named
         assert f"was generated with {field} " in line, line
-        assert "`pipeline generate CONFIG` generates it again" in line, line
+        assert f"`pipeline generate {changed}` generates it again" in line, line
     with pytest.raises(InputError) as info:
         pipeline.run(str(changed))
     assert info.value.status == "differs" and field in info.value.differs

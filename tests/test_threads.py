@@ -30,6 +30,7 @@ from pipeline.planning import ClusterPlan, plan_here
 from pipeline.running import threads
 from tests.conftest import STAGES, generated_config, read_array, reference, write_config
 from tests.faultkit import (
+    end_process,
     env,
     expected,
     many_blocks_input,
@@ -321,3 +322,64 @@ def test_ctrl_c_while_a_block_is_stuck_on_its_read_says_what_it_waits_for(
     # FIFO changed the times the input's identity holds, run's refusal naming --overwrite
     named = re.findall(r"`run (--resume|--overwrite)`", lines[-1])
     assert lines[-1] == INTERRUPTED or named == ["--overwrite"], lines[-1]
+
+
+#: ``python -c`` of :func:`test_ctrl_c_while_generate_waits_for_a_unit_says_units_not_blocks`:
+#: ``pipeline generate`` whose first unit's write is held (slow storage) until the file
+#: ``argv[1]`` exists, ``argv[1] + ".started"`` made as it starts; the rest is the command line.
+HELD_UNIT = """
+import os, sys, time
+from pipeline.running import generate
+plain, release = generate.generate_unit, sys.argv[1]
+def held(spec, unit):
+    if not any(unit):
+        open(release + ".started", "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return plain(spec, unit)
+generate.generate_unit = held
+from pipeline.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_ctrl_c_while_generate_waits_for_a_unit_says_units_not_blocks(tmp_path: Path) -> None:
+    """Ctrl-C while ``pipeline generate`` writes a unit that storage holds: the wait for it is
+    said after ``Threads.TELL_AFTER`` seconds in generate's words, the input's units (it had
+    said the run's "waiting for the blocks being written to end (each is written whole, then
+    marked)": generate has no blocks nor markers), then generate's interrupted line."""
+    cfg = generated_config(
+        tmp_path,
+        {"shape": [8, 64], "dtype": "float32", "shards": [1, 64], "chunks": [1, 64]},
+        cluster={"workers": 1, "threads_per_worker": 2, "dashboard": ""},
+    )
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_UNIT, str(release), "generate", str(cfg), "--progress", "none"],
+        env=env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: Path(f"{release}.started").exists() or proc.poll() is not None, timeout=180
+        )
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        waited = time.monotonic() + threads.Threads.TELL_AFTER + 3
+        wait_until(lambda: time.monotonic() > waited or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, "generate ended with a unit's write held"
+        release.touch()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        release.touch()
+        end_process(proc)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 130, err
+    assert lines[0].startswith("stopping: waiting for the input's units being written"), err
+    assert "block" not in lines[0] and "marked" not in lines[0], err
+    assert lines[-1].startswith("interrupted: the workers are stopped; the input "), err
+    assert lines[-1].endswith("generates it again") and len(lines) == 2, err

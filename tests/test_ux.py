@@ -989,3 +989,95 @@ def test_an_input_read_through_zarr_python_counts_its_stored_bytes(tmp_path: Pat
         warnings.simplefilter("ignore")
         read = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...]  # float Delta rounds
     assert got.tobytes() == reference(read).tobytes()
+
+
+def test_schema_update_of_a_file_it_cannot_update_is_one_line_naming_it(
+    tmp_path: Path, cli
+) -> None:
+    """`schema --update` of a folder had said "a store answered IsADirectoryError ...: mend
+    what is at that path of the store" (no store is involved), of a missing file Python's bare
+    FileNotFoundError, and of a file that is no UTF-8 text a UnicodeDecodeError. Each is one
+    line naming the file and what to give; nothing is written. A README with the markers is
+    updated as before."""
+    (tmp_path / "folder").mkdir()
+    binary = tmp_path / "binary.md"
+    binary.write_bytes(b"\xff\xfe")
+    for target, why in (
+        (tmp_path / "folder", "Is a directory"),
+        (tmp_path / "missing.md", "No such file or directory"),
+        (binary, "it is not UTF-8 text"),
+    ):
+        rc, out, err = cli("schema", "--update", target)
+        assert rc == 1 and out == "", err
+        assert err == (
+            f"error: schema --update {target}: cannot update that file ({why}); give the path "
+            "of a Markdown file that holds the reference markers (README.md)\n"
+        ), err
+    assert not (tmp_path / "missing.md").exists() and binary.read_bytes() == b"\xff\xfe"
+    readme = tmp_path / "README.md"
+    readme.write_text((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8"))
+    before = readme.read_text()
+    assert cli("schema", "--update", readme)[0] == 0
+    assert readme.read_text() == before  # the checkout's README holds the current reference
+
+
+def test_every_option_of_every_command_says_what_it_does(cli) -> None:
+    """Each command's ``--help`` gives every option a line of help (`generate --progress` had
+    none, where `run --progress` says what each choice does)."""
+    from pipeline.cli import _commands, _parser
+
+    for name, sub in _commands(_parser()).items():
+        for action in sub._actions:
+            if action.option_strings:
+                assert action.help, f"pipeline {name} {action.option_strings[0]} has no help"
+
+
+def test_verify_all_with_samples_is_refused_as_a_contradiction(tmp_path: Path, cli) -> None:
+    """`verify --all --samples 3` had compared every block, the --samples given dropped
+    without a word (as `-q --progress plain` and `--overwrite --resume` are refused: two asked
+    ways, one silently winning). Now a usage error in one line (status 2), nothing read; each
+    alone compares what it says."""
+    x = np.arange(12 * 16, dtype=np.float32).reshape(12, 16)
+    make_array(tmp_path / "in.zarr", x, (1, 16))
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", chunking={"block": [1, 16]}
+    )
+    assert cli("-q", "run", cfg)[0] == 0
+    rc, out, err = cli("verify", cfg, "--all", "--samples", "3")
+    assert (rc, out) == (2, ""), err
+    assert err == (
+        "pipeline verify: error: --all (every block) contradicts --samples 3 (that many random "
+        "blocks): drop one of them\n"
+    )
+    for flags, checked in (["--all"], "12 of 12"), (["--samples", "3"], "3 of 12"), ([], "8 of 12"):
+        rc, out, err = cli("verify", cfg, *flags)
+        assert rc == 0 and f"checked        {checked} blocks" in out, (flags, out, err)
+
+
+def test_a_run_refuses_to_write_its_summary_or_report_over_its_config(tmp_path: Path, cli) -> None:
+    """`run c.yaml --summary-json c.yaml` had run, then written its summary over the config,
+    which was gone (the JSON in its place); `--report` would have written Dask's HTML there.
+    Refused in one line before anything is done, by the command line (its dry run too) and
+    the API; the config and the output's place untouched."""
+    import pipeline
+
+    x = np.arange(4 * 16, dtype=np.float32).reshape(4, 16)
+    make_array(tmp_path / "in.zarr", x, (1, 16))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    text = cfg.read_bytes()
+    for flags in (
+        ["--summary-json", str(cfg)],
+        ["--report", str(cfg), "--dry-run"],
+        ["--summary-json", f"{tmp_path}/./{cfg.name}"],
+    ):
+        rc, out, err = cli("run", cfg, *flags)
+        assert rc == 1 and err == (
+            f"error: {flags[0]} {flags[1]}: that file is the run's config, which the run would "
+            "replace: give another file\n"
+        ), (flags, out, err)
+    with pytest.raises(pipeline.ConfigError) as e:
+        pipeline.run(cfg, summary_json=str(cfg))
+    assert e.value.option == "summary_json" and "the run's config" in str(e.value)
+    assert cfg.read_bytes() == text and not (tmp_path / "out.zarr").exists()
+    rc, _, err = cli("run", cfg, "--summary-json", tmp_path / "s.json")  # another file: runs
+    assert rc == 0 and json.loads((tmp_path / "s.json").read_text())["status"] == "complete"

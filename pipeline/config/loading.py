@@ -10,8 +10,9 @@ Command-line flags arrive as dotted overrides.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -639,3 +640,41 @@ def _merged(held: Any, value: Any) -> Any:
             out[k] = _merged(out.get(k), v)
         return out
     return value
+
+
+def locate(e: ConfigError, path: str | os.PathLike[str], overridden: Collection[str] = ()) -> None:
+    """Give ``e``, a refusal of the config read from the YAML file ``path`` that names its key
+    (field ``key``, dotted) but not where it is, the file and line of that key, as the
+    refusals of :func:`load_config` have them: its line begins ``c.yaml:5:`` and its fields
+    ``file`` and ``line`` are set (in place, its type and other fields kept). Such refusals
+    come after the file was read, from checks of the whole config (the plan's, generate's:
+    ``input.generate.shards [10, 50, 64] is not a whole multiple of chunks [3, 50, 64]`` had
+    named no file nor line). A key the file does not write (a default) is said at the line
+    of its nearest section the file writes. Nothing changes where ``e`` has a file or line
+    already, names no key, is of a command-line option (``option``), or of a key set by an
+    override (``overridden``: their dotted keys, or one of its sections), or where the file
+    cannot be read again."""
+    if getattr(e, "file", None) is not None or getattr(e, "line", None) is not None:
+        return
+    key = getattr(e, "key", None)
+    if not isinstance(key, str) or not key or getattr(e, "option", None) is not None:
+        return
+    if any(key == o or key.startswith(f"{o}.") for o in overridden):
+        return
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Located)
+    except (OSError, ValueError, yaml.YAMLError):
+        return
+    if node is None:
+        return
+    lines = _Lines(node)
+    parts = [int(p) if p.isdigit() else p for p in key.split(".")]
+    for n in range(len(parts), 0, -1):
+        mark = lines.get(tuple(parts[:n]))
+        if mark is not None:
+            break
+    else:
+        return
+    file, line = str(Path(path)), mark.line + 1  # as load_config says the file
+    e.args = (f"{file}:{line}: {e}", *e.args[1:])
+    e.__dict__.update(file=file, line=line)

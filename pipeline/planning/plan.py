@@ -746,9 +746,13 @@ def absent_input(config: Config, loc: Location, e: InputError) -> InputError:
     """``e``, the refusal of the input at ``loc``; for a store that does not exist (``status``
     'absent'), the same refusal with the line that says what makes it and, for a relative
     path, the directory it was taken from (:func:`_absent_store_line`), as ``plan``, ``run``
-    and ``verify`` all say it (``verify``, opening the input itself, had said neither)."""
+    and ``verify`` all say it (``verify``, opening the input itself, had said neither). Where
+    ``input.generate`` describes an input that ``generate`` refuses (chunks that do not tile
+    its shards), that refusal is raised (ConfigError): the line had named `pipeline generate`."""
     if getattr(e, "status", "") != "absent" or loc.exists():
         return e
+    if config.input.generate is not None:  # the command it names must not refuse: its refusal
+        blocks.generated_layout(generate_section(config))  # (it had named `pipeline generate`)
     return InputError(_absent_store_line(config, loc), **e.data)
 
 

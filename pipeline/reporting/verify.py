@@ -178,6 +178,15 @@ class VerifyResult:
     since the run that kept names and sizes shows only in the blocks compared (of an
     'incomplete' output: a resume of it is refused, as ``run`` refuses it); None where the
     identity can show one"""
+    advice: str | None = None
+    """what to do about the first failure, as the words that end the line ``pipeline verify``
+    prints of it: the command of ``run`` that finishes or replaces the output, where ``run``
+    takes it (``"`run --resume` finishes it"``, ``"`run --overwrite` writes it again"``;
+    :func:`pipeline.verify` says them as its calls: ``"`pipeline.run(config, resume=True)`
+    finishes it"``), else ``run``'s refusal of it, which names what to do, or what else does
+    (``"verify it once that run is done"``, ``"`verify --all` compares every block"``); None
+    where :attr:`ok` is True and nothing is to be done (set by the command line's judgement
+    of the result, :func:`pipeline.cli.verified`; :func:`verify` alone leaves it None)"""
 
     @property
     def ok(self) -> bool:

@@ -383,6 +383,8 @@ class DaskWorkers:
         self.scheduler = scheduler
         self.report = report
         self._statistics_lost = False
+        self.work = "run"
+        """what the tasks do, for the words of a stop (:data:`pipeline.running.threads.STOPPING`)"""
 
     def _ask(self, fn: Callable[[], T], name: str, during: str) -> T:
         return ask(self.client, fn, name, self.scheduler, during)
@@ -503,10 +505,7 @@ class DaskWorkers:
                 return
             if not told and time.monotonic() >= tell:
                 told = True  # as a run on threads of this process says it
-                log.warning(
-                    "stopping: waiting for the blocks being written to end (each is written "
-                    "whole, then marked)"
-                )
+                log.warning(threads.STOPPING[self.work])
             if time.monotonic() >= deadline:
                 log.warning(
                     "cancelled tasks may still be running on the cluster's workers after %g s, "

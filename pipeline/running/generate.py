@@ -330,6 +330,7 @@ def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: flo
         _workers(cp, info.location) as workers,
         Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
     ):
+        workers.work = "generate"  # a stop's words are of units of the input, not blocks
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 

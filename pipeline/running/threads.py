@@ -32,6 +32,19 @@ log = logging.getLogger("pipeline")
 WORKER = "this process"
 
 
+#: The line said while a stopped command waits for the tasks still running (:meth:`Threads.close`;
+#: a cluster that stays up: :meth:`pipeline.running.cluster.DaskWorkers._settle`), by the work
+#: they do: a run's blocks (written whole, then marked), or ``generate``'s units of the input,
+#: which no marker records (the input stays unfinished: generate makes it again). A generate
+#: had said the run's words, of blocks and markers it has not.
+STOPPING = {
+    "run": "stopping: waiting for the blocks being written to end (each is written whole, then "
+    "marked)",
+    "generate": "stopping: waiting for the input's units being written to end (the input stays "
+    "unfinished, and `pipeline generate` makes it again)",
+}
+
+
 class Threads:
     """``threads`` task threads of this process, and the sampler of its peak memory; made by
     :func:`start`. Has what a run asks of its workers (:class:`pipeline.running.workers.
@@ -39,6 +52,10 @@ class Threads:
 
     #: Dask's dashboard is distributed's; a run on threads has none.
     dashboard: str | None = None
+
+    #: What the tasks do, for the words of a stop (:data:`STOPPING`): 'run' (a run's blocks),
+    #: or 'generate' (the input's units, which ``pipeline generate`` sets).
+    work: str = "run"
 
     #: Seconds :meth:`close` waits in silence for the blocks still running; then it says so
     #: (a block on slow storage can take long, and the run ignores further Ctrl-Cs then).
@@ -128,10 +145,7 @@ class Threads:
                 interrupted = True
             if told and time.monotonic() > told:
                 told = 0.0
-                log.warning(
-                    "stopping: waiting for the blocks being written to end (each is written "
-                    "whole, then marked)"
-                )
+                log.warning(STOPPING[self.work])
         self.sampler.stop()
         return interrupted
 

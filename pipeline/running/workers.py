@@ -55,6 +55,10 @@ class Bound:
 class Workers(Protocol):
     """What a run asks of whatever runs its tasks."""
 
+    #: What the tasks do, for the words of a stop (:data:`pipeline.running.threads.STOPPING`):
+    #: 'run' (a run's blocks, by default), or 'generate' (the input's units).
+    work: str
+
     @property
     def dashboard(self) -> str | None:
         """The link to Dask's dashboard; None where there is none."""
