@@ -950,7 +950,14 @@ def test_workers_whose_pipeline_differs_in_comments_or_is_zipped_run(tmp_path, c
     never this process's."""
     theirs = _copy_of_the_pipeline(tmp_path / "theirs", _COMMENTED if copy != "zipped" else None)
     path = _zipped(theirs, tmp_path / "theirs.zip") if copy.startswith("zipped") else theirs
-    x = np.random.default_rng(3).standard_normal((4, 4)).astype(np.float32)
+    _runs_on_a_worker_importing(tmp_path, path, seed=3)
+
+
+def _runs_on_a_worker_importing(tmp_path: Path, path: Path, seed: int) -> tuple[str, str]:
+    """``pipeline run`` of a 4x4 input drawn from ``seed`` on a one-worker cluster whose
+    worker has ``path`` on its PYTHONPATH runs, its output NumPy's chain; (the cluster's
+    address, the command's stderr)."""
+    x = np.random.default_rng(seed).standard_normal((4, 4)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (2, 4))
     cfg = write_config(
         tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 60}
@@ -961,6 +968,7 @@ def test_workers_whose_pipeline_differs_in_comments_or_is_zipped_run(tmp_path, c
         proc = _pipeline(tmp_path, "run", cfg, address)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    return address, proc.stderr
 
 
 def test_workers_running_an_edited_zipped_pipeline_are_refused(tmp_path) -> None:
@@ -1004,24 +1012,14 @@ def test_workers_whose_pipeline_has_no_source_are_compared_by_version(tmp_path) 
     assert compileall.compile_dir(theirs / "pipeline", legacy=True, quiet=1)
     for path in (theirs / "pipeline").rglob("*.py"):
         path.unlink()
-    x = np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32)
-    make_array(tmp_path / "in.zarr", x, (2, 4))
-    cfg = write_config(
-        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", cluster={"timeout": 60}
-    )
-    with _one_worker_cluster(
-        tmp_path / "dask.log", env(), worker_cwd=tmp_path, PYTHONPATH=str(theirs)
-    ) as address:
-        proc = _pipeline(tmp_path, "run", cfg, address)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    address, stderr = _runs_on_a_worker_importing(tmp_path, theirs, seed=4)
     said = re.search(
         rf"the workers of the cluster at {address} run the pipeline \S+, as this process does; "
         r"their source was not compared with its, as worker tcp://127\.0\.0\.1:\d+'s pipeline "
         rf"gives none to read \(no \.py files at {re.escape(str(theirs / 'pipeline'))}\)",
-        proc.stderr,
+        stderr,
     )
-    assert said, proc.stderr
+    assert said, stderr
 
 
 @pytest.mark.parametrize("where", ["cwd", "PYTHONPATH"])
