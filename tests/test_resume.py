@@ -275,6 +275,17 @@ def test_an_interrupted_output_moved_elsewhere_resumes_there(work: Work, cli) ->
     shutil.rmtree(moved)
 
 
+def _resume_writes_one_block_again(cli, work, skipped: int) -> None:
+    """``run --resume`` of ``work``'s output, one of whose ``skipped`` marked blocks no longer
+    holds what was written: that block is written again, the output complete and NumPy's."""
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert "1 block(s) marked written no longer hold what was written" in err
+    assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize("damage", ["deleted", "cut short"])
 def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, damage: str) -> None:
     """A chunk of a block marked written, deleted or cut short after the kill (or left out of
@@ -289,12 +300,7 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
         chunk.unlink()
     else:
         chunk.write_bytes(chunk.read_bytes()[:-3])
-    rc, _, err = cli("run", work.config, "--resume")
-    assert rc == 0, err
-    assert "1 block(s) marked written no longer hold what was written" in err
-    assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
-    assert status(work.output) == "complete"
-    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+    _resume_writes_one_block_again(cli, work, skipped)
 
 
 @pytest.mark.parametrize("record", ["cut short", "deleted"])
@@ -336,12 +342,7 @@ def test_a_block_whose_marker_is_unreadable_is_written_again(work: Work, cli, ma
     )
     chunk = work.output / ("c/" + name.replace(".", "/"))
     chunk.write_bytes(chunk.read_bytes()[:-3])
-    rc, _, err = cli("run", work.config, "--resume")
-    assert rc == 0, err
-    assert "1 block(s) marked written no longer hold what was written" in err
-    assert f"resuming: {skipped - 1} of {work.rows} blocks already written" in err
-    assert status(work.output) == "complete"
-    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+    _resume_writes_one_block_again(cli, work, skipped)
 
 
 @pytest.mark.parametrize(
