@@ -19,10 +19,13 @@ from typing import Any
 @contextlib.contextmanager
 def pipeline_cluster(cluster_plan: Any) -> Iterator[Any]:
     """The local cluster a plan's ``cluster`` section describes, started and closed by the
-    pipeline's cluster code (Dask's own logs at errors only); its client."""
+    pipeline's cluster code (Dask's own logs at errors only); its client, the current one in
+    this thread while the cluster is up: the pipeline's own clients are no default
+    (``running/cluster.py``'s ``_client``), and the benchmarks' ``wait`` and ``compute``
+    calls ask distributed for the current client."""
     from pipeline.running.cluster import connect
 
-    with connect(cluster_plan, quiet=True) as client:
+    with connect(cluster_plan, quiet=True) as client, client.as_current():
         yield client
 
 
