@@ -940,15 +940,24 @@ def _zipped(folder: Path, zip_file: Path) -> Path:
 #: the lines after it moved.
 _COMMENTED = ("ops/stages.py", "\ndef ", "\n# a note of the cluster's admin\n\n\ndef ")
 
+#: A function's docstring reworded in a module of the workers' pipeline: its code unchanged.
+_DOCUMENTED = (
+    "ops/stages.py",
+    '    """Register ``fn`` as the stage ``name``; its docstring\'s first line documents it."""\n',
+    '    """Register ``fn`` as ``name``, reworded by the cluster\'s admin."""\n',
+)
 
-@pytest.mark.parametrize("copy", ["commented", "zipped", "zipped-commented"])
+
+@pytest.mark.parametrize("copy", ["commented", "documented", "zipped", "zipped-commented"])
 def test_workers_whose_pipeline_differs_in_comments_or_is_zipped_run(tmp_path, copy) -> None:
     """A joined cluster whose worker imports a copy of this process's pipeline with a comment
-    and blank lines added (its code unchanged), or the same from a zip file on its
-    PYTHONPATH, runs, the output NumPy's: the digest of the source's bytes refused the first
-    as "the same version, edited", and a zip file, whose folder has no files to read, was
+    and blank lines added, or a docstring reworded (its code unchanged), or the same from a
+    zip file on its PYTHONPATH, runs, the output NumPy's: the digest of the source's bytes
+    refused the first as "the same version, edited", the code's digest the second (its
+    syntax tree held the docstrings), and a zip file, whose folder has no files to read, was
     never this process's."""
-    theirs = _copy_of_the_pipeline(tmp_path / "theirs", _COMMENTED if copy != "zipped" else None)
+    edits = {"commented": _COMMENTED, "documented": _DOCUMENTED, "zipped": None}
+    theirs = _copy_of_the_pipeline(tmp_path / "theirs", edits.get(copy, _COMMENTED))
     path = _zipped(theirs, tmp_path / "theirs.zip") if copy.startswith("zipped") else theirs
     _runs_on_a_worker_importing(tmp_path, path, seed=3)
 

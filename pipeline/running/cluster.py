@@ -1174,19 +1174,34 @@ def _worker_side() -> tuple[
     its source (every ``.py`` file of the package, ``__pycache__`` left out, by relative path
     and bytes: 1.4 MB, a few milliseconds), 'code': the same of its code, where ``unless`` is
     a 'source' and not this one (the caller's, or '' to have it: else None), each file's
-    syntax tree without its positions (``ast.dump``), so that an edit of comments, blank
-    lines or layout alone does not count (a file Python cannot parse counts by its bytes;
-    0.4 s), 'unread': why the source could not be read (a package whose loader gives no
-    ``.py`` files: compiled files alone, a loader of its own), else None}; 'version' and
-    'path' None where it has no pipeline, 'source' and 'code' None where it has none or
-    'unread' says why. The files are read through the
-    package's loader (``importlib.resources``): a folder, or a zip file on ``sys.path``.
+    syntax tree without its positions and docstrings (``ast.dump``), so that an edit of
+    comments, docstrings, blank lines or layout alone does not count (a file Python cannot
+    parse counts by its bytes; 0.4 s), 'unread': why the source could not be read (a
+    package whose loader gives no ``.py`` files: compiled files alone, a loader of its own),
+    else None}; 'version' and 'path' None where it has no pipeline, 'source' and 'code' None
+    where it has none or 'unread' says why. The files are read through the package's loader
+    (``importlib.resources``): a folder, or a zip file on ``sys.path``.
     ``on_worker(urls, source, modules)``: what a joined cluster's worker answers
     :func:`check_store_packages`, one round trip: {'pipeline': ``pipeline_here(source)``
     there, 'missing': :func:`~pipeline.store.location.missing_packages` of ``urls`` there,
     'shadows': :func:`~pipeline.shadowing.shadowing_files` there of ``modules`` (those this
     process has imported: the run's tasks import them there), each None where its pipeline
     has none}. Both use the standard library and the package alone."""
+
+    def without_docstrings(tree: Any) -> Any:
+        """``tree`` (an ``ast.Module``) with the docstrings of its module, classes and
+        functions left out: the text the README and ``pipeline plan`` show, never what a task
+        runs."""
+        import ast
+
+        for node in ast.walk(tree):
+            kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+            body = getattr(node, "body", None) if isinstance(node, kinds) else None
+            if body and isinstance(body[0], ast.Expr):
+                value = body[0].value
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    setattr(node, "body", body[1:])  # noqa: B010 (each kind's own body)
+        return tree
 
     def pipeline_here(unless: str | None = None) -> dict[str, Any]:
         import ast
@@ -1226,7 +1241,7 @@ def _worker_side() -> tuple[
             code = hashlib.sha256()
             for relative, text in sources:
                 try:
-                    tree = ast.dump(ast.parse(text)).encode()
+                    tree = ast.dump(without_docstrings(ast.parse(text))).encode()
                 except (SyntaxError, ValueError):
                     tree = text
                 code.update(relative.encode() + b"\0" + tree + b"\0")
