@@ -1219,6 +1219,171 @@ def test_the_plan_says_the_inner_chunks_of_shards_after_a_transpose(tmp_path: Pa
     assert "chunks [2, 4]" in info.describe(), info.describe()
 
 
+#: tensorstore's shards after a transpose codec (order [1, 0]), of inner chunks that are not
+#: square: shards of 8 x 12 stored as 12 x 8, cut into inner chunks of 4 x 2 (a grid of 3 x 4),
+#: which are chunks of 2 x 4 in the array's axes (a grid of 4 x 3 in the shard); zarr-python
+#: reads them (the inner chunks cut the shard untransposed too).
+_OBLONG_CHUNKS = 12
+
+#: The stored frame damaged in :data:`TRANSPOSED_DAMAGES` (index order: the stored grid's
+#: [0, 2], the array's [2, 0]).
+_DAMAGED_FRAME = 2
+
+
+def _ts_oblong_transposed_shards(codecs: list[Any]) -> Any:
+    """:data:`_OBLONG_CHUNKS`' layout, written by tensorstore, the inner chunks' ``codecs``."""
+    sharding = {"chunk_shape": [4, 2], "codecs": codecs}
+    transpose = {"name": "transpose", "configuration": {"order": [1, 0]}}
+    codecs_ = [transpose, {"name": "sharding_indexed", "configuration": sharding}]
+    return tensorstore(_ts_v3(codecs_, chunks=(8, 12)))
+
+
+def _shard_table(raw: bytes, n: int) -> np.ndarray:
+    """The (offset, size) rows of a shard's index at its end, with its crc32c."""
+    return np.frombuffer(raw[-(16 * n + 4) : -4], "<u8").reshape(n, 2).astype(np.uint64)
+
+
+def _with_table(raw: bytes, n: int, table: np.ndarray, body: bytes | None = None) -> bytes:
+    """The shard ``raw`` (``n`` chunks, its index at its end with its crc32c) with its index
+    ``table`` (crc32c valid again), its frames ``body`` where given."""
+    import google_crc32c
+
+    index = table.astype("<u8").tobytes()
+    body = raw[: -(16 * n + 4)] if body is None else body
+    return body + index + google_crc32c.value(index).to_bytes(4, "little")
+
+
+def _frame_replaced(p: Path, which: int, frame: bytes) -> None:
+    """The shard ``p``'s frame ``which`` (index order) replaced by ``frame``, the others kept."""
+    raw = p.read_bytes()
+    table = _shard_table(raw, _OBLONG_CHUNKS)
+    frames = [raw[int(o) : int(o) + int(n)] for o, n in table]
+    frames[which] = frame
+    sizes = np.array([len(f) for f in frames], np.uint64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
+    body = b"".join(frames)
+    p.write_bytes(_with_table(raw, _OBLONG_CHUNKS, np.stack([offsets, sizes], -1), body))
+
+
+def _frame_cut(p: Path) -> None:
+    raw = p.read_bytes()
+    o, n = (int(v) for v in _shard_table(raw, _OBLONG_CHUNKS)[_DAMAGED_FRAME])
+    _frame_replaced(p, _DAMAGED_FRAME, raw[o : o + n // 2])
+
+
+def _entry_into_index(p: Path) -> None:
+    raw = p.read_bytes()
+    table = _shard_table(raw, _OBLONG_CHUNKS).copy()
+    k = 16 * _OBLONG_CHUNKS + 4
+    table[_DAMAGED_FRAME, 0] = len(raw) - k - int(table[_DAMAGED_FRAME, 1]) + 8
+    p.write_bytes(_with_table(raw, _OBLONG_CHUNKS, table))
+
+
+_TS_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+
+#: (id, the inner chunks' codecs, how one of the 8 elements is encoded as a frame of them,
+#: the damage of frame :data:`_DAMAGED_FRAME` of a shard, what the line says of it)
+TRANSPOSED_DAMAGES = [
+    (
+        "index-into-itself",  # the shard index's check (the run's, verify's)
+        [_TS_BYTES],
+        lambda x: x.tobytes(),
+        _entry_into_index,
+        "its shard index points into the shard's own index (inner chunk {}:",
+    ),
+    (
+        "blosc-cut",  # the Blosc frames' check
+        [_TS_BYTES, {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}}],
+        lambda x: bytes(numcodecs.Blosc(cname="lz4", shuffle=numcodecs.Blosc.SHUFFLE).encode(x)),
+        _frame_cut,
+        "(in the shard's inner chunk {})",
+    ),
+    (
+        "zstd-cut",  # zarr-python's read fails: the shard's frames walked after it
+        [_TS_BYTES, {"name": "zstd"}],
+        lambda x: bytes(numcodecs.Zstd().encode(x)),
+        _frame_cut,
+        "(in the shard's inner chunk {})",
+    ),
+]
+
+
+def _inner_chunk_zarr_reads(src: Path, key: str, encode: Callable[[np.ndarray], bytes]) -> Any:
+    """Where zarr-python reads the frame :data:`_DAMAGED_FRAME` of the shard ``key`` of the
+    array at ``src``: that frame replaced (in a copy) by ``encode`` of an inner chunk of 42s,
+    the inner chunk (of 2 x 4, in the array's axes, its coordinates in the shard) that alone
+    reads 42 and held other values before; the shard's origin in the array is [0, 12]."""
+    import shutil
+
+    marked = src.parent / "marked.zarr"
+    shutil.copytree(src, marked)
+    _frame_replaced(marked / key, _DAMAGED_FRAME, encode(np.full(8, 42, "<f4")))
+    with warnings.catch_warnings():  # zarr-python's, that a transpose first reads whole shards
+        warnings.simplefilter("ignore")
+        got = zarr.open_array(marked, mode="r")[0:8, 12:22]
+    shutil.rmtree(marked)
+    before = values("float32")[0:8, 12:22]
+    found = [
+        [i, j]
+        for i in range(4)
+        for j in range(3)
+        if (got[2 * i : 2 * i + 2, 4 * j : 4 * j + 4] == 42).all()
+        and not (before[2 * i : 2 * i + 2, 4 * j : 4 * j + 4] == 42).all()
+    ]
+    assert len(found) == 1, found
+    changed = ~same_bits_mask(got, before)
+    rows, cols = np.nonzero(changed)
+    i, j = found[0]
+    assert (rows // 2 == i).all() and (cols // 4 == j).all(), "another chunk reads otherwise"
+    return found[0]
+
+
+def same_bits_mask(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Element by element: equal bit for bit."""
+    return np.ascontiguousarray(got).view(np.uint32) == np.ascontiguousarray(want).view(np.uint32)
+
+
+@pytest.mark.parametrize(
+    ("codecs", "encode", "damage", "said"),
+    [d[1:] for d in TRANSPOSED_DAMAGES],
+    ids=[d[0] for d in TRANSPOSED_DAMAGES],
+)
+def test_a_damaged_chunk_of_a_transposed_shard_is_named_in_the_arrays_axes(
+    tmp_path: Path, backend_client, codecs, encode, damage, said
+) -> None:
+    """Shards stored transposed (tensorstore's transpose before sharding_indexed): a damaged
+    inner chunk is named by its coordinates in the array's axes, the inner chunk zarr-python
+    reads that frame as, by the run and by verify, with the shard's key; they had been its
+    coordinates in the stored (transposed) grid, [0, 2] for [2, 0]."""
+    import pipeline
+
+    src = tmp_path / "in.zarr"
+    key = "c/0/1"
+    _ts_oblong_transposed_shards(codecs)(src)
+    where = _inner_chunk_zarr_reads(src, key, encode)
+    assert where == [2, 0], where  # the stored grid's [0, 2]
+    summary = _run(tmp_path, backend_client)
+    assert summary.status == "complete"
+    damage(src / key)
+    with warnings.catch_warnings():  # the damage reads otherwise there, or fails the shard
+        warnings.simplefilter("ignore")
+        try:
+            got = zarr.open_array(src, mode="r")[0:8, 12:22]
+        except Exception:
+            pass
+        else:
+            before = values("float32")[0:8, 12:22]
+            rows, cols = np.nonzero(~same_bits_mask(got, before))
+            assert len(rows) and set(zip(rows // 2, cols // 4, strict=True)) == {tuple(where)}
+    text = said.format(where)
+    with pytest.raises(InputError) as found:
+        pipeline.verify(_config(tmp_path, backend_client[0]), all=True)
+    assert found.value.key == key and text in str(found.value), str(found.value)
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client, overwrite=True)
+    assert err.value.key == key and text in str(err.value), str(err.value)
+
+
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
     tmp_path: Path, backend_client
 ) -> None:

@@ -1730,7 +1730,9 @@ def _unit_damage(
 
 
 def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged | None:
-    """Where the Zarr v3 array ``arr`` is sharded and zarr-python could not read its stored
+    """Where the Zarr v3 array ``arr`` is sharded (after ``transpose`` codecs too, as
+    tensorstore writes it: its inner chunks named in the array's axes) and zarr-python could
+    not read its stored
     unit ``key`` (read again from ``location``): the damage of the first frame of it that does
     not decode, at every level of shards within shards, named and said as the run's reader
     says a frame's (:func:`codecs.damaged_frame`: "... (in the shard's inner chunk [1, 0],
@@ -1746,7 +1748,7 @@ def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged |
         warnings.simplefilter("ignore")
         doc = meta.to_dict()
     chain = list(doc.get("codecs") or [])
-    if not chain or chain[0].get("name") != "sharding_indexed":
+    if codecs.sharding_at(chain) is None:  # after transposes too (tensorstore's shards)
         return None
     stored = np.dtype(arr.dtype)
     native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.errors import cause
-from pipeline.store.grid import Shape, chunks_per_unit
+from pipeline.store.grid import Shape, chunk_coordinates, chunks_per_unit
 from pipeline.store.shards import (
     EMPTY,
     Damaged,
@@ -759,7 +759,13 @@ def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | Non
     return config
 
 
-def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> Any:
+def check_unit(
+    raw: Any,
+    unit: Shape,
+    check: UnitCheck,
+    nested_in: str = "",
+    axes: tuple[int, ...] | None = None,
+) -> Any:
     """Check one stored unit ``raw`` (None: absent) of shape ``unit`` as ``check`` says: its
     shard index, and the Blosc frames of each chunk present in it: the codecs outside the
     innermost Blosc one are decoded, each Blosc frame among them checked, then that one's.
@@ -775,15 +781,21 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     [1, 0], itself a shard: in its inner chunk [0, 1])", its own index's damage "(in the
     shard's inner chunk [1, 0], itself a shard)": both levels had been "(inner chunk 1)
     (inner chunk 2)", flat indexes in words that did not tell them apart); numcodecs'
-    ``UnknownCodecError`` as it is. ``nested_in``: for the check of a nested shard, which
-    inner chunk of the shard holding it that is (its words)."""
+    ``UnknownCodecError`` as it is. Inner chunks are named in the array's axes, where the
+    shard is stored transposed too (:attr:`UnitCheck.order`: tensorstore's ``transpose``
+    before ``sharding_indexed``; their stored grid's coordinates had been said, which are not
+    those zarr-python reads the chunk at). ``nested_in``: for the check of a nested shard,
+    which inner chunk of the shard holding it that is (its words); ``axes``: the array's axis
+    each of ``unit``'s axes is (None: ``unit`` is in the array's axes)."""
+    axes = _stored_axes(len(unit), check.order, axes)
     unit = check.stored_unit(unit)
     try:
         if raw is not None and check.whole:
             with _codec_errors_as_damage():
                 for config in reversed(check.whole):
                     raw = _decode_bytes(config, raw)
-        frames = unit_frames(raw, check.chunks_in(unit), check.shard, _grid(unit, check.chunk))
+        grid = _grid(unit, check.chunk)
+        frames = unit_frames(raw, check.chunks_in(unit), check.shard, grid, axes)
     except Damaged as e:
         if not nested_in:
             raise
@@ -793,12 +805,13 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     for c in np.flatnonzero(present) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
-        where = inner_chunk(int(c), unit, check.chunk) if check.shard else ""
+        where = inner_chunk(int(c), unit, check.chunk, axes) if check.shard else ""
         if check.nested is not None:  # the inner chunk is a shard: its own check, which names
             # both levels (a damage of its own index named by this one alone)
             assert check.chunk is not None
             try:  # every level above named (three levels had lost the outermost)
-                kept[c] = check_unit(frame, check.chunk, check.nested, _within(nested_in, where))
+                within = _within(nested_in, where)
+                kept[c] = check_unit(frame, check.chunk, check.nested, within, axes)
             except Damaged as e:  # the unit's chunk whose bytes hold the damage: this one
                 raise Damaged(str(e), e.problem, int(c)) from None
             continue
@@ -825,9 +838,11 @@ def damaged_frame(
     dtype: np.dtype,
     decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
     nested_in: str = "",
+    axes: tuple[int, ...] | None = None,
 ) -> Damaged | None:
     """The damage of the first frame of the stored shard ``raw`` (of shape ``unit``; its v3
-    chain ``codecs``, a ``sharding_indexed`` codec first; ``dtype`` the array's, native) that
+    chain ``codecs``, a ``sharding_indexed`` codec first or after ``transpose`` codecs, which
+    store the shard transposed: :func:`sharding_at`; ``dtype`` the array's, native) that
     does not decode, at every level of shards within shards, named as the run's reader names
     a frame of a shard it decodes (:func:`inner_chunk`, :func:`_within`: "(in the shard's inner
     chunk [1, 0], itself a shard: in its inner chunk [0, 1])") and said in its words: an inner
@@ -840,14 +855,22 @@ def damaged_frame(
     None where every frame decodes, or where a codec or index is one this module does not
     read. For the failure path only: where zarr-python could not read a sharded unit, which it
     names by no inner chunk (a nested shard's zstd, gzip or checksum damage had been named by
-    the shard's key alone, in zarr-python's words)."""
-    conf = dict(codecs[0].get("configuration") or {})
+    the shard's key alone, in zarr-python's words). Inner chunks are named in the array's
+    axes (``axes``: the array's axis each of ``unit``'s axes is; None: the array's own), as
+    :func:`check_unit` names them."""
+    at = sharding_at(codecs)
+    if at is None:
+        return None
+    conf = dict(codecs[at].get("configuration") or {})
     shard = _shard_format(conf)
     if shard is None or "chunk_shape" not in conf:
         return None
+    order = transposed_order(codecs[:at], len(unit))
+    axes = _stored_axes(len(unit), order, axes)
+    unit = unit if order is None else tuple(unit[i] for i in order)
     chunk = tuple(int(n) for n in conf["chunk_shape"])
     inner = list(conf.get("codecs", []))
-    whole = [_check_codec(c, dtype) for c in codecs[1:]]
+    whole = [_check_codec(c, dtype) for c in codecs[at + 1 :]]
     if not inner or any(c is None for c in whole) or not _known([c for c in whole if c]):
         return None
     try:
@@ -855,19 +878,19 @@ def damaged_frame(
             for config in reversed(whole):
                 assert config is not None
                 raw = _decode_bytes(_json(config), raw)
-        frames = unit_frames(raw, math.prod(_grid(unit, chunk) or ()), shard, _grid(unit, chunk))
+        grid = _grid(unit, chunk)
+        frames = unit_frames(raw, math.prod(grid or ()), shard, grid, axes)
     except Damaged as e:
         return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
     fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
-    leaf = (
-        _v3_chain(inner, chunk, dtype) if inner[0]["name"] != "sharding_indexed" and fixed else None
-    )
+    nested = sharding_at(inner) is not None
+    leaf = _v3_chain(inner, chunk, dtype) if not nested and fixed else None
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame = memoryview(raw).cast("B")[off : off + size]
-        where = _within(nested_in, inner_chunk(int(c), unit, chunk))
-        if inner[0]["name"] == "sharding_indexed":
-            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where)
+        where = _within(nested_in, inner_chunk(int(c), unit, chunk, axes))
+        if nested:
+            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where, axes)
             if found is not None:
                 return Damaged(str(found), found.problem, int(c))
             continue
@@ -886,12 +909,27 @@ def damaged_frame(
     return None
 
 
-def inner_chunk(c: int, unit: Shape, chunk: Shape | None) -> str:
+def inner_chunk(
+    c: int, unit: Shape, chunk: Shape | None, axes: tuple[int, ...] | None = None
+) -> str:
     """The words for the inner chunk ``c`` (its index in C order over the shard's chunk grid)
-    of a shard of shape ``unit`` whose chunks are of shape ``chunk``: "in the shard's inner
-    chunk [1, 0]", by its grid coordinates, as every damage line names one."""
-    at = [int(i) for i in np.unravel_index(c, _grid(unit, chunk) or (1,))]
+    of a shard of shape ``unit`` whose chunks are of shape ``chunk`` (both as stored): "in
+    the shard's inner chunk [1, 0]", by its grid coordinates in the array's axes, as every
+    damage line names one (``axes``: the array's axis each of the stored shard's axes is,
+    where it is stored transposed: :func:`~pipeline.store.grid.chunk_coordinates`)."""
+    at = chunk_coordinates(c, _grid(unit, chunk) or (1,), axes)
     return f"in the shard's inner chunk {at}"
+
+
+def _stored_axes(
+    ndim: int, order: tuple[int, ...] | None, axes: tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """The array's axis each axis of a stored shard is: ``order`` (:attr:`UnitCheck.order`,
+    :func:`transposed_order`) puts the axes of a unit, themselves the array's ``axes`` (None:
+    its own, in order), in the order they are stored; None where that is the array's own."""
+    base = list(axes) if axes is not None else list(range(ndim))
+    out = base if order is None else [base[i] for i in order]
+    return None if out == list(range(ndim)) else tuple(out)
 
 
 def _grid(unit: Shape, chunk: Shape | None) -> Shape | None:
