@@ -166,7 +166,7 @@ class ChunkFormat:
         # ignore_filter_arithmetic_warnings for Zarr's own decoding threads)
         with np.errstate(all="ignore"):
             for config in reversed(self.filters):  # a v2 Blosc filter's frame checked too
-                data = _decode_bytes(config, data)
+                data = _decode_bytes(config, data, filter=True)
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
@@ -197,7 +197,7 @@ class ChunkFormat:
             if size is None or (codec_id == "zstd" and size < self.nbytes):
                 return False  # numcodecs decides, as for zarr-python (see _content_size)
             _check_size(size, self.nbytes)
-            _codec(codecs[0]).decode(data, out=out)
+            _decoded_by(codec_id, _codec(codecs[0]), data, out=out)
         if np.dtype(self.stored) != self.dtype:
             dest.view(np.dtype(self.stored)).byteswap(inplace=True)
         return True
@@ -262,12 +262,62 @@ def _codec_id(config: str) -> str:
     return str(json.loads(config)["id"])
 
 
-def _decode_bytes(config: str, data: Any) -> Any:
+def _decode_bytes(config: str, data: Any, filter: bool = False) -> Any:
+    """``data`` decoded by the numcodecs codec ``config`` (JSON; :data:`CRC32C` checked here),
+    a v2 filter's where ``filter``; raises :class:`Damaged` in the run's words where the codec
+    refuses the bytes (:func:`_refused`), numcodecs' ``UnknownCodecError`` as it is."""
     if config == CRC32C:
         return strip_crc32c(data)
-    if _codec_id(config) == "blosc":
+    codec_id = _codec_id(config)
+    if codec_id == "blosc":
         blosc_header(data)
-    return _codec(config).decode(data)
+    return _decoded_by(codec_id, _codec(config), data, filter=filter)
+
+
+def _decoded_by(codec_id: str, codec: Any, data: Any, out: Any = None, filter: bool = False) -> Any:
+    """``codec.decode(data, out)`` (``codec`` numcodecs', of id ``codec_id``), its refusal of
+    the bytes raised as :class:`Damaged` in the run's words (:func:`_refused`). What is no
+    refusal of the bytes passes as it is: numcodecs' ``UnknownCodecError`` (a codec not
+    installed), ``MemoryError``."""
+    try:
+        return codec.decode(data) if out is None else codec.decode(data, out=out)
+    except MemoryError:
+        raise
+    except Exception as e:  # zlib.error, BadGzipFile, EOFError, LZMAError, RuntimeError...
+        if is_unknown_codec(e):
+            raise
+        raise _refused(codec_id, data, filter) from None
+
+
+#: numcodecs' checksum codecs, by id: their decoding fails where the checksum (4 bytes) is
+#: missing or does not match the bytes.
+_CHECKSUMS = {"crc32", "adler32", "fletcher32", "jenkins_lookup3", "crc32c"}
+
+#: A codec's name in a damage line, where it is not its id.
+_SAID_NAMES = {"blosc": "Blosc", "lz4": "LZ4", "lzma": "LZMA"}
+
+
+def _refused(codec_id: str, data: Any, filter: bool = False) -> Damaged:
+    """What a chunk's damage is where the codec ``codec_id`` refused its bytes ``data`` (a
+    ``filter``'s: a v2 filter's, a v3 array-to-array codec's), in the run's words, as a
+    crc32c checksum's is said: "its gzip data does not decode: cut short or altered (1104
+    bytes)", "its fletcher32 checksum does not match", "it holds 0 bytes, too few for its crc32
+    checksum". Each codec's own words had been said (zlib's "error: Error -3 while
+    decompressing data: incorrect header check", "BadGzipFile: CRC check failed 0x0 !=
+    0xf1d1ea00", "EOFError: Compressed file ended before the end-of-stream marker was
+    reached", numcodecs' "IndexError: Out of bounds on buffer access (axis 0)")."""
+    try:
+        n = memoryview(data).nbytes
+    except TypeError:
+        n = int(getattr(data, "nbytes", 0))
+    name = _SAID_NAMES.get(codec_id, codec_id)
+    if codec_id in _CHECKSUMS:
+        if n < 4:
+            return Damaged(f"it holds {n} bytes, too few for its {name} checksum", "checksum")
+        return Damaged(f"its {name} checksum does not match", "checksum")
+    if filter and codec_id not in _BYTES_TO_BYTES:
+        return Damaged(f"its {n} bytes do not decode through its {name} filter", "codec")
+    return Damaged(f"its {name} data does not decode: cut short or altered ({n} bytes)", "codec")
 
 
 def blosc_header(data: Any) -> int:
@@ -882,9 +932,7 @@ def damaged_frame(
         frames = unit_frames(raw, math.prod(grid or ()), shard, grid, axes)
     except Damaged as e:
         return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
-    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
     nested = sharding_at(inner) is not None
-    leaf = _v3_chain(inner, chunk, dtype) if not nested and fixed else None
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame = memoryview(raw).cast("B")[off : off + size]
@@ -894,19 +942,82 @@ def damaged_frame(
             if found is not None:
                 return Damaged(str(found), found.problem, int(c))
             continue
-        try:
-            with _codec_errors_as_damage():
-                if leaf is not None:
-                    leaf.decode(frame)
-                else:  # its trailing checksums checked here, said as every other one is
-                    chain = list(inner)
-                    while chain and chain[-1]["name"] == "crc32c":
-                        frame = strip_crc32c(frame)
-                        chain.pop()
-                    decode_other(chain, chunk, frame)
-        except Damaged as e:
-            return Damaged(f"{e} ({where})", e.problem, int(c))
+        found = damaged_chunk(frame, chunk, inner, dtype, decode_other)
+        if found is not None:
+            return Damaged(f"{found} ({where})", found.problem, int(c))
     return None
+
+
+def damaged_chunk(
+    raw: Any,
+    shape: Shape,
+    codecs: Sequence[dict[str, Any]],
+    dtype: np.dtype,
+    decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
+) -> Damaged | None:
+    """The damage of one stored chunk ``raw`` of shape ``shape`` under the v3 chain
+    ``codecs`` (no sharding codec in it; ``dtype`` the array's, native), said in the run's
+    words, as :func:`damaged_frame` says a shard's frame's: a chain :func:`v3_format` knows
+    decoded by :meth:`ChunkFormat.decode`; of any other (a ``numcodecs.*`` filter, a checksum
+    numcodecs alone has), the bytes-to-bytes codecs after ``bytes`` decoded here one at a
+    time, the outermost first, by numcodecs (the implementations zarr-python decodes them
+    with), a refusal said by the codec it is (:func:`_refused`: "its gzip data does not
+    decode: cut short or altered (1104 bytes)", "its crc32 checksum does not match"), then
+    the rest by ``decode_other(codecs, shape, bytes)`` (zarr-python's decoding of one chunk),
+    whose failure over bytes of another size than the chunk's is said so ("it decodes to 48
+    bytes, not the chunk's 96"; zarr-python's "cannot reshape array of size 12 into shape
+    (4,6)" had been said), any other in its words. None where it decodes. Raises numcodecs'
+    ``UnknownCodecError``, and what ``decode_other`` raises that is no damage, as they are
+    (a codec not installed is no damaged chunk). For the failure path, where zarr-python
+    could not read the chunk (its own words name no codec, and a checksum's hold numbers)."""
+    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
+    leaf = _v3_chain(codecs, shape, dtype) if fixed else None
+    try:
+        with _codec_errors_as_damage():
+            if leaf is not None:
+                leaf.decode(raw)
+                return None
+            chain = list(codecs)
+            at = next((i for i, c in enumerate(chain) if c.get("name") == "bytes"), None)
+            data = raw
+            while at is not None and len(chain) > at + 1:
+                config = _check_codec(chain[-1], dtype)
+                if config is None or not _known([config]):
+                    break  # one numcodecs does not have: zarr-python decodes it with the rest
+                data = _decode_bytes(_json(config), data)
+                chain.pop()
+            try:
+                decode_other(chain, shape, data)
+            except MemoryError:
+                raise
+            except Exception as e:
+                if is_unknown_codec(e) or at is None:
+                    raise
+                n = memoryview(data).nbytes
+                want = math.prod(shape) * _element_size(chain[:at], dtype)
+                if n != want:
+                    raise Damaged(
+                        f"it decodes to {n} bytes, not the chunk's {want}", "size"
+                    ) from None
+                raise
+    except Damaged as e:
+        return e
+    return None
+
+
+def _element_size(filters: Sequence[dict[str, Any]], dtype: np.dtype) -> int:
+    """The size of one element as the ``bytes`` codec stores it after the array-to-array
+    codecs ``filters`` (v3, in encode order): the data type the last one that names one
+    gives (numcodecs' ``astype``, else its ``dtype``: a Delta's, a FixedScaleOffset's), else
+    ``dtype``'s."""
+    size = dtype.itemsize
+    for f in filters:
+        conf = f.get("configuration") or {}
+        said = conf.get("astype", conf.get("dtype"))
+        if isinstance(said, str):
+            with contextlib.suppress(TypeError, ValueError):
+                size = np.dtype(said).itemsize
+    return size
 
 
 def inner_chunk(
@@ -1265,6 +1376,7 @@ __all__ = [
     "blosc_header",
     "check_frames",
     "check_unit",
+    "damaged_chunk",
     "damaged_frame",
     "fill_bits",
     "may_store_raw",
