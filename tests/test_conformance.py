@@ -334,6 +334,34 @@ _BYTES_ZSTD = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name"
 _DELTA_BLOSC = zarr3(filters=lambda: [numcodecs.zarr3.Delta(dtype="<f4")], compressors=_BLOSC_LZ4)
 
 
+#: tensorstore's shards of 2 inner shards of 4 x 12, each after a transpose: stored as 12 x 4,
+#: of 3 chunks of 4 x 4 (a grid of 3 x 1 stored, 1 x 3 in the array's axes).
+_TS_NESTED_TRANSPOSED = tensorstore(
+    _ts_v3(
+        [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [4, 12],
+                    "codecs": [
+                        {"name": "transpose", "configuration": {"order": [1, 0]}},
+                        {
+                            "name": "sharding_indexed",
+                            "configuration": {
+                                "chunk_shape": [4, 4],
+                                "codecs": [{"name": "bytes"}],
+                                "index_codecs": [{"name": "bytes"}],
+                            },
+                        },
+                    ],
+                },
+            }
+        ],
+        chunks=(8, 12),
+    )
+)
+
+
 def _ts_sharded(codecs: list[Any], index_codecs: list[Any], partial: bool = False) -> Any:
     """tensorstore writing shards of 2 x 2 chunks, their inner chunks' ``codecs``, their index's
     ``index_codecs`` (only some chunks written where ``partial``)."""
@@ -835,16 +863,16 @@ def _index_into_itself(
     return damage
 
 
-def _inner_index_into_itself(p: Path, n: int = 2) -> None:
+def _inner_index_into_itself(p: Path, n: int = 2, entry: int = 0) -> None:
     """In a shard of :data:`_NESTED_SHARDS` (its index at the end, with its crc32c), the first
-    inner shard's first index entry moved 8 bytes into that inner shard's own index (which
-    has no crc32c, and ``n`` entries); the outer index as it was."""
+    inner shard's index entry ``entry`` (the first by default) moved 8 bytes into that inner
+    shard's own index (which has no crc32c, and ``n`` entries); the outer index as it was."""
     raw = p.read_bytes()
     outer = np.frombuffer(raw[-36:-4], "<u8").reshape(2, 2)
     start, size = int(outer[0, 0]), int(outer[0, 1])
     inner = raw[start : start + size]
     table = np.frombuffer(inner[-16 * n :], "<u8").reshape(n, 2).copy()
-    table[0, 0] = size - 16 * n - int(table[0, 1]) + 8
+    table[entry, 0] = size - 16 * n - int(table[entry, 1]) + 8
     inner = inner[: -16 * n] + table.tobytes()
     p.write_bytes(raw[:start] + inner + raw[start + size :])
 
@@ -1071,30 +1099,7 @@ DAMAGES = [
     ),
     (  # shards of 2 inner shards of 4 x 12, each after a transpose: 12 x 4, of 3 chunks
         "tensorstore-nested-transposed-shard-inner-index-into-itself",
-        tensorstore(
-            _ts_v3(
-                [
-                    {
-                        "name": "sharding_indexed",
-                        "configuration": {
-                            "chunk_shape": [4, 12],
-                            "codecs": [
-                                {"name": "transpose", "configuration": {"order": [1, 0]}},
-                                {
-                                    "name": "sharding_indexed",
-                                    "configuration": {
-                                        "chunk_shape": [4, 4],
-                                        "codecs": [{"name": "bytes"}],
-                                        "index_codecs": [{"name": "bytes"}],
-                                    },
-                                },
-                            ],
-                        },
-                    }
-                ],
-                chunks=(8, 12),
-            )
-        ),
+        _TS_NESTED_TRANSPOSED,
         "c/0/1",
         lambda p: _inner_index_into_itself(p, n=3),
     ),
@@ -1386,6 +1391,41 @@ def test_a_damaged_chunk_of_a_transposed_shard_is_named_in_the_arrays_axes(
     with pytest.raises(ChunkError) as err:
         _run(tmp_path, backend_client, overwrite=True)
     assert err.value.key == key and text in str(err.value), str(err.value)
+
+
+def test_a_damaged_chunk_of_a_nested_transposed_shard_is_named_in_the_arrays_axes(
+    tmp_path: Path, backend_client
+) -> None:
+    """A shard's inner shards stored transposed (tensorstore's transpose before the inner
+    sharding_indexed), the index entry of the first inner shard's third chunk (its stored
+    grid's [2, 0]) pointing into that shard's own index: the run and verify name it [0, 2],
+    in the array's axes, the chunk zarr-python then reads otherwise (every level's transposes
+    composed)."""
+    import pipeline
+
+    src = tmp_path / "in.zarr"
+    key = "c/0/1"  # rows 0:8, columns 12:22 (of 24)
+    _TS_NESTED_TRANSPOSED(src)
+    assert _run(tmp_path, backend_client).status == "complete"
+    _inner_index_into_itself(src / key, n=3, entry=2)
+    with warnings.catch_warnings():  # zarr-python's, that a transpose first reads whole shards
+        warnings.simplefilter("ignore")
+        got = zarr.open_array(src, mode="r")[0:8, 12:22]
+    rows, cols = np.nonzero(~same_bits_mask(got, values("float32")[0:8, 12:22]))
+    # the inner shard [0, 0] (rows 0:4), its inner chunk [0, 2] (columns 12 + 8:12)
+    assert len(rows) and set(zip(rows // 4, cols // 4, strict=True)) == {(0, 2)}
+    said = "(inner chunk [0, 2]: offset "
+    shard = "(in the shard's inner chunk [0, 0], itself a shard)"
+    with warnings.catch_warnings(), pytest.raises(InputError) as found:
+        # zarr-python's, at its reading in this process, which verify's reading lets through
+        # (an error here, where warnings are: it had been said as a damaged chunk)
+        warnings.filterwarnings("ignore", "Combining a `sharding_indexed` codec")
+        pipeline.verify(_config(tmp_path, backend_client[0]), all=True)
+    line = str(found.value)
+    assert getattr(found.value, "key", None) == key and said in line and shard in line, line
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client, overwrite=True)
+    assert err.value.key == key and said in err.value.reason and shard in err.value.reason
 
 
 def _cut(p: Path) -> None:
