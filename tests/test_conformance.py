@@ -1362,8 +1362,8 @@ def test_a_damaged_chunk_of_a_transposed_shard_is_named_in_the_arrays_axes(
 ) -> None:
     """Shards stored transposed (tensorstore's transpose before sharding_indexed): a damaged
     inner chunk is named by its coordinates in the array's axes, the inner chunk zarr-python
-    reads that frame as, by the run and by verify, with the shard's key; they had been its
-    coordinates in the stored (transposed) grid, [0, 2] for [2, 0]."""
+    reads that frame as, by the run, its resume and verify, with the shard's key; they had
+    been its coordinates in the stored (transposed) grid, [0, 2] for [2, 0]."""
     import pipeline
 
     src = tmp_path / "in.zarr"
@@ -1371,6 +1371,7 @@ def test_a_damaged_chunk_of_a_transposed_shard_is_named_in_the_arrays_axes(
     _ts_oblong_transposed_shards(codecs)(src)
     where = _inner_chunk_zarr_reads(src, key, encode)
     assert where == [2, 0], where  # the stored grid's [0, 2]
+    backend, client = backend_client
     summary = _run(tmp_path, backend_client)
     assert summary.status == "complete"
     damage(src / key)
@@ -1386,11 +1387,14 @@ def test_a_damaged_chunk_of_a_transposed_shard_is_named_in_the_arrays_axes(
             assert len(rows) and set(zip(rows // 2, cols // 4, strict=True)) == {tuple(where)}
     text = said.format(where)
     with pytest.raises(InputError) as found:
-        pipeline.verify(_config(tmp_path, backend_client[0]), all=True)
+        pipeline.verify(_config(tmp_path, backend), all=True)
     assert found.value.key == key and text in str(found.value), str(found.value)
     with pytest.raises(ChunkError) as err:
         _run(tmp_path, backend_client, overwrite=True)
     assert err.value.key == key and text in str(err.value), str(err.value)
+    with pytest.raises(ChunkError) as again:  # a resume of the output left incomplete
+        run(_config(tmp_path, backend), RunOptions(progress="none", resume=True), client=client)
+    assert str(again.value) == str(err.value)
 
 
 def test_a_damaged_chunk_of_a_nested_transposed_shard_is_named_in_the_arrays_axes(
