@@ -592,7 +592,8 @@ def test_a_shard_whose_index_gives_chunks_overlapping_bytes_is_damage(
 )
 def test_a_checksum_mismatch_is_said_in_one_line(checksum: Any) -> None:
     """numcodecs' Fletcher32 error holds a newline (review 41: the run's line spanned two):
-    the cause a Damaged quotes is one line, whatever the codec says."""
+    the damage is said in one line, in the run's words (h63b: numcodecs' own, "Stored and
+    computed crc32 checksum do not match. Stored: ...", had been quoted), as a checksum's."""
     x = np.ones((4, 4), "<f8")
     raw = bytearray(checksum.encode(x.tobytes()))
     raw[20] ^= 1
@@ -601,7 +602,8 @@ def test_a_checksum_mismatch_is_said_in_one_line(checksum: Any) -> None:
     )
     with pytest.raises(Damaged) as e:
         fmt.decode_into(bytes(raw), np.empty((4, 4), "<f8"))
-    assert e.value.problem == "codec" and "\n" not in str(e.value), repr(str(e.value))
+    assert e.value.problem == "checksum" and "\n" not in str(e.value), repr(str(e.value))
+    assert str(e.value) == f"its {checksum.codec_id} checksum does not match", str(e.value)
 
 
 def _handed_on_layouts() -> dict[str, dict[str, Any]]:

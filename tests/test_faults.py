@@ -1678,8 +1678,8 @@ def test_verify_names_the_damaged_frame_of_a_nested_shard(tmp_path: Path, cli) -
     raw[start + int(inner[0])] ^= 0xFF
     (inp / key).write_bytes(bytes(raw))
     said = (
-        "invalid input data (in the shard's inner chunk [1, 1], itself a shard: in its inner "
-        "chunk [0, 0])"
+        f"its zstd data does not decode: cut short or altered ({int(inner[1])} bytes) (in the "
+        "shard's inner chunk [1, 1], itself a shard: in its inner chunk [0, 0])"
     )
     line = _verify_refuses_input_chunk(cli, cfg, inp, key)
     assert said in line and "restore that chunk from its source" in line, line

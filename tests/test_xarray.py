@@ -4080,10 +4080,10 @@ def test_a_carried_coordinates_damaged_shard_names_its_inner_chunk(tmp_path: Pat
             call(config(tmp_path))
         assert str(info.value) == (
             f"input chunk {key!r} of {src} (of lon, which the output carries beside the "
-            "variable) is damaged: RuntimeError: Zstd decompression error: invalid input data "
-            "(in the shard's inner chunk [2]); nothing was written: restore the chunk (or delete "
-            "it, and it reads as the fill value), or set output.array: '' to write the variable "
-            "alone, without its coordinates"
+            "variable) is damaged: its zstd data does not decode: cut short or altered (49 "
+            "bytes) (in the shard's inner chunk [2]); nothing was written: restore the chunk "
+            "(or delete it, and it reads as the fill value), or set output.array: '' to write "
+            "the variable alone, without its coordinates"
         )
     assert not (tmp_path / "out.zarr").exists()
 

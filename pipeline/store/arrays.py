@@ -1730,36 +1730,50 @@ def _unit_damage(
 
 
 def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged | None:
-    """Where the Zarr v3 array ``arr`` is sharded and zarr-python could not read its stored
-    unit ``key`` (read again from ``location``): the damage of the first frame of it that does
-    not decode, at every level of shards within shards, named and said as the run's reader
-    says a frame's (:func:`codecs.damaged_frame`: "... (in the shard's inner chunk [1, 0],
-    itself a shard: in its inner chunk [0, 1])"; a chain it does not decode, one chunk read
-    through zarr-python, :func:`_zarr_decoded_chunk`). None for an unsharded array, a unit
-    the store does not give, or where no frame is found damaged (the caller says zarr-python's
-    error for the unit). zarr-python's own errors name no inner chunk: a nested shard's zstd,
-    gzip or crc32c damage had been named by its key alone (h61e). On the failure path only."""
+    """Where zarr-python could not read the stored unit ``key`` of the array ``arr`` (read
+    again from ``location``): its damage in the run's own words, as its reader says it. A
+    shard's first frame that does not decode, at every level of shards within shards (after
+    ``transpose`` codecs too, as tensorstore writes them: its inner chunks named in the
+    array's axes), named as the run's reader names a frame (:func:`codecs.damaged_frame`:
+    "... (in the shard's inner chunk [1, 0], itself a shard: in its inner chunk [0, 1])");
+    an unsharded chunk's, of a chain only Zarr decodes, by the codec that refuses it
+    (:func:`codecs.damaged_chunk`: "its gzip data does not decode: cut short or altered (1104
+    bytes)", "its crc32 checksum does not match"; what numcodecs does not decode, one chunk
+    read through zarr-python, :func:`_zarr_decoded_chunk`); a v2 chunk's by the run's own
+    decoder (:meth:`codecs.ChunkFormat.decode`). None for a unit the store does not give,
+    where nothing is found damaged, or where a codec is not installed here (the caller says
+    zarr-python's error for the unit, or that the codec is missing). zarr-python's own
+    errors name no inner chunk (a nested shard's zstd, gzip or crc32c damage had been named by
+    its key alone, h61e), and are said in each codec's words (zlib's "Error -3 while
+    decompressing data", numcodecs' "Stored and computed crc32 checksum do not match. Stored:
+    165445301. Computed: 865643476.", zarr-python's "cannot reshape array of size 12 into
+    shape (4,6)": h63b). On the failure path only."""
     meta: Any = arr.metadata
-    if meta.zarr_format != 3:
-        return None
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         doc = meta.to_dict()
-    chain = list(doc.get("codecs") or [])
-    if not chain or chain[0].get("name") != "sharding_indexed":
-        return None
     stored = np.dtype(arr.dtype)
     native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
-    unit = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
     try:
         raw = location.read(key)
         if raw is None:
             return None
+        if meta.zarr_format != 3:
+            fmt = codecs.v2_format(doc)
+            if fmt is not None and native.kind in _OWN_DECODE_KINDS:
+                fmt.chunk.decode(raw)
+            return None
+        chain = list(doc.get("codecs") or [])
+        unit = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
 
         def decode(chain: Sequence[dict[str, Any]], shape: Shape, frame: Any) -> Any:
             return _zarr_decoded_chunk(doc, chain, shape, frame)
 
-        return codecs.damaged_frame(raw, unit, chain, native, decode)
+        if codecs.sharding_at(chain) is not None:  # after transposes too (tensorstore's)
+            return codecs.damaged_frame(raw, unit, chain, native, decode)
+        return codecs.damaged_chunk(raw, unit, chain, native, decode)
+    except shards.Damaged as e:
+        return e
     except Exception:  # a store that fails now, a codec missing: zarr-python's error is said
         return None
 

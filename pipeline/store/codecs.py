@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.errors import cause
-from pipeline.store.grid import Shape, chunks_per_unit
+from pipeline.store.grid import Shape, chunk_coordinates, chunks_per_unit
 from pipeline.store.shards import (
     EMPTY,
     Damaged,
@@ -166,7 +166,7 @@ class ChunkFormat:
         # ignore_filter_arithmetic_warnings for Zarr's own decoding threads)
         with np.errstate(all="ignore"):
             for config in reversed(self.filters):  # a v2 Blosc filter's frame checked too
-                data = _decode_bytes(config, data)
+                data = _decode_bytes(config, data, filter=True)
         arr = _as_array(data, np.dtype(self.stored))
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
@@ -197,7 +197,7 @@ class ChunkFormat:
             if size is None or (codec_id == "zstd" and size < self.nbytes):
                 return False  # numcodecs decides, as for zarr-python (see _content_size)
             _check_size(size, self.nbytes)
-            _codec(codecs[0]).decode(data, out=out)
+            _decoded_by(codec_id, _codec(codecs[0]), data, out=out)
         if np.dtype(self.stored) != self.dtype:
             dest.view(np.dtype(self.stored)).byteswap(inplace=True)
         return True
@@ -262,12 +262,62 @@ def _codec_id(config: str) -> str:
     return str(json.loads(config)["id"])
 
 
-def _decode_bytes(config: str, data: Any) -> Any:
+def _decode_bytes(config: str, data: Any, filter: bool = False) -> Any:
+    """``data`` decoded by the numcodecs codec ``config`` (JSON; :data:`CRC32C` checked here),
+    a v2 filter's where ``filter``; raises :class:`Damaged` in the run's words where the codec
+    refuses the bytes (:func:`_refused`), numcodecs' ``UnknownCodecError`` as it is."""
     if config == CRC32C:
         return strip_crc32c(data)
-    if _codec_id(config) == "blosc":
+    codec_id = _codec_id(config)
+    if codec_id == "blosc":
         blosc_header(data)
-    return _codec(config).decode(data)
+    return _decoded_by(codec_id, _codec(config), data, filter=filter)
+
+
+def _decoded_by(codec_id: str, codec: Any, data: Any, out: Any = None, filter: bool = False) -> Any:
+    """``codec.decode(data, out)`` (``codec`` numcodecs', of id ``codec_id``), its refusal of
+    the bytes raised as :class:`Damaged` in the run's words (:func:`_refused`). What is no
+    refusal of the bytes passes as it is: numcodecs' ``UnknownCodecError`` (a codec not
+    installed), ``MemoryError``."""
+    try:
+        return codec.decode(data) if out is None else codec.decode(data, out=out)
+    except MemoryError:
+        raise
+    except Exception as e:  # zlib.error, BadGzipFile, EOFError, LZMAError, RuntimeError...
+        if is_unknown_codec(e):
+            raise
+        raise _refused(codec_id, data, filter) from None
+
+
+#: numcodecs' checksum codecs, by id: their decoding fails where the checksum (4 bytes) is
+#: missing or does not match the bytes.
+_CHECKSUMS = {"crc32", "adler32", "fletcher32", "jenkins_lookup3", "crc32c"}
+
+#: A codec's name in a damage line, where it is not its id.
+_SAID_NAMES = {"blosc": "Blosc", "lz4": "LZ4", "lzma": "LZMA"}
+
+
+def _refused(codec_id: str, data: Any, filter: bool = False) -> Damaged:
+    """What a chunk's damage is where the codec ``codec_id`` refused its bytes ``data`` (a
+    ``filter``'s: a v2 filter's, a v3 array-to-array codec's), in the run's words, as a
+    crc32c checksum's is said: "its gzip data does not decode: cut short or altered (1104
+    bytes)", "its fletcher32 checksum does not match", "it holds 0 bytes, too few for its crc32
+    checksum". Each codec's own words had been said (zlib's "error: Error -3 while
+    decompressing data: incorrect header check", "BadGzipFile: CRC check failed 0x0 !=
+    0xf1d1ea00", "EOFError: Compressed file ended before the end-of-stream marker was
+    reached", numcodecs' "IndexError: Out of bounds on buffer access (axis 0)")."""
+    try:
+        n = memoryview(data).nbytes
+    except TypeError:
+        n = int(getattr(data, "nbytes", 0))
+    name = _SAID_NAMES.get(codec_id, codec_id)
+    if codec_id in _CHECKSUMS:
+        if n < 4:
+            return Damaged(f"it holds {n} bytes, too few for its {name} checksum", "checksum")
+        return Damaged(f"its {name} checksum does not match", "checksum")
+    if filter and codec_id not in _BYTES_TO_BYTES:
+        return Damaged(f"its {n} bytes do not decode through its {name} filter", "codec")
+    return Damaged(f"its {name} data does not decode: cut short or altered ({n} bytes)", "codec")
 
 
 def blosc_header(data: Any) -> int:
@@ -759,7 +809,13 @@ def _check_codec(codec: dict[str, Any], dtype: np.dtype) -> dict[str, Any] | Non
     return config
 
 
-def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> Any:
+def check_unit(
+    raw: Any,
+    unit: Shape,
+    check: UnitCheck,
+    nested_in: str = "",
+    axes: tuple[int, ...] | None = None,
+) -> Any:
     """Check one stored unit ``raw`` (None: absent) of shape ``unit`` as ``check`` says: its
     shard index, and the Blosc frames of each chunk present in it: the codecs outside the
     innermost Blosc one are decoded, each Blosc frame among them checked, then that one's.
@@ -775,15 +831,21 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     [1, 0], itself a shard: in its inner chunk [0, 1])", its own index's damage "(in the
     shard's inner chunk [1, 0], itself a shard)": both levels had been "(inner chunk 1)
     (inner chunk 2)", flat indexes in words that did not tell them apart); numcodecs'
-    ``UnknownCodecError`` as it is. ``nested_in``: for the check of a nested shard, which
-    inner chunk of the shard holding it that is (its words)."""
+    ``UnknownCodecError`` as it is. Inner chunks are named in the array's axes, where the
+    shard is stored transposed too (:attr:`UnitCheck.order`: tensorstore's ``transpose``
+    before ``sharding_indexed``; their stored grid's coordinates had been said, which are not
+    those zarr-python reads the chunk at). ``nested_in``: for the check of a nested shard,
+    which inner chunk of the shard holding it that is (its words); ``axes``: the array's axis
+    each of ``unit``'s axes is (None: ``unit`` is in the array's axes)."""
+    axes = _stored_axes(len(unit), check.order, axes)
     unit = check.stored_unit(unit)
     try:
         if raw is not None and check.whole:
             with _codec_errors_as_damage():
                 for config in reversed(check.whole):
                     raw = _decode_bytes(config, raw)
-        frames = unit_frames(raw, check.chunks_in(unit), check.shard, _grid(unit, check.chunk))
+        grid = _grid(unit, check.chunk)
+        frames = unit_frames(raw, check.chunks_in(unit), check.shard, grid, axes)
     except Damaged as e:
         if not nested_in:
             raise
@@ -793,12 +855,13 @@ def check_unit(raw: Any, unit: Shape, check: UnitCheck, nested_in: str = "") -> 
     for c in np.flatnonzero(present) if check.layers or check.nested else ():
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame: Any = memoryview(raw).cast("B")[off : off + size]
-        where = inner_chunk(int(c), unit, check.chunk) if check.shard else ""
+        where = inner_chunk(int(c), unit, check.chunk, axes) if check.shard else ""
         if check.nested is not None:  # the inner chunk is a shard: its own check, which names
             # both levels (a damage of its own index named by this one alone)
             assert check.chunk is not None
             try:  # every level above named (three levels had lost the outermost)
-                kept[c] = check_unit(frame, check.chunk, check.nested, _within(nested_in, where))
+                within = _within(nested_in, where)
+                kept[c] = check_unit(frame, check.chunk, check.nested, within, axes)
             except Damaged as e:  # the unit's chunk whose bytes hold the damage: this one
                 raise Damaged(str(e), e.problem, int(c)) from None
             continue
@@ -825,9 +888,11 @@ def damaged_frame(
     dtype: np.dtype,
     decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
     nested_in: str = "",
+    axes: tuple[int, ...] | None = None,
 ) -> Damaged | None:
     """The damage of the first frame of the stored shard ``raw`` (of shape ``unit``; its v3
-    chain ``codecs``, a ``sharding_indexed`` codec first; ``dtype`` the array's, native) that
+    chain ``codecs``, a ``sharding_indexed`` codec first or after ``transpose`` codecs, which
+    store the shard transposed: :func:`sharding_at`; ``dtype`` the array's, native) that
     does not decode, at every level of shards within shards, named as the run's reader names
     a frame of a shard it decodes (:func:`inner_chunk`, :func:`_within`: "(in the shard's inner
     chunk [1, 0], itself a shard: in its inner chunk [0, 1])") and said in its words: an inner
@@ -840,14 +905,22 @@ def damaged_frame(
     None where every frame decodes, or where a codec or index is one this module does not
     read. For the failure path only: where zarr-python could not read a sharded unit, which it
     names by no inner chunk (a nested shard's zstd, gzip or checksum damage had been named by
-    the shard's key alone, in zarr-python's words)."""
-    conf = dict(codecs[0].get("configuration") or {})
+    the shard's key alone, in zarr-python's words). Inner chunks are named in the array's
+    axes (``axes``: the array's axis each of ``unit``'s axes is; None: the array's own), as
+    :func:`check_unit` names them."""
+    at = sharding_at(codecs)
+    if at is None:
+        return None
+    conf = dict(codecs[at].get("configuration") or {})
     shard = _shard_format(conf)
     if shard is None or "chunk_shape" not in conf:
         return None
+    order = transposed_order(codecs[:at], len(unit))
+    axes = _stored_axes(len(unit), order, axes)
+    unit = unit if order is None else tuple(unit[i] for i in order)
     chunk = tuple(int(n) for n in conf["chunk_shape"])
     inner = list(conf.get("codecs", []))
-    whole = [_check_codec(c, dtype) for c in codecs[1:]]
+    whole = [_check_codec(c, dtype) for c in codecs[at + 1 :]]
     if not inner or any(c is None for c in whole) or not _known([c for c in whole if c]):
         return None
     try:
@@ -855,43 +928,119 @@ def damaged_frame(
             for config in reversed(whole):
                 assert config is not None
                 raw = _decode_bytes(_json(config), raw)
-        frames = unit_frames(raw, math.prod(_grid(unit, chunk) or ()), shard, _grid(unit, chunk))
+        grid = _grid(unit, chunk)
+        frames = unit_frames(raw, math.prod(grid or ()), shard, grid, axes)
     except Damaged as e:
         return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
-    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
-    leaf = (
-        _v3_chain(inner, chunk, dtype) if inner[0]["name"] != "sharding_indexed" and fixed else None
-    )
+    nested = sharding_at(inner) is not None
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
         frame = memoryview(raw).cast("B")[off : off + size]
-        where = _within(nested_in, inner_chunk(int(c), unit, chunk))
-        if inner[0]["name"] == "sharding_indexed":
-            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where)
+        where = _within(nested_in, inner_chunk(int(c), unit, chunk, axes))
+        if nested:
+            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where, axes)
             if found is not None:
                 return Damaged(str(found), found.problem, int(c))
             continue
-        try:
-            with _codec_errors_as_damage():
-                if leaf is not None:
-                    leaf.decode(frame)
-                else:  # its trailing checksums checked here, said as every other one is
-                    chain = list(inner)
-                    while chain and chain[-1]["name"] == "crc32c":
-                        frame = strip_crc32c(frame)
-                        chain.pop()
-                    decode_other(chain, chunk, frame)
-        except Damaged as e:
-            return Damaged(f"{e} ({where})", e.problem, int(c))
+        found = damaged_chunk(frame, chunk, inner, dtype, decode_other)
+        if found is not None:
+            return Damaged(f"{found} ({where})", found.problem, int(c))
     return None
 
 
-def inner_chunk(c: int, unit: Shape, chunk: Shape | None) -> str:
+def damaged_chunk(
+    raw: Any,
+    shape: Shape,
+    codecs: Sequence[dict[str, Any]],
+    dtype: np.dtype,
+    decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
+) -> Damaged | None:
+    """The damage of one stored chunk ``raw`` of shape ``shape`` under the v3 chain
+    ``codecs`` (no sharding codec in it; ``dtype`` the array's, native), said in the run's
+    words, as :func:`damaged_frame` says a shard's frame's: a chain :func:`v3_format` knows
+    decoded by :meth:`ChunkFormat.decode`; of any other (a ``numcodecs.*`` filter, a checksum
+    numcodecs alone has), the bytes-to-bytes codecs after ``bytes`` decoded here one at a
+    time, the outermost first, by numcodecs (the implementations zarr-python decodes them
+    with), a refusal said by the codec it is (:func:`_refused`: "its gzip data does not
+    decode: cut short or altered (1104 bytes)", "its crc32 checksum does not match"), then
+    the rest by ``decode_other(codecs, shape, bytes)`` (zarr-python's decoding of one chunk),
+    whose failure over bytes of another size than the chunk's is said so ("it decodes to 48
+    bytes, not the chunk's 96"; zarr-python's "cannot reshape array of size 12 into shape
+    (4,6)" had been said), any other in its words. None where it decodes. Raises numcodecs'
+    ``UnknownCodecError``, and what ``decode_other`` raises that is no damage, as they are
+    (a codec not installed is no damaged chunk). For the failure path, where zarr-python
+    could not read the chunk (its own words name no codec, and a checksum's hold numbers)."""
+    fixed = dtype.kind in "biufcmM"  # elements of a fixed size: decoded here
+    leaf = _v3_chain(codecs, shape, dtype) if fixed else None
+    try:
+        with _codec_errors_as_damage():
+            if leaf is not None:
+                leaf.decode(raw)
+                return None
+            chain = list(codecs)
+            at = next((i for i, c in enumerate(chain) if c.get("name") == "bytes"), None)
+            data = raw
+            while at is not None and len(chain) > at + 1:
+                config = _check_codec(chain[-1], dtype)
+                if config is None or not _known([config]):
+                    break  # one numcodecs does not have: zarr-python decodes it with the rest
+                data = _decode_bytes(_json(config), data)
+                chain.pop()
+            try:
+                decode_other(chain, shape, data)
+            except MemoryError:
+                raise
+            except Exception as e:
+                if is_unknown_codec(e) or at is None:
+                    raise
+                n = memoryview(data).nbytes
+                want = math.prod(shape) * _element_size(chain[:at], dtype)
+                if n != want:
+                    raise Damaged(
+                        f"it decodes to {n} bytes, not the chunk's {want}", "size"
+                    ) from None
+                raise
+    except Damaged as e:
+        return e
+    return None
+
+
+def _element_size(filters: Sequence[dict[str, Any]], dtype: np.dtype) -> int:
+    """The size of one element as the ``bytes`` codec stores it after the array-to-array
+    codecs ``filters`` (v3, in encode order): the data type the last one that names one
+    gives (numcodecs' ``astype``, else its ``dtype``: a Delta's, a FixedScaleOffset's), else
+    ``dtype``'s."""
+    size = dtype.itemsize
+    for f in filters:
+        conf = f.get("configuration") or {}
+        said = conf.get("astype", conf.get("dtype"))
+        if isinstance(said, str):
+            with contextlib.suppress(TypeError, ValueError):
+                size = np.dtype(said).itemsize
+    return size
+
+
+def inner_chunk(
+    c: int, unit: Shape, chunk: Shape | None, axes: tuple[int, ...] | None = None
+) -> str:
     """The words for the inner chunk ``c`` (its index in C order over the shard's chunk grid)
-    of a shard of shape ``unit`` whose chunks are of shape ``chunk``: "in the shard's inner
-    chunk [1, 0]", by its grid coordinates, as every damage line names one."""
-    at = [int(i) for i in np.unravel_index(c, _grid(unit, chunk) or (1,))]
+    of a shard of shape ``unit`` whose chunks are of shape ``chunk`` (both as stored): "in
+    the shard's inner chunk [1, 0]", by its grid coordinates in the array's axes, as every
+    damage line names one (``axes``: the array's axis each of the stored shard's axes is,
+    where it is stored transposed: :func:`~pipeline.store.grid.chunk_coordinates`)."""
+    at = chunk_coordinates(c, _grid(unit, chunk) or (1,), axes)
     return f"in the shard's inner chunk {at}"
+
+
+def _stored_axes(
+    ndim: int, order: tuple[int, ...] | None, axes: tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """The array's axis each axis of a stored shard is: ``order`` (:attr:`UnitCheck.order`,
+    :func:`transposed_order`) puts the axes of a unit, themselves the array's ``axes`` (None:
+    its own, in order), in the order they are stored; None where that is the array's own."""
+    base = list(axes) if axes is not None else list(range(ndim))
+    out = base if order is None else [base[i] for i in order]
+    return None if out == list(range(ndim)) else tuple(out)
 
 
 def _grid(unit: Shape, chunk: Shape | None) -> Shape | None:
@@ -1227,6 +1376,7 @@ __all__ = [
     "blosc_header",
     "check_frames",
     "check_unit",
+    "damaged_chunk",
     "damaged_frame",
     "fill_bits",
     "may_store_raw",

@@ -51,6 +51,23 @@ def chunks_per_unit(unit: Shape, chunk: Shape) -> Shape:
     return tuple(u // c for u, c in zip(unit, chunk, strict=True))
 
 
+def chunk_coordinates(c: int, grid: Shape, axes: Sequence[int] | None = None) -> list[int]:
+    """The coordinates of the chunk ``c`` (its index in C order over the chunk grid ``grid``,
+    as a shard's index lists its chunks) in the array's axes: where ``axes`` is given, the
+    grid's axis ``k`` is the array's axis ``axes[k]`` (a shard stored transposed, after Zarr
+    v3's ``transpose`` codecs: tensorstore writes them so), and the coordinates are put back
+    in the array's order, those a user finds the chunk by (zarr-python's reading of the
+    array; its inner chunk of the shard in the array's axes); None: the grid is in the
+    array's axes already."""
+    at = [int(i) for i in np.unravel_index(c, grid)]
+    if axes is None:
+        return at
+    out = [0] * len(at)
+    for k, axis in enumerate(axes):
+        out[axis] = at[k]
+    return out
+
+
 def is_multiple(big: Shape, small: Shape) -> bool:
     return all(b % s == 0 for b, s in zip(big, small, strict=True))
 

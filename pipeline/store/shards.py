@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.store.grid import chunk_coordinates
+
 #: Marks an absent inner chunk in a shard index (Zarr's sharding codec).
 EMPTY = 2**64 - 1
 
@@ -147,7 +149,11 @@ def decode_index(
 
 
 def shard_frames(
-    raw: Any, n_chunks: int, shard: ShardFormat, grid: tuple[int, ...] | None = None
+    raw: Any,
+    n_chunks: int,
+    shard: ShardFormat,
+    grid: tuple[int, ...] | None = None,
+    axes: tuple[int, ...] | None = None,
 ) -> Frames:
     """Where each inner chunk's bytes lie in a shard (``EMPTY`` for absent chunks), from its
     index; raises :class:`Damaged` ('index') for an index that is missing, fails its checksum,
@@ -155,7 +161,9 @@ def shard_frames(
     (:func:`_overlapping`), or says every chunk is absent in a shard that holds bytes besides
     its index (:func:`_all_absent`), naming the inner chunk whose entry is wrong by its
     coordinates in the shard's chunk grid ``grid`` (``n_chunks`` chunks; None: by its index in
-    C order), as the damage lines of its frames name it. Unused bytes between frames are
+    C order), as the damage lines of its frames name it: in the array's axes, where ``axes``
+    says which array axis each of the grid's is (a shard stored transposed:
+    :func:`~pipeline.store.grid.chunk_coordinates`). Unused bytes between frames are
     allowed, as the sharding specification allows them (an append-only writer leaves them)."""
     size = len(memoryview(raw).cast("B")) if raw is not None else 0
     k = index_nbytes(n_chunks, shard.index_crc32c)
@@ -176,7 +184,7 @@ def shard_frames(
             first = int(np.flatnonzero(present)[np.flatnonzero(bad)[0]])
             o, n_first = int(offsets[first]), int(sizes[first])
             at = (size - k, size) if shard.index_at_end else (0, k)
-            where = f"{_chunk_named(first, grid)}: offset {o}, {n_first} bytes"
+            where = f"{_chunk_named(first, grid, axes)}: offset {o}, {n_first} bytes"
             if o + n_first <= size and o < at[1] and o + n_first > at[0]:  # in the shard
                 raise Damaged(  # review 41: it had said "outside the shard"
                     f"its shard index points into the shard's own index ({where}, over the "
@@ -189,16 +197,18 @@ def shard_frames(
                 "index",
                 chunk=first,
             )
-        _overlapping(offsets, sizes, np.flatnonzero(present), grid)
+        _overlapping(offsets, sizes, np.flatnonzero(present), grid, axes)
     return Frames(offsets, sizes)
 
 
-def _chunk_named(i: int, grid: tuple[int, ...] | None) -> str:
+def _chunk_named(i: int, grid: tuple[int, ...] | None, axes: tuple[int, ...] | None = None) -> str:
     """The inner chunk ``i`` (its index in C order) in a damage line: by its coordinates in
-    the shard's chunk grid ``grid`` (``inner chunk [0, 1]``), or ``chunk i`` where None."""
+    the shard's chunk grid ``grid`` (``inner chunk [0, 1]``), in the array's axes where
+    ``axes`` is given (:func:`~pipeline.store.grid.chunk_coordinates`), or ``chunk i`` where
+    ``grid`` is None."""
     if grid is None:
         return f"chunk {i}"
-    return f"inner chunk {[int(c) for c in np.unravel_index(i, grid)]}"
+    return f"inner chunk {chunk_coordinates(i, grid, axes)}"
 
 
 def _all_absent(size: int, k: int) -> None:
@@ -217,7 +227,11 @@ def _all_absent(size: int, k: int) -> None:
 
 
 def _overlapping(
-    offsets: np.ndarray, sizes: np.ndarray, present: np.ndarray, grid: tuple[int, ...] | None
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    present: np.ndarray,
+    grid: tuple[int, ...] | None,
+    axes: tuple[int, ...] | None = None,
 ) -> None:
     """Raise :class:`Damaged` ('index') where the index gives two of the ``present`` chunks
     (their indices, in C order) bytes that overlap, other than one frame named twice (the same
@@ -225,7 +239,7 @@ def _overlapping(
     over one another (zarr-python, tensorstore and zarrs write each chunk's frame after the
     last): such an index is damaged, and zarr-python reads the chunks from the bytes it points
     to without an error (an uncompressed chunk from the bytes of others). The chunks are named
-    as :func:`_chunk_named` names them in ``grid``."""
+    as :func:`_chunk_named` names them in ``grid`` (and ``axes``)."""
     if len(present) < 2:
         return
     off, n = offsets[present], sizes[present]
@@ -240,7 +254,7 @@ def _overlapping(
         # the frame before it in offset order that reaches furthest: one it overlaps
         earlier = int(present[order[int(np.argmax(so[:j] + sn[:j]))]])
         a, b = sorted((earlier, later))
-        na, nb = _chunk_named(a, grid), _chunk_named(b, grid)
+        na, nb = _chunk_named(a, grid, axes), _chunk_named(b, grid, axes)
         both = f"{na.replace('chunk', 'chunks', 1)} and {nb.rsplit('chunk ', 1)[1]}"
         raise Damaged(
             f"its shard index gives {both} overlapping bytes ({na}: offset "
@@ -252,15 +266,20 @@ def _overlapping(
 
 
 def unit_frames(
-    raw: Any, n_chunks: int, shard: ShardFormat | None, grid: tuple[int, ...] | None = None
+    raw: Any,
+    n_chunks: int,
+    shard: ShardFormat | None,
+    grid: tuple[int, ...] | None = None,
+    axes: tuple[int, ...] | None = None,
 ) -> Frames:
     """Where each chunk's bytes lie in a stored unit (``raw`` None: the unit is absent, so
     every chunk is); ``grid``: a shard's chunk grid, which names the inner chunk whose index
-    entry is wrong (:func:`shard_frames`)."""
+    entry is wrong (:func:`shard_frames`), in the array's axes ``axes`` (where the shard is
+    stored transposed)."""
     if raw is None:
         empty = np.full(n_chunks, EMPTY, dtype=np.uint64)
         return Frames(empty, empty.copy())
     if shard is None:
         n = len(memoryview(raw).cast("B"))
         return Frames(np.zeros(1, np.uint64), np.array([n], np.uint64))
-    return shard_frames(raw, n_chunks, shard, grid)
+    return shard_frames(raw, n_chunks, shard, grid, axes)
