@@ -2211,3 +2211,33 @@ def test_verify_passes_an_undamaged_input_whose_reading_warns(
     assert _run(tmp_path, backend_client).status == "complete"
     result = pipeline.verify(_config(tmp_path, backend_client[0]), all=True)
     assert result.ok and result.checked == result.total, result
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [_TS_NESTED_TRANSPOSED, zarr3(filters=_delta, compressors=GzipCodec())],
+    ids=["nested-transposed-shards", "v3-delta-over-inf"],
+)
+def test_a_run_on_workers_in_a_process_where_warnings_are_errors_completes(
+    tmp_path: Path, writer
+) -> None:
+    """A run on an in-process cluster (``LocalCluster(processes=False)``: its tasks run in the
+    caller's process) where warnings are errors (pytest's, a caller's ``-W error``), of an
+    input zarr-python warns while reading (shards stored transposed; a Delta's running sum
+    over inf) completes, its output NumPy's chain over what zarr-python reads: the warning,
+    raised in the task's reading, had been said as a damaged input chunk."""
+    from distributed import Client, LocalCluster
+
+    writer(tmp_path / "in.zarr")
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert _run(tmp_path, ("cpu", client)).status == "complete"
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore")
+        x = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...]
+    got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert same_bits(got, chain(x))

@@ -253,11 +253,21 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
             if info.unit_check is not None:  # Zarr reads a cut Blosc frame without an error
                 checked = _checked_units(info, block_index, src.block)
             failed: InputError | None = None
-            try:
+
+            def read() -> np.ndarray:
                 z = _zarr_array(info)
                 if info.unit_check is not None and checked is not None:
                     z = arrays.array_over_units(z, info.path, info.unit_check, checked)
-                host = np.asarray(z[slices])
+                return np.asarray(z[slices])
+
+            try:
+                try:
+                    host = read()
+                except Warning:  # one the process's filters raise (a caller's `-W error`,
+                    # whose process runs an in-process cluster's tasks): zarr-python's of a
+                    # right store, read again without them; any other still fails the read
+                    with arrays.read_warnings_ignored():
+                        host = read()
             except Exception as e:  # Zarr names no chunk: find the unit it cannot read
                 failed = _unreadable_unit(info, block_index, src.block, e)
             if failed is not None:  # raised outside the handler: no unpicklable __context__

@@ -291,6 +291,21 @@ def format_warnings_ignored() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def read_warnings_ignored() -> Iterator[None]:
+    """:func:`format_warnings_ignored`, and NumPy's warnings of a filter's arithmetic over
+    stored values (:data:`~pipeline.store.codecs.FILTER_ARITHMETIC_WARNINGS`: a Delta's
+    running sum over inf), which zarr-python's reading of a right store gives: for a read
+    again where the process's filters raised one of them as an error (a caller's ``-W
+    error``, whose process runs the tasks of an in-process cluster: the warning had been said
+    as a damaged chunk), the process's other filters kept. Under the same lock."""
+    with format_warnings_ignored():
+        warnings.filterwarnings(
+            "ignore", message=codecs.FILTER_ARITHMETIC_WARNINGS, category=RuntimeWarning
+        )
+        yield
+
+
 def other_format_metadata(location: Location, path: str, arr: Any) -> str | None:
     """Where the array ``arr`` at ``path`` is read from its Zarr v3 ``zarr.json`` and a Zarr
     v2 ``.zarray`` is there too (zarr-python 3 and 2 both wrote at that path): what is read,
