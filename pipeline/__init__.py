@@ -127,6 +127,9 @@ def _config(config: ConfigLike) -> Config:
 
     if isinstance(config, Config):
         return config
+    data = None if isinstance(config, (str, os.PathLike)) else _data_given(config)
+    if data is not None:  # before Mapping: an xarray Dataset is one, of its variables
+        raise data
     if isinstance(config, Mapping):
         return parse_config(dict(config), "the config mapping")
     if not isinstance(config, (str, os.PathLike)):  # os.fspath's bare TypeError otherwise
@@ -147,6 +150,50 @@ def _config(config: ConfigLike) -> Config:
             suggestion=None,
         )
     return load_config(os.fspath(config))
+
+
+#: The libraries whose arrays and datasets a user may pass where the config goes, how to say
+#: their objects, and how to make of one an input the config names.
+_DATA_LIBRARIES = {
+    "xarray": (
+        "an xarray",
+        "write it to one (ds.to_zarr('in.zarr')) and name the store and the variable in the "
+        "config's input: {store: in.zarr, array: VARIABLE}",
+    ),
+    "zarr": (
+        "a zarr",
+        "name its store and its path in the config's input: {store: STORE, array: PATH}",
+    ),
+    **{
+        library: (
+            f"a {said}",
+            "write it to one (zarr.save_array('in.zarr', x), or a Dask array's "
+            "x.to_zarr('in.zarr')) and name the store in the config's input: {store: in.zarr}",
+        )
+        for library, said in (("numpy", "NumPy"), ("dask", "Dask"), ("cupy", "CuPy"))
+    },
+}
+
+
+def _data_given(config: Any) -> OptionError | None:
+    """The refusal of ``config`` where it is data (an xarray Dataset or DataArray, a zarr
+    array or group, a NumPy, Dask or CuPy array) rather than a config, naming how to make it
+    the input a config names; None for anything else. An xarray Dataset is a mapping of its
+    variables, and had been read as the config's keys: "unknown key 'air' (valid keys: input,
+    ...)", which said nothing of what to do (h63e)."""
+    kind = type(config)
+    library = kind.__module__.partition(".")[0]
+    if library not in _DATA_LIBRARIES:
+        return None
+    said, fix = _DATA_LIBRARIES[library]
+    return OptionError(
+        f"the config must be a YAML file's path, a mapping or a pipeline.Config, not "
+        f"{said} {kind.__name__}, the data itself: the pipeline reads its input from a Zarr "
+        f"store; {fix}",
+        option="config",
+        valid=["a YAML file's path", "a mapping", "a pipeline.Config"],
+        suggestion=None,
+    )
 
 
 def _yaml_text(config: str) -> bool:

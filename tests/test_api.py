@@ -1760,6 +1760,43 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last
 
 
+def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) -> None:
+    """A user of xarray passes the Dataset itself, ``pipeline.run(ds)``: a Dataset is a mapping
+    of its variables, and was read as the config's keys ("unknown key 'air' (valid keys:
+    input, ...)", h63e). Data (an xarray Dataset or DataArray, a zarr group or array, a NumPy
+    or Dask array) given as the config, to run, plan or verify, is an OptionError in one line
+    naming what it is and how to make it the input a config names; a path given as NumPy's
+    string is still a path."""
+    xr = pytest.importorskip("xarray")
+    import dask.array as da
+
+    store = tmp_path / "in.zarr"
+    ds = xr.Dataset({"air": (("y", "x"), np.ones((4, 6), dtype=np.float32))})
+    ds.to_zarr(store, consolidated=False)
+    opened = xr.open_zarr(store, consolidated=False)
+    group = zarr.open_group(store, mode="r")
+    given = {
+        "an xarray Dataset": (opened, "ds.to_zarr('in.zarr')"),
+        "an xarray DataArray": (opened["air"], "array: VARIABLE"),
+        "a zarr Group": (group, "{store: STORE, array: PATH}"),
+        "a zarr Array": (group["air"], "{store: STORE, array: PATH}"),
+        "a NumPy ndarray": (np.ones(3), "zarr.save_array('in.zarr', x)"),
+        "a Dask Array": (da.ones(3), "x.to_zarr('in.zarr')"),
+    }
+    for said, (data, fix) in given.items():
+        for call in (pipeline.run, pipeline.plan, pipeline.verify):
+            with pytest.raises(pipeline.OptionError) as e:
+                call(data)
+            message = str(e.value)
+            assert "\n" not in message and f"not {said}, the data itself" in message, message
+            assert fix in message and "unknown key" not in message, message
+            assert e.value.option == "config", e.value.data
+    path = write_config(
+        tmp_path, store, tmp_path / "out.zarr", input={"store": str(store), "array": "air"}
+    )
+    assert pipeline.plan(np.str_(path)).input.shape == (4, 6)
+
+
 def test_yaml_text_given_as_the_config_is_refused_in_one_line_unsaid(tmp_path, cli) -> None:
     """``pipeline.plan(open("c.yaml").read())``, the YAML text given where a path goes, was
     "ConfigError: config file not found: input:\\n  store: ..." quoting the whole text over
