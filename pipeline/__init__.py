@@ -549,7 +549,27 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
 @_api
 def plan(config: ConfigLike) -> Plan:
     """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
-    cluster is started, nothing is written). ``config``: as :func:`run` takes it."""
+    cluster is started, nothing is computed or written). ``config``: as :func:`run` takes it.
+
+    What ``pipeline plan`` prints, as fields: ``p.input`` and ``p.output``, each an
+    :class:`~pipeline.store.arrays.ArrayInfo` (``shape``, a tuple of ints; ``dtype``, a NumPy
+    dtype: the input's as stored, the output's the last stage's, wider than the input's where
+    an integer chain is widened, float where a packed variable is decoded; ``chunk``);
+    ``p.chain``, the stages in order, each with ``in_dtype``, ``out_dtype`` and
+    ``describe()`` (the plan's ``stages`` row: ``multiply(factor=3) int8 -> int16``);
+    ``p.block`` (a Dask task's shape) and ``p.n_blocks`` (their number); ``p.memory`` (bytes
+    per task and per worker, against the budgets); ``p.backend`` (``"cpu"`` or ``"gpu"``);
+    ``p.notes``. The table's rows themselves, (label, text) pairs:
+    ``pipeline.planning.describe.describe(p)``.
+
+    Raises what ``pipeline plan`` refuses before its table, as :func:`run` raises it:
+    :class:`ConfigError` (the config, either store's ``storage_options``), :class:`InputError`
+    (an input missing, damaged, of a dtype the stages do not compute on, or stored packed
+    without ``input.mask_and_scale``), :class:`PlanError` (a scalar its dtype cannot hold, an
+    integer chain 64 bits cannot hold, a block or a task's memory that does not fit),
+    :class:`OptionError` (a config of the wrong kind). What is at the output is not judged:
+    an output that ``run`` would refuse (one in the input's store, say) is planned; ``pipeline
+    plan`` and ``run --dry-run`` say what ``run`` would do there."""
     from pipeline.planning import plan_here
 
     return plan_here(_config(config))

@@ -1760,6 +1760,46 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last
 
 
+def test_plan_s_docstring_names_what_the_plan_holds(tmp_path) -> None:
+    """``help(pipeline.plan)`` said only "the resolved Plan": a user got a repr of several
+    thousand characters, and no word of where the output's dtype is or what is raised. Every
+    field its docstring names is the plan's, of the kind it says; the widened output dtype
+    and the stage row it quotes are the planner's; an output in the input's store, which
+    ``run`` refuses, is planned, as it says."""
+    src = tmp_path / "in.zarr"
+    make_array(src, np.arange(24, dtype=np.int8).reshape(4, 6), chunks=(2, 6))
+    cfg = {
+        "input": {"store": str(src)},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 3}, {"op": "square"}, {"op": "add", "value": 1}],
+    }
+    doc = " ".join((pipeline.plan.__doc__ or "").split())
+    p = pipeline.plan(cfg)
+    named = set(re.findall(r"``p\.(\w+)", doc))
+    assert named >= {"input", "output", "chain", "block", "n_blocks", "memory", "backend", "notes"}
+    for field in named:
+        assert hasattr(p, field), field
+    for info in (p.input, p.output):
+        assert isinstance(info.shape, tuple) and isinstance(info.dtype, np.dtype)
+        assert all(isinstance(n, int) for n in info.shape + info.chunk)
+    assert (p.input.dtype, p.output.dtype) == (np.int8, np.int32)
+    assert (
+        p.chain[0].describe() == "multiply(factor=3) int8 -> int16"
+        and "``multiply(factor=3) int8 -> int16``" in doc
+    )
+    assert p.chain[-1].out_dtype == p.output.dtype and p.backend in ("cpu", "gpu")
+    from pipeline.planning.describe import describe
+
+    assert "pipeline.planning.describe.describe(p)" in doc
+    assert dict(describe(p))["stages"] == "; ".join(s.describe() for s in p.chain)
+    for error in ("ConfigError", "InputError", "PlanError", "OptionError"):
+        assert f":class:`{error}`" in doc, error
+    inside = {**cfg, "output": {"store": str(src / "sub")}}  # run refuses it; plan plans it
+    assert pipeline.plan(inside).output.dtype == np.int32
+    with pytest.raises(OutputError, match="input"):
+        pipeline.run(inside)
+
+
 def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) -> None:
     """A user of xarray passes the Dataset itself, ``pipeline.run(ds)``: a Dataset is a mapping
     of its variables, and was read as the config's keys ("unknown key 'air' (valid keys:
