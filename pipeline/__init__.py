@@ -127,7 +127,7 @@ def _config(config: ConfigLike) -> Config:
 
     if isinstance(config, Config):
         return config
-    data = None if isinstance(config, (str, os.PathLike)) else _data_given(config)
+    data = _data_given(config)
     if data is not None:  # before Mapping: an xarray Dataset is one, of its variables
         raise data
     if isinstance(config, Mapping):
@@ -175,23 +175,27 @@ _DATA_LIBRARIES = {
 }
 
 
-def _data_given(config: Any) -> OptionError | None:
+def _data_given(
+    config: Any,
+    wanted: str = "the config must be a YAML file's path, a mapping or a pipeline.Config",
+    option: str = "config",
+    valid: tuple[str, ...] = ("a YAML file's path", "a mapping", "a pipeline.Config"),
+) -> OptionError | None:
     """The refusal of ``config`` where it is data (an xarray Dataset or DataArray, a zarr
-    array or group, a NumPy, Dask or CuPy array) rather than a config, naming how to make it
-    the input a config names; None for anything else. An xarray Dataset is a mapping of its
-    variables, and had been read as the config's keys: "unknown key 'air' (valid keys: input,
-    ...)", which said nothing of what to do (h63e)."""
+    array or group, a NumPy, Dask or CuPy array) rather than a config, ``wanted`` saying what
+    the call takes, naming how to make it the input a config names; None for anything else.
+    An xarray Dataset is a mapping of its variables, and had been read as the config's keys:
+    "unknown key 'air' (valid keys: input, ...)", which said nothing of what to do (h63e)."""
     kind = type(config)
     library = kind.__module__.partition(".")[0]
-    if library not in _DATA_LIBRARIES:
+    if library not in _DATA_LIBRARIES or isinstance(config, (str, os.PathLike)):
         return None
     said, fix = _DATA_LIBRARIES[library]
     return OptionError(
-        f"the config must be a YAML file's path, a mapping or a pipeline.Config, not "
-        f"{said} {kind.__name__}, the data itself: the pipeline reads its input from a Zarr "
-        f"store; {fix}",
-        option="config",
-        valid=["a YAML file's path", "a mapping", "a pipeline.Config"],
+        f"{wanted}, not {said} {kind.__name__}, the data itself: the pipeline reads its input "
+        f"from a Zarr store; {fix}",
+        option=option,
+        valid=list(valid),
         suggestion=None,
     )
 
@@ -514,6 +518,11 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
 
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
+    data = _data_given(
+        path, "pipeline.load_config() takes a YAML file's path", "path", ("a YAML file's path",)
+    )
+    if data is not None:  # not "a mapping is taken by pipeline.run" of a Dataset
+        raise data
     if not isinstance(path, str):  # os.fspath's or pathlib's bare TypeError otherwise
         mapping = " (a mapping is taken by pipeline.run and pipeline.plan as it is)"
         raise OptionError(

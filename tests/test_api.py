@@ -1804,9 +1804,10 @@ def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) 
     """A user of xarray passes the Dataset itself, ``pipeline.run(ds)``: a Dataset is a mapping
     of its variables, and was read as the config's keys ("unknown key 'air' (valid keys:
     input, ...)", h63e). Data (an xarray Dataset or DataArray, a zarr group or array, a NumPy
-    or Dask array) given as the config, to run, plan or verify, is an OptionError in one line
-    naming what it is and how to make it the input a config names; a path given as NumPy's
-    string is still a path."""
+    or Dask array) given as the config, to run, plan, verify or load_config, is an OptionError
+    in one line naming what it is and how to make it the input a config names; a path given
+    as NumPy's string is still a path. ``pipeline.load_config(ds)`` had said that a mapping is
+    taken by pipeline.run and pipeline.plan as it is."""
     xr = pytest.importorskip("xarray")
     import dask.array as da
 
@@ -1831,6 +1832,11 @@ def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) 
             assert "\n" not in message and f"not {said}, the data itself" in message, message
             assert fix in message and "unknown key" not in message, message
             assert e.value.option == "config", e.value.data
+        with pytest.raises(pipeline.OptionError) as e:  # not "a mapping is taken by run"
+            pipeline.load_config(data)
+        message = str(e.value)
+        assert f"takes a YAML file's path, not {said}, the data itself" in message, message
+        assert fix in message and "mapping" not in message and e.value.option == "path"
     path = write_config(
         tmp_path, store, tmp_path / "out.zarr", input={"store": str(store), "array": "air"}
     )
