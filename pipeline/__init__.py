@@ -587,7 +587,12 @@ def plan(config: ConfigLike) -> Plan:
 @_api
 def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     """Run the pipeline a config describes, as ``pipeline run`` does; its
-    :class:`~pipeline.reporting.summary.Summary` (``status``, ``bytes_in``, ``seconds``...).
+    :class:`~pipeline.reporting.summary.Summary` (``status``, ``bytes_in``, ``seconds``...),
+    whose ``output`` is what to open the result with: a Dataset output's group
+    (``xr.open_zarr(summary.output)``), else the array (``zarr.open_array(summary.output)``).
+    The output has the input's shape, and the dtype of the last stage, as :func:`plan` gives it
+    (``plan(config).output.dtype``: an integer chain that could overflow is widened, a packed
+    variable decoded to floats).
 
     ``config``: a YAML file's path, the same content as a mapping, or a :class:`Config`.
     ``client``: a ``distributed.Client`` to run on (left open; the plan is sized for its

@@ -1800,6 +1800,27 @@ def test_plan_s_docstring_names_what_the_plan_holds(tmp_path) -> None:
         pipeline.run(inside)
 
 
+def test_run_s_docstring_says_what_the_output_is_and_where(tmp_path) -> None:
+    """``help(pipeline.run)`` named the summary's fields but not the output: where it is
+    (``summary.output``), how to open it, its shape and dtype. What it says holds: the array
+    at ``summary.output`` has the input's shape and the plan's dtype (int8 widened)."""
+    doc = " ".join((pipeline.run.__doc__ or "").split())
+    assert "xr.open_zarr(summary.output)" in doc and "zarr.open_array(summary.output)" in doc
+    assert "the input's shape" in doc and "plan(config).output.dtype" in doc
+    src = tmp_path / "in.zarr"
+    make_array(src, np.arange(24, dtype=np.int8).reshape(4, 6), chunks=(2, 6))
+    cfg = {
+        "input": {"store": str(src)},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 3}, {"op": "square"}],
+        "cluster": {"dashboard": ""},
+    }
+    summary = pipeline.run(cfg)
+    out = zarr.open_array(summary.output, mode="r")
+    assert out.shape == (4, 6) and out.dtype == pipeline.plan(cfg).output.dtype == np.int32
+    assert np.array_equal(out[...], (np.arange(24, dtype=np.int32).reshape(4, 6) * 3) ** 2)
+
+
 def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) -> None:
     """A user of xarray passes the Dataset itself, ``pipeline.run(ds)``: a Dataset is a mapping
     of its variables, and was read as the config's keys ("unknown key 'air' (valid keys:
