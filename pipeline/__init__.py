@@ -127,6 +127,9 @@ def _config(config: ConfigLike) -> Config:
 
     if isinstance(config, Config):
         return config
+    data = _data_given(config)
+    if data is not None:  # before Mapping: an xarray Dataset is one, of its variables
+        raise data
     if isinstance(config, Mapping):
         return parse_config(dict(config), "the config mapping")
     if not isinstance(config, (str, os.PathLike)):  # os.fspath's bare TypeError otherwise
@@ -147,6 +150,54 @@ def _config(config: ConfigLike) -> Config:
             suggestion=None,
         )
     return load_config(os.fspath(config))
+
+
+#: The libraries whose arrays and datasets a user may pass where the config goes, how to say
+#: their objects, and how to make of one an input the config names.
+_DATA_LIBRARIES = {
+    "xarray": (
+        "an xarray",
+        "write it to one (ds.to_zarr('in.zarr')) and name the store and the variable in the "
+        "config's input: {store: in.zarr, array: VARIABLE}",
+    ),
+    "zarr": (
+        "a zarr",
+        "name its store and its path in the config's input: {store: STORE, array: PATH}",
+    ),
+    **{
+        library: (
+            f"a {said}",
+            "write it to one (zarr.save_array('in.zarr', x), or a Dask array's "
+            "x.to_zarr('in.zarr')) and name the store in the config's input: {store: in.zarr}",
+        )
+        for library, said in (("numpy", "NumPy"), ("dask", "Dask"), ("cupy", "CuPy"))
+    },
+}
+
+
+def _data_given(
+    config: Any,
+    wanted: str = "the config must be a YAML file's path, a mapping or a pipeline.Config",
+    option: str = "config",
+    valid: tuple[str, ...] = ("a YAML file's path", "a mapping", "a pipeline.Config"),
+) -> OptionError | None:
+    """The refusal of ``config`` where it is data (an xarray Dataset or DataArray, a zarr
+    array or group, a NumPy, Dask or CuPy array) rather than a config, ``wanted`` saying what
+    the call takes, naming how to make it the input a config names; None for anything else.
+    An xarray Dataset is a mapping of its variables, and had been read as the config's keys:
+    "unknown key 'air' (valid keys: input, ...)", which said nothing of what to do (h63e)."""
+    kind = type(config)
+    library = kind.__module__.partition(".")[0]
+    if library not in _DATA_LIBRARIES or isinstance(config, (str, os.PathLike)):
+        return None
+    said, fix = _DATA_LIBRARIES[library]
+    return OptionError(
+        f"{wanted}, not {said} {kind.__name__}, the data itself: the pipeline reads its input "
+        f"from a Zarr store; {fix}",
+        option=option,
+        valid=list(valid),
+        suggestion=None,
+    )
 
 
 def _yaml_text(config: str) -> bool:
@@ -467,6 +518,11 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
 
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
+    data = _data_given(
+        path, "pipeline.load_config() takes a YAML file's path", "path", ("a YAML file's path",)
+    )
+    if data is not None:  # not "a mapping is taken by pipeline.run" of a Dataset
+        raise data
     if not isinstance(path, str):  # os.fspath's or pathlib's bare TypeError otherwise
         mapping = " (a mapping is taken by pipeline.run and pipeline.plan as it is)"
         raise OptionError(
@@ -502,7 +558,27 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
 @_api
 def plan(config: ConfigLike) -> Plan:
     """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
-    cluster is started, nothing is written). ``config``: as :func:`run` takes it."""
+    cluster is started, nothing is computed or written). ``config``: as :func:`run` takes it.
+
+    What ``pipeline plan`` prints, as fields: ``p.input`` and ``p.output``, each an
+    :class:`~pipeline.store.arrays.ArrayInfo` (``shape``, a tuple of ints; ``dtype``, a NumPy
+    dtype: the input's as stored, the output's the last stage's, wider than the input's where
+    an integer chain is widened, float where a packed variable is decoded; ``chunk``);
+    ``p.chain``, the stages in order, each with ``in_dtype``, ``out_dtype`` and
+    ``describe()`` (the plan's ``stages`` row: ``multiply(factor=3) int8 -> int16``);
+    ``p.block`` (a Dask task's shape) and ``p.n_blocks`` (their number); ``p.memory`` (bytes
+    per task and per worker, against the budgets); ``p.backend`` (``"cpu"`` or ``"gpu"``);
+    ``p.notes``. The table's rows themselves, (label, text) pairs:
+    ``pipeline.planning.describe.describe(p)``.
+
+    Raises what ``pipeline plan`` refuses before its table, as :func:`run` raises it:
+    :class:`ConfigError` (the config, either store's ``storage_options``), :class:`InputError`
+    (an input missing, damaged, of a dtype the stages do not compute on, or stored packed
+    without ``input.mask_and_scale``), :class:`PlanError` (a scalar its dtype cannot hold, an
+    integer chain 64 bits cannot hold, a block or a task's memory that does not fit),
+    :class:`OptionError` (a config of the wrong kind). What is at the output is not judged:
+    an output that ``run`` would refuse (one in the input's store, say) is planned; ``pipeline
+    plan`` and ``run --dry-run`` say what ``run`` would do there."""
     from pipeline.planning import plan_here
 
     return plan_here(_config(config))
@@ -511,7 +587,12 @@ def plan(config: ConfigLike) -> Plan:
 @_api
 def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     """Run the pipeline a config describes, as ``pipeline run`` does; its
-    :class:`~pipeline.reporting.summary.Summary` (``status``, ``bytes_in``, ``seconds``...).
+    :class:`~pipeline.reporting.summary.Summary` (``status``, ``bytes_in``, ``seconds``...),
+    whose ``output`` is what to open the result with: a Dataset output's group
+    (``xr.open_zarr(summary.output)``), else the array (``zarr.open_array(summary.output)``).
+    The output has the input's shape, and the dtype of the last stage, as :func:`plan` gives it
+    (``plan(config).output.dtype``: an integer chain that could overflow is widened, a packed
+    variable decoded to floats).
 
     ``config``: a YAML file's path, the same content as a mapping, or a :class:`Config`.
     ``client``: a ``distributed.Client`` to run on (left open; the plan is sized for its

@@ -1760,6 +1760,110 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     assert r.returncode != 0 and "did not start" in last and "__main__" not in last, last
 
 
+def test_plan_s_docstring_names_what_the_plan_holds(tmp_path) -> None:
+    """``help(pipeline.plan)`` said only "the resolved Plan": a user got a repr of several
+    thousand characters, and no word of where the output's dtype is or what is raised. Every
+    field its docstring names is the plan's, of the kind it says; the widened output dtype
+    and the stage row it quotes are the planner's; an output in the input's store, which
+    ``run`` refuses, is planned, as it says."""
+    src = tmp_path / "in.zarr"
+    make_array(src, np.arange(24, dtype=np.int8).reshape(4, 6), chunks=(2, 6))
+    cfg = {
+        "input": {"store": str(src)},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 3}, {"op": "square"}, {"op": "add", "value": 1}],
+    }
+    doc = " ".join((pipeline.plan.__doc__ or "").split())
+    p = pipeline.plan(cfg)
+    named = set(re.findall(r"``p\.(\w+)", doc))
+    assert named >= {"input", "output", "chain", "block", "n_blocks", "memory", "backend", "notes"}
+    for field in named:
+        assert hasattr(p, field), field
+    for info in (p.input, p.output):
+        assert isinstance(info.shape, tuple) and isinstance(info.dtype, np.dtype)
+        assert all(isinstance(n, int) for n in info.shape + info.chunk)
+    assert (p.input.dtype, p.output.dtype) == (np.int8, np.int32)
+    assert (
+        p.chain[0].describe() == "multiply(factor=3) int8 -> int16"
+        and "``multiply(factor=3) int8 -> int16``" in doc
+    )
+    assert p.chain[-1].out_dtype == p.output.dtype and p.backend in ("cpu", "gpu")
+    from pipeline.planning.describe import describe
+
+    assert "pipeline.planning.describe.describe(p)" in doc
+    assert dict(describe(p))["stages"] == "; ".join(s.describe() for s in p.chain)
+    for error in ("ConfigError", "InputError", "PlanError", "OptionError"):
+        assert f":class:`{error}`" in doc, error
+    inside = {**cfg, "output": {"store": str(src / "sub")}}  # run refuses it; plan plans it
+    assert pipeline.plan(inside).output.dtype == np.int32
+    with pytest.raises(OutputError, match="input"):
+        pipeline.run(inside)
+
+
+def test_run_s_docstring_says_what_the_output_is_and_where(tmp_path) -> None:
+    """``help(pipeline.run)`` named the summary's fields but not the output: where it is
+    (``summary.output``), how to open it, its shape and dtype. What it says holds: the array
+    at ``summary.output`` has the input's shape and the plan's dtype (int8 widened)."""
+    doc = " ".join((pipeline.run.__doc__ or "").split())
+    assert "xr.open_zarr(summary.output)" in doc and "zarr.open_array(summary.output)" in doc
+    assert "the input's shape" in doc and "plan(config).output.dtype" in doc
+    src = tmp_path / "in.zarr"
+    make_array(src, np.arange(24, dtype=np.int8).reshape(4, 6), chunks=(2, 6))
+    cfg = {
+        "input": {"store": str(src)},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 3}, {"op": "square"}],
+        "cluster": {"dashboard": ""},
+    }
+    summary = pipeline.run(cfg)
+    out = zarr.open_array(summary.output, mode="r")
+    assert out.shape == (4, 6) and out.dtype == pipeline.plan(cfg).output.dtype == np.int32
+    assert np.array_equal(out[...], (np.arange(24, dtype=np.int32).reshape(4, 6) * 3) ** 2)
+
+
+def test_data_given_as_the_config_is_refused_naming_the_input_to_make(tmp_path) -> None:
+    """A user of xarray passes the Dataset itself, ``pipeline.run(ds)``: a Dataset is a mapping
+    of its variables, and was read as the config's keys ("unknown key 'air' (valid keys:
+    input, ...)", h63e). Data (an xarray Dataset or DataArray, a zarr group or array, a NumPy
+    or Dask array) given as the config, to run, plan, verify or load_config, is an OptionError
+    in one line naming what it is and how to make it the input a config names; a path given
+    as NumPy's string is still a path. ``pipeline.load_config(ds)`` had said that a mapping is
+    taken by pipeline.run and pipeline.plan as it is."""
+    xr = pytest.importorskip("xarray")
+    import dask.array as da
+
+    store = tmp_path / "in.zarr"
+    ds = xr.Dataset({"air": (("y", "x"), np.ones((4, 6), dtype=np.float32))})
+    ds.to_zarr(store, consolidated=False)
+    opened = xr.open_zarr(store, consolidated=False)
+    group = zarr.open_group(store, mode="r")
+    given = {
+        "an xarray Dataset": (opened, "ds.to_zarr('in.zarr')"),
+        "an xarray DataArray": (opened["air"], "array: VARIABLE"),
+        "a zarr Group": (group, "{store: STORE, array: PATH}"),
+        "a zarr Array": (group["air"], "{store: STORE, array: PATH}"),
+        "a NumPy ndarray": (np.ones(3), "zarr.save_array('in.zarr', x)"),
+        "a Dask Array": (da.ones(3), "x.to_zarr('in.zarr')"),
+    }
+    for said, (data, fix) in given.items():
+        for call in (pipeline.run, pipeline.plan, pipeline.verify):
+            with pytest.raises(pipeline.OptionError) as e:
+                call(data)
+            message = str(e.value)
+            assert "\n" not in message and f"not {said}, the data itself" in message, message
+            assert fix in message and "unknown key" not in message, message
+            assert e.value.option == "config", e.value.data
+        with pytest.raises(pipeline.OptionError) as e:  # not "a mapping is taken by run"
+            pipeline.load_config(data)
+        message = str(e.value)
+        assert f"takes a YAML file's path, not {said}, the data itself" in message, message
+        assert fix in message and "mapping" not in message and e.value.option == "path"
+    path = write_config(
+        tmp_path, store, tmp_path / "out.zarr", input={"store": str(store), "array": "air"}
+    )
+    assert pipeline.plan(np.str_(path)).input.shape == (4, 6)
+
+
 def test_yaml_text_given_as_the_config_is_refused_in_one_line_unsaid(tmp_path, cli) -> None:
     """``pipeline.plan(open("c.yaml").read())``, the YAML text given where a path goes, was
     "ConfigError: config file not found: input:\\n  store: ..." quoting the whole text over

@@ -154,9 +154,71 @@ def test_readme_xarray_workflow_and_python_api_run_as_written(tmp_path: Path) ->
     want = apply_chain(chain, src["air"].values)
     assert out["air"].dtype == want.dtype
     assert np.array_equal(out["air"].values.view(np.uint8), want.view(np.uint8))
+    # what the section says of xarray's own arithmetic, written by to_zarr: the same values,
+    # dtype, dimensions, coordinates and CF encoding; the attributes kept where it drops them
+    v = src["air"] * 5
+    v = v * v
+    v = v + v
+    v.to_dataset().to_zarr(tmp_path / "xarray.zarr", mode="w", consolidated=False)
+    own = xr.open_zarr(tmp_path / "xarray.zarr", consolidated=False).load()
+    assert out["air"].dtype == own["air"].dtype and out["air"].dims == own["air"].dims
+    assert np.array_equal(out["air"].values.view(np.uint8), own["air"].values.view(np.uint8))
+    for name in ("time", "lat", "lon"):
+        xr.testing.assert_identical(out[name], own[name])
+    assert np.isnan(out["air"].encoding["_FillValue"]) and np.isnan(
+        own["air"].encoding["_FillValue"]
+    )
+    assert own["air"].attrs == {} and out["air"].attrs["units"] == src["air"].attrs["units"]
+    # netCDF takes no mapping as an attribute: the record is dropped as the section says
+    from xarray.backends.api import _validate_attrs  # what to_netcdf checks, before writing
+
+    with pytest.raises(TypeError, match="Invalid value for attr 'pipeline'"):
+        _validate_attrs(out, engine="netcdf4")
+    assert '`out["air"].attrs.pop("pipeline")`' in README
+    out["air"].attrs.pop("pipeline")
+    _validate_attrs(out, engine="netcdf4")
     (tmp_path / "api.py").write_text(api)
     printed = python("api.py")
     assert printed.startswith("complete ") and "already exists" in printed
+
+
+def test_readme_says_plainly_that_integer_variables_are_widened() -> None:
+    """A user comparing a Dataset output with xarray's own arithmetic finds the dtypes differ
+    for integers: the xarray section says so, with the plan's own stage row for its example
+    (int8 through ``* 3``, square, ``+ 1``: int32, where xarray keeps int8 and wraps) and the
+    chains it says are refused, as the planner gives them."""
+    from pipeline.errors import PlanError
+    from pipeline.ops.stages import plan_chain
+
+    text = " ".join(section("Using xarray data").split())
+    bullet = re.search(r"- \*\*Integers\.\*\* (.*?) - \*\*", text)
+    assert bullet, "the xarray section has no Integers item"
+    said = bullet.group(1)
+
+    def chain(dtype: str, *stages: dict) -> list:
+        specs = parse_config(
+            {"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, "stages": stages},
+            "test",
+        ).stage_specs()
+        return list(plan_chain(specs, np.dtype(dtype)))
+
+    int8 = chain(
+        "int8", {"op": "multiply", "factor": 3}, {"op": "square"}, {"op": "add", "value": 1}
+    )
+    assert f"`{'; '.join(s.describe() for s in int8)}`" in said
+    assert f"written as {int8[-1].out_dtype}" in said and "stays int8 and wraps around" in said
+    x = np.array([100], dtype=np.int8)  # what xarray's arithmetic does: NumPy's, in int8
+    with np.errstate(over="ignore"):
+        assert ((x * 3) ** 2 + 1).dtype == np.int8
+    for dtype, stages in (
+        ("int32", [{"op": "multiply", "factor": 3}, {"op": "square"}]),
+        *(("int64", [s]) for s in ({"op": "square"}, {"op": "add"}, {"op": "add", "value": 1})),
+        ("uint64", [{"op": "multiply", "factor": 2}]),
+    ):
+        with pytest.raises(PlanError, match="can overflow even 64-bit integers"):
+            chain(dtype, *stages)
+    assert "an int32 variable through `* 3` and square" in said
+    assert "an int64 or uint64 one through nearly any integer stage" in said
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)

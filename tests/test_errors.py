@@ -133,13 +133,14 @@ def _plain_folder_input(store: str, array: str) -> Callable[[Path], Path]:
     return make
 
 
-def _file_input(name: str, content: bytes) -> Callable[[Path], Path]:
+def _file_input(name: str, content: bytes, array: str = "") -> Callable[[Path], Path]:
     """A config whose input.store is the plain file ``name`` holding ``content``: what people
-    point it at that is no Zarr store (a netCDF file, a text file)."""
+    point it at that is no Zarr store (a netCDF file, a text file), ``array`` its input.array
+    (a netCDF variable's name, as a user of xarray names it)."""
 
     def make(tmp: Path) -> Path:
         (tmp / name).write_bytes(content)
-        return write_config(tmp, tmp / name, tmp / "out.zarr")
+        return write_config(tmp, tmp / name, tmp / "out.zarr", input={"array": array})
 
     return make
 
@@ -336,6 +337,12 @@ CASES: dict[str, Case] = {
         _file_input("air.nc", NETCDF_CLASSIC),
         InputError,
         {"store": _in("air.nc"), "status": "absent", "reason": "a netCDF classic file"},
+        ["is a netCDF classic file, not a Zarr store", "xr.open_dataset(FILE).to_zarr(STORE)"],
+    ),
+    "input-store-a-netcdf-file-and-its-variable": Case(  # h63e: "no Zarr array at
+        _file_input("air.nc", NETCDF_CLASSIC, "air"),  # .../air.nc/air; check input.array"
+        InputError,
+        {"store": _in("air.nc/air"), "array": "air", "reason": "a netCDF classic file"},
         ["is a netCDF classic file, not a Zarr store", "xr.open_dataset(FILE).to_zarr(STORE)"],
     ),
     "input-store-a-plain-file": Case(

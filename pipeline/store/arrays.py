@@ -987,7 +987,7 @@ def open_zarr_array(
                 status="absent",
                 reason="no metadata",
             ) from None
-        if not path and location.archive() is None:
+        if location.archive() is None:  # a file is no store, whatever input.array names
             kind = _plain_file_kind(location)
             root = location.local_root or ""
             if kind is not None and os.path.basename(root) in _METADATA_NAMES:
