@@ -645,6 +645,90 @@ def test_guard_refuses_keys_zarr_does_not_use(tmp_path) -> None:
     assert e.value.store == str(tmp_path / "in.zarr") and e.value.key == "c/0/0"
 
 
+def _keys_written_otherwise(path: Path, zarr_format: int, written: str, said: Any) -> np.ndarray:
+    """An array written by zarr-python with chunk keys of the encoding ``written`` (``'/'`` or
+    ``'.'``), whose metadata then says ``said`` instead (v2: the ``dimension_separator``, None
+    for none, as zarr-python 2's NestedDirectoryStore before 2.8 left it; v3: the
+    ``chunk_key_encoding``): zarr-python finds none of its chunks. Its values."""
+    import json
+
+    x = np.arange(9 * 13, dtype=np.float32).reshape(9, 13) + 1
+    encoding = {"name": "v2" if zarr_format == 2 else "default", "separator": written}
+    make_array(path, x, (4, 6), zarr_format=zarr_format, chunk_key_encoding=encoding)
+    doc = path / (".zarray" if zarr_format == 2 else "zarr.json")
+    meta = json.loads(doc.read_text())
+    key = "dimension_separator" if zarr_format == 2 else "chunk_key_encoding"
+    meta.pop(key)
+    if said is not None:
+        meta[key] = said
+    doc.write_text(json.dumps(meta))
+    return x
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "written", "said", "stored"),
+    [
+        (2, "/", None, "0/0"),
+        (2, ".", "/", "0.0"),
+        (3, ".", {"name": "default", "configuration": {"separator": "/"}}, "c.0.0"),
+        (3, "/", {"name": "v2", "configuration": {"separator": "."}}, "c/0/0"),
+    ],
+    ids=["v2-nested-no-separator", "v2-flat-said-nested", "v3-dots-said-slashes", "v3-said-v2"],
+)
+def test_chunks_under_another_key_encoding_are_refused(
+    tmp_path, zarr_format, written, said, stored
+) -> None:
+    """An array whose chunks lie under the keys of another encoding than its metadata says
+    (a zarr-python 2 NestedDirectoryStore array of before 2.8, which wrote no
+    dimension_separator) reads as its fill value alone to zarr-python; the run had written an
+    output of fill values, marked complete, which verify passed. Refused at plan time, naming
+    a chunk's key and the metadata setting that finds them, before anything is written."""
+    _keys_written_otherwise(tmp_path / "in.zarr", zarr_format, written, said)
+    assert not zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...].any()
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.key == stored, e
+    setting = '"dimension_separator": "' + written if zarr_format == 2 else '"separator": "'
+    assert setting in str(e) and "fill value" in str(e)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_verify_refuses_an_output_of_chunks_under_another_key_encoding(
+    tmp_path, monkeypatch
+) -> None:
+    """An output that a run before the plan's refusal made of such an input (fill values
+    alone, as zarr-python reads it) is not passed by verify, which refuses the input as the
+    run now does: it had compared fill values with fill values and passed."""
+    import pipeline
+    from pipeline.store import arrays
+
+    _keys_written_otherwise(tmp_path / "in.zarr", 2, "/", None)
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with monkeypatch.context() as m:  # a version without the refusals: its run and verify
+        m.setattr(arrays, "check_reader_sees_chunks", lambda info: None)
+        m.setattr(arrays, "check_units_at_their_keys", lambda info: None)
+        pipeline_run(cfg)
+        assert pipeline.verify(cfg, all=True).ok  # what it had said
+    with pytest.raises(InputError) as e:
+        pipeline.verify(cfg, all=True)
+    assert e.value.key == "0/0"
+
+
+def test_an_array_never_written_is_no_misplaced_chunks(tmp_path) -> None:
+    """An array with no chunk stored under any key encoding (created, never written) reads as
+    its fill value, and runs so."""
+    for fmt in (2, 3):
+        zarr.create_array(
+            str(tmp_path / f"in{fmt}.zarr"), shape=(9, 13), dtype="f4", chunks=(4, 6),
+            zarr_format=fmt, fill_value=1.5,
+        )  # fmt: skip
+        cfg = write_config(tmp_path, tmp_path / f"in{fmt}.zarr", tmp_path / f"out{fmt}.zarr")
+        pipeline_run(cfg)
+        assert np.array_equal(
+            read_array(tmp_path / f"out{fmt}.zarr"), reference(np.full((9, 13), np.float32(1.5)))
+        )
+
+
 def test_a_local_delete_removes_the_tree_and_never_follows_links(tmp_path: Path) -> None:
     """``Location.delete(key, recursive=True)`` on a local store: every file under the key
     goes, big ones (unlinked on several threads) and small ones, in nested folders; a

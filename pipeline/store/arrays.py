@@ -41,7 +41,9 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
     the grid, the key the reader computes must be Zarr's key, and each unit Zarr's store
     holds must be there for the reader with the same size; when Zarr holds none of those
     (a sparse array), the first unit that a listing one level at a time finds is checked
-    (nested keys only: a listing of flat keys would list the whole array)."""
+    (nested keys only: a listing of flat keys would list the whole array); when Zarr still
+    holds none, those units are looked for under the other chunk key encodings' keys
+    (:func:`_refuse_units_under_other_keys`)."""
     from zarr.core.sync import sync
 
     if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
@@ -52,7 +54,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
         return
     arr = open_zarr_array(info.location, info.path)
     store, prefix = arr.store_path.store, arr.store_path.path
-    flat = sorted({*range(min(n, probes // 2)), *(n * k // 4 for k in range(1, 4)), n - 1})
+    flat = _probed_units(n, probes)
     present: list[str] = []
     for i in flat:
         index = tuple(int(j) for j in np.unravel_index(i, unit_grid))
@@ -76,6 +78,8 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 raise
             found = None
         present += [found] if found else []
+    if not present:
+        _refuse_units_under_other_keys(info, arr, store, prefix, flat)
     for key in present:
         want, got = sync(store.getsize(key)), info.location.size(key)
         if got != want:
@@ -86,6 +90,93 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
+
+
+def _probed_units(n: int, probes: int) -> list[int]:
+    """Up to ``probes`` of a grid's ``n`` units by flat index, spread over it: the first few,
+    the quarters and the last."""
+    return sorted({*range(min(n, probes // 2)), *(n * k // 4 for k in range(1, 4)), n - 1})
+
+
+def check_units_at_their_keys(info: ArrayInfo, probes: int = 8) -> None:
+    """``verify``'s part of :func:`check_reader_sees_chunks`: where Zarr finds none of up to
+    ``probes`` units spread over the grid at the keys the metadata gives, refuse the input
+    whose units lie under another chunk key encoding's keys
+    (:func:`_refuse_units_under_other_keys`). Asks only for the probed units' sizes (a HEAD
+    each over HTTP, where fsspec's ``exists`` GETs the whole unit), so verify reads each unit
+    it compares once; a unit whose size the store will not say counts as there."""
+    if not all(info.unit) or not info.n_units:
+        return
+    flat = _probed_units(info.n_units, probes)
+    for i in flat:
+        index = tuple(int(j) for j in np.unravel_index(i, info.grid))
+        try:
+            if info.location.size(info.key(index)) is not None:
+                return
+        except Exception:  # a store that will not say (HTTP 403): no refusal from a guess
+            return
+    arr = open_zarr_array(info.location, info.path)
+    _refuse_units_under_other_keys(info, arr, arr.store_path.store, arr.store_path.path, flat)
+
+
+def _refuse_units_under_other_keys(
+    info: ArrayInfo, arr: Any, store: Any, prefix: str, flat: Sequence[int]
+) -> None:
+    """Refuse (InputError, fields ``store`` and ``key``) an input none of whose probed units
+    (the grid positions ``flat``) is at the key its metadata gives, one of which is at the
+    key of another chunk key encoding (:func:`_other_unit_keys`): its chunks were written
+    under other keys than its metadata says (zarr-python 2's ``NestedDirectoryStore`` before
+    2.8 wrote ``0/0`` keys and no ``dimension_separator``, which reads as ``0.0``), so
+    zarr-python reads every element as the fill value, and the run would write an output of
+    fill values alone, marked complete, that verify passes. A store that has no unit at
+    either key (an array never written) is not refused."""
+    from zarr.core.sync import sync
+
+    for i in flat:
+        index = tuple(int(j) for j in np.unravel_index(i, info.grid))
+        zarr_key = key_under(prefix, arr.metadata.encode_chunk_key(index))
+        for other, setting in _other_unit_keys(info, index):
+            key = key_under(prefix, other)
+            if key == zarr_key or not sync(store.exists(key)):
+                continue
+            raise InputError(
+                f"the chunks of {info.location.join(info.path)} are stored at keys such as "
+                f"{key!r}, but its metadata names them as {zarr_key!r}, where none is, so "
+                "zarr-python reads every element as the fill value: give its metadata the "
+                f"key encoding they were written with ({setting}), or copy the array with "
+                "a reader that finds them",
+                store=info.location.url,
+                key=key,
+            )
+
+
+def _other_unit_keys(info: ArrayInfo, index: Shape) -> list[tuple[str, str]]:
+    """The keys the unit at grid ``index`` has under the other chunk key encodings of the
+    array's Zarr format, each with the metadata setting that names it so: Zarr v2's other
+    ``dimension_separator``; Zarr v3's ``default`` encoding with the other separator and the
+    ``v2`` encoding with either (``c/0/0``, ``c.0.0``, ``0.0``, ``0/0``)."""
+    names = [str(i) for i in index]
+    if not names:  # a 0-d array's one chunk: no separator to mistake
+        return []
+    if info.zarr_format == 2:
+        sep = "/" if info.key_sep == "." else "."
+        return [(sep.join(names), f'"dimension_separator": "{sep}" in its .zarray')]
+    found = []
+    for name, sep, prefix in (
+        ("default", "/", "c/"),
+        ("default", ".", "c."),
+        ("v2", ".", ""),
+        ("v2", "/", ""),
+    ):
+        if (prefix, sep) != (info.key_prefix, info.key_sep):
+            encoding = f'{{"name": "{name}", "configuration": {{"separator": "{sep}"}}}}'
+            found.append(
+                (
+                    prefix + sep.join(names),
+                    f"chunk_key_encoding {encoding} in its zarr.json",
+                )
+            )
+    return found
 
 
 async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
