@@ -1955,8 +1955,9 @@ def encoding_differs(
     arguments (:data:`ENCODING_FIELDS`' words, e.g. 'codecs': a byte order, shard index place,
     checksum or compressor edited since; 'chunk key encoding'), each with what it holds now:
     the run writes its chunks' bytes itself, as its own metadata says, so a reader of
-    another's reads other values (or the fill value) in every chunk. Zstd's ``level`` is not
-    compared (it changes no byte a reader decodes). [] where they agree."""
+    another's reads other values (or the fill value) in every chunk. Zstd's ``level`` and
+    ``checksum`` are not compared (they change no byte a reader decodes: a frame says itself
+    whether it holds a checksum). [] where they agree."""
     import zarr
 
     planned = _create_output_array(
@@ -1994,14 +1995,17 @@ def _first_difference(now: Any, then: Any, at: str = "") -> tuple[str, Any, Any]
 
 
 def _without_level(doc: Any) -> Any:
-    """``doc`` (JSON-like) without any ``level`` of a zstd codec's configuration."""
+    """``doc`` (JSON-like) without the ``level`` and ``checksum`` of a zstd codec's
+    configuration (encoding settings only)."""
     if isinstance(doc, list | tuple):
         return [_without_level(d) for d in doc]
     if not isinstance(doc, dict):
         return doc
     out = {k: _without_level(v) for k, v in doc.items()}
     if out.get("name") == "zstd" and isinstance(out.get("configuration"), dict):
-        out["configuration"] = {k: v for k, v in out["configuration"].items() if k != "level"}
+        out["configuration"] = {
+            k: v for k, v in out["configuration"].items() if k not in ("level", "checksum")
+        }
     return out
 
 
