@@ -345,6 +345,24 @@ def test_a_block_whose_marker_is_unreadable_is_written_again(work: Work, cli, ma
     _resume_writes_one_block_again(cli, work, skipped)
 
 
+def test_copies_of_a_marker_under_other_names_mark_nothing(work: Work, cli) -> None:
+    """h63d: the run record's ``done`` folder holding an editor's backup of a marker
+    ('3.0~') and a file manager's copy ('3.0 copy'): the resume had stopped with a bare
+    ValueError (an int() of '0~'), and `pipeline verify` named that resume as the fix. A name
+    that is no block's marks nothing: the resume finishes the output, NumPy's values."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    done = work.output / ".pipeline" / "done"
+    name = sorted(marker_names(work.output))[0]
+    for copy in (f"{name}~", f"{name} copy"):
+        shutil.copy(done / name, done / copy)
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize(
     ("folder", "what"),
     [("c", "output chunk"), (".pipeline/done", "the run record's marker")],

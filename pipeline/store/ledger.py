@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,10 @@ from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
 RECORD = ".pipeline"
+
+#: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
+#: joined by dots.
+_BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 #: Open lock files of this process, by path (the descriptor holds the OS lock).
 _HELD: dict[str, int] = {}
@@ -70,9 +75,12 @@ class Ledger:
         self.location.write(self.marker_key(block), [body], atomic=True)
 
     def done(self) -> set[Shape]:
-        """Blocks recorded as finished."""
+        """Blocks recorded as finished: the names in the record's ``done`` folder that are a
+        block's (:meth:`_name`, '3.0'). Any other name is no marker and marks nothing: an
+        editor's backup ('3.0~') or a file manager's copy ('3.0 copy') of one had stopped a
+        resume with a bare ValueError (h63d)."""
         names = self.location.list(self._key("done"))
-        return {tuple(int(i) for i in n.split(".")) for n in names if n and n[0].isdigit()}
+        return {tuple(int(i) for i in n.split(".")) for n in names if _BLOCK_NAME.fullmatch(n)}
 
     def each_marker(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, Any] | None]:
         """What the marker of each of ``blocks`` holds, in order: its JSON object (``{}``
