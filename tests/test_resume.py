@@ -345,6 +345,24 @@ def test_a_block_whose_marker_is_unreadable_is_written_again(work: Work, cli, ma
     _resume_writes_one_block_again(cli, work, skipped)
 
 
+def test_copies_of_a_marker_under_other_names_mark_nothing(work: Work, cli) -> None:
+    """h63d: the run record's ``done`` folder holding an editor's backup of a marker
+    ('3.0~') and a file manager's copy ('3.0 copy'): the resume had stopped with a bare
+    ValueError (an int() of '0~'), and `pipeline verify` named that resume as the fix. A name
+    that is no block's marks nothing: the resume finishes the output, NumPy's values."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    done = work.output / ".pipeline" / "done"
+    name = sorted(marker_names(work.output))[0]
+    for copy in (f"{name}~", f"{name} copy"):
+        shutil.copy(done / name, done / copy)
+    rc, _, err = cli("run", work.config, "--resume")
+    assert rc == 0, err
+    assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
 @pytest.mark.parametrize(
     ("folder", "what"),
     [("c", "output chunk"), (".pipeline/done", "the run record's marker")],
@@ -389,6 +407,43 @@ def test_a_resized_interrupted_output_is_not_resumed(work: Work, cli) -> None:
     assert isinstance(e, OutputError) and e.changed == ["layout"], e
     assert len(str(e).splitlines()) == 1 and "--overwrite" in str(e)
     assert file_states(work.output) == before
+
+
+def _edit_byte_order(output: Path) -> None:
+    """Edit the output's ``zarr.json`` by hand: its chunks' bytes codec says big-endian."""
+    meta = output / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["codecs"][0]["configuration"]["codecs"][0]["configuration"]["endian"] = "big"
+    meta.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("state", ["incomplete", "complete"])
+def test_an_output_whose_codecs_were_edited_is_neither_resumed_nor_done(
+    work: Work, cli, state: str
+) -> None:
+    """h63d: the killed output's, or a complete one's, ``zarr.json`` edited by hand to say
+    its chunks are big-endian (the run writes them little-endian, raw): the resume had
+    written the rest and marked it complete, and of a complete one said "nothing to do",
+    exit 0, every value read byte-swapped. Refused in one line naming the edited field and
+    ``run --overwrite``, nothing written; ``run --overwrite`` writes NumPy's values."""
+    if state == "incomplete":
+        work.restore_killed()
+    else:
+        copy_store(work.ref, work.output)
+    _edit_byte_order(work.output)
+    before = file_states(work.output)
+    e = refused("run", work.config, "--resume")
+    line = str(e)
+    assert isinstance(e, OutputError) and e.changed == ["layout"], e
+    assert len(line.splitlines()) == 1 and "--overwrite" in line, line
+    assert 'endian "big" (the run wrote "little")' in line, line
+    assert file_states(work.output) == before
+    if state == "complete":
+        rc, _, err = cli("verify", work.config)
+        assert rc == 1, err
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 0, err
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
 def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:

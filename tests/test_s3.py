@@ -1743,6 +1743,59 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
     assert loc.list("g") == []
 
 
+def _take_output_lock(url: str, options: dict[str, Any], met: Any, said: Any) -> None:
+    """In a process of its own: take the S3 output ``url``'s lock (``Ledger.acquire``), its
+    first conditional PUT refused and then ``met`` (a barrier of the racing processes) passed
+    before it goes on; put 'took' or 'busy' on ``said``."""
+    from pipeline.store.ledger import Ledger
+
+    plain = Location.create_exclusive
+    waited: list[bool] = []
+
+    def create_exclusive(self: Location, key: str, data: bytes) -> bool:
+        made = plain(self, key, data)
+        if not made and not waited:
+            waited.append(True)
+            met.wait(30)
+        return made
+
+    Location.create_exclusive = create_exclusive  # type: ignore[method-assign]
+    try:
+        Ledger(Location.of(url, options), "").acquire()
+        said.put("took")
+    except OutputError:
+        said.put("busy")
+
+
+def test_two_runs_finding_a_stopped_runs_s3_output_lock_at_once_take_it_one(bucket) -> None:
+    """h63d: the output lock object (``.pipeline/lock``) of a run that has ended on this
+    host, found by two runs at once, each refused by the conditional PUT: each had written
+    it over unconditionally and gone on, two writers of one output. The lock is taken over
+    as a group lock is: deleted if still the stopped run's, then raced for with the
+    conditional PUT, which one alone wins; the other is refused as busy."""
+    import multiprocessing
+
+    url, options = bucket
+    out = f"{url}/out.zarr"
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    stopped = {"pid": int(ended.stdout), "host": socket.gethostname(), "since": time.time()}
+    Location.of(out, options).write(".pipeline/lock", [json.dumps(stopped).encode()])
+    spawn = multiprocessing.get_context("spawn")
+    met, said = spawn.Barrier(2), spawn.Queue()
+    runs = [spawn.Process(target=_take_output_lock, args=(out, options, met, said)) for _ in "ab"]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    assert [run.exitcode for run in runs] == [0, 0]
+    assert sorted(said.get(timeout=5) for _ in runs) == ["busy", "took"]
+
+
 def test_os_files_in_an_s3_output_change_nothing_and_a_node_named_so_is_one(
     tmp_path, cli, bucket
 ) -> None:

@@ -1161,8 +1161,8 @@ def check_layout_kept(plan: Plan) -> None:
         return  # what is there is decided and named elsewhere (output_state)
     ran = (tuple(o.shape), np.dtype(o.dtype), tuple(o.chunk), tuple(o.unit))
     has = (tuple(now.shape), np.dtype(now.dtype), tuple(now.chunk), tuple(now.unit))
+    where = o.location.join(o.path)
     if ran != has:
-        where = o.location.join(o.path)
         raise OutputError(
             f"cannot resume {where}: its metadata says {list(has[0])} {has[1]}, chunks "
             f"{list(has[2])} in units {list(has[3])}, but the interrupted run was writing "
@@ -1172,6 +1172,42 @@ def check_layout_kept(plan: Plan) -> None:
             status="incomplete",
             changed=["layout"],
         )
+    encoding = encoding_edited(plan)
+    if encoding:
+        raise OutputError(
+            f"cannot resume {where}: {encoding}, and a resume would mark it complete with "
+            "that edit in it: `run --overwrite` starts over",
+            output=where,
+            status="incomplete",
+            changed=["layout"],
+        )
+
+
+def encoding_edited(plan: Plan) -> str | None:
+    """Words saying how the output's metadata stores its chunks' bytes otherwise than this
+    run writes them (:func:`pipeline.store.arrays.encoding_differs`: its codecs, a byte order
+    or shard index place edited by hand, its chunk key encoding), or None where it agrees or
+    cannot be read (named elsewhere). h63d: such an edit of an interrupted output was resumed
+    and marked complete, and of a complete one called done, every chunk read otherwise than
+    the run wrote it."""
+    o = plan.output
+    try:
+        arr = arrays.open_zarr_array(o.location, o.path)
+    except Exception:
+        return None
+    found = arrays.encoding_differs(
+        arr,
+        o.shape,
+        o.dtype,
+        o.chunk,
+        o.unit if o.sharded else None,
+        o.codec or "none",
+        plan.sink.encoding.level,
+        plan.sink.encoding.checksum,
+    )
+    if not found:
+        return None
+    return "; ".join(found)
 
 
 def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
@@ -1214,6 +1250,10 @@ def output_edits(plan: Plan, whole: bool = False) -> list[tuple[str, str]]:
                     f"{list(ran[2])} in units {list(ran[3])}",
                 )
             )
+        else:
+            encoding = encoding_edited(plan)
+            if encoding:
+                found.append(("layout", encoding))
     own = datasets.own_metadata_differs(
         arr, recorded_attributes(plan), plan.carried.dimension_names, recorded_fill(plan)
     )

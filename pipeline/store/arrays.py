@@ -1992,12 +1992,49 @@ def create_output(
     input's, some perhaps None; None: none) and the fill value ``fill`` (a 0-d array of
     ``dtype``, :func:`chained_fill`; None: zero); chunks are written later, raw, every one
     of them, whatever its values (a chunk all fill value too)."""
+    arr = _create_output_array(
+        location.zarr_store(read_only=False),
+        path,
+        shape,
+        dtype,
+        chunk,
+        shard,
+        codec,
+        level,
+        checksum,
+        attributes=attributes,
+        overwrite=overwrite,
+        dimension_names=dimension_names,
+        fill=fill,
+    )
+    info = describe_array(location, path, arr)
+    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
+        raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
+    return info
+
+
+def _create_output_array(
+    store: Any,
+    path: str,
+    shape: Shape,
+    dtype: np.dtype,
+    chunk: Shape,
+    shard: Shape | None,
+    codec: FrameCodec,
+    level: int,
+    checksum: bool,
+    attributes: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    dimension_names: tuple[str | None, ...] | None = None,
+    fill: np.ndarray | None = None,
+) -> Any:
+    """:func:`create_output`'s Zarr call, in the Zarr store ``store``: the Zarr array."""
     import zarr
     from zarr.codecs import ZstdCodec
 
     compressors = ZstdCodec(level=level, checksum=checksum) if codec == "zstd" else None
-    arr = zarr.create_array(
-        store=location.zarr_store(read_only=False),
+    return zarr.create_array(
+        store=store,
         name=path or None,
         shape=shape,
         dtype=dtype,
@@ -2005,15 +2042,91 @@ def create_output(
         shards=shard,
         compressors=compressors,
         fill_value=0 if fill is None else fill[()],
-        attributes=attributes,
+        attributes=attributes or {},
         overwrite=overwrite,
         zarr_format=3,
         dimension_names=dimension_names,
     )
-    info = describe_array(location, path, arr)
-    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
-        raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
-    return info
+
+
+#: The fields of an output's metadata document that say how its chunks' bytes are stored
+#: and found, by the names :func:`encoding_differs` says them with.
+ENCODING_FIELDS = {
+    "zarr_format": "Zarr format",
+    "node_type": "node type",
+    "codecs": "codecs",
+    "chunk_key_encoding": "chunk key encoding",
+    "storage_transformers": "storage transformers",
+}
+
+
+def encoding_differs(
+    arr: Any,
+    shape: Shape,
+    dtype: np.dtype,
+    chunk: Shape,
+    shard: Shape | None,
+    codec: FrameCodec,
+    level: int,
+    checksum: bool,
+) -> list[str]:
+    """The fields of the stored output ``arr``'s metadata (a Zarr array) that say how its
+    chunks' bytes are stored otherwise than :func:`create_output` writes them for these
+    arguments (:data:`ENCODING_FIELDS`' words, e.g. 'codecs': a byte order, shard index place,
+    checksum or compressor edited since; 'chunk key encoding'), each with what it holds now:
+    the run writes its chunks' bytes itself, as its own metadata says, so a reader of
+    another's reads other values (or the fill value) in every chunk. Zstd's ``level`` and
+    ``checksum`` are not compared (they change no byte a reader decodes: a frame says itself
+    whether it holds a checksum). [] where they agree."""
+    import zarr
+
+    planned = _create_output_array(
+        zarr.storage.MemoryStore(), "", shape, dtype, chunk, shard, codec, level, checksum
+    )
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        from zarr.errors import UnstableSpecificationWarning
+
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        has, wanted = arr.metadata.to_dict(), planned.metadata.to_dict()
+    found = []
+    for field, words in ENCODING_FIELDS.items():
+        now, then = _without_level(has.get(field)), _without_level(wanted.get(field))
+        if now != then:
+            at, now, then = _first_difference(now, then)
+            found.append(
+                f"its {words}{' ' + at if at else ''} {json.dumps(now)} (the run wrote "
+                f"{json.dumps(then)})"
+            )
+    return found
+
+
+def _first_difference(now: Any, then: Any, at: str = "") -> tuple[str, Any, Any]:
+    """Where two JSON-like documents first differ ('[0].configuration.endian'), and what each
+    holds there."""
+    if isinstance(now, dict) and isinstance(then, dict) and now.keys() == then.keys():
+        for k in now:
+            if now[k] != then[k]:
+                return _first_difference(now[k], then[k], f"{at}.{k}" if at else k)
+    if isinstance(now, list) and isinstance(then, list) and len(now) == len(then):
+        for i, (a, b) in enumerate(zip(now, then, strict=True)):
+            if a != b:
+                return _first_difference(a, b, f"{at}[{i}]")
+    return at, now, then
+
+
+def _without_level(doc: Any) -> Any:
+    """``doc`` (JSON-like) without the ``level`` and ``checksum`` of a zstd codec's
+    configuration (encoding settings only)."""
+    if isinstance(doc, list | tuple):
+        return [_without_level(d) for d in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out = {k: _without_level(v) for k, v in doc.items()}
+    if out.get("name") == "zstd" and isinstance(out.get("configuration"), dict):
+        out["configuration"] = {
+            k: v for k, v in out["configuration"].items() if k not in ("level", "checksum")
+        }
+    return out
 
 
 def chained_fill(

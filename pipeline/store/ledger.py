@@ -11,7 +11,9 @@ is made of), so a resume with another config or input is refused, naming what ch
 ``lock`` keeps a second run from writing the same output. On a local file system it is an OS
 lock (``flock``) that the kernel drops when its process ends, however it ends (SIGKILL included),
 so a killed run never blocks its resume and a recycled pid is never mistaken for a live run.
-Object stores have no such lock: there the file's pid and host are checked (best effort).
+Object stores have no such lock: there the lock is an object made by a conditional PUT, whose
+holder's pid and host are checked (best effort); a stopped run's is deleted, then raced for
+again by the conditional PUT, which one run alone wins.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -35,6 +38,10 @@ from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
 RECORD = ".pipeline"
+
+#: A block's marker name, :meth:`Ledger._name`: its index along each axis, in ASCII digits,
+#: joined by dots.
+_BLOCK_NAME = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 #: Open lock files of this process, by path (the descriptor holds the OS lock).
 _HELD: dict[str, int] = {}
@@ -68,9 +75,12 @@ class Ledger:
         self.location.write(self.marker_key(block), [body], atomic=True)
 
     def done(self) -> set[Shape]:
-        """Blocks recorded as finished."""
+        """Blocks recorded as finished: the names in the record's ``done`` folder that are a
+        block's (:meth:`_name`, '3.0'). Any other name is no marker and marks nothing: an
+        editor's backup ('3.0~') or a file manager's copy ('3.0 copy') of one had stopped a
+        resume with a bare ValueError (h63d)."""
         names = self.location.list(self._key("done"))
-        return {tuple(int(i) for i in n.split(".")) for n in names if n and n[0].isdigit()}
+        return {tuple(int(i) for i in n.split(".")) for n in names if _BLOCK_NAME.fullmatch(n)}
 
     def each_marker(self, blocks: list[Shape], threads: int = 16) -> list[dict[str, Any] | None]:
         """What the marker of each of ``blocks`` holds, in order: its JSON object (``{}``
@@ -179,13 +189,24 @@ class Ledger:
         if self.location.is_local:
             self._acquire_local(key)
             return
-        me = _me()
-        if self.location.create_exclusive(key, json.dumps(me).encode()):
-            return
-        if self.holder() is None:  # its process is gone (same host): take it over
-            self.location.write(key, [json.dumps(me).encode()])
-            return
-        raise self.busy(_read_holder(self.location, key) or {})
+        body = json.dumps(_me()).encode()
+        for _ in range(40):
+            # only a conditional PUT takes it: a run that found the lock gone or its holder
+            # ended had written it over unconditionally, and two such runs found it so at
+            # once, each then writing the output as its only writer (h63d)
+            if self.location.create_exclusive(key, body):
+                return
+            holder = _read_holder(self.location, key)
+            if holder is None:  # released meanwhile: race for it again
+                continue
+            if holder.get("host") != socket.gethostname() or _alive(holder):
+                raise self.busy(holder)
+            _take_over(self.location, key, holder)  # its process is gone (same host)
+        raise OutputError(
+            f"cannot take the lock {self.location.join(key)}: it keeps being replaced",
+            output=self.location.join(self.array_path),
+            lock=self.location.join(key),
+        )
 
     def _acquire_local(self, key: str) -> None:
         path = self.location.join(key)
@@ -480,17 +501,23 @@ def _take_group_lock(location: Location, group: str, key: str, wait: float) -> s
         if holder is None:  # released meanwhile: try again after a pause (never a busy loop)
             holder = {}
         elif _stale(holder):
-            # delete it only if it is still the one found stale (another waiter may have
-            # taken it over meanwhile), then race for it as for a free one
-            if _read_holder(location, key) == holder:
-                log.warning("taking over %s, left by a stopped run", location.join(key))
-                location.delete(key)
+            _take_over(location, key, holder)
             if time.monotonic() < deadline:  # (a store whose deletes fail gets its bound too)
                 continue
         if time.monotonic() >= deadline:
             raise _group_busy(location, group, key, holder, wait)
         time.sleep(pause)
         pause = min(pause * 1.5, 1.0)
+
+
+def _take_over(location: Location, key: str, holder: dict[str, Any]) -> None:
+    """Delete the lock object ``key`` of a stopped run (``holder``, as read) if it is still
+    that one (another waiter may have taken it over meanwhile); the caller then races for it
+    as for a free one, with a conditional PUT (:meth:`Location.create_exclusive`), which one
+    run alone wins."""
+    if _read_holder(location, key) == holder:
+        log.warning("taking over %s, left by a stopped run", location.join(key))
+        location.delete(key)
 
 
 def _stale(holder: dict[str, Any]) -> bool:
