@@ -576,12 +576,39 @@ def plan(config: ConfigLike) -> Plan:
     (an input missing, damaged, of a dtype the stages do not compute on, or stored packed
     without ``input.mask_and_scale``), :class:`PlanError` (a scalar its dtype cannot hold, an
     integer chain 64 bits cannot hold, a block or a task's memory that does not fit),
-    :class:`OptionError` (a config of the wrong kind). What is at the output is not judged:
-    an output that ``run`` would refuse (one in the input's store, say) is planned; ``pipeline
-    plan`` and ``run --dry-run`` say what ``run`` would do there."""
-    from pipeline.planning import plan_here
+    :class:`OptionError` (a config of the wrong kind); and, as ``pipeline plan`` judges what
+    is at the output, the :class:`OutputError` of ``run`` where no call of it writes there
+    (the output in the input's store or holding it, under a file or an array, a file itself,
+    in a folder that cannot be written; or what is there refused by a plain call, by
+    ``overwrite=True`` and by ``resume=True`` alike), in the words ``run`` raises it, before
+    anything is written: a config that ``plan`` returns for is one ``run`` takes, with the
+    option the plan names. ``p.output_now`` says what ``run`` does at the output as it is
+    (creates it; an output there: the call that replaces or resumes it). Nothing is written
+    (no lock, no output folder; an object store's output is found writable, as ``pipeline
+    plan`` finds it, by a probe object written and deleted at once) and no cluster started.
 
-    return plan_here(_config(config))
+    ``repr(p)`` is one line (``<Plan in.zarr (30, 70) int8 -> out.zarr (30, 70)
+    int16: ...>``); ``print(p)``, and a notebook's display of it, the table ``pipeline plan``
+    prints."""
+    from pipeline.errors import api_words, as_configured
+    from pipeline.planning import plan_here
+    from pipeline.running.output import output_now_refused
+
+    cfg = _config(config)
+    p = plan_here(cfg)
+    now, refused = output_now_refused(p)  # `pipeline plan`'s own judgement (cli._plan)
+    overwrite = bool(cfg.output.overwrite)
+    if refused is not None:  # in run's words (`run`'s as_configured; _api: the call's words)
+        refused.args = (as_configured(str(refused), overwrite), *refused.args[1:])
+        raise refused
+    from pipeline.planning import describe
+    from pipeline.reporting.tables import table_text
+
+    now = api_words(as_configured(now, overwrite))
+    rows = describe(p)
+    rows.insert(2, ("output now", now))  # where `pipeline plan` puts it
+    shown = table_text(rows, "plan (nothing computed, nothing written)")
+    return dataclasses.replace(p, output_now=now, shown=shown)
 
 
 @_api

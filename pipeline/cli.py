@@ -939,21 +939,7 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
     res, failure = _judged(args, config)
-    table = [
-        ("checked", f"{res.checked} of {res.total} blocks against NumPy"),
-        (
-            "mismatched",
-            str(len(res.mismatched))
-            + (
-                f" (first: block {list(res.mismatched[0])}; against NumPy's: "
-                f"{res.first_difference})"
-                if res.mismatched
-                else ""
-            ),
-        ),
-        ("output status", res.status),
-    ]
-    print_rows(table, "verify")
+    print_rows(res.rows(), "verify")
     if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
         print(f"note: {res.input_formats}", file=sys.stderr)
     if failure is not None:

@@ -157,9 +157,12 @@ class ClusterPlan:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Plan:
-    """A whole run, resolved."""
+    """A whole run, resolved. Its ``repr()`` is one line (input and output with their shapes
+    and dtypes, the stages, the blocks, the backend); its ``str()`` and a notebook's display
+    (``_repr_html_``) the table ``pipeline plan`` prints, where :func:`pipeline.plan` made it
+    (:attr:`shown`)."""
 
     config: Config
     backend: str
@@ -179,6 +182,43 @@ class Plan:
     carried: Carried = field(default_factory=Carried)
     """what the input is besides its values (an xarray variable, its Dataset, its packing),
     and what the output carries over"""
+    output_now: str | None = field(default=None, compare=False)
+    """what a run does at the output as it is now, and the command of ``run`` that writes it
+    (``pipeline plan``'s "output now" row, :func:`pipeline.running.output.output_now_refused`),
+    where :func:`pipeline.plan` looked; None where the plan did not look"""
+    shown: str | None = field(default=None, compare=False)
+    """the table ``pipeline plan`` prints of this plan (its rows,
+    :func:`pipeline.planning.describe.describe`, with the "output now" row, as
+    :func:`pipeline.reporting.tables.print_rows` prints them to a file), which
+    :func:`pipeline.plan` puts here: its ``str()``. None for a plan made otherwise"""
+
+    def __repr__(self) -> str:
+        """One line, as a Dask array's or an xarray object's first line: ``<Plan in.zarr
+        (30, 70) int8 -> out.zarr (30, 70) int16: multiply(factor=3), square(); 3 blocks of
+        (10, 70); cpu>``. The places as the table says them (a password as ``***``); every
+        value stays a field (``p.output.dtype``, ``p.chain``...)."""
+        i, o = self.input, self.output
+        chain = ", ".join(
+            s.describe().removesuffix(f" {s.in_dtype} -> {s.out_dtype}") for s in self.chain
+        )
+        return (
+            f"<Plan {i.location.said(i.path)} {i.shape} {i.dtype} -> "
+            f"{o.location.said(o.path)} {o.shape} {o.dtype}: {chain}; {self.n_blocks} "
+            f"block{'s' if self.n_blocks != 1 else ''} of {tuple(self.block)}; {self.backend}>"
+        )
+
+    def __str__(self) -> str:
+        """The table ``pipeline plan`` prints (:attr:`shown`), where :func:`pipeline.plan`
+        made this plan; else its ``repr()``. (The table's rows and their printing are of
+        modules that import this one: :mod:`~pipeline.planning.describe`,
+        :mod:`~pipeline.reporting.tables`.)"""
+        return self.shown if self.shown is not None else repr(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's display: :meth:`__str__` as it is printed."""
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>"
 
     @property
     def input(self) -> ArrayInfo:

@@ -16,9 +16,11 @@ from pipeline.reporting.info import versions
 from pipeline.reporting.progress import gbps
 
 
-@dataclass
+@dataclass(repr=False)
 class Summary:
-    """The run's facts, as printed at the end and saved by ``--summary-json``."""
+    """The run's facts, as printed at the end and saved by ``--summary-json``. Its ``repr()``
+    is one line (status, output, blocks, bytes in, time); its ``str()`` and a notebook's
+    display the table ``pipeline run`` prints (:meth:`rows`); every fact stays a field."""
 
     status: str
     backend: str
@@ -66,6 +68,27 @@ class Summary:
     workers_in_process: bool = False
     """the workers were threads of the run's process: the peak host memory is that process's,
     which all of them share"""
+
+    def __repr__(self) -> str:
+        """``<Summary complete: out.zarr; 3 of 3 blocks written, 8.20 kiB in, 1.52 s, cpu>``."""
+        skipped = f", {self.blocks_skipped} already done" if self.blocks_skipped else ""
+        return (
+            f"<Summary {self.status}: {self.output}; {self.blocks_done} of {self.blocks_total} "
+            f"blocks written{skipped}, {format_bytes(self.bytes_in)} in, "
+            f"{self.seconds.get('total', 0):.2f} s, {self.backend}>"
+        )
+
+    def __str__(self) -> str:
+        """:meth:`rows` as ``pipeline run`` prints them where its output is no terminal."""
+        from pipeline.reporting.tables import table_text
+
+        return table_text(self.rows(), "run summary")
+
+    def _repr_html_(self) -> str:
+        """A notebook's display: the table of :meth:`__str__`, as it is printed."""
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)

@@ -3,6 +3,7 @@ every cell printed as the text it is, never as rich markup."""
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import TextIO
 
@@ -30,3 +31,12 @@ def print_rows(rows: list[tuple[str, str]], title: str, stream: TextIO | None = 
     for k, v in rows:
         print(f"  {k:<{width}}  {v}", file=stream)
     stream.flush()
+
+
+def table_text(rows: list[tuple[str, str]], title: str) -> str:
+    """``rows`` as :func:`print_rows` prints them to a file (aligned plain text, no markup),
+    as a string: the ``str()`` of a plan, a run's summary and verify's result, which print the
+    command line's tables."""
+    out = io.StringIO()
+    print_rows(rows, title, out)
+    return out.getvalue().rstrip("\n")

@@ -57,10 +57,13 @@ from pipeline.store.ledger import RECORD, Ledger
 from pipeline.store.location import Location, key_under
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class VerifyResult:
     """What ``pipeline verify`` found (:func:`verify`), which :func:`pipeline.verify` returns:
-    :attr:`ok` whether the output passed every check."""
+    :attr:`ok` whether the output passed every check. Its ``repr()`` is one line (passed or
+    failed, blocks checked and mismatched, the output's status, the advice); its ``str()``
+    and a notebook's display the table ``pipeline verify`` prints (:meth:`rows`), with the
+    advice where there is some; every finding stays a field."""
 
     checked: int
     """how many blocks were compared with NumPy's result"""
@@ -190,6 +193,45 @@ class VerifyResult:
     (``"verify it once that run is done"``, ``"`verify --all` compares every block"``); None
     where :attr:`ok` is True and nothing is to be done (set by the command line's judgement
     of the result, :func:`pipeline.cli.verified`; :func:`verify` alone leaves it None)"""
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The rows of the table ``pipeline verify`` prints."""
+        first = (
+            f" (first: block {list(self.mismatched[0])}; against NumPy's: {self.first_difference})"
+            if self.mismatched
+            else ""
+        )
+        return [
+            ("checked", f"{self.checked} of {self.total} blocks against NumPy"),
+            ("mismatched", f"{len(self.mismatched)}{first}"),
+            ("output status", self.status),
+        ]
+
+    def __repr__(self) -> str:
+        """``<VerifyResult ok: 8 of 12 blocks checked, 0 mismatched; output complete>``; where
+        it failed, the first mismatched block and the advice too."""
+        first = f" (first: block {list(self.mismatched[0])})" if self.mismatched else ""
+        advice = f"; {self.advice}" if self.advice else ""
+        return (
+            f"<VerifyResult {'ok' if self.ok else 'failed'}: {self.checked} of {self.total} "
+            f"blocks checked, {len(self.mismatched)} mismatched{first}; output {self.status}"
+            f"{advice}>"
+        )
+
+    def __str__(self) -> str:
+        """:meth:`rows` as ``pipeline verify`` prints them where its output is no terminal,
+        and the advice (the end of its ``error:`` line) where there is some: what ``assert
+        result.ok, result`` says."""
+        from pipeline.reporting.tables import table_text
+
+        advice = [("advice", self.advice)] if self.advice else []
+        return table_text(self.rows() + advice, "verify")
+
+    def _repr_html_(self) -> str:
+        """A notebook's display: the table of :meth:`__str__`, as it is printed."""
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>"
 
     @property
     def ok(self) -> bool:
