@@ -124,11 +124,12 @@ def __getattr__(name: str) -> Any:
 def _config(config: ConfigLike) -> Config:
     """``config`` as a :class:`Config`; ConfigError naming the key for an invalid one."""
     from pipeline.config import Config, load_config, parse_config
+    from pipeline.config.loading import MAPPING
 
     if isinstance(config, Config):
         return config
     if isinstance(config, Mapping):
-        return parse_config(dict(config), "the config mapping")
+        return parse_config(dict(config), MAPPING)
     if not isinstance(config, (str, os.PathLike)):  # os.fspath's bare TypeError otherwise
         raise OptionError(
             f"the config must be a YAML file's path, a mapping or a pipeline.Config, not "
@@ -302,17 +303,25 @@ def _located(
     kwargs: dict[str, Any],
     e: PipelineError,
 ) -> None:
-    """``e``, a refusal of the config that the call of the API's function ``name`` gave as a
-    YAML file's path, which names its key but not where (the plan's, generate's), given
-    that key's file and line (:func:`pipeline.config.loading.locate`), as the command line
-    gives it."""
-    if not isinstance(e, ConfigError) or "config" not in signature.parameters:
+    """``e``, a refusal of a key of the config given to the call of the API's function
+    ``name`` (a :class:`ConfigError`'s or :class:`PlanError`'s ``key``:
+    :func:`pipeline.config.loading.config_key`) that says not where that key is (the plan's,
+    generate's), given where: for a YAML file's path, the key's file and line
+    (:func:`pipeline.config.loading.locate`), as the command line gives it; for a mapping,
+    ``the config mapping:`` before its line (:func:`~pipeline.config.loading.locate_in_mapping`),
+    as a refusal of that mapping's parsing begins. A :class:`Config` given says nothing of
+    where it was written: its refusals stay as they are."""
+    if not isinstance(e, (ConfigError, PlanError)) or "config" not in signature.parameters:
         return
     config = signature.bind(*args, **kwargs).arguments.get("config")
-    if isinstance(config, (str, os.PathLike)) and not isinstance(e, OptionError):
-        from pipeline.config.loading import locate
+    if not isinstance(config, (str, os.PathLike, Mapping)):
+        return
+    from pipeline.config.loading import locate, locate_in_mapping
 
+    if isinstance(config, (str, os.PathLike)):
         locate(e, config)
+    elif isinstance(config, Mapping):
+        locate_in_mapping(e, config)
 
 
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
