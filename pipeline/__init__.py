@@ -124,6 +124,7 @@ def __getattr__(name: str) -> Any:
 def _config(config: ConfigLike) -> Config:
     """``config`` as a :class:`Config`; ConfigError naming the key for an invalid one."""
     from pipeline.config import Config, load_config, parse_config
+    from pipeline.config.loading import MAPPING
 
     if isinstance(config, Config):
         return config
@@ -131,7 +132,7 @@ def _config(config: ConfigLike) -> Config:
     if data is not None:  # before Mapping: an xarray Dataset is one, of its variables
         raise data
     if isinstance(config, Mapping):
-        return parse_config(dict(config), "the config mapping")
+        return parse_config(dict(config), MAPPING)
     if not isinstance(config, (str, os.PathLike)):  # os.fspath's bare TypeError otherwise
         raise OptionError(
             f"the config must be a YAML file's path, a mapping or a pipeline.Config, not "
@@ -353,17 +354,25 @@ def _located(
     kwargs: dict[str, Any],
     e: PipelineError,
 ) -> None:
-    """``e``, a refusal of the config that the call of the API's function ``name`` gave as a
-    YAML file's path, which names its key but not where (the plan's, generate's), given
-    that key's file and line (:func:`pipeline.config.loading.locate`), as the command line
-    gives it."""
-    if not isinstance(e, ConfigError) or "config" not in signature.parameters:
+    """``e``, a refusal of a key of the config given to the call of the API's function
+    ``name`` (a :class:`ConfigError`'s or :class:`PlanError`'s ``key``:
+    :func:`pipeline.config.loading.config_key`) that says not where that key is (the plan's,
+    generate's), given where: for a YAML file's path, the key's file and line
+    (:func:`pipeline.config.loading.locate`), as the command line gives it; for a mapping,
+    ``the config mapping:`` before its line (:func:`~pipeline.config.loading.locate_in_mapping`),
+    as a refusal of that mapping's parsing begins. A :class:`Config` given says nothing of
+    where it was written: its refusals stay as they are."""
+    if not isinstance(e, (ConfigError, PlanError)) or "config" not in signature.parameters:
         return
     config = signature.bind(*args, **kwargs).arguments.get("config")
-    if isinstance(config, (str, os.PathLike)) and not isinstance(e, OptionError):
-        from pipeline.config.loading import locate
+    if not isinstance(config, (str, os.PathLike, Mapping)):
+        return
+    from pipeline.config.loading import locate, locate_in_mapping
 
+    if isinstance(config, (str, os.PathLike)):
         locate(e, config)
+    elif isinstance(config, Mapping):
+        locate_in_mapping(e, config)
 
 
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
@@ -687,22 +696,23 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
 @_api
 def verify(
-    config: ConfigLike, *, all: bool = False, samples: int = 8, seed: int = 0
+    config: ConfigLike, *, all: bool = False, samples: int | None = None, seed: int = 0
 ) -> VerifyResult:
     """Compare the output of ``config`` with the input, as ``pipeline verify`` does; its
     :class:`~pipeline.reporting.verify.VerifyResult`, the one the command line prints.
 
     What is compared: blocks of the output (the run's blocks as its record says, else its
     shards or chunks), ``samples`` of them drawn at random by ``seed`` (the command line's
-    ``--samples``, ``--seed``: the same seed compares the same blocks), or every one with
-    ``all=True`` (``--all``), each against NumPy's chain of the config's stages over the input's
-    block, both arrays read with zarr-python (not the pipeline's own reader), bit for bit (a
-    zero's sign and a NaN's payload count: :func:`pipeline.ops.bits.difference`); and what
-    ``verify`` checks besides (the output's state and record, its files, metadata,
-    consolidated copies and coordinates, the input unchanged since the run). Nothing is
-    written, and no cluster started: the blocks are read and computed in this process, on
-    threads (a config that joins a scheduler joins it only for the plan whose command a
-    refusal names, as the command line does).
+    ``--samples``, ``--seed``: the same seed compares the same blocks; 8 where ``samples`` is
+    None, the default), or every one with ``all=True`` (``--all``; ``samples`` given with it
+    contradicts it, as ``verify --all --samples N`` does: refused), each against NumPy's chain
+    of the config's stages over the input's block, both arrays read with zarr-python (not the
+    pipeline's own reader), bit for bit (a zero's sign and a NaN's payload count:
+    :func:`pipeline.ops.bits.difference`); and what ``verify`` checks besides (the output's
+    state and record, its files, metadata, consolidated copies and coordinates, the input
+    unchanged since the run). Nothing is written, and no cluster started: the blocks are read
+    and computed in this process, on threads (a config that joins a scheduler joins it only for
+    the plan whose command a refusal names, as the command line does).
 
     The result: ``ok`` (every check passed: the command line's exit status 0), ``status`` (the
     output's: ``"complete"``, ``"incomplete"``, ``"none"`` where it holds no record of a run),
@@ -728,19 +738,28 @@ def verify(
     (``region``, ``key``); :class:`InputError` for a missing, unfinished or damaged input;
     :class:`ConfigError` for an invalid config; :class:`StoreError` for a store that would not
     answer; :class:`OptionError` (a TypeError) for an option it does not take or one of the
-    wrong kind (``all`` not a bool, ``samples`` not a whole number of at least 1, ``seed`` not a
-    whole number)."""
+    wrong kind (``all`` not a bool, ``samples`` not None nor a whole number of at least 1,
+    ``seed`` not a whole number), and for ``all=True`` with ``samples`` given (every block, and
+    that many at random, contradict each other: ``all`` had won, silently)."""
     from argparse import Namespace
 
-    from pipeline.cli import verified
+    from pipeline.cli import SAMPLES, verified
 
     if not _is_bool(all):
         raise _wrong_kind("all", all, "True or False")
-    blocks, start = _whole(samples), _whole(seed)
+    blocks, start = SAMPLES if samples is None else _whole(samples), _whole(seed)
     if blocks is None or blocks < 1:
-        raise _wrong_kind("samples", samples, "a whole number of blocks, at least 1")
+        raise _wrong_kind("samples", samples, "a whole number of blocks, at least 1, or None")
     if start is None:
         raise _wrong_kind("seed", seed, "a whole number")
+    if all and samples is not None:  # all had won, silently, as --all had over --samples
+        raise OptionError(
+            f"pipeline.verify() options all=True (every block) and samples={blocks} (that many "
+            "random blocks) contradict each other: pass one of them",
+            option="samples",
+            valid=["all=True or samples=N, not both"],
+            suggestion=None,
+        )
     from pipeline.errors import store_answer
     from pipeline.store.location import config_stores
 

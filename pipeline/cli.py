@@ -454,13 +454,18 @@ def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
 
 
 def _located(args: argparse.Namespace, e: PipelineError) -> None:
-    """``e``, a refusal of the command's config file that names its key but not where
-    (the plan's, generate's), given that key's file and line
+    """``e``, a refusal of a key of the command's config file (a :class:`ConfigError`'s or
+    :class:`PlanError`'s ``key``: :func:`pipeline.config.loading.config_key`) that says not
+    where that key is (the plan's, generate's), given that key's file and line
     (:func:`pipeline.config.loading.locate`); not where ``--scheduler`` set the key."""
-    from pipeline.errors import ConfigError
+    from pipeline.errors import ConfigError, PlanError
 
     config = getattr(args, "config", None)
-    if isinstance(e, ConfigError) and config is not None and "pipeline.config" in sys.modules:
+    if (
+        isinstance(e, (ConfigError, PlanError))
+        and config is not None
+        and "pipeline.config" in sys.modules
+    ):
         from pipeline.config.loading import locate
 
         locate(e, config, ["cluster.scheduler"] if getattr(args, "scheduler", None) else [])

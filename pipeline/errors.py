@@ -184,10 +184,13 @@ class ConfigError(PipelineError):
     """The config: malformed YAML, an unknown key, a value of the wrong type or range, settings
     that contradict each other; or a command-line option that cannot be honoured.
 
-    Fields: ``file``, ``line`` (1-based; None where unknown) and ``key`` (dotted, such as
-    ``cluster.gpus``) as far as they are known; ``option`` for a command-line option;
-    ``removed`` (why) for a key that this version removed; ``override`` (its dotted key) for
-    a value that an override of ``load_config`` set, not the file (``line`` is then None).
+    Fields: ``file`` (``the config mapping`` for a mapping given to the API), ``line``
+    (1-based; None where unknown) and ``key`` (dotted, such as ``cluster.gpus``) as far as
+    they are known (a refusal of a key found after the config was read is given its file and
+    line, or the mapping, by ``pipeline.config.loading.locate``); ``option`` for a
+    command-line option; ``removed`` (why) for a key that this version removed; ``override``
+    (its dotted key) for a value that an override of ``load_config`` set, not the file
+    (``line`` is then None).
     """
 
 
@@ -260,10 +263,15 @@ class PlanError(PipelineError):
     """The run cannot be laid out: misaligned shapes, or memory that does not fit a budget
     (found by the plan, or by a task that ran out of it); a config this machine cannot run.
 
-    Fields, as they apply: ``key`` (the setting to change), ``block``, ``shape``,
-    ``multiple_of``, ``block_that_fits``, the budgets and projections (``host_budget``,
-    ``host_per_worker``, ``device_budget``, ``device_per_worker``), ``memory`` ('host' or
-    'gpu', for a task out of memory), ``stage``, ``position``, ``dtype``.
+    Fields, as they apply: ``key`` (the dotted key of the config it refuses: ``output.shards``,
+    ``chunking.block``, ``cluster.host_memory_limit``, ``backend``, ``stages.0.factor``, or
+    ``stages.0`` for a stage that overflows), and then, as a :class:`ConfigError`'s, ``file``
+    and ``line`` (where the key is: the command line's config file and its line, the
+    message beginning ``c.yaml:6:``; ``the config mapping`` and None for a mapping given to
+    the API: ``pipeline.config.loading.locate``), ``block``, ``shape``, ``multiple_of``,
+    ``block_that_fits``, the budgets and projections (``host_budget``, ``host_per_worker``,
+    ``device_budget``, ``device_per_worker``), ``memory`` ('host' or 'gpu', for a task out of
+    memory), ``stage``, ``position``, ``dtype``.
     """
 
 

@@ -2399,6 +2399,7 @@ def test_verify_returns_the_result_the_command_line_prints_and_a_changed_chunk_f
     assert result.ok and result.status == "complete" and result.mismatched == []
     assert (result.checked, result.total) == (3, 3)  # 3 blocks of 10 rows, fewer than 8
     assert pipeline.verify(path, samples=np.int64(1), seed=2).checked == 1
+    assert pipeline.verify(path, all=True, samples=None).checked == 3  # None: not given
     rc, table, _ = cli("verify", path)
     assert rc == 0 and "3 of 3 blocks" in table, table
     # a valid chunk of other values, written by zarr-python, in the place of the second
@@ -2458,7 +2459,8 @@ def test_verify_refuses_an_option_it_does_not_take_as_run_does(tmp_path: Path) -
     """An unknown keyword option of ``pipeline.verify`` (``sample=2``), one of ``run``'s, a
     client, or an option of the wrong kind (``all="yes"``, ``samples=0``, ``seed=1.5``) is an
     OptionError (a TypeError) in one line naming the call and what it takes, before anything
-    is read."""
+    is read; and so is ``all=True`` with ``samples`` (every block, and that many at random),
+    as the command line refuses ``verify --all --samples 3``: all had won, silently."""
     small_input(tmp_path)
     path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
     cases: list[tuple[dict[str, Any], str, str | None, list[str]]] = [
@@ -2470,6 +2472,8 @@ def test_verify_refuses_an_option_it_does_not_take_as_run_does(tmp_path: Path) -
         ({"samples": 0}, "samples", None, ["at least 1"]),
         ({"samples": True}, "samples", None, ["at least 1"]),
         ({"seed": 1.5}, "seed", None, ["a whole number"]),
+        ({"all": True, "samples": 3}, "samples", None, ["all=True", "samples=3", "contradict"]),
+        ({"all": True, "samples": 8}, "samples", None, ["samples=8", "pass one of them"]),
     ]
     for kwargs, option, suggestion, words in cases:
         with pytest.raises(pipeline.OptionError) as info:

@@ -2481,3 +2481,145 @@ def test_a_plan_refusal_of_a_key_names_its_file_and_line(tmp_path: Path, cli) ->
         pipeline.plan(str(cfg))
     assert str(e.value).startswith(f"{cfg}:15: cluster.protocol: ucx is for"), str(e.value)
     assert (e.value.file, e.value.line) == (str(cfg), 15)
+
+
+#: A config whose lines the test knows, of an input written by zarr-python: ``output.chunks``
+#: at line 5, ``output.shards`` at 6, ``chunking.block`` at 8, ``stages.0`` at 10 (its
+#: ``factor`` at 11), ``backend`` at 12, ``cluster.host_memory_limit`` at 16.
+PLANNED = """\
+input:
+  store: {inp}
+output:
+  store: {out}
+  chunks: {chunks}
+  shards: {shards}
+chunking:
+  block: {block}
+stages:
+  - op: multiply
+    factor: {factor}
+backend: {backend}
+integer_overflow: error
+cluster:
+  dashboard: ""
+  host_memory_limit: {host}
+"""
+
+#: Each plan refusal of a key: (what the config changes, the key's line, the key, its words).
+PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
+    "shards-not-whole-chunks": (
+        {"chunks": "[2, 6, 4]", "shards": "[3, 6, 4]"},
+        6,
+        "output.shards",
+        "output.shards [3, 6, 4] is not a whole multiple of output.chunks [2, 6, 4]",
+    ),
+    "chunks-of-other-axes": (
+        {"chunks": "[2, 6]"},
+        5,
+        "output.chunks",
+        "output.chunks has 2 axes but the input has 3",
+    ),
+    "block-unaligned": (
+        {"block": "[3, 6, 4]"},
+        8,
+        "chunking.block",
+        "chunking.block [3, 6, 4] is not a whole multiple of [2, 6, 4]",
+    ),
+    "scalar-too-large": (
+        {"factor": "1e39"},
+        11,
+        "stages.0.factor",
+        "stage 1 (multiply): factor 1e+39 does not fit float32",
+    ),
+    "overflow": (
+        {"dtype": "int16", "factor": "1000"},
+        10,
+        "stages.0",
+        "stage 'multiply' can overflow int16",
+    ),
+    "host-budget": (
+        {"host": "1000TiB"},
+        16,
+        "cluster.host_memory_limit",
+        "cluster.host_memory_limit ",
+    ),
+    "gpu-without-gpu": ({"backend": "gpu"}, 12, "backend", "backend: gpu, but "),
+}
+
+
+@pytest.mark.parametrize("name", list(PLAN_REFUSALS))
+def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name: str) -> None:
+    """The plan's refusals of a key (shards that are not whole chunks, chunks of another number
+    of axes, an unaligned block, a stage's scalar its dtype cannot hold, an integer stage that
+    overflows, a host budget over the RAM, ``backend: gpu`` with no GPU) had named neither
+    the file nor the line, where the file's own refusals and ConfigErrors raised after reading
+    it begin ``c.yaml:LINE:``; each is a PlanError with the field ``key`` (the dotted key:
+    those of the budgets, the stage's and ``backend`` had none) and begins so now, with the
+    fields ``file`` and ``line``, from ``plan`` and the API's ``plan`` and ``run`` of the
+    file. Given as a mapping, the refusal begins ``the config mapping:``, as that mapping's
+    own refusals do (``file`` 'the config mapping', ``line`` None); given as a
+    :class:`~pipeline.config.Config`, which says nothing of where it was written, it is as it
+    was. Nothing is written."""
+    import yaml
+
+    import pipeline
+    from pipeline.config import load_config
+
+    change, line, key, words = PLAN_REFUSALS[name]
+    if name == "gpu-without-gpu" and gpu_status()[0]:
+        pytest.skip("a GPU is usable here: backend gpu is planned")
+    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
+    fields |= {"backend": "cpu", "host": "auto", **change}
+    dtype = fields.pop("dtype", "float32")
+    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
+    text = PLANNED.format(inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **fields)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    rc, _, err = cli("plan", cfg)
+    said = one_line_error(err)
+    assert rc == 1 and said.startswith(f"error: {cfg}:{line}: {words}"), said
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(PlanError) as e:
+            call(str(cfg))
+        assert f"error: {e.value}" == said, (call, e.value)
+        assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
+    mapping = yaml.safe_load(text)
+    if name == "scalar-too-large":  # PyYAML reads 1e39 as text; the file's reader as YAML 1.2
+        mapping["stages"][0]["factor"] = 1e39
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(PlanError) as e:
+            call(mapping)
+        assert str(e.value) == f"the config mapping: {said.split(': ', 2)[2]}", e.value
+        assert (e.value.file, e.value.line, e.value.key) == ("the config mapping", None, key)
+    with pytest.raises(PlanError) as e:
+        pipeline.plan(load_config(cfg))
+    assert str(e.value).startswith(words) and getattr(e.value, "file", None) is None, e.value
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_late_refusal_of_a_mapping_s_key_names_the_mapping_from_plan_run_and_verify(
+    tmp_path: Path,
+) -> None:
+    """A refusal of a key found once the config given as a mapping was parsed (here the
+    file system that ``input.storage_options`` cannot make, found where the store is opened)
+    had begun with the key alone, where the mapping's own refusals begin ``the config
+    mapping:``; now it begins so, from ``pipeline.plan``, ``run`` and ``verify`` alike (fields
+    ``file`` 'the config mapping', ``line`` None), as the file's begins with its file and
+    line."""
+    pytest.importorskip("s3fs")
+    import pipeline
+
+    mapping = {
+        "input": {"store": "s3://bucket/in.zarr", "storage_options": {"bogus_option": 1}},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "backend": "cpu",
+    }
+    for call in (pipeline.plan, pipeline.run, pipeline.verify):
+        with pytest.raises(ConfigError) as e:
+            call(mapping)
+        said = str(e.value)
+        assert said.startswith("the config mapping: input.storage_options make no "), said
+        assert (e.value.file, e.value.line) == ("the config mapping", None), e.value.data
+        assert e.value.key == "input.storage_options" and len(said.splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()

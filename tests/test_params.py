@@ -193,6 +193,7 @@ def test_plan_refuses_a_scalar_the_dtype_cannot_hold(tmp_path, dtype, scalar, po
     value = config.stages[1].factor
     held = str(np.result_type(np.dtype(dtype), type(value)(0)))
     assert e.value.data == {
+        "key": f"stages.{position - 1}.factor",
         "stage": stage,
         "position": position,
         "parameter": "factor",
@@ -204,7 +205,8 @@ def test_plan_refuses_a_scalar_the_dtype_cannot_hold(tmp_path, dtype, scalar, po
     )
     assert r.returncode == 1 and r.stdout == ""
     line = one_line_error(r.stderr)
-    assert line == f"error: {e.value}", line  # the refusal above, as the command prints it
+    # the refusal above, as the command prints it: at the file's line of the key (7)
+    assert line == f"error: {cfg}:7: {e.value}", line
     assert "Warning" not in r.stderr
 
 

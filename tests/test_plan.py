@@ -279,7 +279,7 @@ def test_host_budgets_over_the_hosts_ram_are_refused(tmp_path: Path) -> None:
     cfg = _small_job(tmp_path, workers=2, host_memory_limit="200GiB")
     with pytest.raises(PlanError) as e:
         make_plan(load_config(cfg), MACHINES["cpu"])
-    assert e.value.budget == 200 * GiB
+    assert e.value.budget == 200 * GiB and e.value.key == "cluster.host_memory_limit"
     assert e.value.workers == 2
     assert e.value.host_memory == MACHINES["cpu"].host_total_bytes
     # what all workers together can have, they get
@@ -308,7 +308,7 @@ def test_a_device_budget_over_the_gpus_memory_is_refused(tmp_path: Path) -> None
     over = {"backend": "gpu", "cluster.device_memory_limit": "100GiB"}
     with pytest.raises(PlanError) as e:
         make_plan(load_config(cfg, over), MACHINES["h100"])
-    assert e.value.budget == 100 * GiB
+    assert e.value.budget == 100 * GiB and e.value.key == "cluster.device_memory_limit"
     assert e.value.gpu_memory == MACHINES["h100"].gpus[0].total_bytes
     plan = make_plan(load_config(cfg, over), MACHINES["h200"])  # 141 GB holds 100 GiB
     assert plan.cluster.device_budget == 100 * GiB // plan.cluster.workers_per_gpu
@@ -361,7 +361,7 @@ def test_a_joined_clusters_host_budget_is_each_workers_own(
     assert fraction == expected // 2
     with pytest.raises(PlanError) as e:
         make_plan(load_config(cfg, {"cluster.host_memory_limit": expected + 1}), facts, 8, 1)
-    assert e.value.worker_memory_limit == expected
+    assert e.value.worker_memory_limit == expected and e.value.key == "cluster.host_memory_limit"
 
 
 def test_the_weakest_worker_sets_a_joined_clusters_budget() -> None:

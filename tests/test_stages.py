@@ -181,6 +181,7 @@ def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
     with pytest.raises(PlanError) as e:
         stages.plan_chain(SEED, np.dtype("int8"), "error")
     assert e.value.data == {
+        "key": "stages.0",
         "stage": "multiply",
         "position": 1,
         "dtype": "int8",
@@ -212,6 +213,7 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
     with pytest.raises(PlanError) as e:
         stages.plan_chain([("add", stages.AddParams(value=-1))], np.dtype("uint8"))
     assert e.value.data == {
+        "key": "stages.0.value",
         "stage": "add",
         "position": 1,
         "parameter": "value",

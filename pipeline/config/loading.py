@@ -20,7 +20,7 @@ import yaml
 
 from pipeline.config.models import Config, validated
 from pipeline.config.problems import NAMED_DATA, dotted_key
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError, PlanError
 
 
 class _Located(yaml.SafeLoader):
@@ -642,24 +642,51 @@ def _merged(held: Any, value: Any) -> Any:
     return value
 
 
-def locate(e: ConfigError, path: str | os.PathLike[str], overridden: Collection[str] = ()) -> None:
-    """Give ``e``, a refusal of the config read from the YAML file ``path`` that names its key
-    (field ``key``, dotted) but not where it is, the file and line of that key, as the
-    refusals of :func:`load_config` have them: its line begins ``c.yaml:5:`` and its fields
-    ``file`` and ``line`` are set (in place, its type and other fields kept). Such refusals
-    come after the file was read, from checks of the whole config (the plan's, generate's:
-    ``input.generate.shards [10, 50, 64] is not a whole multiple of chunks [3, 50, 64]`` had
-    named no file nor line). A key the file does not write (a default) is said at the line
-    of its nearest section the file writes. Nothing changes where ``e`` has a file or line
-    already, names no key, is of a command-line option (``option``), or of a key set by an
-    override (``overridden``: their dotted keys, or one of its sections), or where the file
-    cannot be read again."""
+#: How a refusal of a config given as a mapping (to :func:`pipeline.run`, ``plan``, ``verify``)
+#: names it, where a file's names the file: its line begins ``the config mapping:``.
+MAPPING = "the config mapping"
+
+
+def config_key(e: PipelineError) -> str | None:
+    """The dotted key of the config that ``e`` refuses, where its line may still say where that
+    key is: the ``key`` field of a :class:`ConfigError` or a :class:`PlanError` (the kinds whose
+    ``key`` is a setting of the config: an :class:`~pipeline.errors.InputError`'s, a
+    :class:`~pipeline.errors.ChunkError`'s or a :class:`~pipeline.errors.StoreError`'s is a
+    key in a store), where ``e`` names no file nor line yet and is not of a command-line
+    option (``option``); None otherwise."""
+    if not isinstance(e, (ConfigError, PlanError)):
+        return None
     if getattr(e, "file", None) is not None or getattr(e, "line", None) is not None:
-        return
+        return None
     key = getattr(e, "key", None)
     if not isinstance(key, str) or not key or getattr(e, "option", None) is not None:
-        return
-    if any(key == o or key.startswith(f"{o}.") for o in overridden):
+        return None
+    return key
+
+
+def _key_parts(key: str) -> list[Any]:
+    """A dotted key's parts as the data holds them: a list's index as a number."""
+    return [int(p) if p.isdigit() else p for p in key.split(".")]
+
+
+def locate(
+    e: PipelineError, path: str | os.PathLike[str], overridden: Collection[str] = ()
+) -> None:
+    """Give ``e``, a refusal of the config read from the YAML file ``path`` that names its key
+    (:func:`config_key`: a :class:`ConfigError`'s or :class:`PlanError`'s field ``key``,
+    dotted) but not where it is, the file and line of that key, as the refusals of
+    :func:`load_config` have them: its line begins ``c.yaml:5:`` and its fields ``file`` and
+    ``line`` are set (in place, its type and other fields kept). Such refusals come after the
+    file was read, from checks of the whole config (the plan's, generate's:
+    ``output.shards [4, 50, 64] is not a whole multiple of output.chunks [3, 50, 64]``,
+    ``input.generate.shards [10, 50, 64] is not a whole multiple of chunks [3, 50, 64]`` had
+    named no file nor line). A key the file does not write (a default) is said at the line
+    of its nearest section the file writes. Nothing changes where :func:`config_key` gives
+    none, where the key is set by an override (``overridden``: their dotted keys, or one of
+    its sections), where the file writes none of its sections, or where the file cannot be
+    read again."""
+    key = config_key(e)
+    if key is None or any(key == o or key.startswith(f"{o}.") for o in overridden):
         return
     try:
         node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Located)
@@ -668,7 +695,7 @@ def locate(e: ConfigError, path: str | os.PathLike[str], overridden: Collection[
     if node is None:
         return
     lines = _Lines(node)
-    parts = [int(p) if p.isdigit() else p for p in key.split(".")]
+    parts = _key_parts(key)
     for n in range(len(parts), 0, -1):
         mark = lines.get(tuple(parts[:n]))
         if mark is not None:
@@ -678,3 +705,21 @@ def locate(e: ConfigError, path: str | os.PathLike[str], overridden: Collection[
     file, line = str(Path(path)), mark.line + 1  # as load_config says the file
     e.args = (f"{file}:{line}: {e}", *e.args[1:])
     e.__dict__.update(file=file, line=line)
+
+
+def locate_in_mapping(e: PipelineError, data: Any, source: str = MAPPING) -> None:
+    """Give ``e``, a refusal of the config given as the mapping ``data`` (to
+    :func:`pipeline.run`, ``plan`` or ``verify``) that names its key (:func:`config_key`) but
+    not where it is, the words that a refusal of that mapping's parsing begins with:
+    ``the config mapping: output.shards [4, 50, 64] is not a whole multiple of ...``, its
+    field ``file`` ``source`` and ``line`` None, as :func:`parse_config` gives them (in place,
+    its type and other fields kept), so that a refusal of a key says where the key is,
+    whenever it is found. As :func:`locate` says a file's: only where the mapping holds the
+    key or one of its sections (a key no part of which the mapping gives is none of its)."""
+    key = config_key(e)
+    if key is None or not isinstance(data, Mapping):
+        return
+    if _key_parts(key)[0] not in data:  # the key's section: the mapping gives none of it
+        return
+    e.args = (f"{source}: {e}", *e.args[1:])
+    e.__dict__.update(file=source, line=None)

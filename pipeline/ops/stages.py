@@ -632,8 +632,9 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
     refuses an int out of an integer dtype's range (``-1`` on ``uint8``); a float scalar that
     would overflow to inf (``70000`` on ``float16``, ``1e39`` on ``float32``) or underflow to 0
     (``1e-50`` on ``float32``) computes something else than written, with at most a warning.
-    ``position`` counts stages from 1. Raises :class:`PlanError` (fields ``stage``, ``position``,
-    ``parameter``, ``value``, ``dtype``).
+    ``position`` counts stages from 1. Raises :class:`PlanError` (fields ``key``, the config's
+    dotted key of the scalar, ``stages.0.factor``; ``stage``, ``position``, ``parameter``,
+    ``value``, ``dtype``).
     """
     for key, value in params.model_dump().items():
         if not isinstance(value, (int, float)) or isinstance(value, (bool, np.generic)):
@@ -651,6 +652,7 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
             raise PlanError(
                 f"stage {position} ({name}): {key} {_shown(value)} does not fit {dt}, which holds "
                 f"{_holds(dt)}; {_what_holds(dt, key, value)}",
+                key=f"stages.{position - 1}.{key}",
                 stage=name,
                 position=position,
                 parameter=key,
@@ -664,10 +666,17 @@ def _bound(worst: Interval) -> int | float:
     return max(abs(worst.lo), abs(worst.hi))
 
 
-def _overflow(stage: str, dtype: np.dtype, worst: Interval) -> dict[str, Any]:
-    """The fields of an overflow refusal: the ``stage``, the integer ``dtype`` it overflows,
-    and the ``bound`` its results can reach."""
-    return {"stage": stage, "dtype": str(dtype), "bound": _bound(worst)}
+def _overflow(stage: str, position: int, dtype: np.dtype, worst: Interval) -> dict[str, Any]:
+    """The fields of an overflow refusal of the stage at ``position`` (from 1): ``key``, the
+    config's dotted key of that stage (``stages.0``), the ``stage``, its ``position``, the
+    integer ``dtype`` it overflows, and the ``bound`` its results can reach."""
+    return {
+        "key": f"stages.{position - 1}",
+        "stage": stage,
+        "position": position,
+        "dtype": str(dtype),
+        "bound": _bound(worst),
+    }
 
 
 def plan_chain(
@@ -683,8 +692,9 @@ def plan_chain(
     be narrower than the dtype's (decoded CF-packed integers: int8 times 3 in int64).
     Raises :class:`InputError` for a dtype the stages cannot compute on, :class:`PlanError` for
     a scalar that does not fit (:func:`check_scalars`) or an integer chain that would overflow
-    under ``policy`` (fields ``stage``, ``position``, ``dtype``: the integer type it overflows,
-    ``values``: the interval of the stage's results, ``bound``: the magnitude they can reach).
+    under ``policy`` (fields ``key``: the config's dotted key of the stage, ``stages.0``;
+    ``stage``, ``position``, ``dtype``: the integer type it overflows, ``values``: the interval
+    of the stage's results, ``bound``: the magnitude they can reach).
     """
     dtype = np.dtype(dtype)
     check_dtype(dtype)
@@ -704,16 +714,14 @@ def plan_chain(
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
                         f"{_bound(worst):.3g}); {IN_FLOAT64}",
-                        **_overflow(name, out, worst),
-                        position=position,
+                        **_overflow(name, position, out, worst),
                         values=(worst.lo, worst.hi),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
                     raise PlanError(
                         f"stage {name!r} needs a wider integer than {current} offers; {IN_FLOAT64}",
-                        **_overflow(name, current, worst),
-                        position=position,
+                        **_overflow(name, position, current, worst),
                         values=(worst.lo, worst.hi),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
@@ -726,8 +734,7 @@ def plan_chain(
                     f"{_bound(worst):.3g}"
                     + ("); set integer_overflow: promote, or " if widens else ", past 64 bits); ")
                     + IN_FLOAT64,
-                    **_overflow(name, out, worst),
-                    position=position,
+                    **_overflow(name, position, out, worst),
                     values=(worst.lo, worst.hi),
                 )
             rng = worst

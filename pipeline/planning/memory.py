@@ -164,7 +164,8 @@ def _resolve_budget(value: Any, total: int, default_fraction: float) -> int:
 def device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
     """Device bytes one worker may use: ``cluster.device_memory_limit`` (per GPU; auto and
     fractions are of the free memory of the GPU with the least) split between the ``per_gpu``
-    workers that share a GPU. Raises PlanError for a limit over the GPU's memory."""
+    workers that share a GPU. Raises PlanError (``key`` 'cluster.device_memory_limit') for a
+    limit over the GPU's memory."""
     value = config.cluster.device_memory_limit
     gpu = min(facts.gpus, key=lambda g: g.total_bytes)
     if isinstance(value, int) and value > gpu.total_bytes:
@@ -172,6 +173,7 @@ def device_budget(config: Config, facts: Facts, per_gpu: int) -> int:
             f"cluster.device_memory_limit {bytes_text(value)} is more than GPU {gpu.index} "
             f"({gpu.name}) has, {bytes_text(gpu.total_bytes)}: lower it, or give a fraction "
             "of the GPU such as 0.8",
+            key="cluster.device_memory_limit",
             budget=value,
             gpu_memory=gpu.total_bytes,
         )
@@ -185,7 +187,7 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
     fraction is of that share, and a size that all of them together could not have is refused.
     A joined cluster's workers each have their own limit (``facts.worker_memory_limit``, the
     weakest worker's): auto is that limit, a fraction is of it, and a larger size is refused.
-    Raises PlanError naming the numbers and the fix.
+    Raises PlanError (``key`` 'cluster.host_memory_limit') naming the numbers and the fix.
     """
     value = config.cluster.host_memory_limit
     explicit = value if isinstance(value, int) else None
@@ -197,6 +199,7 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
                 f"{bytes_text(limit)} that the cluster's weakest worker may use (its memory "
                 f"limit): lower it, or start the workers with `--memory-limit "
                 f"{size_flag(explicit)}`",
+                key="cluster.host_memory_limit",
                 budget=explicit,
                 worker_memory_limit=limit,
             )
@@ -208,6 +211,7 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
             f"cluster.host_memory_limit {bytes_text(explicit)} per worker x {workers} worker(s) "
             f"= {bytes_text(explicit * workers)} is more than this host's {bytes_text(ram)} of "
             f"RAM: lower it to at most {bytes_text(share)} (or auto), or run fewer workers",
+            key="cluster.host_memory_limit",
             budget=explicit,
             workers=workers,
             host_memory=ram,

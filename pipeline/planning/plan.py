@@ -726,11 +726,12 @@ def make_plan(
 
 def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:
     """('gpu' or 'cpu', why): the config's backend, or for ``auto`` the GPU when one is
-    usable. Raises PlanError (fields ``backend``, ``reason``: why no GPU is usable) for
-    ``backend: gpu`` where no GPU is usable."""
+    usable. Raises PlanError (fields ``key`` 'backend', ``backend``, ``reason``: why no GPU is
+    usable) for ``backend: gpu`` where no GPU is usable."""
     if config.backend == "gpu" and not facts.gpu_usable:
         raise PlanError(
             f"backend: gpu, but {facts.gpu_reason}; run on a GPU host or set backend: cpu",
+            key="backend",
             backend="gpu",
             reason=facts.gpu_reason,
         )
