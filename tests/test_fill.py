@@ -244,7 +244,7 @@ def test_a_fill_value_beyond_the_dtypes_range_reads_as_zarr_python_reads_it(
     )
     plan = pipeline.plan(cfg)
     said = [n for n in plan.notes if "beyond" in n]
-    assert len(said) == 1 and f"as {'inf' if fill > 0 else '-inf'}," in said[0], plan.notes
+    assert len(said) == 1 and f"as {'inf' if fill > 0 else '-inf'};" in said[0], plan.notes
     assert pipeline.run(cfg, client=client).status == "complete"
 
     out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")

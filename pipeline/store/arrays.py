@@ -431,8 +431,8 @@ def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
     """Where the metadata document of the array ``arr`` at ``path`` names a finite number as
     its fill value that its float dtype cannot hold (float32's 1e40, float16's 70000, or as
     a string, "1e40", as older writers and hand edits leave it): in words for a note, what
-    zarr-python reads it as (inf or -inf), which every absent chunk reads as, and so the
-    run; None otherwise (an integer dtype's such fill value zarr-python refuses:
+    zarr-python reads it as (inf or -inf), which every absent chunk reads as, and so the run
+    (before any unpacking); None otherwise (an integer dtype's such fill value zarr-python refuses:
     :func:`unreadable_metadata`)."""
     dtype = np.dtype(arr.dtype)
     if dtype.kind != "f":
@@ -456,8 +456,8 @@ def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
     read = "inf" if value > 0 else "-inf"
     return (
         f"{location.said(key)} names the fill value {shown}, beyond {dtype.name}'s range: "
-        f"zarr-python reads it, and so every absent chunk, as {read}, as the run does; if "
-        f"another value was meant, write one {dtype.name} holds in that document"
+        f"zarr-python reads it, and so every absent chunk, as {read}; if another value was "
+        f"meant, write one {dtype.name} holds in that document"
     )
 
 
