@@ -198,3 +198,133 @@ def test_nan_and_infinite_attributes_are_carried_as_the_same_numbers(
     assert got["threshold"] == np.inf and isinstance(got["threshold"], float)
     assert isinstance(got["ratio"], float) and np.isnan(got["ratio"])
     assert got["range"] == [-np.inf, 1.5]
+
+
+def _fill_beyond_range(path: Path, zarr_format: int, dtype: str, fill: float) -> np.ndarray:
+    """An array of ``dtype`` written by zarr-python with half its chunks unwritten, whose
+    metadata's fill value is then edited to ``fill``, a finite number beyond the dtype's
+    range, as older writers and hand edits leave it; what zarr-python reads of it."""
+    data = np.arange(48, dtype=dtype).reshape(6, 8) + 2
+    data[3:] = 0  # all fill value: zarr-python leaves those chunks unwritten
+    make_array(path, data, (3, 4), zarr_format=zarr_format, fill_value=0)
+    doc = path / ("zarr.json" if zarr_format == 3 else ".zarray")
+    meta = json.loads(doc.read_text())
+    meta["fill_value"] = fill
+    doc.write_text(json.dumps(meta))
+    assert f'"fill_value": {json.dumps(fill)}' in doc.read_text()
+    with np.errstate(over="ignore"):  # zarr-python's cast of the fill value warns
+        return zarr.open_array(str(path), mode="r")[...]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize(
+    "dtype, fill", [("float32", 1e40), ("float32", -1e40), ("float16", 70000.0)]
+)
+def test_a_fill_value_beyond_the_dtypes_range_reads_as_zarr_python_reads_it(
+    tmp_path: Path,
+    backend_client: tuple[str, Any],
+    cli: Any,
+    zarr_format: int,
+    dtype: str,
+    fill: float,
+) -> None:
+    """A float array whose metadata names a fill value its dtype cannot hold (float32's
+    1e40): zarr-python reads it, and each absent chunk, as an infinity. The plan opens it with
+    no warning (they are errors here: NumPy's "overflow encountered in cast" as zarr-python
+    parses it had been one at each opening) and says so in one note; the run's output is
+    NumPy's chain over what zarr-python reads, bit for bit, absent chunks too, its fill value
+    the chain's of that infinity, written as the v3 spec's "Infinity" (JSON's own, which
+    zarr-python 3 and tensorstore open); verify passes it."""
+    backend, client = backend_client
+    x = _fill_beyond_range(tmp_path / "in.zarr", zarr_format, dtype, fill)
+    read_as = np.inf if fill > 0 else -np.inf
+    assert np.all(x[3:] == read_as)  # what zarr-python reads of the absent chunks
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=CHAIN, backend=backend
+    )
+    plan = pipeline.plan(cfg)
+    said = [n for n in plan.notes if "beyond" in n]
+    assert len(said) == 1 and f"as {'inf' if fill > 0 else '-inf'};" in said[0], plan.notes
+    assert pipeline.run(cfg, client=client).status == "complete"
+
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert _same(_chain(np.asarray(read_as, dtype=dtype)), np.asarray(out.fill_value, out.dtype))
+    assert out[...].tobytes() == _chain(x).tobytes()
+    text = (tmp_path / "out.zarr" / "zarr.json").read_text()
+
+    def no_constant(name: str) -> None:
+        raise AssertionError(f"{name} is no JSON")
+
+    meta = json.loads(text, parse_constant=no_constant)  # strict JSON: a string, not a bare inf
+    assert meta["fill_value"] == "Infinity", meta["fill_value"]
+    ts = pytest.importorskip("tensorstore")
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
+    assert ts.open(spec).result().read().result().tobytes() == out[...].tobytes()
+    # from Python (warnings still errors: the command line's filters not yet set here)
+    assert pipeline.verify(cfg, all=True).status == "complete"
+    _verify(cfg, cli)
+
+
+def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) -> None:
+    """`plan`, `run` (worker processes) and `verify` of an input whose fill value float32
+    cannot hold, as a user runs them: stderr holds no warning (NumPy's "RuntimeWarning:
+    overflow encountered in cast", from zarr-python's parsing of the fill value, had been
+    printed at each opening); the plan's note says it instead."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    _fill_beyond_range(tmp_path / "in.zarr", 3, "float32", 1e40)
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        stages=CHAIN,
+        cluster={"dashboard": ":0", "protocol": "tcp"},
+    )
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for args in (["plan", cfg], ["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "Warning" not in proc.stderr, proc.stderr
+        if args[0] == "plan":
+            assert "names the fill value 1e+40, beyond float32's range" in proc.stdout
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("dtype, fill", [("int8", 300), ("uint8", -1), ("int32", 1e40)])
+def test_an_integer_fill_value_beyond_the_dtypes_range_is_refused_naming_it(
+    tmp_path: Path, zarr_format: int, dtype: str, fill: float
+) -> None:
+    """An integer array whose metadata names a fill value its dtype cannot hold, which
+    zarr-python refuses to open ("Python integer 300 out of bounds for int8", naming neither
+    the document's value nor what to write): refused before anything is written, in one
+    line naming the document, the value, the dtype's range and the fix; the input as it was."""
+    from pipeline.errors import InputError
+
+    data = np.arange(48, dtype=dtype).reshape(6, 8)
+    make_array(tmp_path / "in.zarr", data, (3, 4), zarr_format=zarr_format, fill_value=0)
+    doc = tmp_path / "in.zarr" / ("zarr.json" if zarr_format == 3 else ".zarray")
+    meta = json.loads(doc.read_text())
+    meta["fill_value"] = fill
+    doc.write_text(json.dumps(meta))
+    before = {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()}
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", stages=CHAIN)
+    with pytest.raises(InputError) as info:
+        pipeline.run(cfg)
+    line = str(info.value)
+    info_ = np.iinfo(dtype)
+    assert len(line.splitlines()) == 1, line
+    assert line.startswith(f"{doc} names the fill value {json.dumps(fill)}, beyond "), line
+    assert f"{dtype}'s range [{info_.min}, {info_.max}]" in line, line
+    assert f"one {dtype} holds, as the fill value in that document" in line, line
+    assert info.value.store == str(doc) and info.value.status == "unreadable"
+    assert not (tmp_path / "out.zarr").exists()
+    assert {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()} == before

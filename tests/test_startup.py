@@ -619,6 +619,46 @@ with cluster.connect(p) as client:
     assert after is True
 
 
+def test_a_dashboard_port_in_use_is_a_note_not_dasks_warning(tmp_path: Path) -> None:
+    """`run` with `cluster.dashboard` on a port another program listens on: distributed puts
+    the dashboard on another port with a UserWarning of 3 lines and its source line on
+    stderr; the run prints instead one note naming both ports and the setting, then the
+    dashboard's link, and no warning."""
+    import socket
+
+    make_array(tmp_path / "in.zarr", np.arange(64, dtype=np.float32).reshape(8, 8), (4, 8))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            cluster={"dashboard": f"127.0.0.1:{port}", "protocol": "tcp"},
+        )
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "--progress", "none"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "in use" in line]
+    assert len(notes) == 1, proc.stderr
+    assert notes[0].startswith(f"note: the dashboard's port {port} is in use"), notes
+    assert "set cluster.dashboard to another address" in notes[0], notes
+    link = [line for line in proc.stderr.splitlines() if line.startswith("dashboard: ")]
+    assert len(link) == 1 and f":{port}/" not in link[0], proc.stderr
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr"), reference(read_array(tmp_path / "in.zarr"))
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C and the program's end, with the workers as threads.
 

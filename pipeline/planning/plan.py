@@ -780,6 +780,8 @@ def input_info(
     arrays.check_reader_sees_chunks(info)
     both = arrays.other_format_metadata(loc, config.input.array.strip("/"), arr)
     notes += [both] if both else []
+    fill = arrays.beyond_range_fill(loc, config.input.array.strip("/"), arr)
+    notes += [fill] if fill else []
     return info, arr
 
 

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -2190,14 +2191,48 @@ def _start_local(p: Any, level: int, env: dict[str, str]) -> Any:
     the fork server where the command line started one (:mod:`pipeline.running.fork_server`,
     before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
-    if p.backend == "gpu":
-        with fork_server.forked_workers():
+    with _port_in_use_said(p.dashboard) as said:
+        if p.backend == "gpu":
+            with fork_server.forked_workers():
+                cluster = _local_cluster(p, level, local_dir, env)
+        else:
             cluster = _local_cluster(p, level, local_dir, env)
-    else:
-        cluster = _local_cluster(p, level, local_dir, env)
+        said(cluster)
     if p.dashboard:
         dashboard.install(cluster)
     return cluster
+
+
+#: distributed's UserWarning where a local cluster's dashboard port is taken (by another
+#: cluster, a server): 3 lines and its source line on stderr, said in a note instead
+PORT_IN_USE = r"Port \d+ is already in use"
+
+
+@contextlib.contextmanager
+def _port_in_use_said(address: str | None) -> Iterator[Callable[[Any], None]]:
+    """Within the block, which starts a local cluster whose dashboard is asked for at
+    ``address`` (``:8787``; None or '': none), ignore distributed's warning that its port is
+    in use (:data:`PORT_IN_USE`), under the lock that keeps two threads' warning filters apart
+    (:data:`pipeline.store.arrays._WARNINGS_LOCK`); the function it gives, called with the
+    cluster started, logs one note where the dashboard got another port than the one asked
+    for: the port taken and the one it is on (the link itself follows, as in every run)."""
+    from pipeline.store import arrays
+
+    def said(cluster: Any) -> None:
+        asked = re.search(r":(\d+)$", address or "")
+        got = re.search(r":(\d+)(/|$)", str(getattr(cluster, "dashboard_link", "") or ""))
+        if asked and got and int(asked[1]) != 0 and asked[1] != got[1]:
+            log.warning(
+                "note: the dashboard's port %s is in use (another cluster's, or a server's): "
+                "the dashboard is on port %s; set cluster.dashboard to another address, or "
+                "':0' for any free port",
+                asked[1],
+                got[1],
+            )
+
+    with arrays._WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PORT_IN_USE, category=UserWarning)
+        yield said
 
 
 def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> Any:

@@ -363,6 +363,13 @@ FORMAT_WARNINGS = (
     r"Both zarr\.json \(Zarr format 3\) and \.z(array|group) \(Zarr format 2\) metadata",
 )
 
+#: NumPy's warning as zarr-python parses a fill value beyond its float dtype's range (a
+#: float32 array's ``fill_value`` 1e40, which it reads as inf): 4 lines on stderr at each
+#: opening, a plan's 4 times. The plan says it once, in a note (:func:`beyond_range_fill`).
+#: Only from zarr-python's dtype module: the same warning of a cast elsewhere is kept.
+FILL_CAST_WARNING = "overflow encountered in cast"
+FILL_CAST_MODULE = r"zarr\.core\.dtype\."
+
 #: ``warnings.catch_warnings`` swaps the process's filters and puts the old ones back on exit:
 #: two threads inside it at once (thread workers opening the input) put back each other's, and
 #: one's warning shows. So one thread at a time.
@@ -379,6 +386,9 @@ def format_warnings_ignored() -> Iterator[None]:
     with _WARNINGS_LOCK, warnings.catch_warnings():
         for message in FORMAT_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=ZarrUserWarning)
+        warnings.filterwarnings(
+            "ignore", message=FILL_CAST_WARNING, category=RuntimeWarning, module=FILL_CAST_MODULE
+        )
         yield
 
 
@@ -414,6 +424,40 @@ def other_format_metadata(location: Location, path: str, arr: Any) -> str | None
         "(.zarray), as zarr-python 3 and 2 both writing there leave it: this reads the "
         f"zarr.json's array ({list(arr.shape)} {arr.dtype}), as zarr-python 3 does, where "
         "zarr-python 2 reads the .zarray's; delete the metadata and chunks of the one not meant"
+    )
+
+
+def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
+    """Where the metadata document of the array ``arr`` at ``path`` names a finite number as
+    its fill value that its float dtype cannot hold (float32's 1e40, float16's 70000, or as
+    a string, "1e40", as older writers and hand edits leave it): in words for a note, what
+    zarr-python reads it as (inf or -inf), which every absent chunk reads as, and so the run
+    (before any unpacking); None otherwise (an integer dtype's such fill value zarr-python refuses:
+    :func:`unreadable_metadata`)."""
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind != "f":
+        return None
+    key = _key_in(path, "zarr.json" if arr.metadata.zarr_format == 3 else ".zarray")
+    found = _read_documents(location, [key])[key]
+    doc = found.doc if isinstance(found, _Parsed) else None
+    value = doc.get("fill_value") if isinstance(doc, dict) else None
+    shown = json.dumps(value)  # as the document says it
+    if isinstance(value, str) and not value.lower().startswith("0x"):  # "1e40" reads so too
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    with np.errstate(over="ignore"):  # the cast zarr-python makes (float16's 65520 too)
+        held = np.asarray(value, dtype=dtype.newbyteorder("="))
+    if not math.isfinite(value) or np.isfinite(held):
+        return None
+    read = "inf" if value > 0 else "-inf"
+    return (
+        f"{location.said(key)} names the fill value {shown}, beyond {dtype.name}'s range: "
+        f"zarr-python reads it, and so every absent chunk, as {read}; if another value was "
+        f"meant, write one {dtype.name} holds in that document"
     )
 
 
@@ -1313,6 +1357,20 @@ def unreadable_metadata(
             reason=reason,
             codecs="transpose before sharding_indexed",
         )
+    beyond = _integer_fill_beyond_range(found.doc if isinstance(found, _Parsed) else None)
+    if beyond is not None:  # zarr-python's reason names neither the value nor the dtype
+        shown, dtype = beyond
+        info = np.iinfo(dtype)
+        return InputError(
+            f"{said} names the fill value {shown}, beyond {dtype.name}'s range [{info.min}, "
+            f"{info.max}], which zarr-python cannot read ({reason}): write the value absent "
+            f"chunks mean, one {dtype.name} holds, as the fill value in that document"
+            + (f", or {other}" if other else ""),
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=reason,
+        )
     return InputError(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         "in that document, or write the array again with zarr-python or xarray"
@@ -1322,6 +1380,27 @@ def unreadable_metadata(
         status="unreadable",
         reason=reason,
     )
+
+
+def _integer_fill_beyond_range(doc: Any) -> tuple[str, np.dtype] | None:
+    """Where a metadata document (``doc``, its JSON) of an integer array names a whole
+    number as its fill value that the dtype cannot hold (int8's 300, uint8's -1, int32's
+    1e40), which zarr-python refuses with an OverflowError naming neither: the value as the
+    document says it, and the dtype; None for any other document."""
+    try:
+        name = doc["data_type"] if doc.get("zarr_format") == 3 else doc["dtype"]
+        dtype = np.dtype(name)
+        value = doc["fill_value"]
+    except Exception:  # not an array's document, or a data type NumPy does not name
+        return None
+    if dtype.kind not in "iu" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    info = np.iinfo(dtype)
+    if info.min <= int(value) <= info.max:
+        return None
+    return json.dumps(value), dtype
 
 
 def transposed_sharding(doc: Any) -> tuple[str, list[int], list[int]] | None:
