@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -28,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -2191,48 +2191,48 @@ def _start_local(p: Any, level: int, env: dict[str, str]) -> Any:
     the fork server where the command line started one (:mod:`pipeline.running.fork_server`,
     before its plan), with their modules loaded."""
     local_dir = os.path.join(tempfile.gettempdir(), "pipeline-dask")
-    with _port_in_use_said(p.dashboard) as said:
-        if p.backend == "gpu":
-            with fork_server.forked_workers():
-                cluster = _local_cluster(p, level, local_dir, env)
-        else:
+    asked = p.dashboard
+    if asked and _port_taken(asked):  # distributed would warn, in 4 lines, and take another
+        p = dataclasses.replace(p, dashboard=asked.rpartition(":")[0] + ":0")
+    if p.backend == "gpu":
+        with fork_server.forked_workers():
             cluster = _local_cluster(p, level, local_dir, env)
-        said(cluster)
+    else:
+        cluster = _local_cluster(p, level, local_dir, env)
+    if p.dashboard != asked:
+        got = re.search(r":(\d+)(/|$)", str(getattr(cluster, "dashboard_link", "") or ""))
+        log.warning(
+            "note: the dashboard's port %s is in use (another cluster's, or a server's): the "
+            "dashboard is on port %s; set cluster.dashboard to another address, or ':0' for "
+            "any free port",
+            asked.rpartition(":")[2],
+            got[1] if got else "another",
+        )
     if p.dashboard:
         dashboard.install(cluster)
     return cluster
 
 
-#: distributed's UserWarning where a local cluster's dashboard port is taken (by another
-#: cluster, a server): 3 lines and its source line on stderr, said in a note instead
-PORT_IN_USE = r"Port \d+ is already in use"
+def _port_taken(address: str) -> bool:
+    """Whether the TCP port of ``address`` (``':8787'``, ``'host:8787'``; a dashboard's) is
+    one another program listens on, found by binding it as the dashboard's server would
+    (address reuse on, so a port a closed cluster left in TIME_WAIT is free). distributed
+    puts its dashboard on another port then, with a UserWarning of 3 lines and its source
+    line on stderr: the run asks for a free port instead and says so in one note. False
+    where the address names no port, port 0, or a host this machine cannot bind (the
+    dashboard's own start says that)."""
+    import socket
 
-
-@contextlib.contextmanager
-def _port_in_use_said(address: str | None) -> Iterator[Callable[[Any], None]]:
-    """Within the block, which starts a local cluster whose dashboard is asked for at
-    ``address`` (``:8787``; None or '': none), ignore distributed's warning that its port is
-    in use (:data:`PORT_IN_USE`), under the lock that keeps two threads' warning filters apart
-    (:data:`pipeline.store.arrays._WARNINGS_LOCK`); the function it gives, called with the
-    cluster started, logs one note where the dashboard got another port than the one asked
-    for: the port taken and the one it is on (the link itself follows, as in every run)."""
-    from pipeline.store import arrays
-
-    def said(cluster: Any) -> None:
-        asked = re.search(r":(\d+)$", address or "")
-        got = re.search(r":(\d+)(/|$)", str(getattr(cluster, "dashboard_link", "") or ""))
-        if asked and got and int(asked[1]) != 0 and asked[1] != got[1]:
-            log.warning(
-                "note: the dashboard's port %s is in use (another cluster's, or a server's): "
-                "the dashboard is on port %s; set cluster.dashboard to another address, or "
-                "':0' for any free port",
-                asked[1],
-                got[1],
-            )
-
-    with arrays._WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PORT_IN_USE, category=UserWarning)
-        yield said
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return False
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), int(port)))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+    return False
 
 
 def _local_cluster(p: Any, level: int, local_dir: str, env: dict[str, str]) -> Any:
