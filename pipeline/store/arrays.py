@@ -1323,7 +1323,19 @@ def unreadable_metadata(
                 break
     said = f"{location.said(key)} ({what})" if what else location.said(key)
     found = _read_documents(location, [key])[key]
-    name = unread_data_type(found.doc if isinstance(found, _Parsed) else None)
+    doc = found.doc if isinstance(found, _Parsed) else None
+
+    def refused(line: str, **fields: Any) -> InputError:
+        return InputError(
+            line + (f", or {other}" if other else ""),
+            store=location.join(key),
+            array=path,
+            status="unreadable",
+            reason=reason,
+            **fields,
+        )
+
+    name = unread_data_type(doc)
     if name is not None:  # a data type of the array's own, which no edit of the name mends
         tool = " (tensorstore does)" if OTHER_TOOLS_DATA_TYPES.fullmatch(name) else ""
         if what:
@@ -1335,50 +1347,28 @@ def unreadable_metadata(
                 f"({reason}), and {stages.COMPUTED_ON}"
             )
             fix = f"convert the input first, with a tool that reads it{tool}"
-        return InputError(
-            f"{says}; {fix}" + (f", or {other}" if other else ""),
-            store=location.join(key),
-            array=path,
-            status="unreadable",
-            reason=reason,
-            dtype=name,
-        )
-    layout = transposed_sharding(found.doc if isinstance(found, _Parsed) else None)
+        return refused(f"{says}; {fix}", dtype=name)
+    layout = transposed_sharding(doc)
     if layout is not None:
         words, shard, inner = layout
-        return InputError(
+        return refused(
             f"{said} puts {words}: valid Zarr v3 (tensorstore writes it) that zarr-python "
             f"cannot read ({reason}); write the array again without that transpose, with a "
-            f"tool that reads it (tensorstore does), in shards {shard} of inner chunks {inner}"
-            + (f", or {other}" if other else ""),
-            store=location.join(key),
-            array=path,
-            status="unreadable",
-            reason=reason,
+            f"tool that reads it (tensorstore does), in shards {shard} of inner chunks {inner}",
             codecs="transpose before sharding_indexed",
         )
-    beyond = _integer_fill_beyond_range(found.doc if isinstance(found, _Parsed) else None)
+    beyond = _integer_fill_beyond_range(doc)
     if beyond is not None:  # zarr-python's reason names neither the value nor the dtype
         shown, dtype = beyond
         info = np.iinfo(dtype)
-        return InputError(
+        return refused(
             f"{said} names the fill value {shown}, beyond {dtype.name}'s range [{info.min}, "
             f"{info.max}], which zarr-python cannot read ({reason}): write the value absent "
             f"chunks mean, one {dtype.name} holds, as the fill value in that document"
-            + (f", or {other}" if other else ""),
-            store=location.join(key),
-            array=path,
-            status="unreadable",
-            reason=reason,
         )
-    return InputError(
+    return refused(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         "in that document, or write the array again with zarr-python or xarray"
-        + (f", or {other}" if other else ""),
-        store=location.join(key),
-        array=path,
-        status="unreadable",
-        reason=reason,
     )
 
 
