@@ -25,7 +25,13 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, cause, storage_failure
+from pipeline.errors import (
+    CREDENTIALS_FIX,
+    InputError,
+    cause,
+    missing_credentials,
+    storage_failure,
+)
 from pipeline.ops import stages
 from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
@@ -1036,6 +1042,15 @@ def open_zarr_array(
     try:
         shown = location.exists()
     except Exception as e:  # the store's answer (a wrong secret: S3 answers HEAD with 403)
+        if missing_credentials(e):  # said as the store's, not "an S3 store needs credentials"
+            raise InputError(
+                f"cannot read input store {location}: no credentials were found for it: "
+                f"{CREDENTIALS_FIX}",
+                store=where,
+                array=path,
+                status="unreadable",
+                reason="no-credentials",
+            ) from None
         failure = storage_failure(e)
         if failure is None:
             raise
