@@ -290,6 +290,27 @@ def test_host_budgets_over_the_hosts_ram_are_refused(tmp_path: Path) -> None:
         make_plan(load_config(cfg, {"cluster.host_memory_limit": half + 1}), MACHINES["cpu"])
 
 
+def test_the_host_budget_a_refusal_names_as_the_most_plans_as_written(tmp_path: Path) -> None:
+    """'lower it to at most X': X, written in the config as the line shows it (two decimals),
+    plans, where the host's share per worker would round up to more than it is (11.776 GiB
+    shown as 11.78 GiB had been refused again)."""
+    cfg = _small_job(tmp_path, workers=2, host_memory_limit="200GiB")
+    facts = Facts(
+        gpu_usable=False,
+        gpu_reason="CuPy is not installed",
+        host_total_bytes=2 * int(11.776 * GiB),
+        host_available_bytes=20 * GiB,
+        cpu_count=2,
+        hostname="cpu",
+    )
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(cfg), facts)
+    advised = re.search(r"lower it to at most (\S+ \S+) \(or auto\)", str(e.value))
+    assert advised, str(e.value)
+    plan = make_plan(load_config(cfg, {"cluster.host_memory_limit": advised[1]}), facts)
+    assert plan.cluster.host_budget <= int(11.776 * GiB)
+
+
 def test_a_host_budget_over_this_machines_ram_is_refused_before_anything_starts(
     tmp_path: Path, cli
 ) -> None:

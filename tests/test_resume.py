@@ -446,6 +446,69 @@ def test_an_output_whose_codecs_were_edited_is_neither_resumed_nor_done(
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 
 
+def _edit_index_place(output: Path) -> None:
+    """Edit the output's ``zarr.json`` by hand: its shards' index is said to be at the start."""
+    meta = output / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["codecs"][0]["configuration"]["index_location"] = "start"
+    meta.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "edit, said",
+    [
+        (_edit_byte_order, 'endian "big" (the run wrote "little")'),
+        (_edit_index_place, 'index_location "start" (the run wrote "end")'),
+    ],
+)
+def test_verify_names_a_hand_edit_of_a_complete_outputs_codecs(
+    work: Work, cli, edit, said: str
+) -> None:
+    """``run`` refuses a complete output whose codecs were edited by hand, "(`pipeline
+    verify` says what differs)": verify had said its blocks differ, "written otherwise since
+    the run, or damaged" (a byte order), or its first chunk damaged, "its shard index's
+    crc32c checksum does not match" (the index's place). It names the edit as run does, in
+    one line, and the fix, ``run --overwrite``, which makes an output verify passes."""
+    copy_store(work.ref, work.output)
+    edit(work.output)
+    before = file_states(work.output)
+    rc, _, err = cli("verify", work.config)
+    line = one_line_error(err)
+    assert rc == 1 and said in line and "`run --overwrite`" in line, line
+    assert "damaged" not in line, line
+    assert file_states(work.output) == before
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 0, err
+    rc, _, err = cli("verify", work.config)
+    assert rc == 0, err
+
+
+def test_an_output_whose_chunk_key_encoding_was_edited_is_written_again_by_overwrite(
+    work: Work, cli
+) -> None:
+    """A complete output's ``zarr.json`` edited to name its chunks '.'-separated (c.0.0):
+    run and plan name the edit and `run --overwrite`, which had been refused, its chunks
+    (c/0/0, where the run wrote them) called files beside the array to move out. It writes
+    the output again, as verify then passes; a file of the user's beside them is still
+    kept (refused, named)."""
+    copy_store(work.ref, work.output)
+    meta = work.output / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["chunk_key_encoding"]["configuration"]["separator"] = "."
+    meta.write_text(json.dumps(doc))
+    e = refused("run", work.config)
+    assert 'separator "." (the run wrote "/")' in str(e) and "`run --overwrite`" in str(e), e
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 0, err
+    rc, _, err = cli("verify", work.config)
+    assert rc == 0, err
+    meta.write_text(json.dumps(doc))
+    (work.output / "c" / "notes.txt").write_text("mine")
+    rc, _, err = cli("run", work.config, "--overwrite")
+    assert rc == 1 and "notes.txt" in one_line_error(err), err
+    assert (work.output / "c" / "notes.txt").read_text() == "mine"
+
+
 def test_the_output_of_an_interrupted_run_is_refused_as_an_input(work: Work, cli) -> None:
     """A chained run reading a killed run's output would take its unwritten blocks for fill
     values and call its own output complete: refused (InputError), nothing written."""

@@ -420,6 +420,9 @@ def test_an_s3_store_without_credentials_is_one_line_naming_the_fix(
     line = one_line_error(err)
     assert "credentials" in line and "anon: true" in line, line
     assert "writable store" not in line and "NoCredentialsError" not in line, line
+    # which store lacks them: the input's line had said "an S3 store needs credentials"
+    side = where.split()[-1]
+    assert f"{side} store" in line and url in line, line
     assert not (tmp_path / "out.zarr").exists()
     import pipeline
     from pipeline.errors import PipelineError
@@ -432,6 +435,7 @@ def test_an_s3_store_without_credentials_is_one_line_naming_the_fix(
             call(cfg)
         said = str(got.value)
         assert "credentials" in said and "anon: true" in said and "\n" not in said, said
+        assert f"{side} store" in said, said
     assert not (tmp_path / "out.zarr").exists()
 
 

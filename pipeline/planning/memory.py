@@ -210,7 +210,8 @@ def host_budget(config: Config, facts: Facts, workers: int, local: bool) -> int:
         raise PlanError(
             f"cluster.host_memory_limit {bytes_text(explicit)} per worker x {workers} worker(s) "
             f"= {bytes_text(explicit * workers)} is more than this host's {bytes_text(ram)} of "
-            f"RAM: lower it to at most {bytes_text(share)} (or auto), or run fewer workers",
+            f"RAM: lower it to at most {bytes_text(at_most(share))} (or auto), or run fewer "
+            "workers",
             key="cluster.host_memory_limit",
             budget=explicit,
             workers=workers,
@@ -228,6 +229,18 @@ def at_least(n: int) -> int:
             shown = math.ceil(n * 100 / unit)
             while int(float(f"{shown / 100:.2f}") * unit) < n:
                 shown += 1
+            return int(float(f"{shown / 100:.2f}") * unit)
+    return n
+
+
+def at_most(n: int) -> int:
+    """``n`` rounded down to what :func:`bytes_text` shows, so that a size written as it is
+    shown is never more than ``n`` (a limit named as the most a setting may be)."""
+    for unit in (1 << 50, 1 << 40, 1 << 30, 1 << 20, 1 << 10):
+        if n >= unit * 0.9:
+            shown = math.floor(n * 100 / unit)
+            while shown > 0 and int(float(f"{shown / 100:.2f}") * unit) > n:
+                shown -= 1
             return int(float(f"{shown / 100:.2f}") * unit)
     return n
 

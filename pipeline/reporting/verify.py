@@ -378,6 +378,16 @@ def verify(
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
         )
+    edit = _encoding_edited(config, dst) if isinstance(record, dict) else None
+    if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
+        where = loc_out.join(out_path)
+        raise OutputError(
+            f"{where} is not what the run wrote ({edit}: edited since), so readers see other "
+            "values than the run made: `run --overwrite` writes it again",
+            output=where,
+            status=status,
+            changed=["layout"],
+        )
     blocks = list(grid.iter_indices(block_grid))
     if samples is not None and samples < len(blocks):
         blocks = random.Random(seed).sample(blocks, samples)
@@ -460,6 +470,37 @@ def verify(
         input_formats=formats,
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _encoding_edited(config: Config, dst: Any) -> str | None:
+    """Words saying how the output ``dst``'s metadata stores its chunks' bytes otherwise than
+    a run writes them (:func:`pipeline.store.arrays.encoding_differs`: a byte order, a shard
+    index's place, the chunk key encoding, edited by hand), as ``run`` refuses such an
+    output; None where they agree. Either compressor (zstd or none) agrees: the output's
+    record does not say which the run used, and a config whose ``output.codec`` changed
+    since verifies the values the output holds. Its blocks had been compared first: every
+    one differing, "written otherwise since the run, or damaged", or its first chunk called
+    damaged (an index said to be at the other end)."""
+    codec = config.output.codec
+    said: list[str] = []
+    for name in dict.fromkeys([codec.name, "none" if codec.name == "zstd" else "zstd"]):
+        try:
+            found = arrays.encoding_differs(
+                dst,
+                tuple(dst.shape),
+                np.dtype(dst.dtype),
+                tuple(dst.chunks),
+                tuple(dst.shards) if dst.shards else None,
+                name,  # type: ignore[arg-type]
+                codec.level,
+                codec.checksum,
+            )
+        except Exception:  # metadata no run could write: its blocks' comparison says so
+            return None
+        if not found:
+            return None
+        said = said or found
+    return "; ".join(said)
 
 
 def _carried_damage(e: ChunkError) -> ChunkError:

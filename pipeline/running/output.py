@@ -268,7 +268,8 @@ def check_only_array_files(plan: Plan, state: str) -> None:
     it): --overwrite replaces the array, its metadata and chunks, and had deleted them too
     (OutputError, fields ``output``, ``status``, ``stray``)."""
     loc = plan.output.location
-    stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,))
+    written = state in ("complete", "incomplete")  # the run's chunks are at its own keys
+    stray = arrays.stray_entries(loc, plan.output.path, keep=(RECORD,), written=written)
     if stray:
         where = loc.join(plan.output.path)
         some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")

@@ -19,13 +19,19 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.config.models import GenerateConfig
-from pipeline.errors import InputError, cause, storage_failure
+from pipeline.errors import (
+    CREDENTIALS_FIX,
+    InputError,
+    cause,
+    missing_credentials,
+    storage_failure,
+)
 from pipeline.ops import stages
 from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
@@ -1080,6 +1086,15 @@ def open_zarr_array(
     try:
         shown = location.exists()
     except Exception as e:  # the store's answer (a wrong secret: S3 answers HEAD with 403)
+        if missing_credentials(e):  # said as the store's, not "an S3 store needs credentials"
+            raise InputError(
+                f"cannot read input store {location}: no credentials were found for it: "
+                f"{CREDENTIALS_FIX}",
+                store=where,
+                array=path,
+                status="unreadable",
+                reason="no-credentials",
+            ) from None
         failure = storage_failure(e)
         if failure is None:
             raise
@@ -2418,7 +2433,9 @@ def _is_array_file(rel: str, rule: _KeyRule | None = None) -> bool:
     return rule.holds(full, prefix_only=True) if rule is not None else bool(_CHUNK_KEY.match(full))
 
 
-def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> list[str]:
+def stray_entries(
+    location: Location, path: str, keep: tuple[str, ...] = (), written: bool = False
+) -> list[str]:
     """The names directly under the array at ``path``, and the files deeper, that are not the
     array's, by their keys below it: neither its metadata documents nor at a chunk key (nor
     one of those being written when a run was stopped), nor under one of ``keep`` (names
@@ -2428,18 +2445,29 @@ def stray_entries(location: Location, path: str, keep: tuple[str, ...] = ()) -> 
     operating systems and file managers write into any folder (:data:`OS_FILES
     <pipeline.store.location.OS_FILES>`: a ``.DS_Store``, an AppleDouble ``._c``) are none of
     them: replacing the array deletes them with it (a complete output holding one had been
-    refused by ``plan`` and ``run``, and ``run --overwrite`` had refused to replace it)."""
+    refused by ``plan`` and ``run``, and ``run --overwrite`` had refused to replace it).
+    ``written``: the array is one this pipeline wrote, whose chunks lie at Zarr v3's default
+    keys (``c/0/0``, what :func:`create_output` writes) whatever its metadata says now: a
+    chunk key encoding edited by hand had made them files beside the array, and
+    ``run --overwrite``, the fix that names the edit, refused the output."""
     base = f"{path.strip('/')}/" if path.strip("/") else ""
     rule = _key_rule(location, path)
+    rules = [rule]
+    if written and rule is not None and rule.documents == frozenset({"zarr.json"}):
+        rules.append(replace(rule, prefix="c", separator="/"))
+
+    def ours(rel: str) -> bool:
+        return any(_is_array_file(rel, r) for r in rules)
+
     stray = [  # folders too, empty ones among them
         n
         for n in location.entries(path)
-        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not _is_array_file(n, rule)
+        if n not in keep and not _CHUNK_KEY_ROOT.match(n) and not ours(n)
     ]
     for key in location.file_sizes(path):
         rel = key[len(base) :]
         top = rel.split("/", 1)[0]
-        if top in keep or top in stray or _is_array_file(rel, rule) or is_os_file(rel):
+        if top in keep or top in stray or ours(rel) or is_os_file(rel):
             continue
         stray.append(rel)
     return sorted(stray)
