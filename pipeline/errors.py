@@ -377,6 +377,8 @@ class Interrupted(KeyboardInterrupt):
 #: changed, which change its files' status-change times) makes a resume refused, one that
 #: does not keeps it possible. ``pipeline verify`` asks ``run`` then (``run_accepts``).
 VERIFY_NAMES = "`pipeline verify` with the run's config names the command that finishes the output"
+#: :data:`VERIFY_NAMES` as :func:`api_words` says it to a caller of the API.
+API_VERIFY_NAMES = "`pipeline.verify(config)` names the call that finishes the output"
 
 #: The ``run`` command the line of an :class:`Interrupted` run names, by its ``state``.
 INTERRUPTED_FLAG = {
@@ -452,12 +454,15 @@ def api_words(line: str) -> str:
     """``line``, an error's words for the command line, as :func:`pipeline.run` and
     :func:`pipeline.plan` raise it: ``run --overwrite`` and ``run --resume`` said as the call
     (```pipeline.run(config, overwrite=True)```), a flag alone as the option
-    (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call. Where a
+    (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call, the
+    command that names what finishes an output (:data:`VERIFY_NAMES`) as ``pipeline.verify``'s
+    call (a damaged input chunk's line had named `pipeline verify` to an API caller). Where a
     line gives both forms already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
     line = _CLI_RUN.sub(r"`pipeline.run(config, \1=True)`", line)
     line = line.replace(PLAIN_RUN, "`pipeline.run(config)` (output.overwrite: true)")
+    line = line.replace(VERIFY_NAMES, API_VERIFY_NAMES)
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
 
 

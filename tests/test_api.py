@@ -2611,3 +2611,23 @@ def test_ctrl_c_of_a_run_whose_config_overwrites_says_its_plain_run_starts_over(
     ), got
     assert pipeline.run(path).status == "complete"
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
+def test_a_damaged_input_chunk_names_pipeline_verify_as_the_api_calls_it(tmp_path: Path) -> None:
+    """``pipeline.run`` over an input whose chunk file was cut short raises the ChunkError
+    naming the chunk, whose next step is ``pipeline.verify(config)``, the call an API user
+    makes: it had named the command line's `pipeline verify`."""
+    from pipeline.errors import ChunkError
+
+    small_input(tmp_path)
+    chunk = tmp_path / "in.zarr" / "c" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:40])
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    with pytest.raises(ChunkError) as err:
+        pipeline.run(path)
+    line = str(err.value)
+    assert err.value.key == "c/1/0", line
+    assert line.endswith(
+        "then `pipeline.verify(config)` names the call that finishes the output"
+    ), line
+    assert "`pipeline verify`" not in line, line
