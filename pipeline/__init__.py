@@ -765,7 +765,9 @@ def verify(
 
     cfg = _config(config)
     # the command line's own call, given as its flags are (its refusals' words: verified)
-    args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0)
+    # ``config`` where it says where a key is: a refusal its advice quotes says so too
+    given = config if isinstance(config, (str, os.PathLike, Mapping)) else None
+    args = Namespace(all=bool(all), samples=blocks, seed=start, verbose=0, config=given)
     answer = None
     try:
         res = verified(args, cfg)

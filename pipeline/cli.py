@@ -457,7 +457,9 @@ def _located(args: argparse.Namespace, e: PipelineError) -> None:
     """``e``, a refusal of a key of the command's config file (a :class:`ConfigError`'s or
     :class:`PlanError`'s ``key``: :func:`pipeline.config.loading.config_key`) that says not
     where that key is (the plan's, generate's), given that key's file and line
-    (:func:`pipeline.config.loading.locate`); not where ``--scheduler`` set the key."""
+    (:func:`pipeline.config.loading.locate`); not where ``--scheduler`` set the key. A
+    ``config`` of ``args`` that is a mapping (:func:`pipeline.verify`'s) says the key is
+    the mapping's (:func:`~pipeline.config.loading.locate_in_mapping`)."""
     from pipeline.errors import ConfigError, PlanError
 
     config = getattr(args, "config", None)
@@ -466,8 +468,13 @@ def _located(args: argparse.Namespace, e: PipelineError) -> None:
         and config is not None
         and "pipeline.config" in sys.modules
     ):
-        from pipeline.config.loading import locate
+        from collections.abc import Mapping
 
+        from pipeline.config.loading import locate, locate_in_mapping
+
+        if isinstance(config, Mapping):  # pipeline.verify's of a mapping (its _run_says)
+            locate_in_mapping(e, config)
+            return
         locate(e, config, ["cluster.scheduler"] if getattr(args, "scheduler", None) else [])
 
 
@@ -842,7 +849,13 @@ def _at_least_one(text: str) -> int:
 OVERWRITE_COMPUTES = "`run --overwrite` computes it from the input as it is now"
 
 
-def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], said: str) -> str:
+def _run_says(
+    args: argparse.Namespace,
+    config: Any,
+    flags: tuple[str, ...],
+    said: str,
+    refusal_raised: bool = False,
+) -> str:
     """``said``, verify's advice, which names ``run`` with the first of ``flags`` (of
     :data:`pipeline.running.output.FLAGS`), where ``run`` takes that command at the output;
     else what ``run`` says (:func:`pipeline.running.output.run_accepts`): its refusal of that
@@ -853,12 +866,23 @@ def _run_says(args: argparse.Namespace, config: Any, flags: tuple[str, ...], sai
     the output is in, unless it names a command refused too (h56b: verify of an incomplete
     output that `run --resume` refuses, an array alone begun in a Dataset's group, gave `run
     --overwrite`'s refusal, the last, and not the resume's, which says what to remove).
-    ``said`` too where no plan can be made here."""
-    from pipeline.errors import PipelineError
+    ``said`` too where no plan can be made here (a store or cluster that does not answer).
+    Where the plan refuses the config (a :class:`PlanError` or :class:`ConfigError`: shards
+    that are not whole chunks, a budget over the RAM, ...), every command of ``run`` meets
+    that refusal first, whatever ``flags``: its words, as ``run`` and ``plan`` say them (the
+    config file's line first: :func:`_located`), or, with ``refusal_raised``, the refusal
+    raised (h64c: verify of no output said "run the pipeline first", which the plan then
+    refused)."""
+    from pipeline.errors import ConfigError, PipelineError, PlanError
     from pipeline.running.output import run_accepts
 
     try:
         plan = _plan_of(args, config)
+    except (PlanError, ConfigError) as e:
+        if refusal_raised:
+            raise
+        _located(args, e)
+        return str(e)
     except PipelineError:
         return said
     took, refusals = run_accepts(plan, flags)
@@ -929,7 +953,8 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
         if "--overwrite" not in str(e) and status != "absent":
             raise  # another config's output: verify names no command
         flags = ("", "--overwrite") if status == "absent" else ("--overwrite",)
-        told = _run_says(args, config, flags, str(e))
+        # nothing to verify: the plan's refusal of the config, where it has one, is all
+        told = _run_says(args, config, flags, str(e), refusal_raised=status == "absent")
         if told == str(e):
             raise
         if status in ("absent", "remains"):

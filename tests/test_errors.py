@@ -2597,6 +2597,58 @@ def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("name", list(PLAN_REFUSALS))
+def test_verify_of_a_config_the_plan_refuses_gives_the_plan_s_refusal(
+    tmp_path: Path, cli, name: str
+) -> None:
+    """`verify` of a config whose plan ``run`` refuses (shards that are not whole chunks, ...)
+    had said "no output at ...: run the pipeline first" where there was none, and following
+    it met the plan's refusal; an output that another tool wrote there had "`run --overwrite`
+    writes it anew", refused the same way. Now verify of no output gives that refusal, as
+    ``plan`` does, ``c.yaml:LINE:`` first, from the command line and :func:`pipeline.verify`
+    alike; of an output, its finding, then that refusal as its advice (its table printed, the
+    API's ``advice``); an output there is not changed."""
+    import yaml
+
+    import pipeline
+
+    change, line, key, words = PLAN_REFUSALS[name]
+    if name == "gpu-without-gpu" and gpu_status()[0]:
+        pytest.skip("a GPU is usable here: backend gpu is planned")
+    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
+    fields |= {"backend": "cpu", "host": "auto", **change}
+    dtype = fields.pop("dtype", "float32")
+    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(PLANNED.format(inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **fields))
+    planned = one_line_error(cli("plan", cfg)[2])
+    assert planned.startswith(f"error: {cfg}:{line}: {words}"), planned
+    rc, _, err = cli("verify", cfg)
+    assert rc == 1 and one_line_error(err) == planned, err
+    with pytest.raises(PlanError) as e:
+        pipeline.verify(str(cfg))
+    assert f"error: {e.value}" == planned, e.value
+    assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
+    assert not (tmp_path / "out.zarr").exists()
+    # an output with no record of a run (another tool's): verify's advice had been a run
+    make_array(tmp_path / "out.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
+    before = file_states(tmp_path / "out.zarr")
+    rc, out, err = cli("verify", cfg)
+    said = one_line_error(err)
+    assert rc == 1, said
+    if said == planned:  # verify's own check of the stages refuses it (a scalar, overflow)
+        assert name in ("scalar-too-large", "overflow"), said
+    else:
+        assert said.startswith("error: the output holds no record of"), said
+        assert said.endswith(f"; {planned.removeprefix('error: ')}") and "block" in out, said
+        res = pipeline.verify(str(cfg))
+        assert not res.ok and res.advice == planned.removeprefix("error: "), res.advice
+        mapping = yaml.safe_load(cfg.read_text())  # as a mapping's refusals name it
+        res = pipeline.verify(mapping)
+        assert res.advice == f"the config mapping: {planned.split(': ', 2)[2]}", res.advice
+    assert file_states(tmp_path / "out.zarr") == before
+
+
 def test_a_late_refusal_of_a_mapping_s_key_names_the_mapping_from_plan_run_and_verify(
     tmp_path: Path,
 ) -> None:

@@ -213,6 +213,50 @@ def test_a_protocol_fsspec_does_not_know_is_refused_naming_the_key(tmp_path, cli
     _refused_everywhere(tmp_path, cli, which, f"foo://bucket/{which}.zarr", words)
 
 
+@pytest.mark.parametrize(
+    ("which", "url", "missing", "meant"),
+    [
+        ("input", "s3://", "bucket", "s3://BUCKET/path"),
+        ("output", "s3://", "bucket", "s3://BUCKET/path"),
+        ("input", "s3:///in.zarr", "bucket", "s3://BUCKET/in.zarr"),
+        ("output", "s3:///out.zarr", "bucket", "s3://BUCKET/out.zarr"),
+        ("input", "gs://", "bucket", "gs://BUCKET/path"),
+        ("output", "gcs:///out.zarr", "bucket", "gcs://BUCKET/out.zarr"),
+        ("input", "abfs://", "container", "abfs://CONTAINER/path"),
+        ("input", "https://", "host", "https://HOST/path"),
+        ("input", "http:///in.zarr", "host", "http://HOST/in.zarr"),
+        ("input", "http://:8080/in.zarr", "host", "http://HOST:8080/in.zarr"),
+        ("output", "sftp:///out.zarr", "host", "sftp://HOST/out.zarr"),
+        ("input", "zip::s3:///in.zip", "bucket", "s3://BUCKET/in.zip"),
+    ],
+)
+def test_a_store_url_that_names_no_bucket_or_host_is_refused(
+    tmp_path, cli, which, url, missing, meant
+) -> None:
+    """``s3://`` alone (or ``s3:///in.zarr``, ``gs://``, ``https://``) names no bucket or
+    host: it failed only when opened, with another cause ("s3://zarr.json holds metadata
+    zarr-python cannot read (NoCredentialsError ...): mend the value ...", "input store
+    https:// does not exist", "cannot open gs://: Please install gcsfs"). Refused where the
+    config is read, by the API and the command line, in one line naming the key, what is
+    missing and the URL to write; nothing written. ``Location.of`` refuses it too."""
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    said = f"names no {missing} (nothing between '://' and its path): write {meant}"
+    _refused_everywhere(tmp_path, cli, which, url, said)
+    with pytest.raises(StoreError, match=f"names no {missing}"):
+        Location.of(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["memory://out.zarr", "file:///tmp/x.zarr", "hdfs:///x.zarr", "s3://b", "http://[::1]/x"]
+)
+def test_a_url_whose_protocol_names_no_host_rightly_is_not_refused_for_it(url) -> None:
+    """``memory://``, ``file:///`` and ``hdfs:///`` (the default name node) name no host by
+    design, and a bucket alone or an IPv6 host is one: none is refused as naming none."""
+    from pipeline.config.urls import url_without_host
+
+    assert url_without_host(url) is None
+
+
 @pytest.mark.parametrize("which", ["input", "output"])
 @pytest.mark.parametrize("form", ["$H57G_DATA", "${H57G_DATA}"])
 def test_an_environment_variable_in_a_store_path_is_refused_with_its_value(

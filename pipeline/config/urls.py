@@ -42,6 +42,7 @@ __all__ = [
     "url_query_problem",
     "url_userinfo",
     "url_userinfo_problem",
+    "url_without_host",
     "url_without_slashes",
     "without_query",
     "without_userinfo",
@@ -192,13 +193,50 @@ def key_after_slash(url: str) -> tuple[str, str] | None:
     return None
 
 
+#: Schemes whose URL names a bucket (or container, host) before its path, and what it is
+#: called: ``s3://`` alone names none, and ``s3:///x.zarr`` an empty one.
+_NAMED_HOSTS = {
+    **dict.fromkeys(("s3", "s3a", "gs", "gcs", "oss"), "BUCKET"),
+    **dict.fromkeys(("az", "abfs", "abfss", "adl"), "CONTAINER"),
+    **dict.fromkeys(("http", "https", "sftp", "ssh", "ftp", "smb", "webhdfs"), "HOST"),
+}
+
+
+def url_without_host(url: str) -> tuple[str, str, str] | None:
+    """The part of ``url`` (alone or in a chain) of a protocol that names a bucket, container
+    or host before its path (``s3``, ``gs``, ``az``, ``http``, ``sftp``, ...) but names none:
+    nothing between its ``://`` and the ``/``, ``?`` or ``#`` that follows (``s3://``,
+    ``s3:///in.zarr``, ``gs://``, ``https:///x.zarr``, ``http://:8080/x``); with what it
+    misses (``'BUCKET'``, ``'CONTAINER'``, ``'HOST'``) and the URL to write in its place,
+    that word in the bucket's place (``s3://BUCKET/in.zarr``); None where there is none.
+    Such a URL failed only when opened, with another cause: ``s3://`` as "s3://zarr.json
+    holds metadata zarr-python cannot read (NoCredentialsError ...)", ``https://`` as a store
+    that does not exist. ``memory://``, ``file://`` and ``hdfs://`` (its default name node)
+    name no host, rightly."""
+    for bit in url.split("::"):
+        protocol, sep, rest = bit.partition("://")
+        word = _NAMED_HOSTS.get(protocol.lower()) if sep else None
+        if word is None:
+            continue
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        host, port = authority.rpartition("@")[2], ""
+        if not host.startswith("["):  # an IPv6 address's colons are no port's
+            host, colon, number = host.partition(":")
+            port = colon + number
+        if not host:
+            path = re.split(r"[?#]", rest[len(authority) :], maxsplit=1)[0].lstrip("/")
+            return bit, word, f"{protocol.lower()}://{word}{port}/{path or 'path'}"
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
     and any other protocol's: :func:`url_without_slashes`; a protocol in capitals:
     :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`; an
     environment variable, which nothing expands: :func:`environment_variable`; an S3 bucket
-    followed by ``//``: :func:`key_after_slash`), or None when it can be."""
+    followed by ``//``: :func:`key_after_slash`; a bucket or host missing, ``s3://``:
+    :func:`url_without_host`), or None when it can be."""
     short = file_url_without_slashes(url)
     if short is not None:
         return (
@@ -220,6 +258,13 @@ def file_url_problem(url: str) -> str | None:
         return (
             f"{without_query(bit).partition('://')[0]!r} is no protocol fsspec knows (it "
             f"reads protocols in small letters): write {without_query(meant)!r}"
+        )
+    hostless = url_without_host(url)
+    if hostless is not None:
+        bit, word, meant = hostless
+        return (
+            f"{without_query(bit)!r} names no {word.lower()} (nothing between '://' and "
+            f"its path): write {meant}, the {word.lower()}'s name in place of {word}"
         )
     slash = key_after_slash(url)
     if slash is not None:
