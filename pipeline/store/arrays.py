@@ -291,7 +291,10 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
             pass
         return None, None
     fs: Any = getattr(store, "fs", None)
-    if hasattr(fs, "_iterdir") and hasattr(fs, "split_path"):  # s3fs: one page of 16 names
+    protocol = getattr(fs, "protocol", ())
+    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(
+        fs, "_iterdir"
+    ):  # s3fs: one page of 16 names
         path = f"{store.path}/{folder}".rstrip("/")
         bucket, key, _ = fs.split_path(path)
         listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
