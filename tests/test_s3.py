@@ -25,7 +25,7 @@ import pytest
 import yaml
 import zarr
 
-from pipeline.errors import ConfigError, OutputError
+from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, refused
@@ -2012,3 +2012,58 @@ def test_workers_lacking_s3fs_are_refused_naming_them(tmp_path, bucket, command:
     assert not fs.exists(f"{url}/out.zarr")
     if command == "generate":  # its metadata made, marked unfinished: no unit written
         assert not fs.exists(f"{url}/in.zarr/c")
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "written", "said", "stored"),
+    [
+        (2, "/", None, "7/13"),
+        (3, "/", {"name": "default", "configuration": {"separator": "."}}, "c/7/13"),
+    ],
+    ids=["v2-nested-no-separator", "v3-slashes-said-dots"],
+)
+def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
+    tmp_path, bucket, zarr_format, written, said, stored
+) -> None:
+    """A sparse array on S3 whose one chunk lies under another encoding's key than its
+    metadata says (no probed unit holds one) is refused by plan, naming that key, from a
+    listing of one page per level (s3fs's ``_iterdir``); the same array with its metadata as
+    written plans and runs."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    import pipeline
+
+    url, options = bucket
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    for name in ("in.zarr", "right.zarr"):
+        store = FsspecStore.from_url(f"{url}/{name}", storage_options=options)
+        encoding = {"name": "v2" if zarr_format == 2 else "default", "separator": written}
+        a = zarr.create_array(
+            store=store, shape=(200, 200), dtype="f4", chunks=(10, 10), fill_value=0,
+            zarr_format=zarr_format, chunk_key_encoding=encoding,
+        )  # fmt: skip
+        a[73:76, 133:135] = 7
+    doc = f"{url}/in.zarr/" + (".zarray" if zarr_format == 2 else "zarr.json")
+    meta = json.loads(fs.cat(doc))
+    key = "dimension_separator" if zarr_format == 2 else "chunk_key_encoding"
+    meta.pop(key)
+    if said is not None:
+        meta[key] = said
+    fs.pipe(doc, json.dumps(meta).encode())
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )  # fmt: skip
+    e = refused("plan", cfg)
+    assert isinstance(e, InputError) and e.key == stored, e
+    right = write_config(
+        tmp_path, "", "", name="right.yaml",
+        input={"store": f"{url}/right.zarr", "storage_options": options},
+        output={"store": f"{url}/right-out.zarr", "storage_options": options},
+    )  # fmt: skip
+    x = np.zeros((200, 200), np.float32)
+    x[73:76, 133:135] = 7
+    pipeline.run(right)
+    assert np.array_equal(_zarr_s3(f"{url}/right-out.zarr", options)[...], reference(x))

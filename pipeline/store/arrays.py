@@ -45,11 +45,13 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
     where the pipeline's raw reader finds none, or other bytes: the reader would read them
     as the fill value. A cheap probe, at plan time: for up to ``probes`` units spread over
     the grid, the key the reader computes must be Zarr's key, and each unit Zarr's store
-    holds must be there for the reader with the same size; when Zarr holds none of those
-    (a sparse array), the first unit that a listing one level at a time finds is checked
-    (nested keys only: a listing of flat keys would list the whole array); when Zarr still
-    holds none, those units are looked for under the other chunk key encodings' keys
-    (:func:`_refuse_units_under_other_keys`)."""
+    holds must be there for the reader with the same size. When Zarr holds none of those (a
+    sparse array, or one whose chunks lie under another chunk key encoding's keys), the first
+    stored key under the array is looked for (:func:`_first_stored_key`: a listing that stops
+    at the first name that is not metadata, one level at a time): a chunk key of the array's
+    own encoding is checked as the probed ones are; one of another encoding is refused
+    (:func:`_misplaced`); else the probed units are looked for under the other encodings'
+    keys (:func:`_refuse_units_under_other_keys`). A dense array lists nothing."""
     from zarr.core.sync import sync
 
     if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
@@ -75,17 +77,12 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
             )
         if sync(store.exists(key)):
             present.append(key)
-    levels = arr.metadata.encode_chunk_key((0,) * len(unit_grid)).count("/") + 1
-    if not present and levels > 1:
-        try:
-            found = sync(_first_listed(store, prefix, levels))
-        except Exception as e:  # a server that lists no folders (HTTP 403): no such probe
-            if storage_failure(e) is None:
-                raise
-            found = None
-        present += [found] if found else []
     if not present:
-        _refuse_units_under_other_keys(info, arr, store, prefix, flat)
+        found = _stored_key_of(info, arr, store, prefix)
+        if found is not None:
+            present.append(found)
+        else:
+            _refuse_units_under_other_keys(info, arr, store, prefix, flat)
     for key in present:
         want, got = sync(store.getsize(key)), info.location.size(key)
         if got != want:
@@ -107,10 +104,13 @@ def _probed_units(n: int, probes: int) -> list[int]:
 def check_units_at_their_keys(info: ArrayInfo, probes: int = 8) -> None:
     """``verify``'s part of :func:`check_reader_sees_chunks`: where Zarr finds none of up to
     ``probes`` units spread over the grid at the keys the metadata gives, refuse the input
-    whose units lie under another chunk key encoding's keys
-    (:func:`_refuse_units_under_other_keys`). Asks only for the probed units' sizes (a HEAD
+    whose units lie under another chunk key encoding's keys: the first stored key under the
+    array (:func:`_stored_key_of`), else the probed units' keys of the other encodings
+    (:func:`_refuse_units_under_other_keys`). Asks for the probed units' sizes (a HEAD
     each over HTTP, where fsspec's ``exists`` GETs the whole unit), so verify reads each unit
-    it compares once; a unit whose size the store will not say counts as there."""
+    it compares once, and lists only where none is there (a listing that stops at the first
+    stored key, :func:`_first_stored_key`); a unit whose size the store will not say counts
+    as there."""
     if not all(info.unit) or not info.n_units:
         return
     flat = _probed_units(info.n_units, probes)
@@ -122,7 +122,9 @@ def check_units_at_their_keys(info: ArrayInfo, probes: int = 8) -> None:
         except Exception:  # a store that will not say (HTTP 403): no refusal from a guess
             return
     arr = open_zarr_array(info.location, info.path)
-    _refuse_units_under_other_keys(info, arr, arr.store_path.store, arr.store_path.path, flat)
+    store, prefix = arr.store_path.store, arr.store_path.path
+    if _stored_key_of(info, arr, store, prefix) is None:
+        _refuse_units_under_other_keys(info, arr, store, prefix, flat)
 
 
 def _refuse_units_under_other_keys(
@@ -145,15 +147,21 @@ def _refuse_units_under_other_keys(
             key = key_under(prefix, other)
             if key == zarr_key or not sync(store.exists(key)):
                 continue
-            raise InputError(
-                f"the chunks of {info.location.join(info.path)} are stored at keys such as "
-                f"{key!r}, but its metadata names them as {zarr_key!r}, where none is, so "
-                "zarr-python reads every element as the fill value: give its metadata the "
-                f"key encoding they were written with ({setting}), or copy the array with "
-                "a reader that finds them",
-                store=info.location.url,
-                key=key,
-            )
+            raise _misplaced(info, key, zarr_key, setting)
+
+
+def _misplaced(info: ArrayInfo, key: str, zarr_key: str, setting: str) -> InputError:
+    """The refusal of an input whose chunk at ``key`` (a key of another chunk key encoding,
+    which the metadata ``setting`` names) its metadata names as ``zarr_key``."""
+    return InputError(
+        f"the chunks of {info.location.join(info.path)} are stored at keys such as "
+        f"{key!r}, but its metadata names them as {zarr_key!r}, where none is, so "
+        "zarr-python reads every element as the fill value: give its metadata the "
+        f"key encoding they were written with ({setting}), or copy the array with "
+        "a reader that finds them",
+        store=info.location.url,
+        key=key,
+    )
 
 
 def _other_unit_keys(info: ArrayInfo, index: Shape) -> list[tuple[str, str]]:
@@ -185,19 +193,134 @@ def _other_unit_keys(info: ArrayInfo, index: Shape) -> list[tuple[str, str]]:
     return found
 
 
-async def _first_listed(store: Any, prefix: str, levels: int) -> str | None:
-    """The first key ``levels`` levels below ``prefix`` that a Zarr store lists, going down
-    one level at a time along the first name (metadata and hidden names left out); None
-    when a level is empty."""
+def _stored_key_of(info: ArrayInfo, arr: Any, store: Any, prefix: str) -> str | None:
+    """For an array none of whose probed units is at its key: the first stored key under it
+    (:func:`_first_stored_key`) when that is a unit's key of the array's own chunk key
+    encoding, None when there is none (an array never written, a server that will not list)
+    or it is no unit's key. Raises the refusal of :func:`_misplaced` when it is a unit's key
+    of another encoding (:func:`_other_unit_keys`): its chunks lie where Zarr finds none."""
+    from zarr.core.sync import sync
+
+    if not info.grid:  # a 0-d array's one chunk: no separator to mistake
+        return None
+
+    def indices(rel: str) -> list[tuple[tuple[str, str], Shape]]:
+        return [(e, i) for e in _ENCODINGS if (i := _unit_index(info, rel, *e)) is not None]
+
+    try:
+        found = sync(_first_stored_key(store, prefix, len(info.grid) + 1, indices))
+    except Exception as e:  # a server that lists no folders (HTTP 403): no such probe
+        if storage_failure(e) is None:
+            raise
+        return None
+    if found is None:
+        return None
+    rel = found[len(prefix) :].lstrip("/") if prefix else found
+    parsed = indices(rel)
+    if any(e == (info.key_prefix, info.key_sep) for e, _ in parsed):
+        return found
+    for _, index in parsed:
+        zarr_key = key_under(prefix, arr.metadata.encode_chunk_key(index))
+        for other, setting in _other_unit_keys(info, index):
+            if other == rel and found != zarr_key:
+                raise _misplaced(info, found, zarr_key, setting)
+    return None
+
+
+#: The chunk key encodings, as an ArrayInfo's ``(key_prefix, key_sep)``: Zarr v2's two
+#: separators (v3's ``v2`` encoding), v3's ``default`` with either.
+_ENCODINGS = (("", "."), ("", "/"), ("c/", "/"), ("c.", "."))
+
+
+def _unit_index(info: ArrayInfo, rel: str, key_prefix: str, sep: str) -> Shape | None:
+    """The grid index whose key (relative to the array) is ``rel`` under the chunk key
+    encoding ``(key_prefix, sep)`` (:data:`_ENCODINGS`); None when ``rel`` is no key of a
+    unit of the grid under it."""
+    if not rel.startswith(key_prefix):
+        return None
+    parts = rel[len(key_prefix) :].split(sep)
+    if len(parts) != len(info.grid) or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    index = tuple(int(p) for p in parts)
+    if any(str(i) != p or i >= g for i, p, g in zip(index, parts, info.grid, strict=True)):
+        return None
+    return index
+
+
+def _is_metadata(name: str) -> bool:
+    """Whether a name listed in an array's folder is no chunk's: a metadata document, a
+    hidden name (a chunk's never starts with '.': not this pipeline's ``.pipeline``) or a
+    file an operating system wrote there (:func:`is_os_file`)."""
+    return name.startswith(".") or name == "zarr.json" or is_os_file(name)
+
+
+async def _first_stored_key(
+    store: Any, prefix: str, levels: int, is_key: Any = lambda rel: False
+) -> str | None:
+    """The first key under ``prefix`` in a Zarr store that is no metadata, found going down
+    at most ``levels`` levels along the first such name of each folder, stopping at a file
+    or a key (relative to ``prefix``) that ``is_key`` takes; None when the array's folder
+    holds none. Each folder's listing stops at that name where the store can stop early:
+    a local directory's ``os.scandir``, an S3 listing of one page (a ``MaxKeys`` of 16,
+    s3fs's ``_iterdir``); elsewhere Zarr's ``list_dir`` (one GET of an HTTP folder's page,
+    an archive's listing in memory)."""
     at = prefix
     for _ in range(levels):
-        listed = [n async for n in store.list_dir(at)]
-        # chunk keys (a chunk's name never starts with '.': not this pipeline's .pipeline)
-        names = sorted(n for n in listed if not n.startswith(".") and n != "zarr.json")
-        if not names:
-            return None
-        at = key_under(at, names[0])
+        name, folder = await _first_entry(store, at)
+        if name is None:
+            return None if at == prefix else at
+        at = key_under(at, name)
+        if folder is False or is_key(at[len(prefix) :].lstrip("/")):
+            return at
     return at
+
+
+async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None]:
+    """The first name directly under ``folder`` (a key) of a Zarr store that is no metadata
+    (:func:`_is_metadata`), and whether it is a folder (None: not known); None when there is
+    none or ``folder`` is a file."""
+    from zarr.storage import LocalStore
+
+    if isinstance(store, LocalStore):
+        try:
+            with os.scandir(os.path.join(store.root, folder)) as entries:
+                for entry in entries:
+                    if not _is_metadata(entry.name):
+                        return entry.name, entry.is_dir()
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return None, None
+    fs: Any = getattr(store, "fs", None)
+    protocol = getattr(fs, "protocol", ())
+    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(
+        fs, "_iterdir"
+    ):  # s3fs: one page of 16 names
+        path = f"{store.path}/{folder}".rstrip("/")
+        bucket, key, _ = fs.split_path(path)
+        listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
+        try:
+            async for info in listed:
+                name = info["name"].rstrip("/").rpartition("/")[2]
+                if not _is_metadata(name):
+                    return name, info["type"] == "directory"
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # botocore's ClientError, as s3fs's own listings translate it
+            from s3fs.errors import translate_boto_error
+
+            translated = translate_boto_error(e)
+            if translated is e:
+                raise
+            if isinstance(translated, FileNotFoundError):
+                return None, None
+            raise translated from e
+        finally:
+            await listed.aclose()
+        return None, None
+    async for name in store.list_dir(folder):
+        if not _is_metadata(name):
+            return name, None
+    return None, None
 
 
 # --------------------------------------------------------------------------------------------
