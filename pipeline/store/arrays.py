@@ -297,26 +297,31 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
     ):  # s3fs: one page of 16 names
         path = f"{store.path}/{folder}".rstrip("/")
         bucket, key, _ = fs.split_path(path)
-        listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
-        try:
-            async for info in listed:
-                name = info["name"].rstrip("/").rpartition("/")[2]
-                if not _is_metadata(name):
-                    return name, info["type"] == "directory"
-        except FileNotFoundError:
-            pass
-        except Exception as e:  # botocore's ClientError, as s3fs's own listings translate it
-            from s3fs.errors import translate_boto_error
+        try:  # s3fs's own listing, not its public API: another release's signature falls
+            # back to Zarr's listing below
+            listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
+        except TypeError:
+            listed = None
+        if listed is not None:
+            try:
+                async for info in listed:
+                    name = info["name"].rstrip("/").rpartition("/")[2]
+                    if not _is_metadata(name):
+                        return name, info["type"] == "directory"
+            except FileNotFoundError:
+                pass
+            except Exception as e:  # botocore's ClientError, as s3fs's own listings translate it
+                from s3fs.errors import translate_boto_error
 
-            translated = translate_boto_error(e)
-            if translated is e:
-                raise
-            if isinstance(translated, FileNotFoundError):
-                return None, None
-            raise translated from e
-        finally:
-            await listed.aclose()
-        return None, None
+                translated = translate_boto_error(e)
+                if translated is e:
+                    raise
+                if isinstance(translated, FileNotFoundError):
+                    return None, None
+                raise translated from e
+            finally:
+                await listed.aclose()
+            return None, None
     async for name in store.list_dir(folder):
         if not _is_metadata(name):
             return name, None
