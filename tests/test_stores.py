@@ -792,6 +792,16 @@ def _sparse_written_otherwise(path: Path, zarr_format: int, written: str, said: 
     doc.write_text(json.dumps(meta))
 
 
+def _notes_beside_chunks(path: Path) -> None:
+    """20 files of a user's (``note-NN.txt``) in the array's folder at ``path`` and in each
+    folder directly under it (``c``, ``7``), which a listing in the file system's order
+    gives before the chunks' folder or files (one of them had been taken for the first
+    stored key, and a sparse array of misplaced chunks run as its fill value: h64d)."""
+    for folder in [path, *(p for p in path.iterdir() if p.is_dir())]:
+        for i in range(20):
+            (folder / f"note-{i:02}.txt").write_text("a user's note\n")
+
+
 @pytest.mark.parametrize(
     ("zarr_format", "written", "said", "stored"),
     [
@@ -819,13 +829,17 @@ def test_sparse_chunks_under_another_key_encoding_are_refused(
     _sparse_written_otherwise(src, zarr_format, written, said)
     assert not zarr.open_array(str(src), mode="r")[...].any()
     cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
-    for command in ("plan", "run"):
-        e = refused(command, cfg)
-        assert isinstance(e, InputError) and e.key == stored, e
-        assert "fill value" in str(e)
+    for notes in (False, True):
+        if notes:  # a user's files beside the chunks, one of them listed first (h64d)
+            _notes_beside_chunks(src)
+        for command in ("plan", "run"):
+            e = refused(command, cfg)
+            assert isinstance(e, InputError) and e.key == stored, e
+            assert "fill value" in str(e)
     assert not (tmp_path / "out.zarr").exists()
     right = tmp_path / "right.zarr"
     _sparse_written_otherwise(right, zarr_format, written, "keep")
+    _notes_beside_chunks(right)
     x = np.zeros((200, 200), np.float32)
     x[73:76, 133:135] = 7
     cfg = write_config(tmp_path, right, tmp_path / "right-out.zarr", name="right.yaml")

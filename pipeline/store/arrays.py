@@ -254,10 +254,18 @@ def _is_metadata(name: str) -> bool:
     return name.startswith(".") or name == "zarr.json" or is_os_file(name)
 
 
+def _chunk_like(name: str) -> bool:
+    """Whether a name listed under an array may be a part of a chunk key of any encoding
+    (``c``, ``c.0.1``, ``0``, ``0.1``: :data:`_CHUNK_KEY_ROOT`), and no metadata
+    (:func:`_is_metadata`): a user's ``README.txt`` listed first beside misplaced chunks had
+    been taken for the first stored key, and the input run as its fill value (h64d)."""
+    return not _is_metadata(name) and _CHUNK_KEY_ROOT.match(name) is not None
+
+
 async def _first_stored_key(
     store: Any, prefix: str, levels: int, is_key: Any = lambda rel: False
 ) -> str | None:
-    """The first key under ``prefix`` in a Zarr store that is no metadata, found going down
+    """The first key under ``prefix`` in a Zarr store that may be a chunk key, found going down
     at most ``levels`` levels along the first such name of each folder, stopping at a file
     or a key (relative to ``prefix``) that ``is_key`` takes; None when the array's folder
     holds none. Each folder's listing stops at that name where the store can stop early:
@@ -276,16 +284,16 @@ async def _first_stored_key(
 
 
 async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None]:
-    """The first name directly under ``folder`` (a key) of a Zarr store that is no metadata
-    (:func:`_is_metadata`), and whether it is a folder (None: not known); None when there is
-    none or ``folder`` is a file."""
+    """The first name directly under ``folder`` (a key) of a Zarr store that may be a chunk
+    key's part (:func:`_chunk_like`), and whether it is a folder (None: not known); None when
+    there is none or ``folder`` is a file."""
     from zarr.storage import LocalStore
 
     if isinstance(store, LocalStore):
         try:
             with os.scandir(os.path.join(store.root, folder)) as entries:
                 for entry in entries:
-                    if not _is_metadata(entry.name):
+                    if _chunk_like(entry.name):
                         return entry.name, entry.is_dir()
         except (FileNotFoundError, NotADirectoryError):
             pass
@@ -306,7 +314,7 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
             try:
                 async for info in listed:
                     name = info["name"].rstrip("/").rpartition("/")[2]
-                    if not _is_metadata(name):
+                    if _chunk_like(name):
                         return name, info["type"] == "directory"
             except FileNotFoundError:
                 pass
@@ -323,7 +331,7 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
                 await listed.aclose()
             return None, None
     async for name in store.list_dir(folder):
-        if not _is_metadata(name):
+        if _chunk_like(name):
             return name, None
     return None, None
 
