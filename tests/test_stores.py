@@ -228,6 +228,18 @@ def test_a_protocol_fsspec_does_not_know_is_refused_naming_the_key(tmp_path, cli
         ("input", "http://:8080/in.zarr", "host", "http://HOST:8080/in.zarr"),
         ("output", "sftp:///out.zarr", "host", "sftp://HOST/out.zarr"),
         ("input", "zip::s3:///in.zip", "bucket", "s3://BUCKET/in.zip"),
+        # a port is no bucket's (an endpoint goes in storage_options): it had been
+        # "s3://BUCKET:9000/x", a bucket name botocore refuses
+        ("input", "s3://:9000/in.zarr", "bucket", "s3://BUCKET/in.zarr"),
+        # s3fs reads the first name as the bucket: said as what may be meant (h64d)
+        (
+            "input",
+            "s3:///bkt/in.zarr",
+            "bucket",
+            "s3://BUCKET/bkt/in.zarr, the bucket's name in place of BUCKET (or "
+            "s3://bkt/in.zarr, if 'bkt' is the bucket)",
+        ),
+        ("output", "sftp://me@:22/out.zarr", "host", "sftp://me@HOST:22/out.zarr"),
     ],
 )
 def test_a_store_url_that_names_no_bucket_or_host_is_refused(
@@ -244,6 +256,21 @@ def test_a_store_url_that_names_no_bucket_or_host_is_refused(
     _refused_everywhere(tmp_path, cli, which, url, said)
     with pytest.raises(StoreError, match=f"names no {missing}"):
         Location.of(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("s3://key:secret@/in.zarr", "give the URL without them, s3://BUCKET/in.zarr,"),
+        ("simplecache::s3:///in.zarr", "give the URL without it, s3://BUCKET/in.zarr "),
+    ],
+)
+def test_a_url_another_check_rewrites_is_suggested_naming_a_bucket(tmp_path, cli, url, meant):
+    """A URL with credentials, or read through a caching layer, and naming no bucket: the
+    line that takes those out had suggested ``s3:///in.zarr``, which the config then refused
+    as naming no bucket (h64d); it suggests the URL with the bucket's place marked."""
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    _refused_everywhere(tmp_path, cli, "input", url, meant)
 
 
 @pytest.mark.parametrize(

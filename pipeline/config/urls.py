@@ -219,14 +219,29 @@ def url_without_host(url: str) -> tuple[str, str, str] | None:
         if word is None:
             continue
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-        host, port = authority.rpartition("@")[2], ""
+        user, at, host = authority.rpartition("@")
+        port = ""
         if not host.startswith("["):  # an IPv6 address's colons are no port's
             host, colon, number = host.partition(":")
             port = colon + number
-        if not host:
-            path = re.split(r"[?#]", rest[len(authority) :], maxsplit=1)[0].lstrip("/")
-            return bit, word, f"{protocol.lower()}://{word}{port}/{path or 'path'}"
+        if host:
+            continue
+        path = re.split(r"[?#]", rest[len(authority) :], maxsplit=1)[0].lstrip("/")
+        scheme = protocol.lower()
+        if word == "HOST":  # a server's user and port are its URL's own
+            return bit, word, f"{scheme}://{user}{at}{word}{port}/{path or 'path'}"
+        # an object store's endpoint and credentials go in storage_options, never its URL
+        return bit, word, f"{scheme}://{word}/{path or 'path'}"
     return None
+
+
+def _with_host_named(url: str) -> str:
+    """``url`` as a line suggests it, its part that names no bucket or host
+    (:func:`url_without_host`) written as that line says: a URL another check rewrites
+    (credentials or a caching layer taken out) had been suggested naming none, and then
+    refused."""
+    hostless = url_without_host(url)
+    return url if hostless is None else url.replace(hostless[0], hostless[2], 1)
 
 
 def file_url_problem(url: str) -> str | None:
@@ -262,9 +277,16 @@ def file_url_problem(url: str) -> str | None:
     hostless = url_without_host(url)
     if hostless is not None:
         bit, word, meant = hostless
+        scheme, _, rest = bit.partition("://")
+        first = rest.lstrip("/").split("/", 1)
+        guess = (  # s3:///bucket/x, as s3fs reads it
+            f" (or {scheme.lower()}://{rest.lstrip('/')}, if {first[0]!r} is the {word.lower()})"
+            if word != "HOST" and rest.startswith("/") and len(first) == 2 and first[1]
+            else ""
+        )
         return (
             f"{without_query(bit)!r} names no {word.lower()} (nothing between '://' and "
-            f"its path): write {meant}, the {word.lower()}'s name in place of {word}"
+            f"its path): write {meant}, the {word.lower()}'s name in place of {word}{guess}"
         )
     slash = key_after_slash(url)
     if slash is not None:
@@ -603,7 +625,7 @@ def caching_layer_problem(url: str, output: bool = False) -> str | None:
     if layer is None:
         return None
     rest = [b for b in url.split("::") if not _is_caching_layer(_part_protocol(b))]
-    plain = without_query("::".join(rest))
+    plain = _with_host_named(without_query("::".join(rest)))
     if len(rest) == 1:
         inner = _part_protocol(rest[0])
         options = (
@@ -787,7 +809,7 @@ def url_userinfo_problem(url: str) -> str | None:
     protocol = url_userinfo(url)
     if protocol is None:
         return None
-    shown, plain = without_userinfo(url), without_userinfo(url, "")
+    shown, plain = without_userinfo(url), _with_host_named(without_userinfo(url, ""))
     p = protocol.lower()
     if p in ("file", "local"):
         return (
