@@ -33,6 +33,7 @@ __all__ = [
     "file_url_without_slashes",
     "http_fragment",
     "http_query",
+    "ipv6_chain_problem",
     "key_after_slash",
     "misplaced_options_problem",
     "text_bool_option",
@@ -244,6 +245,31 @@ def _with_host_named(url: str) -> str:
     return url if hostless is None else url.replace(hostless[0], hostless[2], 1)
 
 
+def ipv6_chain_problem(url: str) -> str | None:
+    """Why ``url``, whose host is an IPv6 address written with ``::`` (``http://[::1]:8080/x``),
+    cannot be read: fsspec splits every URL at ``::`` into a chain of file systems, before it
+    parses a host, and so reads ``http://[`` then a local path (it had been refused as
+    "input.storage_options make no file system for http://[::file:///...]", blaming the
+    options); with the address written without ``::`` in its place
+    (``http://[0:0:0:0:0:0:0:1]:8080/x``), which fsspec reads; None where there is no such
+    address."""
+    import ipaddress
+
+    for found in re.finditer(r"\[([0-9A-Fa-f:.]*::[0-9A-Fa-f:.]*)(%[^\]]*)?\]", url):
+        try:  # a zone's name (%25eth0) kept as it is
+            address = ipaddress.IPv6Address(found[1])
+        except ValueError:
+            continue
+        full = ":".join(f"{int(group, 16):x}" for group in address.exploded.split(":"))
+        meant = url[: found.start(1)] + full + url[found.end(1) :]
+        return (
+            f"{without_query(url)!r} writes its IPv6 address with '::', which fsspec reads as "
+            f"a chain of file systems ('::' joins them): write the address in full, "
+            f"{without_query(meant)}, or a host name"
+        )
+    return None
+
+
 def file_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be read, in words that follow the URL (a file URL naming another
     host: :func:`file_url_host`; one without its ``//``: :func:`file_url_without_slashes`,
@@ -252,6 +278,9 @@ def file_url_problem(url: str) -> str | None:
     environment variable, which nothing expands: :func:`environment_variable`; an S3 bucket
     followed by ``//``: :func:`key_after_slash`; a bucket or host missing, ``s3://``:
     :func:`url_without_host`), or None when it can be."""
+    ipv6 = ipv6_chain_problem(url)
+    if ipv6 is not None:
+        return ipv6
     short = file_url_without_slashes(url)
     if short is not None:
         return (
