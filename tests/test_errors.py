@@ -2547,6 +2547,23 @@ PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
 }
 
 
+def _plan_refused(tmp_path: Path, name: str) -> tuple[Path, str, int, str, str]:
+    """The config ``tmp_path/c.yaml`` (:data:`PLANNED`, its input an array of ones written by
+    zarr-python) that the plan refuses as ``PLAN_REFUSALS[name]`` says; the test skipped where
+    this machine plans it (a usable GPU for ``backend: gpu``). The file, the input's dtype,
+    and the refused key's line, the key and the refusal's words."""
+    change, line, key, words = PLAN_REFUSALS[name]
+    if name == "gpu-without-gpu" and gpu_status()[0]:
+        pytest.skip("a GPU is usable here: backend gpu is planned")
+    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
+    fields |= {"backend": "cpu", "host": "auto", **change}
+    dtype = fields.pop("dtype", "float32")
+    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(PLANNED.format(inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **fields))
+    return cfg, dtype, line, key, words
+
+
 @pytest.mark.parametrize("name", list(PLAN_REFUSALS))
 def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name: str) -> None:
     """The plan's refusals of a key (shards that are not whole chunks, chunks of another number
@@ -2565,16 +2582,7 @@ def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name
     import pipeline
     from pipeline.config import load_config
 
-    change, line, key, words = PLAN_REFUSALS[name]
-    if name == "gpu-without-gpu" and gpu_status()[0]:
-        pytest.skip("a GPU is usable here: backend gpu is planned")
-    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
-    fields |= {"backend": "cpu", "host": "auto", **change}
-    dtype = fields.pop("dtype", "float32")
-    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
-    text = PLANNED.format(inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **fields)
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
+    cfg, _, line, key, words = _plan_refused(tmp_path, name)
     rc, _, err = cli("plan", cfg)
     said = one_line_error(err)
     assert rc == 1 and said.startswith(f"error: {cfg}:{line}: {words}"), said
@@ -2583,7 +2591,7 @@ def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name
             call(str(cfg))
         assert f"error: {e.value}" == said, (call, e.value)
         assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
-    mapping = yaml.safe_load(text)
+    mapping = yaml.safe_load(cfg.read_text())
     if name == "scalar-too-large":  # PyYAML reads 1e39 as text; the file's reader as YAML 1.2
         mapping["stages"][0]["factor"] = 1e39
     for call in (pipeline.plan, pipeline.run):
@@ -2612,15 +2620,7 @@ def test_verify_of_a_config_the_plan_refuses_gives_the_plan_s_refusal(
 
     import pipeline
 
-    change, line, key, words = PLAN_REFUSALS[name]
-    if name == "gpu-without-gpu" and gpu_status()[0]:
-        pytest.skip("a GPU is usable here: backend gpu is planned")
-    fields = {"chunks": "auto", "shards": "none", "block": "auto", "factor": "2"}
-    fields |= {"backend": "cpu", "host": "auto", **change}
-    dtype = fields.pop("dtype", "float32")
-    make_array(tmp_path / "in.zarr", np.ones((8, 6, 4), dtype), (2, 6, 4))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(PLANNED.format(inp=tmp_path / "in.zarr", out=tmp_path / "out.zarr", **fields))
+    cfg, dtype, line, key, words = _plan_refused(tmp_path, name)
     planned = one_line_error(cli("plan", cfg)[2])
     assert planned.startswith(f"error: {cfg}:{line}: {words}"), planned
     rc, _, err = cli("verify", cfg)

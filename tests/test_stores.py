@@ -64,6 +64,26 @@ def test_a_file_url_on_localhost_is_the_local_path(tmp_path, cli, monkeypatch) -
     )
 
 
+def _stores(tmp_path: Path, which: str, url: str) -> dict[str, str]:
+    """The run's stores by section, ``input`` and ``output`` (local ``in.zarr`` and
+    ``out.zarr`` in ``tmp_path``), ``url`` in place of the ``which`` one."""
+    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
+    stores[which] = url
+    return stores
+
+
+def _run_refused_in_a_line(cli, tmp_path: Path, which: str, url: str, said: str) -> None:
+    """The command line's ``run`` with ``url`` as the ``which`` store (:func:`_stores`)
+    refused in one line that names the key, holds ``said`` and shows how to write a file URL
+    (``file:///path``)."""
+    stores = _stores(tmp_path, which, url)
+    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
+    assert rc != 0, out
+    line = err.strip()
+    assert "\n" not in line and f"{which}.store" in line and said in line, err
+    assert "file:///path" in line, err
+
+
 @pytest.mark.parametrize(
     ("which", "url"),
     [
@@ -83,14 +103,7 @@ def test_a_file_url_naming_another_host_is_refused(tmp_path, cli, monkeypatch, w
     relative = tmp_path / "otherhost" / str(tmp_path).lstrip("/")
     make_array(relative / "in.zarr", x + 1, (4, 5))  # what the URL was read as
     url = url.format(d=tmp_path)
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = url
-    cfg = write_config(tmp_path, stores["input"], stores["output"])
-    rc, out, err = cli("run", cfg)
-    assert rc != 0, out
-    line = err.strip()
-    assert "\n" not in line and f"{which}.store" in line and "'otherhost'" in line, err
-    assert "file:///path" in line, err
+    _run_refused_in_a_line(cli, tmp_path, which, url, "'otherhost'")
     assert not (relative / "out.zarr").exists() and not (tmp_path / "out.zarr").exists()
     with pytest.raises(StoreError, match="must name no host or localhost"):
         Location.of(url)
@@ -113,13 +126,7 @@ def test_a_file_url_without_its_slashes_is_refused(tmp_path, cli, monkeypatch, w
     x = _input_array()
     make_array(tmp_path / "in.zarr", x, (4, 5))
     url = url.format(d=tmp_path)
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = url
-    rc, out, err = cli("run", write_config(tmp_path, stores["input"], stores["output"]))
-    assert rc != 0, out
-    line = err.strip()
-    assert "\n" not in line and f"{which}.store" in line and "without '//'" in line, err
-    assert "file:///path" in line, err
+    _run_refused_in_a_line(cli, tmp_path, which, url, "without '//'")
     assert not (tmp_path / "file:").exists() and not (tmp_path / "local:").exists()
     with pytest.raises(StoreError, match="without '//'"):
         Location.of(url)
@@ -130,8 +137,7 @@ def _refused_everywhere(tmp_path, cli, which: str, url: str, *said: str) -> dict
     caller wrote): refused by ``pipeline.run`` and by the command line's ``run``, each in one
     line naming the key and holding each of ``said`` (the URL meant, as ``repr``), nothing
     written. The config mapping."""
-    stores = {"input": str(tmp_path / "in.zarr"), "output": str(tmp_path / "out.zarr")}
-    stores[which] = url
+    stores = _stores(tmp_path, which, url)
     config = {
         "input": {"store": stores["input"]},
         "output": {"store": stores["output"]},
@@ -743,14 +749,21 @@ def test_guard_refuses_keys_zarr_does_not_use(tmp_path) -> None:
 
 def _keys_written_otherwise(path: Path, zarr_format: int, written: str, said: Any) -> np.ndarray:
     """An array written by zarr-python with chunk keys of the encoding ``written`` (``'/'`` or
-    ``'.'``), whose metadata then says ``said`` instead (v2: the ``dimension_separator``, None
-    for none, as zarr-python 2's NestedDirectoryStore before 2.8 left it; v3: the
-    ``chunk_key_encoding``): zarr-python finds none of its chunks. Its values."""
-    import json
-
+    ``'.'``), whose metadata then says ``said`` instead (:func:`_key_encoding_said`):
+    zarr-python finds none of its chunks. Its values."""
     x = np.arange(9 * 13, dtype=np.float32).reshape(9, 13) + 1
     encoding = {"name": "v2" if zarr_format == 2 else "default", "separator": written}
     make_array(path, x, (4, 6), zarr_format=zarr_format, chunk_key_encoding=encoding)
+    _key_encoding_said(path, zarr_format, said)
+    return x
+
+
+def _key_encoding_said(path: Path, zarr_format: int, said: Any) -> None:
+    """The metadata of the array at ``path`` edited to say ``said`` of its chunk keys' encoding
+    (v2: the ``dimension_separator``, None for none, as zarr-python 2's NestedDirectoryStore
+    before 2.8 left it; v3: the ``chunk_key_encoding``), its chunks left where they are."""
+    import json
+
     doc = path / (".zarray" if zarr_format == 2 else "zarr.json")
     meta = json.loads(doc.read_text())
     key = "dimension_separator" if zarr_format == 2 else "chunk_key_encoding"
@@ -758,7 +771,6 @@ def _keys_written_otherwise(path: Path, zarr_format: int, written: str, said: An
     if said is not None:
         meta[key] = said
     doc.write_text(json.dumps(meta))
-    return x
 
 
 def _same_encoding(key: str, like: str) -> bool:
@@ -802,8 +814,6 @@ def test_verify_refuses_an_input_of_chunks_under_another_key_encoding(tmp_path) 
     ``dimension_separator`` (its chunks at ``0/0``: as zarr-python 2's NestedDirectoryStore
     before 2.8 left it) refuses the input as the run now does, naming a chunk's key: it had
     compared the fill values zarr-python reads with the output and said so."""
-    import json
-
     import pipeline
 
     x = np.arange(9 * 13, dtype=np.float32).reshape(9, 13) + 1
@@ -812,9 +822,7 @@ def test_verify_refuses_an_input_of_chunks_under_another_key_encoding(tmp_path) 
     cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
     pipeline_run(cfg)
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
-    meta = json.loads((src / ".zarray").read_text())
-    meta.pop("dimension_separator")
-    (src / ".zarray").write_text(json.dumps(meta))
+    _key_encoding_said(src, 2, None)
     with pytest.raises(InputError) as e:
         pipeline.verify(cfg, all=True)
     assert _same_encoding(e.value.key, "0/0"), str(e.value)
@@ -823,25 +831,16 @@ def test_verify_refuses_an_input_of_chunks_under_another_key_encoding(tmp_path) 
 def _sparse_written_otherwise(path: Path, zarr_format: int, written: str, said: Any) -> None:
     """A 200x200 array of 10x10 chunks of which zarr-python wrote only ``a[73:76, 133:135] =
     7`` (the one chunk ``(7, 13)``; the probed units hold none) with chunk keys of the
-    encoding ``written``, whose metadata then says ``said`` (as :func:`_keys_written_otherwise`;
+    encoding ``written``, whose metadata then says ``said`` (:func:`_key_encoding_said`;
     ``"keep"`` leaves the metadata as written: a correct sparse array)."""
-    import json
-
     encoding = {"name": "v2" if zarr_format == 2 else "default", "separator": written}
     a = zarr.create_array(
         str(path), shape=(200, 200), dtype="f4", chunks=(10, 10), fill_value=0,
         zarr_format=zarr_format, chunk_key_encoding=encoding,
     )  # fmt: skip
     a[73:76, 133:135] = 7
-    if said == "keep":
-        return
-    doc = path / (".zarray" if zarr_format == 2 else "zarr.json")
-    meta = json.loads(doc.read_text())
-    key = "dimension_separator" if zarr_format == 2 else "chunk_key_encoding"
-    meta.pop(key)
-    if said is not None:
-        meta[key] = said
-    doc.write_text(json.dumps(meta))
+    if said != "keep":
+        _key_encoding_said(path, zarr_format, said)
 
 
 def _notes_beside_chunks(path: Path) -> None:
@@ -903,17 +902,13 @@ def test_verify_refuses_a_sparse_input_of_chunks_under_another_key_encoding(tmp_
     """verify of an output made from a sparse array (none of its chunks a probed unit) whose
     metadata then lost its ``dimension_separator`` refuses the input, naming its chunk's
     key: it had compared the zeros zarr-python reads with the output and passed."""
-    import json
-
     import pipeline
 
     src = tmp_path / "in.zarr"
     _sparse_written_otherwise(src, 2, "/", "keep")
     cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
     pipeline_run(cfg)
-    meta = json.loads((src / ".zarray").read_text())
-    meta.pop("dimension_separator")
-    (src / ".zarray").write_text(json.dumps(meta))
+    _key_encoding_said(src, 2, None)
     with pytest.raises(InputError) as e:
         pipeline.verify(cfg, all=True)
     assert e.value.key == "7/13", str(e.value)

@@ -485,16 +485,16 @@ def _encoding_edited(config: Config, dst: Any) -> str | None:
     said: list[str] = []
     for name in dict.fromkeys([codec.name, "none" if codec.name == "zstd" else "zstd"]):
         try:
-            found = arrays.encoding_differs(
-                dst,
-                tuple(dst.shape),
-                np.dtype(dst.dtype),
-                tuple(dst.chunks),
-                tuple(dst.shards) if dst.shards else None,
-                name,  # type: ignore[arg-type]
-                codec.level,
-                codec.checksum,
+            layout = arrays.OutputLayout(
+                shape=tuple(dst.shape),
+                dtype=np.dtype(dst.dtype),
+                chunk=tuple(dst.chunks),
+                shard=tuple(dst.shards) if dst.shards else None,
+                codec=name,  # type: ignore[arg-type]
+                level=codec.level,
+                checksum=codec.checksum,
             )
+            found = arrays.encoding_differs(dst, layout)
         except Exception:  # metadata no run could write: its blocks' comparison says so
             return None
         if not found:

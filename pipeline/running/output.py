@@ -1184,6 +1184,22 @@ def check_layout_kept(plan: Plan) -> None:
         )
 
 
+def output_layout(plan: Plan) -> arrays.OutputLayout:
+    """How ``plan``'s output stores its chunks (its shape, dtype, chunks, shards, codec, and
+    zstd's level and checksum): what its creation writes (:func:`_create`) and what an
+    output's metadata is compared with (:func:`encoding_edited`)."""
+    o, encoding = plan.output, plan.sink.encoding
+    return arrays.OutputLayout(
+        shape=o.shape,
+        dtype=o.dtype,
+        chunk=o.chunk,
+        shard=o.unit if o.sharded else None,
+        codec=o.codec or "none",
+        level=encoding.level,
+        checksum=encoding.checksum,
+    )
+
+
 def encoding_edited(plan: Plan) -> str | None:
     """Words saying how the output's metadata stores its chunks' bytes otherwise than this
     run writes them (:func:`pipeline.store.arrays.encoding_differs`: its codecs, a byte order
@@ -1196,16 +1212,7 @@ def encoding_edited(plan: Plan) -> str | None:
         arr = arrays.open_zarr_array(o.location, o.path)
     except Exception:
         return None
-    found = arrays.encoding_differs(
-        arr,
-        o.shape,
-        o.dtype,
-        o.chunk,
-        o.unit if o.sharded else None,
-        o.codec or "none",
-        plan.sink.encoding.level,
-        plan.sink.encoding.checksum,
-    )
+    found = arrays.encoding_differs(arr, output_layout(plan))
     if not found:
         return None
     return "; ".join(found)
@@ -1930,13 +1937,7 @@ def _create(plan: Plan) -> None:
         arrays.create_output(
             o.location,
             o.path,
-            o.shape,
-            o.dtype,
-            o.chunk,
-            o.unit if o.sharded else None,
-            o.codec or "none",
-            plan.sink.encoding.level,
-            plan.sink.encoding.checksum,
+            output_layout(plan),
             {
                 **plan.carried.attrs,
                 **fill_attr,

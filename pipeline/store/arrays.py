@@ -2193,42 +2193,49 @@ def damaged_unit_in(
     return None
 
 
+@dataclass(frozen=True)
+class OutputLayout:
+    """How the output array stores its chunks: what :func:`create_output` writes into its
+    metadata, and what :func:`encoding_differs` compares a stored output's metadata with."""
+
+    shape: Shape
+    dtype: np.dtype
+    chunk: Shape
+    """the chunks' shape (inner chunks, in shards)"""
+    shard: Shape | None
+    """the shards' shape; None: unsharded"""
+    codec: FrameCodec
+    """'zstd' or 'none'"""
+    level: int
+    """zstd's level"""
+    checksum: bool
+    """whether zstd frames carry a checksum"""
+
+
 def create_output(
     location: Location,
     path: str,
-    shape: Shape,
-    dtype: np.dtype,
-    chunk: Shape,
-    shard: Shape | None,
-    codec: FrameCodec,
-    level: int,
-    checksum: bool,
+    layout: OutputLayout,
     attributes: dict[str, Any],
     overwrite: bool,
     dimension_names: tuple[str | None, ...] | None = None,
     fill: np.ndarray | None = None,
 ) -> ArrayInfo:
-    """Create the output array's metadata with Zarr (v3), with ``dimension_names`` (the
-    input's, some perhaps None; None: none) and the fill value ``fill`` (a 0-d array of
-    ``dtype``, :func:`chained_fill`; None: zero); chunks are written later, raw, every one
-    of them, whatever its values (a chunk all fill value too)."""
+    """Create the output array's metadata with Zarr (v3), laid out as ``layout`` says, with
+    ``dimension_names`` (the input's, some perhaps None; None: none) and the fill value
+    ``fill`` (a 0-d array of ``layout.dtype``, :func:`chained_fill`; None: zero); chunks are
+    written later, raw, every one of them, whatever its values (a chunk all fill value too)."""
     arr = _create_output_array(
         location.zarr_store(read_only=False),
         path,
-        shape,
-        dtype,
-        chunk,
-        shard,
-        codec,
-        level,
-        checksum,
+        layout,
         attributes=attributes,
         overwrite=overwrite,
         dimension_names=dimension_names,
         fill=fill,
     )
     info = describe_array(location, path, arr)
-    if info.codec != codec:  # pragma: no cover - guards against a Zarr layout change
+    if info.codec != layout.codec:  # pragma: no cover - guards against a Zarr layout change
         raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
     return info
 
@@ -2236,13 +2243,7 @@ def create_output(
 def _create_output_array(
     store: Any,
     path: str,
-    shape: Shape,
-    dtype: np.dtype,
-    chunk: Shape,
-    shard: Shape | None,
-    codec: FrameCodec,
-    level: int,
-    checksum: bool,
+    layout: OutputLayout,
     attributes: dict[str, Any] | None = None,
     overwrite: bool = False,
     dimension_names: tuple[str | None, ...] | None = None,
@@ -2252,14 +2253,16 @@ def _create_output_array(
     import zarr
     from zarr.codecs import ZstdCodec
 
-    compressors = ZstdCodec(level=level, checksum=checksum) if codec == "zstd" else None
+    compressors = (
+        ZstdCodec(level=layout.level, checksum=layout.checksum) if layout.codec == "zstd" else None
+    )
     return zarr.create_array(
         store=store,
         name=path or None,
-        shape=shape,
-        dtype=dtype,
-        chunks=chunk,
-        shards=shard,
+        shape=layout.shape,
+        dtype=layout.dtype,
+        chunks=layout.chunk,
+        shards=layout.shard,
         compressors=compressors,
         fill_value=0 if fill is None else fill[()],
         attributes=attributes or {},
@@ -2280,19 +2283,10 @@ ENCODING_FIELDS = {
 }
 
 
-def encoding_differs(
-    arr: Any,
-    shape: Shape,
-    dtype: np.dtype,
-    chunk: Shape,
-    shard: Shape | None,
-    codec: FrameCodec,
-    level: int,
-    checksum: bool,
-) -> list[str]:
+def encoding_differs(arr: Any, layout: OutputLayout) -> list[str]:
     """The fields of the stored output ``arr``'s metadata (a Zarr array) that say how its
-    chunks' bytes are stored otherwise than :func:`create_output` writes them for these
-    arguments (:data:`ENCODING_FIELDS`' words, e.g. 'codecs': a byte order, shard index place,
+    chunks' bytes are stored otherwise than :func:`create_output` writes them for
+    ``layout`` (:data:`ENCODING_FIELDS`' words, e.g. 'codecs': a byte order, shard index place,
     checksum or compressor edited since; 'chunk key encoding'), each with what it holds now:
     the run writes its chunks' bytes itself, as its own metadata says, so a reader of
     another's reads other values (or the fill value) in every chunk. Zstd's ``level`` and
@@ -2300,9 +2294,7 @@ def encoding_differs(
     whether it holds a checksum). [] where they agree."""
     import zarr
 
-    planned = _create_output_array(
-        zarr.storage.MemoryStore(), "", shape, dtype, chunk, shard, codec, level, checksum
-    )
+    planned = _create_output_array(zarr.storage.MemoryStore(), "", layout)
     with _WARNINGS_LOCK, warnings.catch_warnings():
         from zarr.errors import UnstableSpecificationWarning
 
