@@ -360,19 +360,25 @@ def _located(
     generate's), given where: for a YAML file's path, the key's file and line
     (:func:`pipeline.config.loading.locate`), as the command line gives it; for a mapping,
     ``the config mapping:`` before its line (:func:`~pipeline.config.loading.locate_in_mapping`),
-    as a refusal of that mapping's parsing begins. A :class:`Config` given says nothing of
-    where it was written: its refusals stay as they are."""
+    as a refusal of that mapping's parsing begins; for a :class:`Config` that
+    :func:`load_config` read from a file, the key's file and line as that file was read
+    (:func:`~pipeline.config.loading.locate_config`), as for the file's path. Any other
+    :class:`Config` (made from keywords, a copy) says nothing of where it was written: its
+    refusals stay as they are."""
     if not isinstance(e, (ConfigError, PlanError)) or "config" not in signature.parameters:
         return
     config = signature.bind(*args, **kwargs).arguments.get("config")
-    if not isinstance(config, (str, os.PathLike, Mapping)):
+    given = isinstance(config, (str, os.PathLike, Mapping))
+    if not given and "pipeline.config" not in sys.modules:  # no Config was made
         return
-    from pipeline.config.loading import locate, locate_in_mapping
+    from pipeline.config.loading import locate, locate_config, locate_in_mapping
 
     if isinstance(config, (str, os.PathLike)):
         locate(e, config)
     elif isinstance(config, Mapping):
         locate_in_mapping(e, config)
+    else:
+        locate_config(e, config)
 
 
 def _shadowed(name: str, e: Exception, explained: bool) -> ShadowedModuleError | None:
@@ -522,7 +528,9 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
     mapping given as a value merges into the file's at that key, at any depth, as
     ``dask.config.set`` does (``{"cluster": {"workers": 2}}`` keeps the file's other cluster
     keys), where any other value replaces. A ``path`` or ``overrides`` of the wrong kind is an
-    :class:`OptionError`."""
+    :class:`OptionError`. The Config remembers the file as it was read: a refusal of one of
+    its keys by :func:`run`, :func:`plan` or :func:`verify` begins ``c.yaml:LINE:``, as of the
+    file's path (not for a key ``overrides`` set, nor for a copy of the Config)."""
     from pipeline.config import load_config as _load
 
     if isinstance(path, os.PathLike):

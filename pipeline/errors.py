@@ -265,10 +265,13 @@ class PlanError(PipelineError):
 
     Fields, as they apply: ``key`` (the dotted key of the config it refuses: ``output.shards``,
     ``chunking.block``, ``cluster.host_memory_limit``, ``backend``, ``stages.0.factor``, or
-    ``stages.0`` for a stage that overflows), and then, as a :class:`ConfigError`'s, ``file``
+    ``stages.0`` for a stage that overflows; for memory that does not fit or ran out, the
+    setting its first fix changes, ``cluster.threads_per_worker`` say; ``output.array`` for
+    carried arrays too large to read), and then, as a :class:`ConfigError`'s, ``file``
     and ``line`` (where the key is: the command line's config file and its line, the
-    message beginning ``c.yaml:6:``; ``the config mapping`` and None for a mapping given to
-    the API: ``pipeline.config.loading.locate``), ``block``, ``shape``, ``multiple_of``,
+    message beginning ``c.yaml:6:``, of a path or of a Config ``pipeline.load_config`` read;
+    ``the config mapping`` and None for a mapping given to the API:
+    ``pipeline.config.loading.locate``), ``block``, ``shape``, ``multiple_of``,
     ``block_that_fits``, the budgets and projections (``host_budget``, ``host_per_worker``,
     ``device_budget``, ``device_per_worker``), ``memory`` ('host' or 'gpu', for a task out of
     memory), ``stage``, ``position``, ``dtype``.

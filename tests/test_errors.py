@@ -2485,7 +2485,8 @@ def test_a_plan_refusal_of_a_key_names_its_file_and_line(tmp_path: Path, cli) ->
 
 #: A config whose lines the test knows, of an input written by zarr-python: ``output.chunks``
 #: at line 5, ``output.shards`` at 6, ``chunking.block`` at 8, ``stages.0`` at 10 (its
-#: ``factor`` at 11), ``backend`` at 12, ``cluster.host_memory_limit`` at 16.
+#: ``factor`` at 11), ``backend`` at 12, ``cluster.host_memory_limit`` at 16; one task thread
+#: (line 17), so its memory is the same on any machine.
 PLANNED = """\
 input:
   store: {inp}
@@ -2503,6 +2504,7 @@ integer_overflow: error
 cluster:
   dashboard: ""
   host_memory_limit: {host}
+  threads_per_worker: 1
 """
 
 #: Each plan refusal of a key: (what the config changes, the key's line, the key, its words).
@@ -2544,6 +2546,25 @@ PLAN_REFUSALS: dict[str, tuple[dict[str, Any], int, str, str]] = {
         "cluster.host_memory_limit ",
     ),
     "gpu-without-gpu": ({"backend": "gpu"}, 12, "backend", "backend: gpu, but "),
+    # memory that does not fit: the key of the setting its first fix changes
+    "memory-budget-holds-no-worker": (
+        {"host": "100MB"},
+        16,
+        "cluster.host_memory_limit",
+        "the plan does not fit the host memory budget: 400.00 MiB for the worker process",
+    ),
+    "memory-block-too-large": (  # a task of [8, 6, 4] holds 66.67 kiB, one of [2, 6, 4] 64.96
+        {"block": "[8, 6, 4]", "host": str((400 << 20) + 67000)},
+        8,
+        "chunking.block",
+        "the plan does not fit the host memory budget: ",
+    ),
+    "memory-no-smaller-block": (
+        {"block": "[2, 6, 4]", "host": str((400 << 20) + 3000)},
+        16,
+        "cluster.host_memory_limit",
+        "the plan does not fit the host memory budget: ",
+    ),
 }
 
 
@@ -2568,15 +2589,16 @@ def _plan_refused(tmp_path: Path, name: str) -> tuple[Path, str, int, str, str]:
 def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name: str) -> None:
     """The plan's refusals of a key (shards that are not whole chunks, chunks of another number
     of axes, an unaligned block, a stage's scalar its dtype cannot hold, an integer stage that
-    overflows, a host budget over the RAM, ``backend: gpu`` with no GPU) had named neither
-    the file nor the line, where the file's own refusals and ConfigErrors raised after reading
-    it begin ``c.yaml:LINE:``; each is a PlanError with the field ``key`` (the dotted key:
-    those of the budgets, the stage's and ``backend`` had none) and begins so now, with the
-    fields ``file`` and ``line``, from ``plan`` and the API's ``plan`` and ``run`` of the
-    file. Given as a mapping, the refusal begins ``the config mapping:``, as that mapping's
-    own refusals do (``file`` 'the config mapping', ``line`` None); given as a
-    :class:`~pipeline.config.Config`, which says nothing of where it was written, it is as it
-    was. Nothing is written."""
+    overflows, a host budget over the RAM, ``backend: gpu`` with no GPU, memory that does not
+    fit) had named neither the file nor the line, where the file's own refusals and
+    ConfigErrors raised after reading it begin ``c.yaml:LINE:``; each is a PlanError with the
+    field ``key`` (the dotted key: those of the budgets, the stage's and ``backend`` had
+    none; memory's, the setting its first fix changes) and begins so now, with the fields
+    ``file`` and ``line``, from ``plan`` and the API's ``plan`` and ``run`` of the file, and
+    of the :class:`~pipeline.config.Config` that ``pipeline.load_config`` read from it (which
+    had said nothing of where it was written). Given as a mapping, the refusal begins ``the
+    config mapping:``, as that mapping's own refusals do (``file`` 'the config mapping',
+    ``line`` None). Nothing is written."""
     import yaml
 
     import pipeline
@@ -2599,9 +2621,46 @@ def test_a_plan_refusal_of_a_key_says_where_the_key_is(tmp_path: Path, cli, name
             call(mapping)
         assert str(e.value) == f"the config mapping: {said.split(': ', 2)[2]}", e.value
         assert (e.value.file, e.value.line, e.value.key) == ("the config mapping", None, key)
+    loaded = load_config(cfg)
+    for call in (pipeline.plan, pipeline.run):
+        with pytest.raises(PlanError) as e:
+            call(loaded)
+        assert f"error: {e.value}" == said, (call, e.value)
+        assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_loaded_config_s_refusal_names_the_file_as_it_was_read(tmp_path: Path) -> None:
+    """A :class:`~pipeline.config.Config` that ``pipeline.load_config`` read remembers its file:
+    a refusal of its key says the key's line as the file was read (lines put before it since
+    do not move it), not for a key an override of the load set, and not for a copy of it
+    (``model_copy``), which is no file's, nor for the same config made from a mapping; and it
+    stays equal to that config, hashes and pickles as it (what it remembers is not in the
+    model)."""
+    import pickle
+
+    import yaml
+
+    import pipeline
+    from pipeline.config import load_config, parse_config
+
+    cfg, _, line, key, words = _plan_refused(tmp_path, "shards-not-whole-chunks")
+    text = cfg.read_text()
+    loaded = load_config(cfg)
+    cfg.write_text("# a comment\n# and another\n" + text)  # edited once it was read
     with pytest.raises(PlanError) as e:
-        pipeline.plan(load_config(cfg))
-    assert str(e.value).startswith(words) and getattr(e.value, "file", None) is None, e.value
+        pipeline.plan(loaded)
+    assert str(e.value).startswith(f"{cfg}:{line}: {words}"), e.value
+    assert (e.value.file, e.value.line, e.value.key) == (str(cfg), line, key)
+    overridden = load_config(cfg, {"output.shards": [3, 6, 4]})
+    same = parse_config(yaml.safe_load(text))
+    for unplaced in (loaded.model_copy(), overridden, same):
+        with pytest.raises(PlanError) as e:
+            pipeline.plan(unplaced)
+        assert str(e.value).startswith(words), e.value
+        assert getattr(e.value, "file", None) is None, e.value
+    assert loaded == same and hash(loaded) == hash(same)
+    assert pickle.loads(pickle.dumps(loaded)) == same
     assert not (tmp_path / "out.zarr").exists()
 
 

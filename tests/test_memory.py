@@ -142,3 +142,49 @@ def test_the_plans_host_budget_holds_what_a_big_chunk_run_uses(tmp_path, cli) ->
     assert 0 < s["peak_host_bytes"] <= per_worker, (s["peak_host_bytes"], per_worker)
     x = read_array(tmp_path / "in.zarr")
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+
+
+_MIB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("memory", "threads", "per_gpu", "smaller", "room", "key", "fix"),
+    [
+        # a smaller block fits: chunking.block, whatever else would
+        ("host", 4, 1, (2, 8), {}, "chunking.block", "a block of [2, 8] would fit"),
+        # two threads' tasks fit in the budget: fewer threads
+        ("host", 4, 1, None, {}, "cluster.threads_per_worker", "threads_per_worker: 2"),
+        # a joined cluster's threads are its workers' flag: no setting of the config
+        ("host", 4, 1, None, {"joined": True}, None, "`--nthreads 2`"),
+        # no task fits: a larger budget alone
+        ("tight-host", 1, 1, None, {}, "cluster.host_memory_limit", "raise cluster.host_memory"),
+        # the budget does not hold the worker process
+        ("small-host", 1, 1, None, {}, "cluster.host_memory_limit", "does not even hold"),
+        # GPU workers that share a GPU: fewer of them first
+        ("device", 1, 2, None, {"backend": "gpu"}, "cluster.workers_per_gpu", "workers_per_gpu"),
+    ],
+)
+def test_a_memory_refusal_names_the_setting_its_first_fix_changes(
+    memory, threads, per_gpu, smaller, room, key, fix
+) -> None:
+    """The refusal of memory that does not fit had no ``key``, so a config file's line was
+    never said before it (other refusals of a key begin ``c.yaml:LINE:``); it gives the key
+    of the setting its first fix changes, and none where that fix is no setting of the
+    config (a joined cluster's worker flags)."""
+    from pipeline.planning.memory import WORKER_BASELINE, Memory, Room, does_not_fit
+
+    task = 100 * _MIB
+    host = {
+        "host": (WORKER_BASELINE + task * threads, WORKER_BASELINE + 250 * _MIB),
+        "tight-host": (WORKER_BASELINE + task * threads, WORKER_BASELINE + 50 * _MIB),
+        "small-host": (WORKER_BASELINE + task * threads, 100 * _MIB),
+    }
+    if memory == "device":
+        mem = Memory(task, 0, int(task * threads * 1.1), 0, 50 * _MIB, None)
+    else:
+        per_worker, budget = host[memory]
+        mem = Memory(0, task, 0, per_worker, None, budget)
+    said, got = does_not_fit(
+        mem, (8, 8), (2, 8), smaller, threads, per_gpu, Room(host_memory=64 << 30, **room)
+    )
+    assert got == key and fix in said, (got, said)

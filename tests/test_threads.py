@@ -196,7 +196,7 @@ try:
     print(json.dumps({"error": None}))
 except PipelineError as e:
     print(json.dumps({"error": type(e).__name__, "memory": getattr(e, "memory", None),
-                      "distributed": "distributed" in sys.modules}))
+                      "distributed": "distributed" in sys.modules, "said": str(e)}))
 """
 
 
@@ -204,8 +204,10 @@ except PipelineError as e:
 def test_a_task_out_of_memory_is_a_plan_error_about_host_memory(tmp_path: Path) -> None:
     """A block that the process cannot allocate (its address space limited to 1 GiB above
     what it holds; the block is 2 GiB, never written, so it reads as the fill value): the
-    task's MemoryError is the PlanError that says what to lower (``memory`` 'host'); the
-    output stays incomplete and unlocked."""
+    task's MemoryError is the PlanError that says what to lower (``memory`` 'host'), its
+    line beginning with the line of the config file that sets it (``c.yaml:LINE:``, as other
+    refusals of a key: it had named no file nor line); the output stays incomplete and
+    unlocked."""
     import zarr
 
     zarr.create_array(
@@ -222,7 +224,10 @@ def test_a_task_out_of_memory_is_a_plan_error_about_host_memory(tmp_path: Path) 
         cluster={"workers": 1},
     )
     got, err = _command(cfg, 1 << 30, cwd=tmp_path, code=OUT_OF_MEMORY)
+    said = got.pop("said", "")
     assert got == {"error": "PlanError", "memory": "host", "distributed": False}, err
+    line = cfg.read_text().splitlines().index("  threads_per_worker: 1") + 1
+    assert said.startswith(f"{cfg}:{line}: out of memory in a task ("), said
     assert status(tmp_path / "out.zarr") == "incomplete"
     assert not (tmp_path / "out.zarr" / ".pipeline" / "lock").exists()
 

@@ -5857,6 +5857,7 @@ def test_carried_arrays_too_large_for_this_machine_are_refused_before_they_are_r
     and one that can is not."""
     import dataclasses
 
+    from pipeline.config.loading import locate
     from pipeline.devices.hardware import Facts
     from pipeline.errors import PlanError
     from pipeline.planning.plan import make_plan
@@ -5880,6 +5881,14 @@ def test_carried_arrays_too_large_for_this_machine_are_refused_before_they_are_r
     assert info.value.carried == carried
     assert info.value.fix == "output.array: ''"
     assert "lat" in str(info.value) and "\n" not in str(info.value)
+    # its key is output.array, so a config file's refusal says where (here, at its section
+    # output: the file writes no output.array), as the command line and pipeline.run give it
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path), sort_keys=False))
+    locate(info.value, path)
+    line = path.read_text().splitlines().index("output:") + 1
+    assert str(info.value).startswith(f"{path}:{line}: the arrays carried beside"), info.value
+    assert (info.value.key, info.value.line) == ("output.array", line)
     plan = make_plan(cfg, dataclasses.replace(facts, host_available_bytes=need))
     assert plan.carried.variable is not None and "lat" in plan.carried.variable.coords
     alone = make_plan(  # written alone, nothing is carried: nothing to refuse

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -490,7 +492,9 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     keys), as ``dask.config.set`` does; any other value replaces the file's. An override
     sets its key alone: a mapping the file gives at two keys through a YAML alias (``input:
     {storage_options: &creds {...}}``, ``output: {storage_options: *creds}``) changes at the
-    override's key only (``output.storage_options.anon`` had set the input's too).
+    override's key only (``output.storage_options.anon`` had set the input's too). The
+    Config's file, its text and the overridden keys are kept (:func:`locate_config`), so a
+    refusal of one of its keys found later says the key's line.
     """
     p = Path(path)
     try:
@@ -586,7 +590,30 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                 )
         overridden += _leaves(tuple(dotted.split(".")), target.get(last, _ABSENT), value)
         target[last] = _merged(target.get(last), value)
-    return parse_config(data, str(p), positions, overridden)
+    config = parse_config(data, str(p), positions, overridden)
+    set_keys = tuple(".".join(str(k) for k in key) for key in overridden)
+    _SOURCES[id(config)] = _Source(str(p), text, set_keys)
+    weakref.finalize(config, _SOURCES.pop, id(config), None)
+    return config
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a :class:`Config` that :func:`load_config` made was written: the file's path
+    (as its refusals say it), its text as it was read (a later edit of the file does not move
+    a key's line), and the dotted keys its overrides set (no line of the file's is theirs)."""
+
+    path: str
+    text: str
+    overridden: tuple[str, ...]
+
+
+#: The source of each :class:`Config` :func:`load_config` made and that is still alive, by its
+#: ``id`` (dropped as it is collected): kept beside the model, not in it, so that a config
+#: loaded from a file stays equal to (and hashes as, pickles as, dumps as) the same config
+#: given as a mapping or made from keywords, and a copy of it (``model_copy``, with changes
+#: that are no file's) is none of the file's.
+_SOURCES: dict[int, _Source] = {}
 
 
 def _check_override_key(dotted: Any, path: Path) -> None:
@@ -685,12 +712,35 @@ def locate(
     none, where the key is set by an override (``overridden``: their dotted keys, or one of
     its sections), where the file writes none of its sections, or where the file cannot be
     read again."""
+    if config_key(e) is None:
+        return
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return
+    _locate_in(e, str(Path(path)), text, overridden)
+
+
+def locate_config(e: PipelineError, config: Any) -> None:
+    """Give ``e``, a refusal of a key of ``config`` that says not where that key is
+    (:func:`config_key`), the file and line of that key, as :func:`locate` gives a refusal of
+    a file's path, where ``config`` is a :class:`Config` that :func:`load_config` read from
+    a file (and is not a copy of it): the line as the file was when it was read, not a key an
+    override set. Nothing changes for any other config (a mapping's, a model made from
+    keywords, a copy), which says nothing of where it was written."""
+    source = _SOURCES.get(id(config)) if isinstance(config, Config) else None
+    if source is not None and config_key(e) is not None:
+        _locate_in(e, source.path, source.text, source.overridden)
+
+
+def _locate_in(e: PipelineError, file: str, text: str, overridden: Collection[str]) -> None:
+    """:func:`locate` of the config file ``file`` whose text is ``text``."""
     key = config_key(e)
     if key is None or any(key == o or key.startswith(f"{o}.") for o in overridden):
         return
     try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Located)
-    except (OSError, ValueError, yaml.YAMLError):
+        node = yaml.compose(text, Loader=_Located)
+    except (ValueError, yaml.YAMLError):
         return
     if node is None:
         return
@@ -702,7 +752,7 @@ def locate(
             break
     else:
         return
-    file, line = str(Path(path)), mark.line + 1  # as load_config says the file
+    line = mark.line + 1
     e.args = (f"{file}:{line}: {e}", *e.args[1:])
     e.__dict__.update(file=file, line=line)
 

@@ -285,22 +285,32 @@ class Room:
     hold the budget after it"""
 
 
-def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> str:
+#: A fix a refusal names: its words, and the config's key of the one setting it changes
+#: (None where it changes none, or several: a worker's flag, workers and their budget).
+Fix = tuple[str, str | None]
+
+
+def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> Fix:
     """How to give a worker ``need`` bytes of ``kind`` memory, as advice that works when it is
-    followed ('' when no setting can: a block or fewer threads must do)."""
+    followed ('' when no setting can: a block or fewer threads must do), with the key of the
+    budget where raising that alone does it."""
     if kind == "device":
         size = at_least(need * per_gpu)
         if room.gpu_memory is None or size <= room.gpu_memory:
             per = " per GPU" if per_gpu > 1 else ""
-            return f"raise cluster.device_memory_limit to at least {bytes_text(size)}{per}"
-        return ""
+            return (
+                f"raise cluster.device_memory_limit to at least {bytes_text(size)}{per}",
+                "cluster.device_memory_limit",
+            )
+        return "", None
     size = at_least(need)
     limit = room.worker_memory_limit
     if room.joined and limit is not None:
         if size <= limit:
             return (
                 f"raise cluster.host_memory_limit to at least {bytes_text(size)} (auto: all of "
-                f"the workers' {bytes_text(limit)} memory limit)"
+                f"the workers' {bytes_text(limit)} memory limit)",
+                "cluster.host_memory_limit",
             )
         fraction = room.host_fraction
         if fraction is not None and fraction < 1:
@@ -313,25 +323,31 @@ def _raise_budget(kind: str, need: int, per_gpu: int, room: Room) -> str:
                 f"(cluster.host_memory_limit: {fraction} of it is the budget), or with "
                 f"`--memory-limit {size_flag(size)}` and cluster.host_memory_limit: auto (the "
                 f"weakest worker's memory limit, {bytes_text(limit)}, is the most "
-                "cluster.host_memory_limit may be on a joined cluster)"
+                "cluster.host_memory_limit may be on a joined cluster)",
+                None,
             )
         return (
             f"start the workers with `--memory-limit {size_flag(size)}` or more (the weakest "
             f"worker's memory limit, {bytes_text(limit)}, is the most cluster.host_memory_limit "
-            "may be on a joined cluster)"
+            "may be on a joined cluster)",
+            None,
         )
     if size * room.workers <= room.host_memory or not room.host_memory:
-        return f"raise cluster.host_memory_limit to at least {bytes_text(size)}"
+        return (
+            f"raise cluster.host_memory_limit to at least {bytes_text(size)}",
+            "cluster.host_memory_limit",
+        )
     fewer = room.host_memory // size
     if fewer < 1:
-        return ""
+        return "", None
     lever = (
         "cluster.gpus or cluster.workers_per_gpu" if room.backend == "gpu" else "cluster.workers"
     )
     return (
         f"run at most {fewer} worker(s) ({lever}) with cluster.host_memory_limit of at least "
         f"{bytes_text(size)} (this host's {bytes_text(room.host_memory)} of RAM is shared by "
-        "its workers)"
+        "its workers)",
+        None,
     )
 
 
@@ -343,11 +359,16 @@ def does_not_fit(
     threads: int,
     per_gpu: int,
     room: Room | None = None,
-) -> str:
+) -> Fix:
     """The refusal of a plan whose memory does not fit, in one line: the sum against the
     budget (and where the budget comes from), then what would fit, as the settings of the
     cluster the plan is for can give it (``room``: a joined cluster's workers are started with
-    their threads and memory limits, a local cluster's take the config's)."""
+    their threads and memory limits, a local cluster's take the config's); with the config's
+    key of the setting its first fix changes (``chunking.block`` where a smaller block fits,
+    ``cluster.threads_per_worker``, ``cluster.workers_per_gpu``, the budget's
+    ``cluster.host_memory_limit`` or ``cluster.device_memory_limit``), the refusal's
+    ``key`` (so a config file's line is said: :func:`pipeline.config.loading.locate`); None
+    where that fix is no one setting of the config (a worker's flag, another host)."""
     room = room or Room()
     if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
         kind, need, budget = "device", mem.device_per_worker, mem.device_budget
@@ -367,13 +388,15 @@ def does_not_fit(
         f"{fixed_text}{threads} task(s) in flight x {bytes_text(per_task)} per block of "
         f"{list(block)} {overhead}= {bytes_text(need)} > {bytes_text(budget)}{source}"
     )
-    if budget <= fixed:
-        fix = _raise_budget(kind, need, per_gpu, room) or (
+    budget_key = f"cluster.{kind}_memory_limit"
+    if budget <= fixed:  # the budget is what is refused, whatever the fix
+        fix = _raise_budget(kind, need, per_gpu, room)[0] or (
             f"run on a host with more than {bytes_text(need)} of RAM per worker"
         )
         return (
             f"the plan does not fit the {kind} memory budget: {sums}; the budget does not even "
-            f"hold a worker process: {fix}"
+            f"hold a worker process: {fix}",
+            budget_key,
         )
     if smaller is not None:
         hint = (
@@ -388,30 +411,41 @@ def does_not_fit(
     else:
         hint = "smaller blocks would not fit either"
     fit_threads = int((budget - fixed) // max(task, 1))
-    levers = []
+    levers: list[Fix] = []
     # fewer threads only when one thread fits: else no thread count can help
     if fit_threads >= 1:
         if room.joined:
             levers.append(
-                f"start the workers with `--nthreads {fit_threads}`"
-                if fit_threads < threads
-                else "start the workers with fewer threads (`--nthreads`)"
+                (
+                    f"start the workers with `--nthreads {fit_threads}`"
+                    if fit_threads < threads
+                    else "start the workers with fewer threads (`--nthreads`)",
+                    None,
+                )
             )
         else:
             levers.append(
-                f"cluster.threads_per_worker: {fit_threads} would fit"
-                if fit_threads < threads
-                else "lower cluster.threads_per_worker"
+                (
+                    f"cluster.threads_per_worker: {fit_threads} would fit"
+                    if fit_threads < threads
+                    else "lower cluster.threads_per_worker",
+                    "cluster.threads_per_worker",
+                )
             )
     if per_gpu > 1 and kind == "device":
-        levers.append("lower cluster.workers_per_gpu")
-    fix = _raise_budget(kind, need, per_gpu, room)
+        levers.append(("lower cluster.workers_per_gpu", "cluster.workers_per_gpu"))
+    fix, key = _raise_budget(kind, need, per_gpu, room)
     if fix:
-        levers.append(("or " if levers else "") + fix)
+        levers.append((("or " if levers else "") + fix, key))
     if not levers:
         levers.append(
-            f"run on a host with more than {bytes_text(need)} of RAM per worker"
-            if kind == "host"
-            else f"run on a GPU with more than {bytes_text(need * per_gpu)} of memory"
+            (
+                f"run on a host with more than {bytes_text(need)} of RAM per worker"
+                if kind == "host"
+                else f"run on a GPU with more than {bytes_text(need * per_gpu)} of memory",
+                None,
+            )
         )
-    return f"the plan does not fit the {kind} memory budget: {sums}; {hint}; " + ", ".join(levers)
+    said = ", ".join(words for words, _ in levers)
+    first = "chunking.block" if smaller is not None else levers[0][1]
+    return f"the plan does not fit the {kind} memory budget: {sums}; {hint}; {said}", first

@@ -1123,10 +1123,12 @@ def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
     mem = choice.memory
     if not mem.fits():
         smaller = blocks.largest_fitting(block, base, lambda b: _choose(ctx, b).memory.fits())
+        said, key = memory.does_not_fit(
+            mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu, ctx.room
+        )
         raise PlanError(
-            memory.does_not_fit(
-                mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu, ctx.room
-            ),
+            said,
+            **({"key": key} if key is not None else {}),
             block=block,
             block_that_fits=smaller,
             device_per_worker=mem.device_per_worker,

@@ -312,8 +312,9 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
     which xarray reads whole into this process, would not fit in ``available`` bytes
     :data:`FRAME_COPIES` times over, before anything reads them: they are outside the blocks'
     memory model, and a curvilinear grid's or a formula term's arrays can be large. PlanError,
-    fields ``variable`` (the group), ``carried`` ({name: bytes decoded}), ``available``,
-    ``fix``."""
+    fields ``key`` 'output.array' (the setting that writes the variable alone: a config
+    file's line is said), ``variable`` (the group), ``carried`` ({name: bytes decoded}),
+    ``available``, ``fix``."""
     if available <= 0:
         return
     sizes = datasets.carried_nbytes(store, variable)
@@ -331,6 +332,7 @@ def _check_frame_fits(loc: Location, store: Any, variable: Variable, available: 
         f"{bytes_text(available)} of memory free, less than the {FRAME_COPIES} x that needs: "
         "set output.array: '' to write the variable alone, without them, or run on a machine "
         "with more memory",
+        key="output.array",
         variable=group,
         carried=sizes,
         available=available,

@@ -927,7 +927,8 @@ def _compute(
 def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | None:
     """The error that says what to change for a task's failure ``e`` in a run of ``plan`` (on
     a cluster the run started: ``own``), where the pipeline has one: memory that ran out in a
-    task (PlanError, ``memory`` 'host' or 'gpu'); workers that died running a block
+    task (PlanError, ``memory`` 'host' or 'gpu', ``key`` 'cluster.threads_per_worker', the
+    setting it says to lower: a config file's line is said); workers that died running a block
     (ClusterError 'workers-died', most likely for memory: what gives a block more memory,
     :func:`~pipeline.running.cluster.memory_advice`); None for the rest (the pipeline's own
     errors among them), raised as they are."""
@@ -945,6 +946,7 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
             f"out of memory in a task ({e}): lower cluster.threads_per_worker (a resume keeps "
             "this run's blocks: a smaller chunking.target_bytes takes effect only where a run "
             "starts over); then `run --resume` finishes the output",
+            key="cluster.threads_per_worker",
             memory="host",
         )
     if "OutOfMemory" in type(e).__name__:
@@ -952,6 +954,7 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
             f"the GPU ran out of memory ({e}): lower cluster.threads_per_worker (a resume keeps "
             "this run's blocks: a smaller chunking.target_bytes takes effect only where a run "
             "starts over); then `run --resume` finishes the output",
+            key="cluster.threads_per_worker",
             memory="gpu",
         )
     return None
