@@ -791,17 +791,20 @@ OTHER_KEY_ENCODINGS = {
 }
 
 
+def _each_encoding(cases: dict[str, tuple[int, str, Any]]) -> pytest.MarkDecorator:
+    """A test run once for each of ``cases`` (id: (zarr_format, written, said))."""
+    return pytest.mark.parametrize(
+        ("zarr_format", "written", "said"), list(cases.values()), ids=list(cases)
+    )
+
+
 def _written_key(zarr_format: int, written: str, index: tuple[int, ...]) -> str:
     """The key zarr-python wrote the chunk ``index`` at, with the separator ``written``."""
     key = written.join(str(i) for i in index)
     return key if zarr_format == 2 else f"c{written}{key}"
 
 
-@pytest.mark.parametrize(
-    ("zarr_format", "written", "said"),
-    list(OTHER_KEY_ENCODINGS.values()),
-    ids=list(OTHER_KEY_ENCODINGS),
-)
+@_each_encoding(OTHER_KEY_ENCODINGS)
 def test_chunks_under_another_key_encoding_are_refused(
     tmp_path, zarr_format, written, said
 ) -> None:
@@ -874,11 +877,7 @@ SPARSE_KEY_ENCODINGS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("zarr_format", "written", "said"),
-    list(SPARSE_KEY_ENCODINGS.values()),
-    ids=list(SPARSE_KEY_ENCODINGS),
-)
+@_each_encoding(SPARSE_KEY_ENCODINGS)
 def test_sparse_chunks_under_another_key_encoding_are_refused(
     tmp_path, zarr_format, written, said
 ) -> None:
