@@ -309,6 +309,12 @@ CASES: dict[str, Case] = {
         {"line": 5, "key": "stages.0.factor"},
         ["stages.0.factor: has no value (null: ", "give a number"],
     ),
+    "add-value-without-value": Case(  # had been taken as left out: x + x, with exit 0
+        _yaml(BASE + "stages:\n  - op: add\n    value:\n"),
+        ConfigError,
+        {"line": 7, "key": "stages.0.value"},
+        ["stages.0.value: has no value (null: ", "or leave value out to add the array to itself"],
+    ),
     "empty-input-store": Case(  # '' had been the folder the command runs in
         _yaml(
             "input: {{store: ''}}\noutput: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"

@@ -376,6 +376,29 @@ def test_stage_scalars_keep_their_type() -> None:
     assert stages.AddParams().value is None
 
 
+def test_add_value_given_as_null_is_refused_and_left_out_stays_x_plus_x() -> None:
+    """``value:`` with nothing after its colon (None) had been taken for ``value`` left out:
+    the stage added the array to itself, not the number meant. Left out, it still does, and
+    the config as data (``model_dump``, the summary's JSON) leaves it out, so it makes the same
+    config again."""
+    import pipeline
+
+    with pytest.raises(ValidationError, match="has no value") as e:
+        stages.AddParams(value=None)
+    assert [err["loc"] for err in e.value.errors()] == [("value",)]
+    assert stages.AddParams().value is None
+    cfg = pipeline.Config(
+        input={"store": "in.zarr"},
+        output={"store": "out.zarr"},
+        stages=[{"op": "add"}, {"op": "add", "value": 2}],
+    )
+    assert list(cfg.model_dump()["stages"]) == [{"op": "add"}, {"op": "add", "value": 2}]
+    assert list(cfg.public_dict()["stages"]) == [{"op": "add"}, {"op": "add", "value": 2}]
+    assert pipeline.Config(**cfg.model_dump()) == cfg
+    assert pipeline.Config.model_validate_json(cfg.model_dump_json()) == cfg
+    assert [p.value for _, p in cfg.stage_specs()] == [None, 2]
+
+
 @pytest.mark.parametrize("dtype", ["bool", "complex64", "U4", "object"])
 def test_unsupported_dtypes_are_refused(dtype: str) -> None:
     with pytest.raises(InputError) as e:

@@ -860,7 +860,10 @@ class Config(Model):
         for s in self.stages:
             op: str = s.op  # type: ignore[attr-defined]  # every stage model has the tag
             params_cls = REGISTRY[op].params
-            fields = {k: getattr(s, k) for k in params_cls.model_fields}
+            # a parameter left out (None: add's value) is left out again, not given as None
+            fields = {
+                k: getattr(s, k) for k in params_cls.model_fields if getattr(s, k) is not None
+            }
             out.append((op, params_cls(**fields)))
         return tuple(out)
 
