@@ -309,6 +309,24 @@ CASES: dict[str, Case] = {
         {"line": 5, "key": "stages.0.factor"},
         ["stages.0.factor: has no value (null: ", "give a number"],
     ),
+    "stage-scalar-below-float64": Case(  # had been the factor 0.0: every element times 0
+        _yaml(BASE + "stages: [{{op: multiply, factor: 1e-400}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.factor"},
+        ["stages.0.factor: must be a finite number float64 holds (", "(got Decimal('1E-400'))"],
+    ),
+    "typed-stage-scalar-below-float64": Case(  # PyYAML's float: 0.0 too
+        _yaml(BASE + "stages: [{{op: add, value: {{dtype: float64, value: -1.5e-400}}}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.value"},
+        ["stages.0.value: must be a finite number float64 holds ("],
+    ),
+    "add-value-without-value": Case(  # had been taken as left out: x + x, with exit 0
+        _yaml(BASE + "stages:\n  - op: add\n    value:\n"),
+        ConfigError,
+        {"line": 7, "key": "stages.0.value"},
+        ["stages.0.value: has no value (null: ", "or leave value out to add the array to itself"],
+    ),
     "empty-input-store": Case(  # '' had been the folder the command runs in
         _yaml(
             "input: {{store: ''}}\noutput: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"

@@ -376,6 +376,51 @@ def test_stage_scalars_keep_their_type() -> None:
     assert stages.AddParams().value is None
 
 
+def test_add_value_given_as_null_is_refused_and_left_out_stays_x_plus_x() -> None:
+    """``value:`` with nothing after its colon (None) had been taken for ``value`` left out:
+    the stage added the array to itself, not the number meant. Left out, it still does, and
+    the config as data (``model_dump``, the summary's JSON) leaves it out, so it makes the same
+    config again."""
+    import pipeline
+
+    with pytest.raises(ValidationError, match="has no value") as e:
+        stages.AddParams(value=None)
+    assert [err["loc"] for err in e.value.errors()] == [("value",)]
+    assert stages.AddParams().value is None
+    cfg = pipeline.Config(
+        input={"store": "in.zarr"},
+        output={"store": "out.zarr"},
+        stages=[{"op": "add"}, {"op": "add", "value": 2}],
+    )
+    assert list(cfg.model_dump()["stages"]) == [{"op": "add"}, {"op": "add", "value": 2}]
+    assert list(cfg.public_dict()["stages"]) == [{"op": "add"}, {"op": "add", "value": 2}]
+    assert pipeline.Config(**cfg.model_dump()) == cfg
+    assert pipeline.Config.model_validate_json(cfg.model_dump_json()) == cfg
+    assert [p.value for _, p in cfg.stage_specs()] == [None, 2]
+
+
+@pytest.mark.parametrize("number", ["1e-400", "-2e-324", "1e400"])
+def test_a_json_stage_number_float64_cannot_hold_is_refused_not_read_as_zero(number) -> None:
+    """JSON's ``"factor": 1e-400`` had been the factor 0.0 (pydantic reads the text with
+    ``float()``), and a run multiplied every element by 0; as a YAML file's, it is refused,
+    naming float64's range, in a stage's typed form too. 0.0e-400 is 0, as written."""
+    import pipeline
+    from pipeline.errors import ConfigError
+
+    def config(scalar: str) -> str:
+        return (
+            '{"input": {"store": "in.zarr"}, "output": {"store": "out.zarr"}, '
+            f'"stages": [{{"op": "multiply", "factor": {scalar}}}]}}'
+        )
+
+    for given in (number, f'{{"dtype": "float64", "value": {number}}}'):
+        with pytest.raises(ConfigError, match="must be a finite number float64 holds") as e:
+            pipeline.Config.model_validate_json(config(given))
+        assert e.value.key == "stages.0.factor"
+    zero = pipeline.Config.model_validate_json(config("0.0e-400")).stages[0]
+    assert zero.factor == 0 and type(zero.factor) is float
+
+
 @pytest.mark.parametrize("dtype", ["bool", "complex64", "U4", "object"])
 def test_unsupported_dtypes_are_refused(dtype: str) -> None:
     with pytest.raises(InputError) as e:

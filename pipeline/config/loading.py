@@ -10,6 +10,8 @@ Command-line flags arrive as dotted overrides.
 from __future__ import annotations
 
 import contextlib
+import decimal
+import math
 import os
 import re
 import weakref
@@ -183,6 +185,7 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
     if _BASE_60.fullmatch(v.value):
         _ambiguous(path, v, dotted, "base 60", read)
     if v.tag != "tag:yaml.org,2002:str":
+        _keep_past_float64(v.value, read, data, keys)
         return
     value: int | float | None = None
     if re.fullmatch(r"0o[0-7]+", v.value):
@@ -191,6 +194,24 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
         value = float(v.value)
     if value is not None:
         _set_at(data, keys, value)
+        _keep_past_float64(v.value, value, data, keys)
+
+
+def _keep_past_float64(text: str, read: Any, data: Any, keys: tuple) -> None:
+    """Where the number ``text`` was read as a float of 0 or infinity it does not say
+    (``factor: 1e-400``, below float64's least subnormal, or ``1e400``), put the number it
+    says, a ``decimal.Decimal``, in its place, which a stage's scalar refuses, naming
+    float64's range (``stages._as_float``, as for ``Decimal('1e-400')`` given through the
+    API): ``1e-400`` had been the factor 0.0, and the run multiplied every element by 0,
+    with exit 0."""
+    if not isinstance(read, float) or (read != 0 and math.isfinite(read)):
+        return
+    try:
+        said = decimal.Decimal(text.replace("_", ""))
+    except decimal.InvalidOperation:  # .inf, .nan: what they say
+        return
+    if said.is_finite() and said != 0:
+        _set_at(data, keys, said)
 
 
 _MERGE = "tag:yaml.org,2002:merge"

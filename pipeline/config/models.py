@@ -8,6 +8,7 @@ dicts. :meth:`Config.public_dict` is the config as JSON with credentials masked,
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -216,7 +217,7 @@ class Model(BaseModel):
 
         source = f"{_constructor(cls).removesuffix('()')}.model_validate_json()"
         try:
-            data = json.loads(json_data)
+            data = json.loads(json_data, parse_float=_json_number)
         except (TypeError, ValueError) as e:  # never the text: it may hold credentials
             where = (
                 f" ({e.msg}: line {e.lineno}, column {e.colno})"
@@ -232,6 +233,14 @@ class Model(BaseModel):
             ) from None
         if not isinstance(data, Mapping):
             raise _no_mapping(cls, source, data)
+        if _holds_decimal(data):  # a number float64 cannot hold: a stage refuses it so
+            return checked(
+                lambda: super(Model, cls).model_validate(data, **kwargs),
+                data,
+                cls,
+                source,
+                place=_place(cls),
+            )
         return checked(
             lambda: super(Model, cls).model_validate_json(json_data, **kwargs),
             data,
@@ -860,9 +869,36 @@ class Config(Model):
         for s in self.stages:
             op: str = s.op  # type: ignore[attr-defined]  # every stage model has the tag
             params_cls = REGISTRY[op].params
-            fields = {k: getattr(s, k) for k in params_cls.model_fields}
+            # a parameter left out (None: add's value) is left out again, not given as None
+            fields = {
+                k: getattr(s, k) for k in params_cls.model_fields if getattr(s, k) is not None
+            }
             out.append((op, params_cls(**fields)))
         return tuple(out)
+
+
+def _json_number(text: str) -> Any:
+    """A JSON number with a fraction or exponent as ``float()`` reads it, or, where that is 0
+    or an infinity the text does not say (``1e-400``, past float64; ``1e400``), the
+    ``decimal.Decimal`` it says, which a stage's scalar refuses, naming float64's range
+    (``stages._as_float``): pydantic's JSON reading had made ``"factor": 1e-400`` the factor
+    0.0, as YAML's had (``loading._keep_past_float64``)."""
+    got = float(text)
+    if got != 0 and math.isfinite(got):
+        return got
+    import decimal
+
+    said = decimal.Decimal(text)
+    return said if said.is_finite() and said != 0 else got
+
+
+def _holds_decimal(data: Any) -> bool:
+    """Whether JSON data read with :func:`_json_number` holds a number it kept exact."""
+    if isinstance(data, Mapping):
+        return any(_holds_decimal(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_holds_decimal(v) for v in data)
+    return type(data).__name__ == "Decimal"
 
 
 def validated(

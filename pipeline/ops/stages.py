@@ -37,7 +37,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SerializerFunctionWrapHandler,
     WithJsonSchema,
+    field_validator,
+    model_serializer,
 )
 
 from pipeline.errors import InputError, PlanError
@@ -430,8 +433,34 @@ class AddParams(StageParams):
     value: Scalar | None = Field(
         default=None,
         description="scalar to add, a number or a typed one as multiply's factor; omitted, the "
-        "array is added to itself",
+        "array is added to itself (given as null, it is refused)",
     )
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _given(cls, v: Any) -> Any:
+        """A ``value`` given as null (``value:`` with nothing after its colon, ``~``, or
+        ``None`` in Python) is refused, as multiply's ``factor:`` is: it had been taken for
+        ``value`` left out, and the stage added the array to itself (``x + x``), not the
+        number meant, with exit 0. Left out, its default is not validated, so comes not here.
+        Raises ValueError (a config error naming the key)."""
+        if v is None:
+            raise ValueError(
+                "has no value (null: nothing after its colon, or ~, in YAML; None in Python): "
+                "give a number, or a typed one such as {dtype: float32, value: 2}, or leave "
+                "value out to add the array to itself"
+            )
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_null_value(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """The stage as data (``model_dump``, the summary's config) leaves ``value`` out where
+        it is None, as it was written, so that the data makes the same stage again (a null
+        ``value`` is refused: :meth:`_given`)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("value") is None:
+            data.pop("value", None)
+        return data
 
 
 @stage("add", AddParams)
