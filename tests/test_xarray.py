@@ -4189,6 +4189,40 @@ def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
     assert list(got["time"].values) == list(want["time"].values)
 
 
+@pytest.mark.parametrize(
+    ("units", "values"),
+    [
+        ("hours since 0001-01-01 00:00:00", [17522904.0, 17522910.0, 17522916.0]),  # NCEP's
+        ("days since 1601-01-01", [146097.0, 146098.0, 146099.0]),  # Windows' epoch
+    ],
+    ids=["year-1", "year-1601"],
+)
+def test_a_reference_date_past_datetime64_needs_cftime_not_other_units(
+    tmp_path: Path, units: str, values: list[float]
+) -> None:
+    """Times counted from a reference date that datetime64[ns] cannot hold (``hours since
+    0001-01-01``, as reanalyses store theirs), their dates within it: xarray decodes them with
+    cftime, and fails without it. The line told the user to correct the units and calendar
+    in the input, which are right; it names ``pip install cftime``. With cftime the times
+    come out as xarray opens them."""
+    import importlib.util
+
+    attrs = {"units": units, "calendar": "standard"}
+    write_times(tmp_path / "in.zarr", 3, attrs, values, True)
+    if importlib.util.find_spec("cftime") is None:
+        with pytest.raises(InputError) as info:
+            pipeline.plan(config(tmp_path))
+        e = info.value
+        assert e.fix == "pip install cftime" and e.attributes == ["units", "calendar"], str(e)
+        assert "`pip install cftime`" in str(e) and "correct" not in str(e), str(e)
+        assert len(str(e).splitlines()) == 1
+        assert not (tmp_path / "out.zarr").exists()
+        return
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert list(got["time"].values) == list(want["time"].values)
+
+
 def test_a_run_from_an_unconsolidated_input_keeps_its_groups_other_outputs_complete(
     tmp_path: Path,
 ) -> None:
