@@ -2631,3 +2631,38 @@ def test_a_damaged_input_chunk_names_pipeline_verify_as_the_api_calls_it(tmp_pat
         "then `pipeline.verify(config)` names the call that finishes the output"
     ), line
     assert "`pipeline verify`" not in line, line
+
+
+def test_a_clients_workers_memory_limits_size_the_plan(tmp_path: Path) -> None:
+    """``pipeline.run(cfg, client=client)`` sized the plan by this machine's RAM (0.8 of it a
+    worker), whatever memory limit the client's workers have: a cluster of 120 MiB workers
+    ran blocks they could not hold, and its nanny killed them, four times, before the run
+    failed with the output incomplete. The workers' own limits size it, as for a scheduler
+    joined by address: auto is the weakest worker's limit, and a plan that limit cannot hold
+    is refused before anything is written."""
+    from distributed import Client, LocalCluster
+
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    limit = 3 << 30  # more than this process uses (a worker past 80% of it is paused)
+    with (
+        LocalCluster(
+            n_workers=1, processes=False, memory_limit=limit, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        summary = pipeline.run(path, client=client)
+    assert summary.host_budget == limit, summary.host_budget
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, memory_limit="120MiB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        pytest.raises(PlanError) as info,
+    ):
+        pipeline.run(path, client=client, overwrite=True)
+    e = info.value
+    assert e.host_budget == 120 << 20 and "120.00 MiB" in str(e), str(e)
+    assert len(str(e).splitlines()) == 1
+    assert summary.status == "complete" and status(out) == "complete"

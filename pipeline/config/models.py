@@ -766,9 +766,9 @@ class ClusterConfig(Model):
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
-        "it, and more than RAM / workers is refused; a joined cluster's workers have their "
-        "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
-        "worker's, auto all of it, and more is refused",
+        "it, and more than RAM / workers is refused; a joined cluster's workers (or those of "
+        "pipeline.run's client) have their own memory limits (`dask worker --memory-limit`): "
+        "a fraction is of the weakest worker's, auto all of it, and more is refused",
     )
     protocol: Literal["auto", "tcp", "ucx", "inproc"] = Field(
         "auto",
