@@ -2638,22 +2638,24 @@ def test_a_clients_workers_memory_limits_size_the_plan(tmp_path: Path) -> None:
     worker), whatever memory limit the client's workers have: a cluster of 120 MiB workers
     ran blocks they could not hold, and its nanny killed them, four times, before the run
     failed with the output incomplete. The workers' own limits size it, as for a scheduler
-    joined by address: auto is the weakest worker's limit, and a plan that limit cannot hold
-    is refused before anything is written."""
+    joined by address: auto is the weakest worker's limit (shared by workers that are threads
+    of one process), and a plan that limit cannot hold is refused before anything is
+    written."""
     from distributed import Client, LocalCluster
 
     small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
     limit = 3 << 30  # more than this process uses (a worker past 80% of it is paused)
-    with (
-        LocalCluster(
-            n_workers=1, processes=False, memory_limit=limit, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        summary = pipeline.run(path, client=client)
-    assert summary.host_budget == limit, summary.host_budget
+    for n in (1, 2):  # threads of this process, each comparing all of its memory with its limit
+        with (
+            LocalCluster(
+                n_workers=n, processes=False, memory_limit=limit, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            summary = pipeline.run(path, client=client, overwrite=True)
+        assert summary.host_budget == limit // n, (n, summary.host_budget)
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=1, memory_limit="120MiB", dashboard_address=":0"

@@ -142,19 +142,24 @@ class Facts:
         """These facts (this machine's) with ``worker_memory_limit`` the weakest of a
         caller's cluster's ``workers`` (``client.scheduler_info()['workers']``): a worker's own
         ``memory_limit`` (what its nanny enforces, what pauses it), or, for one without, this
-        machine's RAM shared by the workers of its host (the scheduler knows no host's RAM).
-        A caller's client had been planned as a local cluster, by this machine's RAM,
-        whatever its workers' limits."""
+        machine's RAM shared by the workers of its host (the scheduler knows no host's RAM);
+        workers that are threads of this process (``inproc://`` addresses) each compare the
+        whole process's memory with their limit, so theirs is shared by them all. A caller's
+        client had been planned as a local cluster, by this machine's RAM, whatever its
+        workers' limits."""
         if not workers:
             return self
         import dataclasses
         from collections import Counter
 
         hosts = Counter(w.get("host") for w in workers.values())
-        limits = [
-            int(w.get("memory_limit") or 0) or self.host_total_bytes // hosts[w.get("host")]
-            for w in workers.values()
-        ]
+        threads = sum(1 for a in workers if str(a).startswith("inproc://"))
+        limits = []
+        for address, w in workers.items():
+            own = int(w.get("memory_limit") or 0)
+            if own and str(address).startswith("inproc://"):
+                own //= threads
+            limits.append(own or self.host_total_bytes // hosts[w.get("host")])
         return dataclasses.replace(self, worker_memory_limit=min(limits))
 
     def as_dict(self) -> dict[str, Any]:
