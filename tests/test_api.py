@@ -1222,6 +1222,46 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
 
 
+@pytest.mark.parametrize(
+    ("model", "update", "key", "said"),
+    [
+        ("Config", {"backend": "cpuu"}, "backend", "must be auto, gpu or cpu (got 'cpuu')"),
+        ("Config", {"stages": "square"}, "stages", "- op: square"),
+        ("Config", {"foo": 1}, "foo", "unknown key 'foo'"),
+        ("ClusterConfig", {"workers": 2.5}, "workers", "whole number"),
+    ],
+    ids=["bad-value", "not-a-list", "unknown-key", "section"],
+)
+def test_a_models_copy_with_changes_checks_them_as_its_constructor_does(
+    tmp_path: Path, model: str, update: dict[str, Any], key: str, said: str
+) -> None:
+    """``config.model_copy(update=...)``, pydantic's way to change a frozen model (a notebook's
+    next run), took its values unchecked: a stage given as a mapping reached the run as a
+    dict, which failed deep in it with a bare AttributeError, and ``backend: cpuu`` ran. The
+    changes are checked as the constructor checks them: valid ones give the model the
+    constructor gives (a mapping made a section), an invalid one is its one ConfigError line,
+    naming ``model_copy()`` and the key."""
+    cls = getattr(pipeline.config, model)
+    made = pipeline.Config.model_validate(_A_RUN) if model == "Config" else cls()
+    with pytest.raises(ConfigError) as info:
+        made.model_copy(update=update)
+    e = info.value
+    call = "pipeline.Config" if model == "Config" else f"pipeline.config.{model}"
+    assert str(e).startswith(f"{call}.model_copy(): "), e
+    assert e.key == key and said in str(e) and len(str(e).splitlines()) == 1, e
+    small_input(tmp_path)
+    config = load_config(write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr"))
+    changed = config.model_copy(
+        update={"stages": [{"op": "multiply", "factor": 2}], "output": {"store": "o2.zarr"}}
+    )
+    assert changed == pipeline.Config(
+        **{**config.model_dump(), "stages": [{"op": "multiply", "factor": 2}]},
+    ).model_copy(update={"output": pipeline.config.OutputConfig(store="o2.zarr")})
+    assert changed.output.store == "o2.zarr" and changed.stages[0].op == "multiply"
+    assert changed.input == config.input and changed.model_copy() == changed
+    assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
+
+
 def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
     """``host_memory_limit: '0.5'`` (a number quoted) was cut to whole bytes by dask's
     parse_bytes, a budget of 0 bytes, and ``'1.0'`` one of 1 byte; ``mps: off``, as the

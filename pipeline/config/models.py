@@ -177,6 +177,30 @@ class Model(BaseModel):
             raise _positional_error(cls, source, args)
         checked(lambda: super(Model, self).__init__(**data), data, cls, source, place=_place(cls))
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy of the model, with the values ``update`` gives checked and made as the
+        constructor checks and makes them (``__init__``): pydantic's ``model_copy`` takes them
+        as they are, so ``config.model_copy(update={"stages": [{"op": "square"}]})`` had
+        reached the run with a dict for a stage (a bare AttributeError deep in it) and
+        ``{"backend": "cpuu"}`` had run. An invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line, its ``file``
+        ``pipeline.Config.model_copy()``. The sections not given are this model's own (a
+        ``deep`` copy, where asked)."""
+        copied = super().model_copy(deep=deep)
+        if not update:
+            return copied
+        cls = type(self)
+        source = f"{_constructor(cls).removesuffix('()')}.model_copy()"
+        data = {name: getattr(copied, name) for name in cls.model_fields}
+        data.update(update)
+        return checked(
+            lambda: super(Model, cls).model_validate(data),
+            data,
+            cls,
+            source,
+            place=_place(cls),
+        )
+
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         """The model made from the mapping ``obj``, as pydantic's ``model_validate`` makes it
