@@ -494,6 +494,12 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
         )
         fix = "pip install cftime"
         how = f"`pip install cftime` (xarray decodes such times with it), or {alone}"
+    elif "units" in named and _units_decode(attrs):
+        # cftime is there, and the units decode: the values are what xarray fails on (h65e:
+        # told to correct the units)
+        what = f"has {said}, and values that xarray cannot decode as times in them"
+        fix = "correct the values, or output.array: ''"
+        how = f"correct the values in the input, or {alone}"
     else:
         fix = f"correct {' and '.join(named) or 'the coordinate'}, or output.array: ''"
         how = f"correct {' and '.join(named) or 'the coordinate'} in the input, or {alone}"
