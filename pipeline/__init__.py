@@ -640,8 +640,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
     ``config``: a YAML file's path, the same content as a mapping, or a :class:`Config`.
     ``client``: a ``distributed.Client`` to run on (left open; the plan is sized for its
-    workers and threads); without one, the config's cluster is started (and closed) or
-    joined, as on the command line. ``options``: the command line's, as
+    workers, their threads and memory limits); without one, the config's cluster is started
+    (and closed) or joined, as on the command line. ``options``: the command line's, as
     :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
     ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
     default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain

@@ -1222,6 +1222,46 @@ def test_a_positional_argument_to_a_models_constructor_is_one_line(
     assert cluster.workers == 2 and cluster.model_copy(deep=True) == cluster
 
 
+@pytest.mark.parametrize(
+    ("model", "update", "key", "said"),
+    [
+        ("Config", {"backend": "cpuu"}, "backend", "must be auto, gpu or cpu (got 'cpuu')"),
+        ("Config", {"stages": "square"}, "stages", "- op: square"),
+        ("Config", {"foo": 1}, "foo", "unknown key 'foo'"),
+        ("ClusterConfig", {"workers": 2.5}, "workers", "whole number"),
+    ],
+    ids=["bad-value", "not-a-list", "unknown-key", "section"],
+)
+def test_a_models_copy_with_changes_checks_them_as_its_constructor_does(
+    tmp_path: Path, model: str, update: dict[str, Any], key: str, said: str
+) -> None:
+    """``config.model_copy(update=...)``, pydantic's way to change a frozen model (a notebook's
+    next run), took its values unchecked: a stage given as a mapping reached the run as a
+    dict, which failed deep in it with a bare AttributeError, and ``backend: cpuu`` ran. The
+    changes are checked as the constructor checks them: valid ones give the model the
+    constructor gives (a mapping made a section), an invalid one is its one ConfigError line,
+    naming ``model_copy()`` and the key."""
+    cls = getattr(pipeline.config, model)
+    made = pipeline.Config.model_validate(_A_RUN) if model == "Config" else cls()
+    with pytest.raises(ConfigError) as info:
+        made.model_copy(update=update)
+    e = info.value
+    call = "pipeline.Config" if model == "Config" else f"pipeline.config.{model}"
+    assert str(e).startswith(f"{call}.model_copy(): "), e
+    assert e.key == key and said in str(e) and len(str(e).splitlines()) == 1, e
+    small_input(tmp_path)
+    config = load_config(write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr"))
+    changed = config.model_copy(
+        update={"stages": [{"op": "multiply", "factor": 2}], "output": {"store": "o2.zarr"}}
+    )
+    assert changed == pipeline.Config(
+        **{**config.model_dump(), "stages": [{"op": "multiply", "factor": 2}]},
+    ).model_copy(update={"output": pipeline.config.OutputConfig(store="o2.zarr")})
+    assert changed.output.store == "o2.zarr" and changed.stages[0].op == "multiply"
+    assert changed.input == config.input and changed.model_copy() == changed
+    assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
+
+
 def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
     """``host_memory_limit: '0.5'`` (a number quoted) was cut to whole bytes by dask's
     parse_bytes, a budget of 0 bytes, and ``'1.0'`` one of 1 byte; ``mps: off``, as the
@@ -2631,3 +2671,40 @@ def test_a_damaged_input_chunk_names_pipeline_verify_as_the_api_calls_it(tmp_pat
         "then `pipeline.verify(config)` names the call that finishes the output"
     ), line
     assert "`pipeline verify`" not in line, line
+
+
+def test_a_clients_workers_memory_limits_size_the_plan(tmp_path: Path) -> None:
+    """``pipeline.run(cfg, client=client)`` sized the plan by this machine's RAM (0.8 of it a
+    worker), whatever memory limit the client's workers have: a cluster of 120 MiB workers
+    ran blocks they could not hold, and its nanny killed them, four times, before the run
+    failed with the output incomplete. The workers' own limits size it, as for a scheduler
+    joined by address: auto is the weakest worker's limit (shared by workers that are threads
+    of one process), and a plan that limit cannot hold is refused before anything is
+    written."""
+    from distributed import Client, LocalCluster
+
+    small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out)
+    limit = 3 << 30  # more than this process uses (a worker past 80% of it is paused)
+    for n in (1, 2):  # threads of this process, each comparing all of its memory with its limit
+        with (
+            LocalCluster(
+                n_workers=n, processes=False, memory_limit=limit, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            summary = pipeline.run(path, client=client, overwrite=True)
+        assert summary.host_budget == limit // n, (n, summary.host_budget)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, memory_limit="120MiB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        pytest.raises(PlanError) as info,
+    ):
+        pipeline.run(path, client=client, overwrite=True)
+    e = info.value
+    assert e.host_budget == 120 << 20 and "120.00 MiB" in str(e), str(e)
+    assert len(str(e).splitlines()) == 1
+    assert summary.status == "complete" and status(out) == "complete"

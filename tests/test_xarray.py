@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
@@ -3764,7 +3765,7 @@ def test_a_coordinate_xarray_cannot_decode_is_refused_in_the_plan(
     write_times(src, zarr_format, attrs, values, dim)
     with warnings.catch_warnings():  # what xarray does with it
         warnings.simplefilter("ignore")
-        with pytest.raises((ValueError, ImportError)):
+        with pytest.raises((ValueError, ImportError, OverflowError)):
             xr.open_zarr(str(src)).load()
         assert xr.open_zarr(str(src), decode_times=False)["time"].attrs == attrs
     before = file_states(src)
@@ -3772,8 +3773,11 @@ def test_a_coordinate_xarray_cannot_decode_is_refused_in_the_plan(
         pipeline.plan(config(tmp_path))
     e = info.value
     assert (e.variable, e.coordinate, e.attributes) == (str(src / "time"), "time", named)
-    if case == "value":  # the units decode: the values are past datetime64's dates
+    if case == "value" and importlib.util.find_spec("cftime") is None:
+        # the units decode: the values are past datetime64's dates, or past any
         assert e.fix == "pip install cftime, correct the values, or output.array: ''"
+    elif case == "value":  # past cftime's too: it had been told to correct the units
+        assert e.fix == "correct the values, or output.array: ''"
     else:
         assert e.fix == f"correct {' and '.join(named)}, or output.array: ''"
     assert len(str(e).splitlines()) == 1 and str(src / "time") in str(e)
@@ -4182,6 +4186,40 @@ def test_a_calendar_only_cftime_decodes_needs_cftime(tmp_path: Path) -> None:
         with pytest.raises(InputError) as info:
             pipeline.run(config(tmp_path))
         assert info.value.fix == "pip install cftime" and "'360_day'" in str(info.value)
+        assert not (tmp_path / "out.zarr").exists()
+        return
+    assert pipeline.run(config(tmp_path)).status == "complete"
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert list(got["time"].values) == list(want["time"].values)
+
+
+@pytest.mark.parametrize(
+    ("units", "values"),
+    [
+        ("hours since 0001-01-01 00:00:00", [17522904.0, 17522910.0, 17522916.0]),  # NCEP's
+        ("days since 1601-01-01", [146097.0, 146098.0, 146099.0]),  # Windows' epoch
+    ],
+    ids=["year-1", "year-1601"],
+)
+def test_a_reference_date_past_datetime64_needs_cftime_not_other_units(
+    tmp_path: Path, units: str, values: list[float]
+) -> None:
+    """Times counted from a reference date that datetime64[ns] cannot hold (``hours since
+    0001-01-01``, as reanalyses store theirs), their dates within it: xarray decodes them with
+    cftime, and fails without it. The line told the user to correct the units and calendar
+    in the input, which are right; it names ``pip install cftime``. With cftime the times
+    come out as xarray opens them."""
+    import importlib.util
+
+    attrs = {"units": units, "calendar": "standard"}
+    write_times(tmp_path / "in.zarr", 3, attrs, values, True)
+    if importlib.util.find_spec("cftime") is None:
+        with pytest.raises(InputError) as info:
+            pipeline.plan(config(tmp_path))
+        e = info.value
+        assert e.fix == "pip install cftime" and e.attributes == ["units", "calendar"], str(e)
+        assert "`pip install cftime`" in str(e) and "correct" not in str(e), str(e)
+        assert len(str(e).splitlines()) == 1
         assert not (tmp_path / "out.zarr").exists()
         return
     assert pipeline.run(config(tmp_path)).status == "complete"

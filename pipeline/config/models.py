@@ -178,6 +178,30 @@ class Model(BaseModel):
             raise _positional_error(cls, source, args)
         checked(lambda: super(Model, self).__init__(**data), data, cls, source, place=_place(cls))
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy of the model, with the values ``update`` gives checked and made as the
+        constructor checks and makes them (``__init__``): pydantic's ``model_copy`` takes them
+        as they are, so ``config.model_copy(update={"stages": [{"op": "square"}]})`` had
+        reached the run with a dict for a stage (a bare AttributeError deep in it) and
+        ``{"backend": "cpuu"}`` had run. An invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line, its ``file``
+        ``pipeline.Config.model_copy()``. The sections not given are this model's own (a
+        ``deep`` copy, where asked)."""
+        copied = super().model_copy(deep=deep)
+        if not update:
+            return copied
+        cls = type(self)
+        source = f"{_constructor(cls).removesuffix('()')}.model_copy()"
+        data = {name: getattr(copied, name) for name in cls.model_fields}
+        data.update(update)
+        return checked(
+            lambda: super(Model, cls).model_validate(data),
+            data,
+            cls,
+            source,
+            place=_place(cls),
+        )
+
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         """The model made from the mapping ``obj``, as pydantic's ``model_validate`` makes it
@@ -775,9 +799,9 @@ class ClusterConfig(Model):
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
-        "it, and more than RAM / workers is refused; a joined cluster's workers have their "
-        "own memory limits (`dask worker --memory-limit`): a fraction is of the weakest "
-        "worker's, auto all of it, and more is refused",
+        "it, and more than RAM / workers is refused; a joined cluster's workers (or those of "
+        "pipeline.run's client) have their own memory limits (`dask worker --memory-limit`): "
+        "a fraction is of the weakest worker's, auto all of it, and more is refused",
     )
     protocol: Literal["auto", "tcp", "ucx", "inproc"] = Field(
         "auto",

@@ -95,10 +95,10 @@ class Facts:
     the driver installed it and this process's environment names no MPS pipe folder of a
     user's own (``CUDA_MPS_PIPE_DIRECTORY``); '' otherwise, and on a joined cluster"""
     worker_memory_limit: int | None = None
-    """bytes of host memory one worker may use on a cluster joined by address: the weakest
-    worker's own memory limit (what its nanny enforces), or for a worker without one its
-    host's RAM shared by the workers there; None for this machine's own (local) cluster,
-    whose workers share ``host_total_bytes``"""
+    """bytes of host memory one worker may use on a cluster joined by address or a caller's
+    client's (:meth:`with_worker_limits`): the weakest worker's own memory limit (what its
+    nanny enforces), or for a worker without one its host's RAM shared by the workers there;
+    None for this machine's own (local) cluster, whose workers share ``host_total_bytes``"""
 
     @classmethod
     def local(cls, want_gpu: bool = True) -> Facts:
@@ -137,6 +137,30 @@ class Facts:
             extra = held.get(g.bus_id, 0) if g.bus_id else 0
             gpus.append(dataclasses.replace(g, free_bytes=min(g.total_bytes, g.free_bytes + extra)))
         return dataclasses.replace(self, gpus=tuple(gpus))
+
+    def with_worker_limits(self, workers: dict[str, dict[str, Any]]) -> Facts:
+        """These facts (this machine's) with ``worker_memory_limit`` the weakest of a
+        caller's cluster's ``workers`` (``client.scheduler_info()['workers']``): a worker's own
+        ``memory_limit`` (what its nanny enforces, what pauses it), or, for one without, this
+        machine's RAM shared by the workers of its host (the scheduler knows no host's RAM);
+        workers that are threads of this process (``inproc://`` addresses) each compare the
+        whole process's memory with their limit, so theirs is shared by them all. A caller's
+        client had been planned as a local cluster, by this machine's RAM, whatever its
+        workers' limits."""
+        if not workers:
+            return self
+        import dataclasses
+        from collections import Counter
+
+        hosts = Counter(w.get("host") for w in workers.values())
+        threads = sum(1 for a in workers if str(a).startswith("inproc://"))
+        limits = []
+        for address, w in workers.items():
+            own = int(w.get("memory_limit") or 0)
+            if own and str(address).startswith("inproc://"):
+                own //= threads
+            limits.append(own or self.host_total_bytes // hosts[w.get("host")])
+        return dataclasses.replace(self, worker_memory_limit=min(limits))
 
     def as_dict(self) -> dict[str, Any]:
         return {

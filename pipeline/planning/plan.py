@@ -692,6 +692,9 @@ def make_plan(
     chain = values_chain(config, info.dtype, kept.unpacking)
     _check_axes(config, info)
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
+    # a caller's client's workers are not this run's local cluster, whatever the config's
+    # cluster.scheduler: their own memory limits size the plan, as a joined cluster's
+    own = workers.local and scheduler_workers is None
     ctx = _Context(
         config=config,
         backend=backend,
@@ -699,7 +702,7 @@ def make_plan(
         out_dtype=chain[-1].out_dtype,
         workers=workers,
         device_budget=_device_budget(config, backend, facts, workers),
-        host_budget=memory.host_budget(config, facts, workers.count, workers.local),
+        host_budget=memory.host_budget(config, facts, workers.count, own),
         protocol=protocol,
         carried=kept,
         cores=facts.cpu_count,
@@ -707,7 +710,7 @@ def make_plan(
             joined=scheduler_threads is not None,
             workers=workers.count,
             host_memory=facts.host_total_bytes,
-            worker_memory_limit=None if workers.local else facts.worker_memory_limit,
+            worker_memory_limit=None if own else facts.worker_memory_limit,
             gpu_memory=min((g.total_bytes for g in facts.gpus), default=None),
             backend=backend,
             host_fraction=(

@@ -7,6 +7,7 @@ which is refused before anything is written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -486,6 +487,21 @@ def _check_frame_reads(loc: Location, store: Any, variable: Variable) -> None:
             "`pip install cftime` (xarray decodes such dates with it, where they are dates at "
             f"all), correct the values, or {alone}"
         )
+    elif no_cftime and "units" in named and (year := _reference_past_datetime64(attrs)):
+        # the units are fine, their reference date before 1678 or after 2261 (NCEP's `hours
+        # since 1-1-1`): xarray falls back to cftime for it (h65e: told to correct the units)
+        what = (
+            f"has {said}, whose reference date (the year {year}) is past the dates "
+            "datetime64[ns] holds"
+        )
+        fix = "pip install cftime"
+        how = f"`pip install cftime` (xarray decodes such times with it), or {alone}"
+    elif "units" in named and _units_decode(attrs):
+        # cftime is there, and the units decode: the values are what xarray fails on (h65e:
+        # told to correct the units)
+        what = f"has {said}, and values that xarray cannot decode as times in them"
+        fix = "correct the values, or output.array: ''"
+        how = f"correct the values in the input, or {alone}"
     else:
         fix = f"correct {' and '.join(named) or 'the coordinate'}, or output.array: ''"
         how = f"correct {' and '.join(named) or 'the coordinate'} in the input, or {alone}"
@@ -546,6 +562,33 @@ def _units_decode(attrs: dict[str, Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+#: The CF time units cftime decodes in every calendar (``months`` and ``years`` only in the
+#: 360-day one), as xarray and cftime spell them, in any case.
+_CFTIME_UNITS = frozenset(
+    f"{u}{s}"
+    for u in ("day", "hour", "minute", "second", "millisecond", "microsecond")
+    for s in ("", "s")
+)
+_STANDARD_CALENDARS = frozenset(("standard", "gregorian", "proleptic_gregorian"))
+_REFERENCE = re.compile(r"\s*(\w+)\s+since\s+(-?\d{1,4})-\d{1,2}-\d{1,2}(?![\d-])", re.I)
+
+
+def _reference_past_datetime64(attrs: dict[str, Any]) -> int | None:
+    """The year of the reference date of CF time ``units`` (``hours since 0001-01-01``) that
+    lies past what datetime64[ns] holds (years 1678 to 2261), in a standard calendar and a
+    unit that cftime decodes, so that xarray, whose pandas decoding fails on it, decodes the
+    times with cftime where it is installed (years 1 to 9999: cftime has no year 0 in these
+    calendars); None for any other units or calendar."""
+    found = _REFERENCE.match(str(attrs.get("units", "")))
+    calendar = str(attrs.get("calendar") or "standard").lower()
+    if found is None or calendar not in _STANDARD_CALENDARS:
+        return None
+    unit, year = found.group(1).lower(), int(found.group(2))
+    if unit not in _CFTIME_UNITS or year < 1 or 1678 <= year <= 2261:
+        return None
+    return year
 
 
 def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> None:

@@ -201,9 +201,10 @@ def _planned(
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client, address)
         workers = _scheduler_workers(client, address)
+        facts = Facts.local(want_gpu=config.backend != "cpu").plus_held(held)
         plan = make_plan(
             config,
-            Facts.local(want_gpu=config.backend != "cpu").plus_held(held),
+            facts.with_worker_limits(workers),  # their memory limits, not this machine's RAM
             scheduler_workers=len(workers) or None,
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
             worker_protocol=protocol_of(workers),
