@@ -261,7 +261,9 @@ def test_a_fill_value_beyond_the_dtypes_range_reads_as_zarr_python_reads_it(
     spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
     assert ts.open(spec).result().read().result().tobytes() == out[...].tobytes()
     # from Python (warnings still errors: the command line's filters not yet set here)
-    assert pipeline.verify(cfg, all=True).status == "complete"
+    result = pipeline.verify(cfg, all=True)
+    assert result.status == "complete"
+    assert said[0] in result.input_notes, result.input_notes  # h65a: the plan's note too
     _verify(cfg, cli)
 
 
@@ -269,7 +271,8 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
     """`plan`, `run` (worker processes) and `verify` of an input whose fill value float32
     cannot hold, as a user runs them: stderr holds no warning (NumPy's "RuntimeWarning:
     overflow encountered in cast", from zarr-python's parsing of the fill value, had been
-    printed at each opening); the plan's note says it instead."""
+    printed at each opening); the plan's note says it instead, once, and `run` and `verify`
+    repeat it (h65a: verify had said none)."""
     import os
     import subprocess
     import sys
@@ -294,8 +297,12 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
         )
         assert proc.returncode == 0, proc.stderr
         assert "Warning" not in proc.stderr, proc.stderr
+        note = "names the fill value 1e+40, beyond float32's range"
         if args[0] == "plan":
-            assert "names the fill value 1e+40, beyond float32's range" in proc.stdout
+            assert proc.stdout.count(note) == 1, proc.stdout
+        else:
+            said = [ln for ln in proc.stderr.splitlines() if note in ln]
+            assert len(said) == 1 and said[0].startswith("note: "), proc.stderr
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])

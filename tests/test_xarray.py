@@ -3579,6 +3579,8 @@ def test_attributes_changed_after_consolidation_come_from_the_arrays_with_a_note
     ds = open_dataset(tmp_path / "out.zarr")
     assert ds["t"].attrs["units"] == "degC" and ds["x"].attrs["units"] == "m"
     assert ds.attrs["title"] == "new"
+    result = pipeline.verify(cfg)  # h65a: verify repeats the plan's note, passing
+    assert result.ok and note in result.input_notes, result.input_notes
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")

@@ -603,6 +603,16 @@ def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
     )
 
 
+def reading_notes(location: Location, path: str, arr: Any) -> list[str]:
+    """The notes of how the input array ``arr`` at ``path`` is read, in words, which ``plan``
+    and ``run`` give and ``verify`` repeats (it compares what it reads so, h65a: it had said
+    none of the fill value's): its metadata of both Zarr formats
+    (:func:`other_format_metadata`), a fill value beyond its dtype's range
+    (:func:`beyond_range_fill`). Reads only its metadata."""
+    found = [other_format_metadata(location, path, arr), beyond_range_fill(location, path, arr)]
+    return [n for n in found if n]
+
+
 def _did_you_mean(location: Location, path: str) -> str:
     """`` (did you mean 'air'?)`` naming the arrays of ``path``'s parent group whose names
     are close to its last part (helper-41: a misspelled array got no hint, a group lists its
