@@ -335,3 +335,42 @@ def test_an_integer_fill_value_beyond_the_dtypes_range_is_refused_naming_it(
     assert info.value.store == str(doc) and info.value.status == "unreadable"
     assert not (tmp_path / "out.zarr").exists()
     assert {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()} == before
+
+
+def test_a_fill_value_to_mend_in_a_consolidated_dataset_names_consolidating_it_again(
+    tmp_path: Path,
+) -> None:
+    """h65a: the variable of a Dataset xarray wrote (Zarr v3, consolidated) whose own
+    metadata was edited to a fill value int16 cannot hold: the refusal asked for a value
+    int16 holds in that document, and that edit alone (another value than the consolidated
+    copy's) met a second refusal, the copy stale. The line names both steps; done, the plan
+    takes the input."""
+    import warnings
+
+    from pipeline.errors import InputError
+
+    xr = pytest.importorskip("xarray")
+    src = tmp_path / "in.zarr"
+    t = np.arange(48, dtype="int16").reshape(6, 8) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's: v3 does not specify consolidation
+        xr.Dataset({"t": (("y", "x"), t)}).to_zarr(str(src), zarr_format=3, consolidated=True)
+    doc = src / "t" / "zarr.json"
+    meta = json.loads(doc.read_text())
+    meta["fill_value"] = 70000
+    doc.write_text(json.dumps(meta))
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr", input={"array": "t"})
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    line = str(info.value)
+    assert "one int16 holds, as the fill value in that document, then consolidate the " in line
+    assert "input's metadata again (zarr.consolidate_metadata on its store)" in line, line
+    meta["fill_value"] = 5
+    doc.write_text(json.dumps(meta))
+    with pytest.raises(InputError) as info:  # the edit alone: the second refusal
+        pipeline.plan(cfg)
+    assert "is stale: 't' has another fill_value" in str(info.value), info.value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    assert pipeline.plan(cfg).notes == ()
