@@ -1076,25 +1076,30 @@ def _refuse_damaged_record(plan: Plan, where: str) -> None:
 
 def _once_removed(plan: Plan) -> str:
     """What ``run`` does at the output once the damaged part of its run record is removed,
-    in words (the first of :data:`FLAGS` it takes then: the decision reads nothing of that
-    part but a lock there, or a ``run.json``, that it would find gone too); where it takes
-    none, a plain run's refusal then, which names what to do."""
+    in words, as its decision then goes (which reads nothing of that part but a lock there,
+    or a ``run.json``, that it would find gone too): a plain run's start, else a resume, else,
+    of a complete output, that it is complete (and that ``--overwrite`` replaces it), else
+    ``--overwrite``'s start; where it takes none, a plain run's refusal then, which names
+    what to do."""
     refusals: list[OutputError] = []
-    for flag in FLAGS:
+
+    def takes(flag: str) -> str | None:
         p = resumed_plan(plan) if flag == "--resume" else plan
         try:
-            start = _decide_start(p, flag == "--overwrite", flag == "--resume", record=False)
+            return _decide_start(p, flag == "--overwrite", flag == "--resume", record=False)
         except OutputError as e:
             refusals.append(e)
-            continue
-        if flag == "--overwrite":
-            return "`run --overwrite` starts over"
-        if start == "resume":
-            return "`run --resume` finishes it"
-        if start == "done":
-            return "`run --resume` finds it complete"
+            return None
+
+    if takes("") is not None:
         return "`run` creates it"
-    return str(refusals[0])
+    resumed = takes("--resume")
+    if resumed == "resume":
+        return "`run --resume` finishes it"
+    replaced = takes("--overwrite") is not None
+    if resumed == "done":  # a complete output's stray record: nothing to finish
+        return "it is complete (`run --overwrite` replaces it)" if replaced else "it is complete"
+    return "`run --overwrite` starts over" if replaced else str(refusals[0])
 
 
 def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:
