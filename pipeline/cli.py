@@ -970,8 +970,8 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
 def _verify(args: argparse.Namespace, config: Any) -> int:
     res, failure = _judged(args, config)
     print_rows(res.rows(), "verify")
-    if res.input_formats is not None:  # zarr-python's warning of it is not shown (h55b)
-        print(f"note: {res.input_formats}", file=sys.stderr)
+    for note in res.input_notes:  # as the plan says them; zarr-python's warnings of both
+        print(f"note: {note}", file=sys.stderr)  # formats (h55b), of the fill value, unshown
     if failure is not None:
         print(f"error: {failure}", file=sys.stderr)
         return 1

@@ -261,7 +261,9 @@ def test_a_fill_value_beyond_the_dtypes_range_reads_as_zarr_python_reads_it(
     spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "out.zarr")}}
     assert ts.open(spec).result().read().result().tobytes() == out[...].tobytes()
     # from Python (warnings still errors: the command line's filters not yet set here)
-    assert pipeline.verify(cfg, all=True).status == "complete"
+    result = pipeline.verify(cfg, all=True)
+    assert result.status == "complete"
+    assert said[0] in result.input_notes, result.input_notes  # h65a: the plan's note too
     _verify(cfg, cli)
 
 
@@ -269,7 +271,8 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
     """`plan`, `run` (worker processes) and `verify` of an input whose fill value float32
     cannot hold, as a user runs them: stderr holds no warning (NumPy's "RuntimeWarning:
     overflow encountered in cast", from zarr-python's parsing of the fill value, had been
-    printed at each opening); the plan's note says it instead."""
+    printed at each opening); the plan's note says it instead, once, and `run` and `verify`
+    repeat it (h65a: verify had said none)."""
     import os
     import subprocess
     import sys
@@ -294,8 +297,12 @@ def test_a_fill_value_beyond_the_dtypes_range_prints_no_warning(tmp_path: Path) 
         )
         assert proc.returncode == 0, proc.stderr
         assert "Warning" not in proc.stderr, proc.stderr
+        note = "names the fill value 1e+40, beyond float32's range"
         if args[0] == "plan":
-            assert "names the fill value 1e+40, beyond float32's range" in proc.stdout
+            assert proc.stdout.count(note) == 1, proc.stdout
+        else:
+            said = [ln for ln in proc.stderr.splitlines() if note in ln]
+            assert len(said) == 1 and said[0].startswith("note: "), proc.stderr
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
@@ -328,3 +335,42 @@ def test_an_integer_fill_value_beyond_the_dtypes_range_is_refused_naming_it(
     assert info.value.store == str(doc) and info.value.status == "unreadable"
     assert not (tmp_path / "out.zarr").exists()
     assert {p: p.read_bytes() for p in (tmp_path / "in.zarr").rglob("*") if p.is_file()} == before
+
+
+def test_a_fill_value_to_mend_in_a_consolidated_dataset_names_consolidating_it_again(
+    tmp_path: Path,
+) -> None:
+    """h65a: the variable of a Dataset xarray wrote (Zarr v3, consolidated) whose own
+    metadata was edited to a fill value int16 cannot hold: the refusal asked for a value
+    int16 holds in that document, and that edit alone (another value than the consolidated
+    copy's) met a second refusal, the copy stale. The line names both steps; done, the plan
+    takes the input."""
+    import warnings
+
+    from pipeline.errors import InputError
+
+    xr = pytest.importorskip("xarray")
+    src = tmp_path / "in.zarr"
+    t = np.arange(48, dtype="int16").reshape(6, 8) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's: v3 does not specify consolidation
+        xr.Dataset({"t": (("y", "x"), t)}).to_zarr(str(src), zarr_format=3, consolidated=True)
+    doc = src / "t" / "zarr.json"
+    meta = json.loads(doc.read_text())
+    meta["fill_value"] = 70000
+    doc.write_text(json.dumps(meta))
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr", input={"array": "t"})
+    with pytest.raises(InputError) as info:
+        pipeline.plan(cfg)
+    line = str(info.value)
+    assert "one int16 holds, as the fill value in that document, then consolidate the " in line
+    assert "input's metadata again (zarr.consolidate_metadata on its store)" in line, line
+    meta["fill_value"] = 5
+    doc.write_text(json.dumps(meta))
+    with pytest.raises(InputError) as info:  # the edit alone: the second refusal
+        pipeline.plan(cfg)
+    assert "is stale: 't' has another fill_value" in str(info.value), info.value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    assert pipeline.plan(cfg).notes == ()

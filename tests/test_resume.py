@@ -22,6 +22,7 @@ import pytest
 import yaml
 import zarr
 
+import pipeline
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError
@@ -359,6 +360,80 @@ def test_copies_of_a_marker_under_other_names_mark_nothing(work: Work, cli) -> N
     rc, _, err = cli("run", work.config, "--resume")
     assert rc == 0, err
     assert f"resuming: {skipped} of {work.rows} blocks already written" in err, err
+    assert status(work.output) == "complete"
+    assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+
+
+def _misshape(output: Path, part: str) -> str:
+    """Put something of another kind at ``part`` of the run record of ``output`` (a file where
+    the record or its ``done`` folder goes, a folder where a marker, the lock or ``run.json``
+    goes); the key named, under the output."""
+    record = output / ".pipeline"
+    if part == "marker":
+        part = f"done/{marker_names(output)[0]}"
+    at = record / part if part else record
+    if at.is_dir():
+        shutil.rmtree(at)
+    else:
+        at.unlink()
+    if part in ("", "done"):
+        at.write_text("not a folder")
+    else:
+        (at / "x").mkdir(parents=True)
+    return f".pipeline/{part}".rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("part", "then"),
+    [
+        ("done", "--resume"),
+        ("marker", "--resume"),
+        ("lock", "--resume"),
+        ("run.json", "--overwrite"),
+        ("", "--overwrite"),
+    ],
+    ids=["done-a-file", "marker-a-folder", "lock-a-folder", "run.json-a-folder", "record-a-file"],
+)
+def test_a_run_record_part_of_another_kind_is_named_by_every_command(
+    work: Work, cli, part: str, then: str
+) -> None:
+    """h65a: the killed output's run record with a part of another kind than the run keeps
+    there (its ``done`` folder or the record itself a file, a marker, the lock or
+    ``run.json`` a folder): verify, plan and a plain run had said `run --resume` finishes it,
+    which then stopped with the file system's NotADirectoryError or IsADirectoryError ("mend
+    what is at that path"), after computing a block where a marker was a folder; so had
+    `run --overwrite` where the lock or run.json was one, and every command where the record
+    was a file. Every command refuses in the same line, naming the path to remove and the run
+    that works then, nothing written; that run, once the path is removed, finishes the output
+    to NumPy's values."""
+    work.restore_killed()
+    key = _misshape(work.output, part)
+    path = work.output / key
+    snapshot = file_states(work.output)
+    line = f"the run record of {work.output} is damaged: {key} is " + (
+        "a file where the run keeps a folder" if part in ("", "done") else "a folder where"
+    )
+    fix = f"remove {path} yourself, then `run {then}` "
+    rc, out, err = cli("verify", work.config)
+    assert rc == 1 and re.search(r"output status\s+incomplete", out), out + err
+    said = one_line_error(err)
+    assert line in said and fix in said, said
+    rc, out, err = cli("plan", work.config)
+    assert rc == 1 and line in out and fix in out, out + err
+    for flags in ((), ("--resume",), ("--overwrite",)):
+        rc, _, err = cli("run", work.config, "--progress", "none", *flags)
+        assert rc == 1, err
+        said = one_line_error(err)
+        assert line in said and fix in said, said
+    assert pipeline.verify(work.config).advice.endswith(
+        "`pipeline.run(config, resume=True)` finishes it"
+        if then == "--resume"
+        else "`pipeline.run(config, overwrite=True)` starts over"
+    )
+    assert file_states(work.output) == snapshot  # none wrote anything
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    rc, _, err = cli("run", work.config, "--progress", "none", then)
+    assert rc == 0, err
     assert status(work.output) == "complete"
     assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
 

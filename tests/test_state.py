@@ -156,6 +156,36 @@ def test_resume_of_a_current_complete_output_does_nothing(done: Done, cli) -> No
     assert plan_rows(out)["output now"] == "complete: `run --overwrite` replaces it"
 
 
+def test_a_file_where_a_complete_outputs_run_record_goes_is_named_by_every_command(
+    done: Done, cli
+) -> None:
+    """h65a: a complete output holding a file named ``.pipeline``, where a run keeps its
+    record (and its lock): every command had stopped with "the output store answered
+    NotADirectoryError ...: mend what is at that path", the lock's path under it named.
+    Each refuses in one line naming that file to remove, and that the output is complete
+    then, which ``run --overwrite`` replaces; nothing written. Removed, a resume finds the
+    output complete."""
+    stray = done.output / ".pipeline"
+    stray.write_text("mine")
+    before = file_states(done.output)
+    said = (
+        f"the run record of {done.output} is damaged: .pipeline is a file where the run keeps "
+        f"a folder, which no run writes over, even with --overwrite: remove {stray} yourself, "
+        "then it is complete (`run --overwrite` replaces it)"
+    )
+    try:
+        for flags in ((), ("--resume",), ("--overwrite",)):
+            rc, _, err = cli("run", done.config, "--progress", "none", *flags)
+            assert rc == 1 and one_line_error(err) == f"error: {said}", err
+        rc, out, err = cli("plan", done.config)
+        assert rc == 1 and plan_rows(out)["output now"] == f"complete; {said}", out + err
+        assert file_states(done.output) == before
+    finally:
+        stray.unlink()
+    rc, _, err = cli("run", done.config, "--resume")
+    assert rc == 0 and "already complete; nothing to do" in err, err
+
+
 def test_plan_of_a_config_that_overwrites_says_a_plain_run_replaces_the_output(
     done: Done, cli
 ) -> None:

@@ -3580,6 +3580,63 @@ def test_attributes_changed_after_consolidation_come_from_the_arrays_with_a_note
     ds = open_dataset(tmp_path / "out.zarr")
     assert ds["t"].attrs["units"] == "degC" and ds["x"].attrs["units"] == "m"
     assert ds.attrs["title"] == "new"
+    result = pipeline.verify(cfg)  # h65a: verify repeats the plan's note, passing
+    assert result.ok and note in result.input_notes, result.input_notes
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_chunks_under_another_key_encoding_name_every_step_of_the_fix(
+    tmp_path: Path, cli: Any, zarr_format: int
+) -> None:
+    """h65a: a Dataset's variable whose chunks lie under another chunk key encoding's keys
+    than its metadata says (``0/0`` beside a v2 ``"dimension_separator": "."``, ``c.0.0``
+    beside v3's default ``/``), its group consolidated as ``to_zarr`` leaves it: the plan's
+    refusal named the setting to edit, and the edit alone met a second refusal, the
+    consolidated copy stale. The line names both steps; done, the run and verify pass."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    folder = src / "t"
+    if zarr_format == 2:
+        chunks = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        for p in chunks:  # 0.0 -> 0/0, as NestedDirectoryStore wrote them
+            row, col = p.name.split(".")
+            (folder / row).mkdir(exist_ok=True)
+            p.rename(folder / row / col)
+    else:
+        chunks = sorted(p for p in (folder / "c").rglob("*") if p.is_file())
+        for p in chunks:  # c/0/0 -> c.0.0
+            p.rename(folder / ("c." + ".".join(p.relative_to(folder / "c").parts)))
+        shutil.rmtree(folder / "c")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    edit = "'dimension_separator'" if zarr_format == 2 else "'chunk_key_encoding'"
+    assert rc == 1 and "zarr-python reads every element as the fill value" in line, err
+    assert (
+        "then consolidate the input's metadata again (zarr.consolidate_metadata on its store)"
+        in line
+    ), line
+    meta = folder / (".zarray" if zarr_format == 2 else "zarr.json")
+    doc = json.loads(meta.read_text())
+    if zarr_format == 2:
+        assert '("dimension_separator": "/" in its .zarray)' in line, line
+        doc["dimension_separator"] = "/"
+    else:
+        assert '"separator": "."}} in its zarr.json)' in line, line
+        doc["chunk_key_encoding"] = {"name": "default", "configuration": {"separator": "."}}
+    meta.write_text(json.dumps(doc))
+    rc, _, err = cli("plan", cfg)  # the edit alone: the copy is stale, the second refusal
+    assert rc == 1 and "is stale" in one_line_error(err) and edit.strip("'") in err, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's note that v3 does not specify it
+        zarr.consolidate_metadata(str(src))
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    rc, _, err = cli("verify", cfg, "--all")
+    assert rc == 0, err
+    want = open_dataset(src)["t"].values
+    assert same_bits(open_dataset(tmp_path / "out.zarr")["t"].values, reference(want))
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")

@@ -781,10 +781,7 @@ def input_info(
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     check_generated_input(config, arr)
     arrays.check_reader_sees_chunks(info)
-    both = arrays.other_format_metadata(loc, config.input.array.strip("/"), arr)
-    notes += [both] if both else []
-    fill = arrays.beyond_range_fill(loc, config.input.array.strip("/"), arr)
-    notes += [fill] if fill else []
+    notes += arrays.reading_notes(loc, config.input.array.strip("/"), arr)
     return info, arr
 
 

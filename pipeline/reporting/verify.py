@@ -178,6 +178,13 @@ class VerifyResult:
     """where the input array has both Zarr v3 and v2 metadata (zarr-python 3 and 2 both wrote
     at its path): which one the input is read from, in words for a note
     (:func:`pipeline.store.arrays.other_format_metadata`); None where it has one"""
+    input_notes: tuple[str, ...] = ()
+    """the plan's notes of how the input is read, in words, as ``plan`` and ``run`` give
+    them: metadata of both Zarr formats (as :attr:`input_formats`), a fill value beyond its
+    dtype's range (:func:`pipeline.store.arrays.reading_notes`), attributes of its Dataset's
+    consolidated metadata that its members' own differ from
+    (:func:`pipeline.planning.variable.check_consolidated`); ``pipeline verify`` prints each
+    as a note. None of them fails the output"""
     input_unchecked: str | None = None
     """why ``input_changed`` False says nothing of the input's bytes: its store gives no
     change stamps (:attr:`pipeline.planning.plan.StoreIdentity.unstamped`), so a rewrite
@@ -278,6 +285,7 @@ def verify(
     except InputError as e:
         raise absent_input(config, loc_in, e) from None
     formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
+    reading = tuple(arrays.reading_notes(loc_in, config.input.array.strip("/"), src))
     # its unwritten chunks would read as fill values on both sides
     g = config.input.generate
     arrays.check_finished(
@@ -374,6 +382,7 @@ def verify(
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
             input_formats=formats,
+            input_notes=reading + kept.notes,
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
             input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
@@ -468,6 +477,7 @@ def verify(
         group_attributes_edited=edited,
         group_attributes_removed=removed,
         input_formats=formats,
+        input_notes=reading + kept.notes,
         input_unchecked=None if changed else now.unstamped,
     )
 

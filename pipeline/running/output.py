@@ -967,10 +967,14 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         return _decide_start(plan, overwrite, resume)
 
 
-def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
+def _decide_start(plan: Plan, overwrite: bool, resume: bool, record: bool = True) -> str:
+    """:func:`decide_start`'s decision, under the group's lock; with ``record`` False, as
+    it would be once the damaged part of the run record was removed (:func:`_once_removed`)."""
     where = plan.output.location.join(plan.output.path)
     check_parents(plan)
     ledger = plan.sink.ledger
+    if record:
+        _refuse_damaged_record(plan, where)
     if ledger is not None:
         holder = ledger.holder()
         if holder is not None:
@@ -1043,6 +1047,59 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
         raise _exists(plan, state, where)
     except OutputError as e:
         raise _named_or_refused(plan, state, e) from None
+
+
+def _refuse_damaged_record(plan: Plan, where: str) -> None:
+    """Refuse every start (plain, ``--resume``, ``--overwrite``) at an output whose run
+    record has a part of another kind than the run keeps there (:meth:`Ledger.misshapen`: a
+    file where its ``done`` folder goes, a folder where a marker, its lock or ``run.json``
+    goes), naming that path to remove and what ``run`` does once it is gone
+    (:func:`_once_removed`). Each had met the file system's NotADirectoryError or
+    IsADirectoryError ("mend what is at that path"), ``run --resume`` once it had computed a
+    block, ``--overwrite`` too where the lock or ``run.json`` was a folder, while
+    ``verify``, ``plan`` and a plain ``run`` said `run --resume` finishes it (h65a)."""
+    ledger = plan.sink.ledger
+    found = ledger.misshapen() if ledger is not None else None
+    if found is None:
+        return
+    key, there, kept = found
+    path = plan.output.location.join(_key(plan.output.path, key))
+    raise OutputError(
+        f"the run record of {where} is damaged: {key} is {there} where the run keeps {kept}, "
+        f"which no run writes over, even with --overwrite: remove {path} yourself, then "
+        f"{_once_removed(plan)}",
+        output=where,
+        status=output_state(plan),
+        record=path,
+    )
+
+
+def _once_removed(plan: Plan) -> str:
+    """What ``run`` does at the output once the damaged part of its run record is removed,
+    in words, as its decision then goes (which reads nothing of that part but a lock there,
+    or a ``run.json``, that it would find gone too): a plain run's start, else a resume, else,
+    of a complete output, that it is complete (and that ``--overwrite`` replaces it), else
+    ``--overwrite``'s start; where it takes none, a plain run's refusal then, which names
+    what to do."""
+    refusals: list[OutputError] = []
+
+    def takes(flag: str) -> str | None:
+        p = resumed_plan(plan) if flag == "--resume" else plan
+        try:
+            return _decide_start(p, flag == "--overwrite", flag == "--resume", record=False)
+        except OutputError as e:
+            refusals.append(e)
+            return None
+
+    if takes("") is not None:
+        return "`run` creates it"
+    resumed = takes("--resume")
+    if resumed == "resume":
+        return "`run --resume` finishes it"
+    replaced = takes("--overwrite") is not None
+    if resumed == "done":  # a complete output's stray record: nothing to finish
+        return "it is complete (`run --overwrite` replaces it)" if replaced else "it is complete"
+    return "`run --overwrite` starts over" if replaced else str(refusals[0])
 
 
 def _overwrite_refusal(plan: Plan, state: str) -> OutputError | None:

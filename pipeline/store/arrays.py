@@ -152,16 +152,55 @@ def _refuse_units_under_other_keys(
 
 def _misplaced(info: ArrayInfo, key: str, zarr_key: str, setting: str) -> InputError:
     """The refusal of an input whose chunk at ``key`` (a key of another chunk key encoding,
-    which the metadata ``setting`` names) its metadata names as ``zarr_key``."""
+    which the metadata ``setting`` names) its metadata names as ``zarr_key``; where a
+    consolidated copy lists the array (an xarray Dataset's), the edit's next step too
+    (:func:`then_consolidated`: h65a, the edit alone met the plan's refusal of that copy,
+    stale)."""
     return InputError(
         f"the chunks of {info.location.join(info.path)} are stored at keys such as "
         f"{key!r}, but its metadata names them as {zarr_key!r}, where none is, so "
         "zarr-python reads every element as the fill value: give its metadata the "
-        f"key encoding they were written with ({setting}), or copy the array with "
+        f"key encoding they were written with ({setting})"
+        f"{then_consolidated(info.location, info.path)}, or copy the array with "
         "a reader that finds them",
         store=info.location.url,
         key=key,
     )
+
+
+#: What follows an edit of an input node's own metadata that a consolidated copy lists, as
+#: the refusals of such a copy, stale, say it (``planning.variable.check_consolidated``).
+RECONSOLIDATE = "consolidate the input's metadata again (zarr.consolidate_metadata on its store)"
+
+
+def then_consolidated(location: Location, path: str) -> str:
+    """``", then "`` and :data:`RECONSOLIDATE`, for a line that asks for an edit of the
+    metadata document of the node at ``path`` (its chunk key encoding, its fill value),
+    where a consolidated copy in the store lists that node: v2's ``.zmetadata`` or v3's
+    ``consolidated_metadata`` of a group at or above it (``to_zarr`` writes one at the
+    Dataset's group). The edit alone leaves that copy stale, which ``xr.open_zarr`` reads and
+    the plan refuses (h65a: its line named only the edit). '' where none lists it. Reads
+    those groups' documents only."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts:
+        return ""
+    groups = ["/".join(parts[:depth]) for depth in range(len(parts))]
+    keys = [_key_in(g, n) for g in groups for n in (".zmetadata", "zarr.json")]
+    found = _read_documents(location, keys)
+    for g in groups:
+        rel = "/".join(parts[len(g.split("/")) if g else 0 :])
+        for name, names in (
+            (".zmetadata", (f"{rel}/.zarray", f"{rel}/.zgroup")),
+            ("zarr.json", (rel,)),
+        ):
+            parsed = found.get(_key_in(g, name))
+            doc = parsed.doc if isinstance(parsed, _Parsed) else None
+            if name == "zarr.json" and isinstance(doc, dict):
+                doc = doc.get("consolidated_metadata")
+            listed = doc.get("metadata") if isinstance(doc, dict) else None
+            if isinstance(listed, dict) and any(n in listed for n in names):
+                return f", then {RECONSOLIDATE}"
+    return ""
 
 
 def _other_unit_keys(info: ArrayInfo, index: Shape) -> list[tuple[str, str]]:
@@ -599,8 +638,18 @@ def beyond_range_fill(location: Location, path: str, arr: Any) -> str | None:
     return (
         f"{location.said(key)} names the fill value {shown}, beyond {dtype.name}'s range: "
         f"zarr-python reads it, and so every absent chunk, as {read}; if another value was "
-        f"meant, write one {dtype.name} holds in that document"
+        f"meant, write one {dtype.name} holds in that document{then_consolidated(location, path)}"
     )
+
+
+def reading_notes(location: Location, path: str, arr: Any) -> list[str]:
+    """The notes of how the input array ``arr`` at ``path`` is read, in words, which ``plan``
+    and ``run`` give and ``verify`` repeats (it compares what it reads so, h65a: it had said
+    none of the fill value's): its metadata of both Zarr formats
+    (:func:`other_format_metadata`), a fill value beyond its dtype's range
+    (:func:`beyond_range_fill`). Reads only its metadata."""
+    found = [other_format_metadata(location, path, arr), beyond_range_fill(location, path, arr)]
+    return [n for n in found if n]
 
 
 def _did_you_mean(location: Location, path: str) -> str:
@@ -1516,10 +1565,12 @@ def unreadable_metadata(
             f"{said} names the fill value {shown}, beyond {dtype.name}'s range [{info.min}, "
             f"{info.max}], which zarr-python cannot read ({reason}): write the value absent "
             f"chunks mean, one {dtype.name} holds, as the fill value in that document"
+            f"{then_consolidated(location, path)}"
         )
     return refused(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
-        "in that document, or write the array again with zarr-python or xarray"
+        f"in that document{then_consolidated(location, path)}, or write the array again with "
+        "zarr-python or xarray"
     )
 
 

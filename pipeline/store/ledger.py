@@ -117,6 +117,56 @@ class Ledger:
                 total[k] = total.get(k, 0) + int(v)
         return total
 
+    def misshapen(self) -> tuple[str, str, str] | None:
+        """The first part of the record that is not of the kind the run keeps there: the
+        record itself (``.pipeline``) or its ``done`` folder that is a file or a link to
+        nothing, its ``lock``, ``run.json`` or a block's marker (a name :meth:`_name` gives)
+        that is a folder or no regular file. As (its key under the output array
+        ('.pipeline/done'), what is there ('a file'), what the run keeps there ('a
+        folder')); None where every part is as the run keeps it, or absent. Every run meets
+        such a part: the lock's open, the record's read or the markers' listing raised the
+        file system's NotADirectoryError or IsADirectoryError (h65a), a resume only after it
+        computed a block. None on a store that is no local folder: an object store holds an
+        object and keys under it at one name, and the run reads and writes both."""
+        if not self.location.is_local:
+            return None
+        base = f"{self.array_path}/" if self.array_path else ""
+
+        def what(key: str, folder: bool) -> str | None:
+            path = self.location.join(key)
+            if not os.path.lexists(path):
+                return None
+            if not os.path.exists(path):
+                return "a link to nothing"
+            if folder:
+                return None if os.path.isdir(path) else "a file"
+            if os.path.isfile(path):
+                return None
+            return "a folder" if os.path.isdir(path) else "no regular file"
+
+        parts = [(self._key(), True), (self._key("done"), True)]
+        parts += [(self._key(n), False) for n in ("lock", "run.json")]
+        for key, folder in parts:
+            there = what(key, folder)
+            if there is not None:
+                return key[len(base) :], there, "a folder" if folder else "a file"
+            if key == self._key() and not os.path.lexists(self.location.join(key)):
+                return None  # no record: nothing under it either
+        done = self.location.join(self._key("done"))
+        try:
+            with os.scandir(done) as listed:
+                odd = sorted(
+                    e.name for e in listed if _BLOCK_NAME.fullmatch(e.name) and not e.is_file()
+                )
+        except FileNotFoundError:
+            return None
+        for name in odd:
+            key = self._key("done", name)
+            there = what(key, False)
+            if there is not None:
+                return key[len(base) :], there, "a file"
+        return None
+
     def clear_done(self) -> None:
         """Forget every finished block (a fresh start)."""
         self.location.delete(self._key("done"), recursive=True)
@@ -166,8 +216,8 @@ class Ledger:
                 return _read_holder(self.location, key) or {"pid": os.getpid()}
             try:
                 fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                return None
+            except (FileNotFoundError, NotADirectoryError):  # no lock (under a file: none
+                return None  # can be; :meth:`misshapen` names that file)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
