@@ -2067,3 +2067,128 @@ def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
     x[73:76, 133:135] = 7
     pipeline.run(right)
     assert np.array_equal(_zarr_s3(f"{url}/right-out.zarr", options)[...], reference(x))
+
+
+#: What a user allowed to read and write a store's objects may do, in moto's names of the
+#: actions (the API operation's: HeadObject where AWS checks s3:GetObject, a multipart
+#: upload's parts where it checks s3:PutObject); no listing (ListObjectsV2, HeadBucket),
+#: which AWS grants as s3:ListBucket.
+_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:HeadObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjects",
+    "s3:CopyObject",
+    "s3:CreateMultipartUpload",
+    "s3:UploadPart",
+    "s3:CompleteMultipartUpload",
+    "s3:AbortMultipartUpload",
+]
+
+
+@pytest.fixture(scope="module")
+def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
+    """A bucket on :func:`checking_s3`'s server, and users who may not list it: ``reader``
+    reads every object and writes those under ``out/``; ``prefix`` reads and writes only
+    those under ``data/``. Their storage_options, the admin's (``admin``) and the bucket's
+    name (``bucket``)."""
+    import boto3
+    import s3fs
+
+    admin = checking_s3
+    name = f"unlisting-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
+    iam = boto3.client(
+        "iam",
+        endpoint_url=admin["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id=admin["key"],
+        aws_secret_access_key=admin["secret"],
+    )
+    found: dict[str, Any] = {"admin": admin, "bucket": name}
+    arn = f"arn:aws:s3:::{name}"
+    users = {
+        "reader": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:HeadObject"], "Resource": "*"},
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/out/*"},
+        ],
+        "prefix": [
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/data/*"},
+        ],
+    }  # fmt: skip
+    for user, statements in users.items():
+        iam.create_user(UserName=f"{name}-{user}")
+        key = iam.create_access_key(UserName=f"{name}-{user}")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_user_policy(
+            UserName=f"{name}-{user}", PolicyName="objects", PolicyDocument=json.dumps(policy)
+        )
+        found[user] = {**admin, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    return found
+
+
+def _unlisted_config(tmp_path, s3: dict[str, Any], inp: tuple[str, str], out: tuple[str, str]):
+    """A config over ``s3://BUCKET/{inp[0]}`` and ``.../{out[0]}``, reached as the users
+    ``inp[1]`` and ``out[1]`` of :func:`unlisting_s3`."""
+    url = f"s3://{s3['bucket']}"
+    return write_config(
+        tmp_path, "", "", name=f"{uuid.uuid4().hex[:8]}.yaml",
+        input={"store": f"{url}/{inp[0]}", "storage_options": s3[inp[1]]},
+        output={"store": f"{url}/{out[0]}", "storage_options": s3[out[1]]},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_an_s3_store_its_user_may_not_list_names_s3_list_bucket(
+    tmp_path, cli, unlisting_s3, zarr_format: int
+) -> None:
+    """Credentials that may read (and write under a prefix) but not list the bucket: Zarr
+    cannot read an array there (s3fs asks for a listing where a key is not there: a HEAD
+    answered 404, and S3 answers 403 for it, to such a user), and the pipeline had said
+    'PermissionError: Access Denied ...: give access to it', naming no permission, and
+    verify 'no output at ...: run the pipeline first' of an output it could not read. Plan,
+    run, resume and verify each end in one line naming the store, s3:ListBucket and the
+    section whose credentials need it, on the input's side and on the output's, and for a
+    user who may read and write only the objects under a prefix that holds both."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    name = f"data/in-{uuid.uuid4().hex[:8]}.zarr"
+    x = np.zeros((60, 40), np.float32)
+    x[13:15, 21:24] = 7  # a sparse array: its probed chunks are not there
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/{name}", storage_options=s3["admin"])
+    zarr.create_array(
+        store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 10), fill_value=0,
+        zarr_format=zarr_format,
+    )[...] = x  # fmt: skip
+    reader = FsspecStore.from_url(
+        f"s3://{s3['bucket']}/{name}", storage_options=s3["reader"], read_only=True
+    )
+    with pytest.raises(PermissionError):  # zarr-python cannot read it as this user either
+        zarr.open_array(store=reader, mode="r")[...]
+    cases = [
+        ("input", (name, "reader"), ("out/o.zarr", "admin")),
+        ("output", (name, "admin"), ("out/o.zarr", "reader")),
+        # one user who may read and write only the objects under data/: both stores there
+        ("input", (name, "prefix"), ("data/o.zarr", "prefix")),
+    ]
+    for side, inp, out in cases:
+        cfg = _unlisted_config(tmp_path, s3, inp, out)
+        store_url = f"s3://{s3['bucket']}/{(inp if side == 'input' else out)[0]}"
+        for command in (("plan",), ("run",), ("run", "--resume"), ("verify",)):
+            rc, stdout, err = cli(*command, cfg)
+            assert rc == 1, (command, stdout, err)
+            line = one_line_error(err)
+            assert store_url in line, (command, line)
+            assert "S3 ListObjectsV2 needs s3:ListBucket" in line, (command, line)
+            assert "grant s3:ListBucket on the store's bucket" in line, (command, line)
+            assert f"credentials in {side}.storage_options" in line, (command, line)
+            assert "run the pipeline first" not in line, (command, line)
+            if command == ("verify",):  # no "nothing to verify": it could not read it
+                assert re.match(f"error: cannot read {side} store", line), line
+    # nothing was written as the users who may not list
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
+    assert fs.find(f"{s3['bucket']}/out") == []
+    assert fs.find(f"{s3['bucket']}/data/o.zarr") == []

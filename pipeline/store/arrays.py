@@ -1863,17 +1863,20 @@ def _metadata_shows(location: Location, path: str) -> bool:
 
 
 def unreadable_store(location: Location, path: str, failure: str) -> InputError:
-    """The one-line error for an input store that would not give its metadata: ``failure``
-    is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
-    store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
-    fix = location.answer_fix(failure, side="input")
+    """The one-line error for a store that would not give its metadata (the input's, or the
+    output's that verify opens: ``location.setting``): ``failure`` is what it answered
+    (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the store and ``path``
+    joined), ``array``, ``status`` 'unreadable', ``reason`` and ``setting``."""
+    side = "output" if location.setting == "output" else "input"
+    fix = location.answer_fix(failure, side=side)
     return InputError(
-        f"cannot read input store {location}: it answered {failure} for the metadata of "
+        f"cannot read {side} store {location}: it answered {failure} for the metadata of "
         f"{path.strip('/') or 'its root'}; {fix}",
         store=location.join(path),
         array=path,
         status="unreadable",
         reason=failure,
+        setting=side,
     )
 
 
