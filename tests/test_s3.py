@@ -2019,16 +2019,20 @@ def test_workers_lacking_s3fs_are_refused_naming_them(tmp_path, bucket, command:
     [
         (2, "/", None, "7/13"),
         (3, "/", {"name": "default", "configuration": {"separator": "."}}, "c/7/13"),
+        (3, ".", {"name": "default", "configuration": {"separator": "/"}}, "c.7.13"),
     ],
-    ids=["v2-nested-no-separator", "v3-slashes-said-dots"],
+    ids=["v2-nested-no-separator", "v3-slashes-said-dots", "v3-dots-said-slashes"],
 )
 def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
     tmp_path, bucket, zarr_format, written, said, stored
 ) -> None:
     """A sparse array on S3 whose one chunk lies under another encoding's key than its
     metadata says (no probed unit holds one) is refused by plan, naming that key, from a
-    listing of one page per level (s3fs's ``_iterdir``); the same array with its metadata as
-    written plans and runs."""
+    listing that stops at the first name that may be a chunk's, also where 20 files of a
+    user's are listed first (S3 lists in byte order: ``Note-00.txt`` before ``c``; a listing
+    that gave up after 8 files had found no key, and the array of misplaced chunks had run
+    as its fill value, verify passing: h65f); the same array with its metadata as written,
+    notes and all, plans and runs."""
     import s3fs
     from zarr.storage import FsspecStore
 
@@ -2056,8 +2060,16 @@ def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
         input={"store": f"{url}/in.zarr", "storage_options": options},
         output={"store": f"{url}/out.zarr", "storage_options": options},
     )  # fmt: skip
-    e = refused("plan", cfg)
-    assert isinstance(e, InputError) and e.key == stored, e
+    for notes in (False, True):
+        if notes:  # a user's files, listed before the chunks' names (upper case before 'c')
+            for name in ("in.zarr", "right.zarr"):
+                found = fs.ls(f"{url}/{name}", detail=True)
+                folders = [f["name"] for f in found if f["type"] == "directory"]
+                for folder in (f"{url}/{name}", *(f"s3://{f}" for f in folders)):
+                    fs.pipe({f"{folder}/Note-{i:02}.txt": b"a note" for i in range(20)})
+        e = refused("plan", cfg)
+        assert isinstance(e, InputError) and e.key == stored, e
+    assert not fs.exists(f"{url}/out.zarr")
     right = write_config(
         tmp_path, "", "", name="right.yaml",
         input={"store": f"{url}/right.zarr", "storage_options": options},
@@ -2192,3 +2204,36 @@ def test_an_s3_store_its_user_may_not_list_names_s3_list_bucket(
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
     assert fs.find(f"{s3['bucket']}/out") == []
     assert fs.find(f"{s3['bucket']}/data/o.zarr") == []
+
+
+def test_an_s3_listing_refused_while_looking_for_a_sparse_array_s_chunk_is_said(
+    unlisting_s3,
+) -> None:
+    """The listing that looks for a sparse array's first stored key (``_stored_key_of``), made
+    with credentials that may read but not list: it had been taken as a server that lists
+    no folders (HTTP 403), its probe dropped and the array run, misplaced chunks and all, as
+    its fill value. S3 lists to every user with s3:ListBucket, so its refusal is an
+    InputError naming that permission. (s3fs lists for a key that is not there, so Zarr's
+    reads refuse such a user first: this calls the step itself, with the metadata read as a
+    user who may list.)"""
+    from zarr.storage import FsspecStore
+
+    from pipeline.store import arrays
+
+    s3 = unlisting_s3
+    url = f"s3://{s3['bucket']}/data/sparse-{uuid.uuid4().hex[:8]}.zarr"
+    store = FsspecStore.from_url(url, storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=(60, 40), dtype="f4", chunks=(10, 10), fill_value=0)[
+        13:15, 21:24
+    ] = 7
+    loc = Location.of(url, s3["admin"], "input")
+    arr = arrays.open_zarr_array(loc, "")
+    info = arrays.describe_array(loc, "", arr)
+    assert arrays._stored_key_of(info, arr, arr.store_path.store, "") == "c/1/2"
+    unlisted = FsspecStore.from_url(url, storage_options=s3["reader"], read_only=True)
+    with pytest.raises(InputError) as e:
+        arrays._stored_key_of(info, arr, unlisted, "")
+    line = str(e.value)
+    assert line.startswith(f"cannot list input store {url} for the first stored chunk"), line
+    assert "S3 ListObjectsV2 needs s3:ListBucket" in line, line
+    assert "credentials in input.storage_options" in line and "\n" not in line, line

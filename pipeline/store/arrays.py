@@ -30,6 +30,7 @@ from pipeline.errors import (
     InputError,
     cause,
     missing_credentials,
+    s3_denied,
     storage_failure,
 )
 from pipeline.ops import stages
@@ -198,7 +199,9 @@ def _stored_key_of(info: ArrayInfo, arr: Any, store: Any, prefix: str) -> str | 
     (:func:`_first_stored_key`) when that is a unit's key of the array's own chunk key
     encoding, None when there is none (an array never written, a server that will not list)
     or it is no unit's key. Raises the refusal of :func:`_misplaced` when it is a unit's key
-    of another encoding (:func:`_other_unit_keys`): its chunks lie where Zarr finds none."""
+    of another encoding (:func:`_other_unit_keys`): its chunks lie where Zarr finds none.
+    An S3 listing refused for want of s3:ListBucket (:func:`~pipeline.errors.s3_denied`)
+    raises an InputError naming it (fields ``store``, ``status`` 'unreadable', ``reason``)."""
     from zarr.core.sync import sync
 
     if not info.grid:  # a 0-d array's one chunk: no separator to mistake
@@ -210,9 +213,21 @@ def _stored_key_of(info: ArrayInfo, arr: Any, store: Any, prefix: str) -> str | 
     try:
         found = sync(_first_stored_key(store, prefix, len(info.grid) + 1, indices))
     except Exception as e:  # a server that lists no folders (HTTP 403): no such probe
-        if storage_failure(e) is None:
+        failure = storage_failure(e)
+        if failure is None:
             raise
-        return None
+        if s3_denied(e) is None:
+            return None
+        # S3 lists to every user who may (s3:ListBucket): a refusal is said, not taken for
+        # an array with no chunk to find, whose misplaced chunks would run as its fill value
+        raise InputError(
+            f"cannot list input store {info.location} for the first stored chunk of "
+            f"{info.path.strip('/') or 'its array'}: it answered {failure}; "
+            f"{info.location.answer_fix(failure, side='input')}",
+            store=info.location.join(info.path),
+            status="unreadable",
+            reason=failure,
+        ) from None
     if found is None:
         return None
     rel = found[len(prefix) :].lstrip("/") if prefix else found
@@ -269,8 +284,8 @@ async def _first_stored_key(
     at most ``levels`` levels along the first such name of each folder, stopping at a file
     or a key (relative to ``prefix``) that ``is_key`` takes; None when the array's folder
     holds none. Each folder's listing stops at that name where the store can stop early:
-    a local directory's ``os.scandir``, an S3 listing of one page (a ``MaxKeys`` of 16,
-    s3fs's ``_iterdir``); elsewhere Zarr's ``list_dir`` (one GET of an HTTP folder's page,
+    a local directory's ``os.scandir``, an S3 listing's pages of 100 names
+    (:func:`_first_s3_entry`); elsewhere Zarr's ``list_dir`` (one GET of an HTTP folder's page,
     an archive's listing in memory)."""
     at = prefix
     for _ in range(levels):
@@ -300,39 +315,52 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
         return None, None
     fs: Any = getattr(store, "fs", None)
     protocol = getattr(fs, "protocol", ())
-    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(
-        fs, "_iterdir"
-    ):  # s3fs: one page of 16 names
-        path = f"{store.path}/{folder}".rstrip("/")
-        bucket, key, _ = fs.split_path(path)
-        try:  # s3fs's own listing, not its public API: another release's signature falls
-            # back to Zarr's listing below
-            listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
-        except TypeError:
-            listed = None
-        if listed is not None:
-            try:
-                async for info in listed:
-                    name = info["name"].rstrip("/").rpartition("/")[2]
-                    if _chunk_like(name):
-                        return name, info["type"] == "directory"
-            except FileNotFoundError:
-                pass
-            except Exception as e:  # botocore's ClientError, as s3fs's own listings translate it
-                from s3fs.errors import translate_boto_error
-
-                translated = translate_boto_error(e)
-                if translated is e:
-                    raise
-                if isinstance(translated, FileNotFoundError):
-                    return None, None
-                raise translated from e
-            finally:
-                await listed.aclose()
+    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(fs, "_call_s3"):
+        bucket, key, _ = fs.split_path(f"{store.path}/{folder}".rstrip("/"))
+        try:
+            return await _first_s3_entry(fs, bucket, f"{key}/" if key else "")
+        except FileNotFoundError:  # no such bucket
             return None, None
     async for name in store.list_dir(folder):
         if _chunk_like(name):
             return name, None
+    return None, None
+
+
+#: An S3 listing's page (``MaxKeys``) and the most pages :func:`_first_s3_entry` asks for: a
+#: folder whose first 1,000 names hold none that may be a chunk's is taken to hold none.
+_S3_PAGE, _S3_PAGES = 100, 10
+
+
+async def _first_s3_entry(fs: Any, bucket: str, prefix: str) -> tuple[str | None, bool | None]:
+    """:func:`_first_entry` on S3: the first name directly under ``prefix`` (a key's folder,
+    ending in '/', or '') of ``bucket`` that may be a chunk key's part, and whether it is a
+    folder, from pages of ``_S3_PAGE`` names (S3's ``ListObjectsV2`` through s3fs's
+    ``call_s3``, in its coroutine form, which passes its options such as requester-pays and
+    retries, and raises botocore's errors as s3fs's own listings do: ``PermissionError``
+    where s3:ListBucket is refused), no more than ``_S3_PAGES`` of them. s3fs's private
+    ``_iterdir``, used before, stopped after 8 files: 20 of a user's listed before the chunks
+    (upper case sorts before ``c``) had hidden them, and a sparse array of misplaced chunks
+    had run as its fill value (h65f)."""
+    request: dict[str, Any] = {
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "Delimiter": "/",
+        "MaxKeys": _S3_PAGE,
+    }
+    for _ in range(_S3_PAGES):
+        page = await fs._call_s3("list_objects_v2", **request)
+        found = [
+            (p["Prefix"][len(prefix) :].rstrip("/"), True) for p in page.get("CommonPrefixes", [])
+        ]
+        found += [(c["Key"][len(prefix) :], False) for c in page.get("Contents", [])]
+        for name, folder in sorted(found):
+            if _chunk_like(name):
+                return name, folder
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            break
+        request["ContinuationToken"] = token
     return None, None
 
 
