@@ -29,7 +29,7 @@ from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, refused
-from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
+from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -2103,8 +2103,9 @@ _OBJECT_ACTIONS = [
 def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
     """A bucket on :func:`checking_s3`'s server, and users who may not list it: ``reader``
     reads every object and writes those under ``out/``; ``prefix`` reads and writes only
-    those under ``data/``. Their storage_options, the admin's (``admin``) and the bucket's
-    name (``bucket``)."""
+    those under ``data/``; and ``keeper``, who may list, read and write it but delete
+    nothing. Their storage_options, the admin's (``admin``) and the bucket's name
+    (``bucket``)."""
     import boto3
     import s3fs
 
@@ -2120,6 +2121,8 @@ def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
     )
     found: dict[str, Any] = {"admin": admin, "bucket": name}
     arn = f"arn:aws:s3:::{name}"
+    listing = ["s3:ListObjectsV2", "s3:ListObjects", "s3:HeadBucket"]
+    keeping = [a for a in _OBJECT_ACTIONS if "Delete" not in a]
     users = {
         "reader": [
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:HeadObject"], "Resource": "*"},
@@ -2127,6 +2130,10 @@ def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
         ],
         "prefix": [
             {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/data/*"},
+        ],
+        "keeper": [
+            {"Effect": "Allow", "Action": listing, "Resource": arn},
+            {"Effect": "Allow", "Action": keeping, "Resource": f"{arn}/*"},
         ],
     }  # fmt: skip
     for user, statements in users.items():
@@ -2237,3 +2244,129 @@ def test_an_s3_listing_refused_while_looking_for_a_sparse_array_s_chunk_is_said(
     assert line.startswith(f"cannot list input store {url} for the first stored chunk"), line
     assert "S3 ListObjectsV2 needs s3:ListBucket" in line, line
     assert "credentials in input.storage_options" in line and "\n" not in line, line
+
+
+@contextlib.contextmanager
+def _failing_s3(endpoint: str, failing: tuple[str, ...]) -> Iterator[str]:
+    """A proxy in a thread of this process before the S3 server at ``endpoint``, answering
+    each GET or HEAD of a key whose path ends with one of ``failing`` as S3 does when it
+    fails (HTTP 500, ``InternalError``), and passing everything else on as it came: its
+    address."""
+    import http.client
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    target = urlsplit(endpoint)
+    error = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+        b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+    )
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            head = self.command == "HEAD"
+            if self.command in ("GET", "HEAD") and urlsplit(self.path).path.endswith(failing):
+                self.send_response(500)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", "0" if head else str(len(error)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(error)
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+            got = conn.getresponse()
+            data = got.read()
+            self.send_response(got.status)
+            for name, value in got.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            size = got.getheader("Content-Length") if head else str(len(data))
+            self.send_header("Content-Length", size or "0")
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = answer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("failing", ["in.zarr/zarr.json", "in.zarr/c/1/0"])
+def test_an_s3_server_s_failure_is_said_to_be_the_server_s(
+    tmp_path, cli, bucket, failing: str
+) -> None:
+    """An S3 server that fails (HTTP 500 InternalError) on the input's metadata or a chunk:
+    s3fs raises it as an OSError with an errno of its own (EREMOTEIO; EIO for a code it does
+    not know), which had been read as a file system's: "mend what is at that path of the
+    store (the file system's error above)", "check the disk or file system that holds the
+    store". The line names the request and S3's answer, and the fix is the server's."""
+    url, options = bucket
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = zarr_store(f"{url}/in.zarr", options, read_only=False)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    with _failing_s3(options["endpoint_url"], (failing,)) as proxy:
+        through = {
+            **options,
+            "endpoint_url": proxy,
+            "config_kwargs": {"retries": {"total_max_attempts": 1}},
+        }
+        cfg = write_config(
+            tmp_path, "", "",
+            input={"store": f"{url}/in.zarr", "storage_options": through},
+            output={"store": f"{url}/out.zarr", "storage_options": options},
+        )  # fmt: skip
+        rc, out, err = cli("run", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    assert line.startswith(f"error: cannot read input store {url}/in.zarr: "), line
+    assert re.search(r"\(S3 (Head|Get)Object answered HTTP 500( InternalError)?\)", line), line
+    assert "make the store reachable (the server answering again)" in line, line
+    assert "mend what is at" not in line and "disk" not in line, line
+
+
+def test_an_s3_output_its_user_may_not_delete_from_names_s3_delete_object(
+    tmp_path, cli, unlisting_s3
+) -> None:
+    """Credentials that may list, read and write the output's bucket but delete nothing: the
+    write probe's object could not be deleted, and the line had given a local folder's fix
+    ("make it deletable (write permission on its folder, no immutable attribute)"). It names
+    the object, S3's refusal and s3:DeleteObject, for the output's credentials; nothing but
+    that probe is written."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    tag = uuid.uuid4().hex[:8]
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/in-{tag}.zarr", storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    cfg = _unlisted_config(tmp_path, s3, (f"in-{tag}.zarr", "admin"), (f"o-{tag}.zarr", "keeper"))
+    rc, out, err = cli("run", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    out_url = f"s3://{s3['bucket']}/o-{tag}.zarr"
+    assert line.startswith(f"error: cannot delete {out_url}/"), line
+    assert "(S3 DeleteObject needs s3:DeleteObject)" in line, line
+    assert "grant s3:DeleteObject on the store's keys to the credentials in output" in line, line
+    assert "immutable" not in line, line
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
+    left = [k.rpartition("/")[2] for k in fs.find(out_url)]
+    assert all(is_write_probe(k) for k in left), left

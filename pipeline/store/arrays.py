@@ -53,7 +53,6 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
     own encoding is checked as the probed ones are; one of another encoding is refused
     (:func:`_misplaced`); else the probed units are looked for under the other encodings'
     keys (:func:`_refuse_units_under_other_keys`). A dense array lists nothing."""
-    from zarr.core.sync import sync
 
     if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
         return
@@ -76,7 +75,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
-        if sync(store.exists(key)):
+        if _asked(info, key, store.exists(key)):
             present.append(key)
     if not present:
         found = _stored_key_of(info, arr, store, prefix)
@@ -85,7 +84,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
         else:
             _refuse_units_under_other_keys(info, arr, store, prefix, flat)
     for key in present:
-        want, got = sync(store.getsize(key)), info.location.size(key)
+        want, got = _asked(info, key, store.getsize(key)), info.location.size(key)
         if got != want:
             raise InputError(
                 f"Zarr finds {key!r} in {info.location} ({want} bytes), the pipeline's reader "
@@ -94,6 +93,30 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
+
+
+def _asked(info: ArrayInfo, key: str, request: Any) -> Any:
+    """The answer of ``request`` (a coroutine of Zarr's store: whether the input's ``key`` is
+    there, its size), the store's failure to give it (:func:`~pipeline.errors.storage_failure`:
+    an S3 server's HTTP 500) an InputError naming the store, the key and the fix (fields
+    ``store``, ``key``, ``reason``, ``status`` 'unreadable'): plan had said only "a store
+    answered ...", naming no store, where the input and the output were both on S3 (h65f)."""
+    from zarr.core.sync import sync
+
+    try:
+        return sync(request)
+    except Exception as e:
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise InputError(
+            f"cannot read input store {info.location}: it answered {failure} for {key!r}; "
+            f"{info.location.answer_fix(failure, side='input')}",
+            store=info.location.url,
+            key=key,
+            reason=failure,
+            status="unreadable",
+        ) from None
 
 
 def _probed_units(n: int, probes: int) -> list[int]:
@@ -139,14 +162,13 @@ def _refuse_units_under_other_keys(
     zarr-python reads every element as the fill value, and the run would write an output of
     fill values alone, marked complete, that verify passes. A store that has no unit at
     either key (an array never written) is not refused."""
-    from zarr.core.sync import sync
 
     for i in flat:
         index = tuple(int(j) for j in np.unravel_index(i, info.grid))
         zarr_key = key_under(prefix, arr.metadata.encode_chunk_key(index))
         for other, setting in _other_unit_keys(info, index):
             key = key_under(prefix, other)
-            if key == zarr_key or not sync(store.exists(key)):
+            if key == zarr_key or not _asked(info, key, store.exists(key)):
                 continue
             raise _misplaced(info, key, zarr_key, setting)
 
