@@ -642,11 +642,120 @@ def storage_failure(e: BaseException) -> str | None:
             return f"HTTP {status} {getattr(x, 'message', '') or ''}".strip()
         damage = isinstance(x, gzip.BadGzipFile) or _decompressor_refused(x)  # bz2's OSError
         if isinstance(x, OSError) and not isinstance(x, FileNotFoundError) and not damage:
-            return cause(x)
+            said = s3_said(x)  # an S3 answer: its errno is s3fs's, no file system's
+            return cause(x) if said is None else f"{cause(x)} ({said})"
         if type(x).__name__.startswith("Client") and "aiohttp" in type(x).__module__:
             return cause(x)  # a connection lost or refused
         x = x.__cause__ or x.__context__
     return None
+
+
+#: The permission (IAM action) that each S3 request s3fs makes needs, by botocore's name of
+#: the request: a HEAD is a read, a multipart upload's parts and a copy are writes.
+S3_PERMISSIONS = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CopyObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "DeleteObject": "s3:DeleteObject",
+    "DeleteObjects": "s3:DeleteObject",
+}
+
+#: S3's error codes for a request refused for want of permission; not a refusal of the
+#: credentials themselves (a wrong secret's ``SignatureDoesNotMatch``,
+#: :data:`REFUSED_CREDENTIALS`), nor a HEAD's bare 403 (its answer has no body to tell).
+_S3_DENIALS = frozenset({"AccessDenied", "AllAccessDisabled"})
+
+
+def _s3_answer(e: BaseException) -> tuple[str, str, Any] | None:
+    """The S3 request that failed and S3's answer, where ``e`` or an error it came from is
+    botocore's ``ClientError`` (s3fs raises its own ``OSError`` from it): (the request's
+    name, the error code, the HTTP status); None for anything else."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        operation = getattr(x, "operation_name", None)
+        response = getattr(x, "response", None)
+        if isinstance(operation, str) and isinstance(response, dict):
+            code = str((response.get("Error") or {}).get("Code", ""))
+            return operation, code, (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        x = x.__cause__ or x.__context__
+    return None
+
+
+def s3_denied(e: BaseException) -> str | None:
+    """Which S3 request was refused for want of permission, and the permission it needs, when
+    ``e`` (or an error it came from: s3fs's ``PermissionError`` is raised from botocore's
+    ``ClientError``) is that refusal: 'S3 ListObjectsV2 needs s3:ListBucket'; None for
+    anything else. A refused listing had been said as 'PermissionError: Access Denied ...
+    give access to it', naming no permission, where the user's credentials could read and
+    write the keys but not list them (h65f)."""
+    answer = _s3_answer(e)
+    if answer is None:
+        return None
+    operation, code, _ = answer
+    permission = S3_PERMISSIONS.get(operation)
+    if code in _S3_DENIALS and permission is not None:
+        return f"S3 {operation} needs {permission}"
+    return None
+
+
+def s3_said(e: BaseException) -> str | None:
+    """What S3 answered, where ``e`` is an S3 request's failure (:func:`_s3_answer`): the
+    permission it needs (:func:`s3_denied`), else the request and its HTTP status and code,
+    'S3 GetObject answered HTTP 500 InternalError'; None for anything else. s3fs raises S3's
+    answers as ``OSError`` with an errno of its own (EREMOTEIO for a 500, EIO for a code it
+    does not know), which had been read as a file system's: "mend what is at that path of
+    the store", "check the disk" (h65f)."""
+    denied = s3_denied(e)
+    if denied is not None:
+        return denied
+    answer = _s3_answer(e)
+    if answer is None:
+        return None
+    operation, code, status = answer
+    said = f"HTTP {status}" if status else ""
+    if code and code != str(status):
+        said = f"{said} {code}".strip()
+    return f"S3 {operation} answered {said}"
+
+
+#: The fix of each S3 permission a store refused (:func:`s3_denied`), for the credentials in
+#: ``{side}.storage_options``.
+_S3_PERMISSION_FIXES = {
+    "s3:ListBucket": (
+        "grant s3:ListBucket on the store's bucket (its prefix at least) to the credentials in "
+        "{side}.storage_options: Zarr and the pipeline look for keys that may be absent, which "
+        "S3 tells apart from refused ones only to a user who may list"
+    ),
+    "s3:GetObject": (
+        "grant s3:GetObject on the store's keys, and s3:ListBucket on its bucket (without "
+        "which S3 answers 403 for a key that is not there), to the credentials in "
+        "{side}.storage_options"
+    ),
+}
+
+
+def _s3_permission_fix(failure: str, side: str) -> str | None:
+    """The fix of a store's ``failure`` that names an S3 permission refused
+    (:func:`s3_denied`), or None."""
+    found = re.search(r"\(S3 \w+ needs (s3:\w+)\)$", failure)
+    if found is None:
+        return None
+    permission = found[1]
+    fix = _S3_PERMISSION_FIXES.get(
+        permission,
+        f"grant {permission} on the store's keys to the credentials in {{side}}.storage_options",
+    )
+    return fix.format(side=side)
 
 
 def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | None:
@@ -764,6 +873,21 @@ def storage_fix(failure: str, side: str = "input") -> str:
             f"correct the credentials in {side}.storage_options (key and secret, or token): "
             "the store refused them"
         )
+    permission = _s3_permission_fix(failure, side)
+    if permission is not None:
+        return permission
+    answer = re.search(r"\(S3 \w+ answered HTTP (\d+)[^)]*\)$", failure)
+    if answer is not None:  # S3's answer (s3_said): its errno is s3fs's, no file system's
+        status = int(answer[1])
+        if status >= 500 or "SlowDown" in failure:
+            return "make the store reachable (the server answering again)"
+        if status in (401, 403):
+            return (
+                "give access to it (s3:GetObject on its keys, and s3:ListBucket on its bucket, "
+                "without which S3 answers 403 for a key that is not there), or correct the "
+                f"credentials in {side}.storage_options"
+            )
+        return f"check {side}.store and {side}.storage_options (its endpoint_url, region)"
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
         return f"give access to it (its permissions, or the credentials in {side}.storage_options)"
     if failure.startswith("HTTP 4"):

@@ -29,7 +29,7 @@ from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import one_line_error, refused
-from tests.storekit import ODD_NAMES, check_literal_keys, round_trip
+from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -2019,16 +2019,20 @@ def test_workers_lacking_s3fs_are_refused_naming_them(tmp_path, bucket, command:
     [
         (2, "/", None, "7/13"),
         (3, "/", {"name": "default", "configuration": {"separator": "."}}, "c/7/13"),
+        (3, ".", {"name": "default", "configuration": {"separator": "/"}}, "c.7.13"),
     ],
-    ids=["v2-nested-no-separator", "v3-slashes-said-dots"],
+    ids=["v2-nested-no-separator", "v3-slashes-said-dots", "v3-dots-said-slashes"],
 )
 def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
     tmp_path, bucket, zarr_format, written, said, stored
 ) -> None:
     """A sparse array on S3 whose one chunk lies under another encoding's key than its
     metadata says (no probed unit holds one) is refused by plan, naming that key, from a
-    listing of one page per level (s3fs's ``_iterdir``); the same array with its metadata as
-    written plans and runs."""
+    listing that stops at the first name that may be a chunk's, also where 20 files of a
+    user's are listed first (S3 lists in byte order: ``Note-00.txt`` before ``c``; a listing
+    that gave up after 8 files had found no key, and the array of misplaced chunks had run
+    as its fill value, verify passing: h65f); the same array with its metadata as written,
+    notes and all, plans and runs."""
     import s3fs
     from zarr.storage import FsspecStore
 
@@ -2056,8 +2060,16 @@ def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
         input={"store": f"{url}/in.zarr", "storage_options": options},
         output={"store": f"{url}/out.zarr", "storage_options": options},
     )  # fmt: skip
-    e = refused("plan", cfg)
-    assert isinstance(e, InputError) and e.key == stored, e
+    for notes in (False, True):
+        if notes:  # a user's files, listed before the chunks' names (upper case before 'c')
+            for name in ("in.zarr", "right.zarr"):
+                found = fs.ls(f"{url}/{name}", detail=True)
+                folders = [f["name"] for f in found if f["type"] == "directory"]
+                for folder in (f"{url}/{name}", *(f"s3://{f}" for f in folders)):
+                    fs.pipe({f"{folder}/Note-{i:02}.txt": b"a note" for i in range(20)})
+        e = refused("plan", cfg)
+        assert isinstance(e, InputError) and e.key == stored, e
+    assert not fs.exists(f"{url}/out.zarr")
     right = write_config(
         tmp_path, "", "", name="right.yaml",
         input={"store": f"{url}/right.zarr", "storage_options": options},
@@ -2067,3 +2079,294 @@ def test_sparse_chunks_under_another_key_encoding_on_s3_are_refused(
     x[73:76, 133:135] = 7
     pipeline.run(right)
     assert np.array_equal(_zarr_s3(f"{url}/right-out.zarr", options)[...], reference(x))
+
+
+#: What a user allowed to read and write a store's objects may do, in moto's names of the
+#: actions (the API operation's: HeadObject where AWS checks s3:GetObject, a multipart
+#: upload's parts where it checks s3:PutObject); no listing (ListObjectsV2, HeadBucket),
+#: which AWS grants as s3:ListBucket.
+_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:HeadObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjects",
+    "s3:CopyObject",
+    "s3:CreateMultipartUpload",
+    "s3:UploadPart",
+    "s3:CompleteMultipartUpload",
+    "s3:AbortMultipartUpload",
+]
+
+
+@pytest.fixture(scope="module")
+def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
+    """A bucket on :func:`checking_s3`'s server, and users who may not list it: ``reader``
+    reads every object and writes those under ``out/``; ``prefix`` reads and writes only
+    those under ``data/``; and ``keeper``, who may list, read and write it but delete
+    nothing. Their storage_options, the admin's (``admin``) and the bucket's name
+    (``bucket``)."""
+    import boto3
+    import s3fs
+
+    admin = checking_s3
+    name = f"unlisting-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
+    iam = boto3.client(
+        "iam",
+        endpoint_url=admin["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id=admin["key"],
+        aws_secret_access_key=admin["secret"],
+    )
+    found: dict[str, Any] = {"admin": admin, "bucket": name}
+    arn = f"arn:aws:s3:::{name}"
+    listing = ["s3:ListObjectsV2", "s3:ListObjects", "s3:HeadBucket"]
+    keeping = [a for a in _OBJECT_ACTIONS if "Delete" not in a]
+    users = {
+        "reader": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:HeadObject"], "Resource": "*"},
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/out/*"},
+        ],
+        "prefix": [
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/data/*"},
+        ],
+        "keeper": [
+            {"Effect": "Allow", "Action": listing, "Resource": arn},
+            {"Effect": "Allow", "Action": keeping, "Resource": f"{arn}/*"},
+        ],
+    }  # fmt: skip
+    for user, statements in users.items():
+        iam.create_user(UserName=f"{name}-{user}")
+        key = iam.create_access_key(UserName=f"{name}-{user}")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_user_policy(
+            UserName=f"{name}-{user}", PolicyName="objects", PolicyDocument=json.dumps(policy)
+        )
+        found[user] = {**admin, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    return found
+
+
+def _unlisted_config(tmp_path, s3: dict[str, Any], inp: tuple[str, str], out: tuple[str, str]):
+    """A config over ``s3://BUCKET/{inp[0]}`` and ``.../{out[0]}``, reached as the users
+    ``inp[1]`` and ``out[1]`` of :func:`unlisting_s3`."""
+    url = f"s3://{s3['bucket']}"
+    return write_config(
+        tmp_path, "", "", name=f"{uuid.uuid4().hex[:8]}.yaml",
+        input={"store": f"{url}/{inp[0]}", "storage_options": s3[inp[1]]},
+        output={"store": f"{url}/{out[0]}", "storage_options": s3[out[1]]},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_an_s3_store_its_user_may_not_list_names_s3_list_bucket(
+    tmp_path, cli, unlisting_s3, zarr_format: int
+) -> None:
+    """Credentials that may read (and write under a prefix) but not list the bucket: Zarr
+    cannot read an array there (s3fs asks for a listing where a key is not there: a HEAD
+    answered 404, and S3 answers 403 for it, to such a user), and the pipeline had said
+    'PermissionError: Access Denied ...: give access to it', naming no permission, and
+    verify 'no output at ...: run the pipeline first' of an output it could not read. Plan,
+    run, resume and verify each end in one line naming the store, s3:ListBucket and the
+    section whose credentials need it, on the input's side and on the output's, and for a
+    user who may read and write only the objects under a prefix that holds both."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    name = f"data/in-{uuid.uuid4().hex[:8]}.zarr"
+    x = np.zeros((60, 40), np.float32)
+    x[13:15, 21:24] = 7  # a sparse array: its probed chunks are not there
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/{name}", storage_options=s3["admin"])
+    zarr.create_array(
+        store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 10), fill_value=0,
+        zarr_format=zarr_format,
+    )[...] = x  # fmt: skip
+    reader = FsspecStore.from_url(
+        f"s3://{s3['bucket']}/{name}", storage_options=s3["reader"], read_only=True
+    )
+    with pytest.raises(PermissionError):  # zarr-python cannot read it as this user either
+        zarr.open_array(store=reader, mode="r")[...]
+    cases = [
+        ("input", (name, "reader"), ("out/o.zarr", "admin")),
+        ("output", (name, "admin"), ("out/o.zarr", "reader")),
+        # one user who may read and write only the objects under data/: both stores there
+        ("input", (name, "prefix"), ("data/o.zarr", "prefix")),
+    ]
+    for side, inp, out in cases:
+        cfg = _unlisted_config(tmp_path, s3, inp, out)
+        store_url = f"s3://{s3['bucket']}/{(inp if side == 'input' else out)[0]}"
+        for command in (("plan",), ("run",), ("run", "--resume"), ("verify",)):
+            rc, stdout, err = cli(*command, cfg)
+            assert rc == 1, (command, stdout, err)
+            line = one_line_error(err)
+            assert store_url in line, (command, line)
+            assert "S3 ListObjectsV2 needs s3:ListBucket" in line, (command, line)
+            assert "grant s3:ListBucket on the store's bucket" in line, (command, line)
+            assert f"credentials in {side}.storage_options" in line, (command, line)
+            assert "run the pipeline first" not in line, (command, line)
+            if command == ("verify",):  # no "nothing to verify": it could not read it
+                assert re.match(f"error: cannot read {side} store", line), line
+    # nothing was written as the users who may not list
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
+    assert fs.find(f"{s3['bucket']}/out") == []
+    assert fs.find(f"{s3['bucket']}/data/o.zarr") == []
+
+
+def test_an_s3_listing_refused_while_looking_for_a_sparse_array_s_chunk_is_said(
+    unlisting_s3,
+) -> None:
+    """The listing that looks for a sparse array's first stored key (``_stored_key_of``), made
+    with credentials that may read but not list: it had been taken as a server that lists
+    no folders (HTTP 403), its probe dropped and the array run, misplaced chunks and all, as
+    its fill value. S3 lists to every user with s3:ListBucket, so its refusal is an
+    InputError naming that permission. (s3fs lists for a key that is not there, so Zarr's
+    reads refuse such a user first: this calls the step itself, with the metadata read as a
+    user who may list.)"""
+    from zarr.storage import FsspecStore
+
+    from pipeline.store import arrays
+
+    s3 = unlisting_s3
+    url = f"s3://{s3['bucket']}/data/sparse-{uuid.uuid4().hex[:8]}.zarr"
+    store = FsspecStore.from_url(url, storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=(60, 40), dtype="f4", chunks=(10, 10), fill_value=0)[
+        13:15, 21:24
+    ] = 7
+    loc = Location.of(url, s3["admin"], "input")
+    arr = arrays.open_zarr_array(loc, "")
+    info = arrays.describe_array(loc, "", arr)
+    assert arrays._stored_key_of(info, arr, arr.store_path.store, "") == "c/1/2"
+    unlisted = FsspecStore.from_url(url, storage_options=s3["reader"], read_only=True)
+    with pytest.raises(InputError) as e:
+        arrays._stored_key_of(info, arr, unlisted, "")
+    line = str(e.value)
+    assert line.startswith(f"cannot list input store {url} for the first stored chunk"), line
+    assert "S3 ListObjectsV2 needs s3:ListBucket" in line, line
+    assert "credentials in input.storage_options" in line and "\n" not in line, line
+
+
+@contextlib.contextmanager
+def _failing_s3(endpoint: str, failing: tuple[str, ...]) -> Iterator[str]:
+    """A proxy in a thread of this process before the S3 server at ``endpoint``, answering
+    each GET or HEAD of a key whose path ends with one of ``failing`` as S3 does when it
+    fails (HTTP 500, ``InternalError``), and passing everything else on as it came: its
+    address."""
+    import http.client
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    target = urlsplit(endpoint)
+    error = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+        b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+    )
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            head = self.command == "HEAD"
+            if self.command in ("GET", "HEAD") and urlsplit(self.path).path.endswith(failing):
+                self.send_response(500)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", "0" if head else str(len(error)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(error)
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+            got = conn.getresponse()
+            data = got.read()
+            self.send_response(got.status)
+            for name, value in got.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            size = got.getheader("Content-Length") if head else str(len(data))
+            self.send_header("Content-Length", size or "0")
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = answer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("failing", ["in.zarr/zarr.json", "in.zarr/c/1/0"])
+def test_an_s3_server_s_failure_is_said_to_be_the_server_s(
+    tmp_path, cli, bucket, failing: str
+) -> None:
+    """An S3 server that fails (HTTP 500 InternalError) on the input's metadata or a chunk:
+    s3fs raises it as an OSError with an errno of its own (EREMOTEIO; EIO for a code it does
+    not know), which had been read as a file system's: "mend what is at that path of the
+    store (the file system's error above)", "check the disk or file system that holds the
+    store". The line names the request and S3's answer, and the fix is the server's."""
+    url, options = bucket
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = zarr_store(f"{url}/in.zarr", options, read_only=False)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    with _failing_s3(options["endpoint_url"], (failing,)) as proxy:
+        through = {
+            **options,
+            "endpoint_url": proxy,
+            "config_kwargs": {"retries": {"total_max_attempts": 1}},
+        }
+        cfg = write_config(
+            tmp_path, "", "",
+            input={"store": f"{url}/in.zarr", "storage_options": through},
+            output={"store": f"{url}/out.zarr", "storage_options": options},
+        )  # fmt: skip
+        rc, out, err = cli("run", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    assert line.startswith(f"error: cannot read input store {url}/in.zarr: "), line
+    assert re.search(r"\(S3 (Head|Get)Object answered HTTP 500( InternalError)?\)", line), line
+    assert "make the store reachable (the server answering again)" in line, line
+    assert "mend what is at" not in line and "disk" not in line, line
+
+
+def test_an_s3_output_its_user_may_not_delete_from_names_s3_delete_object(
+    tmp_path, cli, unlisting_s3
+) -> None:
+    """Credentials that may list, read and write the output's bucket but delete nothing: the
+    write probe's object could not be deleted, and the line had given a local folder's fix
+    ("make it deletable (write permission on its folder, no immutable attribute)"). It names
+    the object, S3's refusal and s3:DeleteObject, for the output's credentials; nothing but
+    that probe is written."""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    tag = uuid.uuid4().hex[:8]
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/in-{tag}.zarr", storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    cfg = _unlisted_config(tmp_path, s3, (f"in-{tag}.zarr", "admin"), (f"o-{tag}.zarr", "keeper"))
+    rc, out, err = cli("run", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    out_url = f"s3://{s3['bucket']}/o-{tag}.zarr"
+    assert line.startswith(f"error: cannot delete {out_url}/"), line
+    assert "(S3 DeleteObject needs s3:DeleteObject)" in line, line
+    assert "grant s3:DeleteObject on the store's keys to the credentials in output" in line, line
+    assert "immutable" not in line, line
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
+    left = [k.rpartition("/")[2] for k in fs.find(out_url)]
+    assert all(is_write_probe(k) for k in left), left

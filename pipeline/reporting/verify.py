@@ -299,8 +299,13 @@ def verify(
         dst = arrays.open_zarr_array(loc_out, out_path)
     except ConfigError:  # output.storage_options that make no file system: their own line
         raise
-    except PipelineError:
+    except PipelineError as e:
         where = loc_out.join(out_path)
+        data = getattr(e, "data", {})
+        if data.get("setting") == "output" and data.get("status") == "unreadable":
+            # the store's refusal (S3 without s3:ListBucket) is no absent output (h65f: "no
+            # output at ...: run the pipeline first")
+            raise OutputError(str(e), **{**data, "output": where}) from None
         if _remains(loc_out, out_path):  # as `run` says it (F7: verify said run it first)
             raise OutputError(
                 f"{where} holds the remains of an output that a stopped run was making or "

@@ -30,6 +30,7 @@ from pipeline.errors import (
     InputError,
     cause,
     missing_credentials,
+    s3_denied,
     storage_failure,
 )
 from pipeline.ops import stages
@@ -52,7 +53,6 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
     own encoding is checked as the probed ones are; one of another encoding is refused
     (:func:`_misplaced`); else the probed units are looked for under the other encodings'
     keys (:func:`_refuse_units_under_other_keys`). A dense array lists nothing."""
-    from zarr.core.sync import sync
 
     if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
         return
@@ -75,7 +75,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
-        if sync(store.exists(key)):
+        if _asked(info, key, store.exists(key)):
             present.append(key)
     if not present:
         found = _stored_key_of(info, arr, store, prefix)
@@ -84,7 +84,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
         else:
             _refuse_units_under_other_keys(info, arr, store, prefix, flat)
     for key in present:
-        want, got = sync(store.getsize(key)), info.location.size(key)
+        want, got = _asked(info, key, store.getsize(key)), info.location.size(key)
         if got != want:
             raise InputError(
                 f"Zarr finds {key!r} in {info.location} ({want} bytes), the pipeline's reader "
@@ -93,6 +93,30 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
+
+
+def _asked(info: ArrayInfo, key: str, request: Any) -> Any:
+    """The answer of ``request`` (a coroutine of Zarr's store: whether the input's ``key`` is
+    there, its size), the store's failure to give it (:func:`~pipeline.errors.storage_failure`:
+    an S3 server's HTTP 500) an InputError naming the store, the key and the fix (fields
+    ``store``, ``key``, ``reason``, ``status`` 'unreadable'): plan had said only "a store
+    answered ...", naming no store, where the input and the output were both on S3 (h65f)."""
+    from zarr.core.sync import sync
+
+    try:
+        return sync(request)
+    except Exception as e:
+        failure = storage_failure(e)
+        if failure is None:
+            raise
+        raise InputError(
+            f"cannot read input store {info.location}: it answered {failure} for {key!r}; "
+            f"{info.location.answer_fix(failure, side='input')}",
+            store=info.location.url,
+            key=key,
+            reason=failure,
+            status="unreadable",
+        ) from None
 
 
 def _probed_units(n: int, probes: int) -> list[int]:
@@ -138,14 +162,13 @@ def _refuse_units_under_other_keys(
     zarr-python reads every element as the fill value, and the run would write an output of
     fill values alone, marked complete, that verify passes. A store that has no unit at
     either key (an array never written) is not refused."""
-    from zarr.core.sync import sync
 
     for i in flat:
         index = tuple(int(j) for j in np.unravel_index(i, info.grid))
         zarr_key = key_under(prefix, arr.metadata.encode_chunk_key(index))
         for other, setting in _other_unit_keys(info, index):
             key = key_under(prefix, other)
-            if key == zarr_key or not sync(store.exists(key)):
+            if key == zarr_key or not _asked(info, key, store.exists(key)):
                 continue
             raise _misplaced(info, key, zarr_key, setting)
 
@@ -237,7 +260,9 @@ def _stored_key_of(info: ArrayInfo, arr: Any, store: Any, prefix: str) -> str | 
     (:func:`_first_stored_key`) when that is a unit's key of the array's own chunk key
     encoding, None when there is none (an array never written, a server that will not list)
     or it is no unit's key. Raises the refusal of :func:`_misplaced` when it is a unit's key
-    of another encoding (:func:`_other_unit_keys`): its chunks lie where Zarr finds none."""
+    of another encoding (:func:`_other_unit_keys`): its chunks lie where Zarr finds none.
+    An S3 listing refused for want of s3:ListBucket (:func:`~pipeline.errors.s3_denied`)
+    raises an InputError naming it (fields ``store``, ``status`` 'unreadable', ``reason``)."""
     from zarr.core.sync import sync
 
     if not info.grid:  # a 0-d array's one chunk: no separator to mistake
@@ -249,9 +274,21 @@ def _stored_key_of(info: ArrayInfo, arr: Any, store: Any, prefix: str) -> str | 
     try:
         found = sync(_first_stored_key(store, prefix, len(info.grid) + 1, indices))
     except Exception as e:  # a server that lists no folders (HTTP 403): no such probe
-        if storage_failure(e) is None:
+        failure = storage_failure(e)
+        if failure is None:
             raise
-        return None
+        if s3_denied(e) is None:
+            return None
+        # S3 lists to every user who may (s3:ListBucket): a refusal is said, not taken for
+        # an array with no chunk to find, whose misplaced chunks would run as its fill value
+        raise InputError(
+            f"cannot list input store {info.location} for the first stored chunk of "
+            f"{info.path.strip('/') or 'its array'}: it answered {failure}; "
+            f"{info.location.answer_fix(failure, side='input')}",
+            store=info.location.join(info.path),
+            status="unreadable",
+            reason=failure,
+        ) from None
     if found is None:
         return None
     rel = found[len(prefix) :].lstrip("/") if prefix else found
@@ -308,8 +345,8 @@ async def _first_stored_key(
     at most ``levels`` levels along the first such name of each folder, stopping at a file
     or a key (relative to ``prefix``) that ``is_key`` takes; None when the array's folder
     holds none. Each folder's listing stops at that name where the store can stop early:
-    a local directory's ``os.scandir``, an S3 listing of one page (a ``MaxKeys`` of 16,
-    s3fs's ``_iterdir``); elsewhere Zarr's ``list_dir`` (one GET of an HTTP folder's page,
+    a local directory's ``os.scandir``, an S3 listing's pages of 100 names
+    (:func:`_first_s3_entry`); elsewhere Zarr's ``list_dir`` (one GET of an HTTP folder's page,
     an archive's listing in memory)."""
     at = prefix
     for _ in range(levels):
@@ -339,39 +376,52 @@ async def _first_entry(store: Any, folder: str) -> tuple[str | None, bool | None
         return None, None
     fs: Any = getattr(store, "fs", None)
     protocol = getattr(fs, "protocol", ())
-    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(
-        fs, "_iterdir"
-    ):  # s3fs: one page of 16 names
-        path = f"{store.path}/{folder}".rstrip("/")
-        bucket, key, _ = fs.split_path(path)
-        try:  # s3fs's own listing, not its public API: another release's signature falls
-            # back to Zarr's listing below
-            listed = fs._iterdir(bucket, max_items=8, prefix=f"{key}/" if key else "")
-        except TypeError:
-            listed = None
-        if listed is not None:
-            try:
-                async for info in listed:
-                    name = info["name"].rstrip("/").rpartition("/")[2]
-                    if _chunk_like(name):
-                        return name, info["type"] == "directory"
-            except FileNotFoundError:
-                pass
-            except Exception as e:  # botocore's ClientError, as s3fs's own listings translate it
-                from s3fs.errors import translate_boto_error
-
-                translated = translate_boto_error(e)
-                if translated is e:
-                    raise
-                if isinstance(translated, FileNotFoundError):
-                    return None, None
-                raise translated from e
-            finally:
-                await listed.aclose()
+    if "s3" in ((protocol,) if isinstance(protocol, str) else protocol) and hasattr(fs, "_call_s3"):
+        bucket, key, _ = fs.split_path(f"{store.path}/{folder}".rstrip("/"))
+        try:
+            return await _first_s3_entry(fs, bucket, f"{key}/" if key else "")
+        except FileNotFoundError:  # no such bucket
             return None, None
     async for name in store.list_dir(folder):
         if _chunk_like(name):
             return name, None
+    return None, None
+
+
+#: An S3 listing's page (``MaxKeys``) and the most pages :func:`_first_s3_entry` asks for: a
+#: folder whose first 1,000 names hold none that may be a chunk's is taken to hold none.
+_S3_PAGE, _S3_PAGES = 100, 10
+
+
+async def _first_s3_entry(fs: Any, bucket: str, prefix: str) -> tuple[str | None, bool | None]:
+    """:func:`_first_entry` on S3: the first name directly under ``prefix`` (a key's folder,
+    ending in '/', or '') of ``bucket`` that may be a chunk key's part, and whether it is a
+    folder, from pages of ``_S3_PAGE`` names (S3's ``ListObjectsV2`` through s3fs's
+    ``call_s3``, in its coroutine form, which passes its options such as requester-pays and
+    retries, and raises botocore's errors as s3fs's own listings do: ``PermissionError``
+    where s3:ListBucket is refused), no more than ``_S3_PAGES`` of them. s3fs's private
+    ``_iterdir``, used before, stopped after 8 files: 20 of a user's listed before the chunks
+    (upper case sorts before ``c``) had hidden them, and a sparse array of misplaced chunks
+    had run as its fill value (h65f)."""
+    request: dict[str, Any] = {
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "Delimiter": "/",
+        "MaxKeys": _S3_PAGE,
+    }
+    for _ in range(_S3_PAGES):
+        page = await fs._call_s3("list_objects_v2", **request)
+        found = [
+            (p["Prefix"][len(prefix) :].rstrip("/"), True) for p in page.get("CommonPrefixes", [])
+        ]
+        found += [(c["Key"][len(prefix) :], False) for c in page.get("Contents", [])]
+        for name, folder in sorted(found):
+            if _chunk_like(name):
+                return name, folder
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            break
+        request["ContinuationToken"] = token
     return None, None
 
 
@@ -1914,17 +1964,20 @@ def _metadata_shows(location: Location, path: str) -> bool:
 
 
 def unreadable_store(location: Location, path: str, failure: str) -> InputError:
-    """The one-line error for an input store that would not give its metadata: ``failure``
-    is what it answered (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the
-    store and ``path`` joined), ``array``, ``status`` 'unreadable' and ``reason``."""
-    fix = location.answer_fix(failure, side="input")
+    """The one-line error for a store that would not give its metadata (the input's, or the
+    output's that verify opens: ``location.setting``): ``failure`` is what it answered
+    (:func:`~pipeline.errors.storage_failure`); fields ``store`` (the store and ``path``
+    joined), ``array``, ``status`` 'unreadable', ``reason`` and ``setting``."""
+    side = "output" if location.setting == "output" else "input"
+    fix = location.answer_fix(failure, side=side)
     return InputError(
-        f"cannot read input store {location}: it answered {failure} for the metadata of "
+        f"cannot read {side} store {location}: it answered {failure} for the metadata of "
         f"{path.strip('/') or 'its root'}; {fix}",
         store=location.join(path),
         array=path,
         status="unreadable",
         reason=failure,
+        setting=side,
     )
 
 

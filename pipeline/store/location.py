@@ -536,6 +536,15 @@ class Location:
             return
         except OSError as e:
             where = e.filename if isinstance(e.filename, str) else path
+            failure = storage_failure(e) if not self.is_local else None
+            if failure is not None:  # a store's answer (S3: no s3:DeleteObject), not a file's:
+                # "write permission on its folder, no immutable attribute" had been said (h65f)
+                raise OutputError(
+                    f"cannot delete {self.join(key)} ({failure}): "
+                    f"{self.answer_fix(failure, side='output')}, or delete it yourself",
+                    output=self.url,
+                    path=where,
+                ) from None
             raise OutputError(
                 f"cannot delete {where} ({type(e).__name__}: {e.strerror or e}): make it "
                 "deletable (write permission on its folder, no immutable attribute) or delete "
