@@ -199,14 +199,18 @@ def test_plan_refuses_a_scalar_the_dtype_cannot_hold(tmp_path, dtype, scalar, po
         "parameter": "factor",
         "value": value,
         "dtype": held,
+        "file": str(cfg),  # a Config load_config read remembers its file (e433fc3)
+        "line": 7,
     }
     r = subprocess.run(
         [*_pipeline(), "plan", str(cfg)], capture_output=True, text=True, env=env(), timeout=120
     )
     assert r.returncode == 1 and r.stdout == ""
     line = one_line_error(r.stderr)
-    # the refusal above, as the command prints it: at the file's line of the key (7)
-    assert line == f"error: {cfg}:7: {e.value}", line
+    # the refusal above, as the command prints it: at the file's line of the key (7), which
+    # the API's says too
+    assert str(e.value).startswith(f"{cfg}:7: stage {position} ({stage}): ")
+    assert line == f"error: {e.value}", line
     assert "Warning" not in r.stderr
 
 
