@@ -17,6 +17,7 @@ import sys
 import time
 import tomllib
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -1260,6 +1261,51 @@ def test_a_models_copy_with_changes_checks_them_as_its_constructor_does(
     assert changed.output.store == "o2.zarr" and changed.stages[0].op == "multiply"
     assert changed.input == config.input and changed.model_copy() == changed
     assert config.model_copy(update={"backend": "cpu"}).backend == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("stage", "update", "key", "said"),
+    [
+        (0, {"value": None}, "value", "has no value"),
+        (0, {"value": Decimal("1e-400")}, "value", "float64 holds"),
+        (1, {"factor": "5"}, "factor", "not text"),
+        (1, {"factor": True}, "factor", "not true/false"),
+        (1, {"op": "square"}, "op", "must be multiply"),
+        (1, {"fator": 3}, "fator", "did you mean 'factor'"),
+    ],
+    ids=["add-null", "past-float64", "text", "bool", "other-op", "unknown-key"],
+)
+def test_a_stages_copy_with_changes_checks_them_as_its_constructor_does(
+    tmp_path: Path, stage: int, update: dict[str, Any], key: str, said: str
+) -> None:
+    """A stage's ``model_copy(update=...)`` (``config.stages[0]``, a notebook's next run)
+    took its values unchecked, as a section's had, and a Config holds a stage it is given as
+    it is: add's ``value`` None ran as ``x + x``, exit 0, and a factor of ``"5"`` met
+    pydantic's raw ValidationError in the run. The changes are checked as the constructor
+    checks them: an invalid one is one ConfigError line naming the stage's ``model_copy()``
+    and the key; a valid one runs as written, add's ``value`` left out staying left out."""
+    x = small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        stages=[{"op": "add", "value": 5}, {"op": "multiply", "factor": 2}],
+    )
+    config = load_config(path)
+    with pytest.raises(ConfigError) as info:
+        config.stages[stage].model_copy(update=update)
+    e = info.value
+    op = config.stages[stage].op
+    assert str(e).startswith(f"the {op} stage's model_copy(): "), e
+    assert e.key == key and said in str(e) and len(str(e).splitlines()) == 1, e
+    assert config.stages[0].model_copy() == config.stages[0]
+    itself = pipeline.Config(**{**config.model_dump(), "stages": [{"op": "add"}]})
+    assert itself.stages[0].model_copy(update={}).model_dump() == {"op": "add"}
+    changed = config.model_copy(
+        update={"stages": [config.stages[0].model_copy(update={"value": 1})]}
+    )
+    pipeline.run(changed)
+    np.testing.assert_array_equal(read_array(tmp_path / "out.zarr"), x + 1)
 
 
 def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:

@@ -839,13 +839,36 @@ class ClusterConfig(Model):
         return v
 
 
+class _CheckedStageCopy(StageParams):
+    """What each stage's model (``config.stages[0]``) adds to its parameters' class."""
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy of the stage, with the values ``update`` gives checked and made as the
+        constructor checks and makes them, as a section's (:meth:`Model.model_copy`):
+        pydantic's takes them as they are, and a Config holds a stage it is given as it is,
+        so ``config.stages[0].model_copy(update={"value": None})`` had run add as ``x + x``,
+        exit 0, and a factor of ``"5"`` or ``Decimal('1e-400')`` had met pydantic's raw
+        ValidationError in the run. An invalid one is the one
+        :class:`~pipeline.errors.ConfigError` line, its ``file`` ``the add stage's
+        model_copy()``. The fields not given are the stage's own as set (add's ``value`` left
+        out stays left out)."""
+        copied = super().model_copy(deep=deep)
+        if not update:
+            return copied
+        cls = type(self)
+        source = f"the {getattr(self, 'op', cls.__name__)} stage's model_copy()"
+        data = {name: getattr(copied, name) for name in copied.model_fields_set}
+        data.update(update)
+        return checked(lambda: cls.model_validate(data), data, cls, source)
+
+
 def _stage_models() -> Any:
     """One model per registered stage, ``op`` naming it; a discriminated union of them."""
     models = []
     for name, d in REGISTRY.items():
         m = create_model(
             f"Stage_{name}",
-            __base__=d.params,
+            __base__=(_CheckedStageCopy, d.params),
             op=(Literal[name], Field(description=d.doc)),  # type: ignore[valid-type,arg-type]
         )
         m.__module__ = __name__
