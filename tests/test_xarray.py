@@ -3671,6 +3671,52 @@ def test_decoding_attributes_changed_after_consolidation_are_refused(
     assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
 
 
+@pytest.mark.parametrize(
+    ("zarr_format", "edit", "how"),
+    [(2, "scale", "packed"), (3, "scale", "packed"), (2, "fill", "masked")],
+    ids=["v2-scale", "v3-scale", "v2-fill-past-float32"],
+)
+def test_a_stale_copy_is_said_before_the_decoding_its_own_metadata_asks_for(
+    tmp_path: Path, zarr_format: int, edit: str, how: str
+) -> None:
+    """An array's own metadata edited after consolidation so that it is stored packed (a
+    scale_factor added) or masked (a v2 fill value float32 cannot hold, which zarr-python
+    reads as inf, xarray's _FillValue), run with input.mask_and_scale false: the plan had
+    said only that it is stored packed or masked, and its fix, mask_and_scale: true, then
+    met the stale copy's refusal (h66a). The stale copy is said first, naming the refusal
+    its own metadata meets next; each fix followed as said, the input runs."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format, encoding={"t": {"dtype": "float32"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if edit == "scale":
+            arr = zarr.open_array(str(src), path="t", mode="r+", use_consolidated=False)
+            arr.attrs["scale_factor"] = 2.0
+        else:
+            doc = json.loads((src / "t" / ".zarray").read_text())
+            (src / "t" / ".zarray").write_text(json.dumps({**doc, "fill_value": 1e40}))
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path))
+    e = info.value
+    assert e.member == "t" and "consolidate" in e.fix and len(str(e).splitlines()) == 1, e
+    then = f"; then, as its own metadata reads: input variable {src / 't'} is stored {how} ("
+    assert str(e).startswith(f"the consolidated metadata of the input Dataset {src} is stale")
+    assert then in str(e) and str(e).endswith(
+        "set input.mask_and_scale: true to run the stages on the decoded values"
+    ), e
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(src))
+    with pytest.raises(InputError, match=f"is stored {how} "):
+        pipeline.run(config(tmp_path))
+    run = config(tmp_path, input={"mask_and_scale": True})
+    assert pipeline.run(run).status == "complete"
+    got = open_dataset(tmp_path / "out.zarr")["t"].values
+    np.testing.assert_allclose(got, reference(open_dataset(src)["t"].values), rtol=1e-6)
+
+
 def test_a_time_coordinates_units_changed_after_consolidation_are_refused(
     tmp_path: Path,
 ) -> None:

@@ -145,7 +145,12 @@ def carried(
         _check_names_over_http(loc, store, variable)
     if variable is not None:  # the bounds of a time: xarray decodes them by the time's units
         refuse_time_bounds(loc.join(path), store, variable)
-    unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
+    try:
+        unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
+    except InputError as refused:
+        if variable is not None:  # a stale consolidated copy first, naming this one next
+            check_consolidated(loc, store, variable, frame, then=str(refused))
+        raise
     if frame:
         assert variable is not None
         _check_frame(variable, output_path)
@@ -614,7 +619,9 @@ def _check_names_over_http(loc: Location, store: Any, variable: Variable) -> Non
             loc.check_url_safe(f"{variable.group}/{name}" if variable.group else name)
 
 
-def check_consolidated(loc: Location, store: Any, variable: Variable, frame: bool) -> list[str]:
+def check_consolidated(
+    loc: Location, store: Any, variable: Variable, frame: bool, then: str = ""
+) -> list[str]:
     """Refuse a variable whose group's consolidated metadata, which ``xr.open_zarr`` reads by
     default, disagrees with what the variable, or (``frame``) a coordinate written beside the
     output, holds in its own metadata, which the pipeline reads: another shape, dtype,
@@ -622,7 +629,12 @@ def check_consolidated(loc: Location, store: Any, variable: Variable, frame: boo
     gone): xarray would read other values from the same chunks, so the store is damaged
     (InputError: ``variable``, ``member``, ``differs``, ``fix``); so are attributes by which
     xarray decodes the values (:func:`_decodes_otherwise`). Other attributes that differ are a
-    note (returned): the output carries the members' own."""
+    note (returned): the output carries the members' own.
+
+    ``then``: the refusal the variable's own metadata meets once the copy is consolidated
+    again (:func:`decoding`'s, which reads its own: stored masked by a fill value edited
+    since), which the stale copy's refusal names as the next step; it had been said first,
+    and its fix (``input.mask_and_scale: true``) then met this refusal (h66a)."""
     found = datasets.stale(store, variable, with_coords=frame)
     where = loc.join(variable.group) if variable.group else loc.url
     fix = "consolidate the input's metadata again"
@@ -633,7 +645,8 @@ def check_consolidated(loc: Location, store: Any, variable: Variable, frame: boo
             f"the consolidated metadata of the input Dataset {where} is stale: {s.said} "
             "(changed since it was consolidated); xr.open_zarr reads that copy, and would "
             "see other values than the pipeline reads: consolidate the input's metadata "
-            "again (zarr.consolidate_metadata on its store), or run on a fresh copy of it",
+            "again (zarr.consolidate_metadata on its store), or run on a fresh copy of it"
+            + (f"; then, as its own metadata reads: {then}" if then else ""),
             variable=loc.join(variable.group, variable.name),
             member=s.member,
             differs=list(s.keys) or [s.part],
