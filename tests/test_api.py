@@ -1308,6 +1308,51 @@ def test_a_stages_copy_with_changes_checks_them_as_its_constructor_does(
     np.testing.assert_array_equal(read_array(tmp_path / "out.zarr"), x + 1)
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("cluster", "timeout"),
+        ("cluster", "host_memory_limit"),
+        ("cluster", "device_memory_limit"),
+        ("chunking", "target_bytes"),
+        ("output.codec", "store_raw_below"),
+    ],
+)
+def test_a_config_number_float64_reads_as_zero_is_refused_naming_its_range(
+    section: str, key: str
+) -> None:
+    """A number nearer 0 than float64 holds, outside the stages (``timeout: 1e-400``, as
+    JSON, as a Decimal through the API): float64 reads it as 0, and the key had refused it as
+    "must be greater than 0" or "a fraction must be in (0, 1]", which the number written is.
+    It is refused naming float64's range, by every way of making a config; 0.0e-400, which is
+    0, meets the key's own refusal of 0 (h66a)."""
+    parts = section.split(".")
+    dotted = f"{section}.{key}"
+
+    def made(value: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {**_A_RUN}
+        inner: dict[str, Any] = {key: value}
+        for part in reversed(parts[1:]):
+            inner = {part: inner}
+        data[parts[0]] = {**data.get(parts[0], {}), **inner}
+        return data
+
+    text = json.dumps(made(0.5)).replace("0.5", "1e-400")
+    config = pipeline.Config.model_validate(_A_RUN)
+    for make in (
+        lambda: pipeline.Config.model_validate_json(text),
+        lambda: pipeline.Config(**made(Decimal("-1e-400") if key == "timeout" else "1e-400")),
+        lambda: config.model_copy(update=made(Decimal("1e-400"))),
+    ):
+        with pytest.raises(ConfigError) as info:
+            make()
+        e = info.value
+        assert e.key == dotted and "is nearer 0 than float64 holds (" in str(e), e
+    with pytest.raises(ConfigError) as info:
+        pipeline.Config.model_validate_json(text.replace("1e-400", "0.0e-400"))
+    assert info.value.key == dotted and "float64" not in str(info.value), info.value
+
+
 def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
     """``host_memory_limit: '0.5'`` (a number quoted) was cut to whole bytes by dask's
     parse_bytes, a budget of 0 bytes, and ``'1.0'`` one of 1 byte; ``mps: off``, as the

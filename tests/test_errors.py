@@ -321,6 +321,24 @@ CASES: dict[str, Case] = {
         {"line": 5, "key": "stages.0.value"},
         ["stages.0.value: must be a finite number float64 holds ("],
     ),
+    "timeout-below-float64": Case(  # had said "must be greater than 0" of the 1e-400 written
+        _yaml(BASE.replace("dashboard: ''", "dashboard: '', timeout: 1e-400") + SEED),
+        ConfigError,
+        {"line": 4, "key": "cluster.timeout"},
+        ["cluster.timeout: is nearer 0 than float64 holds (", "(got '1e-400')"],
+    ),
+    "size-below-float64": Case(  # PyYAML's float 0.0: "greater than 0 (got 0.0)"
+        _yaml(BASE + SEED + "chunking: {{target_bytes: 1.0e-400}}\n"),
+        ConfigError,
+        {"line": 6, "key": "chunking.target_bytes"},
+        ["chunking.target_bytes: is nearer 0 than float64 holds ("],
+    ),
+    "fraction-below-float64": Case(  # had said "a fraction must be in (0, 1]"
+        _yaml(BASE.replace("dashboard: ''", "dashboard: '', host_memory_limit: 1.5e-400") + SEED),
+        ConfigError,
+        {"line": 4, "key": "cluster.host_memory_limit"},
+        ["cluster.host_memory_limit: is nearer 0 than float64 holds ("],
+    ),
     "add-value-without-value": Case(  # had been taken as left out: x + x, with exit 0
         _yaml(BASE + "stages:\n  - op: add\n    value:\n"),
         ConfigError,

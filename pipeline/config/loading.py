@@ -400,13 +400,22 @@ def _a(thing: str) -> str:
 
 
 def _refuse_ambiguous_numbers(
-    node: yaml.Node, path: Path, key: str = "", done: set[int] | None = None
+    node: yaml.Node,
+    path: Path,
+    key: str = "",
+    done: set[int] | None = None,
+    data: Any = None,
+    keys: tuple = (),
 ) -> None:
     """Refuse a plain scalar anywhere outside ``stages`` (which :func:`_read_stage_numbers`
     reads) that YAML 1.1 (PyYAML) reads as a number other than YAML 1.2 would: ``chunks:
     [010]`` was 8 rows, ``threads_per_worker: 010`` 8 threads, ``array: 010`` the number 8
     where a name was meant. The line names both readings and, since the key may want text,
-    the quoted form too. Each node is walked once (``done``), however many aliases name it."""
+    the quoted form too. Each node is walked once (``done``), however many aliases name it.
+    A float that float64 reads as 0 or infinity it does not say (``timeout: 1.0e-400``) is
+    put in ``data`` (what PyYAML read) as the ``Decimal`` it says (:func:`_keep_past_float64`),
+    which the key refuses naming float64's range (``models._refuse_read_as_zero``): it had been
+    refused as "must be greater than 0 (got 0.0)" (h66a)."""
     done = set() if done is None else done
     if id(node) in done:
         return
@@ -416,10 +425,11 @@ def _refuse_ambiguous_numbers(
             name = k.value if isinstance(k, yaml.ScalarNode) else "?"
             if not key and name == "stages":
                 continue
-            _refuse_ambiguous_numbers(v, path, f"{key}.{name}" if key else str(name), done)
+            dotted = f"{key}.{name}" if key else str(name)
+            _refuse_ambiguous_numbers(v, path, dotted, done, data, (*keys, name))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_ambiguous_numbers(item, path, f"{key}.{i}", done)
+            _refuse_ambiguous_numbers(item, path, f"{key}.{i}", done, data, (*keys, i))
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
         number = node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
         if not number:
@@ -430,6 +440,8 @@ def _refuse_ambiguous_numbers(
                 _ambiguous(path, node, key, "leading zeros", read, text_too=True)
         elif _BASE_60.fullmatch(node.value):
             _ambiguous(path, node, key, "base 60", read, text_too=True)
+        elif data is not None:
+            _keep_past_float64(node.value, read, data, keys)
 
 
 def _value_at(data: Any, keys: tuple) -> Any:
@@ -578,7 +590,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     data = data if data is not None else {}
     if node is not None:
         _refuse_duplicate_keys(node, p)
-        _refuse_ambiguous_numbers(node, p)
+        _refuse_ambiguous_numbers(node, p, data=data)
         _read_stage_numbers(node, data, p)
     for dotted in overrides or {}:
         _check_override_key(dotted, p)

@@ -72,7 +72,27 @@ def _not_bool(v: Any) -> Any:
     np = sys.modules.get("numpy")
     if isinstance(v, bool) or (np is not None and isinstance(v, np.bool_)):
         raise BoolNotNumber("must be a number, not true/false")
+    _refuse_read_as_zero(v)
     return v
+
+
+def _refuse_read_as_zero(v: Any) -> None:
+    """Refuse a number that float64 would read as 0 where it is not (``timeout: 1e-400``,
+    below float64's least subnormal; the text a YAML file gives for it, a ``Decimal`` from
+    JSON or the API): it had been refused as "must be greater than 0" or "a fraction must be
+    in (0, 1]" of the 1e-400 written, which is (h66a). ValueError naming float64's range."""
+    said = None
+    if isinstance(v, str) and _NUMBER_TEXT.fullmatch(v):
+        import decimal
+
+        said = decimal.Decimal(v.strip())
+    elif type(v).__name__ == "Decimal" and v.is_finite():
+        said = v
+    if said is not None and said != 0 and float(said) == 0:
+        raise ValueError(
+            "is nearer 0 than float64 holds (magnitudes down to 4.94e-324), which reads "
+            "it as 0: give a number float64 holds"
+        )
 
 
 def _off(v: Any) -> Any:
