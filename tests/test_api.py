@@ -1353,6 +1353,26 @@ def test_a_config_number_float64_reads_as_zero_is_refused_naming_its_range(
     assert info.value.key == dotted and "float64" not in str(info.value), info.value
 
 
+def test_output_array_left_out_is_left_out_of_the_dump_and_null_is_refused() -> None:
+    """``output.array`` given as null had been taken for it left out (the input variable's
+    name), where ``''`` may have been meant (h66a): refused, by the constructor and
+    ``model_copy``; left out, it is left out of the config's dump too, so the dump (the
+    summary's JSON) makes the same config again, and a section's copy keeps it left out."""
+    config = pipeline.Config.model_validate(_A_RUN)
+    assert "array" not in config.model_dump()["output"]
+    assert pipeline.Config.model_validate_json(config.model_dump_json()) == config
+    assert config.output.model_copy(update={"overwrite": True}).array is None
+    for make in (
+        lambda: pipeline.Config(**{**_A_RUN, "output": {"store": "o.zarr", "array": None}}),
+        lambda: config.output.model_copy(update={"array": None}),
+    ):
+        with pytest.raises(ConfigError, match="array: has no value") as info:
+            make()
+        assert info.value.key in ("output.array", "array"), info.value
+    named = config.model_copy(update={"output": {"store": "o.zarr", "array": ""}})
+    assert named.output.array == "" and named.model_dump()["output"]["array"] == ""
+
+
 def test_sizes_given_as_text_and_mps_off_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
     """``host_memory_limit: '0.5'`` (a number quoted) was cut to whole bytes by dask's
     parse_bytes, a budget of 0 bytes, and ``'1.0'`` one of 1 byte; ``mps: off``, as the

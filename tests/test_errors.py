@@ -345,6 +345,12 @@ CASES: dict[str, Case] = {
         {"line": 7, "key": "stages.0.value"},
         ["stages.0.value: has no value (null: ", "or leave value out to add the array to itself"],
     ),
+    "output-array-without-value": Case(  # had been taken as left out: a Dataset variable
+        _yaml(BASE.replace("out.zarr}}", "out.zarr, array: }}") + SEED),
+        ConfigError,
+        {"line": 2, "key": "output.array"},
+        ["output.array: has no value (null: ", "'' for the root, or leave array out"],
+    ),
     "empty-input-store": Case(  # '' had been the folder the command runs in
         _yaml(
             "input: {{store: ''}}\noutput: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"

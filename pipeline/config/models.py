@@ -21,10 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     WithJsonSchema,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -212,7 +214,11 @@ class Model(BaseModel):
             return copied
         cls = type(self)
         source = f"{_constructor(cls).removesuffix('()')}.model_copy()"
-        data = {name: getattr(copied, name) for name in cls.model_fields}
+        data = {  # a None left out stays left out (output.array's null is refused)
+            name: getattr(copied, name)
+            for name in cls.model_fields
+            if getattr(copied, name) is not None or name in copied.model_fields_set
+        }
         data.update(update)
         return checked(
             lambda: super(Model, cls).model_validate(data),
@@ -720,9 +726,11 @@ class OutputConfig(Model):
     store: str = Field(description="path or fsspec URL of the output store")
     array: str | None = Field(
         None,
+        validate_default=False,  # left out, None: given as null, refused (_array_given)
         description="path of the array inside the store; '' for the root; omitted: the input "
         "variable's name when the input is a variable of an xarray Dataset (the output is "
-        "then a Dataset too, with the input's coordinates), else ''",
+        "then a Dataset too, with the input's coordinates), else '' (given as null, it is "
+        "refused)",
     )
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options, as input.storage_options"
@@ -755,6 +763,32 @@ class OutputConfig(Model):
         "chunk; none: one file per chunk (also written so where one chunk fills a shard)",
     )
     overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+
+    @field_validator("array", mode="before")
+    @classmethod
+    def _array_given(cls, v: Any) -> Any:
+        """An ``array`` given as null (``array:`` with nothing after its colon, ``~``, or
+        ``None`` in Python) is refused, as ``input.array``'s is: it had been taken for
+        ``array`` left out, so a Dataset's variable was written as a Dataset variable under
+        its name where ``''`` (the array alone at the root) may have been meant, with exit 0
+        (h66a). Left out, its default is not validated, so comes not here. ValueError."""
+        if v is None:
+            raise ValueError(
+                "has no value (null: nothing after its colon, or ~, in YAML; None in Python): "
+                "give the array's path inside the store, '' for the root, or leave array out "
+                "for the input variable's name (an xarray Dataset's; else the root)"
+            )
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_null_array(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """The section as data (``model_dump``, the summary's config) leaves ``array`` out
+        where it is None, as it was written, so that the data makes the same section again
+        (a null ``array`` is refused: :meth:`_array_given`)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("array", "") is None:
+            data.pop("array")
+        return data
 
 
 class ChunkingConfig(Model):
