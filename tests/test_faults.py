@@ -970,6 +970,46 @@ def test_an_output_overlapping_the_input_is_refused(tmp_path: Path, cli, where: 
     assert file_states(data) == before  # nothing written, nothing created
 
 
+@pytest.mark.parametrize("where", ["equal", "inside", "containing", "summary", "generated"])
+def test_an_output_overlapping_the_input_through_a_bind_mount_is_refused(
+    tmp_path: Path, where: str
+) -> None:
+    """The input's folder reached under another path that no link explains (a bind mount of
+    the folder holding it, as a container mounts one host folder at two places): the output
+    there is the input store all the same. Compared by path alone, `run --overwrite` had
+    deleted the input's chunks and metadata and written its own there (h65d); a summary
+    file written over its zarr.json, and a generated input, likewise."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    if where == "generated":  # not there yet: `run` would make it, then write over it
+        cfg = generated_config(
+            tmp_path,
+            {"shape": [20, 30], "when_missing": True},
+            input={"store": str(data / "in.zarr")},
+            output={"store": str(mnt / "in.zarr")},
+        )
+    else:
+        make_array(data / "in.zarr", x, (5, 30))
+        out = {"equal": mnt / "in.zarr", "inside": mnt / "in.zarr" / "out", "containing": mnt}
+        cfg = write_config(tmp_path, data / "in.zarr", out.get(where, tmp_path / "out.zarr"))
+    before = file_states(data)
+    with _mounted(["--bind", str(data)], mnt):
+        if where == "summary":
+            e = refused("run", cfg, "--summary-json", str(mnt / "in.zarr" / "zarr.json"))
+            assert isinstance(e, ConfigError) and e.option == "--summary-json", e
+            assert e.store == os.path.realpath(data / "in.zarr"), e
+        else:
+            e = refused("run", cfg, "--overwrite")
+            assert isinstance(e, OutputError), e
+            assert e.relation == {"containing": "contains", "inside": "is inside"}.get(where, "is")
+            assert e.input == os.path.realpath(data / "in.zarr"), e
+            assert "(reached under another path, which no link explains: a bind mount" in str(e)
+    assert file_states(data) == before  # the input untouched, nothing created beside it
+
+
 def _input_store_with_room(data: Path, case: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """An input store in ``data`` and an output written into it (its ``input`` and
     ``output`` sections): 'sibling', an array beside the input's in its consolidated v3

@@ -35,7 +35,7 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
-from pipeline.store.location import Location
+from pipeline.store.location import Location, local_same, local_within
 
 log = logging.getLogger("pipeline")
 
@@ -106,14 +106,20 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
         return  # a local store and a remote one never overlap
     a, store = _real(src, "").rstrip("/"), _real(dst, "").rstrip("/")
     node = _real(dst, path).rstrip("/")
+    local = src.local_root is not None
 
     def within(x: str, root: str) -> bool:
+        if local:  # by the folders' identity too: a bind mount of the input's folder (h65d)
+            return local_within(x, root)
         return x == root or x.startswith(root + "/")
+
+    def same(x: str, y: str) -> bool:
+        return local_same(x, y) if local else x == y
 
     found = None
     for b in (node, store):  # the output itself first: it names what the run writes
         if within(b, a):
-            found = b, "is" if b == a else "is inside"
+            found = b, "is" if same(b, a) else "is inside"
             break
     else:
         if within(a, node):
@@ -121,9 +127,18 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
     if found is None:
         return
     b, rel = found
+    # the same folder under another path, which no link explains: say how it can be
+    other = (
+        ""
+        if b == a or b.startswith(a + "/") or a.startswith(b + "/")
+        else (
+            " (reached under another path, which no link explains: a bind mount, or the same "
+            "file system mounted twice)"
+        )
+    )
     raise OutputError(
-        f"the output {b} {rel} the input store {a}, which is never modified: choose an "
-        "output.store apart from the input's store (not it, not inside it, not a folder "
+        f"the output {b} {rel} the input store {a}{other}, which is never modified: choose "
+        "an output.store apart from the input's store (not it, not inside it, not a folder "
         "that holds it)",
         output=b,
         input=a,

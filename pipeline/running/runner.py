@@ -51,7 +51,7 @@ from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
-from pipeline.store.location import Location
+from pipeline.store.location import Location, local_within
 
 if TYPE_CHECKING:
     from pipeline.running.cluster import PipelineSetup
@@ -334,7 +334,7 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         if local is None:
             continue
         root = os.path.realpath(local)
-        if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
+        if local_within(full, root):  # through a bind mount of its folder too (h65d)
             raise ConfigError(
                 f"{flag} {path}: that file is inside the {what} store {root}, which "
                 f"{'is never written' if what == 'input' else 'the run replaces'}: give a "

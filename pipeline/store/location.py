@@ -1218,6 +1218,60 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+def local_within(path: str, root: str) -> bool:
+    """Whether the local ``path`` is the file or folder ``root`` or lies inside it, whether
+    or not either exists yet: by their paths with links resolved, and by the file system's
+    identity (device and inode) of the folders they are in, so that one folder reached by
+    two paths that no link explains (a bind mount of it, or of a folder above it; one
+    export mounted twice) is one place. Compared by path alone, a store of the input
+    reached through a bind mount had been taken for another store, and ``--overwrite``
+    deleted the input (h65d)."""
+    p, r = os.path.realpath(_absolute(path)), os.path.realpath(_absolute(root))
+    if p == r or p.startswith(r.rstrip(os.sep) + os.sep):
+        return True
+    try:
+        r_base, r_tail = _existing_part(r)
+        p_base, p_tail = _existing_part(p)
+        r_id = _file_id(r_base)
+        if r_tail:  # root is not there yet: nor is anything inside it, which lies below the
+            # same existing folder, under the same names
+            return _file_id(p_base) == r_id and p_tail[: len(r_tail)] == r_tail
+        folder = p_base  # root is there: it is p's nearest existing folder or one above it
+        while True:
+            if _file_id(folder) == r_id:
+                return True
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return False
+            folder = parent
+    except OSError:  # a folder that cannot be looked at: told by the paths alone
+        return False
+
+
+def local_same(path: str, root: str) -> bool:
+    """Whether the local ``path`` and ``root`` are one file or folder (:func:`local_within`
+    both ways)."""
+    return local_within(path, root) and local_within(root, path)
+
+
+def _existing_part(path: str) -> tuple[str, list[str]]:
+    """The nearest folder or file at or above the resolved ``path`` that exists, and the
+    names below it that do not."""
+    tail: list[str] = []
+    while not os.path.exists(path):
+        parent, name = os.path.split(path)
+        if parent == path:
+            break
+        tail.insert(0, name)
+        path = parent
+    return path, tail
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def _chained(url: str) -> bool:
     """Whether ``url`` chains file systems (``zip::file:///a.zip``): it has '::' after a
     protocol fsspec knows (a local path may contain '::' too)."""
