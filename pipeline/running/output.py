@@ -982,6 +982,32 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         return _decide_start(plan, overwrite, resume)
 
 
+def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
+    """:func:`decide_start` after the checks every start makes first: the output overlaps
+    no input (:func:`check_not_overlapping`) and can be written (:func:`check_writable`),
+    but for a ``resume`` that finds the output complete, as this config makes it of this
+    input, with nothing to write again (no consolidated copy stale or gone): 'done' needs
+    no write, so a complete output in a folder the user may not write (a shared, finished
+    dataset made read-only) is done, not refused as unwritable (h65d: `run --resume`, which
+    does nothing there, had been told to fix the folder's permissions). Reads only."""
+    check_not_overlapping(plan)
+    try:
+        check_writable(plan.output.location)
+    except OutputError:
+        if resume and not overwrite and _done_as_it_is(plan):
+            return "done"
+        raise
+    return decide_start(plan, overwrite=overwrite, resume=resume)
+
+
+def _done_as_it_is(plan: Plan) -> bool:
+    """Whether ``run --resume`` finds the output complete and writes nothing there."""
+    try:
+        return decide_start(plan, resume=True) == "done" and not copies_to_write(plan)
+    except PipelineError:
+        return False
+
+
 def _decide_start(plan: Plan, overwrite: bool, resume: bool) -> str:
     where = plan.output.location.join(plan.output.path)
     check_parents(plan)
@@ -1524,8 +1550,8 @@ FLAGS = ("", "--resume", "--overwrite")
 
 def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[OutputError]]:
     """The first of ``flags`` (of :data:`FLAGS`) with which ``run`` starts at this output, as
-    its own checks decide it (:func:`check_not_overlapping`, :func:`check_writable`,
-    :func:`decide_start`; on ``--resume`` with the layout it resumes in, :func:`resumed_plan`),
+    its own checks decide it (:func:`startable`; on ``--resume`` with the layout it resumes
+    in, :func:`resumed_plan`),
     or None where it takes none of them; and the refusals of those tried before it (each
     names its fix). Reads only. What ``verify`` advises is taken from it, so that the command
     it names is one ``run`` takes."""
@@ -1533,9 +1559,7 @@ def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[Ou
     for flag in flags:
         p = resumed_plan(plan) if flag == "--resume" else plan
         try:
-            check_not_overlapping(p)
-            check_writable(p.output.location)
-            decide_start(p, overwrite=flag == "--overwrite", resume=flag == "--resume")
+            startable(p, overwrite=flag == "--overwrite", resume=flag == "--resume")
         except OutputError as e:
             refusals.append(e)
             continue

@@ -597,9 +597,7 @@ def decide(plan: Plan, options: RunOptions) -> str:
     refusal (an OutputError), from its checks before anything is written (the output neither
     overlaps the input nor is unwritable, :func:`pipeline.running.output.decide_start`).
     Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it."""
-    output.check_not_overlapping(plan)
-    output.check_writable(plan.output.location)
-    return output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
+    return output.startable(plan, overwrite=options.overwrite, resume=options.resume)
 
 
 def _execute(
