@@ -1057,10 +1057,10 @@ def _verdict(
             _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
         )
     if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
-        w = res.writer
+        from pipeline.store.ledger import holder_said
+
         return said(
-            f"the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
-            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): ",
+            f"the output is {res.status}: a run is writing it now ({holder_said(res.writer)}): ",
             "verify it once that run is done",
         )
     if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)

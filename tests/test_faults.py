@@ -425,7 +425,11 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     results, (rc, _, err) = m.acted
     first, out = m.proc, m.out
     host = socket.gethostname()
-    assert rc == 1 and f"a run is writing it now (pid {first.pid}" in err, err
+    assert rc == 1 and f"a run is writing it now (pid {first.pid} on {host}, since " in err, err
+    # its start said as the run's refusal says it, not as the lock's seconds since 1970 (h65d)
+    since = re.search(r"a run is writing it now \(pid \d+ on \S+, since ([^)]*)\)", err)
+    assert since and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", since[1]), err
+    assert since[1] in str(results[()]), (err, results[()])
     for flag, e in results.items():
         assert isinstance(e, OutputError), (flag, e)
         assert e.output == str(out), flag
