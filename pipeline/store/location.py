@@ -551,14 +551,9 @@ class Location:
         found: dict[str, int] = {}
         if self.is_local:
             root = self.join(base)
-            for dirpath, _, files in os.walk(root):
-                rel = os.path.relpath(dirpath, root)
-                for f in files:
-                    sub = f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
-                    with contextlib.suppress(FileNotFoundError):  # a file gone meanwhile
-                        found[f"{base}/{sub}" if base else sub] = os.stat(
-                            os.path.join(dirpath, f)
-                        ).st_size
+            for path, sub in local_files(root):
+                with contextlib.suppress(FileNotFoundError):  # gone meanwhile, or a dangling link
+                    found[f"{base}/{sub}" if base else sub] = os.stat(path).st_size
             return found
         top = self._path(base).rstrip("/")
         try:
@@ -1216,6 +1211,43 @@ def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
 
 def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
+
+
+def local_files(root: str) -> Iterator[tuple[str, str]]:
+    """Every file under the local folder ``root``: its path, and its path below ``root``
+    with '/' between names. Folders that are links are followed, as Zarr reads through them
+    (chunks moved to another disk behind a linked ``c``), but not one linking to ``root`` or
+    above it (:func:`links_above`: the walk would take in the store's neighbours), nor a
+    folder twice (a loop of links ends). Without the links, the files of a complete output
+    behind a linked folder had been recorded as none, and one deleted since was neither
+    seen by `verify` nor by a resume (h65d)."""
+    real_root = os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()  # folders by (device, inode)
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = [d for d in dirs if not links_above(os.path.join(dirpath, d), real_root)]
+        rel = os.path.relpath(dirpath, root)
+        for f in files:
+            yield os.path.join(dirpath, f), f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
+
+
+def links_above(path: str, real_root: str) -> bool:
+    """Whether ``path`` is a link to the store's folder ``real_root`` (resolved) or one above
+    it (``up -> ..``): not followed, or a walk would take in the store's neighbours, an
+    output being written among them (helper-44: every run then ended "the input changed
+    while this run read it")."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
 
 
 def local_within(path: str, root: str) -> bool:
