@@ -441,6 +441,60 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     assert np.array_equal(read_array(out), expected(m.x), equal_nan=True)
 
 
+def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Path, cli) -> None:
+    """`verify` of a complete output while another process takes its lock and deletes its
+    files, as `run --overwrite` does at its start: verify had said "the output was damaged
+    since the run (N of its shard files gone ...)". It says a run is writing it, naming the
+    run, and to verify once that run is done; the same output verifies once the lock is
+    given up (here: the files put back)."""
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pipeline.store.ledger import Ledger\n"
+            "from pipeline.store.location import Location\n"
+            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    chunk = out / "c" / "1" / "0"
+    kept = chunk.read_bytes()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        chunk.unlink()  # the replacing run's deletions
+        rc, table, err = cli("verify", cfg)
+        assert rc == 1, table + err
+        line = one_line_error(err)
+        assert "damaged" not in line, line
+        assert line == (
+            "error: a run began writing the output while it was verified, so what differs may "
+            f"be that run's doing: a run is writing it now (pid {holder.pid} on "
+            f"{socket.gethostname()}, since "
+            + line.split(", since ", 1)[1].split(")", 1)[0]
+            + "): verify it once that run is done"
+        ), line
+        result = pipeline.verify(str(cfg))
+        assert not result.ok and result.writer is not None and result.writer["pid"] == holder.pid
+        assert result.advice == "verify it once that run is done", result
+    finally:
+        holder.communicate(timeout=60)
+    chunk.write_bytes(kept)
+    rc, table, err = cli("verify", cfg)
+    assert rc == 0, table + err
+
+
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
     x = np.random.default_rng(3).standard_normal((40, 30)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (10, 30))
