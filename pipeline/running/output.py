@@ -1004,7 +1004,7 @@ def _done_as_it_is(plan: Plan) -> bool:
     """Whether ``run --resume`` finds the output complete and writes nothing there."""
     try:
         return decide_start(plan, resume=True) == "done" and not copies_to_write(plan)
-    except PipelineError:
+    except Exception:  # a refusal, or what cannot be looked at (under a file): not done
         return False
 
 
