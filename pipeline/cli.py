@@ -1056,11 +1056,20 @@ def _verdict(
             "says it is whole; ",
             _run_says(args, config, ("--overwrite",), "`run --overwrite` writes it anew"),
         )
-    if res.status != "complete" and res.writer is not None:  # helper-39: "run --resume"
-        w = res.writer
+    if res.writer is not None and not res.ok:  # helper-39: "run --resume"
+        from pipeline.store.ledger import holder_said
+
+        # a complete output that a run began to replace while it was read: what failed may
+        # be that run's doing, not damage (h65d: "damaged since the run (3000 of its 3000
+        # shard files gone ...)")
+        now = (
+            f"the output is {res.status}"
+            if res.status != "complete"
+            else "a run began writing the output while it was verified, so what differs may be "
+            "that run's doing"
+        )
         return said(
-            f"the output is {res.status}: a run is writing it now (pid {w.get('pid')} "
-            f"on {w.get('host', 'this host')}, since {w.get('since', '?')}): ",
+            f"{now}: a run is writing it now ({holder_said(res.writer)}): ",
             "verify it once that run is done",
         )
     if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)

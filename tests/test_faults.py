@@ -425,7 +425,11 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     results, (rc, _, err) = m.acted
     first, out = m.proc, m.out
     host = socket.gethostname()
-    assert rc == 1 and f"a run is writing it now (pid {first.pid}" in err, err
+    assert rc == 1 and f"a run is writing it now (pid {first.pid} on {host}, since " in err, err
+    # its start said as the run's refusal says it, not as the lock's seconds since 1970 (h65d)
+    since = re.search(r"a run is writing it now \(pid \d+ on \S+, since ([^)]*)\)", err)
+    assert since and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", since[1]), err
+    assert since[1] in str(results[()]), (err, results[()])
     for flag, e in results.items():
         assert isinstance(e, OutputError), (flag, e)
         assert e.output == str(out), flag
@@ -435,6 +439,60 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     assert status(out) == "complete"
     assert not (out / ".pipeline").exists()
     assert np.array_equal(read_array(out), expected(m.x), equal_nan=True)
+
+
+def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Path, cli) -> None:
+    """`verify` of a complete output while another process takes its lock and deletes its
+    files, as `run --overwrite` does at its start: verify had said "the output was damaged
+    since the run (N of its shard files gone ...)". It says a run is writing it, naming the
+    run, and to verify once that run is done; the same output verifies once the lock is
+    given up (here: the files put back)."""
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pipeline.store.ledger import Ledger\n"
+            "from pipeline.store.location import Location\n"
+            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    chunk = out / "c" / "1" / "0"
+    kept = chunk.read_bytes()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        chunk.unlink()  # the replacing run's deletions
+        rc, table, err = cli("verify", cfg)
+        assert rc == 1, table + err
+        line = one_line_error(err)
+        assert "damaged" not in line, line
+        assert line == (
+            "error: a run began writing the output while it was verified, so what differs may "
+            f"be that run's doing: a run is writing it now (pid {holder.pid} on "
+            f"{socket.gethostname()}, since "
+            + line.split(", since ", 1)[1].split(")", 1)[0]
+            + "): verify it once that run is done"
+        ), line
+        result = pipeline.verify(str(cfg))
+        assert not result.ok and result.writer is not None and result.writer["pid"] == holder.pid
+        assert result.advice == "verify it once that run is done", result
+    finally:
+        holder.communicate(timeout=60)
+    chunk.write_bytes(kept)
+    rc, table, err = cli("verify", cfg)
+    assert rc == 0, table + err
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
@@ -968,6 +1026,46 @@ def test_an_output_overlapping_the_input_is_refused(tmp_path: Path, cli, where: 
     ), e
     assert (e.output, e.input) == (os.path.realpath(out[where]), os.path.realpath(data / "in.zarr"))
     assert file_states(data) == before  # nothing written, nothing created
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "containing", "summary", "generated"])
+def test_an_output_overlapping_the_input_through_a_bind_mount_is_refused(
+    tmp_path: Path, where: str
+) -> None:
+    """The input's folder reached under another path that no link explains (a bind mount of
+    the folder holding it, as a container mounts one host folder at two places): the output
+    there is the input store all the same. Compared by path alone, `run --overwrite` had
+    deleted the input's chunks and metadata and written its own there (h65d); a summary
+    file written over its zarr.json, and a generated input, likewise."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    if where == "generated":  # not there yet: `run` would make it, then write over it
+        cfg = generated_config(
+            tmp_path,
+            {"shape": [20, 30], "when_missing": True},
+            input={"store": str(data / "in.zarr")},
+            output={"store": str(mnt / "in.zarr")},
+        )
+    else:
+        make_array(data / "in.zarr", x, (5, 30))
+        out = {"equal": mnt / "in.zarr", "inside": mnt / "in.zarr" / "out", "containing": mnt}
+        cfg = write_config(tmp_path, data / "in.zarr", out.get(where, tmp_path / "out.zarr"))
+    before = file_states(data)
+    with _mounted(["--bind", str(data)], mnt):
+        if where == "summary":
+            e = refused("run", cfg, "--summary-json", str(mnt / "in.zarr" / "zarr.json"))
+            assert isinstance(e, ConfigError) and e.option == "--summary-json", e
+            assert e.store == os.path.realpath(data / "in.zarr"), e
+        else:
+            e = refused("run", cfg, "--overwrite")
+            assert isinstance(e, OutputError), e
+            assert e.relation == {"containing": "contains", "inside": "is inside"}.get(where, "is")
+            assert e.input == os.path.realpath(data / "in.zarr"), e
+            assert "(reached under another path, which no link explains: a bind mount" in str(e)
+    assert file_states(data) == before  # the input untouched, nothing created beside it
 
 
 def _input_store_with_room(data: Path, case: str) -> tuple[dict[str, Any], dict[str, Any]]:

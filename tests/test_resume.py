@@ -304,6 +304,41 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     _resume_writes_one_block_again(cli, work, skipped)
 
 
+def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None:
+    """The interrupted output's chunk folder moved to another disk, a link left in its place
+    (``c -> /elsewhere/c``), which Zarr reads through: the resume had found every marked
+    block's chunk gone and written them all again, and the complete output recorded no chunk
+    file at all, so one deleted behind the link since read as the fill value with `verify`
+    passing and `run --resume` saying nothing to do (h65d). The files behind the link are
+    the output's: the resume skips the marked blocks, and a deletion is named."""
+    work.restore_killed()
+    skipped = markers(work.output)
+    elsewhere = work.dir / "elsewhere"
+    shutil.rmtree(elsewhere, ignore_errors=True)
+    elsewhere.mkdir()
+    try:
+        (work.output / "c").rename(elsewhere / "c")
+        (work.output / "c").symlink_to(elsewhere / "c")
+        rc, _, err = cli("run", work.config, "--resume")
+        assert rc == 0, err
+        assert f"resuming: {skipped} of {work.rows} blocks already written (skipped)" in err
+        assert "no longer hold" not in err
+        assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
+        stored = zarr.open_array(str(work.output)).attrs["pipeline"]["stored"]
+        assert stored["files"] == work.rows, stored
+        (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
+        rc, out, err = cli("verify", work.config)
+        assert rc == 1 and "1 of its 400 shard files gone (first: c/1/0)" in err, err + out
+        e = refused("run", work.config, "--resume")
+        assert isinstance(e, OutputError) and "c/1/0" in str(e), e
+        rc, _, err = cli("run", work.config, "--overwrite", "--progress", "none")
+        assert rc == 0, err
+        rc, out, err = cli("verify", work.config, "--all")
+        assert rc == 0, err + out
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 @pytest.mark.parametrize("record", ["cut short", "deleted"])
 def test_a_run_record_damaged_is_not_called_gone(work: Work, cli, record: str) -> None:
     """h61e: an interrupted output whose run record (``run.json``) was cut short: the resume's

@@ -51,6 +51,7 @@ from tests.faultkit import (
     file_states,
     kill_procs,
     one_line_error,
+    read_only_folder,
     set_aside,
     wait_for_chunk_files,
     wait_gone,
@@ -184,6 +185,31 @@ def test_a_file_where_a_complete_outputs_run_record_goes_is_named_by_every_comma
         stray.unlink()
     rc, _, err = cli("run", done.config, "--resume")
     assert rc == 0 and "already complete; nothing to do" in err, err
+
+
+def test_resume_of_a_current_complete_output_that_cannot_be_written_does_nothing(
+    done: Done, cli
+) -> None:
+    """A finished output made read-only (a shared dataset): `run --resume`, which writes
+    nothing there, does nothing, as for any complete output; it had been refused as
+    unwritable, told to fix the folder's permissions (h65d). What would write there is
+    still refused so, another config's resume too."""
+    import pipeline
+
+    before = file_states(done.output)
+    other = done.config_with("other.yaml", stages=[{"op": "square"}])
+    with read_only_folder(done.output):
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0, err
+        assert "already complete; nothing to do" in err
+        rc, _, err = cli("run", done.config, "--resume", "--dry-run")
+        assert rc == 0, err
+        summary = pipeline.run(str(done.config), resume=True)
+        assert summary.status == "complete (nothing to do)", summary
+        for args in ((done.config,), (done.config, "--overwrite"), (other, "--resume")):
+            line, e = refused(cli, OutputError, "run", *args, "--progress", "none")
+            assert "is not a writable directory" in line and e.directory == str(done.output)
+    assert file_states(done.output) == before
 
 
 def test_plan_of_a_config_that_overwrites_says_a_plain_run_replaces_the_output(

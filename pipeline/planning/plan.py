@@ -41,7 +41,7 @@ from pipeline.store import arrays, grid
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
-from pipeline.store.location import Location, is_os_file
+from pipeline.store.location import Location, is_os_file, links_above
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
 #: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
@@ -568,7 +568,7 @@ def _local_files_identity(root: str) -> list[Any]:
         dirs[:] = [
             d
             for d in dirs
-            if d != ".pipeline" and not _links_above(os.path.join(dirpath, d), real_root)
+            if d != ".pipeline" and not links_above(os.path.join(dirpath, d), real_root)
         ]
         for f in files:
             if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
@@ -584,18 +584,6 @@ def _local_files_identity(root: str) -> list[Any]:
             entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
     digest = hashlib.sha256("".join(sorted(entries)).encode()).hexdigest()[:16]
     return [total, digest]
-
-
-def _links_above(path: str, real_root: str) -> bool:
-    """Whether ``path`` is a link to the store's folder or one above it (``up -> ..``): not
-    followed, or the walk would take in the store's neighbours, an output being written among
-    them (helper-44: every run then ended "the input changed while this run read it")."""
-    import os
-
-    if not os.path.islink(path):
-        return False
-    real = os.path.realpath(path)
-    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,8 +87,10 @@ class VerifyResult:
     :attr:`mismatched`, each as ``'c/0/0' of STORE`` (its key, the output's store); ()
     where no block differs"""
     writer: dict[str, Any] | None = None
-    """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``);
-    None where none does"""
+    """the run writing the output now, which holds its lock (``pid``, ``host``, ``since``),
+    as found once the blocks were compared (a run that began replacing a complete output
+    while it was verified too: what was read may be partly that run's); None where none
+    does"""
     record_edited: str | None = None
     """how the output's ``pipeline`` record is not as its run wrote it, in a few words: its
     ``identity`` (what made the output, which verify's other checks read: the input's
@@ -456,7 +458,9 @@ def verify(
         mismatched_units=first_units,
         first_difference=differing[0][1] if differing else None,
         status=status,
-        writer=Ledger(loc_out, out_path).holder() if status != "complete" else None,
+        # asked after the blocks were read: a run that began replacing the output meanwhile
+        # (h65d: its deletions had been said as damage since the run)
+        writer=Ledger(loc_out, out_path).holder(),
         record_edited=edited_record,
         made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
         made_with=_made_with(made, chain, unpack),

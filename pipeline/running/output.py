@@ -35,7 +35,7 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
-from pipeline.store.location import Location
+from pipeline.store.location import Location, local_same, local_within
 
 log = logging.getLogger("pipeline")
 
@@ -106,14 +106,20 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
         return  # a local store and a remote one never overlap
     a, store = _real(src, "").rstrip("/"), _real(dst, "").rstrip("/")
     node = _real(dst, path).rstrip("/")
+    local = src.local_root is not None
 
     def within(x: str, root: str) -> bool:
+        if local:  # by the folders' identity too: a bind mount of the input's folder (h65d)
+            return local_within(x, root)
         return x == root or x.startswith(root + "/")
+
+    def same(x: str, y: str) -> bool:
+        return local_same(x, y) if local else x == y
 
     found = None
     for b in (node, store):  # the output itself first: it names what the run writes
         if within(b, a):
-            found = b, "is" if b == a else "is inside"
+            found = b, "is" if same(b, a) else "is inside"
             break
     else:
         if within(a, node):
@@ -121,9 +127,18 @@ def _refuse_overlap(src: Location, dst: Location, path: str) -> None:
     if found is None:
         return
     b, rel = found
+    # the same folder under another path, which no link explains: say how it can be
+    other = (
+        ""
+        if b == a or b.startswith(a + "/") or a.startswith(b + "/")
+        else (
+            " (reached under another path, which no link explains: a bind mount, or the same "
+            "file system mounted twice)"
+        )
+    )
     raise OutputError(
-        f"the output {b} {rel} the input store {a}, which is never modified: choose an "
-        "output.store apart from the input's store (not it, not inside it, not a folder "
+        f"the output {b} {rel} the input store {a}{other}, which is never modified: choose "
+        "an output.store apart from the input's store (not it, not inside it, not a folder "
         "that holds it)",
         output=b,
         input=a,
@@ -967,6 +982,32 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
         return _decide_start(plan, overwrite, resume)
 
 
+def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
+    """:func:`decide_start` after the checks every start makes first: the output overlaps
+    no input (:func:`check_not_overlapping`) and can be written (:func:`check_writable`),
+    but for a ``resume`` that finds the output complete, as this config makes it of this
+    input, with nothing to write again (no consolidated copy stale or gone): 'done' needs
+    no write, so a complete output in a folder the user may not write (a shared, finished
+    dataset made read-only) is done, not refused as unwritable (h65d: `run --resume`, which
+    does nothing there, had been told to fix the folder's permissions). Reads only."""
+    check_not_overlapping(plan)
+    try:
+        check_writable(plan.output.location)
+    except OutputError:
+        if resume and not overwrite and _done_as_it_is(plan):
+            return "done"
+        raise
+    return decide_start(plan, overwrite=overwrite, resume=resume)
+
+
+def _done_as_it_is(plan: Plan) -> bool:
+    """Whether ``run --resume`` finds the output complete and writes nothing there."""
+    try:
+        return decide_start(plan, resume=True) == "done" and not copies_to_write(plan)
+    except Exception:  # a refusal, or what cannot be looked at (under a file): not done
+        return False
+
+
 def _decide_start(plan: Plan, overwrite: bool, resume: bool, record: bool = True) -> str:
     """:func:`decide_start`'s decision, under the group's lock; with ``record`` False, as
     it would be once the damaged part of the run record was removed (:func:`_once_removed`)."""
@@ -1573,8 +1614,8 @@ FLAGS = ("", "--resume", "--overwrite")
 
 def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[OutputError]]:
     """The first of ``flags`` (of :data:`FLAGS`) with which ``run`` starts at this output, as
-    its own checks decide it (:func:`check_not_overlapping`, :func:`check_writable`,
-    :func:`decide_start`; on ``--resume`` with the layout it resumes in, :func:`resumed_plan`),
+    its own checks decide it (:func:`startable`; on ``--resume`` with the layout it resumes
+    in, :func:`resumed_plan`),
     or None where it takes none of them; and the refusals of those tried before it (each
     names its fix). Reads only. What ``verify`` advises is taken from it, so that the command
     it names is one ``run`` takes."""
@@ -1582,9 +1623,7 @@ def run_accepts(plan: Plan, flags: tuple[str, ...]) -> tuple[str | None, list[Ou
     for flag in flags:
         p = resumed_plan(plan) if flag == "--resume" else plan
         try:
-            check_not_overlapping(p)
-            check_writable(p.output.location)
-            decide_start(p, overwrite=flag == "--overwrite", resume=flag == "--resume")
+            startable(p, overwrite=flag == "--overwrite", resume=flag == "--resume")
         except OutputError as e:
             refusals.append(e)
             continue

@@ -51,7 +51,7 @@ from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
-from pipeline.store.location import Location
+from pipeline.store.location import Location, local_within
 
 if TYPE_CHECKING:
     from pipeline.running.cluster import PipelineSetup
@@ -335,7 +335,7 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         if local is None:
             continue
         root = os.path.realpath(local)
-        if full == root or full.startswith(root.rstrip(os.sep) + os.sep):
+        if local_within(full, root):  # through a bind mount of its folder too (h65d)
             raise ConfigError(
                 f"{flag} {path}: that file is inside the {what} store {root}, which "
                 f"{'is never written' if what == 'input' else 'the run replaces'}: give a "
@@ -598,9 +598,7 @@ def decide(plan: Plan, options: RunOptions) -> str:
     refusal (an OutputError), from its checks before anything is written (the output neither
     overlaps the input nor is unwritable, :func:`pipeline.running.output.decide_start`).
     Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it."""
-    output.check_not_overlapping(plan)
-    output.check_writable(plan.output.location)
-    return output.decide_start(plan, overwrite=options.overwrite, resume=options.resume)
+    return output.startable(plan, overwrite=options.overwrite, resume=options.resume)
 
 
 def _execute(

@@ -318,25 +318,14 @@ class Ledger:
         return OutputError(self._busy_message(holder), output=where, holder=holder)
 
     def _busy_message(self, holder: dict[str, Any]) -> str:
-        since = holder.get("since")
-        when = (
-            time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))
-            if isinstance(since, (int, float))
-            else ""
-        )
         hint = (
             f"; wait for it, or remove {self.location.join(self._key('lock'))} if that run is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else "; wait for it to finish, or stop it (Ctrl-C): its last line names the command "
             "that finishes the output"
         )
-        pid, host = holder.get("pid", "?"), holder.get("host", "?")
-        who = (
-            "this process, another thread's `pipeline.run`"
-            if (pid, host) == (os.getpid(), socket.gethostname())
-            else f"pid {pid} on {host}"
-        )
-        return f"another run is writing {self.location.join(self.array_path)} ({who}{when}){hint}"
+        where = self.location.join(self.array_path)
+        return f"another run is writing {where} ({holder_said(holder)}){hint}"
 
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
@@ -362,6 +351,23 @@ class Ledger:
             fd = _HELD.pop(self.location.join(self._key("lock")), None)
         if fd is not None:
             os.close(fd)
+
+
+def holder_said(holder: dict[str, Any]) -> str:
+    """The run that holds an output's lock (``holder``: its ``pid``, ``host``, ``since``, as
+    far as known), in words: 'pid 7598 on vm, since 2026-12-05 12:19:03' (this host's local
+    time), or this process's other thread. Every line that names a lock's holder says it so
+    (h65d: `verify` had said the time as the lock's raw number of seconds since 1970)."""
+    since = holder.get("since")
+    when = (
+        time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))
+        if isinstance(since, (int, float)) and not isinstance(since, bool)
+        else ""
+    )
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    if (pid, host) == (os.getpid(), socket.gethostname()):
+        return f"this process, another thread's `pipeline.run`{when}"
+    return f"pid {pid} on {host}{when}"
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -560,14 +560,9 @@ class Location:
         found: dict[str, int] = {}
         if self.is_local:
             root = self.join(base)
-            for dirpath, _, files in os.walk(root):
-                rel = os.path.relpath(dirpath, root)
-                for f in files:
-                    sub = f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
-                    with contextlib.suppress(FileNotFoundError):  # a file gone meanwhile
-                        found[f"{base}/{sub}" if base else sub] = os.stat(
-                            os.path.join(dirpath, f)
-                        ).st_size
+            for path, sub in local_files(root):
+                with contextlib.suppress(FileNotFoundError):  # gone meanwhile, or a dangling link
+                    found[f"{base}/{sub}" if base else sub] = os.stat(path).st_size
             return found
         top = self._path(base).rstrip("/")
         try:
@@ -1225,6 +1220,97 @@ def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
 
 def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
+
+
+def local_files(root: str) -> Iterator[tuple[str, str]]:
+    """Every file under the local folder ``root``: its path, and its path below ``root``
+    with '/' between names. Folders that are links are followed, as Zarr reads through them
+    (chunks moved to another disk behind a linked ``c``), but not one linking to ``root`` or
+    above it (:func:`links_above`: the walk would take in the store's neighbours), nor a
+    folder twice (a loop of links ends). Without the links, the files of a complete output
+    behind a linked folder had been recorded as none, and one deleted since was neither
+    seen by `verify` nor by a resume (h65d)."""
+    real_root = os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()  # folders by (device, inode)
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = [d for d in dirs if not links_above(os.path.join(dirpath, d), real_root)]
+        rel = os.path.relpath(dirpath, root)
+        for f in files:
+            yield os.path.join(dirpath, f), f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
+
+
+def links_above(path: str, real_root: str) -> bool:
+    """Whether ``path`` is a link to the store's folder ``real_root`` (resolved) or one above
+    it (``up -> ..``): not followed, or a walk would take in the store's neighbours, an
+    output being written among them (helper-44: every run then ended "the input changed
+    while this run read it")."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
+
+
+def local_within(path: str, root: str) -> bool:
+    """Whether the local ``path`` is the file or folder ``root`` or lies inside it, whether
+    or not either exists yet: by their paths with links resolved, and by the file system's
+    identity (device and inode) of the folders they are in, so that one folder reached by
+    two paths that no link explains (a bind mount of it, or of a folder above it; one
+    export mounted twice) is one place. Compared by path alone, a store of the input
+    reached through a bind mount had been taken for another store, and ``--overwrite``
+    deleted the input (h65d)."""
+    p, r = os.path.realpath(_absolute(path)), os.path.realpath(_absolute(root))
+    if p == r or p.startswith(r.rstrip(os.sep) + os.sep):
+        return True
+    try:
+        r_base, r_tail = _existing_part(r)
+        p_base, p_tail = _existing_part(p)
+        r_id = _file_id(r_base)
+        if r_tail:  # root is not there yet: nor is anything inside it, which lies below the
+            # same existing folder, under the same names
+            return _file_id(p_base) == r_id and p_tail[: len(r_tail)] == r_tail
+        folder = p_base  # root is there: it is p's nearest existing folder or one above it
+        while True:
+            if _file_id(folder) == r_id:
+                return True
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return False
+            folder = parent
+    except OSError:  # a folder that cannot be looked at: told by the paths alone
+        return False
+
+
+def local_same(path: str, root: str) -> bool:
+    """Whether the local ``path`` and ``root`` are one file or folder (:func:`local_within`
+    both ways)."""
+    return local_within(path, root) and local_within(root, path)
+
+
+def _existing_part(path: str) -> tuple[str, list[str]]:
+    """The nearest folder or file at or above the resolved ``path`` that exists, and the
+    names below it that do not."""
+    tail: list[str] = []
+    while not os.path.exists(path):
+        parent, name = os.path.split(path)
+        if parent == path:
+            break
+        tail.insert(0, name)
+        path = parent
+    return path, tail
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _chained(url: str) -> bool:
