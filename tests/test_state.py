@@ -206,6 +206,19 @@ def test_resume_of_a_current_complete_output_that_cannot_be_written_does_nothing
         assert rc == 0, err
         summary = pipeline.run(str(done.config), resume=True)
         assert summary.status == "complete (nothing to do)", summary
+        # plan agrees (h66b: it had exited 1, "cannot write the output")
+        rc, out, err = cli("plan", done.config)
+        assert rc == 0, out + err
+        now = plan_rows(out)["output now"]
+        assert now.startswith(
+            "complete, made from this config and input: `run --resume` finds nothing to do; "
+            "any other run is refused: cannot write the output at "
+        ), now
+        assert "complete, made from this config and input: `pipeline.run(config, resume=True)`" in (
+            pipeline.plan(str(done.config)).output_now
+        )
+        rc, out, err = cli("plan", other)  # another config's: its resume refuses, so does plan
+        assert rc == 1 and "is not a writable directory" in one_line_error(err), out + err
         for args in ((done.config,), (done.config, "--overwrite"), (other, "--resume")):
             line, e = refused(cli, OutputError, "run", *args, "--progress", "none")
             assert "is not a writable directory" in line and e.directory == str(done.output)

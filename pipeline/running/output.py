@@ -1674,12 +1674,22 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     array, or is a file: :func:`check_parents`), that refusal is the words (review: an output
     under a file had been a NotADirectoryError, and no table). Where the config sets
     ``output.overwrite: true``, the `run --overwrite` they name is a plain `run` (h60j: "`run
-    --overwrite` replaces it" of a config whose plain `run` replaces it)."""
+    --overwrite` replaces it" of a config whose plain `run` replaces it). A complete output
+    that cannot be written but that ``run --resume`` finds done, writing nothing
+    (:func:`startable`: a read-only finished dataset), is said so, that refusal after, and is
+    no refusal of the plan, as ``run --resume`` and ``run --resume --dry-run`` exit 0 there
+    (h66b: `plan` had exited 1, "cannot write the output", its fix the folder's permissions)."""
     try:
         check_not_overlapping(plan)
         check_writable(plan.output.location)
         check_parents(plan)
     except OutputError as e:
+        if run_accepts(plan, ("--resume",))[0] is not None:  # done as it is: nothing to write
+            return (
+                "complete, made from this config and input: `run --resume` finds nothing to "
+                f"do; any other run is refused: {e}",
+                None,
+            )
         return str(e), e
     state = output_state(plan)
     row = _output_now(plan, state)
