@@ -187,6 +187,42 @@ def test_a_file_where_a_complete_outputs_run_record_goes_is_named_by_every_comma
     assert rc == 0 and "already complete; nothing to do" in err, err
 
 
+@pytest.mark.parametrize("target", ["itself", "elsewhere"])
+def test_a_link_where_a_complete_outputs_run_record_goes_is_named_by_every_command(
+    done: Done, cli, target: str
+) -> None:
+    """h66b: a complete output whose ``.pipeline`` is a link to a folder (the output itself,
+    or one elsewhere): `run --resume` had said "nothing to do", exit 0, and left its lock
+    behind the link, since removing the record removed the link only: in the output itself
+    a stray ``lock`` file, which `plan` and `run --overwrite` then refused. Every command
+    refuses as for any misshapen record part, naming the link to remove; nothing written,
+    behind the link either. Removed, a resume finds the output complete."""
+    behind = done.output if target == "itself" else done.dir / "elsewhere"
+    behind.mkdir(exist_ok=True)
+    link = done.output / ".pipeline"
+    link.symlink_to(behind, target_is_directory=True)
+    before, behind_before = file_states(done.output), file_states(behind)
+    said = (
+        f"the run record of {done.output} is damaged: .pipeline is a link to {behind} where "
+        f"the run keeps a folder, which no run writes over, even with --overwrite: remove "
+        f"{link} yourself, then it is complete (`run --overwrite` replaces it)"
+    )
+    try:
+        for flags in (("--resume",), (), ("--overwrite",)):
+            rc, _, err = cli("run", done.config, "--progress", "none", *flags)
+            assert rc == 1 and one_line_error(err) == f"error: {said}", err
+        rc, out, err = cli("plan", done.config)
+        assert rc == 1 and plan_rows(out)["output now"] == f"complete; {said}", out + err
+        assert file_states(done.output) == before
+        assert file_states(behind) == behind_before
+    finally:
+        link.unlink()
+    rc, _, err = cli("run", done.config, "--resume")
+    assert rc == 0 and "already complete; nothing to do" in err, err
+    rc, out, err = cli("plan", done.config)
+    assert rc == 0 and plan_rows(out)["output now"] == "complete: `run --overwrite` replaces it"
+
+
 def test_resume_of_a_current_complete_output_that_cannot_be_written_does_nothing(
     done: Done, cli
 ) -> None:

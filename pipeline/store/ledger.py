@@ -126,8 +126,12 @@ class Ledger:
         folder')); None where every part is as the run keeps it, or absent. Every run meets
         such a part: the lock's open, the record's read or the markers' listing raised the
         file system's NotADirectoryError or IsADirectoryError (h65a), a resume only after it
-        computed a block. None on a store that is no local folder: an object store holds an
-        object and keys under it at one name, and the run reads and writes both."""
+        computed a block. A part that is a link, to anything, is one too ('a link to
+        /data/rec'): deleting the record deletes a link, not what it names, so a run that
+        found the output complete left its lock behind the link (in the output itself, where
+        ``.pipeline`` named it, which ``run --overwrite`` then refused as a stray file; h66b).
+        None on a store that is no local folder: an object store holds an object and keys
+        under it at one name, and the run reads and writes both."""
         if not self.location.is_local:
             return None
         base = f"{self.array_path}/" if self.array_path else ""
@@ -138,6 +142,9 @@ class Ledger:
                 return None
             if not os.path.exists(path):
                 return "a link to nothing"
+            if os.path.islink(path):  # removing the record removes the link, not what is
+                # behind it: a run's lock stayed there (in the output, of a link to it; h66b)
+                return f"a link to {os.path.realpath(path)}"
             if folder:
                 return None if os.path.isdir(path) else "a file"
             if os.path.isfile(path):
@@ -156,7 +163,9 @@ class Ledger:
         try:
             with os.scandir(done) as listed:
                 odd = sorted(
-                    e.name for e in listed if _BLOCK_NAME.fullmatch(e.name) and not e.is_file()
+                    e.name
+                    for e in listed
+                    if _BLOCK_NAME.fullmatch(e.name) and not e.is_file(follow_symlinks=False)
                 )
         except FileNotFoundError:
             return None
