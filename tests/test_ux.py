@@ -889,8 +889,10 @@ def test_the_phases_of_a_run_leave_no_time_out(tmp_path: Path, cli) -> None:
     assert rc == 0 and s["status"] == "complete (nothing to do)", err
     assert set(s["seconds"]) == {"plan", "finish", "close", "total"}  # no cluster started
     _phases_tile(s["seconds"])
-    # and the table says why no task time is shown, rather than an empty row
-    assert re.search(r"task time +— \(no block was computed in this run\)", out), out
+    # and the table says why no task time, throughput or peak memory is shown, rather than
+    # an empty row, 0.00 GB/s and a peak of 0 B (h66c)
+    for row in ("task time", "throughput", "peak host memory"):
+        assert re.search(rf"{row} +— \(no block was computed in this run\)", out), out
 
 
 def test_an_input_made_first_is_a_phase_of_the_command(tmp_path: Path) -> None:

@@ -95,9 +95,14 @@ class Summary:
 
     def rows(self) -> list[tuple[str, str]]:
         s = self.seconds
+        # a run that computed no block (a resume with nothing to do) measured no throughput,
+        # task time or memory: its rows say so, rather than 0.00 GB/s and a peak of 0 B
+        unmeasured = "— (no block was computed in this run)"
         peak_dev = (
             "—"
             if self.peak_device_bytes is None
+            else unmeasured
+            if not self.blocks_done
             else (
                 f"{format_bytes(self.peak_device_bytes)} per GPU worker (budget "
                 f"{format_bytes(self.device_budget) if self.device_budget else 'none'})"
@@ -129,17 +134,22 @@ class Summary:
                 f"({format_bytes(self.stored_bytes_written)} stored)",
             ),
             ("time", f"{s.get('total', 0):.2f} s total: " + phases_text(s)),
-            ("throughput", f"{self.gbps_in:.2f} GB/s of input (compute phase)"),
+            (
+                "throughput",
+                f"{self.gbps_in:.2f} GB/s of input (compute phase)"
+                if self.blocks_done
+                else unmeasured,
+            ),
             (
                 "task time",
                 (
                     ", ".join(f"{k} {v:.0%}" for k, v in self.task_time.items())
                     + (f" — {self.bound_by}" if self.bound_by else "")
                 )
-                or "— (no block was computed in this run)",
+                or unmeasured,
             ),
             ("peak device memory", peak_dev),
-            ("peak host memory", self._host_memory()),
+            ("peak host memory", self._host_memory() if self.blocks_done else unmeasured),
             ("non-finite values", f"NaN {self.nan}, +inf {self.posinf}, -inf {self.neginf}"),
             ("output", self.output),
         ]
