@@ -320,7 +320,7 @@ def preview(plan: Plan, options: RunOptions) -> tuple[str, PipelineError | None]
 def _check_outside_stores(flag: str, path: str, config: Config) -> None:
     """Refuse a file the run would write at its end (``--report``, ``--summary-json``) inside
     the input's store (the input is never written: a summary over a chunk or a report over its
-    ``zarr.json`` left it unreadable) or the output's (which the run replaces, and whose folder
+    ``zarr.json`` left it unreadable) or the output's (which the run writes, and whose folder
     a file of another kind turns into one the pipeline never deletes): ConfigError, fields
     ``option``, ``path``, ``store``. Local stores and archives only: a remote store's keys are
     no files."""
@@ -338,7 +338,7 @@ def _check_outside_stores(flag: str, path: str, config: Config) -> None:
         if local_within(full, root):  # through a bind mount of its folder too (h65d)
             raise ConfigError(
                 f"{flag} {path}: that file is inside the {what} store {root}, which "
-                f"{'is never written' if what == 'input' else 'the run replaces'}: give a "
+                f"{'is never written' if what == 'input' else 'the run writes'}: give a "
                 "file outside both stores",
                 option=flag,
                 path=path,
