@@ -629,6 +629,20 @@ def test_verbose_shows_the_plan_and_quiet_still_shows_errors(tmp_path, cli, smal
     assert rc == 1 and err.startswith("error: config file not found") and out == ""
 
 
+def test_a_missing_config_points_at_the_examples_where_they_are(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h66c: "see configs/ for examples" named a folder of the working directory, which
+    outside the checkout was not there: from elsewhere the examples are named by their path."""
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli("plan", "missing.yaml")
+    assert rc == 1 and f"(see {ROOT / 'configs'}{os.sep} for examples)" in err, err
+    assert (ROOT / "configs" / "default.yaml").is_file()
+    monkeypatch.chdir(ROOT)
+    rc, _, err = cli("plan", tmp_path / "missing.yaml")
+    assert rc == 1 and err.endswith("missing.yaml (see configs/ for examples)\n"), err
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -501,6 +501,20 @@ def _yaml_files_in(folder: Path) -> str:
     return f" (such as {said}{', ...' if len(found) > 3 else ''})" if found else ""
 
 
+def _examples_said() -> str:
+    """`` (see configs/ for examples)``: the checkout's example configs, said as ``configs/``
+    where the command runs in the checkout, by their whole path elsewhere (h66c: ``configs/``
+    named a folder that was not there); '' where the package was installed without them."""
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    if not folder.is_dir():
+        return ""
+    try:
+        here = (Path.cwd() / "configs").resolve() == folder
+    except OSError:  # the working folder deleted
+        here = False
+    return f" (see {'configs/' if here else f'{folder}{os.sep}'} for examples)"
+
+
 def said_path(path: str) -> str:
     """``path`` as a line quotes it: whole where it is one line of at most
     :data:`_PATH_SAID` characters; cut to them where longer; not at all where it spans lines
@@ -543,7 +557,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ) from None
     except FileNotFoundError:
         raise ConfigError(
-            f"config file not found: {said_path(str(p))} (see configs/ for examples)",
+            f"config file not found: {said_path(str(p))}{_examples_said()}",
             file=said_path(str(p)),
             line=None,
             key=None,
