@@ -821,3 +821,29 @@ def test_gpu_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, cli)
     assert json.loads((tmp_path / "s.json").read_text())["blocks_skipped"] == n
     assert_same_stores(out, tmp_path / "ref.zarr")
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
+
+
+def test_a_removed_input_that_the_run_would_generate_again_is_said_removed(
+    tmp_path: Path, cli
+) -> None:
+    """h66c: with ``input.generate.when_missing``, a complete output whose input was removed
+    since was refused by ``run --resume`` and said by ``plan`` as "the input's metadata
+    changed (it was rewritten)", of an input that was not there: it is said removed, the
+    input a run makes in its place being a new one, and `run --overwrite` recomputes it."""
+    from tests.conftest import generated_config
+
+    cfg = generated_config(tmp_path, {"shape": [8, 16], "seed": 3, "when_missing": True})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    shutil.rmtree(tmp_path / "in.zarr")
+    rc, _, err = cli("run", cfg, "--resume")
+    line = one_line_error(err)
+    assert rc == 1 and "is complete, but the input was removed (" in line, line
+    assert "rewritten" not in line and line.endswith("`run --overwrite` recomputes it"), line
+    assert not (tmp_path / "in.zarr").exists()  # refused before the input was made
+    rc, out, err = cli("plan", cfg)
+    now = next(ln for ln in out.splitlines() if "output now" in ln)
+    assert rc == 0 and "complete, but the input was removed (" in now, out + err
+    assert now.endswith("`run --overwrite` recomputes it"), now
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0 and (tmp_path / "in.zarr").exists(), err

@@ -2548,6 +2548,12 @@ def _data_changed(place: str) -> str:
     )
 
 
+#: An input identity's metadata digest where the input has no metadata document: it is not
+#: there (a run of ``input.generate.when_missing`` plans the input it generates first; h66c:
+#: its removal had been said "the input's metadata changed (it was rewritten)").
+_NO_DOCUMENT = hashlib.sha256(b"").hexdigest()[:16]
+
+
 def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list[tuple[str, str]]:
     """What differs between a recorded identity and this plan's (see :func:`stale_parts`)."""
     parts: list[tuple[str, str]] = []
@@ -2555,7 +2561,15 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any], whole: bool) -> list
     if old_in[0] != new_in[0]:
         parts.append(("input.location", f"the input moved (was {old_in[0]}, now {new_in[0]})"))
     elif old_in[1] != new_in[1]:
-        if (old_in[1] or [None])[0] != new_in[1][0]:
+        if new_in[1][0] == _NO_DOCUMENT:  # removed: `run` generates it first (when_missing)
+            parts.append(
+                (
+                    "input.metadata",
+                    "the input was removed (the one a run generates in its place first, "
+                    "input.generate.when_missing, is a new input)",
+                )
+            )
+        elif (old_in[1] or [None])[0] != new_in[1][0]:
             parts.append(("input.metadata", "the input's metadata changed (it was rewritten)"))
         else:
             parts.append(("input.data", _data_changed(str(new_in[0]))))
