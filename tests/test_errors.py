@@ -313,7 +313,13 @@ CASES: dict[str, Case] = {
         _yaml(BASE + "stages: [{{op: multiply, factor: 1e-400}}]\n"),
         ConfigError,
         {"line": 5, "key": "stages.0.factor"},
-        ["stages.0.factor: must be a finite number float64 holds (", "(got Decimal('1E-400'))"],
+        ["stages.0.factor: must be a finite number float64 holds (", "(got 1e-400)"],
+    ),
+    "stage-scalar-past-float64": Case(  # its number as written, not Decimal('-1E+400') (h66c)
+        _yaml(BASE + "stages: [{{op: add, value: -1e400}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.value"},
+        ["stages.0.value: must be a finite number float64 holds (", "(got -1e400)"],
     ),
     "typed-stage-scalar-below-float64": Case(  # PyYAML's float: 0.0 too
         _yaml(BASE + "stages: [{{op: add, value: {{dtype: float64, value: -1.5e-400}}}}]\n"),

@@ -11,6 +11,7 @@ neither imports the other: the models are known here only as the class an error 
 from __future__ import annotations
 
 import datetime
+import decimal
 import difflib
 import functools
 import os
@@ -51,9 +52,13 @@ def got_said(got: Any) -> str:
     mapping given to ``pipeline.run`` or a model's constructor holds (an ``xarray.Dataset``, a
     zarr array or group, a NumPy array, whose reprs span lines), with its runs of white space
     made one space and cut to :data:`GOT_WIDTH` characters with ``...``: its repr had been
-    quoted whole, a dozen lines in the one line of the error."""
+    quoted whole, a dozen lines in the one line of the error. A ``Decimal``, the number a
+    file wrote past float64's range (``1e-400``, which the loader keeps exact), as a number
+    is written (h66c: ``Decimal('1E-400')``, Python's repr, in the line of a YAML file)."""
     if got is None or isinstance(got, (str, bytes, int, float)):
         return repr(got)
+    if isinstance(got, decimal.Decimal):
+        return str(got).lower().replace("e+", "e")
     text = " ".join(repr(got).split())
     return text if len(text) <= GOT_WIDTH else text[: GOT_WIDTH - 3] + "..."
 
