@@ -32,7 +32,14 @@ from pydantic import (
 
 from pipeline.config.problems import BoolNotNumber, checked, dotted_key
 from pipeline.errors import ConfigError
-from pipeline.ops.stages import REGISTRY, StageParams, exact_hash, exactly_equal
+from pipeline.ops.stages import (
+    REGISTRY,
+    StageParams,
+    exact_hash,
+    exactly_equal,
+    refuse_null,
+    without_null,
+)
 
 #: Text that is a number alone, as YAML would read it unquoted: ``'0.5'``, ``'4096'``, ``'1e9'``.
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
@@ -772,23 +779,18 @@ class OutputConfig(Model):
         ``array`` left out, so a Dataset's variable was written as a Dataset variable under
         its name where ``''`` (the array alone at the root) may have been meant, with exit 0
         (h66a). Left out, its default is not validated, so comes not here. ValueError."""
-        if v is None:
-            raise ValueError(
-                "has no value (null: nothing after its colon, or ~, in YAML; None in Python): "
-                "give the array's path inside the store, '' for the root, or leave array out "
-                "for the input variable's name (an xarray Dataset's; else the root)"
-            )
-        return v
+        return refuse_null(
+            v,
+            "give the array's path inside the store, '' for the root, or leave array out for "
+            "the input variable's name (an xarray Dataset's; else the root)",
+        )
 
     @model_serializer(mode="wrap")
     def _without_null_array(self, handler: SerializerFunctionWrapHandler) -> Any:
         """The section as data (``model_dump``, the summary's config) leaves ``array`` out
         where it is None, as it was written, so that the data makes the same section again
         (a null ``array`` is refused: :meth:`_array_given`)."""
-        data = handler(self)
-        if isinstance(data, dict) and data.get("array", "") is None:
-            data.pop("array")
-        return data
+        return without_null(handler(self), "array")
 
 
 class ChunkingConfig(Model):

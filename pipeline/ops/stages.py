@@ -429,6 +429,27 @@ def square(x, p: StageParams):
     return x * x
 
 
+def refuse_null(v: Any, fix: str) -> Any:
+    """``v``, a key's value as given, where it is not None; else ValueError: a key given as null
+    (``key:`` with nothing after its colon, ``~``, or ``None`` in Python) where null and the
+    key left out mean different things, which pydantic had taken for the key left out (its
+    default, None). ``fix``: what to give instead, said after the line's start."""
+    if v is None:
+        raise ValueError(
+            "has no value (null: nothing after its colon, or ~, in YAML; None in Python): " + fix
+        )
+    return v
+
+
+def without_null(data: Any, key: str) -> Any:
+    """A model's dump ``data`` without ``key`` where it is None (the key left out, as it was
+    written, whose default is None), so that the data makes the same model again: given as
+    null, the key is refused (:func:`refuse_null`)."""
+    if isinstance(data, dict) and key in data and data[key] is None:
+        data.pop(key)
+    return data
+
+
 class AddParams(StageParams):
     value: Scalar | None = Field(
         default=None,
@@ -444,23 +465,18 @@ class AddParams(StageParams):
         ``value`` left out, and the stage added the array to itself (``x + x``), not the
         number meant, with exit 0. Left out, its default is not validated, so comes not here.
         Raises ValueError (a config error naming the key)."""
-        if v is None:
-            raise ValueError(
-                "has no value (null: nothing after its colon, or ~, in YAML; None in Python): "
-                "give a number, or a typed one such as {dtype: float32, value: 2}, or leave "
-                "value out to add the array to itself"
-            )
-        return v
+        return refuse_null(
+            v,
+            "give a number, or a typed one such as {dtype: float32, value: 2}, or leave value "
+            "out to add the array to itself",
+        )
 
     @model_serializer(mode="wrap")
     def _without_null_value(self, handler: SerializerFunctionWrapHandler) -> Any:
         """The stage as data (``model_dump``, the summary's config) leaves ``value`` out where
         it is None, as it was written, so that the data makes the same stage again (a null
         ``value`` is refused: :meth:`_given`)."""
-        data = handler(self)
-        if isinstance(data, dict) and data.get("value") is None:
-            data.pop("value", None)
-        return data
+        return without_null(handler(self), "value")
 
 
 @stage("add", AddParams)
