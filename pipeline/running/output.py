@@ -1684,7 +1684,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         check_writable(plan.output.location)
         check_parents(plan)
     except OutputError as e:
-        if run_accepts(plan, ("--resume",))[0] is not None:  # done as it is: nothing to write
+        if _done_as_it_is(plan):  # as run --resume finds it (startable): nothing to write
             return (
                 "complete, made from this config and input: `run --resume` finds nothing to "
                 f"do; any other run is refused: {e}",
