@@ -303,3 +303,110 @@ def test_a_gpu_run_starts_the_server_before_its_config_is_checked(tmp_path: Path
         assert r.returncode == 1, (name, r.stderr)
         assert r.stderr.strip().splitlines()[-1].startswith("error: "), (name, r.stderr)
         assert ("fork server started" in r.stderr) is started, (name, r.stderr)
+
+
+#: The plan's side of the package, which no worker runs: the config's models (pydantic's
+#: validators of every section), YAML loading, the plan, the memory model, the input's Dataset.
+PLAN_SIDE = (
+    "pipeline.config.loading",
+    "pipeline.config.models",
+    "pipeline.config.problems",
+    "pipeline.planning.blocks",
+    "pipeline.planning.describe",
+    "pipeline.planning.memory",
+    "pipeline.planning.plan",
+    "pipeline.planning.variable",
+    "pipeline.store.datasets",
+)
+
+#: What the server loads, and the CPU backend: imported in a fresh interpreter, the GPU
+#: libraries (and the GPU backend) left out where they are not installed.
+WORKER_SIDE = r"""
+import importlib, json, sys
+
+from pipeline.running import fork_server
+
+for name in (*fork_server.PRELOAD, "pipeline.devices.cpu"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name.split(".")[0] not in ("cupy", "dask_cuda", "nvidia"):
+            raise
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _worker_side(tmp_path: Path) -> set[str]:
+    r = run_python(["-c", WORKER_SIDE], tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return set(json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+def test_the_servers_modules_load_none_of_the_plans(tmp_path: Path) -> None:
+    """The fork server's preload (the tasks, the GPU backend, the worker plugin and what a task
+    unpickles) and the CPU backend load none of the plan's modules: 0.21 s of the tasks'
+    import had been the config's models, the plan and the input's Dataset (issue 17)."""
+    loaded = _worker_side(tmp_path)
+    assert {"pipeline.running.tasks", "pipeline.planning.specs"} <= loaded
+    assert not loaded & set(PLAN_SIDE), sorted(loaded & set(PLAN_SIDE))
+
+
+RUN_PROBE = r"""
+import json, sys
+
+import numpy as np
+import zarr
+
+
+def modules():
+    import sys
+
+    return sorted(m for m in sys.modules if m.split(".")[0] == "pipeline")
+
+
+if __name__ == "__main__":
+    import pipeline
+    from distributed import Client, LocalCluster
+
+    from pipeline.running import fork_server
+
+    fork_server.start()
+    x = np.arange(64 * 48, dtype="float32").reshape(64, 48)
+    zarr.create_array(store="in.zarr", shape=x.shape, dtype=x.dtype, chunks=(16, 48))[:] = x
+    config = {
+        "input": {"store": "in.zarr"},
+        "output": {"store": "out.zarr"},
+        "stages": [{"op": "multiply", "factor": 2}, {"op": "square"}],
+        "backend": "cpu",
+        "chunking": {"block": [16, 48]},
+    }
+    with fork_server.forked_workers():
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    with Client(cluster) as client:
+        (forked,) = client.run(modules).values()
+        summary = pipeline.run(config, client=client)
+        (after,) = client.run(modules).values()
+    cluster.close()
+    same = bool((zarr.open_array("out.zarr")[:] == (x * 2) ** 2).all())
+    print(json.dumps({"forked": forked, "after": after, "status": summary.status, "same": same}))
+"""
+
+
+def test_a_forked_worker_imports_nothing_of_the_package_for_a_run_but_the_cpu_backend(
+    tmp_path: Path,
+) -> None:
+    """A worker forked from the server runs a whole run (the plugin, the checks and facts the
+    run asks the workers for, every task) with the server's modules: of the package it
+    imports only the CPU backend's (a GPU host's server has the GPU backend), so what the
+    server leaves out is never imported by each worker at its first task instead."""
+    script = tmp_path / "probe.py"
+    script.write_text(RUN_PROBE)
+    r = run_python([script], tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["status"] == "complete" and got["same"]
+    assert not set(got["forked"]) & set(PLAN_SIDE), sorted(set(got["forked"]) & set(PLAN_SIDE))
+    missed = set(got["after"]) - _worker_side(tmp_path)
+    assert not missed, sorted(missed)

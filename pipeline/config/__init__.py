@@ -7,16 +7,21 @@ words (for a model made from keywords too); :mod:`~pipeline.config.reference` ge
 README's reference from them.
 """
 
-from pipeline.config.loading import load_config, parse_config
-from pipeline.config.models import (
-    ChunkingConfig,
-    ClusterConfig,
-    CodecConfig,
-    Config,
-    GenerateConfig,
-    InputConfig,
-    OutputConfig,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.config.loading import load_config, parse_config
+    from pipeline.config.models import (
+        ChunkingConfig,
+        ClusterConfig,
+        CodecConfig,
+        Config,
+        GenerateConfig,
+        InputConfig,
+        OutputConfig,
+    )
 
 __all__ = [
     "ChunkingConfig",
@@ -29,3 +34,21 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports, each imported on first use: a module of the package that a worker
+    needs (:mod:`~pipeline.config.urls`, which :mod:`~pipeline.store.location` reads) loads
+    without the models (pydantic's validators of every section, built as they load)."""
+    if name in ("load_config", "parse_config"):
+        from pipeline.config import loading
+
+        value = getattr(loading, name)
+    elif name in __all__:
+        from pipeline.config import models
+
+        value = getattr(models, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -27,9 +27,9 @@ from pipeline.devices.base import Encoding, GpuWait
 from pipeline.devices.hardware import Facts, visible_gpu_ids
 from pipeline.errors import ConfigError, InputError, ListingError, PlanError, public_url
 from pipeline.ops import stages
-from pipeline.ops.cf import Unpacking
 from pipeline.planning import blocks, memory
 from pipeline.planning.memory import Memory
+from pipeline.planning.specs import Sink, Source
 from pipeline.planning.variable import (
     Carried,
     carried,
@@ -79,47 +79,6 @@ CPU_DECODE_MIN_BLOCK = 64 << 20
 #: of them waits on it: on the H200 host (2026-12-01, 8 GB v2 Blosc, cold) 16 threads of one
 #: process computed 0.58-0.71 GB/s where 16 worker processes of one thread computed 2.04-2.12.
 THREADS_IN_PROCESS = 4
-
-
-@dataclass(frozen=True)
-class Source:
-    """How to read the input's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    """Dask chunk shape"""
-    backend: str
-    """where decoded blocks land: 'cpu' (NumPy) or 'gpu' (CuPy)"""
-    direct: bool
-    """True: the pipeline decodes the stored units itself; False: Zarr reads the region (the
-    slow path, for codec chains only Zarr knows)"""
-    decode_on: str = "cpu"
-    """where the stored units are decoded: 'cpu' (numcodecs) or 'gpu' (nvCOMP, for plain zstd
-    frames small enough for it)"""
-    decode_threads: int = 1
-    """where the CPU decodes: threads of the worker process that read and decode a block's
-    stored units at once (:func:`decode_threads`); 1: the task's own thread, one unit after
-    another"""
-    unpacking: Unpacking | None = None
-    """how the stored elements become values (CF packing, ``input.mask_and_scale``), on the
-    block's device after it is read; None: they are the values"""
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The dtype of the blocks read: the decoded one when the input is unpacked."""
-        return np.dtype(self.unpacking.dtype) if self.unpacking else self.info.dtype
-
-
-@dataclass(frozen=True)
-class Sink:
-    """How to write the output's blocks."""
-
-    info: ArrayInfo
-    block: Shape
-    backend: str
-    """where blocks are encoded: 'cpu' or 'gpu'"""
-    encoding: Encoding
-    ledger: Ledger | None
 
 
 @dataclass(frozen=True)

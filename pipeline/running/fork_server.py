@@ -57,6 +57,11 @@ from pipeline.running import server_exit, waiting
 #: What a GPU worker imports before its first task (each import runs once, in the server).
 #: Not zarr: a worker reads and writes chunks without it (a worker of a CPU run of a v2 Blosc
 #: input had imported numcodecs, not zarr), and the server's imports bound the workers' start.
+#: Nor the plan's modules, the config's models or the input's Dataset: the pipeline's modules
+#: here are those a worker runs or unpickles (the tasks, the plan's :mod:`Source and Sink
+#: <pipeline.planning.specs>`, :class:`~pipeline.running.workers.Bound`, the plugin, the
+#: facts and checks the run asks the workers for), and import no others
+#: (``tests/test_fork_server.py``).
 PRELOAD = (
     "distributed",
     "dask_cuda",
@@ -65,7 +70,12 @@ PRELOAD = (
     "numcodecs",
     "pipeline.devices.gpu",
     "pipeline.running.tasks",
+    "pipeline.planning.specs",
+    "pipeline.running.workers",
     "pipeline.running.cluster",
+    "pipeline.running.allocator",
+    "pipeline.devices.hardware",
+    "pipeline.shadowing",
     "pipeline.running.server_exit",  # last: the server ends without the interpreter's teardown
 )
 

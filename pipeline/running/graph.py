@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dask.base import tokenize
 
-from pipeline.planning.plan import Sink, Source
+from pipeline.planning.specs import Sink, Source
 from pipeline.running import tasks
 from pipeline.running.workers import Bound
 from pipeline.store import grid

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,12 +34,13 @@ from pipeline.errors import (
     storage_failure,
 )
 from pipeline.ops import stages
-from pipeline.planning.plan import Sink, Source
-from pipeline.planning.variable import unheld_error
 from pipeline.store import arrays, codecs, grid, shards
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.shards import EMPTY
+
+if TYPE_CHECKING:
+    from pipeline.planning.specs import Sink, Source
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
 #: task time, summed over the block's phases on its worker thread).
@@ -230,6 +231,8 @@ def _refuse_unheld(be: devices.Backend, src: Source, block_index: Shape, x: Any)
     found = src.unpacking.unheld(host)
     if found is None:
         return
+    from pipeline.planning.variable import unheld_error  # the input's Dataset: on this path alone
+
     origin = tuple(s.start for s in _block_slices(block_index, src.block, src.info.shape))
     raise unheld_error(src.info, src.unpacking, found, origin, tuple(x.shape))
 

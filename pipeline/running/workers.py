@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.planning.plan import ClusterPlan
 from pipeline.running import threads, waiting
+
+if TYPE_CHECKING:
+    from pipeline.planning.plan import ClusterPlan
 
 log = logging.getLogger("pipeline")
 

@@ -12,12 +12,17 @@ run's record beside the output.
   the lock.
 """
 
-from pipeline.store.arrays import ArrayInfo, describe_array, open_zarr_array
-from pipeline.store.codecs import Damaged, FrameCodec
-from pipeline.store.grid import Shape
-from pipeline.store.ledger import RECORD, Ledger
-from pipeline.store.location import Location
-from pipeline.store.shards import EMPTY, Frames
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.store.arrays import ArrayInfo, describe_array, open_zarr_array
+    from pipeline.store.codecs import Damaged, FrameCodec
+    from pipeline.store.grid import Shape
+    from pipeline.store.ledger import RECORD, Ledger
+    from pipeline.store.location import Location
+    from pipeline.store.shards import EMPTY, Frames
 
 __all__ = [
     "EMPTY",
@@ -32,3 +37,36 @@ __all__ = [
     "describe_array",
     "open_zarr_array",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports, each imported on first use, so that a module of the package (a worker's
+    :mod:`~pipeline.store.grid` or :mod:`~pipeline.store.location`) loads without the others."""
+    if name in ("ArrayInfo", "describe_array", "open_zarr_array"):
+        from pipeline.store import arrays
+
+        value = getattr(arrays, name)
+    elif name in ("Damaged", "FrameCodec"):
+        from pipeline.store import codecs
+
+        value = getattr(codecs, name)
+    elif name == "Shape":
+        from pipeline.store import grid
+
+        value = grid.Shape
+    elif name in ("RECORD", "Ledger"):
+        from pipeline.store import ledger
+
+        value = getattr(ledger, name)
+    elif name == "Location":
+        from pipeline.store import location
+
+        value = location.Location
+    elif name in ("EMPTY", "Frames"):
+        from pipeline.store import shards
+
+        value = getattr(shards, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -20,11 +20,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from pipeline.config.models import GenerateConfig
 from pipeline.errors import (
     CREDENTIALS_FIX,
     InputError,
@@ -39,6 +38,9 @@ from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD
 from pipeline.store.location import Location, is_os_file, is_write_probe, key_under
+
+if TYPE_CHECKING:
+    from pipeline.config.models import GenerateConfig
 
 
 def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
