@@ -618,7 +618,7 @@ def plan(config: ConfigLike) -> Plan:
     if refused is not None:  # in run's words (`run`'s as_configured; _api: the call's words)
         refused.args = (as_configured(str(refused), overwrite), *refused.args[1:])
         raise refused
-    from pipeline.planning import describe
+    from pipeline.planning.describe import describe
     from pipeline.reporting.tables import table_text
 
     now = api_words(as_configured(now, overwrite))
