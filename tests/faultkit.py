@@ -603,3 +603,36 @@ def cpu_cluster_plan(
         timeout=timeout,
         dashboard=dashboard,
     )
+
+
+#: A process that holds the generation lock of the array ``argv[2]`` of the store ``argv[1]``
+#: (storage options ``argv[3]``, JSON) as ``generate`` takes it, says 'held', and sleeps.
+_HOLD_INPUT_LOCK = """
+import json, sys, time
+from pipeline.store.ledger import InputLock
+from pipeline.store.location import Location
+InputLock(Location.of(sys.argv[1], json.loads(sys.argv[3])), sys.argv[2]).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def holding_input_lock(
+    store: str, array: str, options: dict[str, Any] | None = None
+) -> Iterator[subprocess.Popen]:
+    """A process of its own holding the generation lock of the array ``array`` of ``store``
+    (``InputLock.acquire``, as ``generate`` takes it) while the block runs; killed (SIGKILL)
+    after it, so that its lock is one a stopped process left."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_INPUT_LOCK, store, array, json.dumps(options or {})],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)  # (its pipe closed too)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+import yaml
 import zarr
 
 import pipeline
@@ -47,6 +48,7 @@ from tests.faultkit import (
     expected,
     external_cluster,
     file_states,
+    holding_input_lock,
     kill_group,
     many_blocks_input,
     markers,
@@ -55,6 +57,7 @@ from tests.faultkit import (
     run_python,
     set_aside,
     status,
+    wait_for_chunk_files,
     wait_for_markers,
 )
 from tests.terminal import is_worker
@@ -439,6 +442,203 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: P
     assert status(out) == "complete"
     assert not (out / ".pipeline").exists()
     assert np.array_equal(read_array(out), expected(m.x), equal_nan=True)
+
+
+def _ramp(rows: int) -> np.ndarray:
+    """The values ``generate`` gives a float32 ``ramp`` input of ``rows`` x :data:`COLS`."""
+    return ((np.arange(rows * COLS) % 1024) * 0.5).astype(np.float32).reshape(rows, COLS)
+
+
+def _generated_rows_config(tmp_path: Path, rows: int, **input_: Any) -> Path:
+    """A config whose input ``tmp_path/in.zarr`` array ``x`` is a generated ramp of ``rows``
+    one-row units (one task each: a generation that lasts), made on one thread."""
+    generate = {
+        "shape": [rows, COLS],
+        "chunks": [1, COLS],
+        "shards": [1, COLS],
+        "distribution": "ramp",
+        **input_.pop("generate", {}),
+    }
+    one = {"workers": 1, "threads_per_worker": 1, "dashboard": ""}
+    return generated_config(tmp_path, generate, input={"array": "x", **input_}, cluster=one)
+
+
+def _generate_lock_holder(lock: Path) -> int | None:
+    """The pid a generation's lock file names, once written (None before)."""
+    try:
+        return int(json.loads(lock.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _while_generating(
+    tmp_path: Path, act: Callable[[Path, subprocess.Popen], Any]
+) -> tuple[Path, int, subprocess.Popen, str, Any]:
+    """Start ``python -m pipeline generate`` of :func:`_generated_rows_config`; once its lock
+    names it and it has written a unit, ``act(cfg, proc)`` while it goes on; then let it end.
+    (cfg, rows, its process, its stderr, what ``act`` returned); a generation that ended
+    before ``act`` was done is tried again on a longer input."""
+    rows = 12000
+    for _ in range(3):
+        cfg = _generated_rows_config(tmp_path, rows)
+        for store in ("in.zarr", "out.zarr"):  # an act's run may have gone on after the end
+            shutil.rmtree(tmp_path / store, ignore_errors=True)
+        proc = cli_process(cfg, cwd=tmp_path, command="generate")
+        lock = tmp_path / "in.zarr" / "x" / ".pipeline" / "generate.lock"
+        try:
+            while _generate_lock_holder(lock) != proc.pid and proc.poll() is None:
+                time.sleep(0.002)
+            if proc.poll() is not None or wait_for_chunk_files(proc, tmp_path / "in.zarr", 2) < 0:
+                assert proc.wait() == 0, proc.stderr.read() if proc.stderr else ""
+                rows *= 4
+                continue
+            acted = act(cfg, proc)
+            still_running = proc.poll() is None
+            _, err = proc.communicate(timeout=300)
+        finally:
+            kill_group(proc)
+        if still_running:
+            return cfg, rows, proc, err, acted
+        rows *= 4
+    pytest.fail("every generation ended before anything could be done while it wrote")
+
+
+def test_a_second_generate_of_one_input_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Two ``pipeline generate`` of one input at once had taken no lock: both wrote it, and
+    exited 0 with the last one's data or failed with misleading lines, while a run read what
+    the other rewrote. The second (a real process) is refused in one line naming the first
+    and what to do; a ``run`` (plain, or one whose ``when_missing`` would generate the
+    unfinished input) and ``verify`` are refused as reading an input being generated. The
+    first is not disturbed: its input is whole and its lock gone after, and the lock (in the
+    array's folder) is no member of the group zarr-python lists meanwhile."""
+    host = socket.gethostname()
+
+    def meanwhile(cfg: Path, first: subprocess.Popen) -> dict[str, Any]:
+        second = run_python(["-m", "pipeline", "generate", cfg, "--progress", "none"], tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a lock seen as a node would warn
+            members = sorted(zarr.open_group(str(tmp_path / "in.zarr"), mode="r").keys())
+        doc = yaml.safe_load(cfg.read_text())
+        doc["input"]["generate"]["when_missing"] = True
+        (tmp_path / "wm.yaml").write_text(yaml.safe_dump(doc))
+        return {
+            "second": second,
+            "members": members,
+            "run": error_of("run", cfg),
+            "when_missing": error_of("run", tmp_path / "wm.yaml"),
+            "verify": error_of("verify", cfg),
+        }
+
+    cfg, rows, first, err, acted = _while_generating(tmp_path, meanwhile)
+    second = acted["second"]
+    assert second.returncode == 1, second.stderr
+    line = one_line_error(second.stderr)
+    where = tmp_path / "in.zarr" / "x"
+    assert f"another process is generating the input {where} (pid {first.pid} on {host}, " in line
+    assert line.endswith(
+        "wait for it to end, or stop it (Ctrl-C: its last line names the "
+        "command that generates it again)"
+    ), line
+    for what in ("run", "when_missing", "verify"):
+        e = acted[what]
+        assert isinstance(e, InputError) and e.status == "generating", (what, e)
+        assert (e.holder["pid"], e.holder["host"]) == (first.pid, host), (what, e.holder)
+    assert "is being generated now (pid" in str(acted["run"]), acted["run"]
+    assert acted["members"] == ["x"], acted["members"]
+    assert first.returncode == 0, err
+    assert np.array_equal(read_array(tmp_path / "in.zarr", "x"), _ramp(rows))
+    assert not (where / ".pipeline").exists()
+    made = zarr.open_array(str(where), mode="r").attrs["pipeline_generated"]
+    assert made["status"] == "complete", made
+    rc = run_python(["-m", "pipeline", "run", cfg, "--progress", "none"], tmp_path)
+    assert rc.returncode == 0, rc.stderr
+
+
+def test_a_killed_generate_s_lock_is_taken_over(tmp_path: Path) -> None:
+    """A generation killed (SIGKILL) leaves its lock file, naming a process that has ended
+    (the OS lock on it is gone with it): a run says the input is unfinished, not being
+    generated, and generating again takes the lock over, makes the input whole and leaves no
+    lock behind."""
+
+    def kill(cfg: Path, first: subprocess.Popen) -> None:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+
+    rows = 6000
+    cfg = _generated_rows_config(tmp_path, rows)
+    proc = cli_process(cfg, cwd=tmp_path, command="generate")
+    lock = tmp_path / "in.zarr" / "x" / ".pipeline" / "generate.lock"
+    try:
+        while _generate_lock_holder(lock) != proc.pid and proc.poll() is None:
+            time.sleep(0.002)
+        assert wait_for_chunk_files(proc, tmp_path / "in.zarr", 2) > 0, "ended too soon"
+        kill(cfg, proc)
+    finally:
+        kill_group(proc)
+    assert _generate_lock_holder(lock) == proc.pid  # left by the killed generation
+    e = refused("run", cfg)
+    assert isinstance(e, InputError) and e.status == "incomplete", e
+    again = run_python(["-m", "pipeline", "generate", cfg, "--progress", "none"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not lock.parent.exists()
+    assert np.array_equal(read_array(tmp_path / "in.zarr", "x"), _ramp(rows))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_held_generation_lock_hides_nothing_from_zarr_and_xarray(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """The generation's lock lies in its array's own folder (``v/.pipeline/generate.lock``),
+    which readers of the group never list as a member: held by a real process in a variable
+    of a Dataset xarray wrote (Zarr v2 and v3), ``zarr.open_group`` lists the same members
+    and ``xr.open_zarr`` (consolidated or not) opens the same Dataset, without a warning."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+    )
+    store = tmp_path / "ds.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(store, zarr_format=zarr_format, consolidated=True)
+
+    def read() -> tuple[list[str], list[str]]:
+        """The group's members as zarr-python lists them, and the warnings of the reads."""
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            members = sorted(zarr.open_group(str(store), mode="r").keys())
+            for consolidated in (True, False):
+                with xr.open_zarr(store, consolidated=consolidated) as seen:
+                    xr.testing.assert_identical(seen.load(), ds)
+        return members, sorted({str(w.message) for w in said})
+
+    plain = read()
+    with holding_input_lock(str(store), "v"):
+        assert (store / "v" / ".pipeline" / "generate.lock").is_file()
+        assert read() == plain
+    assert plain[0] == ["t", "v"], plain
+
+
+def test_a_chained_run_s_input_being_written_by_a_run_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    """A run whose input is the output another run is writing now (a chained run) is refused
+    as reading an input being written, naming that run (it had been told the input was "the
+    output of an interrupted run", or, where ``run --overwrite`` was replacing a complete
+    output, had read what it deleted)."""
+
+    def chained(cfg: Path) -> Any:
+        second = write_config(
+            tmp_path, tmp_path / "out.zarr", tmp_path / "out2.zarr", name="chained.yaml"
+        )
+        return error_of("run", second)
+
+    m = _while_a_run_writes(tmp_path, chained)
+    e = m.acted
+    assert isinstance(e, InputError) and e.status == "writing", e
+    assert e.holder["pid"] == m.proc.pid, e.holder
+    assert f"the input {m.out} is being written by a run, as its output, now (pid " in str(e), e
+    assert m.proc.returncode == 0, m.stderr
 
 
 def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Path, cli) -> None:

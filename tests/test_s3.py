@@ -28,7 +28,7 @@ import zarr
 from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, reference, write_config
-from tests.faultkit import one_line_error, refused
+from tests.faultkit import holding_input_lock, one_line_error, refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
 pytest.importorskip("s3fs")
@@ -2370,3 +2370,58 @@ def test_an_s3_output_its_user_may_not_delete_from_names_s3_delete_object(
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["admin"])
     left = [k.rpartition("/")[2] for k in fs.find(out_url)]
     assert all(is_write_probe(k) for k in left), left
+
+
+def test_an_s3_input_s_generation_lock_refuses_survives_its_rewrite_and_is_taken_over(
+    tmp_path, cli, bucket
+) -> None:
+    """On S3 a generation's lock is an object, ``<array>/.pipeline/generate.lock``, made by a
+    conditional PUT. Held by a live process (a real one): ``generate`` is refused in one line
+    naming it and the object to remove if it is gone, ``run`` as reading an input being
+    generated; zarr-python lists the group's members as without it. Once its holder has
+    ended (same host) the next ``generate`` takes it over, and leaves no lock. Zarr's
+    overwrite had deleted every object under the array, a lock there too: the input made
+    again keeps a held lock."""
+    import pipeline
+    from pipeline.running.generate import create_input
+    from pipeline.store.ledger import InputLock
+
+    url, options = bucket
+    store = f"{url}/gen.zarr"
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={
+            "store": store,
+            "array": "x",
+            "storage_options": options,
+            "generate": {"shape": [8, 6], "chunks": [4, 6]},
+        },
+        output={"store": f"{url}/res.zarr", "storage_options": options},
+    )
+    assert cli("generate", cfg, "--progress", "none")[0] == 0
+    loc = Location.of(store, options)
+    lock = f"{store}/x/.pipeline/generate.lock"
+    with holding_input_lock(store, "x", options) as holder:
+        e = refused("generate", cfg)
+        assert isinstance(e, InputError) and e.status == "generating", e
+        assert (e.holder["pid"], e.holder["host"]) == (holder.pid, socket.gethostname())
+        assert f"another process is generating the input {store}/x (pid {holder.pid} on " in str(e)
+        assert str(e).endswith(f"or remove {lock} if that process is gone"), e
+        r = refused("run", cfg)
+        assert isinstance(r, InputError) and r.status == "generating", r
+        # (warnings are errors: a lock object taken for a node would warn)
+        assert sorted(zarr.open_group(zarr_store(store, options), mode="r").keys()) == ["x"]
+    rc, _, err = cli("generate", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert not loc.exists("x/.pipeline")
+    mine = InputLock(loc, "x")
+    mine.acquire()
+    try:
+        create_input(pipeline.load_config(cfg), "cpu")  # the input made again under it
+        kept = mine.holder()
+        assert kept is not None and kept["pid"] == os.getpid(), kept
+    finally:
+        mine.clear()
+    assert not loc.exists("x/.pipeline")

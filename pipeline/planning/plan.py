@@ -701,12 +701,16 @@ def input_info(
     """The input's layout, checked readable and finished (InputError otherwise), and the
     Zarr array (opened read-only); for an input that ``run`` will generate first
     (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
-    interrupted), the layout it will be given, and None. Its metadata documents, its groups'
+    interrupted), the layout it will be given, and None. An input that another process is
+    generating, or writing as a run's output, now is refused
+    (:func:`arrays.check_not_being_written`). Its metadata documents, its groups'
     and its group's members', are checked (:func:`arrays.check_documents`) unless
     ``checked``: :func:`with_output_array` has just checked them, deciding ``output.array``
     (one check per plan: on a remote store each document is a request)."""
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     gen = config.input.generate
+    if gen is not None:  # one being generated now, its metadata maybe not written yet
+        arrays.check_not_being_written(loc, config.input.array, generation_only=True)
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]

@@ -43,6 +43,7 @@ from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
+from pipeline.store.ledger import RECORD, InputLock
 from pipeline.store.location import Location
 
 RAMP_PERIOD = 1024
@@ -66,7 +67,13 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     ConfigError (``key``) when the config has no ``input.generate``; OutputError, before
     anything is written, where the config's output lies in the input's store or contains it
     (:func:`pipeline.running.output.check_stores_apart`: its run would refuse it; ``pipeline
-    generate`` had made the input there, then ``run`` refused, as ``when_missing`` had)."""
+    generate`` had made the input there, then ``run`` refused, as ``when_missing`` had);
+    InputError (``status`` 'generating', ``holder``) where another process generates the
+    input now: it holds the input's lock (:class:`~pipeline.store.ledger.InputLock`,
+    ``<array>/.pipeline/generate.lock``), taken before anything is written and given up (its
+    folder removed) at the end, however the generation ends (one whose holder has ended is
+    taken over, as the output's lock is). Two generations at once had both written the input,
+    exiting 0 with the last one's data or failing with misleading lines."""
     if config.input.generate is None:
         raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
@@ -77,8 +84,56 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     cp = plan_generation(config, Facts.local(want_gpu=config.backend != "cpu"))
     loc = Location.of(config.input.store, config.input.storage_options, "input")
     check_writable(loc)
-    check_generate_target(loc, config.input.array, config.input.generate.zarr_format)
-    where = loc.join(config.input.array.strip("/"))
+    path = config.input.array.strip("/")
+    lock = InputLock(loc, path)
+    _refuse_if_generating(lock)  # before the checks: another's half-made input is no stranger's
+    try:
+        check_generate_target(loc, path, config.input.generate.zarr_format)
+    except InputError:
+        _refuse_if_generating(lock)  # one that began meanwhile, whose making the checks saw
+        raise
+    made = _folders_to_make(loc, path)
+    lock.acquire()  # one generation of an input at a time; a run reading it refuses meanwhile
+    try:
+        return _generate_locked(config, cp, loc, path, progress, interval)
+    finally:
+        try:
+            lock.clear()  # the lock, and its folder in the array's
+        finally:
+            for folder in made:  # made by the lock alone (a generation stopped before writing)
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+
+def _refuse_if_generating(lock: InputLock) -> None:
+    """Refuse (InputError 'generating') where another process holds ``lock`` now."""
+    holder = lock.holder()
+    if holder is not None:
+        raise lock.busy(holder)
+
+
+def _folders_to_make(loc: Location, path: str) -> list[str]:
+    """The local folders taking the input's lock creates (its record folder, and each above it
+    not there yet), deepest first: removed after a generation that wrote nothing, where they
+    are still empty ([] for a store that is not a local folder)."""
+    if not loc.is_local:
+        return []
+    made: list[str] = []
+    d = os.path.join(loc.join(path), RECORD)
+    while not os.path.lexists(d):
+        made.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            break
+        d = up
+    return made
+
+
+def _generate_locked(
+    config: Config, cp: ClusterPlan, loc: Location, path: str, progress: str, interval: float
+) -> ArrayInfo:
+    """:func:`generate_input`'s making of the input, its lock held; the input's ArrayInfo."""
+    where = loc.join(path)
     try:
         spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
         _generate_units(cp, spec, progress, interval)
@@ -173,7 +228,9 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
                 return
             break
     else:
-        if not loc.entries(path):  # empty, or a .DS_Store alone
+        # empty, or a .DS_Store alone, or the lock folder a generation stopped before it wrote
+        # anything left (a killed one's lock file: the OS lock on it is gone)
+        if not [n for n in loc.entries(path) if n != RECORD]:
             _check_enclosing_groups(loc, path, zarr_format)
             return
     raise InputError(
@@ -303,7 +360,7 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     it): Zarr's ``create_array(overwrite=True)`` deletes everything under the array's path,
     and had deleted them (``run --overwrite`` refuses the same, ``check_only_array_files``).
     InputError: ``input``, ``status`` 'stray', ``stray`` (their keys below the array)."""
-    stray = arrays.stray_entries(loc, path)
+    stray = arrays.stray_entries(loc, path, keep=(RECORD,))  # the generation's lock's folder
     if not stray:
         return
     some = ", ".join(stray[:3]) + (", ..." if len(stray) > 3 else "")
@@ -384,6 +441,9 @@ def create_input(config: Config, backend: str) -> GenSpec:
         from zarr.storage import LocalStore
 
         store = LocalStore(os.path.realpath(loc.url), read_only=False)
+    # what was there is deleted here, not by Zarr's overwrite, which deletes the whole
+    # folder: the folder of the generation's lock (InputLock) stays
+    arrays.clear_array(loc, path, keep=RECORD)
     arrays.create_generated(store, path, g, chunk, unit, attrs)
     info = arrays.describe_array(loc, path)
     sink = Sink(

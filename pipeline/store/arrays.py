@@ -2760,7 +2760,9 @@ def create_generated(
     """A generated input's metadata, created with Zarr in the Zarr store ``store`` (replacing
     what is there): Zarr v3 with zstd frames, in shards of ``unit`` when it is not ``chunk``,
     or Zarr v2; little-endian, or big-endian where ``g.dtype`` says so ('>f4': the v3 bytes
-    codec's endian 'big', the v2 dtype '>f4'); the Zarr array."""
+    codec's endian 'big', the v2 dtype '>f4'); the Zarr array. Nothing may be there but the
+    folder ``.pipeline`` (the generation's lock, which Zarr's ``overwrite`` would delete with
+    the folder: :func:`clear_array` empties it first, keeping that)."""
     import numcodecs
     import zarr
     from zarr.codecs import BytesCodec, ZstdCodec
@@ -2786,7 +2788,7 @@ def create_generated(
         compressors=comp,
         fill_value=0,
         attributes=attrs,
-        overwrite=True,
+        overwrite=False,
         zarr_format=g.zarr_format,
     )
 
@@ -2816,6 +2818,39 @@ def _attributes(location: Location, path: str) -> dict[str, Any]:
         return {}
 
 
+def check_not_being_written(location: Location, path: str, generation_only: bool = False) -> None:
+    """Refuse (InputError: ``input``, ``status`` 'generating' or 'writing', ``holder``) to
+    read the array at ``path`` that a process of the pipeline is writing now: ``generate``
+    (or a run's ``input.generate.when_missing``), which holds the input's lock
+    (:class:`~pipeline.store.ledger.InputLock`), or, unless ``generation_only``, a run
+    writing it as its output (a chained run's input), which holds the output's lock. Its
+    chunks are being replaced: a run had read them half-rewritten (or its attributes still
+    said complete while its chunks were deleted). Reads only."""
+    from pipeline.store import ledger
+
+    path = path.strip("/")
+    if generation_only:
+        holder = ledger.InputLock(location, path).holder()
+        found = None if holder is None else ("generate", holder)
+    else:
+        found = ledger.writer_of(location, path)
+    if found is None:
+        return
+    what, holder = found
+    where = location.join(path)
+    who = ledger.holder_said(
+        holder, "`pipeline.generate_input`" if what == "generate" else "`pipeline.run`"
+    )
+    doing = "being generated" if what == "generate" else "being written by a run, as its output,"
+    raise InputError(
+        f"the input {where} is {doing} now ({who}), so its chunks are being replaced: "
+        "wait for it to end, then give this command again",
+        input=where,
+        status="generating" if what == "generate" else "writing",
+        holder=holder,
+    )
+
+
 def check_finished(
     location: Location, path: str, described: bool, when_missing: bool = False
 ) -> None:
@@ -2830,6 +2865,8 @@ def check_finished(
     path = path.strip("/")
     attrs = _attributes(location, path)
     where = location.join(path)
+    if GENERATED in attrs or isinstance(attrs.get("pipeline"), dict):
+        check_not_being_written(location, path)  # its "unfinished" may be a live writer's
     if _generation_status(attrs) == "incomplete":
         if when_missing:  # the setting is there already (verify's line had asked for it)
             fix = "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"

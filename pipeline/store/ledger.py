@@ -14,6 +14,9 @@ so a killed run never blocks its resume and a recycled pid is never mistaken for
 Object stores have no such lock: there the lock is an object made by a conditional PUT, whose
 holder's pid and host are checked (best effort); a stopped run's is deleted, then raced for
 again by the conditional PUT, which one run alone wins.
+
+``generate.lock`` (:class:`InputLock`), the same lock in a generated input's own array folder,
+keeps a second generation from writing that input, and a run from reading it meanwhile.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pipeline.errors import OutputError
+from pipeline.errors import InputError, OutputError, PipelineError
 from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
@@ -54,6 +57,11 @@ class Ledger:
 
     location: Location
     array_path: str
+
+    #: The lock's name in the record folder: the output's (a run writing it).
+    LOCK: ClassVar[str] = "lock"
+    #: The config section whose store the lock is in, as its lines name it.
+    ROLE: ClassVar[str] = "output"
 
     def _key(self, *parts: str) -> str:
         base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
@@ -152,7 +160,7 @@ class Ledger:
             return "a folder" if os.path.isdir(path) else "no regular file"
 
         parts = [(self._key(), True), (self._key("done"), True)]
-        parts += [(self._key(n), False) for n in ("lock", "run.json")]
+        parts += [(self._key(n), False) for n in (self.LOCK, "run.json")]
         for key, folder in parts:
             there = what(key, folder)
             if there is not None:
@@ -218,7 +226,7 @@ class Ledger:
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock now (pid, host, since), or None when no live run does."""
-        key = self._key("lock")
+        key = self._key(self.LOCK)
         if self.location.is_local:
             path = self.location.join(key)
             if path in _HELD:
@@ -244,7 +252,7 @@ class Ledger:
     def acquire(self) -> None:
         """Take the output's lock, or say who holds it (OutputError: ``output``, ``holder``;
         ``lock``, the lock file, where a file system cannot lock)."""
-        key = self._key("lock")
+        key = self._key(self.LOCK)
         if self.location.is_local:
             self._acquire_local(key)
             return
@@ -261,9 +269,8 @@ class Ledger:
             if holder.get("host") != socket.gethostname() or _alive(holder):
                 raise self.busy(holder)
             _take_over(self.location, key, holder)  # its process is gone (same host)
-        raise OutputError(
+        raise self._refusal(
             f"cannot take the lock {self.location.join(key)}: it keeps being replaced",
-            output=self.location.join(self.array_path),
             lock=self.location.join(key),
         )
 
@@ -288,10 +295,9 @@ class Ledger:
                 except OSError as e:
                     os.close(fd)
                     if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                        raise OutputError(
-                            f"cannot lock {path} ({e.strerror}): the output's file system has "
-                            "no file locks; choose another output.store",
-                            output=self.location.join(self.array_path),
+                        raise self._refusal(
+                            f"cannot lock {path} ({e.strerror}): the {self.ROLE}'s file system "
+                            f"has no file locks; choose another {self.ROLE}.store",
                             lock=path,
                         ) from None
                     raise
@@ -314,21 +320,21 @@ class Ledger:
                     raise
                 _HELD[path] = fd
                 return
-            raise OutputError(
-                f"cannot take the lock {path}: it keeps being replaced",
-                output=self.location.join(self.array_path),
-                lock=path,
-            )
+            raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
 
-    def busy(self, holder: dict[str, Any]) -> OutputError:
+    def _refusal(self, text: str, **fields: Any) -> PipelineError:
+        """The error ``text`` of this lock's store (OutputError: ``output``, and ``fields``)."""
+        return OutputError(text, output=self.location.join(self.array_path), **fields)
+
+    def busy(self, holder: dict[str, Any]) -> PipelineError:
         """The refusal a second run gets, naming the run that holds the lock (``holder``: its
-        ``pid``, ``host``, ``since``, as far as known)."""
-        where = self.location.join(self.array_path)
-        return OutputError(self._busy_message(holder), output=where, holder=holder)
+        ``pid``, ``host``, ``since``, as far as known): OutputError (``output``, ``holder``)."""
+        return self._refusal(self._busy_message(holder), holder=holder)
 
     def _busy_message(self, holder: dict[str, Any]) -> str:
         hint = (
-            f"; wait for it, or remove {self.location.join(self._key('lock'))} if that run is gone"
+            f"; wait for it, or remove {self.location.join(self._key(self.LOCK))} if that run "
+            "is gone"
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else "; wait for it to finish, or stop it (Ctrl-C): its last line names the command "
             "that finishes the output"
@@ -338,7 +344,7 @@ class Ledger:
 
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
-        key = self._key("lock")
+        key = self._key(self.LOCK)
         if self.location.is_local:
             path = self.location.join(key)
             if path in _HELD:
@@ -357,16 +363,65 @@ class Ledger:
         if not self.location.is_local:
             return
         with _HELD_LOCK:
-            fd = _HELD.pop(self.location.join(self._key("lock")), None)
+            fd = _HELD.pop(self.location.join(self._key(self.LOCK)), None)
         if fd is not None:
             os.close(fd)
 
 
-def holder_said(holder: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class InputLock(Ledger):
+    """The lock of an input that ``pipeline generate`` (or ``run``'s
+    ``input.generate.when_missing``) is writing, ``<array>/.pipeline/generate.lock``: the
+    output's lock (:class:`Ledger`'s, with its OS lock on a local file system and its
+    conditional PUT and take-over of a stopped holder's object on an object store) under
+    another name. Two generations of one input at once had taken none: both had failed with
+    misleading lines, or both exited 0 with the last one's data, a run meanwhile reading what
+    the other rewrote. It lies in the array's folder, where Zarr readers never list (a
+    group's members are folders beside it), and generating clears that folder itself, keeping
+    ``.pipeline`` (:func:`pipeline.store.arrays.clear_array`), where zarr-python's overwrite
+    deleted the whole folder, a lock in it too. Nothing else of a run record is kept there:
+    the generation removes the folder when it ends (:meth:`Ledger.clear`)."""
+
+    LOCK: ClassVar[str] = "generate.lock"
+    ROLE: ClassVar[str] = "input"
+
+    def _refusal(self, text: str, **fields: Any) -> PipelineError:
+        return InputError(text, input=self.location.join(self.array_path), **fields)
+
+    def busy(self, holder: dict[str, Any]) -> PipelineError:
+        """The refusal of a second generation of the input (InputError: ``input``,
+        ``holder``, ``status`` 'generating'), naming the process that generates it."""
+        return self._refusal(self._busy_message(holder), holder=holder, status="generating")
+
+    def _busy_message(self, holder: dict[str, Any]) -> str:
+        where = self.location.join(self.array_path)
+        gone = (
+            f", or remove {self.location.join(self._key(self.LOCK))} if that process is gone"
+            if not self.location.is_local  # a local lock is never stale: the OS drops it
+            else ", or stop it (Ctrl-C: its last line names the command that generates it again)"
+        )
+        who = holder_said(holder, "`pipeline.generate_input`")
+        return f"another process is generating the input {where} ({who}): wait for it to end{gone}"
+
+
+def writer_of(location: Location, path: str) -> tuple[str, dict[str, Any]] | None:
+    """Who is writing the array at ``path`` of ``location`` now, where a process of the
+    pipeline is: ('generate', its holder) for a generation (:class:`InputLock`), ('run', its
+    holder) for a run writing it as its output (:class:`Ledger`); None where neither lock is
+    held. Reads only (a local lock file opened for reading, an object store's GET)."""
+    for what, lock in (("generate", InputLock), ("run", Ledger)):
+        holder = lock(location, path.strip("/")).holder()
+        if holder is not None:
+            return what, holder
+    return None
+
+
+def holder_said(holder: dict[str, Any], call: str = "`pipeline.run`") -> str:
     """The run that holds an output's lock (``holder``: its ``pid``, ``host``, ``since``, as
     far as known), in words: 'pid 7598 on vm, since 2026-12-05 12:19:03' (this host's local
-    time), or this process's other thread. Every line that names a lock's holder says it so
-    (h65d: `verify` had said the time as the lock's raw number of seconds since 1970)."""
+    time), or this process's other thread (in ``call``, the API call that holds it). Every
+    line that names a lock's holder says it so (h65d: `verify` had said the time as the
+    lock's raw number of seconds since 1970)."""
     since = holder.get("since")
     when = (
         time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))
@@ -375,7 +430,7 @@ def holder_said(holder: dict[str, Any]) -> str:
     )
     pid, host = holder.get("pid", "?"), holder.get("host", "?")
     if (pid, host) == (os.getpid(), socket.gethostname()):
-        return f"this process, another thread's `pipeline.run`{when}"
+        return f"this process, another thread's {call}{when}"
     return f"pid {pid} on {host}{when}"
 
 
