@@ -13,6 +13,7 @@ overwritten and checked for staleness like any other. GPU variants run with ``-m
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import importlib.util
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -5644,6 +5646,65 @@ def test_a_plain_v3_arrays_numeric_fill_value_is_the_number_it_says(tmp_path: Pa
     out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     want = np.where(x == -9999.0, np.float32(np.nan), x * np.float32(2))
     assert np.array_equal(out, want, equal_nan=True) and np.isnan(out[1, 2])
+    assert file_states(tmp_path / "in.zarr") == before
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
+    assert rc == 0, err + out_text
+
+
+@pytest.mark.parametrize(
+    ("path", "fill"),
+    [("", -9999.0), ("", "NaN-number"), ("a/b/v", -9999.0), ("", "base64")],
+    ids=["root", "root-nan", "in-no-group", "root-xarray-text"],
+)
+def test_a_v3_fill_value_of_an_array_in_no_group_is_the_number_it_says(
+    tmp_path: Path, cli, path: str, fill: Any
+) -> None:
+    """A Zarr v3 array with dimension names at the store's root, or under folders that are
+    no group, is no variable ``xr.open_zarr`` reads (it opens no array there), so xarray's
+    rule for a variable's v3 ``_FillValue`` (base64 text of a double) does not reach it, as
+    it does not reach an array without dimension names: h67e, a root array's ``-9999.0``, or
+    NaN, as zarr-python users write them, had been refused with or without mask_and_scale as
+    a value "xarray cannot read", the fix offered base64 text. Its number masks (refused as
+    masked without mask_and_scale, the input untouched; NaN where it is with it, verify
+    passing), NaN masks nothing, and xarray's own text (a variable's folder given as the
+    store) is still read as xarray writes it."""
+    x = np.arange(64, dtype="f4").reshape(8, 8)
+    x[1, 2] = -9999.0
+    said = {
+        "NaN-number": float("nan"),
+        "base64": base64.standard_b64encode(struct.pack("<d", -9999.0)).decode(),
+    }.get(fill, fill)
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr" / path) if path else str(tmp_path / "in.zarr"),
+        shape=x.shape,
+        dtype="f4",
+        chunks=(4, 4),
+        dimension_names=("y", "x"),
+        attributes={"_FillValue": said, "units": "m"},
+    )
+    z[...] = x
+    before = file_states(tmp_path / "in.zarr")
+    cfg: dict[str, Any] = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": path},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+    }
+    masks = fill != "NaN-number"
+    if masks:
+        with pytest.raises(InputError) as info:
+            pipeline.run(cfg)
+        assert info.value.fix == "input.mask_and_scale: true", info.value
+        assert "cannot read" not in str(info.value) and len(str(info.value).splitlines()) == 1
+        assert not (tmp_path / "out.zarr").exists()
+        cfg["input"]["mask_and_scale"] = True
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    want = x * np.float32(2)
+    if masks:
+        want = np.where(x == -9999.0, np.float32(np.nan), want)
+    assert out.dtype == want.dtype and np.array_equal(out, want, equal_nan=True)
+    assert bool(np.isnan(out[1, 2])) is masks
     assert file_states(tmp_path / "in.zarr") == before
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")

@@ -370,6 +370,7 @@ def fill_attributes(
     fill_value: Any = None,
     zarr_format: int = 3,
     as_variable: bool = True,
+    alone: bool = False,
 ) -> tuple[Any, ...]:
     """The stored values that mean "missing": ``_FillValue`` and ``missing_value`` (scalars or
     lists), with ``fill_value`` (a Zarr v2 array's fill value, not None, a NumPy scalar of
@@ -388,12 +389,21 @@ def fill_attributes(
     equal to no number). So is a v3 ``_FillValue`` on an array xarray does not read as a
     variable (``as_variable`` false: no dimension names), which xarray's rule does not reach:
     the number it says (helper-47: a plain array's -9999.0 was refused as unreadable, with or
-    without ``mask_and_scale``, the only fix offered an edit of the input)."""
+    without ``mask_and_scale``, the only fix offered an edit of the input). So is one of an
+    array with dimension names in no group (``alone``: the store's root, or no group above
+    it), which ``xr.open_zarr`` cannot open either, but for xarray's own text, read as xarray
+    writes it (a variable's folder given as the store): h67e, a root array's -999.0 or NaN had
+    been refused as a value xarray cannot read, its fix the base64 text of a double."""
     found: list[Any] = []
     if fill_value is not None:
         fill = fill_value
     elif zarr_format == 3 and as_variable and "_FillValue" in attrs:
-        fill = v3_fill_value(attrs["_FillValue"], stored)
+        try:
+            fill = v3_fill_value(attrs["_FillValue"], stored)
+        except UnreadableFill:
+            if not alone:
+                raise
+            fill = attrs["_FillValue"]
     else:
         fill = attrs.get("_FillValue")
     for raw in (fill, attrs.get("missing_value")):
@@ -478,6 +488,7 @@ def unpacking(
     fill_value: Any = None,
     zarr_format: int = 3,
     as_variable: bool = True,
+    alone: bool = False,
 ) -> Unpacking | None:
     """The decoding of a variable with ``attrs`` whose elements are stored as ``stored``;
     None when there is nothing to decode (no packing, no fill value other than NaN).
@@ -486,8 +497,9 @@ def unpacking(
     stores ``_FillValue`` there, not in the attributes). ``zarr_format``: the variable's; a v3
     ``_FillValue`` attribute is read as xarray reads it, and one xarray cannot read, or reads as
     another value, raises :class:`UnreadableFill` (:func:`fill_attributes`), where the array
-    is one xarray reads as a variable (``as_variable``: it has dimension names)."""
-    found = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable)
+    is one xarray reads as a variable (``as_variable``: it has dimension names) in a group
+    (``alone``: in none, where what xarray cannot read is taken as it is written)."""
+    found = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable, alone)
     if not is_packed(attrs) and not found:
         return None
     # a null attribute is no declaration: xarray's pop_to drops it (helper-78: a float32

@@ -146,7 +146,8 @@ def carried(
     if variable is not None:  # the bounds of a time: xarray decodes them by the time's units
         refuse_time_bounds(loc.join(path), store, variable)
     try:
-        unpack = decoding(config, arr, variable is not None)  # first: times are refused by name
+        # first: times are refused by name
+        unpack = decoding(config, arr, variable is not None, is_alone(variable))
     except InputError as refused:
         if variable is not None:  # a stale consolidated copy first, naming this one next
             check_consolidated(loc, store, variable, frame, then=str(refused))
@@ -725,10 +726,18 @@ def _renamed(output_path: str) -> str:
     return f"{group}/{name}_out" if group else f"{name}_out"
 
 
-def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
+def is_alone(variable: Variable | None) -> bool:
+    """Whether ``variable`` is an array with dimension names in no group (the store's root,
+    or no group metadata above it), which ``xr.open_zarr`` does not open as a variable."""
+    return variable is not None and not variable.name
+
+
+def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -> Unpacking | None:
     """How the input's stored elements become its values, as xarray decodes them; None when
     they are their values. ``is_variable``: the array has dimension names, so a Zarr v2
-    array's fill value is its ``_FillValue`` (as xarray reads it).
+    array's fill value is its ``_FillValue`` (as xarray reads it). ``alone``: it is in no
+    group (:attr:`Variable.name` ''), so a Zarr v3 ``_FillValue`` attribute that xarray
+    cannot read is taken as it is written (:func:`pipeline.ops.cf.fill_attributes`).
 
     Raises InputError when the values differ from the stored elements and
     ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), for a
@@ -795,7 +804,7 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
     zarr_format = arr.metadata.zarr_format
     v2_fill = arr.fill_value if is_variable and zarr_format == 2 else None
     try:
-        found = unpacking(attrs, stored, v2_fill, zarr_format, as_variable=is_variable)
+        found = unpacking(attrs, stored, v2_fill, zarr_format, as_variable=is_variable, alone=alone)
     except UnreadableFill as e:
         raise InputError(
             f"input variable {where} has {e}",
@@ -815,7 +824,9 @@ def decoding(config: Config, arr: Any, is_variable: bool) -> Unpacking | None:
         def masks(key: str) -> bool:
             own = {key: attrs[key]} if key in attrs else {}
             fill = v2_fill if key == "_FillValue" else None
-            read = fill_attributes(own, stored, fill, zarr_format, as_variable=is_variable)
+            read = fill_attributes(
+                own, stored, fill, zarr_format, as_variable=is_variable, alone=alone
+            )
             return bool(compared_fills(read, np.dtype(found.dtype)))
 
         names = [k for k in ("_FillValue", "missing_value") if masks(k)]

@@ -48,6 +48,7 @@ from pipeline.planning.variable import (
     Carried,
     carried,
     decoding,
+    is_alone,
     unheld_error,
     values_chain,
     with_output_array,
@@ -331,7 +332,7 @@ def verify(
         kept = carried(config, src, out_path.strip("/"))
     except ChunkError as e:  # a carried coordinate's damaged chunk: as its verify says it
         raise _carried_damage(e) from None
-    unpack = decoding(config, src, datasets.dims_of(src) is not None)
+    unpack = decoding(config, src, datasets.dims_of(src) is not None, is_alone(kept.variable))
     chain = values_chain(config, native, unpack)
     block = _blocks_of(made, tuple(dst.shards or dst.chunks))
     block_grid = grid.grid_shape(tuple(src.shape), block)
