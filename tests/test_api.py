@@ -1401,6 +1401,39 @@ def test_a_config_number_float64_reads_as_zero_is_refused_naming_its_range(
     assert info.value.key == dotted and "float64" not in str(info.value), info.value
 
 
+def test_a_cluster_count_given_as_null_is_the_count_left_out(tmp_path: Path) -> None:
+    """``cluster.gpus``, ``workers`` and ``threads_per_worker`` given as null (``workers:``
+    with nothing after its colon, ``~``, None) are the key left out, as Dask's None is for
+    ``LocalCluster(n_workers=None, threads_per_worker=None)`` and dask-cuda's
+    ``CUDA_VISIBLE_DEVICES=None`` (choose from the machine), and as the reference says of
+    each: the same config, the same plan, by a file and by keywords (h67b). Unlike add's
+    ``value`` and ``output.array``, no other meaning of null is there to take it for."""
+    from pipeline.config.reference import schema_markdown
+    from pipeline.planning.plan import plan_here
+
+    make_array(tmp_path / "in.zarr", np.ones((8, 8), "f4"), (4, 8))
+    run = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+    }
+    left_out = pipeline.Config(**run, cluster={"dashboard": ""})
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(run) + "cluster:\n  dashboard: ''\n  gpus:\n  workers: ~\n"
+        "  threads_per_worker: null\n"
+    )
+    nulls = {"gpus": None, "workers": None, "threads_per_worker": None}
+    for given in (load_config(path), pipeline.Config(**run, cluster={"dashboard": "", **nulls})):
+        assert given == left_out
+        assert plan_here(given).cluster == plan_here(left_out).cluster
+    rows = [r for r in schema_markdown().splitlines() if r.startswith("| `")]
+    for key in nulls:
+        (row,) = [r for r in rows if r.startswith(f"| `{key}` |")]
+        assert "omitted or null," in row, row
+
+
 def test_output_array_left_out_is_left_out_of_the_dump_and_null_is_refused() -> None:
     """``output.array`` given as null had been taken for it left out (the input variable's
     name), where ``''`` may have been meant (h66a): refused, by the constructor and

@@ -865,14 +865,19 @@ class ClusterConfig(Model):
         "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
     )
     gpus: tuple[Annotated[int, Field(ge=0, le=MOST_GPU_ID), NotBool], ...] | None = Field(
-        None, description="GPU ids for local GPU workers; omitted, every visible GPU"
+        None,
+        description="GPU ids for local GPU workers; omitted or null, every visible GPU (as "
+        "dask-cuda's CUDA_VISIBLE_DEVICES=None)",
     )
     workers: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
-        None, description="local CPU workers; omitted, cores / threads_per_worker"
+        None,
+        description="local CPU workers; omitted or null, cores / threads_per_worker (as "
+        "LocalCluster's n_workers=None)",
     )
     threads_per_worker: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
         None,
-        description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
+        description="tasks in flight per worker; omitted or null, 4 per GPU worker or 1 per CPU "
+        "worker",
     )
     workers_per_gpu: Positive = Field(
         3,
