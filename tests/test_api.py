@@ -6,6 +6,7 @@ no Dask, Zarr or xarray."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -29,6 +30,7 @@ import zarr
 import pipeline
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
+from pipeline.ops.stages import PAST_FLOAT64
 from pipeline.reporting.summary import Summary
 from tests.conftest import make_array, read_array, reference, write_config
 from tests.faultkit import (
@@ -1098,6 +1100,52 @@ def test_a_boolean_is_no_number_for_any_numeric_key(tmp_path: Path) -> None:
     assert pipeline.config.ChunkingConfig(target_bytes="64MiB").target_bytes == 64 * 2**20
 
 
+def test_a_whole_number_past_float64_is_refused_where_the_config_is_made(
+    tmp_path: Path,
+) -> None:
+    """A whole number no float64 holds (1 and 400 zeros; 5000 digits, more than Python
+    converts text to an int), at every numeric key (from the JSON schema) and every stage's
+    scalar, is refused in one short line naming the key, made from keywords, from JSON or
+    from a file, as a float past float64's range (``1e400``) is: a stage's had been refused
+    only by the plan, a size's had passed the config and failed the plan in a bare
+    OverflowError, and 5000 digits had been Python's ValueError out of the YAML and JSON
+    readers (h67b). A key with a bound of its own says the bound; the others say float64's
+    range, in the stages' words."""
+    keys = [*_numeric_keys(), ("stages", 0, "factor"), ("stages", 1, "value")]
+    sizes = ("chunking.target_bytes", "cluster.device_memory_limit", "cluster.host_memory_limit")
+    unbounded = {*sizes, "stages.0.factor", "stages.1.value"}
+    path = tmp_path / "run.yaml"
+    for digits in (400, 5000):
+        for sign in ("", "-"):
+            text = f"{sign}1{'0' * digits}"
+            for key in keys:
+                said = ".".join(map(str, key))
+                if key[0] == "stages":
+                    stages = [{"op": "multiply", "factor": 2}, {"op": "add", "value": 3}]
+                    stages[key[1]][key[2]] = 123456789
+                    data = {**_EVERY_SECTION, "stages": stages}
+                else:
+                    data = _with(key, 123456789)
+                dumped = json.dumps(data).replace("123456789", text)
+                path.write_text(dumped)  # JSON is YAML
+                made = [
+                    functools.partial(pipeline.Config.model_validate_json, dumped),
+                    functools.partial(load_config, path),
+                ]
+                if digits == 400:  # Python makes no int of 5000 digits from text
+                    made.append(functools.partial(pipeline.Config, **json.loads(dumped)))
+                for make in made:
+                    with pytest.raises(ConfigError) as info:
+                        make()
+                    e = info.value
+                    line = str(e)
+                    assert e.key == said and len(line.splitlines()) == 1 and len(line) < 300, e
+                    assert f"(got {sign}1.000000e{digits})" in line, line
+                    assert f"{said}: must be " in line, line
+                    if said in unbounded:
+                        assert f"{said}: {PAST_FLOAT64} (got" in line, line
+
+
 def _with(key: tuple[Any, ...], value: Any) -> dict[str, Any]:
     """:data:`_EVERY_SECTION` with ``value`` at ``key`` (a list's index: a list of it)."""
     config = json.loads(json.dumps(_EVERY_SECTION))
@@ -1351,6 +1399,39 @@ def test_a_config_number_float64_reads_as_zero_is_refused_naming_its_range(
     with pytest.raises(ConfigError) as info:
         pipeline.Config.model_validate_json(text.replace("1e-400", "0.0e-400"))
     assert info.value.key == dotted and "float64" not in str(info.value), info.value
+
+
+def test_a_cluster_count_given_as_null_is_the_count_left_out(tmp_path: Path) -> None:
+    """``cluster.gpus``, ``workers`` and ``threads_per_worker`` given as null (``workers:``
+    with nothing after its colon, ``~``, None) are the key left out, as Dask's None is for
+    ``LocalCluster(n_workers=None, threads_per_worker=None)`` and dask-cuda's
+    ``CUDA_VISIBLE_DEVICES=None`` (choose from the machine), and as the reference says of
+    each: the same config, the same plan, by a file and by keywords (h67b). Unlike add's
+    ``value`` and ``output.array``, no other meaning of null is there to take it for."""
+    from pipeline.config.reference import schema_markdown
+    from pipeline.planning.plan import plan_here
+
+    make_array(tmp_path / "in.zarr", np.ones((8, 8), "f4"), (4, 8))
+    run = {
+        "input": {"store": str(tmp_path / "in.zarr")},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "square"}],
+        "backend": "cpu",
+    }
+    left_out = pipeline.Config(**run, cluster={"dashboard": ""})
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(run) + "cluster:\n  dashboard: ''\n  gpus:\n  workers: ~\n"
+        "  threads_per_worker: null\n"
+    )
+    nulls = {"gpus": None, "workers": None, "threads_per_worker": None}
+    for given in (load_config(path), pipeline.Config(**run, cluster={"dashboard": "", **nulls})):
+        assert given == left_out
+        assert plan_here(given).cluster == plan_here(left_out).cluster
+    rows = [r for r in schema_markdown().splitlines() if r.startswith("| `")]
+    for key in nulls:
+        (row,) = [r for r in rows if r.startswith(f"| `{key}` |")]
+        assert "omitted or null," in row, row
 
 
 def test_output_array_left_out_is_left_out_of_the_dump_and_null_is_refused() -> None:

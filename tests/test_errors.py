@@ -345,6 +345,43 @@ CASES: dict[str, Case] = {
         {"line": 4, "key": "cluster.host_memory_limit"},
         ["cluster.host_memory_limit: is nearer 0 than float64 holds ("],
     ),
+    "stage-whole-scalar-past-float64": Case(  # had been refused only by the plan (h67b)
+        _yaml(BASE + "stages: [{{op: multiply, factor: 1" + "0" * 400 + "}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.factor"},
+        ["stages.0.factor: must be a finite number float64 holds (", "(got 1.000000e400)"],
+    ),
+    "stage-scalar-of-more-digits-than-python-reads": Case(  # PyYAML's ValueError of int()
+        _yaml(BASE + "stages: [{{op: add, value: -1" + "0" * 5000 + "}}]\n"),
+        ConfigError,
+        {"line": 5, "key": "stages.0.value"},
+        ["stages.0.value: must be a finite number float64 holds (", "(got -1.000000e5000)"],
+    ),
+    "size-whole-past-float64": Case(  # the plan's division: a bare OverflowError
+        _yaml(
+            BASE.replace("dashboard: ''", "dashboard: '', host_memory_limit: 1" + "0" * 400) + SEED
+        ),
+        ConfigError,
+        {"line": 4, "key": "cluster.host_memory_limit"},
+        ["cluster.host_memory_limit: must be a finite number float64 holds ("],
+    ),
+    "size-text-past-float64": Case(  # dask's int() of inf: a bare OverflowError
+        _yaml(BASE + SEED + "chunking: {{target_bytes: 1e300 GiB}}\n"),
+        ConfigError,
+        {"line": 6, "key": "chunking.target_bytes"},
+        ["chunking.target_bytes: must be a finite number float64 holds (", "(got '1e300 GiB')"],
+    ),
+    "seed-past-64-bits": Case(  # its zarr.json attribute; 4301 digits failed writing it
+        _yaml(
+            BASE.replace(
+                "in.zarr}}", "in2.zarr, generate: {{shape: [4, 4], seed: 1" + "0" * 20 + "}}}}"
+            )
+            + SEED
+        ),
+        ConfigError,
+        {"line": 1, "key": "input.generate.seed"},
+        ["input.generate.seed: must be a whole number from 0 to 18446744073709551615"],
+    ),
     "add-value-without-value": Case(  # had been taken as left out: x + x, with exit 0
         _yaml(BASE + "stages:\n  - op: add\n    value:\n"),
         ConfigError,

@@ -162,6 +162,9 @@ _MIB = 1 << 20
         ("small-host", 1, 1, None, {}, "cluster.host_memory_limit", "does not even hold"),
         # GPU workers that share a GPU: fewer of them first
         ("device", 1, 2, None, {"backend": "gpu"}, "cluster.workers_per_gpu", "workers_per_gpu"),
+        # a joined cluster's (or a caller's client's) workers that share a GPU: no key sets
+        # how many (h67b: it had advised cluster.workers_per_gpu, which they do not read)
+        ("device", 1, 2, None, {"backend": "gpu", "joined": True}, None, "fewer workers on each"),
     ],
 )
 def test_a_memory_refusal_names_the_setting_its_first_fix_changes(

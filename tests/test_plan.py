@@ -1120,3 +1120,64 @@ def test_ucx_is_refused_for_a_local_cpu_cluster(tmp_path: Path) -> None:
     config = load_config(cfg, {"cluster.protocol": "ucx", "backend": "gpu"})
     assert make_plan(config, MACHINES["h200"]).cluster.protocol == "ucx"
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("workers_per_gpu", [1, 3])
+@pytest.mark.parametrize("shared", [False, True], ids=["a-gpu-each", "one-gpu-shared"])
+def test_an_existing_clusters_gpu_workers_split_a_gpu_as_they_report_it(
+    tmp_path: Path, shared: bool, workers_per_gpu: int
+) -> None:
+    """A caller's client (or a cluster joined by address) whose workers have GPUs is planned
+    for its workers as they report their GPUs (:func:`~pipeline.devices.hardware.worker_facts`
+    of each, asked of real workers): each GPU's budget split between the workers that use it,
+    not between the config's ``cluster.workers_per_gpu`` (h67b). It had been the config's
+    (3 unless set): blocks sized for 3 workers a GPU on dask-cuda's one worker per GPU, and,
+    with ``workers_per_gpu: 1``, each of 3 workers sharing a GPU given the whole GPU's budget,
+    the summary naming the config's split either way. The workers here are a CPU machine's:
+    each is given the GPU it would report, one each (LocalCUDACluster's) or one shared."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.devices.hardware import worker_facts
+    from pipeline.planning import memory
+
+    gpu = MACHINES["h100"].gpus[0]
+    make_array(tmp_path / "in.zarr", np.ones((64, 4096), "f4"), (8, 4096))
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        backend="gpu",
+        cluster={"workers_per_gpu": workers_per_gpu, "mps": "auto"},
+    )
+    config = load_config(cfg)
+    with (
+        LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        workers = client.scheduler_info()["workers"]
+        infos = list(client.run(worker_facts).values())
+    assert len(infos) == 3 and all(not i["gpus"] for i in infos)  # a CPU machine's
+    for n, info in enumerate(infos):
+        bus = f"0000:{0x18 if shared else 0x18 + n:02x}:00.0"
+        info["gpus"] = [GpuInfo(0, gpu.name, gpu.total_bytes, gpu.free_bytes, bus).__dict__]
+        info.update(gpu_usable=True, gpu_reason="1 CUDA device(s) visible")
+    per = 3 if shared else 1
+    host = MACHINES["h100"]
+    client_facts = host.with_worker_limits(workers).with_worker_gpus(infos)
+    joined_facts = facts_from_workers(infos)
+    assert client_facts.workers_per_gpu == joined_facts.workers_per_gpu == per
+    for facts in (client_facts, joined_facts):
+        plan = make_plan(config, facts, scheduler_workers=3, scheduler_threads=1)
+        c = plan.cluster
+        assert (c.workers, c.workers_per_gpu, c.gpus, c.own) == (3, per, (), False), c
+        assert c.mps == ""  # the run's MPS daemon is for the workers it starts
+        assert plan.memory.device_budget == memory.device_budget(config, facts, per)
+        assert plan.memory.device_per_worker <= plan.memory.device_budget
+        (row,) = [text for name, text in describe(plan) if name == "device memory"]
+        split = f"split between the GPU's {per} workers (as the cluster's workers report)"
+        assert (split in row) == shared and "workers_per_gpu" not in row, row
+    # this run's own local cluster still splits each GPU between the config's workers
+    own = make_plan(config, host)
+    assert (own.cluster.workers_per_gpu, own.cluster.own) == (workers_per_gpu, True)

@@ -22,13 +22,31 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.models import Config, validated
+from pipeline.config.models import Config, validated, whole
 from pipeline.config.problems import NAMED_DATA, dotted_key
 from pipeline.errors import ConfigError, PipelineError, PlanError
 
 
 class _Located(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+    """SafeLoader that remembers the line of every mapping key and sequence item, and reads
+    a whole number of more decimal digits than Python converts (4300) as the
+    ``decimal.Decimal`` it says (:func:`~pipeline.config.models.whole`), which every key
+    refuses as past float64's range: PyYAML's ``int()`` had raised Python's ValueError out of
+    ``load_config`` (h67b)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            if not _DECIMAL_DIGITS.fullmatch(node.value):
+                raise
+            return whole(node.value)
+
+
+#: A whole number in decimal digits, as YAML writes one (a sign, ``_`` between digits).
+_DECIMAL_DIGITS = re.compile(r"[-+]?[0-9][0-9_]*")
+
+_Located.add_constructor("tag:yaml.org,2002:int", _Located.construct_yaml_int)
 
 
 class _Lines(Mapping):
@@ -177,7 +195,7 @@ def _read_number(v: yaml.Node, data: Any, keys: tuple, path: Path) -> None:
     dotted = ".".join(str(k) for k in keys)
     read = _value_at(data, keys)
     if _LEADING_ZEROS.fullmatch(v.value) and not (isinstance(read, str) and "_" in read):
-        meant = int(v.value.replace("_", ""), 10)
+        meant = whole(v.value.replace("_", ""))
         if isinstance(read, int) and read != meant:
             _ambiguous(path, v, dotted, "leading zeros", read)
         _set_at(data, keys, meant)  # 08: text in YAML 1.1
@@ -434,9 +452,9 @@ def _refuse_ambiguous_numbers(
         number = node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
         if not number:
             return
-        read = yaml.load(node.value, Loader=yaml.SafeLoader)
+        read = yaml.load(node.value, Loader=_Located)
         if _LEADING_ZEROS.fullmatch(node.value):
-            if read != int(node.value.replace("_", ""), 10):
+            if read != whole(node.value.replace("_", "")):
                 _ambiguous(path, node, key, "leading zeros", read, text_too=True)
         elif _BASE_60.fullmatch(node.value):
             _ambiguous(path, node, key, "base 60", read, text_too=True)

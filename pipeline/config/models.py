@@ -33,6 +33,7 @@ from pydantic import (
 from pipeline.config.problems import BoolNotNumber, checked, dotted_key
 from pipeline.errors import ConfigError
 from pipeline.ops.stages import (
+    PAST_FLOAT64,
     REGISTRY,
     StageParams,
     exact_hash,
@@ -47,9 +48,43 @@ _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 def _number_text(v: Any) -> Any:
     """Text that is a number alone (``'0.5'``, ``'4096'``) as the number YAML reads unquoted,
-    a float where it has a point or an exponent; anything else as it is."""
+    a float where it has a point or an exponent; anything else as it is. A whole number of
+    more digits than Python converts (4300) is the ``Decimal`` it says (:func:`whole`)."""
     if isinstance(v, str) and _NUMBER_TEXT.fullmatch(v):
-        return int(v) if re.fullmatch(r"\s*[+-]?\d+\s*", v) else float(v)
+        return whole(v) if re.fullmatch(r"\s*[+-]?\d+\s*", v) else float(v)
+    return v
+
+
+def whole(text: str) -> Any:
+    """The whole number the decimal digits ``text`` write (a sign and ``_`` allowed), as an
+    int; one of more digits than Python converts text to an int (4300, its
+    ``sys.get_int_max_str_digits()``) as the ``decimal.Decimal`` it says, which every key
+    refuses as past float64's range (:data:`~pipeline.ops.stages.PAST_FLOAT64`): ``int()``
+    had raised its ValueError out of the YAML reader, not a line naming the key (h67b)."""
+    try:
+        return int(text)
+    except ValueError:
+        import decimal
+
+        return decimal.Decimal(text.strip().replace("_", ""))
+
+
+def _within_float64(v: Any) -> Any:
+    """``v``, where it is no number past float64's range (an int, a ``Decimal``, or the
+    float infinity that text such as ``'1e400'`` is made); else ValueError
+    (:data:`~pipeline.ops.stages.PAST_FLOAT64`), as a stage's scalar past it is refused: a
+    size of 10**400 bytes had passed the config, and the plan's division of it raised a bare
+    OverflowError (h67b)."""
+    if isinstance(v, float) and math.isinf(v):  # '1e400' given as text, and .inf
+        raise ValueError(PAST_FLOAT64)
+    if isinstance(v, bool) or not (isinstance(v, int) or type(v).__name__ == "Decimal"):
+        return v
+    try:
+        float(v)
+    except OverflowError:
+        raise ValueError(PAST_FLOAT64) from None
+    if math.isinf(float(v)) and v.is_finite():  # a Decimal: float() gives inf
+        raise ValueError(PAST_FLOAT64)
     return v
 
 
@@ -58,7 +93,9 @@ def _parse_bytes(v: Any) -> Any:
     given as text (``'0.5'``) is the number, as unquoted: dask's ``parse_bytes`` had cut it to
     whole bytes (``host_memory_limit: '0.5'`` was a budget of 0 bytes, not half, and
     ``target_bytes: '0.5'`` said "greater than 0 (got '0.5')"). A size of less than one byte
-    with a unit (``'0.3 B'``) is refused (ValueError), where it had been 0."""
+    with a unit (``'0.3 B'``) is refused (ValueError), where it had been 0, and one past
+    float64's range (``10**400``, ``'1e400 GiB'``) as a stage's scalar is
+    (:func:`_within_float64`)."""
     v = _number_text(v)
     if isinstance(v, str) and v.strip().lower() not in ("auto", ""):
         from dask.utils import parse_bytes
@@ -67,10 +104,12 @@ def _parse_bytes(v: Any) -> Any:
             size = parse_bytes(v)
         except ValueError:
             raise ValueError(f"not a size: {v!r} (write e.g. '16GiB' or '500MB')") from None
+        except OverflowError:  # '1e400 GiB': dask's int() of an infinite float
+            raise ValueError(PAST_FLOAT64) from None
         if size < 1:
             raise ValueError(f"not a size: {v!r} is less than one byte (write e.g. '16GiB')")
-        return size
-    return v
+        return _within_float64(size)
+    return _within_float64(v)
 
 
 def _not_bool(v: Any) -> Any:
@@ -149,6 +188,11 @@ MOST_WORKERS = 2**16
 #: The most worker processes per GPU: each holds a CUDA context of its own (hundreds of
 #: MiB), so no GPU holds more.
 MOST_WORKERS_PER_GPU = 1024
+
+#: The largest seed of a generated input: 2**64 - 1. The input's ``zarr.json`` records it,
+#: and JSON readers other than Python's hold a whole number in 64 bits; a seed of 4301
+#: digits had failed writing it, in Python's ValueError (h67b).
+MOST_SEED = 2**64 - 1
 
 #: The highest GPU id (CUDA's ordinals run from 0).
 MOST_GPU_ID = 2**16 - 1
@@ -274,7 +318,7 @@ class Model(BaseModel):
 
         source = f"{_constructor(cls).removesuffix('()')}.model_validate_json()"
         try:
-            data = json.loads(json_data, parse_float=_json_number)
+            data = json.loads(json_data, parse_float=_json_number, parse_int=whole)
         except (TypeError, ValueError) as e:  # never the text: it may hold credentials
             where = (
                 f" ({e.msg}: line {e.lineno}, column {e.colno})"
@@ -448,7 +492,9 @@ class GenerateConfig(Model):
         description="normal/uniform: random; ramp: a repeating arithmetic sequence that "
         "compresses well (for datasets larger than the disk)",
     )
-    seed: Whole = Field(0, ge=0, description="seed of the generator; same seed, same data")
+    seed: Whole = Field(
+        0, ge=0, le=MOST_SEED, description="seed of the generator; same seed, same data"
+    )
     zarr_format: Annotated[Literal[2, 3], NotBool] = Field(
         3, description="Zarr format of the generated store"
     )
@@ -819,14 +865,19 @@ class ClusterConfig(Model):
         "local", description="'local' starts a cluster; 'tcp://host:8786' joins an existing one"
     )
     gpus: tuple[Annotated[int, Field(ge=0, le=MOST_GPU_ID), NotBool], ...] | None = Field(
-        None, description="GPU ids for local GPU workers; omitted, every visible GPU"
+        None,
+        description="GPU ids for local GPU workers; omitted or null, every visible GPU (as "
+        "dask-cuda's CUDA_VISIBLE_DEVICES=None)",
     )
     workers: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
-        None, description="local CPU workers; omitted, cores / threads_per_worker"
+        None,
+        description="local CPU workers; omitted or null, cores / threads_per_worker (as "
+        "LocalCluster's n_workers=None)",
     )
     threads_per_worker: Annotated[PositiveInt, Field(le=MOST_WORKERS), NotBool] | None = Field(
         None,
-        description="tasks in flight per worker; omitted, 4 per GPU worker or 1 per CPU worker",
+        description="tasks in flight per worker; omitted or null, 4 per GPU worker or 1 per CPU "
+        "worker",
     )
     workers_per_gpu: Positive = Field(
         3,
@@ -888,6 +939,7 @@ class ClusterConfig(Model):
     @field_validator("device_memory_limit", "host_memory_limit")
     @classmethod
     def _fraction(cls, v: Any) -> Any:
+        _within_float64(v)  # 1e400, which the float it is made reads as infinity
         if isinstance(v, float) and not 0 < v <= 1:
             raise ValueError("a fraction must be in (0, 1]; write a size such as '40GiB' instead")
         if isinstance(v, int) and v < 1:  # 0 bytes had passed here, refused only by the plan

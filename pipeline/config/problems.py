@@ -54,11 +54,16 @@ def got_said(got: Any) -> str:
     made one space and cut to :data:`GOT_WIDTH` characters with ``...``: its repr had been
     quoted whole, a dozen lines in the one line of the error. A ``Decimal``, the number a
     file wrote past float64's range (``1e-400``, which the loader keeps exact), as a number
-    is written (h66c: ``Decimal('1E-400')``, Python's repr, in the line of a YAML file)."""
+    is written (h66c: ``Decimal('1E-400')``, Python's repr, in the line of a YAML file); a
+    whole number of more than :data:`GOT_WIDTH` digits in scientific notation (``1.000000e400``:
+    its 401 digits had been the line, and Python refuses to write more than 4300)."""
+    if isinstance(got, int) and not isinstance(got, bool) and abs(got) >= 10**GOT_WIDTH:
+        return f"{decimal.Decimal(got):.6e}".replace("e+", "e")  # as a float is written
+    if isinstance(got, decimal.Decimal):
+        text = str(got).lower().replace("e+", "e")
+        return text if len(text) <= GOT_WIDTH else f"{got:.6e}".replace("e+", "e")
     if got is None or isinstance(got, (str, bytes, int, float)):
         return repr(got)
-    if isinstance(got, decimal.Decimal):
-        return str(got).lower().replace("e+", "e")
     text = " ".join(repr(got).split())
     return text if len(text) <= GOT_WIDTH else text[: GOT_WIDTH - 3] + "..."
 

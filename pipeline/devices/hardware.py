@@ -99,6 +99,11 @@ class Facts:
     client's (:meth:`with_worker_limits`): the weakest worker's own memory limit (what its
     nanny enforces), or for a worker without one its host's RAM shared by the workers there;
     None for this machine's own (local) cluster, whose workers share ``host_total_bytes``"""
+    workers_per_gpu: int | None = None
+    """the most workers of a cluster joined by address or a caller's client that share one
+    GPU, as they report their GPUs (:func:`sharing_gpu`); None for this machine's own (local)
+    cluster, whose ``cluster.workers_per_gpu`` the config sets, and where no worker reports a
+    GPU"""
 
     @classmethod
     def local(cls, want_gpu: bool = True) -> Facts:
@@ -161,6 +166,18 @@ class Facts:
                 own //= threads
             limits.append(own or self.host_total_bytes // hosts[w.get("host")])
         return dataclasses.replace(self, worker_memory_limit=min(limits))
+
+    def with_worker_gpus(self, infos: list[dict[str, Any]]) -> Facts:
+        """These facts with ``workers_per_gpu`` of a caller's client's workers (``infos``:
+        :func:`worker_facts` of each, as a joined cluster's are read): the plan had split each
+        GPU's budget between the config's ``cluster.workers_per_gpu`` (3 unless set), whatever
+        the client's workers were, so blocks sized for 3 workers a GPU ran on 1 (dask-cuda's
+        ``LocalCUDACluster``: a third of the GPU used, the summary naming 3 workers), and
+        blocks sized for 1 (``workers_per_gpu: 1``) on several workers sharing a GPU each
+        took the whole budget (h67b)."""
+        import dataclasses
+
+        return dataclasses.replace(self, workers_per_gpu=sharing_gpu(infos))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -351,7 +368,23 @@ def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
         hostname=",".join(sorted({i["hostname"] for i in infos})),
         driver=next(iter({i["driver"] for i in infos})),
         worker_memory_limit=min(_worker_memory(i, infos) for i in infos),
+        workers_per_gpu=sharing_gpu(infos),
     )
+
+
+def sharing_gpu(infos: list[dict[str, Any]]) -> int | None:
+    """The most workers (``infos``: :func:`worker_facts` of each) that use one GPU: a worker's
+    GPU is the first it sees (CUDA's device 0 in its process, which dask-cuda's workers are
+    given by ``CUDA_VISIBLE_DEVICES``), told by its host and PCI bus id (or NVML's index where
+    the bus id is unknown); None where no worker sees a GPU."""
+    from collections import Counter
+
+    used = Counter(
+        (i.get("hostname"), i["gpus"][0].get("bus_id") or f"#{i['gpus'][0].get('index')}")
+        for i in infos
+        if i.get("gpus")
+    )
+    return max(used.values()) if used else None
 
 
 def _worker_memory(info: dict[str, Any], infos: list[dict[str, Any]]) -> int:

@@ -266,7 +266,9 @@ def _finite_number(v: Any) -> Any:
     is the Python float ``float(v)`` gives, the float64 NumPy computes with where it
     converts one (``np.float64(v)``): a weak float, as the number written in a file is. A
     Fraction had been taken so, and a Decimal refused ("not that"). One past float64's range
-    is refused, as inf and NaN are. The config and the output's record hold the float, so
+    is refused, as inf and NaN are, a whole one too (``factor: 1`` followed by 400 zeros:
+    NumPy converts an int to the float array's dtype, and an integer array's dtype holds less;
+    it had been refused only by the plan). The config and the output's record hold the float, so
     an output made with ``Decimal('0.5')`` resumes with 0.5, and the other way round.
 
     Raises ValueError (a config error naming the key) otherwise."""
@@ -298,6 +300,9 @@ def _finite_number(v: Any) -> Any:
             raise ValueError("must be a finite number (not inf or NaN)")
         return v
     if isinstance(v, numbers.Integral):
+        # one past float64's range (``factor: 1`` and 400 zeros) computes with no array:
+        # refused here, as a float past it is, not first by the plan (h67b)
+        _as_float(v)
         return int(v)
     v = _as_float(v)
     if not math.isfinite(v):
@@ -319,14 +324,22 @@ def _real(v: Any) -> bool:
     return isinstance(v, numbers.Real) or _is_decimal(v)
 
 
+#: How a number past float64's range is refused, by a stage's scalar and every config key
+#: that takes a number without a smaller bound of its own (a size in bytes).
+PAST_FLOAT64 = (
+    "must be a finite number float64 holds (magnitudes up to 1.79769e+308, down to 4.94e-324)"
+)
+
+
 def _as_float(v: Any) -> float:
-    """A real number that is no int (a float, a ``Fraction``, a ``Decimal``) as the Python
-    float ``float(v)`` gives; ValueError for one past float64's range (``Fraction(10**400)``:
+    """A real number (an int, a float, a ``Fraction``, a ``Decimal``) as the Python
+    float ``float(v)`` gives; ValueError for one past float64's range (``10**400``,
+    ``Fraction(10**400)``:
     Python's OverflowError had come through ``pipeline.Config`` as it was;
     ``Decimal('1e400')``, which float() makes inf), or below its least subnormal
     (``Decimal('1e-400')``, which float() makes 0, as a typed float refuses one below its
     dtype's), and for a signalling ``Decimal('sNaN')`` (which float() refuses)."""
-    past = f"must be a finite number float64 holds ({_holds(np.dtype('float64'))})"
+    past = PAST_FLOAT64
     try:
         got = float(v)
     except OverflowError:

@@ -65,10 +65,11 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
         per = c.workers_per_gpu
         source = (
             f"worker: cluster.device_memory_limit, {bytes_text((m.device_budget or 0) * per)} per "
-            f"GPU, split between the GPU's {per} workers (cluster.workers_per_gpu)"
+            f"GPU, split between the GPU's {per} workers "
+            + ("(cluster.workers_per_gpu)" if c.own else "(as the cluster's workers report)")
             if per > 1
             else "GPU (cluster.device_memory_limit)"
-            if c.scheduler == "local"
+            if c.own
             else "worker (cluster.device_memory_limit, of each worker's GPU)"
         )
         rows.append(

@@ -373,9 +373,12 @@ def does_not_fit(
     if mem.device_budget is not None and mem.device_per_worker > mem.device_budget:
         kind, need, budget = "device", mem.device_per_worker, mem.device_budget
         per_task, task, fixed = mem.device_per_task, mem.device_per_task * 1.1, 0
+        whose = (
+            f"the {per_gpu} workers that share it" if room.joined else "its cluster.workers_per_gpu"
+        )
         source = (
             f" per worker (cluster.device_memory_limit, {bytes_text(budget * per_gpu)} per GPU, "
-            f"split between its cluster.workers_per_gpu: {per_gpu} workers)"
+            f"split between {whose}: {per_gpu} workers)"
             if per_gpu > 1
             else ""
         )
@@ -432,8 +435,12 @@ def does_not_fit(
                     "cluster.threads_per_worker",
                 )
             )
-    if per_gpu > 1 and kind == "device":
-        levers.append(("lower cluster.workers_per_gpu", "cluster.workers_per_gpu"))
+    if per_gpu > 1 and kind == "device":  # a joined cluster's are its own: no key sets them
+        levers.append(
+            ("start fewer workers on each GPU", None)
+            if room.joined
+            else ("lower cluster.workers_per_gpu", "cluster.workers_per_gpu")
+        )
     fix, key = _raise_budget(kind, need, per_gpu, room)
     if fix:
         levers.append((("or " if levers else "") + fix, key))

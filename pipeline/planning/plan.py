@@ -101,6 +101,10 @@ class ClusterPlan:
     mps: str = ""
     """the CUDA MPS control program that runs a local GPU cluster's workers under a daemon of
     the run's own (:mod:`pipeline.running.mps`); '' for none"""
+    own: bool = True
+    """whether the run starts the workers itself (a local cluster, of the config's
+    ``workers_per_gpu``); False for a cluster joined by address or a caller's client, whose
+    ``workers_per_gpu`` its workers' GPUs tell (:attr:`Facts.workers_per_gpu`)"""
 
     def on_threads(self, report: bool = False) -> bool:
         """Whether the tasks run as threads of this process under Dask's threaded scheduler
@@ -556,9 +560,12 @@ class _Workers:
     count: int
     threads: int
     per_gpu: int
-    """workers sharing one GPU (a local GPU cluster's ``workers_per_gpu``; else 1)"""
+    """workers sharing one GPU (a local GPU cluster's ``workers_per_gpu``; else the most that
+    an existing cluster's workers report on one GPU, or 1)"""
     local: bool
     gpus: tuple[int, ...]
+    own: bool = True
+    """the run starts them (``cluster.scheduler`` 'local' and no caller's client)"""
 
 
 @dataclass(frozen=True)
@@ -641,7 +648,7 @@ def make_plan(
     workers = _plan_workers(config, backend, facts, scheduler_workers, scheduler_threads)
     # a caller's client's workers are not this run's local cluster, whatever the config's
     # cluster.scheduler: their own memory limits size the plan, as a joined cluster's
-    own = workers.local and scheduler_workers is None
+    own = workers.own
     ctx = _Context(
         config=config,
         backend=backend,
@@ -919,17 +926,23 @@ def _plan_workers(
     scheduler_workers: int | None,
     scheduler_threads: int | None,
 ) -> _Workers:
-    """The workers: a joined cluster's as they are; a local GPU cluster's ``workers_per_gpu``
-    on each GPU it uses (a joined one has what `dask cuda worker` started: one per GPU)."""
+    """The workers: a joined cluster's or a caller's client's as they are, as many on one GPU
+    as they report (:attr:`Facts.workers_per_gpu`; `dask cuda worker` starts one per GPU); a
+    local GPU cluster's ``workers_per_gpu`` on each GPU it uses."""
     local = config.cluster.scheduler == "local"
+    own = local and scheduler_workers is None
     threads = threads_per_worker(config, backend, scheduler_threads)
-    gpus = visible_gpu_ids(config.cluster.gpus, facts) if backend == "gpu" and local else ()
+    gpus = visible_gpu_ids(config.cluster.gpus, facts) if backend == "gpu" and own else ()
+    per_gpu = 1
+    if backend == "gpu":
+        per_gpu = config.cluster.workers_per_gpu if own else facts.workers_per_gpu or 1
     return _Workers(
         count=worker_count(config, backend, facts, threads, scheduler_workers),
         threads=threads,
-        per_gpu=config.cluster.workers_per_gpu if backend == "gpu" and local else 1,
+        per_gpu=per_gpu,
         local=local,
         gpus=gpus,
+        own=own,
     )
 
 
@@ -1208,7 +1221,8 @@ def _cluster_plan(
         protocol=protocol,
         timeout=config.cluster.timeout,
         dashboard=config.cluster.dashboard,
-        mps=plan_mps(config, backend, workers.per_gpu, facts),
+        mps=plan_mps(config, backend, workers.per_gpu, facts) if workers.own else "",
+        own=workers.own,
     )
 
 

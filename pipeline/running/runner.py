@@ -201,10 +201,15 @@ def _planned(
         # that this process would count as used: their next tasks reuse it
         held = cluster.held_device_memory(client, address)
         workers = _scheduler_workers(client, address)
+        # how many of them share a GPU, as they see their GPUs: not the config's workers_per_gpu
+        infos = cluster.ask(
+            client, lambda: client.run(worker_facts), "pipeline-facts", address, "plan"
+        )
         facts = Facts.local(want_gpu=config.backend != "cpu").plus_held(held)
         plan = make_plan(
             config,
-            facts.with_worker_limits(workers),  # their memory limits, not this machine's RAM
+            # their memory limits, not this machine's RAM; their GPUs, not the config's split
+            facts.with_worker_limits(workers).with_worker_gpus(list(infos.values())),
             scheduler_workers=len(workers) or None,
             scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
             worker_protocol=protocol_of(workers),
