@@ -245,6 +245,53 @@ def test_a_dataset_output_is_written_to_netcdf_as_xarray_opens_it(
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_carried_coordinates_name_the_coordinates_the_input_stores_them_naming(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """h67c: each array the output carries has the ``coordinates`` attribute the input stores
+    on it, or none. The auxiliary coordinate ``lon`` (x), written by xarray with none, had
+    been given ``coordinates: height`` (the scalar coordinate that the bounds ``y_bnds``
+    name): in the frame written beside the variable, which lists it, ``lon`` was a data
+    variable, to which xarray's ``to_zarr`` gives the frame's coordinates on its dimensions;
+    every later ``to_zarr`` or ``to_netcdf`` of the output wrote it again."""
+    backend, client = backend_client
+    rows, cols = 6, 8
+    rng = np.random.default_rng(3)
+    y = np.arange(rows) * 2.5
+    ds = xr.Dataset(
+        {
+            "t": (("y", "x"), rng.uniform(250.0, 300.0, (rows, cols)), {"units": "K"}),
+            "y_bnds": (("y", "nv"), np.stack([y - 1.25, y + 1.25], axis=1)),
+        },
+        coords={
+            "y": ("y", y, {"units": "km", "bounds": "y_bnds"}),
+            "x": ("x", np.arange(cols), {"units": "km"}),
+            "lon": ("x", np.linspace(5.0, 6.0, cols), {"units": "degrees_east"}),
+            "height": ((), 2.0, {"units": "m"}),
+        },
+    )
+    ds["t"].encoding = {"chunks": (3, cols)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "in.zarr", zarr_format=zarr_format, consolidated=True)
+    assert pipeline.run(config(tmp_path, backend), client=client).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = xr.open_zarr(tmp_path / "in.zarr", decode_coords=False)
+        b = xr.open_zarr(tmp_path / "out.zarr", decode_coords=False)
+    assert (
+        set(b.variables) == set(a.variables) - {"p"} == {"t", "y_bnds", "y", "x", "lon", "height"}
+    )
+    stored = {n: a[n].attrs.get("coordinates") for n in b.variables}
+    assert stored["lon"] is None and stored["y_bnds"] == "height"  # as xarray wrote them
+    assert {n: b[n].attrs.get("coordinates") for n in b.variables} == stored
+    got, want = open_dataset(tmp_path / "out.zarr"), open_dataset(tmp_path / "in.zarr")
+    assert set(got.coords) == set(want.coords) and set(got.data_vars) == {"t", "y_bnds"}
+    for n in ("y_bnds", "lon", "height"):
+        assert got[n].encoding.get("coordinates") == want[n].encoding.get("coordinates"), n
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_a_float32_variable_s_float64_missing_value_masks_what_xarray_masks(
     tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
 ) -> None:

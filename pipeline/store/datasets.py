@@ -1344,7 +1344,8 @@ def _read_once(store: Any) -> Any:
 def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     """Make the xarray variable ``v``'s CF references name only arrays of ``written``
     (:func:`with_written_references`), in its attributes and in its encoding, where xarray's
-    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was);
+    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was; None
+    where the input stores none, so that ``to_zarr`` writes none);
     netCDF-C's records of the input's layout (:func:`without_netcdf_records`, which xarray
     shows on a v3 array) go."""
     attrs = dict(v.attrs)
@@ -1354,8 +1355,11 @@ def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     attrs = with_written_references(without_netcdf_records(attrs), written)
     coordinates = attrs.pop("coordinates", None)
     v.attrs = attrs
-    if coordinates is not None:
-        v.encoding["coordinates"] = coordinates
+    # None where the input stores none: xarray's to_zarr then writes none, where it had given
+    # a carried coordinate that the frame holds as a data variable (the variable listing it
+    # is not in the frame) a `coordinates` naming the frame's coordinates on its dimensions,
+    # a scalar one that bounds name (h67c)
+    v.encoding["coordinates"] = coordinates
 
 
 def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
