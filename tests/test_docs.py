@@ -136,7 +136,7 @@ def test_readme_xarray_workflow_and_python_api_run_as_written(tmp_path: Path) ->
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    write, read = blocks(section("Using xarray data"), "python")
+    write, read, copy = blocks(section("Using xarray data"), "python")
     (config,) = blocks(section("Using xarray data"), "yaml")
     (api,) = blocks(section("Python API"), "python")
     (tmp_path / "xr.yaml").write_text(config)
@@ -144,10 +144,14 @@ def test_readme_xarray_workflow_and_python_api_run_as_written(tmp_path: Path) ->
     python("-m", "pipeline", "run", "xr.yaml", "--progress", "none")
     shown = python("-c", read)
     assert "complete" in shown and "\nK\n" in shown
+    python("-c", f"{read}\n{copy}")  # the output opened as shown, then copied as shown
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         src = xr.open_zarr(tmp_path / "data/xr/air.zarr").load()
         out = xr.open_zarr(tmp_path / "data/xr/air-out.zarr").load()
+        copied = xr.open_zarr(tmp_path / "data/xr/air-copy.zarr").load()
+    assert out["air"].dtype == copied["air"].dtype
+    assert np.array_equal(out["air"].values.view(np.uint8), copied["air"].values.view(np.uint8))
     for name in ("time", "lat", "lon"):
         xr.testing.assert_identical(out[name], src[name])
     assert out.attrs == src.attrs

@@ -244,6 +244,37 @@ def test_a_dataset_output_is_written_to_netcdf_as_xarray_opens_it(
     assert np.isnan(back["t"].encoding["_FillValue"])
 
 
+def test_a_sharded_output_copies_with_to_zarr_as_the_readme_says(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """h67c: ``xr.open_zarr`` of a sharded output gives Dask chunks of its inner chunks, and
+    xarray 2025.6's ``to_zarr`` keeps its shards without checking the Dask chunks against
+    them, so several tasks write one shard and the copy loses values, silently. README's
+    two ways, Dask chunks of whole shards or no shards, copy it to the bit."""
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(tmp_path, backend, output={"chunks": [5, COLS]}, chunking={"block": [20, COLS]})
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = open_dataset(tmp_path / "out.zarr", load=False)
+    assert out["t"].encoding["shards"] == (20, COLS) and out["t"].chunks[0][0] == 5
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    whole = 'out.chunk(dict(zip(out["air"].dims, out["air"].encoding["shards"], strict=True)))'
+    none = 'v.encoding.pop("shards", None)'
+    assert whole in readme and none in readme
+    want = open_dataset(tmp_path / "out.zarr")["t"].values
+    shards = out.chunk(dict(zip(out["t"].dims, out["t"].encoding["shards"], strict=True)))
+    unsharded = out.copy()
+    for v in unsharded.variables.values():
+        v.encoding.pop("shards", None)
+    for name, ds in (("shards", shards), ("unsharded", unsharded)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr: v3 consolidated metadata not in the spec
+            ds.to_zarr(tmp_path / f"{name}.zarr")
+        copy = open_dataset(tmp_path / f"{name}.zarr")
+        assert same_bits(copy["t"].values, want), name
+        assert copy["t"].encoding.get("shards") == ((20, COLS) if name == "shards" else None)
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
 def test_carried_coordinates_name_the_coordinates_the_input_stores_them_naming(
     tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
