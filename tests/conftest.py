@@ -6,6 +6,7 @@ is (CI); run them on the GPU host with ``pytest -m gpu``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,16 @@ import yaml
 os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
 
 STAGES = [{"op": "multiply", "factor": 5}, {"op": "square"}, {"op": "add"}]
+
+
+def record_of(attrs: Any) -> dict[str, Any]:
+    """The run record in an output's attributes ``attrs``: its ``pipeline`` attribute, JSON
+    text (which netCDF, and so xarray's ``to_netcdf``, can hold), read as a mapping."""
+    text = dict(attrs)["pipeline"]
+    assert isinstance(text, str), f"the run record is a {type(text).__name__}, not JSON text"
+    doc = json.loads(text)
+    assert isinstance(doc, dict)
+    return doc
 
 
 def reference(x: np.ndarray) -> np.ndarray:

@@ -141,7 +141,11 @@ def _stale_record(m: Made, out: Path) -> None:  # a record another config's run 
 
 def _unknown_status(m: Made, out: Path) -> None:  # a record of a status no run writes
     copy_store(m.killed, out)
-    _edit_attributes(out, lambda a: a["pipeline"].update(status="stopped"))
+    _edit_attributes(out, _status_stopped)
+
+
+def _status_stopped(attrs: dict) -> None:
+    attrs["pipeline"] = json.dumps({**json.loads(attrs["pipeline"]), "status": "stopped"})
 
 
 def _killed_attributes_edited(m: Made, out: Path) -> None:  # a resume kept the edit (brk59)

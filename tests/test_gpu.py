@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import generated_config, make_array, read_array, reference, write_config
+from tests.conftest import (
+    generated_config,
+    make_array,
+    read_array,
+    record_of,
+    reference,
+    write_config,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -108,7 +115,7 @@ def test_gpu_generate_and_verify(tmp_path, cli) -> None:
     assert rc == 0, err + out
     assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
     assert (
-        zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs["pipeline"]["encoded_on"]
+        record_of(zarr.open_array(str(tmp_path / "out.zarr"), mode="r").attrs)["encoded_on"]
         == "gpu"
     )
 

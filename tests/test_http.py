@@ -16,7 +16,7 @@ import pytest
 import zarr
 
 from pipeline.errors import OutputError
-from tests.conftest import reference, write_config
+from tests.conftest import record_of, reference, write_config
 from tests.faultkit import one_line_error, refused
 from tests.httpkit import serving
 
@@ -60,7 +60,7 @@ def _interrupted(tmp: Path, cli, server, stamps: bool) -> Path:
     server.set(fail={last: 500}, stamps=stamps)
     rc, _, err = cli("run", cfg)
     assert rc == 1, err
-    assert zarr.open_array(str(tmp / "out.zarr")).attrs["pipeline"]["status"] == "incomplete"
+    assert record_of(zarr.open_array(str(tmp / "out.zarr")).attrs)["status"] == "incomplete"
     server.set(stamps=stamps)
     return cfg
 
@@ -84,7 +84,7 @@ def test_resume_is_refused_when_the_served_input_was_rewritten(tmp_path: Path, c
             assert e.changed == ["input.data"]
         else:
             assert "no change stamp" in e.unstamped and "--overwrite" in str(e)
-        assert zarr.open_array(str(tmp_path / "out.zarr")).attrs["pipeline"]["status"] == (
+        assert record_of(zarr.open_array(str(tmp_path / "out.zarr")).attrs)["status"] == (
             "incomplete"
         )
         rc, _, err = cli("run", cfg, "--overwrite")

@@ -16,7 +16,7 @@ import zarr
 from pipeline.errors import OutputError
 from pipeline.planning.plan import identify_store
 from pipeline.store.location import Location
-from tests.conftest import reference, write_config
+from tests.conftest import record_of, reference, write_config
 from tests.faultkit import markers, refused, run_and_signal
 
 ROWS, COLS, CHUNK = 64, 256, 8
@@ -113,7 +113,7 @@ def test_a_reference_inputs_target_rewritten_in_place_is_a_changed_input(
     e = refused("run", cfg, "--resume")
     assert isinstance(e, OutputError)
     assert (e.status, e.changed) == ("incomplete", ["input.data"])
-    assert zarr.open_array(str(tmp_path / "out.zarr")).attrs["pipeline"]["status"] == ("incomplete")
+    assert record_of(zarr.open_array(str(tmp_path / "out.zarr")).attrs)["status"] == ("incomplete")
 
 
 def test_a_local_target_rewritten_in_place_changes_the_identity(tmp_path: Path) -> None:

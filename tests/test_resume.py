@@ -26,7 +26,7 @@ import pipeline
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError
-from tests.conftest import STAGES, read_array
+from tests.conftest import STAGES, read_array, record_of
 from tests.faultkit import (
     assert_same_stores,
     copy_store,
@@ -138,8 +138,7 @@ def test_killed_run_is_marked_incomplete_and_resumable(work: Work) -> None:
     assert 0 < markers(work.output) < work.rows
     manifest = json.loads((record / "run.json").read_text())
     assert (
-        manifest["fingerprint"]
-        == zarr.open_array(str(work.output)).attrs["pipeline"]["fingerprint"]
+        manifest["fingerprint"] == record_of(zarr.open_array(str(work.output)).attrs)["fingerprint"]
     )
 
 
@@ -197,8 +196,8 @@ def test_an_interrupted_output_whose_status_was_edited_to_complete_is_incomplete
     work.restore_killed()
     skipped = markers(work.output)
     arr = zarr.open_array(str(work.output), mode="r+")
-    record = dict(arr.attrs)["pipeline"]
-    arr.update_attributes({"pipeline": {**record, "status": "complete"}})
+    record = record_of(arr.attrs)
+    arr.update_attributes({"pipeline": json.dumps({**record, "status": "complete"})})
     rc, out, err = cli("verify", work.config)
     assert rc == 1, out + err
     assert re.search(r"output status\s+incomplete", out), out
@@ -324,7 +323,7 @@ def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None
         assert f"resuming: {skipped} of {work.rows} blocks already written (skipped)" in err
         assert "no longer hold" not in err
         assert np.array_equal(read_array(work.output), expected(work.x), equal_nan=True)
-        stored = zarr.open_array(str(work.output)).attrs["pipeline"]["stored"]
+        stored = record_of(zarr.open_array(str(work.output)).attrs)["stored"]
         assert stored["files"] == work.rows, stored
         (elsewhere / "c" / "1" / "0").unlink()  # behind the link: reads as the fill value
         rc, out, err = cli("verify", work.config)

@@ -27,7 +27,7 @@ import zarr
 
 from pipeline.errors import ConfigError, InputError, OutputError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import holding_input_lock, one_line_error, refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
@@ -115,7 +115,7 @@ def test_input_and_output_on_s3(tmp_path, cli, bucket) -> None:
     assert rc == 0, err
     y = _zarr_s3(f"{url}/out.zarr", options)
     assert np.array_equal(y[...], reference(x))
-    assert y.attrs["pipeline"]["status"] == "complete"
+    assert record_of(y.attrs)["status"] == "complete"
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["blocks_done"] == summary["blocks_total"] > 1
     assert summary["stored_bytes_written"] > 0

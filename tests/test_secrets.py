@@ -14,7 +14,7 @@ import zarr
 
 import pipeline
 from pipeline.errors import ConfigError
-from tests.conftest import reference, write_config
+from tests.conftest import record_of, reference, write_config
 from tests.faultkit import one_line_error
 from tests.httpkit import serving
 
@@ -74,7 +74,7 @@ def test_a_password_in_the_store_url_is_never_said_or_written(tmp_path: Path, cl
         server.set(basic=["user", SECRET], fail={"in.zarr/c/3/0": 500})  # stopped at the last
         rc, o, err = cli("run", cfg)
         assert rc == 1 and SECRET not in o + err, o + err
-        assert zarr.open_array(str(out)).attrs["pipeline"]["status"] == "incomplete"
+        assert record_of(zarr.open_array(str(out)).attrs)["status"] == "incomplete"
         _nowhere(SECRET, out)  # the output's attributes and its run record
         server.set(basic=["user", SECRET])
         rc, o, err = cli("run", cfg, "--resume", "--summary-json", summary)
@@ -83,10 +83,8 @@ def test_a_password_in_the_store_url_is_never_said_or_written(tmp_path: Path, cl
         got = zarr.open_array(str(out), mode="r")[...]
         assert got.tobytes() == reference(x).tobytes()
         assert "user:***@" in summary.read_text()
-        assert (
-            zarr.open_array(str(out))
-            .attrs["pipeline"]["source"]["store"]
-            .startswith("http://user:***@")
+        assert record_of(zarr.open_array(str(out)).attrs)["source"]["store"].startswith(
+            "http://user:***@"
         )
         _nowhere(SECRET, summary, out)
         for args in (("verify", cfg, "--all"), ("run", cfg, "--resume")):

@@ -39,6 +39,7 @@ from tests.conftest import (
     generated_config,
     make_array,
     read_array,
+    record_of,
     reference,
     write_config,
 )
@@ -75,14 +76,18 @@ def plan_rows(out: str) -> dict[str, str]:
 
 
 def attributes(store: Path) -> dict[str, Any]:
-    return dict(zarr.open_array(str(store), mode="r").attrs)
+    """The array's attributes, its ``pipeline`` record read from its JSON text."""
+    attrs = dict(zarr.open_array(str(store), mode="r").attrs)
+    return {**attrs, "pipeline": record_of(attrs)} if "pipeline" in attrs else attrs
 
 
 def set_attributes(store: Path, attrs: dict[str, Any]) -> None:
-    """Replace the array's attributes (as another version of the pipeline wrote them)."""
+    """Replace the array's attributes (as another version of the pipeline wrote them), its
+    ``pipeline`` record as JSON text, as a run writes it."""
     arr = zarr.open_array(str(store), mode="r+")
     arr.attrs.clear()
-    arr.update_attributes(attrs)
+    record = attrs.get("pipeline")
+    arr.update_attributes({**attrs, "pipeline": json.dumps(record)} if record else attrs)
 
 
 def fingerprint(identity: dict[str, Any]) -> str:
@@ -663,6 +668,29 @@ def test_an_older_complete_output_with_a_matching_fingerprint_is_complete(done: 
         rc, _, err = cli("run", done.config, "--resume")
         assert rc == 0 and "nothing to do" in err, err
         assert file_states(done.output) == before
+    finally:
+        meta.write_bytes(saved)
+
+
+def test_an_earlier_versions_record_held_as_a_mapping_is_the_same_record(done: Done, cli) -> None:
+    """h67c: a run writes its ``pipeline`` record as JSON text (which netCDF can hold); an
+    output an earlier version wrote holds the mapping itself, which is the same record:
+    complete, nothing to do, verified; an edit of it is still an edit."""
+    meta = done.output / "zarr.json"
+    saved = meta.read_bytes()
+    try:
+        arr = zarr.open_array(str(done.output), mode="r+")
+        record = record_of(arr.attrs)
+        arr.update_attributes({"pipeline": record})
+        before = file_states(done.output)
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0 and "nothing to do" in err, err
+        rc, _, err = cli("verify", done.config)
+        assert rc == 0, err
+        assert file_states(done.output) == before
+        arr.update_attributes({"pipeline": {**record, "version": "0.0.1"}})
+        rc, _, err = cli("verify", done.config)
+        assert rc == 1 and "was edited since" in err, err
     finally:
         meta.write_bytes(saved)
 

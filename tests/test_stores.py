@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError, InputError, OutputError, StoreError
 from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
 from pipeline.store.location import Location
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import error_of, refused, undeletable
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, tar_of_uncompressed
 
@@ -438,7 +438,7 @@ def test_zip_input_end_to_end(tmp_path, cli, kind) -> None:
     assert rc == 0, err
     y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     assert np.array_equal(y[...], reference(x))
-    assert y.attrs["pipeline"]["status"] == "complete"
+    assert record_of(y.attrs)["status"] == "complete"
     rc, out, err = cli("verify", cfg, "--all")
     assert rc == 0, err + out
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the input is never modified

@@ -31,7 +31,7 @@ from pipeline.ops.cf import (
 )
 from pipeline.planning.memory import bytes_text
 from pipeline.store import arrays, codecs, datasets, references
-from pipeline.store.arrays import GENERATED, ArrayInfo
+from pipeline.store.arrays import GENERATED, RUN_RECORD, ArrayInfo
 from pipeline.store.datasets import Variable
 from pipeline.store.location import Location, url_unsafe
 
@@ -45,7 +45,7 @@ from pipeline.store.location import Location, url_unsafe
 #: with ``dtype: bool`` reads as True/False: helper-41). netCDF-C's records of the input's
 #: layout (``_nczarr_attr``, ...: :func:`pipeline.store.datasets.without_netcdf_records`) are
 #: not carried either, whatever the input's format.
-NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", "pipeline", GENERATED, "dtype")
+NOT_CARRIED = (*PACKING_ATTRIBUTES, "_ARRAY_DIMENSIONS", RUN_RECORD, GENERATED, "dtype")
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def verify(
             output=where,
             status="absent",
         ) from None
-    record = dict(dst.attrs).get("pipeline")
+    record = arrays.run_record(dict(dst.attrs))
     edited_record = record_edited(record)
     # what made the output, as its record says; nothing of an edited one (h55b)
     made = record if edited_record is None else None

@@ -494,7 +494,7 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
     one (:func:`_what_array`), a group that holds outputs of it (their paths), or an array or
     group it did not write. ``here``: the group's arrays, by name."""
     if name in here:
-        if isinstance(here[name].attrs.get("pipeline"), dict):
+        if arrays.run_record(dict(here[name].attrs)) is not None:
             return "an output of this pipeline"
         return _what_array(store, group, [n for n in here if n != name], name)
     outputs = _outputs_under(store, _key(group, name))
@@ -502,7 +502,7 @@ def _member_words(store: Any, group: str, name: str, here: dict[str, Any]) -> st
         # an array where ``group`` is no Zarr group (a folder of no metadata: ``here`` is
         # empty) had been called "a group this pipeline did not write"
         array = _array_at(store, _key(group, name))
-        if array is not None and isinstance(array.attrs.get("pipeline"), dict):
+        if array is not None and arrays.run_record(dict(array.attrs)) is not None:
             return "an output of this pipeline"
         return f"{'a group' if array is None else 'an array'} this pipeline did not write"
     some = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
@@ -533,7 +533,7 @@ def _outputs_under(store: Any, path: str) -> list[str]:
     return sorted(
         _key(path, name)
         for name, node in members
-        if isinstance(node, zarr.Array) and isinstance(node.attrs.get("pipeline"), dict)
+        if isinstance(node, zarr.Array) and arrays.run_record(dict(node.attrs)) is not None
     )
 
 
@@ -858,8 +858,8 @@ def _carriers(store: Any, group: str, others: list[str], name: str) -> list[str]
     ``formula_terms`` names), which xarray wrote then as the input had it."""
     found = []
     for other in others:
-        record = datasets.own_attributes(store, group, other).get("pipeline")
-        if isinstance(record, dict) and name in _names(record.get("coordinates")):
+        record = arrays.run_record(datasets.own_attributes(store, group, other))
+        if record is not None and name in _names(record.get("coordinates")):
             found.append(other)
     return sorted(found)
 
@@ -1844,7 +1844,7 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
         # attributes and size, and a coordinate the input no longer has would stay attached)
         doc["coordinates"] = list(plan.carried.variable.coords)
     doc.update(extra or {})
-    return {"pipeline": with_check(doc)}
+    return arrays.record_attribute(with_check(doc))
 
 
 def folders_to_make(plan: Plan) -> list[str]:
@@ -2326,10 +2326,10 @@ def recorded_run(plan: Plan) -> dict[str, Any]:
     """What the output's attributes record of the run that wrote it (``pipeline``: status,
     version, fingerprint, identity, ...); {} when they record nothing readable."""
     try:
-        doc = arrays.read_attributes(plan.output.location, plan.output.path).get("pipeline")
+        doc = arrays.run_record(arrays.read_attributes(plan.output.location, plan.output.path))
     except Exception:
         return {}
-    return doc if isinstance(doc, dict) else {}
+    return doc or {}
 
 
 def own_record(plan: Plan) -> dict[str, Any]:
@@ -2707,7 +2707,7 @@ def recorded_layout(config: Config, resume: bool) -> Config:
     try:
         recorded: Any = Ledger(loc, path).read_manifest()
         if recorded is None:  # a complete output (or none: Zarr raises)
-            recorded = arrays.read_attributes(loc, path).get("pipeline")
+            recorded = arrays.run_record(arrays.read_attributes(loc, path))
         identity = recorded.get("identity")
     except Exception:
         return config

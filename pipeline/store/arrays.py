@@ -2742,6 +2742,35 @@ def read_attributes(location: Location, path: str) -> dict[str, Any]:
     return dict(arr.attrs)
 
 
+#: The output's attribute that records the run which made it (status, version, source,
+#: stages, fingerprint, identity, ...): :func:`record_attribute` writes it, :func:`run_record`
+#: reads it.
+RUN_RECORD = "pipeline"
+
+
+def record_attribute(record: dict[str, Any]) -> dict[str, str]:
+    """The attribute that holds a run's ``record`` in its output: {``pipeline``: the record
+    as JSON text}. Text, not a mapping: netCDF, and so xarray's ``to_netcdf`` of the output
+    Dataset, takes no mapping as an attribute's value (it had refused the output with
+    "Invalid value for attr 'pipeline'", the record to be dropped first: h67c); text survives
+    that conversion, and ``json.loads`` gives the record back."""
+    return {RUN_RECORD: json.dumps(record)}
+
+
+def run_record(attrs: Any) -> dict[str, Any] | None:
+    """The run record that the attributes ``attrs`` hold (:func:`record_attribute`'s JSON
+    text, or, written by an earlier version, the mapping itself), as a mapping; None where
+    they hold none, or what they hold under ``pipeline`` is no JSON text of a mapping (a
+    user's own attribute of that name)."""
+    value = attrs.get(RUN_RECORD) if isinstance(attrs, dict) else None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs the pipeline generated, and whether they are finished.
 
@@ -2884,8 +2913,8 @@ def check_finished(
             status="incomplete",
             made_by="generate",
         )
-    run = attrs.get("pipeline")
-    if isinstance(run, dict) and run.get("status") == "incomplete":
+    run = run_record(attrs)
+    if run is not None and run.get("status") == "incomplete":
         raise InputError(
             f"the input {where} is the output of an interrupted run, so some of its chunks "
             "were never written: `pipeline verify` with the config that made it names the "

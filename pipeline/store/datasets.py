@@ -22,10 +22,12 @@ from typing import Any
 
 from pipeline.errors import ListingError, cause, storage_failure, wrong_library
 from pipeline.store.arrays import (
+    RUN_RECORD,
     enclosing_groups,
     fills_agree,
     format_warnings_ignored,
     is_member_name,
+    run_record,
     xarray_dimension_names,
 )
 from pipeline.store.location import key_under, listing_error, whole_read_options
@@ -1342,7 +1344,8 @@ def _read_once(store: Any) -> Any:
 def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     """Make the xarray variable ``v``'s CF references name only arrays of ``written``
     (:func:`with_written_references`), in its attributes and in its encoding, where xarray's
-    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was);
+    decoding moved its ``coordinates`` (and whence ``to_zarr`` writes it back as it was; None
+    where the input stores none, so that ``to_zarr`` writes none);
     netCDF-C's records of the input's layout (:func:`without_netcdf_records`, which xarray
     shows on a v3 array) go."""
     attrs = dict(v.attrs)
@@ -1352,8 +1355,11 @@ def _keep_written_references(v: Any, written: tuple[str, ...]) -> None:
     attrs = with_written_references(without_netcdf_records(attrs), written)
     coordinates = attrs.pop("coordinates", None)
     v.attrs = attrs
-    if coordinates is not None:
-        v.encoding["coordinates"] = coordinates
+    # None where the input stores none: xarray's to_zarr then writes none, where it had given
+    # a carried coordinate that the frame holds as a data variable (the variable listing it
+    # is not in the frame) a `coordinates` naming the frame's coordinates on its dimensions,
+    # a scalar one that bounds name (h67c)
+    v.encoding["coordinates"] = coordinates
 
 
 def _unlisted_in_copy(store: Any, group: str, unlisted: str) -> ListingError:
@@ -2052,11 +2058,11 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     status was edited, and nothing else of the record says the run finished (h56b: an
     interrupted output edited to "complete" had been "nothing to do" to ``run --resume``,
     and a sampled ``verify`` passed blocks never written, read as the fill value)."""
-    doc = attrs.get("pipeline")
-    status = doc.get("status") if isinstance(doc, dict) else None
+    doc = run_record(attrs)
+    status = doc.get("status") if doc is not None else None
     if status not in ("complete", "incomplete"):
         return None
-    if status == "complete" and isinstance(doc, dict) and not isinstance(doc.get("summary"), dict):
+    if status == "complete" and doc is not None and not isinstance(doc.get("summary"), dict):
         return "incomplete"  # said complete, but no run that finished wrote this record
     if status == "incomplete" or not consolidate:
         return status
@@ -2066,7 +2072,8 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     held = consolidated_attributes(store, group, name)
     if held is None:  # no copy of the group lists it (its own removed, the root's kept):
         return status  # its own record says, as xarray reads it; verify names the copy
-    return status if held.get("pipeline") == doc else "incomplete"
+    same = held.get(RUN_RECORD) == attrs.get(RUN_RECORD)  # as stored: text, or a mapping
+    return status if same else "incomplete"
 
 
 def differing_values(a: Any, b: Any) -> list[str]:
@@ -2159,7 +2166,7 @@ def own_metadata_differs(
     import numpy as np
 
     found: list[str] = []
-    own = {k: v for k, v in dict(arr.attrs).items() if k != "pipeline"}
+    own = {k: v for k, v in dict(arr.attrs).items() if k != RUN_RECORD}
     keys = differing_values(own, attrs)
     if keys:
         found.append(f"its {', '.join(keys)} attribute{'s' if len(keys) > 1 else ''}")
