@@ -2894,7 +2894,7 @@ def check_finished(
     path = path.strip("/")
     attrs = _attributes(location, path)
     where = location.join(path)
-    if GENERATED in attrs or isinstance(attrs.get("pipeline"), dict):
+    if GENERATED in attrs or run_record(attrs) is not None:
         check_not_being_written(location, path)  # its "unfinished" may be a live writer's
     if _generation_status(attrs) == "incomplete":
         if when_missing:  # the setting is there already (verify's line had asked for it)
