@@ -14,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -25,7 +26,7 @@ import pytest
 import yaml
 import zarr
 
-from pipeline.errors import ConfigError, InputError, OutputError
+from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import holding_input_lock, one_line_error, refused
@@ -1747,40 +1748,82 @@ def test_a_held_s3_group_lock_is_renewed_while_held(bucket, monkeypatch) -> None
     assert loc.list("g") == []
 
 
-def _take_output_lock(url: str, options: dict[str, Any], met: Any, said: Any) -> None:
-    """In a process of its own: take the S3 output ``url``'s lock (``Ledger.acquire``), its
-    first conditional PUT refused and then ``met`` (a barrier of the racing processes) passed
-    before it goes on; put 'took' or 'busy' on ``said``."""
-    from pipeline.store.ledger import Ledger
+#: The lock objects that a stopped process's holder is taken over in, by the lock's kind:
+#: (its key under the store, the locking call's name).
+_LOCK_KEYS = {
+    "output": ".pipeline/lock",
+    "input": ".pipeline/generate.lock",
+    "group": "g/.pipeline/group.lock",
+}
 
-    plain = Location.create_exclusive
-    waited: list[bool] = []
 
-    def create_exclusive(self: Location, key: str, data: bytes) -> bool:
-        made = plain(self, key, data)
-        if not made and not waited:
-            waited.append(True)
-            met.wait(30)
-        return made
+def _take_lock(
+    kind: str,
+    role: str,
+    url: str,
+    options: dict[str, Any],
+    met: Any,
+    went: Any,
+    said: Any,
+    done: Any,
+) -> None:
+    """In a process of its own: take the S3 lock ``kind`` of ``url`` (the output's,
+    ``Ledger.acquire``; the input's, ``InputLock.acquire``; the group 'g''s, ``group_lock``),
+    which a stopped process holds, and put (``role``, 'took' or 'busy') on ``said``. Its first
+    change to the lock object (the take-over's delete or replacement) waits for ``met``, a
+    barrier the other process passes at its own, so both have read the stopped holder; then
+    role 'a' goes on, and role 'b' only once 'a' has taken it or been refused (``went``). Each
+    keeps what it took until both are done (``done``), so the other never finds it stopped."""
+    from pipeline.store.ledger import InputLock, Ledger, group_lock
 
-    Location.create_exclusive = create_exclusive  # type: ignore[method-assign]
+    key = _LOCK_KEYS[kind]
+    first: list[bool] = []
+
+    def held_back(plain: Any) -> Any:
+        def change(self: Location, at: str, *args: Any, **kwargs: Any) -> Any:
+            if at == key and not first:
+                first.append(True)
+                met.wait(30)
+                if role == "b":
+                    went.wait(30)
+            return plain(self, at, *args, **kwargs)
+
+        return change
+
+    for name in ("delete", "replace_if"):  # whichever changes the lock object
+        if hasattr(Location, name):
+            setattr(Location, name, held_back(getattr(Location, name)))
+    loc = Location.of(url, options)
     try:
-        Ledger(Location.of(url, options), "").acquire()
-        said.put("took")
-    except OutputError:
-        said.put("busy")
+        if kind == "group":
+            with group_lock(loc, "g", wait=2.0):
+                said.put((role, "took"))
+                went.set()
+                done.wait(30)
+            return
+        (InputLock if kind == "input" else Ledger)(loc, "").acquire()
+        said.put((role, "took"))
+    except PipelineError:
+        said.put((role, "busy"))
+    went.set()
+    done.wait(30)
 
 
-def test_two_runs_finding_a_stopped_runs_s3_output_lock_at_once_take_it_one(bucket) -> None:
-    """h63d: the output lock object (``.pipeline/lock``) of a run that has ended on this
-    host, found by two runs at once, each refused by the conditional PUT: each had written
-    it over unconditionally and gone on, two writers of one output. The lock is taken over
-    as a group lock is: deleted if still the stopped run's, then raced for with the
-    conditional PUT, which one alone wins; the other is refused as busy."""
+@pytest.mark.parametrize("kind", sorted(_LOCK_KEYS))
+def test_two_runs_finding_a_stopped_runs_s3_lock_at_once_take_it_one(bucket, kind) -> None:
+    """h63d, h68a: an S3 lock object (the output's ``.pipeline/lock``, a generation's
+    ``generate.lock``, an output group's ``group.lock``) of a process that has ended on this
+    host, found by two processes at once: exactly one takes it over, the other is refused
+    as busy (a group's waiter gives up after its ``wait``). The interleaving is forced: both
+    read the stopped holder before either changes the object, then one takes it over whole
+    before the other goes on. Deleting the lock if still the stopped one, then racing with
+    the conditional create, had let the second delete the first one's new lock and create
+    its own: both had taken it, two writers of one output (on a busy machine, h68a). It is
+    taken over by a PUT conditional on the stopped holder's version (If-Match, its ETag)."""
     import multiprocessing
 
     url, options = bucket
-    out = f"{url}/out.zarr"
+    out = f"{url}/{kind}.zarr"
     ended = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
@@ -1788,16 +1831,90 @@ def test_two_runs_finding_a_stopped_runs_s3_output_lock_at_once_take_it_one(buck
         text=True,
     )
     stopped = {"pid": int(ended.stdout), "host": socket.gethostname(), "since": time.time()}
-    Location.of(out, options).write(".pipeline/lock", [json.dumps(stopped).encode()])
+    Location.of(out, options).write(_LOCK_KEYS[kind], [json.dumps(stopped).encode()])
     spawn = multiprocessing.get_context("spawn")
-    met, said = spawn.Barrier(2), spawn.Queue()
-    runs = [spawn.Process(target=_take_output_lock, args=(out, options, met, said)) for _ in "ab"]
+    met, went, said, done = spawn.Barrier(2), spawn.Event(), spawn.Queue(), spawn.Barrier(2)
+    runs = [
+        spawn.Process(target=_take_lock, args=(kind, role, out, options, met, went, said, done))
+        for role in "ab"
+    ]
     for run in runs:
         run.start()
     for run in runs:
         run.join(120)
     assert [run.exitcode for run in runs] == [0, 0]
-    assert sorted(said.get(timeout=5) for _ in runs) == ["busy", "took"]
+    assert sorted(said.get(timeout=5) for _ in runs) == [("a", "took"), ("b", "busy")]
+
+
+def test_s3_conditional_replace_and_delete_compare_the_version_read(bucket) -> None:
+    """``Location.read_tagged`` gives an object's bytes and ETag in one request;
+    ``replace_if`` and ``delete_if`` change it only while it is still that version (S3's
+    If-Match), which the lock take-over and release rely on (h68a): a version replaced
+    since, or none, is left as it is."""
+    url, options = bucket
+    loc = Location.of(f"{url}/tagged", options)
+    assert loc.read_tagged("lock") is None
+    assert loc.replace_if("lock", b"me", '"0"') is None and loc.read("lock") is None
+    assert not loc.delete_if("lock", '"0"')
+    loc.write("lock", [b"stopped"])
+    read = loc.read_tagged("lock")
+    assert read is not None and read[0] == b"stopped" and read[1]
+    mine = loc.replace_if("lock", b"mine", read[1])
+    assert mine and mine != read[1] and loc.read("lock") == b"mine"
+    assert loc.replace_if("lock", b"theirs", read[1]) is None  # the version read is gone
+    assert not loc.delete_if("lock", read[1]) and loc.read("lock") == b"mine"
+    assert loc.delete_if("lock", mine) and loc.read("lock") is None
+
+
+@pytest.mark.parametrize("step", ["release", "drop", "renew"])
+def test_an_s3_lock_taken_over_meanwhile_is_left_to_its_new_holder(
+    bucket, monkeypatch, step
+) -> None:
+    """h68a: a lock object that another run takes over (this one thought stopped) between
+    this run's read of it, which still names this run, and its change of it, is left to that
+    run: the output lock's ``release``, the group lock's deletion at its end (``drop``) and
+    its renewal (``renew``) change it only if it is still the version read (If-Match). Each
+    had deleted the new holder's lock, or written this run's over it, then deleted it: a
+    third run then took it as free, beside the new holder. The take-over is forced right
+    after the read (a hook on the read)."""
+    from pipeline.store import ledger
+    from pipeline.store.ledger import Ledger, group_lock
+
+    url, options = bucket
+    loc = Location.of(f"{url}/{step}.zarr", options)
+    key = ".pipeline/lock" if step == "release" else "g/.pipeline/group.lock"
+    now = time.time()
+    other = {"pid": 1, "host": "elsewhere", "since": now, "beat": now, "token": "other"}
+    armed, hit = threading.Event(), threading.Event()
+    write = Location.write
+
+    def then_taken_over(plain: Any) -> Any:
+        def read(self: Location, at: str, *args: Any, **kwargs: Any) -> Any:
+            got = plain(self, at, *args, **kwargs)
+            if at == key and armed.is_set() and not hit.is_set():
+                hit.set()
+                write(self, key, [json.dumps(other).encode()])  # another run takes it now
+            return got
+
+        return read
+
+    for name in ("read", "read_tagged"):  # whichever reads the lock object
+        if hasattr(Location, name):
+            monkeypatch.setattr(Location, name, then_taken_over(getattr(Location, name)))
+    monkeypatch.setattr(ledger, "GROUP_LOCK_BEAT", 0.05 if step == "renew" else 600.0)
+    if step == "release":
+        held = Ledger(loc, "")
+        held.acquire()
+        armed.set()
+        held.release()
+    else:
+        with group_lock(loc, "g"):
+            armed.set()
+            if step == "renew":
+                assert hit.wait(30)  # the renewal read it; leaving waits for its write
+    assert hit.is_set()
+    raw = loc.read(key)
+    assert raw is not None and json.loads(raw) == other
 
 
 def test_os_files_in_an_s3_output_change_nothing_and_a_node_named_so_is_one(

@@ -12,8 +12,9 @@ is made of), so a resume with another config or input is refused, naming what ch
 lock (``flock``) that the kernel drops when its process ends, however it ends (SIGKILL included),
 so a killed run never blocks its resume and a recycled pid is never mistaken for a live run.
 Object stores have no such lock: there the lock is an object made by a conditional PUT, whose
-holder's pid and host are checked (best effort); a stopped run's is deleted, then raced for
-again by the conditional PUT, which one run alone wins.
+holder's pid and host are checked (best effort); a stopped run's is replaced by a PUT on the
+condition that it is still the version read (S3's If-Match on its ETag), which one run alone
+wins (:func:`_take_over`).
 
 ``generate.lock`` (:class:`InputLock`), the same lock in a generated input's own array folder,
 keeps a second generation from writing that input, and a run from reading it meanwhile.
@@ -263,12 +264,14 @@ class Ledger:
             # once, each then writing the output as its only writer (h63d)
             if self.location.create_exclusive(key, body):
                 return
-            holder = _read_holder(self.location, key)
-            if holder is None:  # released meanwhile: race for it again
+            read = _read_tagged_holder(self.location, key)
+            if read is None:  # released meanwhile: race for it again
                 continue
+            holder, tag = read
             if holder.get("host") != socket.gethostname() or _alive(holder):
                 raise self.busy(holder)
-            _take_over(self.location, key, holder)  # its process is gone (same host)
+            if _take_over(self.location, key, holder, tag, body):  # its process is gone
+                return
         raise self._refusal(
             f"cannot take the lock {self.location.join(key)}: it keeps being replaced",
             lock=self.location.join(key),
@@ -352,12 +355,12 @@ class Ledger:
                     os.remove(path)
                 self._close_lock()
             return
-        holder = _read_holder(self.location, key)
-        if holder is None or (holder.get("pid"), holder.get("host")) == (
-            os.getpid(),
-            socket.gethostname(),
-        ):
-            self.location.delete(key)
+        read = _read_tagged_holder(self.location, key)
+        if read is None:
+            return
+        holder, tag = read
+        if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
+            _delete_version(self.location, key, tag)  # not another's that took it over since
 
     def _close_lock(self) -> None:
         if not self.location.is_local:
@@ -450,6 +453,33 @@ def _me() -> dict[str, Any]:
 
         me["started"] = psutil.Process().create_time()
     return me
+
+
+def _holder_of(raw: bytes) -> dict[str, Any]:
+    """The holder document in a lock's bytes ({} where they hold none: torn, or no JSON)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _read_tagged_holder(location: Location, key: str) -> tuple[dict[str, Any], str | None] | None:
+    """The lock object ``key``'s holder document ({} where it holds none) and the tag of that
+    version of it (:meth:`Location.read_tagged`: S3's ETag; None on a store without one),
+    read in one request; None where there is no lock."""
+    read = location.read_tagged(key)
+    return None if read is None else (_holder_of(read[0]), read[1])
+
+
+def _delete_version(location: Location, key: str, tag: str | None) -> None:
+    """Delete the lock object ``key`` if it is still the version ``tag`` (None: a store
+    without conditional deletes, where it is deleted whatever it holds now)."""
+    if tag is not None:
+        with contextlib.suppress(NotImplementedError):  # else: a store refusing If-Match
+            location.delete_if(key, tag)
+            return
+    location.delete(key)
 
 
 def _read_holder(location: Location, key: str, wait: bool = False) -> dict[str, Any] | None:
@@ -617,11 +647,11 @@ def _take_group_lock(location: Location, group: str, key: str, wait: float) -> s
         mine = {**_me(), "token": token, "beat": time.time()}
         if location.create_exclusive(key, json.dumps(mine).encode()):
             return token
-        holder = _read_holder(location, key)
-        if holder is None:  # released meanwhile: try again after a pause (never a busy loop)
-            holder = {}
-        elif _stale(holder):
-            _take_over(location, key, holder)
+        read = _read_tagged_holder(location, key)
+        holder = {} if read is None else read[0]  # none: released meanwhile, try again
+        if read is not None and _stale(holder):  # after a pause (never a busy loop)
+            if _take_over(location, key, holder, read[1], json.dumps(mine).encode()):
+                return token
             if time.monotonic() < deadline:  # (a store whose deletes fail gets its bound too)
                 continue
         if time.monotonic() >= deadline:
@@ -630,14 +660,31 @@ def _take_group_lock(location: Location, group: str, key: str, wait: float) -> s
         pause = min(pause * 1.5, 1.0)
 
 
-def _take_over(location: Location, key: str, holder: dict[str, Any]) -> None:
-    """Delete the lock object ``key`` of a stopped run (``holder``, as read) if it is still
-    that one (another waiter may have taken it over meanwhile); the caller then races for it
-    as for a free one, with a conditional PUT (:meth:`Location.create_exclusive`), which one
-    run alone wins."""
+def _take_over(
+    location: Location, key: str, holder: dict[str, Any], tag: str | None, body: bytes
+) -> bool:
+    """Take over the lock object ``key`` of a stopped run (``holder``, read as the version
+    ``tag``), writing ``body`` (this process's holder) over it; whether this process now
+    holds it. Of processes that found the same stopped holder at once, one alone does: the
+    object is replaced on the condition that it is still that version (S3's If-Match on the
+    ETag as read, :meth:`Location.replace_if`), atomic in the store. Reading the holder,
+    comparing it and deleting the object, then racing for it with a conditional create, had
+    not been: a second process that read the stopped holder before the first one's create
+    deleted that one's new lock, and both wrote the output as its only writer (h68a).
+
+    On a store that gives no version tag (:meth:`Location.read_tagged`: not S3) or refuses
+    the condition (an S3-compatible one answering 501 NotImplemented), the object
+    is deleted if it still holds ``holder`` as read again, and False returned: the caller
+    races for it with a conditional create (:meth:`Location.create_exclusive`). There a
+    process that read the stopped holder before another's delete and create, and deletes
+    after them, still deletes that one's lock (the window between its read and its delete)."""
+    log.warning("taking over %s, left by a stopped run", location.join(key))
+    if tag is not None:
+        with contextlib.suppress(NotImplementedError):  # else: a store refusing If-Match
+            return location.replace_if(key, body, tag) is not None
     if _read_holder(location, key) == holder:
-        log.warning("taking over %s, left by a stopped run", location.join(key))
         location.delete(key)
+    return False
 
 
 def _stale(holder: dict[str, Any]) -> bool:
@@ -651,13 +698,24 @@ def _stale(holder: dict[str, Any]) -> bool:
 
 def _renew_group_lock(location: Location, key: str, token: str, stop: threading.Event) -> None:
     """Rewrite the group's lock object ``key`` with a new ``beat`` every
-    :data:`GROUP_LOCK_BEAT` seconds until ``stop``, while it is still this holder's."""
+    :data:`GROUP_LOCK_BEAT` seconds until ``stop``, while it is still this holder's: on S3
+    only if it is still the version read (If-Match), so that a run taking it over between the
+    read and the write is never written over (an unconditional rewrite had put back the
+    stopped holder's token over the new holder's)."""
     while not stop.wait(GROUP_LOCK_BEAT):
         try:
-            holder = _read_holder(location, key)
-            if not holder or holder.get("token") != token:
+            read = _read_tagged_holder(location, key)
+            if read is None or read[0].get("token") != token:
                 return  # taken over (this run was thought stopped): nothing of ours to renew
-            location.write(key, [json.dumps({**holder, "beat": time.time()}).encode()])
+            holder, tag = read
+            body = json.dumps({**holder, "beat": time.time()}).encode()
+            try:
+                if tag is not None and location.replace_if(key, body, tag) is None:
+                    continue  # taken over since it was read: the next look says so, and ends
+            except NotImplementedError:  # a store refusing If-Match
+                tag = None
+            if tag is None:
+                location.write(key, [body])
         except Exception as e:  # a renewal missed: the next one may pass
             log.debug("cannot renew %s: %s", location.join(key), e)
 
@@ -665,9 +723,9 @@ def _renew_group_lock(location: Location, key: str, token: str, stop: threading.
 def _drop_group_lock(location: Location, key: str, token: str) -> None:
     """Delete the group's lock object ``key`` if it is still this holder's (``token``)."""
     try:
-        holder = _read_holder(location, key)
-        if holder is not None and holder.get("token") == token:
-            location.delete(key)
+        read = _read_tagged_holder(location, key)
+        if read is not None and read[0].get("token") == token:
+            _delete_version(location, key, read[1])  # not another's that took it over since
     except Exception as e:  # never hide what the held step raised: say what stays
         log.warning(
             "cannot remove the lock %s (%s): later runs take it over after %.0f s",

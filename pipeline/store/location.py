@@ -707,6 +707,88 @@ class Location:
             return False
         return True
 
+    # -- compare-and-swap on one object (S3's If-Match), for lock objects ------------------
+
+    def _s3(self) -> Any | None:
+        """This location's s3fs file system where it is one (its conditional requests on an
+        object's ETag, If-Match, are asked for through it), else None."""
+        if self.is_local:
+            return None
+        fs = self.fs()
+        return fs if callable(getattr(fs, "_call_s3", None)) else None
+
+    def read_tagged(self, key: str) -> tuple[bytes, str | None] | None:
+        """The bytes under ``key`` and the tag of that version of it, read in one request (on
+        S3 its ETag, which :meth:`replace_if` and :meth:`delete_if` compare); the tag is None
+        on a store that has no such conditions here (a local folder, gcs, memory). None
+        where there is no such object."""
+        fs = self._s3()
+        if fs is None:
+            data = self.read(key)
+            return None if data is None else (data, None)
+        from fsspec.asyn import sync
+
+        bucket, name, _ = fs.split_path(self._path(key))
+
+        async def get() -> tuple[bytes, str | None]:
+            got = await fs._call_s3("get_object", Bucket=bucket, Key=name)
+            body = got["Body"]
+            try:
+                data = await body.read()
+            finally:
+                body.close()
+            return data, got.get("ETag")
+
+        try:
+            return sync(fs.loop, get)
+        except NO_BYTES:
+            return None
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        """Write ``data`` under ``key`` only if it still holds the version ``tag`` (as
+        :meth:`read_tagged` gave it): S3's conditional PUT, If-Match, atomic in the store, so
+        of processes that read one version and each replace it, one alone does. The new
+        version's tag; None where it was not replaced (another version there, or none).
+        Raises NotImplementedError on a store without such a condition (:meth:`read_tagged`
+        gives no tag there), or an S3-compatible one that refuses it (501 NotImplemented)."""
+        fs = self._s3()
+        if fs is None:
+            raise NotImplementedError(f"{self.url} has no conditional writes on a version")
+        path = self._path(key)
+        bucket, name, _ = fs.split_path(path)
+        try:
+            done = fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, IfMatch=tag)
+        except OSError as e:
+            if _condition_failed(e):
+                return None
+            if _error_code(e) in _NO_CONDITIONS:
+                raise NotImplementedError(f"{self.url} refuses conditional writes") from e
+            raise
+        finally:
+            fs.invalidate_cache(path)
+        return str(done.get("ETag", "")) or None
+
+    def delete_if(self, key: str, tag: str) -> bool:
+        """Delete ``key`` only if it still holds the version ``tag`` (S3's conditional
+        DELETE, If-Match); False where it holds another one or none. Raises
+        NotImplementedError as :meth:`replace_if` does."""
+        fs = self._s3()
+        if fs is None:
+            raise NotImplementedError(f"{self.url} has no conditional deletes on a version")
+        path = self._path(key)
+        bucket, name, _ = fs.split_path(path)
+        try:
+            fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=tag)
+        except OSError as e:
+            if _condition_failed(e):
+                return False
+            if _error_code(e) in _NO_CONDITIONS:
+                raise NotImplementedError(f"{self.url} refuses conditional deletes") from e
+            raise
+        finally:
+            fs.invalidate_cache(path)
+        return True
+
     def refuse_archive(self, setting: str = "") -> None:
         """Raise OutputError when this location is inside an archive (read-only here);
         ``setting``: the config key that names it, for the message."""
@@ -1875,6 +1957,26 @@ def _without_values(text: str, options: Any) -> str:
         else:
             text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.])", "...", text)
     return text
+
+
+def _condition_failed(error: OSError) -> bool:
+    """Whether ``error`` (as s3fs translates botocore's) is S3's refusal of a conditional
+    request on an object's ETag: 412 PreconditionFailed (another version is there), 409
+    ConditionalRequestConflict (another write to it meanwhile), or NoSuchKey (none is)."""
+    if isinstance(error, FileNotFoundError):
+        return True
+    return _error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict", "412")
+
+
+#: The error codes of an S3-compatible store that has no conditional requests on an ETag.
+_NO_CONDITIONS = ("NotImplemented", "501")
+
+
+def _error_code(error: OSError) -> str | None:
+    """The S3 error code behind ``error`` (botocore's, which s3fs translated), if any."""
+    response = getattr(error.__cause__, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _remove_literally(fs: Any, path: str, recursive: bool) -> None:
