@@ -608,6 +608,108 @@ def cpu_cluster_plan(
     )
 
 
+#: Where :func:`killed_generation` kills a ``pipeline generate``, each a state a generation
+#: stopped before it finished leaves: its lock taken, nothing else done (``lock``); the array's
+#: folder cleared, no metadata written (``cleared``); one of the two entries of an earlier
+#: input deleted (its ``zarr.json`` or its chunks' folder ``c``: ``half-cleared``); the
+#: metadata written without its attributes (a Zarr v2 ``.zarray`` without its ``.zattrs``:
+#: ``no-attributes``); the metadata, marked unfinished, and no chunk (``metadata``); some of
+#: its units written (``units``); every unit written, not yet marked complete (``unmarked``).
+STOPPED_GENERATIONS = (
+    "lock",
+    "cleared",
+    "half-cleared",
+    "no-attributes",
+    "metadata",
+    "units",
+    "unmarked",
+)
+
+_KILLED_GENERATE = """
+import os, signal, sys
+from pipeline.cli import main
+from pipeline.running import generate
+from pipeline.store import arrays
+from pipeline.store.location import Location
+
+config, at, units = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if at == "lock":
+    generate._generate_locked = kill
+elif at == "cleared":
+    arrays.create_generated = kill
+elif at == "half-cleared":
+    delete = Location.delete
+    deleted = []
+
+    def delete_then_kill(self, key, *args, **kwargs):
+        if key.rstrip("/").rpartition("/")[2] in ("zarr.json", "c"):  # not a write probe
+            if deleted:  # one entry of the earlier array deleted (zarr.json or its chunks)
+                kill()
+            deleted.append(key)
+        return delete(self, key, *args, **kwargs)
+
+    Location.delete = delete_then_kill
+elif at == "no-attributes":
+    create = arrays.create_generated
+
+    def create_then_kill(store, path, *args, **kwargs):
+        create(store, path, *args, **kwargs)
+        os.remove(os.path.join(str(store.root), path, ".zattrs"))
+        kill()
+
+    arrays.create_generated = create_then_kill
+elif at == "metadata":
+    generate._generate_units = kill
+elif at == "units":
+    write = generate.generate_unit
+    written = []
+
+    def write_then_kill(spec, unit):
+        n = write(spec, unit)
+        written.append(unit)
+        if len(written) == units:
+            kill()
+        return n
+
+    generate.generate_unit = write_then_kill
+elif at == "unmarked":
+    generate.mark_generated = kill
+else:
+    raise SystemExit(f"no such point: {at}")
+main(["generate", config, "--progress", "none"])
+print("not killed", flush=True)
+"""
+
+
+def killed_generation(config: Path, at: str, cwd: Path, units: int = 3) -> int:
+    """Run ``pipeline generate CONFIG`` in a process of its own and SIGKILL it (it kills
+    itself) at the point ``at`` of :data:`STOPPED_GENERATIONS` (``units``: how many units it
+    writes first, for ``units``), deterministically, whatever the machine's load; the pid
+    of the killed process. ``no-attributes`` wants a Zarr v2 input on a local store,
+    ``half-cleared`` a Zarr v3 input generated before."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_GENERATE, str(config), at, str(units)],
+        env=env(),
+        cwd=str(cwd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        end_process(proc)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, out, err)
+    return proc.pid
+
+
 #: A process that holds the generation lock of the array ``argv[2]`` of the store ``argv[1]``
 #: (storage options ``argv[3]``, JSON) as ``generate`` takes it, says 'held', and sleeps.
 _HOLD_INPUT_LOCK = """

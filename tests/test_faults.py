@@ -43,6 +43,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.faultkit import (
+    STOPPED_GENERATIONS,
     cli_process,
     env,
     error_of,
@@ -51,6 +52,7 @@ from tests.faultkit import (
     file_states,
     holding_input_lock,
     kill_group,
+    killed_generation,
     many_blocks_input,
     markers,
     one_line_error,
@@ -555,34 +557,90 @@ def test_a_second_generate_of_one_input_is_refused_naming_the_first(tmp_path: Pa
     assert rc.returncode == 0, rc.stderr
 
 
-def test_a_killed_generate_s_lock_is_taken_over(tmp_path: Path) -> None:
-    """A generation killed (SIGKILL) leaves its lock file, naming a process that has ended
-    (the OS lock on it is gone with it): a run says the input is unfinished, not being
-    generated, and generating again takes the lock over, makes the input whole and leaves no
-    lock behind."""
-
-    def kill(cfg: Path, first: subprocess.Popen) -> None:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(30)
-
-    rows = 6000
-    cfg = _generated_rows_config(tmp_path, rows)
-    proc = cli_process(cfg, cwd=tmp_path, command="generate")
+def _stopped_generation(tmp_path: Path, at: str, **input_: Any) -> tuple[Path, int, int]:
+    """The config of an input of :func:`_generated_rows_config` whose ``pipeline generate`` a
+    SIGKILL stopped at the point ``at`` (:data:`~tests.faultkit.STOPPED_GENERATIONS`,
+    reached deterministically: no timing), its lock left naming the killed process; (config,
+    rows, the killed process's pid). ``half-cleared`` generates the input whole first."""
+    rows = 8
+    generate = {**input_.pop("generate", {})}
+    if at == "no-attributes":  # Zarr v2: its attributes are a document of their own
+        generate.update(zarr_format=2, shards="none")
+    cfg = _generated_rows_config(tmp_path, rows, generate=generate, **input_)
+    if at == "half-cleared":
+        assert error_of("generate", cfg) is None
+    pid = killed_generation(cfg, at, tmp_path)
     lock = tmp_path / "in.zarr" / "x" / ".pipeline" / "generate.lock"
-    try:
-        while _generate_lock_holder(lock) != proc.pid and proc.poll() is None:
-            time.sleep(0.002)
-        assert wait_for_chunk_files(proc, tmp_path / "in.zarr", 2) > 0, "ended too soon"
-        kill(cfg, proc)
-    finally:
-        kill_group(proc)
-    assert _generate_lock_holder(lock) == proc.pid  # left by the killed generation
-    e = refused("run", cfg)
-    assert isinstance(e, InputError) and e.status == "incomplete", e
-    again = run_python(["-m", "pipeline", "generate", cfg, "--progress", "none"], tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert not lock.parent.exists()
+    assert _generate_lock_holder(lock) == pid  # left by the killed generation
+    return cfg, rows, pid
+
+
+@pytest.mark.parametrize("at", STOPPED_GENERATIONS)
+def test_a_killed_generate_s_lock_is_taken_over(tmp_path: Path, at: str) -> None:
+    """A generation killed (SIGKILL) at each point it may be stopped leaves its lock file,
+    naming a process that has ended (the OS lock on it is gone with it), and whatever it had
+    written (nothing, a folder half cleared, metadata without attributes or marked
+    unfinished, some chunks): ``plan``, ``run``, ``run --resume`` and ``verify`` each say in
+    one line that the input's generation was stopped and the command that makes it again
+    (one stopped before it wrote the metadata had been "no Zarr array at in.zarr/x: it is a
+    folder of no Zarr metadata; check input.array", or "it holds chunks but no metadata";
+    a Zarr v2 ``.zarray`` without its ``.zattrs`` had been read as a complete array); and
+    generating again takes the lock and what it left over (it had refused a folder of
+    chunks as data generate did not create), makes the input whole and leaves no lock."""
+    cfg, rows, pid = _stopped_generation(tmp_path, at)
+    where = tmp_path / "in.zarr" / "x"
+    for command in (["plan"], ["run"], ["run", "--resume"], ["verify"]):
+        e = refused(*command, cfg)
+        assert isinstance(e, InputError), (command, e)
+        assert (e.status, e.made_by, e.holder["pid"]) == ("incomplete", "generate", pid), e
+        said = f"the input {where} is unfinished: its generation (pid {pid}) was stopped "
+        assert str(e).startswith(said + "before it finished, so "), (command, e)
+        assert str(e).endswith(
+            f"never written; `pipeline generate {cfg}` generates it again (or set "
+            "input.generate.when_missing: true and `run` does)"
+        ), (command, e)
+    assert error_of("generate", cfg) is None
+    assert not (where / ".pipeline").exists()
     assert np.array_equal(read_array(tmp_path / "in.zarr", "x"), _ramp(rows))
+    assert error_of("run", cfg) is None
+
+
+@pytest.mark.parametrize("at", STOPPED_GENERATIONS)
+def test_when_missing_takes_a_killed_generation_over(tmp_path: Path, at: str) -> None:
+    """``input.generate.when_missing``: ``plan`` notes that ``run`` generates the input again,
+    ``verify`` names that command, and ``pipeline.run`` (``resume=True`` too) generates it
+    again, whatever a killed generation left (nothing but its lock had been taken for a
+    missing input, a Zarr v2 ``.zarray`` without its ``.zattrs`` for a complete one, read as
+    such), then runs."""
+    cfg, rows, pid = _stopped_generation(tmp_path, at, generate={"when_missing": True})
+    e = refused("verify", cfg)
+    assert isinstance(e, InputError) and e.status == "incomplete", e
+    assert f"its generation (pid {pid}) was stopped before it finished" in str(e), e
+    assert str(e).endswith(
+        "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"
+    ), e
+    plan = pipeline.plan(cfg)
+    said = "the input is unfinished (a stopped generate): `run` generates it again"
+    assert said in plan.notes, plan.notes
+    # a resume too (its output does not exist yet): the input made whole first
+    assert pipeline.run(cfg, resume=at in ("cleared", "units")).status == "complete"
+    assert not (tmp_path / "in.zarr" / "x" / ".pipeline").exists()
+    assert np.array_equal(read_array(tmp_path / "in.zarr", "x"), _ramp(rows))
+
+
+def test_generate_input_takes_a_killed_generation_over(tmp_path: Path) -> None:
+    """``generate_input`` (the Python API, :mod:`pipeline.running.generate`) takes over what
+    a generation killed before it wrote the metadata left, and makes the input whole;
+    ``pipeline.run`` had refused it naming the stopped generation."""
+    from pipeline.running.generate import generate_input
+
+    cfg, rows, pid = _stopped_generation(tmp_path, "cleared")
+    with pytest.raises(InputError, match=rf"its generation \(pid {pid}\) was stopped"):
+        pipeline.run(cfg)
+    info = generate_input(pipeline.load_config(cfg), progress="none")
+    assert tuple(info.shape) == (rows, COLS)
+    assert np.array_equal(read_array(tmp_path / "in.zarr", "x"), _ramp(rows))
+    assert not (tmp_path / "in.zarr" / "x" / ".pipeline").exists()
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])

@@ -29,7 +29,7 @@ import zarr
 from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
-from tests.faultkit import holding_input_lock, one_line_error, refused
+from tests.faultkit import error_of, holding_input_lock, killed_generation, one_line_error, refused
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
 pytest.importorskip("s3fs")
@@ -2542,3 +2542,53 @@ def test_an_s3_input_s_generation_lock_refuses_survives_its_rewrite_and_is_taken
     finally:
         mine.clear()
     assert not loc.exists("x/.pipeline")
+
+
+@pytest.mark.parametrize("at", ["cleared", "half-cleared", "units"])
+def test_an_s3_input_whose_generation_was_killed_is_named_unfinished_and_taken_over(
+    tmp_path, bucket, at
+) -> None:
+    """On S3, a ``generate`` killed (SIGKILL, at a point reached deterministically) before it
+    wrote the metadata, having deleted part of an earlier input, or after some chunks, leaves
+    its lock object naming a process that has ended (this host): ``plan``, ``run`` and
+    ``verify`` say in one line that the input's generation was stopped and the command that
+    makes it again (it had been "no Zarr array at ...: check input.array"), and ``generate``
+    takes it over and makes the input whole, its lock gone."""
+    url, options = bucket
+    store = f"{url}/gen.zarr"
+    rows, cols = 6, 4
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={
+            "store": store,
+            "array": "x",
+            "storage_options": options,
+            "generate": {
+                "shape": [rows, cols],
+                "chunks": [1, cols],
+                "shards": [1, cols],
+                "distribution": "ramp",
+            },
+        },
+        output={"store": f"{url}/res.zarr", "storage_options": options},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
+    )
+    if at == "half-cleared":
+        assert error_of("generate", cfg) is None
+    pid = killed_generation(cfg, at, tmp_path)
+    loc = Location.of(store, options)
+    assert loc.exists("x/.pipeline/generate.lock")
+    for command in ("plan", "run", "verify"):
+        e = refused(command, cfg)
+        assert isinstance(e, InputError), (command, e)
+        assert (e.status, e.made_by, e.holder["pid"]) == ("incomplete", "generate", pid), e
+        said = f"the input {store}/x is unfinished: its generation (pid {pid}) was stopped "
+        assert str(e).startswith(said + "before it finished"), (command, e)
+        assert f"`pipeline generate {cfg}` generates it again" in str(e), (command, e)
+    assert error_of("generate", cfg) is None
+    assert not loc.exists("x/.pipeline")
+    ramp = ((np.arange(rows * cols) % 1024) * 0.5).astype(np.float32).reshape(rows, cols)
+    made = zarr.open_array(zarr_store(store, options), path="x", mode="r")[:]
+    assert np.array_equal(made, ramp)

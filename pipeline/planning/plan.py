@@ -708,8 +708,10 @@ def input_info(
     """The input's layout, checked readable and finished (InputError otherwise), and the
     Zarr array (opened read-only); for an input that ``run`` will generate first
     (``input.generate`` with ``when_missing``: it does not exist yet, or its generation was
-    interrupted), the layout it will be given, and None. An input that another process is
-    generating, or writing as a run's output, now is refused
+    interrupted or stopped, :func:`arrays.stopped_generation`), the layout it will be given,
+    and None; one whose generation was stopped, where ``run`` does not generate it, is refused
+    naming the command that does (:func:`arrays.check_generation_stopped`). An input that
+    another process is generating, or writing as a run's output, now is refused
     (:func:`arrays.check_not_being_written`). Its metadata documents, its groups'
     and its group's members', are checked (:func:`arrays.check_documents`) unless
     ``checked``: :func:`with_output_array` has just checked them, deciding ``output.array``
@@ -721,14 +723,18 @@ def input_info(
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
-        if not any(loc.exists(k) for k in keys):
+        # a generation killed (its lock left), before it wrote the metadata too: unfinished
+        stopped = arrays.stopped_generation(loc, path) is not None
+        if not stopped and not any(loc.exists(k) for k in keys):
             notes.append("the input does not exist yet: `run` generates it first")
             return planned_input(config), None
-        if arrays.generation_status(loc, path) == "incomplete":
-            notes.append(
-                "the input is unfinished (an interrupted generate): `run` generates it again"
-            )
+        if stopped or arrays.generation_status(loc, path) == "incomplete":
+            how = "a stopped" if stopped else "an interrupted"
+            notes.append(f"the input is unfinished ({how} generate): `run` generates it again")
             return planned_input(config), None
+    # one whose generation was stopped, before its metadata was written too (it had been "no
+    # Zarr array at ...: it is a folder of no Zarr metadata; check input.array")
+    arrays.check_generation_stopped(loc, config.input.array, gen is not None)
     try:
         if not checked:
             arrays.check_documents(loc, config.input.array, around=True)

@@ -283,6 +283,11 @@ def verify(
     out_path = config.output.array or ""
     loc_in = Location.of(config.input.store, config.input.storage_options, "input")
     loc_out = Location.of(config.output.store, config.output.storage_options, "output")
+    g = config.input.generate
+    # one whose generation was stopped before it wrote the metadata too
+    arrays.check_generation_stopped(
+        loc_in, config.input.array, g is not None, g is not None and g.when_missing
+    )
     try:
         src = arrays.open_zarr_array(loc_in, config.input.array)
     except InputError as e:
@@ -290,7 +295,6 @@ def verify(
     formats = arrays.other_format_metadata(loc_in, config.input.array.strip("/"), src)
     reading = tuple(arrays.reading_notes(loc_in, config.input.array.strip("/"), src))
     # its unwritten chunks would read as fill values on both sides
-    g = config.input.generate
     arrays.check_finished(
         loc_in, config.input.array, g is not None, g is not None and g.when_missing
     )

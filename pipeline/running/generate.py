@@ -11,6 +11,7 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ from pipeline.store.location import Location
 
 RAMP_PERIOD = 1024
 
+log = logging.getLogger("pipeline")
+
 
 @dataclass(frozen=True)
 class GenSpec:
@@ -72,8 +75,10 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     input now: it holds the input's lock (:class:`~pipeline.store.ledger.InputLock`,
     ``<array>/.pipeline/generate.lock``), taken before anything is written and given up (its
     folder removed) at the end, however the generation ends (one whose holder has ended is
-    taken over, as the output's lock is). Two generations at once had both written the input,
-    exiting 0 with the last one's data or failing with misleading lines."""
+    taken over, as the output's lock is, with whatever that killed generation left:
+    :func:`pipeline.store.arrays.stopped_generation`). Two generations at once had both
+    written the input, exiting 0 with the last one's data or failing with misleading
+    lines."""
     if config.input.generate is None:
         raise ConfigError(
             "the config has no input.generate section: add one (shape, dtype, ...) or point "
@@ -92,6 +97,15 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     except InputError:
         _refuse_if_generating(lock)  # one that began meanwhile, whose making the checks saw
         raise
+    stopped = arrays.stopped_generation(loc, path)
+    if stopped is not None:  # taken over: its lock, and what it wrote
+        who = f" (pid {stopped['pid']})" if "pid" in stopped else ""
+        log.log(
+            logging.INFO if progress != "none" else logging.DEBUG,
+            "input %s: its generation%s was stopped before it finished: generating it again",
+            loc.join(path),
+            who,
+        )
     made = _folders_to_make(loc, path)
     lock.acquire()  # one generation of an input at a time; a run reading it refuses meanwhile
     try:
@@ -190,7 +204,8 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
     ``node``, as :func:`pipeline.running.output.check_parents`); nor an input it generated
     whose folder now holds files that are not the array's (:func:`_refuse_stray`); nor an
     array (of Zarr format ``zarr_format``) in a group it would leave inconsistent
-    (:func:`_check_enclosing_groups`)."""
+    (:func:`_check_enclosing_groups`). What a generation that was stopped before it finished
+    left (:func:`pipeline.store.arrays.stopped_generation`) is taken over, whatever it is."""
     path = array.strip("/")
     where = loc.join(path)
     found = arrays.node_in_the_way(loc, path)
@@ -216,6 +231,12 @@ def check_generate_target(loc: Location, array: str, zarr_format: int = 3) -> No
             blocking=place,
             node=node,
         )
+    if arrays.stopped_generation(loc, path) is not None:
+        # what a generation stopped (killed) before it finished left, in any state (its
+        # folder half cleared, metadata without attributes, some chunks): taken over, as its
+        # lock is; it had been refused as data generate did not create
+        _check_enclosing_groups(loc, path, zarr_format)
+        return
     for meta in ("zarr.json", ".zarray", ".zgroup"):
         if loc.exists(f"{path}/{meta}" if path else meta):
             try:

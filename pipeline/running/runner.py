@@ -41,7 +41,8 @@ from pipeline.errors import (
     said_then,
 )
 from pipeline.ops import stages
-from pipeline.planning import Plan, describe, make_plan, plan_here
+from pipeline.planning import Plan, make_plan, plan_here
+from pipeline.planning.describe import describe  # the function: the package lazily re-exports it
 from pipeline.planning.plan import ClusterPlan, gpu_wait, local_cluster_plan, protocol_of
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress
@@ -563,6 +564,9 @@ def _generate_if_missing(
     status = None if missing else arrays.generation_status(loc, config.input.array)
     if not missing and status != "incomplete":
         return False
+    # a generation killed (its lock left), before it wrote the metadata too: unfinished
+    stopped = arrays.stopped_generation(loc, config.input.array) is not None
+    missing = missing and not stopped
     output.check_stores_apart(config)  # before the input is written: the run would refuse
     if before is not None:
         before()
@@ -571,7 +575,9 @@ def _generate_if_missing(
         logging.INFO,
         "input %s is %s: generating it (input.generate.when_missing)",
         loc.join(config.input.array),
-        "missing" if missing else "unfinished (an interrupted generate)",
+        "missing"
+        if missing
+        else f"unfinished (a{' stopped' if stopped else 'n interrupted'} generate)",
     )
     generate_input(config, progress, interval)
     return True

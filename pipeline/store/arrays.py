@@ -2720,10 +2720,13 @@ def only_remains(location: Location, path: str) -> bool:
 
 
 def clear_array(location: Location, path: str, keep: str) -> None:
-    """Delete everything stored under ``path`` except the entry named ``keep``."""
-    for name in location.list(path):
-        if name != keep:
-            location.delete(f"{path}/{name}" if path else name, recursive=True)
+    """Delete everything stored under ``path`` except the entry named ``keep``: its metadata
+    documents first, so that one stopped midway leaves no metadata that says its chunks,
+    half deleted, are there (a generated input's had said 'complete')."""
+    names = [n for n in location.list(path) if n != keep]
+    names.sort(key=lambda n: n not in _METADATA_NAMES)  # stable: the documents first
+    for name in names:
+        location.delete(f"{path}/{name}" if path else name, recursive=True)
 
 
 def update_attributes(location: Location, path: str, attrs: dict[str, Any]) -> None:
@@ -2824,8 +2827,79 @@ def create_generated(
 
 def generation_status(location: Location, path: str) -> str | None:
     """'complete' or 'incomplete' for an input that ``generate`` made (one made by a version
-    that did not record it counts as complete); None for any other array, or no array."""
-    return _generation_status(_attributes(location, path))
+    that did not record it counts as complete); None for any other array, or no array. An
+    array whose generation was stopped (:func:`stopped_generation`: its metadata written,
+    its attributes maybe not, a Zarr v2 ``.zarray`` without its ``.zattrs``) is
+    'incomplete'."""
+    status = _generation_status(_attributes(location, path))
+    if status != "complete" and stopped_generation(location, path) is not None:
+        return "incomplete"
+    return status
+
+
+def stopped_generation(location: Location, path: str) -> dict[str, Any] | None:
+    """The holder (``pid``, ``host``, ``since``, as far as known) of the generation of the
+    array at ``path`` that was stopped (killed) before it finished; None where there was
+    none. Such a generation left its lock (:meth:`pipeline.store.ledger.InputLock.left`),
+    which every generation removes when it ends, and did not mark the array complete: it left
+    the lock's folder alone, the array's folder half cleared, its metadata with or without
+    its attributes, some of its chunks. A lock left after the array was marked complete (a
+    kill as the lock was removed) is none. Reads only."""
+    from pipeline.store import ledger
+
+    path = path.strip("/")
+    try:
+        holder = ledger.InputLock(location, path).left()
+    except Exception:  # the store's refusal (no credentials, HTTP 403), a path under a file:
+        return None  # the input's opening names it, as it names it for every input
+    if holder is None or _generation_status(_attributes(location, path)) == "complete":
+        return None
+    return holder
+
+
+def check_generation_stopped(
+    location: Location, path: str, described: bool, when_missing: bool = False
+) -> None:
+    """Refuse (InputError, as :func:`check_finished`: ``status`` 'incomplete', ``made_by``
+    'generate', ``holder``) the input at ``path`` whose generation was stopped before it
+    finished (:func:`stopped_generation`), in every state it may have left, its metadata
+    written or not. Without metadata it had been "no Zarr array at ...: it is a folder of no
+    Zarr metadata; check input.array", or "it holds chunks but no metadata", or (Zarr v2,
+    its ``.zattrs`` not written) read as a complete array. Call it before the input is
+    opened. Reads only."""
+    holder = stopped_generation(location, path)
+    if holder is None:
+        return
+    where = location.join(path.strip("/"))
+    meta = any(location.exists(k) for k in _metadata_keys(path.strip("/")))
+    lost = "some of its chunks were" if meta else "its metadata and chunks were"
+    who = f" (pid {holder['pid']})" if "pid" in holder else ""
+    raise InputError(
+        f"the input {where} is unfinished: its generation{who} was stopped before it "
+        f"finished, so {lost} never written; {_generate_again(described, when_missing)}",
+        input=where,
+        status="incomplete",
+        made_by="generate",
+        holder=holder,
+    )
+
+
+def _metadata_keys(path: str) -> list[str]:
+    return [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]
+
+
+def _generate_again(described: bool, when_missing: bool) -> str:
+    """The fix of an input whose generation did not finish: the command that makes it again
+    (``described``: the config has ``input.generate``; ``when_missing``: with
+    ``when_missing: true``, so ``run`` does)."""
+    if when_missing:  # the setting is there already (verify's line had asked for it)
+        return "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"
+    if described:
+        return (
+            "`pipeline generate CONFIG` generates it again (or set "
+            "input.generate.when_missing: true and `run` does)"
+        )
+    return "generate it again with `pipeline generate` and the config that describes it"
 
 
 def _generation_status(attrs: dict[str, Any]) -> str | None:
@@ -2884,7 +2958,8 @@ def check_finished(
     location: Location, path: str, described: bool, when_missing: bool = False
 ) -> None:
     """Refuse (InputError) an input that the pipeline began and did not finish: one whose
-    generation was interrupted, or the output of an interrupted run (a chained run). The
+    generation was interrupted or stopped (:func:`check_generation_stopped`), or the output
+    of an interrupted run (a chained run). The
     chunks they lack would be read as fill values. ``described``: the config has an
     ``input.generate`` section for it (the fix then is to generate it again with that config);
     ``when_missing``: that section has ``when_missing: true``, so ``run`` itself does.
@@ -2896,16 +2971,9 @@ def check_finished(
     where = location.join(path)
     if GENERATED in attrs or run_record(attrs) is not None:
         check_not_being_written(location, path)  # its "unfinished" may be a live writer's
+    check_generation_stopped(location, path, described, when_missing)
     if _generation_status(attrs) == "incomplete":
-        if when_missing:  # the setting is there already (verify's line had asked for it)
-            fix = "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"
-        elif described:
-            fix = (
-                "`pipeline generate CONFIG` generates it again (or set "
-                "input.generate.when_missing: true and `run` does)"
-            )
-        else:
-            fix = "generate it again with `pipeline generate` and the config that describes it"
+        fix = _generate_again(described, when_missing)
         raise InputError(
             f"the input {where} is unfinished: its generation was interrupted, so some of its "
             f"chunks were never written; {fix}",

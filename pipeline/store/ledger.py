@@ -388,6 +388,28 @@ class InputLock(Ledger):
     LOCK: ClassVar[str] = "generate.lock"
     ROLE: ClassVar[str] = "input"
 
+    def left(self) -> dict[str, Any] | None:
+        """The holder document (``pid``, ``host``, ``since``; {} where it was never written)
+        of the lock a generation that was stopped (killed) left: its file or object is there
+        and no live process holds it (:meth:`holder`). None where there is none, or a live
+        process holds it. Every generation removes its lock when it ends, however it fails
+        (:func:`pipeline.running.generate.generate_input`), so one left behind marks its
+        input as one whose generation never finished, whatever it had written: nothing but
+        the lock, the array's folder half cleared, metadata, some chunks. Reads only (a local
+        lock file is probed as :meth:`holder` probes it: a generation just creating it, its
+        OS lock not yet taken, is looked at again)."""
+        key = self._key(self.LOCK)
+        for look in range(2):
+            if not self.location.exists(key) or self.holder() is not None:
+                return None
+            doc = _read_holder(self.location, key)
+            if doc is None:  # removed meanwhile: its generation ended
+                return None
+            if doc or look:
+                return doc
+            time.sleep(0.2)  # empty: maybe one creating it now, before its OS lock and pid
+        return None
+
     def _refusal(self, text: str, **fields: Any) -> PipelineError:
         return InputError(text, input=self.location.join(self.array_path), **fields)
 
