@@ -44,7 +44,7 @@ from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
-from pipeline.store.ledger import RECORD, InputLock
+from pipeline.store.ledger import RECORD, InputLock, remove_if_empty
 from pipeline.store.location import Location
 
 RAMP_PERIOD = 1024
@@ -106,7 +106,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
             loc.join(path),
             who,
         )
-    made = _folders_to_make(loc, path)
+    made = lock.folders_to_make()
     lock.acquire()  # one generation of an input at a time; a run reading it refuses meanwhile
     try:
         return _generate_locked(config, cp, loc, path, progress, interval)
@@ -114,9 +114,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
         try:
             lock.clear()  # the lock, and its folder in the array's
         finally:
-            for folder in made:  # made by the lock alone (a generation stopped before writing)
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)
+            remove_if_empty(made)  # made by the lock alone (a generation stopped before writing)
 
 
 def _refuse_if_generating(lock: InputLock) -> None:
@@ -124,23 +122,6 @@ def _refuse_if_generating(lock: InputLock) -> None:
     holder = lock.holder()
     if holder is not None:
         raise lock.busy(holder)
-
-
-def _folders_to_make(loc: Location, path: str) -> list[str]:
-    """The local folders taking the input's lock creates (its record folder, and each above it
-    not there yet), deepest first: removed after a generation that wrote nothing, where they
-    are still empty ([] for a store that is not a local folder)."""
-    if not loc.is_local:
-        return []
-    made: list[str] = []
-    d = os.path.join(loc.join(path), RECORD)
-    while not os.path.lexists(d):
-        made.append(d)
-        up = os.path.dirname(d)
-        if up == d:
-            break
-        d = up
-    return made
 
 
 def _generate_locked(

@@ -14,14 +14,12 @@ Everything here that decides only reads; nothing is written before the lock is t
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -1848,31 +1846,10 @@ def attributes(plan: Plan, status: str, extra: dict[str, Any] | None = None) -> 
 
 
 def folders_to_make(plan: Plan) -> list[str]:
-    """The local folders that taking the output's lock creates, read before it is taken: the
-    run record's and each above it that does not exist yet, deepest first ([] for a store
-    that is not a local folder). What :func:`remove_if_empty` may remove, and nothing else."""
-    o = plan.output
-    if not o.location.is_local:
-        return []
-    made: list[str] = []
-    d = os.path.join(o.location.join(o.path), RECORD)
-    while not os.path.lexists(d):
-        made.append(d)
-        up = os.path.dirname(d)
-        if up == d:
-            break
-        d = up
-    return made
-
-
-def remove_if_empty(made: Sequence[str]) -> None:
-    """After a run that failed before creating its output: remove the folders its lock made
-    (``made``, deepest first: :func:`folders_to_make`) that nothing else is in. A folder that
-    was there before the run (the user's own, empty, made to receive the output) is never
-    removed: it had been, as one the lock created."""
-    for d in made:
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
+    """The local folders that taking the output's lock creates, read before it is taken
+    (:meth:`~pipeline.store.ledger.Ledger.folders_to_make` of the output's lock): what
+    :func:`~pipeline.store.ledger.remove_if_empty` may remove, and nothing else."""
+    return Ledger(plan.output.location, plan.output.path).folders_to_make()
 
 
 def _now() -> str:

@@ -52,6 +52,7 @@ from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
 from pipeline.store import arrays, grid
+from pipeline.store.ledger import remove_if_empty
 from pipeline.store.location import Location, local_within
 
 if TYPE_CHECKING:
@@ -629,7 +630,7 @@ def _execute(
         full = disk_full(e, plan.output.location.join(plan.output.path), RUN_AGAIN)
         if full is None:
             raise
-        output.remove_if_empty(made)
+        remove_if_empty(made)
         raise full from None
     exists = start == "resume"  # an output of this run's, incomplete and resumable
     creating = False  # making the output: resumable only once it is made
@@ -685,7 +686,7 @@ def _execute(
             with contextlib.suppress(Exception):
                 ledger.release()
             if not exists and not creating:  # the record marks what a replacement left
-                output.remove_if_empty(made)
+                remove_if_empty(made)
 
 
 def _left(plan: Plan, finished: bool, exists: bool, creating: bool, replacing: bool) -> str:

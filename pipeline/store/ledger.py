@@ -215,6 +215,23 @@ class Ledger:
     def exists(self) -> bool:
         return self.location.exists(self._key())
 
+    def folders_to_make(self) -> list[str]:
+        """The local folders that taking this lock creates, read before it is taken: the
+        record's folder and each above it that does not exist yet, deepest first ([] for a
+        store that is not a local folder). What :func:`remove_if_empty` may remove after a
+        failure, and nothing else."""
+        if not self.location.is_local:
+            return []
+        made: list[str] = []
+        d = os.path.join(self.location.join(self.array_path), RECORD)
+        while not os.path.lexists(d):
+            made.append(d)
+            up = os.path.dirname(d)
+            if up == d:
+                break
+            d = up
+        return made
+
     def clear(self) -> None:
         """Remove the whole record (the run finished); releases the lock, also where part of
         the record could not be removed (:class:`~pipeline.errors.OutputError`, raised)."""
@@ -427,6 +444,16 @@ class InputLock(Ledger):
         )
         who = holder_said(holder, "`pipeline.generate_input`")
         return f"another process is generating the input {where} ({who}): wait for it to end{gone}"
+
+
+def remove_if_empty(made: list[str]) -> None:
+    """After a run or generation that failed before writing: remove the folders its lock
+    made (``made``, deepest first: :meth:`Ledger.folders_to_make`) that nothing else is in.
+    A folder that was there before (the user's own, empty, made to receive the array) is
+    never removed: it had been, as one the lock created."""
+    for d in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def writer_of(location: Location, path: str) -> tuple[str, dict[str, Any]] | None:
