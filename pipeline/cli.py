@@ -782,7 +782,7 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
     own decision): starts, replaces, resumes, finds nothing to do; or, where it refuses, the
     whole table, then its refusal, raised as the run raises it (``run ARGS --dry-run && run
     ARGS`` had run a run that refused)."""
-    from pipeline.planning.describe import describe
+    from pipeline.planning.rows import describe
     from pipeline.running.output import output_now_refused
 
     opts = None

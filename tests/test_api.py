@@ -76,6 +76,58 @@ def test_importing_the_package_is_light() -> None:
     assert not loaded & heavy, sorted(loaded & heavy)
 
 
+# every re-export of each subpackage, checked after importing each module of the package
+_REEXPORTS = r"""
+import importlib, inspect, json, pkgutil, sys
+wrong = []
+for name in ("config", "devices", "ops", "planning", "reporting", "running", "store"):
+    package = importlib.import_module("pipeline." + name)
+    for module in pkgutil.iter_modules(package.__path__):
+        try:
+            importlib.import_module(package.__name__ + "." + module.name)
+        except ModuleNotFoundError as missing:  # the GPU backend's CuPy, on a CPU machine
+            if missing.name.startswith("pipeline"):
+                raise
+    for export in package.__all__:
+        value = getattr(package, export)
+        home = sys.modules.get(getattr(value, "__module__", ""), None)
+        elsewhere = home is not None and getattr(home, export, value) is not value
+        if inspect.ismodule(value) or elsewhere:
+            wrong.append(package.__name__ + "." + export)
+print(json.dumps(wrong))
+"""
+
+
+def test_each_reexport_is_its_object_after_its_module_is_imported() -> None:
+    """``from pipeline.planning import describe`` gave the module ``planning/describe.py``,
+    not the function, once anything had imported that module: a package's lazy re-export
+    (its ``__getattr__``) is not asked for a name the import of a submodule of that name has
+    set. No subpackage has a module named as one of its re-exports."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REEXPORTS], env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_plan_then_run_in_one_interpreter(tmp_path: Path) -> None:
+    """``pipeline.plan(cfg)`` then ``pipeline.run(cfg)``, a notebook's order, in a fresh
+    interpreter: the run had failed, ``TypeError: 'module' object is not callable`` (the
+    runner's ``describe``, imported from the package after ``plan`` had loaded the module
+    of that name)."""
+    x = small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    code = (
+        "import sys, pipeline; pipeline.plan(sys.argv[1]); print(pipeline.run(sys.argv[1]).status)"
+    )
+    done = run_python(["-c", code, path], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "complete"
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected(x)
+    )
+
+
 def test_the_version_is_the_packages() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert pipeline.__version__ == project["version"]
@@ -2136,9 +2188,9 @@ def test_plan_s_docstring_names_what_the_plan_holds(tmp_path) -> None:
         and "``multiply(factor=3) int8 -> int16``" in doc
     )
     assert p.chain[-1].out_dtype == p.output.dtype and p.backend in ("cpu", "gpu")
-    from pipeline.planning.describe import describe
+    from pipeline.planning import describe
 
-    assert "pipeline.planning.describe.describe(p)" in doc
+    assert "pipeline.planning.describe(p)" in doc
     assert dict(describe(p))["stages"] == "; ".join(s.describe() for s in p.chain)
     for error in ("ConfigError", "InputError", "PlanError", "OptionError"):
         assert f":class:`{error}`" in doc, error
