@@ -32,7 +32,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.ops.stages import PAST_FLOAT64
 from pipeline.reporting.summary import Summary
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import (
     ROOT,
     ctrl_c_script,
@@ -243,6 +243,30 @@ def test_a_second_run_in_the_same_process_is_named_as_such(tmp_path: Path) -> No
     assert "(this process, another thread's `pipeline.run`" in str(info.value)
     assert f"pid {os.getpid()}" not in str(info.value)
     assert pipeline.run(path).status == "complete"
+
+
+def test_a_generation_in_the_same_process_is_named_by_its_api_call(tmp_path: Path) -> None:
+    """An input that another thread of this process is generating (``pipeline.run`` with
+    ``input.generate.when_missing``, the API's one call that generates) is refused naming
+    that call: the line had named ``pipeline.generate_input``, which the package has not."""
+    from pipeline.store.ledger import InputLock
+    from pipeline.store.location import Location
+
+    path = generated_config(tmp_path, {"shape": [8, 8], "chunks": [4, 8]})
+    done = run_python(["-m", "pipeline", "generate", path, "--progress", "none"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    lock = InputLock(Location.of(str(tmp_path / "in.zarr")), "")
+    lock.acquire()
+    try:
+        for call in (pipeline.plan, pipeline.run):
+            with pytest.raises(InputError) as info:
+                call(path)
+            said = str(info.value)
+            assert "(this process, another thread's `pipeline.run` (input.generate" in said
+            named = re.findall(r"`pipeline\.(\w+)", said)
+            assert named and all(hasattr(pipeline, n) for n in named), said
+    finally:
+        lock.release()
 
 
 def test_run_options_are_the_command_lines(
