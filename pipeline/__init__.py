@@ -586,7 +586,7 @@ def plan(config: ConfigLike) -> Plan:
     ``p.block`` (a Dask task's shape) and ``p.n_blocks`` (their number); ``p.memory`` (bytes
     per task and per worker, against the budgets); ``p.backend`` (``"cpu"`` or ``"gpu"``);
     ``p.notes``. The table's rows themselves, (label, text) pairs:
-    ``pipeline.planning.describe.describe(p)``.
+    ``pipeline.planning.describe(p)``.
 
     Raises what ``pipeline plan`` refuses before its table, as :func:`run` raises it:
     :class:`ConfigError` (the config, either store's ``storage_options``), :class:`InputError`
@@ -618,7 +618,7 @@ def plan(config: ConfigLike) -> Plan:
     if refused is not None:  # in run's words (`run`'s as_configured; _api: the call's words)
         refused.args = (as_configured(str(refused), overwrite), *refused.args[1:])
         raise refused
-    from pipeline.planning.describe import describe
+    from pipeline.planning.rows import describe
     from pipeline.reporting.tables import table_text
 
     now = api_words(as_configured(now, overwrite))

@@ -32,7 +32,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, PlanError
 from pipeline.ops.stages import PAST_FLOAT64
 from pipeline.reporting.summary import Summary
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import (
     ROOT,
     ctrl_c_script,
@@ -74,6 +74,84 @@ def test_importing_the_package_is_light() -> None:
     assert "pipeline" in loaded
     heavy = {"dask", "distributed", "zarr", "numcodecs", "xarray", "cupy", "fsspec", "rich"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+# every re-export of each subpackage, checked after importing each module of the package
+_REEXPORTS = r"""
+import importlib, inspect, json, pkgutil, sys
+wrong = []
+for name in ("config", "devices", "ops", "planning", "reporting", "running", "store"):
+    package = importlib.import_module("pipeline." + name)
+    for module in pkgutil.iter_modules(package.__path__):
+        try:
+            importlib.import_module(package.__name__ + "." + module.name)
+        except ModuleNotFoundError as missing:  # the GPU backend's CuPy, on a CPU machine
+            if missing.name.startswith("pipeline"):
+                raise
+    for export in package.__all__:
+        value = getattr(package, export)
+        home = sys.modules.get(getattr(value, "__module__", ""), None)
+        elsewhere = home is not None and getattr(home, export, value) is not value
+        if inspect.ismodule(value) or elsewhere:
+            wrong.append(package.__name__ + "." + export)
+print(json.dumps(wrong))
+"""
+
+
+def test_each_reexport_is_its_object_after_its_module_is_imported() -> None:
+    """``from pipeline.planning import describe`` gave the module ``planning/describe.py``,
+    not the function, once anything had imported that module: a package's lazy re-export
+    (its ``__getattr__``) is not asked for a name the import of a submodule of that name has
+    set. No subpackage has a module named as one of its re-exports."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REEXPORTS], env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+_LISTED = r"""
+import importlib, json, pydoc, sys
+unlisted = {}
+for name in ("config", "devices", "planning", "reporting", "running", "store"):
+    package = importlib.import_module("pipeline." + name)
+    listed = set(dir(package))  # before any re-export is loaded: a notebook's completion
+    shown = pydoc.render_doc(package, renderer=pydoc.plaintext)
+    missing = [n for n in package.__all__ if n not in listed or f" {n}" not in shown]
+    if missing:
+        unlisted[package.__name__] = missing
+print(json.dumps(unlisted))
+"""
+
+
+def test_each_subpackage_lists_and_documents_its_reexports() -> None:
+    """``dir(pipeline.config)`` (a notebook's completion) and ``help(pipeline.config)`` name
+    every re-export of the subpackages whose re-exports load on first use: they had named
+    ``__getattr__`` alone (``help`` had documented ``Config`` and ``load_config`` while the
+    package imported them at its top)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LISTED], env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {}
+
+
+def test_plan_then_run_in_one_interpreter(tmp_path: Path) -> None:
+    """``pipeline.plan(cfg)`` then ``pipeline.run(cfg)``, a notebook's order, in a fresh
+    interpreter: the run had failed, ``TypeError: 'module' object is not callable`` (the
+    runner's ``describe``, imported from the package after ``plan`` had loaded the module
+    of that name)."""
+    x = small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    code = (
+        "import sys, pipeline; pipeline.plan(sys.argv[1]); print(pipeline.run(sys.argv[1]).status)"
+    )
+    done = run_python(["-c", code, path], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "complete"
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected(x)
+    )
 
 
 def test_the_version_is_the_packages() -> None:
@@ -165,6 +243,30 @@ def test_a_second_run_in_the_same_process_is_named_as_such(tmp_path: Path) -> No
     assert "(this process, another thread's `pipeline.run`" in str(info.value)
     assert f"pid {os.getpid()}" not in str(info.value)
     assert pipeline.run(path).status == "complete"
+
+
+def test_a_generation_in_the_same_process_is_named_by_its_api_call(tmp_path: Path) -> None:
+    """An input that another thread of this process is generating (``pipeline.run`` with
+    ``input.generate.when_missing``, the API's one call that generates) is refused naming
+    that call: the line had named ``pipeline.generate_input``, which the package has not."""
+    from pipeline.store.ledger import InputLock
+    from pipeline.store.location import Location
+
+    path = generated_config(tmp_path, {"shape": [8, 8], "chunks": [4, 8]})
+    done = run_python(["-m", "pipeline", "generate", path, "--progress", "none"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    lock = InputLock(Location.of(str(tmp_path / "in.zarr")), "")
+    lock.acquire()
+    try:
+        for call in (pipeline.plan, pipeline.run):
+            with pytest.raises(InputError) as info:
+                call(path)
+            said = str(info.value)
+            assert "(this process, another thread's `pipeline.run` (input.generate" in said
+            named = re.findall(r"`pipeline\.(\w+)", said)
+            assert named and all(hasattr(pipeline, n) for n in named), said
+    finally:
+        lock.release()
 
 
 def test_run_options_are_the_command_lines(
@@ -2136,9 +2238,9 @@ def test_plan_s_docstring_names_what_the_plan_holds(tmp_path) -> None:
         and "``multiply(factor=3) int8 -> int16``" in doc
     )
     assert p.chain[-1].out_dtype == p.output.dtype and p.backend in ("cpu", "gpu")
-    from pipeline.planning.describe import describe
+    from pipeline.planning import describe
 
-    assert "pipeline.planning.describe.describe(p)" in doc
+    assert "pipeline.planning.describe(p)" in doc
     assert dict(describe(p))["stages"] == "; ".join(s.describe() for s in p.chain)
     for error in ("ConfigError", "InputError", "PlanError", "OptionError"):
         assert f":class:`{error}`" in doc, error

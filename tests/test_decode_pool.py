@@ -136,7 +136,7 @@ def test_a_pool_only_where_a_block_holds_several_units(
     Only the metadata is written: the plan reads nothing else."""
     from zarr.codecs import BloscCodec
 
-    from pipeline.planning.describe import describe
+    from pipeline.planning.rows import describe
 
     zarr.create_array(
         store=str(tmp_path / "in.zarr"),

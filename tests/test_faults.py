@@ -616,8 +616,8 @@ def test_when_missing_takes_a_killed_generation_over(tmp_path: Path, at: str) ->
     e = refused("verify", cfg)
     assert isinstance(e, InputError) and e.status == "incomplete", e
     assert f"its generation (pid {pid}) was stopped before it finished" in str(e), e
-    assert str(e).endswith(
-        "`pipeline run CONFIG` generates it again first (input.generate.when_missing)"
+    assert str(e).endswith(  # the config's file, as for `pipeline generate` (it had said CONFIG)
+        f"`pipeline run {cfg}` generates it again first (input.generate.when_missing)"
     ), e
     plan = pipeline.plan(cfg)
     said = "the input is unfinished (a stopped generate): `run` generates it again"

@@ -312,7 +312,7 @@ PLAN_SIDE = (
     "pipeline.config.models",
     "pipeline.config.problems",
     "pipeline.planning.blocks",
-    "pipeline.planning.describe",
+    "pipeline.planning.rows",
     "pipeline.planning.memory",
     "pipeline.planning.plan",
     "pipeline.planning.variable",

@@ -18,8 +18,8 @@ import pytest
 
 from pipeline.config.loading import load_config
 from pipeline.devices import hardware
-from pipeline.planning.describe import describe
 from pipeline.planning.plan import make_plan
+from pipeline.planning.rows import describe
 from pipeline.running import mps
 from tests.conftest import make_array, write_config
 from tests.test_plan import MACHINES

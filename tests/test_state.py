@@ -829,7 +829,7 @@ def test_run_with_when_missing_generates_an_unfinished_input_again(tmp_path: Pat
     # verify names what finishes it with this config: `run` (it had asked to set
     # input.generate.when_missing: true, which the config says already)
     line, _ = refused(cli, InputError, "verify", u.config)
-    assert "`pipeline run CONFIG` generates it again first" in line, line
+    assert f"`pipeline run {u.config}` generates it again first" in line, line  # (had: CONFIG)
     assert "set input.generate.when_missing" not in line, line
     rc, _, err = cli("run", u.config, "--summary-json", tmp_path / "s.json")
     assert rc == 0, err

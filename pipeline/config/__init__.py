@@ -52,3 +52,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
+    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
+    they had named ``__getattr__`` alone until a re-export was first used."""
+    return sorted({*globals(), *__all__})

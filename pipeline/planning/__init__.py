@@ -8,7 +8,7 @@ machine's facts and the input's metadata.
 * :mod:`~pipeline.planning.blocks`: block and chunk shapes (alignment, growth, automatic
   chunks, a generated input's layout).
 * :mod:`~pipeline.planning.memory`: the memory model, the budgets, the "does not fit" refusal.
-* :mod:`~pipeline.planning.describe`: the plan as rows for ``pipeline plan``.
+* :mod:`~pipeline.planning.rows`: the plan as rows for ``pipeline plan``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.planning.describe import describe
     from pipeline.planning.plan import ClusterPlan, Plan, make_plan, plan_here
+    from pipeline.planning.rows import describe
     from pipeline.planning.specs import Sink, Source
 
 __all__ = ["ClusterPlan", "Plan", "Sink", "Source", "describe", "make_plan", "plan_here"]
@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
 
         value = getattr(specs, name)
     elif name == "describe":
-        from pipeline.planning.describe import describe as value
+        from pipeline.planning.rows import describe as value
     elif name in ("ClusterPlan", "Plan", "make_plan", "plan_here"):
         from pipeline.planning import plan
 
@@ -41,3 +41,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
+    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
+    they had named ``__getattr__`` alone until a re-export was first used."""
+    return sorted({*globals(), *__all__})

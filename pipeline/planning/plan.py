@@ -151,7 +151,7 @@ class Plan:
     where :func:`pipeline.plan` looked; None where the plan did not look"""
     shown: str | None = field(default=None, compare=False)
     """the table ``pipeline plan`` prints of this plan (its rows,
-    :func:`pipeline.planning.describe.describe`, with the "output now" row, as
+    :func:`pipeline.planning.rows.describe`, with the "output now" row, as
     :func:`pipeline.reporting.tables.print_rows` prints them to a file), which
     :func:`pipeline.plan` puts here: its ``str()``. None for a plan made otherwise"""
 
@@ -173,7 +173,7 @@ class Plan:
     def __str__(self) -> str:
         """The table ``pipeline plan`` prints (:attr:`shown`), where :func:`pipeline.plan`
         made this plan; else its ``repr()``. (The table's rows and their printing are of
-        modules that import this one: :mod:`~pipeline.planning.describe`,
+        modules that import this one: :mod:`~pipeline.planning.rows`,
         :mod:`~pipeline.reporting.tables`.)"""
         return self.shown if self.shown is not None else repr(self)
 

@@ -41,8 +41,7 @@ from pipeline.errors import (
     said_then,
 )
 from pipeline.ops import stages
-from pipeline.planning import Plan, make_plan, plan_here
-from pipeline.planning.describe import describe  # the function: the package lazily re-exports it
+from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.plan import ClusterPlan, gpu_wait, local_cluster_plan, protocol_of
 from pipeline.planning.variable import with_output_array
 from pipeline.reporting.progress import Progress

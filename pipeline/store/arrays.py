@@ -2942,7 +2942,7 @@ def check_not_being_written(location: Location, path: str, generation_only: bool
     what, holder = found
     where = location.join(path)
     who = ledger.holder_said(
-        holder, "`pipeline.generate_input`" if what == "generate" else "`pipeline.run`"
+        holder, ledger.GENERATING_CALL if what == "generate" else "`pipeline.run`"
     )
     doing = "being generated" if what == "generate" else "being written by a run, as its output,"
     raise InputError(

@@ -442,7 +442,7 @@ class InputLock(Ledger):
             if not self.location.is_local  # a local lock is never stale: the OS drops it
             else ", or stop it (Ctrl-C: its last line names the command that generates it again)"
         )
-        who = holder_said(holder, "`pipeline.generate_input`")
+        who = holder_said(holder, GENERATING_CALL)
         return f"another process is generating the input {where} ({who}): wait for it to end{gone}"
 
 
@@ -466,6 +466,12 @@ def writer_of(location: Location, path: str) -> tuple[str, dict[str, Any]] | Non
         if holder is not None:
             return what, holder
     return None
+
+
+#: The API call that generates an input in a process of the user's, as a lock's holder of
+#: this process is named (:func:`holder_said`): the package has no call of its own for it
+#: (the line had named ``pipeline.generate_input``, which it has not).
+GENERATING_CALL = "`pipeline.run` (input.generate.when_missing)"
 
 
 def holder_said(holder: dict[str, Any], call: str = "`pipeline.run`") -> str:
