@@ -4,8 +4,10 @@ Layers, lowest first (a module imports only from its own layer or lower ones)::
 
     errors < ops < config < store < devices < planning < reporting < running < api
 
-``errors`` is ``errors.py``, ``_version.py`` and ``shadowing.py`` (which imports no module of
-the package: the workers' check in ``running/cluster.py`` asks them for its files there);
+``errors`` is ``errors.py``, ``_version.py``, ``shadowing.py`` (which imports no module of
+the package: the workers' check in ``running/cluster.py`` asks them for its files there) and
+``_lazy.py`` (the subpackages' lazy re-exports, which every subpackage imports: it imports no
+module of the package);
 ``api`` is ``__init__.py``, ``cli.py`` and ``__main__.py``; every other layer is the subpackage
 of that name.
 ``ops`` sits below ``config`` because the config's stage models are made from the stage
@@ -14,12 +16,21 @@ import hides a cycle, it does not remove it). CuPy is imported at a module's top
 ``devices/gpu.py`` alone, which itself is imported only lazily (``devices.get('gpu')``), so a
 CPU-only install never loads it.
 
-Read from the source with :mod:`ast`, nothing imported.
+The subpackages whose re-exports load on first use make them with the one helper,
+:func:`pipeline._lazy.reexports`, from one table each, which agrees with the package's
+``__all__`` and the imports its type checker reads; no such package has a module named as
+one of its re-exports.
+
+Read from the source with :mod:`ast`, nothing imported; the re-exports' behaviour (nothing
+loaded by the package's import, ``dir``, ``help``, the error for an unknown name, each name
+its module's object) is checked in a fresh interpreter per package.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +39,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 LAYERS = ("errors", "ops", "config", "store", "devices", "planning", "reporting", "running", "api")
+
+#: The modules of the lowest layer, ``errors``, each of the package's top level.
+LOWEST = ("errors", "_version", "shadowing", "_lazy")
+
+#: The subpackages whose re-exports load on first use (:func:`pipeline._lazy.reexports`).
+LAZY_PACKAGES = ("config", "store", "planning", "devices", "running", "reporting")
 
 #: Lazy imports a cycle may go through: the backend registry loads the GPU backend on demand.
 LAZY_ALLOWED = {("pipeline.devices", "pipeline.devices.gpu")}
@@ -61,7 +78,7 @@ def layer(module: str) -> int:
     parts = module.split(".")
     if len(parts) == 1 or parts[1] in ("cli", "__main__"):
         return LAYERS.index("api")
-    if parts[1] in ("errors", "_version", "shadowing"):
+    if parts[1] in LOWEST:
         return LAYERS.index("errors")
     return LAYERS.index(parts[1])
 
@@ -170,6 +187,72 @@ def gpu_imports(package: Path) -> list[str]:
     return bad
 
 
+@dataclass(frozen=True)
+class Reexports:
+    """What a package's ``__init__.py`` says of its re-exports."""
+
+    table: dict[str, str] | None
+    """``{name: module}`` given to ``reexports(__name__, {...})``; None where it makes none"""
+    all: list[str]
+    """its ``__all__``"""
+    typed: dict[str, str]
+    """``{name: module}`` of its ``if TYPE_CHECKING:`` imports (what mypy sees)"""
+    own: set[str]
+    """the functions and classes it defines itself"""
+
+
+def reexports_of(path: Path) -> Reexports:
+    """The re-exports ``path`` (a package's ``__init__.py``) makes, read from its source."""
+    tree = ast.parse(path.read_text(), str(path))
+    table: dict[str, str] | None = None
+    names: list[str] = []
+    typed: dict[str, str] = {}
+    own: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, ast.Assign) and _made_by_the_helper(node):
+            assert isinstance(node.value, ast.Call)
+            table = ast.literal_eval(node.value.args[1])
+        elif isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__":
+            names = ast.literal_eval(node.value)
+        elif isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                if isinstance(imp, ast.ImportFrom) and imp.module:
+                    typed |= {a.asname or a.name: imp.module for a in imp.names}
+    return Reexports(table, names, typed, own)
+
+
+def _made_by_the_helper(node: ast.Assign) -> bool:
+    """``node`` is ``__getattr__, __dir__ = reexports(...)``."""
+    call = node.value
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "reexports"
+        and [ast.unparse(t) for t in node.targets] == ["(__getattr__, __dir__)"]
+    )
+
+
+def own_lazy_hooks(package: Path) -> list[str]:
+    """Modules that define a module's ``__getattr__`` or ``__dir__`` themselves, where the
+    helper ``_lazy.py`` makes them ('module:line defines NAME'), the API's ``__init__.py``
+    (its one lazy name, ``Config``) aside."""
+    found = []
+    for name, path in modules(package).items():
+        if name in (package.name, f"{package.name}._lazy"):
+            continue
+        for node in ast.parse(path.read_text(), str(path)).body:
+            defined = []
+            if isinstance(node, ast.FunctionDef):
+                defined = [node.name]
+            elif isinstance(node, ast.Assign) and not _made_by_the_helper(node):
+                defined = [ast.unparse(t) for t in node.targets]
+            defined = [d for d in defined if "__getattr__" in d or "__dir__" in d]
+            found += [f"{name}:{node.lineno} defines {d}" for d in defined]
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -196,6 +279,133 @@ def test_each_subpackage_and_module_says_what_it_owns() -> None:
         if name.endswith("__main__"):
             continue
         assert doc and len(doc.split()) >= 5, f"{name} has no docstring saying what it owns"
+
+
+def test_every_lazy_subpackage_reexports_through_the_one_helper() -> None:
+    """The six subpackages' re-exports are made by ``_lazy.reexports`` from a table: no
+    module keeps a copy of its own (each had one, and they had drifted: three kept the object
+    as the package's attribute, three looked it up again on every use)."""
+    made = {
+        path.parent.name
+        for path in PACKAGE.glob("*/__init__.py")
+        if reexports_of(path).table is not None
+    }
+    assert made == set(LAZY_PACKAGES)
+    assert own_lazy_hooks(PACKAGE) == []
+    assert layer("pipeline._lazy") == 0
+    assert imports("pipeline._lazy", PACKAGE / "_lazy.py", set(modules(PACKAGE))) == []
+
+
+@pytest.mark.parametrize("name", LAZY_PACKAGES)
+def test_a_packages_table_is_its_all_and_what_mypy_sees(name: str) -> None:
+    """The table (what the package gives at run time), ``__all__`` (what ``help`` and
+    ``import *`` name) and the ``TYPE_CHECKING`` imports (what mypy sees) name the same
+    objects; no re-export is named as a module of its package (importing that module sets the
+    package's attribute to the module, and the re-export is never asked: ``from
+    pipeline.planning import describe`` had given the module ``planning/describe.py``)."""
+    found = reexports_of(PACKAGE / name / "__init__.py")
+    assert found.table
+    assert sorted(found.all) == sorted({*found.table, *(found.own & {*found.all})})
+    assert len(found.all) == len(set(found.all))
+    assert {n for n in found.all if n not in found.table} <= found.own
+    assert found.typed == {n: f"pipeline.{name}.{m}" for n, m in found.table.items()}
+    mods = {p.stem for p in (PACKAGE / name).glob("*.py")} | {
+        p.parent.name for p in (PACKAGE / name).glob("*/__init__.py")
+    }
+    assert set(found.table.values()) <= mods
+    assert not set(found.table) & mods, sorted(set(found.table) & mods)
+
+
+#: In a fresh interpreter: the package ``argv[1]``, whose re-exports ``argv[2]`` maps to their
+#: modules, imported, listed, asked for an unknown name, then for each re-export; then, every
+#: module of it imported, each again.
+_BEHAVIOUR = r"""
+import importlib, json, pkgutil, pydoc, sys, types
+
+name, table = sys.argv[1], json.loads(sys.argv[2])
+own = lambda: sorted(m for m in sys.modules if m.startswith(name + "."))
+package = importlib.import_module(name)
+seen = {"imported": own(), "unlisted": sorted(set(package.__all__) - set(dir(package)))}
+seen["listed"] = own()
+try:
+    package.no_such_name
+except AttributeError as e:
+    seen["unknown"] = str(e)
+seen["hasattr"] = hasattr(package, "no_such_name")
+seen["wrong"] = []
+for export in package.__all__:
+    value = getattr(package, export)
+    if export in table:
+        home = sys.modules.get(table[export])
+        kept = getattr(package, export) is value  # asked again: the same
+        if home is None or getattr(home, export) is not value or not kept:
+            seen["wrong"].append(export)
+shown = pydoc.render_doc(package, renderer=pydoc.plaintext)
+seen["undocumented"] = [n for n in package.__all__ if f" {n}" not in shown]
+for module in pkgutil.iter_modules(package.__path__):
+    try:
+        importlib.import_module(name + "." + module.name)
+    except ModuleNotFoundError as missing:  # the GPU backend's CuPy, on a CPU machine
+        if not missing.name or missing.name.startswith("pipeline"):
+            raise
+seen["modules"] = [
+    n for n in package.__all__ if isinstance(getattr(package, n), types.ModuleType)
+]
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("name", LAZY_PACKAGES)
+def test_a_lazy_packages_reexports_behave(name: str, tmp_path: Path) -> None:
+    """``import pipeline.NAME`` imports none of its modules, nor does ``dir`` (which names every
+    re-export, loaded or not, as ``help`` does); an unknown name is Python's AttributeError;
+    each re-export is its module's object, loaded on first use, and stays so once every module
+    of the package is imported (the worker-side modules load without the plan's:
+    ``tests/test_fork_server.py``)."""
+    from tests.faultkit import run_python
+
+    homes = reexports_of(PACKAGE / name / "__init__.py").typed  # what mypy sees
+    package = f"pipeline.{name}"
+    done = run_python(["-c", _BEHAVIOUR, package, json.dumps(homes)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen == {
+        "imported": [],
+        "unlisted": [],
+        "listed": [],
+        "unknown": f"module {package!r} has no attribute 'no_such_name'",
+        "hasattr": False,
+        "wrong": [],
+        "undocumented": [],
+        "modules": [],
+    }
+
+
+def test_a_reexport_asked_first_is_the_object_not_its_module(tmp_path: Path) -> None:
+    """``reexports`` keeps the object as the package's attribute, over the module of the same
+    name its import set there: asked through the package first, ``toy.thing`` is the function
+    ``toy/thing.py`` defines, then and after ``import toy.thing``."""
+    from tests.faultkit import env, run_python
+
+    toy = tmp_path / "toy"
+    toy.mkdir()
+    (toy / "__init__.py").write_text(
+        "from pipeline._lazy import reexports\n"
+        "__getattr__, __dir__ = reexports(__name__, {'thing': 'thing'})\n"
+    )
+    (toy / "thing.py").write_text("def thing():\n    return 7\n")
+    code = (
+        "import sys, toy\n"
+        "first = toy.thing\n"
+        "import toy.thing\n"
+        "from toy import thing\n"
+        "print(first(), toy.thing is first, thing is first, 'toy.thing' in sys.modules)\n"
+    )
+    e = env()
+    e["PYTHONPATH"] = os.pathsep.join((str(tmp_path), e["PYTHONPATH"]))
+    done = run_python(["-c", code], tmp_path, environ=e)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "True", "True", "True"]
 
 
 # The checks themselves, on a small package written here: each rule catches what it is for.

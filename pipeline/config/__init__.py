@@ -9,7 +9,9 @@ README's reference from them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.config.loading import load_config, parse_config
@@ -36,26 +38,20 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use: a module of the package that a worker
-    needs (:mod:`~pipeline.config.urls`, which :mod:`~pipeline.store.location` reads) loads
-    without the models (pydantic's validators of every section, built as they load)."""
-    if name in ("load_config", "parse_config"):
-        from pipeline.config import loading
-
-        value = getattr(loading, name)
-    elif name in __all__:
-        from pipeline.config import models
-
-        value = getattr(models, name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: a module of the package that a worker needs
+# (:mod:`~pipeline.config.urls`, which :mod:`~pipeline.store.location` reads) loads without the
+# models (pydantic's validators of every section, built as they load).
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "ChunkingConfig": "models",
+        "ClusterConfig": "models",
+        "CodecConfig": "models",
+        "Config": "models",
+        "GenerateConfig": "models",
+        "InputConfig": "models",
+        "OutputConfig": "models",
+        "load_config": "loading",
+        "parse_config": "loading",
+    },
+)

@@ -14,7 +14,9 @@ name the plan chose.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.devices.base import Backend, Encoding
@@ -44,26 +46,15 @@ def get(name: str) -> Backend:
     return inst
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use: the hardware facts (``pipeline info``, the
-    plan) need neither the backends nor their codecs."""
-    if name in ("Backend", "Encoding"):
-        from pipeline.devices import base
-
-        return getattr(base, name)
-    if name == "CpuBackend":
-        from pipeline.devices.cpu import CpuBackend
-
-        return CpuBackend
-    if name in ("Facts", "gpu_status"):
-        from pipeline.devices import hardware
-
-        return getattr(hardware, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: the hardware facts (``pipeline info``, the plan) need
+# neither the backends nor their codecs.
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "Backend": "base",
+        "CpuBackend": "cpu",
+        "Encoding": "base",
+        "Facts": "hardware",
+        "gpu_status": "hardware",
+    },
+)

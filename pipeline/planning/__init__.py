@@ -13,7 +13,9 @@ machine's facts and the input's metadata.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.planning.plan import ClusterPlan, Plan, make_plan, plan_here
@@ -23,28 +25,18 @@ if TYPE_CHECKING:
 __all__ = ["ClusterPlan", "Plan", "Sink", "Source", "describe", "make_plan", "plan_here"]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use, so that a module of the package that a
-    worker needs (:mod:`~pipeline.planning.specs`, unpickled with every task) loads without
-    the plan's (the config's models, the memory model, the input's Dataset)."""
-    if name in ("Sink", "Source"):
-        from pipeline.planning import specs
-
-        value = getattr(specs, name)
-    elif name == "describe":
-        from pipeline.planning.rows import describe as value
-    elif name in ("ClusterPlan", "Plan", "make_plan", "plan_here"):
-        from pipeline.planning import plan
-
-        value = getattr(plan, name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: a module of the package that a worker needs
+# (:mod:`~pipeline.planning.specs`, unpickled with every task) loads without the plan's (the
+# config's models, the memory model, the input's Dataset).
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "ClusterPlan": "plan",
+        "Plan": "plan",
+        "Sink": "specs",
+        "Source": "specs",
+        "describe": "rows",
+        "make_plan": "plan",
+        "plan_here": "plan",
+    },
+)

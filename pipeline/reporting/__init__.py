@@ -10,7 +10,9 @@ and ``pipeline verify``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.reporting.progress import Progress
@@ -20,26 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "Summary", "print_rows"]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use: the command line prints its tables through
-    :mod:`~pipeline.reporting.tables` without loading the summary's imports (the plan, Dask)."""
-    if name == "Progress":
-        from pipeline.reporting.progress import Progress
-
-        return Progress
-    if name == "Summary":
-        from pipeline.reporting.summary import Summary
-
-        return Summary
-    if name == "print_rows":
-        from pipeline.reporting.tables import print_rows
-
-        return print_rows
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: the command line prints its tables through
+# :mod:`~pipeline.reporting.tables` without loading the summary's imports (the plan, Dask).
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "Progress": "progress",
+        "Summary": "summary",
+        "print_rows": "tables",
+    },
+)

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.running.generate import generate_input
@@ -23,23 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["RunOptions", "generate_input", "run"]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use, so that importing one module of the
-    package (the worker plugin's :mod:`~pipeline.running.cluster`, the tasks) does not load
-    the others."""
-    if name == "generate_input":
-        from pipeline.running.generate import generate_input
-
-        return generate_input
-    if name in ("RunOptions", "run"):
-        from pipeline.running import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: importing one module of the package (the worker
+# plugin's :mod:`~pipeline.running.cluster`, the tasks) does not load the others.
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "RunOptions": "runner",
+        "generate_input": "generate",
+        "run": "runner",
+    },
+)

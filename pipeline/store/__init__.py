@@ -14,7 +14,9 @@ run's record beside the output.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import reexports
 
 if TYPE_CHECKING:
     from pipeline.store.arrays import ArrayInfo, describe_array, open_zarr_array
@@ -39,41 +41,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exports, each imported on first use, so that a module of the package (a worker's
-    :mod:`~pipeline.store.grid` or :mod:`~pipeline.store.location`) loads without the others."""
-    if name in ("ArrayInfo", "describe_array", "open_zarr_array"):
-        from pipeline.store import arrays
-
-        value = getattr(arrays, name)
-    elif name in ("Damaged", "FrameCodec"):
-        from pipeline.store import codecs
-
-        value = getattr(codecs, name)
-    elif name == "Shape":
-        from pipeline.store import grid
-
-        value = grid.Shape
-    elif name in ("RECORD", "Ledger"):
-        from pipeline.store import ledger
-
-        value = getattr(ledger, name)
-    elif name == "Location":
-        from pipeline.store import location
-
-        value = location.Location
-    elif name in ("EMPTY", "Frames"):
-        from pipeline.store import shards
-
-        value = getattr(shards, name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names and its re-exports, loaded or not: ``dir()``, a notebook's
-    completion and ``help()`` (pydoc lists what ``dir`` gives) name them all; without it
-    they had named ``__getattr__`` alone until a re-export was first used."""
-    return sorted({*globals(), *__all__})
+# The re-exports, each imported on first use: a module of the package (a worker's
+# :mod:`~pipeline.store.grid` or :mod:`~pipeline.store.location`) loads without the others.
+__getattr__, __dir__ = reexports(
+    __name__,
+    {
+        "EMPTY": "shards",
+        "RECORD": "ledger",
+        "ArrayInfo": "arrays",
+        "Damaged": "codecs",
+        "FrameCodec": "codecs",
+        "Frames": "shards",
+        "Ledger": "ledger",
+        "Location": "location",
+        "Shape": "grid",
+        "describe_array": "arrays",
+        "open_zarr_array": "arrays",
+    },
+)
