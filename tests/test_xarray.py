@@ -5825,6 +5825,93 @@ def test_a_v3_fill_value_of_an_array_in_no_group_is_the_number_it_says(
     assert rc == 0, err + out_text
 
 
+@pytest.mark.parametrize("path", ["", "a/v"], ids=["root", "in-no-group"])
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+def test_a_v2_fill_value_of_an_array_in_no_group_masks_only_where_asked(
+    tmp_path: Path, cli, path: str, dtype: str
+) -> None:
+    """A Zarr v2 array with ``_ARRAY_DIMENSIONS`` at the store's root, or under folders that
+    are no group, with zarr-python 2's default fill value 0 and zeros among its elements:
+    ``xr.open_zarr`` does not open it (no group), so xarray's reading of a v2 fill value as
+    ``_FillValue`` decodes nothing there. h69a: it had been refused as "stored masked
+    (_FillValue)", an attribute it does not have, its decoding one xarray never does; it is
+    read as zarr-python reads it, zeros as numbers, the plan's note saying so and how to
+    mask them, verify passing; ``input.mask_and_scale: true`` masks them, as xarray reads the
+    array in a Dataset."""
+    x = np.arange(24).reshape(4, 6).astype(dtype)
+    x[1, 2] = 0
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            str(src / path) if path else str(src),
+            shape=x.shape,
+            dtype=dtype,
+            chunks=(2, 6),
+            zarr_format=2,
+            fill_value=0,
+            attributes={"_ARRAY_DIMENSIONS": ["y", "x"], "units": "m"},
+        )
+        z[...] = x
+        with pytest.raises(zarr.errors.GroupNotFoundError):  # xarray opens no variable there
+            xr.open_zarr(str(src), group=path.rpartition("/")[0] or None, consolidated=False)
+    before = file_states(src)
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": path},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "cluster": _THREADS,
+    }
+    (said,) = [n for n in pipeline.plan(cfg).notes if "no group around it" in n]
+    assert "fill value 0" in said and "input.mask_and_scale: true" in said, said
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), x.dtype), x)
+    assert same_bits(out, want)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
+    assert rc == 0, err + out_text
+    masked = {**cfg, "input": {**cfg["input"], "mask_and_scale": True}}
+    assert not [n for n in pipeline.plan(masked).notes if "no group around it" in n]
+    assert pipeline.run(masked, overwrite=True).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert np.isnan(out[1, 2]) and np.isnan(out[0, 0]) and out[0, 1] == 2
+    assert file_states(src) == before
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["masked", "packed"])
+def test_a_v2_variables_fill_value_mask_is_named_as_its_fill_value(
+    tmp_path: Path, packed: bool
+) -> None:
+    """A Zarr v2 variable of a group with the fill value 0 (zarr-python 2's default), which
+    xarray reads as its ``_FillValue``, masking zeros: refused without mask_and_scale, in one
+    line naming the fill value where the user finds it (its ``.zarray``), not an attribute
+    ``_FillValue`` it does not have, and the decoding in words (h69a: "(_FillValue)", "unpack
+    (0.0 -> NaN) as float32")."""
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(str(src), mode="w", zarr_format=2)
+        attrs: dict[str, Any] = {"_ARRAY_DIMENSIONS": ["y", "x"]}
+        if packed:
+            attrs["scale_factor"] = 0.5
+        t = g.create_array("t", shape=(2, 3), dtype="float32", fill_value=0, attributes=attrs)
+        t[...] = np.array([[0, 1, 2], [3, 0, 5]], "float32")
+        decoded = xr.open_zarr(str(src), consolidated=False)["t"].values
+    assert np.isnan(decoded[0, 0])  # xarray masks the zeros
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    assert len(line.splitlines()) == 1 and info.value.attributes[-1] == "_FillValue"
+    assert "its Zarr fill_value 0.0, which xarray reads as _FillValue)" in line, line
+    assert "(_FillValue)" not in line
+    if not packed:
+        assert "(elements equal to 0.0 become NaN, in float32)" in line, line
+    assert line.endswith("set input.mask_and_scale: true to run the stages on the decoded values")
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
     tmp_path: Path,
 ) -> None:

@@ -156,6 +156,8 @@ def carried(
         assert variable is not None
         _check_frame(variable, output_path)
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
+    alone_note = alone_fill_note(config, arr, is_alone(variable))
+    notes += [alone_note] if alone_note else []
     if frame:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
@@ -814,6 +816,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         ) from None
     if found is None or config.input.mask_and_scale:
         return found
+    if alone_fill_note(config, arr, alone) is not None:
+        return None  # no xarray reads it: as zarr-python reads it (the plan's note says so)
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
     if found.fill_values and "_FillValue" not in attrs and "missing_value" not in attrs:
         names.append("_FillValue")  # Zarr v2: the array's fill value, where xarray puts it
@@ -831,13 +835,63 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
 
         names = [k for k in ("_FillValue", "missing_value") if masks(k)]
     how = "packed" if is_packed(attrs) else "masked"
+    said = ", ".join(names)
+    decodes = found.describe()
+    if v2_fill is not None and "_FillValue" in names and "_FillValue" not in attrs:
+        # no such attribute: the .zarray's fill value, which xarray reads as one (h69a: the
+        # line had named an attribute the user could not find, its decoding in the pipeline's
+        # words)
+        fill = repr(np.asarray(v2_fill).item())
+        said = said.replace(
+            "_FillValue", f"its Zarr fill_value {fill}, which xarray reads as _FillValue"
+        )
+        if not is_packed(attrs):
+            decodes = (
+                f"elements equal to {found.said_fills()} become NaN, in {np.dtype(found.dtype)}"
+            )
     raise InputError(
-        f"input variable {where} is stored {how} ({', '.join(names)}): its stored {stored} "
-        f"numbers are not its values, which xarray decodes ({found.describe()}); set "
+        f"input variable {where} is stored {how} ({said}): its stored {stored} "
+        f"numbers are not its values, which xarray decodes ({decodes}); set "
         "input.mask_and_scale: true to run the stages on the decoded values",
         variable=where,
         attributes=names,
         fix="input.mask_and_scale: true",
+    )
+
+
+def alone_fill_note(config: Config, arr: Any, alone: bool) -> str | None:
+    """The plan's note for a Zarr v2 array with dimension names in no group (``alone``: the
+    store's root, or folders that are no group) whose fill value alone would mask elements as
+    xarray reads a v2 variable's fill value, its ``_FillValue``, with ``input.mask_and_scale``
+    false: ``xr.open_zarr`` does not open such an array at all (no group), so nothing decodes
+    it there, and it is read as zarr-python reads it, as an array without names is (its
+    elements equal to the fill value are numbers). It had been refused as "stored masked
+    (_FillValue)", naming an attribute it does not have and a decoding xarray never does
+    (h69a: a root array of zarr-python 2's default fill value 0 and ``_ARRAY_DIMENSIONS``).
+    ``input.mask_and_scale: true`` still masks them, as xarray reads that array in a
+    Dataset. None where that is not the case: in a group, decoded, packed, or masked by an
+    attribute of its own (refused as :func:`decoding` says)."""
+    if not alone or config.input.mask_and_scale or arr.metadata.zarr_format != 2:
+        return None
+    attrs = dict(arr.attrs)
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf" or arr.fill_value is None or is_packed(attrs):
+        return None
+    stored = stored.newbyteorder("=")
+    try:
+        if unpacking(attrs, stored, None, 2, as_variable=True, alone=True) is not None:
+            return None  # its own attributes mask: refused, as they say
+        found = unpacking(attrs, stored, arr.fill_value, 2, as_variable=True, alone=True)
+    except UnreadableFill:
+        return None
+    if found is None:
+        return None
+    return (
+        f"the input array has dimension names but no group around it, which xr.open_zarr "
+        f"does not open, so its elements equal to its Zarr fill value "
+        f"{found.said_fills()} are read as numbers, as zarr-python reads them; "
+        "input.mask_and_scale: true reads them as missing (NaN), as xarray reads a Zarr v2 "
+        "variable's fill value in a Dataset"
     )
 
 
