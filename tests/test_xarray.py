@@ -5912,6 +5912,47 @@ def test_a_v2_variables_fill_value_mask_is_named_as_its_fill_value(
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("member", ["t", "x"], ids=["variable", "coordinate"])
+def test_metadata_gone_but_listed_in_the_consolidated_copy_names_the_copy(
+    tmp_path: Path, zarr_format: int, member: str
+) -> None:
+    """An array's own metadata document (``.zarray``, ``zarr.json``) deleted while the
+    group's consolidated copy still lists it, its chunks there: xarray opens the Dataset
+    through the copy; the pipeline reads each array's own metadata and refuses it, in one
+    line naming the copy and the document to write back (h69a: the variable's had said "no
+    Zarr array at ...: it is a folder of no Zarr metadata; check input.array", the copy
+    unnamed; the coordinate's "it lists 'x', which the group no longer holds", its only fix
+    consolidating again, which drops the coordinate). Nothing is written, the input is
+    untouched; the fix followed as said, the input runs."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    doc = ".zarray" if zarr_format == 2 else "zarr.json"
+    (src / member / doc).unlink()
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    copy = src / (".zmetadata" if zarr_format == 2 else "zarr.json")
+    assert len(line.splitlines()) == 1, line
+    if member == "t":
+        assert f"the consolidated metadata {copy} still lists it" in line, line
+        assert f"write that entry back to t/{doc}" in line, line
+    else:
+        assert f"the consolidated metadata of the input Dataset {src} is stale" in line, line
+        assert f"whose own metadata x/{doc} is gone" in line, line
+        assert f"back to x/{doc} to keep it" in line, line
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    held = json.loads(copy.read_text())
+    if zarr_format == 2:
+        entry = held["metadata"][f"{member}/.zarray"]
+    else:
+        entry = held["consolidated_metadata"]["metadata"][member]
+    (src / member / doc).write_text(json.dumps(entry))
+    assert pipeline.run(config(tmp_path, cluster=_THREADS)).status == "complete"
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", src)
+
+
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
     tmp_path: Path,
 ) -> None:

@@ -1362,6 +1362,20 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        listed = consolidated_listing(location, path)
+        if listed is not None:
+            copy, entry, document = listed
+            raise InputError(
+                f"no Zarr array at {location.said(path)}: its own metadata {document} is gone, "
+                f"but the consolidated metadata {location.said(copy)} still lists it as "
+                f"{entry!r} (xr.open_zarr reads that copy, the pipeline each array's own "
+                f"metadata): write that entry back to {document}, or run on a fresh copy of "
+                "the store",
+                store=where,
+                array=path,
+                status="absent",
+                reason="listed only in consolidated metadata",
+            ) from None
         chunks = _chunks_without_metadata(location, path)
         if chunks is not None:
             raise InputError(
@@ -1897,6 +1911,47 @@ _METADATA_NAMES = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zme
 #: A name of a folder's listing that is a chunk's key, or the first part of one: v3's
 #: default ``c`` (its chunks under ``c/0/1``), v2's ``0.1`` (or ``0`` under ``/`` keys).
 _CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
+
+
+def consolidated_listing(location: Location, path: str) -> tuple[str, str, str] | None:
+    """Where consolidated metadata still lists an array at ``path`` whose own metadata
+    document is gone: (the key of the copy, ``.zmetadata`` or a group's ``zarr.json``; its
+    entry for the array, ``t/.zarray`` or ``t``; the missing document's key), the nearest
+    group above ``path`` first; None where no copy lists it, or none can be read (a hint
+    only). zarr-python opens such an array through that copy, and ``xr.open_zarr`` with it;
+    the pipeline reads each array's own metadata, and had said "no Zarr array at ...: it is
+    a folder of no Zarr metadata; check input.array", naming neither the copy nor the fix
+    (h69a)."""
+    if not path:
+        return None
+    parts = path.split("/")
+    for depth in range(len(parts) - 1, -1, -1):
+        group, rel = "/".join(parts[:depth]), "/".join(parts[depth:])
+        for name, entry, document in (
+            (".zmetadata", f"{rel}/.zarray", f"{path}/.zarray"),
+            ("zarr.json", rel, f"{path}/zarr.json"),
+        ):
+            key = key_under(group, name)
+            try:
+                raw = location.read(key)
+                doc = json.loads(raw) if raw else None
+            except Exception:  # a hint only: the usual line stands
+                continue
+            if not isinstance(doc, dict):
+                continue
+            if name == ".zmetadata":
+                held = doc.get("metadata")
+            else:
+                inline = doc.get("consolidated_metadata")
+                held = inline.get("metadata") if isinstance(inline, dict) else None
+            found = held.get(entry) if isinstance(held, dict) else None
+            if name == "zarr.json" and not (
+                isinstance(found, dict) and found.get("node_type") == "array"
+            ):
+                continue
+            if isinstance(found, dict):
+                return key, entry, document
+    return None
 
 
 def _chunks_without_metadata(location: Location, path: str) -> str | None:
