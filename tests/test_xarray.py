@@ -1322,18 +1322,100 @@ def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> 
     assert getattr(unpacked, where) - getattr(plain, where) == 64 * 128 * (8 + 1)
 
 
-def test_an_unsigned_attribute_is_refused_even_with_mask_and_scale(tmp_path: Path) -> None:
-    write_dataset(tmp_path / "in.zarr", 3, {"dtype": "int16"})
-    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").update_attributes(
-        {"_Unsigned": "true"}
-    )
-    # consolidated again: a stale copy is refused before the decoding (h66a's 99c703e)
-    with pytest.warns(UserWarning):  # v3 consolidated metadata: not in the spec yet
-        zarr.consolidate_metadata(str(tmp_path / "in.zarr"), zarr_format=3)
+#: Variables xarray reads with the other sign (``_Unsigned``): (stored dtype, stored values,
+#: attributes). xarray's mask coder views "true" signed integers as unsigned (its
+#: ``_convert_unsigned_fill_value``), "false" unsigned ones as signed, converts the
+#: ``_FillValue`` (a v2 array's fill value in its place) alike, and leaves ``missing_value`` as
+#: it is: -1 then masks nothing on the unsigned values.
+UNSIGNED: dict[str, tuple[str, list[int], dict[str, Any]]] = {
+    "int16-true": ("int16", [0, 1, -1, -2, 32767, -32768], {"_Unsigned": "true"}),
+    "int16-true-fill": (
+        "int16",
+        [0, 1, -1, -2, 32767, -32768],
+        {"_Unsigned": "true", "_FillValue": -1},
+    ),
+    "int8-true-packed": (
+        "int8",
+        [0, 1, -1, -2, 127, -128],
+        {"_Unsigned": "true", "_FillValue": -2, "scale_factor": 0.5, "add_offset": 10.0},
+    ),
+    "int8-true-missing-value": (
+        "int8",
+        [0, 1, -1, -2, 127, -128],
+        {"_Unsigned": "true", "missing_value": -1},
+    ),
+    "uint16-false-fill": (
+        "uint16",
+        [0, 1, 65535, 65534, 32768, 7],
+        {"_Unsigned": "false", "_FillValue": 65534},
+    ),
+    "int16-false": ("int16", [0, 1, -1, -2, 5, 7], {"_Unsigned": "false"}),
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("case", list(UNSIGNED))
+def test_an_unsigned_attribute_is_decoded_as_xarray_decodes_it(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int, case: str
+) -> None:
+    """A variable with ``_Unsigned`` (netCDF-3's unsigned bytes: signed integers to be read as
+    unsigned), run with ``input.mask_and_scale: true``, comes out as NumPy's chain over
+    ``xr.open_zarr``'s values, bit for bit (dtype too), verify passing: it had been refused
+    even with the setting (h69a). Without the setting, where xarray reads other values than
+    the stored ones, it is refused in one line naming ``_Unsigned`` and the setting; an
+    ``_Unsigned`` xarray ignores ("false" on signed integers) decodes nothing. On the GPU the
+    block is viewed with the other sign before the decoding kernel (``Unpacking.stored``)."""
+    backend, client = backend_client
+    stored, values, attrs = UNSIGNED[case]
+    x = np.array(values, dtype=stored).reshape(2, 3)
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(str(src), mode="w", zarr_format=zarr_format)
+        own = dict(attrs)
+        fill = own.pop("_FillValue", None) if zarr_format == 2 else None
+        if zarr_format == 2:
+            own["_ARRAY_DIMENSIONS"] = ["y", "x"]
+        t = g.create_array(
+            "t",
+            shape=x.shape,
+            dtype=stored,
+            chunks=(1, 3),
+            fill_value=fill,
+            attributes=own,
+            dimension_names=("y", "x") if zarr_format == 3 else None,
+        )
+        t[...] = x
+        zarr.consolidate_metadata(str(src))
+        try:
+            decoded = xr.open_zarr(str(src))["t"].values
+        except OverflowError:  # a v3 _FillValue 65534 to be read as int16: xarray fails
+            decoded = None
+    before = file_states(src)
+    cfg = config(tmp_path, backend, input={"mask_and_scale": True})
+    if decoded is None:  # refused, saying so, before anything is written
+        with pytest.raises(InputError) as failed:
+            pipeline.run(cfg, client=client)
+        assert failed.value.attributes == ["_FillValue"], failed.value
+        assert "which xarray cannot read" in str(failed.value)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    assert pipeline.run(cfg, client=client).status == "complete"
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), decoded.dtype), decoded)
+    got = open_dataset(tmp_path / "out.zarr")["t"].values
+    assert same_bits(got, want), (got, want)
+    assert pipeline.verify(cfg, all=True).ok
+    plain = config(tmp_path, backend, output={"overwrite": True})
+    if same_bits(decoded, x):  # xarray reads the stored numbers: nothing to decode
+        assert pipeline.run(plain, client=client).status == "complete"
+        return
     with pytest.raises(InputError) as info:
-        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
-    assert info.value.attributes == ["_Unsigned"]
-    assert not (tmp_path / "out.zarr").exists()
+        pipeline.run(plain, client=client)
+    e = info.value
+    assert "_Unsigned" in e.attributes and e.fix == "input.mask_and_scale: true", e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(src) == before
 
 
 def test_an_integer_variable_without_a_fill_value_needs_no_decoding(tmp_path: Path) -> None:

@@ -118,7 +118,8 @@ def carried(
     ``run`` generates first) carries into the output at ``output_path``.
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
-    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, for
+    packed or masked (or read with the other sign: ``_Unsigned``) when
+    ``input.mask_and_scale`` is false, for
     one xarray decodes to times, booleans or, as a time's bounds, dates
     (:func:`refuse_time_bounds`, field ``coordinate`` too), and
     for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
@@ -742,7 +743,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
     cannot read is taken as it is written (:func:`pipeline.ops.cf.fill_attributes`).
 
     Raises InputError when the values differ from the stored elements and
-    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), for a
+    ``input.mask_and_scale`` is false (``_Unsigned`` integers too, which xarray reads with the
+    other sign: :func:`pipeline.ops.cf.reinterpreted`), for a
     variable xarray decodes to dates, durations or booleans (see :func:`refuse_non_numbers`), and,
     whatever
     ``input.mask_and_scale`` says, for a Zarr v3 ``_FillValue`` attribute that xarray cannot
@@ -754,15 +756,6 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
     )
     if is_variable:
         refuse_non_numbers(where, attrs, np.dtype(arr.dtype))
-    if "_Unsigned" in attrs:
-        raise InputError(
-            f"input variable {where} has the attribute _Unsigned (its integers are to be read "
-            "with the other signedness), which the pipeline does not decode: write it with "
-            "xarray as an unsigned dtype, or without _Unsigned",
-            variable=where,
-            attributes=["_Unsigned"],
-            fix="rewrite the variable",
-        )
     stored = np.dtype(arr.dtype)
     if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
         return None
@@ -835,6 +828,10 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
 
         names = [k for k in ("_FillValue", "missing_value") if masks(k)]
     how = "packed" if is_packed(attrs) else "masked"
+    if found.view is not None:  # _Unsigned: xarray reads the integers with the other sign
+        names.insert(0, "_Unsigned")
+        if not is_packed(attrs) and names == ["_Unsigned"]:
+            how = "signed" if found.view == "u" else "unsigned"
     said = ", ".join(names)
     decodes = found.describe()
     if v2_fill is not None and "_FillValue" in names and "_FillValue" not in attrs:
