@@ -6035,6 +6035,40 @@ def test_metadata_gone_but_listed_in_the_consolidated_copy_names_the_copy(
     assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", src)
 
 
+@pytest.mark.parametrize("edit", ["deleted", "names-removed"])
+def test_dimension_names_only_in_the_consolidated_copy_are_refused_naming_it(
+    tmp_path: Path, edit: str
+) -> None:
+    """A Zarr v2 variable whose own ``.zattrs`` is gone, or has lost ``_ARRAY_DIMENSIONS``,
+    while the group's ``.zmetadata`` still gives it names: xarray reads a variable of the
+    Dataset through the copy; the pipeline, reading the array's own metadata, had run it as
+    an array alone, written at the output's root without its Dataset, silently (h69a).
+    Refused in one line naming the copy, its entry and the document to write back; nothing
+    written, the input untouched; the fix followed, the input runs as a Dataset variable."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 2)
+    own = src / "t" / ".zattrs"
+    if edit == "deleted":
+        own.unlink()
+    else:
+        kept = json.loads(own.read_text())
+        kept.pop("_ARRAY_DIMENSIONS")
+        own.write_text(json.dumps(kept))
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    assert len(line.splitlines()) == 1, line
+    assert f"the consolidated metadata {src / '.zmetadata'} gives it" in line, line
+    assert line.endswith("write that entry back to t/.zattrs"), line
+    assert info.value.differs == ["_ARRAY_DIMENSIONS"]
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    entry = json.loads((src / ".zmetadata").read_text())["metadata"]["t/.zattrs"]
+    own.write_text(json.dumps(entry))
+    assert pipeline.run(config(tmp_path, cluster=_THREADS)).status == "complete"
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", src)
+
+
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(
     tmp_path: Path,
 ) -> None:

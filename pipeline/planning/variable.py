@@ -136,6 +136,8 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is None:
+        _refuse_names_only_in_the_copy(loc, path, arr)
     if variable is None and path and output_path and datasets.attribute_names_only(arr):
         _refuse_attribute_names(loc, path, arr)
     if variable is not None and variable.unreadable:
@@ -185,6 +187,34 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _refuse_names_only_in_the_copy(loc: Location, path: str, arr: Any) -> None:
+    """Refuse (InputError, fields ``variable``, ``member``, ``differs``, ``fix``) a Zarr v2
+    input whose own attributes (``.zattrs``: gone, or without ``_ARRAY_DIMENSIONS``) name no
+    dimensions where its group's consolidated copy, which ``xr.open_zarr`` reads, gives it
+    ``_ARRAY_DIMENSIONS``: xarray reads a variable of a Dataset there, the pipeline an array
+    alone, written without its Dataset, silently (h69a: a deleted ``t/.zattrs``); the fix
+    writes the copy's entry back."""
+    if arr.metadata.zarr_format != 2 or "_ARRAY_DIMENSIONS" in arr.attrs:
+        return
+    held = arrays.consolidated_v2_attributes(loc, path)
+    if held is None or "_ARRAY_DIMENSIONS" not in held[2]:
+        return
+    copy, entry, attrs = held
+    own = f"{path}/.zattrs"
+    state = "is gone" if loc.read(own) is None else "has no _ARRAY_DIMENSIONS"
+    raise InputError(
+        f"input array {loc.join(path)} names no dimensions in its own attributes ({own} "
+        f"{state}), but the consolidated metadata {loc.said(copy)} gives it "
+        f"_ARRAY_DIMENSIONS {attrs['_ARRAY_DIMENSIONS']!r} (its {entry!r} entry), as "
+        "xr.open_zarr reads it: a variable of its Dataset there, an array alone to the "
+        f"pipeline, which reads each array's own metadata: write that entry back to {own}",
+        variable=loc.join(path),
+        member=path.rpartition("/")[2],
+        differs=["_ARRAY_DIMENSIONS"],
+        fix=f"write the consolidated entry back to {own}",
     )
 
 
