@@ -1322,18 +1322,100 @@ def test_the_memory_model_holds_the_decoded_block_and_its_mask(backend: str) -> 
     assert getattr(unpacked, where) - getattr(plain, where) == 64 * 128 * (8 + 1)
 
 
-def test_an_unsigned_attribute_is_refused_even_with_mask_and_scale(tmp_path: Path) -> None:
-    write_dataset(tmp_path / "in.zarr", 3, {"dtype": "int16"})
-    zarr.open_array(str(tmp_path / "in.zarr"), path="t", mode="r+").update_attributes(
-        {"_Unsigned": "true"}
-    )
-    # consolidated again: a stale copy is refused before the decoding (h66a's 99c703e)
-    with pytest.warns(UserWarning):  # v3 consolidated metadata: not in the spec yet
-        zarr.consolidate_metadata(str(tmp_path / "in.zarr"), zarr_format=3)
+#: Variables xarray reads with the other sign (``_Unsigned``): (stored dtype, stored values,
+#: attributes). xarray's mask coder views "true" signed integers as unsigned (its
+#: ``_convert_unsigned_fill_value``), "false" unsigned ones as signed, converts the
+#: ``_FillValue`` (a v2 array's fill value in its place) alike, and leaves ``missing_value`` as
+#: it is: -1 then masks nothing on the unsigned values.
+UNSIGNED: dict[str, tuple[str, list[int], dict[str, Any]]] = {
+    "int16-true": ("int16", [0, 1, -1, -2, 32767, -32768], {"_Unsigned": "true"}),
+    "int16-true-fill": (
+        "int16",
+        [0, 1, -1, -2, 32767, -32768],
+        {"_Unsigned": "true", "_FillValue": -1},
+    ),
+    "int8-true-packed": (
+        "int8",
+        [0, 1, -1, -2, 127, -128],
+        {"_Unsigned": "true", "_FillValue": -2, "scale_factor": 0.5, "add_offset": 10.0},
+    ),
+    "int8-true-missing-value": (
+        "int8",
+        [0, 1, -1, -2, 127, -128],
+        {"_Unsigned": "true", "missing_value": -1},
+    ),
+    "uint16-false-fill": (
+        "uint16",
+        [0, 1, 65535, 65534, 32768, 7],
+        {"_Unsigned": "false", "_FillValue": 65534},
+    ),
+    "int16-false": ("int16", [0, 1, -1, -2, 5, 7], {"_Unsigned": "false"}),
+}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("case", list(UNSIGNED))
+def test_an_unsigned_attribute_is_decoded_as_xarray_decodes_it(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int, case: str
+) -> None:
+    """A variable with ``_Unsigned`` (netCDF-3's unsigned bytes: signed integers to be read as
+    unsigned), run with ``input.mask_and_scale: true``, comes out as NumPy's chain over
+    ``xr.open_zarr``'s values, bit for bit (dtype too), verify passing: it had been refused
+    even with the setting (h69a). Without the setting, where xarray reads other values than
+    the stored ones, it is refused in one line naming ``_Unsigned`` and the setting; an
+    ``_Unsigned`` xarray ignores ("false" on signed integers) decodes nothing. On the GPU the
+    block is viewed with the other sign before the decoding kernel (``Unpacking.stored``)."""
+    backend, client = backend_client
+    stored, values, attrs = UNSIGNED[case]
+    x = np.array(values, dtype=stored).reshape(2, 3)
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(str(src), mode="w", zarr_format=zarr_format)
+        own = dict(attrs)
+        fill = own.pop("_FillValue", None) if zarr_format == 2 else None
+        if zarr_format == 2:
+            own["_ARRAY_DIMENSIONS"] = ["y", "x"]
+        t = g.create_array(
+            "t",
+            shape=x.shape,
+            dtype=stored,
+            chunks=(1, 3),
+            fill_value=fill,
+            attributes=own,
+            dimension_names=("y", "x") if zarr_format == 3 else None,
+        )
+        t[...] = x
+        zarr.consolidate_metadata(str(src))
+        try:
+            decoded = xr.open_zarr(str(src))["t"].values
+        except OverflowError:  # a v3 _FillValue 65534 to be read as int16: xarray fails
+            decoded = None
+    before = file_states(src)
+    cfg = config(tmp_path, backend, input={"mask_and_scale": True})
+    if decoded is None:  # refused, saying so, before anything is written
+        with pytest.raises(InputError) as failed:
+            pipeline.run(cfg, client=client)
+        assert failed.value.attributes == ["_FillValue"], failed.value
+        assert "which xarray cannot read" in str(failed.value)
+        assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+        return
+    assert pipeline.run(cfg, client=client).status == "complete"
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), decoded.dtype), decoded)
+    got = open_dataset(tmp_path / "out.zarr")["t"].values
+    assert same_bits(got, want), (got, want)
+    assert pipeline.verify(cfg, all=True).ok
+    plain = config(tmp_path, backend, output={"overwrite": True})
+    if same_bits(decoded, x):  # xarray reads the stored numbers: nothing to decode
+        assert pipeline.run(plain, client=client).status == "complete"
+        return
     with pytest.raises(InputError) as info:
-        pipeline.run(config(tmp_path, input={"mask_and_scale": True}))
-    assert info.value.attributes == ["_Unsigned"]
-    assert not (tmp_path / "out.zarr").exists()
+        pipeline.run(plain, client=client)
+    e = info.value
+    assert "_Unsigned" in e.attributes and e.fix == "input.mask_and_scale: true", e
+    assert len(str(e).splitlines()) == 1
+    assert file_states(src) == before
 
 
 def test_an_integer_variable_without_a_fill_value_needs_no_decoding(tmp_path: Path) -> None:
@@ -5823,6 +5905,168 @@ def test_a_v3_fill_value_of_an_array_in_no_group_is_the_number_it_says(
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
     assert rc == 0, err + out_text
+
+
+@pytest.mark.parametrize("path", ["", "a/v"], ids=["root", "in-no-group"])
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+def test_a_v2_fill_value_of_an_array_in_no_group_masks_only_where_asked(
+    tmp_path: Path, cli, path: str, dtype: str
+) -> None:
+    """A Zarr v2 array with ``_ARRAY_DIMENSIONS`` at the store's root, or under folders that
+    are no group, with zarr-python 2's default fill value 0 and zeros among its elements:
+    ``xr.open_zarr`` does not open it (no group), so xarray's reading of a v2 fill value as
+    ``_FillValue`` decodes nothing there. h69a: it had been refused as "stored masked
+    (_FillValue)", an attribute it does not have, its decoding one xarray never does; it is
+    read as zarr-python reads it, zeros as numbers, the plan's note saying so and how to
+    mask them, verify passing; ``input.mask_and_scale: true`` masks them, as xarray reads the
+    array in a Dataset."""
+    x = np.arange(24).reshape(4, 6).astype(dtype)
+    x[1, 2] = 0
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            str(src / path) if path else str(src),
+            shape=x.shape,
+            dtype=dtype,
+            chunks=(2, 6),
+            zarr_format=2,
+            fill_value=0,
+            attributes={"_ARRAY_DIMENSIONS": ["y", "x"], "units": "m"},
+        )
+        z[...] = x
+        with pytest.raises(zarr.errors.GroupNotFoundError):  # xarray opens no variable there
+            xr.open_zarr(str(src), group=path.rpartition("/")[0] or None, consolidated=False)
+    before = file_states(src)
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": path},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "cluster": _THREADS,
+    }
+    (said,) = [n for n in pipeline.plan(cfg).notes if "no group around it" in n]
+    assert "fill value 0" in said and "input.mask_and_scale: true" in said, said
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), x.dtype), x)
+    assert same_bits(out, want)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out_text, err = cli("verify", "--all", tmp_path / "t.yaml")
+    assert rc == 0, err + out_text
+    masked = {**cfg, "input": {**cfg["input"], "mask_and_scale": True}}
+    assert not [n for n in pipeline.plan(masked).notes if "no group around it" in n]
+    assert pipeline.run(masked, overwrite=True).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert np.isnan(out[1, 2]) and np.isnan(out[0, 0]) and out[0, 1] == 2
+    assert file_states(src) == before
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["masked", "packed"])
+def test_a_v2_variables_fill_value_mask_is_named_as_its_fill_value(
+    tmp_path: Path, packed: bool
+) -> None:
+    """A Zarr v2 variable of a group with the fill value 0 (zarr-python 2's default), which
+    xarray reads as its ``_FillValue``, masking zeros: refused without mask_and_scale, in one
+    line naming the fill value where the user finds it (its ``.zarray``), not an attribute
+    ``_FillValue`` it does not have, and the decoding in words (h69a: "(_FillValue)", "unpack
+    (0.0 -> NaN) as float32")."""
+    src = tmp_path / "in.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(str(src), mode="w", zarr_format=2)
+        attrs: dict[str, Any] = {"_ARRAY_DIMENSIONS": ["y", "x"]}
+        if packed:
+            attrs["scale_factor"] = 0.5
+        t = g.create_array("t", shape=(2, 3), dtype="float32", fill_value=0, attributes=attrs)
+        t[...] = np.array([[0, 1, 2], [3, 0, 5]], "float32")
+        decoded = xr.open_zarr(str(src), consolidated=False)["t"].values
+    assert np.isnan(decoded[0, 0])  # xarray masks the zeros
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    assert len(line.splitlines()) == 1 and info.value.attributes[-1] == "_FillValue"
+    assert "its Zarr fill_value 0.0, which xarray reads as _FillValue)" in line, line
+    assert "(_FillValue)" not in line
+    if not packed:
+        assert "(elements equal to 0.0 become NaN, in float32)" in line, line
+    assert line.endswith("set input.mask_and_scale: true to run the stages on the decoded values")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+@pytest.mark.parametrize("member", ["t", "x"], ids=["variable", "coordinate"])
+def test_metadata_gone_but_listed_in_the_consolidated_copy_names_the_copy(
+    tmp_path: Path, zarr_format: int, member: str
+) -> None:
+    """An array's own metadata document (``.zarray``, ``zarr.json``) deleted while the
+    group's consolidated copy still lists it, its chunks there: xarray opens the Dataset
+    through the copy; the pipeline reads each array's own metadata and refuses it, in one
+    line naming the copy and the document to write back (h69a: the variable's had said "no
+    Zarr array at ...: it is a folder of no Zarr metadata; check input.array", the copy
+    unnamed; the coordinate's "it lists 'x', which the group no longer holds", its only fix
+    consolidating again, which drops the coordinate). Nothing is written, the input is
+    untouched; the fix followed as said, the input runs."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    doc = ".zarray" if zarr_format == 2 else "zarr.json"
+    (src / member / doc).unlink()
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    copy = src / (".zmetadata" if zarr_format == 2 else "zarr.json")
+    assert len(line.splitlines()) == 1, line
+    if member == "t":
+        assert f"the consolidated metadata {copy} still lists it" in line, line
+        assert f"write that entry back to t/{doc}" in line, line
+    else:
+        assert f"the consolidated metadata of the input Dataset {src} is stale" in line, line
+        assert f"whose own metadata x/{doc} is gone" in line, line
+        assert f"back to x/{doc} to keep it" in line, line
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    held = json.loads(copy.read_text())
+    if zarr_format == 2:
+        entry = held["metadata"][f"{member}/.zarray"]
+    else:
+        entry = held["consolidated_metadata"]["metadata"][member]
+    (src / member / doc).write_text(json.dumps(entry))
+    assert pipeline.run(config(tmp_path, cluster=_THREADS)).status == "complete"
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", src)
+
+
+@pytest.mark.parametrize("edit", ["deleted", "names-removed"])
+def test_dimension_names_only_in_the_consolidated_copy_are_refused_naming_it(
+    tmp_path: Path, edit: str
+) -> None:
+    """A Zarr v2 variable whose own ``.zattrs`` is gone, or has lost ``_ARRAY_DIMENSIONS``,
+    while the group's ``.zmetadata`` still gives it names: xarray reads a variable of the
+    Dataset through the copy; the pipeline, reading the array's own metadata, had run it as
+    an array alone, written at the output's root without its Dataset, silently (h69a).
+    Refused in one line naming the copy, its entry and the document to write back; nothing
+    written, the input untouched; the fix followed, the input runs as a Dataset variable."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 2)
+    own = src / "t" / ".zattrs"
+    if edit == "deleted":
+        own.unlink()
+    else:
+        kept = json.loads(own.read_text())
+        kept.pop("_ARRAY_DIMENSIONS")
+        own.write_text(json.dumps(kept))
+    before = file_states(src)
+    with pytest.raises(InputError) as info:
+        pipeline.run(config(tmp_path, cluster=_THREADS))
+    line = str(info.value)
+    assert len(line.splitlines()) == 1, line
+    assert f"the consolidated metadata {src / '.zmetadata'} gives it" in line, line
+    assert line.endswith("write that entry back to t/.zattrs"), line
+    assert info.value.differs == ["_ARRAY_DIMENSIONS"]
+    assert not (tmp_path / "out.zarr").exists() and file_states(src) == before
+    entry = json.loads((src / ".zmetadata").read_text())["metadata"]["t/.zattrs"]
+    own.write_text(json.dumps(entry))
+    assert pipeline.run(config(tmp_path, cluster=_THREADS)).status == "complete"
+    assert_variable_as_xarray_opened_it(tmp_path / "out.zarr", src)
 
 
 def test_a_fill_value_xarray_cannot_read_beside_the_input_is_refused_before_writing(

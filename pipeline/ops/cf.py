@@ -17,6 +17,7 @@ import base64
 import math
 import re
 import struct
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,20 @@ class Unpacking:
     """stored values that mean "missing" (from ``_FillValue`` and ``missing_value``)"""
     scale_factor: float | None = None
     add_offset: float | None = None
+    view: str | None = None
+    """the integer kind the stored integers are read as first (``_Unsigned``, as xarray reads
+    it: 'u' for "true" on signed integers, 'i' for "false" on unsigned ones: the same bytes,
+    :meth:`stored`); None: as stored"""
+
+    def stored(self, x: Any) -> Any:
+        """The stored elements ``x`` (NumPy or CuPy) as this decoding reads them: viewed as
+        integers of the other signedness where ``_Unsigned`` says so (:attr:`view`; xarray's
+        ``np.asarray(data, dtype=unsigned)``, which keeps the bits of each element), else
+        ``x``. Idempotent: a block already viewed is returned as it is."""
+        if self.view is None or x.dtype.kind not in "iu" or x.dtype.kind == self.view:
+            return x
+        order = "|" if x.dtype.itemsize == 1 else x.dtype.byteorder
+        return x.view(np.dtype(f"{order}{self.view}{x.dtype.itemsize}"))
 
     def apply(self, x: Any, xp: Any) -> Any:
         """The values of stored elements ``x`` (a NumPy array, or CuPy where the module's
@@ -71,7 +86,7 @@ class Unpacking:
         An integer :attr:`dtype` holds no NaN: the read step refuses first a block where
         :meth:`unheld` finds an element; a missing one raises ValueError here too (a stored
         NaN would convert to an arbitrary integer)."""
-        y = x.astype(self.dtype, copy=True)
+        y = self.stored(x).astype(self.dtype, copy=True)
         missing = self._missing(y)
         if y.dtype.kind != "f" and self.fill_values:
             # xarray's mask coder gives np.where(missing, NaN, y), float64, which its scale
@@ -113,6 +128,7 @@ class Unpacking:
         them all. Decided from the elements, not the metadata: a fill value that no element
         equals masks nothing (zarr's default v2 fill value 0, which such inputs had been
         refused for, all their elements held)."""
+        x = self.stored(x)
         dtype = np.dtype(self.dtype)
         if dtype.kind not in "iu" or x.size == 0:
             return None
@@ -141,9 +157,10 @@ class Unpacking:
         )
 
     def describe(self) -> str:
+        read = "" if self.view is None else f"read as {'un' if self.view == 'u' else ''}signed, "
         if not (self.fill_values or self.scale_factor is not None or self.add_offset is not None):
-            return f"convert to {np.dtype(self.dtype)} (no element masked)"
-        parts = []
+            return f"{read}convert to {np.dtype(self.dtype)} (no element masked)"
+        parts = [read.rstrip(", ")] if read else []
         if self.fill_values:
             parts.append(f"{self.said_fills()} -> NaN")
         if self.scale_factor is not None:
@@ -395,17 +412,7 @@ def fill_attributes(
     writes it (a variable's folder given as the store): h67e, a root array's -999.0 or NaN had
     been refused as a value xarray cannot read, its fix the base64 text of a double."""
     found: list[Any] = []
-    if fill_value is not None:
-        fill = fill_value
-    elif zarr_format == 3 and as_variable and "_FillValue" in attrs:
-        try:
-            fill = v3_fill_value(attrs["_FillValue"], stored)
-        except UnreadableFill:
-            if not alone:
-                raise
-            fill = attrs["_FillValue"]
-    else:
-        fill = attrs.get("_FillValue")
+    fill = _raw_fill(attrs, stored, fill_value, zarr_format, as_variable, alone)
     for raw in (fill, attrs.get("missing_value")):
         if raw is None:
             continue
@@ -415,6 +422,30 @@ def fill_attributes(
                 continue
             found.append(v)
     return tuple(dict.fromkeys(found))
+
+
+def _raw_fill(
+    attrs: Mapping[str, Any],
+    stored: np.dtype,
+    fill_value: Any,
+    zarr_format: int,
+    as_variable: bool,
+    alone: bool,
+) -> Any:
+    """The ``_FillValue`` as xarray's mask coder is given it, before ``np.ravel``
+    (:func:`fill_attributes` says which): a v2 array's fill value (a NumPy scalar of its
+    dtype), a v3 variable's attribute as xarray reads it (a Python int on integers), or the
+    attribute as written; None for none."""
+    if fill_value is not None:
+        return fill_value
+    if zarr_format == 3 and as_variable and "_FillValue" in attrs:
+        try:
+            return v3_fill_value(attrs["_FillValue"], stored)
+        except UnreadableFill:
+            if not alone:
+                raise
+            return attrs["_FillValue"]
+    return attrs.get("_FillValue")
 
 
 def compared_fills(fills: Sequence[Any], dtype: np.dtype) -> tuple[Any, ...]:
@@ -499,8 +530,12 @@ def unpacking(
     another value, raises :class:`UnreadableFill` (:func:`fill_attributes`), where the array
     is one xarray reads as a variable (``as_variable``: it has dimension names) in a group
     (``alone``: in none, where what xarray cannot read is taken as it is written)."""
+    view = reinterpreted(attrs, stored)
     found = fill_attributes(attrs, stored, fill_value, zarr_format, as_variable, alone)
-    if not is_packed(attrs) and not found:
+    if view is not None:
+        found = _reinterpreted_fills(attrs, stored, view, fill_value, zarr_format, alone)
+        stored = view
+    if not is_packed(attrs) and not found and view is None:
         return None
     # a null attribute is no declaration: xarray's pop_to drops it (helper-78: a float32
     # variable with a scale and missing_value null was decoded in float32, xarray's in float64)
@@ -519,7 +554,11 @@ def unpacking(
     else:  # xarray's maybe_promote: the smallest float that holds every stored integer
         dtype = np.dtype(np.float32 if stored.itemsize <= 2 else np.float64)
     fills = compared_fills(found, np.dtype(dtype))
-    if not is_packed(attrs) and not fills and np.dtype(dtype) == stored:
+    if view is not None and not is_packed(attrs) and not fills:
+        # xarray's mask coder masks nothing: the integers of the other signedness, unconverted
+        # (its maybe_promote applies only where a fill value is declared)
+        dtype = stored if not found else dtype
+    if not is_packed(attrs) and not fills and np.dtype(dtype) == stored and view is None:
         return None  # no element masked, none converted: the values are the stored elements
     scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
     return Unpacking(
@@ -527,4 +566,72 @@ def unpacking(
         fill_values=fills,
         scale_factor=None if scale is None else np.asarray(scale).item(),
         add_offset=None if offset is None else np.asarray(offset).item(),
+        view=None if view is None else view.kind,
     )
+
+
+def reinterpreted(attrs: Mapping[str, Any], stored: np.dtype) -> np.dtype | None:
+    """The integer dtype xarray reads elements stored as ``stored`` as, by their
+    ``_Unsigned`` attribute (its mask coder's ``_convert_unsigned_fill_value``, with
+    ``mask_and_scale``): unsigned where it is the text "true" on signed integers, signed where
+    it is "false" on unsigned ones, of the same size; None otherwise (any other value, or
+    another dtype, which xarray ignores)."""
+    value = attrs.get("_Unsigned")
+    if stored.kind == "i" and isinstance(value, str) and value == "true":
+        return np.dtype(f"u{stored.itemsize}")
+    if stored.kind == "u" and isinstance(value, str) and value == "false":
+        return np.dtype(f"i{stored.itemsize}")
+    return None
+
+
+def _reinterpreted_fills(
+    attrs: Mapping[str, Any],
+    stored: np.dtype,
+    view: np.dtype,
+    fill_value: Any,
+    zarr_format: int,
+    alone: bool,
+) -> tuple[Any, ...]:
+    """The fill values of a variable read as ``view`` by its ``_Unsigned`` attribute, as
+    xarray's mask coder holds them: ``missing_value``'s as they are, the ``_FillValue`` (a v2
+    array's fill value in its place, as :func:`fill_attributes` reads it) converted as xarray
+    converts it: ``np.array(fill, dtype=stored).view(view).item()`` to unsigned (-1 on int16 is
+    65535), ``view.type(fill)`` to signed. Raises :class:`UnreadableFill` where xarray fails
+    on it (a list, a number ``stored`` cannot hold)."""
+    own = {k: v for k, v in attrs.items() if k != "missing_value"}
+    raw = fill_attributes(own, stored, fill_value, zarr_format, True, alone)
+    rest = fill_attributes(
+        {k: attrs[k] for k in ("missing_value",) if k in attrs}, stored, None, zarr_format
+    )
+    if not raw:
+        return rest
+    given = _raw_fill(own, stored, fill_value, zarr_format, True, alone)
+    if np.ndim(given) == 0:  # xarray converts the value it is given, not its np.ravel
+        raw = (given,)
+    if len(raw) > 1 or np.ndim(given) > 0:
+        raise UnreadableFill(
+            f"_FillValue {list(raw)!r} with _Unsigned {attrs['_Unsigned']!r}, which xarray "
+            "cannot read (it converts one fill value to the other signedness)",
+            "_FillValue as one integer",
+            False,
+        )
+    (fill,) = raw
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            if view.kind == "u":
+                converted = np.array(fill, dtype=stored).view(view).item()
+            else:
+                converted = view.type(fill)
+    except (OverflowError, ValueError, TypeError, RuntimeWarning, DeprecationWarning):
+        raise UnreadableFill(
+            f"_FillValue {_said(fill)} on its {stored} values with _Unsigned "
+            f"{attrs['_Unsigned']!r}, which xarray cannot read ({stored} cannot hold it)",
+            f"_FillValue as a {stored} integer",
+            False,
+        ) from None
+    return tuple(dict.fromkeys([*rest, converted]))
+
+
+def _said(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)

@@ -118,7 +118,8 @@ def carried(
     ``run`` generates first) carries into the output at ``output_path``.
 
     Raises InputError (fields ``variable``, ``attributes``, ``fix``) for a variable stored
-    packed or masked when ``input.mask_and_scale`` is false, for an ``_Unsigned`` one, for
+    packed or masked (or read with the other sign: ``_Unsigned``) when
+    ``input.mask_and_scale`` is false, for
     one xarray decodes to times, booleans or, as a time's bounds, dates
     (:func:`refuse_time_bounds`, field ``coordinate`` too), and
     for a ``_FillValue`` xarray cannot read on it or, where the output is a Dataset, on another
@@ -135,6 +136,8 @@ def carried(
     _refuse_damaged_nczarr(loc, path, arr)
     store = loc.zarr_store(read_only=True)
     variable = datasets.variable_of(store, path, arr)
+    if variable is None:
+        _refuse_names_only_in_the_copy(loc, path, arr)
     if variable is None and path and output_path and datasets.attribute_names_only(arr):
         _refuse_attribute_names(loc, path, arr)
     if variable is not None and variable.unreadable:
@@ -156,6 +159,8 @@ def carried(
         assert variable is not None
         _check_frame(variable, output_path)
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
+    alone_note = alone_fill_note(config, arr, is_alone(variable))
+    notes += [alone_note] if alone_note else []
     if frame:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
@@ -182,6 +187,34 @@ def carried(
         frame=frame,
         notes=tuple(notes),
         dimension_names=datasets.dimension_names(arr),
+    )
+
+
+def _refuse_names_only_in_the_copy(loc: Location, path: str, arr: Any) -> None:
+    """Refuse (InputError, fields ``variable``, ``member``, ``differs``, ``fix``) a Zarr v2
+    input whose own attributes (``.zattrs``: gone, or without ``_ARRAY_DIMENSIONS``) name no
+    dimensions where its group's consolidated copy, which ``xr.open_zarr`` reads, gives it
+    ``_ARRAY_DIMENSIONS``: xarray reads a variable of a Dataset there, the pipeline an array
+    alone, written without its Dataset, silently (h69a: a deleted ``t/.zattrs``); the fix
+    writes the copy's entry back."""
+    if arr.metadata.zarr_format != 2 or "_ARRAY_DIMENSIONS" in arr.attrs:
+        return
+    held = arrays.consolidated_v2_attributes(loc, path)
+    if held is None or "_ARRAY_DIMENSIONS" not in held[2]:
+        return
+    copy, entry, attrs = held
+    own = f"{path}/.zattrs"
+    state = "is gone" if loc.read(own) is None else "has no _ARRAY_DIMENSIONS"
+    raise InputError(
+        f"input array {loc.join(path)} names no dimensions in its own attributes ({own} "
+        f"{state}), but the consolidated metadata {loc.said(copy)} gives it "
+        f"_ARRAY_DIMENSIONS {attrs['_ARRAY_DIMENSIONS']!r} (its {entry!r} entry), as "
+        "xr.open_zarr reads it: a variable of its Dataset there, an array alone to the "
+        f"pipeline, which reads each array's own metadata: write that entry back to {own}",
+        variable=loc.join(path),
+        member=path.rpartition("/")[2],
+        differs=["_ARRAY_DIMENSIONS"],
+        fix=f"write the consolidated entry back to {own}",
     )
 
 
@@ -740,7 +773,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
     cannot read is taken as it is written (:func:`pipeline.ops.cf.fill_attributes`).
 
     Raises InputError when the values differ from the stored elements and
-    ``input.mask_and_scale`` is false, for ``_Unsigned`` (reinterpreted integers), for a
+    ``input.mask_and_scale`` is false (``_Unsigned`` integers too, which xarray reads with the
+    other sign: :func:`pipeline.ops.cf.reinterpreted`), for a
     variable xarray decodes to dates, durations or booleans (see :func:`refuse_non_numbers`), and,
     whatever
     ``input.mask_and_scale`` says, for a Zarr v3 ``_FillValue`` attribute that xarray cannot
@@ -752,15 +786,6 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
     )
     if is_variable:
         refuse_non_numbers(where, attrs, np.dtype(arr.dtype))
-    if "_Unsigned" in attrs:
-        raise InputError(
-            f"input variable {where} has the attribute _Unsigned (its integers are to be read "
-            "with the other signedness), which the pipeline does not decode: write it with "
-            "xarray as an unsigned dtype, or without _Unsigned",
-            variable=where,
-            attributes=["_Unsigned"],
-            fix="rewrite the variable",
-        )
     stored = np.dtype(arr.dtype)
     if stored.kind not in "iuf":  # no numbers to decode: the stages refuse the dtype
         return None
@@ -814,6 +839,8 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
         ) from None
     if found is None or config.input.mask_and_scale:
         return found
+    if alone_fill_note(config, arr, alone) is not None:
+        return None  # no xarray reads it: as zarr-python reads it (the plan's note says so)
     names = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in attrs]
     if found.fill_values and "_FillValue" not in attrs and "missing_value" not in attrs:
         names.append("_FillValue")  # Zarr v2: the array's fill value, where xarray puts it
@@ -831,13 +858,67 @@ def decoding(config: Config, arr: Any, is_variable: bool, alone: bool = False) -
 
         names = [k for k in ("_FillValue", "missing_value") if masks(k)]
     how = "packed" if is_packed(attrs) else "masked"
+    if found.view is not None:  # _Unsigned: xarray reads the integers with the other sign
+        names.insert(0, "_Unsigned")
+        if not is_packed(attrs) and names == ["_Unsigned"]:
+            how = "signed" if found.view == "u" else "unsigned"
+    said = ", ".join(names)
+    decodes = found.describe()
+    if v2_fill is not None and "_FillValue" in names and "_FillValue" not in attrs:
+        # no such attribute: the .zarray's fill value, which xarray reads as one (h69a: the
+        # line had named an attribute the user could not find, its decoding in the pipeline's
+        # words)
+        fill = repr(np.asarray(v2_fill).item())
+        said = said.replace(
+            "_FillValue", f"its Zarr fill_value {fill}, which xarray reads as _FillValue"
+        )
+        if not is_packed(attrs):
+            decodes = (
+                f"elements equal to {found.said_fills()} become NaN, in {np.dtype(found.dtype)}"
+            )
     raise InputError(
-        f"input variable {where} is stored {how} ({', '.join(names)}): its stored {stored} "
-        f"numbers are not its values, which xarray decodes ({found.describe()}); set "
+        f"input variable {where} is stored {how} ({said}): its stored {stored} "
+        f"numbers are not its values, which xarray decodes ({decodes}); set "
         "input.mask_and_scale: true to run the stages on the decoded values",
         variable=where,
         attributes=names,
         fix="input.mask_and_scale: true",
+    )
+
+
+def alone_fill_note(config: Config, arr: Any, alone: bool) -> str | None:
+    """The plan's note for a Zarr v2 array with dimension names in no group (``alone``: the
+    store's root, or folders that are no group) whose fill value alone would mask elements as
+    xarray reads a v2 variable's fill value, its ``_FillValue``, with ``input.mask_and_scale``
+    false: ``xr.open_zarr`` does not open such an array at all (no group), so nothing decodes
+    it there, and it is read as zarr-python reads it, as an array without names is (its
+    elements equal to the fill value are numbers). It had been refused as "stored masked
+    (_FillValue)", naming an attribute it does not have and a decoding xarray never does
+    (h69a: a root array of zarr-python 2's default fill value 0 and ``_ARRAY_DIMENSIONS``).
+    ``input.mask_and_scale: true`` still masks them, as xarray reads that array in a
+    Dataset. None where that is not the case: in a group, decoded, packed, or masked by an
+    attribute of its own (refused as :func:`decoding` says)."""
+    if not alone or config.input.mask_and_scale or arr.metadata.zarr_format != 2:
+        return None
+    attrs = dict(arr.attrs)
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf" or arr.fill_value is None or is_packed(attrs):
+        return None
+    stored = stored.newbyteorder("=")
+    try:
+        if unpacking(attrs, stored, None, 2, as_variable=True, alone=True) is not None:
+            return None  # its own attributes mask: refused, as they say
+        found = unpacking(attrs, stored, arr.fill_value, 2, as_variable=True, alone=True)
+    except UnreadableFill:
+        return None
+    if found is None:
+        return None
+    return (
+        f"the input array has dimension names but no group around it, which xr.open_zarr "
+        f"does not open, so its elements equal to its Zarr fill value "
+        f"{found.said_fills()} are read as numbers, as zarr-python reads them; "
+        "input.mask_and_scale: true reads them as missing (NaN), as xarray reads a Zarr v2 "
+        "variable's fill value in a Dataset"
     )
 
 

@@ -209,6 +209,8 @@ def read_block(src: Source, block_index: Shape) -> Any:
         out = _read_block(be, src, block_index)
         if src.unpacking is not None:
             with _timed("decode"):
+                # _Unsigned: the same bytes, read with the other sign (a view, on either device)
+                out = src.unpacking.stored(out)
                 _refuse_unheld(be, src, block_index, out)
                 out = be.unpack(src.unpacking, out)
         be.release_host_buffers()  # the block is on its device: its staging is free

@@ -1362,6 +1362,20 @@ def open_zarr_array(
                 status="absent",
                 reason="members under './'",
             ) from None
+        listed = consolidated_listing(location, path)
+        if listed is not None:
+            copy, entry, document = listed
+            raise InputError(
+                f"no Zarr array at {location.said(path)}: its own metadata {document} is gone, "
+                f"but the consolidated metadata {location.said(copy)} still lists it as "
+                f"{entry!r} (xr.open_zarr reads that copy, the pipeline each array's own "
+                f"metadata): write that entry back to {document}, or run on a fresh copy of "
+                "the store",
+                store=where,
+                array=path,
+                status="absent",
+                reason="listed only in consolidated metadata",
+            ) from None
         chunks = _chunks_without_metadata(location, path)
         if chunks is not None:
             raise InputError(
@@ -1897,6 +1911,70 @@ _METADATA_NAMES = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zme
 #: A name of a folder's listing that is a chunk's key, or the first part of one: v3's
 #: default ``c`` (its chunks under ``c/0/1``), v2's ``0.1`` (or ``0`` under ``/`` keys).
 _CHUNK_NAME = re.compile(r"c|\d+(\.\d+)*")
+
+
+def consolidated_listing(location: Location, path: str) -> tuple[str, str, str] | None:
+    """Where consolidated metadata still lists an array at ``path`` whose own metadata
+    document is gone: (the key of the copy, ``.zmetadata`` or a group's ``zarr.json``, in the
+    group that holds it; its entry for the array, ``t/.zarray`` or ``t``; the missing
+    document's key); None where no copy lists it, or none can be read (a hint only).
+    zarr-python opens such an array through that copy, and ``xr.open_zarr`` with it; the
+    pipeline reads each array's own metadata, and had said "no Zarr array at ...: it is a
+    folder of no Zarr metadata; check input.array", naming neither the copy nor the fix
+    (h69a)."""
+    for key, name, rel, held in _consolidated_copies(location, path):
+        entry = f"{rel}/.zarray" if name == ".zmetadata" else rel
+        found = held.get(entry)
+        if name == "zarr.json" and not (
+            isinstance(found, dict) and found.get("node_type") == "array"
+        ):
+            continue
+        if isinstance(found, dict):
+            return key, entry, f"{path}/{'.zarray' if name == '.zmetadata' else 'zarr.json'}"
+    return None
+
+
+def consolidated_v2_attributes(
+    location: Location, path: str
+) -> tuple[str, str, dict[str, Any]] | None:
+    """The attributes the ``.zmetadata`` of the group holding the Zarr v2 array at ``path``
+    gives it: (the copy's key, its entry ``t/.zattrs``, the attributes); None where no copy gives
+    it any, or none can be read (a hint only)."""
+    for key, name, rel, held in _consolidated_copies(location, path):
+        if name != ".zmetadata":
+            continue
+        if isinstance(held.get(f"{rel}/.zarray"), dict):  # the copy that lists the array
+            found = held.get(f"{rel}/.zattrs")
+            return key, f"{rel}/.zattrs", dict(found) if isinstance(found, dict) else {}
+    return None
+
+
+def _consolidated_copies(
+    location: Location, path: str
+) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Each consolidated copy of members' metadata in the group that holds ``path`` (the one
+    ``xr.open_zarr`` of that group reads; v2 ``.zmetadata`` before a v3 group's inline copy):
+    (its key, ``.zmetadata`` or ``zarr.json``, the array's name in that group, the copy's
+    entries). Copies that cannot be read are passed over."""
+    if not path:
+        return
+    group, _, rel = path.rpartition("/")
+    for name in (".zmetadata", "zarr.json"):
+        key = key_under(group, name)
+        try:
+            raw = location.read(key)
+            doc = json.loads(raw) if raw else None
+        except Exception:  # a hint only: the usual line stands
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if name == ".zmetadata":
+            held = doc.get("metadata")
+        else:
+            inline = doc.get("consolidated_metadata")
+            held = inline.get("metadata") if isinstance(inline, dict) else None
+        if isinstance(held, dict):
+            yield key, name, rel, held
 
 
 def _chunks_without_metadata(location: Location, path: str) -> str | None:

@@ -988,8 +988,33 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
         for c in dict.fromkeys(wanted):
             if c in seen and c != var.name and _own_array(store, _key(var.group, c)) is None:
                 said = f"it lists {c!r}, which the group no longer holds"
+                if _holds_keys(store, _key(var.group, c) + "/"):  # its metadata alone gone
+                    doc = _key(
+                        _key(var.group, c),
+                        ".zarray" if seen[c].metadata.zarr_format == 2 else "zarr.json",
+                    )
+                    said = (
+                        f"it lists {c!r}, whose own metadata {doc} is gone (its chunks are "
+                        f"there: write the copy's entry for {c!r} back to {doc} to keep it)"
+                    )
                 found.append(Stale(c, "gone", said=said))
     return found
+
+
+def _holds_keys(store: Any, prefix: str) -> bool:
+    """Whether the Zarr store ``store`` holds any key under ``prefix`` (False where it cannot
+    list it: a hint only)."""
+    from zarr.core.sync import sync
+
+    async def first() -> bool:
+        async for _ in store.list_prefix(prefix):
+            return True
+        return False
+
+    try:
+        return bool(sync(first()))
+    except Exception:  # a server that will not list
+        return False
 
 
 def _stale_bounds_times(
