@@ -3015,7 +3015,8 @@ def test_plan_takes_a_client_and_plans_for_what_its_workers_report(
     memory, its cores) but for the workers' memory limits. ``plan(config, client=client)``
     is the plan ``run(config, client=client)`` makes, from what each worker reports: here
     the workers are processes whose environment disables the GPU, and this process's does
-    not, so the backend's reason is theirs. Nothing is written; the client is left open."""
+    not, so the backend's reason is theirs; so does ``plan(config)`` of a config that names
+    that cluster's scheduler. Nothing is written; the client is left open."""
     from distributed import Client, LocalCluster
 
     from pipeline.planning import describe
@@ -3045,6 +3046,21 @@ def test_plan_takes_a_client_and_plans_for_what_its_workers_report(
         rows = dict(describe(p))
         assert rows["workers"].startswith("the client's cluster: 1 worker(s)"), rows["workers"]
         assert "output now" in str(p)
+        # without a client, a config that names the scheduler is planned for its workers too,
+        # joined for the plan only, as `pipeline plan` plans it (it had been this machine's)
+        address = cluster.scheduler_address
+        named = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            out,
+            "named.yaml",
+            backend="auto",
+            cluster={"scheduler": address},
+        )
+        joined = pipeline.plan(named)
+        assert joined.backend_reason == p.backend_reason
+        assert (joined.cluster.workers, joined.cluster.host_budget) == (1, 1 << 30)
+        assert dict(describe(joined))["workers"].startswith(f"the cluster at {address}: 1 ")
         summary = pipeline.run(path, client=client)
         assert client.submit(int, "7").result() == 7  # left open
     assert summary.hardware["gpu_reason"] == "PIPELINE_DISABLE_GPU is set", summary.hardware
