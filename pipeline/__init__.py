@@ -665,7 +665,11 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
     ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
     default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain
-    progress lines, at least 0.01). Their bools and numbers may be NumPy's.
+    progress lines, at least 0.01). Their bools and numbers may be NumPy's. ``resume=True`` of
+    a complete output computes nothing: it writes again only what its metadata holds in a
+    stale or earlier form, its consolidated copies and an earlier version's run record (a
+    mapping, which xarray's ``to_netcdf`` refuses) as JSON text, ``summary.status`` saying
+    which (``"complete (run record written again)"``; ``"complete (nothing to do)"``).
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message, its commands said as this call's options (`run --overwrite` as

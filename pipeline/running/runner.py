@@ -424,16 +424,17 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
-            copies = output.copies_to_write(plan)
-            if copies:  # stale or gone, the rest as the run wrote it: written again
-                output.write_copies(plan)
+            # stale or gone copies, an earlier version's record, the rest as the run wrote it:
+            # written again, no data
+            copies, record = output.copies_to_write(plan), output.record_to_rewrite(plan)
+            if copies or record:
+                output.write_again(plan)
                 _progress_line(
                     options.progress,
                     logging.WARNING,
-                    "%s is already complete; its consolidated metadata written again (%s): "
-                    "nothing else to do",
+                    "%s is already complete; %s: nothing else to do",
                     plan.output.location.join(plan.output.path),
-                    output.copies_said(copies),
+                    output.written_again(copies, record),
                 )
             else:
                 _progress_line(
@@ -471,9 +472,7 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
                 t_start,
                 {"plan": t_finish - t_start},
                 None,
-                "complete (consolidated metadata written again)"
-                if copies
-                else "complete (nothing to do)",
+                _done_status(bool(copies), record),
             )
             # making the summary (the library versions, the hardware) is this run's finish
             summary.seconds["finish"] = time.perf_counter() - t_finish
@@ -544,6 +543,16 @@ def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
         s["generate"] = t_start - t_begin
     s["total"] = t_end - t_begin
     return summary
+
+
+def _done_status(copies: bool, record: bool) -> str:
+    """The summary's status of a run that found its output complete: what it wrote again
+    (its consolidated metadata, ``copies``; its run record as JSON text, ``record``), or
+    nothing."""
+    written = [w for w, did in (("run record", record), ("consolidated metadata", copies)) if did]
+    if not written:
+        return "complete (nothing to do)"
+    return f"complete ({' and '.join(written)} written again)"
 
 
 def _check_before_generating(config: Config, options: RunOptions, client: Any) -> None:
