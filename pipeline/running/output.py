@@ -1396,7 +1396,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     (:func:`pipeline.store.datasets.consolidated_missing`: zarr-python's group-attribute
     edit with ``use_consolidated=False`` drops a v3 copy; a deleted ``.zmetadata``).
     ``run --resume`` of an output complete and otherwise as the run wrote it writes them
-    again, from its verified metadata (:func:`write_copies`), as every run's end writes
+    again, from its verified metadata (:func:`write_again`), as every run's end writes
     them; a plain run refuses it and ``verify`` fails it, each naming that and the
     zarr-python call (helper-46c:
     ``run`` had said "nothing to do" of a copy gone, which ``verify`` failed, and refused a
