@@ -224,40 +224,45 @@ def _kind(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
 
 
-def _client(client: Any) -> Any:
-    """``client`` as :func:`run` takes it: None, or an open ``distributed.Client``. Anything
-    else is an :class:`OptionError` (a TypeError) saying so, and that a scheduler's address
-    goes in the config's ``cluster.scheduler`` (an address string failed on its missing
-    ``.scheduler``); a closed client is a :class:`ClusterError` (reason 'closed')."""
+def _client(client: Any, call: str = "run") -> Any:
+    """``client`` as :func:`run` and :func:`plan` (``call``, the function's name) take it:
+    None, or an open ``distributed.Client``. Anything else is an :class:`OptionError` (a
+    TypeError) saying so, and that a scheduler's address goes in the config's
+    ``cluster.scheduler`` (an address string failed on its missing ``.scheduler``); a closed
+    client is a :class:`ClusterError` (reason 'closed')."""
     if client is None:
         return None
     from distributed import Client
 
+    said = f"pipeline.{call}()"
     if not isinstance(client, Client):
         address = " (a scheduler's address goes in the config's cluster.scheduler)"
+        leave = "start or join" if call == "run" else "plan for"
         raise OptionError(
-            f"pipeline.run() option client takes a distributed.Client, not {_kind(client)}"
-            f"{address if isinstance(client, str) else ''}; or leave it out to start or join "
+            f"{said} option client takes a distributed.Client, not {_kind(client)}"
+            f"{address if isinstance(client, str) else ''}; or leave it out to {leave} "
             "the config's cluster (cluster.scheduler)",
             option="client",
             valid=["a distributed.Client", "None"],
             suggestion=None,
         )
     if _on_this_threads_loop(client):
+        until = "the run ends" if call == "run" else "the plan is made"
         raise OptionError(
-            "pipeline.run() option client is an asynchronous distributed.Client whose event "
-            "loop is the one this call runs on: pipeline.run blocks until the run ends, so that "
+            f"{said} option client is an asynchronous distributed.Client whose event "
+            f"loop is the one this call runs on: pipeline.{call} blocks until {until}, so that "
             "loop could never answer the client (the call would hang); call it on a thread, "
-            "`await asyncio.to_thread(pipeline.run, config, client=client)`, or give a Client "
-            "made without asynchronous=True",
+            f"`await asyncio.to_thread(pipeline.{call}, config, client=client)`, or give a "
+            "Client made without asynchronous=True",
             option="client",
             valid=["a distributed.Client whose event loop is not this thread's", "None"],
             suggestion=None,
         )
     if client.status in ("closing", "closed") or client.scheduler is None:
+        leave = "start or join" if call == "run" else "plan for"
         raise ClusterError(
-            f"the distributed.Client given to pipeline.run() is {client.status}: pass an open "
-            "one, or leave client out to start or join the config's cluster "
+            f"the distributed.Client given to {said} is {client.status}: pass an open "
+            f"one, or leave client out to {leave} the config's cluster "
             "(cluster.scheduler)",
             reason="closed",
             address="",
@@ -281,7 +286,7 @@ def _on_this_threads_loop(client: Any) -> bool:
 
 #: What each function of the API takes, said where a call gives it what it does not take.
 _TAKES = {
-    "plan": "it takes only the config",
+    "plan": "it takes the config, then client by name",
     "run": "it takes the config, then client and the run's options by name",
     "verify": "it takes the config, then all, samples and seed by name",
     "load_config": "it takes a YAML file's path and overrides (a mapping of dotted keys to "
@@ -505,11 +510,6 @@ def _elsewhere(name: str, option: str) -> str:
         )
     if name == "run" or option not in ["client", *_run_options()]:
         return ""
-    if name == "plan" and option == "client":
-        return (
-            " (client is pipeline.run()'s, which plans the run for the client's workers; "
-            "pipeline.plan plans a run on this machine)"
-        )
     return f" ({option} is an option of pipeline.run())"
 
 
@@ -573,9 +573,16 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
 
 
 @_api
-def plan(config: ConfigLike) -> Plan:
-    """The resolved :class:`~pipeline.planning.plan.Plan` of a run on this machine (no
-    cluster is started, nothing is computed or written). ``config``: as :func:`run` takes it.
+def plan(config: ConfigLike, *, client: Any = None) -> Plan:
+    """The resolved :class:`~pipeline.planning.plan.Plan` of the run that :func:`run` makes of
+    the same arguments (no cluster is started, nothing is computed or written). ``config``: as
+    :func:`run` takes it. ``client``: a ``distributed.Client``, as :func:`run` takes it: the
+    plan is for its workers, as ``run(config, client=client)`` plans it (their number and
+    threads, their memory limits, their GPUs and free device memory, how many share a GPU,
+    as each worker reports them, not this machine's; it waits, up to ``cluster.timeout``, for
+    a running worker, and is left open). Without one, the config's cluster: this machine's
+    local cluster for ``cluster.scheduler: local``, else the scheduler it names, joined for
+    the plan only, as ``pipeline plan`` does.
 
     What ``pipeline plan`` prints, as fields: ``p.input`` and ``p.output``, each an
     :class:`~pipeline.store.arrays.ArrayInfo` (``shape``, a tuple of ints; ``dtype``, a NumPy
@@ -593,7 +600,9 @@ def plan(config: ConfigLike) -> Plan:
     (an input missing, damaged, of a dtype the stages do not compute on, or stored packed
     without ``input.mask_and_scale``), :class:`PlanError` (a scalar its dtype cannot hold, an
     integer chain 64 bits cannot hold, a block or a task's memory that does not fit),
-    :class:`OptionError` (a config of the wrong kind); and, as ``pipeline plan`` judges what
+    :class:`OptionError` (a config or client of the wrong kind), :class:`ClusterError` (a
+    closed client; a cluster with no running worker within ``cluster.timeout``, or whose
+    scheduler is lost); and, as ``pipeline plan`` judges what
     is at the output, the :class:`OutputError` of ``run`` where no call of it writes there
     (the output in the input's store or holding it, under a file or an array, a file itself,
     in a folder that cannot be written; or what is there refused by a plain call, by
@@ -608,11 +617,20 @@ def plan(config: ConfigLike) -> Plan:
     int16: ...>``); ``print(p)``, and a notebook's display of it, the table ``pipeline plan``
     prints."""
     from pipeline.errors import api_words, as_configured
-    from pipeline.planning import plan_here
     from pipeline.running.output import output_now_refused
 
+    client = _client(client, "plan")
     cfg = _config(config)
-    p = plan_here(cfg)
+    if client is not None:
+        from pipeline.running.runner import plan_for_client
+
+        p = plan_for_client(cfg, client)
+    else:  # this machine's, or the cluster the config joins (`pipeline plan`'s own)
+        from argparse import Namespace
+
+        from pipeline.cli import _plan_of
+
+        p = _plan_of(Namespace(), cfg)
     now, refused = output_now_refused(p)  # `pipeline plan`'s own judgement (cli._plan)
     overwrite = bool(cfg.output.overwrite)
     if refused is not None:  # in run's words (`run`'s as_configured; _api: the call's words)
@@ -640,12 +658,18 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
     ``config``: a YAML file's path, the same content as a mapping, or a :class:`Config`.
     ``client``: a ``distributed.Client`` to run on (left open; the plan is sized for its
-    workers, their threads and memory limits); without one, the config's cluster is started
+    workers as each reports itself: their threads and memory limits, their GPUs and free
+    device memory, cores, how many share a GPU; ``plan(config, client=client)`` shows that
+    plan); without one, the config's cluster is started
     (and closed) or joined, as on the command line. ``options``: the command line's, as
     :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
     ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
     default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain
-    progress lines, at least 0.01). Their bools and numbers may be NumPy's.
+    progress lines, at least 0.01). Their bools and numbers may be NumPy's. ``resume=True`` of
+    a complete output computes nothing: it writes again only what its metadata holds in a
+    stale or earlier form, its consolidated copies and an earlier version's run record (a
+    mapping, which xarray's ``to_netcdf`` refuses) as JSON text, ``summary.status`` saying
+    which (``"complete (run record written again)"``; ``"complete (nothing to do)"``).
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message, its commands said as this call's options (`run --overwrite` as

@@ -2350,8 +2350,8 @@ def test_yaml_text_given_as_the_config_is_refused_in_one_line_unsaid(tmp_path, c
 
 
 def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path) -> None:
-    """``pipeline.plan(cfg, client=client)`` raised Python's bare "plan() got an unexpected
-    keyword argument 'client'", ``pipeline.run(cfg, client)`` "takes 1 positional argument but
+    """``pipeline.plan(cfg, overwrite=True)`` raised Python's bare "plan() got an unexpected
+    keyword argument 'overwrite'", ``pipeline.run(cfg, client)`` "takes 1 positional argument but
     2 were given", ``pipeline.load_config(None)`` os.fspath's "expected str, bytes or
     os.PathLike object" and ``load_config(cfg, overrides=3)`` an AttributeError: each public
     function refuses what it does not take with an OptionError (a TypeError), one line
@@ -2360,9 +2360,9 @@ def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
     calls: list[tuple[Any, tuple[Any, ...], dict[str, Any], str | None, list[str]]] = [
-        (pipeline.plan, (path,), {"client": None}, "client", ["pipeline.run()", "client"]),
+        (pipeline.plan, (path,), {"clinet": None}, "clinet", ["did you mean 'client'"]),
         (pipeline.plan, (path,), {"overwrite": True}, "overwrite", ["pipeline.run()"]),
-        (pipeline.plan, (path, None), {}, None, ["by position", "only the config"]),
+        (pipeline.plan, (path, None), {}, None, ["by position", "client by name"]),
         (pipeline.plan, (), {}, "config", ["needs its config"]),
         (pipeline.plan, (), {"confg": path}, "confg", ["did you mean 'config'"]),
         (pipeline.run, (), {"confg": path}, "config", ["needs its config", "'confg'"]),
@@ -3004,3 +3004,70 @@ def test_a_clients_workers_memory_limits_size_the_plan(tmp_path: Path) -> None:
     assert e.host_budget == 120 << 20 and "120.00 MiB" in str(e), str(e)
     assert len(str(e).splitlines()) == 1
     assert summary.status == "complete" and status(out) == "complete"
+
+
+def test_plan_takes_a_client_and_plans_for_what_its_workers_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pipeline.plan`` took no client (an OptionError naming ``pipeline.run``), so a user
+    on a scheduler of their own could not see the plan of their run; and ``run``'s plan for
+    a client took this machine's facts (whether a GPU is usable and why, its GPUs' free
+    memory, its cores) but for the workers' memory limits. ``plan(config, client=client)``
+    is the plan ``run(config, client=client)`` makes, from what each worker reports: here
+    the workers are processes whose environment disables the GPU, and this process's does
+    not, so the backend's reason is theirs; so does ``plan(config)`` of a config that names
+    that cluster's scheduler. Nothing is written; the client is left open."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.planning import describe
+
+    monkeypatch.delenv("PIPELINE_DISABLE_GPU", raising=False)
+    x = small_input(tmp_path)
+    out = tmp_path / "out.zarr"
+    path = write_config(tmp_path, tmp_path / "in.zarr", out, backend="auto")
+    here = pipeline.plan(path)
+    assert "PIPELINE_DISABLE_GPU" not in here.backend_reason, here.backend_reason
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            memory_limit="1GiB",
+            env={"PIPELINE_DISABLE_GPU": "1"},
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        p = pipeline.plan(path, client=client)
+        assert not out.exists()
+        assert "PIPELINE_DISABLE_GPU is set" in p.backend_reason, p.backend_reason
+        assert p.facts is not None and p.facts.gpu_reason == "PIPELINE_DISABLE_GPU is set"
+        c = p.cluster
+        assert (c.workers, c.threads_per_worker, c.own, c.host_budget) == (1, 1, False, 1 << 30)
+        rows = dict(describe(p))
+        assert rows["workers"].startswith("the client's cluster: 1 worker(s)"), rows["workers"]
+        assert "output now" in str(p)
+        # without a client, a config that names the scheduler is planned for its workers too,
+        # joined for the plan only, as `pipeline plan` plans it (it had been this machine's)
+        address = cluster.scheduler_address
+        named = write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            out,
+            "named.yaml",
+            backend="auto",
+            cluster={"scheduler": address},
+        )
+        joined = pipeline.plan(named)
+        assert joined.backend_reason == p.backend_reason
+        assert (joined.cluster.workers, joined.cluster.host_budget) == (1, 1 << 30)
+        assert dict(describe(joined))["workers"].startswith(f"the cluster at {address}: 1 ")
+        summary = pipeline.run(path, client=client)
+        assert client.submit(int, "7").result() == 7  # left open
+    assert summary.hardware["gpu_reason"] == "PIPELINE_DISABLE_GPU is set", summary.hardware
+    assert (summary.workers, summary.threads_per_worker, summary.host_budget) == (1, 1, 1 << 30)
+    assert np.array_equal(read_array(out), reference(x))
+    with pytest.raises(pipeline.OptionError) as info:
+        pipeline.plan(path, client="tcp://127.0.0.1:8786")
+    line = str(info.value)
+    assert line.startswith("pipeline.plan() option client takes a distributed.Client"), line
+    assert "cluster.scheduler" in line, line

@@ -1156,8 +1156,8 @@ def test_an_existing_clusters_gpu_workers_split_a_gpu_as_they_report_it(
         ) as cluster,
         Client(cluster) as client,
     ):
-        workers = client.scheduler_info()["workers"]
-        infos = list(client.run(worker_facts).values())
+        answers = client.run(worker_facts)  # by address, as the run asks them
+    infos = list(answers.values())
     assert len(infos) == 3 and all(not i["gpus"] for i in infos)  # a CPU machine's
     for n, info in enumerate(infos):
         bus = f"0000:{0x18 if shared else 0x18 + n:02x}:00.0"
@@ -1165,7 +1165,8 @@ def test_an_existing_clusters_gpu_workers_split_a_gpu_as_they_report_it(
         info.update(gpu_usable=True, gpu_reason="1 CUDA device(s) visible")
     per = 3 if shared else 1
     host = MACHINES["h100"]
-    client_facts = host.with_worker_limits(workers).with_worker_gpus(infos)
+    # a caller's client's facts and a joined cluster's are the same function of the answers
+    client_facts = facts_from_workers(answers)
     joined_facts = facts_from_workers(infos)
     assert client_facts.workers_per_gpu == joined_facts.workers_per_gpu == per
     for facts in (client_facts, joined_facts):
@@ -1181,3 +1182,57 @@ def test_an_existing_clusters_gpu_workers_split_a_gpu_as_they_report_it(
     # this run's own local cluster still splits each GPU between the config's workers
     own = make_plan(config, host)
     assert (own.cluster.workers_per_gpu, own.cluster.own) == (workers_per_gpu, True)
+
+
+def test_a_clusters_facts_are_what_its_workers_report_never_this_machines(tmp_path: Path) -> None:
+    """The facts a run on a cluster it does not start is planned by (a caller's client's, or
+    one joined by address: :func:`~pipeline.devices.hardware.facts_from_workers` of each
+    worker's :func:`~pipeline.devices.hardware.worker_facts`, asked of real workers here and
+    given the GPU they would report): the GPU of least free memory that a worker sees, with
+    what the pipeline's warm workers hold on it counted as free; the weakest host's cores and
+    RAM; each worker's memory limit (shared by the workers that are threads of one process);
+    only the memory available for what this process reads itself (the arrays carried beside
+    a Dataset) is this process's. A caller's client's had been this machine's: a GPU run of
+    a CPU machine's client refused, its GPU's free memory and cores taken for the workers'."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.devices.hardware import worker_facts
+    from pipeline.planning import memory
+
+    gpu = MACHINES["h100"].gpus[0]
+    make_array(tmp_path / "in.zarr", np.ones((64, 4096), "f4"), (8, 4096))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", backend="gpu")
+    config = load_config(cfg)
+    limit = 3 * GiB
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            memory_limit=limit,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        answers = client.run(worker_facts)
+    assert len(answers) == 2 and all(a.startswith("inproc://") for a in answers)
+    bus = "0000:18:00.0"
+    for n, info in enumerate(answers.values()):  # one GPU, shared; the second sees less free
+        free = gpu.free_bytes - n * GiB
+        info["gpus"] = [GpuInfo(0, gpu.name, gpu.total_bytes, free, bus).__dict__]
+        info.update(gpu_usable=True, gpu_reason="1 CUDA device(s) visible", cpus=64)
+        info.update(host_memory_bytes=512 * GiB, hostname="gpu-host")
+    held = {bus: 2 * GiB}  # the warm workers' pools, on that GPU
+    facts = facts_from_workers(answers, held, here_available=5 * GiB)
+    assert facts.gpu_usable and facts.gpu_reason == "1 CUDA device(s) visible"
+    (seen,) = facts.gpus
+    assert seen.free_bytes == gpu.free_bytes - GiB + 2 * GiB and seen.bus_id == bus
+    assert (facts.cpu_count, facts.host_total_bytes) == (64, 512 * GiB)
+    assert facts.host_available_bytes == 5 * GiB  # this process's
+    assert facts.worker_memory_limit == limit // 2  # threads of one process share its memory
+    assert facts.workers_per_gpu == 2
+    plan = make_plan(config, facts, scheduler_workers=2, scheduler_threads=1)
+    assert plan.backend == "gpu"  # however this machine is
+    assert plan.cluster.device_budget == memory.device_budget(config, facts, 2)
+    assert plan.cluster.host_budget == limit // 2
+    assert plan.facts == facts

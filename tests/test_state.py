@@ -675,19 +675,36 @@ def test_an_older_complete_output_with_a_matching_fingerprint_is_complete(done: 
 def test_an_earlier_versions_record_held_as_a_mapping_is_the_same_record(done: Done, cli) -> None:
     """h67c: a run writes its ``pipeline`` record as JSON text (which netCDF can hold); an
     output an earlier version wrote holds the mapping itself, which is the same record:
-    complete, nothing to do, verified; an edit of it is still an edit."""
+    complete, verified, and ``run --resume`` writes it again as the text a run writes now,
+    nothing else (h69c: it had said "nothing to do" and kept the mapping, so the output's
+    ``to_netcdf`` stayed refused); its dry run says so first; an edit of it is still an
+    edit."""
     meta = done.output / "zarr.json"
     saved = meta.read_bytes()
     try:
         arr = zarr.open_array(str(done.output), mode="r+")
         record = record_of(arr.attrs)
         arr.update_attributes({"pipeline": record})
+        assert dict(zarr.open_array(str(done.output), mode="r").attrs)["pipeline"] == record
         before = file_states(done.output)
-        rc, _, err = cli("run", done.config, "--resume")
-        assert rc == 0 and "nothing to do" in err, err
         rc, _, err = cli("verify", done.config)
         assert rc == 0, err
-        assert file_states(done.output) == before
+        rc, text, err = cli("run", done.config, "--resume", "--dry-run")
+        assert rc == 0, err
+        row = plan_rows(text)["output now"]
+        assert "and writes its run record again as JSON text" in row, row
+        assert file_states(done.output) == before  # a dry run writes nothing
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0 and "its run record written again as JSON text" in err, err
+        assert "nothing else to do" in err, err
+        after = file_states(done.output)
+        assert [k for k in before if before[k] != after.get(k)] == ["zarr.json"]
+        assert after.keys() == before.keys()
+        assert record_of(zarr.open_array(str(done.output), mode="r").attrs) == record
+        rc, _, err = cli("run", done.config, "--resume")
+        assert rc == 0 and "nothing to do" in err and "written again" not in err, err
+        rc, _, err = cli("verify", done.config)
+        assert rc == 0, err
         arr.update_attributes({"pipeline": {**record, "version": "0.0.1"}})
         rc, _, err = cli("verify", done.config)
         assert rc == 1 and "was edited since" in err, err

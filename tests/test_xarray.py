@@ -246,6 +246,77 @@ def test_a_dataset_output_is_written_to_netcdf_as_xarray_opens_it(
     assert np.isnan(back["t"].encoding["_FillValue"])
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3], ids=lambda f: f"v{f}")
+def test_resume_writes_an_earlier_versions_record_as_text_so_to_netcdf_takes_it(
+    tmp_path: Path, backend_client: tuple[str, Any], zarr_format: int
+) -> None:
+    """h69c: an output an earlier version wrote holds its run record as the mapping itself,
+    in the variable's attributes and in the group's consolidated metadata, which xarray's
+    ``to_netcdf`` refuses; ``run --resume`` of it, complete, had said "nothing to do" and
+    kept it. It writes the record again as JSON text, the same record, in the variable's
+    metadata and the group's consolidated copy, nothing else (no chunk, no coordinate), and
+    says so; ``to_netcdf`` then writes the output, and a second resume has nothing to do."""
+    pytest.importorskip("h5py", reason="netCDF-4 files need h5netcdf[h5py] (the dev extra)")
+    pytest.importorskip("h5netcdf", reason="netCDF-4 files need h5netcdf (the dev extra)")
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", zarr_format)
+    cfg = config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = tmp_path / "out.zarr"
+    variable = zarr.open_group(str(out), mode="r+")["t"]
+    record = record_of(variable.attrs)
+    variable.update_attributes({"pipeline": record})  # as an earlier version wrote it
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out))  # as that run's end did
+    assert open_dataset(out)["t"].attrs["pipeline"] == record
+    with pytest.raises((TypeError, ValueError), match="pipeline"):
+        open_dataset(out).to_netcdf(tmp_path / "before.nc", engine="h5netcdf")
+    assert pipeline.verify(cfg).ok
+    before = file_states(out)
+    summary = pipeline.run(cfg, client=client, resume=True)
+    assert summary.status == "complete (run record written again)", summary.status
+    after = file_states(out)
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    # the variable's metadata and the group's (its consolidated copy): the output is Zarr v3
+    assert changed == ["t/zarr.json", "zarr.json"] and after.keys() == before.keys(), changed
+    assert record_of(zarr.open_group(str(out), mode="r")["t"].attrs) == record
+    ds = open_dataset(out)
+    assert record_of(ds["t"].attrs) == record  # the consolidated copy, which xarray reads
+    ds.to_netcdf(tmp_path / "out.nc", engine="h5netcdf")
+    assert pipeline.verify(cfg).ok
+    again = pipeline.run(cfg, client=client, resume=True)
+    assert again.status == "complete (nothing to do)", again.status
+    assert file_states(out) == after
+
+
+def test_a_copy_holding_the_record_as_a_mapping_is_the_same_record(
+    tmp_path: Path, backend_client: tuple[str, Any]
+) -> None:
+    """A resume that writes an earlier version's record again as text (above) is killed
+    after the variable's own metadata and before the group's consolidated copy: the copy
+    holds the mapping, the variable the text, the same record. The output is complete with a
+    stale copy, which ``run --resume`` writes again, not "incomplete" (the copy had been
+    compared as stored, text against a mapping), which nothing could resume: its run record
+    had gone when it was finished."""
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = tmp_path / "out.zarr"
+    variable = zarr.open_group(str(out), mode="r+")["t"]
+    record = record_of(variable.attrs)
+    variable.update_attributes({"pipeline": record})
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out))
+    variable.update_attributes({"pipeline": json.dumps(record)})  # the kill: no copy since
+    done = pipeline.run(cfg, client=client, resume=True)
+    assert done.status == "complete (consolidated metadata written again)", done.status
+    assert record_of(open_dataset(out)["t"].attrs) == record  # the copy, as text now
+    assert pipeline.verify(cfg).ok
+
+
 def test_a_sharded_output_copies_with_to_zarr_as_the_readme_says(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

@@ -18,7 +18,7 @@ import importlib.util
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class Facts:
     user's own (``CUDA_MPS_PIPE_DIRECTORY``); '' otherwise, and on a joined cluster"""
     worker_memory_limit: int | None = None
     """bytes of host memory one worker may use on a cluster joined by address or a caller's
-    client's (:meth:`with_worker_limits`): the weakest worker's own memory limit (what its
+    client's (:func:`facts_from_workers`): the weakest worker's own memory limit (what its
     nanny enforces), or for a worker without one its host's RAM shared by the workers there;
     None for this machine's own (local) cluster, whose workers share ``host_total_bytes``"""
     workers_per_gpu: int | None = None
@@ -137,47 +137,7 @@ class Facts:
             return self
         import dataclasses
 
-        gpus = []
-        for g in self.gpus:
-            extra = held.get(g.bus_id, 0) if g.bus_id else 0
-            gpus.append(dataclasses.replace(g, free_bytes=min(g.total_bytes, g.free_bytes + extra)))
-        return dataclasses.replace(self, gpus=tuple(gpus))
-
-    def with_worker_limits(self, workers: dict[str, dict[str, Any]]) -> Facts:
-        """These facts (this machine's) with ``worker_memory_limit`` the weakest of a
-        caller's cluster's ``workers`` (``client.scheduler_info()['workers']``): a worker's own
-        ``memory_limit`` (what its nanny enforces, what pauses it), or, for one without, this
-        machine's RAM shared by the workers of its host (the scheduler knows no host's RAM);
-        workers that are threads of this process (``inproc://`` addresses) each compare the
-        whole process's memory with their limit, so theirs is shared by them all. A caller's
-        client had been planned as a local cluster, by this machine's RAM, whatever its
-        workers' limits."""
-        if not workers:
-            return self
-        import dataclasses
-        from collections import Counter
-
-        hosts = Counter(w.get("host") for w in workers.values())
-        threads = sum(1 for a in workers if str(a).startswith("inproc://"))
-        limits = []
-        for address, w in workers.items():
-            own = int(w.get("memory_limit") or 0)
-            if own and str(address).startswith("inproc://"):
-                own //= threads
-            limits.append(own or self.host_total_bytes // hosts[w.get("host")])
-        return dataclasses.replace(self, worker_memory_limit=min(limits))
-
-    def with_worker_gpus(self, infos: list[dict[str, Any]]) -> Facts:
-        """These facts with ``workers_per_gpu`` of a caller's client's workers (``infos``:
-        :func:`worker_facts` of each, as a joined cluster's are read): the plan had split each
-        GPU's budget between the config's ``cluster.workers_per_gpu`` (3 unless set), whatever
-        the client's workers were, so blocks sized for 3 workers a GPU ran on 1 (dask-cuda's
-        ``LocalCUDACluster``: a third of the GPU used, the summary naming 3 workers), and
-        blocks sized for 1 (``workers_per_gpu: 1``) on several workers sharing a GPU each
-        took the whole budget (h67b)."""
-        import dataclasses
-
-        return dataclasses.replace(self, workers_per_gpu=sharing_gpu(infos))
+        return dataclasses.replace(self, gpus=tuple(_plus_held(g, held) for g in self.gpus))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -343,33 +303,59 @@ def worker_facts(dask_worker: Any = None) -> dict[str, Any]:
     return d
 
 
-def facts_from_workers(infos: list[dict[str, Any]]) -> Facts:
-    """The facts a plan should assume on an existing cluster: the weakest worker's.
+def facts_from_workers(
+    infos: Mapping[str, dict[str, Any]] | Sequence[dict[str, Any]],
+    held: Mapping[str, int] | None = None,
+    here_available: int = 0,
+) -> Facts:
+    """The facts a plan should assume on a cluster that is not this run's own (one joined by
+    address, or a caller's client's): the weakest worker's, every one of them as the workers
+    report it, never this machine's (a caller's client had been planned by this process's GPU,
+    GPU free memory, cores and RAM, whatever its workers had).
 
-    ``infos``: :func:`worker_facts` of every worker. The host memory a worker may use is its
-    own memory limit; a worker without one shares its host's RAM with the other workers of
-    that host (by host name), never with the workers of other hosts.
-    """
-    if not infos:
+    ``infos``: :func:`worker_facts` of every worker, by its address (``client.run``'s answer)
+    or as a list. The GPU is the one of least free memory that any worker sees, where every
+    worker can use one (``gpu_usable``, with the workers' reasons); ``held`` (bytes per GPU PCI
+    bus id, :func:`held_device_bytes` of each worker, summed) is counted as free on that GPU
+    first, as a warm cluster's next tasks reuse it (:meth:`Facts.plus_held`). The host memory
+    a worker may use is its own memory limit; a worker without one shares its host's RAM with
+    the other workers of that host (by host name), never with the workers of other hosts; the
+    workers that are threads of one process (``inproc://`` addresses) each compare the whole
+    process's memory with their limit, so theirs is shared by them all. ``cpu_count`` and
+    ``host_total_bytes`` are the weakest worker host's; ``workers_per_gpu``: :func:`sharing_gpu`.
+    ``host_available_bytes`` is ``here_available``, this process's (what the arrays carried
+    beside an output Dataset, read whole into this process, must fit in), not a worker's."""
+    by_address = dict(infos) if isinstance(infos, Mapping) else dict(enumerate(infos))
+    listed = list(by_address.values())
+    if not listed:
         return Facts(gpu_usable=False, gpu_reason="the cluster has no workers")
-    usable = all(i["gpu_usable"] for i in infos)
-    reasons = {i["gpu_reason"] for i in infos}
+    usable = all(i["gpu_usable"] for i in listed)
+    reasons = {i["gpu_reason"] for i in listed}
     gpus = []
     if usable:
-        g = min((g for i in infos for g in i["gpus"]), key=lambda g: g["free_bytes"])
-        gpus = [GpuInfo(**g)]
+        seen = [_plus_held(GpuInfo(**g), held or {}) for i in listed for g in i["gpus"]]
+        gpus = [min(seen, key=lambda g: g.free_bytes)] if seen else []
     return Facts(
         gpu_usable=usable,
         gpu_reason="; ".join(sorted(reasons)),
         gpus=tuple(gpus),
-        host_total_bytes=min(i["host_memory_bytes"] for i in infos),
-        host_available_bytes=min(i["host_available_bytes"] for i in infos),
-        cpu_count=min(i["cpus"] for i in infos),
-        hostname=",".join(sorted({i["hostname"] for i in infos})),
-        driver=next(iter({i["driver"] for i in infos})),
-        worker_memory_limit=min(_worker_memory(i, infos) for i in infos),
-        workers_per_gpu=sharing_gpu(infos),
+        host_total_bytes=min(i["host_memory_bytes"] for i in listed),
+        host_available_bytes=here_available,
+        cpu_count=min(i["cpus"] for i in listed),
+        hostname=",".join(sorted({i["hostname"] for i in listed})),
+        driver=next(iter({i["driver"] for i in listed})),
+        worker_memory_limit=min(_worker_memory(a, i, by_address) for a, i in by_address.items()),
+        workers_per_gpu=sharing_gpu(listed),
     )
+
+
+def _plus_held(gpu: GpuInfo, held: Mapping[str, int]) -> GpuInfo:
+    """``gpu`` with the device memory the pipeline's workers hold on it (``held``, by PCI bus
+    id) counted as free, up to its total."""
+    import dataclasses
+
+    extra = held.get(gpu.bus_id, 0) if gpu.bus_id else 0
+    return dataclasses.replace(gpu, free_bytes=min(gpu.total_bytes, gpu.free_bytes + extra))
 
 
 def sharing_gpu(infos: list[dict[str, Any]]) -> int | None:
@@ -387,11 +373,15 @@ def sharing_gpu(infos: list[dict[str, Any]]) -> int | None:
     return max(used.values()) if used else None
 
 
-def _worker_memory(info: dict[str, Any], infos: list[dict[str, Any]]) -> int:
-    """Bytes of host memory the worker of ``info`` may use (see :func:`facts_from_workers`)."""
-    if info.get("memory_limit"):
-        return int(info["memory_limit"])
-    same_host = sum(1 for i in infos if i["hostname"] == info["hostname"])
+def _worker_memory(address: Any, info: dict[str, Any], infos: dict[Any, dict[str, Any]]) -> int:
+    """Bytes of host memory the worker at ``address`` (``info``: its :func:`worker_facts`)
+    may use; ``infos``: every worker's, by address (see :func:`facts_from_workers`)."""
+    own = int(info.get("memory_limit") or 0)
+    if own and str(address).startswith("inproc://"):  # threads of one process share it
+        return own // sum(1 for a in infos if str(a).startswith("inproc://"))
+    if own:
+        return own
+    same_host = sum(1 for i in infos.values() if i["hostname"] == info["hostname"])
     return int(info["host_memory_bytes"]) // same_host
 
 

@@ -110,9 +110,12 @@ class ClusterPlan:
         """Whether the tasks run as threads of this process under Dask's threaded scheduler
         rather than on a Dask cluster: a local CPU run whose workers are threads of this
         process anyway (``protocol`` 'inproc': :func:`local_protocol`), with no dashboard and
-        no performance report (``report``), both of which are distributed's."""
+        no performance report (``report``), both of which are distributed's. Never for a
+        caller's client (not ``own``), whose workers run the tasks, threads of this process
+        or not."""
         return (
-            self.scheduler == "local"
+            self.own
+            and self.scheduler == "local"
             and self.backend == "cpu"
             and self.protocol == "inproc"
             and not self.dashboard

@@ -16,6 +16,8 @@ def describe(plan: Plan, report: bool = False) -> list[tuple[str, str]]:
     m = plan.memory
     block_bytes = math.prod(plan.block) * plan.input.dtype.itemsize
     where = "local cluster" if c.scheduler == "local" else f"the cluster at {c.scheduler}"
+    if c.scheduler == "local" and not c.own:  # pipeline.plan(config, client=client)'s
+        where = "the client's cluster"
     workers = f"{where}: {c.workers} worker(s) x {c.threads_per_worker} thread(s)"
     if c.on_threads(report):
         workers = (

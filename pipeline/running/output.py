@@ -1001,7 +1001,8 @@ def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
 def _done_as_it_is(plan: Plan) -> bool:
     """Whether ``run --resume`` finds the output complete and writes nothing there."""
     try:
-        return decide_start(plan, resume=True) == "done" and not copies_to_write(plan)
+        done = decide_start(plan, resume=True) == "done"
+        return done and not copies_to_write(plan) and not record_to_rewrite(plan)
     except Exception:  # a refusal, or what cannot be looked at (under a file): not done
         return False
 
@@ -1395,7 +1396,7 @@ def copies_to_write(plan: Plan) -> list[str]:
     (:func:`pipeline.store.datasets.consolidated_missing`: zarr-python's group-attribute
     edit with ``use_consolidated=False`` drops a v3 copy; a deleted ``.zmetadata``).
     ``run --resume`` of an output complete and otherwise as the run wrote it writes them
-    again, from its verified metadata (:func:`write_copies`), as every run's end writes
+    again, from its verified metadata (:func:`write_again`), as every run's end writes
     them; a plain run refuses it and ``verify`` fails it, each naming that and the
     zarr-python call (helper-46c:
     ``run`` had said "nothing to do" of a copy gone, which ``verify`` failed, and refused a
@@ -1423,14 +1424,55 @@ def copies_said(copies: list[str]) -> str:
     )
 
 
-def write_copies(plan: Plan) -> None:
-    """Write the consolidated copies of a complete output again (:func:`copies_to_write`),
-    under its lock and its group's, as a run's end writes them (:func:`_consolidate`)."""
+def record_to_rewrite(plan: Plan) -> bool:
+    """Whether the output's own run record is in an earlier version's form, the mapping
+    (:func:`pipeline.store.arrays.record_in_earlier_form`), which ``run --resume`` of the
+    complete output writes again as JSON text (:func:`write_again`), nothing else: the
+    output of an earlier version had kept it, so ``xr.open_zarr(out).to_netcdf(...)`` refused
+    the output. Reads only; False where the attributes cannot be read (what is there is
+    decided and named elsewhere)."""
+    try:
+        attrs = arrays.read_attributes(plan.output.location, plan.output.path)
+    except Exception:
+        return False
+    return arrays.record_in_earlier_form(attrs)
+
+
+def written_again(copies: list[str], record: bool, planned: bool = False) -> str:
+    """What :func:`write_again` writes of a complete output, in words: its run record as JSON
+    text (``record``: :func:`record_to_rewrite`), its consolidated metadata (``copies``:
+    :func:`copies_to_write`); as done (``its ... written again``), or, ``planned``, as what
+    the run does (``writes its ... again``: ``run --dry-run``'s row)."""
+    said = {
+        "its run record": (
+            record,
+            " as JSON text (an earlier version wrote it as a mapping, which xarray's "
+            "to_netcdf cannot write)",
+        ),
+        "its consolidated metadata": (bool(copies), f" ({copies_said(copies)})" if copies else ""),
+    }
+    parts = [(what, why) for what, (did, why) in said.items() if did]
+    if planned:
+        return " and ".join(f"writes {what} again{why}" for what, why in parts)
+    return "; ".join(f"{what} written again{why}" for what, why in parts)
+
+
+def write_again(plan: Plan) -> None:
+    """Write again what a complete output's metadata holds in a stale or earlier form, under
+    its lock and its group's, as a run's end writes it, no data: its run record as JSON text
+    where an earlier version wrote the mapping (:func:`record_to_rewrite`; the same record,
+    its ``check`` too), then its consolidated copies (:func:`copies_to_write`, and those that
+    hold the record), as :func:`_consolidate` writes them."""
     ledger = plan.sink.ledger
     assert ledger is not None
+    o = plan.output
     ledger.acquire()
     try:
-        with group_lock(plan.output.location, output_group(plan)):
+        with group_lock(o.location, output_group(plan)):
+            attrs = arrays.read_attributes(o.location, o.path)
+            if arrays.record_in_earlier_form(attrs):
+                record = attrs[arrays.RUN_RECORD]
+                arrays.update_attributes(o.location, o.path, arrays.record_attribute(record))
             _consolidate(plan)
     finally:
         ledger.release()
@@ -1785,12 +1827,11 @@ def run_now(plan: Plan, start: str, left: int = 0, total: int = 0) -> str:
     state = output_state(plan)
     there = _NOW.get(state, state)
     if start == "done":
-        copies = copies_to_write(plan)
-        if copies:
+        copies, record = copies_to_write(plan), record_to_rewrite(plan)
+        if copies or record:
             return (
                 f"{there}: this run finds it complete, made from this config and input, and "
-                f"writes its consolidated metadata again ({copies_said(copies)}): nothing "
-                "else to do"
+                f"{written_again(copies, record, planned=True)}: nothing else to do"
             )
         return (
             f"{there}: this run finds it complete, made from this config and input: nothing to do"

@@ -100,20 +100,35 @@ def _early_cluster(config: Config, facts: Facts) -> ClusterPlan | None:
 
 def plan_joined(config: Config, client: Any) -> Plan:
     """The plan of a run on the cluster ``client`` is joined to (at the config's
-    ``cluster.scheduler``): sized for its weakest worker, with its workers and (the fewest)
-    threads. Raises ClusterError (``reason`` 'lost', ``during`` 'plan') for a lost scheduler,
-    and 'no-workers' (:func:`pipeline.running.cluster.no_workers`) where its workers all left
-    after the join (which saw one): a bare ValueError of ``min`` had said so."""
+    ``cluster.scheduler``): :func:`plan_on_cluster`."""
+    return plan_on_cluster(config, client, config.cluster.scheduler)
+
+
+def plan_for_client(config: Config, client: Any) -> Plan:
+    """The plan of a run on a caller's ``client`` (``pipeline.run(config, client=...)``,
+    ``pipeline.plan(config, client=...)``), once its cluster has a running worker (a
+    ClusterError after ``cluster.timeout`` where none comes: :func:`cluster.wait_running`):
+    :func:`plan_on_cluster`, whatever the config's ``cluster.scheduler``."""
     from pipeline.running import cluster
 
-    address = config.cluster.scheduler
-    answers = cluster.ask(
-        client, lambda: client.run(worker_facts), "pipeline-facts", address, "plan"
-    )
-    facts = facts_from_workers(list(answers.values()))
-    workers = _scheduler_workers(client, address)
-    if not answers or not workers:
-        raise cluster.no_workers(address)
+    address = client.scheduler.address
+    # a cluster without a running worker (none yet, all paused) had kept the run waiting
+    cluster.wait_running(client, address, config.cluster.timeout, config.cluster.timeout)
+    return plan_on_cluster(config, client, address)
+
+
+def plan_on_cluster(config: Config, client: Any, address: str) -> Plan:
+    """The plan of a run on the cluster of ``client`` (its scheduler at ``address``, as the
+    config names it or the client's own), a cluster the run does not start: sized by its
+    workers' facts (:func:`cluster_facts`: their GPUs and free device memory, cores, memory
+    limits, how many share a GPU), with their number, the fewest threads and how they talk;
+    the store packages its workers lack refused (``check_store_packages``). Raises
+    ClusterError (``reason`` 'lost', ``during`` 'plan') for a lost scheduler, and
+    'no-workers' (:func:`pipeline.running.cluster.no_workers`) where its workers all left
+    (a bare ValueError of ``min`` had said so)."""
+    from pipeline.running import cluster
+
+    facts, workers = cluster_facts(client, address)
     threads = min(w["nthreads"] for w in workers.values())
     plan = make_plan(
         config,
@@ -124,6 +139,31 @@ def plan_joined(config: Config, client: Any) -> Plan:
     )
     cluster.check_store_packages(client, address, _stores(plan))
     return plan
+
+
+def cluster_facts(client: Any, address: str) -> tuple[Facts, dict[str, Any]]:
+    """(the facts a plan assumes on the cluster of ``client``, its scheduler at ``address``;
+    its workers, as the scheduler knows them): each worker's own, asked of it
+    (:func:`~pipeline.devices.hardware.facts_from_workers` of their :func:`worker_facts`),
+    with the device memory the pipeline's warm workers hold counted as free (asked first, as
+    it gives their pools' cached blocks back: ``held_device_memory``), and this process's
+    available memory (for what it reads itself). A caller's client's had been this machine's
+    (its GPU's free memory, its cores; a GPU run refused where this process sees no GPU),
+    but for the workers' memory limits and GPU sharing. ClusterError 'no-workers' where the
+    cluster has none, 'lost' for a lost scheduler."""
+    import psutil
+
+    from pipeline.running import cluster
+
+    held = cluster.held_device_memory(client, address)
+    workers = _scheduler_workers(client, address)
+    answers = cluster.ask(
+        client, lambda: client.run(worker_facts), "pipeline-facts", address, "plan"
+    )
+    if not answers or not workers:
+        raise cluster.no_workers(address)
+    here = int(psutil.virtual_memory().available)
+    return facts_from_workers(answers, held, here), workers
 
 
 def _stores(plan: Plan) -> dict[str, Any]:
@@ -195,33 +235,12 @@ def _planned(
     from pipeline.running import cluster
 
     if client is not None:
-        address = client.scheduler.address
-        # a cluster without a running worker (none yet, all paused) had kept the run waiting
-        cluster.wait_running(client, address, config.cluster.timeout, config.cluster.timeout)
-        # a warm cluster's workers hold device memory (cached blocks, their threads' buffers)
-        # that this process would count as used: their next tasks reuse it
-        held = cluster.held_device_memory(client, address)
-        workers = _scheduler_workers(client, address)
-        # how many of them share a GPU, as they see their GPUs: not the config's workers_per_gpu
-        infos = cluster.ask(
-            client, lambda: client.run(worker_facts), "pipeline-facts", address, "plan"
-        )
-        facts = Facts.local(want_gpu=config.backend != "cpu").plus_held(held)
-        plan = make_plan(
-            config,
-            # their memory limits, not this machine's RAM; their GPUs, not the config's split
-            facts.with_worker_limits(workers).with_worker_gpus(list(infos.values())),
-            scheduler_workers=len(workers) or None,
-            scheduler_threads=min((w["nthreads"] for w in workers.values()), default=None),
-            worker_protocol=protocol_of(workers),
-        )
-        cluster.check_store_packages(client, address, _stores(plan))
-        yield plan, _registered(client, address, plan, report)
+        plan = plan_for_client(config, client)
+        yield plan, _registered(client, client.scheduler.address, plan, report)
         return
     address = config.cluster.scheduler
     client = cluster.join(address, config.cluster.timeout)
     try:
-        cluster.held_device_memory(client, address)  # gives cached blocks back before measuring
         plan = plan_joined(config, client)
         yield plan, _registered(client, address, plan, report)
     finally:
@@ -405,16 +424,17 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
     with _planned(config, client, options.report, options.process_ends) as (plan, connect):
         start = _check(plan, options)
         if start == "done":
-            copies = output.copies_to_write(plan)
-            if copies:  # stale or gone, the rest as the run wrote it: written again
-                output.write_copies(plan)
+            # stale or gone copies, an earlier version's record, the rest as the run wrote it:
+            # written again, no data
+            copies, record = output.copies_to_write(plan), output.record_to_rewrite(plan)
+            if copies or record:
+                output.write_again(plan)
                 _progress_line(
                     options.progress,
                     logging.WARNING,
-                    "%s is already complete; its consolidated metadata written again (%s): "
-                    "nothing else to do",
+                    "%s is already complete; %s: nothing else to do",
                     plan.output.location.join(plan.output.path),
-                    output.copies_said(copies),
+                    output.written_again(copies, record),
                 )
             else:
                 _progress_line(
@@ -452,9 +472,7 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
                 t_start,
                 {"plan": t_finish - t_start},
                 None,
-                "complete (consolidated metadata written again)"
-                if copies
-                else "complete (nothing to do)",
+                _done_status(bool(copies), record),
             )
             # making the summary (the library versions, the hardware) is this run's finish
             summary.seconds["finish"] = time.perf_counter() - t_finish
@@ -525,6 +543,16 @@ def _closed(summary: Summary, t_begin: float, t_start: float) -> Summary:
         s["generate"] = t_start - t_begin
     s["total"] = t_end - t_begin
     return summary
+
+
+def _done_status(copies: bool, record: bool) -> str:
+    """The summary's status of a run that found its output complete: what it wrote again
+    (its consolidated metadata, ``copies``; its run record as JSON text, ``record``), or
+    nothing."""
+    written = [w for w, did in (("run record", record), ("consolidated metadata", copies)) if did]
+    if not written:
+        return "complete (nothing to do)"
+    return f"complete ({' and '.join(written)} written again)"
 
 
 def _check_before_generating(config: Config, options: RunOptions, client: Any) -> None:

@@ -2852,6 +2852,15 @@ def run_record(attrs: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def record_in_earlier_form(attrs: Any) -> bool:
+    """Whether the attributes ``attrs`` hold the run record as an earlier version wrote it:
+    the mapping itself under ``pipeline``, not :func:`record_attribute`'s JSON text. It is the
+    same record (:func:`run_record` reads either), but xarray's ``to_netcdf`` of the output
+    refuses it ("Invalid value for attr 'pipeline'"): ``run --resume`` of the complete output
+    writes it again as text (``running/output.py``, ``write_again``)."""
+    return isinstance(attrs, dict) and isinstance(attrs.get(RUN_RECORD), dict)
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs the pipeline generated, and whether they are finished.
 

@@ -2097,7 +2097,11 @@ def run_status(store: Any, path: str, attrs: dict[str, Any], consolidate: bool) 
     held = consolidated_attributes(store, group, name)
     if held is None:  # no copy of the group lists it (its own removed, the root's kept):
         return status  # its own record says, as xarray reads it; verify names the copy
-    same = held.get(RUN_RECORD) == attrs.get(RUN_RECORD)  # as stored: text, or a mapping
+    # the same record, as text or as an earlier version's mapping: a copy not yet written
+    # again after ``run --resume`` wrote the output's own as text (a kill between the two)
+    # is a stale copy of a complete output, which that resume writes again, not an
+    # unfinished run, which it could not resume (its run record is gone)
+    same = run_record(held) == run_record(attrs)
     return status if same else "incomplete"
 
 
