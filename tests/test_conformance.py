@@ -2242,3 +2242,39 @@ def test_a_run_on_workers_in_a_process_where_warnings_are_errors_completes(
         x = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...]
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     assert same_bits(got, chain(x))
+
+
+def _shards_of(inner: list[int], codecs: list[Any], index: list[Any]) -> dict[str, Any]:
+    """A ``sharding_indexed`` codec of ``inner`` chunks, their ``codecs``, its ``index``."""
+    conf = {"chunk_shape": inner, "codecs": codecs, "index_codecs": index}
+    return {"name": "sharding_indexed", "configuration": conf}
+
+
+@pytest.mark.parametrize(
+    "codecs",
+    [
+        # an index of big-endian integers: read through Zarr
+        [_shards_of(list(CHUNKS), [{"name": "bytes"}], _BIG_ENDIAN_INDEX)],
+        # shards within shards: read through Zarr
+        [
+            _shards_of(
+                list(CHUNKS),
+                [_shards_of([2, 3], [{"name": "bytes"}], [{"name": "bytes"}])],
+                [{"name": "bytes"}],
+            )
+        ],
+    ],
+    ids=["big-endian-index", "nested"],
+)
+def test_the_plan_says_the_shards_of_an_input_read_through_zarr(tmp_path: Path, codecs) -> None:
+    """tensorstore's shards that only Zarr reads (their index of big-endian integers, or
+    shards within shards) were said as their inner chunks alone, `chunks [4, 6], codecs only
+    Zarr knows`, as if the input were not sharded; now as the pipeline's own shards are."""
+    import pipeline
+
+    src = tmp_path / "in.zarr"
+    tensorstore(_ts_v3(codecs, chunks=(8, 12)))(src)
+    info = pipeline.plan(_config(tmp_path, "cpu")).input
+    assert info.format is None, "read through Zarr"
+    said = info.describe()
+    assert f"chunks {list(CHUNKS)} in shards [8, 12], codecs only Zarr knows" in said, said

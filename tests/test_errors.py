@@ -16,6 +16,7 @@ import itertools
 import json
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -2818,4 +2819,38 @@ def test_a_late_refusal_of_a_mapping_s_key_names_the_mapping_from_plan_run_and_v
         assert said.startswith("the config mapping: input.storage_options make no "), said
         assert (e.value.file, e.value.line) == ("the config mapping", None), e.value.data
         assert e.value.key == "input.storage_options" and len(said.splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "writer",
+    ["tensorstore-v2-complex64", "tensorstore-v3-complex64", "xarray-v2-text", "xarray-v3-text"],
+)
+def test_an_unsupported_dtype_is_refused_naming_the_input(tmp_path: Path, cli, writer) -> None:
+    """A complex (tensorstore) or text (xarray) input was refused as "unsupported dtype
+    complex64: the stages compute on ...; convert the input first", naming no input: of a
+    Dataset's several variables, or several configs' inputs, not which one."""
+    src, array = tmp_path / "in.zarr", ""
+    if writer.startswith("tensorstore"):
+        _tensorstore_array(src, "zarr" if "v2" in writer else "zarr3", "complex64")
+        dtype = "complex64"
+    else:
+        xr = pytest.importorskip("xarray")
+        ds = xr.Dataset({"name": (("x",), np.array(["ab", "c", "de"]))})
+        with warnings.catch_warnings():  # zarr-python's: v3 strings are not in the spec yet
+            warnings.simplefilter("ignore")
+            ds.to_zarr(str(src), zarr_format=3 if "v3" in writer else 2, mode="w")
+        array, dtype = "name", "<U2"
+    cfg = write_config(
+        tmp_path, src, tmp_path / "out.zarr", input={"store": str(src), "array": array}
+    )
+    where = f"{src}/{array}" if array else str(src)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert line.startswith(f"error: unsupported dtype {dtype} of the input {where}: "), line
+        assert line.endswith("convert the input first"), line
+    e = refused("plan", cfg)
+    assert isinstance(e, InputError) and (e.store, e.dtype) == (where, dtype), e.data
     assert not (tmp_path / "out.zarr").exists()

@@ -1089,8 +1089,19 @@ def values_chain(
     chain that overflows it, or a stage's scalar it cannot hold, is refused naming that
     attribute (PlanError, the chain's fields ``stage``, ``dtype``, ``bound`` or ``parameter``
     and ``value``, and ``variable``, ``attributes``, ``fix``): a float64 copy of the input
-    would decode to int64 all the same, so "convert the input" is no fix there."""
+    would decode to int64 all the same, so "convert the input" is no fix there. A dtype the
+    stages do not compute on (text, complex, bool) is refused naming the input (InputError,
+    fields ``store``, ``dtype``): :func:`pipeline.ops.stages.check_dtype`'s line names none."""
     values = np.dtype(unpacking.dtype) if unpacking else stored
+    if not stages.supported_dtype(values):  # the line names the input (stages' names none)
+        where = Location.of(config.input.store, config.input.storage_options, "input")
+        array = where.join(config.input.array)
+        raise InputError(
+            f"unsupported dtype {values} of the input {array}: {stages.COMPUTED_ON}; convert "
+            "the input first",
+            store=array,
+            dtype=str(values),
+        )
     try:
         return stages.plan_chain(
             config.stage_specs(),

@@ -495,7 +495,12 @@ class ArrayInfo:
         return f"{self.path}/{k}" if self.path else k
 
     def describe(self) -> str:
-        shard = f" in shards {list(self.unit)}" if self.sharded else ""
+        """The layout in a few words (the plan's input and output rows): shape, dtype, chunks,
+        shards where a stored unit holds several chunks (read through Zarr too: a shard whose
+        index or codecs only Zarr reads, which ``sharded`` leaves False, had been said as its
+        inner chunks alone), codecs, format."""
+        in_shards = self.sharded or self.unit != self.chunk
+        shard = f" in shards {list(self.unit)}" if in_shards else ""
         return (
             f"{list(self.shape)} {self.dtype}, chunks {list(self.chunk)}{shard}, "
             f"{self.codecs_text()}, Zarr v{self.zarr_format}"
