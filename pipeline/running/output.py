@@ -1702,18 +1702,17 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     that cannot be written but that ``run --resume`` finds done, writing nothing
     (:func:`startable`: a read-only finished dataset), is said so, that refusal after, and is
     no refusal of the plan, as ``run --resume`` and ``run --resume --dry-run`` exit 0 there
-    (h66b: `plan` had exited 1, "cannot write the output", its fix the folder's permissions)."""
+    (h66b: `plan` had exited 1, "cannot write the output", its fix the folder's permissions),
+    and so is one whose every other run is refused for what is beside it (files in the
+    array's folder, which ``--overwrite`` never deletes: h69d, exit 1 had stopped ``plan &&
+    run --resume``)."""
     try:
         check_not_overlapping(plan)
         check_writable(plan.output.location)
         check_parents(plan)
     except OutputError as e:
         if _done_as_it_is(plan):  # as run --resume finds it (startable): nothing to write
-            return (
-                "complete, made from this config and input: `run --resume` finds nothing to "
-                f"do; any other run is refused: {e}",
-                None,
-            )
+            return _done_but_refused(e), None
         return str(e), e
     state = output_state(plan)
     row = _output_now(plan, state)
@@ -1730,7 +1729,22 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         return row, None
     resumed = run_accepts(plan, ("--resume",))[1]
     given = [e for e in refusals + resumed if str(e) in row]  # the one the words give
-    return row, given[0] if given else refusals[-1]
+    refusal = given[0] if given else refusals[-1]
+    if not resumed and _done_as_it_is(plan):  # complete as this config makes it, every
+        # other run refused (its --overwrite too: files beside the array): `run --resume`
+        # finds nothing to do and exits 0, and so does `plan` (it had exited 1, saying
+        # "complete; <the refusal>", of an output a resume takes as finished: h69d)
+        return _done_but_refused(refusal), None
+    return row, refusal
+
+
+def _done_but_refused(refusal: OutputError) -> str:
+    """The words of :func:`output_now_refused` for a complete output that ``run --resume``
+    finds done, every other run refused with ``refusal``."""
+    return (
+        "complete, made from this config and input: `run --resume` finds nothing to do; "
+        f"any other run is refused: {refusal}"
+    )
 
 
 def _resumes(plan: Plan) -> bool:
