@@ -532,7 +532,7 @@ def nested_writers(
         for what, lock in WRITERS:
             if i == len(parts) and what == kind:
                 continue  # one's own lock: it keeps a second writer of this kind out
-            holder = lock(root, at).holder()
+            holder = _probed(lock(root, at))
             if holder is not None:
                 rel = "is" if i == len(parts) else "holds"
                 found.append(Nested(what, root.join(at), holder, rel))
@@ -541,7 +541,8 @@ def nested_writers(
     top = location.path_of(path).rstrip("/")
     try:
         keys = location.fs().find(top)
-    except FileNotFoundError:
+    except Exception as e:  # none there, or a listing refused: the run's own reads say it
+        log.debug("cannot list %s for other writers' locks: %s", full, e)
         keys = []
     for what, lock in WRITERS:
         tail = f"/{RECORD}/{lock.LOCK}"
@@ -553,10 +554,23 @@ def nested_writers(
             if not inner:
                 continue  # at the array itself: looked at above
             at = "/".join([*parts, inner])
-            holder = lock(root, at).holder()
+            holder = _probed(lock(root, at))
             if holder is not None:
                 found.append(Nested(what, root.join(at), holder, "inside"))
     return found
+
+
+def _probed(lock: Ledger) -> dict[str, Any] | None:
+    """``lock``'s live holder, or None where there is none or it cannot be asked: a folder
+    or prefix above the store that this user may not read (S3 answers a GET there, and one
+    of a missing key to a user who may not list, AccessDenied), no credentials. Such a
+    refusal is no other writer's lock: the run's own reads of its stores name it, as
+    before (a probe above the input had been the first to fail, naming the bucket)."""
+    try:
+        return lock.holder()
+    except Exception as e:
+        log.debug("cannot look for a lock at %s: %s", lock.location.join(lock.array_path), e)
+        return None
 
 
 def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
@@ -569,7 +583,7 @@ def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
                 continue  # one's own lock: it keeps a second writer of this kind out
             if not os.path.isfile(os.path.join(folder, RECORD, lock.LOCK)):
                 continue
-            holder = lock(Location.of(folder), "").holder()
+            holder = _probed(lock(Location.of(folder), ""))
             if holder is not None:
                 found.append(Nested(what, folder, holder, relation))
 
