@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -512,10 +513,10 @@ def nested_writers(
     clearing of its folder, or ``--overwrite``, deleted the other's data and lock, both
     exiting 0. A local store is looked at by its resolved path (an output that is a link to,
     or lies in a link to, another's folder is found there); a folder reached under another
-    path no link explains (a bind mount) is not. Reads only; ``below`` walks every folder
-    under the array (a local one), or lists every key under it (an object store: one listing
-    request a thousand keys). [] on a store of no folders or prefixes to look in (an archive,
-    HTTP), where nothing is written."""
+    path no link explains (a bind mount) is not. Reads only; ``below`` walks the folders
+    under the array (on an object store one listing a folder), but never those of an array
+    (:func:`_is_array`: its chunks). [] on a store of no folders or prefixes to look in (an
+    archive, HTTP), where nothing is written."""
     path = path.strip("/")
     if location.is_local:
         return _nested_local(os.path.realpath(location.join(path)), kind, below)
@@ -538,26 +539,46 @@ def nested_writers(
                 found.append(Nested(what, root.join(at), holder, rel))
     if not below:
         return found
-    top = location.path_of(path).rstrip("/")
-    try:
-        keys = location.fs().find(top)
-    except Exception as e:  # none there, or a listing refused: the run's own reads say it
-        log.debug("cannot list %s for other writers' locks: %s", full, e)
-        keys = []
-    for what, lock in WRITERS:
-        tail = f"/{RECORD}/{lock.LOCK}"
-        for k in sorted(keys):
-            k = k.rstrip("/")
-            if not k.endswith(tail) or not k.startswith(top + "/"):
-                continue
-            inner = k[len(top) + 1 : -len(tail)]
-            if not inner:
-                continue  # at the array itself: looked at above
-            at = "/".join([*parts, inner])
-            holder = _probed(lock(root, at))
-            if holder is not None:
-                found.append(Nested(what, root.join(at), holder, "inside"))
+    fs = location.fs()
+    todo = [path]
+    while todo:  # folder by folder (one listing each), never into an array's chunks
+        key = todo.pop()
+        try:
+            listed = fs.ls(location.path_of(key), detail=True)
+        except Exception as e:  # none there, or a listing refused: the run's own reads say it
+            log.debug("cannot list %s for other writers' locks: %s", location.join(key), e)
+            continue
+        names = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: e.get("type") for e in listed}
+        if key != path and RECORD in names:
+            for what, lock in WRITERS:
+                holder = _probed(lock(location, key))
+                if holder is not None:
+                    found.append(Nested(what, location.join(key), holder, "inside"))
+        meta = f"{key}/zarr.json" if key else "zarr.json"
+        if _is_array(set(names), functools.partial(location.read, meta)):
+            continue
+        todo += [
+            f"{key}/{n}" if key else n for n, t in names.items() if t == "directory" and n != RECORD
+        ]
     return found
+
+
+def _is_array(names: set[str], metadata: Any) -> bool:
+    """Whether a folder holding ``names`` is a Zarr array (v2's ``.zarray``, or a v3
+    ``zarr.json`` whose ``node_type`` is 'array', read by ``metadata()`` only then): the walk
+    for other writers goes no further in, since no writer writes under an array (each refuses
+    that before it takes its lock: ``output.check_parents``, ``generate``'s target check), and
+    an array appears only through a writer that looks for the others once it holds its own
+    lock. A large output's chunk folders are so never walked (listed, on an object store)."""
+    if ".zarray" in names:
+        return True
+    if "zarr.json" not in names:
+        return False
+    try:
+        doc = json.loads(metadata() or b"null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("node_type") == "array"
 
 
 def _probed(lock: Ledger) -> dict[str, Any] | None:
@@ -596,13 +617,25 @@ def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
         up = parent
     look(real, "is")
     if below and os.path.isdir(real):
-        for folder, dirs, _ in os.walk(real):  # links not followed: deleting one deletes it,
-            # not what it names
+        for folder, dirs, files in os.walk(real):  # links not followed: deleting one deletes
+            # it, not what it names
             if RECORD in dirs:
                 dirs.remove(RECORD)  # its markers: no writer's array
                 if folder != real:
                     look(folder, "inside")
+            meta = os.path.join(folder, "zarr.json")
+            if _is_array(set(files), functools.partial(_read_local, meta)):
+                dirs[:] = []  # its chunks
     return found
+
+
+def _read_local(path: str) -> bytes | None:
+    """The bytes of the local file ``path`` (None where it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def check_read_apart(location: Location, path: str) -> None:
