@@ -741,3 +741,77 @@ def holding_input_lock(
     finally:
         proc.kill()
         proc.communicate(timeout=30)  # (its pipe closed too)
+
+
+#: A ``pipeline COMMAND CONFIG ARGS`` (``argv[2:]``) that stops once it holds its lock, before
+#: it writes anything: a run before it creates its output (``output.create``, which replaces
+#: what is there), a generation before it clears its array (``generate._generate_locked``);
+#: with ``argv[1]`` 'before', once it has made every check and is about to take its lock
+#: (``Ledger.acquire``). It says 'locked' and waits for a line on its stdin, then goes on.
+_PAUSED = """
+import sys
+from pipeline.cli import main
+from pipeline.running import generate, output
+from pipeline.store import ledger
+
+before = sys.argv.pop(1) == "before"
+command = sys.argv[1]
+
+
+def paused(plain):
+    def wait_then(*args, **kwargs):
+        print("locked", flush=True)
+        sys.stdin.readline()
+        return plain(*args, **kwargs)
+
+    return wait_then
+
+
+if before:
+    ledger.Ledger.acquire = paused(ledger.Ledger.acquire)
+elif command == "generate":
+    generate._generate_locked = paused(generate._generate_locked)
+else:
+    output.create = paused(output.create)
+sys.exit(main([*sys.argv[1:], "--progress", "none"]))
+"""
+
+
+@contextlib.contextmanager
+def paused_at_lock(
+    command: str, config: Path, *args: str, cwd: Path, before: bool = False
+) -> Iterator[subprocess.Popen]:
+    """``pipeline COMMAND CONFIG ARGS`` (``run`` or ``generate``) in a process of its own,
+    held once it has taken its lock (the output's, or the generation's) and before it writes
+    anything (``before``: its checks made, just before it takes its lock), while the block
+    runs: no timing, the process says when it is there. Write a line to its stdin to let it
+    go on (:func:`go_on`); it is ended (its pipes closed) after the block."""
+    where = "before" if before else "after"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED, where, command, str(config), *args],
+        env=env(),
+        cwd=str(cwd),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        said = proc.stdout.readline()
+        if said.strip() != "locked":
+            out, err = proc.communicate(timeout=300)
+            raise AssertionError(f"not paused at its lock ({proc.returncode}): {said}{out}{err}")
+        yield proc
+    finally:
+        end_process(proc)
+
+
+def go_on(held: subprocess.Popen) -> tuple[str, str]:
+    """Let a process :func:`paused_at_lock` holds go on, and wait for its end: its stdout
+    and stderr."""
+    assert held.stdin is not None
+    held.stdin.write("\n")
+    held.stdin.flush()
+    return held.communicate(timeout=300)

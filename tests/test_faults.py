@@ -50,12 +50,14 @@ from tests.faultkit import (
     expected,
     external_cluster,
     file_states,
+    go_on,
     holding_input_lock,
     kill_group,
     killed_generation,
     many_blocks_input,
     markers,
     one_line_error,
+    paused_at_lock,
     refused,
     run_python,
     set_aside,
@@ -698,6 +700,245 @@ def test_a_chained_run_s_input_being_written_by_a_run_is_refused_naming_it(
     assert e.holder["pid"] == m.proc.pid, e.holder
     assert f"the input {m.out} is being written by a run, as its output, now (pid " in str(e), e
     assert m.proc.returncode == 0, m.stderr
+
+
+#: A cluster of one worker thread in the run's own process: the nested writers' tests start
+#: several runs at once.
+_INPROC = {"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"}
+
+
+def _nested_line(err: str, mine: str, rel: str, other: Path, doing: str) -> None:
+    """Assert ``err`` is the one-line refusal of a writer at ``mine`` nested (``rel``) with
+    ``other``, which another writer (``doing``) writes now."""
+    line = one_line_error(err)
+    assert line.startswith(f"error: {mine} {rel} {other}, which {doing} now (pid "), line
+    assert "apart from it (neither inside it nor holding it), or wait for that " in line, line
+
+
+@pytest.mark.parametrize("paused", ["outer", "inner", "inner-linked"])
+def test_runs_whose_outputs_nest_are_refused_before_writing(tmp_path: Path, paused: str) -> None:
+    """Two runs at once, one writing ``out.zarr``, the other ``out.zarr/sub`` (real processes;
+    the first held once it has taken its lock, before it writes: ``paused_at_lock``): each
+    had taken its own lock, and the outer run's clearing of its folder deleted the inner
+    one's output and lock, both exiting 0. The one that comes second is refused before it
+    writes anything, in one line naming both outputs; the first then finishes, its output
+    whole. ``inner-linked``: the inner run's output.store lies in a link to the outer one's
+    folder (``link/sub``), found by its resolved path."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    inner = out / "sub"
+    if paused == "inner-linked":
+        (tmp_path / "link").symlink_to(out, target_is_directory=True)
+        out.mkdir()
+        inner = tmp_path / "link" / "sub"
+    outer_cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", out, name="outer.yaml", cluster=_INPROC
+    )
+    inner_cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", inner, name="inner.yaml", cluster=_INPROC
+    )
+    first, second = (outer_cfg, inner_cfg) if paused == "outer" else (inner_cfg, outer_cfg)
+    with paused_at_lock("run", first, cwd=tmp_path) as held:
+        before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+        r = run_python(
+            ["-m", "pipeline", "run", second, "--progress", "none", "--overwrite"], tmp_path
+        )
+        assert r.returncode == 1, r.stdout + r.stderr
+        if paused == "outer":
+            _nested_line(
+                r.stderr,
+                f"the output {inner}",
+                "lies inside",
+                out,
+                "another run is writing as its output",
+            )
+        else:
+            _nested_line(
+                r.stderr,
+                f"the output {out}",
+                "holds",
+                out / "sub",
+                "another run is writing as its output",
+            )
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+        _, err = go_on(held)
+        assert held.returncode == 0, err
+    y = read_array(out if paused == "outer" else inner)
+    assert np.array_equal(y, reference(x))
+
+
+@pytest.mark.parametrize("outer", ["run", "generate"])
+def test_writers_nested_both_past_their_checks_one_is_refused(tmp_path: Path, outer: str) -> None:
+    """A writer of ``out.zarr`` (a run, or a generation of an input there) and a run writing
+    ``out.zarr/sub`` have each made their checks before either took its lock (the outer one
+    held just before it takes it, the inner one once it holds its own): the outer one,
+    looking again once its lock is held, finds the inner one's and is refused in one line
+    before it writes (it had cleared its folder, the inner run's lock and data in it); the
+    inner run then finishes."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    outer_cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        name="outer.yaml",
+        cluster=_INPROC,
+        **(
+            {"input": {"store": str(out), "generate": {"shape": [8, 6], "chunks": [4, 6]}}}
+            if outer == "generate"
+            else {}
+        ),
+    )
+    if outer == "generate":  # its config's output apart from its input
+        cfg = yaml.safe_load(outer_cfg.read_text())
+        cfg["output"]["store"] = str(tmp_path / "res.zarr")
+        outer_cfg.write_text(yaml.safe_dump(cfg))
+    inner = write_config(
+        tmp_path, tmp_path / "in.zarr", out / "sub", name="inner.yaml", cluster=_INPROC
+    )
+    with (
+        paused_at_lock(outer, outer_cfg, cwd=tmp_path, before=True) as first,
+        paused_at_lock("run", inner, cwd=tmp_path) as second,
+    ):
+        _, err = go_on(first)
+        assert first.returncode == 1, err
+        _nested_line(
+            err,
+            f"the {'output' if outer == 'run' else 'input'} {out}",
+            "holds",
+            out / "sub",
+            "another run is writing as its output",
+        )
+        assert (out / "sub" / ".pipeline" / "lock").is_file()
+        assert not (out / ".pipeline").exists()  # its lock and folder gone with it
+        _, err = go_on(second)
+        assert second.returncode == 0, err
+    assert np.array_equal(read_array(out / "sub"), reference(x))
+
+
+def test_a_run_decides_again_once_it_holds_its_lock(tmp_path: Path) -> None:
+    """A run that has decided how to start (``out.zarr`` absent: a fresh one), held just
+    before it takes its lock while another run writes ``out.zarr/sub`` from start to end:
+    its decision was stale, and its making of the output deleted the other run's, both
+    exiting 0. Deciding again once its lock is held, it is refused as if it had begun after
+    that run, in one line, and the other's output stays whole."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    outer = write_config(tmp_path, tmp_path / "in.zarr", out, name="outer.yaml", cluster=_INPROC)
+    inner = write_config(
+        tmp_path, tmp_path / "in.zarr", out / "sub", name="inner.yaml", cluster=_INPROC
+    )
+    with paused_at_lock("run", outer, cwd=tmp_path, before=True) as first:
+        r = run_python(["-m", "pipeline", "run", inner, "--progress", "none"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        _, err = go_on(first)
+    assert first.returncode == 1, err
+    assert one_line_error(err) == (
+        f"error: {out} is a directory that holds other files (sub), not a Zarr array or "
+        "group; the pipeline never deletes it, even with --overwrite: choose another "
+        "output.store or remove it yourself"
+    )
+    assert sorted(os.listdir(out)) == ["sub"]
+    assert np.array_equal(read_array(out / "sub"), reference(x))
+
+
+def test_an_input_generated_inside_an_output_being_written_is_refused(tmp_path: Path) -> None:
+    """A generation (``pipeline generate``, and a run's ``input.generate.when_missing``) of an
+    input inside the output another run writes now (held after its lock, before it writes),
+    and a run whose output lies inside an input being generated now: the generation's lock
+    and the run's are each their own, and one's clearing deleted the other's data. Refused
+    before anything is written, naming both; the held writer then finishes as it would."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    run_cfg = write_config(tmp_path, tmp_path / "in.zarr", out, name="run.yaml", cluster=_INPROC)
+    gen = {"shape": [8, 6], "chunks": [4, 6]}
+    inside = write_config(
+        tmp_path,
+        out / "gen",
+        tmp_path / "elsewhere.zarr",
+        name="inside.yaml",
+        input={"store": str(out / "gen"), "generate": {**gen, "when_missing": True}},
+        cluster=_INPROC,
+    )
+    with paused_at_lock("run", run_cfg, cwd=tmp_path) as held:
+        for command in ("generate", "run"):
+            r = run_python(["-m", "pipeline", command, inside, "--progress", "none"], tmp_path)
+            assert r.returncode == 1, r.stdout + r.stderr
+            _nested_line(
+                r.stderr,
+                f"the input {out / 'gen'}",
+                "lies inside",
+                out,
+                "another run is writing as its output",
+            )
+            assert not (out / "gen").exists()
+        _, err = go_on(held)
+        assert held.returncode == 0, err
+    assert np.array_equal(read_array(out), reference(x))
+
+    # the other way round: a generation held at its lock, a run writing inside its input
+    gen_cfg = write_config(
+        tmp_path,
+        tmp_path / "gen.zarr",
+        tmp_path / "res.zarr",
+        name="gen.yaml",
+        input={"store": str(tmp_path / "gen.zarr"), "generate": gen},
+        cluster=_INPROC,
+    )
+    into = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "gen.zarr" / "sub",
+        name="into.yaml",
+        cluster=_INPROC,
+    )
+    with paused_at_lock("generate", gen_cfg, cwd=tmp_path) as held:
+        r = run_python(["-m", "pipeline", "run", into, "--progress", "none"], tmp_path)
+        assert r.returncode == 1, r.stdout + r.stderr
+        _nested_line(
+            r.stderr,
+            f"the output {tmp_path / 'gen.zarr' / 'sub'}",
+            "lies inside",
+            tmp_path / "gen.zarr",
+            "another process is generating as an input",
+        )
+        assert not (tmp_path / "gen.zarr" / "sub").exists()
+        _, err = go_on(held)
+        assert held.returncode == 0, err
+    assert read_array(tmp_path / "gen.zarr").shape == (8, 6)
+
+
+def test_an_input_inside_an_output_being_written_is_refused(tmp_path: Path) -> None:
+    """A run reading an input that lies inside the output another run writes now (its folder,
+    which that run clears as it begins: the input deleted as it is read) is refused, naming
+    both; a reader holds no lock, so the writer cannot see it, and the reader looks."""
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out = tmp_path / "out.zarr"
+    run_cfg = write_config(tmp_path, tmp_path / "in.zarr", out, name="run.yaml", cluster=_INPROC)
+    reader = write_config(
+        tmp_path, out / "x", tmp_path / "res.zarr", name="reader.yaml", cluster=_INPROC
+    )
+    with paused_at_lock("run", run_cfg, cwd=tmp_path) as held:
+        make_array(out / "x", x, (5, 20))  # there before the run clears its folder
+        for command in ("run", "plan"):
+            more = ["--progress", "none"] if command == "run" else []
+            r = run_python(["-m", "pipeline", command, reader, *more], tmp_path)
+            assert r.returncode == 1, r.stdout + r.stderr
+            _nested_line(
+                r.stderr,
+                f"the input {out / 'x'}",
+                "lies inside",
+                out,
+                "another run is writing as its output",
+            )
+        assert not (tmp_path / "res.zarr").exists()
+        _, err = go_on(held)
+        assert held.returncode == 0, err
 
 
 def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Path, cli) -> None:
@@ -1386,6 +1627,34 @@ def test_an_output_in_the_input_s_store_is_refused_and_the_input_kept(
         pipeline.run(cfg, overwrite=True)
     with pytest.raises(OutputError):
         pipeline.run(cfg, resume=True)
+    assert file_states(data) == before
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "containing"])
+def test_an_output_overlapping_the_input_through_a_symlink_is_refused(
+    tmp_path: Path, where: str
+) -> None:
+    """An output.store that is a link to the input's store (``link.zarr``), lies in a link
+    to it (``link.zarr/out``), or is a link to the folder holding it (``up``, which
+    ``--overwrite`` would clear): the same overlap as by the input's own paths, compared
+    resolved, and refused before anything is written, its relation as for those paths."""
+    data = tmp_path / "data"
+    data.mkdir()
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(data / "in.zarr", x, (5, 30))
+    (tmp_path / "link.zarr").symlink_to(data / "in.zarr", target_is_directory=True)
+    (tmp_path / "up").symlink_to(data, target_is_directory=True)
+    out = {
+        "equal": tmp_path / "link.zarr",
+        "inside": tmp_path / "link.zarr" / "out",
+        "containing": tmp_path / "up",
+    }[where]
+    cfg = write_config(tmp_path, data / "in.zarr", out)
+    before = file_states(data)
+    e = refused("run", cfg, "--overwrite")
+    assert isinstance(e, OutputError), e
+    assert e.relation == {"equal": "is", "inside": "is inside", "containing": "contains"}[where]
+    assert e.input == os.path.realpath(data / "in.zarr"), e
     assert file_states(data) == before
 
 

@@ -29,7 +29,16 @@ import zarr
 from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.store.location import WRITE_PROBE, Location, is_write_probe
 from tests.conftest import make_array, read_array, record_of, reference, write_config
-from tests.faultkit import error_of, holding_input_lock, killed_generation, one_line_error, refused
+from tests.faultkit import (
+    error_of,
+    go_on,
+    holding_input_lock,
+    killed_generation,
+    one_line_error,
+    paused_at_lock,
+    refused,
+    run_python,
+)
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, zarr_store
 
 pytest.importorskip("s3fs")
@@ -2592,3 +2601,50 @@ def test_an_s3_input_whose_generation_was_killed_is_named_unfinished_and_taken_o
     ramp = ((np.arange(rows * cols) % 1024) * 0.5).astype(np.float32).reshape(rows, cols)
     made = zarr.open_array(zarr_store(store, options), path="x", mode="r")[:]
     assert np.array_equal(made, ramp)
+
+
+@pytest.mark.parametrize("paused", ["outer", "inner"])
+def test_runs_whose_s3_outputs_nest_are_refused_before_writing(tmp_path, bucket, paused) -> None:
+    """On S3 as on a local disk: two runs at once (real processes, the first held once it
+    has taken its lock object, before it writes), one writing ``out.zarr``, the other
+    ``out.zarr/sub``. Each had taken its own lock object, and the outer run's clearing of
+    its prefix deleted the inner one's objects, its lock too. The second is refused before
+    it writes an object, naming both; the first then finishes."""
+    url, options = bucket
+    x = np.arange(400, dtype=np.float32).reshape(20, 20)
+    make_array(tmp_path / "in.zarr", x, (5, 20))
+    out, inner = f"{url}/out.zarr", f"{url}/out.zarr/sub"
+    cluster = {"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"}
+
+    def config(name: str, store: str) -> Any:
+        return write_config(
+            tmp_path,
+            tmp_path / "in.zarr",
+            "",
+            name=name,
+            output={"store": store, "storage_options": options},
+            cluster=cluster,
+        )
+
+    outer_cfg, inner_cfg = config("outer.yaml", out), config("inner.yaml", inner)
+    first, second = (outer_cfg, inner_cfg) if paused == "outer" else (inner_cfg, outer_cfg)
+    loc = Location.of(url, options)
+    with paused_at_lock("run", first, cwd=tmp_path) as held:
+        before = sorted(loc.fs().find(loc.path_of("")))
+        r = run_python(
+            ["-m", "pipeline", "run", second, "--progress", "none", "--overwrite"], tmp_path
+        )
+        assert r.returncode == 1, r.stdout + r.stderr
+        line = one_line_error(r.stderr)
+        mine, rel, other = (
+            (inner, "lies inside", out) if paused == "outer" else (out, "holds", inner)
+        )
+        assert line.startswith(
+            f"error: the output {mine} {rel} {other}, which another run is writing as its "
+            "output now (pid "
+        ), line
+        assert sorted(loc.fs().find(loc.path_of(""))) == before
+        _, err = go_on(held)
+        assert held.returncode == 0, err
+    y = _zarr_s3(out if paused == "outer" else inner, options)
+    assert np.array_equal(y[...], reference(x))

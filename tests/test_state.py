@@ -546,6 +546,45 @@ def test_a_foreign_file_where_os_files_are_taken_is_still_refused(
     shutil.rmtree(out)
 
 
+def test_plan_of_a_complete_output_with_a_file_beside_it_exits_as_its_resume(
+    done: Done, cli
+) -> None:
+    """A complete output, made from this config and input, whose folder holds a user's file
+    beside the array: `run` and `run --overwrite` refuse it (``--overwrite`` never deletes
+    other files), `run --resume` finds nothing to do, exit 0. `plan` had exited 1, its row
+    "complete; <the refusal>", stopping `plan && run --resume`; it says what each run does
+    and exits 0, as the read-only finished output's plan does (h66b), and
+    ``pipeline.plan`` returns. Another config's plan, whose resume refuses too, exits 1."""
+    import pipeline
+
+    out = done.dir / "beside.zarr"
+    copy_store(done.output, out)
+    cfg = done.config_with("beside.yaml", output={"store": str(out)})
+    (out / "notes.txt").write_text("mine")
+    before = file_states(out)
+    said = _commands(cli, cfg)
+    refusal = said["run"][1].removeprefix("error: ")
+    assert refusal.startswith(f"{out} holds, beside the array's metadata and chunks, notes.txt")
+    assert said["resume"] == (0, "nothing to do"), said
+    assert said["plan"] == (
+        0,
+        "complete, made from this config and input: `run --resume` finds nothing to do; "
+        f"any other run is refused: {refusal}",
+    ), said
+    assert pipeline.plan(str(cfg)).output_now.startswith("complete, made from this config")
+    rc, _, err = cli("run", cfg, "--resume", "--dry-run")
+    assert rc == 0, err
+    rc, _, err = cli("run", cfg, "--dry-run")
+    assert rc == 1 and one_line_error(err) == f"error: {refusal}", err
+    other = done.config_with(
+        "beside-other.yaml", output={"store": str(out)}, stages=[{"op": "square"}]
+    )
+    rc, out_text, err = cli("plan", other)
+    assert rc == 1, out_text + err
+    assert file_states(out) == before
+    shutil.rmtree(out)
+
+
 def _damage(out: Path, damage: str) -> str:
     """Damage the first shard file (block [0, 0]) of the complete output ``out`` as another
     program or a disk would: ``deleted`` (read as the fill value), ``cut short``, or

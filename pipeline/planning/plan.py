@@ -37,7 +37,7 @@ from pipeline.planning.variable import (
     values_chain,
     with_output_array,
 )
-from pipeline.store import arrays, grid
+from pipeline.store import arrays, grid, ledger
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
@@ -723,6 +723,8 @@ def input_info(
     gen = config.input.generate
     if gen is not None:  # one being generated now, its metadata maybe not written yet
         arrays.check_not_being_written(loc, config.input.array, generation_only=True)
+    # inside an output another run writes now (or an input being generated): deleted as read
+    ledger.check_read_apart(loc, config.input.array)
     if gen is not None and gen.when_missing:
         path = config.input.array.strip("/")
         keys = [f"{path}/{k}" if path else k for k in ("zarr.json", ".zarray")]

@@ -92,6 +92,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     path = config.input.array.strip("/")
     lock = InputLock(loc, path)
     _refuse_if_generating(lock)  # before the checks: another's half-made input is no stranger's
+    lock.check_apart()  # a run's output, or another generation, above or inside it
     try:
         check_generate_target(loc, path, config.input.generate.zarr_format)
     except InputError:
@@ -109,6 +110,8 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     made = lock.folders_to_make()
     lock.acquire()  # one generation of an input at a time; a run reading it refuses meanwhile
     try:
+        lock.check_apart()  # again, held: one of two writers nested taking locks at once sees
+        # the other
         return _generate_locked(config, cp, loc, path, progress, interval)
     finally:
         try:

@@ -200,15 +200,16 @@ def output_state(plan: Plan) -> str:
     # a .DS_Store (or any OS file) says nothing of what is there: a folder holding one and
     # no array is as empty as one without (it had been 'not-zarr')
     names = info.location.entries(info.path)
+    recorded = RECORD in names and _records_anything(info.location, info.path)
     if not info.location.exists(_key(info.path, "zarr.json")):
         others = [n for n in names if n != RECORD]
         if not others:
-            return _group_state(plan, ours=RECORD in names)
-        if RECORD in names:
+            return _group_state(plan, ours=recorded)
+        if recorded:
             return "remains"
     node = arrays.node_type(info.location, info.path)
     if node not in ("array", "group"):  # no Zarr metadata there that says what it holds
-        return "remains" if RECORD in names else "not-zarr"
+        return "remains" if recorded else "not-zarr"
     if node == "group" or not info.location.exists(_key(info.path, "zarr.json")):
         return "foreign"  # an empty group, or a Zarr v2 array
     try:
@@ -218,6 +219,20 @@ def output_state(plan: Plan) -> str:
     # decided as `verify` decides it (F5: it had called such an output edited, or damaged)
     store = info.location.zarr_store(read_only=True)
     return datasets.run_status(store, info.path, attrs, plan.carried.consolidate) or "foreign"
+
+
+def _records_anything(loc: Location, path: str) -> bool:
+    """Whether the run record of the output at ``path`` holds more than a lock (a run's
+    ``run.json``, which it writes before it deletes or creates anything, block markers): a
+    lock alone records nothing of what is beside it, whether it is the one this run has just
+    taken (deciding again under it: another run's output written beside it meanwhile had
+    been taken for a replacement's remains) or one that a run stopped before it created the
+    output left. A record that is no folder (a file: :meth:`Ledger.misshapen` names it) is
+    taken as one that records something."""
+    try:
+        return any(n != Ledger.LOCK for n in loc.list(_key(path, RECORD)))
+    except NotADirectoryError:
+        return True
 
 
 def group_members(loc: Location, path: str) -> list[str]:
@@ -960,8 +975,13 @@ def _made_from_this_input(recorded: dict[str, Any], plan: Plan) -> bool:
     ) == plain(plan.identity.get("coordinates"))
 
 
-def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
+def decide_start(
+    plan: Plan, overwrite: bool = False, resume: bool = False, locked: bool = False
+) -> str:
     """'fresh' (create the output), 'resume' or 'done'; or an OutputError saying why not.
+    ``locked``: this process holds the output's lock (a run deciding again once it has taken
+    it: what it decided before may be stale, another run having written there meanwhile),
+    which is then no other run's.
 
     On ``resume`` the output must be what this config makes of this input: a complete one
     (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
@@ -977,7 +997,7 @@ def decide_start(plan: Plan, overwrite: bool = False, resume: bool = False) -> s
     into the same group changes is read before or after, never half-written (on an object
     store that lock is an object, made and deleted, as :func:`check_writable`'s probe is)."""
     with group_lock(plan.output.location, output_group(plan)):
-        return _decide_start(plan, overwrite, resume)
+        return _decide_start(plan, overwrite, resume, locked=locked)
 
 
 def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
@@ -1007,18 +1027,24 @@ def _done_as_it_is(plan: Plan) -> bool:
         return False
 
 
-def _decide_start(plan: Plan, overwrite: bool, resume: bool, record: bool = True) -> str:
+def _decide_start(
+    plan: Plan, overwrite: bool, resume: bool, record: bool = True, locked: bool = False
+) -> str:
     """:func:`decide_start`'s decision, under the group's lock; with ``record`` False, as
-    it would be once the damaged part of the run record was removed (:func:`_once_removed`)."""
+    it would be once the damaged part of the run record was removed (:func:`_once_removed`);
+    ``locked``: the output's lock is this process's own."""
     where = plan.output.location.join(plan.output.path)
     check_parents(plan)
     ledger = plan.sink.ledger
     if record:
         _refuse_damaged_record(plan, where)
     if ledger is not None:
-        holder = ledger.holder()
+        holder = None if locked else ledger.holder()
         if holder is not None:
             raise ledger.busy(holder)
+        # another run's output, or an input being generated, above or inside this one: each
+        # holds its own lock, and one's clearing (--overwrite) deletes the other's data
+        ledger.check_apart()
     state = output_state(plan)
     if state != "group":
         check_formats_agree(plan)
@@ -1040,7 +1066,7 @@ def _decide_start(plan: Plan, overwrite: bool, resume: bool, record: bool = True
         )
     if state == "not-zarr":
         loc = plan.output.location
-        listed = loc.entries(plan.output.path)
+        listed = [n for n in loc.entries(plan.output.path) if n != RECORD]  # (a lock alone)
         folder, folder_path = where, plan.output.path
         if not listed:  # the variable is absent: what is in the way is in its group
             listed = _beside(plan)
@@ -1718,18 +1744,17 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
     that cannot be written but that ``run --resume`` finds done, writing nothing
     (:func:`startable`: a read-only finished dataset), is said so, that refusal after, and is
     no refusal of the plan, as ``run --resume`` and ``run --resume --dry-run`` exit 0 there
-    (h66b: `plan` had exited 1, "cannot write the output", its fix the folder's permissions)."""
+    (h66b: `plan` had exited 1, "cannot write the output", its fix the folder's permissions),
+    and so is one whose every other run is refused for what is beside it (files in the
+    array's folder, which ``--overwrite`` never deletes: h69d, exit 1 had stopped ``plan &&
+    run --resume``)."""
     try:
         check_not_overlapping(plan)
         check_writable(plan.output.location)
         check_parents(plan)
     except OutputError as e:
         if _done_as_it_is(plan):  # as run --resume finds it (startable): nothing to write
-            return (
-                "complete, made from this config and input: `run --resume` finds nothing to "
-                f"do; any other run is refused: {e}",
-                None,
-            )
+            return _done_but_refused(e), None
         return str(e), e
     state = output_state(plan)
     row = _output_now(plan, state)
@@ -1746,7 +1771,22 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         return row, None
     resumed = run_accepts(plan, ("--resume",))[1]
     given = [e for e in refusals + resumed if str(e) in row]  # the one the words give
-    return row, given[0] if given else refusals[-1]
+    refusal = given[0] if given else refusals[-1]
+    if not resumed and _done_as_it_is(plan):  # complete as this config makes it, every
+        # other run refused (its --overwrite too: files beside the array): `run --resume`
+        # finds nothing to do and exits 0, and so does `plan` (it had exited 1, saying
+        # "complete; <the refusal>", of an output a resume takes as finished: h69d)
+        return _done_but_refused(refusal), None
+    return row, refusal
+
+
+def _done_but_refused(refusal: OutputError) -> str:
+    """The words of :func:`output_now_refused` for a complete output that ``run --resume``
+    finds done, every other run refused with ``refusal``."""
+    return (
+        "complete, made from this config and input: `run --resume` finds nothing to do; "
+        f"any other run is refused: {refusal}"
+    )
 
 
 def _resumes(plan: Plan) -> bool:

@@ -659,6 +659,26 @@ def _execute(
             raise
         remove_if_empty(made)
         raise full from None
+    try:  # again, now that this run's lock is held: what was decided before it may be stale
+        # (another run wrote there, or inside, meanwhile: this one's create had deleted it),
+        # and another writer nested with this output that took its own lock meanwhile looks
+        # too, once it holds it, so one of the two sees the other (ledger.Ledger.check_apart)
+        again = output.decide_start(
+            plan, overwrite=options.overwrite, resume=options.resume, locked=True
+        )
+        if again != start:
+            where = plan.output.location.join(plan.output.path)
+            raise OutputError(
+                f"{where} changed while this run began (another run wrote it meanwhile): "
+                "give the command again",
+                output=where,
+                status="changed",
+            )
+    except PipelineError:
+        with contextlib.suppress(Exception):
+            ledger.release()
+        remove_if_empty(made)
+        raise
     exists = start == "resume"  # an output of this run's, incomplete and resumable
     creating = False  # making the output: resumable only once it is made
     replacing = False  # and deleting what was there first

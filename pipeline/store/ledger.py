@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -63,6 +64,8 @@ class Ledger:
     LOCK: ClassVar[str] = "lock"
     #: The config section whose store the lock is in, as its lines name it.
     ROLE: ClassVar[str] = "output"
+    #: What its holder does, as :data:`WRITERS` names it.
+    WHAT: ClassVar[str] = "run"
 
     def _key(self, *parts: str) -> str:
         base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
@@ -362,6 +365,17 @@ class Ledger:
         where = self.location.join(self.array_path)
         return f"another run is writing {where} ({holder_said(holder)}){hint}"
 
+    def check_apart(self, said: str = "") -> None:
+        """Refuse (:func:`nested_refusal`) where another writer of the pipeline, live now,
+        writes an array nested with this one (:func:`nested_writers`: holding it, inside it,
+        or it, as a writer of the other kind). Asked before the lock is taken (a refusal
+        before anything is made), and again once it is held: of two writers that take their
+        locks at once, each then looks, so one at least finds the other. ``said``: this
+        array as the refusal names it."""
+        found = nested_writers(self.location, self.array_path, kind=self.WHAT)
+        if found:
+            raise nested_refusal(self, found[0], said)
+
     def release(self) -> None:
         """Give the lock up (the record's other files stay, for ``--resume``)."""
         key = self._key(self.LOCK)
@@ -404,6 +418,7 @@ class InputLock(Ledger):
 
     LOCK: ClassVar[str] = "generate.lock"
     ROLE: ClassVar[str] = "input"
+    WHAT: ClassVar[str] = "generate"
 
     def left(self) -> dict[str, Any] | None:
         """The holder document (``pid``, ``host``, ``since``; {} where it was never written)
@@ -466,6 +481,206 @@ def writer_of(location: Location, path: str) -> tuple[str, dict[str, Any]] | Non
         if holder is not None:
             return what, holder
     return None
+
+
+#: The pipeline's writers, by what they do ('run': a run writing its output; 'generate': a
+#: generation writing an input), and the lock each holds in its array's record folder.
+WRITERS: tuple[tuple[str, type[Ledger]], ...] = (("run", Ledger), ("generate", InputLock))
+
+
+@dataclass(frozen=True)
+class Nested:
+    """Another writer of the pipeline (:data:`WRITERS`) live now, whose array is nested with
+    one's own: ``what`` ('run' or 'generate'), ``where`` (its array's path, resolved, or
+    URL), ``holder`` (its lock's holder), ``relation``: 'is' (the same array: a writer of the
+    other kind), 'holds' (its array holds one's own) or 'inside' (it lies inside one's own)."""
+
+    what: str
+    where: str
+    holder: dict[str, Any]
+    relation: str
+
+
+def nested_writers(
+    location: Location, path: str, kind: str = "", below: bool = True
+) -> list[Nested]:
+    """The pipeline's writers live now (:data:`WRITERS`, their locks held) whose array holds
+    the array at ``path`` of ``location`` (in a folder or prefix above it, in the store or
+    above its root), is that array (a writer of another kind than ``kind``, the caller's own,
+    whose lock keeps its own kind out), or, with ``below``, lies inside it. Each lock is one
+    writer's alone, at its own array: a run writing ``out.zarr`` and one writing
+    ``out.zarr/sub`` (or generating an input there) had each taken its own, and the first's
+    clearing of its folder, or ``--overwrite``, deleted the other's data and lock, both
+    exiting 0. A local store is looked at by its resolved path (an output that is a link to,
+    or lies in a link to, another's folder is found there); a folder reached under another
+    path no link explains (a bind mount) is not. Reads only; ``below`` walks the folders
+    under the array (on an object store one listing a folder), but never those of an array
+    (:func:`_is_array`: its chunks). [] on a store of no folders or prefixes to look in (an
+    archive, HTTP), where nothing is written."""
+    path = path.strip("/")
+    if location.is_local:
+        return _nested_local(os.path.realpath(location.join(path)), kind, below)
+    full = location.join(path)
+    scheme, sep, rest = full.partition("://")
+    if not sep or "::" in full or scheme in ("http", "https") or not rest.strip("/"):
+        return []
+    bucket, _, key = rest.strip("/").partition("/")
+    root = Location.of(f"{scheme}://{bucket}", location.storage_options, location.setting)
+    parts = [p for p in key.split("/") if p]
+    found: list[Nested] = []
+    for i in range(len(parts) + 1):
+        at = "/".join(parts[:i])
+        for what, lock in WRITERS:
+            if i == len(parts) and what == kind:
+                continue  # one's own lock: it keeps a second writer of this kind out
+            holder = _probed(lock(root, at))
+            if holder is not None:
+                rel = "is" if i == len(parts) else "holds"
+                found.append(Nested(what, root.join(at), holder, rel))
+    if not below:
+        return found
+    fs = location.fs()
+    todo = [path]
+    while todo:  # folder by folder (one listing each), never into an array's chunks
+        key = todo.pop()
+        try:
+            listed = fs.ls(location.path_of(key), detail=True)
+        except Exception as e:  # none there, or a listing refused: the run's own reads say it
+            log.debug("cannot list %s for other writers' locks: %s", location.join(key), e)
+            continue
+        names = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: e.get("type") for e in listed}
+        if key != path and RECORD in names:
+            for what, lock in WRITERS:
+                holder = _probed(lock(location, key))
+                if holder is not None:
+                    found.append(Nested(what, location.join(key), holder, "inside"))
+        meta = f"{key}/zarr.json" if key else "zarr.json"
+        if _is_array(set(names), functools.partial(location.read, meta)):
+            continue
+        todo += [
+            f"{key}/{n}" if key else n for n, t in names.items() if t == "directory" and n != RECORD
+        ]
+    return found
+
+
+def _is_array(names: set[str], metadata: Any) -> bool:
+    """Whether a folder holding ``names`` is a Zarr array (v2's ``.zarray``, or a v3
+    ``zarr.json`` whose ``node_type`` is 'array', read by ``metadata()`` only then): the walk
+    for other writers goes no further in, since no writer writes under an array (each refuses
+    that before it takes its lock: ``output.check_parents``, ``generate``'s target check), and
+    an array appears only through a writer that looks for the others once it holds its own
+    lock. A large output's chunk folders are so never walked (listed, on an object store)."""
+    if ".zarray" in names:
+        return True
+    if "zarr.json" not in names:
+        return False
+    try:
+        doc = json.loads(metadata() or b"null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("node_type") == "array"
+
+
+def _probed(lock: Ledger) -> dict[str, Any] | None:
+    """``lock``'s live holder, or None where there is none or it cannot be asked: a folder
+    or prefix above the store that this user may not read (S3 answers a GET there, and one
+    of a missing key to a user who may not list, AccessDenied), no credentials. Such a
+    refusal is no other writer's lock: the run's own reads of its stores name it, as
+    before (a probe above the input had been the first to fail, naming the bucket)."""
+    try:
+        return lock.holder()
+    except Exception as e:
+        log.debug("cannot look for a lock at %s: %s", lock.location.join(lock.array_path), e)
+        return None
+
+
+def _nested_local(real: str, kind: str, below: bool) -> list[Nested]:
+    """:func:`nested_writers` of the local folder ``real`` (resolved)."""
+    found: list[Nested] = []
+
+    def look(folder: str, relation: str) -> None:
+        for what, lock in WRITERS:
+            if relation == "is" and what == kind:
+                continue  # one's own lock: it keeps a second writer of this kind out
+            if not os.path.isfile(os.path.join(folder, RECORD, lock.LOCK)):
+                continue
+            holder = _probed(lock(Location.of(folder), ""))
+            if holder is not None:
+                found.append(Nested(what, folder, holder, relation))
+
+    up = os.path.dirname(real)
+    while True:
+        look(up, "holds")
+        parent = os.path.dirname(up)
+        if parent == up:
+            break
+        up = parent
+    look(real, "is")
+    if below and os.path.isdir(real):
+        for folder, dirs, files in os.walk(real):  # links not followed: deleting one deletes
+            # it, not what it names
+            if RECORD in dirs:
+                dirs.remove(RECORD)  # its markers: no writer's array
+                if folder != real:
+                    look(folder, "inside")
+            meta = os.path.join(folder, "zarr.json")
+            if _is_array(set(files), functools.partial(_read_local, meta)):
+                dirs[:] = []  # its chunks
+    return found
+
+
+def _read_local(path: str) -> bytes | None:
+    """The bytes of the local file ``path`` (None where it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def check_read_apart(location: Location, path: str) -> None:
+    """Refuse (InputError, :func:`nested_refusal`'s fields) to read the array at ``path`` of
+    ``location`` where it lies inside an array another writer of the pipeline is writing
+    now (:func:`nested_writers`, above it alone: a run whose output holds it, whose clearing
+    or ``--overwrite`` deletes it as it is read; a generation of an input that holds it).
+    The array itself being written is :func:`pipeline.store.arrays.check_not_being_written`'s.
+    A reader holds no lock: a run that begins writing around an input already being read is
+    found by the reader's check of the input's identity at its end. Reads only."""
+    for found in nested_writers(location, path, below=False):
+        if found.relation == "holds":
+            raise nested_refusal(InputLock(location, path.strip("/")), found)
+
+
+def nested_refusal(lock: Ledger, found: Nested, said: str = "") -> PipelineError:
+    """The refusal of the writer of ``lock`` (a run: OutputError; a generation: InputError)
+    at an array nested with ``found``'s, in one line naming both and the fix: fields
+    ``output`` or ``input`` (its array, as ``said``, else as its location joins it),
+    ``other`` (``found.where``), ``holder``, ``relation`` and ``status`` ('writing' or
+    'generating', what the other does)."""
+    mine = said or lock.location.join(lock.array_path)
+    rel = {"is": "is", "holds": "lies inside", "inside": "holds"}[found.relation]
+    doing = (
+        "another run is writing as its output"
+        if found.what == "run"
+        else "another process is generating as an input"
+    )
+    who = holder_said(found.holder, "`pipeline.run`" if found.what == "run" else GENERATING_CALL)
+    other = "run" if found.what == "run" else "generation"
+    fields = {
+        lock.ROLE: mine,
+        "other": found.where,
+        "holder": found.holder,
+        "relation": found.relation,
+        "status": "writing" if found.what == "run" else "generating",
+    }
+    text = (
+        f"the {lock.ROLE} {mine} {rel} {found.where}, which {doing} now ({who}), and one's "
+        f"clearing would delete the other's data: choose an {lock.ROLE}.store apart from it "
+        f"(neither inside it nor holding it), or wait for that {other} to end"
+    )
+    if lock.ROLE == "input":
+        return InputError(text, **fields)
+    return OutputError(text, **fields)
 
 
 #: The API call that generates an input in a process of the user's, as a lock's holder of
