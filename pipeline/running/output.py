@@ -1429,11 +1429,11 @@ def record_to_rewrite(plan: Plan) -> bool:
     (:func:`pipeline.store.arrays.record_in_earlier_form`), which ``run --resume`` of the
     complete output writes again as JSON text (:func:`write_again`), nothing else: the
     output of an earlier version had kept it, so ``xr.open_zarr(out).to_netcdf(...)`` refused
-    the output. Reads only; False where the attributes cannot be read (what is there is
-    decided and named elsewhere), and where the output cannot be written
-    (:func:`check_writable`): a read-only finished dataset is done as it is, its record kept
-    in that form (:func:`record_kept`; h70a: its resume and plan had been refused as "not a
-    writable directory")."""
+    the output. Reads only (but :func:`check_writable`'s probe of an object store); False
+    where the attributes cannot be read (what is there is decided and named elsewhere), and
+    where the output cannot be written (:func:`check_writable`): a read-only finished
+    dataset is done as it is, its record kept in that form (:func:`record_kept`; h70a: its
+    resume and plan had been refused as "not a writable directory")."""
     return _record_in_earlier_form(plan) and _writable(plan)
 
 
@@ -1441,7 +1441,7 @@ def record_kept(plan: Plan) -> bool:
     """Whether the output's run record is in an earlier version's form (the mapping) that
     ``run --resume`` cannot write again as text, the output being unwritable (a read-only
     finished dataset): the resume writes nothing there and says so (:data:`RECORD_KEPT`).
-    Reads only."""
+    Reads only, as :func:`record_to_rewrite`."""
     return _record_in_earlier_form(plan) and not _writable(plan)
 
 
