@@ -3071,3 +3071,51 @@ def test_plan_takes_a_client_and_plans_for_what_its_workers_report(
     line = str(info.value)
     assert line.startswith("pipeline.plan() option client takes a distributed.Client"), line
     assert "cluster.scheduler" in line, line
+
+
+def test_a_threads_clusters_client_without_workers_is_told_how_to_start_them(
+    tmp_path: Path,
+) -> None:
+    """A caller's client of a cluster of this process's threads (``LocalCluster(processes=
+    False)``, an ``inproc://`` scheduler) that has no worker, or whose cluster is closed
+    while the plan waits for one: the line had told to start `dask worker inproc://...`,
+    which cannot join a scheduler that only this process reaches (h70a). It names the
+    cluster's ``scale(n)``; the client is left as the caller had it: the same plan is made
+    once a worker comes."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.errors import ClusterError
+
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    cfg = pipeline.load_config(path, {"cluster.timeout": 1})
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        with pytest.raises(ClusterError) as info:
+            pipeline.plan(cfg, client=client)
+        line = str(info.value)
+        assert info.value.reason == "no-workers" and len(line.splitlines()) == 1, line
+        assert "dask worker inproc" not in line and "`scale(n)`" in line, line
+        cluster.scale(1)
+        assert pipeline.plan(cfg, client=client).cluster.workers == 1
+        assert client.submit(int, "7").result() == 7  # left open
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        waiting = pipeline.load_config(path, {"cluster.timeout": 60})
+        closing = threading.Timer(0.5, cluster.close)  # within the minute the plan waits
+        closing.start()
+        try:
+            with pytest.raises(ClusterError) as info:
+                pipeline.plan(waiting, client=client)
+        finally:
+            closing.join()
+        line = str(info.value)
+        assert info.value.reason == "lost" and len(line.splitlines()) == 1, line
+        assert "dask worker inproc" not in line and "`scale(n)`" in line, line
+    assert not (tmp_path / "out.zarr").exists()

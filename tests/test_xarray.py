@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ from tests.faultkit import (
     marker_names,
     markers,
     one_line_error,
+    read_only_folder,
     refused,
     run_and_signal,
     run_python,
@@ -288,6 +290,47 @@ def test_resume_writes_an_earlier_versions_record_as_text_so_to_netcdf_takes_it(
     again = pipeline.run(cfg, client=client, resume=True)
     assert again.status == "complete (nothing to do)", again.status
     assert file_states(out) == after
+
+
+def test_a_read_only_output_with_an_earlier_versions_record_is_done_and_kept(
+    tmp_path: Path, backend_client: tuple[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """h70a: a finished output that an earlier version wrote (its run record the mapping),
+    made read-only (a shared dataset): ``run --resume``, which cannot write the record again
+    as text there, finds it complete and writes nothing, saying the record stays in that
+    form and how to drop it for ``to_netcdf``; ``plan`` plans it, as for any read-only
+    complete output (h65d, h66b). The record's rewrite (h69c) had made both refuse the
+    complete output as "not a writable directory", its fix the folder's permissions."""
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = tmp_path / "out.zarr"
+    variable = zarr.open_group(str(out), mode="r+")["t"]
+    variable.update_attributes({"pipeline": record_of(variable.attrs)})  # an earlier version's
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(out))
+    before = file_states(out)
+    with read_only_folder(out):
+        now = pipeline.plan(cfg, client=client).output_now
+        assert now.startswith(
+            "complete, made from this config and input: `pipeline.run(config, resume=True)` "
+            "finds nothing to do"
+        ), now
+        assert "run record stays" in now, now
+        with caplog.at_level(logging.WARNING, logger="pipeline"):
+            summary = pipeline.run(cfg, client=client, resume=True)  # progress "none"
+        assert summary.status == "complete (nothing to do)", summary.status
+        said = [r.getMessage() for r in caplog.records if "run record stays" in r.getMessage()]
+        assert len(said) == 1 and 'attrs.pop("pipeline")' in said[0], said
+        assert pipeline.verify(cfg).ok
+    assert file_states(out) == before
+    assert isinstance(zarr.open_group(str(out), mode="r")["t"].attrs["pipeline"], dict)
+    # writable again: the resume writes the record as text, as h69c made it
+    assert pipeline.run(cfg, client=client, resume=True).status == (
+        "complete (run record written again)"
+    )
 
 
 def test_a_copy_holding_the_record_as_a_mapping_is_the_same_record(

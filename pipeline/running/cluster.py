@@ -260,7 +260,7 @@ def other_pipeline(e: BaseException, address: str) -> ClusterError | None:
     if type(e) is not Exception:
         return None
     text = str(e)
-    start = f"start them again with {_START.format(address=address)}"
+    start = f"start them again with {_start(address)}"
     missing = _NO_PIPELINE.search(text)
     if missing is not None:
         return ClusterError(
@@ -359,6 +359,8 @@ def lost_scheduler(
     if address != "local":
         name = f"the Dask scheduler at {address}"
         check = f"check that it runs, with workers (`dask scheduler`, `dask worker {address}`)"
+        if address.startswith("inproc://"):  # this process's own, a cluster of its threads
+            check = f"check that its cluster is open, with workers ({_START_HERE})"
     fix = f"{check}, then run again" if check else "run again"
     if during == "compute":  # the command, which the run asks `run` of (runner._as_run_takes)
         fix = unfinished + (f": {check}" if check else "") + f"; then {then}"
@@ -1361,7 +1363,7 @@ def _check_pipeline(address: str, ours: dict[str, Any], theirs: dict[str, dict[s
     """Refuse workers (``theirs``: {worker address: its pipeline, :func:`_worker_side`}) of the
     scheduler ``address`` whose pipeline is not this process's (``ours``): see
     :func:`check_store_packages`."""
-    start = f"start them again with {_START.format(address=address)}"
+    start = f"start them again with {_start(address)}"
     none = sorted(w for w, t in theirs.items() if t.get("source") is None and not t.get("unread"))
     if none:
         which = _which_workers(none, len(theirs), ("have", "has"))
@@ -1446,7 +1448,7 @@ def _check_shadows(address: str, shadows: dict[str, list[Any]]) -> None:
         f"module the pipeline imports: {importing} "
         f"{said}; rename {them} of yours, or start the workers where it is not on their module "
         "path (another working folder; a PYTHONPATH without its folder), and start them again "
-        f"with {_START.format(address=address)}",
+        f"with {_start(address)}",
         files=[file for _, file, _ in rows],
         modules=[name for name, _, _ in rows],
         workers=which,
@@ -1645,14 +1647,29 @@ def wait_running(client: Client, address: str, seconds: float, timeout: float) -
 
 _START = "`dask worker {address}` or `dask cuda worker {address}`"
 
+#: How workers of a scheduler at an ``inproc://`` address start: only this process reaches
+#: it (a ``LocalCluster(processes=False)``'s, a caller's client's), so no `dask worker` joins.
+_START_HERE = (
+    "its cluster's `scale(n)` (`dask worker` cannot join an inproc:// scheduler: only this "
+    "process, whose threads its workers are, reaches it)"
+)
+
+
+def _start(address: str) -> str:
+    """How to start workers of the scheduler ``address``, in the words of a line: `dask
+    worker ADDRESS` (or dask-cuda's), but for an ``inproc://`` scheduler, this process's own,
+    which they cannot join (h70a: the line had told to run `dask worker inproc://...`)."""
+    if str(address).startswith("inproc://"):
+        return _START_HERE
+    return _START.format(address=address)
+
 
 def no_workers(address: str) -> ClusterError:
     """The one-line ClusterError (``reason`` 'no-workers') for the scheduler ``address`` that
     has no worker: the same line whether it had none at the join or they all left between the
     join and a later look at them (``runner.plan_joined``)."""
     return ClusterError(
-        f"the scheduler at {address} has no workers; start some with "
-        f"{_START.format(address=address)}",
+        f"the scheduler at {address} has no workers; start some with {_start(address)}",
         address=address,
         reason="no-workers",
     )
@@ -1677,7 +1694,7 @@ def _no_running_worker(client: Client, address: str, timeout: float) -> ClusterE
         return e
     if not workers:
         return no_workers(address)
-    start = _START.format(address=address)
+    start = _start(address)
     states: dict[str, int] = {}
     for w in workers.values():
         states[str(w.get("status"))] = states.get(str(w.get("status")), 0) + 1

@@ -1455,13 +1455,48 @@ def record_to_rewrite(plan: Plan) -> bool:
     (:func:`pipeline.store.arrays.record_in_earlier_form`), which ``run --resume`` of the
     complete output writes again as JSON text (:func:`write_again`), nothing else: the
     output of an earlier version had kept it, so ``xr.open_zarr(out).to_netcdf(...)`` refused
-    the output. Reads only; False where the attributes cannot be read (what is there is
-    decided and named elsewhere)."""
+    the output. Reads only (but :func:`check_writable`'s probe of an object store); False
+    where the attributes cannot be read (what is there is decided and named elsewhere), and
+    where the output cannot be written (:func:`check_writable`): a read-only finished
+    dataset is done as it is, its record kept in that form (:func:`record_kept`; h70a: its
+    resume and plan had been refused as "not a writable directory")."""
+    return _record_in_earlier_form(plan) and _writable(plan)
+
+
+def record_kept(plan: Plan) -> bool:
+    """Whether the output's run record is in an earlier version's form (the mapping) that
+    ``run --resume`` cannot write again as text, the output being unwritable (a read-only
+    finished dataset): the resume writes nothing there and says so (:data:`RECORD_KEPT`).
+    Reads only, as :func:`record_to_rewrite`."""
+    return _record_in_earlier_form(plan) and not _writable(plan)
+
+
+#: What a resume of a read-only complete output says of its record in an earlier form.
+RECORD_KEPT = (
+    "its run record stays as an earlier version wrote it, a mapping, which xarray's "
+    "to_netcdf cannot write (the output cannot be written): drop it from the opened "
+    'Dataset first, out[VARIABLE].attrs.pop("pipeline")'
+)
+
+
+def _record_in_earlier_form(plan: Plan) -> bool:
+    """Whether the output's own attributes hold its run record as the mapping an earlier
+    version wrote (:func:`pipeline.store.arrays.record_in_earlier_form`); False where they
+    cannot be read."""
     try:
         attrs = arrays.read_attributes(plan.output.location, plan.output.path)
     except Exception:
         return False
     return arrays.record_in_earlier_form(attrs)
+
+
+def _writable(plan: Plan) -> bool:
+    """Whether the output's location can be written (:func:`check_writable` refuses it not)."""
+    try:
+        check_writable(plan.output.location)
+    except OutputError:
+        return False
+    return True
 
 
 def written_again(copies: list[str], record: bool, planned: bool = False) -> str:
@@ -1754,7 +1789,7 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         check_parents(plan)
     except OutputError as e:
         if _done_as_it_is(plan):  # as run --resume finds it (startable): nothing to write
-            return _done_but_refused(e), None
+            return _done_but_refused(plan, e), None
         return str(e), e
     state = output_state(plan)
     row = _output_now(plan, state)
@@ -1776,16 +1811,18 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         # other run refused (its --overwrite too: files beside the array): `run --resume`
         # finds nothing to do and exits 0, and so does `plan` (it had exited 1, saying
         # "complete; <the refusal>", of an output a resume takes as finished: h69d)
-        return _done_but_refused(refusal), None
+        return _done_but_refused(plan, refusal), None
     return row, refusal
 
 
-def _done_but_refused(refusal: OutputError) -> str:
-    """The words of :func:`output_now_refused` for a complete output that ``run --resume``
-    finds done, every other run refused with ``refusal``."""
+def _done_but_refused(plan: Plan, refusal: OutputError) -> str:
+    """The words of :func:`output_now_refused` for a complete output of ``plan`` that
+    ``run --resume`` finds done (an earlier version's record kept where it cannot be written:
+    :data:`RECORD_KEPT`), every other run refused with ``refusal``."""
+    kept = f" ({RECORD_KEPT})" if record_kept(plan) else ""
     return (
-        "complete, made from this config and input: `run --resume` finds nothing to do; "
-        f"any other run is refused: {refusal}"
+        "complete, made from this config and input: `run --resume` finds nothing to "
+        f"do{kept}; any other run is refused: {refusal}"
     )
 
 

@@ -443,6 +443,10 @@ def _run(config: Config, options: RunOptions, client: Any, complete: list[str]) 
                     "%s is already complete; nothing to do",
                     plan.output.location.join(plan.output.path),
                 )
+                if output.record_kept(plan):  # a read-only output: said at any progress
+                    log.warning(
+                        "%s: %s", plan.output.location.join(plan.output.path), output.RECORD_KEPT
+                    )
             if plan.input_unstamped is not None:  # it can show no rewrite since: say so
                 log.warning(
                     "its input's store gives no change stamps (%s): whether the input was "
