@@ -857,6 +857,16 @@ REFUSED_CREDENTIALS = (
 )
 
 
+def refused_access(e: BaseException) -> bool:
+    """Whether ``e`` is a store's refusal of one request for want of permission (an HTTP 403;
+    s3fs's ``PermissionError``, an S3 AccessDenied), rather than an absent key, damaged bytes
+    or no answer (:func:`storage_failure`). Where the pipeline only looks around a store
+    (a folder above it), such a refusal means nothing is known there, not a failure: S3
+    answers 403 for every key outside what credentials granted one prefix may read."""
+    failure = storage_failure(e)
+    return failure is not None and failure.startswith(("HTTP 403", "PermissionError"))
+
+
 def refused_credentials(failure: str) -> bool:
     """Whether a store's answer ``failure`` (:func:`storage_failure`) says it refused the
     credentials it was given (:data:`REFUSED_CREDENTIALS`): their fix is the credentials, not

@@ -2220,8 +2220,10 @@ _OBJECT_ACTIONS = [
 def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
     """A bucket on :func:`checking_s3`'s server, and users who may not list it: ``reader``
     reads every object and writes those under ``out/``; ``prefix`` reads and writes only
-    those under ``data/``; and ``keeper``, who may list, read and write it but delete
-    nothing. Their storage_options, the admin's (``admin``) and the bucket's name
+    those under ``data/``; ``keeper``, who may list, read and write it but delete
+    nothing; and ``stores``, who may list it and read and write only the keys under each
+    ``stores/NAME.zarr/`` (not the store's own name, nor the folders above it). Their
+    storage_options, the admin's (``admin``) and the bucket's name
     (``bucket``)."""
     import boto3
     import s3fs
@@ -2251,6 +2253,10 @@ def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
         "keeper": [
             {"Effect": "Allow", "Action": listing, "Resource": arn},
             {"Effect": "Allow", "Action": keeping, "Resource": f"{arn}/*"},
+        ],
+        "stores": [
+            {"Effect": "Allow", "Action": listing, "Resource": arn},
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/stores/*.zarr/*"},
         ],
     }  # fmt: skip
     for user, statements in users.items():
@@ -2361,6 +2367,43 @@ def test_an_s3_listing_refused_while_looking_for_a_sparse_array_s_chunk_is_said(
     assert line.startswith(f"cannot list input store {url} for the first stored chunk"), line
     assert "S3 ListObjectsV2 needs s3:ListBucket" in line, line
     assert "credentials in input.storage_options" in line and "\n" not in line, line
+
+
+def test_credentials_granted_only_the_stores_prefixes_run_plan_resume_and_verify(
+    tmp_path, cli, unlisting_s3
+) -> None:
+    """A user who may list the bucket but read and write only the keys under each store
+    (``bucket/stores/in.zarr/*``, ``.../out.zarr/*``): S3 refuses a HEAD of the store's own
+    name (``stores/in.zarr``, no object: the prefix) and of the folders above it
+    (``stores/zarr.json``), which s3fs asks before it lists, and the pipeline had refused
+    every command ("cannot read input store ...: it answered PermissionError: Forbidden ...
+    for the metadata of its root"), for a store it could read whole. The store is found by
+    a listing under its prefix (``Location.exists``), and a folder above it whose metadata is
+    refused is one nothing is known of (``arrays.array_above``, ``enclosing_groups``). Plan,
+    run, resume and verify pass, and the output is NumPy's. (moto grants a listing of the
+    whole bucket or none: a listing limited by ``s3:prefix`` is not checked here.)"""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    tag = uuid.uuid4().hex[:8]
+    inp, out = f"stores/in-{tag}.zarr", f"stores/out-{tag}.zarr"
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/{inp}", storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["stores"])
+    with pytest.raises(PermissionError):  # S3 does refuse the store's own name to this user
+        fs.info(f"{s3['bucket']}/{inp}")
+    cfg = _unlisted_config(tmp_path, s3, (inp, "stores"), (out, "stores"))
+    for command in (
+        ("plan",), ("run", "--progress", "plain"), ("run", "--resume"), ("verify",),
+        ("run", "--overwrite", "--progress", "none"), ("verify",),
+    ):  # fmt: skip
+        rc, stdout, err = cli(*command, cfg)
+        assert rc == 0, (command, stdout, err)
+        assert "error" not in err and "Traceback" not in err, (command, err)
+    got = _zarr_s3(f"s3://{s3['bucket']}/{out}", s3["admin"])[...]
+    assert np.array_equal(got, reference(x))
 
 
 @contextlib.contextmanager

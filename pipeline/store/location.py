@@ -57,6 +57,7 @@ from pipeline.errors import (
     missing_credentials,
     one_line,
     public_url,
+    refused_access,
     refused_credentials,
     said_option,
     storage_failure,
@@ -492,8 +493,18 @@ class Location:
                 return False
             raise
         path = key_under(root, key)
-        if fs.exists(path):
-            return True
+        try:
+            if fs.exists(path):
+                return True
+        except OSError as e:
+            # the store's own name, a prefix with no object at it, refused to credentials
+            # granted only the keys under it (S3: s3:GetObject on bucket/out.zarr/*, which a
+            # HEAD of bucket/out.zarr is not; s3fs asks that before it lists): what is under
+            # it says, by a listing inside the grant, and a refused listing the HEAD's answer
+            listed = None if key or not refused_access(e) else self._lists_under(fs, path)
+            if listed is None:
+                raise
+            return listed
         if key:
             return False
         # the store itself: some file systems answer no for their root though they list what
@@ -503,6 +514,17 @@ class Location:
             return bool(fs.ls(path, detail=False))
         except Exception:  # one that lists nothing, or refuses to (HTTP 403): not a yes
             return False
+
+    @staticmethod
+    def _lists_under(fs: Any, path: str) -> bool | None:
+        """Whether a listing of the keys under ``path`` (its prefix ``path/``, not a folder
+        above it) names any; None where that listing is refused too."""
+        try:
+            return bool(fs.ls(path.rstrip("/") + "/", detail=False))
+        except FileNotFoundError:
+            return False
+        except Exception:  # refused as well: the caller's own answer stands
+            return None
 
     def is_object(self, key: str = "") -> bool:
         """Whether ``key`` ('' for the store itself) is one stored object (a file) and no
