@@ -2406,6 +2406,83 @@ def test_credentials_granted_only_the_stores_prefixes_run_plan_resume_and_verify
     assert np.array_equal(got, reference(x))
 
 
+#: Requests refused to one user by an IAM Deny (moto's names of the actions, on a key
+#: pattern under the bucket), the command (run as an admin first: ``resumed``), and what its
+#: line names: the store's section, the action and the key.
+_REFUSED = {
+    "input metadata, on resume": (
+        ["s3:GetObject", "s3:HeadObject"], "in.zarr/*", ("run", "--resume"), True,
+        ("input", "read", "in.zarr/zarr.json"),
+    ),
+    "output lock, taken": (
+        ["s3:PutObject"], "out.zarr/.pipeline/*", ("run", "--progress", "plain"), False,
+        ("output", "write", "out.zarr/.pipeline/lock"),
+    ),
+    "output metadata, written": (
+        ["s3:PutObject"], "out.zarr/zarr.json", ("run", "--overwrite"), True,
+        ("output", "write", "out.zarr/zarr.json"),
+    ),
+    "output lock, read by verify": (
+        ["s3:GetObject", "s3:HeadObject"], "out.zarr/.pipeline/*", ("verify",), True,
+        ("output", "read", "out.zarr/.pipeline/lock"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_REFUSED))
+def test_a_refused_s3_request_no_step_names_says_the_store_action_and_key(
+    tmp_path, cli, checking_s3, case: str
+) -> None:
+    """Input and output on S3, one request refused (HTTP 403) where no step of the pipeline
+    says it itself: the input's metadata read for a resume's record, the output's lock
+    taken or read, its metadata written by Zarr. s3fs's PermissionError names no key, and
+    with both stores remote the line had been 'a store answered PermissionError: ...: ...
+    the store's storage_options', naming neither the store nor the key. It names the store
+    and its section, the action refused and the key (``errors.mark_asked``)."""
+    import boto3
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    actions, keys, command, resumed, (side, action, key) = _REFUSED[case]
+    admin = checking_s3
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
+    iam = boto3.client(
+        "iam", endpoint_url=admin["endpoint_url"], region_name="us-east-1",
+        aws_access_key_id=admin["key"], aws_secret_access_key=admin["secret"],
+    )  # fmt: skip
+    statements = [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": actions, "Resource": f"arn:aws:s3:::{name}/{keys}"},
+    ]
+    iam.create_user(UserName=name)
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    iam.put_user_policy(UserName=name, PolicyName="refused", PolicyDocument=policy)
+    user = {**admin, "key": made["AccessKeyId"], "secret": made["SecretAccessKey"]}
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{name}/in.zarr", storage_options=admin)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+
+    def config(options: dict[str, Any], file: str) -> Any:
+        return write_config(
+            tmp_path, "", "", name=file,
+            input={"store": f"s3://{name}/in.zarr", "storage_options": options},
+            output={"store": f"s3://{name}/out.zarr", "storage_options": options},
+        )  # fmt: skip
+
+    if resumed:
+        assert cli("run", config(admin, "admin.yaml"))[0] == 0
+    rc, out, err = cli(*command, config(user, "user.yaml"))
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    url = f"s3://{name}/{'in' if side == 'input' else 'out'}.zarr"
+    assert line.startswith(f"error: the {side} store {url} answered PermissionError"), line
+    assert f" to the {action} of s3://{name}/{key}: " in line, line
+    assert f"credentials in {side}.storage_options" in line, line
+    assert user["secret"] not in out + err and admin["secret"] not in out + err
+
+
 @contextlib.contextmanager
 def _failing_s3(endpoint: str, failing: tuple[str, ...]) -> Iterator[str]:
     """A proxy in a thread of this process before the S3 server at ``endpoint``, answering

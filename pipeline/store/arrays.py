@@ -2415,15 +2415,16 @@ def create_output(
     ``dimension_names`` (the input's, some perhaps None; None: none) and the fill value
     ``fill`` (a 0-d array of ``layout.dtype``, :func:`chained_fill`; None: zero); chunks are
     written later, raw, every one of them, whatever its values (a chunk all fill value too)."""
-    arr = _create_output_array(
-        location.zarr_store(read_only=False),
-        path,
-        layout,
-        attributes=attributes,
-        overwrite=overwrite,
-        dimension_names=dimension_names,
-        fill=fill,
-    )
+    with location.asking(_key_in(path.strip("/"), "zarr.json"), "write"):
+        arr = _create_output_array(
+            location.zarr_store(read_only=False),
+            path,
+            layout,
+            attributes=attributes,
+            overwrite=overwrite,
+            dimension_names=dimension_names,
+            fill=fill,
+        )
     info = describe_array(location, path, arr)
     if info.codec != layout.codec:  # pragma: no cover - guards against a Zarr layout change
         raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
