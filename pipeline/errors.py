@@ -24,6 +24,7 @@ keeps their fields on the way.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import re
@@ -758,6 +759,38 @@ def _s3_permission_fix(failure: str, side: str) -> str | None:
     return fix.format(side=side)
 
 
+#: The attribute by which a store's failure carries the request the pipeline made, where
+#: the library's error names none (s3fs's ``PermissionError: Forbidden``):
+#: (the store's URL, the key, the action: 'read', 'write', 'list', 'look up', 'delete').
+ASKED = "pipeline_asked"
+
+
+def mark_asked(e: BaseException, store: str, key: str, action: str) -> None:
+    """Record on ``e``, a store's answer (:func:`storage_failure`) to a request for ``key``
+    of ``store``, what was asked (:data:`ASKED`), unless a request nearer to it did already;
+    nothing for any other error. :func:`store_answer` names it."""
+    if isinstance(e, PipelineError) or storage_failure(e) is None:
+        return
+    if getattr(e, ASKED, None) is None:
+        # an error type that takes no attributes is said unnamed, as before
+        with contextlib.suppress(AttributeError):
+            setattr(e, ASKED, (store, key, action))
+
+
+def asked_of(e: BaseException) -> tuple[str, str, str] | None:
+    """What was asked where ``e`` (or an error it came from) is a store's answer marked by
+    :func:`mark_asked`: (the store's URL, the key, the action); None where none is marked."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and not any(x is s for s in seen):
+        seen.append(x)
+        asked = getattr(x, ASKED, None)
+        if isinstance(asked, tuple) and len(asked) == 3:
+            return asked
+        x = x.__cause__ or x.__context__
+    return None
+
+
 def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | None:
     """The StoreError for ``e`` where it is a store's answer (:func:`storage_failure`: an
     HTTP 401, 403 or 500, a lost connection) that no step of the pipeline turned into a line
@@ -794,6 +827,10 @@ def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | N
             setting="",
         )
     asked = f" for {where}" if where else ""
+    mark = asked_of(e)
+    if not where and mark is not None and mark[0] == store.url:  # the request it refused
+        where = hide_url_secrets(store.join(mark[1]))
+        asked = f" to the {mark[2]} of {where}"
     return StoreError(
         f"the {store.setting} store {store} answered {failure}{asked}: {store.answer_fix(failure)}",
         store=where or str(store),
@@ -855,6 +892,16 @@ REFUSED_CREDENTIALS = (
     "expiredtoken",
     "token has expired",
 )
+
+
+def refused_access(e: BaseException) -> bool:
+    """Whether ``e`` is a store's refusal of one request for want of permission (an HTTP 403;
+    s3fs's ``PermissionError``, an S3 AccessDenied), rather than an absent key, damaged bytes
+    or no answer (:func:`storage_failure`). Where the pipeline only looks around a store
+    (a folder above it), such a refusal means nothing is known there, not a failure: S3
+    answers 403 for every key outside what credentials granted one prefix may read."""
+    failure = storage_failure(e)
+    return failure is not None and failure.startswith(("HTTP 403", "PermissionError"))
 
 
 def refused_credentials(failure: str) -> bool:

@@ -2229,8 +2229,10 @@ _OBJECT_ACTIONS = [
 def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
     """A bucket on :func:`checking_s3`'s server, and users who may not list it: ``reader``
     reads every object and writes those under ``out/``; ``prefix`` reads and writes only
-    those under ``data/``; and ``keeper``, who may list, read and write it but delete
-    nothing. Their storage_options, the admin's (``admin``) and the bucket's name
+    those under ``data/``; ``keeper``, who may list, read and write it but delete
+    nothing; and ``stores``, who may list it and read and write only the keys under each
+    ``stores/NAME.zarr/`` (not the store's own name, nor the folders above it). Their
+    storage_options, the admin's (``admin``) and the bucket's name
     (``bucket``)."""
     import boto3
     import s3fs
@@ -2260,6 +2262,10 @@ def unlisting_s3(checking_s3: dict[str, Any]) -> dict[str, Any]:
         "keeper": [
             {"Effect": "Allow", "Action": listing, "Resource": arn},
             {"Effect": "Allow", "Action": keeping, "Resource": f"{arn}/*"},
+        ],
+        "stores": [
+            {"Effect": "Allow", "Action": listing, "Resource": arn},
+            {"Effect": "Allow", "Action": _OBJECT_ACTIONS, "Resource": f"{arn}/stores/*.zarr/*"},
         ],
     }  # fmt: skip
     for user, statements in users.items():
@@ -2370,6 +2376,120 @@ def test_an_s3_listing_refused_while_looking_for_a_sparse_array_s_chunk_is_said(
     assert line.startswith(f"cannot list input store {url} for the first stored chunk"), line
     assert "S3 ListObjectsV2 needs s3:ListBucket" in line, line
     assert "credentials in input.storage_options" in line and "\n" not in line, line
+
+
+def test_credentials_granted_only_the_stores_prefixes_run_plan_resume_and_verify(
+    tmp_path, cli, unlisting_s3
+) -> None:
+    """A user who may list the bucket but read and write only the keys under each store
+    (``bucket/stores/in.zarr/*``, ``.../out.zarr/*``): S3 refuses a HEAD of the store's own
+    name (``stores/in.zarr``, no object: the prefix) and of the folders above it
+    (``stores/zarr.json``), which s3fs asks before it lists, and the pipeline had refused
+    every command ("cannot read input store ...: it answered PermissionError: Forbidden ...
+    for the metadata of its root"), for a store it could read whole. The store is found by
+    a listing under its prefix (``Location.exists``), and a folder above it whose metadata is
+    refused is one nothing is known of (``arrays.array_above``, ``enclosing_groups``). Plan,
+    run, resume and verify pass, and the output is NumPy's. (moto grants a listing of the
+    whole bucket or none: a listing limited by ``s3:prefix`` is not checked here.)"""
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    s3 = unlisting_s3
+    tag = uuid.uuid4().hex[:8]
+    inp, out = f"stores/in-{tag}.zarr", f"stores/out-{tag}.zarr"
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{s3['bucket']}/{inp}", storage_options=s3["admin"])
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["stores"])
+    with pytest.raises(PermissionError):  # S3 does refuse the store's own name to this user
+        fs.info(f"{s3['bucket']}/{inp}")
+    cfg = _unlisted_config(tmp_path, s3, (inp, "stores"), (out, "stores"))
+    for command in (
+        ("plan",), ("run", "--progress", "plain"), ("run", "--resume"), ("verify",),
+        ("run", "--overwrite", "--progress", "none"), ("verify",),
+    ):  # fmt: skip
+        rc, stdout, err = cli(*command, cfg)
+        assert rc == 0, (command, stdout, err)
+        assert "error" not in err and "Traceback" not in err, (command, err)
+    got = _zarr_s3(f"s3://{s3['bucket']}/{out}", s3["admin"])[...]
+    assert np.array_equal(got, reference(x))
+
+
+#: Requests refused to one user by an IAM Deny (moto's names of the actions, on a key
+#: pattern under the bucket), the command (run as an admin first: ``resumed``), and what its
+#: line names: the store's section, the action and the key.
+_REFUSED = {
+    "input metadata, on resume": (
+        ["s3:GetObject", "s3:HeadObject"], "in.zarr/*", ("run", "--resume"), True,
+        ("input", "read", "in.zarr/zarr.json"),
+    ),
+    "output lock, taken": (
+        ["s3:PutObject"], "out.zarr/.pipeline/*", ("run", "--progress", "plain"), False,
+        ("output", "write", "out.zarr/.pipeline/lock"),
+    ),
+    "output metadata, written": (
+        ["s3:PutObject"], "out.zarr/zarr.json", ("run", "--overwrite"), True,
+        ("output", "write", "out.zarr/zarr.json"),
+    ),
+    "output lock, read by verify": (
+        ["s3:GetObject", "s3:HeadObject"], "out.zarr/.pipeline/*", ("verify",), True,
+        ("output", "read", "out.zarr/.pipeline/lock"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_REFUSED))
+def test_a_refused_s3_request_no_step_names_says_the_store_action_and_key(
+    tmp_path, cli, checking_s3, case: str
+) -> None:
+    """Input and output on S3, one request refused (HTTP 403) where no step of the pipeline
+    says it itself: the input's metadata read for a resume's record, the output's lock
+    taken or read, its metadata written by Zarr. s3fs's PermissionError names no key, and
+    with both stores remote the line had been 'a store answered PermissionError: ...: ...
+    the store's storage_options', naming neither the store nor the key. It names the store
+    and its section, the action refused and the key (``errors.mark_asked``)."""
+    import boto3
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    actions, keys, command, resumed, (side, action, key) = _REFUSED[case]
+    admin = checking_s3
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
+    iam = boto3.client(
+        "iam", endpoint_url=admin["endpoint_url"], region_name="us-east-1",
+        aws_access_key_id=admin["key"], aws_secret_access_key=admin["secret"],
+    )  # fmt: skip
+    statements = [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": actions, "Resource": f"arn:aws:s3:::{name}/{keys}"},
+    ]
+    iam.create_user(UserName=name)
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    iam.put_user_policy(UserName=name, PolicyName="refused", PolicyDocument=policy)
+    user = {**admin, "key": made["AccessKeyId"], "secret": made["SecretAccessKey"]}
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = FsspecStore.from_url(f"s3://{name}/in.zarr", storage_options=admin)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+
+    def config(options: dict[str, Any], file: str) -> Any:
+        return write_config(
+            tmp_path, "", "", name=file,
+            input={"store": f"s3://{name}/in.zarr", "storage_options": options},
+            output={"store": f"s3://{name}/out.zarr", "storage_options": options},
+        )  # fmt: skip
+
+    if resumed:
+        assert cli("run", config(admin, "admin.yaml"))[0] == 0
+    rc, out, err = cli(*command, config(user, "user.yaml"))
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    url = f"s3://{name}/{'in' if side == 'input' else 'out'}.zarr"
+    assert line.startswith(f"error: the {side} store {url} answered PermissionError"), line
+    assert f" to the {action} of s3://{name}/{key}: " in line, line
+    assert f"credentials in {side}.storage_options" in line, line
+    assert user["secret"] not in out + err and admin["secret"] not in out + err
 
 
 @contextlib.contextmanager

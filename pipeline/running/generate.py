@@ -32,6 +32,7 @@ from pipeline.errors import (
     Interrupted,
     StoreError,
     disk_full,
+    refused_access,
     said_then,
 )
 from pipeline.planning.blocks import generated_layout
@@ -353,7 +354,13 @@ def _outermost_group(loc: Location, path: str) -> tuple[Location, str]:
         if up is None:
             return loc, path
         holder, name = up
-        if not any(holder.exists(m) for m in ("zarr.json", ".zgroup", ".zattrs")):
+        try:
+            grouped = any(holder.exists(m) for m in ("zarr.json", ".zgroup", ".zattrs"))
+        except OSError as e:  # refused: nothing is known above a prefix granted alone
+            if not refused_access(e):
+                raise
+            grouped = False
+        if not grouped:
             return loc, path
         loc, path = holder, f"{name}/{path}" if path else name
 

@@ -29,6 +29,7 @@ from pipeline.errors import (
     InputError,
     cause,
     missing_credentials,
+    refused_access,
     s3_denied,
     storage_failure,
 )
@@ -1875,17 +1876,22 @@ def array_above(location: Location) -> tuple[str, str] | None:
     'damaged'). None where the climb reaches the top of the file system (or bucket) without
     one, or the store has no folder above it; or, past a folder without metadata, a folder
     whose metadata could not be asked for (an object store that refuses keys above a prefix:
-    nothing is known there). What :func:`node_in_the_way` finds inside the store, above it:
-    ``input.store: arr.zarr/gen`` (or ``output.store``), under an array, had been written
-    into the array's folder (h54c), and so had ``arr.zarr/plain/gen`` (a plain folder
-    between, or one the write makes: h55a). Reads only metadata."""
+    nothing is known there), or any folder above whose metadata the store refuses
+    (:func:`~pipeline.errors.refused_access`: credentials granted only the store's prefix, an
+    S3 policy on ``bucket/out.zarr/*``, had been refused the run). What
+    :func:`node_in_the_way` finds inside the store, above it: ``input.store: arr.zarr/gen``
+    (or ``output.store``), under an array, had been written into the array's folder (h54c),
+    and so had ``arr.zarr/plain/gen`` (a plain folder between, or one the write makes:
+    h55a). Reads only metadata."""
     here, past_plain = location, False
     while (up := here.parent()) is not None:
         holder, _ = up
         try:
             kind = node_type(holder, "")
-        except OSError:
-            if past_plain:  # above a plain folder: not asked before, never a failure
+        except OSError as e:
+            # above a plain folder: not asked before, never a failure; or refused (HTTP 403):
+            # credentials granted only the store's prefix may read nothing above it
+            if past_plain or refused_access(e):
                 return None
             raise
         if kind in ("group", "none"):
@@ -2414,15 +2420,16 @@ def create_output(
     ``dimension_names`` (the input's, some perhaps None; None: none) and the fill value
     ``fill`` (a 0-d array of ``layout.dtype``, :func:`chained_fill`; None: zero); chunks are
     written later, raw, every one of them, whatever its values (a chunk all fill value too)."""
-    arr = _create_output_array(
-        location.zarr_store(read_only=False),
-        path,
-        layout,
-        attributes=attributes,
-        overwrite=overwrite,
-        dimension_names=dimension_names,
-        fill=fill,
-    )
+    with location.asking(_key_in(path.strip("/"), "zarr.json"), "write"):
+        arr = _create_output_array(
+            location.zarr_store(read_only=False),
+            path,
+            layout,
+            attributes=attributes,
+            overwrite=overwrite,
+            dimension_names=dimension_names,
+            fill=fill,
+        )
     info = describe_array(location, path, arr)
     if info.codec != layout.codec:  # pragma: no cover - guards against a Zarr layout change
         raise RuntimeError(f"Zarr wrote an unexpected codec chain: {arr.metadata}")
@@ -2586,7 +2593,13 @@ def enclosing_groups(location: Location) -> list[tuple[Location, str]]:
     here, tail = location, ""
     while (up := here.parent()) is not None:
         holder, name = up
-        if node_type(holder, "") != "group":
+        try:
+            kind = node_type(holder, "")
+        except OSError as e:  # refused: nothing is known above a prefix granted alone
+            if not refused_access(e):
+                raise
+            break
+        if kind != "group":
             break
         tail = f"{name}/{tail}" if tail else name
         found.append((holder, tail))

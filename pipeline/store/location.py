@@ -25,7 +25,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
@@ -51,12 +51,15 @@ from pipeline.errors import (
     OutputError,
     PipelineError,
     StoreError,
+    asked_of,
     disk_full,
     hidden_options,
     hide_url_secrets,
+    mark_asked,
     missing_credentials,
     one_line,
     public_url,
+    refused_access,
     refused_credentials,
     said_option,
     storage_failure,
@@ -139,6 +142,30 @@ def _is_tar(path: str) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _asking(action: str) -> Callable[[_Method], _Method]:
+    """A method of :class:`Location` whose first argument is a key, whose failure, where it
+    is a store's answer, carries the store, the key and ``action`` (:func:`mark_asked`):
+    s3fs's ``PermissionError: Forbidden`` names no key, and a refusal that no step named
+    had been 'a store answered PermissionError ...' where both stores were on S3."""
+
+    def wrap(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def asked(self: Location, key: Any = "", *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, key, *args, **kwargs)
+            except Exception as e:
+                if not self.is_local and isinstance(key, str):
+                    mark_asked(e, self.url, key, action)
+                raise
+
+        return cast(_Method, asked)
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -392,8 +419,21 @@ class Location:
             fs = _async_wrapped(fs)
         return _literal_store_class()(fs=fs, path=root, read_only=read_only)
 
+    @contextlib.contextmanager
+    def asking(self, key: str, action: str) -> Iterator[None]:
+        """Mark a store's answer raised inside (a request Zarr makes through
+        :meth:`zarr_store`, which names no key) with this store, ``key`` and ``action``
+        (:func:`~pipeline.errors.mark_asked`), as this class's own requests are."""
+        try:
+            yield
+        except Exception as e:
+            if not self.is_local:
+                mark_asked(e, self.url, key, action)
+            raise
+
     # -- raw bytes -------------------------------------------------------------------------
 
+    @_asking("read")
     def read(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or None when there are none (no such key, or a
         directory there: :data:`NO_BYTES`, as zarr-python reads it)."""
@@ -454,6 +494,7 @@ class Location:
         view[:] = data
         return view
 
+    @_asking("look up")
     def size(self, key: str) -> int | None:
         """Bytes stored under ``key``, or None when there are none."""
         path = self._path(key)
@@ -462,6 +503,7 @@ class Location:
         except FileNotFoundError:
             return None
 
+    @_asking("write")
     def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
         """Store the concatenation of ``parts`` (bytes-like) under ``key``; bytes written.
 
@@ -481,6 +523,7 @@ class Location:
             raise
         return sum(memoryview(p).nbytes for p in parts)
 
+    @_asking("look up")
     def exists(self, key: str = "") -> bool:
         """Whether ``key`` (a file, object or directory; '' for the store itself) exists."""
         if self.is_local:
@@ -492,8 +535,18 @@ class Location:
                 return False
             raise
         path = key_under(root, key)
-        if fs.exists(path):
-            return True
+        try:
+            if fs.exists(path):
+                return True
+        except OSError as e:
+            # the store's own name, a prefix with no object at it, refused to credentials
+            # granted only the keys under it (S3: s3:GetObject on bucket/out.zarr/*, which a
+            # HEAD of bucket/out.zarr is not; s3fs asks that before it lists): what is under
+            # it says, by a listing inside the grant, and a refused listing the HEAD's answer
+            listed = None if key or not refused_access(e) else self._lists_under(fs, path)
+            if listed is None:
+                raise
+            return listed
         if key:
             return False
         # the store itself: some file systems answer no for their root though they list what
@@ -503,6 +556,17 @@ class Location:
             return bool(fs.ls(path, detail=False))
         except Exception:  # one that lists nothing, or refuses to (HTTP 403): not a yes
             return False
+
+    @staticmethod
+    def _lists_under(fs: Any, path: str) -> bool | None:
+        """Whether a listing of the keys under ``path`` (its prefix ``path/``, not a folder
+        above it) names any; None where that listing is refused too."""
+        try:
+            return bool(fs.ls(path.rstrip("/") + "/", detail=False))
+        except FileNotFoundError:
+            return False
+        except Exception:  # refused as well: the caller's own answer stands
+            return None
 
     def is_object(self, key: str = "") -> bool:
         """Whether ``key`` ('' for the store itself) is one stored object (a file) and no
@@ -553,6 +617,7 @@ class Location:
                 path=where,
             ) from None
 
+    @_asking("list")
     def file_sizes(self, key: str) -> dict[str, int]:
         """The size of every file (object) under ``key``, by its store key: one walk of the
         folder, or one listing of an object store (no reads)."""
@@ -575,6 +640,7 @@ class Location:
             found[f"{base}/{rel}" if base else rel] = int(d.get("size") or 0)
         return found
 
+    @_asking("list")
     def stamped_files(self, key: str) -> dict[str, dict[str, Any]]:
         """Every file (object) under ``key`` of a store that is not a local folder, by its
         path on the file system, with what its listing says and ``stamp``: what changes when
@@ -645,6 +711,7 @@ class Location:
                 raise
             raise refused from None
 
+    @_asking("list")
     def list(self, key: str) -> list[str]:
         """Names directly under ``key`` (empty when it does not exist). Raises ListingError
         where the store's server refuses to list it (:meth:`_listing_of`)."""
@@ -689,6 +756,7 @@ class Location:
 
         return [n for n in names if not (is_os_file(n) or is_write_probe(n)) or is_folder(n)]
 
+    @_asking("write")
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if it does not exist; False when it already did."""
         path = self._path(key)
@@ -717,6 +785,7 @@ class Location:
         fs = self.fs()
         return fs if callable(getattr(fs, "_call_s3", None)) else None
 
+    @_asking("read")
     def read_tagged(self, key: str) -> tuple[bytes, str | None] | None:
         """The bytes under ``key`` and the tag of that version of it, read in one request (on
         S3 its ETag, which :meth:`replace_if` and :meth:`delete_if` compare); the tag is None
@@ -744,6 +813,7 @@ class Location:
         except NO_BYTES:
             return None
 
+    @_asking("write")
     def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
         """Write ``data`` under ``key`` only if it still holds the version ``tag`` (as
         :meth:`read_tagged` gave it): S3's conditional PUT, If-Match, atomic in the store, so
@@ -768,6 +838,7 @@ class Location:
             fs.invalidate_cache(path)
         return str(done.get("ETag", "")) or None
 
+    @_asking("delete")
     def delete_if(self, key: str, tag: str) -> bool:
         """Delete ``key`` only if it still holds the version ``tag`` (S3's conditional
         DELETE, If-Match); False where it holds another one or none. Raises
@@ -844,10 +915,14 @@ class Location:
         """Whether the failure ``e`` (or an error it came from) is this store's answer: a
         request to a URL under the store's (aiohttp's ``request_info``: the same scheme,
         host, port, and a path below the store's), or a local file under the store's
-        folder (an ``OSError``'s ``filename``)."""
+        folder (an ``OSError``'s ``filename``), or one this store's own method was refused
+        (:func:`~pipeline.errors.asked_of`: its request marked with the store's URL)."""
         from urllib.parse import urlsplit
 
         here = self.url.rsplit("::", 1)[-1]
+        mark = asked_of(e)
+        if mark is not None and (mark[0] == self.url or mark[0].startswith(here.rstrip("/") + "/")):
+            return True
         seen: list[BaseException] = []
         x: BaseException | None = e
         while x is not None and not any(x is y for y in seen):
