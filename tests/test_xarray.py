@@ -360,6 +360,119 @@ def test_a_copy_holding_the_record_as_a_mapping_is_the_same_record(
     assert pipeline.verify(cfg).ok
 
 
+def _copied_record(group: Path, rel: str) -> Any:
+    """The ``pipeline`` attribute of ``rel`` as the consolidated copy of the v3 group
+    ``group`` holds it (None where the copy does not list it)."""
+    listed = (consolidated(group) or {}).get("metadata", {})
+    return listed.get(rel, {}).get("attributes", {}).get("pipeline")
+
+
+@pytest.mark.parametrize("copy_holds", ["text", "mapping"])
+@pytest.mark.parametrize("output", ["dataset", "sibling", "array in v3 group", "array in v2 group"])
+def test_a_copy_holding_the_record_as_text_beside_an_earlier_versions_mapping_is_not_stale(
+    tmp_path: Path, backend_client: tuple[str, Any], output: str, copy_holds: str
+) -> None:
+    """h71c: an output's own run record in an earlier version's form (the mapping) while the
+    consolidated copy listing it holds the same record as the JSON text a run writes now
+    (``copy_holds`` 'text'): ``verify`` had called the copy stale, naming
+    ``zarr.consolidate_metadata``, which puts the mapping back into the copy (then
+    ``to_netcdf`` refuses what ``xr.open_zarr`` reads). The copy is the same record, in the
+    form xarray's readers want: verify passes, plan names no copy, and ``run --resume``
+    writes the record again as text, as for any output of an earlier version. The reverse
+    (h69c's kill: the text in the variable, the mapping in the copy, which xarray reads) is
+    a stale copy, said with the call that writes it again, after which verify passes. The
+    output is a Dataset's variable (the copy is its group's), a sibling of the variable
+    verified (another run's output in the same group, compared as a member of the copy), or
+    an array alone at ``encl.zarr/sub`` in a consolidated v3 group (its copy lists it) or a
+    v2 one (whose ``.zmetadata`` lists no v3 node: nothing to compare)."""
+    backend, client = backend_client
+    if output in ("dataset", "sibling"):
+        write_dataset(tmp_path / "in.zarr", 3)
+        cfg = config(tmp_path, backend)
+        group, rel = tmp_path / "out.zarr", "t"
+        checked = config(tmp_path, backend, output={"array": "u"}) if output == "sibling" else cfg
+        fmt = 3
+    else:
+        fmt = 3 if output == "array in v3 group" else 2
+        src = tmp_path / "in.zarr"
+        zarr.create_array(str(src), shape=(8, 8), chunks=(4, 4), dtype="f4")[...] = 1.0
+        group, rel = tmp_path / "encl.zarr", "sub"
+        zarr.open_group(str(group), mode="w", zarr_format=fmt).create_group("keep")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(group), zarr_format=fmt)
+        cfg = config(tmp_path, backend, input={"array": ""}, output={"store": str(group / rel)})
+        checked = cfg
+    assert pipeline.run(cfg, client=client).status == "complete"
+    if checked is not cfg:  # beside 't' in its group
+        assert pipeline.run(checked, client=client, overwrite=True).status == "complete"
+    variable = zarr.open_array(str(group), path=rel, mode="r+")
+    record = record_of(variable.attrs)
+    variable.update_attributes({"pipeline": record})  # as an earlier version wrote it
+    if copy_holds == "mapping":  # consolidated so, then the variable's written as text
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(group), zarr_format=fmt)
+        variable.update_attributes({"pipeline": json.dumps(record)})
+    if fmt == 3:  # the copy as it is now: the other form of the same record
+        copied = _copied_record(group, rel)
+        assert (copied == record) if copy_holds == "mapping" else (json.loads(copied) == record)
+    result = pipeline.verify(checked)
+    if copy_holds == "text" or fmt == 2:
+        assert result.ok, str(result)
+        assert result.consolidated_stale == () and result.consolidate_calls == (), result
+        assert "consolidated" not in pipeline.plan(checked, client=client).output_now
+        if copy_holds == "text":  # the variable's own mapping written again as text
+            done = pipeline.run(cfg, client=client, resume=True)
+            assert done.status == "complete (run record written again)", done.status
+            assert record_of(zarr.open_array(str(group), path=rel, mode="r").attrs) == record
+    else:
+        assert not result.ok and len(result.consolidated_stale) == 1, result
+        assert f"holds another pipeline attribute of {rel!r}" in result.consolidated_stale[0]
+        call = f"zarr.consolidate_metadata({str(group)!r})"
+        assert result.consolidate_calls == (call,), result.consolidate_calls
+        with warnings.catch_warnings():  # the call it names, as the user pastes it
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(group))
+        assert json.loads(_copied_record(group, rel)) == record
+    assert pipeline.verify(checked).ok
+    if fmt == 3:
+        assert json.loads(_copied_record(group, rel)) == record
+
+
+@pytest.mark.parametrize("copy_holds", ["text", "mapping"])
+def test_a_run_on_an_output_whose_record_is_in_two_forms_notes_nothing(
+    tmp_path: Path, backend_client: tuple[str, Any], copy_holds: str
+) -> None:
+    """h71c: a chained run whose input is an output of an earlier version, its own run record
+    the mapping and its group's consolidated copy the same record as text, or the reverse.
+    The plan had noted the copy as holding "other attributes" ("pipeline of 't'") that "the
+    output carries": the output carries no run record of its input's, and both forms are the
+    same record. No such note, from plan, run or verify."""
+    backend, client = backend_client
+    write_dataset(tmp_path / "in.zarr", 3)
+    cfg = config(tmp_path, backend)
+    assert pipeline.run(cfg, client=client).status == "complete"
+    out = tmp_path / "out.zarr"
+    variable = zarr.open_group(str(out), mode="r+")["t"]
+    record = record_of(variable.attrs)
+    variable.update_attributes({"pipeline": record})
+    if copy_holds == "mapping":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(out))
+        variable.update_attributes({"pipeline": json.dumps(record)})
+    chained = {
+        **cfg,
+        "input": {"store": str(out), "array": "t"},
+        "output": {"store": str(tmp_path / "out2.zarr")},
+    }
+    assert pipeline.plan(chained, client=client).notes == ()
+    assert pipeline.run(chained, client=client).status == "complete"
+    result = pipeline.verify(chained)
+    assert result.ok and result.input_notes == (), result.input_notes
+
+
 def test_a_sharded_output_copies_with_to_zarr_as_the_readme_says(
     tmp_path: Path, backend_client: tuple[str, Any]
 ) -> None:

@@ -974,7 +974,7 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
             )
             found.append(Stale(name, "structure", keys, said))
             continue
-        keys = _differing(dict(a.attrs), dict(b.attrs))
+        keys = _differing(*_record_aligned(dict(a.attrs), dict(b.attrs)))
         if keys:
             values = tuple((k, a.attrs.get(k), b.attrs.get(k)) for k in keys)
             said = f"{', '.join(keys)} of {name!r}"
@@ -999,6 +999,25 @@ def stale(store: Any, var: Variable, with_coords: bool) -> list[Stale]:
                     )
                 found.append(Stale(c, "gone", said=said))
     return found
+
+
+def _record_aligned(
+    seen: dict[str, Any], own: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attributes of an input's member as its consolidated copy holds them (``seen``) and
+    as its own metadata does (``own``), to be compared by :func:`stale`: where both hold the
+    same run record of the pipeline, one as an earlier version's mapping and the other as
+    JSON text (:func:`pipeline.store.arrays.run_record` reads both alike), ``seen`` with
+    ``own``'s. The input is another run's output, whose record the output does not carry
+    (``NOT_CARRIED``) and every reader of it takes for the same: a chained run on an output
+    an earlier version wrote had noted its copy as holding "other attributes" (h71c)."""
+    a, b = seen.get(RUN_RECORD), own.get(RUN_RECORD)
+    if type(a) is type(b):  # compared as stored: the same form, or no record
+        return seen, own
+    record = run_record(seen)
+    if record is None or not _same_value(record, run_record(own)):
+        return seen, own
+    return {**seen, RUN_RECORD: b}, own
 
 
 def _holds_keys(store: Any, prefix: str) -> bool:
@@ -1960,7 +1979,7 @@ def consolidated_differences(
             if copy is None:
                 found.append(f"{where} does not list {rel!r}")
                 continue
-            said = _said_differing(_document(own.metadata), _document(copy))
+            said = _said_differing(*_record_as_copied(_document(own.metadata), _document(copy)))
             if said:
                 found.append(f"{where} holds another {said} of {rel!r} than its own metadata")
         if parent != group:  # the group's attributes, as a copy above it holds them
@@ -2022,7 +2041,7 @@ def _other_members_differ(
         if name not in held:
             found.append(f"{where} lists {name!r}, which the group no longer holds")
             continue
-        own, copy = _document(held[name]), _document(listed[name])
+        own, copy = _record_as_copied(_document(held[name]), _document(listed[name]))
         own.pop("consolidated_metadata", None)
         copy.pop("consolidated_metadata", None)
         said = _said_differing(own, copy)
@@ -2037,6 +2056,31 @@ def consolidated_missing(store: Any, group: str) -> list[str]:
     wanted = [group, ""] if group else [""]
     have = consolidated_groups(store, group)
     return [g for g in wanted if g not in have]
+
+
+def _record_as_copied(
+    own: dict[str, Any], copy: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A node's own metadata document ``own`` and its consolidated ``copy``, to be compared:
+    where its own attributes hold the run record as an earlier version wrote it (the mapping,
+    :func:`pipeline.store.arrays.record_in_earlier_form`) and the copy holds the same record
+    as the JSON text a run writes now (:func:`pipeline.store.arrays.run_record` reads both
+    alike), ``own`` with the copy's text in its place. That copy is not stale: ``xr.open_zarr``
+    reads the same record from it, in the form ``to_netcdf`` takes, and consolidating the
+    group again would put the mapping back (h71c: ``verify`` had called it stale, naming
+    ``zarr.consolidate_metadata``). The reverse, the mapping in the copy beside the text in
+    its own, stays a difference: xarray reads the mapping there, which ``to_netcdf`` refuses,
+    and consolidating again (or ``run --resume``) writes the text (h69c)."""
+    attrs, copied = own.get("attributes"), copy.get("attributes")
+    if not (isinstance(attrs, dict) and isinstance(copied, dict)):
+        return own, copy
+    mine, theirs = attrs.get(RUN_RECORD), copied.get(RUN_RECORD)
+    if not (isinstance(mine, dict) and isinstance(theirs, str)):
+        return own, copy
+    record = run_record(copied)
+    if record is None or not _same_value(record, mine):
+        return own, copy
+    return {**own, "attributes": {**attrs, RUN_RECORD: theirs}}, copy
 
 
 def _said_differing(own: dict[str, Any], copy: dict[str, Any]) -> str:
