@@ -6076,6 +6076,116 @@ def test_a_v2_fill_value_of_an_array_in_no_group_masks_only_where_asked(
     assert file_states(src) == before
 
 
+def _plain_array(src: Path, writer: str, x: np.ndarray, attrs: dict[str, Any]) -> str:
+    """``x`` written at ``src`` as a plain Zarr array (no dimension names) by ``writer``, with
+    the attributes ``attrs``; its path in the store. A v2 array's fill value is zarr-python
+    2's default, 0; ``group-`` writers put it in a group that is no Dataset."""
+    path = "a/v" if writer.startswith("group") else ""
+    fmt = 2 if writer.endswith("v2") else 3
+    if writer.startswith("tensorstore"):
+        ts = pytest.importorskip("tensorstore")
+        driver = "zarr" if fmt == 2 else "zarr3"
+        meta = {"fill_value": 0, "dtype": "<i2"} if fmt == 2 else {"data_type": "int16"}
+        t = ts.open(
+            {"driver": driver, "kvstore": {"driver": "file", "path": str(src)}, "metadata": meta},
+            create=True,
+            shape=list(x.shape),
+            chunk_layout=ts.ChunkLayout(chunk_shape=[2, 6]),
+        ).result()
+        t[...] = x
+        if attrs:  # tensorstore writes no v2 attributes: zarr-python adds them
+            zarr.open_array(str(src), mode="r+").attrs.update(attrs)
+        return path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path:
+            zarr.open_group(str(src), mode="w", zarr_format=fmt).create_group("a")
+        z = zarr.create_array(
+            str(src / path) if path else str(src),
+            shape=x.shape,
+            dtype=x.dtype,
+            chunks=(2, 6),
+            zarr_format=fmt,
+            fill_value=0,
+            attributes=attrs,
+        )
+        z[...] = x
+    return path
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        "zarr-python-v2",
+        "zarr-python-v3",
+        "group-v2",
+        "group-v3",
+        "tensorstore-v2",
+        "tensorstore-v3",
+    ],
+)
+@pytest.mark.parametrize("attrs", [{}, {"scale_factor": 0.5}], ids=["bare", "scaled"])
+def test_mask_and_scale_on_a_plain_array_says_what_it_does(
+    tmp_path: Path, writer: str, attrs: dict[str, Any]
+) -> None:
+    """``input.mask_and_scale: true`` on a plain Zarr array (no dimension names: zarr-python 2
+    or 3, tensorstore, at a store's root or in a group that is no Dataset), which xarray does
+    not open as a variable. h69e: it did nothing and said nothing. Its own CF attributes are
+    decoded as a variable's (``scale_factor`` here: the output is NumPy's chain over the
+    stored numbers times 0.5); a Zarr v2 fill value (0, zarr-python 2's default) is left a
+    number, as zarr-python reads it, where xarray, given the array's names, reads it as the
+    ``_FillValue`` and masks it: the plan says so, naming the attribute that masks it, and so
+    it does; with nothing to decode, the plan says the option decodes nothing. The input is
+    never modified."""
+    x = np.arange(24, dtype="i2").reshape(4, 6)  # x[0, 0] == 0: the fill value
+    src = tmp_path / "in.zarr"
+    path = _plain_array(src, writer, x, attrs)
+    v2 = writer.endswith("v2")
+    before = file_states(src)
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": path, "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr"), "array": ""},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "cluster": _THREADS,
+    }
+    notes = [n for n in pipeline.plan(cfg).notes if n.startswith("input.mask_and_scale: true")]
+    assert len(notes) == (1 if v2 or not attrs else 0), notes
+    if v2:
+        assert "fill_value 0" in notes[0] and "attribute _FillValue: 0" in notes[0], notes
+    elif not attrs:
+        assert "decodes nothing" in notes[0] and "no dimension names" in notes[0], notes
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    values = x * 0.5 if attrs else x
+    want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), values.dtype), values)
+    assert same_bits(out, want), out
+    assert file_states(src) == before
+    if not v2:
+        return
+    # xarray, given the array's names in a group, masks the fill value, as the note says
+    named, inside = tmp_path / "named.zarr", path or "v"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path:
+            shutil.copytree(src, named)
+        else:  # a group around the root array
+            zarr.open_group(str(named), mode="w", zarr_format=2)
+            shutil.copytree(src, named / inside)
+        zarr.open_array(str(named), path=inside, mode="r+").attrs["_ARRAY_DIMENSIONS"] = ["y", "x"]
+        group, _, name = inside.rpartition("/")
+        ds = xr.open_zarr(str(named), group=group or None, consolidated=False)
+        assert np.isnan(ds[name][0, 0]) and ds[name][0, 1] == (0.5 if attrs else 1)
+    # and the fix the note names masks it here too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_array(str(src), path=path, mode="r+").attrs["_FillValue"] = 0
+    plan = pipeline.plan(cfg)
+    assert not [n for n in plan.notes if n.startswith("input.mask_and_scale: true")]
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert np.isnan(out[0, 0]) and out[0, 1] == (1.0 if attrs else 2.0), out
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["masked", "packed"])
 def test_a_v2_variables_fill_value_mask_is_named_as_its_fill_value(
     tmp_path: Path, packed: bool

@@ -161,6 +161,8 @@ def carried(
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
     alone_note = alone_fill_note(config, arr, is_alone(variable))
     notes += [alone_note] if alone_note else []
+    plain_note = plain_decoding_note(config, arr, variable, unpack)
+    notes += [plain_note] if plain_note else []
     if frame:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
@@ -919,6 +921,71 @@ def alone_fill_note(config: Config, arr: Any, alone: bool) -> str | None:
         f"{found.said_fills()} are read as numbers, as zarr-python reads them; "
         "input.mask_and_scale: true reads them as missing (NaN), as xarray reads a Zarr v2 "
         "variable's fill value in a Dataset"
+    )
+
+
+#: The attributes xarray's ``mask_and_scale`` decodes a variable by.
+DECODING_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "_Unsigned")
+
+
+def plain_decoding_note(
+    config: Config, arr: Any, variable: Variable | None, found: Unpacking | None
+) -> str | None:
+    """The plan's note where ``input.mask_and_scale`` is true and the input is a plain Zarr
+    array, no xarray variable (``variable`` None: no dimension names xarray reads; zarr-python
+    2 or 3, tensorstore, in a group or not), and the option does not do there what a reader
+    of xarray would take it to (h69e: it did nothing and said nothing). Its own CF attributes
+    are decoded as a variable's (``found``); what is said: a Zarr v2 fill value left as a
+    number where xarray, given the array's dimension names, would read it as the
+    ``_FillValue`` and mask it (a Zarr fill value is what an unwritten chunk reads as, and
+    zarr-python 2's default 0 would turn every stored 0 into NaN: not guessed, said, with the
+    attribute that asks for it), or, that aside, nothing decoded at all (no such attribute,
+    or those it has change no value). None where the option decodes something and leaves no
+    such fill value, for a variable, or where ``input.mask_and_scale`` is false."""
+    if not config.input.mask_and_scale or variable is not None:
+        return None
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf":  # the stages refuse it: nothing to say of its decoding
+        return None
+    stored = stored.newbyteorder("=")
+    attrs = dict(arr.attrs)
+    where = Location.of(config.input.store, config.input.storage_options, "input").join(
+        config.input.array
+    )
+    fill = arr.fill_value if arr.metadata.zarr_format == 2 else None
+    named: Unpacking | None = found
+    if fill is not None:
+        try:  # as xarray would decode it with dimension names (a v2 variable's fill value)
+            named = unpacking(attrs, stored, fill, 2, as_variable=True, alone=True)
+        except UnreadableFill:
+            named = found
+    if named != found:
+        said = repr(np.asarray(fill).item())
+        decodes = (
+            f"its own attributes decode it: {found.describe()}"
+            if found is not None
+            else "nothing else decodes it"
+        )
+        return (
+            f"input.mask_and_scale: true: the input array {where} has no dimension names, so "
+            f"its Zarr fill_value {said} (what an unwritten chunk reads as) is not taken as "
+            "its _FillValue, as xarray takes a Zarr v2 variable's: elements equal to it are "
+            f"read as numbers, as zarr-python reads them ({decodes}); to read them as "
+            f"missing (NaN), give the array the attribute _FillValue: {said}"
+        )
+    if found is not None:
+        return None
+    held = [k for k in DECODING_ATTRIBUTES if attrs.get(k) is not None]
+    has = (
+        f"its {', '.join(held)} change no value"
+        if held
+        else f"none of {', '.join(DECODING_ATTRIBUTES)}"
+    )
+    return (
+        f"input.mask_and_scale: true decodes nothing: the input array {where} has no "
+        f"dimension names and {has}, so its values are read as stored, as zarr-python reads "
+        "them; give it the CF attributes that say how to decode it, or leave "
+        "input.mask_and_scale out"
     )
 
 
