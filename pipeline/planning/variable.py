@@ -952,6 +952,9 @@ def plain_decoding_note(
     where = Location.of(config.input.store, config.input.storage_options, "input").join(
         config.input.array
     )
+    no_names = "no dimension names"
+    if datasets.dimension_names(arr) is not None:  # tensorstore's ["time", null, null]
+        no_names += " xarray reads as a variable's (a null for axes of different sizes)"
     fill = arr.fill_value if arr.metadata.zarr_format == 2 else None
     named: Unpacking | None = found
     if fill is not None:
@@ -967,8 +970,8 @@ def plain_decoding_note(
             else "nothing else decodes it"
         )
         return (
-            f"input.mask_and_scale: true: the input array {where} has no dimension names, so "
-            f"its Zarr fill_value {said} (what an unwritten chunk reads as) is not taken as "
+            f"input.mask_and_scale: true: the input array {where} has {no_names}, so its "
+            f"Zarr fill_value {said} (what an unwritten chunk reads as) is not taken as "
             "its _FillValue, as xarray takes a Zarr v2 variable's: elements equal to it are "
             f"read as numbers, as zarr-python reads them ({decodes}); to read them as "
             f"missing (NaN), give the array the attribute _FillValue: {said}"
@@ -977,13 +980,13 @@ def plain_decoding_note(
         return None
     held = [k for k in DECODING_ATTRIBUTES if attrs.get(k) is not None]
     has = (
-        f"its {', '.join(held)} change no value"
+        f"its {', '.join(held)} {'changes' if len(held) == 1 else 'change'} no value"
         if held
         else f"none of {', '.join(DECODING_ATTRIBUTES)}"
     )
     return (
-        f"input.mask_and_scale: true decodes nothing: the input array {where} has no "
-        f"dimension names and {has}, so its values are read as stored, as zarr-python reads "
+        f"input.mask_and_scale: true decodes nothing: the input array {where} has "
+        f"{no_names}, and {has}, so its values are read as stored, as zarr-python reads "
         "them; give it the CF attributes that say how to decode it, or leave "
         "input.mask_and_scale out"
     )
