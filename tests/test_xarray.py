@@ -4571,6 +4571,46 @@ def test_verify_words_a_carried_coordinates_damaged_chunk_from_the_error_s_field
     assert str(verify._carried_damage(reworded)) == line
 
 
+def test_a_carried_coordinates_edited_dtype_is_said_as_its_metadata(tmp_path: Path) -> None:
+    """A Dataset (xarray, v3, unconsolidated) whose coordinate ``x`` has had its
+    ``data_type`` edited by hand (int64 to int32) since its chunks were written: every chunk
+    decodes to twice the bytes its metadata says. h69e: the plan said one chunk damaged,
+    "restore the chunk". It says the coordinate's metadata does not match its chunks as
+    written, before anything is written, and verify words it from the error's fields with the
+    metadata as the fix; the input is never modified."""
+    from pipeline.reporting import verify
+
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding={"chunks": (5,)})
+    for doc in (src / "zarr.json",):  # the group's consolidated copy: gone, not stale
+        meta = json.loads(doc.read_text())
+        meta.pop("consolidated_metadata", None)
+        doc.write_text(json.dumps(meta))
+    doc = src / "x" / "zarr.json"
+    meta = json.loads(doc.read_text())
+    assert meta["data_type"] == "int64", meta
+    doc.write_text(json.dumps({**meta, "data_type": "int32"}))
+    before = file_states(src)
+    with pytest.raises(ChunkError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    line = str(e)
+    assert e.coordinate == "x" and e.misfit == "metadata" and e.file == str(doc), e.data
+    assert line.startswith(
+        f"input {src}/x (x, which the output carries beside the variable) does not match its "
+        "metadata: its chunks 'x/c/0', 'x/c/1' and "
+    ), line
+    assert "x/zarr.json (dtype int32, chunk shape [5]) says 20 (40 bytes: 5 elements of " in line
+    assert "nothing was written: write back the dtype and chunk shape they were" in line, line
+    said = str(verify._carried_damage(e))
+    assert said.startswith(f"input {src}/x (x, which the output") and said.endswith(
+        "; write back the dtype and chunk shape they were written with"
+    ), said
+    assert "output.array" not in said, said
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+
+
 def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
     """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
     since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It

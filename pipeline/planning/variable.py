@@ -422,6 +422,28 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
             continue
         key, reason, problem = found
         reason = " ".join(reason.split())
+        misfit = arrays.misfit_of(loc, path, arrays.open_zarr_array(loc, path), key, problem)
+        if misfit is not None and (misfit.metadata or not misfit.sound):
+            # its chunks misfit alike: its metadata edited since they were written (h69e)
+            what = f"{coord}, which the output carries beside the variable"
+            if misfit.metadata:
+                said = misfit.mismatch(f"input {loc.join(path)} ({what})")
+                fix = "write back the dtype and chunk shape they were written with"
+            else:
+                said = misfit.either(f"input chunk {key!r} of {loc.url} (of {what})")
+                fix = "restore the chunk, or the metadata it was written with"
+            raise ChunkError(
+                f"{said}; nothing was written: {fix}, or set output.array: '' to write the "
+                "variable alone, without its coordinates",
+                store=loc.url,
+                key=key,
+                reason=reason,
+                problem=problem,
+                coordinate=coord,
+                file=loc.join(misfit.document),
+                misfit="metadata" if misfit.metadata else "unknown",
+                said=said,
+            )
         raise ChunkError(
             f"input chunk {key!r} of {loc.url} (of {coord}, which the output carries beside "
             f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
