@@ -39,6 +39,7 @@ from zarr.codecs import (
     ZstdCodec,
 )
 
+from pipeline import verify as pipeline_verify
 from pipeline.config import parse_config
 from pipeline.errors import ChunkError, InputError
 from pipeline.running.runner import RunOptions, run
@@ -1727,6 +1728,29 @@ def test_the_only_chunk_of_another_size_is_said_as_damaged_or_edited(
         ), line
         assert "restore the chunk (or delete it" in line and "the metadata it was" in line
     assert file_states(src) == before
+
+
+def test_verify_says_an_outputs_edited_chunk_shape_as_its_metadata(
+    tmp_path: Path, backend_client
+) -> None:
+    """A complete output whose ``zarr.json`` chunk shape was edited by hand since: verify
+    said one chunk damaged. It says the output's metadata does not match its chunks as
+    written, with ``run --overwrite``'s fix (h69e), and changes nothing."""
+    from pipeline.errors import OutputError
+
+    zarr3(compressors=ZstdCodec())(tmp_path / "in.zarr")
+    assert _run(tmp_path, backend_client, chunks=[4, 6], shards=[4, 6]).status == "complete"
+    out = tmp_path / "out.zarr"
+    doc = _edited(out, {"chunk_shape": [4, 12]})
+    before = file_states(out)
+    config = _config(tmp_path, backend_client[0], chunks=[4, 6], shards=[4, 6])
+    with pytest.raises(OutputError) as err:
+        pipeline_verify(config, all=True)
+    line = str(err.value)
+    assert err.value.misfit == "metadata" and err.value.file == str(doc), line
+    assert line.startswith(f"the output {out} does not match its metadata: its chunks "), line
+    assert "(dtype float32, chunk shape [4, 12]) says 192 (96 bytes: " in line, line
+    assert file_states(out) == before
 
 
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(
