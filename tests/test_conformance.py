@@ -39,11 +39,13 @@ from zarr.codecs import (
     ZstdCodec,
 )
 
+from pipeline import verify as pipeline_verify
 from pipeline.config import parse_config
 from pipeline.errors import ChunkError, InputError
 from pipeline.running.runner import RunOptions, run
 from pipeline.store.shards import PROBLEMS
 from tests.conftest import record_of
+from tests.faultkit import file_states
 
 SHAPE = (13, 22)
 CHUNKS = (4, 6)
@@ -1621,6 +1623,134 @@ def test_a_chunk_a_codec_refuses_is_said_in_the_runs_words(
     assert str(err.value).startswith(f"{said} is damaged: {err.value.reason}; the output stays")
     for line in (str(found.value), str(err.value)):
         assert not re.search(r"[A-Z]\w*(Error|File)\b|Error -\d|Stored and computed", line), line
+
+
+def _edited(path: Path, changes: dict[str, Any]) -> Path:
+    """The array's own metadata document (``zarr.json`` or ``.zarray``) with ``changes``
+    made by hand, as a user edits a dtype or chunk shape after the chunks were written."""
+    doc = path / "zarr.json" if (path / "zarr.json").exists() else path / ".zarray"
+    meta = json.loads(doc.read_text())
+    if "chunk_shape" in changes:
+        meta["chunk_grid"]["configuration"]["chunk_shape"] = changes.pop("chunk_shape")
+    doc.write_text(json.dumps({**meta, **changes}))
+    return doc
+
+
+_SHARDED_F8 = zarr3(
+    "float64",
+    chunks=(8, 12),
+    serializer=lambda: ShardingCodec(chunk_shape=CHUNKS, codecs=[BytesCodec(), ZstdCodec()]),
+)
+
+#: Metadata edited after the chunks were written: (id, writer, the edit, the dtype whose
+#: elements the chunks hold, as the line hints it; None for a chunk shape edited).
+METADATA_EDITS = [
+    ("v3-zstd-f4-as-f8", zarr3(compressors=ZstdCodec()), {"data_type": "float64"}, "float32"),
+    ("v3-raw-i1-as-i2", zarr3("int8", compressors=None), {"data_type": "int16"}, "int8"),
+    ("v3-sharded-f8-as-f4", _SHARDED_F8, {"data_type": "float32"}, "float64"),
+    ("v3-chunk-shape", zarr3(compressors=ZstdCodec()), {"chunk_shape": [4, 12]}, None),
+    ("v2-zstd-f4-as-f8", zarr2(compressors=numcodecs.Zstd()), {"dtype": "<f8"}, "float32"),
+    ("v2-blosc-i1-as-i2", zarr2("int8", compressors=numcodecs.Blosc()), {"dtype": "<i2"}, "int8"),
+    ("v2-chunks", zarr2(compressors=numcodecs.Zlib()), {"chunks": [4, 12]}, None),
+    ("tensorstore-v2-f4-as-f8", tensorstore(_ts_v2({"id": "zstd"})), {"dtype": "<f8"}, "float32"),
+    (
+        "tensorstore-v3-f4-as-f8",
+        tensorstore(_ts_v3([{"name": "bytes", "configuration": {"endian": "little"}}])),
+        {"data_type": "float64"},
+        "float32",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("writer", "edit", "held"),
+    [d[1:] for d in METADATA_EDITS],
+    ids=[d[0] for d in METADATA_EDITS],
+)
+def test_metadata_edited_after_its_chunks_were_written_is_said_as_such(
+    tmp_path: Path, backend_client, writer, edit, held
+) -> None:
+    """An input whose metadata's dtype (float32 to float64, int16 to int32, ...) or chunk
+    shape was changed by hand after its chunks were written (zarr-python 2/3, tensorstore;
+    unsharded and sharded): every chunk decodes to another size than the metadata says. h69e:
+    the run said one chunk damaged, "restore the chunk". The line says the metadata does not
+    match the chunks as written, naming its document, the sizes, the dtype its chunks hold
+    them as, and the fix; the input is never modified."""
+    src = tmp_path / "in.zarr"
+    writer(src)
+    doc = _edited(src, dict(edit))
+    before = file_states(src)
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client)
+    line = str(err.value)
+    assert err.value.misfit == "metadata" and err.value.problem == "size", line
+    assert err.value.file == str(doc), line
+    assert line.startswith(f"input {src} does not match its metadata: its chunks "), line
+    assert f"where its metadata {doc.name} (dtype " in line, line
+    assert "its dtype or chunk shape was changed after the chunks were written" in line, line
+    assert "write back the dtype and chunk shape they were written with" in line, line
+    assert "restore the chunk" not in line, line
+    if held is not None:  # the dtype whose elements the chunks hold, hinted
+        assert re.search(rf" says \d+ \(\d+ bytes: \d+ elements of {held}, or ", line), line
+    assert file_states(src) == before
+
+
+@pytest.mark.parametrize("edit", [{"data_type": "float64"}, None], ids=["edited", "cut"])
+def test_the_only_chunk_of_another_size_is_said_as_damaged_or_edited(
+    tmp_path: Path, backend_client, edit
+) -> None:
+    """An array of one stored chunk that decodes to another size than its metadata says (its
+    dtype edited since, or the chunk replaced): nothing tells which, and the line says both,
+    with both fixes (h69e: it had said only the chunk damaged). Where other chunks decode
+    right, a chunk of another size is damaged, as it was said."""
+    src = tmp_path / "in.zarr"
+    if edit is None:  # one raw chunk cut, among chunks that decode right
+        zarr3(compressors=None)(src)
+        (src / "c/1/1").write_bytes((src / "c/1/1").read_bytes()[:48])
+    else:
+        zarr3(compressors=ZstdCodec(), chunks=SHAPE)(src)
+        _edited(src, dict(edit))
+    before = file_states(src)
+    with pytest.raises(ChunkError) as err:
+        _run(tmp_path, backend_client)
+    line = str(err.value)
+    if edit is None:
+        assert getattr(err.value, "misfit", None) is None, line
+        assert line.startswith(f"input chunk 'c/1/1' of {src} is damaged: "), line
+    else:
+        n = SHAPE[0] * SHAPE[1]
+        assert err.value.misfit == "unknown", line
+        assert line.startswith(
+            f"input chunk 'c/0/0' of {src} decodes to {4 * n} bytes where its metadata "
+            f"zarr.json (dtype float64, chunk shape {list(SHAPE)}) says {8 * n} ({4 * n} "
+            f"bytes: {n} elements of float32, or {n // 2} of float64): the chunk is damaged, "
+            "or the metadata's dtype or chunk shape was changed after it was written"
+        ), line
+        assert "restore the chunk (or delete it" in line and "the metadata it was" in line
+    assert file_states(src) == before
+
+
+def test_verify_says_an_outputs_edited_chunk_shape_as_its_metadata(
+    tmp_path: Path, backend_client
+) -> None:
+    """A complete output whose ``zarr.json`` chunk shape was edited by hand since: verify
+    said one chunk damaged. It says the output's metadata does not match its chunks as
+    written, with ``run --overwrite``'s fix (h69e), and changes nothing."""
+    from pipeline.errors import OutputError
+
+    zarr3(compressors=ZstdCodec())(tmp_path / "in.zarr")
+    assert _run(tmp_path, backend_client, chunks=[4, 6], shards=[4, 6]).status == "complete"
+    out = tmp_path / "out.zarr"
+    doc = _edited(out, {"chunk_shape": [4, 12]})
+    before = file_states(out)
+    config = _config(tmp_path, backend_client[0], chunks=[4, 6], shards=[4, 6])
+    with pytest.raises(OutputError) as err:
+        pipeline_verify(config, all=True)
+    line = str(err.value)
+    assert err.value.misfit == "metadata" and err.value.file == str(doc), line
+    assert line.startswith(f"the output {out} does not match its metadata: its chunks "), line
+    assert "(dtype float32, chunk shape [4, 12]) says 192 (96 bytes: " in line, line
+    assert file_states(out) == before
 
 
 def test_a_cut_blosc_frame_of_a_shard_compressed_whole_ends_the_run_naming_it(

@@ -4684,6 +4684,46 @@ def test_verify_words_a_carried_coordinates_damaged_chunk_from_the_error_s_field
     assert str(verify._carried_damage(reworded)) == line
 
 
+def test_a_carried_coordinates_edited_dtype_is_said_as_its_metadata(tmp_path: Path) -> None:
+    """A Dataset (xarray, v3, unconsolidated) whose coordinate ``x`` has had its
+    ``data_type`` edited by hand (int64 to int32) since its chunks were written: every chunk
+    decodes to twice the bytes its metadata says. h69e: the plan said one chunk damaged,
+    "restore the chunk". It says the coordinate's metadata does not match its chunks as
+    written, before anything is written, and verify words it from the error's fields with the
+    metadata as the fix; the input is never modified."""
+    from pipeline.reporting import verify
+
+    src = tmp_path / "in.zarr"
+    write_dataset(src, 3, coord_encoding={"chunks": (5,)})
+    for doc in (src / "zarr.json",):  # the group's consolidated copy: gone, not stale
+        meta = json.loads(doc.read_text())
+        meta.pop("consolidated_metadata", None)
+        doc.write_text(json.dumps(meta))
+    doc = src / "x" / "zarr.json"
+    meta = json.loads(doc.read_text())
+    assert meta["data_type"] == "int64", meta
+    doc.write_text(json.dumps({**meta, "data_type": "int32"}))
+    before = file_states(src)
+    with pytest.raises(ChunkError) as info:
+        pipeline.plan(config(tmp_path))
+    e = info.value
+    line = str(e)
+    assert e.coordinate == "x" and e.misfit == "metadata" and e.file == str(doc), e.data
+    assert line.startswith(
+        f"input {src}/x (x, which the output carries beside the variable) does not match its "
+        "metadata: its chunks 'x/c/0', 'x/c/1' and "
+    ), line
+    assert "x/zarr.json (dtype int32, chunk shape [5]) says 20 (40 bytes: 5 elements of " in line
+    assert "nothing was written: write back the dtype and chunk shape they were" in line, line
+    said = str(verify._carried_damage(e))
+    assert said.startswith(f"input {src}/x (x, which the output") and said.endswith(
+        "; write back the dtype and chunk shape they were written with"
+    ), said
+    assert "output.array" not in said, said
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+
+
 def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
     """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
     since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It
@@ -6187,6 +6227,116 @@ def test_a_v2_fill_value_of_an_array_in_no_group_masks_only_where_asked(
     out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     assert np.isnan(out[1, 2]) and np.isnan(out[0, 0]) and out[0, 1] == 2
     assert file_states(src) == before
+
+
+def _plain_array(src: Path, writer: str, x: np.ndarray, attrs: dict[str, Any]) -> str:
+    """``x`` written at ``src`` as a plain Zarr array (no dimension names) by ``writer``, with
+    the attributes ``attrs``; its path in the store. A v2 array's fill value is zarr-python
+    2's default, 0; ``group-`` writers put it in a group that is no Dataset."""
+    path = "a/v" if writer.startswith("group") else ""
+    fmt = 2 if writer.endswith("v2") else 3
+    if writer.startswith("tensorstore"):
+        ts = pytest.importorskip("tensorstore")
+        driver = "zarr" if fmt == 2 else "zarr3"
+        meta = {"fill_value": 0, "dtype": "<i2"} if fmt == 2 else {"data_type": "int16"}
+        t = ts.open(
+            {"driver": driver, "kvstore": {"driver": "file", "path": str(src)}, "metadata": meta},
+            create=True,
+            shape=list(x.shape),
+            chunk_layout=ts.ChunkLayout(chunk_shape=[2, 6]),
+        ).result()
+        t[...] = x
+        if attrs:  # tensorstore writes no v2 attributes: zarr-python adds them
+            zarr.open_array(str(src), mode="r+").attrs.update(attrs)
+        return path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path:
+            zarr.open_group(str(src), mode="w", zarr_format=fmt).create_group("a")
+        z = zarr.create_array(
+            str(src / path) if path else str(src),
+            shape=x.shape,
+            dtype=x.dtype,
+            chunks=(2, 6),
+            zarr_format=fmt,
+            fill_value=0,
+            attributes=attrs,
+        )
+        z[...] = x
+    return path
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        "zarr-python-v2",
+        "zarr-python-v3",
+        "group-v2",
+        "group-v3",
+        "tensorstore-v2",
+        "tensorstore-v3",
+    ],
+)
+@pytest.mark.parametrize("attrs", [{}, {"scale_factor": 0.5}], ids=["bare", "scaled"])
+def test_mask_and_scale_on_a_plain_array_says_what_it_does(
+    tmp_path: Path, writer: str, attrs: dict[str, Any]
+) -> None:
+    """``input.mask_and_scale: true`` on a plain Zarr array (no dimension names: zarr-python 2
+    or 3, tensorstore, at a store's root or in a group that is no Dataset), which xarray does
+    not open as a variable. h69e: it did nothing and said nothing. Its own CF attributes are
+    decoded as a variable's (``scale_factor`` here: the output is NumPy's chain over the
+    stored numbers times 0.5); a Zarr v2 fill value (0, zarr-python 2's default) is left a
+    number, as zarr-python reads it, where xarray, given the array's names, reads it as the
+    ``_FillValue`` and masks it: the plan says so, naming the attribute that masks it, and so
+    it does; with nothing to decode, the plan says the option decodes nothing. The input is
+    never modified."""
+    x = np.arange(24, dtype="i2").reshape(4, 6)  # x[0, 0] == 0: the fill value
+    src = tmp_path / "in.zarr"
+    path = _plain_array(src, writer, x, attrs)
+    v2 = writer.endswith("v2")
+    before = file_states(src)
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": path, "mask_and_scale": True},
+        "output": {"store": str(tmp_path / "out.zarr"), "array": ""},
+        "stages": [{"op": "multiply", "factor": 2}],
+        "cluster": _THREADS,
+    }
+    notes = [n for n in pipeline.plan(cfg).notes if n.startswith("input.mask_and_scale: true")]
+    assert len(notes) == (1 if v2 or not attrs else 0), notes
+    if v2:
+        assert "fill_value 0" in notes[0] and "attribute _FillValue: 0" in notes[0], notes
+    elif not attrs:
+        assert "decodes nothing" in notes[0] and "no dimension names" in notes[0], notes
+    assert pipeline.run(cfg).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    values = x * 0.5 if attrs else x
+    want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), values.dtype), values)
+    assert same_bits(out, want), out
+    assert file_states(src) == before
+    if not v2:
+        return
+    # xarray, given the array's names in a group, masks the fill value, as the note says
+    named, inside = tmp_path / "named.zarr", path or "v"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path:
+            shutil.copytree(src, named)
+        else:  # a group around the root array
+            zarr.open_group(str(named), mode="w", zarr_format=2)
+            shutil.copytree(src, named / inside)
+        zarr.open_array(str(named), path=inside, mode="r+").attrs["_ARRAY_DIMENSIONS"] = ["y", "x"]
+        group, _, name = inside.rpartition("/")
+        ds = xr.open_zarr(str(named), group=group or None, consolidated=False)
+        assert np.isnan(ds[name][0, 0]) and ds[name][0, 1] == (0.5 if attrs else 1)
+    # and the fix the note names masks it here too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.open_array(str(src), path=path, mode="r+").attrs["_FillValue"] = 0
+    plan = pipeline.plan(cfg)
+    assert not [n for n in plan.notes if n.startswith("input.mask_and_scale: true")]
+    assert pipeline.run(cfg, overwrite=True).status == "complete"
+    out = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert np.isnan(out[0, 0]) and out[0, 1] == (1.0 if attrs else 2.0), out
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["masked", "packed"])

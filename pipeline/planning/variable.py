@@ -161,6 +161,8 @@ def carried(
     notes = check_consolidated(loc, store, variable, frame) if variable is not None else []
     alone_note = alone_fill_note(config, arr, is_alone(variable))
     notes += [alone_note] if alone_note else []
+    plain_note = plain_decoding_note(config, arr, variable, unpack)
+    notes += [plain_note] if plain_note else []
     if frame:
         assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
@@ -420,6 +422,28 @@ def _refuse_damaged_carried(loc: Location, variable: Variable) -> None:
             continue
         key, reason, problem = found
         reason = " ".join(reason.split())
+        misfit = arrays.misfit_of(loc, path, arrays.open_zarr_array(loc, path), key, problem)
+        if misfit is not None and (misfit.metadata or not misfit.sound):
+            # its chunks misfit alike: its metadata edited since they were written (h69e)
+            what = f"{coord}, which the output carries beside the variable"
+            if misfit.metadata:
+                said = misfit.mismatch(f"input {loc.join(path)} ({what})")
+                fix = "write back the dtype and chunk shape they were written with"
+            else:
+                said = misfit.either(f"input chunk {key!r} of {loc.url} (of {what})")
+                fix = "restore the chunk, or the metadata it was written with"
+            raise ChunkError(
+                f"{said}; nothing was written: {fix}, or set output.array: '' to write the "
+                "variable alone, without its coordinates",
+                store=loc.url,
+                key=key,
+                reason=reason,
+                problem=problem,
+                coordinate=coord,
+                file=loc.join(misfit.document),
+                misfit="metadata" if misfit.metadata else "unknown",
+                said=said,
+            )
         raise ChunkError(
             f"input chunk {key!r} of {loc.url} (of {coord}, which the output carries beside "
             f"the variable) is damaged: {reason}; nothing was written: restore the chunk (or "
@@ -919,6 +943,74 @@ def alone_fill_note(config: Config, arr: Any, alone: bool) -> str | None:
         f"{found.said_fills()} are read as numbers, as zarr-python reads them; "
         "input.mask_and_scale: true reads them as missing (NaN), as xarray reads a Zarr v2 "
         "variable's fill value in a Dataset"
+    )
+
+
+#: The attributes xarray's ``mask_and_scale`` decodes a variable by.
+DECODING_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "_Unsigned")
+
+
+def plain_decoding_note(
+    config: Config, arr: Any, variable: Variable | None, found: Unpacking | None
+) -> str | None:
+    """The plan's note where ``input.mask_and_scale`` is true and the input is a plain Zarr
+    array, no xarray variable (``variable`` None: no dimension names xarray reads; zarr-python
+    2 or 3, tensorstore, in a group or not), and the option does not do there what a reader
+    of xarray would take it to (h69e: it did nothing and said nothing). Its own CF attributes
+    are decoded as a variable's (``found``); what is said: a Zarr v2 fill value left as a
+    number where xarray, given the array's dimension names, would read it as the
+    ``_FillValue`` and mask it (a Zarr fill value is what an unwritten chunk reads as, and
+    zarr-python 2's default 0 would turn every stored 0 into NaN: not guessed, said, with the
+    attribute that asks for it), or, that aside, nothing decoded at all (no such attribute,
+    or those it has change no value). None where the option decodes something and leaves no
+    such fill value, for a variable, or where ``input.mask_and_scale`` is false."""
+    if not config.input.mask_and_scale or variable is not None:
+        return None
+    stored = np.dtype(arr.dtype)
+    if stored.kind not in "iuf":  # the stages refuse it: nothing to say of its decoding
+        return None
+    stored = stored.newbyteorder("=")
+    attrs = dict(arr.attrs)
+    where = Location.of(config.input.store, config.input.storage_options, "input").join(
+        config.input.array
+    )
+    no_names = "no dimension names"
+    if datasets.dimension_names(arr) is not None:  # tensorstore's ["time", null, null]
+        no_names += " xarray reads as a variable's (a null for axes of different sizes)"
+    fill = arr.fill_value if arr.metadata.zarr_format == 2 else None
+    named: Unpacking | None = found
+    if fill is not None:
+        try:  # as xarray would decode it with dimension names (a v2 variable's fill value)
+            named = unpacking(attrs, stored, fill, 2, as_variable=True, alone=True)
+        except UnreadableFill:
+            named = found
+    if named != found:
+        said = repr(np.asarray(fill).item())
+        decodes = (
+            f"its own attributes decode it: {found.describe()}"
+            if found is not None
+            else "nothing else decodes it"
+        )
+        return (
+            f"input.mask_and_scale: true: the input array {where} has {no_names}, so its "
+            f"Zarr fill_value {said} (what an unwritten chunk reads as) is not taken as "
+            "its _FillValue, as xarray takes a Zarr v2 variable's: elements equal to it are "
+            f"read as numbers, as zarr-python reads them ({decodes}); to read them as "
+            f"missing (NaN), give the array the attribute _FillValue: {said}"
+        )
+    if found is not None:
+        return None
+    held = [k for k in DECODING_ATTRIBUTES if attrs.get(k) is not None]
+    has = (
+        f"its {', '.join(held)} {'changes' if len(held) == 1 else 'change'} no value"
+        if held
+        else f"none of {', '.join(DECODING_ATTRIBUTES)}"
+    )
+    return (
+        f"input.mask_and_scale: true decodes nothing: the input array {where} has "
+        f"{no_names}, and {has}, so its values are read as stored, as zarr-python reads "
+        "them; give it the CF attributes that say how to decode it, or leave "
+        "input.mask_and_scale out"
     )
 
 

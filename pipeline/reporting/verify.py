@@ -534,10 +534,20 @@ def _carried_damage(e: ChunkError) -> ChunkError:
     ... or set output.array: '' to write the variable alone", are no fix for an output that
     exists: that config verifies another output (h54c). Worded from the fields, not from the
     run's line (h55b: a rewording of that line had left verify's with the run's fix); ``e``
-    itself where it is not of a carried array."""
+    itself where it is not of a carried array. A chunk whose size misfits the metadata
+    (fields ``misfit``, ``said``: :func:`pipeline.store.arrays.chunk_misfit`) is said in the
+    plan's words of it, with the metadata as a fix."""
     fields = e.data
     if not all(isinstance(fields.get(k), str) for k in ("store", "key", "reason", "coordinate")):
         return e
+    if fields.get("misfit") in ("metadata", "unknown") and isinstance(fields.get("said"), str):
+        # its chunks misfit its metadata (h69e): the plan's words of it, verify's fix
+        fix = (
+            "write back the dtype and chunk shape they were written with"
+            if fields["misfit"] == "metadata"
+            else "restore that chunk from its source, or the metadata it was written with"
+        )
+        return ChunkError(f"{one_line(fields['said'])}; {fix}", **fields)
     return ChunkError(
         f"input chunk {fields['key']!r} of {fields['store']} (of {fields['coordinate']}, which "
         f"the output carries beside the variable) is damaged: {one_line(fields['reason'])}; "
@@ -835,9 +845,28 @@ def _read(
             found = None
         if found is None:
             found = ("", cause(e), "codec")
-    key, reason, _ = found
+    key, reason, problem = found
     fields: dict[str, Any] = {"output" if output else "store": where, "region": region}
-    if key:
+    misfit = arrays.misfit_of(location, path, arr, key, problem)
+    if misfit is not None and (misfit.metadata or not misfit.sound):
+        # every chunk looked at decodes alike to another size than the metadata says (h69e:
+        # a hand-edited data_type had been "restore that chunk from its source")
+        fields.update(key=key, file=location.join(misfit.document))
+        if misfit.metadata:
+            fields["misfit"] = "metadata"
+            said = misfit.mismatch(f"the {side} {where}") + "; "
+        else:
+            fields["misfit"] = "unknown"
+            said = misfit.either(f"{side} chunk {key!r} of {location} (in the region {region})")
+            said += "; "
+        if not output:
+            fix = (
+                "write back the dtype and chunk shape they were written with"
+                if misfit.metadata
+                else "restore that chunk from its source, or the metadata it was written with"
+            )
+            raise InputError(said + fix, **fields)
+    elif key:
         said = (
             f"{side} chunk {key!r} of {location} (in the region {region}) is damaged "
             f"({one_line(reason)}); "

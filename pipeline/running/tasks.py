@@ -169,9 +169,37 @@ def _read_unit(info: ArrayInfo, key: str, alloc: Callable[[int], memoryview]) ->
 def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
     """The one-line error for a stored unit of the input that cannot be decoded (``problem``:
     a key of :data:`~pipeline.store.shards.PROBLEMS`; ``reason`` said in one line: a codec's
-    message may hold line breaks)."""
+    message may hold line breaks). A chunk decoded to another number of bytes than the
+    metadata says (``problem`` 'size') is weighed against the chunks around it
+    (:func:`~pipeline.store.arrays.chunk_misfit`, on this failure path only): where they
+    misfit alike, the line says the metadata's dtype or chunk shape does not match the chunks
+    as written (field ``misfit`` 'metadata', ``file`` its document); where no other stored
+    chunk is found, that it is the chunk or the metadata (``misfit`` 'unknown'); h69e: a
+    hand-edited ``data_type`` had been said as one damaged chunk, "restore the chunk"."""
     store = info.location.url
     reason = one_line(reason)
+    misfit = _misfit(info, key, problem)
+    if misfit is not None and (misfit.metadata or not misfit.sound):
+        fields = {"file": info.location.join(misfit.document)}
+        if misfit.metadata:
+            said = misfit.mismatch(f"input {info.location.join(info.path)}")
+            fix = "write back the dtype and chunk shape they were written with"
+            fields["misfit"] = "metadata"
+        else:  # one chunk alone: it cannot tell which
+            said = misfit.either(f"input chunk {key!r} of {store}")
+            fix = (
+                "restore the chunk (or delete it, and it reads as the fill value), or the "
+                "metadata it was written with"
+            )
+            fields["misfit"] = "unknown"
+        return ChunkError(
+            f"{said}; the output stays incomplete: {fix}; then {VERIFY_NAMES}",
+            store=store,
+            key=key,
+            reason=reason,
+            problem=problem,
+            **fields,
+        )
     return ChunkError(
         f"input chunk {key!r} of {store} is damaged: {reason}; the output stays incomplete: "
         "restore the chunk (or delete it, and it reads as the fill value); then "
@@ -181,6 +209,19 @@ def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
         reason=reason,
         problem=problem,
     )
+
+
+def _misfit(info: ArrayInfo, key: str, problem: str) -> arrays.Misfit | None:
+    """:func:`~pipeline.store.arrays.misfit_of` the input's unit ``key``: whether the chunks
+    around it decode to the same wrong size (its metadata edited since they were written).
+    None where it cannot say: the damaged chunk's own line is said then."""
+    if problem != "size":
+        return None
+    try:
+        arr = _zarr_array(info)
+    except Exception:  # the metadata no longer opens: the chunk's own line
+        return None
+    return arrays.misfit_of(info.location, info.path, arr, key, problem)
 
 
 def codec_missing_here(info: ArrayInfo, e: BaseException) -> InputError:

@@ -2226,7 +2226,7 @@ def damaged_unit(location: Location, path: str) -> tuple[str, str, str] | None:
                     if fmt.shard is None:
                         raise
                     where = codecs.inner_chunk(int(c), unit, fmt.chunk.shape)
-                    raise shards.Damaged(f"{e} ({where})", e.problem, int(c)) from None
+                    raise shards.Damaged(f"{e} ({where})", e.problem, int(c), e.sizes) from None
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
             return _unit_damage(key, e, location, arr)
     return None
@@ -2250,7 +2250,9 @@ def _unit_damage(
     return key, cause(e), "codec"
 
 
-def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged | None:
+def damaged_frame_in(
+    location: Location, arr: Any, key: str, raw: Any = None
+) -> shards.Damaged | None:
     """Where zarr-python could not read the stored unit ``key`` of the array ``arr`` (read
     again from ``location``): its damage in the run's own words, as its reader says it. A
     shard's first frame that does not decode, at every level of shards within shards (after
@@ -2268,7 +2270,8 @@ def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged |
     its key alone, h61e), and are said in each codec's words (zlib's "Error -3 while
     decompressing data", numcodecs' "Stored and computed crc32 checksum do not match. Stored:
     165445301. Computed: 865643476.", zarr-python's "cannot reshape array of size 12 into
-    shape (4,6)": h63b). On the failure path only."""
+    shape (4,6)": h63b). ``raw``: the unit's bytes, where the caller has read them. On the
+    failure path only."""
     meta: Any = arr.metadata
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -2276,7 +2279,7 @@ def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged |
     stored = np.dtype(arr.dtype)
     native = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
     try:
-        raw = location.read(key)
+        raw = location.read(key) if raw is None else raw
         if raw is None:
             return None
         if meta.zarr_format != 3:
@@ -2296,6 +2299,168 @@ def damaged_frame_in(location: Location, arr: Any, key: str) -> shards.Damaged |
     except shards.Damaged as e:
         return e
     except Exception:  # a store that fails now, a codec missing: zarr-python's error is said
+        return None
+
+
+#: Stored units :func:`chunk_misfit` looks at besides the one that failed, at most, and how
+#: many of them must be present for it to judge (the first ones in C order).
+MISFIT_LOOK, MISFIT_PRESENT = 16, 2
+
+#: The element sizes of each dtype kind Zarr holds numbers of (a hint of what a chunk of
+#: another size was written as).
+_KIND_SIZES = {"f": (2, 4, 8), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "c": (8, 16)}
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """A stored chunk that decodes to another number of bytes than the array's metadata says
+    (:func:`chunk_misfit`), and what the chunks around it say of why."""
+
+    key: str
+    """the unit whose chunk misfits"""
+    damage: str
+    """its damage, in the run's words ("it decodes to 64 bytes, not the chunk's 128")"""
+    got: int
+    """bytes its chunk decodes to"""
+    want: int
+    """bytes the metadata's dtype and chunk shape say"""
+    same: tuple[str, ...]
+    """other stored units whose chunks decode to the same ``got`` bytes"""
+    sound: tuple[str, ...]
+    """other stored units that decode to their size"""
+    document: str
+    """the metadata document (``zarr.json`` or ``.zarray``, its key in the store)"""
+    dtype: str
+    """the metadata's dtype"""
+    chunk: tuple[int, ...]
+    """the metadata's chunk shape (inner chunks, in shards)"""
+    written_as: str | None
+    """a dtype of the same kind whose elements of ``chunk`` are ``got`` bytes; None for none"""
+
+    @property
+    def metadata(self) -> bool:
+        """Every other chunk looked at misfits the same way: the metadata's dtype or chunk
+        shape does not match the chunks as written (edited since), not one chunk damaged."""
+        return bool(self.same) and not self.sound
+
+    def said(self) -> str:
+        """The metadata's reading in words, with what ``got`` bytes would be: "its metadata
+        zarr.json (dtype float64, chunk shape [4, 4]) says 128 (64 bytes: 16 elements of
+        float32, or 8 of float64)"."""
+        hint = ""
+        if self.written_as:  # an edited dtype, or an edited chunk shape: both said
+            n, size = math.prod(self.chunk), np.dtype(self.dtype).itemsize
+            other = f", or {self.got // size} of {self.dtype}" if self.got % size == 0 else ""
+            hint = f" ({self.got} bytes: {n} elements of {self.written_as}{other})"
+        return (
+            f"its metadata {self.document} (dtype {self.dtype}, chunk shape "
+            f"{list(self.chunk)}) says {self.want}{hint}"
+        )
+
+    def mismatch(self, what: str) -> str:
+        """The start of a line saying the metadata does not match the chunks as written
+        (:attr:`metadata`), ``what`` naming the array ("input s3://b/in.zarr")."""
+        *some, last = [repr(k) for k in (self.key, *self.same)]
+        return (
+            f"{what} does not match its metadata: its chunks {', '.join(some)} and {last} each "
+            f"decode to {self.got} bytes where {self.said()}: its dtype or chunk shape was "
+            "changed after the chunks were written"
+        )
+
+    def either(self, what: str) -> str:
+        """The start of a line saying the chunk is damaged or the metadata edited, where no
+        other stored chunk tells which, ``what`` naming the chunk ("input chunk 'c/0/0' of
+        s3://b/in.zarr")."""
+        return (
+            f"{what} decodes to {self.got} bytes{self.within} where {self.said()}: the chunk "
+            "is damaged, or the metadata's dtype or chunk shape was changed after it was "
+            "written (no other chunk looked at tells which)"
+        )
+
+    @property
+    def within(self) -> str:
+        """Where in the unit the chunk lies, as :attr:`damage` says it (" (in the shard's
+        inner chunk [0, 1])"); '' for an unsharded chunk."""
+        base = f"it decodes to {self.got} bytes, not the chunk's {self.want}"
+        return self.damage[len(base) :] if self.damage.startswith(base) else ""
+
+
+def chunk_misfit(location: Location, path: str, arr: Any, key: str) -> Misfit | None:
+    """Where the stored unit ``key`` of the array ``arr`` (at ``path``) decodes to another
+    number of bytes than its metadata's dtype and chunk shape say (a ``size`` damage,
+    :func:`damaged_frame_in`): whether the metadata or the chunk is at fault, from the first
+    other stored units in C order (up to :data:`MISFIT_PRESENT` of the first
+    :data:`MISFIT_LOOK`): one that decodes to the same wrong size, and none that decodes
+    right, is a dtype or chunk shape edited after the chunks were written (h69e: a hand-edited
+    ``data_type``, float32 to float64, had been said as one damaged chunk, "restore the
+    chunk"). None where ``key`` decodes right, is absent, or fails otherwise. Reads the
+    store; on the failure path only. Never writes."""
+    first = damaged_frame_in(location, arr, key)
+    if first is None or first.problem != "size" or first.sizes is None:
+        return None
+    got, want = first.sizes
+    meta: Any = arr.metadata
+    unit = tuple(meta.chunk_grid.chunk_shape if meta.zarr_format == 3 else meta.chunks)
+    prefix = path.strip("/")
+    same: list[str] = []
+    sound: list[str] = []
+    indices = grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit))
+    for index in itertools.islice(indices, MISFIT_LOOK):
+        other = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
+        if other == key:
+            continue
+        try:
+            raw = location.read(other)
+        except Exception:  # a store that fails now: the chunk's own line is said
+            break
+        if raw is None:
+            continue
+        found = damaged_frame_in(location, arr, other, raw)
+        if found is None:
+            sound.append(other)
+        elif found.problem == "size" and found.sizes == (got, want):
+            same.append(other)
+        if len(same) + len(sound) >= MISFIT_PRESENT:
+            break
+    dtype = np.dtype(arr.dtype)
+    chunk = unit
+    if meta.zarr_format == 3:  # in shards: the innermost chunks, which the sizes are of
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chain = list(meta.to_dict().get("codecs") or [])
+        while (at := codecs.sharding_at(chain)) is not None:
+            conf = dict(chain[at].get("configuration") or {})
+            chunk = tuple(int(k) for k in conf.get("chunk_shape", chunk))
+            chain = list(conf.get("codecs") or [])
+    n = math.prod(chunk)
+    written_as = None
+    size, rest = divmod(got, n) if n else (0, 1)
+    if not rest and want == n * dtype.itemsize and size in _KIND_SIZES.get(dtype.kind, ()):
+        written_as = str(np.dtype(f"{dtype.kind}{size}"))
+    document = key_under(prefix, "zarr.json" if meta.zarr_format == 3 else ".zarray")
+    return Misfit(
+        key=key,
+        damage=str(first),
+        got=got,
+        want=want,
+        same=tuple(same),
+        sound=tuple(sound),
+        document=document,
+        dtype=str(dtype),
+        chunk=chunk,
+        written_as=written_as,
+    )
+
+
+def misfit_of(location: Location, path: str, arr: Any, key: str, problem: str) -> Misfit | None:
+    """:func:`chunk_misfit` of the stored unit ``key`` whose damage is ``problem``, for a
+    'size' one only; None where it cannot say (the store fails now, the metadata no longer
+    opens): the damaged chunk's own line is said then."""
+    if problem != "size" or not key:
+        return None
+    try:
+        return chunk_misfit(location, path, arr, key)
+    except Exception:  # codecs, stores: on the failure path, the chunk's own line stands
         return None
 
 

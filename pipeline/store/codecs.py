@@ -167,10 +167,14 @@ class ChunkFormat:
         with np.errstate(all="ignore"):
             for config in reversed(self.filters):  # a v2 Blosc filter's frame checked too
                 data = _decode_bytes(config, data, filter=True)
-        arr = _as_array(data, np.dtype(self.stored))
+        arr = _as_array(data, np.dtype(self.stored), self.nbytes)
         if arr.size != math.prod(self.shape):
             n = arr.size * arr.dtype.itemsize
-            raise Damaged(f"it decodes to {n} bytes, not the chunk's {self.nbytes}", "size")
+            raise Damaged(
+                f"it decodes to {n} bytes, not the chunk's {self.nbytes}",
+                "size",
+                sizes=(n, self.nbytes),
+            )
         if self.transpose is not None:
             stored_shape = tuple(self.shape[i] for i in self.transpose)
             arr = arr.reshape(stored_shape).transpose(np.argsort(self.transpose))
@@ -225,12 +229,15 @@ def _single_axis(shape: Shape) -> bool:
 
 def _check_size(got: int, want: int) -> None:
     if got != want:
-        raise Damaged(f"it decodes to {got} bytes, not the chunk's {want}", "size")
+        raise Damaged(
+            f"it decodes to {got} bytes, not the chunk's {want}", "size", sizes=(got, want)
+        )
 
 
-def _as_array(data: Any, stored: np.dtype) -> np.ndarray:
+def _as_array(data: Any, stored: np.dtype, want: int) -> np.ndarray:
     """numcodecs' output as an array of the stored dtype (zarr-python's V2Codec does the same:
-    a view as the array's dtype)."""
+    a view as the array's dtype); ``want``: the chunk's bytes, said where the output holds no
+    whole number of elements."""
     from numcodecs.compat import ensure_ndarray_like
 
     arr = ensure_ndarray_like(data)
@@ -239,6 +246,7 @@ def _as_array(data: Any, stored: np.dtype) -> np.ndarray:
             raise Damaged(
                 f"it decodes to {arr.nbytes} bytes, not a whole number of {stored} elements",
                 "size",
+                sizes=(arr.nbytes, want),
             )
         arr = arr.reshape(-1).view(stored)
     return np.asarray(arr)
@@ -931,7 +939,8 @@ def damaged_frame(
         grid = _grid(unit, chunk)
         frames = unit_frames(raw, math.prod(grid or ()), shard, grid, axes)
     except Damaged as e:
-        return Damaged(f"{e} ({nested_in}, itself a shard)" if nested_in else str(e), e.problem)
+        said = f"{e} ({nested_in}, itself a shard)" if nested_in else str(e)
+        return Damaged(said, e.problem, sizes=e.sizes)
     nested = sharding_at(inner) is not None
     for c in np.flatnonzero(frames.sizes != EMPTY):
         off, size = int(frames.offsets[c]), int(frames.sizes[c])
@@ -940,11 +949,11 @@ def damaged_frame(
         if nested:
             found = damaged_frame(frame, chunk, inner, dtype, decode_other, where, axes)
             if found is not None:
-                return Damaged(str(found), found.problem, int(c))
+                return Damaged(str(found), found.problem, int(c), found.sizes)
             continue
         found = damaged_chunk(frame, chunk, inner, dtype, decode_other)
         if found is not None:
-            return Damaged(f"{found} ({where})", found.problem, int(c))
+            return Damaged(f"{found} ({where})", found.problem, int(c), found.sizes)
     return None
 
 
@@ -997,7 +1006,7 @@ def damaged_chunk(
                 want = math.prod(shape) * _element_size(chain[:at], dtype)
                 if n != want:
                     raise Damaged(
-                        f"it decodes to {n} bytes, not the chunk's {want}", "size"
+                        f"it decodes to {n} bytes, not the chunk's {want}", "size", sizes=(n, want)
                     ) from None
                 raise
     except Damaged as e:

@@ -41,17 +41,27 @@ class Damaged(ValueError):
     why in a few words (the caller names the store and the key).
 
     Fields: ``problem`` (a key of :data:`PROBLEMS`), ``chunk`` (the index, in C order, of the
-    chunk within its stored unit whose frame is bad, where the unit holds several; else None).
+    chunk within its stored unit whose frame is bad, where the unit holds several; else None),
+    ``sizes`` (for a chunk decoded whole to other than its bytes: (bytes decoded, bytes the
+    metadata's dtype and chunk shape say), which tells a chunk damaged from metadata edited
+    since: :func:`pipeline.store.arrays.chunk_misfit`; else None).
     """
 
-    def __init__(self, message: str, problem: str, chunk: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        problem: str,
+        chunk: int | None = None,
+        sizes: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__(message)
         assert problem in PROBLEMS, problem
         self.problem = problem
         self.chunk = chunk
+        self.sizes = sizes
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.problem, self.chunk))
+        return (type(self), (str(self), self.problem, self.chunk, self.sizes))
 
 
 @dataclass(frozen=True)
