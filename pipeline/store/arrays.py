@@ -2000,9 +2000,12 @@ def _chunks_without_metadata(location: Location, path: str) -> str | None:
     ``.zarray`` is gone, or was never copied (a copy of its chunks alone); None elsewhere (a
     folder of arrays or groups, those of a multiscale image named '0', '1', ... too, one that
     lists nothing or refuses to). It had been "no Zarr
-    array at ...; check input.array", though no ``input.array`` finds the array there."""
+    array at ...; check input.array", though no ``input.array`` finds the array there. A v2
+    ``.zattrs`` beside them is the array's too (zarr-python 3 writes one for every v2 array,
+    xarray one with ``_ARRAY_DIMENSIONS``), and no node without its ``.zarray``: it had kept
+    the line "a folder of no Zarr metadata; check input.array" (h71t)."""
     try:
-        names = location.entries(path)
+        names = [n for n in location.entries(path) if n != ".zattrs"]
     except Exception:  # a hint only: the usual line stands
         return None
     if not names or not all(_CHUNK_NAME.fullmatch(n) for n in names):
