@@ -326,6 +326,29 @@ def key_under_a_file(writer: Callable[[Path], None], folder: str) -> Callable[[P
     return write
 
 
+def filters_listed_empty(writer: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``writer`` (Zarr v2), then every ``.zarray`` of the store, and each array's copy in
+    ``.zmetadata``, saying ``"filters": []`` where it said ``null``: what zarrs, zarr-python
+    3.0 and VirtualiZarr wrote; zarr-python 3.1 reads it as no filters, and warns that it is
+    "contrary to the Zarr V2 specification" each time it opens the array."""
+
+    def write(path: Path) -> None:
+        writer(path)
+        for doc in path.rglob(".zarray"):
+            meta = json.loads(doc.read_text())
+            meta["filters"] = meta["filters"] or []
+            doc.write_text(json.dumps(meta))
+        consolidated = path / ".zmetadata"
+        if consolidated.exists():
+            meta = json.loads(consolidated.read_text())
+            for key, value in meta["metadata"].items():
+                if key.endswith(".zarray"):
+                    value["filters"] = value["filters"] or []
+            consolidated.write_text(json.dumps(meta))
+
+    return write
+
+
 #: Blosc frames that c-blosc would read past the end of, when cut: small chunks are stored
 #: as they are inside the frame (and so is everything at clevel 0).
 _BLOSC_LZ4 = BloscCodec(cname="lz4", shuffle="shuffle")
@@ -525,6 +548,14 @@ CASES = [
     Case("v2-null-fill-by-hand-f4", v2_null_fill_by_hand("<f4")),
     Case("v2-null-fill-by-hand-i2", v2_null_fill_by_hand("<i2")),
     Case("v2-null-fill-by-hand-i2-big-endian", v2_null_fill_by_hand(">i2")),
+    # `"filters": []` (zarrs, zarr-python 3.0, VirtualiZarr): zarr-python warns at each opening
+    Case("zarr2-filters-listed-empty", filters_listed_empty(zarr2(fill_value=3.0, drop=True))),
+    Case(
+        "xarray-v2-dataset-filters-listed-empty",
+        filters_listed_empty(xarray_dataset(2)),
+        array="temp",
+        output="temp",
+    ),
     # tensorstore
     Case(
         "tensorstore-v2-zstd-null-fill-partial", tensorstore(_ts_v2({"id": "zstd"}), partial=True)
@@ -1964,6 +1995,48 @@ def test_numcodecs_codecs_of_the_input_print_no_warning(tmp_path: Path, protocol
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr")
         x = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")[...]
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    assert same_bits(got, chain(x))
+
+
+@pytest.mark.parametrize("array", ["", "temp"], ids=["array", "dataset-variable"])
+def test_an_empty_filters_list_of_the_input_prints_no_warning(tmp_path: Path, array: str) -> None:
+    """A Zarr v2 input whose ``.zarray`` says ``"filters": []`` (zarrs, zarr-python 3.0 and
+    VirtualiZarr wrote it so) reads as no filters, and zarr-python warns so at each opening:
+    `run` and `verify` print no such line (they had printed it 3 and 2 times), and the output
+    is NumPy's chain over what zarr-python reads."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    writer = xarray_dataset(2) if array else zarr2(fill_value=3.0, drop=True)
+    filters_listed_empty(writer)(tmp_path / "in.zarr")
+    doc = {
+        "input": {"store": str(tmp_path / "in.zarr"), "array": array},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": [{"op": "multiply", "factor": 5}, {"op": "square"}, {"op": "add"}],
+        "backend": "cpu",
+        "cluster": {"dashboard": ""},
+    }
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for args in (["run", cfg, "--progress", "none"], ["verify", cfg, "--all"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "Warning" not in proc.stderr, proc.stderr
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found an empty list of filters")
+        x = zarr.open_array(str(tmp_path / "in.zarr"), path=array, mode="r")[...]
+    got = zarr.open_array(str(tmp_path / "out.zarr"), path=array, mode="r")[...]
     assert same_bits(got, chain(x))
 
 

@@ -134,6 +134,29 @@ def _plain_folder_input(store: str, array: str) -> Callable[[Path], Path]:
     return make
 
 
+def _v2_without_zarray(array: str) -> Callable[[Path], Path]:
+    """A config reading a Zarr v2 array whose ``.zarray`` was deleted, its ``.zattrs`` and
+    chunks left: ``array`` '' an array zarr-python wrote at the store's root (it writes a
+    ``.zattrs`` for every v2 array), else that variable of a Dataset xarray wrote (whose
+    ``.zattrs`` holds ``_ARRAY_DIMENSIONS``; no consolidated metadata to list it)."""
+
+    def make(tmp: Path) -> Path:
+        x = np.arange(64, dtype=np.float32).reshape(8, 8)
+        if array:
+            import xarray as xr
+
+            ds = xr.Dataset({array: (("y", "x"), x)}, coords={"y": np.arange(8)})
+            ds.to_zarr(str(tmp / "in.zarr"), zarr_format=2, consolidated=False, mode="w")
+        else:
+            make_array(tmp / "in.zarr", x, (4, 4), zarr_format=2, attributes={"units": "K"})
+        folder = tmp / "in.zarr" / array
+        (folder / ".zarray").unlink()
+        assert (folder / ".zattrs").exists()
+        return write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", input={"array": array})
+
+    return make
+
+
 def _file_input(name: str, content: bytes, array: str = "") -> Callable[[Path], Path]:
     """A config whose input.store is the plain file ``name`` holding ``content``: what people
     point it at that is no Zarr store (a netCDF file, a text file), ``array`` its input.array
@@ -430,6 +453,25 @@ CASES: dict[str, Case] = {
         InputError,
         {"store": _in("air.nc/air"), "array": "air", "reason": "a netCDF classic file"},
         ["is a netCDF classic file, not a Zarr store", "xr.open_dataset(FILE).to_zarr(STORE)"],
+    ),
+    # its .zattrs kept (zarr-python 3 and xarray write one): it had been "a folder of no
+    # Zarr metadata", "set input.store to the Zarr store's folder" or "check input.array"
+    "v2-array-its-zarray-deleted": Case(
+        _v2_without_zarray(""),
+        InputError,
+        {"store": _in("in.zarr"), "status": "absent", "reason": "no metadata"},
+        ["it holds chunks ('0.0') but no metadata", "restore the array's metadata document"],
+    ),
+    "v2-dataset-variable-its-zarray-deleted": Case(
+        _v2_without_zarray("temp"),
+        InputError,
+        {
+            "store": _in("in.zarr/temp"),
+            "array": "temp",
+            "status": "absent",
+            "reason": "no metadata",
+        },
+        ["it holds chunks ('0.0') but no metadata", "restore the array's metadata document"],
     ),
     "input-store-a-plain-file": Case(
         _file_input("notes.txt", b"not a store"),
