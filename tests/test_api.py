@@ -2568,6 +2568,38 @@ def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
     assert cfg.output.store == str(tmp_path / "other.zarr")
 
 
+@pytest.mark.parametrize(
+    "place, takes",
+    [
+        ("output.shards", "a list of whole numbers from 1 to 1099511627776 or auto or none (none"),
+        ("output.overwrite", "true or false"),
+        ("chunking.block", "a list of whole numbers from 1 to 1099511627776 or auto"),
+        ("backend", "auto, gpu or cpu"),
+        ("cluster.dashboard", "text: give the dashboard address of a local cluster; '' for none"),
+    ],
+)
+def test_none_in_a_config_mapping_is_said_to_be_no_value(
+    tmp_path: Path, place: str, takes: str
+) -> None:
+    """A notebook's mapping with None at a key that takes no None (``"shards": None`` for no
+    shards, where the text ``none`` is meant) says that the key has no value and what it
+    takes, as a text key's does: it had been "must be ... or auto or none (got None)",
+    pydantic's "Input should be a valid boolean (got None)", "not a NoneType" (h71u)."""
+    small_input(tmp_path)
+    config = yaml.safe_load(write_config(tmp_path, tmp_path / "in.zarr", "o.zarr").read_text())
+    section, _, key = place.rpartition(".")
+    (config.setdefault(section, {}) if section else config)[key] = None
+    with pytest.raises(ConfigError) as info:
+        pipeline.plan(config)
+    line = str(info.value)
+    assert line.startswith(
+        f"the config mapping: {place}: has no value (null: nothing after its colon, or ~, in "
+        f"YAML; None in Python), where it takes {takes}"
+    ), line
+    assert "\n" not in line and info.value.key == place
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_path: Path) -> None:
     """A value an override of ``load_config`` set that the config refuses had been said at a
     line of the file: the line of the file's value it replaced, its section's, or line 1 for

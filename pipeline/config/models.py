@@ -692,8 +692,10 @@ def _address_text(v: Any, key: str) -> Any:
     """A cluster's address (``key``: ``scheduler``, ``dashboard``) as text; any other object
     (a ``distributed.Client`` or ``LocalCluster``, a port given as a number) refused with one
     line that says which text it takes (pydantic's "Input should be a valid string" had not).
-    Raises ValueError."""
-    if isinstance(v, (str, bytes)):
+    None passes, which pydantic refuses as any text key's null is (:func:`~pipeline.config.
+    problems._null_text_problem`: it had been "not a NoneType (got None)"). Raises
+    ValueError."""
+    if v is None or isinstance(v, (str, bytes)):
         return v
     kind = _kind_of(v)
     if key == "dashboard":
