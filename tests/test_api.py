@@ -2600,6 +2600,44 @@ def test_none_in_a_config_mapping_is_said_to_be_no_value(
     assert not (tmp_path / "o.zarr").exists()
 
 
+def test_a_call_is_told_the_calls_that_do_what_its_line_names(tmp_path: Path) -> None:
+    """What an error of the API names to do is said as calls, where a call does it: a
+    complete output edited since had told ``pipeline.run``'s caller "(`pipeline verify` says
+    what differs)", and an unfinished generated input "`pipeline run CONFIG` generates it
+    again first" or "... when_missing: true and `run` does)" (h71u); ``pipeline generate``,
+    which no call does, stays the command line's."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    pipeline.run(path)
+    (tmp_path / "out.zarr" / "c" / "0" / "0").unlink()  # a chunk file gone
+    for call in (pipeline.run, functools.partial(pipeline.run, resume=True)):
+        with pytest.raises(OutputError) as info:
+            call(path)
+        line = str(info.value)
+        assert line.endswith(
+            "`pipeline.run(config, overwrite=True)` writes it again (`pipeline.verify(config)` "
+            "says what differs)"
+        ), line
+    generate = {"shape": [20, 30], "dtype": "float32", "when_missing": True}
+    made_here = tmp_path / "generated"
+    made_here.mkdir()
+    pipeline.run(generated_config(made_here, generate))
+    made = zarr.open_array(made_here / "in.zarr", mode="r+")
+    made.attrs["pipeline_generated"] = {**made.attrs["pipeline_generated"], "status": "incomplete"}
+    for when_missing, said in [
+        (True, "; `pipeline.run(config)` generates it again first (input.generate.when_missing)"),
+        (
+            False,
+            "; `pipeline generate CONFIG` generates it again (or set "
+            "input.generate.when_missing: true and `pipeline.run(config)` does)",
+        ),
+    ]:
+        cfg = generated_config(made_here, {**generate, "when_missing": when_missing})
+        with pytest.raises(InputError) as info:
+            pipeline.verify(cfg)
+        assert str(info.value).endswith(said), info.value
+
+
 def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_path: Path) -> None:
     """A value an override of ``load_config`` set that the config refuses had been said at a
     line of the file: the line of the file's value it replaced, its section's, or line 1 for
