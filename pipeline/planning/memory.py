@@ -49,6 +49,8 @@ class Memory:
     """host bytes each worker may hold (its memory limit); None where there is none"""
 
     def fits(self) -> bool:
+        """Whether a worker's projected memory is within both budgets (a budget of None
+        always holds it)."""
         dev_ok = self.device_budget is None or self.device_per_worker <= self.device_budget
         host_ok = self.host_budget is None or self.host_per_worker <= self.host_budget
         return dev_ok and host_ok

@@ -201,14 +201,17 @@ class Plan:
 
     @property
     def input(self) -> ArrayInfo:
+        """The input array's layout: ``shape``, ``dtype`` as stored, ``chunk``, ..."""
         return self.source.info
 
     @property
     def output(self) -> ArrayInfo:
+        """The output array's layout: ``shape``, ``dtype`` (the last stage's), ``chunk``, ..."""
         return self.sink.info
 
     @property
     def block_grid(self) -> Shape:
+        """How many blocks along each axis (their product is :attr:`n_blocks`)."""
         return grid.grid_shape(self.input.shape, self.block)
 
     @functools.cached_property

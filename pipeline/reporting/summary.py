@@ -134,9 +134,11 @@ class Summary:
         return f"<pre>{html.escape(str(self))}</pre>"
 
     def to_json(self) -> str:
+        """Every field as JSON text: what ``--summary-json`` (``summary_json=``) saves."""
         return json.dumps(asdict(self), indent=1, default=str)
 
     def rows(self) -> list[tuple[str, str]]:
+        """The table's rows, (label, text) pairs, as ``pipeline run`` prints them."""
         s = self.seconds
         # a run that computed no block (a resume with nothing to do) measured no throughput,
         # task time or memory: its rows say so, rather than 0.00 GB/s and a peak of 0 B

@@ -475,22 +475,27 @@ class ArrayInfo:
 
     @property
     def grid(self) -> Shape:
+        """How many stored units (shards, or chunks) along each axis."""
         return grid.grid_shape(self.shape, self.unit)
 
     @property
     def n_units(self) -> int:
+        """How many stored units (shard files, or chunk files) the array has."""
         return int(np.prod(self.grid))
 
     @property
     def chunks_per_unit(self) -> Shape:
+        """How many chunks a stored unit holds along each axis (1s where unsharded)."""
         return grid.chunks_per_unit(self.unit, self.chunk)
 
     @property
     def chunk_nbytes(self) -> int:
+        """Bytes of one chunk, decoded."""
         return grid.nbytes(self.chunk, self.dtype)
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the whole array, decoded."""
         return grid.nbytes(self.shape, self.dtype)
 
     @property
