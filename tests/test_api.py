@@ -1536,6 +1536,46 @@ def test_a_cluster_count_given_as_null_is_the_count_left_out(tmp_path: Path) -> 
         assert "omitted or null," in row, row
 
 
+def test_a_models_copy_merges_a_mapping_given_for_a_section(tmp_path: Path) -> None:
+    """``config.model_copy(update={"cluster": {"workers": 2}})``, a notebook's next run with
+    one key changed, had replaced the whole section: the file's ``dashboard: ''`` back at
+    ':0' (a Dask cluster started where the run had none) and ``output.chunks`` back at auto,
+    silently (h71u). A mapping given for a section merges into it at any depth, as
+    ``load_config``'s overrides do; a section's model, or storage_options' mapping,
+    replaces; a bad key or value is still the one ConfigError line."""
+    small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "o.zarr",
+        output={"chunks": [10, 35], "overwrite": True},
+    )
+    config = load_config(path)
+    out = str(tmp_path / "p.zarr")
+    copied = config.model_copy(update={"cluster": {"workers": 1}, "output": {"store": out}})
+    assert (copied.cluster.workers, copied.cluster.dashboard) == (1, "")
+    assert copied.cluster.threads_per_worker == config.cluster.threads_per_worker
+    assert (copied.output.store, copied.output.chunks, copied.output.overwrite) == (
+        out,
+        (10, 35),
+        True,
+    )
+    deeper = config.model_copy(update={"output": {"codec": {"level": 5}}}).output
+    assert (deeper.codec.level, deeper.codec.name, deeper.chunks) == (5, "zstd", (10, 35))
+    assert config.output.model_copy(update={"codec": {"level": 5}}).codec == deeper.codec
+    replaced = config.model_copy(update={"cluster": pipeline.config.ClusterConfig(workers=1)})
+    assert replaced.cluster.dashboard == pipeline.config.ClusterConfig().dashboard
+    options = config.model_copy(update={"input": {"storage_options": {"anon": True}}})
+    assert options.input.storage_options == {"anon": True}
+    assert options.model_copy(update={"input": {"storage_options": {}}}).input.storage_options == {}
+    with pytest.raises(ConfigError) as info:
+        config.model_copy(update={"output": {"codec": {"levl": 5}}})
+    assert info.value.key == "output.codec.levl" and "did you mean 'level'" in str(info.value)
+    summary = pipeline.run(copied)
+    assert summary.workers_in_process and summary.dashboard is None  # no cluster started
+    assert zarr.open_array(tmp_path / "p.zarr", mode="r").chunks == (10, 35)
+
+
 def test_output_array_left_out_is_left_out_of_the_dump_and_null_is_refused() -> None:
     """``output.array`` given as null had been taken for it left out (the input variable's
     name), where ``''`` may have been meant (h66a): refused, by the constructor and
