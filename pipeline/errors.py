@@ -460,14 +460,29 @@ def api_words(line: str) -> str:
     (```pipeline.run(config, overwrite=True)```), a flag alone as the option
     (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call, the
     command that names what finishes an output (:data:`VERIFY_NAMES`) as ``pipeline.verify``'s
-    call (a damaged input chunk's line had named `pipeline verify` to an API caller). Where a
+    call (a damaged input chunk's line had named `pipeline verify` to an API caller), and the
+    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`). Where a
     line gives both forms already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
     line = _CLI_RUN.sub(r"`pipeline.run(config, \1=True)`", line)
     line = line.replace(PLAIN_RUN, "`pipeline.run(config)` (output.overwrite: true)")
     line = line.replace(VERIFY_NAMES, API_VERIFY_NAMES)
+    for command, call in _CLI_CALLS:
+        line = line.replace(command, call)
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
+
+
+#: The other commands a line names that a call of the API does, as :func:`api_words` says
+#: them (h71u: a complete output edited since had told ``pipeline.run``'s caller "`pipeline
+#: verify` says what differs", an unfinished generated input "`pipeline run CONFIG`
+#: generates it again first", and the input that is an interrupted run's output "`pipeline
+#: verify` with the config that made it"). ``pipeline generate`` has no call: it stays.
+_CLI_CALLS = (
+    ("`pipeline run CONFIG`", "`pipeline.run(config)`"),
+    ("and `run` does)", "and `pipeline.run(config)` does)"),
+    ("`pipeline verify`", "`pipeline.verify(config)`"),
+)
 
 
 #: What a run's line says to do once its cause is fixed: the output it leaves is resumable.

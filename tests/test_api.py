@@ -1536,6 +1536,46 @@ def test_a_cluster_count_given_as_null_is_the_count_left_out(tmp_path: Path) -> 
         assert "omitted or null," in row, row
 
 
+def test_a_models_copy_merges_a_mapping_given_for_a_section(tmp_path: Path) -> None:
+    """``config.model_copy(update={"cluster": {"workers": 2}})``, a notebook's next run with
+    one key changed, had replaced the whole section: the file's ``dashboard: ''`` back at
+    ':0' (a Dask cluster started where the run had none) and ``output.chunks`` back at auto,
+    silently (h71u). A mapping given for a section merges into it at any depth, as
+    ``load_config``'s overrides do; a section's model, or storage_options' mapping,
+    replaces; a bad key or value is still the one ConfigError line."""
+    small_input(tmp_path)
+    path = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "o.zarr",
+        output={"chunks": [10, 35], "overwrite": True},
+    )
+    config = load_config(path)
+    out = str(tmp_path / "p.zarr")
+    copied = config.model_copy(update={"cluster": {"workers": 1}, "output": {"store": out}})
+    assert (copied.cluster.workers, copied.cluster.dashboard) == (1, "")
+    assert copied.cluster.threads_per_worker == config.cluster.threads_per_worker
+    assert (copied.output.store, copied.output.chunks, copied.output.overwrite) == (
+        out,
+        (10, 35),
+        True,
+    )
+    deeper = config.model_copy(update={"output": {"codec": {"level": 5}}}).output
+    assert (deeper.codec.level, deeper.codec.name, deeper.chunks) == (5, "zstd", (10, 35))
+    assert config.output.model_copy(update={"codec": {"level": 5}}).codec == deeper.codec
+    replaced = config.model_copy(update={"cluster": pipeline.config.ClusterConfig(workers=1)})
+    assert replaced.cluster.dashboard == pipeline.config.ClusterConfig().dashboard
+    options = config.model_copy(update={"input": {"storage_options": {"anon": True}}})
+    assert options.input.storage_options == {"anon": True}
+    assert options.model_copy(update={"input": {"storage_options": {}}}).input.storage_options == {}
+    with pytest.raises(ConfigError) as info:
+        config.model_copy(update={"output": {"codec": {"levl": 5}}})
+    assert info.value.key == "output.codec.levl" and "did you mean 'level'" in str(info.value)
+    summary = pipeline.run(copied)
+    assert summary.workers_in_process and summary.dashboard is None  # no cluster started
+    assert zarr.open_array(tmp_path / "p.zarr", mode="r").chunks == (10, 35)
+
+
 def test_output_array_left_out_is_left_out_of_the_dump_and_null_is_refused() -> None:
     """``output.array`` given as null had been taken for it left out (the input variable's
     name), where ``''`` may have been meant (h66a): refused, by the constructor and
@@ -2566,6 +2606,76 @@ def test_a_config_mapping_takes_stores_as_path_objects(tmp_path) -> None:
     path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="o.yaml")
     cfg = load_config(path, {"output.store": tmp_path / "other.zarr"})
     assert cfg.output.store == str(tmp_path / "other.zarr")
+
+
+@pytest.mark.parametrize(
+    "place, takes",
+    [
+        ("output.shards", "a list of whole numbers from 1 to 1099511627776 or auto or none (none"),
+        ("output.overwrite", "true or false"),
+        ("chunking.block", "a list of whole numbers from 1 to 1099511627776 or auto"),
+        ("backend", "auto, gpu or cpu"),
+        ("cluster.dashboard", "text: give the dashboard address of a local cluster; '' for none"),
+    ],
+)
+def test_none_in_a_config_mapping_is_said_to_be_no_value(
+    tmp_path: Path, place: str, takes: str
+) -> None:
+    """A notebook's mapping with None at a key that takes no None (``"shards": None`` for no
+    shards, where the text ``none`` is meant) says that the key has no value and what it
+    takes, as a text key's does: it had been "must be ... or auto or none (got None)",
+    pydantic's "Input should be a valid boolean (got None)", "not a NoneType" (h71u)."""
+    small_input(tmp_path)
+    config = yaml.safe_load(write_config(tmp_path, tmp_path / "in.zarr", "o.zarr").read_text())
+    section, _, key = place.rpartition(".")
+    (config.setdefault(section, {}) if section else config)[key] = None
+    with pytest.raises(ConfigError) as info:
+        pipeline.plan(config)
+    line = str(info.value)
+    assert line.startswith(
+        f"the config mapping: {place}: has no value (null: nothing after its colon, or ~, in "
+        f"YAML; None in Python), where it takes {takes}"
+    ), line
+    assert "\n" not in line and info.value.key == place
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_call_is_told_the_calls_that_do_what_its_line_names(tmp_path: Path) -> None:
+    """What an error of the API names to do is said as calls, where a call does it: a
+    complete output edited since had told ``pipeline.run``'s caller "(`pipeline verify` says
+    what differs)", and an unfinished generated input "`pipeline run CONFIG` generates it
+    again first" or "... when_missing: true and `run` does)" (h71u); ``pipeline generate``,
+    which no call does, stays the command line's."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    pipeline.run(path)
+    (tmp_path / "out.zarr" / "c" / "0" / "0").unlink()  # a chunk file gone
+    for call in (pipeline.run, functools.partial(pipeline.run, resume=True)):
+        with pytest.raises(OutputError) as info:
+            call(path)
+        line = str(info.value)
+        assert line.endswith(
+            "`pipeline.run(config, overwrite=True)` writes it again (`pipeline.verify(config)` "
+            "says what differs)"
+        ), line
+    generate = {"shape": [20, 30], "dtype": "float32", "when_missing": True}
+    made_here = tmp_path / "generated"
+    made_here.mkdir()
+    pipeline.run(generated_config(made_here, generate))
+    made = zarr.open_array(made_here / "in.zarr", mode="r+")
+    made.attrs["pipeline_generated"] = {**made.attrs["pipeline_generated"], "status": "incomplete"}
+    for when_missing, said in [
+        (True, "; `pipeline.run(config)` generates it again first (input.generate.when_missing)"),
+        (
+            False,
+            "; `pipeline generate CONFIG` generates it again (or set "
+            "input.generate.when_missing: true and `pipeline.run(config)` does)",
+        ),
+    ]:
+        cfg = generated_config(made_here, {**generate, "when_missing": when_missing})
+        with pytest.raises(InputError) as info:
+            pipeline.verify(cfg)
+        assert str(info.value).endswith(said), info.value
 
 
 def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_path: Path) -> None:

@@ -324,3 +324,56 @@ def test_a_stale_module_name_fails_the_check(tmp_path: Path) -> None:
         "pipeline/storage.py",
         "plan.py",
     ]
+
+
+def _undocumented_fields(cls: type) -> list[str]:
+    """The fields of the dataclass ``cls`` without a docstring on the line below them, and
+    its public methods and properties without one."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    fields = [
+        node.target.id
+        for node, below in zip(body, [*body[1:], None], strict=True)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and not (
+            isinstance(below, ast.Expr)
+            and isinstance(below.value, ast.Constant)
+            and isinstance(below.value.value, str)
+        )
+    ]
+    methods = [
+        f"{node.name}()"
+        for node in body
+        if isinstance(node, ast.FunctionDef)
+        and not node.name.startswith("_")
+        and ast.get_docstring(node) is None
+    ]
+    return fields + methods
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "pipeline.reporting.summary:Summary",  # pipeline.run's
+        "pipeline.reporting.verify:VerifyResult",  # pipeline.verify's
+        "pipeline.planning.plan:Plan",  # pipeline.plan's
+        "pipeline.planning.memory:Memory",  # its p.memory
+        "pipeline.store.arrays:ArrayInfo",  # its p.input and p.output
+        "pipeline.ops.stages:BoundStage",  # its p.chain's
+    ],
+)
+def test_every_field_of_what_the_api_returns_says_what_it_holds(where: str) -> None:
+    """What pipeline.run, plan and verify return is read field by field (``s.task_time``,
+    ``s.gbps_in``, ``p.memory.host_per_worker``): each field says what it holds and in what
+    unit, each public method and property what it gives (h71u: Summary's ``task_time``,
+    fractions that read as seconds, and its bytes and budgets, per worker or per process,
+    said nothing, nor ``to_json()``, ``p.input``, ``p.memory.fits()``)."""
+    import importlib
+
+    module, _, name = where.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert _undocumented_fields(cls) == [], f"{where}: fields without a docstring"

@@ -327,6 +327,47 @@ CASES: dict[str, Case] = {
         {"line": 2, "key": "input.store"},
         ["input.store: has no value (null: ", "give the path or fsspec URL"],
     ),
+    "shards-without-value": Case(  # "must be a list ... or auto or none (got None)" (h71u)
+        _yaml(
+            "input: {{store: {tmp}/in.zarr}}\noutput:\n  store: {tmp}/out.zarr\n  shards:\n"
+            "backend: cpu\ncluster: {{workers: 1, dashboard: ''}}\n" + SEED
+        ),
+        ConfigError,
+        {"line": 4, "key": "output.shards"},
+        [
+            "output.shards: has no value (null: nothing after its colon, or ~, in YAML; None in "
+            "Python), where it takes a list of whole numbers from 1 to 1099511627776 or auto or "
+            "none (none is the text 'none', not null)"
+        ],
+    ),
+    "boolean-without-value": Case(  # pydantic's "Input should be a valid boolean (got None)"
+        _yaml(
+            "input: {{store: {tmp}/in.zarr}}\noutput:\n  store: {tmp}/out.zarr\n  overwrite:\n"
+            "backend: cpu\ncluster: {{workers: 1, dashboard: ''}}\n" + SEED
+        ),
+        ConfigError,
+        {"line": 4, "key": "output.overwrite"},
+        ["output.overwrite: has no value (null: ", "where it takes true or false"],
+    ),
+    "boolean-of-another-word": Case(  # "Input should be a valid boolean, unable to interpret"
+        _yaml(
+            "input: {{store: {tmp}/in.zarr, mask_and_scale: maybe}}\n"
+            "output: {{store: {tmp}/out.zarr}}\nbackend: cpu\n"
+            "cluster: {{workers: 1, dashboard: ''}}\n" + SEED
+        ),
+        ConfigError,
+        {"line": 1, "key": "input.mask_and_scale"},
+        ["input.mask_and_scale: must be true or false (got 'maybe')"],
+    ),
+    "scheduler-without-value": Case(  # "... not a NoneType (got None)"
+        _yaml(BASE.replace("workers: 1", "workers: 1, scheduler: ") + SEED),
+        ConfigError,
+        {"line": 4, "key": "cluster.scheduler"},
+        [
+            "cluster.scheduler: has no value (null: nothing after its colon, or ~, in YAML; None "
+            "in Python), where it takes text: 'local' starts a cluster; 'tcp://host:8786' joins"
+        ],
+    ),
     "stage-scalar-without-value": Case(  # had been a TypeError of the plan's NumPy call
         _yaml(BASE + "stages: [{{op: multiply, factor: }}]\n"),
         ConfigError,

@@ -215,6 +215,29 @@ def _no_mapping(cls: type[BaseModel], source: str, obj: Any) -> ConfigError:
     )
 
 
+def _as_given(model: BaseModel) -> dict[str, Any]:
+    """``model``'s fields as a mapping that makes it again: a None left out stays left out
+    (``output.array``'s null is refused); its sections as they are, models."""
+    return {
+        name: getattr(model, name)
+        for name in type(model).model_fields
+        if getattr(model, name) is not None or name in model.model_fields_set
+    }
+
+
+def _merged_into(held: Any, value: Any) -> Any:
+    """``value``, given by :meth:`Model.model_copy`'s ``update``, over what the model
+    ``held`` there: a mapping given for a section (a model) merges into the section's own
+    keys, at any depth; any other value (a model, a list, a mapping for a mapping such as
+    ``storage_options``, whose credentials a merge could keep) replaces."""
+    if isinstance(value, Mapping) and isinstance(held, BaseModel):
+        merged = _as_given(held)
+        for key, item in value.items():
+            merged[key] = _merged_into(merged.get(key), item)
+        return merged
+    return value
+
+
 class Model(BaseModel):
     """Frozen, strict about unknown keys. Its ``repr()`` and ``str()`` (and so those of a
     plan, which holds the config) never show a credential: every value of
@@ -259,18 +282,19 @@ class Model(BaseModel):
         ``{"backend": "cpuu"}`` had run. An invalid one is the one
         :class:`~pipeline.errors.ConfigError` line, its ``file``
         ``pipeline.Config.model_copy()``. The sections not given are this model's own (a
-        ``deep`` copy, where asked)."""
+        ``deep`` copy, where asked); a mapping given for a section merges into it, key by key
+        at any depth, as :func:`~pipeline.config.load_config`'s overrides do
+        (``{"cluster": {"workers": 2}}`` keeps the section's other keys: it had replaced the
+        whole section, ``dashboard: ''`` back at its default, h71u), where a section's model
+        (``ClusterConfig(workers=2)``) or any other value replaces what it is given for."""
         copied = super().model_copy(deep=deep)
         if not update:
             return copied
         cls = type(self)
         source = f"{_constructor(cls).removesuffix('()')}.model_copy()"
-        data = {  # a None left out stays left out (output.array's null is refused)
-            name: getattr(copied, name)
-            for name in cls.model_fields
-            if getattr(copied, name) is not None or name in copied.model_fields_set
-        }
-        data.update(update)
+        data = _as_given(copied)
+        for key, value in update.items():
+            data[key] = _merged_into(data.get(key), value)
         return checked(
             lambda: super(Model, cls).model_validate(data),
             data,
@@ -692,8 +716,10 @@ def _address_text(v: Any, key: str) -> Any:
     """A cluster's address (``key``: ``scheduler``, ``dashboard``) as text; any other object
     (a ``distributed.Client`` or ``LocalCluster``, a port given as a number) refused with one
     line that says which text it takes (pydantic's "Input should be a valid string" had not).
-    Raises ValueError."""
-    if isinstance(v, (str, bytes)):
+    None passes, which pydantic refuses as any text key's null is (:func:`~pipeline.config.
+    problems._null_text_problem`: it had been "not a NoneType (got None)"). Raises
+    ValueError."""
+    if v is None or isinstance(v, (str, bytes)):
         return v
     kind = _kind_of(v)
     if key == "dashboard":

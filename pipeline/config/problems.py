@@ -187,6 +187,8 @@ def _message(
         return f"stages: must be a list of stages, {strings_fix(strings, 'stages', 'a list')}"
     if kind in ("too_short", "tuple_type") and key == "stages":
         return _stages_problem(got)
+    if got is None and not stages and wanted(root, loc) != "a value":  # shards: (nothing)
+        return _null_problem(key, wanted(root, loc))
     if kind == "value_error" and isinstance(err.get("ctx", {}).get("error"), BoolNotNumber):
         return f"{key}: must be {wanted(root, loc)}, not true/false"
     if kind in ("tuple_type", "list_type") and not stages and strings:  # not gpus: [0]
@@ -220,10 +222,28 @@ def _null_text_problem(key: str, loc: tuple, root: type[BaseModel]) -> str:
     no section of the config's."""
     owner = _model_at(loc, root)
     field = owner.model_fields.get(str(loc[-1])) if owner is not None and loc else None
-    what = f": give the {field.description}" if field is not None and field.description else ""
+    said = field.description if field is not None and field.description else ""
+    # a description that gives the values themselves ("'local' starts a cluster; ...") is
+    # said as it is, not after "give the"
+    what = f": {said}" if said.startswith("'") else f": give the {said}" if said else ""
     return (
         f"{key}: has no value (null: nothing after its colon, or ~, in YAML; None in Python), "
         f"where it takes text{what}"
+    )
+
+
+def _null_problem(key: str, takes: str) -> str:
+    """What a key that takes no null says of null (``shards:`` with nothing after its colon,
+    ``{"overwrite": None}``): that it has no value, and what it takes. Pydantic's "Input
+    should be a valid boolean (got None)" had been the line, and the lists' and choices'
+    "must be ... or auto or none (got None)" (h71u), Python's word for YAML's null, beside
+    the text ``none`` that ``shards`` takes; the text keys say it so
+    (:func:`_null_text_problem`)."""
+    words = takes.replace(" or ", ", ").split(", ")
+    none = " (none is the text 'none', not null)" if "none" in words else ""
+    return (
+        f"{key}: has no value (null: nothing after its colon, or ~, in YAML; None in Python), "
+        f"where it takes {takes}{none}"
     )
 
 
@@ -319,6 +339,8 @@ _WANTED_SAYS = frozenset(
         "less_than_equal",
         "multiple_of",
         "literal_error",
+        "bool_type",
+        "bool_parsing",
     )
 )
 
@@ -417,7 +439,9 @@ def _said(schema: dict[str, Any], node: Any, plural: bool = False) -> str:
         if not isinstance(alt, dict):
             continue
         kind = alt.get("type")
-        if "const" in alt:
+        if kind == "boolean":
+            said.append("true or false")
+        elif "const" in alt:
             said.append(str(alt["const"]))
         elif "enum" in alt:
             said.append(_either([str(v) for v in alt["enum"]]))

@@ -560,12 +560,17 @@ class BoundStage:
     """A stage with its parameters and its planned input and result dtypes."""
 
     definition: StageDef
+    """the stage as registered: its name, its function, its parameters' model"""
     params: StageParams
+    """its parameters as the config gives them (``factor``, ``value``)"""
     in_dtype: np.dtype
+    """the dtype of the values it computes on (the previous stage's result, or the input's)"""
     out_dtype: np.dtype
+    """the dtype of its result, as NumPy gives it (widened where an integer could overflow)"""
 
     @property
     def name(self) -> str:
+        """The stage's name, as a config names it (``multiply``, ``square``, ``add``)."""
         return self.definition.name
 
     def describe(self) -> str:

@@ -35,13 +35,22 @@ class Memory:
     """Projected memory: an upper bound per task, and per worker with its threads in flight."""
 
     device_per_task: int
+    """GPU bytes one task holds at most (0 on the CPU)"""
     host_per_task: int
+    """host bytes one task holds at most"""
     device_per_worker: int
+    """GPU bytes a worker holds at most, its tasks in flight together"""
     host_per_worker: int
+    """host bytes a worker's process holds at most: its tasks in flight and its
+    baseline (interpreter, libraries, Dask)"""
     device_budget: int | None
+    """GPU bytes each worker may hold; None on the CPU"""
     host_budget: int | None
+    """host bytes each worker may hold (its memory limit); None where there is none"""
 
     def fits(self) -> bool:
+        """Whether a worker's projected memory is within both budgets (a budget of None
+        always holds it)."""
         dev_ok = self.device_budget is None or self.device_per_worker <= self.device_budget
         host_ok = self.host_budget is None or self.host_per_worker <= self.host_budget
         return dev_ok and host_ok

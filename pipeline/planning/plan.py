@@ -131,18 +131,31 @@ class Plan:
     (:attr:`shown`)."""
 
     config: Config
+    """the config the plan was made of (:class:`~pipeline.Config`)"""
     backend: str
+    """where the stages compute: ``'cpu'`` (NumPy) or ``'gpu'`` (CuPy)"""
     backend_reason: str
+    """why that backend, in words (``backend: auto``'s choice, or the config's)"""
     source: Source
+    """how the input's blocks are read (``source.info`` is :attr:`input`)"""
     sink: Sink
+    """how the output's blocks are written (``sink.info`` is :attr:`output`)"""
     chain: tuple[stages.BoundStage, ...]
+    """the stages in order, each with its ``in_dtype``, ``out_dtype`` and ``describe()``"""
     block: Shape
+    """a Dask task's block shape, in elements (whole shards of the output, or chunks)"""
     n_blocks: int
+    """how many blocks (Dask tasks) the run has"""
     cluster: ClusterPlan
+    """the cluster the run uses: its ``workers``, ``threads_per_worker``, ``gpus``, budgets"""
     memory: Memory
+    """the projected memory per task and per worker, in bytes, against the budgets"""
     decode_on: str
+    """where the input's stored chunks are decoded: ``'cpu'`` or ``'gpu'``"""
     encode_on: str
+    """where the output's chunks are encoded: ``'cpu'`` or ``'gpu'``"""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    """what the plan's ``note`` rows say, in words"""
     facts: Facts | None = None
     """the machine (or the weakest worker of a joined cluster) the plan was sized for"""
     carried: Carried = field(default_factory=Carried)
@@ -188,14 +201,17 @@ class Plan:
 
     @property
     def input(self) -> ArrayInfo:
+        """The input array's layout: ``shape``, ``dtype`` as stored, ``chunk``, ..."""
         return self.source.info
 
     @property
     def output(self) -> ArrayInfo:
+        """The output array's layout: ``shape``, ``dtype`` (the last stage's), ``chunk``, ..."""
         return self.sink.info
 
     @property
     def block_grid(self) -> Shape:
+        """How many blocks along each axis (their product is :attr:`n_blocks`)."""
         return grid.grid_shape(self.input.shape, self.block)
 
     @functools.cached_property

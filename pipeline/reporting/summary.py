@@ -23,9 +23,15 @@ class Summary:
     display the table ``pipeline run`` prints (:meth:`rows`); every fact stays a field."""
 
     status: str
+    """how the run ended: ``'complete'``; a resume of a complete output, which computes nothing,
+    ``'complete (nothing to do)'`` or what it wrote again (``'complete (run record written
+    again)'``); a run that does not complete raises instead of returning"""
     backend: str
+    """``'cpu'`` (NumPy) or ``'gpu'`` (CuPy)"""
     backend_reason: str
+    """why that backend, in words (``backend: auto``'s choice, or the config's)"""
     input: str
+    """the input array, as the lines say it (its store's path or URL, and the array's path)"""
     output: str
     """what to open the result with: for a Dataset output (the input a variable of an xarray
     Dataset, written with its coordinates), the group that ``xr.open_zarr`` opens; else the
@@ -34,35 +40,72 @@ class Summary:
     """the output array's own path (a Dataset output's variable: ``output`` and the variable's
     name); the same as ``output`` for an array written alone"""
     workers: int
+    """how many Dask workers ran the blocks (a thread each where ``workers_in_process``)"""
     threads_per_worker: int
+    """task threads of each worker"""
     gpus: list[int]
+    """the GPUs the workers used, by their index; [] on the CPU"""
     blocks_total: int
+    """how many blocks (Dask tasks) the output has"""
     blocks_done: int
+    """the blocks this run computed and wrote"""
     blocks_skipped: int
+    """the blocks an earlier, interrupted run had written, which a resume kept"""
     bytes_in: int
+    """bytes of input this run computed on, decoded (elements times the input dtype's
+    itemsize; a packed variable's stored dtype); the blocks skipped are not counted"""
     bytes_out: int
+    """bytes of output this run wrote, before encoding (elements times the output dtype's
+    itemsize)"""
     stored_bytes_read: int | None
     """None where they are not counted: an input read through zarr-python from a store of
     another machine (its reads give no sizes back, and a size asked of each file would double
     its requests)"""
     stored_bytes_written: int
+    """bytes of the output's files this run wrote, encoded (their stored size)"""
     seconds: dict[str, float]
+    """wall-clock seconds of each phase that ran (:data:`PHASES`: ``plan``, ``cluster``,
+    ``prepare``, ``compute``, ``finish``, ``close``; ``generate`` where the input was made
+    first), one after the other, and ``total``, their sum"""
     gbps_in: float
+    """throughput: ``bytes_in`` over the ``compute`` phase's seconds, in GB/s (1e9 bytes a
+    second); 0.0 where no block was computed"""
     peak_device_bytes: int | None
+    """the most GPU memory any GPU worker held during the run, in bytes; None on the CPU"""
     device_budget: int | None
+    """the GPU memory each GPU worker may use, in bytes, as planned; None on the CPU"""
     peak_host_bytes: int
+    """the highest resident memory (RSS) of any worker's process during the run, in
+    bytes; where ``workers_in_process``, the run's own process's, which its workers share"""
     host_budget: int | None
+    """the host memory each worker may use, in bytes, as planned (its memory limit); None
+    where there is none"""
     nan: int
+    """how many elements of the whole output are NaN (the blocks a resume kept included)"""
     posinf: int
+    """how many elements of the whole output are +inf"""
     neginf: int
+    """how many elements of the whole output are -inf"""
     task_time: dict[str, float]
+    """where the tasks' time went, as fractions of their summed task time, not seconds
+    (they add up to 1: ``read``, ``decode``, ``stages``, ``encode``, ``write``; ``read+decode``
+    for an input read through zarr-python); {} where no block was computed"""
     bound_by: str
+    """what most task time was spent on, in words (``'codec-bound: ...'``,
+    ``'storage-bound: ...'``); '' where neither was most of it"""
     dashboard: str | None
+    """the address of Dask's dashboard of the run's cluster; None where it had none"""
     stages: list[str]
+    """the stages as the plan describes them, with their dtypes
+    (``'multiply(factor=3) int8 -> int16'``)"""
     versions: dict[str, str] = field(default_factory=dict)
+    """the versions of the libraries that ran it ({library: version})"""
     hardware: dict[str, Any] = field(default_factory=dict)
+    """the machine's facts (``hostname``, ``cpus``, ``host_memory_bytes``, ``gpus``, ...)"""
     config: dict[str, Any] = field(default_factory=dict)
+    """the config that ran, as a mapping (credentials masked)"""
     notes: list[str] = field(default_factory=list)
+    """the plan's notes, in words"""
     blocks_per_worker: dict[str, int] = field(default_factory=dict)
     """{worker address: blocks it computed in this run}"""
     workers_in_process: bool = False
@@ -91,9 +134,11 @@ class Summary:
         return f"<pre>{html.escape(str(self))}</pre>"
 
     def to_json(self) -> str:
+        """Every field as JSON text: what ``--summary-json`` (``summary_json=``) saves."""
         return json.dumps(asdict(self), indent=1, default=str)
 
     def rows(self) -> list[tuple[str, str]]:
+        """The table's rows, (label, text) pairs, as ``pipeline run`` prints them."""
         s = self.seconds
         # a run that computed no block (a resume with nothing to do) measured no throughput,
         # task time or memory: its rows say so, rather than 0.00 GB/s and a peak of 0 B

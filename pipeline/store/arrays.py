@@ -437,23 +437,31 @@ class ArrayInfo:
     """A stored array's layout, enough to read or write its units without Zarr."""
 
     location: Location
+    """the store the array is in (its ``said(path)`` names it as the lines do)"""
     path: str
     """path of the array inside the store ('' at the root)"""
     shape: Shape
+    """the array's shape, a tuple of ints"""
     dtype: np.dtype
     """the elements' dtype in native byte order (what a decoded chunk holds)"""
     zarr_format: int
+    """2 or 3"""
     chunk: Shape
     """inner chunk shape (what one frame holds)"""
     unit: Shape
     """shape one storage key holds: the shard, or the chunk when unsharded"""
     sharded: bool
+    """whether each stored unit is a Zarr v3 shard of several chunks"""
     index_at_end: bool
+    """where a shard's index is: at its end (True, Zarr's default) or its start"""
     codec: FrameCodec | None
     """'zstd' or 'none' when each chunk is one plain frame (bytes in native order, C order,
     no filters, zstd or nothing): what the GPU decodes and the pipeline writes; else None"""
     key_prefix: str
+    """what every chunk key begins with: ``'c/'`` (or ``'c.'``) for Zarr v3's default keys,
+    '' for Zarr v2's"""
     key_sep: str
+    """the separator of a chunk key's indices: ``'/'`` or ``'.'``"""
     format: codecs.StoredFormat | None = None
     """how the stored units decode on the CPU (any chain numcodecs knows); None: only Zarr
     can read this array (the slow path)"""
@@ -467,22 +475,27 @@ class ArrayInfo:
 
     @property
     def grid(self) -> Shape:
+        """How many stored units (shards, or chunks) along each axis."""
         return grid.grid_shape(self.shape, self.unit)
 
     @property
     def n_units(self) -> int:
+        """How many stored units (shard files, or chunk files) the array has."""
         return int(np.prod(self.grid))
 
     @property
     def chunks_per_unit(self) -> Shape:
+        """How many chunks a stored unit holds along each axis (1s where unsharded)."""
         return grid.chunks_per_unit(self.unit, self.chunk)
 
     @property
     def chunk_nbytes(self) -> int:
+        """Bytes of one chunk, decoded."""
         return grid.nbytes(self.chunk, self.dtype)
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the whole array, decoded."""
         return grid.nbytes(self.shape, self.dtype)
 
     @property
