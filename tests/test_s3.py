@@ -2658,6 +2658,34 @@ def test_a_refused_delete_of_an_s3_run_record_gives_up_the_lock_or_says_how(
     assert np.array_equal(got, reference(_zarr_s3(f"s3://{name}/in.zarr", admin)[...]))
 
 
+def test_a_refused_s3_generation_whose_lock_cannot_be_deleted_says_both(
+    tmp_path, cli, checking_s3
+) -> None:
+    """``generate`` refused a chunk's write by credentials that may not delete its lock
+    object either: the lock's refused delete, in its ``finally``, had replaced the
+    refusal's line (the user saw 'cannot delete ... generate.lock', not why the generation
+    failed). The line is the chunk's refusal, ending with the lock that stays and the
+    command that deletes it."""
+    admin = checking_s3
+    name, user = _denied_user(
+        admin, {"gen.zarr/c/*": ["s3:PutObject"], "gen.zarr/.pipeline/*": _DELETE}
+    )
+    generate = {"shape": [20, 10], "chunks": [10, 10]}
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"s3://{name}/gen.zarr", "storage_options": user, "generate": generate},
+        output={"store": f"s3://{name}/out.zarr", "storage_options": admin},
+    )  # fmt: skip
+    rc, out, err = cli("generate", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    assert line.startswith("error: cannot write input chunk 'c/"), line
+    assert "(S3 PutObject needs s3:PutObject)" in line, line
+    lock = f"s3://{name}/gen.zarr/.pipeline/generate.lock"
+    assert f"its lock {lock} stays (PermissionError: Access Denied (S3 DeleteObject " in line
+    assert f"(`aws s3 rm {lock} --endpoint-url {admin['endpoint_url']}`)" in line, line
+
+
 def test_an_s3_output_lock_left_by_a_killed_run_is_taken_over(tmp_path, cli, bucket) -> None:
     """A run killed (SIGKILL) while it holds the output's lock object on S3 leaves it there;
     the next run on this host finds its holder's process gone and takes the lock over (a

@@ -294,12 +294,17 @@ class Ledger:
         ends with :meth:`stays`' words (a PipelineError's message, or a store's answer
         that :func:`~pipeline.errors.store_answer` says: :func:`~pipeline.errors.then_say`),
         and a warning says them where there is no such line; a PipelineError gets the field
-        ``lock_stays`` (the lock's URL). A refusal that ended a run
+        ``lock_stays`` (the lock's URL). On a local file system the OS lock is dropped
+        whatever the file's removal answers (a file left there holds nothing). A refusal
+        that ended a run
         had been followed by a release whose own refusal was dropped: the lock stayed held,
         unsaid, and the next run found it."""
         try:
             self.release()
         except Exception as e:
+            if self.location.is_local:  # its OS lock is dropped (a file left holds nothing)
+                self._close_lock()
+                return
             words = self.stays(e)
             if failure is None or not then_say(failure, words):
                 log.warning("%s", words[0].upper() + words[1:])
