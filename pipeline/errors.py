@@ -792,6 +792,79 @@ def mark_asked(e: BaseException, store: str, key: str, action: str) -> None:
             setattr(e, ASKED, (store, key, action))
 
 
+#: The action each S3 request is, by botocore's name of it, as the pipeline's lines say it: a
+#: HEAD is a read (it needs s3:GetObject), a copy and a multipart upload's parts writes.
+S3_ACTIONS = {
+    "ListObjectsV2": "list",
+    "ListObjects": "list",
+    "HeadBucket": "list",
+    "ListObjectVersions": "list",
+    "GetObject": "read",
+    "HeadObject": "read",
+    "PutObject": "write",
+    "CopyObject": "write",
+    "CreateMultipartUpload": "write",
+    "UploadPart": "write",
+    "CompleteMultipartUpload": "write",
+    "DeleteObject": "delete",
+    "DeleteObjects": "delete",
+}
+
+
+def s3_action(e: BaseException) -> str | None:
+    """The action ('read', 'write', 'list', 'delete') of the S3 request whose answer ``e`` is
+    (:func:`_s3_answer`, :data:`S3_ACTIONS`); None where ``e`` is no S3 answer."""
+    answer = _s3_answer(e)
+    return None if answer is None else S3_ACTIONS.get(answer[0])
+
+
+def refused_request(e: BaseException, store: Any) -> tuple[str, str] | None:
+    """The action a store (``store``, a :class:`~pipeline.store.location.Location`) refused,
+    where ``e`` is its answer marked by :func:`mark_asked` for it, and the request in words
+    for a line ('the read of s3://b/out.zarr/.pipeline/lock'); None where none is marked for
+    it. The action is the request's own where S3 names it (:func:`s3_action`), not the step's
+    that was marked: a step's requests are not all of its kind (s3fs looks a key up with a
+    HEAD and, where that finds nothing, a listing; Zarr writing an array's metadata reads and
+    lists what is there first), and a refused read had been said as a refused write (a user
+    whose credentials may write the output but not read it was told 'cannot write'). A
+    request of another kind than the step's is said as made for the step ('the list (S3
+    ListObjectsV2) made for the look up of KEY')."""
+    mark = asked_of(e)
+    if mark is None or mark[0] != store.url:
+        return None
+    step, key = mark[2], hide_url_secrets(store.join(mark[1]))
+    action = s3_action(e)
+    if action is None or action == step:
+        return step, f"the {step} of {key}"
+    if step == "look up" and action == "read":  # a HEAD: a look-up reads
+        return action, f"the read of {key}"
+    operation = (_s3_answer(e) or ("",))[0]
+    return action, f"the {action} (S3 {operation}) made for the {step} of {key}"
+
+
+#: The attribute by which a store's failure carries words that its line ends with, where the
+#: step that failed could not say them itself (a run's lock left held after its failure:
+#: :func:`then_say`).
+THEN = "pipeline_then"
+
+
+def then_say(e: BaseException, words: str) -> bool:
+    """Make the line of ``e``, a run's failure, end with ``words`` (what it leaves, and what
+    to do: a lock that could not be given up): a PipelineError's own message; a store's
+    answer that :func:`store_answer` says. False where ``e`` is neither (its line is no
+    one's to extend: the caller says ``words`` otherwise)."""
+    if isinstance(e, PipelineError):
+        e.args = (f"{e}; {words}", *e.args[1:])
+        return True
+    if storage_failure(e) is None:
+        return False
+    try:
+        setattr(e, THEN, f"{getattr(e, THEN, None) or ''}; {words}")
+    except AttributeError:  # an error type that takes no attributes
+        return False
+    return True
+
+
 def asked_of(e: BaseException) -> tuple[str, str, str] | None:
     """What was asked where ``e`` (or an error it came from) is a store's answer marked by
     :func:`mark_asked`: (the store's URL, the key, the action); None where none is marked."""
@@ -836,18 +909,21 @@ def store_answer(e: BaseException, stores: Sequence[Any] = ()) -> StoreError | N
     if store is None:
         fix = storage_fix(failure).replace("input.storage_options", "the store's storage_options")
         return StoreError(
-            f"a store answered {failure}{' for ' + where if where else ''}: {fix}",
+            f"a store answered {failure}{' for ' + where if where else ''}: {fix}"
+            f"{getattr(e, THEN, None) or ''}",
             store=where,
             reason=failure,
             setting="",
         )
     asked = f" for {where}" if where else ""
-    mark = asked_of(e)
-    if not where and mark is not None and mark[0] == store.url:  # the request it refused
-        where = hide_url_secrets(store.join(mark[1]))
-        asked = f" to the {mark[2]} of {where}"
+    request = refused_request(e, store)
+    if not where and request is not None:  # the request it refused
+        where = hide_url_secrets(store.join(asked_of(e)[1]))  # type: ignore[index]
+        asked = f" to {request[1]}"
+    then = getattr(e, THEN, None) or ""
     return StoreError(
-        f"the {store.setting} store {store} answered {failure}{asked}: {store.answer_fix(failure)}",
+        f"the {store.setting} store {store} answered {failure}{asked}: "
+        f"{store.answer_fix(failure)}{then}",
         store=where or str(store),
         reason=failure,
         setting=store.setting,

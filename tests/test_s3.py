@@ -33,6 +33,7 @@ from tests.faultkit import (
     error_of,
     go_on,
     holding_input_lock,
+    kill_group,
     killed_generation,
     one_line_error,
     paused_at_lock,
@@ -2415,6 +2416,53 @@ def test_credentials_granted_only_the_stores_prefixes_run_plan_resume_and_verify
     assert np.array_equal(got, reference(x))
 
 
+def _denied_user(
+    admin: dict[str, Any], denied: dict[str, list[str]], rows: int = 30
+) -> tuple[str, dict[str, Any]]:
+    """A fresh bucket on :func:`checking_s3`'s server holding ``in.zarr`` (float32, ``rows``
+    by 20, chunks of 10 rows), and a user allowed everything there but the actions
+    ``denied`` (moto's names of them) on each key pattern under the bucket (its own name
+    for ``""``: a listing): (the bucket's name, the user's storage_options)."""
+    import boto3
+    import s3fs
+    from zarr.storage import FsspecStore
+
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
+    iam = boto3.client(
+        "iam", endpoint_url=admin["endpoint_url"], region_name="us-east-1",
+        aws_access_key_id=admin["key"], aws_secret_access_key=admin["secret"],
+    )  # fmt: skip
+    statements = [{"Effect": "Allow", "Action": "*", "Resource": "*"}] + [
+        {"Effect": "Deny", "Action": actions, "Resource": f"arn:aws:s3:::{name}/{keys}".rstrip("/")}
+        for keys, actions in denied.items()
+    ]
+    iam.create_user(UserName=name)
+    made = iam.create_access_key(UserName=name)["AccessKey"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    iam.put_user_policy(UserName=name, PolicyName="refused", PolicyDocument=policy)
+    x = np.arange(rows * 20, dtype=np.float32).reshape(rows, 20)
+    store = FsspecStore.from_url(f"s3://{name}/in.zarr", storage_options=admin)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    return name, {**admin, "key": made["AccessKeyId"], "secret": made["SecretAccessKey"]}
+
+
+def _in_and_out_on(tmp_path, name: str, **more: Any) -> Any:
+    """A function of (storage_options, file name, the input's storage_options where they
+    differ) that writes a config over ``s3://NAME/in.zarr`` and ``.../out.zarr`` (``more``:
+    other sections): its path."""
+
+    def config(options: dict[str, Any], file: str, inp: dict[str, Any] | None = None) -> Any:
+        return write_config(
+            tmp_path, "", "", name=file,
+            input={"store": f"s3://{name}/in.zarr", "storage_options": inp or options},
+            output={"store": f"s3://{name}/out.zarr", "storage_options": options},
+            **more,
+        )  # fmt: skip
+
+    return config
+
+
 #: Requests refused to one user by an IAM Deny (moto's names of the actions, on a key
 #: pattern under the bucket), the command (run as an admin first: ``resumed``), and what its
 #: line names: the store's section, the action and the key.
@@ -2448,38 +2496,10 @@ def test_a_refused_s3_request_no_step_names_says_the_store_action_and_key(
     with both stores remote the line had been 'a store answered PermissionError: ...: ...
     the store's storage_options', naming neither the store nor the key. It names the store
     and its section, the action refused and the key (``errors.mark_asked``)."""
-    import boto3
-    import s3fs
-    from zarr.storage import FsspecStore
-
     actions, keys, command, resumed, (side, action, key) = _REFUSED[case]
     admin = checking_s3
-    name = f"refused-{uuid.uuid4().hex[:8]}"
-    s3fs.S3FileSystem(skip_instance_cache=True, **admin).mkdir(name)
-    iam = boto3.client(
-        "iam", endpoint_url=admin["endpoint_url"], region_name="us-east-1",
-        aws_access_key_id=admin["key"], aws_secret_access_key=admin["secret"],
-    )  # fmt: skip
-    statements = [
-        {"Effect": "Allow", "Action": "*", "Resource": "*"},
-        {"Effect": "Deny", "Action": actions, "Resource": f"arn:aws:s3:::{name}/{keys}"},
-    ]
-    iam.create_user(UserName=name)
-    made = iam.create_access_key(UserName=name)["AccessKey"]
-    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
-    iam.put_user_policy(UserName=name, PolicyName="refused", PolicyDocument=policy)
-    user = {**admin, "key": made["AccessKeyId"], "secret": made["SecretAccessKey"]}
-    x = np.arange(600, dtype=np.float32).reshape(30, 20)
-    store = FsspecStore.from_url(f"s3://{name}/in.zarr", storage_options=admin)
-    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
-
-    def config(options: dict[str, Any], file: str) -> Any:
-        return write_config(
-            tmp_path, "", "", name=file,
-            input={"store": f"s3://{name}/in.zarr", "storage_options": options},
-            output={"store": f"s3://{name}/out.zarr", "storage_options": options},
-        )  # fmt: skip
-
+    name, user = _denied_user(admin, {keys: actions})
+    config = _in_and_out_on(tmp_path, name)
     if resumed:
         assert cli("run", config(admin, "admin.yaml"))[0] == 0
     rc, out, err = cli(*command, config(user, "user.yaml"))
@@ -2490,6 +2510,213 @@ def test_a_refused_s3_request_no_step_names_says_the_store_action_and_key(
     assert f" to the {action} of s3://{name}/{key}: " in line, line
     assert f"credentials in {side}.storage_options" in line, line
     assert user["secret"] not in out + err and admin["secret"] not in out + err
+
+
+_LIST = ["s3:ListObjectsV2", "s3:ListObjects", "s3:ListBucket"]
+_DELETE = ["s3:DeleteObject", "s3:DeleteObjects"]
+
+#: Credentials that may write the output but not read it back (key patterns under the
+#: bucket and the actions denied there, as an IAM policy can say), the action the line
+#: names and the request refused, of the write probe the store took.
+_WRITE_ONLY = {
+    "objects not read": (
+        {"out.zarr/*": ["s3:GetObject", "s3:HeadObject"]}, "read", "the read of {url}/",
+    ),
+    "bucket not listed": (
+        {"": _LIST}, "list", "the list (S3 ListObjectsV2) made for the look up of {url}/",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_WRITE_ONLY))
+def test_an_s3_output_its_user_may_write_but_not_read_names_the_read_refused(
+    tmp_path, cli, checking_s3, case: str
+) -> None:
+    """Output credentials that may write (PutObject, DeleteObject) but not read the output
+    back: S3 takes the write probe and refuses its look-up (a HEAD, or the listing s3fs
+    makes after it), and the line had been 'cannot write to the output store ... or choose
+    a writable output.store', blaming the permission that was granted. Plan, run and resume
+    say the action refused (read, list), the key and the permission to grant, for the
+    output's credentials (``errors.refused_request``)."""
+    denied, action, asked = _WRITE_ONLY[case]
+    admin = checking_s3
+    name, user = _denied_user(admin, denied)
+    url = f"s3://{name}/out.zarr"
+    cfg = _in_and_out_on(tmp_path, name)(user, "user.yaml", inp=admin)
+    for command in (("plan",), ("run",), ("run", "--resume")):
+        rc, out, err = cli(*command, cfg)
+        assert rc == 1, (command, out, err)
+        line = one_line_error(err)
+        assert line.startswith(f"error: cannot {action} the output store {url}: "), line
+        assert f" to {asked.format(url=url)}{WRITE_PROBE}-" in line, line
+        permission = "s3:ListBucket" if action == "list" else "s3:GetObject"
+        assert permission in line and "credentials in output.storage_options" in line, line
+        assert "cannot write" not in line and "writable" not in line, line
+
+
+def test_an_s3_input_generate_may_write_but_not_read_names_the_read_refused(
+    tmp_path, cli, checking_s3
+) -> None:
+    """``generate`` with input credentials that may write the input but not read it: its
+    probe's look-up is refused, said as a refused read of the input store, not as 'cannot
+    write to the input store'."""
+    admin = checking_s3
+    name, user = _denied_user(admin, {"gen.zarr/*": ["s3:GetObject", "s3:HeadObject"]})
+    generate = {"shape": [20, 10], "chunks": [10, 10]}
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"s3://{name}/gen.zarr", "storage_options": user, "generate": generate},
+        output={"store": f"s3://{name}/out.zarr", "storage_options": admin},
+    )  # fmt: skip
+    rc, out, err = cli("generate", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    assert line.startswith(f"error: cannot read the input store s3://{name}/gen.zarr: "), line
+    assert "s3:GetObject" in line and "credentials in input.storage_options" in line, line
+    assert "cannot write" not in line and "writable" not in line, line
+
+
+def test_a_refused_s3_delete_names_the_object_refused_and_leaves_no_lock(
+    tmp_path, cli, checking_s3
+) -> None:
+    """An --overwrite whose credentials may not delete the old output's chunks: the line
+    names the object S3 refused to delete (it had named the folder it was deleting), and
+    the lock is given up."""
+    import s3fs
+
+    admin = checking_s3
+    name, user = _denied_user(admin, {"out.zarr/c/*": _DELETE})
+    config = _in_and_out_on(tmp_path, name)
+    assert cli("run", config(admin, "admin.yaml"))[0] == 0
+    rc, out, err = cli("run", "--overwrite", config(user, "user.yaml"))
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    url = f"s3://{name}/out.zarr"
+    said = re.escape(f"error: cannot delete {url}/c/") + r"\d+/\d+ \(PermissionError: "
+    assert re.match(said, line), line
+    assert "(S3 DeleteObject needs s3:DeleteObject)" in line, line
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **admin)
+    assert not fs.exists(f"{name}/out.zarr/.pipeline/lock")
+
+
+#: Credentials that may write the output but not delete part of its run record (key
+#: patterns and the actions denied there), whether the run itself is refused (its chunks'
+#: writes), and whether the lock itself can be deleted.
+_UNDELETABLE = {
+    "markers, the run complete": ({"out.zarr/.pipeline/done/*": _DELETE}, False, True),
+    "the record, the run complete": ({"out.zarr/.pipeline/*": _DELETE}, False, False),
+    "the record, the run refused": (
+        {"out.zarr/.pipeline/*": _DELETE, "out.zarr/c/*": ["s3:PutObject"]}, True, False,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_UNDELETABLE))
+def test_a_refused_delete_of_an_s3_run_record_gives_up_the_lock_or_says_how(
+    tmp_path, cli, checking_s3, case: str
+) -> None:
+    """Credentials that may write the output but not delete (part of) its run record: the
+    run's end (or its refusal) left the lock object held, unsaid, and the next run was
+    refused as 'another run is writing'. Where only the record's other objects are refused
+    (more markers than one batch of deletes), the lock is given up; where the lock itself
+    cannot be deleted, the line (the complete run's warning, or the refused run's error)
+    says it stays, S3's answer, and the command that deletes it, which done lets the next
+    run go on."""
+    import s3fs
+
+    denied, refused, deletable = _UNDELETABLE[case]
+    admin = checking_s3
+    name, user = _denied_user(admin, denied, rows=650)  # 65 blocks: over one batch of 64
+    config = _in_and_out_on(tmp_path, name, chunking={"block": [10, 20]})
+    url = f"s3://{name}/out.zarr"
+    rc, out, err = cli("run", config(user, "user.yaml"))
+    assert rc == (1 if refused else 0), out + err
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **admin)
+    lock = f"{name}/out.zarr/.pipeline/lock"
+    if refused:
+        line = one_line_error(err)
+        assert line.startswith("error: cannot write output chunk "), line
+        assert "another run is writing" not in line, line
+    else:
+        line = err
+        assert "the output is complete, but its run record stays" in err, err
+    if deletable:
+        assert not fs.exists(lock) and "its lock" not in err, err
+    else:
+        assert fs.exists(lock)
+        said = (
+            f"its lock {url}/.pipeline/lock stays (PermissionError: Access Denied (S3 "
+            "DeleteObject needs s3:DeleteObject)): grant s3:DeleteObject on the store's keys "
+            "to the credentials in output.storage_options, or delete it yourself (`aws s3 rm "
+            f"{url}/.pipeline/lock --endpoint-url {admin['endpoint_url']}`)"
+        )
+        assert said in line, line
+        fs.rm_file(lock)  # as the line says, with credentials that may
+    rc, out, err = cli("run", "--resume", config(admin, "admin.yaml"))
+    assert rc == 0, out + err
+    got = _zarr_s3(url, admin)[...]
+    assert np.array_equal(got, reference(_zarr_s3(f"s3://{name}/in.zarr", admin)[...]))
+
+
+def test_a_refused_s3_generation_whose_lock_cannot_be_deleted_says_both(
+    tmp_path, cli, checking_s3
+) -> None:
+    """``generate`` refused a chunk's write by credentials that may not delete its lock
+    object either: the lock's refused delete, in its ``finally``, had replaced the
+    refusal's line (the user saw 'cannot delete ... generate.lock', not why the generation
+    failed). The line is the chunk's refusal, ending with the lock that stays and the
+    command that deletes it."""
+    admin = checking_s3
+    name, user = _denied_user(
+        admin, {"gen.zarr/c/*": ["s3:PutObject"], "gen.zarr/.pipeline/*": _DELETE}
+    )
+    generate = {"shape": [20, 10], "chunks": [10, 10]}
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"s3://{name}/gen.zarr", "storage_options": user, "generate": generate},
+        output={"store": f"s3://{name}/out.zarr", "storage_options": admin},
+    )  # fmt: skip
+    rc, out, err = cli("generate", cfg)
+    assert rc == 1, out + err
+    line = one_line_error(err)
+    assert line.startswith("error: cannot write input chunk 'c/"), line
+    assert "(S3 PutObject needs s3:PutObject)" in line, line
+    lock = f"s3://{name}/gen.zarr/.pipeline/generate.lock"
+    assert f"its lock {lock} stays (PermissionError: Access Denied (S3 DeleteObject " in line
+    assert f"(`aws s3 rm {lock} --endpoint-url {admin['endpoint_url']}`)" in line, line
+
+
+def test_an_s3_output_lock_left_by_a_killed_run_is_taken_over(tmp_path, cli, bucket) -> None:
+    """A run killed (SIGKILL) while it holds the output's lock object on S3 leaves it there;
+    the next run on this host finds its holder's process gone and takes the lock over (a
+    PUT conditional on the version read: ``ledger._take_over``), says so, and finishes; no
+    lock stays."""
+    import s3fs
+
+    url, options = bucket
+    x = np.arange(600, dtype=np.float32).reshape(30, 20)
+    store = _s3_store(f"{url}/in.zarr", options)
+    zarr.create_array(store=store, shape=x.shape, dtype=x.dtype, chunks=(10, 20))[...] = x
+    cfg = write_config(
+        tmp_path, "", "",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )  # fmt: skip
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    lock = f"{url.removeprefix('s3://')}/out.zarr/.pipeline/lock"
+    with paused_at_lock("run", cfg, cwd=tmp_path) as held:
+        holder = json.loads(fs.cat_file(lock))
+        assert holder["pid"] == held.pid
+        kill_group(held)  # the run and whatever it started
+        held.wait(30)
+    fs.invalidate_cache()
+    assert fs.exists(lock)  # what the killed run left
+    rc, out, err = cli("run", cfg, "--progress", "plain")
+    assert rc == 0, out + err
+    assert f"taking over {url}/out.zarr/.pipeline/lock, left by a stopped run" in err, err
+    fs.invalidate_cache()
+    assert not fs.exists(lock)
+    assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], reference(x))
 
 
 @contextlib.contextmanager

@@ -113,12 +113,18 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     try:
         lock.check_apart()  # again, held: one of two writers nested taking locks at once sees
         # the other
-        return _generate_locked(config, cp, loc, path, progress, interval)
-    finally:
-        try:
-            lock.clear()  # the lock, and its folder in the array's
+        info = _generate_locked(config, cp, loc, path, progress, interval)
+    except BaseException as e:
+        try:  # the lock, and its folder in the array's; a lock that stays is said in e's line
+            lock.clear_after(e)
         finally:
             remove_if_empty(made)  # made by the lock alone (a generation stopped before writing)
+        raise
+    try:
+        lock.clear()  # the lock, and its folder in the array's
+    finally:
+        remove_if_empty(made)
+    return info
 
 
 def _refuse_if_generating(lock: InputLock) -> None:

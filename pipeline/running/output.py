@@ -1535,8 +1535,10 @@ def write_again(plan: Plan) -> None:
                 record = attrs[arrays.RUN_RECORD]
                 arrays.update_attributes(o.location, o.path, arrays.record_attribute(record))
             _consolidate(plan)
-    finally:
-        ledger.release()
+    except BaseException as e:
+        ledger.give_up(e)  # a lock that stays is said in e's line, never in its place
+        raise
+    ledger.give_up()
 
 
 def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
@@ -2373,10 +2375,16 @@ def drop_leftover_record(plan: Plan) -> None:
     except Exception:  # another run is at it (its record is its own), or no write here
         return
     try:
-        if output_state(plan) == "complete":
-            ledger.clear()
-        else:
-            ledger.release()
+        state = output_state(plan)
+    except Exception as e:
+        ledger.give_up(e)
+        log.warning("the output is complete, but its run record stays: %s", e)
+        return
+    if state != "complete":
+        ledger.give_up()  # a lock that stays is said in a warning
+        return
+    try:
+        ledger.clear()  # its line says the lock stays where it does
     except Exception as e:  # the output is whole either way: a leftover is only untidy
         log.warning("the output is complete, but its run record stays: %s", e)
 

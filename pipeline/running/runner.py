@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -509,6 +510,8 @@ def _as_run_takes(plan: Plan, e: PipelineError | Interrupted) -> PipelineError |
     the run, a lost run record) had still been named. ``e`` where ``run`` cannot be asked."""
     if isinstance(e, Interrupted):
         flag = INTERRUPTED_FLAG.get(e.state) if e.what == "run" and not e.refused else None
+    elif e.data.get("lock_stays"):  # `run` would find this run's own lock, which its line
+        return e  # says how to remove: the command it names is for after that
     else:
         named = _NAMED.search(str(e))
         flag = named.group(1) if named else None
@@ -678,9 +681,8 @@ def _execute(
                 output=where,
                 status="changed",
             )
-    except PipelineError:
-        with contextlib.suppress(Exception):
-            ledger.release()
+    except PipelineError as e:
+        ledger.give_up(e)  # a lock that stays is said in e's line
         remove_if_empty(made)
         raise
     exists = start == "resume"  # an output of this run's, incomplete and resumable
@@ -734,8 +736,9 @@ def _execute(
         raise Interrupted("run", plan.output.location.join(plan.output.path), state) from None
     finally:
         if not finished:
-            with contextlib.suppress(Exception):
-                ledger.release()
+            # the failure raised from here (sys.exc_info: the one replacing a handled one),
+            # whose line says the lock stays where it cannot be given up
+            ledger.give_up(sys.exc_info()[1])
             if not exists and not creating:  # the record marks what a replacement left
                 remove_if_empty(made)
 

@@ -38,7 +38,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pipeline.errors import InputError, OutputError, PipelineError
+from pipeline.errors import (
+    InputError,
+    OutputError,
+    PipelineError,
+    cause,
+    storage_failure,
+    then_say,
+)
 from pipeline.store.grid import Shape
 from pipeline.store.location import Location
 
@@ -237,11 +244,73 @@ class Ledger:
 
     def clear(self) -> None:
         """Remove the whole record (the run finished); releases the lock, also where part of
-        the record could not be removed (:class:`~pipeline.errors.OutputError`, raised)."""
+        the record could not be removed (:class:`~pipeline.errors.OutputError`, raised; its
+        line says the lock stays, and how to remove it, where that was refused too:
+        :meth:`stays`). A refused delete of a marker or of ``run.json`` (credentials that
+        may write the output but not delete there) had left the lock object held on S3,
+        and the next run found it."""
         try:
             self.location.delete(self._key(), recursive=True)
+        except BaseException as e:
+            self.give_up(e)  # the lock, if the record's delete left it (the rest stays)
+            raise
         finally:
             self._close_lock()
+
+    def clear_after(self, failure: BaseException | None) -> None:
+        """Remove the whole record after a failure (``failure``; None: none): the lock is
+        given up whatever else stays, and where it cannot be, ``failure``'s line says so
+        (:meth:`give_up`); what else stays is no part of that line."""
+        with contextlib.suppress(Exception):
+            self.location.delete(self._key(), recursive=True)
+        try:
+            self.give_up(failure)
+        finally:
+            self._close_lock()
+
+    def stays(self, e: BaseException) -> str:
+        """Words for the line of a run (or generation) whose lock could not be given up
+        (``e``: its store's refusal of the lock's delete or read): that it stays, what the
+        store answered, and how to remove it (the permission to grant, or the command that
+        deletes it), since the next run may find it held."""
+        lock = self.location.join(self._key(self.LOCK))
+        failure = (
+            e.data.get("reason") if isinstance(e, PipelineError) else None
+        ) or storage_failure(e)
+        if not isinstance(failure, str):
+            failure = cause(e)
+        fix = self.location.answer_fix(failure, side=self.ROLE)
+        command = removal_command(self.location, self._key(self.LOCK))
+        yourself = f"delete it yourself ({command})" if command else "delete it yourself"
+        return (
+            f"its lock {lock} stays ({failure}): {fix}, or {yourself}; a later {self.WHAT} "
+            "may find it held until it is gone"
+        )
+
+    def give_up(self, failure: BaseException | None = None) -> None:
+        """Release the lock (:meth:`release`) as a run (or generation) ends with ``failure``
+        (None: it did its work), never raising: where the lock cannot be given up (its
+        store refused the delete, or the read that finds it this run's), ``failure``'s line
+        ends with :meth:`stays`' words (a PipelineError's message, or a store's answer
+        that :func:`~pipeline.errors.store_answer` says: :func:`~pipeline.errors.then_say`),
+        and a warning says them where there is no such line; a PipelineError gets the field
+        ``lock_stays`` (the lock's URL). On a local file system the OS lock is dropped
+        whatever the file's removal answers (a file left there holds nothing). A refusal
+        that ended a run
+        had been followed by a release whose own refusal was dropped: the lock stayed held,
+        unsaid, and the next run found it."""
+        try:
+            self.release()
+        except Exception as e:
+            if self.location.is_local:  # its OS lock is dropped (a file left holds nothing)
+                self._close_lock()
+                return
+            words = self.stays(e)
+            if failure is None or not then_say(failure, words):
+                log.warning("%s", words[0].upper() + words[1:])
+            elif isinstance(failure, PipelineError):  # its field: the lock that stays, which
+                # the run's own `run` asked now would find held (runner._as_run_takes)
+                failure.__dict__["lock_stays"] = self.location.join(self._key(self.LOCK))
 
     # -- one writer at a time ----------------------------------------------------------------
 
@@ -459,6 +528,23 @@ class InputLock(Ledger):
         )
         who = holder_said(holder, GENERATING_CALL)
         return f"another process is generating the input {where} ({who}): wait for it to end{gone}"
+
+
+def removal_command(location: Location, key: str) -> str | None:
+    """A command that deletes the object ``key`` of ``location``, a store on S3, as a line
+    tells its user to (`aws s3 rm s3://b/out.zarr/.pipeline/lock`, with its endpoint URL
+    where ``storage_options`` give one); None for any other store."""
+    import shlex
+
+    url = location.join(key)
+    if not url.startswith("s3://"):
+        return None
+    options = location.storage_options
+    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get(
+        "endpoint_url"
+    )
+    flag = f" --endpoint-url {shlex.quote(str(endpoint))}" if endpoint else ""
+    return f"`aws s3 rm {shlex.quote(url)}{flag}`"
 
 
 def remove_if_empty(made: list[str]) -> None:

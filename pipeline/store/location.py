@@ -61,6 +61,8 @@ from pipeline.errors import (
     public_url,
     refused_access,
     refused_credentials,
+    refused_request,
+    s3_action,
     said_option,
     storage_failure,
     storage_fix,
@@ -370,6 +372,14 @@ class Location:
         self.check_url_safe(key)
         return key_under(self._resolve()[1], key)
 
+    def _key_of(self, path: str) -> str:
+        """The store key of ``path``, a path of the store's file system under its root (as
+        :meth:`_path` makes it); ``path`` itself where it is not under it."""
+        root = self._resolve()[1].rstrip("/")
+        if not root:
+            return path.strip("/")
+        return path[len(root) :].strip("/") if path.startswith(root + "/") else path
+
     def check_url_safe(self, key: str) -> None:
         """Raise StoreError (fields ``store``, ``key``) where this store is reached over HTTP
         and ``key`` (a key, or an array's path) holds what a URL reads otherwise than as a
@@ -603,11 +613,20 @@ class Location:
             failure = storage_failure(e) if not self.is_local else None
             if failure is not None:  # a store's answer (S3: no s3:DeleteObject), not a file's:
                 # "write permission on its folder, no immutable attribute" had been said (h65f)
+                where = getattr(e, _UNDELETED, where)  # the object it refused, not its folder
+                said = self.join(self._key_of(where) if where != path else key)
+                # a recursive delete lists first: a refused listing is no refused delete
+                what = (
+                    f"list {self.join(key)} to delete it"
+                    if s3_action(e) == "list"
+                    else (f"delete {said}")
+                )
                 raise OutputError(
-                    f"cannot delete {self.join(key)} ({failure}): "
+                    f"cannot {what} ({failure}): "
                     f"{self.answer_fix(failure, side='output')}, or delete it yourself",
                     output=self.url,
                     path=where,
+                    reason=failure,
                 ) from None
             raise OutputError(
                 f"cannot delete {where} ({type(e).__name__}: {e.strerror or e}): make it "
@@ -1033,6 +1052,16 @@ def _unwritable(location: Location, e: BaseException) -> str:
         return f"cannot write to the {side} store {where} ({failure}): {unreachable}"
     if refused_credentials(failure):
         return f"cannot write to the {side} store {where} ({failure}): {fix}"
+    request = refused_request(e, location)
+    if request is not None and request[0] != "write":
+        # the probe was written, and its look-up (a HEAD, a listing) refused: credentials that
+        # may write the store but not read it back had been told "cannot write", "choose a
+        # writable store"; a run reads what it writes (its record, its lock, verify)
+        action, asked = request
+        return (
+            f"cannot {action} the {side} store {where}: it answered {failure} to {asked}, "
+            f"which it let be written: {fix}"
+        )
     if failure.startswith(("HTTP 401", "HTTP 403", "PermissionError")):
         return (
             f"cannot write to the {side} store {where} ({failure}): {fix}, or choose a "
@@ -2088,15 +2117,29 @@ def _remove_files(fs: Any, paths: Sequence[str]) -> None:
             fs.rm_file(p)
 
 
+#: The attribute by which a refused delete of one of many paths names it (s3fs's
+#: ``PermissionError`` names none): :meth:`Location.delete`'s line says that object.
+_UNDELETED = "pipeline_undeleted"
+
+
 async def _remove_files_async(fs: Any, paths: Sequence[str], batch: int = 64) -> None:
-    """``_rm_file`` each path of an async file system, ``batch`` at a time."""
+    """``_rm_file`` each path of an async file system, ``batch`` at a time; every one is
+    tried, whatever an earlier one's delete answered (a refused marker had kept the run's
+    lock, later in the record's listing, from being deleted), then the first refusal is
+    raised, naming its path (:data:`_UNDELETED`)."""
+    first: BaseException | None = None
     for i in range(0, len(paths), batch):
         got = await asyncio.gather(
             *(fs._rm_file(p) for p in paths[i : i + batch]), return_exceptions=True
         )
-        for r in got:
-            if isinstance(r, BaseException) and not isinstance(r, FileNotFoundError):
-                raise r
+        for p, r in zip(paths[i : i + batch], got, strict=True):
+            refused = isinstance(r, BaseException) and not isinstance(r, FileNotFoundError)
+            if refused and first is None:
+                first = cast(BaseException, r)
+                with contextlib.suppress(AttributeError):
+                    setattr(first, _UNDELETED, p)
+    if first is not None:
+        raise first
 
 
 @functools.cache
