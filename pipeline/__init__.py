@@ -662,14 +662,20 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     device memory, cores, how many share a GPU; ``plan(config, client=client)`` shows that
     plan); without one, the config's cluster is started
     (and closed) or joined, as on the command line. ``options``: the command line's, as
-    :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite``, ``resume``,
-    ``report`` (an HTML file), ``summary_json`` (a JSON file), ``progress`` (``"none"`` by
+    :class:`~pipeline.running.runner.RunOptions` names them: ``overwrite`` (True: replace an
+    output there; False: never replace one, whatever the config's ``output.overwrite`` says;
+    None or left out: as ``output.overwrite`` says, as a command line without
+    ``--overwrite``), ``resume`` (True: finish an output a stopped run left; False or left out:
+    not, the config having no say in it), ``report`` (an HTML file; None or left out: none),
+    ``summary_json`` (a JSON file; None or left out: none), ``progress`` (``"none"`` by
     default here; ``"bar"``, ``"plain"``, ``"auto"``), ``interval`` (seconds between plain
-    progress lines, at least 0.01). Their bools and numbers may be NumPy's. ``resume=True`` of
-    a complete output computes nothing: it writes again only what its metadata holds in a
-    stale or earlier form, its consolidated copies and an earlier version's run record (a
-    mapping, which xarray's ``to_netcdf`` refuses) as JSON text, ``summary.status`` saying
-    which (``"complete (run record written again)"``; ``"complete (nothing to do)"``).
+    progress lines, at least 0.01). An option given wins over the config, False too: only
+    None, or leaving it out, leaves it to the config. Their bools and numbers may be NumPy's.
+    ``resume=True`` of a complete output computes nothing: it writes again only what its
+    metadata holds in a stale or earlier form, its consolidated copies and an earlier
+    version's run record (a mapping, which xarray's ``to_netcdf`` refuses) as JSON text,
+    ``summary.status`` saying which (``"complete (run record written again)"``;
+    ``"complete (nothing to do)"``).
 
     Raises the :class:`PipelineError` the command line prints, with the same one-line
     message, its commands said as this call's options (`run --overwrite` as
@@ -858,11 +864,12 @@ def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
     ``option``, ``valid``, the values it takes): ``overwrite="false"`` would otherwise replace
     an output, as any non-empty string is true. NumPy's bools and numbers (what a caller holds
     after computing with NumPy) are taken as Python's; returns the options with them as
-    Python's ``bool`` and ``float``. ``overwrite`` and ``resume`` together are refused too."""
+    Python's ``bool`` and ``float``; ``overwrite=None`` stays None (left to the config's
+    ``output.overwrite``). ``overwrite`` and ``resume`` together are refused too."""
     from pipeline.reporting.progress import INTERVAL_RULE
 
     kinds: dict[str, tuple[str, Callable[[Any], bool]]] = {
-        "overwrite": ("True or False", _is_bool),
+        "overwrite": ("True, False or None", lambda v: v is None or _is_bool(v)),
         "resume": ("True or False", _is_bool),
         "progress": ('"none", "plain", "bar" or "auto"', lambda v: v in _PROGRESS),
         "interval": (INTERVAL_RULE, _is_interval),
@@ -879,7 +886,9 @@ def _check_values(options: Mapping[str, Any]) -> dict[str, Any]:
                 suggestion=None,
             )
     as_python = {"overwrite": bool, "resume": bool, "interval": float}
-    checked = {k: as_python[k](v) if k in as_python else v for k, v in options.items()}
+    checked = {
+        k: as_python[k](v) if k in as_python and v is not None else v for k, v in options.items()
+    }
     if checked.get("overwrite") and checked.get("resume"):  # overwrite had won, silently
         raise OptionError(
             "pipeline.run() options overwrite=True and resume=True contradict each other: "

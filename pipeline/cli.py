@@ -794,7 +794,7 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
         opts = settled(
             config,
             RunOptions(
-                overwrite=args.overwrite,
+                overwrite=args.overwrite or None,  # None: as output.overwrite says
                 resume=args.resume,
                 report=args.report,
                 summary_json=args.summary_json,
@@ -1248,7 +1248,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
     opts = RunOptions(
-        overwrite=args.overwrite,
+        overwrite=args.overwrite or None,  # None: as output.overwrite says
         resume=args.resume,
         report=args.report,
         summary_json=args.summary_json,

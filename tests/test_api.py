@@ -415,6 +415,72 @@ def test_plan_of_an_output_a_plain_run_refuses_names_the_call_that_writes_it(
     assert file_states(out) == states
 
 
+def _overwriting_config(tmp: Path, **sections: Any) -> tuple[Path, Path]:
+    """A small input and a config, ``output.overwrite: true`` (``sections`` added), whose
+    output a first run has made complete: (the config's path, the output)."""
+    small_input(tmp)
+    out = tmp / "out.zarr"
+    path = write_config(tmp, tmp / "in.zarr", out, output={"overwrite": True}, **sections)
+    pipeline.run(path)
+    return path, out
+
+
+@pytest.mark.parametrize("given", ["path", "Config", "mapping"])
+def test_overwrite_false_given_wins_over_the_configs_output_overwrite(
+    tmp_path: Path, given: str
+) -> None:
+    """``pipeline.run(config, overwrite=False)`` of a config with ``output.overwrite: true``
+    had replaced its complete output ("8 of 8 blocks written"): the False given was taken for
+    the command line's absent ``--overwrite``, so the config's true won (h71w). A value given
+    wins over the config, as an argument does in any Python API (xarray's ``to_zarr(mode=)``):
+    the output is refused, byte for byte untouched, the line naming ``overwrite=True`` (not
+    the plain call, which is what the caller said no to); NumPy's False too. ``overwrite=None``
+    and leaving it out are the config's: they replace it."""
+    path, out = _overwriting_config(tmp_path)
+    states = file_states(out)
+    config = {
+        "path": path,
+        "Config": load_config(path),
+        "mapping": yaml.safe_load(path.read_text()),
+    }[given]
+    for no in (False, np.False_):
+        with pytest.raises(OutputError) as info:
+            pipeline.run(config, overwrite=no)
+        line = str(info.value)
+        assert "already exists" in line and "overwrite=True" in line, line
+        assert "output.overwrite" not in line and len(line.splitlines()) == 1, line
+        assert file_states(out) == states
+    for left in ({"overwrite": None}, {}):  # the config's: replaced
+        assert pipeline.run(config, **left).status == "complete"
+        assert file_states(out) != states
+        states = file_states(out)
+
+
+def test_overwrite_false_given_keeps_the_configs_file_and_line(tmp_path: Path, cli) -> None:
+    """The explicit False goes with the run, not into a copy of the config, which would say
+    nothing of where its keys were written (``locate_config`` knows a Config by itself): a
+    loaded Config's refusal of a key still begins ``run.yaml:LINE:``, with the key, as the
+    file's path's and the command line's do; the output untouched. The command line (no
+    ``--overwrite``: the config's) still replaces the output."""
+    path, out = _overwriting_config(tmp_path)
+    states = file_states(out)
+    rc, _, err = cli("run", path)  # --overwrite left out: output.overwrite: true replaces it
+    assert rc == 0 and file_states(out) != states, err
+    states = file_states(out)
+    doc = yaml.safe_load(path.read_text())
+    doc["cluster"]["host_memory_limit"] = "1MiB"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, _, err = cli("run", path)
+    lines = {str(path): one_line_error(err)}
+    for config in (path, load_config(path)):
+        with pytest.raises(PlanError) as info:
+            pipeline.run(config, overwrite=False)
+        e = info.value
+        assert (e.file, type(e.line)) == (str(path), int) and e.key is not None, e
+        assert f"error: {e}" == lines[str(path)] and rc == 1, (e, lines)
+    assert file_states(out) == states
+
+
 def test_a_summary_and_a_verify_result_repr_in_a_line_and_print_their_tables(
     tmp_path: Path, cli
 ) -> None:
@@ -570,7 +636,7 @@ def test_an_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
         ("interval", 10**400),  # no float
         ("interval", 1e-300),  # no progress loop prints that often (MIN_INTERVAL)
         ("interval", np.float64(0.009)),
-        ("overwrite", None),
+        ("overwrite", "none"),  # None leaves it to the config; "none" is no value it takes
         ("overwrite", np.int64(1)),
         ("report", 3),
     ],

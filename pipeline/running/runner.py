@@ -65,7 +65,10 @@ log = logging.getLogger("pipeline")
 class RunOptions:
     """Command-line choices that are not part of the config."""
 
-    overwrite: bool = False
+    overwrite: bool | None = None
+    """replace an existing output: True; never replace it: False, whatever the config's
+    ``output.overwrite`` says; None (the default, no ``--overwrite``): as ``output.overwrite``
+    says (:func:`settled` decides it, a bool from then on)"""
     resume: bool = False
     report: str | None = None
     """save Dask's performance report (HTML) here"""
@@ -297,8 +300,11 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
 def settled(config: Config, options: RunOptions) -> RunOptions:
     """``options`` as a run of ``config`` takes them, checked before anything is planned (a
     file it writes at its end that it could not write, or inside a store; a report without
-    bokeh): ConfigError; with ``overwrite`` where the config's ``output.overwrite`` asks for
-    it (and ``resume`` does not). ``run --dry-run`` settles them so too (:func:`preview`)."""
+    bokeh): ConfigError; with ``overwrite`` left to the config (None) as the config's
+    ``output.overwrite`` asks (and ``resume`` does not): an ``overwrite`` given, False too,
+    wins over the config (``pipeline.run(config, overwrite=False)`` had replaced a complete
+    output of a config with ``output.overwrite: true``, h71w). ``run --dry-run`` settles them
+    so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
         if path:  # a store first: an output's folder not made yet is no "unwritable folder"
             _check_outside_stores(flag, str(path), config)
@@ -312,8 +318,9 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
                 option="--report",
                 library="bokeh",
             )
-    if config.output.overwrite and not options.overwrite and not options.resume:
-        options = dataclasses.replace(options, overwrite=True)  # the config asks for it
+    if options.overwrite is None:  # left to the config
+        configured = bool(config.output.overwrite) and not options.resume
+        options = dataclasses.replace(options, overwrite=configured)
     return options
 
 
@@ -644,7 +651,7 @@ def decide(plan: Plan, options: RunOptions) -> str:
     refusal (an OutputError), from its checks before anything is written (the output neither
     overlaps the input nor is unwritable, :func:`pipeline.running.output.decide_start`).
     Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it."""
-    return output.startable(plan, overwrite=options.overwrite, resume=options.resume)
+    return output.startable(plan, overwrite=bool(options.overwrite), resume=options.resume)
 
 
 def _execute(
@@ -671,7 +678,7 @@ def _execute(
         # and another writer nested with this output that took its own lock meanwhile looks
         # too, once it holds it, so one of the two sees the other (ledger.Ledger.check_apart)
         again = output.decide_start(
-            plan, overwrite=options.overwrite, resume=options.resume, locked=True
+            plan, overwrite=bool(options.overwrite), resume=options.resume, locked=True
         )
         if again != start:
             where = plan.output.location.join(plan.output.path)
@@ -701,7 +708,7 @@ def _execute(
             if start == "fresh":
                 # only an --overwrite run finds something there to replace (the line of a
                 # Ctrl-C meanwhile says whether what was there is gone: helper-89)
-                replacing = options.overwrite and output.output_state(plan) != "absent"
+                replacing = bool(options.overwrite) and output.output_state(plan) != "absent"
                 creating = True
                 output.create(plan)
                 creating, exists = False, True
