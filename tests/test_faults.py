@@ -2847,14 +2847,15 @@ def test_an_input_key_that_is_a_link_to_nothing_is_refused_before_anything_is_wr
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["raw", "zarr"])
-@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded"])
+@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded", "v3-c"])
 def test_a_unit_that_became_a_link_to_nothing_is_refused_at_its_read(
     tmp_path: Path, layout: str, direct: bool
 ) -> None:
     """h71v: a stored unit that is a link to nothing by the time a task reads it (its content
     dropped, ``git annex drop``, after the plan walked the input): the task on a Dask worker
     raises the one line naming the key and the fix, whether the pipeline's raw reader reads
-    the unit or zarr-python does; it had read as the fill value."""
+    the unit or zarr-python does; it had read as the fill value. 'v3-c': the unit's folder
+    ``c`` is the link, named as the way the key is read through."""
     import dataclasses
 
     from distributed import Client, LocalCluster
@@ -2866,9 +2867,14 @@ def test_a_unit_that_became_a_link_to_nothing_is_refused_at_its_read(
 
     store, key, link = _annexed_input(tmp_path, layout)
     os.unlink(link)  # the plan sees the unit absent: a missing chunk, as it was
+    if layout == "v3-c":
+        os.mkdir(link)
+        key = "c/1/1"
     cfg = write_config(tmp_path, store, tmp_path / "out.zarr", chunking={"block": [4, 4]})
     src = make_plan(load_config(cfg), MACHINES["cpu"]).source
     src = dataclasses.replace(src, direct=direct and src.direct)
+    if layout == "v3-c":
+        os.rmdir(link)
     os.symlink(_ANNEXED, link)
     with (
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
@@ -2877,7 +2883,9 @@ def test_a_unit_that_became_a_link_to_nothing_is_refused_at_its_read(
     ):
         client.submit(tasks.read_block, src, (1, 1), pure=False).result()
     assert e.value.key == key and e.value.reason == "dangling link"
-    _said_dangling(str(e.value), store, key, link)
+    line = str(e.value)
+    assert (f"(through {link})" in line) is (layout == "v3-c"), line
+    _said_dangling(line.replace(f" (through {link})", ""), store, key, link)
 
 
 def test_verify_refuses_an_input_whose_content_was_dropped_since(tmp_path: Path, cli) -> None:
