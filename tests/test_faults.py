@@ -2901,3 +2901,25 @@ def test_verify_refuses_an_input_whose_content_was_dropped_since(tmp_path: Path,
     rc, out, err = cli("verify", "--all", cfg)
     assert rc == 1, out + err
     _said_dangling(one_line_error(err), store, key, link)
+
+
+def test_an_output_document_that_is_a_link_to_nothing_is_named_as_one(tmp_path: Path, cli) -> None:
+    """h71v: the output's ``zarr.json`` (its run record) a symbolic link to nothing, as in a
+    DataLad dataset whose output was saved and never fetched: ``verify`` and ``run --resume``
+    name the link, its target and the fix; they had called it "not readable Zarr metadata"
+    and said to remove the output."""
+    x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    document = tmp_path / "out.zarr" / "zarr.json"
+    document.unlink()
+    document.symlink_to(_ANNEXED)
+    for args in (("verify",), ("run", "--resume")):
+        rc, out, err = cli("-q", *args, cfg)
+        assert rc == 1, out + err
+        line = one_line_error(err)
+        _said_dangling(line, tmp_path / "out.zarr", "zarr.json", str(document))
+        assert "fill value" not in line, line
+    assert os.readlink(document) == _ANNEXED
