@@ -2789,3 +2789,137 @@ def test_an_input_named_by_a_local_url_is_kept_apart_from_outputs_and_reports(
         pipeline.run(apart, summary_json=str(src / "zarr.json"))
     assert "inside the input store" in str(info.value)
     assert file_states(src) == before
+
+
+#: Where a git-annex (DataLad) dataset's unfetched file points: a path that does not exist.
+_ANNEXED = "../../.git/annex/objects/Xx/SHA256E-s1--abc/SHA256E-s1--abc"
+
+
+def _annexed_input(tmp_path: Path, layout: str) -> tuple[Path, str, str]:
+    """An input written by zarr-python (``layout``: 'v2', 'v3', 'v3-sharded'; 'v3-c', whose
+    whole ``c`` folder is the link; 'v3-document', whose ``zarr.json`` is), whose one stored
+    unit (or ``c``, or ``zarr.json``) is a symbolic link to a path that does not exist, as a
+    DataLad dataset's content is before ``datalad get``: (the input, the key refused, the
+    link's path)."""
+    x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    store = tmp_path / "in.zarr"
+    if layout == "v2":
+        make_array(store, x, (4, 4), zarr_format=2)
+        key = "1.1"
+    elif layout == "v3-sharded":
+        make_array(store, x, (2, 2), shards=(4, 4))
+        key = "c/1/1"
+    else:
+        make_array(store, x, (4, 4))
+        key = {"v3": "c/1/1", "v3-c": "c", "v3-document": "zarr.json"}[layout]
+    link = store / key
+    shutil.rmtree(link) if link.is_dir() else link.unlink()
+    link.symlink_to(_ANNEXED)
+    return store, key, str(link)
+
+
+def _said_dangling(line: str, store: Path, key: str, link: str) -> None:
+    assert f"{key!r} of {store} is a symbolic link" in line, line
+    target = os.path.normpath(os.path.join(os.path.dirname(link), _ANNEXED))
+    assert f"to {target}, which does not exist" in line, line
+    assert f"`git annex get {link}` or `datalad get {link}`" in line, line
+
+
+@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded", "v3-c", "v3-document"])
+def test_an_input_key_that_is_a_link_to_nothing_is_refused_before_anything_is_written(
+    tmp_path: Path, cli, layout: str
+) -> None:
+    """h71v: a local input's chunk (or shard, or its whole ``c`` folder, or its metadata
+    document) that is a symbolic link whose target is absent, as every file of a DataLad
+    (git-annex) dataset is until ``datalad get``: zarr-python reads it as a missing chunk,
+    and the run wrote the fill value there and said ``complete``. Now refused by the plan in
+    one line naming the key, the link's target and the fix; no output is made, and the input
+    is left as it was."""
+    store, key, link = _annexed_input(tmp_path, layout)
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
+    rc, _, err = cli("-q", "run", cfg, "--progress", "none")
+    assert rc == 1, err
+    line = one_line_error(err)
+    _said_dangling(line, store, key, link)
+    assert ("fill value" in line) is (layout != "v3-document"), line
+    assert not (tmp_path / "out.zarr").exists()
+    assert os.readlink(link) == _ANNEXED
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["raw", "zarr"])
+@pytest.mark.parametrize("layout", ["v2", "v3", "v3-sharded", "v3-c"])
+def test_a_unit_that_became_a_link_to_nothing_is_refused_at_its_read(
+    tmp_path: Path, layout: str, direct: bool
+) -> None:
+    """h71v: a stored unit that is a link to nothing by the time a task reads it (its content
+    dropped, ``git annex drop``, after the plan walked the input): the task on a Dask worker
+    raises the one line naming the key and the fix, whether the pipeline's raw reader reads
+    the unit or zarr-python does; it had read as the fill value. 'v3-c': the unit's folder
+    ``c`` is the link, named as the way the key is read through."""
+    import dataclasses
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.config import load_config
+    from pipeline.planning.plan import make_plan
+    from pipeline.running import tasks
+    from tests.test_plan import MACHINES
+
+    store, key, link = _annexed_input(tmp_path, layout)
+    os.unlink(link)  # the plan sees the unit absent: a missing chunk, as it was
+    if layout == "v3-c":
+        os.mkdir(link)
+        key = "c/1/1"
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr", chunking={"block": [4, 4]})
+    src = make_plan(load_config(cfg), MACHINES["cpu"]).source
+    src = dataclasses.replace(src, direct=direct and src.direct)
+    if layout == "v3-c":
+        os.rmdir(link)
+    os.symlink(_ANNEXED, link)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        pytest.raises(StoreError) as e,
+    ):
+        client.submit(tasks.read_block, src, (1, 1), pure=False).result()
+    assert e.value.key == key and e.value.reason == "dangling link"
+    line = str(e.value)
+    assert (f"(through {link})" in line) is (layout == "v3-c"), line
+    _said_dangling(line.replace(f" (through {link})", ""), store, key, link)
+
+
+def test_verify_refuses_an_input_whose_content_was_dropped_since(tmp_path: Path, cli) -> None:
+    """h71v: ``verify --all`` of a complete output whose input chunk is a link to nothing now
+    (``git annex drop`` since the run): the one line naming the key and the fix, not a
+    comparison with the fill value."""
+    store, key, link = _annexed_input(tmp_path, "v3")
+    os.unlink(link)  # a missing chunk at the run
+    cfg = write_config(tmp_path, store, tmp_path / "out.zarr")
+    rc, _, err = cli("-q", "run", cfg, "--progress", "none")
+    assert rc == 0 and status(tmp_path / "out.zarr") == "complete", err
+    os.symlink(_ANNEXED, link)
+    rc, out, err = cli("verify", "--all", cfg)
+    assert rc == 1, out + err
+    _said_dangling(one_line_error(err), store, key, link)
+
+
+def test_an_output_document_that_is_a_link_to_nothing_is_named_as_one(tmp_path: Path, cli) -> None:
+    """h71v: the output's ``zarr.json`` (its run record) a symbolic link to nothing, as in a
+    DataLad dataset whose output was saved and never fetched: ``verify`` and ``run --resume``
+    name the link, its target and the fix; they had called it "not readable Zarr metadata"
+    and said to remove the output."""
+    x = np.arange(1, 65, dtype=np.float32).reshape(8, 8)
+    make_array(tmp_path / "in.zarr", x, (4, 4))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    rc, _, err = cli("-q", "run", cfg, "--progress", "none")
+    assert rc == 0, err
+    document = tmp_path / "out.zarr" / "zarr.json"
+    document.unlink()
+    document.symlink_to(_ANNEXED)
+    for args in (("verify",), ("run", "--resume")):
+        rc, out, err = cli("-q", *args, cfg)
+        assert rc == 1, out + err
+        line = one_line_error(err)
+        _said_dangling(line, tmp_path / "out.zarr", "zarr.json", str(document))
+        assert "fill value" not in line, line
+    assert os.readlink(document) == _ANNEXED

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,13 @@ from pipeline.store import arrays, grid, ledger
 from pipeline.store.arrays import ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import Ledger
-from pipeline.store.location import Location, is_os_file, links_above
+from pipeline.store.location import (
+    Location,
+    dangling_link_on,
+    is_os_file,
+    link_refusal,
+    links_above,
+)
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
 #: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
@@ -492,7 +499,7 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
             break
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
     if location.is_local:
-        return StoreIdentity(ident + _local_files_identity(location.join(path)), None)
+        return StoreIdentity(ident + _local_files_identity(location, path), None)
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
     try:
         found = location.stamped_files(path)
@@ -528,13 +535,28 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
     return StoreIdentity(ident + [total, digest.hexdigest()[:16]], why)
 
 
-def _local_files_identity(root: str) -> list[Any]:
-    """[total bytes, digest] of the files under ``root`` (the run record and the files an
-    operating system writes into folders, :func:`~pipeline.store.location.is_os_file`, left
-    out): each file's path below ``root``, size, modification and status-change time
-    (nanoseconds)."""
+#: A name below an array's folder that zarr-python may read as a key of it, in any chunk key
+#: encoding: a metadata document, or a chunk's key ('c', 'c/0/1', 'c.0.1', '0.1', '0/1'), or a
+#: folder on the way to one ('c', 'c/0').
+_READ_NAME = re.compile(
+    r"(?:zarr\.json|\.zarray|\.zattrs|\.zgroup|\.zmetadata|(?:c(?:[/.]\d+)*)|\d+(?:[/.]\d+)*)"
+)
+
+
+def _local_files_identity(location: Location, path: str) -> list[Any]:
+    """[total bytes, digest] of the files under the local array folder ``path`` of
+    ``location`` (the run record and the files an operating system writes into folders,
+    :func:`~pipeline.store.location.is_os_file`, left out): each file's path below it, size,
+    modification and status-change time (nanoseconds).
+
+    Raises StoreError (:func:`~pipeline.store.location.link_refusal`) where a name that Zarr
+    reads as a key of the array (a chunk's, or a metadata document's: :data:`_READ_NAME`) is
+    a symbolic link whose target does not exist: a git-annex or DataLad dataset's content
+    never fetched, which zarr-python reads as the fill value. So a run refuses it at its plan,
+    before anything is written; the walk saw it anyway."""
     import os
 
+    root = location.join(path)
     total = 0
     entries = []
     real_root = os.path.realpath(root)
@@ -555,11 +577,16 @@ def _local_files_identity(root: str) -> list[Any]:
         for f in files:
             if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
                 continue
-            path = os.path.join(dirpath, f)
-            rel = os.path.relpath(path, root)
+            file = os.path.join(dirpath, f)
+            rel = os.path.relpath(file, root)
             try:
-                st = os.stat(path)
+                st = os.stat(file)
             except FileNotFoundError:  # a link to nothing (or a file gone meanwhile)
+                name = rel.replace(os.sep, "/")
+                link = dangling_link_on(file, root) if _READ_NAME.fullmatch(name) else None
+                if link is not None:
+                    key = f"{path}/{name}" if path else name
+                    raise link_refusal(location.url, key, *link) from None
                 entries.append(f"{rel}\0missing\n")
                 continue
             total += st.st_size

@@ -650,7 +650,13 @@ def decide(plan: Plan, options: RunOptions) -> str:
     """How a run with ``options`` starts at the output: 'fresh', 'resume' or 'done'; or its
     refusal (an OutputError), from its checks before anything is written (the output neither
     overlaps the input nor is unwritable, :func:`pipeline.running.output.decide_start`).
-    Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it."""
+    Reads only; the run (:func:`_check`) and its dry run (:func:`preview`) both ask it.
+    A local input's identity is taken first (kept by the plan, which the run takes anyway):
+    its walk refuses a chunk that is a symbolic link to nothing (a git-annex or DataLad
+    dataset's content never fetched), which zarr-python reads as the fill value, before the
+    output is made; a remote input's costs requests, and is taken where the run takes it."""
+    if plan.input.location.is_local:
+        _ = plan.identity
     return output.startable(plan, overwrite=bool(options.overwrite), resume=options.resume)
 
 

@@ -38,7 +38,13 @@ from pipeline.store import codecs, grid, references, shards
 from pipeline.store.codecs import FrameCodec
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD
-from pipeline.store.location import Location, is_os_file, is_write_probe, key_under
+from pipeline.store.location import (
+    Location,
+    is_link_refusal,
+    is_os_file,
+    is_write_probe,
+    key_under,
+)
 
 if TYPE_CHECKING:
     from pipeline.config.models import GenerateConfig
@@ -876,7 +882,9 @@ def _read_documents(location: Location, keys: list[str]) -> dict[str, Any]:
     def one(key: str) -> Any:
         try:
             raw = location.read(key)
-        except Exception:  # a folder, unreadable: the opening says so
+        except Exception as e:  # a folder, unreadable: the opening says so
+            if is_link_refusal(e):  # a link to nothing, which Zarr would read as absent
+                raise
             return None
         if raw is None:
             return None

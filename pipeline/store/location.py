@@ -452,14 +452,34 @@ class Location:
             try:
                 with open(path, "rb") as f:
                     return f.read()
-            except NO_BYTES:
-                return None
+            except (*NO_BYTES, OSError) as e:
+                failed: OSError = e
+            self._refuse_link(key, path, failed)
+            return None
         fs = self.fs()
         try:
             with _one_reader(fs):
                 return fs.cat_file(path)
         except NO_BYTES:
             return None
+
+    def _refuse_link(self, key: str, path: str, error: OSError) -> None:
+        """After the local read of ``key`` (at ``path``) failed with ``error``: raise
+        StoreError (:func:`link_refusal`) where the key, or a folder on its way below the
+        store's root, is a symbolic link whose target does not exist (a git-annex or DataLad
+        dataset whose content was never fetched: zarr-python reads such a chunk as the fill
+        value, and a run had reported an all-fill output ``complete``); return where the key
+        holds no bytes (:data:`NO_BYTES`: read as missing); re-raise ``error`` otherwise.
+        A few ``lstat`` calls, on this failure path alone."""
+        if isinstance(error, FileNotFoundError | NotADirectoryError):
+            link = dangling_link_on(path, self.join(""))
+            if link is not None:
+                raise link_refusal(self.url, key, *link)
+            return
+        if isinstance(error, NO_BYTES):  # a loop of links (ELOOP) is raised as it is: its
+            # one line says to mend or remove the link (errors.storage_fix)
+            return
+        raise error
 
     def read_small(self, keys: Sequence[str], batch: int = 64) -> dict[str, bytes | None] | None:
         """The bytes under each of ``keys``, small files read whole (metadata documents), or
@@ -496,7 +516,13 @@ class Location:
         reused across calls); the filled view, or None when the key is absent (as for
         :meth:`read`)."""
         if self.is_local:
-            return _read_file_into(self._path(key), alloc)
+            path = self._path(key)
+            try:
+                return _read_file_into(path, alloc)
+            except OSError as e:
+                failed: OSError = e
+            self._refuse_link(key, path, failed)
+            return None
         data = self.read(key)
         if data is None:
             return None
@@ -510,8 +536,11 @@ class Location:
         path = self._path(key)
         try:
             return os.path.getsize(path) if self.is_local else int(self.fs().size(path))
-        except FileNotFoundError:
-            return None
+        except FileNotFoundError as e:
+            failed = e
+        if self.is_local:
+            self._refuse_link(key, path, failed)
+        return None
 
     @_asking("write")
     def write(self, key: str, parts: Sequence[Any], atomic: bool = False) -> int:
@@ -1363,22 +1392,75 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview | None:
-    """A local file's bytes in the buffer ``alloc(size)`` gives; None when there is no file
-    (:data:`NO_BYTES`: a directory there too)."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            view = alloc(size)[:size]
-            got = 0
-            while got < size:
-                n = f.readinto(view[got:])
-                if not n:
-                    raise OSError(errno.EIO, f"{path}: short read")
-                got += n
-            return view
-    except NO_BYTES:
-        return None
+def _read_file_into(path: str, alloc: Callable[[int], memoryview]) -> memoryview:
+    """A local file's bytes in the buffer ``alloc(size)`` gives. Raises OSError where it
+    cannot be read (:data:`NO_BYTES` where there is no file, or a directory:
+    :meth:`Location.read_into` reads those as missing)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        view = alloc(size)[:size]
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                raise OSError(errno.EIO, f"{path}: short read")
+            got += n
+        return view
+
+
+def dangling_link_on(path: str, root: str) -> tuple[str, str] | None:
+    """The local ``path``, or the first folder above it that lies below ``root`` (the
+    store's folder), that is a symbolic link whose target does not exist: (the link, the
+    path it names, resolved against the link's folder); None where there is none (``path``
+    is simply absent)."""
+    root = os.path.normpath(root)
+    here = os.path.normpath(path)
+    while here.startswith(root.rstrip(os.sep) + os.sep):  # by path: a link is not resolved
+        if os.path.islink(here) and not os.path.exists(here):
+            try:
+                target = os.path.join(os.path.dirname(here), os.readlink(here))
+            except OSError:
+                target = "a path"
+            return here, os.path.normpath(target)
+        up = os.path.dirname(here)
+        if up == here:  # the file system's root ('/'): a store there ends the climb too
+            break
+        here = up
+    return None
+
+
+def is_link_refusal(e: BaseException) -> bool:
+    """Whether ``e`` is :func:`link_refusal`'s: a key that is a symbolic link to nothing."""
+    return isinstance(e, StoreError) and getattr(e, "reason", None) == "dangling link"
+
+
+def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
+    """The one line for the key ``key`` of the local store ``store`` that reads through the
+    symbolic link ``link`` to ``target``, which does not exist: not a missing key, which
+    reads as the fill value, since its content was most likely never fetched (a git-annex or
+    DataLad dataset keeps every file as such a link until ``git annex get`` or ``datalad
+    get``). StoreError, fields ``store``, ``key``, ``link``, ``target``, ``reason`` ('dangling
+    link')."""
+    where = f"{key!r} of {store}"
+    document = key.rpartition("/")[2] in (
+        "zarr.json",
+        ".zarray",
+        ".zgroup",
+        ".zattrs",
+        ".zmetadata",
+    )
+    unless = "" if document else ", or remove the link if the chunk is meant to be the fill value"
+    via = "" if link.endswith(key.replace("/", os.sep)) else f" (through {link})"
+    return StoreError(
+        f"{where} is a symbolic link{via} to {target}, which does not exist (its content "
+        "never fetched?), so it is not read as a missing key: fetch the content (`git annex "
+        f"get {link}` or `datalad get {link}`){unless}",
+        store=store,
+        key=key,
+        link=link,
+        target=target,
+        reason="dangling link",
+    )
 
 
 def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
