@@ -209,3 +209,63 @@ def test_ctrl_c_in_a_run_called_while_its_caller_is_imported_stops_it_at_once(
     caught = json.loads(proc.stdout.splitlines()[-1])
     assert caught == {"type": "Interrupted", "state": "incomplete"}, (proc.stdout, proc.stderr)
     assert status(out) == "incomplete"
+
+
+#: ``python SCRIPT CONFIG FAULT``: a first ``pipeline.run(CONFIG)`` in which the look at the
+#: output made again once its lock is held (``output.decide_start(..., locked=True)``) raises
+#: ``FAULT`` (Python's ``KeyboardInterrupt``, as a Ctrl-C landing there does, or a store's
+#: ``OSError``); then the same call again in the same process (a notebook's next cell). Each
+#: JSON line: what the first call raised, what the second returned.
+LOCKED_FAULT = """
+import json, sys
+
+import pipeline
+from pipeline.running import output
+
+config, fault = sys.argv[1], sys.argv[2]
+plain = output.decide_start
+faults = [KeyboardInterrupt() if fault == "ctrl-c" else OSError(5, "Input/output error")]
+
+
+def decide_start(*args, **kwargs):
+    if kwargs.get("locked") and faults:
+        raise faults.pop()
+    return plain(*args, **kwargs)
+
+
+output.decide_start = decide_start
+try:
+    got = {"returned": pipeline.run(config).status}
+except BaseException as e:
+    got = {"type": type(e).__name__, "state": getattr(e, "state", None)}
+print(json.dumps(got), flush=True)
+try:
+    second = pipeline.run(config).status
+except BaseException as e:
+    second = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": second}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("fault", ["ctrl-c", "oserror"])
+def test_a_run_stopped_once_it_holds_its_lock_gives_it_up_for_the_next_call(
+    tmp_path: Path, fault: str
+) -> None:
+    """A Ctrl-C (or a store's failure) that lands in a run's second look at the output, made
+    once its lock is held, gives the lock up: the same process's next ``pipeline.run`` (a
+    notebook's next cell) runs. Only a ``PipelineError`` had given it up there: the lock
+    stayed held by the process, and the next call was refused as "another run is writing
+    ... (this process, another thread's `pipeline.run`)" (seen in one of three runs of
+    :func:`test_ctrl_c_while_a_run_imports_leaves_no_package_half_imported`, the Ctrl-C held
+    back to an import's end landing there)."""
+    config = _config(tmp_path)
+    (tmp_path / "script.py").write_text(LOCKED_FAULT)
+    proc = run_python([tmp_path / "script.py", config, fault], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    first, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    want = ("Interrupted", "untouched") if fault == "ctrl-c" else ("StoreError", None)
+    assert (first["type"], first["state"]) == want, (first, proc.stderr)
+    assert again == {"again": "complete"}, (first, again, proc.stderr)
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
+    )

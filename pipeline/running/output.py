@@ -2376,8 +2376,10 @@ def drop_leftover_record(plan: Plan) -> None:
         return
     try:
         state = output_state(plan)
-    except Exception as e:
+    except BaseException as e:  # a Ctrl-C too: the lock given up, the interrupt raised on
         ledger.give_up(e)
+        if not isinstance(e, Exception):
+            raise
         log.warning("the output is complete, but its run record stays: %s", e)
         return
     if state != "complete":

@@ -694,7 +694,9 @@ def _execute(
                 output=where,
                 status="changed",
             )
-    except PipelineError as e:
+    except BaseException as e:  # a Ctrl-C too: one landing here (an import of the second
+        # look's, held back to its end) had left this process's lock held, and a notebook's
+        # next run was refused as another thread's
         ledger.give_up(e)  # a lock that stays is said in e's line
         remove_if_empty(made)
         raise
