@@ -1669,6 +1669,16 @@ def unreadable_metadata(
             f"chunks mean, one {dtype.name} holds, as the fill value in that document"
             f"{then_consolidated(location, path)}"
         )
+    floats = _float_fill_of_integers(doc)
+    if floats is not None:  # the data_type edited from a float one, or the fill value
+        shown, dtype = floats
+        return refused(
+            f"{said} names the fill value {shown}, a float's, for its data type {dtype.name}, "
+            f"which zarr-python cannot read ({reason}): if the data type was changed after "
+            "the chunks were written, write back the one they were written with; else write "
+            f"the value absent chunks mean, one {dtype.name} holds, as the fill value in that "
+            f"document{then_consolidated(location, path)}"
+        )
     return refused(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         f"in that document{then_consolidated(location, path)}, or write the array again with "
@@ -1695,6 +1705,30 @@ def _integer_fill_beyond_range(doc: Any) -> tuple[str, np.dtype] | None:
     if info.min <= int(value) <= info.max:
         return None
     return json.dumps(value), dtype
+
+
+def _float_fill_of_integers(doc: Any) -> tuple[str, np.dtype] | None:
+    """Where a metadata document (``doc``, its JSON) of an integer array names a fill value
+    that only a float type has (``"NaN"``, ``"Infinity"``, ``"-Infinity"``, v3's hex
+    ``"0x7fc00000"``, a number with a fraction), which zarr-python refuses ("Invalid type:
+    NaN. Expected an integer."): the value as the document says it, and the dtype; None for
+    any other document. A float array whose ``data_type`` (``dtype``) was edited to an
+    integer one of the same size keeps such a fill value (h72d: the line had said only to
+    mend "the value it names"); it is also what a fill value written wrong looks like, so the
+    line gives both fixes."""
+    try:
+        name = doc["data_type"] if doc.get("zarr_format") == 3 else doc["dtype"]
+        dtype = np.dtype(name)
+        value = doc["fill_value"]
+    except Exception:  # not an array's document, or a data type NumPy does not name
+        return None
+    if dtype.kind not in "iu" or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        floats = value in ("NaN", "Infinity", "-Infinity") or value.lower().startswith("0x")
+    else:
+        floats = isinstance(value, float) and math.isfinite(value) and not value.is_integer()
+    return (json.dumps(value), dtype) if floats else None
 
 
 def transposed_sharding(doc: Any) -> tuple[str, list[int], list[int]] | None:
