@@ -1679,6 +1679,29 @@ METADATA_EDITS = [
     ("v3-zstd-f4-as-f8", zarr3(compressors=ZstdCodec()), {"data_type": "float64"}, "float32"),
     ("v3-raw-i1-as-i2", zarr3("int8", compressors=None), {"data_type": "int16"}, "int8"),
     ("v3-sharded-f8-as-f4", _SHARDED_F8, {"data_type": "float32"}, "float64"),
+    ("v3-shards-index-first-f4-as-f8", sharded("start"), {"data_type": "float64"}, "float32"),
+    (
+        "tensorstore-v3-shards-f4-as-f8",
+        tensorstore(
+            _ts_v3(
+                [
+                    {
+                        "name": "sharding_indexed",
+                        "configuration": {"chunk_shape": list(CHUNKS), "codecs": _BYTES_ZSTD},
+                    }
+                ],
+                chunks=(8, 12),
+            )
+        ),
+        {"data_type": "float64"},
+        "float32",
+    ),
+    (
+        "tensorstore-v3-transposed-shards-f4-as-f8",
+        _ts_transposed_shards([{"name": "bytes"}]),
+        {"data_type": "float64"},
+        "float32",
+    ),
     ("v3-chunk-shape", zarr3(compressors=ZstdCodec()), {"chunk_shape": [4, 12]}, None),
     ("v2-zstd-f4-as-f8", zarr2(compressors=numcodecs.Zstd()), {"dtype": "<f8"}, "float32"),
     ("v2-blosc-i1-as-i2", zarr2("int8", compressors=numcodecs.Blosc()), {"dtype": "<i2"}, "int8"),
@@ -1706,7 +1729,9 @@ def test_metadata_edited_after_its_chunks_were_written_is_said_as_such(
     unsharded and sharded): every chunk decodes to another size than the metadata says. h69e:
     the run said one chunk damaged, "restore the chunk". The line says the metadata does not
     match the chunks as written, naming its document, the sizes, the dtype its chunks hold
-    them as, and the fix; the input is never modified."""
+    them as, and the fix; the input is never modified. The plan says it, from one stored
+    chunk it decodes, before the output is made (h72d: the run had, at its first chunk read,
+    the output made and left incomplete)."""
     src = tmp_path / "in.zarr"
     writer(src)
     doc = _edited(src, dict(edit))
@@ -1723,6 +1748,8 @@ def test_metadata_edited_after_its_chunks_were_written_is_said_as_such(
     assert "restore the chunk" not in line, line
     if held is not None:  # the dtype whose elements the chunks hold, hinted
         assert re.search(rf" says \d+ \(\d+ bytes: \d+ elements of {held}, or ", line), line
+    assert "; nothing was written: write back the dtype and chunk shape" in line, line
+    assert not (tmp_path / "out.zarr").exists(), line
     assert file_states(src) == before
 
 
@@ -1732,8 +1759,9 @@ def test_the_only_chunk_of_another_size_is_said_as_damaged_or_edited(
 ) -> None:
     """An array of one stored chunk that decodes to another size than its metadata says (its
     dtype edited since, or the chunk replaced): nothing tells which, and the line says both,
-    with both fixes (h69e: it had said only the chunk damaged). Where other chunks decode
-    right, a chunk of another size is damaged, as it was said."""
+    with both fixes (h69e: it had said only the chunk damaged), from the plan, before the
+    output is made (h72d). Where other chunks decode right, a chunk of another size is
+    damaged, as it was said, by the run (the plan decodes one chunk: c/0/0, which is right)."""
     src = tmp_path / "in.zarr"
     if edit is None:  # one raw chunk cut, among chunks that decode right
         zarr3(compressors=None)(src)
@@ -1758,6 +1786,7 @@ def test_the_only_chunk_of_another_size_is_said_as_damaged_or_edited(
             "or the metadata's dtype or chunk shape was changed after it was written"
         ), line
         assert "restore the chunk (or delete it" in line and "the metadata it was" in line
+        assert "; nothing was written: " in line and not (tmp_path / "out.zarr").exists()
     assert file_states(src) == before
 
 

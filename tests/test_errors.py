@@ -27,7 +27,7 @@ import psutil
 import pytest
 import zarr
 
-import pipeline.running.runner  # noqa: F401  (imported up front: the timed cases time the run only)
+import pipeline.running.runner  # imported up front: the timed cases time the run only
 from pipeline.devices import gpu_status
 from pipeline.errors import (
     ClusterError,
@@ -1032,6 +1032,73 @@ def _tensorstore_array(path: Path, driver: str, dtype: str) -> None:
     spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(path)}}
     t = ts.open({**spec, "dtype": dtype, "metadata": meta}, create=True).result()
     t[:3].write((np.arange(12).reshape(3, 4) % 7).astype(t.dtype.numpy_dtype)).result()
+
+
+def _float_fill_array(tool: str, path: Path, dtype: str, fill: float) -> Path:
+    """A float array of ``dtype`` whose fill value is ``fill``, as ``tool`` writes it (zarr-python
+    3 in v3 or v2, tensorstore's zarr3 driver); its metadata document's path."""
+    x = np.arange(64, dtype=dtype).reshape(8, 8)
+    if tool == "tensorstore":
+        ts = pytest.importorskip("tensorstore")
+        meta = {
+            "shape": [8, 8],
+            "data_type": dtype,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 4]}},
+            "fill_value": fill,
+        }
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+        ts.open({**spec, "metadata": meta}, create=True).result().write(x).result()
+        return path / "zarr.json"
+    zarr_format = 2 if tool == "zarr-python-v2" else 3
+    a = zarr.create_array(
+        store=str(path), shape=x.shape, chunks=(4, 4), dtype=dtype, fill_value=fill,
+        zarr_format=zarr_format,
+    )  # fmt: skip
+    a[...] = x
+    return path / ("zarr.json" if zarr_format == 3 else ".zarray")
+
+
+@pytest.mark.parametrize(
+    ("tool", "dtype", "fill", "edited"),
+    [
+        ("zarr-python-v3", "float32", float("nan"), "int32"),
+        ("zarr-python-v2", "float64", float("nan"), "int64"),
+        ("tensorstore", "float32", float("nan"), "uint32"),
+        ("zarr-python-v3", "float64", 0.5, "int64"),
+    ],
+)
+def test_a_float_arrays_data_type_edited_to_integers_is_said_by_its_fill_value(
+    tmp_path: Path, tool: str, dtype: str, fill: float, edited: str
+) -> None:
+    """A float array whose data type was edited by hand to an integer one of the same size
+    (float32 to int32): its chunks decode to the right size, so nothing in their bytes says
+    it; its fill value, a float's (NaN, 0.5), does, and zarr-python refuses it. The line had
+    said only to "mend the value it names"; it names the fill value and the data type, and
+    both fixes, the data type written back first, before anything is written; the input is
+    left as it was (h72d)."""
+    src = tmp_path / "in.zarr"
+    doc = _float_fill_array(tool, src, dtype, fill)
+    meta = json.loads(doc.read_text())
+    key = "dtype" if doc.name == ".zarray" else "data_type"
+    said = meta["fill_value"]
+    doc.write_text(json.dumps({**meta, key: np.dtype(edited).str if key == "dtype" else edited}))
+    before = file_states(src)
+    cfg = write_config(tmp_path, src, tmp_path / "out.zarr")
+    with pytest.raises(InputError) as err:
+        pipeline.plan(cfg)
+    line = str(err.value)
+    assert line.startswith(
+        f"{doc} names the fill value {json.dumps(said)}, a float's, for its data type {edited}, "
+        "which zarr-python cannot read ("
+    ), line
+    assert line.endswith(
+        "if the data type was changed after the chunks were written, write back the one they "
+        f"were written with; else write the value absent chunks mean, one {edited} holds, as "
+        "the fill value in that document"
+    ), line
+    assert err.value.status == "unreadable" and err.value.store == str(doc), err.value.data
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
 
 
 def _v2_array_by_hand(path: Path, dtype: Any, filters: Any = None) -> None:

@@ -2995,3 +2995,53 @@ def test_runs_whose_s3_outputs_nest_are_refused_before_writing(tmp_path, bucket,
         assert held.returncode == 0, err
     y = _zarr_s3(out if paused == "outer" else inner, options)
     assert np.array_equal(y[...], reference(x))
+
+
+def test_an_s3_inputs_edited_dtype_is_refused_before_the_output_is_made(
+    tmp_path, cli, bucket
+) -> None:
+    """A sharded v3 input on S3 (zarr-python: inner chunks bytes + zstd, the index at the
+    shard's end) whose ``data_type`` was edited by hand (float32 to float64) after its chunks
+    were written: h72d: the run said so at its first chunk read, the output made on S3 and
+    left incomplete. The plan reads one inner chunk (the shard's index, then the chunk, by
+    ranged GETs) and refuses the run in one line naming the metadata's document, before the
+    output exists; the input is left as it was."""
+    import s3fs
+    from zarr.codecs import BytesCodec, ShardingCodec, ZstdCodec
+    from zarr.storage import FsspecStore
+
+    url, options = bucket
+    x = np.random.default_rng(0).standard_normal((16, 24)).astype(np.float32)
+    store = FsspecStore.from_url(f"{url}/in.zarr", storage_options=options)
+    serializer = ShardingCodec(chunk_shape=(4, 6), codecs=[BytesCodec(), ZstdCodec()])
+    arr = zarr.create_array(
+        store=store,
+        shape=x.shape,
+        dtype=x.dtype,
+        chunks=(8, 12),
+        serializer=serializer,
+        compressors=None,
+    )
+    arr[...] = x
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    doc = f"{url}/in.zarr/zarr.json"
+    meta = json.loads(fs.cat_file(doc))
+    fs.pipe_file(doc, json.dumps({**meta, "data_type": "float64"}).encode())
+    before = {k: fs.info(k)["ETag"] for k in fs.find(f"{url}/in.zarr")}
+    cfg = write_config(
+        tmp_path,
+        "",
+        "",
+        input={"store": f"{url}/in.zarr", "storage_options": options},
+        output={"store": f"{url}/out.zarr", "storage_options": options},
+    )
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and line.startswith(f"error: input {url}/in.zarr does not match its "), err
+    assert "where its metadata zarr.json (dtype float64, chunk shape [4, 6]) says 192 (96 " in line
+    assert line.endswith(
+        "; nothing was written: write back the dtype and chunk shape they were written with"
+    ), line
+    fresh = s3fs.S3FileSystem(skip_instance_cache=True, **options)  # no listing cached
+    assert not fresh.exists(f"{url}/out.zarr")
+    assert {k: fresh.info(k)["ETag"] for k in fresh.find(f"{url}/in.zarr")} == before

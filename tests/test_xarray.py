@@ -4724,6 +4724,50 @@ def test_a_carried_coordinates_edited_dtype_is_said_as_its_metadata(tmp_path: Pa
     assert file_states(src) == before
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_variables_edited_dtype_is_refused_by_the_plan_as_its_metadata(
+    tmp_path: Path, cli, zarr_format: int
+) -> None:
+    """A Dataset (xarray, v2 and v3) whose variable ``t`` has had its dtype edited by hand
+    (float64 to float32, in its own document and the consolidated copy alike) since its
+    chunks were written: h72d: the run said so at its first chunk read, the output made and
+    left incomplete. The plan decodes one stored chunk of the variable and refuses it, the
+    run's line ending "nothing was written", before anything is written; the input is never
+    modified."""
+    src = tmp_path / "in.zarr"
+    write_dataset(src, zarr_format)
+    if zarr_format == 3:
+        doc, key, edit = src / "t" / "zarr.json", "data_type", "float32"
+        meta = json.loads((src / "zarr.json").read_text())
+        meta["consolidated_metadata"]["metadata"]["t"][key] = edit
+        (src / "zarr.json").write_text(json.dumps(meta))
+    else:
+        doc, key, edit = src / "t" / ".zarray", "dtype", "<f4"
+        meta = json.loads((src / ".zmetadata").read_text())
+        meta["metadata"]["t/.zarray"][key] = edit
+        (src / ".zmetadata").write_text(json.dumps(meta))
+    meta = json.loads(doc.read_text())
+    doc.write_text(json.dumps({**meta, key: edit}))
+    before = file_states(src)
+    with pytest.raises(ChunkError) as info:
+        pipeline.plan(config(tmp_path))
+    e, line = info.value, str(info.value)
+    assert e.misfit == "metadata" and e.file == str(doc) and e.problem == "size", e.data
+    assert line.startswith(f"input {src}/t does not match its metadata: its chunks "), line
+    assert (
+        f"(dtype float32, chunk shape [10, {COLS}]) says {40 * COLS} ({80 * COLS} bytes: " in line
+    )
+    assert line.endswith(
+        "; nothing was written: write back the dtype and chunk shape they were written with"
+    ), line
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    rc, _, err = cli("run", "--progress", "none", cfg)
+    assert rc != 0 and err.strip().endswith(line), err
+    assert not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+
+
 def test_verify_names_the_damaged_chunk_of_an_output_coordinate(tmp_path: Path, cli) -> None:
     """h54c: a complete Dataset output whose coordinate ``x`` had its stored chunk cut short
     since the run: verify said "x's chunks or metadata, which zarr-python cannot read". It

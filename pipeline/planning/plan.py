@@ -792,7 +792,9 @@ def input_info(
     info = arrays.describe_array(loc, config.input.array, arr)
     arrays.check_finished(loc, config.input.array, config.input.generate is not None)
     check_generated_input(config, arr)
-    arrays.check_reader_sees_chunks(info)
+    # one stored chunk decoded: a dtype or chunk shape edited since the chunks were written is
+    # refused here, before the output is made (h72d), not at the run's first read
+    arrays.check_chunk_fits(info, arr, arrays.check_reader_sees_chunks(info))
     notes += arrays.reading_notes(loc, config.input.array.strip("/"), arr)
     return info, arr
 

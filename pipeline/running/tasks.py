@@ -179,19 +179,9 @@ def damaged(info: ArrayInfo, key: str, reason: str, problem: str) -> ChunkError:
     store = info.location.url
     reason = one_line(reason)
     misfit = _misfit(info, key, problem)
-    if misfit is not None and (misfit.metadata or not misfit.sound):
-        fields = {"file": info.location.join(misfit.document)}
-        if misfit.metadata:
-            said = misfit.mismatch(f"input {info.location.join(info.path)}")
-            fix = "write back the dtype and chunk shape they were written with"
-            fields["misfit"] = "metadata"
-        else:  # one chunk alone: it cannot tell which
-            said = misfit.either(f"input chunk {key!r} of {store}")
-            fix = (
-                "restore the chunk (or delete it, and it reads as the fill value), or the "
-                "metadata it was written with"
-            )
-            fields["misfit"] = "unknown"
+    words = None if misfit is None else arrays.misfit_words(misfit, info.location, info.path, key)
+    if words is not None:
+        said, fix, fields = words
         return ChunkError(
             f"{said}; the output stays incomplete: {fix}; then {VERIFY_NAMES}",
             store=store,

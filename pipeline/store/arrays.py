@@ -26,6 +26,7 @@ import numpy as np
 
 from pipeline.errors import (
     CREDENTIALS_FIX,
+    ChunkError,
     InputError,
     cause,
     missing_credentials,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from pipeline.config.models import GenerateConfig
 
 
-def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
+def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> str | None:
     """Refuse (InputError, fields ``store`` and ``key``) an input whose stored units Zarr finds
     where the pipeline's raw reader finds none, or other bytes: the reader would read them
     as the fill value. A cheap probe, at plan time: for up to ``probes`` units spread over
@@ -61,14 +62,16 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
     at the first name that is not metadata, one level at a time): a chunk key of the array's
     own encoding is checked as the probed ones are; one of another encoding is refused
     (:func:`_misplaced`); else the probed units are looked for under the other encodings'
-    keys (:func:`_refuse_units_under_other_keys`). A dense array lists nothing."""
+    keys (:func:`_refuse_units_under_other_keys`). A dense array lists nothing. Returns the
+    first stored unit's key it found (the lowest probed, or the one listed), which the plan
+    decodes (:func:`check_chunk_fits`); None where it found none."""
 
     if not all(info.unit):  # no grid (a chunk of 0 is refused elsewhere)
-        return
+        return None
     unit_grid = info.grid
     n = math.prod(unit_grid)
     if not n:
-        return
+        return None
     arr = open_zarr_array(info.location, info.path)
     store, prefix = arr.store_path.store, arr.store_path.path
     flat = _probed_units(n, probes)
@@ -102,6 +105,7 @@ def check_reader_sees_chunks(info: ArrayInfo, probes: int = 8) -> None:
                 store=info.location.url,
                 key=key,
             )
+    return present[0] if present else None
 
 
 def _asked(info: ArrayInfo, key: str, request: Any) -> Any:
@@ -1665,6 +1669,16 @@ def unreadable_metadata(
             f"chunks mean, one {dtype.name} holds, as the fill value in that document"
             f"{then_consolidated(location, path)}"
         )
+    floats = _float_fill_of_integers(doc)
+    if floats is not None:  # the data_type edited from a float one, or the fill value
+        shown, dtype = floats
+        return refused(
+            f"{said} names the fill value {shown}, a float's, for its data type {dtype.name}, "
+            f"which zarr-python cannot read ({reason}): if the data type was changed after "
+            "the chunks were written, write back the one they were written with; else write "
+            f"the value absent chunks mean, one {dtype.name} holds, as the fill value in that "
+            f"document{then_consolidated(location, path)}"
+        )
     return refused(
         f"{said} holds metadata zarr-python cannot read ({reason}): mend the value it names "
         f"in that document{then_consolidated(location, path)}, or write the array again with "
@@ -1691,6 +1705,30 @@ def _integer_fill_beyond_range(doc: Any) -> tuple[str, np.dtype] | None:
     if info.min <= int(value) <= info.max:
         return None
     return json.dumps(value), dtype
+
+
+def _float_fill_of_integers(doc: Any) -> tuple[str, np.dtype] | None:
+    """Where a metadata document (``doc``, its JSON) of an integer array names a fill value
+    that only a float type has (``"NaN"``, ``"Infinity"``, ``"-Infinity"``, v3's hex
+    ``"0x7fc00000"``, a number with a fraction), which zarr-python refuses ("Invalid type:
+    NaN. Expected an integer."): the value as the document says it, and the dtype; None for
+    any other document. A float array whose ``data_type`` (``dtype``) was edited to an
+    integer one of the same size keeps such a fill value (h72d: the line had said only to
+    mend "the value it names"); it is also what a fill value written wrong looks like, so the
+    line gives both fixes."""
+    try:
+        name = doc["data_type"] if doc.get("zarr_format") == 3 else doc["dtype"]
+        dtype = np.dtype(name)
+        value = doc["fill_value"]
+    except Exception:  # not an array's document, or a data type NumPy does not name
+        return None
+    if dtype.kind not in "iu" or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        floats = value in ("NaN", "Infinity", "-Infinity") or value.lower().startswith("0x")
+    else:
+        floats = isinstance(value, float) and math.isfinite(value) and not value.is_integer()
+    return (json.dumps(value), dtype) if floats else None
 
 
 def transposed_sharding(doc: Any) -> tuple[str, list[int], list[int]] | None:
@@ -2280,7 +2318,7 @@ def _unit_damage(
 
 
 def damaged_frame_in(
-    location: Location, arr: Any, key: str, raw: Any = None
+    location: Location, arr: Any, key: str, raw: Any = None, first: bool = False
 ) -> shards.Damaged | None:
     """Where zarr-python could not read the stored unit ``key`` of the array ``arr`` (read
     again from ``location``): its damage in the run's own words, as its reader says it. A
@@ -2300,7 +2338,8 @@ def damaged_frame_in(
     decompressing data", numcodecs' "Stored and computed crc32 checksum do not match. Stored:
     165445301. Computed: 865643476.", zarr-python's "cannot reshape array of size 12 into
     shape (4,6)": h63b). ``raw``: the unit's bytes, where the caller has read them. On the
-    failure path only."""
+    failure path, and for the plan's one chunk (:func:`check_chunk_fits`; ``first``: of a
+    shard, its first present frame alone)."""
     meta: Any = arr.metadata
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -2323,7 +2362,7 @@ def damaged_frame_in(
             return _zarr_decoded_chunk(doc, chain, shape, frame)
 
         if codecs.sharding_at(chain) is not None:  # after transposes too (tensorstore's)
-            return codecs.damaged_frame(raw, unit, chain, native, decode)
+            return codecs.damaged_frame(raw, unit, chain, native, decode, first=first)
         return codecs.damaged_chunk(raw, unit, chain, native, decode)
     except shards.Damaged as e:
         return e
@@ -2491,6 +2530,158 @@ def misfit_of(location: Location, path: str, arr: Any, key: str, problem: str) -
         return chunk_misfit(location, path, arr, key)
     except Exception:  # codecs, stores: on the failure path, the chunk's own line stands
         return None
+
+
+def misfit_words(
+    misfit: Misfit, location: Location, path: str, key: str
+) -> tuple[str, str, dict[str, str]] | None:
+    """How a line says the input's stored unit ``key`` (of the array at ``path``) whose chunk
+    ``misfit`` decodes to another size than its metadata says: (the problem, the fix, the
+    ChunkError's fields ``misfit`` and ``file``), as the run's failure path
+    (:func:`pipeline.running.tasks.damaged`) and the plan's check (:func:`check_chunk_fits`)
+    both say it: where the other chunks looked at misfit alike, the metadata does not match
+    the chunks as written (``misfit`` 'metadata'); where no other stored chunk is found, the
+    chunk is damaged or the metadata edited (``misfit`` 'unknown'). None where other chunks
+    decode right: that one chunk is damaged, said as any other damage is."""
+    if not misfit.metadata and misfit.sound:
+        return None
+    fields = {"file": location.join(misfit.document)}
+    if misfit.metadata:
+        said = misfit.mismatch(f"input {location.join(path)}")
+        fix = "write back the dtype and chunk shape they were written with"
+        fields["misfit"] = "metadata"
+    else:  # one chunk alone: it cannot tell which
+        said = misfit.either(f"input chunk {key!r} of {location.url}")
+        fix = (
+            "restore the chunk (or delete it, and it reads as the fill value), or the "
+            "metadata it was written with"
+        )
+        fields["misfit"] = "unknown"
+    return said, fix, fields
+
+
+def check_chunk_fits(info: ArrayInfo, arr: Any, key: str | None) -> None:
+    """Refuse, at plan time, before anything is written, the input ``info`` (``arr``: its Zarr
+    array) whose stored unit ``key`` (the first present one the plan's probe found:
+    :func:`check_reader_sees_chunks`; None: none is stored, nothing to check) holds a chunk
+    that decodes to another number of bytes than the metadata's dtype and chunk shape say,
+    in the line the run's failure path says it in (:func:`misfit_words`: its metadata's
+    ``data_type``/``dtype`` or ``chunks`` edited by hand after the chunks were written, judged
+    against the chunks around it, :func:`chunk_misfit`), ending "nothing was written" (h72d:
+    the run had said it at the first chunk read, after the output was made). ChunkError,
+    fields ``store``, ``key``, ``reason``, ``problem`` 'size', ``misfit``, ``file``.
+
+    One chunk is read, on the CPU, here (:func:`_first_chunk_damage`): where its one
+    compressor declares its decoded size in its header (zstd, Blosc:
+    :func:`codecs.declared_size`), its first :data:`codecs.HEADER_BYTES` bytes (one ranged
+    request), and a declared size that is the metadata's ends the check; else the chunk
+    whole, decoded as the run decodes it: the unit where unsharded (one request); of a shard
+    whose chain the run decodes itself (:attr:`ArrayInfo.format`), its index, then its first
+    present inner chunk (ranged requests); a shard only Zarr reads (a ``transpose`` before
+    the sharding codec, shards within shards, a big-endian index, codecs over the whole
+    shard) whole, its first present frame alone decoded, where it is at most
+    :data:`PLAN_SHARD_READ` bytes (a larger one is not read). Only a full decode refuses. A
+    chunk damaged otherwise, or of the wrong size where the chunks around it decode right,
+    is the run's to say (the output stays incomplete), as before. Storage failures are the
+    InputError of :func:`_asked`."""
+    if key is None or np.dtype(info.dtype).kind not in _OWN_DECODE_KINDS:
+        return
+    found = _first_chunk_damage(info, arr, key)
+    if found is None or found.problem != "size":
+        return
+    misfit = misfit_of(info.location, info.path, arr, key, "size")
+    words = None if misfit is None else misfit_words(misfit, info.location, info.path, key)
+    if misfit is None or words is None:
+        return  # other chunks decode right: one damaged chunk, the run's to say
+    said, fix, fields = words
+    raise ChunkError(
+        f"{said}; nothing was written: {fix}",
+        store=info.location.url,
+        key=key,
+        reason=" ".join(misfit.damage.split()),
+        problem="size",
+        **fields,
+    )
+
+
+#: The most bytes of a stored shard that only Zarr reads (one whose codecs the run does not
+#: decode itself, a zstd over the whole shard, say) the plan reads whole to decode one of its
+#: chunks (:func:`check_chunk_fits`).
+PLAN_SHARD_READ = 16 << 20
+
+
+def _zarr_only_shards(arr: Any) -> bool:
+    """Whether the v3 array ``arr``'s chain holds a sharding codec (after ``transpose`` codecs
+    too): with :attr:`ArrayInfo.format` None, a shard only Zarr reads."""
+    meta: Any = arr.metadata
+    if meta.zarr_format != 3:
+        return False
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chain = list(meta.to_dict().get("codecs") or [])
+    return codecs.sharding_at(chain) is not None
+
+
+def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged | None:
+    """The damage of the first chunk of the input's stored unit ``key``, read through Zarr's
+    store and decoded as the run decodes it; None where it decodes, or the unit or chunk is
+    absent. A chunk whose compressor's header declares the metadata's size
+    (:func:`codecs.declared_size`: zstd, Blosc) is not read further: the first
+    :data:`codecs.HEADER_BYTES` of it, one ranged request (a shard's: after its index's),
+    else the chunk whole, decoded. A ranged request that fails (a server that takes no
+    ranges, which the run, reading whole units, does not need) leaves the chunk unchecked."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+
+    store, prototype = arr.store_path.store, default_buffer_prototype()
+
+    def ranged(where: Any) -> bytes | None:
+        try:
+            got = _asked(info, key, store.get(key, prototype, byte_range=where))
+        except Exception:  # no new refusal: whatever fails here, the run meets as it did
+            return None
+        return None if got is None else got.to_bytes()
+
+    fmt = info.format
+    start, length = 0, None  # where the chunk lies in the unit (None: all of it)
+    if fmt is not None and fmt.shard is not None:
+        n = math.prod(info.chunks_per_unit)
+        size = shards.index_nbytes(n, fmt.shard.index_crc32c)
+        index = ranged(
+            SuffixByteRequest(size) if fmt.shard.index_at_end else RangeByteRequest(0, size)
+        )
+        if index is None:
+            return None
+        try:
+            offsets, sizes = shards.decode_index(index, n, fmt.shard.index_crc32c)
+        except shards.Damaged:  # the run says the index's damage
+            return None
+        present = np.flatnonzero(sizes != shards.EMPTY)
+        if not present.size:
+            return None
+        start, length = int(offsets[present[0]]), int(sizes[present[0]])
+    if fmt is not None and codecs.declares_size(fmt.chunk):
+        most = codecs.HEADER_BYTES if length is None else min(codecs.HEADER_BYTES, length)
+        head = ranged(RangeByteRequest(start, start + most))  # S3 answers 416 for an empty one
+        if head is not None and codecs.declared_size(fmt.chunk, head) == fmt.chunk.nbytes:
+            return None
+    if fmt is None or fmt.shard is None:
+        whole = fmt is not None or not _zarr_only_shards(arr)
+        if not whole and (_asked(info, key, store.getsize(key)) or 0) > PLAN_SHARD_READ:
+            return None  # a large shard only Zarr reads: the run's to read
+        raw = _asked(info, key, store.get(key, prototype))
+        if raw is None:
+            return None
+        return damaged_frame_in(info.location, arr, key, raw.to_bytes(), first=True)
+    assert length is not None
+    frame = ranged(RangeByteRequest(start, start + length))
+    if frame is None or len(frame) != length:
+        return None  # beyond the shard: the run says the index's damage
+    try:
+        fmt.chunk.decode(frame)
+    except shards.Damaged as e:
+        return e
+    return None
 
 
 def _zarr_decoded_chunk(

@@ -367,6 +367,41 @@ def _content_size(codec_id: str, data: Any) -> int | None:
     return None
 
 
+#: Bytes at a stored chunk's start that hold its compressor's header, the decoded size it
+#: declares in it (Blosc's 16; a zstd frame header's 18 at most, RFC 8878, 3.1.1.1).
+HEADER_BYTES = 32
+
+
+def declares_size(chunk: ChunkFormat) -> bool:
+    """Whether a stored chunk of ``chunk``'s format may declare its decoded size in its
+    first bytes (:func:`declared_size`): no filters, and one zstd or Blosc compressor, with
+    or without crc32c checksums after it."""
+    ids = [_codec_id(c) for c in chunk._without_trailing_checksums()]
+    return not chunk.filters and ids in (["zstd"], ["blosc"])
+
+
+def declared_size(chunk: ChunkFormat, head: Any) -> int | None:
+    """The decoded size that the first bytes ``head`` (up to :data:`HEADER_BYTES`) of one
+    stored chunk of ``chunk``'s format declare, where one compressor that declares it (zstd,
+    Blosc) is all the chain holds besides trailing crc32c checksums (no filters); None where
+    the chain holds more, or the bytes declare none (a zstd frame that does not say its size,
+    a skippable frame first, too few bytes). Nothing is checked or decoded: what the chunk's
+    writer said it holds, which the plan compares with the metadata's size
+    (:func:`pipeline.store.arrays.check_chunk_fits`); only a full decode says it does not."""
+    if not declares_size(chunk):
+        return None
+    ids = [_codec_id(c) for c in chunk._without_trailing_checksums()]
+    view = memoryview(head).cast("B")
+    if ids == ["blosc"]:
+        return int.from_bytes(view[4:8], "little") if len(view) >= 16 else None
+    if ids != ["zstd"] or len(view) < 4 or int.from_bytes(view[:4], "little") != ZSTD_MAGIC:
+        return None
+    try:
+        return zstd_content_size(view)
+    except Damaged:  # a header cut short: the full decode says what it is
+        return None
+
+
 ZSTD_MAGIC = 0xFD2FB528
 
 #: The first of the 16 magic numbers of zstd's skippable frames (RFC 8878, 3.1.2:
@@ -897,6 +932,7 @@ def damaged_frame(
     decode_other: Callable[[Sequence[dict[str, Any]], Shape, Any], Any],
     nested_in: str = "",
     axes: tuple[int, ...] | None = None,
+    first: bool = False,
 ) -> Damaged | None:
     """The damage of the first frame of the stored shard ``raw`` (of shape ``unit``; its v3
     chain ``codecs``, a ``sharding_indexed`` codec first or after ``transpose`` codecs, which
@@ -915,7 +951,9 @@ def damaged_frame(
     names by no inner chunk (a nested shard's zstd, gzip or checksum damage had been named by
     the shard's key alone, in zarr-python's words). Inner chunks are named in the array's
     axes (``axes``: the array's axis each of ``unit``'s axes is; None: the array's own), as
-    :func:`check_unit` names them."""
+    :func:`check_unit` names them. ``first``: only the first present frame is decoded (at
+    every level), whatever it holds: the plan's check of one chunk
+    (:func:`pipeline.store.arrays.check_chunk_fits`)."""
     at = sharding_at(codecs)
     if at is None:
         return None
@@ -947,13 +985,15 @@ def damaged_frame(
         frame = memoryview(raw).cast("B")[off : off + size]
         where = _within(nested_in, inner_chunk(int(c), unit, chunk, axes))
         if nested:
-            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where, axes)
+            found = damaged_frame(frame, chunk, inner, dtype, decode_other, where, axes, first)
             if found is not None:
                 return Damaged(str(found), found.problem, int(c), found.sizes)
-            continue
-        found = damaged_chunk(frame, chunk, inner, dtype, decode_other)
-        if found is not None:
-            return Damaged(f"{found} ({where})", found.problem, int(c), found.sizes)
+        else:
+            found = damaged_chunk(frame, chunk, inner, dtype, decode_other)
+            if found is not None:
+                return Damaged(f"{found} ({where})", found.problem, int(c), found.sizes)
+        if first:
+            break
     return None
 
 
