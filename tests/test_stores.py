@@ -1102,3 +1102,34 @@ def test_names_a_url_reads_otherwise_are_refused_only_where_keys_are_urls(
             loc.check_url_safe(key)
     for key in ("w 1/zarr.json", "a+b&c=d;e", "50%/0.0", "x%zz", "tempé"):
         loc.check_url_safe(key)
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_a_write_over_a_linked_file_replaces_it_and_leaves_the_other_file(
+    tmp_path: Path, link: str
+) -> None:
+    """A chunk the output writes where a link to another store's file is (``cp -al
+    in.zarr out.zarr``: the same inode; or a symbolic link into it) is a new file: the
+    other store's bytes and inode stay (h72c: written through, the input was rewritten)."""
+    other = tmp_path / "in.zarr" / "c" / "0"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"input's bytes")
+    ino = other.stat().st_ino
+    at = tmp_path / "out.zarr" / "c" / "0"
+    at.parent.mkdir(parents=True)
+
+    def make_link() -> None:
+        if link == "hard":
+            os.link(other, at)
+        else:
+            at.symlink_to(other)
+
+    make_link()
+    loc = Location.of(str(tmp_path / "out.zarr"))
+    for atomic in (False, True):
+        assert loc.write("c/0", [b"output's", b" bytes"], atomic=atomic) == 14
+        assert at.read_bytes() == b"output's bytes" and not at.is_symlink()
+        assert other.read_bytes() == b"input's bytes" and other.stat().st_ino == ino
+        assert other.stat().st_nlink == 1
+        at.unlink()
+        make_link()
