@@ -1,7 +1,8 @@
 """The output's lock on a local file system (``store/ledger.py``, ``Ledger``: an OS lock,
 ``flock``, on ``.pipeline/lock``), between real processes: a second one is refused in one
 line naming the holder; a lock given up, even where its file cannot be removed, is taken
-by the next; a Ctrl-C (a real SIGINT) landing while a lock is taken leaves none held."""
+by the next; a Ctrl-C (a real SIGINT) landing while a lock is taken leaves none held; a
+lock is never taken through a symbolic link."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import OutputError
-from pipeline.store.ledger import Ledger
+from pipeline.errors import OutputError, PipelineError
+from pipeline.store.ledger import InputLock, Ledger
 from pipeline.store.location import Location
 from tests.faultkit import env, undeletable
 
@@ -186,3 +187,39 @@ def test_a_ctrl_c_while_the_lock_is_taken_leaves_it_held_by_none(
     assert mine.holder() is not None
     assert holder.ask("give_up") == "ok"
     assert not (tmp_path / "out.zarr" / ".pipeline" / "lock").exists()
+
+
+@pytest.mark.parametrize("kind", ["output", "input"])
+@pytest.mark.parametrize("link", ["lock to nothing", "lock to a file", "folder to nothing"])
+def test_a_lock_is_never_taken_through_a_symbolic_link(
+    tmp_path: Path, kind: str, link: str
+) -> None:
+    """The lock file, or the record's folder, a symbolic link (to nothing, or to a file
+    elsewhere): the lock had been taken through it, the link's target created (or
+    truncated) outside the store, locked, and left there after the lock's link was
+    removed. Refused in one line naming the link, its target and the fix; nothing is
+    created or written at the target (h72c)."""
+    store = tmp_path / "a.zarr"
+    lock = (Ledger if kind == "output" else InputLock)(Location.of(str(store)), "")
+    record = store / ".pipeline"
+    target = tmp_path / "elsewhere"
+    if link == "folder to nothing":
+        store.mkdir()
+        record.symlink_to(target)
+        named = record
+    else:
+        record.mkdir(parents=True)
+        named = record / lock.LOCK
+        named.symlink_to(target)
+        if link == "lock to a file":
+            target.write_bytes(b"someone's file")
+    with pytest.raises(PipelineError) as info:
+        lock.acquire()
+    line = str(info.value)
+    assert "\n" not in line and str(named) in line and str(target) in line, line
+    assert "remove the link" in line, line
+    if link == "lock to a file":
+        assert target.read_bytes() == b"someone's file"
+    else:
+        assert not target.exists()
+    assert lock.holder() is None

@@ -47,7 +47,7 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Location
+from pipeline.store.location import Location, dangling_link_on
 
 RECORD = ".pipeline"
 
@@ -377,10 +377,21 @@ class Ledger:
         with _HELD_LOCK:
             if path in _HELD:
                 raise self.busy(_me())
+            link = dangling_link_on(path, self.location.join(""))
+            if link is not None:  # the record's folder a link to nothing: makedirs had said
+                raise self._refusal(self._linked(*link), lock=path)  # only "File exists"
             os.makedirs(os.path.dirname(path), exist_ok=True)
             busy = 0
             for _ in range(40):
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:  # never through a link (one to nothing had been followed, its target
+                    # created outside the store, locked, and left there: h72c)
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                except OSError as e:
+                    if e.errno == errno.ELOOP and os.path.islink(path):
+                        raise self._refusal(
+                            self._linked(path, os.path.realpath(path)), lock=path
+                        ) from None
+                    raise
                 locked = False
                 try:
                     if self._lock_file(fd, path):
@@ -403,6 +414,17 @@ class Ledger:
                                 os.remove(path)
                         os.close(fd)
             raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
+
+    def _linked(self, link: str, target: str) -> str:
+        """The refusal's words for a lock whose path reads through the symbolic link
+        ``link`` (the lock file itself, or the record's folder) to ``target``."""
+        lock = self.location.join(self._key(self.LOCK))
+        what = "it" if link == lock else link
+        return (
+            f"cannot take the lock {lock}: {what} is a symbolic link to {target}, and a lock "
+            "is a file of the pipeline's own, never taken through a link: remove the link "
+            f"(none of the {self.ROLE}'s data goes with it)"
+        )
 
     def _lock_file(self, fd: int, path: str) -> bool:
         """Take the OS lock of the open lock file ``fd``: True where taken on the file now at
