@@ -1403,6 +1403,33 @@ def test_a_store_that_is_a_link_to_nothing_is_refused_naming_its_target(
         assert read_array(link).shape == (10, 10)
 
 
+@pytest.mark.parametrize("generated", [False, True], ids=["input", "generated-input"])
+@pytest.mark.parametrize("command", ["run", "plan", "verify"])
+def test_an_input_store_that_is_a_link_to_nothing_is_named_as_one(
+    tmp_path: Path, command: str, generated: bool
+) -> None:
+    """An input.store that is a symbolic link to a path that does not exist (a disk not
+    mounted, a dataset not installed) had been called a store that does not exist, the line
+    naming `pipeline generate` to make it where the config describes it, which refuses the
+    link. Refused in one line naming the link, its target and the fixes (h72c); nothing
+    is written."""
+    target = tmp_path / "disk" / "in.zarr"
+    link = tmp_path / "in.zarr"
+    link.symlink_to(target)
+    if generated:
+        cfg = generated_config(tmp_path, {"shape": [10, 10], "chunks": [5, 10]})
+    else:
+        cfg = write_config(tmp_path, link, tmp_path / "out.zarr")
+    e = refused(command, cfg)
+    assert isinstance(e, InputError) and e.reason == "dangling link", e
+    assert str(e) == (
+        f"input store {link} is a symbolic link to {target}, which does not exist (a disk "
+        "not mounted, a dataset not installed?): make its target there, mend the link, or "
+        "fix input.store"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+
+
 @pytest.mark.parametrize("kind", ["array", "v2-array", "file", "damaged"])
 def test_generate_under_an_array_or_a_file_is_refused(tmp_path: Path, kind: str) -> None:
     """``input.generate`` into ``keep/x`` under a Zarr array or a file: refused in one line

@@ -15,7 +15,9 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ from pipeline.store.location import (
     link_refusal,
     links_above,
 )
+
+log = logging.getLogger(__name__)
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
 #: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
@@ -261,7 +265,9 @@ class Plan:
 
     @functools.cached_property
     def _input_store(self) -> StoreIdentity:
-        return _input_identity(self.input)
+        store = _input_identity(self.input)
+        _warn_keys_out_of_shape(self.input, store)
+        return store
 
     @property
     def input_unstamped(self) -> str | None:
@@ -500,6 +506,9 @@ class StoreIdentity:
     server that sends no ETag or Last-Modified, one that lists no files): then the identity
     sees only the metadata, the names and the sizes, and an equal one proves nothing"""
     files: dict[str, tuple[int, ...]] | None = field(default=None, compare=False)
+    folders: tuple[str, ...] = field(default=(), compare=False)
+    """A local store's folders (or links to folders) below the array whose names Zarr may
+    read as keys (:data:`_READ_NAME`), for :func:`_warn_keys_out_of_shape`."""
     """A local store's files by path below the array: (device, inode, size, modification
     time, status-change time, link count); the identity's digest is of their size and
     times. None for other stores. Kept in memory only, for :func:`only_relinked`."""
@@ -557,8 +566,9 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
     if location.is_local:
         files: dict[str, tuple[int, ...]] = {}
-        ident += _local_files_identity(location, path, files)
-        return StoreIdentity(ident, None, files)
+        folders: list[str] = []
+        ident += _local_files_identity(location, path, files, folders)
+        return StoreIdentity(ident, None, files, tuple(folders))
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
     try:
         found = location.stamped_files(path)
@@ -602,10 +612,48 @@ _READ_NAME = re.compile(
 )
 
 
+def _warn_keys_out_of_shape(info: ArrayInfo, store: StoreIdentity) -> None:
+    """Warn, naming the first and how many, where the local input array ``info`` has a
+    folder (or a link to one) at a chunk's key, or a file where its keys need a folder
+    (``c/3`` a file, for the key ``c/3/0``): zarr-python's LocalStore reads every key there
+    as missing (its ``get`` takes IsADirectoryError and NotADirectoryError for an absent
+    key), so as the fill value, and the run reads what zarr-python reads; but no Zarr
+    writer leaves either, so the chunks' data is lost or elsewhere (a copy gone wrong), and
+    the user hears of it before the output says fill there (h72c). Folders and files are
+    those the identity's walk saw (:attr:`StoreIdentity.folders`, ``files``)."""
+    if store.files is None:
+        return
+    key = info.key((0,) * len(info.shape))
+    depth = (key[len(info.path) + 1 :] if info.path else key).count("/") + 1
+    odd = [n for n in store.folders if n.count("/") + 1 == depth]
+    odd += [
+        n
+        for n in (name.replace(os.sep, "/") for name in store.files)
+        if n.count("/") + 1 < depth and _READ_NAME.fullmatch(n) and n not in _METADATA_NAMES
+    ]
+    if odd:
+        odd.sort()
+        where = info.location.join(info.path)
+        log.warning(
+            "the input %s has %d key(s) of its chunks that are a folder, or lie under a file "
+            "(first: %r), which zarr-python, and so this run, reads as the fill value: no "
+            "Zarr writer leaves them, so their chunks' data is missing; restore it from a "
+            "good copy if the fill value is not meant there",
+            where,
+            len(odd),
+            odd[0],
+        )
+
+
+#: Zarr's metadata documents' names (never a chunk's key).
+_METADATA_NAMES = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+
+
 def _local_files_identity(
     location: Location,
     path: str,
     stats: dict[str, tuple[int, ...]] | None = None,
+    folders: list[str] | None = None,
 ) -> list[Any]:
     """[total bytes, digest] of the files under the local array folder ``path`` of
     ``location`` (the run record and the files an operating system writes into folders,
@@ -618,7 +666,8 @@ def _local_files_identity(
     never fetched, which zarr-python reads as the fill value. So a run refuses it at its plan,
     before anything is written; the walk saw it anyway. ``stats``, where given, gets each
     file's (device, inode, size, modification and status-change time, link count) by its path
-    (:attr:`StoreIdentity.files`)."""
+    (:attr:`StoreIdentity.files`), and ``folders`` the folders' paths that Zarr may read as
+    keys (:attr:`StoreIdentity.folders`)."""
     import os
 
     root = location.join(path)
@@ -639,6 +688,11 @@ def _local_files_identity(
             for d in dirs
             if d != ".pipeline" and not links_above(os.path.join(dirpath, d), real_root)
         ]
+        if folders is not None:
+            for d in dirs:
+                name = os.path.relpath(os.path.join(dirpath, d), root).replace(os.sep, "/")
+                if _READ_NAME.fullmatch(name):
+                    folders.append(name)
         for f in files:
             if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
                 continue
@@ -872,8 +926,8 @@ def absent_input(config: Config, loc: Location, e: InputError) -> InputError:
     and ``verify`` all say it (``verify``, opening the input itself, had said neither). Where
     ``input.generate`` describes an input that ``generate`` refuses (chunks that do not tile
     its shards), that refusal is raised (ConfigError): the line had named `pipeline generate`."""
-    if getattr(e, "status", "") != "absent" or loc.exists():
-        return e
+    if getattr(e, "status", "") != "absent" or e.data.get("reason") or loc.exists():
+        return e  # (a store that is a link to nothing: its own line, h72c)
     if config.input.generate is not None:  # the command it names must not refuse: its refusal
         blocks.generated_layout(generate_section(config))  # (it had named `pipeline generate`)
     return InputError(_absent_store_line(config, loc), **e.data)

@@ -1449,7 +1449,12 @@ def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
         ".zattrs",
         ".zmetadata",
     )
-    unless = "" if document else ", or remove the link if the chunk is meant to be the fill value"
+    record = ".pipeline" in key.split("/")  # the run record's (not a chunk's: h72c)
+    unless = (
+        ""
+        if document or record
+        else ", or remove the link if the chunk is meant to be the fill value"
+    )
     via = "" if link.endswith(key.replace("/", os.sep)) else f" (through {link})"
     return StoreError(
         f"{where} is a symbolic link{via} to {target}, which does not exist (its content "
