@@ -387,6 +387,59 @@ def test_an_input_rewritten_during_a_run_leaves_the_output_incomplete(tmp_path: 
     assert np.array_equal(read_array(m.out), expected(m.x), equal_nan=True)
 
 
+def _inodes(store: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``store``: (inode, bytes)."""
+    return {k: (ino, data) for k, (_, ino, data) in file_states(store).items()}
+
+
+def test_an_overwrite_of_a_hard_linked_copy_of_the_input_completes(tmp_path: Path, cli) -> None:
+    """The output is ``cp -al in.zarr out.zarr``: its files share the input's inodes. Its
+    deletion by ``--overwrite`` changed their status-change times, and the run ended "the
+    input changed while this run read it" (a second run passed). It completes now, the
+    input's files, inodes and bytes, as they were; the output's record is the input's as it
+    is, so a plain run says it is complete, and a resume has nothing to do (h72c)."""
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    make_array(tmp_path / "in.zarr", x, (10, 10))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    subprocess.run(["cp", "-al", str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr")], check=True)
+    before = _inodes(tmp_path / "in.zarr")
+    rc, _, err = cli("run", cfg, "--overwrite", "--progress", "none")
+    assert rc == 0, err
+    assert _inodes(tmp_path / "in.zarr") == before
+    assert status(tmp_path / "out.zarr") == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(x))
+    e = refused("run", cfg)
+    assert isinstance(e, OutputError) and e.status == "complete", e
+    rc, out, err = cli("run", cfg, "--resume", "--progress", "none")
+    assert rc == 0 and "nothing to do" in out + err, err
+    rc, out, err = cli("verify", cfg)
+    assert rc == 0, out + err
+
+
+def test_an_input_rewritten_in_place_during_a_run_is_found_among_hard_links(
+    tmp_path: Path,
+) -> None:
+    """A chunk rewritten in place with its modification time put back (as ``cp -p`` onto it
+    does: helper-40) after a backup hard-linked the input: its link count changed with its
+    status-change time, as the overwrite of a ``cp -al`` copy changes them, but no link of
+    it was this run's to delete, so the change is still found (h72c)."""
+
+    def backup_and_rewrite(cfg: Path) -> None:
+        subprocess.run(
+            ["cp", "-al", str(tmp_path / "in.zarr"), str(tmp_path / "backup.zarr")], check=True
+        )
+        chunk = tmp_path / "in.zarr" / "c" / "0" / "0"
+        st = chunk.stat()
+        with open(chunk, "r+b") as f:  # the same inode, the same bytes, the time put back
+            f.write(chunk.read_bytes())
+        os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    m = _while_a_run_writes(tmp_path, backup_and_rewrite)
+    assert m.proc.returncode == 1, m.stderr
+    assert "changed while this run read it" in one_line_error(m.stderr), m.stderr
+    assert status(m.out) == "incomplete"
+
+
 def test_an_input_rewritten_behind_a_symlinked_folder_is_a_changed_input(
     tmp_path: Path, cli
 ) -> None:
@@ -1348,6 +1401,33 @@ def test_a_store_that_is_a_link_to_nothing_is_refused_naming_its_target(
         assert np.array_equal(read_array(target), expected(x))
     else:
         assert read_array(link).shape == (10, 10)
+
+
+@pytest.mark.parametrize("generated", [False, True], ids=["input", "generated-input"])
+@pytest.mark.parametrize("command", ["run", "plan", "verify"])
+def test_an_input_store_that_is_a_link_to_nothing_is_named_as_one(
+    tmp_path: Path, command: str, generated: bool
+) -> None:
+    """An input.store that is a symbolic link to a path that does not exist (a disk not
+    mounted, a dataset not installed) had been called a store that does not exist, the line
+    naming `pipeline generate` to make it where the config describes it, which refuses the
+    link. Refused in one line naming the link, its target and the fixes (h72c); nothing
+    is written."""
+    target = tmp_path / "disk" / "in.zarr"
+    link = tmp_path / "in.zarr"
+    link.symlink_to(target)
+    if generated:
+        cfg = generated_config(tmp_path, {"shape": [10, 10], "chunks": [5, 10]})
+    else:
+        cfg = write_config(tmp_path, link, tmp_path / "out.zarr")
+    e = refused(command, cfg)
+    assert isinstance(e, InputError) and e.reason == "dangling link", e
+    assert str(e) == (
+        f"input store {link} is a symbolic link to {target}, which does not exist (a disk "
+        "not mounted, a dataset not installed?): make its target there, mend the link, or "
+        "fix input.store"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
 
 
 @pytest.mark.parametrize("kind", ["array", "v2-array", "file", "damaged"])

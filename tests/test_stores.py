@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import uuid
 import zipfile
@@ -548,6 +549,58 @@ def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
     assert loc.list("") == sorted(
         [".zarray", ".zattrs", *(f"{i}.{j}" for i in (0, 1, 3, 4, 5) for j in (0, 1))]
     )
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned_of(
+    tmp_path, cli, caplog, zarr_format
+) -> None:
+    """A folder at an input chunk's key, a link to a folder at another's, and a file where a
+    third's keys need a folder: zarr-python 3's LocalStore reads each as missing (its ``get``
+    takes IsADirectoryError and NotADirectoryError for an absent key), so the fill value,
+    and the run reads the same; but no Zarr writer leaves them (the chunks' data is lost or
+    elsewhere), so the run warns in one line naming the first key and how many (h72c).
+    Inputs as Zarr writes them, of every key layout, get no such warning."""
+    x = np.arange(24 * 20, dtype=np.float32).reshape(24, 20) + 1
+    clean = {
+        "v3": {"chunks": (4, 5)},
+        "v3-sharded": {"chunks": (4, 5), "shards": (8, 10)},
+        "v2-dot": {"chunks": (4, 5), "zarr_format": 2},
+        "v2-slash": {
+            "chunks": (4, 5),
+            "zarr_format": 2,
+            "chunk_key_encoding": {"name": "v2", "separator": "/"},
+        },
+    }
+    for name, kw in clean.items():
+        make_array(tmp_path / f"{name}.zarr", x, **kw)
+        cfg = write_config(tmp_path, tmp_path / f"{name}.zarr", tmp_path / "o.zarr", f"{name}.yaml")
+        with caplog.at_level(logging.WARNING, logger="pipeline"):
+            assert plan_run(load_config(cfg)).identity  # the walk that warns
+        assert not caplog.records, (name, caplog.text)
+    make_array(tmp_path / "in.zarr", x, (4, 5), zarr_format=zarr_format)
+    root = tmp_path / "in.zarr"
+    folder, linked, under = ("c/1/1", "c/2/0", "c/3") if zarr_format == 3 else ("1.1", "2.0", "3.0")
+    (root / folder).unlink()
+    (root / folder).mkdir()
+    (root / linked).unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (root / linked).symlink_to(tmp_path / "elsewhere")
+    if zarr_format == 3:  # a file where the folder of keys c/3/0, c/3/1 is
+        for p in (root / under).iterdir():
+            p.unlink()
+        (root / under).rmdir()
+        (root / under).write_bytes(b"not a folder")
+    want = zarr.open_array(str(root), mode="r")[...]
+    assert np.array_equal(want[4:8, 5:10], np.zeros((4, 5), np.float32))  # zarr reads fill
+    cfg = write_config(tmp_path, root, tmp_path / "out.zarr")
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    said = [line for line in err.splitlines() if "key(s) of its chunks" in line]
+    count = 3 if zarr_format == 3 else 2
+    assert len(said) == 1 and f"has {count} key(s)" in said[0], err
+    assert repr(folder) in said[0] and str(root) in said[0], said
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(want))
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"], ids=["local", "fsspec"])
@@ -1102,3 +1155,52 @@ def test_names_a_url_reads_otherwise_are_refused_only_where_keys_are_urls(
             loc.check_url_safe(key)
     for key in ("w 1/zarr.json", "a+b&c=d;e", "50%/0.0", "x%zz", "tempé"):
         loc.check_url_safe(key)
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_a_write_over_a_linked_file_replaces_it_and_leaves_the_other_file(
+    tmp_path: Path, link: str
+) -> None:
+    """A chunk the output writes where a link to another store's file is (``cp -al
+    in.zarr out.zarr``: the same inode; or a symbolic link into it) is a new file: the
+    other store's bytes and inode stay (h72c: written through, the input was rewritten)."""
+    other = tmp_path / "in.zarr" / "c" / "0"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"input's bytes")
+    ino = other.stat().st_ino
+    at = tmp_path / "out.zarr" / "c" / "0"
+    at.parent.mkdir(parents=True)
+
+    def make_link() -> None:
+        if link == "hard":
+            os.link(other, at)
+        else:
+            at.symlink_to(other)
+
+    make_link()
+    loc = Location.of(str(tmp_path / "out.zarr"))
+    for atomic in (False, True):
+        assert loc.write("c/0", [b"output's", b" bytes"], atomic=atomic) == 14
+        assert at.read_bytes() == b"output's bytes" and not at.is_symlink()
+        assert other.read_bytes() == b"input's bytes" and other.stat().st_ino == ino
+        assert other.stat().st_nlink == 1
+        at.unlink()
+        make_link()
+
+
+def test_a_run_record_behind_a_link_to_nothing_is_not_called_a_chunk(tmp_path: Path) -> None:
+    """A key of the run record (``.pipeline/run.json``) read through a link to nothing is
+    refused naming the link, without a chunk's fix (its removal "if the chunk is meant to be
+    the fill value", which a run record is not: h72c); a chunk's line keeps that fix."""
+    store = tmp_path / "out.zarr"
+    store.mkdir()
+    (store / ".pipeline").symlink_to(tmp_path / "nowhere")
+    (store / "c").symlink_to(tmp_path / "gone")
+    loc = Location.of(str(store))
+    with pytest.raises(StoreError) as info:
+        loc.read(".pipeline/run.json")
+    line = str(info.value)
+    assert str(store / ".pipeline") in line and "chunk" not in line, line
+    with pytest.raises(StoreError) as info:
+        loc.read("c/0/0")
+    assert "if the chunk is meant to be the fill value" in str(info.value)

@@ -15,7 +15,9 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ from pipeline.store.location import (
     link_refusal,
     links_above,
 )
+
+log = logging.getLogger(__name__)
 
 #: nvCOMP decodes frames up to this size quickly; larger frames decode on the CPU. It gives a
 #: frame one thread block, so one call's rate grows with its frames: 16 MB frames of the
@@ -261,7 +265,9 @@ class Plan:
 
     @functools.cached_property
     def _input_store(self) -> StoreIdentity:
-        return _input_identity(self.input)
+        store = _input_identity(self.input)
+        _warn_keys_out_of_shape(self.input, store)
+        return store
 
     @property
     def input_unstamped(self) -> str | None:
@@ -275,11 +281,40 @@ class Plan:
         the output carries, are still what :attr:`identity` took (the run's start, or its
         resume): not rewritten while the run read them, as far as the identity sees (where
         :attr:`input_unstamped` says why it cannot, True proves nothing of the files'
-        bytes)."""
+        bytes). A status-change time is a change here even where a link count changed with
+        it: a file rewritten in place, its time put back, may have been linked meanwhile
+        (only the run's own deletion of links is not: :meth:`input_relinked`)."""
         return bool(
             _input_identity(self.input).identity == self.identity["input"][1]
             and self._frame_identity() == self.identity.get("coordinates")
         )
+
+    def input_relinked(self, unlinked: set[tuple[int, int]]) -> bool:
+        """Where the local input's files now differ from what :attr:`identity` took only by
+        the links to them that this run deleted, ``unlinked`` (device, inode) (an output that
+        was a ``cp -al`` copy of the input, deleted by ``--overwrite``, had changed the
+        shared files' status-change times, and the run ended "the input changed while this
+        run read it": h72c; :func:`only_relinked`), take the identity again, of the input as
+        it is now, and say True (the run record is to be written again with it); else
+        False, the identity as it was (a real change is then found by
+        :meth:`input_unchanged` at the run's end)."""
+        if not unlinked or not self.input.location.is_local:
+            return False
+        fresh = _input_identity(self.input)
+        if fresh.identity == self.identity["input"][1]:
+            return False
+        if not only_relinked(self._input_store, fresh, unlinked):
+            return False
+        self._take_input(fresh)
+        return True
+
+    def _take_input(self, fresh: StoreIdentity) -> None:
+        """Keep ``fresh`` as the input's identity (:attr:`identity`'s input part)."""
+        self.__dict__["_input_store"] = fresh
+        self.__dict__["identity"] = {
+            **self.identity,
+            "input": [self.identity["input"][0], fresh.identity],
+        }
 
     def retaken(self) -> Plan:
         """This plan with its :attr:`identity` taken again, of the input as it is now (what
@@ -470,6 +505,37 @@ class StoreIdentity:
     follow "the input's identity cannot show a rewrite that keeps names and sizes: " (an HTTP
     server that sends no ETag or Last-Modified, one that lists no files): then the identity
     sees only the metadata, the names and the sizes, and an equal one proves nothing"""
+    files: dict[str, tuple[int, ...]] | None = field(default=None, compare=False)
+    folders: tuple[str, ...] = field(default=(), compare=False)
+    """A local store's folders (or links to folders) below the array whose names Zarr may
+    read as keys (:data:`_READ_NAME`), for :func:`_warn_keys_out_of_shape`."""
+    """A local store's files by path below the array: (device, inode, size, modification
+    time, status-change time, link count); the identity's digest is of their size and
+    times. None for other stores. Kept in memory only, for :func:`only_relinked`."""
+
+
+def only_relinked(
+    before: StoreIdentity, after: StoreIdentity, unlinked: set[tuple[int, int]]
+) -> bool:
+    """Whether the local store ``after`` differs from ``before`` only in the status-change
+    times and fewer links of files whose (device, inode) is among ``unlinked``, the links
+    a run deleted itself: an output that was a ``cp -al`` copy of the input, deleted by
+    ``--overwrite`` (h72c), which changes no byte of the input. Any other change is one,
+    a link made by another program too: a file rewritten in place with its modification
+    time put back (``cp -p``, helper-40) may have been linked meanwhile. False where either
+    is not a local store's."""
+    if before.files is None or after.files is None or before.identity[:2] != after.identity[:2]:
+        return False
+    if before.files.keys() != after.files.keys():
+        return False
+    for name, was in before.files.items():
+        now = after.files[name]
+        if was == now:
+            continue
+        dev, ino, size, mtime, _, links = was
+        if now[:4] != (dev, ino, size, mtime) or (dev, ino) not in unlinked or now[5] >= links:
+            return False
+    return True
 
 
 def store_identity(location: Location, path: str) -> list[Any]:
@@ -499,7 +565,10 @@ def identify_store(location: Location, path: str) -> StoreIdentity:
             break
     ident: list[Any] = [hashlib.sha256(doc).hexdigest()[:16]]
     if location.is_local:
-        return StoreIdentity(ident + _local_files_identity(location, path), None)
+        files: dict[str, tuple[int, ...]] = {}
+        folders: list[str] = []
+        ident += _local_files_identity(location, path, files, folders)
+        return StoreIdentity(ident, None, files, tuple(folders))
     # one listing, no reads: an object rewritten gets a new ETag (S3, GCS) or time
     try:
         found = location.stamped_files(path)
@@ -543,7 +612,49 @@ _READ_NAME = re.compile(
 )
 
 
-def _local_files_identity(location: Location, path: str) -> list[Any]:
+def _warn_keys_out_of_shape(info: ArrayInfo, store: StoreIdentity) -> None:
+    """Warn, naming the first and how many, where the local input array ``info`` has a
+    folder (or a link to one) at a chunk's key, or a file where its keys need a folder
+    (``c/3`` a file, for the key ``c/3/0``): zarr-python's LocalStore reads every key there
+    as missing (its ``get`` takes IsADirectoryError and NotADirectoryError for an absent
+    key), so as the fill value, and the run reads what zarr-python reads; but no Zarr
+    writer leaves either, so the chunks' data is lost or elsewhere (a copy gone wrong), and
+    the user hears of it before the output says fill there (h72c). Folders and files are
+    those the identity's walk saw (:attr:`StoreIdentity.folders`, ``files``)."""
+    if store.files is None:
+        return
+    key = info.key((0,) * len(info.shape))
+    depth = (key[len(info.path) + 1 :] if info.path else key).count("/") + 1
+    odd = [n for n in store.folders if n.count("/") + 1 == depth]
+    odd += [
+        n
+        for n in (name.replace(os.sep, "/") for name in store.files)
+        if n.count("/") + 1 < depth and _READ_NAME.fullmatch(n) and n not in _METADATA_NAMES
+    ]
+    if odd:
+        odd.sort()
+        where = info.location.join(info.path)
+        log.warning(
+            "the input %s has %d key(s) of its chunks that are a folder, or lie under a file "
+            "(first: %r), which zarr-python, and so this run, reads as the fill value: no "
+            "Zarr writer leaves them, so their chunks' data is missing; restore it from a "
+            "good copy if the fill value is not meant there",
+            where,
+            len(odd),
+            odd[0],
+        )
+
+
+#: Zarr's metadata documents' names (never a chunk's key).
+_METADATA_NAMES = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+
+
+def _local_files_identity(
+    location: Location,
+    path: str,
+    stats: dict[str, tuple[int, ...]] | None = None,
+    folders: list[str] | None = None,
+) -> list[Any]:
     """[total bytes, digest] of the files under the local array folder ``path`` of
     ``location`` (the run record and the files an operating system writes into folders,
     :func:`~pipeline.store.location.is_os_file`, left out): each file's path below it, size,
@@ -553,7 +664,10 @@ def _local_files_identity(location: Location, path: str) -> list[Any]:
     reads as a key of the array (a chunk's, or a metadata document's: :data:`_READ_NAME`) is
     a symbolic link whose target does not exist: a git-annex or DataLad dataset's content
     never fetched, which zarr-python reads as the fill value. So a run refuses it at its plan,
-    before anything is written; the walk saw it anyway."""
+    before anything is written; the walk saw it anyway. ``stats``, where given, gets each
+    file's (device, inode, size, modification and status-change time, link count) by its path
+    (:attr:`StoreIdentity.files`), and ``folders`` the folders' paths that Zarr may read as
+    keys (:attr:`StoreIdentity.folders`)."""
     import os
 
     root = location.join(path)
@@ -574,6 +688,11 @@ def _local_files_identity(location: Location, path: str) -> list[Any]:
             for d in dirs
             if d != ".pipeline" and not links_above(os.path.join(dirpath, d), real_root)
         ]
+        if folders is not None:
+            for d in dirs:
+                name = os.path.relpath(os.path.join(dirpath, d), root).replace(os.sep, "/")
+                if _READ_NAME.fullmatch(name):
+                    folders.append(name)
         for f in files:
             if is_os_file(f):  # a .DS_Store that Finder wrote is no change of the input
                 continue
@@ -591,6 +710,9 @@ def _local_files_identity(location: Location, path: str) -> list[Any]:
                 continue
             total += st.st_size
             entries.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n")
+            if stats is not None:
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink)
+                stats[rel] = (st.st_dev, st.st_ino, *stamp)
     digest = hashlib.sha256("".join(sorted(entries)).encode()).hexdigest()[:16]
     return [total, digest]
 
@@ -806,8 +928,8 @@ def absent_input(config: Config, loc: Location, e: InputError) -> InputError:
     and ``verify`` all say it (``verify``, opening the input itself, had said neither). Where
     ``input.generate`` describes an input that ``generate`` refuses (chunks that do not tile
     its shards), that refusal is raised (ConfigError): the line had named `pipeline generate`."""
-    if getattr(e, "status", "") != "absent" or loc.exists():
-        return e
+    if getattr(e, "status", "") != "absent" or e.data.get("reason") or loc.exists():
+        return e  # (a store that is a link to nothing: its own line, h72c)
     if config.input.generate is not None:  # the command it names must not refuse: its refusal
         blocks.generated_layout(generate_section(config))  # (it had named `pipeline generate`)
     return InputError(_absent_store_line(config, loc), **e.data)

@@ -14,6 +14,7 @@ Everything here that decides only reads; nothing is written before the lock is t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -2032,6 +2033,21 @@ def create(plan: Plan) -> None:
         _create(plan)
 
 
+def _hard_linked(folder: str) -> set[tuple[int, int]]:
+    """(device, inode) of each file below the local ``folder`` (links not followed, the run
+    record's folder left out) that has other links: what deleting it changes of another
+    store's files (their status-change time and link count, never a byte)."""
+    found = set()
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != RECORD]
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                if st.st_nlink > 1:
+                    found.add((st.st_dev, st.st_ino))
+    return found
+
+
 def _create(plan: Plan) -> None:
     o = plan.output
     ledger = plan.sink.ledger
@@ -2088,6 +2104,8 @@ def _create(plan: Plan) -> None:
     # clears (with no record left, the folder of chunks had become one it never deletes, and
     # only a person could clear it: helper-39)
     ledger.write_manifest(with_check(manifest))
+    # what of the output shares its inodes with other files, the input's among them (h72c)
+    unlinked = _hard_linked(o.location.join(o.path)) if o.location.is_local else set()
     for meta in ("zarr.json", ".zarray", ".zattrs"):
         o.location.delete(_key(o.path, meta))
     # no consolidated copy says the old array is there (complete) while its chunks go; the
@@ -2099,6 +2117,13 @@ def _create(plan: Plan) -> None:
     for up in outside:
         datasets.drop_consolidated(enclosing[up - 1][0], "")
     arrays.clear_array(o.location, o.path, keep=RECORD)
+    # an output that shared its files' inodes with the input (`cp -al in.zarr out.zarr`) was
+    # deleted by unlinking them, which changed the input's status-change times, not its
+    # bytes: the record says the input as it is now, else its end, or a resume, had found
+    # "the input changed" (h72c)
+    if plan.input_relinked(unlinked):
+        manifest.update(fingerprint=plan.fingerprint(), identity=plan.identity)
+        ledger.write_manifest(with_check(manifest))
 
     extra: dict[str, Any] = {"group_attributes": carried_attrs} if group is not None else {}
     fill = output_fill(plan)

@@ -1373,6 +1373,16 @@ def open_zarr_array(
             raise
         raise unreadable_store(location, path, failure) from None
     if not shown and not _metadata_shows(location, path):
+        root = location.join("")
+        if location.is_local and os.path.islink(root):  # a link to nothing: not "absent",
+            # which `pipeline generate` would be named to make (h72c)
+            raise InputError(
+                f"input store {dangling_input(root)}",
+                store=where,
+                array=path,
+                status="absent",
+                reason="dangling link",
+            )
         raise InputError(
             f"input store {location} does not exist: fix input.store",
             store=where,
@@ -1914,6 +1924,21 @@ def node_in_the_way(location: Location, path: str) -> tuple[str, str] | None:
         if kind == "damaged":  # found by helper-38: written under, and left as it was
             return here, "damaged"
     return None
+
+
+def dangling_input(path: str) -> str:
+    """The refusal's words for the local input store ``path``, a symbolic link to a path
+    that does not exist: naming its target and the fixes (its data elsewhere, a disk not
+    mounted, a dataset not installed); it had been called a store that does not exist,
+    the line naming ``pipeline generate`` to make it, which refuses the link."""
+    try:
+        target = os.path.join(os.path.dirname(path), os.readlink(path))
+    except OSError:
+        target = "a path"
+    return (
+        f"{path} is a symbolic link to {target}, which does not exist (a disk not mounted, "
+        "a dataset not installed?): make its target there, mend the link, or fix input.store"
+    )
 
 
 def dangling_link(path: str, setting: str) -> str:

@@ -47,7 +47,7 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Location
+from pipeline.store.location import Location, dangling_link_on
 
 RECORD = ".pipeline"
 
@@ -367,52 +367,85 @@ class Ledger:
         )
 
     def _acquire_local(self, key: str) -> None:
+        """Take the local lock file ``key``'s OS lock (``flock``), held by an open descriptor
+        that this process's table (:data:`_HELD`) keeps until :meth:`_close_lock`. Whatever
+        stops it before that descriptor is in the table (a Ctrl-C, a full disk) closes it,
+        and removes the file where its lock was taken: a Ctrl-C landing between the two had
+        left the descriptor open, the lock held by no one that could give it up, and this
+        process's next run refused as another thread's (h72c)."""
         path = self.location.join(key)
         with _HELD_LOCK:
             if path in _HELD:
                 raise self.busy(_me())
+            link = dangling_link_on(path, self.location.join(""))
+            if link is not None:  # the record's folder a link to nothing: makedirs had said
+                raise self._refusal(self._linked(*link), lock=path)  # only "File exists"
             os.makedirs(os.path.dirname(path), exist_ok=True)
             busy = 0
             for _ in range(40):
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:  # never through a link (one to nothing had been followed, its target
+                    # created outside the store, locked, and left there: h72c)
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                except OSError as e:
+                    if e.errno == errno.ELOOP and os.path.islink(path):
+                        raise self._refusal(
+                            self._linked(path, os.path.realpath(path)), lock=path
+                        ) from None
+                    raise
+                locked = False
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if self._lock_file(fd, path):
+                        locked = True
+                        os.ftruncate(fd, 0)
+                        _write_all(fd, json.dumps(_me()).encode())
+                        _HELD[path] = fd
+                        return
                 except BlockingIOError:
-                    os.close(fd)
                     busy += 1
                     if busy < 5:  # maybe only another run's brief look (holder()): retry
                         time.sleep(0.02)
                         continue
                     raise self.busy(_read_holder(self.location, key, wait=True) or {}) from None
-                except OSError as e:
-                    os.close(fd)
-                    if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                        raise self._refusal(
-                            f"cannot lock {path} ({e.strerror}): the {self.ROLE}'s file system "
-                            f"has no file locks; choose another {self.ROLE}.store",
-                            lock=path,
-                        ) from None
-                    raise
-                # the file may have been removed (a run finishing) between open and lock
-                try:
-                    same = os.stat(path).st_ino == os.fstat(fd).st_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    continue
-                try:
-                    os.ftruncate(fd, 0)
-                    _write_all(fd, json.dumps(_me()).encode())
-                except OSError:  # a full disk: the lock is not taken, nor its file left
-                    # (held open, its flock had refused this process's next run as busy)
-                    with contextlib.suppress(OSError):
-                        os.remove(path)
-                    os.close(fd)
-                    raise
-                _HELD[path] = fd
-                return
+                finally:
+                    if _HELD.get(path) != fd:  # not taken: nothing of it stays open or left
+                        if locked:  # its file too, this run's (a full disk: held open, its
+                            # flock had refused this process's next run as busy; a Ctrl-C)
+                            with contextlib.suppress(OSError):
+                                os.remove(path)
+                        os.close(fd)
             raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
+
+    def _linked(self, link: str, target: str) -> str:
+        """The refusal's words for a lock whose path reads through the symbolic link
+        ``link`` (the lock file itself, or the record's folder) to ``target``."""
+        lock = self.location.join(self._key(self.LOCK))
+        what = "it" if link == lock else link
+        return (
+            f"cannot take the lock {lock}: {what} is a symbolic link to {target}, and a lock "
+            "is a file of the pipeline's own, never taken through a link: remove the link "
+            f"(none of the {self.ROLE}'s data goes with it)"
+        )
+
+    def _lock_file(self, fd: int, path: str) -> bool:
+        """Take the OS lock of the open lock file ``fd``: True where taken on the file now at
+        ``path`` (False: it was removed meanwhile, a run finishing between open and lock);
+        BlockingIOError where another holds it; a refusal where the file system has none."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise
+        except OSError as e:
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                raise self._refusal(
+                    f"cannot lock {path} ({e.strerror}): the {self.ROLE}'s file system "
+                    f"has no file locks; choose another {self.ROLE}.store",
+                    lock=path,
+                ) from None
+            raise
+        try:
+            return os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def _refusal(self, text: str, **fields: Any) -> PipelineError:
         """The error ``text`` of this lock's store (OutputError: ``output``, and ``fields``)."""

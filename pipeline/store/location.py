@@ -1449,7 +1449,12 @@ def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
         ".zattrs",
         ".zmetadata",
     )
-    unless = "" if document else ", or remove the link if the chunk is meant to be the fill value"
+    record = ".pipeline" in key.split("/")  # the run record's (not a chunk's: h72c)
+    unless = (
+        ""
+        if document or record
+        else ", or remove the link if the chunk is meant to be the fill value"
+    )
     via = "" if link.endswith(key.replace("/", os.sep)) else f" (through {link})"
     return StoreError(
         f"{where} is a symbolic link{via} to {target}, which does not exist (its content "
@@ -1465,14 +1470,22 @@ def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
 
 def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
     """Write ``parts`` to the local file ``path`` (``atomic``: under a hidden name, then
-    renamed); a write that fails removes what it wrote."""
+    renamed); a write that fails removes what it wrote. Either way the bytes go into a new
+    file: what was at ``path`` (a hard link whose inode another store shares, as ``cp -al
+    in.zarr out.zarr`` or ``rsync --link-dest`` leave, or a symbolic link) is replaced, never
+    written through (h72c: a chunk written over such a link had rewritten the input's)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     target = path
     if atomic:
         head, tail = os.path.split(path)
         target = os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
-        with open(target, "wb", buffering=0) as f:
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:  # an earlier write's, or a link: unlinked, not truncated
+            os.unlink(target)
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        with open(fd, "wb", buffering=0) as f:
             for p in parts:
                 mv = memoryview(p).cast("B")
                 done = 0
