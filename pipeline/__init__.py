@@ -710,15 +710,18 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
         from pipeline.cli import check_not_the_config
 
         check_not_the_config(config, {"--report": opts.report, "--summary-json": opts.summary_json})
+    # its commands as this config makes them (a plain run overwrites), unless the call said no
+    # to that (overwrite=False: its lines name overwrite=True, not the plain call)
+    configured = bool(cfg.output.overwrite) and opts.overwrite is not False
     try:
         summary = _run(cfg, opts, client=client)
-    except PipelineError as e:  # its commands as this config makes them (a plain run overwrites)
+    except PipelineError as e:
         from pipeline.errors import as_configured
 
-        e.args = (as_configured(str(e), bool(cfg.output.overwrite)), *e.args[1:])
+        e.args = (as_configured(str(e), configured), *e.args[1:])
         raise
     except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)
-        _interrupted_as_configured(e, bool(cfg.output.overwrite))
+        _interrupted_as_configured(e, configured)
         raise
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line

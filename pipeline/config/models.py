@@ -841,7 +841,11 @@ class OutputConfig(Model):
         description="shard shape (one file each, Zarr v3 sharding); auto: one shard per Dask "
         "chunk; none: one file per chunk (also written so where one chunk fills a shard)",
     )
-    overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+    overwrite: bool = Field(
+        False,
+        description="replace an existing output (also --overwrite; --no-overwrite, or "
+        "overwrite=False in pipeline.run, says no to it for one run)",
+    )
 
     @field_validator("array", mode="before")
     @classmethod
