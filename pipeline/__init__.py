@@ -640,6 +640,8 @@ def plan(config: ConfigLike, *, client: Any = None) -> Plan:
     from pipeline.reporting.tables import table_text
 
     now = api_words(as_configured(now, overwrite))
+    # its notes too, in the call's words (h72a: "`run` generates it first")
+    p = dataclasses.replace(p, notes=tuple(api_words(n) for n in p.notes))
     rows = describe(p)
     rows.insert(2, ("output now", now))  # where `pipeline plan` puts it
     shown = table_text(rows, "plan (nothing computed, nothing written)")
@@ -729,6 +731,9 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
             raise
     if answer is not None:  # raised outside the handler: no unpicklable __context__
         raise answer
+    from pipeline.errors import api_words
+
+    summary.notes = [api_words(n) for n in summary.notes]  # the plan's, in the call's words
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())
@@ -819,7 +824,11 @@ def verify(
     if answer is None:  # its advice in this API's words, as its errors say theirs
         from pipeline.errors import api_words
 
-        return dataclasses.replace(res, advice=api_words(res.advice) if res.advice else None)
+        return dataclasses.replace(
+            res,
+            advice=api_words(res.advice) if res.advice else None,
+            input_notes=tuple(api_words(n) for n in res.input_notes),
+        )
     raise answer  # outside the handler, as run raises it
 
 

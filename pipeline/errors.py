@@ -461,7 +461,9 @@ def api_words(line: str) -> str:
     (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call, the
     command that names what finishes an output (:data:`VERIFY_NAMES`) as ``pipeline.verify``'s
     call (a damaged input chunk's line had named `pipeline verify` to an API caller), and the
-    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`). Where a
+    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`), and a plain `run`
+    as the plain call (h72a: ``pipeline.plan(config).output_now`` had said "`run` creates
+    it", its notes "`run` generates it first"). Where a
     line gives both forms already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
@@ -470,6 +472,7 @@ def api_words(line: str) -> str:
     line = line.replace(VERIFY_NAMES, API_VERIFY_NAMES)
     for command, call in _CLI_CALLS:
         line = line.replace(command, call)
+    line = line.replace("`run`", "`pipeline.run(config)`")  # a plain run: `run` creates it
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
 
 
@@ -480,7 +483,6 @@ def api_words(line: str) -> str:
 #: verify` with the config that made it"). ``pipeline generate`` has no call: it stays.
 _CLI_CALLS = (
     ("`pipeline run CONFIG`", "`pipeline.run(config)`"),
-    ("and `run` does)", "and `pipeline.run(config)` does)"),
     ("`pipeline verify`", "`pipeline.verify(config)`"),
 )
 

@@ -383,7 +383,8 @@ def test_a_plan_reprs_in_a_line_and_prints_the_command_lines_table(tmp_path: Pat
     dataclass fields and no table. Its ``repr()`` is one short line of the essentials now, as
     a Dask array's is; ``str()`` and the notebook's ``_repr_html_`` the table ``pipeline
     plan`` prints; the fields are kept.
-    A plan says what ``run`` does at the output, as ``pipeline plan``'s row does."""
+    A plan says what ``run`` does at the output, as ``pipeline plan``'s row does, in the
+    call's words: it had said "`run` creates it", the command line's (h72a)."""
     small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
@@ -394,9 +395,73 @@ def test_a_plan_reprs_in_a_line_and_prints_the_command_lines_table(tmp_path: Pat
         assert part in shown, shown
     assert f"{p.n_blocks} blocks of {tuple(p.block)}" in shown and p.chain[0].name in shown
     rc, printed, _ = cli("plan", path)
-    assert rc == 0 and str(p).splitlines()[1:] == printed.splitlines()[1:]
-    assert "\n  output now   absent: `run` creates it\n" in str(p)
+    assert rc == 0, printed
+    api_row = "\n  output now   absent: `pipeline.run(config)` creates it\n"
+    cli_row = "\n  output now   absent: `run` creates it\n"
+    assert api_row in str(p) and cli_row in printed
+    assert p.output_now == "absent: `pipeline.run(config)` creates it"
+    assert str(p).replace(api_row, cli_row).splitlines()[1:] == printed.splitlines()[1:]
     assert p._repr_html_().startswith("<pre>") and "output now" in p._repr_html_()
+
+
+#: A command line's words in a string: a command named as typed (`run`, `pipeline verify`,
+#: `run --resume`), or a flag (--overwrite).
+_COMMAND_WORDS = re.compile(r"`(?:pipeline )?(?:run|plan|verify)\b(?!\()|--[a-z]")
+
+
+def _strings(value: Any, at: str = "") -> list[tuple[str, str]]:
+    """Every string in ``value``, a result of the API (a dataclass, its lists, tuples and
+    mappings, at any depth), with where it is (``.notes[0]``)."""
+    import dataclasses
+
+    if isinstance(value, str):
+        return [(at, value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            s
+            for f in dataclasses.fields(value)
+            for s in _strings(getattr(value, f.name), f"{at}.{f.name}")
+        ]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, f"{at}[{k!r}]")]
+    if isinstance(value, (list, tuple)):
+        return [s for i, v in enumerate(value) for s in _strings(v, f"{at}[{i}]")]
+    return []
+
+
+def test_the_apis_results_say_no_command_line_words(tmp_path: Path, cli) -> None:
+    """``pipeline.plan(config)`` had told a Python user "`run` creates it" (``output_now``) and
+    "the input does not exist yet: `run` generates it first" (``notes``), the command line's
+    words, which the table ``str(p)`` showed too. Every string of the API's results (the
+    plan's fields and table, the summary's, verify's result's) names the call
+    (``pipeline.run(config)``, ``overwrite=True``), never a command or flag; the command line
+    keeps its own words."""
+    path = generated_config(
+        tmp_path,
+        {"shape": [20, 30], "chunks": [10, 10], "dtype": "int16", "when_missing": True},
+        stages=[{"op": "add", "value": 1}],
+    )
+    rc, printed, _ = cli("plan", path)
+    assert rc == 0 and "`run` generates it first" in printed and "`run` creates it" in printed
+    results = {"plan, no input": pipeline.plan(path)}
+    assert results["plan, no input"].notes == (
+        "the input does not exist yet: `pipeline.run(config)` generates it first",
+    )
+    results["run"] = pipeline.run(path)
+    results["plan, complete"] = pipeline.plan(path)
+    results["verify"] = pipeline.verify(path)
+    doc = yaml.safe_load(path.read_text())
+    doc["output"]["overwrite"] = True
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    results["plan, output.overwrite: true"] = pipeline.plan(path)
+    results["run, output.overwrite: true"] = pipeline.run(path)
+    said = [
+        (name, at, text)
+        for name, result in results.items()
+        for at, text in [*_strings(result), ("str()", str(result))]
+        if _COMMAND_WORDS.search(text)
+    ]
+    assert not said, said
 
 
 def test_plan_of_an_output_a_plain_run_refuses_names_the_call_that_writes_it(
@@ -3110,7 +3175,9 @@ def test_ctrl_c_of_a_run_whose_config_overwrites_says_its_plain_run_starts_over(
         cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
     )
     (tmp_path / "script.py").write_text(
-        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=False)
+        # the plain call (overwrite=None: as the config says; an overwrite=False given says no
+        # to the config, and its line names overwrite=True, not the plain call)
+        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=None)
     )
     proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
