@@ -221,7 +221,9 @@ def _lines(text: str) -> str:
 def _kind(value: Any) -> str:
     """What ``value`` is, in a word: its type's name ('None' for None), never its value (a
     caller's object may hold anything)."""
-    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+    from pipeline.errors import kind_said
+
+    return kind_said(value)  # plain words (it had said "a builtins.int")
 
 
 def _client(client: Any, call: str = "run") -> Any:

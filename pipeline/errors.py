@@ -615,6 +615,67 @@ def wrong_library(e: BaseException) -> str | None:
     return top
 
 
+def kind_said(value: Any) -> str:
+    """What ``value`` is, in the plain words a one-line refusal says of a value given where
+    another kind is wanted, never the value itself (it may hold anything): ``an integer``,
+    ``a number``, ``text``, ``true/false``, ``a list of integers``, ``a mapping``, ``None``;
+    a NumPy value as NumPy's (``a NumPy int64``, ``a NumPy array``); any other object by its
+    library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``). Python's
+    names for its types (``builtins.int``, ``a value of type bytes``, ``not int``) had been
+    said."""
+    import numbers
+    import os
+    from collections.abc import Mapping, Set
+
+    t = type(value)
+    top = t.__module__.partition(".")[0]
+    if value is None:
+        return "None"
+    if isinstance(value, bool) or (top == "numpy" and t.__name__.startswith("bool")):
+        return "true/false"
+    if top == "numpy" and hasattr(value, "dtype"):
+        shape = getattr(value, "shape", ())
+        return "a NumPy array" if shape else f"a NumPy {value.dtype.name}"
+    if isinstance(value, numbers.Integral):
+        return "an integer"
+    if isinstance(value, numbers.Real) or t.__name__ == "Decimal":
+        return "a number"
+    if isinstance(value, numbers.Complex):
+        return "a complex number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(value, os.PathLike):
+        return "a path"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, Set):
+        return "a set"
+    if isinstance(value, (list, tuple)):
+        items = {kind_said(v) for v in value}
+        if not value:
+            return "an empty list"
+        if len(items) == 1 and (item := items.pop()) in _PLURAL:
+            return f"a list of {_PLURAL[item]}"
+        if items <= {"an integer", "a number"}:
+            return "a list of numbers"
+        return "a list"
+    kind = t.__name__ if top == "builtins" else f"{top} {t.__name__}"
+    return f"{'an' if kind[0].lower() in 'aeiou' or top == 'fsspec' else 'a'} {kind}"
+
+
+#: The items of a list as :func:`kind_said` says them, by what it says of one.
+_PLURAL = {
+    "an integer": "integers",
+    "a number": "numbers",
+    "text": "text",
+    "true/false": "true/false values",
+    "a mapping": "mappings",
+    "a list": "lists",
+}
+
+
 def one_line(text: str) -> str:
     """``text`` with its runs of whitespace, line breaks too, as one space: a library's message
     quoted in a line of the pipeline's (numcodecs' checksum errors hold a newline)."""

@@ -913,7 +913,7 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
     local = zarr.storage.LocalStore(tmp_path / "in.zarr")
     out = tmp_path / "out.zarr"
     run = {"input": {"store": str(tmp_path / "in.zarr")}, "output": {"store": str(out)}}
-    said = "must be the store's path or URL as text (a str, such as '/data/{}.zarr' or "
+    said = "must be the store's path or URL as text (such as '/data/{}.zarr' or "
     memory = zarr.storage.MemoryStore()
     remote = zarr.storage.FsspecStore.from_url("memory://somewhere")
     cases = [
@@ -922,11 +922,11 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
         # in this process's memory, where no path names it: written to a store first (its
         # line had said to give "the path or URL it was opened at", which it has none of)
         ("output.store", memory, said.format("out"), "MemoryStore, which this process holds"),
-        ("input.store", x, said.format("in"), "not a numpy ndarray, which this process holds"),
+        ("input.store", x, said.format("in"), "not a NumPy array, which this process holds"),
         ("input.store", zarr.create_array(memory, data=x), said.format("in"), "write it to a"),
         ("output.store", remote, said.format("out"), "not a zarr FsspecStore: give the path"),
         ("input.array", zarr.open_array(local), "must be the array's path inside the", "'' here"),
-        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an int"),
+        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an integer"),
     ]
     for key, given, wanted, fix in cases:
         section, name = key.split(".")
@@ -958,7 +958,7 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
         generate(shape=[2], dtype=np.float32(1))
     assert str(info.value).startswith(
         "pipeline.config.GenerateConfig(): dtype: must be a NumPy dtype's name as text, such "
-        "as 'float32' (or a NumPy dtype), not a numpy float32 (got "
+        "as 'float32' (or a NumPy dtype), not a NumPy float32 (got "
     ), info.value
     paths = {"input": {"store": tmp_path / "in.zarr"}, "output": {"store": out}}
     config = pipeline.Config(**{**paths, "stages": [{"op": "square"}]})
@@ -2543,8 +2543,8 @@ def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path)
         (pipeline.load_config, (path,), {"client": None}, "client", ["pipeline.run()"]),
         (pipeline.load_config, (path, {}, None), {}, None, ["by position"]),
         (pipeline.load_config, (None,), {}, "path", ["YAML file's path", "None"]),
-        (pipeline.load_config, (3,), {}, "path", ["builtins.int"]),
-        (pipeline.load_config, (b"run.yaml",), {}, "path", ["builtins.bytes"]),
+        (pipeline.load_config, (3,), {}, "path", ["not an integer"]),
+        (pipeline.load_config, (b"run.yaml",), {}, "path", ["not bytes"]),
         (pipeline.load_config, ({"input": {}},), {}, "path", ["pipeline.run"]),
         (pipeline.load_config, (path.read_text(),), {}, "path", ["YAML text"]),
         (pipeline.load_config, (path,), {"overrides": 3}, "overrides", ["mapping"]),
@@ -3361,3 +3361,63 @@ def test_a_threads_clusters_client_without_workers_is_told_how_to_start_them(
         assert info.value.reason == "lost" and len(line.splitlines()) == 1, line
         assert "dask worker inproc" not in line and "`scale(n)`" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+#: Python's names for its types, which a line to a user had said ("not a builtins.int", "not
+#: int", "a value of type bytes", pydantic's "output.shards.tuple[function-before[...]]").
+_TYPE_NAMES = re.compile(
+    r"builtins|\b(?:int|dict|str|float|bytes_|ndarray|NoneType)\b|of type|tuple\[|literal\[|"
+    r"function-|constrained"
+)
+
+
+def test_a_value_of_the_wrong_kind_is_said_in_plain_words(tmp_path: Path, cli) -> None:
+    """A value of the wrong kind, given to the API's functions, in a config mapping, in a YAML
+    file, or as an override, is said in plain words ("not an integer", "not a mapping", "not
+    a list of integers"), never by Python's name for its type: ``pipeline.load_config(3)``
+    had said "not a builtins.int", ``Config.model_validate(5)`` "not int", a section given
+    bytes "a value of type bytes", and a mapping given where a list or ``auto`` goes
+    "output.shards.tuple[function-before[_not_bool(), constrained-int], ...]: must be a
+    value", ``host_memory_limit`` "literal['auto']: Input should be 'auto'"."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    doc = yaml.safe_load(path.read_text())
+
+    def with_(section: str, key: str, value: Any) -> dict[str, Any]:
+        return {**doc, section: {**doc.get(section, {}), key: value}}
+
+    mapping = {"a": 1}
+    cases: list[tuple[Any, str]] = [
+        (lambda: pipeline.load_config(3), "takes a YAML file's path, not an integer"),
+        (lambda: pipeline.load_config(b"run.yaml"), "not bytes"),
+        (lambda: pipeline.load_config(path, [1, 2]), "not a list of integers"),
+        (lambda: pipeline.plan(["run.yaml"]), "not a list of text"),
+        (lambda: pipeline.plan(3.5), "or a pipeline.Config, not a number"),
+        (lambda: pipeline.plan(path, client=5), "distributed.Client, not an integer"),
+        (lambda: pipeline.run(path, client={}), "distributed.Client, not a mapping"),
+        (lambda: pipeline.Config.model_validate(5), "cluster), not an integer"),
+        (lambda: pipeline.config.InputConfig.model_validate([1]), "not a list of integers"),
+        (lambda: pipeline.plan({**doc, "output": b"o"}), "output: must be a mapping of its"),
+        (lambda: pipeline.plan(with_("input", "store", 5)), "as text (such as '/data/in.zarr'"),
+        (lambda: pipeline.plan(with_("cluster", "scheduler", 5)), "'local', not an integer"),
+        (lambda: pipeline.plan(with_("cluster", "dashboard", mapping)), "none, not a mapping"),
+        (lambda: pipeline.plan(with_("output", "shards", mapping)), "output.shards: must be a"),
+        (lambda: pipeline.plan(with_("output", "chunks", mapping)), "output.chunks: must be a"),
+        (lambda: pipeline.plan(with_("chunking", "block", mapping)), "chunking.block: must be"),
+        (lambda: pipeline.plan(with_("cluster", "host_memory_limit", mapping)), "must be auto"),
+        (lambda: pipeline.plan(with_("cluster", "device_memory_limit", mapping)), "be auto"),
+        (lambda: pipeline.load_config(path, {"output.shards": mapping}), "shards: must be a"),
+        (lambda: pipeline.load_config(path, {"cluster": b"x"}), "not bytes"),
+    ]
+    for call, words in cases:
+        with pytest.raises((pipeline.OptionError, ConfigError)) as info:
+            call()
+        line = str(info.value)
+        assert words in line and "\n" not in line, (words, line)
+        assert not _TYPE_NAMES.search(line), line
+    doc["output"]["shards"] = mapping  # a YAML file, on the command line
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, _, err = cli("plan", path)
+    line = one_line_error(err)
+    assert rc == 1 and "output.shards: must be a list of whole numbers" in line, line
+    assert not _TYPE_NAMES.search(line), line
