@@ -2862,18 +2862,25 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
 
 
 @pytest.mark.parametrize(
-    "given", ["input: {store: in.zarr}\nsecret: SECRETX\n", ["SECRETX"], None, 5]
+    ("given", "said"),
+    [
+        ("input: {store: in.zarr}\nsecret: SECRETX\n", "text"),
+        (["SECRETX"], "a list of text"),
+        (None, "None"),
+        (5, "an integer"),
+    ],
 )
-def test_model_validate_of_no_mapping_is_one_line(given: Any) -> None:
+def test_model_validate_of_no_mapping_is_one_line(given: Any, said: str) -> None:
     """``pipeline.Config.model_validate`` of what is no mapping (YAML text, a list, None) was
     pydantic's ValidationError, quoting the value; now one ConfigError line naming what the
-    call takes, never the value (fix42-A)."""
+    call takes, never the value (fix42-A), what it was given in plain words (h72a: "not
+    str", "not NoneType")."""
     with pytest.raises(ConfigError) as info:
         pipeline.Config.model_validate(given)
     e = info.value
     assert str(e) == (
         "pipeline.Config.model_validate(): takes a mapping of keys (input, output, stages, "
-        f"backend, integer_overflow, chunking, cluster), not {type(given).__name__}"
+        f"backend, integer_overflow, chunking, cluster), not {said}"
     )
     assert e.file == "pipeline.Config.model_validate()" and e.key is None
 
