@@ -275,7 +275,8 @@ class PlanError(PipelineError):
     ``pipeline.config.loading.locate``), ``block``, ``shape``, ``multiple_of``,
     ``block_that_fits``, the budgets and projections (``host_budget``, ``host_per_worker``,
     ``device_budget``, ``device_per_worker``), ``memory`` ('host' or 'gpu', for a task out of
-    memory), ``stage``, ``position``, ``dtype``.
+    memory), ``stage``, ``position``, ``dtype``, ``advice`` (a stage's refusal: the fix its
+    line names, the config's own).
     """
 
 

@@ -188,6 +188,8 @@ def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
         "dtype": "int8",
         "values": (-128 * 5, 127 * 5),
         "bound": 128 * 5,
+        "advice": "compute it in float64 instead: write its factor as a float, factor: 5.0 "
+        "(integers with a float are float64s)",
     }
     # a chain that cannot overflow passes under the same policy
     chain = stages.plan_chain(
@@ -220,7 +222,11 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
         "parameter": "value",
         "value": -1,
         "dtype": "uint8",
+        "advice": "use a non-negative value, or give it a dtype that holds it, value: "
+        "{dtype: int16, value: -1} (the stage then computes in int16), or write it as a "
+        "float, value: -1.0 (it then computes in float64)",
     }
+    assert str(e.value).endswith("; " + e.value.advice)  # uint8 with add -1: no input edit
     assert "\n" not in str(e.value)
 
 

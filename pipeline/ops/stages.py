@@ -631,10 +631,11 @@ def _shown(value: int | float) -> str:
 #: array times a Python float is a float64 (NEP 50), so a first stage that multiplies by 1.0
 #: converts every element, as a float64 copy of the input would (integers past 2**53 rounded
 #: either way).
-IN_FLOAT64 = (
+FIRST_STAGE_FLOAT64 = (
     "compute in float64 instead: make {op: multiply, factor: 1.0} the first stage (integers "
-    "times a float are float64s), or convert the input to float64"
+    "times a float are float64s)"
 )
+IN_FLOAT64 = f"{FIRST_STAGE_FLOAT64}, or convert the input to float64"
 
 
 def _smallest_float(value: int | float) -> str | None:
@@ -661,12 +662,14 @@ def _as_float_text(value: int) -> str | None:
     return repr(f) if math.isfinite(f) and int(f) == value else None
 
 
-def _in_float64(params: StageParams) -> str:
+def _in_float64(params: StageParams, convertible: bool = True) -> str:
     """How a stage with ``params`` that overflows the integers computes in float64 instead,
     the least effort named: its scalar written as a float (``factor: 3.0``: NumPy computes an
     integer array with a Python float in float64, from this stage on; the stages before it
     stay exact integers), where it has a Python int that float64 holds exactly; else
-    :data:`IN_FLOAT64` (``square``, ``add`` of the array to itself, a typed scalar)."""
+    :data:`IN_FLOAT64` (``square``, ``add`` of the array to itself, a typed scalar), its
+    "convert the input" only where the input is ``convertible`` (a packed variable's integer
+    scale_factor decodes a float64 copy to int64 all the same: the PlanError's ``advice``)."""
     for key, value in params.model_dump().items():
         if isinstance(value, int) and not isinstance(value, bool):
             text = _as_float_text(value)
@@ -675,7 +678,7 @@ def _in_float64(params: StageParams) -> str:
                     f"compute it in float64 instead: write its {key} as a float, {key}: {text} "
                     "(integers with a float are float64s)"
                 )
-    return IN_FLOAT64
+    return IN_FLOAT64 if convertible else FIRST_STAGE_FLOAT64
 
 
 def _typed_int(dt: np.dtype, value: int, worst: Interval) -> np.dtype | None:
@@ -767,6 +770,7 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
                 parameter=key,
                 value=value,
                 dtype=str(dt),
+                advice=_what_holds(dt, key, value, worst),
             )
 
 
@@ -825,6 +829,7 @@ def plan_chain(
                         f"{_bound(worst):.3g}); {_in_float64(params)}",
                         **_overflow(name, position, out, worst),
                         values=(worst.lo, worst.hi),
+                        advice=_in_float64(params, convertible=False),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
@@ -833,6 +838,7 @@ def plan_chain(
                         f"{_in_float64(params)}",
                         **_overflow(name, position, current, worst),
                         values=(worst.lo, worst.hi),
+                        advice=_in_float64(params, convertible=False),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 # promote is named only where it widens this stage to an integer that holds
@@ -853,6 +859,7 @@ def plan_chain(
                     + _in_float64(params),
                     **_overflow(name, position, out, worst),
                     values=(worst.lo, worst.hi),
+                    advice=_in_float64(params, convertible=False),
                 )
             rng = worst
         elif out.kind == "f":
