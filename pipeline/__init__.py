@@ -221,7 +221,9 @@ def _lines(text: str) -> str:
 def _kind(value: Any) -> str:
     """What ``value`` is, in a word: its type's name ('None' for None), never its value (a
     caller's object may hold anything)."""
-    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+    from pipeline.errors import kind_said
+
+    return kind_said(value)  # plain words (it had said "a builtins.int")
 
 
 def _client(client: Any, call: str = "run") -> Any:
@@ -640,6 +642,8 @@ def plan(config: ConfigLike, *, client: Any = None) -> Plan:
     from pipeline.reporting.tables import table_text
 
     now = api_words(as_configured(now, overwrite))
+    # its notes too, in the call's words (h72a: "`run` generates it first")
+    p = dataclasses.replace(p, notes=tuple(api_words(n) for n in p.notes))
     rows = describe(p)
     rows.insert(2, ("output now", now))  # where `pipeline plan` puts it
     shown = table_text(rows, "plan (nothing computed, nothing written)")
@@ -710,15 +714,18 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
         from pipeline.cli import check_not_the_config
 
         check_not_the_config(config, {"--report": opts.report, "--summary-json": opts.summary_json})
+    # its commands as this config makes them (a plain run overwrites), unless the call said no
+    # to that (overwrite=False: its lines name overwrite=True, not the plain call)
+    configured = bool(cfg.output.overwrite) and opts.overwrite is not False
     try:
         summary = _run(cfg, opts, client=client)
-    except PipelineError as e:  # its commands as this config makes them (a plain run overwrites)
+    except PipelineError as e:
         from pipeline.errors import as_configured
 
-        e.args = (as_configured(str(e), bool(cfg.output.overwrite)), *e.args[1:])
+        e.args = (as_configured(str(e), configured), *e.args[1:])
         raise
     except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)
-        _interrupted_as_configured(e, bool(cfg.output.overwrite))
+        _interrupted_as_configured(e, configured)
         raise
     except Exception as e:
         answer = store_answer(e, config_stores(cfg))  # no step named it: the CLI's line
@@ -726,6 +733,9 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
             raise
     if answer is not None:  # raised outside the handler: no unpicklable __context__
         raise answer
+    from pipeline.errors import api_words
+
+    summary.notes = [api_words(n) for n in summary.notes]  # the plan's, in the call's words
     if opts.summary_json:
         with open(opts.summary_json, "w") as f:
             f.write(summary.to_json())
@@ -816,7 +826,11 @@ def verify(
     if answer is None:  # its advice in this API's words, as its errors say theirs
         from pipeline.errors import api_words
 
-        return dataclasses.replace(res, advice=api_words(res.advice) if res.advice else None)
+        return dataclasses.replace(
+            res,
+            advice=api_words(res.advice) if res.advice else None,
+            input_notes=tuple(api_words(n) for n in res.input_notes),
+        )
     raise answer  # outside the handler, as run raises it
 
 

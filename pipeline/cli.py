@@ -82,9 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     r = with_config("run", "run the pipeline a config describes")
-    start = r.add_mutually_exclusive_group()  # starting over and keeping contradict
-    start.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    start.add_argument(
+    # starting over and keeping contradict, and so do --overwrite and --no-overwrite: refused
+    # by _contradiction (--no-overwrite with --resume is taken: a resume replaces nothing)
+    r.add_argument(
+        "--overwrite",
+        action=_Overwrite,
+        default=None,  # None: as the config's output.overwrite says
+        help="replace an existing output (--no-overwrite: never, whatever the config's "
+        "output.overwrite says; neither: as it says)",
+    )
+    r.add_argument(
         "--resume",
         action="store_true",
         help="finish an interrupted run, skipping blocks already written",
@@ -141,6 +148,24 @@ def _parser() -> argparse.ArgumentParser:
         help="instead, rewrite the reference between the schema markers in FILE (README.md)",
     )
     return p
+
+
+class _Overwrite(argparse.BooleanOptionalAction):
+    """``run --overwrite`` (True) and ``--no-overwrite`` (False; neither: None, as the config's
+    ``output.overwrite`` says), remembering each form given (``args.overwrite_flags``), so
+    that both together are refused (:func:`_contradiction`), not the last taken silently."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        seen = getattr(namespace, "overwrite_flags", [])
+        if option_string is not None and option_string not in seen:
+            namespace.overwrite_flags = [*seen, option_string]
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -238,14 +263,27 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _contradiction(args: argparse.Namespace) -> str | None:
-    """The words of the refusal of a command line whose ``verify --all`` (every block) its
+    """The words of the refusal of a command line whose ``run --overwrite`` its ``--resume``
+    or ``--no-overwrite`` contradicts, whose ``verify --all`` (every block) its
     ``--samples`` contradicts, or whose ``-q`` (only errors and the summary,
     no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log output), or
     ``--progress bar`` or ``plain`` (progress shown), on any command that takes them; None
     where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
     Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
-    ``--overwrite`` had won over ``--resume`` (now refused too). ``--progress auto`` (the
-    default) and ``none`` are quiet with ``-q``."""
+    ``--overwrite`` had won over ``--resume`` (now refused too, as is ``--overwrite`` with
+    ``--no-overwrite``, whose last had been taken). ``--progress auto`` (the default) and
+    ``none`` are quiet with ``-q``."""
+    flags = getattr(args, "overwrite_flags", [])
+    if len(flags) > 1:  # the last had been taken, silently
+        return (
+            "--overwrite (replace the output) contradicts --no-overwrite (never replace it): "
+            "drop one of them"
+        )
+    if getattr(args, "overwrite", None) and getattr(args, "resume", False):
+        return (  # --overwrite had won, silently (helper-40)
+            "--overwrite (start over, the finished blocks thrown away) contradicts --resume "
+            "(keep them): drop one of them"
+        )
     if getattr(args, "all", False) and getattr(args, "samples", None) is not None:
         return (  # --all had won, silently, as --overwrite had over --resume
             f"--all (every block) contradicts --samples {args.samples} (that many random "
@@ -431,8 +469,13 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _overwrites(args: argparse.Namespace) -> bool:
-    """Whether the command's config, where it was loaded, sets ``output.overwrite: true``."""
+    """Whether the command's config, where it was loaded, sets ``output.overwrite: true``, and
+    the command line leaves it so (``run --no-overwrite`` says no to it: its lines name
+    `run --overwrite`, not the plain `run` its user just said no to, as ``pipeline.run(config,
+    overwrite=False)``'s name ``overwrite=True``)."""
     config = getattr(args, "loaded", None)
+    if getattr(args, "overwrite", None) is False:
+        return False
     return bool(config is not None and config.output.overwrite)
 
 
@@ -794,7 +837,7 @@ def _plan(args: argparse.Namespace, config: Any) -> int:
         opts = settled(
             config,
             RunOptions(
-                overwrite=args.overwrite or None,  # None: as output.overwrite says
+                overwrite=args.overwrite,  # None: as output.overwrite says
                 resume=args.resume,
                 report=args.report,
                 summary_json=args.summary_json,
@@ -1248,7 +1291,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from pipeline.running.runner import RunOptions, run
 
     opts = RunOptions(
-        overwrite=args.overwrite or None,  # None: as output.overwrite says
+        overwrite=args.overwrite,  # None: as output.overwrite says; False: --no-overwrite
         resume=args.resume,
         report=args.report,
         summary_json=args.summary_json,

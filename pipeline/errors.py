@@ -275,7 +275,8 @@ class PlanError(PipelineError):
     ``pipeline.config.loading.locate``), ``block``, ``shape``, ``multiple_of``,
     ``block_that_fits``, the budgets and projections (``host_budget``, ``host_per_worker``,
     ``device_budget``, ``device_per_worker``), ``memory`` ('host' or 'gpu', for a task out of
-    memory), ``stage``, ``position``, ``dtype``.
+    memory), ``stage``, ``position``, ``dtype``, ``advice`` (a stage's refusal: the fix its
+    line names, the config's own).
     """
 
 
@@ -461,7 +462,9 @@ def api_words(line: str) -> str:
     (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call, the
     command that names what finishes an output (:data:`VERIFY_NAMES`) as ``pipeline.verify``'s
     call (a damaged input chunk's line had named `pipeline verify` to an API caller), and the
-    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`). Where a
+    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`), and a plain `run`
+    as the plain call (h72a: ``pipeline.plan(config).output_now`` had said "`run` creates
+    it", its notes "`run` generates it first"). Where a
     line gives both forms already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
@@ -470,6 +473,7 @@ def api_words(line: str) -> str:
     line = line.replace(VERIFY_NAMES, API_VERIFY_NAMES)
     for command, call in _CLI_CALLS:
         line = line.replace(command, call)
+    line = line.replace("`run`", "`pipeline.run(config)`")  # a plain run: `run` creates it
     return _CLI_FLAG.sub(r"\1\2=True\1", line)
 
 
@@ -480,7 +484,6 @@ def api_words(line: str) -> str:
 #: verify` with the config that made it"). ``pipeline generate`` has no call: it stays.
 _CLI_CALLS = (
     ("`pipeline run CONFIG`", "`pipeline.run(config)`"),
-    ("and `run` does)", "and `pipeline.run(config)` does)"),
     ("`pipeline verify`", "`pipeline.verify(config)`"),
 )
 
@@ -611,6 +614,67 @@ def wrong_library(e: BaseException) -> str | None:
     if top == "pipeline" or sys.modules.get(top) is None:
         return None
     return top
+
+
+def kind_said(value: Any) -> str:
+    """What ``value`` is, in the plain words a one-line refusal says of a value given where
+    another kind is wanted, never the value itself (it may hold anything): ``an integer``,
+    ``a number``, ``text``, ``true/false``, ``a list of integers``, ``a mapping``, ``None``;
+    a NumPy value as NumPy's (``a NumPy int64``, ``a NumPy array``); any other object by its
+    library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``). Python's
+    names for its types (``builtins.int``, ``a value of type bytes``, ``not int``) had been
+    said."""
+    import numbers
+    import os
+    from collections.abc import Mapping, Set
+
+    t = type(value)
+    top = t.__module__.partition(".")[0]
+    if value is None:
+        return "None"
+    if isinstance(value, bool) or (top == "numpy" and t.__name__.startswith("bool")):
+        return "true/false"
+    if top == "numpy" and hasattr(value, "dtype"):
+        shape = getattr(value, "shape", ())
+        return "a NumPy array" if shape else f"a NumPy {value.dtype.name}"
+    if isinstance(value, numbers.Integral):
+        return "an integer"
+    if isinstance(value, numbers.Real) or t.__name__ == "Decimal":
+        return "a number"
+    if isinstance(value, numbers.Complex):
+        return "a complex number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (bytes, bytearray)):
+        return "bytes"
+    if isinstance(value, os.PathLike):
+        return "a path"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, Set):
+        return "a set"
+    if isinstance(value, (list, tuple)):
+        items = {kind_said(v) for v in value}
+        if not value:
+            return "an empty list"
+        if len(items) == 1 and (item := items.pop()) in _PLURAL:
+            return f"a list of {_PLURAL[item]}"
+        if items <= {"an integer", "a number"}:
+            return "a list of numbers"
+        return "a list"
+    kind = t.__name__ if top == "builtins" else f"{top} {t.__name__}"
+    return f"{'an' if kind[0].lower() in 'aeiou' or top == 'fsspec' else 'a'} {kind}"
+
+
+#: The items of a list as :func:`kind_said` says them, by what it says of one.
+_PLURAL = {
+    "an integer": "integers",
+    "a number": "numbers",
+    "text": "text",
+    "true/false": "true/false values",
+    "a mapping": "mappings",
+    "a list": "lists",
+}
 
 
 def one_line(text: str) -> str:

@@ -354,7 +354,7 @@ def copy_store(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=shutil.copy2)
 
 
-def ctrl_c_script(module: str, name: str, overwrite: bool) -> str:
+def ctrl_c_script(module: str, name: str, overwrite: bool | None) -> str:
     """A script that runs ``pipeline.run(sys.argv[1], overwrite=...)`` with a real SIGINT
     sent to itself where ``module``'s ``name`` (a function, or ``Class.method``) is called,
     then that call made (a watcher of the files could miss such a moment on a busy machine:

@@ -1143,3 +1143,50 @@ def test_the_api_verify_result_carries_the_advice_verify_prints(
     assert rc == 0, run_err
     res = pipeline.verify(cfg, all=True)
     assert res.ok and res.advice is None, res
+
+
+def test_no_overwrite_wins_over_the_configs_output_overwrite(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --no-overwrite` of a config with ``output.overwrite: true``, as
+    ``pipeline.run(config, overwrite=False)`` (the command line had no way to say no to the
+    config: "unrecognized arguments: --no-overwrite"): a stopped run's output is refused,
+    untouched, the dry run saying the same, the line naming `run --resume` and `run
+    --overwrite`, not the plain `run` its user just said no to; `--no-overwrite --resume`
+    finishes it (a resume replaces nothing), bit for bit a run never stopped; then the
+    complete output is refused too; `--overwrite --no-overwrite` is refused in one line (the
+    last had been taken, silently); a plain `run` is the config's, and replaces it."""
+    import pipeline
+
+    cfg = _config(tmp_path, made.input)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["overwrite"] = True
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out.zarr"
+    _killed(made, out)
+    before = file_states(out)
+    for extra in ([], ["--dry-run"]):
+        rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite", *extra)
+        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        assert rc == 1 and len(errors) == 1, err
+        assert "`run --resume`" in errors[0] and "`run --overwrite`" in errors[0], errors
+        assert "output.overwrite" not in errors[0], errors
+        assert file_states(out) == before
+    with pytest.raises(pipeline.OutputError) as info:  # the API says the same, its own way
+        pipeline.run(cfg, overwrite=False)
+    line = str(info.value)
+    assert "resume=True" in line and "overwrite=True" in line, line
+    assert "output.overwrite" not in line and "--" not in line, line
+    assert file_states(out) == before
+    rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite", "--resume")
+    assert rc == 0, err
+    assert np.array_equal(read_array(out), read_array(made.ref), equal_nan=True)
+    done = file_states(out)
+    rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite")
+    assert rc == 1 and "already exists" in err and "--overwrite" in err, err
+    assert file_states(out) == done
+    rc, _, err = _said(capsys, "run", cfg, "--overwrite", "--no-overwrite")
+    assert rc == 2 and err.count("\n") == 1 and "contradicts" in err, err
+    assert file_states(out) == done
+    rc, _, err = _said(capsys, "-q", "run", cfg)  # the config's: replaced
+    assert rc == 0 and file_states(out) != done, err

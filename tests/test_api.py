@@ -383,7 +383,8 @@ def test_a_plan_reprs_in_a_line_and_prints_the_command_lines_table(tmp_path: Pat
     dataclass fields and no table. Its ``repr()`` is one short line of the essentials now, as
     a Dask array's is; ``str()`` and the notebook's ``_repr_html_`` the table ``pipeline
     plan`` prints; the fields are kept.
-    A plan says what ``run`` does at the output, as ``pipeline plan``'s row does."""
+    A plan says what ``run`` does at the output, as ``pipeline plan``'s row does, in the
+    call's words: it had said "`run` creates it", the command line's (h72a)."""
     small_input(tmp_path)
     out = tmp_path / "out.zarr"
     path = write_config(tmp_path, tmp_path / "in.zarr", out)
@@ -394,9 +395,73 @@ def test_a_plan_reprs_in_a_line_and_prints_the_command_lines_table(tmp_path: Pat
         assert part in shown, shown
     assert f"{p.n_blocks} blocks of {tuple(p.block)}" in shown and p.chain[0].name in shown
     rc, printed, _ = cli("plan", path)
-    assert rc == 0 and str(p).splitlines()[1:] == printed.splitlines()[1:]
-    assert "\n  output now   absent: `run` creates it\n" in str(p)
+    assert rc == 0, printed
+    api_row = "\n  output now   absent: `pipeline.run(config)` creates it\n"
+    cli_row = "\n  output now   absent: `run` creates it\n"
+    assert api_row in str(p) and cli_row in printed
+    assert p.output_now == "absent: `pipeline.run(config)` creates it"
+    assert str(p).replace(api_row, cli_row).splitlines()[1:] == printed.splitlines()[1:]
     assert p._repr_html_().startswith("<pre>") and "output now" in p._repr_html_()
+
+
+#: A command line's words in a string: a command named as typed (`run`, `pipeline verify`,
+#: `run --resume`), or a flag (--overwrite).
+_COMMAND_WORDS = re.compile(r"`(?:pipeline )?(?:run|plan|verify)\b(?!\()|--[a-z]")
+
+
+def _strings(value: Any, at: str = "") -> list[tuple[str, str]]:
+    """Every string in ``value``, a result of the API (a dataclass, its lists, tuples and
+    mappings, at any depth), with where it is (``.notes[0]``)."""
+    import dataclasses
+
+    if isinstance(value, str):
+        return [(at, value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            s
+            for f in dataclasses.fields(value)
+            for s in _strings(getattr(value, f.name), f"{at}.{f.name}")
+        ]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, f"{at}[{k!r}]")]
+    if isinstance(value, (list, tuple)):
+        return [s for i, v in enumerate(value) for s in _strings(v, f"{at}[{i}]")]
+    return []
+
+
+def test_the_apis_results_say_no_command_line_words(tmp_path: Path, cli) -> None:
+    """``pipeline.plan(config)`` had told a Python user "`run` creates it" (``output_now``) and
+    "the input does not exist yet: `run` generates it first" (``notes``), the command line's
+    words, which the table ``str(p)`` showed too. Every string of the API's results (the
+    plan's fields and table, the summary's, verify's result's) names the call
+    (``pipeline.run(config)``, ``overwrite=True``), never a command or flag; the command line
+    keeps its own words."""
+    path = generated_config(
+        tmp_path,
+        {"shape": [20, 30], "chunks": [10, 10], "dtype": "int16", "when_missing": True},
+        stages=[{"op": "add", "value": 1}],
+    )
+    rc, printed, _ = cli("plan", path)
+    assert rc == 0 and "`run` generates it first" in printed and "`run` creates it" in printed
+    results = {"plan, no input": pipeline.plan(path)}
+    assert results["plan, no input"].notes == (
+        "the input does not exist yet: `pipeline.run(config)` generates it first",
+    )
+    results["run"] = pipeline.run(path)
+    results["plan, complete"] = pipeline.plan(path)
+    results["verify"] = pipeline.verify(path)
+    doc = yaml.safe_load(path.read_text())
+    doc["output"]["overwrite"] = True
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    results["plan, output.overwrite: true"] = pipeline.plan(path)
+    results["run, output.overwrite: true"] = pipeline.run(path)
+    said = [
+        (name, at, text)
+        for name, result in results.items()
+        for at, text in [*_strings(result), ("str()", str(result))]
+        if _COMMAND_WORDS.search(text)
+    ]
+    assert not said, said
 
 
 def test_plan_of_an_output_a_plain_run_refuses_names_the_call_that_writes_it(
@@ -848,7 +913,7 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
     local = zarr.storage.LocalStore(tmp_path / "in.zarr")
     out = tmp_path / "out.zarr"
     run = {"input": {"store": str(tmp_path / "in.zarr")}, "output": {"store": str(out)}}
-    said = "must be the store's path or URL as text (a str, such as '/data/{}.zarr' or "
+    said = "must be the store's path or URL as text (such as '/data/{}.zarr' or "
     memory = zarr.storage.MemoryStore()
     remote = zarr.storage.FsspecStore.from_url("memory://somewhere")
     cases = [
@@ -857,11 +922,11 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
         # in this process's memory, where no path names it: written to a store first (its
         # line had said to give "the path or URL it was opened at", which it has none of)
         ("output.store", memory, said.format("out"), "MemoryStore, which this process holds"),
-        ("input.store", x, said.format("in"), "not a numpy ndarray, which this process holds"),
+        ("input.store", x, said.format("in"), "not a NumPy array, which this process holds"),
         ("input.store", zarr.create_array(memory, data=x), said.format("in"), "write it to a"),
         ("output.store", remote, said.format("out"), "not a zarr FsspecStore: give the path"),
         ("input.array", zarr.open_array(local), "must be the array's path inside the", "'' here"),
-        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an int"),
+        ("cluster.dashboard", 8787, "must be the dashboard's address as text", "not an integer"),
     ]
     for key, given, wanted, fix in cases:
         section, name = key.split(".")
@@ -893,7 +958,7 @@ def test_an_object_given_where_a_path_or_address_is_taken_names_the_key_and_the_
         generate(shape=[2], dtype=np.float32(1))
     assert str(info.value).startswith(
         "pipeline.config.GenerateConfig(): dtype: must be a NumPy dtype's name as text, such "
-        "as 'float32' (or a NumPy dtype), not a numpy float32 (got "
+        "as 'float32' (or a NumPy dtype), not a NumPy float32 (got "
     ), info.value
     paths = {"input": {"store": tmp_path / "in.zarr"}, "output": {"store": out}}
     config = pipeline.Config(**{**paths, "stages": [{"op": "square"}]})
@@ -2266,9 +2331,8 @@ def test_overwrite_and_resume_together_are_refused_before_anything_is_touched(
     with pytest.raises(pipeline.OptionError) as info:
         pipeline.run(path, overwrite=True, resume=np.True_)
     assert len(str(info.value).splitlines()) == 1 and "contradict" in str(info.value)
-    with pytest.raises(SystemExit) as stopped:  # argparse's own refusal: usage, then one line
-        cli("run", path, "--overwrite", "--resume")
-    assert stopped.value.code == 2
+    rc, _, err = cli("run", path, "--overwrite", "--resume")  # a usage error, in one line
+    assert rc == 2 and err.count("\n") == 1 and "contradicts --resume" in err, err
     assert file_states(out) == before
 
 
@@ -2479,8 +2543,8 @@ def test_a_call_an_api_function_does_not_take_is_an_option_error(tmp_path: Path)
         (pipeline.load_config, (path,), {"client": None}, "client", ["pipeline.run()"]),
         (pipeline.load_config, (path, {}, None), {}, None, ["by position"]),
         (pipeline.load_config, (None,), {}, "path", ["YAML file's path", "None"]),
-        (pipeline.load_config, (3,), {}, "path", ["builtins.int"]),
-        (pipeline.load_config, (b"run.yaml",), {}, "path", ["builtins.bytes"]),
+        (pipeline.load_config, (3,), {}, "path", ["not an integer"]),
+        (pipeline.load_config, (b"run.yaml",), {}, "path", ["not bytes"]),
         (pipeline.load_config, ({"input": {}},), {}, "path", ["pipeline.run"]),
         (pipeline.load_config, (path.read_text(),), {}, "path", ["YAML text"]),
         (pipeline.load_config, (path,), {"overrides": 3}, "overrides", ["mapping"]),
@@ -2798,18 +2862,25 @@ def test_an_overrides_bad_value_names_the_override_not_a_line_of_the_file(tmp_pa
 
 
 @pytest.mark.parametrize(
-    "given", ["input: {store: in.zarr}\nsecret: SECRETX\n", ["SECRETX"], None, 5]
+    ("given", "said"),
+    [
+        ("input: {store: in.zarr}\nsecret: SECRETX\n", "text"),
+        (["SECRETX"], "a list of text"),
+        (None, "None"),
+        (5, "an integer"),
+    ],
 )
-def test_model_validate_of_no_mapping_is_one_line(given: Any) -> None:
+def test_model_validate_of_no_mapping_is_one_line(given: Any, said: str) -> None:
     """``pipeline.Config.model_validate`` of what is no mapping (YAML text, a list, None) was
     pydantic's ValidationError, quoting the value; now one ConfigError line naming what the
-    call takes, never the value (fix42-A)."""
+    call takes, never the value (fix42-A), what it was given in plain words (h72a: "not
+    str", "not NoneType")."""
     with pytest.raises(ConfigError) as info:
         pipeline.Config.model_validate(given)
     e = info.value
     assert str(e) == (
         "pipeline.Config.model_validate(): takes a mapping of keys (input, output, stages, "
-        f"backend, integer_overflow, chunking, cluster), not {type(given).__name__}"
+        f"backend, integer_overflow, chunking, cluster), not {said}"
     )
     assert e.file == "pipeline.Config.model_validate()" and e.key is None
 
@@ -3111,7 +3182,9 @@ def test_ctrl_c_of_a_run_whose_config_overwrites_says_its_plain_run_starts_over(
         cluster={"workers": 1, "threads_per_worker": 1, "dashboard": ""},
     )
     (tmp_path / "script.py").write_text(
-        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=False)
+        # the plain call (overwrite=None: as the config says; an overwrite=False given says no
+        # to the config, and its line names overwrite=True, not the plain call)
+        ctrl_c_script("pipeline.running.tasks", "write_block", overwrite=None)
     )
     proc = run_python([tmp_path / "script.py", path], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -3295,3 +3368,63 @@ def test_a_threads_clusters_client_without_workers_is_told_how_to_start_them(
         assert info.value.reason == "lost" and len(line.splitlines()) == 1, line
         assert "dask worker inproc" not in line and "`scale(n)`" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+#: Python's names for its types, which a line to a user had said ("not a builtins.int", "not
+#: int", "a value of type bytes", pydantic's "output.shards.tuple[function-before[...]]").
+_TYPE_NAMES = re.compile(
+    r"builtins|\b(?:int|dict|str|float|bytes_|ndarray|NoneType)\b|of type|tuple\[|literal\[|"
+    r"function-|constrained"
+)
+
+
+def test_a_value_of_the_wrong_kind_is_said_in_plain_words(tmp_path: Path, cli) -> None:
+    """A value of the wrong kind, given to the API's functions, in a config mapping, in a YAML
+    file, or as an override, is said in plain words ("not an integer", "not a mapping", "not
+    a list of integers"), never by Python's name for its type: ``pipeline.load_config(3)``
+    had said "not a builtins.int", ``Config.model_validate(5)`` "not int", a section given
+    bytes "a value of type bytes", and a mapping given where a list or ``auto`` goes
+    "output.shards.tuple[function-before[_not_bool(), constrained-int], ...]: must be a
+    value", ``host_memory_limit`` "literal['auto']: Input should be 'auto'"."""
+    small_input(tmp_path)
+    path = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    doc = yaml.safe_load(path.read_text())
+
+    def with_(section: str, key: str, value: Any) -> dict[str, Any]:
+        return {**doc, section: {**doc.get(section, {}), key: value}}
+
+    mapping = {"a": 1}
+    cases: list[tuple[Any, str]] = [
+        (lambda: pipeline.load_config(3), "takes a YAML file's path, not an integer"),
+        (lambda: pipeline.load_config(b"run.yaml"), "not bytes"),
+        (lambda: pipeline.load_config(path, [1, 2]), "not a list of integers"),
+        (lambda: pipeline.plan(["run.yaml"]), "not a list of text"),
+        (lambda: pipeline.plan(3.5), "or a pipeline.Config, not a number"),
+        (lambda: pipeline.plan(path, client=5), "distributed.Client, not an integer"),
+        (lambda: pipeline.run(path, client={}), "distributed.Client, not a mapping"),
+        (lambda: pipeline.Config.model_validate(5), "cluster), not an integer"),
+        (lambda: pipeline.config.InputConfig.model_validate([1]), "not a list of integers"),
+        (lambda: pipeline.plan({**doc, "output": b"o"}), "output: must be a mapping of its"),
+        (lambda: pipeline.plan(with_("input", "store", 5)), "as text (such as '/data/in.zarr'"),
+        (lambda: pipeline.plan(with_("cluster", "scheduler", 5)), "'local', not an integer"),
+        (lambda: pipeline.plan(with_("cluster", "dashboard", mapping)), "none, not a mapping"),
+        (lambda: pipeline.plan(with_("output", "shards", mapping)), "output.shards: must be a"),
+        (lambda: pipeline.plan(with_("output", "chunks", mapping)), "output.chunks: must be a"),
+        (lambda: pipeline.plan(with_("chunking", "block", mapping)), "chunking.block: must be"),
+        (lambda: pipeline.plan(with_("cluster", "host_memory_limit", mapping)), "must be auto"),
+        (lambda: pipeline.plan(with_("cluster", "device_memory_limit", mapping)), "be auto"),
+        (lambda: pipeline.load_config(path, {"output.shards": mapping}), "shards: must be a"),
+        (lambda: pipeline.load_config(path, {"cluster": b"x"}), "not bytes"),
+    ]
+    for call, words in cases:
+        with pytest.raises((pipeline.OptionError, ConfigError)) as info:
+            call()
+        line = str(info.value)
+        assert words in line and "\n" not in line, (words, line)
+        assert not _TYPE_NAMES.search(line), line
+    doc["output"]["shards"] = mapping  # a YAML file, on the command line
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc, _, err = cli("plan", path)
+    line = one_line_error(err)
+    assert rc == 1 and "output.shards: must be a list of whole numbers" in line, line
+    assert not _TYPE_NAMES.search(line), line

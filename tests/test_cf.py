@@ -15,6 +15,7 @@ import zarr
 from pipeline import devices
 from pipeline.ops.cf import PACKING_ATTRIBUTES, Unpacking, unpacking
 from pipeline.store.datasets import dims_of
+from tests.faultkit import file_states
 
 xr = pytest.importorskip("xarray")
 
@@ -698,3 +699,47 @@ def test_a_scalar_an_integer_decoding_cannot_hold_names_the_attribute_not_the_in
     assert "write scale_factor as a float" in line and "convert the input" not in line, line
     assert info.value.attributes == ["scale_factor"] and info.value.parameter == "factor"
     assert "\n" not in line and not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("stages", "fixed"),
+    [
+        ([{"op": "multiply", "factor": 2**70}], [{"op": "multiply", "factor": 2.0**70}]),
+        (
+            [{"op": "square"}, {"op": "multiply", "factor": 2**40}],
+            [{"op": "square"}, {"op": "multiply", "factor": 2.0**40}],
+        ),
+        (
+            [{"op": "square"}, {"op": "square"}, {"op": "square"}],
+            [{"op": "multiply", "factor": 1.0}, *[{"op": "square"}] * 3],
+        ),
+    ],
+    ids=["scalar", "overflow-scalar", "overflow"],
+)
+def test_an_integer_decodings_refusal_names_the_configs_own_fix_first(
+    tmp_path: Path, stages: list[dict[str, Any]], fixed: list[dict[str, Any]]
+) -> None:
+    """A chain that an integer scale_factor's int64 cannot hold was told only to write the
+    input's scale_factor as a float, an edit of the input: the config does it alone, and that
+    is said first (h72a): the stage's scalar written as a float (``factor: 3.0``), or, for a
+    chain of no scalar, a first stage ``multiply 1.0``; never "convert the input" (a float64
+    copy decodes to int64 all the same). The config so written plans, its stages in float64
+    from there, the input untouched."""
+    import pipeline
+    from pipeline.errors import PlanError
+
+    _packed_variable(tmp_path / "in.zarr", "int16", {"scale_factor": 2}, list(range(8)))
+    before = file_states(tmp_path / "in.zarr")
+    line = str(_plan_refused(tmp_path, PlanError, stages).value)
+    assert "decodes to int64 because of its integer scale_factor=2" in line, line
+    assert "convert the input" not in line and "\n" not in line, line
+    head, _, tail = line.partition(", or write scale_factor as a float")
+    assert tail == " to compute on floats", line
+    scalar = [s for s in fixed if s.get("factor") not in (None, 1.0)]
+    if scalar:
+        assert f"as a float, factor: {scalar[0]['factor']!r}" in head, line
+    else:
+        assert "make {op: multiply, factor: 1.0} the first stage" in head, line
+    plan = pipeline.plan(_decoding(tmp_path, fixed))
+    assert plan.chain[-1].out_dtype == np.float64
+    assert file_states(tmp_path / "in.zarr") == before

@@ -675,7 +675,7 @@ def test_when_missing_takes_a_killed_generation_over(tmp_path: Path, at: str) ->
         f"`pipeline run {cfg}` generates it again first (input.generate.when_missing)"
     ), e
     plan = pipeline.plan(cfg)
-    said = "the input is unfinished (a stopped generate): `run` generates it again"
+    said = "the input is unfinished (a stopped generate): `pipeline.run(config)` generates it again"
     assert said in plan.notes, plan.notes
     # a resume too (its output does not exist yet): the input made whole first
     assert pipeline.run(cfg, resume=at in ("cleared", "units")).status == "complete"

@@ -199,9 +199,11 @@ def test_plan_refuses_a_scalar_the_dtype_cannot_hold(tmp_path, dtype, scalar, po
         "parameter": "factor",
         "value": value,
         "dtype": held,
+        "advice": e.value.data.get("advice"),  # the fix the line ends with
         "file": str(cfg),  # a Config load_config read remembers its file (e433fc3)
         "line": 7,
     }
+    assert str(e.value).endswith(f"; {e.value.advice}")
     r = subprocess.run(
         [*_pipeline(), "plan", str(cfg)], capture_output=True, text=True, env=env(), timeout=120
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from fractions import Fraction
 from typing import Any
@@ -187,6 +188,8 @@ def test_error_policy_refuses_a_chain_that_can_overflow() -> None:
         "dtype": "int8",
         "values": (-128 * 5, 127 * 5),
         "bound": 128 * 5,
+        "advice": "compute it in float64 instead: write its factor as a float, factor: 5.0 "
+        "(integers with a float are float64s)",
     }
     # a chain that cannot overflow passes under the same policy
     chain = stages.plan_chain(
@@ -219,7 +222,11 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
         "parameter": "value",
         "value": -1,
         "dtype": "uint8",
+        "advice": "use a non-negative value, or give it a dtype that holds it, value: "
+        "{dtype: int16, value: -1} (the stage then computes in int16), or write it as a "
+        "float, value: -1.0 (it then computes in float64)",
     }
+    assert str(e.value).endswith("; " + e.value.advice)  # uint8 with add -1: no input edit
     assert "\n" not in str(e.value)
 
 
@@ -229,32 +236,117 @@ def test_scalar_that_does_not_fit_is_a_clear_error() -> None:
         ("uint8", -1, ["int16", "float64"]),
         ("uint8", -100000, ["int32", "float64"]),  # int16 had been named
         ("uint16", -1, ["int32", "float64"]),
-        ("uint32", -3, ["float64"]),
+        ("uint32", -3, ["int64", "float64"]),
         ("uint64", -1, ["float64"]),
-        ("uint8", 300, ["uint16"]),
-        ("int8", -300, ["int16"]),
+        ("uint8", 300, ["uint32", "float64"]),  # holds 255 * 300 too: so the stage does
+        ("int8", -300, ["int32", "float64"]),
         ("int64", 2**63, ["float64"]),
         ("uint64", 2**64, ["float64"]),
+        ("int64", 2**64 + 1, []),  # no float64 is that number: the range alone
     ],
 )
-def test_a_scalar_that_does_not_fit_names_an_input_dtype_that_holds_it(
+def test_a_scalar_that_does_not_fit_names_the_configs_own_fixes(
     dtype: str, value: int, fixes: list[str]
 ) -> None:
     """A negative factor on unsigned integers said "convert the input to a wider dtype",
-    which no wider unsigned dtype does (F6). The refusal names the input dtypes that hold
-    the scalar (a signed one that holds every input value, or float64; for a negative value
-    a non-negative one too), and a chain on each of them is planned (int64 for uint32 would
-    be refused next, for the overflow of its range); "wider dtype" is never said."""
+    which no wider unsigned dtype does (F6); then "convert the input to a signed or float
+    dtype (int16 ...)", where the config alone does it, the input untouched (h72a: uint8 with
+    ``add -1``). The refusal names the scalar given a dtype that holds it, and every input
+    value, and the stage's results (``{dtype: int16, value: -1}``), and the scalar written
+    as a float (float64), where float64 holds it exactly; for a negative value a
+    non-negative one too; each fix so named plans (:func:`_followed`)."""
+    params = stages.MultiplyParams(factor=value)
     with pytest.raises(PlanError) as e:
-        stages.plan_chain([("multiply", stages.MultiplyParams(factor=value))], np.dtype(dtype))
+        stages.plan_chain([("multiply", params)], np.dtype(dtype))
     said = str(e.value)
-    assert "wider dtype" not in said and "\n" not in said
+    assert "wider dtype" not in said and "convert the input" not in said and "\n" not in said
     assert ("non-negative factor" in said) == (value < 0 and dtype.startswith("u")), said
-    for fix in fixes:
-        assert f"convert the input to {fix}" in said or f"({fix}," in said or f"or {fix})" in said
-        stages.plan_chain([("multiply", stages.MultiplyParams(factor=value))], np.dtype(fix))
-    if dtype.startswith("u") and value < 0 and len(fixes) > 1:  # it holds every input value
-        assert np.can_cast(np.dtype(dtype), np.dtype(fixes[0]), "safe")
+    named = [t for t in re.findall(r"\{dtype: (\w+), value: -?\d+\}", said)]
+    if "as a float" in said:
+        named.append("float64")
+    assert named == fixes, said
+    for chain, policy in _followed(said, [("multiply", params)], "promote"):
+        stages.plan_chain(chain, np.dtype(dtype), policy)
+
+
+def _followed(
+    said: str, chain: list[tuple[str, Any]], policy: str
+) -> list[tuple[list[tuple[str, Any]], str]]:
+    """Each fix that ``said``, a refusal of ``chain`` (stages with their params) under
+    ``policy``, names, made: (the chain, the policy) as the config would then give them.
+    A scalar given a dtype (``value: {dtype: int16, value: -1}``: the NumPy scalar the typed
+    form makes) or written as a float (``factor: -3.0``), in the stage that has it; a first
+    stage ``{op: multiply, factor: 1.0}``; ``integer_overflow: promote``."""
+    made: list[tuple[list[tuple[str, Any]], str]] = []
+
+    def with_scalar(key: str, scalar: Any) -> list[tuple[str, Any]]:
+        out = []
+        for name, params in chain:
+            if key in type(params).model_fields and getattr(params, key) is not None:
+                params = type(params)(**{key: scalar})
+            out.append((name, params))
+        return out
+
+    for key, dtype, value in re.findall(r"(\w+): \{dtype: (\w+), value: ([^}]+)\}", said):
+        number = int(value) if re.fullmatch(r"-?\d+", value) else float(value)
+        made.append((with_scalar(key, np.dtype(dtype).type(number)), policy))
+    for key, text in re.findall(r"as a float, (\w+): (\S+) \(", said):
+        made.append((with_scalar(key, float(text)), policy))
+    if "make {op: multiply, factor: 1.0} the first stage" in said:
+        made.append(([("multiply", stages.MultiplyParams(factor=1.0)), *chain], policy))
+    if "set integer_overflow: promote" in said:
+        made.append((chain, "promote"))
+    return made
+
+
+_INTEGERS = ["uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64"]
+_REFUSED_SCALARS = [-1, -3, 3, 300, -300, 70000, -100000, 2**31, 2**40, 2**63, 2**64, 3 * 2**62]
+
+
+@pytest.mark.parametrize("policy", ["promote", "error"])
+@pytest.mark.parametrize("dtype", _INTEGERS)
+def test_every_refusal_of_an_integer_chain_names_fixes_that_plan(dtype: str, policy: str) -> None:
+    """For every integer dtype, every stage that can refuse (``multiply`` and ``add`` with a
+    scalar its dtype cannot hold or whose results overflow, ``square``, ``add`` of the array
+    to itself, after a stage that widens it), under either ``integer_overflow``: each fix the
+    refusal names is the config's own (the input is never touched: "convert the input" is
+    named only beside the config's first-stage ``multiply 1.0``, for a stage with no scalar
+    to write as a float), and the chain so made plans, or is refused by a later stage for its
+    own results; ``integer_overflow: promote`` is named only where it plans the whole chain
+    (uint32 times 2**20, then squared, had been told to set it, and then refused)."""
+    chains: list[list[tuple[str, Any]]] = [
+        [("square", stages.StageParams())],
+        [("multiply", stages.MultiplyParams(factor=1000)), ("add", stages.AddParams())],
+        [("multiply", stages.MultiplyParams(factor=2**20)), ("square", stages.StageParams())],
+    ]
+    for v in _REFUSED_SCALARS:
+        chains += [
+            [("add", stages.AddParams(value=v))],
+            [("multiply", stages.MultiplyParams(factor=v))],
+            [("square", stages.StageParams()), ("multiply", stages.MultiplyParams(factor=v))],
+        ]
+    refused = 0
+    for chain in chains:
+        try:
+            stages.plan_chain(chain, np.dtype(dtype), policy)  # type: ignore[arg-type]
+            continue
+        except PlanError as e:
+            said, position = str(e), e.data["position"]
+        refused += 1
+        fixes = _followed(said, chain, policy)
+        assert fixes or "use a value within that range" in said, said
+        if "convert the input" in said:
+            assert "make {op: multiply, factor: 1.0} the first stage" in said, said
+            scalars = [p for _, p in chain[position - 1 : position]]
+            assert not any(p.model_dump(exclude_none=True) for p in scalars), said
+        for followed, then in fixes:  # planned, or refused by a later stage, for its own
+            try:
+                stages.plan_chain(followed, np.dtype(dtype), then)  # type: ignore[arg-type]
+            except PlanError as later:
+                shift = len(followed) - len(chain)  # a first stage added
+                assert later.data["position"] > position + shift, (said, str(later))
+                assert then == policy, (said, str(later))  # promote plans the whole chain
+    assert refused
 
 
 def _fits(dtype: np.dtype, op: str, value: int | float) -> bool:
@@ -569,15 +661,25 @@ def _specs(chain: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 @pytest.mark.parametrize("name", list(TO_FLOAT64))
 def test_the_float64_advice_for_integers_is_a_stage_that_plans(name: str) -> None:
     """ "convert the input to float64" named no way to do it, and the input is never
-    modified: the refusal names the config's own, a first stage ``{op: multiply, factor:
-    1.0}`` (an integer array times a Python float is float64), and the chain so made plans,
-    in float64 from its first stage."""
+    modified: the refusal names the config's own, the least effort first: the overflowing
+    stage's scalar written as a float (``factor: 2.0``: an integer array times a Python float
+    is float64, h72a), where it has one; else a first stage ``{op: multiply, factor: 1.0}``;
+    and the chain so made plans, in float64 from that stage."""
     dtype, policy, chain = TO_FLOAT64[name]
     with pytest.raises(PlanError) as e:
         stages.plan_chain(_specs(chain), np.dtype(dtype), policy)
     said = str(e.value)
+    assert "\n" not in said, said
+    scalar = [v for _, v in chain if v is not None]
+    if scalar:
+        key = "factor" if chain[0][0] == "multiply" else "value"
+        assert f"as a float, {key}: {float(scalar[0])!r}" in said, said
+        assert "convert the input" not in said, said
+        followed = stages.plan_chain(_specs([(n, float(v)) for n, v in chain]), np.dtype(dtype))
+        assert [s.out_dtype for s in followed] == [np.dtype("float64")] * len(followed)
+        return
     assert "make {op: multiply, factor: 1.0} the first stage" in said, said
-    assert "convert the input to float64" in said and "\n" not in said, said
+    assert "convert the input to float64" in said, said
     followed = stages.plan_chain(_specs([("multiply", 1.0), *chain]), np.dtype(dtype), policy)
     assert [s.out_dtype for s in followed] == [np.dtype("float64")] * len(followed)
 
@@ -591,11 +693,20 @@ def test_a_float_scalar_that_does_not_fit_names_the_smallest_float_that_holds_it
     dtype: str, value: float, named: str
 ) -> None:
     """float16 with a scalar of 70000 was told to convert the input to float64, twice the
-    size of the float32 that holds it; no stage converts floats (float32 times a Python
-    float stays float32), so the input's dtype is the fix, the smallest that holds it."""
+    size of the float32 that holds it; then to convert it to float32, where the config
+    alone does it (h72a): no stage converts floats with a plain number (float32 plus a Python
+    float stays float32), but the scalar given the smallest float dtype that holds it (the
+    typed form, ``{dtype: float32, value: 70000}``) makes the stage compute in it."""
     with pytest.raises(PlanError) as e:
         stages.plan_chain([("add", stages.AddParams(value=value))], np.dtype(dtype))
-    assert str(e.value).endswith(f"or convert the input to {named}"), str(e.value)
+    said = str(e.value)
+    assert said.endswith(
+        f"value: {{dtype: {named}, value: {stages._shown(value)}}} (the stage then computes "
+        f"in {named})"
+    ), said
+    assert "convert the input" not in said, said
+    typed = stages.AddParams(value=np.dtype(named).type(value))
+    assert stages.plan_chain([("add", typed)], np.dtype(dtype))[-1].out_dtype == named
     stages.plan_chain([("add", stages.AddParams(value=value))], np.dtype(named))
     if named == "float64":
         with pytest.raises(PlanError):
@@ -1186,12 +1297,13 @@ def test_integer_overflow_error_names_promote_only_where_promote_plans_it(dtype,
     """``integer_overflow: error``'s refusal names ``integer_overflow: promote`` as a fix
     only where promote plans the stage: uint8 times np.uint64(2**64 - 1) and uint64 times 3
     are past 64 bits, which promote refuses too (the line had named it there as well);
-    the float64 fix is named always, and plans it."""
+    the float64 fix is named always (the stage's scalar written as a float, where it has a
+    Python int: h72a), and plans it."""
     op = "multiply" if isinstance(params, stages.MultiplyParams) else "add"
     with pytest.raises(PlanError) as e:
         stages.plan_chain([(op, params)], np.dtype(dtype), policy="error")
     line = str(e.value)
-    assert len(line.splitlines()) == 1 and "make {op: multiply, factor: 1.0} the first" in line
+    assert len(line.splitlines()) == 1 and "compute" in line and "in float64 instead" in line
     try:
         stages.plan_chain([(op, params)], np.dtype(dtype), policy="promote")
         promotes = True
@@ -1199,7 +1311,7 @@ def test_integer_overflow_error_names_promote_only_where_promote_plans_it(dtype,
         promotes = False
     assert ("set integer_overflow: promote" in line) == promotes, line
     assert ("past 64 bits" in line) != promotes, line
-    (_, bound) = stages.plan_chain(
-        [("multiply", stages.MultiplyParams(factor=1.0)), (op, params)], np.dtype(dtype)
-    )
-    assert bound.out_dtype == np.float64
+    fixes = _followed(line, [(op, params)], "error")
+    assert len(fixes) == 1 + promotes, line
+    for chain, policy in fixes:
+        assert stages.plan_chain(chain, np.dtype(dtype), policy)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from pipeline.config.problems import BoolNotNumber, checked, dotted_key
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, kind_said
 from pipeline.ops.stages import (
     PAST_FLOAT64,
     REGISTRY,
@@ -207,8 +207,7 @@ def _no_mapping(cls: type[BaseModel], source: str, obj: Any) -> ConfigError:
     """The line of a model's validation (``source``) given no mapping: never its value (YAML
     or JSON text, a list, may hold credentials), only its type."""
     return ConfigError(
-        f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not "
-        f"{type(obj).__name__}",
+        f"{source}: takes a mapping of keys ({', '.join(cls.model_fields)}), not {kind_said(obj)}",
         file=source,
         line=None,
         key=None,
@@ -488,7 +487,7 @@ def _dtype_name(v: Any) -> Any:
         return v
     raise ValueError(
         f"must be a NumPy dtype's name as text, such as 'float32' (or a NumPy dtype), not "
-        f"{_kind_of(v)}"
+        f"{kind_said(v)}"
     )
 
 
@@ -632,16 +631,6 @@ def _fspath(v: Any) -> Any:
     return os.fspath(v) if isinstance(v, os.PathLike) else v
 
 
-def _kind_of(v: Any) -> str:
-    """An object's kind, as a problem's line names it: its type's module's top name and its
-    name (``a zarr LocalStore``, ``an fsspec FSMap``), its name alone for a builtin
-    (``an int``)."""
-    t = type(v)
-    top = t.__module__.partition(".")[0]
-    kind = t.__name__ if top == "builtins" else f"{top} {t.__name__}"
-    return f"{'an' if kind[0] in 'aeiou' or top == 'fsspec' else 'a'} {kind}"
-
-
 def _local_path_of(v: Any) -> str | None:
     """The local path a store object was opened at, where it is one of a local folder: a
     zarr-python ``LocalStore`` (its ``root``), an fsspec mapper (``FSMap``, what
@@ -687,17 +676,17 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
         v = _fspath(v)
     if v is None or isinstance(v, (str, bytes)):
         return v
-    kind = _kind_of(v)
+    kind = kind_said(v)
     if key == "array":
         path = getattr(v, "path", None)
         said = f" ({path!r} here)" if isinstance(path, str) and hasattr(v, "store") else ""
         raise ValueError(
-            f"must be the array's path inside the store as text (a str, such as 'g/v'), not "
+            f"must be the array's path inside the store as text (such as 'g/v'), not "
             f"{kind}: give its path{said}, and its store's path or URL as store"
         )
     if _held_in_memory(v):  # it has no path or URL to give: it was opened at none
         raise ValueError(
-            f"must be the store's path or URL as text (a str, such as '/data/{side}.zarr' or "
+            f"must be the store's path or URL as text (such as '/data/{side}.zarr' or "
             f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}, which this process "
             "holds in its memory and no path names: write it to a Zarr store first "
             "(zarr.create_array(STORE, data=...), or xarray's to_zarr(STORE)) and give that "
@@ -706,7 +695,7 @@ def _path_text(v: Any, key: str, side: str = "in") -> Any:
     local = _local_path_of(v)
     said = f", here {local!r}" if local is not None else ""
     raise ValueError(
-        f"must be the store's path or URL as text (a str, such as '/data/{side}.zarr' or "
+        f"must be the store's path or URL as text (such as '/data/{side}.zarr' or "
         f"'s3://bucket/{side}.zarr', or a pathlib.Path), not {kind}: give the path or URL it "
         f"was opened at{said}, and its file system's options as storage_options"
     )
@@ -721,7 +710,7 @@ def _address_text(v: Any, key: str) -> Any:
     ValueError."""
     if v is None or isinstance(v, (str, bytes)):
         return v
-    kind = _kind_of(v)
+    kind = kind_said(v)
     if key == "dashboard":
         raise ValueError(
             f"must be the dashboard's address as text, such as ':8787' or 'host:8787', or '' "
@@ -841,7 +830,11 @@ class OutputConfig(Model):
         description="shard shape (one file each, Zarr v3 sharding); auto: one shard per Dask "
         "chunk; none: one file per chunk (also written so where one chunk fills a shard)",
     )
-    overwrite: bool = Field(False, description="replace an existing output (also --overwrite)")
+    overwrite: bool = Field(
+        False,
+        description="replace an existing output (also --overwrite; --no-overwrite, or "
+        "overwrite=False in pipeline.run, says no to it for one run)",
+    )
 
     @field_validator("array", mode="before")
     @classmethod

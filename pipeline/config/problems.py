@@ -36,7 +36,7 @@ from pipeline.config.urls import (
     without_query,
     without_userinfo,
 )
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, kind_said
 from pipeline.ops.stages import REGISTRY, known_stages
 
 _T = TypeVar("_T")
@@ -82,6 +82,15 @@ def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | No
     return model
 
 
+#: The labels pydantic gives a union's branches and a validator's steps in an error's
+#: location (``int``, ``literal['auto']``, ``tuple[...]``, ``function-before[...]``,
+#: ``constrained-int``): no key of a config, whose fields are named otherwise.
+_BRANCH = re.compile(
+    r"(?:int|float|str|bool|bytes|none|dict|list|tuple|set|decimal|constrained-[\w-]+)"
+    r"|[a-z][\w-]*\[.*\]"
+)
+
+
 def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
     """The part of a pydantic error location that indexes the user's data.
 
@@ -97,9 +106,17 @@ def _data_loc(loc: Sequence[Any], data: Any) -> tuple:
         ):
             out.append(part)
             node = node[part]
-        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
+        elif (
+            i == len(loc) - 1
+            and isinstance(node, dict)
+            and isinstance(part, str)
+            and not _BRANCH.fullmatch(part)
+        ):
             # a key that is no text (None, a date), which pydantic names by its repr(): the
             # key itself, so that its line is found; else a missing key, still the one to name
+            # (not a union's branch, `tuple[...]`, of a mapping given where a list or number
+            # goes: h72a, "output.shards.tuple[function-before[_not_bool(), ...]: must be a
+            # value")
             held = [k for k in node if not isinstance(k, str) and part in (repr(k), str(k))]
             out.append(held[0] if held else part)
     return tuple(out)
@@ -265,7 +282,7 @@ def _key_not_text(loc: tuple, got: Any, data: Any, root: type[BaseModel], stages
     elif isinstance(got, (datetime.date, datetime.time)):
         shown = f"{got.isoformat()} (a date or time)"
     else:
-        shown = f"a {type(got).__name__}"
+        shown = kind_said(got)
     valid = f" (valid keys: {', '.join(names)})" if names else ""
     return (
         f"{dotted_key(parent) or '(top level)'}: a key's name must be text, not {shown}, as YAML "
@@ -315,7 +332,7 @@ def _section_problem(
     elif isinstance(got, (list, tuple)):
         given = "a list"
     else:
-        given = f"a value of type {type(got).__name__}"
+        given = kind_said(got)
     return f"{key}: must be a mapping of its keys ({keys}), not {given}"
 
 

@@ -631,10 +631,11 @@ def _shown(value: int | float) -> str:
 #: array times a Python float is a float64 (NEP 50), so a first stage that multiplies by 1.0
 #: converts every element, as a float64 copy of the input would (integers past 2**53 rounded
 #: either way).
-IN_FLOAT64 = (
+FIRST_STAGE_FLOAT64 = (
     "compute in float64 instead: make {op: multiply, factor: 1.0} the first stage (integers "
-    "times a float are float64s), or convert the input to float64"
+    "times a float are float64s)"
 )
+IN_FLOAT64 = f"{FIRST_STAGE_FLOAT64}, or convert the input to float64"
 
 
 def _smallest_float(value: int | float) -> str | None:
@@ -651,40 +652,85 @@ def _smallest_float(value: int | float) -> str | None:
     return None
 
 
-def _what_holds(dt: np.dtype, key: str, value: int | float) -> str:
-    """The fix for a scalar ``value`` of ``key`` that ``dt`` cannot hold: a value within its
-    range, or an input dtype that holds it, named where there is one. No wider unsigned
-    dtype holds a negative value (helper-47: uint64 with factor -1 was told to convert the
-    input to a wider dtype): a signed one that holds the input's values does (int16 for
-    uint8, int32 for uint16; int64 for uint32 would be refused next, its whole range times
-    the scalar overflowing it), or float64; no integer dtype holds one past 64 bits, and
-    none is wider than float64. float64 for integers is named with the config's own way to
-    it (:data:`IN_FLOAT64`), a float input's with the smallest float that holds the value
-    (no stage converts floats); none where no dtype holds it (2**1100)."""
-    within = "use a value within that range"
-    if dt.kind == "u" and isinstance(value, int) and value < 0:
-        # int64 holds every uint32 value, but its own range times a scalar overflows it;
-        # the signed dtype named holds the value too (int16 no -100000)
-        both = _smallest_int("i", Interval(value, int(np.iinfo(dt).max)))
-        signed = both if both is not None and dt.itemsize <= 2 and both.itemsize <= 4 else None
-        if _smallest_float(value) is None:
-            return f"use a non-negative {key}"
-        if signed is not None:
-            return (
-                f"use a non-negative {key}, or convert the input to a signed or float dtype "
-                f"({signed}, which holds every {dt} value, or float64)"
-            )
-        return f"use a non-negative {key}, or {IN_FLOAT64}"
+def _as_float_text(value: int) -> str | None:
+    """The whole number ``value`` written as a float (``-1.0``), where float64 holds it
+    exactly; None where it does not (``2**53 + 1``: a float computes with another number)."""
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return repr(f) if math.isfinite(f) and int(f) == value else None
+
+
+def _in_float64(params: StageParams, convertible: bool = True) -> str:
+    """How a stage with ``params`` that overflows the integers computes in float64 instead,
+    the least effort named: its scalar written as a float (``factor: 3.0``: NumPy computes an
+    integer array with a Python float in float64, from this stage on; the stages before it
+    stay exact integers), where it has a Python int that float64 holds exactly; else
+    :data:`IN_FLOAT64` (``square``, ``add`` of the array to itself, a typed scalar), its
+    "convert the input" only where the input is ``convertible`` (a packed variable's integer
+    scale_factor decodes a float64 copy to int64 all the same: the PlanError's ``advice``)."""
+    for key, value in params.model_dump().items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = _as_float_text(value)
+            if text is not None:
+                return (
+                    f"compute it in float64 instead: write its {key} as a float, {key}: {text} "
+                    "(integers with a float are float64s)"
+                )
+    return IN_FLOAT64 if convertible else FIRST_STAGE_FLOAT64
+
+
+def _typed_int(dt: np.dtype, value: int, worst: Interval) -> np.dtype | None:
+    """The integer dtype a typed scalar ``{dtype: T, value: V}`` of ``value`` takes for a stage
+    on ``dt`` whose results over ``dt``'s whole range are ``worst``: the smallest that holds
+    ``value``, every ``dt`` value and ``worst``, so that the stage computes in it (NumPy
+    promotes ``dt`` with it to it) and ``integer_overflow: error`` takes it too; None where
+    none does (past 64 bits, or uint64 with a signed dtype, which NumPy makes float64)."""
+    info = np.iinfo(dt)
+    span = Interval(min(worst.lo, value, int(info.min)), max(worst.hi, value, int(info.max)))
+    typed = _smallest_int("i" if span.lo < 0 else dt.kind, span)
+    if typed is None or np.promote_types(dt, typed) != typed:
+        return None
+    return typed
+
+
+def _what_holds(dt: np.dtype, key: str, value: int | float, worst: Interval | None = None) -> str:
+    """The fix for a scalar ``value`` of ``key`` that ``dt`` cannot hold, the least effort
+    first, each one the config's own (the input is never touched): a value within its range
+    (a non-negative one on unsigned integers); the scalar given a dtype that holds it, the
+    typed form ``{dtype: int16, value: -1}`` (:func:`_typed_int`: NumPy computes the stage in
+    it, ``worst`` the stage's results over ``dt``'s range, so it holds them too), or, on
+    integers, written as a float (``-1.0``: the stage computes in float64, as NumPy does an
+    integer array with a Python float), where float64 holds it exactly. "convert the input"
+    had been said of a uint8 input with ``add -1`` (h72a), which either form does without
+    touching it; no stage converts floats with a plain number (float16 with a Python float
+    stays float16): there the typed form names the smallest float that holds ``value``. Only
+    the range where none does (2**1100; a float64 input)."""
+    within = (
+        f"use a non-negative {key}"
+        if dt.kind == "u" and isinstance(value, int) and value < 0
+        else "use a value within that range"
+    )
+    fixes = [within]
     if dt.kind in "iu" and isinstance(value, int):
-        wider = _smallest_int(dt.kind, Interval(min(value, 0), max(value, 0)))
-        if wider is not None and wider.itemsize > dt.itemsize:
-            return f"{within}, or convert the input to {wider}"
-        return f"{within}, or {IN_FLOAT64}" if _smallest_float(value) else within
+        typed = _typed_int(dt, value, worst or Interval(value, value))
+        if typed is not None:
+            fixes.append(
+                f"give it a dtype that holds it, {key}: {{dtype: {typed}, value: {value}}} "
+                f"(the stage then computes in {typed})"
+            )
+        as_float = _as_float_text(value)
+        if as_float is not None:
+            fixes.append(f"write it as a float, {key}: {as_float} (it then computes in float64)")
+        return ", or ".join(fixes)
     to = _smallest_float(value)
-    if dt.kind == "f" and dt.itemsize < 8 and to is not None:
-        # no stage converts floats (float32 times a Python float stays float32)
-        return f"{within}, or convert the input to {to}"
-    return within
+    if dt.kind == "f" and to is not None and np.dtype(to).itemsize > dt.itemsize:
+        fixes.append(
+            f"give it a dtype that holds it, {key}: {{dtype: {to}, value: {_shown(value)}}} "
+            f"(the stage then computes in {to})"
+        )
+    return ", or ".join(fixes)
 
 
 def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype) -> None:
@@ -712,15 +758,19 @@ def check_scalars(position: int, name: str, params: StageParams, dtype: np.dtype
         except OverflowError:
             fits = False
         if not fits:
+            worst = None
+            if dt.kind in "iu" and isinstance(value, int):  # the stage over dt's whole range
+                worst = REGISTRY[name].fn(Interval.of(dt), params)
             raise PlanError(
                 f"stage {position} ({name}): {key} {_shown(value)} does not fit {dt}, which holds "
-                f"{_holds(dt)}; {_what_holds(dt, key, value)}",
+                f"{_holds(dt)}; {_what_holds(dt, key, value, worst)}",
                 key=f"stages.{position - 1}.{key}",
                 stage=name,
                 position=position,
                 parameter=key,
                 value=value,
                 dtype=str(dt),
+                advice=_what_holds(dt, key, value, worst),
             )
 
 
@@ -776,29 +826,40 @@ def plan_chain(
                 if wider is None:
                     raise PlanError(
                         f"stage {name!r} can overflow even 64-bit integers (values up to "
-                        f"{_bound(worst):.3g}); {IN_FLOAT64}",
+                        f"{_bound(worst):.3g}); {_in_float64(params)}",
                         **_overflow(name, position, out, worst),
                         values=(worst.lo, worst.hi),
+                        advice=_in_float64(params, convertible=False),
                     )
                 out = np.promote_types(out, wider)
                 if out.kind == "f":  # e.g. uint64 with int64 promotes to float64
                     raise PlanError(
-                        f"stage {name!r} needs a wider integer than {current} offers; {IN_FLOAT64}",
+                        f"stage {name!r} needs a wider integer than {current} offers; "
+                        f"{_in_float64(params)}",
                         **_overflow(name, position, current, worst),
                         values=(worst.lo, worst.hi),
+                        advice=_in_float64(params, convertible=False),
                     )
             elif not (np.iinfo(out).min <= worst.lo and worst.hi <= np.iinfo(out).max):
                 # promote is named only where it widens this stage to an integer that holds
                 # it (uint64 times 3 is past 64 bits: promote refuses it too)
                 wider = _smallest_int(out.kind, worst)
                 widens = wider is not None and np.promote_types(out, wider).kind in "iu"
+                # and the whole chain under promote plans (h72a: uint32 times 2**20, then
+                # square, was told to set promote, under which square then overflows 64 bits)
+                promotes = widens and _plans(specs, dtype, values)
                 raise PlanError(
                     f"stage {name!r} can overflow {out} (values up to "
                     f"{_bound(worst):.3g}"
-                    + ("); set integer_overflow: promote, or " if widens else ", past 64 bits); ")
-                    + IN_FLOAT64,
+                    + (
+                        "); set integer_overflow: promote, or "
+                        if promotes
+                        else ("); " if widens else ", past 64 bits); ")
+                    )
+                    + _in_float64(params),
                     **_overflow(name, position, out, worst),
                     values=(worst.lo, worst.hi),
+                    advice=_in_float64(params, convertible=False),
                 )
             rng = worst
         elif out.kind == "f":
@@ -806,6 +867,17 @@ def plan_chain(
         bound.append(BoundStage(definition=d, params=params, in_dtype=current, out_dtype=out))
         current = out
     return tuple(bound)
+
+
+def _plans(
+    specs: Sequence[tuple[str, StageParams]], dtype: np.dtype, values: Interval | None
+) -> bool:
+    """Whether ``integer_overflow: promote`` plans the chain ``specs`` on ``dtype``."""
+    try:
+        plan_chain(specs, dtype, "promote", values)
+    except PlanError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -1215,7 +1215,7 @@ def values_chain(
                 f"input variable {variable} decodes to {values} because of its integer "
                 f"{said} (as xarray decodes it), and stage {e.data['position']} "
                 f"({e.data['stage']}): {e.data['parameter']} {_short(e.data['value'])} does not "
-                f"fit {e.data['dtype']}: use a value within its range, or write "
+                f"fit {e.data['dtype']}: {e.data['advice']}, or write "
                 f"{' and '.join(ints)} as a float to compute on floats",
                 **e.data,
                 variable=variable,
@@ -1225,8 +1225,8 @@ def values_chain(
         raise PlanError(
             f"input variable {variable} decodes to {values} because of its integer {said} (as "
             f"xarray decodes it), and stage {e.data['stage']!r} can overflow {e.data['dtype']} "
-            f"(values up to {e.data['bound']:.3g}): write {' and '.join(ints)} as a float "
-            "to compute on floats",
+            f"(values up to {e.data['bound']:.3g}): {e.data['advice']}, or write "
+            f"{' and '.join(ints)} as a float to compute on floats",
             **e.data,
             variable=variable,
             attributes=list(ints),
