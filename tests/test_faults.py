@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -993,6 +994,64 @@ def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Pa
     chunk.write_bytes(kept)
     rc, table, err = cli("verify", cfg)
     assert rc == 0, table + err
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        # other stages: the blocks read after the replacement differ from this config's
+        pytest.param({"stages": [{"op": "multiply", "factor": 3}]}, id="values-differ"),
+        # another codec: the output as verify opened it cannot read the new files
+        pytest.param({"output": {"codec": {"name": "none"}}}, id="units-unreadable"),
+    ],
+)
+def test_verify_of_an_output_a_run_replaced_and_ended_meanwhile_says_so(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, other: dict[str, Any]
+) -> None:
+    """`verify` of a complete output that a real `run --overwrite` replaces, from its start to
+    its end, while verify compares the blocks: the run's lock is given up by the time verify
+    asks for it, so verify had said the blocks were "written otherwise since the run, or
+    damaged" (or a chunk damaged), naming `run --overwrite` (h72u: `verify --all` begun before
+    a `run --overwrite`, by hand). It says a run replaced the output while it was verified,
+    and to verify it again; the API's result and error say the same."""
+    import pipeline.reporting.verify as verifying
+
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    replacing = write_config(tmp_path, tmp_path / "in.zarr", out, name="other.yaml", **other)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    plain = verifying._read
+    gate = threading.Lock()
+    replaced: list[bool] = []
+
+    def read(arr: Any, sl: Any, location: Any, path: str, output: bool = False) -> Any:
+        with gate:  # every block of the output is read after the replacing run has ended
+            if output and not replaced:
+                replaced.append(pipeline.run(str(replacing), overwrite=True).status == "complete")
+        return plain(arr, sl, location, path, output=output)
+
+    monkeypatch.setattr(verifying, "_read", read)
+    rc, table, err = cli("verify", cfg, "--all")
+    assert replaced == [True]
+    assert rc == 1, table + err
+    line = one_line_error(err)
+    assert "damaged" not in line and "--overwrite" not in line, line
+    assert "replaced" in line and line.endswith("verify it again"), line
+    replaced.clear()
+    cli("run", cfg, "--overwrite", "--progress", "none")
+    if "stages" in other:
+        result = pipeline.verify(str(cfg), samples=None)
+        assert not result.ok and result.replaced and result.writer is None, result
+        assert result.advice == "verify it again", result
+    else:
+        with pytest.raises(OutputError) as caught:
+            pipeline.verify(str(cfg), samples=None)
+        assert caught.value.status == "replaced" and caught.value.writer is None
+        assert str(caught.value).endswith("verify it again"), caught.value
+    assert replaced == [True]
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
