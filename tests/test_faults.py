@@ -1054,6 +1054,57 @@ def test_verify_of_an_output_a_run_replaced_and_ended_meanwhile_says_so(
     assert replaced == [True]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
+def test_plan_of_an_incomplete_output_a_run_is_writing_says_no_interrupted_run(
+    tmp_path: Path, cli
+) -> None:
+    """`plan` of an incomplete output whose lock a run holds (it is writing it now) had said
+    "incomplete (an interrupted run); another run is writing ..." (h72u: `plan` beside a
+    running `run`): no run was interrupted there. It says a run is writing it; once the lock
+    is given up, an interrupted run's output again."""
+    x = np.random.default_rng(5).random((8, COLS), dtype=np.float32)
+    make_array(tmp_path / "in.zarr", x, (1, COLS))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={"store": str(out), "chunks": [1, COLS]},
+        chunking={"block": [1, COLS]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    _limited_run(cfg, 8192)  # its metadata written, its first block's file refused
+    assert status(out) == "incomplete"
+    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pipeline.store.ledger import Ledger\n"
+            "from pipeline.store.location import Location\n"
+            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        rc, table, err = cli("plan", cfg)
+        assert rc == 1, table + err
+        row = next(line for line in table.splitlines() if "output now" in line)
+        assert "interrupted" not in row, row
+        assert "incomplete (a run is writing it); another run is writing" in row, row
+    finally:
+        holder.communicate(timeout=60)
+    rc, table, err = cli("plan", cfg)
+    assert rc == 0, table + err
+    assert "incomplete (an interrupted run): `run --resume` finishes it" in table, table
+
+
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:
     x = np.random.default_rng(3).standard_normal((40, 30)).astype(np.float32)
     make_array(tmp_path / "in.zarr", x, (10, 30))
