@@ -1117,6 +1117,13 @@ def _verdict(
             f"{now}: a run is writing it now ({holder_said(res.writer)}): ",
             "verify it once that run is done",
         )
+    if res.replaced and not res.ok:  # begun and ended while it was read (h72u: "written
+        # otherwise since the run, or damaged; `run --overwrite` writes it again")
+        return said(
+            "a run replaced the output while it was verified (its metadata written again "
+            "meanwhile), so what differs may be that run's doing: ",
+            "verify it again",
+        )
     if res.status == "incomplete" and res.input_unchecked is not None:  # as `run` says (F8)
         return said(
             "the output is incomplete: it was not finished, and its input's store gives "

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -1046,6 +1047,115 @@ def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Pa
     chunk.write_bytes(kept)
     rc, table, err = cli("verify", cfg)
     assert rc == 0, table + err
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        # other stages: the blocks read after the replacement differ from this config's
+        pytest.param({"stages": [{"op": "multiply", "factor": 3}]}, id="values-differ"),
+        # another codec: the output as verify opened it cannot read the new files
+        pytest.param({"output": {"codec": {"name": "none"}}}, id="units-unreadable"),
+    ],
+)
+def test_verify_of_an_output_a_run_replaced_and_ended_meanwhile_says_so(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, other: dict[str, Any]
+) -> None:
+    """`verify` of a complete output that a real `run --overwrite` replaces, from its start to
+    its end, while verify compares the blocks: the run's lock is given up by the time verify
+    asks for it, so verify had said the blocks were "written otherwise since the run, or
+    damaged" (or a chunk damaged), naming `run --overwrite` (h72u: `verify --all` begun before
+    a `run --overwrite`, by hand). It says a run replaced the output while it was verified,
+    and to verify it again; the API's result and error say the same."""
+    import pipeline.reporting.verify as verifying
+
+    x = np.arange(600, dtype=np.float32).reshape(20, 30)
+    make_array(tmp_path / "in.zarr", x, (5, 30))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
+    replacing = write_config(tmp_path, tmp_path / "in.zarr", out, name="other.yaml", **other)
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    plain = verifying._read
+    gate = threading.Lock()
+    replaced: list[bool] = []
+
+    def read(arr: Any, sl: Any, location: Any, path: str, output: bool = False) -> Any:
+        with gate:  # every block of the output is read after the replacing run has ended
+            if output and not replaced:
+                replaced.append(pipeline.run(str(replacing), overwrite=True).status == "complete")
+        return plain(arr, sl, location, path, output=output)
+
+    monkeypatch.setattr(verifying, "_read", read)
+    rc, table, err = cli("verify", cfg, "--all")
+    assert replaced == [True]
+    assert rc == 1, table + err
+    line = one_line_error(err)
+    assert "damaged" not in line and "--overwrite" not in line, line
+    assert "replaced" in line and line.endswith("verify it again"), line
+    replaced.clear()
+    cli("run", cfg, "--overwrite", "--progress", "none")
+    if "stages" in other:
+        result = pipeline.verify(str(cfg), samples=None)
+        assert not result.ok and result.replaced and result.writer is None, result
+        assert result.advice == "verify it again", result
+    else:
+        with pytest.raises(OutputError) as caught:
+            pipeline.verify(str(cfg), samples=None)
+        assert caught.value.status == "replaced" and caught.value.writer is None
+        assert str(caught.value).endswith("verify it again"), caught.value
+    assert replaced == [True]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
+def test_plan_of_an_incomplete_output_a_run_is_writing_says_no_interrupted_run(
+    tmp_path: Path, cli
+) -> None:
+    """`plan` of an incomplete output whose lock a run holds (it is writing it now) had said
+    "incomplete (an interrupted run); another run is writing ..." (h72u: `plan` beside a
+    running `run`): no run was interrupted there. It says a run is writing it; once the lock
+    is given up, an interrupted run's output again."""
+    x = np.random.default_rng(5).random((8, COLS), dtype=np.float32)
+    make_array(tmp_path / "in.zarr", x, (1, COLS))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        out,
+        output={"store": str(out), "chunks": [1, COLS]},
+        chunking={"block": [1, COLS]},
+        cluster={"workers": 1, "threads_per_worker": 1, "dashboard": "", "protocol": "inproc"},
+    )
+    _limited_run(cfg, 8192)  # its metadata written, its first block's file refused
+    assert status(out) == "incomplete"
+    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pipeline.store.ledger import Ledger\n"
+            "from pipeline.store.location import Location\n"
+            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        rc, table, err = cli("plan", cfg)
+        assert rc == 1, table + err
+        row = next(line for line in table.splitlines() if "output now" in line)
+        assert "interrupted" not in row, row
+        assert "incomplete (a run is writing it); another run is writing" in row, row
+    finally:
+        holder.communicate(timeout=60)
+    rc, table, err = cli("plan", cfg)
+    assert rc == 0, table + err
+    assert "incomplete (an interrupted run): `run --resume` finishes it" in table, table
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path, cli) -> None:

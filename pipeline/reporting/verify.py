@@ -92,6 +92,13 @@ class VerifyResult:
     as found once the blocks were compared (a run that began replacing a complete output
     while it was verified too: what was read may be partly that run's); None where none
     does"""
+    replaced: bool = False
+    """whether the output's metadata document was written again while its blocks were
+    compared (:func:`_metadata_stamp`): a run replaced the output meanwhile, and where
+    :attr:`writer` is None it has ended since, so what was read may be partly the old
+    output's, partly its deletion, partly the new one's (h72u: a `run --overwrite` begun and
+    ended within `verify --all` had been said as blocks "written otherwise since the run, or
+    damaged", naming `run --overwrite`)"""
     record_edited: str | None = None
     """how the output's ``pipeline`` record is not as its run wrote it, in a few words: its
     ``identity`` (what made the output, which verify's other checks read: the input's
@@ -302,6 +309,8 @@ def verify(
     # as run refuses it: chunks Zarr does not find (stored under another key encoding) read
     # as the fill value on both sides, so an output an earlier run made of them would pass
     arrays.check_units_at_their_keys(arrays.describe_array(loc_in, config.input.array, src))
+    # before the output is opened: a run that replaces it after this rewrites it (h72u)
+    before = _metadata_stamp(loc_out, out_path)
     try:
         dst = arrays.open_zarr_array(loc_out, out_path)
     except ConfigError:  # output.storage_options that make no file system: their own line
@@ -427,8 +436,13 @@ def verify(
         # to the bit (the module's note): a -0.0 or a NaN of another payload differs
         return bits.difference(ref, got, origin=tuple(s.start for s in sl))
 
-    with _reading_warnings_ignored(), ThreadPoolExecutor(threads) as ex:
-        results = list(ex.map(check, blocks))
+    try:
+        with _reading_warnings_ignored(), ThreadPoolExecutor(threads) as ex:
+            results = list(ex.map(check, blocks))
+    except OutputError as e:  # a unit read as damaged: a replacing run's, half-written?
+        if getattr(e, "region", None) is None or _metadata_stamp(loc_out, out_path) == before:
+            raise
+        raise replaced_error(loc_out.join(out_path), Ledger(loc_out, out_path).holder()) from None
     differing = [(b, d) for b, d in zip(blocks, results, strict=True) if d is not None]
     bad = [b for b, _ in differing]
     first_units: tuple[str, ...] = ()
@@ -466,6 +480,7 @@ def verify(
         # asked after the blocks were read: a run that began replacing the output meanwhile
         # (h65d: its deletions had been said as damage since the run)
         writer=Ledger(loc_out, out_path).holder(),
+        replaced=_metadata_stamp(loc_out, out_path) != before,
         record_edited=edited_record,
         made_from=_made_from(made, input_place(loc_in, config.input.array.strip("/"))),
         made_with=_made_with(made, chain, unpack),
@@ -493,6 +508,49 @@ def verify(
         input_formats=formats,
         input_notes=reading + kept.notes,
         input_unchecked=None if changed else now.unstamped,
+    )
+
+
+def _metadata_stamp(location: Location, path: str) -> tuple[bytes | None, tuple[int, ...] | None]:
+    """What changes when the metadata document of the output array at ``path`` of
+    ``location`` (its ``zarr.json``) is written again, as every run that replaces the output
+    writes it (deleted first, then written incomplete, then complete): its bytes, and for a
+    local file its inode, modification and status-change times (nanoseconds); an object's
+    bytes alone (an S3 ETag is their digest). (None, None) where it is not there."""
+    import os
+
+    key = key_under(path.strip("/"), "zarr.json")
+    try:
+        doc = location.read(key)
+    except OSError:
+        doc = None
+    if not location.is_local or doc is None:
+        return doc, None
+    try:
+        st = os.stat(location.path_of(key))
+    except OSError:
+        return doc, None
+    return doc, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def replaced_error(output: str, writer: dict[str, Any] | None) -> OutputError:
+    """The OutputError of ``verify`` whose reading of the output ``output`` failed (a unit
+    read as damaged) while a run replaced it (its metadata written again meanwhile):
+    ``writer``, the run holding its lock now, or None where that run has ended. Fields
+    ``output``, ``status`` 'replaced', and ``writer``."""
+    from pipeline.store.ledger import holder_said
+
+    said = (
+        f"a run is writing it now ({holder_said(writer)}): verify it once that run is done"
+        if writer is not None
+        else "that run has ended since: verify it again"
+    )
+    return OutputError(
+        f"{output} was replaced by a run while it was verified (its metadata written again "
+        f"meanwhile), so what could not be read may be that run's doing: {said}",
+        output=output,
+        status="replaced",
+        writer=writer,
     )
 
 

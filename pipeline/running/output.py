@@ -1756,6 +1756,13 @@ _NOW = {
     "group": "a Zarr group of other arrays",
 }
 
+#: :data:`_NOW`'s words where another run holds the output's lock now: it is writing what is
+#: there, which no run was stopped in.
+_WRITING = {
+    "incomplete": "incomplete (a run is writing it)",
+    "remains": "being replaced by a run",
+}
+
 
 def output_now(plan: Plan) -> str:
     """What is at the output and what ``run`` does with it, in words (``pipeline plan``): the
@@ -1801,7 +1808,10 @@ def output_now_refused(plan: Plan) -> tuple[str, OutputError | None]:
         flag = (named.group(1) or "").strip()
         took, refusals = run_accepts(plan, (flag,))
         if took is None and refusals:
-            row = f"{_NOW.get(state, state)}; {refusals[0]}"
+            # a run holds the lock: what it is making is no interrupted run's (h72u: `plan`
+            # had said "incomplete (an interrupted run); another run is writing ...")
+            words = _WRITING if getattr(refusals[0], "holder", None) is not None else _NOW
+            row = f"{words.get(state, _NOW.get(state, state))}; {refusals[0]}"
     if plan.config.output.overwrite:  # a plain `run` overwrites (settled): say that run
         row = row.replace("`run --overwrite`", "`run` (output.overwrite: true)")
     took, refusals = run_accepts(plan, ("", "--overwrite"))
