@@ -544,17 +544,17 @@ CASES: dict[str, Case] = {
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
         ["check input.array"],
     ),
-    "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays
-        _group_input_asking("fields/tmep"),
+    "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays; the
+        _group_input_asking("fields/tmep"),  # path input.array takes, not the name alone
         InputError,
         {"array": "fields/tmep", "status": "absent"},
-        ["check input.array (did you mean 'temp'?)"],
+        ["check input.array (did you mean 'fields/temp'?)"],
     ),
     "array-named-in-another-case": Case(  # 'TEMP' for 'temp', 'SST' for 'sst': no hint had
         _group_input_asking("fields/TEMP"),  # come, the names being too short to look close
         InputError,
         {"array": "fields/TEMP", "status": "absent"},
-        ["check input.array (did you mean 'temp'?)"],
+        ["check input.array (did you mean 'fields/temp'?)"],
     ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
@@ -991,6 +991,33 @@ def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> 
         assert rc == 1
         line = one_line_error(err)
         assert line.startswith(f"error: {tmp_path / said} is a Zarr group, not an array"), line
+
+
+def test_a_group_given_as_the_input_names_its_arrays_as_input_array_takes_them(
+    tmp_path: Path, cli
+) -> None:
+    """The arrays a group's refusal lists are paths from the store's root, what input.array
+    takes: the line had listed them from the group (``a`` for the group ``g/h``), and
+    input.array ``a`` named no array of the store. More than 8 end in ``...``."""
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    inner = root.create_group("g").create_group("h")
+    for i in range(9):
+        inner.create_array(f"a{i}", shape=(4,), dtype="f4")
+    for array, listed in (("g/h", "g/h/a0, g/h/a1"), ("g", "g/h/a0, g/h/a1"), ("", "g/h/a0")):
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": array}
+        )
+        rc, _, err = cli("plan", cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"set input.array to the path of an array in it: {listed}" in line, line
+        assert line.endswith("g/h/a7, ..."), line
+    # the path the line names is an input a run takes
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": "g/h/a0"}
+    )
+    rc, _, err = cli("plan", cfg)
+    assert rc == 0, err
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
