@@ -2036,6 +2036,23 @@ def test_a_section_given_as_no_mapping_is_said_as_what_it_takes(
             "chunking.target_bytes",
             "not a size: '-1GiB' is less than one byte (write e.g. '16GiB')",
         ),
+        (  # h72t: a percentage had been told "not a size (write e.g. '16GiB' or '500MB')",
+            {"cluster": {"host_memory_limit": "80%"}},  # the fraction the key takes unsaid
+            "cluster.host_memory_limit",
+            "'80%' is a percentage, which is no size: write the fraction it means, 0.8 (or a "
+            "size such as '16GiB', or auto)",
+        ),
+        (
+            {"cluster": {"device_memory_limit": " 12.5 %"}},
+            "cluster.device_memory_limit",
+            "' 12.5 %' is a percentage, which is no size: write the fraction it means, 0.125 "
+            "(or a size such as '16GiB', or auto)",
+        ),
+        (  # a key that takes no fraction is told what it takes
+            {"chunking": {"target_bytes": "80%"}},
+            "chunking.target_bytes",
+            "not a size: '80%' (write e.g. '16GiB' or '500MB')",
+        ),
     ],
 )
 def test_a_value_the_line_quotes_is_not_said_again(

@@ -112,6 +112,23 @@ def _parse_bytes(v: Any) -> Any:
     return _within_float64(v)
 
 
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
+
+
+def _percent_as_fraction(v: Any) -> Any:
+    """Refuse a memory limit given as a percentage (``host_memory_limit: 80%``), naming the
+    fraction it means (0.8), which the key takes: it had been "not a size: '80%' (write e.g.
+    '16GiB' or '500MB')", a fix that left the fraction unsaid. Anything else passes."""
+    m = _PERCENT.fullmatch(v) if isinstance(v, str) else None
+    if m is None:
+        return v
+    fraction = float(m.group(1)) / 100
+    raise ValueError(
+        f"{v!r} is a percentage, which is no size: write the fraction it means, "
+        f"{fraction:g} (or a size such as '16GiB', or auto)"
+    )
+
+
 def _not_bool(v: Any) -> Any:
     """Refuse a boolean (Python's or NumPy's) where a number is wanted: pydantic's lax mode
     takes ``true`` as 1 and ``false`` as 0 (``cluster: {workers: true}`` ran 1 worker). The
@@ -920,15 +937,23 @@ class ClusterConfig(Model):
         "2026-12-01, warm, 3 x 4: v2 Blosc 5.89 -> 6.64 GB/s, synthetic 4.81 -> 5.43); off: "
         "never. A user's own MPS daemon (CUDA_MPS_PIPE_DIRECTORY set) is used as it is",
     )
-    device_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = (
-        Field(
-            "auto",
-            description="device memory budget per GPU, split between a local cluster's "
-            "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
-            "free memory, or auto (0.8)",
-        )
+    device_memory_limit: Annotated[
+        AutoBytes | float,
+        BeforeValidator(_number_text),
+        NotBool,
+        BeforeValidator(_percent_as_fraction),
+    ] = Field(
+        "auto",
+        description="device memory budget per GPU, split between a local cluster's "
+        "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
+        "free memory, or auto (0.8)",
     )
-    host_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = Field(
+    host_memory_limit: Annotated[
+        AutoBytes | float,
+        BeforeValidator(_number_text),
+        NotBool,
+        BeforeValidator(_percent_as_fraction),
+    ] = Field(
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "
