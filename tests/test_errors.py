@@ -199,10 +199,11 @@ BASE = (
 SEED = "stages: [{{op: multiply, factor: 5}}, {{op: square}}, {{op: add}}]\n"
 
 CASES: dict[str, Case] = {
-    "malformed-yaml": Case(
+    "malformed-yaml": Case(  # said at the line of the '[' to close (h72t), not at line 6
         _yaml(BASE + "stages: [{{op: multiply, factor: 5}}\n  - op: square\n"),
         ConfigError,
-        {"file": _in("run.yaml"), "line": 6, "key": None},
+        {"file": _in("run.yaml"), "line": 5, "key": None},
+        ["the '[' at line 5 ('stages: [{op: multiply, factor: 5}') is not closed by ']'"],
     ),
     "two-documents": Case(  # it had said "malformed YAML: but found another document"
         _yaml(BASE + SEED + "---\ncluster: {{workers: 2}}\n"),
@@ -1903,6 +1904,80 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
             }
         )
     assert "a cookie's name is empty" in str(e.value) and "SECRETX" not in str(e.value)
+
+
+_TOP = "input:\n  store: in.zarr\noutput:\n  store: out.zarr\n"
+
+
+@pytest.mark.parametrize(
+    "text, line, said",
+    [
+        (  # a stage's key left of its op: "expected <block end>, but found '?'"
+            _TOP + "stages:\n  - op: multiply\n  factor: 2\n",
+            7,
+            "line 7 ('factor: 2') is indented less than the keys above it",
+        ),
+        (  # "expected <block end>, but found '<block mapping start>'"
+            "input:\n    store: in.zarr\n  array: a\n",
+            3,
+            "line 3 ('array: a') is indented less than the keys above it",
+        ),
+        (  # "mapping values are not allowed here", said of line 3
+            "input:\n  store: in.zarr\n    array: a\n",
+            3,
+            "line 3 ('array: a') is indented more than line 2 ('store: in.zarr') above it",
+        ),
+        (
+            _TOP + "stages:\n  - op: multiply\n      factor: 2\n",
+            7,
+            "line 7 ('factor: 2') is indented more than line 6 ('- op: multiply') above it",
+        ),
+        (  # PyYAML fails at line 3, the line after the one to mend
+            "input:\n  store:in.zarr\n  array: a\n",
+            2,
+            "line 2 ('store:in.zarr') has no space after its colon, so YAML reads it as text, "
+            "not as a key: write 'store: in.zarr'",
+        ),
+        (
+            "input:\n  store in.zarr\n  array: a\n",
+            2,
+            "line 2 ('store in.zarr') has no ':' after its key",
+        ),
+        (
+            "input:\n  store: in.zarr\n  array: a: b\n",
+            3,
+            "line 3 ('array: a: b') holds ': ' in its value: quote the value",
+        ),
+        (  # "found unexpected end of stream", at the file's end
+            "input:\n  store: 'in.zarr\noutput:\n  store: out.zarr\n",
+            2,
+            'the quote opened at line 2 ("store: \'in.zarr") is never closed',
+        ),
+        (
+            "input: {store: in.zarr\noutput:\n  store: out.zarr\n",
+            1,
+            "the '{' at line 1 ('input: {store: in.zarr') is not closed by '}'",
+        ),
+        ("input:\n\tstore: in.zarr\n", 2, "line 2 is indented with a tab"),
+        ("input:\n  store: in.zarr \t# a comment\n", 2, "line 2 holds a tab at column 18"),
+    ],
+)
+def test_a_yaml_mistake_is_said_at_the_line_to_mend_with_its_fix(
+    tmp_path: Path, text: str, line: int, said: str
+) -> None:
+    """PyYAML's words name no fix a new user can act on ("expected <block end>, but found
+    '?'", "mapping values are not allowed here" at the line after a key written without
+    its space), and some at another line than the one to mend: the line says the mistake,
+    where it is, and its fix, PyYAML's words kept after it."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{line}: malformed YAML: {said}"), str(e.value)
+    assert "(YAML: " in str(e.value) and "\n" not in str(e.value)
+    assert e.value.line == line and e.value.key is None
 
 
 @pytest.mark.parametrize(
