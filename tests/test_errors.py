@@ -1906,6 +1906,59 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
     assert "a cookie's name is empty" in str(e.value) and "SECRETX" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "output, said",
+    [
+        (  # had written the folder 'out.zarr ' beside out.zarr, without a word
+            {"store": "out.zarr "},
+            "output.store: 'out.zarr ' begins or ends with a space (or a tab or line break), "
+            "which the written folder's name would keep, another than 'out.zarr': write it "
+            "without",
+        ),
+        (
+            {"store": "out.zarr", "array": "results /air5"},
+            "output.array: 'results /air5' has a part that begins or ends with a space",
+        ),
+        (  # had made a folder zarr.json where out.zarr's metadata document goes
+            {"store": "out.zarr/zarr.json"},
+            "output.store: 'out.zarr/zarr.json' has a part named 'zarr.json', the name of a "
+            "Zarr store's own file, not of a store: give the store's folder ('out.zarr')",
+        ),
+        ({"store": "out.zarr/.zgroup/x"}, "has a part named '.zgroup'"),
+        (  # a Zarr folder that xr.open_dataset takes for netCDF by its name
+            {"store": "air.nc"},
+            "output.store: 'air.nc' is named as a netCDF file, but the output is a Zarr store "
+            "(a folder), which xarray's open_dataset would take for a netCDF file by its "
+            "name: name it 'air.zarr'",
+        ),
+        ({"store": "s3://bkt/air.H5"}, "is named as an HDF5 file"),
+    ],
+)
+def test_an_output_named_to_be_written_elsewhere_than_meant_is_refused_at_its_line(
+    tmp_path: Path, output: dict[str, str], said: str
+) -> None:
+    """An output store or array whose name would write the output somewhere else than meant,
+    or as what readers do not open, silently: refused at its line, before anything is read
+    or written. Names with spaces inside them stay names."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"input": {"store": "in.zarr"}, "output": output, "stages": [{"op": "square"}]}
+        )
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert said in str(e.value), str(e.value)
+    assert e.value.line is not None and "\n" not in str(e.value)
+    fine = {"input": {"store": "in.zarr"}, "output": {"store": "my out.zarr", "array": "a b"}}
+    path.write_text(yaml.safe_dump({**fine, "stages": [{"op": "square"}]}))
+    assert load_config(path).output.array == "a b"
+
+
 _TOP = "input:\n  store: in.zarr\noutput:\n  store: out.zarr\n"
 
 
