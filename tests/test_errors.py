@@ -994,6 +994,43 @@ def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> 
         assert line.startswith(f"error: {tmp_path / said} is a Zarr group, not an array"), line
 
 
+@pytest.mark.parametrize(
+    "given, said",
+    [
+        (
+            {"store": " in.zarr", "array": "g/a"},
+            "does not exist: fix input.store (it begins or ends with a space, ' in.zarr': "
+            "write it without, 'in.zarr')",
+        ),
+        (
+            {"store": "in.zarr", "array": " g/a "},
+            "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
+        ),
+        (
+            {"store": "in.zarr", "array": "g /a"},
+            "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
+        ),
+    ],
+)
+def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
+    tmp_path: Path, monkeypatch, given: dict[str, str], said: str
+) -> None:
+    """A store or array path quoted with a space at an end (``store: " in.zarr"``) was
+    "does not exist" or "no Zarr array at .../in.zarr/ g/a ", the space lost in the path
+    said: the line says it, and the name meant."""
+    from pipeline import plan
+
+    monkeypatch.chdir(tmp_path)
+    zarr.open_group("in.zarr", mode="w").create_group("g").create_array("a", shape=(4,), dtype="f4")
+    config = {"input": given, "output": {"store": "out.zarr"}, "stages": [{"op": "square"}]}
+    with pytest.raises(InputError) as e:
+        plan(config)
+    assert said in str(e.value), str(e.value)
+    assert e.value.status == "absent"
+    meant = {k: v.replace(" ", "") for k, v in given.items()}
+    assert plan({**config, "input": meant}).input.shape == (4,)
+
+
 def test_a_group_given_as_the_input_names_its_arrays_as_input_array_takes_them(
     tmp_path: Path, cli
 ) -> None:

@@ -818,8 +818,16 @@ def _absent_store_line(config: Config, loc: Location) -> str:
     fixes = ["fix input.store"]
     if config.input.generate is not None:
         fixes.insert(0, "`pipeline generate CONFIG` creates it from input.generate")
-    return f"input store {loc} does not exist: {' or '.join(fixes)}" + relative_store_note(
-        config.input.store, loc
+    raw = config.input.store
+    spaces = (  # ' in.zarr' (quoted in YAML): the space shows in no path said (h72t)
+        f" (it begins or ends with a space, {raw!r}: write it without, {raw.strip()!r})"
+        if raw != raw.strip()
+        else ""
+    )
+    return (
+        f"input store {loc} does not exist: {' or '.join(fixes)}"
+        + spaces
+        + relative_store_note(raw, loc)
     )
 
 

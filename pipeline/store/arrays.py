@@ -743,6 +743,10 @@ def _did_you_mean(location: Location, path: str) -> str:
     store); '' when none is close or the parent holds none."""
     import difflib
 
+    parts = path.strip("/").split("/")
+    if any(p != p.strip() for p in parts):  # ' g/h/a ' quoted in YAML: no path shows it
+        meant = "/".join(p.strip() for p in parts)
+        return f" (a part of it begins or ends with a space: did you mean {meant!r}?)"
     parent, _, name = path.strip("/").rpartition("/")
     if not name:
         return ""
