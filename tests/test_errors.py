@@ -199,10 +199,11 @@ BASE = (
 SEED = "stages: [{{op: multiply, factor: 5}}, {{op: square}}, {{op: add}}]\n"
 
 CASES: dict[str, Case] = {
-    "malformed-yaml": Case(
+    "malformed-yaml": Case(  # said at the line of the '[' to close (h72t), not at line 6
         _yaml(BASE + "stages: [{{op: multiply, factor: 5}}\n  - op: square\n"),
         ConfigError,
-        {"file": _in("run.yaml"), "line": 6, "key": None},
+        {"file": _in("run.yaml"), "line": 5, "key": None},
+        ["the '[' at line 5 ('stages: [{op: multiply, factor: 5}') is not closed by ']'"],
     ),
     "two-documents": Case(  # it had said "malformed YAML: but found another document"
         _yaml(BASE + SEED + "---\ncluster: {{workers: 2}}\n"),
@@ -544,17 +545,17 @@ CASES: dict[str, Case] = {
         {"store": _in("in.zarr/fields/pressure"), "array": "fields/pressure", "status": "absent"},
         ["check input.array"],
     ),
-    "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays
-        _group_input_asking("fields/tmep"),
+    "misspelled-array": Case(  # helper-41: no hint, where a group lists its arrays; the
+        _group_input_asking("fields/tmep"),  # path input.array takes, not the name alone
         InputError,
         {"array": "fields/tmep", "status": "absent"},
-        ["check input.array (did you mean 'temp'?)"],
+        ["check input.array (did you mean 'fields/temp'?)"],
     ),
     "array-named-in-another-case": Case(  # 'TEMP' for 'temp', 'SST' for 'sst': no hint had
         _group_input_asking("fields/TEMP"),  # come, the names being too short to look close
         InputError,
         {"array": "fields/TEMP", "status": "absent"},
-        ["check input.array (did you mean 'temp'?)"],
+        ["check input.array (did you mean 'fields/temp'?)"],
     ),
     "group-not-array": Case(
         lambda tmp: (_group_input(tmp), write_config(tmp, tmp / "in.zarr", tmp / "out.zarr"))[1],
@@ -991,6 +992,70 @@ def test_a_group_given_as_the_input_is_named_as_written(tmp_path: Path, cli) -> 
         assert rc == 1
         line = one_line_error(err)
         assert line.startswith(f"error: {tmp_path / said} is a Zarr group, not an array"), line
+
+
+@pytest.mark.parametrize(
+    "given, said",
+    [
+        (
+            {"store": " in.zarr", "array": "g/a"},
+            "does not exist: fix input.store (it begins or ends with a space, ' in.zarr': "
+            "write it without, 'in.zarr')",
+        ),
+        (
+            {"store": "in.zarr", "array": " g/a "},
+            "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
+        ),
+        (
+            {"store": "in.zarr", "array": "g /a"},
+            "check input.array (a part of it begins or ends with a space: did you mean 'g/a'?)",
+        ),
+    ],
+)
+def test_an_input_not_found_for_a_space_at_an_end_of_its_name_says_so(
+    tmp_path: Path, monkeypatch, given: dict[str, str], said: str
+) -> None:
+    """A store or array path quoted with a space at an end (``store: " in.zarr"``) was
+    "does not exist" or "no Zarr array at .../in.zarr/ g/a ", the space lost in the path
+    said: the line says it, and the name meant."""
+    from pipeline import plan
+
+    monkeypatch.chdir(tmp_path)
+    zarr.open_group("in.zarr", mode="w").create_group("g").create_array("a", shape=(4,), dtype="f4")
+    config = {"input": given, "output": {"store": "out.zarr"}, "stages": [{"op": "square"}]}
+    with pytest.raises(InputError) as e:
+        plan(config)
+    assert said in str(e.value), str(e.value)
+    assert e.value.status == "absent"
+    meant = {k: v.replace(" ", "") for k, v in given.items()}
+    assert plan({**config, "input": meant}).input.shape == (4,)
+
+
+def test_a_group_given_as_the_input_names_its_arrays_as_input_array_takes_them(
+    tmp_path: Path, cli
+) -> None:
+    """The arrays a group's refusal lists are paths from the store's root, what input.array
+    takes: the line had listed them from the group (``a`` for the group ``g/h``), and
+    input.array ``a`` named no array of the store. More than 8 end in ``...``."""
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    inner = root.create_group("g").create_group("h")
+    for i in range(9):
+        inner.create_array(f"a{i}", shape=(4,), dtype="f4")
+    for array, listed in (("g/h", "g/h/a0, g/h/a1"), ("g", "g/h/a0, g/h/a1"), ("", "g/h/a0")):
+        cfg = write_config(
+            tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": array}
+        )
+        rc, _, err = cli("plan", cfg)
+        assert rc == 1
+        line = one_line_error(err)
+        assert f"set input.array to the path of an array in it: {listed}" in line, line
+        assert line.endswith("g/h/a7, ..."), line
+    # the path the line names is an input a run takes
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", input={"array": "g/h/a0"}
+    )
+    rc, _, err = cli("plan", cfg)
+    assert rc == 0, err
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
@@ -1946,6 +2011,133 @@ def test_an_option_name_empty_or_dotted_is_refused_where_the_config_is_read(
 
 
 @pytest.mark.parametrize(
+    "output, said",
+    [
+        (  # had written the folder 'out.zarr ' beside out.zarr, without a word
+            {"store": "out.zarr "},
+            "output.store: 'out.zarr ' begins or ends with a space (or a tab or line break), "
+            "which the written folder's name would keep, another than 'out.zarr': write it "
+            "without",
+        ),
+        (
+            {"store": "out.zarr", "array": "results /air5"},
+            "output.array: 'results /air5' has a part that begins or ends with a space",
+        ),
+        (  # had made a folder zarr.json where out.zarr's metadata document goes
+            {"store": "out.zarr/zarr.json"},
+            "output.store: 'out.zarr/zarr.json' has a part named 'zarr.json', the name of a "
+            "Zarr store's own file, not of a store: give the store's folder ('out.zarr')",
+        ),
+        ({"store": "out.zarr/.zgroup/x"}, "has a part named '.zgroup'"),
+        (  # a Zarr folder that xr.open_dataset takes for netCDF by its name
+            {"store": "air.nc"},
+            "output.store: 'air.nc' is named as a netCDF file, but the output is a Zarr store "
+            "(a folder), which xarray's open_dataset would take for a netCDF file by its "
+            "name: name it 'air.zarr'",
+        ),
+        ({"store": "s3://bkt/air.H5"}, "is named as an HDF5 file"),
+    ],
+)
+def test_an_output_named_to_be_written_elsewhere_than_meant_is_refused_at_its_line(
+    tmp_path: Path, output: dict[str, str], said: str
+) -> None:
+    """An output store or array whose name would write the output somewhere else than meant,
+    or as what readers do not open, silently: refused at its line, before anything is read
+    or written. Names with spaces inside them stay names."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"input": {"store": "in.zarr"}, "output": output, "stages": [{"op": "square"}]}
+        )
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert said in str(e.value), str(e.value)
+    assert e.value.line is not None and "\n" not in str(e.value)
+    fine = {"input": {"store": "in.zarr"}, "output": {"store": "my out.zarr", "array": "a b"}}
+    path.write_text(yaml.safe_dump({**fine, "stages": [{"op": "square"}]}))
+    assert load_config(path).output.array == "a b"
+
+
+_TOP = "input:\n  store: in.zarr\noutput:\n  store: out.zarr\n"
+
+
+@pytest.mark.parametrize(
+    "text, line, said",
+    [
+        (  # a stage's key left of its op: "expected <block end>, but found '?'"
+            _TOP + "stages:\n  - op: multiply\n  factor: 2\n",
+            7,
+            "line 7 ('factor: 2') is indented less than the keys above it",
+        ),
+        (  # "expected <block end>, but found '<block mapping start>'"
+            "input:\n    store: in.zarr\n  array: a\n",
+            3,
+            "line 3 ('array: a') is indented less than the keys above it",
+        ),
+        (  # "mapping values are not allowed here", said of line 3
+            "input:\n  store: in.zarr\n    array: a\n",
+            3,
+            "line 3 ('array: a') is indented more than line 2 ('store: in.zarr') above it",
+        ),
+        (
+            _TOP + "stages:\n  - op: multiply\n      factor: 2\n",
+            7,
+            "line 7 ('factor: 2') is indented more than line 6 ('- op: multiply') above it",
+        ),
+        (  # PyYAML fails at line 3, the line after the one to mend
+            "input:\n  store:in.zarr\n  array: a\n",
+            2,
+            "line 2 ('store:in.zarr') has no space after its colon, so YAML reads it as text, "
+            "not as a key: write 'store: in.zarr'",
+        ),
+        (
+            "input:\n  store in.zarr\n  array: a\n",
+            2,
+            "line 2 ('store in.zarr') has no ':' after its key",
+        ),
+        (
+            "input:\n  store: in.zarr\n  array: a: b\n",
+            3,
+            "line 3 ('array: a: b') holds ': ' in its value: quote the value",
+        ),
+        (  # "found unexpected end of stream", at the file's end
+            "input:\n  store: 'in.zarr\noutput:\n  store: out.zarr\n",
+            2,
+            'the quote opened at line 2 ("store: \'in.zarr") is never closed',
+        ),
+        (
+            "input: {store: in.zarr\noutput:\n  store: out.zarr\n",
+            1,
+            "the '{' at line 1 ('input: {store: in.zarr') is not closed by '}'",
+        ),
+        ("input:\n\tstore: in.zarr\n", 2, "line 2 is indented with a tab"),
+        ("input:\n  store: in.zarr \t# a comment\n", 2, "line 2 holds a tab at column 18"),
+    ],
+)
+def test_a_yaml_mistake_is_said_at_the_line_to_mend_with_its_fix(
+    tmp_path: Path, text: str, line: int, said: str
+) -> None:
+    """PyYAML's words name no fix a new user can act on ("expected <block end>, but found
+    '?'", "mapping values are not allowed here" at the line after a key written without
+    its space), and some at another line than the one to mend: the line says the mistake,
+    where it is, and its fix, PyYAML's words kept after it."""
+    from pipeline.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{line}: malformed YAML: {said}"), str(e.value)
+    assert "(YAML: " in str(e.value) and "\n" not in str(e.value)
+    assert e.value.line == line and e.value.key is None
+
+
+@pytest.mark.parametrize(
     "sections, key, said",
     [
         (
@@ -2075,6 +2267,23 @@ def test_a_section_given_as_no_mapping_is_said_as_what_it_takes(
             {"chunking": {"target_bytes": "-1GiB"}},
             "chunking.target_bytes",
             "not a size: '-1GiB' is less than one byte (write e.g. '16GiB')",
+        ),
+        (  # h72t: a percentage had been told "not a size (write e.g. '16GiB' or '500MB')",
+            {"cluster": {"host_memory_limit": "80%"}},  # the fraction the key takes unsaid
+            "cluster.host_memory_limit",
+            "'80%' is a percentage, which is no size: write the fraction it means, 0.8 (or a "
+            "size such as '16GiB', or auto)",
+        ),
+        (
+            {"cluster": {"device_memory_limit": " 12.5 %"}},
+            "cluster.device_memory_limit",
+            "' 12.5 %' is a percentage, which is no size: write the fraction it means, 0.125 "
+            "(or a size such as '16GiB', or auto)",
+        ),
+        (  # a key that takes no fraction is told what it takes
+            {"chunking": {"target_bytes": "80%"}},
+            "chunking.target_bytes",
+            "not a size: '80%' (write e.g. '16GiB' or '500MB')",
         ),
     ],
 )

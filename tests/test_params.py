@@ -97,6 +97,37 @@ def test_a_number_yaml_versions_read_otherwise_is_refused(tmp_path, scalar, said
 
 
 @pytest.mark.parametrize(
+    ("scalar", "fix"),
+    [
+        ('"5"', " (write it unquoted)"),
+        ("' 0.5 '", " (write it unquoted)"),
+        ("1,5", " (write 1.5: a decimal point, not a comma)"),
+        ("-0,25", " (write -0.25: a decimal point, not a comma)"),
+        ("1,000", " (write 1000, or 1.000 if the comma is a decimal point)"),
+        ("1,000,000", " (write 1000000: no thousands separators)"),
+        ("five", ""),
+        ("5 K", ""),
+        ("'nan'", ""),  # unquoted, YAML's NaN is .nan, refused as no finite number
+    ],
+)
+def test_a_scalar_given_as_text_is_told_the_fix_its_text_needs(tmp_path, scalar, fix) -> None:
+    """Every text had been told "(write it unquoted)", which for ``factor: 1,5`` (a decimal
+    comma, unquoted: YAML reads it as text) or ``five`` changes nothing: the fix is named
+    where there is one, and none is named where there is none."""
+    make_array(tmp_path / "in.zarr", np.arange(6, dtype="f4"), (3,))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"input:\n  store: {tmp_path / 'in.zarr'}\noutput:\n  store: {tmp_path / 'out.zarr'}\n"
+        f"stages:\n  - op: multiply\n    factor: {scalar}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.data == {"file": str(cfg), "line": 7, "key": "stages.0.factor"}
+    said = str(e.value)
+    assert f"must be a number such as 5 or 0.5, not text{fix} (got " in said, said
+
+
+@pytest.mark.parametrize(
     ("old", "new", "line", "key", "said"),
     [
         ("  chunks: auto", "  chunks: [010, 10]", 6, "output.chunks.0", "010 reads as 8 (octal)"),

@@ -951,6 +951,32 @@ def test_chunks_larger_than_the_array(
     assert status(tmp_path / "out.zarr") == "complete"
 
 
+def test_output_chunks_longer_than_the_array_that_do_not_fit_name_output_chunks(
+    tmp_path: Path,
+) -> None:
+    """output.chunks [1000, 1000, 1000] over a [6, 4, 5] array: Zarr stores each chunk whole,
+    3.73 GiB of float32, which no budget here holds; the refusal had named a host memory
+    limit of 16 GiB as the fix, where chunks of at most the array's shape hold it all. It
+    names output.chunks, at its line; chunks past the array that fit still run."""
+    make_array(tmp_path / "in.zarr", np.arange(120, dtype="f4").reshape(6, 4, 5), (6, 4, 5))
+    over = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", output={"chunks": [1000] * 3}
+    )
+    with pytest.raises(PlanError) as e:
+        make_plan(load_config(over), MACHINES["cpu"])
+    assert e.value.key == "output.chunks", str(e.value)
+    assert (
+        "output.chunks [1000, 1000, 1000] are longer than the array [6, 4, 5] on an axis, and "
+        "Zarr stores every chunk whole" in str(e.value)
+    ), str(e.value)
+    assert str(e.value).endswith("give output.chunks of at most the array's shape, [6, 4, 5]")
+    assert not (tmp_path / "out.zarr").exists()
+    fits = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", output={"chunks": [8, 4, 5]}
+    )
+    assert make_plan(load_config(fits), MACHINES["cpu"]).output.chunk == (8, 4, 5)
+
+
 @pytest.mark.parametrize("checksum", [True, False])
 def test_a_generated_input_with_checksums_is_encoded_on_the_cpu(
     tmp_path: Path, checksum: bool

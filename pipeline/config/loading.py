@@ -268,6 +268,103 @@ def _merged_pairs(
     return out
 
 
+#: A line that is a key with its value after a colon and no space (``store:in.zarr``), which
+#: YAML reads as text, not as a key; the key, the value.
+_NO_SPACE_AFTER_COLON = re.compile(r"\s*(?:- )?([A-Za-z_][\w.-]*):([^\s/\\].*)")
+
+#: A key with its value and no colon at all (``store in.zarr``).
+_NO_COLON = re.compile(r"\s*(?:- )?([A-Za-z_][\w.-]*)\s+([^:#]+)")
+
+
+def _yaml_hint(e: yaml.YAMLError, text: str) -> tuple[int, str] | None:
+    """The line (1-based) and the words of what a new user's YAML mistake most likely is,
+    where PyYAML's own words name none (``expected <block end>, but found '?'``, ``mapping
+    values are not allowed here``, ``found unexpected end of stream``), said at the line to
+    mend: a key indented less, or more, than the keys of its mapping (a stage's key under its
+    ``- op:`` but left of ``op``), a key without the space after its colon or without its
+    colon (YAML reads the line as text and fails at the next one), a value holding ``': '``
+    unquoted, a quote or a bracket never closed, a tab's indent. None where none of these is
+    seen."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or ""
+    context = getattr(e, "context", None) or ""
+    start = getattr(e, "context_mark", None)
+    if mark is None:
+        return None
+    lines = text.splitlines()
+
+    def shown(i: int) -> str:
+        return repr(lines[i].strip()) if i < len(lines) else "''"
+
+    def indent(i: int) -> int:
+        return len(lines[i]) - len(lines[i].lstrip(" "))
+
+    if start is not None and "quoted scalar" in context:
+        return start.line + 1, (
+            f"the quote opened at line {start.line + 1} ({shown(start.line)}) is never "
+            "closed: end the value with the same quote"
+        )
+    if start is not None and context.startswith("while parsing a flow"):
+        opened = "[" if "sequence" in context else "{"
+        closed = "]" if opened == "[" else "}"
+        return start.line + 1, (
+            f"the '{opened}' at line {start.line + 1} ({shown(start.line)}) is not closed by "
+            f"'{closed}' where its entries end: close it there, or write the entries as "
+            "indented lines instead"
+        )
+    if mark.line >= len(lines):
+        return None
+    if "'\\t'" in problem:  # found character '\t' that cannot start any token
+        if lines[mark.line][: mark.column].strip():  # after the line's text: before a comment
+            return mark.line + 1, (
+                f"line {mark.line + 1} holds a tab at column {mark.column + 1}, where YAML "
+                "takes spaces only: replace the tab with spaces"
+            )
+        return mark.line + 1, (
+            f"line {mark.line + 1} is indented with a tab, and YAML indents with spaces "
+            "only: replace the tab with spaces"
+        )
+    if problem.startswith("expected <block end>, but found"):
+        return mark.line + 1, (
+            f"line {mark.line + 1} ({shown(mark.line)}) is indented less than the keys above it "
+            "that it belongs with: the keys of one mapping line up at one indent (a stage's "
+            "keys at the column of its op, after the '- ')"
+        )
+    if problem != "mapping values are not allowed here":
+        return None
+    before = lines[mark.line][: mark.column]
+    if ": " in before.lstrip().removeprefix("- "):  # key: a: b
+        return mark.line + 1, (
+            f"line {mark.line + 1} ({shown(mark.line)}) holds ': ' in its value: quote the "
+            "value ('...'), or put one key on each line"
+        )
+    above = next(
+        (i for i in range(mark.line - 1, -1, -1) if lines[i].strip()[:1] not in ("", "#")),
+        None,
+    )
+    if above is None:
+        return None
+    no_space = _NO_SPACE_AFTER_COLON.fullmatch(lines[above].rstrip())
+    if no_space is not None:
+        key, value = no_space.groups()
+        return above + 1, (
+            f"line {above + 1} ({shown(above)}) has no space after its colon, so YAML reads it "
+            f"as text, not as a key: write '{key}: {value.strip()}'"
+        )
+    if ":" not in lines[above] and _NO_COLON.fullmatch(lines[above].rstrip()):
+        return above + 1, (
+            f"line {above + 1} ({shown(above)}) has no ':' after its key, so YAML reads it as "
+            "text, not as a key: write the key, a colon and a space, then the value"
+        )
+    if indent(mark.line) > indent(above):
+        return mark.line + 1, (
+            f"line {mark.line + 1} ({shown(mark.line)}) is indented more than line "
+            f"{above + 1} ({shown(above)}) above it, whose value it is read as: line the keys "
+            "of one mapping up at one indent (a stage's keys at the column of its op)"
+        )
+    return None
+
+
 def _refuse_cycles(
     node: yaml.Node,
     path: Path,
@@ -604,6 +701,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        at = mark.line + 1 if mark else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         said = f"malformed YAML: {problem}"
         if problem == "but found another document":  # a '---' after the config (review44)
@@ -612,10 +710,15 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                 "is one document: delete the '---' line (and merge what follows it into the "
                 "config), or keep the other document in a file of its own"
             )
+        else:
+            hint = _yaml_hint(e, text)
+            if hint is not None:
+                at, said = hint[0], f"malformed YAML: {hint[1]} (YAML: {problem})"
+                where = f"{p}:{at}"
         raise ConfigError(
             f"{where}: {said}",
             file=str(p),
-            line=mark.line + 1 if mark else None,
+            line=at,
             key=None,
         ) from None
     positions: Mapping[tuple, Any] = _Lines(node) if node is not None else {}

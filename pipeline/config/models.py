@@ -112,6 +112,23 @@ def _parse_bytes(v: Any) -> Any:
     return _within_float64(v)
 
 
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
+
+
+def _percent_as_fraction(v: Any) -> Any:
+    """Refuse a memory limit given as a percentage (``host_memory_limit: 80%``), naming the
+    fraction it means (0.8), which the key takes: it had been "not a size: '80%' (write e.g.
+    '16GiB' or '500MB')", a fix that left the fraction unsaid. Anything else passes."""
+    m = _PERCENT.fullmatch(v) if isinstance(v, str) else None
+    if m is None:
+        return v
+    fraction = float(m.group(1)) / 100
+    raise ValueError(
+        f"{v!r} is a percentage, which is no size: write the fraction it means, "
+        f"{fraction:g} (or a size such as '16GiB', or auto)"
+    )
+
+
 def _not_bool(v: Any) -> Any:
     """Refuse a boolean (Python's or NumPy's) where a number is wanted: pydantic's lax mode
     takes ``true`` as 1 and ``false`` as 0 (``cluster: {workers: true}`` ran 1 worker). The
@@ -606,10 +623,52 @@ def _store_url(v: Any, output: bool = False) -> Any:
             or caching_layer_problem(v, output)
             or file_url_problem(v)
             or url_query_problem(v, output)
+            or (_output_store_problem(v) if output else None)
         )
     if problem is not None:
         raise ValueError(problem)
     return v
+
+
+#: The endings of files that other formats than Zarr keep in one file (netCDF, HDF5): an
+#: output store named so is a Zarr folder that xarray's open_dataset, which picks its engine by
+#: the name, does not open as one.
+_ONE_FILE_FORMATS = {".nc": "a netCDF", ".nc4": "a netCDF", ".h5": "an HDF5", ".hdf5": "an HDF5"}
+
+
+def _output_store_problem(v: str) -> str | None:
+    """What is wrong with the output store's path or URL ``v`` where the output would be
+    written somewhere else than meant, or as what readers do not open, without a word:
+    spaces (or tabs, line breaks) at its start or end, which the written folder's name keeps
+    (``store: "out.zarr "`` wrote ``out.zarr `` beside ``out.zarr``); a part named as a Zarr
+    store's own file (``out.zarr/zarr.json``: a folder was made where the store's metadata
+    document goes, and that store opened no more); a netCDF or HDF5 file's name (``out.nc``:
+    a Zarr folder that ``xr.open_dataset`` takes for a netCDF file by its name). None
+    otherwise (h72t)."""
+    if v != v.strip():
+        return (
+            f"{v!r} begins or ends with a space (or a tab or line break), which the written "
+            f"folder's name would keep, another than {v.strip()!r}: write it without"
+        )
+    parts = [p for p in v.replace("\\", "/").split("/") if p]
+    clash = [p for p in parts if p in RESERVED_NAMES]
+    if clash:
+        folder = v[: v.rfind(clash[0])].rstrip("/") or "."
+        return (
+            f"{v!r} has a part named {clash[0]!r}, the name of a Zarr store's own file, not "
+            f"of a store: give the store's folder ({folder!r}), and the array's path in it "
+            "as output.array"
+        )
+    ending = os.path.splitext(parts[-1] if parts else "")[1].lower()
+    if ending in _ONE_FILE_FORMATS:
+        kind = _ONE_FILE_FORMATS[ending]
+        return (
+            f"{v!r} is named as {kind} file, but the output is a Zarr store (a folder), "
+            f"which xarray's open_dataset would take for {kind} file by its name: name it "
+            f"{parts[-1][: -len(ending)] + '.zarr'!r}, and write a netCDF copy from it "
+            "(xr.open_zarr(STORE).to_netcdf(FILE))"
+        )
+    return None
 
 
 def _store_options(v: Any, info: ValidationInfo) -> Any:
@@ -726,6 +785,21 @@ def _address_text(v: Any, key: str) -> Any:
     )
 
 
+def _output_path(v: Any) -> Any:
+    """The output array's path (:func:`_plain_path`), refused where a part of it begins or
+    ends with a space (or a tab, a line break): ``array: "air5 "`` had written the variable
+    ``air5 `` beside any ``air5``, without a word (h72t)."""
+    if isinstance(v, str):
+        odd = [p for p in v.replace("\\", "/").split("/") if p and p != p.strip()]
+        if odd:
+            raise ValueError(
+                f"{v!r} has a part that begins or ends with a space (or a tab or line break), "
+                f"{odd[0]!r}, which the written array's name would keep, another than "
+                f"{odd[0].strip()!r}: write it without"
+            )
+    return _plain_path(v)
+
+
 def _plain_path(v: Any) -> Any:
     """An array path inside a store, normalised as zarr-python normalises one: a backslash is
     a '/', empty parts are dropped (``/g//v/`` is ``g/v``), so every key and record names the
@@ -804,7 +878,7 @@ class OutputConfig(Model):
         default_factory=dict, description="fsspec options, as input.storage_options"
     )
 
-    _array = field_validator("array")(classmethod(lambda cls, v: _plain_path(v)))
+    _array = field_validator("array")(classmethod(lambda cls, v: _output_path(v)))
     _array_text = field_validator("array", mode="before")(
         classmethod(lambda cls, v: _path_text(v, "array"))
     )
@@ -913,15 +987,23 @@ class ClusterConfig(Model):
         "2026-12-01, warm, 3 x 4: v2 Blosc 5.89 -> 6.64 GB/s, synthetic 4.81 -> 5.43); off: "
         "never. A user's own MPS daemon (CUDA_MPS_PIPE_DIRECTORY set) is used as it is",
     )
-    device_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = (
-        Field(
-            "auto",
-            description="device memory budget per GPU, split between a local cluster's "
-            "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
-            "free memory, or auto (0.8)",
-        )
+    device_memory_limit: Annotated[
+        AutoBytes | float,
+        BeforeValidator(_number_text),
+        NotBool,
+        BeforeValidator(_percent_as_fraction),
+    ] = Field(
+        "auto",
+        description="device memory budget per GPU, split between a local cluster's "
+        "workers_per_gpu workers: bytes (at most the GPU's memory), a fraction of the GPU's "
+        "free memory, or auto (0.8)",
     )
-    host_memory_limit: Annotated[AutoBytes | float, BeforeValidator(_number_text), NotBool] = Field(
+    host_memory_limit: Annotated[
+        AutoBytes | float,
+        BeforeValidator(_number_text),
+        NotBool,
+        BeforeValidator(_percent_as_fraction),
+    ] = Field(
         "auto",
         description="host memory budget per worker: bytes, a fraction, or auto. A local "
         "cluster's workers share the host's RAM: a fraction is of RAM / workers, auto 0.8 of "

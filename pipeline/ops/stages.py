@@ -133,7 +133,34 @@ def _frozen(v: Any) -> Any:
     return v
 
 
-_KINDS: dict[type, str] = {str: "text (write it unquoted)", list: "a list", dict: "a mapping"}
+_KINDS: dict[type, str] = {str: "text", list: "a list", dict: "a mapping"}
+
+
+def _text_fix(text: str) -> str:
+    """What to write for a stage's scalar given as ``text``: unquoted where the text is a
+    finite number (``'5'``), without the comma where one stands for a decimal point or
+    separates thousands (``1,5``, ``1,000``: YAML reads either as text, unquoted too), else
+    nothing (``five``, ``5 K``, ``nan``), where "write it unquoted" had been said of every
+    text, which unquoted stays text."""
+
+    def number(t: str) -> bool:
+        try:
+            return math.isfinite(float(t))
+        except ValueError:
+            return False
+
+    t = text.strip()
+    if number(t):
+        return " (write it unquoted)"
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", t):  # 1,000: thousands, or a decimal comma
+        whole = t.replace(",", "")
+        if t.count(",") > 1:
+            return f" (write {whole}: no thousands separators)"
+        return f" (write {whole}, or {t.replace(',', '.')} if the comma is a decimal point)"
+    if t.count(",") == 1 and number(t.replace(",", ".")):
+        return f" (write {t.replace(',', '.')}: a decimal point, not a comma)"
+    return ""
+
 
 #: The dtypes a typed scalar may have: those the stages compute in.
 SCALAR_DTYPES = (
@@ -287,6 +314,8 @@ def _finite_number(v: Any) -> Any:
         v = _as_float(v)
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         what = "true/false" if isinstance(v, (bool, np.bool_)) else _KINDS.get(type(v), "that")
+        if isinstance(v, str):
+            what += _text_fix(v)
         if isinstance(v, numbers.Complex) and what == "that":
             what = "a complex number"
         raise ValueError(f"must be a number such as 5 or 0.5, not {what}")

@@ -942,8 +942,16 @@ def _absent_store_line(config: Config, loc: Location) -> str:
     fixes = ["fix input.store"]
     if config.input.generate is not None:
         fixes.insert(0, "`pipeline generate CONFIG` creates it from input.generate")
-    return f"input store {loc} does not exist: {' or '.join(fixes)}" + relative_store_note(
-        config.input.store, loc
+    raw = config.input.store
+    spaces = (  # ' in.zarr' (quoted in YAML): the space shows in no path said (h72t)
+        f" (it begins or ends with a space, {raw!r}: write it without, {raw.strip()!r})"
+        if raw != raw.strip()
+        else ""
+    )
+    return (
+        f"input store {loc} does not exist: {' or '.join(fixes)}"
+        + spaces
+        + relative_store_note(raw, loc)
     )
 
 
@@ -1264,6 +1272,8 @@ def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
         )
     mem = choice.memory
     if not mem.fits():
+        if tuple(block) == tuple(chunk_out):  # the chunk alone is the block that does not fit
+            _refuse_chunks_past_the_array(ctx, chunk_out)
         smaller = blocks.largest_fitting(block, base, lambda b: _choose(ctx, b).memory.fits())
         said, key = memory.does_not_fit(
             mem, block, base, smaller, ctx.workers.threads, ctx.workers.per_gpu, ctx.room
@@ -1278,6 +1288,31 @@ def _check_choice(ctx: _Context, choice: _Choice, base: Shape) -> None:
             host_per_worker=mem.host_per_worker,
             host_budget=mem.host_budget,
         )
+
+
+def _refuse_chunks_past_the_array(ctx: _Context, chunk_out: Shape) -> None:
+    """Refuse, at output.chunks, chunks given longer than the array on an axis where the plan
+    does not fit its memory: Zarr stores every chunk whole, its edge padded, so such a chunk
+    is held whole to be encoded (``chunks: [1000, 1000, 1000]`` over a [6, 4, 5] array, 7.45
+    GiB of float64 each), and the refusal had named a budget of 16 GiB as the fix, where
+    chunks of at most the array's shape hold it all. Called where the block is one chunk;
+    nothing where output.chunks is auto or within the array (h72t)."""
+    shape = ctx.info.shape
+    if ctx.config.output.chunks == "auto" or all(
+        c <= max(n, 1) for c, n in zip(chunk_out, shape, strict=True)
+    ):
+        return
+    within = [min(c, max(n, 1)) for c, n in zip(chunk_out, shape, strict=True)]
+    each = math.prod(chunk_out) * ctx.out_dtype.itemsize
+    raise PlanError(
+        f"output.chunks {list(chunk_out)} are longer than the array {list(shape)} on an axis, "
+        f"and Zarr stores every chunk whole (its edge padded with the fill value), so each "
+        f"chunk is {memory.bytes_text(each)} to encode, which the memory budget does not "
+        f"hold: give output.chunks of at most the array's shape, {within}",
+        key="output.chunks",
+        shape=chunk_out,
+        array_shape=shape,
+    )
 
 
 def _codec_notes(ctx: _Context, choice: _Choice) -> list[str]:

@@ -739,12 +739,18 @@ def reading_notes(location: Location, path: str, arr: Any) -> list[str]:
 
 
 def _did_you_mean(location: Location, path: str) -> str:
-    """`` (did you mean 'air'?)`` naming the arrays of ``path``'s parent group whose names
-    are close to its last part (helper-41: a misspelled array got no hint, a group lists its
-    arrays), a name that differs only in case first (``TEMP`` for ``temp``, which difflib
-    alone finds no closer than any other); '' when none is close or the parent holds none."""
+    """`` (did you mean 'fields/air'?)`` naming the arrays of ``path``'s parent group whose
+    names are close to its last part (helper-41: a misspelled array got no hint, a group lists
+    its arrays), a name that differs only in case first (``TEMP`` for ``temp``, which difflib
+    alone finds no closer than any other), each by its path from the store's root, as
+    input.array takes it (``fields/air``: the name alone, ``air``, had named no array of the
+    store); '' when none is close or the parent holds none."""
     import difflib
 
+    parts = path.strip("/").split("/")
+    if any(p != p.strip() for p in parts):  # ' g/h/a ' quoted in YAML: no path shows it
+        meant = "/".join(p.strip() for p in parts)
+        return f" (a part of it begins or ends with a space: did you mean {meant!r}?)"
     parent, _, name = path.strip("/").rpartition("/")
     if not name:
         return ""
@@ -761,7 +767,7 @@ def _did_you_mean(location: Location, path: str) -> str:
     folded = [n.casefold() for n in names]
     near = difflib.get_close_matches(name.casefold(), folded, n=3)
     close = [n for f in near for n in names if n.casefold() == f]
-    close = list(dict.fromkeys(close))[:3]
+    close = [key_under(parent, n) for n in dict.fromkeys(close)][:3]
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
@@ -1486,11 +1492,13 @@ def open_zarr_array(
     if isinstance(node, zarr.Group):
         with format_warnings_ignored():  # opening each member warns again
             found = node.members(max_depth=None)
-        members = sorted(k for k, v in found if isinstance(v, zarr.Array))
-        hint = f"; arrays in it: {', '.join(members[:8])}" if members else ""
+        # each named by its path from the store's root, what input.array takes: the path
+        # in the group alone ('a' of the group 'g/h') named no array of the store
+        members = sorted(key_under(path, k) for k, v in found if isinstance(v, zarr.Array))
+        hint = f": {', '.join(members[:8])}{', ...' if len(members) > 8 else ''}"
         raise InputError(
             f"{location.join(path)} is a Zarr group, not an array: set input.array to the "
-            f"array's path{hint}",
+            f"path of an array in it{hint if members else ''}",
             store=where,
             array=path,
             status="group",
