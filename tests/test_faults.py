@@ -3093,6 +3093,29 @@ def test_verify_refuses_an_input_whose_content_was_dropped_since(tmp_path: Path,
     _said_dangling(one_line_error(err), store, key, link)
 
 
+@pytest.mark.parametrize("doc", [".zattrs", ".zgroup", ".zmetadata", ".zarray"])
+def test_an_output_s_v2_document_that_is_a_link_to_nothing_is_named_by_its_own_key(
+    tmp_path: Path, cli, doc: str
+) -> None:
+    """A v2 metadata document at the output's root that is a symbolic link to nothing (a
+    DataLad dataset's file never fetched): the walk that looks for nodes reads it as a
+    folder, and the line had named the key ``'.zattrs/zarr.json'`` ("through" the link),
+    a key no Zarr store holds. Each command names the document itself, with no chunk's fix;
+    the link is left as it was."""
+    make_array(tmp_path / "in.zarr", np.ones((4, 4), np.float32), (2, 2))
+    cfg = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr")
+    (tmp_path / "out.zarr").mkdir()
+    link = tmp_path / "out.zarr" / doc
+    link.symlink_to(_ANNEXED)
+    for args in (("plan",), ("run",), ("run", "--resume"), ("verify",)):
+        rc, out, err = cli("-q", *args, cfg)
+        assert rc == 1, (args, out + err)
+        line = one_line_error(err)
+        assert "through" not in line and "fill value" not in line, line
+        _said_dangling(line, tmp_path / "out.zarr", doc, str(link))
+    assert os.readlink(link) == _ANNEXED
+
+
 def test_an_output_document_that_is_a_link_to_nothing_is_named_as_one(tmp_path: Path, cli) -> None:
     """h71v: the output's ``zarr.json`` (its run record) a symbolic link to nothing, as in a
     DataLad dataset whose output was saved and never fetched: ``verify`` and ``run --resume``

@@ -555,7 +555,7 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
     ("wrong", "reason"),
     [
         ({"bogus_option": 1}, "bogus_option"),
-        ({"config_kwargs": "x"}, "AttributeError"),
+        ({"config_kwargs": "x"}, "given as text, where s3fs's S3FileSystem takes a mapping"),
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
         ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
         ({"signature_version": "s3v4"}, "'signature_version'"),
@@ -579,7 +579,8 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
 def test_storage_options_that_make_no_file_system_are_one_config_line(
     tmp_path, cli, bucket, where: str, wrong: dict[str, Any], reason: str
 ) -> None:
-    """An unknown s3fs option, a config_kwargs that is no mapping, an endpoint that is no URL:
+    """An unknown s3fs option, a config_kwargs that is no mapping (now refused at its own key,
+    where the config is read: ``urls.mapping_option``), an endpoint that is no URL:
     s3fs takes them and fails at its first request, so plan, run and verify said the
     library's bare TypeError, AttributeError or ValueError (and for the output a line
     saying "choose a writable store"), and pipeline.run raised them as they were. One
@@ -609,8 +610,9 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        # asynchronous: the option's own key, where the config is read (at its line)
-        key = f"{where}.storage_options{'.asynchronous' if 'asynchronous' in wrong else ''}"
+        # asynchronous, config_kwargs: the option's own key, where the config is read
+        own = next((k for k, v in wrong.items() if k == "asynchronous" or v == "x"), "")
+        key = f"{where}.storage_options{'.' + own if own else ''}"
         assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
         assert "TOPSECRETVALUE42" not in repr(got.value.data), got.value.data
@@ -735,6 +737,53 @@ def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where
     e = refused(section, **mapping[where])
     assert e.key == "storage_options.anon", e
     assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("options", "key", "kind"),
+    [
+        ({"client_kwargs": 5}, "client_kwargs", "an integer"),
+        ({"config_kwargs": "connect_timeout=5"}, "config_kwargs", "text"),
+        ({"s3_additional_kwargs": ["ACL", "private"]}, "s3_additional_kwargs", "a list"),
+        ({"config_kwargs": {"s3": 5}}, "config_kwargs.s3", "an integer"),
+        ({"config_kwargs": {"retries": "3"}}, "config_kwargs.retries", "text"),
+    ],
+    ids=["client", "config", "s3-additional", "config-s3", "config-retries"],
+)
+def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line(
+    tmp_path, cli, where: str, options: dict[str, Any], key: str, kind: str
+) -> None:
+    """s3fs takes ``client_kwargs``, ``config_kwargs`` and ``s3_additional_kwargs`` (and
+    botocore's ``Config`` its ``s3``, ``retries``, ... in ``config_kwargs``) as mappings;
+    another kind had failed where the store was opened, as "(AttributeError: 'int' object
+    has no attribute 'copy')" (``s3_additional_kwargs``: that bare AttributeError, a
+    traceback). One line where the config is read names the key, the kind given in plain
+    words and the fix, at the option's line; never the value. Nothing is asked of a server."""
+    import pipeline
+
+    secret = {"key": "AKIDMAPPING", "secret": "SECRETMAPPING"}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
+        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
+    }
+    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    lines = cfg.read_text().splitlines()
+    full = f"{where}.storage_options.{key}"
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        assert rc != 0 and f"{full}: given as {kind}" in line, line
+        assert "takes a mapping" in line and "AttributeError" not in line, line
+        assert "MAPPING" not in line and "private" not in line, line
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    with pytest.raises(ConfigError) as got:
+        pipeline.plan(yaml.safe_load(cfg.read_text()))
+    assert got.value.key == full, got.value
+    sections[where]["storage_options"] = {**secret, "client_kwargs": None, "config_kwargs": {}}
+    pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, a mapping: taken
 
 
 @pytest.mark.parametrize("where", ["input", "output"])

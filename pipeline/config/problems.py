@@ -28,6 +28,8 @@ from pipeline.config.urls import (
     endpoint_twice,
     endpoint_userinfo_said,
     endpoint_with_userinfo,
+    mapping_option,
+    mapping_said,
     text_bool_option,
     text_bool_said,
     url_fragment,
@@ -587,6 +589,10 @@ def _store_option_problem(
     twice = endpoint_twice(options)
     if twice is not None:
         return (*key, *twice), ENDPOINT_TWICE
+    mapped = mapping_option(store, options)
+    if mapped is not None:
+        keys, taker, value = mapped
+        return (*key, *keys), mapping_said(keys[-1], taker, value)
     made = async_option(store, options)
     if made is not None:
         keys, name = made

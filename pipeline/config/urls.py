@@ -35,6 +35,8 @@ __all__ = [
     "http_query",
     "ipv6_chain_problem",
     "key_after_slash",
+    "mapping_option",
+    "mapping_said",
     "misplaced_options_problem",
     "text_bool_option",
     "text_bool_said",
@@ -1049,6 +1051,73 @@ def async_said(name: str) -> str:
         f"makes {name} one for code that runs in an event loop, which the pipeline's reads "
         "and writes do not: remove asynchronous (the pipeline runs its requests concurrently "
         "itself)"
+    )
+
+
+def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] | None:
+    """The first option in ``options`` (a store's ``storage_options``, or a chained file
+    system's under its protocol's name) that the file system of ``url`` takes as a mapping
+    of keyword arguments and that is given as another kind (``client_kwargs: 5``, text, a
+    list), as (its keys in ``options``, who takes it, the value); None where
+    there is none. Such options are those named ``*_kwargs`` in the ``__init__`` of the class
+    or a class it is made of (read from the library's signatures: s3fs's ``client_kwargs``,
+    ``config_kwargs`` and ``s3_additional_kwargs``, fsspec's HTTP ``client_kwargs``,
+    WebHDFS's ``kerb_kwargs``), and botocore's ``Config`` mappings in s3fs's
+    ``config_kwargs`` (:data:`_BOTOCORE_MAPPINGS`). s3fs had failed with a bare
+    ``AttributeError: 'int' object has no attribute 'copy'``, at plan time (and
+    ``s3_additional_kwargs`` uncaught, as a traceback). None or absent is taken."""
+    if not isinstance(options, dict):
+        return None
+    import inspect
+
+    import fsspec
+
+    for protocol, at, given in _protocol_options(url, options):
+        if not isinstance(given, dict):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            try:
+                params = inspect.signature(init).parameters if init is not None else {}
+            except (TypeError, ValueError):
+                continue
+            names |= {
+                n
+                for n, p in params.items()
+                if n.endswith("_kwargs") and p.kind is not p.VAR_KEYWORD
+            }
+        for n in sorted(names):
+            value = given.get(n)
+            if value is not None and not isinstance(value, dict):
+                return (*at, n), f"{cls.__module__.split('.')[0]}'s {cls.__name__}", value
+        config = given.get("config_kwargs")
+        if cls.__module__.split(".")[0] == "s3fs" and isinstance(config, dict):
+            for n in _BOTOCORE_MAPPINGS:
+                value = config.get(n)
+                if value is not None and not isinstance(value, dict):
+                    return (*at, "config_kwargs", n), "botocore's Config", value
+    return None
+
+
+#: The options of botocore's ``Config`` (s3fs's ``config_kwargs``) that are mappings.
+_BOTOCORE_MAPPINGS = ("proxies", "proxies_config", "retries", "s3")
+
+
+def mapping_said(name: str, taker: str, value: Any) -> str:
+    """What a line says of the option ``name`` that ``taker`` takes as a mapping, given as
+    ``value`` of another kind (:func:`mapping_option`), after its key: what it takes, the
+    kind given (:func:`~pipeline.errors.kind_said`, never the value), and the fix."""
+    from pipeline.errors import kind_said
+
+    return (
+        f"given as {kind_said(value)}, where {taker} takes a mapping of options: write it "
+        f"as one ({name}: {{option: value, ...}}, each option indented under {name}:), or "
+        "remove it (its value is not said here)"
     )
 
 

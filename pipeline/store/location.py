@@ -1434,21 +1434,26 @@ def is_link_refusal(e: BaseException) -> bool:
     return isinstance(e, StoreError) and getattr(e, "reason", None) == "dangling link"
 
 
+#: The names of Zarr's metadata documents, each a file: no key lies below one.
+_DOCUMENTS = frozenset(("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"))
+
+
 def link_refusal(store: str, key: str, link: str, target: str) -> StoreError:
     """The one line for the key ``key`` of the local store ``store`` that reads through the
     symbolic link ``link`` to ``target``, which does not exist: not a missing key, which
     reads as the fill value, since its content was most likely never fetched (a git-annex or
     DataLad dataset keeps every file as such a link until ``git annex get`` or ``datalad
     get``). StoreError, fields ``store``, ``key``, ``link``, ``target``, ``reason`` ('dangling
-    link')."""
+    link'). Where the link is a metadata document read through as a folder (``.zattrs``
+    walked as a node, its ``.zattrs/zarr.json`` read), ``key`` is the document's own: no
+    Zarr key lies below one, and the line had named ``'.zattrs/zarr.json'``."""
+    parts = key.split("/")
+    for i in range(1, len(parts)):  # the link a document on the key's way: name it
+        if parts[i - 1] in _DOCUMENTS and link.endswith(os.sep.join(parts[:i])):
+            key = "/".join(parts[:i])
+            break
     where = f"{key!r} of {store}"
-    document = key.rpartition("/")[2] in (
-        "zarr.json",
-        ".zarray",
-        ".zgroup",
-        ".zattrs",
-        ".zmetadata",
-    )
+    document = key.rpartition("/")[2] in _DOCUMENTS
     record = ".pipeline" in key.split("/")  # the run record's (not a chunk's: h72c)
     unless = (
         ""
