@@ -743,6 +743,37 @@ def holding_input_lock(
         proc.communicate(timeout=30)  # (its pipe closed too)
 
 
+#: A process that holds the OS lock of the output store ``argv[1]`` as a run takes it
+#: (``Ledger.acquire``), says 'held', and gives it up when its stdin closes.
+_HOLD_OUTPUT_LOCK = """
+import sys
+from pipeline.store.ledger import Ledger
+from pipeline.store.location import Location
+Ledger(Location.of(sys.argv[1]), "").acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def holding_output_lock(output: Path) -> Iterator[subprocess.Popen]:
+    """A real process of its own holding the lock of the output store ``output``, as a run
+    holds it, while the block runs; after the block its stdin is closed, and it gives the lock
+    up and ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_OUTPUT_LOCK, str(output)],
+        env=env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        yield proc
+    finally:
+        proc.communicate(timeout=60)
+
+
 #: A ``pipeline COMMAND CONFIG ARGS`` (``argv[2:]``) that stops once it holds its lock, before
 #: it writes anything: a run before it creates its output (``output.create``, which replaces
 #: what is there), a generation before it clears its array (``generate._generate_locked``);

@@ -53,6 +53,7 @@ from tests.faultkit import (
     file_states,
     go_on,
     holding_input_lock,
+    holding_output_lock,
     kill_group,
     killed_generation,
     many_blocks_input,
@@ -1007,26 +1008,9 @@ def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Pa
     cfg = write_config(tmp_path, tmp_path / "in.zarr", out)
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
-    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
-        [
-            sys.executable,
-            "-c",
-            "import sys\n"
-            "from pipeline.store.ledger import Ledger\n"
-            "from pipeline.store.location import Location\n"
-            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
-            "print('held', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        env=env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     chunk = out / "c" / "1" / "0"
     kept = chunk.read_bytes()
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with holding_output_lock(out) as holder:
         chunk.unlink()  # the replacing run's deletions
         rc, table, err = cli("verify", cfg)
         assert rc == 1, table + err
@@ -1042,8 +1026,6 @@ def test_verify_of_a_complete_output_a_run_began_to_replace_says_so(tmp_path: Pa
         result = pipeline.verify(str(cfg))
         assert not result.ok and result.writer is not None and result.writer["pid"] == holder.pid
         assert result.advice == "verify it once that run is done", result
-    finally:
-        holder.communicate(timeout=60)
     chunk.write_bytes(kept)
     rc, table, err = cli("verify", cfg)
     assert rc == 0, table + err
@@ -1128,31 +1110,12 @@ def test_plan_of_an_incomplete_output_a_run_is_writing_says_no_interrupted_run(
     )
     _limited_run(cfg, 8192)  # its metadata written, its first block's file refused
     assert status(out) == "incomplete"
-    holder = subprocess.Popen(  # a real process holding the output's OS lock, as a run does
-        [
-            sys.executable,
-            "-c",
-            "import sys\n"
-            "from pipeline.store.ledger import Ledger\n"
-            "from pipeline.store.location import Location\n"
-            f"Ledger(Location.of({str(out)!r}), '').acquire()\n"
-            "print('held', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        env=env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with holding_output_lock(out):
         rc, table, err = cli("plan", cfg)
         assert rc == 1, table + err
         row = next(line for line in table.splitlines() if "output now" in line)
         assert "interrupted" not in row, row
         assert "incomplete (a run is writing it); another run is writing" in row, row
-    finally:
-        holder.communicate(timeout=60)
     rc, table, err = cli("plan", cfg)
     assert rc == 0, table + err
     assert "incomplete (an interrupted run): `run --resume` finishes it" in table, table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipeline.errors import said_option
@@ -963,16 +963,8 @@ def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] |
     (:func:`~pipeline.store.location.bool_option_problem`, where it is opened) ask."""
     if not isinstance(options, dict) or not _holds_text(options):
         return None
-    import fsspec
-
-    for protocol, at, given in _protocol_options(url, options):
-        if not isinstance(given, dict):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
-        library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
+    for cls, at, given in _file_systems(url, options):
+        library = _library(cls)
         for n in sorted(_bool_names(cls)):
             if isinstance(given.get(n), str):
                 return (*at, n), library
@@ -996,6 +988,28 @@ def _protocol_options(url: str, options: dict) -> list[tuple[str, tuple[str, ...
     where: list[tuple[str, tuple[str, ...], Any]] = [(protocols[0], (), options)]
     where += [(p, (p,), options[p]) for p in protocols if isinstance(options.get(p), dict)]
     return where
+
+
+def _file_systems(url: str, options: dict) -> Iterator[tuple[type, tuple[str, ...], dict]]:
+    """The file system classes ``url`` names that fsspec has (imported) and the options each
+    is given as a mapping (:func:`_protocol_options`), as (the class, the options' keys in
+    ``options``, them): what :func:`text_bool_option`, :func:`async_option` and
+    :func:`mapping_option` look through."""
+    import fsspec
+
+    for protocol, at, given in _protocol_options(url, options):
+        if not isinstance(given, dict):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        yield cls, at, given
+
+
+def _library(cls: type) -> str:
+    """A file system class named with its library: "s3fs's S3FileSystem"."""
+    return f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
 
 
 def _protocol(url: str) -> str:
@@ -1030,16 +1044,8 @@ def async_option(url: str, options: object) -> tuple[tuple[str, ...], str] | Non
     with fsspec's bare "RuntimeError: Loop is not running"."""
     if not isinstance(options, dict):
         return None
-    import fsspec
-
-    for protocol, at, given in _protocol_options(url, options):
-        if not isinstance(given, dict) or not given.get("asynchronous"):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
-        if getattr(cls, "async_impl", False):
+    for cls, at, given in _file_systems(url, options):
+        if given.get("asynchronous") and getattr(cls, "async_impl", False):
             return (*at, "asynchronous"), cls.__name__
     return None
 
@@ -1070,15 +1076,7 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
         return None
     import inspect
 
-    import fsspec
-
-    for protocol, at, given in _protocol_options(url, options):
-        if not isinstance(given, dict):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
+    for cls, at, given in _file_systems(url, options):
         names: set[str] = set()
         for klass in cls.__mro__:
             init = vars(klass).get("__init__")
@@ -1094,7 +1092,7 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
         for n in sorted(names):
             value = given.get(n)
             if value is not None and not isinstance(value, dict):
-                return (*at, n), f"{cls.__module__.split('.')[0]}'s {cls.__name__}", value
+                return (*at, n), _library(cls), value
         config = given.get("config_kwargs")
         if cls.__module__.split(".")[0] == "s3fs" and isinstance(config, dict):
             for n in _BOTOCORE_MAPPINGS:

@@ -1704,19 +1704,31 @@ def unreadable_metadata(
     )
 
 
-def _integer_fill_beyond_range(doc: Any) -> tuple[str, np.dtype] | None:
-    """Where a metadata document (``doc``, its JSON) of an integer array names a whole
-    number as its fill value that the dtype cannot hold (int8's 300, uint8's -1, int32's
-    1e40), which zarr-python refuses with an OverflowError naming neither: the value as the
-    document says it, and the dtype; None for any other document."""
+def _integer_array_fill(doc: Any) -> tuple[np.dtype, Any] | None:
+    """The dtype and the fill value, as JSON gives it, of a metadata document (``doc``, its
+    JSON) of an integer array (v3's ``data_type``, v2's ``dtype``), where the fill value is
+    not a boolean; None for any other document (not an array's, a data type NumPy does not
+    name, another kind of data type)."""
     try:
         name = doc["data_type"] if doc.get("zarr_format") == 3 else doc["dtype"]
         dtype = np.dtype(name)
         value = doc["fill_value"]
     except Exception:  # not an array's document, or a data type NumPy does not name
         return None
-    if dtype.kind not in "iu" or isinstance(value, bool) or not isinstance(value, (int, float)):
+    if dtype.kind not in "iu" or isinstance(value, bool):
         return None
+    return dtype, value
+
+
+def _integer_fill_beyond_range(doc: Any) -> tuple[str, np.dtype] | None:
+    """Where a metadata document (``doc``, its JSON) of an integer array names a whole
+    number as its fill value that the dtype cannot hold (int8's 300, uint8's -1, int32's
+    1e40), which zarr-python refuses with an OverflowError naming neither: the value as the
+    document says it, and the dtype; None for any other document."""
+    found = _integer_array_fill(doc)
+    if found is None or not isinstance(found[1], (int, float)):
+        return None
+    dtype, value = found
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         return None
     info = np.iinfo(dtype)
@@ -1734,14 +1746,10 @@ def _float_fill_of_integers(doc: Any) -> tuple[str, np.dtype] | None:
     integer one of the same size keeps such a fill value (h72d: the line had said only to
     mend "the value it names"); it is also what a fill value written wrong looks like, so the
     line gives both fixes."""
-    try:
-        name = doc["data_type"] if doc.get("zarr_format") == 3 else doc["dtype"]
-        dtype = np.dtype(name)
-        value = doc["fill_value"]
-    except Exception:  # not an array's document, or a data type NumPy does not name
+    found = _integer_array_fill(doc)
+    if found is None:
         return None
-    if dtype.kind not in "iu" or isinstance(value, bool):
-        return None
+    dtype, value = found
     if isinstance(value, str):
         floats = value in ("NaN", "Infinity", "-Infinity") or value.lower().startswith("0x")
     else:
