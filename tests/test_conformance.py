@@ -1799,7 +1799,9 @@ def _sharded_by(writer: str, x: np.ndarray | None = None) -> Callable[[Path], No
     """A writer of the sharded input (:data:`SHARDED_SHAPE`, float32, shards of
     :data:`SHARD`, inner chunks of :data:`INNER`, filled with ``x`` or random values):
     zarr-python's ``create_array(..., shards=...)``, or tensorstore's with its index at the
-    shard's 'end' or 'start' (``writer``: 'zarr', 'tensorstore-end', 'tensorstore-start')."""
+    shard's 'end' or 'start', or after a ``transpose`` codec (order [2, 1, 0]: inner chunks
+    of [8, 64, 8], a shard only Zarr reads) (``writer``: 'zarr', 'tensorstore-end',
+    'tensorstore-start', 'tensorstore-transposed')."""
     x = np.random.default_rng(0).random(SHARDED_SHAPE, dtype="f4") if x is None else x
 
     def write(path: Path) -> None:
@@ -1810,14 +1812,15 @@ def _sharded_by(writer: str, x: np.ndarray | None = None) -> Callable[[Path], No
             a[...] = x
             return
         ts = pytest.importorskip("tensorstore")
-        where = writer.removeprefix("tensorstore-")
+        where = "end" if writer == "tensorstore-transposed" else writer.split("-")[1]
         inner_codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
         index_codecs = [
             {"name": "bytes", "configuration": {"endian": "little"}},
             {"name": "crc32c"},
         ]
+        transposed = writer == "tensorstore-transposed"
         sharding = {
-            "chunk_shape": list(INNER),
+            "chunk_shape": [8, 64, 8] if transposed else list(INNER),
             "codecs": inner_codecs,
             "index_codecs": index_codecs,
             "index_location": where,
@@ -1829,7 +1832,10 @@ def _sharded_by(writer: str, x: np.ndarray | None = None) -> Callable[[Path], No
                 "shape": list(SHARDED_SHAPE),
                 "data_type": "float32",
                 "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(SHARD)}},
-                "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
+                "codecs": [
+                    *([{"name": "transpose", "configuration": {"order": [2, 1, 0]}}] * transposed),
+                    {"name": "sharding_indexed", "configuration": sharding},
+                ],
             },
         }
         ts.open(spec, create=True).result().write(x).result()
@@ -1840,15 +1846,15 @@ def _sharded_by(writer: str, x: np.ndarray | None = None) -> Callable[[Path], No
 def _shard_edited(path: Path, edit: str) -> Path:
     """The sharded input's ``zarr.json`` edited by hand after its shards were written:
     'shard' (the chunk grid's shape to [32, 64, 32]), 'inner-4' or 'inner-16' (the sharding
-    codec's inner chunk shape to [4, 64, 32] or [16, 64, 32]), 'index-codecs' (its index's
-    crc32c dropped)."""
+    codec's inner chunk shape's first axis to 4 or 16: [4, 64, 32] or [16, 64, 32]),
+    'index-codecs' (its index's crc32c dropped)."""
     doc = path / "zarr.json"
     meta = json.loads(doc.read_text())
-    conf = meta["codecs"][0]["configuration"]
+    conf = meta["codecs"][-1]["configuration"]
     if edit == "shard":
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [32, 64, 32]
     elif edit.startswith("inner-"):
-        conf["chunk_shape"] = [int(edit.removeprefix("inner-")), 64, 32]
+        conf["chunk_shape"][0] = int(edit.removeprefix("inner-"))
     else:
         conf["index_codecs"] = [c for c in conf["index_codecs"] if c["name"] != "crc32c"]
     doc.write_text(json.dumps(meta))
@@ -1867,7 +1873,7 @@ def _cli_config(tmp: Path, backend_client: tuple[str, Any]) -> tuple[Path, str]:
 
 SHARD_EDITS = [
     (writer, edit)
-    for writer in ("zarr", "tensorstore-end", "tensorstore-start")
+    for writer in ("zarr", "tensorstore-end", "tensorstore-start", "tensorstore-transposed")
     for edit in ("shard", "inner-4", "inner-16")
 ] + [("zarr", "index-codecs")]
 
@@ -1877,10 +1883,11 @@ def test_a_sharded_inputs_shard_shape_edited_after_its_shards_were_written_is_re
     tmp_path: Path, backend_client, cli, writer, edit
 ) -> None:
     """A sharded input (zarr-python's, tensorstore's with its index at the shard's end or
-    start) whose metadata's shard shape, inner chunk shape or index codecs were edited after
-    its shards were written: every shard's index misfits alike (its crc32c checksum, its
-    size, its offsets). h73b: plan passed, and the run said one shard damaged, "restore the
-    chunk (or delete it ...)", which throws good data away, leaving an incomplete output.
+    start, or after a transpose) whose metadata's shard shape, inner chunk shape or index
+    codecs were edited after its shards were written: every shard's index misfits alike (its
+    crc32c checksum, its size, its offsets). h73b: plan passed, and the run said one shard
+    damaged, "restore the chunk (or delete it ...)", which throws good data away, leaving an
+    incomplete output.
     ``plan`` and ``run`` refuse it, before the output is made, in one line naming both
     readings (the metadata edited, the shards damaged) and both fixes; the input unchanged."""
     src = tmp_path / "in.zarr"
