@@ -15,6 +15,7 @@ left incomplete. The same suite runs with ``backend: gpu`` on the GPU host (``py
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 import zlib
@@ -1787,6 +1788,162 @@ def test_the_only_chunk_of_another_size_is_said_as_damaged_or_edited(
         ), line
         assert "restore the chunk (or delete it" in line and "the metadata it was" in line
         assert "; nothing was written: " in line and not (tmp_path / "out.zarr").exists()
+    assert file_states(src) == before
+
+
+#: The user's sharded input (h73b): 4 shards of 2 inner chunks each.
+SHARDED_SHAPE, SHARD, INNER = (64, 64, 32), (16, 64, 32), (8, 64, 32)
+
+
+def _sharded_by(writer: str, x: np.ndarray | None = None) -> Callable[[Path], None]:
+    """A writer of the sharded input (:data:`SHARDED_SHAPE`, float32, shards of
+    :data:`SHARD`, inner chunks of :data:`INNER`, filled with ``x`` or random values):
+    zarr-python's ``create_array(..., shards=...)``, or tensorstore's with its index at the
+    shard's 'end' or 'start', or after a ``transpose`` codec (order [2, 1, 0]: inner chunks
+    of [8, 64, 8], a shard only Zarr reads) (``writer``: 'zarr', 'tensorstore-end',
+    'tensorstore-start', 'tensorstore-transposed')."""
+    x = np.random.default_rng(0).random(SHARDED_SHAPE, dtype="f4") if x is None else x
+
+    def write(path: Path) -> None:
+        if writer == "zarr":
+            a = zarr.create_array(
+                store=str(path), shape=SHARDED_SHAPE, dtype="f4", chunks=INNER, shards=SHARD
+            )
+            a[...] = x
+            return
+        ts = pytest.importorskip("tensorstore")
+        where = "end" if writer == "tensorstore-transposed" else writer.split("-")[1]
+        inner_codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd"}]
+        index_codecs = [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "crc32c"},
+        ]
+        transposed = writer == "tensorstore-transposed"
+        sharding = {
+            "chunk_shape": [8, 64, 8] if transposed else list(INNER),
+            "codecs": inner_codecs,
+            "index_codecs": index_codecs,
+            "index_location": where,
+        }
+        spec = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(path)},
+            "metadata": {
+                "shape": list(SHARDED_SHAPE),
+                "data_type": "float32",
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(SHARD)}},
+                "codecs": [
+                    *([{"name": "transpose", "configuration": {"order": [2, 1, 0]}}] * transposed),
+                    {"name": "sharding_indexed", "configuration": sharding},
+                ],
+            },
+        }
+        ts.open(spec, create=True).result().write(x).result()
+
+    return write
+
+
+def _shard_edited(path: Path, edit: str) -> Path:
+    """The sharded input's ``zarr.json`` edited by hand after its shards were written:
+    'shard' (the chunk grid's shape to [32, 64, 32]), 'inner-4' or 'inner-16' (the sharding
+    codec's inner chunk shape's first axis to 4 or 16: [4, 64, 32] or [16, 64, 32]),
+    'index-codecs' (its index's crc32c dropped)."""
+    doc = path / "zarr.json"
+    meta = json.loads(doc.read_text())
+    conf = meta["codecs"][-1]["configuration"]
+    if edit == "shard":
+        meta["chunk_grid"]["configuration"]["chunk_shape"] = [32, 64, 32]
+    elif edit.startswith("inner-"):
+        conf["chunk_shape"][0] = int(edit.removeprefix("inner-"))
+    else:
+        conf["index_codecs"] = [c for c in conf["index_codecs"] if c["name"] != "crc32c"]
+    doc.write_text(json.dumps(meta))
+    return doc
+
+
+def _cli_config(tmp: Path, backend_client: tuple[str, Any]) -> tuple[Path, str]:
+    """A config file of ``tmp/in.zarr`` to ``tmp/out.zarr``, and the address of the
+    module's Dask scheduler to join (``--scheduler``)."""
+    from tests.conftest import write_config
+
+    backend, client = backend_client
+    cfg = write_config(tmp, tmp / "in.zarr", tmp / "out.zarr", backend=backend)
+    return cfg, client.scheduler.address
+
+
+SHARD_EDITS = [
+    (writer, edit)
+    for writer in ("zarr", "tensorstore-end", "tensorstore-start", "tensorstore-transposed")
+    for edit in ("shard", "inner-4", "inner-16")
+] + [("zarr", "index-codecs")]
+
+
+@pytest.mark.parametrize(("writer", "edit"), SHARD_EDITS, ids=[f"{w}-{e}" for w, e in SHARD_EDITS])
+def test_a_sharded_inputs_shard_shape_edited_after_its_shards_were_written_is_refused_by_plan(
+    tmp_path: Path, backend_client, cli, writer, edit
+) -> None:
+    """A sharded input (zarr-python's, tensorstore's with its index at the shard's end or
+    start, or after a transpose) whose metadata's shard shape, inner chunk shape or index
+    codecs were edited after its shards were written: every shard's index misfits alike (its
+    crc32c checksum, its size, its offsets). h73b: plan passed, and the run said one shard
+    damaged, "restore the chunk (or delete it ...)", which throws good data away, leaving an
+    incomplete output.
+    ``plan`` and ``run`` refuse it, before the output is made, in one line naming both
+    readings (the metadata edited, the shards damaged) and both fixes; the input unchanged."""
+    src = tmp_path / "in.zarr"
+    _sharded_by(writer)(src)
+    doc = _shard_edited(src, edit)
+    before = file_states(src)
+    cfg, address = _cli_config(tmp_path, backend_client)
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg, "--scheduler", address)
+        line = err.strip().splitlines()[-1]
+        assert rc != 0, err
+        assert line.startswith(f"error: input {src} does not fit its metadata {doc.name} ("), line
+        assert "its shards 'c/0/0/0' and 'c/1/0/0' each fail it (its shard index" in line
+        assert "the metadata's shard or inner chunk shape (or index codecs) was changed " in line
+        assert "after the shards were written, or the shards are damaged" in line, line
+        assert line.endswith(
+            "; nothing was written: write back the shard and inner chunk shape (and index "
+            "codecs) the shards were written with, or restore the shard"
+        ), line
+        assert "delete it" not in line, line
+        assert not (tmp_path / "out.zarr").exists(), line
+        assert file_states(src) == before
+
+
+def test_one_damaged_shard_among_good_ones_is_said_by_the_run_as_before(
+    tmp_path: Path, backend_client, cli
+) -> None:
+    """One shard whose index's checksum fails, among shards that fit the metadata: the
+    plan's check of a second shard tells it from an edited metadata (h73b), so the plan
+    passes and the run says that shard damaged, as before: restore it (or delete it). An
+    input of that one shard alone is refused by the plan, both readings said."""
+    src = tmp_path / "in.zarr"
+    x = np.arange(math.prod(SHARDED_SHAPE), dtype="f4").reshape(SHARDED_SHAPE)
+    _sharded_by("zarr", x)(src)
+    raw = bytearray((src / "c/0/0/0").read_bytes())
+    raw[-1] ^= 0xFF  # the index's crc32c
+    (src / "c/0/0/0").write_bytes(bytes(raw))
+    before = file_states(src)
+    cfg, address = _cli_config(tmp_path, backend_client)
+    rc, _, err = cli("plan", cfg, "--scheduler", address)
+    assert rc == 0, err
+    rc, _, err = cli("run", cfg, "--scheduler", address)
+    assert rc != 0
+    assert f"error: input chunk 'c/0/0/0' of {src} is damaged: its shard index's crc32c " in err
+    assert "restore the chunk (or delete it, and it reads as the fill value)" in err, err
+    assert file_states(src) == before
+    for key in ("c/1/0/0", "c/2/0/0", "c/3/0/0"):  # the damaged shard alone is left
+        (src / key).unlink()
+    before = file_states(src)
+    rc, _, err = cli("plan", cfg, "--scheduler", address)
+    line = err.strip().splitlines()[-1]
+    assert rc != 0, err
+    assert line.startswith(f"error: input shard 'c/0/0/0' of {src} does not fit its "), line
+    assert "its shard index's crc32c checksum does not match: the metadata's shard or " in line
+    assert "or the shard is damaged (no other shard looked at tells which)" in line, line
+    assert line.endswith("or restore the shard"), line
     assert file_states(src) == before
 
 

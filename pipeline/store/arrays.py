@@ -2623,11 +2623,17 @@ def check_chunk_fits(info: ArrayInfo, arr: Any, key: str | None) -> None:
     shard) whole, its first present frame alone decoded, where it is at most
     :data:`PLAN_SHARD_READ` bytes (a larger one is not read). Only a full decode refuses. A
     chunk damaged otherwise, or of the wrong size where the chunks around it decode right,
-    is the run's to say (the output stays incomplete), as before. Storage failures are the
+    is the run's to say (the output stays incomplete), as before. A shard whose index does
+    not fit the metadata (its crc32c checksum, its size, offsets outside the shard: checked
+    from its ranged read and the shard's size) is weighed against the next present shard
+    (:func:`_check_shard_fits`, h73b): refused, naming both the metadata edited and the shard
+    damaged, where that one misfits too or none other is stored. Storage failures are the
     InputError of :func:`_asked`."""
     if key is None or np.dtype(info.dtype).kind not in _OWN_DECODE_KINDS:
         return
     found = _first_chunk_damage(info, arr, key)
+    if found is not None and found.problem == "index" and _sharding(arr) is not None:
+        _check_shard_fits(info, arr, key, found)
     if found is None or found.problem != "size":
         return
     misfit = misfit_of(info.location, info.path, arr, key, "size")
@@ -2642,6 +2648,84 @@ def check_chunk_fits(info: ArrayInfo, arr: Any, key: str | None) -> None:
         reason=" ".join(misfit.damage.split()),
         problem="size",
         **fields,
+    )
+
+
+def _sharding(arr: Any) -> dict[str, Any] | None:
+    """The configuration of the v3 array ``arr``'s outermost sharding codec (after
+    ``transpose`` codecs too); None where it is not sharded."""
+    meta: Any = arr.metadata
+    if meta.zarr_format != 3:
+        return None
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chain = list(meta.to_dict().get("codecs") or [])
+    at = codecs.sharding_at(chain)
+    return None if at is None else dict(chain[at].get("configuration") or {})
+
+
+def _check_shard_fits(info: ArrayInfo, arr: Any, key: str, found: shards.Damaged) -> None:
+    """Refuse, at plan time, the input ``info`` whose first present shard ``key`` does not
+    fit its metadata (``found``: its index's crc32c checksum does not match, the index is not
+    the size the metadata's shard and inner chunk shapes imply, or it points outside the
+    shard: :func:`_first_chunk_damage`), unless the next present shard in C order (of the
+    first :data:`MISFIT_LOOK`) fits: then one shard is damaged, the run's to say, as before.
+    The line names both readings, the metadata's shard or inner chunk shape (or index codecs)
+    edited after the shards were written, and the shard damaged, and both fixes (h73b: every
+    shard of an input whose shard or inner chunk shape was edited had been said damaged by
+    the run, "restore the chunk (or delete it ...)", after the output was made). ChunkError,
+    fields ``store``, ``key``, ``reason``, ``problem`` 'index', ``misfit`` ('metadata' where a
+    second shard misfits too, 'unknown' where none other is stored), ``file``. Reads one more
+    shard's index (and first inner chunk) by range, where there is one."""
+    meta: Any = arr.metadata
+    conf = _sharding(arr) or {}
+    unit = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
+    inner = [int(n) for n in conf.get("chunk_shape", unit)]
+    prefix = info.path.strip("/")
+    other = None
+    indices = grid.iter_indices(grid.grid_shape(tuple(arr.shape), unit))
+    for index in itertools.islice(indices, MISFIT_LOOK):
+        k = key_under(prefix, meta.encode_chunk_key(tuple(int(i) for i in index)))
+        if k != key and _asked(info, k, arr.store_path.store.exists(k)):
+            other = k
+            break
+    second = None if other is None else _first_chunk_damage(info, arr, other)
+    if other is not None and (second is None or second.problem != "index"):
+        return  # another shard fits: this one is damaged, the run's to say
+    index_codecs = [c.get("name") for c in conf.get("index_codecs") or []]
+    n = math.prod(grid.grid_shape(unit, tuple(inner)))
+    size = shards.index_nbytes(n, "crc32c" in index_codecs)
+    where = conf.get("index_location", "end")
+    document = key_under(prefix, "zarr.json")
+    reason = " ".join(str(found).split())
+    said = (
+        f"its metadata {document} (shard shape {list(unit)}, inner chunk shape {inner}, index "
+        f"codecs {'+'.join(str(c) for c in index_codecs)}: {n} inner chunk(s) a shard, a "
+        f"{size}-byte index at its {where})"
+    )
+    if other is not None:
+        start = (
+            f"input {info.location.join(info.path)} does not fit {said}: its shards {key!r} "
+            f"and {other!r} each fail it ({reason}): the metadata's shard or inner chunk shape "
+            "(or index codecs) was changed after the shards were written, or the shards are "
+            "damaged"
+        )
+    else:
+        start = (
+            f"input shard {key!r} of {info.location.url} does not fit {said}: {reason}: the "
+            "metadata's shard or inner chunk shape (or index codecs) was changed after the "
+            "shards were written, or the shard is damaged (no other shard looked at tells "
+            "which)"
+        )
+    raise ChunkError(
+        f"{start}; nothing was written: write back the shard and inner chunk shape (and index "
+        "codecs) the shards were written with, or restore the shard",
+        store=info.location.url,
+        key=key,
+        reason=reason,
+        problem="index",
+        misfit="metadata" if other is not None else "unknown",
+        file=info.location.join(document),
     )
 
 
@@ -2693,10 +2777,20 @@ def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged |
         )
         if index is None:
             return None
-        try:
+        try:  # an index that does not fit: the metadata's or the shard's fault (h73b)
             offsets, sizes = shards.decode_index(index, n, fmt.shard.index_crc32c)
-        except shards.Damaged:  # the run says the index's damage
-            return None
+            try:
+                total = _asked(info, key, store.getsize(key))
+            except InputError:
+                raise
+            except Exception:  # a store that gives no size: the offsets go unchecked
+                total = None
+            if total is not None:
+                shards.check_frames(
+                    offsets, sizes, int(total), size, fmt.shard, tuple(info.chunks_per_unit)
+                )
+        except shards.Damaged as e:
+            return e
         present = np.flatnonzero(sizes != shards.EMPTY)
         if not present.size:
             return None

@@ -182,6 +182,23 @@ def shard_frames(
     view = memoryview(raw).cast("B")
     index = view[size - k :] if shard.index_at_end else view[:k]
     offsets, sizes = decode_index(index, n_chunks, shard.index_crc32c, shard.index_big_endian)
+    check_frames(offsets, sizes, size, k, shard, grid, axes)
+    return Frames(offsets, sizes)
+
+
+def check_frames(
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    size: int,
+    k: int,
+    shard: ShardFormat,
+    grid: tuple[int, ...] | None = None,
+    axes: tuple[int, ...] | None = None,
+) -> None:
+    """Raise :class:`Damaged` ('index') where a shard's decoded index (``offsets``,
+    ``sizes``: :func:`decode_index`) does not fit the shard of ``size`` bytes whose index is
+    ``k`` bytes (:func:`shard_frames`' checks, with no need of the shard's bytes: the plan
+    reads only its index and its size, h73b)."""
     absent = (offsets == EMPTY) & (sizes == EMPTY)
     lo, hi = (0, size - k) if shard.index_at_end else (k, size)
     present = ~absent
@@ -208,7 +225,6 @@ def shard_frames(
                 chunk=first,
             )
         _overlapping(offsets, sizes, np.flatnonzero(present), grid, axes)
-    return Frames(offsets, sizes)
 
 
 def _chunk_named(i: int, grid: tuple[int, ...] | None, axes: tuple[int, ...] | None = None) -> str:
