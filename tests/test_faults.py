@@ -1967,6 +1967,46 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
+@pytest.mark.parametrize("linked", ["output", "input"])
+def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
+    tmp_path: Path, cli, linked: str
+) -> None:
+    """An output Dataset (a group xarray reads, its coordinates written again by every run
+    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` is a
+    link to the output's: ``--overwrite`` and ``--resume`` of the group are refused before
+    anything is written, naming the link; the input's coordinate, where it is kept, byte
+    for byte as it was."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+    )
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert (out / "t" / "zarr.json").is_file()  # the coordinate, written with the variable
+    shutil.rmtree(out / "t")
+    if linked == "output":  # the output's t is the input's
+        link, kept = out / "t", inp / "t"
+        link.symlink_to(kept, target_is_directory=True)
+    else:  # the input's t kept in the output
+        link, kept = inp / "t", out / "t"
+        (inp / "t").rename(kept)
+        link.symlink_to(kept, target_is_directory=True)
+    before = stored_files(kept)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        line = one_line_error(err)
+        assert rc != 0, err
+        assert f"{link} is a symbolic link to {kept}" in line, line
+        assert stored_files(kept) == before
+    assert link.is_symlink()
+
+
 @pytest.mark.parametrize("command", ["run", "generate"])
 @pytest.mark.parametrize("where", ["inside", "containing", "same"])
 def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(

@@ -1534,14 +1534,15 @@ def local_files(root: str) -> Iterator[tuple[str, str]]:
             yield os.path.join(dirpath, f), f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
 
 
-def folder_links(root: str) -> list[tuple[str, str]]:
+def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
     """Every symbolic link to a folder under the local folder ``root`` (``root`` itself
     not counted): its path, and where it leads (resolved). Followed as :func:`local_files`
     follows them, to find links behind links; not one to ``root`` or above it
-    (:func:`links_above`, which no walk follows), nor a folder twice. Costs one listing per folder:
-    an entry is told a file, a folder or a link by the listing's own types, so a store of
-    millions of chunk files gets no look at each (no ``stat`` per chunk). [] where
-    ``root`` is no folder."""
+    (:func:`links_above`, which no walk follows), nor a folder twice. Costs one listing per
+    folder: an entry is told a file, a folder or a link by the listing's own types, so a store of
+    millions of chunk files gets no look at each (no ``stat`` per chunk). ``deep`` False:
+    the links among ``root``'s own entries alone (one listing). [] where ``root`` is no
+    folder."""
     real_root = os.path.realpath(root)
     found: list[tuple[str, str]] = []
     seen: set[tuple[int, int]] = set()  # folders by (device, inode): a loop of links ends
@@ -1567,7 +1568,8 @@ def folder_links(root: str) -> list[tuple[str, str]]:
                     continue
             except OSError:
                 continue
-            stack.append(e.path)
+            if deep:
+                stack.append(e.path)
     return found
 
 
