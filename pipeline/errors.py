@@ -254,7 +254,8 @@ class OutputError(PipelineError):
     (what differs from the run that made it), ``holder`` (the run holding its lock: ``pid``,
     ``host``, ``since``), ``lock``, ``directory`` (the one that cannot be written),
     ``archive`` (the kind of archive it is inside), ``input`` and ``relation`` (an output
-    overlapping the input), ``path`` (a file or folder in it that cannot be deleted),
+    overlapping the input; 'linked' through a folder's symbolic link, with ``link`` and
+    ``target``, where it leads), ``path`` (a file or folder in it that cannot be deleted),
     ``unstamped`` (why a resume cannot tell the input unchanged: its store gives no change
     stamps).
     """

@@ -46,6 +46,7 @@ from tests.conftest import (
 from tests.faultkit import (
     STOPPED_GENERATIONS,
     cli_process,
+    copy_store,
     env,
     error_of,
     expected,
@@ -55,17 +56,21 @@ from tests.faultkit import (
     holding_input_lock,
     holding_output_lock,
     kill_group,
+    kill_procs,
     killed_generation,
     many_blocks_input,
     markers,
     one_line_error,
     paused_at_lock,
     refused,
+    run_and_signal,
     run_python,
     set_aside,
     status,
+    stored_files,
     wait_for_chunk_files,
     wait_for_markers,
+    wait_gone,
 )
 from tests.terminal import is_worker
 
@@ -1809,6 +1814,160 @@ def test_an_output_overlapping_the_input_through_a_symlink_is_refused(
     assert e.relation == {"equal": "is", "inside": "is inside", "containing": "contains"}[where]
     assert e.input == os.path.realpath(data / "in.zarr"), e
     assert file_states(data) == before
+
+
+@dataclass
+class Killed:
+    """A run of many one-row blocks killed (SIGKILL) part way, in ``d``: its config, input
+    (``d/in.zarr``, never touched after), the output as the kill left it
+    (``d/killed.snapshot``; :meth:`restore` puts it back at ``d/out.zarr``), and ``x``."""
+
+    d: Path
+    cfg: Path
+    x: np.ndarray
+
+    @property
+    def out(self) -> Path:
+        return self.d / "out.zarr"
+
+    def restore(self) -> None:
+        shutil.rmtree(self.d / "elsewhere", ignore_errors=True)
+        if self.out.is_symlink():
+            self.out.unlink()
+        copy_store(self.d / "killed.snapshot", self.out)
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    d = tmp_path_factory.mktemp("killed")
+    out = d / "out.zarr"
+    rows = 400
+    for _ in range(3):  # a machine fast enough to finish before the kill gets a larger input
+        shutil.rmtree(out, ignore_errors=True)
+        x = many_blocks_input(d / "in.zarr", rows, cols=COLS)
+        cfg = _blocks_config(d)
+        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
+        if stopped is not None:
+            kill_procs(wait_gone(stopped.children, timeout=30))
+            if 0 < markers(out) < rows:
+                break
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    copy_store(out, d / "killed.snapshot")
+    return Killed(d, cfg, x)
+
+
+def _outside_c(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {k: v for k, v in files.items() if not k.startswith("c" + os.sep)}
+
+
+def test_a_resume_over_a_chunk_folder_linked_into_the_input_is_refused(killed: Killed, cli) -> None:
+    """An interrupted output whose ``c`` is a symbolic link into the input's store (``rm -rf
+    out.zarr/c && ln -s in.zarr/c out.zarr/c``): ``run --resume`` wrote the output's chunks
+    through it, over 1014 of the input's 1024, then said the input was "rewritten by another
+    program" (h73a). Refused before anything is written, in one line naming the link, where
+    it leads and the fix; the input's every file byte for byte as it was, and the output's."""
+    killed.restore()
+    inp = killed.d / "in.zarr"
+    shutil.rmtree(killed.out / "c")
+    (killed.out / "c").symlink_to(inp / "c", target_is_directory=True)
+    before, out_before = stored_files(inp), _outside_c(stored_files(killed.out))
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    line = one_line_error(err)
+    assert rc != 0 and stored_files(inp) == before, err
+    assert f"{killed.out / 'c'} is a symbolic link to {os.path.realpath(inp / 'c')}" in line
+    assert "inside the input store" in line and "remove that link" in line, line
+    e = refused("run", killed.cfg, "--resume")
+    assert isinstance(e, OutputError) and e.relation == "linked", e
+    assert e.link == str(killed.out / "c") and e.target == os.path.realpath(inp / "c"), e
+    # --overwrite too says so (it would remove the link, not follow it: refused all the same)
+    e = refused("run", killed.cfg, "--overwrite")
+    assert isinstance(e, OutputError) and e.relation == "linked", e
+    assert stored_files(inp) == before
+    assert _outside_c(stored_files(killed.out)) == out_before  # no output file written
+
+
+def test_a_resume_over_a_chunk_folder_linked_to_another_folder_completes(
+    killed: Killed, cli
+) -> None:
+    """The output's ``c`` moved to another folder (another disk) behind a link, the input
+    nowhere near: ``run --resume`` finishes it through the link, NumPy's values."""
+    killed.restore()
+    (killed.out / "c").rename(killed.d / "elsewhere")
+    (killed.out / "c").symlink_to(killed.d / "elsewhere", target_is_directory=True)
+    rc, _, err = cli("run", killed.cfg, "--resume", "--progress", "none")
+    assert rc == 0, err
+    assert status(killed.out) == "complete"
+    assert (killed.out / "c").is_symlink()
+    assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
+
+
+def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) -> None:
+    """The reverse: the input's ``c`` a link to the output's chunk folder (the input's
+    chunks kept there, as the output's chunks of the same names): ``--overwrite`` deleted
+    them with the output and wrote its own there, and a resume would write the output's
+    chunks there too. Refused before anything is written, the input as it was."""
+    x = np.arange(40 * 40, dtype=np.float32).reshape(40, 40)
+    make_array(tmp_path / "in.zarr", x, (40, 10))
+    out = tmp_path / "out.zarr"
+    cfg = write_config(
+        tmp_path, tmp_path / "in.zarr", out, output={"store": str(out), "chunks": [40, 10]}
+    )
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    shutil.rmtree(out / "c")
+    (tmp_path / "in.zarr" / "c").rename(out / "c")
+    (tmp_path / "in.zarr" / "c").symlink_to(out / "c", target_is_directory=True)
+    before = stored_files(out)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        line = one_line_error(err)
+        assert rc != 0, err
+        assert f"{tmp_path / 'in.zarr' / 'c'} is a symbolic link to {out / 'c'}" in line, line
+        assert "a folder of the input linked into the output" in line, line
+        assert stored_files(out) == before
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
+
+
+@pytest.mark.parametrize("linked", ["output", "input"])
+def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
+    tmp_path: Path, cli, linked: str
+) -> None:
+    """An output Dataset (a group xarray reads, its coordinates written again by every run
+    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` is a
+    link to the output's: ``--overwrite`` and ``--resume`` of the group are refused before
+    anything is written, naming the link; the input's coordinate, where it is kept, byte
+    for byte as it was."""
+    xr = pytest.importorskip("xarray")
+    ds = xr.Dataset(
+        {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
+        coords={"t": np.arange(4)},
+    )
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    assert (out / "t" / "zarr.json").is_file()  # the coordinate, written with the variable
+    shutil.rmtree(out / "t")
+    if linked == "output":  # the output's t is the input's
+        link, kept = out / "t", inp / "t"
+        link.symlink_to(kept, target_is_directory=True)
+    else:  # the input's t kept in the output
+        link, kept = inp / "t", out / "t"
+        (inp / "t").rename(kept)
+        link.symlink_to(kept, target_is_directory=True)
+    before = stored_files(kept)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        line = one_line_error(err)
+        assert rc != 0, err
+        assert f"{link} is a symbolic link to {kept}" in line, line
+        assert stored_files(kept) == before
+    assert link.is_symlink()
 
 
 @pytest.mark.parametrize("command", ["run", "generate"])

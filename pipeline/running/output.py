@@ -34,7 +34,7 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
-from pipeline.store.location import Location, local_same, local_within
+from pipeline.store.location import Location, folder_links, local_same, local_within
 
 log = logging.getLogger("pipeline")
 
@@ -83,6 +83,88 @@ def check_not_overlapping(plan: Plan) -> None:
         plan.output.location,
         plan.output.path if group is None else group,
     )
+    _refuse_linked(
+        plan.input.location,
+        plan.input.path,
+        plan.output.location,
+        plan.output.path if group is None else group,
+    )
+
+
+def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> None:
+    """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or
+    ``--overwrite`` writes in or deletes) whose folder, or one under it, is a symbolic link
+    to the input's store ``src``, a folder inside it, or one holding it; the reverse, a
+    folder of the input array at ``src_path`` (or an entry of its group: a coordinate's)
+    that is a link into the output, or to a folder holding it; or a folder of each linked to
+    one place. A run writes its chunks through the link, into the input's files (h73a: a
+    resume over an output whose ``c`` linked into the input overwrote 1014 of its 1024
+    chunks, then blamed "another program"), or ``--overwrite`` deletes the input's files
+    with the output's. OutputError before anything is written: ``output``, ``input`` (the
+    input's store), ``relation`` 'linked', ``link`` and ``target`` (resolved). Only folder
+    links are looked for (:func:`folder_links`: a listing per folder, no look at each
+    chunk file), and only where the output exists: a fresh output's folders are the run's
+    own. A link to another folder (chunks moved to another disk behind a linked ``c``) is
+    kept."""
+    if src.local_root is None or dst.local_root is None:
+        return
+    node = _real(dst, path)
+    if not os.path.isdir(node):
+        return
+    store, array = _real(src, ""), _real(src, src_path)
+
+    def meets(x: str, y: str) -> bool:
+        return local_within(x, y) or local_within(y, x)
+
+    def refuse(link: str, target: str, what: str, fix: str) -> OutputError:
+        return OutputError(
+            f"{link} is a symbolic link to {target}, {what}: a run would write the output's "
+            f"files into the input's, which is never modified; {fix}",
+            output=node,
+            input=store,
+            relation="linked",
+            link=link,
+            target=target,
+        )
+
+    outs = folder_links(node)
+    for link, target in outs:
+        if meets(target, store):
+            where = (
+                "the input store"
+                if local_same(target, store)
+                else "inside the input store"
+                if local_within(target, store)
+                else "a folder holding the input store"
+            )
+            raise refuse(
+                link,
+                target,
+                f"{where} {store}",
+                "remove that link from the output (its files stay where it points), "
+                "or give another output.store",
+            )
+    # the input array's folders, and its group's entries (a Dataset's coordinates, which an
+    # output Dataset writes again): one listing there, not a walk of every other variable
+    group = os.path.dirname(array) if array != store else None
+    ins = folder_links(array) + (folder_links(group, deep=False) if group else [])
+    for link, target in ins:
+        if meets(target, node):
+            raise refuse(
+                link,
+                target,
+                f"a folder of the input linked into the output {node}",
+                "put the input's files in place of that link (or give another "
+                "output.store), then run again",
+            )
+        for olink, otarget in outs:
+            if meets(target, otarget):
+                raise refuse(
+                    olink,
+                    otarget,
+                    f"where the input's folder {link} leads too ({target})",
+                    "remove that link from the output, or give another output.store",
+                )
 
 
 def check_stores_apart(config: Config) -> None:

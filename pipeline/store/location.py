@@ -1534,6 +1534,45 @@ def local_files(root: str) -> Iterator[tuple[str, str]]:
             yield os.path.join(dirpath, f), f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
 
 
+def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
+    """Every symbolic link to a folder under the local folder ``root`` (``root`` itself
+    not counted): its path, and where it leads (resolved). Followed as :func:`local_files`
+    follows them, to find links behind links; not one to ``root`` or above it
+    (:func:`links_above`, which no walk follows), nor a folder twice. Costs one listing per
+    folder: an entry is told a file, a folder or a link by the listing's own types, so a store of
+    millions of chunk files gets no look at each (no ``stat`` per chunk). ``deep`` False:
+    the links among ``root``'s own entries alone (one listing). [] where ``root`` is no
+    folder."""
+    real_root = os.path.realpath(root)
+    found: list[tuple[str, str]] = []
+    seen: set[tuple[int, int]] = set()  # folders by (device, inode): a loop of links ends
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:  # gone, not a folder, or not readable: nothing under it is written
+            continue
+        for e in entries:
+            try:
+                if e.is_symlink():
+                    if not e.is_dir() or links_above(e.path, real_root):
+                        continue  # a link to a file, to nothing, or to the store or above
+                    found.append((e.path, os.path.realpath(e.path)))
+                elif not e.is_dir(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            if deep:
+                stack.append(e.path)
+    return found
+
+
 def links_above(path: str, real_root: str) -> bool:
     """Whether ``path`` is a link to the store's folder ``real_root`` (resolved) or one above
     it (``up -> ..``): not followed, or a walk would take in the store's neighbours, an
