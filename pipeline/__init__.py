@@ -723,8 +723,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
         from pipeline.errors import as_configured, as_declined
 
         said = as_configured(str(e), configured)
-        if opts.overwrite is False:  # the output kept, as the call asked (not "pass overwrite")
-            said = as_declined(said, bool(cfg.output.overwrite), api=True)
+        if opts.overwrite is not None and not opts.overwrite:  # kept, as the call asked
+            said = as_declined(said, api=True)
         e.args = (said, *e.args[1:])
         raise
     except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)

@@ -489,8 +489,7 @@ def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
     c.yaml`, which can be run as it is; `pipeline run CONFIG` had been left so)."""
     said = as_configured(str(e), _overwrites(args))
     if getattr(args, "overwrite", None) is False:  # --no-overwrite: the output kept, as asked
-        loaded = getattr(args, "loaded", None)
-        said = as_declined(said, bool(loaded is not None and loaded.output.overwrite))
+        said = as_declined(said)
     config = getattr(args, "config", None)
     if config is not None:
         import shlex

@@ -461,26 +461,21 @@ def as_configured(line: str, overwrite: bool) -> str:
 REPLACE_ADVICE = "pass --overwrite (overwrite=True in pipeline.run) to "
 
 
-def as_declined(line: str, configured: bool, api: bool = False) -> str:
+def as_declined(line: str, api: bool = False) -> str:
     """``line``, a refusal of a run that said no to replacing its output (``run
-    --no-overwrite``, ``pipeline.run(config, overwrite=False)``; ``configured``: its config
-    sets ``output.overwrite: true``), its :data:`REPLACE_ADVICE` said as what that user
-    chooses: the output is kept, as asked; choose another ``output.store``, or the run that
-    replaces it (``--overwrite`` in place of ``--no-overwrite``; the config's plain run where
-    it sets ``output.overwrite: true``), in the call's words where ``api``. The line had
-    said "pass --overwrite" to a user who had just passed ``--no-overwrite``. Other lines are
-    unchanged."""
+    --no-overwrite``, ``pipeline.run(config, overwrite=False)``), its :data:`REPLACE_ADVICE`
+    said as what that user chooses: the output is kept, as asked; choose another
+    ``output.store``, or the run that replaces it (``--overwrite`` in place of
+    ``--no-overwrite``; ``overwrite=True`` in the call's words where ``api``), named as
+    itself whatever the config's ``output.overwrite``, not as the plain run the user said no
+    to. The line had said "pass --overwrite" to a user who had just passed
+    ``--no-overwrite``. Other lines are unchanged."""
     if REPLACE_ADVICE not in line:
         return line
-    asked = "overwrite=False" if api else "--no-overwrite"
-    if api and configured:
-        how = "leave overwrite out (`pipeline.run(config)`: output.overwrite: true)"
-    elif api:
-        how = "call `pipeline.run(config, overwrite=True)`"
-    elif configured:
-        how = "run without --no-overwrite (`run`: output.overwrite: true)"
+    if api:
+        asked, how = "overwrite=False", "call `pipeline.run(config, overwrite=True)`"
     else:
-        how = "run with --overwrite in place of --no-overwrite"
+        asked, how = "--no-overwrite", "run with --overwrite in place of --no-overwrite"
     line = line.removesuffix(", or choose another output.store")
     return line.replace(
         REPLACE_ADVICE, f"it is kept, as {asked} asks: choose another output.store, or {how} to "

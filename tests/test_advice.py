@@ -1183,7 +1183,7 @@ def test_no_overwrite_wins_over_the_configs_output_overwrite(
     assert np.array_equal(read_array(out), read_array(made.ref), equal_nan=True)
     done = file_states(out)
     rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite")
-    assert rc == 1 and "already exists" in err and "run without --no-overwrite" in err, err
+    assert rc == 1 and "already exists" in err and "with --overwrite in place of" in err, err
     assert file_states(out) == done
     rc, _, err = _said(capsys, "run", cfg, "--overwrite", "--no-overwrite")
     assert rc == 2 and err.count("\n") == 1 and "contradicts" in err, err
@@ -1201,8 +1201,8 @@ def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
     ``output.overwrite: true`` or not, had been told "pass --overwrite", the flag its user
     had just said no to. Its line says the output is kept, as asked, and the two choices:
     another output.store, or the run that replaces it (`--overwrite` in place of
-    `--no-overwrite`; the config's plain run where it sets ``output.overwrite: true``);
-    ``pipeline.run(config, overwrite=False)`` says so in the call's words. Untouched."""
+    `--no-overwrite`, not the config's plain run said no to); ``pipeline.run(config,
+    overwrite=False)`` says so in the call's words. Untouched."""
     import pipeline
 
     cfg = _config(tmp_path, made.input)
@@ -1212,7 +1212,7 @@ def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
     out = tmp_path / "out.zarr"
     STATES[at](made, out)
     before = file_states(out)
-    how = "run without --no-overwrite" if configured else "run with --overwrite in place of"
+    how = "run with --overwrite in place of --no-overwrite to "
     for extra in ([], ["--dry-run"]):
         rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite", *extra)
         errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
@@ -1220,14 +1220,16 @@ def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
         line = errors[0]
         assert "it is kept, as --no-overwrite asks" in line and how in line, line
         assert "choose another output.store" in line and "pass --overwrite" not in line, line
+        assert "output.overwrite" not in line, line  # not the plain run said no to
         assert line.count("another output.store") == 1, line
         assert file_states(out) == before
     with pytest.raises(pipeline.OutputError) as info:
         pipeline.run(cfg, overwrite=False)
     line = str(info.value)
-    how = "leave overwrite out" if configured else "`pipeline.run(config, overwrite=True)`"
+    how = "call `pipeline.run(config, overwrite=True)` to "
     assert "it is kept, as overwrite=False asks" in line and how in line, line
     assert "--" not in line and "choose another output.store" in line, line
+    assert "output.overwrite" not in line, line
     assert file_states(out) == before
     rc, _, err = _said(capsys, "-q", "run", cfg)  # not said no to: as it was
     if not configured:
