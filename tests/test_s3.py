@@ -559,7 +559,7 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
         ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
         ({"signature_version": "s3v4"}, "'signature_version'"),
-        ({"secret": 12345678}, "secret is not a string"),
+        ({"secret": 12345678}, "secret: given as an integer, where s3fs's S3FileSystem takes text"),
         ({"asynchronous": True}, "remove asynchronous"),
         ({"config_kwargs": {"connect_timeout": "SECRETISH"}}, "not a number of seconds"),
         ({"client_kwargs": {"verify": "/no/SECRETISH.pem"}}, "path of a CA bundle"),
@@ -587,7 +587,8 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     ConfigError now names the section's storage_options and the library's reason, with no
     option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
     first request (a signature version it does not know, which its error quoted; a secret
-    that YAML read as a number), what botocore's HTTP layer learns only when it sends (a
+    that YAML read as a number, now refused at its own key where the config is read:
+    ``urls.text_option``), what botocore's HTTP layer learns only when it sends (a
     ``connect_timeout`` that is no number, a CA bundle that is not there: 'HTTPClientError:
     An HTTP Client raised an unhandled exception', after s3fs's retries) and
     ``asynchronous: true`` (fsspec's "Loop is not running")."""
@@ -610,8 +611,8 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        # asynchronous, config_kwargs: the option's own key, where the config is read
-        own = next((k for k, v in wrong.items() if k == "asynchronous" or v == "x"), "")
+        # asynchronous, config_kwargs, secret: the option's own key, where the config is read
+        own = next((k for k, v in wrong.items() if k in ("asynchronous", "secret") or v == "x"), "")
         key = f"{where}.storage_options{'.' + own if own else ''}"
         assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
