@@ -456,6 +456,33 @@ def as_configured(line: str, overwrite: bool) -> str:
     return line
 
 
+#: What a refusal of an output that is there says replaces it (``... to replace it``, ``... to
+#: write the variable into it beside them``): the flag and the call's option, as a run that
+#: did not say no to replacing it is told.
+REPLACE_ADVICE = "pass --overwrite (overwrite=True in pipeline.run) to "
+
+
+def as_declined(line: str, api: bool = False) -> str:
+    """``line``, a refusal of a run that said no to replacing its output (``run
+    --no-overwrite``, ``pipeline.run(config, overwrite=False)``), its :data:`REPLACE_ADVICE`
+    said as what that user chooses: the output is kept, as asked; choose another
+    ``output.store``, or the run that replaces it (``--overwrite`` in place of
+    ``--no-overwrite``; ``overwrite=True`` in the call's words where ``api``), named as
+    itself whatever the config's ``output.overwrite``, not as the plain run the user said no
+    to. The line had said "pass --overwrite" to a user who had just passed
+    ``--no-overwrite``. Other lines are unchanged."""
+    if REPLACE_ADVICE not in line:
+        return line
+    if api:
+        asked, how = "overwrite=False", "call `pipeline.run(config, overwrite=True)`"
+    else:
+        asked, how = "--no-overwrite", "run with --overwrite in place of --no-overwrite"
+    line = line.removesuffix(", or choose another output.store")
+    return line.replace(
+        REPLACE_ADVICE, f"it is kept, as {asked} asks: choose another output.store, or {how} to "
+    )
+
+
 def api_words(line: str) -> str:
     """``line``, an error's words for the command line, as :func:`pipeline.run` and
     :func:`pipeline.plan` raise it: ``run --overwrite`` and ``run --resume`` said as the call

@@ -1183,10 +1183,55 @@ def test_no_overwrite_wins_over_the_configs_output_overwrite(
     assert np.array_equal(read_array(out), read_array(made.ref), equal_nan=True)
     done = file_states(out)
     rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite")
-    assert rc == 1 and "already exists" in err and "--overwrite" in err, err
+    assert rc == 1 and "already exists" in err and "with --overwrite in place of" in err, err
     assert file_states(out) == done
     rc, _, err = _said(capsys, "run", cfg, "--overwrite", "--no-overwrite")
     assert rc == 2 and err.count("\n") == 1 and "contradicts" in err, err
     assert file_states(out) == done
     rc, _, err = _said(capsys, "-q", "run", cfg)  # the config's: replaced
     assert rc == 0 and file_states(out) != done, err
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["plain", "output.overwrite"])
+@pytest.mark.parametrize("at", ["complete", "foreign array"])
+def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], configured: bool, at: str
+) -> None:
+    """`run --no-overwrite` (and its dry run) of an output that is there, a config's
+    ``output.overwrite: true`` or not, had been told "pass --overwrite", the flag its user
+    had just said no to. Its line says the output is kept, as asked, and the two choices:
+    another output.store, or the run that replaces it (`--overwrite` in place of
+    `--no-overwrite`, not the config's plain run said no to); ``pipeline.run(config,
+    overwrite=False)`` says so in the call's words. Untouched."""
+    import pipeline
+
+    cfg = _config(tmp_path, made.input)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["output"]["overwrite"] = configured
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out.zarr"
+    STATES[at](made, out)
+    before = file_states(out)
+    how = "run with --overwrite in place of --no-overwrite to "
+    for extra in ([], ["--dry-run"]):
+        rc, _, err = _said(capsys, "-q", "run", cfg, "--no-overwrite", *extra)
+        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        assert rc == 1 and len(errors) == 1, err
+        line = errors[0]
+        assert "it is kept, as --no-overwrite asks" in line and how in line, line
+        assert "choose another output.store" in line and "pass --overwrite" not in line, line
+        assert "output.overwrite" not in line, line  # not the plain run said no to
+        assert line.count("another output.store") == 1, line
+        assert file_states(out) == before
+    with pytest.raises(pipeline.OutputError) as info:
+        pipeline.run(cfg, overwrite=False)
+    line = str(info.value)
+    how = "call `pipeline.run(config, overwrite=True)` to "
+    assert "it is kept, as overwrite=False asks" in line and how in line, line
+    assert "--" not in line and "choose another output.store" in line, line
+    assert "output.overwrite" not in line, line
+    assert file_states(out) == before
+    rc, _, err = _said(capsys, "-q", "run", cfg)  # not said no to: as it was
+    if not configured:
+        assert rc == 1 and "pass --overwrite" in err and "kept" not in err, err
+        assert file_states(out) == before

@@ -559,7 +559,7 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
         ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
         ({"signature_version": "s3v4"}, "'signature_version'"),
-        ({"secret": 12345678}, "secret is not a string"),
+        ({"secret": 12345678}, "secret: given as an integer, where s3fs's S3FileSystem takes text"),
         ({"asynchronous": True}, "remove asynchronous"),
         ({"config_kwargs": {"connect_timeout": "SECRETISH"}}, "not a number of seconds"),
         ({"client_kwargs": {"verify": "/no/SECRETISH.pem"}}, "path of a CA bundle"),
@@ -587,7 +587,8 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     ConfigError now names the section's storage_options and the library's reason, with no
     option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
     first request (a signature version it does not know, which its error quoted; a secret
-    that YAML read as a number), what botocore's HTTP layer learns only when it sends (a
+    that YAML read as a number, now refused at its own key where the config is read:
+    ``urls.text_option``), what botocore's HTTP layer learns only when it sends (a
     ``connect_timeout`` that is no number, a CA bundle that is not there: 'HTTPClientError:
     An HTTP Client raised an unhandled exception', after s3fs's retries) and
     ``asynchronous: true`` (fsspec's "Loop is not running")."""
@@ -610,8 +611,8 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        # asynchronous, config_kwargs: the option's own key, where the config is read
-        own = next((k for k, v in wrong.items() if k == "asynchronous" or v == "x"), "")
+        # asynchronous, config_kwargs, secret: the option's own key, where the config is read
+        own = next((k for k, v in wrong.items() if k in ("asynchronous", "secret") or v == "x"), "")
         key = f"{where}.storage_options{'.' + own if own else ''}"
         assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
@@ -784,6 +785,83 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
     assert got.value.key == full, got.value
     sections[where]["storage_options"] = {**secret, "client_kwargs": None, "config_kwargs": {}}
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, a mapping: taken
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("options", "key", "kind"),
+    [
+        ({"endpoint_url": 5}, "endpoint_url", "an integer"),
+        ({"endpoint_url": ["a", "b"]}, "endpoint_url", "a list of text"),
+        ({"client_kwargs": {"region_name": 5}}, "client_kwargs.region_name", "an integer"),
+        ({"config_kwargs": {"region_name": False}}, "config_kwargs.region_name", "true/false"),
+        ({"profile": {"a": 1}}, "profile", "a mapping"),
+        ({"token": 12345678}, "token", "an integer"),
+        ({"key": ["string"]}, "key", "a list of text"),
+        ({"key": ["a"]}, "key", "a list of text"),
+    ],
+    ids=["endpoint", "endpoint-list", "region", "config-region", "profile", "token", "key", "a"],
+)
+def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
+    tmp_path, cli, where: str, options: dict[str, Any], key: str, kind: str
+) -> None:
+    """s3fs and botocore take ``endpoint_url``, ``key``, ``secret``, ``token``, ``profile``
+    (botocore's session), ``client_kwargs``' ``region_name``, ... as text (read from their
+    signatures and docstrings); another kind had failed where the store was opened, naming
+    no option ("TypeError: 'int' object is not iterable", "unhashable type: 'list'"), and
+    ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words).
+    One line where the config is read names the key, the kind given and the fix, at the
+    option's line, readable, never the value. Nothing is asked of a server."""
+    import pipeline
+
+    secret = {"key": "AKIDTEXTKIND", "secret": "SECRETTEXTKIND"}
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
+        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
+    }
+    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    lines = cfg.read_text().splitlines()
+    full = f"{where}.storage_options.{key}"
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        assert rc != 0 and f"{full}: given as {kind}, where " in line, line
+        assert " takes text: write it as text" in line and "TypeError" not in line, line
+        assert "TEXTKIND" not in line and "string'" not in line, line
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    with pytest.raises(ConfigError) as got:
+        pipeline.plan(yaml.safe_load(cfg.read_text()))
+    assert got.value.key == full, got.value
+    sections[where]["storage_options"] = {**secret, "endpoint_url": None, "profile": "p"}
+    pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"username": ["a"], "password": "s"}, {"username": ["string"], "password": "s"}],
+    ids=["a", "string"],
+)
+def test_a_credential_of_another_kind_keeps_its_line_whole_where_values_are_hidden(
+    tmp_path, cli, options: dict[str, Any]
+) -> None:
+    """s3fs's aliases ``username`` and ``password`` (of ``key`` and ``secret``), which its
+    docstring types not, reach the store's own check of the credentials' kind; the values
+    hidden out of a library's words had been hidden out of that check's own words too:
+    ``username: [a]`` said "key is not ... string (YAML read it as ... number ...)",
+    ``[string]`` "key is not a ...". The pipeline's own words, which hold no value, are said
+    whole. Nothing is asked of a server."""
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": "s3://b/in.zarr", "storage_options": options},
+    )
+    rc, _, err = cli("plan", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and "key is not a string (YAML read it as a number or other type)" in line
+    assert "input.storage_options" in line and "..." not in line, line
 
 
 @pytest.mark.parametrize("where", ["input", "output"])

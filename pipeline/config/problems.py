@@ -32,6 +32,8 @@ from pipeline.config.urls import (
     mapping_said,
     text_bool_option,
     text_bool_said,
+    text_option,
+    text_said,
     url_fragment,
     url_query,
     url_userinfo,
@@ -569,6 +571,8 @@ def _store_option_problem(
     never a value; None where there is none: an ``endpoint_url`` with credentials in it
     (:func:`~pipeline.config.urls.endpoint_with_userinfo`), ``asynchronous: true`` for a
     file system with an asynchronous mode (:func:`~pipeline.config.urls.async_option`), an
+    option the file system or its client takes as text given as a number, a list or a mapping
+    (:func:`~pipeline.config.urls.text_option`: ``endpoint_url: 5``), an
     option that the file system or its client takes as true or false given as text
     (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
     true). Refused here, where the config is read, so the line names the option's line in
@@ -593,6 +597,10 @@ def _store_option_problem(
     if mapped is not None:
         keys, taker, value = mapped
         return (*key, *keys), mapping_said(keys[-1], taker, value)
+    texted = text_option(store, options)
+    if texted is not None:
+        keys, taker, value = texted
+        return (*key, *keys), text_said(keys[-1], taker, value)
     made = async_option(store, options)
     if made is not None:
         keys, name = made

@@ -40,6 +40,8 @@ __all__ = [
     "misplaced_options_problem",
     "text_bool_option",
     "text_bool_said",
+    "text_option",
+    "text_said",
     "url_fragment",
     "url_query",
     "url_query_problem",
@@ -1116,6 +1118,97 @@ def mapping_said(name: str, taker: str, value: Any) -> str:
         f"given as {kind_said(value)}, where {taker} takes a mapping of options: write it "
         f"as one ({name}: {{option: value, ...}}, each option indented under {name}:), or "
         "remove it (its value is not said here)"
+    )
+
+
+def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] | None:
+    """The first option in ``options`` (a store's ``storage_options``, or a chained file
+    system's under its protocol's name) that the file system of ``url``, or the client it
+    passes the option to, takes as text (:func:`_text_names`: ``endpoint_url``, ``key``,
+    ``secret``, ``token``, ``profile``, ``client_kwargs``' ``region_name``, ...) and that
+    is given as a kind a config makes that is no text (a number, true/false, a date, a list,
+    a mapping), as (its keys in ``options``, who takes it, the value); None where there is
+    none. s3fs and botocore had failed where the store was opened with their bare words,
+    naming no option (``endpoint_url: 5``: "TypeError: 'int' object is not iterable"; a
+    list: "unhashable type: 'list'"; ``region_name: 5``: "expected string or bytes-like
+    object"). None or absent is taken, and so is an object a caller of the API gives
+    (botocore's ``UNSIGNED`` as a ``signature_version``)."""
+    if not isinstance(options, dict):
+        return None
+    import datetime
+
+    import fsspec
+
+    kinds = (int, float, list, tuple, dict, datetime.date)  # bool is an int
+    for protocol, at, given in _protocol_options(url, options):
+        if not isinstance(given, dict):
+            continue
+        try:
+            cls = fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        for inner, (taker, names) in _text_names(cls).items():
+            held: Any = given
+            for step in inner:
+                held = held.get(step) if isinstance(held, dict) else None
+            if not isinstance(held, dict):
+                continue
+            for n in sorted(names):
+                value = held.get(n)
+                if isinstance(value, kinds):
+                    return (*at, *inner, n), taker, value
+    return None
+
+
+def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
+    """The options that the file system ``cls``, and the clients it passes options to, take
+    as text, by where they stand in its options (``()``: its own; ``("client_kwargs",)``),
+    as (who takes them, their names), read from the libraries: each ``__init__`` of the
+    class and the classes it is made of, its parameters with a text default, and those its
+    docstrings type as text (numpydoc's ``key : string (None)``); for s3fs, botocore's too,
+    from their docstrings' ``:type NAME: str`` (the session's, to which s3fs passes the
+    options it does not take itself, ``profile``; the client's, ``client_kwargs``; the
+    ``Config``'s, ``config_kwargs``)."""
+    import inspect
+    import re
+
+    doc_text = re.compile(r"^\s*(\w+)\s*:\s*(?:str|string)\s*(?:\([^)]*\))?\s*$", re.M)
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        try:
+            params = inspect.signature(init).parameters if init is not None else {}
+        except (TypeError, ValueError):
+            continue
+        names |= {n for n, p in params.items() if isinstance(p.default, str)}
+        for doc in (klass.__doc__, getattr(init, "__doc__", None)):
+            names |= set(doc_text.findall(doc or ""))
+    library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
+    if cls.__module__.split(".")[0] != "s3fs":
+        return {(): (library, names)}
+    from botocore.config import Config
+    from botocore.session import Session
+
+    def typed(doc: str | None) -> set[str]:
+        return set(re.findall(r":type (\w+): (?:str|string)\s*$", doc or "", re.M))
+
+    return {
+        (): (library, names | typed(Session.__init__.__doc__)),
+        ("client_kwargs",): ("botocore's client", typed(Session.create_client.__doc__)),
+        ("config_kwargs",): ("botocore's Config", typed(Config.__doc__)),
+    }
+
+
+def text_said(name: str, taker: str, value: Any) -> str:
+    """What a line says of the option ``name`` that ``taker`` takes as text, given as
+    ``value`` of another kind (:func:`text_option`), after its key: what it takes, the kind
+    given (:func:`~pipeline.errors.kind_said`, never the value), and the fix."""
+    from pipeline.errors import kind_said
+
+    return (
+        f"given as {kind_said(value)}, where {taker} takes text: write it as text "
+        f"({name}: '...', quoted where YAML would read it as another kind), or remove it "
+        "(its value is not said here)"
     )
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline._version import __version__
 from pipeline.config.models import Config
-from pipeline.errors import InputError, OutputError, PipelineError, public_url
+from pipeline.errors import REPLACE_ADVICE, InputError, OutputError, PipelineError, public_url
 from pipeline.ops import cf
 from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
@@ -1703,15 +1703,14 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
                 changed=["consolidated"],
             )
         return OutputError(
-            f"{where} already exists; pass --overwrite (overwrite=True in pipeline.run) to "
-            "replace it",
+            f"{where} already exists; {REPLACE_ADVICE}replace it",
             output=where,
             status=state,
         )
     if state == "occupied":
         return OutputError(
-            f"the group of {where} already holds {_occupants(plan)}: pass --overwrite "
-            "(overwrite=True in pipeline.run) to write the variable into it beside them "
+            f"the group of {where} already holds {_occupants(plan)}: {REPLACE_ADVICE}"
+            "write the variable into it beside them "
             "(its attributes and members kept, the input group's attributes added where "
             "it has none of that name; the coordinates it shares with the input replaced, one "
             "its other variables use only where it is the same), or choose another "
@@ -1720,8 +1719,7 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
             status=state,
         )
     return OutputError(
-        f"{where} already exists ({_foreign_words(plan)}); pass --overwrite "
-        "(overwrite=True in pipeline.run) to replace it",
+        f"{where} already exists ({_foreign_words(plan)}); {REPLACE_ADVICE}replace it",
         output=where,
         status=state,
     )

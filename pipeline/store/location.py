@@ -2008,18 +2008,25 @@ def _check_http_values(fs: Any) -> None:
 
     headers = fs.kwargs.get("headers")
     if headers is not None and not isinstance(headers, (dict, MultiDict, MultiDictProxy)):
-        raise TypeError("headers is not a mapping of header names to values")
+        raise OwnWordsTypeError("headers is not a mapping of header names to values")
     timeout = fs.kwargs.get("timeout")
     if timeout is not None and not (_number(timeout) or isinstance(timeout, ClientTimeout)):
-        raise TypeError("timeout is not a number of seconds")
+        raise OwnWordsTypeError("timeout is not a number of seconds")
     for where, given in (("auth", fs.kwargs), ("client_kwargs' auth", fs.client_kwargs)):
         auth = given.get("auth") if isinstance(given, dict) else None
         if auth is not None and not isinstance(auth, BasicAuth):
-            raise TypeError(
+            raise OwnWordsTypeError(
                 f"{where} must be aiohttp's BasicAuth, which a YAML config cannot make: give "
                 "the user and password in the store's URL (https://user:password@host/...), or "
                 "an Authorization header in headers"
             )
+
+
+class OwnWordsTypeError(TypeError):
+    """A TypeError of the pipeline's own words that name an option and say no value
+    (``key is not a string``): :func:`options_problem` says it whole. Hiding the options'
+    values in it had taken words out of it (``key: [a]`` made "key is not ... string",
+    ``key: [string]`` "key is not a ...")."""
 
 
 def _check_signing(fs: Any) -> None:
@@ -2039,10 +2046,12 @@ def _check_signing(fs: Any) -> None:
     for name in ("key", "secret", "token"):
         value = getattr(fs, name, None)
         if value is not None and not isinstance(value, str):
-            raise TypeError(f"{name} is not a string (YAML read it as a number or other type)")
+            raise OwnWordsTypeError(
+                f"{name} is not a string (YAML read it as a number or other type)"
+            )
     block = getattr(fs, "default_block_size", None)
     if block is not None and not (_number(block) and block == int(block) and block >= 1):
-        raise TypeError("default_block_size is not a whole number of bytes")
+        raise OwnWordsTypeError("default_block_size is not a whole number of bytes")
     _check_http_settings(getattr(fs, "config_kwargs", None), getattr(fs, "client_kwargs", None))
 
 
@@ -2061,17 +2070,19 @@ def _check_http_settings(config: Any, client: Any) -> None:
     config = config if isinstance(config, dict) else {}
     for name in ("connect_timeout", "read_timeout"):
         if name in config and config[name] is not None and not _number(config[name]):
-            raise TypeError(f"config_kwargs' {name} is not a number of seconds")
+            raise OwnWordsTypeError(f"config_kwargs' {name} is not a number of seconds")
     pool = config.get("max_pool_connections")
     if pool is not None and not (_number(pool) and pool == int(pool) and pool >= 1):
-        raise TypeError("config_kwargs' max_pool_connections is not a whole number of at least 1")
+        raise OwnWordsTypeError(
+            "config_kwargs' max_pool_connections is not a whole number of at least 1"
+        )
     proxies = config.get("proxies")
     if proxies is not None and not isinstance(proxies, dict):
-        raise TypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
+        raise OwnWordsTypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
     verify = client.get("verify") if isinstance(client, dict) else None
     bundle = isinstance(verify, (str, os.PathLike)) and os.path.exists(os.path.expanduser(verify))
     if verify is not None and not isinstance(verify, bool) and not bundle:
-        raise TypeError(
+        raise OwnWordsTypeError(
             "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
             "exists here"
         )
@@ -2118,13 +2129,18 @@ def options_problem(
     be made (``error``, the library's): one line naming ``{setting}.storage_options`` (or
     "the store's storage_options" where no setting is known) and the library's reason,
     without the options' values (:func:`_without_values`: a key or secret it quotes is
-    hidden; option names are said). Fields: ``key`` (the setting's dotted name, or None),
+    hidden; option names are said; an :class:`OwnWordsTypeError`'s own words said whole).
+    Fields: ``key`` (the setting's dotted name, or None),
     ``store`` (the URL, its password hidden) and ``reason`` (the library's, values hidden)."""
     import fsspec
 
     key = f"{setting}.storage_options" if setting else None
     named = key or "the store's storage_options"
-    reason = _without_values(_without_names(f"{type(error).__name__}: {error}", options), options)
+    if isinstance(error, OwnWordsTypeError):  # no value in them: said whole, every word
+        reason = _without_names(f"TypeError: {error}", options)
+    else:
+        reason = f"{type(error).__name__}: {error}"
+        reason = _without_values(_without_names(reason, options), options)
     try:
         cls = fsspec.get_filesystem_class(_outer_protocol(url))
         library = cls.__module__.split(".")[0]
