@@ -995,8 +995,8 @@ def _protocol_options(url: str, options: dict) -> list[tuple[str, tuple[str, ...
 def _file_systems(url: str, options: dict) -> Iterator[tuple[type, tuple[str, ...], dict]]:
     """The file system classes ``url`` names that fsspec has (imported) and the options each
     is given as a mapping (:func:`_protocol_options`), as (the class, the options' keys in
-    ``options``, them): what :func:`text_bool_option`, :func:`async_option` and
-    :func:`mapping_option` look through."""
+    ``options``, them): what :func:`text_bool_option`, :func:`text_option`,
+    :func:`async_option` and :func:`mapping_option` look through."""
     import fsspec
 
     for protocol, at, given in _protocol_options(url, options):
@@ -1137,16 +1137,8 @@ def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] |
         return None
     import datetime
 
-    import fsspec
-
     kinds = (int, float, list, tuple, dict, datetime.date)  # bool is an int
-    for protocol, at, given in _protocol_options(url, options):
-        if not isinstance(given, dict):
-            continue
-        try:
-            cls = fsspec.get_filesystem_class(protocol)
-        except (ImportError, ValueError):
-            continue
+    for cls, at, given in _file_systems(url, options):
         for inner, (taker, names) in _text_names(cls).items():
             held: Any = given
             for step in inner:
