@@ -2753,19 +2753,22 @@ def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged |
     absent. A chunk whose compressor's header declares the metadata's size
     (:func:`codecs.declared_size`: zstd, Blosc) is not read further: the first
     :data:`codecs.HEADER_BYTES` of it, one ranged request (a shard's: after its index's),
-    else the chunk whole, decoded. A ranged request that fails (a server that takes no
-    ranges, which the run, reading whole units, does not need) leaves the chunk unchecked."""
+    else the chunk whole, decoded. A ranged request that fails, or is answered with more
+    bytes than it asked for (a server that takes no ranges and sends the whole file, which
+    the run, reading whole units, does not need), leaves the chunk unchecked."""
     from zarr.abc.store import RangeByteRequest, SuffixByteRequest
     from zarr.core.buffer import default_buffer_prototype
 
     store, prototype = arr.store_path.store, default_buffer_prototype()
 
-    def ranged(where: Any) -> bytes | None:
+    def ranged(where: Any, asked: int) -> bytes | None:
         try:
             got = _asked(info, key, store.get(key, prototype, byte_range=where))
         except Exception:  # no new refusal: whatever fails here, the run meets as it did
             return None
-        return None if got is None else got.to_bytes()
+        if got is None or len(got) > asked:  # the range not taken: the whole file came
+            return None
+        return got.to_bytes()
 
     fmt = info.format
     start, length = 0, None  # where the chunk lies in the unit (None: all of it)
@@ -2773,7 +2776,8 @@ def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged |
         n = math.prod(info.chunks_per_unit)
         size = shards.index_nbytes(n, fmt.shard.index_crc32c)
         index = ranged(
-            SuffixByteRequest(size) if fmt.shard.index_at_end else RangeByteRequest(0, size)
+            SuffixByteRequest(size) if fmt.shard.index_at_end else RangeByteRequest(0, size),
+            size,
         )
         if index is None:
             return None
@@ -2797,7 +2801,7 @@ def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged |
         start, length = int(offsets[present[0]]), int(sizes[present[0]])
     if fmt is not None and codecs.declares_size(fmt.chunk):
         most = codecs.HEADER_BYTES if length is None else min(codecs.HEADER_BYTES, length)
-        head = ranged(RangeByteRequest(start, start + most))  # S3 answers 416 for an empty one
+        head = ranged(RangeByteRequest(start, start + most), most)  # S3: 416 for an empty one
         if head is not None and codecs.declared_size(fmt.chunk, head) == fmt.chunk.nbytes:
             return None
     if fmt is None or fmt.shard is None:
@@ -2809,7 +2813,7 @@ def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged |
             return None
         return damaged_frame_in(info.location, arr, key, raw.to_bytes(), first=True)
     assert length is not None
-    frame = ranged(RangeByteRequest(start, start + length))
+    frame = ranged(RangeByteRequest(start, start + length), length)
     if frame is None or len(frame) != length:
         return None  # beyond the shard: the run says the index's damage
     try:
