@@ -257,7 +257,11 @@ def imports_uninterrupted() -> Any:
     running a cell): a handler of the caller's own, such as the command line's
     :func:`on_signal`, is left as it is. Held back, the signal is sent again every
     :data:`STEP` until it lands outside an import; one still held back when the call ends is
-    raised as it ends."""
+    raised as it ends. One raised outside an import is *pending* until taken, as
+    :func:`on_signal`'s are: where Python dropped it (it landed in a ``__del__``, a weakref or
+    garbage-collector callback: "Exception ignored in ...") the next :func:`wait` step raises
+    it again, and one that nothing took by the call's end is raised as it ends (a run had
+    returned its output complete, the Ctrl-C lost, in a CI run)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
@@ -285,11 +289,18 @@ def imports_uninterrupted() -> Any:
                 resender[0].start()
             return
         state["held"] = False
+        global _interrupt
+        _interrupt = "pending"
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+    reset()
+    raised = False
     try:
         yield
+    except BaseException:
+        raised = True
+        raise
     finally:
         state["on"] = False
         try:
@@ -297,6 +308,10 @@ def imports_uninterrupted() -> Any:
                 t.join()
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        if state["held"]:  # the call ended before the held-back signal was sent again
+            # held back and not sent again before the call ended, or raised where Python
+            # dropped it and taken by nothing since
+            lost = state["held"] or _interrupt == "pending"
             state["held"] = False
+            reset()
+        if lost and not raised:
             raise KeyboardInterrupt
