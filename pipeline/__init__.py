@@ -740,7 +740,8 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
 
     summary.notes = [api_words(n) for n in summary.notes]  # the plan's, in the call's words
     if opts.summary_json:
-        with open(opts.summary_json, "w") as f:
+        # ~/s.json as the checks before the run took it (the CLI's write too)
+        with open(os.path.expanduser(opts.summary_json), "w") as f:
             f.write(summary.to_json())
     return summary
 

@@ -759,9 +759,10 @@ def check_not_the_config(config: Any, files: dict[str, Any]) -> None:
     import os
 
     for flag, path in files.items():
-        if not path or not os.path.isfile(path) or not os.path.isfile(config):
+        full = os.path.expanduser(path) if path else path  # as the run writes it
+        if not full or not os.path.isfile(full) or not os.path.isfile(config):
             continue
-        if os.path.samefile(path, config):
+        if os.path.samefile(full, config):
             from pipeline.errors import ConfigError
 
             raise ConfigError(
@@ -1320,7 +1321,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             print_rows(summary.rows(), "run summary")
         finally:  # also where the reader of the table has left (`| head`): the file is asked for
             if args.summary_json:
-                with open(args.summary_json, "w") as f:
+                # ~/s.json as the checks before the run took it (os.path.expanduser), and as
+                # Dask's report (fsspec) takes --report: it had been ./~/s.json here
+                with open(os.path.expanduser(args.summary_json), "w") as f:
                     f.write(summary.to_json())
     except KeyboardInterrupt:  # the output is complete all the same
         joined = config.cluster.scheduler != "local"

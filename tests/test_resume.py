@@ -303,6 +303,82 @@ def test_a_marked_block_whose_chunk_is_gone_is_written_again(work: Work, cli, da
     _resume_writes_one_block_again(cli, work, skipped)
 
 
+def _unmarked_row(output: Path, rows: int) -> int:
+    """A block (a row, of ``rows``) the run record of ``output`` does not mark written."""
+    marked = {int(name.split(".")[0]) for name in marker_names(output)}
+    return next(r for r in range(rows) if r not in marked)
+
+
+def test_a_resume_over_an_output_file_hard_linked_to_the_inputs_is_refused(
+    work: Work, cli, tmp_path: Path
+) -> None:
+    """An output file that is the input's file under a second name (``ln in.zarr/c/R/0
+    out.zarr/c/R/0``; an output copied with ``cp -al`` from a store sharing the input's
+    files): a resume writes the output's files, so it would change the input's (its times
+    and link count, as the write replaces the output's name), which is never modified; it
+    had been refused as "the input's data changed", naming no link. Refused in one line
+    naming both files and `run --overwrite`, before anything is written; `run --overwrite`
+    then starts over, the input's bytes as they were. (A run of its own, killed: linking
+    changes the input's file times, which the module's other tests' record holds.)"""
+    cfg = _config(tmp_path)
+    source, output = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    rows = work.rows
+    for _ in range(3):
+        x = many_blocks_input(source, rows)
+        stopped = run_and_signal(cfg, output, signal.SIGKILL, cwd=tmp_path)
+        if stopped is not None:
+            kill_procs(wait_gone(stopped.children, timeout=30))
+            if markers(output) < rows:
+                break
+        shutil.rmtree(output, ignore_errors=True)
+        rows *= 4
+    else:
+        pytest.fail("could not stop a run midway: every run finished before the kill")
+    skipped = markers(output)
+    row = _unmarked_row(output, rows)
+    theirs, ours = source / "c" / str(row) / "0", output / "c" / str(row) / "0"
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    ours.unlink(missing_ok=True)  # a block the kill cut short
+    os.link(theirs, ours)
+    before = stored_files(source)
+    rc, out, err = cli("run", cfg, "--resume")
+    assert rc == 1, out
+    assert err.count("\n") == 1, err
+    assert f"{ours} is a hard link to the input's file {theirs}" in err, err
+    assert "`run --overwrite` starts over" in err, err
+    assert markers(output) == skipped and ours.stat().st_nlink == 2
+    rc, _, err = cli("run", cfg, "--overwrite")
+    assert rc == 0, err
+    assert stored_files(source) == before and theirs.stat().st_nlink == 1
+    assert np.array_equal(read_array(output), expected(x), equal_nan=True)
+
+
+def test_a_resume_of_an_outputs_hard_linked_copy_leaves_the_other_output(
+    work: Work, cli, tmp_path: Path
+) -> None:
+    """An interrupted output copied with ``cp -al`` (its files hard links to the first
+    output's), a block of the copy written again by its resume (its marker gone): the resume
+    completes the copy to NumPy's values, and the first output keeps every byte, a write
+    replacing the copy's file, never writing through it."""
+    first = tmp_path / "first.zarr"
+    copy_store(work.killed, first)
+    copy = work.dir / "linked.zarr"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(first, copy, copy_function=os.link)
+    name = marker_names(copy)[0]
+    (copy / ".pipeline" / "done" / name).unlink()
+    shard = copy / ("c/" + name.replace(".", "/"))
+    assert shard.stat().st_nlink == 2
+    before = stored_files(first)
+    output = {**yaml.safe_load(work.config.read_text())["output"], "store": str(copy)}
+    rc, _, err = cli("run", work.config_with("linked.yaml", output=output), "--resume")
+    assert rc == 0, err
+    assert status(copy) == "complete"
+    assert np.array_equal(read_array(copy), expected(work.x), equal_nan=True)
+    assert stored_files(first) == before
+    shutil.rmtree(copy)
+
+
 def test_chunks_moved_behind_a_link_are_the_outputs_own(work: Work, cli) -> None:
     """The interrupted output's chunk folder moved to another disk, a link left in its place
     (``c -> /elsewhere/c``), which Zarr reads through: the resume had found every marked

@@ -1005,6 +1005,40 @@ def test_a_ca_bundle_given_as_a_path_object_is_taken(tmp_path, bucket) -> None:
         pipeline.plan(config(tmp_path / "no-such-ca.pem"))
 
 
+def test_a_ca_bundle_in_the_home_folder_is_named_in_full(tmp_path, bucket, monkeypatch) -> None:
+    """``verify: ~/ca.pem``: botocore opens the path as written (no home folder expanded), so
+    each request failed, while the check here, expanding it, had let it through. Refused
+    where the plan is made, in words that say '~' is not expanded and what to write, not
+    the path itself; the same bundle named in full is taken."""
+    import shutil
+
+    from botocore.httpsession import DEFAULT_CA_BUNDLE
+
+    import pipeline
+
+    url, options = bucket
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEFAULT_CA_BUNDLE, home / "ca.pem")
+    monkeypatch.setenv("HOME", str(home))
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
+    )[...] = x
+
+    def config(verify: str) -> dict[str, Any]:
+        given = {**options, "client_kwargs": {"verify": verify}}
+        return {
+            "input": {"store": f"{url}/in.zarr", "storage_options": given},
+            "output": {"store": str(tmp_path / "out.zarr")},
+            "stages": [{"op": "square"}],
+        }
+
+    with pytest.raises(ConfigError, match="begins with '~', a home folder, which botocore"):
+        pipeline.plan(config("~/ca.pem"))
+    pipeline.plan(config(str(home / "ca.pem")))
+
+
 @pytest.fixture(scope="module")
 def checking_s3() -> Iterator[dict[str, Any]]:
     """A moto S3 server that checks credentials (``INITIAL_NO_AUTH_ACTION_COUNT``: its first

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -1204,3 +1205,82 @@ def test_a_run_record_behind_a_link_to_nothing_is_not_called_a_chunk(tmp_path: P
     with pytest.raises(StoreError) as info:
         loc.read("c/0/0")
     assert "if the chunk is meant to be the fill value" in str(info.value)
+
+
+#: A user no machine that runs the tests has.
+NO_USER = "h74d-no-such-user"
+
+
+@pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("scheme", ["", "file://"])
+def test_a_store_in_the_home_folder_of_no_user_is_refused(
+    tmp_path, cli, monkeypatch, which, scheme
+) -> None:
+    """``~nouser/out.zarr``, of a user this machine does not have: ``os.path.expanduser``
+    leaves it as it is, and a run had made a folder ``~nouser`` in the folder it ran in (an
+    input there "did not exist", or was generated there). Refused where the config is read,
+    naming the path, that there is no such user, and how to name such a folder; nothing
+    written."""
+    monkeypatch.chdir(tmp_path)
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    url = f"{scheme}~{NO_USER}/{which[:2]}.zarr"
+    words = f"{which}.store: {url!r} begins with '~{NO_USER}', the home folder of a user named"
+    _refused_everywhere(tmp_path, cli, which, url, words, "no such user", f"'./~{NO_USER}/")
+
+
+def test_a_store_in_a_home_folder_that_exists_is_read_and_written_there(
+    tmp_path, cli, monkeypatch
+) -> None:
+    """``~/in.zarr`` and ``file://~/out.zarr`` are the home folder's, as fsspec and the
+    shell read them (``file://~`` had been refused as a file URL naming a host '~'); and
+    ``~root/x`` is root's, never refused."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    x = _input_array()
+    make_array(home / "in.zarr", x, (4, 5))
+    rc, _, err = cli("run", write_config(here, "~/in.zarr", "file://~/out.zarr"))
+    assert rc == 0, err
+    np.testing.assert_array_equal(zarr.open_array(home / "out.zarr", mode="r")[...], reference(x))
+    assert sorted(p.name for p in here.iterdir()) == ["run.yaml"]
+    root = os.path.expanduser("~root")
+    if root == "~root":
+        pytest.skip("this machine has no user root")
+    assert Location.of("~root/x.zarr").url == os.path.join(root, "x.zarr")
+    load_config(write_config(here, "~root/in.zarr", "~root/out.zarr", name="root.yaml"))
+
+
+@pytest.mark.parametrize("flag", ["--summary-json", "--report"])
+def test_a_summary_in_the_home_folder_of_no_user_is_refused_before_the_run(
+    tmp_path, cli, monkeypatch, flag
+) -> None:
+    """``--summary-json ~nouser/s.json`` (quoted, or after '='; a program's argument): the
+    run's checks and its write had taken it as a relative path; refused before the run, in
+    one line naming the flag and that no such user exists; nothing written."""
+    monkeypatch.chdir(tmp_path)
+    make_array(tmp_path / "in.zarr", _input_array(), (4, 5))
+    cfg = write_config(tmp_path, str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"))
+    rc, out, err = cli("run", cfg, flag, f"~{NO_USER}/s.json")
+    assert rc == 1, out
+    assert err.count("\n") == 1 and err.startswith(f"error: {flag}: "), err
+    assert "no such user" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "run.yaml"]
+
+
+def test_a_summary_in_the_home_folder_is_written_there(tmp_path, cli, monkeypatch) -> None:
+    """``--summary-json ~/s.json`` as the program gets it (quoted, or after '='): the checks
+    before the run took the home folder's, and the run then wrote ``./~/s.json``, failing
+    after the run where no folder ``~`` was there. Written in the home folder."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    make_array(here / "in.zarr", _input_array(), (4, 5))
+    cfg = write_config(here, str(here / "in.zarr"), str(here / "out.zarr"))
+    rc, _, err = cli("run", cfg, "--summary-json", "~/s.json")
+    assert rc == 0, err
+    assert json.loads((home / "s.json").read_text())["status"] == "complete"
+    assert sorted(p.name for p in here.iterdir()) == ["in.zarr", "out.zarr", "run.yaml"]

@@ -31,6 +31,7 @@ __all__ = [
     "file_url_host",
     "file_url_problem",
     "file_url_without_slashes",
+    "home_problem",
     "http_fragment",
     "http_query",
     "ipv6_chain_problem",
@@ -42,6 +43,7 @@ __all__ = [
     "text_bool_said",
     "text_option",
     "text_said",
+    "unknown_home",
     "url_fragment",
     "url_query",
     "url_query_problem",
@@ -73,9 +75,44 @@ def file_url_host(url: str) -> str | None:
         for scheme in LOCAL_SCHEMES:
             if bit.startswith(scheme):
                 host = bit[len(scheme) :].partition("/")[0]
-                if host and host.lower() != "localhost":
+                # file://~/x: a home folder, which fsspec expands as the plain path's
+                if host and host.lower() != "localhost" and not host.startswith("~"):
                     return host
     return None
+
+
+def unknown_home(path: str) -> str | None:
+    """The ``~user`` (or ``~``) that the local path or ``file://`` URL ``path`` (alone, or at
+    the end of a chain: ``zip::~me/a.zip``) begins with where no home folder is known for it
+    here (no such user); None where there is none, or the path names a home folder that is
+    known. ``os.path.expanduser``, which the stores and fsspec read such a path with, leaves
+    it as it is: ``~nouser/out.zarr`` had been a relative path, and a run had made a folder
+    named ``~nouser`` in the folder it ran in."""
+    local = path.split("::")[-1]
+    for scheme in LOCAL_SCHEMES:
+        if local.startswith(scheme):
+            local = local[len(scheme) :]
+    if "://" in local or not local.startswith("~"):
+        return None
+    first = local.split("/", 1)[0]
+    return first if os.path.expanduser(first) == first else None
+
+
+def home_problem(path: str) -> str | None:
+    """Why the local path ``path`` cannot be read (:func:`unknown_home`: it names the home
+    folder of a user there is none of), in words that follow the path; None where it can
+    be. Refused always, a folder named so there or not: ``./~nouser/x`` names that one."""
+    first = unknown_home(path)
+    if first is None:
+        return None
+    whose = f"of a user named {first[1:]!r}" if first != "~" else "of the user running it"
+    rest = path.split("::")[-1].partition(first)[2]
+    return (
+        f"{path!r} begins with {first!r}, the home folder {whose}, and this machine has no "
+        f"such user (it would be read as a folder named {first!r} in the folder the command "
+        f"runs in): write the home folder's path in full, or './{first}{rest}' for a folder "
+        "of that name"
+    )
 
 
 def file_url_without_slashes(url: str) -> str | None:
@@ -281,7 +318,8 @@ def file_url_problem(url: str) -> str | None:
     :func:`url_in_capitals`; one fsspec knows in no case: :func:`unknown_protocol`; an
     environment variable, which nothing expands: :func:`environment_variable`; an S3 bucket
     followed by ``//``: :func:`key_after_slash`; a bucket or host missing, ``s3://``:
-    :func:`url_without_host`), or None when it can be."""
+    :func:`url_without_host`; a user's home folder, ``~nouser/x``, of no user here:
+    :func:`home_problem`), or None when it can be."""
     ipv6 = ipv6_chain_problem(url)
     if ipv6 is not None:
         return ipv6
@@ -329,6 +367,9 @@ def file_url_problem(url: str) -> str | None:
             "writes into its keys but drops from its listings, so a run would not find what "
             f"it wrote: write {without_query(meant)!r}"
         )
+    home = home_problem(url)
+    if home is not None:
+        return home
     variable = environment_variable(url)
     if variable is not None:
         return (

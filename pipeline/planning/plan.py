@@ -276,6 +276,15 @@ class Plan:
         its files), as :attr:`identity` found it; None where it can."""
         return self._input_store.unstamped
 
+    @property
+    def input_linked(self) -> dict[tuple[int, int], str]:
+        """The local input's files that have other names (a link count above 1: ``ln``,
+        ``cp -al``), by (device, inode): each one's path below the input array's folder, as
+        :attr:`identity` found them (no look of its own: the identity's walk took each file's
+        link count); {} where none has, or the input is no local folder."""
+        files = self._input_store.files or {}
+        return {(f[0], f[1]): name for name, f in files.items() if f[5] > 1}
+
     def input_unchanged(self) -> bool:
         """Whether the input's metadata and files, and the coordinates and group attributes
         the output carries, are still what :attr:`identity` took (the run's start, or its

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Container
 from typing import Any
 
 import numpy as np
@@ -1280,6 +1281,79 @@ def _named_or_refused(plan: Plan, state: str, refusal: OutputError) -> OutputErr
     return OutputError(str(refused), **{**refused.data, "status": state})
 
 
+def _files_on_inodes(folder: str, inodes: Container[tuple[int, int]]) -> list[str]:
+    """The files below the local ``folder`` (the run record's folder left out; folders that
+    are links followed, once each) whose (device, inode) is among ``inodes``. One listing
+    per folder: a file's inode is the listing's own (``DirEntry.inode``), its device its
+    folder's, and only a file found so is looked at (``lstat``), so an output of millions
+    of chunk files gets no look at each."""
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            st = os.stat(here)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir():
+                    if e.name != RECORD or here != folder:
+                        stack.append(e.path)
+                elif not e.is_symlink() and (st.st_dev, e.inode()) in inodes:
+                    at = os.lstat(e.path)
+                    if (at.st_dev, at.st_ino) in inodes:
+                        found.append(e.path)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
+    """Refuse a resume of the local output ``where`` a file of which is a hard link to one
+    of the local input's (one file under two names: ``ln in.zarr/c/0/0 out.zarr/c/0/0``, or
+    an output copied with ``cp -al`` from a store whose files the input shares). The resume
+    would write the output's file: the input is never modified, and unlinking its other name
+    (what a write does, :func:`~pipeline.store.location.Location.write`) still changes the
+    input's file times, so the run had ended "the input changed" (or, the link made after the
+    interrupted run, was refused as "the input's data changed", naming no link). OutputError
+    before anything is written: ``output``, ``status``, ``changed`` [], ``relation``
+    'hard linked', ``link`` (the first of the output's such files) and ``target`` (the
+    input's). Looked for only where an input file has other links (:attr:`Plan.input_linked`,
+    from the identity's walk of the input), then by one listing of the output's folders
+    (:func:`_files_on_inodes`): no look at each chunk file. Hard links between two outputs
+    (``cp -al out.zarr copy.zarr``) are left: a write replaces the file, never writes through
+    it, so the other output keeps its bytes."""
+    linked = plan.input_linked
+    o = plan.output
+    if not linked or not o.location.is_local or not plan.input.location.is_local:
+        return
+    found = _files_on_inodes(o.location.join(o.path), linked)
+    if not found:
+        return
+    at = os.lstat(found[0])
+    target = os.path.join(plan.input.location.join(plan.input.path), linked[at.st_dev, at.st_ino])
+    more = f" (and {len(found) - 1} more of its files)" if len(found) > 1 else ""
+    raise OutputError(
+        f"cannot resume {where}: {found[0]}{more} is a hard link to the input's file "
+        f"{target} (one file under two names), which a resume writing the output would "
+        "change (the input is never modified): `run --overwrite` starts over (it deletes the "
+        "output's names of such files, never the input's)",
+        output=where,
+        status=state,
+        changed=[],
+        relation="hard linked",
+        link=found[0],
+        target=target,
+    )
+
+
 def _resume_start(plan: Plan, state: str, where: str) -> str:
     """'done' for a complete output this plan makes, 'resume' for an incomplete one whose run
     record says this plan made it; else an OutputError naming what changed, or why there is
@@ -1326,6 +1400,7 @@ def _resume_start(plan: Plan, state: str, where: str) -> str:
             status=state,
             changed=[],
         )
+    _refuse_input_hard_links(plan, where, state)  # before the input's times, which it changed
     changed = stale_parts(manifest, plan, whole=False)
     if changed:
         raise OutputError(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.config.models import Config
+from pipeline.config.urls import home_problem
 from pipeline.devices.hardware import Facts, facts_from_workers, worker_facts
 from pipeline.errors import (
     INTERRUPTED_FLAG,
@@ -306,6 +307,9 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
     output of a config with ``output.overwrite: true``, h71w). ``run --dry-run`` settles them
     so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
+        home = home_problem(str(path)) if path else None
+        if home is not None:  # ~nouser/s.json: a folder '~nouser' here, not made, not wanted
+            raise ConfigError(f"{flag}: {home}", option=flag, path=str(path))
         if path:  # a store first: an output's folder not made yet is no "unwritable folder"
             _check_outside_stores(flag, str(path), config)
             _check_file_writable(flag, str(path))

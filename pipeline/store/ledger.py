@@ -372,7 +372,9 @@ class Ledger:
         stops it before that descriptor is in the table (a Ctrl-C, a full disk) closes it,
         and removes the file where its lock was taken: a Ctrl-C landing between the two had
         left the descriptor open, the lock held by no one that could give it up, and this
-        process's next run refused as another thread's (h72c)."""
+        process's next run refused as another thread's (h72c). A lock file that no run holds
+        and that has other names (a hard link another store shares: ``cp -al``) is replaced by
+        a file of this store's own, never written through."""
         path = self.location.join(key)
         with _HELD_LOCK:
             if path in _HELD:
@@ -395,6 +397,12 @@ class Ledger:
                 locked = False
                 try:
                     if self._lock_file(fd, path):
+                        if os.fstat(fd).st_nlink > 1:  # another store's file too (`cp -al
+                            # out.zarr copy.zarr`): its name here goes, the other store's
+                            # stays as it was (its bytes had been rewritten with this run's,
+                            # and a run of either store had been refused as the other's)
+                            os.remove(path)
+                            continue
                         locked = True
                         os.ftruncate(fd, 0)
                         _write_all(fd, json.dumps(_me()).encode())

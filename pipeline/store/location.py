@@ -2066,7 +2066,7 @@ def _check_http_settings(config: Any, client: Any) -> None:
     number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
     ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path (as
     text, or a ``pathlib.Path`` in a config given to the API as a mapping: botocore takes
-    either)."""
+    either), nor one beginning with ``~``, which botocore does not expand."""
     config = config if isinstance(config, dict) else {}
     for name in ("connect_timeout", "read_timeout"):
         if name in config and config[name] is not None and not _number(config[name]):
@@ -2080,7 +2080,14 @@ def _check_http_settings(config: Any, client: Any) -> None:
     if proxies is not None and not isinstance(proxies, dict):
         raise OwnWordsTypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
     verify = client.get("verify") if isinstance(client, dict) else None
-    bundle = isinstance(verify, (str, os.PathLike)) and os.path.exists(os.path.expanduser(verify))
+    # as botocore opens it: '~/ca.pem' as it is (no home folder expanded), so a bundle that
+    # exists only once expanded had passed here and failed each request
+    bundle = isinstance(verify, (str, os.PathLike)) and os.path.exists(verify)
+    if not bundle and isinstance(verify, (str, os.PathLike)) and os.fspath(verify)[:1] == "~":
+        raise OwnWordsTypeError(
+            "client_kwargs' verify begins with '~', a home folder, which botocore does not "
+            "expand (it opens the path as written): write the CA bundle's path in full"
+        )
     if verify is not None and not isinstance(verify, bool) and not bundle:
         raise OwnWordsTypeError(
             "client_kwargs' verify is neither true, false nor the path of a CA bundle that "
