@@ -7,10 +7,11 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipeline.errors import said_option
@@ -871,23 +872,30 @@ def _bool_names(cls: type) -> set[str]:
     is a boolean in the ``__init__`` of it or a class it is made of (read from the library's
     signatures, so a library's version is not guessed at), and fsspec's own
     (:data:`_FSSPEC_BOOLS`)."""
-    import inspect
-
     names = set(_FSSPEC_BOOLS)
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            continue
+    for klass, _, params in _inits(cls):
         names |= {
             n
             for n, p in params.items()
             if isinstance(p.default, bool) and (klass.__name__, n) not in _NOT_ONLY_BOOL
         }
     return names
+
+
+def _inits(cls: type) -> Iterator[tuple[type, Any, Mapping[str, inspect.Parameter]]]:
+    """Each class of the file system class ``cls``'s MRO (``cls`` and the classes it is made
+    of), with its own ``__init__`` (None where it has none) and that ``__init__``'s parameters
+    (none where it has none), as (the class, its ``__init__``, the parameters): the
+    signatures :func:`_bool_names`, :func:`mapping_option` and :func:`_text_names` read a
+    library's options from. A class whose ``__init__`` gives no signature (a builtin's) is
+    left out."""
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        try:
+            params = inspect.signature(init).parameters if init is not None else {}
+        except (TypeError, ValueError):
+            continue
+        yield klass, init, params
 
 
 def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
@@ -897,7 +905,6 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
     ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
     ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
     (:func:`_botocore_config_bools`)."""
-    import inspect
 
     def bools(fn: Any) -> set[str]:
         params = inspect.signature(fn).parameters
@@ -1076,16 +1083,9 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
     ``s3_additional_kwargs`` uncaught, as a traceback). None or absent is taken."""
     if not isinstance(options, dict):
         return None
-    import inspect
-
     for cls, at, given in _file_systems(url, options):
         names: set[str] = set()
-        for klass in cls.__mro__:
-            init = vars(klass).get("__init__")
-            try:
-                params = inspect.signature(init).parameters if init is not None else {}
-            except (TypeError, ValueError):
-                continue
+        for _, _, params in _inits(cls):
             names |= {
                 n
                 for n, p in params.items()
@@ -1161,17 +1161,9 @@ def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     from their docstrings' ``:type NAME: str`` (the session's, to which s3fs passes the
     options it does not take itself, ``profile``; the client's, ``client_kwargs``; the
     ``Config``'s, ``config_kwargs``)."""
-    import inspect
-    import re
-
     doc_text = re.compile(r"^\s*(\w+)\s*:\s*(?:str|string)\s*(?:\([^)]*\))?\s*$", re.M)
     names: set[str] = set()
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        try:
-            params = inspect.signature(init).parameters if init is not None else {}
-        except (TypeError, ValueError):
-            continue
+    for klass, init, params in _inits(cls):
         names |= {n for n, p in params.items() if isinstance(p.default, str)}
         for doc in (klass.__doc__, getattr(init, "__doc__", None)):
             names |= set(doc_text.findall(doc or ""))
