@@ -18,7 +18,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -740,6 +741,42 @@ def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where
     assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
 
 
+def _refused_s3_option(
+    tmp_path: Path,
+    cli: Any,
+    where: str,
+    options: dict[str, Any],
+    key: str,
+    secret: dict[str, str],
+    check: Callable[[int, str], None],
+) -> dict[str, dict[str, Any]]:
+    """A config of two S3 stores, ``s3://b/in.zarr`` and ``s3://b/out.zarr``, each given
+    ``secret`` as its credentials and the section ``where`` ``options`` too, run by ``plan``
+    and ``run``: ``check`` is given each one's exit status and one-line error, which then
+    names the option ``key``'s line in the file; ``pipeline.plan`` of the same config as a
+    mapping refuses that section's ``storage_options.{key}``. Returns the sections (``where``'s
+    a copy of its own), to write a config that is taken. Nothing is asked of a server."""
+    import pipeline
+
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
+        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
+    }
+    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    lines = cfg.read_text().splitlines()
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        check(rc, line)
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    with pytest.raises(ConfigError) as got:
+        pipeline.plan(yaml.safe_load(cfg.read_text()))
+    assert got.value.key == f"{where}.storage_options.{key}", got.value
+    return sections
+
+
 @pytest.mark.parametrize("where", ["input", "output"])
 @pytest.mark.parametrize(
     ("options", "key", "kind"),
@@ -764,25 +801,14 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
     import pipeline
 
     secret = {"key": "AKIDMAPPING", "secret": "SECRETMAPPING"}
-    sections = {
-        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
-        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
-    }
-    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
-    cfg = write_config(tmp_path, "", "", **sections)
-    lines = cfg.read_text().splitlines()
     full = f"{where}.storage_options.{key}"
-    for command in ("plan", "run"):
-        rc, _, err = cli(command, cfg)
-        line = one_line_error(err)
+
+    def check(rc: int, line: str) -> None:
         assert rc != 0 and f"{full}: given as {kind}" in line, line
         assert "takes a mapping" in line and "AttributeError" not in line, line
         assert "MAPPING" not in line and "private" not in line, line
-        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
-        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
-    with pytest.raises(ConfigError) as got:
-        pipeline.plan(yaml.safe_load(cfg.read_text()))
-    assert got.value.key == full, got.value
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
     sections[where]["storage_options"] = {**secret, "client_kwargs": None, "config_kwargs": {}}
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, a mapping: taken
 
@@ -838,25 +864,14 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     import pipeline
 
     secret = {"key": "AKIDTEXTKIND", "secret": "SECRETTEXTKIND"}
-    sections = {
-        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
-        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
-    }
-    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
-    cfg = write_config(tmp_path, "", "", **sections)
-    lines = cfg.read_text().splitlines()
     full = f"{where}.storage_options.{key}"
-    for command in ("plan", "run"):
-        rc, _, err = cli(command, cfg)
-        line = one_line_error(err)
+
+    def check(rc: int, line: str) -> None:
         assert rc != 0 and f"{full}: given as {kind}, where " in line, line
         assert " takes text: write it as text" in line and "TypeError" not in line, line
         assert "TEXTKIND" not in line and "string'" not in line, line
-        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
-        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
-    with pytest.raises(ConfigError) as got:
-        pipeline.plan(yaml.safe_load(cfg.read_text()))
-    assert got.value.key == full, got.value
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
     sections[where]["storage_options"] = {**secret, "endpoint_url": None, "profile": "p"}
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
 
