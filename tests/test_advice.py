@@ -15,7 +15,6 @@ import contextlib
 import json
 import re
 import shutil
-import signal
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from tests.conftest import STAGES, read_array
 from tests.faultkit import (
     copy_store,
     file_states,
+    killed_midway,
     many_blocks_input,
-    markers,
-    run_and_signal,
     set_aside,
     status,
     stored_files,
@@ -83,18 +81,15 @@ def _stopped_midway(
     cfg = _config(d, d / "in.zarr", array)
     out = d / "out.zarr"
     marked = out / array if array else out
-    for _ in range(4):
+
+    def prepare(rows: int) -> None:
         shutil.rmtree(out, ignore_errors=True)
         make_input(d / "in.zarr", rows)
         assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
         shutil.rmtree(d / "ref.zarr", ignore_errors=True)
         out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, marked, signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(marked) < rows:
-            break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+
+    killed_midway(cfg, marked, prepare, rows, cwd=d, tries=4)
     copy_store(out, d / "killed.zarr")
     shutil.rmtree(out)
     return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
