@@ -1230,3 +1230,24 @@ def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
     if not configured:
         assert rc == 1 and "pass --overwrite" in err and "kept" not in err, err
         assert file_states(out) == before
+
+
+@pytest.mark.parametrize("at", ["complete", "foreign array"])
+def test_a_no_overwrite_dry_run_s_row_says_the_output_is_kept_as_its_error_does(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str
+) -> None:
+    """`run --no-overwrite --dry-run` of an output that is there: its error line said the
+    output is kept, as asked, but its "output now" row, made of the same refusal before the
+    line was reworded, still said "pass --overwrite", the flag its user had just said no to.
+    The refusal is made so where the run decides (the run's ``declined``): the row says
+    what the line says."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    STATES[at](made, out)
+    before = file_states(out)
+    rc, said, err = _said(capsys, "run", cfg, "--no-overwrite", "--dry-run")
+    rows = [ln for ln in said.splitlines() if ln.strip().startswith("output now")]
+    assert rc == 1 and len(rows) == 1, said + err
+    assert "it is kept, as --no-overwrite asks" in rows[0], rows
+    assert "pass --overwrite" not in said + err, said + err
+    assert file_states(out) == before
