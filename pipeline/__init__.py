@@ -720,12 +720,10 @@ def run(config: ConfigLike, *, client: Any = None, **options: Any) -> Summary:
     try:
         summary = _run(cfg, opts, client=client)
     except PipelineError as e:
-        from pipeline.errors import as_configured, as_declined
+        from pipeline.errors import as_configured
 
-        said = as_configured(str(e), configured)
-        if opts.overwrite is not None and not opts.overwrite:  # kept, as the call asked
-            said = as_declined(said, api=True)
-        e.args = (said, *e.args[1:])
+        # overwrite=False: the refusal says the output is kept, as the call asked, itself
+        e.args = (as_configured(str(e), configured), *e.args[1:])
         raise
     except Interrupted as e:  # so is its line (:func:`_interrupted_as_configured`)
         _interrupted_as_configured(e, configured)

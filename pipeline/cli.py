@@ -23,7 +23,6 @@ from pipeline.errors import (
     Interrupted,
     PipelineError,
     as_configured,
-    as_declined,
     cause,
     hide_url_secrets,
     wrong_library,
@@ -483,13 +482,12 @@ def _overwrites(args: argparse.Namespace) -> bool:
 def _configured_words(args: argparse.Namespace, e: PipelineError) -> None:
     """``e``'s line naming commands of ``run`` as they hold for the command's config
     (:func:`pipeline.errors.as_configured`: a plain `run` of one with ``output.overwrite:
-    true`` starts over; after ``run --no-overwrite``, the output kept as asked:
-    :func:`pipeline.errors.as_declined`), and ``pipeline generate`` and ``pipeline run`` with
-    the command's config file in place of the placeholder ``CONFIG`` (`pipeline generate
-    c.yaml`, which can be run as it is; `pipeline run CONFIG` had been left so)."""
+    true`` starts over; after ``run --no-overwrite`` the refusal says the output is kept as
+    asked itself, :data:`pipeline.errors.KEPT_ADVICE`), and ``pipeline generate`` and
+    ``pipeline run`` with the command's config file in place of the placeholder ``CONFIG``
+    (`pipeline generate c.yaml`, which can be run as it is; `pipeline run CONFIG` had been
+    left so)."""
     said = as_configured(str(e), _overwrites(args))
-    if getattr(args, "overwrite", None) is False:  # --no-overwrite: the output kept, as asked
-        said = as_declined(said)
     config = getattr(args, "config", None)
     if config is not None:
         import shlex

@@ -462,25 +462,23 @@ def as_configured(line: str, overwrite: bool) -> str:
 REPLACE_ADVICE = "pass --overwrite (overwrite=True in pipeline.run) to "
 
 
-def as_declined(line: str, api: bool = False) -> str:
-    """``line``, a refusal of a run that said no to replacing its output (``run
-    --no-overwrite``, ``pipeline.run(config, overwrite=False)``), its :data:`REPLACE_ADVICE`
-    said as what that user chooses: the output is kept, as asked; choose another
-    ``output.store``, or the run that replaces it (``--overwrite`` in place of
-    ``--no-overwrite``; ``overwrite=True`` in the call's words where ``api``), named as
-    itself whatever the config's ``output.overwrite``, not as the plain run the user said no
-    to. The line had said "pass --overwrite" to a user who had just passed
-    ``--no-overwrite``. Other lines are unchanged."""
-    if REPLACE_ADVICE not in line:
-        return line
-    if api:
-        asked, how = "overwrite=False", "call `pipeline.run(config, overwrite=True)`"
-    else:
-        asked, how = "--no-overwrite", "run with --overwrite in place of --no-overwrite"
-    line = line.removesuffix(", or choose another output.store")
-    return line.replace(
-        REPLACE_ADVICE, f"it is kept, as {asked} asks: choose another output.store, or {how} to "
-    )
+#: :data:`REPLACE_ADVICE` as a run that said no to replacing its output (``run
+#: --no-overwrite``, ``pipeline.run(config, overwrite=False)``) is told: the output is kept, as
+#: asked, and its two choices, another ``output.store`` or the run that replaces it
+#: (``--overwrite`` in place of ``--no-overwrite``, named as itself whatever the config's
+#: ``output.overwrite``, not as the plain run said no to); the refusal is made so
+#: (:func:`pipeline.running.output.decide_start`'s ``declined``), its error line and the dry
+#: run's row alike. The line had said "pass --overwrite" to a user who had just passed
+#: ``--no-overwrite``.
+KEPT_ADVICE = (
+    "it is kept, as --no-overwrite asks: choose another output.store, or run with --overwrite "
+    "in place of --no-overwrite to "
+)
+#: :data:`KEPT_ADVICE` as :func:`api_words` says it to a caller of the API.
+API_KEPT_ADVICE = (
+    "it is kept, as overwrite=False asks: choose another output.store, or call "
+    "`pipeline.run(config, overwrite=True)` to "
+)
 
 
 def api_words(line: str) -> str:
@@ -490,12 +488,14 @@ def api_words(line: str) -> str:
     (``even with overwrite=True``), a plain run (:data:`PLAIN_RUN`) as the plain call, the
     command that names what finishes an output (:data:`VERIFY_NAMES`) as ``pipeline.verify``'s
     call (a damaged input chunk's line had named `pipeline verify` to an API caller), and the
-    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`), and a plain `run`
-    as the plain call (h72a: ``pipeline.plan(config).output_now`` had said "`run` creates
-    it", its notes "`run` generates it first"). Where a
-    line gives both forms already, it is kept: the
+    other commands a call does (:data:`_CLI_CALLS`: `pipeline verify`), the output kept as
+    ``--no-overwrite`` asks as ``overwrite=False`` does (:data:`API_KEPT_ADVICE`), and a
+    plain `run` as the plain call (h72a: ``pipeline.plan(config).output_now`` had said
+    "`run` creates it", its notes "`run` generates it first"). Where a line gives both forms
+    already, it is kept: the
     commands a refusal names are the same, only said as the caller gives them (an API user was
     told `run --overwrite` with no word of ``overwrite=True``)."""
+    line = line.replace(KEPT_ADVICE, API_KEPT_ADVICE)
     line = _CLI_RUN.sub(r"`pipeline.run(config, \1=True)`", line)
     line = line.replace(PLAIN_RUN, "`pipeline.run(config)` (output.overwrite: true)")
     line = line.replace(VERIFY_NAMES, API_VERIFY_NAMES)

@@ -15,10 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psutil
@@ -26,6 +26,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def env() -> dict[str, str]:
@@ -268,6 +269,41 @@ def kill_procs(procs: list[psutil.Process]) -> None:
         with contextlib.suppress(psutil.Error):
             if _running(p):
                 p.kill()
+
+
+def killed_midway(
+    config: Path,
+    marked: Path,
+    prepare: Callable[[int], T],
+    rows: int,
+    *,
+    cwd: Path,
+    tries: int = 3,
+    check: Callable[[Stopped, list[psutil.Process]], None] | None = None,
+) -> tuple[int, T]:
+    """Run ``config`` in the CLI and kill it (SIGKILL) once some blocks are marked at
+    ``marked`` (the output, or its array), over an input of ``rows`` one-row blocks that
+    ``prepare(rows)`` makes first (with whatever else the caller needs before the run: an
+    uninterrupted run's output set aside); where the run finished before the kill, or its
+    output has every block or none marked, again with an input four times larger, ``tries``
+    times at most (a machine fast enough to finish first). The processes the killed run had
+    started are waited for and killed where left; ``check`` is given the stopped run and
+    those that outlived it. Returns the rows of the input the run was killed over and what
+    ``prepare`` returned for it; the test fails where every run finished before the kill."""
+    import pytest
+
+    for _ in range(tries):
+        made = prepare(rows)
+        stopped = run_and_signal(config, marked, signal.SIGKILL, cwd=cwd)
+        if stopped is not None:
+            left = wait_gone(stopped.children, timeout=30)
+            kill_procs(left)
+            if check is not None:
+                check(stopped, left)
+            if 0 < markers(marked) < rows:
+                return rows, made
+        rows *= 4
+    pytest.fail("could not stop a run midway: every run finished before the kill")
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import contextlib
 import json
 import re
 import shutil
-import signal
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from tests.conftest import STAGES, read_array
 from tests.faultkit import (
     copy_store,
     file_states,
+    killed_midway,
     many_blocks_input,
-    markers,
-    run_and_signal,
     set_aside,
     status,
     stored_files,
@@ -83,18 +81,15 @@ def _stopped_midway(
     cfg = _config(d, d / "in.zarr", array)
     out = d / "out.zarr"
     marked = out / array if array else out
-    for _ in range(4):
+
+    def prepare(rows: int) -> None:
         shutil.rmtree(out, ignore_errors=True)
         make_input(d / "in.zarr", rows)
         assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
         shutil.rmtree(d / "ref.zarr", ignore_errors=True)
         out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, marked, signal.SIGKILL, cwd=d)
-        if stopped is not None and 0 < markers(marked) < rows:
-            break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+
+    killed_midway(cfg, marked, prepare, rows, cwd=d, tries=4)
     copy_store(out, d / "killed.zarr")
     shutil.rmtree(out)
     return Made(d, d / "in.zarr", d / "ref.zarr", d / "killed.zarr")
@@ -1235,3 +1230,24 @@ def test_no_overwrite_of_an_output_there_says_it_is_kept_as_asked(
     if not configured:
         assert rc == 1 and "pass --overwrite" in err and "kept" not in err, err
         assert file_states(out) == before
+
+
+@pytest.mark.parametrize("at", ["complete", "foreign array"])
+def test_a_no_overwrite_dry_run_s_row_says_the_output_is_kept_as_its_error_does(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str
+) -> None:
+    """`run --no-overwrite --dry-run` of an output that is there: its error line said the
+    output is kept, as asked, but its "output now" row, made of the same refusal before the
+    line was reworded, still said "pass --overwrite", the flag its user had just said no to.
+    The refusal is made so where the run decides (the run's ``declined``): the row says
+    what the line says."""
+    cfg = _config(tmp_path, made.input)
+    out = tmp_path / "out.zarr"
+    STATES[at](made, out)
+    before = file_states(out)
+    rc, said, err = _said(capsys, "run", cfg, "--no-overwrite", "--dry-run")
+    rows = [ln for ln in said.splitlines() if ln.strip().startswith("output now")]
+    assert rc == 1 and len(rows) == 1, said + err
+    assert "it is kept, as --no-overwrite asks" in rows[0], rows
+    assert "pass --overwrite" not in said + err, said + err
+    assert file_states(out) == before

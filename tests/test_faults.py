@@ -56,21 +56,19 @@ from tests.faultkit import (
     holding_input_lock,
     holding_output_lock,
     kill_group,
-    kill_procs,
     killed_generation,
+    killed_midway,
     many_blocks_input,
     markers,
     one_line_error,
     paused_at_lock,
     refused,
-    run_and_signal,
     run_python,
     set_aside,
     status,
     stored_files,
     wait_for_chunk_files,
     wait_for_markers,
-    wait_gone,
 )
 from tests.terminal import is_worker
 
@@ -1841,19 +1839,13 @@ class Killed:
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
     d = tmp_path_factory.mktemp("killed")
     out = d / "out.zarr"
-    rows = 400
-    for _ in range(3):  # a machine fast enough to finish before the kill gets a larger input
+    cfg = _blocks_config(d)
+
+    def prepare(rows: int) -> np.ndarray:
         shutil.rmtree(out, ignore_errors=True)
-        x = many_blocks_input(d / "in.zarr", rows, cols=COLS)
-        cfg = _blocks_config(d)
-        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
-        if stopped is not None:
-            kill_procs(wait_gone(stopped.children, timeout=30))
-            if 0 < markers(out) < rows:
-                break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+        return many_blocks_input(d / "in.zarr", rows, cols=COLS)
+
+    _, x = killed_midway(cfg, out, prepare, 400, cwd=d)
     copy_store(out, d / "killed.snapshot")
     return Killed(d, cfg, x)
 
@@ -1903,6 +1895,32 @@ def test_a_resume_over_a_chunk_folder_linked_to_another_folder_completes(
     assert np.array_equal(read_array(killed.out), expected(killed.x), equal_nan=True)
 
 
+def _refused_through_link(
+    cli: Any,
+    cfg: Path,
+    link: Path,
+    kept: Path,
+    watched: Path,
+    check: Callable[[str], None],
+    *,
+    moved: bool = False,
+) -> None:
+    """``link``, a folder of one of ``cfg``'s stores, made a symbolic link to ``kept``, a
+    folder of the other (``link``'s own folder moved there first where ``moved``): ``run
+    --overwrite`` and ``run --resume`` are each refused, ``check`` given its one-line error,
+    and ``watched``'s files are byte for byte as they were before."""
+    if moved:
+        link.rename(kept)
+    link.symlink_to(kept, target_is_directory=True)
+    before = stored_files(watched)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        line = one_line_error(err)
+        assert rc != 0, err
+        check(line)
+        assert stored_files(watched) == before
+
+
 def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) -> None:
     """The reverse: the input's ``c`` a link to the output's chunk folder (the input's
     chunks kept there, as the output's chunks of the same names): ``--overwrite`` deleted
@@ -1917,16 +1935,12 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
     shutil.rmtree(out / "c")
-    (tmp_path / "in.zarr" / "c").rename(out / "c")
-    (tmp_path / "in.zarr" / "c").symlink_to(out / "c", target_is_directory=True)
-    before = stored_files(out)
-    for flag in ("--overwrite", "--resume"):
-        rc, _, err = cli("run", cfg, flag, "--progress", "none")
-        line = one_line_error(err)
-        assert rc != 0, err
+
+    def check(line: str) -> None:
         assert f"{tmp_path / 'in.zarr' / 'c'} is a symbolic link to {out / 'c'}" in line, line
         assert "a folder of the input linked into the output" in line, line
-        assert stored_files(out) == before
+
+    _refused_through_link(cli, cfg, tmp_path / "in.zarr" / "c", out / "c", out, check, moved=True)
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
@@ -1955,18 +1969,13 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     shutil.rmtree(out / "t")
     if linked == "output":  # the output's t is the input's
         link, kept = out / "t", inp / "t"
-        link.symlink_to(kept, target_is_directory=True)
     else:  # the input's t kept in the output
         link, kept = inp / "t", out / "t"
-        (inp / "t").rename(kept)
-        link.symlink_to(kept, target_is_directory=True)
-    before = stored_files(kept)
-    for flag in ("--overwrite", "--resume"):
-        rc, _, err = cli("run", cfg, flag, "--progress", "none")
-        line = one_line_error(err)
-        assert rc != 0, err
+
+    def check(line: str) -> None:
         assert f"{link} is a symbolic link to {kept}" in line, line
-        assert stored_files(kept) == before
+
+    _refused_through_link(cli, cfg, link, kept, kept, check, moved=linked == "input")
     assert link.is_symlink()
 
 

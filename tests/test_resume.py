@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 import zarr
@@ -28,12 +29,14 @@ from pipeline.config import load_config
 from pipeline.errors import InputError, OutputError
 from tests.conftest import STAGES, read_array, record_of
 from tests.faultkit import (
+    Stopped,
     assert_same_stores,
     copy_store,
     expected,
     external_cluster,
     file_states,
     kill_procs,
+    killed_midway,
     many_blocks_input,
     marker_names,
     markers,
@@ -97,28 +100,22 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
     d = tmp_path_factory.mktemp("resume")
     cfg = _config(d)
     out = d / "out.zarr"
-    rows = 400
-    for _ in range(3):  # a machine fast enough to finish before the kill gets a larger input
+
+    def prepare(rows: int) -> np.ndarray:
         shutil.rmtree(out, ignore_errors=True)
         x = many_blocks_input(d / "in.zarr", rows)
         # the uninterrupted run, written at the same path (same fingerprint), then set aside
         assert main(["-q", "run", str(cfg), "--progress", "none"]) == 0
         shutil.rmtree(d / "ref.zarr", ignore_errors=True)
         out.rename(d / "ref.zarr")
-        stopped = run_and_signal(cfg, out, signal.SIGKILL, cwd=d)
-        if stopped is None:
-            rows *= 4
-            continue
+        return x
+
+    def check(stopped: Stopped, left: list[psutil.Process]) -> None:
         assert stopped.returncode == -signal.SIGKILL
         # the killed run's workers end with it: none is left writing
-        left = wait_gone(stopped.children, timeout=30)
-        kill_procs(left)
         assert not left, f"worker processes outlived the killed run: {left}"
-        if 0 < markers(out) < rows:
-            break
-        rows *= 4
-    else:
-        pytest.fail("could not stop a run midway: every run finished before the kill")
+
+    rows, x = killed_midway(cfg, out, prepare, 400, cwd=d, check=check)
     copy_store(out, d / "killed.snapshot")
     return Work(d, cfg, d / "in.zarr", out, d / "ref.zarr", d / "killed.snapshot", x, rows)
 

@@ -18,7 +18,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -740,6 +741,42 @@ def test_a_boolean_option_given_as_text_names_where_it_came_from(tmp_path, where
     assert str(e).startswith(f"pipeline.config.{section.__name__}(): storage_options.anon"), e
 
 
+def _refused_s3_option(
+    tmp_path: Path,
+    cli: Any,
+    where: str,
+    options: dict[str, Any],
+    key: str,
+    secret: dict[str, str],
+    check: Callable[[int, str], None],
+) -> dict[str, dict[str, Any]]:
+    """A config of two S3 stores, ``s3://b/in.zarr`` and ``s3://b/out.zarr``, each given
+    ``secret`` as its credentials and the section ``where`` ``options`` too, run by ``plan``
+    and ``run``: ``check`` is given each one's exit status and one-line error, which then
+    names the option ``key``'s line in the file; ``pipeline.plan`` of the same config as a
+    mapping refuses that section's ``storage_options.{key}``. Returns the sections (``where``'s
+    a copy of its own), to write a config that is taken. Nothing is asked of a server."""
+    import pipeline
+
+    sections = {
+        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
+        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
+    }
+    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
+    cfg = write_config(tmp_path, "", "", **sections)
+    lines = cfg.read_text().splitlines()
+    for command in ("plan", "run"):
+        rc, _, err = cli(command, cfg)
+        line = one_line_error(err)
+        check(rc, line)
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+    with pytest.raises(ConfigError) as got:
+        pipeline.plan(yaml.safe_load(cfg.read_text()))
+    assert got.value.key == f"{where}.storage_options.{key}", got.value
+    return sections
+
+
 @pytest.mark.parametrize("where", ["input", "output"])
 @pytest.mark.parametrize(
     ("options", "key", "kind"),
@@ -764,25 +801,14 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
     import pipeline
 
     secret = {"key": "AKIDMAPPING", "secret": "SECRETMAPPING"}
-    sections = {
-        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
-        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
-    }
-    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
-    cfg = write_config(tmp_path, "", "", **sections)
-    lines = cfg.read_text().splitlines()
     full = f"{where}.storage_options.{key}"
-    for command in ("plan", "run"):
-        rc, _, err = cli(command, cfg)
-        line = one_line_error(err)
+
+    def check(rc: int, line: str) -> None:
         assert rc != 0 and f"{full}: given as {kind}" in line, line
         assert "takes a mapping" in line and "AttributeError" not in line, line
         assert "MAPPING" not in line and "private" not in line, line
-        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
-        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
-    with pytest.raises(ConfigError) as got:
-        pipeline.plan(yaml.safe_load(cfg.read_text()))
-    assert got.value.key == full, got.value
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
     sections[where]["storage_options"] = {**secret, "client_kwargs": None, "config_kwargs": {}}
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, a mapping: taken
 
@@ -799,8 +825,27 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
         ({"token": 12345678}, "token", "an integer"),
         ({"key": ["string"]}, "key", "a list of text"),
         ({"key": ["a"]}, "key", "a list of text"),
+        ({"username": ["a"]}, "username", "a list of text"),
+        ({"password": 12345678}, "password", "an integer"),
+        (
+            {"config_kwargs": {"sigv4a_signing_region_set": ["us-east-1", "us-west-2"]}},
+            "config_kwargs.sigv4a_signing_region_set",
+            "a list of text",
+        ),
     ],
-    ids=["endpoint", "endpoint-list", "region", "config-region", "profile", "token", "key", "a"],
+    ids=[
+        "endpoint",
+        "endpoint-list",
+        "region",
+        "config-region",
+        "profile",
+        "token",
+        "key",
+        "a",
+        "username",
+        "password",
+        "region-set",
+    ],
 )
 def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     tmp_path, cli, where: str, options: dict[str, Any], key: str, kind: str
@@ -810,47 +855,40 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     signatures and docstrings); another kind had failed where the store was opened, naming
     no option ("TypeError: 'int' object is not iterable", "unhashable type: 'list'"), and
     ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words).
-    One line where the config is read names the key, the kind given and the fix, at the
-    option's line, readable, never the value. Nothing is asked of a server."""
+    s3fs's aliases ``username`` and ``password``, which nothing types, had been refused only
+    there, as "key is not a string", naming the option not given. botocore's
+    ``sigv4a_signing_region_set`` is text too (its ``Config`` hands it to the signer as the
+    region, which awscrt takes only as text): a list of regions stays refused. One line
+    where the config is read names the key, the kind given and the fix, at the option's
+    line, readable, never the value. Nothing is asked of a server."""
     import pipeline
 
     secret = {"key": "AKIDTEXTKIND", "secret": "SECRETTEXTKIND"}
-    sections = {
-        "input": {"store": "s3://b/in.zarr", "storage_options": secret},
-        "output": {"store": "s3://b/out.zarr", "storage_options": secret},
-    }
-    sections[where] = {**sections[where], "storage_options": {**secret, **options}}
-    cfg = write_config(tmp_path, "", "", **sections)
-    lines = cfg.read_text().splitlines()
     full = f"{where}.storage_options.{key}"
-    for command in ("plan", "run"):
-        rc, _, err = cli(command, cfg)
-        line = one_line_error(err)
+
+    def check(rc: int, line: str) -> None:
         assert rc != 0 and f"{full}: given as {kind}, where " in line, line
         assert " takes text: write it as text" in line and "TypeError" not in line, line
         assert "TEXTKIND" not in line and "string'" not in line, line
-        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
-        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
-    with pytest.raises(ConfigError) as got:
-        pipeline.plan(yaml.safe_load(cfg.read_text()))
-    assert got.value.key == full, got.value
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
     sections[where]["storage_options"] = {**secret, "endpoint_url": None, "profile": "p"}
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"username": ["a"], "password": "s"}, {"username": ["string"], "password": "s"}],
+    [{"key": b"k", "secret": "a"}, {"key": b"k", "secret": "string"}],
     ids=["a", "string"],
 )
 def test_a_credential_of_another_kind_keeps_its_line_whole_where_values_are_hidden(
     tmp_path, cli, options: dict[str, Any]
 ) -> None:
-    """s3fs's aliases ``username`` and ``password`` (of ``key`` and ``secret``), which its
-    docstring types not, reach the store's own check of the credentials' kind; the values
-    hidden out of a library's words had been hidden out of that check's own words too:
-    ``username: [a]`` said "key is not ... string (YAML read it as ... number ...)",
-    ``[string]`` "key is not a ...". The pipeline's own words, which hold no value, are said
+    """A key YAML reads as no text that the config's check of kinds takes (``!!binary``:
+    bytes) reaches the store's own check of the credentials' kind; the values hidden out of
+    a library's words had been hidden out of that check's own words too: beside a secret
+    ``a`` it said "key is not ... string (YAML read it as ... number ...)", beside
+    ``string`` "key is not a ...". The pipeline's own words, which hold no value, are said
     whole. Nothing is asked of a server."""
     cfg = write_config(
         tmp_path,
@@ -862,6 +900,98 @@ def test_a_credential_of_another_kind_keeps_its_line_whole_where_values_are_hidd
     line = one_line_error(err)
     assert rc != 0 and "key is not a string (YAML read it as a number or other type)" in line
     assert "input.storage_options" in line and "..." not in line, line
+
+
+@pytest.mark.parametrize(("option", "alias"), [("key", "username"), ("secret", "password")])
+def test_an_s3_credential_and_its_alias_together_are_one_config_line(
+    tmp_path, option: str, alias: str
+) -> None:
+    """s3fs takes ``username`` and ``password`` as other names of ``key`` and ``secret``, and
+    refuses one given beside the other with a bare ``KeyError`` ("Supply either key or
+    username, not both"), which had come where the plan opened the store: "cannot open ...
+    (KeyError: ...)", naming no line. It is refused where the config is read, at the alias's
+    line, naming both options and neither value; an empty one beside the other is taken, as
+    s3fs takes it. Nothing is asked of a server."""
+    import pipeline
+
+    options = {"key": "AKIDALIAS42", "secret": "SECRETALIAS987", alias: "ALIASVALUE"}
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": "s3://b/in.zarr", "storage_options": options},
+    )
+    lines = cfg.read_text().splitlines()
+    with pytest.raises(ConfigError) as got:
+        pipeline.load_config(cfg)
+    e = got.value
+    said = f"input.storage_options.{alias}"
+    assert e.key == said and str(e).startswith(f"{cfg}:{e.line}: {said}: given beside "), e
+    assert f"beside {option}," in str(e) and "keep one" in str(e) and "KeyError" not in str(e)
+    assert "ALIAS" not in str(e) + repr(e.data), e
+    assert lines[e.line - 1].strip().startswith(f"{alias}:"), (e.line, lines)
+    options[option] = ""
+    taken = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        name="taken.yaml",
+        input={"store": "s3://b/in.zarr", "storage_options": options},
+    )
+    pipeline.load_config(taken)
+
+
+def test_a_region_set_given_as_a_list_is_told_how_botocore_takes_it(tmp_path) -> None:
+    """botocore's ``Config`` hands ``sigv4a_signing_region_set`` as it is to the signer as
+    its region, text (awscrt takes no other; botocore joins an endpoint rule's list of
+    regions with commas itself), so a list of regions is refused where the config is read;
+    its line says how the set is written: the regions separated by commas, or '*'."""
+    import pipeline
+
+    options = {"config_kwargs": {"sigv4a_signing_region_set": ["us-east-1", "eu-west-1"]}}
+    cfg = write_config(
+        tmp_path,
+        "",
+        tmp_path / "out.zarr",
+        input={"store": "s3://b/in.zarr", "storage_options": options},
+    )
+    with pytest.raises(ConfigError) as got:
+        pipeline.load_config(cfg)
+    e = got.value
+    assert e.key == "input.storage_options.config_kwargs.sigv4a_signing_region_set", e
+    assert "given as a list of text" in str(e), e
+    assert "sigv4a_signing_region_set: 'us-east-1,us-west-2' (the regions, or '*')" in str(e), e
+    assert "eu-west-1" not in str(e), e
+
+
+def test_s3_credentials_given_as_username_and_password_are_never_written_out(
+    tmp_path, bucket
+) -> None:
+    """s3fs's ``username`` and ``password`` carry the access key's ID and secret, as ``key``
+    and ``secret`` do: a run given them reads and writes the bucket (moto takes any), and
+    its summary (the config it shows, its JSON) says neither; the summary had shown
+    ``username`` whole, where ``key`` is ``***``."""
+    import pipeline
+
+    url, options = bucket
+    user, password = "AKIDUSERNAME42", "PASSWORDSECRET987"
+    given = {k: v for k, v in options.items() if k not in ("key", "secret")}
+    given = {**given, "username": user, "password": password}
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", given), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
+    )[...] = x
+    cfg = {
+        "input": {"store": f"{url}/in.zarr", "storage_options": given},
+        "output": {"store": f"{url}/out.zarr", "storage_options": given},
+        "stages": [{"op": "square"}],
+    }
+    summary = pipeline.run(cfg)
+    assert summary.status == "complete"
+    assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], x * x)
+    for text in (summary.to_json(), repr(summary), str(summary.config)):
+        assert user not in text and password not in text, text
+    assert summary.config["input"]["storage_options"]["username"] == "***", summary.config
 
 
 @pytest.mark.parametrize("where", ["input", "output"])

@@ -1178,9 +1178,11 @@ def validated(
     )
 
 
-#: Parts of option names that hold credentials (s3fs key/secret/token, gcsfs token, adlfs
-#: account_key/sas_token/client_secret, ...): their values are never written out.
-_SECRET_PARTS = ("key", "secret", "token", "password", "credential", "sas")
+#: Parts of option names that hold credentials (s3fs key/secret/token and their aliases
+#: username/password, gcsfs token, adlfs account_key/sas_token/client_secret, ...): their
+#: values are never written out (s3fs's ``username``, its access key's ID as ``key`` is,
+#: had been).
+_SECRET_PARTS = ("key", "secret", "token", "username", "password", "credential", "sas")
 
 #: Options whose every value is masked: an HTTP store's query parameters (``params``, which
 #: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``),

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
     ENDPOINT_TWICE,
+    alias_said,
+    alias_twice,
     async_option,
     async_said,
     endpoint_twice,
@@ -572,7 +574,8 @@ def _store_option_problem(
     (:func:`~pipeline.config.urls.endpoint_with_userinfo`), ``asynchronous: true`` for a
     file system with an asynchronous mode (:func:`~pipeline.config.urls.async_option`), an
     option the file system or its client takes as text given as a number, a list or a mapping
-    (:func:`~pipeline.config.urls.text_option`: ``endpoint_url: 5``), an
+    (:func:`~pipeline.config.urls.text_option`: ``endpoint_url: 5``), s3fs's ``key`` and its
+    alias ``username`` given together (:func:`~pipeline.config.urls.alias_twice`), an
     option that the file system or its client takes as true or false given as text
     (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
     true). Refused here, where the config is read, so the line names the option's line in
@@ -601,6 +604,10 @@ def _store_option_problem(
     if texted is not None:
         keys, taker, value = texted
         return (*key, *keys), text_said(keys[-1], taker, value)
+    aliased = alias_twice(store, options)
+    if aliased is not None:
+        keys, name, taker = aliased
+        return (*key, *keys), alias_said(name, taker)
     made = async_option(store, options)
     if made is not None:
         keys, name = made

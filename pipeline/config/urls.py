@@ -7,10 +7,11 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipeline.errors import said_option
@@ -20,6 +21,8 @@ __all__ = [
     "FILE_URL_FIX",
     "LOCAL_SCHEMES",
     "QUERY_REFUSING_SCHEMES",
+    "alias_said",
+    "alias_twice",
     "async_option",
     "async_said",
     "caching_layer",
@@ -912,23 +915,30 @@ def _bool_names(cls: type) -> set[str]:
     is a boolean in the ``__init__`` of it or a class it is made of (read from the library's
     signatures, so a library's version is not guessed at), and fsspec's own
     (:data:`_FSSPEC_BOOLS`)."""
-    import inspect
-
     names = set(_FSSPEC_BOOLS)
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            continue
+    for klass, _, params in _inits(cls):
         names |= {
             n
             for n, p in params.items()
             if isinstance(p.default, bool) and (klass.__name__, n) not in _NOT_ONLY_BOOL
         }
     return names
+
+
+def _inits(cls: type) -> Iterator[tuple[type, Any, Mapping[str, inspect.Parameter]]]:
+    """Each class of the file system class ``cls``'s MRO (``cls`` and the classes it is made
+    of), with its own ``__init__`` (None where it has none) and that ``__init__``'s parameters
+    (none where it has none), as (the class, its ``__init__``, the parameters): the
+    signatures :func:`_bool_names`, :func:`mapping_option` and :func:`_text_names` read a
+    library's options from. A class whose ``__init__`` gives no signature (a builtin's) is
+    left out."""
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        try:
+            params = inspect.signature(init).parameters if init is not None else {}
+        except (TypeError, ValueError):
+            continue
+        yield klass, init, params
 
 
 def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
@@ -938,7 +948,6 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
     ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
     ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
     (:func:`_botocore_config_bools`)."""
-    import inspect
 
     def bools(fn: Any) -> set[str]:
         params = inspect.signature(fn).parameters
@@ -1117,16 +1126,9 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
     ``s3_additional_kwargs`` uncaught, as a traceback). None or absent is taken."""
     if not isinstance(options, dict):
         return None
-    import inspect
-
     for cls, at, given in _file_systems(url, options):
         names: set[str] = set()
-        for klass in cls.__mro__:
-            init = vars(klass).get("__init__")
-            try:
-                params = inspect.signature(init).parameters if init is not None else {}
-            except (TypeError, ValueError):
-                continue
+        for _, _, params in _inits(cls):
             names |= {
                 n
                 for n, p in params.items()
@@ -1166,14 +1168,18 @@ def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] |
     """The first option in ``options`` (a store's ``storage_options``, or a chained file
     system's under its protocol's name) that the file system of ``url``, or the client it
     passes the option to, takes as text (:func:`_text_names`: ``endpoint_url``, ``key``,
-    ``secret``, ``token``, ``profile``, ``client_kwargs``' ``region_name``, ...) and that
-    is given as a kind a config makes that is no text (a number, true/false, a date, a list,
-    a mapping), as (its keys in ``options``, who takes it, the value); None where there is
-    none. s3fs and botocore had failed where the store was opened with their bare words,
-    naming no option (``endpoint_url: 5``: "TypeError: 'int' object is not iterable"; a
-    list: "unhashable type: 'list'"; ``region_name: 5``: "expected string or bytes-like
-    object"). None or absent is taken, and so is an object a caller of the API gives
-    (botocore's ``UNSIGNED`` as a ``signature_version``)."""
+    ``secret`` and their aliases ``username`` and ``password``, ``token``, ``profile``,
+    ``client_kwargs``' ``region_name``, ...) and that is given as a kind a config makes
+    that is no text (a number, true/false, a date, a list, a mapping), as (its keys in
+    ``options``, who takes it, the value); None where there is none. s3fs and botocore had
+    failed where the store was opened with their bare words, naming no option
+    (``endpoint_url: 5``: "TypeError: 'int' object is not iterable"; a list: "unhashable
+    type: 'list'"; ``region_name: 5``: "expected string or bytes-like object"). None or
+    absent is taken, and so is an object a caller of the API gives (botocore's ``UNSIGNED``
+    as a ``signature_version``). ``config_kwargs``' ``sigv4a_signing_region_set`` is text
+    too: botocore's ``Config`` hands it as it is to the signer as its region (the regions
+    separated by commas, ``*`` for all; botocore joins an endpoint rule's list so itself),
+    which awscrt takes only as text."""
     if not isinstance(options, dict):
         return None
     import datetime
@@ -1193,6 +1199,14 @@ def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] |
     return None
 
 
+#: s3fs's aliases of ``key`` and ``secret`` ({alias: the option}), which its ``__init__``
+#: takes (its default None) and puts in their place, and neither its signature nor its
+#: docstring types: text, as they are. Given as a list or a number, they had passed the
+#: config and been refused where the store was opened, as "key is not a string", naming
+#: the option not given.
+_S3FS_ALIASES = {"username": "key", "password": "secret"}
+
+
 def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     """The options that the file system ``cls``, and the clients it passes options to, take
     as text, by where they stand in its options (``()``: its own; ``("client_kwargs",)``),
@@ -1201,24 +1215,18 @@ def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     docstrings type as text (numpydoc's ``key : string (None)``); for s3fs, botocore's too,
     from their docstrings' ``:type NAME: str`` (the session's, to which s3fs passes the
     options it does not take itself, ``profile``; the client's, ``client_kwargs``; the
-    ``Config``'s, ``config_kwargs``)."""
-    import inspect
-    import re
-
+    ``Config``'s, ``config_kwargs``), and s3fs's aliases of ``key`` and ``secret``
+    (:data:`_S3FS_ALIASES`), which nothing types."""
     doc_text = re.compile(r"^\s*(\w+)\s*:\s*(?:str|string)\s*(?:\([^)]*\))?\s*$", re.M)
     names: set[str] = set()
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        try:
-            params = inspect.signature(init).parameters if init is not None else {}
-        except (TypeError, ValueError):
-            continue
+    for klass, init, params in _inits(cls):
         names |= {n for n, p in params.items() if isinstance(p.default, str)}
         for doc in (klass.__doc__, getattr(init, "__doc__", None)):
             names |= set(doc_text.findall(doc or ""))
     library = f"{cls.__module__.split('.')[0]}'s {cls.__name__}"
     if cls.__module__.split(".")[0] != "s3fs":
         return {(): (library, names)}
+    names |= set(_S3FS_ALIASES)
     from botocore.config import Config
     from botocore.session import Session
 
@@ -1232,15 +1240,50 @@ def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     }
 
 
+def alias_twice(url: str, options: object) -> tuple[tuple[str, ...], str, str] | None:
+    """Where ``options`` (a store's ``storage_options``, or a chained file system's under its
+    protocol's name) give s3fs both an option and its alias (:data:`_S3FS_ALIASES`:
+    ``key`` and ``username``, ``secret`` and ``password``), neither empty, as (the alias's
+    keys in ``options``, the option's name, who takes them); None where none do. s3fs
+    refuses the two together with a bare ``KeyError`` ("Supply either key or username, not
+    both"), which had come only where the plan opened the store, naming no line."""
+    if not isinstance(options, dict):
+        return None
+    for cls, at, given in _file_systems(url, options):
+        if cls.__module__.split(".")[0] != "s3fs":
+            continue
+        for alias, name in _S3FS_ALIASES.items():
+            if given.get(alias) and given.get(name):
+                return (*at, alias), name, _library(cls)
+    return None
+
+
+def alias_said(name: str, taker: str) -> str:
+    """What a line says of an alias given beside the option ``name`` it stands for
+    (:func:`alias_twice`), after its key: the fix, never a value."""
+    return (
+        f"given beside {name}, which it is another name for: {taker} takes one of the two, "
+        "so keep one (their values are not said here)"
+    )
+
+
+#: How an option taken as text that names several things is written, where a list of them
+#: is refused (:func:`text_said`): botocore's ``sigv4a_signing_region_set``, its regions
+#: separated by commas (as botocore joins an endpoint rule's list itself), ``*`` for all.
+_TEXT_FORMS = {"sigv4a_signing_region_set": "'us-east-1,us-west-2' (the regions, or '*')"}
+
+
 def text_said(name: str, taker: str, value: Any) -> str:
     """What a line says of the option ``name`` that ``taker`` takes as text, given as
     ``value`` of another kind (:func:`text_option`), after its key: what it takes, the kind
-    given (:func:`~pipeline.errors.kind_said`, never the value), and the fix."""
+    given (:func:`~pipeline.errors.kind_said`, never the value), and the fix (as
+    :data:`_TEXT_FORMS` writes it, for an option that names several things)."""
     from pipeline.errors import kind_said
 
+    form = _TEXT_FORMS.get(name, "'...'")
     return (
         f"given as {kind_said(value)}, where {taker} takes text: write it as text "
-        f"({name}: '...', quoted where YAML would read it as another kind), or remove it "
+        f"({name}: {form}, quoted where YAML would read it as another kind), or remove it "
         "(its value is not said here)"
     )
 

@@ -28,7 +28,14 @@ import numpy as np
 
 from pipeline._version import __version__
 from pipeline.config.models import Config
-from pipeline.errors import REPLACE_ADVICE, InputError, OutputError, PipelineError, public_url
+from pipeline.errors import (
+    KEPT_ADVICE,
+    REPLACE_ADVICE,
+    InputError,
+    OutputError,
+    PipelineError,
+    public_url,
+)
 from pipeline.ops import cf
 from pipeline.planning import Plan, make_plan
 from pipeline.planning.plan import fields_edited, record_edited, with_check
@@ -1060,12 +1067,18 @@ def _made_from_this_input(recorded: dict[str, Any], plan: Plan) -> bool:
 
 
 def decide_start(
-    plan: Plan, overwrite: bool = False, resume: bool = False, locked: bool = False
+    plan: Plan,
+    overwrite: bool = False,
+    resume: bool = False,
+    locked: bool = False,
+    declined: bool = False,
 ) -> str:
     """'fresh' (create the output), 'resume' or 'done'; or an OutputError saying why not.
     ``locked``: this process holds the output's lock (a run deciding again once it has taken
     it: what it decided before may be stale, another run having written there meanwhile),
-    which is then no other run's.
+    which is then no other run's. ``declined``: the run said no to replacing the output
+    (``run --no-overwrite``, ``pipeline.run(config, overwrite=False)``), which a refusal of
+    one that is there says it keeps, as asked (:func:`_exists`).
 
     On ``resume`` the output must be what this config makes of this input: a complete one
     (else 'done' would keep a stale output), and an incomplete one (else the resume would mix
@@ -1081,10 +1094,12 @@ def decide_start(
     into the same group changes is read before or after, never half-written (on an object
     store that lock is an object, made and deleted, as :func:`check_writable`'s probe is)."""
     with group_lock(plan.output.location, output_group(plan)):
-        return _decide_start(plan, overwrite, resume, locked=locked)
+        return _decide_start(plan, overwrite, resume, locked=locked, declined=declined)
 
 
-def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
+def startable(
+    plan: Plan, overwrite: bool = False, resume: bool = False, declined: bool = False
+) -> str:
     """:func:`decide_start` after the checks every start makes first: the output overlaps
     no input (:func:`check_not_overlapping`) and can be written (:func:`check_writable`),
     but for a ``resume`` that finds the output complete, as this config makes it of this
@@ -1099,7 +1114,7 @@ def startable(plan: Plan, overwrite: bool = False, resume: bool = False) -> str:
         if resume and not overwrite and _done_as_it_is(plan):
             return "done"
         raise
-    return decide_start(plan, overwrite=overwrite, resume=resume)
+    return decide_start(plan, overwrite=overwrite, resume=resume, declined=declined)
 
 
 def _done_as_it_is(plan: Plan) -> bool:
@@ -1112,11 +1127,17 @@ def _done_as_it_is(plan: Plan) -> bool:
 
 
 def _decide_start(
-    plan: Plan, overwrite: bool, resume: bool, record: bool = True, locked: bool = False
+    plan: Plan,
+    overwrite: bool,
+    resume: bool,
+    record: bool = True,
+    locked: bool = False,
+    declined: bool = False,
 ) -> str:
     """:func:`decide_start`'s decision, under the group's lock; with ``record`` False, as
     it would be once the damaged part of the run record was removed (:func:`_once_removed`);
-    ``locked``: the output's lock is this process's own."""
+    ``locked``: the output's lock is this process's own; ``declined``: the run said no to
+    replacing it."""
     where = plan.output.location.join(plan.output.path)
     check_parents(plan)
     ledger = plan.sink.ledger
@@ -1194,7 +1215,7 @@ def _decide_start(
     try:
         if resume:
             return _resume_start(plan, state, where)
-        raise _exists(plan, state, where)
+        raise _exists(plan, state, where, declined)
     except OutputError as e:
         raise _named_or_refused(plan, state, e) from None
 
@@ -1737,11 +1758,17 @@ def check_metadata_kept(plan: Plan, state: str = "incomplete") -> None:
     )
 
 
-def _exists(plan: Plan, state: str, where: str) -> OutputError:
+def _exists(plan: Plan, state: str, where: str, declined: bool = False) -> OutputError:
     """The refusal of a run without --overwrite or --resume where an output of ``state`` is;
     for an incomplete one that ``run --resume`` would refuse (no run record, a stale one, an
     input that shows no rewrite, a layout changed since), that refusal, which names the fix
-    (it had said `run --resume` finishes it)."""
+    (it had said `run --resume` finishes it). Where the output would be replaced, the
+    advice is :data:`~pipeline.errors.REPLACE_ADVICE`, or, for a run that ``declined`` it,
+    :data:`~pipeline.errors.KEPT_ADVICE`: the output kept, as asked, and the two choices
+    (the line had said "pass --overwrite" to a user who had just passed ``--no-overwrite``,
+    and the dry run's row still did where its error line had been reworded)."""
+    replace = KEPT_ADVICE if declined else REPLACE_ADVICE
+    elsewhere = "" if declined else ", or choose another output.store"  # said by KEPT_ADVICE
     if state == "incomplete":
         try:
             _resume_start(resumed_plan(plan), state, where)
@@ -1778,23 +1805,22 @@ def _exists(plan: Plan, state: str, where: str) -> OutputError:
                 changed=["consolidated"],
             )
         return OutputError(
-            f"{where} already exists; {REPLACE_ADVICE}replace it",
+            f"{where} already exists; {replace}replace it",
             output=where,
             status=state,
         )
     if state == "occupied":
         return OutputError(
-            f"the group of {where} already holds {_occupants(plan)}: {REPLACE_ADVICE}"
+            f"the group of {where} already holds {_occupants(plan)}: {replace}"
             "write the variable into it beside them "
             "(its attributes and members kept, the input group's attributes added where "
             "it has none of that name; the coordinates it shares with the input replaced, one "
-            "its other variables use only where it is the same), or choose another "
-            "output.store",
+            f"its other variables use only where it is the same){elsewhere}",
             output=where,
             status=state,
         )
     return OutputError(
-        f"{where} already exists ({_foreign_words(plan)}); {REPLACE_ADVICE}replace it",
+        f"{where} already exists ({_foreign_words(plan)}); {replace}replace it",
         output=where,
         status=state,
     )

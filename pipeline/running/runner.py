@@ -69,7 +69,8 @@ class RunOptions:
     overwrite: bool | None = None
     """replace an existing output: True; never replace it: False, whatever the config's
     ``output.overwrite`` says; None (the default, no ``--overwrite``): as ``output.overwrite``
-    says (:func:`settled` decides it, a bool from then on)"""
+    says (:func:`settled` makes it True where that is true; False stays the caller's no, which
+    a refusal of an output there words as asked)"""
     resume: bool = False
     report: str | None = None
     """save Dask's performance report (HTML) here"""
@@ -301,11 +302,12 @@ def run(config: Config, options: RunOptions | None = None, client: Any = None) -
 def settled(config: Config, options: RunOptions) -> RunOptions:
     """``options`` as a run of ``config`` takes them, checked before anything is planned (a
     file it writes at its end that it could not write, or inside a store; a report without
-    bokeh): ConfigError; with ``overwrite`` left to the config (None) as the config's
-    ``output.overwrite`` asks (and ``resume`` does not): an ``overwrite`` given, False too,
-    wins over the config (``pipeline.run(config, overwrite=False)`` had replaced a complete
-    output of a config with ``output.overwrite: true``, h71w). ``run --dry-run`` settles them
-    so too (:func:`preview`)."""
+    bokeh): ConfigError; with ``overwrite`` left to the config (None) True where the config's
+    ``output.overwrite`` asks it (and ``resume`` does not), else still None: an ``overwrite``
+    given, False too, wins over the config (``pipeline.run(config, overwrite=False)`` had
+    replaced a complete output of a config with ``output.overwrite: true``, h71w), and a
+    False stays the caller's own no (:func:`decide`: its refusal of an output there says it
+    is kept, as asked). ``run --dry-run`` settles them so too (:func:`preview`)."""
     for flag, path in (("--report", options.report), ("--summary-json", options.summary_json)):
         home = home_problem(str(path)) if path else None
         if home is not None:  # ~nouser/s.json: a folder '~nouser' here, not made, not wanted
@@ -322,9 +324,8 @@ def settled(config: Config, options: RunOptions) -> RunOptions:
                 option="--report",
                 library="bokeh",
             )
-    if options.overwrite is None:  # left to the config
-        configured = bool(config.output.overwrite) and not options.resume
-        options = dataclasses.replace(options, overwrite=configured)
+    if options.overwrite is None and config.output.overwrite and not options.resume:
+        options = dataclasses.replace(options, overwrite=True)  # left to the config: it says so
     return options
 
 
@@ -661,7 +662,12 @@ def decide(plan: Plan, options: RunOptions) -> str:
     output is made; a remote input's costs requests, and is taken where the run takes it."""
     if plan.input.location.is_local:
         _ = plan.identity
-    return output.startable(plan, overwrite=bool(options.overwrite), resume=options.resume)
+    return output.startable(
+        plan,
+        overwrite=bool(options.overwrite),
+        resume=options.resume,
+        declined=options.overwrite is False,
+    )
 
 
 def _execute(
@@ -688,7 +694,11 @@ def _execute(
         # and another writer nested with this output that took its own lock meanwhile looks
         # too, once it holds it, so one of the two sees the other (ledger.Ledger.check_apart)
         again = output.decide_start(
-            plan, overwrite=bool(options.overwrite), resume=options.resume, locked=True
+            plan,
+            overwrite=bool(options.overwrite),
+            resume=options.resume,
+            locked=True,
+            declined=options.overwrite is False,
         )
         if again != start:
             where = plan.output.location.join(plan.output.path)
