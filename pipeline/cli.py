@@ -1023,6 +1023,12 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
     res, failure = _judged(args, config)
+    if failure is not None and res.writer is not None and res.status == "incomplete":
+        # a run is writing the output, so nothing was compared: the refusal alone, as `run`
+        # refuses a locked output (its table, "checked 0 of 1024", and notes had come
+        # first: new-user trial)
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print_rows(res.rows(), "verify")
     for note in res.input_notes:  # as the plan says them; zarr-python's warnings of both
         print(f"note: {note}", file=sys.stderr)  # formats (h55b), of the fill value, unshown
