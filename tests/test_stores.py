@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import uuid
 import zipfile
@@ -553,7 +554,7 @@ def test_zip_reader_and_zarr_read_the_same_objects(tmp_path) -> None:
 
 @pytest.mark.parametrize("zarr_format", [3, 2])
 def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned_of(
-    tmp_path, cli, zarr_format
+    tmp_path, cli, caplog, zarr_format
 ) -> None:
     """A folder at an input chunk's key, a link to a folder at another's, and a file where a
     third's keys need a folder: zarr-python 3's LocalStore reads each as missing (its ``get``
@@ -565,7 +566,7 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     It is a note of the plan, said as every note is (h74b: it had been a bare line of `run`
     alone): a ``note`` row of ``plan`` and ``run --dry-run`` (an output there or not), a
     ``note:`` line of ``run``, of ``run -q`` (which had said nothing) and of ``verify``, and
-    one of :func:`pipeline.plan`'s notes."""
+    one of :func:`pipeline.plan`'s notes, logged by :func:`pipeline.run` as its notes are."""
     x = np.arange(24 * 20, dtype=np.float32).reshape(24, 20) + 1
     clean = {
         "v3": {"chunks": (4, 5)},
@@ -625,6 +626,16 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     said(err, "note: ")
     notes = [n for n in pipeline_plan(str(cfg)).notes if "key(s) of its chunks" in n]
     assert len(notes) == 1 and repr(folder) in notes[0], notes
+    # pipeline.run's records, as its notes are logged (the logger's own handler: the command
+    # line's main, called above, set its own and stopped their propagation)
+    pipeline_log = logging.getLogger("pipeline")
+    pipeline_log.addHandler(caplog.handler)
+    try:
+        assert pipeline_run(str(cfg), overwrite=True).status == "complete"
+    finally:
+        pipeline_log.removeHandler(caplog.handler)
+    logged = [r.getMessage() for r in caplog.records if "key(s) of its chunks" in r.getMessage()]
+    assert logged == [f"note: {notes[0]}"], logged
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"], ids=["local", "fsspec"])
