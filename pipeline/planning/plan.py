@@ -504,12 +504,12 @@ class StoreIdentity:
     server that sends no ETag or Last-Modified, one that lists no files): then the identity
     sees only the metadata, the names and the sizes, and an equal one proves nothing"""
     files: dict[str, tuple[int, ...]] | None = field(default=None, compare=False)
-    folders: tuple[str, ...] = field(default=(), compare=False)
-    """A local store's folders (or links to folders) below the array whose names Zarr may
-    read as keys (:data:`_READ_NAME`), for :func:`keys_out_of_shape_note`."""
     """A local store's files by path below the array: (device, inode, size, modification
     time, status-change time, link count); the identity's digest is of their size and
     times. None for other stores. Kept in memory only, for :func:`only_relinked`."""
+    folders: tuple[str, ...] = field(default=(), compare=False)
+    """A local store's folders (or links to folders) below the array whose names Zarr may
+    read as keys (:data:`_READ_NAME`), for :func:`keys_out_of_shape_note`."""
 
 
 def only_relinked(
