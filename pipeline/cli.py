@@ -40,7 +40,7 @@ SAMPLES = 8
 
 #: What -v and -q do, said alike before the command and after it (``pipeline run CFG -q``).
 VERBOSE_HELP = "more log output: -v the plan and debug lines, -vv also Dask's own logs"
-QUIET_HELP = "only errors and the summary (no progress)"
+QUIET_HELP = "only errors, warnings, notes and the summary (no progress)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -236,11 +236,16 @@ DRIVER_LOGGERS = ("distributed", "tornado")
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    """The pipeline's lines on stderr: info by default, debug with -v, errors only with -q.
-    Dask's own (scheduler, workers) stay at errors unless -vv."""
-    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
+    """The pipeline's lines on stderr: info by default, debug with -v, warnings (notes among
+    them) and errors with -q, which drops the progress and what the command is doing, not
+    what the user must hear (h74b: `run -q` had dropped every note of the plan, a folder at
+    an input chunk's key among them, that `verify -q` printed). Dask's own (scheduler,
+    workers) stay at errors unless -vv."""
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
+    from pipeline.reporting.lines import Prefixed
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(Prefixed())  # a warning's line begins "warning: "
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -265,10 +270,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def _contradiction(args: argparse.Namespace) -> str | None:
     """The words of the refusal of a command line whose ``run --overwrite`` its ``--resume``
     or ``--no-overwrite`` contradicts, whose ``verify --all`` (every block) its
-    ``--samples`` contradicts, or whose ``-q`` (only errors and the summary,
-    no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log output), or
-    ``--progress bar`` or ``plain`` (progress shown), on any command that takes them; None
-    where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
+    ``--samples`` contradicts, or whose ``-q`` (only errors, warnings, notes and the
+    summary, no progress) another of its options contradicts: ``-v`` or ``-vv`` (more log
+    output), or ``--progress bar`` or ``plain`` (progress shown), on any command that takes
+    them; None where none does. ``-q --progress plain`` had printed the progress lines, ``-q -vv``
     Dask's logs but not the pipeline's: one of the two asked-for ways won, silently, as
     ``--overwrite`` had won over ``--resume`` (now refused too, as is ``--overwrite`` with
     ``--no-overwrite``, whose last had been taken). ``--progress auto`` (the default) and
@@ -294,8 +299,8 @@ def _contradiction(args: argparse.Namespace) -> str | None:
     if args.verbose:
         more = "-" + "v" * args.verbose
         return (
-            f"-q (only errors and the summary) contradicts {more} (more log output): "
-            "drop one of them"
+            f"-q (only errors, warnings and the summary) contradicts {more} (more log "
+            "output): drop one of them"
         )
     progress = getattr(args, "progress", "none")  # run and generate take --progress
     if progress in ("bar", "plain"):
@@ -1017,6 +1022,12 @@ def _compared(args: argparse.Namespace, config: Any) -> VerifyResult:
 
 def _verify(args: argparse.Namespace, config: Any) -> int:
     res, failure = _judged(args, config)
+    if failure is not None and res.writer is not None and res.status == "incomplete":
+        # a run is writing the output, so nothing was compared: the refusal alone, as `run`
+        # refuses a locked output (its table, "checked 0 of 1024", and notes had come
+        # first: new-user trial)
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print_rows(res.rows(), "verify")
     for note in res.input_notes:  # as the plan says them; zarr-python's warnings of both
         print(f"note: {note}", file=sys.stderr)  # formats (h55b), of the fill value, unshown

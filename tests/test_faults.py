@@ -481,17 +481,29 @@ def test_a_link_to_a_folder_above_the_input_is_not_followed(tmp_path: Path, cli)
 
 
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path: Path, cli) -> None:
-    def second_runs(cfg: Path) -> tuple[dict, tuple[int, str, str]]:
+    """Each command that refuses an output another run is writing says its one line and
+    nothing before it: verify had printed its table ("checked 0 of 800") and notes first
+    (new-user trial)."""
+
+    def second_runs(cfg: Path) -> tuple[dict, tuple[int, str, str], dict]:
         refusals = {
             flag: error_of("run", cfg, *flag) for flag in [(), ("--overwrite",), ("--resume",)]
         }
-        return refusals, cli("verify", cfg)  # verify had said "`run --resume` finishes it"
+        said = {
+            flags: cli(*flags, cfg)
+            for flags in [("run", "--resume"), ("-q", "verify"), ("verify", "--all")]
+        }
+        return refusals, cli("verify", cfg), said  # verify had said "`run --resume` finishes it"
 
     m = _while_a_run_writes(tmp_path, second_runs)
-    results, (rc, _, err) = m.acted
+    results, (rc, out_said, err), said = m.acted
     first, out = m.proc, m.out
     host = socket.gethostname()
     assert rc == 1 and f"a run is writing it now (pid {first.pid} on {host}, since " in err, err
+    for flags, (code, text, lines) in [(("verify",), (rc, out_said, err)), *said.items()]:
+        assert code == 1 and text == "", (flags, text)  # no table, no count
+        assert len(lines.splitlines()) == 1 and lines.startswith("error: "), (flags, lines)
+        assert f"pid {first.pid} on {host}" in lines, (flags, lines)
     # its start said as the run's refusal says it, not as the lock's seconds since 1970 (h65d)
     since = re.search(r"a run is writing it now \(pid \d+ on \S+, since ([^)]*)\)", err)
     assert since and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", since[1]), err

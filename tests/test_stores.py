@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline import plan as pipeline_plan
 from pipeline import run as pipeline_run
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, StoreError
@@ -561,7 +562,12 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     takes IsADirectoryError and NotADirectoryError for an absent key), so the fill value,
     and the run reads the same; but no Zarr writer leaves them (the chunks' data is lost or
     elsewhere), so the run warns in one line naming the first key and how many (h72c).
-    Inputs as Zarr writes them, of every key layout, get no such warning."""
+    Inputs as Zarr writes them, of every key layout, get no such warning.
+
+    It is a note of the plan, said as every note is (h74b: it had been a bare line of `run`
+    alone): a ``note`` row of ``plan`` and ``run --dry-run`` (an output there or not), a
+    ``note:`` line of ``run``, of ``run -q`` (which had said nothing) and of ``verify``, and
+    one of :func:`pipeline.plan`'s notes, logged by :func:`pipeline.run` as its notes are."""
     x = np.arange(24 * 20, dtype=np.float32).reshape(24, 20) + 1
     clean = {
         "v3": {"chunks": (4, 5)},
@@ -576,9 +582,8 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     for name, kw in clean.items():
         make_array(tmp_path / f"{name}.zarr", x, **kw)
         cfg = write_config(tmp_path, tmp_path / f"{name}.zarr", tmp_path / "o.zarr", f"{name}.yaml")
-        with caplog.at_level(logging.WARNING, logger="pipeline"):
-            assert plan_run(load_config(cfg)).identity  # the walk that warns
-        assert not caplog.records, (name, caplog.text)
+        notes = plan_run(load_config(cfg)).notes
+        assert not [n for n in notes if "key(s) of its chunks" in n], (name, notes)
     make_array(tmp_path / "in.zarr", x, (4, 5), zarr_format=zarr_format)
     root = tmp_path / "in.zarr"
     folder, linked, under = ("c/1/1", "c/2/0", "c/3") if zarr_format == 3 else ("1.1", "2.0", "3.0")
@@ -595,13 +600,43 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     want = zarr.open_array(str(root), mode="r")[...]
     assert np.array_equal(want[4:8, 5:10], np.zeros((4, 5), np.float32))  # zarr reads fill
     cfg = write_config(tmp_path, root, tmp_path / "out.zarr")
-    rc, _, err = cli("run", cfg, "--progress", "none")
-    assert rc == 0, err
-    said = [line for line in err.splitlines() if "key(s) of its chunks" in line]
     count = 3 if zarr_format == 3 else 2
-    assert len(said) == 1 and f"has {count} key(s)" in said[0], err
-    assert repr(folder) in said[0] and str(root) in said[0], said
-    assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(want))
+
+    def said(text: str, start: str) -> None:  # once, as a note
+        lines = [line.strip() for line in text.splitlines() if "key(s) of its chunks" in line]
+        assert len(lines) == 1 and lines[0].startswith(start), text
+        assert f"has {count} key(s)" in lines[0], lines
+        assert repr(folder) in lines[0] and str(root) in lines[0], lines
+
+    for first in (True, False):  # no output yet, then the run's
+        for command in (("plan", cfg), ("run", cfg, "--dry-run", "--overwrite")):
+            rc, out, err = cli(*command)
+            assert rc == 0, err
+            said(out, "note ")  # the table's note row
+            assert "key(s) of its chunks" not in err, err
+        if first:
+            rc, out, err = cli("run", cfg, "--progress", "none")
+            assert rc == 0, err
+            said(err, "note: ")
+            assert np.array_equal(read_array(tmp_path / "out.zarr"), reference(want))
+    rc, out, err = cli("-q", "run", cfg, "--overwrite")
+    assert rc == 0, err
+    said(err, "note: ")
+    rc, out, err = cli("-q", "verify", cfg)
+    assert rc == 0, err
+    said(err, "note: ")
+    notes = [n for n in pipeline_plan(str(cfg)).notes if "key(s) of its chunks" in n]
+    assert len(notes) == 1 and repr(folder) in notes[0], notes
+    # pipeline.run's records, as its notes are logged (the logger's own handler: the command
+    # line's main, called above, set its own and stopped their propagation)
+    pipeline_log = logging.getLogger("pipeline")
+    pipeline_log.addHandler(caplog.handler)
+    try:
+        assert pipeline_run(str(cfg), overwrite=True).status == "complete"
+    finally:
+        pipeline_log.removeHandler(caplog.handler)
+    logged = [r.getMessage() for r in caplog.records if "key(s) of its chunks" in r.getMessage()]
+    assert logged == [f"note: {notes[0]}"], logged
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"], ids=["local", "fsspec"])

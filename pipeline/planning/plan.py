@@ -265,9 +265,7 @@ class Plan:
 
     @functools.cached_property
     def _input_store(self) -> StoreIdentity:
-        store = _input_identity(self.input)
-        _warn_keys_out_of_shape(self.input, store)
-        return store
+        return _input_identity(self.input)
 
     @property
     def input_unstamped(self) -> str | None:
@@ -515,12 +513,12 @@ class StoreIdentity:
     server that sends no ETag or Last-Modified, one that lists no files): then the identity
     sees only the metadata, the names and the sizes, and an equal one proves nothing"""
     files: dict[str, tuple[int, ...]] | None = field(default=None, compare=False)
-    folders: tuple[str, ...] = field(default=(), compare=False)
-    """A local store's folders (or links to folders) below the array whose names Zarr may
-    read as keys (:data:`_READ_NAME`), for :func:`_warn_keys_out_of_shape`."""
     """A local store's files by path below the array: (device, inode, size, modification
     time, status-change time, link count); the identity's digest is of their size and
     times. None for other stores. Kept in memory only, for :func:`only_relinked`."""
+    folders: tuple[str, ...] = field(default=(), compare=False)
+    """A local store's folders (or links to folders) below the array whose names Zarr may
+    read as keys (:data:`_READ_NAME`), for :func:`keys_out_of_shape_note`."""
 
 
 def only_relinked(
@@ -621,17 +619,21 @@ _READ_NAME = re.compile(
 )
 
 
-def _warn_keys_out_of_shape(info: ArrayInfo, store: StoreIdentity) -> None:
-    """Warn, naming the first and how many, where the local input array ``info`` has a
+def keys_out_of_shape_note(info: ArrayInfo, store: StoreIdentity) -> str | None:
+    """The note, naming the first and how many, where the local input array ``info`` has a
     folder (or a link to one) at a chunk's key, or a file where its keys need a folder
-    (``c/3`` a file, for the key ``c/3/0``): zarr-python's LocalStore reads every key there
-    as missing (its ``get`` takes IsADirectoryError and NotADirectoryError for an absent
-    key), so as the fill value, and the run reads what zarr-python reads; but no Zarr
-    writer leaves either, so the chunks' data is lost or elsewhere (a copy gone wrong), and
-    the user hears of it before the output says fill there (h72c). Folders and files are
-    those the identity's walk saw (:attr:`StoreIdentity.folders`, ``files``)."""
+    (``c/3`` a file, for the key ``c/3/0``); None where it has none. zarr-python's LocalStore
+    reads every key there as missing (its ``get`` takes IsADirectoryError and
+    NotADirectoryError for an absent key), so as the fill value, and the run reads what
+    zarr-python reads; but no Zarr writer leaves either, so the chunks' data is lost or
+    elsewhere (a copy gone wrong), and the user hears of it before the output says fill
+    there (h72c). A note of the plan (:func:`make_plan`), so ``plan``, ``run --dry-run``,
+    ``run`` (``-q`` too) and :func:`pipeline.plan` give it as every other note of how the
+    input is read, and ``verify`` repeats it (it had been a bare log line of ``run``'s alone,
+    when it took the input's identity: h74b). Folders and files are those the identity's walk
+    saw (:attr:`StoreIdentity.folders`, ``files``)."""
     if store.files is None:
-        return
+        return None
     key = info.key((0,) * len(info.shape))
     depth = (key[len(info.path) + 1 :] if info.path else key).count("/") + 1
     odd = [n for n in store.folders if n.count("/") + 1 == depth]
@@ -640,18 +642,15 @@ def _warn_keys_out_of_shape(info: ArrayInfo, store: StoreIdentity) -> None:
         for n in (name.replace(os.sep, "/") for name in store.files)
         if n.count("/") + 1 < depth and _READ_NAME.fullmatch(n) and n not in _METADATA_NAMES
     ]
-    if odd:
-        odd.sort()
-        where = info.location.join(info.path)
-        log.warning(
-            "the input %s has %d key(s) of its chunks that are a folder, or lie under a file "
-            "(first: %r), which zarr-python, and so this run, reads as the fill value: no "
-            "Zarr writer leaves them, so their chunks' data is missing; restore it from a "
-            "good copy if the fill value is not meant there",
-            where,
-            len(odd),
-            odd[0],
-        )
+    if not odd:
+        return None
+    odd.sort()
+    return (
+        f"the input {info.location.join(info.path)} has {len(odd)} key(s) of its chunks that "
+        f"are a folder, or lie under a file (first: {odd[0]!r}), which zarr-python, and so "
+        "this run, reads as the fill value: no Zarr writer leaves them, so their chunks' data "
+        "is missing; restore it from a good copy if the fill value is not meant there"
+    )
 
 
 #: Zarr's metadata documents' names (never a chunk's key).
@@ -855,7 +854,14 @@ def make_plan(
     choice = _choose_block(ctx, base)
     _check_choice(ctx, choice, base)
     notes += _codec_notes(ctx, choice)
-    return _assemble(ctx, facts, why, chain, choice, notes)
+    # a local input's files walked once, the run checked: its odd keys are a note of the plan
+    # (plan, run -q and verify say it too), and the walk is the identity the run takes
+    store = _input_identity(info) if info.location.is_local else None
+    odd = keys_out_of_shape_note(info, store) if store is not None else None
+    plan = _assemble(ctx, facts, why, chain, choice, [*notes, odd] if odd else notes)
+    if store is not None:
+        plan.__dict__["_input_store"] = store  # Plan._input_store, not walked again
+    return plan
 
 
 def choose_backend(config: Config, facts: Facts) -> tuple[str, str]:

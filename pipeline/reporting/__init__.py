@@ -3,6 +3,7 @@ and ``pipeline verify``.
 
 * :mod:`~pipeline.reporting.tables`: two-column tables (rich on a terminal, plain elsewhere).
 * :mod:`~pipeline.reporting.progress`: the progress bar, or plain lines.
+* :mod:`~pipeline.reporting.lines`: how the command line says log records (``warning: ``).
 * :mod:`~pipeline.reporting.summary`: :class:`Summary` of a run (table, JSON), task time.
 * :mod:`~pipeline.reporting.info`: the machine and the libraries' versions.
 * :mod:`~pipeline.reporting.verify`: blocks of the output recomputed with NumPy and compared.

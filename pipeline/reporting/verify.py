@@ -41,6 +41,7 @@ from pipeline.planning.plan import (
     frame_identity,
     identify_store,
     input_place,
+    keys_out_of_shape_note,
     record_edited,
     relative_store_note,
 )
@@ -191,7 +192,8 @@ class VerifyResult:
     input_notes: tuple[str, ...] = ()
     """the plan's notes of how the input is read, in words, as ``plan`` and ``run`` give
     them: metadata of both Zarr formats (as :attr:`input_formats`), a fill value beyond its
-    dtype's range (:func:`pipeline.store.arrays.reading_notes`), attributes of its Dataset's
+    dtype's range (:func:`pipeline.store.arrays.reading_notes`), keys of its chunks that are
+    a folder (:func:`pipeline.planning.plan.keys_out_of_shape_note`), attributes of its Dataset's
     consolidated metadata that its members' own differ from
     (:func:`pipeline.planning.variable.check_consolidated`); ``pipeline verify`` prints each
     as a note. None of them fails the output"""
@@ -308,7 +310,8 @@ def verify(
     check_generated_input(config, src)  # as run refuses it: the config describes other data
     # as run refuses it: chunks Zarr does not find (stored under another key encoding) read
     # as the fill value on both sides, so an output an earlier run made of them would pass
-    arrays.check_units_at_their_keys(arrays.describe_array(loc_in, config.input.array, src))
+    info_in = arrays.describe_array(loc_in, config.input.array, src)
+    arrays.check_units_at_their_keys(info_in)
     # before the output is opened: a run that replaces it after this rewrites it (h72u)
     before = _metadata_stamp(loc_out, out_path)
     try:
@@ -396,6 +399,7 @@ def verify(
             expected_dtype=str(chain[-1].out_dtype),
         )
     if status == "incomplete":
+        now = identify_store(loc_in, config.input.array.strip("/"))
         return VerifyResult(
             checked=0,
             total=int(np.prod(block_grid)),
@@ -403,10 +407,10 @@ def verify(
             status=status,
             writer=Ledger(loc_out, out_path).holder(),
             input_formats=formats,
-            input_notes=reading + kept.notes,
+            input_notes=reading + kept.notes + _walk_notes(info_in, now),
             # a resume of it is refused where the input can show no rewrite: `run` says so
             # (F8: verify said `run --resume` finishes it)
-            input_unchecked=identify_store(loc_in, config.input.array.strip("/")).unstamped,
+            input_unchecked=now.unstamped,
         )
     edit = _encoding_edited(config, dst) if isinstance(record, dict) else None
     if edit:  # as `run` refuses it: every chunk reads otherwise than the run wrote it
@@ -506,9 +510,18 @@ def verify(
         group_attributes_edited=edited,
         group_attributes_removed=removed,
         input_formats=formats,
-        input_notes=reading + kept.notes,
+        input_notes=reading + kept.notes + _walk_notes(info_in, now),
         input_unchecked=None if changed else now.unstamped,
     )
+
+
+def _walk_notes(info: arrays.ArrayInfo, store: StoreIdentity) -> tuple[str, ...]:
+    """The plan's note of keys of the input ``info`` that zarr-python reads as the fill value
+    though no Zarr writer leaves them (:func:`~pipeline.planning.plan.keys_out_of_shape_note`,
+    from the walk ``store`` of its files), as ``plan`` and ``run`` give it: verify reads them
+    so too, and its match says nothing of the data they lost."""
+    note = keys_out_of_shape_note(info, store)
+    return (note,) if note else ()
 
 
 def _metadata_stamp(location: Location, path: str) -> tuple[bytes | None, tuple[int, ...] | None]:

@@ -36,6 +36,7 @@ from distributed import Client, WorkerPlugin
 
 from pipeline import errors
 from pipeline.errors import ClusterError
+from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.running import dashboard, fork_server, mps, threads, waiting
 from pipeline.running.sampler import MemorySampler
 
@@ -508,7 +509,7 @@ class DaskWorkers:
                 return
             if not told and time.monotonic() >= tell:
                 told = True  # as a run on threads of this process says it
-                log.warning(threads.STOPPING[self.work])
+                log.warning(threads.STOPPING[self.work], extra=PROGRESS_LINE)
             if time.monotonic() >= deadline:
                 log.warning(
                     "cancelled tasks may still be running on the cluster's workers after %g s, "

@@ -46,6 +46,7 @@ from pipeline.ops import stages
 from pipeline.planning import Plan, describe, make_plan, plan_here
 from pipeline.planning.plan import ClusterPlan, gpu_wait, local_cluster_plan, protocol_of
 from pipeline.planning.variable import with_output_array
+from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
 from pipeline.running import graph, output, waiting
@@ -637,7 +638,7 @@ def _progress_line(progress: str, level: int, text: str, *args: Any) -> None:
     debug line only (``-v``): the summary says the same (its phases, blocks skipped and
     status), and a caller who turned progress off had seen the line on stderr all the
     same."""
-    log.log(level if progress != "none" else logging.DEBUG, text, *args)
+    log.log(level if progress != "none" else logging.DEBUG, text, *args, extra=PROGRESS_LINE)
 
 
 def _check(plan: Plan, options: RunOptions) -> str:

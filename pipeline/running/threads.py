@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.running import waiting
 from pipeline.running.sampler import MemorySampler
 
@@ -145,7 +146,7 @@ class Threads:
                 interrupted = True
             if told and time.monotonic() > told:
                 told = 0.0
-                log.warning(STOPPING[self.work])
+                log.warning(STOPPING[self.work], extra=PROGRESS_LINE)
         self.sampler.stop()
         return interrupted
 
