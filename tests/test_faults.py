@@ -1930,15 +1930,15 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
-@pytest.mark.parametrize("linked", ["output", "input"])
+@pytest.mark.parametrize("linked", ["output", "input", "input-chunks"])
 def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     tmp_path: Path, cli, linked: str
 ) -> None:
     """An output Dataset (a group xarray reads, its coordinates written again by every run
-    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` is a
-    link to the output's: ``--overwrite`` and ``--resume`` of the group are refused before
-    anything is written, naming the link; the input's coordinate, where it is kept, byte
-    for byte as it was."""
+    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` (or
+    its chunk folder ``t/c``) is a link to the output's: ``--overwrite`` and ``--resume``
+    of the group are refused before anything is written, naming the link; the input's
+    coordinate, where it is kept, byte for byte as it was."""
     xr = pytest.importorskip("xarray")
     ds = xr.Dataset(
         {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
@@ -1952,14 +1952,17 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
     assert (out / "t" / "zarr.json").is_file()  # the coordinate, written with the variable
-    shutil.rmtree(out / "t")
     if linked == "output":  # the output's t is the input's
         link, kept = out / "t", inp / "t"
-        link.symlink_to(kept, target_is_directory=True)
-    else:  # the input's t kept in the output
+        shutil.rmtree(link)
+    elif linked == "input":  # the input's t kept in the output
         link, kept = inp / "t", out / "t"
-        (inp / "t").rename(kept)
-        link.symlink_to(kept, target_is_directory=True)
+        shutil.rmtree(kept)
+        link.rename(kept)
+    else:  # the input's t/c (its chunks) the output's, the same values (h74a: --overwrite
+        link, kept = inp / "t" / "c", out / "t" / "c"  # emptied it, then blamed "another
+        shutil.rmtree(link)  # program")
+    link.symlink_to(kept, target_is_directory=True)
     before = stored_files(kept)
     for flag in ("--overwrite", "--resume"):
         rc, _, err = cli("run", cfg, flag, "--progress", "none")

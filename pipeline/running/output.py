@@ -95,8 +95,8 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
     """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or
     ``--overwrite`` writes in or deletes) whose folder, or one under it, is a symbolic link
     to the input's store ``src``, a folder inside it, or one holding it; the reverse, a
-    folder of the input array at ``src_path`` (or an entry of its group: a coordinate's)
-    that is a link into the output, or to a folder holding it; or a folder of each linked to
+    folder of the input array at ``src_path`` (or an entry of its group, or a folder inside
+    one the output holds too: a coordinate's) that is a link into the output, or to a folder holding it; or a folder of each linked to
     one place. A run writes its chunks through the link, into the input's files (h73a: a
     resume over an output whose ``c`` linked into the input overwrote 1014 of its 1024
     chunks, then blamed "another program"), or ``--overwrite`` deletes the input's files
@@ -145,9 +145,17 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
                 "or give another output.store",
             )
     # the input array's folders, and its group's entries (a Dataset's coordinates, which an
-    # output Dataset writes again): one listing there, not a walk of every other variable
+    # output Dataset writes again): one listing there, not a walk of every other variable;
+    # but the entries the output holds too (its coordinates) in full, whose folders a run
+    # deletes and writes again (h74a: a coordinate's ``c`` linked into the output's was
+    # emptied by --overwrite, then blamed on "another program")
     group = os.path.dirname(array) if array != store else None
     ins = folder_links(array) + (folder_links(group, deep=False) if group else [])
+    if group:
+        for name in sorted(_entries(node)):
+            entry = os.path.join(group, name)
+            if entry != array and os.path.isdir(entry) and not os.path.islink(entry):
+                ins += folder_links(entry)
     for link, target in ins:
         if meets(target, node):
             raise refuse(
@@ -165,6 +173,14 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
                     f"where the input's folder {link} leads too ({target})",
                     "remove that link from the output, or give another output.store",
                 )
+
+
+def _entries(folder: str) -> list[str]:
+    """The names in the local ``folder`` ([] where it cannot be listed)."""
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def check_stores_apart(config: Config) -> None:
