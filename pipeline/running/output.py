@@ -92,20 +92,20 @@ def check_not_overlapping(plan: Plan) -> None:
 
 
 def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> None:
-    """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or
-    ``--overwrite`` writes in or deletes) whose folder, or one under it, is a symbolic link
-    to the input's store ``src``, a folder inside it, or one holding it; the reverse, a
-    folder of the input array at ``src_path`` (or an entry of its group, or a folder inside
-    one the output holds too: a coordinate's) that is a link into the output, or to a folder holding it; or a folder of each linked to
-    one place. A run writes its chunks through the link, into the input's files (h73a: a
-    resume over an output whose ``c`` linked into the input overwrote 1014 of its 1024
-    chunks, then blamed "another program"), or ``--overwrite`` deletes the input's files
-    with the output's. OutputError before anything is written: ``output``, ``input`` (the
-    input's store), ``relation`` 'linked', ``link`` and ``target`` (resolved). Only folder
-    links are looked for (:func:`folder_links`: a listing per folder, no look at each
-    chunk file), and only where the output exists: a fresh output's folders are the run's
-    own. A link to another folder (chunks moved to another disk behind a linked ``c``) is
-    kept."""
+    """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or ``--overwrite``
+    writes in or deletes) whose folder, or one under it, is a symbolic link to the input's
+    store ``src``, a folder inside it, or one holding it; the reverse, a folder of the input
+    array at ``src_path`` (or an entry of its group, or a folder inside one the output holds
+    too: a coordinate's) that is a link into the output, or to a folder holding it; or a
+    folder of each linked to one place. A run writes its chunks through the link, into the
+    input's files (h73a: a resume over an output whose ``c`` linked into the input overwrote
+    1014 of its 1024 chunks, then blamed "another program"), or ``--overwrite`` deletes the
+    input's files with the output's. OutputError before anything is written: ``output``,
+    ``input`` (the input's store), ``relation`` 'linked', ``link`` and ``target``
+    (resolved). Only folder links are looked for (:func:`folder_links`: a listing per
+    folder, no look at each chunk file), and only where the output exists: a fresh output's
+    folders are the run's own. A link to another folder (chunks moved to another disk behind
+    a linked ``c``) is kept."""
     if src.local_root is None or dst.local_root is None:
         return
     node = _real(dst, path)
