@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -799,8 +800,23 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
         ({"token": 12345678}, "token", "an integer"),
         ({"key": ["string"]}, "key", "a list of text"),
         ({"key": ["a"]}, "key", "a list of text"),
+        (  # an account's number, which YAML reads as one (h74a: botocore's bare words)
+            {"s3_additional_kwargs": {"ExpectedBucketOwner": 123456789012}},
+            "s3_additional_kwargs.ExpectedBucketOwner",
+            "an integer",
+        ),
     ],
-    ids=["endpoint", "endpoint-list", "region", "config-region", "profile", "token", "key", "a"],
+    ids=[
+        "endpoint",
+        "endpoint-list",
+        "region",
+        "config-region",
+        "profile",
+        "token",
+        "key",
+        "a",
+        "request",
+    ],
 )
 def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     tmp_path, cli, where: str, options: dict[str, Any], key: str, kind: str
@@ -809,7 +825,9 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     (botocore's session), ``client_kwargs``' ``region_name``, ... as text (read from their
     signatures and docstrings); another kind had failed where the store was opened, naming
     no option ("TypeError: 'int' object is not iterable", "unhashable type: 'list'"), and
-    ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words).
+    ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words);
+    an ``s3_additional_kwargs`` parameter S3 takes as text, given a number, had reached
+    botocore's bare ParamValidationError, its value in its words, when the store was read.
     One line where the config is read names the key, the kind given and the fix, at the
     option's line, readable, never the value. Nothing is asked of a server."""
     import pipeline
@@ -834,7 +852,13 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     with pytest.raises(ConfigError) as got:
         pipeline.plan(yaml.safe_load(cfg.read_text()))
     assert got.value.key == full, got.value
-    sections[where]["storage_options"] = {**secret, "endpoint_url": None, "profile": "p"}
+    sections[where]["storage_options"] = {
+        **secret,
+        "endpoint_url": None,
+        "profile": "p",
+        # text, and a request parameter S3 takes otherwise (a date, a number): taken
+        "s3_additional_kwargs": {"ExpectedBucketOwner": "1", "Expires": date(2030, 1, 1)},
+    }
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
 
 
