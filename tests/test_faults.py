@@ -1973,6 +1973,42 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     assert link.is_symlink()
 
 
+@pytest.mark.parametrize("linked", ["output", "input"])
+def test_another_variable_linked_across_the_stores_is_left_alone(
+    tmp_path: Path, cli, linked: str
+) -> None:
+    """An output Dataset that also holds the input's variable ``w`` through a link (or an
+    input whose ``w`` is kept in the output group), which no run of ``v`` writes or deletes:
+    ``--overwrite`` and ``--resume`` of ``v`` complete, the link kept and ``w`` byte for byte
+    as it was (h74a: refused since h73a, "a run would write the output's files into the
+    input's", though none goes there)."""
+    xr = pytest.importorskip("xarray")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ds = xr.Dataset(
+        {"v": (("t", "y"), x), "w": (("t", "y"), -x)},
+        coords={"t": np.arange(4)},
+    )
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    if linked == "output":  # the output group shows the input's w
+        link, kept = out / "w", inp / "w"
+    else:  # the input's w kept in the output group
+        link, kept = inp / "w", out / "w"
+        link.rename(kept)
+    link.symlink_to(kept, target_is_directory=True)
+    before = file_states(kept)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        assert rc == 0, err
+        assert link.is_symlink() and file_states(kept) == before
+    assert np.array_equal(read_array(out, "v"), expected(x))
+
+
 @pytest.mark.parametrize("command", ["run", "generate"])
 @pytest.mark.parametrize("where", ["inside", "containing", "same"])
 def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(

@@ -83,15 +83,25 @@ def check_not_overlapping(plan: Plan) -> None:
         plan.output.location,
         plan.output.path if group is None else group,
     )
+    if plan.input.location.local_root is None or plan.output.location.local_root is None:
+        return  # no folder links to follow
+    # of an output Dataset's group, the entries the run writes or deletes: its variable and
+    # coordinates (another variable there, a link into the input's, say, is left alone)
+    entries = None
+    if group is not None:
+        entries = [plan.output.path.rpartition("/")[2], *replaced_coordinates(plan)]
     _refuse_linked(
         plan.input.location,
         plan.input.path,
         plan.output.location,
         plan.output.path if group is None else group,
+        entries,
     )
 
 
-def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> None:
+def _refuse_linked(
+    src: Location, src_path: str, dst: Location, path: str, entries: list[str] | None = None
+) -> None:
     """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or ``--overwrite``
     writes in or deletes) whose folder, or one under it, is a symbolic link to the input's
     store ``src``, a folder inside it, or one holding it; the reverse, a folder of the input
@@ -105,7 +115,10 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
     (resolved). Only folder links are looked for (:func:`folder_links`: a listing per
     folder, no look at each chunk file), and only where the output exists: a fresh output's
     folders are the run's own. A link to another folder (chunks moved to another disk behind
-    a linked ``c``) is kept."""
+    a linked ``c``) is kept. ``entries``: the names in ``path`` that the run writes or
+    deletes (an output Dataset's variable and coordinates), the only ones looked at; None:
+    all of it (h74a: a variable of the output group that no run of it writes, linked to the
+    input's, had been refused)."""
     if src.local_root is None or dst.local_root is None:
         return
     node = _real(dst, path)
@@ -127,7 +140,17 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
             target=target,
         )
 
-    outs = folder_links(node)
+    if entries is None:
+        written, outs = [node], folder_links(node)
+    else:  # the entries themselves (links among them), and what lies under each, in full
+        written = [os.path.join(node, e) for e in entries]
+        outs = [(k, t) for k, t in folder_links(node, deep=False) if k in written]
+        for folder in written:
+            outs += folder_links(folder)
+
+    def into_output(target: str) -> bool:  # where the run writes, or a folder holding it
+        return local_within(node, target) or any(meets(target, w) for w in written)
+
     for link, target in outs:
         if meets(target, store):
             where = (
@@ -152,12 +175,12 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
     group = os.path.dirname(array) if array != store else None
     ins = folder_links(array) + (folder_links(group, deep=False) if group else [])
     if group:
-        for name in sorted(_entries(node)):
+        for name in sorted(_entries(node) if entries is None else entries):
             entry = os.path.join(group, name)
             if entry != array and os.path.isdir(entry) and not os.path.islink(entry):
                 ins += folder_links(entry)
     for link, target in ins:
-        if meets(target, node):
+        if into_output(target):
             raise refuse(
                 link,
                 target,
