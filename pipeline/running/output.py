@@ -89,7 +89,10 @@ def check_not_overlapping(plan: Plan) -> None:
     # coordinates (another variable there, a link into the input's, say, is left alone)
     entries = None
     if group is not None:
-        entries = [plan.output.path.rpartition("/")[2], *replaced_coordinates(plan)]
+        try:
+            entries = [plan.output.path.rpartition("/")[2], *replaced_coordinates(plan)]
+        except PipelineError:  # a record unread: the whole group looked at, its refusal later
+            entries = None
     _refuse_linked(
         plan.input.location,
         plan.input.path,
