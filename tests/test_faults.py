@@ -2036,6 +2036,29 @@ def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
     assert not (tmp_path / "in.zarr").exists()
 
 
+def test_an_output_folder_linked_to_where_the_input_is_to_be_made_is_refused_first(
+    tmp_path: Path, cli
+) -> None:
+    """An output whose ``c`` is a link to where the input's ``c`` is to be made (the input
+    gone, ``input.generate.when_missing`` to make it again): the link led nowhere, so the
+    check passed it, ``run --dry-run`` said the run would go (exit 0) and ``run`` generated
+    the whole input, then refused the link (h74a). Refused before the input is made, as
+    ``--dry-run`` says; the link as it was."""
+    cfg = generated_config(tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    shutil.rmtree(inp)
+    shutil.rmtree(out / "c")
+    (out / "c").symlink_to(inp / "c", target_is_directory=True)
+    for args in (("--dry-run",), ("--progress", "none")):
+        rc, _, err = cli("run", cfg, "--overwrite", *args)
+        line = one_line_error(err)
+        assert rc == 1, err
+        assert f"{out / 'c'} is a symbolic link to {inp / 'c'}, inside the input store" in line
+        assert not inp.exists() and (out / "c").is_symlink(), line
+
+
 @pytest.mark.parametrize(
     ("case", "refusal"),
     [
