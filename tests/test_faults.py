@@ -1956,15 +1956,15 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
-@pytest.mark.parametrize("linked", ["output", "input"])
+@pytest.mark.parametrize("linked", ["output", "input", "input-chunks"])
 def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     tmp_path: Path, cli, linked: str
 ) -> None:
     """An output Dataset (a group xarray reads, its coordinates written again by every run
-    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` is a
-    link to the output's: ``--overwrite`` and ``--resume`` of the group are refused before
-    anything is written, naming the link; the input's coordinate, where it is kept, byte
-    for byte as it was."""
+    of it) whose coordinate ``t`` is a link into the input's, or an input whose ``t`` (or
+    its chunk folder ``t/c``) is a link to the output's: ``--overwrite`` and ``--resume``
+    of the group are refused before anything is written, naming the link; the input's
+    coordinate, where it is kept, byte for byte as it was."""
     xr = pytest.importorskip("xarray")
     ds = xr.Dataset(
         {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
@@ -1978,17 +1978,57 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     rc, _, err = cli("run", cfg, "--progress", "none")
     assert rc == 0, err
     assert (out / "t" / "zarr.json").is_file()  # the coordinate, written with the variable
-    shutil.rmtree(out / "t")
     if linked == "output":  # the output's t is the input's
         link, kept = out / "t", inp / "t"
-    else:  # the input's t kept in the output
+        shutil.rmtree(link)
+    elif linked == "input":  # the input's t kept in the output
         link, kept = inp / "t", out / "t"
+        shutil.rmtree(kept)
+    else:  # the input's t/c (its chunks) the output's, the same values (h74a: --overwrite
+        link, kept = inp / "t" / "c", out / "t" / "c"  # emptied it, then blamed "another
+        shutil.rmtree(link)  # program")
 
     def check(line: str) -> None:
         assert f"{link} is a symbolic link to {kept}" in line, line
 
     _refused_through_link(cli, cfg, link, kept, kept, check, moved=linked == "input")
     assert link.is_symlink()
+
+
+@pytest.mark.parametrize("linked", ["output", "input"])
+def test_another_variable_linked_across_the_stores_is_left_alone(
+    tmp_path: Path, cli, linked: str
+) -> None:
+    """An output Dataset that also holds the input's variable ``w`` through a link (or an
+    input whose ``w`` is kept in the output group), which no run of ``v`` writes or deletes:
+    ``--overwrite`` and ``--resume`` of ``v`` complete, the link kept and ``w`` byte for byte
+    as it was (h74a: refused since h73a, "a run would write the output's files into the
+    input's", though none goes there)."""
+    xr = pytest.importorskip("xarray")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ds = xr.Dataset(
+        {"v": (("t", "y"), x), "w": (("t", "y"), -x)},
+        coords={"t": np.arange(4)},
+    )
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    if linked == "output":  # the output group shows the input's w
+        link, kept = out / "w", inp / "w"
+    else:  # the input's w kept in the output group
+        link, kept = inp / "w", out / "w"
+        link.rename(kept)
+    link.symlink_to(kept, target_is_directory=True)
+    before = file_states(kept)
+    for flag in ("--overwrite", "--resume"):
+        rc, _, err = cli("run", cfg, flag, "--progress", "none")
+        assert rc == 0, err
+        assert link.is_symlink() and file_states(kept) == before
+    assert np.array_equal(read_array(out, "v"), expected(x))
 
 
 @pytest.mark.parametrize("command", ["run", "generate"])
@@ -2016,6 +2056,29 @@ def test_a_run_that_generates_its_input_refuses_an_output_over_it_first(
     assert isinstance(e, OutputError), e
     assert e.relation == {"inside": "is inside", "containing": "contains", "same": "is"}[where], e
     assert not (tmp_path / "in.zarr").exists()
+
+
+def test_an_output_folder_linked_to_where_the_input_is_to_be_made_is_refused_first(
+    tmp_path: Path, cli
+) -> None:
+    """An output whose ``c`` is a link to where the input's ``c`` is to be made (the input
+    gone, ``input.generate.when_missing`` to make it again): the link led nowhere, so the
+    check passed it, ``run --dry-run`` said the run would go (exit 0) and ``run`` generated
+    the whole input, then refused the link (h74a). Refused before the input is made, as
+    ``--dry-run`` says; the link as it was."""
+    cfg = generated_config(tmp_path, {"shape": [8, 8], "chunks": [4, 8], "when_missing": True})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    shutil.rmtree(inp)
+    shutil.rmtree(out / "c")
+    (out / "c").symlink_to(inp / "c", target_is_directory=True)
+    for args in (("--dry-run",), ("--progress", "none")):
+        rc, _, err = cli("run", cfg, "--overwrite", *args)
+        line = one_line_error(err)
+        assert rc == 1, err
+        assert f"{out / 'c'} is a symbolic link to {inp / 'c'}, inside the input store" in line
+        assert not inp.exists() and (out / "c").is_symlink(), line
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -832,6 +833,11 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
             "config_kwargs.sigv4a_signing_region_set",
             "a list of text",
         ),
+        (  # an account's number, which YAML reads as one (h74a: botocore's bare words)
+            {"s3_additional_kwargs": {"ExpectedBucketOwner": 123456789012}},
+            "s3_additional_kwargs.ExpectedBucketOwner",
+            "an integer",
+        ),
     ],
     ids=[
         "endpoint",
@@ -845,6 +851,7 @@ def test_an_s3_option_that_takes_a_mapping_given_another_kind_is_one_config_line
         "username",
         "password",
         "region-set",
+        "request",
     ],
 )
 def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
@@ -854,7 +861,9 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
     (botocore's session), ``client_kwargs``' ``region_name``, ... as text (read from their
     signatures and docstrings); another kind had failed where the store was opened, naming
     no option ("TypeError: 'int' object is not iterable", "unhashable type: 'list'"), and
-    ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words).
+    ``key: [a]`` as "key is not ... string" (its value hidden out of the line's own words);
+    an ``s3_additional_kwargs`` parameter S3 takes as text, given a number, had reached
+    botocore's bare ParamValidationError, its value in its words, when the store was read.
     s3fs's aliases ``username`` and ``password``, which nothing types, had been refused only
     there, as "key is not a string", naming the option not given. botocore's
     ``sigv4a_signing_region_set`` is text too (its ``Config`` hands it to the signer as the
@@ -872,7 +881,13 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
         assert "TEXTKIND" not in line and "string'" not in line, line
 
     sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
-    sections[where]["storage_options"] = {**secret, "endpoint_url": None, "profile": "p"}
+    sections[where]["storage_options"] = {
+        **secret,
+        "endpoint_url": None,
+        "profile": "p",
+        # text, and a request parameter S3 takes otherwise (a date, a number): taken
+        "s3_additional_kwargs": {"ExpectedBucketOwner": "1", "Expires": date(2030, 1, 1)},
+    }
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
 
 

@@ -7,6 +7,7 @@ refuse such a URL with its file, line and key.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -1186,7 +1187,7 @@ def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] |
 
     kinds = (int, float, list, tuple, dict, datetime.date)  # bool is an int
     for cls, at, given in _file_systems(url, options):
-        for inner, (taker, names) in _text_names(cls).items():
+        for inner, (taker, names) in _text_names(cls, given).items():
             held: Any = given
             for step in inner:
                 held = held.get(step) if isinstance(held, dict) else None
@@ -1207,7 +1208,9 @@ def text_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any] |
 _S3FS_ALIASES = {"username": "key", "password": "secret"}
 
 
-def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
+def _text_names(
+    cls: type, given: dict[Any, Any] | None = None
+) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     """The options that the file system ``cls``, and the clients it passes options to, take
     as text, by where they stand in its options (``()``: its own; ``("client_kwargs",)``),
     as (who takes them, their names), read from the libraries: each ``__init__`` of the
@@ -1215,8 +1218,10 @@ def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     docstrings type as text (numpydoc's ``key : string (None)``); for s3fs, botocore's too,
     from their docstrings' ``:type NAME: str`` (the session's, to which s3fs passes the
     options it does not take itself, ``profile``; the client's, ``client_kwargs``; the
-    ``Config``'s, ``config_kwargs``), and s3fs's aliases of ``key`` and ``secret``
-    (:data:`_S3FS_ALIASES`), which nothing types."""
+    ``Config``'s, ``config_kwargs``), s3fs's aliases of ``key`` and ``secret``
+    (:data:`_S3FS_ALIASES`), which nothing types, and, where ``given`` (the file system's
+    options) has ``s3_additional_kwargs``, the request parameters S3's API takes as text
+    (:func:`_s3_request_text_names`)."""
     doc_text = re.compile(r"^\s*(\w+)\s*:\s*(?:str|string)\s*(?:\([^)]*\))?\s*$", re.M)
     names: set[str] = set()
     for klass, init, params in _inits(cls):
@@ -1233,11 +1238,34 @@ def _text_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]:
     def typed(doc: str | None) -> set[str]:
         return set(re.findall(r":type (\w+): (?:str|string)\s*$", doc or "", re.M))
 
-    return {
+    found = {
         (): (library, names | typed(Session.__init__.__doc__)),
         ("client_kwargs",): ("botocore's client", typed(Session.create_client.__doc__)),
         ("config_kwargs",): ("botocore's Config", typed(Config.__doc__)),
     }
+    if isinstance((given or {}).get("s3_additional_kwargs"), dict):  # the model read if asked
+        found[("s3_additional_kwargs",)] = ("S3's API", set(_s3_request_text_names()))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _s3_request_text_names() -> frozenset[str]:
+    """The request parameters that S3's API takes as text in every operation that has them,
+    read from botocore's service model (``ExpectedBucketOwner``, ``ServerSideEncryption``,
+    ``RequestPayer``, ...): s3fs passes its ``s3_additional_kwargs`` to each request whose
+    operation takes them, and botocore refused another kind there with its bare
+    ParamValidationError, naming no option, its value in its words (h74a:
+    ``ExpectedBucketOwner: 123456789012``, an account's number, which YAML reads as one).
+    One that some operation takes otherwise (``Tagging``: a structure or text) is left out."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("s3")
+    kinds: dict[str, set[str]] = {}
+    for name in model.operation_names:
+        shape = model.operation_model(name).input_shape
+        for member, inner in shape.members.items() if shape is not None else ():
+            kinds.setdefault(member, set()).add(inner.type_name)
+    return frozenset(n for n, k in kinds.items() if k == {"string"})
 
 
 def alias_twice(url: str, options: object) -> tuple[tuple[str, ...], str, str] | None:

@@ -91,29 +91,45 @@ def check_not_overlapping(plan: Plan) -> None:
         plan.output.location,
         plan.output.path if group is None else group,
     )
+    if plan.input.location.local_root is None or plan.output.location.local_root is None:
+        return  # no folder links to follow
+    # of an output Dataset's group, the entries the run writes or deletes: its variable and
+    # coordinates (another variable there, a link into the input's, say, is left alone)
+    entries = None
+    if group is not None:
+        try:
+            entries = [plan.output.path.rpartition("/")[2], *replaced_coordinates(plan)]
+        except PipelineError:  # a record unread: the whole group looked at, its refusal later
+            entries = None
     _refuse_linked(
         plan.input.location,
         plan.input.path,
         plan.output.location,
         plan.output.path if group is None else group,
+        entries,
     )
 
 
-def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> None:
-    """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or
-    ``--overwrite`` writes in or deletes) whose folder, or one under it, is a symbolic link
-    to the input's store ``src``, a folder inside it, or one holding it; the reverse, a
-    folder of the input array at ``src_path`` (or an entry of its group: a coordinate's)
-    that is a link into the output, or to a folder holding it; or a folder of each linked to
-    one place. A run writes its chunks through the link, into the input's files (h73a: a
-    resume over an output whose ``c`` linked into the input overwrote 1014 of its 1024
-    chunks, then blamed "another program"), or ``--overwrite`` deletes the input's files
-    with the output's. OutputError before anything is written: ``output``, ``input`` (the
-    input's store), ``relation`` 'linked', ``link`` and ``target`` (resolved). Only folder
-    links are looked for (:func:`folder_links`: a listing per folder, no look at each
-    chunk file), and only where the output exists: a fresh output's folders are the run's
-    own. A link to another folder (chunks moved to another disk behind a linked ``c``) is
-    kept."""
+def _refuse_linked(
+    src: Location, src_path: str, dst: Location, path: str, entries: list[str] | None = None
+) -> None:
+    """Refuse an existing local output at ``path`` of ``dst`` (the root a resume or ``--overwrite``
+    writes in or deletes) whose folder, or one under it, is a symbolic link to the input's
+    store ``src``, a folder inside it, or one holding it; the reverse, a folder of the input
+    array at ``src_path`` (or an entry of its group, or a folder inside one the output holds
+    too: a coordinate's) that is a link into the output, or to a folder holding it; or a
+    folder of each linked to one place. A run writes its chunks through the link, into the
+    input's files (h73a: a resume over an output whose ``c`` linked into the input overwrote
+    1014 of its 1024 chunks, then blamed "another program"), or ``--overwrite`` deletes the
+    input's files with the output's. OutputError before anything is written: ``output``,
+    ``input`` (the input's store), ``relation`` 'linked', ``link`` and ``target``
+    (resolved). Only folder links are looked for (:func:`folder_links`: a listing per
+    folder, no look at each chunk file), and only where the output exists: a fresh output's
+    folders are the run's own. A link to another folder (chunks moved to another disk behind
+    a linked ``c``) is kept. ``entries``: the names in ``path`` that the run writes or
+    deletes (an output Dataset's variable and coordinates), the only ones looked at; None:
+    all of it (h74a: a variable of the output group that no run of it writes, linked to the
+    input's, had been refused)."""
     if src.local_root is None or dst.local_root is None:
         return
     node = _real(dst, path)
@@ -135,7 +151,17 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
             target=target,
         )
 
-    outs = folder_links(node)
+    if entries is None:
+        written, outs = [node], folder_links(node)
+    else:  # the entries themselves (links among them), and what lies under each, in full
+        written = [os.path.join(node, e) for e in entries]
+        outs = [(k, t) for k, t in folder_links(node, deep=False) if k in written]
+        for folder in written:
+            outs += folder_links(folder)
+
+    def into_output(target: str) -> bool:  # where the run writes, or a folder holding it
+        return local_within(node, target) or any(meets(target, w) for w in written)
+
     for link, target in outs:
         if meets(target, store):
             where = (
@@ -153,11 +179,19 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
                 "or give another output.store",
             )
     # the input array's folders, and its group's entries (a Dataset's coordinates, which an
-    # output Dataset writes again): one listing there, not a walk of every other variable
+    # output Dataset writes again): one listing there, not a walk of every other variable;
+    # but the entries the output holds too (its coordinates) in full, whose folders a run
+    # deletes and writes again (h74a: a coordinate's ``c`` linked into the output's was
+    # emptied by --overwrite, then blamed on "another program")
     group = os.path.dirname(array) if array != store else None
     ins = folder_links(array) + (folder_links(group, deep=False) if group else [])
+    if group:
+        for name in sorted(_entries(node) if entries is None else entries):
+            entry = os.path.join(group, name)
+            if entry != array and os.path.isdir(entry) and not os.path.islink(entry):
+                ins += folder_links(entry)
     for link, target in ins:
-        if meets(target, node):
+        if into_output(target):
             raise refuse(
                 link,
                 target,
@@ -173,6 +207,14 @@ def _refuse_linked(src: Location, src_path: str, dst: Location, path: str) -> No
                     f"where the input's folder {link} leads too ({target})",
                     "remove that link from the output, or give another output.store",
                 )
+
+
+def _entries(folder: str) -> list[str]:
+    """The names in the local ``folder`` ([] where it cannot be listed)."""
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def check_stores_apart(config: Config) -> None:

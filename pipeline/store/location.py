@@ -1538,7 +1538,9 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
     """Every symbolic link to a folder under the local folder ``root`` (``root`` itself
     not counted): its path, and where it leads (resolved). Followed as :func:`local_files`
     follows them, to find links behind links; not one to ``root`` or above it
-    (:func:`links_above`, which no walk follows), nor a folder twice. Costs one listing per
+    (:func:`links_above`, which no walk follows), nor a folder twice; and every link to
+    nothing (yet), where it would lead, since a folder may be made there (a resume's, an
+    input's that ``input.generate.when_missing`` makes). Costs one listing per
     folder: an entry is told a file, a folder or a link by the listing's own types, so a store of
     millions of chunk files gets no look at each (no ``stat`` per chunk). ``deep`` False:
     the links among ``root``'s own entries alone (one listing). [] where ``root`` is no
@@ -1561,8 +1563,14 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
         for e in entries:
             try:
                 if e.is_symlink():
-                    if not e.is_dir() or links_above(e.path, real_root):
-                        continue  # a link to a file, to nothing, or to the store or above
+                    if not e.is_dir():
+                        if not _leads_somewhere(e) and not links_above(e.path, real_root):
+                            # to nothing yet: where its folder would be (an input not made
+                            # yet, a resume's chunk folder), counted too (h74a)
+                            found.append((e.path, os.path.realpath(e.path)))
+                        continue  # a link to a file, or not followed
+                    if links_above(e.path, real_root):
+                        continue  # to the store or above
                     found.append((e.path, os.path.realpath(e.path)))
                 elif not e.is_dir(follow_symlinks=False):
                     continue
@@ -1571,6 +1579,17 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
             if deep:
                 stack.append(e.path)
     return found
+
+
+def _leads_somewhere(entry: os.DirEntry[str]) -> bool:
+    """Whether the listed symbolic link ``entry``, no folder, leads to something (a file);
+    False where its target is not there. Its target's ``stat`` is the one ``entry.is_dir()``
+    made and kept, so a link to a file costs no second look."""
+    try:
+        entry.stat()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def links_above(path: str, real_root: str) -> bool:
