@@ -29,7 +29,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputError, OutputError, StoreError
 from pipeline.running.runner import plan_run
 from pipeline.store.arrays import ArrayInfo, check_reader_sees_chunks, describe_array
-from pipeline.store.location import Location
+from pipeline.store.location import Location, files_on_inodes
 from tests.conftest import make_array, read_array, record_of, reference, write_config
 from tests.faultkit import error_of, refused, undeletable
 from tests.storekit import ODD_NAMES, check_literal_keys, round_trip, tar_of_uncompressed
@@ -1319,3 +1319,26 @@ def test_a_summary_in_the_home_folder_is_written_there(tmp_path, cli, monkeypatc
     assert rc == 0, err
     assert json.loads((home / "s.json").read_text())["status"] == "complete"
     assert sorted(p.name for p in here.iterdir()) == ["in.zarr", "out.zarr", "run.yaml"]
+
+
+def test_a_store_s_hard_links_are_looked_for_as_its_files_are_walked(tmp_path: Path) -> None:
+    """``location.files_on_inodes`` (a resume's look for an output file that is a hard link
+    to one of the input's) walks a store as its files are walked: into a folder that is a
+    link elsewhere (chunks moved to another disk), but not up a link to the store's folder or
+    above it, where it had taken the store's neighbours, the input among them, for the
+    output's own files (and not into a top entry it is told to skip)."""
+    inp, out, elsewhere = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "disk"
+    for folder in (inp / "c", out / "c", elsewhere, out / ".pipeline"):
+        folder.mkdir(parents=True)
+    (inp / "c" / "0").write_bytes(b"input")
+    (inp / "c" / "1").write_bytes(b"input too")
+    os.link(inp / "c" / "1", elsewhere / "1")  # behind the output's linked folder
+    os.link(inp / "c" / "1", out / ".pipeline" / "1")  # in the skipped entry
+    (out / "c" / "0").write_bytes(b"output")
+    (out / "moved").symlink_to(elsewhere, target_is_directory=True)
+    (out / "up").symlink_to("..", target_is_directory=True)  # the output's own neighbours
+    inodes = {
+        (s.st_dev, s.st_ino) for s in (os.stat(p) for p in (inp / "c" / "0", inp / "c" / "1"))
+    }
+    found = files_on_inodes(str(out), inodes, skip=(".pipeline",))
+    assert found == [str(out / "moved" / "1")], found

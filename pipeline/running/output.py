@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Container
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,13 @@ from pipeline.planning.plan import fields_edited, record_edited, with_check
 from pipeline.running import waiting
 from pipeline.store import arrays, datasets
 from pipeline.store.ledger import RECORD, Ledger, group_lock
-from pipeline.store.location import Location, folder_links, local_same, local_within
+from pipeline.store.location import (
+    Location,
+    files_on_inodes,
+    folder_links,
+    local_same,
+    local_within,
+)
 
 log = logging.getLogger("pipeline")
 
@@ -1344,40 +1349,6 @@ def _named_or_refused(plan: Plan, state: str, refusal: OutputError) -> OutputErr
     return OutputError(str(refused), **{**refused.data, "status": state})
 
 
-def _files_on_inodes(folder: str, inodes: Container[tuple[int, int]]) -> list[str]:
-    """The files below the local ``folder`` (the run record's folder left out; folders that
-    are links followed, once each) whose (device, inode) is among ``inodes``. One listing
-    per folder: a file's inode is the listing's own (``DirEntry.inode``), its device its
-    folder's, and only a file found so is looked at (``lstat``), so an output of millions
-    of chunk files gets no look at each."""
-    found: list[str] = []
-    seen: set[tuple[int, int]] = set()
-    stack = [folder]
-    while stack:
-        here = stack.pop()
-        try:
-            st = os.stat(here)
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(here) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.is_dir():
-                    if e.name != RECORD or here != folder:
-                        stack.append(e.path)
-                elif not e.is_symlink() and (st.st_dev, e.inode()) in inodes:
-                    at = os.lstat(e.path)
-                    if (at.st_dev, at.st_ino) in inodes:
-                        found.append(e.path)
-            except OSError:
-                continue
-    return sorted(found)
-
-
 def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     """Refuse a resume of the local output ``where`` a file of which is a hard link to one
     of the local input's (one file under two names: ``ln in.zarr/c/0/0 out.zarr/c/0/0``, or
@@ -1390,14 +1361,14 @@ def _refuse_input_hard_links(plan: Plan, where: str, state: str) -> None:
     'hard linked', ``link`` (the first of the output's such files) and ``target`` (the
     input's). Looked for only where an input file has other links (:attr:`Plan.input_linked`,
     from the identity's walk of the input), then by one listing of the output's folders
-    (:func:`_files_on_inodes`): no look at each chunk file. Hard links between two outputs
-    (``cp -al out.zarr copy.zarr``) are left: a write replaces the file, never writes through
-    it, so the other output keeps its bytes."""
+    (:func:`~pipeline.store.location.files_on_inodes`): no look at each chunk file. Hard
+    links between two outputs (``cp -al out.zarr copy.zarr``) are left: a write replaces the
+    file, never writes through it, so the other output keeps its bytes."""
     linked = plan.input_linked
     o = plan.output
     if not linked or not o.location.is_local or not plan.input.location.is_local:
         return
-    found = _files_on_inodes(o.location.join(o.path), linked)
+    found = files_on_inodes(o.location.join(o.path), linked, skip=(RECORD,))
     if not found:
         return
     at = os.lstat(found[0])

@@ -23,7 +23,7 @@ import sys
 import threading
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -1534,20 +1534,17 @@ def local_files(root: str) -> Iterator[tuple[str, str]]:
             yield os.path.join(dirpath, f), f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"
 
 
-def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
-    """Every symbolic link to a folder under the local folder ``root`` (``root`` itself
-    not counted): its path, and where it leads (resolved). Followed as :func:`local_files`
-    follows them, to find links behind links; not one to ``root`` or above it
-    (:func:`links_above`, which no walk follows), nor a folder twice; and every link to
-    nothing (yet), where it would lead, since a folder may be made there (a resume's, an
-    input's that ``input.generate.when_missing`` makes). Costs one listing per
-    folder: an entry is told a file, a folder or a link by the listing's own types, so a store of
-    millions of chunk files gets no look at each (no ``stat`` per chunk). ``deep`` False:
-    the links among ``root``'s own entries alone (one listing). [] where ``root`` is no
-    folder."""
-    real_root = os.path.realpath(root)
-    found: list[tuple[str, str]] = []
-    seen: set[tuple[int, int]] = set()  # folders by (device, inode): a loop of links ends
+def folder_listings(
+    root: str,
+) -> Iterator[tuple[str, int, list[os.DirEntry[str]], list[str]]]:
+    """Each folder of a walk from the local folder ``root`` (``root`` first), listed once:
+    its path, its device, its entries (one ``scandir`` each: an entry is told a file, a
+    folder or a link by the listing's own types, and carries its inode, so a store of millions
+    of chunk files gets no look at each), and a list into which the caller puts the paths of
+    the entries to walk into next (as ``os.walk``'s ``dirs``). A folder is listed once however
+    it is reached (by device and inode: a loop of links ends); one gone, no folder or not
+    readable is passed over (nothing under it is written)."""
+    seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -1558,8 +1555,25 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = list(it)
-        except OSError:  # gone, not a folder, or not readable: nothing under it is written
+        except OSError:
             continue
+        into: list[str] = []
+        yield folder, st.st_dev, entries, into
+        stack.extend(into)
+
+
+def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
+    """Every symbolic link to a folder under the local folder ``root`` (``root`` itself
+    not counted): its path, and where it leads (resolved). Followed as :func:`local_files`
+    follows them, to find links behind links; not one to ``root`` or above it
+    (:func:`links_above`, which no walk follows), nor a folder twice; and every link to
+    nothing (yet), where it would lead, since a folder may be made there (a resume's, an
+    input's that ``input.generate.when_missing`` makes). Costs one listing per folder
+    (:func:`folder_listings`): no ``stat`` per chunk. ``deep`` False: the links among
+    ``root``'s own entries alone (one listing). [] where ``root`` is no folder."""
+    real_root = os.path.realpath(root)
+    found: list[tuple[str, str]] = []
+    for _, _, entries, into in folder_listings(root):
         for e in entries:
             try:
                 if e.is_symlink():
@@ -1577,8 +1591,35 @@ def folder_links(root: str, deep: bool = True) -> list[tuple[str, str]]:
             except OSError:
                 continue
             if deep:
-                stack.append(e.path)
+                into.append(e.path)
     return found
+
+
+def files_on_inodes(
+    root: str, inodes: Container[tuple[int, int]], skip: Container[str] = ()
+) -> list[str]:
+    """The files under the local folder ``root`` whose (device, inode) is among ``inodes``
+    (another name of one of a store's files: a hard link), sorted; ``root``'s own entries
+    named in ``skip`` left out. Walked as :func:`local_files` walks (folders that are links
+    followed, not one to ``root`` or above it, each folder once), by one listing per folder
+    (:func:`folder_listings`: a file's inode is the listing's own, its device its folder's),
+    and only a file found so is looked at (``lstat``): no look at each chunk file."""
+    real_root = os.path.realpath(root)
+    found: list[str] = []
+    for folder, device, entries, into in folder_listings(root):
+        for e in entries:
+            try:
+                if e.is_dir():
+                    top = folder == root and e.name in skip
+                    if not top and not links_above(e.path, real_root):
+                        into.append(e.path)
+                elif not e.is_symlink() and (device, e.inode()) in inodes:
+                    at = os.lstat(e.path)
+                    if (at.st_dev, at.st_ino) in inodes:
+                        found.append(e.path)
+            except OSError:
+                continue
+    return sorted(found)
 
 
 def _leads_somewhere(entry: os.DirEntry[str]) -> bool:
