@@ -1956,6 +1956,19 @@ def test_an_input_folder_linked_into_the_output_is_refused(tmp_path: Path, cli) 
     assert np.array_equal(read_array(tmp_path / "in.zarr"), x)
 
 
+def _dataset_run(tmp_path: Path, cli: Any, ds: Any) -> tuple[Path, Path, Path]:
+    """``ds`` written by xarray as ``in.zarr`` (Zarr v3, consolidated) and its ``v`` run
+    into ``out.zarr``: the two stores and the config file."""
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        ds.to_zarr(inp, zarr_format=3, consolidated=True)
+    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
+    rc, _, err = cli("run", cfg, "--progress", "none")
+    assert rc == 0, err
+    return inp, out, cfg
+
+
 @pytest.mark.parametrize("linked", ["output", "input", "input-chunks"])
 def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
     tmp_path: Path, cli, linked: str
@@ -1970,13 +1983,7 @@ def test_a_dataset_s_coordinate_linked_across_the_stores_is_refused(
         {"v": (("t", "y"), np.arange(12, dtype=np.float32).reshape(4, 3), {"units": "K"})},
         coords={"t": np.arange(4)},
     )
-    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
-        warnings.simplefilter("ignore")
-        ds.to_zarr(inp, zarr_format=3, consolidated=True)
-    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
-    rc, _, err = cli("run", cfg, "--progress", "none")
-    assert rc == 0, err
+    inp, out, cfg = _dataset_run(tmp_path, cli, ds)
     assert (out / "t" / "zarr.json").is_file()  # the coordinate, written with the variable
     if linked == "output":  # the output's t is the input's
         link, kept = out / "t", inp / "t"
@@ -2010,13 +2017,7 @@ def test_another_variable_linked_across_the_stores_is_left_alone(
         {"v": (("t", "y"), x), "w": (("t", "y"), -x)},
         coords={"t": np.arange(4)},
     )
-    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
-        warnings.simplefilter("ignore")
-        ds.to_zarr(inp, zarr_format=3, consolidated=True)
-    cfg = write_config(tmp_path, inp, out, input={"store": str(inp), "array": "v"})
-    rc, _, err = cli("run", cfg, "--progress", "none")
-    assert rc == 0, err
+    inp, out, cfg = _dataset_run(tmp_path, cli, ds)
     if linked == "output":  # the output group shows the input's w
         link, kept = out / "w", inp / "w"
     else:  # the input's w kept in the output group

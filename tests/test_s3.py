@@ -992,15 +992,8 @@ def test_s3_credentials_given_as_username_and_password_are_never_written_out(
     user, password = "AKIDUSERNAME42", "PASSWORDSECRET987"
     given = {k: v for k, v in options.items() if k not in ("key", "secret")}
     given = {**given, "username": user, "password": password}
-    x = np.arange(20, dtype=np.float32).reshape(4, 5)
-    zarr.create_array(
-        store=_s3_store(f"{url}/in.zarr", given), shape=x.shape, dtype=x.dtype, chunks=(2, 5)
-    )[...] = x
-    cfg = {
-        "input": {"store": f"{url}/in.zarr", "storage_options": given},
-        "output": {"store": f"{url}/out.zarr", "storage_options": given},
-        "stages": [{"op": "square"}],
-    }
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)  # as _sections_over_an_input writes it
+    cfg = {**_sections_over_an_input(url, given), "stages": [{"op": "square"}]}
     summary = pipeline.run(cfg)
     assert summary.status == "complete"
     assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], x * x)
