@@ -8066,3 +8066,48 @@ def test_a_cut_blosc_frame_of_a_carried_v2_text_coordinate_is_named_before_anyth
         assert "Blosc header" in str(e) and len(str(e).splitlines()) == 1, e
         assert not (tmp_path / "out.zarr").exists()
     assert file_states(src) == before
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_coordinates_a_datatree_inherits_from_a_group_above_are_said_in_a_note(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A DataTree (``dt.to_zarr``) whose root holds the dimension coordinate ``x`` (with its
+    units) and whose group ``child`` holds ``v`` on (t, x) with its own ``t``:
+    ``xr.open_datatree`` gives ``v`` both coordinates, ``xr.open_zarr`` of ``child`` only
+    ``t``, and so does the output, which carries its group's. The run had lost ``x`` without
+    a word (h75b); now plan and run say it in a note naming ``x``, its group and the fix,
+    not ``t``, which is carried; a variable whose group holds its own ``x`` gets none. The
+    values are NumPy's chain over the input's, to the bit."""
+    src = tmp_path / "in.zarr"
+    v = np.arange(12.0).reshape(3, 4) - 5.5
+    root = xr.Dataset(coords={"x": ("x", np.arange(4.0) * 2, {"units": "km"})})
+    child = xr.Dataset({"v": (("t", "x"), v)}, coords={"t": [10, 20, 30]})
+    own = xr.Dataset({"v": (("t", "x"), v)}, coords={"t": [10, 20, 30], "x": np.arange(4.0) * 2})
+    tree = xr.DataTree.from_dict({"/": root, "/child": child})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree.to_zarr(str(src), mode="w", zarr_format=zarr_format)
+        # a Dataset's to_zarr writes x into the group (a DataTree's, equal to the root's, not)
+        own.to_zarr(str(src), group="own", mode="w", zarr_format=zarr_format)
+        assert set(xr.open_datatree(str(src), engine="zarr")["child"]["v"].coords) == {"t", "x"}
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": "child/v"},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    (said,) = [n for n in pipeline.plan(cfg).notes if "xr.open_datatree" in n]
+    assert "'x' (of the group '/')" in said and "'t'" not in said, said
+    assert "to_dataset().to_zarr(" in said and len(said.splitlines()) == 1, said
+    summary = pipeline.run(cfg)
+    assert [n for n in summary.notes if "xr.open_datatree" in n] == [said]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = xr.open_zarr(summary.output)
+    assert set(out["v"].coords) == {"t"}
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    assert same_bits(out["v"].values, want)
+    alone = {**cfg, "input": {**cfg["input"], "array": "own/v"}}
+    assert not [n for n in pipeline.plan(alone).notes if "xr.open_datatree" in n]

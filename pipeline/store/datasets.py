@@ -343,6 +343,39 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     )
 
 
+def inherited_coordinates(store: Any, var: Variable) -> list[tuple[str, str]]:
+    """(group, name) of each dimension coordinate that ``xr.open_datatree`` gives the
+    variable ``var`` from a group above its own: a DataTree node inherits its ancestors'
+    indexed coordinates (a 1-D array named for its dimension), the nearest first, where its
+    own group has none of that name; ``xr.open_zarr`` of the variable's group does not read
+    them, and neither does the output, which carries its own group's only. Empty for a
+    variable at the store's root or in no group."""
+    import zarr
+
+    if not var.name or not var.group:
+        return []
+    wanted = [d for d in var.dims if d is not None and d not in var.coords and d != var.name]
+    parts = var.group.split("/")
+    found: list[tuple[str, str]] = []
+    for depth in range(len(parts) - 1, -1, -1):
+        path = "/".join(parts[:depth])
+        try:
+            with _quiet():
+                group = zarr.open_group(store=store, path=path or None, mode="r")
+        except Exception:  # no group there: nothing a DataTree reads from it
+            continue
+        for d in list(wanted):
+            try:
+                with _quiet():
+                    member = group.get(d)
+            except Exception:
+                continue
+            if isinstance(member, zarr.Array) and dims_of(member) == (d,):
+                found.append((path, d))
+                wanted.remove(d)
+    return found
+
+
 def listings(store: Any, group: Any, path: str) -> list[tuple[str, str]]:
     """(lister, name) for each name that a ``coordinates`` attribute in the group ``group``
     (opened, at ``path`` of ``store``) lists: the group's :data:`GLOBAL_COORDINATES` (lister
