@@ -371,8 +371,9 @@ def inherited_coordinates(store: Any, var: Variable) -> list[tuple[str, str]]:
             except Exception:
                 continue
             if isinstance(member, zarr.Array) and dims_of(member) == (d,):
-                found.append((path, d))
                 wanted.remove(d)
+                if tuple(member.shape) == (var.sizes.get(d),):  # else no tree opens there
+                    found.append((path, d))
     return found
 
 
