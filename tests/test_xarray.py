@@ -8066,3 +8066,150 @@ def test_a_cut_blosc_frame_of_a_carried_v2_text_coordinate_is_named_before_anyth
         assert "Blosc header" in str(e) and len(str(e).splitlines()) == 1, e
         assert not (tmp_path / "out.zarr").exists()
     assert file_states(src) == before
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_coordinates_a_datatree_inherits_from_a_group_above_are_said_in_a_note(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A DataTree (``dt.to_zarr``) whose root holds the dimension coordinate ``x`` (with its
+    units) and whose group ``child`` holds ``v`` on (t, x) with its own ``t``:
+    ``xr.open_datatree`` gives ``v`` both coordinates, ``xr.open_zarr`` of ``child`` only
+    ``t``, and so does the output, which carries its group's. The run had lost ``x`` without
+    a word (h75b); now plan and run say it in a note naming ``x``, its group and the fix,
+    not ``t``, which is carried; a variable whose group holds its own ``x`` gets none. The
+    values are NumPy's chain over the input's, to the bit."""
+    src = tmp_path / "in.zarr"
+    v = np.arange(12.0).reshape(3, 4) - 5.5
+    root = xr.Dataset(coords={"x": ("x", np.arange(4.0) * 2, {"units": "km"})})
+    child = xr.Dataset({"v": (("t", "x"), v)}, coords={"t": [10, 20, 30]})
+    own = xr.Dataset({"v": (("t", "x"), v)}, coords={"t": [10, 20, 30], "x": np.arange(4.0) * 2})
+    tree = xr.DataTree.from_dict({"/": root, "/child": child})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree.to_zarr(str(src), mode="w", zarr_format=zarr_format)
+        # a Dataset's to_zarr writes x into the group (a DataTree's, equal to the root's, not)
+        own.to_zarr(str(src), group="own", mode="w", zarr_format=zarr_format)
+        assert set(xr.open_datatree(str(src), engine="zarr")["child"]["v"].coords) == {"t", "x"}
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": "child/v"},
+        "output": {"store": str(tmp_path / "out.zarr")},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    (said,) = [n for n in pipeline.plan(cfg).notes if "xr.open_datatree" in n]
+    assert "'x' (of the group '/')" in said and "'t'" not in said, said
+    assert "to_dataset().to_zarr(" in said and len(said.splitlines()) == 1, said
+    summary = pipeline.run(cfg)
+    assert [n for n in summary.notes if "xr.open_datatree" in n] == [said]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = xr.open_zarr(summary.output)
+    assert set(out["v"].coords) == {"t"}
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    assert same_bits(out["v"].values, want)
+    alone = {**cfg, "input": {**cfg["input"], "array": "own/v"}}
+    assert not [n for n in pipeline.plan(alone).notes if "xr.open_datatree" in n]
+
+
+@pytest.mark.parametrize("where", ["group", "store"])
+def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
+    tmp_path: Path, where: str
+) -> None:
+    """An output written below a DataTree's group whose dimension coordinate ``x`` has other
+    values (or another size) than the variable's: ``xr.open_datatree`` of the store, which
+    opened before, failed on every group after the run ("group '/res' is not aligned with
+    its parents"), exit 0 (h75b). Now refused before anything is written, in one line
+    naming the group and the dimension, as an output.array in the tree's store or as an
+    output.store inside it; with the same coordinate it runs, and the tree opens."""
+    src, tree = tmp_path / "in.zarr", tmp_path / "tree.zarr"
+    v = np.arange(12.0).reshape(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"v": (("t", "x"), v)}, coords={"x": np.arange(4.0) + 100}).to_zarr(
+            str(src), mode="w"
+        )
+    output = (
+        {"store": str(tree), "array": "res/v"}
+        if where == "group"
+        else {"store": str(tree / "res"), "array": "v"}
+    )
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": "v"},
+        "output": output,
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    for x, said in ((np.arange(4.0), "other values"), (np.arange(5.0), "5 elements")):
+        shutil.rmtree(tree, ignore_errors=True)
+        root = xr.Dataset(coords={"x": x})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            xr.DataTree.from_dict({"/": root, "/a": xr.Dataset({"w": ("x", x)})}).to_zarr(
+                str(tree), mode="w"
+            )
+        before = file_states(tree)
+        for overwrite in (None, True):
+            with pytest.raises(OutputError) as info:
+                pipeline.run(cfg, overwrite=overwrite)
+            e = info.value
+            assert (e.group, e.dimension) == (str(tree), "x"), e
+            assert said in str(e) and "xr.open_datatree" in str(e), e
+            assert len(str(e).splitlines()) == 1, e
+        assert file_states(tree) == before
+    shutil.rmtree(tree)
+    root = xr.Dataset(coords={"x": np.arange(4.0) + 100})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.DataTree.from_dict({"/": root}).to_zarr(str(tree), mode="w")
+        assert pipeline.run(cfg).status == "complete"
+        opened = xr.open_datatree(str(tree), engine="zarr")
+    got = opened["res"]["v"].values
+    with np.errstate(all="ignore"):
+        want = apply_chain(plan_chain(parse_config(cfg).stage_specs(), v.dtype), v)
+    assert same_bits(got, want)
+
+
+def test_an_output_above_a_datatree_group_of_other_coordinates_is_refused(tmp_path: Path) -> None:
+    """``overwrite=True`` writes a Dataset output into a group that holds other groups (a
+    DataTree's root): its coordinate ``x`` of other values than the group ``a`` below it
+    has, or a dimension ``x`` of another size than ``b/c``'s (no coordinate there), had left
+    ``xr.open_datatree`` failing on the whole store, exit 0 (h75b). Now refused in one line
+    naming that group, nothing written; where they agree the run writes it, the tree opens."""
+    src, tree = tmp_path / "in.zarr", tmp_path / "tree.zarr"
+    v = np.arange(12.0).reshape(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"v": (("t", "x"), v)}, coords={"x": np.arange(4.0) + 100}).to_zarr(
+            str(src), mode="w"
+        )
+    cfg: dict[str, Any] = {
+        "input": {"store": str(src), "array": "v"},
+        "output": {"store": str(tree), "array": "v"},
+        "stages": STAGES,
+        "cluster": _THREADS,
+    }
+    cases = (
+        ({"/a": xr.Dataset(coords={"x": np.arange(4.0)})}, "a", "other values"),
+        ({"/b/c": xr.Dataset({"q": ("x", np.arange(5.0))})}, "b/c", "5 elements"),
+    )
+    for groups, group, said in cases:
+        shutil.rmtree(tree, ignore_errors=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            xr.DataTree.from_dict(groups).to_zarr(str(tree), mode="w")
+        before = file_states(tree)
+        with pytest.raises(OutputError) as info:
+            pipeline.run(cfg, overwrite=True)
+        e = info.value
+        assert (e.group, e.dimension) == (str(tree / group), "x"), e
+        assert said in str(e) and "below it" in str(e) and len(str(e).splitlines()) == 1, e
+        assert file_states(tree) == before
+    shutil.rmtree(tree)
+    agreeing = {"/a": xr.Dataset(coords={"x": np.arange(4.0) + 100}), "/b": xr.Dataset()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.DataTree.from_dict(agreeing).to_zarr(str(tree), mode="w")
+        assert pipeline.run(cfg, overwrite=True).status == "complete"
+        assert set(xr.open_datatree(str(tree), engine="zarr").groups) == {"/", "/a", "/b"}

@@ -165,6 +165,10 @@ def carried(
     notes += [plain_note] if plain_note else []
     if frame:
         assert variable is not None
+        inherited = inherited_note(loc, store, variable)
+        notes += [inherited] if inherited else []
+    if frame:
+        assert variable is not None
         _refuse_unreadable_fills(store, variable, loc)
         _check_sizes(loc, variable)  # after: a stale consolidated copy is what explains it
         _check_frame_fits(loc, store, variable, memory_available)
@@ -943,6 +947,27 @@ def alone_fill_note(config: Config, arr: Any, alone: bool) -> str | None:
         f"{found.said_fills()} are read as numbers, as zarr-python reads them; "
         "input.mask_and_scale: true reads them as missing (NaN), as xarray reads a Zarr v2 "
         "variable's fill value in a Dataset"
+    )
+
+
+def inherited_note(loc: Location, store: Any, variable: Variable) -> str | None:
+    """The plan's note for a variable of a DataTree's group below the store's root whose
+    dimensions have coordinates in a group above its own (h75b: a root's ``x`` and ``time``,
+    which ``xr.open_datatree`` gives the variable, were lost from the output without a word):
+    the output carries its own group's coordinates only, as ``xr.open_zarr`` of that group
+    reads them. None where no such coordinate is there."""
+    found = datasets.inherited_coordinates(store, variable)
+    if not found:
+        return None
+    where = loc.join(variable.group + "/" + variable.name)
+    names = ", ".join(f"{name!r} (of the group {('/' + group)!r})" for group, name in found)
+    return (
+        f"xr.open_datatree gives the input variable {where} the coordinates {names} of a "
+        "group above its own (a DataTree's inherited coordinates), which the output does "
+        f"not carry: it carries those of its group, as xr.open_zarr(..., "
+        f"group={variable.group!r}) reads it; to carry them, write them into that group "
+        f"(xr.open_datatree(STORE, engine='zarr')[{variable.group!r}].to_dataset()"
+        ".to_zarr(NEW_STORE)) and run on that"
     )
 
 

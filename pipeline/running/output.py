@@ -784,6 +784,7 @@ def check_frame_fits(plan: Plan) -> None:
     _refuse_closing_a_dataset(plan)
     if group is None or variable is None:
         return
+    _refuse_misaligning_a_tree(plan)
     replaced = set(replaced_coordinates(plan))
     # the user's coordinates equal to the input's are left in place (_create): never deleted,
     # so nothing of the user's in their folders goes, and nothing there is refused
@@ -958,6 +959,55 @@ def enclosing_group(plan: Plan) -> tuple[Location, str, str] | None:
         return loc, group, name
     up = loc.parent()
     return None if up is None else (up[0], "", up[1])
+
+
+def _refuse_misaligning_a_tree(plan: Plan) -> None:
+    """Refuse (OutputError, before anything is written) a Dataset output whose group lies below
+    a group (of its store, or one that holds the store: ``output.store: tree.zarr/res``) with
+    a dimension coordinate of one of its dimensions of another size, or of other values than
+    the coordinate it carries (:func:`pipeline.store.datasets.misaligned_ancestor`), or
+    above a group (written into with ``--overwrite``) with such a dimension of another size
+    or such a coordinate of other values (:func:`~pipeline.store.datasets.misaligned_descendant`):
+    ``xr.open_datatree`` of the store requires each group to be aligned with those above it,
+    and failed on the whole tree after such a run (h75b: the user's DataTree, which opened
+    before, no longer did, exit 0). Fields ``output``, ``group`` (where the other coordinate
+    is), ``dimension``."""
+    group, variable = output_group(plan), plan.carried.variable
+    if group is None or variable is None:
+        return
+    loc = plan.output.location
+    store = loc.zarr_store(read_only=True)
+    parts = group.split("/") if group else []
+    ancestors = [
+        (store, "/".join(parts[:depth]), loc.join("/".join(parts[:depth])))
+        for depth in range(len(parts) - 1, -1, -1)
+    ]
+    with contextlib.suppress(OSError):  # nothing known above the store: its own groups only
+        ancestors += [
+            (holder.zarr_store(read_only=True), "", holder.join(""))
+            for holder, _ in arrays.enclosing_groups(loc)
+        ]
+    src = plan.input.location.zarr_store(read_only=True)
+    found = datasets.misaligned_ancestor(src, variable, ancestors)
+    side = "above"
+    if found is None:
+        found = datasets.misaligned_descendant(src, variable, store, group)
+        side = "below"
+        if found is not None:
+            found = (loc.join(found[0]), found[1], found[2])
+    if found is None:
+        return
+    label, dim, why = found
+    where = loc.join(plan.output.path)
+    raise OutputError(
+        f"cannot write {where}: the group {label.rstrip('/')} {side} it {why}, and "
+        "xr.open_datatree of the store would fail on every "
+        "group (one not aligned with those above it), even with --overwrite; choose another "
+        "output.store or output.array",
+        output=where,
+        group=label.rstrip("/"),
+        dimension=dim,
+    )
 
 
 def _refuse_replacing_a_reference(plan: Plan) -> None:

@@ -343,6 +343,150 @@ def variable_of(store: Any, path: str, arr: Any) -> Variable | None:
     )
 
 
+def inherited_coordinates(store: Any, var: Variable) -> list[tuple[str, str]]:
+    """(group, name) of each dimension coordinate that ``xr.open_datatree`` gives the
+    variable ``var`` from a group above its own: a DataTree node inherits its ancestors'
+    indexed coordinates (a 1-D array named for its dimension), the nearest first, where its
+    own group has none of that name; ``xr.open_zarr`` of the variable's group does not read
+    them, and neither does the output, which carries its own group's only. Empty for a
+    variable at the store's root or in no group."""
+    import zarr
+
+    if not var.name or not var.group:
+        return []
+    wanted = [d for d in var.dims if d is not None and d not in var.coords and d != var.name]
+    parts = var.group.split("/")
+    found: list[tuple[str, str]] = []
+    for depth in range(len(parts) - 1, -1, -1):
+        path = "/".join(parts[:depth])
+        try:
+            with _quiet():
+                group = zarr.open_group(store=store, path=path or None, mode="r")
+        except Exception:  # no group there: nothing a DataTree reads from it
+            continue
+        for d in list(wanted):
+            try:
+                with _quiet():
+                    member = group.get(d)
+            except Exception:
+                continue
+            if isinstance(member, zarr.Array) and dims_of(member) == (d,):
+                wanted.remove(d)
+                if tuple(member.shape) == (var.sizes.get(d),):  # else no tree opens there
+                    found.append((path, d))
+    return found
+
+
+def _indexes(store: Any, group: str) -> dict[str, Any]:
+    """The dimension coordinates of the group ``group`` of ``store`` as xarray indexes them
+    (pandas indexes, decoded: times as dates), which a DataTree aligns its groups by; {}
+    where xarray does not open the group (no DataTree opens there either)."""
+    return _aligned_by(store, group)[1]
+
+
+def _aligned_by(store: Any, group: str) -> tuple[dict[str, int], dict[str, Any]]:
+    """(the sizes of its dimensions, its indexes: :func:`_indexes`) of the group ``group`` of
+    ``store`` as xarray opens it; ({}, {}) where xarray does not open it."""
+    import xarray as xr
+
+    try:
+        with _quiet():
+            ds = xr.open_zarr(store, group=group or None, consolidated=False, chunks=None)
+            sizes = {str(k): int(v) for k, v in ds.sizes.items()}
+            return sizes, {str(k): v for k, v in ds.indexes.items()}
+    except Exception:
+        return {}, {}
+
+
+def misaligned_descendant(
+    src_store: Any, var: Variable, store: Any, group: str
+) -> tuple[str, str, str] | None:
+    """Where a Dataset output of the variable ``var`` (of ``src_store``), written with its
+    coordinates in the group ``group`` of ``store``, would leave a group below it not aligned
+    with it, as ``xr.open_datatree`` requires: (that group's path, the dimension, how it
+    differs) for the first with a dimension of the variable's of another size, or its own
+    coordinate there of other values than the one the output carries, where no group
+    between them has a coordinate of that dimension (which it is aligned with already);
+    None where every one agrees."""
+    import zarr
+
+    wanted = {d: n for d, n in var.sizes.items() if d in var.dims}
+    own: dict[str, Any] | None = None
+    try:
+        with _quiet():
+            top = zarr.open_group(store=store, path=group or None, mode="r")
+            below = [(f"{group}/{k}" if group else k, set(wanted)) for k, _ in top.groups()]
+    except Exception:  # no group there yet: nothing below it
+        return None
+    while below:
+        path, dims = below.pop(0)
+        sizes, indexes = _aligned_by(store, path)
+        for d in sorted(dims):
+            if d in sizes and sizes[d] != wanted[d]:
+                return (
+                    path,
+                    d,
+                    f"has the dimension {d!r} of {sizes[d]} elements, the output's {wanted[d]}",
+                )
+            if d in indexes and d in var.coords:
+                if own is None:
+                    own = _indexes(src_store, var.group)
+                if d in own and not own[d].equals(indexes[d]):
+                    return (
+                        path,
+                        d,
+                        f"has the dimension coordinate {d!r} of other values than the output's",
+                    )
+        left = {d for d in dims if d not in indexes}
+        if not left:
+            continue
+        try:
+            with _quiet():
+                g = zarr.open_group(store=store, path=path, mode="r")
+                below += [(f"{path}/{k}", left) for k, _ in g.groups()]
+        except Exception:
+            continue
+    return None
+
+
+def misaligned_ancestor(
+    src_store: Any, var: Variable, ancestors: list[tuple[Any, str, str]]
+) -> tuple[str, str, str] | None:
+    """Where a Dataset output of the variable ``var`` (of ``src_store``), written with its
+    coordinates, would not be aligned with the groups above it, as ``xr.open_datatree`` of
+    the store requires (it refuses the whole tree: "group ... is not aligned with its
+    parents"): (the group's label, the dimension, how it differs) for the nearest group of
+    ``ancestors`` ((store, group path, label), nearest first) with a dimension coordinate of
+    the variable's dimension of another size, or of other values where the output carries
+    a coordinate of its own there; None where every one agrees."""
+    wanted = [d for d in var.dims if d is not None]
+    own: dict[str, Any] | None = None
+    for store, group, label in ancestors:
+        if not wanted:
+            break
+        found = _indexes(store, group)
+        for d in [d for d in wanted if d in found]:
+            wanted.remove(d)
+            theirs, size = found[d], var.sizes.get(d)
+            if size is not None and len(theirs) != size:
+                return (
+                    label,
+                    d,
+                    f"has the dimension {d!r} of {len(theirs)} elements, the output's {size}",
+                )
+            if d not in var.coords:
+                continue
+            if own is None:
+                own = _indexes(src_store, var.group)
+            if d in own and not own[d].equals(theirs):
+                return (
+                    label,
+                    d,
+                    f"has the dimension coordinate {d!r} of other values than the output's",
+                )
+    return None
+
+
 def listings(store: Any, group: Any, path: str) -> list[tuple[str, str]]:
     """(lister, name) for each name that a ``coordinates`` attribute in the group ``group``
     (opened, at ``path`` of ``store``) lists: the group's :data:`GLOBAL_COORDINATES` (lister
