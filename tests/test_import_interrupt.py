@@ -334,3 +334,92 @@ def test_ctrl_c_that_python_dropped_in_a_finalizer_still_stops_the_run(tmp_path:
     assert np.array_equal(
         read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
     )
+
+
+#: ``python SCRIPT CONFIG``: a Ctrl-C at each point of ``waiting.imports_uninterrupted``'s
+#: own code where Python runs a signal's handler (as each call its frame makes is entered or
+#: returns, a C function's too: a profile function sends SIGINT at the k-th such point, k = 1,
+#: 2, ... until the call makes no more), each in a call of its own with an empty body. A JSON
+#: line: the points, and those after which the call raised no KeyboardInterrupt, or left its
+#: handler set or the interrupt pending; then, each point again without a look between, what
+#: the process's next ``pipeline.run`` (a notebook's next cell) returned.
+EVERY_POINT = """
+import json, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a notebook's kernel has it
+import pipeline
+from pipeline.running import waiting
+
+code = waiting.imports_uninterrupted.__wrapped__.__code__
+
+
+def attempt(k):
+    count = [0]
+
+    def profile(frame, event, arg):
+        ours = (event in ("c_call", "c_return") and frame.f_code is code) or (
+            event in ("call", "return")
+            and frame.f_back is not None
+            and frame.f_back.f_code is code
+        )
+        if ours:
+            count[0] += 1
+            if count[0] == k:
+                signal.raise_signal(signal.SIGINT)
+
+    raised = False
+    sys.setprofile(profile)
+    try:
+        with waiting.imports_uninterrupted():
+            pass
+    except KeyboardInterrupt:
+        raised = True
+    finally:
+        sys.setprofile(None)
+    return count[0] >= k, raised
+
+
+points, bad = 0, []
+while True:
+    reached, raised = attempt(points + 1)
+    if not reached:
+        break
+    points += 1
+    left = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    if left or waiting._interrupt != "none" or not raised:
+        bad.append({"point": points, "raised": raised, "handler_left": left,
+                    "interrupt": waiting._interrupt})
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the next point afresh
+    waiting.reset()
+print(json.dumps({"points": points, "bad": bad}), flush=True)
+for k in range(1, points + 1):
+    attempt(k)
+try:
+    again = pipeline.run(sys.argv[1]).status
+except BaseException as e:
+    again = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": again}), flush=True)
+"""
+
+
+def test_ctrl_c_anywhere_in_the_calls_signal_guard_leaves_nothing_for_the_next_call(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C that lands in ``imports_uninterrupted``'s own code (as its handler is set, as
+    the call ends: the held-back signal sent again lands there too) is raised, and leaves
+    Python's handler back and no interrupt pending. One that landed just after the handler
+    was set, or as it was taken down, had left it set and the interrupt pending: the
+    process's next ``pipeline.run`` found a handler not Python's, so started no state afresh,
+    and stopped as interrupted at its first wait, no Ctrl-C pressed (and the caller's next
+    Ctrl-C in an import of its own was dropped by the stale handler)."""
+    config = _config(tmp_path)
+    (tmp_path / "script.py").write_text(EVERY_POINT)
+    proc = run_python([tmp_path / "script.py", config], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    swept, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    assert swept["points"] >= 4, (swept, proc.stderr)  # the premise: the points were reached
+    assert swept["bad"] == [], (swept, proc.stderr)
+    assert again == {"again": "complete"}, (swept, again, proc.stderr)
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
+    )
