@@ -336,21 +336,34 @@ def test_ctrl_c_that_python_dropped_in_a_finalizer_still_stops_the_run(tmp_path:
     )
 
 
-#: ``python SCRIPT CONFIG``: a Ctrl-C at each point of ``waiting.imports_uninterrupted``'s
-#: own code where Python runs a signal's handler (as each call its frame makes is entered or
-#: returns, a C function's too: a profile function sends SIGINT at the k-th such point, k = 1,
-#: 2, ... until the call makes no more), each in a call of its own with an empty body. A JSON
-#: line: the points, and those after which the call raised no KeyboardInterrupt, or left its
-#: handler set or the interrupt pending; then, each point again without a look between, what
-#: the process's next ``pipeline.run`` (a notebook's next cell) returned.
+#: ``python SCRIPT CONFIG WHAT``: a Ctrl-C at each point where Python runs a signal's handler
+#: in the own code of WHAT: ``guard``, ``waiting.imports_uninterrupted`` (an empty body), or
+#: ``cli``, ``pipeline.cli.main(["schema"])`` as a caller in Python calls it (its handlers set
+#: and put back); the points: as each call its frame makes is entered or returns, a C
+#: function's too (a profile function sends SIGINT at the k-th, k = 1, 2, ... until the call
+#: makes no more), each in a call of its own. A JSON line: the points, and those after which
+#: SIGINT's or SIGTERM's handler was not the caller's, or the interrupt was left pending (for
+#: ``guard`` also: no KeyboardInterrupt raised); then, each point again without a look
+#: between, what the process's next ``pipeline.run`` (a notebook's next cell) returned.
 EVERY_POINT = """
-import json, signal, sys
+import contextlib, io, json, signal, sys
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as a notebook's kernel has it
 import pipeline
+from pipeline import cli
 from pipeline.running import waiting
 
-code = waiting.imports_uninterrupted.__wrapped__.__code__
+what = sys.argv[2]
+code = (waiting.imports_uninterrupted.__wrapped__ if what == "guard" else cli.main).__code__
+
+
+def call():
+    if what == "guard":
+        with waiting.imports_uninterrupted():
+            pass
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(["schema"])
 
 
 def attempt(k):
@@ -370,8 +383,7 @@ def attempt(k):
     raised = False
     sys.setprofile(profile)
     try:
-        with waiting.imports_uninterrupted():
-            pass
+        call()
     except KeyboardInterrupt:
         raised = True
     finally:
@@ -385,11 +397,19 @@ while True:
     if not reached:
         break
     points += 1
-    left = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    if left or waiting._interrupt != "none" or not raised:
-        bad.append({"point": points, "raised": raised, "handler_left": left,
-                    "interrupt": waiting._interrupt})
+    left = [
+        name
+        for name, s, h in (
+            ("SIGINT", signal.SIGINT, signal.default_int_handler),
+            ("SIGTERM", signal.SIGTERM, signal.SIG_DFL),
+        )
+        if signal.getsignal(s) is not h
+    ]
+    if left or waiting.pending() or (what == "guard" and not raised):
+        bad.append({"point": points, "raised": raised, "left": left,
+                    "pending": waiting.pending()})
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the next point afresh
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     waiting.reset()
 print(json.dumps({"points": points, "bad": bad}), flush=True)
 for k in range(1, points + 1):
@@ -402,19 +422,22 @@ print(json.dumps({"again": again}), flush=True)
 """
 
 
-def test_ctrl_c_anywhere_in_the_calls_signal_guard_leaves_nothing_for_the_next_call(
-    tmp_path: Path,
+@pytest.mark.parametrize("what", ["guard", "cli"])
+def test_ctrl_c_anywhere_in_setting_and_putting_back_handlers_leaves_nothing_behind(
+    tmp_path: Path, what: str
 ) -> None:
-    """A Ctrl-C that lands in ``imports_uninterrupted``'s own code (as its handler is set, as
-    the call ends: the held-back signal sent again lands there too) is raised, and leaves
-    Python's handler back and no interrupt pending. One that landed just after the handler
-    was set, or as it was taken down, had left it set and the interrupt pending: the
-    process's next ``pipeline.run`` found a handler not Python's, so started no state afresh,
-    and stopped as interrupted at its first wait, no Ctrl-C pressed (and the caller's next
-    Ctrl-C in an import of its own was dropped by the stale handler)."""
+    """A Ctrl-C that lands in the code that sets the pipeline's SIGINT handler and puts the
+    caller's back (the API's ``imports_uninterrupted``, whose held-back signal sent again
+    lands there too; ``cli.main`` called from Python) leaves the caller's handlers and no
+    interrupt pending; the API's guard raises it. One that landed just after the handler
+    was set, or as it was put back (``signal.signal`` is Python code, where handlers run),
+    had left it set and the interrupt pending: the process's next ``pipeline.run`` found a
+    handler not Python's, so started no state afresh, and stopped as interrupted at its
+    first wait, no Ctrl-C pressed (and the caller's next Ctrl-C in an import of its own was
+    dropped by the stale handler)."""
     config = _config(tmp_path)
     (tmp_path / "script.py").write_text(EVERY_POINT)
-    proc = run_python([tmp_path / "script.py", config], tmp_path, timeout=600)
+    proc = run_python([tmp_path / "script.py", config, what], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr
     swept, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
     assert swept["points"] >= 4, (swept, proc.stderr)  # the premise: the points were reached

@@ -113,17 +113,27 @@ def _pause(seconds: float) -> None:
 #: interrupt).
 _interrupt = "none"
 
+#: True while the command line puts its caller's handlers back (:func:`pipeline.cli.main`
+#: given its arguments by a caller in Python): :func:`on_signal` then leaves its interrupt
+#: pending, for the command line to raise once they are back, and raises nothing (its
+#: ``KeyboardInterrupt`` as one was put back had left the rest set, h75a). Set by a plain
+#: assignment, where no signal's handler can run, and cleared by :func:`reset`.
+handing_back = False
+
 
 def on_signal(signum: int, frame: Any) -> None:
     """The command line's handler of SIGINT and SIGTERM: ``KeyboardInterrupt`` where the main
     thread is, pending until it is taken (:func:`take`); nothing once one is taken, so that its
     clean-up (work cancelled, blocks finished and marked, workers stopped, cluster closed; each
     step bounded by a timeout) is not cut short: that would leave workers running and print
-    tracebacks (``Exception ignored in atexit callback``)."""
+    tracebacks (``Exception ignored in atexit callback``). While the command line puts its
+    caller's handlers back (:data:`handing_back`), only pending."""
     global _interrupt
     if _interrupt == "taken":
         return
     _interrupt = "pending"
+    if handing_back:
+        return
     raise KeyboardInterrupt
 
 
@@ -148,8 +158,14 @@ def raise_pending() -> None:
 def reset() -> None:
     """No interrupt: the state at the start and the end of a command (a later command, or a
     caller's ``pipeline.run``, in the same process starts afresh)."""
-    global _interrupt
+    global _interrupt, handing_back
     _interrupt = "none"
+    handing_back = False
+
+
+def pending() -> bool:
+    """Whether an interrupt is pending (a signal came, and nothing took it)."""
+    return _interrupt == "pending"
 
 
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
