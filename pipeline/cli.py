@@ -359,15 +359,31 @@ def main(argv: list[str] | None = None) -> int:
     waiting.reset()  # this command's interrupt only
     if argv is None and TRACKER_WARNINGS not in sys.warnoptions:
         sys.warnoptions.append(TRACKER_WARNINGS)  # before any tracker starts
-    for s in handlers:
-        signal.signal(s, waiting.on_signal)
+    # for a caller in Python, the caller's handlers are put back (SIGINT's last) whatever
+    # lands meanwhile: set inside the try, and put back with on_signal made only to mark its
+    # interrupt pending (a plain assignment, where no handler runs), raised once they are back
+    # (h75a: a signal just after on_signal was set, or as they were put back, signal.signal
+    # being Python code, had left it set and the interrupt pending for the caller's next call)
+    back = [(s, h if h is not None else signal.SIG_DFL) for s, h in reversed(handlers.items())]
+    raised = False
     try:
+        for s in handlers:
+            signal.signal(s, waiting.on_signal)
         status = _main(argv)
+    except BaseException:
+        raised = True
+        raise
     finally:
         if argv is not None:
-            for s, h in handlers.items():
-                signal.signal(s, h if h is not None else signal.SIG_DFL)
-            waiting.reset()  # none left for the caller's next command or pipeline.run
+            waiting.handing_back = True
+            try:
+                for s, h in back:
+                    signal.signal(s, h)
+            finally:
+                lost = waiting.pending()
+                waiting.reset()  # none left for the caller's next command or pipeline.run
+            if lost and not raised:
+                raise KeyboardInterrupt
     if argv is None:
         _leave(status)
     return status

@@ -334,3 +334,115 @@ def test_ctrl_c_that_python_dropped_in_a_finalizer_still_stops_the_run(tmp_path:
     assert np.array_equal(
         read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
     )
+
+
+#: ``python SCRIPT CONFIG WHAT``: a Ctrl-C at each point where Python runs a signal's handler
+#: in the own code of WHAT: ``guard``, ``waiting.imports_uninterrupted`` (an empty body), or
+#: ``cli``, ``pipeline.cli.main(["schema"])`` as a caller in Python calls it (its handlers set
+#: and put back); the points: as each call its frame makes is entered or returns, a C
+#: function's too (a profile function sends SIGINT at the k-th, k = 1, 2, ... until the call
+#: makes no more), each in a call of its own. A JSON line: the points, and those after which
+#: SIGINT's or SIGTERM's handler was not the caller's, or the interrupt was left pending (for
+#: ``guard`` also: no KeyboardInterrupt raised); then, each point again without a look
+#: between, what the process's next ``pipeline.run`` (a notebook's next cell) returned.
+EVERY_POINT = """
+import contextlib, io, json, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a notebook's kernel has it
+import pipeline
+from pipeline import cli
+from pipeline.running import waiting
+
+what = sys.argv[2]
+code = (waiting.imports_uninterrupted.__wrapped__ if what == "guard" else cli.main).__code__
+
+
+def call():
+    if what == "guard":
+        with waiting.imports_uninterrupted():
+            pass
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(["schema"])
+
+
+def attempt(k):
+    count = [0]
+
+    def profile(frame, event, arg):
+        ours = (event in ("c_call", "c_return") and frame.f_code is code) or (
+            event in ("call", "return")
+            and frame.f_back is not None
+            and frame.f_back.f_code is code
+        )
+        if ours:
+            count[0] += 1
+            if count[0] == k:
+                signal.raise_signal(signal.SIGINT)
+
+    raised = False
+    sys.setprofile(profile)
+    try:
+        call()
+    except KeyboardInterrupt:
+        raised = True
+    finally:
+        sys.setprofile(None)
+    return count[0] >= k, raised
+
+
+points, bad = 0, []
+while True:
+    reached, raised = attempt(points + 1)
+    if not reached:
+        break
+    points += 1
+    left = [
+        name
+        for name, s, h in (
+            ("SIGINT", signal.SIGINT, signal.default_int_handler),
+            ("SIGTERM", signal.SIGTERM, signal.SIG_DFL),
+        )
+        if signal.getsignal(s) is not h
+    ]
+    if left or waiting.pending() or (what == "guard" and not raised):
+        bad.append({"point": points, "raised": raised, "left": left,
+                    "pending": waiting.pending()})
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the next point afresh
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    waiting.reset()
+print(json.dumps({"points": points, "bad": bad}), flush=True)
+for k in range(1, points + 1):
+    attempt(k)
+try:
+    again = pipeline.run(sys.argv[1]).status
+except BaseException as e:
+    again = f"{type(e).__name__}: {e}"
+print(json.dumps({"again": again}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("what", ["guard", "cli"])
+def test_ctrl_c_anywhere_in_setting_and_putting_back_handlers_leaves_nothing_behind(
+    tmp_path: Path, what: str
+) -> None:
+    """A Ctrl-C that lands in the code that sets the pipeline's SIGINT handler and puts the
+    caller's back (the API's ``imports_uninterrupted``, whose held-back signal sent again
+    lands there too; ``cli.main`` called from Python) leaves the caller's handlers and no
+    interrupt pending; the API's guard raises it. One that landed just after the handler
+    was set, or as it was put back (``signal.signal`` is Python code, where handlers run),
+    had left it set and the interrupt pending: the process's next ``pipeline.run`` found a
+    handler not Python's, so started no state afresh, and stopped as interrupted at its
+    first wait, no Ctrl-C pressed (and the caller's next Ctrl-C in an import of its own was
+    dropped by the stale handler)."""
+    config = _config(tmp_path)
+    (tmp_path / "script.py").write_text(EVERY_POINT)
+    proc = run_python([tmp_path / "script.py", config, what], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    swept, again = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    assert swept["points"] >= 4, (swept, proc.stderr)  # the premise: the points were reached
+    assert swept["bad"] == [], (swept, proc.stderr)
+    assert again == {"again": "complete"}, (swept, again, proc.stderr)
+    assert np.array_equal(
+        read_array(tmp_path / "out.zarr", "v"), np.arange(60.0).reshape(6, 10) ** 2
+    )

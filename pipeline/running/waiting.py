@@ -113,17 +113,27 @@ def _pause(seconds: float) -> None:
 #: interrupt).
 _interrupt = "none"
 
+#: True while the command line puts its caller's handlers back (:func:`pipeline.cli.main`
+#: given its arguments by a caller in Python): :func:`on_signal` then leaves its interrupt
+#: pending, for the command line to raise once they are back, and raises nothing (its
+#: ``KeyboardInterrupt`` as one was put back had left the rest set, h75a). Set by a plain
+#: assignment, where no signal's handler can run, and cleared by :func:`reset`.
+handing_back = False
+
 
 def on_signal(signum: int, frame: Any) -> None:
     """The command line's handler of SIGINT and SIGTERM: ``KeyboardInterrupt`` where the main
     thread is, pending until it is taken (:func:`take`); nothing once one is taken, so that its
     clean-up (work cancelled, blocks finished and marked, workers stopped, cluster closed; each
     step bounded by a timeout) is not cut short: that would leave workers running and print
-    tracebacks (``Exception ignored in atexit callback``)."""
+    tracebacks (``Exception ignored in atexit callback``). While the command line puts its
+    caller's handlers back (:data:`handing_back`), only pending."""
     global _interrupt
     if _interrupt == "taken":
         return
     _interrupt = "pending"
+    if handing_back:
+        return
     raise KeyboardInterrupt
 
 
@@ -148,8 +158,14 @@ def raise_pending() -> None:
 def reset() -> None:
     """No interrupt: the state at the start and the end of a command (a later command, or a
     caller's ``pipeline.run``, in the same process starts afresh)."""
-    global _interrupt
+    global _interrupt, handing_back
     _interrupt = "none"
+    handing_back = False
+
+
+def pending() -> bool:
+    """Whether an interrupt is pending (a signal came, and nothing took it)."""
+    return _interrupt == "pending"
 
 
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
@@ -261,14 +277,21 @@ def imports_uninterrupted() -> Any:
     :func:`on_signal`'s are: where Python dropped it (it landed in a ``__del__``, a weakref or
     garbage-collector callback: "Exception ignored in ...") the next :func:`wait` step raises
     it again, and one that nothing took by the call's end is raised as it ends (a run had
-    returned its output complete, the Ctrl-C lost, in a CI run)."""
+    returned its output complete, the Ctrl-C lost, in a CI run). The handler is put back
+    whatever lands while it is set or taken down (h75a: a Ctrl-C just after it was set, or
+    as the call ended, the resender's own among them, had left it set and the interrupt
+    pending: the caller's next Ctrl-C in an import of its own was dropped, and its next
+    ``pipeline.run``, which then found a handler not Python's and started no state afresh,
+    stopped as interrupted at its first wait); one landing as it is taken down is raised as
+    the call ends."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
         yield
         return
-    state = {"on": True, "held": False}
+    # closing: the call is ending, and a signal now is only recorded (held), raised as it ends
+    state = {"on": True, "held": False, "closing": False}
     # a caller that is itself run by an import (a module calling pipeline.run as it is
     # imported): only the imports the call makes are held back, not the whole call
     outer = _imports(sys._getframe())
@@ -282,6 +305,9 @@ def imports_uninterrupted() -> Any:
                 signal.pthread_kill(main, signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
+        if state["closing"]:  # raised once the handler is put back (below)
+            state["held"] = True
+            return
         if _imports(frame) > outer:
             if not state["held"]:
                 state["held"] = True
@@ -293,23 +319,28 @@ def imports_uninterrupted() -> Any:
         _interrupt = "pending"
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
-    reset()
     raised = False
+    reset()
+    # set inside the try, and taken down in nested finally clauses, the handler's own
+    # interrupt first made harmless: a KeyboardInterrupt at any point leaves it put back
     try:
+        signal.signal(signal.SIGINT, handler)
         yield
     except BaseException:
         raised = True
         raise
     finally:
-        state["on"] = False
         try:
-            for t in resender:
-                t.join()
+            try:
+                state["closing"] = True
+                state["on"] = False
+                for t in resender:
+                    t.join()
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            # held back and not sent again before the call ended, or raised where Python
-            # dropped it and taken by nothing since
+            # held back and not sent again before the call ended, landed as it ended, or
+            # raised where Python dropped it and taken by nothing since
             lost = state["held"] or _interrupt == "pending"
             state["held"] = False
             reset()
