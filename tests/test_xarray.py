@@ -8113,6 +8113,19 @@ def test_coordinates_a_datatree_inherits_from_a_group_above_are_said_in_a_note(
     assert not [n for n in pipeline.plan(alone).notes if "xr.open_datatree" in n]
 
 
+def _tree_input(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    """An input Dataset ``in.zarr`` of ``v`` (3 x 4, dimensions t, x; x's coordinate 100 to
+    103), the path of a DataTree store ``tree.zarr`` (not written), and ``v``'s values."""
+    src, tree = tmp_path / "in.zarr", tmp_path / "tree.zarr"
+    v = np.arange(12.0).reshape(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset({"v": (("t", "x"), v)}, coords={"x": np.arange(4.0) + 100}).to_zarr(
+            str(src), mode="w"
+        )
+    return src, tree, v
+
+
 @pytest.mark.parametrize("where", ["group", "store"])
 def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
     tmp_path: Path, where: str
@@ -8123,13 +8136,7 @@ def test_an_output_below_a_datatree_group_of_other_coordinates_is_refused(
     its parents"), exit 0 (h75b). Now refused before anything is written, in one line
     naming the group and the dimension, as an output.array in the tree's store or as an
     output.store inside it; with the same coordinate it runs, and the tree opens."""
-    src, tree = tmp_path / "in.zarr", tmp_path / "tree.zarr"
-    v = np.arange(12.0).reshape(3, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"v": (("t", "x"), v)}, coords={"x": np.arange(4.0) + 100}).to_zarr(
-            str(src), mode="w"
-        )
+    src, tree, v = _tree_input(tmp_path)
     output = (
         {"store": str(tree), "array": "res/v"}
         if where == "group"
@@ -8177,13 +8184,7 @@ def test_an_output_above_a_datatree_group_of_other_coordinates_is_refused(tmp_pa
     has, or a dimension ``x`` of another size than ``b/c``'s (no coordinate there), had left
     ``xr.open_datatree`` failing on the whole store, exit 0 (h75b). Now refused in one line
     naming that group, nothing written; where they agree the run writes it, the tree opens."""
-    src, tree = tmp_path / "in.zarr", tmp_path / "tree.zarr"
-    v = np.arange(12.0).reshape(3, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        xr.Dataset({"v": (("t", "x"), v)}, coords={"x": np.arange(4.0) + 100}).to_zarr(
-            str(src), mode="w"
-        )
+    src, tree, _ = _tree_input(tmp_path)
     cfg: dict[str, Any] = {
         "input": {"store": str(src), "array": "v"},
         "output": {"store": str(tree), "array": "v"},
