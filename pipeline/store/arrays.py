@@ -2738,13 +2738,7 @@ PLAN_SHARD_READ = 16 << 20
 def _zarr_only_shards(arr: Any) -> bool:
     """Whether the v3 array ``arr``'s chain holds a sharding codec (after ``transpose`` codecs
     too): with :attr:`ArrayInfo.format` None, a shard only Zarr reads."""
-    meta: Any = arr.metadata
-    if meta.zarr_format != 3:
-        return False
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        chain = list(meta.to_dict().get("codecs") or [])
-    return codecs.sharding_at(chain) is not None
+    return _sharding(arr) is not None
 
 
 def _first_chunk_damage(info: ArrayInfo, arr: Any, key: str) -> shards.Damaged | None:
