@@ -24,6 +24,18 @@ import yaml
 from tests.conftest import make_array, read_array
 from tests.faultkit import ROOT, many_blocks_config, many_blocks_input, run_python, status
 
+
+def next_call(call: str) -> str:
+    """A subprocess script's tail: ``call`` (Python, in the script's names) made once more in
+    the same process, its value or its error's type and text printed as one JSON line,
+    ``{"again": ...}``: what a notebook's next cell gets after the first call stopped."""
+    return (
+        f"try:\n    second = {call}\nexcept BaseException as e:\n"
+        '    second = f"{type(e).__name__}: {e}"\n'
+        'print(json.dumps({"again": second}), flush=True)\n'
+    )
+
+
 #: ``python SCRIPT CALL CONFIG MODULE``: SIGINT sent as ``MODULE``'s body begins (the import
 #: machinery's frames on the stack), during a first ``pipeline.CALL(CONFIG)``; then the same
 #: call again. Each JSON line: ``fresh`` (MODULE not imported before the call: the test's
@@ -85,12 +97,8 @@ except KeyboardInterrupt as e:
     }
 caught.update(fresh=seen["fresh"], sent=seen["sent"])
 print(json.dumps(caught), flush=True)
-try:
-    second = again()
-except BaseException as e:
-    second = f"{type(e).__name__}: {e}"
-print(json.dumps({"again": second}), flush=True)
 """
+SCRIPT += next_call("again()")
 
 
 def _config(tmp_path: Path) -> Path:
@@ -239,12 +247,8 @@ try:
 except BaseException as e:
     got = {"type": type(e).__name__, "state": getattr(e, "state", None)}
 print(json.dumps(got), flush=True)
-try:
-    second = pipeline.run(config).status
-except BaseException as e:
-    second = f"{type(e).__name__}: {e}"
-print(json.dumps({"again": second}), flush=True)
 """
+LOCKED_FAULT += next_call("pipeline.run(config).status")
 
 
 @pytest.mark.parametrize("fault", ["ctrl-c", "oserror"])
@@ -307,12 +311,8 @@ except KeyboardInterrupt as e:
     caught = {"type": type(e).__name__, "state": getattr(e, "state", None)}
 caught["sent"] = seen["sent"]
 print(json.dumps(caught), flush=True)
-try:
-    second = pipeline.run(sys.argv[1], overwrite=True).status
-except BaseException as e:
-    second = f"{type(e).__name__}: {e}"
-print(json.dumps({"again": second}), flush=True)
 """
+DROPPED += next_call("pipeline.run(sys.argv[1], overwrite=True).status")
 
 
 def test_ctrl_c_that_python_dropped_in_a_finalizer_still_stops_the_run(tmp_path: Path) -> None:
@@ -414,12 +414,8 @@ while True:
 print(json.dumps({"points": points, "bad": bad}), flush=True)
 for k in range(1, points + 1):
     attempt(k)
-try:
-    again = pipeline.run(sys.argv[1]).status
-except BaseException as e:
-    again = f"{type(e).__name__}: {e}"
-print(json.dumps({"again": again}), flush=True)
 """
+EVERY_POINT += next_call("pipeline.run(sys.argv[1]).status")
 
 
 @pytest.mark.parametrize("what", ["guard", "cli"])
