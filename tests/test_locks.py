@@ -338,3 +338,23 @@ def test_two_hard_linked_copies_locked_at_the_same_moment_each_take_their_own(
     finally:
         slow.end()
         quick.end()
+
+
+def test_a_copy_put_where_a_held_store_was_moved_from_is_still_its_runs(
+    tmp_path: Path, holder: Holder
+) -> None:
+    """A store moved away while its run holds the lock (``mv out.zarr old.zarr``), and a
+    ``cp -al`` copy of it put at its path: that run writes by the path, so the copy's lock is
+    still its run's (its record names that path): a run there is refused, naming it, and
+    ``holder()`` names it; only a copy at another path and folder is a store of its own."""
+    out, moved = tmp_path / "out.zarr", tmp_path / "old.zarr"
+    assert holder.ask("acquire") == "ok"
+    out.rename(moved)
+    shutil.copytree(moved, out, copy_function=os.link)
+    lock = _lock(tmp_path)
+    found = lock.holder()
+    assert found is not None and found["pid"] == holder.proc.pid, found
+    with pytest.raises(OutputError) as info:
+        lock.acquire()
+    assert f"pid {holder.proc.pid} on" in str(info.value), info.value
+    assert (out / ".pipeline" / "lock").stat().st_nlink == 2

@@ -326,7 +326,7 @@ class Ledger:
             except (FileNotFoundError, NotADirectoryError):  # no lock (under a file: none
                 return None  # can be; :meth:`misshapen` names that file)
             try:
-                if os.fstat(fd).st_nlink > 1 and _foreign(fd, _folder_of(path)):
+                if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, _folder_of(path)):
                     return None  # another store's (a `cp -al` copy's): its run is not ours
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -421,7 +421,7 @@ class Ledger:
             raise
         locked = False
         try:
-            if os.fstat(fd).st_nlink > 1 and _foreign(fd, folder):  # another store's run's
+            if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, folder):  # another store's run's
                 # (or was): this store's name of it goes, untouched, the other's stays
                 _drop_name(path, fd)
                 return False
@@ -437,7 +437,9 @@ class Ledger:
                 return False
             locked = True
             os.ftruncate(fd, 0)
-            me = _me() if folder is None else {**_me(), "folder": list(folder)}
+            me = _me()
+            if folder is not None:  # where it took it (:func:`_foreign`)
+                me.update(folder=list(folder), lock=os.path.realpath(path))
             _write_all(fd, json.dumps(me).encode())
             _HELD[path] = fd
             return True
@@ -904,21 +906,24 @@ def _folder_of(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _foreign(fd: int, folder: tuple[int, int] | None) -> bool:
-    """Whether the holder's record in the open lock file ``fd`` names a record folder other
-    than ``folder`` (device, inode): the file is another store's too (a hard link, ``cp
-    -al``), taken there, never by a run of this store, whose record names its own. False
-    where either is not known (an earlier version's record, none, a torn one)."""
+def _foreign(fd: int, path: str, folder: tuple[int, int] | None) -> bool:
+    """Whether the holder's record in the open lock file ``fd``, at ``path`` in the record
+    folder of (device, inode) ``folder``, says it was taken in another store: another folder
+    (a ``cp -al`` copy makes its folders anew, linking only files) under another path (a
+    store moved away while its run wrote it, a copy put at its path, is still that run's).
+    Such a file is another store's too, never taken by a run of this store, whose record
+    names its own. False where anything is not known (an earlier version's record, none, a
+    torn one)."""
     if folder is None:
         return False
     try:
-        raw = os.pread(fd, 1 << 16, 0)
+        holder = _holder_of(os.pread(fd, 1 << 16, 0))
     except OSError:
         return False
-    taken_in = _holder_of(raw).get("folder")
-    if not (isinstance(taken_in, list) and len(taken_in) == 2):
+    taken_in, taken_at = holder.get("folder"), holder.get("lock")
+    if not (isinstance(taken_in, list) and len(taken_in) == 2 and isinstance(taken_at, str)):
         return False
-    return tuple(taken_in) != folder
+    return tuple(taken_in) != folder and taken_at != os.path.realpath(path)
 
 
 def _drop_name(path: str, fd: int) -> None:
