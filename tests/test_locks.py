@@ -2,17 +2,22 @@
 ``flock``, on ``.pipeline/lock``), between real processes: a second one is refused in one
 line naming the holder; a lock given up, even where its file cannot be removed, is taken
 by the next; a Ctrl-C (a real SIGINT) landing while a lock is taken leaves none held; a
-lock is never taken through a symbolic link."""
+lock is never taken through a symbolic link; a ``cp -al`` copy's lock (one file under
+two names) is the copy's own, while the other store's is held or taken at the same moment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +28,11 @@ from tests.faultkit import env, undeletable
 
 #: A process that takes and gives up the lock of the store argv[1] as its stdin says, one
 #: line each ('acquire', 'give_up', 'ctrl-c AT': acquire with a real SIGINT sent to itself
-#: at AT, 'locked' (the OS lock just taken) or 'writing' (the holder being written)),
-#: answering 'ok', 'refused <the line as JSON>' or 'interrupted' (a KeyboardInterrupt).
+#: at AT, 'locked' (the OS lock just taken) or 'writing' (the holder being written);
+#: 'stalled PATH': acquire, stopping 2 s once the lock file's OS lock is taken, PATH made
+#: then), answering 'ok', 'refused <the line as JSON>' or 'interrupted' (a KeyboardInterrupt).
 _HOLDER = """
-import json, os, signal, sys
+import json, os, signal, stat, sys, time
 from pipeline.errors import PipelineError
 from pipeline.store import ledger
 from pipeline.store.location import Location
@@ -38,12 +44,16 @@ def ctrl_c():
     os.kill(os.getpid(), signal.SIGINT)
 
 class Locking:
+    def __init__(self, then):
+        self.then = then
+
     def __getattr__(self, name):
         return getattr(real_fcntl, name)
 
     def flock(self, fd, op):
         real_fcntl.flock(fd, op)
-        ctrl_c()
+        if stat.S_ISREG(os.fstat(fd).st_mode) and op & real_fcntl.LOCK_EX:  # the lock file's
+            self.then()
 
 def writing(fd, data):
     ctrl_c()
@@ -58,13 +68,23 @@ for line in sys.stdin:
             lock.give_up()
         elif what[0] == "ctrl-c":
             if what[1] == "locked":
-                ledger.fcntl = Locking()
+                ledger.fcntl = Locking(ctrl_c)
             else:
                 ledger._write_all = writing
             try:
                 lock.acquire()
             finally:
                 ledger.fcntl, ledger._write_all = real_fcntl, real_write
+        elif what[0] == "stalled":
+            def stall(made=what[1]):
+                if not os.path.exists(made):
+                    open(made, "w").close()
+                    time.sleep(2)
+            ledger.fcntl = Locking(stall)
+            try:
+                lock.acquire()
+            finally:
+                ledger.fcntl = real_fcntl
         print("ok", flush=True)
     except PipelineError as e:
         print("refused", json.dumps(str(e)), flush=True)
@@ -85,11 +105,20 @@ class Holder:
             text=True,
         )
 
-    def ask(self, *what: str) -> str:
-        """Its answer to the line ``what``: 'ok', 'refused ...' or 'interrupted'."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def tell(self, *what: str) -> None:
+        """Send it the line ``what``, its answer left for :meth:`answer`."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(" ".join(what) + "\n")
         self.proc.stdin.flush()
+
+    def ask(self, *what: str) -> str:
+        """Its answer to the line ``what``: 'ok', 'refused ...' or 'interrupted'."""
+        self.tell(*what)
+        return self.answer()
+
+    def answer(self) -> str:
+        """Its answer to the last line it was told."""
+        assert self.proc.stdout is not None
         answer = self.proc.stdout.readline().strip()
         assert answer, f"the holder ended ({self.proc.wait(timeout=30)})"
         return answer
@@ -223,3 +252,109 @@ def test_a_lock_is_never_taken_through_a_symbolic_link(
     else:
         assert not target.exists()
     assert lock.holder() is None
+
+
+def _killed_holding(store: Path) -> None:
+    """A process that takes ``store``'s lock and is killed holding it (SIGKILL): its lock file
+    stays, with its record, held by no one."""
+    h = Holder(store)
+    try:
+        assert h.ask("acquire") == "ok"
+        h.proc.kill()
+        h.proc.wait(timeout=30)
+    finally:
+        assert h.proc.stdout is not None and h.proc.stdin is not None
+        h.proc.stdout.close()
+        with contextlib.suppress(BrokenPipeError):
+            h.proc.stdin.close()
+
+
+def _pid_in(lock_file: Path) -> Any:
+    return json.loads(lock_file.read_bytes())["pid"]
+
+
+def test_a_hard_linked_copys_lock_is_its_own_while_the_others_is_held(
+    tmp_path: Path, holder: Holder
+) -> None:
+    """An output copied with ``cp -al`` while a run holds its lock (the lock file, one file
+    under both stores' names): the copy's lock is free, and a run of the copy takes it, a
+    file of its own; the first store's stays held by its run, which a third process is
+    refused for, naming that run. The copy's run had been refused as "another run is writing
+    copy.zarr", naming the first store's run, which ``holder()`` (verify's) said too (h76b)."""
+    out, copy = tmp_path / "out.zarr", tmp_path / "copy.zarr"
+    assert holder.ask("acquire") == "ok"
+    shutil.copytree(out, copy, copy_function=os.link)
+    theirs, ours = out / ".pipeline" / "lock", copy / ".pipeline" / "lock"
+    assert ours.stat().st_ino == theirs.stat().st_ino and theirs.stat().st_nlink == 2
+    mine = Ledger(Location.of(str(copy)), "")
+    assert mine.holder() is None
+    second = Holder(copy)
+    try:
+        assert second.ask("acquire") == "ok"
+        assert ours.stat().st_ino != theirs.stat().st_ino and theirs.stat().st_nlink == 1
+        assert (_pid_in(theirs), _pid_in(ours)) == (holder.proc.pid, second.proc.pid)
+        for store, pid in ((out, holder.proc.pid), (copy, second.proc.pid)):
+            lock = Ledger(Location.of(str(store)), "")
+            found = lock.holder()
+            assert found is not None and found["pid"] == pid, (store, found)
+            with pytest.raises(OutputError) as info:
+                lock.acquire()
+            assert f"pid {pid} on" in str(info.value), (store, info.value)
+        assert second.ask("give_up") == "ok"
+        assert not ours.exists() and _pid_in(theirs) == holder.proc.pid
+        assert Ledger(Location.of(str(out)), "").holder() is not None
+    finally:
+        second.end()
+
+
+@pytest.mark.parametrize("stalled", ["original", "copy"])
+def test_two_hard_linked_copies_locked_at_the_same_moment_each_take_their_own(
+    tmp_path: Path, stalled: str
+) -> None:
+    """Two stores sharing a lock file that a killed run left (``cp -al`` of an output whose
+    run was killed), a run of each taking its lock at the same moment, one of them stopped
+    for 2 s once its OS lock is taken (a busy machine): each takes a lock of its own. The
+    other had been refused, the shared file held by the first's try (h76b)."""
+    out, copy = tmp_path / "out.zarr", tmp_path / "copy.zarr"
+    _killed_holding(out)
+    shutil.copytree(out, copy, copy_function=os.link)
+    assert (out / ".pipeline" / "lock").stat().st_nlink == 2
+    first, second = (out, copy) if stalled == "original" else (copy, out)
+    made = tmp_path / "stalled"
+    slow, quick = Holder(first), Holder(second)
+    try:
+        slow.tell("stalled", str(made))
+        for _ in range(3000):  # its OS lock taken, and stopped
+            if made.exists():
+                break
+            time.sleep(0.01)
+        assert made.exists(), "the stalled process never took its lock"
+        assert quick.ask("acquire") == "ok"
+        assert slow.answer() == "ok"
+        locks = [s / ".pipeline" / "lock" for s in (first, second)]
+        assert locks[0].stat().st_ino != locks[1].stat().st_ino
+        assert [_pid_in(f) for f in locks] == [slow.proc.pid, quick.proc.pid]
+        assert slow.ask("give_up") == "ok" and quick.ask("give_up") == "ok"
+    finally:
+        slow.end()
+        quick.end()
+
+
+def test_a_copy_put_where_a_held_store_was_moved_from_is_still_its_runs(
+    tmp_path: Path, holder: Holder
+) -> None:
+    """A store moved away while its run holds the lock (``mv out.zarr old.zarr``), and a
+    ``cp -al`` copy of it put at its path: that run writes by the path, so the copy's lock is
+    still its run's (its record names that path): a run there is refused, naming it, and
+    ``holder()`` names it; only a copy at another path and folder is a store of its own."""
+    out, moved = tmp_path / "out.zarr", tmp_path / "old.zarr"
+    assert holder.ask("acquire") == "ok"
+    out.rename(moved)
+    shutil.copytree(moved, out, copy_function=os.link)
+    lock = _lock(tmp_path)
+    found = lock.holder()
+    assert found is not None and found["pid"] == holder.proc.pid, found
+    with pytest.raises(OutputError) as info:
+        lock.acquire()
+    assert f"pid {holder.proc.pid} on" in str(info.value), info.value
+    assert (out / ".pipeline" / "lock").stat().st_nlink == 2

@@ -600,7 +600,7 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
     want = zarr.open_array(str(root), mode="r")[...]
     assert np.array_equal(want[4:8, 5:10], np.zeros((4, 5), np.float32))  # zarr reads fill
     cfg = write_config(tmp_path, root, tmp_path / "out.zarr")
-    count = 3 if zarr_format == 3 else 2
+    count = 6 if zarr_format == 3 else 2  # the file c/3 in the place of 4 keys, c/3/0 to c/3/3
 
     def said(text: str, start: str) -> None:  # once, as a note
         lines = [line.strip() for line in text.splitlines() if "key(s) of its chunks" in line]
@@ -637,6 +637,43 @@ def test_an_input_chunk_key_that_is_a_folder_is_read_as_zarr_reads_it_and_warned
         pipeline_log.removeHandler(caplog.handler)
     logged = [r.getMessage() for r in caplog.records if "key(s) of its chunks" in r.getMessage()]
     assert logged == [f"note: {notes[0]}"], logged
+
+
+@pytest.mark.parametrize(
+    "kw, file, first",
+    [
+        ({"zarr_format": 2, "chunk_key_encoding": {"name": "v2", "separator": "/"}}, "1", "1/0"),
+        ({}, "c/1", "c/1/0"),
+        ({}, "c", "c/0/0"),
+    ],
+    ids=["v2-slash", "v3", "v3-all"],
+)
+def test_the_note_of_a_file_in_a_folder_of_keys_place_counts_the_keys_it_hides(
+    tmp_path, kw, file, first
+) -> None:
+    """A file where a folder of chunk keys goes (``1``, for the keys ``1/0`` to ``1/3``) is
+    counted in the plan's note as the keys zarr-python reads as the fill value there, not as
+    one entry of the folder: it had said "1 key(s) (first: '1')" for the four; a name that
+    is on the way to no key of the array's grid (``9``, past its 6 rows of chunks) is no
+    key's."""
+    x = np.arange(24 * 20, dtype=np.float32).reshape(24, 20) + 1
+    root = tmp_path / "in.zarr"
+    make_array(root, x, (4, 5), **kw)  # a grid of 6 x 4 chunks
+    beyond = () if file == "c" else ("9",) if "zarr_format" in kw else ("c/9",)
+    for name in (file, *beyond):
+        if (root / name).is_dir():
+            for p in sorted((root / name).rglob("*"), reverse=True):
+                p.rmdir() if p.is_dir() else p.unlink()
+            (root / name).rmdir()
+        (root / name).write_bytes(b"not a folder")
+    hidden = 24 if file == "c" else 4
+    want = zarr.open_array(str(root), mode="r")[...]
+    assert (want == 0).sum() == hidden * 20, "zarr-python reads the fill value there"
+    notes = plan_run(load_config(write_config(tmp_path, root, tmp_path / "out.zarr"))).notes
+    said = [n for n in notes if "key(s) of its chunks" in n]
+    assert len(said) == 1, notes
+    assert f"has {hidden} key(s) of its chunks" in said[0], said
+    assert f"(first: {first!r}, under the file {file!r})" in said[0], said
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"], ids=["local", "fsspec"])

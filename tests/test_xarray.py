@@ -5427,6 +5427,44 @@ def test_what_the_output_carries_rewritten_the_same_is_no_change(tmp_path: Path,
     assert rc == 0 and "nothing to do" in err, err
 
 
+def test_a_dataset_output_whose_group_and_coordinates_are_the_inputs_files_leaves_them(
+    tmp_path: Path, cli
+) -> None:
+    """h76b: an output Dataset whose group document and coordinates' files are hard links to
+    the input's (one file under two names: ``cp -al``, a deduplicating backup) is resumed and
+    overwritten without a byte, time or inode of the input changing: everything a run writes
+    there (the group's attributes and consolidated copy, the coordinates, zarr-python's
+    LocalStore writing a new file renamed into place; the pipeline's own files, made anew or
+    replaced) replaces the output's name, never writing through it. Only the variable's own
+    files are refused as links to the input's (its identity holds their times); the group's
+    and coordinates' are compared by content, so neither run calls the input changed."""
+    write_dataset(tmp_path / "in.zarr", 3)
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(tmp_path)))
+    script = tmp_path / "script.py"  # stopped as it would mark the output complete
+    script.write_text(ctrl_c_script("pipeline.running.output", "mark_complete", overwrite=None))
+    proc = run_python([script, cfg], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["state"] == "incomplete"
+    shared = ["zarr.json"] + [f"{c}/{n}" for c in ("x", "y", "lon") for n in ("zarr.json", "c/0")]
+    for flags in (["--resume"], ["--overwrite"]):
+        for rel in shared:  # the output's names of the input's files
+            (out / rel).unlink()
+            os.link(inp / rel, out / rel)
+        if flags == ["--resume"]:  # and a block to write again
+            (out / "t" / ".pipeline" / "done" / "2.0").unlink()
+        before = file_states(inp)
+        rc, _, err = cli("run", cfg, *flags, "--progress", "none")
+        assert rc == 0, (flags, err)
+        assert file_states(inp) == before, flags
+        assert (inp / "zarr.json").stat().st_nlink == 1, flags  # the group's written anew
+        rc, text, err = cli("verify", "--all", cfg)
+        assert rc == 0, (flags, err + text)
+    ds = open_dataset(out)
+    assert {"y", "x", "lon"} <= set(ds.coords) and ds.attrs["title"] == "a test field"
+
+
 def test_an_interrupted_dataset_output_says_so_to_xarray(killed: Killed) -> None:
     killed.restore()
     assert consolidated(killed.output) is not None  # written at creation, then last

@@ -636,21 +636,49 @@ def keys_out_of_shape_note(info: ArrayInfo, store: StoreIdentity) -> str | None:
         return None
     key = info.key((0,) * len(info.shape))
     depth = (key[len(info.path) + 1 :] if info.path else key).count("/") + 1
-    odd = [n for n in store.folders if n.count("/") + 1 == depth]
-    odd += [
-        n
-        for n in (name.replace(os.sep, "/") for name in store.files)
-        if n.count("/") + 1 < depth and _READ_NAME.fullmatch(n) and n not in _METADATA_NAMES
-    ]
+    odd: list[tuple[str, int, str | None]] = []  # (first key, how many, the file above them)
+    for name in store.folders:
+        if name.count("/") + 1 == depth and _keys_at(info, name, folder=True):
+            odd.append((name, 1, None))
+    for name in (n.replace(os.sep, "/") for n in store.files):
+        if name.count("/") + 1 < depth and name not in _METADATA_NAMES:
+            under = _keys_at(info, name, folder=False)
+            if under:
+                zeros = ["0"] * (depth - 1 - name.count("/"))
+                odd.append(("/".join([name, *zeros]), under, name))
     if not odd:
         return None
-    odd.sort()
+    first, _, file = min(odd)
+    where = f"{first!r}, under the file {file!r}" if file else repr(first)
     return (
-        f"the input {info.location.join(info.path)} has {len(odd)} key(s) of its chunks that "
-        f"are a folder, or lie under a file (first: {odd[0]!r}), which zarr-python, and so "
-        "this run, reads as the fill value: no Zarr writer leaves them, so their chunks' data "
-        "is missing; restore it from a good copy if the fill value is not meant there"
+        f"the input {info.location.join(info.path)} has {sum(n for _, n, _ in odd)} key(s) of "
+        f"its chunks that are a folder, or lie under a file (first: {where}), which "
+        "zarr-python, and so this run, reads as the fill value: no Zarr writer leaves them, so "
+        "their chunks' data is missing; restore it from a good copy if the fill value is not "
+        "meant there"
     )
+
+
+def _keys_at(info: ArrayInfo, name: str, *, folder: bool) -> int:
+    """How many chunk (or shard) keys of ``info`` the path ``name`` below the array holds the
+    place of: a folder's, 1 where it is a key (0: no key of the array's grid); a file's, every
+    key below it as a folder (a file ``c/3`` of a 6 x 4 grid is in the place of the 4 keys
+    ``c/3/0`` to ``c/3/3``; ``c``, of every key), 0 where it is on the way to none."""
+    ndim, grid = len(info.shape), info.grid
+    prefix, sep = info.key_prefix, info.key_sep
+    if not folder and prefix.endswith("/") and name == prefix[:-1]:
+        return info.n_units
+    if not name.startswith(prefix) or (not folder and sep != "/"):
+        return 0
+    parts = name[len(prefix) :].split(sep) if ndim else []
+    if len(parts) != ndim if folder else len(parts) >= ndim:
+        return 0
+    if name != prefix + sep.join(parts) and ndim:
+        return 0
+    for axis, part in enumerate(parts):
+        if not part.isdigit() or part != str(int(part)) or int(part) >= grid[axis]:
+            return 0
+    return int(np.prod(grid[len(parts) :], dtype=np.int64))
 
 
 #: Zarr's metadata documents' names (never a chunk's key).

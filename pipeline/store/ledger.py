@@ -326,6 +326,8 @@ class Ledger:
             except (FileNotFoundError, NotADirectoryError):  # no lock (under a file: none
                 return None  # can be; :meth:`misshapen` names that file)
             try:
+                if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, _folder_of(path)):
+                    return None  # another store's (a `cp -al` copy's): its run is not ours
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return _read_holder(self.location, key, wait=True) or {}
@@ -372,9 +374,18 @@ class Ledger:
         stops it before that descriptor is in the table (a Ctrl-C, a full disk) closes it,
         and removes the file where its lock was taken: a Ctrl-C landing between the two had
         left the descriptor open, the lock held by no one that could give it up, and this
-        process's next run refused as another thread's (h72c). A lock file that no run holds
-        and that has other names (a hard link another store shares: ``cp -al``) is replaced by
-        a file of this store's own, never written through."""
+        process's next run refused as another thread's (h72c).
+
+        Each store's lock is its own: a lock file that has other names (a hard link another
+        store shares: ``cp -al out.zarr copy.zarr``) is never written through, and its name
+        here is replaced by a file of this store's own where no run of this store holds it:
+        once its lock is taken and no one held it, or, before any lock is taken on it, where
+        its holder's record names another record folder (:func:`_folder_of`: each holder
+        writes the device and inode of the folder it took its lock in, which a ``cp -al``
+        copy makes anew). A run of the copy had been refused as the other store's run, live
+        or taking the shared file at the same moment (h76b). Each step that opens, replaces
+        or takes the file runs under :func:`_record_guard`, so that a name is replaced only
+        while no run of this store is between taking its lock and writing its record."""
         path = self.location.join(key)
         with _HELD_LOCK:
             if path in _HELD:
@@ -385,43 +396,60 @@ class Ledger:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             busy = 0
             for _ in range(40):
-                try:  # never through a link (one to nothing had been followed, its target
-                    # created outside the store, locked, and left there: h72c)
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-                except OSError as e:
-                    if e.errno == errno.ELOOP and os.path.islink(path):
-                        raise self._refusal(
-                            self._linked(path, os.path.realpath(path)), lock=path
-                        ) from None
-                    raise
-                locked = False
-                try:
-                    if self._lock_file(fd, path):
-                        if os.fstat(fd).st_nlink > 1:  # another store's file too (`cp -al
-                            # out.zarr copy.zarr`): its name here goes, the other store's
-                            # stays as it was (its bytes had been rewritten with this run's,
-                            # and a run of either store had been refused as the other's)
-                            os.remove(path)
-                            continue
-                        locked = True
-                        os.ftruncate(fd, 0)
-                        _write_all(fd, json.dumps(_me()).encode())
-                        _HELD[path] = fd
-                        return
-                except BlockingIOError:
+                with _record_guard(os.path.dirname(path)) as folder:
+                    taken = self._take_local(path, folder)
+                if taken:
+                    return
+                if taken is None:  # held
                     busy += 1
-                    if busy < 5:  # maybe only another run's brief look (holder()): retry
-                        time.sleep(0.02)
-                        continue
-                    raise self.busy(_read_holder(self.location, key, wait=True) or {}) from None
-                finally:
-                    if _HELD.get(path) != fd:  # not taken: nothing of it stays open or left
-                        if locked:  # its file too, this run's (a full disk: held open, its
-                            # flock had refused this process's next run as busy; a Ctrl-C)
-                            with contextlib.suppress(OSError):
-                                os.remove(path)
-                        os.close(fd)
+                    if busy >= 5:
+                        holder = _read_holder(self.location, key, wait=True) or {}
+                        raise self.busy(holder)
+                    time.sleep(0.02)  # maybe only another run's brief look (holder()): retry
             raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
+
+    def _take_local(self, path: str, folder: tuple[int, int] | None) -> bool | None:
+        """One try of :meth:`_acquire_local` at the lock file ``path``, in the record folder
+        of device and inode ``folder`` (None: not known): True where taken, None where
+        another holds it, False where the file was replaced or removed (try again)."""
+        try:  # never through a link (one to nothing had been followed, its target created
+            # outside the store, locked, and left there: h72c)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP and os.path.islink(path):
+                raise self._refusal(self._linked(path, os.path.realpath(path)), lock=path) from None
+            raise
+        locked = False
+        try:
+            if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, folder):  # another store's run's
+                # (or was): this store's name of it goes, untouched, the other's stays
+                _drop_name(path, fd)
+                return False
+            try:
+                if not self._lock_file(fd, path):
+                    return False
+            except BlockingIOError:
+                return None
+            if os.fstat(fd).st_nlink > 1:  # another store's file too, held by no one: its
+                # name here goes, the other store's stays as it was (its bytes had been
+                # rewritten with this run's, and a run of either store refused as the other's)
+                _drop_name(path, fd)
+                return False
+            locked = True
+            os.ftruncate(fd, 0)
+            me = _me()
+            if folder is not None:  # where it took it (:func:`_foreign`)
+                me.update(folder=list(folder), lock=os.path.realpath(path))
+            _write_all(fd, json.dumps(me).encode())
+            _HELD[path] = fd
+            return True
+        finally:
+            if _HELD.get(path) != fd:  # not taken: nothing of it stays open or left
+                if locked:  # its file too, this run's (a full disk: held open, its flock
+                    # had refused this process's next run as busy; a Ctrl-C)
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+                os.close(fd)
 
     def _linked(self, link: str, target: str) -> str:
         """The refusal's words for a lock whose path reads through the symbolic link
@@ -841,6 +869,71 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@contextlib.contextmanager
+def _record_guard(folder: str) -> Iterator[tuple[int, int] | None]:
+    """Hold an OS lock (``flock``) on the local record folder ``folder`` (a folder of this
+    store's own: ``cp -al`` copies folders, linking only files) for one try at its lock
+    file, giving the folder's (device, inode) (:func:`_folder_of`). None where it cannot be
+    opened or locked (a file system that locks no folders: then no holder records its folder,
+    and no shared file is replaced before its own lock is taken)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            yield None
+            return
+        st = os.fstat(fd)
+        yield (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
+def _folder_of(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the local lock file ``path``'s folder (None: not there)."""
+    try:
+        st = os.stat(os.path.dirname(path))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _foreign(fd: int, path: str, folder: tuple[int, int] | None) -> bool:
+    """Whether the holder's record in the open lock file ``fd``, at ``path`` in the record
+    folder of (device, inode) ``folder``, says it was taken in another store: another folder
+    (a ``cp -al`` copy makes its folders anew, linking only files) under another path (a
+    store moved away while its run wrote it, a copy put at its path, is still that run's).
+    Such a file is another store's too, never taken by a run of this store, whose record
+    names its own. False where anything is not known (an earlier version's record, none, a
+    torn one)."""
+    if folder is None:
+        return False
+    try:
+        holder = _holder_of(os.pread(fd, 1 << 16, 0))
+    except OSError:
+        return False
+    taken_in, taken_at = holder.get("folder"), holder.get("lock")
+    if not (isinstance(taken_in, list) and len(taken_in) == 2 and isinstance(taken_at, str)):
+        return False
+    return tuple(taken_in) != folder and taken_at != os.path.realpath(path)
+
+
+def _drop_name(path: str, fd: int) -> None:
+    """Remove the name ``path`` where it is still the open file ``fd`` (another name of it
+    stays, and so do its bytes): only under :func:`_record_guard`, so that no run of this
+    store is taking the file meanwhile."""
+    with contextlib.suppress(OSError):
+        at, it = os.lstat(path), os.fstat(fd)
+        if (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino):
+            os.remove(path)
 
 
 def _me() -> dict[str, Any]:
