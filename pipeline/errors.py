@@ -137,6 +137,20 @@ def public_url(url: str) -> str:
 _OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
+#: Parts of option names that hold credentials (s3fs's ``key``, ``secret``, ``token`` and
+#: their aliases ``username`` and ``password``, FTP's, SFTP's and SMB's, gcsfs's ``token``,
+#: adlfs' ``account_key``, ``sas_token``, ``client_secret``, ``credential``, ...): a summary
+#: masks the values of options so named (``models._masked``), and a store's options holding
+#: one carry credentials (:func:`~pipeline.store.location.option_credentials`).
+CREDENTIAL_PARTS = ("key", "secret", "token", "username", "password", "credential", "sas")
+
+
+def names_credential(name: Any) -> bool:
+    """Whether the option ``name`` is one that holds a credential (:data:`CREDENTIAL_PARTS`
+    in it, in any case)."""
+    return any(part in str(name).lower() for part in CREDENTIAL_PARTS)
+
+
 def said_option(name: Any) -> Any:
     """An option's name (a key of ``storage_options``) as it may be said: itself where it
     looks like a file system's option (:data:`_OPTION_NAME`), else ``'***'``. YAML's flow
