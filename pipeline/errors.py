@@ -661,11 +661,13 @@ def wrong_library(e: BaseException) -> str | None:
 def kind_said(value: Any) -> str:
     """What ``value`` is, in the plain words a one-line refusal says of a value given where
     another kind is wanted, never the value itself (it may hold anything): ``an integer``,
-    ``a number``, ``text``, ``true/false``, ``a list of integers``, ``a mapping``, ``None``;
+    ``a number``, ``text``, ``true/false``, ``a date``, ``a date and time``, ``a list of
+    integers``, ``a mapping``, ``None``;
     a NumPy value as NumPy's (``a NumPy int64``, ``a NumPy array``); any other object by its
     library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``). Python's
     names for its types (``builtins.int``, ``a value of type bytes``, ``not int``) had been
     said."""
+    import datetime
     import numbers
     import os
     from collections.abc import Mapping, Set
@@ -689,6 +691,10 @@ def kind_said(value: Any) -> str:
         return "text"
     if isinstance(value, (bytes, bytearray)):
         return "bytes"
+    if isinstance(value, datetime.datetime):  # YAML's timestamps and dates
+        return "a date and time"
+    if isinstance(value, datetime.date):
+        return "a date"
     if isinstance(value, os.PathLike):
         return "a path"
     if isinstance(value, Mapping):

@@ -2147,7 +2147,10 @@ def _check_http_settings(config: Any, client: Any) -> None:
     """Raise where botocore's HTTP layer would fail on a setting only when it sends (each
     request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
     exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
-    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
+    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping
+    or a proxy's URL no text (``{http: 8080}``: "'int' object has no attribute
+    'startswith'"); the config refuses them at their lines first
+    (:func:`~pipeline.config.urls.kind_option`, :func:`~pipeline.config.urls.text_option`);
     ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path (as
     text, or a ``pathlib.Path`` in a config given to the API as a mapping: botocore takes
     either), nor one beginning with ``~``, which botocore does not expand."""
@@ -2163,6 +2166,8 @@ def _check_http_settings(config: Any, client: Any) -> None:
     proxies = config.get("proxies")
     if proxies is not None and not isinstance(proxies, dict):
         raise OwnWordsTypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
+    if isinstance(proxies, dict) and not all(isinstance(v, str) for v in proxies.values()):
+        raise OwnWordsTypeError("config_kwargs' proxies holds a proxy whose URL is not text")
     verify = client.get("verify") if isinstance(client, dict) else None
     # as botocore opens it: '~/ca.pem' as it is (no home folder expanded), so a bundle that
     # exists only once expanded had passed here and failed each request
