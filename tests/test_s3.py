@@ -1160,6 +1160,47 @@ def test_an_s3_request_parameter_of_another_kind_is_refused_before_anything_is_w
     assert head["Metadata"] == {"v": "2"}, head
 
 
+@pytest.mark.parametrize(("name", "near"), [("ServerSideEncyption", "ServerSideEncryption")])
+def test_an_s3_request_parameter_no_operation_takes_is_refused_not_dropped(
+    tmp_path, cli, bucket, name: str, near: str
+) -> None:
+    """s3fs passes each request only the ``s3_additional_kwargs`` its S3 operation takes, and
+    drops the others unsent: a misspelt ``ServerSideEncyption: AES256`` had written every
+    object without it, and the run succeeded, saying nothing. The command line and
+    ``pipeline.run`` now refuse it in one line at its line in the file, naming S3's near
+    name (from botocore's service model), and nothing is written; spelt so, the objects are
+    written encrypted."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    sections = _sections_over_an_input(url, options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    output = {**sections["output"]}
+    output["storage_options"] = {**options, "s3_additional_kwargs": {name: "AES256"}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    lines = cfg.read_text().splitlines()
+    full = f"output.storage_options.s3_additional_kwargs.{name}"
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and line.startswith(f"error: {cfg}:"), line
+    at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+    assert lines[at - 1].strip().startswith(f"{name}:"), (at, lines)
+    assert f": {full}: is no request parameter of S3's API" in line, line
+    assert f"write {near}, S3's name for it" in line and "AES256" not in line, line
+    with pytest.raises(ConfigError) as got:
+        pipeline.run(cfg)
+    assert (got.value.file, got.value.line, got.value.key) == (str(cfg), at, full), got.value
+    assert not fs.exists(f"{url}/out.zarr")
+    output["storage_options"] = {**options, "s3_additional_kwargs": {near: "AES256"}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    head = fs.call_s3("head_object", Bucket=url[5:], Key="out.zarr/zarr.json")
+    assert head.get("ServerSideEncryption") == "AES256", head
+
+
 def test_s3_credentials_given_as_username_and_password_are_never_written_out(
     tmp_path, bucket
 ) -> None:

@@ -39,6 +39,8 @@ from pipeline.config.urls import (
     text_bool_said,
     text_option,
     text_said,
+    unknown_request_parameter,
+    unknown_request_said,
     url_fragment,
     url_query,
     url_userinfo,
@@ -582,7 +584,9 @@ def _store_option_problem(
     s3fs passes to botocore that it takes as a number, a pair of paths, true or false, a date
     and time, a mapping or a list given as another kind
     (:func:`~pipeline.config.urls.kind_option`: ``config_kwargs: {retries: {max_attempts:
-    '3'}}``, ``s3_additional_kwargs: {BucketKeyEnabled: 'yes'}``), an
+    '3'}}``, ``s3_additional_kwargs: {BucketKeyEnabled: 'yes'}``), an ``s3_additional_kwargs``
+    parameter no S3 operation takes, which s3fs drops unsent
+    (:func:`~pipeline.config.urls.unknown_request_parameter`), an
     option that the file system or its client takes as true or false given as text
     (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
     true). Refused here, where the config is read, so the line names the option's line in
@@ -611,6 +615,10 @@ def _store_option_problem(
     if texted is not None:
         keys, taker, value = texted
         return (*key, *keys), text_said(keys[-1], taker, value)
+    unknown = unknown_request_parameter(store, options)
+    if unknown is not None:
+        keys, near = unknown
+        return (*key, *keys), unknown_request_said(near)
     kinded = kind_option(store, options)
     if kinded is not None:
         keys, taker, kind, value = kinded

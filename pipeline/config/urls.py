@@ -53,6 +53,8 @@ __all__ = [
     "text_option",
     "text_said",
     "unknown_home",
+    "unknown_request_parameter",
+    "unknown_request_said",
     "url_fragment",
     "url_query",
     "url_query_problem",
@@ -1455,6 +1457,44 @@ def kind_option(url: str, options: object) -> tuple[tuple[str, ...], str, str, A
                 keys, kind, value = found
                 return (*at, "s3_additional_kwargs", *keys), "S3's API", kind, value
     return None
+
+
+def unknown_request_parameter(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
+    """The first ``s3_additional_kwargs`` parameter in ``options`` (a store's
+    ``storage_options``, or a chained s3fs's under its protocol's name) that no operation of
+    S3's API takes (botocore's service model: :func:`_s3_request_kinds`), as (its keys in
+    ``options``, the parameter it may stand for, else ''); None where there is none. s3fs
+    passes each request only the parameters its operation takes and drops the others
+    unsent, unsaid: ``ServerSideEncyption: aws:kms`` had written every object with the
+    bucket's default encryption, and the run succeeded. Its near names are S3's own, in any
+    case (``acl`` for ``ACL``)."""
+    import difflib
+
+    if not isinstance(options, dict):
+        return None
+    for cls, at, given in _file_systems(url, options):
+        extra = given.get("s3_additional_kwargs")
+        if cls.__module__.split(".")[0] != "s3fs" or not isinstance(extra, dict):
+            continue
+        known = _s3_request_kinds()
+        for name in extra:
+            if isinstance(name, str) and name not in known:
+                lower = {k.lower(): k for k in known}
+                near = lower.get(name.lower()) or next(
+                    iter(difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)), ""
+                )
+                return (*at, "s3_additional_kwargs", name), near
+    return None
+
+
+def unknown_request_said(near: str) -> str:
+    """What a line says of an ``s3_additional_kwargs`` parameter no S3 operation takes
+    (:func:`unknown_request_parameter`), after its key: that s3fs drops it, and the fix."""
+    fix = f"write {near}, S3's name for it," if near else "correct its name as S3's API writes it"
+    return (
+        f"is no request parameter of S3's API, and s3fs sends it with no request (dropped "
+        f"unsaid): {fix} or remove it"
+    )
 
 
 def _request_kind(
