@@ -137,6 +137,20 @@ def public_url(url: str) -> str:
 _OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
+#: Parts of option names that hold credentials (s3fs's ``key``, ``secret``, ``token`` and
+#: their aliases ``username`` and ``password``, FTP's, SFTP's and SMB's, gcsfs's ``token``,
+#: adlfs' ``account_key``, ``sas_token``, ``client_secret``, ``credential``, ...): a summary
+#: masks the values of options so named (``models._masked``), and a store's options holding
+#: one carry credentials (:func:`~pipeline.store.location.option_credentials`).
+CREDENTIAL_PARTS = ("key", "secret", "token", "username", "password", "credential", "sas")
+
+
+def names_credential(name: Any) -> bool:
+    """Whether the option ``name`` is one that holds a credential (:data:`CREDENTIAL_PARTS`
+    in it, in any case)."""
+    return any(part in str(name).lower() for part in CREDENTIAL_PARTS)
+
+
 def said_option(name: Any) -> Any:
     """An option's name (a key of ``storage_options``) as it may be said: itself where it
     looks like a file system's option (:data:`_OPTION_NAME`), else ``'***'``. YAML's flow
@@ -647,11 +661,13 @@ def wrong_library(e: BaseException) -> str | None:
 def kind_said(value: Any) -> str:
     """What ``value`` is, in the plain words a one-line refusal says of a value given where
     another kind is wanted, never the value itself (it may hold anything): ``an integer``,
-    ``a number``, ``text``, ``true/false``, ``a list of integers``, ``a mapping``, ``None``;
+    ``a number``, ``text``, ``true/false``, ``a date``, ``a date and time``, ``a list of
+    integers``, ``a mapping``, ``None``;
     a NumPy value as NumPy's (``a NumPy int64``, ``a NumPy array``); any other object by its
     library's name and its type's (``a zarr LocalStore``, ``an fsspec FSMap``). Python's
     names for its types (``builtins.int``, ``a value of type bytes``, ``not int``) had been
     said."""
+    import datetime
     import numbers
     import os
     from collections.abc import Mapping, Set
@@ -675,6 +691,10 @@ def kind_said(value: Any) -> str:
         return "text"
     if isinstance(value, (bytes, bytearray)):
         return "bytes"
+    if isinstance(value, datetime.datetime):  # YAML's timestamps and dates
+        return "a date and time"
+    if isinstance(value, datetime.date):
+        return "a date"
     if isinstance(value, os.PathLike):
         return "a path"
     if isinstance(value, Mapping):

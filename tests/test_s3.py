@@ -19,7 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -563,7 +563,10 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"signature_version": "s3v4"}, "'signature_version'"),
         ({"secret": 12345678}, "secret: given as an integer, where s3fs's S3FileSystem takes text"),
         ({"asynchronous": True}, "remove asynchronous"),
-        ({"config_kwargs": {"connect_timeout": "SECRETISH"}}, "not a number of seconds"),
+        (
+            {"config_kwargs": {"connect_timeout": "SECRETISH"}},
+            "connect_timeout: given as text, where botocore's Config takes a number",
+        ),
         ({"client_kwargs": {"verify": "/no/SECRETISH.pem"}}, "path of a CA bundle"),
     ],
     ids=[
@@ -613,8 +616,10 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     for call in (pipeline.run, pipeline.plan):  # pipeline.plan opens the output's too
         with pytest.raises(ConfigError) as got:
             call(cfg)
-        # asynchronous, config_kwargs, secret: the option's own key, where the config is read
+        # asynchronous, config_kwargs, secret, a timeout: the option's own key, where the
+        # config is read
         own = next((k for k, v in wrong.items() if k in ("asynchronous", "secret") or v == "x"), "")
+        own = "config_kwargs.connect_timeout" if "connect_timeout" in str(wrong) else own
         key = f"{where}.storage_options{'.' + own if own else ''}"
         assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
@@ -885,8 +890,8 @@ def test_an_s3_option_that_takes_text_given_another_kind_is_one_config_line(
         **secret,
         "endpoint_url": None,
         "profile": "p",
-        # text, and a request parameter S3 takes otherwise (a date, a number): taken
-        "s3_additional_kwargs": {"ExpectedBucketOwner": "1", "Expires": date(2030, 1, 1)},
+        # text, and a request parameter S3 takes otherwise (a date and time): taken
+        "s3_additional_kwargs": {"ExpectedBucketOwner": "1", "Expires": datetime(2030, 1, 1)},
     }
     pipeline.load_config(write_config(tmp_path, "", "", **sections))  # None, text: taken
 
@@ -977,6 +982,223 @@ def test_a_region_set_given_as_a_list_is_told_how_botocore_takes_it(tmp_path) ->
     assert "given as a list of text" in str(e), e
     assert "sigv4a_signing_region_set: 'us-east-1,us-west-2' (the regions, or '*')" in str(e), e
     assert "eu-west-1" not in str(e), e
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("options", "key", "said", "right"),
+    [
+        (
+            {"config_kwargs": {"proxies": {"http": 8080}}},
+            "config_kwargs.proxies.http",
+            "given as an integer, where botocore's Config (its proxies) takes text",
+            {"config_kwargs": {"proxies": {"http": "http://127.0.0.1:8080"}}},
+        ),
+        (
+            {"config_kwargs": {"retries": {"max_attempts": "7"}}},
+            "config_kwargs.retries.max_attempts",
+            "given as text, where botocore's Config takes a whole number",
+            {"config_kwargs": {"retries": {"max_attempts": 7}}},
+        ),
+        (
+            {"config_kwargs": {"max_pool_connections": 2.5}},
+            "config_kwargs.max_pool_connections",
+            "given as a number, where botocore's Config takes a whole number",
+            {"config_kwargs": {"max_pool_connections": 4}},
+        ),
+        (
+            {"config_kwargs": {"client_cert": 5}},
+            "config_kwargs.client_cert",
+            "given as an integer, where botocore's Config takes a path, or a list of two paths",
+            {"config_kwargs": {"client_cert": ["/c.pem", "/k.pem"]}},
+        ),
+        (
+            {"config_kwargs": {"s3": {"addressing_style": 5}}},
+            "config_kwargs.s3.addressing_style",
+            "given as an integer, where botocore's Config takes text",
+            {"config_kwargs": {"s3": {"addressing_style": "path"}}},
+        ),
+        (
+            {"config_kwargs": {"proxies_config": {"proxy_use_forwarding_for_https": "false"}}},
+            "config_kwargs.proxies_config.proxy_use_forwarding_for_https",
+            "given as text, where botocore's Config takes true or false",
+            {"config_kwargs": {"proxies_config": {"proxy_use_forwarding_for_https": False}}},
+        ),
+        (
+            {"s3_additional_kwargs": {"BucketKeyEnabled": "yes"}},
+            "s3_additional_kwargs.BucketKeyEnabled",
+            "given as text, where S3's API takes true or false",
+            {"s3_additional_kwargs": {"BucketKeyEnabled": True}},
+        ),
+        (
+            {"s3_additional_kwargs": {"ContentLength": "12"}},
+            "s3_additional_kwargs.ContentLength",
+            "given as text, where S3's API takes a whole number",
+            {"s3_additional_kwargs": {"ContentLength": 12}},
+        ),
+        (
+            {"s3_additional_kwargs": {"ContentLength": True}},
+            "s3_additional_kwargs.ContentLength",
+            "given as true/false, where S3's API takes a whole number",
+            {"s3_additional_kwargs": {"ContentLength": 12}},
+        ),
+        (  # YAML's 2030-01-01 is a date, which botocore's timestamps do not take
+            {"s3_additional_kwargs": {"Expires": date(2030, 1, 1)}},
+            "s3_additional_kwargs.Expires",
+            "given as a date, where S3's API takes a date and time",
+            {"s3_additional_kwargs": {"Expires": datetime(2030, 1, 1)}},
+        ),
+        (
+            {"s3_additional_kwargs": {"Metadata": {"version": 2}}},
+            "s3_additional_kwargs.Metadata.version",
+            "given as an integer, where S3's API takes text",
+            {"s3_additional_kwargs": {"Metadata": {"version": "2"}}},
+        ),
+        (
+            {"s3_additional_kwargs": {"ObjectAttributes": "ETag"}},
+            "s3_additional_kwargs.ObjectAttributes",
+            "given as text, where S3's API takes a list",
+            {"s3_additional_kwargs": {"ObjectAttributes": ["ETag"]}},
+        ),
+    ],
+    ids=[
+        "proxies",
+        "retries",
+        "pool",
+        "client-cert",
+        "addressing",
+        "proxy-forwarding",
+        "bool",
+        "long",
+        "long-bool",
+        "timestamp",
+        "metadata",
+        "list",
+    ],
+)
+def test_an_option_s3fs_passes_to_botocore_given_another_kind_is_one_config_line(
+    tmp_path,
+    cli,
+    where: str,
+    options: dict[str, Any],
+    key: str,
+    said: str,
+    right: dict[str, Any],
+) -> None:
+    """botocore's ``Config`` (s3fs's ``config_kwargs``, its own options and its mappings')
+    takes numbers, text, pairs of paths and true or false, as its docstring types them, and
+    S3's API its request parameters (``s3_additional_kwargs``) as its service model's shapes
+    do: a proxy given as a port (``proxies: {http: 8080}``) had failed every request as
+    "HTTPClientError: ... 'int' object has no attribute 'startswith'", retries given as
+    text as "TypeError: '<' not supported ...", a ``client_cert`` of no kind passed unused
+    over http, ``BucketKeyEnabled: 'yes'``, ``ContentLength: '12'`` or a date for
+    ``Expires`` met botocore's bare ParamValidationError, its value in it, at the first
+    write. One line where the config is read names the key, the kind given, what it takes
+    and the fix, at the option's line, never the value; the right kind is taken. Nothing is
+    asked of a server."""
+    import pipeline
+
+    secret = {"key": "AKIDBOTOKIND", "secret": "SECRETBOTOKIND"}
+    full = f"{where}.storage_options.{key}"
+
+    def check(rc: int, line: str) -> None:
+        assert rc != 0 and f"{full}: {said}" in line, line
+        assert "(its value is not said here)" in line and "Error" not in line, line
+        assert "BOTOKIND" not in line and "8080" not in line and "yes" not in line, line
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
+    sections[where]["storage_options"] = {**secret, **right}
+    pipeline.load_config(write_config(tmp_path, "", "", name="taken.yaml", **sections))
+
+
+def test_an_s3_request_parameter_of_another_kind_is_refused_before_anything_is_written(
+    tmp_path, cli, bucket
+) -> None:
+    """On a real S3 server: ``s3_additional_kwargs`` that S3's API takes as true or false, or
+    a mapping of text, given otherwise (``BucketKeyEnabled: 'yes'``, ``Metadata: {version:
+    2}``), had let the run begin and fail at its first write with "cannot write to the output
+    store ... (ParamValidationError: ... value: yes ...); choose a writable output.store" (or
+    "AttributeError: 'int' object has no attribute 'encode'"), naming no line. The command
+    line and ``pipeline.run`` of the file now refuse it in one line at the option's line in
+    the file, and nothing is written; given as S3 takes them, the run writes the output, its
+    objects carrying the metadata."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    sections = _sections_over_an_input(url, options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    for extra, key in (
+        ({"BucketKeyEnabled": "yes"}, "BucketKeyEnabled"),
+        ({"Metadata": {"version": 2}}, "Metadata.version"),
+    ):
+        out = {**options, "s3_additional_kwargs": extra}
+        output = {**sections["output"], "storage_options": out}
+        cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+        lines = cfg.read_text().splitlines()
+        full = f"output.storage_options.s3_additional_kwargs.{key}"
+        rc, _, err = cli("run", cfg)
+        line = one_line_error(err)
+        assert rc != 0 and line.startswith(f"error: {cfg}:"), line
+        at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+        assert lines[at - 1].strip().startswith(key.rsplit(".", 1)[-1] + ":"), (at, lines)
+        assert f": {full}: given as " in line and "ParamValidationError" not in line, line
+        with pytest.raises(ConfigError) as got:
+            pipeline.run(cfg)
+        assert (got.value.file, got.value.line, got.value.key) == (str(cfg), at, full), got.value
+        assert f"error: {got.value}" == line, (got.value, line)
+        assert not fs.exists(f"{url}/out.zarr"), fs.find(f"{url}/out.zarr")
+    right = {**options, "s3_additional_kwargs": {"BucketKeyEnabled": True, "Metadata": {"v": "2"}}}
+    output = {**sections["output"], "storage_options": right}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], reference(x))
+    head = fs.call_s3("head_object", Bucket=url[5:], Key="out.zarr/zarr.json")
+    assert head["Metadata"] == {"v": "2"}, head
+
+
+@pytest.mark.parametrize(("name", "near"), [("ServerSideEncyption", "ServerSideEncryption")])
+def test_an_s3_request_parameter_no_operation_takes_is_refused_not_dropped(
+    tmp_path, cli, bucket, name: str, near: str
+) -> None:
+    """s3fs passes each request only the ``s3_additional_kwargs`` its S3 operation takes, and
+    drops the others unsent: a misspelt ``ServerSideEncyption: AES256`` had written every
+    object without it, and the run succeeded, saying nothing. The command line and
+    ``pipeline.run`` now refuse it in one line at its line in the file, naming S3's near
+    name (from botocore's service model), and nothing is written; spelt so, the objects are
+    written encrypted."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    sections = _sections_over_an_input(url, options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    output = {**sections["output"]}
+    output["storage_options"] = {**options, "s3_additional_kwargs": {name: "AES256"}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    lines = cfg.read_text().splitlines()
+    full = f"output.storage_options.s3_additional_kwargs.{name}"
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and line.startswith(f"error: {cfg}:"), line
+    at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+    assert lines[at - 1].strip().startswith(f"{name}:"), (at, lines)
+    assert f": {full}: is no request parameter of S3's API" in line, line
+    assert f"write {near}, S3's name for it" in line and "AES256" not in line, line
+    with pytest.raises(ConfigError) as got:
+        pipeline.run(cfg)
+    assert (got.value.file, got.value.line, got.value.key) == (str(cfg), at, full), got.value
+    assert not fs.exists(f"{url}/out.zarr")
+    output["storage_options"] = {**options, "s3_additional_kwargs": {near: "AES256"}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    head = fs.call_s3("head_object", Bucket=url[5:], Key="out.zarr/zarr.json")
+    assert head.get("ServerSideEncryption") == "AES256", head
 
 
 def test_s3_credentials_given_as_username_and_password_are_never_written_out(

@@ -247,6 +247,37 @@ def test_another_password_resumes_and_no_line_says_either(tmp_path: Path, cli) -
             assert "storage_options" not in line and two not in o + err, line
 
 
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("ftp://bob@127.0.0.1:2121/in.zarr", {"password": SECRET}),
+        ("sftp://bob@127.0.0.1/in.zarr", {"password": SECRET}),
+        ("zip::ftp://bob@127.0.0.1:2121/in.zip", {"ftp": {"password": SECRET}}),
+        ("ftp://bob@127.0.0.1:2121/in.zarr", {"session": object()}),
+    ],
+    ids=["ftp", "sftp", "chained", "session"],
+)
+def test_a_refused_store_whose_password_is_an_option_names_the_options(
+    url: str, options: dict[str, Any]
+) -> None:
+    """FTP's, SFTP's and SMB's ``username`` and ``password`` (s3fs's aliases of its key and
+    secret too, and the ``session`` it is given) carry credentials, but were not among the
+    options that do (``location.CREDENTIAL_OPTIONS``): a store whose URL names its user and
+    whose password is in storage_options, refused, was advised to correct "the user and
+    password in input.store's URL" alone, where the password it could not see was. The fix
+    names both places now, and never the password."""
+    from pipeline.store.location import Location
+
+    loc = Location.of(url, options, "input")
+    for failure, fix in (
+        ("PermissionError: 530 Login incorrect", "give access to it (its permissions, or "),
+        ("HTTP 401 Unauthorized", "correct "),
+    ):
+        said = loc.answer_fix(failure, "input")
+        assert said.startswith(fix) and "the credentials in input.storage_options" in said, said
+        assert SECRET not in said, said
+
+
 def test_a_password_is_hidden_before_a_query_or_fragment_is_cut() -> None:
     """An unencoded '?' or '#' in a password (``http://user:ab?cd@host/in.zarr``): the refusal
     of a URL with a query showed the password up to that character. Also: a token given as

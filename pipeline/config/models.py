@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from pipeline.config.problems import BoolNotNumber, checked, dotted_key
-from pipeline.errors import ConfigError, kind_said
+from pipeline.errors import CREDENTIAL_PARTS, ConfigError, kind_said
 from pipeline.ops.stages import (
     PAST_FLOAT64,
     REGISTRY,
@@ -1178,11 +1178,11 @@ def validated(
     )
 
 
-#: Parts of option names that hold credentials (s3fs key/secret/token and their aliases
-#: username/password, gcsfs token, adlfs account_key/sas_token/client_secret, ...): their
-#: values are never written out (s3fs's ``username``, its access key's ID as ``key`` is,
-#: had been).
-_SECRET_PARTS = ("key", "secret", "token", "username", "password", "credential", "sas")
+#: Parts of option names that hold credentials (:data:`~pipeline.errors.CREDENTIAL_PARTS`:
+#: s3fs key/secret/token and their aliases username/password, gcsfs token, adlfs
+#: account_key/sas_token/client_secret, ...): their values are never written out (s3fs's
+#: ``username``, its access key's ID as ``key`` is, had been).
+_SECRET_PARTS = CREDENTIAL_PARTS
 
 #: Options whose every value is masked: an HTTP store's query parameters (``params``, which
 #: fsspec's HTTP file system sends with each request: a signed URL's ``sig``, ``X-Amz-...``),

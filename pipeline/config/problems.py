@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
     ENDPOINT_TWICE,
+    KINDS_SAID,
     alias_said,
     alias_twice,
     async_option,
@@ -30,12 +31,16 @@ from pipeline.config.urls import (
     endpoint_twice,
     endpoint_userinfo_said,
     endpoint_with_userinfo,
+    kind_option,
+    kind_option_said,
     mapping_option,
     mapping_said,
     text_bool_option,
     text_bool_said,
     text_option,
     text_said,
+    unknown_request_parameter,
+    unknown_request_said,
     url_fragment,
     url_query,
     url_userinfo,
@@ -575,7 +580,13 @@ def _store_option_problem(
     file system with an asynchronous mode (:func:`~pipeline.config.urls.async_option`), an
     option the file system or its client takes as text given as a number, a list or a mapping
     (:func:`~pipeline.config.urls.text_option`: ``endpoint_url: 5``), s3fs's ``key`` and its
-    alias ``username`` given together (:func:`~pipeline.config.urls.alias_twice`), an
+    alias ``username`` given together (:func:`~pipeline.config.urls.alias_twice`), an option
+    s3fs passes to botocore that it takes as a number, a pair of paths, true or false, a date
+    and time, a mapping or a list given as another kind
+    (:func:`~pipeline.config.urls.kind_option`: ``config_kwargs: {retries: {max_attempts:
+    '3'}}``, ``s3_additional_kwargs: {BucketKeyEnabled: 'yes'}``), an ``s3_additional_kwargs``
+    parameter no S3 operation takes, which s3fs drops unsent
+    (:func:`~pipeline.config.urls.unknown_request_parameter`), an
     option that the file system or its client takes as true or false given as text
     (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
     true). Refused here, where the config is read, so the line names the option's line in
@@ -604,6 +615,21 @@ def _store_option_problem(
     if texted is not None:
         keys, taker, value = texted
         return (*key, *keys), text_said(keys[-1], taker, value)
+    unknown = unknown_request_parameter(store, options)
+    if unknown is not None:
+        keys, near = unknown
+        return (*key, *keys), unknown_request_said(near)
+    kinded = kind_option(store, options)
+    if kinded is not None:
+        keys, taker, kind, value = kinded
+        if strings and isinstance(value, str):  # model_validate_strings gives only text
+            wanted = KINDS_SAID[kind][0]
+            return (*key, *keys), (
+                f"given as text, where {taker} takes {wanted}: "
+                f"{strings_fix(strings, dotted_key((*key, *keys)), wanted)} (its value is not "
+                "said here)"
+            )
+        return (*key, *keys), kind_option_said(keys[-1], taker, kind, value)
     aliased = alias_twice(store, options)
     if aliased is not None:
         keys, name, taker = aliased

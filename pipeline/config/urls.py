@@ -20,12 +20,15 @@ from pipeline.errors import said_option
 __all__ = [
     "ENDPOINT_TWICE",
     "FILE_URL_FIX",
+    "KINDS_SAID",
     "LOCAL_SCHEMES",
+    "PROXIES_TAKER",
     "QUERY_REFUSING_SCHEMES",
     "alias_said",
     "alias_twice",
     "async_option",
     "async_said",
+    "botocore_config_kinds",
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
@@ -40,6 +43,8 @@ __all__ = [
     "http_query",
     "ipv6_chain_problem",
     "key_after_slash",
+    "kind_option",
+    "kind_option_said",
     "mapping_option",
     "mapping_said",
     "misplaced_options_problem",
@@ -48,6 +53,8 @@ __all__ = [
     "text_option",
     "text_said",
     "unknown_home",
+    "unknown_request_parameter",
+    "unknown_request_said",
     "url_fragment",
     "url_query",
     "url_query_problem",
@@ -947,8 +954,8 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
     names taken as true or false there)} for what a file system passes on to its client:
     fsspec's HTTP file system its other options to every aiohttp request and
     ``client_kwargs`` to aiohttp's session; s3fs ``client_kwargs`` to botocore's
-    ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``
-    (:func:`_botocore_config_bools`)."""
+    ``create_client`` (``use_ssl``) and ``config_kwargs`` to botocore's ``Config``, its
+    own and its mappings' (``s3``, ``proxies_config``: :func:`_botocore_config_bools`)."""
 
     def bools(fn: Any) -> set[str]:
         params = inspect.signature(fn).parameters
@@ -967,38 +974,86 @@ def _nested_bool_names(cls: type) -> dict[tuple[str, ...], tuple[str, set[str]]]
     if cls.__module__.split(".")[0] == "s3fs":
         from botocore.session import Session
 
-        config, s3 = _botocore_config_bools()
-        return {
-            ("client_kwargs",): ("botocore's client", bools(Session.create_client)),
-            ("config_kwargs",): ("botocore's Config", config),
-            ("config_kwargs", "s3"): ("botocore's Config", s3),
+        found: dict[tuple[str, ...], tuple[str, set[str]]] = {
+            ("client_kwargs",): ("botocore's client", bools(Session.create_client))
         }
+        for place, names in _botocore_config_bools().items():
+            found[("config_kwargs", *place)] = ("botocore's Config", names)
+        return found
     return {}
 
 
-def _botocore_config_bools() -> tuple[set[str], set[str]]:
-    """The options botocore's ``Config`` takes as true or false, and those of its ``s3``
-    mapping, read from its docstring (its signature gives every default as None): the
-    options typed ``bool`` (``tcp_keepalive``, ``ignore_configured_endpoint_urls``, ...,
-    which botocore tests for truth: ``'false'`` was true), and the ``s3`` keys it describes
-    as whether something is done (``use_accelerate_endpoint``,
-    ``payload_signing_enabled``, ...)."""
-    import re
+def _botocore_config_bools() -> dict[tuple[str, ...], set[str]]:
+    """The options botocore's ``Config`` takes as true or false, by where they stand under
+    s3fs's ``config_kwargs`` (``()``: its own, ``tcp_keepalive``, ...; ``("s3",)``:
+    ``use_accelerate_endpoint``, ...; ``("proxies_config",)``:
+    ``proxy_use_forwarding_for_https``), as :func:`botocore_config_kinds` reads them (botocore
+    tests them for truth: ``'false'`` was true)."""
+    return {
+        place: {n for n, kind in names.items() if kind == "bool"}
+        for place, names in botocore_config_kinds().items()
+    }
 
+
+#: How botocore's ``Config`` docstring types its options (``:type NAME: TYPE``), as the kinds
+#: :func:`botocore_config_kinds` gives: ``str, (str, str)`` is ``client_cert``'s, a path or a
+#: certificate's and its key's.
+_CONFIG_TYPES = {
+    "bool": "bool",
+    "int": "int",
+    "float or int": "number",
+    "str": "text",
+    "string": "text",
+    "dict": "mapping",
+    "str, (str, str)": "pair",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def botocore_config_kinds() -> dict[tuple[str, ...], dict[str, str]]:
+    """{where under s3fs's ``config_kwargs`` (``()``: botocore ``Config``'s own options; a
+    mapping option's name, ``("retries",)``): {option: its kind}}, the kinds ``bool``,
+    ``int`` (a whole number), ``number``, ``text``, ``mapping`` and ``pair`` (a path, or a
+    list of two: ``client_cert``), read from botocore's ``Config`` docstring, so its version
+    is not guessed at (its signature gives every default as None): its options' ``:type``
+    (:data:`_CONFIG_TYPES`), and the keys each mapping option's ``:param`` lists
+    (``* ``NAME`` -- ...``, the least indented; the values a key takes are listed so too,
+    deeper), by their words: whether something is done or "must be (a) boolean" a boolean,
+    "integer" a whole number, a "tuple" a pair, a "string" or "path" text. ``proxies``
+    (``{'http': 'foo.bar:3128', ...}`` in its docstring) takes a proxy's URL as text at each
+    key, which :func:`_text_names` reads from what is given."""
     from botocore.config import Config
 
     doc = Config.__doc__ or ""
-    config = set(re.findall(r":type (\w+): bool\b", doc))
-    start = doc.find(":param s3:")
-    end = doc.find(":type", start) if start >= 0 else -1
-    section = doc[start:end] if start >= 0 else ""
-    items = re.split(r"\n\s*\* ``", section)[1:]
-    s3 = {
-        item.split("``", 1)[0]
-        for item in items
-        if re.search(r"whether|must be a boolean", " ".join(item.split()), re.IGNORECASE)
+    typed = re.findall(r":type (\w+): (.+)$", doc, re.M)
+    kinds: dict[tuple[str, ...], dict[str, str]] = {
+        (): {n: _CONFIG_TYPES[t.strip()] for n, t in typed if t.strip() in _CONFIG_TYPES}
     }
-    return config, s3
+    for name, kind in list(kinds[()].items()):
+        if kind != "mapping":
+            continue
+        start = doc.find(f":param {name}:")
+        end = doc.find(":type", start) if start >= 0 else -1
+        items = re.findall(
+            r"\n( *)\* ``(\w+)``(.*?)(?=\n *\* ``|\Z)", doc[start:end] if start >= 0 else "", re.S
+        )
+        least = min((len(indent) for indent, _, _ in items), default=0)
+        described: dict[str, str] = {}
+        for indent, key, words in items:
+            said = " ".join(words.split())
+            if len(indent) != least:
+                continue
+            if re.search(r"\bwhether\b|must be (?:a )?boolean", said, re.I):
+                described[key] = "bool"
+            elif re.search(r"\binteger\b", said, re.I):
+                described[key] = "int"
+            elif re.search(r"\btuple\b", said, re.I):
+                described[key] = "pair"
+            elif re.search(r"\bstring\b|\bpath\b", said, re.I):
+                described[key] = "text"
+        if described:
+            kinds[(name,)] = described
+    return kinds
 
 
 def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
@@ -1122,7 +1177,7 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
     or a class it is made of (read from the library's signatures: s3fs's ``client_kwargs``,
     ``config_kwargs`` and ``s3_additional_kwargs``, fsspec's HTTP ``client_kwargs``,
     WebHDFS's ``kerb_kwargs``), and botocore's ``Config`` mappings in s3fs's
-    ``config_kwargs`` (:data:`_BOTOCORE_MAPPINGS`). s3fs had failed with a bare
+    ``config_kwargs`` (typed ``dict``: :func:`botocore_config_kinds`). s3fs had failed with a bare
     ``AttributeError: 'int' object has no attribute 'copy'``, at plan time (and
     ``s3_additional_kwargs`` uncaught, as a traceback). None or absent is taken."""
     if not isinstance(options, dict):
@@ -1141,15 +1196,12 @@ def mapping_option(url: str, options: object) -> tuple[tuple[str, ...], str, Any
                 return (*at, n), _library(cls), value
         config = given.get("config_kwargs")
         if cls.__module__.split(".")[0] == "s3fs" and isinstance(config, dict):
-            for n in _BOTOCORE_MAPPINGS:
+            kinds = botocore_config_kinds()[()]
+            for n in sorted(n for n, kind in kinds.items() if kind == "mapping"):
                 value = config.get(n)
                 if value is not None and not isinstance(value, dict):
                     return (*at, "config_kwargs", n), "botocore's Config", value
     return None
-
-
-#: The options of botocore's ``Config`` (s3fs's ``config_kwargs``) that are mappings.
-_BOTOCORE_MAPPINGS = ("proxies", "proxies_config", "retries", "s3")
 
 
 def mapping_said(name: str, taker: str, value: Any) -> str:
@@ -1218,7 +1270,9 @@ def _text_names(
     docstrings type as text (numpydoc's ``key : string (None)``); for s3fs, botocore's too,
     from their docstrings' ``:type NAME: str`` (the session's, to which s3fs passes the
     options it does not take itself, ``profile``; the client's, ``client_kwargs``; the
-    ``Config``'s, ``config_kwargs``), s3fs's aliases of ``key`` and ``secret``
+    ``Config``'s, ``config_kwargs``, and its mappings' keys that it describes as text,
+    ``s3``'s ``addressing_style``, ... and every proxy's URL in ``proxies``:
+    :func:`botocore_config_kinds`), s3fs's aliases of ``key`` and ``secret``
     (:data:`_S3FS_ALIASES`), which nothing types, and, where ``given`` (the file system's
     options) has ``s3_additional_kwargs``, the request parameters S3's API takes as text
     (:func:`_s3_request_text_names`)."""
@@ -1243,6 +1297,15 @@ def _text_names(
         ("client_kwargs",): ("botocore's client", typed(Session.create_client.__doc__)),
         ("config_kwargs",): ("botocore's Config", typed(Config.__doc__)),
     }
+    for place, kinds in botocore_config_kinds().items():  # s3's addressing_style, ...
+        if place:
+            texts = {n for n, kind in kinds.items() if kind == "text"}
+            found[("config_kwargs", *place)] = ("botocore's Config", texts)
+    config = (given or {}).get("config_kwargs")
+    proxies = config.get("proxies") if isinstance(config, dict) else None
+    if isinstance(proxies, dict):  # a proxy's URL at each scheme or host: text
+        names = {n for n in proxies if isinstance(n, str)}
+        found[("config_kwargs", "proxies")] = (PROXIES_TAKER, names)
     if isinstance((given or {}).get("s3_additional_kwargs"), dict):  # the model read if asked
         found[("s3_additional_kwargs",)] = ("S3's API", set(_s3_request_text_names()))
     return found
@@ -1266,6 +1329,233 @@ def _s3_request_text_names() -> frozenset[str]:
         for member, inner in shape.members.items() if shape is not None else ():
             kinds.setdefault(member, set()).add(inner.type_name)
     return frozenset(n for n, k in kinds.items() if k == {"string"})
+
+
+#: What each kind of value that botocore takes (:func:`kind_option`) is, as a line says it,
+#: and how one is written in YAML.
+KINDS_SAID = {
+    "bool": ("true or false", "true or false, a YAML boolean, unquoted"),
+    "int": ("a whole number", "a whole number, unquoted (3, not '3')"),
+    "number": ("a number", "a number, unquoted (2.5, not '2.5')"),
+    "text": ("text", "text, quoted where YAML would read it as another kind"),
+    "pair": ("a path, or a list of two paths", "a path ('/etc/cert.pem') or [CERT, KEY]"),
+    "mapping": ("a mapping", "a mapping, each key indented under it"),
+    "list": ("a list", "a list ([a, b])"),
+    "timestamp": (
+        "a date and time",
+        "a YAML timestamp, 2030-01-01T00:00:00Z, or seconds since 1970 (a date alone is none)",
+    ),
+    "blob": ("text or bytes", "text"),
+}
+
+#: The kinds of botocore's service model's shapes (``shape.type_name``), as
+#: :data:`KINDS_SAID` names them: botocore's ``ParamValidator`` refuses any other Python type
+#: for each (a boolean among integers too, here: ``ContentLength: true`` had been sent as 1).
+_SHAPE_KINDS = {
+    "boolean": "bool",
+    "integer": "int",
+    "long": "int",
+    "float": "number",
+    "double": "number",
+    "string": "text",
+    "timestamp": "timestamp",
+    "blob": "blob",
+    "structure": "mapping",
+    "map": "mapping",
+    "list": "list",
+}
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of the ``kind`` (:data:`KINDS_SAID`) that botocore takes: as its
+    ``ParamValidator`` checks a request's parameters (``botocore.validate``'s
+    ``SCALAR_TYPES`` and ``CONTAINER_TYPES``; a timestamp is a ``datetime``, or text or a
+    number botocore's own parser reads), but never a boolean for a number; and for
+    ``Config``'s own numbers as its HTTP layer takes them (a whole float a whole number)."""
+    import datetime
+    import numbers
+
+    from botocore.validate import ParamValidator
+
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return number and float(value) == int(value)
+    if kind == "number":
+        return number
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "pair":
+        path = (str, os.PathLike)
+        return isinstance(value, path) or (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, path) for v in value)
+        )
+    if kind == "mapping":
+        return isinstance(value, ParamValidator.CONTAINER_TYPES["map"])
+    if kind == "list":
+        return isinstance(value, ParamValidator.CONTAINER_TYPES["list"])
+    if kind == "blob":
+        return isinstance(value, (bytes, bytearray, str))
+    if kind == "timestamp":
+        if isinstance(value, datetime.datetime):
+            return True
+        if not isinstance(value, str) and not number:
+            return False  # a date alone too: botocore's parser refuses it
+        from botocore.utils import parse_to_aware_datetime
+
+        try:
+            parse_to_aware_datetime(value)
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            return False
+        return True
+    return True
+
+
+def kind_option(url: str, options: object) -> tuple[tuple[str, ...], str, str, Any] | None:
+    """The first option in ``options`` (a store's ``storage_options``, or a chained file
+    system's under its protocol's name) that s3fs passes to botocore, which takes it as a
+    number, a pair of paths, true or false, a date and time, a mapping or a list, given as
+    another kind, as (its keys in ``options``, who takes it, the kind it takes, as
+    :data:`KINDS_SAID` names it, the value); None where there is none. Text where text is
+    taken, true or false given as text to ``Config``, and a mapping option's own kind are
+    :func:`text_option`'s, :func:`text_bool_option`'s and :func:`mapping_option`'s. They are:
+    ``config_kwargs``' numbers and pairs, its own and its mappings'
+    (:func:`botocore_config_kinds`: ``connect_timeout``, ``max_pool_connections``,
+    ``client_cert``, ``retries``' ``max_attempts``, ``proxies_config``'s
+    ``proxy_client_cert``), which botocore met only when it made its client
+    ("TypeError: '<' not supported between ...") or sent ("HTTPClientError: An HTTP Client
+    raised an unhandled exception"), or never (a ``client_cert`` on a plain ``http://``
+    endpoint); and ``s3_additional_kwargs``' request parameters of every kind S3's API
+    takes, read from botocore's service model (:func:`_s3_request_kinds`), and inside a
+    mapping or structure, its values' (``Metadata``' text), which botocore had refused with
+    its bare ParamValidationError, its value in its words, at the first request that took
+    them, after the output's metadata was written (``BucketKeyEnabled: 'yes'``,
+    ``ContentLength: '12'``, ``Expires: 2030-01-01``, a date without a time)."""
+    if not isinstance(options, dict):
+        return None
+    for cls, at, given in _file_systems(url, options):
+        if cls.__module__.split(".")[0] != "s3fs":
+            continue
+        config = given.get("config_kwargs")
+        for place, kinds in botocore_config_kinds().items():
+            held: Any = config
+            for step in place:
+                held = held.get(step) if isinstance(held, dict) else None
+            if not isinstance(held, dict):
+                continue
+            for n in sorted(n for n, k in kinds.items() if k in ("int", "number", "pair")):
+                value = held.get(n)
+                if value is not None and not _fits(kinds[n], value):
+                    return (*at, "config_kwargs", *place, n), "botocore's Config", kinds[n], value
+        extra = given.get("s3_additional_kwargs")
+        if isinstance(extra, dict):
+            found = _request_kind(extra, _s3_request_kinds())
+            if found is not None:
+                keys, kind, value = found
+                return (*at, "s3_additional_kwargs", *keys), "S3's API", kind, value
+    return None
+
+
+def unknown_request_parameter(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
+    """The first ``s3_additional_kwargs`` parameter in ``options`` (a store's
+    ``storage_options``, or a chained s3fs's under its protocol's name) that no operation of
+    S3's API takes (botocore's service model: :func:`_s3_request_kinds`), as (its keys in
+    ``options``, the parameter it may stand for, else ''); None where there is none. s3fs
+    passes each request only the parameters its operation takes and drops the others
+    unsent, unsaid: ``ServerSideEncyption: aws:kms`` had written every object with the
+    bucket's default encryption, and the run succeeded. Its near names are S3's own, in any
+    case (``acl`` for ``ACL``)."""
+    import difflib
+
+    if not isinstance(options, dict):
+        return None
+    for cls, at, given in _file_systems(url, options):
+        extra = given.get("s3_additional_kwargs")
+        if cls.__module__.split(".")[0] != "s3fs" or not isinstance(extra, dict):
+            continue
+        known = _s3_request_kinds()
+        for name in extra:
+            if isinstance(name, str) and name not in known:
+                lower = {k.lower(): k for k in known}
+                near = lower.get(name.lower()) or next(
+                    iter(difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)), ""
+                )
+                return (*at, "s3_additional_kwargs", name), near
+    return None
+
+
+def unknown_request_said(near: str) -> str:
+    """What a line says of an ``s3_additional_kwargs`` parameter no S3 operation takes
+    (:func:`unknown_request_parameter`), after its key: that s3fs drops it, and the fix."""
+    fix = f"write {near}, S3's name for it," if near else "correct its name as S3's API writes it"
+    return (
+        f"is no request parameter of S3's API, and s3fs sends it with no request (dropped "
+        f"unsaid): {fix} or remove it"
+    )
+
+
+def _request_kind(
+    given: dict[Any, Any], members: Mapping[str, Any]
+) -> tuple[tuple[str, ...], str, Any] | None:
+    """The first of ``given`` (request parameters, or a structure's members) whose value is
+    of no kind its shapes in ``members`` take ({name: the shapes S3's operations give it};
+    a name none gives is left alone), as (its keys, the kind its shapes take, the value);
+    inside a mapping of one shape, its own members' (a structure's) or values' (a map's:
+    ``Metadata: {version: 2}``). A name whose operations give it shapes of several kinds
+    (``Tagging``: text or a structure) takes any of them."""
+    for name, value in given.items():
+        shapes = members.get(name) if isinstance(name, str) else None
+        if not shapes or value is None:
+            continue
+        kinds = [_SHAPE_KINDS.get(shape.type_name, "") for shape in shapes]
+        if not any(_fits(kind, value) for kind in kinds):
+            return (name,), kinds[0], value
+        if len(shapes) != 1 or not isinstance(value, dict):
+            continue
+        shape = shapes[0]
+        if shape.type_name == "structure":
+            inner = {n: (m,) for n, m in shape.members.items()}
+            found = _request_kind(value, inner)
+        elif shape.type_name == "map":
+            found = _request_kind(value, {k: (shape.value,) for k in value if isinstance(k, str)})
+        else:
+            found = None
+        if found is not None:
+            return (name, *found[0]), found[1], found[2]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _s3_request_kinds() -> dict[str, tuple[Any, ...]]:
+    """{request parameter: the shapes S3's operations give it, one of each shape's name}, from
+    botocore's service model: what :func:`kind_option` checks ``s3_additional_kwargs``' by
+    (s3fs passes each parameter to the requests whose operations take it)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("s3")
+    shapes: dict[str, dict[str, Any]] = {}
+    for name in model.operation_names:
+        shape = model.operation_model(name).input_shape
+        for member, inner in shape.members.items() if shape is not None else ():
+            shapes.setdefault(member, {}).setdefault(inner.name, inner)
+    return {member: tuple(held.values()) for member, held in shapes.items()}
+
+
+def kind_option_said(name: str, taker: str, kind: str, value: Any) -> str:
+    """What a line says of the option ``name`` that ``taker`` takes as ``kind``
+    (:data:`KINDS_SAID`), given as ``value`` of another kind (:func:`kind_option`), after
+    its key: what it takes, the kind given (:func:`~pipeline.errors.kind_said`, never the
+    value), and the fix."""
+    from pipeline.errors import kind_said as said
+
+    wanted, written = KINDS_SAID.get(kind, (kind, kind))
+    return (
+        f"given as {said(value)}, where {taker} takes {wanted}: write {name}: as {written}, or "
+        "remove it (its value is not said here)"
+    )
 
 
 def alias_twice(url: str, options: object) -> tuple[tuple[str, ...], str, str] | None:
@@ -1300,6 +1590,14 @@ def alias_said(name: str, taker: str) -> str:
 #: separated by commas (as botocore joins an endpoint rule's list itself), ``*`` for all.
 _TEXT_FORMS = {"sigv4a_signing_region_set": "'us-east-1,us-west-2' (the regions, or '*')"}
 
+#: Who takes botocore ``Config``'s ``proxies``, as a line says it.
+PROXIES_TAKER = "botocore's Config (its proxies)"
+#: How an option is written that its taker takes as text, by the taker (:func:`text_said`):
+#: a proxy's URL (``proxies: {http: 8080}``, a port alone, had reached botocore's HTTP layer,
+#: each request failing as "HTTPClientError: ... 'int' object has no attribute
+#: 'startswith'" after its retries).
+_TAKER_FORMS = {PROXIES_TAKER: "'http://HOST:PORT', the proxy's URL"}
+
 
 def text_said(name: str, taker: str, value: Any) -> str:
     """What a line says of the option ``name`` that ``taker`` takes as text, given as
@@ -1308,7 +1606,7 @@ def text_said(name: str, taker: str, value: Any) -> str:
     :data:`_TEXT_FORMS` writes it, for an option that names several things)."""
     from pipeline.errors import kind_said
 
-    form = _TEXT_FORMS.get(name, "'...'")
+    form = _TEXT_FORMS.get(name) or _TAKER_FORMS.get(taker, "'...'")
     return (
         f"given as {kind_said(value)}, where {taker} takes text: write it as text "
         f"({name}: {form}, quoted where YAML would read it as another kind), or remove it "

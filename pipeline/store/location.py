@@ -57,6 +57,7 @@ from pipeline.errors import (
     hide_url_secrets,
     mark_asked,
     missing_credentials,
+    names_credential,
     one_line,
     public_url,
     refused_access,
@@ -945,7 +946,7 @@ class Location:
             ):
                 url = f"{setting}.store's URL" if setting else "the store's URL"
                 where = f"the user and password in {url}"
-                if _option_credentials(self.storage_options):
+                if option_credentials(self.storage_options):
                     where += f" or the credentials in {side}.storage_options"
                 fix = (
                     f"correct {where}: the store refused them"
@@ -1042,20 +1043,43 @@ def _url_credentials(url: str) -> bool:
     return False
 
 
-#: Options that carry credentials to a store: s3fs's and gcsfs's, and the headers, query
-#: parameters and authentication an HTTP file system sends.
+#: Options that carry credentials to a store, whatever their names say
+#: (:func:`option_credentials`): s3fs's (its ``S3FileSystem``'s ``key``, ``secret``,
+#: ``token``, their aliases ``username`` and ``password``, the aiobotocore ``session`` it is
+#: given, which holds them, botocore's ``profile``), gcsfs's ``token``, FTP's, SFTP's and
+#: SMB's ``username`` and ``password``, and the headers, query parameters and
+#: authentication an HTTP file system sends, and a client's own options (``client_kwargs``:
+#: botocore's ``aws_secret_access_key``, ...). ``username`` and ``password`` had been
+#: missing: an FTP store's refusal of a password given in storage_options advised the
+#: URL's user alone.
 CREDENTIAL_OPTIONS = frozenset(
-    {"key", "secret", "token", "profile", "headers", "params", "auth", "client_kwargs"}
+    {
+        "key",
+        "secret",
+        "token",
+        "username",
+        "password",
+        "session",
+        "profile",
+        "headers",
+        "params",
+        "auth",
+        "client_kwargs",
+    }
 )
 
 
-def _option_credentials(options: Any) -> bool:
+def option_credentials(options: Any) -> bool:
     """Whether ``options`` (a store's storage_options, a chain's under its protocols' names
-    too) hold an option that carries credentials (:data:`CREDENTIAL_OPTIONS`)."""
+    too) hold an option that carries credentials: one of :data:`CREDENTIAL_OPTIONS`, or one
+    whose name says it holds one, as a summary masks it
+    (:func:`~pipeline.errors.names_credential`: ``account_key``, ``sas_token``, ...)."""
     if not isinstance(options, dict):
         return False
     return any(
-        k in CREDENTIAL_OPTIONS or (isinstance(v, dict) and _option_credentials(v))
+        k in CREDENTIAL_OPTIONS
+        or names_credential(k)
+        or (isinstance(v, dict) and option_credentials(v))
         for k, v in options.items()
     )
 
@@ -2123,7 +2147,10 @@ def _check_http_settings(config: Any, client: Any) -> None:
     """Raise where botocore's HTTP layer would fail on a setting only when it sends (each
     request then failed, retried, as "HTTPClientError: An HTTP Client raised an unhandled
     exception: ..."): ``config_kwargs``' ``connect_timeout`` and ``read_timeout`` that are no
-    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping;
+    number, ``max_pool_connections`` no whole number of at least 1, ``proxies`` no mapping
+    or a proxy's URL no text (``{http: 8080}``: "'int' object has no attribute
+    'startswith'"); the config refuses them at their lines first
+    (:func:`~pipeline.config.urls.kind_option`, :func:`~pipeline.config.urls.text_option`);
     ``client_kwargs``' ``verify`` neither true, false nor an existing CA bundle's path (as
     text, or a ``pathlib.Path`` in a config given to the API as a mapping: botocore takes
     either), nor one beginning with ``~``, which botocore does not expand."""
@@ -2139,6 +2166,8 @@ def _check_http_settings(config: Any, client: Any) -> None:
     proxies = config.get("proxies")
     if proxies is not None and not isinstance(proxies, dict):
         raise OwnWordsTypeError("config_kwargs' proxies is not a mapping of schemes to proxy URLs")
+    if isinstance(proxies, dict) and not all(isinstance(v, str) for v in proxies.values()):
+        raise OwnWordsTypeError("config_kwargs' proxies holds a proxy whose URL is not text")
     verify = client.get("verify") if isinstance(client, dict) else None
     # as botocore opens it: '~/ca.pem' as it is (no home folder expanded), so a bundle that
     # exists only once expanded had passed here and failed each request
