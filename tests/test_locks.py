@@ -430,19 +430,21 @@ def test_a_holder_whose_store_was_moved_away_leaves_the_lock_at_its_path(
         second.end()
 
 
-#: ``python -m pipeline`` with each block's write 0.05 s late (a slower disk), so that a
-#: run is still writing when its output is moved: the CLI's own ``main`` on argv[1:].
+#: ``python -m pipeline`` with each block's write (and each generated unit) 0.05 s late (a
+#: slower disk), so that a run or generation is still writing when its array is moved: the
+#: CLI's own ``main`` on argv[1:].
 _SLOW_CLI = """
 import sys, time
-from pipeline.running import tasks
+from pipeline.running import generate, tasks
 
-plain = tasks.write_block
+def late(plain):
+    def call(*args, **kwargs):
+        time.sleep(0.05)
+        return plain(*args, **kwargs)
+    return call
 
-def write_block(*args, **kwargs):
-    time.sleep(0.05)
-    return plain(*args, **kwargs)
-
-tasks.write_block = write_block
+tasks.write_block = late(tasks.write_block)
+generate.generate_unit = late(generate.generate_unit)
 from pipeline.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -522,3 +524,57 @@ def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refus
         finishing.end()
         taking.end()
     assert not (out / ".pipeline" / "lock").exists()
+
+
+def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:
+    """An input moved away while ``pipeline generate`` writes it (real processes): the
+    generation stops in one line naming the move and the fix, writes nothing more at the old
+    path (but what was in flight), and leaves its lock in the moved input (an unfinished
+    generation's, which the next generation there takes over and makes whole). It had gone
+    on writing its units by the path, a folder of chunks there with no metadata, and ended
+    in a bare "ArrayNotFoundError: No array found" line (h76d)."""
+    made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
+
+    def config(name: str, store: Path) -> Path:
+        cfg = {
+            "input": {
+                "store": str(store),
+                "generate": {"shape": [150, 4096], "shards": [1, 4096], "dtype": "float32"},
+            },
+            "output": {"store": str(tmp_path / "out.zarr")},
+            "stages": [{"op": "multiply", "factor": 2}],
+            "backend": "cpu",
+            "cluster": {"dashboard": ""},
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_CLI, "generate", str(config("a.yaml", made))],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3000):
+            if len(list((made / "c").glob("*/*"))) >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the generation ended before it was moved"
+        made.rename(moved)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0]
+        # nothing more there than the units in flight as it moved (one a worker thread)
+        assert len([p for p in made.rglob("*") if p.is_file()]) <= 2, sorted(made.rglob("*"))
+        assert (moved / ".pipeline" / "generate.lock").exists()
+        again = run_python(["-m", "pipeline", "generate", config("b.yaml", moved)], tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert not (moved / ".pipeline").exists()
+        values = zarr.open_array(str(moved), mode="r")[...]
+        assert values.shape == (150, 4096) and np.isfinite(values).all()
+    finally:
+        end_process(proc)

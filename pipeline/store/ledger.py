@@ -77,6 +77,12 @@ class Ledger:
     ROLE: ClassVar[str] = "output"
     #: What its holder does, as :data:`WRITERS` names it.
     WHAT: ClassVar[str] = "run"
+    #: Its holder, and what finishes its array where its store was moved while it wrote it
+    #: (:meth:`check_held`), as that refusal says them.
+    HOLDER: ClassVar[str] = "this run"
+    AFTER_MOVE: ClassVar[str] = (
+        "finish the output where it is now with `run --resume` (output.store naming it)"
+    )
 
     def _key(self, *parts: str) -> str:
         base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
@@ -582,7 +588,8 @@ class Ledger:
             _delete_version(self.location, key, tag)  # not another's that took it over since
 
     def check_held(self) -> None:
-        """Refuse (OutputError: ``output``, ``lock``, ``holder``, ``status`` 'displaced') to
+        """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
+        ``lock``, ``holder``, ``status`` 'displaced') to
         write more where the lock at this store's path is no longer this holder's (its
         :attr:`token`): the output was moved away (``mv``), or its record removed or replaced,
         while its run wrote it. A run writes by the path: its blocks, markers and "complete"
@@ -590,7 +597,8 @@ class Ledger:
         run's lock at that path then given up by this one's end, two writers of one output
         both exiting 0 with one's blocks in the other's (h76d). Asked by every block's write,
         in whichever process, before its units and before its marker, and before the output
-        is marked complete. Local stores only: an object store's keys are never moved, and
+        is marked complete; by a generation's every unit, and before it marks the input
+        generated. Local stores only: an object store's keys are never moved, and
         its lock is taken over only from a stopped run."""
         if not self.location.is_local:
             return
@@ -624,10 +632,9 @@ class Ledger:
         where = self.location.join(self.array_path)
         now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
         return self._refusal(
-            f"{where} was moved, or its run record removed or replaced, while this "
-            f"{self.WHAT} wrote it (its lock {lock} is now {now}): this {self.WHAT} stopped, "
-            "since it writes by that path; finish the output where it is now with "
-            "`run --resume` (output.store naming it)",
+            f"{where} was moved, or its record removed or replaced, while {self.HOLDER} wrote "
+            f"it (its lock {lock} is now {now}): {self.HOLDER} stopped, since it writes by "
+            f"that path; {self.AFTER_MOVE}",
             lock=lock,
             holder=holder,
             status="displaced",
@@ -659,6 +666,8 @@ class InputLock(Ledger):
     LOCK: ClassVar[str] = "generate.lock"
     ROLE: ClassVar[str] = "input"
     WHAT: ClassVar[str] = "generate"
+    HOLDER: ClassVar[str] = "this generation"
+    AFTER_MOVE: ClassVar[str] = "generate it again where it is now (input.store naming it)"
 
     def left(self) -> dict[str, Any] | None:
         """The holder document (``pid``, ``host``, ``since``; {} where it was never written)
