@@ -469,7 +469,7 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    first, second, there = config("a.yaml", out, 2), config("b.yaml", out, 3), None
+    first, second = config("a.yaml", out, 2), config("b.yaml", out, 3)
     proc = subprocess.Popen(
         [sys.executable, "-c", _SLOW_CLI, "run", str(first), "--progress", "none"],
         env=env(),
@@ -486,11 +486,10 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         assert proc.returncode == 1, err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "was moved" in lines[0] and "--resume" in lines[0], err
+        there = config("c.yaml", moved, 2)  # the moved output, resumed where it is now
+        done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
         for store, cfg, factor in ((out, second, 3), (moved, there, 2)):
-            if cfg is None:  # the moved output, resumed where it is now
-                cfg = config("c.yaml", store, factor)
-                done = run_python(["-m", "pipeline", "run", cfg, "--resume"], cwd=tmp_path)
-                assert done.returncode == 0, done.stderr
             y = zarr.open_array(str(store), mode="r")[...]
             expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
             assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
