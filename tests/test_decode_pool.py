@@ -92,10 +92,15 @@ def test_a_pooled_task_counts_its_bytes_and_phases(tmp_path: Path, cli) -> None:
     before = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     plan = make_plan(load_config(cfg), MACHINES["cpu"])
     stats = {}
-    for threads in (1, 4, 1, 4):  # the first returns this thread's earlier reads' counts too
-        src = dataclasses.replace(plan.source, decode_threads=threads)
-        row = tasks.run_block(src, plan.sink, plan.chain, "cpu", (1, 0, 0)).reshape(-1)
-        stats[threads] = dict(zip(tasks.STATS, row.tolist(), strict=True))
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.acquire()  # a block is written only under the output's lock, as a run's
+    try:
+        for threads in (1, 4, 1, 4):  # the first returns this thread's earlier reads' counts
+            src = dataclasses.replace(plan.source, decode_threads=threads)
+            row = tasks.run_block(src, plan.sink, plan.chain, "cpu", (1, 0, 0)).reshape(-1)
+            stats[threads] = dict(zip(tasks.STATS, row.tolist(), strict=True))
+    finally:
+        plan.sink.ledger.clear()
     stored = sum(
         (tmp_path / "in.zarr" / f"{i}.0.0").stat().st_size
         for i in range(6, 12)

@@ -3,7 +3,9 @@
 line naming the holder; a lock given up, even where its file cannot be removed, is taken
 by the next; a Ctrl-C (a real SIGINT) landing while a lock is taken leaves none held; a
 lock is never taken through a symbolic link; a ``cp -al`` copy's lock (one file under
-two names) is the copy's own, while the other store's is held or taken at the same moment."""
+two names) is the copy's own, while the other store's is held or taken at the same moment; a
+run whose output is moved away while it writes it stops, and never gives up or clears what
+another run then put at its path."""
 
 from __future__ import annotations
 
@@ -19,16 +21,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import yaml
+import zarr
 
 from pipeline.errors import OutputError, PipelineError
 from pipeline.store.ledger import InputLock, Ledger
 from pipeline.store.location import Location
-from tests.faultkit import env, undeletable
+from tests.faultkit import (
+    end_process,
+    env,
+    many_blocks_config,
+    many_blocks_input,
+    run_python,
+    undeletable,
+    wait_for_markers,
+)
 
 #: A process that takes and gives up the lock of the store argv[1] as its stdin says, one
-#: line each ('acquire', 'give_up', 'ctrl-c AT': acquire with a real SIGINT sent to itself
-#: at AT, 'locked' (the OS lock just taken) or 'writing' (the holder being written);
+#: line each ('acquire', 'give_up', 'clear' (the whole record, as a complete run's end),
+#: 'churn N END': N times acquire, mark a block and END ('clear' or 'give_up'), answering
+#: 'ok' and how many tries met what, as JSON ('taken', 'busy', or the error); 'ctrl-c AT':
+#: acquire with a real SIGINT sent to itself at AT, 'locked' (the OS lock just taken) or
+#: 'writing' (the holder being written);
 #: 'stalled PATH': acquire, stopping 2 s once the lock file's OS lock is taken, PATH made
 #: then), answering 'ok', 'refused <the line as JSON>' or 'interrupted' (a KeyboardInterrupt).
 _HOLDER = """
@@ -66,6 +82,27 @@ for line in sys.stdin:
             lock.acquire()
         elif what[0] == "give_up":
             lock.give_up()
+        elif what[0] == "clear":
+            lock.clear()
+        elif what[0] == "churn":
+            seen = {}
+            for _ in range(int(what[1])):
+                try:
+                    lock.acquire()
+                except Exception as e:
+                    line = str(e)
+                    busy = line.startswith("another run is writing") and "pid ? " not in line
+                    met = "busy" if busy else repr(e)
+                else:
+                    met = "taken"
+                    try:
+                        lock.mark((0,), {})
+                        lock.clear() if what[2] == "clear" else lock.give_up()
+                    except Exception as e:
+                        met = repr(e)
+                seen[met] = seen.get(met, 0) + 1
+            print("ok", json.dumps(seen), flush=True)
+            continue
         elif what[0] == "ctrl-c":
             if what[1] == "locked":
                 ledger.fcntl = Locking(ctrl_c)
@@ -358,3 +395,185 @@ def test_a_copy_put_where_a_held_store_was_moved_from_is_still_its_runs(
         lock.acquire()
     assert f"pid {holder.proc.pid} on" in str(info.value), info.value
     assert (out / ".pipeline" / "lock").stat().st_nlink == 2
+
+
+@pytest.mark.parametrize("end", ["give_up", "clear"])
+def test_a_holder_whose_store_was_moved_away_leaves_the_lock_at_its_path(
+    tmp_path: Path, holder: Holder, end: str
+) -> None:
+    """A store moved away while a process holds its lock (``mv out.zarr moved.zarr``), and
+    another process taking the lock of a new store at the old path: the first, giving its
+    lock up (or clearing its record, as a complete run's end), removes nothing at that path,
+    which is the other's; a third process there is refused, naming the second. Its release
+    had removed the file at its path, the other's, and the third took a lock of its own: two
+    writers of one output (h76d)."""
+    out, moved = tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    assert holder.ask("acquire") == "ok"
+    out.rename(moved)
+    second = Holder(out)
+    try:
+        assert second.ask("acquire") == "ok"
+        record = Ledger(Location.of(str(out)), "")
+        record.write_manifest({"the": "second's"})
+        answer = holder.ask(end)
+        if end == "clear":  # refused: the record at its path is another's
+            assert answer.startswith("refused ") and "was moved" in answer, answer
+        else:
+            assert answer == "ok", answer
+        assert _pid_in(out / ".pipeline" / "lock") == second.proc.pid
+        assert record.read_manifest() == {"the": "second's"}
+        with pytest.raises(OutputError) as info:
+            record.acquire()
+        assert f"pid {second.proc.pid} on" in str(info.value), info.value
+        assert second.ask("give_up") == "ok"
+    finally:
+        second.end()
+
+
+#: ``python -m pipeline`` with each block's write (and each generated unit) 0.05 s late (a
+#: slower disk), so that a run or generation is still writing when its array is moved: the
+#: CLI's own ``main`` on argv[1:].
+_SLOW_CLI = """
+import sys, time
+from pipeline.running import generate, tasks
+
+def late(plain):
+    def call(*args, **kwargs):
+        time.sleep(0.05)
+        return plain(*args, **kwargs)
+    return call
+
+tasks.write_block = late(tasks.write_block)
+generate.generate_unit = late(generate.generate_unit)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) -> None:
+    """An output moved away while its run writes it (``mv out.zarr moved.zarr``, real
+    processes): the run stops, in one line naming the move and the fix, before writing more
+    by the old path; a run of another config begun there with ``--overwrite`` writes its own
+    output alone (its bytes NumPy's of what zarr-python reads of the input, bit for bit, and
+    ``verify --all`` agreeing), and the moved output resumes there to NumPy's. The first run
+    had gone on writing its blocks and markers by the path, into the new run's output, both
+    exiting 0, the new one said complete with the other's blocks in it (h76d)."""
+    inp, out, moved = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    x = many_blocks_input(inp, 120)
+    files = {p: p.read_bytes() for p in inp.rglob("*") if p.is_file()}
+
+    def config(name: str, store: Path, factor: int) -> Path:
+        cfg = many_blocks_config(inp, store, cluster={"dashboard": ""})
+        cfg["stages"] = [{"op": "multiply", "factor": factor}]
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    first, second = config("a.yaml", out, 2), config("b.yaml", out, 3)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_CLI, "run", str(first), "--progress", "none"],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for_markers(proc, out, 10) > 0, "the run ended before it was moved"
+        out.rename(moved)
+        later = run_python(["-m", "pipeline", "run", second, "--overwrite"], cwd=tmp_path)
+        assert later.returncode == 0, later.stderr
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "was moved" in lines[0] and "--resume" in lines[0], err
+        there = config("c.yaml", moved, 2)  # the moved output, resumed where it is now
+        done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        for store, cfg, factor in ((out, second, 3), (moved, there, 2)):
+            y = zarr.open_array(str(store), mode="r")[...]
+            expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
+            assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
+            checked = run_python(["-m", "pipeline", "verify", cfg, "--all"], cwd=tmp_path)
+            assert checked.returncode == 0 and "mismatched     0" in checked.stdout, checked
+        assert np.array_equal(zarr.open_array(str(inp), mode="r")[...], x, equal_nan=True)
+        assert {p: p.read_bytes() for p in inp.rglob("*") if p.is_file()} == files
+    finally:
+        end_process(proc)
+
+
+def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two processes at one store, one taking the lock and clearing the whole record (a
+    complete run's end), the other taking and giving it up, 300 times each at once: every
+    try takes the lock or is refused as busy, naming its holder, and every clear removes
+    the record. A take between the record's removal and its folder's had raised a bare
+    FileNotFoundError (the folder gone under its open), and the clear "Directory not empty"
+    (the other's new lock in it), which a complete run said as its record staying (h76d)."""
+    out = tmp_path / "out.zarr"
+    finishing, taking = Holder(out), Holder(out)
+    try:
+        finishing.tell("churn", "300", "clear")
+        taking.tell("churn", "300", "give_up")
+        for h in (finishing, taking):
+            word, _, seen = h.answer().partition(" ")
+            assert word == "ok" and set(json.loads(seen)) <= {"taken", "busy"}, seen
+            assert json.loads(seen).get("taken"), seen
+    finally:
+        finishing.end()
+        taking.end()
+    assert not (out / ".pipeline" / "lock").exists()
+
+
+def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:
+    """An input moved away while ``pipeline generate`` writes it (real processes): the
+    generation stops in one line naming the move and the fix, writes nothing more at the old
+    path (but what was in flight), and leaves its lock in the moved input (an unfinished
+    generation's, which the next generation there takes over and makes whole). It had gone
+    on writing its units by the path, a folder of chunks there with no metadata, and ended
+    in a bare "ArrayNotFoundError: No array found" line (h76d)."""
+    made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
+
+    def config(name: str, store: Path) -> Path:
+        cfg = {
+            "input": {
+                "store": str(store),
+                "generate": {"shape": [150, 4096], "shards": [1, 4096], "dtype": "float32"},
+            },
+            "output": {"store": str(tmp_path / "out.zarr")},
+            "stages": [{"op": "multiply", "factor": 2}],
+            "backend": "cpu",
+            "cluster": {"dashboard": ""},
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_CLI, "generate", str(config("a.yaml", made))],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3000):
+            if len(list((made / "c").glob("*/*"))) >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the generation ended before it was moved"
+        made.rename(moved)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0]
+        # nothing more there than the units in flight as it moved (one a worker thread)
+        assert len([p for p in made.rglob("*") if p.is_file()]) <= 2, sorted(made.rglob("*"))
+        assert (moved / ".pipeline" / "generate.lock").exists()
+        again = run_python(["-m", "pipeline", "generate", config("b.yaml", moved)], tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert not (moved / ".pipeline").exists()
+        values = zarr.open_array(str(moved), mode="r")[...]
+        assert values.shape == (150, 4096) and np.isfinite(values).all()
+    finally:
+        end_process(proc)

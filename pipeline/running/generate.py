@@ -11,6 +11,7 @@ attributes from its creation until every unit is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import uuid
@@ -62,6 +63,8 @@ class GenSpec:
     seed: int
     big_endian: bool = False
     """the input is stored big-endian (``dtype: '>f4'``): units are byte-swapped on the CPU"""
+    lock: InputLock | None = None
+    """the generation's lock, held: each unit's write asks it first (``check_held``)"""
 
 
 def generate_input(config: Config, progress: str = "auto", interval: float = 5.0) -> ArrayInfo:
@@ -113,7 +116,7 @@ def generate_input(config: Config, progress: str = "auto", interval: float = 5.0
     try:
         lock.check_apart()  # again, held: one of two writers nested taking locks at once sees
         # the other
-        info = _generate_locked(config, cp, loc, path, progress, interval)
+        info = _generate_locked(config, cp, lock, progress, interval)
     except BaseException as e:
         try:  # the lock, and its folder in the array's; a lock that stays is said in e's line
             lock.clear_after(e)
@@ -135,13 +138,20 @@ def _refuse_if_generating(lock: InputLock) -> None:
 
 
 def _generate_locked(
-    config: Config, cp: ClusterPlan, loc: Location, path: str, progress: str, interval: float
+    config: Config, cp: ClusterPlan, lock: InputLock, progress: str, interval: float
 ) -> ArrayInfo:
-    """:func:`generate_input`'s making of the input, its lock held; the input's ArrayInfo."""
-    where = loc.join(path)
+    """:func:`generate_input`'s making of the input, its ``lock`` held; the input's
+    ArrayInfo. Each unit's write, and the mark that the input is generated, ask first that
+    the lock at its path is still this generation's (``check_held``): it writes by the path,
+    and an input moved away while it was generated had been written on where it was, into
+    whatever was put there, the generation exiting 0 (h76d)."""
+    loc = lock.location
+    where = loc.join(lock.array_path)
     try:
         spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
+        spec = dataclasses.replace(spec, lock=lock)
         _generate_units(cp, spec, progress, interval)
+        lock.check_held()
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
         waiting.take()
@@ -520,6 +530,8 @@ def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
 
 def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
     """Generate and store one unit; bytes written."""
+    if spec.lock is not None:  # still this generation's: it writes by the path
+        spec.lock.check_held()
     be = devices.get(spec.sink.backend)
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them

@@ -2552,6 +2552,8 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     metadata where it has some (the output is complete only once both say so: see
     :func:`output_state`), then drop the run record."""
     o = plan.output
+    assert plan.sink.ledger is not None
+    plan.sink.ledger.check_held()  # "complete" is said of this run's output alone (h76d)
     summary = {
         "blocks": plan.n_blocks,
         "bytes_in": whole.get("elements", 0) * plan.input.dtype.itemsize,
@@ -2580,7 +2582,6 @@ def mark_complete(plan: Plan, whole: dict[str, int], compute_seconds: float) -> 
     with group_lock(o.location, output_group(plan)):
         arrays.update_attributes(o.location, o.path, attributes(plan, "complete", done))
         _consolidate(plan)
-    assert plan.sink.ledger is not None
     try:
         plan.sink.ledger.clear()
     except OutputError as e:  # every byte is written and the output says so: only a leftover

@@ -691,6 +691,9 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
         nan, pos, neg = be.count_nonfinite(y)
     written = 0
     xp = be.xp
+    if sink.ledger is not None:  # the run's lock still at the output's path: its writes go
+        # by the path, into whatever is there now (an output moved away while it ran: h76d)
+        sink.ledger.check_held()
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
         part = y[
@@ -709,6 +712,7 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
         counts = {"elements": int(y.size), "bytes_written": int(written)}
         counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
         marker = sink.ledger.marker_key(block_index)
+        sink.ledger.check_held()  # and again: its marker marks this run's block alone
         with _timed("write"), _storing(sink, marker, "the run record's marker"):
             sink.ledger.mark(block_index, counts)
     t = _take_tally()

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipeline.errors import (
@@ -66,6 +66,10 @@ class Ledger:
 
     location: Location
     array_path: str
+    #: This holder's own mark, written into its lock as it takes it: a task writing a block,
+    #: in whichever process, finds by it whether the lock at the store's path is still its
+    #: run's (:meth:`check_held`). No part of what the ledger is (equality, hash, repr).
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
 
     #: The lock's name in the record folder: the output's (a run writing it).
     LOCK: ClassVar[str] = "lock"
@@ -73,6 +77,12 @@ class Ledger:
     ROLE: ClassVar[str] = "output"
     #: What its holder does, as :data:`WRITERS` names it.
     WHAT: ClassVar[str] = "run"
+    #: Its holder, and what finishes its array where its store was moved while it wrote it
+    #: (:meth:`check_held`), as that refusal says them.
+    HOLDER: ClassVar[str] = "this run"
+    AFTER_MOVE: ClassVar[str] = (
+        "finish the output where it is now with `run --resume` (output.store naming it)"
+    )
 
     def _key(self, *parts: str) -> str:
         base = f"{self.array_path}/{RECORD}" if self.array_path else RECORD
@@ -250,7 +260,7 @@ class Ledger:
         may write the output but not delete there) had left the lock object held on S3,
         and the next run found it."""
         try:
-            self.location.delete(self._key(), recursive=True)
+            self._remove_record()
         except BaseException as e:
             self.give_up(e)  # the lock, if the record's delete left it (the rest stays)
             raise
@@ -262,11 +272,42 @@ class Ledger:
         given up whatever else stays, and where it cannot be, ``failure``'s line says so
         (:meth:`give_up`); what else stays is no part of that line."""
         with contextlib.suppress(Exception):
-            self.location.delete(self._key(), recursive=True)
+            self._remove_record()
         try:
             self.give_up(failure)
         finally:
             self._close_lock()
+
+    def _remove_record(self) -> None:
+        """Delete the whole record, the lock last. Where this process holds the local lock:
+        never where the file at the lock's path is no longer the one it holds (the store
+        moved away: the record there is another's, :meth:`_check_still_here`); all but the
+        lock first, then the lock (:meth:`release`), then the folder where nothing is left in
+        it: a run that takes the lock as soon as it is gone makes its own in that folder.
+        The whole folder's removal had failed there ("Directory not empty", a warning that
+        the complete output's record stays), or removed the folder between the other run's
+        making it and its open of the lock (a bare FileNotFoundError; h76d)."""
+        path = self.location.join(self._key(self.LOCK))
+        if not (self.location.is_local and path in _HELD):
+            self.location.delete(self._key(), recursive=True)
+            return
+        self._check_still_here()
+        folder = os.path.dirname(path)
+        try:
+            with os.scandir(folder) as listed:
+                names = sorted(e.name for e in listed if e.name != self.LOCK)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            self.location.delete(self._key(name), recursive=True)
+        self.release()
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):  # else another run's lock
+                self.location.delete(self._key(), recursive=True)  # its refusal, worded
 
     def stays(self, e: BaseException) -> str:
         """Words for the line of a run (or generation) whose lock could not be given up
@@ -329,8 +370,8 @@ class Ledger:
                 if os.fstat(fd).st_nlink > 1 and _foreign(fd, path, _folder_of(path)):
                     return None  # another store's (a `cp -al` copy's): its run is not ours
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return _read_holder(self.location, key, wait=True) or {}
+            except BlockingIOError:  # held; gone by the time it is read: given up meanwhile
+                return _read_holder(self.location, key, wait=True)
             finally:
                 os.close(fd)  # also drops the probe's shared lock
             return None
@@ -348,7 +389,7 @@ class Ledger:
         if self.location.is_local:
             self._acquire_local(key)
             return
-        body = json.dumps(_me()).encode()
+        body = json.dumps({**_me(), "token": self.token}).encode()
         for _ in range(40):
             # only a conditional PUT takes it: a run that found the lock gone or its holder
             # ended had written it over unconditionally, and two such runs found it so at
@@ -393,9 +434,16 @@ class Ledger:
             link = dangling_link_on(path, self.location.join(""))
             if link is not None:  # the record's folder a link to nothing: makedirs had said
                 raise self._refusal(self._linked(*link), lock=path)  # only "File exists"
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             busy = 0
             for _ in range(40):
+                # (again each try: a run finishing removes its record, this folder, as it ends:
+                # the open had raised a bare FileNotFoundError, h76d)
+                try:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                except FileExistsError:  # removed between makedirs' mkdir and its look
+                    if os.path.lexists(os.path.dirname(path)):  # no folder: what is there
+                        raise  # (a file) is said as it was
+                    continue
                 with _record_guard(os.path.dirname(path)) as folder:
                     taken = self._take_local(path, folder)
                 if taken:
@@ -403,7 +451,10 @@ class Ledger:
                 if taken is None:  # held
                     busy += 1
                     if busy >= 5:
-                        holder = _read_holder(self.location, key, wait=True) or {}
+                        holder = _read_holder(self.location, key, wait=True)
+                        if holder is None:  # given up meanwhile (its run ended): try again
+                            busy = 0
+                            continue
                         raise self.busy(holder)
                     time.sleep(0.02)  # maybe only another run's brief look (holder()): retry
             raise self._refusal(f"cannot take the lock {path}: it keeps being replaced", lock=path)
@@ -415,6 +466,8 @@ class Ledger:
         try:  # never through a link (one to nothing had been followed, its target created
             # outside the store, locked, and left there: h72c)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except FileNotFoundError:  # its folder removed meanwhile (a run's end): try again
+            return False
         except OSError as e:
             if e.errno == errno.ELOOP and os.path.islink(path):
                 raise self._refusal(self._linked(path, os.path.realpath(path)), lock=path) from None
@@ -437,7 +490,7 @@ class Ledger:
                 return False
             locked = True
             os.ftruncate(fd, 0)
-            me = _me()
+            me = {**_me(), "token": self.token}
             if folder is not None:  # where it took it (:func:`_foreign`)
                 me.update(folder=list(folder), lock=os.path.realpath(path))
             _write_all(fd, json.dumps(me).encode())
@@ -519,9 +572,12 @@ class Ledger:
         key = self._key(self.LOCK)
         if self.location.is_local:
             path = self.location.join(key)
-            if path in _HELD:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
+            fd = _HELD.get(path)
+            if fd is not None:
+                if _same_file(path, fd):  # not the file of another run put at that path
+                    # since (this store moved away while its run wrote it: h76d)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
                 self._close_lock()
             return
         read = _read_tagged_holder(self.location, key)
@@ -530,6 +586,59 @@ class Ledger:
         holder, tag = read
         if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
             _delete_version(self.location, key, tag)  # not another's that took it over since
+
+    def check_held(self) -> None:
+        """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
+        ``lock``, ``holder``, ``status`` 'displaced') to
+        write more where the lock at this store's path is no longer this holder's (its
+        :attr:`token`): the output was moved away (``mv``), or its record removed or replaced,
+        while its run wrote it. A run writes by the path: its blocks, markers and "complete"
+        had gone into whatever was put there meanwhile, a new run's output among them, that
+        run's lock at that path then given up by this one's end, two writers of one output
+        both exiting 0 with one's blocks in the other's (h76d). Asked by every block's write,
+        in whichever process, before its units and before its marker, and before the output
+        is marked complete; by a generation's every unit, and before it marks the input
+        generated. Local stores only: an object store's keys are never moved, and
+        its lock is taken over only from a stopped run."""
+        if not self.location.is_local:
+            return
+        path = self.location.join(self._key(self.LOCK))
+        raw = b""
+        with contextlib.suppress(OSError):  # none there, or no file: not this run's either
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                raw = os.pread(fd, 1 << 16, 0)
+            finally:
+                os.close(fd)
+        holder = _holder_of(raw)
+        if holder.get("token") != self.token:
+            raise self._displaced(holder)
+
+    def _check_still_here(self) -> None:
+        """:meth:`check_held` by this process's own descriptor: where it holds this store's
+        local lock, the file at its path must be the one it holds (else the record there is
+        another's, which :meth:`clear` must not delete)."""
+        if not self.location.is_local:
+            return
+        path = self.location.join(self._key(self.LOCK))
+        fd = _HELD.get(path)
+        if fd is not None and not _same_file(path, fd):
+            raise self._displaced(_read_holder(self.location, self._key(self.LOCK)) or {})
+
+    def _displaced(self, holder: dict[str, Any]) -> PipelineError:
+        """The refusal of :meth:`check_held`: the lock at the path is ``holder``'s ({}: none
+        there, or none a run wrote)."""
+        lock = self.location.join(self._key(self.LOCK))
+        where = self.location.join(self.array_path)
+        now = f"another run's ({holder_said(holder)})" if holder.get("pid") else "gone"
+        return self._refusal(
+            f"{where} was moved, or its record removed or replaced, while {self.HOLDER} wrote "
+            f"it (its lock {lock} is now {now}): {self.HOLDER} stopped, since it writes by "
+            f"that path; {self.AFTER_MOVE}",
+            lock=lock,
+            holder=holder,
+            status="displaced",
+        )
 
     def _close_lock(self) -> None:
         if not self.location.is_local:
@@ -557,6 +666,8 @@ class InputLock(Ledger):
     LOCK: ClassVar[str] = "generate.lock"
     ROLE: ClassVar[str] = "input"
     WHAT: ClassVar[str] = "generate"
+    HOLDER: ClassVar[str] = "this generation"
+    AFTER_MOVE: ClassVar[str] = "generate it again where it is now (input.store naming it)"
 
     def left(self) -> dict[str, Any] | None:
         """The holder document (``pid``, ``host``, ``since``; {} where it was never written)
@@ -926,13 +1037,21 @@ def _foreign(fd: int, path: str, folder: tuple[int, int] | None) -> bool:
     return tuple(taken_in) != folder and taken_at != os.path.realpath(path)
 
 
+def _same_file(path: str, fd: int) -> bool:
+    """Whether the name ``path`` is (still) the open file ``fd``."""
+    try:
+        at, it = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino)
+
+
 def _drop_name(path: str, fd: int) -> None:
     """Remove the name ``path`` where it is still the open file ``fd`` (another name of it
     stays, and so do its bytes): only under :func:`_record_guard`, so that no run of this
     store is taking the file meanwhile."""
-    with contextlib.suppress(OSError):
-        at, it = os.lstat(path), os.fstat(fd)
-        if (at.st_dev, at.st_ino) == (it.st_dev, it.st_ino):
+    if _same_file(path, fd):
+        with contextlib.suppress(OSError):
             os.remove(path)
 
 
