@@ -265,6 +265,103 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
 
 
+def _held_until_waited_for(
+    tmp_path: Path, first: list[str], then: list[str], hold: Path, address: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``first`` (a command's argv, on the cluster at ``address``) started and SIGKILLed once
+    its task holds its write (``tests/slow_blocks.py``: ``hold`` made first), then ``then``
+    run while that task still runs, its write released once ``then`` says it waits for it or
+    has ended; ``then``'s result and what its stderr said by then."""
+    killed = subprocess.Popen(
+        [*first, "--scheduler", address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+    )
+    held = Path(f"{hold}.held")
+    try:
+        deadline = time.monotonic() + 120
+        while not held.exists() and time.monotonic() < deadline:
+            assert killed.poll() is None, "the first command ended before its task held"
+            time.sleep(0.05)
+        assert held.exists()
+    finally:
+        killed.kill()  # SIGKILL: no clean-up, its lock gone with it, its task still running
+        killed.wait(30)
+    err = tmp_path / "then.err"
+    with err.open("w") as f:
+        proc = subprocess.Popen(
+            [*then, "--scheduler", address], stdout=subprocess.PIPE, stderr=f, text=True, env=env()
+        )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and "still write" not in err.read_text():
+        assert time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    said = err.read_text().splitlines()
+    Path(f"{hold}.release").touch()  # the killed command's task writes now
+    done = Path(f"{hold}.done")
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err.read_text()), said
+
+
+def test_a_run_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the_next(
+    tmp_path: Path,
+) -> None:
+    """A run killed (SIGKILL: no clean-up) on a joined cluster: the task its worker was
+    executing ran on, though its client was gone, and wrote its block and marker into what
+    was at the output then: the next run's, an ``--overwrite`` with other stages, which had
+    written and marked that block and called the output complete (``verify`` then found the
+    block of the killed run's stages). The next run waits for such tasks before it writes,
+    saying so in one warning: its output is its own stages' of the input, and verifies."""
+    x = many_blocks_input(tmp_path / "in.zarr", 1, cols=64)
+    killed = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="a.yaml")
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        name="b.yaml",
+        stages=[{"op": "multiply", "factor": 3}],
+    )
+    hold = tmp_path / "hold"
+    hold.touch()
+    run = [sys.executable, "-m", "pipeline", "run", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*run, str(killed)], [*run, str(cfg), "--overwrite"], hold, ext.address
+        )
+        assert done.returncode == 0, done.stderr
+        assert status(tmp_path / "out.zarr") == "complete"
+        assert np.array_equal(read_array(tmp_path / "out.zarr"), x * np.float32(3), equal_nan=True)
+        assert [ln for ln in said if ln.startswith("warning:")] == [
+            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
+            f"{tmp_path / 'out.zarr'} on worker {_worker(ext.address)}: waiting for them to end "
+            "before this run writes there"
+        ], said
+        verified = subprocess.run(
+            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
+            capture_output=True,
+            text=True,
+            env=env(),
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _worker(address: str) -> str:
+    """The address of the one worker of the scheduler at ``address``."""
+    from distributed import Client
+
+    with Client(address, timeout=60, set_as_default=False) as client:
+        (worker,) = client.scheduler_info()["workers"]
+    return str(worker)
+
+
 def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer(
     monkeypatch, caplog
 ) -> None:

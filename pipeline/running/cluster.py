@@ -404,6 +404,18 @@ class DaskWorkers:
         except Exception:
             return None
 
+    def wait_for_writers(self, name: str) -> None:
+        """Wait for tasks of an earlier run, whose client is gone, still writing the array
+        ``name`` on the workers (:func:`pipeline.running.tasks.wait_for_writers`)."""
+        from pipeline.running import tasks
+
+        def count() -> dict[str, int]:
+            return self._ask(
+                lambda: self.client.run(tasks.writing, name), "pipeline-writers", "setup"
+            )
+
+        tasks.wait_for_writers(count, name)
+
     def reset_peaks(self) -> None:
         self._ask(lambda: self.client.run(_reset_peaks), "pipeline-peaks", "compute")
 

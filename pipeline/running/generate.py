@@ -40,7 +40,7 @@ from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_gen
 from pipeline.reporting.progress import Progress
 from pipeline.running import output, waiting
 from pipeline.running.output import check_writable
-from pipeline.running.tasks import write_unit
+from pipeline.running.tasks import target, write_unit, writing_to
 from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
@@ -406,6 +406,8 @@ def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: flo
         Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
     ):
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
+        # tasks of an earlier generation of this input, its process killed, may still run
+        workers.wait_for_writers(target(info))
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 
@@ -519,10 +521,12 @@ def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
 
 
 def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
-    """Generate and store one unit; bytes written."""
+    """Generate and store one unit; bytes written. Counted as writing the input while it
+    runs (:func:`~pipeline.running.tasks.writing_to`)."""
     be = devices.get(spec.sink.backend)
     be.prepare()
-    with be.on_stream():  # the values are drawn on the stream that encodes them
+    # the values are drawn on the stream that encodes them
+    with writing_to(target(spec.sink.info)), be.on_stream():
         data = unit_values(spec, unit_index, be.xp)
         if spec.big_endian:  # the values' bytes as the store holds them
             data = data.byteswap()

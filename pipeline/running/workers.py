@@ -72,6 +72,11 @@ class Workers(Protocol):
         cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
 
+    def wait_for_writers(self, name: str) -> None:
+        """Wait until no task of an earlier run writes the array named ``name``
+        (:func:`pipeline.running.tasks.target`) on these workers
+        (:func:`pipeline.running.tasks.wait_for_writers`)."""
+
     def reset_peaks(self) -> None:
         """Start the peak memory of every worker again from now."""
 
