@@ -584,6 +584,72 @@ def test_workers_without_the_pipeline_are_refused_naming_them(tmp_path, command:
     assert not (tmp_path / "out.zarr").exists()
 
 
+def _lacking_cluster(tmp_path: Path, module: str) -> contextlib.AbstractContextManager[str]:
+    """:func:`_one_worker_cluster` whose worker's Python lacks the top-level ``module``."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    worker_env = {"PYTHONPATH": os.pathsep.join((str(site), str(ROOT))), "WITHOUT_MODULES": module}
+    return _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env)
+
+
+def _lacking_line(address: str, module: str) -> str:
+    """The start of the line for workers of ``address`` lacking ``module``, up to its worker."""
+    return (
+        f"error: the workers of the cluster at {address} cannot import {module!r}, which the "
+        "pipeline's tasks need (its worker tcp://127.0.0.1:"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+@pytest.mark.parametrize("module", ["numcodecs", "pydantic"])
+def test_workers_lacking_a_package_of_the_tasks_are_refused_before_anything_is_written(
+    tmp_path, command: str, module: str
+) -> None:
+    """A joined cluster whose worker's Python lacks a package the pipeline's tasks import,
+    this process having it: without numcodecs every input chunk had been called damaged
+    ("input chunk '0.0' of ... is damaged: ModuleNotFoundError: No module named 'numcodecs';
+    ... restore the chunk"), after the output was made; without pydantic the run ended in
+    ``error: Exception: ModuleNotFoundError("No module named 'pydantic'")``. Both are one
+    line naming the package, the worker and how to start it again, before anything is
+    written (``cluster.TASK_MODULES``, asked in the workers' round trip); ``plan`` says the
+    same."""
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, module) as address:
+        proc = _pipeline(tmp_path, command, cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(_lacking_line(address, module)), line
+    assert "install it in the workers' Python environment" in line, line
+    assert f"`dask worker {address}`" in line and "damaged" not in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("module", ["numcodecs", "pydantic"])
+def test_a_package_the_workers_lack_that_no_check_asked_for_is_said_as_theirs(
+    tmp_path, cli, monkeypatch, module: str
+) -> None:
+    """A package the workers lack that the round trip before the run did not ask about (none
+    here: ``TASK_MODULES`` emptied, as for a package a later release imports): numcodecs,
+    which a task imports as it decodes, had been called a damaged input chunk, with the fix
+    to restore it; pydantic, which the workers' set-up unpickles, a bare
+    ``Exception: ModuleNotFoundError(...)``. Each is the line naming the package and the
+    worker, a task's with `run --resume`, the output left as it is."""
+    monkeypatch.setattr(cluster, "TASK_MODULES", (), raising=False)
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, module) as address:
+        rc, _, err = cli("run", cfg, "--scheduler", address, "-q")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} cannot import {module!r}, which the "
+        "pipeline's tasks need (they lack it; this process has "
+    ), line
+    assert "damaged" not in line and f"`dask worker {address}`" in line, line
+    if module == "numcodecs":  # in a task: the output was made
+        assert line.endswith("; then `run --resume` finishes the output"), line
+
+
 def test_a_joined_scheduler_is_left_without_the_pipeline_s_plugin(tmp_path) -> None:
     """A run on a joined scheduler left its workers' plugin (``pipeline-setup``) registered
     there: a worker that joined it later, from a Python without the pipeline, could not

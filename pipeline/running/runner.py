@@ -1027,8 +1027,9 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
     task (PlanError, ``memory`` 'host' or 'gpu', ``key`` 'cluster.threads_per_worker', the
     setting it says to lower: a config file's line is said); workers that died running a block
     (ClusterError 'workers-died', most likely for memory: what gives a block more memory,
-    :func:`~pipeline.running.cluster.memory_advice`); None for the rest (the pipeline's own
-    errors among them), raised as they are."""
+    :func:`~pipeline.running.cluster.memory_advice`); a package a joined cluster's workers
+    lack (ClusterError 'missing-package', :func:`~pipeline.running.cluster.lacking_module`);
+    None for the rest (the pipeline's own errors among them), raised as they are."""
     if isinstance(e, ClusterError) and e.data.get("reason") == "workers-died":
         from pipeline.running.cluster import memory_advice, workers_died
 
@@ -1038,6 +1039,13 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
         return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
     if isinstance(e, PipelineError):
         return None
+    if not own:  # a package the workers of a joined cluster lack, that this process has
+        from pipeline.running.cluster import lacking_module
+
+        then = "; then `run --resume` finishes the output"
+        lacking = lacking_module(e, plan.cluster.scheduler, then)
+        if lacking is not None:
+            return lacking
     if isinstance(e, MemoryError):
         return PlanError(
             f"out of memory in a task ({e}): lower cluster.threads_per_worker (a resume keeps "

@@ -112,12 +112,16 @@ def _count_stored(info: ArrayInfo, units: Iterable[Shape]) -> None:
 
 def _unreadable_unit(
     info: ArrayInfo, block_index: Shape, block: Shape, error: Exception
-) -> InputError:
+) -> Exception:
     """The ChunkError for a block zarr-python could not read: its first stored unit that
     zarr-python cannot read on its own (each is read once more, only on this failure path),
     or the block's region where every unit reads alone; the InputError of
     :func:`unreadable` where the store would not give a unit's bytes, and of
-    :func:`codec_missing_here` where a codec has no implementation here (not damage)."""
+    :func:`codec_missing_here` where a codec has no implementation here (not damage); a
+    package this process cannot import, ``error`` itself (not damage either: the run says
+    whose Python lacks it, ``cluster.lacking_module``)."""
+    if isinstance(error, ImportError):
+        return error
     if codecs.is_unknown_codec(error):  # no bytes are damaged: the codec is missing here
         return codec_missing_here(info, error)
     reason = cause(error)
@@ -126,6 +130,8 @@ def _unreadable_unit(
         try:
             z[grid.unit_slices(unit, info.unit, info.shape)]
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if isinstance(e, ImportError):
+                return e
             failure = storage_failure(e)
             if failure is not None:
                 return unreadable(info, info.key(unit), failure)
@@ -292,7 +298,7 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
             checked = None
             if info.unit_check is not None:  # Zarr reads a cut Blosc frame without an error
                 checked = _checked_units(info, block_index, src.block)
-            failed: InputError | None = None
+            failed: Exception | None = None
 
             def read() -> np.ndarray:
                 z = _zarr_array(info)
