@@ -37,12 +37,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _dask_scheduler(port: int, out: Any, environ: dict[str, str]) -> subprocess.Popen:
-    """A `dask scheduler` process on 127.0.0.1:``port`` (no dashboard), its output to ``out``,
-    returned once its port accepts connections (within 60 s, else the test fails)."""
+def _dask_scheduler(
+    port: int, out: Any, environ: dict[str, str], args: tuple[str, ...] = ("--no-dashboard",)
+) -> subprocess.Popen:
+    """A `dask scheduler` process on 127.0.0.1:``port`` (no dashboard, unless ``args`` say
+    otherwise), its output to ``out``, returned once its port accepts connections (within
+    60 s, else the test fails)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--no-dashboard"],
+        + list(args),
         stdout=out,
         stderr=out,
         env=environ,
@@ -65,18 +68,20 @@ def _one_worker_cluster(
     environ: dict[str, str],
     *worker_args: str,
     worker_cwd: Path | None = None,
+    scheduler_args: tuple[str, ...] = ("--no-dashboard",),
     **worker_env: str,
 ) -> Iterator[str]:
-    """The address of a `dask scheduler` with one single-threaded `dask worker` process (its
-    further ``worker_args``, run in ``worker_cwd``, else this process's directory, which
-    ``python -m`` puts first on its module path), both in ``environ``, the worker with
-    ``worker_env`` added (Dask's config); their output to ``log``."""
+    """The address of a `dask scheduler` (its ``scheduler_args``) with one single-threaded
+    `dask worker` process (its further ``worker_args``, run in ``worker_cwd``, else this
+    process's directory, which ``python -m`` puts first on its module path), both in
+    ``environ``, the worker with ``worker_env`` added (Dask's config); their output to
+    ``log``."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = log.open("w")
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_dask_scheduler(port, out, environ))
+        procs.append(_dask_scheduler(port, out, environ, scheduler_args))
         worker = [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
         procs.append(
             subprocess.Popen(
@@ -147,6 +152,41 @@ def test_run_on_an_existing_cluster(tmp_path, cli, scheduler) -> None:
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["blocks_done"] == summary["blocks_total"] == 3
     assert summary["workers"] == 1 and summary["threads_per_worker"] == 1
+
+
+@pytest.mark.parametrize("served", [False, True])
+def test_the_dashboard_s_link_is_said_only_where_the_scheduler_serves_one(
+    tmp_path, served: bool
+) -> None:
+    """A scheduler started with ``dask scheduler --no-dashboard`` still runs its HTTP server
+    and gives its port as the dashboard's: the run had printed ``dashboard:
+    http://127.0.0.1:8787/status`` at its start and in its summary, a page that answers 404.
+    No link is said there; a scheduler with a dashboard still has its link said, a page that
+    answers."""
+    import urllib.request
+
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    args = ("--dashboard-address", "127.0.0.1:0") if served else ("--no-dashboard",)
+    with _one_worker_cluster(tmp_path / "dask.log", env(), scheduler_args=args) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address]
+            + ["--summary-json", str(tmp_path / "s.json")],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        link = json.loads((tmp_path / "s.json").read_text())["dashboard"]
+        lines = (proc.stderr + proc.stdout).splitlines()
+        said = [ln for ln in lines if re.match(r"\s*dashboard\b", ln)]
+        if not served:
+            assert (link, said) == (None, []), (link, said)
+            return
+        assert said == [f"dashboard: {link}", f"  dashboard           {link}"], said
+        with urllib.request.urlopen(link, timeout=30) as page:
+            assert page.status == 200
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:

@@ -465,14 +465,27 @@ class DaskWorkers:
 
     @property
     def dashboard(self) -> str | None:
-        """The dashboard's link, None where there is none; a lost scheduler raised as
-        ClusterError (a run asks for it before it makes its output)."""
+        """The dashboard's link, None where there is none (a scheduler that serves no
+        dashboard page: :func:`pipeline.running.dashboard.served`); a lost scheduler raised
+        as ClusterError (a run asks for it before it makes its output)."""
         try:  # a joined scheduler's link is asked of it (a blocking call)
-            return self._ask(lambda: str(self.client.dashboard_link), "pipeline-dashboard", "setup")
+            link = self._ask(lambda: str(self.client.dashboard_link), "pipeline-dashboard", "setup")
         except ClusterError:
             raise
         except Exception:
             return None
+        if self.scheduler == "local":  # a cluster this run started: its own dashboard
+            return link
+        try:
+            there = dashboard.served()
+            serves = self._ask(
+                lambda: self.client.run_on_scheduler(there), "pipeline-dashboard", "setup"
+            )
+        except ClusterError:
+            raise
+        except Exception:  # a scheduler that does not say: the link, as it gives it
+            return link
+        return link if serves else None
 
     def wait_for_writers(self, name: str) -> None:
         """Wait for tasks of an earlier run, whose client is gone, still writing the array
