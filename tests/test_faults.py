@@ -353,6 +353,44 @@ def test_a_run_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the_next(
+    tmp_path: Path,
+) -> None:
+    """The same of ``generate``: a generation killed on a joined cluster left its worker's task
+    running, which wrote its unit (the killed config's seed) into the input that the next
+    generation, of another seed, had made and marked generated: an input of neither seed.
+    The next generation waits for it: its input is its seed's, as one made alone is."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    killed = generated_config(tmp_path, generate, name="a.yaml")
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
+    assert any("task(s) of an earlier run" in ln for ln in said), said
+
+
+def _generate_of(path: Path) -> dict[str, Any]:
+    """The ``input.generate`` section of the config file ``path``."""
+    return dict(yaml.safe_load(path.read_text())["input"]["generate"])
+
+
 def _worker(address: str) -> str:
     """The address of the one worker of the scheduler at ``address``."""
     from distributed import Client
