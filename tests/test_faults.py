@@ -391,6 +391,54 @@ def _generate_of(path: Path) -> dict[str, Any]:
     return dict(yaml.safe_load(path.read_text())["input"]["generate"])
 
 
+def test_a_run_whose_workers_all_died_says_so_and_finishes_once_one_joins(tmp_path: Path) -> None:
+    """Every worker of a joined cluster killed during the run (their nanny too: none comes
+    back): the run had waited without a word, its progress stopped, until it was killed. Once
+    the cluster has had no worker for cluster.timeout, one warning says so and what to do;
+    a worker started then finishes the run, whose output is NumPy's."""
+    x, argv = _eight_blocks(tmp_path, timeout=2, dashboard="")
+    err = tmp_path / "run.err"
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"SLOW_BLOCK_SECONDS": "0.5"},
+    ) as ext:
+        with err.open("w") as f:
+            proc = subprocess.Popen(
+                [*argv, "--scheduler", ext.address], stdout=subprocess.PIPE, stderr=f, env=env()
+            )
+        later = None
+        try:
+            assert wait_for_markers(proc, tmp_path / "out.zarr", 1) >= 1, err.read_text()
+            kill_group(ext.workers)  # the nanny and its worker: SIGKILL, none started again
+            deadline = time.monotonic() + 120
+            while "has had no worker" not in err.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.1)
+            later = subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", ext.address, "--nthreads", "1"]
+                + ["--no-dashboard"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env(),
+                start_new_session=True,
+            )
+            proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+            if later is not None:
+                kill_group(later)
+    assert proc.returncode == 0, err.read_text()
+    assert [ln for ln in err.read_text().splitlines() if ln.startswith("warning:")] == [
+        f"warning: the cluster at {ext.address} has had no worker for 2 s (they died or left "
+        f"during the work): it waits for one; start workers (`dask worker {ext.address}` or "
+        f"`dask cuda worker {ext.address}`), or stop it (Ctrl-C)"
+    ]
+    assert status(tmp_path / "out.zarr") == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
 def _worker(address: str) -> str:
     """The address of the one worker of the scheduler at ``address``."""
     from distributed import Client

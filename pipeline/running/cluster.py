@@ -444,18 +444,27 @@ def lost_scheduler(
     )
 
 
+#: How often a run on a Dask cluster asks whether it still has a worker (DaskWorkers._await).
+WORKERLESS_STEP = 1.0
+
+
 class DaskWorkers:
     """A run's tasks on a Dask cluster, through its ``client`` (of the scheduler ``scheduler``:
     'local' or its address), with Dask's performance report saved to ``report`` (an HTML
     file) when one is asked for. Has what a run asks of its workers
     (:class:`pipeline.running.workers.Workers`). A scheduler lost during any of its calls is
     a ClusterError (``reason`` 'lost', :func:`ask`); one lost after the work, while its
-    statistics are read, only leaves them out (every block is written and recorded)."""
+    statistics are read, only leaves them out (every block is written and recorded).
+    ``timeout``: how long its work may go without a worker before a warning says so
+    (cluster.timeout: :meth:`_await`)."""
 
-    def __init__(self, client: Client, scheduler: str, report: str | None = None) -> None:
+    def __init__(
+        self, client: Client, scheduler: str, report: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.client = client
         self.scheduler = scheduler
         self.report = report
+        self.timeout = timeout
         self._statistics_lost = False
         self.work = "run"
         """what the tasks do, for the words of a stop (:data:`pipeline.running.threads.STOPPING`)"""
@@ -524,6 +533,37 @@ class DaskWorkers:
             log.debug("a statistic of the work (%s): %s: %s", name, type(e).__name__, e)
         return default
 
+    def _await(self, done: threading.Event) -> None:
+        """Wait for ``done`` (the work's results all in), asking a joined scheduler every
+        :data:`WORKERLESS_STEP` seconds how many workers it has: once it has had none for
+        ``timeout`` seconds (they all died or left during the work: a joined cluster's are
+        not started again), one warning says so and what to do, and the work waits on for
+        workers that join (an adaptive cluster's, say). The run had waited without a word,
+        its progress stopped, until it was killed. A cluster the run started restarts its
+        own workers: not asked."""
+        if self.scheduler == "local":
+            waiting.wait(done)
+            return
+        since: float | None = None
+        while not waiting.wait(done, WORKERLESS_STEP):
+            workers = self._ask(
+                lambda: self.client.scheduler_info(n_workers=0).get("n_workers", 1),
+                "pipeline-workers",
+                "compute",
+            )
+            now = time.monotonic()
+            since = None if workers else since if since is not None else now
+            if since is not None and now - since >= self.timeout:
+                log.warning(
+                    "the cluster at %s has had no worker for %g s (they died or left during "
+                    "the work): it waits for one; start workers (%s), or stop it (Ctrl-C)",
+                    self.scheduler,
+                    self.timeout,
+                    _start(self.scheduler),
+                )
+                waiting.wait(done)  # said once: the work waits for workers that join
+                return
+
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
         """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
         ``{worker address: tasks whose results it held}``. On any error the tasks are
@@ -553,7 +593,7 @@ class DaskWorkers:
                 futures = self._ask(
                     lambda: submit(dsk, keys, sync=False), "pipeline-submit", "compute"
                 )
-                waiting.wait(waiting.run_in_thread(results, "pipeline-results"))
+                self._await(waiting.run_in_thread(results, "pipeline-results"))
                 if outcome:
                     raise outcome[0]
             except BaseException as e:

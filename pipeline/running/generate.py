@@ -425,7 +425,7 @@ def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
     try:
         cluster.check_store_packages(client, cp.scheduler, {"input": store})
         with cluster.registered(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler):
-            yield cluster.DaskWorkers(client, cp.scheduler)
+            yield cluster.DaskWorkers(client, cp.scheduler, None, cp.timeout)
     finally:
         cluster.close_client(client)
 

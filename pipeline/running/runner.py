@@ -263,7 +263,7 @@ def _registered(client: Any, address: str, plan: Plan, report: str | None) -> Co
     @contextlib.contextmanager
     def connect() -> Iterator[Workers]:
         with cluster.registered(client, setup_plugin(plan), address):
-            yield cluster.DaskWorkers(client, address, report)
+            yield cluster.DaskWorkers(client, address, report, plan.cluster.timeout)
 
     return connect
 

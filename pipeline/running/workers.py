@@ -109,7 +109,7 @@ def local_workers(
     with cluster.connect(
         p, plugin=plugin() if plugin else None, process_ends=process_ends, started=started
     ) as client:
-        yield cluster.DaskWorkers(client, p.scheduler, report)
+        yield cluster.DaskWorkers(client, p.scheduler, report, p.timeout)
 
 
 def begins_early(p: ClusterPlan, process_ends: bool) -> bool:
