@@ -25,7 +25,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import ClusterError
 from pipeline.running import cluster
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import env, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -663,6 +663,19 @@ def test_workers_lacking_a_package_of_the_tasks_are_refused_before_anything_is_w
     assert "install it in the workers' Python environment" in line, line
     assert f"`dask worker {address}`" in line and "damaged" not in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_generation_on_workers_lacking_a_package_writes_nothing(tmp_path) -> None:
+    """``generate`` on a joined cluster whose worker lacks numcodecs: refused in the same one
+    line, but only after it had made the input (its metadata, marked unfinished); nothing is
+    written now, the workers being asked before the input is made."""
+    generate = {"shape": [4, 4], "dtype": "float32", "seed": 1, "chunks": [2, 4]}
+    cfg = generated_config(tmp_path, generate, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, "numcodecs") as address:
+        proc = _pipeline(tmp_path, "generate", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert one_line_error(proc.stderr).startswith(_lacking_line(address, "numcodecs"))
+    assert not (tmp_path / "in.zarr").exists()
 
 
 @pytest.mark.parametrize("module", ["numcodecs", "pydantic"])

@@ -140,8 +140,11 @@ def _generate_locked(
     """:func:`generate_input`'s making of the input, its lock held; the input's ArrayInfo."""
     where = loc.join(path)
     try:
-        spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
-        _generate_units(cp, spec, progress, interval)
+        # a joined cluster's workers are checked before anything is written (their Python's
+        # packages): the input had been made, unfinished, before they were refused
+        with _workers(cp, loc) as workers:
+            spec = create_input(config, cp.backend)  # unfinished until every unit is written
+            _generate_units(workers, spec, progress, interval)
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
         waiting.take()
@@ -392,19 +395,16 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     )
 
 
-def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: float) -> None:
-    """Generate every unit of ``spec``'s array on the workers ``cp`` describes (threads of this
-    process, or a Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
+def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: float) -> None:
+    """Generate every unit of ``spec``'s array on ``workers`` (threads of this process, or a
+    Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
     info = spec.sink.info
     units = list(grid.iter_indices(info.grid))
     name = f"pipeline-generate-{uuid.uuid4().hex}"  # a name of its own, as a run's blocks
     make = Bound(name, generate_unit, spec)
     dsk = {(name, *u): (make, tuple(u)) for u in units}
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
-    with (
-        _workers(cp, info.location) as workers,
-        Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
-    ):
+    with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
         # tasks of an earlier generation of this input, its process killed, may still run
         workers.wait_for_writers(target(info))
