@@ -265,6 +265,189 @@ def test_a_run_stopped_on_a_cluster_that_stays_up_leaves_no_task_writing(tmp_pat
     assert np.array_equal(read_array(out), expected(x), equal_nan=True)
 
 
+def _held_until_waited_for(
+    tmp_path: Path, first: list[str], then: list[str], hold: Path, address: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``first`` (a command's argv, on the cluster at ``address``) started and SIGKILLed once
+    its task holds its write (``tests/slow_blocks.py``: ``hold`` made first), then ``then``
+    run while that task still runs, its write released once ``then`` says it waits for it or
+    has ended; ``then``'s result and what its stderr said by then."""
+    killed = subprocess.Popen(
+        [*first, "--scheduler", address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+    )
+    held = Path(f"{hold}.held")
+    try:
+        deadline = time.monotonic() + 120
+        while not held.exists() and time.monotonic() < deadline:
+            assert killed.poll() is None, "the first command ended before its task held"
+            time.sleep(0.05)
+        assert held.exists()
+    finally:
+        killed.kill()  # SIGKILL: no clean-up, its lock gone with it, its task still running
+        killed.wait(30)
+    err = tmp_path / "then.err"
+    with err.open("w") as f:
+        proc = subprocess.Popen(
+            [*then, "--scheduler", address], stdout=subprocess.PIPE, stderr=f, text=True, env=env()
+        )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and "still write" not in err.read_text():
+        assert time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    said = err.read_text().splitlines()
+    Path(f"{hold}.release").touch()  # the killed command's task writes now
+    done = Path(f"{hold}.done")
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err.read_text()), said
+
+
+def test_a_run_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the_next(
+    tmp_path: Path,
+) -> None:
+    """A run killed (SIGKILL: no clean-up) on a joined cluster: the task its worker was
+    executing ran on, though its client was gone, and wrote its block and marker into what
+    was at the output then: the next run's, an ``--overwrite`` with other stages, which had
+    written and marked that block and called the output complete (``verify`` then found the
+    block of the killed run's stages). The next run waits for such tasks before it writes,
+    saying so in one warning: its output is its own stages' of the input, and verifies."""
+    x = many_blocks_input(tmp_path / "in.zarr", 1, cols=64)
+    killed = write_config(tmp_path, tmp_path / "in.zarr", tmp_path / "out.zarr", name="a.yaml")
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        tmp_path / "out.zarr",
+        name="b.yaml",
+        stages=[{"op": "multiply", "factor": 3}],
+    )
+    hold = tmp_path / "hold"
+    hold.touch()
+    run = [sys.executable, "-m", "pipeline", "run", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*run, str(killed)], [*run, str(cfg), "--overwrite"], hold, ext.address
+        )
+        assert done.returncode == 0, done.stderr
+        assert status(tmp_path / "out.zarr") == "complete"
+        assert np.array_equal(read_array(tmp_path / "out.zarr"), x * np.float32(3), equal_nan=True)
+        assert [ln for ln in said if ln.startswith("warning:")] == [
+            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
+            f"{tmp_path / 'out.zarr'} on worker {_worker(ext.address)}: waiting for them to end "
+            "before this run writes there"
+        ], said
+        verified = subprocess.run(
+            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
+            capture_output=True,
+            text=True,
+            env=env(),
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the_next(
+    tmp_path: Path,
+) -> None:
+    """The same of ``generate``: a generation killed on a joined cluster left its worker's task
+    running, which wrote its unit (the killed config's seed) into the input that the next
+    generation, of another seed, had made and marked generated: an input of neither seed.
+    The next generation waits for it: its input is its seed's, as one made alone is."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    killed = generated_config(tmp_path, generate, name="a.yaml")
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
+    assert any("task(s) of an earlier run" in ln for ln in said), said
+
+
+def _generate_of(path: Path) -> dict[str, Any]:
+    """The ``input.generate`` section of the config file ``path``."""
+    return dict(yaml.safe_load(path.read_text())["input"]["generate"])
+
+
+def test_a_run_whose_workers_all_died_says_so_and_finishes_once_one_joins(tmp_path: Path) -> None:
+    """Every worker of a joined cluster killed during the run (their nanny too: none comes
+    back): the run had waited without a word, its progress stopped, until it was killed. Once
+    the cluster has had no worker for cluster.timeout, one warning says so and what to do;
+    a worker started then finishes the run, whose output is NumPy's."""
+    x, argv = _eight_blocks(tmp_path, timeout=2, dashboard="")
+    err = tmp_path / "run.err"
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"SLOW_BLOCK_SECONDS": "0.5"},
+    ) as ext:
+        with err.open("w") as f:
+            proc = subprocess.Popen(
+                [*argv, "--scheduler", ext.address], stdout=subprocess.PIPE, stderr=f, env=env()
+            )
+        later = None
+        try:
+            assert wait_for_markers(proc, tmp_path / "out.zarr", 1) >= 1, err.read_text()
+            kill_group(ext.workers)  # the nanny and its worker: SIGKILL, none started again
+            deadline = time.monotonic() + 120
+            while "has had no worker" not in err.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.1)
+            later = subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", ext.address, "--nthreads", "1"]
+                + ["--no-dashboard"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env(),
+                start_new_session=True,
+            )
+            proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+            if later is not None:
+                kill_group(later)
+    assert proc.returncode == 0, err.read_text()
+    assert [ln for ln in err.read_text().splitlines() if ln.startswith("warning:")] == [
+        f"warning: the cluster at {ext.address} has had no worker for 2 s (they died or left "
+        f"during the work): it waits for one; start workers (`dask worker {ext.address}` or "
+        f"`dask cuda worker {ext.address}`), or stop it (Ctrl-C)"
+    ]
+    assert status(tmp_path / "out.zarr") == "complete"
+    assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
+def _worker(address: str) -> str:
+    """The address of the one worker of the scheduler at ``address``."""
+    from distributed import Client
+
+    with Client(address, timeout=60, set_as_default=False) as client:
+        (worker,) = client.scheduler_info()["workers"]
+    return str(worker)
+
+
 def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer(
     monkeypatch, caplog
 ) -> None:

@@ -25,7 +25,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import ClusterError
 from pipeline.running import cluster
-from tests.conftest import make_array, read_array, reference, write_config
+from tests.conftest import generated_config, make_array, read_array, reference, write_config
 from tests.faultkit import env, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +37,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _dask_scheduler(port: int, out: Any, environ: dict[str, str]) -> subprocess.Popen:
-    """A `dask scheduler` process on 127.0.0.1:``port`` (no dashboard), its output to ``out``,
-    returned once its port accepts connections (within 60 s, else the test fails)."""
+def _dask_scheduler(
+    port: int, out: Any, environ: dict[str, str], args: tuple[str, ...] = ("--no-dashboard",)
+) -> subprocess.Popen:
+    """A `dask scheduler` process on 127.0.0.1:``port`` (no dashboard, unless ``args`` say
+    otherwise), its output to ``out``, returned once its port accepts connections (within
+    60 s, else the test fails)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--no-dashboard"],
+        + list(args),
         stdout=out,
         stderr=out,
         env=environ,
@@ -65,18 +68,20 @@ def _one_worker_cluster(
     environ: dict[str, str],
     *worker_args: str,
     worker_cwd: Path | None = None,
+    scheduler_args: tuple[str, ...] = ("--no-dashboard",),
     **worker_env: str,
 ) -> Iterator[str]:
-    """The address of a `dask scheduler` with one single-threaded `dask worker` process (its
-    further ``worker_args``, run in ``worker_cwd``, else this process's directory, which
-    ``python -m`` puts first on its module path), both in ``environ``, the worker with
-    ``worker_env`` added (Dask's config); their output to ``log``."""
+    """The address of a `dask scheduler` (its ``scheduler_args``) with one single-threaded
+    `dask worker` process (its further ``worker_args``, run in ``worker_cwd``, else this
+    process's directory, which ``python -m`` puts first on its module path), both in
+    ``environ``, the worker with ``worker_env`` added (Dask's config); their output to
+    ``log``."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     out = log.open("w")
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_dask_scheduler(port, out, environ))
+        procs.append(_dask_scheduler(port, out, environ, scheduler_args))
         worker = [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1"]
         procs.append(
             subprocess.Popen(
@@ -147,6 +152,41 @@ def test_run_on_an_existing_cluster(tmp_path, cli, scheduler) -> None:
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["blocks_done"] == summary["blocks_total"] == 3
     assert summary["workers"] == 1 and summary["threads_per_worker"] == 1
+
+
+@pytest.mark.parametrize("served", [False, True])
+def test_the_dashboard_s_link_is_said_only_where_the_scheduler_serves_one(
+    tmp_path, served: bool
+) -> None:
+    """A scheduler started with ``dask scheduler --no-dashboard`` still runs its HTTP server
+    and gives its port as the dashboard's: the run had printed ``dashboard:
+    http://127.0.0.1:8787/status`` at its start and in its summary, a page that answers 404.
+    No link is said there; a scheduler with a dashboard still has its link said, a page that
+    answers."""
+    import urllib.request
+
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    args = ("--dashboard-address", "127.0.0.1:0") if served else ("--no-dashboard",)
+    with _one_worker_cluster(tmp_path / "dask.log", env(), scheduler_args=args) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", str(cfg), "--scheduler", address]
+            + ["--summary-json", str(tmp_path / "s.json")],
+            capture_output=True,
+            text=True,
+            timeout=OUTER,
+            env=env(),
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        link = json.loads((tmp_path / "s.json").read_text())["dashboard"]
+        lines = (proc.stderr + proc.stdout).splitlines()
+        said = [ln for ln in lines if re.match(r"\s*dashboard\b", ln)]
+        if not served:
+            assert (link, said) == (None, []), (link, said)
+            return
+        assert said == [f"dashboard: {link}", f"  dashboard           {link}"], said
+        with urllib.request.urlopen(link, timeout=30) as page:
+            assert page.status == 200
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, cli) -> None:
@@ -582,6 +622,85 @@ def test_workers_without_the_pipeline_are_refused_naming_them(tmp_path, command:
     ), line
     assert "install it where they run" in line and f"`dask worker {address}`" in line, line
     assert not (tmp_path / "out.zarr").exists()
+
+
+def _lacking_cluster(tmp_path: Path, module: str) -> contextlib.AbstractContextManager[str]:
+    """:func:`_one_worker_cluster` whose worker's Python lacks the top-level ``module``."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_MODULES)
+    worker_env = {"PYTHONPATH": os.pathsep.join((str(site), str(ROOT))), "WITHOUT_MODULES": module}
+    return _one_worker_cluster(tmp_path / "dask.log", env(), **worker_env)
+
+
+def _lacking_line(address: str, module: str) -> str:
+    """The start of the line for workers of ``address`` lacking ``module``, up to its worker."""
+    return (
+        f"error: the workers of the cluster at {address} cannot import {module!r}, which the "
+        "pipeline's tasks need (its worker tcp://127.0.0.1:"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+@pytest.mark.parametrize("module", ["numcodecs", "pydantic"])
+def test_workers_lacking_a_package_of_the_tasks_are_refused_before_anything_is_written(
+    tmp_path, command: str, module: str
+) -> None:
+    """A joined cluster whose worker's Python lacks a package the pipeline's tasks import,
+    this process having it: without numcodecs every input chunk had been called damaged
+    ("input chunk '0.0' of ... is damaged: ModuleNotFoundError: No module named 'numcodecs';
+    ... restore the chunk"), after the output was made; without pydantic the run ended in
+    ``error: Exception: ModuleNotFoundError("No module named 'pydantic'")``. Both are one
+    line naming the package, the worker and how to start it again, before anything is
+    written (``cluster.TASK_MODULES``, asked in the workers' round trip); ``plan`` says the
+    same."""
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, module) as address:
+        proc = _pipeline(tmp_path, command, cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_line_error(proc.stderr)
+    assert line.startswith(_lacking_line(address, module)), line
+    assert "install it in the workers' Python environment" in line, line
+    assert f"`dask worker {address}`" in line and "damaged" not in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_generation_on_workers_lacking_a_package_writes_nothing(tmp_path) -> None:
+    """``generate`` on a joined cluster whose worker lacks numcodecs: refused in the same one
+    line, but only after it had made the input (its metadata, marked unfinished); nothing is
+    written now, the workers being asked before the input is made."""
+    generate = {"shape": [4, 4], "dtype": "float32", "seed": 1, "chunks": [2, 4]}
+    cfg = generated_config(tmp_path, generate, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, "numcodecs") as address:
+        proc = _pipeline(tmp_path, "generate", cfg, address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert one_line_error(proc.stderr).startswith(_lacking_line(address, "numcodecs"))
+    assert not (tmp_path / "in.zarr").exists()
+
+
+@pytest.mark.parametrize("module", ["numcodecs", "pydantic"])
+def test_a_package_the_workers_lack_that_no_check_asked_for_is_said_as_theirs(
+    tmp_path, cli, monkeypatch, module: str
+) -> None:
+    """A package the workers lack that the round trip before the run did not ask about (none
+    here: ``TASK_MODULES`` emptied, as for a package a later release imports): numcodecs,
+    which a task imports as it decodes, had been called a damaged input chunk, with the fix
+    to restore it; pydantic, which the workers' set-up unpickles, a bare
+    ``Exception: ModuleNotFoundError(...)``. Each is the line naming the package and the
+    worker, a task's with `run --resume`, the output left as it is."""
+    monkeypatch.setattr(cluster, "TASK_MODULES", (), raising=False)
+    cfg = _small_config(tmp_path, cluster={"timeout": 60})
+    with _lacking_cluster(tmp_path, module) as address:
+        rc, _, err = cli("run", cfg, "--scheduler", address, "-q")
+    assert rc == 1, err
+    line = one_line_error(err)
+    assert line.startswith(
+        f"error: the workers of the cluster at {address} cannot import {module!r}, which the "
+        "pipeline's tasks need (they lack it; this process has "
+    ), line
+    assert "damaged" not in line and f"`dask worker {address}`" in line, line
+    if module == "numcodecs":  # in a task: the output was made
+        assert line.endswith("; then `run --resume` finishes the output"), line
 
 
 def test_a_joined_scheduler_is_left_without_the_pipeline_s_plugin(tmp_path) -> None:

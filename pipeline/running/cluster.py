@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import importlib.util
 import logging
 import os
 import re
@@ -234,7 +235,7 @@ def ask(
     except Exception as e:
         if scheduler_gone(e, client):
             raise lost_scheduler(address, during, type(e).__name__) from None
-        other = other_pipeline(e, address)
+        other = other_pipeline(e, address) or lacking_module(e, address)
         if other is not None:
             raise other from None
         raise
@@ -285,6 +286,75 @@ def other_pipeline(e: BaseException, address: str) -> ClusterError | None:
             name=name,
         )
     return None
+
+
+#: A worker's ImportError of a package, as distributed hands it back (a bare Exception quoting
+#: it, where the worker failed to load what this process sent) or as a task raised it.
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
+
+#: The top-level modules the pipeline's tasks import on a worker, of its declared dependencies
+#: (a worker's Python with the pipeline installed has them; not the command's own: rich,
+#: bokeh, tornado), which :func:`check_store_packages` asks the workers of a joined cluster for.
+TASK_MODULES = (
+    "numpy",
+    "dask",
+    "distributed",
+    "zarr",
+    "numcodecs",
+    "google_crc32c",
+    "fsspec",
+    "pydantic",
+    "yaml",
+    "psutil",
+)
+
+
+def lacking_module(
+    e: BaseException, address: str, then: str = "", workers: list[str] | None = None, total: int = 0
+) -> ClusterError | None:
+    """The one-line ClusterError (``reason`` 'missing-package', ``address``, ``module``,
+    ``workers`` where known) for ``e``, a worker's failure to import a package that this
+    process has (an ``ImportError`` a task raised, or distributed's bare ``Exception`` quoting
+    one: the worker could not load what this process sent it), the pipeline's own aside
+    (:func:`other_pipeline`); None for any other error, or a package this process lacks too.
+    The run had ended in ``error: Exception: ModuleNotFoundError("No module named
+    'pydantic'")``, or, for numcodecs missing where a task decodes, called an input chunk
+    damaged and told to restore it. ``then``: what follows the fix (``; then ...``);
+    ``workers`` of ``total``: those known to lack it."""
+    if isinstance(e, ImportError):
+        name = e.name or ""
+    elif type(e) is Exception:
+        found = _NO_MODULE.search(str(e))
+        name = found.group(1) if found else ""
+    else:
+        return None
+    top = name.partition(".")[0]
+    if not top or top == "pipeline" or importlib.util.find_spec(top) is None:
+        return None
+    which = _which_workers(workers, total) if workers else "they lack"
+    return ClusterError(
+        f"the workers of the cluster at {address} cannot import {top!r}, which the pipeline's "
+        f"tasks need ({which} it; this process has {_version_here(top)}): install it in the "
+        f"workers' Python environment, as it is in this one, and start them again with "
+        f"{_start(address)}{then}",
+        reason="missing-package",
+        address=address,
+        module=top,
+        workers=workers or [],
+    )
+
+
+def _version_here(module: str) -> str:
+    """The distribution that gives this process the top-level ``module``, with its version
+    ('pyyaml 6.0.2'), or the module's own name where none is known."""
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get(module, []):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return module
 
 
 def scheduler_gone(e: BaseException, client: Client) -> bool:
@@ -374,18 +444,27 @@ def lost_scheduler(
     )
 
 
+#: How often a run on a Dask cluster asks whether it still has a worker (DaskWorkers._await).
+WORKERLESS_STEP = 1.0
+
+
 class DaskWorkers:
     """A run's tasks on a Dask cluster, through its ``client`` (of the scheduler ``scheduler``:
     'local' or its address), with Dask's performance report saved to ``report`` (an HTML
     file) when one is asked for. Has what a run asks of its workers
     (:class:`pipeline.running.workers.Workers`). A scheduler lost during any of its calls is
     a ClusterError (``reason`` 'lost', :func:`ask`); one lost after the work, while its
-    statistics are read, only leaves them out (every block is written and recorded)."""
+    statistics are read, only leaves them out (every block is written and recorded).
+    ``timeout``: how long its work may go without a worker before a warning says so
+    (cluster.timeout: :meth:`_await`)."""
 
-    def __init__(self, client: Client, scheduler: str, report: str | None = None) -> None:
+    def __init__(
+        self, client: Client, scheduler: str, report: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.client = client
         self.scheduler = scheduler
         self.report = report
+        self.timeout = timeout
         self._statistics_lost = False
         self.work = "run"
         """what the tasks do, for the words of a stop (:data:`pipeline.running.threads.STOPPING`)"""
@@ -395,14 +474,39 @@ class DaskWorkers:
 
     @property
     def dashboard(self) -> str | None:
-        """The dashboard's link, None where there is none; a lost scheduler raised as
-        ClusterError (a run asks for it before it makes its output)."""
+        """The dashboard's link, None where there is none (a scheduler that serves no
+        dashboard page: :func:`pipeline.running.dashboard.served`); a lost scheduler raised
+        as ClusterError (a run asks for it before it makes its output)."""
         try:  # a joined scheduler's link is asked of it (a blocking call)
-            return self._ask(lambda: str(self.client.dashboard_link), "pipeline-dashboard", "setup")
+            link = self._ask(lambda: str(self.client.dashboard_link), "pipeline-dashboard", "setup")
         except ClusterError:
             raise
         except Exception:
             return None
+        if self.scheduler == "local":  # a cluster this run started: its own dashboard
+            return link
+        try:
+            there = dashboard.served()
+            serves = self._ask(
+                lambda: self.client.run_on_scheduler(there), "pipeline-dashboard", "setup"
+            )
+        except ClusterError:
+            raise
+        except Exception:  # a scheduler that does not say: the link, as it gives it
+            return link
+        return link if serves else None
+
+    def wait_for_writers(self, name: str) -> None:
+        """Wait for tasks of an earlier run, whose client is gone, still writing the array
+        ``name`` on the workers (:func:`pipeline.running.tasks.wait_for_writers`)."""
+        from pipeline.running import tasks
+
+        def count() -> dict[str, int]:
+            return self._ask(
+                lambda: self.client.run(tasks.writing, name), "pipeline-writers", "setup"
+            )
+
+        tasks.wait_for_writers(count, name)
 
     def reset_peaks(self) -> None:
         self._ask(lambda: self.client.run(_reset_peaks), "pipeline-peaks", "compute")
@@ -428,6 +532,37 @@ class DaskWorkers:
         except Exception as e:
             log.debug("a statistic of the work (%s): %s: %s", name, type(e).__name__, e)
         return default
+
+    def _await(self, done: threading.Event) -> None:
+        """Wait for ``done`` (the work's results all in), asking a joined scheduler every
+        :data:`WORKERLESS_STEP` seconds how many workers it has: once it has had none for
+        ``timeout`` seconds (they all died or left during the work: a joined cluster's are
+        not started again), one warning says so and what to do, and the work waits on for
+        workers that join (an adaptive cluster's, say). The run had waited without a word,
+        its progress stopped, until it was killed. A cluster the run started restarts its
+        own workers: not asked."""
+        if self.scheduler == "local":
+            waiting.wait(done)
+            return
+        since: float | None = None
+        while not waiting.wait(done, WORKERLESS_STEP):
+            workers = self._ask(
+                lambda: self.client.scheduler_info(n_workers=0).get("n_workers", 1),
+                "pipeline-workers",
+                "compute",
+            )
+            now = time.monotonic()
+            since = None if workers else since if since is not None else now
+            if since is not None and now - since >= self.timeout:
+                log.warning(
+                    "the cluster at %s has had no worker for %g s (they died or left during "
+                    "the work): it waits for one; start workers (%s), or stop it (Ctrl-C)",
+                    self.scheduler,
+                    self.timeout,
+                    _start(self.scheduler),
+                )
+                waiting.wait(done)  # said once: the work waits for workers that join
+                return
 
     def compute(self, dsk: dict, keys: list, each: Callable[[Any], None]) -> dict[str, int]:
         """Submit the graph ``dsk`` for its ``keys``, call ``each(result)`` as each task ends;
@@ -458,7 +593,7 @@ class DaskWorkers:
                 futures = self._ask(
                     lambda: submit(dsk, keys, sync=False), "pipeline-submit", "compute"
                 )
-                waiting.wait(waiting.run_in_thread(results, "pipeline-results"))
+                self._await(waiting.run_in_thread(results, "pipeline-results"))
                 if outcome:
                     raise outcome[0]
             except BaseException as e:
@@ -1185,12 +1320,13 @@ def _worker_side() -> tuple[
     else None}; 'version' and 'path' None where it has no pipeline, 'source' and 'code' None
     where it has none or 'unread' says why. The files are read through the package's loader
     (``importlib.resources``): a folder, or a zip file on ``sys.path``.
-    ``on_worker(urls, source, modules)``: what a joined cluster's worker answers
+    ``on_worker(urls, source, modules, needed)``: what a joined cluster's worker answers
     :func:`check_store_packages`, one round trip: {'pipeline': ``pipeline_here(source)``
     there, 'missing': :func:`~pipeline.store.location.missing_packages` of ``urls`` there,
     'shadows': :func:`~pipeline.shadowing.shadowing_files` there of ``modules`` (those this
     process has imported: the run's tasks import them there), each None where its pipeline
-    has none}. Both use the standard library and the package alone."""
+    has none; 'lacks': those of ``needed`` (top-level modules, :data:`TASK_MODULES`) its
+    Python cannot find}. Both use the standard library and the package alone."""
 
     def without_docstrings(tree: Any) -> Any:
         """``tree`` (an ``ast.Module``) with the docstrings of its module, classes and
@@ -1252,18 +1388,30 @@ def _worker_side() -> tuple[
             facts["code"] = code.hexdigest()[:16]
         return {**facts, "unread": None}
 
-    def on_worker(urls: list[str], source: str | None, modules: list[str]) -> dict[str, Any]:
+    def on_worker(
+        urls: list[str], source: str | None, modules: list[str], needed: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        import importlib.util
+
         facts = pipeline_here(source)
+        lacks = []
+        for name in needed:
+            try:
+                if importlib.util.find_spec(name) is None:
+                    lacks.append(name)
+            except (ImportError, ValueError):
+                lacks.append(name)
         try:
             from pipeline.shadowing import shadowing_files
             from pipeline.store.location import missing_packages
         except ImportError:  # no pipeline, or one without them
-            return {"pipeline": facts, "missing": None, "shadows": None}
+            return {"pipeline": facts, "missing": None, "shadows": None, "lacks": lacks}
         try:
             shadows = shadowing_files(modules)
         except TypeError:  # another pipeline's, which takes no modules: refused as another
             shadows = None
-        return {"pipeline": facts, "missing": missing_packages(urls), "shadows": shadows}
+        missing = missing_packages(urls)
+        return {"pipeline": facts, "missing": missing, "shadows": shadows, "lacks": lacks}
 
     return pipeline_here, on_worker
 
@@ -1297,7 +1445,10 @@ def _imported_modules() -> list[str]:
 
 def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -> None:
     """Refuse, before anything is written, workers of ``client``'s scheduler (``address``, as
-    the config names it) that run another pipeline than this process's, or that cannot open a
+    the config names it) that run another pipeline than this process's, or lack a package its
+    tasks import (:data:`TASK_MODULES`: ClusterError 'missing-package' with ``module``, by
+    :func:`lacking_module`; a worker without numcodecs had called each input chunk damaged,
+    after the output was made), or that cannot open a
     store, in one round trip to them (which the plan of a joined cluster makes anyway; a local
     cluster the run starts runs this process's pipeline and is not asked), or that would
     import a file of the user's in the place of a module this process imported
@@ -1325,12 +1476,13 @@ def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -
     modules = _imported_modules()
     answers: dict[str, dict[str, Any]] = ask(
         client,
-        lambda: client.run(on_worker, urls, ours["source"], modules),
+        lambda: client.run(on_worker, urls, ours["source"], modules, _needed()),
         "pipeline-packages",
         address,
         "plan",
     )
     _check_pipeline(address, ours, {w: a["pipeline"] for w, a in answers.items()})
+    _check_task_modules(address, {w: a.get("lacks") or [] for w, a in answers.items()})
     _check_shadows(address, {w: a.get("shadows") or [] for w, a in answers.items()})
     missing = {w: a["missing"] or {} for w, a in answers.items()}
     for setting, loc in stores.items():
@@ -1349,6 +1501,25 @@ def check_store_packages(client: Client, address: str, stores: dict[str, Any]) -
             workers=lacking,
             cause=why,
         )
+
+
+def _needed() -> tuple[str, ...]:
+    """Of :data:`TASK_MODULES`, those this process has: what its workers must have too."""
+    return tuple(m for m in TASK_MODULES if importlib.util.find_spec(m) is not None)
+
+
+def _check_task_modules(address: str, lacks: dict[str, list[str]]) -> None:
+    """Refuse workers (``lacks``: {worker address: the task modules it cannot import}) of the
+    scheduler ``address`` that lack a package the pipeline's tasks import
+    (:func:`lacking_module`), before anything is written: the first of them, by name."""
+    missing = sorted({m for there in lacks.values() for m in there})
+    if not missing:
+        return
+    module = missing[0]
+    which = sorted(w for w, there in lacks.items() if module in there)
+    error = lacking_module(ModuleNotFoundError(name=module), address, "", which, len(lacks))
+    if error is not None:
+        raise error
 
 
 def _which_workers(some: list[str], total: int, verb: tuple[str, str] = ("lack", "lacks")) -> str:

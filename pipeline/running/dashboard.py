@@ -66,6 +66,32 @@ async def _install(scheduler: Any) -> None:
     routing.add_application(lazy)
 
 
+def served() -> Any:
+    """A function for ``Client.run_on_scheduler``: whether the scheduler serves a dashboard
+    page (bokeh's applications, this module's lazy one, or Dask's page saying bokeh is
+    missing, at ``status``). Dask's scheduler starts its HTTP server and names its port as
+    the dashboard's whether or not it serves one (``dask scheduler --no-dashboard``), so the
+    link a client gives is no proof: a run had printed ``dashboard: http://HOST:8787/status``
+    for a scheduler where that page is a 404. Made here, so that cloudpickle sends it by value
+    (a scheduler's Python may have no pipeline); True where the scheduler's server is not
+    one this can read (the link is printed, as before)."""
+
+    def serves_a_dashboard(dask_scheduler: Any) -> bool:
+        app = getattr(dask_scheduler, "http_application", None)
+        router = getattr(app, "wildcard_router", None)
+        if app is None or router is None or not hasattr(app, "applications"):
+            return True
+        if app.applications:
+            return True
+        for rule in getattr(router, "rules", []):
+            regex = getattr(getattr(rule, "matcher", None), "regex", None)
+            if regex is not None and regex.pattern.rstrip("$").endswith("status"):
+                return True
+        return False
+
+    return serves_a_dashboard
+
+
 class _FirstRequest(web.RequestHandler):
     """A page the dashboard serves, asked for before the dashboard was made: make it, then
     send the browser to the same address again."""

@@ -41,7 +41,7 @@ from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_gen
 from pipeline.reporting.progress import Progress
 from pipeline.running import output, waiting
 from pipeline.running.output import check_writable
-from pipeline.running.tasks import write_unit
+from pipeline.running.tasks import target, write_unit, writing_to
 from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
@@ -148,9 +148,12 @@ def _generate_locked(
     loc = lock.location
     where = loc.join(lock.array_path)
     try:
-        spec = create_input(config, cp.backend)  # marked unfinished until every unit is written
-        spec = dataclasses.replace(spec, lock=lock)
-        _generate_units(cp, spec, progress, interval)
+        # a joined cluster's workers are checked before anything is written (their Python's
+        # packages): the input had been made, unfinished, before they were refused
+        with _workers(cp, loc) as workers:
+            spec = create_input(config, cp.backend)  # unfinished until every unit is written
+            spec = dataclasses.replace(spec, lock=lock)
+            _generate_units(workers, spec, progress, interval)
         lock.check_held()
         mark_generated(loc, spec.sink.info.path)
     except KeyboardInterrupt:
@@ -402,20 +405,19 @@ def _refuse_stray(loc: Location, path: str, where: str) -> None:
     )
 
 
-def _generate_units(cp: ClusterPlan, spec: GenSpec, progress: str, interval: float) -> None:
-    """Generate every unit of ``spec``'s array on the workers ``cp`` describes (threads of this
-    process, or a Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
+def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: float) -> None:
+    """Generate every unit of ``spec``'s array on ``workers`` (threads of this process, or a
+    Dask cluster: :mod:`pipeline.running.workers`), one task per unit."""
     info = spec.sink.info
     units = list(grid.iter_indices(info.grid))
     name = f"pipeline-generate-{uuid.uuid4().hex}"  # a name of its own, as a run's blocks
     make = Bound(name, generate_unit, spec)
     dsk = {(name, *u): (make, tuple(u)) for u in units}
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
-    with (
-        _workers(cp, info.location) as workers,
-        Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar,
-    ):
+    with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
+        # tasks of an earlier generation of this input, its process killed, may still run
+        workers.wait_for_writers(target(info))
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 
@@ -433,7 +435,7 @@ def _joined(cp: ClusterPlan, store: Location) -> Iterator[Workers]:
     try:
         cluster.check_store_packages(client, cp.scheduler, {"input": store})
         with cluster.registered(client, cluster.PipelineSetup(cp.backend, None), cp.scheduler):
-            yield cluster.DaskWorkers(client, cp.scheduler)
+            yield cluster.DaskWorkers(client, cp.scheduler, None, cp.timeout)
     finally:
         cluster.close_client(client)
 
@@ -529,12 +531,14 @@ def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
 
 
 def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
-    """Generate and store one unit; bytes written."""
+    """Generate and store one unit; bytes written. Counted as writing the input while it
+    runs (:func:`~pipeline.running.tasks.writing_to`)."""
     if spec.lock is not None:  # still this generation's: it writes by the path
         spec.lock.check_held()
     be = devices.get(spec.sink.backend)
     be.prepare()
-    with be.on_stream():  # the values are drawn on the stream that encodes them
+    # the values are drawn on the stream that encodes them
+    with writing_to(target(spec.sink.info)), be.on_stream():
         data = unit_values(spec, unit_index, be.xp)
         if spec.big_endian:  # the values' bytes as the store holds them
             data = data.byteswap()

@@ -49,7 +49,7 @@ from pipeline.planning.variable import with_output_array
 from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
-from pipeline.running import graph, output, waiting
+from pipeline.running import graph, output, tasks, waiting
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
@@ -263,7 +263,7 @@ def _registered(client: Any, address: str, plan: Plan, report: str | None) -> Co
     @contextlib.contextmanager
     def connect() -> Iterator[Workers]:
         with cluster.registered(client, setup_plugin(plan), address):
-            yield cluster.DaskWorkers(client, address, report)
+            yield cluster.DaskWorkers(client, address, report, plan.cluster.timeout)
 
     return connect
 
@@ -728,6 +728,8 @@ def _execute(
             dashboard = _dashboard(workers, plan)
             if dashboard:
                 log.info("dashboard: %s", dashboard)
+            # tasks of an earlier run of this output, its process killed, may still run
+            workers.wait_for_writers(tasks.target(plan.sink.info))
             if start == "fresh":
                 # only an --overwrite run finds something there to replace (the line of a
                 # Ctrl-C meanwhile says whether what was there is gone: helper-89)
@@ -1025,8 +1027,9 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
     task (PlanError, ``memory`` 'host' or 'gpu', ``key`` 'cluster.threads_per_worker', the
     setting it says to lower: a config file's line is said); workers that died running a block
     (ClusterError 'workers-died', most likely for memory: what gives a block more memory,
-    :func:`~pipeline.running.cluster.memory_advice`); None for the rest (the pipeline's own
-    errors among them), raised as they are."""
+    :func:`~pipeline.running.cluster.memory_advice`); a package a joined cluster's workers
+    lack (ClusterError 'missing-package', :func:`~pipeline.running.cluster.lacking_module`);
+    None for the rest (the pipeline's own errors among them), raised as they are."""
     if isinstance(e, ClusterError) and e.data.get("reason") == "workers-died":
         from pipeline.running.cluster import memory_advice, workers_died
 
@@ -1036,6 +1039,13 @@ def _task_error(e: Exception, plan: Plan, own: bool = True) -> PipelineError | N
         return workers_died(d["task"], d.get("worker"), d.get("memory_limit"), d["deaths"], fix)
     if isinstance(e, PipelineError):
         return None
+    if not own:  # a package the workers of a joined cluster lack, that this process has
+        from pipeline.running.cluster import lacking_module
+
+        then = "; then `run --resume` finishes the output"
+        lacking = lacking_module(e, plan.cluster.scheduler, then)
+        if lacking is not None:
+            return lacking
     if isinstance(e, MemoryError):
         return PlanError(
             f"out of memory in a task ({e}): lower cluster.threads_per_worker (a resume keeps "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import threading
 import time
@@ -25,6 +26,7 @@ from pipeline.errors import (
     RESUME_FINISHES,
     VERIFY_NAMES,
     ChunkError,
+    ClusterError,
     InputError,
     PipelineError,
     StoreError,
@@ -59,6 +61,8 @@ STATS = (
 )
 
 _CLOCK = threading.local()
+
+log = logging.getLogger("pipeline")
 
 
 @contextlib.contextmanager
@@ -108,12 +112,16 @@ def _count_stored(info: ArrayInfo, units: Iterable[Shape]) -> None:
 
 def _unreadable_unit(
     info: ArrayInfo, block_index: Shape, block: Shape, error: Exception
-) -> InputError:
+) -> Exception:
     """The ChunkError for a block zarr-python could not read: its first stored unit that
     zarr-python cannot read on its own (each is read once more, only on this failure path),
     or the block's region where every unit reads alone; the InputError of
     :func:`unreadable` where the store would not give a unit's bytes, and of
-    :func:`codec_missing_here` where a codec has no implementation here (not damage)."""
+    :func:`codec_missing_here` where a codec has no implementation here (not damage); a
+    package this process cannot import, ``error`` itself (not damage either: the run says
+    whose Python lacks it, ``cluster.lacking_module``)."""
+    if isinstance(error, ImportError):
+        return error
     if codecs.is_unknown_codec(error):  # no bytes are damaged: the codec is missing here
         return codec_missing_here(info, error)
     reason = cause(error)
@@ -122,6 +130,8 @@ def _unreadable_unit(
         try:
             z[grid.unit_slices(unit, info.unit, info.shape)]
         except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
+            if isinstance(e, ImportError):
+                return e
             failure = storage_failure(e)
             if failure is not None:
                 return unreadable(info, info.key(unit), failure)
@@ -288,7 +298,7 @@ def _read_block(be: devices.Backend, src: Source, block_index: Shape) -> Any:
             checked = None
             if info.unit_check is not None:  # Zarr reads a cut Blosc frame without an error
                 checked = _checked_units(info, block_index, src.block)
-            failed: InputError | None = None
+            failed: Exception | None = None
 
             def read() -> np.ndarray:
                 z = _zarr_array(info)
@@ -727,16 +737,103 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
 # A whole block.
 
 
+#: The arrays this process's tasks write now, {:func:`target` of one: how many tasks}, each
+#: counted from its task's start to its end (:func:`writing_to`). A run whose client process
+#: was killed leaves its running tasks running on a joined cluster's workers (Dask cannot stop
+#: a thread; it only drops their results), and they went on to write their blocks and markers
+#: into whatever was at the output then: a new run's, which they had overwritten after it
+#: marked the output complete. A later run of the same array asks the workers (:func:`writing`)
+#: and waits for them before it writes (:func:`wait_for_writers`).
+_WRITING: dict[str, int] = {}
+_WRITING_LOCK = threading.Lock()
+
+
+def target(info: ArrayInfo) -> str:
+    """The name of the array ``info`` that :data:`_WRITING` counts its writers under."""
+    return info.location.join(info.path)
+
+
+@contextlib.contextmanager
+def writing_to(name: str) -> Iterator[None]:
+    """Count a task of this process as writing the array named ``name`` (:func:`target`)
+    while it runs."""
+    with _WRITING_LOCK:
+        _WRITING[name] = _WRITING.get(name, 0) + 1
+    try:
+        yield
+    finally:
+        with _WRITING_LOCK:
+            left = _WRITING.pop(name) - 1
+            if left:
+                _WRITING[name] = left
+
+
+def writing(name: str) -> int:
+    """How many tasks of this process write the array named ``name`` (:func:`target`) now."""
+    with _WRITING_LOCK:
+        return _WRITING.get(name, 0)
+
+
+#: How long a run waits for tasks of an earlier run still writing its output
+#: (:func:`wait_for_writers`), and how often it asks.
+EARLIER_WRITERS_SECONDS = 600.0
+EARLIER_WRITERS_STEP = 0.25
+
+
+def wait_for_writers(
+    count: Callable[[], dict[str, int]], name: str, seconds: float = EARLIER_WRITERS_SECONDS
+) -> None:
+    """Wait until ``count()`` ({worker: how many of its tasks write the array named ``name``
+    now}, :func:`writing` on each) is none, before a run writes there: tasks of an earlier run
+    whose process was killed (its lock gone with it) still run on a joined cluster's workers,
+    and wrote their blocks and markers into this run's output
+    after it had written and marked them, the output called complete with the earlier run's
+    values in it. Said once in a warning; ClusterError (``reason`` 'earlier-writers',
+    ``output``, ``workers``) where they still write after ``seconds``; ``KeyboardInterrupt``
+    on Ctrl-C."""
+    from pipeline.running import waiting
+
+    deadline = time.monotonic() + seconds
+    said = False
+    while True:
+        busy = {w: n for w, n in count().items() if n}
+        if not busy:
+            return
+        tasks, first = sum(busy.values()), sorted(busy)[0]
+        where = f"worker {first}" if len(busy) == 1 else f"{len(busy)} workers ({first}, ...)"
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{tasks} task(s) of an earlier run still write {name} on {where} after "
+                f"{seconds:g} s (its process is gone; a worker finishes a task it began): "
+                "restart those workers, then give the command again",
+                reason="earlier-writers",
+                output=name,
+                workers=sorted(busy),
+            )
+        if not said:
+            said = True
+            log.warning(
+                "%d task(s) of an earlier run, whose process is gone, still write %s on %s: "
+                "waiting for them to end before this run writes there",
+                tasks,
+                name,
+                where,
+            )
+        waiting.wait(threading.Event(), EARLIER_WRITERS_STEP)
+
+
 def run_block(
     source: Source, sink: Sink, chain: Sequence[stages.BoundStage], backend: str, index: Shape
 ) -> np.ndarray:
     """Block ``index`` from the input's files to the output's, on one worker thread: read
     (on ``source.backend``'s device), the stages (on ``backend``'s), written (from
     ``sink.backend``'s), the block moved between host and GPU where two of them differ; the
-    block's statistics (:func:`write_block`)."""
-    x = _moved(read_block(source, index), source.backend, backend)
-    y = _moved(apply_stages(x, chain, backend), backend, sink.backend)
-    return write_block(y, sink, index)
+    block's statistics (:func:`write_block`). Counted as writing the output from its start
+    (:func:`writing_to`)."""
+    with writing_to(target(sink.info)):
+        x = _moved(read_block(source, index), source.backend, backend)
+        y = _moved(apply_stages(x, chain, backend), backend, sink.backend)
+        return write_block(y, sink, index)
 
 
 def _moved(x: Any, where: str, to: str) -> Any:

@@ -116,6 +116,13 @@ class Threads:
             raise outcome[0]
         return {WORKER: done}
 
+    def wait_for_writers(self, name: str) -> None:
+        """Wait for this process's tasks of an earlier run writing the array ``name`` (one
+        that a Ctrl-C stopped, whose threads outlived its bounded stop)."""
+        from pipeline.running import tasks
+
+        tasks.wait_for_writers(lambda: {"this process": tasks.writing(name)}, name)
+
     def reset_peaks(self) -> None:
         self.sampler.reset()
 

@@ -72,6 +72,11 @@ class Workers(Protocol):
         cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
 
+    def wait_for_writers(self, name: str) -> None:
+        """Wait until no task of an earlier run writes the array named ``name``
+        (:func:`pipeline.running.tasks.target`) on these workers
+        (:func:`pipeline.running.tasks.wait_for_writers`)."""
+
     def reset_peaks(self) -> None:
         """Start the peak memory of every worker again from now."""
 
@@ -104,7 +109,7 @@ def local_workers(
     with cluster.connect(
         p, plugin=plugin() if plugin else None, process_ends=process_ends, started=started
     ) as client:
-        yield cluster.DaskWorkers(client, p.scheduler, report)
+        yield cluster.DaskWorkers(client, p.scheduler, report, p.timeout)
 
 
 def begins_early(p: ClusterPlan, process_ends: bool) -> bool:

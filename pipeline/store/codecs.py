@@ -217,7 +217,7 @@ def _codec_errors_as_damage() -> Iterator[None]:
     except Damaged:
         raise
     except Exception as e:  # codecs raise RuntimeError, ValueError, zlib.error, ...
-        if is_unknown_codec(e):
+        if not_installed(e):
             raise
         raise Damaged(cause(e), "codec") from None
 
@@ -292,7 +292,7 @@ def _decoded_by(codec_id: str, codec: Any, data: Any, out: Any = None, filter: b
     except MemoryError:
         raise
     except Exception as e:  # zlib.error, BadGzipFile, EOFError, LZMAError, RuntimeError...
-        if is_unknown_codec(e):
+        if not_installed(e):
             raise
         raise _refused(codec_id, data, filter) from None
 
@@ -1040,7 +1040,7 @@ def damaged_chunk(
             except MemoryError:
                 raise
             except Exception as e:
-                if is_unknown_codec(e) or at is None:
+                if not_installed(e) or at is None:
                     raise
                 n = memoryview(data).nbytes
                 want = math.prod(shape) * _element_size(chain[:at], dtype)
@@ -1204,6 +1204,14 @@ def is_unknown_codec(e: BaseException) -> bool:
     (numcodecs' or zarr's ``UnknownCodecError``): the package that provides it is not
     installed, which no chunk's bytes cause."""
     return type(e).__name__ == "UnknownCodecError"
+
+
+def not_installed(e: BaseException) -> bool:
+    """Whether ``e`` says that something decoding needs is not installed here: a codec
+    (:func:`is_unknown_codec`), or a package its import did not find (an ``ImportError``: a
+    worker whose Python lacks numcodecs, which had called every chunk damaged); no chunk's
+    bytes cause it, and it passes as it is where a codec's error is called damage."""
+    return is_unknown_codec(e) or isinstance(e, ImportError)
 
 
 def named_codec(e: BaseException) -> str:
