@@ -498,7 +498,12 @@ class DaskWorkers:
 
     def wait_for_writers(self, name: str) -> None:
         """Wait for tasks of an earlier run, whose client is gone, still writing the array
-        ``name`` on the workers (:func:`pipeline.running.tasks.wait_for_writers`)."""
+        ``name`` on the workers (:func:`pipeline.running.tasks.wait_for_writers`). Not asked
+        of a cluster this run started (``scheduler`` 'local', closed at each run's end): no
+        earlier run's task is on it, and the question would cost every local run a round
+        trip to each worker before its output is made."""
+        if self.scheduler == "local":
+            return
         from pipeline.running import tasks
 
         def count() -> dict[str, int]:
