@@ -439,6 +439,65 @@ def test_a_run_whose_workers_all_died_says_so_and_finishes_once_one_joins(tmp_pa
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
 
 
+@pytest.mark.parametrize("through", ["a link to the output", "a link to its folder"])
+def test_a_run_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
+    tmp_path: Path, through: str
+) -> None:
+    """The same output named by another path that leads to it (a symbolic link to the store,
+    or to a folder above it): the killed run's task still writing it had not been seen (the
+    tasks were counted by the path as written), and the next run, an ``--overwrite`` with
+    other stages, had marked the output complete before that task wrote the killed run's
+    block into it. It waits for that task, naming the output where the links lead; its output
+    is its own stages' of the input, and verifies."""
+    x = many_blocks_input(tmp_path / "in.zarr", 1, cols=64)
+    (tmp_path / "real").mkdir()
+    killed = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "real" / "out.zarr", name="a.yaml"
+    )
+    if through == "a link to the output":
+        (tmp_path / "out.zarr").symlink_to(tmp_path / "real" / "out.zarr")
+        linked = tmp_path / "out.zarr"
+    else:
+        (tmp_path / "there").symlink_to(tmp_path / "real")
+        linked = tmp_path / "there" / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        linked,
+        name="b.yaml",
+        stages=[{"op": "multiply", "factor": 3}],
+    )
+    hold = tmp_path / "hold"
+    hold.touch()
+    run = [sys.executable, "-m", "pipeline", "run", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        # held once its lock is asked for: its unit is written into whatever is there then
+        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*run, str(killed)], [*run, str(cfg), "--overwrite"], hold, ext.address
+        )
+        assert done.returncode == 0, done.stderr
+        assert status(tmp_path / "real" / "out.zarr") == "complete"
+        expected = x * np.float32(3)
+        assert np.array_equal(read_array(linked), expected, equal_nan=True)
+        assert [ln for ln in said if ln.startswith("warning:")] == [
+            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
+            f"{linked} on worker {_worker(ext.address)}: waiting for "
+            "them to end before this run writes there"
+        ], said
+        verified = subprocess.run(
+            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
+            capture_output=True,
+            text=True,
+            env=env(),
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def _worker(address: str) -> str:
     """The address of the one worker of the scheduler at ``address``."""
     from distributed import Client

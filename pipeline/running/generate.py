@@ -417,7 +417,7 @@ def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: fl
     with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
         # tasks of an earlier generation of this input, its process killed, may still run
-        workers.wait_for_writers(target(info))
+        workers.wait_for_writers(info)
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 

@@ -749,8 +749,13 @@ _WRITING_LOCK = threading.Lock()
 
 
 def target(info: ArrayInfo) -> str:
-    """The name of the array ``info`` that :data:`_WRITING` counts its writers under."""
-    return info.location.join(info.path)
+    """The name of the array ``info`` that :data:`_WRITING` counts its writers under: its
+    address with the links of a local path resolved (:meth:`Location.real
+    <pipeline.store.location.Location.real>`), in the process that asks, a worker on its own
+    file system, so that a run naming the output by another path that leads to it (a link to
+    the store or to a folder above it) finds the tasks of one that named it otherwise (h76e:
+    they had been counted by the path as written, and not waited for)."""
+    return info.location.real().join(info.path)
 
 
 @contextlib.contextmanager
@@ -768,8 +773,10 @@ def writing_to(name: str) -> Iterator[None]:
                 _WRITING[name] = left
 
 
-def writing(name: str) -> int:
-    """How many tasks of this process write the array named ``name`` (:func:`target`) now."""
+def writing(info: ArrayInfo) -> int:
+    """How many tasks of this process write the array ``info`` now (by its :func:`target`,
+    resolved here)."""
+    name = target(info)
     with _WRITING_LOCK:
         return _WRITING.get(name, 0)
 
