@@ -386,6 +386,42 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_i
     assert any("task(s) of an earlier run" in ln for ln in said), said
 
 
+def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
+    tmp_path: Path,
+) -> None:
+    """The same of ``generate``, the next generation naming the input through a link to it:
+    the killed generation's task, counted by the path it was given, had not been seen, and
+    wrote its unit into the input the next one had marked generated. It is waited for: the
+    input is the next generation's seed's, as one made alone is."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "in.zarr"
+    killed = generated_config(tmp_path, generate, name="a.yaml", input={"store": str(real)})
+    (tmp_path / "in.zarr").symlink_to(real)
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_array(real), read_array(alone / "in.zarr"))
+    assert any(f"still write {tmp_path / 'in.zarr'} on worker" in ln for ln in said), said
+
+
 def _generate_of(path: Path) -> dict[str, Any]:
     """The ``input.generate`` section of the config file ``path``."""
     return dict(yaml.safe_load(path.read_text())["input"]["generate"])
