@@ -422,6 +422,52 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_
     assert any(f"still write {tmp_path / 'in.zarr'} on worker" in ln for ln in said), said
 
 
+def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_before_the_input_is_made(
+    tmp_path: Path,
+) -> None:
+    """The next generation replaced the input (its metadata, its folder emptied) before it
+    waited for the killed one's task, which then wrote its unit into the new input: a chunk
+    file of the killed generation's layout (Zarr 2's ``0.0``) left in the Zarr 3 input marked
+    generated, where the next ``generate`` refused it as a file put there. The wait comes
+    first: the input holds its own chunks alone, its seed's values."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    killed = generated_config(tmp_path, {**generate, "zarr_format": 2}, name="a.yaml")
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert any("task(s) of an earlier run" in ln for ln in said), said
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
+    files = sorted(
+        str(p.relative_to(tmp_path / "in.zarr"))
+        for p in (tmp_path / "in.zarr").rglob("*")
+        if p.is_file() and ".pipeline" not in p.parts
+    )
+    assert files == sorted(
+        str(p.relative_to(alone / "in.zarr"))
+        for p in (alone / "in.zarr").rglob("*")
+        if p.is_file() and ".pipeline" not in p.parts
+    )
+    again = run_python(["-m", "pipeline", "generate", cfg], tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
 def _generate_of(path: Path) -> dict[str, Any]:
     """The ``input.generate`` section of the config file ``path``."""
     return dict(yaml.safe_load(path.read_text())["input"]["generate"])

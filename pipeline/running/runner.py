@@ -729,7 +729,7 @@ def _execute(
             if dashboard:
                 log.info("dashboard: %s", dashboard)
             # tasks of an earlier run of this output, its process killed, may still run
-            workers.wait_for_writers(plan.sink.info)
+            workers.wait_for_writers(plan.sink.info.location, plan.sink.info.path)
             if start == "fresh":
                 # only an --overwrite run finds something there to replace (the line of a
                 # Ctrl-C meanwhile says whether what was there is gone: helper-89)

@@ -28,7 +28,7 @@ from pipeline.running import waiting
 from pipeline.running.sampler import MemorySampler
 
 if TYPE_CHECKING:
-    from pipeline.store.arrays import ArrayInfo
+    from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -119,13 +119,15 @@ class Threads:
             raise outcome[0]
         return {WORKER: done}
 
-    def wait_for_writers(self, info: ArrayInfo) -> None:
-        """Wait for this process's tasks of an earlier run writing the array ``info`` (one
-        that a Ctrl-C stopped, whose threads outlived its bounded stop)."""
+    def wait_for_writers(self, location: Location, path: str) -> None:
+        """Wait for this process's tasks of an earlier run writing the array at ``path`` in
+        ``location`` (one that a Ctrl-C stopped, whose threads outlived its bounded stop)."""
         from pipeline.running import tasks
 
-        name = info.location.said(info.path)
-        tasks.wait_for_writers(lambda: {"this process": tasks.writing(info)}, name)
+        def count() -> dict[str, int]:
+            return {"this process": tasks.writing(location, path)}
+
+        tasks.wait_for_writers(count, location.said(path))
 
     def reset_peaks(self) -> None:
         self.sampler.reset()

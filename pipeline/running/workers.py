@@ -22,7 +22,7 @@ from pipeline.running import threads, waiting
 
 if TYPE_CHECKING:
     from pipeline.planning.plan import ClusterPlan
-    from pipeline.store.arrays import ArrayInfo
+    from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -73,8 +73,9 @@ class Workers(Protocol):
         cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
 
-    def wait_for_writers(self, info: ArrayInfo) -> None:
-        """Wait until no task of an earlier run writes the array ``info`` (by its
+    def wait_for_writers(self, location: Location, path: str) -> None:
+        """Wait until no task of an earlier run writes the array at ``path`` in ``location``
+        (by its
         :func:`pipeline.running.tasks.target`, links resolved) on these workers
         (:func:`pipeline.running.tasks.wait_for_writers`)."""
 
