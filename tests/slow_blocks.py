@@ -4,8 +4,10 @@ executing on a cluster that stays up; or, where ``HOLD_BLOCK_FILE`` names a file
 task to begin a block's write while that file exists takes the file (removes it) and holds
 its write until ``HOLD_BLOCK_FILE.release`` exists, writing ``HOLD_BLOCK_FILE.held`` as it
 begins to wait and ``HOLD_BLOCK_FILE.done`` once its block is written (what a test waits for);
-the tasks after it write at once (a generation's unit's write too). Nothing changes where
-both are unset."""
+the tasks after it write at once (a generation's unit's write too). Where ``HOLD_BLOCK_AT``
+is ``unit``, a block's write is held at its first unit's, after the task has asked that its
+run's lock is still at the output (a task's write of its block's units that began before
+another run took the output). Nothing changes where both are unset."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from typing import Any
 VARIABLE = "SLOW_BLOCK_SECONDS"
 #: The environment variable naming the file whose existence holds a block's write.
 HOLD = "HOLD_BLOCK_FILE"
+#: The environment variable saying where a block's write is held: 'unit' (at its first unit's
+#: write) or '' (before the block's write).
+AT = "HOLD_BLOCK_AT"
 
 
 def _took(hold: str) -> bool:
@@ -57,5 +62,8 @@ def dask_setup(worker: Any) -> None:
 
         return write
 
-    tasks.write_block = held(tasks.write_block, seconds)
+    if os.environ.get(AT) == "unit":
+        tasks.write_unit = held(tasks.write_unit, 0)
+    else:
+        tasks.write_block = held(tasks.write_block, seconds)
     generate.write_unit = held(generate.write_unit, 0)

@@ -386,6 +386,88 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_i
     assert any("task(s) of an earlier run" in ln for ln in said), said
 
 
+def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
+    tmp_path: Path,
+) -> None:
+    """The same of ``generate``, the next generation naming the input through a link to it:
+    the killed generation's task, counted by the path it was given, had not been seen, and
+    wrote its unit into the input the next one had marked generated. It is waited for: the
+    input is the next generation's seed's, as one made alone is."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "in.zarr"
+    killed = generated_config(tmp_path, generate, name="a.yaml", input={"store": str(real)})
+    (tmp_path / "in.zarr").symlink_to(real)
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_array(real), read_array(alone / "in.zarr"))
+    assert any(f"still write {tmp_path / 'in.zarr'} on worker" in ln for ln in said), said
+
+
+def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_before_the_input_is_made(
+    tmp_path: Path,
+) -> None:
+    """The next generation replaced the input (its metadata, its folder emptied) before it
+    waited for the killed one's task, which then wrote its unit into the new input: a chunk
+    file of the killed generation's layout (Zarr 2's ``0.0``) left in the Zarr 3 input marked
+    generated, where the next ``generate`` refused it as a file put there. The wait comes
+    first: the input holds its own chunks alone, its seed's values."""
+    generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    killed = generated_config(tmp_path, {**generate, "zarr_format": 2}, name="a.yaml")
+    cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    assert any("task(s) of an earlier run" in ln for ln in said), said
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
+    files = sorted(
+        str(p.relative_to(tmp_path / "in.zarr"))
+        for p in (tmp_path / "in.zarr").rglob("*")
+        if p.is_file() and ".pipeline" not in p.parts
+    )
+    assert files == sorted(
+        str(p.relative_to(alone / "in.zarr"))
+        for p in (alone / "in.zarr").rglob("*")
+        if p.is_file() and ".pipeline" not in p.parts
+    )
+    again = run_python(["-m", "pipeline", "generate", cfg], tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
 def _generate_of(path: Path) -> dict[str, Any]:
     """The ``input.generate`` section of the config file ``path``."""
     return dict(yaml.safe_load(path.read_text())["input"]["generate"])
@@ -437,6 +519,65 @@ def test_a_run_whose_workers_all_died_says_so_and_finishes_once_one_joins(tmp_pa
     ]
     assert status(tmp_path / "out.zarr") == "complete"
     assert np.array_equal(read_array(tmp_path / "out.zarr"), expected(x), equal_nan=True)
+
+
+@pytest.mark.parametrize("through", ["a link to the output", "a link to its folder"])
+def test_a_run_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
+    tmp_path: Path, through: str
+) -> None:
+    """The same output named by another path that leads to it (a symbolic link to the store,
+    or to a folder above it): the killed run's task still writing it had not been seen (the
+    tasks were counted by the path as written), and the next run, an ``--overwrite`` with
+    other stages, had marked the output complete before that task wrote the killed run's
+    block into it. It waits for that task, naming the output where the links lead; its output
+    is its own stages' of the input, and verifies."""
+    x = many_blocks_input(tmp_path / "in.zarr", 1, cols=64)
+    (tmp_path / "real").mkdir()
+    killed = write_config(
+        tmp_path, tmp_path / "in.zarr", tmp_path / "real" / "out.zarr", name="a.yaml"
+    )
+    if through == "a link to the output":
+        (tmp_path / "out.zarr").symlink_to(tmp_path / "real" / "out.zarr")
+        linked = tmp_path / "out.zarr"
+    else:
+        (tmp_path / "there").symlink_to(tmp_path / "real")
+        linked = tmp_path / "there" / "out.zarr"
+    cfg = write_config(
+        tmp_path,
+        tmp_path / "in.zarr",
+        linked,
+        name="b.yaml",
+        stages=[{"op": "multiply", "factor": 3}],
+    )
+    hold = tmp_path / "hold"
+    hold.touch()
+    run = [sys.executable, "-m", "pipeline", "run", "--progress", "none"]
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        # held once its lock is asked for: its unit is written into whatever is there then
+        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
+    ) as ext:
+        done, said = _held_until_waited_for(
+            tmp_path, [*run, str(killed)], [*run, str(cfg), "--overwrite"], hold, ext.address
+        )
+        assert done.returncode == 0, done.stderr
+        assert status(tmp_path / "real" / "out.zarr") == "complete"
+        expected = x * np.float32(3)
+        assert np.array_equal(read_array(linked), expected, equal_nan=True)
+        assert [ln for ln in said if ln.startswith("warning:")] == [
+            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
+            f"{linked} on worker {_worker(ext.address)}: waiting for "
+            "them to end before this run writes there"
+        ], said
+        verified = subprocess.run(
+            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
+            capture_output=True,
+            text=True,
+            env=env(),
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def _worker(address: str) -> str:

@@ -43,6 +43,7 @@ from pipeline.running.sampler import MemorySampler
 
 if TYPE_CHECKING:
     from pipeline.devices.base import GpuWait
+    from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -496,22 +497,26 @@ class DaskWorkers:
             return link
         return link if serves else None
 
-    def wait_for_writers(self, name: str) -> None:
+    def wait_for_writers(self, location: Location, path: str) -> None:
         """Wait for tasks of an earlier run, whose client is gone, still writing the array
-        ``name`` on the workers (:func:`pipeline.running.tasks.wait_for_writers`). Not asked
-        of a cluster this run started (``scheduler`` 'local', closed at each run's end): no
-        earlier run's task is on it, and the question would cost every local run a round
-        trip to each worker before its output is made."""
+        at ``path`` in ``location`` on the workers
+        (:func:`pipeline.running.tasks.wait_for_writers`; each resolves the array's links on
+        its own file system, :func:`~pipeline.running.tasks.target`). Not asked of a cluster
+        this run started (``scheduler`` 'local', closed at each run's end): no earlier run's
+        task is on it, and the question would cost every local run a round trip to each
+        worker before its output is made."""
         if self.scheduler == "local":
             return
         from pipeline.running import tasks
 
         def count() -> dict[str, int]:
             return self._ask(
-                lambda: self.client.run(tasks.writing, name), "pipeline-writers", "setup"
+                lambda: self.client.run(tasks.writing, location, path),
+                "pipeline-writers",
+                "setup",
             )
 
-        tasks.wait_for_writers(count, name)
+        tasks.wait_for_writers(count, location.said(path))
 
     def reset_peaks(self) -> None:
         self._ask(lambda: self.client.run(_reset_peaks), "pipeline-peaks", "compute")

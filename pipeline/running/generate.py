@@ -151,6 +151,9 @@ def _generate_locked(
         # a joined cluster's workers are checked before anything is written (their Python's
         # packages): the input had been made, unfinished, before they were refused
         with _workers(cp, loc) as workers:
+            # tasks of an earlier generation of this input, its process killed, may still run:
+            # waited for before the input is replaced, or their units land in the new one
+            workers.wait_for_writers(loc, lock.array_path)
             spec = create_input(config, cp.backend)  # unfinished until every unit is written
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
@@ -416,8 +419,6 @@ def _generate_units(workers: Workers, spec: GenSpec, progress: str, interval: fl
     unit_bytes = float(np.prod(info.unit) * info.dtype.itemsize)
     with Progress(len(dsk), unit_bytes, progress, interval, label="generate") as bar:
         workers.work = "generate"  # a stop's words are of units of the input, not blocks
-        # tasks of an earlier generation of this input, its process killed, may still run
-        workers.wait_for_writers(target(info))
         workers.compute(dsk, list(dsk), lambda _: bar.advance())
 
 
@@ -533,12 +534,16 @@ def unit_values(spec: GenSpec, unit_index: Shape, xp: Any) -> Any:
 def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
     """Generate and store one unit; bytes written. Counted as writing the input while it
     runs (:func:`~pipeline.running.tasks.writing_to`)."""
+    with writing_to(target(spec.sink.info)):  # from its start, as a run's block
+        return _generate_unit(spec, unit_index)
+
+
+def _generate_unit(spec: GenSpec, unit_index: Shape) -> int:
     if spec.lock is not None:  # still this generation's: it writes by the path
         spec.lock.check_held()
     be = devices.get(spec.sink.backend)
     be.prepare()
-    # the values are drawn on the stream that encodes them
-    with writing_to(target(spec.sink.info)), be.on_stream():
+    with be.on_stream():  # the values are drawn on the stream that encodes them
         data = unit_values(spec, unit_index, be.xp)
         if spec.big_endian:  # the values' bytes as the store holds them
             data = data.byteswap()

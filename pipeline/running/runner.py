@@ -49,7 +49,7 @@ from pipeline.planning.variable import with_output_array
 from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.reporting.progress import Progress
 from pipeline.reporting.summary import Summary, summarise
-from pipeline.running import graph, output, tasks, waiting
+from pipeline.running import graph, output, waiting
 from pipeline.running.output import NONFINITE
 from pipeline.running.tasks import STATS, staging_per_thread
 from pipeline.running.workers import Workers, begun_early, local_workers
@@ -729,7 +729,7 @@ def _execute(
             if dashboard:
                 log.info("dashboard: %s", dashboard)
             # tasks of an earlier run of this output, its process killed, may still run
-            workers.wait_for_writers(tasks.target(plan.sink.info))
+            workers.wait_for_writers(plan.sink.info.location, plan.sink.info.path)
             if start == "fresh":
                 # only an --overwrite run finds something there to replace (the line of a
                 # Ctrl-C meanwhile says whether what was there is gone: helper-89)

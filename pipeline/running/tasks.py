@@ -43,6 +43,7 @@ from pipeline.store.shards import EMPTY
 
 if TYPE_CHECKING:
     from pipeline.planning.specs import Sink, Source
+    from pipeline.store.location import Location
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
 #: task time, summed over the block's phases on its worker thread).
@@ -749,8 +750,18 @@ _WRITING_LOCK = threading.Lock()
 
 
 def target(info: ArrayInfo) -> str:
-    """The name of the array ``info`` that :data:`_WRITING` counts its writers under."""
-    return info.location.join(info.path)
+    """The name of the array ``info`` that :data:`_WRITING` counts its writers under: its
+    address with the links of a local path resolved (:meth:`Location.real
+    <pipeline.store.location.Location.real>`), in the process that asks, a worker on its own
+    file system, so that a run naming the output by another path that leads to it (a link to
+    the store or to a folder above it) finds the tasks of one that named it otherwise (h76e:
+    they had been counted by the path as written, and not waited for)."""
+    return named(info.location, info.path)
+
+
+def named(location: Location, path: str) -> str:
+    """:func:`target` of the array at ``path`` in ``location``, which need not exist yet."""
+    return location.real().join(path)
 
 
 @contextlib.contextmanager
@@ -768,8 +779,10 @@ def writing_to(name: str) -> Iterator[None]:
                 _WRITING[name] = left
 
 
-def writing(name: str) -> int:
-    """How many tasks of this process write the array named ``name`` (:func:`target`) now."""
+def writing(location: Location, path: str) -> int:
+    """How many tasks of this process write the array at ``path`` in ``location`` now (by
+    its :func:`target`, resolved here)."""
+    name = named(location, path)
     with _WRITING_LOCK:
         return _WRITING.get(name, 0)
 

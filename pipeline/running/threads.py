@@ -21,11 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.reporting.lines import PROGRESS_LINE
 from pipeline.running import waiting
 from pipeline.running.sampler import MemorySampler
+
+if TYPE_CHECKING:
+    from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -116,12 +119,15 @@ class Threads:
             raise outcome[0]
         return {WORKER: done}
 
-    def wait_for_writers(self, name: str) -> None:
-        """Wait for this process's tasks of an earlier run writing the array ``name`` (one
-        that a Ctrl-C stopped, whose threads outlived its bounded stop)."""
+    def wait_for_writers(self, location: Location, path: str) -> None:
+        """Wait for this process's tasks of an earlier run writing the array at ``path`` in
+        ``location`` (one that a Ctrl-C stopped, whose threads outlived its bounded stop)."""
         from pipeline.running import tasks
 
-        tasks.wait_for_writers(lambda: {"this process": tasks.writing(name)}, name)
+        def count() -> dict[str, int]:
+            return {"this process": tasks.writing(location, path)}
+
+        tasks.wait_for_writers(count, location.said(path))
 
     def reset_peaks(self) -> None:
         self.sampler.reset()

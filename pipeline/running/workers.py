@@ -22,6 +22,7 @@ from pipeline.running import threads, waiting
 
 if TYPE_CHECKING:
     from pipeline.planning.plan import ClusterPlan
+    from pipeline.store.location import Location
 
 log = logging.getLogger("pipeline")
 
@@ -72,9 +73,10 @@ class Workers(Protocol):
         cluster did to it); Ctrl-C as ``KeyboardInterrupt``."""
         ...
 
-    def wait_for_writers(self, name: str) -> None:
-        """Wait until no task of an earlier run writes the array named ``name``
-        (:func:`pipeline.running.tasks.target`) on these workers
+    def wait_for_writers(self, location: Location, path: str) -> None:
+        """Wait until no task of an earlier run writes the array at ``path`` in ``location``
+        (by its
+        :func:`pipeline.running.tasks.target`, links resolved) on these workers
         (:func:`pipeline.running.tasks.wait_for_writers`)."""
 
     def reset_peaks(self) -> None:

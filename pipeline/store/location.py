@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -271,6 +272,18 @@ class Location:
         Location, and their ``repr`` (a notebook's display) had shown the key and secret."""
         shown = hidden_options(self.storage_options)
         return f"Location(url={hide_url_secrets(self.url)!r}, storage_options={shown!r})"
+
+    def real(self) -> Location:
+        """This store with the symbolic links of its local path (its own, or the file at the
+        end of a chained URL) resolved on this machine's file system, as ``os.path.realpath``
+        resolves them (``..`` and ``//`` too); itself where it has no local path. Two names
+        of one store, a link to it or to a folder above it, give the same URL."""
+        root = self.local_root
+        if root is None:
+            return self
+        real = os.path.realpath(root)
+        url = real if self.is_local else self.url[: len(self.url) - len(root)] + real
+        return dataclasses.replace(self, url=url)
 
     def said(self, *parts: str) -> str:
         """:meth:`join` as lines and records say it: with a password in the URL masked
