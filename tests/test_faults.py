@@ -324,33 +324,15 @@ def test_a_run_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the
         name="b.yaml",
         stages=[{"op": "multiply", "factor": 3}],
     )
-    hold = tmp_path / "hold"
-    hold.touch()
     run = [sys.executable, "-m", "pipeline", "run", "--progress", "none"]
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold)},
-    ) as ext:
+    with _held_cluster(tmp_path) as (ext, hold):
         done, said = _held_until_waited_for(
             tmp_path, [*run, str(killed)], [*run, str(cfg), "--overwrite"], hold, ext.address
         )
         assert done.returncode == 0, done.stderr
         assert status(tmp_path / "out.zarr") == "complete"
         assert np.array_equal(read_array(tmp_path / "out.zarr"), x * np.float32(3), equal_nan=True)
-        assert [ln for ln in said if ln.startswith("warning:")] == [
-            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
-            f"{tmp_path / 'out.zarr'} on worker {_worker(ext.address)}: waiting for them to end "
-            "before this run writes there"
-        ], said
-        verified = subprocess.run(
-            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
-            capture_output=True,
-            text=True,
-            env=env(),
-        )
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+        _waited_for_and_verifies(said, tmp_path / "out.zarr", ext.address, cfg)
 
 
 def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_into_the_next(
@@ -363,25 +345,7 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_i
     generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
     killed = generated_config(tmp_path, generate, name="a.yaml")
     cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    made = run_python(
-        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
-    )
-    assert made.returncode == 0, made.stderr
-    hold = tmp_path / "hold"
-    hold.touch()
-    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold)},
-    ) as ext:
-        done, said = _held_until_waited_for(
-            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
-        )
-    assert done.returncode == 0, done.stderr
+    said, alone = _generated_after_a_killed_generation(tmp_path, killed, cfg)
     assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
     assert any("task(s) of an earlier run" in ln for ln in said), said
 
@@ -399,25 +363,7 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_
     killed = generated_config(tmp_path, generate, name="a.yaml", input={"store": str(real)})
     (tmp_path / "in.zarr").symlink_to(real)
     cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    made = run_python(
-        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
-    )
-    assert made.returncode == 0, made.stderr
-    hold = tmp_path / "hold"
-    hold.touch()
-    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold)},
-    ) as ext:
-        done, said = _held_until_waited_for(
-            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
-        )
-    assert done.returncode == 0, done.stderr
+    said, alone = _generated_after_a_killed_generation(tmp_path, killed, cfg)
     assert np.array_equal(read_array(real), read_array(alone / "in.zarr"))
     assert any(f"still write {tmp_path / 'in.zarr'} on worker" in ln for ln in said), said
 
@@ -433,25 +379,7 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_before_the
     generate = {"shape": [1, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
     killed = generated_config(tmp_path, {**generate, "zarr_format": 2}, name="a.yaml")
     cfg = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    made = run_python(
-        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
-    )
-    assert made.returncode == 0, made.stderr
-    hold = tmp_path / "hold"
-    hold.touch()
-    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
-    with external_cluster(
-        tmp_path,
-        nworkers=1,
-        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
-        worker_env={"HOLD_BLOCK_FILE": str(hold)},
-    ) as ext:
-        done, said = _held_until_waited_for(
-            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
-        )
-    assert done.returncode == 0, done.stderr
+    said, alone = _generated_after_a_killed_generation(tmp_path, killed, cfg)
     assert any("task(s) of an earlier run" in ln for ln in said), said
     assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
     files = sorted(
@@ -466,6 +394,43 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_before_the
     )
     again = run_python(["-m", "pipeline", "generate", cfg], tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+def _generated_after_a_killed_generation(
+    tmp_path: Path, killed: Path, cfg: Path
+) -> tuple[list[str], Path]:
+    """Make ``cfg``'s input alone (in ``tmp_path/alone``), then, on a joined cluster, kill a
+    ``generate`` of ``killed`` while its task is held and run ``generate`` of ``cfg``, which
+    must succeed: the second's stderr lines (:func:`_held_until_waited_for`) and the folder of
+    the input made alone."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(cfg))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    command = [sys.executable, "-m", "pipeline", "generate", "--progress", "none"]
+    with _held_cluster(tmp_path) as (ext, hold):
+        done, said = _held_until_waited_for(
+            tmp_path, [*command, str(killed)], [*command, str(cfg)], hold, ext.address
+        )
+    assert done.returncode == 0, done.stderr
+    return said, alone
+
+
+@contextlib.contextmanager
+def _held_cluster(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A joined cluster of one 2-thread worker whose block tasks wait while the file ``hold``
+    is there (``tests.slow_blocks``): the cluster and that file's path."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--nthreads", "2", "--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold)},
+    ) as ext:
+        yield ext, hold
 
 
 def _generate_of(path: Path) -> dict[str, Any]:
@@ -566,18 +531,25 @@ def test_a_run_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
         assert status(tmp_path / "real" / "out.zarr") == "complete"
         expected = x * np.float32(3)
         assert np.array_equal(read_array(linked), expected, equal_nan=True)
-        assert [ln for ln in said if ln.startswith("warning:")] == [
-            f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
-            f"{linked} on worker {_worker(ext.address)}: waiting for "
-            "them to end before this run writes there"
-        ], said
-        verified = subprocess.run(
-            [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
-            capture_output=True,
-            text=True,
-            env=env(),
-        )
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+        _waited_for_and_verifies(said, linked, ext.address, cfg)
+
+
+def _waited_for_and_verifies(said: list[str], output: Path, scheduler: str, cfg: Path) -> None:
+    """Assert that a run's stderr lines ``said`` hold one warning alone, that it waited for a
+    killed run's task writing ``output`` on the one worker of ``scheduler``, and that
+    ``pipeline verify --all`` of ``cfg`` passes."""
+    assert [ln for ln in said if ln.startswith("warning:")] == [
+        f"warning: 1 task(s) of an earlier run, whose process is gone, still write "
+        f"{output} on worker {_worker(scheduler)}: waiting for them to end "
+        "before this run writes there"
+    ], said
+    verified = subprocess.run(
+        [sys.executable, "-m", "pipeline", "verify", str(cfg), "--all"],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def _worker(address: str) -> str:

@@ -995,17 +995,25 @@ def _record_guard(folder: str) -> Iterator[tuple[int, int] | None]:
         yield None
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
-                raise
+        if not _flock_folder(fd):
             yield None
             return
         st = os.fstat(fd)
         yield (st.st_dev, st.st_ino)
     finally:
         os.close(fd)  # the lock goes with it
+
+
+def _flock_folder(fd: int) -> bool:
+    """Take an exclusive OS lock (``flock``) on the open local folder ``fd``, waiting for it;
+    False where the file system locks no folders (NFS without locks and the like)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+        return False
+    return True
 
 
 def _folder_of(path: str) -> tuple[int, int] | None:
@@ -1198,12 +1206,8 @@ def group_lock(
         return
     fd = os.open(key, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EBADF):
-                raise
-            # a file system without locks (the output's own lock says so where it matters)
+        # where the file system locks no folders, the output's own lock says so where it matters
+        _flock_folder(fd)
         held.add(key)
         try:
             yield
