@@ -117,10 +117,14 @@ class Bench:
         shape, chunks = self.field_layout()
         self.root.mkdir(parents=True, exist_ok=True)
         wanted = set(a.workloads)
-        if wanted & set(FIELD_KEYS):
+        if wanted & {*FIELD_KEYS, "v2-blosc-raw"}:
             values = data.make_field(shape, self.cores)
-            if "v2-blosc" in wanted:
-                self.workloads.append(data.write_v2_blosc(self.root, values, chunks, self.cores))
+            if wanted & {"v2-blosc", "v2-blosc-raw"}:
+                v2 = data.write_v2_blosc(self.root, values, chunks, self.cores)
+                if "v2-blosc" in wanted:
+                    self.workloads.append(v2)
+                if "v2-blosc-raw" in wanted:
+                    self.workloads.append(data.raw_output(v2))
             if "v3-zstd" in wanted:
                 self.workloads.append(data.write_v3_default(self.root, values, chunks, self.cores))
             if "xarray" in wanted:
@@ -136,7 +140,7 @@ class Bench:
             if "synthetic" in wanted:
                 self.workloads.append(synthetic)
             if "synthetic-raw" in wanted:
-                self.workloads.append(data.synthetic_raw(synthetic))
+                self.workloads.append(data.raw_output(synthetic))
         self.res.meta["workloads"] = []
         for w in self.workloads:
             cfg = pipelines.config(self.doc(w, self.out(w, "plan"), self.backend))
@@ -800,7 +804,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path("/var/tmp/pipeline-bench"),
         help="local-disk directory of --with disk",
     )
-    workloads = (*FIELD_KEYS, "synthetic", "synthetic-raw")
+    workloads = ("v2-blosc", "v2-blosc-raw", *FIELD_KEYS[1:], "synthetic", "synthetic-raw")
     p.add_argument("--workloads", default=",".join(workloads), help="comma list of workloads")
     p.add_argument("--skip", default="", help=f"comma list of sections: {','.join(SECTIONS)}")
     p.add_argument(

@@ -214,22 +214,26 @@ def write_synthetic(root: Path, size_gb: float, quick: bool, backend: str) -> Wo
     )
 
 
-#: ``output.codec.store_raw_below`` of the ``synthetic-raw`` workload: random normal float32
-#: saves about 7% under zstd (ratio 1.08), so its units are stored as zstd raw blocks.
+#: ``output.codec.store_raw_below`` of the ``-raw`` workloads (``synthetic-raw``,
+#: ``v2-blosc-raw``): random normal float32 saves about 7% under zstd (ratio 1.08), the field
+#: workloads' outputs about 8% (0.918 of their bytes: RESULTS.md, 2026-12-06), so their units
+#: are stored as zstd raw blocks.
 RAW_BELOW = 0.1
 
 
-def synthetic_raw(synthetic: Workload) -> Workload:
-    """The synthetic input again, its output's units stored as zstd raw blocks where a sample
-    of their frames saves less than :data:`RAW_BELOW` (``output.codec.store_raw_below``)."""
+def raw_output(w: Workload) -> Workload:
+    """The input of ``w`` again (key ``<w.key>-raw``), its output's units stored as zstd raw
+    blocks where a sample of their frames saves less than :data:`RAW_BELOW`
+    (``output.codec.store_raw_below``): an option of the output, the input and its ceilings and
+    peers ``w``'s."""
     return Workload(
-        "synthetic-raw",
-        f"synthetic, output units saving < {RAW_BELOW:.0%} stored as zstd raw blocks",
-        synthetic.store,
-        synthetic.array,
-        synthetic.codec,
+        f"{w.key}-raw",
+        f"{w.key}, output units saving < {RAW_BELOW:.0%} stored as zstd raw blocks",
+        w.store,
+        w.array,
+        w.codec,
         output_codec={"store_raw_below": RAW_BELOW},
-        shares=synthetic.key,
+        shares=w.key,
     )
 
 

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELD_WORKLOADS = ("v2-blosc", "v3-zstd", "xarray")
 #: the workloads with an input of their own: each measures its ceilings and peers
 OWN = (*FIELD_WORKLOADS, "synthetic")
-#: synthetic-raw runs on synthetic's input (its output units stored as zstd raw blocks)
-WORKLOADS = (*OWN, "synthetic-raw")
+#: the ``-raw`` workloads run on another's input (their output units stored as zstd raw blocks)
+RAW = {"v2-blosc-raw": "v2-blosc", "synthetic-raw": "synthetic"}
+WORKLOADS = ("v2-blosc", "v2-blosc-raw", "v3-zstd", "xarray", "synthetic", "synthetic-raw")
 
 
 def quick(module: str, out: Path) -> subprocess.CompletedProcess[str]:
@@ -118,12 +119,13 @@ def test_quick_bench_rows_say_what_the_table_shows(bench) -> None:
         assert r["naive_gbps"] is None  # no GPU
         assert ("cpu_backend" in r) == (r["key"] in ("v2-blosc", "v3-zstd"))
     assert any(t["target"].startswith("outputs equal NumPy") and t["met"] for t in doc["targets"])
-    # synthetic-raw: synthetic's input and peer; its output's noise stored as raw blocks
+    # a -raw workload: the other's input and peer; its output's noise stored as raw blocks
     meta = {w["key"]: w for w in doc["meta"]["workloads"]}
-    raw, packed = meta["synthetic-raw"], meta["synthetic"]
-    assert raw["store"] == packed["store"] and raw["shares"] == "synthetic"
-    assert raw["output_stored_bytes"] > raw["output_bytes"] > packed["output_stored_bytes"]
-    assert rows["synthetic-raw"]["peer_wall_s"] == rows["synthetic"]["peer_wall_s"]
+    for key, of in RAW.items():
+        raw, packed = meta[key], meta[of]
+        assert raw["store"] == packed["store"] and raw["shares"] == of
+        assert raw["output_stored_bytes"] > raw["output_bytes"] > packed["output_stored_bytes"]
+        assert rows[key]["peer_wall_s"] == rows[of]["peer_wall_s"]
 
 
 def test_quick_bench_skips_the_gpu_parts_visibly(bench) -> None:
