@@ -743,3 +743,45 @@ def test_an_integer_decodings_refusal_names_the_configs_own_fix_first(
     plan = pipeline.plan(_decoding(tmp_path, fixed))
     assert plan.chain[-1].out_dtype == np.float64
     assert file_states(tmp_path / "in.zarr") == before
+
+
+@pytest.mark.parametrize(
+    ("stored", "unsigned", "fill", "fixed", "holder"),
+    [("uint16", "false", 65534, -2, "int16"), ("int8", "true", 200, -56, "int8")],
+    # the elements meant are stored as the bits of ``fill``: 65534, and -56 (200 unsigned)
+    ids=["uint16-false", "int8-true"],
+)
+def test_an_unsigned_fill_value_xarray_cannot_convert_is_refused_naming_a_fix_that_works(
+    tmp_path: Path, stored: str, unsigned: str, fill: int, fixed: int, holder: str
+) -> None:
+    """A v3 variable's ``_FillValue`` that xarray cannot convert for ``_Unsigned`` (65534 on
+    uint16 read as int16: xarray's ``int16(65534)`` overflows) is refused in one line that
+    names the dtype that cannot hold it and the fix, the same bits in that dtype (-2); written
+    so, xarray masks the elements meant, and so does the run. h77c: the line named the stored
+    dtype (uint16, which holds 65534) as the one that could not, and no fix at all."""
+    import pipeline
+    from pipeline.errors import InputError
+
+    marked = np.array(fill, f"u{np.dtype(stored).itemsize}").view(stored).item()
+    elements = [0, 1, marked, 3, 4, marked, 6, 7]
+    arr = _packed_variable(
+        tmp_path / "in.zarr", stored, {"_Unsigned": unsigned, "_FillValue": fill}, elements
+    )
+    with pytest.raises(InputError) as info:
+        pipeline.plan(_decoding(tmp_path, [{"op": "add"}]))
+    line = str(info.value)
+    assert "\n" not in line and f"to {holder}, which cannot hold it" in line, line
+    assert line.endswith(f"write _FillValue as {fixed}, the {holder} of its bits (it masks the "
+                         "same elements), or remove it"), line  # fmt: skip
+    assert info.value.fix == f"_FillValue: {fixed}"
+    with warnings.catch_warnings():  # zarr: v3 consolidated metadata is not in the spec yet
+        warnings.simplefilter("ignore")
+        arr.update_attributes({"_FillValue": fixed})  # the fix, as the line says it
+        zarr.consolidate_metadata(str(tmp_path / "in.zarr"))
+    want = _xarray_v(tmp_path / "in.zarr")
+    assert np.isnan(want).ravel().tolist() == [e == marked for e in elements]
+    assert pipeline.run(_decoding(tmp_path, [{"op": "add"}])).status == "complete"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = xr.open_zarr(str(tmp_path / "out.zarr"))["v"].values
+    assert got.dtype == want.dtype and got.tobytes() == (want + want).tobytes()

@@ -611,11 +611,16 @@ def _reinterpreted_fills(
     if len(raw) > 1 or np.ndim(given) > 0:
         raise UnreadableFill(
             f"_FillValue {list(raw)!r} with _Unsigned {attrs['_Unsigned']!r}, which xarray "
-            "cannot read (it converts one fill value to the other signedness)",
+            "cannot read (it converts one fill value to the other signedness): write "
+            "_FillValue as the one integer that marks missing elements, or remove it",
             "_FillValue as one integer",
             False,
         )
     (fill,) = raw
+    # xarray converts the fill value through the signed dtype of the two: the stored one
+    # where it reads signed values as unsigned ("true"), the one it reads where it reads
+    # unsigned values as signed ("false"); that dtype must hold the value as written
+    holder = stored if view.kind == "u" else view
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -624,13 +629,40 @@ def _reinterpreted_fills(
             else:
                 converted = view.type(fill)
     except (OverflowError, ValueError, TypeError, RuntimeWarning, DeprecationWarning):
+        same = _same_bits_as(fill, holder)
+        article = "an" if holder.name.startswith("i") else "a"
+        fix = (
+            f"_FillValue: {same}"
+            if same is not None
+            else f"_FillValue as {article} {holder} integer"
+        )
+        which = (
+            f"{same}, the {holder} of its bits (it masks the same elements)"
+            if same is not None
+            else f"{article} {holder} integer"
+        )
         raise UnreadableFill(
             f"_FillValue {_said(fill)} on its {stored} values with _Unsigned "
-            f"{attrs['_Unsigned']!r}, which xarray cannot read ({stored} cannot hold it)",
-            f"_FillValue as a {stored} integer",
+            f"{attrs['_Unsigned']!r}, which xarray cannot read (it converts the fill value "
+            f"to {holder}, which cannot hold it): write _FillValue as {which}, or remove it",
+            fix,
             False,
         ) from None
     return tuple(dict.fromkeys([*rest, converted]))
+
+
+def _same_bits_as(fill: Any, holder: np.dtype) -> int | None:
+    """The ``holder`` integer (a signed dtype) whose bits are those of ``fill`` as the unsigned
+    integer of its size (65534 as int16: -2), which xarray's ``_Unsigned`` decoding then reads
+    as ``fill``; None where ``fill`` is no integer that unsigned dtype holds."""
+    unsigned = np.dtype(f"u{holder.itemsize}")
+    try:
+        whole = float(fill).is_integer()
+        if not whole or not 0 <= int(fill) <= np.iinfo(unsigned).max:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(np.array(int(fill), dtype=unsigned).view(holder).item())
 
 
 def _said(value: Any) -> str:
