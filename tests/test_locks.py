@@ -639,8 +639,9 @@ def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refus
 def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:
     """An input moved away while ``pipeline generate`` writes it (real processes): the
     generation stops in one line naming the move and the fix, writes nothing at the old
-    path (what was in flight goes into the moved input), and leaves its lock in the moved input (an unfinished
-    generation's, which the next generation there takes over and makes whole). It had gone
+    path (what was in flight goes into the moved input), and leaves its lock in the moved
+    input (an unfinished generation's, which the next generation there takes over and makes
+    whole). It had gone
     on writing its units by the path, a folder of chunks there with no metadata, and ended
     in a bare "ArrayNotFoundError: No array found" line (h76d)."""
     made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
