@@ -350,6 +350,61 @@ def test_a_generation_killed_on_a_cluster_that_stays_up_leaves_no_task_writing_i
     assert any("task(s) of an earlier run" in ln for ln in said), said
 
 
+def test_a_unit_in_flight_as_its_generated_input_moves_lands_in_the_moved_input(
+    tmp_path: Path,
+) -> None:
+    """An input moved away (``mv in.zarr moved.zarr``) while one unit of its generation is
+    being written, past that unit's check of the generation's lock (a joined cluster's worker
+    holds the task there, ``tests/slow_blocks.py``), then a generation of another seed at
+    ``in.zarr`` that ends before the held unit's write goes on: that unit had been written by
+    the path, into the new input after it was marked generated, an input of neither seed.
+    It lands in the moved input, its generation's own; the first generation stops at its
+    next unit in one line, and the new input is its seed's, as one made alone is."""
+    generate = {"shape": [4, 64], "dtype": "float32", "seed": 3, "chunks": [1, 64]}
+    first = generated_config(tmp_path, generate, name="a.yaml")
+    second = generated_config(tmp_path, {**generate, "seed": 4}, name="b.yaml")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    made = run_python(
+        ["-m", "pipeline", "generate", generated_config(alone, _generate_of(second))], alone
+    )
+    assert made.returncode == 0, made.stderr
+    hold = tmp_path / "hold"
+    hold.touch()
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
+    ) as ext:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "generate", str(first), "--progress", "none"]
+            + ["--scheduler", ext.address],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not Path(f"{hold}.held").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            (tmp_path / "in.zarr").rename(tmp_path / "moved.zarr")
+            later = run_python(["-m", "pipeline", "generate", second], cwd=tmp_path)
+            assert later.returncode == 0, later.stderr
+            Path(f"{hold}.release").touch()
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 1, err
+            assert Path(f"{hold}.done").exists()
+        finally:
+            kill_group(proc)
+    assert np.array_equal(read_array(tmp_path / "in.zarr"), read_array(alone / "in.zarr"))
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0], err
+    assert (tmp_path / "moved.zarr" / ".pipeline" / "generate.lock").exists()
+
+
 def test_a_generation_killed_on_a_cluster_that_stays_up_is_waited_for_through_a_link(
     tmp_path: Path,
 ) -> None:

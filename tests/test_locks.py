@@ -32,9 +32,11 @@ from pipeline.store.location import Location
 from tests.faultkit import (
     end_process,
     env,
+    external_cluster,
     many_blocks_config,
     many_blocks_input,
     run_python,
+    status,
     undeletable,
     wait_for_markers,
 )
@@ -501,6 +503,115 @@ def test_a_run_whose_output_is_moved_away_stops_writing_there(tmp_path: Path) ->
         end_process(proc)
 
 
+def _held_block(tmp_path: Path, config: Path, meanwhile: Any) -> tuple[int, str]:
+    """A run of ``config`` on a joined cluster whose one worker thread holds its first
+    block's write at its first unit, after the block's check of the lock
+    (``tests/slow_blocks.py``), ``meanwhile()`` called then, the write released after it;
+    the run's exit status and stderr."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    with external_cluster(
+        tmp_path,
+        nworkers=1,
+        worker_args=("--preload", "tests.slow_blocks"),
+        worker_env={"HOLD_BLOCK_FILE": str(hold), "HOLD_BLOCK_AT": "unit"},
+    ) as ext:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", str(config), "--progress", "none"]
+            + ["--scheduler", ext.address],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not Path(f"{hold}.held").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            meanwhile()
+            Path(f"{hold}.release").touch()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            end_process(proc)
+    return proc.returncode, err
+
+
+def _factor_config(tmp_path: Path, inp: Path, name: str, store: Path, factor: int) -> Path:
+    """:func:`many_blocks_config` of ``inp`` to ``store``, multiplied by ``factor``, written
+    to ``tmp_path/name``."""
+    cfg = many_blocks_config(inp, store, cluster={"dashboard": ""})
+    cfg["stages"] = [{"op": "multiply", "factor": factor}]
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_block_in_flight_as_its_output_moves_lands_in_the_moved_output(tmp_path: Path) -> None:
+    """An output moved away (``mv out.zarr moved.zarr``) while one of its run's blocks is
+    being written, past that block's check of the lock (real processes: a joined cluster's
+    worker holds the task there), then a run of another config at ``out.zarr`` that
+    finishes before the held block's write goes on: the held block had been written by the
+    path, into the new run's output after that run wrote the same block and said it
+    complete, one block of the first run's stages in it. It lands in the moved output, its
+    run's own (the task writes relative to the folder it checked); the first run stops at
+    its next block in one line that says to resume the moved output (it had said, of the new
+    output at the path, "complete, but the stages changed: `run --overwrite` recomputes
+    it"), the new output is NumPy's of the input, bit for bit, and ``verify --all`` agrees,
+    and the moved output resumes to NumPy's."""
+    inp, out, moved = tmp_path / "in.zarr", tmp_path / "out.zarr", tmp_path / "moved.zarr"
+    many_blocks_input(inp, 8)
+    first = _factor_config(tmp_path, inp, "a.yaml", out, 2)
+    second = _factor_config(tmp_path, inp, "b.yaml", out, 3)
+
+    def move_and_run_again() -> None:
+        out.rename(moved)
+        later = run_python(["-m", "pipeline", "run", second, "--overwrite"], cwd=tmp_path)
+        assert later.returncode == 0, later.stderr
+
+    code, err = _held_block(tmp_path, first, move_and_run_again)
+    assert code == 1, err
+    assert (tmp_path / "hold.done").exists()  # the held block was written
+    y = zarr.open_array(str(out), mode="r")[...]
+    expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(3)
+    assert np.array_equal(y.view(np.uint32), expected.view(np.uint32))  # the new run's alone
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved" in lines[0], err
+    assert lines[0].endswith(
+        "finish the output where it is now with `run --resume` (output.store naming it)"
+    ), err
+    there = _factor_config(tmp_path, inp, "c.yaml", moved, 2)  # resumed where it is now
+    done = run_python(["-m", "pipeline", "run", there, "--resume"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert status(out) == status(moved) == "complete"
+    for store, cfg, factor in ((out, second, 3), (moved, there, 2)):
+        y = zarr.open_array(str(store), mode="r")[...]
+        expected = zarr.open_array(str(inp), mode="r")[...] * np.float32(factor)
+        assert np.array_equal(y.view(np.uint32), expected.view(np.uint32)), store
+        checked = run_python(["-m", "pipeline", "verify", cfg, "--all"], cwd=tmp_path)
+        assert checked.returncode == 0 and "mismatched     0" in checked.stdout, checked
+
+
+def test_a_block_in_flight_as_its_output_is_removed_writes_nothing_at_its_path(
+    tmp_path: Path,
+) -> None:
+    """An output removed (``rm -rf out.zarr``) while one of its run's blocks is being
+    written, past that block's check of the lock: the block's write had made the output's
+    folders again at the path and left its unit there (a folder of chunks with no metadata,
+    in the way of the next run there). Nothing is made at the path; the run stops in the
+    one line a move gets, not as a store refusing a chunk."""
+    inp, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    many_blocks_input(inp, 8)
+    code, err = _held_block(
+        tmp_path, _factor_config(tmp_path, inp, "a.yaml", out, 2), lambda: shutil.rmtree(out)
+    )
+    assert code == 1, err
+    assert not out.exists(), sorted(out.rglob("*"))
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("dashboard: ")]
+    assert len(lines) == 1 and "was moved, or its record removed" in lines[0], err
+    assert "is now gone" in lines[0] and "cannot write" not in lines[0], err
+
+
 def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -527,9 +638,10 @@ def test_a_run_taking_the_lock_as_another_clears_its_record_takes_it_or_is_refus
 
 def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Path) -> None:
     """An input moved away while ``pipeline generate`` writes it (real processes): the
-    generation stops in one line naming the move and the fix, writes nothing more at the old
-    path (but what was in flight), and leaves its lock in the moved input (an unfinished
-    generation's, which the next generation there takes over and makes whole). It had gone
+    generation stops in one line naming the move and the fix, writes nothing at the old
+    path (what was in flight goes into the moved input), and leaves its lock in the moved
+    input (an unfinished generation's, which the next generation there takes over and makes
+    whole). It had gone
     on writing its units by the path, a folder of chunks there with no metadata, and ended
     in a bare "ArrayNotFoundError: No array found" line (h76d)."""
     made, moved = tmp_path / "in.zarr", tmp_path / "moved.zarr"
@@ -567,8 +679,9 @@ def test_a_generation_whose_input_is_moved_away_stops_writing_there(tmp_path: Pa
         assert proc.returncode == 1, err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "was moved" in lines[0] and "generate it again" in lines[0]
-        # nothing more there than the units in flight as it moved (one a worker thread)
-        assert len([p for p in made.rglob("*") if p.is_file()]) <= 2, sorted(made.rglob("*"))
+        # nothing there: the units in flight as it moved went with it (one a worker thread
+        # had been written there, h77e)
+        assert not made.exists(), sorted(made.rglob("*"))
         assert (moved / ".pipeline" / "generate.lock").exists()
         again = run_python(["-m", "pipeline", "generate", config("b.yaml", moved)], tmp_path)
         assert again.returncode == 0, again.stderr

@@ -41,13 +41,13 @@ from pipeline.planning.plan import ClusterPlan, Sink, generate_section, plan_gen
 from pipeline.reporting.progress import Progress
 from pipeline.running import output, waiting
 from pipeline.running.output import check_writable
-from pipeline.running.tasks import target, write_unit, writing_to
+from pipeline.running.tasks import array_folder, gone_with, target, write_unit, writing_to
 from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
 from pipeline.store.ledger import RECORD, InputLock, remove_if_empty
-from pipeline.store.location import Location
+from pipeline.store.location import Folder, Location
 
 RAMP_PERIOD = 1024
 
@@ -539,14 +539,28 @@ def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
 
 
 def _generate_unit(spec: GenSpec, unit_index: Shape) -> int:
-    if spec.lock is not None:  # still this generation's: it writes by the path
-        spec.lock.check_held()
+    with array_folder(spec.sink) as folder:  # the input's folder, wherever it goes (h77e)
+        try:
+            return _generate_unit_into(spec, unit_index, folder)
+        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
+            failure = e
+        # asked outside the handler: the store's error is not the displaced one's __context__
+        if spec.lock is not None:
+            gone_with(folder, spec.lock.check_held)
+        raise failure
+
+
+def _generate_unit_into(spec: GenSpec, unit_index: Shape, folder: Folder | None) -> int:
+    """:func:`_generate_unit`'s lock check and write, through the input's ``folder``
+    (:func:`~pipeline.running.tasks.array_folder`)."""
+    if spec.lock is not None:  # still this generation's, in the folder its unit goes into
+        spec.lock.check_held(folder)
     be = devices.get(spec.sink.backend)
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them
         data = unit_values(spec, unit_index, be.xp)
         if spec.big_endian:  # the values' bytes as the store holds them
             data = data.byteswap()
-        written = write_unit(be, spec.sink, tuple(unit_index), data)
+        written = write_unit(be, spec.sink, tuple(unit_index), data, folder)
         be.synchronize()
     return written

@@ -43,7 +43,7 @@ from pipeline.store.shards import EMPTY
 
 if TYPE_CHECKING:
     from pipeline.planning.specs import Sink, Source
-    from pipeline.store.location import Location
+    from pipeline.store.location import Folder, Location
 
 #: Fields of the per-block statistics a write returns, in order (times in microseconds of
 #: task time, summed over the block's phases on its worker thread).
@@ -607,8 +607,12 @@ def to_pinned(x: np.ndarray) -> np.ndarray:
 # Writing.
 
 
-def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) -> int:
-    """Encode and store one unit (``data`` at the unit's full shape); bytes written."""
+def write_unit(
+    be: devices.Backend, sink: Sink, unit_index: Shape, data: Any, folder: Folder | None = None
+) -> int:
+    """Encode and store one unit (``data`` at the unit's full shape); bytes written.
+    ``folder``: the array's folder, held open by the task (:func:`array_folder`), which the
+    unit goes into wherever it is now (None: by the path)."""
     info = sink.info
     flat = grid.unit_to_frames(data, info.chunk)
     n = math.prod(info.chunks_per_unit)
@@ -620,8 +624,30 @@ def write_unit(be: devices.Backend, sink: Sink, unit_index: Shape, data: Any) ->
             real = sizes != EMPTY
             offsets[real] = np.concatenate([[0], np.cumsum(sizes[real])[:-1]]).astype(np.uint64)
             parts = [*parts, shards.encode_index(offsets, sizes)]
-    with _timed("write"), _storing(sink, info.key(unit_index)):
-        return info.location.write(info.key(unit_index), parts)
+    key = info.key(unit_index)
+    with _timed("write"), _storing(sink, key):
+        if folder is None:
+            return info.location.write(key, parts)
+        return folder.write(key[len(info.path) + 1 :] if info.path else key, parts)
+
+
+def array_folder(sink: Sink) -> contextlib.AbstractContextManager[Folder | None]:
+    """The folder of the array ``sink`` writes, held open while inside (None where its store
+    is no local folder, or nothing is at its path: then it is written by the path, and its
+    lock's check by the path says so). A task checks its run's (generation's) lock through it
+    and writes its units and marker through it: a store moved away between that check and
+    those writes (``mv out.zarr moved.zarr``) receives them where it went, where they had
+    gone by the path into a new run's output made there, after that run wrote the same
+    block and said it complete (h77e)."""
+    return sink.info.location.folder(sink.info.path)
+
+
+def gone_with(folder: Folder | None, check: Callable[[Folder | None], None]) -> None:
+    """After a write through ``folder`` failed: ``check`` (a lock's ``check_held``) raises
+    where the folder's lock is no longer its holder's (the folder removed, ``rm -rf``: the
+    write found it gone), so that the failure is said as that, not as a store's refusal."""
+    if folder is not None:
+        check(folder)
 
 
 def _then(sink: Sink) -> tuple[str, str, str]:
@@ -700,11 +726,34 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
     slices = _block_slices(block_index, sink.block, info.shape)
     with _timed("stages"):
         nan, pos, neg = be.count_nonfinite(y)
+    with array_folder(sink) as folder:
+        try:
+            return _write_block_into(be, y, sink, block_index, slices, (nan, pos, neg), folder)
+        except (StoreError, OSError) as e:  # a store's refusal, or the folder gone
+            failure = e
+        # asked outside the handler: the store's error is not the displaced one's __context__
+        if sink.ledger is not None:
+            gone_with(folder, sink.ledger.check_held)
+        raise failure
+
+
+def _write_block_into(
+    be: devices.Backend,
+    y: Any,
+    sink: Sink,
+    block_index: Shape,
+    slices: tuple[slice, ...],
+    nonfinite: tuple[int, int, int],
+    folder: Folder | None,
+) -> np.ndarray:
+    """:func:`_write_block`'s writes, through the array's ``folder`` (:func:`array_folder`)."""
+    info = sink.info
+    nan, pos, neg = nonfinite
     written = 0
     xp = be.xp
-    if sink.ledger is not None:  # the run's lock still at the output's path: its writes go
-        # by the path, into whatever is there now (an output moved away while it ran: h76d)
-        sink.ledger.check_held()
+    if sink.ledger is not None:  # the run's lock still in the output's folder, which its
+        # writes go into wherever it is now (an output moved away while it ran: h76d, h77e)
+        sink.ledger.check_held(folder)
     for u in grid.units_in(block_index, sink.block, info.unit, info.shape):
         us = grid.unit_slices(u, info.unit, info.shape)
         part = y[
@@ -717,15 +766,15 @@ def _write_block(be: devices.Backend, y: Any, sink: Sink, block_id: Shape) -> np
         else:  # an edge unit: pad to the stored shape (the padding is never read)
             data = xp.zeros(info.unit, dtype=info.dtype)
             data[tuple(slice(0, e) for e in part.shape)] = part
-        written += write_unit(be, sink, u, data)
+        written += write_unit(be, sink, u, data, folder)
     be.release_host_buffers()  # every frame is written: the staging is free
     if sink.ledger is not None:
         counts = {"elements": int(y.size), "bytes_written": int(written)}
         counts.update(nan=int(nan), posinf=int(pos), neginf=int(neg))
         marker = sink.ledger.marker_key(block_index)
-        sink.ledger.check_held()  # and again: its marker marks this run's block alone
+        sink.ledger.check_held(folder)  # and again: its marker marks this run's block alone
         with _timed("write"), _storing(sink, marker, "the run record's marker"):
-            sink.ledger.mark(block_index, counts)
+            sink.ledger.mark(block_index, counts, folder)
     t = _take_tally()
     micros = [int(t.get(k, 0.0) * 1e6) for k in ("read", "decode", "stages", "encode", "write")]
     stats = np.array(

@@ -47,7 +47,7 @@ from pipeline.errors import (
     then_say,
 )
 from pipeline.store.grid import Shape
-from pipeline.store.location import Location, dangling_link_on
+from pipeline.store.location import Folder, Location, dangling_link_on
 
 RECORD = ".pipeline"
 
@@ -96,12 +96,19 @@ class Ledger:
         """The key of ``block``'s marker in the store ('out/.pipeline/done/3.0')."""
         return self._key("done", self._name(block))
 
-    def mark(self, block: Shape, counts: dict[str, int] | None = None) -> None:
+    def mark(
+        self, block: Shape, counts: dict[str, int] | None = None, folder: Folder | None = None
+    ) -> None:
         """Record that every byte of ``block`` is stored (call after the chunk writes), with
         the block's ``counts`` (elements, NaN, ...), so a resumed run can report the whole
-        output's counts without reading the blocks it skips."""
+        output's counts without reading the blocks it skips. ``folder``: the array's folder,
+        held open by the block's task (:meth:`Location.folder`), which the marker goes into
+        wherever it is now (None: by the path)."""
         body = json.dumps(counts or {}, separators=(",", ":")).encode()
-        self.location.write(self.marker_key(block), [body], atomic=True)
+        if folder is None:
+            self.location.write(self.marker_key(block), [body], atomic=True)
+        else:
+            folder.write(f"{RECORD}/done/{self._name(block)}", [body], atomic=True)
 
     def done(self) -> set[Shape]:
         """Blocks recorded as finished: the names in the record's ``done`` folder that are a
@@ -587,7 +594,7 @@ class Ledger:
         if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
             _delete_version(self.location, key, tag)  # not another's that took it over since
 
-    def check_held(self) -> None:
+    def check_held(self, folder: Folder | None = None) -> None:
         """Refuse (OutputError, InputError for a generation: ``output`` or ``input``,
         ``lock``, ``holder``, ``status`` 'displaced') to
         write more where the lock at this store's path is no longer this holder's (its
@@ -599,17 +606,26 @@ class Ledger:
         in whichever process, before its units and before its marker, and before the output
         is marked complete; by a generation's every unit, and before it marks the input
         generated. Local stores only: an object store's keys are never moved, and
-        its lock is taken over only from a stopped run."""
+        its lock is taken over only from a stopped run.
+
+        ``folder``: the array's folder, held open by the task that asks
+        (:meth:`Location.folder`), whose lock is read, wherever that folder is now; the task
+        writes its block through it, so that a move between this check and its writes sends
+        them after the output, never into a new run's output at the path (h77e). None: the
+        lock at the path."""
         if not self.location.is_local:
             return
-        path = self.location.join(self._key(self.LOCK))
-        raw = b""
-        with contextlib.suppress(OSError):  # none there, or no file: not this run's either
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                raw = os.pread(fd, 1 << 16, 0)
-            finally:
-                os.close(fd)
+        if folder is not None:
+            raw = folder.read(f"{RECORD}/{self.LOCK}")
+        else:
+            raw = b""
+            path = self.location.join(self._key(self.LOCK))
+            with contextlib.suppress(OSError):  # none there, or no file: not this run's either
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    raw = os.pread(fd, 1 << 16, 0)
+                finally:
+                    os.close(fd)
         holder = _holder_of(raw)
         if holder.get("token") != self.token:
             raise self._displaced(holder)

@@ -576,6 +576,25 @@ class Location:
             raise
         return sum(memoryview(p).nbytes for p in parts)
 
+    @contextlib.contextmanager
+    def folder(self, key: str) -> Iterator[Folder | None]:
+        """The local folder at ``key`` (an array's, '' the store's root) held open while
+        inside (:class:`Folder`); None for a store that is no local folder, or where no
+        folder is at ``key`` (nothing, a file)."""
+        if not self.is_local:
+            yield None
+            return
+        path = self.join(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            yield None
+            return
+        try:
+            yield Folder(fd, path)
+        finally:
+            os.close(fd)
+
     @_asking("look up")
     def exists(self, key: str = "") -> bool:
         """Whether ``key`` (a file, object or directory; '' for the store itself) exists."""
@@ -1517,16 +1536,22 @@ def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
     in.zarr out.zarr`` or ``rsync --link-dest`` leave, or a symbolic link) is replaced, never
     written through (h72c: a chunk written over such a link had rewritten the input's)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    target = path
+    _write_named(path, parts, atomic, None)
+
+
+def _write_named(name: str, parts: Sequence[Any], atomic: bool, dir_fd: int | None) -> None:
+    """:func:`_write_file`'s write of the file ``name``, whose folder exists: a path, or a
+    name in the folder open as ``dir_fd`` (None: a path)."""
+    target = name
     if atomic:
-        head, tail = os.path.split(path)
+        head, tail = os.path.split(name)
         target = os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         try:
-            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666, dir_fd=dir_fd)
         except FileExistsError:  # an earlier write's, or a link: unlinked, not truncated
-            os.unlink(target)
-            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            os.unlink(target, dir_fd=dir_fd)
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666, dir_fd=dir_fd)
         with open(fd, "wb", buffering=0) as f:
             for p in parts:
                 mv = memoryview(p).cast("B")
@@ -1534,11 +1559,76 @@ def _write_file(path: str, parts: Sequence[Any], atomic: bool) -> None:
                 while done < mv.nbytes:
                     done += f.write(mv[done:])
         if atomic:
-            os.replace(target, path)
+            os.replace(target, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.remove(target)
+            os.remove(target, dir_fd=dir_fd)
         raise
+
+
+def _folder_made(dir_fd: int, rel: str) -> int:
+    """A new descriptor of the folder ``rel`` ('c/0', '' for itself) under the folder open
+    as ``dir_fd``, each folder on its way made where missing (:func:`os.makedirs`, relative
+    to a descriptor)."""
+    at = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        for part in (p for p in rel.split("/") if p):
+            try:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=at)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # another thread's, meanwhile
+                    os.mkdir(part, 0o777, dir_fd=at)
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=at)
+            os.close(at)
+            at = below
+    except BaseException:
+        os.close(at)
+        raise
+    return at
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A local folder held open (:meth:`Location.folder`): its files, read and written by
+    their names under it (``c/0/1``, ``.pipeline/lock``), are that folder's wherever it is
+    moved meanwhile (``mv out.zarr moved.zarr``), never those of what is put at the path it
+    was opened at (``path``, said in lines). A block's write checks its run's lock and writes
+    its units and marker through one, so none lands in a new run's output made at the old
+    path between that check and its write (h77e)."""
+
+    fd: int
+    path: str
+
+    def read(self, name: str, most: int = 1 << 16) -> bytes:
+        """Up to ``most`` bytes of the file ``name`` (not through a link at its last part);
+        b'' where there is none, or it cannot be read."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+        except OSError:
+            return b""
+        try:
+            return os.pread(fd, most, 0)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
+
+    def write(self, name: str, parts: Sequence[Any], atomic: bool = False) -> int:
+        """:meth:`Location.write` of the file ``name`` under this folder, the folders on its
+        way made where missing; bytes written."""
+        head, _, tail = name.rpartition("/")
+        try:
+            at = _folder_made(self.fd, head)
+            try:
+                _write_named(tail, parts, atomic, at)
+            finally:
+                os.close(at)
+        except OSError as e:
+            full = disk_full(e, os.path.join(self.path, name))
+            if full is not None:
+                raise full from None
+            raise
+        return sum(memoryview(p).nbytes for p in parts)
 
 
 def _absolute(path: str) -> str:
