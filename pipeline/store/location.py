@@ -33,6 +33,7 @@ from pipeline.config.urls import (
     caching_layer_problem,
     file_url_problem,
     misplaced_options_problem,
+    signature_versions,
     storage_option_problem,
     url_query_problem,
     url_userinfo_problem,
@@ -2104,17 +2105,20 @@ class OwnWordsTypeError(TypeError):
 def _check_signing(fs: Any) -> None:
     """Raise where the botocore client of an s3fs file system cannot sign a request: a
     signature version botocore does not know (its own ``UnknownSignatureVersionError``, as
-    its signer would raise on the first request), credentials that are no strings."""
+    its signer would raise on the first request: one given as text the options' check has
+    refused already, :func:`~pipeline.config.urls.signature_versions`), credentials that
+    are no strings."""
     import botocore
-    import botocore.auth
     from botocore.exceptions import UnknownSignatureVersionError
 
     config = getattr(getattr(getattr(fs, "s3", None), "meta", None), "config", None)
     version = getattr(config, "signature_version", None)
     signed = version is not None and version is not botocore.UNSIGNED
-    if signed and (not isinstance(version, str) or version not in botocore.auth.AUTH_TYPE_MAPS):
-        known = ", ".join(sorted(v for v in botocore.auth.AUTH_TYPE_MAPS if "-" not in v))
-        raise UnknownSignatureVersionError(signature_version=f"{version} (botocore knows {known})")
+    known, said = signature_versions()
+    if signed and (not isinstance(version, str) or version not in known):
+        raise UnknownSignatureVersionError(
+            signature_version=f"{version} (botocore knows {', '.join(said)})"
+        )
     for name in ("key", "secret", "token"):
         value = getattr(fs, name, None)
         if value is not None and not isinstance(value, str):
