@@ -559,7 +559,10 @@ def test_credentials_in_an_s3_url_are_refused_in_one_line_unsaid(
         ({"bogus_option": 1}, "bogus_option"),
         ({"config_kwargs": "x"}, "given as text, where s3fs's S3FileSystem takes a mapping"),
         ({"endpoint_url": "notaurl-SECRETISH"}, "Invalid endpoint"),
-        ({"config_kwargs": {"signature_version": "s3v5SECRETISH"}}, "Unknown Signature"),
+        (
+            {"config_kwargs": {"signature_version": "s3v5SECRETISH"}},
+            "signature_version: given as text that is none of the values botocore's signer",
+        ),
         ({"signature_version": "s3v4"}, "'signature_version'"),
         ({"secret": 12345678}, "secret: given as an integer, where s3fs's S3FileSystem takes text"),
         ({"asynchronous": True}, "remove asynchronous"),
@@ -591,9 +594,10 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
     saying "choose a writable store"), and pipeline.run raised them as they were. One
     ConfigError now names the section's storage_options and the library's reason, with no
     option's value in it (brk76 f3). Likewise what botocore learns only when it signs the
-    first request (a signature version it does not know, which its error quoted; a secret
-    that YAML read as a number, now refused at its own key where the config is read:
-    ``urls.text_option``), what botocore's HTTP layer learns only when it sends (a
+    first request (a signature version it does not know, which its error quoted, now
+    refused at its own key where the config is read, its value unsaid where it is near no
+    version botocore knows: ``urls.choice_option``; a secret that YAML read as a number,
+    there too: ``urls.text_option``), what botocore's HTTP layer learns only when it sends (a
     ``connect_timeout`` that is no number, a CA bundle that is not there: 'HTTPClientError:
     An HTTP Client raised an unhandled exception', after s3fs's retries) and
     ``asynchronous: true`` (fsspec's "Loop is not running")."""
@@ -620,6 +624,7 @@ def test_storage_options_that_make_no_file_system_are_one_config_line(
         # config is read
         own = next((k for k, v in wrong.items() if k in ("asynchronous", "secret") or v == "x"), "")
         own = "config_kwargs.connect_timeout" if "connect_timeout" in str(wrong) else own
+        own = "config_kwargs.signature_version" if "s3v5" in str(wrong) else own
         key = f"{where}.storage_options{'.' + own if own else ''}"
         assert got.value.key == key, got.value
         assert reason in str(got.value) and "TOPSECRETVALUE42" not in str(got.value), got.value
@@ -759,9 +764,10 @@ def _refused_s3_option(
     """A config of two S3 stores, ``s3://b/in.zarr`` and ``s3://b/out.zarr``, each given
     ``secret`` as its credentials and the section ``where`` ``options`` too, run by ``plan``
     and ``run``: ``check`` is given each one's exit status and one-line error, which then
-    names the option ``key``'s line in the file; ``pipeline.plan`` of the same config as a
-    mapping refuses that section's ``storage_options.{key}``. Returns the sections (``where``'s
-    a copy of its own), to write a config that is taken. Nothing is asked of a server."""
+    names the option ``key``'s line in the file (a list's item's, for an index);
+    ``pipeline.plan`` of the same config as a mapping refuses that section's
+    ``storage_options.{key}``. Returns the sections (``where``'s a copy of its own), to write
+    a config that is taken. Nothing is asked of a server."""
     import pipeline
 
     sections = {
@@ -776,7 +782,8 @@ def _refused_s3_option(
         line = one_line_error(err)
         check(rc, line)
         at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
-        assert lines[at - 1].strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), (at, lines)
+        last = key.rsplit(".", 1)[-1]  # a list's item: its index
+        assert lines[at - 1].strip().startswith("- " if last.isdigit() else f"{last}:"), at
     with pytest.raises(ConfigError) as got:
         pipeline.plan(yaml.safe_load(cfg.read_text()))
     assert got.value.key == f"{where}.storage_options.{key}", got.value
@@ -1199,6 +1206,207 @@ def test_an_s3_request_parameter_no_operation_takes_is_refused_not_dropped(
     assert rc == 0, err
     head = fs.call_s3("head_object", Bucket=url[5:], Key="out.zarr/zarr.json")
     assert head.get("ServerSideEncryption") == "AES256", head
+
+
+#: Values none of those their taker takes, each (options, its key, what the line says of it,
+#: the fix it names, options taken in its place): S3's request parameters whose shapes in
+#: botocore's service model list their values (an ``enum``), in a list too, and botocore
+#: ``Config``'s options whose values its docstring lists, or its signer knows.
+_WRONG_VALUES = [
+    (
+        {"s3_additional_kwargs": {"ServerSideEncryption": "AES257"}},
+        "s3_additional_kwargs.ServerSideEncryption",
+        "'AES257' is none of the values S3's API takes for ServerSideEncryption (AES256, ",
+        "write AES256, the nearest, or remove it",
+        {"s3_additional_kwargs": {"ServerSideEncryption": "aws:kms"}},
+    ),
+    (
+        {"s3_additional_kwargs": {"ObjectLockMode": "GOVERNENCE"}},
+        "s3_additional_kwargs.ObjectLockMode",
+        "'GOVERNENCE' is none of the values S3's API takes for ObjectLockMode (",
+        "write GOVERNANCE, the nearest, or remove it",
+        {"s3_additional_kwargs": {"ObjectLockMode": "COMPLIANCE"}},
+    ),
+    (
+        {"s3_additional_kwargs": {"ObjectAttributes": ["ETag", "Sizee"]}},
+        "s3_additional_kwargs.ObjectAttributes.1",
+        "given as text that is none of the values S3's API takes for an item of "
+        "ObjectAttributes (ETag,",
+        "write one of them, or remove it (its value is not said here)",
+        {"s3_additional_kwargs": {"ObjectAttributes": ["ETag", "ObjectSize"]}},
+    ),
+    (  # a value that may be a credential is not said
+        {"s3_additional_kwargs": {"StorageClass": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234"}},
+        "s3_additional_kwargs.StorageClass",
+        "given as text that is none of the values S3's API takes for StorageClass (STANDARD,",
+        "write one of them, or remove it (its value is not said here)",
+        {"s3_additional_kwargs": {"StorageClass": "GLACIER_IR"}},
+    ),
+    (
+        {"config_kwargs": {"retries": {"mode": "standrd"}}},
+        "config_kwargs.retries.mode",
+        "'standrd' is none of the values botocore's Config takes for mode (legacy, standard, ",
+        "write standard, the nearest, or remove it",
+        {"config_kwargs": {"retries": {"mode": "adaptive"}}},
+    ),
+    (
+        {"config_kwargs": {"s3": {"addressing_style": "virtul"}}},
+        "config_kwargs.s3.addressing_style",
+        "'virtul' is none of the values botocore's Config takes for addressing_style (auto, ",
+        "write virtual, the nearest, or remove it",
+        {"config_kwargs": {"s3": {"addressing_style": "path"}}},
+    ),
+    (  # botocore takes its checksum settings in any case: WHEN_REQUIRED is taken
+        {"config_kwargs": {"request_checksum_calculation": "when_suported"}},
+        "config_kwargs.request_checksum_calculation",
+        "'when_suported' is none of the values botocore's Config takes for "
+        "request_checksum_calculation (when_supported, when_required)",
+        "write when_supported, the nearest, or remove it",
+        {"config_kwargs": {"request_checksum_calculation": "WHEN_REQUIRED"}},
+    ),
+    (
+        {"config_kwargs": {"signature_version": "s3v5"}},
+        "config_kwargs.signature_version",
+        "'s3v5' is none of the values botocore's signer takes for signature_version (",
+        "write s3v4, the nearest, or remove it",
+        {"config_kwargs": {"signature_version": "s3v4"}},
+    ),
+]
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize(
+    ("options", "key", "said", "fix", "right"),
+    _WRONG_VALUES,
+    ids=["sse", "lock-mode", "list", "unsaid", "retries", "addressing", "checksum", "signature"],
+)
+def test_an_s3_option_given_none_of_its_values_is_one_config_line(
+    tmp_path,
+    cli,
+    where: str,
+    options: dict[str, Any],
+    key: str,
+    said: str,
+    fix: str,
+    right: dict[str, Any],
+) -> None:
+    """Only the kinds of the options s3fs passes to botocore were checked, not their values:
+    ``ServerSideEncryption: AES257`` passed the config and botocore sent it unchecked (moto's
+    server wrote every object with it and the run's exit was 0; S3 refuses it at the first
+    write), and botocore ``Config``'s ``retries: {mode: standrd}`` was said only where the
+    plan opened the store, naming no line. One line where the config is read names the key,
+    the value, the values taken (read from botocore's service model and ``Config``
+    docstring) and the nearest; values taken pass. Nothing is asked of a server."""
+    import pipeline
+
+    secret = {"key": "AKIDVALUES", "secret": "SECRETVALUES", "endpoint_url": "http://127.0.0.1:9"}
+    full = f"{where}.storage_options.{key}"
+
+    def check(rc: int, line: str) -> None:
+        assert rc != 0 and f"{full}: {said}" in line and line.endswith(f": {fix}"), line
+        assert "VALUES" not in line and "Error" not in line and "wJalr" not in line, line
+
+    sections = _refused_s3_option(tmp_path, cli, where, options, key, secret, check)
+    sections[where]["storage_options"] = {**secret, **right}
+    pipeline.load_config(write_config(tmp_path, "", "", name="taken.yaml", **sections))
+
+
+@pytest.mark.parametrize(
+    ("name", "wrong", "right"),
+    [
+        ("ServerSideEncryption", "AES257", "AES256"),
+        ("StorageClass", "STANDARD_AI", "STANDARD_IA"),
+        ("ACL", "privat", "private"),
+    ],
+)
+def test_an_s3_request_value_s3_does_not_take_is_refused_before_anything_is_written(
+    tmp_path, cli, bucket, name: str, wrong: str, right: str
+) -> None:
+    """On a real S3 server: an ``s3_additional_kwargs`` value none of those S3 takes had been
+    sent as given, botocore checking only its kind: ``ServerSideEncryption: AES257`` wrote
+    every object with it and the run's exit was 0 on moto's server (S3 refuses it), where the
+    user asked for encryption; ``StorageClass: STANDARD_AI`` and ``ACL: privat`` failed at
+    the first write as "cannot write to the output store ... (S3 PutObject answered HTTP 400
+    InvalidStorageClass, or 500); choose a writable output.store", naming no line and the
+    wrong fix. The command line and ``pipeline.run`` now refuse it in one line at its line
+    in the file, naming the value and the nearest S3 takes, and nothing is written; spelt so,
+    the run writes the output."""
+    import s3fs
+
+    import pipeline
+
+    url, options = bucket
+    sections = _sections_over_an_input(url, options)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    output = {**sections["output"]}
+    output["storage_options"] = {**options, "s3_additional_kwargs": {name: wrong}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    lines = cfg.read_text().splitlines()
+    full = f"output.storage_options.s3_additional_kwargs.{name}"
+    rc, _, err = cli("run", cfg)
+    line = one_line_error(err)
+    assert rc != 0 and line.startswith(f"error: {cfg}:"), line
+    at = int(line.removeprefix(f"error: {cfg}:").split(":", 1)[0])
+    assert lines[at - 1].strip().startswith(f"{name}:"), (at, lines)
+    assert f": {full}: {wrong!r} is none of the values S3's API takes for {name} (" in line
+    assert line.endswith(f": write {right}, the nearest, or remove it"), line
+    with pytest.raises(ConfigError) as got:
+        pipeline.run(cfg)
+    assert (got.value.file, got.value.line, got.value.key) == (str(cfg), at, full), got.value
+    assert f"error: {got.value}" == line, (got.value, line)
+    assert not fs.exists(f"{url}/out.zarr"), fs.find(f"{url}/out.zarr")
+    output["storage_options"] = {**options, "s3_additional_kwargs": {name: right}}
+    cfg = write_config(tmp_path, "", "", input=sections["input"], output=output)
+    rc, _, err = cli("run", cfg)
+    assert rc == 0, err
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    assert np.array_equal(_zarr_s3(f"{url}/out.zarr", options)[...], reference(x))
+    if name != "ACL":  # moto's HeadObject says no ACL
+        head = fs.call_s3("head_object", Bucket=url[5:], Key="out.zarr/zarr.json")
+        assert head.get(name) == right, head
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"s3_additional_kwargs": {"ServerSideEncryption": "AES257"}},
+        {"s3_additional_kwargs": {"ServerSideEncyption": "AES256"}},
+        {"s3_additional_kwargs": {"BucketKeyEnabled": "yes"}},
+        {"s3_additional_kwargs": {"ExpectedBucketOwner": 123456789012}},
+        {"config_kwargs": {"retries": {"mode": "standrd"}}},
+    ],
+    ids=["value", "unknown", "kind", "text", "config-value"],
+)
+def test_a_location_made_without_a_config_checks_its_options_as_a_config_does(
+    bucket, extra: dict[str, Any]
+) -> None:
+    """A ``Location`` made through the Python API (``pipeline.store.Location.of(url,
+    options)``), from no config, had its options checked where it was opened only for some
+    problems (text where true or false is taken, ``asynchronous``, an endpoint with
+    credentials): ``ServerSideEncryption: AES257`` and a misspelt ``ServerSideEncyption``
+    wrote its objects as asked of no encryption, ``BucketKeyEnabled: 'yes'`` failed at the
+    write with botocore's ParamValidationError. The config's one check is asked where it is
+    opened: the line a section made of the same options gives, without a file's, and
+    nothing is written. On a real S3 server."""
+    import s3fs
+
+    from pipeline.config import OutputConfig
+
+    url, options = bucket
+    given = {**options, **extra}
+    with pytest.raises(ConfigError) as config:
+        OutputConfig(store=f"{url}/api.zarr", storage_options=given)
+    said = str(config.value).removeprefix("pipeline.config.OutputConfig(): ")
+    loc = Location.of(f"{url}/api.zarr", given)
+    with pytest.raises(ConfigError) as got:
+        loc.write("zarr.json", [b"{}"])
+    assert str(got.value) == said and got.value.key == config.value.key, (got.value, said)
+    assert got.value.file is None and got.value.line is None, got.value
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    assert fs.find(url) == [], fs.find(url)
+    loc = Location.of(f"{url}/api.zarr", options, "output")
+    loc.write("zarr.json", [b"{}"])  # its options taken, it writes
+    assert fs.cat(f"{url}/api.zarr/zarr.json") == b"{}"
 
 
 def test_s3_credentials_given_as_username_and_password_are_never_written_out(

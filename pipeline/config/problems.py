@@ -22,25 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.urls import (
-    ENDPOINT_TWICE,
-    KINDS_SAID,
-    alias_said,
-    alias_twice,
-    async_option,
-    async_said,
-    endpoint_twice,
-    endpoint_userinfo_said,
-    endpoint_with_userinfo,
-    kind_option,
-    kind_option_said,
-    mapping_option,
-    mapping_said,
-    text_bool_option,
-    text_bool_said,
-    text_option,
-    text_said,
-    unknown_request_parameter,
-    unknown_request_said,
+    storage_option_problem,
     url_fragment,
     url_query,
     url_userinfo,
@@ -575,81 +557,28 @@ def _store_option_problem(
 ) -> tuple[tuple, str] | None:
     """The first of ``options`` (the storage_options of ``section``, a store's, at ``key``)
     that its store's file system would refuse or misread, as (its key, why and the fix),
-    never a value; None where there is none: an ``endpoint_url`` with credentials in it
-    (:func:`~pipeline.config.urls.endpoint_with_userinfo`), ``asynchronous: true`` for a
-    file system with an asynchronous mode (:func:`~pipeline.config.urls.async_option`), an
-    option the file system or its client takes as text given as a number, a list or a mapping
-    (:func:`~pipeline.config.urls.text_option`: ``endpoint_url: 5``), s3fs's ``key`` and its
-    alias ``username`` given together (:func:`~pipeline.config.urls.alias_twice`), an option
-    s3fs passes to botocore that it takes as a number, a pair of paths, true or false, a date
-    and time, a mapping or a list given as another kind
-    (:func:`~pipeline.config.urls.kind_option`: ``config_kwargs: {retries: {max_attempts:
-    '3'}}``, ``s3_additional_kwargs: {BucketKeyEnabled: 'yes'}``), an ``s3_additional_kwargs``
-    parameter no S3 operation takes, which s3fs drops unsent
-    (:func:`~pipeline.config.urls.unknown_request_parameter`), an
-    option that the file system or its client takes as true or false given as text
-    (:func:`~pipeline.config.urls.text_bool_option`: ``anon: 'false'``, which s3fs read as
-    true). Refused here, where the config is read, so the line names the option's line in
-    the file, the override that set it, or the call (they had come only when the store was
-    opened, at plan time, with none of them). The libraries asked are those the URL's
-    protocols name, which :func:`~pipeline.config.urls.caching_layer_problem` has imported
-    for the config already."""
+    never a value of a credential; None where there is none: the one check of a store's
+    options (:func:`~pipeline.config.urls.storage_option_problem`: an ``endpoint_url`` with
+    credentials in it, an option of the wrong kind, ``config_kwargs: {retries:
+    {max_attempts: '3'}}``, ``s3_additional_kwargs: {BucketKeyEnabled: 'yes'}``, a value
+    none of those its taker takes, ``ServerSideEncryption: AES257``, ``anon: 'false'``,
+    ...), which a ``Location`` opened otherwise than from a config asks too. Refused here,
+    where the config is read, so the line names the option's line in the file, the override
+    that set it, or the call (they had come only when the store was opened, at plan time,
+    with none of them). ``strings``: for ``model_validate_strings``, whose every value is
+    text, an option given as text where another kind is taken names that call's fix
+    (:func:`strings_fix`)."""
     store = section.get("store")
     store = os.fspath(store) if isinstance(store, os.PathLike) else store
     if not isinstance(store, str):
         return None  # pydantic refuses it
-    named = ".".join(str(k) for k in key)
-    endpoint = endpoint_with_userinfo(options)
-    if endpoint is not None:
-        keys, url = endpoint
-        layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
-        return (*key, *keys), endpoint_userinfo_said(url, ".".join((named, *layer)))
-    twice = endpoint_twice(options)
-    if twice is not None:
-        return (*key, *twice), ENDPOINT_TWICE
-    mapped = mapping_option(store, options)
-    if mapped is not None:
-        keys, taker, value = mapped
-        return (*key, *keys), mapping_said(keys[-1], taker, value)
-    texted = text_option(store, options)
-    if texted is not None:
-        keys, taker, value = texted
-        return (*key, *keys), text_said(keys[-1], taker, value)
-    unknown = unknown_request_parameter(store, options)
-    if unknown is not None:
-        keys, near = unknown
-        return (*key, *keys), unknown_request_said(near)
-    kinded = kind_option(store, options)
-    if kinded is not None:
-        keys, taker, kind, value = kinded
-        if strings and isinstance(value, str):  # model_validate_strings gives only text
-            wanted = KINDS_SAID[kind][0]
-            return (*key, *keys), (
-                f"given as text, where {taker} takes {wanted}: "
-                f"{strings_fix(strings, dotted_key((*key, *keys)), wanted)} (its value is not "
-                "said here)"
-            )
-        return (*key, *keys), kind_option_said(keys[-1], taker, kind, value)
-    aliased = alias_twice(store, options)
-    if aliased is not None:
-        keys, name, taker = aliased
-        return (*key, *keys), alias_said(name, taker)
-    made = async_option(store, options)
-    if made is not None:
-        keys, name = made
-        return (*key, *keys), async_said(name)
-    found = text_bool_option(store, options)
+    found = storage_option_problem(store, options, ".".join(str(k) for k in key))
     if found is None:
         return None
-    keys, taker = found
-    if strings:  # model_validate_strings: text it must be, and a YAML boolean is no fix
-        return (*key, *keys), (
-            f"given as text, where {taker} takes true or false (to it any text, 'false' "
-            f"too, is true, or no value): it takes a boolean, "
-            f"{strings_fix(strings, dotted_key((*key, *keys)), 'true or false')} (its value is "
-            "not said here)"
-        )
-    return (*key, *keys), text_bool_said(keys[-1], taker)
+    if strings and found.wanted:  # model_validate_strings gives only text
+        fix = strings_fix(strings, dotted_key((*key, *found.keys)), found.wanted)
+        return (*key, *found.keys), f"{found.as_text} {fix} (its value is not said here)"
+    return (*key, *found.keys), found.said
 
 
 def strings_fix(call: str, key: str, what: str) -> str:

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.errors import said_option
 
@@ -24,14 +24,18 @@ __all__ = [
     "LOCAL_SCHEMES",
     "PROXIES_TAKER",
     "QUERY_REFUSING_SCHEMES",
+    "OptionProblem",
     "alias_said",
     "alias_twice",
     "async_option",
     "async_said",
+    "botocore_config_choices",
     "botocore_config_kinds",
     "caching_layer",
     "caching_layer_problem",
     "chain_options_hint",
+    "choice_option",
+    "choice_said",
     "endpoint_twice",
     "endpoint_userinfo_said",
     "endpoint_with_userinfo",
@@ -48,6 +52,8 @@ __all__ = [
     "mapping_option",
     "mapping_said",
     "misplaced_options_problem",
+    "signature_versions",
+    "storage_option_problem",
     "text_bool_option",
     "text_bool_said",
     "text_option",
@@ -1032,17 +1038,9 @@ def botocore_config_kinds() -> dict[tuple[str, ...], dict[str, str]]:
     for name, kind in list(kinds[()].items()):
         if kind != "mapping":
             continue
-        start = doc.find(f":param {name}:")
-        end = doc.find(":type", start) if start >= 0 else -1
-        items = re.findall(
-            r"\n( *)\* ``(\w+)``(.*?)(?=\n *\* ``|\Z)", doc[start:end] if start >= 0 else "", re.S
-        )
-        least = min((len(indent) for indent, _, _ in items), default=0)
         described: dict[str, str] = {}
-        for indent, key, words in items:
+        for key, words, _ in _config_items(doc, name):
             said = " ".join(words.split())
-            if len(indent) != least:
-                continue
             if re.search(r"\bwhether\b|must be (?:a )?boolean", said, re.I):
                 described[key] = "bool"
             elif re.search(r"\binteger\b", said, re.I):
@@ -1054,6 +1052,99 @@ def botocore_config_kinds() -> dict[tuple[str, ...], dict[str, str]]:
         if described:
             kinds[(name,)] = described
     return kinds
+
+
+def _config_items(doc: str, name: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The items botocore's ``Config`` docstring ``doc`` lists under ``:param NAME:`` (``*
+    ``KEY`` -- words``), the least indented, as (each one's key, its words, the keys of the
+    items listed deeper under it: the values it takes, ``s3``'s ``addressing_style``'s
+    ``auto``, ``virtual`` and ``path``); none where it lists none."""
+    start = doc.find(f":param {name}:")
+    if start < 0:
+        return []
+    end = doc.find(":type", start)
+    items = re.findall(
+        r"\n( *)\* ``(\w+)``(.*?)(?=\n *\* ``|\Z)", doc[start : end if end >= 0 else None], re.S
+    )
+    least = min((len(indent) for indent, _, _ in items), default=0)
+    out: list[tuple[str, str, tuple[str, ...]]] = []
+    for indent, key, words in items:
+        if len(indent) == least:
+            out.append((key, words, ()))
+        elif out:
+            out[-1] = (out[-1][0], out[-1][1], (*out[-1][2], key))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def botocore_config_choices() -> dict[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """{where under s3fs's ``config_kwargs`` (``()``: botocore ``Config``'s own options; a
+    mapping option's name, ``("s3",)``): {option: the values it takes}}, for the options
+    taken as text whose values botocore's ``Config`` docstring lists (its source of truth
+    here, as for :func:`botocore_config_kinds`): its own, each value an item of its
+    ``:param`` (``request_checksum_calculation`` and ``response_checksum_validation``:
+    ``when_supported``, ``when_required``; ``account_id_endpoint_mode``), and its mappings'
+    keys, each value an item listed under the key (``s3``'s ``addressing_style``: ``auto``,
+    ``virtual``, ``path``, its ``us_east_1_regional_endpoint``; ``retries``' ``mode``:
+    ``legacy``, ``standard``, ``adaptive``). botocore checks them itself, in its code, as it
+    makes its ``Config`` or client (:func:`_botocore_refuses` asks it), which had been the
+    first word of them, where the plan opened the store, naming no line."""
+    from botocore.config import Config
+
+    doc = Config.__doc__ or ""
+    kinds = botocore_config_kinds()
+    choices: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {}
+    for name, kind in kinds[()].items():
+        if kind == "text":
+            values = tuple(key for key, _, _ in _config_items(doc, name))
+            if values:
+                choices.setdefault((), {})[name] = values
+        elif kind == "mapping":
+            for key, _, values in _config_items(doc, name):
+                if values and kinds.get((name,), {}).get(key) == "text":
+                    choices.setdefault((name,), {})[key] = values
+    return choices
+
+
+@functools.lru_cache(maxsize=64)
+def _botocore_refuses(place: tuple[str, ...], name: str, value: str) -> bool:
+    """Whether botocore refuses ``value`` for ``config_kwargs``' option ``name`` (under
+    ``place``) where it makes its ``Config`` and an S3 client of it (nothing is sent): its
+    own check, which the values its docstring lists (:func:`botocore_config_choices`) need
+    not match whole (it takes ``WHEN_SUPPORTED``, lowered, for ``when_supported``). False
+    where a client without it cannot be made here either (an ``AWS_PROFILE`` naming no
+    profile): nothing is known of the value then."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+    from botocore.session import Session
+
+    def made(**given: Any) -> bool:
+        try:
+            Session().create_client(
+                "s3",
+                region_name="us-east-1",
+                endpoint_url="http://127.0.0.1:1",
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+                config=Config(**given),
+            )
+        except BotoCoreError:
+            return False
+        return True
+
+    given: dict[str, Any] = {place[0]: {name: value}} if place else {name: value}
+    return made() and not made(**given)
+
+
+def signature_versions() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The signature versions botocore signs with (``botocore.auth.AUTH_TYPE_MAPS``, which
+    its signer looks a client's ``signature_version`` up in: one not there was its
+    ``UnknownSignatureVersionError`` at the first request), and those a line names (the
+    plain ones: ``v4``, ``s3v4``, ..., not ``v4-query``)."""
+    import botocore.auth
+
+    known = frozenset(botocore.auth.AUTH_TYPE_MAPS)
+    return known, tuple(sorted(v for v in known if "-" not in v))
 
 
 def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] | None:
@@ -1068,7 +1159,8 @@ def text_bool_option(url: str, options: object) -> tuple[tuple[str, ...], str] |
     the config already; nothing is asked of them for options that hold no text. The code
     that reads the libraries' names here is the one both the config's check
     (:func:`~pipeline.config.problems.checked`, at the option's line) and the store's
-    (:func:`~pipeline.store.location.bool_option_problem`, where it is opened) ask."""
+    (:func:`~pipeline.store.location.storage_option_error`, where it is opened) ask,
+    through :func:`storage_option_problem`."""
     if not isinstance(options, dict) or not _holds_text(options):
         return None
     for cls, at, given in _file_systems(url, options):
@@ -1558,6 +1650,136 @@ def kind_option_said(name: str, taker: str, kind: str, value: Any) -> str:
     )
 
 
+def choice_option(
+    url: str, options: object
+) -> tuple[tuple[Any, ...], str, str, tuple[str, ...]] | None:
+    """The first option in ``options`` (a store's ``storage_options``, or a chained s3fs's
+    under its protocol's name) that s3fs passes to botocore, given as text that is none of
+    the values it takes, as (its keys in ``options``, who takes it, the value, the values
+    it takes); None where there is none. They are ``s3_additional_kwargs``' request
+    parameters whose shape in S3's service model has an ``enum`` (read from botocore's
+    model, :func:`_request_choice`: ``ServerSideEncryption``, ``StorageClass``, ``ACL``,
+    ``ChecksumAlgorithm``, ``ObjectLockMode``, ``RequestPayer``, ..., and inside a
+    structure, a map or a list, its values': ``ObjectAttributes: [ETag, Sizee]``), which
+    botocore sends unchecked: ``ServerSideEncryption: AES257`` was S3's own refusal at the
+    output's first write, or with moto's server every object written and the run's exit 0,
+    ``ACL: privat`` its HTTP 500, ``StorageClass: STANDARD_AI`` its "storage class you
+    specified is not valid", each "cannot write to the output store ...: choose a writable
+    output.store"; ``config_kwargs``' options whose values botocore's ``Config`` docstring
+    lists (:func:`botocore_config_choices`) where botocore's own check refuses the value
+    (:func:`_botocore_refuses`: ``retries: {mode: standrd}``), which had been said only
+    where the plan opened the store, as "make no file system (InvalidRetryModeError: ...)",
+    naming no line; and its ``signature_version``, which botocore's signer looks up
+    (:func:`signature_versions`: ``s3v5`` was its UnknownSignatureVersionError there)."""
+    if not isinstance(options, dict):
+        return None
+    for cls, at, given in _file_systems(url, options):
+        if cls.__module__.split(".")[0] != "s3fs":
+            continue
+        extra = given.get("s3_additional_kwargs")
+        if isinstance(extra, dict):
+            chosen = _request_choice(extra, _s3_request_kinds())
+            if chosen is not None:
+                keys, text, allowed = chosen
+                return (*at, "s3_additional_kwargs", *keys), "S3's API", text, allowed
+        config = given.get("config_kwargs")
+        if not isinstance(config, dict):
+            continue
+        for place, names in botocore_config_choices().items():
+            held: Any = config
+            for step in place:
+                held = held.get(step) if isinstance(held, dict) else None
+            if not isinstance(held, dict):
+                continue
+            for n, values in sorted(names.items()):
+                given_value: Any = held.get(n)
+                if not isinstance(given_value, str) or given_value in values:
+                    continue
+                if _botocore_refuses(place, n, given_value):
+                    return (
+                        (*at, "config_kwargs", *place, n),
+                        "botocore's Config",
+                        given_value,
+                        values,
+                    )
+        version = config.get("signature_version")
+        known, said = signature_versions()
+        if isinstance(version, str) and version not in known:
+            return (*at, "config_kwargs", "signature_version"), "botocore's signer", version, said
+    return None
+
+
+def _request_choice(
+    given: Mapping[Any, Any], members: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | None:
+    """The first of ``given`` (request parameters, or a structure's members, a map's values)
+    given as text that none of its shapes in ``members`` ({name: the shapes S3's operations
+    give it}) takes, each shape having an ``enum`` (a name that some operation takes as any
+    text is left alone; ``ACL`` takes an object's canned ACLs and a bucket's, together), as
+    (its keys, the value, the values its shapes list, in the model's order); inside a
+    mapping or list of one shape, its members', values' or items' (an item's key its
+    index). A value of another kind is :func:`_request_kind`'s."""
+    for name, value in given.items():
+        shapes = members.get(name) if isinstance(name, str) else None
+        if not shapes or value is None:
+            continue
+        found = _shape_choice(shapes, value)
+        if found is not None:
+            return (name, *found[0]), found[1], found[2]
+    return None
+
+
+def _shape_choice(
+    shapes: tuple[Any, ...], value: Any
+) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | None:
+    """Where ``value``, or a value in it, is text that none of ``shapes`` (botocore's
+    service model's) takes (:func:`_request_choice`), as (its keys under ``value``, it, the
+    values taken); None where there is none."""
+    if isinstance(value, str):
+        if not all(getattr(shape, "enum", None) for shape in shapes):
+            return None
+        allowed = tuple(dict.fromkeys(v for shape in shapes for v in shape.enum))
+        return None if value in allowed else ((), value, allowed)
+    if len(shapes) != 1:
+        return None
+    shape = shapes[0]
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return _request_choice(value, {n: (m,) for n, m in shape.members.items()})
+    if shape.type_name == "map" and isinstance(value, dict):
+        return _request_choice(value, {k: (shape.value,) for k in value if isinstance(k, str)})
+    if shape.type_name == "list" and isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _shape_choice((shape.member,), item)
+            if found is not None:
+                return (i, *found[0]), found[1], found[2]
+    return None
+
+
+def choice_said(name: str, taker: str, value: str, allowed: tuple[str, ...]) -> str:
+    """What a line says of the option ``name`` given as ``value``, which ``taker`` does not
+    take (:func:`choice_option`), after its key: the value where one of those taken is near
+    it in spelling, in any case (``'AES257'``, ``'PRIVATE'``: a misspelling, which no
+    credential is; any other is not said, as no value of storage_options is, since it may be
+    one), the values taken (S3's as the version of botocore whose model lists them: S3 may
+    take a value newer than it, which a newer botocore lists), and the fix, naming that
+    nearest value, ``AES256``."""
+    import difflib
+
+    import botocore
+
+    lower = {v.lower(): v for v in allowed}
+    close = difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.7)
+    near = lower[value.lower()] if value.lower() in lower else lower[close[0]] if close else ""
+    listed = ", ".join(allowed)
+    if taker == "S3's API":
+        listed += f", as botocore {botocore.__version__} lists them"
+    given = f"{value!r} is" if near else "given as text that is"
+    said = f"{given} none of the values {taker} takes for {name} ({listed})"
+    if near:
+        return f"{said}: write {near}, the nearest, or remove it"
+    return f"{said}: write one of them, or remove it (its value is not said here)"
+
+
 def alias_twice(url: str, options: object) -> tuple[tuple[str, ...], str, str] | None:
     """Where ``options`` (a store's ``storage_options``, or a chained file system's under its
     protocol's name) give s3fs both an option and its alias (:data:`_S3FS_ALIASES`:
@@ -1685,4 +1907,89 @@ def endpoint_userinfo_said(endpoint: str, named: str) -> str:
     return (
         f"{public_url(endpoint)} has credentials in it: give the endpoint as "
         f"scheme://host:port, and the credentials as {named} key and secret"
+    )
+
+
+class OptionProblem(NamedTuple):
+    """A store option's problem (:func:`storage_option_problem`): its keys in the store's
+    ``storage_options``, what its line says after them (why and the fix, never a value of a
+    credential), and, where the value is text and its taker takes another kind, that kind
+    in words and what the line says before its fix, its last mark included
+    (``model_validate_strings``, whose every value is text, names another call there:
+    ``problems.strings_fix``)."""
+
+    keys: tuple[Any, ...]
+    said: str
+    wanted: str = ""
+    as_text: str = ""
+
+
+def storage_option_problem(url: str, options: object, named: str) -> OptionProblem | None:
+    """The first of ``options`` (the ``storage_options`` of the store at ``url``, said as
+    ``named``: ``output.storage_options``) that its file system, or the client it passes
+    them to, would refuse or misread, without sending anything; None where there is none.
+    In order: an ``endpoint_url`` with credentials in it (:func:`endpoint_with_userinfo`),
+    two endpoints (:func:`endpoint_twice`), an option taken as a mapping given as another
+    kind (:func:`mapping_option`), one taken as text given as another kind
+    (:func:`text_option`), an ``s3_additional_kwargs`` parameter no S3 operation takes
+    (:func:`unknown_request_parameter`), an option s3fs passes to botocore given as another
+    kind than it takes (:func:`kind_option`), or as text none of the values it takes
+    (:func:`choice_option`), s3fs's ``key`` and its alias together (:func:`alias_twice`),
+    ``asynchronous: true`` (:func:`async_option`), an option taken as true or false given as
+    text (:func:`text_bool_option`). The one check of both a config's stores, at the
+    option's line (:func:`~pipeline.config.problems.checked`), and a ``Location``'s where
+    it is opened (:func:`~pipeline.store.location.storage_option_error`: one made through
+    the Python API, from no config, had been checked only for some of them there). The
+    libraries asked are those the URL's protocols name."""
+    endpoint = endpoint_with_userinfo(options)
+    if endpoint is not None:
+        keys, url_said = endpoint
+        layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
+        return OptionProblem(keys, endpoint_userinfo_said(url_said, ".".join((named, *layer))))
+    twice = endpoint_twice(options)
+    if twice is not None:
+        return OptionProblem(twice, ENDPOINT_TWICE)
+    mapped = mapping_option(url, options)
+    if mapped is not None:
+        keys, taker, value = mapped
+        return OptionProblem(keys, mapping_said(keys[-1], taker, value))
+    texted = text_option(url, options)
+    if texted is not None:
+        keys, taker, value = texted
+        return OptionProblem(keys, text_said(keys[-1], taker, value))
+    unknown = unknown_request_parameter(url, options)
+    if unknown is not None:
+        keys, near = unknown
+        return OptionProblem(keys, unknown_request_said(near))
+    kinded = kind_option(url, options)
+    if kinded is not None:
+        keys, taker, kind, value = kinded
+        said = kind_option_said(keys[-1], taker, kind, value)
+        if not isinstance(value, str):
+            return OptionProblem(keys, said)
+        wanted = KINDS_SAID[kind][0]
+        return OptionProblem(keys, said, wanted, f"given as text, where {taker} takes {wanted}:")
+    chosen = choice_option(url, options)
+    if chosen is not None:
+        keys, taker, value, allowed = chosen
+        name = keys[-1] if isinstance(keys[-1], str) else f"an item of {keys[-2]}"
+        return OptionProblem(keys, choice_said(name, taker, value, allowed))
+    aliased = alias_twice(url, options)
+    if aliased is not None:
+        keys, name, taker = aliased
+        return OptionProblem(keys, alias_said(name, taker))
+    made = async_option(url, options)
+    if made is not None:
+        keys, name = made
+        return OptionProblem(keys, async_said(name))
+    found = text_bool_option(url, options)
+    if found is None:
+        return None
+    keys, taker = found
+    return OptionProblem(
+        keys,
+        text_bool_said(keys[-1], taker),
+        "true or false",
+        f"given as text, where {taker} takes true or false (to it any text, 'false' too, is "
+        "true, or no value): it takes a boolean,",
     )

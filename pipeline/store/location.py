@@ -30,15 +30,11 @@ from typing import Any, TypeVar, cast
 
 from pipeline.config.urls import (
     LOCAL_SCHEMES,
-    async_option,
-    async_said,
     caching_layer_problem,
-    endpoint_userinfo_said,
-    endpoint_with_userinfo,
     file_url_problem,
     misplaced_options_problem,
-    text_bool_option,
-    text_bool_said,
+    signature_versions,
+    storage_option_problem,
     url_query_problem,
     url_userinfo_problem,
     without_query,
@@ -337,20 +333,22 @@ class Location:
 
         Raises StoreError when the file system cannot be opened (its ``__cause__`` is a
         FileNotFoundError when what holds the store, such as a zip file, is absent), and
-        ConfigError when its ``storage_options`` make none (:func:`options_problem`) or, once
+        ConfigError when its ``storage_options`` hold what its file system would refuse or
+        misread, as a config's check says it (:func:`storage_option_error`), make none
+        (:func:`options_problem`) or, once
         they make one, in a process that is no Dask worker, name an ``endpoint_url`` where
         nothing listens
         (:func:`endpoint_refused`: botocore retries a connection refused on every request,
         with growing pauses, so the first steps said it after 10 to 20 s; a worker, whose
         plan found the endpoint listening, keeps those retries for a server restarting)."""
-        problem = async_option_problem(self.url, self.storage_options, self.setting)
-        if problem is not None:
-            raise problem
         key = json.dumps([self.url, self.storage_options], sort_keys=True, default=str)
         stamp = self.archive_stamp()
         with _FS_LOCK:
             got = _FS_CACHE.get(key)
             if got is None or got[0] != stamp:
+                problem = storage_option_error(self.url, self.storage_options, self.setting)
+                if problem is not None:  # the config's own check, for a store made otherwise
+                    raise problem
                 options = {"use_listings_cache": False, **self.storage_options}
                 if stamp is not None:  # fsspec keeps one instance per URL otherwise
                     options["skip_instance_cache"] = True
@@ -1931,11 +1929,6 @@ def _open_fs(url: str, options: dict[str, Any], setting: str = "") -> tuple[Any,
     no URL), naming ``setting``'s storage_options."""
     import fsspec
 
-    problem = endpoint_userinfo_problem(url, options, setting) or bool_option_problem(
-        url, options, setting
-    )
-    if problem is not None:
-        raise problem
     try:
         fs, root = fsspec.url_to_fs(url, **options)
     except ImportError as e:
@@ -1973,33 +1966,16 @@ def _endpoint(options: Any) -> str | None:
     return None
 
 
-def _option_error(url: str, setting: str, keys: tuple[str, ...], said: str) -> ConfigError:
+def _option_error(url: str, setting: str, keys: tuple[Any, ...], said: str) -> ConfigError:
     """The one line for the store option at ``keys`` of ``setting``'s storage_options (of the
-    store at ``url``), ``said`` after its key; no file or line (a store opened otherwise
-    than from a config, whose check names them)."""
-    base = f"{setting}.storage_options" if setting else "storage_options"
-    key = ".".join((base, *keys))
+    store at ``url``), ``said`` after its key, a name in it said as a config's line says it
+    (:func:`~pipeline.config.problems.dotted_key`: one holding a dot, colon or space, which
+    may be a value, as ``***``); no file or line (a store opened otherwise than from a
+    config, whose check names them)."""
+    from pipeline.config.problems import dotted_key  # pydantic's: loaded for an error alone
+
+    key = dotted_key((*((setting,) if setting else ()), "storage_options", *keys))
     return ConfigError(f"{key}: {said}", file=None, line=None, key=key, store=public_url(url))
-
-
-def endpoint_userinfo_problem(
-    url: str, options: dict[str, Any], setting: str
-) -> ConfigError | None:
-    """The ConfigError for an ``endpoint_url`` with credentials in it
-    (:func:`~pipeline.config.urls.endpoint_with_userinfo`: ``http://user:pw@host``, which
-    botocore refuses with its own words, after a request); the password is not said. A
-    config's stores are refused so where it is read, at the option's line
-    (:func:`~pipeline.config.problems.checked`); this is the same line for a store
-    opened otherwise."""
-    found = endpoint_with_userinfo(options)
-    if found is None:
-        return None
-    keys, endpoint = found
-    base = f"{setting}.storage_options" if setting else "storage_options"
-    layer = keys[:1] if keys[0] not in ("endpoint_url", "client_kwargs") else ()
-    return _option_error(
-        url, setting, keys, endpoint_userinfo_said(endpoint, ".".join((base, *layer)))
-    )
 
 
 #: Words of a failure to reach a server at all: nothing listens, its name is not known, or it
@@ -2219,17 +2195,20 @@ class OwnWordsTypeError(TypeError):
 def _check_signing(fs: Any) -> None:
     """Raise where the botocore client of an s3fs file system cannot sign a request: a
     signature version botocore does not know (its own ``UnknownSignatureVersionError``, as
-    its signer would raise on the first request), credentials that are no strings."""
+    its signer would raise on the first request: one given as text the options' check has
+    refused already, :func:`~pipeline.config.urls.signature_versions`), credentials that
+    are no strings."""
     import botocore
-    import botocore.auth
     from botocore.exceptions import UnknownSignatureVersionError
 
     config = getattr(getattr(getattr(fs, "s3", None), "meta", None), "config", None)
     version = getattr(config, "signature_version", None)
     signed = version is not None and version is not botocore.UNSIGNED
-    if signed and (not isinstance(version, str) or version not in botocore.auth.AUTH_TYPE_MAPS):
-        known = ", ".join(sorted(v for v in botocore.auth.AUTH_TYPE_MAPS if "-" not in v))
-        raise UnknownSignatureVersionError(signature_version=f"{version} (botocore knows {known})")
+    known, said = signature_versions()
+    if signed and (not isinstance(version, str) or version not in known):
+        raise UnknownSignatureVersionError(
+            signature_version=f"{version} (botocore knows {', '.join(said)})"
+        )
     for name in ("key", "secret", "token"):
         value = getattr(fs, name, None)
         if value is not None and not isinstance(value, str):
@@ -2287,38 +2266,23 @@ def _check_http_settings(config: Any, client: Any) -> None:
         )
 
 
-def bool_option_problem(url: str, options: dict[str, Any], setting: str = "") -> ConfigError | None:
-    """The ConfigError for an option that the file system of ``url`` (or a file system it
-    chains, under its protocol's name in ``options``), or the client it passes the option
-    to, takes as true or false given as text (:func:`~pipeline.config.urls.text_bool_option`:
-    ``anon: 'false'`` was true, and s3fs sent unsigned requests). A config's stores are
-    refused so where the config is read, at the option's line
-    (:func:`~pipeline.config.problems.checked`); this is the same line for a store's
-    options that no config check saw (a ``Location`` made otherwise, options changed
-    since). One line naming the option's key and the fix (a YAML boolean), not its value;
-    None where there is none."""
-    found = text_bool_option(url, options)
-    if found is None:
-        return None
-    keys, taker = found
-    return _option_error(url, setting, keys, text_bool_said(keys[-1], taker))
-
-
-def async_option_problem(
+def storage_option_error(
     url: str, options: dict[str, Any], setting: str = ""
 ) -> ConfigError | None:
-    """The ConfigError for ``asynchronous: true`` in ``options`` (a store's
-    ``storage_options``, or a chained file system's options under its protocol's name) for
-    a file system that has an asynchronous mode (:func:`~pipeline.config.urls.async_option`:
-    the pipeline's blocking calls then failed with fsspec's bare "RuntimeError: Loop is not
-    running"). A config's stores are refused so where it is read, at the option's line
-    (:func:`~pipeline.config.problems.checked`); this is the same line for a store
-    opened otherwise. None where there is none."""
-    found = async_option(url, options)
-    if found is None:
-        return None
-    keys, name = found
-    return _option_error(url, setting, keys, async_said(name))
+    """The ConfigError for the first of ``options`` (the ``storage_options`` of the store at
+    ``url``) that its file system or its client would refuse or misread
+    (:func:`~pipeline.config.urls.storage_option_problem`, the config's own check: an
+    ``endpoint_url`` with credentials in it, ``asynchronous: true``, an option of the wrong
+    kind, ``anon: 'false'``, an ``s3_additional_kwargs`` parameter no S3 operation takes or
+    a value none of those it takes, ``ServerSideEncryption: AES257``, ...); None where there
+    is none. A config's stores are refused so where it is read, at the option's line
+    (:func:`~pipeline.config.problems.checked`); this is the same line, without a file's,
+    for a store opened otherwise: a ``Location`` made through the Python API from no config
+    had been checked at its opening only for some of them, and wrote its objects without the
+    encryption asked for, or failed at its first write with botocore's or S3's words."""
+    base = f"{setting}.storage_options" if setting else "storage_options"
+    found = storage_option_problem(url, options, base)
+    return None if found is None else _option_error(url, setting, found.keys, found.said)
 
 
 def options_problem(
