@@ -652,7 +652,7 @@ def test_a_stop_waits_no_longer_than_its_bound_for_a_worker_that_does_not_answer
         took = time.monotonic() - started
         said = [(r.created, r.getMessage()) for r in caplog.records]
         lines = [m for _, m in said]
-        assert took < 5.5, (took, lines)
+        assert took < 12, (took, lines)  # its 4 s, not the 15 s hold (a busy machine adds seconds)
         assert any(m.startswith("stopping: waiting for the blocks") for m in lines), lines
         told = next(t for t, m in said if m.startswith("stopping:"))
         assert told - (time.time() - took) < 3.0, (told, lines)
