@@ -46,7 +46,7 @@ from pipeline.running.workers import Bound, Workers, local_workers
 from pipeline.store import arrays, datasets, grid
 from pipeline.store.arrays import GENERATED, ArrayInfo
 from pipeline.store.grid import Shape
-from pipeline.store.ledger import RECORD, InputLock, remove_if_empty
+from pipeline.store.ledger import RECORD, UNIT_CHECK_WITHIN, InputLock, remove_if_empty
 from pipeline.store.location import Location
 
 RAMP_PERIOD = 1024
@@ -539,8 +539,9 @@ def generate_unit(spec: GenSpec, unit_index: Shape) -> int:
 
 
 def _generate_unit(spec: GenSpec, unit_index: Shape) -> int:
-    if spec.lock is not None:  # still this generation's: it writes by the path
-        spec.lock.check_held()
+    if spec.lock is not None:  # still this generation's: it writes by the path (on an object
+        # store, one read of its lock object a second at most, not one per unit)
+        spec.lock.check_held(within=UNIT_CHECK_WITHIN)
     be = devices.get(spec.sink.backend)
     be.prepare()
     with be.on_stream():  # the values are drawn on the stream that encodes them
