@@ -3820,3 +3820,44 @@ def test_an_s3_lock_removed_and_taken_in_the_same_process_is_left_to_its_new_hol
     assert second.read_manifest() == {"the": "second's"}
     second.clear()
     assert not loc.exists(".pipeline")
+
+
+def test_a_run_whose_s3_lock_object_is_removed_before_it_creates_the_output_leaves_it(
+    tmp_path, bucket
+) -> None:
+    """A run held between taking its S3 lock and creating its output (a slow cluster start,
+    a process stopped there), whose lock object is removed, and a run of another config with
+    ``--overwrite`` that completes the output meanwhile: the first, going on, stops in one
+    line before it creates anything, and the output stays the second's, NumPy's bit for bit.
+    Its create had replaced the other's complete output, and it exited 0 (h77d)."""
+    url, options = bucket
+    x = np.random.default_rng(3).standard_normal((6, 32)).astype(np.float32)
+    zarr.create_array(
+        store=_s3_store(f"{url}/in.zarr", options), shape=x.shape, dtype=x.dtype, chunks=(2, 32)
+    )[...] = x
+
+    def config(name: str, factor: int) -> Path:
+        return write_config(
+            tmp_path, "", "", name,
+            input={"store": f"{url}/in.zarr", "storage_options": options},
+            output={"store": f"{url}/out.zarr", "storage_options": options},
+            stages=[{"op": "multiply", "factor": factor}],
+            cluster={"workers": 1, "threads_per_worker": 1, "protocol": "inproc", "dashboard": ""},
+        )  # fmt: skip
+
+    first, second = config("a.yaml", 2), config("b.yaml", 3)
+    loc = Location.of(f"{url}/out.zarr", options)
+    with paused_at_lock("run", first, cwd=tmp_path) as held:
+        loc.delete(".pipeline/lock")  # as a user would, its run thought gone
+        assert error_of("run", second, "--overwrite", "--progress", "none") is None
+        _, err = go_on(held)
+        assert held.returncode == 1, err
+        line = one_line_error(err)
+        assert line.startswith(
+            f"error: the lock {url}/out.zarr/.pipeline/lock of {url}/out.zarr was removed, or "
+            "taken by another run, while this run wrote it (it is now gone): this run stopped"
+        ), line
+    y = _zarr_s3(f"{url}/out.zarr", options)
+    assert np.array_equal(y[...].view(np.uint32), (x * np.float32(3)).view(np.uint32))
+    assert record_of(y.attrs)["status"] == "complete"
+    assert not loc.exists(".pipeline")

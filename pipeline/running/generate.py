@@ -154,6 +154,7 @@ def _generate_locked(
             # tasks of an earlier generation of this input, its process killed, may still run:
             # waited for before the input is replaced, or their units land in the new one
             workers.wait_for_writers(loc, lock.array_path)
+            lock.check_held()  # what is there is another's where its lock was taken since
             spec = create_input(config, cp.backend)  # unfinished until every unit is written
             spec = dataclasses.replace(spec, lock=lock)
             _generate_units(workers, spec, progress, interval)
